@@ -1,0 +1,293 @@
+"""Run configuration: typed dataclasses that map one-to-one onto the YAML run files.
+
+Each section validates itself in ``__post_init__`` and reports every problem it finds, naming the
+field and the bad value. ``RunConfig.from_yaml(path, overrides)`` applies ``key=value`` overrides
+from the command line (``train.epochs=3``, ``method=lora``, ``method.r=16``) before validating, so
+``tunelab validate`` can show all problems at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.errors import ConfigError
+
+TASKS = ("single_label", "multi_label")
+FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet")
+EMPTY_TEXT_POLICIES = ("drop", "error")
+
+
+def _check(problems: list[str], ok: bool, message: str) -> None:
+    if not ok:
+        problems.append(message)
+
+
+def _raise_if(problems: list[str], section: str) -> None:
+    if problems:
+        raise ConfigError(f"{section}: " + "; ".join(problems))
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled data is and how to read it.
+
+    Either give ``dev``/``test`` files, or let tunelab carve a stratified ``dev_size`` (and
+    ``test_size``) fraction out of ``train`` with ``split_seed``.
+    """
+
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    format: str = "auto"
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    separator: str | None = None
+    encoding: str = "utf-8"
+    header: bool = True
+    column_names: list[str] | None = None
+    task: str = "single_label"
+    label_delimiter: str = "|"
+    dev_size: float = 0.1
+    test_size: float = 0.0
+    split_seed: int = 42
+    empty_text: str = "drop"
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        _check(p, self.format in FORMATS, f"format={self.format!r} (use one of {', '.join(FORMATS)})")
+        _check(p, self.task in TASKS, f"task={self.task!r} (use one of {', '.join(TASKS)})")
+        _check(
+            p,
+            self.empty_text in EMPTY_TEXT_POLICIES,
+            f"empty_text={self.empty_text!r} (use 'drop' or 'error')",
+        )
+        _check(p, 0.0 <= self.dev_size < 1.0, f"dev_size={self.dev_size} (use a fraction in [0, 1))")
+        _check(p, 0.0 <= self.test_size < 1.0, f"test_size={self.test_size} (use a fraction in [0, 1))")
+        _check(
+            p,
+            self.dev_size + self.test_size < 1.0,
+            "dev_size + test_size must leave rows for training",
+        )
+        _check(
+            p,
+            self.header or bool(self.column_names),
+            "header=false needs column_names (e.g. [sentence, label])",
+        )
+        _check(p, bool(self.label_delimiter), "label_delimiter must not be empty")
+        _raise_if(p, "data")
+
+
+@dataclass
+class ModelConfig:
+    """Which pre-trained encoder to start from (see ``tunelab.models.resolve_model``)."""
+
+    name: str = "minilm-l6"
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        _check(p, bool(self.name), "name must not be empty")
+        _check(p, 8 <= self.max_length <= 8192, f"max_length={self.max_length} (use 8..8192)")
+        _raise_if(p, "model")
+
+
+@dataclass
+class MethodConfig:
+    """The fine-tuning method by registered name, with method-specific options.
+
+    ``options`` is validated by the method's own config dataclass (``tunelab.methods``), so a new
+    method adds its options without touching this file.
+    """
+
+    name: str = "full"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"method: name={self.name!r} must be a method name such as 'full' or 'lora'")
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe. ``learning_rate=None`` takes the method's default."""
+
+    epochs: float = 5.0
+    batch_size: int = 32
+    learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    eval_steps: int | None = None
+    metric: str = "accuracy"
+    patience: int | None = 3
+    checkpoint_steps: int = 100
+    class_weights: bool = False
+    seed: int = 42
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        _check(p, self.epochs > 0, f"epochs={self.epochs} (use a positive number)")
+        _check(p, self.batch_size >= 1, f"batch_size={self.batch_size} (use 1 or more)")
+        _check(
+            p,
+            self.learning_rate is None or 0 < self.learning_rate < 1,
+            f"learning_rate={self.learning_rate} (use a value in (0, 1), e.g. 5e-5)",
+        )
+        _check(p, self.weight_decay >= 0, f"weight_decay={self.weight_decay} (use 0 or more)")
+        _check(p, 0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio} (use [0, 1))")
+        _check(p, self.grad_accum_steps >= 1, f"grad_accum_steps={self.grad_accum_steps} (use 1 or more)")
+        _check(
+            p,
+            self.eval_steps is None or self.eval_steps >= 1,
+            f"eval_steps={self.eval_steps} (use a positive step count, or null for every epoch)",
+        )
+        _check(
+            p,
+            self.patience is None or self.patience >= 1,
+            f"patience={self.patience} (use 1 or more, or null to disable early stopping)",
+        )
+        _check(p, self.checkpoint_steps >= 1, f"checkpoint_steps={self.checkpoint_steps} (use 1 or more)")
+        _raise_if(p, "train")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: data, model, method and training recipe, plus where the run folder goes."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output_dir: str = "runs"
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Build and validate a config; every problem is reported in one ``ConfigError``."""
+        if not isinstance(raw, dict):
+            raise ConfigError("config: the top level must be a mapping of sections (data, model, ...)")
+        raw = dict(raw)
+        method = raw.get("method")
+        if isinstance(method, str):
+            raw["method"] = {"name": method}
+        elif isinstance(method, dict) and "options" not in method:
+            # YAML shorthand: method: {name: lora, r: 16} -> options {r: 16}
+            opts = {k: v for k, v in method.items() if k != "name"}
+            raw["method"] = {"name": method.get("name", "full"), "options": opts}
+        problems: list[str] = []
+        sections: dict[str, Any] = {}
+        known = {f.name: f for f in fields(cls)}
+        for key in raw:
+            if key not in known:
+                problems.append(f"unknown section {key!r} (known: {', '.join(known)})")
+        section_types = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig, "train": TrainConfig}
+        for name, section_cls in section_types.items():
+            value = raw.get(name) or {}
+            if not isinstance(value, dict):
+                problems.append(f"{name}: must be a mapping, got {value!r}")
+                continue
+            allowed = {f.name for f in fields(section_cls)}
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                problems.append(
+                    f"{name}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
+                )
+                continue
+            try:
+                sections[name] = section_cls(**value)
+            except ConfigError as exc:
+                problems.append(str(exc))
+            except TypeError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(
+            **sections,
+            output_dir=str(raw.get("output_dir", "runs")),
+            name=raw.get("name"),
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+        """Read a YAML run file (or start from defaults when ``path`` is None) and apply overrides."""
+        raw: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError(f"{p}: config file not found (give a YAML run file such as configs/banking77.yaml)")
+            try:
+                loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" line {mark.line + 1}" if mark else ""
+                raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            raw = loaded or {}
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{p}: the top level must be a mapping of sections (data, model, ...)")
+            # Relative data paths in a config file are relative to where the user runs tunelab,
+            # as with every other CLI path; nothing to rewrite here.
+        for item in overrides or []:
+            apply_override(raw, item)
+        return cls.from_dict(raw)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value with YAML rules, so ``3`` is an int and ``null`` is None."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` override to a raw config mapping, in place."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: use key=value, e.g. train.epochs=3")
+    key, _, text = item.partition("=")
+    parts = [k for k in key.strip().split(".") if k]
+    if not parts:
+        raise ConfigError(f"override {item!r}: empty key")
+    value = _parse_value(text)
+    if parts[0] == "method":
+        current = raw.get("method")
+        if isinstance(current, str):
+            current = {"name": current}
+        current = dict(current or {})
+        if len(parts) == 1:
+            current["name"] = value
+        else:
+            opts_key = parts[1:] if parts[1] != "options" else parts[2:]
+            if opts_key == ["name"]:
+                current["name"] = value
+            else:
+                options = dict(current.get("options") or {k: v for k, v in current.items() if k != "name"})
+                options[".".join(opts_key)] = value
+                current = {"name": current.get("name", "full"), "options": options}
+        raw["method"] = current
+        return
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,131 @@
+"""The label vocabulary of a run: label names <-> the ids the model's output layer uses.
+
+The ids are the positions in ``sorted(set(training label names))``, so the same training file
+always gives the same ids, whatever the row order; the map is saved beside every artifact so
+that evaluation and prediction decode with exactly the ids the model was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.atomic import atomic_write_json
+from tunelab.config import TASKS
+from tunelab.errors import DataError
+
+_SHOWN = 8  # how many known labels an error message lists
+
+
+@dataclass
+class LabelMap:
+    """Label names by id, and the task they belong to.
+
+    Attributes:
+        names: ``names[i]`` is the label with id ``i``.
+        task: ``"single_label"`` or ``"multi_label"``.
+    """
+
+    names: list[str]
+    task: str = "single_label"
+    _ids: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise DataError(f"label map: task={self.task!r} (use one of {', '.join(TASKS)})")
+        self.names = [str(n) for n in self.names]
+        self._ids = {name: i for i, name in enumerate(self.names)}
+        if len(self._ids) != len(self.names):
+            raise DataError(f"label map: duplicate label names in {self.names}")
+
+    @classmethod
+    def from_names(cls, names: Iterable[str], task: str = "single_label") -> LabelMap:
+        """Build the map from every label name seen in training (duplicates welcome)."""
+        return cls(names=sorted(set(names)), task=task)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ids
+
+    def id_of(self, name: str) -> int:
+        """The id of ``name``.
+
+        Raises:
+            DataError: ``name`` was not a training label.
+        """
+        try:
+            return self._ids[name]
+        except KeyError:
+            raise DataError(f"label {name!r} was not in the training data (known: {self.known()})") from None
+
+    def known(self) -> str:
+        """A short, readable list of the labels, for error messages."""
+        shown = ", ".join(self.names[:_SHOWN])
+        more = f", ... ({len(self.names)} in all)" if len(self.names) > _SHOWN else ""
+        return shown + more
+
+    def encode(self, names: Sequence[str | list[str]], *, source: str, rows: Sequence[int]) -> list[Any]:
+        """Turn label names into ids: an id per row, or a sorted id list per multi-label row.
+
+        Args:
+            names: a label name per row (single-label) or a list of names per row (multi-label).
+            source: the file the names came from, for error messages.
+            rows: the 1-based file row number of each entry of ``names``.
+
+        Raises:
+            DataError: a row has a label the training data did not have.
+        """
+        ids: list[Any] = []
+        for row, value in zip(rows, names, strict=True):
+            row_names = value if isinstance(value, list) else [value]
+            unknown = [n for n in row_names if n not in self._ids]
+            if unknown:
+                raise DataError(
+                    f"{source} row {row}: label {unknown[0]!r} is not in the training data (known: {self.known()}); "
+                    "fix the label, or add training rows with it"
+                )
+            row_ids = [self._ids[n] for n in row_names]
+            ids.append(sorted(set(row_ids)) if isinstance(value, list) else row_ids[0])
+        return ids
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "labels": list(self.names)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabelMap:
+        """Rebuild a map written by :meth:`to_dict`.
+
+        Raises:
+            DataError: ``d`` is not such a mapping.
+        """
+        if not isinstance(d, dict) or not isinstance(d.get("labels"), list):
+            raise DataError('label map: expected {"task": ..., "labels": [...]}')
+        return cls(names=d["labels"], task=d.get("task", "single_label"))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the map as JSON, atomically, so a crash never leaves half a label file."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> LabelMap:
+        """Read a map written by :meth:`save`.
+
+        Raises:
+            DataError: the file is missing or not a label map.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"{p}: label file not found")
+        try:
+            raw = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{p}: not a valid label file ({exc})") from None
+        try:
+            return cls.from_dict(raw)
+        except DataError as exc:
+            raise DataError(f"{p}: {exc}") from None

@@ -1,0 +1,213 @@
+"""Read a data file into a DataFrame of strings, whatever its format.
+
+Every cell comes back as a ``str`` (or, for JSONL/Parquet list cells, a ``list[str]``) so that
+labels such as ``"0"``/``"1"`` are never turned into numbers and empty cells are ``""``, not NaN.
+The index is the 1-based data row number as a user counts it (the header is not a row), so that
+later checks can name the row even after other rows were dropped.
+
+Every failure a user can cause becomes a one-line :class:`~tunelab.errors.DataError` naming the
+file and the fix; pandas and pyarrow exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tunelab.config import DataConfig
+from tunelab.errors import DataError
+
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+def detect_format(path: Path, cfg: DataConfig) -> str:
+    """Pick the reader: ``cfg.format`` unless it is ``auto``, else the file extension.
+
+    Raises:
+        DataError: the format is ``auto`` and the extension says nothing.
+    """
+    if cfg.format != "auto":
+        return cfg.format
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:  # train.csv.gz: pandas decompresses csv itself
+        suffixes.pop()
+    fmt = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        if cfg.separator:  # a separator only makes sense for delimited text
+            return "csv"
+        raise DataError(
+            f"{path}: cannot tell the format from the file name; set data.format to one of "
+            "csv, tsv, jsonl, parquet"
+        )
+    return fmt
+
+
+def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -> pd.DataFrame:
+    """Read one data file as configured by ``cfg`` into a DataFrame of strings.
+
+    Args:
+        path: the file to read.
+        cfg: format, separator, encoding, header and column names to read it with.
+        field: the config field that named the file (``data.train``), so that a missing file
+            says which setting to fix; None for files given on the command line.
+
+    Returns:
+        One row per data row, indexed by the 1-based row number in the file.
+
+    Raises:
+        DataError: the file is missing, empty, not in ``cfg.encoding`` or not in the format.
+    """
+    p = Path(path)
+    if not p.is_file():
+        where = f"{field}: " if field else ""
+        what = "is a folder, not a file" if p.is_dir() else "file not found"
+        raise DataError(f"{where}{p}: {what} (paths are relative to the current directory)")
+    fmt = detect_format(p, cfg)
+    try:
+        if fmt == "parquet":
+            df = _read_parquet(p)
+        elif fmt == "jsonl":
+            df = _read_jsonl(p, cfg.encoding)
+        else:
+            df = _read_delimited(p, cfg, fmt)
+    except UnicodeDecodeError:
+        raise DataError(_encoding_message(p, cfg.encoding)) from None
+    except LookupError:
+        raise DataError(f"data.encoding={cfg.encoding!r} is not a known encoding (e.g. utf-8, latin-1)") from None
+    if len(df) == 0:
+        raise DataError(f"{p}: no data rows (the file has only a header or is empty); add rows")
+    df.index = pd.RangeIndex(1, len(df) + 1)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _read_delimited(path: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
+    sep = cfg.separator or ("\t" if fmt == "tsv" else ",")
+    kwargs: dict[str, Any] = {"sep": sep, "engine": "c", "quoting": csv.QUOTE_MINIMAL}
+    if len(sep) > 1:  # the python engine reads a multi-character separator as a regex
+        kwargs.update(sep=re.escape(sep), engine="python")
+    elif sep not in (",", "\t"):
+        # Files with an odd separator (Financial PhraseBank's '@') do not quote fields, and a
+        # sentence that starts with '"' must keep its quote instead of swallowing lines.
+        kwargs["quoting"] = csv.QUOTE_NONE
+    encoding = "utf-8-sig" if cfg.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else cfg.encoding
+    try:
+        with warnings.catch_warnings():
+            # pandas only warns when a row has more fields than the header, dropping data.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                path,
+                encoding=encoding,
+                dtype=str,
+                keep_default_na=False,
+                header=0 if cfg.header else None,
+                names=cfg.column_names,
+                index_col=False,
+                skip_blank_lines=True,
+                **kwargs,
+            )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; add a header and data rows") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error, ValueError) as exc:
+        name = "TSV" if sep == "\t" else "CSV" if sep == "," else f"text with separator {sep!r}"
+        raise DataError(
+            f"{path}: not readable as {name} ({_one_line(exc)}); check data.separator, data.header "
+            "and data.format"
+        ) from None
+    return df.fillna("")
+
+
+def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    text = path.read_bytes().decode(encoding)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; add one JSON object per line")
+    if text.lstrip().startswith("["):  # a whole-file JSON array of objects is accepted too
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        numbered = list(enumerate(records, start=1))
+        unit = "item"
+    else:
+        unit = "line"
+        numbered = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path} line {lineno}: not valid JSON ({exc.msg}); data.format jsonl expects "
+                    "one JSON object per line"
+                ) from None
+    for lineno, record in numbered:
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{path} {unit} {lineno}: expected a JSON object such as {{\"text\": ..., \"label\": ...}}, "
+                f"got {type(record).__name__}"
+            )
+    df = pd.DataFrame.from_records([record for _, record in numbered])
+    return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
+        raise DataError(
+            f"{path}: not a readable Parquet file ({_one_line(exc)}); check data.format"
+        ) from None
+    return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _cell(value: Any) -> str | list[str]:
+    """Normalise one JSON/Parquet cell: lists stay lists (multi-label), the rest become strings."""
+    if hasattr(value, "tolist"):  # numpy arrays (Parquet list cells) and numpy scalars
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return ["" if v is None else str(v) for v in value]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or pd.isna(value):  # null, a missing key, or a gap in a Parquet column
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # an int column with gaps comes back as float: 1.0 -> "1"
+    return str(value)
+
+
+def _encoding_message(path: Path, encoding: str) -> str:
+    """Name the first undecodable byte and its offset in the file, not in pandas' read chunk."""
+    detail = ""
+    try:
+        path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as exc:
+        detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    is_utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+    hint = "latin-1" if is_utf8 else "utf-8"
+    return f"{path}: not valid {encoding}{detail}; set data.encoding, e.g. {hint}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

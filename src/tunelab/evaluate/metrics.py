@@ -1,0 +1,166 @@
+"""Classification metrics for one evaluated split, as a JSON-ready dict.
+
+scikit-learn does the arithmetic; this module fixes the conventions so that every run reports the
+same keys: ``zero_division=0`` (a class never predicted scores 0, not a warning), fractions in
+[0, 1] rather than percents, and plain Python numbers so ``json.dumps`` needs no custom encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+TASKS = ("single_label", "multi_label")
+
+TOP_CONFUSIONS_LIMIT = 20
+"""How many true -> predicted pairs ``top_confusions`` keeps."""
+
+
+def compute_metrics(y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str], task: str) -> dict[str, Any]:
+    """Score predictions against gold labels.
+
+    Macro averages run over the labels that occur in ``y_true`` or ``y_pred`` (scikit-learn's
+    default), so a class absent from a small test subset does not drag macro-F1 down with a
+    meaningless zero; ``per_class`` still lists every label, with support 0 where absent.
+
+    Args:
+        y_true: Gold labels. ``single_label``: a sequence of int label ids, shape (n,).
+            ``multi_label``: a multi-hot 0/1 array, shape (n, n_labels).
+        y_pred: Predictions, same form and shape as ``y_true``.
+        label_names: Names of the labels, indexed by label id; fixes the order of ``per_class``
+            and of the confusion matrix rows and columns.
+        task: ``"single_label"`` or ``"multi_label"``.
+
+    Returns:
+        A JSON-serialisable dict with ``task``, ``n``, ``accuracy`` (subset accuracy for
+        multi-label), ``{macro,micro,weighted}_{precision,recall,f1}``, ``per_class`` (list of
+        ``{label, precision, recall, f1, support}``), ``confusion_matrix`` (rows = true,
+        columns = predicted; None for multi-label), ``top_confusions`` (up to 20 off-diagonal
+        ``{true, predicted, count}`` by count, descending; None for multi-label) and, for
+        multi-label only, ``hamming_loss``.
+
+    Raises:
+        ValueError: On an unknown task, no examples, mismatched shapes or out-of-range labels.
+
+    Example:
+        >>> m = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"], "single_label")
+        >>> round(m["accuracy"], 4), m["confusion_matrix"]
+        (0.6667, [[1, 0], [1, 1]])
+    """
+    from sklearn.metrics import accuracy_score, hamming_loss
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    n_labels = len(label_names)
+    if n_labels == 0:
+        raise ValueError("label_names is empty")
+    if task == "single_label":
+        true, pred = _label_ids(y_true, "y_true", n_labels), _label_ids(y_pred, "y_pred", n_labels)
+    else:
+        true, pred = _multi_hot(y_true, "y_true", n_labels), _multi_hot(y_pred, "y_pred", n_labels)
+    if len(true) != len(pred):
+        raise ValueError(f"y_true has {len(true)} examples but y_pred has {len(pred)}")
+    if len(true) == 0:
+        raise ValueError("cannot compute metrics on 0 examples")
+
+    result: dict[str, Any] = {"task": task, "n": len(true), "accuracy": float(accuracy_score(true, pred))}
+    result.update(_averages(true, pred, _present_labels(true, pred, task)))
+    result["per_class"] = _per_class(true, pred, label_names)
+    if task == "single_label":
+        matrix = _confusion_matrix(true, pred, n_labels)
+        result["confusion_matrix"] = matrix
+        result["top_confusions"] = _top_confusions(matrix, label_names)
+    else:
+        result["hamming_loss"] = float(hamming_loss(true, pred))
+        result["confusion_matrix"] = None
+        result["top_confusions"] = None
+    return result
+
+
+def _label_ids(values: ArrayLike, name: str, n_labels: int) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of label ids, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not np.issubdtype(array.dtype, np.number) or not np.all(array == np.round(array)):
+            raise ValueError(f"{name} must hold integer label ids, got dtype {array.dtype}")
+    ids = array.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_labels):
+        bad = ids[(ids < 0) | (ids >= n_labels)][0]
+        raise ValueError(f"{name} holds label id {bad}, outside 0..{n_labels - 1} ({n_labels} label names)")
+    return ids
+
+
+def _multi_hot(values: ArrayLike, name: str, n_labels: int) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 2 or array.shape[1] != n_labels:
+        raise ValueError(f"{name} must be multi-hot with shape (n, {n_labels}), got shape {array.shape}")
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError(f"{name} must hold only 0 and 1")
+    return array.astype(np.int64)
+
+
+def _present_labels(true: np.ndarray, pred: np.ndarray, task: str) -> list[int]:
+    """Label ids seen in either gold or predictions: the set macro averages run over."""
+    if task == "single_label":
+        return sorted(set(true.tolist()) | set(pred.tolist()))
+    seen = np.flatnonzero(true.any(axis=0) | pred.any(axis=0)).tolist()
+    # With nothing positive anywhere every score is 0 whatever the set; keep sklearn from failing.
+    return seen or list(range(true.shape[1]))
+
+
+def _averages(true: np.ndarray, pred: np.ndarray, labels: list[int]) -> dict[str, float]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    out: dict[str, float] = {}
+    for average in ("macro", "micro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            true, pred, labels=labels, average=average, zero_division=0
+        )
+        out[f"{average}_precision"] = float(precision)
+        out[f"{average}_recall"] = float(recall)
+        out[f"{average}_f1"] = float(f1)
+    return out
+
+
+def _per_class(true: np.ndarray, pred: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, pred, labels=list(range(len(label_names))), average=None, zero_division=0
+    )
+    return [
+        {
+            "label": str(name),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(label_names)
+    ]
+
+
+def _confusion_matrix(true: np.ndarray, pred: np.ndarray, n_labels: int) -> list[list[int]]:
+    from sklearn.metrics import confusion_matrix
+
+    # labels= keeps every class as a row/column even when absent, so indexes match label ids.
+    matrix = confusion_matrix(true, pred, labels=list(range(n_labels)))
+    return [[int(count) for count in row] for row in matrix]
+
+
+def _top_confusions(matrix: list[list[int]], label_names: list[str]) -> list[dict[str, Any]]:
+    cells = [
+        (count, i, j)
+        for i, row in enumerate(matrix)
+        for j, count in enumerate(row)
+        if i != j and count > 0
+    ]
+    # Ties broken by label id so the list is the same on every run.
+    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
+    return [
+        {"true": str(label_names[i]), "predicted": str(label_names[j]), "count": count}
+        for count, i, j in cells[:TOP_CONFUSIONS_LIMIT]
+    ]

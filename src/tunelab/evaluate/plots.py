@@ -1,0 +1,260 @@
+"""PNG charts for the evaluation report, rendered with matplotlib's Agg backend into bytes.
+
+Figures are built as ``matplotlib.figure.Figure`` with an explicit ``FigureCanvasAgg`` instead of
+through ``pyplot``: that leaves the process-wide backend alone (a notebook keeps its own), never
+registers the figure in pyplot's global list (so nothing leaks when a caller forgets to close),
+and is safe from worker threads. Each function returns PNG bytes; the caller decides where they
+go (a file written atomically, a base64 URI in the HTML report). matplotlib is imported inside
+the functions because it costs about a second and most commands never draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 100
+ANNOTATE_COUNTS_UP_TO = 20
+"""Largest number of classes whose confusion-matrix cells get their counts written in."""
+_SMOOTH_ABOVE = 50  # train-loss points beyond which a smoothed curve is drawn over the raw one
+_EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1")
+
+
+def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
+    """Draw losses (top) and eval metrics (bottom) against the optimiser step.
+
+    Args:
+        history: Records of the run's JSONL metrics log; ``"train"`` events give ``step`` and
+            ``loss``, ``"eval"`` events give ``step``, ``split``, ``loss`` and metric keys.
+            Records missing a step or value are skipped.
+
+    Returns:
+        PNG bytes, or None when no record has anything to draw.
+    """
+    train_loss, evals = _history_series(history)
+    eval_losses = {split: series["loss"] for split, series in evals.items() if series.get("loss")}
+    eval_metrics = {
+        (split, key): series[key] for split, series in evals.items() for key in _EVAL_METRICS if series.get(key)
+    }
+    if not train_loss and not eval_losses and not eval_metrics:
+        return None
+
+    has_losses = bool(train_loss or eval_losses)
+    n_rows = int(has_losses) + int(bool(eval_metrics))
+    fig = _figure(8.0, 3.2 * n_rows + 0.4)
+    axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
+    if has_losses:
+        ax = axes[0]
+        if train_loss:
+            steps, values = zip(*train_loss, strict=True)
+            smooth = len(values) > _SMOOTH_ABOVE
+            ax.plot(steps, values, color="tab:blue", alpha=0.3 if smooth else 1.0, linewidth=1,
+                    label="train loss" + (" (raw)" if smooth else ""))
+            if smooth:
+                ax.plot(steps, _ema(values), color="tab:blue", linewidth=1.8, label="train loss (smoothed)")
+        for split, points in eval_losses.items():
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="o", markersize=4, linewidth=1.5, label=f"{split} loss")
+        ax.set_ylabel("loss")
+        ax.set_title("Loss")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    if eval_metrics:
+        ax = axes[-1]
+        for (split, key), points in eval_metrics.items():
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="o", markersize=4, linewidth=1.5, label=f"{split} {key}")
+        ax.set_ylabel("score")
+        ax.set_title("Evaluation")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    axes[-1].set_xlabel("step")
+    return _png(fig)
+
+
+def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> bytes:
+    """Draw a heat map of the confusion matrix, rows = true label, columns = predicted.
+
+    Colour is the share of each true class (row-normalised) so that errors on small classes
+    show as clearly as on large ones; the cells are annotated with raw counts when there are at
+    most ``ANNOTATE_COUNTS_UP_TO`` classes.
+
+    Args:
+        matrix: Square count matrix in label-id order.
+        label_names: One name per row/column.
+
+    Returns:
+        PNG bytes.
+    """
+    counts = np.asarray(matrix, dtype=float)
+    n = len(label_names)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({n}, {n}) for {n} labels")
+    row_totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+
+    side = min(max(4.5, 0.4 * n + 2.5), 16.0)
+    fig = _figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    names = [_short(name) for name in label_names]
+    tick_size = 9 if n <= 12 else 7
+    ax.set_xticks(range(n), names, rotation=45 if n <= 12 else 90, ha="right" if n <= 12 else "center",
+                  fontsize=tick_size)
+    ax.set_yticks(range(n), names, fontsize=tick_size)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix")
+    if n <= ANNOTATE_COUNTS_UP_TO:
+        for i in range(n):
+            for j in range(n):
+                # Zeros clutter a larger matrix; on a small one they are information.
+                if counts[i, j] == 0 and n > 10:
+                    continue
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
+                        fontsize=9 if n <= 10 else 7, color="white" if share[i, j] > 0.5 else "black")
+    return _png(fig)
+
+
+def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """Draw the most frequent true -> predicted mistakes as horizontal bars, largest on top.
+
+    Used instead of the heat map when there are too many classes for one to be readable.
+
+    Args:
+        confusions: ``{true, predicted, count}`` records, already sorted by count.
+
+    Returns:
+        PNG bytes, or None when there are no confusions.
+    """
+    rows = [(f"{_short(c.get('true'))} → {_short(c.get('predicted'))}", int(c.get("count", 0)))
+            for c in confusions]
+    if not rows:
+        return None
+    names, counts = zip(*rows, strict=True)
+    fig = _figure(9.0, 0.32 * len(rows) + 1.3)
+    ax = fig.add_subplot()
+    ax.barh(range(len(rows)), counts, color="tab:red", alpha=0.8)
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    ax.invert_yaxis()
+    for y, count in enumerate(counts):
+        ax.text(count, y, f" {count}", va="center", fontsize=8)
+    ax.set_xlim(0, max(counts) * 1.12)
+    ax.set_xlabel("examples")
+    ax.set_title(f"Top {len(rows)} confusions (true → predicted)")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | None = None) -> bytes | None:
+    """Draw per-class F1 as horizontal bars sorted best to worst, one row per class.
+
+    Horizontal bars keep long label names readable; the figure grows with the number of classes
+    (about 0.2 inch a class) so 77 classes still get one legible line each.
+
+    Args:
+        per_class: ``{label, f1, ...}`` records.
+        macro_f1: Drawn as a dashed reference line when given.
+
+    Returns:
+        PNG bytes, or None when ``per_class`` is empty.
+    """
+    rows = [(_short(c.get("label")), _number(c.get("f1")) or 0.0) for c in per_class]
+    if not rows:
+        return None
+    rows.sort(key=lambda row: -row[1])
+    names, scores = zip(*rows, strict=True)
+    n = len(rows)
+    fig = _figure(8.0, max(2.5, 0.2 * n + 1.2))
+    ax = fig.add_subplot()
+    ax.barh(range(n), scores, color="tab:green", alpha=0.8)
+    ax.set_yticks(range(n), names, fontsize=8 if n <= 40 else 7)
+    ax.invert_yaxis()
+    ax.set_ylim(n - 0.5, -0.5)
+    for y, score in enumerate(scores):
+        ax.text(score, y, f" {score:.2f}", va="center", fontsize=7)
+    if macro_f1 is not None:
+        ax.axvline(macro_f1, color="black", linestyle="--", linewidth=1, label=f"macro F1 {macro_f1:.2f}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("F1")
+    ax.set_title("Per-class F1")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def _history_series(
+    history: Iterable[Mapping[str, Any]],
+) -> tuple[list[tuple[float, float]], dict[str, dict[str, list[tuple[float, float]]]]]:
+    """Split log records into train-loss points and per-split eval points, dropping unusable ones."""
+    train: list[tuple[float, float]] = []
+    evals: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for record in history:
+        if not isinstance(record, Mapping):
+            continue
+        step = _number(record.get("step"))
+        if step is None:
+            continue
+        event = record.get("event")
+        if event == "train":
+            loss = _number(record.get("loss"))
+            if loss is not None:
+                train.append((step, loss))
+        elif event == "eval":
+            series = evals.setdefault(str(record.get("split") or "dev"), {})
+            for key in ("loss", *_EVAL_METRICS):
+                value = _number(record.get(key))
+                if value is not None:
+                    series.setdefault(key, []).append((step, value))
+    train.sort()
+    for series in evals.values():
+        for points in series.values():
+            points.sort()
+    return train, evals
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for anything a log could hold instead (None, NaN, text, bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _ema(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average, bias-corrected so the curve starts at the first value."""
+    smoothed, running = [], 0.0
+    for i, value in enumerate(values, start=1):
+        running = weight * running + (1 - weight) * value
+        smoothed.append(running / (1 - weight**i))
+    return smoothed
+
+
+def _short(name: Any, limit: int = 40) -> str:
+    text = str(name)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No "Software" tag: the PNG then holds no matplotlib version string, so reruns diff cleanly.
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    fig.clear()  # drop artists now rather than at garbage collection; nothing else holds fig
+    return buffer.getvalue()

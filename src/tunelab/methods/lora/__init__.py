@@ -1,0 +1,95 @@
+"""LoRA through peft: low-rank adapters on the attention projections, the head trained in full.
+
+The classification head (and by default BERT's pooler) are peft ``modules_to_save``, so they are
+trained and saved with the adapter; the base weights are referenced by model name, not copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from tunelab.errors import ConfigError
+from tunelab.methods.registry import Method, register_method
+
+
+@dataclass
+class LoraOptions:
+    """LoRA options (see ``peft.LoraConfig``).
+
+    ``target_modules`` names the linear layers that get adapters; ``["query", "value"]`` is the
+    LoRA paper's choice for BERT, ``"all-linear"`` adapts every linear layer but the head.
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: list[str] | str = field(default_factory=lambda: ["query", "value"])
+    train_pooler: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.r, int) or self.r < 1:
+            problems.append(f"r={self.r!r} (use a positive integer such as 8)")
+        if not isinstance(self.alpha, int | float) or self.alpha <= 0:
+            problems.append(f"alpha={self.alpha!r} (use a positive number such as 16)")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout={self.dropout!r} (use [0, 1))")
+        if not self.target_modules:
+            problems.append("target_modules is empty (e.g. [query, value] or all-linear)")
+        if problems:
+            raise ConfigError("method lora: " + "; ".join(problems))
+
+
+def _peft_config(model: nn.Module, cfg: LoraOptions):
+    from peft import LoraConfig, TaskType
+
+    modules_to_save = ["classifier"]
+    if cfg.train_pooler and any(name.endswith("pooler.dense") for name, _ in model.named_modules()):
+        modules_to_save.append("pooler")
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        modules_to_save=modules_to_save,
+        bias="none",
+    )
+
+
+def apply(model: nn.Module, cfg: LoraOptions) -> nn.Module:
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, _peft_config(model, cfg))
+    except ValueError as exc:  # peft reports target modules that match nothing this way
+        raise ConfigError(f"method lora: {exc}".splitlines()[0]) from None
+
+
+def save(model: nn.Module, folder: Path) -> None:
+    model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json only
+
+
+def load(base: nn.Module, folder: Path) -> nn.Module:
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(base, folder)
+    # Merging folds the low-rank update into the base weights: inference costs what the base does.
+    return model.merge_and_unload()
+
+
+register_method(
+    Method(
+        name="lora",
+        config_cls=LoraOptions,
+        apply=apply,
+        save=save,
+        load=load,
+        default_learning_rate=1e-3,
+        stores_base=False,
+        description="low-rank adapters (peft); small artifact, base referenced by name",
+    )
+)

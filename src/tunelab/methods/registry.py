@@ -1,0 +1,83 @@
+"""The registry of fine-tuning methods.
+
+A method is one folder under ``tunelab/methods/`` whose ``__init__.py`` ends with one
+``register_method(...)`` call (the peft ``register_peft_method`` habit). The training loop knows
+nothing about methods beyond this interface, so adding AdaLoRA, IA3 or prefix tuning means adding a
+folder, not editing the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tunelab.errors import ConfigError
+
+_REGISTRY: dict[str, Method] = {}
+
+
+@dataclass(frozen=True)
+class Method:
+    """What the training loop needs from a fine-tuning method.
+
+    Attributes:
+        name: registered name used in configs (``method: lora``).
+        config_cls: dataclass of the method's options, validated in its ``__post_init__``.
+        apply: ``apply(model, options) -> model`` makes the chosen parameters trainable (for
+            adapters it wraps the model); the classification head must stay trainable.
+        save: ``save(model, folder)`` writes the trained weights as safetensors into ``folder``.
+        load: ``load(base_model, folder) -> model`` rebuilds the trained model for inference from a
+            freshly built base classifier; it returns a plain ``transformers`` model (adapters merged).
+        default_learning_rate: used when ``train.learning_rate`` is not set.
+        stores_base: True when ``save`` writes the whole model, so loading needs no base weights.
+    """
+
+    name: str
+    config_cls: type
+    apply: Callable[[nn.Module, Any], nn.Module]
+    save: Callable[[nn.Module, Path], None]
+    load: Callable[[nn.Module, Path], nn.Module]
+    default_learning_rate: float
+    stores_base: bool
+    description: str = ""
+
+    def parse_options(self, options: dict[str, Any]) -> Any:
+        """Validate raw option values into the method's config dataclass."""
+        allowed = {f.name for f in dataclasses.fields(self.config_cls)}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"method {self.name}: unknown option(s) {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(allowed)) or 'none'})"
+            )
+        try:
+            return self.config_cls(**options)
+        except TypeError as exc:
+            raise ConfigError(f"method {self.name}: {exc}") from None
+
+
+def register_method(method: Method) -> Method:
+    """Add a method under its name; a duplicate name is a programming error."""
+    if method.name in _REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    """Look a method up by name; unknown names fail listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"method {name!r} is not known; available methods: {', '.join(available_methods())}"
+        ) from None
+
+
+def available_methods() -> list[str]:
+    return sorted(_REGISTRY)

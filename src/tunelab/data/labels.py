@@ -86,8 +86,8 @@ class LabelMap:
             unknown = [n for n in row_names if n not in self._ids]
             if unknown:
                 raise DataError(
-                    f"{source} row {row}: label {unknown[0]!r} is not in the training data (known: {self.known()}); "
-                    "fix the label, or add training rows with it"
+                    f"{source} row {row}: label {unknown[0]!r} is not in the training data "
+                    f"(known: {self.known()}); fix the label, or add training rows with it"
                 )
             row_ids = [self._ids[n] for n in row_names]
             ids.append(sorted(set(row_ids)) if isinstance(value, list) else row_ids[0])

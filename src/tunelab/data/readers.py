@@ -90,7 +90,9 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
     except UnicodeDecodeError:
         raise DataError(_encoding_message(p, cfg.encoding)) from None
     except LookupError:
-        raise DataError(f"data.encoding={cfg.encoding!r} is not a known encoding (e.g. utf-8, latin-1)") from None
+        raise DataError(
+            f"data.encoding={cfg.encoding!r} is not a known encoding (use e.g. utf-8, latin-1)"
+        ) from None
     if len(df) == 0:
         raise DataError(f"{p}: no data rows (the file has only a header or is empty); add rows")
     df.index = pd.RangeIndex(1, len(df) + 1)
@@ -123,6 +125,8 @@ def _read_delimited(path: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
                 skip_blank_lines=True,
                 **kwargs,
             )
+    except UnicodeDecodeError:
+        raise  # a ValueError too, but read_table names the byte and the fix
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; add a header and data rows") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error, ValueError) as exc:
@@ -138,14 +142,8 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     text = path.read_bytes().decode(encoding)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; add one JSON object per line")
-    if text.lstrip().startswith("["):  # a whole-file JSON array of objects is accepted too
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        numbered = list(enumerate(records, start=1))
-        unit = "item"
-    else:
+    numbered, unit = _json_array(text), "item"
+    if numbered is None:
         unit = "line"
         numbered = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -161,11 +159,22 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     for lineno, record in numbered:
         if not isinstance(record, dict):
             raise DataError(
-                f"{path} {unit} {lineno}: expected a JSON object such as {{\"text\": ..., \"label\": ...}}, "
+                f'{path} {unit} {lineno}: expected a JSON object such as {{"text": ..., "label": ...}}, '
                 f"got {type(record).__name__}"
             )
     df = pd.DataFrame.from_records([record for _, record in numbered])
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _json_array(text: str) -> list[tuple[int, Any]] | None:
+    """A whole-file JSON array of objects is accepted too; None when ``text`` is not one."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError:
+        return None  # maybe JSON lines that are arrays: the line reader names the line
+    return list(enumerate(records, start=1))
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -1,12 +1,17 @@
-"""Classification metrics for one evaluated split, as a JSON-ready dict.
+"""Classification metrics for one evaluated split, and the multi-label threshold that maximises them.
 
 scikit-learn does the arithmetic; this module fixes the conventions so that every run reports the
 same keys: ``zero_division=0`` (a class never predicted scores 0, not a warning), fractions in
 [0, 1] rather than percents, and plain Python numbers so ``json.dumps`` needs no custom encoder.
+
+For multi-label runs a sigmoid output of 0.5 is a poor default when labels are rare: the model
+learns to keep probabilities low and recall suffers. ``tune_threshold`` picks one global
+threshold on dev, cheap and hard to overfit; it is then applied unchanged to test and prediction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,8 +22,13 @@ TASKS = ("single_label", "multi_label")
 TOP_CONFUSIONS_LIMIT = 20
 """How many true -> predicted pairs ``top_confusions`` keeps."""
 
+DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+"""Candidate thresholds 0.05, 0.10, ..., 0.95."""
 
-def compute_metrics(y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str], task: str) -> dict[str, Any]:
+
+def compute_metrics(
+    y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str], task: str
+) -> dict[str, Any]:
     """Score predictions against gold labels.
 
     Macro averages run over the labels that occur in ``y_true`` or ``y_pred`` (scikit-learn's
@@ -79,13 +89,59 @@ def compute_metrics(y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str]
     return result
 
 
+def tune_threshold(probs: ArrayLike, y_true: ArrayLike, *, grid: Sequence[float] = DEFAULT_GRID) -> float:
+    """Pick the global threshold that maximises micro-F1 of ``probs >= threshold`` against ``y_true``.
+
+    Micro-F1 rather than macro: with many rare labels macro-F1 jumps with a handful of examples,
+    so the pick would be noise. Ties go to the candidate closest to 0.5 (then the lower one), so
+    a flat optimum keeps the conventional default.
+
+    Args:
+        probs: Per-label probabilities, shape (n, n_labels).
+        y_true: Multi-hot 0/1 gold labels, shape (n, n_labels).
+        grid: Candidate thresholds.
+
+    Returns:
+        The chosen threshold as a float.
+
+    Raises:
+        ValueError: If the shapes differ or are not 2-D, ``y_true`` is not 0/1, or ``grid`` is empty.
+
+    Example:
+        >>> tune_threshold(np.array([[0.3, 0.1], [0.2, 0.4]]), np.array([[1, 0], [0, 1]]))
+        0.3
+    """
+    scores = np.asarray(probs, dtype=float)
+    gold = np.asarray(y_true)
+    if scores.ndim != 2 or scores.shape != gold.shape:
+        raise ValueError(
+            f"probs and y_true must both have shape (n, n_labels), got {scores.shape} and {gold.shape}"
+        )
+    if not np.isin(gold, (0, 1)).all():
+        raise ValueError("y_true must hold only 0 and 1")
+    if len(grid) == 0:
+        raise ValueError("grid of candidate thresholds is empty")
+    positive = gold.astype(bool)
+
+    best_threshold, best_f1 = 0.5, -1.0
+    # Visit candidates nearest 0.5 first and only move on a strict improvement: that is the tie rule.
+    for threshold in sorted(grid, key=lambda t: (abs(t - 0.5), t)):
+        f1 = _micro_f1(scores >= threshold, positive)
+        if f1 > best_f1:
+            best_threshold, best_f1 = float(threshold), f1
+    return best_threshold
+
+
 def _label_ids(values: ArrayLike, name: str, n_labels: int) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of label ids, got shape {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.issubdtype(array.dtype, np.number) or not np.all(array == np.round(array)):
-            raise ValueError(f"{name} must hold integer label ids, got dtype {array.dtype}")
+    # Whole-valued floats (0.0, 1.0) are accepted: arrays often come back from numpy as float.
+    integral = np.issubdtype(array.dtype, np.integer) or (
+        np.issubdtype(array.dtype, np.number) and bool(np.all(array == np.round(array)))
+    )
+    if array.size and not integral:
+        raise ValueError(f"{name} must hold integer label ids, got dtype {array.dtype}")
     ids = array.astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= n_labels):
         bad = ids[(ids < 0) | (ids >= n_labels)][0]
@@ -153,10 +209,7 @@ def _confusion_matrix(true: np.ndarray, pred: np.ndarray, n_labels: int) -> list
 
 def _top_confusions(matrix: list[list[int]], label_names: list[str]) -> list[dict[str, Any]]:
     cells = [
-        (count, i, j)
-        for i, row in enumerate(matrix)
-        for j, count in enumerate(row)
-        if i != j and count > 0
+        (count, i, j) for i, row in enumerate(matrix) for j, count in enumerate(row) if i != j and count > 0
     ]
     # Ties broken by label id so the list is the same on every run.
     cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
@@ -164,3 +217,10 @@ def _top_confusions(matrix: list[list[int]], label_names: list[str]) -> list[dic
         {"true": str(label_names[i]), "predicted": str(label_names[j]), "count": count}
         for count, i, j in cells[:TOP_CONFUSIONS_LIMIT]
     ]
+
+
+def _micro_f1(pred: np.ndarray, gold: np.ndarray) -> float:
+    true_pos = int(np.sum(pred & gold))
+    wrong = int(np.sum(pred ^ gold))  # false positives + false negatives
+    denominator = 2 * true_pos + wrong
+    return 2 * true_pos / denominator if denominator else 0.0

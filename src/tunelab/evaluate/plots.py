@@ -25,6 +25,7 @@ ANNOTATE_COUNTS_UP_TO = 20
 """Largest number of classes whose confusion-matrix cells get their counts written in."""
 _SMOOTH_ABOVE = 50  # train-loss points beyond which a smoothed curve is drawn over the raw one
 _EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1")
+_EVAL_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")  # train is blue
 
 
 def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
@@ -41,7 +42,10 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
     train_loss, evals = _history_series(history)
     eval_losses = {split: series["loss"] for split, series in evals.items() if series.get("loss")}
     eval_metrics = {
-        (split, key): series[key] for split, series in evals.items() for key in _EVAL_METRICS if series.get(key)
+        (split, key): series[key]
+        for split, series in evals.items()
+        for key in _EVAL_METRICS
+        if series.get(key)
     }
     if not train_loss and not eval_losses and not eval_metrics:
         return None
@@ -55,13 +59,21 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
         if train_loss:
             steps, values = zip(*train_loss, strict=True)
             smooth = len(values) > _SMOOTH_ABOVE
-            ax.plot(steps, values, color="tab:blue", alpha=0.3 if smooth else 1.0, linewidth=1,
-                    label="train loss" + (" (raw)" if smooth else ""))
+            ax.plot(
+                steps,
+                values,
+                color="tab:blue",
+                alpha=0.3 if smooth else 1.0,
+                linewidth=1,
+                label="train loss" + (" (raw)" if smooth else ""),
+            )
             if smooth:
                 ax.plot(steps, _ema(values), color="tab:blue", linewidth=1.8, label="train loss (smoothed)")
-        for split, points in eval_losses.items():
+        for color, (split, points) in zip(_EVAL_COLORS, eval_losses.items(), strict=False):
             steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, marker="o", markersize=4, linewidth=1.5, label=f"{split} loss")
+            ax.plot(
+                steps, values, color=color, marker="o", markersize=4, linewidth=1.5, label=f"{split} loss"
+            )
         ax.set_ylabel("loss")
         ax.set_title("Loss")
         ax.grid(alpha=0.3)
@@ -107,8 +119,13 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     names = [_short(name) for name in label_names]
     tick_size = 9 if n <= 12 else 7
-    ax.set_xticks(range(n), names, rotation=45 if n <= 12 else 90, ha="right" if n <= 12 else "center",
-                  fontsize=tick_size)
+    ax.set_xticks(
+        range(n),
+        names,
+        rotation=45 if n <= 12 else 90,
+        ha="right" if n <= 12 else "center",
+        fontsize=tick_size,
+    )
     ax.set_yticks(range(n), names, fontsize=tick_size)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -119,8 +136,15 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
                 # Zeros clutter a larger matrix; on a small one they are information.
                 if counts[i, j] == 0 and n > 10:
                     continue
-                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
-                        fontsize=9 if n <= 10 else 7, color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(counts[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=9 if n <= 10 else 7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     return _png(fig)
 
 
@@ -135,10 +159,14 @@ def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
     Returns:
         PNG bytes, or None when there are no confusions.
     """
-    rows = [(f"{_short(c.get('true'))} → {_short(c.get('predicted'))}", int(c.get("count", 0)))
-            for c in confusions]
+    rows = [
+        (f"{_short(c.get('true'))} → {_short(c.get('predicted'))}", int(c.get("count", 0)))
+        for c in confusions
+    ]
     if not rows:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     names, counts = zip(*rows, strict=True)
     fig = _figure(9.0, 0.32 * len(rows) + 1.3)
     ax = fig.add_subplot()
@@ -148,6 +176,7 @@ def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
     for y, count in enumerate(counts):
         ax.text(count, y, f" {count}", va="center", fontsize=8)
     ax.set_xlim(0, max(counts) * 1.12)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("examples")
     ax.set_title(f"Top {len(rows)} confusions (true → predicted)")
     ax.grid(axis="x", alpha=0.3)
@@ -167,7 +196,7 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     Returns:
         PNG bytes, or None when ``per_class`` is empty.
     """
-    rows = [(_short(c.get("label")), _number(c.get("f1")) or 0.0) for c in per_class]
+    rows = [(_short(c.get("label")), finite_number(c.get("f1")) or 0.0) for c in per_class]
     if not rows:
         return None
     rows.sort(key=lambda row: -row[1])
@@ -180,7 +209,17 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     ax.invert_yaxis()
     ax.set_ylim(n - 0.5, -0.5)
     for y, score in enumerate(scores):
-        ax.text(score, y, f" {score:.2f}", va="center", fontsize=7)
+        # Inside the bar end when there is room, so the macro-F1 line does not cross the numbers.
+        inside = score >= 0.15
+        ax.text(
+            score - 0.01 if inside else score + 0.01,
+            y,
+            f"{score:.2f}",
+            va="center",
+            fontsize=7,
+            ha="right" if inside else "left",
+            color="white" if inside else "black",
+        )
     if macro_f1 is not None:
         ax.axvline(macro_f1, color="black", linestyle="--", linewidth=1, label=f"macro F1 {macro_f1:.2f}")
         ax.legend(loc="lower right", fontsize=8)
@@ -200,18 +239,18 @@ def _history_series(
     for record in history:
         if not isinstance(record, Mapping):
             continue
-        step = _number(record.get("step"))
+        step = finite_number(record.get("step"))
         if step is None:
             continue
         event = record.get("event")
         if event == "train":
-            loss = _number(record.get("loss"))
+            loss = finite_number(record.get("loss"))
             if loss is not None:
                 train.append((step, loss))
         elif event == "eval":
             series = evals.setdefault(str(record.get("split") or "dev"), {})
             for key in ("loss", *_EVAL_METRICS):
-                value = _number(record.get(key))
+                value = finite_number(record.get(key))
                 if value is not None:
                     series.setdefault(key, []).append((step, value))
     train.sort()
@@ -221,7 +260,7 @@ def _history_series(
     return train, evals
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """A finite float, or None for anything a log could hold instead (None, NaN, text, bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

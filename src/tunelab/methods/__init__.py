@@ -3,7 +3,7 @@
 from tunelab.methods.registry import Method, available_methods, get_method, register_method
 
 # Importing a method folder registers it. A new method is one folder plus one line here.
-from tunelab.methods import full as _full  # noqa: E402, F401  isort: skip
-from tunelab.methods import lora as _lora  # noqa: E402, F401  isort: skip
+from tunelab.methods import full as _full  # noqa: F401  isort: skip
+from tunelab.methods import lora as _lora  # noqa: F401  isort: skip
 
 __all__ = ["Method", "available_methods", "get_method", "register_method"]

@@ -31,8 +31,10 @@ class Method:
         apply: ``apply(model, options) -> model`` makes the chosen parameters trainable (for
             adapters it wraps the model); the classification head must stay trainable.
         save: ``save(model, folder)`` writes the trained weights as safetensors into ``folder``.
-        load: ``load(base_model, folder) -> model`` rebuilds the trained model for inference from a
-            freshly built base classifier; it returns a plain ``transformers`` model (adapters merged).
+        load: ``load(folder, build_base) -> model`` rebuilds the trained model for inference.
+            ``build_base(path)`` builds the classifier from ``path`` (None: the run's base model),
+            so methods that store the whole model never load the base weights. It returns a
+            plain ``transformers`` model (adapters merged).
         default_learning_rate: used when ``train.learning_rate`` is not set.
         stores_base: True when ``save`` writes the whole model, so loading needs no base weights.
     """
@@ -41,7 +43,7 @@ class Method:
     config_cls: type
     apply: Callable[[nn.Module, Any], nn.Module]
     save: Callable[[nn.Module, Path], None]
-    load: Callable[[nn.Module, Path], nn.Module]
+    load: Callable[[Path, Callable[[Path | None], nn.Module]], nn.Module]
     default_learning_rate: float
     stores_base: bool
     description: str = ""

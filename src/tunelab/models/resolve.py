@@ -62,7 +62,10 @@ def _bundled_names() -> str:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def resolve_model(name: str) -> ResolvedModel:
@@ -113,5 +116,7 @@ def _download(name: str) -> ResolvedModel:
         )
     except Exception as exc:  # network errors come in many types: all mean "not reachable"
         reason = type(exc).__name__
-        raise ModelNotFoundError(f"model {name!r}: could not download from the hub ({reason}); {hint}") from None
+        raise ModelNotFoundError(
+            f"model {name!r}: could not download from the hub ({reason}); {hint}"
+        ) from None
     return ResolvedModel(name=name, path=Path(folder), source="hub")

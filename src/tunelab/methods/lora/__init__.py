@@ -6,6 +6,7 @@ trained and saved with the adapter; the base weights are referenced by model nam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,10 +74,10 @@ def save(model: nn.Module, folder: Path) -> None:
     model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json only
 
 
-def load(base: nn.Module, folder: Path) -> nn.Module:
+def load(folder: Path, build_base: Callable[[Path | None], nn.Module]) -> nn.Module:
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(base, folder)
+    model = PeftModel.from_pretrained(build_base(None), folder)
     # Merging folds the low-rank update into the base weights: inference costs what the base does.
     return model.merge_and_unload()
 

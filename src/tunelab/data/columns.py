@@ -1,0 +1,164 @@
+"""Pick the text, pair and label columns out of a raw table and check every cell.
+
+This is where a table read from any format becomes plain Python lists. Problems are reported
+with the file and the 1-based data row number (the header is not counted), which is the
+DataFrame index set by :func:`tunelab.data.readers.read_table`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from tunelab.config import DataConfig
+from tunelab.errors import DataError
+
+_MAX_COLUMNS_SHOWN = 12
+
+
+@dataclass
+class Extracted:
+    """The columns of one file, before labels are turned into ids.
+
+    Attributes:
+        texts: stripped texts of the rows kept.
+        pairs: stripped second texts, or None when the task has no pairs.
+        labels: a label name (single-label) or a list of names (multi-label) per row, or None.
+        rows: the 1-based row number in the file of each row kept.
+        frame: the rows kept, with every column, for callers that echo other columns.
+        notes: what was done to the data, for the user.
+    """
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[str] | list[list[str]] | None
+    rows: list[int]
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def extract(
+    df: pd.DataFrame,
+    cfg: DataConfig,
+    *,
+    source: str,
+    task: str | None,
+    text_column: str | None = None,
+    has_header_row: bool = False,
+) -> Extracted:
+    """Take the configured columns from ``df``, drop or reject empty texts, split labels.
+
+    Args:
+        df: a table from ``read_table`` (string cells, index = row numbers).
+        cfg: which columns to use and the empty-text policy.
+        source: the file, as named in messages.
+        task: ``single_label``/``multi_label`` to read labels that way; None to ignore labels.
+        text_column: the text column to use instead of ``cfg.text_column``.
+        has_header_row: the columns came from a header row, so a missing column may mean that
+            the file has none; the message then says how to name the columns.
+
+    Raises:
+        DataError: a column is missing, a text or label cell is empty or of the wrong kind, or no
+            rows are left.
+    """
+    text_col = text_column or cfg.text_column
+    hint = " (if the file has no header row, set data.header: false and data.column_names)"
+    wanted = [(text_col, "data.text_column")]
+    if cfg.text_pair_column:
+        wanted.append((cfg.text_pair_column, "data.text_pair_column"))
+    if task is not None:
+        wanted.append((cfg.label_column, "data.label_column"))
+    for column, setting in wanted:
+        if column not in df.columns:
+            raise DataError(
+                f"{source}: no column {column!r} (columns: {describe_columns(df)}); set {setting} "
+                f"to one of them{hint if has_header_row else ''}"
+            )
+
+    texts = _text_column(df, text_col, source)
+    empty = texts == ""
+    if cfg.text_pair_column:
+        pairs = _text_column(df, cfg.text_pair_column, source)
+        empty |= pairs == ""
+    what = "empty text" if not cfg.text_pair_column else "empty text or text pair"
+    notes: list[str] = []
+    n_empty = int(empty.sum())
+    if n_empty:
+        first = int(empty[empty].index[0])
+        if cfg.empty_text == "error":
+            raise DataError(
+                f"{source} row {first}: {what} ({_rows(n_empty)} in all); fill them in, or set "
+                "data.empty_text: drop to skip such rows"
+            )
+        if n_empty == len(df):
+            raise DataError(f"{source}: every row has {what} in column {text_col!r}; check data.text_column")
+        notes.append(f"{source}: dropped {_rows(n_empty)} with {what} (first: row {first})")
+        df = df[~empty]
+        texts = texts[~empty]
+
+    labels = None
+    if task is not None:
+        labels = _labels(df[cfg.label_column], cfg, source, task)
+    return Extracted(
+        texts=texts.tolist(),
+        pairs=pairs[~empty].tolist() if cfg.text_pair_column else None,
+        labels=labels,
+        rows=[int(i) for i in df.index],
+        frame=df,
+        notes=notes,
+    )
+
+
+def describe_columns(df: pd.DataFrame) -> str:
+    """The column names, shortened, for a message that asks the user to pick one."""
+    names = [c if len(c) <= 40 else c[:37] + "..." for c in map(str, df.columns)]
+    more = f", ... ({len(names)} in all)" if len(names) > _MAX_COLUMNS_SHOWN else ""
+    return ", ".join(repr(n) for n in names[:_MAX_COLUMNS_SHOWN]) + more
+
+
+def _text_column(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = df[column]
+    bad = values.map(lambda v: not isinstance(v, str))
+    if bad.any():
+        row = int(bad[bad].index[0])
+        raise DataError(
+            f"{source} row {row}: column {column!r} holds a {type(values.loc[row]).__name__}, not a text; "
+            "check data.text_column"
+        )
+    return values.map(str.strip)
+
+
+def _labels(values: pd.Series, cfg: DataConfig, source: str, task: str) -> list[str] | list[list[str]]:
+    column = values.name
+    if task == "multi_label":
+        return [_split_labels(v, cfg.label_delimiter) for v in values]
+    out: list[str] = []
+    missing: list[int] = []
+    for row, value in values.items():
+        if isinstance(value, list):
+            raise DataError(
+                f"{source} row {row}: column {column!r} holds a list of labels; set data.task: "
+                "multi_label for multi-label data"
+            )
+        name = value.strip()
+        if not name:
+            missing.append(int(row))
+        out.append(name)
+    if missing:
+        raise DataError(
+            f"{source} row {missing[0]}: empty label in column {column!r} ({_rows(len(missing))} in all); "
+            "fill in the label or remove the row"
+        )
+    return out
+
+
+def _split_labels(value: str | list[str], delimiter: str) -> list[str]:
+    """One multi-label cell -> its label names; an empty cell or list means no label."""
+    parts = value if isinstance(value, list) else value.split(delimiter)
+    names = (p.strip() for p in parts)
+    return list(dict.fromkeys(n for n in names if n))  # dedupe, keep order
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"

@@ -1,0 +1,115 @@
+"""Tokenise datasets once, then cut them into dynamically padded batches.
+
+Padding each batch only to its longest member (instead of a fixed 128) is most of the training
+speed-up on short texts such as support tickets; grouping similar lengths into the same batch
+(``transformers``' ``get_length_grouped_indices``) removes most of the remaining padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Encoded:
+    """Token ids per example, unpadded, plus encoded labels when the data is labelled."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: list[Any] | None
+    pad_id: int
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_texts(
+    tokenizer: Any,
+    texts: list[str],
+    text_pairs: list[str] | None = None,
+    *,
+    max_length: int,
+    labels: list[Any] | None = None,
+) -> Encoded:
+    """Tokenise with truncation and no padding (padding happens per batch)."""
+    out = tokenizer(
+        texts,
+        text_pairs,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+    )
+    return Encoded(
+        input_ids=out["input_ids"],
+        token_type_ids=out.get("token_type_ids"),
+        labels=labels,
+        pad_id=tokenizer.pad_token_id or 0,
+    )
+
+
+def collate(
+    enc: Encoded,
+    indices: list[int],
+    *,
+    task: str | None = None,
+    num_labels: int = 0,
+    pad_to: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Pad the chosen examples to the batch's longest (or ``pad_to``) and stack them.
+
+    Returns ``input_ids``, ``attention_mask`` (B, T), ``token_type_ids`` when the tokenizer has
+    them, and ``labels``: (B,) int64 for single-label, (B, num_labels) float multi-hot otherwise.
+    """
+    width = pad_to or max(len(enc.input_ids[i]) for i in indices)
+    ids = torch.full((len(indices), width), enc.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), width), dtype=torch.long)
+    types = torch.zeros((len(indices), width), dtype=torch.long) if enc.token_type_ids is not None else None
+    for row, i in enumerate(indices):
+        seq = enc.input_ids[i][:width]
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+        if types is not None:
+            types[row, : len(seq)] = torch.tensor(enc.token_type_ids[i][:width])
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        batch["token_type_ids"] = types
+    if enc.labels is not None and task is not None:
+        if task == "multi_label":
+            hot = torch.zeros((len(indices), num_labels), dtype=torch.float32)
+            for row, i in enumerate(indices):
+                hot[row, enc.labels[i]] = 1.0
+            batch["labels"] = hot
+        else:
+            batch["labels"] = torch.tensor([enc.labels[i] for i in indices], dtype=torch.long)
+    return batch
+
+
+def training_batches(
+    lengths: list[int], batch_size: int, *, seed: int, epoch: int, group_by_length: bool
+) -> list[list[int]]:
+    """The batches of one epoch, a pure function of (seed, epoch): resuming replays them exactly."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if group_by_length:
+        order = get_length_grouped_indices(lengths, batch_size, generator=generator)
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        # Shuffle the batch order too, so an epoch does not walk from long to short texts.
+        perm = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[p] for p in perm]
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def inference_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar lengths for inference; callers put results back in input order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

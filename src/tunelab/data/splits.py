@@ -1,0 +1,174 @@
+"""The train/dev/test splits of a training run, from separate files or carved out of train.
+
+When no dev (or test) file is given, a ``dev_size`` (``test_size``) fraction of the training
+file is held out with ``split_seed``: stratified by label for single-label data, so that every
+label is in both parts, and a plain seeded random split for multi-label data, which has no single
+label to stratify on. The same config always gives the same split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.config import DataConfig
+from tunelab.data.dataset import Dataset
+from tunelab.data.labelled import read_extracted
+from tunelab.data.labels import LabelMap
+from tunelab.errors import DataError
+
+
+@dataclass
+class Splits:
+    """Everything a training run reads from its data.
+
+    Attributes:
+        train: the rows to train on.
+        dev: the rows to select checkpoints on, or None.
+        test: the rows to report on after training, or None.
+        labels: the label map built from the training file.
+        notes: what was done to the data (rows dropped, splits carved), for the user.
+    """
+
+    train: Dataset
+    dev: Dataset | None
+    test: Dataset | None
+    labels: LabelMap
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Pool:
+    """The training file's rows, encoded, from which held-out splits are carved."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    ids: list[Any]
+    names: list[str] | list[list[str]]
+    source: str
+
+    def subset(self, positions: list[int], suffix: str = "") -> Dataset:
+        return Dataset(
+            texts=[self.texts[i] for i in positions],
+            text_pairs=[self.pairs[i] for i in positions] if self.pairs is not None else None,
+            labels=[self.ids[i] for i in positions],
+            source=self.source + suffix,
+        )
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Read the training data and its dev/test splits as ``cfg`` describes.
+
+    Args:
+        cfg: the run's data section.
+
+    Returns:
+        The splits, the label map (sorted training label names) and notes for the user.
+
+    Raises:
+        DataError: a file is missing or bad, a dev/test label is not in training, or a label has
+            too few rows to stratify.
+    """
+    if not cfg.train:
+        raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.csv")
+    parts = read_extracted(cfg.train, cfg, task=cfg.task, field="data.train")
+    assert parts.labels is not None  # a task was given, so labels were read
+    notes = list(parts.notes)
+    labels = _label_map(parts.labels, cfg)
+    pool = _Pool(
+        texts=parts.texts,
+        pairs=parts.pairs,
+        ids=labels.encode(parts.labels, source=cfg.train, rows=parts.rows),
+        names=parts.labels,
+        source=cfg.train,
+    )
+    keep = list(range(len(pool.texts)))
+    held: dict[str, Dataset | None] = {}
+    for what, path, size in (("test", cfg.test, cfg.test_size), ("dev", cfg.dev, cfg.dev_size)):
+        if path:
+            held[what] = _load_other(path, cfg, labels, field=f"data.{what}", notes=notes)
+        elif size > 0:
+            keep, out = _carve(pool, keep, size, what=what, cfg=cfg, notes=notes)
+            held[what] = pool.subset(out, f" ({what} split)")
+        else:
+            held[what] = None
+    train = pool.subset(keep)
+    notes.insert(0, f"train: {len(train)} rows from {cfg.train}, {len(labels)} labels ({cfg.task})")
+    return Splits(train=train, dev=held["dev"], test=held["test"], labels=labels, notes=notes)
+
+
+def _label_map(names: list[str] | list[list[str]], cfg: DataConfig) -> LabelMap:
+    flat = [n for row in names for n in row] if cfg.task == "multi_label" else names
+    labels = LabelMap.from_names(flat, cfg.task)  # type: ignore[arg-type]
+    if cfg.task == "single_label" and len(labels) < 2:
+        raise DataError(
+            f"{cfg.train}: only one label ({labels.known()}) in column {cfg.label_column!r}; a classifier "
+            "needs at least 2 (check data.label_column)"
+        )
+    if not labels.names:
+        raise DataError(
+            f"{cfg.train}: no row has a label in column {cfg.label_column!r}; check data.label_column"
+        )
+    return labels
+
+
+def _load_other(path: str, cfg: DataConfig, labels: LabelMap, *, field: str, notes: list[str]) -> Dataset:
+    parts = read_extracted(path, cfg, task=cfg.task, field=field)
+    assert parts.labels is not None
+    notes.extend(parts.notes)
+    ids = labels.encode(parts.labels, source=path, rows=parts.rows)
+    return Dataset(texts=parts.texts, text_pairs=parts.pairs, labels=ids, source=path)
+
+
+def _carve(
+    pool: _Pool, keep: list[int], size: float, *, what: str, cfg: DataConfig, notes: list[str]
+) -> tuple[list[int], list[int]]:
+    """Hold out ``size`` of the whole training file from the rows in ``keep``.
+
+    Returns:
+        ``(kept, held_out)`` positions into the pool, each in file order.
+    """
+    from sklearn.model_selection import train_test_split  # lazy: sklearn is slow to import
+
+    n_out = math.ceil(size * len(pool.texts))
+    pct = f"{size * 100:g}%"
+    fixes = f"give a {what} file (data.{what}) or set data.{what}_size=0"
+    stratify = None
+    if cfg.task == "single_label":
+        stratify = [pool.names[i] for i in keep]
+        _check_stratifiable(Counter(stratify), n_out, len(keep), what=what, pct=pct, fixes=fixes, cfg=cfg)
+    if n_out >= len(keep):
+        raise DataError(f"{cfg.train}: too few rows ({len(keep)}) for a {pct} {what} split; {fixes}")
+    try:
+        kept, out = train_test_split(keep, test_size=n_out, random_state=cfg.split_seed, stratify=stratify)
+    except ValueError as exc:
+        raise DataError(f"{cfg.train}: cannot make a {pct} {what} split ({exc}); {fixes}") from None
+    how = "stratified" if stratify is not None else "random"
+    why = "" if stratify is not None else "; multi-label rows cannot be stratified"
+    notes.append(f"{what}: {pct} {how} split of {cfg.train} (seed {cfg.split_seed}{why}): {len(out)} rows")
+    return sorted(kept), sorted(out)
+
+
+def _check_stratifiable(
+    counts: Counter[str], n_out: int, n_rows: int, *, what: str, pct: str, fixes: str, cfg: DataConfig
+) -> None:
+    """Say which label breaks a stratified split, and how to fix it, before sklearn does."""
+    name, count = min(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    after = " left after the test split" if what == "dev" and cfg.test_size > 0 and not cfg.test else ""
+    if count < 2:
+        raise DataError(
+            f"{cfg.train}: label {name!r} has only {count} row{after}, too few for a stratified {what} "
+            f"split (every label needs at least 2); add rows for it, {fixes}"
+        )
+    if n_out < len(counts):
+        raise DataError(
+            f"{cfg.train}: a {pct} {what} split is {n_out} rows, fewer than the {len(counts)} labels; "
+            f"raise data.{what}_size, {fixes}"
+        )
+    if n_rows - n_out < len(counts):
+        raise DataError(
+            f"{cfg.train}: a {pct} {what} split leaves {n_rows - n_out} training rows for "
+            f"{len(counts)} labels; lower data.{what}_size, add rows, or {fixes}"
+        )

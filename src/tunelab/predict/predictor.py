@@ -1,0 +1,134 @@
+"""Load a finished run and predict labels for texts, lists or files.
+
+``Predictor`` is the one object evaluate, predict and (later) serve share: it owns the tokenizer,
+the model with adapters merged, the label map and the decision threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunelab.config import RunConfig
+from tunelab.data import LabelMap
+from tunelab.data.encoding import encode_texts
+from tunelab.errors import DataError
+from tunelab.predict.inference import predict_logits, sigmoid, softmax
+from tunelab.runs import RunFolder, find_run
+
+
+class Predictor:
+    """A trained classifier ready for inference.
+
+    Example:
+        >>> predictor = tunelab.load("runs/banking77")  # doctest: +SKIP
+        >>> predictor.predict("I still have not received my new card")["label"]  # doctest: +SKIP
+        'card_arrival'
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        labels: LabelMap,
+        *,
+        config: RunConfig,
+        threshold: float | None = None,
+        run: RunFolder | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.config = config
+        self.threshold = threshold if threshold is not None else 0.5
+        self.run = run
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        """Open a finished run folder (see ``tunelab.runs``)."""
+        from tunelab.methods import get_method
+        from tunelab.models import build_classifier, load_tokenizer, resolve_model
+
+        run = find_run(path)
+        config = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
+        labels = LabelMap.load(run.labels_json)
+        summary = run.read_summary()
+        method = get_method(summary.get("method", config.method.name))
+
+        def build_base(folder: Path | None) -> nn.Module:
+            source = folder if folder is not None else resolve_model(config.model.name).path
+            return build_classifier(source, labels.names, labels.task)
+
+        model = method.load(run.weights, build_base)
+        tokenizer = load_tokenizer(run.tokenizer)
+        return cls(model, tokenizer, labels, config=config, threshold=summary.get("threshold"), run=run)
+
+    @property
+    def task(self) -> str:
+        return self.labels.task
+
+    def logits(
+        self, texts: list[str], text_pairs: list[str] | None = None, *, batch_size: int = 64
+    ) -> np.ndarray:
+        """Raw logits (N, num_labels) in input order."""
+        enc = encode_texts(self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length)
+        return predict_logits(self.model, enc, batch_size=batch_size)
+
+    def predict(
+        self,
+        texts: str | list[str],
+        text_pairs: str | list[str] | None = None,
+        *,
+        top_k: int = 3,
+        batch_size: int = 64,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Predict one text (returns a dict) or a list of texts (returns a list of dicts).
+
+        Each result has ``label`` and ``score`` (single-label: the arg-max and its probability;
+        multi-label: ``labels`` above the threshold with their ``scores``) and ``top_k``: the
+        ``top_k`` most likely labels with probabilities.
+        """
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        pairs = [text_pairs] if isinstance(text_pairs, str) else text_pairs
+        for i, text in enumerate(batch):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"text {i + 1}: empty or not a string; give non-empty texts")
+        if not batch:
+            return []
+        with torch.inference_mode():
+            logits = self.logits(batch, pairs, batch_size=batch_size)
+        results = self._decode(logits, top_k)
+        return results[0] if single else results
+
+    def _decode(self, logits: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+        names = self.labels.names
+        k = max(1, min(top_k, len(names)))
+        probs = sigmoid(logits) if self.task == "multi_label" else softmax(logits)
+        top = np.argsort(-probs, axis=1)[:, :k]
+        results = []
+        for row, order in zip(probs, top, strict=True):
+            result: dict[str, Any] = {
+                "top_k": [{"label": names[i], "score": round(float(row[i]), 6)} for i in order]
+            }
+            if self.task == "multi_label":
+                chosen = [i for i in np.argsort(-row) if row[i] >= self.threshold]
+                result["labels"] = [names[i] for i in chosen]
+                result["scores"] = [round(float(row[i]), 6) for i in chosen]
+                result["label"] = names[order[0]]
+                result["score"] = round(float(row[order[0]]), 6)
+            else:
+                result["label"] = names[order[0]]
+                result["score"] = round(float(row[order[0]]), 6)
+            results.append(result)
+        return results
+
+
+def load(path: str | Path) -> Predictor:
+    """Load a finished run for prediction: ``tunelab.load("runs/<run>").predict(texts)``."""
+    return Predictor.load(path)

@@ -1,0 +1,226 @@
+"""The one training loop: accumulation, schedule, periodic evaluation, early stopping, checkpoints.
+
+Methods only decide which parameters are trainable; this loop is the same for all of them. Its
+position (epoch, batch within the epoch, optimizer step) is saved in every checkpoint and the
+batches of an epoch are a pure function of (seed, epoch), so a resumed run replays exactly the
+batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from tunelab.config import TrainConfig
+from tunelab.data.encoding import Encoded, collate, training_batches
+from tunelab.train.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+    trainable_state,
+)
+from tunelab.train.metrics_log import MetricsLog
+from tunelab.train.optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+LOG_EVERY_STEPS = 10
+
+
+@dataclass
+class LoopState:
+    """Where training stands; saved as JSON in every checkpoint."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    stopped_early: bool = False
+    last_eval: dict[str, Any] | None = None
+
+
+@dataclass
+class LoopSetup:
+    """Everything the loop needs besides the model."""
+
+    train: Encoded
+    cfg: TrainConfig
+    task: str
+    num_labels: int
+    learning_rate: float
+    checkpoints: Path
+    log: MetricsLog
+    evaluate_dev: Callable[[nn.Module], dict[str, float]] | None = None
+    class_weights: torch.Tensor | None = None
+    show_progress: bool = True
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.endswith("loss")
+
+
+def compute_loss(
+    logits: torch.Tensor, labels: torch.Tensor, task: str, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Cross-entropy (optionally class-weighted) or, for multi-label, per-label binary cross-entropy."""
+    if task == "multi_label":
+        return F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=weights)
+    return F.cross_entropy(logits.float(), labels, weight=weights)
+
+
+def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
+    """Train ``model`` in place; afterwards its trainable weights are the best dev checkpoint's."""
+    cfg = setup.cfg
+    lengths = setup.train.lengths
+    batches_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer = build_optimizer(model, cfg, setup.learning_rate)
+    scheduler = build_scheduler(optimizer, cfg, total_steps)
+    last_ckpt = setup.checkpoints / "last"
+    best_path = setup.checkpoints / "best.safetensors"
+
+    state = LoopState()
+    found = find_checkpoint(last_ckpt) if resume else None
+    if found is not None:
+        state = LoopState(**load_checkpoint(found, model=model, optimizer=optimizer, scheduler=scheduler))
+        logger.info("resuming at epoch %d, step %d", state.epoch + 1, state.step)
+
+    model.train()
+    bar = tqdm(
+        total=total_steps * cfg.batch_size * cfg.grad_accum_steps,
+        initial=state.samples,
+        unit="samples",
+        unit_scale=True,
+        dynamic_ncols=True,
+        disable=not setup.show_progress,
+        desc="train",
+    )
+    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    n_epochs = math.ceil(cfg.epochs)
+    done = state.step >= total_steps or state.stopped_early
+    while not done and state.epoch < n_epochs:
+        batches = training_batches(
+            lengths, cfg.batch_size, seed=cfg.seed, epoch=state.epoch, group_by_length=cfg.group_by_length
+        )
+        while state.batch_in_epoch < len(batches):
+            t0 = time.perf_counter()
+            idx = batches[state.batch_in_epoch]
+            batch = collate(setup.train, idx, task=setup.task, num_labels=setup.num_labels)
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            loss = compute_loss(logits, labels, setup.task, setup.class_weights)
+            (loss / cfg.grad_accum_steps).backward()
+            state.batch_in_epoch += 1
+            state.samples += len(idx)
+            window_loss += loss.item() * len(idx)
+            window_samples += len(idx)
+            boundary = state.batch_in_epoch % cfg.grad_accum_steps == 0 or state.batch_in_epoch == len(
+                batches
+            )
+            if boundary:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
+                )
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+            state.train_seconds += time.perf_counter() - t0
+            bar.update(len(idx))
+            if not boundary:
+                continue
+            if state.step % LOG_EVERY_STEPS == 0 or state.step == total_steps:
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                record = {
+                    "event": "train",
+                    "step": state.step,
+                    "epoch": round(state.epoch + state.batch_in_epoch / len(batches), 4),
+                    "loss": window_loss / max(window_samples, 1),
+                    "lr": scheduler.get_last_lr()[0],
+                    "samples_per_s": window_samples / elapsed,
+                }
+                setup.log.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", epoch=f"{record['epoch']:.2f}")
+                window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+            end_of_epoch = state.batch_in_epoch == len(batches)
+            eval_now = (cfg.eval_steps is not None and state.step % cfg.eval_steps == 0) or (
+                cfg.eval_steps is None and end_of_epoch
+            )
+            finished = state.step >= total_steps
+            if setup.evaluate_dev is not None and (eval_now or finished):
+                _evaluate(
+                    model,
+                    setup,
+                    state,
+                    best_path,
+                    epoch_pos=state.epoch + state.batch_in_epoch / len(batches),
+                )
+                window_start = time.perf_counter()
+                if cfg.patience is not None and state.bad_evals >= cfg.patience:
+                    state.stopped_early = True
+            if end_of_epoch:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+            if finished or state.stopped_early:
+                done = True
+            if done or state.step % cfg.checkpoint_steps == 0:
+                save_checkpoint(
+                    last_ckpt,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    state=dataclasses.asdict(state),
+                )
+            if done:
+                break
+    bar.close()
+    if best_path.is_file():
+        from safetensors.torch import load_file
+
+        from tunelab.train.checkpoint import load_trainable_state
+
+        load_trainable_state(model, load_file(str(best_path)))
+    return state
+
+
+def _evaluate(
+    model: nn.Module, setup: LoopSetup, state: LoopState, best_path: Path, *, epoch_pos: float
+) -> None:
+    """Evaluate on dev, log it, and keep the trainable weights if the chosen metric improved."""
+    assert setup.evaluate_dev is not None
+    metrics = setup.evaluate_dev(model)
+    model.train()
+    record = {"event": "eval", "split": "dev", "step": state.step, "epoch": round(epoch_pos, 4), **metrics}
+    setup.log.log(record)
+    state.last_eval = record
+    metric = setup.cfg.metric
+    value = metrics[metric]
+    better = state.best_metric is None or (
+        value > state.best_metric if higher_is_better(metric) else value < state.best_metric
+    )
+    if better:
+        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+        save_weights(best_path, trainable_state(model))
+    else:
+        state.bad_evals += 1
+    if setup.show_progress:
+        tqdm.write(
+            f"dev step {state.step}: {metric} {value:.4f} "
+            f"(best {state.best_metric:.4f} at step {state.best_step})"
+        )

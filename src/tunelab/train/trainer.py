@@ -1,0 +1,318 @@
+"""``train(config) -> TrainResult``: data -> model -> method -> loop -> weights, metrics, report.
+
+Everything that can fail because of user input (config, data, model name) is checked before the
+run folder is created, so a bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import resource
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.atomic import atomic_write_json
+from tunelab.config import RunConfig
+from tunelab.data import LabelMap, Splits, load_splits
+from tunelab.data.encoding import Encoded, encode_texts
+from tunelab.errors import ConfigError, RunError
+from tunelab.evaluate.scoring import headline, score_logits
+from tunelab.methods import get_method
+from tunelab.models import build_classifier, load_tokenizer, resolve_model
+from tunelab.predict.inference import predict_logits
+from tunelab.runs import RunFolder
+from tunelab.train.loop import LoopSetup, run_loop
+from tunelab.train.metrics_log import MetricsLog
+
+logger = logging.getLogger(__name__)
+METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "loss")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def _encode(tokenizer: Any, ds: Any, max_length: int) -> Encoded:
+    return encode_texts(tokenizer, ds.texts, ds.text_pairs, max_length=max_length, labels=ds.labels)
+
+
+def _class_weights(splits: Splits, enabled: bool) -> torch.Tensor | None:
+    """Inverse-frequency weights ("balanced", as scikit-learn defines them) for imbalanced data."""
+    if not enabled:
+        return None
+    n_labels = len(splits.labels.names)
+    labels = splits.train.labels or []
+    if splits.labels.task == "multi_label":
+        counts = Counter(i for row in labels for i in row)
+        n = len(labels)
+        # pos_weight for BCE: negatives / positives per label.
+        return torch.tensor([(n - counts.get(i, 0)) / max(counts.get(i, 0), 1) for i in range(n_labels)])
+    counts = Counter(labels)
+    n = len(labels)
+    return torch.tensor(
+        [n / (n_labels * max(counts.get(i, 0), 1)) for i in range(n_labels)], dtype=torch.float32
+    )
+
+
+def _setup_file_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("tunelab")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _peak_memory_mb() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if platform.system() == "Darwin" else rss / 1024
+
+
+def _load_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
+    if isinstance(config, RunConfig):
+        if overrides:
+            from tunelab.config import apply_override
+
+            raw = config.to_dict()
+            for item in overrides:
+                apply_override(raw, item)
+            return RunConfig.from_dict(raw)
+        return config
+    return RunConfig.from_yaml(config, overrides)
+
+
+def train(
+    config: RunConfig | str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Fine-tune a model and write a finished run folder.
+
+    Args:
+        config: a ``RunConfig``, a YAML run file, or None for the built-in defaults.
+        overrides: ``key=value`` strings applied on top (``train.epochs=3``, ``method=lora``).
+        resume: an unfinished run folder (``runs/<name>.partial``) to continue from its last
+            checkpoint; its saved config is used and ``config``/``overrides`` must be None.
+        show_progress: draw the progress bar and per-evaluation lines on stderr.
+
+    Returns:
+        The finished run's folder, metrics and summary.
+
+    Example:
+        >>> result = tunelab.train("configs/banking77.yaml", overrides=["method=lora"])  # doctest: +SKIP
+        >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
+    """
+    if resume is not None:
+        if config is not None or overrides:
+            raise ConfigError("--resume continues a run with its saved config; give no config or overrides")
+        run = RunFolder(Path(resume))
+        if not run.is_partial or not run.config_json.is_file():
+            raise RunError(f"{resume}: not an unfinished run folder (look for runs/<name>.partial)")
+        cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
+    else:
+        cfg = _load_config(config, overrides)
+        run = None
+    if cfg.data.train is None:
+        raise ConfigError("data.train is not set; give a training file, e.g. data.train=path/to/train.csv")
+    if cfg.train.metric not in METRICS:
+        raise ConfigError(f"train.metric={cfg.train.metric!r} (use one of {', '.join(METRICS)})")
+    method = get_method(cfg.method.name)
+    options = method.parse_options(cfg.method.options)
+    splits = load_splits(cfg.data)
+    if splits.dev is None and cfg.train.patience is not None:
+        logger.info("no dev data: early stopping is off, the last weights are kept")
+    resolved = resolve_model(cfg.model.name)
+    if run is None:
+        run = RunFolder.create(cfg.output_dir, cfg.name)
+        cfg.save(run.config_json)
+    handler = _setup_file_log(run.logs / "train.log")
+    try:
+        return _train_in(
+            run,
+            cfg,
+            splits,
+            resolved,
+            method,
+            options,
+            resume=resume is not None,
+            show_progress=show_progress,
+        )
+    finally:
+        logging.getLogger("tunelab").removeHandler(handler)
+        handler.close()
+
+
+def _train_in(
+    run, cfg, splits, resolved, method, options, *, resume: bool, show_progress: bool
+) -> TrainResult:
+    started = time.perf_counter()
+    for note in splits.notes:
+        logger.info(note)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    labels: LabelMap = splits.labels
+    labels.save(run.labels_json)
+    run.write_summary(
+        {"name": run.name, "status": "training", "model": cfg.model.name, "method": cfg.method.name}
+    )
+
+    tokenizer = load_tokenizer(resolved.path)
+    tokenizer.save_pretrained(str(run.tokenizer))
+    max_len = cfg.model.max_length
+    enc_train = _encode(tokenizer, splits.train, max_len)
+    enc_dev = _encode(tokenizer, splits.dev, max_len) if splits.dev is not None else None
+    enc_test = _encode(tokenizer, splits.test, max_len) if splits.test is not None else None
+
+    model = build_classifier(resolved.path, labels.names, labels.task, seed=cfg.train.seed)
+    model = method.apply(model, options)
+    learning_rate = cfg.train.learning_rate or method.default_learning_rate
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "model %s (%s), method %s: %d of %d parameters trainable",
+        cfg.model.name,
+        resolved.source,
+        method.name,
+        n_trainable,
+        n_total,
+    )
+
+    threshold_box: dict[str, float | None] = {"threshold": None}
+
+    def evaluate_dev(m: torch.nn.Module) -> dict[str, float]:
+        logits = predict_logits(m, enc_dev)
+        metrics, threshold_box["threshold"] = score_logits(
+            logits, enc_dev.labels, task=labels.task, label_names=labels.names
+        )
+        return headline(metrics)
+
+    log = MetricsLog(run.metrics_log, run.tensorboard, resume_step=_checkpoint_step(run) if resume else None)
+    setup = LoopSetup(
+        train=enc_train,
+        cfg=cfg.train,
+        task=labels.task,
+        num_labels=len(labels.names),
+        learning_rate=learning_rate,
+        checkpoints=run.checkpoints,
+        log=log,
+        evaluate_dev=evaluate_dev if enc_dev is not None else None,
+        class_weights=_class_weights(splits, cfg.train.class_weights),
+        show_progress=show_progress,
+    )
+    try:
+        state = run_loop(model, setup, resume=resume)
+    finally:
+        log.close()
+
+    run.weights.mkdir(exist_ok=True)
+    method.save(model, run.weights)
+
+    metrics: dict[str, Any] = {}
+    threshold = None
+    if enc_dev is not None:
+        metrics["dev"], threshold = score_logits(
+            predict_logits(model, enc_dev), enc_dev.labels, task=labels.task, label_names=labels.names
+        )
+    if enc_test is not None:
+        metrics["test"], _ = score_logits(
+            predict_logits(model, enc_test),
+            enc_test.labels,
+            task=labels.task,
+            label_names=labels.names,
+            threshold=threshold if threshold is not None else (0.5 if labels.task == "multi_label" else None),
+        )
+    atomic_write_json(run.metrics_json, metrics)
+
+    summary = {
+        "name": run.name,
+        "status": "finished",
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": labels.task,
+        "num_labels": len(labels.names),
+        "model": cfg.model.name,
+        "model_path_at_training": str(resolved.path),
+        "model_source": resolved.source,
+        "method": method.name,
+        "method_options": cfg.method.options,
+        "stores_base": method.stores_base,
+        "data": {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test},
+        "rows": {
+            "train": len(splits.train),
+            "dev": len(splits.dev) if splits.dev is not None else 0,
+            "test": len(splits.test) if splits.test is not None else 0,
+        },
+        "threshold": threshold,
+        "trainable_parameters": n_trainable,
+        "total_parameters": n_total,
+        "steps": state.step,
+        "epochs_run": state.epoch if state.batch_in_epoch == 0 else state.epoch + 1,
+        "stopped_early": state.stopped_early,
+        "best_step": state.best_step,
+        "best_dev_metric": {cfg.train.metric: state.best_metric} if state.best_metric is not None else None,
+        "train_seconds": round(state.train_seconds, 2),
+        "train_samples_per_s": round(state.samples / state.train_seconds, 1) if state.train_seconds else None,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "headline": {split: headline(m) for split, m in metrics.items()},
+        "notes": splits.notes,
+    }
+    _write_report(run, metrics, labels, log.records, summary)
+    run.write_summary(summary)
+    final = run.finish()
+    logger.info("run finished: %s", final.root)
+    return TrainResult(run_dir=final.root, metrics=metrics, summary=summary)
+
+
+def _checkpoint_step(run: RunFolder) -> int | None:
+    from tunelab.train.checkpoint import find_checkpoint
+
+    found = find_checkpoint(run.checkpoints / "last")
+    if found is None:
+        return None
+    return json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
+
+
+def _write_report(
+    run: RunFolder, metrics: dict, labels: LabelMap, history: list[dict], summary: dict
+) -> None:
+    from tunelab.evaluate import write_report
+
+    split = "test" if "test" in metrics else "dev" if "dev" in metrics else None
+    if split is None:
+        return
+    meta = {
+        "run": summary["name"],
+        "model": summary["model"],
+        "method": summary["method"],
+        "train data": summary["data"]["train"],
+        "rows (train/dev/test)": "/".join(str(summary["rows"][k]) for k in ("train", "dev", "test")),
+        "trainable parameters": f"{summary['trainable_parameters']:,}",
+        "train time (s)": summary["train_seconds"],
+        "samples/s": summary["train_samples_per_s"],
+        "peak memory (MB)": summary["peak_memory_mb"],
+    }
+    write_report(
+        run.root,
+        metrics[split],
+        label_names=labels.names,
+        history=history,
+        title=f"tunelab run {summary['name']}: {split} split",
+        meta=meta,
+        split=split,
+    )

@@ -1,0 +1,79 @@
+"""``tunelab`` command line: one module per subcommand, each a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from tunelab.cli import eval_cmd, predict_cmd, runs_cmd, train_cmd, validate_cmd
+
+COMMANDS = (train_cmd, eval_cmd, predict_cmd, runs_cmd, validate_cmd)
+
+EPILOG = """examples:
+  tunelab train configs/banking77.yaml method=lora train.epochs=3
+  tunelab eval runs/banking77 --data ../shared/data/banking77/test.csv
+  tunelab predict runs/banking77 "I still have not received my new card"
+  tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
+  tunelab runs
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunelab",
+        description="Fine-tune a pre-trained transformer on labelled text, evaluate it, and predict.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="tunelab 0.1.0")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Hide progress bars and warnings from transformers/peft that say nothing to a tunelab user."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from tunelab.errors import TunelabError
+
+    try:
+        _quiet_libraries()
+        return int(args.handler(args) or 0)
+    except TunelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

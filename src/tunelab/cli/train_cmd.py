@@ -1,0 +1,54 @@
+"""``tunelab train``: fine-tune from a YAML run file plus key=value overrides, or resume."""
+
+from __future__ import annotations
+
+import argparse
+
+from tunelab.cli.output import headline_lines
+
+HELP = """examples:
+  tunelab train configs/banking77.yaml
+  tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
+  tunelab train configs/banking77.yaml train.epochs=3 train.batch_size=16 name=quick
+  tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
+
+overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
+train.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model and write a run folder",
+        description="Fine-tune a pre-trained model on labelled text; the result is a run folder.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", nargs="?", help="YAML run file (omit to use the built-in defaults)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=3 method=lora")
+    p.add_argument("--resume", metavar="RUN", help="continue an unfinished run (runs/<name>.partial)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tunelab.train import train
+
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # `tunelab train data.train=x.csv` with no YAML file
+        config, overrides = None, [config, *overrides]
+    result = train(config, overrides=overrides, resume=args.resume, show_progress=not args.quiet)
+    s = result.summary
+    print(f"run: {result.run_dir}")
+    print(
+        f"model {s['model']}, method {s['method']}: {s['trainable_parameters']:,} trainable parameters, "
+        f"{s['steps']} steps in {s['train_seconds']:.0f}s ({s['train_samples_per_s']} samples/s), "
+        f"peak memory {s['peak_memory_mb']:.0f} MB"
+    )
+    for split in ("dev", "test"):
+        if split in result.metrics:
+            print(f"{split} ({s['rows'][split]} rows):")
+            print("\n".join(headline_lines(result.metrics[split])))
+    print(f"report: {result.run_dir / 'report.html'}")
+    return 0

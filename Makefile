@@ -1,0 +1,39 @@
+# tunelab: two commands on a fresh clone.
+#   make demo   install into .venv, fine-tune the bundled MiniLM on a BANKING77 sample, evaluate, predict
+#   make test   install into .venv, run the tests (slow real-model tests excluded; `make test-all` runs them)
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch is pinned in the same pip command as everything else, so nothing can swap in another build.
+TORCH := torch==2.13.0
+
+.PHONY: demo test test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/demo runs/demo.partial
+	$(VENV)/bin/tunelab train configs/demo.yaml
+	$(VENV)/bin/tunelab eval runs/demo --data examples/data/banking77_sample/test.csv
+	$(VENV)/bin/tunelab predict runs/demo "I still have not received my new card" "Why was I charged a fee for my transfer?"
+	$(VENV)/bin/tunelab runs
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -193,12 +193,9 @@ def _train_in(
         n_total,
     )
 
-    threshold_box: dict[str, float | None] = {"threshold": None}
-
     def evaluate_dev(m: torch.nn.Module) -> dict[str, float]:
-        logits = predict_logits(m, enc_dev)
-        metrics, threshold_box["threshold"] = score_logits(
-            logits, enc_dev.labels, task=labels.task, label_names=labels.names
+        metrics, _ = score_logits(
+            predict_logits(m, enc_dev), enc_dev.labels, task=labels.task, label_names=labels.names
         )
         return headline(metrics)
 
@@ -224,19 +221,20 @@ def _train_in(
     method.save(model, run.weights)
 
     metrics: dict[str, Any] = {}
-    threshold = None
-    if enc_dev is not None:
-        metrics["dev"], threshold = score_logits(
-            predict_logits(model, enc_dev), enc_dev.labels, task=labels.task, label_names=labels.names
-        )
-    if enc_test is not None:
-        metrics["test"], _ = score_logits(
-            predict_logits(model, enc_test),
-            enc_test.labels,
+    # Multi-label: the threshold is tuned on dev and then applied unchanged to test (0.5 without dev).
+    threshold = 0.5 if labels.task == "multi_label" else None
+    for split, enc in (("dev", enc_dev), ("test", enc_test)):
+        if enc is None:
+            continue
+        metrics[split], tuned = score_logits(
+            predict_logits(model, enc),
+            enc.labels,
             task=labels.task,
             label_names=labels.names,
-            threshold=threshold if threshold is not None else (0.5 if labels.task == "multi_label" else None),
+            threshold=None if split == "dev" else threshold,
         )
+        if split == "dev" and tuned is not None:
+            threshold = tuned
     atomic_write_json(run.metrics_json, metrics)
 
     summary = {

@@ -62,7 +62,8 @@ class Predictor:
 
         def build_base(folder: Path | None) -> nn.Module:
             source = folder if folder is not None else resolve_model(config.model.name).path
-            return build_classifier(source, labels.names, labels.task)
+            pooling = summary.get("pooling") or config.model.pooling
+            return build_classifier(source, labels.names, labels.task, pooling=pooling)
 
         model = method.load(run.weights, build_base)
         tokenizer = load_tokenizer(run.tokenizer)

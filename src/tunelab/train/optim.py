@@ -7,19 +7,35 @@ from torch import nn
 
 from tunelab.config import TrainConfig
 
+HEAD_LEARNING_RATE = 2e-3
+
+
+def head_learning_rate(cfg: TrainConfig, learning_rate: float) -> float:
+    return cfg.head_learning_rate or max(learning_rate, HEAD_LEARNING_RATE)
+
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    """AdamW over the trainable parameters in four groups: (body | head) x (decay | no decay)."""
+    head_lr = head_learning_rate(cfg, learning_rate)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        is_head = ".classifier." in f".{name}."
         # Standard BERT recipe: decaying biases and LayerNorm gains only hurts.
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=learning_rate)
+        decays = not (param.ndim < 2 or "LayerNorm" in name)
+        groups.setdefault((is_head, decays), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": head_lr if is_head else learning_rate,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+            }
+            for (is_head, decays), params in sorted(groups.items())
+        ],
+        lr=learning_rate,
+    )
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):

@@ -179,7 +179,9 @@ def _train_in(
     enc_dev = _encode(tokenizer, splits.dev, max_len) if splits.dev is not None else None
     enc_test = _encode(tokenizer, splits.test, max_len) if splits.test is not None else None
 
-    model = build_classifier(resolved.path, labels.names, labels.task, seed=cfg.train.seed)
+    model = build_classifier(
+        resolved.path, labels.names, labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
+    )
     model = method.apply(model, options)
     learning_rate = cfg.train.learning_rate or method.default_learning_rate
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -248,6 +250,7 @@ def _train_in(
         "model_source": resolved.source,
         "method": method.name,
         "method_options": cfg.method.options,
+        "pooling": getattr(model, "pooling", None),
         "stores_base": method.stores_base,
         "data": {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test},
         "rows": {

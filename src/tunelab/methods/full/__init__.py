@@ -23,12 +23,14 @@ def apply(model: nn.Module, cfg: FullConfig) -> nn.Module:
 
 
 def save(model: nn.Module, folder: Path) -> None:
-    model.save_pretrained(folder)  # transformers writes model.safetensors + config.json
+    model.save_full(folder)  # encoder folder (config.json + model.safetensors) + head.safetensors
 
 
 def load(folder: Path, build_base: Callable[[Path | None], nn.Module]) -> nn.Module:
-    # The folder holds config.json + model.safetensors of the whole fine-tuned model.
-    return build_base(folder)
+    from tunelab.models.classifier import SequenceClassifier
+
+    # The folder holds the whole fine-tuned model: the base weights are not needed.
+    return SequenceClassifier.load_full(folder)
 
 
 register_method(

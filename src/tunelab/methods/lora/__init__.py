@@ -1,6 +1,6 @@
 """LoRA through peft: low-rank adapters on the attention projections, the head trained in full.
 
-The classification head (and by default BERT's pooler) are peft ``modules_to_save``, so they are
+The classification head (and, with [CLS] pooling, BERT's pooler) are peft ``modules_to_save``, so they are
 trained and saved with the adapter; the base weights are referenced by model name, not copied.
 """
 
@@ -45,13 +45,14 @@ class LoraOptions:
 
 
 def _peft_config(model: nn.Module, cfg: LoraOptions):
-    from peft import LoraConfig, TaskType
+    from peft import LoraConfig
 
     modules_to_save = ["classifier"]
-    if cfg.train_pooler and any(name.endswith("pooler.dense") for name, _ in model.named_modules()):
+    # BERT's pooler only matters when classifying from [CLS]; with mean pooling it is unused.
+    uses_pooler = getattr(model, "pooling", "cls") == "cls"
+    if cfg.train_pooler and uses_pooler and any(n.endswith("pooler.dense") for n, _ in model.named_modules()):
         modules_to_save.append("pooler")
     return LoraConfig(
-        task_type=TaskType.SEQ_CLS,
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,

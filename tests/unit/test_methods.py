@@ -1,0 +1,237 @@
+"""tunelab.methods: one common tester over every registered method x task, plus the registry.
+
+A new method folder gets these apply / train-step / save / load tests for free (peft's
+``PeftCommonTester`` habit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tunelab.errors import ConfigError
+from tunelab.methods import Method, available_methods, get_method, register_method
+from tunelab.models import build_classifier, load_tokenizer
+
+TASKS = ("single_label", "multi_label")
+LABELS = ["food", "sports", "weather"]
+TEXTS = ["the football match was great", "pizza and cheese for dinner", "rain and wind today"]
+WEIGHT_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def n_params(model: nn.Module, *, trainable: bool | None = None) -> int:
+    return sum(p.numel() for p in model.parameters() if trainable is None or p.requires_grad == trainable)
+
+
+@pytest.fixture
+def batch(tiny_bert: Path) -> dict[str, torch.Tensor]:
+    return dict(load_tokenizer(tiny_bert)(TEXTS, padding=True, return_tensors="pt"))
+
+
+@pytest.fixture(params=available_methods())
+def method(request: pytest.FixtureRequest) -> Method:
+    return get_method(request.param)
+
+
+@pytest.fixture(params=TASKS)
+def task(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def applied(method: Method, task: str, tiny_bert: Path) -> nn.Module:
+    """The tiny classifier with the method applied under its default options."""
+    return method.apply(build_classifier(tiny_bert, LABELS, task, seed=0), method.parse_options({}))
+
+
+def logits_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+# -- the common tester -----------------------------------------------------------------------------
+
+
+def test_apply_leaves_the_head_trainable(method: Method, applied: nn.Module) -> None:
+    trainable = [name for name, p in applied.named_parameters() if p.requires_grad]
+    assert any("classifier" in name for name in trainable)
+    total, n_trainable = n_params(applied), n_params(applied, trainable=True)
+    assert 0 < n_trainable <= total
+    if method.stores_base:
+        assert n_trainable == total
+    else:
+        # An adapter trains a small fraction: here the embeddings alone are ~98% of the weights.
+        assert n_trainable < 0.05 * total
+        word_embeddings = next(
+            p for n, p in applied.named_parameters() if n.endswith("word_embeddings.weight")
+        )
+        assert not word_embeddings.requires_grad
+
+
+def test_lora_trains_far_fewer_parameters_than_full(task: str, tiny_bert: Path) -> None:
+    counts = {}
+    for name in ("full", "lora"):
+        m = get_method(name)
+        model = m.apply(build_classifier(tiny_bert, LABELS, task, seed=0), m.parse_options({}))
+        counts[name] = n_params(model, trainable=True)
+    assert counts["lora"] * 20 < counts["full"]
+
+
+def test_train_step_changes_only_trainable_parameters(
+    applied: nn.Module, task: str, batch: dict[str, torch.Tensor]
+) -> None:
+    before = {n: p.detach().clone() for n, p in applied.named_parameters()}
+    applied.train()
+    logits = applied(**batch).logits
+    assert logits.shape == (len(TEXTS), len(LABELS))
+    if task == "multi_label":
+        target = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+    else:
+        loss = nn.functional.cross_entropy(logits, torch.tensor([1, 0, 2]))
+    loss.backward()
+    torch.optim.SGD([p for p in applied.parameters() if p.requires_grad], lr=0.5).step()
+    for name, param in applied.named_parameters():
+        changed = not torch.equal(before[name], param.detach())
+        if not param.requires_grad:
+            assert not changed, f"frozen parameter {name} changed"
+    head = [n for n, p in applied.named_parameters() if p.requires_grad and "classifier" in n]
+    assert any(not torch.equal(before[n], dict(applied.named_parameters())[n].detach()) for n in head)
+
+
+def test_save_writes_safetensors_only(method: Method, applied: nn.Module, tmp_path: Path) -> None:
+    method.save(applied, tmp_path)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
+    assert weights, f"no safetensors written: {files}"
+    assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    if not method.stores_base:
+        # The base model is referenced, not copied: the adapter is far smaller than the encoder.
+        base_bytes = sum(
+            p.stat().st_size
+            for p in Path(applied.base_model.model.config._name_or_path).glob("*.safetensors")
+        )
+        assert sum(p.stat().st_size for p in weights) * 10 < base_bytes
+
+
+def test_load_reproduces_the_trained_logits(
+    method: Method,
+    applied: nn.Module,
+    task: str,
+    tiny_bert: Path,
+    tmp_path: Path,
+    batch: dict[str, torch.Tensor],
+) -> None:
+    # Stand-in for training: move every trainable weight (LoRA's B starts at zero, so an untouched
+    # adapter would load "correctly" even if it were dropped).
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in applied.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    expected = logits_of(applied, batch)
+    method.save(applied, tmp_path)
+
+    calls: list[Path | None] = []
+
+    def build_base(path: Path | None) -> nn.Module:
+        calls.append(path)
+        # No seed: the head starts different from the trained one, so it must come from the folder.
+        return build_classifier(path if path is not None else tiny_bert, LABELS, task)
+
+    loaded = method.load(tmp_path, build_base)
+    assert calls, "load must build the model through build_base"
+    if method.stores_base:
+        assert None not in calls, "a method that stores the whole model must not load the base weights"
+    # Adapters are merged: inference gets a plain transformers model.
+    assert type(loaded).__module__.startswith("transformers.")
+    assert not any("lora" in name for name, _ in loaded.named_parameters())
+    torch.testing.assert_close(logits_of(loaded, batch), expected, rtol=1e-4, atol=1e-5)
+
+
+# -- options and the registry ----------------------------------------------------------------------
+
+
+def test_every_method_has_a_sane_default_learning_rate(method: Method) -> None:
+    assert 0 < method.default_learning_rate < 0.1
+    assert method.description
+
+
+def test_unknown_method_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        get_method("qlora")
+    message = str(info.value)
+    assert "'qlora'" in message
+    for name in available_methods():
+        assert name in message
+    assert {"full", "lora"} <= set(available_methods())
+
+
+def test_unknown_lora_option_is_named_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        get_method("lora").parse_options({"rank": 8, "alpha": 16})
+    message = str(info.value)
+    assert "rank" in message and "known:" in message and "target_modules" in message
+
+
+def test_full_takes_no_options() -> None:
+    with pytest.raises(ConfigError, match="method full: unknown option"):
+        get_method("full").parse_options({"r": 8})
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"r": 0}, "r=0"),
+        ({"alpha": -1}, "alpha=-1"),
+        ({"dropout": 1.0}, "dropout=1.0"),
+        ({"target_modules": []}, "target_modules is empty"),
+    ],
+)
+def test_bad_lora_values(options: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError, match="method lora") as info:
+        get_method("lora").parse_options(options)
+    assert fragment in str(info.value)
+
+
+def test_lora_options_reach_peft(tiny_bert: Path) -> None:
+    lora = get_method("lora")
+    opts = lora.parse_options({"r": 4, "alpha": 8, "target_modules": "all-linear"})
+    model = lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), opts)
+    config = model.peft_config["default"]
+    assert (config.r, config.lora_alpha) == (4, 8)
+    adapted = {
+        n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n
+    }
+    assert {"query", "key", "value", "dense"} <= adapted
+
+
+@pytest.mark.parametrize("train_pooler", [True, False])
+def test_lora_train_pooler(tiny_bert: Path, train_pooler: bool) -> None:
+    lora = get_method("lora")
+    model = lora.apply(
+        build_classifier(tiny_bert, LABELS, "single_label", seed=0),
+        lora.parse_options({"train_pooler": train_pooler}),
+    )
+    pooler = [p.requires_grad for n, p in model.named_parameters() if "pooler" in n]
+    assert pooler and any(pooler) == train_pooler
+
+
+def test_lora_target_modules_that_match_nothing(tiny_bert: Path) -> None:
+    lora = get_method("lora")
+    opts = lora.parse_options({"target_modules": ["no_such_layer"]})
+    with pytest.raises(ConfigError, match="method lora"):
+        lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), opts)
+
+
+def test_registering_a_duplicate_name_fails() -> None:
+    original = get_method("full")
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(dataclasses.replace(original, description="impostor"))
+    assert get_method("full") is original

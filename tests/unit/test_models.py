@@ -1,0 +1,120 @@
+"""tunelab.models: model names -> local folders, classifiers and tokenizers built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunelab.errors import ModelNotFoundError
+from tunelab.models import BUNDLED_MODELS, build_classifier, load_tokenizer, resolve_model
+
+
+def test_bundled_alias_resolves_to_the_package_folder() -> None:
+    resolved = resolve_model("minilm-l6")
+    assert resolved.source == "bundled" and resolved.name == "minilm-l6"
+    assert (resolved.path / "config.json").is_file()
+    assert (resolved.path / "model.safetensors").is_file()
+    assert "minilm-l6" in BUNDLED_MODELS
+
+
+@pytest.mark.parametrize("hub_id", ["sentence-transformers/all-MiniLM-L6-v2", "all-minilm-l6-v2"])
+def test_upstream_hub_id_of_a_bundled_model_works_offline(hub_id: str) -> None:
+    resolved = resolve_model(hub_id)
+    assert resolved.source == "bundled"
+    assert resolved.path == resolve_model("minilm-l6").path
+
+
+def test_local_folder(tiny_bert: Path) -> None:
+    resolved = resolve_model(str(tiny_bert))
+    assert resolved.source == "local"
+    assert resolved.path == tiny_bert.resolve()
+
+
+def test_folder_without_config_json(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json") as info:
+        resolve_model(str(tmp_path))
+    assert "minilm-l6" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["./no/such/folder", "/no/such/folder", "a/b/c"])
+def test_missing_path_is_not_sent_to_the_hub(name: str) -> None:
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        resolve_model(name)
+
+
+def test_hub_id_offline_names_the_bundled_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_model("bert-base-uncased")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'bert-base-uncased'" in message and "HF_HUB_OFFLINE" in message
+    assert "minilm-l6" in message
+
+
+def test_classifier_has_a_head_sized_and_named_for_the_labels(tiny_bert: Path) -> None:
+    model = build_classifier(tiny_bert, ["b", "a", "c"], "single_label", seed=0)
+    assert model.config.num_labels == 3
+    assert model.config.id2label == {0: "b", 1: "a", 2: "c"}
+    assert model.config.problem_type == "single_label_classification"
+    multi = build_classifier(tiny_bert, ["x", "y"], "multi_label", seed=0)
+    assert multi.config.problem_type == "multi_label_classification"
+
+
+def test_classifier_head_is_seeded(tiny_bert: Path) -> None:
+    def head(seed: int) -> torch.Tensor:
+        return build_classifier(tiny_bert, ["a", "b"], "single_label", seed=seed).classifier.weight
+
+    assert torch.equal(head(1), head(1))
+    assert not torch.equal(head(1), head(2))
+
+
+def test_encoder_weights_come_from_the_folder(tiny_bert: Path) -> None:
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tiny_bert / "model.safetensors"))
+    key = next(k for k in saved if k.endswith("word_embeddings.weight"))
+    model = build_classifier(tiny_bert, ["a", "b"], "single_label", seed=3)
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, saved[key])
+
+
+def test_tokenizer_loads_from_the_folder(tiny_bert: Path) -> None:
+    tokenizer = load_tokenizer(tiny_bert)
+    ids = tokenizer("hello world")["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+
+
+def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    def unreachable(**kwargs: object) -> str:
+        raise ConnectionError("no route to host")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    with pytest.raises(
+        ModelNotFoundError, match=r"could not download from the hub \(ConnectionError\)"
+    ) as info:
+        resolve_model("bert-base-uncased")
+    assert "minilm-l6" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_hub_download_when_online(monkeypatch: pytest.MonkeyPatch, tiny_bert: Path) -> None:
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(**kwargs: object) -> str:
+        calls.append(kwargs)
+        return str(tiny_bert)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    resolved = resolve_model("org/some-model")
+    assert resolved.source == "hub" and resolved.path == tiny_bert
+    assert calls and calls[0]["repo_id"] == "org/some-model"

@@ -117,7 +117,7 @@ def class_names() -> list[str]:
     return sorted(CLASS_WORDS)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the repository (public datasets, never copied into it)."""
     if not SHARED_DATA.is_dir():

@@ -19,6 +19,7 @@ import yaml
 from tunelab.errors import ConfigError
 
 TASKS = ("single_label", "multi_label")
+METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "loss")
 FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet")
 EMPTY_TEXT_POLICIES = ("drop", "error")
 
@@ -29,8 +30,9 @@ def _check(problems: list[str], ok: bool, message: str) -> None:
 
 
 def _raise_if(problems: list[str], section: str) -> None:
+    """Raise one error naming every bad field as ``section.field``."""
     if problems:
-        raise ConfigError(f"{section}: " + "; ".join(problems))
+        raise ConfigError("; ".join(f"{section}.{p}" for p in problems))
 
 
 @dataclass
@@ -173,6 +175,7 @@ class TrainConfig:
             f"patience={self.patience} (use 1 or more, or null to disable early stopping)",
         )
         _check(p, self.checkpoint_steps >= 1, f"checkpoint_steps={self.checkpoint_steps} (use 1 or more)")
+        _check(p, self.metric in METRICS, f"metric={self.metric!r} (use one of {', '.join(METRICS)})")
         _raise_if(p, "train")
 
 
@@ -227,18 +230,27 @@ class RunConfig:
                     f"{name}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
                 )
                 continue
+            value, type_problems = coerce_types(section_cls, value, name)
+            if type_problems:
+                # Still range-check the well-typed fields, so every problem is reported at once.
+                problems.extend(type_problems.values())
+                value = {k: v for k, v in value.items() if k not in type_problems}
             try:
-                sections[name] = section_cls(**value)
+                section = section_cls(**value)
+                if not type_problems:
+                    sections[name] = section
             except ConfigError as exc:
                 problems.append(str(exc))
             except TypeError as exc:
                 problems.append(f"{name}: {exc}")
         if problems:
             raise ConfigError("; ".join(problems))
+        name = raw.get("name")
         return cls(
             **sections,
             output_dir=str(raw.get("output_dir", "runs")),
-            name=raw.get("name"),
+            # `name=2024-06-01` or `name=7` parse as a date or an int; a run name is text.
+            name=None if name is None else str(name),
         )
 
     @classmethod
@@ -268,6 +280,57 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def coerce_types(
+    section_cls: type, values: dict[str, Any], section: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check each value against its field's annotation, converting where the intent is clear.
+
+    YAML 1.1 reads ``5e-5`` (no dot) as a string: it is converted to a float. A value that
+    cannot be converted is reported naming the field.
+
+    Returns:
+        (converted values, {field: problem} for the values that did not fit)
+    """
+    out = dict(values)
+    problems: dict[str, str] = {}
+    annotations = {f.name: str(f.type) for f in fields(section_cls)}
+    for key, value in values.items():
+        ann = annotations[key].replace(" ", "")
+        optional = "None" in ann
+        kind = ann.replace("|None", "").replace("None|", "")
+        if value is None:
+            if not optional:
+                problems[key] = f"{section}.{key} must not be null"
+            continue
+        if kind == "bool":
+            if not isinstance(value, bool):
+                problems[key] = f"{section}.{key}={value!r} (use true or false)"
+        elif kind == "int":
+            if isinstance(value, float) and value.is_integer():
+                out[key] = int(value)
+            elif isinstance(value, bool) or not isinstance(value, int):
+                problems[key] = f"{section}.{key}={value!r} (use a whole number)"
+        elif kind == "float":
+            if isinstance(value, str):
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    problems[key] = f"{section}.{key}={value!r} (use a number, e.g. 5e-5)"
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                problems[key] = f"{section}.{key}={value!r} (use a number)"
+        elif kind == "str":
+            if isinstance(value, int | float | bool) or not isinstance(value, str):
+                out[key] = str(value) if not isinstance(value, list | dict) else value
+                if isinstance(value, list | dict):
+                    problems[key] = f"{section}.{key}={value!r} (use a single text value)"
+        elif kind.startswith("list[str]"):
+            if isinstance(value, str) and kind == "list[str]":
+                problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
+            elif isinstance(value, list):
+                out[key] = [str(v) for v in value]
+    return out, problems
 
 
 def _parse_value(text: str) -> Any:

@@ -2,7 +2,8 @@
 
 BANKING77 subset: the first 20 intents (sorted by name), 20 training texts each from
 ``../shared/data/banking77/train.csv`` and 10 test texts each from ``test.csv``. The majority
-class is 5% of the test rows; three epochs of full fine-tuning reach far more (0.87-0.90 seen).
+class is 5% of the test rows; three epochs of full fine-tuning reach far more (0.87-0.90 seen,
+LoRA 0.91 in 8 epochs).
 """
 
 from __future__ import annotations
@@ -46,20 +47,19 @@ def tunelab_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def banking_subset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from conftest import SHARED_DATA  # the same location as the shared_data fixture
-
-    source = SHARED_DATA / "banking77"
-    if not source.is_dir():
-        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
+def banking_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    source = shared_data / "banking77"
     train = pd.read_csv(source / "train.csv")
     test = pd.read_csv(source / "test.csv")
     intents = sorted(train["category"].unique())[:N_INTENTS]
     folder = tmp_path_factory.mktemp("banking77")
     train_path, test_path = folder / "train.csv", folder / "test.csv"
-    pick = lambda df, n: df[df["category"].isin(intents)].groupby("category", sort=True).head(n)  # noqa: E731
-    pick(train, TRAIN_PER_INTENT).to_csv(train_path, index=False)
-    pick(test, TEST_PER_INTENT).to_csv(test_path, index=False)
+
+    def first_rows(df: pd.DataFrame, n: int) -> pd.DataFrame:
+        return df[df["category"].isin(intents)].groupby("category", sort=True).head(n)
+
+    first_rows(train, TRAIN_PER_INTENT).to_csv(train_path, index=False)
+    first_rows(test, TEST_PER_INTENT).to_csv(test_path, index=False)
     return train_path, test_path
 
 
@@ -81,6 +81,7 @@ def train_overrides(train: Path, test: Path, out: Path, name: str, *extra: str) 
 def banking_run(banking_subset: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     train, test = banking_subset
     out = tmp_path_factory.mktemp("runs")
+    # 0.0002 rather than 2e-4: PyYAML reads 2e-4 as a string (see test_config's xfail).
     proc = tunelab_cli(
         "train",
         *train_overrides(
@@ -162,7 +163,7 @@ def test_lora_on_the_subset(banking_subset: tuple[Path, Path], tmp_path: Path) -
     assert summary["trainable_parameters"] * 20 < summary["total_parameters"]
     accuracy = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]["accuracy"]
     print(f"BANKING77 {N_INTENTS}-intent subset, LoRA: test accuracy {accuracy:.3f}")
-    assert accuracy >= 0.3, f"test accuracy {accuracy:.3f}; the majority class is 0.05"
+    assert accuracy >= 0.5, f"test accuracy {accuracy:.3f}; the majority class is 0.05"
     proc = tunelab_cli("predict", str(run), CARD_TEXT, "--json", cwd=tmp_path)
     assert {"label", "score", "top_k"} <= set(json.loads(proc.stdout.splitlines()[0]))
 

@@ -182,25 +182,24 @@ def test_save_and_from_dict_round_trip(tmp_path: Path) -> None:
     assert RunConfig.from_dict(raw) == cfg
 
 
+def test_model_pooling_and_head_learning_rate() -> None:
+    cfg = RunConfig.from_yaml(None, ["model.pooling=cls", "train.head_learning_rate=0.01"])
+    assert cfg.model.pooling == "cls" and cfg.train.head_learning_rate == 0.01
+    assert RunConfig().model.pooling == "auto" and RunConfig().train.head_learning_rate is None
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_yaml(None, ["model.pooling=max", "train.head_learning_rate=2"])
+    assert "pooling='max'" in str(info.value) and "head_learning_rate=2" in str(info.value)
+
+
 # -- known problems (see the report): values that YAML does not type the way a user means --------
 
 
-@pytest.mark.xfail(
-    reason="PyYAML reads 5e-5 (no dot) as a string; config.py _parse_value / TrainConfig do not coerce "
-    "it, and the error is \"'<' not supported between instances of 'int' and 'str'\"",
-    strict=True,
-)
 def test_learning_rate_in_e_notation(tmp_path: Path) -> None:
     assert RunConfig.from_yaml(None, ["train.learning_rate=5e-5"]).train.learning_rate == pytest.approx(5e-5)
     path = write(tmp_path / "run.yaml", "train:\n  learning_rate: 5e-5\n")
     assert RunConfig.from_yaml(path).train.learning_rate == pytest.approx(5e-5)
 
 
-@pytest.mark.xfail(
-    reason="a wrongly typed value raises TypeError inside __post_init__; from_dict reports the raw "
-    "TypeError text without the field name and skips the other checks of that section",
-    strict=True,
-)
 def test_wrongly_typed_value_names_the_field() -> None:
     with pytest.raises(ConfigError) as info:
         RunConfig.from_yaml(None, ["train.epochs=abc", "train.batch_size=0"])
@@ -209,31 +208,16 @@ def test_wrongly_typed_value_names_the_field() -> None:
     assert "batch_size=0" in message
 
 
-@pytest.mark.xfail(
-    reason="TrainConfig does not check integer fields: batch_size=1.5 is accepted and fails later in "
-    "training with a TypeError",
-    strict=True,
-)
 def test_fractional_batch_size_is_rejected() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         RunConfig.from_yaml(None, ["train.batch_size=1.5"])
 
 
-@pytest.mark.xfail(
-    reason="name=2024-06-01 is parsed by YAML as a datetime.date (name=7 as an int); RunConfig keeps it "
-    "and RunFolder.create fails with TypeError on Path / date",
-    strict=True,
-)
 def test_run_name_that_looks_like_a_date_or_number_stays_a_string() -> None:
     assert RunConfig.from_yaml(None, ["name=2024-06-01"]).name == "2024-06-01"
     assert RunConfig.from_yaml(None, ["name=7"]).name == "7"
 
 
-@pytest.mark.xfail(
-    reason="train.metric is only checked in trainer.train (METRICS), not in TrainConfig, so `tunelab "
-    "validate` and RunConfig accept train.metric=acc and its problem is not reported with the others",
-    strict=True,
-)
 def test_unknown_metric_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="metric"):
         RunConfig.from_yaml(None, ["train.metric=acc"])

@@ -16,8 +16,10 @@ from torch import nn
 from tunelab.errors import ConfigError
 from tunelab.methods import Method, available_methods, get_method, register_method
 from tunelab.models import build_classifier, load_tokenizer
+from tunelab.models.classifier import SequenceClassifier
 
 TASKS = ("single_label", "multi_label")
+POOLINGS = ("cls", "mean")
 LABELS = ["food", "sports", "weather"]
 TEXTS = ["the football match was great", "pizza and cheese for dinner", "rain and wind today"]
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -43,10 +45,16 @@ def task(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(params=POOLINGS)
+def pooling(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def applied(method: Method, task: str, tiny_bert: Path) -> nn.Module:
+def applied(method: Method, task: str, pooling: str, tiny_bert: Path) -> nn.Module:
     """The tiny classifier with the method applied under its default options."""
-    return method.apply(build_classifier(tiny_bert, LABELS, task, seed=0), method.parse_options({}))
+    model = build_classifier(tiny_bert, LABELS, task, pooling=pooling, seed=0)
+    return method.apply(model, method.parse_options({}))
 
 
 def logits_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -124,6 +132,7 @@ def test_load_reproduces_the_trained_logits(
     method: Method,
     applied: nn.Module,
     task: str,
+    pooling: str,
     tiny_bert: Path,
     tmp_path: Path,
     batch: dict[str, torch.Tensor],
@@ -143,14 +152,15 @@ def test_load_reproduces_the_trained_logits(
     def build_base(path: Path | None) -> nn.Module:
         calls.append(path)
         # No seed: the head starts different from the trained one, so it must come from the folder.
-        return build_classifier(path if path is not None else tiny_bert, LABELS, task)
+        return build_classifier(path if path is not None else tiny_bert, LABELS, task, pooling=pooling)
 
     loaded = method.load(tmp_path, build_base)
-    assert calls, "load must build the model through build_base"
     if method.stores_base:
         assert None not in calls, "a method that stores the whole model must not load the base weights"
-    # Adapters are merged: inference gets a plain transformers model.
-    assert type(loaded).__module__.startswith("transformers.")
+    else:
+        assert calls == [None], "an adapter is loaded onto the run's base model"
+    # Adapters are merged: inference gets the plain classifier, whatever the method.
+    assert isinstance(loaded, SequenceClassifier) and loaded.pooling == pooling
     assert not any("lora" in name for name, _ in loaded.named_parameters())
     torch.testing.assert_close(logits_of(loaded, batch), expected, rtol=1e-4, atol=1e-5)
 
@@ -212,15 +222,20 @@ def test_lora_options_reach_peft(tiny_bert: Path) -> None:
     assert {"query", "key", "value", "dense"} <= adapted
 
 
-@pytest.mark.parametrize("train_pooler", [True, False])
-def test_lora_train_pooler(tiny_bert: Path, train_pooler: bool) -> None:
+@pytest.mark.parametrize(
+    ("pooling", "train_pooler", "trained"),
+    [("cls", True, True), ("cls", False, False), ("mean", True, False)],
+)
+def test_lora_trains_the_pooler_only_when_it_is_used(
+    tiny_bert: Path, pooling: str, train_pooler: bool, trained: bool
+) -> None:
     lora = get_method("lora")
     model = lora.apply(
-        build_classifier(tiny_bert, LABELS, "single_label", seed=0),
+        build_classifier(tiny_bert, LABELS, "single_label", pooling=pooling, seed=0),
         lora.parse_options({"train_pooler": train_pooler}),
     )
     pooler = [p.requires_grad for n, p in model.named_parameters() if "pooler" in n]
-    assert pooler and any(pooler) == train_pooler
+    assert pooler and any(pooler) == trained
 
 
 def test_lora_target_modules_that_match_nothing(tiny_bert: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import torch
 
 from tunelab.errors import ModelNotFoundError
 from tunelab.models import BUNDLED_MODELS, build_classifier, load_tokenizer, resolve_model
+from tunelab.models.classifier import detect_pooling
+
+
+@pytest.fixture
+def batch(tiny_bert: Path) -> dict[str, torch.Tensor]:
+    return dict(load_tokenizer(tiny_bert)(["hello world", "rain"], padding=True, return_tensors="pt"))
 
 
 def test_bundled_alias_resolves_to_the_package_folder() -> None:
@@ -55,13 +62,50 @@ def test_hub_id_offline_names_the_bundled_model(monkeypatch: pytest.MonkeyPatch)
     assert "minilm-l6" in message
 
 
-def test_classifier_has_a_head_sized_and_named_for_the_labels(tiny_bert: Path) -> None:
+def test_classifier_has_a_head_sized_for_the_labels(tiny_bert: Path, batch) -> None:
     model = build_classifier(tiny_bert, ["b", "a", "c"], "single_label", seed=0)
-    assert model.config.num_labels == 3
-    assert model.config.id2label == {0: "b", 1: "a", 2: "c"}
-    assert model.config.problem_type == "single_label_classification"
+    assert model.num_labels == 3 and model.classifier.out_features == 3
+    assert model.eval()(**batch).logits.shape == (2, 3)
+    # The task changes the loss, not the architecture.
     multi = build_classifier(tiny_bert, ["x", "y"], "multi_label", seed=0)
-    assert multi.config.problem_type == "multi_label_classification"
+    assert multi.eval()(**batch).logits.shape == (2, 2)
+
+
+def test_pooling_auto_reads_the_sentence_transformers_folder(tiny_bert: Path) -> None:
+    # all-MiniLM-L6-v2 was trained to be read by mean pooling (its 1_Pooling/config.json says so).
+    assert detect_pooling(resolve_model("minilm-l6").path) == "mean"
+    assert detect_pooling(tiny_bert) == "cls"
+    assert build_classifier(tiny_bert, ["a", "b"], "single_label").pooling == "cls"
+    assert build_classifier(tiny_bert, ["a", "b"], "single_label", pooling="mean").pooling == "mean"
+
+
+def test_pooling_auto_with_a_declared_mean_pooling(tiny_bert: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "st-model"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}', encoding="utf-8")
+    assert build_classifier(folder, ["a", "b"], "single_label").pooling == "mean"
+    (folder / "1_Pooling" / "config.json").write_text("{not json", encoding="utf-8")
+    assert detect_pooling(folder) == "cls"
+
+
+def test_unknown_pooling_is_refused(tiny_bert: Path) -> None:
+    with pytest.raises(ValueError, match="pooling"):
+        build_classifier(tiny_bert, ["a", "b"], "single_label", pooling="max")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_padding_does_not_change_the_logits(tiny_bert: Path, pooling: str) -> None:
+    model = build_classifier(tiny_bert, ["a", "b", "c"], "single_label", pooling=pooling, seed=0).eval()
+    tokenizer = load_tokenizer(tiny_bert)
+    short = "rain today"
+    alone = tokenizer([short], return_tensors="pt")
+    padded = tokenizer(
+        [short, "a much longer sentence about football and pizza and snow"], padding=True, return_tensors="pt"
+    )
+    assert padded["input_ids"].shape[1] > alone["input_ids"].shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**padded).logits[0], model(**alone).logits[0], rtol=1e-5, atol=1e-6)
 
 
 def test_classifier_head_is_seeded(tiny_bert: Path) -> None:
@@ -78,7 +122,7 @@ def test_encoder_weights_come_from_the_folder(tiny_bert: Path) -> None:
     saved = load_file(str(tiny_bert / "model.safetensors"))
     key = next(k for k in saved if k.endswith("word_embeddings.weight"))
     model = build_classifier(tiny_bert, ["a", "b"], "single_label", seed=3)
-    assert torch.equal(model.bert.embeddings.word_embeddings.weight, saved[key])
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, saved[key])
 
 
 def test_tokenizer_loads_from_the_folder(tiny_bert: Path) -> None:

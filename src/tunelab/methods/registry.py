@@ -57,6 +57,11 @@ class Method:
                 f"method {self.name}: unknown option(s) {', '.join(unknown)} "
                 f"(known: {', '.join(sorted(allowed)) or 'none'})"
             )
+        from tunelab.config import coerce_types
+
+        options, problems = coerce_types(self.config_cls, options, f"method.{self.name}")
+        if problems:
+            raise ConfigError("; ".join(problems.values()))
         try:
             return self.config_cls(**options)
         except TypeError as exc:

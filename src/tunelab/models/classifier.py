@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from tunelab.errors import ModelNotFoundError
+
 POOLINGS = ("auto", "mean", "cls")
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
@@ -92,8 +94,16 @@ class SequenceClassifier(nn.Module):
 
     def save_full(self, folder: Path) -> None:
         """Encoder as a Hugging Face folder, head beside it; safetensors only."""
+        from transformers.utils import logging as hf_logging
+
         folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(str(folder))
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.encoder.save_pretrained(str(folder))
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         head = {k: v.detach().contiguous() for k, v in self.classifier.state_dict().items()}
         save_file(head, str(folder / HEAD_WEIGHTS))
         (folder / HEAD_CONFIG).write_text(
@@ -113,13 +123,24 @@ def _load_encoder(path: Path) -> nn.Module:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    # Unused pooler or LM-head weights in the checkpoint are expected: not worth a warning.
+    # Unused pooler or LM-head weights in the checkpoint are expected: not worth a warning, and a
+    # progress bar for a one-second load is noise.
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         return AutoModel.from_pretrained(str(path), use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(
+            f"model folder {path}: cannot load encoder weights ({reason}); "
+            "give a Hugging Face folder with config.json and model.safetensors"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def build_classifier(
@@ -143,4 +164,10 @@ def build_classifier(
 def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    try:
+        return AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"model folder {path}: no usable tokenizer ({type(exc).__name__}); "
+            "save the tokenizer into the folder with tokenizer.save_pretrained()"
+        ) from None

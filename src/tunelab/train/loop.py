@@ -48,10 +48,15 @@ class LoopState:
     samples: int = 0
     train_seconds: float = 0.0
     best_metric: float | None = None
+    best_loss: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
     stopped_early: bool = False
     last_eval: dict[str, Any] | None = None
+    # The running average of the training loss since the last log line; part of the state so the
+    # first record after a resume averages the same samples an uninterrupted run would.
+    window_loss: float = 0.0
+    window_samples: int = 0
 
 
 @dataclass
@@ -111,7 +116,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
         disable=not setup.show_progress,
         desc="train",
     )
-    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    window_start, timed_samples = time.perf_counter(), 0
     n_epochs = math.ceil(cfg.epochs)
     done = state.step >= total_steps or state.stopped_early
     while not done and state.epoch < n_epochs:
@@ -128,8 +133,9 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
             (loss / cfg.grad_accum_steps).backward()
             state.batch_in_epoch += 1
             state.samples += len(idx)
-            window_loss += loss.item() * len(idx)
-            window_samples += len(idx)
+            state.window_loss += loss.item() * len(idx)
+            state.window_samples += len(idx)
+            timed_samples += len(idx)
             boundary = state.batch_in_epoch % cfg.grad_accum_steps == 0 or state.batch_in_epoch == len(
                 batches
             )
@@ -151,13 +157,14 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
                     "event": "train",
                     "step": state.step,
                     "epoch": round(state.epoch + state.batch_in_epoch / len(batches), 4),
-                    "loss": window_loss / max(window_samples, 1),
+                    "loss": state.window_loss / max(state.window_samples, 1),
                     "lr": scheduler.get_last_lr()[0],
-                    "samples_per_s": window_samples / elapsed,
+                    "samples_per_s": timed_samples / elapsed,
                 }
                 setup.log.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", epoch=f"{record['epoch']:.2f}")
-                window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+                state.window_loss, state.window_samples = 0.0, 0
+                window_start, timed_samples = time.perf_counter(), 0
             end_of_epoch = state.batch_in_epoch == len(batches)
             eval_now = (cfg.eval_steps is not None and state.step % cfg.eval_steps == 0) or (
                 cfg.eval_steps is None and end_of_epoch
@@ -171,7 +178,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
                     best_path,
                     epoch_pos=state.epoch + state.batch_in_epoch / len(batches),
                 )
-                window_start = time.perf_counter()
+                window_start, timed_samples = time.perf_counter(), 0
                 if cfg.patience is not None and state.bad_evals >= cfg.patience:
                     state.stopped_early = True
             if end_of_epoch:
@@ -187,8 +194,8 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
                     scheduler=scheduler,
                     state=dataclasses.asdict(state),
                 )
-            if done:
-                break
+            if done or end_of_epoch:
+                break  # the next epoch draws its own batch order
     bar.close()
     if best_path.is_file():
         from safetensors.torch import load_file
@@ -211,14 +218,21 @@ def _evaluate(
     state.last_eval = record
     metric = setup.cfg.metric
     value = metrics[metric]
-    better = state.best_metric is None or (
-        value > state.best_metric if higher_is_better(metric) else value < state.best_metric
-    )
-    if better:
-        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
-        save_weights(best_path, trainable_state(model))
+    loss = metrics.get("loss")
+    if state.best_metric is None:
+        improved = better = True
     else:
-        state.bad_evals += 1
+        improved = value > state.best_metric if higher_is_better(metric) else value < state.best_metric
+        # A tie on the metric (common on a small dev set) keeps the model with the lower dev loss,
+        # but only a real improvement resets the patience of early stopping.
+        tie_won = (
+            value == state.best_metric and None not in (loss, state.best_loss) and loss < state.best_loss
+        )
+        better = improved or tie_won
+    state.bad_evals = 0 if improved else state.bad_evals + 1
+    if better:
+        state.best_metric, state.best_loss, state.best_step = value, loss, state.step
+        save_weights(best_path, trainable_state(model))
     if setup.show_progress:
         tqdm.write(
             f"dev step {state.step}: {metric} {value:.4f} "

@@ -25,15 +25,14 @@ from tunelab.data import LabelMap, Splits, load_splits
 from tunelab.data.encoding import Encoded, encode_texts
 from tunelab.errors import ConfigError, RunError
 from tunelab.evaluate.scoring import headline, score_logits
-from tunelab.methods import get_method
-from tunelab.models import build_classifier, load_tokenizer, resolve_model
+from tunelab.methods import Method, get_method
+from tunelab.models import ResolvedModel, build_classifier, load_tokenizer, resolve_model
 from tunelab.predict.inference import predict_logits
 from tunelab.runs import RunFolder
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 
 logger = logging.getLogger(__name__)
-METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "loss")
 
 
 @dataclass
@@ -130,14 +129,19 @@ def train(
         run = None
     if cfg.data.train is None:
         raise ConfigError("data.train is not set; give a training file, e.g. data.train=path/to/train.csv")
-    if cfg.train.metric not in METRICS:
-        raise ConfigError(f"train.metric={cfg.train.metric!r} (use one of {', '.join(METRICS)})")
     method = get_method(cfg.method.name)
     options = method.parse_options(cfg.method.options)
     splits = load_splits(cfg.data)
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
     resolved = resolve_model(cfg.model.name)
+    # Build the model and apply the method before the run folder exists: a bad model folder or a
+    # LoRA target that matches nothing must leave nothing behind.
+    tokenizer = load_tokenizer(resolved.path)
+    model = build_classifier(
+        resolved.path, splits.labels.names, splits.labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
+    )
+    model = method.apply(model, options)
     if run is None:
         run = RunFolder.create(cfg.output_dir, cfg.name)
         cfg.save(run.config_json)
@@ -149,7 +153,8 @@ def train(
             splits,
             resolved,
             method,
-            options,
+            model,
+            tokenizer,
             resume=resume is not None,
             show_progress=show_progress,
         )
@@ -159,7 +164,16 @@ def train(
 
 
 def _train_in(
-    run, cfg, splits, resolved, method, options, *, resume: bool, show_progress: bool
+    run: RunFolder,
+    cfg: RunConfig,
+    splits: Splits,
+    resolved: ResolvedModel,
+    method: Method,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    *,
+    resume: bool,
+    show_progress: bool,
 ) -> TrainResult:
     started = time.perf_counter()
     for note in splits.notes:
@@ -172,17 +186,12 @@ def _train_in(
         {"name": run.name, "status": "training", "model": cfg.model.name, "method": cfg.method.name}
     )
 
-    tokenizer = load_tokenizer(resolved.path)
     tokenizer.save_pretrained(str(run.tokenizer))
     max_len = cfg.model.max_length
     enc_train = _encode(tokenizer, splits.train, max_len)
     enc_dev = _encode(tokenizer, splits.dev, max_len) if splits.dev is not None else None
     enc_test = _encode(tokenizer, splits.test, max_len) if splits.test is not None else None
 
-    model = build_classifier(
-        resolved.path, labels.names, labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
-    )
-    model = method.apply(model, options)
     learning_rate = cfg.train.learning_rate or method.default_learning_rate
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())

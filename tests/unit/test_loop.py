@@ -1,0 +1,270 @@
+"""The training loop's parts: batch order, optimizer groups, schedule, checkpoints, metrics log."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tunelab
+from tunelab.config import TrainConfig
+from tunelab.data.encoding import training_batches
+from tunelab.methods import get_method
+from tunelab.models import build_classifier
+from tunelab.train import loop as train_loop
+from tunelab.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, trainable_state
+from tunelab.train.loop import compute_loss
+from tunelab.train.metrics_log import MetricsLog
+from tunelab.train.optim import build_optimizer, build_scheduler
+
+LABELS = ["food", "sports", "weather"]
+LENGTHS = [5, 9, 12, 7, 30, 8, 6, 14, 11, 10, 25, 4, 13, 9, 7, 16, 22, 5, 6, 18]
+
+
+# -- batch order -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_batches_are_a_pure_function_of_seed_and_epoch(group_by_length: bool) -> None:
+    def batches(seed: int, epoch: int) -> list[list[int]]:
+        return training_batches(LENGTHS, 4, seed=seed, epoch=epoch, group_by_length=group_by_length)
+
+    first = batches(1, 0)
+    assert sorted(i for b in first for i in b) == list(range(len(LENGTHS)))  # every row once
+    assert all(len(b) <= 4 for b in first)
+    assert batches(1, 0) == first
+    assert batches(1, 1) != first, "each epoch has its own order"
+    assert batches(2, 0) != first, "the seed changes the order"
+
+
+def test_grouped_batches_waste_less_padding() -> None:
+    lengths = [random.Random(i).randint(3, 60) for i in range(400)]
+
+    def padding(group_by_length: bool) -> int:
+        batches = training_batches(lengths, 8, seed=0, epoch=0, group_by_length=group_by_length)
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(True) < 0.5 * padding(False)
+
+
+def test_the_loop_takes_a_new_batch_order_every_epoch(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[int]] = []
+    lengths: list[list[int]] = []
+    original = train_loop.collate
+
+    def recording_collate(enc, indices, **kwargs):
+        seen.append(list(indices))
+        lengths.append(enc.lengths)
+        return original(enc, indices, **kwargs)
+
+    monkeypatch.setattr(train_loop, "collate", recording_collate)
+    overrides = [
+        f"data.train={train_csv}",
+        "data.dev_size=0",
+        f"model.name={tiny_bert}",
+        "model.max_length=32",
+        "train.batch_size=8",
+        "train.epochs=3",
+        "train.seed=5",
+        f"output_dir={tmp_path}",
+    ]
+    tunelab.train(None, overrides=overrides, show_progress=False)
+    per_epoch = 8  # 60 rows / 8
+    assert len(seen) == 3 * per_epoch
+    epochs = [seen[i * per_epoch : (i + 1) * per_epoch] for i in range(3)]
+    # Whatever the loop does, it must agree with the pure function a resumed run uses.
+    expected = [training_batches(lengths[0], 8, seed=5, epoch=e, group_by_length=True) for e in range(3)]
+    assert epochs[0] == expected[0]
+    assert epochs[1:] == expected[1:]
+
+
+# -- optimizer and schedule ------------------------------------------------------------------------
+
+
+def groups_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, dict]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: g for g in optimizer.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "head_lr", "expected_head"),
+    [(1e-4, None, 2e-3), (5e-3, None, 5e-3), (1e-4, 1e-2, 1e-2)],
+)
+def test_optimizer_groups(
+    tiny_bert: Path, learning_rate: float, head_lr: float | None, expected_head: float
+) -> None:
+    model = build_classifier(tiny_bert, LABELS, "single_label", seed=0)
+    cfg = TrainConfig(weight_decay=0.05, head_learning_rate=head_lr)
+    groups = groups_by_name(model, build_optimizer(model, cfg, learning_rate))
+    assert set(groups) == {n for n, _ in model.named_parameters()}
+    assert groups["classifier.weight"]["lr"] == expected_head
+    assert groups["classifier.bias"]["lr"] == expected_head
+    body = [n for n in groups if not n.startswith("classifier.")]
+    assert all(groups[n]["lr"] == learning_rate for n in body)
+    # No weight decay on biases and LayerNorm gains.
+    for name, group in groups.items():
+        no_decay = name.endswith("bias") or "LayerNorm" in name
+        assert group["weight_decay"] == (0.0 if no_decay else 0.05), name
+
+
+def test_optimizer_skips_frozen_parameters(tiny_bert: Path) -> None:
+    lora = get_method("lora")
+    model = lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), lora.parse_options({}))
+    groups = groups_by_name(model, build_optimizer(model, TrainConfig(), 1e-3))
+    assert set(groups) == {n for n, p in model.named_parameters() if p.requires_grad}
+    head = [n for n in groups if ".classifier." in n]
+    assert head and all(groups[n]["lr"] == 2e-3 for n in head)
+
+
+def test_schedule_warms_up_then_decays_to_zero(tiny_bert: Path) -> None:
+    model = build_classifier(tiny_bert, LABELS, "single_label", seed=0)
+    optimizer = build_optimizer(model, TrainConfig(warmup_ratio=0.2), 1e-3)
+    scheduler = build_scheduler(optimizer, TrainConfig(warmup_ratio=0.2), total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    lrs.append(scheduler.get_last_lr()[0])
+    assert lrs[0] == 0.0 and lrs[2] == pytest.approx(1e-3)  # 2 warmup steps
+    assert lrs[1] == pytest.approx(5e-4)
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:]))
+    assert lrs[-1] == pytest.approx(0.0)
+
+
+# -- losses ----------------------------------------------------------------------------------------
+
+
+def test_class_weights_scale_the_single_label_loss() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    plain = compute_loss(logits, labels, "single_label", None)
+    assert plain == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
+    weights = torch.tensor([1.0, 3.0])
+    weighted = compute_loss(logits, labels, "single_label", weights)
+    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert weighted == pytest.approx(((per_row * weights[labels]).sum() / weights[labels].sum()).item())
+
+
+def test_multi_label_loss_is_binary_cross_entropy() -> None:
+    logits = torch.tensor([[3.0, -3.0, 0.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    assert compute_loss(logits, labels, "multi_label", None) == pytest.approx(expected.item())
+    pos = torch.tensor([1.0, 1.0, 4.0])
+    weighted = compute_loss(logits, labels, "multi_label", pos)
+    assert weighted > compute_loss(logits, labels, "multi_label", None)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+
+def _stepped(tiny_bert: Path, method: str = "full"):
+    m = get_method(method)
+    model = m.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), m.parse_options({}))
+    optimizer = build_optimizer(model, TrainConfig(), 1e-2)
+    scheduler = build_scheduler(optimizer, TrainConfig(), total_steps=10)
+    ids = torch.tensor([[101, 2000, 2001, 102]])
+    loss = model(input_ids=ids).logits.sum()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return model, optimizer, scheduler
+
+
+def test_checkpoint_round_trip_restores_weights_optimizer_schedule_and_rng(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    model, optimizer, scheduler = _stepped(tiny_bert)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    folder = tmp_path / "last"
+    save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 1})
+    expected_draws = (torch.rand(3), np.random.rand(), random.random())
+
+    fresh = build_classifier(tiny_bert, LABELS, "single_label", seed=9)
+    fresh_opt = build_optimizer(fresh, TrainConfig(), 1e-2)
+    fresh_sched = build_scheduler(fresh_opt, TrainConfig(), total_steps=10)
+    state = load_checkpoint(folder, model=fresh, optimizer=fresh_opt, scheduler=fresh_sched)
+    assert state == {"step": 1}
+    for (name, a), (_, b) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert fresh_sched.last_epoch == scheduler.last_epoch == 1
+    saved_state = optimizer.state_dict()["state"]
+    loaded_state = fresh_opt.state_dict()["state"]
+    assert saved_state.keys() == loaded_state.keys()
+    for key in saved_state:
+        assert torch.equal(saved_state[key]["exp_avg"], loaded_state[key]["exp_avg"])
+    # The random streams continue exactly where they were at save time.
+    draws = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(draws[0], expected_draws[0]) and draws[1:] == expected_draws[1:]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.old"))
+
+
+def test_lora_checkpoint_holds_only_trainable_weights(tiny_bert: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    model, optimizer, scheduler = _stepped(tiny_bert, "lora")
+    save_checkpoint(tmp_path / "last", model=model, optimizer=optimizer, scheduler=scheduler, state={})
+    saved = load_file(str(tmp_path / "last" / "trainable.safetensors"))
+    assert saved.keys() == trainable_state(model).keys()
+    assert sum(t.numel() for t in saved.values()) < 0.05 * sum(p.numel() for p in model.parameters())
+
+
+def test_find_checkpoint_survives_a_kill_between_the_renames(tiny_bert: Path, tmp_path: Path) -> None:
+    model, optimizer, scheduler = _stepped(tiny_bert)
+    last = tmp_path / "last"
+    assert find_checkpoint(last) is None
+    save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 2})
+    assert find_checkpoint(last) == last
+    # A kill after `last` was renamed to `last.old` and before `last.tmp` became `last`.
+    last.rename(tmp_path / "last.old")
+    (tmp_path / "last.tmp").mkdir()  # incomplete: no state.json
+    found = find_checkpoint(last)
+    assert found == tmp_path / "last.old"
+    assert json.loads((found / "state.json").read_text(encoding="utf-8")) == {"step": 2}
+    # The next save replaces the leftovers.
+    save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 4})
+    assert find_checkpoint(last) == last
+    assert not (tmp_path / "last.tmp").exists()
+
+
+# -- metrics log -----------------------------------------------------------------------------------
+
+
+def test_metrics_log_writes_jsonl_and_tensorboard(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "metrics.jsonl", tmp_path / "tb")
+    log.log({"event": "train", "step": 10, "epoch": 0.5, "loss": 1.5, "lr": 1e-3})
+    log.log({"event": "eval", "split": "dev", "step": 20, "epoch": 1.0, "loss": 1.2, "accuracy": 0.5})
+    log.close()
+    lines = (tmp_path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [10, 20]
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_metrics_log_on_resume_drops_records_after_the_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"event": "train", "step": s, "loss": 1.0 / s} for s in (10, 20, 30)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"event": "train", "st', encoding="utf-8")
+    log = MetricsLog(path, tmp_path / "tb", resume_step=20)
+    assert [r["step"] for r in log.records] == [10, 20]
+    log.log({"event": "train", "step": 30, "loss": 0.5})
+    log.close()
+    steps = [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert steps == [10, 20, 30]
+
+
+def test_metrics_log_without_resume_starts_empty(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"event": "train", "step": 10}) + "\n", encoding="utf-8")
+    log = MetricsLog(path, tmp_path / "tb")
+    log.close()
+    assert log.records == [] and path.read_text(encoding="utf-8") == ""

@@ -1,0 +1,115 @@
+"""The Python API on a finished run: ``tunelab.load(run).predict``, ``predict_file``, ``evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab.errors import DataError, RunError
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train, test = labelled_csvs
+    out = tmp_path_factory.mktemp("predict-runs")
+    overrides = [
+        f"data.train={train}",
+        f"data.test={test}",
+        f"model.name={tiny_bert}",
+        "model.max_length=32",
+        "model.pooling=mean",
+        "train.batch_size=8",
+        "train.epochs=6",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+        f"output_dir={out}",
+        "name=api",
+    ]
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def predictor(run: Path) -> tunelab.Predictor:
+    return tunelab.load(run)
+
+
+def test_one_text_gives_a_dict_and_a_list_gives_a_list(predictor: tunelab.Predictor) -> None:
+    one = predictor.predict("football match with my team")
+    assert isinstance(one, dict) and one["label"] == "sports"
+    many = predictor.predict(["football match with my team", "pizza and cheese for dinner"])
+    assert isinstance(many, list) and [r["label"] for r in many] == ["sports", "food"]
+    assert many[0] == one
+    assert predictor.predict([]) == []
+
+
+def test_top_k_is_ranked_and_clamped(predictor: tunelab.Predictor) -> None:
+    result = predictor.predict("snow and cold wind", top_k=10)
+    scores = [t["score"] for t in result["top_k"]]
+    assert result["top_k"][0]["label"] == result["label"] == "weather"
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+    assert len(predictor.predict("snow", top_k=1)["top_k"]) == 1
+
+
+def test_batching_does_not_change_the_scores(predictor: tunelab.Predictor) -> None:
+    texts = ["rain", "a football match with the team and a goal", "pizza", "soup and bread for dinner today"]
+    together = predictor.logits(texts, batch_size=64)
+    apart = np.concatenate([predictor.logits([t]) for t in texts])
+    np.testing.assert_allclose(together, apart, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 3])
+def test_empty_or_non_text_is_refused(predictor: tunelab.Predictor, bad: object) -> None:
+    with pytest.raises(DataError, match="text 2: empty or not a string"):
+        predictor.predict(["fine", bad])  # type: ignore[list-item]
+
+
+def test_predict_file_from_jsonl(predictor: tunelab.Predictor, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    rows = [{"id": 7, "text": "tennis score"}, {"id": 8, "text": "cheese salad recipe"}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    target = tmp_path / "out.jsonl"
+    assert tunelab.predict_file(predictor, source, target, top_k=2) == 2
+    out = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    # Cells are read as text, so a JSON number id comes back as a string.
+    assert [(r["id"], r["row"], r["text"]) for r in out] == [
+        ("7", 1, "tennis score"),
+        ("8", 2, "cheese salad recipe"),
+    ]
+    assert [r["label"] for r in out] == ["sports", "food"] and all(len(r["top_k"]) == 2 for r in out)
+
+
+def test_evaluate_matches_the_metrics_saved_at_training(
+    run: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    test = labelled_csvs[1]
+    saved = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    metrics = tunelab.evaluate(run, test, out_dir=tmp_path / "report")
+    assert metrics["accuracy"] == saved["accuracy"]
+    assert metrics["loss"] == pytest.approx(saved["loss"], rel=1e-5)
+    assert (
+        Path(metrics["report"]) == tmp_path / "report" / "report.html" and Path(metrics["report"]).is_file()
+    )
+    assert (
+        json.loads((tmp_path / "report" / "metrics.json").read_text(encoding="utf-8"))["accuracy"]
+        == (saved["accuracy"])
+    )
+    assert tunelab.evaluate(run)["accuracy"] == saved["accuracy"]  # no data: the saved test metrics
+
+
+def test_list_runs(run: Path) -> None:
+    infos = tunelab.list_runs(run.parent)
+    assert [(i.path, i.status) for i in infos] == [(run, "finished")]
+    assert infos[0].summary["method"] == "full"
+
+
+def test_load_refuses_what_is_not_a_finished_run(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="no such run folder"):
+        tunelab.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="did not finish"):
+        tunelab.load(tmp_path / "empty")

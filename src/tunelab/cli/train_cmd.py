@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.cli.config_args import add_config_arguments, config_and_overrides
 from tunelab.cli.output import headline_lines
 
 HELP = """examples:
@@ -25,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML run file (omit to use the built-in defaults)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=3 method=lora")
+    add_config_arguments(p)
     p.add_argument("--resume", metavar="RUN", help="continue an unfinished run (runs/<name>.partial)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -35,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.train import train
 
-    config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config:  # `tunelab train data.train=x.csv` with no YAML file
-        config, overrides = None, [config, *overrides]
+    config, overrides = config_and_overrides(args)
     result = train(config, overrides=overrides, resume=args.resume, show_progress=not args.quiet)
     s = result.summary
     print(f"run: {result.run_dir}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.cli.config_args import add_config_arguments, config_and_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,8 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  tunelab validate configs/banking77.yaml method=lora",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML run file")
-    p.add_argument("overrides", nargs="*", help="key=value overrides")
+    add_config_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -24,9 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.methods import get_method
     from tunelab.models import resolve_model
 
-    config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config:
-        config, overrides = None, [config, *overrides]
+    config, overrides = config_and_overrides(args)
     cfg = RunConfig.from_yaml(config, overrides)
     get_method(cfg.method.name).parse_options(cfg.method.options)
     model = resolve_model(cfg.model.name)

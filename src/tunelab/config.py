@@ -144,6 +144,7 @@ class TrainConfig:
     patience: int | None = 3
     checkpoint_steps: int = 100
     class_weights: bool = False
+    head_init: str = "random"
     seed: int = 42
     threads: int | None = None
 
@@ -175,6 +176,11 @@ class TrainConfig:
             f"patience={self.patience} (use 1 or more, or null to disable early stopping)",
         )
         _check(p, self.checkpoint_steps >= 1, f"checkpoint_steps={self.checkpoint_steps} (use 1 or more)")
+        _check(
+            p,
+            self.head_init in ("random", "probe"),
+            f"head_init={self.head_init!r} (use random, or probe for a linear-probe warm start)",
+        )
         _check(p, self.metric in METRICS, f"metric={self.metric!r} (use one of {', '.join(METRICS)})")
         _raise_if(p, "train")
 

@@ -77,6 +77,16 @@ class SequenceClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         **_: Any,
     ) -> SequenceClassifierOutput:
+        pooled = self.pool(input_ids, attention_mask, token_type_ids)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+    def pool(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pooled sentence vector (B, H) the head reads."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -86,11 +96,9 @@ class SequenceClassifier(nn.Module):
         states = out.last_hidden_state  # (B, T, H)
         if self.pooling == "mean":
             mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
-            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
-        else:
-            pooler = getattr(out, "pooler_output", None)
-            pooled = pooler if pooler is not None else states[:, 0]
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+            return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
+        pooler = getattr(out, "pooler_output", None)
+        return pooler if pooler is not None else states[:, 0]
 
     def save_full(self, folder: Path) -> None:
         """Encoder as a Hugging Face folder, head beside it; safetensors only."""

@@ -11,7 +11,10 @@ HEAD_LEARNING_RATE = 2e-3
 
 
 def head_learning_rate(cfg: TrainConfig, learning_rate: float) -> float:
-    return cfg.head_learning_rate or max(learning_rate, HEAD_LEARNING_RATE)
+    """A random head needs big steps; a linear-probe head is already fitted and keeps the body's."""
+    if cfg.head_learning_rate:
+        return cfg.head_learning_rate
+    return learning_rate if cfg.head_init == "probe" else max(learning_rate, HEAD_LEARNING_RATE)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) -> torch.optim.Optimizer:

@@ -141,6 +141,18 @@ def train(
     model = build_classifier(
         resolved.path, splits.labels.names, splits.labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
     )
+    enc_train = _encode(tokenizer, splits.train, cfg.model.max_length)
+    probe_accuracy = None
+    if cfg.train.head_init == "probe" and resume is None:  # a resumed run restores its head anyway
+        from tunelab.train.head_init import probe_head
+
+        probe_accuracy = probe_head(
+            model,
+            enc_train,
+            task=splits.labels.task,
+            num_labels=len(splits.labels.names),
+            seed=cfg.train.seed,
+        )
     model = method.apply(model, options)
     if run is None:
         run = RunFolder.create(cfg.output_dir, cfg.name)
@@ -155,6 +167,8 @@ def train(
             method,
             model,
             tokenizer,
+            enc_train,
+            probe_accuracy=probe_accuracy,
             resume=resume is not None,
             show_progress=show_progress,
         )
@@ -171,7 +185,9 @@ def _train_in(
     method: Method,
     model: torch.nn.Module,
     tokenizer: Any,
+    enc_train: Encoded,
     *,
+    probe_accuracy: float | None,
     resume: bool,
     show_progress: bool,
 ) -> TrainResult:
@@ -188,7 +204,6 @@ def _train_in(
 
     tokenizer.save_pretrained(str(run.tokenizer))
     max_len = cfg.model.max_length
-    enc_train = _encode(tokenizer, splits.train, max_len)
     enc_dev = _encode(tokenizer, splits.dev, max_len) if splits.dev is not None else None
     enc_test = _encode(tokenizer, splits.test, max_len) if splits.test is not None else None
 
@@ -268,6 +283,8 @@ def _train_in(
             "test": len(splits.test) if splits.test is not None else 0,
         },
         "threshold": threshold,
+        "head_init": cfg.train.head_init,
+        "probe_train_accuracy": probe_accuracy,
         "trainable_parameters": n_trainable,
         "total_parameters": n_total,
         "steps": state.step,

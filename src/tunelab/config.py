@@ -127,7 +127,9 @@ class TrainConfig:
     ``learning_rate=None`` takes the method's default. The freshly initialised classification head
     learns at ``head_learning_rate`` (default: the larger of ``learning_rate`` and 2e-3): a new
     linear layer needs a far larger step than pre-trained weights, and it converges in a fraction
-    of the epochs that way.
+    of the epochs that way. ``head_init="probe"`` (the default) instead fits the head as a
+    logistic regression on the frozen encoder's features before fine-tuning (LP-FT, see
+    ``tunelab.train.head_init``); such a head keeps the body's learning rate.
     """
 
     epochs: float = 5.0
@@ -144,7 +146,7 @@ class TrainConfig:
     patience: int | None = 3
     checkpoint_steps: int = 100
     class_weights: bool = False
-    head_init: str = "random"
+    head_init: str = "probe"
     seed: int = 42
     threads: int | None = None
 

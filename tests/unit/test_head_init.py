@@ -61,7 +61,7 @@ def test_probe_keeps_the_head_learning_rate_of_the_body() -> None:
     from tunelab.config import TrainConfig
 
     assert head_learning_rate(TrainConfig(head_init="probe"), 5e-5) == 5e-5
-    assert head_learning_rate(TrainConfig(), 5e-5) == HEAD_LEARNING_RATE
+    assert head_learning_rate(TrainConfig(head_init="random"), 5e-5) == HEAD_LEARNING_RATE
     assert head_learning_rate(TrainConfig(head_init="probe", head_learning_rate=1e-3), 5e-5) == 1e-3
 
 
@@ -83,7 +83,9 @@ def test_training_with_a_probe_head_starts_ahead(tiny_bert, train_csv, test_csv,
     probe = tunelab.train(
         None, overrides=[*common, "train.head_init=probe", "name=probe"], show_progress=False
     )
-    plain = tunelab.train(None, overrides=[*common, "name=plain"], show_progress=False)
+    plain = tunelab.train(
+        None, overrides=[*common, "train.head_init=random", "name=plain"], show_progress=False
+    )
     summary = json.loads((probe.run_dir / "run.json").read_text(encoding="utf-8"))
     assert summary["head_init"] == "probe" and summary["probe_train_accuracy"] > 0.5
     # One epoch at a tiny learning rate: the random head is still near chance, the probe is not.

@@ -101,7 +101,7 @@ def test_optimizer_groups(
     tiny_bert: Path, learning_rate: float, head_lr: float | None, expected_head: float
 ) -> None:
     model = build_classifier(tiny_bert, LABELS, "single_label", seed=0)
-    cfg = TrainConfig(weight_decay=0.05, head_learning_rate=head_lr)
+    cfg = TrainConfig(weight_decay=0.05, head_learning_rate=head_lr, head_init="random")
     groups = groups_by_name(model, build_optimizer(model, cfg, learning_rate))
     assert set(groups) == {n for n, _ in model.named_parameters()}
     assert groups["classifier.weight"]["lr"] == expected_head
@@ -117,7 +117,7 @@ def test_optimizer_groups(
 def test_optimizer_skips_frozen_parameters(tiny_bert: Path) -> None:
     lora = get_method("lora")
     model = lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), lora.parse_options({}))
-    groups = groups_by_name(model, build_optimizer(model, TrainConfig(), 1e-3))
+    groups = groups_by_name(model, build_optimizer(model, TrainConfig(head_init="random"), 1e-3))
     assert set(groups) == {n for n, p in model.named_parameters() if p.requires_grad}
     head = [n for n in groups if ".classifier." in n]
     assert head and all(groups[n]["lr"] == 2e-3 for n in head)

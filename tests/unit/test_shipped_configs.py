@@ -1,0 +1,38 @@
+"""The configs and sample data the README and `make demo` use load as they are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tunelab.config import RunConfig
+from tunelab.data import load_splits
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def at_repo_root():
+    # Config paths are relative to where tunelab runs: the repository root, as in the README.
+    before = Path.cwd()
+    os.chdir(ROOT)
+    yield
+    os.chdir(before)
+
+
+def test_demo_config_and_sample_load(at_repo_root) -> None:
+    cfg = RunConfig.from_yaml(ROOT / "configs" / "demo.yaml")
+    splits = load_splits(cfg.data)
+    assert len(splits.labels.names) == 77
+    assert len(splits.train) + len(splits.dev) == 77 * 30
+    assert splits.test is not None and len(splits.test) == 77 * 10
+    assert cfg.train.head_init == "probe"
+
+
+def test_banking77_config_loads(at_repo_root, shared_data: Path) -> None:
+    cfg = RunConfig.from_yaml(ROOT / "configs" / "banking77.yaml")
+    splits = load_splits(cfg.data)
+    assert len(splits.labels.names) == 77
+    assert len(splits.train) + len(splits.dev) == 10_003 and len(splits.test) == 3_080

@@ -39,7 +39,7 @@ def run_method(method: str, overrides: list[str], out: Path) -> dict:
         "overrides": overrides,
         "test_accuracy": round(100 * test["accuracy"], 2),
         "test_macro_f1": round(100 * test["macro_f1"], 2),
-        "dev_accuracy": round(100 * summary["headline"]["dev"]["accuracy"], 2),
+        "dev_accuracy": round(100 * dev["accuracy"], 2) if (dev := summary["headline"].get("dev")) else None,
         "epochs_run": summary["epochs_run"],
         "train_seconds": summary["train_seconds"],
         "samples_per_s": summary["train_samples_per_s"],
@@ -67,7 +67,7 @@ def main() -> None:
     for r in results:
         row = (r["method"], r["test_accuracy"], r["test_macro_f1"], r["dev_accuracy"], r["epochs_run"],
                r["train_seconds"], r["samples_per_s"], r["peak_memory_mb"])  # fmt: skip
-        print("{:<8} {:>8.2f} {:>8.2f} {:>8.2f} {:>6} {:>8.0f} {:>9} {:>8.0f}".format(*row))
+        print("{:<8} {:>8.2f} {:>8.2f} {:>8} {:>6} {:>8.0f} {:>9} {:>8.0f}".format(*row))
     for name, value in ANCHORS.items():
         print(f"anchor: {name}: {value}")
     print(json.dumps(results, indent=2))

@@ -135,6 +135,8 @@ def train(
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
     resolved = resolve_model(cfg.model.name)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     # Build the model and apply the method before the run folder exists: a bad model folder or a
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
@@ -194,8 +196,6 @@ def _train_in(
     started = time.perf_counter()
     for note in splits.notes:
         logger.info(note)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     labels: LabelMap = splits.labels
     labels.save(run.labels_json)
     run.write_summary(

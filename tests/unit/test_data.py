@@ -63,11 +63,10 @@ def test_parquet(tmp_path: Path) -> None:
     assert s.train.labels == [1, 0, 1]
 
 
-def test_custom_separator_latin1_no_header_keeps_quotes(tmp_path: Path) -> None:
-    body = 'Caf\xe9 "sales" rose .@positive\r\n"Profit fell@negative\r\nIt\'s flat .@neutral\r\n'
-    f = write(tmp_path / "fpb.txt", body, "latin-1")
-    cfg = DataConfig(
-        train=str(f),
+def phrasebank_config(path: Path) -> DataConfig:
+    """Financial PhraseBank's own format: Latin-1, no header, ``sentence@label``."""
+    return DataConfig(
+        train=str(path),
         separator="@",
         encoding="latin-1",
         header=False,
@@ -75,6 +74,12 @@ def test_custom_separator_latin1_no_header_keeps_quotes(tmp_path: Path) -> None:
         text_column="sentence",
         dev_size=0,
     )
+
+
+def test_custom_separator_latin1_no_header_keeps_quotes(tmp_path: Path) -> None:
+    body = 'Caf\xe9 "sales" rose .@positive\r\n"Profit fell@negative\r\nIt\'s flat .@neutral\r\n'
+    f = write(tmp_path / "fpb.txt", body, "latin-1")
+    cfg = phrasebank_config(f)
     s = load_splits(cfg)
     assert s.train.texts == ['Café "sales" rose .', '"Profit fell', "It's flat ."]
     assert s.labels.names == ["negative", "neutral", "positive"]
@@ -211,15 +216,7 @@ needs_shared = pytest.mark.skipif(
 @needs_shared
 def test_financial_phrasebank_as_is() -> None:
     path = SHARED_DATA / "financial_phrasebank" / "FinancialPhraseBank-v1.0" / "Sentences_50Agree.txt"
-    cfg = DataConfig(
-        train=str(path),
-        separator="@",
-        encoding="latin-1",
-        header=False,
-        column_names=["sentence", "label"],
-        text_column="sentence",
-        dev_size=0,
-    )
+    cfg = phrasebank_config(path)
     s = load_splits(cfg)
     assert len(s.train) == 4846
     assert s.labels.names == ["negative", "neutral", "positive"]

@@ -35,4 +35,4 @@ def test_banking77_config_loads(at_repo_root, shared_data: Path) -> None:
     cfg = RunConfig.from_yaml(ROOT / "configs" / "banking77.yaml")
     splits = load_splits(cfg.data)
     assert len(splits.labels.names) == 77
-    assert len(splits.train) + len(splits.dev) == 10_003 and len(splits.test) == 3_080
+    assert splits.dev is None and len(splits.train) == 10_003 and len(splits.test) == 3_080

@@ -40,7 +40,7 @@ register_method(
         apply=apply,
         save=save,
         load=load,
-        default_learning_rate=1e-4,
+        default_learning_rate=5e-5,
         stores_base=True,
         description="train all weights (best accuracy, largest artifact)",
     )

@@ -65,7 +65,8 @@ def main() -> None:
     print(f"{'method':<8} {'test acc':>8} {'macro F1':>8} {'dev acc':>8} {'epochs':>6} {'train s':>8} "
           f"{'samples/s':>9} {'peak MB':>8}")  # fmt: skip
     for r in results:
-        row = (r["method"], r["test_accuracy"], r["test_macro_f1"], r["dev_accuracy"], r["epochs_run"],
+        dev = "-" if r["dev_accuracy"] is None else f"{r['dev_accuracy']:.2f}"
+        row = (r["method"], r["test_accuracy"], r["test_macro_f1"], dev, r["epochs_run"],
                r["train_seconds"], r["samples_per_s"], r["peak_memory_mb"])  # fmt: skip
         print("{:<8} {:>8.2f} {:>8.2f} {:>8} {:>6} {:>8.0f} {:>9} {:>8.0f}".format(*row))
     for name, value in ANCHORS.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,22 +11,26 @@ from torch import nn
 from tunelab.data.encoding import Encoded, collate, inference_batches
 
 
-def predict_logits(model: nn.Module, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
-    """Logits (N, num_labels) in input order; batches are grouped by length for speed."""
-    model.eval()
+def batched_outputs(fn: Callable[..., torch.Tensor], enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+    """``fn(**batch)`` over length-grouped batches, as a float array in input order."""
     chunks: list[np.ndarray] = []
     order: list[int] = []
     with torch.inference_mode():
         for idx in inference_batches(enc.lengths, batch_size):
-            batch = collate(enc, idx)
-            chunks.append(model(**batch).logits.float().numpy())
+            chunks.append(fn(**collate(enc, idx)).float().numpy())
             order.extend(idx)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
-    logits = np.concatenate(chunks)
-    out = np.empty_like(logits)
-    out[np.asarray(order)] = logits
+    stacked = np.concatenate(chunks)
+    out = np.empty_like(stacked)
+    out[np.asarray(order)] = stacked
     return out
+
+
+def predict_logits(model: nn.Module, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+    """Logits (N, num_labels) in input order; batches are grouped by length for speed."""
+    model.eval()
+    return batched_outputs(lambda **batch: model(**batch).logits, enc, batch_size=batch_size)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

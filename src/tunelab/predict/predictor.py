@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from tunelab.config import RunConfig
@@ -102,8 +101,7 @@ class Predictor:
                 raise DataError(f"text {i + 1}: empty or not a string; give non-empty texts")
         if not batch:
             return []
-        with torch.inference_mode():
-            logits = self.logits(batch, pairs, batch_size=batch_size)
+        logits = self.logits(batch, pairs, batch_size=batch_size)
         results = self._decode(logits, top_k)
         return results[0] if single else results
 

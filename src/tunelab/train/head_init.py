@@ -15,8 +15,10 @@ import logging
 import numpy as np
 import torch
 
-from tunelab.data.encoding import Encoded, collate, inference_batches
+from tunelab.data.encoding import Encoded
+from tunelab.evaluate.scoring import multi_hot
 from tunelab.models.classifier import SequenceClassifier
+from tunelab.predict.inference import batched_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -24,16 +26,7 @@ logger = logging.getLogger(__name__)
 def pooled_features(model: SequenceClassifier, enc: Encoded, *, batch_size: int = 128) -> np.ndarray:
     """The pooled encoder output (N, H) the head sees, in input order, without dropout."""
     model.eval()
-    chunks, order = [], []
-    with torch.inference_mode():
-        for idx in inference_batches(enc.lengths, batch_size):
-            batch = collate(enc, idx)
-            chunks.append(model.pool(**batch).float().numpy())
-            order.extend(idx)
-    features = np.concatenate(chunks)
-    out = np.empty_like(features)
-    out[np.asarray(order)] = features
-    return out
+    return batched_outputs(model.pool, enc, batch_size=batch_size)
 
 
 def probe_head(model: SequenceClassifier, enc: Encoded, *, task: str, num_labels: int, seed: int) -> float:
@@ -44,9 +37,7 @@ def probe_head(model: SequenceClassifier, enc: Encoded, *, task: str, num_labels
     if task == "multi_label":
         from sklearn.multiclass import OneVsRestClassifier
 
-        targets = np.zeros((len(enc), num_labels), dtype=np.int64)
-        for row, ids in enumerate(enc.labels or []):
-            targets[row, ids] = 1
+        targets = multi_hot(enc.labels or [], num_labels)
         # A label that is never (or always) present cannot be fitted: keep the random head then.
         if (targets.sum(axis=0) == 0).any() or (targets.sum(axis=0) == len(enc)).any():
             logger.info("linear probe skipped: some label is never or always present")

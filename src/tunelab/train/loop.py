@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -27,6 +28,7 @@ from tunelab.data.encoding import Encoded, collate, training_batches
 from tunelab.train.checkpoint import (
     find_checkpoint,
     load_checkpoint,
+    load_trainable_state,
     save_checkpoint,
     save_weights,
     trainable_state,
@@ -198,10 +200,6 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
                 break  # the next epoch draws its own batch order
     bar.close()
     if best_path.is_file():
-        from safetensors.torch import load_file
-
-        from tunelab.train.checkpoint import load_trainable_state
-
         load_trainable_state(model, load_file(str(best_path)))
     return state
 

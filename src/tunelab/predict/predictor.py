@@ -1,7 +1,8 @@
 """Load a finished run and predict labels for texts, lists or files.
 
-``Predictor`` is the one object evaluate, predict and (later) serve share: it owns the tokenizer,
-the model with adapters merged, the label map and the decision threshold.
+``Predictor`` is the one object evaluate, predict, export and serve share: it owns the tokenizer,
+an inference backend (PyTorch eager with adapters merged for a trained run, ONNX Runtime or int8
+for an exported artifact; see ``tunelab.predict.backends``), the label map and the decision threshold.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from tunelab.config import RunConfig
 from tunelab.data import LabelMap
-from tunelab.data.encoding import encode_texts
-from tunelab.errors import DataError
-from tunelab.predict.inference import predict_logits, sigmoid, softmax
+from tunelab.data.encoding import Encoded, encode_texts
+from tunelab.errors import DataError, RunError
+from tunelab.predict.backends import Backend, LoadContext, TorchBackend, get_format
+from tunelab.predict.inference import sigmoid, softmax
 from tunelab.runs import RunFolder, find_run
 
 
@@ -32,7 +33,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: nn.Module,
+        backend: Backend,
         tokenizer: Any,
         labels: LabelMap,
         *,
@@ -40,7 +41,7 @@ class Predictor:
         threshold: float | None = None,
         run: RunFolder | None = None,
     ) -> None:
-        self.model = model.eval()
+        self.backend = backend
         self.tokenizer = tokenizer
         self.labels = labels
         self.config = config
@@ -49,24 +50,30 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
-        """Open a finished run folder (see ``tunelab.runs``)."""
-        from tunelab.methods import get_method
-        from tunelab.models import build_classifier, load_tokenizer, resolve_model
+        """Open a finished run folder or an exported artifact (see ``tunelab.runs``)."""
+        from tunelab.models import load_tokenizer
 
         run = find_run(path)
         config = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
         labels = LabelMap.load(run.labels_json)
         summary = run.read_summary()
-        method = get_method(summary.get("method", config.method.name))
-
-        def build_base(folder: Path | None) -> nn.Module:
-            source = folder if folder is not None else resolve_model(config.model.name).path
-            pooling = summary.get("pooling") or config.model.pooling
-            return build_classifier(source, labels.names, labels.task, pooling=pooling)
-
-        model = method.load(run.weights, build_base)
+        loader = get_format(summary.get("format", "torch"))
+        backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
         tokenizer = load_tokenizer(run.tokenizer)
-        return cls(model, tokenizer, labels, config=config, threshold=summary.get("threshold"), run=run)
+        return cls(backend, tokenizer, labels, config=config, threshold=summary.get("threshold"), run=run)
+
+    @property
+    def format(self) -> str:
+        """``torch`` for a trained run, else the export format (``onnx``, ``onnx-int8``, ...)."""
+        return self.backend.name
+
+    @property
+    def model(self) -> Any:
+        """The torch module of a trained run (export starts from it)."""
+        if not isinstance(self.backend, TorchBackend):
+            where = self.run.root if self.run else "model"
+            raise RunError(f"{where}: a {self.format} artifact has no torch model; export from the run")
+        return self.backend.module()
 
     @property
     def task(self) -> str:
@@ -76,8 +83,17 @@ class Predictor:
         self, texts: list[str], text_pairs: list[str] | None = None, *, batch_size: int = 64
     ) -> np.ndarray:
         """Raw logits (N, num_labels) in input order."""
-        enc = encode_texts(self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length)
-        return predict_logits(self.model, enc, batch_size=batch_size)
+        return self.backend.logits(self.encode(texts, text_pairs), batch_size=batch_size)
+
+    def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
+        """Tokenise with the run's settings (``Encoded.lengths`` are the token counts metering uses)."""
+        return encode_texts(self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length)
+
+    def predict_encoded(self, enc: Encoded, *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]:
+        """Results for already encoded texts (serve encodes first to count tokens)."""
+        if not len(enc):
+            return []
+        return self._decode(self.backend.logits(enc, batch_size=batch_size), top_k)
 
     def predict(
         self,

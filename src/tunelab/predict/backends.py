@@ -1,0 +1,100 @@
+"""Inference backends: what turns encoded texts into logits, and the registry of artifact formats.
+
+A run folder and every exported artifact (``tunelab export``) share one layout; ``run.json``
+names the artifact's ``format`` (absent for a trained run: ``torch``). ``Predictor.load`` looks the
+format up here and gets a backend, so predict, eval and serve accept any of them alike. Formats
+other than ``torch`` register themselves from ``tunelab.compress`` (imported lazily: ONNX Runtime
+is a heavy import a training-only user never needs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from torch import nn
+
+from tunelab.data.encoding import Encoded
+from tunelab.errors import RunError
+from tunelab.predict.inference import predict_logits
+
+
+class Backend(Protocol):
+    """Computes logits for encoded texts."""
+
+    name: str
+
+    def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+        """Logits (N, num_labels) in input order."""
+        ...
+
+
+class TorchBackend:
+    """PyTorch eager: the model a run trained (adapters merged), in eval mode."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+        return predict_logits(self.model, enc, batch_size=batch_size)
+
+    def module(self) -> nn.Module:
+        """The torch module (export and pruning start from it)."""
+        return self.model
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a format loader gets: the artifact folder and what its run.json / config say."""
+
+    run: Any  # tunelab.runs.RunFolder
+    config: Any  # tunelab.config.RunConfig
+    labels: Any  # tunelab.data.LabelMap
+    summary: dict[str, Any]
+
+
+FormatLoader = Callable[[LoadContext], Backend]
+_FORMATS: dict[str, FormatLoader] = {}
+# Modules that register formats when imported; looked at only for a name not yet registered.
+_PROVIDERS = ("tunelab.compress",)
+
+
+def register_format(name: str, loader: FormatLoader) -> None:
+    """Register how artifacts of ``format: name`` are loaded; a duplicate is a programming error."""
+    if name in _FORMATS:
+        raise ValueError(f"artifact format {name!r} is already registered")
+    _FORMATS[name] = loader
+
+
+def get_format(name: str) -> FormatLoader:
+    """The loader for an artifact format; an unknown one fails naming the known formats."""
+    if name not in _FORMATS:
+        for module in _PROVIDERS:
+            importlib.import_module(module)
+    if name not in _FORMATS:
+        raise RunError(f"artifact format {name!r} is unknown (known: {', '.join(sorted(_FORMATS))})")
+    return _FORMATS[name]
+
+
+def _load_torch(ctx: LoadContext) -> Backend:
+    from tunelab.methods import get_method
+    from tunelab.models import build_classifier, resolve_model
+
+    method = get_method(ctx.summary.get("method", ctx.config.method.name))
+
+    def build_base(folder: Any) -> nn.Module:
+        source = folder if folder is not None else resolve_model(ctx.config.model.name).path
+        pooling = ctx.summary.get("pooling") or ctx.config.model.pooling
+        return build_classifier(source, ctx.labels.names, ctx.labels.task, pooling=pooling)
+
+    return TorchBackend(method.load(ctx.run.weights, build_base))
+
+
+register_format("torch", _load_torch)
+
+__all__ = ["Backend", "LoadContext", "TorchBackend", "get_format", "register_format"]

@@ -1,0 +1,367 @@
+"""Who may call the API, how often and how much: authentication, rate limits, quotas, metering.
+
+The HTTP layer calls, per request and from a thread pool (every call may block on the database)::
+
+    caller = access.authenticate(token_from_headers(authorization, x_api_key))   # 401 / 403
+    access.admit(caller, texts=len(texts), request_id=rid)                        # 429
+    ...  # predict
+    access.record(caller=caller, model=..., version=..., texts=..., tokens=..., status=200,
+                  latency_ms=..., request_id=rid)                                 # one usage row
+
+Quotas are exact within one process: ``admit`` *reserves* the request's texts, so concurrent
+requests cannot all pass a check made before any of them is recorded; ``record`` turns the
+reservation into usage (status 200) or drops it (any other status). The committed count is read
+from the usage table at the start of each window and every ``quota_refresh_s`` seconds, so it
+survives restarts and sees what other processes recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tunelab.errors import TunelabError
+from tunelab.serve.keys import check_key_name, make_token, parse_token, verify_secret
+from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
+from tunelab.serve.store.base import KeyRecord, Store, UsageRecord
+
+# Statuses only the checks before admit() answer with: such a request never reserved quota, so
+# (without a request id to match) its row must not release another request's reservation.
+_NOT_ADMITTED = (401, 403)
+_THIS = {"hour": "this hour", "day": "today (UTC)", "month": "this month"}
+
+
+class AccessError(TunelabError):
+    """A request refused by the access layer: HTTP ``status``, a stable ``code`` and a message."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body: ``{"error": {"code": ..., "message": ...}}`` (+ ``retry_after`` seconds on 429)."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            error["retry_after"] = round(self.retry_after, 3)
+        return {"error": error}
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the status: ``Retry-After`` (whole seconds) or ``WWW-Authenticate``."""
+        if self.retry_after is not None:
+            return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+        if self.status == 401:
+            return {"WWW-Authenticate": "Bearer"}
+        return {}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated key, as the request handlers see it."""
+
+    key_id: str
+    name: str
+    admin: bool
+
+
+def token_from_headers(authorization: str | None, x_api_key: str | None = None) -> str | None:
+    """The token from ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``, else ``None``."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return x_api_key.strip() if x_api_key and x_api_key.strip() else None
+
+
+@dataclass
+class _QuotaState:
+    """One key's quota window: committed texts (from the DB, plus what we recorded since) and the
+    texts reserved by requests admitted but not yet recorded."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    window_start: datetime | None = None
+    used: int = 0
+    loaded_at: float = -math.inf
+    reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (texts, monotonic)
+    # Requests refused with 429, by size: their usage rows release nothing (when matched by size).
+    refused: Counter[int] = field(default_factory=Counter)
+
+    def reserved(self) -> int:
+        return sum(texts for texts, _ in self.reservations.values())
+
+
+class AccessControl:
+    """Authentication, per-key rate limits and quotas, and usage metering over a ``Store``.
+
+    Thread-safe. ``clock`` (monotonic seconds) drives rate limits, ``now`` (UTC datetime) quota
+    windows and usage timestamps; tests inject both.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        quota_refresh_s: float = 30.0,
+        reservation_ttl_s: float = 600.0,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._now = now
+        self.quota_refresh_s = quota_refresh_s
+        self.reservation_ttl_s = reservation_ttl_s  # a request never recorded stops holding quota
+        self._lock = threading.Lock()
+        self._keys: dict[str, KeyRecord] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._quotas: dict[str, _QuotaState] = {}
+
+    # -- authentication ------------------------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> Caller:
+        """The caller a token belongs to; ``AccessError`` 401 (missing/invalid) or 403 (revoked)."""
+        if not token:
+            raise AccessError(
+                401, "missing_key", "no API key: send 'Authorization: Bearer <token>' or 'X-API-Key: <token>'"
+            )
+        invalid = AccessError(
+            401, "invalid_key", "invalid API key: check the token (it is shown once, at creation)"
+        )
+        parsed = parse_token(token)
+        if parsed is None:
+            raise invalid
+        key_id, secret = parsed
+        key = self.store.get_key(key_id)
+        # Unknown id and wrong secret take the same path and the same time: both answer invalid_key.
+        if not verify_secret(secret, key.secret_hash if key else None) or key is None:
+            raise invalid
+        if key.revoked_at is not None:
+            raise AccessError(
+                403, "revoked_key", f"API key {key.name!r} was revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC"
+            )
+        with self._lock:
+            self._keys[key.key_id] = key
+        return Caller(key_id=key.key_id, name=key.name, admin=key.admin)
+
+    def require_admin(self, caller: Caller) -> None:
+        if not caller.admin:
+            raise AccessError(
+                403,
+                "admin_required",
+                f"key {caller.name!r} is not an admin key; this needs one (tunelab keys create --admin)",
+            )
+
+    # -- limits --------------------------------------------------------------------------------------
+
+    def admit(self, caller: Caller, texts: int, *, request_id: str | None = None) -> str | None:
+        """Let a request of ``texts`` texts through, or raise ``AccessError`` 429.
+
+        Checks the rate (requests per second) first, then reserves ``texts`` against the quota.
+        Pass the same ``request_id`` to ``record`` to release exactly this reservation.
+
+        Returns:
+            The reservation id (``request_id`` or a generated one), or ``None`` without a quota.
+        """
+        key = self._key(caller)
+        if key.rate is not None:
+            wait = self._bucket(key).try_take(self._clock())
+            if wait > 0:
+                self._refused(key, texts)
+                raise AccessError(
+                    429,
+                    "rate_limited",
+                    f"rate limit {key.rate} exceeded for key {key.name!r}: retry in {wait:.2f} s",
+                    retry_after=wait,
+                )
+        if key.quota is None:
+            return None
+        quota, state, now = key.quota, self._state(key.key_id), as_utc(self._now())
+        with state.lock:
+            self._sync(state, key.key_id, quota, now)
+            used, reserved = state.used, state.reserved()
+            if used + reserved + texts > quota.limit:
+                resets = quota.window_end(now)
+                in_flight = f" (+{reserved} in flight)" if reserved else ""
+                state.refused[texts] += 1
+                raise AccessError(
+                    429,
+                    "quota_exceeded",
+                    f"quota exceeded for key {key.name!r}: {used}{in_flight} of {quota.limit} texts used "
+                    f"{_THIS[quota.period]}, this request has {texts}; resets at {resets:%Y-%m-%dT%H:%M:%SZ}",
+                    retry_after=(resets - now).total_seconds(),
+                )
+            rid = request_id or uuid.uuid4().hex
+            state.reservations[rid] = (texts, self._clock())
+        return rid
+
+    def record(
+        self,
+        *,
+        caller: Caller | None,
+        model: str | None,
+        version: str | None,
+        texts: int,
+        tokens: int,
+        status: int,
+        latency_ms: float,
+        request_id: str,
+    ) -> None:
+        """Write the request's usage row (one committed transaction), then settle its reservation.
+
+        Status 200 counts ``texts`` against the quota; any other status only releases it.
+        """
+        rec = UsageRecord(
+            at=as_utc(self._now()),
+            key_id=caller.key_id if caller else None,
+            key_name=caller.name if caller else None,
+            model=model,
+            version=version,
+            texts=int(texts),
+            tokens=int(tokens),
+            status=int(status),
+            latency_ms=float(latency_ms),
+            request_id=request_id,
+        )
+        stored = False
+        try:
+            self.store.record_usage(rec)
+            stored = True
+        finally:
+            if caller is not None:
+                self._settle(caller.key_id, rec, counted=stored and rec.status == 200)
+
+    def _settle(self, key_id: str, rec: UsageRecord, *, counted: bool) -> None:
+        with self._lock:
+            state, key = self._quotas.get(key_id), self._keys.get(key_id)
+        if state is None or key is None or key.quota is None:
+            return
+        with state.lock:
+            rid: str | None = rec.request_id if rec.request_id in state.reservations else None
+            if rid is None and rec.status == 429 and state.refused[rec.texts] > 0:
+                state.refused[rec.texts] -= 1  # the row of a request admit() refused: nothing reserved
+            elif rid is None and rec.status not in _NOT_ADMITTED:
+                same = [r for r, (n, _) in state.reservations.items() if n == rec.texts]
+                rid = same[0] if same else None  # oldest first: dicts keep insertion order
+            if rid is not None:
+                del state.reservations[rid]
+            if counted and state.window_start == key.quota.window_start(rec.at):
+                state.used += rec.texts
+
+    def _refused(self, key: KeyRecord, texts: int) -> None:
+        if key.quota is not None:
+            state = self._state(key.key_id)
+            with state.lock:
+                state.refused[texts] += 1
+
+    def _sync(self, state: _QuotaState, key_id: str, quota: Quota, now: datetime) -> None:
+        """(Re)load the committed count on a new window or when stale; expire lost reservations."""
+        start, mono = quota.window_start(now), self._clock()
+        if state.window_start != start or mono - state.loaded_at >= self.quota_refresh_s:
+            state.used = self.store.texts_used(key_id, start)
+            state.window_start, state.loaded_at = start, mono
+        expired = [r for r, (_, at) in state.reservations.items() if mono - at > self.reservation_ttl_s]
+        for rid in expired:
+            del state.reservations[rid]
+
+    def _key(self, caller: Caller) -> KeyRecord:
+        with self._lock:
+            key = self._keys.get(caller.key_id)
+        if key is None:
+            key = self.store.get_key(caller.key_id)
+            if key is None:
+                raise AccessError(401, "invalid_key", "invalid API key: it no longer exists")
+            with self._lock:
+                self._keys[key.key_id] = key
+        return key
+
+    def _bucket(self, key: KeyRecord) -> TokenBucket:
+        with self._lock:
+            bucket = self._buckets.get(key.key_id)
+            if bucket is None or bucket.rate != key.rate:
+                bucket = self._buckets[key.key_id] = TokenBucket(key.rate, clock=self._clock)  # type: ignore[arg-type]
+            return bucket
+
+    def _state(self, key_id: str) -> _QuotaState:
+        with self._lock:
+            return self._quotas.setdefault(key_id, _QuotaState())
+
+    # -- reporting -----------------------------------------------------------------------------------
+
+    def usage_summary(self, caller: Caller, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+        """``GET /v1/usage``: the caller's totals between ``since`` and ``until``, and its quota now.
+
+        ``texts`` and ``tokens`` count successful (200) requests, which is what is billed and what
+        the quota counts; ``requests`` and ``by_status`` count every request.
+        """
+        key = self._key(caller)
+        groups = self.store.usage_groups(key_id=caller.key_id, since=since, until=until)
+        by_status: dict[str, int] = {}
+        by_model: dict[str, dict[str, int]] = {}
+        for g in groups:
+            by_status[str(g.status)] = by_status.get(str(g.status), 0) + g.requests
+            m = by_model.setdefault(g.model or "-", {"requests": 0, "texts": 0, "tokens": 0})
+            m["requests"] += g.requests
+            if g.status == 200:
+                m["texts"] += g.texts
+                m["tokens"] += g.tokens
+        quota: dict[str, Any] | None = None
+        if key.quota is not None:
+            now = as_utc(self._now())
+            used = self.store.texts_used(key.key_id, key.quota.window_start(now))
+            quota = {
+                "limit": key.quota.limit,
+                "period": key.quota.period,
+                "used": used,
+                "remaining": max(0, key.quota.limit - used),
+                "resets_at": key.quota.window_end(now).isoformat(),
+            }
+        return {
+            "key": {"id": key.key_id, "name": key.name},
+            "since": as_utc(since).isoformat() if since else None,
+            "until": as_utc(until).isoformat() if until else None,
+            "requests": sum(g.requests for g in groups),
+            "texts": sum(m["texts"] for m in by_model.values()),
+            "tokens": sum(m["tokens"] for m in by_model.values()),
+            "by_status": dict(sorted(by_status.items())),
+            "by_model": dict(sorted(by_model.items())),
+            "rate": str(key.rate) if key.rate else None,
+            "quota": quota,
+        }
+
+    # -- key management ------------------------------------------------------------------------------
+
+    def create_key(
+        self, name: str, *, rate: Rate | None, quota: Quota | None, admin: bool = False
+    ) -> tuple[KeyRecord, str]:
+        """Create a key; returns its record and the plain token, which is never available again."""
+        new = make_token()
+        record = self.store.create_key(
+            key_id=new.key_id,
+            name=check_key_name(name),
+            secret_hash=new.secret_hash,
+            admin=admin,
+            rate=rate,
+            quota=quota,
+        )
+        return record, new.token
+
+    def list_keys(self) -> list[KeyRecord]:
+        return self.store.list_keys()
+
+    def revoke_key(self, name_or_id: str) -> KeyRecord:
+        """Revoke by name or id; the key is refused from the next request on."""
+        record = self.store.revoke_key(name_or_id)
+        with self._lock:
+            self._keys.pop(record.key_id, None)
+            self._buckets.pop(record.key_id, None)
+            self._quotas.pop(record.key_id, None)
+        return record

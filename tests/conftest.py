@@ -128,3 +128,96 @@ def shared_data() -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     # transformers' own deprecation notice, raised inside peft/transformers on every LoRA forward.
     config.addinivalue_line("filterwarnings", "ignore:.*is_gradient_checkpointing.*:FutureWarning")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def _postgres_bindir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout), else ``initdb`` on PATH."""
+    import shutil
+
+    def version(p: Path) -> tuple[int, ...]:
+        return tuple(int(x) for x in p.parent.name.split(".") if x.isdigit())
+
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: version(p.parent))
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A ``postgresql://`` URL of an empty database, for tests of the PostgreSQL store.
+
+    ``$TUNELAB_TEST_POSTGRES_URL`` if set; else a throwaway server (``initdb`` in a temp folder,
+    127.0.0.1 on a free port, ``fsync=off``) stopped at the end of the session. PostgreSQL refuses
+    to run as root, so under root the server runs as the ``postgres`` system user. Where no server
+    can be started, the tests that use this skip, and say why.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    url = os.environ.get("TUNELAB_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL not available: no initdb in /usr/lib/postgresql/*/bin or on PATH "
+            "(apt-get install postgresql, or set TUNELAB_TEST_POSTGRES_URL)"
+        )
+    as_user: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="tunelab-pg-"))
+    if os.name == "posix" and os.geteuid() == 0:
+        import pwd
+
+        runuser = shutil.which("runuser")
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pw = None
+        if pw is None or runuser is None:
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.skip(
+                "PostgreSQL not available: running as root, and "
+                + ("there is no 'postgres' system user" if pw is None else "runuser is missing")
+                + " to run the server as (PostgreSQL refuses to run as root)"
+            )
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = [runuser, "-u", "postgres", "--"]
+    data, log, port = root / "data", root / "server.log", _free_port()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
+    steps = [
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start"],
+    ]
+    for cmd in steps:
+        done = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            if log.exists():
+                detail += log.read_text(errors="replace").strip().splitlines()
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.skip(f"PostgreSQL not available: {Path(cmd[0]).name} failed: {' | '.join(detail[-3:])}")
+    try:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE tunelab_test")
+        yield f"postgresql://postgres@127.0.0.1:{port}/tunelab_test"
+    finally:
+        stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        subprocess.run([*as_user, *stop], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

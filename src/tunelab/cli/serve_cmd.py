@@ -1,0 +1,168 @@
+"""``tunelab serve``: load runs or exported artifacts and answer predictions over HTTP.
+
+Models are loaded (and the key database opened) before the port is bound, so a wrong path or URL
+fails with one line and nothing listening. uvicorn stops gracefully on SIGTERM/SIGINT: it stops
+accepting, lets in-flight requests finish, then the app closes its batchers and the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+
+from tunelab.errors import ConfigError
+
+HELP = """models:
+  runs/banking77                 name "banking77" (the folder name), version 1
+  intents=runs/banking77         name "intents", next version (1, 2, ...)
+  intents@2=runs/b77-onnx-int8   name "intents", version 2
+  The last version listed per name is active unless --active NAME@VERSION.
+
+examples:
+  tunelab keys create --name acme --rate 20/s --quota 100000/month   # prints the token once
+  tunelab serve runs/banking77 --port 8000
+  tunelab serve intents=runs/banking77 intents@2=runs/banking77-onnx-int8 --max-batch 64
+  curl -s localhost:8000/v1/models/banking77/predict -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' -d '{"texts": ["I still have not received my card"]}'
+  tunelab serve runs/banking77 --no-auth          # local trial: no key needed (usage still recorded)
+  tunelab serve runs/banking77 --db postgresql://tunelab@db:5432/tunelab --host 0.0.0.0
+"""
+
+_SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    path: str
+
+
+def parse_specs(specs: list[str]) -> list[ModelSpec]:
+    """``[name[@version]=]path`` arguments -> specs with versions filled in (1, 2, ... per name)."""
+    from pathlib import Path
+
+    out: list[ModelSpec] = []
+    for spec in specs:
+        m = _SPEC.match(spec)
+        if not m or (m.group("version") and not m.group("name")):
+            raise ConfigError(f"model {spec!r}: write PATH, NAME=PATH or NAME@VERSION=PATH")
+        path = m.group("path")
+        name = m.group("name") or Path(path.rstrip("/")).name
+        taken = [s.version for s in out if s.name == name]
+        version = m.group("version") or str(max([int(v) for v in taken if v.isdigit()], default=0) + 1)
+        if version in taken:
+            raise ConfigError(f"model {spec!r}: {name}@{version} is given twice")
+        out.append(ModelSpec(name, version, path))
+    return out
+
+
+def parse_active(values: list[str], specs: list[ModelSpec]) -> dict[str, str]:
+    active: dict[str, str] = {}
+    for value in values:
+        name, _, version = value.partition("@")
+        if not version or not any(s.name == name and s.version == version for s in specs):
+            served = ", ".join(f"{s.name}@{s.version}" for s in specs)
+            raise ConfigError(f"--active {value!r}: name one of the models given ({served})")
+        active[name] = version
+    return active
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve models over HTTP (predict, keys, usage, metrics)",
+        description="Serve runs or exported artifacts over HTTP with keys, limits and metrics.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="[NAME[@VERSION]=]PATH of a run or artifact")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=32, help="texts per forward pass (default 32)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="batch fill wait (default 5)")
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default 64)")
+    p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default 2000)")
+    p.add_argument("--max-body", default="1MiB", help="request body limit, e.g. 1MiB, 512KB (default 1MiB)")
+    p.add_argument("--db", help="postgresql://user@host:5432/db (default: $TUNELAB_DB, else SQLite)")
+    p.add_argument(
+        "--data-dir", help="folder of the SQLite database (default: $TUNELAB_DATA_DIR or .tunelab)"
+    )
+    p.add_argument("--no-auth", action="store_true", help="accept requests without a key (local trials)")
+    p.add_argument("--no-mask-logs", action="store_true", help="log e-mails, phone and card numbers as is")
+    p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1)")
+    p.add_argument("--active", action="append", default=[], metavar="NAME@VERSION", help="active version")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=run)
+
+
+def build_settings(args: argparse.Namespace) -> object:
+    from pydantic import ValidationError
+
+    from tunelab.serve.settings import ServeSettings
+
+    values = {
+        "host": args.host,
+        "port": args.port,
+        "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
+        "max_texts_per_request": args.max_texts,
+        "max_chars_per_text": args.max_chars,
+        "max_body_bytes": args.max_body,
+        "mask_logs": not args.no_mask_logs,
+        "threads": args.threads,
+        "require_keys": not args.no_auth,
+        "log_level": args.log_level,
+    }
+    if args.db:
+        values["db"] = args.db
+    if args.data_dir:
+        values["data_dir"] = args.data_dir
+    try:
+        return ServeSettings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import uvicorn
+
+    from tunelab.predict import load
+    from tunelab.serve.access import AccessControl
+    from tunelab.serve.app import ServedModel, create_app
+    from tunelab.serve.logging_setup import configure_logging
+    from tunelab.serve.store import open_store
+
+    settings = build_settings(args)
+    specs = parse_specs(args.models)
+    active = parse_active(args.active, specs)
+    configure_logging(level=settings.log_level, mask=settings.mask_logs)
+    torch.set_num_threads(settings.threads)
+    served = []
+    for spec in specs:
+        predictor = load(spec.path)
+        served.append(ServedModel(spec.name, spec.version, predictor, spec.path))
+        labels = len(predictor.labels.names)
+        print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
+    store = open_store(settings.db, settings.data_dir)
+    try:
+        access = AccessControl(store)
+        app = create_app(settings, served, active=active, loader=load, access=access, store=store)
+        where = f"http://{settings.host}:{settings.port}"
+        auth = "no key needed (--no-auth)" if not settings.require_keys else "keys required"
+        print(f"listening on {where} ({auth}); docs at {where}/docs", flush=True)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,128 @@
+"""The FastAPI app: routers, error handlers, middleware and the lifespan that opens the store.
+
+``create_app`` takes models that are already loaded (the CLI loads them before binding the port,
+so a bad path fails fast) and builds one self-contained app: its own registry, metrics registry
+and store, so tests can build many in one process.
+
+    app = create_app(ServeSettings(), [ServedModel("intents", "1", tunelab.load("runs/a"), "runs/a")])
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.serve.batcher import MicroBatcher
+from tunelab.serve.deps import ServeState
+from tunelab.serve.error_handlers import install_error_handlers
+from tunelab.serve.metrics import ServeMetrics
+from tunelab.serve.observe import ObserveMiddleware
+from tunelab.serve.registry import ModelRegistry
+from tunelab.serve.request_limits import BodySizeLimit
+from tunelab.serve.routes import health, keys, models, predict, usage
+from tunelab.serve.settings import ServeSettings
+
+DESCRIPTION = """Predict with fine-tuned tunelab models.
+
+Send `Authorization: Bearer <token>` (or `X-API-Key: <token>`) with every request; create keys
+with `tunelab keys create --name acme --rate 20/s --quota 100000/month`. Errors are JSON:
+`{"error": {"code": ..., "message": ...}}`; every answer carries an `X-Request-ID`.
+"""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded predictor and where it is served: ``name`` at ``version``."""
+
+    name: str
+    version: str
+    predictor: Any
+    source: str
+
+
+def build_registry(
+    settings: ServeSettings, metrics: ServeMetrics, loader: Callable[[str], Any] | None = None
+) -> ModelRegistry:
+    def make_batcher(name: str, version: str, predictor: Any) -> MicroBatcher:
+        return MicroBatcher(
+            predictor,
+            max_batch=settings.max_batch,
+            max_wait_ms=settings.max_wait_ms,
+            on_batch=metrics.batch_observer(name, version),
+            name=f"{name}@{version}",
+        )
+
+    return ModelRegistry(make_batcher, loader)
+
+
+def create_app(
+    settings: ServeSettings,
+    served: Iterable[ServedModel] = (),
+    *,
+    active: dict[str, str] | None = None,
+    loader: Callable[[str], Any] | None = None,
+    access: Any = None,
+    store: Any = None,
+) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: limits, batching and storage settings.
+        served: loaded models; per name the last one listed is active unless ``active`` says otherwise.
+        loader: how ``POST /v1/models/{name}/versions`` loads a folder (default ``tunelab.load``).
+        access, store: an already open ``AccessControl`` and its store (tests); by default the
+            lifespan opens ``settings.db`` / ``settings.data_dir`` and closes it on shutdown.
+    """
+    if loader is None:
+        from tunelab.predict import load as loader
+    metrics = ServeMetrics()
+    registry = build_registry(settings, metrics, loader)
+    for model in served:
+        registry.add(model.name, model.version, model.predictor, source=model.source)
+    for name, version in (active or {}).items():
+        registry.set_active(name, version)  # fails naming what is loaded
+    state = ServeState(settings=settings, registry=registry, metrics=metrics, store=store, access=access)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = state.access is None
+        if opened:
+            from tunelab.serve.access import AccessControl
+            from tunelab.serve.store import open_store
+
+            state.store = await run_in_threadpool(open_store, settings.db, settings.data_dir)
+            state.access = AccessControl(state.store)
+        registry.start()
+        try:
+            yield
+        finally:
+            await registry.close()
+            if opened:
+                state.store.close()
+                state.access = None
+
+    app = FastAPI(title="tunelab", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.tunelab = state
+    install_error_handlers(app)
+    api = APIRouter(prefix="/v1")
+    for module in (predict, models, keys, usage):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObserveMiddleware, state=state)  # added last: outermost
+    return app
+
+
+def _version() -> str:
+    from tunelab import __version__
+
+    return __version__
+
+
+__all__ = ["ServedModel", "build_registry", "create_app"]

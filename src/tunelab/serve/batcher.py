@@ -1,0 +1,194 @@
+"""Server-side micro-batching: concurrent requests to one model version share forward passes.
+
+A transformer forward on 32 short texts costs little more than on one, so under load the server
+is fastest when it waits a few milliseconds and runs the texts of many requests together. Each
+model version has one ``MicroBatcher``: requests put their texts on an asyncio queue; one worker
+task takes the first pending request, keeps gathering until ``max_batch`` texts or ``max_wait_ms``
+after that first one, and runs tokenise + forward in a single dedicated thread (the event loop
+never blocks, and one version never runs two forwards at once, which would only fight over the
+same cores). Results and per-text token counts go back to each waiting request; an exception in
+a batch fails only the requests in that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class BatchPredictor(Protocol):
+    """What the batcher needs from a ``tunelab.Predictor``."""
+
+    def encode(self, texts: list[str]) -> Any: ...
+
+    def predict_encoded(self, enc: Any, *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class BatchOutput:
+    """One request's share of one or more batches, in its input order."""
+
+    results: list[dict[str, Any]]
+    tokens: list[int]
+
+
+@dataclass
+class _Pending:
+    texts: list[str]
+    top_k: int
+    future: asyncio.Future[BatchOutput] = field(repr=False)
+
+
+class BatcherClosed(RuntimeError):
+    """Raised to requests submitted after ``close()`` (the registry never lets that happen)."""
+
+
+class MicroBatcher:
+    """Groups concurrent ``submit`` calls into batches of at most ``max_batch`` texts.
+
+    Args:
+        predictor: encodes texts and predicts already encoded ones.
+        max_batch: the most texts in one forward; a larger request is split into several.
+        max_wait_ms: how long the first request of a batch waits for company.
+        on_batch: called (from the event loop) with each batch's text count, for metrics.
+    """
+
+    def __init__(
+        self,
+        predictor: BatchPredictor,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        on_batch: Callable[[int], None] | None = None,
+        name: str = "model",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch {max_batch}: use 1 or more")
+        self.predictor = predictor
+        self.max_batch = max_batch
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.on_batch = on_batch
+        self.name = name
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop after what is before it
+        self._carry: _Pending | None = None  # taken from the queue but did not fit the last batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._stopping = False  # the stop marker was taken while gathering
+
+    def start(self) -> None:
+        """Start the worker task (needs a running event loop); idempotent."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def submit(self, texts: list[str], *, top_k: int = 3) -> BatchOutput:
+        """Predict ``texts``; waits for the batch (or batches) they end up in."""
+        if self._closed:
+            raise BatcherClosed(f"{self.name}: batcher is closed")
+        self.start()
+        loop = asyncio.get_running_loop()
+        parts = []
+        for start in range(0, len(texts), self.max_batch):
+            part = _Pending(texts[start : start + self.max_batch], top_k, loop.create_future())
+            self._queue.put_nowait(part)
+            parts.append(part)
+        outputs = await asyncio.gather(*(p.future for p in parts))
+        return BatchOutput(
+            results=[r for out in outputs for r in out.results],
+            tokens=[t for out in outputs for t in out.tokens],
+        )
+
+    async def close(self) -> None:
+        """Stop after the requests already queued are answered, then free the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._worker is not None:
+            self._queue.put_nowait(None)
+            await self._worker
+        self._executor.shutdown(wait=False)
+
+    async def _gather(self) -> list[_Pending] | None:
+        """The next batch: the first pending request, then whatever arrives before the deadline.
+
+        ``None`` once the stop marker is first in line (everything queued before it is answered).
+        """
+        if self._carry is not None:
+            first: _Pending | None = self._carry
+            self._carry = None
+        else:
+            first = None if self._stopping else await self._queue.get()
+        if first is None:
+            return None
+        batch, size = [first], len(first.texts)
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch:
+            try:
+                if self._queue.empty():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                else:
+                    item = self._queue.get_nowait()
+            except TimeoutError:
+                break
+            if item is None:
+                self._stopping = True
+                break
+            if size + len(item.texts) > self.max_batch:
+                self._carry = item
+                break
+            batch.append(item)
+            size += len(item.texts)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            if batch is None:
+                return
+            live = [p for p in batch if not p.future.done()]  # a cancelled client needs no answer
+            if not live:
+                continue
+            texts = [t for p in live for t in p.texts]
+            top_k = max(p.top_k for p in live)
+            if self.on_batch is not None:
+                self.on_batch(len(texts))
+            try:
+                results, tokens = await loop.run_in_executor(self._executor, self._infer, texts, top_k)
+            except Exception as exc:  # goes to the requests of this batch only
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            offset = 0
+            for p in live:
+                n = len(p.texts)
+                mine = [_trim(r, p.top_k) for r in results[offset : offset + n]]
+                if not p.future.done():
+                    p.future.set_result(BatchOutput(mine, tokens[offset : offset + n]))
+                offset += n
+
+    def _infer(self, texts: list[str], top_k: int) -> tuple[list[dict[str, Any]], list[int]]:
+        enc = self.predictor.encode(texts)
+        results = self.predictor.predict_encoded(enc, top_k=top_k, batch_size=self.max_batch)
+        return results, list(enc.lengths)
+
+
+def _trim(result: dict[str, Any], top_k: int) -> dict[str, Any]:
+    """The batch ran with the largest ``top_k`` asked; the ranking is the same, so cut it."""
+    if len(result.get("top_k", ())) <= top_k:
+        return result
+    return {**result, "top_k": result["top_k"][:top_k]}
+
+
+__all__ = ["BatchOutput", "BatchPredictor", "BatcherClosed", "MicroBatcher"]

@@ -1,0 +1,46 @@
+"""The per-request record that the middleware opens and the routes fill in.
+
+It lives in the ASGI scope, so the middleware that answers for metrics, usage and the access log
+sees what the route learnt (model version, texts, tokens, caller) even when the route failed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+SCOPE_KEY = "tunelab.context"
+
+
+@dataclass
+class RequestContext:
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    model: str | None = None  # set from the path for predict requests, whatever happens next
+    version: str | None = None
+    texts: int = 0
+    tokens: int = 0
+    caller: Any = None  # tunelab.serve.access.Caller once authenticated
+    auth_tried: bool = False  # the route ran authentication (its outcome is final)
+
+    @property
+    def key_name(self) -> str:
+        return self.caller.name if self.caller is not None else "-"
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def request_context(request: Request) -> RequestContext:
+    """The context the middleware put in the scope (a fresh one when called outside it, in tests)."""
+    ctx = request.scope.get(SCOPE_KEY)
+    if ctx is None:
+        ctx = request.scope[SCOPE_KEY] = RequestContext()
+    return ctx
+
+
+__all__ = ["SCOPE_KEY", "RequestContext", "request_context"]

@@ -1,0 +1,80 @@
+"""What routes depend on, as ``Annotated`` dependencies: the server state, the request context,
+and the caller behind the API key.
+
+The access layer is blocking (it talks to the database), so every call into it goes through the
+thread pool; the event loop keeps batching and answering meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.serve.context import RequestContext, request_context
+from tunelab.serve.metrics import ServeMetrics
+from tunelab.serve.registry import ModelRegistry
+from tunelab.serve.settings import ServeSettings
+
+
+@dataclass
+class ServeState:
+    """Everything one app instance owns; ``access`` is set when the lifespan opens the store."""
+
+    settings: ServeSettings
+    registry: ModelRegistry
+    metrics: ServeMetrics = field(default_factory=ServeMetrics)
+    store: Any = None  # tunelab.serve.store.Store
+    access: Any = None  # tunelab.serve.access.AccessControl
+
+
+def get_state(request: Request) -> ServeState:
+    return request.app.state.tunelab
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """``Authorization: Bearer <token>``, else ``X-API-Key: <token>``, else None."""
+    from tunelab.serve.access import token_from_headers
+
+    return token_from_headers(headers.get("authorization"), headers.get("x-api-key"))
+
+
+State = Annotated[ServeState, Depends(get_state)]
+Context = Annotated[RequestContext, Depends(request_context)]
+
+
+async def _authenticate(request: Request, state: ServeState, ctx: RequestContext) -> Any:
+    ctx.auth_tried = True
+    caller = await run_in_threadpool(state.access.authenticate, bearer_token(request.headers))
+    ctx.caller = caller
+    return caller
+
+
+async def require_caller(request: Request, state: State, ctx: Context) -> Any:
+    """The authenticated caller (401 without a valid key, 403 for a revoked one)."""
+    return await _authenticate(request, state, ctx)
+
+
+async def optional_caller(request: Request, state: State, ctx: Context) -> Any:
+    """Like ``require_caller``, except that with ``--no-auth`` a request without a key passes (None)."""
+    if not state.settings.require_keys and bearer_token(request.headers) is None:
+        ctx.auth_tried = True
+        return None
+    return await _authenticate(request, state, ctx)
+
+
+async def require_admin(request: Request, state: State, ctx: Context) -> Any:
+    """An admin caller (403 admin_required otherwise); admin routes need a key even with --no-auth."""
+    caller = await _authenticate(request, state, ctx)
+    await run_in_threadpool(state.access.require_admin, caller)
+    return caller
+
+
+Caller = Annotated[Any, Depends(require_caller)]
+MaybeCaller = Annotated[Any, Depends(optional_caller)]
+Admin = Annotated[Any, Depends(require_admin)]
+
+__all__ = ["Admin", "Caller", "Context", "MaybeCaller", "ServeState", "State", "bearer_token", "get_state"]

@@ -1,0 +1,71 @@
+"""Prometheus metrics of one app, in its own ``CollectorRegistry``.
+
+A per-app registry (not the process-wide default) lets tests build many apps in one process
+without "duplicated timeseries" errors, and keeps ``/metrics`` to what this server measures.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServeMetrics:
+    """The counters and histograms the middleware, routes and batchers update."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "tunelab_requests",
+            "Predict requests by outcome",
+            ["model", "version", "key", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tunelab_request_latency_seconds",
+            "Predict request latency, arrival to response",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "tunelab_batch_size",
+            "Texts per model forward",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "tunelab_errors", "Predict requests answered >= 400", ["model", "status"], registry=r
+        )
+        self.texts = Counter("tunelab_texts", "Texts predicted", ["model", "version", "key"], registry=r)
+        self.tokens = Counter("tunelab_tokens", "Tokens predicted", ["model", "version", "key"], registry=r)
+        self.http = Counter("tunelab_http_requests", "All HTTP requests", ["route", "status"], registry=r)
+        self.in_flight = Gauge("tunelab_in_flight_requests", "Requests being answered", registry=r)
+
+    def observe_predict(
+        self, *, model: str, version: str, key: str, status: int, seconds: float, texts: int, tokens: int
+    ) -> None:
+        self.requests.labels(model, version, key, str(status)).inc()
+        self.latency.labels(model, version).observe(seconds)
+        if status >= 400:
+            self.errors.labels(model, str(status)).inc()
+        elif texts:
+            self.texts.labels(model, version, key).inc(texts)
+            self.tokens.labels(model, version, key).inc(tokens)
+
+    def batch_observer(self, model: str, version: str):
+        hist = self.batch_size.labels(model, version)
+        return hist.observe
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["ServeMetrics"]

@@ -1,0 +1,151 @@
+"""Pure ASGI middleware around every request: request id, usage record, metrics, access log, 500s.
+
+The usage row of a predict request is written when the response *starts*, before its first byte
+leaves, whatever the status (401 to 500): once a client has its answer, its row is committed.
+If the row cannot be written the answer is withheld and replaced by a 503, so no prediction is
+ever served unmetered. Unexpected exceptions become a JSON 500 naming the request id (also in
+``X-Request-ID``) and are logged, never shown to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tunelab.serve.context import SCOPE_KEY, RequestContext
+
+log = logging.getLogger("tunelab.serve")
+access_log = logging.getLogger("tunelab.serve.access")
+
+PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
+QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
+
+
+class ObserveMiddleware:
+    """Outermost tunelab middleware; ``state`` is the app's ``ServeState``."""
+
+    def __init__(self, app: ASGIApp, *, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext()
+        scope[SCOPE_KEY] = ctx
+        match = PREDICT_PATH.match(scope["path"])
+        if match:
+            ctx.model = unquote(match.group("name"))
+        status = 0
+        replaced = False  # the app's answer was swapped for a 503 (usage could not be recorded)
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = ctx.request_id
+                if match and not await self._record(ctx, status, scope):
+                    replaced = True
+                    status = 503
+                    body = _error("usage_unavailable", "usage could not be recorded; try again", ctx)
+                    await JSONResponse(body, 503, {"X-Request-ID": ctx.request_id})(scope, receive, send)
+                    return
+            await send(message)
+
+        self.state.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception(
+                "request %s %s failed (request id %s)", scope["method"], scope["path"], ctx.request_id
+            )
+            if status:
+                raise  # the response had started; uvicorn closes the connection
+            body = _error("internal_error", "internal server error", ctx)
+            await JSONResponse(body, 500)(scope, receive, send_wrapper)
+        finally:
+            self.state.metrics.in_flight.dec()
+            self._observe(ctx, scope, status or 500)
+
+    async def _record(self, ctx: RequestContext, status: int, scope: Scope) -> bool:
+        """Write the usage row of a predict request; False if the store failed."""
+        access = self.state.access
+        if access is None:
+            return True
+        try:
+            if ctx.caller is None and not ctx.auth_tried:
+                ctx.caller = await run_in_threadpool(_caller_if_valid, access, scope)
+            await run_in_threadpool(
+                access.record,
+                caller=ctx.caller,
+                model=ctx.model,
+                version=ctx.version,
+                texts=ctx.texts,
+                tokens=ctx.tokens if status == 200 else 0,
+                status=status,
+                latency_ms=round(ctx.elapsed() * 1000, 3),
+                request_id=ctx.request_id,
+            )
+        except Exception:
+            log.exception("usage record failed (request id %s)", ctx.request_id)
+            return False
+        return True
+
+    def _observe(self, ctx: RequestContext, scope: Scope, status: int) -> None:
+        seconds = ctx.elapsed()
+        if ctx.model is not None:
+            self.state.metrics.observe_predict(
+                model=ctx.model,
+                version=ctx.version or "-",
+                key=ctx.key_name,
+                status=status,
+                seconds=seconds,
+                texts=ctx.texts,
+                tokens=ctx.tokens,
+            )
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.state.metrics.http.labels(route, str(status)).inc()
+        level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+        access_log.log(
+            level,
+            "%s %s %d %.1fms model=%s version=%s key=%s texts=%d id=%s",
+            scope["method"],
+            scope["path"],
+            status,
+            seconds * 1000,
+            ctx.model or "-",
+            ctx.version or "-",
+            ctx.key_name,
+            ctx.texts,
+            ctx.request_id,
+        )
+
+
+def _caller_if_valid(access: Any, scope: Scope) -> Any:
+    """Attribute a request the route never authenticated (e.g. a 413) to its key, if valid."""
+    from tunelab.serve.deps import bearer_token
+
+    token = bearer_token(Headers(scope=scope))
+    if token is None:
+        return None
+    try:
+        return access.authenticate(token)
+    except Exception:
+        return None
+
+
+def _error(code: str, message: str, ctx: RequestContext) -> dict[str, Any]:
+    return {"error": {"code": code, "message": f"{message} (request id {ctx.request_id})"}}
+
+
+__all__ = ["ObserveMiddleware"]

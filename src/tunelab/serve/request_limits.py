@@ -1,0 +1,111 @@
+"""Size limits on what a client may send: body bytes, texts per request, characters per text.
+
+The body limit is pure ASGI middleware so it holds for every route and never buffers more than
+the limit: a ``Content-Length`` over it is refused before a byte is read, and a chunked body is
+counted as it streams in. The per-text limits depend on the server's settings, so the predict
+route checks them after the schema (messages name the setting, its value and the offending text).
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tunelab.errors import TunelabError
+
+
+class RequestLimitError(TunelabError):
+    """A request over one of the server's limits (413 for counts, 422 for a single text)."""
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def check_texts(texts: list[str], *, max_texts: int, max_chars: int) -> None:
+    """Refuse too many texts (413) or a text too long (422), naming the limit and the text."""
+    if len(texts) > max_texts:
+        raise RequestLimitError(
+            f"{len(texts)} texts in one request; the limit is max_texts_per_request={max_texts}: "
+            "send them in several requests",
+            status=413,
+            code="too_many_texts",
+        )
+    for i, text in enumerate(texts):
+        if len(text) > max_chars:
+            raise RequestLimitError(
+                f"texts[{i}] has {len(text)} characters; the limit is max_chars_per_text={max_chars}",
+                status=422,
+                code="text_too_long",
+            )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` mid-stream; an HTTPException so FastAPI passes it on untouched."""
+
+    code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over max_body_bytes={limit} bytes; send less per request")
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: at most ``max_bytes`` of request body, else 413 naming the limit."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = BodyTooLarge(self.max_bytes)
+        body = {"error": {"code": error.code, "message": error.detail}}
+        # Connection: close, since the rest of the body is left unread.
+        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+__all__ = ["BodySizeLimit", "BodyTooLarge", "RequestLimitError", "check_texts"]

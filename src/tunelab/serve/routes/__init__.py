@@ -1,0 +1,1 @@
+"""One router per resource: predict, models, health (and metrics), keys (admin), usage."""

@@ -1,0 +1,43 @@
+"""``/healthz`` (the process answers), ``/readyz`` (models loaded, database reachable), ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.serve.deps import State
+from tunelab.serve.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """Liveness: 200 whenever the event loop answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(state: State) -> Response:
+    """Readiness: 200 only when every model has an active version and the database answers."""
+    checks: dict[str, str] = {}
+    names = state.registry.names()
+    checks["models"] = f"{len(names)} loaded" if names else "none loaded"
+    if state.access is None:
+        checks["database"] = "not open"
+    else:
+        try:
+            await run_in_threadpool(state.store.get_key, "readyz")  # a real round trip
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready; the reason goes to the body
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+    ready = bool(names) and checks["database"] == "ok"
+    body = Health(status="ready" if ready else "not ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(state: State) -> Response:
+    """Prometheus text format: requests, latency and batch-size histograms, errors, texts, tokens."""
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)

@@ -1,0 +1,41 @@
+"""``/v1/keys`` (admin only): create, list and revoke API keys over HTTP.
+
+Same operations as ``tunelab keys``; a revoked key is refused (403) from its next request on.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.serve.deps import Admin, State
+from tunelab.serve.schemas import ErrorBody, KeyCreated, KeyCreateRequest, KeyInfo, KeyList
+
+router = APIRouter(prefix="/keys", tags=["keys (admin)"])
+ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 422)}
+
+
+@router.post("", response_model=KeyCreated, status_code=201, responses=ERRORS)
+async def create_key(body: KeyCreateRequest, state: State, admin: Admin) -> KeyCreated:
+    """Create a key; the response holds the token, shown this once (only its hash is stored)."""
+    from tunelab.serve.limits import Quota, Rate
+
+    rate = Rate.parse(body.rate) if body.rate else None  # ConfigError -> 422 naming the format
+    quota = Quota.parse(body.quota) if body.quota else None
+    record, token = await run_in_threadpool(
+        lambda: state.access.create_key(body.name, rate=rate, quota=quota, admin=body.admin)
+    )
+    return KeyCreated(**record.to_dict(), token=token)
+
+
+@router.get("", response_model=KeyList, responses=ERRORS)
+async def list_keys(state: State, admin: Admin) -> KeyList:
+    records = await run_in_threadpool(state.access.list_keys)
+    return KeyList(keys=[KeyInfo(**r.to_dict()) for r in records])
+
+
+@router.delete("/{name}", response_model=KeyInfo, responses=ERRORS)
+async def revoke_key(name: str, state: State, admin: Admin) -> KeyInfo:
+    """Revoke the active key with this name (or id)."""
+    record = await run_in_threadpool(state.access.revoke_key, name)
+    return KeyInfo(**record.to_dict())

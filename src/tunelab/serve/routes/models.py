@@ -1,0 +1,83 @@
+"""``/v1/models``: what is served, and (admin) loading, switching and retiring versions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tunelab.serve.deps import Admin, MaybeCaller, State
+from tunelab.serve.registry import ModelRegistry, ModelVersion
+from tunelab.serve.schemas import (
+    ActivateRequest,
+    ErrorBody,
+    LoadVersionRequest,
+    ModelInfo,
+    ModelList,
+    ModelVersionInfo,
+)
+
+router = APIRouter(prefix="/models", tags=["models"])
+ADMIN_ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 404, 409)}
+
+
+def version_info(mv: ModelVersion, active: str) -> ModelVersionInfo:
+    return ModelVersionInfo(
+        version=mv.version,
+        format=mv.format,
+        task=mv.task,
+        labels=mv.labels,
+        source=mv.source,
+        run=mv.run_name,
+        active=mv.version == active,
+        in_flight=mv.in_flight,
+        loaded_at=mv.loaded_at,
+    )
+
+
+def model_info(registry: ModelRegistry, name: str) -> ModelInfo:
+    active = registry.active(name)
+    current = registry.get(name)
+    return ModelInfo(
+        name=name,
+        active=active,
+        format=current.format,
+        task=current.task,
+        labels=current.labels,
+        source=current.source,
+        versions=[version_info(mv, active) for mv in registry.versions(name)],
+    )
+
+
+@router.get("", response_model=ModelList)
+async def list_models(state: State, caller: MaybeCaller) -> ModelList:
+    """Every served model with its versions; ``active`` is the one unpinned requests get."""
+    return ModelList(models=[model_info(state.registry, name) for name in state.registry.names()])
+
+
+@router.get("/{name}", response_model=ModelInfo, responses={404: {"model": ErrorBody}})
+async def get_model(name: str, state: State, caller: MaybeCaller) -> ModelInfo:
+    state.registry.get(name)  # 404 naming the served models
+    return model_info(state.registry, name)
+
+
+@router.post("/{name}/versions", response_model=ModelInfo, status_code=201, responses=ADMIN_ERRORS)
+async def load_version(name: str, body: LoadVersionRequest, state: State, admin: Admin) -> ModelInfo:
+    """Load a run or artifact as a new version (serving goes on meanwhile); activate it by default.
+
+    A new name starts a new model. In-flight requests finish on the version they started with.
+    """
+    await state.registry.load(name, body.path, version=body.version, activate=body.activate)
+    return model_info(state.registry, name)
+
+
+@router.post("/{name}/activate", response_model=ModelInfo, responses=ADMIN_ERRORS)
+async def activate(name: str, body: ActivateRequest, state: State, admin: Admin) -> ModelInfo:
+    """Switch unpinned requests to ``version`` (an atomic swap; nothing in flight is dropped)."""
+    await state.registry.activate(name, body.version)
+    return model_info(state.registry, name)
+
+
+@router.delete("/{name}/versions/{version}", response_model=ModelInfo, responses=ADMIN_ERRORS)
+async def retire(name: str, version: str, state: State, admin: Admin) -> ModelInfo:
+    """Unload a version that is not active, after its in-flight requests are answered."""
+    await state.registry.retire(name, version)
+    return model_info(state.registry, name)

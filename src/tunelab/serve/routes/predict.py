@@ -1,0 +1,72 @@
+"""``POST /v1/models/{name}/predict``: a batch of texts in, one result per text out.
+
+The order of checks is the order of cost: body size (middleware), JSON syntax, key, schema,
+model, per-text limits, then rate and quota (which reserve quota), and only then the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.serve.deps import Context, MaybeCaller, State
+from tunelab.serve.request_limits import check_texts
+from tunelab.serve.schemas import ErrorBody, PredictRequest, PredictResponse, UsageCount
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["predict"])
+
+ERRORS = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in {
+        400: "malformed JSON",
+        401: "missing or invalid key",
+        403: "revoked key",
+        404: "unknown model or version",
+        413: "body or text count over the limit",
+        422: "invalid body, or a text over the character limit",
+        429: "rate limit or quota reached (see Retry-After)",
+    }.items()
+}
+
+
+@router.post("/models/{name}/predict", response_model=PredictResponse, responses=ERRORS)  # type: ignore[arg-type]
+async def predict(
+    name: str,
+    body: PredictRequest,
+    state: State,
+    ctx: Context,
+    caller: MaybeCaller,
+    version: Annotated[str | None, Query(description="pin a version (the body field wins)")] = None,
+) -> PredictResponse:
+    """Classify up to ``max_texts_per_request`` texts with the model's active (or pinned) version.
+
+    Concurrent requests are batched on the server, so many small requests cost little more than
+    one large one. ``usage`` counts the texts and the tokens the model saw (after truncation).
+    """
+    ctx.texts = len(body.texts)
+    settings = state.settings
+    async with state.registry.use(name, body.version or version) as mv:
+        ctx.version = mv.version
+        check_texts(
+            body.texts, max_texts=settings.max_texts_per_request, max_chars=settings.max_chars_per_text
+        )
+        if caller is not None:
+            await run_in_threadpool(
+                lambda: state.access.admit(caller, len(body.texts), request_id=ctx.request_id)
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("predict %s@%s texts=%r", name, mv.version, body.texts)  # masked by the log filter
+        out = await mv.batcher.submit(body.texts, top_k=body.top_k)
+    ctx.tokens = sum(out.tokens)
+    return PredictResponse(
+        model=name,
+        version=mv.version,
+        format=mv.format,
+        task=mv.task,
+        results=out.results,  # type: ignore[arg-type]  # dicts, validated into ClassificationResult
+        usage=UsageCount(texts=len(body.texts), tokens=ctx.tokens),
+    )

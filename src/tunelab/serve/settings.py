@@ -1,0 +1,68 @@
+"""Server settings: one validated object the CLI builds and every part of the app reads.
+
+Pydantic lives here because this is the edge (flags and environment variables); the domain code
+below it takes plain values. Sizes accept ``1MB``/``512KiB``-style strings so the CLI flag and
+the Python API read alike.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tunelab.errors import ConfigError
+from tunelab.serve.store import default_data_dir, default_db
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from ``1048576``, ``1MB`` (10^6) or ``1MiB`` (2^20); a bad value names the accepted forms."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS:
+        raise ConfigError(f"size {value!r}: use bytes or a number with KB, MB, KiB or MiB (e.g. 1MB)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+class ServeSettings(BaseModel):
+    """Everything ``tunelab serve`` can be told; defaults suit a laptop and 64 concurrent clients."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch: int = Field(32, ge=1, description="texts per model forward pass")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill after its first text")
+    max_texts_per_request: int = Field(64, ge=1)
+    max_chars_per_text: int = Field(2000, ge=1)
+    max_body_bytes: int = Field(1024 * 1024, ge=64)
+    mask_logs: bool = True
+    db: str | None = Field(
+        default_factory=default_db, description="postgresql://... URL ($TUNELAB_DB); None: SQLite in data_dir"
+    )
+    data_dir: Path = Field(default_factory=default_data_dir, description="$TUNELAB_DATA_DIR or ./.tunelab")
+    threads: int = Field(1, ge=1, description="torch / ONNX Runtime intra-op threads")
+    require_keys: bool = True
+    log_level: str = "info"
+
+    @field_validator("max_body_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: str | int) -> int:
+        return parse_size(value)
+
+
+__all__ = ["ServeSettings", "parse_size"]

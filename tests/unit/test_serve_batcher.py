@@ -1,0 +1,235 @@
+"""The micro-batcher with a fake predictor: order, grouping, waiting, splitting and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tunelab.serve.batcher import BatcherClosed, MicroBatcher
+
+
+@dataclass
+class FakeEncoded:
+    texts: list[str]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(t.split()) + 2 for t in self.texts]  # + [CLS] and [SEP]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+class FakePredictor:
+    """Labels each text with itself; records batch sizes and the threads that ran them."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.delay = delay
+        self.fail_on = fail_on
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> FakeEncoded:
+        return FakeEncoded(list(texts))
+
+    def predict_encoded(
+        self, enc: FakeEncoded, *, top_k: int = 3, batch_size: int = 64
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            self.threads.add(threading.current_thread().name)
+            self.batches.append(list(enc.texts))
+            if self.delay:
+                time.sleep(self.delay)
+            if self.fail_on is not None and self.fail_on in enc.texts:
+                raise RuntimeError(f"cannot predict {self.fail_on!r}")
+            ranks = [{"label": f"{t}-{i}", "score": 1.0 / (i + 1)} for t in enc.texts for i in range(top_k)]
+            return [
+                {"label": t, "score": 1.0, "top_k": ranks[j * top_k : (j + 1) * top_k]}
+                for j, t in enumerate(enc.texts)
+            ]
+        finally:
+            with self._lock:
+                self.concurrent -= 1
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_results_come_back_in_order_with_token_counts() -> None:
+    async def main() -> None:
+        batcher = MicroBatcher(FakePredictor(), max_batch=8, max_wait_ms=1)
+        out = await batcher.submit(["a b", "c", "d e f"])
+        assert [r["label"] for r in out.results] == ["a b", "c", "d e f"]
+        assert out.tokens == [4, 3, 5]
+        await batcher.close()
+
+    run(main())
+
+
+def test_concurrent_requests_share_a_batch_and_each_gets_its_own_results() -> None:
+    fake = FakePredictor()
+    sizes: list[int] = []
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=32, max_wait_ms=50, on_batch=sizes.append)
+        outs = await asyncio.gather(*(batcher.submit([f"r{i}-a", f"r{i}-b"]) for i in range(10)))
+        for i, out in enumerate(outs):
+            assert [r["label"] for r in out.results] == [f"r{i}-a", f"r{i}-b"]
+        await batcher.close()
+
+    run(main())
+    assert sizes == [20] and len(fake.batches) == 1
+
+
+def test_batches_are_cut_at_max_batch_without_splitting_small_requests() -> None:
+    fake = FakePredictor()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=5, max_wait_ms=50)
+        outs = await asyncio.gather(*(batcher.submit([f"r{i}-{j}" for j in range(2)]) for i in range(6)))
+        assert [r["label"] for out in outs for r in out.results] == [
+            f"r{i}-{j}" for i in range(6) for j in range(2)
+        ]
+        await batcher.close()
+
+    run(main())
+    assert [len(b) for b in fake.batches] == [4, 4, 4]  # 2+2 fit, a third pair would make 6 > 5
+
+
+def test_a_request_larger_than_max_batch_is_split_and_reassembled() -> None:
+    fake = FakePredictor()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=4, max_wait_ms=1)
+        texts = [f"t{i}" for i in range(10)]
+        out = await batcher.submit(texts)
+        assert [r["label"] for r in out.results] == texts
+        assert len(out.tokens) == 10
+        await batcher.close()
+
+    run(main())
+    assert [len(b) for b in fake.batches] == [4, 4, 2]
+
+
+def test_a_lone_request_waits_at_most_max_wait() -> None:
+    async def main() -> float:
+        batcher = MicroBatcher(FakePredictor(), max_batch=32, max_wait_ms=30)
+        await batcher.submit(["warm up"])
+        start = time.perf_counter()
+        await batcher.submit(["alone"])
+        elapsed = time.perf_counter() - start
+        await batcher.close()
+        return elapsed
+
+    elapsed = run(main())
+    assert 0.025 <= elapsed < 0.5
+
+
+def test_a_full_batch_does_not_wait() -> None:
+    async def main() -> float:
+        batcher = MicroBatcher(FakePredictor(), max_batch=4, max_wait_ms=2000)
+        start = time.perf_counter()
+        await batcher.submit(["a", "b", "c", "d"])
+        elapsed = time.perf_counter() - start
+        await batcher.close()
+        return elapsed
+
+    assert run(main()) < 1.0
+
+
+def test_an_error_fails_only_the_requests_of_its_batch() -> None:
+    fake = FakePredictor(fail_on="boom")
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=2, max_wait_ms=20)
+        results = await asyncio.gather(
+            batcher.submit(["boom", "x"]), batcher.submit(["fine", "y"]), return_exceptions=True
+        )
+        assert isinstance(results[0], RuntimeError) and "boom" in str(results[0])
+        assert [r["label"] for r in results[1].results] == ["fine", "y"]
+        # The worker survives the failure.
+        assert (await batcher.submit(["later"])).results[0]["label"] == "later"
+        await batcher.close()
+
+    run(main())
+
+
+def test_inference_runs_off_the_event_loop_one_batch_at_a_time() -> None:
+    fake = FakePredictor(delay=0.05)
+
+    async def main() -> int:
+        batcher = MicroBatcher(fake, max_batch=1, max_wait_ms=0, name="m@1")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(4)))
+        task.cancel()
+        await batcher.close()
+        return ticks
+
+    ticks = run(main())
+    assert ticks >= 10  # the loop kept running during 4 x 50 ms of inference
+    assert fake.max_concurrent == 1
+    assert len(fake.threads) == 1 and next(iter(fake.threads)).startswith("infer-m@1")
+
+
+def test_top_k_is_per_request_within_a_shared_batch() -> None:
+    async def main() -> None:
+        batcher = MicroBatcher(FakePredictor(), max_batch=8, max_wait_ms=30)
+        one, three = await asyncio.gather(batcher.submit(["a"], top_k=1), batcher.submit(["b"], top_k=3))
+        assert len(one.results[0]["top_k"]) == 1 and len(three.results[0]["top_k"]) == 3
+        await batcher.close()
+
+    run(main())
+
+
+def test_close_answers_what_is_queued_then_refuses_new_requests() -> None:
+    fake = FakePredictor(delay=0.02)
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=1, max_wait_ms=0)
+        pending = [asyncio.create_task(batcher.submit([f"t{i}"])) for i in range(3)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        outs = await asyncio.gather(*pending)
+        assert [out.results[0]["label"] for out in outs] == ["t0", "t1", "t2"]
+        with pytest.raises(BatcherClosed):
+            await batcher.submit(["late"])
+
+    run(main())
+
+
+def test_a_cancelled_request_does_not_break_the_others() -> None:
+    fake = FakePredictor(delay=0.05)
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=1, max_wait_ms=0)
+        first = asyncio.create_task(batcher.submit(["first"]))
+        gone = asyncio.create_task(batcher.submit(["gone"]))
+        last = asyncio.create_task(batcher.submit(["last"]))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        assert (await first).results[0]["label"] == "first"
+        assert (await last).results[0]["label"] == "last"
+        await batcher.close()
+
+    run(main())
+    assert ["gone"] not in fake.batches

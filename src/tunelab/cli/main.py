@@ -8,9 +8,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tunelab.cli import eval_cmd, predict_cmd, runs_cmd, serve_cmd, train_cmd, validate_cmd
+from tunelab.cli import (
+    eval_cmd,
+    keys_cmd,
+    predict_cmd,
+    runs_cmd,
+    serve_cmd,
+    train_cmd,
+    usage_cmd,
+    validate_cmd,
+)
 
-COMMANDS = (train_cmd, eval_cmd, predict_cmd, runs_cmd, validate_cmd, serve_cmd)
+COMMANDS = (train_cmd, eval_cmd, predict_cmd, runs_cmd, validate_cmd, keys_cmd, usage_cmd, serve_cmd)
 
 EPILOG = """examples:
   tunelab train configs/banking77.yaml method=lora train.epochs=3

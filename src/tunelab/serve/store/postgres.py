@@ -34,6 +34,13 @@ def describe_url(url: str) -> str:
     return f"{user}{host}:{info.get('port') or 5432}/{info.get('dbname') or '(default database)'}"
 
 
+def _first_reason(exc: Exception) -> str:
+    """The cause alone, e.g. ``Connection refused`` out of libpq's ``connection ... failed: ...``."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0].strip() if lines else type(exc).__name__
+    return first.rsplit(" failed: ", 1)[-1]
+
+
 class PostgresStore(SQLStore):
     """Keys and usage in PostgreSQL tables ``tunelab_keys`` and ``tunelab_usage``."""
 
@@ -61,7 +68,7 @@ class PostgresStore(SQLStore):
                 for statement in self._schema():
                     conn.execute(statement)
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            reason = _first_reason(exc)
             raise StoreError(
                 f"cannot connect to PostgreSQL at {self.where}: {reason} "
                 "(the server must be running and accept connections there)"

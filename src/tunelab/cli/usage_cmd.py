@@ -1,0 +1,141 @@
+"""``tunelab usage``: what each key used, per model, or every request as CSV for billing."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from typing import TYPE_CHECKING
+
+from tunelab.cli.store_args import add_store_arguments, open_store_from_args, parse_when
+from tunelab.errors import TunelabError
+
+if TYPE_CHECKING:
+    from tunelab.serve.store import Store, UsageGroup, UsageRecord
+
+HELP = """examples:
+  tunelab usage                                   # every key and model, all time
+  tunelab usage --since 2026-11-01 --until 2026-12-01 --key acme
+  tunelab usage --since 7d
+  tunelab usage --since 2026-11-01 --csv november.csv   # one row per request, for billing
+  tunelab usage --csv | head                      # CSV to stdout
+
+--since is inclusive, --until exclusive; times are UTC unless they carry an offset.
+Texts and tokens count successful (200) requests: what the quota counts and what is billed.
+"""
+
+CSV_COLUMNS = (
+    "time",
+    "key",
+    "key_id",
+    "model",
+    "version",
+    "texts",
+    "tokens",
+    "status",
+    "latency_ms",
+    "request_id",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "usage",
+        help="usage per key and model, or per request as CSV",
+        description="Summarise recorded API usage per key and model, or export every request as CSV.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--since", help="from this date/time (inclusive), e.g. 2026-11-01 or 7d")
+    p.add_argument("--until", help="up to this date/time (exclusive), e.g. 2026-12-01")
+    p.add_argument("--key", help="only this key (name or id); a name covers every key that had it")
+    p.add_argument(
+        "--csv",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="one CSV row per request, to FILE or (no FILE) to stdout",
+    )
+    add_store_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
+    if since and until and since >= until:
+        raise TunelabError(f"--since {args.since} is not before --until {args.until}")
+    with open_store_from_args(args) as store:
+        filters = {"since": since, "until": until, **_key_filter(store, args.key)}
+        if args.csv:
+            return _write_csv(store.usage(**filters), args.csv)
+        groups = store.usage_groups(**filters)
+    _print_summary(groups)
+    return 0
+
+
+def _key_filter(store: Store, key: str | None) -> dict[str, str]:
+    """``--key``: an id names one key; a name every key that had it (a revoked one, its successor)."""
+    if key is None:
+        return {}
+    if store.get_key(key) is not None:
+        return {"key_id": key}
+    if any(k.name == key for k in store.list_keys()):
+        return {"key_name": key}
+    raise TunelabError(f"--key {key!r}: no key has this name or id (`tunelab keys list` shows them)")
+
+
+def _write_csv(records: list[UsageRecord], target: str) -> int:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        writer.writerow(
+            [
+                r.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                r.key_name or "",
+                r.key_id or "",
+                r.model or "",
+                r.version or "",
+                r.texts,
+                r.tokens,
+                r.status,
+                f"{r.latency_ms:.3f}",
+                r.request_id,
+            ]
+        )
+    if target == "-":
+        sys.stdout.write(buffer.getvalue())
+        return 0
+    from tunelab.atomic import atomic_write_text
+
+    atomic_write_text(target, buffer.getvalue())
+    print(f"wrote {len(records)} requests to {target}", file=sys.stderr)
+    return 0
+
+
+def _print_summary(groups: list[UsageGroup]) -> None:
+    from tunelab.cli.output import table
+
+    if not groups:
+        print("no usage recorded for this selection")
+        return
+    rows: dict[tuple[str, str, str], list[float]] = {}
+    for g in groups:
+        # requests, ok, errors, texts, tokens, latency sum
+        row = rows.setdefault((g.key_name or "-", g.key_id or "-", g.model or "-"), [0, 0, 0, 0, 0, 0.0])
+        row[0] += g.requests
+        row[1 if g.status == 200 else 2] += g.requests
+        if g.status == 200:
+            row[3] += g.texts
+            row[4] += g.tokens
+        row[5] += g.latency_ms_sum
+    totals = [sum(r[i] for r in rows.values()) for i in range(6)]
+    lines = [[*key, *_cells(r)] for key, r in sorted(rows.items())]
+    lines.append(["total", "", "", *_cells(totals)])
+    headers = ["key", "key id", "model", "requests", "ok", "errors", "texts", "tokens", "mean ms"]
+    print(table(headers, lines))
+
+
+def _cells(r: list[float]) -> list[str]:
+    return [*(str(int(v)) for v in r[:5]), f"{r[5] / r[0]:.1f}" if r[0] else "-"]

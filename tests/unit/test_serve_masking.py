@@ -1,0 +1,102 @@
+"""Masking personal data in logs: what is masked, what ordinary numbers are left alone."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tunelab.serve.masking import MaskingFilter, iban_ok, install_masking, luhn_ok, mask_pii
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jo.smith+bank@example.co.uk today", "write to <email> today"),
+        ("From: A@B.IO", "From: <email>"),
+        ("call +44 20 7946 0958 now", "call <phone> now"),
+        ("+1 (555) 123-4567", "<phone>"),
+        ("+33 1 23 45 67 89", "<phone>"),
+        ("+49 30 1234567", "<phone>"),
+        ("+86 138 0013 8000", "<phone>"),
+        ("(555) 123-4567 or 555-123-4567 or 555.123.4567", "<phone> or <phone> or <phone>"),
+        ("UK 020 7946 0958, mobile 07911 123456", "UK <phone>, mobile <phone>"),
+        ("card 4111 1111 1111 1111 expires", "card <card> expires"),
+        ("card 4111-1111-1111-1111", "card <card>"),
+        ("5500005555555559", "<card>"),
+        ("amex 3782 822463 10005", "amex <card>"),
+        ("IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX", "IBAN <account> BIC COBADEFFXXX"),
+        ("to GB82WEST12345698765432.", "to <account>."),
+        ("account no. 12345678 please", "account no. <account> please"),
+        ("acct #: 0012-3456-78", "acct #: <account>"),
+    ],
+)
+def test_masks(text: str, expected: str) -> None:
+    assert mask_pii(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 12345 and ticket #987654",
+        "in 2024, on 2024-01-15 or 15.01.2024",
+        "paid 1,234.56 EUR, then 10 000 EUR",
+        "version 1.2.3, build 20240115",
+        "server 192.168.100.200",
+        "card 4111 1111 1111 1112 fails Luhn",
+        "ref 1234567890123456",
+        "GB82 WEST 1234 5698 7654 33 has a bad checksum",
+        "I still have not received my new card",
+        "",
+    ],
+)
+def test_leaves_ordinary_text_alone(text: str) -> None:
+    assert mask_pii(text) == text
+
+
+def test_checksums() -> None:
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("DE89 3704 0044 0532 0130 00") and not iban_ok("DE89 3704 0044 0532 0130 01")
+
+
+def test_everything_in_one_message() -> None:
+    text = "Card 4111 1111 1111 1111, mail jo@example.com, call +44 20 7946 0958 re order 12345"
+    assert mask_pii(text) == "Card <card>, mail <email>, call <phone> re order 12345"
+
+
+@pytest.fixture
+def capture():
+    """A logger whose one handler has the masking filter; yields (logger, captured lines)."""
+    lines: list[str] = []
+
+    class ListHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = ListHandler()
+    handler.setFormatter(logging.Formatter("%(message)s|%(user_text)s"))
+    install_masking([handler])
+    install_masking([handler])  # idempotent: one filter only
+    assert sum(isinstance(f, MaskingFilter) for f in handler.filters) == 1
+    logger = logging.getLogger("tunelab.test.masking")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield logger, lines
+    logger.removeHandler(handler)
+
+
+def test_filter_masks_message_args_and_extras(capture) -> None:
+    logger, lines = capture
+    logger.info("predict texts=%r", ["mail jo@example.com"], extra={"user_text": "call +1 (555) 123-4567"})
+    assert lines == ["predict texts=['mail <email>']|call <phone>"]
+
+
+def test_filter_masks_tracebacks(capture) -> None:
+    logger, lines = capture
+    try:
+        raise ValueError("bad card 4111 1111 1111 1111")
+    except ValueError:
+        logger.exception("failed for %s", "jo@example.com", extra={"user_text": "-"})
+    assert "<card>" in lines[0] and "<email>" in lines[0]
+    assert "4111" not in lines[0] and "jo@example.com" not in lines[0]

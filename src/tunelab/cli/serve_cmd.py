@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 from dataclasses import dataclass
 
 from tunelab.errors import ConfigError
@@ -127,6 +128,10 @@ def build_settings(args: argparse.Namespace) -> object:
         raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
@@ -137,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.serve.logging_setup import configure_logging
     from tunelab.serve.store import open_store
 
+    # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)
+    # instead of dying by it lets the store close and tells a supervisor the stop was clean.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = build_settings(args)
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)

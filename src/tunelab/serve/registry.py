@@ -168,7 +168,7 @@ class ModelRegistry:
         """Point unpinned requests at ``version``: one assignment, so a switch is atomic."""
         mv = self.get(name, version)
         previous, self._active[name] = self._active.get(name), version
-        if previous != version:
+        if previous is not None and previous != version:
             log.info("switched %s from version %s to %s", name, previous, version)
         return mv
 

@@ -157,9 +157,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A ``postgresql://`` URL of an empty database, for tests of the PostgreSQL store.
+    """A ``postgresql://`` URL of a scratch database, for tests of the PostgreSQL store.
 
-    ``$TUNELAB_TEST_POSTGRES_URL`` if set; else a throwaway server (``initdb`` in a temp folder,
+    ``$TUNELAB_TEST_POSTGRES_URL`` if set (the tests drop and recreate its ``tunelab_*`` tables:
+    never point it at a database you need); else a throwaway server (``initdb`` in a temp folder,
     127.0.0.1 on a free port, ``fsync=off``) stopped at the end of the session. PostgreSQL refuses
     to run as root, so under root the server runs as the ``postgres`` system user. Where no server
     can be started, the tests that use this skip, and say why.

@@ -263,7 +263,11 @@ class AccessControl:
                 state.refused[texts] += 1
 
     def _sync(self, state: _QuotaState, key_id: str, quota: Quota, now: datetime) -> None:
-        """(Re)load the committed count on a new window or when stale; expire lost reservations."""
+        """(Re)load the committed count on a new window or when stale; expire lost reservations.
+
+        A row committed but not yet settled when the count reloads is counted twice until the next
+        reload: the error only ever refuses early, never admits past the quota.
+        """
         start, mono = quota.window_start(now), self._clock()
         if state.window_start != start or mono - state.loaded_at >= self.quota_refresh_s:
             state.used = self.store.texts_used(key_id, start)

@@ -142,14 +142,9 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.serve.logging_setup import configure_logging
     from tunelab.serve.store import open_store
 
-    # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)
-    # instead of dying by it lets the store close and tells a supervisor the stop was clean.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = build_settings(args)
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
-    configure_logging(level=settings.log_level, mask=settings.mask_logs)
-    torch.set_num_threads(settings.threads)
     served = []
     for spec in specs:
         predictor = load(spec.path)
@@ -158,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
     store = open_store(settings.db, settings.data_dir)
     try:
+        torch.set_num_threads(settings.threads)
+        configure_logging(level=settings.log_level, mask=settings.mask_logs)
+        # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)
+        # instead of dying by it lets the store close and tells a supervisor the stop was clean.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         access = AccessControl(store)
         app = create_app(settings, served, active=active, loader=load, access=access, store=store)
         where = f"http://{settings.host}:{settings.port}"

@@ -1,0 +1,113 @@
+"""``tunelab serve`` arguments, server settings, and masked logging (no server started)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tunelab.cli.main import main
+from tunelab.cli.serve_cmd import ModelSpec, parse_active, parse_specs
+from tunelab.errors import ConfigError
+from tunelab.serve.logging_setup import configure_logging
+from tunelab.serve.settings import ServeSettings, parse_size
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_model_specs_name_versions_and_defaults() -> None:
+    specs = parse_specs(["runs/a/", "intents=runs/b", "intents=runs/c", "intents@v9=runs/d"])
+    assert specs == [
+        ModelSpec("a", "1", "runs/a/"),
+        ModelSpec("intents", "1", "runs/b"),
+        ModelSpec("intents", "2", "runs/c"),
+        ModelSpec("intents", "v9", "runs/d"),
+    ]
+    assert parse_active(["intents@1"], specs) == {"intents": "1"}
+
+
+@pytest.mark.parametrize(
+    ("specs", "active", "message"),
+    [
+        (["x@1=runs/a", "x@1=runs/b"], [], "x@1 is given twice"),
+        (["x=runs/a"], ["x@2"], "--active 'x@2': name one of the models given (x@1)"),
+        (["x=runs/a"], ["x"], "--active 'x'"),
+    ],
+)
+def test_bad_specs_name_the_problem(specs: list[str], active: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_active(active, parse_specs(specs))
+
+
+def test_sizes_parse_with_units() -> None:
+    assert parse_size("1MiB") == 1024 * 1024 and parse_size("1MB") == 1_000_000
+    assert parse_size("512kb") == 512_000 and parse_size(2048) == 2048
+    with pytest.raises(ConfigError, match="size 'lots'"):
+        parse_size("lots")
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELAB_DB", raising=False)
+    monkeypatch.setenv("TUNELAB_DATA_DIR", "/srv/tunelab")
+    s = ServeSettings()
+    assert (s.host, s.port, s.max_batch, s.max_wait_ms) == ("127.0.0.1", 8000, 32, 5.0)
+    assert (s.max_texts_per_request, s.max_chars_per_text, s.max_body_bytes) == (64, 2000, 1024 * 1024)
+    assert s.mask_logs and s.require_keys and s.db is None and s.data_dir == Path("/srv/tunelab")
+
+
+def test_serve_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "tunelab keys create --name acme --rate 20/s --quota 100000/month" in out
+    assert "intents@2=" in out and "--max-wait-ms" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["serve", "/no/such/run"], "/no/such/run: no such run folder"),
+        (["serve", "x@1=runs/a", "x@1=runs/b"], "x@1 is given twice"),
+        (["serve", "runs/a", "--max-batch", "0"], "--max-batch: Input should be greater than or equal to 1"),
+        (["serve", "runs/a", "--max-body", "huge"], "size 'huge'"),
+    ],
+)
+def test_bad_arguments_fail_in_one_line_before_binding(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+
+
+def test_logs_are_masked_by_default(restore_logging: None) -> None:
+    handler = configure_logging(level="info", mask=True)
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    log = logging.getLogger("tunelab.serve.test")
+    log.info("texts=%r", ["mail jo@example.com", "card 4111 1111 1111 1111"])
+    try:
+        raise RuntimeError("cannot label 'call +44 20 7946 0958'")
+    except RuntimeError:
+        log.exception("predict failed")
+    out = stream.getvalue()
+    assert "jo@example.com" not in out and "4111" not in out and "7946" not in out
+    assert "<email>" in out and "<card>" in out and "<phone>" in out
+
+
+def test_masking_can_be_turned_off(restore_logging: None) -> None:
+    handler = configure_logging(level="info", mask=False)
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logging.getLogger("tunelab.serve.test").info("mail jo@example.com")
+    assert "jo@example.com" in stream.getvalue()

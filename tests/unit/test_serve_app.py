@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tunelab.errors import RunError
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.limits import Quota, Rate
 from tunelab.serve.settings import ServeSettings
@@ -41,6 +42,8 @@ class FakePredictor:
     labels = SimpleNamespace(names=["food", "sports", "weather"])
 
     def __init__(self, tag: str = "fake") -> None:
+        if "missing" in tag:
+            raise RunError(f"{tag}: no such run folder (`tunelab runs` lists the runs)")
         self.run = SimpleNamespace(name=tag)
 
     def encode(self, texts: list[str]) -> FakeEncoded:
@@ -328,6 +331,18 @@ def test_admin_loads_activates_pins_and_retires_versions(server: Server) -> None
     # A new name starts a new model.
     r = server.client.post("/v1/models/other/versions", json={"path": "runs/o"}, headers=admin)
     assert r.status_code == 201 and r.json()["name"] == "other" and r.json()["active"] == "1"
+
+
+def test_loading_a_bad_path_is_a_400_and_changes_nothing(server: Server) -> None:
+    admin = {"Authorization": f"Bearer {server.admin}"}
+    r = server.client.post("/v1/models/topics/versions", json={"path": "runs/missing"}, headers=admin)
+    assert r.status_code == 400 and "runs/missing: no such run folder" in error(r)["message"]
+    r = server.client.post(
+        "/v1/models/topics/versions", json={"path": "runs/v1", "version": "1"}, headers=admin
+    )
+    assert r.status_code == 409 and "already has version '1'" in error(r)["message"]
+    models = server.client.get("/v1/models", headers=admin).json()["models"]
+    assert [v["version"] for v in models[0]["versions"]] == ["1"]
 
 
 def test_model_admin_needs_an_admin_key(server: Server) -> None:

@@ -31,8 +31,14 @@ class ServeState:
     access: Any = None  # tunelab.serve.access.AccessControl
 
 
-def get_state(request: Request) -> ServeState:
+# Dependencies are ``async`` even where they do not await: FastAPI runs plain functions in the
+# thread pool, a needless thread hop per request.
+async def get_state(request: Request) -> ServeState:
     return request.app.state.tunelab
+
+
+async def get_context(request: Request) -> RequestContext:
+    return request_context(request)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -43,7 +49,7 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 State = Annotated[ServeState, Depends(get_state)]
-Context = Annotated[RequestContext, Depends(request_context)]
+Context = Annotated[RequestContext, Depends(get_context)]
 
 
 async def _authenticate(request: Request, state: ServeState, ctx: RequestContext) -> Any:

@@ -14,8 +14,13 @@ _EXPORTS = {
     "AccessControl": "tunelab.serve.access",
     "AccessError": "tunelab.serve.access",
     "Caller": "tunelab.serve.access",
+    "MicroBatcher": "tunelab.serve.batcher",
+    "ModelRegistry": "tunelab.serve.registry",
     "Quota": "tunelab.serve.limits",
     "Rate": "tunelab.serve.limits",
+    "ServeSettings": "tunelab.serve.settings",
+    "ServedModel": "tunelab.serve.app",
+    "create_app": "tunelab.serve.app",
     "mask_pii": "tunelab.serve.masking",
     "open_store": "tunelab.serve.store",
 }

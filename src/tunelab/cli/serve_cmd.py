@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
+    torch.set_num_threads(settings.threads)  # before loading: ONNX Runtime sessions take the same count
     served = []
     for spec in specs:
         predictor = load(spec.path)
@@ -153,7 +154,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
     store = open_store(settings.db, settings.data_dir)
     try:
-        torch.set_num_threads(settings.threads)
         configure_logging(level=settings.log_level, mask=settings.mask_logs)
         # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)
         # instead of dying by it lets the store close and tells a supervisor the stop was clean.

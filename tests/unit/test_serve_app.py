@@ -438,3 +438,39 @@ def test_without_auth_requests_pass_and_are_metered_without_a_key(tmp_path: Path
         [row] = app.state.tunelab.access.store.usage()
         assert (row.key_id, row.status) == (None, 200)
         assert client.get("/v1/keys").status_code == 401  # admin routes still need a key
+
+
+@pytest.fixture
+def log_stream() -> Iterator[Any]:
+    """Route logging through ``configure_logging`` into a string, and put things back after."""
+    import io
+    import logging
+
+    from tunelab.serve.logging_setup import configure_logging
+
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level, logging.getLogger("tunelab").level
+
+    def setup(level: str) -> io.StringIO:
+        stream = io.StringIO()
+        configure_logging(level=level, mask=True).setStream(stream)  # type: ignore[attr-defined]
+        return stream
+
+    yield setup
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    logging.getLogger("tunelab").setLevel(saved[2])
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_texts_are_logged_only_at_debug_and_masked(server: Server, log_stream: Any, level: str) -> None:
+    stream = log_stream(level)
+    assert (
+        server.predict({"texts": ["pizza for jo@example.com, card 4111 1111 1111 1111"]}).status_code == 200
+    )
+    assert server.predict({"texts": ["explode at +44 20 7946 0958"]}).status_code == 500
+    out = stream.getvalue()
+    assert "POST /v1/models/topics/predict 200" in out and "key=acme" in out  # the access log
+    assert "jo@example.com" not in out and "4111" not in out and "7946" not in out
+    assert ("<email>" in out) == (level == "debug")
+    assert "<phone>" in out  # the 500's traceback quotes the text, masked

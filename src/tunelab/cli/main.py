@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from tunelab.cli import (
     eval_cmd,
+    export_cmd,
     keys_cmd,
     predict_cmd,
     runs_cmd,
@@ -19,13 +20,24 @@ from tunelab.cli import (
     validate_cmd,
 )
 
-COMMANDS = (train_cmd, eval_cmd, predict_cmd, runs_cmd, validate_cmd, keys_cmd, usage_cmd, serve_cmd)
+COMMANDS = (
+    train_cmd,
+    eval_cmd,
+    predict_cmd,
+    export_cmd,
+    runs_cmd,
+    validate_cmd,
+    keys_cmd,
+    usage_cmd,
+    serve_cmd,
+)
 
 EPILOG = """examples:
   tunelab train configs/banking77.yaml method=lora train.epochs=3
   tunelab eval runs/banking77 --data ../shared/data/banking77/test.csv
   tunelab predict runs/banking77 "I still have not received my new card"
   tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
+  tunelab export runs/banking77 --format onnx-int8
   tunelab runs
 """
 

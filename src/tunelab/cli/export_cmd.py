@@ -1,0 +1,93 @@
+"""``tunelab export``: a trained run -> an ONNX / int8 artifact folder, parity-checked on held-out data."""
+
+from __future__ import annotations
+
+import argparse
+
+from tunelab.cli.output import table
+
+FORMATS = ("onnx", "onnx-int8", "torch-int8")  # tunelab.compress.FORMATS, without importing it for --help
+
+HELP = """examples:
+  tunelab export runs/banking77                          # onnx-int8 -> runs/banking77-onnx-int8
+  tunelab export runs/banking77 --format onnx            # fp32 ONNX Runtime, same accuracy
+  tunelab export runs/banking77 --format torch-int8 --prune 0.3
+  tunelab export runs/banking77 --prune 0.25 --prune-method heads --max-drop 0.5
+  tunelab predict runs/banking77-onnx-int8 "I still have not received my new card"
+
+Every export is compared with the run (PyTorch eager) on the run's test file or dev split (or
+--data FILE): accuracy (micro-F1 for multi-label), agreement, largest logit difference, size and
+latency at batch 1 and 32 go to <artifact>/parity.json and parity.md. If the metric drops by more
+than --max-drop points the export fails and no artifact is left behind.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a run to ONNX / int8, with a parity check",
+        description="Export a trained run (adapters merged) to ONNX or int8; predict, eval and serve "
+        "accept the artifact folder like a run.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", help="trained run folder, e.g. runs/banking77")
+    p.add_argument(
+        "--format", choices=FORMATS, default="onnx-int8", help="artifact format (default onnx-int8)"
+    )
+    p.add_argument("--prune", type=float, metavar="FRACTION", help="prune this fraction first, e.g. 0.3")
+    p.add_argument(
+        "--prune-method",
+        choices=("magnitude", "heads"),
+        default="magnitude",
+        help="magnitude: smallest weights (unstructured); heads: whole attention heads (default magnitude)",
+    )
+    p.add_argument("--output", help="artifact folder (default <run>-<format>[-pruned30] beside the run)")
+    p.add_argument("--data", help="labelled file for the parity check (default the run's test/dev data)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="largest accepted metric drop (default 1.0)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tunelab.compress import export
+
+    result = export(
+        args.run,
+        format=args.format,
+        prune=args.prune,
+        prune_method=args.prune_method,
+        output=args.output,
+        data=args.data,
+        max_drop=args.max_drop,
+        show_progress=not args.quiet,
+    )
+    report = result.parity
+    metric, before, after = report["metric"], report["before"], report["after"]
+    rows = [
+        (metric, f"{before[metric]:.2f}%", f"{after[metric]:.2f}%", f"{-report['drop_points']:+.2f} points"),
+        ("size MB", f"{before['size_mb']:.1f}", f"{after['size_mb']:.1f}", f"x{report['size_ratio']}"),
+    ]
+    for key, gain in report["speedup"].items():
+        label = f"latency {key.replace('_', ' ')} ms"
+        rows.append(
+            (
+                label,
+                f"{before['latency_ms'][key]:.2f}",
+                f"{after['latency_ms'][key]:.2f}",
+                f"{gain:.2f}x faster",
+            )
+        )
+    print(f"parity on {report['data']['name']} ({report['data']['rows']} rows):")
+    print(table(["", "pytorch eager", result.format, "change"], rows))
+    print(
+        f"agreement {100 * report['agreement']:.2f}%, largest logit difference {report['max_logit_diff']:.3g}"
+    )
+    print(f"artifact: {result.path}")
+    return 0

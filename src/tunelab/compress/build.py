@@ -1,0 +1,146 @@
+"""The stages of one export, run inside the artifact's ``.partial`` folder (see ``export.py``)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tunelab.compress.datasets import importance_batches, parity_data, sample_batch
+from tunelab.compress.options import ExportOptions
+from tunelab.compress.parity import ParityError, compare, headline_metric, measure
+from tunelab.evaluate.scoring import headline
+from tunelab.predict.backends import LoadContext, TorchBackend, get_format
+from tunelab.runs import RunFolder
+
+
+def build_artifact(
+    source: RunFolder,
+    summary: dict[str, Any],
+    out: RunFolder,
+    opts: ExportOptions,
+    data: str | Path | None,
+    stages: Any,
+) -> dict[str, Any]:
+    """Measure the run, prune, write the format's weights, measure the artifact, write reports.
+
+    Returns:
+        The parity report. Raises ``ParityError`` (after writing the reports, which the caller
+        deletes with the folder) when the metric fell by more than ``opts.max_drop``.
+    """
+    from tunelab.predict import load
+
+    predictor = load(source.root)
+    model: nn.Module = predictor.model.eval()
+    check = parity_data(predictor, None if data is None else str(data))
+    enc = predictor.encode(check.dataset.texts, check.dataset.text_pairs)
+    labels = check.dataset.labels
+    common = {"labels_info": predictor.labels, "threshold": predictor.threshold}
+    stages.set_description("export: measure PyTorch eager")
+    before = measure(TorchBackend(model), enc, labels, **common, size_mb=_state_mb(model))
+    stages.update()
+
+    stages.set_description("export: prune" if opts.prune else "export: prepare")
+    prune_info = _prune(model, opts, predictor, check)
+    stages.update()
+
+    stages.set_description(f"export: write {opts.format}")
+    for name in ("config.json", "labels.json"):
+        shutil.copy2(source.root / name, out.root / name)
+    shutil.copytree(source.tokenizer, out.tokenizer)
+    format_info = _write_weights(model, opts.format, out, sample_batch(enc), prune_info)
+    info = {
+        "format": opts.format,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "prune": prune_info,
+        "max_drop": opts.max_drop,
+        "parity_data": check.name,
+        **format_info,
+    }
+    art_summary = {**summary, "name": out.name, "format": opts.format, "source_run": str(source.root)}
+    art_summary["export"] = info
+    out.write_summary(art_summary)
+    stages.update()
+
+    stages.set_description(f"export: measure {opts.format}")
+    backend = get_format(opts.format)(
+        LoadContext(run=out, config=predictor.config, labels=predictor.labels, summary=art_summary)
+    )
+    after = measure(backend, enc, labels, **common, size_mb=_folder_mb(out.weights))
+    stages.update()
+
+    stages.set_description("export: parity check")
+    metric = headline_metric(predictor.task, predictor.config.train.metric)
+    report = {
+        "format": opts.format,
+        "source_run": str(source.root),
+        "data": {"name": check.name, "rows": len(enc)},
+    }
+    report |= compare(
+        before,
+        after,
+        metric=metric,
+        task=predictor.task,
+        threshold=predictor.threshold,
+        max_drop=opts.max_drop,
+    )
+    art_summary["headline"] = {check.split: headline(after.metrics)}
+    art_summary["parity"] = {k: report[k] for k in ("metric", "drop_points", "agreement", "passed")}
+    from tunelab.compress.export import write_reports
+
+    write_reports(out, art_summary, report, {check.split: after.metrics})
+    stages.update()
+    if not report["passed"]:
+        b, a = report["before"][metric], report["after"][metric]
+        raise ParityError(
+            f"{opts.format} export failed the parity check: {metric} {b:.2f}% -> {a:.2f}% on {check.name} "
+            f"({len(enc)} rows), a drop of {report['drop_points']:.2f} points, more than the allowed "
+            f"{opts.max_drop:g} (--max-drop); no artifact was written"
+        )
+    return report
+
+
+def _prune(model: nn.Module, opts: ExportOptions, predictor: Any, check: Any) -> dict[str, Any] | None:
+    from tunelab.compress.prune import prune_heads, prune_magnitude
+
+    if opts.prune is None:
+        return None
+    if opts.prune_method == "magnitude":
+        return prune_magnitude(model, opts.prune)
+    batches = importance_batches(predictor, check)
+    return prune_heads(model, opts.prune, batches, task=predictor.task)
+
+
+def _write_weights(
+    model: nn.Module, fmt: str, out: RunFolder, sample: dict, prune_info: dict[str, Any] | None
+) -> dict[str, Any]:
+    from tunelab.compress.onnx_export import export_onnx
+
+    out.weights.mkdir(parents=True, exist_ok=True)
+    if fmt == "torch-int8":
+        from tunelab.compress.torch_int8 import save_torch_int8
+
+        heads = prune_info.get("heads_per_layer") if prune_info else None
+        return {"quantization": save_torch_int8(model, out.weights, heads_per_layer=heads)}
+    target = out.weights / "model.onnx"
+    if fmt == "onnx":
+        return {"onnx": export_onnx(model, sample, target)}
+    from tunelab.compress.onnx_int8 import quantize_onnx
+
+    fp32 = out.root / "model-fp32.onnx"
+    onnx_info = export_onnx(model, sample, fp32)
+    quant = quantize_onnx(fp32, target)
+    fp32.unlink()
+    return {"onnx": onnx_info, "quantization": quant}
+
+
+def _state_mb(model: nn.Module) -> float:
+    """Size of the model's tensors as stored uncompressed (the merged fp32 model a run loads)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6

@@ -1,0 +1,120 @@
+"""``export(run) -> ExportResult``: a trained run -> an artifact folder that predict, eval and serve load.
+
+The artifact has a run folder's layout (``run.json`` with a ``format``, ``config.json``,
+``labels.json``, ``tokenizer/``, ``weights/``, ``metrics.json``) plus ``parity.json`` and
+``parity.md``. It is written as ``<out>.partial`` and renamed only after the parity check passes;
+on a failure (or Ctrl-C) the partial folder is removed, so an artifact folder always passed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tunelab.atomic import atomic_write_json, atomic_write_text
+from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
+from tunelab.errors import RunError
+from tunelab.runs import PARTIAL_SUFFIX, RunFolder, find_run
+
+MARKER = ".tunelab-export"  # in a partial folder: ours to delete if a killed export left it behind
+
+
+@dataclass
+class ExportResult:
+    """A finished export: the artifact folder and its parity report (``parity.json``)."""
+
+    path: Path
+    format: str
+    parity: dict[str, Any]
+
+
+def export(
+    run: str | Path,
+    *,
+    format: str = "onnx-int8",
+    prune: float | None = None,
+    prune_method: str = "magnitude",
+    output: str | Path | None = None,
+    data: str | Path | None = None,
+    max_drop: float = DEFAULT_MAX_DROP,
+    show_progress: bool = True,
+) -> ExportResult:
+    """Export a trained run to ``format``, check parity on held-out data, and write the artifact.
+
+    Args:
+        run: a trained run folder (adapters are merged into the base first).
+        format: ``onnx``, ``onnx-int8`` (default) or ``torch-int8``.
+        prune: fraction to prune before export (weights or heads), or None.
+        prune_method: ``magnitude`` (unstructured) or ``heads`` (structured).
+        output: artifact folder (default ``<run>-<format>[-pruned30]`` beside the run).
+        data: labelled file for the parity check (default the run's test file or dev split).
+        max_drop: the largest accepted fall of the headline metric, in percentage points.
+        show_progress: print a progress bar over the export's stages.
+
+    Returns:
+        The artifact's path, format and parity report.
+
+    Raises:
+        ConfigError: bad format, prune fraction or method.
+        RunError: no such run, an artifact given as the source, or the output already exists.
+        ParityError: the metric fell by more than ``max_drop``; nothing was written.
+
+    Example:
+        >>> result = tunelab.export("runs/banking77", format="onnx-int8")  # doctest: +SKIP
+        >>> tunelab.load(result.path).predict("my card has not arrived")["label"]  # doctest: +SKIP
+        'card_arrival'
+    """
+    from tqdm.auto import tqdm
+
+    opts = ExportOptions(format=format, prune=prune, prune_method=prune_method, max_drop=max_drop)
+    source = find_run(run)
+    summary = source.read_summary()
+    if summary.get("format", "torch") != "torch":
+        origin = summary.get("source_run", "its source run")
+        raise RunError(
+            f"{source.root} is already a {summary['format']} artifact; export from {origin} instead"
+        )
+    target = Path(output) if output is not None else opts.default_output(source.root)
+    partial = _claim(target)
+    stages = tqdm(total=5, desc="export: load run", disable=not show_progress, unit="step")
+    try:
+        from tunelab.compress.build import build_artifact
+
+        report = build_artifact(source, summary, RunFolder(partial), opts, data, stages)
+        final = RunFolder(partial).finish()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        stages.close()
+    (final.root / MARKER).unlink(missing_ok=True)
+    return ExportResult(path=final.root, format=opts.format, parity=report)
+
+
+def _claim(target: Path) -> Path:
+    """Create ``<target>.partial``, refusing to overwrite a finished folder or someone else's partial."""
+    if target.exists():
+        raise RunError(f"{target} exists; delete it or give another --output")
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    if partial.exists():
+        if not (partial / MARKER).is_file():
+            raise RunError(
+                f"{partial} exists and is not an export in progress; delete it or give another --output"
+            )
+        shutil.rmtree(partial)  # left by a killed export: never resumable, safe to redo
+    partial.mkdir(parents=True)
+    (partial / MARKER).write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
+    return partial
+
+
+def write_reports(run: RunFolder, summary: dict[str, Any], report: dict[str, Any], metrics: dict) -> None:
+    """run.json, metrics.json, parity.json and parity.md of the artifact."""
+    from tunelab.compress.parity import render_markdown
+
+    atomic_write_json(run.metrics_json, metrics)
+    atomic_write_json(run.root / "parity.json", report)
+    atomic_write_text(run.root / "parity.md", render_markdown(report))
+    run.write_summary(summary)

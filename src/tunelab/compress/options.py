@@ -1,0 +1,65 @@
+"""What an export is asked to do, checked before any model is loaded, and where it writes.
+
+Checking the options first means a typo (``--format onxx``, ``--prune 30``) costs a fraction of a
+second instead of a model load and an export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import ConfigError
+
+FORMATS = ("onnx", "onnx-int8", "torch-int8")
+PRUNE_METHODS = ("magnitude", "heads")
+DEFAULT_MAX_DROP = 1.0
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """One export: the artifact format, optional pruning, and the parity threshold.
+
+    Attributes:
+        format: ``onnx`` (fp32 ONNX Runtime), ``onnx-int8`` (ONNX Runtime, int8 weights) or
+            ``torch-int8`` (PyTorch dynamic int8).
+        prune: fraction of weights (``magnitude``) or attention heads (``heads``) to remove, in
+            (0, 1); None for no pruning.
+        prune_method: ``magnitude`` (unstructured, global L1 over the encoder's linear weights) or
+            ``heads`` (structured: whole attention heads, least important first).
+        max_drop: the largest accepted fall of the headline metric, in percentage points.
+    """
+
+    format: str = "onnx-int8"
+    prune: float | None = None
+    prune_method: str = "magnitude"
+    max_drop: float = DEFAULT_MAX_DROP
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"format {self.format!r} is unknown; use one of {', '.join(FORMATS)}")
+        if self.prune_method not in PRUNE_METHODS:
+            raise ConfigError(
+                f"prune method {self.prune_method!r} is unknown; use one of {', '.join(PRUNE_METHODS)}"
+            )
+        if self.prune is not None and (
+            isinstance(self.prune, bool) or not isinstance(self.prune, int | float) or not 0 < self.prune < 1
+        ):
+            raise ConfigError(f"prune {self.prune!r}: give a fraction between 0 and 1, e.g. 0.3 for 30%")
+        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float):
+            raise ConfigError(f"max drop {self.max_drop!r}: give a number of percentage points, e.g. 1.0")
+        if not math.isfinite(self.max_drop):
+            raise ConfigError(f"max drop {self.max_drop!r}: give a finite number of percentage points")
+
+    @property
+    def suffix(self) -> str:
+        """``-onnx-int8``, ``-torch-int8-pruned30``, ``-onnx-heads30``: the default folder name's tail."""
+        if self.prune is None:
+            return f"-{self.format}"
+        kind = "pruned" if self.prune_method == "magnitude" else "heads"
+        return f"-{self.format}-{kind}{round(100 * self.prune)}"
+
+    def default_output(self, source: Path) -> Path:
+        """``runs/<run>-<format>[-pruned30]`` beside the source run."""
+        return source.with_name(source.name + self.suffix)

@@ -1,0 +1,158 @@
+"""The parity check every export passes: same data, before (PyTorch eager) and after (the artifact).
+
+Quantisation is known to wreck some models silently (a few outlier weights set the int8 scale and
+everything else rounds to zero), so an export is only kept when its headline metric falls by at
+most ``max_drop`` percentage points. The report also carries what a deployer asks next: how often
+the two agree, the largest logit difference, size on disk, and latency at batch 1 and 32.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tunelab.data.encoding import Encoded
+from tunelab.errors import TunelabError
+from tunelab.evaluate.scoring import headline, score_logits
+from tunelab.predict.backends import Backend
+from tunelab.predict.inference import sigmoid
+
+LATENCY_BATCHES = {1: 20, 32: 5}  # batch size -> timed passes (after one warm-up)
+
+
+class ParityError(TunelabError):
+    """The exported model lost more than the allowed accuracy; nothing was written."""
+
+
+@dataclass
+class Measured:
+    """One side of the comparison."""
+
+    metrics: dict[str, Any]
+    logits: np.ndarray
+    latency_ms: dict[str, float]
+    size_mb: float
+
+
+def headline_metric(task: str, run_metric: str) -> str:
+    """The run's own selection metric, except loss (not a percentage) and multi-label exact-match."""
+    if run_metric == "loss" or (task == "multi_label" and run_metric == "accuracy"):
+        return "accuracy" if task == "single_label" else "micro_f1"
+    return run_metric
+
+
+def measure(
+    backend: Backend,
+    enc: Encoded,
+    labels: list[Any],
+    *,
+    labels_info: Any,
+    threshold: float | None,
+    size_mb: float,
+) -> Measured:
+    """Score ``backend`` on the encoded parity data and time it at batch 1 and 32."""
+    logits = backend.logits(enc, batch_size=64)
+    metrics, _ = score_logits(
+        logits,
+        labels,
+        task=labels_info.task,
+        label_names=labels_info.names,
+        threshold=threshold if labels_info.task == "multi_label" else None,
+    )
+    return Measured(metrics=metrics, logits=logits, latency_ms=latency_ms(backend, enc), size_mb=size_mb)
+
+
+def latency_ms(backend: Backend, enc: Encoded) -> dict[str, float]:
+    """Median milliseconds per call at batch 1 and batch 32 (rows cycle when the data is small)."""
+    out = {}
+    n = len(enc)
+    for size, passes in LATENCY_BATCHES.items():
+        times = []
+        for k in range(passes + 1):
+            rows = [(k * size + j) % n for j in range(size)]
+            batch = Encoded(
+                input_ids=[enc.input_ids[i] for i in rows],
+                token_type_ids=[enc.token_type_ids[i] for i in rows] if enc.token_type_ids else None,
+                labels=None,
+                pad_id=enc.pad_id,
+            )
+            start = time.perf_counter()
+            backend.logits(batch, batch_size=size)
+            if k:  # the first pass warms caches and allocators
+                times.append(time.perf_counter() - start)
+        out[f"batch_{size}"] = round(1000 * statistics.median(times), 3)
+    return out
+
+
+def compare(
+    before: Measured, after: Measured, *, metric: str, task: str, threshold: float | None, max_drop: float
+) -> dict[str, Any]:
+    """The parity report (``parity.json``); ``passed`` says whether the drop is within ``max_drop``."""
+    b, a = 100 * float(before.metrics[metric]), 100 * float(after.metrics[metric])
+    if task == "multi_label":
+        cut = 0.5 if threshold is None else threshold
+        same = ((sigmoid(before.logits) >= cut) == (sigmoid(after.logits) >= cut)).all(axis=1)
+    else:
+        same = before.logits.argmax(axis=1) == after.logits.argmax(axis=1)
+    drop = b - a
+    return {
+        "metric": metric,
+        "before": _side(before, metric, b),
+        "after": _side(after, metric, a),
+        "drop_points": round(drop, 4),
+        "max_drop": max_drop,
+        "passed": bool(drop <= max_drop),
+        "agreement": round(float(same.mean()), 6),
+        "max_logit_diff": float(np.abs(before.logits - after.logits).max()),
+        "speedup": {k: round(before.latency_ms[k] / v, 2) for k, v in after.latency_ms.items()},
+        "size_ratio": round(after.size_mb / before.size_mb, 3) if before.size_mb else None,
+    }
+
+
+def _side(m: Measured, metric: str, value: float) -> dict[str, Any]:
+    return {
+        metric: round(value, 4),
+        "metrics": headline(m.metrics),
+        "latency_ms": m.latency_ms,
+        "texts_per_s": {k: round(int(k.split("_")[1]) * 1000 / v, 1) for k, v in m.latency_ms.items()},
+        "size_mb": round(m.size_mb, 2),
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``parity.md``: the report as a short table a person can read."""
+    m, b, a = report["metric"], report["before"], report["after"]
+    verdict = "passed" if report["passed"] else "FAILED"
+    rows = [
+        (
+            m,
+            f"{b[m]:.2f}",
+            f"{a[m]:.2f}",
+            f"{-report['drop_points']:+.2f} points (max drop {report['max_drop']:g})",
+        ),
+        ("size (MB)", f"{b['size_mb']:.1f}", f"{a['size_mb']:.1f}", f"x{report['size_ratio']}"),
+    ]
+    for key in b["latency_ms"]:
+        label = key.replace("_", " ")
+        gain = f"{report['speedup'][key]:.2f}x faster"
+        rows.append(
+            (f"latency {label} (ms)", f"{b['latency_ms'][key]:.2f}", f"{a['latency_ms'][key]:.2f}", gain)
+        )
+    lines = [
+        f"# Parity: {report['format']} export of {report['source_run']}",
+        "",
+        f"Data: {report['data']['name']} ({report['data']['rows']} rows). Verdict: **{verdict}**.",
+        "",
+        "| | before (PyTorch eager) | after | change |",
+        "|---|---|---|---|",
+        *(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows),
+        "",
+        f"Predictions agree on {100 * report['agreement']:.2f}% of rows; "
+        f"largest logit difference {report['max_logit_diff']:.4g}.",
+        "",
+    ]
+    return "\n".join(lines)

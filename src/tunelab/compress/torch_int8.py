@@ -1,0 +1,130 @@
+"""``torch-int8``: PyTorch dynamic int8 quantisation of every linear layer, stored as safetensors.
+
+``torch.ao.quantization.quantize_dynamic`` keeps its weights in packed C++ objects that only
+``torch.save`` (pickle) can write, and tunelab loads weights from safetensors only. So each
+quantised layer is stored as its int8 weight, per-output-channel scales and zero points, and fp32
+bias; the float rest (embeddings, LayerNorm) is stored as is. Loading rebuilds the architecture
+from the encoder config (and the pruned head counts), quantises it, and puts the stored integers
+back, so the file on disk is int8-sized and nothing is unpickled.
+
+Layout of ``weights/``: ``config.json`` (encoder), ``model.safetensors``, ``int8.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunelab.compress.quiet import quiet
+from tunelab.data.encoding import Encoded
+from tunelab.errors import RunError
+from tunelab.predict.backends import LoadContext
+from tunelab.predict.inference import predict_logits
+
+LAYOUT_FILE = "int8.json"
+WEIGHTS_FILE = "model.safetensors"
+SETTINGS = {"method": "torch.ao.quantization.quantize_dynamic", "dtype": "qint8", "scheme": "per_channel"}
+
+
+def _quantize(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    spec = {nn.Linear: per_channel_dynamic_qconfig}
+    with quiet():
+        return quantize_dynamic(model.eval(), spec, dtype=torch.qint8, inplace=inplace)
+
+
+def _quantized_linears(model: nn.Module) -> dict[str, nn.Module]:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, DynamicLinear)}
+
+
+def save_torch_int8(model: nn.Module, folder: Path, *, heads_per_layer: list[int] | None) -> dict[str, Any]:
+    """Quantise ``model`` (a SequenceClassifier) and write it to ``folder`` as described above."""
+    from safetensors.torch import save_file
+
+    quantized = _quantize(model)  # a copy: ``model`` keeps its float weights
+    layers = _quantized_linears(quantized)
+    tensors = {
+        key: value.detach().contiguous()
+        for key, value in model.state_dict().items()
+        if key.rsplit(".", 1)[0] not in layers
+    }
+    for name, layer in layers.items():
+        weight, bias = layer.weight(), layer.bias()
+        tensors[f"{name}.int8_weight"] = weight.int_repr().contiguous()
+        tensors[f"{name}.int8_scales"] = weight.q_per_channel_scales().contiguous()
+        tensors[f"{name}.int8_zero_points"] = weight.q_per_channel_zero_points().contiguous()
+        if bias is not None:
+            tensors[f"{name}.int8_bias"] = bias.detach().contiguous()
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / WEIGHTS_FILE))
+    model.encoder.config.to_json_file(str(folder / "config.json"))
+    layout = {
+        **SETTINGS,
+        "pooling": model.pooling,
+        "num_labels": model.num_labels,
+        "heads_per_layer": heads_per_layer,
+        "layers": sorted(layers),
+    }
+    (folder / LAYOUT_FILE).write_text(json.dumps(layout, indent=2) + "\n", encoding="utf-8")
+    return {**SETTINGS, "quantized_layers": len(layers)}
+
+
+def load_torch_int8(folder: Path) -> nn.Module:
+    """Rebuild the int8 model written by ``save_torch_int8`` (safetensors only, no pickle)."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    from tunelab.compress.prune import set_head_counts
+    from tunelab.models.classifier import SequenceClassifier
+
+    if not (folder / LAYOUT_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise RunError(f"{folder}: {LAYOUT_FILE} or {WEIGHTS_FILE} is missing; export the run again")
+    layout = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
+    model = SequenceClassifier(encoder, layout["num_labels"], pooling=layout["pooling"])
+    if layout.get("heads_per_layer"):
+        set_head_counts(model, layout["heads_per_layer"])
+    tensors = load_file(str(folder / WEIGHTS_FILE))
+    # Float parts go into the float model; the linear layers' weights come from the int8 tensors.
+    floats = {k: v for k, v in tensors.items() if ".int8_" not in k}
+    missing, unexpected = model.load_state_dict(floats, strict=False)
+    replaced = {f"{name}.{p}" for name in layout["layers"] for p in ("weight", "bias")}
+    quantized = _quantize(model, inplace=True)
+    layers = _quantized_linears(quantized)
+    if unexpected or set(missing) - replaced or sorted(layers) != sorted(layout["layers"]):
+        raise RunError(f"{folder}: int8 weights do not fit the model; export the run again")
+    with quiet():
+        for name, layer in layers.items():
+            weight = torch._make_per_channel_quantized_tensor(
+                tensors[f"{name}.int8_weight"],
+                tensors[f"{name}.int8_scales"],
+                tensors[f"{name}.int8_zero_points"],
+                0,
+            )
+            layer.set_weight_bias(weight, tensors.get(f"{name}.int8_bias"))
+    return quantized.eval()
+
+
+class TorchInt8Backend:
+    """PyTorch eager on the int8 model (fbgemm/x86 int8 kernels for every linear layer)."""
+
+    name = "torch-int8"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+        return predict_logits(self.model, enc, batch_size=batch_size)
+
+
+def load_backend(ctx: LoadContext) -> TorchInt8Backend:
+    """Format loader for ``torch-int8`` (registered in ``tunelab.compress``)."""
+    return TorchInt8Backend(load_torch_int8(ctx.run.weights))

@@ -1,0 +1,236 @@
+"""tunelab.export: each format exports, loads like a run, predicts like its source, and is parity-checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.compress import ParityError
+from tunelab.errors import ConfigError, RunError
+
+PARITY_FIELDS = {
+    "metric",
+    "before",
+    "after",
+    "drop_points",
+    "max_drop",
+    "passed",
+    "agreement",
+    "max_logit_diff",
+}
+SIDE_FIELDS = {"accuracy", "metrics", "latency_ms", "texts_per_s", "size_mb"}
+
+
+def train_tiny(tiny_bert: Path, csvs: tuple[Path, Path], out: Path, name: str, *extra: str) -> Path:
+    train, test = csvs
+    overrides = [
+        f"data.train={train}",
+        f"data.test={test}",
+        f"model.name={tiny_bert}",
+        "model.max_length=32",
+        "model.pooling=mean",
+        "train.batch_size=8",
+        "train.epochs=6",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+        f"output_dir={out}",
+        f"name={name}",
+        *extra,
+    ]
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny(tiny_bert, labelled_csvs, tmp_path_factory.mktemp("compress-runs"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path) -> dict[str, Path]:
+    """One artifact per format, exported once for the module (int8 of a 24-row test set: one flip is
+    4 points, so the threshold is loose here; the failure test below checks the threshold itself)."""
+    return {
+        fmt: tunelab.export(run, format=fmt, max_drop=50, show_progress=False).path
+        for fmt in ("onnx", "onnx-int8", "torch-int8")
+    }
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "onnx-int8", "torch-int8"])
+def test_each_format_loads_and_predicts_like_its_source(
+    fmt: str, run: Path, exported: dict[str, Path], test_csv: Path, tmp_path: Path
+) -> None:
+    artifact = exported[fmt]
+    assert (
+        artifact == run.with_name(f"{run.name}-{fmt}")
+        and not artifact.with_name(artifact.name + ".partial").exists()
+    )
+    summary = json.loads((artifact / "run.json").read_text(encoding="utf-8"))
+    assert (
+        summary["format"] == fmt and summary["source_run"] == str(run) and summary["export"]["format"] == fmt
+    )
+    assert not [p for p in artifact.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".data")]
+
+    source, predictor = tunelab.load(run), tunelab.load(artifact)
+    assert predictor.format == fmt
+    texts = pd_texts(test_csv)
+    before, after = source.logits(texts), predictor.logits(texts)
+    if fmt == "onnx":
+        np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4)
+    assert (after.argmax(1) == before.argmax(1)).mean() >= 0.9
+    assert predictor.predict("football match with my team")["label"] == "sports"
+
+    parity = json.loads((artifact / "parity.json").read_text(encoding="utf-8"))
+    assert set(parity) >= PARITY_FIELDS and parity["passed"] is True
+    for side in ("before", "after"):
+        assert set(parity[side]) >= SIDE_FIELDS
+        assert set(parity[side]["latency_ms"]) == {"batch_1", "batch_32"}
+    assert (artifact / "parity.md").read_text(encoding="utf-8").startswith(f"# Parity: {fmt} export")
+
+    metrics = tunelab.evaluate(artifact, test_csv, out_dir=tmp_path / "eval")
+    assert metrics["accuracy"] == pytest.approx(parity["after"]["accuracy"] / 100)
+    assert tunelab.evaluate(artifact)["accuracy"] == metrics["accuracy"]  # saved metrics.json
+
+
+def pd_texts(path: Path) -> list[str]:
+    import pandas as pd
+
+    return pd.read_csv(path)["text"].tolist()
+
+
+def test_int8_artifacts_are_smaller(exported: dict[str, Path]) -> None:
+    size = {
+        f: sum(p.stat().st_size for p in (a / "weights").rglob("*") if p.is_file())
+        for f, a in exported.items()
+    }
+    assert size["onnx-int8"] < 0.5 * size["onnx"]
+    onnx_files = list((exported["onnx"] / "weights").iterdir())
+    assert [p.name for p in onnx_files] == ["model.onnx"]  # one self-contained file
+
+
+def test_predict_and_eval_cli_take_an_artifact(
+    exported: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", str(exported["onnx-int8"]), "snow and cold wind"]) == 0
+    assert "-> weather" in capsys.readouterr().out
+    assert main(["eval", str(exported["torch-int8"])]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_export_cli_prints_the_parity_table(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli-onnx"
+    assert main(["export", str(run), "--format", "onnx", "--output", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "latency batch 32" in printed and str(out) in printed
+    assert (out / "weights" / "model.onnx").is_file()
+
+
+def test_a_failed_parity_check_leaves_nothing(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fails"
+    assert main(["export", str(run), "--format", "onnx", "--output", str(out), "--max-drop", "-1", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: onnx export failed the parity check: accuracy ")
+    assert "more than the allowed -1 (--max-drop); no artifact was written" in err
+    assert not out.exists() and not out.with_name("fails.partial").exists()
+
+
+def test_a_wrecked_model_fails_the_default_threshold(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What silent int8 damage looks like: the artifact's logits are noise; the export must refuse."""
+    from tunelab.compress import ort_backend
+
+    real = ort_backend.OnnxBackend.logits
+
+    def wrecked(self, enc, *, batch_size=64):
+        return np.random.default_rng(0).normal(size=real(self, enc, batch_size=batch_size).shape)
+
+    monkeypatch.setattr(ort_backend.OnnxBackend, "logits", wrecked)
+    with pytest.raises(ParityError, match=r"accuracy .*% -> .*%.* more than the allowed 1 .*no artifact"):
+        tunelab.export(run, format="onnx-int8", output=tmp_path / "wrecked", show_progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lora_run_exports_with_adapters_merged(
+    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    lora = train_tiny(tiny_bert, labelled_csvs, tmp_path, "lora", "method=lora", "train.learning_rate=0.01")
+    artifact = tunelab.export(lora, format="onnx", show_progress=False, max_drop=50).path
+    texts = pd_texts(labelled_csvs[1])
+    np.testing.assert_allclose(
+        tunelab.load(artifact).logits(texts), tunelab.load(lora).logits(texts), atol=1e-4
+    )
+    assert json.loads((artifact / "run.json").read_text(encoding="utf-8"))["method"] == "lora"
+
+
+def test_magnitude_pruning_zeroes_the_fraction(run: Path, tmp_path: Path) -> None:
+    result = tunelab.export(
+        run, format="torch-int8", prune=0.3, output=tmp_path / "p", max_drop=100, show_progress=False
+    )
+    info = json.loads((result.path / "run.json").read_text(encoding="utf-8"))["export"]["prune"]
+    assert info["method"] == "magnitude" and info["sparsity"] == pytest.approx(0.3, abs=0.01)
+
+
+def test_magnitude_pruning_on_the_model() -> None:
+    from torch import nn
+
+    from tunelab.compress.prune import prune_magnitude
+
+    model = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 5))
+    info = prune_magnitude(model, 0.5)
+    zeros = sum(int((m.weight == 0).sum()) for m in model if isinstance(m, nn.Linear))
+    assert info["sparsity"] == pytest.approx(0.5, abs=0.01) and zeros == 250
+    assert not list(model[0].named_buffers())  # the pruning mask was made permanent
+
+
+@pytest.mark.parametrize("fmt", ["onnx-int8", "torch-int8"])
+def test_head_pruning_removes_heads_and_still_exports(run: Path, tmp_path: Path, fmt: str) -> None:
+    result = tunelab.export(
+        run, format=fmt, prune=0.5, prune_method="heads", max_drop=100, show_progress=False
+    )
+    assert result.path.name == f"{run.name}-{fmt}-heads50"
+    info = json.loads((result.path / "run.json").read_text(encoding="utf-8"))["export"]["prune"]
+    assert info["heads_before"] == 4 and info["heads_after"] == 2 and info["heads_per_layer"] == [1, 1]
+    assert info["importance"] == "gradient"
+    assert tunelab.load(result.path).predict("rain and snow")["label"] in {"sports", "food", "weather"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"format": "onxx"}, ConfigError, "format 'onxx' is unknown; use one of onnx, onnx-int8, torch-int8"),
+        ({"prune": 30}, ConfigError, "prune 30: give a fraction between 0 and 1"),
+        ({"prune": 0.3, "prune_method": "rows"}, ConfigError, "prune method 'rows' is unknown"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(run: Path, kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        tunelab.export(run, show_progress=False, **kwargs)
+
+
+def test_bad_sources_and_outputs_are_refused(
+    run: Path, exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(RunError, match="no such run folder"):
+        tunelab.export(tmp_path / "missing", show_progress=False)
+    with pytest.raises(RunError, match=r"already a onnx-int8 artifact; export from .*tiny instead"):
+        tunelab.export(exported["onnx-int8"], format="onnx", show_progress=False)
+    with pytest.raises(RunError, match="exists; delete it or give another --output"):
+        tunelab.export(run, format="onnx", show_progress=False)
+    (tmp_path / "someone.partial").mkdir()
+    with pytest.raises(RunError, match="not an export in progress"):
+        tunelab.export(run, output=tmp_path / "someone", show_progress=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["export", str(run), "--format", "tflite"])
+    assert exited.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert main(["export", str(run), "--prune", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: prune 1.5: give a fraction between 0 and 1, e.g. 0.3 for 30%"

@@ -474,3 +474,14 @@ def test_texts_are_logged_only_at_debug_and_masked(server: Server, log_stream: A
     assert "jo@example.com" not in out and "4111" not in out and "7946" not in out
     assert ("<email>" in out) == (level == "debug")
     assert "<phone>" in out  # the 500's traceback quotes the text, masked
+
+
+def test_a_body_not_sent_as_json_is_415_saying_how(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/x-www-form-urlencoded"}
+    r = server.client.post("/v1/models/topics/predict", content=b'{"texts": ["pizza"]}', headers=headers)
+    assert r.status_code == 415 and "Content-Type: application/json" in error(r)["message"]
+
+
+def test_single_label_results_carry_no_multi_label_fields(server: Server) -> None:
+    result = server.predict({"texts": ["pizza"]}).json()["results"][0]
+    assert set(result) == {"label", "score", "top_k"}

@@ -50,6 +50,15 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
         position = bad_json["loc"][-1] if bad_json.get("loc") else "?"
         reason = bad_json.get("ctx", {}).get("error", "JSON decode error")
         return error_response(400, "malformed_json", f"malformed JSON at character {position}: {reason}")
+    content_type = request.headers.get("content-type", "")
+    if (
+        content_type
+        and "json" not in content_type
+        and any(tuple(e.get("loc", ())) == ("body",) for e in errors)
+    ):
+        # e.g. curl -d without -H: the body was never read as JSON, so it is not a schema problem.
+        message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type!r})"
+        return error_response(415, "unsupported_media_type", message)
     details = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in errors

@@ -33,7 +33,12 @@ ERRORS = {
 }
 
 
-@router.post("/models/{name}/predict", response_model=PredictResponse, responses=ERRORS)  # type: ignore[arg-type]
+@router.post(
+    "/models/{name}/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,  # single-label results carry no labels/scores lists
+    responses=ERRORS,  # type: ignore[arg-type]
+)
 async def predict(
     name: str,
     body: PredictRequest,

@@ -50,3 +50,11 @@ def server_factory() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run: Path) -> Path:
+    """The tiny run exported to ONNX int8 (``tunelab export``): served like a run, as a new version."""
+    from tunelab.compress import export
+
+    return export(tiny_run, format="onnx-int8", max_drop=100, show_progress=False).path

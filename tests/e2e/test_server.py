@@ -152,8 +152,11 @@ def test_unknown_model_is_404(server: ServerProcess) -> None:
     assert "switch, topics" in r.json()["error"]["message"]
 
 
-def test_version_switch_under_concurrent_load_fails_no_request(server: ServerProcess, tiny_run: Path) -> None:
-    """16 clients hammer 'switch' while v2 loads, becomes active, and v1 is retired (drained)."""
+def test_version_switch_under_concurrent_load_fails_no_request(
+    server: ServerProcess, tiny_export: Path
+) -> None:
+    """16 clients hammer 'switch' while v2 (the ONNX int8 export) loads and becomes active, and
+    v1 (PyTorch eager) is retired once drained: no request fails, both versions answer."""
     stop = threading.Event()
     results: list[tuple[int, str, str | None]] = []
     load = threading.Thread(
@@ -167,12 +170,12 @@ def test_version_switch_under_concurrent_load_fails_no_request(server: ServerPro
         admin = server.headers("root")
         r = httpx.post(
             f"{server.url}/v1/models/switch/versions",
-            json={"path": str(tiny_run), "version": "2", "activate": True},
+            json={"path": str(tiny_export), "version": "2", "activate": True},
             headers=admin,
             timeout=120,
         )
         assert r.status_code == 201, r.text
-        assert r.json()["active"] == "2"
+        assert r.json()["active"] == "2" and r.json()["format"] == "onnx-int8"
         time.sleep(1.0)
         retired = httpx.delete(f"{server.url}/v1/models/switch/versions/1", headers=admin, timeout=60)
         assert retired.status_code == 200 and [v["version"] for v in retired.json()["versions"]] == ["2"]

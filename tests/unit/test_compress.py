@@ -26,11 +26,13 @@ PARITY_FIELDS = {
 SIDE_FIELDS = {"accuracy", "metrics", "latency_ms", "texts_per_s", "size_mb"}
 
 
-def train_tiny(tiny_bert: Path, csvs: tuple[Path, Path], out: Path, name: str, *extra: str) -> Path:
+def train_tiny(
+    tiny_bert: Path, csvs: tuple[Path, Path], out: Path, name: str, *extra: str, with_test: bool = True
+) -> Path:
     train, test = csvs
     overrides = [
         f"data.train={train}",
-        f"data.test={test}",
+        *([f"data.test={test}"] if with_test else []),
         f"model.name={tiny_bert}",
         "model.max_length=32",
         "model.pooling=mean",
@@ -74,6 +76,9 @@ def test_each_format_loads_and_predicts_like_its_source(
         summary["format"] == fmt and summary["source_run"] == str(run) and summary["export"]["format"] == fmt
     )
     assert not [p for p in artifact.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".data")]
+    if fmt.startswith("onnx"):  # both layers' attention fused for ONNX Runtime, reading the raw mask
+        assert summary["export"]["onnx"]["fusions"]["attention"] == 2
+        assert summary["export"]["onnx"]["attention_mask_index"] == 2
 
     source, predictor = tunelab.load(run), tunelab.load(artifact)
     assert predictor.format == fmt
@@ -159,16 +164,60 @@ def test_a_wrecked_model_fails_the_default_threshold(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_lora_run_exports_with_adapters_merged(
+def test_lora_run_without_test_file_exports_merged_and_checks_on_dev(
     tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    lora = train_tiny(tiny_bert, labelled_csvs, tmp_path, "lora", "method=lora", "train.learning_rate=0.01")
+    lora = train_tiny(
+        tiny_bert, labelled_csvs, tmp_path, "lora", "method=lora", "train.learning_rate=0.01", with_test=False
+    )
     artifact = tunelab.export(lora, format="onnx", show_progress=False, max_drop=50).path
     texts = pd_texts(labelled_csvs[1])
-    np.testing.assert_allclose(
-        tunelab.load(artifact).logits(texts), tunelab.load(lora).logits(texts), atol=1e-4
-    )
+    merged, source = tunelab.load(artifact).logits(texts), tunelab.load(lora).logits(texts)
+    np.testing.assert_allclose(merged, source, rtol=1e-4, atol=1e-4)
     assert json.loads((artifact / "run.json").read_text(encoding="utf-8"))["method"] == "lora"
+    parity = json.loads((artifact / "parity.json").read_text(encoding="utf-8"))
+    assert parity["data"]["name"].startswith("dev split of") and parity["data"]["rows"] == 6
+    saved = json.loads((artifact / "metrics.json").read_text(encoding="utf-8"))
+    assert list(saved) == ["dev"] and tunelab.evaluate(artifact)["accuracy"] == saved["dev"]["accuracy"]
+
+
+def test_onnx_keeps_the_plain_graph_when_the_fused_one_disagrees(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from tunelab.compress import onnx_export
+    from tunelab.models import build_classifier, load_tokenizer
+
+    model = build_classifier(tiny_bert, ["a", "b"], "single_label", pooling="mean", seed=0).eval()
+    texts = ["rain", "a much longer text about football and pizza"]
+    sample = dict(load_tokenizer(tiny_bert)(texts, padding=True, return_tensors="pt"))
+    monkeypatch.setattr(onnx_export, "_agrees", lambda *a: False)
+    info = onnx_export.export_onnx(model, sample, tmp_path / "model.onnx")
+    assert info["fallback"] and info["fusions"] == {}
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert "Attention" not in {n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+    got = session.run(["logits"], {k: v.numpy() for k, v in sample.items()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(**sample).logits.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_multi_label_parity_uses_micro_f1_and_whole_label_sets() -> None:
+    from tunelab.compress.parity import Measured, compare, headline_metric
+
+    assert headline_metric("multi_label", "accuracy") == "micro_f1"
+    assert headline_metric("single_label", "loss") == "accuracy"
+    assert headline_metric("single_label", "macro_f1") == "macro_f1"
+    timing = {"batch_1": 2.0, "batch_32": 10.0}
+    before = Measured({"micro_f1": 0.9}, np.array([[2.0, -2.0], [2.0, 2.0]]), timing, size_mb=4.0)
+    faster = {"batch_1": 1.0, "batch_32": 4.0}
+    after = Measured({"micro_f1": 0.88}, np.array([[1.5, -1.0], [2.0, -0.5]]), faster, size_mb=1.0)
+    report = compare(before, after, metric="micro_f1", task="multi_label", threshold=0.5, max_drop=1.0)
+    assert report["agreement"] == 0.5 and report["drop_points"] == pytest.approx(2.0)
+    assert report["passed"] is False and report["max_logit_diff"] == pytest.approx(2.5)
+    assert report["speedup"] == {"batch_1": 2.0, "batch_32": 2.5} and report["size_ratio"] == 0.25
 
 
 def test_magnitude_pruning_zeroes_the_fraction(run: Path, tmp_path: Path) -> None:

@@ -1,0 +1,148 @@
+"""Export benchmark: each artifact format against PyTorch eager, in one process, on the same data.
+
+For PyTorch eager (the run as trained) and each format, on the BANKING77 test file (3,080 texts):
+throughput in texts/s at batch 1 (the first 300 texts, one at a time) and batch 32 (all texts,
+length-grouped as predict and serve batch them), test accuracy, size on disk, and the speed-up
+against eager measured in this same run. Tokenisation is excluded (it is the same for all). Every
+backend gets the same thread count (torch and ONNX Runtime). Timings repeat ``--rounds`` times
+with the formats interleaved and keep each one's best, so a burst of load on a shared machine
+hurts no format more than another.
+
+Make the run first (about 15 minutes on 2 cores), then benchmark it:
+
+    .venv/bin/python benchmarks/banking77.py --methods full
+    .venv/bin/python benchmarks/export.py --run runs/benchmarks/bench-banking77-full-<timestamp>
+    .venv/bin/python benchmarks/export.py --run ... --heads 0.25   # also onnx-int8 with 25% heads pruned
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "banking77" / "test.csv"
+FORMATS = ["onnx", "onnx-int8", "torch-int8"]
+TARGET = {"speedup": 3.0, "accuracy_points": 0.5}
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+def throughput(backend, enc, batch_size: int) -> float:
+    start = time.perf_counter()
+    backend.logits(enc, batch_size=batch_size)
+    return len(enc) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--run", required=True, help="a trained BANKING77 run folder")
+    parser.add_argument("--data", default=str(DATA), help="labelled test file (default BANKING77 test.csv)")
+    parser.add_argument("--formats", nargs="+", default=FORMATS, choices=FORMATS)
+    parser.add_argument("--heads", type=float, help="also onnx-int8 with this fraction of heads pruned")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch1-texts", type=int, default=300)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+    if not Path(args.data).is_file():
+        sys.exit(f"{args.data}: not found (this benchmark reads ../shared/data/banking77/test.csv)")
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)  # ONNX Runtime sessions take torch's thread count
+    import tunelab
+    from tunelab.data import load_labelled
+
+    variants = [(f, None) for f in args.formats] + ([("onnx-int8", args.heads)] if args.heads else [])
+    source = tunelab.load(args.run)
+    dataset = load_labelled(args.data, source.config.data, source.labels)
+    enc = source.encode(dataset.texts, dataset.text_pairs)
+    first = source.encode(dataset.texts[: args.batch1_texts])
+    y = np.asarray(dataset.labels)
+    rows = {"pytorch eager": {"backend": source.backend, "size_mb": folder_mb(Path(args.run) / "weights")}}
+    with tempfile.TemporaryDirectory(prefix="tunelab-export-bench-") as tmp:
+        for fmt, heads in variants:
+            name = fmt if heads is None else f"{fmt} heads-{round(100 * heads)}%"
+            print(f"exporting {name} ...", flush=True)
+            start = time.perf_counter()
+            result = tunelab.export(
+                args.run,
+                format=fmt,
+                prune=heads,
+                prune_method="heads",
+                output=Path(tmp) / name.replace(" ", "-").replace("%", ""),
+                data=args.data,
+                max_drop=100.0,  # report the accuracy here; the 1-point gate is tested elsewhere
+                show_progress=False,
+            )
+            artifact = tunelab.load(result.path)
+            rows[name] = {
+                "backend": artifact.backend,
+                "size_mb": folder_mb(result.path / "weights"),
+                "export_s": round(time.perf_counter() - start, 1),
+            }
+        for _ in range(args.rounds):
+            for row in rows.values():
+                row["b1"] = max(row.get("b1", 0.0), throughput(row["backend"], first, 1))
+                row["b32"] = max(row.get("b32", 0.0), throughput(row["backend"], enc, 32))
+        for row in rows.values():
+            row["accuracy"] = 100 * float((row["backend"].logits(enc, batch_size=32).argmax(1) == y).mean())
+    report(rows, args)
+
+
+def report(rows: dict, args: argparse.Namespace) -> None:
+    eager = rows["pytorch eager"]
+    print(f"\nexport benchmark: {args.run} on {args.data} ({args.threads} threads, best of {args.rounds})")
+    print(f"{'format':<26} {'b1 texts/s':>10} {'x eager':>7} {'b32 texts/s':>11} {'x eager':>7} "
+          f"{'accuracy':>8} {'delta':>6} {'size MB':>7}")  # fmt: skip
+    results = []
+    for name, r in rows.items():
+        entry = {
+            "format": name,
+            "batch1_texts_per_s": round(r["b1"], 1),
+            "batch1_speedup": round(r["b1"] / eager["b1"], 2),
+            "batch32_texts_per_s": round(r["b32"], 1),
+            "batch32_speedup": round(r["b32"] / eager["b32"], 2),
+            "accuracy": round(r["accuracy"], 2),
+            "accuracy_delta": round(r["accuracy"] - eager["accuracy"], 2),
+            "size_mb": round(r["size_mb"], 1),
+            "export_s": r.get("export_s"),
+        }
+        results.append(entry)
+        line = (
+            "{format:<26} {batch1_texts_per_s:>10.1f} {batch1_speedup:>7.2f} {batch32_texts_per_s:>11.1f} "
+            "{batch32_speedup:>7.2f} {accuracy:>8.2f} {accuracy_delta:>+6.2f} {size_mb:>7.1f}"
+        )
+        print(line.format(**entry))
+    ok = [
+        e
+        for e in results[1:]
+        if min(e["batch1_speedup"], e["batch32_speedup"]) >= TARGET["speedup"]
+        and -e["accuracy_delta"] <= TARGET["accuracy_points"]
+    ]
+    best = max(results[1:], key=lambda e: e["batch32_speedup"]) if len(results) > 1 else None
+    verdict = f"met by {', '.join(e['format'] for e in ok)}" if ok else "not met"
+    print(f"target (>= {TARGET['speedup']}x eager at batch 1 and 32, accuracy within 0.5 points): {verdict}")
+    summary = {"run": args.run, "data": args.data, "threads": args.threads, "rounds": args.rounds}
+    payload = {
+        **summary,
+        "results": results,
+        "best": best and best["format"],
+        "target_met_by": [e["format"] for e in ok],
+    }
+    print(json.dumps(payload, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -270,7 +270,7 @@ def test_bad_sources_and_outputs_are_refused(
 ) -> None:
     with pytest.raises(RunError, match="no such run folder"):
         tunelab.export(tmp_path / "missing", show_progress=False)
-    with pytest.raises(RunError, match=r"already a onnx-int8 artifact; export from .*tiny instead"):
+    with pytest.raises(RunError, match=r"is an exported onnx-int8 artifact; export from .*tiny instead"):
         tunelab.export(exported["onnx-int8"], format="onnx", show_progress=False)
     with pytest.raises(RunError, match="exists; delete it or give another --output"):
         tunelab.export(run, format="onnx", show_progress=False)

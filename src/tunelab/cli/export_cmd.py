@@ -11,8 +11,9 @@ FORMATS = ("onnx", "onnx-int8", "torch-int8")  # tunelab.compress.FORMATS, witho
 HELP = """examples:
   tunelab export runs/banking77                          # onnx-int8 -> runs/banking77-onnx-int8
   tunelab export runs/banking77 --format onnx            # fp32 ONNX Runtime, same accuracy
-  tunelab export runs/banking77 --format torch-int8 --prune 0.3
-  tunelab export runs/banking77 --prune 0.25 --prune-method heads --max-drop 0.5
+  tunelab export runs/banking77 --format torch-int8      # PyTorch int8, no ONNX Runtime needed
+  tunelab export runs/banking77 --prune 0.3 --max-drop 2 # zero 30% of the weights, accept 2 points
+  tunelab export runs/banking77 --prune 0.25 --prune-method heads --max-drop 3
   tunelab predict runs/banking77-onnx-int8 "I still have not received my new card"
 
 Every export is compared with the run (PyTorch eager) on the run's test file or dev split (or

@@ -112,7 +112,7 @@ def test_int8_artifacts_are_smaller(exported: dict[str, Path]) -> None:
         f: sum(p.stat().st_size for p in (a / "weights").rglob("*") if p.is_file())
         for f, a in exported.items()
     }
-    assert size["onnx-int8"] < 0.5 * size["onnx"]
+    assert size["onnx-int8"] < 0.5 * size["onnx"] and size["torch-int8"] < 0.5 * size["onnx"]
     onnx_files = list((exported["onnx"] / "weights").iterdir())
     assert [p.name for p in onnx_files] == ["model.onnx"]  # one self-contained file
 

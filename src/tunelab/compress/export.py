@@ -75,7 +75,7 @@ def export(
     if summary.get("format", "torch") != "torch":
         origin = summary.get("source_run", "its source run")
         raise RunError(
-            f"{source.root} is already a {summary['format']} artifact; export from {origin} instead"
+            f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
         )
     target = Path(output) if output is not None else opts.default_output(source.root)
     partial = _claim(target)

@@ -6,7 +6,8 @@ Why these choices (measured on the BANKING77 MiniLM run, 2 CPU threads):
   difference 4-6) with transformers 5; the dynamo exporter matches eager to 2e-5.
 - ``onnxscript``'s ``optimize_for_ort`` fuses the dynamo graph into ONNX Runtime's ``Attention``,
   ``SkipLayerNormalization`` and ``BiasGelu`` kernels (ORT's own ``optimizer.optimize_model``
-  finds no attention in a dynamo graph): fp32 batch-32 throughput went from 1.4x to 2.5x eager.
+  finds no attention in a dynamo graph): the fused fp32 graph ran 1.6x faster than the plain one
+  at batch 32 in the same process, and only a fused graph gets int8 attention (``QAttention``).
 - The fused attention reads the additive padding bias; it is switched to the raw attention mask
   (``mask_index``), which is what lets the int8 quantiser turn it into ``QAttention`` (its
   quantiser drops an attention bias). Only done for encoders, whose bias is padding only.

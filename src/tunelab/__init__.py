@@ -19,8 +19,8 @@ import warnings
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from tunelab.compress import ExportResult, export  # noqa: E402
+from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from tunelab.errors import TunelabError  # noqa: E402
 from tunelab.evaluate.on_run import evaluate  # noqa: E402
 from tunelab.predict import Predictor, load, predict_file  # noqa: E402

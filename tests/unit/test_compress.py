@@ -248,7 +248,22 @@ def test_head_pruning_removes_heads_and_still_exports(run: Path, tmp_path: Path,
     assert result.path.name == f"{run.name}-{fmt}-heads50"
     info = json.loads((result.path / "run.json").read_text(encoding="utf-8"))["export"]["prune"]
     assert info["heads_before"] == 4 and info["heads_after"] == 2 and info["heads_per_layer"] == [1, 1]
-    assert info["importance"] == "gradient"
+    assert info["selection"] == "output energy" and info["refit"] == "least squares"
+    assert "ffn_per_layer" not in info
+    assert tunelab.load(result.path).predict("rain and snow")["label"] in {"sports", "food", "weather"}
+
+
+@pytest.mark.parametrize("fmt", ["onnx-int8", "torch-int8"])
+def test_structured_pruning_cuts_heads_and_ffn_and_loads_like_a_run(run: Path, fmt: str) -> None:
+    result = tunelab.export(
+        run, format=fmt, prune=0.5, prune_method="structured", max_drop=100, show_progress=False
+    )
+    assert result.path.name == f"{run.name}-{fmt}-structured50"
+    summary = json.loads((result.path / "run.json").read_text(encoding="utf-8"))
+    info = summary["export"]["prune"]
+    assert info["heads_per_layer"] == [1, 1] and info["ffn_per_layer"] == [32, 32]  # from 2 heads, 64
+    assert info["calibration_texts"] == summary["rows"]["train"] and "recovery" not in info  # < 2,048
+    assert result.parity["data"]["rows"] == 24 and 0 <= result.parity["agreement"] <= 1
     assert tunelab.load(result.path).predict("rain and snow")["label"] in {"sports", "food", "weather"}
 
 
@@ -258,6 +273,9 @@ def test_head_pruning_removes_heads_and_still_exports(run: Path, tmp_path: Path,
         ({"format": "onxx"}, ConfigError, "format 'onxx' is unknown; use one of onnx, onnx-int8, torch-int8"),
         ({"prune": 30}, ConfigError, "prune 30: give a fraction between 0 and 1"),
         ({"prune": 0.3, "prune_method": "rows"}, ConfigError, "prune method 'rows' is unknown"),
+        ({"recover_epochs": 2}, ConfigError, "recovery fine-tunes a structurally pruned model; add --prune"),
+        ({"prune": 0.3, "recover_epochs": 1}, ConfigError, "--prune-method heads|ffn|structured"),
+        ({"prune": 0.3, "prune_method": "ffn", "recover_epochs": -1}, ConfigError, "recover epochs -1: give"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(run: Path, kwargs: dict, error: type, message: str) -> None:

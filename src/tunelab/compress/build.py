@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from tunelab.compress.datasets import importance_batches, parity_data, sample_batch
+from tunelab.compress.datasets import parity_data, sample_batch
 from tunelab.compress.options import ExportOptions
 from tunelab.compress.parity import ParityError, compare, headline_metric, measure
 from tunelab.evaluate.scoring import headline
@@ -24,6 +25,8 @@ def build_artifact(
     opts: ExportOptions,
     data: str | Path | None,
     stages: Any,
+    *,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Measure the run, prune, write the format's weights, measure the artifact, write reports.
 
@@ -44,7 +47,7 @@ def build_artifact(
     stages.update()
 
     stages.set_description("export: prune" if opts.prune else "export: prepare")
-    prune_info = _prune(model, opts, predictor, check)
+    prune_info = _prune(model, opts, predictor, out, stages, show_progress)
     stages.update()
 
     stages.set_description(f"export: write {opts.format}")
@@ -95,23 +98,54 @@ def build_artifact(
     stages.update()
     if not report["passed"]:
         b, a = report["before"][metric], report["after"][metric]
+        hint = ""
+        if opts.fractions and not opts.recover_epochs:
+            hint = "; --recover-epochs 2 fine-tunes the pruned model to win most of it back"
         raise ParityError(
             f"{opts.format} export failed the parity check: {metric} {b:.2f}% -> {a:.2f}% on {check.name} "
             f"({len(enc)} rows), a drop of {report['drop_points']:.2f} points, more than the allowed "
-            f"{opts.max_drop:g} (--max-drop); no artifact was written"
+            f"{opts.max_drop:g} (--max-drop); no artifact was written{hint}"
         )
     return report
 
 
-def _prune(model: nn.Module, opts: ExportOptions, predictor: Any, check: Any) -> dict[str, Any] | None:
-    from tunelab.compress.prune import prune_heads, prune_magnitude
-
+def _prune(
+    model: nn.Module, opts: ExportOptions, predictor: Any, out: RunFolder, stages: Any, show_progress: bool
+) -> dict[str, Any] | None:
+    """Prune ``model`` in place as ``opts`` says (and recover, if asked); what was done, or None."""
     if opts.prune is None:
         return None
     if opts.prune_method == "magnitude":
+        from tunelab.compress.prune import prune_magnitude
+
         return prune_magnitude(model, opts.prune)
-    batches = importance_batches(predictor, check)
-    return prune_heads(model, opts.prune, batches, task=predictor.task)
+    from tunelab.compress.datasets import calibration_batches, training_texts
+    from tunelab.compress.structured import prune_structured
+
+    texts = training_texts(predictor)
+    teacher = copy.deepcopy(model) if opts.recover_epochs else None
+    batches = calibration_batches(texts, seed=predictor.config.data.split_seed)
+    info = {"method": opts.prune_method, "fraction": opts.prune}
+    info |= prune_structured(model, **opts.fractions, calibration=batches)
+    if teacher is not None:
+        from tunelab.compress.recover import distill
+
+        stages.set_description(f"export: recover ({opts.recover_epochs:g} epochs)")
+        workdir = out.root / "recover"
+        info["recovery"] = distill(
+            model,
+            teacher,
+            texts,
+            task=predictor.task,
+            epochs=opts.recover_epochs,
+            train_cfg=predictor.config.train,
+            workdir=workdir,
+            show_progress=show_progress,
+        )
+        out.logs.mkdir(parents=True, exist_ok=True)
+        (workdir / "metrics.jsonl").replace(out.logs / "recover.jsonl")
+        shutil.rmtree(workdir)
+    return info
 
 
 def _write_weights(
@@ -123,8 +157,7 @@ def _write_weights(
     if fmt == "torch-int8":
         from tunelab.compress.torch_int8 import save_torch_int8
 
-        heads = prune_info.get("heads_per_layer") if prune_info else None
-        return {"quantization": save_torch_int8(model, out.weights, heads_per_layer=heads)}
+        return {"quantization": save_torch_int8(model, out.weights, shape=prune_info)}
     target = out.weights / "model.onnx"
     if fmt == "onnx":
         return {"onnx": export_onnx(model, sample, target)}

@@ -1,15 +1,14 @@
-"""Which labelled rows an export checks parity on, and which it ranks attention heads with.
+"""Which labelled rows an export checks parity on, and which texts structured pruning learns from.
 
 Parity uses the run's own held-out data, so the numbers line up with ``tunelab eval``: its test
 file if it has one, else the test or dev split carved from its training file (``load_splits`` is
-deterministic given ``split_seed``), or a file the user names. Head importance uses other rows
-(dev when parity is on test, else a sample of train), so the check is never run on the data that
-chose what to cut.
+deterministic given ``split_seed``), or a file the user names. Structured pruning calibrates (and
+recovery trains) on the training split only, so the check is never run on the data that chose
+what to cut.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +16,10 @@ from typing import Any
 import torch
 
 from tunelab.data import Dataset, load_labelled
-from tunelab.data.encoding import collate, encode_texts
+from tunelab.data.encoding import Encoded, collate, encode_texts
 from tunelab.errors import DataError
 
-log = logging.getLogger(__name__)
-IMPORTANCE_ROWS = 512
+CALIBRATION_ROWS = 2048  # texts; the refit's normal equations need only their Gram matrix
 
 
 @dataclass
@@ -50,30 +48,31 @@ def parity_data(predictor: Any, data: str | None) -> ParityData:
     )
 
 
-def importance_batches(predictor: Any, parity: ParityData, *, batch_size: int = 32) -> list[dict] | None:
-    """Labelled batches for head importance (dev, or up to 512 training rows); None if unreadable."""
+def training_texts(predictor: Any) -> Encoded:
+    """The run's training split, encoded (labels dropped): what calibration and recovery learn from."""
     cfg = predictor.config.data
     try:
-        splits = _splits(cfg)
+        ds = _splits(cfg).train
     except DataError as exc:
-        log.warning("head importance falls back to weight norms: %s", exc)
-        return None
-    ds = splits.dev if splits.dev is not None and parity.split != "dev" and len(splits.dev) else splits.train
-    rows = list(range(len(ds)))
-    random.Random(cfg.split_seed).shuffle(rows)
-    rows = sorted(rows[:IMPORTANCE_ROWS])
-    enc = encode_texts(
+        raise DataError(
+            f"structured pruning calibrates on the run's training data, which cannot be read: {exc}"
+        ) from None
+    return encode_texts(
         predictor.tokenizer,
-        [ds.texts[i] for i in rows],
-        [ds.text_pairs[i] for i in rows] if ds.text_pairs is not None else None,
+        ds.texts,
+        ds.text_pairs,
         max_length=predictor.config.model.max_length,
-        labels=[ds.labels[i] for i in rows],
     )
-    order = sorted(range(len(enc)), key=lambda i: enc.lengths[i])
-    return [
-        collate(enc, order[i : i + batch_size], task=predictor.task, num_labels=len(predictor.labels))
-        for i in range(0, len(order), batch_size)
-    ]
+
+
+def calibration_batches(
+    texts: Encoded, *, seed: int, rows: int = CALIBRATION_ROWS, batch_size: int = 64
+) -> list[dict[str, torch.Tensor]]:
+    """Up to ``rows`` training texts (a seeded sample), length-grouped into padded batches."""
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    chosen = sorted(order[:rows], key=lambda i: texts.lengths[i])
+    return [collate(texts, chosen[i : i + batch_size]) for i in range(0, len(chosen), batch_size)]
 
 
 def sample_batch(enc: Any) -> dict[str, torch.Tensor]:

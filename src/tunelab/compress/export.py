@@ -37,6 +37,7 @@ def export(
     format: str = "onnx-int8",
     prune: float | None = None,
     prune_method: str = "magnitude",
+    recover_epochs: float = 0.0,
     output: str | Path | None = None,
     data: str | Path | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
@@ -48,7 +49,10 @@ def export(
         run: a trained run folder (adapters are merged into the base first).
         format: ``onnx``, ``onnx-int8`` (default) or ``torch-int8``.
         prune: fraction to prune before export (weights or heads), or None.
-        prune_method: ``magnitude`` (unstructured) or ``heads`` (structured).
+        prune_method: ``magnitude`` (unstructured), or structured with a least-squares refit:
+            ``heads``, ``ffn`` (feed-forward neurons) or ``structured`` (both).
+        recover_epochs: after structured pruning, distil the unpruned model into the pruned one
+            for this many epochs over the run's training texts (0: none).
         output: artifact folder (default ``<run>-<format>[-pruned30]`` beside the run).
         data: labelled file for the parity check (default the run's test file or dev split).
         max_drop: the largest accepted fall of the headline metric, in percentage points.
@@ -58,7 +62,7 @@ def export(
         The artifact's path, format and parity report.
 
     Raises:
-        ConfigError: bad format, prune fraction or method.
+        ConfigError: bad format, prune fraction or method, or recovery without structured pruning.
         RunError: no such run, an artifact given as the source, or the output already exists.
         ParityError: the metric fell by more than ``max_drop``; nothing was written.
 
@@ -69,7 +73,13 @@ def export(
     """
     from tqdm.auto import tqdm
 
-    opts = ExportOptions(format=format, prune=prune, prune_method=prune_method, max_drop=max_drop)
+    opts = ExportOptions(
+        format=format,
+        prune=prune,
+        prune_method=prune_method,
+        recover_epochs=recover_epochs,
+        max_drop=max_drop,
+    )
     source = find_run(run)
     summary = source.read_summary()
     if summary.get("format", "torch") != "torch":
@@ -83,7 +93,9 @@ def export(
     try:
         from tunelab.compress.build import build_artifact
 
-        report = build_artifact(source, summary, RunFolder(partial), opts, data, stages)
+        report = build_artifact(
+            source, summary, RunFolder(partial), opts, data, stages, show_progress=show_progress
+        )
         final = RunFolder(partial).finish()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

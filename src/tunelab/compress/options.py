@@ -13,7 +13,8 @@ from pathlib import Path
 from tunelab.errors import ConfigError
 
 FORMATS = ("onnx", "onnx-int8", "torch-int8")
-PRUNE_METHODS = ("magnitude", "heads")
+PRUNE_METHODS = ("magnitude", "heads", "ffn", "structured")
+STRUCTURED = ("heads", "ffn", "structured")  # the methods that cut whole rows and columns
 DEFAULT_MAX_DROP = 1.0
 
 
@@ -26,14 +27,19 @@ class ExportOptions:
             ``torch-int8`` (PyTorch dynamic int8).
         prune: fraction of weights (``magnitude``) or attention heads (``heads``) to remove, in
             (0, 1); None for no pruning.
-        prune_method: ``magnitude`` (unstructured, global L1 over the encoder's linear weights) or
-            ``heads`` (structured: whole attention heads, least important first).
+        prune_method: ``magnitude`` (unstructured, global L1 over the encoder's linear weights);
+            structured, with a least-squares refit of each layer: ``heads`` (whole attention
+            heads), ``ffn`` (feed-forward neurons) or ``structured`` (both, the same fraction of
+            each).
+        recover_epochs: after structured pruning, fine-tune the pruned model this many epochs on
+            the run's training texts to match the unpruned model (0: no recovery).
         max_drop: the largest accepted fall of the headline metric, in percentage points.
     """
 
     format: str = "onnx-int8"
     prune: float | None = None
     prune_method: str = "magnitude"
+    recover_epochs: float = 0.0
     max_drop: float = DEFAULT_MAX_DROP
 
     def __post_init__(self) -> None:
@@ -47,6 +53,18 @@ class ExportOptions:
             isinstance(self.prune, bool) or not isinstance(self.prune, int | float) or not 0 < self.prune < 1
         ):
             raise ConfigError(f"prune {self.prune!r}: give a fraction between 0 and 1, e.g. 0.3 for 30%")
+        if (
+            isinstance(self.recover_epochs, bool)
+            or not isinstance(self.recover_epochs, int | float)
+            or not math.isfinite(self.recover_epochs)
+            or self.recover_epochs < 0
+        ):
+            raise ConfigError(f"recover epochs {self.recover_epochs!r}: give a number of epochs, e.g. 2")
+        if self.recover_epochs and (self.prune is None or self.prune_method not in STRUCTURED):
+            raise ConfigError(
+                "recover epochs: recovery fine-tunes a structurally pruned model; add --prune FRACTION "
+                f"--prune-method {'|'.join(STRUCTURED)}"
+            )
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float):
             raise ConfigError(f"max drop {self.max_drop!r}: give a number of percentage points, e.g. 1.0")
         if not math.isfinite(self.max_drop):
@@ -54,11 +72,19 @@ class ExportOptions:
 
     @property
     def suffix(self) -> str:
-        """``-onnx-int8``, ``-torch-int8-pruned30``, ``-onnx-heads30``: the default folder name's tail."""
+        """``-onnx-int8``, ``-torch-int8-pruned30``, ``-onnx-int8-structured50``: the folder name's tail."""
         if self.prune is None:
             return f"-{self.format}"
-        kind = "pruned" if self.prune_method == "magnitude" else "heads"
+        kind = "pruned" if self.prune_method == "magnitude" else self.prune_method
         return f"-{self.format}-{kind}{round(100 * self.prune)}"
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        """What a structured method removes: ``{"heads": f, "ffn": f}`` (empty for magnitude)."""
+        if self.prune is None or self.prune_method not in STRUCTURED:
+            return {}
+        parts = ("heads", "ffn") if self.prune_method == "structured" else (self.prune_method,)
+        return {part: float(self.prune) for part in parts}
 
     def default_output(self, source: Path) -> Path:
         """``runs/<run>-<format>[-pruned30]`` beside the source run."""

@@ -6,8 +6,8 @@ quantised layer is stored as its int8 weight, per-output-channel scales and zero
 bias. Embedding tables (half of MiniLM's weights) are stored as int8 rows with one scale each and
 turned back into floats on load: PyTorch has no fast int8 lookup worth using, but the file is then
 int8-sized throughout (59 MB -> 23 MB for MiniLM). LayerNorm and the like stay fp32. Loading
-rebuilds the architecture from the encoder config (and the pruned head counts), quantises it, and
-puts the stored integers back; nothing is unpickled.
+rebuilds the architecture from the encoder config (and the pruned head counts and FFN sizes),
+quantises it, and puts the stored integers back; nothing is unpickled.
 
 Layout of ``weights/``: ``config.json`` (encoder), ``model.safetensors``, ``int8.json``.
 """
@@ -47,7 +47,7 @@ def _quantized_linears(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, DynamicLinear)}
 
 
-def save_torch_int8(model: nn.Module, folder: Path, *, heads_per_layer: list[int] | None) -> dict[str, Any]:
+def save_torch_int8(model: nn.Module, folder: Path, *, shape: dict[str, Any] | None) -> dict[str, Any]:
     """Quantise ``model`` (a SequenceClassifier) and write it to ``folder`` as described above."""
     from safetensors.torch import save_file
 
@@ -74,7 +74,8 @@ def save_torch_int8(model: nn.Module, folder: Path, *, heads_per_layer: list[int
         **SETTINGS,
         "pooling": model.pooling,
         "num_labels": model.num_labels,
-        "heads_per_layer": heads_per_layer,
+        "heads_per_layer": (shape or {}).get("heads_per_layer"),
+        "ffn_per_layer": (shape or {}).get("ffn_per_layer"),
         "layers": sorted(layers),
     }
     (folder / LAYOUT_FILE).write_text(json.dumps(layout, indent=2) + "\n", encoding="utf-8")
@@ -93,7 +94,7 @@ def load_torch_int8(folder: Path) -> nn.Module:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
 
-    from tunelab.compress.prune import set_head_counts
+    from tunelab.compress.structured import apply_shape
     from tunelab.models.classifier import SequenceClassifier
 
     if not (folder / LAYOUT_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
@@ -101,8 +102,7 @@ def load_torch_int8(folder: Path) -> nn.Module:
     layout = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
     encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
     model = SequenceClassifier(encoder, layout["num_labels"], pooling=layout["pooling"])
-    if layout.get("heads_per_layer"):
-        set_head_counts(model, layout["heads_per_layer"])
+    apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
     tensors = load_file(str(folder / WEIGHTS_FILE))
     # Float parts go into the float model; the linear layers' weights come from the int8 tensors.
     floats = {k: v for k, v in tensors.items() if ".int8_" not in k}

@@ -19,7 +19,7 @@ class Encoded:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
-    labels: list[Any] | None
+    labels: list[Any] | torch.Tensor | None  # a float tensor (N, num_labels): soft targets
     pad_id: int
 
     @property
@@ -66,7 +66,8 @@ def collate(
     """Pad the chosen examples to the batch's longest (or ``pad_to``) and stack them.
 
     Returns ``input_ids``, ``attention_mask`` (B, T), ``token_type_ids`` when the tokenizer has
-    them, and ``labels``: (B,) int64 for single-label, (B, num_labels) float multi-hot otherwise.
+    them, and ``labels``: (B,) int64 for single-label, (B, num_labels) float multi-hot otherwise,
+    or the rows of ``enc.labels`` when it is a float tensor of soft targets (distillation).
     """
     width = pad_to or max(len(enc.input_ids[i]) for i in indices)
     ids = torch.full((len(indices), width), enc.pad_id, dtype=torch.long)
@@ -81,7 +82,9 @@ def collate(
     batch = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         batch["token_type_ids"] = types
-    if enc.labels is not None and task is not None:
+    if isinstance(enc.labels, torch.Tensor):  # soft targets (N, num_labels), e.g. a teacher's
+        batch["labels"] = enc.labels[torch.as_tensor(indices)]
+    elif enc.labels is not None and task is not None:
         if task == "multi_label":
             hot = torch.zeros((len(indices), num_labels), dtype=torch.float32)
             for row, i in enumerate(indices):

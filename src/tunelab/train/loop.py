@@ -84,7 +84,11 @@ def higher_is_better(metric: str) -> bool:
 def compute_loss(
     logits: torch.Tensor, labels: torch.Tensor, task: str, weights: torch.Tensor | None
 ) -> torch.Tensor:
-    """Cross-entropy (optionally class-weighted) or, for multi-label, per-label binary cross-entropy."""
+    """Cross-entropy (optionally class-weighted) or, for multi-label, per-label binary cross-entropy.
+
+    ``labels`` may be soft targets, (B, num_labels) probabilities: both losses take them as they
+    are, which is how distillation trains a student on a teacher's outputs with this same loop.
+    """
     if task == "multi_label":
         return F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=weights)
     return F.cross_entropy(logits.float(), labels, weight=weights)

@@ -15,6 +15,8 @@ Make the run first (about 15 minutes on 2 cores), then benchmark it:
     .venv/bin/python benchmarks/banking77.py --methods full
     .venv/bin/python benchmarks/export.py --run runs/benchmarks/bench-banking77-full-<timestamp>
     .venv/bin/python benchmarks/export.py --run ... --heads 0.25   # also onnx-int8 with 25% heads pruned
+    .venv/bin/python benchmarks/export.py --run ... --structured 0.5 --recover-epochs 2
+        # also onnx-int8 with half the heads and FFN neurons pruned, refit and distilled (~10 min more)
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ def main() -> None:
     parser.add_argument("--data", default=str(DATA), help="labelled test file (default BANKING77 test.csv)")
     parser.add_argument("--formats", nargs="+", default=FORMATS, choices=FORMATS)
     parser.add_argument("--heads", type=float, help="also onnx-int8 with this fraction of heads pruned")
+    parser.add_argument(
+        "--structured", type=float, help="also onnx-int8 with this fraction of heads and FFN neurons pruned"
+    )
+    parser.add_argument("--recover-epochs", type=float, default=0.0, help="recovery for --structured")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch1-texts", type=int, default=300)
@@ -72,7 +78,11 @@ def main() -> None:
     import tunelab
     from tunelab.data import load_labelled
 
-    variants = [(f, None) for f in args.formats] + ([("onnx-int8", args.heads)] if args.heads else [])
+    variants = [(f, None, "magnitude", 0.0) for f in args.formats]
+    if args.heads:
+        variants.append(("onnx-int8", args.heads, "heads", 0.0))
+    if args.structured:
+        variants.append(("onnx-int8", args.structured, "structured", args.recover_epochs))
     source = tunelab.load(args.run)
     dataset = load_labelled(args.data, source.config.data, source.labels)
     enc = source.encode(dataset.texts, dataset.text_pairs)
@@ -80,16 +90,18 @@ def main() -> None:
     y = np.asarray(dataset.labels)
     rows = {"pytorch eager": {"backend": source.backend, "size_mb": folder_mb(Path(args.run) / "weights")}}
     with tempfile.TemporaryDirectory(prefix="tunelab-export-bench-") as tmp:
-        for fmt, heads in variants:
-            name = fmt if heads is None else f"{fmt} heads-{round(100 * heads)}%"
+        for fmt, fraction, method, recover in variants:
+            name = fmt if fraction is None else f"{fmt} {method}-{round(100 * fraction)}%"
+            name += f" +{recover:g}ep" if recover else ""
             print(f"exporting {name} ...", flush=True)
             start = time.perf_counter()
             result = tunelab.export(
                 args.run,
                 format=fmt,
-                prune=heads,
-                prune_method="heads",
-                output=Path(tmp) / name.replace(" ", "-").replace("%", ""),
+                prune=fraction,
+                prune_method=method,
+                recover_epochs=recover,
+                output=Path(tmp) / name.replace(" ", "-").replace("%", "").replace("+", ""),
                 data=args.data,
                 max_drop=100.0,  # report the accuracy here; the 1-point gate is tested elsewhere
                 show_progress=False,
@@ -113,7 +125,7 @@ def report(rows: dict, args: argparse.Namespace) -> None:
     eager = rows["pytorch eager"]
     rounds = f"median of {args.rounds} rounds"
     print(f"\nexport benchmark: {args.run} on {args.data} ({args.threads} threads, {rounds})")
-    print(f"{'format':<26} {'b1 texts/s':>10} {'x eager':>7} {'b32 texts/s':>11} {'x eager':>7} "
+    print(f"{'format':<32} {'b1 texts/s':>10} {'x eager':>7} {'b32 texts/s':>11} {'x eager':>7} "
           f"{'accuracy':>8} {'delta':>6} {'size MB':>7}")  # fmt: skip
     results = []
     for name, r in rows.items():
@@ -132,7 +144,7 @@ def report(rows: dict, args: argparse.Namespace) -> None:
         }
         results.append(entry)
         line = (
-            "{format:<26} {batch1_texts_per_s:>10.1f} {batch1_speedup:>7.2f} {batch32_texts_per_s:>11.1f} "
+            "{format:<32} {batch1_texts_per_s:>10.1f} {batch1_speedup:>7.2f} {batch32_texts_per_s:>11.1f} "
             "{batch32_speedup:>7.2f} {accuracy:>8.2f} {accuracy_delta:>+6.2f} {size_mb:>7.1f}"
         )
         print(line.format(**entry))

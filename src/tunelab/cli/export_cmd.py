@@ -60,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="after structured pruning, distil the original model into the pruned one (e.g. 2; default 0)",
     )
-    p.add_argument("--output", help="artifact folder (default <run>-<format>[-pruned30] beside the run)")
+    p.add_argument(
+        "--output", help="artifact folder (default <run>-<format>[-<method><percent>] beside the run)"
+    )
     p.add_argument("--data", help="labelled file for the parity check (default the run's test/dev data)")
     p.add_argument(
         "--max-drop",

@@ -15,8 +15,9 @@ Make the run first (about 15 minutes on 2 cores), then benchmark it:
     .venv/bin/python benchmarks/banking77.py --methods full
     .venv/bin/python benchmarks/export.py --run runs/benchmarks/bench-banking77-full-<timestamp>
     .venv/bin/python benchmarks/export.py --run ... --heads 0.25   # also onnx-int8 with 25% heads pruned
-    .venv/bin/python benchmarks/export.py --run ... --structured 0.5 --recover-epochs 2
-        # also onnx-int8 with half the heads and FFN neurons pruned, refit and distilled (~10 min more)
+    .venv/bin/python benchmarks/export.py --run ... --structured 0.6 --recover-epochs 4
+        # also onnx-int8 with 60% of heads and FFN neurons pruned, refit and distilled (~12 min more);
+        # on 2 AVX2 cores: 8.1x eager at batch 1, 3.8x at batch 32, -0.42 points
 """
 
 from __future__ import annotations

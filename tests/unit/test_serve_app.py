@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from tunelab.errors import RunError
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.limits import Quota, Rate
+from tunelab.serve.schemas import ClassificationResult, EntityResult, PredictResponse
 from tunelab.serve.settings import ServeSettings
 
 KEYWORDS = {"pizza": "food", "goal": "sports", "rain": "weather"}
@@ -420,6 +421,20 @@ def test_openapi_documents_the_routes(server: Server) -> None:
     )
     assert "PredictRequest" in spec["components"]["schemas"]
     assert server.client.get("/docs").status_code == 200
+
+
+def test_predict_response_has_one_result_schema_per_task(server: Server) -> None:
+    spec = server.client.get("/openapi.json").json()
+    results = spec["components"]["schemas"]["PredictResponse"]["properties"]["results"]
+    shapes = {option["items"]["$ref"].rsplit("/", 1)[-1] for option in results["anyOf"]}
+    assert shapes == {"ClassificationResult", "EntityResult"}
+    entity = {"text": "Acme", "label": "ORG", "start": 0, "end": 4, "score": 0.98}
+    body = {"model": "m", "version": "1", "format": "torch", "usage": {"texts": 1, "tokens": 3}}
+    ner = PredictResponse.model_validate(body | {"task": "ner", "results": [{"entities": [entity]}]})
+    assert isinstance(ner.results[0], EntityResult) and ner.results[0].entities[0].end == 4
+    answer = server.predict({"texts": ["pizza"]}).json()
+    classified = PredictResponse.model_validate(answer)
+    assert isinstance(classified.results[0], ClassificationResult)
 
 
 def test_unknown_routes_and_methods_answer_json(server: Server) -> None:

@@ -14,8 +14,9 @@ HELP = """examples:
   tunelab export runs/banking77                          # onnx-int8 -> runs/banking77-onnx-int8
   tunelab export runs/banking77 --format onnx            # fp32 ONNX Runtime, same accuracy
   tunelab export runs/banking77 --format torch-int8      # PyTorch int8, no ONNX Runtime needed
-  tunelab export runs/banking77 --prune 0.5 --prune-method structured --recover-epochs 2
-                                  # half the heads and FFN neurons cut, refit, distilled: fastest
+  tunelab export runs/banking77 --prune 0.6 --prune-method structured --recover-epochs 4
+                  # 60% of heads and FFN neurons cut, refit, distilled: fastest (BANKING77: 3.8x
+                  # eager at batch 32, -0.4 points; about 12 minutes on 2 cores)
   tunelab export runs/banking77 --prune 0.25 --prune-method heads   # a quarter of the heads, refit
   tunelab export runs/banking77 --prune 0.3 --max-drop 2 # zero 30% of the weights, accept 2 points
   tunelab predict runs/banking77-onnx-int8 "I still have not received my new card"
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="N",
-        help="after structured pruning, distil the original model into the pruned one (e.g. 2; default 0)",
+        help="after structured pruning, distil the original model into the pruned one (e.g. 4; default 0)",
     )
     p.add_argument(
         "--output", help="artifact folder (default <run>-<format>[-<method><percent>] beside the run)"

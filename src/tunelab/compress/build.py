@@ -100,7 +100,7 @@ def build_artifact(
         b, a = report["before"][metric], report["after"][metric]
         hint = ""
         if opts.fractions and not opts.recover_epochs:
-            hint = "; --recover-epochs 2 fine-tunes the pruned model to win most of it back"
+            hint = "; --recover-epochs 4 fine-tunes the pruned model to win most of it back"
         raise ParityError(
             f"{opts.format} export failed the parity check: {metric} {b:.2f}% -> {a:.2f}% on {check.name} "
             f"({len(enc)} rows), a drop of {report['drop_points']:.2f} points, more than the allowed "

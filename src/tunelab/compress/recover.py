@@ -8,7 +8,8 @@ mistakes, which is what a parity check asks for. It runs in tunelab's one traini
 targets are ordinary labels to its cross-entropy), with the full method's learning rate.
 
 On the BANKING77 MiniLM run, half the heads and half the FFN neurons removed: 92.21 test
-accuracy after the refit, 93.08 after one epoch, 93.21 after two (fp32; teacher 93.70).
+accuracy after the refit, 93.08 after one epoch, 93.21 after two (fp32; teacher 93.70). With 60%
+of both removed and int8 weights: 92.92 after two epochs, 93.25-93.28 after four.
 """
 
 from __future__ import annotations

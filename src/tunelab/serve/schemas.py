@@ -3,7 +3,10 @@
 Limits that depend on the server's settings (texts per request, characters per text) are checked
 in the predict route, not here, so the schema stays static and the messages can name the setting.
 
-NER is not served yet; its result will get its own schema and the response a union::
+A predict response's ``results`` hold one schema per task: ``ClassificationResult`` for
+single- and multi-label models, ``EntityResult`` for token-classification (NER) models, so a
+client reads ``task`` and knows the shape of every result. No NER model can be trained yet; its
+schema is fixed here so that clients written today keep working when one is served::
 
     {"entities": [{"text": "Acme", "label": "ORG", "start": 0, "end": 4, "score": 0.98}]}
 """
@@ -59,6 +62,22 @@ class ClassificationResult(BaseModel):
     scores: list[float] | None = None
 
 
+class Entity(BaseModel):
+    """One span found in a text; ``start``/``end`` are character offsets (end exclusive)."""
+
+    text: str = Field(examples=["Acme"])
+    label: str = Field(examples=["ORG"])
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    score: float
+
+
+class EntityResult(BaseModel):
+    """One text's entities (task ``ner``), in order of appearance."""
+
+    entities: list[Entity]
+
+
 class UsageCount(BaseModel):
     texts: int
     tokens: int
@@ -68,8 +87,10 @@ class PredictResponse(BaseModel):
     model: str
     version: str
     format: str = Field(examples=["torch", "onnx-int8"])
-    task: str = Field(examples=["single_label", "multi_label"])
-    results: list[ClassificationResult]
+    task: str = Field(examples=["single_label", "multi_label", "ner"])
+    results: list[ClassificationResult] | list[EntityResult] = Field(
+        description="one per text: ClassificationResult (single_label, multi_label) or EntityResult (ner)"
+    )
     usage: UsageCount
 
 

@@ -49,23 +49,16 @@ class ExportOptions:
             raise ConfigError(
                 f"prune method {self.prune_method!r} is unknown; use one of {', '.join(PRUNE_METHODS)}"
             )
-        if self.prune is not None and (
-            isinstance(self.prune, bool) or not isinstance(self.prune, int | float) or not 0 < self.prune < 1
-        ):
+        if self.prune is not None and (not _is_number(self.prune) or not 0 < self.prune < 1):
             raise ConfigError(f"prune {self.prune!r}: give a fraction between 0 and 1, e.g. 0.3 for 30%")
-        if (
-            isinstance(self.recover_epochs, bool)
-            or not isinstance(self.recover_epochs, int | float)
-            or not math.isfinite(self.recover_epochs)
-            or self.recover_epochs < 0
-        ):
+        if not (_is_number(self.recover_epochs) and 0 <= self.recover_epochs < math.inf):  # NaN fails too
             raise ConfigError(f"recover epochs {self.recover_epochs!r}: give a number of epochs, e.g. 2")
         if self.recover_epochs and (self.prune is None or self.prune_method not in STRUCTURED):
             raise ConfigError(
                 "recover epochs: recovery fine-tunes a structurally pruned model; add --prune FRACTION "
                 f"--prune-method {'|'.join(STRUCTURED)}"
             )
-        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float):
+        if not _is_number(self.max_drop):
             raise ConfigError(f"max drop {self.max_drop!r}: give a number of percentage points, e.g. 1.0")
         if not math.isfinite(self.max_drop):
             raise ConfigError(f"max drop {self.max_drop!r}: give a finite number of percentage points")
@@ -89,3 +82,8 @@ class ExportOptions:
     def default_output(self, source: Path) -> Path:
         """``runs/<run>-<format>[-pruned30]`` beside the source run."""
         return source.with_name(source.name + self.suffix)
+
+
+def _is_number(value: object) -> bool:
+    """An int or float, not a bool (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -29,7 +29,7 @@ refit; optimum's and nn_pruning's pruning are training-time), hence the code her
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -46,34 +46,36 @@ class _Stop(Exception):
 
 def attention_blocks(model: nn.Module) -> list[nn.Module]:
     """BERT-style attention blocks: ``.self`` with query/key/value and ``.output.dense``."""
-    blocks = [
-        m
-        for m in model.modules()
-        if all(hasattr(getattr(m, "self", None), p) for p in ("query", "key", "value", "attention_head_size"))
-        and isinstance(getattr(getattr(m, "output", None), "dense", None), nn.Linear)
-    ]
-    if not blocks:
-        raise RunError(
-            "structured pruning needs BERT-style attention (query/key/value and output.dense); "
-            "use --prune-method magnitude for this model"
-        )
-    return blocks
+    return _blocks(
+        model,
+        lambda m: (
+            all(
+                hasattr(getattr(m, "self", None), p) for p in ("query", "key", "value", "attention_head_size")
+            )
+            and _has_linear(m, "output")
+        ),
+        "structured pruning needs BERT-style attention (query/key/value and output.dense)",
+    )
 
 
 def ffn_blocks(model: nn.Module) -> list[nn.Module]:
     """BERT-style layers: ``.intermediate.dense`` (in) and ``.output.dense`` (out) around the activation."""
-    layers = [
-        m
-        for m in model.modules()
-        if isinstance(getattr(getattr(m, "intermediate", None), "dense", None), nn.Linear)
-        and isinstance(getattr(getattr(m, "output", None), "dense", None), nn.Linear)
-    ]
-    if not layers:
-        raise RunError(
-            "FFN pruning needs BERT-style layers (intermediate.dense and output.dense); "
-            "use --prune-method magnitude for this model"
-        )
-    return layers
+    return _blocks(
+        model,
+        lambda m: _has_linear(m, "intermediate") and _has_linear(m, "output"),
+        "FFN pruning needs BERT-style layers (intermediate.dense and output.dense)",
+    )
+
+
+def _has_linear(module: nn.Module, child: str) -> bool:
+    return isinstance(getattr(getattr(module, child, None), "dense", None), nn.Linear)
+
+
+def _blocks(model: nn.Module, fits: Callable[[nn.Module], bool], needs: str) -> list[nn.Module]:
+    found = [m for m in model.modules() if fits(m)]
+    if not found:
+        raise RunError(f"{needs}; use --prune-method magnitude for this model")
+    return found
 
 
 def head_counts(model: nn.Module) -> list[int]:
@@ -108,21 +110,20 @@ def keep_neurons(layer: nn.Module, keep: torch.Tensor) -> None:
 
 def apply_shape(model: nn.Module, shape: dict[str, Any]) -> None:
     """Rebuild a saved pruned shape on a freshly built model (weights are loaded afterwards)."""
-    counts, sizes = shape.get("heads_per_layer"), shape.get("ffn_per_layer")
-    if counts:
-        blocks = attention_blocks(model)
-        if len(counts) != len(blocks):
-            raise RunError(f"saved head counts cover {len(counts)} layers, the model has {len(blocks)}")
-        for block, count in zip(blocks, counts, strict=True):
+    if counts := shape.get("heads_per_layer"):
+        for block, count in _per_layer(counts, attention_blocks(model), "head counts"):
             if count != block.self.num_attention_heads:
                 keep_heads(block, list(range(count)))
-    if sizes:
-        layers = ffn_blocks(model)
-        if len(sizes) != len(layers):
-            raise RunError(f"saved FFN sizes cover {len(sizes)} layers, the model has {len(layers)}")
-        for layer, size in zip(layers, sizes, strict=True):
+    if sizes := shape.get("ffn_per_layer"):
+        for layer, size in _per_layer(sizes, ffn_blocks(model), "FFN sizes"):
             if size != layer.intermediate.dense.out_features:
                 keep_neurons(layer, torch.arange(size))
+
+
+def _per_layer(saved: list[int], blocks: list[nn.Module], what: str) -> zip:
+    if len(saved) != len(blocks):
+        raise RunError(f"saved {what} cover {len(saved)} layers, the model has {len(blocks)}")
+    return zip(blocks, saved, strict=True)
 
 
 def prune_structured(

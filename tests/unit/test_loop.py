@@ -237,6 +237,18 @@ def test_find_checkpoint_survives_a_kill_between_the_renames(tiny_bert: Path, tm
     assert not (tmp_path / "last.tmp").exists()
 
 
+def test_save_checkpoint_survives_a_kill_during_the_clean_up(tiny_bert: Path, tmp_path: Path) -> None:
+    model, optimizer, scheduler = _stepped(tiny_bert)
+    last = tmp_path / "last"
+    save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 2})
+    # A kill while the previous `last.old` was being removed: part of it is still there.
+    (tmp_path / "last.old").mkdir()
+    (tmp_path / "last.old" / "optimizer.pt").write_bytes(b"left over")
+    save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 4})
+    assert json.loads((last / "state.json").read_text(encoding="utf-8")) == {"step": 4}
+    assert not (tmp_path / "last.old").exists()
+
+
 # -- metrics log -----------------------------------------------------------------------------------
 
 

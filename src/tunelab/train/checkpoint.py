@@ -55,6 +55,9 @@ def save_checkpoint(folder: Path, *, model: nn.Module, optimizer, scheduler, sta
     (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
+        # A kill during the clean-up below can leave a half-removed `.old`; `folder` is complete here,
+        # so the leftover is not needed (and a non-empty target would make the rename fail).
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)

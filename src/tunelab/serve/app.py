@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.batcher import MicroBatcher
@@ -33,6 +34,9 @@ Send `Authorization: Bearer <token>` (or `X-API-Key: <token>`) with every reques
 with `tunelab keys create --name acme --rate 20/s --quota 100000/month`. Errors are JSON:
 `{"error": {"code": ..., "message": ...}}`; every answer carries an `X-Request-ID`.
 """
+
+
+DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc scripts, served by this app
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,16 @@ def create_app(
                 state.store.close()
                 state.access = None
 
-    app = FastAPI(title="tunelab", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc from assets shipped in the fastapi-offline wheel, not a CDN: our users'
+    # servers often have no internet, and a CDN-loaded Swagger UI is a blank page there.
+    app = FastAPIOffline(
+        title="tunelab",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+    )
     app.state.tunelab = state
     install_error_handlers(app)
     api = APIRouter(prefix="/v1")

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.context import RequestContext, request_context
@@ -51,6 +52,23 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 State = Annotated[ServeState, Depends(get_state)]
 Context = Annotated[RequestContext, Depends(get_context)]
 
+# The two ways to send a key, declared as OpenAPI security schemes so that /docs has an Authorize
+# button and clients (and the API fuzzer) know which headers carry credentials. auto_error=False:
+# they never answer by themselves; the token is still read by ``bearer_token`` below, the same
+# parser the middleware uses, so the 401/403 bodies and headers stay the access layer's.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="tl_<id>_<secret>",
+    description="`Authorization: Bearer <token>`; create keys with `tunelab keys create`.",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="`X-API-Key: <token>`, for clients that cannot set Authorization.",
+)
+BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+ApiKeyHeader = Annotated[str | None, Security(api_key_scheme)]
+
 
 async def _authenticate(request: Request, state: ServeState, ctx: RequestContext) -> Any:
     ctx.auth_tried = True
@@ -59,12 +77,16 @@ async def _authenticate(request: Request, state: ServeState, ctx: RequestContext
     return caller
 
 
-async def require_caller(request: Request, state: State, ctx: Context) -> Any:
+async def require_caller(
+    request: Request, state: State, ctx: Context, _bearer: BearerHeader, _api_key: ApiKeyHeader
+) -> Any:
     """The authenticated caller (401 without a valid key, 403 for a revoked one)."""
     return await _authenticate(request, state, ctx)
 
 
-async def optional_caller(request: Request, state: State, ctx: Context) -> Any:
+async def optional_caller(
+    request: Request, state: State, ctx: Context, _bearer: BearerHeader, _api_key: ApiKeyHeader
+) -> Any:
     """Like ``require_caller``, except that with ``--no-auth`` a request without a key passes (None)."""
     if not state.settings.require_keys and bearer_token(request.headers) is None:
         ctx.auth_tried = True
@@ -72,7 +94,9 @@ async def optional_caller(request: Request, state: State, ctx: Context) -> Any:
     return await _authenticate(request, state, ctx)
 
 
-async def require_admin(request: Request, state: State, ctx: Context) -> Any:
+async def require_admin(
+    request: Request, state: State, ctx: Context, _bearer: BearerHeader, _api_key: ApiKeyHeader
+) -> Any:
     """An admin caller (403 admin_required otherwise); admin routes need a key even with --no-auth."""
     caller = await _authenticate(request, state, ctx)
     await run_in_threadpool(state.access.require_admin, caller)
@@ -83,4 +107,15 @@ Caller = Annotated[Any, Depends(require_caller)]
 MaybeCaller = Annotated[Any, Depends(optional_caller)]
 Admin = Annotated[Any, Depends(require_admin)]
 
-__all__ = ["Admin", "Caller", "Context", "MaybeCaller", "ServeState", "State", "bearer_token", "get_state"]
+__all__ = [
+    "Admin",
+    "Caller",
+    "Context",
+    "MaybeCaller",
+    "ServeState",
+    "State",
+    "api_key_scheme",
+    "bearer_scheme",
+    "bearer_token",
+    "get_state",
+]

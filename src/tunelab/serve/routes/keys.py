@@ -9,13 +9,15 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Admin, State
-from tunelab.serve.schemas import ErrorBody, KeyCreated, KeyCreateRequest, KeyInfo, KeyList
+from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
+from tunelab.serve.schemas import KeyCreated, KeyCreateRequest, KeyInfo, KeyList
 
 router = APIRouter(prefix="/keys", tags=["keys (admin)"])
-ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 422)}
 
 
-@router.post("", response_model=KeyCreated, status_code=201, responses=ERRORS)
+@router.post(
+    "", response_model=KeyCreated, status_code=201, responses=error_responses(*AUTH, *JSON_BODY, 409)
+)
 async def create_key(body: KeyCreateRequest, state: State, admin: Admin) -> KeyCreated:
     """Create a key; the response holds the token, shown this once (only its hash is stored)."""
     from tunelab.serve.limits import Quota, Rate
@@ -28,13 +30,13 @@ async def create_key(body: KeyCreateRequest, state: State, admin: Admin) -> KeyC
     return KeyCreated(**record.to_dict(), token=token)
 
 
-@router.get("", response_model=KeyList, responses=ERRORS)
+@router.get("", response_model=KeyList, responses=error_responses(*AUTH))
 async def list_keys(state: State, admin: Admin) -> KeyList:
     records = await run_in_threadpool(state.access.list_keys)
     return KeyList(keys=[KeyInfo(**r.to_dict()) for r in records])
 
 
-@router.delete("/{name}", response_model=KeyInfo, responses=ERRORS)
+@router.delete("/{name}", response_model=KeyInfo, responses=error_responses(*AUTH, 404, 422))
 async def revoke_key(name: str, state: State, admin: Admin) -> KeyInfo:
     """Revoke the active key with this name (or id)."""
     record = await run_in_threadpool(state.access.revoke_key, name)

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 
 from tunelab.serve.deps import Admin, MaybeCaller, State
 from tunelab.serve.registry import ModelRegistry, ModelVersion
+from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
 from tunelab.serve.schemas import (
     ActivateRequest,
-    ErrorBody,
     LoadVersionRequest,
     ModelInfo,
     ModelList,
@@ -16,7 +16,9 @@ from tunelab.serve.schemas import (
 )
 
 router = APIRouter(prefix="/models", tags=["models"])
-ADMIN_ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 404, 409)}
+# Admin operations: a folder that cannot be loaded is a 400 (403 outside the allowed roots).
+ADMIN_ERRORS = error_responses(*AUTH, 404, 409, 422)
+ADMIN_BODY_ERRORS = error_responses(*AUTH, *JSON_BODY, 404, 409)
 
 
 def version_info(mv: ModelVersion, active: str) -> ModelVersionInfo:
@@ -47,19 +49,19 @@ def model_info(registry: ModelRegistry, name: str) -> ModelInfo:
     )
 
 
-@router.get("", response_model=ModelList)
+@router.get("", response_model=ModelList, responses=error_responses(*AUTH))
 async def list_models(state: State, caller: MaybeCaller) -> ModelList:
     """Every served model with its versions; ``active`` is the one unpinned requests get."""
     return ModelList(models=[model_info(state.registry, name) for name in state.registry.names()])
 
 
-@router.get("/{name}", response_model=ModelInfo, responses={404: {"model": ErrorBody}})
+@router.get("/{name}", response_model=ModelInfo, responses=error_responses(*AUTH, 404, 422))
 async def get_model(name: str, state: State, caller: MaybeCaller) -> ModelInfo:
     state.registry.get(name)  # 404 naming the served models
     return model_info(state.registry, name)
 
 
-@router.post("/{name}/versions", response_model=ModelInfo, status_code=201, responses=ADMIN_ERRORS)
+@router.post("/{name}/versions", response_model=ModelInfo, status_code=201, responses=ADMIN_BODY_ERRORS)
 async def load_version(name: str, body: LoadVersionRequest, state: State, admin: Admin) -> ModelInfo:
     """Load a run or artifact as a new version (serving goes on meanwhile); activate it by default.
 
@@ -69,7 +71,7 @@ async def load_version(name: str, body: LoadVersionRequest, state: State, admin:
     return model_info(state.registry, name)
 
 
-@router.post("/{name}/activate", response_model=ModelInfo, responses=ADMIN_ERRORS)
+@router.post("/{name}/activate", response_model=ModelInfo, responses=ADMIN_BODY_ERRORS)
 async def activate(name: str, body: ActivateRequest, state: State, admin: Admin) -> ModelInfo:
     """Switch unpinned requests to ``version`` (an atomic swap; nothing in flight is dropped)."""
     await state.registry.activate(name, body.version)

@@ -14,23 +14,29 @@ from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Context, MaybeCaller, State
 from tunelab.serve.request_limits import check_texts
-from tunelab.serve.schemas import ErrorBody, PredictRequest, PredictResponse, UsageCount
+from tunelab.serve.responses import error_responses
+from tunelab.serve.schemas import PredictRequest, PredictResponse, UsageCount
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["predict"])
 
-ERRORS = {
-    status: {"model": ErrorBody, "description": what}
-    for status, what in {
-        400: "malformed JSON",
-        401: "missing or invalid key",
-        403: "revoked key",
-        404: "unknown model or version",
-        413: "body or text count over the limit",
-        422: "invalid body, or a text over the character limit",
-        429: "rate limit or quota reached (see Retry-After)",
-    }.items()
-}
+ERRORS = error_responses(
+    400,
+    401,
+    403,
+    404,
+    413,
+    415,
+    422,
+    429,
+    503,
+    s400="malformed JSON",
+    s403="revoked key",
+    s404="unknown model or version",
+    s413="body or text count over the limit",
+    s422="invalid body, or a text over the character limit",
+    s503="the key and usage database is unreachable, or usage could not be recorded (nothing was billed)",
+)
 
 
 @router.post(

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Caller, State
-from tunelab.serve.schemas import ErrorBody
+from tunelab.serve.responses import AUTH, error_responses
 
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/usage", responses={s: {"model": ErrorBody} for s in (401, 403, 422)})
+@router.get("/usage", responses=error_responses(*AUTH, 422))
 async def usage(
     state: State,
     caller: Caller,

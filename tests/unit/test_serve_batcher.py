@@ -233,3 +233,57 @@ def test_a_cancelled_request_does_not_break_the_others() -> None:
 
     run(main())
     assert ["gone"] not in fake.batches
+
+
+def test_a_failing_batch_is_retried_per_request_so_only_the_bad_request_fails() -> None:
+    fake = FakePredictor(fail_on="boom")
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=32, max_wait_ms=50)
+        bodies = [["a", "b"], ["c", "boom"], ["d"], ["e", "f"]]
+        results = await asyncio.gather(*(batcher.submit(b) for b in bodies), return_exceptions=True)
+        assert isinstance(results[1], RuntimeError) and "boom" in str(results[1])
+        for i in (0, 2, 3):
+            assert [r["label"] for r in results[i].results] == bodies[i], results[i]
+            assert len(results[i].tokens) == len(bodies[i])
+        await batcher.close()
+
+    run(main())
+    # One shared batch that failed, then each of the four requests alone.
+    assert fake.batches[0] == ["a", "b", "c", "boom", "d", "e", "f"]
+    assert sorted(map(tuple, fake.batches[1:])) == [("a", "b"), ("c", "boom"), ("d",), ("e", "f")]
+
+
+class PairPredictor(FakePredictor):
+    """Labels ``text|pair``; records whether each batch came with pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[bool] = []
+
+    def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> FakeEncoded:
+        self.kinds.append(text_pairs is not None)
+        joined = texts if text_pairs is None else [f"{a}|{b}" for a, b in zip(texts, text_pairs, strict=True)]
+        return FakeEncoded(joined)
+
+
+def test_pairs_travel_with_their_texts_and_a_batch_holds_one_kind() -> None:
+    fake = PairPredictor()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=32, max_wait_ms=50)
+        paired, alone, paired2 = await asyncio.gather(
+            batcher.submit(["p1", "p2"], pairs=["h1", "h2"]),
+            batcher.submit(["s1"]),
+            batcher.submit(["p3"], pairs=["h3"]),
+        )
+        assert [r["label"] for r in paired.results] == ["p1|h1", "p2|h2"]
+        assert [r["label"] for r in alone.results] == ["s1"]
+        assert [r["label"] for r in paired2.results] == ["p3|h3"]
+        with pytest.raises(ValueError, match="2 texts but 1 pairs"):
+            await batcher.submit(["x", "y"], pairs=["only one"])
+        await batcher.close()
+
+    run(main())
+    for batch, kind in zip(fake.batches, fake.kinds, strict=True):
+        assert all(("|" in t) == kind for t in batch), (batch, kind)

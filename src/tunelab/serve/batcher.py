@@ -6,8 +6,12 @@ model version has one ``MicroBatcher``: requests put their texts on an asyncio q
 task takes the first pending request, keeps gathering until ``max_batch`` texts or ``max_wait_ms``
 after that first one, and runs tokenise + forward in a single dedicated thread (the event loop
 never blocks, and one version never runs two forwards at once, which would only fight over the
-same cores). Results and per-text token counts go back to each waiting request; an exception in
-a batch fails only the requests in that batch.
+same cores). Results and per-text token counts go back to each waiting request.
+
+A batch that fails is run again one request at a time, so one request the model cannot take
+(a text the tokenizer refuses, say) fails alone and never takes the others of its batch with it.
+A text-pair model's requests carry ``pairs`` (the second text of each); a batch holds only one
+kind (all with pairs or none), so it is one ``encode`` call.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ log = logging.getLogger(__name__)
 class BatchPredictor(Protocol):
     """What the batcher needs from a ``tunelab.Predictor``."""
 
-    def encode(self, texts: list[str]) -> Any: ...
+    def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Any: ...
 
     def predict_encoded(self, enc: Any, *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]: ...
 
@@ -44,6 +48,7 @@ class _Pending:
     texts: list[str]
     top_k: int
     future: asyncio.Future[BatchOutput] = field(repr=False)
+    pairs: list[str] | None = None  # the second text of each, for a text-pair model
 
 
 class BatcherClosed(RuntimeError):
@@ -88,15 +93,25 @@ class MicroBatcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
-    async def submit(self, texts: list[str], *, top_k: int = 3) -> BatchOutput:
-        """Predict ``texts``; waits for the batch (or batches) they end up in."""
+    async def submit(
+        self, texts: list[str], *, top_k: int = 3, pairs: list[str] | None = None
+    ) -> BatchOutput:
+        """Predict ``texts`` (with ``pairs``, their second texts, for a text-pair model).
+
+        Waits for the batch (or batches) they end up in.
+        """
         if self._closed:
             raise BatcherClosed(f"{self.name}: batcher is closed")
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: give one pair text per text")
         self.start()
         loop = asyncio.get_running_loop()
         parts = []
         for start in range(0, len(texts), self.max_batch):
-            part = _Pending(texts[start : start + self.max_batch], top_k, loop.create_future())
+            end = start + self.max_batch
+            part = _Pending(
+                texts[start:end], top_k, loop.create_future(), None if pairs is None else pairs[start:end]
+            )
             self._queue.put_nowait(part)
             parts.append(part)
         outputs = await asyncio.gather(*(p.future for p in parts))
@@ -143,15 +158,14 @@ class MicroBatcher:
             if item is None:
                 self._stopping = True
                 break
-            if size + len(item.texts) > self.max_batch:
-                self._carry = item
+            if size + len(item.texts) > self.max_batch or (item.pairs is None) != (first.pairs is None):
+                self._carry = item  # no room, or the other kind: it starts the next batch
                 break
             batch.append(item)
             size += len(item.texts)
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
             if batch is None:
@@ -159,29 +173,56 @@ class MicroBatcher:
             live = [p for p in batch if not p.future.done()]  # a cancelled client needs no answer
             if not live:
                 continue
-            texts = [t for p in live for t in p.texts]
-            top_k = max(p.top_k for p in live)
-            if self.on_batch is not None:
-                self.on_batch(len(texts))
             try:
-                results, tokens = await loop.run_in_executor(self._executor, self._infer, texts, top_k)
-            except Exception as exc:  # goes to the requests of this batch only
+                await self._answer(live)
+            except Exception as exc:
+                if len(live) == 1:
+                    _fail(live[0], exc)
+                    continue
+                # One request may have broken the batch: run each alone, so only that one fails.
+                log.warning(
+                    "%s: a batch of %d requests failed (%s); running each request alone",
+                    self.name,
+                    len(live),
+                    type(exc).__name__,
+                )
                 for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            offset = 0
-            for p in live:
-                n = len(p.texts)
-                mine = [_trim(r, p.top_k) for r in results[offset : offset + n]]
-                if not p.future.done():
-                    p.future.set_result(BatchOutput(mine, tokens[offset : offset + n]))
-                offset += n
+                    if p.future.done():
+                        continue
+                    try:
+                        await self._answer([p])
+                    except Exception as alone:
+                        _fail(p, alone)
 
-    def _infer(self, texts: list[str], top_k: int) -> tuple[list[dict[str, Any]], list[int]]:
-        enc = self.predictor.encode(texts)
+    async def _answer(self, live: list[_Pending]) -> None:
+        """Run ``live`` as one forward and give each request its share; raises if the forward does."""
+        texts = [t for p in live for t in p.texts]
+        pairs = None if live[0].pairs is None else [t for p in live for t in p.pairs or ()]
+        top_k = max(p.top_k for p in live)
+        if self.on_batch is not None:
+            self.on_batch(len(texts))
+        loop = asyncio.get_running_loop()
+        results, tokens = await loop.run_in_executor(self._executor, self._infer, texts, pairs, top_k)
+        offset = 0
+        for p in live:
+            n = len(p.texts)
+            mine = [_trim(r, p.top_k) for r in results[offset : offset + n]]
+            if not p.future.done():
+                p.future.set_result(BatchOutput(mine, tokens[offset : offset + n]))
+            offset += n
+
+    def _infer(
+        self, texts: list[str], pairs: list[str] | None, top_k: int
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        # Single-text predictors need not take a second argument.
+        enc = self.predictor.encode(texts) if pairs is None else self.predictor.encode(texts, pairs)
         results = self.predictor.predict_encoded(enc, top_k=top_k, batch_size=self.max_batch)
         return results, list(enc.lengths)
+
+
+def _fail(pending: _Pending, exc: BaseException) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(exc)
 
 
 def _trim(result: dict[str, Any], top_k: int) -> dict[str, Any]:

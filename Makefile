@@ -6,15 +6,18 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# torch is pinned in the same pip command as everything else, so nothing can swap in another build.
+# torch is pinned in the same pip command as everything else, so nothing can swap in another build
+# (pyproject.toml accepts a range, for users installing tunelab into their own environment).
 TORCH := torch==2.13.0
+# The exact versions the tests passed with: a fresh clone installs what CI tested. `make lock` rewrites it.
+CONSTRAINTS := constraints.txt
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint lock bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) "$(TORCH)" -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +36,16 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+# After adding or upgrading a dependency in pyproject.toml: install it into .venv, run the tests, then
+# `make lock` and commit constraints.txt. torch's local build label (+cpu) is dropped, so the pin also
+# matches the PyPI build on machines that do not have the CPU wheel.
+lock:
+	test -x $(PY) || { echo "error: no $(VENV): run make test first"; exit 2; }
+	{ echo "# Exact versions of everything in .venv when the tests passed; written by \`make lock\`."; \
+	  echo "# Used as pip -c by the Makefile's install; regenerate after changing dependencies."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -viE '^tunelab([=@ ]|$$)' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; \
+	} > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

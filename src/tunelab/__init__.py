@@ -11,23 +11,39 @@ The CLI (``tunelab train | eval | predict | export | runs``) is a thin layer ove
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+import types
 import warnings
+from typing import TYPE_CHECKING, Any
 
 # No hub at run time: bundled weights and local folders never need it, and hub ids go through
 # tunelab.models.resolve, which explains the offline failure itself.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-from tunelab.compress import ExportResult, export  # noqa: E402
-from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from tunelab.errors import TunelabError  # noqa: E402
-from tunelab.evaluate.on_run import evaluate  # noqa: E402
-from tunelab.predict import Predictor, load, predict_file  # noqa: E402
-from tunelab.runs import list_runs  # noqa: E402
-from tunelab.train import TrainResult, train  # noqa: E402
-
 __version__ = "0.1.0"
+
+# Public name -> module that defines it. Imported on first use (PEP 562), so ``import tunelab`` and
+# the light commands (``tunelab keys``, ``tunelab usage``) never load torch or transformers.
+_EXPORTS = {
+    "DataConfig": "tunelab.config",
+    "ExportResult": "tunelab.compress",
+    "MethodConfig": "tunelab.config",
+    "ModelConfig": "tunelab.config",
+    "Predictor": "tunelab.predict",
+    "RunConfig": "tunelab.config",
+    "TrainConfig": "tunelab.config",
+    "TrainResult": "tunelab.train",
+    "TunelabError": "tunelab.errors",
+    "evaluate": "tunelab.evaluate.on_run",
+    "export": "tunelab.compress",
+    "list_runs": "tunelab.runs",
+    "load": "tunelab.predict",
+    "predict_file": "tunelab.predict",
+    "train": "tunelab.train",
+}
 
 __all__ = [
     "DataConfig",
@@ -46,3 +62,41 @@ __all__ = [
     "predict_file",
     "train",
 ]
+
+if TYPE_CHECKING:
+    from tunelab.compress import ExportResult, export
+    from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
+    from tunelab.errors import TunelabError
+    from tunelab.evaluate.on_run import evaluate
+    from tunelab.predict import Predictor, load, predict_file
+    from tunelab.runs import list_runs
+    from tunelab.train import TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tunelab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(types.ModuleType):
+    """``tunelab.train`` and ``tunelab.evaluate`` are functions that share their name with a subpackage.
+
+    Importing a subpackage makes Python bind it on its parent (``tunelab.train = <module>``), which
+    would hide the function once anything imported ``tunelab.train.trainer``; those bindings are
+    dropped, so the name always means the function (``sys.modules`` still has the subpackage).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("train", "evaluate") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -58,12 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
-    """Hide progress bars and warnings from transformers/peft that say nothing to a tunelab user."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from transformers.utils import logging as hf_logging
+    """Hide progress bars and warnings from transformers/peft that say nothing to a tunelab user.
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    Said through the environment, which transformers and huggingface_hub read when they are first
+    imported, so a command that never loads a model (``keys``, ``usage``) never imports them.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (the API used in-process): tell it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

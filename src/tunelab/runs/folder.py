@@ -59,11 +59,17 @@ class RunFolder:
 
     @classmethod
     def create(cls, output_dir: str | Path, name: str | None) -> RunFolder:
-        """Make a fresh ``<name>.partial`` folder; a finished run of the same name is never touched."""
+        """Make a fresh ``<name>.partial`` folder; a finished run of the same name is never touched.
+
+        A taken name is refused here, before any training, rather than found at the end of it.
+        """
         out = Path(output_dir)
         name = name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
         if (out / name).exists():
-            raise RunError(f"{out / name}: a run of that name exists; choose another name= or delete it")
+            raise RunError(
+                f"{out / name}: a run of that name exists; choose another name, e.g. "
+                f"name={free_name(out, name)}, or delete it"
+            )
         root = out / f"{name}{PARTIAL_SUFFIX}"
         if root.exists():
             raise RunError(
@@ -83,28 +89,128 @@ class RunFolder:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def finish(self) -> RunFolder:
-        """Drop resume state and rename ``<name>.partial`` to ``<name>``: the run now looks finished."""
-        shutil.rmtree(self.checkpoints, ignore_errors=True)
-        final = self.root.with_name(self.name)
-        if final.exists():
-            raise RunError(f"{final}: a run of that name appeared meanwhile; the result stays in {self.root}")
-        os.replace(self.root, final)
+    def finish(self, *, fresh_name: bool = False) -> RunFolder:
+        """Rename ``<name>.partial`` to ``<name>`` (the run now looks finished), then drop resume state.
+
+        The checkpoints go only after the rename succeeded: until then the folder stays resumable.
+        If ``<name>`` is taken, ``fresh_name`` picks ``<name>-2``, ``<name>-3``, ... (the caller says
+        so); otherwise it is a ``RunError`` and the folder stays as it was.
+        """
+        final = self._claim_final(fresh_name)
+        try:
+            os.replace(self.root, final)  # onto the empty folder just made: nobody else can take it
+        except OSError:
+            final.rmdir()
+            raise
+        shutil.rmtree(final / "checkpoints", ignore_errors=True)
         return RunFolder(final)
+
+    def _claim_final(self, fresh_name: bool) -> Path:
+        """Make the empty final folder; ``mkdir`` fails if the name exists, so two runs never share it."""
+        wanted = self.root.with_name(self.name)
+        candidate, n = wanted, 1
+        while True:
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                if not fresh_name:
+                    raise RunError(
+                        f"{wanted} appeared while {self.root} was being written; "
+                        "delete it or choose another name"
+                    ) from None
+            n += 1
+            candidate = wanted.with_name(f"{self.name}-{n}")
+            while candidate.with_name(candidate.name + PARTIAL_SUFFIX).exists():  # another run's name
+                n += 1
+                candidate = wanted.with_name(f"{self.name}-{n}")
+
+
+def free_name(output_dir: Path, name: str) -> str:
+    """The first of ``<name>-2``, ``<name>-3``, ... that is neither a run nor an unfinished one."""
+    n = 2
+    while (output_dir / f"{name}-{n}").exists() or (output_dir / f"{name}-{n}{PARTIAL_SUFFIX}").exists():
+        n += 1
+    return f"{name}-{n}"
+
+
+EXPORT_MARKER = ".tunelab-export"  # in an export's ``.partial`` folder (see tunelab.compress.export)
+WHAT_A_RUN_HOLDS = "a run folder holds run.json, config.json, labels.json, weights/ and tokenizer/"
+
+
+def _partial_sibling(root: Path) -> Path:
+    return root if root.name.endswith(PARTIAL_SUFFIX) else root.with_name(root.name + PARTIAL_SUFFIX)
+
+
+def _unfinished_message(run: RunFolder) -> str:
+    """What an unfinished folder is and the one command that gets it going again (if any)."""
+    root = run.root
+    if (root / EXPORT_MARKER).is_file():
+        return f"{root}: an export that is running or was interrupted, not a run; run the export again"
+    if not run.config_json.is_file():
+        return (
+            f"{root}: this run did not finish and cannot be resumed (it has no config.json); "
+            "delete it and train again"
+        )
+    if run.read_summary().get("status") == "finished":
+        return (
+            f"{root}: this run finished training but was not renamed to its final name; "
+            f"`tunelab train --resume {root}` completes it without training again"
+        )
+    from tunelab.train.checkpoint import find_checkpoint
+
+    if find_checkpoint(run.checkpoints / "last") is None:
+        return (
+            f"{root}: this run did not finish (stopped before its first checkpoint); "
+            f"`tunelab train --resume {root}` trains it again from the start with the same settings"
+        )
+    return f"{root}: this run did not finish; resume it with `tunelab train --resume {root}`"
+
+
+def _not_a_run_message(root: Path, resume: bool = False) -> str:
+    hint = "; --resume takes an unfinished run, runs/<name>.partial" if resume else ""
+    return f"{root}: not a run folder ({WHAT_A_RUN_HOLDS}; `tunelab runs` lists the runs){hint}"
+
+
+def _is_finished(run: RunFolder) -> bool:
+    return not run.is_partial and run.labels_json.is_file() and run.weights.is_dir()
 
 
 def find_run(path: str | Path) -> RunFolder:
-    """Open a finished run folder, with a clear error for a wrong or unfinished one."""
+    """Open a finished run folder; the error tells a folder that is no run from an unfinished run."""
     root = Path(path)
-    if not root.exists() and root.with_name(root.name + PARTIAL_SUFFIX).exists():
-        root = root.with_name(root.name + PARTIAL_SUFFIX)
+    if not root.exists() and _partial_sibling(root).is_dir():
+        root = _partial_sibling(root)
     if not root.is_dir():
         raise RunError(f"{path}: no such run folder (`tunelab runs` lists the runs)")
     run = RunFolder(root)
-    if run.is_partial or not run.labels_json.is_file() or not run.weights.is_dir():
-        raise RunError(
-            f"{root}: this run did not finish; resume it with `tunelab train --resume {root}` or train again"
-        )
+    if run.is_partial:
+        raise RunError(_unfinished_message(run))
+    if not _is_finished(run):
+        if _partial_sibling(root).is_dir():
+            raise RunError(_unfinished_message(RunFolder(_partial_sibling(root))))
+        raise RunError(_not_a_run_message(root))
+    return run
+
+
+def find_unfinished_run(path: str | Path) -> RunFolder:
+    """Open an unfinished run for ``tunelab train --resume``: ``runs/<name>.partial`` (or ``runs/<name>``
+    when only the ``.partial`` exists), with an error that says what the folder is otherwise."""
+    root = Path(path)
+    if _partial_sibling(root).is_dir():
+        root = _partial_sibling(root)
+    if not root.is_dir():
+        raise RunError(f"{path}: no such run folder (`tunelab runs` lists the runs, unfinished ones too)")
+    run = RunFolder(root)
+    if not run.is_partial:
+        if _is_finished(run):
+            raise RunError(
+                f"{root}: not an unfinished run folder: this run finished, nothing to resume; "
+                f"use it as it is (`tunelab eval {root}`, `tunelab predict {root} TEXT`)"
+            )
+        raise RunError(_not_a_run_message(root, resume=True))
+    if (root / EXPORT_MARKER).is_file() or not run.config_json.is_file():
+        raise RunError(_unfinished_message(run))
     return run
 
 

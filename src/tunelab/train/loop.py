@@ -111,6 +111,9 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     if found is not None:
         state = LoopState(**load_checkpoint(found, model=model, optimizer=optimizer, scheduler=scheduler))
         logger.info("resuming at epoch %d, step %d", state.epoch + 1, state.step)
+    else:
+        # Left by an attempt killed before its first checkpoint: this start must not inherit it.
+        best_path.unlink(missing_ok=True)
 
     model.train()
     bar = tqdm(

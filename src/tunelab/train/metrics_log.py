@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import atomic_write_text
+
 
 class MetricsLog:
     """Append-only JSONL log plus TensorBoard scalars.
 
     On resume, records after the checkpoint's step are dropped (they will be logged again), and
-    TensorBoard's ``purge_step`` hides the stale events the same way.
+    TensorBoard's ``purge_step`` hides the stale events the same way; records up to that step are
+    kept, so a resume never loses history it does not replay.
     """
 
     def __init__(self, path: Path, tb_dir: Path, *, resume_step: int | None = None) -> None:
@@ -25,7 +28,8 @@ class MetricsLog:
                     continue  # a line cut by a kill
                 if record.get("step", 0) <= resume_step:
                     self.records.append(record)
-        path.write_text("".join(json.dumps(r) + "\n" for r in self.records), encoding="utf-8")
+        # Atomic: a kill here leaves the old log, never an empty one.
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in self.records))
         self._file = path.open("a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter

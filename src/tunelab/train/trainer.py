@@ -6,8 +6,10 @@ run folder is created, so a bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import platform
 import resource
 import time
@@ -23,12 +25,12 @@ from tunelab.atomic import atomic_write_json
 from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits, load_splits
 from tunelab.data.encoding import Encoded, encode_texts
-from tunelab.errors import ConfigError, RunError
+from tunelab.errors import ConfigError
 from tunelab.evaluate.scoring import headline, score_logits
 from tunelab.methods import Method, get_method
 from tunelab.models import ResolvedModel, build_classifier, load_tokenizer, resolve_model
 from tunelab.predict.inference import predict_logits
-from tunelab.runs import RunFolder
+from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 
@@ -120,13 +122,17 @@ def train(
     if resume is not None:
         if config is not None or overrides:
             raise ConfigError("--resume continues a run with its saved config; give no config or overrides")
-        run = RunFolder(Path(resume))
-        if not run.is_partial or not run.config_json.is_file():
-            raise RunError(f"{resume}: not an unfinished run folder (look for runs/<name>.partial)")
+        run = find_unfinished_run(resume)
+        previous = run.read_summary()
+        if previous.get("status") == "finished" and run.weights.is_dir() and run.metrics_json.is_file():
+            # Trained and written, only the rename to the final name is missing: never train again.
+            metrics = json.loads(run.metrics_json.read_text(encoding="utf-8"))
+            return _finish(run, previous, metrics)
         cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
+        restored = _checkpoint_step(run) is not None
     else:
         cfg = _load_config(config, overrides)
-        run = None
+        run, previous, restored = None, {}, False
     if cfg.data.train is None:
         raise ConfigError("data.train is not set; give a training file, e.g. data.train=path/to/train.csv")
     method = get_method(cfg.method.name)
@@ -144,8 +150,13 @@ def train(
         resolved.path, splits.labels.names, splits.labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
     )
     enc_train = _encode(tokenizer, splits.train, cfg.model.max_length)
-    probe_accuracy = None
-    if cfg.train.head_init == "probe" and resume is None:  # a resumed run restores its head anyway
+    head_init, probe_accuracy = cfg.train.head_init, None
+    if cfg.train.head_init == "probe" and restored:
+        # The checkpoint holds the head; how it began was recorded in run.json when training started.
+        head_init = previous.get("head_init", "probe")
+        probe_accuracy = previous.get("probe_train_accuracy")
+    elif cfg.train.head_init == "probe":
+        # Also on a resume without a checkpoint: that run starts over, so it must start the same way.
         from tunelab.train.head_init import probe_head
 
         probe_accuracy = probe_head(
@@ -155,6 +166,8 @@ def train(
             num_labels=len(splits.labels.names),
             seed=cfg.train.seed,
         )
+        if math.isnan(probe_accuracy):  # the probe was skipped: the head is still the random one
+            head_init, probe_accuracy = "random", None
     model = method.apply(model, options)
     if run is None:
         run = RunFolder.create(cfg.output_dir, cfg.name)
@@ -170,6 +183,7 @@ def train(
             model,
             tokenizer,
             enc_train,
+            head_init=head_init,
             probe_accuracy=probe_accuracy,
             resume=resume is not None,
             show_progress=show_progress,
@@ -189,6 +203,7 @@ def _train_in(
     tokenizer: Any,
     enc_train: Encoded,
     *,
+    head_init: str,
     probe_accuracy: float | None,
     resume: bool,
     show_progress: bool,
@@ -198,8 +213,16 @@ def _train_in(
         logger.info(note)
     labels: LabelMap = splits.labels
     labels.save(run.labels_json)
+    # head_init is kept so that a resume from a checkpoint reports how the head began.
     run.write_summary(
-        {"name": run.name, "status": "training", "model": cfg.model.name, "method": cfg.method.name}
+        {
+            "name": run.name,
+            "status": "training",
+            "model": cfg.model.name,
+            "method": cfg.method.name,
+            "head_init": head_init,
+            "probe_train_accuracy": probe_accuracy,
+        }
     )
 
     tokenizer.save_pretrained(str(run.tokenizer))
@@ -225,10 +248,13 @@ def _train_in(
         )
         return headline(metrics)
 
-    log = MetricsLog(run.metrics_log, run.tensorboard, resume_step=_checkpoint_step(run) if resume else None)
+    # A resume without a checkpoint starts over at step 0: its records are replaced, not appended.
+    resume_step = (_checkpoint_step(run) or 0) if resume else None
+    log = MetricsLog(run.metrics_log, run.tensorboard, resume_step=resume_step)
     setup = LoopSetup(
         train=enc_train,
-        cfg=cfg.train,
+        # The head's learning rate follows the head it really has (a skipped probe leaves a random one).
+        cfg=dataclasses.replace(cfg.train, head_init=head_init),
         task=labels.task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,
@@ -283,7 +309,7 @@ def _train_in(
             "test": len(splits.test) if splits.test is not None else 0,
         },
         "threshold": threshold,
-        "head_init": cfg.train.head_init,
+        "head_init": head_init,
         "probe_train_accuracy": probe_accuracy,
         "trainable_parameters": n_trainable,
         "total_parameters": n_total,
@@ -301,7 +327,20 @@ def _train_in(
     }
     _write_report(run, metrics, labels, log.records, summary)
     run.write_summary(summary)
-    final = run.finish()
+    return _finish(run, summary, metrics)
+
+
+def _finish(run: RunFolder, summary: dict[str, Any], metrics: dict[str, Any]) -> TrainResult:
+    """Rename the run to its final name; if that name was taken meanwhile, to a fresh one, and say so."""
+    final = run.finish(fresh_name=True)
+    if final.name != run.name:
+        logger.warning(
+            "%s exists (it appeared during training): this run was saved as %s instead",
+            run.root.with_name(run.name),
+            final.root,
+        )
+        summary = {**summary, "name": final.name, "renamed_from": run.name}
+        final.write_summary(summary)
     logger.info("run finished: %s", final.root)
     return TrainResult(run_dir=final.root, metrics=metrics, summary=summary)
 

@@ -1,0 +1,361 @@
+"""Run-folder edge cases on the tiny model: a kill before the first checkpoint, a final name taken
+during training, a finished run stuck in ``.partial``, and what each command says about a folder.
+
+tests/unit/test_train.py covers resuming from a checkpoint; here the kill lands before one exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.errors import RunError
+from tunelab.runs import find_run
+from tunelab.train import loop as train_loop
+from tunelab.train import trainer as train_module
+from tunelab.train.optim import HEAD_LEARNING_RATE
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
+
+
+def tiny(tiny_bert: Path, train: Path, test: Path | None, out: Path, *extra: str) -> list[str]:
+    """A fast run of the tiny model (54 train rows, 7 steps an epoch); ``extra`` wins."""
+    items = [
+        f"data.train={train}",
+        f"model.name={tiny_bert}",
+        f"output_dir={out}",
+        "model.max_length=32",
+        "model.pooling=mean",
+        "train.batch_size=8",
+        "train.epochs=4",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+        "train.warmup_ratio=0",
+    ]
+    if test is not None:
+        items.append(f"data.test={test}")
+    return [*items, *extra]
+
+
+def records(run_dir: Path, event: str | None = None) -> list[dict[str, Any]]:
+    lines = (run_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in rows if event is None or r["event"] == event]
+
+
+def weights_of(run_dir: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for path in sorted((run_dir / "weights").glob("*.safetensors")):
+        tensors.update({f"{path.name}:{k}": v for k, v in load_file(str(path)).items()})
+    return tensors
+
+
+def run_json(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+# -- item 10: a kill before the first checkpoint ---------------------------------------------------
+
+FIRST_CHECKPOINT = 12  # after the step-7 evaluation and the step-10 loss record: both are stale
+
+
+@pytest.fixture(scope="module")
+def early_kill(
+    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """An uninterrupted probe-head run ``ref``; the same run killed just before its first checkpoint
+    (``early``) and just after it (``late``), each then resumed."""
+    out = tmp_path_factory.mktemp("early-kill")
+    train_csv, test_csv = labelled_csvs
+    base = tiny(tiny_bert, train_csv, test_csv, out, f"train.checkpoint_steps={FIRST_CHECKPOINT}")
+    reference = tunelab.train(None, overrides=[*base, "name=ref"], show_progress=False)
+    original = train_loop.save_checkpoint
+
+    def die_before(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    def die_after(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        raise Killed
+
+    found: dict[str, Any] = {"out": out, "ref": reference}
+    for label, dying in (("early", die_before), ("late", die_after)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(train_loop, "save_checkpoint", dying)
+            with pytest.raises(Killed):
+                tunelab.train(None, overrides=[*base, f"name={label}"], show_progress=False)
+        partial = out / f"{label}.partial"
+        found[f"{label}_checkpoint"] = (partial / "checkpoints" / "last").exists()
+        found[f"{label}_records"] = [(r["event"], r["step"]) for r in records(partial)]
+        found[label] = tunelab.train(resume=partial, show_progress=False)
+    return found
+
+
+def test_early_kill_left_no_checkpoint_but_a_log(early_kill: dict[str, Any]) -> None:
+    assert early_kill["early_checkpoint"] is False and early_kill["late_checkpoint"] is True
+    assert early_kill["early_records"] == [("eval", 7), ("train", 10)]
+
+
+def test_resume_before_the_first_checkpoint_matches_the_uninterrupted_run(early_kill: dict[str, Any]) -> None:
+    ref, resumed = early_kill["ref"], early_kill["early"]
+    assert resumed.run_dir == early_kill["out"] / "early"
+    # The probe head is fitted again: same head, same head learning rate, same numbers.
+    assert resumed.summary["head_init"] == ref.summary["head_init"] == "probe"
+    assert resumed.summary["probe_train_accuracy"] == pytest.approx(ref.summary["probe_train_accuracy"])
+    assert resumed.summary["steps"] == ref.summary["steps"] == 28
+    for split in ("dev", "test"):
+        assert resumed.metrics[split]["loss"] == pytest.approx(ref.metrics[split]["loss"], rel=1e-5)
+    ref_rows, res_rows = records(ref.run_dir), records(resumed.run_dir)
+    assert [(r["event"], r["step"]) for r in res_rows] == [(r["event"], r["step"]) for r in ref_rows]
+    torch.testing.assert_close(
+        torch.tensor([r["loss"] for r in res_rows]),
+        torch.tensor([r["loss"] for r in ref_rows]),
+        rtol=1e-5,
+        atol=0,
+    )
+    ref_w, res_w = weights_of(ref.run_dir), weights_of(resumed.run_dir)
+    assert ref_w.keys() == res_w.keys() and ref_w
+    for key in ref_w:
+        torch.testing.assert_close(res_w[key], ref_w[key], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_from_a_checkpoint_reports_how_the_head_began(early_kill: dict[str, Any]) -> None:
+    ref, resumed = early_kill["ref"], early_kill["late"]
+    assert resumed.summary["head_init"] == "probe"
+    assert resumed.summary["probe_train_accuracy"] == pytest.approx(ref.summary["probe_train_accuracy"])
+    assert run_json(resumed.run_dir)["probe_train_accuracy"] == resumed.summary["probe_train_accuracy"]
+    assert resumed.metrics["test"]["loss"] == pytest.approx(ref.metrics["test"]["loss"], rel=1e-5)
+
+
+def test_a_skipped_probe_is_not_claimed_and_gets_the_random_head_rate(
+    tiny_bert: Path, tmp_path: Path, text_maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "sports" is on every row, so the multi-label probe cannot be fitted and the head stays random."""
+    rows = [
+        {"text": f"{text_maker('sports', 1, i)[0]} {text_maker(other, 1, i)[0]}", "label": f"sports|{other}"}
+        for i in range(24)
+        for other in (("food", "weather")[i % 2],)
+    ]
+    train = tmp_path / "always_sports.csv"
+    pd.DataFrame(rows).to_csv(train, index=False)
+    seen: list[float] = []
+    original = train_loop.build_optimizer
+
+    def spy(model: torch.nn.Module, cfg: Any, learning_rate: float) -> torch.optim.Optimizer:
+        optimizer = original(model, cfg, learning_rate)
+        heads = {id(p) for n, p in model.named_parameters() if ".classifier." in f".{n}."}
+        seen.extend(g["lr"] for g in optimizer.param_groups if any(id(p) in heads for p in g["params"]))
+        return optimizer
+
+    monkeypatch.setattr(train_loop, "build_optimizer", spy)
+    result = tunelab.train(
+        None,
+        overrides=tiny(
+            tiny_bert,
+            train,
+            None,
+            tmp_path,
+            "data.task=multi_label",
+            "train.epochs=1",
+            "train.learning_rate=1e-4",
+        ),
+        show_progress=False,
+    )
+    assert result.summary["head_init"] == "random" and result.summary["probe_train_accuracy"] is None
+    assert run_json(result.run_dir)["head_init"] == "random"
+    assert seen and set(seen) == {HEAD_LEARNING_RATE}
+
+
+# -- item 11: the final name is taken ---------------------------------------------------------------
+
+
+def test_a_taken_name_is_refused_before_training_with_a_free_one(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken-2.partial").mkdir()
+    assert main(["train", *tiny(tiny_bert, train_csv, None, tmp_path, "name=taken"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a run of that name exists" in err and "name=taken-3" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "taken-2.partial"]
+
+
+def test_a_name_taken_during_training_finishes_under_a_fresh_one(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    original = train_module._write_report
+
+    def squat_then_report(*args: Any, **kwargs: Any) -> None:
+        (tmp_path / "race").mkdir()  # another process takes the name while this run writes its report
+        (tmp_path / "race" / "theirs.txt").write_text("theirs", encoding="utf-8")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_write_report", squat_then_report)
+    with caplog.at_level("WARNING", logger="tunelab"):
+        result = tunelab.train(
+            None,
+            overrides=tiny(tiny_bert, train_csv, None, tmp_path, "name=race", "train.epochs=1"),
+            show_progress=False,
+        )
+    assert result.run_dir == tmp_path / "race-2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race", "race-2"]
+    assert (tmp_path / "race" / "theirs.txt").read_text(encoding="utf-8") == "theirs"
+    assert run_json(result.run_dir)["name"] == "race-2" and result.summary["renamed_from"] == "race"
+    assert "saved as" in caplog.text and str(tmp_path / "race-2") in caplog.text
+    assert not (result.run_dir / "checkpoints").exists()
+    tunelab.load(result.run_dir).predict("rain and snow")  # loadable
+
+
+def test_a_failed_rename_keeps_the_run_resumable_and_resume_only_renames(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import tunelab.runs.folder as folder
+
+    class NoRename:
+        """``os`` for the run folder module only, whose renames fail (a full disk, a permission)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        def replace(self, src: Any, dst: Any) -> None:
+            raise OSError(13, "Permission denied")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(folder, "os", NoRename())
+        with pytest.raises(OSError, match="Permission denied"):
+            tunelab.train(
+                None,
+                overrides=tiny(tiny_bert, train_csv, None, tmp_path, "name=stuck", "train.epochs=1"),
+                show_progress=False,
+            )
+    partial = tmp_path / "stuck.partial"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stuck.partial"]
+    assert (partial / "checkpoints" / "last" / "state.json").is_file(), "checkpoints go only after the rename"
+    log_before = (partial / "logs" / "metrics.jsonl").read_text(encoding="utf-8")
+    weights_before = weights_of(partial)
+
+    monkeypatch.setattr(train_loop, "run_loop", lambda *a, **k: pytest.fail("resume trained again"))
+    result = tunelab.train(resume=partial, show_progress=False)
+    assert result.run_dir == tmp_path / "stuck" and not partial.exists()
+    assert (result.run_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8") == log_before
+    assert log_before.count("\n") >= 2
+    assert weights_of(result.run_dir).keys() == weights_before.keys()
+    assert not (result.run_dir / "checkpoints").exists()
+    assert result.metrics == json.loads((result.run_dir / "metrics.json").read_text(encoding="utf-8"))
+    find_run(result.run_dir)
+
+
+def test_a_finished_run_stuck_without_checkpoints_is_completed_not_retrained(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the old code left when the final name was taken: checkpoints deleted, result in .partial."""
+    done = tunelab.train(
+        None,
+        overrides=tiny(tiny_bert, train_csv, None, tmp_path, "name=old", "train.epochs=1"),
+        show_progress=False,
+    )
+    partial = done.run_dir.rename(tmp_path / "old.partial")
+    log_before = (partial / "logs" / "metrics.jsonl").read_text(encoding="utf-8")
+    with pytest.raises(RunError, match="finished training but was not renamed"):
+        tunelab.load(partial)
+    monkeypatch.setattr(train_loop, "run_loop", lambda *a, **k: pytest.fail("resume trained again"))
+    result = tunelab.train(resume=tmp_path / "old", show_progress=False)  # the name without .partial
+    assert result.run_dir == tmp_path / "old"
+    assert (result.run_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8") == log_before != ""
+    tunelab.load(result.run_dir)
+
+
+# -- item 14: what each command says about a folder ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def folders(
+    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """A folder that is no run, an unfinished run with a checkpoint, and a finished run."""
+    out = tmp_path_factory.mktemp("kinds")
+    train_csv, test_csv = labelled_csvs
+    base = tiny(tiny_bert, train_csv, test_csv, out, "train.epochs=1", "train.checkpoint_steps=2")
+    finished = tunelab.train(None, overrides=[*base, "name=done"], show_progress=False).run_dir
+
+    original = train_loop.save_checkpoint
+
+    def die_after(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        raise Killed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", die_after)
+        with pytest.raises(Killed):
+            tunelab.train(None, overrides=[*base, "name=half"], show_progress=False)
+    not_a_run = out / "some-folder"
+    not_a_run.mkdir()
+    (not_a_run / "notes.txt").write_text("hello", encoding="utf-8")
+    return {"not_a_run": not_a_run, "unfinished": out / "half.partial", "finished": finished, "csv": test_csv}
+
+
+def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "resume"])
+def test_a_folder_that_is_not_a_run_is_called_so(
+    folders: dict[str, Path], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(folders["not_a_run"])
+    argv = {
+        "predict": ["predict", path, "some text"],
+        "eval": ["eval", path, "--data", str(folders["csv"])],
+        "resume": ["train", "--resume", path],
+    }[command]
+    err = cli_error(argv, capsys)
+    assert "not a run folder" in err and "run.json" in err and "weights/" in err
+    assert "did not finish" not in err and "--resume " + path not in err
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+@pytest.mark.parametrize("given", ["half.partial", "half"])
+def test_an_unfinished_run_points_to_resume_which_accepts_it(
+    folders: dict[str, Path], command: str, given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(folders["unfinished"].with_name(given))
+    argv = (
+        ["predict", path, "some text"]
+        if command == "predict"
+        else ["eval", path, "--data", str(folders["csv"])]
+    )
+    err = cli_error(argv, capsys)
+    expected = f"`tunelab train --resume {folders['unfinished']}`"
+    assert "did not finish" in err and expected in err
+    # ... and the command it names accepts the folder (checked without training: no circle).
+    from tunelab.runs import find_unfinished_run
+
+    assert find_unfinished_run(folders["unfinished"]).root == folders["unfinished"]
+
+
+def test_resume_of_a_finished_run_says_it_finished(
+    folders: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = cli_error(["train", "--resume", str(folders["finished"])], capsys)
+    assert "this run finished, nothing to resume" in err and f"tunelab predict {folders['finished']}" in err
+    assert main(["predict", str(folders["finished"]), "rain and snow"]) == 0
+
+
+def test_missing_folder_says_no_such_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["predict", str(tmp_path / "nope"), "x"], ["train", "--resume", str(tmp_path / "nope")]):
+        assert "no such run folder" in cli_error(argv, capsys)

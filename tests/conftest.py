@@ -57,6 +57,22 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_data_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Keys and usage go to a scratch folder, never the user's data folder or ``$TUNELAB_DB``.
+
+    ``$TUNELAB_DATA_DIR`` covers every store opened with the defaults (subprocesses inherit it);
+    ``$XDG_DATA_HOME`` also points into the scratch folder, so a test that unsets the variable to
+    check the default location still writes nothing under the real home.
+    """
+    root = tmp_path_factory.mktemp("tunelab-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNELAB_DATA_DIR", str(root / "data"))
+        mp.setenv("XDG_DATA_HOME", str(root / "xdg"))
+        mp.delenv("TUNELAB_DB", raising=False)
+        yield root
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a random 2-layer BERT (safetensors) and the bundled tokenizer.
@@ -93,6 +109,17 @@ def labelled_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     folder = tmp_path_factory.mktemp("data")
     train = write_labelled_csv(folder / "train.csv", per_class=20, seed=1)
     test = write_labelled_csv(folder / "test.csv", per_class=8, seed=2)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def parity_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(train.csv, test.csv)`` of the same topics with a 120-row test file (40 per class): the
+    export parity tests' data, where one changed prediction moves accuracy by 0.83 points, so a
+    bound of a few points is a bound of a few texts."""
+    folder = tmp_path_factory.mktemp("parity-data")
+    train = write_labelled_csv(folder / "train.csv", per_class=20, seed=1)
+    test = write_labelled_csv(folder / "test.csv", per_class=40, seed=2)
     return train, test
 
 

@@ -72,6 +72,10 @@ def test_predicts_with_a_valid_key(server: ServerProcess) -> None:
     assert (row.status, row.texts, row.tokens) == (200, 2, body["usage"]["tokens"])
 
 
+def test_serve_says_which_database_it_uses(server: ServerProcess) -> None:
+    assert f"database: SQLite {server.data_dir / 'tunelab.db'}\n" in server.log()
+
+
 def test_auth_failures(server: ServerProcess) -> None:
     assert code(post(server, None, {"texts": ["pizza"]})) == "missing_key"
     bad = post(

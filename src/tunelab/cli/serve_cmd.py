@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import re
 import signal
+import sys
 from dataclasses import dataclass
 
+from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
 from tunelab.errors import ConfigError
 
 HELP = """models:
@@ -87,9 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default 2000)")
     p.add_argument("--max-body", default="1MiB", help="request body limit, e.g. 1MiB, 512KB (default 1MiB)")
     p.add_argument("--db", help="postgresql://user@host:5432/db (default: $TUNELAB_DB, else SQLite)")
-    p.add_argument(
-        "--data-dir", help="folder of the SQLite database (default: $TUNELAB_DATA_DIR or .tunelab)"
-    )
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--no-auth", action="store_true", help="accept requests without a key (local trials)")
     p.add_argument("--no-mask-logs", action="store_true", help="log e-mails, phone and card numbers as is")
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1)")
@@ -140,7 +140,6 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.serve.access import AccessControl
     from tunelab.serve.app import ServedModel, create_app
     from tunelab.serve.logging_setup import configure_logging
-    from tunelab.serve.store import open_store
 
     settings = build_settings(args)
     specs = parse_specs(args.models)
@@ -152,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
         served.append(ServedModel(spec.name, spec.version, predictor, spec.path))
         labels = len(predictor.labels.names)
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
-    store = open_store(settings.db, settings.data_dir)
+    store, lines = open_store_noting(settings.db, settings.data_dir, chosen=data_dir_chosen(args))
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
     try:
         configure_logging(level=settings.log_level, mask=settings.mask_logs)
         # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)

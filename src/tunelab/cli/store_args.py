@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.errors import ConfigError
@@ -20,14 +25,65 @@ def add_store_arguments(p: argparse.ArgumentParser) -> None:
         help="postgresql://user@host:5432/dbname or a SQLite file (default: $TUNELAB_DB, "
         "else DATA_DIR/tunelab.db)",
     )
-    p.add_argument("--data-dir", help="data folder (default: $TUNELAB_DATA_DIR, else ./.tunelab)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
 
 
-def open_store_from_args(args: argparse.Namespace) -> Store:
-    """Defaults are read at run time, so ``TUNELAB_DB`` / ``TUNELAB_DATA_DIR`` set later still count."""
-    from tunelab.serve.store import default_data_dir, default_db, open_store
+DATA_DIR_HELP = (
+    "folder of the SQLite database (default: $TUNELAB_DATA_DIR, else the user data folder, "
+    "~/.local/share/tunelab on Linux; never the current directory)"
+)
 
-    return open_store(args.db or default_db(), args.data_dir or default_data_dir())
+
+def store_lines(db: str | None, data_dir: str | Path, *, chosen: bool, new: bool = False) -> list[str]:
+    """What a command says on stderr: the database it used, and an old ``./.tunelab`` it ignores.
+
+    Args:
+        chosen: the data folder came from ``--data-dir`` or ``$TUNELAB_DATA_DIR`` (no legacy note).
+        new: the SQLite file did not exist before this command (it has no keys or usage yet).
+    """
+    from tunelab.serve.store import DB_FILE, LEGACY_DATA_DIR, describe_store
+
+    lines = [f"database: {describe_store(db, data_dir)}{' (new: no keys or usage yet)' if new else ''}"]
+    legacy, used = Path(LEGACY_DATA_DIR) / DB_FILE, Path(data_dir) / DB_FILE
+    if not db and not chosen and legacy.is_file() and legacy.resolve() != used.resolve():
+        lines.append(
+            f"note: {legacy} (the old default, per directory) is not used; "
+            f"give --data-dir {LEGACY_DATA_DIR} to use it, or move it into {data_dir}"
+        )
+    return lines
+
+
+def open_store_noting(db: str | None, data_dir: str | Path, *, chosen: bool) -> tuple[Store, list[str]]:
+    """Open the store and return it with the lines that say which database it is (``store_lines``)."""
+    from tunelab.serve.store import open_store, sqlite_file
+
+    file = sqlite_file(db, data_dir)
+    new = file is not None and not file.exists()
+    store = open_store(db, data_dir)
+    return store, store_lines(db, data_dir, chosen=chosen, new=new)
+
+
+def data_dir_chosen(args: argparse.Namespace) -> bool:
+    """The data folder was given (``--data-dir`` or ``$TUNELAB_DATA_DIR``), not the default."""
+    return bool(getattr(args, "data_dir", None) or os.environ.get("TUNELAB_DATA_DIR"))
+
+
+@contextmanager
+def open_store_from_args(args: argparse.Namespace) -> Iterator[Store]:
+    """Open the store named by ``--db``/``--data-dir`` (else the environment, else the user data
+    folder) and, once the command has succeeded, say on stderr which database it used.
+
+    Defaults are read at run time, so ``TUNELAB_DB`` / ``TUNELAB_DATA_DIR`` set later still count.
+    On failure the error stays the command's one line.
+    """
+    from tunelab.serve.store import default_data_dir, default_db
+
+    db = args.db or default_db()
+    store, lines = open_store_noting(db, args.data_dir or default_data_dir(), chosen=data_dir_chosen(args))
+    with store:
+        yield store
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def parse_when(text: str | None, option: str) -> datetime | None:

@@ -54,7 +54,9 @@ class ServeSettings(BaseModel):
     db: str | None = Field(
         default_factory=default_db, description="postgresql://... URL ($TUNELAB_DB); None: SQLite in data_dir"
     )
-    data_dir: Path = Field(default_factory=default_data_dir, description="$TUNELAB_DATA_DIR or ./.tunelab")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="$TUNELAB_DATA_DIR, else the user data folder"
+    )
     threads: int = Field(1, ge=1, description="torch / ONNX Runtime intra-op threads")
     require_keys: bool = True
     log_level: str = "info"

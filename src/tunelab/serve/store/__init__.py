@@ -1,9 +1,12 @@
 """Where API keys and usage records live: SQLite in the data folder, or PostgreSQL given a URL.
 
-    store = open_store(None, ".tunelab")                         # .tunelab/tunelab.db, WAL mode
-    store = open_store("postgresql://tunelab@db:5432/tunelab", ".tunelab")
+    store = open_store(None, default_data_dir())                 # <data dir>/tunelab.db, WAL mode
+    store = open_store("postgresql://tunelab@db:5432/tunelab", default_data_dir())
 
-The data folder defaults to ``$TUNELAB_DATA_DIR`` or ``./.tunelab``; the database to ``$TUNELAB_DB``.
+The data folder defaults to ``$TUNELAB_DATA_DIR``, else the user's data folder
+(``platformdirs.user_data_path("tunelab")``: ``~/.local/share/tunelab`` on Linux, honouring
+``$XDG_DATA_HOME``); never the current directory, so ``tunelab keys``, ``tunelab usage`` and
+``tunelab serve`` started anywhere share one database. The database defaults to ``$TUNELAB_DB``.
 """
 
 from __future__ import annotations
@@ -22,14 +25,43 @@ from tunelab.serve.store.base import (
     UsageRecord,
 )
 
-DEFAULT_DATA_DIR = ".tunelab"
+APP_NAME = "tunelab"
+LEGACY_DATA_DIR = ".tunelab"  # the old default: relative to wherever a command happened to run
 DB_FILE = "tunelab.db"
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
 def default_data_dir() -> Path:
-    """``$TUNELAB_DATA_DIR``, else ``./.tunelab``."""
-    return Path(os.environ.get("TUNELAB_DATA_DIR") or DEFAULT_DATA_DIR)
+    """``$TUNELAB_DATA_DIR``, else the user's data folder (the same from any current directory)."""
+    configured = os.environ.get("TUNELAB_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME, appauthor=False)
+
+
+def sqlite_file(db: str | None, data_dir: str | Path) -> Path | None:
+    """The SQLite file ``open_store(db, data_dir)`` opens, or ``None`` when ``db`` is not SQLite."""
+    if not db:
+        return Path(data_dir) / DB_FILE
+    if db.startswith("sqlite://"):
+        path = db.removeprefix("sqlite://").removeprefix("/")
+        return Path(path) if path else None
+    if "://" not in db and (db.endswith(_SQLITE_SUFFIXES) or Path(db).is_file()):
+        return Path(db)
+    return None
+
+
+def describe_store(db: str | None, data_dir: str | Path) -> str:
+    """``SQLite /absolute/tunelab.db`` or ``PostgreSQL user@host:port/dbname`` (never a password):
+    the line a command prints so its user sees which database it read or wrote."""
+    if db and db.startswith(("postgresql://", "postgres://")):
+        from tunelab.serve.store.postgres import describe_url
+
+        return f"PostgreSQL {describe_url(db)}"
+    path = sqlite_file(db, data_dir)
+    return f"SQLite {Path(os.path.abspath(path))}" if path else f"{db!r}"
 
 
 def default_db() -> str | None:
@@ -50,25 +82,17 @@ def open_store(db: str | None, data_dir: str | Path) -> Store:
         ConfigError: ``db`` names neither backend.
         StoreError: the database cannot be opened or reached.
     """
-    if not db:
-        from tunelab.serve.store.sqlite import SQLiteStore
-
-        return SQLiteStore(Path(data_dir) / DB_FILE)
-    if db.startswith(("postgresql://", "postgres://")):
+    if db and db.startswith(("postgresql://", "postgres://")):
         from tunelab.serve.store.postgres import PostgresStore
 
         return PostgresStore(db)
-    if db.startswith("sqlite://"):
+    path = sqlite_file(db, data_dir)
+    if path is not None:
         from tunelab.serve.store.sqlite import SQLiteStore
 
-        path = db.removeprefix("sqlite://").removeprefix("/")
-        if not path:
-            raise ConfigError(f"--db {db!r}: name the file, e.g. sqlite:///data/tunelab.db")
         return SQLiteStore(path)
-    if "://" not in db and (db.endswith(_SQLITE_SUFFIXES) or Path(db).is_file()):
-        from tunelab.serve.store.sqlite import SQLiteStore
-
-        return SQLiteStore(db)
+    if db.startswith("sqlite://"):
+        raise ConfigError(f"--db {db!r}: name the file, e.g. sqlite:///data/tunelab.db")
     raise ConfigError(
         f"--db {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
         "or a file path ending in .db"
@@ -85,5 +109,7 @@ __all__ = [
     "UsageRecord",
     "default_data_dir",
     "default_db",
+    "describe_store",
     "open_store",
+    "sqlite_file",
 ]

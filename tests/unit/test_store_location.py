@@ -1,0 +1,125 @@
+"""One key and usage database whatever the current directory: ``tunelab keys``, ``tunelab usage``
+and the server started anywhere use the user data folder (or ``--data-dir`` /
+``$TUNELAB_DATA_DIR``), and each command says on stderr which database it used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tunelab.cli.main import main
+from tunelab.serve.app import create_app
+from tunelab.serve.settings import ServeSettings
+
+
+@pytest.fixture
+def default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No ``$TUNELAB_DATA_DIR``: the default applies. HOME and XDG_DATA_HOME point into tmp_path so
+    the test never writes under the real home; returns the database the default must be."""
+    from platformdirs import user_data_path
+
+    monkeypatch.delenv("TUNELAB_DATA_DIR", raising=False)
+    monkeypatch.delenv("TUNELAB_DB", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    db = user_data_path("tunelab", appauthor=False) / "tunelab.db"
+    assert tmp_path in db.parents, db  # the user data folder follows HOME / XDG_DATA_HOME
+    return db
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def workdir(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_keys_usage_and_server_share_one_database_from_any_directory(
+    default_location: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    here = workdir(tmp_path, "project-a", monkeypatch)
+    code, out, err = cli(capsys, "keys", "create", "--name", "acme")
+    assert code == 0, err
+    token = out.splitlines()[1]
+    assert f"database: SQLite {default_location}" in err
+
+    elsewhere = workdir(tmp_path, "project-b", monkeypatch)
+    code, out, err = cli(capsys, "keys", "list")
+    assert code == 0 and "acme" in out, out
+    assert err.strip() == f"database: SQLite {default_location}"
+    code, out, err = cli(capsys, "usage")
+    assert code == 0 and err.strip() == f"database: SQLite {default_location}"
+
+    # A server started in a third directory knows the key.
+    workdir(tmp_path, "server", monkeypatch)
+    assert ServeSettings().data_dir == default_location.parent
+    with TestClient(create_app(ServeSettings())) as client:
+        r = client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    # Nothing was created in the directories the commands ran in.
+    assert not (here / ".tunelab").exists() and not (elsewhere / ".tunelab").exists()
+    assert not (tmp_path / "server" / ".tunelab").exists()
+
+
+def test_data_dir_flag_and_environment_choose_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TUNELAB_DB", raising=False)
+    flag, env = tmp_path / "flag", tmp_path / "env"
+    monkeypatch.setenv("TUNELAB_DATA_DIR", str(env))
+    code, _, err = cli(capsys, "keys", "create", "--name", "acme", "--data-dir", str(flag))
+    assert code == 0 and err.startswith(f"database: SQLite {flag / 'tunelab.db'}"), err
+    code, out, err = cli(capsys, "keys", "list")
+    assert code == 0 and "no keys yet" in out and f"database: SQLite {env / 'tunelab.db'}" in err
+    code, out, err = cli(capsys, "keys", "list", "--data-dir", str(flag))
+    assert code == 0 and "acme" in out and f"SQLite {flag / 'tunelab.db'}" in err
+    assert ServeSettings().data_dir == env
+
+
+def test_a_command_on_a_database_that_did_not_exist_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = tmp_path / "fresh"
+    code, _, err = cli(capsys, "usage", "--data-dir", str(fresh))
+    assert code == 0
+    assert err.strip() == f"database: SQLite {fresh / 'tunelab.db'} (new: no keys or usage yet)"
+    code, _, err = cli(capsys, "usage", "--data-dir", str(fresh))
+    assert code == 0 and err.strip() == f"database: SQLite {fresh / 'tunelab.db'}"
+
+
+def test_an_old_per_directory_database_is_pointed_out_not_used(
+    default_location: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old = workdir(tmp_path, "old-project", monkeypatch)
+    code, _, _ = cli(capsys, "keys", "create", "--name", "legacy", "--data-dir", ".tunelab")
+    assert code == 0 and (old / ".tunelab" / "tunelab.db").is_file()
+    code, out, err = cli(capsys, "keys", "list")
+    assert code == 0 and "legacy" not in out
+    first, note = err.strip().splitlines()
+    assert first == f"database: SQLite {default_location} (new: no keys or usage yet)"
+    assert note.startswith("note: .tunelab/tunelab.db") and "--data-dir .tunelab" in note
+
+
+def test_the_test_suite_never_writes_the_users_data_folder(_scratch_data_dir: Path) -> None:
+    """The autouse fixture in tests/conftest.py points the defaults at a scratch folder."""
+    import os
+
+    from tunelab.serve.store import default_data_dir
+
+    assert os.environ.get("TUNELAB_DB") is None
+    assert default_data_dir() == _scratch_data_dir / "data"
+    assert ServeSettings().data_dir == _scratch_data_dir / "data"

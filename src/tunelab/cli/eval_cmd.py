@@ -10,7 +10,13 @@ HELP = """examples:
   tunelab eval runs/banking77 --data ../shared/data/banking77/test.csv
   tunelab eval runs/banking77                 # show the metrics saved at training time
 
-The file is read with the run's data settings (columns, separator, encoding).
+The run's column names (data.text_column, data.label_column) are what the file must have; how the
+file is laid out is its own: format by extension, separator sniffed, header row, UTF-8 else
+Latin-1. Give data.* reading options after the file when the guess is wrong, e.g.
+  tunelab eval runs/phrasebank --data other.txt data.separator=@ data.header=false \\
+      data.column_names=[sentence,label] data.encoding=latin-1
+(options: format, separator, encoding, header, column_names, text_column, text_pair_column,
+label_column, label_delimiter, empty_text)
 """
 
 
@@ -23,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="run folder, e.g. runs/banking77")
-    p.add_argument("--data", help="labelled CSV/TSV/JSONL/Parquet file")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar=("FILE", "data.FIELD=VALUE"),
+        help="labelled CSV/TSV/JSONL/Parquet file, then any data.* reading options for it",
+    )
     p.add_argument("--out", help="report folder (default <run>/evals/<file stem>)")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(handler=run)
@@ -32,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.evaluate.on_run import evaluate
 
-    metrics = evaluate(args.run, args.data, out_dir=args.out, batch_size=args.batch_size)
-    print(f"{args.data or 'saved metrics'} ({metrics.get('n', '?')} rows):")
+    data, options = (args.data[0], args.data[1:]) if args.data else (None, [])
+    metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
+    print(f"{data or 'saved metrics'} ({metrics.get('n', '?')} rows):")
     print("\n".join(headline_lines(metrics)))
     if "report" in metrics:
         print(f"report: {metrics['report']}")

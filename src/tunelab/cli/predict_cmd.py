@@ -11,6 +11,18 @@ HELP = """examples:
   tunelab predict runs/banking77 "I still have not received my new card"
   tunelab predict runs/banking77 "card not working" "how do I top up?" --top-k 5 --json
   tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
+  tunelab predict runs/phrasebank --input news.txt data.separator=@ data.header=false \\
+      data.column_names=[sentence,label] --output predictions.jsonl
+  tunelab predict runs/nli --pair "A man plays a guitar." "Someone makes music."
+
+A run trained on text pairs (data.text_pair_column) takes --pair TEXT TEXT_PAIR (repeatable), or an
+--input file with both of its columns; any other run takes single texts.
+
+An --input file is read with its own layout (format by extension, separator sniffed, header row,
+UTF-8 else Latin-1), not the run's training file's; give data.* reading options after the file
+when the guess is wrong. Its text column is the run's data.text_column, else 'text'. Each output
+line's "row" is the row's number in the file: data rows counted from 1, the header line not
+counted (JSON lines: the line number); rows with empty text are dropped and leave a gap.
 """
 
 
@@ -24,7 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run folder, e.g. runs/banking77")
     p.add_argument("texts", nargs="*", help="texts to label")
-    p.add_argument("--input", help="CSV/TSV/JSONL/Parquet file with the run's text column (or 'text')")
+    p.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        metavar=("TEXT", "TEXT_PAIR"),
+        help="a text and its pair, for a run trained on text pairs (repeatable)",
+    )
+    p.add_argument(
+        "--input",
+        nargs="+",
+        metavar=("FILE", "data.FIELD=VALUE"),
+        help="CSV/TSV/JSONL/Parquet file with the run's text column (or 'text'), then any data.* "
+        "reading options for it",
+    )
     p.add_argument("--output", help="JSONL file to write (required with --input)")
     p.add_argument("--top-k", type=int, default=3, help="how many ranked labels to return (default 3)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -33,26 +58,48 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tunelab.data.file_options import parse_file_overrides
     from tunelab.predict import load, predict_file
 
-    if bool(args.input) == bool(args.texts):
-        raise TunelabError("give texts to label, or --input FILE --output FILE (not both)")
+    if args.pair and args.texts:
+        raise TunelabError("give texts to label or --pair TEXT TEXT_PAIR, not both")
+    if bool(args.input) == bool(args.texts or args.pair):
+        raise TunelabError("give texts to label (or --pair), or --input FILE --output FILE (not both)")
     if args.input and not args.output:
         raise TunelabError("--input needs --output FILE.jsonl for the predictions")
     if args.top_k < 1:
         raise TunelabError(f"--top-k {args.top_k}: use 1 or more")
+    options = parse_file_overrides(args.input[1:]) if args.input else {}  # a typo fails before loading
     predictor = load(args.run)
+    column = predictor.text_pair_column
+    if column and args.texts:
+        raise TunelabError(
+            f"{args.run} was trained on text pairs (data.text_pair_column={column!r}): "
+            "give --pair TEXT TEXT_PAIR for each, or --input FILE with both columns"
+        )
+    if not column and args.pair:
+        raise TunelabError(f"{args.run} classifies single texts: give them as arguments, not --pair")
     if args.input:
-        n = predict_file(predictor, args.input, args.output, top_k=args.top_k, batch_size=args.batch_size)
+        n = predict_file(
+            predictor,
+            args.input[0],
+            args.output,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            options=options,
+        )
         print(f"wrote {n} predictions to {args.output}")
         return 0
-    results = predictor.predict(list(args.texts), top_k=args.top_k, batch_size=args.batch_size)
-    for text, result in zip(args.texts, results, strict=True):
+    texts = [a for a, _ in args.pair] if args.pair else list(args.texts)
+    pairs = [b for _, b in args.pair] if args.pair else None
+    results = predictor.predict(texts, pairs, top_k=args.top_k, batch_size=args.batch_size)
+    for i, (text, result) in enumerate(zip(texts, results, strict=True)):
+        shown = {"text": text} if pairs is None else {"text": text, "text_pair": pairs[i]}
         if args.json:
-            print(json.dumps({"text": text, **result}, ensure_ascii=False))
+            print(json.dumps({**shown, **result}, ensure_ascii=False))
             continue
         label = ", ".join(result["labels"]) if "labels" in result else result["label"]
-        print(f"{text}\n  -> {label} ({result['score']:.3f})")
+        print(" | ".join(shown.values()) + f"\n  -> {label} ({result['score']:.3f})")
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"][1:])
         if others:
             print(f"     also: {others}")

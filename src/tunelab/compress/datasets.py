@@ -17,6 +17,7 @@ import torch
 
 from tunelab.data import Dataset, load_labelled
 from tunelab.data.encoding import Encoded, collate, encode_texts
+from tunelab.data.file_options import options_for_file
 from tunelab.errors import DataError
 
 CALIBRATION_ROWS = 2048  # texts; the refit's normal equations need only their Gram matrix
@@ -34,8 +35,8 @@ class ParityData:
 def parity_data(predictor: Any, data: str | None) -> ParityData:
     """The explicit ``data`` file, else the run's test file, else its carved test or dev split."""
     cfg, labels = predictor.config.data, predictor.labels
-    if data is not None:
-        return ParityData(load_labelled(data, cfg, labels), "test", str(data))
+    if data is not None:  # a file of the user's: its own layout, the run's columns
+        return ParityData(load_labelled(data, options_for_file(data, cfg), labels), "test", str(data))
     if cfg.test:
         return ParityData(load_labelled(cfg.test, cfg, labels), "test", f"test file {cfg.test}")
     splits = _splits(cfg)

@@ -1,7 +1,9 @@
-"""Read a single file the way a finished run reads it: for evaluation or for prediction.
+"""Read a single file for a finished run: for evaluation or for prediction.
 
-Both readers use the run's own columns and label map, so a file is read exactly as the training
-data was. Rows dropped for empty text are logged (there is no ``notes`` list to return here).
+Both readers take the run's columns and label map from ``cfg``; how the file is laid out
+(separator, header, encoding) is the file's own, see :func:`tunelab.data.file_options.options_for_file`.
+A file that lacks a column the run needs fails naming the columns found, how the file was read and
+the ones needed. Rows dropped for empty text are logged (there is no ``notes`` list to return here).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pandas as pd
 from tunelab.config import DataConfig
 from tunelab.data.columns import Extracted, describe_columns, extract
 from tunelab.data.dataset import Dataset
+from tunelab.data.file_options import describe_reading, row_convention
 from tunelab.data.labels import LabelMap
 from tunelab.data.readers import detect_format, read_table
 from tunelab.errors import DataError
@@ -48,7 +51,13 @@ def load_labelled(path: str | Path, cfg: DataConfig, labels: LabelMap) -> Datase
     Raises:
         DataError: the file cannot be read, lacks a column, or has a label the run never saw.
     """
-    parts = read_extracted(path, cfg, task=labels.task)
+    df = read_table(path, cfg)
+    needed = [(cfg.text_column, "text", "data.text_column")]
+    if cfg.text_pair_column:
+        needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
+    needed.append((cfg.label_column, "label", "data.label_column"))
+    _require_columns(df, path, cfg, needed)
+    parts = extract(df, cfg, source=str(path), task=labels.task)
     for note in parts.notes:
         log.warning(note)
     assert parts.labels is not None  # task is given, so labels were read
@@ -71,16 +80,34 @@ def read_texts(path: str | Path, cfg: DataConfig) -> tuple[list[str], list[str] 
         DataError: the file cannot be read or has no text column.
     """
     df = read_table(path, cfg)
-    text_column = cfg.text_column if cfg.text_column in df.columns else "text"
-    if text_column not in df.columns:
-        raise DataError(
-            f"{path}: no text column {cfg.text_column!r} or 'text' (columns: {describe_columns(df)}); "
-            "rename the column, or set data.text_column"
-        )
-    has_header_row = cfg.header and detect_format(Path(path), cfg) in ("csv", "tsv")
-    parts = extract(
-        df, cfg, source=str(path), task=None, text_column=text_column, has_header_row=has_header_row
-    )
+    text_column = "text" if cfg.text_column not in df.columns and "text" in df.columns else cfg.text_column
+    needed = [(text_column, "text, or a column named 'text'", "data.text_column")]
+    if cfg.text_pair_column:
+        needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
+    _require_columns(df, path, cfg, needed)
+    parts = extract(df, cfg, source=str(path), task=None, text_column=text_column)
     for note in parts.notes:
-        log.warning(note)
+        log.warning('%s (%s, as in the output\'s "row")', note, row_convention(path, cfg))
     return parts.texts, parts.pairs, parts.frame
+
+
+def _require_columns(
+    df: pd.DataFrame, path: str | Path, cfg: DataConfig, needed: list[tuple[str, str, str]]
+) -> None:
+    """Fail in one line naming the columns found, how they were read, and the ones needed.
+
+    ``needed`` holds ``(column, what it is, the setting that names it)`` per column.
+    """
+    if all(column in df.columns for column, _, _ in needed):
+        return
+    wanted = " and ".join(f"{column!r} ({role})" for column, role, _ in needed)
+    names = [column for column, _, _ in needed]
+    example = ",".join(names)
+    if len(df.columns) != len(names):
+        example = f"one name per column, with {example}"
+    pick = " ".join(f"{setting}=NAME" for _, _, setting in needed)
+    raise DataError(
+        f"{path}: columns {describe_columns(df)} (read as {describe_reading(path, cfg)}); the run needs "
+        f"{wanted}. Rename the file's columns, or pick them with {pick}, or if the first row is data "
+        f"give data.header=false data.column_names=[{example}] (see data.separator, data.encoding too)"
+    )

@@ -2,8 +2,9 @@
 
 Every cell comes back as a ``str`` (or, for JSONL/Parquet list cells, a ``list[str]``) so that
 labels such as ``"0"``/``"1"`` are never turned into numbers and empty cells are ``""``, not NaN.
-The index is the 1-based data row number as a user counts it (the header is not a row), so that
-later checks can name the row even after other rows were dropped.
+The index is the 1-based data row number as a user counts it (the header is not a row; for JSON
+lines it is the line number, blank lines included), so that later checks can name the row even
+after other rows were dropped.
 
 Every failure a user can cause becomes a one-line :class:`~tunelab.errors.DataError` naming the
 file and the fix; pandas and pyarrow exceptions never escape.
@@ -45,10 +46,7 @@ def detect_format(path: Path, cfg: DataConfig) -> str:
     """
     if cfg.format != "auto":
         return cfg.format
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSION:  # train.csv.gz: pandas decompresses csv itself
-        suffixes.pop()
-    fmt = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    fmt = format_from_extension(path)
     if fmt is None:
         if cfg.separator:  # a separator only makes sense for delimited text
             return "csv"
@@ -57,6 +55,14 @@ def detect_format(path: Path, cfg: DataConfig) -> str:
             "csv, tsv, jsonl, parquet"
         )
     return fmt
+
+
+def format_from_extension(path: Path) -> str | None:
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` from the file name (``.csv.gz`` too), else None."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:  # train.csv.gz: pandas decompresses csv itself
+        suffixes.pop()
+    return _EXTENSIONS.get(suffixes[-1]) if suffixes else None
 
 
 def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -> pd.DataFrame:
@@ -95,7 +101,8 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
         ) from None
     if len(df) == 0:
         raise DataError(f"{p}: no data rows (the file has only a header or is empty); add rows")
-    df.index = pd.RangeIndex(1, len(df) + 1)
+    if fmt != "jsonl":  # JSON lines keep their line numbers (blank lines count, as in an editor)
+        df.index = pd.RangeIndex(1, len(df) + 1)
     df.columns = [str(c).strip() for c in df.columns]
     return df
 
@@ -146,7 +153,9 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     if numbered is None:
         unit = "line"
         numbered = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # Split on "\n" only: str.splitlines (and pandas' read_json) also split on U+2028/U+2029
+        # and other separators, which JSON allows unescaped inside strings.
+        for lineno, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -162,7 +171,7 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                 f'{path} {unit} {lineno}: expected a JSON object such as {{"text": ..., "label": ...}}, '
                 f"got {type(record).__name__}"
             )
-    df = pd.DataFrame.from_records([record for _, record in numbered])
+    df = pd.DataFrame.from_records([record for _, record in numbered], index=[n for n, _ in numbered])
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
 
 

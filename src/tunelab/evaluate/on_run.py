@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
+from tunelab.errors import ConfigError
 
 
 def evaluate(
@@ -16,9 +17,13 @@ def evaluate(
     *,
     out_dir: str | Path | None = None,
     batch_size: int = 64,
+    options: list[str] | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a finished run on ``data`` (read with the run's columns and format options).
+    """Evaluate a finished run on ``data``: the run's column names, the file's own layout.
 
+    ``data`` is read with its own separator, header and encoding, detected or given in ``options``
+    (``["data.separator=@", "data.header=false", "data.column_names=[sentence,label]"]``), never
+    with those of the run's training file (see :func:`tunelab.data.file_options.options_for_file`).
     With ``data`` None the run's own test file (or dev split) metrics are returned as saved. The
     metrics, ``report.md``, ``report.html`` and plots go to ``out_dir`` (default
     ``<run>/evals/<data file stem>/``).
@@ -27,16 +32,20 @@ def evaluate(
         The metrics dict, with ``report`` set to the HTML report's path.
     """
     from tunelab.data import load_labelled
+    from tunelab.data.file_options import options_for_file, parse_file_overrides
     from tunelab.evaluate.report import write_report
     from tunelab.evaluate.scoring import score_logits
     from tunelab.predict import load
 
+    given = options if isinstance(options, dict) else parse_file_overrides(options)  # before loading
     predictor = load(run)
     assert predictor.run is not None
     if data is None:
+        if given:
+            raise ConfigError("data.* reading options need a file to read: give --data FILE")
         saved = json.loads(predictor.run.metrics_json.read_text(encoding="utf-8"))
         return saved.get("test") or saved.get("dev") or {}
-    dataset = load_labelled(data, predictor.config.data, predictor.labels)
+    dataset = load_labelled(data, options_for_file(data, predictor.config.data, given), predictor.labels)
     logits = predictor.logits(dataset.texts, dataset.text_pairs, batch_size=batch_size)
     metrics, _ = score_logits(
         logits,

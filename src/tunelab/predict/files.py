@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tunelab.atomic import atomic_write_text
 from tunelab.data import read_texts
+from tunelab.data.file_options import options_for_file
 from tunelab.predict.predictor import Predictor
 
 
@@ -17,24 +19,32 @@ def predict_file(
     *,
     top_k: int = 3,
     batch_size: int = 64,
+    options: list[str] | dict[str, Any] | None = None,
 ) -> int:
     """Read the run's text column from ``input_path`` and write predictions as JSONL.
 
-    Each output line carries the input row number, the text and the prediction; an ``id`` column
-    in the input is copied through so results can be joined back. The output file appears only
-    when complete.
+    The file is read with its own separator, header and encoding, detected or given in
+    ``options`` (``data.*=value`` items), not with those of the run's training file. Each output
+    line carries the input's row number in the file (``row``: data rows counted from 1, the header
+    line not counted; for JSON lines the line number), so rows dropped for empty text leave a gap
+    instead of shifting every later number; an ``id`` column in the input is copied through so
+    results can be joined back. The output file appears only when complete.
 
     Returns:
         The number of rows predicted.
     """
-    texts, pairs, frame = read_texts(input_path, predictor.config.data)
+    cfg = options_for_file(input_path, predictor.config.data, options)
+    texts, pairs, frame = read_texts(input_path, cfg)
     results = predictor.predict(texts, pairs, top_k=top_k, batch_size=batch_size) if texts else []
     ids = frame["id"].tolist() if "id" in frame.columns else None
+    rows = [int(r) for r in frame.index]  # the row numbers in the file, gaps where rows were dropped
     lines = []
-    for row, (text, result) in enumerate(zip(texts, results, strict=True)):
-        record = {"row": row + 1, "text": text, **result}
+    for i, (text, result) in enumerate(zip(texts, results, strict=True)):
+        record = {"row": rows[i], "text": text, **result}
+        if pairs is not None:  # a text-pair run: the second text beside the first
+            record = {"row": rows[i], "text": text, "text_pair": pairs[i], **result}
         if ids is not None:
-            record = {"id": ids[row], **record}
+            record = {"id": ids[i], **record}
         lines.append(json.dumps(record, ensure_ascii=False, default=str))
     atomic_write_text(output_path, "".join(line + "\n" for line in lines))
     return len(lines)

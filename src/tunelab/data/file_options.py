@@ -1,0 +1,233 @@
+"""How to read a file that is not one of a run's own: its own options, detected or given.
+
+A run records how its training files were read (Financial PhraseBank: separator ``@``, no
+header, Latin-1). Those options describe those files, not the run: forcing them onto the next
+file (an ordinary ``id,text`` CSV given to ``tunelab predict``) reads its header as a text and
+each row as one unsplit string, with no error. So ``eval`` and ``predict`` read a new file with
+options detected from the file itself, or given as ``data.*=value`` overrides, and keep only the
+run's column names (what the file must provide).
+
+Detection, for each option not given:
+
+- format: the extension (``.csv``, ``.tsv``, ``.txt``, ``.jsonl``, ``.parquet``, ...), else the
+  content (``PAR1`` magic: Parquet; ``{`` or ``[``: JSON lines; anything else: delimited text);
+- encoding: UTF-8 if the whole file decodes as UTF-8, else Latin-1 (which decodes any byte; the
+  fallback is logged so a wrong guess can be fixed with ``data.encoding``);
+- separator: the first of the extension's usual one, then ``, \\t ; | @``, that splits every
+  line of the first 64 KB into the same number (at least 2) of fields; else the usual one;
+- header: a first row is a header unless ``data.column_names`` is given and the first row is not
+  those names.
+
+Compressed files (``.csv.gz``) are not inspected: UTF-8 and the extension's separator.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import dataclasses
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from tunelab.config import DataConfig, apply_override, coerce_types
+from tunelab.data.readers import detect_format, format_from_extension
+from tunelab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: How the file is laid out: never taken from the run, always the file's own.
+READING_FIELDS = ("format", "separator", "encoding", "header", "column_names")
+#: What ``data.*=`` overrides may set on ``eval`` and ``predict``: reading options, the columns to
+#: take (defaults: the run's), how multi-label cells are split and what to do with empty texts.
+FILE_FIELDS = (
+    *READING_FIELDS,
+    *("text_column", "text_pair_column", "label_column", "label_delimiter", "empty_text"),
+)
+
+_SEPARATORS = (",", "\t", ";", "|", "@")
+_SAMPLE_BYTES = 64 * 1024
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+def parse_file_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["data.separator=@", "data.header=false"]`` -> ``{"separator": "@", "header": False}``.
+
+    Raises:
+        ConfigError: an item is not ``data.FIELD=value``, names a field that is not a reading
+            option, or has a value of the wrong type.
+    """
+    raw: dict[str, Any] = {}
+    for item in items or []:
+        key = item.partition("=")[0].strip()
+        field = key.removeprefix("data.")
+        if "=" not in item or not key.startswith("data.") or field not in FILE_FIELDS:
+            raise ConfigError(
+                f"{item!r}: give the file's reading options as data.FIELD=value with FIELD one of "
+                f"{', '.join(FILE_FIELDS)} (e.g. data.separator=@ data.header=false)"
+            )
+        apply_override(raw, item)
+    values, problems = coerce_types(DataConfig, raw.get("data", {}), "data")
+    if problems:
+        raise ConfigError("; ".join(problems.values()))
+    return values
+
+
+def options_for_file(
+    path: str | Path, run_cfg: DataConfig, overrides: list[str] | dict[str, Any] | None = None
+) -> DataConfig:
+    """The options to read ``path`` with: the run's column names, the file's own layout.
+
+    A file that is one of the run's own (``data.train``/``dev``/``test``, same resolved path) is
+    read as the run read it; any other file gets its layout detected (see the module docstring).
+    ``overrides`` (``data.*=value`` items, or a parsed dict) win over both.
+
+    Raises:
+        ConfigError: a bad override, or options that do not fit together (``header=false``
+            without ``column_names``).
+    """
+    p = Path(path)
+    given = overrides if isinstance(overrides, dict) else parse_file_overrides(overrides)
+    values = dataclasses.asdict(run_cfg)
+    if not _is_run_file(p, run_cfg):
+        for name in READING_FIELDS:
+            values[name] = DataConfig.__dataclass_fields__[name].default
+        values.update(given)
+        values.update(_detect(p, values, given))
+    values.update(given)
+    try:
+        return DataConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def describe_reading(path: str | Path, cfg: DataConfig) -> str:
+    """How ``path`` was read, for messages: ``CSV, first row as header, utf-8``."""
+    try:
+        fmt = detect_format(Path(path), cfg)
+    except DataError:  # no telling extension: only a description
+        fmt = cfg.format
+    if fmt in ("jsonl", "parquet"):
+        return f"JSON lines, {cfg.encoding}" if fmt == "jsonl" else "Parquet"
+    sep = cfg.separator or ("\t" if fmt == "tsv" else ",")
+    kind = "TSV" if sep == "\t" else "CSV" if sep == "," else f"text separated by {sep!r}"
+    header = "first row as header" if cfg.header else "no header row"
+    named = f", columns named [{','.join(cfg.column_names)}]" if cfg.column_names else ""
+    return f"{kind}, {header}{named}, {cfg.encoding}"
+
+
+def row_convention(path: str | Path, cfg: DataConfig) -> str:
+    """What a row number means for ``path``, to say beside one: users count lines differently."""
+    try:
+        fmt = detect_format(Path(path), cfg)
+    except DataError:  # no telling extension: only a description
+        fmt = cfg.format
+    if fmt == "jsonl":
+        return "rows are line numbers"
+    if fmt == "parquet" or not cfg.header:
+        return "rows counted from 1"
+    return "data rows counted from 1, the header line not counted"
+
+
+def _is_run_file(path: Path, run_cfg: DataConfig) -> bool:
+    try:
+        target = path.resolve()
+        return any(f and Path(f).resolve() == target for f in (run_cfg.train, run_cfg.dev, run_cfg.test))
+    except OSError:
+        return False
+
+
+def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the reading options not given, from the file's name and first bytes."""
+    if not path.is_file() or path.suffix.lower() in _COMPRESSED:
+        return {}  # read_table names a missing file; pandas decompresses with the defaults
+    head = _head(path)
+    out: dict[str, Any] = {}
+    fmt = values["format"]
+    if fmt == "auto":
+        fmt = format_from_extension(path)
+        if fmt is None:  # no telling extension: look at the content
+            fmt = out["format"] = _format_from_content(head)
+    if fmt == "parquet":
+        return out
+    if "encoding" not in given:
+        out["encoding"] = _encoding(path)
+    if fmt == "jsonl":
+        return out
+    text = _decode_head(head, out.get("encoding", values["encoding"]))
+    usual = "\t" if fmt == "tsv" else ","
+    sep = given.get("separator") or _sniff_separator(text, usual)
+    if "separator" not in given and sep != usual:
+        out["separator"] = sep
+    if "header" not in given and given.get("column_names"):
+        first = _first_record(text, sep)
+        names = [str(n).strip().lower() for n in given["column_names"]]
+        out["header"] = [c.strip().lower() for c in first] == names
+    return out
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(_SAMPLE_BYTES)
+
+
+def _format_from_content(head: bytes) -> str:
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return "jsonl" if start in (b"{", b"[") else "csv"
+
+
+def _encoding(path: Path) -> str:
+    """``utf-8`` when the whole file decodes as UTF-8 (streamed), else ``latin-1``."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        log.warning(
+            "%s: not valid UTF-8 (%s), read as latin-1; set data.encoding=... if that is wrong",
+            path,
+            exc.reason,
+        )
+        return "latin-1"
+    return "utf-8"
+
+
+def _decode_head(head: bytes, encoding: str) -> str:
+    try:
+        text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head)
+    except LookupError:
+        return ""  # read_table names the unknown encoding
+    text = text.removeprefix("\ufeff")
+    if len(head) == _SAMPLE_BYTES and "\n" in text:
+        text = text[: text.rindex("\n")]  # the last line may be cut short
+    return text
+
+
+def _sniff_separator(text: str, usual: str) -> str:
+    """The first candidate that splits every record of ``text`` into the same 2+ fields."""
+    for sep in dict.fromkeys((usual, *_SEPARATORS)):
+        quoting = csv.QUOTE_MINIMAL if sep in (",", "\t") else csv.QUOTE_NONE
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting) if r]
+        except csv.Error:
+            continue
+        counts = {len(r) for r in rows}
+        if len(counts) == 1 and counts.pop() >= 2:
+            return sep
+    return usual
+
+
+def _first_record(text: str, sep: str) -> list[str]:
+    quoting = csv.QUOTE_MINIMAL if sep in (",", "\t") else csv.QUOTE_NONE
+    try:
+        for row in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting):
+            if row:
+                return row
+    except csv.Error:
+        pass
+    return []

@@ -1,0 +1,188 @@
+"""A run's file settings stay with its files: ``eval`` and ``predict`` read a new file its own way.
+
+The run here is trained the way Financial PhraseBank is read (``sentence@label`` lines, Latin-1,
+no header row); the files given to it afterwards are ordinary CSVs, JSON lines, or PhraseBank-like
+files with the reading options given on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.config import DataConfig
+from tunelab.data import read_table
+from tunelab.data.file_options import options_for_file, parse_file_overrides
+from tunelab.errors import ConfigError
+
+PHRASEBANK_OPTIONS = [
+    "data.separator=@",
+    "data.encoding=latin-1",
+    "data.header=false",
+    "data.column_names=[sentence,label]",
+]
+
+
+def phrasebank_lines(rows: list[tuple[str, str]]) -> bytes:
+    """``sentence@label`` lines in Latin-1 with CRLF, as Financial PhraseBank ships them."""
+    return "".join(f"{s}@{label}\r\n" for s, label in rows).encode("latin-1")
+
+
+@pytest.fixture(scope="module")
+def phrasebank_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("phrasebank")
+    words = {"food": ["pizza", "bread", "cheese", "soup"], "sports": ["tennis", "goal", "match", "team"]}
+    rows = [
+        (f"the {a} and {b} , très bien", label)
+        for label, ws in words.items()
+        for a in ws
+        for b in ws
+        if a != b
+    ]
+    train = folder / "Sentences_AllAgree.txt"
+    train.write_bytes(phrasebank_lines(rows))
+    overrides = [
+        f"data.train={train}",
+        *PHRASEBANK_OPTIONS,
+        "data.text_column=sentence",
+        "data.dev_size=0.25",
+        f"model.name={tiny_bert}",
+        "model.max_length=32",
+        "model.pooling=mean",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+        f"output_dir={folder / 'runs'}",
+        "name=phrasebank",
+    ]
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+def test_predict_reads_an_ordinary_csv_with_its_own_options(
+    phrasebank_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tickets = tmp_path / "tickets.csv"
+    tickets.write_text(
+        'id,text\nt1,"pizza, bread and cheese"\nt2,football match today\nt3,"soup, salad"\n', encoding="utf-8"
+    )
+    out = tmp_path / "predictions.jsonl"
+    assert main(["predict", str(phrasebank_run), "--input", str(tickets), "--output", str(out)]) == 0
+    assert "wrote 3 predictions" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    # Not "id,text" as a text, not one unsplit string per row: the header and the commas are the CSV's.
+    assert [(r["id"], r["text"]) for r in rows] == [
+        ("t1", "pizza, bread and cheese"),
+        ("t2", "football match today"),
+        ("t3", "soup, salad"),
+    ]
+    assert all(r["label"] in {"food", "sports"} for r in rows)
+
+
+def test_eval_reads_a_normal_csv_with_the_run_columns(phrasebank_run: Path, tmp_path: Path) -> None:
+    data = tmp_path / "labelled.csv"
+    data.write_text(
+        'sentence,label\npizza and cheese,food\ntennis match,sports\n"bread, soup",food\n', encoding="utf-8"
+    )
+    metrics = tunelab.evaluate(phrasebank_run, data, out_dir=tmp_path / "report")
+    assert metrics["n"] == 3  # before the fix: "empty label" (read with '@', no header)
+
+
+def test_eval_takes_reading_options_on_the_command_line(
+    phrasebank_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "Sentences_50Agree.txt"
+    data.write_bytes(phrasebank_lines([("crème brûlée recipe", "food"), ("tennis goal", "sports")]))
+    argv = [
+        "eval",
+        str(phrasebank_run),
+        "--data",
+        str(data),
+        *PHRASEBANK_OPTIONS,
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 0
+    assert f"{data} (2 rows):" in capsys.readouterr().out
+
+
+def test_phrasebank_layout_is_detected_from_the_file(tmp_path: Path) -> None:
+    """'@' is sniffed, Latin-1 found, and given column names that are not the first row mean no header."""
+    data = tmp_path / "news.txt"
+    data.write_bytes(
+        phrasebank_lines([("Profit rose , says CEO Müller .", "positive"), ("Sales fell .", "negative")])
+    )
+    run = DataConfig(text_column="sentence")
+    cfg = options_for_file(data, run, ["data.column_names=[sentence,label]"])
+    assert (cfg.separator, cfg.encoding, cfg.header) == ("@", "latin-1", False)
+    df = read_table(data, cfg)
+    assert df["sentence"].tolist() == ["Profit rose , says CEO Müller .", "Sales fell ."]
+    assert df["label"].tolist() == ["positive", "negative"]
+
+
+def test_a_file_without_the_run_columns_fails_naming_them(
+    phrasebank_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "other.csv"
+    data.write_text("text,category\npizza,food\n", encoding="utf-8")
+    assert main(["eval", str(phrasebank_run), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    line = lines[0]
+    assert "columns 'text', 'category'" in line  # found
+    assert "'sentence' (text) and 'label' (label)" in line  # needed
+    assert "data.column_names=[sentence,label]" in line  # how to name them
+
+
+def test_reading_options_are_checked(phrasebank_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.train"):
+        parse_file_overrides(["data.train=x.csv"])
+    with pytest.raises(ConfigError, match=r"data\.header"):
+        parse_file_overrides(["data.header=maybe"])
+    data = tmp_path / "x.csv"
+    data.write_text("sentence,label\na,food\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="column_names"):
+        tunelab.evaluate(phrasebank_run, data, options=["data.header=false"])
+
+
+def test_predict_rows_are_the_file_row_numbers(
+    phrasebank_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "tickets.csv"
+    source.write_text("id,text\na,pizza\nb,\nc,tennis goal\nd,   \ne,soup\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    with caplog.at_level(logging.WARNING):
+        n = tunelab.predict_file(tunelab.load(phrasebank_run), source, out)
+    assert n == 3
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["row"]) for r in rows] == [("a", 1), ("c", 3), ("e", 5)]  # not 1, 2, 3
+    assert "dropped 2 rows with empty text (first: row 2)" in caplog.text
+    assert "the header line not counted" in caplog.text
+
+
+def test_jsonl_lines_with_unicode_line_separators(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    texts = ["first\u2028still the first", "second\u2029paragraph", "third\x85and\x0bmore"]
+    # ensure_ascii=False writes U+2028/U+2029 raw, as JSON allows (and many writers do).
+    source.write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8"
+    )
+    df = read_table(source, DataConfig())
+    assert df["text"].tolist() == texts
+    assert df.index.tolist() == [1, 2, 3]
+
+
+def test_unknown_option_on_predict_fails_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "x.csv"
+    source.write_text("text\nhello\n", encoding="utf-8")
+    argv = ["predict", str(tmp_path / "no-run"), "--input", str(source), "data.sep=;", "--output", "o.jsonl"]
+    assert main(argv) == 2
+    assert "data.FIELD=value" in capsys.readouterr().err

@@ -4,22 +4,34 @@ The artifact has a run folder's layout (``run.json`` with a ``format``, ``config
 ``labels.json``, ``tokenizer/``, ``weights/``, ``metrics.json``) plus ``parity.json`` and
 ``parity.md``. It is written as ``<out>.partial`` and renamed only after the parity check passes;
 on a failure (or Ctrl-C) the partial folder is removed, so an artifact folder always passed.
+
+An export holds an exclusive lock (``flock``) on the marker file in its partial folder while it
+runs; the OS drops the lock when the process dies. So a second export to the same folder can tell
+a live export (locked: refuse) from one that was killed (unlocked: safe to redo), and never deletes
+another export's work.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import RunError
-from tunelab.runs import PARTIAL_SUFFIX, RunFolder, find_run
+from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
 
-MARKER = ".tunelab-export"  # in a partial folder: ours to delete if a killed export left it behind
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; an existing export folder is then never deleted
+    fcntl = None
+
+MARKER = EXPORT_MARKER  # in a partial folder: ours to delete if a killed export left it behind
 
 
 @dataclass
@@ -88,7 +100,7 @@ def export(
             f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
         )
     target = Path(output) if output is not None else opts.default_output(source.root)
-    partial = _claim(target)
+    partial, lock = _claim(target)
     stages = tqdm(total=5, desc="export: load run", disable=not show_progress, unit="step")
     try:
         from tunelab.compress.build import build_artifact
@@ -98,28 +110,74 @@ def export(
         )
         final = RunFolder(partial).finish()
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)  # ours: we hold its lock
+        lock.close()
         raise
     finally:
         stages.close()
     (final.root / MARKER).unlink(missing_ok=True)
+    lock.close()
     return ExportResult(path=final.root, format=opts.format, parity=report)
 
 
-def _claim(target: Path) -> Path:
-    """Create ``<target>.partial``, refusing to overwrite a finished folder or someone else's partial."""
+def _claim(target: Path) -> tuple[Path, IO[str]]:
+    """Create ``<target>.partial`` with a locked marker; returns it and the open, locked marker.
+
+    Refuses a finished folder, a partial folder that is no export, and one whose export is still
+    running; only a partial left by a killed export (marker present, lock free) is deleted.
+    """
     if target.exists():
         raise RunError(f"{target} exists; delete it or give another --output")
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    busy = RunError(
+        f"{partial}: another export to this folder is running; wait for it or give another --output"
+    )
     if partial.exists():
         if not (partial / MARKER).is_file():
             raise RunError(
                 f"{partial} exists and is not an export in progress; delete it or give another --output"
             )
-        shutil.rmtree(partial)  # left by a killed export: never resumable, safe to redo
-    partial.mkdir(parents=True)
-    (partial / MARKER).write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
-    return partial
+        stale = _lock(partial / MARKER)
+        if stale is None:
+            raise busy
+        with stale:
+            shutil.rmtree(partial)  # left by a killed export: never resumable, safe to redo
+    # The folder appears under its name with its marker already locked (made aside, then renamed),
+    # so no one ever sees this export's folder without a live lock.
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    staging = partial.with_name(f".{partial.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    marker = staging / MARKER
+    marker.write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
+    lock = _lock(marker, ours=True)
+    assert lock is not None  # a file this process just made
+    try:
+        os.rename(staging, partial)  # fails if another export's folder took the name meanwhile
+    except OSError:
+        lock.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise busy from None
+    return partial, lock
+
+
+def _lock(path: Path, *, ours: bool = False) -> IO[str] | None:
+    """The file opened and exclusively locked, or None if another process holds the lock.
+
+    Without ``flock`` (Windows) a live export cannot be told from a dead one: another's marker
+    counts as live, and ``ours`` (a file this process just made) comes back unlocked.
+    """
+    handle = path.open("a", encoding="utf-8")
+    if fcntl is None:
+        if ours:
+            return handle
+        handle.close()
+        return None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def write_reports(run: RunFolder, summary: dict[str, Any], report: dict[str, Any], metrics: dict) -> None:

@@ -29,6 +29,7 @@ from tunelab.errors import ConfigError
 from tunelab.evaluate.scoring import headline, score_logits
 from tunelab.methods import Method, get_method
 from tunelab.models import ResolvedModel, build_classifier, load_tokenizer, resolve_model
+from tunelab.models.fingerprint import weights_fingerprint
 from tunelab.predict.inference import predict_logits
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.train.loop import LoopSetup, run_loop
@@ -149,6 +150,9 @@ def train(
     model = build_classifier(
         resolved.path, splits.labels.names, splits.labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
     )
+    # An adapter run stores no base weights: record which ones it needs, so loading it onto another
+    # base fails naming both instead of predicting garbage (tunelab.models.fingerprint).
+    base_fingerprint = None if method.stores_base else weights_fingerprint(model.encoder)
     enc_train = _encode(tokenizer, splits.train, cfg.model.max_length)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
@@ -185,6 +189,7 @@ def train(
             enc_train,
             head_init=head_init,
             probe_accuracy=probe_accuracy,
+            base_fingerprint=base_fingerprint,
             resume=resume is not None,
             show_progress=show_progress,
         )
@@ -205,6 +210,7 @@ def _train_in(
     *,
     head_init: str,
     probe_accuracy: float | None,
+    base_fingerprint: str | None = None,
     resume: bool,
     show_progress: bool,
 ) -> TrainResult:
@@ -302,6 +308,7 @@ def _train_in(
         "method_options": cfg.method.options,
         "pooling": getattr(model, "pooling", None),
         "stores_base": method.stores_base,
+        "base_fingerprint": base_fingerprint,  # adapters only: checked when loading
         "data": {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test},
         "rows": {
             "train": len(splits.train),

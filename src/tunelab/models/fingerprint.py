@@ -1,0 +1,68 @@
+"""A fingerprint of a base model's weights, so an adapter is never merged into another base.
+
+An adapter run (LoRA) stores its adapter and head only; the base is referenced by name
+(``minilm-l6``, a folder, a hub id), and a name can come to mean other weights: an edited or
+replaced folder, a newer weights package, a re-uploaded hub model. Merging an adapter into the
+wrong base loads fine and predicts garbage, silently. So training records the base's fingerprint
+in ``run.json`` and loading compares it before merging.
+
+The fingerprint hashes the weights themselves, not a file: sha256 over the encoder's state dict in
+name order (name, dtype, shape, raw bytes), so the same weights saved again in another file still
+match. It costs one pass over the weights (about 0.2 s for MiniLM's 22.7M parameters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from tunelab.errors import RunError
+
+SUMMARY_KEY = "base_fingerprint"
+
+
+def weights_fingerprint(module: Any) -> str:
+    """``sha256:<hex>`` of a module's state dict (names, dtypes, shapes, bytes), in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # raw bytes, whatever the dtype
+    return f"sha256:{digest.hexdigest()}"
+
+
+def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: Any, encoder: Any) -> None:
+    """Refuse to put an adapter on a base other than the one it was trained on.
+
+    Args:
+        where: the run folder (for the message).
+        summary: the run's ``run.json``; a run without a fingerprint (trained before it was
+            recorded) is not checked.
+        model_name: the base as the run's config names it; ``base_path``: where it resolves now.
+        encoder: the base encoder just built from ``base_path``.
+
+    Raises:
+        RunError: one line naming the expected and the found base.
+    """
+    expected = summary.get(SUMMARY_KEY)
+    if not expected:
+        return
+    found = weights_fingerprint(encoder)
+    if found == expected:
+        return
+    trained_at = summary.get("model_path_at_training")
+    was = f" at {trained_at}" if trained_at and str(trained_at) != str(base_path) else ""
+    raise RunError(
+        f"{where}: its adapter was trained on base {model_name!r}{was} with weights {_short(expected)}, "
+        f"but {model_name!r} now loads from {base_path} with weights {_short(found)}; merging it "
+        "there would predict garbage: restore that base (the same weights) or train the run again"
+    )
+
+
+def _short(fingerprint: str) -> str:
+    return fingerprint[: len("sha256:") + 12]
+
+
+__all__ = ["SUMMARY_KEY", "check_base", "weights_fingerprint"]

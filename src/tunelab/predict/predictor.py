@@ -79,6 +79,11 @@ class Predictor:
     def task(self) -> str:
         return self.labels.task
 
+    @property
+    def text_pair_column(self) -> str | None:
+        """The run's ``data.text_pair_column`` when it was trained on text pairs, else None."""
+        return self.config.data.text_pair_column
+
     def logits(
         self, texts: list[str], text_pairs: list[str] | None = None, *, batch_size: int = 64
     ) -> np.ndarray:
@@ -105,6 +110,8 @@ class Predictor:
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Predict one text (returns a dict) or a list of texts (returns a list of dicts).
 
+        A run trained on text pairs (``data.text_pair_column``) needs ``text_pairs``, the second
+        text of each (``predict("premise", "hypothesis")``); any other run refuses them.
         Each result has ``label`` and ``score`` (single-label: the arg-max and its probability;
         multi-label: ``labels`` above the threshold with their ``scores``) and ``top_k``: the
         ``top_k`` most likely labels with probabilities.
@@ -112,14 +119,31 @@ class Predictor:
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         pairs = [text_pairs] if isinstance(text_pairs, str) else text_pairs
+        self._check_pairs(batch, pairs)
         for i, text in enumerate(batch):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"text {i + 1}: empty or not a string; give non-empty texts")
+        for i, text in enumerate(pairs or ()):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"text_pairs {i + 1}: empty or not a string; give non-empty texts")
         if not batch:
             return []
         logits = self.logits(batch, pairs, batch_size=batch_size)
         results = self._decode(logits, top_k)
         return results[0] if single else results
+
+    def _check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
+        """A pair model gets pairs, a single-text model none, and one pair text per text."""
+        column = self.text_pair_column
+        if column and pairs is None:
+            raise DataError(
+                f"this run was trained on text pairs (data.text_pair_column={column!r}): "
+                "give text_pairs, the second text of each, e.g. predict(text, text_pair)"
+            )
+        if not column and pairs is not None:
+            raise DataError("this run classifies single texts: give no text_pairs")
+        if pairs is not None and len(pairs) != len(texts):
+            raise DataError(f"{len(texts)} texts but {len(pairs)} text_pairs: give one per text")
 
     def _decode(self, logits: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         names = self.labels.names

@@ -66,6 +66,11 @@ class ModelVersion:
         return len(self.predictor.labels.names)
 
     @property
+    def pair_column(self) -> str | None:
+        """The run's ``data.text_pair_column`` for a text-pair model (it takes ``pairs``), else None."""
+        return getattr(self.predictor, "text_pair_column", None)
+
+    @property
     def run_name(self) -> str:
         run = getattr(self.predictor, "run", None)
         return run.name if run is not None else Path(self.source).name

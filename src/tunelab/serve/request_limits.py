@@ -8,6 +8,8 @@ route checks them after the schema (messages name the setting, its value and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,22 +26,59 @@ class RequestLimitError(TunelabError):
         self.code = code
 
 
-def check_texts(texts: list[str], *, max_texts: int, max_chars: int) -> None:
-    """Refuse too many texts (413) or a text too long (422), naming the limit and the text."""
+def check_texts(
+    texts: Sequence[str] | Sequence[tuple[str, str]],
+    *,
+    max_texts: int,
+    max_chars: int,
+    field: str = "texts",
+) -> None:
+    """Refuse too many texts (413) or a text too long (422), naming the limit and the text.
+
+    ``texts`` may be pairs (``field="pairs"``): a pair counts as one text, and each of its two
+    texts is held to ``max_chars``.
+    """
     if len(texts) > max_texts:
         raise RequestLimitError(
-            f"{len(texts)} texts in one request; the limit is max_texts_per_request={max_texts}: "
+            f"{len(texts)} {field} in one request; the limit is max_texts_per_request={max_texts}: "
             "send them in several requests",
             status=413,
             code="too_many_texts",
         )
-    for i, text in enumerate(texts):
-        if len(text) > max_chars:
-            raise RequestLimitError(
-                f"texts[{i}] has {len(text)} characters; the limit is max_chars_per_text={max_chars}",
-                status=422,
-                code="text_too_long",
-            )
+    for i, item in enumerate(texts):
+        parts = (
+            [(f"{field}[{i}]", item)]
+            if isinstance(item, str)
+            else [(f"{field}[{i}][{j}]", text) for j, text in enumerate(item)]
+        )
+        for where, text in parts:
+            if len(text) > max_chars:
+                raise RequestLimitError(
+                    f"{where} has {len(text)} characters; the limit is max_chars_per_text={max_chars}",
+                    status=422,
+                    code="text_too_long",
+                )
+
+
+class InputKindError(RequestLimitError):
+    """Single texts sent to a text-pair model, or pairs to a single-text model (HTTP 422)."""
+
+
+def check_input_kind(model: str, pair_column: str | None, *, has_pairs: bool) -> None:
+    """Refuse a request whose field (``texts`` or ``pairs``) is not what the model was trained on."""
+    if pair_column and not has_pairs:
+        raise InputKindError(
+            f"model {model!r} was trained on text pairs (data.text_pair_column={pair_column!r}): "
+            'send "pairs": [[text, text_pair], ...] instead of "texts"',
+            status=422,
+            code="pairs_required",
+        )
+    if not pair_column and has_pairs:
+        raise InputKindError(
+            f'model {model!r} classifies single texts: send "texts": [...] instead of "pairs"',
+            status=422,
+            code="texts_required",
+        )
 
 
 class BodyTooLarge(HTTPException):
@@ -108,4 +147,11 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["BodySizeLimit", "BodyTooLarge", "RequestLimitError", "check_texts"]
+__all__ = [
+    "BodySizeLimit",
+    "BodyTooLarge",
+    "InputKindError",
+    "RequestLimitError",
+    "check_input_kind",
+    "check_texts",
+]

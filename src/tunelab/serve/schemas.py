@@ -16,7 +16,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class ErrorDetail(BaseModel):
@@ -31,20 +32,78 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def _text_problem(text: str, where: str) -> str | None:
+    """Why ``text`` cannot be classified, or None: blank, or not encodable (a lone UTF-16 surrogate
+    such as ``"\ud800"`` is valid JSON but no tokenizer takes it; refused here, before a batch)."""
+    if not text.strip():
+        return f"{where} is empty; every text needs some non-space characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"{where} is not valid Unicode (a lone surrogate {text[exc.start]!a} at character "
+            f"{exc.start}); send UTF-8 text"
+        )
+    return None
+
+
 class PredictRequest(BaseModel):
+    """Single texts in ``texts``, or for a model trained on text pairs, ``pairs``: never both.
+
+    ``pairs`` are ``[text, text_pair]`` (e.g. premise and hypothesis, question and context), in
+    the order of the run's ``data.text_column`` and ``data.text_pair_column``; a pair counts as
+    one text for limits, usage and quota.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[str] = Field(min_length=1, examples=[["I still have not received my new card"]])
+    # Declared before ``texts`` so that the ``texts`` validator sees it.
+    pairs: list[tuple[str, str]] | None = Field(
+        None,
+        min_length=1,
+        examples=[[["A man is playing a guitar.", "Someone is making music."]]],
+        description="[text, text_pair] per item, for a model trained on text pairs (instead of texts)",
+    )
+    texts: list[str] | None = Field(
+        None,
+        min_length=1,
+        validate_default=True,
+        examples=[["I still have not received my new card"]],
+        description="the texts to classify (a text-pair model takes pairs instead)",
+    )
     top_k: int = Field(3, ge=1, le=100, description="how many ranked labels each result lists")
     version: str | None = Field(None, description="pin a model version (else the active one)")
 
+    @field_validator("pairs")
+    @classmethod
+    def _pairs_usable(cls, pairs: list[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
+        for i, pair in enumerate(pairs or ()):
+            for j, text in enumerate(pair):
+                problem = _text_problem(text, f"pairs[{i}][{j}]")
+                if problem:
+                    raise ValueError(problem)
+        return pairs
+
     @field_validator("texts")
     @classmethod
-    def _not_blank(cls, texts: list[str]) -> list[str]:
-        blank = [i for i, text in enumerate(texts) if not text.strip()]
-        if blank:
-            raise ValueError(f"texts[{blank[0]}] is empty; every text needs some non-space characters")
+    def _texts_usable(cls, texts: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if "pairs" not in info.data:  # pairs were invalid: that error says it
+            return texts
+        if texts is None and info.data["pairs"] is None:
+            message = "Field required: give texts (or pairs for a text-pair model)"
+            raise PydanticCustomError("missing", message)
+        if texts is not None and info.data["pairs"] is not None:
+            raise ValueError("give texts or pairs, not both")
+        for i, text in enumerate(texts or ()):
+            problem = _text_problem(text, f"texts[{i}]")
+            if problem:
+                raise ValueError(problem)
         return texts
+
+    @property
+    def size(self) -> int:
+        """How many texts (or pairs) the request holds."""
+        return len(self.texts if self.texts is not None else self.pairs or ())
 
 
 class LabelScore(BaseModel):

@@ -1,4 +1,4 @@
-"""``POST /v1/models/{name}/predict``: a batch of texts in, one result per text out.
+"""``POST /v1/models/{name}/predict``: a batch of texts (or text pairs) in, one result per item out.
 
 The order of checks is the order of cost: body size (middleware), JSON syntax, key, schema,
 model, per-text limits, then rate and quota (which reserve quota), and only then the model.
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Context, MaybeCaller, State
-from tunelab.serve.request_limits import check_texts
+from tunelab.serve.request_limits import check_input_kind, check_texts
 from tunelab.serve.responses import error_responses
 from tunelab.serve.schemas import PredictRequest, PredictResponse, UsageCount
 
@@ -34,7 +34,7 @@ ERRORS = error_responses(
     s403="revoked key",
     s404="unknown model or version",
     s413="body or text count over the limit",
-    s422="invalid body, or a text over the character limit",
+    s422="invalid body, a text over the character limit, or texts/pairs not what the model takes",
     s503="the key and usage database is unreachable, or usage could not be recorded (nothing was billed)",
 )
 
@@ -55,23 +55,32 @@ async def predict(
 ) -> PredictResponse:
     """Classify up to ``max_texts_per_request`` texts with the model's active (or pinned) version.
 
-    Concurrent requests are batched on the server, so many small requests cost little more than
-    one large one. ``usage`` counts the texts and the tokens the model saw (after truncation).
+    A model trained on text pairs takes ``pairs`` (``[[text, text_pair], ...]``) instead of
+    ``texts``; sending the other field is a 422 naming the one to use. Concurrent requests are
+    batched on the server, so many small requests cost little more than one large one. ``usage``
+    counts the texts (a pair is one) and the tokens the model saw (after truncation).
     """
-    ctx.texts = len(body.texts)
+    ctx.texts = body.size
     settings = state.settings
     async with state.registry.use(name, body.version or version) as mv:
         ctx.version = mv.version
+        check_input_kind(name, mv.pair_column, has_pairs=body.pairs is not None)
+        items, field = (body.texts, "texts") if body.pairs is None else (body.pairs, "pairs")
         check_texts(
-            body.texts, max_texts=settings.max_texts_per_request, max_chars=settings.max_chars_per_text
+            items or [],
+            max_texts=settings.max_texts_per_request,
+            max_chars=settings.max_chars_per_text,
+            field=field,
         )
         if caller is not None:
-            await run_in_threadpool(
-                lambda: state.access.admit(caller, len(body.texts), request_id=ctx.request_id)
-            )
+            await run_in_threadpool(lambda: state.access.admit(caller, body.size, request_id=ctx.request_id))
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("predict %s@%s texts=%r", name, mv.version, body.texts)  # masked by the log filter
-        out = await mv.batcher.submit(body.texts, top_k=body.top_k)
+            log.debug("predict %s@%s %s=%r", name, mv.version, field, items)  # masked by the log filter
+        if body.pairs is None:
+            out = await mv.batcher.submit(body.texts or [], top_k=body.top_k)
+        else:
+            texts, pairs = [a for a, _ in body.pairs], [b for _, b in body.pairs]
+            out = await mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
     ctx.tokens = sum(out.tokens)
     return PredictResponse(
         model=name,
@@ -79,5 +88,5 @@ async def predict(
         format=mv.format,
         task=mv.task,
         results=out.results,  # type: ignore[arg-type]  # dicts, validated into ClassificationResult
-        usage=UsageCount(texts=len(body.texts), tokens=ctx.tokens),
+        usage=UsageCount(texts=body.size, tokens=ctx.tokens),
     )

@@ -139,6 +139,15 @@ WHAT_A_RUN_HOLDS = "a run folder holds run.json, config.json, labels.json, weigh
 
 
 def _partial_sibling(root: Path) -> Path:
+    """``<root>.partial`` beside ``root`` (``root`` itself when it is one).
+
+    ``.`` and ``""`` (a run opened from inside its folder) have no name to suffix: the absolute
+    path names them; the filesystem root has no sibling, so a path that never exists stands in.
+    """
+    if not root.name:
+        root = root.absolute()
+        if not root.name:
+            return root / PARTIAL_SUFFIX
     return root if root.name.endswith(PARTIAL_SUFFIX) else root.with_name(root.name + PARTIAL_SUFFIX)
 
 

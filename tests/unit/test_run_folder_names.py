@@ -1,0 +1,33 @@
+"""Run folders named without a last component (``.``, ``""``, ``/``): opened from inside a run,
+or sent as ``{"path": ""}`` to the admin versions endpoint (found by the API fuzzer), they get a
+one-line RunError, never ``ValueError: PosixPath('.') has an empty name``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunelab.errors import RunError
+from tunelab.runs.folder import find_run, find_unfinished_run
+
+
+@pytest.mark.parametrize("path", [".", "", "/"])
+def test_a_folder_without_a_name_is_not_a_run_with_a_clear_error(
+    path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match=r"not a run folder|no such run folder"):
+        find_run(path)
+    with pytest.raises(RunError):
+        find_unfinished_run(path)
+
+
+def test_dot_inside_an_unfinished_run_names_the_partial_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "topics").mkdir()
+    (tmp_path / "topics.partial").mkdir()
+    monkeypatch.chdir(tmp_path / "topics")
+    with pytest.raises(RunError, match=r"topics\.partial"):
+        find_run(".")

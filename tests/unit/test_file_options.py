@@ -17,7 +17,6 @@ import tunelab
 from tunelab.cli.main import main
 from tunelab.config import DataConfig
 from tunelab.data import read_table
-from tunelab.data.file_options import options_for_file, parse_file_overrides
 from tunelab.errors import ConfigError
 
 PHRASEBANK_OPTIONS = [
@@ -113,6 +112,8 @@ def test_eval_takes_reading_options_on_the_command_line(
 
 def test_phrasebank_layout_is_detected_from_the_file(tmp_path: Path) -> None:
     """'@' is sniffed, Latin-1 found, and given column names that are not the first row mean no header."""
+    from tunelab.data.file_options import options_for_file
+
     data = tmp_path / "news.txt"
     data.write_bytes(
         phrasebank_lines([("Profit rose , says CEO Müller .", "positive"), ("Sales fell .", "negative")])
@@ -141,6 +142,8 @@ def test_a_file_without_the_run_columns_fails_naming_them(
 
 
 def test_reading_options_are_checked(phrasebank_run: Path, tmp_path: Path) -> None:
+    from tunelab.data.file_options import parse_file_overrides
+
     with pytest.raises(ConfigError, match=r"data\.train"):
         parse_file_overrides(["data.train=x.csv"])
     with pytest.raises(ConfigError, match=r"data\.header"):
@@ -151,11 +154,27 @@ def test_reading_options_are_checked(phrasebank_run: Path, tmp_path: Path) -> No
         tunelab.evaluate(phrasebank_run, data, options=["data.header=false"])
 
 
+ROWS = [("a", "pizza"), ("b", ""), ("c", "tennis goal"), ("d", "   "), ("e", "soup")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "convention"),
+    [
+        ("tickets.csv", "id,text\n" + "".join(f"{i},{t}\n" for i, t in ROWS), "the header line not counted"),
+        ("tickets.jsonl", "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in ROWS), "line numbers"),
+    ],
+    ids=["csv", "jsonl"],
+)
 def test_predict_rows_are_the_file_row_numbers(
-    phrasebank_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    phrasebank_run: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    content: str,
+    convention: str,
 ) -> None:
-    source = tmp_path / "tickets.csv"
-    source.write_text("id,text\na,pizza\nb,\nc,tennis goal\nd,   \ne,soup\n", encoding="utf-8")
+    source = tmp_path / name
+    source.write_text(content, encoding="utf-8")
     out = tmp_path / "out.jsonl"
     with caplog.at_level(logging.WARNING):
         n = tunelab.predict_file(tunelab.load(phrasebank_run), source, out)
@@ -163,7 +182,7 @@ def test_predict_rows_are_the_file_row_numbers(
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["row"]) for r in rows] == [("a", 1), ("c", 3), ("e", 5)]  # not 1, 2, 3
     assert "dropped 2 rows with empty text (first: row 2)" in caplog.text
-    assert "the header line not counted" in caplog.text
+    assert convention in caplog.text  # the message says how rows are counted
 
 
 def test_jsonl_lines_with_unicode_line_separators(tmp_path: Path) -> None:

@@ -134,18 +134,26 @@ def test_quota_survives_a_restart(store: Store, clocks: Clocks) -> None:
     restarted.admit(caller, 2)
 
 
-def test_reservations_are_released_by_request_id_or_by_size(store: Store, clocks: Clocks) -> None:
+def test_a_row_settles_only_its_own_reservation(store: Store, clocks: Clocks) -> None:
+    """Rows of requests that reserved nothing (404, 413, 422, 429, another id) of the same size as
+    an in-flight reservation release nothing; each request settles the reservation of its own id."""
     access = make_access(store, clocks)
     caller = new_caller(access, quota="10/hour")
-    access.admit(caller, 5, request_id="x")
-    access.admit(caller, 5)  # no request id: settled by matching its size
+    assert access.admit(caller, 5, request_id="x") == "x"
+    generated = access.admit(caller, 5)  # no request id given: settle with the one returned
+    assert generated and generated != "x"
     assert refusal(access.admit, caller, 1).code == "quota_exceeded"
-    ok(access, caller, 1, "refused", status=429)  # releases nothing: that request reserved nothing
-    assert refusal(access.admit, caller, 5).code == "quota_exceeded"
-    ok(access, caller, 5, "refused-too", status=429)
-    ok(access, caller, 5, "x", status=503)
+    for rid, status in [("refused", 429), ("unknown-model", 404), ("too-many", 413), ("too-long", 422)]:
+        ok(access, caller, 5, rid, status=status)  # same size as both reservations
     ok(access, caller, 5, "other-id", status=500)
-    access.admit(caller, 10)  # both reservations released, nothing counted
+    ok(access, caller, 5, "other-ok")  # a 200 under an id that reserved nothing: counted, frees nothing
+    assert refusal(access.admit, caller, 1).code == "quota_exceeded"  # 5 + 5 in flight, 5 counted
+    ok(access, caller, 5, "x", status=503)  # releases x only
+    assert refusal(access.admit, caller, 1).code == "quota_exceeded"  # 5 counted + 5 in flight
+    ok(access, caller, 5, generated)  # counted: 10 of 10
+    assert refusal(access.admit, caller, 1).code == "quota_exceeded"
+    clocks.advance(3600)  # next hour: nothing in flight, nothing counted
+    access.admit(caller, 10)
 
 
 def test_lost_reservations_expire(store: Store, clocks: Clocks) -> None:

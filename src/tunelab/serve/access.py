@@ -8,11 +8,13 @@ The HTTP layer calls, per request and from a thread pool (every call may block o
     access.record(caller=caller, model=..., version=..., texts=..., tokens=..., status=200,
                   latency_ms=..., request_id=rid)                                 # one usage row
 
-Quotas are exact within one process: ``admit`` *reserves* the request's texts, so concurrent
-requests cannot all pass a check made before any of them is recorded; ``record`` turns the
-reservation into usage (status 200) or drops it (any other status). The committed count is read
-from the usage table at the start of each window and every ``quota_refresh_s`` seconds, so it
-survives restarts and sees what other processes recorded.
+Quotas are exact within one process: ``admit`` *reserves* the request's texts under the
+request's own id, so concurrent requests cannot all pass a check made before any of them is
+recorded; ``record`` with the same id turns that reservation into usage (status 200) or drops it
+(any other status). A row whose id holds no reservation (a request refused before or by
+``admit``: 401, 404, 413, 422, 429) settles nothing: reservations are never matched by size.
+The committed count is read from the usage table at the start of each window and every
+``quota_refresh_s`` seconds, so it survives restarts and sees what other processes recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import math
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +33,6 @@ from tunelab.serve.keys import check_key_name, make_token, parse_token, verify_s
 from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
 from tunelab.serve.store.base import KeyRecord, Store, UsageRecord
 
-# Statuses only the checks before admit() answer with: such a request never reserved quota, so
-# (without a request id to match) its row must not release another request's reservation.
-_NOT_ADMITTED = (401, 403)
 _THIS = {"hour": "this hour", "day": "today (UTC)", "month": "this month"}
 
 
@@ -92,8 +90,6 @@ class _QuotaState:
     used: int = 0
     loaded_at: float = -math.inf
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (texts, monotonic)
-    # Requests refused with 429, by size: their usage rows release nothing (when matched by size).
-    refused: Counter[int] = field(default_factory=Counter)
 
     def reserved(self) -> int:
         return sum(texts for texts, _ in self.reservations.values())
@@ -165,8 +161,9 @@ class AccessControl:
     def admit(self, caller: Caller, texts: int, *, request_id: str | None = None) -> str | None:
         """Let a request of ``texts`` texts through, or raise ``AccessError`` 429.
 
-        Checks the rate (requests per second) first, then reserves ``texts`` against the quota.
-        Pass the same ``request_id`` to ``record`` to release exactly this reservation.
+        Checks the rate (requests per second) first, then reserves ``texts`` against the quota
+        under ``request_id``. ``record`` with the same id settles exactly this reservation; a row
+        under any other id leaves it alone (so pass the id you record with).
 
         Returns:
             The reservation id (``request_id`` or a generated one), or ``None`` without a quota.
@@ -175,7 +172,6 @@ class AccessControl:
         if key.rate is not None:
             wait = self._bucket(key).try_take(self._clock())
             if wait > 0:
-                self._refused(key, texts)
                 raise AccessError(
                     429,
                     "rate_limited",
@@ -191,7 +187,6 @@ class AccessControl:
             if used + reserved + texts > quota.limit:
                 resets = quota.window_end(now)
                 in_flight = f" (+{reserved} in flight)" if reserved else ""
-                state.refused[texts] += 1
                 raise AccessError(
                     429,
                     "quota_exceeded",
@@ -245,22 +240,11 @@ class AccessControl:
         if state is None or key is None or key.quota is None:
             return
         with state.lock:
-            rid: str | None = rec.request_id if rec.request_id in state.reservations else None
-            if rid is None and rec.status == 429 and state.refused[rec.texts] > 0:
-                state.refused[rec.texts] -= 1  # the row of a request admit() refused: nothing reserved
-            elif rid is None and rec.status not in _NOT_ADMITTED:
-                same = [r for r, (n, _) in state.reservations.items() if n == rec.texts]
-                rid = same[0] if same else None  # oldest first: dicts keep insertion order
-            if rid is not None:
-                del state.reservations[rid]
+            # Only this request's own reservation, if it made one: a request refused before or by
+            # admit() reserved nothing, and a reservation of the same size is someone else's.
+            state.reservations.pop(rec.request_id, None)
             if counted and state.window_start == key.quota.window_start(rec.at):
                 state.used += rec.texts
-
-    def _refused(self, key: KeyRecord, texts: int) -> None:
-        if key.quota is not None:
-            state = self._state(key.key_id)
-            with state.lock:
-                state.refused[texts] += 1
 
     def _sync(self, state: _QuotaState, key_id: str, quota: Quota, now: datetime) -> None:
         """(Re)load the committed count on a new window or when stale; expire lost reservations.

@@ -54,13 +54,17 @@ def test_import_tunelab_loads_neither_torch_nor_transformers() -> None:
     assert _loaded_after("import tunelab; tunelab.__version__; tunelab.TunelabError") == []
 
 
-def test_keys_and_usage_commands_load_neither_torch_nor_transformers(tmp_path: Path) -> None:
-    data = str(tmp_path / "data")
+def test_commands_without_a_model_load_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    data, runs = str(tmp_path / "data"), str(tmp_path / "runs")
     code = (
+        "import contextlib, io\n"
         "from tunelab.cli.main import main\n"
         f"assert main(['keys', 'create', '--name', 'acme', '--data-dir', {data!r}]) == 0\n"
         f"assert main(['keys', 'list', '--data-dir', {data!r}]) == 0\n"
         f"assert main(['usage', '--data-dir', {data!r}]) == 0\n"
+        f"assert main(['runs', '--dir', {runs!r}]) == 0\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
     )
     assert _loaded_after(code) == []
 

@@ -11,8 +11,9 @@ Detection, for each option not given:
 
 - format: the extension (``.csv``, ``.tsv``, ``.txt``, ``.jsonl``, ``.parquet``, ...), else the
   content (``PAR1`` magic: Parquet; ``{`` or ``[``: JSON lines; anything else: delimited text);
-- encoding: UTF-8 if the whole file decodes as UTF-8, else Latin-1 (which decodes any byte; the
-  fallback is logged so a wrong guess can be fixed with ``data.encoding``);
+- encoding: UTF-16 when the file starts with its byte-order mark, UTF-8 if the whole file decodes
+  as UTF-8, else Latin-1 (which decodes any byte; the fallback is logged so a wrong guess can be
+  fixed with ``data.encoding``);
 - separator: the first of the extension's usual one, then ``, \\t ; | @``, that splits every
   line of the first 64 KB into the same number (at least 2) of fields; else the usual one;
 - header: a first row is a header unless ``data.column_names`` is given and the first row is not
@@ -157,7 +158,8 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
         return out
     text = _decode_head(head, out.get("encoding", values["encoding"]))
     usual = "\t" if fmt == "tsv" else ","
-    sep = given.get("separator") or _sniff_separator(text, usual)
+    truncated = len(head) == _SAMPLE_BYTES
+    sep = given.get("separator") or _sniff_separator(text, usual, truncated=truncated)
     if "separator" not in given and sep != usual:
         out["separator"] = sep
     if "header" not in given and given.get("column_names"):
@@ -180,7 +182,11 @@ def _format_from_content(head: bytes) -> str:
 
 
 def _encoding(path: Path) -> str:
-    """``utf-8`` when the whole file decodes as UTF-8 (streamed), else ``latin-1``."""
+    """``utf-16`` for a UTF-16 byte-order mark, ``utf-8`` when the whole file decodes as UTF-8
+    (streamed), else ``latin-1``."""
+    with path.open("rb") as f:
+        if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return "utf-16"  # Excel's "Unicode text"; the codec reads the BOM and the byte order
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with path.open("rb") as f:
@@ -208,14 +214,20 @@ def _decode_head(head: bytes, encoding: str) -> str:
     return text
 
 
-def _sniff_separator(text: str, usual: str) -> str:
-    """The first candidate that splits every record of ``text`` into the same 2+ fields."""
+def _sniff_separator(text: str, usual: str, *, truncated: bool = False) -> str:
+    """The first candidate that splits every record of ``text`` into the same 2+ fields.
+
+    When ``text`` is the start of a longer file its last record may be cut (a quoted field that
+    goes on past the sample), so that one is not counted.
+    """
     for sep in dict.fromkeys((usual, *_SEPARATORS)):
         quoting = csv.QUOTE_MINIMAL if sep in (",", "\t") else csv.QUOTE_NONE
         try:
             rows = [r for r in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting) if r]
         except csv.Error:
             continue
+        if truncated and len(rows) > 1:
+            rows.pop()
         counts = {len(r) for r in rows}
         if len(counts) == 1 and counts.pop() >= 2:
             return sep

@@ -4,11 +4,12 @@ errors, a version switch under load, exact usage under 32 concurrent clients, me
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,19 @@ KEYS: dict[str, dict[str, Any]] = {
     "cli-revoked": {},
     "slow": {"rate": "1/min"},
     "small": {"quota": "3/day"},
+    # test_every_predict_request_was_metered's own keys: every test uses keys no other test changes
+    "meter": {},
+    "meter-quota": {"quota": "1/day"},
+    "meter-revoked": {},
 }
 
 
 @pytest.fixture(scope="module")
 def server(
     tiny_run: Path, server_factory: Callable[..., ServerProcess], tmp_path_factory: pytest.TempPathFactory
-) -> ServerProcess:
+) -> Iterator[ServerProcess]:
+    """One server for the module. Tests run in any order (pytest-randomly) or alone (-k), so none
+    relies on another's requests, and each changes only keys and models that no other test uses."""
     data_dir = tmp_path_factory.mktemp("serve-sqlite")
     created = run_cli("keys", "create", "--name", "root", "--admin", "--json", "--data-dir", str(data_dir))
     assert created.returncode == 0, created.stderr
@@ -39,10 +46,15 @@ def server(
         [f"topics={tiny_run}", f"switch={tiny_run}"],
         keys=KEYS,
         data_dir=data_dir,
-        args=("--max-texts", "8", "--max-chars", "200", "--max-body", "16KB", "--max-wait-ms", "2"),
+        args=(
+            *("--max-texts", "8", "--max-chars", "200", "--max-body", "16KB", "--max-wait-ms", "2"),
+            *("--model-root", str(tiny_run.parent)),  # where tiny_export is written, beside the run
+        ),
     )
     server.tokens["root"] = json.loads(created.stdout)["token"]
-    return server
+    yield server
+    # Whatever ran, in whatever order: the server stops cleanly and no request left a traceback.
+    assert server.stop() == 0 and "Traceback" not in server.log(), server.log()[-3000:]
 
 
 def post(
@@ -156,6 +168,18 @@ def test_unknown_model_is_404(server: ServerProcess) -> None:
     assert "switch, topics" in r.json()["error"]["message"]
 
 
+def test_loading_from_outside_the_model_roots_is_refused(server: ServerProcess, tiny_run: Path) -> None:
+    for path in ("/etc", f"{tiny_run.parent}/../../..", str(tiny_run.parent) + "-elsewhere"):
+        r = httpx.post(
+            f"{server.url}/v1/models/switch/versions",
+            json={"path": path},
+            headers=server.headers("root"),
+            timeout=30,
+        )
+        assert r.status_code == 403 and code(r) == "path_not_allowed", r.text
+        assert os.path.realpath(tiny_run.parent) in r.json()["error"]["message"]
+
+
 def test_version_switch_under_concurrent_load_fails_no_request(
     server: ServerProcess, tiny_export: Path
 ) -> None:
@@ -216,21 +240,45 @@ def test_models_health_docs(server: ServerProcess) -> None:
     assert {m["name"] for m in models} == {"topics", "switch"}
     assert httpx.get(f"{server.url}/healthz").status_code == 200
     assert httpx.get(f"{server.url}/docs").status_code == 200
+    before = httpx.get(f"{server.url}/v1/usage", headers=server.headers("acme")).json()
+    assert post(server, "acme", {"texts": ["pizza"]}).status_code == 200
     usage = httpx.get(f"{server.url}/v1/usage", headers=server.headers("acme")).json()
-    assert usage["key"]["name"] == "acme" and usage["requests"] >= 1
+    assert usage["key"]["name"] == "acme" and usage["requests"] == before["requests"] + 1
 
 
 def test_every_predict_request_was_metered(server: ServerProcess) -> None:
-    """Whatever the status (200, 400, 401, 403, 404, 413, 422, 429), one row per request."""
+    """Whatever the status (200, 400, 401, 403, 404, 413, 422, 429), one row per request: one
+    request of each, sent here, is found by its request id; and rows equal the metrics' count."""
+    revoked = httpx.delete(f"{server.url}/v1/keys/meter-revoked", headers=server.headers("root"), timeout=30)
+    assert revoked.status_code == 200
+    assert post(server, "meter-quota", {"texts": ["pizza"]}).status_code == 200  # its quota: 1 text
+    sent = {
+        200: post(server, "meter", {"texts": ["pizza"]}),
+        400: post(server, "meter", b'{"texts": ['),
+        401: post(server, None, {"texts": ["pizza"]}),
+        403: post(server, "meter-revoked", {"texts": ["pizza"]}),
+        404: post(server, "meter", {"texts": ["pizza"]}, model="nope"),
+        413: post(server, "meter", {"texts": ["pizza"] * 9}),
+        422: post(server, "meter", {"texts": [""]}),
+        429: post(server, "meter-quota", {"texts": ["pizza"]}),
+    }
+    assert {status: r.status_code for status, r in sent.items()} == {status: status for status in sent}
     rows = server.usage_rows()
-    statuses = Counter(row.status for row in rows)
-    assert {200, 400, 401, 403, 404, 413, 422, 429} <= set(statuses)
+    by_id = {row.request_id: row.status for row in rows}
+    assert {status: by_id.get(r.headers["x-request-id"]) for status, r in sent.items()} == {
+        status: status for status in sent
+    }
     metrics = parse_metrics(httpx.get(f"{server.url}/metrics").text)
     requests = sum(v for k, v in metrics.items() if k.startswith("tunelab_requests_total{"))
     assert requests == len(rows)
     assert len({row.request_id for row in rows}) == len(rows)
 
 
-def test_sigterm_stops_the_server_gracefully(server: ServerProcess) -> None:
+def test_sigterm_stops_the_server_gracefully(
+    tiny_run: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A server of its own: stopping the module's would fail every test that runs after this one."""
+    server = server_factory([f"topics={tiny_run}"], keys={"acme": {}}, data_dir=tmp_path / "serve")
+    assert post(server, "acme", {"texts": ["pizza"]}).status_code == 200
     assert server.stop() == 0
     assert "Traceback" not in server.log()

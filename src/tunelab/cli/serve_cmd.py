@@ -30,6 +30,7 @@ examples:
        -H 'Content-Type: application/json' -d '{"texts": ["I still have not received my card"]}'
   tunelab serve runs/banking77 --no-auth          # local trial: no key needed (usage still recorded)
   tunelab serve runs/banking77 --db postgresql://tunelab@db:5432/tunelab --host 0.0.0.0
+  tunelab serve runs/banking77 --model-root runs --model-root /srv/models  # where admins may load from
 """
 
 _SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)$")
@@ -90,6 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body", default="1MiB", help="request body limit, e.g. 1MiB, 512KB (default 1MiB)")
     p.add_argument("--db", help="postgresql://user@host:5432/db (default: $TUNELAB_DB, else SQLite)")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.add_argument(
+        "--model-root",
+        action="append",
+        metavar="DIR",
+        help="a folder the admin endpoint POST /v1/models/{name}/versions may load from; repeatable "
+        "(default: ./runs). Paths elsewhere, also through '..' or symlinks, are refused with 403",
+    )
     p.add_argument("--no-auth", action="store_true", help="accept requests without a key (local trials)")
     p.add_argument("--no-mask-logs", action="store_true", help="log e-mails, phone and card numbers as is")
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1)")
@@ -120,6 +128,8 @@ def build_settings(args: argparse.Namespace) -> object:
         values["db"] = args.db
     if args.data_dir:
         values["data_dir"] = args.data_dir
+    if args.model_root:
+        values["model_roots"] = tuple(args.model_root)
     try:
         return ServeSettings(**values)
     except ValidationError as exc:

@@ -7,12 +7,14 @@ the Python API read alike.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunelab.errors import ConfigError
+from tunelab.serve.model_roots import DEFAULT_ROOT
 from tunelab.serve.store import default_data_dir, default_db
 
 _UNITS = {
@@ -57,6 +59,12 @@ class ServeSettings(BaseModel):
     data_dir: Path = Field(
         default_factory=default_data_dir, description="$TUNELAB_DATA_DIR, else the user data folder"
     )
+    model_roots: tuple[Path, ...] = Field(
+        (Path(DEFAULT_ROOT),),
+        min_length=1,
+        validate_default=True,
+        description="folders POST /v1/models/{name}/versions may load from (absolute; default ./runs)",
+    )
     threads: int = Field(1, ge=1, description="torch / ONNX Runtime intra-op threads")
     require_keys: bool = True
     log_level: str = "info"
@@ -65,6 +73,12 @@ class ServeSettings(BaseModel):
     @classmethod
     def _size(cls, value: str | int) -> int:
         return parse_size(value)
+
+    @field_validator("model_roots")
+    @classmethod
+    def _absolute(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        """Fixed against the directory the server started in, whatever happens to it later."""
+        return tuple(Path(os.path.abspath(root)) for root in roots)
 
 
 __all__ = ["ServeSettings", "parse_size"]

@@ -7,6 +7,7 @@ tests/unit/test_train.py covers resuming from a checkpoint; here the kill lands 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +110,8 @@ def test_early_kill_left_no_checkpoint_but_a_log(early_kill: dict[str, Any]) -> 
 def test_resume_before_the_first_checkpoint_matches_the_uninterrupted_run(early_kill: dict[str, Any]) -> None:
     ref, resumed = early_kill["ref"], early_kill["early"]
     assert resumed.run_dir == early_kill["out"] / "early"
-    # The probe head is fitted again: same head, same head learning rate, same numbers.
-    assert resumed.summary["head_init"] == ref.summary["head_init"] == "probe"
-    assert resumed.summary["probe_train_accuracy"] == pytest.approx(ref.summary["probe_train_accuracy"])
     assert resumed.summary["steps"] == ref.summary["steps"] == 28
+    # The probe head is fitted again: same head, same head learning rate, so the same numbers.
     for split in ("dev", "test"):
         assert resumed.metrics[split]["loss"] == pytest.approx(ref.metrics[split]["loss"], rel=1e-5)
     ref_rows, res_rows = records(ref.run_dir), records(resumed.run_dir)
@@ -127,6 +126,8 @@ def test_resume_before_the_first_checkpoint_matches_the_uninterrupted_run(early_
     assert ref_w.keys() == res_w.keys() and ref_w
     for key in ref_w:
         torch.testing.assert_close(res_w[key], ref_w[key], rtol=1e-5, atol=1e-6)
+    assert resumed.summary["head_init"] == ref.summary["head_init"] == "probe"
+    assert resumed.summary["probe_train_accuracy"] == pytest.approx(ref.summary["probe_train_accuracy"])
 
 
 def test_resume_from_a_checkpoint_reports_how_the_head_began(early_kill: dict[str, Any]) -> None:
@@ -329,23 +330,23 @@ def test_a_folder_that_is_not_a_run_is_called_so(
 
 
 @pytest.mark.parametrize("command", ["predict", "eval"])
-@pytest.mark.parametrize("given", ["half.partial", "half"])
-def test_an_unfinished_run_points_to_resume_which_accepts_it(
-    folders: dict[str, Path], command: str, given: str, capsys: pytest.CaptureFixture[str]
+def test_an_unfinished_run_points_to_resume_and_that_command_finishes_it(
+    folders: dict[str, Path], command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = str(folders["unfinished"].with_name(given))
-    argv = (
-        ["predict", path, "some text"]
-        if command == "predict"
-        else ["eval", path, "--data", str(folders["csv"])]
-    )
-    err = cli_error(argv, capsys)
-    expected = f"`tunelab train --resume {folders['unfinished']}`"
-    assert "did not finish" in err and expected in err
-    # ... and the command it names accepts the folder (checked without training: no circle).
-    from tunelab.runs import find_unfinished_run
+    partial = tmp_path / "half.partial"
+    shutil.copytree(folders["unfinished"], partial)  # resumed below: the shared one stays as it is
 
-    assert find_unfinished_run(folders["unfinished"]).root == folders["unfinished"]
+    def argv(path: Path) -> list[str]:
+        if command == "predict":
+            return ["predict", str(path), "rain and snow"]
+        return ["eval", str(path), "--data", str(folders["csv"])]
+
+    for given in (partial, tmp_path / "half"):
+        err = cli_error(argv(given), capsys)
+        assert "did not finish" in err and f"`tunelab train --resume {partial}`" in err
+    # The command it names accepts the folder and finishes the run: no circle.
+    assert main(["train", "--resume", str(partial), "-q"]) == 0
+    assert main(argv(tmp_path / "half")) == 0
 
 
 def test_resume_of_a_finished_run_says_it_finished(

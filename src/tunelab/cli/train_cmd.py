@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(p)
-    p.add_argument("--resume", metavar="RUN", help="continue an unfinished run (runs/<name>.partial)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an unfinished run (runs/<name>.partial) from its last checkpoint, or from the "
+        "start with the same settings if it had none",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 

@@ -102,16 +102,11 @@ class SequenceClassifier(nn.Module):
 
     def save_full(self, folder: Path) -> None:
         """Encoder as a Hugging Face folder, head beside it; safetensors only."""
-        from transformers.utils import logging as hf_logging
+        from tunelab.quiet import no_progress_bars
 
         folder.mkdir(parents=True, exist_ok=True)
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
+        with no_progress_bars():
             self.encoder.save_pretrained(str(folder))
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
         head = {k: v.detach().contiguous() for k, v in self.classifier.state_dict().items()}
         save_file(head, str(folder / HEAD_WEIGHTS))
         (folder / HEAD_CONFIG).write_text(
@@ -129,26 +124,22 @@ class SequenceClassifier(nn.Module):
 
 def _load_encoder(path: Path) -> nn.Module:
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
+
+    from tunelab.quiet import no_progress_bars, quiet
 
     # Unused pooler or LM-head weights in the checkpoint are expected: not worth a warning, and a
-    # progress bar for a one-second load is noise.
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    # progress bar for a one-second load is noise. Warnings are hidden for this thread only (not
+    # with transformers' set_verbosity, which is process-wide: a server loading a version would
+    # hide every other thread's warnings, and overlapping loads could leave it changed for good).
     try:
-        return AutoModel.from_pretrained(str(path), use_safetensors=True)
+        with quiet(), no_progress_bars():
+            return AutoModel.from_pretrained(str(path), use_safetensors=True)
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(
             f"model folder {path}: cannot load encoder weights ({reason}); "
             "give a Hugging Face folder with config.json and model.safetensors"
         ) from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def build_classifier(

@@ -112,7 +112,7 @@ def test_load_refuses_what_is_not_a_finished_run(tmp_path: Path) -> None:
         tunelab.load(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     # A folder that is no run is called so; "did not finish" would send the user to --resume.
-    with pytest.raises(RunError, match="not a run folder .*run.json"):
+    with pytest.raises(RunError, match=r"not a run folder .*run\.json"):
         tunelab.load(tmp_path / "empty")
     (tmp_path / "half.partial" / "checkpoints").mkdir(parents=True)
     (tmp_path / "half.partial" / "config.json").write_text("{}", encoding="utf-8")

@@ -23,10 +23,15 @@ def replace_weights(folder: Path, seed: int) -> None:
     BertModel(BertConfig.from_pretrained(str(folder))).save_pretrained(str(folder), safe_serialization=True)
 
 
-def encoder(folder: Path) -> torch.nn.Module:
-    from transformers import AutoModel
+def resave(folder: Path, *, shard: str | None = None) -> None:
+    """The same tensors saved again (optionally sharded): new files, same weights, no pooler added."""
+    from transformers import BertModel
 
-    return AutoModel.from_pretrained(str(folder))
+    model = BertModel.from_pretrained(str(folder), add_pooling_layer=False)
+    for old in folder.glob("model*.safetensors*"):
+        old.unlink()
+    kwargs = {"max_shard_size": shard} if shard else {}
+    model.save_pretrained(str(folder), safe_serialization=True, **kwargs)
 
 
 def train_lora(base: Path, train_csv: Path, out: Path) -> Path:
@@ -48,10 +53,14 @@ def train_lora(base: Path, train_csv: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def adapter_run(tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
-    """``(run, base)``: a LoRA run trained on a private copy of the tiny BERT (tests change the copy)."""
+    """``(run, base)``: a LoRA run trained on a private copy of the tiny BERT (tests change the copy).
+
+    The copy's checkpoint has no pooler, like many published encoders: the pooler is initialised at
+    random on every load, and that must not count as another base."""
     root = tmp_path_factory.mktemp("fingerprint")
     base = root / "base"
     shutil.copytree(tiny_bert, base)
+    resave(base)
     return train_lora(base, labelled_csvs[0], root / "runs"), base
 
 
@@ -64,28 +73,35 @@ def set_fingerprint(run: Path, value: str | None) -> None:
     (run / "run.json").write_text(json.dumps(summary), encoding="utf-8")
 
 
-def test_the_fingerprint_is_of_the_weights_not_the_module() -> None:
+def test_the_fingerprint_is_of_the_tensors_not_the_files(tmp_path: Path) -> None:
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
         vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
     )
     torch.manual_seed(0)
-    a = BertModel(config)
-    b = BertModel(config)
-    b.load_state_dict(a.state_dict())
-    assert weights_fingerprint(a) == weights_fingerprint(b)
-    assert weights_fingerprint(a).startswith("sha256:") and len(weights_fingerprint(a)) == 7 + 64
+    model = BertModel(config)
+    model.save_pretrained(str(tmp_path / "a"), safe_serialization=True)
+    model.save_pretrained(str(tmp_path / "sharded"), safe_serialization=True, max_shard_size="2KB")
+    assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
+    first = weights_fingerprint(tmp_path / "a")
+    assert first is not None and first.startswith("sha256:") and len(first) == 7 + 64
+    assert weights_fingerprint(tmp_path / "sharded") == first
     with torch.no_grad():
-        b.encoder.layer[0].output.dense.weight[0, 0] += 1e-3
-    assert weights_fingerprint(a) != weights_fingerprint(b)
+        model.encoder.layer[0].output.dense.weight[0, 0] += 1e-3
+    model.save_pretrained(str(tmp_path / "changed"), safe_serialization=True)
+    assert weights_fingerprint(tmp_path / "changed") != first
+    assert weights_fingerprint(tmp_path / "empty") is None
 
 
 def test_an_adapter_run_records_its_base_and_loads_onto_it(adapter_run: tuple[Path, Path]) -> None:
     run, base = adapter_run
     summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
-    assert summary["base_fingerprint"] == weights_fingerprint(encoder(base))
-    assert tunelab.load(run).predict("football match with my team")["label"] in {"food", "sports", "weather"}
+    assert summary["base_fingerprint"] == weights_fingerprint(base)
+    # Loads every time, though the base's missing pooler is initialised anew at each load.
+    for _ in range(2):
+        result = tunelab.load(run).predict("football match with my team")
+        assert result["label"] in {"food", "sports", "weather"}
 
 
 def test_loading_onto_other_base_weights_fails_naming_both(adapter_run: tuple[Path, Path]) -> None:
@@ -95,18 +111,17 @@ def test_loading_onto_other_base_weights_fails_naming_both(adapter_run: tuple[Pa
     shutil.copytree(base, saved)
     try:
         replace_weights(base, seed=1)
-        found = weights_fingerprint(encoder(base))
+        found = weights_fingerprint(base)
         with pytest.raises(RunError) as err:
             tunelab.load(run)
         message = str(err.value)
         assert "\n" not in message and str(run) in message and "trained on base" in message
         assert expected[:19] in message and found[:19] in message and str(base) in message
-        # The same weights saved again (another file, same tensors) are the same base.
+        # The same weights saved again (other files: sharded) are the same base.
         shutil.rmtree(base)
         shutil.copytree(saved, base)
-        from transformers import BertModel
-
-        BertModel.from_pretrained(str(base)).save_pretrained(str(base), safe_serialization=True)
+        resave(base, shard="1MB")
+        assert len(list(base.glob("*.safetensors"))) > 1
         assert tunelab.load(run).task == "single_label"
     finally:
         shutil.rmtree(base)

@@ -6,14 +6,19 @@ replaced folder, a newer weights package, a re-uploaded hub model. Merging an ad
 wrong base loads fine and predicts garbage, silently. So training records the base's fingerprint
 in ``run.json`` and loading compares it before merging.
 
-The fingerprint hashes the weights themselves, not a file: sha256 over the encoder's state dict in
-name order (name, dtype, shape, raw bytes), so the same weights saved again in another file still
-match. It costs one pass over the weights (about 0.2 s for MiniLM's 22.7M parameters).
+The fingerprint hashes the checkpoint's tensors, not its files: sha256 over every tensor in the
+folder's ``*.safetensors`` files in name order (name, dtype, shape, raw bytes), so the same
+weights saved again (other metadata, other sharding) still match. It reads the files, not a built
+model, on purpose: weights a checkpoint lacks (a pooler, say) are initialised at random on every
+load and would make a model's fingerprint differ each time. One pass over the weights: about
+0.2 s for MiniLM's 22.7M parameters.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from tunelab.errors import RunError
@@ -21,19 +26,27 @@ from tunelab.errors import RunError
 SUMMARY_KEY = "base_fingerprint"
 
 
-def weights_fingerprint(module: Any) -> str:
-    """``sha256:<hex>`` of a module's state dict (names, dtypes, shapes, bytes), in name order."""
+def weights_fingerprint(folder: str | Path) -> str | None:
+    """``sha256:<hex>`` of the tensors in ``folder/*.safetensors``; ``None`` when there are none."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
     import torch
+    from safetensors import safe_open
 
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # raw bytes, whatever the dtype
+    with ExitStack() as stack:
+        handles = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
+        # safe_open handles are not mappings: iterating one does not give its tensor names.
+        where = {key: handle for handle in handles for key in handle.keys()}  # noqa: SIM118
+        for name in sorted(where):
+            t = where[name].get_tensor(name).contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # raw bytes, whatever the dtype
     return f"sha256:{digest.hexdigest()}"
 
 
-def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: Any, encoder: Any) -> None:
+def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: str | Path) -> None:
     """Refuse to put an adapter on a base other than the one it was trained on.
 
     Args:
@@ -41,7 +54,6 @@ def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: 
         summary: the run's ``run.json``; a run without a fingerprint (trained before it was
             recorded) is not checked.
         model_name: the base as the run's config names it; ``base_path``: where it resolves now.
-        encoder: the base encoder just built from ``base_path``.
 
     Raises:
         RunError: one line naming the expected and the found base.
@@ -49,15 +61,16 @@ def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: 
     expected = summary.get(SUMMARY_KEY)
     if not expected:
         return
-    found = weights_fingerprint(encoder)
+    found = weights_fingerprint(base_path)
     if found == expected:
         return
     trained_at = summary.get("model_path_at_training")
     was = f" at {trained_at}" if trained_at and str(trained_at) != str(base_path) else ""
+    weights = f"weights {_short(found)}" if found else "no safetensors weights"
     raise RunError(
         f"{where}: its adapter was trained on base {model_name!r}{was} with weights {_short(expected)}, "
-        f"but {model_name!r} now loads from {base_path} with weights {_short(found)}; merging it "
-        "there would predict garbage: restore that base (the same weights) or train the run again"
+        f"but {model_name!r} now loads from {base_path} with {weights}; merging it there would "
+        "predict garbage: restore that base (the same weights) or train the run again"
     )
 
 

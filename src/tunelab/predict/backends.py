@@ -90,12 +90,11 @@ def _load_torch(ctx: LoadContext) -> Backend:
     def build_base(folder: Any) -> nn.Module:
         source = folder if folder is not None else resolve_model(ctx.config.model.name).path
         pooling = ctx.summary.get("pooling") or ctx.config.model.pooling
-        model = build_classifier(source, ctx.labels.names, ctx.labels.task, pooling=pooling)
         if folder is None:  # the base by name, for an adapter: the one it was trained on?
             from tunelab.models.fingerprint import check_base
 
-            check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source, model.encoder)
-        return model
+            check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source)
+        return build_classifier(source, ctx.labels.names, ctx.labels.task, pooling=pooling)
 
     return TorchBackend(method.load(ctx.run.weights, build_base))
 

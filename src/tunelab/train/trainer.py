@@ -152,7 +152,7 @@ def train(
     )
     # An adapter run stores no base weights: record which ones it needs, so loading it onto another
     # base fails naming both instead of predicting garbage (tunelab.models.fingerprint).
-    base_fingerprint = None if method.stores_base else weights_fingerprint(model.encoder)
+    base_fingerprint = None if method.stores_base else weights_fingerprint(resolved.path)
     enc_train = _encode(tokenizer, splits.train, cfg.model.max_length)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,8 +21,9 @@ def pg_server(
     postgres_url: str,
     server_factory: Callable[..., ServerProcess],
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[ServerProcess, dict[str, str]]:
-    # The database is shared with other tests in the session: unique key names keep rows apart.
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+    """One server for the module; its tests run in any order or alone. The database is shared
+    with other tests in the session: unique key names keep rows apart."""
     suffix = uuid.uuid4().hex[:6]
     names = {role: f"e2e-{role}-{suffix}" for role in ("root", "load", "gone")}
     server = server_factory(
@@ -31,7 +32,9 @@ def pg_server(
         data_dir=tmp_path_factory.mktemp("serve-postgres"),
         db=postgres_url,
     )
-    return server, names
+    yield server, names
+    # Whatever ran, in whatever order: the server stops cleanly and no request left a traceback.
+    assert server.stop() == 0 and "Traceback" not in server.log(), server.log()[-3000:]
 
 
 def test_postgres_server_is_ready_and_refuses_bad_keys(
@@ -67,4 +70,3 @@ def test_postgres_usage_rows_equal_the_requests_of_32_concurrent_clients(
         metrics[f'tunelab_requests_total{{key="{names["load"]}",model="topics",status="200",version="1"}}']
         == 256
     )
-    assert server.stop() == 0

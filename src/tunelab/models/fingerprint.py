@@ -67,10 +67,12 @@ def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: 
     trained_at = summary.get("model_path_at_training")
     was = f" at {trained_at}" if trained_at and str(trained_at) != str(base_path) else ""
     weights = f"weights {_short(found)}" if found else "no safetensors weights"
+    same_folder = Path(model_name).expanduser().resolve() == Path(base_path).resolve()
+    now = "now has" if same_folder else f"now loads from {base_path} with"
     raise RunError(
         f"{where}: its adapter was trained on base {model_name!r}{was} with weights {_short(expected)}, "
-        f"but {model_name!r} now loads from {base_path} with {weights}; merging it there would "
-        "predict garbage: restore that base (the same weights) or train the run again"
+        f"but {model_name!r} {now} {weights}; merging it there would predict garbage: restore "
+        "that base (the same weights) or train the run again"
     )
 
 

@@ -11,7 +11,7 @@ folder's ``*.safetensors`` files in name order (name, dtype, shape, raw bytes), 
 weights saved again (other metadata, other sharding) still match. It reads the files, not a built
 model, on purpose: weights a checkpoint lacks (a pooler, say) are initialised at random on every
 load and would make a model's fingerprint differ each time. One pass over the weights: about
-0.2 s for MiniLM's 22.7M parameters.
+0.1 s for MiniLM's 22.7M parameters (measured on this machine).
 """
 
 from __future__ import annotations

@@ -153,18 +153,12 @@ def test_x_api_key_header_is_accepted(server: Server) -> None:
     ("token", "code"),
     [(None, "missing_key"), ("tl_abcdefgh_" + "x" * 43, "invalid_key"), ("nonsense", "invalid_key")],
 )
-def test_missing_or_invalid_keys_get_401_and_a_row_without_key(
+def test_missing_or_invalid_keys_get_401_and_no_usage_row(
     server: Server, token: str | None, code: str
 ) -> None:
     r = server.predict({"texts": ["pizza"]}, token=token)
-    assert r.status_code == 401 and error(r)["code"] == code
-    [row] = server.rows()
-    assert (row.status, row.key_id, row.model, row.request_id) == (
-        401,
-        None,
-        "topics",
-        r.headers["X-Request-ID"],
-    )
+    assert r.status_code == 401 and error(r)["code"] == code and r.headers["X-Request-ID"]
+    assert server.rows() == []  # never authenticated: nothing billed (counted in tunelab_refused_requests)
 
 
 def test_a_revoked_key_gets_403(server: Server) -> None:
@@ -287,12 +281,8 @@ def test_every_predict_request_has_exactly_one_row(server: Server) -> None:
         server.client.get("/v1/models", headers={"Authorization": f"Bearer {server.token}"}).status_code,
     ]
     assert statuses == [200, 401, 422, 404, 200]
-    assert sorted(row.status for row in server.rows()) == [
-        200,
-        401,
-        404,
-        422,
-    ]  # GET /v1/models is not metered
+    # The 401 was never authenticated and GET /v1/models is not metered.
+    assert sorted(row.status for row in server.rows()) == [200, 404, 422]
 
 
 # -- models, versions -------------------------------------------------------------------------------
@@ -404,10 +394,10 @@ def test_health_and_readiness(server: Server) -> None:
 def test_metrics_count_requests_latency_batches_and_errors(server: Server) -> None:
     server.predict({"texts": ["pizza", "goal"]})
     server.predict({"texts": ["pizza"]}, token=None)
-    text = server.client.get("/metrics").text
+    text = server.client.get("/metrics", headers={"Authorization": f"Bearer {server.admin}"}).text
     assert 'tunelab_requests_total{key="acme",model="topics",status="200",version="1"} 1.0' in text
-    assert 'tunelab_requests_total{key="-",model="topics",status="401",version="-"} 1.0' in text
-    assert 'tunelab_errors_total{model="topics",status="401"} 1.0' in text
+    assert 'tunelab_refused_requests_total{reason="missing_key"} 1.0' in text  # no model label
+    assert 'status="401"' not in text.split("tunelab_http_requests")[0]
     assert 'tunelab_request_latency_seconds_count{model="topics",version="1"} 1.0' in text
     assert 'tunelab_batch_size_sum{model="topics",version="1"} 2.0' in text
     assert 'tunelab_texts_total{key="acme",model="topics",version="1"} 2.0' in text

@@ -3,8 +3,11 @@ the HTTP app in process (``TestClient``) with a fake predictor and a real SQLite
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_serve_app import FakeEncoded, FakePredictor, settings
 
+from tunelab.serve import observe
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.limits import Quota
 
@@ -183,3 +187,108 @@ def test_concurrent_requests_of_every_outcome_never_admit_past_the_quota(
     assert api.access.store.texts_used(small.key_id, day) == 6
     assert ledger.committed == 6 and ledger.in_flight == {}
     assert api.predict({"texts": ["rain"]}, token, model="other").status_code == 429  # all 6 counted
+
+
+# -- a request without a valid key costs a constant (issue 8, item 1) -------------------------------------
+
+
+def metrics_text(api: App) -> str:
+    r = api.client.get("/metrics", headers=api.headers(api.admin))
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def keyless_request(api: App, i: int) -> int:
+    """Request ``i`` of a flood: no key, a malformed one, a well-formed unknown one, or a body that
+    fails before the key check, always to a fresh random model name."""
+    name = f"m{uuid.uuid4().hex}"
+    url = f"/v1/models/{name}/predict"
+    kind = i % 5
+    if kind == 0:
+        return api.client.post(url, json={"texts": ["pizza"]}).status_code
+    if kind == 1:
+        return api.client.post(url, json={"texts": ["pizza"]}, headers=api.headers("nonsense")).status_code
+    if kind == 2:
+        forged = f"tl_{uuid.uuid4().hex[:8]}_" + "x" * 43
+        return api.client.post(url, json={"texts": ["pizza"]}, headers=api.headers(forged)).status_code
+    if kind == 3:
+        headers = {"Content-Type": "application/json"}
+        return api.client.post(url, content=b'{"texts": [', headers=headers).status_code
+    return api.client.post(url, json={"texts": ["pizza " * 400]}).status_code  # over max_body_bytes
+
+
+def test_keyless_requests_to_random_models_write_no_rows_and_no_series(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2,000 requests without a valid key, each to a new model name: the usage table stays empty,
+    ``/metrics`` stays the same size, and the log gets one line, not 2,000."""
+    # The whole test in one interval (raising=False: the test also runs, and fails, without it).
+    monkeypatch.setattr(observe, "REFUSAL_LOG_INTERVAL_S", 3600.0, raising=False)
+    api = make_app()
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        for i in range(10):  # every kind twice, and a scrape: the series that exist from now on
+            keyless_request(api, i)
+        metrics_text(api)
+        before = metrics_text(api)
+        statuses = Counter(keyless_request(api, i) for i in range(2000))
+        after = metrics_text(api)
+    assert statuses == {401: 1200, 400: 400, 413: 400}
+    assert api.access.store.usage() == []  # nothing billed, nothing written
+    assert len(after) <= len(before) + 100  # only counter values grew (a few digits)
+    assert "_other" not in after and 'model="m' not in after
+    assert 'tunelab_refused_requests_total{reason="missing_key"} 402.0' in after
+    assert 'tunelab_refused_requests_total{reason="invalid_key"} 804.0' in after
+    assert 'tunelab_refused_requests_total{reason="unauthenticated"} 804.0' in after
+    lines = [r.getMessage() for r in caplog.records if r.name == "tunelab.serve.access"]
+    refused = [line for line in lines if "without a valid key" in line]
+    assert len(refused) == 1 and "missing_key=1" in refused[0]
+    assert all("/metrics" in line for line in lines if line not in refused)  # nothing else per request
+
+
+def test_refusal_log_is_rate_limited_and_sums_up_what_it_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    from tunelab.serve.observe import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(logging.getLogger("tunelab.test.refusals"), interval_s=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="tunelab.test.refusals"):
+        for i in range(1000):
+            now[0] = i * 0.015  # 1000 refusals in 15 s
+            refusals.refused("missing_key" if i % 2 else "invalid_key", "POST", "/v1/x", 401, f"id{i}")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "invalid_key=1;" in lines[0] and "id0" in lines[0]
+    assert "in the last 10s" in lines[1] and "invalid_key=333, missing_key=334" in lines[1]
+
+
+def test_refusals_by_a_revoked_key_are_counted_without_a_row(api: App) -> None:
+    record, token = api.access.create_key("gone", rate=None, quota=None)
+    api.access.revoke_key(record.key_id)
+    assert api.predict({"texts": ["pizza"]}, token, model="anything").status_code == 403
+    assert api.client.get("/v1/models", headers=api.headers(token)).status_code == 403
+    assert api.access.store.usage() == []
+    assert 'tunelab_refused_requests_total{reason="revoked_key"} 2.0' in metrics_text(api)
+
+
+def test_authenticated_requests_for_unknown_models_share_one_label(api: App) -> None:
+    for i in range(20):
+        assert api.predict({"texts": ["pizza"]}, api.token, model=f"nope{i}").status_code == 404
+    assert api.predict({"texts": ["pizza"]}, api.token).status_code == 200
+    text = metrics_text(api)
+    assert 'tunelab_requests_total{key="acme",model="_other",status="404",version="-"} 20.0' in text
+    assert 'tunelab_requests_total{key="acme",model="topics",status="200",version="1"} 1.0' in text
+    assert "nope" not in text
+    assert len(api.access.store.usage()) == 21  # an authenticated key's requests are all billed
+
+
+def test_without_auth_anonymous_requests_are_metered_but_bad_keys_are_not(
+    make_app: Callable[..., App],
+) -> None:
+    api = make_app(require_keys=False)
+    assert api.predict({"texts": ["pizza"]}, None).status_code == 200
+    assert api.predict({"texts": ["pizza"]}, None, model="random-name").status_code == 404
+    assert api.predict({"texts": ["pizza"]}, "nonsense", model="random-2").status_code == 401
+    rows = api.access.store.usage()
+    assert sorted((row.status, row.key_id) for row in rows) == [(200, None), (404, None)]
+    text = metrics_text(api)
+    assert 'tunelab_requests_total{key="-",model="_other",status="404",version="-"} 1.0' in text
+    assert "random" not in text

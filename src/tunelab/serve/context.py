@@ -26,6 +26,7 @@ class RequestContext:
     tokens: int = 0
     caller: Any = None  # tunelab.serve.access.Caller once authenticated
     auth_tried: bool = False  # the route ran authentication (its outcome is final)
+    refusal: str | None = None  # the key check's refusal code (missing_key, invalid_key, revoked_key)
 
     @property
     def key_name(self) -> str:

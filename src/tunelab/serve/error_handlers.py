@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.serve.context import request_context
 from tunelab.serve.registry import ModelNotServedError, ModelStateError
 from tunelab.serve.request_limits import RequestLimitError
 
@@ -70,6 +71,9 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
 
 
 async def _access(request: Request, exc: Any) -> JSONResponse:
+    ctx = request_context(request)
+    if ctx.caller is None and exc.status in (401, 403):
+        ctx.refusal = exc.code  # the key check refused it: counted by reason, not by model
     return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers() or None)
 
 

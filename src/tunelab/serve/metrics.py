@@ -2,6 +2,12 @@
 
 A per-app registry (not the process-wide default) lets tests build many apps in one process
 without "duplicated timeseries" errors, and keeps ``/metrics`` to what this server measures.
+
+Label values come only from the server, never from a caller: model names and versions that are
+served (any other name asked for is ``OTHER``), names of authenticated keys, statuses and route
+templates. Every label set is kept for the life of the process, so a caller who could choose label
+values could grow ``/metrics`` (and Prometheus) without bound. Requests refused by the key check
+are counted in ``tunelab_refused_requests`` by reason alone.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+OTHER = "_other"  # the model label of a predict request for a name that is not served
+REFUSAL_REASONS = ("missing_key", "invalid_key", "revoked_key", "unauthenticated")
 
 
 class ServeMetrics:
@@ -48,6 +56,15 @@ class ServeMetrics:
         self.tokens = Counter("tunelab_tokens", "Tokens predicted", ["model", "version", "key"], registry=r)
         self.http = Counter("tunelab_http_requests", "All HTTP requests", ["route", "status"], registry=r)
         self.in_flight = Gauge("tunelab_in_flight_requests", "Requests being answered", registry=r)
+        self.refused = Counter(
+            "tunelab_refused_requests",
+            "Requests without a valid key, by reason: refused by the key check (missing_key, "
+            "invalid_key, revoked_key) or a predict request answered before it (unauthenticated)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REFUSAL_REASONS:
+            self.refused.labels(reason)  # present at 0, so a scrape sees every reason from the start
 
     def observe_predict(
         self, *, model: str, version: str, key: str, status: int, seconds: float, texts: int, tokens: int
@@ -60,6 +77,9 @@ class ServeMetrics:
             self.texts.labels(model, version, key).inc(texts)
             self.tokens.labels(model, version, key).inc(tokens)
 
+    def observe_refusal(self, reason: str) -> None:
+        self.refused.labels(reason if reason in REFUSAL_REASONS else "unauthenticated").inc()
+
     def batch_observer(self, model: str, version: str):
         hist = self.batch_size.labels(model, version)
         return hist.observe
@@ -68,4 +88,4 @@ class ServeMetrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["ServeMetrics"]
+__all__ = ["OTHER", "REFUSAL_REASONS", "ServeMetrics"]

@@ -1,16 +1,25 @@
 """Pure ASGI middleware around every request: request id, usage record, metrics, access log, 500s.
 
 The usage row of a predict request is written when the response *starts*, before its first byte
-leaves, whatever the status (401 to 500): once a client has its answer, its row is committed.
+leaves, whatever the status (400 to 500): once a client has its answer, its row is committed.
 If the row cannot be written the answer is withheld and replaced by a 503, so no prediction is
 ever served unmetered. Unexpected exceptions become a JSON 500 naming the request id (also in
 ``X-Request-ID``) and are logged, never shown to the client.
+
+A request without a valid key costs a constant, whatever it sends: it writes no usage row (rows
+are billing, and each takes the database's write lock), adds no metric series (it is counted in
+``tunelab_refused_requests`` by reason, never by the model name in its URL) and its log line is
+rate-limited. Only anonymous requests that ``--no-auth`` lets through are metered without a key.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,12 +29,55 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunelab.serve.context import SCOPE_KEY, RequestContext
+from tunelab.serve.metrics import OTHER
 
 log = logging.getLogger("tunelab.serve")
 access_log = logging.getLogger("tunelab.serve.access")
 
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
+REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
+
+
+class RefusalLog:
+    """Logs requests refused for want of a valid key, at most one line per ``interval_s``.
+
+    The first refusal is logged at once; later ones are counted and summed up (per reason) in the
+    next line, so a flood of keyless requests costs a few lines, not one per request.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = REFUSAL_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger, self.interval_s, self.clock = logger, interval_s, clock
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._last = -float("inf")
+
+    def refused(self, reason: str, method: str, path: str, status: int, request_id: str) -> None:
+        with self._lock:
+            self._counts[reason] += 1
+            now = self.clock()
+            if now - self._last < self.interval_s:
+                return
+            since = "" if self._last == -float("inf") else f" in the last {now - self._last:.0f}s"
+            counts = ", ".join(f"{r}={n}" for r, n in sorted(self._counts.items()))
+            self._counts.clear()
+            self._last = now
+        self.logger.warning(
+            "refused requests without a valid key%s: %s; latest %s %s %d id=%s (at most one such "
+            "line per %.0fs)",
+            since,
+            counts,
+            method,
+            path[:200],
+            status,
+            request_id,
+            self.interval_s,
+        )
 
 
 class ObserveMiddleware:
@@ -34,6 +86,7 @@ class ObserveMiddleware:
     def __init__(self, app: ASGIApp, *, state: Any) -> None:
         self.app = app
         self.state = state
+        self.refusal_log = RefusalLog(access_log, interval_s=REFUSAL_LOG_INTERVAL_S)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +138,8 @@ class ObserveMiddleware:
         try:
             if ctx.caller is None and not ctx.auth_tried:
                 ctx.caller = await run_in_threadpool(_caller_if_valid, access, scope)
+            if ctx.caller is None and not self._anonymous(scope):
+                return True  # never authenticated: no billing row (counted as a refusal instead)
             await run_in_threadpool(
                 access.record,
                 caller=ctx.caller,
@@ -101,20 +156,39 @@ class ObserveMiddleware:
             return False
         return True
 
+    def _anonymous(self, scope: Scope) -> bool:
+        """A request ``--no-auth`` lets through: no key required and none sent."""
+        from tunelab.serve.deps import bearer_token
+
+        return not self.state.settings.require_keys and bearer_token(Headers(scope=scope)) is None
+
+    def _model_labels(self, ctx: RequestContext) -> tuple[str, str]:
+        """(model, version) label values: a served name (and the version that answered), else OTHER."""
+        if ctx.model is None or not self.state.registry.versions(ctx.model):
+            return OTHER, "-"
+        return ctx.model, ctx.version or "-"  # ctx.version is only ever set from a served version
+
     def _observe(self, ctx: RequestContext, scope: Scope, status: int) -> None:
         seconds = ctx.elapsed()
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.state.metrics.http.labels(route, str(status)).inc()
+        unauthenticated = ctx.caller is None and not self._anonymous(scope)
+        if unauthenticated and (ctx.refusal is not None or ctx.model is not None):
+            reason = ctx.refusal or "unauthenticated"
+            self.state.metrics.observe_refusal(reason)
+            self.refusal_log.refused(reason, scope["method"], scope["path"], status, ctx.request_id)
+            return
         if ctx.model is not None:
+            model, version = self._model_labels(ctx)
             self.state.metrics.observe_predict(
-                model=ctx.model,
-                version=ctx.version or "-",
+                model=model,
+                version=version,
                 key=ctx.key_name,
                 status=status,
                 seconds=seconds,
                 texts=ctx.texts,
                 tokens=ctx.tokens,
             )
-        route = getattr(scope.get("route"), "path", "unmatched")
-        self.state.metrics.http.labels(route, str(status)).inc()
         level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
         access_log.log(
             level,

@@ -115,6 +115,15 @@ def test_absolute_paths_elsewhere_are_refused(admin: Admin, tree: SimpleNamespac
     assert admin.loaded == []
 
 
+def test_paths_no_filesystem_can_hold_are_422_not_500(admin: Admin, tree: SimpleNamespace) -> None:
+    """Found by benchmarks/fuzz_api.py: a NUL byte made os.path.realpath raise (a 500)."""
+    for path in (str(tree.root / "go\u0000od"), ""):
+        r = admin.load(path)
+        assert r.status_code == 422, r.text
+        assert "path" in r.json()["error"]["message"]
+    assert admin.loaded == []
+
+
 def test_symlinks_out_of_a_root_are_refused(admin: Admin, tree: SimpleNamespace) -> None:
     (tree.root / "link").symlink_to(tree.secret, target_is_directory=True)
     refused(admin.load(str(tree.root / "link")), tree.root)

@@ -182,7 +182,12 @@ class ModelList(BaseModel):
 class LoadVersionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="run or export artifact folder, as seen by the server")
+    # No NUL: a filesystem path cannot hold one (os.path.realpath raises on it).
+    path: str = Field(
+        description="run or export artifact folder, as seen by the server",
+        min_length=1,
+        pattern=r"^[^\x00]+$",
+    )
     version: str | None = Field(None, description="default: one more than the highest numeric version")
     activate: bool = True
 

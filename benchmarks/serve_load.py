@@ -58,10 +58,12 @@ def usage_ids(data_dir: Path) -> list[str]:
         return [row.request_id for row in store.usage(key_name="bench")]
 
 
-def start(path: str, data_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start(path: str, data_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The server process, its API URL and its metrics URL (``--metrics-port``: no key needed)."""
+    port, metrics_port = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "tunelab.cli.main", "serve", f"bench={path}", "--port", str(port),
+        "--metrics-port", str(metrics_port),  # /metrics without a key (the API port needs an admin key)
         "--data-dir", str(data_dir), "--threads", str(args.threads), "--max-batch", str(args.max_batch),
         "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning",
     ]  # fmt: skip
@@ -74,7 +76,7 @@ def start(path: str, data_dir: Path, args: argparse.Namespace) -> tuple[subproce
             sys.exit(f"server exited ({proc.returncode}):\n{(data_dir / 'server.log').read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
+                return proc, url, f"http://127.0.0.1:{metrics_port}/metrics"
         except httpx.TransportError:
             pass
         time.sleep(0.3)
@@ -82,7 +84,9 @@ def start(path: str, data_dir: Path, args: argparse.Namespace) -> tuple[subproce
     sys.exit("server not ready after 300 s")
 
 
-async def load(url: str, token: str, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
+async def load(
+    url: str, metrics_url: str, token: str, texts: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     sent_ids: list[str] = []
@@ -116,7 +120,7 @@ async def load(url: str, token: str, texts: list[str], args: argparse.Namespace)
 
         await asyncio.gather(*(one_client(i) for i in range(args.clients)))
         wall = time.perf_counter() - start
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get(metrics_url)).text
     return {"latencies": latencies, "statuses": statuses, "ids": sent_ids, "texts": sent_texts,
             "wall": wall, "metrics": metrics}  # fmt: skip
 
@@ -139,9 +143,9 @@ def percentile(values: list[float], q: float) -> float:
 def bench(label: str, path: str, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"serve-load-{label}-"))
     token = make_key(data_dir)
-    proc, url = start(path, data_dir, args)
+    proc, url, metrics_url = start(path, data_dir, args)
     try:
-        out = asyncio.run(load(url, token, texts, args))
+        out = asyncio.run(load(url, metrics_url, token, texts, args))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

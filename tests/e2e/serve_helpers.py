@@ -32,6 +32,10 @@ class ServerProcess:
     data_dir: Path
     db: str | None
     tokens: dict[str, str] = field(default_factory=dict)
+    metrics_url: str = ""  # the --metrics-port listener (no key needed there)
+
+    def metrics(self) -> dict[str, float]:
+        return parse_metrics(httpx.get(self.metrics_url, timeout=10).text)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -90,15 +94,17 @@ def start_server(
     timeout: float = 180,
 ) -> ServerProcess:
     """Start ``tunelab serve`` on a free port and wait until ``/readyz`` says ready."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
     cmd = [sys.executable, "-m", "tunelab.cli.main", "serve", *models, "--port", str(port)]
+    cmd += ["--metrics-port", str(metrics_port)]
     cmd += ["--data-dir", str(data_dir), *(["--db", db] if db else []), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = ServerProcess(f"http://127.0.0.1:{port}", proc, log_path, data_dir, db)
+    server.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

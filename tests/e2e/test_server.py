@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_helpers import ServerProcess, parse_metrics, predict_many, run_cli
+from serve_helpers import ServerProcess, predict_many, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -217,7 +217,7 @@ def test_version_switch_under_concurrent_load_fails_no_request(
 
 
 def test_usage_rows_equal_the_requests_of_32_concurrent_clients(server: ServerProcess) -> None:
-    before = parse_metrics(httpx.get(f"{server.url}/metrics").text)
+    before = server.metrics()
     results = predict_many(server, key="load", model="topics", clients=32, requests_each=8)
     assert len(results) == 32 * 8 and Counter(s for s, _, _ in results) == {200: 256}
     rows = server.usage_rows("load")
@@ -227,7 +227,7 @@ def test_usage_rows_equal_the_requests_of_32_concurrent_clients(server: ServerPr
     export = run_cli("usage", "--key", "load", "--csv", "--data-dir", str(server.data_dir))
     assert export.returncode == 0, export.stderr
     assert len(export.stdout.strip().splitlines()) == 1 + 256
-    after = parse_metrics(httpx.get(f"{server.url}/metrics").text)
+    after = server.metrics()
     series = 'tunelab_requests_total{key="load",model="topics",status="200",version="1"}'
     assert after[series] - before.get(series, 0) == 256
     texts = 'tunelab_texts_total{key="load",model="topics",version="1"}'
@@ -243,6 +243,20 @@ def test_models_health_docs(server: ServerProcess) -> None:
     assert post(server, "acme", {"texts": ["pizza"]}).status_code == 200
     usage = httpx.get(f"{server.url}/v1/usage", headers=server.headers("acme")).json()
     assert usage["key"]["name"] == "acme" and usage["requests"] == before["requests"] + 1
+
+
+def test_metrics_need_an_admin_key_on_the_api_port_and_none_on_the_metrics_port(
+    server: ServerProcess,
+) -> None:
+    """The metrics name keys (customers): only an admin key reads them on the API port; Prometheus
+    scrapes the --metrics-port listener, which only the monitoring network should reach."""
+    assert post(server, "acme", {"texts": ["pizza"]}).status_code == 200
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+    assert httpx.get(f"{server.url}/metrics", headers=server.headers("acme")).status_code == 403
+    admin = httpx.get(f"{server.url}/metrics", headers=server.headers("root"))
+    assert admin.status_code == 200 and 'key="acme"' in admin.text
+    scraped = httpx.get(server.metrics_url)
+    assert scraped.status_code == 200 and 'key="acme"' in scraped.text
 
 
 def test_every_predict_request_was_metered(server: ServerProcess) -> None:
@@ -264,7 +278,7 @@ def test_every_predict_request_was_metered(server: ServerProcess) -> None:
     assert {status: by_id.get(r.headers["x-request-id"]) for status, r in sent.items()} == {
         status: status for status in sent
     }
-    metrics = parse_metrics(httpx.get(f"{server.url}/metrics").text)
+    metrics = server.metrics()
     requests = sum(v for k, v in metrics.items() if k.startswith("tunelab_requests_total{"))
     assert requests == len(rows)
     assert len({row.request_id for row in rows}) == len(rows)

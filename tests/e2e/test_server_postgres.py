@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import ServerProcess, parse_metrics, predict_many
+from serve_helpers import ServerProcess, predict_many
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def test_postgres_usage_rows_equal_the_requests_of_32_concurrent_clients(
     rows = server.usage_rows(names["load"])
     assert sorted(row.request_id for row in rows) == sorted(rid for _, rid, _ in results)
     assert sum(row.texts for row in rows) == sum(1 + n % 2 for n in range(8)) * 32
-    metrics = parse_metrics(httpx.get(f"{server.url}/metrics").text)
+    metrics = server.metrics()
     assert (
         metrics[f'tunelab_requests_total{{key="{names["load"]}",model="topics",status="200",version="1"}}']
         == 256

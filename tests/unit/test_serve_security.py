@@ -292,3 +292,70 @@ def test_without_auth_anonymous_requests_are_metered_but_bad_keys_are_not(
     text = metrics_text(api)
     assert 'tunelab_requests_total{key="-",model="_other",status="404",version="-"} 1.0' in text
     assert "random" not in text
+
+
+# -- /metrics names keys: admin key on the API port, or the --metrics-port listener (issue 8, item 3) ----
+
+
+def test_metrics_on_the_api_port_need_an_admin_key(api: App) -> None:
+    assert api.predict({"texts": ["pizza"]}, api.token).status_code == 200
+    assert api.client.get("/metrics").status_code == 401
+    user = api.client.get("/metrics", headers=api.headers(api.token))
+    assert user.status_code == 403 and user.json()["error"]["code"] == "admin_required"
+    assert "tunelab_" not in user.text
+    admin = api.client.get("/metrics", headers=api.headers(api.admin))
+    assert admin.status_code == 200 and 'key="acme"' in admin.text
+
+
+def test_without_auth_metrics_still_need_an_admin_key(make_app: Callable[..., App]) -> None:
+    api = make_app(require_keys=False)
+    assert api.client.get("/metrics").status_code == 401
+
+
+def test_the_metrics_port_serves_metrics_without_a_key(api: App) -> None:
+    import httpx
+
+    from tunelab.serve.metrics import MetricsListener
+
+    assert api.predict({"texts": ["pizza"]}, api.token).status_code == 200
+    with MetricsListener(api.app.state.tunelab.metrics, "127.0.0.1", 0) as listener:
+        scraped = httpx.get(listener.url, timeout=10)
+        assert scraped.status_code == 200
+        assert (
+            'tunelab_requests_total{key="acme",model="topics",status="200",version="1"} 1.0' in scraped.text
+        )
+    with pytest.raises(httpx.TransportError):
+        httpx.get(listener.url, timeout=2)  # closed with the server
+
+
+def test_a_taken_metrics_port_fails_in_one_line(api: App) -> None:
+    import socket
+
+    from tunelab.errors import ConfigError
+    from tunelab.serve.metrics import MetricsListener
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}"):
+            MetricsListener(api.app.state.tunelab.metrics, "127.0.0.1", port)
+
+
+def test_serve_metrics_port_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from tunelab.cli import serve_cmd
+    from tunelab.cli.main import main
+
+    parser = argparse.ArgumentParser()
+    serve_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "runs/a", "--metrics-port", "9100"])
+    settings = serve_cmd.build_settings(args)
+    assert (settings.metrics_port, settings.metrics_host) == (9100, "127.0.0.1")  # type: ignore[attr-defined]
+    assert main(["serve", "runs/a", "--port", "9100", "--metrics-port", "9100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --metrics-port 9100: use another port than --port"]
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "--metrics-port" in capsys.readouterr().out

@@ -103,6 +103,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1)")
     p.add_argument("--active", action="append", default=[], metavar="NAME@VERSION", help="active version")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="also serve /metrics without a key on this port, for Prometheus (on the API port "
+        "/metrics needs an admin key: the metrics name the keys)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="interface of the --metrics-port listener (default 127.0.0.1; 0.0.0.0 for a remote scraper)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -123,6 +135,8 @@ def build_settings(args: argparse.Namespace) -> object:
         "threads": args.threads,
         "require_keys": not args.no_auth,
         "log_level": args.log_level,
+        "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
     }
     if args.db:
         values["db"] = args.db
@@ -150,8 +164,11 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.serve.access import AccessControl
     from tunelab.serve.app import ServedModel, create_app
     from tunelab.serve.logging_setup import configure_logging
+    from tunelab.serve.metrics import MetricsListener
 
     settings = build_settings(args)
+    if settings.metrics_port is not None and settings.metrics_port == settings.port != 0:
+        raise ConfigError(f"--metrics-port {settings.metrics_port}: use another port than --port")
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
     torch.set_num_threads(settings.threads)  # before loading: ONNX Runtime sessions take the same count
@@ -164,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     store, lines = open_store_noting(settings.db, settings.data_dir, chosen=data_dir_chosen(args))
     for line in lines:
         print(line, file=sys.stderr, flush=True)
+    metrics: MetricsListener | None = None
     try:
         configure_logging(level=settings.log_level, mask=settings.mask_logs)
         # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)
@@ -173,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(settings, served, active=active, loader=load, access=access, store=store)
         where = f"http://{settings.host}:{settings.port}"
         auth = "no key needed (--no-auth)" if not settings.require_keys else "keys required"
+        if settings.metrics_port is not None:  # bound before the API port: a clash fails in one line
+            metrics = MetricsListener(app.state.tunelab.metrics, settings.metrics_host, settings.metrics_port)
+            print(f"metrics at {metrics.url} (no key: keep this port internal)", flush=True)
         print(f"listening on {where} ({auth}); docs at {where}/docs", flush=True)
         uvicorn.run(
             app,
@@ -183,5 +204,7 @@ def run(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=30,
         )
     finally:
+        if metrics is not None:
+            metrics.close()
         store.close()
     return 0

@@ -12,8 +12,12 @@ are counted in ``tunelab_refused_requests`` by reason alone.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from tunelab.errors import ConfigError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -88,4 +92,39 @@ class ServeMetrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["OTHER", "REFUSAL_REASONS", "ServeMetrics"]
+class MetricsListener:
+    """The ``--metrics-port`` listener: ``/metrics`` without a key, on its own port (a thread).
+
+    Prometheus' convention for internal scraping: the metrics carry key (customer) names, so they
+    live on a port that only the monitoring network reaches, not on the API port.
+    """
+
+    def __init__(self, metrics: ServeMetrics, host: str, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=metrics.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "pick a free port, different from --port"
+            ) from None
+        self.host, self.port = host, int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> MetricsListener:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = ["OTHER", "REFUSAL_REASONS", "MetricsListener", "ServeMetrics"]

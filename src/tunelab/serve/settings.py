@@ -68,6 +68,10 @@ class ServeSettings(BaseModel):
     threads: int = Field(1, ge=1, description="torch / ONNX Runtime intra-op threads")
     require_keys: bool = True
     log_level: str = "info"
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /metrics without a key on this port too (None: not)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="interface of the metrics_port listener")
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from tunelab.serve.deps import State
+from tunelab.serve.deps import Admin, State
 from tunelab.serve.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -38,6 +38,10 @@ async def readyz(state: State) -> Response:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(state: State) -> Response:
-    """Prometheus text format: requests, latency and batch-size histograms, errors, texts, tokens."""
+async def metrics(state: State, admin: Admin) -> Response:
+    """Prometheus text format: requests, latency and batch-size histograms, errors, texts, tokens.
+
+    Needs an admin key (the metrics name keys, i.e. customers); ``--metrics-port`` serves the same
+    text without a key on a separate port for Prometheus to scrape.
+    """
     return Response(state.metrics.render(), media_type=state.metrics.content_type)

@@ -298,7 +298,9 @@ def test_models_lists_versions_and_the_active_one(server: Server) -> None:
         3,
         "single_label",
     )
-    assert model["versions"][0]["run"] == "fake" and model["versions"][0]["source"] == "runs/fake"
+    assert model["versions"][0]["run"] == "fake" and model["versions"][0]["source"] is None  # admin only
+    admin = server.client.get("/v1/models", headers={"Authorization": f"Bearer {server.admin}"})
+    assert admin.json()["models"][0]["versions"][0]["source"] == "runs/fake"
     assert server.client.get("/v1/models").status_code == 401
 
 

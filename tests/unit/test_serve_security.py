@@ -47,7 +47,9 @@ def open_app(tmp_path: Path, predictor: Any = None, **overrides: Any) -> Iterato
         ServedModel("topics", "1", predictor or FakePredictor(), "/srv/secret/runs/topics"),
         ServedModel("other", "1", FakePredictor(), "/srv/secret/runs/other"),
     ]
-    app = create_app(settings(tmp_path, **overrides), served, loader=FakePredictor)
+    data_dir = tmp_path / uuid.uuid4().hex[:8]  # a database of its own, beside other apps of the test
+    data_dir.mkdir()
+    app = create_app(settings(data_dir, **overrides), served, loader=FakePredictor)
     with TestClient(app, raise_server_exceptions=False) as client:
         access = app.state.tunelab.access
         _, admin = access.create_key("root", rate=None, quota=None, admin=True)
@@ -359,3 +361,109 @@ def test_serve_metrics_port_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     assert "--metrics-port" in capsys.readouterr().out
+
+
+# -- no internals in error bodies (issue 8, item 5) -------------------------------------------------------
+
+PG_URL = "postgresql://billing_admin:hunter2@db.internal:6543/billing"
+PG_SECRETS = ("billing_admin", "hunter2", "db.internal", "6543", "billing", "10.1.2.3", "password")
+
+
+def dead_postgres() -> Any:
+    """A ``PostgresStore`` whose every transaction fails as psycopg fails when the server is away:
+    its ``StoreError`` names ``user@host:port/dbname``, as the real one does."""
+    import psycopg
+
+    from tunelab.serve.store.postgres import PostgresStore, describe_url
+
+    class DeadPool:
+        def connection(self) -> Any:
+            raise psycopg.OperationalError(
+                'connection to server at "db.internal" (10.1.2.3), port 6543 failed: FATAL:  '
+                'password authentication failed for user "billing_admin"'
+            )
+
+    store = PostgresStore.__new__(PostgresStore)
+    store.url, store.where, store._errors, store._pool = (
+        PG_URL,
+        describe_url(PG_URL),
+        psycopg.Error,
+        DeadPool(),
+    )
+    return store
+
+
+def test_a_database_error_never_returns_its_connection_string(
+    api: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = api.app.state.tunelab
+    saved = state.store, api.access.store
+    state.store = api.access.store = dead_postgres()
+    try:
+        with caplog.at_level(logging.INFO, logger="tunelab.serve"):
+            answers = [
+                api.client.get("/v1/usage", headers=api.headers(api.token)),
+                api.predict({"texts": ["pizza"]}, api.token),
+                api.client.get("/v1/keys", headers=api.headers(api.admin)),
+                api.client.get("/readyz"),
+            ]
+    finally:
+        state.store, api.access.store = saved
+    assert [r.status_code for r in answers] == [503, 503, 503, 503]
+    for r in answers[:3]:
+        err = r.json()["error"]
+        assert err["code"] == "store_unavailable" and r.headers["X-Request-ID"] in err["message"]
+    assert answers[3].json()["checks"]["database"].startswith("unreachable")
+    for r in answers:
+        leaked = [s for s in (*PG_SECRETS, "Error", "psycopg", "PostgreSQL") if s in r.text]
+        assert leaked == [], r.text
+    assert "billing_admin@db.internal:6543/billing" in caplog.text  # the operator still learns where
+
+
+def test_model_sources_are_shown_to_admin_keys_only(api: App, make_app: Callable[..., App]) -> None:
+    for token in (api.token, api.admin):
+        listed = api.client.get("/v1/models", headers=api.headers(token))
+        one = api.client.get("/v1/models/topics", headers=api.headers(token))
+        assert listed.status_code == one.status_code == 200
+        sources = [m["source"] for m in listed.json()["models"]] + [one.json()["source"]]
+        sources += [v["source"] for m in listed.json()["models"] + [one.json()] for v in m["versions"]]
+        if token == api.admin:
+            assert sorted(set(sources)) == ["/srv/secret/runs/other", "/srv/secret/runs/topics"]
+        else:
+            assert set(sources) == {None} and "/srv/secret" not in listed.text + one.text
+    anonymous = make_app(require_keys=False).client.get("/v1/models")
+    assert anonymous.status_code == 200 and "/srv/secret" not in anonymous.text
+
+
+class BrokenModel(FakePredictor):
+    """Raises tunelab's own errors, with a server path in the message, on texts that ask for it."""
+
+    def predict_encoded(self, enc: FakeEncoded, **kw: Any) -> list[dict[str, Any]]:
+        from tunelab.errors import ConfigError, RunError
+
+        if any("corrupt" in t for t in enc.texts):
+            raise RunError("/srv/secret/runs/topics/weights/model.safetensors: truncated file")
+        if any("misconfigured" in t for t in enc.texts):
+            raise ConfigError("/srv/secret/runs/topics/config.json: model.pooling 'max' is not known")
+        return super().predict_encoded(enc, **kw)
+
+
+@pytest.mark.parametrize("text", ["corrupt pizza", "misconfigured pizza", "explode pizza"])
+def test_an_error_inside_a_model_reaches_the_client_as_a_bare_500(
+    make_app: Callable[..., App], text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = make_app(BrokenModel())
+    with caplog.at_level(logging.INFO, logger="tunelab.serve"):
+        r = api.predict({"texts": [text]}, api.token)
+    assert r.status_code == 500, r.text
+    err = r.json()["error"]
+    assert err == {
+        "code": "internal_error",
+        "message": f"internal server error (request id {r.headers['X-Request-ID']})",
+    }
+    for internal in ("/srv/secret", "truncated", "pooling", "Traceback", "Error", text):
+        assert internal not in r.text
+    assert r.headers["X-Request-ID"] in caplog.text and "Traceback" in caplog.text  # logged, in full
+    assert api.predict({"texts": ["pizza"]}, api.token).status_code == 200  # the model still serves
+    [failed, _] = sorted(api.access.store.usage(), key=lambda row: -row.status)
+    assert failed.status == 500

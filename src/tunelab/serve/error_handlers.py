@@ -3,10 +3,17 @@
 Core code raises domain errors (``AccessError``, ``ModelNotServedError``, ``RequestLimitError``,
 any ``TunelabError``); this is the one place they meet HTTP. Validation errors keep their field
 paths: ``body.texts.2: ...``. Malformed JSON is a 400 with the parser's position, not a 422.
+
+A message reaches the client only when it is about the request (a limit, a field, a key, a model
+name). What is about the server stays in the server log, under the request id that the client
+gets instead: a database error (its message names the database's user, host, port and name), and
+an error raised by a model while it answers (it may name files). Anything else unexpected becomes
+a 500 in ``ObserveMiddleware``, never a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +25,8 @@ from tunelab.errors import ConfigError, TunelabError
 from tunelab.serve.context import request_context
 from tunelab.serve.registry import ModelNotServedError, ModelStateError
 from tunelab.serve.request_limits import RequestLimitError
+
+log = logging.getLogger("tunelab.serve")
 
 HTTP_CODES = {
     400: "bad_request",
@@ -96,15 +105,31 @@ async def _store(request: Request, exc: Exception) -> JSONResponse:
         return error_response(404, "unknown_key", str(exc))
     if isinstance(exc, DuplicateKeyError):
         return error_response(409, "duplicate_key", str(exc))
-    return error_response(503, "store_unavailable", str(exc))
+    rid = request_context(request).request_id
+    log.error("database error (request id %s): %s", rid, exc)  # the connection string stays here
+    message = f"the key and usage database is unavailable; try again later (request id {rid})"
+    return error_response(503, "store_unavailable", message)
+
+
+def _model_failed(request: Request, exc: Exception) -> JSONResponse | None:
+    """A 500 without the message for an error a model raised while it answered, else ``None``.
+
+    The checks of a predict request raise their own types (limits, model not served, key); a
+    ``TunelabError`` that escapes once a model version is in use came from the model's code.
+    """
+    ctx = request_context(request)
+    if ctx.model is None or ctx.version is None:
+        return None
+    log.error("model %s@%s failed (request id %s)", ctx.model, ctx.version, ctx.request_id, exc_info=exc)
+    return error_response(500, "internal_error", f"internal server error (request id {ctx.request_id})")
 
 
 async def _config(request: Request, exc: ConfigError) -> JSONResponse:
-    return error_response(422, "invalid_value", str(exc))
+    return _model_failed(request, exc) or error_response(422, "invalid_value", str(exc))
 
 
 async def _tunelab(request: Request, exc: TunelabError) -> JSONResponse:
-    return error_response(400, "bad_request", str(exc))
+    return _model_failed(request, exc) or error_response(400, "bad_request", str(exc))
 
 
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:

@@ -158,7 +158,9 @@ class ModelVersionInfo(BaseModel):
     format: str
     task: str
     labels: int
-    source: str = Field(description="the run or artifact folder it was loaded from")
+    source: str | None = Field(
+        None, description="the run or artifact folder it was loaded from (admin keys only, else null)"
+    )
     run: str
     active: bool
     in_flight: int
@@ -171,7 +173,7 @@ class ModelInfo(BaseModel):
     format: str
     task: str
     labels: int
-    source: str
+    source: str | None = Field(None, description="the active version's folder (admin keys only, else null)")
     versions: list[ModelVersionInfo]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -9,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from tunelab.serve.deps import Admin, State
 from tunelab.serve.schemas import Health
 
+log = logging.getLogger("tunelab.serve")
 router = APIRouter(tags=["health"])
 
 
@@ -30,8 +33,9 @@ async def readyz(state: State) -> Response:
         try:
             await run_in_threadpool(state.store.ping)  # a real round trip
             checks["database"] = "ok"
-        except Exception as exc:  # any failure means not ready; the reason goes to the body
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+        except Exception as exc:  # any failure means not ready; the reason goes to the log only
+            log.warning("readiness: the database is unreachable: %s", exc)  # may name user@host:port/db
+            checks["database"] = "unreachable (the reason is in the server log)"
     ready = bool(names) and checks["database"] == "ok"
     body = Health(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

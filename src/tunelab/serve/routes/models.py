@@ -23,13 +23,13 @@ ADMIN_ERRORS = error_responses(*AUTH, 404, 409, 422)
 ADMIN_BODY_ERRORS = error_responses(*AUTH, *JSON_BODY, 404, 409)
 
 
-def version_info(mv: ModelVersion, active: str) -> ModelVersionInfo:
+def version_info(mv: ModelVersion, active: str, *, admin: bool = True) -> ModelVersionInfo:
     return ModelVersionInfo(
         version=mv.version,
         format=mv.format,
         task=mv.task,
         labels=mv.labels,
-        source=mv.source,
+        source=mv.source if admin else None,
         run=mv.run_name,
         active=mv.version == active,
         in_flight=mv.in_flight,
@@ -37,7 +37,8 @@ def version_info(mv: ModelVersion, active: str) -> ModelVersionInfo:
     )
 
 
-def model_info(registry: ModelRegistry, name: str) -> ModelInfo:
+def model_info(registry: ModelRegistry, name: str, *, admin: bool = True) -> ModelInfo:
+    """What is served under ``name``; the folders it was loaded from (server paths) only for ``admin``."""
     active = registry.active(name)
     current = registry.get(name)
     return ModelInfo(
@@ -46,21 +47,32 @@ def model_info(registry: ModelRegistry, name: str) -> ModelInfo:
         format=current.format,
         task=current.task,
         labels=current.labels,
-        source=current.source,
-        versions=[version_info(mv, active) for mv in registry.versions(name)],
+        source=current.source if admin else None,
+        versions=[version_info(mv, active, admin=admin) for mv in registry.versions(name)],
     )
 
 
 @router.get("", response_model=ModelList, responses=error_responses(*AUTH))
 async def list_models(state: State, caller: MaybeCaller) -> ModelList:
-    """Every served model with its versions; ``active`` is the one unpinned requests get."""
-    return ModelList(models=[model_info(state.registry, name) for name in state.registry.names()])
+    """Every served model with its versions; ``active`` is the one unpinned requests get.
+
+    ``source`` (the server folder a version was loaded from) is shown to admin keys only.
+    """
+    admin = _is_admin(caller)
+    return ModelList(
+        models=[model_info(state.registry, name, admin=admin) for name in state.registry.names()]
+    )
 
 
 @router.get("/{name}", response_model=ModelInfo, responses=error_responses(*AUTH, 404, 422))
 async def get_model(name: str, state: State, caller: MaybeCaller) -> ModelInfo:
+    """One served model with its versions (``source`` for admin keys only)."""
     state.registry.get(name)  # 404 naming the served models
-    return model_info(state.registry, name)
+    return model_info(state.registry, name, admin=_is_admin(caller))
+
+
+def _is_admin(caller: object) -> bool:
+    return bool(getattr(caller, "admin", False))  # None with --no-auth and no key: not an admin
 
 
 @router.post("/{name}/versions", response_model=ModelInfo, status_code=201, responses=ADMIN_BODY_ERRORS)

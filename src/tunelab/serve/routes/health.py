@@ -1,4 +1,5 @@
-"""``/healthz`` (the process answers), ``/readyz`` (models loaded, database reachable), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (models loaded, database reachable), ``/metrics``
+(admin key; ``--metrics-port`` serves it without one on a separate listener)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Admin, State
+from tunelab.serve.responses import AUTH, error_responses
 from tunelab.serve.schemas import Health
 
 log = logging.getLogger("tunelab.serve")
@@ -41,7 +43,7 @@ async def readyz(state: State) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=error_responses(*AUTH))
 async def metrics(state: State, admin: Admin) -> Response:
     """Prometheus text format: requests, latency and batch-size histograms, errors, texts, tokens.
 

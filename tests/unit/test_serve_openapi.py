@@ -4,6 +4,7 @@ answer (the access layer still writes the 401 body and its WWW-Authenticate head
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,28 @@ def test_a_key_in_either_header_still_authenticates(client: TestClient) -> None:
         r = client.get("/v1/usage", headers=headers)
         assert r.status_code == 200, (headers, r.text)
         assert r.json()["key"]["name"] == "acme"
+
+
+def test_the_predict_body_schema_says_what_the_server_takes(spec: dict[str, Any]) -> None:
+    """Texts that are blank, or a body with both or neither of texts and pairs, are refused by the
+    server; the schema says so too, so generated clients and the fuzzer send bodies that reach the
+    model (before, about 90% of schema-valid bodies were 422s)."""
+    body = spec["components"]["schemas"]["PredictRequest"]
+    branches = body["oneOf"]
+    assert sorted(b["required"] for b in branches) == [["pairs"], ["texts"]]
+    text_items = body["properties"]["texts"]["anyOf"][0]["items"]
+    pair_items = body["properties"]["pairs"]["anyOf"][0]["items"]["prefixItems"]
+    for item in (text_items, *pair_items):
+        assert item["minLength"] == 1
+        assert re.search(item["pattern"], " \t\n") is None
+        assert re.search(item["pattern"], " x ") is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"texts": [" \t"]}, {"pairs": [["a", " "]]}, {"texts": ["a"], "pairs": [["a", "b"]]}, {"top_k": 1}],
+)
+def test_bodies_the_schema_forbids_are_refused(client: TestClient, body: dict[str, Any]) -> None:
+    _, token = client.app.state.tunelab.access.create_key("k", rate=None, quota=None)
+    r = client.post("/v1/models/m/predict", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 422, r.text

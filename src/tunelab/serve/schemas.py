@@ -14,9 +14,9 @@ schema is fixed here so that clients written today keep working when one is serv
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -47,6 +47,17 @@ def _text_problem(text: str, where: str) -> str | None:
     return None
 
 
+# What the server takes, declared in the schema so that clients and fuzzers see it; the validators
+# below still do the checking, with messages that name the text.
+Text = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "pattern": r"\S"})]
+_TEXTS_OR_PAIRS = {
+    "oneOf": [
+        {"required": ["texts"], "properties": {"texts": {"type": "array"}}},
+        {"required": ["pairs"], "properties": {"pairs": {"type": "array"}}},
+    ]
+}
+
+
 class PredictRequest(BaseModel):
     """Single texts in ``texts``, or for a model trained on text pairs, ``pairs``: never both.
 
@@ -55,16 +66,16 @@ class PredictRequest(BaseModel):
     one text for limits, usage and quota.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TEXTS_OR_PAIRS)
 
     # Declared before ``texts`` so that the ``texts`` validator sees it.
-    pairs: list[tuple[str, str]] | None = Field(
+    pairs: list[tuple[Text, Text]] | None = Field(
         None,
         min_length=1,
         examples=[[["A man is playing a guitar.", "Someone is making music."]]],
         description="[text, text_pair] per item, for a model trained on text pairs (instead of texts)",
     )
-    texts: list[str] | None = Field(
+    texts: list[Text] | None = Field(
         None,
         min_length=1,
         validate_default=True,

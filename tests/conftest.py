@@ -157,6 +157,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:.*is_gradient_checkpointing.*:FutureWarning")
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Tests run in a random order (pytest-randomly), whose seed is in the header that ``-q`` (as in
+    ``make test`` and CI) hides: say it at the end, so an order-dependent failure can be repeated."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"test order: pytest -p randomly --randomly-seed={seed} repeats it")
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 

@@ -296,6 +296,19 @@ def test_without_auth_anonymous_requests_are_metered_but_bad_keys_are_not(
     assert "random" not in text
 
 
+def test_usage_rows_never_store_a_model_name_that_is_not_served(make_app: Callable[..., App]) -> None:
+    """With ``--no-auth``, anonymous and keyed requests to 60 random model names are all metered,
+    but the usage table holds one name for them all (``_other``), beside the served ones."""
+    api = make_app(require_keys=False)
+    for i in range(60):
+        token = api.token if i % 2 else None
+        assert api.predict({"texts": ["pizza"]}, token, model=f"r{uuid.uuid4().hex}").status_code == 404
+    assert api.predict({"texts": ["pizza"]}, None).status_code == 200
+    rows = api.access.store.usage()
+    assert len(rows) == 61  # every request is still metered
+    assert Counter(row.model for row in rows) == {"_other": 60, "topics": 1}
+
+
 # -- /metrics names keys: admin key on the API port, or the --metrics-port listener (issue 8, item 3) ----
 
 

@@ -10,6 +10,8 @@ A request without a valid key costs a constant, whatever it sends: it writes no 
 are billing, and each takes the database's write lock), adds no metric series (it is counted in
 ``tunelab_refused_requests`` by reason, never by the model name in its URL) and its log line is
 rate-limited. Only anonymous requests that ``--no-auth`` lets through are metered without a key.
+A usage row names the model only when it is served; any other name asked for is stored as
+``OTHER`` (``_other``, as in the metrics), so callers cannot grow the usage table's model names.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class ObserveMiddleware:
             await run_in_threadpool(
                 access.record,
                 caller=ctx.caller,
-                model=ctx.model,
+                model=self._model_labels(ctx)[0],  # never a caller's arbitrary name: OTHER
                 version=ctx.version,
                 texts=ctx.texts,
                 tokens=ctx.tokens if status == 200 else 0,

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 import tunelab
 from tunelab.cli.main import main
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.settings import ServeSettings
 
@@ -157,6 +157,73 @@ def test_cli_input_file_reads_the_pair_column(
         ("pizza", "context 3 food"),
     ]
     assert out[1]["top_k"] == pair_model.predict("pizza", "context 3 food")["top_k"]
+
+
+# -- tunelab eval -----------------------------------------------------------------------------------
+
+
+def _pair_file(labelled_csvs: tuple[Path, Path], target: Path, pair_name: str = "context") -> Path:
+    frame = pd.read_csv(labelled_csvs[1])
+    pairs = [f"context {i} {label}" for i, label in enumerate(frame["label"])]
+    pd.DataFrame({"question": frame["text"], pair_name: pairs, "label": frame["label"]}).to_csv(
+        target, index=False
+    )
+    return target
+
+
+def test_eval_of_a_pair_run_may_rename_the_pair_column(
+    pair_run: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    same = tunelab.evaluate(pair_run, _pair_file(labelled_csvs, tmp_path / "a.csv"), out_dir=tmp_path / "a")
+    renamed = _pair_file(labelled_csvs, tmp_path / "b.csv", pair_name="passage")
+    options = ["data.text_pair_column=passage"]
+    other = tunelab.evaluate(pair_run, renamed, out_dir=tmp_path / "b", options=options)
+    assert other["accuracy"] == same["accuracy"] and other["n"] == same["n"]
+
+
+def test_eval_refuses_to_clear_a_pair_runs_pair_column(
+    pair_run: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path, capsys: Any
+) -> None:
+    data = _pair_file(labelled_csvs, tmp_path / "pairs.csv")
+    with pytest.raises(ConfigError, match=r"data.text_pair_column=None: this run was trained on text pairs"):
+        tunelab.evaluate(pair_run, data, out_dir=tmp_path / "api", options=["data.text_pair_column=null"])
+    argv = [
+        "eval",
+        str(pair_run),
+        "--data",
+        str(data),
+        "data.text_pair_column=null",
+        "--out",
+        str(tmp_path / "cli"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "data.text_pair_column='context'" in err and "data.text_pair_column=COLUMN" in err
+    assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()
+
+
+def test_eval_refuses_a_pair_column_for_a_single_text_run(
+    single_run: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path, capsys: Any
+) -> None:
+    frame = pd.read_csv(labelled_csvs[1]).assign(other=lambda f: f["text"].str[::-1])
+    data = tmp_path / "with_pairs.csv"
+    frame.to_csv(data, index=False)
+    with pytest.raises(ConfigError, match=r"data.text_pair_column='other': this run classifies single texts"):
+        tunelab.evaluate(single_run, data, out_dir=tmp_path / "api", options={"text_pair_column": "other"})
+    argv = [
+        "eval",
+        str(single_run),
+        "--data",
+        str(data),
+        "data.text_pair_column=other",
+        "--out",
+        str(tmp_path / "cli"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give no data.text_pair_column" in err
+    assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()
 
 
 # -- the HTTP API ------------------------------------------------------------------------------------

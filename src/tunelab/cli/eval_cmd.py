@@ -16,7 +16,8 @@ Latin-1. Give data.* reading options after the file when the guess is wrong, e.g
   tunelab eval runs/phrasebank --data other.txt data.separator=@ data.header=false \\
       data.column_names=[sentence,label] data.encoding=latin-1
 (options: format, separator, encoding, header, column_names, text_column, text_pair_column,
-label_column, label_delimiter, empty_text)
+label_column, label_delimiter, empty_text; a pair run's text_pair_column may be renamed, not
+cleared, and a single-text run takes none)
 """
 
 

@@ -85,11 +85,13 @@ def options_for_file(
     ``overrides`` (``data.*=value`` items, or a parsed dict) win over both.
 
     Raises:
-        ConfigError: a bad override, or options that do not fit together (``header=false``
-            without ``column_names``).
+        ConfigError: a bad override, options that do not fit together (``header=false``
+            without ``column_names``), or a ``text_pair_column`` that changes the run's kind of
+            input (cleared for a pair run, set for a single-text run).
     """
     p = Path(path)
     given = overrides if isinstance(overrides, dict) else parse_file_overrides(overrides)
+    _check_pair_column(run_cfg, given)
     values = dataclasses.asdict(run_cfg)
     if not _is_run_file(p, run_cfg):
         for name in READING_FIELDS:
@@ -129,6 +131,27 @@ def row_convention(path: str | Path, cfg: DataConfig) -> str:
     if fmt == "parquet" or not cfg.header:
         return "rows counted from 1"
     return "data rows counted from 1, the header line not counted"
+
+
+def _check_pair_column(run_cfg: DataConfig, given: dict[str, Any]) -> None:
+    """A pair run's second column may be renamed (another file names it otherwise), not cleared;
+    a single-text run takes none. Either change would feed the model the wrong kind of input and
+    score or label it with no error (``Predictor.predict`` checks the same for texts it is given).
+    """
+    if "text_pair_column" not in given:
+        return
+    column, run_column = given["text_pair_column"], run_cfg.text_pair_column
+    if run_column and not column:
+        raise ConfigError(
+            f"data.text_pair_column={column!r}: this run was trained on text pairs "
+            f"(data.text_pair_column={run_column!r}); name the file's pair column instead "
+            "(data.text_pair_column=COLUMN) or leave the option out"
+        )
+    if column and not run_column:
+        raise ConfigError(
+            f"data.text_pair_column={column!r}: this run classifies single texts; "
+            "give no data.text_pair_column"
+        )
 
 
 def _is_run_file(path: Path, run_cfg: DataConfig) -> bool:

@@ -46,6 +46,7 @@ def evaluate(
         saved = json.loads(predictor.run.metrics_json.read_text(encoding="utf-8"))
         return saved.get("test") or saved.get("dev") or {}
     dataset = load_labelled(data, options_for_file(data, predictor.config.data, given), predictor.labels)
+    predictor.check_pairs(dataset.texts, dataset.text_pairs)  # logits takes any kind of input
     logits = predictor.logits(dataset.texts, dataset.text_pairs, batch_size=batch_size)
     metrics, _ = score_logits(
         logits,

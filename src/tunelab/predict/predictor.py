@@ -119,7 +119,7 @@ class Predictor:
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         pairs = [text_pairs] if isinstance(text_pairs, str) else text_pairs
-        self._check_pairs(batch, pairs)
+        self.check_pairs(batch, pairs)
         for i, text in enumerate(batch):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"text {i + 1}: empty or not a string; give non-empty texts")
@@ -132,8 +132,13 @@ class Predictor:
         results = self._decode(logits, top_k)
         return results[0] if single else results
 
-    def _check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
-        """A pair model gets pairs, a single-text model none, and one pair text per text."""
+    def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
+        """A pair model gets pairs, a single-text model none, and one pair text per text.
+
+        Raises:
+            DataError: the wrong kind of input, named; ``logits`` does not check (it would score
+                a pair model's first texts alone, or a single-text model's texts with a second one).
+        """
         column = self.text_pair_column
         if column and pairs is None:
             raise DataError(

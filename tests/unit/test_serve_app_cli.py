@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,7 @@ def test_serve_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "x@1=runs/a", "x@1=runs/b"], "x@1 is given twice"),
         (["serve", "runs/a", "--max-batch", "0"], "--max-batch: Input should be greater than or equal to 1"),
         (["serve", "runs/a", "--max-body", "huge"], "size 'huge'"),
+        (["serve", "runs/a", "--model-root", "/no/such/root"], "--model-root /no/such/root: no such folder"),
     ],
 )
 def test_bad_arguments_fail_in_one_line_before_binding(
@@ -88,6 +90,37 @@ def test_bad_arguments_fail_in_one_line_before_binding(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+
+
+def test_serve_names_its_model_roots_and_warns_when_the_default_is_missing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    """The server starts (uvicorn stubbed) in a folder without ``runs``: stderr names the root in
+    use and warns that it is missing; an explicit root that exists is named without a warning."""
+    import signal
+
+    import uvicorn
+    from test_serve_app import FakePredictor
+
+    import tunelab.predict
+
+    monkeypatch.setattr(tunelab.predict, "load", FakePredictor)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's SIGTERM handler alone
+    tmp_path = Path(os.path.realpath(tmp_path))  # as the server's cwd reads it (macOS: /private/var)
+    monkeypatch.chdir(tmp_path)
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["serve", "m=fake", *data]) == 0
+    err = capsys.readouterr().err
+    assert f"model roots (admin loads): {tmp_path / 'runs'}" in err
+    assert f"warning: model root {tmp_path / 'runs'} does not exist" in err
+    (tmp_path / "models").mkdir()
+    assert main(["serve", "m=fake", *data, "--model-root", "models"]) == 0
+    err = capsys.readouterr().err
+    assert f"model roots (admin loads): {tmp_path / 'models'}" in err and "warning" not in err
 
 
 def test_logs_are_masked_by_default(restore_logging: None) -> None:

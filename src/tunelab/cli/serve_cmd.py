@@ -12,9 +12,13 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
 from tunelab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 HELP = """models:
   runs/banking77                 name "banking77" (the folder name), version 1
@@ -95,8 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-root",
         action="append",
         metavar="DIR",
-        help="a folder the admin endpoint POST /v1/models/{name}/versions may load from; repeatable "
-        "(default: ./runs). Paths elsewhere, also through '..' or symlinks, are refused with 403",
+        help="an existing folder the admin endpoint POST /v1/models/{name}/versions may load from; "
+        "repeatable (default: ./runs, a warning at start if missing). Paths elsewhere, also through "
+        "'..' or symlinks, are refused with 403",
     )
     p.add_argument("--no-auth", action="store_true", help="accept requests without a key (local trials)")
     p.add_argument("--no-mask-logs", action="store_true", help="log e-mails, phone and card numbers as is")
@@ -152,6 +157,26 @@ def build_settings(args: argparse.Namespace) -> object:
         raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
 
 
+def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
+    """The stderr lines naming the folders admins may load from; a missing ``--model-root`` fails.
+
+    Checked at start because a wrong root shows up nowhere else: every admin load would just be a
+    403. A root given on the command line must exist (a typo is an error); the default ``./runs``
+    may be created later (loads are checked when they happen), so its absence is only a warning.
+    """
+    missing = [root for root in roots if not root.is_dir()]
+    if missing and explicit:
+        what = "is not a folder" if missing[0].exists() else "no such folder"
+        raise ConfigError(f"--model-root {missing[0]}: {what} (create it, or fix the path)")
+    lines = [f"model roots (admin loads): {', '.join(str(root) for root in roots)}"]
+    for root in missing:
+        lines.append(
+            f"warning: model root {root} does not exist: admin loads (POST /v1/models/NAME/versions) "
+            "are refused until it does; give --model-root DIR to load from elsewhere"
+        )
+    return lines
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -171,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--metrics-port {settings.metrics_port}: use another port than --port")
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
+    root_lines = model_root_lines(settings.model_roots, explicit=bool(args.model_root))  # before loading
     torch.set_num_threads(settings.threads)  # before loading: ONNX Runtime sessions take the same count
     served = []
     for spec in specs:
@@ -179,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         labels = len(predictor.labels.names)
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
     store, lines = open_store_noting(settings.db, settings.data_dir, chosen=data_dir_chosen(args))
-    for line in lines:
+    for line in [*lines, *root_lines]:
         print(line, file=sys.stderr, flush=True)
     metrics: MetricsListener | None = None
     try:

@@ -13,6 +13,7 @@ import torch
 import tunelab
 from tunelab.errors import RunError
 from tunelab.models.fingerprint import weights_fingerprint
+from tunelab.train import loop as train_loop
 
 
 def replace_weights(folder: Path, seed: int) -> None:
@@ -34,7 +35,7 @@ def resave(folder: Path, *, shard: str | None = None) -> None:
     model.save_pretrained(str(folder), safe_serialization=True, **kwargs)
 
 
-def train_lora(base: Path, train_csv: Path, out: Path) -> Path:
+def train_lora(base: Path, train_csv: Path, out: Path, *extra: str) -> Path:
     overrides = [
         f"data.train={train_csv}",
         f"model.name={base}",
@@ -47,6 +48,7 @@ def train_lora(base: Path, train_csv: Path, out: Path) -> Path:
         "train.head_init=random",
         f"output_dir={out}",
         "name=adapter",
+        *extra,
     ]
     return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
 
@@ -160,3 +162,48 @@ def test_a_full_run_stores_its_weights_and_records_no_fingerprint(
     ]
     run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
     assert json.loads((run / "run.json").read_text(encoding="utf-8"))["base_fingerprint"] is None
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
+
+
+def test_a_resume_onto_other_base_weights_fails_naming_both(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(tiny_bert, base)
+    resave(base)
+    began_on = weights_fingerprint(base)
+    saved = tmp_path / "original-base"
+    shutil.copytree(base, saved)
+
+    def save_then_die(*args: object, _original=train_loop.save_checkpoint, **kwargs: object) -> None:
+        _original(*args, **kwargs)
+        raise Killed
+
+    with monkeypatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            train_lora(base, train_csv, tmp_path / "runs", "train.checkpoint_steps=2")
+    partial = tmp_path / "runs" / "adapter.partial"
+    assert (partial / "checkpoints" / "last").is_dir()
+    # Recorded when training starts, not only when it finishes.
+    assert json.loads((partial / "run.json").read_text(encoding="utf-8"))["base_fingerprint"] == began_on
+
+    replace_weights(base, seed=3)
+    found = weights_fingerprint(base)
+    assert found != began_on
+    with pytest.raises(RunError) as err:
+        tunelab.train(resume=partial, show_progress=False)
+    message = str(err.value)
+    assert "\n" not in message and str(partial) in message and "resuming" in message
+    assert began_on[:19] in message and found[:19] in message
+    assert json.loads((partial / "run.json").read_text(encoding="utf-8"))["base_fingerprint"] == began_on
+
+    # The same weights back: the resume goes on and finishes on them.
+    shutil.rmtree(base)
+    shutil.copytree(saved, base)
+    result = tunelab.train(resume=partial, show_progress=False)
+    assert result.summary["base_fingerprint"] == began_on
+    assert tunelab.load(result.run_dir).task == "single_label"

@@ -46,14 +46,31 @@ def weights_fingerprint(folder: str | Path) -> str | None:
     return f"sha256:{digest.hexdigest()}"
 
 
-def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: str | Path) -> None:
+_UNSET: Any = object()
+
+
+def check_base(
+    where: Any,
+    summary: dict[str, Any],
+    model_name: str,
+    base_path: str | Path,
+    *,
+    found: str | None = _UNSET,
+    resuming: bool = False,
+) -> None:
     """Refuse to put an adapter on a base other than the one it was trained on.
+
+    Also on ``train --resume``: an adapter half trained on one base and finished on another fits
+    neither, and the run would record only the second.
 
     Args:
         where: the run folder (for the message).
         summary: the run's ``run.json``; a run without a fingerprint (trained before it was
             recorded) is not checked.
         model_name: the base as the run's config names it; ``base_path``: where it resolves now.
+        found: the fingerprint of ``base_path`` when the caller has it (hashing is one pass over
+            the weights); computed when not given.
+        resuming: word the message for a resume (the run is unfinished) rather than a load.
 
     Raises:
         RunError: one line naming the expected and the found base.
@@ -61,7 +78,8 @@ def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: 
     expected = summary.get(SUMMARY_KEY)
     if not expected:
         return
-    found = weights_fingerprint(base_path)
+    if found is _UNSET:
+        found = weights_fingerprint(base_path)
     if found == expected:
         return
     trained_at = summary.get("model_path_at_training")
@@ -69,6 +87,13 @@ def check_base(where: Any, summary: dict[str, Any], model_name: str, base_path: 
     weights = f"weights {_short(found)}" if found else "no safetensors weights"
     same_folder = Path(model_name).expanduser().resolve() == Path(base_path).resolve()
     now = "now has" if same_folder else f"now loads from {base_path} with"
+    if resuming:
+        raise RunError(
+            f"{where}: its adapter's training began on base {model_name!r}{was} with weights "
+            f"{_short(expected)}, but {model_name!r} {now} {weights}; resuming there would finish it "
+            "on other weights than it began on: restore that base (the same weights) or start the "
+            "run again"
+        )
     raise RunError(
         f"{where}: its adapter was trained on base {model_name!r}{was} with weights {_short(expected)}, "
         f"but {model_name!r} {now} {weights}; merging it there would predict garbage: restore "

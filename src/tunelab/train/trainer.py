@@ -29,7 +29,7 @@ from tunelab.errors import ConfigError
 from tunelab.evaluate.scoring import headline, score_logits
 from tunelab.methods import Method, get_method
 from tunelab.models import ResolvedModel, build_classifier, load_tokenizer, resolve_model
-from tunelab.models.fingerprint import weights_fingerprint
+from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.predict.inference import predict_logits
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.train.loop import LoopSetup, run_loop
@@ -142,6 +142,12 @@ def train(
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
     resolved = resolve_model(cfg.model.name)
+    # An adapter run stores no base weights: record which ones it needs, so loading it onto another
+    # base fails naming both instead of predicting garbage (tunelab.models.fingerprint). A resume
+    # checks them against those the run began on (recorded in run.json when training started).
+    base_fingerprint = None if method.stores_base else weights_fingerprint(resolved.path)
+    if run is not None and not method.stores_base:
+        check_base(run.root, previous, cfg.model.name, resolved.path, found=base_fingerprint, resuming=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     # Build the model and apply the method before the run folder exists: a bad model folder or a
@@ -150,9 +156,6 @@ def train(
     model = build_classifier(
         resolved.path, splits.labels.names, splits.labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
     )
-    # An adapter run stores no base weights: record which ones it needs, so loading it onto another
-    # base fails naming both instead of predicting garbage (tunelab.models.fingerprint).
-    base_fingerprint = None if method.stores_base else weights_fingerprint(resolved.path)
     enc_train = _encode(tokenizer, splits.train, cfg.model.max_length)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
@@ -228,6 +231,8 @@ def _train_in(
             "method": cfg.method.name,
             "head_init": head_init,
             "probe_train_accuracy": probe_accuracy,
+            "model_path_at_training": str(resolved.path),
+            "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
         }
     )
 

@@ -178,6 +178,47 @@ def test_export_cli_prints_the_parity_table(
     assert (out / "weights" / "model.onnx").is_file()
 
 
+def test_export_data_takes_reading_options_like_eval(
+    run: Path, parity_csvs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--data FILE data.*=...``: a headerless ``text@label`` file is read with the options given."""
+    import pandas as pd
+
+    frame = pd.read_csv(parity_csvs[1])
+    other = tmp_path / "other.txt"
+    other.write_text("".join(f"{t}@{lab}\n" for t, lab in zip(frame["text"], frame["label"], strict=True)))
+    options = ["data.separator=@", "data.header=false", "data.column_names=[text,label]"]
+    out = tmp_path / "with-options"
+    argv = [
+        "export",
+        str(run),
+        "--format",
+        "onnx",
+        "--output",
+        str(out),
+        "--data",
+        str(other),
+        *options,
+        "-q",
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / "parity.json").read_text(encoding="utf-8"))
+    assert report["data"] == {**report["data"], "name": str(other), "rows": len(frame)}
+    reference = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]["accuracy"]
+    assert report["before"]["accuracy"] == pytest.approx(100 * reference)  # the same rows, read right
+    capsys.readouterr()
+
+    assert (
+        main(["export", str(run), "--output", str(tmp_path / "typo"), "--data", str(other), "data.sep=@"])
+        == 2
+    )
+    assert "data.FIELD=value with FIELD one of" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="need a file to read: give --data FILE"):
+        tunelab.export(run, output=tmp_path / "none", data_options=options, show_progress=False)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "none").exists()
+    assert not (tmp_path / "typo.partial").exists() and not (tmp_path / "none.partial").exists()
+
+
 def test_a_failed_parity_check_leaves_nothing(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,7 +29,10 @@ run's training texts to reproduce the original model's predictions (minutes, not
 Every export is compared with the run (PyTorch eager) on the run's test file or dev split (or
 --data FILE): accuracy (micro-F1 for multi-label), agreement, largest logit difference, size and
 latency at batch 1 and 32 go to <artifact>/parity.json and parity.md. If the metric drops by more
-than --max-drop points the export fails and no artifact is left behind.
+than --max-drop points the export fails and no artifact is left behind. --data FILE is read as
+eval reads it (its own layout, the run's columns); give data.* reading options after the file when
+the guess is wrong, e.g. --data other.txt data.separator=@ data.header=false \
+data.column_names=[sentence,label]
 """
 
 
@@ -64,7 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output", help="artifact folder (default <run>-<format>[-<method><percent>] beside the run)"
     )
-    p.add_argument("--data", help="labelled file for the parity check (default the run's test/dev data)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar=("FILE", "data.FIELD=VALUE"),
+        help="labelled file for the parity check (default the run's test/dev data), then any data.* "
+        "reading options for it, as for eval",
+    )
     p.add_argument(
         "--max-drop",
         type=float,
@@ -79,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.compress import export
 
+    data, options = (args.data[0], args.data[1:]) if args.data else (None, [])
     result = export(
         args.run,
         format=args.format,
@@ -86,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         prune_method=args.prune_method,
         recover_epochs=args.recover_epochs,
         output=args.output,
-        data=args.data,
+        data=data,
+        data_options=options,
         max_drop=args.max_drop,
         show_progress=not args.quiet,
     )

@@ -26,6 +26,7 @@ def build_artifact(
     data: str | Path | None,
     stages: Any,
     *,
+    data_options: dict[str, Any] | None = None,
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """Measure the run, prune, write the format's weights, measure the artifact, write reports.
@@ -38,7 +39,7 @@ def build_artifact(
 
     predictor = load(source.root)
     model: nn.Module = predictor.model.eval()
-    check = parity_data(predictor, None if data is None else str(data))
+    check = parity_data(predictor, None if data is None else str(data), data_options)
     enc = predictor.encode(check.dataset.texts, check.dataset.text_pairs)
     labels = check.dataset.labels
     common = {"labels_info": predictor.labels, "threshold": predictor.threshold}

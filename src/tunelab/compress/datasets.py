@@ -32,11 +32,16 @@ class ParityData:
     name: str
 
 
-def parity_data(predictor: Any, data: str | None) -> ParityData:
-    """The explicit ``data`` file, else the run's test file, else its carved test or dev split."""
+def parity_data(predictor: Any, data: str | None, options: dict[str, Any] | None = None) -> ParityData:
+    """The explicit ``data`` file, else the run's test file, else its carved test or dev split.
+
+    ``data`` is read with its own layout, detected or given in ``options`` (parsed ``data.*``
+    overrides, as ``eval`` takes them), and the run's columns.
+    """
     cfg, labels = predictor.config.data, predictor.labels
     if data is not None:  # a file of the user's: its own layout, the run's columns
-        return ParityData(load_labelled(data, options_for_file(data, cfg), labels), "test", str(data))
+        read = options_for_file(data, cfg, options or {})
+        return ParityData(load_labelled(data, read, labels), "test", str(data))
     if cfg.test:
         return ParityData(load_labelled(cfg.test, cfg, labels), "test", f"test file {cfg.test}")
     splits = _splits(cfg)

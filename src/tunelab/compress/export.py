@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
-from tunelab.errors import RunError
+from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
 
 try:
@@ -52,6 +52,7 @@ def export(
     recover_epochs: float = 0.0,
     output: str | Path | None = None,
     data: str | Path | None = None,
+    data_options: list[str] | dict[str, Any] | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
     show_progress: bool = True,
 ) -> ExportResult:
@@ -67,6 +68,9 @@ def export(
             for this many epochs over the run's training texts (0: none).
         output: artifact folder (default ``<run>-<format>[-pruned30]`` beside the run).
         data: labelled file for the parity check (default the run's test file or dev split).
+        data_options: how to read ``data`` when detection guesses wrong, as for ``evaluate``:
+            ``["data.separator=@", "data.header=false"]`` or a parsed dict (see
+            :func:`tunelab.data.file_options.options_for_file`).
         max_drop: the largest accepted fall of the headline metric, in percentage points.
         show_progress: print a progress bar over the export's stages.
 
@@ -74,7 +78,8 @@ def export(
         The artifact's path, format and parity report.
 
     Raises:
-        ConfigError: bad format, prune fraction or method, or recovery without structured pruning.
+        ConfigError: bad format, prune fraction or method, recovery without structured pruning,
+            or a bad ``data_options`` item (or one without ``data``).
         RunError: no such run, an artifact given as the source, or the output already exists.
         ParityError: the metric fell by more than ``max_drop``; nothing was written.
 
@@ -85,6 +90,11 @@ def export(
     """
     from tqdm.auto import tqdm
 
+    from tunelab.data.file_options import parse_file_overrides
+
+    given = data_options if isinstance(data_options, dict) else parse_file_overrides(data_options)
+    if given and data is None:
+        raise ConfigError("data.* reading options need a file to read: give --data FILE")
     opts = ExportOptions(
         format=format,
         prune=prune,
@@ -106,7 +116,14 @@ def export(
         from tunelab.compress.build import build_artifact
 
         report = build_artifact(
-            source, summary, RunFolder(partial), opts, data, stages, show_progress=show_progress
+            source,
+            summary,
+            RunFolder(partial),
+            opts,
+            data,
+            stages,
+            data_options=given,
+            show_progress=show_progress,
         )
         final = RunFolder(partial).finish()
     except BaseException:

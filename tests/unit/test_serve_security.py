@@ -433,6 +433,30 @@ def test_a_database_error_never_returns_its_connection_string(
     assert "billing_admin@db.internal:6543/billing" in caplog.text  # the operator still learns where
 
 
+def test_failed_readiness_probes_do_not_flood_the_log(api: App, caplog: pytest.LogCaptureFixture) -> None:
+    """While the database is down, probes every second for a minute log one line; the next line,
+    a minute on, says how many probes failed meanwhile."""
+    state = api.app.state.tunelab
+    now = [0.0]
+    state.readiness_log.clock = lambda: now[0]
+    saved = state.store
+    state.store = dead_postgres()
+    try:
+        with caplog.at_level(logging.INFO, logger="tunelab.serve"):
+            for second in range(60):
+                now[0] = float(second)
+                assert api.client.get("/readyz").status_code == 503
+            first = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+            now[0] = 61.0
+            assert api.client.get("/readyz").status_code == 503
+    finally:
+        state.store = saved
+    lines = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(first) == 1 and "db.internal" in first[0] and "failed_probes=1;" in first[0]
+    assert len(lines) == 2 and "failed_probes=60 in the last 61s" in lines[1]
+    assert api.client.get("/readyz").status_code == 200
+
+
 def test_model_sources_are_shown_to_admin_keys_only(api: App, make_app: Callable[..., App]) -> None:
     for token in (api.token, api.admin):
         listed = api.client.get("/v1/models", headers=api.headers(token))

@@ -7,6 +7,7 @@ thread pool; the event loop keeps batching and answering meanwhile.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -17,8 +18,11 @@ from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.context import RequestContext, request_context
 from tunelab.serve.metrics import ServeMetrics
+from tunelab.serve.observe import RateLimitedLog
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.settings import ServeSettings
+
+READINESS_LOG_INTERVAL_S = 60.0  # at most one "database unreachable" line per this many seconds
 
 
 @dataclass
@@ -30,6 +34,12 @@ class ServeState:
     metrics: ServeMetrics = field(default_factory=ServeMetrics)
     store: Any = None  # tunelab.serve.store.Store
     access: Any = None  # tunelab.serve.access.AccessControl
+    # Failed /readyz probes: an orchestrator probes every few seconds while the database is down.
+    readiness_log: RateLimitedLog = field(
+        default_factory=lambda: RateLimitedLog(
+            logging.getLogger("tunelab.serve"), interval_s=READINESS_LOG_INTERVAL_S
+        )
+    )
 
 
 # Dependencies are ``async`` even where they do not await: FastAPI runs plain functions in the

@@ -41,11 +41,12 @@ QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at deb
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
 
 
-class RefusalLog:
-    """Logs requests refused for want of a valid key, at most one line per ``interval_s``.
+class RateLimitedLog:
+    """Warnings about events that can come in floods, at most one line per ``interval_s``.
 
-    The first refusal is logged at once; later ones are counted and summed up (per reason) in the
-    next line, so a flood of keyless requests costs a few lines, not one per request.
+    The first event is logged at once; later ones are counted (per kind) and summed up in the next
+    line, so a flood (keyless requests, readiness probes while the database is down) costs a few
+    lines, not one per event. Thread-safe: the counts are shared by the event loop and its threads.
     """
 
     def __init__(
@@ -59,16 +60,38 @@ class RefusalLog:
         self._counts: Counter[str] = Counter()
         self._last = -float("inf")
 
-    def refused(self, reason: str, method: str, path: str, status: int, request_id: str) -> None:
+    def _due(self, kind: str) -> tuple[str, str] | None:
+        """Count one ``kind`` event; if a line is due, ``(" in the last Ns" or "", "kind=n, ...")``."""
         with self._lock:
-            self._counts[reason] += 1
+            self._counts[kind] += 1
             now = self.clock()
             if now - self._last < self.interval_s:
-                return
+                return None
             since = "" if self._last == -float("inf") else f" in the last {now - self._last:.0f}s"
-            counts = ", ".join(f"{r}={n}" for r, n in sorted(self._counts.items()))
+            counts = ", ".join(f"{k}={n}" for k, n in sorted(self._counts.items()))
             self._counts.clear()
             self._last = now
+        return since, counts
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        """Log ``message % args`` if a line is due, with the events of each kind it stands for."""
+        due = self._due(kind)
+        if due is None:
+            return
+        since, counts = due
+        self.logger.warning(
+            f"{message} (%s%s; at most one such line per %.0fs)", *args, counts, since, self.interval_s
+        )
+
+
+class RefusalLog(RateLimitedLog):
+    """Logs requests refused for want of a valid key, at most one line per ``interval_s``."""
+
+    def refused(self, reason: str, method: str, path: str, status: int, request_id: str) -> None:
+        due = self._due(reason)
+        if due is None:
+            return
+        since, counts = due
         self.logger.warning(
             "refused requests without a valid key%s: %s; latest %s %s %d id=%s (at most one such "
             "line per %.0fs)",
@@ -224,4 +247,4 @@ def _error(code: str, message: str, ctx: RequestContext) -> dict[str, Any]:
     return {"error": {"code": code, "message": f"{message} (request id {ctx.request_id})"}}
 
 
-__all__ = ["ObserveMiddleware"]
+__all__ = ["ObserveMiddleware", "RateLimitedLog", "RefusalLog"]

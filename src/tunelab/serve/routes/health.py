@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +11,6 @@ from tunelab.serve.deps import Admin, State
 from tunelab.serve.responses import AUTH, error_responses
 from tunelab.serve.schemas import Health
 
-log = logging.getLogger("tunelab.serve")
 router = APIRouter(tags=["health"])
 
 
@@ -36,7 +33,9 @@ async def readyz(state: State) -> Response:
             await run_in_threadpool(state.store.ping)  # a real round trip
             checks["database"] = "ok"
         except Exception as exc:  # any failure means not ready; the reason goes to the log only
-            log.warning("readiness: the database is unreachable: %s", exc)  # may name user@host:port/db
+            # The reason may name user@host:port/db, so it goes to the log; rate-limited, since
+            # the probes go on every few seconds for as long as the database is down.
+            state.readiness_log.warning("failed_probes", "readiness: the database is unreachable: %s", exc)
             checks["database"] = "unreachable (the reason is in the server log)"
     ready = bool(names) and checks["database"] == "ok"
     body = Health(status="ready" if ready else "not ready", checks=checks)

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: How the file is laid out: never taken from the run, always the file's own.
 READING_FIELDS = ("format", "separator", "encoding", "header", "column_names")
-#: What ``data.*=`` overrides may set on ``eval`` and ``predict``: reading options, the columns to
+#: What ``data.*=`` overrides may set on ``eval``, ``predict`` and ``export``: reading options, the columns to
 #: take (defaults: the run's), how multi-label cells are split and what to do with empty texts.
 FILE_FIELDS = (
     *READING_FIELDS,

@@ -254,6 +254,27 @@ def test_a_failing_batch_is_retried_per_request_so_only_the_bad_request_fails() 
     assert sorted(map(tuple, fake.batches[1:])) == [("a", "b"), ("c", "boom"), ("d",), ("e", "f")]
 
 
+def test_batch_sizes_count_only_forwards_that_answered_and_a_lone_failure_is_not_retried() -> None:
+    """The batch-size metric sees each answered text once: not the failed shared batch, not the
+    failed retry. A batch of one request that fails is run once, not again alone."""
+    fake = FakePredictor(fail_on="boom")
+    sizes: list[int] = []
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=32, max_wait_ms=50, on_batch=sizes.append)
+        bodies = [["a", "b"], ["c", "boom"], ["d"], ["e", "f"]]
+        await asyncio.gather(*(batcher.submit(b) for b in bodies), return_exceptions=True)
+        assert len(fake.batches) == 5  # the shared batch, then each request alone
+        assert sorted(sizes) == [1, 2, 2]  # the three requests that were answered
+        del fake.batches[:], sizes[:]
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(["boom", "x"])  # alone in its batch
+        assert fake.batches == [["boom", "x"]] and sizes == []
+        await batcher.close()
+
+    run(main())
+
+
 class PairPredictor(FakePredictor):
     """Labels ``text|pair``; records whether each batch came with pairs."""
 

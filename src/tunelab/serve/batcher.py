@@ -10,6 +10,7 @@ same cores). Results and per-text token counts go back to each waiting request.
 
 A batch that fails is run again one request at a time, so one request the model cannot take
 (a text the tokenizer refuses, say) fails alone and never takes the others of its batch with it.
+A batch of one request that fails is not run again: it fails that request only.
 A text-pair model's requests carry ``pairs`` (the second text of each); a batch holds only one
 kind (all with pairs or none), so it is one ``encode`` call.
 """
@@ -62,7 +63,8 @@ class MicroBatcher:
         predictor: encodes texts and predicts already encoded ones.
         max_batch: the most texts in one forward; a larger request is split into several.
         max_wait_ms: how long the first request of a batch waits for company.
-        on_batch: called (from the event loop) with each batch's text count, for metrics.
+        on_batch: called (from the event loop) with the text count of each forward that succeeded,
+            for metrics: a failed batch is not counted, the retries of its requests that succeed are.
     """
 
     def __init__(
@@ -199,10 +201,10 @@ class MicroBatcher:
         texts = [t for p in live for t in p.texts]
         pairs = None if live[0].pairs is None else [t for p in live for t in p.pairs or ()]
         top_k = max(p.top_k for p in live)
-        if self.on_batch is not None:
-            self.on_batch(len(texts))
         loop = asyncio.get_running_loop()
         results, tokens = await loop.run_in_executor(self._executor, self._infer, texts, pairs, top_k)
+        if self.on_batch is not None:  # only a forward that answered: a text is counted once
+            self.on_batch(len(texts))
         offset = 0
         for p in live:
             n = len(p.texts)

@@ -48,7 +48,7 @@ class ServeMetrics:
         )
         self.batch_size = Histogram(
             "tunelab_batch_size",
-            "Texts per model forward",
+            "Texts per model forward that succeeded (a failed batch's retries are counted, it is not)",
             ["model", "version"],
             buckets=BATCH_BUCKETS,
             registry=r,

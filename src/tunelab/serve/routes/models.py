@@ -18,7 +18,9 @@ from tunelab.serve.schemas import (
 )
 
 router = APIRouter(prefix="/models", tags=["models"])
-# Admin operations: a folder that cannot be loaded is a 400 (403 outside the allowed roots).
+# Admin operations. Without a body (retire): no 400. With a JSON body (load, activate), 400 is
+# declared by JSON_BODY: malformed JSON, and for a load also a folder that cannot be loaded (a
+# TunelabError); a path outside the allowed roots is a 403, declared by AUTH.
 ADMIN_ERRORS = error_responses(*AUTH, 404, 409, 422)
 ADMIN_BODY_ERRORS = error_responses(*AUTH, *JSON_BODY, 404, 409)
 

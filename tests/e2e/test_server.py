@@ -278,8 +278,16 @@ def test_every_predict_request_was_metered(server: ServerProcess) -> None:
     assert {status: by_id.get(r.headers["x-request-id"]) for status, r in sent.items()} == {
         status: status for status in sent
     }
-    metrics = server.metrics()
-    requests = sum(v for k, v in metrics.items() if k.startswith("tunelab_requests_total{"))
+    # A row is written before its answer leaves, the metrics after it (and the --metrics-port
+    # thread does not wait for the event loop): poll until the last ones are counted.
+    deadline = time.monotonic() + 5.0
+    while True:
+        rows = server.usage_rows()
+        metrics = server.metrics()
+        requests = sum(v for k, v in metrics.items() if k.startswith("tunelab_requests_total{"))
+        if requests == len(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert requests == len(rows)
     assert len({row.request_id for row in rows}) == len(rows)
 

@@ -83,8 +83,9 @@ def test_predicts_with_a_valid_key(server: ServerProcess) -> None:
     assert (row.status, row.texts, row.tokens) == (200, 2, body["usage"]["tokens"])
 
 
-def test_serve_says_which_database_it_uses(server: ServerProcess) -> None:
+def test_serve_says_which_database_and_model_roots_it_uses(server: ServerProcess, tiny_run: Path) -> None:
     assert f"database: SQLite {server.data_dir / 'tunelab.db'}\n" in server.log()
+    assert f"model roots (admin loads): {tiny_run.parent}\n" in server.log()
 
 
 def test_auth_failures(server: ServerProcess) -> None:

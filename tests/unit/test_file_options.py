@@ -205,3 +205,21 @@ def test_unknown_option_on_predict_fails_before_loading(
     argv = ["predict", str(tmp_path / "no-run"), "--input", str(source), "data.sep=;", "--output", "o.jsonl"]
     assert main(argv) == 2
     assert "data.FIELD=value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"), [("eval", "--data"), ("predict", "--input"), ("export", "--data")]
+)
+def test_a_run_given_after_the_file_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, flag: str
+) -> None:
+    """``--data FILE [options]`` swallows what follows: a run folder put after the file used to be
+    reported as a missing run argument."""
+    source = tmp_path / "x.csv"
+    source.write_text("text,label\nhello,food\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, flag, str(source), "runs/banking77"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'runs/banking77' is not a data.FIELD=VALUE option" in err
+    assert f"give the run folder before {flag}" in err

@@ -16,3 +16,29 @@ def config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str
     if config is not None and "=" in config:
         return None, [config, *overrides]
     return config, overrides
+
+
+class FileWithOptions(argparse.Action):
+    """``--data FILE [data.FIELD=VALUE ...]``: a file and its own reading options.
+
+    ``nargs="+"`` swallows whatever follows, so ``tunelab eval --data f.csv runs/x`` would take the
+    run folder for an option and then report the run as missing; this says what happened instead.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(values)  # type: ignore[call-overload]  # nargs="+" gives a list
+        for item in items[1:]:
+            if not (item.startswith("data.") and "=" in item):
+                raise argparse.ArgumentError(
+                    self,
+                    f"{item!r} is not a data.FIELD=VALUE option for {items[0]!r}; give the run folder "
+                    f"before {option_string} (e.g. {parser.prog} RUN {option_string} FILE "
+                    "[data.FIELD=VALUE ...])",
+                )
+        setattr(namespace, self.dest, items)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.cli.config_args import FileWithOptions
 from tunelab.cli.output import headline_lines
 
 HELP = """examples:
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         nargs="+",
+        action=FileWithOptions,
         metavar=("FILE", "data.FIELD=VALUE"),
         help="labelled CSV/TSV/JSONL/Parquet file, then any data.* reading options for it",
     )

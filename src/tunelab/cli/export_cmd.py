@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.cli.config_args import FileWithOptions
 from tunelab.cli.output import table
 
 # tunelab.compress.FORMATS and PRUNE_METHODS, without importing it for --help
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         nargs="+",
+        action=FileWithOptions,
         metavar=("FILE", "data.FIELD=VALUE"),
         help="labelled file for the parity check (default the run's test/dev data), then any data.* "
         "reading options for it, as for eval",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from tunelab.cli.config_args import FileWithOptions
 from tunelab.errors import TunelabError
 
 HELP = """examples:
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--input",
         nargs="+",
+        action=FileWithOptions,
         metavar=("FILE", "data.FIELD=VALUE"),
         help="CSV/TSV/JSONL/Parquet file with the run's text column (or 'text'), then any data.* "
         "reading options for it",

@@ -123,6 +123,35 @@ def parity_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return train, test
 
 
+def make_tiny_overrides(
+    model: Path, train: Path, test: Path | None, out: Path, *extra: str, epochs: float = 6
+) -> list[str]:
+    """Overrides for a fast run of ``model`` (the tiny BERT): 32 tokens, batches of 8, a large
+    learning rate (its random encoder needs one) and no early stopping; ``extra`` comes last and wins."""
+    items = [
+        f"data.train={train}",
+        f"model.name={model}",
+        f"output_dir={out}",
+        "model.max_length=32",
+        # Mean pooling: the random encoder's pooler (tanh of [CLS]) learns these classes less reliably.
+        "model.pooling=mean",
+        "train.batch_size=8",
+        f"train.epochs={epochs}",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+    ]
+    if test is not None:
+        items.append(f"data.test={test}")
+    return [*items, *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    """``tiny_overrides(model, train, test, out, *extra, epochs=6)``: the overrides of a fast tiny run
+    (a fixture, since the test folders are not packages and cannot import this file)."""
+    return make_tiny_overrides
+
+
 @pytest.fixture
 def train_csv(labelled_csvs: tuple[Path, Path]) -> Path:
     return labelled_csvs[0]

@@ -14,24 +14,15 @@ import tunelab
 
 @pytest.fixture(scope="session")
 def tiny_run(
-    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    tiny_bert: Path,
+    tiny_overrides: Callable[..., list[str]],
+    labelled_csvs: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A finished run of the tiny BERT on the toy topics (sports, food, weather)."""
     train, test = labelled_csvs
     out = tmp_path_factory.mktemp("e2e-runs")
-    overrides = [
-        f"data.train={train}",
-        f"data.test={test}",
-        f"model.name={tiny_bert}",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=6",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-        f"output_dir={out}",
-        "name=topics",
-    ]
+    overrides = tiny_overrides(tiny_bert, train, test, out, "name=topics")
     return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
 
 

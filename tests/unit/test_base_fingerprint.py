@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,20 @@ def resave(folder: Path, *, shard: str | None = None) -> None:
         old.unlink()
     kwargs = {"max_shard_size": shard} if shard else {}
     model.save_pretrained(str(folder), safe_serialization=True, **kwargs)
+
+
+@contextmanager
+def base_restored(base: Path) -> Iterator[Path]:
+    """Keep a copy of ``base`` (yielded) and put it back afterwards: the module's tests share one
+    adapter run, so a test that changes its base must leave the base as it found it."""
+    saved = base.parent / "original-base"
+    shutil.copytree(base, saved)
+    try:
+        yield saved
+    finally:
+        shutil.rmtree(base)
+        shutil.copytree(saved, base)
+        shutil.rmtree(saved)
 
 
 def train_lora(base: Path, train_csv: Path, out: Path, *extra: str) -> Path:
@@ -109,9 +125,7 @@ def test_an_adapter_run_records_its_base_and_loads_onto_it(adapter_run: tuple[Pa
 def test_loading_onto_other_base_weights_fails_naming_both(adapter_run: tuple[Path, Path]) -> None:
     run, base = adapter_run
     expected = json.loads((run / "run.json").read_text(encoding="utf-8"))["base_fingerprint"]
-    saved = base.parent / "original-base"
-    shutil.copytree(base, saved)
-    try:
+    with base_restored(base) as saved:
         replace_weights(base, seed=1)
         found = weights_fingerprint(base)
         with pytest.raises(RunError) as err:
@@ -125,26 +139,18 @@ def test_loading_onto_other_base_weights_fails_naming_both(adapter_run: tuple[Pa
         resave(base, shard="1MB")
         assert len(list(base.glob("*.safetensors"))) > 1
         assert tunelab.load(run).task == "single_label"
-    finally:
-        shutil.rmtree(base)
-        shutil.copytree(saved, base)
-        shutil.rmtree(saved)
 
 
 def test_a_run_from_before_fingerprints_still_loads(adapter_run: tuple[Path, Path]) -> None:
     run, base = adapter_run
     expected = json.loads((run / "run.json").read_text(encoding="utf-8"))["base_fingerprint"]
-    saved = base.parent / "original-base-2"
-    shutil.copytree(base, saved)
-    try:
-        set_fingerprint(run, None)
-        replace_weights(base, seed=2)
-        assert tunelab.load(run).task == "single_label"  # unchecked: nothing to compare with
-    finally:
-        set_fingerprint(run, expected)
-        shutil.rmtree(base)
-        shutil.copytree(saved, base)
-        shutil.rmtree(saved)
+    with base_restored(base):
+        try:
+            set_fingerprint(run, None)
+            replace_weights(base, seed=2)
+            assert tunelab.load(run).task == "single_label"  # unchecked: nothing to compare with
+        finally:
+            set_fingerprint(run, expected)
 
 
 def test_a_full_run_stores_its_weights_and_records_no_fingerprint(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def phrasebank_lines(rows: list[tuple[str, str]]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def phrasebank_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def phrasebank_run(tiny_bert: Path, tiny_overrides: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("phrasebank")
     words = {"food": ["pizza", "bread", "cheese", "soup"], "sports": ["tennis", "goal", "match", "team"]}
     rows = [
@@ -45,21 +46,17 @@ def phrasebank_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) ->
     ]
     train = folder / "Sentences_AllAgree.txt"
     train.write_bytes(phrasebank_lines(rows))
-    overrides = [
-        f"data.train={train}",
+    overrides = tiny_overrides(
+        tiny_bert,
+        train,
+        None,
+        folder / "runs",
         *PHRASEBANK_OPTIONS,
         "data.text_column=sentence",
         "data.dev_size=0.25",
-        f"model.name={tiny_bert}",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=2",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-        f"output_dir={folder / 'runs'}",
         "name=phrasebank",
-    ]
+        epochs=2,
+    )
     return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
 
 

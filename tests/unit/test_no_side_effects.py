@@ -101,24 +101,15 @@ def test_quiet_hides_only_the_calling_threads_logs_and_warnings(caplog: pytest.L
 
 @pytest.fixture(scope="module")
 def artifacts(
-    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A tiny run and its ``torch-int8`` export (whose load quantises under ``quiet()``)."""
     train, test = labelled_csvs
     root = tmp_path_factory.mktemp("side-effects")
-    overrides = [
-        f"data.train={train}",
-        f"data.test={test}",
-        f"model.name={tiny_bert}",
-        f"output_dir={root}",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=2",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-        "name=topics",
-    ]
+    overrides = tiny_overrides(tiny_bert, train, test, root, "name=topics", epochs=2)
     run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
     tunelab.export(run, format="torch-int8", max_drop=100.0, show_progress=False)
     return root

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,22 +14,15 @@ from tunelab.errors import DataError, RunError
 
 
 @pytest.fixture(scope="module")
-def run(tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     train, test = labelled_csvs
     out = tmp_path_factory.mktemp("predict-runs")
-    overrides = [
-        f"data.train={train}",
-        f"data.test={test}",
-        f"model.name={tiny_bert}",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=6",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-        f"output_dir={out}",
-        "name=api",
-    ]
+    overrides = tiny_overrides(tiny_bert, train, test, out, "name=api")
     return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
 
 

@@ -29,23 +29,15 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
 
 
-def tiny(tiny_bert: Path, train: Path, test: Path | None, out: Path, *extra: str) -> list[str]:
-    """A fast run of the tiny model (54 train rows, 7 steps an epoch); ``extra`` wins."""
-    items = [
-        f"data.train={train}",
-        f"model.name={tiny_bert}",
-        f"output_dir={out}",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=4",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-        "train.warmup_ratio=0",
-    ]
-    if test is not None:
-        items.append(f"data.test={test}")
-    return [*items, *extra]
+@pytest.fixture(scope="module")
+def tiny(tiny_overrides: Any) -> Any:
+    """``tiny(model, train, test, out, *extra)``: a fast run of the tiny model (54 train rows, 7 steps
+    an epoch; 4 epochs, no warm-up); ``extra`` wins."""
+
+    def overrides(model: Path, train: Path, test: Path | None, out: Path, *extra: str) -> list[str]:
+        return tiny_overrides(model, train, test, out, "train.warmup_ratio=0", *extra, epochs=4)
+
+    return overrides
 
 
 def records(run_dir: Path, event: str | None = None) -> list[dict[str, Any]]:
@@ -72,7 +64,7 @@ FIRST_CHECKPOINT = 12  # after the step-7 evaluation and the step-10 loss record
 
 @pytest.fixture(scope="module")
 def early_kill(
-    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    tiny_bert: Path, tiny: Any, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """An uninterrupted probe-head run ``ref``; the same run killed just before its first checkpoint
     (``early``) and just after it (``late``), each then resumed."""
@@ -139,7 +131,7 @@ def test_resume_from_a_checkpoint_reports_how_the_head_began(early_kill: dict[st
 
 
 def test_a_skipped_probe_is_not_claimed_and_gets_the_random_head_rate(
-    tiny_bert: Path, tmp_path: Path, text_maker, monkeypatch: pytest.MonkeyPatch
+    tiny_bert: Path, tiny: Any, tmp_path: Path, text_maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ "sports" is on every row, so the multi-label probe cannot be fitted and the head stays random."""
     rows = [
@@ -181,7 +173,7 @@ def test_a_skipped_probe_is_not_claimed_and_gets_the_random_head_rate(
 
 
 def test_a_taken_name_is_refused_before_training_with_a_free_one(
-    tiny_bert: Path, train_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_bert: Path, tiny: Any, train_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken-2.partial").mkdir()
@@ -192,7 +184,7 @@ def test_a_taken_name_is_refused_before_training_with_a_free_one(
 
 
 def test_a_name_taken_during_training_finishes_under_a_fresh_one(
-    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+    tiny_bert: Path, tiny: Any, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
     original = train_module._write_report
 
@@ -218,7 +210,7 @@ def test_a_name_taken_during_training_finishes_under_a_fresh_one(
 
 
 def test_a_failed_rename_keeps_the_run_resumable_and_resume_only_renames(
-    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bert: Path, tiny: Any, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
 
@@ -259,7 +251,7 @@ def test_a_failed_rename_keeps_the_run_resumable_and_resume_only_renames(
 
 
 def test_a_finished_run_stuck_without_checkpoints_is_completed_not_retrained(
-    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bert: Path, tiny: Any, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the old code left when the final name was taken: checkpoints deleted, result in .partial."""
     done = tunelab.train(
@@ -283,7 +275,7 @@ def test_a_finished_run_stuck_without_checkpoints_is_completed_not_retrained(
 
 @pytest.fixture(scope="module")
 def folders(
-    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    tiny_bert: Path, tiny: Any, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """A folder that is no run, an unfinished run with a checkpoint, and a finished run."""
     out = tmp_path_factory.mktemp("kinds")

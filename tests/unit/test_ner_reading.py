@@ -1,0 +1,254 @@
+"""tunelab.tasks.token_classification.reading: each NER input format, and each user mistake as one
+DataError line naming the file, the line and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunelab.errors import DataError
+from tunelab.tasks.token_classification.reading import (
+    Sentence,
+    check_labels,
+    read_conll,
+    read_jsonl_spans,
+    read_jsonl_tokens,
+    to_iob2,
+)
+
+CONLL = """\
+-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+
+-DOCSTART- -X- -X- O
+
+BRUSSELS NNP B-NP B-LOC
+"""
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return path
+
+
+def jsonl(path: Path, *records: object) -> Path:
+    return write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def error_of(fn, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+# --- formats --------------------------------------------------------------------------------------
+
+
+def test_conll_skips_docstart_breaks_on_blank_lines_and_keeps_line_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", CONLL)
+    sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [
+        ["EU", "rejects", "German", "call"],
+        ["Peter", "Blackburn"],
+        ["BRUSSELS"],
+    ]
+    assert [s.tags for s in sentences] == [
+        ["B-ORG", "O", "B-MISC", "O"],
+        ["B-PER", "I-PER"],
+        ["B-LOC"],
+    ]
+    assert sentences[0].lines == [3, 4, 5, 6]
+    assert sentences[2].line == 13
+    assert sentences[1].source == str(path)
+
+
+def test_conll_tag_column_is_chosen_by_index(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", CONLL)
+    chunks = read_conll(path, tag_column=2)
+    assert chunks[0].tags == ["B-NP", "B-VP", "B-NP", "I-NP"]
+    assert read_conll(path, tag_column=3)[0].tags == read_conll(path)[0].tags
+
+
+def test_conll_reads_tabs_crlf_a_bom_and_gb18030(tmp_path: Path) -> None:
+    crlf = write(tmp_path / "a.txt", "\ufeffEU\tB-ORG\r\nrejects\tO\r\n\r\nhi\tO\r\n")
+    assert [s.tokens for s in read_conll(crlf)] == [["EU", "rejects"], ["hi"]]
+    chinese = write(tmp_path / "zh.txt", "北京 B-LOC\n是 O\n".encode("gb18030"))
+    assert read_conll(chinese, encoding="gb18030")[0].tokens == ["北京", "是"]
+
+
+def test_jsonl_tokens(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path / "train.jsonl",
+        {"tokens": ["EU", "rejects", "German"], "tags": ["B-ORG", "O", "B-MISC"]},
+        {"tokens": ["北", "京"], "tags": ["B-LOC", "I-LOC"]},
+    )
+    sentences = read_jsonl_tokens(path)
+    assert [s.tokens for s in sentences] == [["EU", "rejects", "German"], ["北", "京"]]
+    assert sentences[1].tags == ["B-LOC", "I-LOC"]
+    assert sentences[1].lines == [2, 2]
+
+
+def test_jsonl_spans_become_bio_tags_with_character_offsets(tmp_path: Path) -> None:
+    text = "Peter Blackburn visited the U.S. on Monday."
+    path = jsonl(
+        tmp_path / "train.jsonl",
+        {
+            "text": text,
+            "spans": [{"start": 28, "end": 32, "label": "LOC"}, {"start": 0, "end": 15, "label": "PER"}],
+        },
+        {"text": "我住在北京。", "spans": [{"start": 3, "end": 5, "label": "LOC"}]},
+        {"text": "nothing here"},
+    )
+    first, chinese, plain = read_jsonl_spans(path)
+    assert first.tokens == ["Peter", "Blackburn", "visited", "the", "U", ".", "S", ".", "on", "Monday", "."]
+    assert first.tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "I-LOC", "I-LOC", "O", "O", "O"]
+    assert first.text == text
+    assert first.offsets is not None
+    assert [text[s:e] for s, e in first.offsets] == first.tokens
+    assert chinese.tokens == ["我", "住", "在", "北", "京", "。"]
+    assert chinese.tags == ["O", "O", "O", "B-LOC", "I-LOC", "O"]
+    assert plain.tags == ["O", "O"]
+    assert plain.lines == [3, 3]
+
+
+# --- schemes --------------------------------------------------------------------------------------
+
+
+def test_iob1_is_converted_to_iob2_and_iob2_is_kept(tmp_path: Path) -> None:
+    # IOB1: an entity starts with I-, B- only separates two adjacent entities of one type.
+    iob1 = write(tmp_path / "iob1.txt", "Peter I-PER\nBlackburn I-PER\nJohn B-PER\nsaid O\nEU I-ORG\n")
+    assert read_conll(iob1)[0].tags == ["B-PER", "I-PER", "B-PER", "O", "B-ORG"]
+    iob2 = ["B-PER", "I-PER", "B-PER", "O", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    assert to_iob2(iob2) == iob2
+    assert to_iob2(["B-PER", "I-LOC"]) == ["B-PER", "B-LOC"]  # a type change starts an entity
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_conll_malformed_line_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.txt", "EU NNP B-ORG\nrejects O\n")
+    message = error_of(read_conll, path)
+    assert f"{path} line 2:" in message
+    assert "2 columns, but line 1 has 3" in message
+    one = write(tmp_path / "one.txt", "EU\n")
+    assert f"{one} line 1: 1 column" in error_of(read_conll, one)
+
+
+def test_conll_tag_column_out_of_range(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", "EU B-ORG\n")
+    assert "tag_column=5 but the line has 2 columns" in error_of(read_conll, path, tag_column=5)
+    assert "are the same column" in error_of(read_conll, path, tag_column=0)
+
+
+def test_tag_outside_the_scheme_names_file_and_line(tmp_path: Path) -> None:
+    conll = write(tmp_path / "t.txt", "EU B-ORG\nrejects O\n\nBob S-PER\n")
+    message = error_of(read_conll, conll)
+    assert f"{conll} line 4: tag 'S-PER'" in message
+    assert "B-TYPE" in message
+    pos = write(tmp_path / "pos.txt", CONLL)
+    assert f"{pos} line 3: tag 'NNP'" in error_of(read_conll, pos, tag_column=1)
+    tokens = jsonl(
+        tmp_path / "t.jsonl", {"tokens": ["a"], "tags": ["O"]}, {"tokens": ["Bob"], "tags": ["PER"]}
+    )
+    assert f"{tokens} line 2: tag 'PER' in tags[0]" in error_of(read_jsonl_tokens, tokens)
+
+
+def test_jsonl_tokens_and_tags_of_different_lengths(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "t.jsonl", {"tokens": ["EU", "rejects"], "tags": ["B-ORG"]})
+    assert f"{path} line 1: 2 tokens but 1 tags" in error_of(read_jsonl_tokens, path)
+
+
+def test_jsonl_tokens_missing_field_or_bad_json(tmp_path: Path) -> None:
+    missing = jsonl(tmp_path / "m.jsonl", {"tokens": ["EU"]})
+    assert f'{missing} line 1: "tags" must be a list of strings, got nothing' in error_of(
+        read_jsonl_tokens, missing
+    )
+    broken = write(tmp_path / "b.jsonl", '{"tokens": ["a"], "tags": ["O"]}\n\n{"tokens": [\n')
+    assert f"{broken} line 3: not valid JSON" in error_of(read_jsonl_tokens, broken)
+
+
+def test_span_outside_the_text(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path / "s.jsonl",
+        {"text": "EU rejects", "spans": []},
+        {"text": "EU rejects", "spans": [{"start": 3, "end": 40, "label": "ORG"}]},
+    )
+    message = error_of(read_jsonl_spans, path)
+    assert f"{path} line 2: spans[0] 3-40 'ORG' is outside the text (0-10 characters)" in message
+
+
+def test_span_overlapping_another(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path / "s.jsonl",
+        {
+            "text": "New York City",
+            "spans": [{"start": 0, "end": 8, "label": "LOC"}, {"start": 4, "end": 13, "label": "LOC"}],
+        },
+    )
+    message = error_of(read_jsonl_spans, path)
+    assert f"{path} line 1: span 4-13 'LOC' ('York City') overlaps span 0-8 'LOC'" in message
+
+
+def test_span_not_on_token_boundaries(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path / "s.jsonl", {"text": "New York City", "spans": [{"start": 0, "end": 7, "label": "LOC"}]}
+    )
+    message = error_of(read_jsonl_spans, path)
+    assert f"{path} line 1: span 0-7 'LOC' ('New Yor') does not start and end on token boundaries" in message
+    assert "'York'" in message
+
+
+def test_span_malformed(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "s.jsonl", {"text": "EU", "spans": [{"start": "0", "end": 2, "label": "ORG"}]})
+    assert f'{path} line 1: spans[0]: "start" must be a character offset' in error_of(read_jsonl_spans, path)
+
+
+def test_labels_not_in_training_are_named(tmp_path: Path) -> None:
+    train = read_conll(write(tmp_path / "train.txt", "EU B-ORG\nPeter B-PER\n"))
+    dev_path = write(tmp_path / "dev.txt", "EU B-ORG\n\nParis B-LOC\nBob B-PERS\nLyon B-LOC\n")
+    message = error_of(check_labels, train, read_conll(dev_path), "data.validation")
+    assert message.startswith("data.validation: entity types not in the training data:")
+    assert f"'LOC' ({dev_path} line 3)" in message
+    assert f"'PERS' ({dev_path} line 4)" in message
+    assert "the training data has ORG, PER" in message
+    check_labels(train, read_conll(write(tmp_path / "ok.txt", "Bob B-PER\n")), "data.test")
+
+
+def test_missing_file_and_wrong_encoding(tmp_path: Path) -> None:
+    assert "file not found" in error_of(read_conll, tmp_path / "nope.txt")
+    latin = write(tmp_path / "l.txt", "EU B-ORG\n\ncafé O\n".encode("latin-1"))
+    assert f"{latin} line 3: not valid utf-8" in error_of(read_conll, latin)
+    assert "no sentences" in error_of(read_conll, write(tmp_path / "e.txt", "-DOCSTART- O\n\n"))
+
+
+# --- the real data --------------------------------------------------------------------------------
+
+
+def test_reads_the_real_conll2003_train_file(shared_data: Path) -> None:
+    """Counts from ../shared/data/conll2003/SOURCE.md: 14,041 sentences, 203,621 tokens."""
+    path = shared_data / "conll2003" / "train.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    sentences = read_conll(path)
+    assert len(sentences) == 14041
+    assert sum(len(s.tokens) for s in sentences) == 203621
+    starts = [t for s in sentences for t in s.tags if t.startswith("B-")]
+    assert {k: starts.count(f"B-{k}") for k in ("PER", "LOC", "ORG", "MISC")} == {
+        "PER": 6600,
+        "LOC": 7140,
+        "ORG": 6321,
+        "MISC": 3438,
+    }
+    assert all(isinstance(s, Sentence) and len(s.tokens) == len(s.tags) for s in sentences)

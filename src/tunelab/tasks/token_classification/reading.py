@@ -10,7 +10,6 @@ the file, the line and the fix. Pure Python on purpose: reading data must not im
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import DataError
-
-log = logging.getLogger(__name__)
 
 DOCSTART = "-DOCSTART-"
 

@@ -9,30 +9,20 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from test_serve_app import FakeEncoded, FakePredictor, settings
+from test_serve_app import FakeEncoded, FakePredictor, Server, settings
 
 from tunelab.serve import observe
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.limits import Quota
 
 
-@dataclass
-class App:
-    client: TestClient
-    app: FastAPI
-    token: str
-    admin: str
-
-    @property
-    def access(self) -> Any:
-        return self.app.state.tunelab.access
+class App(Server):
+    """``test_serve_app.Server`` with ``token`` positional: ``None`` sends no key."""
 
     def headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"} if token else {}

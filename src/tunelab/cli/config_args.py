@@ -42,3 +42,19 @@ class FileWithOptions(argparse.Action):
                     "[data.FIELD=VALUE ...])",
                 )
         setattr(namespace, self.dest, items)
+
+
+def add_file_with_options(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """Declare ``FLAG FILE [data.FIELD=VALUE ...]`` the same way for eval, export and predict."""
+    parser.add_argument(
+        flag,
+        nargs="+",
+        action=FileWithOptions,
+        metavar=("FILE", "data.FIELD=VALUE"),
+        help=help,
+    )
+
+
+def file_and_options(value: list[str] | None) -> tuple[str | None, list[str]]:
+    """Split a FileWithOptions value into the file and its data.* options (None, [] when not given)."""
+    return (value[0], value[1:]) if value else (None, [])

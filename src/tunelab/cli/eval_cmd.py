@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tunelab.cli.config_args import FileWithOptions
+from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import headline_lines
 
 HELP = """examples:
@@ -31,12 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="run folder, e.g. runs/banking77")
-    p.add_argument(
-        "--data",
-        nargs="+",
-        action=FileWithOptions,
-        metavar=("FILE", "data.FIELD=VALUE"),
-        help="labelled CSV/TSV/JSONL/Parquet file, then any data.* reading options for it",
+    add_file_with_options(
+        p, "--data", "labelled CSV/TSV/JSONL/Parquet file, then any data.* reading options for it"
     )
     p.add_argument("--out", help="report folder (default <run>/evals/<file stem>)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -46,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.evaluate.on_run import evaluate
 
-    data, options = (args.data[0], args.data[1:]) if args.data else (None, [])
+    data, options = file_and_options(args.data)
     metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
     print(f"{data or 'saved metrics'} ({metrics.get('n', '?')} rows):")
     print("\n".join(headline_lines(metrics)))

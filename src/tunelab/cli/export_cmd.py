@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tunelab.cli.config_args import FileWithOptions
+from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import table
 
 # tunelab.compress.FORMATS and PRUNE_METHODS, without importing it for --help
@@ -68,12 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output", help="artifact folder (default <run>-<format>[-<method><percent>] beside the run)"
     )
-    p.add_argument(
+    add_file_with_options(
+        p,
         "--data",
-        nargs="+",
-        action=FileWithOptions,
-        metavar=("FILE", "data.FIELD=VALUE"),
-        help="labelled file for the parity check (default the run's test/dev data), then any data.* "
+        "labelled file for the parity check (default the run's test/dev data), then any data.* "
         "reading options for it, as for eval",
     )
     p.add_argument(
@@ -90,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.compress import export
 
-    data, options = (args.data[0], args.data[1:]) if args.data else (None, [])
+    data, options = file_and_options(args.data)
     result = export(
         args.run,
         format=args.format,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tunelab.cli.config_args import FileWithOptions
+from tunelab.cli.config_args import add_file_with_options
 from tunelab.errors import TunelabError
 
 HELP = """examples:
@@ -44,12 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("TEXT", "TEXT_PAIR"),
         help="a text and its pair, for a run trained on text pairs (repeatable)",
     )
-    p.add_argument(
+    add_file_with_options(
+        p,
         "--input",
-        nargs="+",
-        action=FileWithOptions,
-        metavar=("FILE", "data.FIELD=VALUE"),
-        help="CSV/TSV/JSONL/Parquet file with the run's text column (or 'text'), then any data.* "
+        "CSV/TSV/JSONL/Parquet file with the run's text column (or 'text'), then any data.* "
         "reading options for it",
     )
     p.add_argument("--output", help="JSONL file to write (required with --input)")

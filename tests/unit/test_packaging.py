@@ -234,29 +234,29 @@ def test_installed_declared_packages_are_the_locked_versions() -> None:
         )
 
 
-def test_make_installs_with_the_constraints() -> None:
+STAMP = ".venv/.installed"
+
+
+def _make(*flags: str, check: bool = True) -> str:
+    """What ``make <flags> .venv/.installed`` prints (callers pass -n: nothing runs); skips without make."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    stamp = ".venv/.installed"
-    database = subprocess.run(
-        ["make", "-pn", stamp], cwd=ROOT, capture_output=True, text=True, timeout=60
-    ).stdout
-    rule = next((line for line in database.splitlines() if line.startswith(f"{stamp}:")), "")
+    cmd = ["make", *flags, STAMP]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=check).stdout
+
+
+def test_make_installs_with_the_constraints() -> None:
+    database = _make("-pn", check=False)
+    rule = next((line for line in database.splitlines() if line.startswith(f"{STAMP}:")), "")
     assert "constraints.txt" in rule.split(), (
         f"the install stamp does not depend on constraints.txt: {rule!r}"
     )
-    install = subprocess.run(
-        ["make", "-nB", stamp], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
-    ).stdout
+    install = _make("-nB")
     assert re.search(r"pip install .*-c constraints\.txt .*torch==", install), install
 
 
 def test_make_installs_the_no_deps_packages() -> None:
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    install = subprocess.run(
-        ["make", "-nB", ".venv/.installed"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
-    ).stdout
+    install = _make("-nB")
     pins = _constraints()
     for name in MAKEFILE_NO_DEPS:
         line = next((x for x in install.splitlines() if "--no-deps" in x and f"{name}==" in x), "")

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.serve.context import request_context
+from tunelab.serve.model_roots import ModelPathForbiddenError
 from tunelab.serve.registry import ModelNotServedError, ModelStateError
 from tunelab.serve.request_limits import RequestLimitError
 
@@ -98,6 +99,10 @@ async def _limit(request: Request, exc: RequestLimitError) -> JSONResponse:
     return error_response(exc.status, exc.code, str(exc))
 
 
+async def _forbidden_path(request: Request, exc: ModelPathForbiddenError) -> JSONResponse:
+    return error_response(403, exc.code, str(exc))
+
+
 async def _store(request: Request, exc: Exception) -> JSONResponse:
     from tunelab.serve.store import DuplicateKeyError, KeyNotFoundError
 
@@ -151,6 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelNotServedError, _not_served)  # type: ignore[arg-type]
     app.add_exception_handler(ModelStateError, _state)  # type: ignore[arg-type]
     app.add_exception_handler(RequestLimitError, _limit)  # type: ignore[arg-type]
+    app.add_exception_handler(ModelPathForbiddenError, _forbidden_path)  # type: ignore[arg-type]
     app.add_exception_handler(StoreError, _store)
     app.add_exception_handler(ConfigError, _config)  # type: ignore[arg-type]
     app.add_exception_handler(TunelabError, _tunelab)  # type: ignore[arg-type]

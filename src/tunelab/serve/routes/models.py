@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Admin, MaybeCaller, State
-from tunelab.serve.model_roots import ModelPathForbiddenError, confine
+from tunelab.serve.model_roots import confine
 from tunelab.serve.registry import ModelRegistry, ModelVersion
 from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
 from tunelab.serve.schemas import (
@@ -85,12 +85,9 @@ async def load_version(name: str, body: LoadVersionRequest, state: State, admin:
     ``path`` must lie under one of the server's ``--model-root`` folders (default ``runs``), after
     ``..`` and symlinks are resolved; anything else is a 403 naming the allowed roots.
     """
-    try:  # only from under --model-root; the loader gets the resolved path that was checked
-        path = await run_in_threadpool(confine, body.path, state.settings.model_roots)
-    except ModelPathForbiddenError as exc:
-        forbidden = HTTPException(403, str(exc))
-        forbidden.code = exc.code  # type: ignore[attr-defined]  # the error body's code
-        raise forbidden from None
+    # Only from under --model-root (else a 403, see error_handlers); the loader gets the resolved
+    # path that was checked.
+    path = await run_in_threadpool(confine, body.path, state.settings.model_roots)
     await state.registry.load(name, str(path), version=body.version, activate=body.activate)
     return model_info(state.registry, name)
 

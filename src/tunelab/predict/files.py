@@ -40,11 +40,11 @@ def predict_file(
     rows = [int(r) for r in frame.index]  # the row numbers in the file, gaps where rows were dropped
     lines = []
     for i, (text, result) in enumerate(zip(texts, results, strict=True)):
-        record = {"row": rows[i], "text": text, **result}
+        record: dict[str, Any] = {} if ids is None else {"id": ids[i]}
+        record |= {"row": rows[i], "text": text}
         if pairs is not None:  # a text-pair run: the second text beside the first
-            record = {"row": rows[i], "text": text, "text_pair": pairs[i], **result}
-        if ids is not None:
-            record = {"id": ids[i], **record}
+            record["text_pair"] = pairs[i]
+        record |= result
         lines.append(json.dumps(record, ensure_ascii=False, default=str))
     atomic_write_text(output_path, "".join(line + "\n" for line in lines))
     return len(lines)

@@ -181,22 +181,18 @@ def test_eval_of_a_pair_run_may_rename_the_pair_column(
     assert other["accuracy"] == same["accuracy"] and other["n"] == same["n"]
 
 
+def _eval_cli(run: Path, data: Path, option: str, out: Path) -> int:
+    """``tunelab eval RUN --data DATA OPTION --out OUT``: the exit status."""
+    return main(["eval", str(run), "--data", str(data), option, "--out", str(out)])
+
+
 def test_eval_refuses_to_clear_a_pair_runs_pair_column(
     pair_run: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path, capsys: Any
 ) -> None:
     data = _pair_file(labelled_csvs, tmp_path / "pairs.csv")
     with pytest.raises(ConfigError, match=r"data.text_pair_column=None: this run was trained on text pairs"):
         tunelab.evaluate(pair_run, data, out_dir=tmp_path / "api", options=["data.text_pair_column=null"])
-    argv = [
-        "eval",
-        str(pair_run),
-        "--data",
-        str(data),
-        "data.text_pair_column=null",
-        "--out",
-        str(tmp_path / "cli"),
-    ]
-    assert main(argv) == 2
+    assert _eval_cli(pair_run, data, "data.text_pair_column=null", tmp_path / "cli") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "data.text_pair_column='context'" in err and "data.text_pair_column=COLUMN" in err
@@ -211,16 +207,7 @@ def test_eval_refuses_a_pair_column_for_a_single_text_run(
     frame.to_csv(data, index=False)
     with pytest.raises(ConfigError, match=r"data.text_pair_column='other': this run classifies single texts"):
         tunelab.evaluate(single_run, data, out_dir=tmp_path / "api", options={"text_pair_column": "other"})
-    argv = [
-        "eval",
-        str(single_run),
-        "--data",
-        str(data),
-        "data.text_pair_column=other",
-        "--out",
-        str(tmp_path / "cli"),
-    ]
-    assert main(argv) == 2
+    assert _eval_cli(single_run, data, "data.text_pair_column=other", tmp_path / "cli") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "give no data.text_pair_column" in err
     assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()

@@ -213,7 +213,7 @@ def _train_in(
     *,
     head_init: str,
     probe_accuracy: float | None,
-    base_fingerprint: str | None = None,
+    base_fingerprint: str | None,
     resume: bool,
     show_progress: bool,
 ) -> TrainResult:

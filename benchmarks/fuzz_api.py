@@ -21,20 +21,14 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from fuzz_helpers import Identity, KnownCase, fuzz_api  # noqa: E402
+from fuzz_helpers import FUZZ_KEYS, KnownCase, fuzz_api, fuzz_identities, revokes_one_of  # noqa: E402
 from serve_helpers import make_keys, start_server  # noqa: E402
 
 MODEL = "bench"
-KEYS: dict[str, dict[str, Any]] = {
-    "fuzz-plain": {},
-    "fuzz-admin": {"admin": True},
-    "fuzz-limited": {"rate": "2/min", "quota": "100/day"},
-}
 TEXTS = ["I still have not received my new card", "football match with my team"]
 
 
@@ -50,7 +44,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="fuzz-api-") as tmp:
         data_dir = Path(tmp) / "data"
-        tokens = make_keys(None, data_dir, KEYS)
+        tokens = make_keys(None, data_dir, FUZZ_KEYS)
         server = start_server(
             [f"{MODEL}={args.run}"],
             data_dir=data_dir,
@@ -59,20 +53,12 @@ def main() -> int:
         try:
             with server.store() as store:
                 own = {k.name for k in store.list_keys()} | {k.key_id for k in store.list_keys()}
-            identities = [
-                Identity("plain", {"Authorization": f"Bearer {tokens['fuzz-plain']}"}),
-                Identity("admin", {"X-API-Key": tokens["fuzz-admin"]}, admin=True),
-                Identity("limited", {"Authorization": f"Bearer {tokens['fuzz-limited']}"}),
-                Identity("anonymous", {}),
-            ]
             report = fuzz_api(
                 server.url,
-                identities,
+                fuzz_identities(tokens),
                 max_examples=args.examples,
                 seed=args.seed,
-                protect=lambda case: (
-                    case.method.upper() == "DELETE" and (case.path_parameters or {}).get("name") in own
-                ),
+                protect=revokes_one_of(own),
                 known={"name": MODEL},
                 known_cases=(
                     KnownCase("POST", "/v1/models/{name}/predict", {"name": MODEL}, {"texts": TEXTS}, 4),

@@ -65,6 +65,33 @@ class Identity:
         return bool(self.headers)
 
 
+# The keys a fuzz run creates (``make_keys``); the limited one's 3rd valid predict is a 429.
+FUZZ_KEYS: dict[str, dict[str, Any]] = {
+    "fuzz-plain": {},
+    "fuzz-admin": {"admin": True},
+    "fuzz-limited": {"rate": "2/min", "quota": "100/day"},
+}
+
+
+def fuzz_identities(tokens: dict[str, str]) -> list[Identity]:
+    """Plain, admin (its key in ``X-API-Key``), limited and anonymous, from ``FUZZ_KEYS``' tokens."""
+    return [
+        Identity("plain", {"Authorization": f"Bearer {tokens['fuzz-plain']}"}),
+        Identity("admin", {"X-API-Key": tokens["fuzz-admin"]}, admin=True),
+        Identity("limited", {"Authorization": f"Bearer {tokens['fuzz-limited']}"}),
+        Identity("anonymous", {}),
+    ]
+
+
+def revokes_one_of(own: set[str]) -> Callable[[Any], bool]:
+    """A ``protect`` predicate: the case revokes a key named (or with an id) in ``own``."""
+
+    def revokes(case: Any) -> bool:
+        return case.method.upper() == "DELETE" and (case.path_parameters or {}).get("name") in own
+
+    return revokes
+
+
 @dataclass
 class FuzzReport:
     operations: list[str] = field(default_factory=list)
@@ -251,4 +278,13 @@ def _access_problems(who: Identity, status: int, *, secured: bool, admin_only: b
     return []
 
 
-__all__ = ["CHECKS", "FuzzReport", "Identity", "KnownCase", "fuzz_api"]
+__all__ = [
+    "CHECKS",
+    "FUZZ_KEYS",
+    "FuzzReport",
+    "Identity",
+    "KnownCase",
+    "fuzz_api",
+    "fuzz_identities",
+    "revokes_one_of",
+]

@@ -15,21 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fuzz_helpers import Identity, KnownCase, fuzz_api
+from fuzz_helpers import FUZZ_KEYS, KnownCase, fuzz_api, fuzz_identities, revokes_one_of
 from serve_helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency: pip install -e .[dev]")
 
-KEYS: dict[str, dict[str, Any]] = {
-    "fuzz-plain": {},
-    "fuzz-admin": {"admin": True},
-    "fuzz-limited": {"rate": "2/min", "quota": "100/day"},  # the 3rd valid predict is a 429
-}
 MAX_EXAMPLES = 6
 TEXTS = ["football match with my team", "pizza and cheese for dinner"]
 SEED = 8
@@ -40,28 +34,19 @@ def test_fuzz_every_operation_as_each_identity(
 ) -> None:
     server = server_factory(
         [f"topics={tiny_run}"],
-        keys=KEYS,
+        keys=FUZZ_KEYS,
         data_dir=tmp_path / "data",
         args=("--max-texts", "8", "--max-chars", "200", "--max-body", "16KB", "--max-wait-ms", "2"),
     )
     with server.store() as store:
         own = {k.name for k in store.list_keys()} | {k.key_id for k in store.list_keys()}
-
-    def revokes_own_key(case: Any) -> bool:
-        return case.method.upper() == "DELETE" and (case.path_parameters or {}).get("name") in own
-
-    identities = [
-        Identity("plain", {"Authorization": f"Bearer {server.tokens['fuzz-plain']}"}),
-        Identity("admin", {"X-API-Key": server.tokens["fuzz-admin"]}, admin=True),
-        Identity("limited", {"Authorization": f"Bearer {server.tokens['fuzz-limited']}"}),
-        Identity("anonymous", {}),
-    ]
+    identities = fuzz_identities(server.tokens)
     report = fuzz_api(
         server.url,
         identities,
         max_examples=MAX_EXAMPLES,
         seed=SEED,
-        protect=revokes_own_key,
+        protect=revokes_one_of(own),
         known={"name": "topics"},
         known_cases=(
             KnownCase("POST", "/v1/models/{name}/predict", {"name": "topics"}, {"texts": TEXTS}, repeat=4),

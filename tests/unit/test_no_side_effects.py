@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 import tunelab
 from tunelab.atomic import atomic_write_text
-from tunelab.compress.quiet import quiet
+from tunelab.quiet import quiet
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.settings import ServeSettings
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunelab.compress.quiet import quiet
 from tunelab.errors import RunError
+from tunelab.quiet import quiet
 
 log = logging.getLogger(__name__)
 OPSET = 18

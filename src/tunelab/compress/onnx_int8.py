@@ -33,7 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunelab.compress.quiet import quiet
+from tunelab.quiet import quiet
 
 SETTINGS: dict[str, Any] = {
     "method": "onnxruntime.quantization.quantize_dynamic",

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunelab.compress.quiet import quiet
 from tunelab.data.encoding import Encoded
 from tunelab.errors import RunError
 from tunelab.predict.backends import LoadContext
 from tunelab.predict.inference import predict_logits
+from tunelab.quiet import quiet
 
 LAYOUT_FILE = "int8.json"
 WEIGHTS_FILE = "model.safetensors"

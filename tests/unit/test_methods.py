@@ -15,6 +15,7 @@ from torch import nn
 
 from tunelab.errors import ConfigError
 from tunelab.methods import Method, available_methods, get_method, register_method
+from tunelab.methods.registry import ModelLoader
 from tunelab.models import build_classifier, load_tokenizer
 from tunelab.models.classifier import SequenceClassifier
 
@@ -147,18 +148,22 @@ def test_load_reproduces_the_trained_logits(
     expected = logits_of(applied, batch)
     method.save(applied, tmp_path)
 
-    calls: list[Path | None] = []
+    calls: list[str] = []
 
-    def build_base(path: Path | None) -> nn.Module:
-        calls.append(path)
+    def base() -> nn.Module:
+        calls.append("base")
         # No seed: the head starts different from the trained one, so it must come from the folder.
-        return build_classifier(path if path is not None else tiny_bert, LABELS, task, pooling=pooling)
+        return build_classifier(tiny_bert, LABELS, task, pooling=pooling)
 
-    loaded = method.load(tmp_path, build_base)
+    def whole(folder: Path) -> nn.Module:
+        calls.append("whole")
+        return SequenceClassifier.load_full(folder)
+
+    loaded = method.load(tmp_path, ModelLoader(base=base, whole=whole))
     if method.stores_base:
-        assert None not in calls, "a method that stores the whole model must not load the base weights"
+        assert calls == ["whole"], "a method that stores the whole model must not load the base weights"
     else:
-        assert calls == [None], "an adapter is loaded onto the run's base model"
+        assert calls == ["base"], "an adapter is loaded onto the run's base model"
     # Adapters are merged: inference gets the plain classifier, whatever the method.
     assert isinstance(loaded, SequenceClassifier) and loaded.pooling == pooling
     assert not any("lora" in name for name, _ in loaded.named_parameters())

@@ -21,6 +21,9 @@ class Encoded:
     token_type_ids: list[list[int]] | None
     labels: list[Any] | torch.Tensor | None  # a float tensor (N, num_labels): soft targets
     pad_id: int
+    # Per-example data a task needs to decode its outputs (NER: the sentence each window came
+    # from, word ids, character offsets); the task that encoded the examples defines the keys.
+    extra: dict[str, list[Any]] | None = None
 
     @property
     def lengths(self) -> list[int]:

@@ -22,6 +22,21 @@ _REGISTRY: dict[str, Method] = {}
 
 
 @dataclass(frozen=True)
+class ModelLoader:
+    """How a method gets models when it loads a trained run; the task decides what they are.
+
+    Attributes:
+        base: ``base()`` builds the run's pre-trained model with a fresh head (what an adapter
+            is loaded onto); it checks the base weights are the ones the run was trained on.
+        whole: ``whole(folder)`` loads a complete fine-tuned model from a ``save_pretrained``
+            folder (what a method that stores the whole model wrote).
+    """
+
+    base: Callable[[], nn.Module]
+    whole: Callable[[Path], nn.Module]
+
+
+@dataclass(frozen=True)
 class Method:
     """What the training loop needs from a fine-tuning method.
 
@@ -31,10 +46,10 @@ class Method:
         apply: ``apply(model, options) -> model`` makes the chosen parameters trainable (for
             adapters it wraps the model); the classification head must stay trainable.
         save: ``save(model, folder)`` writes the trained weights as safetensors into ``folder``.
-        load: ``load(folder, build_base) -> model`` rebuilds the trained model for inference.
-            ``build_base(path)`` builds the classifier from ``path`` (None: the run's base model),
-            so methods that store the whole model never load the base weights. It returns a
-            plain ``transformers`` model (adapters merged).
+        load: ``load(folder, loader) -> model`` rebuilds the trained model for inference from
+            what ``save`` wrote, with a ``ModelLoader`` (methods that store the whole model
+            never load the base weights). It returns a plain ``transformers`` model (adapters
+            merged).
         default_learning_rate: used when ``train.learning_rate`` is not set.
         stores_base: True when ``save`` writes the whole model, so loading needs no base weights.
     """
@@ -43,7 +58,7 @@ class Method:
     config_cls: type
     apply: Callable[[nn.Module, Any], nn.Module]
     save: Callable[[nn.Module, Path], None]
-    load: Callable[[Path, Callable[[Path | None], nn.Module]], nn.Module]
+    load: Callable[[Path, ModelLoader], nn.Module]
     default_learning_rate: float
     stores_base: bool
     description: str = ""

@@ -83,20 +83,23 @@ def get_format(name: str) -> FormatLoader:
 
 def _load_torch(ctx: LoadContext) -> Backend:
     from tunelab.methods import get_method
+    from tunelab.methods.registry import ModelLoader
     from tunelab.models import build_classifier, resolve_model
+    from tunelab.models.classifier import SequenceClassifier
 
     method = get_method(ctx.summary.get("method", ctx.config.method.name))
 
-    def build_base(folder: Any) -> nn.Module:
-        source = folder if folder is not None else resolve_model(ctx.config.model.name).path
+    def base() -> nn.Module:
+        source = resolve_model(ctx.config.model.name).path
         pooling = ctx.summary.get("pooling") or ctx.config.model.pooling
-        if folder is None:  # the base by name, for an adapter: the one it was trained on?
-            from tunelab.models.fingerprint import check_base
+        # The base by name, for an adapter: is it the one the run was trained on?
+        from tunelab.models.fingerprint import check_base
 
-            check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source)
+        check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source)
         return build_classifier(source, ctx.labels.names, ctx.labels.task, pooling=pooling)
 
-    return TorchBackend(method.load(ctx.run.weights, build_base))
+    loader = ModelLoader(base=base, whole=SequenceClassifier.load_full)
+    return TorchBackend(method.load(ctx.run.weights, loader))
 
 
 register_format("torch", _load_torch)

@@ -12,7 +12,11 @@ from tunelab.data.encoding import Encoded, collate, inference_batches
 
 
 def batched_outputs(fn: Callable[..., torch.Tensor], enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
-    """``fn(**batch)`` over length-grouped batches, as a float array in input order."""
+    """``fn(**batch)`` over length-grouped batches, as a float array in input order.
+
+    Per-token outputs (B, T, L) are zero-padded to the longest example of ``enc``, so the result
+    is one (N, T_max, L) array whatever the batches were.
+    """
     chunks: list[np.ndarray] = []
     order: list[int] = []
     with torch.inference_mode():
@@ -21,6 +25,9 @@ def batched_outputs(fn: Callable[..., torch.Tensor], enc: Encoded, *, batch_size
             order.extend(idx)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
+    if chunks[0].ndim == 3:  # per-token outputs: pad every batch to the set's longest example
+        width = max(c.shape[1] for c in chunks)
+        chunks = [np.pad(c, ((0, 0), (0, width - c.shape[1]), (0, 0))) for c in chunks]
     stacked = np.concatenate(chunks)
     out = np.empty_like(stacked)
     out[np.asarray(order)] = stacked
@@ -28,7 +35,7 @@ def batched_outputs(fn: Callable[..., torch.Tensor], enc: Encoded, *, batch_size
 
 
 def predict_logits(model: nn.Module, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
-    """Logits (N, num_labels) in input order; batches are grouped by length for speed."""
+    """Logits (N, num_labels) or, per token, (N, T, num_labels), in input order."""
     model.eval()
     return batched_outputs(lambda **batch: model(**batch).logits, enc, batch_size=batch_size)
 

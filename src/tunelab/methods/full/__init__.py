@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from tunelab.methods.registry import Method, register_method
+from tunelab.methods.registry import Method, ModelLoader, register_method
 
 
 @dataclass
@@ -26,11 +25,9 @@ def save(model: nn.Module, folder: Path) -> None:
     model.save_full(folder)  # encoder folder (config.json + model.safetensors) + head.safetensors
 
 
-def load(folder: Path, build_base: Callable[[Path | None], nn.Module]) -> nn.Module:
-    from tunelab.models.classifier import SequenceClassifier
-
+def load(folder: Path, loader: ModelLoader) -> nn.Module:
     # The folder holds the whole fine-tuned model: the base weights are not needed.
-    return SequenceClassifier.load_full(folder)
+    return loader.whole(folder)
 
 
 register_method(

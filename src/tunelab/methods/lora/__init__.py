@@ -6,14 +6,13 @@ trained and saved with the adapter; the base weights are referenced by model nam
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from tunelab.errors import ConfigError
-from tunelab.methods.registry import Method, register_method
+from tunelab.methods.registry import Method, ModelLoader, register_method
 
 
 @dataclass
@@ -75,10 +74,10 @@ def save(model: nn.Module, folder: Path) -> None:
     model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json only
 
 
-def load(folder: Path, build_base: Callable[[Path | None], nn.Module]) -> nn.Module:
+def load(folder: Path, loader: ModelLoader) -> nn.Module:
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(build_base(None), folder)
+    model = PeftModel.from_pretrained(loader.base(), folder)
     # Merging folds the low-rank update into the base weights: inference costs what the base does.
     return model.merge_and_unload()
 

@@ -1,0 +1,166 @@
+"""The task contract: everything that differs between, say, sentence classification and NER.
+
+A task is one folder under ``tunelab/tasks/`` whose ``__init__.py`` ends with
+``register_task(...)`` (the method registry's habit). The training loop, ``evaluate``,
+``compress``, ``serve`` and the CLI only call these hooks and never compare task names, so a new
+task (question answering, regression) is a new folder, not edits in twenty files.
+
+The shapes that cross the contract:
+
+- ``Encoded`` (``tunelab.data.encoding``): token ids per example, unpadded; ``labels`` holds
+  whatever ``batch_labels`` turns into a tensor; ``extra`` holds per-example data the task needs to
+  decode (NER: the sentence each window came from, word ids, character offsets).
+- logits: a float numpy array, (N, num_labels) for sequence tasks or (N, T, num_labels) for token
+  tasks, padded with zeros to the longest example of the set (``tunelab.predict.inference``).
+- metrics: a JSON-able dict; ``headline`` picks the scalars logged each evaluation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from tunelab.config import DataConfig
+    from tunelab.data.encoding import Encoded
+    from tunelab.data.labels import LabelMap
+    from tunelab.data.splits import Splits
+
+
+class Task(ABC):
+    """One task: data, labels, head, loss, metrics, report, predictions, export parity, API schema.
+
+    Attributes:
+        name: the ``data.task`` value that selects it (``single_label``, ``token_classification``).
+        family: the folder it lives in (``classification``); several names may share one.
+        description: one line for ``tunelab tasks`` and error messages.
+        headline_keys: the scalar metrics logged at each evaluation and shown first.
+        metrics: the ``train.metric`` values a run of this task may select checkpoints on.
+        result_schema: the pydantic model of one text's result in the HTTP API.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    description: ClassVar[str] = ""
+    headline_keys: ClassVar[tuple[str, ...]] = ("loss",)
+    metrics: ClassVar[tuple[str, ...]] = ("loss",)
+
+    # --- data -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_splits(self, data: DataConfig) -> Splits:
+        """Read, validate and split the labelled data; build the label map from train."""
+
+    @abstractmethod
+    def read_labelled(self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str) -> Any:
+        """Read one labelled file (``tunelab eval --data``, export parity) with a run's labels.
+
+        Raises:
+            DataError: naming the file and row of a malformed record or an unknown label.
+        """
+
+    @abstractmethod
+    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int) -> Encoded:
+        """Tokenise a labelled dataset; labels aligned to what ``batch_labels`` expects."""
+
+    @abstractmethod
+    def encode_texts(
+        self, tokenizer: Any, texts: list[str], text_pairs: list[str] | None, *, max_length: int
+    ) -> Encoded:
+        """Tokenise unlabelled texts for prediction (``Encoded.lengths`` are what metering counts)."""
+
+    @abstractmethod
+    def batch_labels(self, enc: Encoded, indices: list[int], *, width: int, num_labels: int) -> torch.Tensor:
+        """The label tensor of a batch padded to ``width`` tokens (soft targets pass through)."""
+
+    # --- model and loss ---------------------------------------------------------------------
+
+    @abstractmethod
+    def build_model(self, path: Path, labels: LabelMap, *, pooling: str, seed: int | None) -> nn.Module:
+        """A Hugging Face model: the pre-trained encoder at ``path`` and a fresh head for ``labels``."""
+
+    @abstractmethod
+    def load_model(self, folder: Path) -> nn.Module:
+        """Rebuild a whole fine-tuned model written by ``save_pretrained`` (method ``full``)."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """The training loss of a batch."""
+
+    def class_weights(self, dataset: Any, num_labels: int) -> torch.Tensor | None:
+        """Weights for ``train.class_weights: true``; None where the task has none."""
+        return None
+
+    @abstractmethod
+    def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:
+        """A teacher's logits -> the probabilities a student is distilled on (same loss)."""
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    @abstractmethod
+    def score(
+        self, logits: np.ndarray, enc: Encoded, labels: LabelMap, *, threshold: float | None = None
+    ) -> tuple[dict[str, Any], float | None]:
+        """Metrics (with ``loss``) of logits against ``enc``'s labels.
+
+        Returns:
+            (metrics, decision threshold used or tuned here; None when the task has none)
+        """
+
+    def tunes_threshold(self) -> bool:
+        """True when ``score`` tunes a decision threshold on dev that test must reuse."""
+        return False
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """The scalar metrics worth logging at each evaluation."""
+        return {k: float(metrics[k]) for k in self.headline_keys if metrics.get(k) is not None}
+
+    @abstractmethod
+    def parity_metric(self, run_metric: str) -> str:
+        """The percentage an export must keep: the run's selection metric where it is one."""
+
+    @abstractmethod
+    def agreement(self, before: np.ndarray, after: np.ndarray, *, threshold: float | None) -> float:
+        """The share of examples whose decoded predictions are identical before and after export."""
+
+    @abstractmethod
+    def write_report(
+        self,
+        out_dir: Path,
+        metrics: dict[str, Any],
+        *,
+        labels: LabelMap,
+        history: list[dict[str, Any]] | None,
+        title: str,
+        meta: dict[str, Any],
+        split: str,
+    ) -> dict[str, Path]:
+        """``report.md`` and ``report.html`` (with plots) of one evaluated split."""
+
+    # --- prediction -------------------------------------------------------------------------
+
+    @abstractmethod
+    def decode(
+        self,
+        logits: np.ndarray,
+        enc: Encoded,
+        texts: Sequence[str],
+        labels: LabelMap,
+        *,
+        threshold: float | None,
+        top_k: int,
+    ) -> list[dict[str, Any]]:
+        """One JSON-able result per input text (labels and scores, entities, ...)."""
+
+    @property
+    @abstractmethod
+    def result_schema(self) -> type[BaseModel]:
+        """The pydantic model of one element of ``decode``'s list."""

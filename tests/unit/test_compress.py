@@ -300,7 +300,9 @@ def test_multi_label_parity_uses_micro_f1_and_whole_label_sets() -> None:
     before = Measured({"micro_f1": 0.9}, np.array([[2.0, -2.0], [2.0, 2.0]]), timing, size_mb=4.0)
     faster = {"batch_1": 1.0, "batch_32": 4.0}
     after = Measured({"micro_f1": 0.88}, np.array([[1.5, -1.0], [2.0, -0.5]]), faster, size_mb=1.0)
-    report = compare(before, after, metric="micro_f1", task=get_task("multi_label"), threshold=0.5, max_drop=1.0)
+    report = compare(
+        before, after, metric="micro_f1", task=get_task("multi_label"), threshold=0.5, max_drop=1.0
+    )
     assert report["agreement"] == 0.5 and report["drop_points"] == pytest.approx(2.0)
     assert report["passed"] is False and report["max_logit_diff"] == pytest.approx(2.5)
     assert report["speedup"] == {"batch_1": 2.0, "batch_32": 2.5} and report["size_ratio"] == 0.25

@@ -16,9 +16,9 @@ from tunelab.config import TrainConfig
 from tunelab.data.encoding import training_batches
 from tunelab.methods import get_method
 from tunelab.models import build_classifier
+from tunelab.tasks import get_task
 from tunelab.train import loop as train_loop
 from tunelab.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, trainable_state
-from tunelab.tasks import get_task
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import build_optimizer, build_scheduler
 

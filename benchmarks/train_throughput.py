@@ -24,7 +24,7 @@ from tunelab.config import TrainConfig
 from tunelab.data.encoding import collate, encode_texts, training_batches
 from tunelab.methods import get_method
 from tunelab.models import build_classifier, load_tokenizer, resolve_model
-from tunelab.train.loop import compute_loss
+from tunelab.tasks import get_task
 from tunelab.train.optim import build_optimizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
@@ -40,6 +40,7 @@ def measure(
     tokenizer = load_tokenizer(path)
     ids = [labels.index(c) for c in frame["category"]]
     enc = encode_texts(tokenizer, frame["text"].str.strip().tolist(), max_length=128, labels=ids)
+    task = get_task("single_label")
     spec = get_method(method)
     model = spec.apply(build_classifier(path, labels, "single_label", seed=seed), spec.parse_options({}))
     optimizer = build_optimizer(model, TrainConfig(), spec.default_learning_rate)
@@ -49,9 +50,9 @@ def measure(
     for i, idx in enumerate(batches):
         if i == 1:  # the first batch pays one-off allocation costs
             done, start = 0, time.perf_counter()
-        batch = collate(enc, idx, task="single_label", num_labels=len(labels), pad_to=pad_to)
+        batch = collate(enc, idx, task=task, num_labels=len(labels), pad_to=pad_to)
         target = batch.pop("labels")
-        loss = compute_loss(model(**batch).logits, target, "single_label", None)
+        loss = task.loss(model(**batch).logits, target, None)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -138,7 +138,7 @@ def test_loading_onto_other_base_weights_fails_naming_both(adapter_run: tuple[Pa
         shutil.copytree(saved, base)
         resave(base, shard="1MB")
         assert len(list(base.glob("*.safetensors"))) > 1
-        assert tunelab.load(run).task == "single_label"
+        assert tunelab.load(run).task_name == "single_label"
 
 
 def test_a_run_from_before_fingerprints_still_loads(adapter_run: tuple[Path, Path]) -> None:
@@ -148,7 +148,7 @@ def test_a_run_from_before_fingerprints_still_loads(adapter_run: tuple[Path, Pat
         try:
             set_fingerprint(run, None)
             replace_weights(base, seed=2)
-            assert tunelab.load(run).task == "single_label"  # unchecked: nothing to compare with
+            assert tunelab.load(run).task_name == "single_label"  # unchecked: nothing to compare with
         finally:
             set_fingerprint(run, expected)
 
@@ -212,4 +212,4 @@ def test_a_resume_onto_other_base_weights_fails_naming_both(
     shutil.copytree(saved, base)
     result = tunelab.train(resume=partial, show_progress=False)
     assert result.summary["base_fingerprint"] == began_on
-    assert tunelab.load(result.run_dir).task == "single_label"
+    assert tunelab.load(result.run_dir).task_name == "single_label"

@@ -290,16 +290,19 @@ def test_onnx_keeps_the_plain_graph_when_the_fused_one_disagrees(
 
 
 def test_multi_label_parity_uses_micro_f1_and_whole_label_sets() -> None:
-    from tunelab.compress.parity import Measured, compare, headline_metric
+    from tunelab.compress.parity import Measured, compare
+    from tunelab.tasks import get_task
 
-    assert headline_metric("multi_label", "accuracy") == "micro_f1"
-    assert headline_metric("single_label", "loss") == "accuracy"
-    assert headline_metric("single_label", "macro_f1") == "macro_f1"
+    assert get_task("multi_label").parity_metric("accuracy") == "micro_f1"
+    assert get_task("single_label").parity_metric("loss") == "accuracy"
+    assert get_task("single_label").parity_metric("macro_f1") == "macro_f1"
     timing = {"batch_1": 2.0, "batch_32": 10.0}
     before = Measured({"micro_f1": 0.9}, np.array([[2.0, -2.0], [2.0, 2.0]]), timing, size_mb=4.0)
     faster = {"batch_1": 1.0, "batch_32": 4.0}
     after = Measured({"micro_f1": 0.88}, np.array([[1.5, -1.0], [2.0, -0.5]]), faster, size_mb=1.0)
-    report = compare(before, after, metric="micro_f1", task="multi_label", threshold=0.5, max_drop=1.0)
+    report = compare(
+        before, after, metric="micro_f1", task=get_task("multi_label"), threshold=0.5, max_drop=1.0
+    )
     assert report["agreement"] == 0.5 and report["drop_points"] == pytest.approx(2.0)
     assert report["passed"] is False and report["max_logit_diff"] == pytest.approx(2.5)
     assert report["speedup"] == {"batch_1": 2.0, "batch_32": 2.5} and report["size_ratio"] == 0.25

@@ -21,7 +21,7 @@ Y_PRED = [0, 0, 1, 1, 2, 2]
 
 
 def test_single_label_matches_hand_computed_values():
-    m = compute_metrics(Y_TRUE, Y_PRED, LABELS, "single_label")
+    m = compute_metrics(Y_TRUE, Y_PRED, LABELS)
 
     assert m["n"] == 6
     assert m["accuracy"] == pytest.approx(4 / 6)
@@ -49,13 +49,13 @@ def test_single_label_matches_hand_computed_values():
 
 
 def test_single_label_is_plain_json():
-    m = compute_metrics(np.array(Y_TRUE), np.array(Y_PRED), LABELS, "single_label")
+    m = compute_metrics(np.array(Y_TRUE), np.array(Y_PRED), LABELS)
     assert json.loads(json.dumps(m, allow_nan=False)) == m
     assert all(type(m[k]) is float for k in ("accuracy", "macro_f1", "micro_f1", "weighted_recall"))
 
 
 def test_label_absent_from_split_is_listed_but_not_macro_averaged():
-    m = compute_metrics(Y_TRUE, Y_PRED, [*LABELS, "d"], "single_label")
+    m = compute_metrics(Y_TRUE, Y_PRED, [*LABELS, "d"])
 
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert m["per_class"][3] == {"label": "d", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
@@ -67,7 +67,7 @@ def test_top_confusions_sorted_by_count_and_capped_at_20():
     n = 25
     y_true = [i for i in range(n) for _ in range(i + 1)]  # class i has i+1 examples, all wrong
     y_pred = [(i + 1) % n for i in y_true]
-    m = compute_metrics(y_true, y_pred, [f"c{i}" for i in range(n)], "single_label")
+    m = compute_metrics(y_true, y_pred, [f"c{i}" for i in range(n)])
 
     counts = [c["count"] for c in m["top_confusions"]]
     assert len(counts) == 20
@@ -77,26 +77,33 @@ def test_top_confusions_sorted_by_count_and_capped_at_20():
 
 
 @pytest.mark.parametrize(
-    ("y_true", "y_pred", "task", "match"),
+    ("y_true", "y_pred", "multi", "match"),
     [
-        ([0, 1], [0], "single_label", "examples"),
-        ([0, 3], [0, 1], "single_label", "label id 3"),
-        ([0.5, 1], [0, 1], "single_label", "integer"),
-        ([], [], "single_label", "0 examples"),
-        ([0, 1], [0, 1], "regression", "task"),
-        ([[0, 2, 0]], [[0, 1, 0]], "multi_label", "0 and 1"),
-        ([[0, 1]], [[0, 1]], "multi_label", "shape"),
+        ([0, 1], [0], False, "examples"),
+        ([0, 3], [0, 1], False, "label id 3"),
+        ([0.5, 1], [0, 1], False, "integer"),
+        ([], [], False, "0 examples"),
+        ([[0, 2, 0]], [[0, 1, 0]], True, "0 and 1"),
+        ([[0, 1]], [[0, 1]], True, "shape"),
     ],
 )
-def test_bad_inputs_are_rejected(y_true, y_pred, task, match):
+def test_bad_inputs_are_rejected(y_true, y_pred, multi, match):
     with pytest.raises(ValueError, match=match):
-        compute_metrics(y_true, y_pred, LABELS, task)
+        compute_metrics(y_true, y_pred, LABELS, multi_label=multi)
+
+
+def test_a_task_name_is_not_a_multi_label_flag():
+    """Tasks are chosen through ``tunelab.tasks``; a name here would silently read as True."""
+    with pytest.raises(TypeError, match="multi_label"):
+        compute_metrics([0, 1], [0, 1], LABELS, multi_label="regression")
+    with pytest.raises(TypeError):
+        compute_metrics([0, 1], [0, 1], LABELS, "single_label")  # keyword only
 
 
 def test_multi_label_metrics():
     y_true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
     y_pred = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])
-    m = compute_metrics(y_true, y_pred, LABELS, "multi_label")
+    m = compute_metrics(y_true, y_pred, LABELS, multi_label=True)
 
     assert m["accuracy"] == pytest.approx(1 / 3)  # subset accuracy: only row 1 is exact
     assert m["hamming_loss"] == pytest.approx(2 / 9)
@@ -127,8 +134,8 @@ def test_tune_threshold_beats_default_on_low_probabilities():
     probs = np.clip(0.1 + 0.25 * y_true + rng.normal(0, 0.05, size=y_true.shape), 0, 1)
     threshold = tune_threshold(probs, y_true)
     assert 0.15 <= threshold <= 0.35
-    tuned = compute_metrics(y_true, (probs >= threshold).astype(int), list("vwxyz"), "multi_label")
-    default = compute_metrics(y_true, (probs >= 0.5).astype(int), list("vwxyz"), "multi_label")
+    tuned = compute_metrics(y_true, (probs >= threshold).astype(int), list("vwxyz"), multi_label=True)
+    default = compute_metrics(y_true, (probs >= 0.5).astype(int), list("vwxyz"), multi_label=True)
     assert tuned["micro_f1"] > 0.9 > default["micro_f1"]
 
 
@@ -148,7 +155,7 @@ def _assert_png(path):
 
 def test_report_small_single_label(tmp_path):
     labels = ["neg", "pos", "<b>odd & | name</b>"]
-    m = compute_metrics(Y_TRUE, Y_PRED, labels, "single_label")
+    m = compute_metrics(Y_TRUE, Y_PRED, labels)
     meta = {"model": "tiny-bert", "method": "lora", "train_time_s": 12.345, "samples_per_s": 1234.5}
 
     written = write_report(tmp_path, m, label_names=labels, meta=meta, title="Tiny run")
@@ -183,7 +190,7 @@ def test_report_many_classes_uses_top_confusions(tmp_path):
     labels = [f"intent_{i}" for i in range(n)]
     y_true = [i for i in range(n) for _ in range(3)]
     y_pred = [t if k else (t + 1) % n for k, t in enumerate(y_true)]  # every third example wrong
-    m = compute_metrics(y_true, y_pred, labels, "single_label")
+    m = compute_metrics(y_true, y_pred, labels)
 
     written = write_report(tmp_path, m, label_names=labels, split="dev")
 
@@ -217,7 +224,7 @@ def test_report_with_history_draws_training_curves(tmp_path):
         {"event": "train", "step": 81, "loss": math.nan},
         {"event": "run_start", "config": {}},
     ]
-    m = compute_metrics(Y_TRUE, Y_PRED, LABELS, "single_label")
+    m = compute_metrics(Y_TRUE, Y_PRED, LABELS)
 
     written = write_report(tmp_path, m, label_names=LABELS, history=history)
 
@@ -227,7 +234,7 @@ def test_report_with_history_draws_training_curves(tmp_path):
 
 @pytest.mark.parametrize("history", [[], None, [{"event": "train"}, {"note": "no event"}]])
 def test_report_without_usable_history_has_no_training_plot(tmp_path, history):
-    m = compute_metrics(Y_TRUE, Y_PRED, LABELS, "single_label")
+    m = compute_metrics(Y_TRUE, Y_PRED, LABELS)
 
     written = write_report(tmp_path, m, label_names=LABELS, history=history)
 
@@ -238,7 +245,7 @@ def test_report_without_usable_history_has_no_training_plot(tmp_path, history):
 
 def test_report_multi_label_and_sparse_metrics(tmp_path):
     y_true = np.array([[1, 0, 1], [0, 1, 0]])
-    m = compute_metrics(y_true, y_true, LABELS, "multi_label")
+    m = compute_metrics(y_true, y_true, LABELS, multi_label=True)
 
     written = write_report(tmp_path, m, label_names=LABELS)
     assert set(written) == {"report.md", "report.html", "per_class_f1.png"}
@@ -257,6 +264,6 @@ def test_report_multi_label_and_sparse_metrics(tmp_path):
 
 
 def test_report_rejects_matrix_that_does_not_match_labels(tmp_path):
-    m = compute_metrics(Y_TRUE, Y_PRED, LABELS, "single_label")
+    m = compute_metrics(Y_TRUE, Y_PRED, LABELS)
     with pytest.raises(ValueError, match="shape"):
         write_report(tmp_path, m, label_names=["a", "b"])

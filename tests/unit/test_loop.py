@@ -16,9 +16,9 @@ from tunelab.config import TrainConfig
 from tunelab.data.encoding import training_batches
 from tunelab.methods import get_method
 from tunelab.models import build_classifier
+from tunelab.tasks import get_task
 from tunelab.train import loop as train_loop
 from tunelab.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, trainable_state
-from tunelab.train.loop import compute_loss
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import build_optimizer, build_scheduler
 
@@ -145,10 +145,10 @@ def test_schedule_warms_up_then_decays_to_zero(tiny_bert: Path) -> None:
 def test_class_weights_scale_the_single_label_loss() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     labels = torch.tensor([0, 1, 1])
-    plain = compute_loss(logits, labels, "single_label", None)
+    plain = get_task("single_label").loss(logits, labels, None)
     assert plain == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
     weights = torch.tensor([1.0, 3.0])
-    weighted = compute_loss(logits, labels, "single_label", weights)
+    weighted = get_task("single_label").loss(logits, labels, weights)
     per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     assert weighted == pytest.approx(((per_row * weights[labels]).sum() / weights[labels].sum()).item())
 
@@ -157,10 +157,10 @@ def test_multi_label_loss_is_binary_cross_entropy() -> None:
     logits = torch.tensor([[3.0, -3.0, 0.0]])
     labels = torch.tensor([[1.0, 0.0, 1.0]])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-    assert compute_loss(logits, labels, "multi_label", None) == pytest.approx(expected.item())
+    assert get_task("multi_label").loss(logits, labels, None) == pytest.approx(expected.item())
     pos = torch.tensor([1.0, 1.0, 4.0])
-    weighted = compute_loss(logits, labels, "multi_label", pos)
-    assert weighted > compute_loss(logits, labels, "multi_label", None)
+    weighted = get_task("multi_label").loss(logits, labels, pos)
+    assert weighted > get_task("multi_label").loss(logits, labels, None)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

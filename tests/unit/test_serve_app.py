@@ -20,6 +20,7 @@ from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.limits import Quota, Rate
 from tunelab.serve.schemas import ClassificationResult, EntityResult, PredictResponse
 from tunelab.serve.settings import ServeSettings
+from tunelab.tasks import get_task
 
 KEYWORDS = {"pizza": "food", "goal": "sports", "rain": "weather"}
 
@@ -40,7 +41,8 @@ class FakePredictor:
     """Labels a text by a keyword; ``explode`` in a text raises, like a broken model would."""
 
     format = "torch"
-    task = "single_label"
+    task = get_task("single_label")
+    task_name = "single_label"
     labels = SimpleNamespace(names=["food", "sports", "weather"])
 
     def __init__(self, tag: str = "fake") -> None:
@@ -52,8 +54,9 @@ class FakePredictor:
         return FakeEncoded(list(texts))
 
     def predict_encoded(
-        self, enc: FakeEncoded, *, top_k: int = 3, batch_size: int = 64
+        self, enc: FakeEncoded, texts: list[str], *, top_k: int = 3, batch_size: int = 64
     ) -> list[dict[str, Any]]:
+        assert len(texts) == len(enc)  # the texts the batch was encoded from, for the task's decode
         out = []
         for text in enc.texts:
             if "explode" in text:

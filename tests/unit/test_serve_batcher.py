@@ -41,8 +41,9 @@ class FakePredictor:
         return FakeEncoded(list(texts))
 
     def predict_encoded(
-        self, enc: FakeEncoded, *, top_k: int = 3, batch_size: int = 64
+        self, enc: FakeEncoded, texts: list[str], *, top_k: int = 3, batch_size: int = 64
     ) -> list[dict[str, Any]]:
+        assert len(texts) == len(enc)  # the texts the batch was encoded from
         with self._lock:
             self.concurrent += 1
             self.max_concurrent = max(self.max_concurrent, self.concurrent)

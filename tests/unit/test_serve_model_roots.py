@@ -24,7 +24,7 @@ from tunelab.serve.settings import ServeSettings
 
 class FakePredictor:
     format = "torch"
-    task = "single_label"
+    task_name = "single_label"
     labels = SimpleNamespace(names=["a", "b"])
 
     def __init__(self, path: str = "fake") -> None:

@@ -77,10 +77,10 @@ class GatedPredictor(FakePredictor):
         super().__init__()
         self.gate = threading.Event()
 
-    def predict_encoded(self, enc: FakeEncoded, **kw: Any) -> list[dict[str, Any]]:
+    def predict_encoded(self, enc: FakeEncoded, *args: Any, **kw: Any) -> list[dict[str, Any]]:
         if any("hold" in text for text in enc.texts):
             assert self.gate.wait(60), "the test never opened the gate"
-        return super().predict_encoded(enc, **kw)
+        return super().predict_encoded(enc, *args, **kw)
 
 
 class Ledger:
@@ -465,14 +465,14 @@ def test_model_sources_are_shown_to_admin_keys_only(api: App, make_app: Callable
 class BrokenModel(FakePredictor):
     """Raises tunelab's own errors, with a server path in the message, on texts that ask for it."""
 
-    def predict_encoded(self, enc: FakeEncoded, **kw: Any) -> list[dict[str, Any]]:
+    def predict_encoded(self, enc: FakeEncoded, *args: Any, **kw: Any) -> list[dict[str, Any]]:
         from tunelab.errors import ConfigError, RunError
 
         if any("corrupt" in t for t in enc.texts):
             raise RunError("/srv/secret/runs/topics/weights/model.safetensors: truncated file")
         if any("misconfigured" in t for t in enc.texts):
             raise ConfigError("/srv/secret/runs/topics/config.json: model.pooling 'max' is not known")
-        return super().predict_encoded(enc, **kw)
+        return super().predict_encoded(enc, *args, **kw)
 
 
 @pytest.mark.parametrize("text", ["corrupt pizza", "misconfigured pizza", "explode pizza"])

@@ -25,6 +25,7 @@ from tunelab.config import TrainConfig
 from tunelab.data.encoding import collate, encode_texts
 from tunelab.errors import RunError
 from tunelab.predict.inference import predict_logits
+from tunelab.tasks import get_task
 
 
 def gram_of(x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +165,7 @@ def test_soft_targets_pass_through_collate(calibration: list[dict[str, torch.Ten
     enc = Encoded(
         input_ids=[[101, 5, 102], [101, 102], [101, 7, 8, 102]], token_type_ids=None, labels=soft, pad_id=0
     )
-    batch = collate(enc, [2, 0], task="single_label", num_labels=3)
+    batch = collate(enc, [2, 0], task=get_task("single_label"), num_labels=3)
     assert torch.equal(batch["labels"], soft[[2, 0]]) and batch["input_ids"].shape == (2, 4)
 
 
@@ -195,7 +196,7 @@ def test_distillation_teaches_the_student_what_the_teacher_predicts(
         student,
         teacher,
         texts,
-        task="single_label",
+        task=get_task("single_label"),
         epochs=5,
         train_cfg=TrainConfig(batch_size=8),
         workdir=tmp_path / "recover",

@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tunelab.config import RunConfig
-    from tunelab.data import load_splits
     from tunelab.methods import get_method
     from tunelab.models import resolve_model
+    from tunelab.tasks import get_task
 
     config, overrides = config_and_overrides(args)
     cfg = RunConfig.from_yaml(config, overrides)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model(cfg.model.name)
     print(f"config ok: model {cfg.model.name} ({model.source}: {model.path}), method {cfg.method.name}")
     if cfg.data.train:
-        splits = load_splits(cfg.data)
+        splits = get_task(cfg.data.task).load_splits(cfg.data)
         sizes = ", ".join(
             f"{name} {len(ds)}"
             for name, ds in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))

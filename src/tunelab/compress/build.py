@@ -12,8 +12,7 @@ from torch import nn
 
 from tunelab.compress.datasets import parity_data, sample_batch
 from tunelab.compress.options import ExportOptions
-from tunelab.compress.parity import ParityError, compare, headline_metric, measure
-from tunelab.evaluate.scoring import headline
+from tunelab.compress.parity import ParityError, compare, measure
 from tunelab.predict.backends import LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder
 
@@ -39,12 +38,12 @@ def build_artifact(
 
     predictor = load(source.root)
     model: nn.Module = predictor.model.eval()
+    task = predictor.task
     check = parity_data(predictor, None if data is None else str(data), data_options)
-    enc = predictor.encode(check.dataset.texts, check.dataset.text_pairs)
-    labels = check.dataset.labels
-    common = {"labels_info": predictor.labels, "threshold": predictor.threshold}
+    enc = task.encode(predictor.tokenizer, check.dataset, max_length=predictor.config.model.max_length)
+    common = {"task": task, "labels": predictor.labels, "threshold": predictor.threshold}
     stages.set_description("export: measure PyTorch eager")
-    before = measure(TorchBackend(model), enc, labels, **common, size_mb=_state_mb(model))
+    before = measure(TorchBackend(model), enc, **common, size_mb=_state_mb(model))
     stages.update()
 
     stages.set_description("export: prune" if opts.prune else "export: prepare")
@@ -73,11 +72,11 @@ def build_artifact(
     backend = get_format(opts.format)(
         LoadContext(run=out, config=predictor.config, labels=predictor.labels, summary=art_summary)
     )
-    after = measure(backend, enc, labels, **common, size_mb=_folder_mb(out.weights))
+    after = measure(backend, enc, **common, size_mb=_folder_mb(out.weights))
     stages.update()
 
     stages.set_description("export: parity check")
-    metric = headline_metric(predictor.task, predictor.config.train.metric)
+    metric = task.parity_metric(predictor.config.train.metric)
     report = {
         "format": opts.format,
         "source_run": str(source.root),
@@ -87,11 +86,11 @@ def build_artifact(
         before,
         after,
         metric=metric,
-        task=predictor.task,
+        task=task,
         threshold=predictor.threshold,
         max_drop=opts.max_drop,
     )
-    art_summary["headline"] = {check.split: headline(after.metrics)}
+    art_summary["headline"] = {check.split: task.headline(after.metrics)}
     art_summary["parity"] = {k: report[k] for k in ("metric", "drop_points", "agreement", "passed")}
     from tunelab.compress.export import write_reports
 

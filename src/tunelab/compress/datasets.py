@@ -9,14 +9,15 @@ what to cut.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from tunelab.data import Dataset, load_labelled
-from tunelab.data.encoding import Encoded, collate, encode_texts
+from tunelab.data import Dataset
+from tunelab.data.encoding import Encoded, collate
 from tunelab.data.file_options import options_for_file
 from tunelab.errors import DataError
 
@@ -38,13 +39,14 @@ def parity_data(predictor: Any, data: str | None, options: dict[str, Any] | None
     ``data`` is read with its own layout, detected or given in ``options`` (parsed ``data.*``
     overrides, as ``eval`` takes them), and the run's columns.
     """
-    cfg, labels = predictor.config.data, predictor.labels
+    cfg, labels, task = predictor.config.data, predictor.labels, predictor.task
     if data is not None:  # a file of the user's: its own layout, the run's columns
         read = options_for_file(data, cfg, options or {})
-        return ParityData(load_labelled(data, read, labels), "test", str(data))
+        return ParityData(task.read_labelled(data, read, labels, field=None), "test", str(data))
     if cfg.test:
-        return ParityData(load_labelled(cfg.test, cfg, labels), "test", f"test file {cfg.test}")
-    splits = _splits(cfg)
+        dataset = task.read_labelled(cfg.test, cfg, labels, field=None)
+        return ParityData(dataset, "test", f"test file {cfg.test}")
+    splits = task.load_splits(cfg)
     for split in ("test", "dev"):
         ds = getattr(splits, split)
         if ds is not None and len(ds):
@@ -58,17 +60,13 @@ def training_texts(predictor: Any) -> Encoded:
     """The run's training split, encoded (labels dropped): what calibration and recovery learn from."""
     cfg = predictor.config.data
     try:
-        ds = _splits(cfg).train
+        ds = predictor.task.load_splits(cfg).train
     except DataError as exc:
         raise DataError(
             f"structured pruning calibrates on the run's training data, which cannot be read: {exc}"
         ) from None
-    return encode_texts(
-        predictor.tokenizer,
-        ds.texts,
-        ds.text_pairs,
-        max_length=predictor.config.model.max_length,
-    )
+    enc = predictor.task.encode(predictor.tokenizer, ds, max_length=predictor.config.model.max_length)
+    return dataclasses.replace(enc, labels=None)
 
 
 def calibration_batches(
@@ -86,9 +84,3 @@ def sample_batch(enc: Any) -> dict[str, torch.Tensor]:
     order = sorted(range(len(enc)), key=lambda i: enc.lengths[i])
     rows = [order[0], order[-1]] if len(order) > 1 else [order[0], order[0]]
     return collate(enc, rows)
-
-
-def _splits(cfg: Any) -> Any:
-    from tunelab.data import load_splits
-
-    return load_splits(cfg)

@@ -17,9 +17,8 @@ import numpy as np
 
 from tunelab.data.encoding import Encoded
 from tunelab.errors import TunelabError
-from tunelab.evaluate.scoring import headline, score_logits
 from tunelab.predict.backends import Backend
-from tunelab.predict.inference import sigmoid
+from tunelab.tasks import Task
 
 LATENCY_BATCHES = {1: 20, 32: 5}  # batch size -> timed passes (after one warm-up)
 
@@ -38,31 +37,21 @@ class Measured:
     size_mb: float
 
 
-def headline_metric(task: str, run_metric: str) -> str:
-    """The run's own selection metric, except loss (not a percentage) and multi-label exact-match."""
-    if run_metric == "loss" or (task == "multi_label" and run_metric == "accuracy"):
-        return "accuracy" if task == "single_label" else "micro_f1"
-    return run_metric
-
-
 def measure(
     backend: Backend,
     enc: Encoded,
-    labels: list[Any],
     *,
-    labels_info: Any,
+    task: Task,
+    labels: Any,
     threshold: float | None,
     size_mb: float,
 ) -> Measured:
-    """Score ``backend`` on the encoded parity data and time it at batch 1 and 32."""
+    """Score ``backend`` on the encoded, labelled parity data and time it at batch 1 and 32.
+
+    ``labels`` is the run's label map; ``threshold`` the run's (used where the task has one).
+    """
     logits = backend.logits(enc, batch_size=64)
-    metrics, _ = score_logits(
-        logits,
-        labels,
-        task=labels_info.task,
-        label_names=labels_info.names,
-        threshold=threshold if labels_info.task == "multi_label" else None,
-    )
+    metrics, _ = task.score(logits, enc, labels, threshold=threshold)
     return Measured(metrics=metrics, logits=logits, latency_ms=latency_ms(backend, enc), size_mb=size_mb)
 
 
@@ -89,34 +78,34 @@ def latency_ms(backend: Backend, enc: Encoded) -> dict[str, float]:
 
 
 def compare(
-    before: Measured, after: Measured, *, metric: str, task: str, threshold: float | None, max_drop: float
+    before: Measured, after: Measured, *, metric: str, task: Task, threshold: float | None, max_drop: float
 ) -> dict[str, Any]:
-    """The parity report (``parity.json``); ``passed`` says whether the drop is within ``max_drop``."""
+    """The parity report (``parity.json``); ``passed`` says whether the drop is within ``max_drop``.
+
+    ``metric`` is ``task.parity_metric`` of the run's; ``agreement`` is the task's (same arg-max,
+    same label set, same entities).
+    """
     b, a = 100 * float(before.metrics[metric]), 100 * float(after.metrics[metric])
-    if task == "multi_label":
-        cut = 0.5 if threshold is None else threshold
-        same = ((sigmoid(before.logits) >= cut) == (sigmoid(after.logits) >= cut)).all(axis=1)
-    else:
-        same = before.logits.argmax(axis=1) == after.logits.argmax(axis=1)
+    same = task.agreement(before.logits, after.logits, threshold=threshold)
     drop = b - a
     return {
         "metric": metric,
-        "before": _side(before, metric, b),
-        "after": _side(after, metric, a),
+        "before": _side(before, metric, b, task),
+        "after": _side(after, metric, a, task),
         "drop_points": round(drop, 4),
         "max_drop": max_drop,
         "passed": bool(drop <= max_drop),
-        "agreement": round(float(same.mean()), 6),
+        "agreement": round(same, 6),
         "max_logit_diff": float(np.abs(before.logits - after.logits).max()),
         "speedup": {k: round(before.latency_ms[k] / v, 2) for k, v in after.latency_ms.items()},
         "size_ratio": round(after.size_mb / before.size_mb, 3) if before.size_mb else None,
     }
 
 
-def _side(m: Measured, metric: str, value: float) -> dict[str, Any]:
+def _side(m: Measured, metric: str, value: float, task: Task) -> dict[str, Any]:
     return {
         metric: round(value, 4),
-        "metrics": headline(m.metrics),
+        "metrics": task.headline(m.metrics),
         "latency_ms": m.latency_ms,
         "texts_per_s": {k: round(int(k.split("_")[1]) * 1000 / v, 1) for k, v in m.latency_ms.items()},
         "size_mb": round(m.size_mb, 2),

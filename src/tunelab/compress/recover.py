@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,6 +26,9 @@ from torch import nn
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded
 from tunelab.predict.inference import predict_logits
+
+if TYPE_CHECKING:
+    from tunelab.tasks import Task
 
 log = logging.getLogger(__name__)
 LEARNING_RATE = 5e-5  # the full method's default, which fine-tunes this encoder best
@@ -36,7 +39,7 @@ def distill(
     teacher: nn.Module,
     texts: Encoded,
     *,
-    task: str,
+    task: Task,
     epochs: float,
     train_cfg: TrainConfig,
     workdir: Path,
@@ -49,7 +52,7 @@ def distill(
         student: the pruned model (every parameter is trained).
         teacher: the model before pruning (eval mode, unchanged).
         texts: the encoded training texts (labels ignored).
-        task: ``single_label`` or ``multi_label``.
+        task: the run's task: its soft targets and loss.
         epochs: passes over ``texts``.
         train_cfg: the run's training settings (batch size, seed, ...); epochs, learning rate,
             early stopping and evaluation are set here.
@@ -63,8 +66,8 @@ def distill(
     from tunelab.train.metrics_log import MetricsLog
 
     started = time.perf_counter()
-    logits = torch.from_numpy(predict_logits(teacher, texts))  # (N, num_labels)
-    targets = torch.sigmoid(logits) if task == "multi_label" else torch.softmax(logits, dim=-1)
+    logits = torch.from_numpy(predict_logits(teacher, texts))  # (N, num_labels) or (N, T, num_labels)
+    targets = task.soft_targets(logits)
     soft = dataclasses.replace(texts, labels=targets)
     cfg = dataclasses.replace(
         train_cfg,
@@ -86,7 +89,7 @@ def distill(
         train=soft,
         cfg=cfg,
         task=task,
-        num_labels=targets.shape[1],
+        num_labels=targets.shape[-1],
         learning_rate=learning_rate,
         checkpoints=workdir / "checkpoints",
         log=metrics,

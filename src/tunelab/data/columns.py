@@ -8,6 +8,7 @@ DataFrame index set by :func:`tunelab.data.readers.read_table`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 
@@ -15,6 +16,9 @@ from tunelab.config import DataConfig
 from tunelab.errors import DataError
 
 _MAX_COLUMNS_SHOWN = 12
+
+LabelKind = Literal["one", "many"]
+"""How a label cell is read: one name per row, or a list of names (delimited or a JSON list)."""
 
 
 @dataclass
@@ -43,7 +47,7 @@ def extract(
     cfg: DataConfig,
     *,
     source: str,
-    task: str | None,
+    label_kind: LabelKind | None,
     text_column: str | None = None,
     has_header_row: bool = False,
 ) -> Extracted:
@@ -53,7 +57,7 @@ def extract(
         df: a table from ``read_table`` (string cells, index = row numbers).
         cfg: which columns to use and the empty-text policy.
         source: the file, as named in messages.
-        task: ``single_label``/``multi_label`` to read labels that way; None to ignore labels.
+        label_kind: ``one`` label or ``many`` per row (the task says which); None to ignore labels.
         text_column: the text column to use instead of ``cfg.text_column``.
         has_header_row: the columns came from a header row, so a missing column may mean that
             the file has none; the message then says how to name the columns.
@@ -67,7 +71,7 @@ def extract(
     wanted = [(text_col, "data.text_column")]
     if cfg.text_pair_column:
         wanted.append((cfg.text_pair_column, "data.text_pair_column"))
-    if task is not None:
+    if label_kind is not None:
         wanted.append((cfg.label_column, "data.label_column"))
     for column, setting in wanted:
         if column not in df.columns:
@@ -98,8 +102,8 @@ def extract(
         texts = texts[~empty]
 
     labels = None
-    if task is not None:
-        labels = _labels(df[cfg.label_column], cfg, source, task)
+    if label_kind is not None:
+        labels = _labels(df[cfg.label_column], cfg, source, label_kind)
     return Extracted(
         texts=texts.tolist(),
         pairs=pairs[~empty].tolist() if cfg.text_pair_column else None,
@@ -129,9 +133,9 @@ def _text_column(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     return values.map(str.strip)
 
 
-def _labels(values: pd.Series, cfg: DataConfig, source: str, task: str) -> list[str] | list[list[str]]:
+def _labels(values: pd.Series, cfg: DataConfig, source: str, kind: LabelKind) -> list[str] | list[list[str]]:
     column = values.name
-    if task == "multi_label":
+    if kind == "many":
         return [_split_labels(v, cfg.label_delimiter) for v in values]
     out: list[str] = []
     missing: list[int] = []

@@ -8,9 +8,12 @@ speed-up on short texts such as support tickets; grouping similar lengths into t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from tunelab.tasks.base import Task
 
 
 @dataclass
@@ -62,15 +65,16 @@ def collate(
     enc: Encoded,
     indices: list[int],
     *,
-    task: str | None = None,
+    task: Task | None = None,
     num_labels: int = 0,
     pad_to: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pad the chosen examples to the batch's longest (or ``pad_to``) and stack them.
 
     Returns ``input_ids``, ``attention_mask`` (B, T), ``token_type_ids`` when the tokenizer has
-    them, and ``labels``: (B,) int64 for single-label, (B, num_labels) float multi-hot otherwise,
-    or the rows of ``enc.labels`` when it is a float tensor of soft targets (distillation).
+    them, and ``labels``: what ``task.batch_labels`` makes of ``enc.labels`` (padded to T where
+    labels are per token), or without a task the rows of ``enc.labels`` when it is a float tensor
+    of soft targets (distillation).
     """
     width = pad_to or max(len(enc.input_ids[i]) for i in indices)
     ids = torch.full((len(indices), width), enc.pad_id, dtype=torch.long)
@@ -85,16 +89,10 @@ def collate(
     batch = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         batch["token_type_ids"] = types
-    if isinstance(enc.labels, torch.Tensor):  # soft targets (N, num_labels), e.g. a teacher's
+    if enc.labels is not None and task is not None:
+        batch["labels"] = task.batch_labels(enc, indices, width=width, num_labels=num_labels)
+    elif isinstance(enc.labels, torch.Tensor):  # soft targets (N, ...), e.g. a teacher's
         batch["labels"] = enc.labels[torch.as_tensor(indices)]
-    elif enc.labels is not None and task is not None:
-        if task == "multi_label":
-            hot = torch.zeros((len(indices), num_labels), dtype=torch.float32)
-            for row, i in enumerate(indices):
-                hot[row, enc.labels[i]] = 1.0
-            batch["labels"] = hot
-        else:
-            batch["labels"] = torch.tensor([enc.labels[i] for i in indices], dtype=torch.long)
     return batch
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from tunelab.config import DataConfig
-from tunelab.data.columns import Extracted, describe_columns, extract
+from tunelab.data.columns import Extracted, LabelKind, describe_columns, extract
 from tunelab.data.dataset import Dataset
 from tunelab.data.file_options import describe_reading, row_convention
 from tunelab.data.labels import LabelMap
@@ -28,7 +29,7 @@ def read_extracted(
     path: str | Path,
     cfg: DataConfig,
     *,
-    task: str | None,
+    label_kind: LabelKind | None,
     field: str | None = None,
     text_column: str | None = None,
 ) -> Extracted:
@@ -36,31 +37,51 @@ def read_extracted(
     df = read_table(path, cfg, field=field)
     has_header_row = cfg.header and detect_format(Path(path), cfg) in ("csv", "tsv")
     return extract(
-        df, cfg, source=str(path), task=task, text_column=text_column, has_header_row=has_header_row
+        df,
+        cfg,
+        source=str(path),
+        label_kind=label_kind,
+        text_column=text_column,
+        has_header_row=has_header_row,
     )
 
 
-def load_labelled(path: str | Path, cfg: DataConfig, labels: LabelMap) -> Dataset:
+def load_labelled(path: str | Path, cfg: DataConfig, labels: LabelMap) -> Any:
     """Read a labelled file (an evaluation set) with the run's columns and label ids.
+
+    The run's task (``labels.task``) reads it: see ``Task.read_labelled``.
 
     Args:
         path: the file, e.g. given to ``tunelab evaluate``.
         cfg: the run's data config (columns, format, encoding).
-        labels: the run's label map; its task decides how the label column is read.
+        labels: the run's label map.
 
     Raises:
         DataError: the file cannot be read, lacks a column, or has a label the run never saw.
     """
-    df = read_table(path, cfg)
+    from tunelab.tasks import get_task  # lazy: the tasks import this module
+
+    return get_task(labels.task).read_labelled(path, cfg, labels, field=None)
+
+
+def read_labelled_table(
+    path: str | Path, cfg: DataConfig, labels: LabelMap, *, label_kind: LabelKind, field: str | None = None
+) -> Dataset:
+    """A labelled table file (CSV, TSV, JSONL, Parquet) -> texts and label ids (one or many per row).
+
+    Raises:
+        DataError: the file cannot be read, lacks a column, or has a label the run never saw.
+    """
+    df = read_table(path, cfg, field=field)
     needed = [(cfg.text_column, "text", "data.text_column")]
     if cfg.text_pair_column:
         needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
     needed.append((cfg.label_column, "label", "data.label_column"))
     _require_columns(df, path, cfg, needed)
-    parts = extract(df, cfg, source=str(path), task=labels.task)
+    parts = extract(df, cfg, source=str(path), label_kind=label_kind)
     for note in parts.notes:
         log.warning(note)
-    assert parts.labels is not None  # task is given, so labels were read
+    assert parts.labels is not None  # label_kind is given, so labels were read
     ids = labels.encode(parts.labels, source=str(path), rows=parts.rows)
     return Dataset(texts=parts.texts, text_pairs=parts.pairs, labels=ids, source=str(path))
 
@@ -85,7 +106,7 @@ def read_texts(path: str | Path, cfg: DataConfig) -> tuple[list[str], list[str] 
     if cfg.text_pair_column:
         needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
     _require_columns(df, path, cfg, needed)
-    parts = extract(df, cfg, source=str(path), task=None, text_column=text_column)
+    parts = extract(df, cfg, source=str(path), label_kind=None, text_column=text_column)
     for note in parts.notes:
         log.warning('%s (%s, as in the output\'s "row")', note, row_convention(path, cfg))
     return parts.texts, parts.pairs, parts.frame

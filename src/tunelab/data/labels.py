@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.config import TASKS
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 
 _SHOWN = 8  # how many known labels an error message lists
 
@@ -26,7 +25,7 @@ class LabelMap:
 
     Attributes:
         names: ``names[i]`` is the label with id ``i``.
-        task: ``"single_label"`` or ``"multi_label"``.
+        task: the registered task the labels belong to (``single_label``, ``multi_label``, ...).
     """
 
     names: list[str]
@@ -34,8 +33,12 @@ class LabelMap:
     _ids: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise DataError(f"label map: task={self.task!r} (use one of {', '.join(TASKS)})")
+        from tunelab.tasks import get_task  # lazy: importing the tasks imports this module
+
+        try:
+            get_task(self.task)
+        except ConfigError as exc:
+            raise DataError(f"label map: {exc}") from None
         self.names = [str(n) for n in self.names]
         self._ids = {name: i for i, name in enumerate(self.names)}
         if len(self._ids) != len(self.names):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.config import DataConfig
+from tunelab.data.columns import LabelKind
 from tunelab.data.dataset import Dataset
 from tunelab.data.labelled import read_extracted
 from tunelab.data.labels import LabelMap
@@ -61,8 +62,30 @@ class _Pool:
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the training data and its dev/test splits as ``cfg`` describes.
 
+    The task ``cfg.task`` reads them (``Task.load_splits``); classification comes back here, to
+    :func:`read_splits`.
+
     Args:
         cfg: the run's data section.
+
+    Returns:
+        The splits, the label map and notes for the user.
+
+    Raises:
+        DataError: a file is missing or bad, or a label is unknown or too rare to split on.
+    """
+    from tunelab.tasks import get_task  # lazy: the tasks import this module
+
+    return get_task(cfg.task).load_splits(cfg)
+
+
+def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
+    """Read labelled table files and carve the held-out splits: one label per row, or several.
+
+    Args:
+        cfg: the run's data section.
+        multi_label: rows hold a list of labels; splits are then random, not stratified, and a
+            single label is allowed (present or not is already two outcomes).
 
     Returns:
         The splits, the label map (sorted training label names) and notes for the user.
@@ -73,10 +96,11 @@ def load_splits(cfg: DataConfig) -> Splits:
     """
     if not cfg.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.csv")
-    parts = read_extracted(cfg.train, cfg, task=cfg.task, field="data.train")
-    assert parts.labels is not None  # a task was given, so labels were read
+    kind: LabelKind = "many" if multi_label else "one"
+    parts = read_extracted(cfg.train, cfg, label_kind=kind, field="data.train")
+    assert parts.labels is not None  # a label kind was given, so labels were read
     notes = list(parts.notes)
-    labels = _label_map(parts.labels, cfg)
+    labels = _label_map(parts.labels, cfg, multi_label=multi_label)
     pool = _Pool(
         texts=parts.texts,
         pairs=parts.pairs,
@@ -88,9 +112,10 @@ def load_splits(cfg: DataConfig) -> Splits:
     held: dict[str, Dataset | None] = {}
     for what, path, size in (("test", cfg.test, cfg.test_size), ("dev", cfg.dev, cfg.dev_size)):
         if path:
-            held[what] = _load_other(path, cfg, labels, field=f"data.{what}", notes=notes)
+            held[what] = _load_other(path, cfg, labels, kind, field=f"data.{what}", notes=notes)
         elif size > 0:
-            keep, out = _carve(pool, keep, size, what=what, cfg=cfg, notes=notes)
+            stratify = not multi_label
+            keep, out = _carve(pool, keep, size, what=what, cfg=cfg, notes=notes, stratified=stratify)
             held[what] = pool.subset(out, f" ({what} split)")
         else:
             held[what] = None
@@ -99,10 +124,10 @@ def load_splits(cfg: DataConfig) -> Splits:
     return Splits(train=train, dev=held["dev"], test=held["test"], labels=labels, notes=notes)
 
 
-def _label_map(names: list[str] | list[list[str]], cfg: DataConfig) -> LabelMap:
-    flat = [n for row in names for n in row] if cfg.task == "multi_label" else names
+def _label_map(names: list[str] | list[list[str]], cfg: DataConfig, *, multi_label: bool) -> LabelMap:
+    flat = [n for row in names for n in row] if multi_label else names
     labels = LabelMap.from_names(flat, cfg.task)  # type: ignore[arg-type]
-    if cfg.task == "single_label" and len(labels) < 2:
+    if not multi_label and len(labels) < 2:
         raise DataError(
             f"{cfg.train}: only one label ({labels.known()}) in column {cfg.label_column!r}; a classifier "
             "needs at least 2 (check data.label_column)"
@@ -114,8 +139,10 @@ def _label_map(names: list[str] | list[list[str]], cfg: DataConfig) -> LabelMap:
     return labels
 
 
-def _load_other(path: str, cfg: DataConfig, labels: LabelMap, *, field: str, notes: list[str]) -> Dataset:
-    parts = read_extracted(path, cfg, task=cfg.task, field=field)
+def _load_other(
+    path: str, cfg: DataConfig, labels: LabelMap, kind: LabelKind, *, field: str, notes: list[str]
+) -> Dataset:
+    parts = read_extracted(path, cfg, label_kind=kind, field=field)
     assert parts.labels is not None
     notes.extend(parts.notes)
     ids = labels.encode(parts.labels, source=path, rows=parts.rows)
@@ -123,7 +150,14 @@ def _load_other(path: str, cfg: DataConfig, labels: LabelMap, *, field: str, not
 
 
 def _carve(
-    pool: _Pool, keep: list[int], size: float, *, what: str, cfg: DataConfig, notes: list[str]
+    pool: _Pool,
+    keep: list[int],
+    size: float,
+    *,
+    what: str,
+    cfg: DataConfig,
+    notes: list[str],
+    stratified: bool,
 ) -> tuple[list[int], list[int]]:
     """Hold out ``size`` of the whole training file from the rows in ``keep``.
 
@@ -136,7 +170,7 @@ def _carve(
     pct = f"{size * 100:g}%"
     fixes = f"give a {what} file (data.{what}) or set data.{what}_size=0"
     stratify = None
-    if cfg.task == "single_label":
+    if stratified:
         stratify = [pool.names[i] for i in keep]
         _check_stratifiable(Counter(stratify), n_out, len(keep), what=what, pct=pct, fixes=fixes, cfg=cfg)
     if n_out >= len(keep):

@@ -2,7 +2,7 @@
 
 Example:
     >>> from tunelab.evaluate import compute_metrics, write_report
-    >>> metrics = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"], "single_label")
+    >>> metrics = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"])
     >>> metrics["accuracy"] > 0.6
     True
 """

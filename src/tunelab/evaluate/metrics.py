@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-TASKS = ("single_label", "multi_label")
-
 TOP_CONFUSIONS_LIMIT = 20
 """How many true -> predicted pairs ``top_confusions`` keeps."""
 
@@ -27,7 +25,7 @@ DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20)
 
 
 def compute_metrics(
-    y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str], task: str
+    y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str], *, multi_label: bool = False
 ) -> dict[str, Any]:
     """Score predictions against gold labels.
 
@@ -36,15 +34,15 @@ def compute_metrics(
     meaningless zero; ``per_class`` still lists every label, with support 0 where absent.
 
     Args:
-        y_true: Gold labels. ``single_label``: a sequence of int label ids, shape (n,).
-            ``multi_label``: a multi-hot 0/1 array, shape (n, n_labels).
+        y_true: Gold labels. Single-label: a sequence of int label ids, shape (n,).
+            Multi-label: a multi-hot 0/1 array, shape (n, n_labels).
         y_pred: Predictions, same form and shape as ``y_true``.
         label_names: Names of the labels, indexed by label id; fixes the order of ``per_class``
             and of the confusion matrix rows and columns.
-        task: ``"single_label"`` or ``"multi_label"``.
+        multi_label: ``y_true``/``y_pred`` are multi-hot rows (the ``multi_label`` task).
 
     Returns:
-        A JSON-serialisable dict with ``task``, ``n``, ``accuracy`` (subset accuracy for
+        A JSON-serialisable dict with ``n``, ``accuracy`` (subset accuracy for
         multi-label), ``{macro,micro,weighted}_{precision,recall,f1}``, ``per_class`` (list of
         ``{label, precision, recall, f1, support}``), ``confusion_matrix`` (rows = true,
         columns = predicted; None for multi-label), ``top_confusions`` (up to 20 off-diagonal
@@ -52,41 +50,49 @@ def compute_metrics(
         multi-label only, ``hamming_loss``.
 
     Raises:
-        ValueError: On an unknown task, no examples, mismatched shapes or out-of-range labels.
+        ValueError: On no examples, mismatched shapes or out-of-range labels.
 
     Example:
-        >>> m = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"], "single_label")
+        >>> m = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"])
         >>> round(m["accuracy"], 4), m["confusion_matrix"]
         (0.6667, [[1, 0], [1, 1]])
     """
     from sklearn.metrics import accuracy_score, hamming_loss
 
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if not isinstance(multi_label, bool):
+        raise TypeError(f"multi_label must be True or False, got {multi_label!r}")
     n_labels = len(label_names)
     if n_labels == 0:
         raise ValueError("label_names is empty")
-    if task == "single_label":
-        true, pred = _label_ids(y_true, "y_true", n_labels), _label_ids(y_pred, "y_pred", n_labels)
-    else:
+    if multi_label:
         true, pred = _multi_hot(y_true, "y_true", n_labels), _multi_hot(y_pred, "y_pred", n_labels)
+    else:
+        true, pred = _label_ids(y_true, "y_true", n_labels), _label_ids(y_pred, "y_pred", n_labels)
     if len(true) != len(pred):
         raise ValueError(f"y_true has {len(true)} examples but y_pred has {len(pred)}")
     if len(true) == 0:
         raise ValueError("cannot compute metrics on 0 examples")
 
-    result: dict[str, Any] = {"task": task, "n": len(true), "accuracy": float(accuracy_score(true, pred))}
-    result.update(_averages(true, pred, _present_labels(true, pred, task)))
+    result: dict[str, Any] = {"n": len(true), "accuracy": float(accuracy_score(true, pred))}
+    result.update(_averages(true, pred, _present_labels(true, pred, multi_label=multi_label)))
     result["per_class"] = _per_class(true, pred, label_names)
-    if task == "single_label":
-        matrix = _confusion_matrix(true, pred, n_labels)
-        result["confusion_matrix"] = matrix
-        result["top_confusions"] = _top_confusions(matrix, label_names)
-    else:
+    if multi_label:
         result["hamming_loss"] = float(hamming_loss(true, pred))
         result["confusion_matrix"] = None
         result["top_confusions"] = None
+    else:
+        matrix = _confusion_matrix(true, pred, n_labels)
+        result["confusion_matrix"] = matrix
+        result["top_confusions"] = _top_confusions(matrix, label_names)
     return result
+
+
+def multi_hot(labels: list[list[int]], num_labels: int) -> np.ndarray:
+    """Sorted label-id lists (one per row) -> a 0/1 array (n, num_labels)."""
+    hot = np.zeros((len(labels), num_labels), dtype=np.int64)
+    for row, ids in enumerate(labels):
+        hot[row, ids] = 1
+    return hot
 
 
 def tune_threshold(probs: ArrayLike, y_true: ArrayLike, *, grid: Sequence[float] = DEFAULT_GRID) -> float:
@@ -158,9 +164,9 @@ def _multi_hot(values: ArrayLike, name: str, n_labels: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _present_labels(true: np.ndarray, pred: np.ndarray, task: str) -> list[int]:
+def _present_labels(true: np.ndarray, pred: np.ndarray, *, multi_label: bool) -> list[int]:
     """Label ids seen in either gold or predictions: the set macro averages run over."""
-    if task == "single_label":
+    if not multi_label:
         return sorted(set(true.tolist()) | set(pred.tolist()))
     seen = np.flatnonzero(true.any(axis=0) | pred.any(axis=0)).tolist()
     # With nothing positive anywhere every score is 0 whatever the set; keep sklearn from failing.

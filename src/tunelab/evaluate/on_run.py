@@ -31,10 +31,7 @@ def evaluate(
     Returns:
         The metrics dict, with ``report`` set to the HTML report's path.
     """
-    from tunelab.data import load_labelled
     from tunelab.data.file_options import options_for_file, parse_file_overrides
-    from tunelab.evaluate.report import write_report
-    from tunelab.evaluate.scoring import score_logits
     from tunelab.predict import load
 
     given = options if isinstance(options, dict) else parse_file_overrides(options)  # before loading
@@ -45,24 +42,23 @@ def evaluate(
             raise ConfigError("data.* reading options need a file to read: give --data FILE")
         saved = json.loads(predictor.run.metrics_json.read_text(encoding="utf-8"))
         return saved.get("test") or saved.get("dev") or {}
-    dataset = load_labelled(data, options_for_file(data, predictor.config.data, given), predictor.labels)
+    task, labels = predictor.task, predictor.labels
+    read = options_for_file(data, predictor.config.data, given)
+    dataset = task.read_labelled(data, read, labels, field=None)
     predictor.check_pairs(dataset.texts, dataset.text_pairs)  # logits takes any kind of input
-    logits = predictor.logits(dataset.texts, dataset.text_pairs, batch_size=batch_size)
-    metrics, _ = score_logits(
-        logits,
-        dataset.labels,
-        task=predictor.task,
-        label_names=predictor.labels.names,
-        threshold=predictor.threshold if predictor.task == "multi_label" else None,
-    )
+    enc = task.encode(predictor.tokenizer, dataset, max_length=predictor.config.model.max_length)
+    logits = predictor.backend.logits(enc, batch_size=batch_size)
+    # The run's threshold (tuned on its dev data) where the task has one; never tuned on this file.
+    metrics, _ = task.score(logits, enc, labels, threshold=predictor.threshold)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).stem) or "data"
     target = Path(out_dir) if out_dir is not None else predictor.run.root / "evals" / stem
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_json(target / "metrics.json", metrics)
-    written = write_report(
+    written = task.write_report(
         target,
         metrics,
-        label_names=predictor.labels.names,
+        labels=labels,
+        history=None,
         title=f"tunelab eval: {predictor.run.name} on {Path(data).name}",
         meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
         split=Path(data).name,

@@ -30,6 +30,7 @@ def write_report(
     title: str = "tunelab report",
     meta: Mapping[str, Any] | None = None,
     split: str = "test",
+    multi_label: bool | None = None,
 ) -> dict[str, Path]:
     """Write the human-readable report of one evaluated split into ``out_dir``.
 
@@ -46,6 +47,8 @@ def write_report(
         title: Heading of both reports.
         meta: Flat dict of run facts (model, method, data files, train time...) shown first.
         split: Name of the evaluated split, shown in the results heading.
+        multi_label: The metrics are multi-label ones (subset accuracy, Hamming loss); None
+            tells by the ``hamming_loss`` key.
 
     Returns:
         Path of each written file by file name: ``report.md``, ``report.html`` and those of
@@ -57,14 +60,16 @@ def write_report(
         ValueError: If the confusion matrix does not match ``label_names``.
 
     Example:
-        >>> m = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"], "single_label")  # doctest: +SKIP
+        >>> m = compute_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"])  # doctest: +SKIP
         >>> sorted(write_report(Path("runs/x"), m, label_names=["neg", "pos"]))  # doctest: +SKIP
         ['confusion_matrix.png', 'per_class_f1.png', 'report.html', 'report.md']
     """
     out_dir = Path(out_dir)
     images = _render_plots(metrics, label_names, history or [])
     written = {name: atomic_write_bytes(out_dir / IMAGE_DIR / name, data) for name, data in images.items()}
-    sections = _sections(metrics, meta or {}, split, images)
+    if multi_label is None:
+        multi_label = "hamming_loss" in metrics
+    sections = _sections(metrics, meta or {}, split, images, multi_label=multi_label)
     written["report.md"] = atomic_write_text(out_dir / "report.md", to_markdown(title, sections))
     written["report.html"] = atomic_write_text(out_dir / "report.html", to_html(title, sections, images))
     return written
@@ -87,13 +92,18 @@ def _render_plots(
 
 
 def _sections(
-    metrics: Mapping[str, Any], meta: Mapping[str, Any], split: str, images: Mapping[str, bytes]
+    metrics: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    split: str,
+    images: Mapping[str, bytes],
+    *,
+    multi_label: bool,
 ) -> list[Section]:
     sections: list[Section] = []
     if meta:
         rows = [[str(key), _format_value(value)] for key, value in meta.items()]
         sections.append(Section("Run", [Table(["Field", "Value"], rows)]))
-    sections.append(Section(f"Results on {split}", _headline(metrics)))
+    sections.append(Section(f"Results on {split}", _headline(metrics, multi=multi_label)))
     if "training.png" in images:
         sections.append(Section("Training", [Image("training.png", "Training curves")]))
 
@@ -122,8 +132,7 @@ def _sections(
     return sections
 
 
-def _headline(metrics: Mapping[str, Any]) -> list[Image | Table | Text]:
-    multi = metrics.get("task") == "multi_label" or "hamming_loss" in metrics
+def _headline(metrics: Mapping[str, Any], *, multi: bool) -> list[Image | Table | Text]:
     rows = [
         ["Examples", _count(metrics.get("n"))],
         ["Subset accuracy" if multi else "Accuracy", _pct(metrics.get("accuracy"))],

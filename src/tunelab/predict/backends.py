@@ -28,7 +28,7 @@ class Backend(Protocol):
     name: str
 
     def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
-        """Logits (N, num_labels) in input order."""
+        """Logits (N, num_labels), or (N, T, num_labels) zero-padded per token, in input order."""
         ...
 
 
@@ -84,10 +84,11 @@ def get_format(name: str) -> FormatLoader:
 def _load_torch(ctx: LoadContext) -> Backend:
     from tunelab.methods import get_method
     from tunelab.methods.registry import ModelLoader
-    from tunelab.models import build_classifier, resolve_model
-    from tunelab.models.classifier import SequenceClassifier
+    from tunelab.models import resolve_model
+    from tunelab.tasks import get_task
 
     method = get_method(ctx.summary.get("method", ctx.config.method.name))
+    task = get_task(ctx.labels.task)
 
     def base() -> nn.Module:
         source = resolve_model(ctx.config.model.name).path
@@ -96,9 +97,9 @@ def _load_torch(ctx: LoadContext) -> Backend:
         from tunelab.models.fingerprint import check_base
 
         check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source)
-        return build_classifier(source, ctx.labels.names, ctx.labels.task, pooling=pooling)
+        return task.build_model(source, ctx.labels, pooling=pooling, seed=None)
 
-    loader = ModelLoader(base=base, whole=SequenceClassifier.load_full)
+    loader = ModelLoader(base=base, whole=task.load_model)
     return TorchBackend(method.load(ctx.run.weights, loader))
 
 

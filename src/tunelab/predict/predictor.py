@@ -8,6 +8,7 @@ for an exported artifact; see ``tunelab.predict.backends``), the label map and t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,15 @@ import numpy as np
 
 from tunelab.config import RunConfig
 from tunelab.data import LabelMap
-from tunelab.data.encoding import Encoded, encode_texts
+from tunelab.data.encoding import Encoded
 from tunelab.errors import DataError, RunError
 from tunelab.predict.backends import Backend, LoadContext, TorchBackend, get_format
-from tunelab.predict.inference import sigmoid, softmax
 from tunelab.runs import RunFolder, find_run
+from tunelab.tasks import Task, get_task
 
 
 class Predictor:
-    """A trained classifier ready for inference.
+    """A trained model ready for inference; its task (``labels.task``) encodes texts and decodes logits.
 
     Example:
         >>> predictor = tunelab.load("runs/banking77")  # doctest: +SKIP
@@ -40,10 +41,12 @@ class Predictor:
         config: RunConfig,
         threshold: float | None = None,
         run: RunFolder | None = None,
+        task: Task | None = None,
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.labels = labels
+        self.task: Task = task if task is not None else get_task(labels.task)
         self.config = config
         self.threshold = threshold if threshold is not None else 0.5
         self.run = run
@@ -76,8 +79,9 @@ class Predictor:
         return self.backend.module()
 
     @property
-    def task(self) -> str:
-        return self.labels.task
+    def task_name(self) -> str:
+        """The registered name of the run's task (``single_label``, ...), as run.json and the API say."""
+        return self.task.name
 
     @property
     def text_pair_column(self) -> str | None:
@@ -87,18 +91,25 @@ class Predictor:
     def logits(
         self, texts: list[str], text_pairs: list[str] | None = None, *, batch_size: int = 64
     ) -> np.ndarray:
-        """Raw logits (N, num_labels) in input order."""
+        """Raw logits in input order: (N, num_labels), or (N, T, num_labels) for a per-token task."""
         return self.backend.logits(self.encode(texts, text_pairs), batch_size=batch_size)
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
         """Tokenise with the run's settings (``Encoded.lengths`` are the token counts metering uses)."""
-        return encode_texts(self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length)
+        return self.task.encode_texts(
+            self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length
+        )
 
-    def predict_encoded(self, enc: Encoded, *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]:
-        """Results for already encoded texts (serve encodes first to count tokens)."""
+    def predict_encoded(
+        self, enc: Encoded, texts: Sequence[str], *, top_k: int = 3, batch_size: int = 64
+    ) -> list[dict[str, Any]]:
+        """Results for texts already encoded by :meth:`encode` (serve encodes first to count tokens).
+
+        ``texts`` are those ``enc`` was made from: a task may quote them back (entity spans).
+        """
         if not len(enc):
             return []
-        return self._decode(self.backend.logits(enc, batch_size=batch_size), top_k)
+        return self._decode(self.backend.logits(enc, batch_size=batch_size), enc, texts, top_k)
 
     def predict(
         self,
@@ -112,9 +123,10 @@ class Predictor:
 
         A run trained on text pairs (``data.text_pair_column``) needs ``text_pairs``, the second
         text of each (``predict("premise", "hypothesis")``); any other run refuses them.
-        Each result has ``label`` and ``score`` (single-label: the arg-max and its probability;
-        multi-label: ``labels`` above the threshold with their ``scores``) and ``top_k``: the
-        ``top_k`` most likely labels with probabilities.
+        Each result is what the run's task decodes (``Task.decode``); for classification
+        ``label`` and ``score`` (the most likely label and its probability), ``top_k``: the
+        ``top_k`` most likely labels with probabilities, and for multi-label ``labels`` above the
+        threshold with their ``scores``.
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
@@ -128,8 +140,7 @@ class Predictor:
                 raise DataError(f"text_pairs {i + 1}: empty or not a string; give non-empty texts")
         if not batch:
             return []
-        logits = self.logits(batch, pairs, batch_size=batch_size)
-        results = self._decode(logits, top_k)
+        results = self.predict_encoded(self.encode(batch, pairs), batch, top_k=top_k, batch_size=batch_size)
         return results[0] if single else results
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
@@ -150,27 +161,10 @@ class Predictor:
         if pairs is not None and len(pairs) != len(texts):
             raise DataError(f"{len(texts)} texts but {len(pairs)} text_pairs: give one per text")
 
-    def _decode(self, logits: np.ndarray, top_k: int) -> list[dict[str, Any]]:
-        names = self.labels.names
-        k = max(1, min(top_k, len(names)))
-        probs = sigmoid(logits) if self.task == "multi_label" else softmax(logits)
-        top = np.argsort(-probs, axis=1)[:, :k]
-        results = []
-        for row, order in zip(probs, top, strict=True):
-            result: dict[str, Any] = {
-                "top_k": [{"label": names[i], "score": round(float(row[i]), 6)} for i in order]
-            }
-            if self.task == "multi_label":
-                chosen = [i for i in np.argsort(-row) if row[i] >= self.threshold]
-                result["labels"] = [names[i] for i in chosen]
-                result["scores"] = [round(float(row[i]), 6) for i in chosen]
-                result["label"] = names[order[0]]
-                result["score"] = round(float(row[order[0]]), 6)
-            else:
-                result["label"] = names[order[0]]
-                result["score"] = round(float(row[order[0]]), 6)
-            results.append(result)
-        return results
+    def _decode(
+        self, logits: np.ndarray, enc: Encoded, texts: Sequence[str], top_k: int
+    ) -> list[dict[str, Any]]:
+        return self.task.decode(logits, enc, texts, self.labels, threshold=self.threshold, top_k=top_k)
 
 
 def load(path: str | Path) -> Predictor:

@@ -33,7 +33,9 @@ class BatchPredictor(Protocol):
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Any: ...
 
-    def predict_encoded(self, enc: Any, *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]: ...
+    def predict_encoded(
+        self, enc: Any, texts: list[str], *, top_k: int = 3, batch_size: int = 64
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -218,7 +220,7 @@ class MicroBatcher:
     ) -> tuple[list[dict[str, Any]], list[int]]:
         # Single-text predictors need not take a second argument.
         enc = self.predictor.encode(texts) if pairs is None else self.predictor.encode(texts, pairs)
-        results = self.predictor.predict_encoded(enc, top_k=top_k, batch_size=self.max_batch)
+        results = self.predictor.predict_encoded(enc, texts, top_k=top_k, batch_size=self.max_batch)
         return results, list(enc.lengths)
 
 

@@ -59,7 +59,13 @@ class ModelVersion:
 
     @property
     def task(self) -> str:
-        return str(self.predictor.task)
+        """The task's registered name (``single_label``, ...), as responses carry it."""
+        return str(self.predictor.task_name)
+
+    @property
+    def result_schema(self) -> Any:
+        """The pydantic model of one result of this version's task (``Task.result_schema``)."""
+        return self.predictor.task.result_schema
 
     @property
     def labels(self) -> int:

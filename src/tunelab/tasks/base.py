@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-from torch import nn
-
 if TYPE_CHECKING:
+    # Annotations only: ``data.task`` is validated through the registry when a config is read,
+    # which must not import torch (``tunelab validate``, ``tunelab runs`` stay light).
+    import numpy as np
+    import torch
     from pydantic import BaseModel
+    from torch import nn
 
     from tunelab.config import DataConfig
     from tunelab.data.encoding import Encoded
@@ -98,6 +99,13 @@ class Task(ABC):
     def class_weights(self, dataset: Any, num_labels: int) -> torch.Tensor | None:
         """Weights for ``train.class_weights: true``; None where the task has none."""
         return None
+
+    def probe_head(self, model: nn.Module, enc: Encoded, *, num_labels: int, seed: int) -> float:
+        """Fit the fresh head on frozen features (``train.head_init: probe``); its training accuracy.
+
+        Returns NaN where the task has no probe: the head then stays the random one.
+        """
+        return float("nan")
 
     @abstractmethod
     def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:

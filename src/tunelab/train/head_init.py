@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tunelab.data.encoding import Encoded
-from tunelab.evaluate.scoring import multi_hot
+from tunelab.evaluate.metrics import multi_hot
 from tunelab.models.classifier import SequenceClassifier
 from tunelab.predict.inference import batched_outputs
 
@@ -29,12 +29,18 @@ def pooled_features(model: SequenceClassifier, enc: Encoded, *, batch_size: int 
     return batched_outputs(model.pool, enc, batch_size=batch_size)
 
 
-def probe_head(model: SequenceClassifier, enc: Encoded, *, task: str, num_labels: int, seed: int) -> float:
-    """Fit the head on frozen features; returns the probe's training accuracy (for the log)."""
+def probe_head(
+    model: SequenceClassifier, enc: Encoded, *, multi_label: bool, num_labels: int, seed: int
+) -> float:
+    """Fit the head on frozen features; returns the probe's training accuracy (for the log).
+
+    ``multi_label``: one logistic regression per label (``enc.labels`` are id lists), else one
+    multinomial one. Returns NaN, the head left random, when a label cannot be fitted.
+    """
     from sklearn.linear_model import LogisticRegression
 
     features = pooled_features(model, enc)
-    if task == "multi_label":
+    if multi_label:
         from sklearn.multiclass import OneVsRestClassifier
 
         targets = multi_hot(enc.labels or [], num_labels)

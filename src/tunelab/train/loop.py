@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded, collate, training_batches
+from tunelab.tasks.base import Task
 from tunelab.train.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -63,11 +63,11 @@ class LoopState:
 
 @dataclass
 class LoopSetup:
-    """Everything the loop needs besides the model."""
+    """Everything the loop needs besides the model; ``task`` makes the label batches and the loss."""
 
     train: Encoded
     cfg: TrainConfig
-    task: str
+    task: Task
     num_labels: int
     learning_rate: float
     checkpoints: Path
@@ -79,19 +79,6 @@ class LoopSetup:
 
 def higher_is_better(metric: str) -> bool:
     return not metric.endswith("loss")
-
-
-def compute_loss(
-    logits: torch.Tensor, labels: torch.Tensor, task: str, weights: torch.Tensor | None
-) -> torch.Tensor:
-    """Cross-entropy (optionally class-weighted) or, for multi-label, per-label binary cross-entropy.
-
-    ``labels`` may be soft targets, (B, num_labels) probabilities: both losses take them as they
-    are, which is how distillation trains a student on a teacher's outputs with this same loop.
-    """
-    if task == "multi_label":
-        return F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=weights)
-    return F.cross_entropy(logits.float(), labels, weight=weights)
 
 
 def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
@@ -138,7 +125,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
             batch = collate(setup.train, idx, task=setup.task, num_labels=setup.num_labels)
             labels = batch.pop("labels")
             logits = model(**batch).logits
-            loss = compute_loss(logits, labels, setup.task, setup.class_weights)
+            loss = setup.task.loss(logits, labels, setup.class_weights)
             (loss / cfg.grad_accum_steps).backward()
             state.batch_in_epoch += 1
             state.samples += len(idx)

@@ -13,7 +13,6 @@ import math
 import platform
 import resource
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,15 +22,15 @@ import torch
 
 from tunelab.atomic import atomic_write_json
 from tunelab.config import RunConfig
-from tunelab.data import LabelMap, Splits, load_splits
-from tunelab.data.encoding import Encoded, encode_texts
+from tunelab.data import LabelMap, Splits
+from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
-from tunelab.evaluate.scoring import headline, score_logits
 from tunelab.methods import Method, get_method
-from tunelab.models import ResolvedModel, build_classifier, load_tokenizer, resolve_model
+from tunelab.models import ResolvedModel, load_tokenizer, resolve_model
 from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.predict.inference import predict_logits
 from tunelab.runs import RunFolder, find_unfinished_run
+from tunelab.tasks import Task, get_task
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 
@@ -45,28 +44,6 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     summary: dict[str, Any]
-
-
-def _encode(tokenizer: Any, ds: Any, max_length: int) -> Encoded:
-    return encode_texts(tokenizer, ds.texts, ds.text_pairs, max_length=max_length, labels=ds.labels)
-
-
-def _class_weights(splits: Splits, enabled: bool) -> torch.Tensor | None:
-    """Inverse-frequency weights ("balanced", as scikit-learn defines them) for imbalanced data."""
-    if not enabled:
-        return None
-    n_labels = len(splits.labels.names)
-    labels = splits.train.labels or []
-    if splits.labels.task == "multi_label":
-        counts = Counter(i for row in labels for i in row)
-        n = len(labels)
-        # pos_weight for BCE: negatives / positives per label.
-        return torch.tensor([(n - counts.get(i, 0)) / max(counts.get(i, 0), 1) for i in range(n_labels)])
-    counts = Counter(labels)
-    n = len(labels)
-    return torch.tensor(
-        [n / (n_labels * max(counts.get(i, 0), 1)) for i in range(n_labels)], dtype=torch.float32
-    )
 
 
 def _setup_file_log(path: Path) -> logging.Handler:
@@ -138,7 +115,8 @@ def train(
         raise ConfigError("data.train is not set; give a training file, e.g. data.train=path/to/train.csv")
     method = get_method(cfg.method.name)
     options = method.parse_options(cfg.method.options)
-    splits = load_splits(cfg.data)
+    task = get_task(cfg.data.task)
+    splits = task.load_splits(cfg.data)
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
     resolved = resolve_model(cfg.model.name)
@@ -153,10 +131,8 @@ def train(
     # Build the model and apply the method before the run folder exists: a bad model folder or a
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
-    model = build_classifier(
-        resolved.path, splits.labels.names, splits.labels.task, pooling=cfg.model.pooling, seed=cfg.train.seed
-    )
-    enc_train = _encode(tokenizer, splits.train, cfg.model.max_length)
+    model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
+    enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.
@@ -164,14 +140,8 @@ def train(
         probe_accuracy = previous.get("probe_train_accuracy")
     elif cfg.train.head_init == "probe":
         # Also on a resume without a checkpoint: that run starts over, so it must start the same way.
-        from tunelab.train.head_init import probe_head
-
-        probe_accuracy = probe_head(
-            model,
-            enc_train,
-            task=splits.labels.task,
-            num_labels=len(splits.labels.names),
-            seed=cfg.train.seed,
+        probe_accuracy = task.probe_head(
+            model, enc_train, num_labels=len(splits.labels.names), seed=cfg.train.seed
         )
         if math.isnan(probe_accuracy):  # the probe was skipped: the head is still the random one
             head_init, probe_accuracy = "random", None
@@ -184,6 +154,7 @@ def train(
         return _train_in(
             run,
             cfg,
+            task,
             splits,
             resolved,
             method,
@@ -204,6 +175,7 @@ def train(
 def _train_in(
     run: RunFolder,
     cfg: RunConfig,
+    task: Task,
     splits: Splits,
     resolved: ResolvedModel,
     method: Method,
@@ -238,8 +210,8 @@ def _train_in(
 
     tokenizer.save_pretrained(str(run.tokenizer))
     max_len = cfg.model.max_length
-    enc_dev = _encode(tokenizer, splits.dev, max_len) if splits.dev is not None else None
-    enc_test = _encode(tokenizer, splits.test, max_len) if splits.test is not None else None
+    enc_dev = task.encode(tokenizer, splits.dev, max_length=max_len) if splits.dev is not None else None
+    enc_test = task.encode(tokenizer, splits.test, max_length=max_len) if splits.test is not None else None
 
     learning_rate = cfg.train.learning_rate or method.default_learning_rate
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -254,10 +226,8 @@ def _train_in(
     )
 
     def evaluate_dev(m: torch.nn.Module) -> dict[str, float]:
-        metrics, _ = score_logits(
-            predict_logits(m, enc_dev), enc_dev.labels, task=labels.task, label_names=labels.names
-        )
-        return headline(metrics)
+        metrics, _ = task.score(predict_logits(m, enc_dev), enc_dev, labels)
+        return task.headline(metrics)
 
     # A resume without a checkpoint starts over at step 0: its records are replaced, not appended.
     resume_step = (_checkpoint_step(run) or 0) if resume else None
@@ -266,13 +236,13 @@ def _train_in(
         train=enc_train,
         # The head's learning rate follows the head it really has (a skipped probe leaves a random one).
         cfg=dataclasses.replace(cfg.train, head_init=head_init),
-        task=labels.task,
+        task=task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,
         checkpoints=run.checkpoints,
         log=log,
         evaluate_dev=evaluate_dev if enc_dev is not None else None,
-        class_weights=_class_weights(splits, cfg.train.class_weights),
+        class_weights=task.class_weights(splits.train, len(labels)) if cfg.train.class_weights else None,
         show_progress=show_progress,
     )
     try:
@@ -284,17 +254,14 @@ def _train_in(
     method.save(model, run.weights)
 
     metrics: dict[str, Any] = {}
-    # Multi-label: the threshold is tuned on dev and then applied unchanged to test (0.5 without dev).
-    threshold = 0.5 if labels.task == "multi_label" else None
+    # A task with a decision threshold (multi-label) tunes it on dev and applies it unchanged to
+    # test (0.5 without dev).
+    threshold = 0.5 if task.tunes_threshold() else None
     for split, enc in (("dev", enc_dev), ("test", enc_test)):
         if enc is None:
             continue
-        metrics[split], tuned = score_logits(
-            predict_logits(model, enc),
-            enc.labels,
-            task=labels.task,
-            label_names=labels.names,
-            threshold=None if split == "dev" else threshold,
+        metrics[split], tuned = task.score(
+            predict_logits(model, enc), enc, labels, threshold=None if split == "dev" else threshold
         )
         if split == "dev" and tuned is not None:
             threshold = tuned
@@ -304,7 +271,7 @@ def _train_in(
         "name": run.name,
         "status": "finished",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": labels.task,
+        "task": task.name,
         "num_labels": len(labels.names),
         "model": cfg.model.name,
         "model_path_at_training": str(resolved.path),
@@ -334,10 +301,10 @@ def _train_in(
         "train_samples_per_s": round(state.samples / state.train_seconds, 1) if state.train_seconds else None,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "peak_memory_mb": round(_peak_memory_mb(), 1),
-        "headline": {split: headline(m) for split, m in metrics.items()},
+        "headline": {split: task.headline(m) for split, m in metrics.items()},
         "notes": splits.notes,
     }
-    _write_report(run, metrics, labels, log.records, summary)
+    _write_report(run, task, metrics, labels, log.records, summary)
     run.write_summary(summary)
     return _finish(run, summary, metrics)
 
@@ -367,10 +334,8 @@ def _checkpoint_step(run: RunFolder) -> int | None:
 
 
 def _write_report(
-    run: RunFolder, metrics: dict, labels: LabelMap, history: list[dict], summary: dict
+    run: RunFolder, task: Task, metrics: dict, labels: LabelMap, history: list[dict], summary: dict
 ) -> None:
-    from tunelab.evaluate import write_report
-
     split = "test" if "test" in metrics else "dev" if "dev" in metrics else None
     if split is None:
         return
@@ -385,10 +350,10 @@ def _write_report(
         "samples/s": summary["train_samples_per_s"],
         "peak memory (MB)": summary["peak_memory_mb"],
     }
-    write_report(
+    task.write_report(
         run.root,
         metrics[split],
-        label_names=labels.names,
+        labels=labels,
         history=history,
         title=f"tunelab run {summary['name']}: {split} split",
         meta=meta,

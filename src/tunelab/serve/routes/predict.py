@@ -82,11 +82,12 @@ async def predict(
             texts, pairs = [a for a, _ in body.pairs], [b for _, b in body.pairs]
             out = await mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
     ctx.tokens = sum(out.tokens)
+    schema = mv.result_schema  # the task's: ClassificationResult, EntityResult, ...
     return PredictResponse(
         model=name,
         version=mv.version,
         format=mv.format,
         task=mv.task,
-        results=out.results,  # type: ignore[arg-type]  # dicts, validated into ClassificationResult
+        results=[schema.model_validate(r) for r in out.results],
         usage=UsageCount(texts=body.size, tokens=ctx.tokens),
     )

@@ -1,0 +1,77 @@
+"""Logits -> predictions, metrics and agreement, the same way for dev, test, eval and export parity.
+
+For multi-label data the decision threshold is tuned on dev (``threshold`` None) and applied as
+given everywhere else, so test numbers never see test labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tunelab.predict.inference import sigmoid, softmax
+
+
+def score(
+    logits: np.ndarray, labels: list[Any], label_names: list[str], *, multi: bool, threshold: float | None
+) -> tuple[dict[str, Any], float | None]:
+    """Metrics (with ``loss``) of ``logits`` (N, L) against encoded labels; (metrics, threshold).
+
+    The threshold is None for single-label data (the arg-max decides), whatever was given.
+    """
+    from tunelab.evaluate.metrics import compute_metrics, multi_hot, tune_threshold
+
+    if multi:
+        y_true = multi_hot(labels, len(label_names))
+        probs = sigmoid(logits)
+        eps = 1e-7
+        loss = float(-np.mean(y_true * np.log(probs + eps) + (1 - y_true) * np.log(1 - probs + eps)))
+        if threshold is None:
+            threshold = float(tune_threshold(probs, y_true))
+        y_pred = (probs >= threshold).astype(np.int64)
+        metrics = compute_metrics(y_true, y_pred, label_names, multi_label=True)
+    else:
+        threshold = None
+        y_true_ids = np.asarray(labels, dtype=np.int64)
+        probs = softmax(logits)
+        loss = float(-np.mean(np.log(probs[np.arange(len(y_true_ids)), y_true_ids] + 1e-12)))
+        metrics = compute_metrics(y_true_ids.tolist(), probs.argmax(axis=1).tolist(), label_names)
+    metrics["loss"] = loss
+    if threshold is not None:
+        metrics["threshold"] = threshold
+    return metrics, threshold
+
+
+def agreement(before: np.ndarray, after: np.ndarray, *, multi: bool, threshold: float | None) -> float:
+    """The share of rows with the same prediction: the arg-max, or the whole multi-label set."""
+    if multi:
+        cut = 0.5 if threshold is None else threshold
+        same = ((sigmoid(before) >= cut) == (sigmoid(after) >= cut)).all(axis=1)
+    else:
+        same = before.argmax(axis=1) == after.argmax(axis=1)
+    return float(same.mean())
+
+
+def decode(
+    logits: np.ndarray, label_names: list[str], *, multi: bool, threshold: float, top_k: int
+) -> list[dict[str, Any]]:
+    """One result per row of ``logits`` (N, L): ``label``/``score`` (the most likely), ``top_k``,
+    and for multi-label ``labels``/``scores``: every label at or above ``threshold``, best first.
+    """
+    k = max(1, min(top_k, len(label_names)))
+    probs = sigmoid(logits) if multi else softmax(logits)
+    top = np.argsort(-probs, axis=1)[:, :k]
+    results = []
+    for row, order in zip(probs, top, strict=True):
+        result: dict[str, Any] = {
+            "top_k": [{"label": label_names[i], "score": round(float(row[i]), 6)} for i in order]
+        }
+        if multi:
+            chosen = [i for i in np.argsort(-row) if row[i] >= threshold]
+            result["labels"] = [label_names[i] for i in chosen]
+            result["scores"] = [round(float(row[i]), 6) for i in chosen]
+        result["label"] = label_names[order[0]]
+        result["score"] = round(float(row[order[0]]), 6)
+        results.append(result)
+    return results

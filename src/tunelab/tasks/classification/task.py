@@ -1,0 +1,223 @@
+"""The classification task: every hook of ``tunelab.tasks.base.Task`` for single- and multi-label.
+
+The work is done by the modules that already did it for classification (``tunelab.data.splits``,
+``tunelab.evaluate.metrics``, ``tunelab.evaluate.report``, ``tunelab.train.head_init``); this
+class picks the single- or multi-label variant of each, so no caller compares task names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.tasks.base import Task
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from pydantic import BaseModel
+    from torch import nn
+
+    from tunelab.config import DataConfig
+    from tunelab.data.dataset import Dataset
+    from tunelab.data.encoding import Encoded
+    from tunelab.data.labels import LabelMap
+    from tunelab.data.splits import Splits
+
+_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "loss")
+
+
+class ClassificationTask(Task):
+    """Sequence classification; ``multi``: a set of labels per text (sigmoid per label)."""
+
+    family = "classification"
+    headline_keys = ("loss", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "threshold")
+    metrics = _METRICS
+
+    def __init__(self, *, multi: bool) -> None:
+        self.multi = multi
+        # Instance attributes: one class, two registered names.
+        self.name = "multi_label" if multi else "single_label"  # type: ignore[misc]
+        self.description = (  # type: ignore[misc]
+            "a set of labels per text (or text pair), e.g. topics; sigmoid per label, tuned threshold"
+            if multi
+            else "one label per text (or text pair), e.g. intent or sentiment; softmax"
+        )
+
+    def __repr__(self) -> str:
+        return f"ClassificationTask({self.name})"
+
+    # --- data -------------------------------------------------------------------------------
+
+    def load_splits(self, data: DataConfig) -> Splits:
+        from tunelab.data.splits import read_splits
+
+        return read_splits(data, multi_label=self.multi)
+
+    def read_labelled(
+        self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str | None
+    ) -> Dataset:
+        from tunelab.data.labelled import read_labelled_table
+
+        kind = "many" if self.multi else "one"
+        return read_labelled_table(path, data, labels, label_kind=kind, field=field)
+
+    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int) -> Encoded:
+        from tunelab.data.encoding import encode_texts
+
+        return encode_texts(
+            tokenizer, dataset.texts, dataset.text_pairs, max_length=max_length, labels=dataset.labels
+        )
+
+    def encode_texts(
+        self, tokenizer: Any, texts: list[str], text_pairs: list[str] | None, *, max_length: int
+    ) -> Encoded:
+        from tunelab.data.encoding import encode_texts
+
+        return encode_texts(tokenizer, texts, text_pairs, max_length=max_length)
+
+    def batch_labels(self, enc: Encoded, indices: list[int], *, width: int, num_labels: int) -> torch.Tensor:
+        """(B,) int64 label ids, or (B, num_labels) float multi-hot; soft targets' rows as they are."""
+        import torch
+
+        if isinstance(enc.labels, torch.Tensor):  # soft targets (N, num_labels), e.g. a teacher's
+            return enc.labels[torch.as_tensor(indices)]
+        assert enc.labels is not None
+        if self.multi:
+            hot = torch.zeros((len(indices), num_labels), dtype=torch.float32)
+            for row, i in enumerate(indices):
+                hot[row, enc.labels[i]] = 1.0
+            return hot
+        return torch.tensor([enc.labels[i] for i in indices], dtype=torch.long)
+
+    # --- model and loss ---------------------------------------------------------------------
+
+    def build_model(self, path: Path, labels: LabelMap, *, pooling: str, seed: int | None) -> nn.Module:
+        from tunelab.models import build_classifier
+
+        return build_classifier(path, labels.names, self.name, pooling=pooling, seed=seed)
+
+    def load_model(self, folder: Path) -> nn.Module:
+        from tunelab.models.classifier import SequenceClassifier
+
+        return SequenceClassifier.load_full(folder)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy (optionally class-weighted) or, multi-label, per-label binary cross-entropy.
+
+        ``labels`` may be soft targets, (B, num_labels) probabilities: both losses take them as they
+        are, which is how distillation trains a student on a teacher's outputs with the same loop.
+        """
+        import torch.nn.functional as F
+
+        if self.multi:
+            return F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=weights)
+        return F.cross_entropy(logits.float(), labels, weight=weights)
+
+    def class_weights(self, dataset: Any, num_labels: int) -> torch.Tensor | None:
+        """Inverse-frequency weights ("balanced", as scikit-learn defines them) for imbalanced data.
+
+        Multi-label: BCE's ``pos_weight``, negatives / positives per label.
+        """
+        import torch
+
+        labels = dataset.labels or []
+        n = len(labels)
+        if self.multi:
+            counts = Counter(i for row in labels for i in row)
+            return torch.tensor(
+                [(n - counts.get(i, 0)) / max(counts.get(i, 0), 1) for i in range(num_labels)]
+            )
+        counts = Counter(labels)
+        return torch.tensor(
+            [n / (num_labels * max(counts.get(i, 0), 1)) for i in range(num_labels)], dtype=torch.float32
+        )
+
+    def probe_head(self, model: nn.Module, enc: Encoded, *, num_labels: int, seed: int) -> float:
+        from tunelab.train.head_init import probe_head
+
+        return probe_head(model, enc, multi_label=self.multi, num_labels=num_labels, seed=seed)  # type: ignore[arg-type]
+
+    def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:
+        """The teacher's predicted distribution: per-label sigmoid, or softmax over the labels."""
+        import torch
+
+        return torch.sigmoid(logits) if self.multi else torch.softmax(logits, dim=-1)
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def score(
+        self, logits: np.ndarray, enc: Encoded, labels: LabelMap, *, threshold: float | None = None
+    ) -> tuple[dict[str, Any], float | None]:
+        """Metrics of ``logits`` (N, L); multi-label tunes the threshold here when given None."""
+        from tunelab.tasks.classification.scoring import score
+
+        metrics, used = score(
+            logits, list(enc.labels or []), labels.names, multi=self.multi, threshold=threshold
+        )
+        # metrics.json has always named the task first.
+        return {"task": self.name, **metrics}, used
+
+    def tunes_threshold(self) -> bool:
+        return self.multi
+
+    def parity_metric(self, run_metric: str) -> str:
+        """The run's own selection metric, except loss (not a percentage) and multi-label
+        exact-match accuracy (too harsh a measure of an export): accuracy or micro-F1 then."""
+        if run_metric == "loss" or (self.multi and run_metric == "accuracy"):
+            return "micro_f1" if self.multi else "accuracy"
+        return run_metric
+
+    def agreement(self, before: np.ndarray, after: np.ndarray, *, threshold: float | None) -> float:
+        from tunelab.tasks.classification.scoring import agreement
+
+        return agreement(before, after, multi=self.multi, threshold=threshold)
+
+    def write_report(
+        self,
+        out_dir: Path,
+        metrics: dict[str, Any],
+        *,
+        labels: LabelMap,
+        history: list[dict[str, Any]] | None,
+        title: str,
+        meta: dict[str, Any],
+        split: str,
+    ) -> dict[str, Path]:
+        from tunelab.evaluate.report import write_report
+
+        return write_report(
+            out_dir,
+            metrics,
+            label_names=labels.names,
+            history=history,
+            title=title,
+            meta=meta,
+            split=split,
+            multi_label=self.multi,
+        )
+
+    # --- prediction -------------------------------------------------------------------------
+
+    def decode(
+        self,
+        logits: np.ndarray,
+        enc: Encoded,
+        texts: Sequence[str],
+        labels: LabelMap,
+        *,
+        threshold: float | None,
+        top_k: int,
+    ) -> list[dict[str, Any]]:
+        from tunelab.tasks.classification.scoring import decode
+
+        cut = 0.5 if threshold is None else threshold
+        return decode(logits, labels.names, multi=self.multi, threshold=cut, top_k=top_k)
+
+    @property
+    def result_schema(self) -> type[BaseModel]:
+        from tunelab.serve.schemas import ClassificationResult
+
+        return ClassificationResult

@@ -68,6 +68,8 @@ class DataConfig:
     test_size: float = 0.0
     split_seed: int = 42
     empty_text: str = "drop"
+    # Token classification (CoNLL column files): which column holds the tags (-1: the last).
+    tag_column: int = -1
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -101,6 +103,9 @@ class ModelConfig:
     name: str = "minilm-l6"
     max_length: int = 128
     pooling: str = "auto"
+    # Token classification: tokens shared by consecutive windows of a sentence longer than
+    # max_length (context for the words near a cut); capped at half a window when encoding.
+    stride: int = 32
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -109,6 +114,7 @@ class ModelConfig:
             p, self.pooling in ("auto", "mean", "cls"), f"pooling={self.pooling!r} (use auto, mean or cls)"
         )
         _check(p, 8 <= self.max_length <= 8192, f"max_length={self.max_length} (use 8..8192)")
+        _check(p, 0 <= self.stride <= 8192, f"stride={self.stride} (use 0 or more tokens, e.g. 32)")
         _raise_if(p, "model")
 
 

@@ -214,7 +214,17 @@ def check_labels(train: Iterable[Sentence], other: Iterable[Sentence], split_nam
     Raises:
         DataError: naming each unseen type, where it first occurs, and the training types.
     """
-    known = {t[2:] for s in train for t in s.tags if t != "O"}
+    check_types({t[2:] for s in train for t in s.tags if t != "O"}, other, split_name)
+
+
+def check_types(
+    known: set[str], other: Iterable[Sentence], split_name: str, *, known_from: str = "the training data"
+) -> None:
+    """Fail when ``other`` has entity types outside ``known`` (see :func:`check_labels`).
+
+    Raises:
+        DataError: naming each unknown type, the file and line it first occurs on, and ``known``.
+    """
     first: dict[str, str] = {}
     for sentence in other:
         for tag, line in zip(sentence.tags, sentence.lines, strict=True):
@@ -224,7 +234,7 @@ def check_labels(train: Iterable[Sentence], other: Iterable[Sentence], split_nam
     if first:
         unseen = ", ".join(f"{k!r} ({where})" for k, where in sorted(first.items()))
         raise DataError(
-            f"{split_name}: entity types not in the training data: {unseen}; the training data has "
+            f"{split_name}: entity types not in {known_from}: {unseen}; {known_from} has "
             f"{', '.join(sorted(known)) or 'none'}; fix the tags or add training examples of them"
         )
 

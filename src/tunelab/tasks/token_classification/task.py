@@ -1,0 +1,306 @@
+"""The ``token_classification`` task (named-entity recognition) behind the ``Task`` hooks.
+
+The model is the stock ``AutoModelForTokenClassification`` (a linear head on every token), so a
+run's weights load in plain transformers and export like any Hugging Face token classifier. Data:
+see ``data`` (formats, label map, splits); tokens and windows: ``encoding``; metrics: ``metrics``;
+predictions: ``entities``; the report: ``report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunelab.data.encoding import Encoded
+from tunelab.data.labels import LabelMap
+from tunelab.errors import ModelNotFoundError
+from tunelab.tasks.base import Task
+from tunelab.tasks.token_classification import data as ner_data
+from tunelab.tasks.token_classification.encoding import IGNORE, encode_words, split_words
+from tunelab.tasks.token_classification.entities import decode_entities, softmax, word_tags
+from tunelab.tasks.token_classification.metrics import entity_scores, error_analysis, token_accuracy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from tunelab.config import DataConfig
+    from tunelab.data.splits import Splits
+
+DEFAULT_STRIDE = 32  # ModelConfig.stride's default
+
+
+class TokenClassificationTask(Task):
+    """NER: one IOB2 tag per word, entities scored with seqeval in strict mode."""
+
+    name: ClassVar[str] = ner_data.TASK
+    family: ClassVar[str] = "token_classification"
+    description: ClassVar[str] = "named-entity recognition: a BIO tag per word (CoNLL or JSONL data)"
+    headline_keys: ClassVar[tuple[str, ...]] = (
+        "loss",
+        "entity_f1",
+        "entity_precision",
+        "entity_recall",
+        "macro_f1",
+        "token_accuracy",
+    )
+    metrics: ClassVar[tuple[str, ...]] = ("entity_f1", "macro_f1", "token_accuracy", "loss")
+
+    # --- data -------------------------------------------------------------------------------
+
+    def load_splits(self, data: DataConfig) -> Splits:
+        return ner_data.load_splits(data)
+
+    def read_labelled(
+        self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str
+    ) -> ner_data.NerDataset:
+        return ner_data.read_labelled(path, data, labels, field=field)
+
+    def encode(
+        self, tokenizer: Any, dataset: ner_data.NerDataset, *, max_length: int, stride: int = DEFAULT_STRIDE
+    ) -> Encoded:
+        """Windows of the dataset's sentences, each word labelled on its first sub-token.
+
+        ``extra`` also keeps, per window, its sentence's gold tags and words (for ``score``).
+        """
+        words = [s.tokens for s in dataset.sentences]
+        return encode_words(
+            tokenizer,
+            words,
+            max_length=max_length,
+            stride=stride,
+            tags=dataset.labels,
+            extra={"gold": [s.tags for s in dataset.sentences], "tokens": words},
+        )
+
+    def encode_texts(
+        self,
+        tokenizer: Any,
+        texts: list[str],
+        text_pairs: list[str] | None,
+        *,
+        max_length: int,
+        stride: int = DEFAULT_STRIDE,
+    ) -> Encoded:
+        """Windows of raw texts split into words (see ``encoding.split_words``), with character offsets."""
+        if text_pairs is not None:
+            raise ValueError("token classification takes single texts, not text pairs")
+        split = [split_words(text) for text in texts]
+        return encode_words(
+            tokenizer,
+            [words for words, _ in split],
+            max_length=max_length,
+            stride=stride,
+            extra={"offsets": [offsets for _, offsets in split]},
+        )
+
+    def batch_labels(self, enc: Encoded, indices: list[int], *, width: int, num_labels: int) -> torch.Tensor:
+        """(B, width) int64 tag ids, -100 where not labelled; or (B, width, L) soft targets.
+
+        Soft targets (a teacher's probabilities, ``enc.labels`` (N, T, L)) are zeroed where no word
+        is labelled, so that ``loss`` skips those positions as it skips -100.
+        """
+        if isinstance(enc.labels, torch.Tensor):
+            soft = torch.zeros((len(indices), width, enc.labels.shape[-1]), dtype=enc.labels.dtype)
+            words = (enc.extra or {})["words"]
+            for row, i in enumerate(indices):
+                keep = [j for j, w in enumerate(words[i][:width]) if w >= 0 and j < enc.labels.shape[1]]
+                soft[row, keep] = enc.labels[i, keep]
+            return soft
+        assert enc.labels is not None, "batch_labels needs labelled windows"
+        out = torch.full((len(indices), width), IGNORE, dtype=torch.long)
+        for row, i in enumerate(indices):
+            seq = enc.labels[i][:width]
+            out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        return out
+
+    # --- model and loss ---------------------------------------------------------------------
+
+    def build_model(self, path: Path, labels: LabelMap, *, pooling: str, seed: int | None) -> nn.Module:
+        """``AutoModelForTokenClassification`` with the encoder at ``path`` and a fresh head (seeded).
+
+        ``pooling`` does not apply: every token gets its own prediction.
+        """
+        if seed is not None:
+            torch.manual_seed(seed)
+        return _from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels.names)),
+            label2id={name: i for i, name in enumerate(labels.names)},
+        )
+
+    def load_model(self, folder: Path) -> nn.Module:
+        return _from_pretrained(folder)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy over the labelled positions; logits (B, T, L), labels (B, T) or soft (B, T, L)."""
+        if labels.is_floating_point():  # soft targets: all-zero rows are positions to skip
+            mask = labels.sum(dim=-1) > 0  # (B, T)
+            per_token = -(labels * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)  # (B, T)
+            return (per_token * mask).sum() / mask.sum().clamp(min=1)
+        if not bool((labels != IGNORE).any()):
+            return logits.sum() * 0.0  # nothing labelled in the batch: no gradient, and not NaN
+        return nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            weight=weights,
+            ignore_index=IGNORE,
+        )
+
+    def class_weights(self, dataset: ner_data.NerDataset, num_labels: int) -> torch.Tensor | None:
+        """Balanced tag weights, ``words / (tags * count)`` (scikit-learn's "balanced"); 1 for an unseen tag.
+
+        ``O`` usually covers most words, so this up-weights entity tags; it tends to raise recall
+        and lower precision.
+        """
+        counts = np.bincount([t for tags in dataset.labels for t in tags], minlength=num_labels).astype(float)
+        weights = np.ones(num_labels)
+        seen = counts > 0
+        weights[seen] = counts.sum() / (seen.sum() * counts[seen])
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float(), dim=-1)
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def score(
+        self, logits: np.ndarray, enc: Encoded, labels: LabelMap, *, threshold: float | None = None
+    ) -> tuple[dict[str, Any], float | None]:
+        """Entity metrics per type, micro and macro, token accuracy, loss, and an error analysis.
+
+        ``loss`` is the training loss: mean cross-entropy over every labelled sub-token of every
+        window. The rest is word-level, each word predicted once (see ``encoding.merge_windows``).
+        """
+        extra = enc.extra or {}
+        gold_by_sample: dict[int, tuple[list[str], list[str]]] = {}
+        for s, gold, words in zip(extra["sample"], extra["gold"], extra["tokens"], strict=True):
+            gold_by_sample.setdefault(s, (gold, words))
+        gold = [gold_by_sample[s][0] for s in sorted(gold_by_sample)]
+        words = [gold_by_sample[s][1] for s in sorted(gold_by_sample)]
+        pred = [
+            _full_sequence(tags, kept, len(g))
+            for g, (tags, _, kept) in zip(gold, word_tags(logits, enc, labels.names), strict=True)
+        ]
+        metrics: dict[str, Any] = {
+            "task": self.name,
+            "n": len(gold),
+            "n_words": sum(len(g) for g in gold),
+            "loss": _loss(logits, enc),
+            **entity_scores(gold, pred),
+            "token_accuracy": token_accuracy(gold, pred),
+            "errors": error_analysis(gold, pred, words),
+        }
+        return metrics, None
+
+    def parity_metric(self, run_metric: str) -> str:
+        """The run's metric where it is a score of this task (loss is no percentage), else entity F1."""
+        return run_metric if run_metric in self.metrics and run_metric != "loss" else "entity_f1"
+
+    def agreement(
+        self, before: np.ndarray, after: np.ndarray, *, threshold: float | None, enc: Encoded | None = None
+    ) -> float:
+        """The share of windows whose argmax tag at every position is the same before and after.
+
+        Without ``enc`` every position counts (padding is zeros in both, so it agrees), including
+        special tokens and later sub-tokens whose predictions nothing reads; with ``enc`` only the
+        labelled positions (a word's first sub-token) do, which is what decoding reads.
+        """
+        if len(before) == 0:
+            return 1.0
+        width = max(before.shape[1], after.shape[1])
+        a = np.pad(before, ((0, 0), (0, width - before.shape[1]), (0, 0))).argmax(axis=-1)
+        b = np.pad(after, ((0, 0), (0, width - after.shape[1]), (0, 0))).argmax(axis=-1)
+        same = a == b  # (N, T)
+        if enc is not None and enc.extra is not None:
+            mask = np.zeros_like(same)
+            for i, words in enumerate(enc.extra["words"]):
+                mask[i, : len(words)] = np.asarray(words) >= 0
+            same |= ~mask
+        return float(same.all(axis=1).mean())
+
+    def write_report(
+        self,
+        out_dir: Path,
+        metrics: dict[str, Any],
+        *,
+        labels: LabelMap,
+        history: list[dict[str, Any]] | None,
+        title: str,
+        meta: dict[str, Any],
+        split: str,
+    ) -> dict[str, Path]:
+        from tunelab.tasks.token_classification.report import write_report
+
+        return write_report(out_dir, metrics, history=history, title=title, meta=meta, split=split)
+
+    # --- prediction -------------------------------------------------------------------------
+
+    def decode(
+        self,
+        logits: np.ndarray,
+        enc: Encoded,
+        texts: Sequence[str],
+        labels: LabelMap,
+        *,
+        threshold: float | None,
+        top_k: int,
+    ) -> list[dict[str, Any]]:
+        """Entities per text (``threshold`` and ``top_k`` do not apply: every word gets its best tag)."""
+        return decode_entities(logits, enc, list(texts), labels.names)
+
+    @property
+    def result_schema(self) -> type[BaseModel]:
+        from tunelab.serve.schemas import EntityResult
+
+        return EntityResult
+
+
+def _from_pretrained(path: Path, **config: Any) -> nn.Module:
+    from transformers import AutoModelForTokenClassification
+
+    from tunelab.quiet import no_progress_bars, quiet
+
+    # Unused pooler weights and the newly initialised head are expected: quiet, for this thread only.
+    try:
+        with quiet(), no_progress_bars():
+            return AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, **config)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(
+            f"model folder {path}: cannot load a token classifier ({reason}); "
+            "give a Hugging Face folder with config.json and model.safetensors"
+        ) from None
+
+
+def _full_sequence(tags: list[str], kept: list[int], size: int) -> list[str]:
+    """Tags of every word: a word without sub-tokens continues the entity around it, else is ``O``."""
+    full = ["O"] * size
+    for tag, i in zip(tags, kept, strict=True):
+        full[i] = tag
+    have = set(kept)
+    if len(have) < size:
+        for i in range(size - 2, -1, -1):  # right to left: a gap takes the I- of the word after it
+            if i not in have and full[i + 1].startswith("I-"):
+                full[i] = full[i + 1]
+    return full
+
+
+def _loss(logits: np.ndarray, enc: Encoded) -> float:
+    """Mean cross-entropy over the labelled positions of every window."""
+    if not isinstance(enc.labels, list):
+        return float("nan")
+    total, count = 0.0, 0
+    for i, row in enumerate(enc.labels):
+        ids = np.asarray(row)
+        pos = np.flatnonzero(ids != IGNORE)
+        if pos.size:
+            probs = softmax(logits[i, pos])  # (P, L)
+            total -= float(np.log(probs[np.arange(pos.size), ids[pos]] + 1e-12).sum())
+            count += pos.size
+    return total / count if count else 0.0

@@ -25,16 +25,6 @@ CONLL = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _task_known_to_label_maps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the task registry drives ``LabelMap``'s task check (the classification branch), let it
-    accept this task's name."""
-    import tunelab.data.labels as labels_module
-
-    if TASK.name not in labels_module.TASKS:
-        monkeypatch.setattr(labels_module, "TASKS", (*labels_module.TASKS, TASK.name))
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer

@@ -85,7 +85,7 @@ def _load_torch(ctx: LoadContext) -> Backend:
     from tunelab.methods import get_method
     from tunelab.methods.registry import ModelLoader
     from tunelab.models import build_classifier, resolve_model
-    from tunelab.models.classifier import SequenceClassifier
+    from tunelab.models.classifier import load_classifier
 
     method = get_method(ctx.summary.get("method", ctx.config.method.name))
 
@@ -98,7 +98,7 @@ def _load_torch(ctx: LoadContext) -> Backend:
         check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source)
         return build_classifier(source, ctx.labels.names, ctx.labels.task, pooling=pooling)
 
-    loader = ModelLoader(base=base, whole=SequenceClassifier.load_full)
+    loader = ModelLoader(base=base, whole=load_classifier)
     return TorchBackend(method.load(ctx.run.weights, loader))
 
 

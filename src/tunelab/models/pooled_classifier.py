@@ -16,6 +16,7 @@ fine-tuned model where tunelab is not installed. Keep it self-contained.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -131,6 +132,12 @@ class PooledClassifier(PreTrainedModel):
         }
         # Only what was given: not every encoder takes every argument (DistilBERT has no token types).
         encoder_args = {k: v for k, v in given.items() if v is not None} | kwargs
+        if (
+            "past_key_values" in encoder_args
+            and "cache" in inspect.signature(self.encoder.forward).parameters
+        ):
+            # transformers 5 renamed it on encoders (BERT); peft's prefix tuning still sends the old name.
+            encoder_args["cache"] = encoder_args.pop("past_key_values")
         out = self.encoder(**encoder_args, return_dict=True)
         logits = self.classifier(self.dropout(self.pool_output(out, attention_mask)))  # (B, num_labels)
         loss = self._loss(logits, labels) if labels is not None else None

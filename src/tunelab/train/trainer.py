@@ -274,6 +274,7 @@ def _train_in(
         evaluate_dev=evaluate_dev if enc_dev is not None else None,
         class_weights=_class_weights(splits, cfg.train.class_weights),
         show_progress=show_progress,
+        on_step=method.on_step,
     )
     try:
         state = run_loop(model, setup, resume=resume)

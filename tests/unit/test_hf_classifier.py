@@ -205,3 +205,26 @@ def test_the_stock_cls_classifier_exports_to_onnx_like_eager(tiny_bert: Path, tm
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {k: v.numpy() for k, v in sample.items()})[0]
     np.testing.assert_allclose(got, logits(model, sample).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_torch_int8_export_in_the_old_layout_still_loads(
+    tiny_bert: Path, tmp_path: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from tunelab.compress.torch_int8 import LAYOUT_FILE, WEIGHTS_FILE, load_torch_int8, save_torch_int8
+
+    model = build_classifier(tiny_bert, LABELS, "single_label", pooling="cls", seed=0).eval()
+    save_torch_int8(model, tmp_path, shape=None)
+    expected = logits(load_torch_int8(tmp_path), batch)
+    # Rewrite it as exports were before: the bare encoder's config and the old ``encoder.*`` names.
+    shutil.copy(tiny_bert / "config.json", tmp_path / "config.json")
+    tensors = load_file(str(tmp_path / WEIGHTS_FILE))
+    save_file(
+        {k.replace("bert.", "encoder.", 1): v for k, v in tensors.items()}, str(tmp_path / WEIGHTS_FILE)
+    )
+    layout = json.loads((tmp_path / LAYOUT_FILE).read_text(encoding="utf-8"))
+    layout["layers"] = [n.replace("bert.", "encoder.", 1) for n in layout["layers"]]
+    (tmp_path / LAYOUT_FILE).write_text(json.dumps(layout), encoding="utf-8")
+    old = load_torch_int8(tmp_path)
+    torch.testing.assert_close(logits(old, batch), expected)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from tunelab.errors import ConfigError
 from tunelab.methods import Method, available_methods, get_method, register_method
 from tunelab.methods.registry import ModelLoader
 from tunelab.models import build_classifier, load_tokenizer
-from tunelab.models.classifier import SequenceClassifier
+from tunelab.models.classifier import load_classifier
 
 TASKS = ("single_label", "multi_label")
 POOLINGS = ("cls", "mean")
@@ -157,7 +158,7 @@ def test_load_reproduces_the_trained_logits(
 
     def whole(folder: Path) -> nn.Module:
         calls.append("whole")
-        return SequenceClassifier.load_full(folder)
+        return load_classifier(folder)
 
     loaded = method.load(tmp_path, ModelLoader(base=base, whole=whole))
     if method.stores_base:
@@ -165,7 +166,8 @@ def test_load_reproduces_the_trained_logits(
     else:
         assert calls == ["base"], "an adapter is loaded onto the run's base model"
     # Adapters are merged: inference gets the plain classifier, whatever the method.
-    assert isinstance(loaded, SequenceClassifier) and loaded.pooling == pooling
+    assert isinstance(loaded, PreTrainedModel) and loaded.pooling == pooling
+    assert loaded.config.id2label == dict(enumerate(LABELS))
     assert not any("lora" in name for name, _ in loaded.named_parameters())
     torch.testing.assert_close(logits_of(loaded, batch), expected, rtol=1e-4, atol=1e-5)
 

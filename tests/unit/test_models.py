@@ -122,7 +122,7 @@ def test_encoder_weights_come_from_the_folder(tiny_bert: Path) -> None:
     saved = load_file(str(tiny_bert / "model.safetensors"))
     key = next(k for k in saved if k.endswith("word_embeddings.weight"))
     model = build_classifier(tiny_bert, ["a", "b"], "single_label", seed=3)
-    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, saved[key])
+    assert torch.equal(model.base_model.embeddings.word_embeddings.weight, saved[key])
 
 
 def test_tokenizer_loads_from_the_folder(tiny_bert: Path) -> None:

@@ -119,7 +119,7 @@ def test_structured_pruning_cuts_the_shapes_and_refits_closer_than_a_plain_cut(
 def test_the_head_and_neurons_with_no_output_are_the_ones_cut(
     classifier: nn.Module, calibration: list[dict[str, torch.Tensor]]
 ) -> None:
-    layer = classifier.encoder.encoder.layer[0]
+    layer = classifier.base_model.encoder.layer[0]
     size = layer.attention.self.attention_head_size
     with torch.no_grad():
         keep_query = layer.attention.self.query.weight[:size].clone()  # head 0 stays
@@ -148,7 +148,7 @@ def test_a_saved_shape_rebuilds_on_a_fresh_model(
 def test_the_gram_counts_only_real_tokens(
     classifier: nn.Module, calibration: list[dict[str, torch.Tensor]]
 ) -> None:
-    gram = input_gram(classifier, classifier.encoder.encoder.layer[1].output.dense, calibration)
+    gram = input_gram(classifier, classifier.base_model.encoder.layer[1].output.dense, calibration)
     tokens = sum(int(b["attention_mask"].sum()) for b in calibration)
     assert gram.shape == (65, 65) and gram[-1, -1] == tokens and torch.allclose(gram, gram.T)
 

@@ -19,7 +19,7 @@ def prune_magnitude(model: nn.Module, fraction: float) -> dict[str, Any]:
     """Zero the ``fraction`` smallest-magnitude weights over all encoder linear layers, permanently."""
     from torch.nn.utils import prune
 
-    encoder = getattr(model, "encoder", model)
+    encoder = getattr(model, "base_model", model)  # a transformers classifier's encoder, not its head
     params = [(m, "weight") for m in encoder.modules() if isinstance(m, nn.Linear)]
     if not params:
         raise RunError("magnitude pruning found no linear layers in the encoder")

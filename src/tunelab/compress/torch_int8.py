@@ -48,7 +48,7 @@ def _quantized_linears(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def save_torch_int8(model: nn.Module, folder: Path, *, shape: dict[str, Any] | None) -> dict[str, Any]:
-    """Quantise ``model`` (a SequenceClassifier) and write it to ``folder`` as described above."""
+    """Quantise ``model`` (a tunelab classifier) and write it to ``folder`` as described above."""
     from safetensors.torch import save_file
 
     quantized = _quantize(model)  # a copy: ``model`` keeps its float weights
@@ -69,7 +69,7 @@ def save_torch_int8(model: nn.Module, folder: Path, *, shape: dict[str, Any] | N
             tensors[f"{name}.int8_bias"] = bias.detach().contiguous()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / WEIGHTS_FILE))
-    model.encoder.config.to_json_file(str(folder / "config.json"))
+    model.config.to_json_file(str(folder / "config.json"))  # the classifier's, labels included
     layout = {
         **SETTINGS,
         "pooling": model.pooling,
@@ -92,18 +92,21 @@ def _int8_rows(key: str, table: torch.Tensor) -> dict[str, torch.Tensor]:
 def load_torch_int8(folder: Path) -> nn.Module:
     """Rebuild the int8 model written by ``save_torch_int8`` (safetensors only, no pickle)."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     from tunelab.compress.structured import apply_shape
-    from tunelab.models.classifier import SequenceClassifier
+    from tunelab.models.classifier import classifier_from_config, is_classifier_config, legacy_key
 
     if not (folder / LAYOUT_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise RunError(f"{folder}: {LAYOUT_FILE} or {WEIGHTS_FILE} is missing; export the run again")
     layout = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
-    encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
-    model = SequenceClassifier(encoder, layout["num_labels"], pooling=layout["pooling"])
+    config = AutoConfig.from_pretrained(str(folder))
+    model = classifier_from_config(config, pooling=layout["pooling"], num_labels=layout["num_labels"])
     apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
     tensors = load_file(str(folder / WEIGHTS_FILE))
+    if not is_classifier_config(config):  # exported before classifiers were transformers models
+        tensors = {legacy_key(model, k): v for k, v in tensors.items()}
+        layout["layers"] = [legacy_key(model, name) for name in layout["layers"]]
     # Float parts go into the float model; the linear layers' weights come from the int8 tensors.
     floats = {k: v for k, v in tensors.items() if ".int8_" not in k}
     for key in [k for k in tensors if k.endswith(".int8_rows")]:

@@ -52,6 +52,9 @@ class Method:
             merged).
         default_learning_rate: used when ``train.learning_rate`` is not set.
         stores_base: True when ``save`` writes the whole model, so loading needs no base weights.
+        on_step: ``on_step(model, step)`` runs after every optimizer step, before the gradients
+            are cleared, with the index of the step just taken (0, 1, ...; a resumed run goes on
+            counting): what AdaLoRA's ``update_and_allocate(global_step)`` needs. None for most.
     """
 
     name: str
@@ -62,6 +65,7 @@ class Method:
     default_learning_rate: float
     stores_base: bool
     description: str = ""
+    on_step: Callable[[nn.Module, int], None] | None = None
 
     def parse_options(self, options: dict[str, Any]) -> Any:
         """Validate raw option values into the method's config dataclass."""

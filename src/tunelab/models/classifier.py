@@ -1,15 +1,21 @@
-"""A sequence classifier: a pre-trained encoder, a pooling step, dropout and a linear head.
+"""Sequence classifiers as Hugging Face models: a pre-trained encoder, a pooling step, a linear head.
 
-Why not ``AutoModelForSequenceClassification``: it always classifies from the [CLS] token (through
-BERT's pooler), while sentence encoders such as all-MiniLM-L6-v2 were trained to be read by
-averaging all token states. Mean pooling starts fine-tuning from an embedding that is already
-linearly separable (a logistic regression on it reaches 93% on BANKING77), and on a 20-intent
-BANKING77 subset it reached 92% test accuracy where [CLS] pooling reached 90.5% after the same
-5 epochs. ``pooling: auto`` picks mean for folders that declare it (sentence-transformers'
-``1_Pooling/config.json``) and [CLS] otherwise.
+What ``build_classifier`` returns is a ``transformers`` ``PreTrainedModel`` that a user loads
+without tunelab:
 
-The encoder is saved with ``save_pretrained`` (a normal Hugging Face folder) and the head beside
-it as ``head.safetensors`` + ``head.json``, so every weight is in safetensors.
+- [CLS] pooling on BERT: the stock ``BertForSequenceClassification`` (pooler -> dropout ->
+  ``classifier``), exactly the architecture tunelab trained before.
+- mean pooling (what sentence encoders such as all-MiniLM-L6-v2 were trained for; see
+  ``tunelab.models.pooled_classifier`` for why it matters), and [CLS] on architectures whose stock
+  classifier is something else: ``PooledClassifier``. Importing this module registers it with
+  ``AutoConfig`` / ``AutoModelForSequenceClassification``, and ``save_pretrained`` copies its
+  modeling file into the folder with an ``auto_map``, so
+  ``AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)`` works
+  where tunelab is not installed.
+
+Either way the head is ``model.classifier`` (a ``nn.Linear``), the encoder is ``model.base_model``,
+``model.pooling`` says how it is read, and ``config.id2label`` names the labels. Runs trained before
+this layout (an encoder folder + ``head.safetensors`` + ``head.json``) are converted on load.
 """
 
 from __future__ import annotations
@@ -19,15 +25,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 
 from tunelab.errors import ModelNotFoundError
+from tunelab.models.pooled_classifier import PooledClassifier, PooledClassifierConfig
 
 POOLINGS = ("auto", "mean", "cls")
-HEAD_WEIGHTS = "head.safetensors"
-HEAD_CONFIG = "head.json"
+# The layout runs were saved in before they were Hugging Face classifiers (read, never written).
+LEGACY_HEAD_WEIGHTS = "head.safetensors"
+LEGACY_HEAD_CONFIG = "head.json"
+# Encoders whose AutoModelForSequenceClassification is pooler -> dropout -> a Linear ``classifier``,
+# i.e. what [CLS] pooling means here. Others (RoBERTa's two-layer head, DistilBERT's
+# pre_classifier) get a PooledClassifier with pooling="cls", so every model has the same head.
+STOCK_CLS_MODEL_TYPES = ("bert",)
+_NOT_ENCODER_SETTINGS = (
+    "id2label",
+    "label2id",
+    "problem_type",
+    "architectures",
+    "_name_or_path",
+    "transformers_version",
+)
+
+AutoConfig.register(PooledClassifierConfig.model_type, PooledClassifierConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(PooledClassifierConfig, PooledClassifier, exist_ok=True)
+PooledClassifierConfig.register_for_auto_class()
+PooledClassifier.register_for_auto_class("AutoModelForSequenceClassification")
 
 
 def detect_pooling(path: Path) -> str:
@@ -42,84 +66,9 @@ def detect_pooling(path: Path) -> str:
     return "cls"
 
 
-class SequenceClassifier(nn.Module):
-    """Encoder -> pooled vector (B, H) -> dropout -> linear (B, num_labels).
-
-    ``forward`` takes the tokenizer's tensors and returns a ``SequenceClassifierOutput`` whose
-    ``logits`` are (B, num_labels), like a ``transformers`` classifier, so peft and the training
-    loop treat it the same way.
-    """
-
-    def __init__(
-        self, encoder: nn.Module, num_labels: int, *, pooling: str, dropout: float | None = None
-    ) -> None:
-        super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.encoder = encoder
-        self.config = encoder.config  # peft reads model.config
-        self.pooling = pooling
-        hidden = encoder.config.hidden_size
-        p = dropout if dropout is not None else getattr(encoder.config, "hidden_dropout_prob", 0.1)
-        self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(hidden, num_labels)
-        nn.init.normal_(self.classifier.weight, std=0.02)
-        nn.init.zeros_(self.classifier.bias)
-
-    @property
-    def num_labels(self) -> int:
-        return self.classifier.out_features
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        **_: Any,
-    ) -> SequenceClassifierOutput:
-        pooled = self.pool(input_ids, attention_mask, token_type_ids)
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
-
-    def pool(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The pooled sentence vector (B, H) the head reads."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        out = self.encoder(**kwargs)
-        states = out.last_hidden_state  # (B, T, H)
-        if self.pooling == "mean":
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
-            return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
-        pooler = getattr(out, "pooler_output", None)
-        return pooler if pooler is not None else states[:, 0]
-
-    def save_full(self, folder: Path) -> None:
-        """Encoder as a Hugging Face folder, head beside it; safetensors only."""
-        from tunelab.quiet import no_progress_bars
-
-        folder.mkdir(parents=True, exist_ok=True)
-        with no_progress_bars():
-            self.encoder.save_pretrained(str(folder))
-        head = {k: v.detach().contiguous() for k, v in self.classifier.state_dict().items()}
-        save_file(head, str(folder / HEAD_WEIGHTS))
-        (folder / HEAD_CONFIG).write_text(
-            json.dumps({"pooling": self.pooling, "num_labels": self.num_labels}, indent=2), encoding="utf-8"
-        )
-
-    @classmethod
-    def load_full(cls, folder: Path) -> SequenceClassifier:
-        """Rebuild a model written by ``save_full``."""
-        head_cfg = json.loads((folder / HEAD_CONFIG).read_text(encoding="utf-8"))
-        model = cls(_load_encoder(folder), head_cfg["num_labels"], pooling=head_cfg["pooling"])
-        model.classifier.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
-        return model
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _load_encoder(path: Path) -> nn.Module:
@@ -135,29 +84,161 @@ def _load_encoder(path: Path) -> nn.Module:
         with quiet(), no_progress_bars():
             return AutoModel.from_pretrained(str(path), use_safetensors=True)
     except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(
-            f"model folder {path}: cannot load encoder weights ({reason}); "
+            f"model folder {path}: cannot load encoder weights ({_first_line(exc)}); "
             "give a Hugging Face folder with config.json and model.safetensors"
         ) from None
 
 
+def _new_classifier(
+    encoder_config: PretrainedConfig, labels: list[str], task: str, pooling: str
+) -> nn.Module:
+    """A randomly initialised classifier for ``encoder_config`` (weights are copied in after)."""
+    from tunelab.quiet import quiet
+
+    label_args: dict[str, Any] = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {name: i for i, name in enumerate(labels)},
+        "problem_type": "multi_label_classification"
+        if task == "multi_label"
+        else "single_label_classification",
+    }
+    if pooling == "cls" and encoder_config.model_type in STOCK_CLS_MODEL_TYPES:
+        config = AutoConfig.for_model(**{**encoder_config.to_dict(), **label_args})
+        with quiet():
+            model = AutoModelForSequenceClassification.from_config(config)
+        model.pooling = "cls"  # read by the LoRA method and exports; the stock model has no such field
+        return model
+    # The encoder's own label fields and provenance mean nothing inside a classifier: left out.
+    settings = {k: v for k, v in encoder_config.to_dict().items() if k not in _NOT_ENCODER_SETTINGS}
+    config = PooledClassifierConfig(encoder_config=settings, pooling=pooling, **label_args)
+    return PooledClassifier(config)
+
+
+def _with_encoder(model: nn.Module, encoder: nn.Module) -> nn.Module:
+    """Copy the pre-trained encoder's weights into ``model``'s encoder (every key must fit)."""
+    model.base_model.load_state_dict(encoder.state_dict(), strict=True)
+    return model
+
+
 def build_classifier(
     path: Path, labels: list[str], task: str, *, pooling: str = "auto", seed: int | None = None
-) -> SequenceClassifier:
+) -> PreTrainedModel:
     """A classifier with the pre-trained encoder at ``path`` and a fresh head for ``labels``.
 
     The head is initialised under ``seed`` so two runs with the same seed start identically.
-    ``task`` does not change the architecture (the loss does); it is accepted so callers state it.
+    ``task`` (``single_label`` or ``multi_label``) sets ``config.problem_type``; the architecture
+    is the same for both.
     """
-    if seed is not None:
-        torch.manual_seed(seed)
-    encoder = _load_encoder(path)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     if pooling == "auto":
         pooling = detect_pooling(path)
+    encoder = _load_encoder(path)
     if seed is not None:
         torch.manual_seed(seed)
-    return SequenceClassifier(encoder, len(labels), pooling=pooling)
+    model = _with_encoder(_new_classifier(encoder.config, labels, task, pooling), encoder)
+    model.config.name_or_path = str(path)  # which base an adapter refers to (peft records it)
+    return model
+
+
+def load_classifier(folder: Path) -> PreTrainedModel:
+    """A whole fine-tuned classifier from ``folder``: a ``save_pretrained`` folder, or the old
+    layout (encoder folder + ``head.safetensors`` + ``head.json``), converted on load."""
+    folder = Path(folder)
+    if (folder / LEGACY_HEAD_CONFIG).is_file():
+        return _load_legacy(folder)
+    from tunelab.quiet import no_progress_bars, quiet
+
+    try:
+        with quiet(), no_progress_bars():
+            model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"model folder {folder}: cannot load the classifier ({_first_line(exc)}); "
+            "give a folder written by save_pretrained (config.json and model.safetensors)"
+        ) from None
+    if not isinstance(model, PooledClassifier):
+        model.pooling = "cls"
+    return model
+
+
+def is_classifier_config(config: PretrainedConfig) -> bool:
+    """True for a classifier's config; False for a bare encoder's (what the old layout saved)."""
+    architectures = getattr(config, "architectures", None) or []
+    return isinstance(config, PooledClassifierConfig) or any(
+        a.endswith("ForSequenceClassification") for a in architectures
+    )
+
+
+def classifier_from_config(config: PretrainedConfig, *, pooling: str, num_labels: int) -> PreTrainedModel:
+    """A randomly initialised classifier of the architecture ``config`` describes (weights follow).
+
+    A bare encoder's config (the old layout) gets the head ``pooling`` and ``num_labels`` describe;
+    its state-dict keys are then renamed with ``legacy_key``.
+    """
+    from tunelab.quiet import quiet
+
+    if not is_classifier_config(config):
+        return _new_classifier(config, [f"LABEL_{i}" for i in range(num_labels)], "single_label", pooling)
+    with quiet():
+        model = AutoModelForSequenceClassification.from_config(config)
+    if not isinstance(model, PooledClassifier):
+        model.pooling = "cls"
+    return model
+
+
+def legacy_key(model: nn.Module, key: str) -> str:
+    """A state-dict key (or module name) of the old classifier (``encoder.*``, ``classifier.*``)
+    as ``model`` names it (``bert.*`` for BERT's stock classifier)."""
+    first, _, rest = key.partition(".")
+    return f"{model.base_model_prefix}.{rest}" if first == "encoder" and rest else key
+
+
+def _load_legacy(folder: Path) -> PreTrainedModel:
+    from safetensors.torch import load_file
+
+    try:
+        head_cfg = json.loads((folder / LEGACY_HEAD_CONFIG).read_text(encoding="utf-8"))
+        pooling, num_labels = head_cfg["pooling"], int(head_cfg["num_labels"])
+        head = load_file(str(folder / LEGACY_HEAD_WEIGHTS))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelNotFoundError(
+            f"model folder {folder}: unreadable {LEGACY_HEAD_CONFIG} or {LEGACY_HEAD_WEIGHTS} "
+            f"({_first_line(exc)}); train the run again"
+        ) from None
+    encoder = _load_encoder(folder)
+    # The old layout stored no label names; the run's labels.json has them (the caller knows them).
+    model = _with_encoder(
+        classifier_from_config(encoder.config, pooling=pooling, num_labels=num_labels), encoder
+    )
+    model.classifier.load_state_dict(head, strict=True)
+    return model
+
+
+def save_classifier(model: nn.Module, folder: Path) -> None:
+    """``save_pretrained`` (safetensors), quietly; a PooledClassifier brings its modeling file."""
+    from tunelab.quiet import no_progress_bars
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with no_progress_bars():
+        model.save_pretrained(str(folder))
+
+
+def pooled_features(model: nn.Module, **batch: torch.Tensor) -> torch.Tensor:
+    """What the head reads for ``batch``: the pooled vector (B, H), dropout applied as the mode says.
+
+    Taken from the head's input with a hook, so it is right for every architecture built here
+    (mean pooling, BERT's pooler) without repeating their pooling code.
+    """
+    seen: list[torch.Tensor] = []
+    handle = model.classifier.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        model(**batch)
+    finally:
+        handle.remove()
+    return seen[0]  # (B, H)
 
 
 def load_tokenizer(path: Path):

@@ -14,24 +14,23 @@ import logging
 
 import numpy as np
 import torch
+from torch import nn
 
 from tunelab.data.encoding import Encoded
 from tunelab.evaluate.metrics import multi_hot
-from tunelab.models.classifier import SequenceClassifier
+from tunelab.models.classifier import pooled_features as pooled_batch
 from tunelab.predict.inference import batched_outputs
 
 logger = logging.getLogger(__name__)
 
 
-def pooled_features(model: SequenceClassifier, enc: Encoded, *, batch_size: int = 128) -> np.ndarray:
+def pooled_features(model: nn.Module, enc: Encoded, *, batch_size: int = 128) -> np.ndarray:
     """The pooled encoder output (N, H) the head sees, in input order, without dropout."""
     model.eval()
-    return batched_outputs(model.pool, enc, batch_size=batch_size)
+    return batched_outputs(lambda **batch: pooled_batch(model, **batch), enc, batch_size=batch_size)
 
 
-def probe_head(
-    model: SequenceClassifier, enc: Encoded, *, multi_label: bool, num_labels: int, seed: int
-) -> float:
+def probe_head(model: nn.Module, enc: Encoded, *, multi_label: bool, num_labels: int, seed: int) -> float:
     """Fit the head on frozen features; returns the probe's training accuracy (for the log).
 
     ``multi_label``: one logistic regression per label (``enc.labels`` are id lists), else one

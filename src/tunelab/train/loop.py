@@ -75,6 +75,7 @@ class LoopSetup:
     evaluate_dev: Callable[[nn.Module], dict[str, float]] | None = None
     class_weights: torch.Tensor | None = None
     show_progress: bool = True
+    on_step: Callable[[nn.Module, int], None] | None = None  # the method's per-step hook (Method.on_step)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -141,6 +142,8 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
                 )
                 optimizer.step()
                 scheduler.step()
+                if setup.on_step is not None:  # before zero_grad: AdaLoRA reads the gradients
+                    setup.on_step(model, state.step)
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
             state.train_seconds += time.perf_counter() - t0

@@ -244,6 +244,7 @@ def _train_in(
         evaluate_dev=evaluate_dev if enc_dev is not None else None,
         class_weights=task.class_weights(splits.train, len(labels)) if cfg.train.class_weights else None,
         show_progress=show_progress,
+        on_step=method.on_step,
     )
     try:
         state = run_loop(model, setup, resume=resume)

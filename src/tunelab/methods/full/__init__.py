@@ -22,7 +22,9 @@ def apply(model: nn.Module, cfg: FullConfig) -> nn.Module:
 
 
 def save(model: nn.Module, folder: Path) -> None:
-    model.save_full(folder)  # encoder folder (config.json + model.safetensors) + head.safetensors
+    from tunelab.models.classifier import save_classifier
+
+    save_classifier(model, folder)  # a save_pretrained folder: config.json + model.safetensors
 
 
 def load(folder: Path, loader: ModelLoader) -> nn.Module:

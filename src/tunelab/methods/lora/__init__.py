@@ -6,6 +6,10 @@ trained and saved with the adapter; the base weights are referenced by model nam
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +17,9 @@ from torch import nn
 
 from tunelab.errors import ConfigError
 from tunelab.methods.registry import Method, ModelLoader, register_method
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -77,9 +84,37 @@ def save(model: nn.Module, folder: Path) -> None:
 def load(folder: Path, loader: ModelLoader) -> nn.Module:
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(loader.base(), folder)
+    base = loader.base()
+    with _renamed_if_legacy(folder, base) as adapter:
+        model = PeftModel.from_pretrained(base, adapter)
     # Merging folds the low-rank update into the base weights: inference costs what the base does.
     return model.merge_and_unload()
+
+
+@contextlib.contextmanager
+def _renamed_if_legacy(folder: Path, base: nn.Module) -> Iterator[Path]:
+    """``folder``, or for an adapter trained before classifiers were transformers models, a
+    temporary copy with its keys renamed: its encoder was ``encoder``, BERT's stock classifier
+    calls it ``bert`` (every mean-pooled run keeps ``encoder`` and needs nothing)."""
+    from safetensors.torch import load_file, save_file
+
+    from tunelab.models.classifier import legacy_key
+
+    path, prefix = folder / ADAPTER_WEIGHTS, "base_model.model."
+    weights = {}
+    if getattr(base, "base_model_prefix", "encoder") != "encoder" and path.is_file():
+        weights = load_file(str(path))
+    if not any(k.startswith(prefix + "encoder.") for k in weights):
+        yield folder
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy2(folder / ADAPTER_CONFIG, Path(tmp) / ADAPTER_CONFIG)
+        renamed = {
+            prefix + legacy_key(base, k.removeprefix(prefix)) if k.startswith(prefix) else k: v
+            for k, v in weights.items()
+        }
+        save_file(renamed, str(Path(tmp) / ADAPTER_WEIGHTS))
+        yield Path(tmp)
 
 
 register_method(

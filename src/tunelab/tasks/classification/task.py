@@ -100,9 +100,9 @@ class ClassificationTask(Task):
         return build_classifier(path, labels.names, self.name, pooling=pooling, seed=seed)
 
     def load_model(self, folder: Path) -> nn.Module:
-        from tunelab.models.classifier import SequenceClassifier
+        from tunelab.models.classifier import load_classifier
 
-        return SequenceClassifier.load_full(folder)
+        return load_classifier(folder)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy (optionally class-weighted) or, multi-label, per-label binary cross-entropy.
@@ -138,7 +138,7 @@ class ClassificationTask(Task):
     def probe_head(self, model: nn.Module, enc: Encoded, *, num_labels: int, seed: int) -> float:
         from tunelab.train.head_init import probe_head
 
-        return probe_head(model, enc, multi_label=self.multi, num_labels=num_labels, seed=seed)  # type: ignore[arg-type]
+        return probe_head(model, enc, multi_label=self.multi, num_labels=num_labels, seed=seed)
 
     def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:
         """The teacher's predicted distribution: per-label sigmoid, or softmax over the labels."""

@@ -42,7 +42,7 @@ def measure(
     enc = encode_texts(tokenizer, frame["text"].str.strip().tolist(), max_length=128, labels=ids)
     task = get_task("single_label")
     spec = get_method(method)
-    model = spec.apply(build_classifier(path, labels, "single_label", seed=seed), spec.parse_options({}))
+    model = spec.apply(build_classifier(path, labels, seed=seed), spec.parse_options({}))
     optimizer = build_optimizer(model, TrainConfig(), spec.default_learning_rate)
     batches = training_batches(enc.lengths, batch_size, seed=seed, epoch=0, group_by_length=group)
     model.train()

@@ -276,7 +276,7 @@ def test_onnx_keeps_the_plain_graph_when_the_fused_one_disagrees(
     from tunelab.compress import onnx_export
     from tunelab.models import build_classifier, load_tokenizer
 
-    model = build_classifier(tiny_bert, ["a", "b"], "single_label", pooling="mean", seed=0).eval()
+    model = build_classifier(tiny_bert, ["a", "b"], pooling="mean", seed=0).eval()
     texts = ["rain", "a much longer text about football and pizza"]
     sample = dict(load_tokenizer(tiny_bert)(texts, padding=True, return_tensors="pt"))
     monkeypatch.setattr(onnx_export, "_agrees", lambda *a: False)

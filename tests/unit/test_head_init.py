@@ -31,7 +31,7 @@ def test_probe_head_matches_a_logistic_regression_on_frozen_features(tiny_bert, 
     from sklearn.linear_model import LogisticRegression
 
     enc = _encoded(tiny_bert, text_maker, labels)
-    model = build_classifier(tiny_bert, labels, "single_label", pooling="mean", seed=0)
+    model = build_classifier(tiny_bert, labels, pooling="mean", seed=0)
     before = model.classifier.weight.detach().clone()
     accuracy = probe_head(model, enc, multi_label=False, num_labels=len(labels), seed=0)
     assert not torch.equal(before, model.classifier.weight)
@@ -51,7 +51,7 @@ def test_probe_head_multi_label(tiny_bert, text_maker) -> None:
     enc = _encoded(tiny_bert, text_maker, labels)
     # Two labels per row, so no label is always present or always absent.
     enc.labels = [[i, (i + 1) % 3] for i in enc.labels]
-    model = build_classifier(tiny_bert, labels, "multi_label", pooling="mean", seed=0)
+    model = build_classifier(tiny_bert, labels, "multi_label_classification", pooling="mean", seed=0)
     accuracy = probe_head(model, enc, multi_label=True, num_labels=3, seed=0)
     assert 0.0 <= accuracy <= 1.0
     assert model.classifier.bias.abs().sum() > 0  # fitted, not the zero init

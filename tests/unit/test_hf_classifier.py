@@ -41,12 +41,12 @@ def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tens
 def test_the_classifier_is_a_transformers_model_with_its_labels(
     tiny_bert: Path, tmp_path: Path, batch: dict[str, torch.Tensor], pooling: str, cls: type
 ) -> None:
-    model = build_classifier(tiny_bert, LABELS, "multi_label", pooling=pooling, seed=0)
+    model = build_classifier(tiny_bert, LABELS, "multi_label_classification", pooling=pooling, seed=0)
     assert type(model) is cls and model.pooling == pooling
     assert model.config.id2label == dict(enumerate(LABELS))
     assert model.config.label2id == {name: i for i, name in enumerate(LABELS)}
     assert model.config.problem_type == "multi_label_classification"
-    assert build_classifier(tiny_bert, LABELS, "single_label", pooling=pooling).config.problem_type == (
+    assert build_classifier(tiny_bert, LABELS, pooling=pooling).config.problem_type == (
         "single_label_classification"
     )
     expected = logits(model, batch)
@@ -62,7 +62,7 @@ def test_the_classifier_is_a_transformers_model_with_its_labels(
 def test_the_mean_pooled_model_loads_where_tunelab_is_not_installed(
     tiny_bert: Path, tmp_path: Path, batch: dict[str, torch.Tensor]
 ) -> None:
-    model = build_classifier(tiny_bert, LABELS, "single_label", pooling="mean", seed=0)
+    model = build_classifier(tiny_bert, LABELS, pooling="mean", seed=0)
     save_classifier(model, tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "config.json").read_text(encoding="utf-8"))
     assert config["auto_map"]["AutoModelForSequenceClassification"] == "pooled_classifier.PooledClassifier"
@@ -167,9 +167,7 @@ def test_a_lora_adapter_saved_with_the_old_module_names_still_loads(
     from safetensors.torch import load_file, save_file
 
     lora = get_method("lora")
-    model = lora.apply(
-        build_classifier(tiny_bert, LABELS, "single_label", pooling="cls", seed=0), lora.parse_options({})
-    )
+    model = lora.apply(build_classifier(tiny_bert, LABELS, pooling="cls", seed=0), lora.parse_options({}))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -187,7 +185,7 @@ def test_a_lora_adapter_saved_with_the_old_module_names_still_loads(
     )
 
     def base() -> torch.nn.Module:
-        return build_classifier(tiny_bert, LABELS, "single_label", pooling="cls")
+        return build_classifier(tiny_bert, LABELS, pooling="cls")
 
     loaded = lora.load(tmp_path, ModelLoader(base=base, whole=load_classifier))
     torch.testing.assert_close(logits(loaded, batch), expected, rtol=1e-4, atol=1e-5)
@@ -198,7 +196,7 @@ def test_the_stock_cls_classifier_exports_to_onnx_like_eager(tiny_bert: Path, tm
 
     from tunelab.compress.onnx_export import export_onnx
 
-    model = build_classifier(tiny_bert, LABELS, "single_label", pooling="cls", seed=0).eval()
+    model = build_classifier(tiny_bert, LABELS, pooling="cls", seed=0).eval()
     texts = ["rain", "a much longer text about football and pizza"]
     sample = dict(load_tokenizer(tiny_bert)(texts, padding=True, return_tensors="pt"))
     export_onnx(model, sample, tmp_path / "model.onnx")
@@ -214,7 +212,7 @@ def test_a_torch_int8_export_in_the_old_layout_still_loads(
 
     from tunelab.compress.torch_int8 import LAYOUT_FILE, WEIGHTS_FILE, load_torch_int8, save_torch_int8
 
-    model = build_classifier(tiny_bert, LABELS, "single_label", pooling="cls", seed=0).eval()
+    model = build_classifier(tiny_bert, LABELS, pooling="cls", seed=0).eval()
     save_torch_int8(model, tmp_path, shape=None)
     expected = logits(load_torch_int8(tmp_path), batch)
     # Rewrite it as exports were before: the bare encoder's config and the old ``encoder.*`` names.

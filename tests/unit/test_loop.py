@@ -100,7 +100,7 @@ def groups_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> 
 def test_optimizer_groups(
     tiny_bert: Path, learning_rate: float, head_lr: float | None, expected_head: float
 ) -> None:
-    model = build_classifier(tiny_bert, LABELS, "single_label", seed=0)
+    model = build_classifier(tiny_bert, LABELS, seed=0)
     cfg = TrainConfig(weight_decay=0.05, head_learning_rate=head_lr, head_init="random")
     groups = groups_by_name(model, build_optimizer(model, cfg, learning_rate))
     assert set(groups) == {n for n, _ in model.named_parameters()}
@@ -116,7 +116,7 @@ def test_optimizer_groups(
 
 def test_optimizer_skips_frozen_parameters(tiny_bert: Path) -> None:
     lora = get_method("lora")
-    model = lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), lora.parse_options({}))
+    model = lora.apply(build_classifier(tiny_bert, LABELS, seed=0), lora.parse_options({}))
     groups = groups_by_name(model, build_optimizer(model, TrainConfig(head_init="random"), 1e-3))
     assert set(groups) == {n for n, p in model.named_parameters() if p.requires_grad}
     head = [n for n in groups if ".classifier." in n]
@@ -124,7 +124,7 @@ def test_optimizer_skips_frozen_parameters(tiny_bert: Path) -> None:
 
 
 def test_schedule_warms_up_then_decays_to_zero(tiny_bert: Path) -> None:
-    model = build_classifier(tiny_bert, LABELS, "single_label", seed=0)
+    model = build_classifier(tiny_bert, LABELS, seed=0)
     optimizer = build_optimizer(model, TrainConfig(warmup_ratio=0.2), 1e-3)
     scheduler = build_scheduler(optimizer, TrainConfig(warmup_ratio=0.2), total_steps=10)
     lrs = []
@@ -168,7 +168,7 @@ def test_multi_label_loss_is_binary_cross_entropy() -> None:
 
 def _stepped(tiny_bert: Path, method: str = "full"):
     m = get_method(method)
-    model = m.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), m.parse_options({}))
+    model = m.apply(build_classifier(tiny_bert, LABELS, seed=0), m.parse_options({}))
     optimizer = build_optimizer(model, TrainConfig(), 1e-2)
     scheduler = build_scheduler(optimizer, TrainConfig(), total_steps=10)
     ids = torch.tensor([[101, 2000, 2001, 102]])
@@ -190,7 +190,7 @@ def test_checkpoint_round_trip_restores_weights_optimizer_schedule_and_rng(
     save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 1})
     expected_draws = (torch.rand(3), np.random.rand(), random.random())
 
-    fresh = build_classifier(tiny_bert, LABELS, "single_label", seed=9)
+    fresh = build_classifier(tiny_bert, LABELS, seed=9)
     fresh_opt = build_optimizer(fresh, TrainConfig(), 1e-2)
     fresh_sched = build_scheduler(fresh_opt, TrainConfig(), total_steps=10)
     state = load_checkpoint(folder, model=fresh, optimizer=fresh_opt, scheduler=fresh_sched)

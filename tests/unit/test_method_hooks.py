@@ -144,7 +144,7 @@ def test_a_prompt_method_trains_through_the_loop_and_sees_every_step(
 def test_peft_prompt_tuning_runs_on_the_classifier(tiny_bert: Path, pooling: str) -> None:
     from peft import PromptTuningConfig, get_peft_model
 
-    model = build_classifier(tiny_bert, ["a", "b", "c"], "single_label", pooling=pooling, seed=0)
+    model = build_classifier(tiny_bert, ["a", "b", "c"], pooling=pooling, seed=0)
     peft_model = get_peft_model(model, PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4))
     batch = dict(
         load_tokenizer(tiny_bert)(
@@ -171,7 +171,7 @@ def test_peft_prefix_tuning_reaches_the_mean_pooled_encoder(tiny_bert: Path) -> 
     # the classifier's forward, which passes them on and pools over the T real tokens.
     from peft import PrefixTuningConfig, get_peft_model
 
-    model = build_classifier(tiny_bert, ["a", "b", "c"], "single_label", pooling="mean", seed=0)
+    model = build_classifier(tiny_bert, ["a", "b", "c"], pooling="mean", seed=0)
     peft_model = get_peft_model(model, PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4))
     batch = dict(
         load_tokenizer(tiny_bert)(

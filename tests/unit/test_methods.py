@@ -55,7 +55,7 @@ def pooling(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def applied(method: Method, task: str, pooling: str, tiny_bert: Path) -> nn.Module:
     """The tiny classifier with the method applied under its default options."""
-    model = build_classifier(tiny_bert, LABELS, task, pooling=pooling, seed=0)
+    model = build_classifier(tiny_bert, LABELS, f"{task}_classification", pooling=pooling, seed=0)
     return method.apply(model, method.parse_options({}))
 
 
@@ -88,7 +88,8 @@ def test_lora_trains_far_fewer_parameters_than_full(task: str, tiny_bert: Path) 
     counts = {}
     for name in ("full", "lora"):
         m = get_method(name)
-        model = m.apply(build_classifier(tiny_bert, LABELS, task, seed=0), m.parse_options({}))
+        base = build_classifier(tiny_bert, LABELS, f"{task}_classification", seed=0)
+        model = m.apply(base, m.parse_options({}))
         counts[name] = n_params(model, trainable=True)
     assert counts["lora"] * 20 < counts["full"]
 
@@ -154,7 +155,7 @@ def test_load_reproduces_the_trained_logits(
     def base() -> nn.Module:
         calls.append("base")
         # No seed: the head starts different from the trained one, so it must come from the folder.
-        return build_classifier(tiny_bert, LABELS, task, pooling=pooling)
+        return build_classifier(tiny_bert, LABELS, f"{task}_classification", pooling=pooling)
 
     def whole(folder: Path) -> nn.Module:
         calls.append("whole")
@@ -220,7 +221,7 @@ def test_bad_lora_values(options: dict, fragment: str) -> None:
 def test_lora_options_reach_peft(tiny_bert: Path) -> None:
     lora = get_method("lora")
     opts = lora.parse_options({"r": 4, "alpha": 8, "target_modules": "all-linear"})
-    model = lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), opts)
+    model = lora.apply(build_classifier(tiny_bert, LABELS, seed=0), opts)
     config = model.peft_config["default"]
     assert (config.r, config.lora_alpha) == (4, 8)
     adapted = {
@@ -238,7 +239,7 @@ def test_lora_trains_the_pooler_only_when_it_is_used(
 ) -> None:
     lora = get_method("lora")
     model = lora.apply(
-        build_classifier(tiny_bert, LABELS, "single_label", pooling=pooling, seed=0),
+        build_classifier(tiny_bert, LABELS, pooling=pooling, seed=0),
         lora.parse_options({"train_pooler": train_pooler}),
     )
     pooler = [p.requires_grad for n, p in model.named_parameters() if "pooler" in n]
@@ -249,7 +250,7 @@ def test_lora_target_modules_that_match_nothing(tiny_bert: Path) -> None:
     lora = get_method("lora")
     opts = lora.parse_options({"target_modules": ["no_such_layer"]})
     with pytest.raises(ConfigError, match="method lora"):
-        lora.apply(build_classifier(tiny_bert, LABELS, "single_label", seed=0), opts)
+        lora.apply(build_classifier(tiny_bert, LABELS, seed=0), opts)
 
 
 def test_registering_a_duplicate_name_fails() -> None:

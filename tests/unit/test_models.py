@@ -63,11 +63,11 @@ def test_hub_id_offline_names_the_bundled_model(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_classifier_has_a_head_sized_for_the_labels(tiny_bert: Path, batch) -> None:
-    model = build_classifier(tiny_bert, ["b", "a", "c"], "single_label", seed=0)
+    model = build_classifier(tiny_bert, ["b", "a", "c"], seed=0)
     assert model.num_labels == 3 and model.classifier.out_features == 3
     assert model.eval()(**batch).logits.shape == (2, 3)
     # The task changes the loss, not the architecture.
-    multi = build_classifier(tiny_bert, ["x", "y"], "multi_label", seed=0)
+    multi = build_classifier(tiny_bert, ["x", "y"], "multi_label_classification", seed=0)
     assert multi.eval()(**batch).logits.shape == (2, 2)
 
 
@@ -75,8 +75,8 @@ def test_pooling_auto_reads_the_sentence_transformers_folder(tiny_bert: Path) ->
     # all-MiniLM-L6-v2 was trained to be read by mean pooling (its 1_Pooling/config.json says so).
     assert detect_pooling(resolve_model("minilm-l6").path) == "mean"
     assert detect_pooling(tiny_bert) == "cls"
-    assert build_classifier(tiny_bert, ["a", "b"], "single_label").pooling == "cls"
-    assert build_classifier(tiny_bert, ["a", "b"], "single_label", pooling="mean").pooling == "mean"
+    assert build_classifier(tiny_bert, ["a", "b"]).pooling == "cls"
+    assert build_classifier(tiny_bert, ["a", "b"], pooling="mean").pooling == "mean"
 
 
 def test_pooling_auto_with_a_declared_mean_pooling(tiny_bert: Path, tmp_path: Path) -> None:
@@ -84,19 +84,19 @@ def test_pooling_auto_with_a_declared_mean_pooling(tiny_bert: Path, tmp_path: Pa
     shutil.copytree(tiny_bert, folder)
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}', encoding="utf-8")
-    assert build_classifier(folder, ["a", "b"], "single_label").pooling == "mean"
+    assert build_classifier(folder, ["a", "b"]).pooling == "mean"
     (folder / "1_Pooling" / "config.json").write_text("{not json", encoding="utf-8")
     assert detect_pooling(folder) == "cls"
 
 
 def test_unknown_pooling_is_refused(tiny_bert: Path) -> None:
     with pytest.raises(ValueError, match="pooling"):
-        build_classifier(tiny_bert, ["a", "b"], "single_label", pooling="max")
+        build_classifier(tiny_bert, ["a", "b"], pooling="max")
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_padding_does_not_change_the_logits(tiny_bert: Path, pooling: str) -> None:
-    model = build_classifier(tiny_bert, ["a", "b", "c"], "single_label", pooling=pooling, seed=0).eval()
+    model = build_classifier(tiny_bert, ["a", "b", "c"], pooling=pooling, seed=0).eval()
     tokenizer = load_tokenizer(tiny_bert)
     short = "rain today"
     alone = tokenizer([short], return_tensors="pt")
@@ -110,7 +110,7 @@ def test_padding_does_not_change_the_logits(tiny_bert: Path, pooling: str) -> No
 
 def test_classifier_head_is_seeded(tiny_bert: Path) -> None:
     def head(seed: int) -> torch.Tensor:
-        return build_classifier(tiny_bert, ["a", "b"], "single_label", seed=seed).classifier.weight
+        return build_classifier(tiny_bert, ["a", "b"], seed=seed).classifier.weight
 
     assert torch.equal(head(1), head(1))
     assert not torch.equal(head(1), head(2))
@@ -121,7 +121,7 @@ def test_encoder_weights_come_from_the_folder(tiny_bert: Path) -> None:
 
     saved = load_file(str(tiny_bert / "model.safetensors"))
     key = next(k for k in saved if k.endswith("word_embeddings.weight"))
-    model = build_classifier(tiny_bert, ["a", "b"], "single_label", seed=3)
+    model = build_classifier(tiny_bert, ["a", "b"], seed=3)
     assert torch.equal(model.base_model.embeddings.word_embeddings.weight, saved[key])
 
 

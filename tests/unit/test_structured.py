@@ -73,7 +73,7 @@ def test_refit_error_is_the_unexplained_share_of_the_output() -> None:
 def classifier(tiny_bert: Path) -> nn.Module:
     from tunelab.models import build_classifier
 
-    return build_classifier(tiny_bert, ["a", "b", "c"], "single_label", pooling="mean", seed=0).eval()
+    return build_classifier(tiny_bert, ["a", "b", "c"], pooling="mean", seed=0).eval()
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_a_saved_shape_rebuilds_on_a_fresh_model(
     from tunelab.models import build_classifier
 
     info = prune_structured(classifier, heads=0.5, ffn=0.25, calibration=calibration)
-    fresh = build_classifier(tiny_bert, ["a", "b", "c"], "single_label", pooling="mean").eval()
+    fresh = build_classifier(tiny_bert, ["a", "b", "c"], pooling="mean").eval()
     apply_shape(fresh, info)
     fresh.load_state_dict(classifier.state_dict(), strict=True)
     assert torch.allclose(logits_on(fresh, calibration), logits_on(classifier, calibration))

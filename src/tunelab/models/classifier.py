@@ -91,7 +91,7 @@ def _load_encoder(path: Path) -> nn.Module:
 
 
 def _new_classifier(
-    encoder_config: PretrainedConfig, labels: list[str], task: str, pooling: str
+    encoder_config: PretrainedConfig, labels: list[str], problem_type: str, pooling: str
 ) -> nn.Module:
     """A randomly initialised classifier for ``encoder_config`` (weights are copied in after)."""
     from tunelab.quiet import quiet
@@ -100,9 +100,7 @@ def _new_classifier(
         "num_labels": len(labels),
         "id2label": dict(enumerate(labels)),
         "label2id": {name: i for i, name in enumerate(labels)},
-        "problem_type": "multi_label_classification"
-        if task == "multi_label"
-        else "single_label_classification",
+        "problem_type": problem_type,
     }
     if pooling == "cls" and encoder_config.model_type in STOCK_CLS_MODEL_TYPES:
         config = AutoConfig.for_model(**{**encoder_config.to_dict(), **label_args})
@@ -123,13 +121,19 @@ def _with_encoder(model: nn.Module, encoder: nn.Module) -> nn.Module:
 
 
 def build_classifier(
-    path: Path, labels: list[str], task: str, *, pooling: str = "auto", seed: int | None = None
+    path: Path,
+    labels: list[str],
+    problem_type: str = "single_label_classification",
+    *,
+    pooling: str = "auto",
+    seed: int | None = None,
 ) -> PreTrainedModel:
     """A classifier with the pre-trained encoder at ``path`` and a fresh head for ``labels``.
 
     The head is initialised under ``seed`` so two runs with the same seed start identically.
-    ``task`` (``single_label`` or ``multi_label``) sets ``config.problem_type``; the architecture
-    is the same for both.
+    ``problem_type`` is transformers' (``single_label_classification`` or
+    ``multi_label_classification``): it picks the loss ``from_pretrained`` users get; the
+    architecture is the same for both.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -138,7 +142,7 @@ def build_classifier(
     encoder = _load_encoder(path)
     if seed is not None:
         torch.manual_seed(seed)
-    model = _with_encoder(_new_classifier(encoder.config, labels, task, pooling), encoder)
+    model = _with_encoder(_new_classifier(encoder.config, labels, problem_type, pooling), encoder)
     model.config.name_or_path = str(path)  # which base an adapter refers to (peft records it)
     return model
 

@@ -97,7 +97,8 @@ class ClassificationTask(Task):
     def build_model(self, path: Path, labels: LabelMap, *, pooling: str, seed: int | None) -> nn.Module:
         from tunelab.models import build_classifier
 
-        return build_classifier(path, labels.names, self.name, pooling=pooling, seed=seed)
+        problem = "multi_label_classification" if self.multi else "single_label_classification"
+        return build_classifier(path, labels.names, problem, pooling=pooling, seed=seed)
 
     def load_model(self, folder: Path) -> nn.Module:
         from tunelab.models.classifier import load_classifier

@@ -226,3 +226,22 @@ def test_a_torch_int8_export_in_the_old_layout_still_loads(
     (tmp_path / LAYOUT_FILE).write_text(json.dumps(layout), encoding="utf-8")
     old = load_torch_int8(tmp_path)
     torch.testing.assert_close(logits(old, batch), expected)
+
+
+def test_a_checkpoint_from_before_the_upgrade_resumes_into_the_stock_cls_classifier(tiny_bert: Path) -> None:
+    """Trainable weights saved under the old ``encoder.*`` names load into BERT's ``bert.*``."""
+    from tunelab.train.checkpoint import load_trainable_state, trainable_state
+
+    trained = build_classifier(tiny_bert, LABELS, pooling="cls", seed=0)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.01)
+    old_names = {
+        ("encoder." + k.split(".", 1)[1] if k.startswith("bert.") else k): v
+        for k, v in trainable_state(trained).items()
+    }
+    assert any(k.startswith("encoder.") for k in old_names)
+    fresh = build_classifier(tiny_bert, LABELS, pooling="cls", seed=1)
+    load_trainable_state(fresh, old_names)
+    for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)

@@ -25,10 +25,18 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy saved trainable weights into ``model``.
+
+    A checkpoint written before classifiers became transformers models names BERT's encoder
+    ``encoder.*`` where the stock classifier says ``bert.*``: such keys are renamed, so a run
+    interrupted before the upgrade resumes.
+    """
+    from tunelab.models.classifier import legacy_key
+
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state.items():
-            params[name].copy_(value)
+            params[name if name in params else legacy_key(model, name)].copy_(value)
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:

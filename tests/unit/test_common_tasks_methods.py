@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,17 @@ def test_every_task_has_a_fixture() -> None:
         "add a builder of a tiny labelled dataset, so the common tester runs every method over them"
     )
     assert not stale, f"TASK_FIXTURES names task(s) that are not registered: {', '.join(stale)}"
+
+
+def test_every_task_result_schema_is_in_the_api_response() -> None:
+    # serve/schemas.py writes the union out for /docs; a new task's schema must be added there.
+    union = PredictResponse.model_fields["results"].annotation
+    accepted = {typing.get_args(option)[0] for option in typing.get_args(union)}
+    for name in available_tasks():
+        schema = get_task(name).result_schema
+        assert schema in accepted, (
+            f"task {name}: add list[{schema.__name__}] to PredictResponse.results in tunelab/serve/schemas.py"
+        )
 
 
 # -- one prepared task: splits and encodings, shared by every method --------------------------------

@@ -426,7 +426,9 @@ def test_predict_response_has_one_result_schema_per_task(server: Server) -> None
     assert shapes == {"ClassificationResult", "EntityResult"}
     entity = {"text": "Acme", "label": "ORG", "start": 0, "end": 4, "score": 0.98}
     body = {"model": "m", "version": "1", "format": "torch", "usage": {"texts": 1, "tokens": 3}}
-    ner = PredictResponse.model_validate(body | {"task": "ner", "results": [{"entities": [entity]}]})
+    ner = PredictResponse.model_validate(
+        body | {"task": "token_classification", "results": [{"entities": [entity]}]}
+    )
     assert isinstance(ner.results[0], EntityResult) and ner.results[0].entities[0].end == 4
     answer = server.predict({"texts": ["pizza"]}).json()
     classified = PredictResponse.model_validate(answer)

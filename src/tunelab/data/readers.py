@@ -11,7 +11,8 @@ file and the fix; pandas and pyarrow exceptions never escape.
 
 Encodings: ``data.encoding`` is any Python codec (``utf-8``, the default, ``gb18030``, ``latin-1``,
 ...), or ``auto``: a UTF-16 byte-order mark, else UTF-8 when the whole file decodes as UTF-8, else
-GB18030 when it decodes as that and holds Chinese characters, else Latin-1; the choice is logged.
+GB18030 when it decodes as that into mostly common Chinese characters, else Latin-1; the choice is
+logged.
 A UTF-8 byte-order mark is skipped. A file that is not in the configured encoding fails naming the
 line, and suggests ``gb18030`` when the bytes read as Chinese in it.
 
@@ -29,7 +30,6 @@ import csv
 import json
 import logging
 import re
-import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any
@@ -235,16 +235,32 @@ def _decodes(path: Path, encoding: str) -> bool:
 
 
 def _looks_chinese(path: Path, encoding: str, sample: int = 1 << 20) -> bool:
-    """True when the whole file decodes as ``encoding`` and most of its non-ASCII characters are
-    CJK ideographs or CJK punctuation: Latin-1 accents rarely decode as GB18030 at all, and when
-    they do they make odd symbols, not a run of Han characters."""
+    """True when the whole file decodes as ``encoding`` into what reads as Chinese text.
+
+    Latin-1 text often decodes as GB18030 too: an accented letter and the ASCII letter after it
+    (``ü`` + ``l`` in "Müller") make one rare GBK character, alone between ASCII letters. Chinese
+    text instead has its characters in runs, and simplified Chinese is nearly all GB2312 (both
+    bytes >= 0xA1); either sign in most of the non-ASCII characters is taken as Chinese.
+    """
     if not _decodes(path, encoding):
         return False
     with path.open("rb") as f:
         text = codecs.getincrementaldecoder(encoding)(errors="ignore").decode(f.read(sample))
-    wide = [c for c in text if ord(c) > 0x7F]
-    cjk = sum(1 for c in wide if "CJK" in unicodedata.name(c, "") or 0xFF00 <= ord(c) <= 0xFFEF)
-    return bool(wide) and cjk >= 0.8 * len(wide)
+    wide = [i for i, c in enumerate(text) if ord(c) > 0x7F]
+    if not wide:
+        return False
+    at = set(wide)
+    in_runs = sum(1 for i in wide if i - 1 in at or i + 1 in at)
+    common = sum(1 for i in wide if _in_gb2312(text[i]))
+    return max(in_runs, common) >= 0.5 * len(wide)
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
@@ -326,13 +342,13 @@ def _encoding_message(path: Path, encoding: str) -> str:
         data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        where = f" line {line}"
+        where = f" on line {line}"
         detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
     if _looks_chinese(path, "gb18030") and encoding.lower().replace("-", "") != "gb18030":
         hint = "gb18030 (the bytes read as Chinese in GB18030/GBK), or auto"
     else:
         hint = "latin-1" if _is_utf8(encoding) else "utf-8"
-    return f"{path}{where}: not valid {encoding}{detail}; set data.encoding, e.g. data.encoding={hint}"
+    return f"{path}: not valid {encoding}{detail}{where}; set data.encoding, e.g. data.encoding={hint}"
 
 
 def _one_line(exc: BaseException) -> str:

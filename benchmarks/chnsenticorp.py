@@ -10,6 +10,7 @@ split. Prints a table next to the published anchors and writes the results as JS
     .venv/bin/python benchmarks/chnsenticorp.py --limit 300 --set train.epochs=1   # a quick check
     .venv/bin/python benchmarks/chnsenticorp.py                                    # the full benchmark
     .venv/bin/python benchmarks/chnsenticorp.py --set train.learning_rate=3e-5 --json out.json
+    .venv/bin/python benchmarks/chnsenticorp.py --resume runs/benchmarks/bench-chnsenticorp-N.partial
 """
 
 from __future__ import annotations
@@ -58,13 +59,18 @@ def prepare(data: Path, work: Path, limit: int | None, seed: int) -> tuple[dict[
     return files, {"train": len(train), "dev": len(dev), "dev_clean": len(clean)}
 
 
-def run(files: dict[str, Path], overrides: list[str], out: Path) -> dict:
-    name = f"bench-chnsenticorp-{int(time.time())}"
-    cmd = [
-        sys.executable, "-m", "tunelab.cli.main", "train", str(ROOT / "configs" / "chnsenticorp.yaml"),
-        f"data.train={files['train']}", f"data.dev={files['dev']}", f"data.test={files['dev_clean']}",
-        f"name={name}", f"output_dir={out}", *overrides, "--quiet",
-    ]  # fmt: skip
+def run(files: dict[str, Path], overrides: list[str], out: Path, resume: Path | None = None) -> dict:
+    """Train in a subprocess (or finish the killed run ``resume``) and read its run.json."""
+    if resume is not None:
+        name, out = resume.name.removesuffix(".partial"), resume.parent
+        cmd = [sys.executable, "-m", "tunelab.cli.main", "train", "--resume", str(resume), "--quiet"]
+    else:
+        name = f"bench-chnsenticorp-{int(time.time())}"
+        cmd = [
+            sys.executable, "-m", "tunelab.cli.main", "train", str(ROOT / "configs" / "chnsenticorp.yaml"),
+            f"data.train={files['train']}", f"data.dev={files['dev']}", f"data.test={files['dev_clean']}",
+            f"name={name}", f"output_dir={out}", *overrides, "--quiet",
+        ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - start
@@ -95,6 +101,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="where run folders go")
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    parser.add_argument(
+        "--resume", metavar="RUN.partial", help="finish a killed benchmark run from its last checkpoint"
+    )
     args = parser.parse_args()
     data = Path(args.data)
     if not (data / "train.tsv").is_file() or not (data / "dev.tsv").is_file():
@@ -104,7 +113,7 @@ def main() -> None:
     work = Path(args.out) / f"chnsenticorp-data-{args.limit or 'all'}-{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
     files, rows = prepare(data, work, args.limit, args.seed)
-    result = run(files, args.set, Path(args.out))
+    result = run(files, args.set, Path(args.out), Path(args.resume) if args.resume else None)
     result["rows"] = rows
     result["limit"] = args.limit
     print(f"\nChnSentiCorp dev accuracy, e5-small-multilingual (train {rows['train']:,} reviews)")

@@ -36,3 +36,15 @@ def test_banking77_config_loads(at_repo_root, shared_data: Path) -> None:
     splits = load_splits(cfg.data)
     assert len(splits.labels.names) == 77
     assert splits.dev is None and len(splits.train) == 10_003 and len(splits.test) == 3_080
+
+
+def test_chnsenticorp_config_loads_every_review_intact(at_repo_root, shared_data: Path) -> None:
+    """train.tsv is unquoted TSV and three reviews open with '"': read quoted, the first of them
+    swallowed 454 rows into one text. Every row comes back as the file has it."""
+    cfg = RunConfig.from_yaml(ROOT / "configs" / "chnsenticorp.yaml")
+    splits = load_splits(cfg.data)
+    assert splits.labels.names == ["0", "1"]
+    assert len(splits.train) == 9_600 and len(splits.dev) == 1_200
+    raw = (shared_data / "chnsenticorp" / "ChnSentiCorp" / "train.tsv").read_text(encoding="utf-8")
+    texts = [line.split("\t")[1].strip() for line in raw.splitlines()[1:]]
+    assert sorted(splits.train.texts) == sorted(texts)

@@ -20,10 +20,11 @@ A run trained on text pairs (data.text_pair_column) takes --pair TEXT TEXT_PAIR 
 --input file with both of its columns; any other run takes single texts.
 
 An --input file is read with its own layout (format by extension, separator sniffed, header row,
-UTF-8 else Latin-1), not the run's training file's; give data.* reading options after the file
-when the guess is wrong. Its text column is the run's data.text_column, else 'text'. Each output
-line's "row" is the row's number in the file: data rows counted from 1, the header line not
-counted (JSON lines: the line number); rows with empty text are dropped and leave a gap.
+UTF-8, else GB18030 when it reads as Chinese, else Latin-1), not the run's training file's;
+give data.* reading options after the file when the guess is wrong. Its text column is the run's
+data.text_column, else 'text'. Each output line's "row" is the row's number in the file: data rows
+counted from 1, the header line not counted (JSON lines: the line number); rows with empty text
+are dropped and leave a gap.
 """
 
 

@@ -12,8 +12,8 @@ Detection, for each option not given:
 - format: the extension (``.csv``, ``.tsv``, ``.txt``, ``.jsonl``, ``.parquet``, ...), else the
   content (``PAR1`` magic: Parquet; ``{`` or ``[``: JSON lines; anything else: delimited text);
 - encoding: UTF-16 when the file starts with its byte-order mark, UTF-8 if the whole file decodes
-  as UTF-8, else Latin-1 (which decodes any byte; the fallback is logged so a wrong guess can be
-  fixed with ``data.encoding``);
+  as UTF-8, else GB18030 if it decodes as that into Chinese text, else Latin-1 (which decodes any
+  byte; the fallback is logged so a wrong guess can be fixed with ``data.encoding``);
 - separator: the first of the extension's usual one, then ``, \\t ; | @``, that splits every
   line of the first 64 KB into the same number (at least 2) of fields; else the usual one;
 - header: a first row is a header unless ``data.column_names`` is given and the first row is not
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import DataConfig, apply_override, coerce_types
-from tunelab.data.readers import detect_format, format_from_extension
+from tunelab.data.readers import detect_encoding, detect_format, format_from_extension
 from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -205,25 +205,12 @@ def _format_from_content(head: bytes) -> str:
 
 
 def _encoding(path: Path) -> str:
-    """``utf-16`` for a UTF-16 byte-order mark, ``utf-8`` when the whole file decodes as UTF-8
-    (streamed), else ``latin-1``."""
-    with path.open("rb") as f:
-        if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            return "utf-16"  # Excel's "Unicode text"; the codec reads the BOM and the byte order
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        log.warning(
-            "%s: not valid UTF-8 (%s), read as latin-1; set data.encoding=... if that is wrong",
-            path,
-            exc.reason,
-        )
-        return "latin-1"
-    return "utf-8"
+    """``utf-16`` for a UTF-16 byte-order mark, ``utf-8`` when the whole file decodes as UTF-8,
+    ``gb18030`` when it reads as Chinese in GB18030, else ``latin-1`` (see ``detect_encoding``)."""
+    encoding = detect_encoding(path)
+    if encoding in ("gb18030", "latin-1"):
+        log.warning("%s: not valid UTF-8, read as %s; set data.encoding=... if that is wrong", path, encoding)
+    return encoding
 
 
 def _decode_head(head: bytes, encoding: str) -> str:

@@ -8,12 +8,27 @@ after other rows were dropped.
 
 Every failure a user can cause becomes a one-line :class:`~tunelab.errors.DataError` naming the
 file and the fix; pandas and pyarrow exceptions never escape.
+
+Encodings: ``data.encoding`` is any Python codec (``utf-8``, the default, ``gb18030``, ``latin-1``,
+...), or ``auto``: a UTF-16 byte-order mark, else UTF-8 when the whole file decodes as UTF-8, else
+GB18030 when it decodes as that into mostly common Chinese characters, else Latin-1; the choice is
+logged.
+A UTF-8 byte-order mark is skipped. A file that is not in the configured encoding fails naming the
+line, and suggests ``gb18030`` when the bytes read as Chinese in it.
+
+Tab-separated files: a field that starts with ``"`` is read as quoted (Excel's TSV quotes
+fields), but many TSV files never quote (ChnSentiCorp, the IANA TSV format); there a review that
+starts with a quotation mark would swallow every line up to the next ``"``. When a parsed cell
+holds both a tab and a line break (records swallowed, never a real text), or the quote never
+closes, the file is read again without quoting and a warning says so.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -36,6 +51,9 @@ _EXTENSIONS = {
     ".pq": "parquet",
 }
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
+AUTO_ENCODING = "auto"
+
+log = logging.getLogger(__name__)
 
 
 def detect_format(path: Path, cfg: DataConfig) -> str:
@@ -86,15 +104,19 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
         what = "is a folder, not a file" if p.is_dir() else "file not found"
         raise DataError(f"{where}{p}: {what} (paths are relative to the current directory)")
     fmt = detect_format(p, cfg)
+    encoding = cfg.encoding
+    if encoding.lower() == AUTO_ENCODING and fmt != "parquet":
+        encoding = detect_encoding(p)
+        log.info("%s: read as %s (data.encoding=auto)", p, encoding)
     try:
         if fmt == "parquet":
             df = _read_parquet(p)
         elif fmt == "jsonl":
-            df = _read_jsonl(p, cfg.encoding)
+            df = _read_jsonl(p, encoding)
         else:
-            df = _read_delimited(p, cfg, fmt)
+            df = _read_delimited(p, cfg, fmt, encoding)
     except UnicodeDecodeError:
-        raise DataError(_encoding_message(p, cfg.encoding)) from None
+        raise DataError(_encoding_message(p, encoding)) from None
     except LookupError:
         raise DataError(
             f"data.encoding={cfg.encoding!r} is not a known encoding (use e.g. utf-8, latin-1)"
@@ -107,7 +129,7 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
     return df
 
 
-def _read_delimited(path: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
+def _read_delimited(path: Path, cfg: DataConfig, fmt: str, encoding: str) -> pd.DataFrame:
     sep = cfg.separator or ("\t" if fmt == "tsv" else ",")
     kwargs: dict[str, Any] = {"sep": sep, "engine": "c", "quoting": csv.QUOTE_MINIMAL}
     if len(sep) > 1:  # the python engine reads a multi-character separator as a regex
@@ -116,22 +138,20 @@ def _read_delimited(path: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
         # Files with an odd separator (Financial PhraseBank's '@') do not quote fields, and a
         # sentence that starts with '"' must keep its quote instead of swallowing lines.
         kwargs["quoting"] = csv.QUOTE_NONE
-    encoding = "utf-8-sig" if cfg.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else cfg.encoding
+    if _is_utf8(encoding):
+        encoding = "utf-8-sig"  # skips a byte-order mark (Excel writes one), reads the rest as UTF-8
     try:
-        with warnings.catch_warnings():
-            # pandas only warns when a row has more fields than the header, dropping data.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(
-                path,
-                encoding=encoding,
-                dtype=str,
-                keep_default_na=False,
-                header=0 if cfg.header else None,
-                names=cfg.column_names,
-                index_col=False,
-                skip_blank_lines=True,
-                **kwargs,
-            )
+        try:
+            df = _pandas_read(path, cfg, encoding, kwargs)
+        except pd.errors.ParserError:
+            if not _may_be_unquoted_tsv(sep, kwargs):
+                raise
+            df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
+            _warn_unquoted(path)
+        else:
+            if _may_be_unquoted_tsv(sep, kwargs) and _swallowed_records(df):
+                df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
+                _warn_unquoted(path)
     except UnicodeDecodeError:
         raise  # a ValueError too, but read_table names the byte and the fix
     except pd.errors.EmptyDataError:
@@ -145,8 +165,106 @@ def _read_delimited(path: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
     return df.fillna("")
 
 
+def _pandas_read(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, Any]) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        # pandas only warns when a row has more fields than the header, dropping data.
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(
+            path,
+            encoding=encoding,
+            dtype=str,
+            keep_default_na=False,
+            header=0 if cfg.header else None,
+            names=cfg.column_names,
+            index_col=False,
+            skip_blank_lines=True,
+            **kwargs,
+        )
+
+
+def _may_be_unquoted_tsv(sep: str, kwargs: dict[str, Any]) -> bool:
+    return sep == "\t" and kwargs.get("quoting") == csv.QUOTE_MINIMAL
+
+
+def _swallowed_records(df: pd.DataFrame) -> bool:
+    """A cell with a tab and a line break: a quote opened a field that ran over whole records."""
+    return any(
+        df[column].map(lambda v: isinstance(v, str) and "\t" in v and "\n" in v).any()
+        for column in df.columns
+    )
+
+
+def _warn_unquoted(path: Path) -> None:
+    log.warning(
+        '%s: a field starting with " ran over several records; read as TSV without quoting '
+        "(quotation marks are kept as text)",
+        path,
+    )
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+
+def detect_encoding(path: Path) -> str:
+    """The encoding ``data.encoding=auto`` reads ``path`` with (see the module docstring).
+
+    The whole file is decoded (streamed) for each candidate, so a stray byte at the end is
+    not missed; Latin-1 decodes any byte and is the last resort.
+    """
+    with path.open("rb") as f:
+        if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return "utf-16"  # Excel's "Unicode text"; the codec reads the BOM and the byte order
+    if _decodes(path, "utf-8"):
+        return "utf-8"
+    if _looks_chinese(path, "gb18030"):
+        return "gb18030"
+    return "latin-1"
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _looks_chinese(path: Path, encoding: str, sample: int = 1 << 20) -> bool:
+    """True when the whole file decodes as ``encoding`` into what reads as Chinese text.
+
+    Latin-1 text often decodes as GB18030 too: an accented letter and the ASCII letter after it
+    (``ü`` + ``l`` in "Müller") make one rare GBK character, alone between ASCII letters. Chinese
+    text instead has its characters in runs, and simplified Chinese is nearly all GB2312 (both
+    bytes >= 0xA1); either sign in most of the non-ASCII characters is taken as Chinese.
+    """
+    if not _decodes(path, encoding):
+        return False
+    with path.open("rb") as f:
+        text = codecs.getincrementaldecoder(encoding)(errors="ignore").decode(f.read(sample))
+    wide = [i for i, c in enumerate(text) if ord(c) > 0x7F]
+    if not wide:
+        return False
+    at = set(wide)
+    in_runs = sum(1 for i in wide if i - 1 in at or i + 1 in at)
+    common = sum(1 for i in wide if _in_gb2312(text[i]))
+    return max(in_runs, common) >= 0.5 * len(wide)
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
-    text = path.read_bytes().decode(encoding)
+    text = path.read_bytes().decode(encoding).removeprefix("\ufeff")  # a UTF-8 byte-order mark
     if not text.strip():
         raise DataError(f"{path}: the file is empty; add one JSON object per line")
     numbered, unit = _json_array(text), "item"
@@ -216,15 +334,21 @@ def _cell(value: Any) -> str | list[str]:
 
 
 def _encoding_message(path: Path, encoding: str) -> str:
-    """Name the first undecodable byte and its offset in the file, not in pandas' read chunk."""
-    detail = ""
+    """Name the line and the first undecodable byte with its offset in the file (not in pandas'
+    read chunk), and the encoding to try: GB18030 when the bytes read as Chinese in it."""
+    where = detail = ""
+    data = path.read_bytes()
     try:
-        path.read_bytes().decode(encoding)
+        data.decode(encoding)
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f" on line {line}"
         detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-    is_utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
-    hint = "latin-1" if is_utf8 else "utf-8"
-    return f"{path}: not valid {encoding}{detail}; set data.encoding, e.g. {hint}"
+    if _looks_chinese(path, "gb18030") and encoding.lower().replace("-", "") != "gb18030":
+        hint = "gb18030 (the bytes read as Chinese in GB18030/GBK), or auto"
+    else:
+        hint = "latin-1" if _is_utf8(encoding) else "utf-8"
+    return f"{path}: not valid {encoding}{detail}{where}; set data.encoding, e.g. data.encoding={hint}"
 
 
 def _one_line(exc: BaseException) -> str:

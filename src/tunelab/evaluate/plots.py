@@ -6,19 +6,33 @@ registers the figure in pyplot's global list (so nothing leaks when a caller for
 and is safe from worker threads. Each function returns PNG bytes; the caller decides where they
 go (a file written atomically, a base64 URI in the HTML report). matplotlib is imported inside
 the functions because it costs about a second and most commands never draw.
+
+Label names can be Chinese (ChnSentiCorp's, a user's own), which DejaVu Sans, matplotlib's only
+bundled font, draws as empty boxes. Every text gets the family list ``["DejaVu Sans", <CJK>]``:
+matplotlib (>= 3.6) falls back glyph by glyph, so Latin text looks as before. The CJK font is Noto
+Sans SC from the ``pylopdf-fonts-zh-cn`` package (OFL, 8 MB, no dependencies; it covers every
+character of ChnSentiCorp, simplified and traditional), else one fontconfig lists for Chinese; with
+neither, one warning says what to install and the labels keep their text.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import math
+import shutil
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 DPI = 100
 ANNOTATE_COUNTS_UP_TO = 20
@@ -291,7 +305,75 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+@functools.cache
+def font_families() -> tuple[str, ...]:
+    """The families every text is drawn with: DejaVu Sans, then a CJK fallback when one is found.
+
+    Registered with matplotlib's font manager once per process, on the first figure.
+    """
+    from matplotlib import font_manager
+
+    path = _cjk_font_file()
+    if path is None:
+        return ("DejaVu Sans",)
+    try:
+        font_manager.fontManager.addfont(str(path))
+        name = font_manager.FontProperties(fname=str(path)).get_name()
+    except (OSError, RuntimeError, ValueError) as exc:  # an unreadable or broken font file
+        log.warning("CJK font %s could not be loaded (%s); Chinese labels may show as boxes", path, exc)
+        return ("DejaVu Sans",)
+    return ("DejaVu Sans", name)
+
+
+def _cjk_font_file() -> Path | None:
+    """Noto Sans SC from ``pylopdf-fonts-zh-cn``, else fontconfig's first font for Chinese."""
+    try:
+        import pylopdf_fonts_zh_cn
+
+        path = Path(pylopdf_fonts_zh_cn.sans_path())
+        if path.is_file():
+            return path
+    except ImportError:
+        pass
+    fc_list = shutil.which("fc-list")
+    if fc_list:
+        try:
+            listed = subprocess.run(
+                [fc_list, ":lang=zh", "file"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            listed = ""
+        for line in sorted(listed.splitlines()):
+            path = Path(line.strip().rstrip(":"))
+            if path.suffix.lower() in (".ttf", ".otf", ".ttc") and path.is_file():
+                return path
+    return None
+
+
+@functools.cache
+def _warn_no_cjk_font() -> None:
+    log.warning(
+        "no CJK font found: Chinese, Japanese or Korean label names in plots show as boxes "
+        "(pip install pylopdf-fonts-zh-cn, or install a system font such as fonts-noto-cjk)"
+    )
+
+
+def _use_fonts(fig: Figure) -> None:
+    """Give every text of ``fig`` the family list, so CJK glyphs fall back to the CJK font.
+
+    Set per text rather than through ``rcParams``: that is process-wide and not thread-safe.
+    """
+    from matplotlib.text import Text
+
+    families = list(font_families())
+    for text in fig.findobj(Text):
+        if len(families) == 1 and any(ord(c) >= 0x2E80 for c in text.get_text()):
+            _warn_no_cjk_font()
+        text.set_fontfamily(families)
+
+
 def _png(fig: Figure) -> bytes:
+    _use_fonts(fig)
     buffer = io.BytesIO()
     # No "Software" tag: the PNG then holds no matplotlib version string, so reruns diff cleanly.
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})

@@ -1,0 +1,137 @@
+"""Chinese text is read intact: UTF-8 (with or without a BOM), GB18030, ``data.encoding=auto``,
+and the one-line error when a UTF-8 default meets GB18030 bytes."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from tunelab.config import DataConfig
+from tunelab.data import read_table
+from tunelab.data.file_options import options_for_file
+from tunelab.errors import DataError
+
+ROWS = [
+    ("这家酒店的服务质量很差，差评！", "负面"),
+    ("房間乾淨，早餐很好吃", "正面"),
+    ("书的内容一般", "中性"),
+]
+
+
+def csv_text(sep: str = ",") -> str:
+    return f"text{sep}label\n" + "".join(f"{t}{sep}{label}\n" for t, label in ROWS)
+
+
+def jsonl_text() -> str:
+    return "".join(json.dumps({"text": t, "label": label}, ensure_ascii=False) + "\n" for t, label in ROWS)
+
+
+def rows_of(path: Path, cfg: DataConfig) -> list[tuple[str, str]]:
+    df = read_table(path, cfg)
+    return list(zip(df["text"], df["label"], strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "content"), [("d.csv", csv_text()), ("d.tsv", csv_text("\t")), ("d.jsonl", jsonl_text())]
+)
+def test_gb18030_reads_intact_when_configured(tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content.encode("gb18030"))
+    assert rows_of(path, DataConfig(encoding="gb18030")) == ROWS
+
+
+@pytest.mark.parametrize(("name", "content"), [("d.csv", csv_text()), ("d.jsonl", jsonl_text())])
+def test_utf8_with_bom_reads_intact(tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(codecs.BOM_UTF8 + content.encode("utf-8"))
+    df = read_table(path, DataConfig())
+    assert list(df.columns) == ["text", "label"]  # no "\ufefftext" column
+    assert rows_of(path, DataConfig()) == ROWS
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.jsonl"])
+def test_utf8_default_on_gb18030_bytes_names_file_line_and_fix(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    content = jsonl_text() if name.endswith("jsonl") else csv_text("\t" if name.endswith("tsv") else ",")
+    path.write_bytes(content.encode("gb18030"))
+    with pytest.raises(DataError) as info:
+        read_table(path, DataConfig())
+    message = str(info.value)
+    assert "\n" not in message
+    first_line = 1 if name.endswith("jsonl") else 2  # the header line is ASCII
+    assert message.startswith(f"{path}: not valid utf-8 (byte 0x")
+    assert f") on line {first_line};" in message
+    assert "data.encoding=gb18030" in message
+
+
+def test_latin1_bytes_still_suggest_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\nCafé crème,x\n".encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        read_table(path, DataConfig())
+    assert "on line 2" in str(info.value) and "data.encoding=latin-1" in str(info.value)
+    assert "gb18030" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (csv_text().encode("utf-8"), "utf-8"),
+        (csv_text().encode("gb18030"), "gb18030"),
+        ("text,label\nCafé crème à la tête,x\nNaïve résumé,y\n".encode("latin-1"), "latin-1"),
+        # "ül" decodes as one GBK character: alone between ASCII letters, so not Chinese
+        ("text,label\nProfit rose says CEO Müller,x\n".encode("latin-1"), "latin-1"),
+        # traditional Chinese is outside GB2312 but comes in runs
+        ("text,label\n這間酒店環境和服務態度亦算不錯,x\n".encode("gb18030"), "gb18030"),
+    ],
+)
+def test_auto_encoding_tries_utf8_then_gb18030_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, data: bytes, expected: str
+) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(data)
+    with caplog.at_level(logging.INFO, logger="tunelab.data.readers"):
+        df = read_table(path, DataConfig(encoding="auto"))
+    assert f"read as {expected}" in caplog.text
+    assert df["text"].tolist() == [line.split(",")[0] for line in data.decode(expected).splitlines()[1:]]
+
+
+def test_auto_keeps_valid_utf8_identical_to_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(codecs.BOM_UTF8 + csv_text().encode("utf-8"))
+    assert read_table(path, DataConfig(encoding="auto")).equals(read_table(path, DataConfig()))
+
+
+def test_a_file_given_to_predict_is_detected_as_gb18030(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_bytes(csv_text().encode("gb18030"))
+    cfg = options_for_file(path, DataConfig())
+    assert cfg.encoding == "gb18030"
+    assert rows_of(path, cfg) == ROWS
+
+
+def test_unquoted_tsv_whose_text_starts_with_a_quote_keeps_every_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ChnSentiCorp's train.tsv: a review opening with '"' swallowed 454 rows when read quoted."""
+    texts = ['"此期间预订，入住首日赠送洗衣券。 “ 我入住的时候', "房间很干净", "早餐一般", '他说"还行"吧']
+    path = tmp_path / "train.tsv"
+    path.write_text(
+        "label\ttext_a\n" + "".join(f"{i % 2}\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8"
+    )
+    with caplog.at_level(logging.WARNING, logger="tunelab.data.readers"):
+        df = read_table(path, DataConfig())
+    assert df["text_a"].tolist() == texts
+    assert df["label"].tolist() == ["0", "1", "0", "1"]
+    assert "without quoting" in caplog.text
+
+
+def test_quoted_tsv_fields_are_still_unquoted(tmp_path: Path) -> None:
+    path = tmp_path / "excel.tsv"
+    path.write_text('text\tlabel\n"第一行\n第二行"\ta\n"带""引号"\tb\n', encoding="utf-8")
+    df = read_table(path, DataConfig())
+    assert df["text"].tolist() == ["第一行\n第二行", '带"引号']

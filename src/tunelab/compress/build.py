@@ -40,7 +40,12 @@ def build_artifact(
     model: nn.Module = predictor.model.eval()
     task = predictor.task
     check = parity_data(predictor, None if data is None else str(data), data_options)
-    enc = task.encode(predictor.tokenizer, check.dataset, max_length=predictor.config.model.max_length)
+    enc = task.encode(
+        predictor.tokenizer,
+        check.dataset,
+        max_length=predictor.config.model.max_length,
+        stride=predictor.config.model.stride,
+    )
     common = {"task": task, "labels": predictor.labels, "threshold": predictor.threshold}
     stages.set_description("export: measure PyTorch eager")
     before = measure(TorchBackend(model), enc, **common, size_mb=_state_mb(model))

@@ -86,6 +86,12 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
         what = "is a folder, not a file" if p.is_dir() else "file not found"
         raise DataError(f"{where}{p}: {what} (paths are relative to the current directory)")
     fmt = detect_format(p, cfg)
+    if fmt == "conll":
+        raise DataError(
+            f"{p}: data.format=conll holds one token per line with its tag, which only token "
+            "classification reads: set data.task=token_classification, or give a csv, tsv, jsonl "
+            "or parquet table of texts and labels"
+        )
     try:
         if fmt == "parquet":
             df = _read_parquet(p)

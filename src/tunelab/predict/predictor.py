@@ -97,7 +97,11 @@ class Predictor:
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
         """Tokenise with the run's settings (``Encoded.lengths`` are the token counts metering uses)."""
         return self.task.encode_texts(
-            self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length
+            self.tokenizer,
+            texts,
+            text_pairs,
+            max_length=self.config.model.max_length,
+            stride=self.config.model.stride,
         )
 
     def predict_encoded(

@@ -44,7 +44,8 @@ class Task(ABC):
         family: the folder it lives in (``classification``); several names may share one.
         description: one line for ``tunelab tasks`` and error messages.
         headline_keys: the scalar metrics logged at each evaluation and shown first.
-        metrics: the ``train.metric`` values a run of this task may select checkpoints on.
+        metrics: the ``train.metric`` values a run of this task may select checkpoints on; the
+            first is the default (``train.metric: auto``).
         result_schema: the pydantic model of one text's result in the HTTP API.
     """
 
@@ -69,14 +70,28 @@ class Task(ABC):
         """
 
     @abstractmethod
-    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int) -> Encoded:
-        """Tokenise a labelled dataset; labels aligned to what ``batch_labels`` expects."""
+    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int, stride: int = 0) -> Encoded:
+        """Tokenise a labelled dataset; labels aligned to what ``batch_labels`` expects.
+
+        ``stride`` (``model.stride``): tokens shared by consecutive windows where a task splits a
+        long input into windows instead of truncating it (token classification); others ignore it.
+        """
 
     @abstractmethod
     def encode_texts(
-        self, tokenizer: Any, texts: list[str], text_pairs: list[str] | None, *, max_length: int
+        self,
+        tokenizer: Any,
+        texts: list[str],
+        text_pairs: list[str] | None,
+        *,
+        max_length: int,
+        stride: int = 0,
     ) -> Encoded:
-        """Tokenise unlabelled texts for prediction (``Encoded.lengths`` are what metering counts)."""
+        """Tokenise unlabelled texts for prediction (``stride`` as in ``encode``).
+
+        ``Encoded.lengths`` are what metering counts, one per example; a task whose examples are
+        overlapping windows puts the real token count of each text in ``extra["text_tokens"]``.
+        """
 
     @abstractmethod
     def batch_labels(self, enc: Encoded, indices: list[int], *, width: int, num_labels: int) -> torch.Tensor:

@@ -22,7 +22,12 @@ def apply(model: nn.Module, cfg: FullConfig) -> nn.Module:
 
 
 def save(model: nn.Module, folder: Path) -> None:
-    model.save_full(folder)  # encoder folder (config.json + model.safetensors) + head.safetensors
+    save_full = getattr(model, "save_full", None)
+    if save_full is not None:
+        save_full(folder)  # encoder folder (config.json + model.safetensors) + head.safetensors
+    else:  # a stock transformers model (token classification): its own save_pretrained folder
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(folder))
 
 
 def load(folder: Path, loader: ModelLoader) -> nn.Module:

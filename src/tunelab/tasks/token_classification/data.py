@@ -149,13 +149,13 @@ def _format_of(path: Path, fmt: str, field: str) -> str:
     suffix = path.suffix.lower()
     if fmt == "jsonl" or (fmt == "auto" and suffix in JSONL_SUFFIXES):
         return "jsonl"
-    if fmt == "tsv" or (fmt == "auto" and suffix in CONLL_SUFFIXES):
+    if fmt in ("conll", "tsv") or (fmt == "auto" and suffix in CONLL_SUFFIXES):
         return "conll"
     shown = " ".join(CONLL_SUFFIXES)
     what = f"format {fmt}" if fmt != "auto" else f"a {suffix} file" if suffix else "a file without extension"
     raise DataError(
         f"{field}: {path}: cannot read NER data from {what}; "
-        f"give a CoNLL column file ({shown}, or data.format=tsv) or JSON lines (.jsonl, data.format=jsonl)"
+        f"give a CoNLL column file ({shown}, or data.format=conll) or JSON lines (.jsonl, data.format=jsonl)"
     )
 
 

@@ -51,6 +51,11 @@ class NerDataset:
         """Each sentence as text: the original string of span files, else the words joined by spaces."""
         return [s.text if s.text is not None else " ".join(s.tokens) for s in self.sentences]
 
+    @property
+    def text_pairs(self) -> None:
+        """NER reads single sentences: no second text (``Predictor.check_pairs`` asks)."""
+        return None
+
     def subset(self, positions: list[int], suffix: str = "") -> NerDataset:
         return NerDataset(
             sentences=[self.sentences[i] for i in positions],

@@ -5,8 +5,8 @@ in the predict route, not here, so the schema stays static and the messages can 
 
 A predict response's ``results`` hold one schema per task: ``ClassificationResult`` for
 single- and multi-label models, ``EntityResult`` for token-classification (NER) models, so a
-client reads ``task`` and knows the shape of every result. No NER model can be trained yet; its
-schema is fixed here so that clients written today keep working when one is served::
+client reads ``task`` and knows the shape of every result. An NER result, character offsets into
+the text as sent (``end`` exclusive), score the mean probability of the entity's words' tags::
 
     {"entities": [{"text": "Acme", "label": "ORG", "start": 0, "end": 4, "score": 0.98}]}
 """
@@ -143,7 +143,7 @@ class Entity(BaseModel):
 
 
 class EntityResult(BaseModel):
-    """One text's entities (task ``ner``), in order of appearance."""
+    """One text's entities (task ``token_classification``), in order of appearance."""
 
     entities: list[Entity]
 
@@ -157,9 +157,12 @@ class PredictResponse(BaseModel):
     model: str
     version: str
     format: str = Field(examples=["torch", "onnx-int8"])
-    task: str = Field(examples=["single_label", "multi_label", "ner"])
+    task: str = Field(examples=["single_label", "multi_label", "token_classification"])
     results: list[ClassificationResult] | list[EntityResult] = Field(
-        description="one per text: ClassificationResult (single_label, multi_label) or EntityResult (ner)"
+        description=(
+            "one per text: ClassificationResult (single_label, multi_label) "
+            "or EntityResult (token_classification)"
+        )
     )
     usage: UsageCount
 

@@ -89,8 +89,9 @@ class Task(ABC):
     ) -> Encoded:
         """Tokenise unlabelled texts for prediction (``stride`` as in ``encode``).
 
-        ``Encoded.lengths`` are what metering counts, one per example; a task whose examples are
-        overlapping windows puts the real token count of each text in ``extra["text_tokens"]``.
+        ``Encoded.text_lengths`` are what metering counts, one per text: ``lengths`` where each
+        text is one example; a task that splits texts into overlapping windows sets
+        ``Encoded.text_tokens`` to each text's tokens counted once.
         """
 
     @abstractmethod
@@ -151,8 +152,14 @@ class Task(ABC):
         """The percentage an export must keep: the run's selection metric where it is one."""
 
     @abstractmethod
-    def agreement(self, before: np.ndarray, after: np.ndarray, *, threshold: float | None) -> float:
-        """The share of examples whose decoded predictions are identical before and after export."""
+    def agreement(
+        self, before: np.ndarray, after: np.ndarray, *, threshold: float | None, enc: Encoded | None = None
+    ) -> float:
+        """The share of examples whose decoded predictions are identical before and after export.
+
+        ``enc`` is what both logits were computed from, for a task that reads only some positions
+        (NER: a word's first sub-token); a task that needs nothing from it ignores it.
+        """
 
     @abstractmethod
     def write_report(

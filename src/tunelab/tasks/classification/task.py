@@ -177,7 +177,9 @@ class ClassificationTask(Task):
             return "micro_f1" if self.multi else "accuracy"
         return run_metric
 
-    def agreement(self, before: np.ndarray, after: np.ndarray, *, threshold: float | None) -> float:
+    def agreement(
+        self, before: np.ndarray, after: np.ndarray, *, threshold: float | None, enc: Encoded | None = None
+    ) -> float:
         from tunelab.tasks.classification.scoring import agreement
 
         return agreement(before, after, multi=self.multi, threshold=threshold)

@@ -132,9 +132,7 @@ def train(
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
-    enc_train = task.encode(
-        tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride
-    )
+    enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.

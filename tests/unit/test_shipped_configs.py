@@ -9,6 +9,7 @@ import pytest
 
 from tunelab.config import RunConfig
 from tunelab.data import load_splits
+from tunelab.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,3 +37,13 @@ def test_banking77_config_loads(at_repo_root, shared_data: Path) -> None:
     splits = load_splits(cfg.data)
     assert len(splits.labels.names) == 77
     assert splits.dev is None and len(splits.train) == 10_003 and len(splits.test) == 3_080
+
+
+def test_conll2003_config_loads(at_repo_root, shared_data: Path) -> None:
+    cfg = RunConfig.from_yaml(ROOT / "configs" / "conll2003.yaml")
+    assert cfg.data.task == "token_classification" and cfg.train.metric == "entity_f1"
+    splits = get_task(cfg.data.task).load_splits(cfg.data)
+    assert set(splits.labels.names) == {"O"} | {
+        f"{p}-{t}" for t in ("LOC", "MISC", "ORG", "PER") for p in "BI"
+    }
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (14_041, 3_250, 3_453)

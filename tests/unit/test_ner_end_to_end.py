@@ -161,9 +161,10 @@ def test_the_default_metric_follows_the_task_and_explicit_metrics_stay_valid() -
 def test_conll_format_is_for_token_classification(tmp_path: Path, ner_data: tuple[Path, Path]) -> None:
     from tunelab.data import load_splits
 
-    cfg = RunConfig.from_yaml(None, [f"data.train={ner_data[0]}", "data.format=conll"])
-    with pytest.raises(DataError, match=r"data\.task=token_classification"):
-        load_splits(cfg.data)
+    for given in ("data.format=conll", "data.format=auto"):  # the .conll extension says conll
+        cfg = RunConfig.from_yaml(None, [f"data.train={ner_data[0]}", given])
+        with pytest.raises(DataError, match=r"data\.task=token_classification"):
+            load_splits(cfg.data)
     ner = RunConfig.from_yaml(
         None, ["data.task=token_classification", f"data.train={ner_data[0]}", "data.format=conll"]
     )
@@ -259,6 +260,20 @@ def test_cli_eval_reports_entity_metrics(
     trained = json.loads((ner_run / "metrics.json").read_text(encoding="utf-8"))["test"]
     assert saved["entity_f1"] == pytest.approx(trained["entity_f1"])
     assert (tmp_path / "eval" / "report.html").is_file()
+    # Another file, not the run's own: read by its extension, whatever it is.
+    for name in ("copy.conll", "copy.txt", "copy.iob"):
+        copy = tmp_path / name
+        copy.write_text(ner_data[1].read_text(encoding="utf-8"), encoding="utf-8")
+        assert main(["eval", str(ner_run), "--data", str(copy), "--out", str(tmp_path / f"{name}-eval")]) == 0
+        again = json.loads((tmp_path / f"{name}-eval" / "metrics.json").read_text(encoding="utf-8"))
+        assert again["entity_f1"] == pytest.approx(trained["entity_f1"])
+    unknown = tmp_path / "unknown.conll"
+    unknown.write_text("Alice B-PER\nmet O\nIBM B-COMPANY\n", encoding="utf-8")
+    assert main(["eval", str(ner_run), "--data", str(unknown)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"error: {unknown}: entity types not in the run's training data: 'COMPANY' ({unknown} line 3)" in err
+    )
 
 
 # -- the HTTP API ------------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ _EXTENSIONS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    # Token-per-line column files: token classification reads them (.txt stays csv: ambiguous).
+    ".conll": "conll",
+    ".iob": "conll",
+    ".bio": "conll",
 }
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
 
@@ -58,7 +62,7 @@ def detect_format(path: Path, cfg: DataConfig) -> str:
 
 
 def format_from_extension(path: Path) -> str | None:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` from the file name (``.csv.gz`` too), else None."""
+    """``csv``, ``tsv``, ``jsonl``, ``parquet`` or ``conll`` by file name (``.csv.gz`` too), else None."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _COMPRESSION:  # train.csv.gz: pandas decompresses csv itself
         suffixes.pop()

@@ -64,7 +64,7 @@ class NerDataset:
         )
 
 
-def read_sentences(path: str | Path, data: DataConfig, *, field: str) -> list[Sentence]:
+def read_sentences(path: str | Path, data: DataConfig, *, field: str | None) -> list[Sentence]:
     """Read one labelled NER file in the format ``data.format`` names or its extension implies.
 
     ``jsonl`` holds either ``{"tokens", "tags"}`` or ``{"text", "spans"}`` records (told apart by
@@ -143,14 +143,15 @@ def load_splits(data: DataConfig) -> Splits:
     return Splits(train=train_set, dev=held["dev"], test=held["test"], labels=labels, notes=notes)  # type: ignore[arg-type]
 
 
-def read_labelled(path: str | Path, data: DataConfig, labels: LabelMap, *, field: str) -> NerDataset:
+def read_labelled(path: str | Path, data: DataConfig, labels: LabelMap, *, field: str | None) -> NerDataset:
     """One labelled file checked against a run's tag map (``tunelab eval --data``, export parity)."""
     sentences = read_sentences(path, data, field=field)
-    check_types(known_types(labels), sentences, field, known_from="the run's training data")
+    # A file given on the command line has no config field: its messages name the file alone.
+    check_types(known_types(labels), sentences, field or str(path), known_from="the run's training data")
     return to_dataset(sentences, labels, str(path))
 
 
-def _format_of(path: Path, fmt: str, field: str) -> str:
+def _format_of(path: Path, fmt: str, field: str | None) -> str:
     suffix = path.suffix.lower()
     if fmt == "jsonl" or (fmt == "auto" and suffix in JSONL_SUFFIXES):
         return "jsonl"
@@ -159,7 +160,7 @@ def _format_of(path: Path, fmt: str, field: str) -> str:
     shown = " ".join(CONLL_SUFFIXES)
     what = f"format {fmt}" if fmt != "auto" else f"a {suffix} file" if suffix else "a file without extension"
     raise DataError(
-        f"{field}: {path}: cannot read NER data from {what}; "
+        f"{field + ': ' if field else ''}{path}: cannot read NER data from {what}; "
         f"give a CoNLL column file ({shown}, or data.format=conll) or JSON lines (.jsonl, data.format=jsonl)"
     )
 

@@ -92,7 +92,7 @@ def print_table(r: dict) -> None:
     )
     print(f"{'macro':<8} {'':>9} {'':>7} {r['test_macro_f1']:>6.2f}")
     print(
-        f"dev entity F1 {r['dev_entity_f1']}, token accuracy {r['test_token_accuracy']}, "
+        f"dev entity F1 {r['dev_entity_f1']}, test token accuracy {r['test_token_accuracy']}, "
         f"{r['epochs_run']} epochs (best step {r['best_step']}), train {r['train_seconds']:.0f}s "
         f"({r['samples_per_s']} windows/s), wall {r['wall_seconds']:.0f}s, "
         f"peak memory {r['peak_memory_mb']:.0f} MB"

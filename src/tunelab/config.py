@@ -18,7 +18,8 @@ import yaml
 
 from tunelab.errors import ConfigError
 
-FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet")
+# conll: whitespace-separated token columns, blank lines between sentences (token classification).
+FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "conll")
 EMPTY_TEXT_POLICIES = ("drop", "error")
 
 
@@ -156,7 +157,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     group_by_length: bool = True
     eval_steps: int | None = None
-    metric: str = "accuracy"
+    # The dev metric that selects the checkpoint; "auto" is the task's own default (the first of
+    # ``Task.metrics``: accuracy for classification, entity_f1 for NER), resolved by RunConfig.
+    metric: str = "auto"
     patience: int | None = 3
     checkpoint_steps: int = 100
     class_weights: bool = False
@@ -217,10 +220,13 @@ class RunConfig:
         from tunelab.tasks import get_task  # lazy: the tasks import this module
 
         allowed = get_task(self.data.task).metrics
+        if self.train.metric == "auto":
+            # Resolved here, so the saved config.json names the metric the run really selected on.
+            self.train.metric = allowed[0]
         if self.train.metric not in allowed:
             raise ConfigError(
                 f"train.metric={self.train.metric!r} (use one of {', '.join(allowed)} "
-                f"for task {self.data.task})"
+                f"for task {self.data.task}, or auto for {allowed[0]})"
             )
 
     def to_dict(self) -> dict[str, Any]:

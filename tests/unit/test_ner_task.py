@@ -125,7 +125,7 @@ def test_a_dev_tag_not_in_training_names_the_file_and_line(tmp_path: Path) -> No
 
 def test_unreadable_formats_and_empty_training_data(tmp_path: Path) -> None:
     csv = write(tmp_path / "train.csv", "text,label\n")
-    with pytest.raises(DataError, match=r"cannot read NER data from a \.csv file.*data\.format=tsv"):
+    with pytest.raises(DataError, match=r"cannot read NER data from a \.csv file.*data\.format=conll"):
         splits_of(tmp_path, train=str(csv))
     only_o = write(tmp_path / "o.txt", "a O\nb O\n")
     with pytest.raises(DataError, match="no entities, every tag is O"):

@@ -9,6 +9,7 @@ import pytest
 
 from tunelab.config import RunConfig
 from tunelab.data import load_splits
+from tunelab.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +49,13 @@ def test_chnsenticorp_config_loads_every_review_intact(at_repo_root, shared_data
     raw = (shared_data / "chnsenticorp" / "ChnSentiCorp" / "train.tsv").read_text(encoding="utf-8")
     texts = [line.split("\t")[1].strip() for line in raw.splitlines()[1:]]
     assert sorted(splits.train.texts) == sorted(texts)
+
+
+def test_conll2003_config_loads(at_repo_root, shared_data: Path) -> None:
+    cfg = RunConfig.from_yaml(ROOT / "configs" / "conll2003.yaml")
+    assert cfg.data.task == "token_classification" and cfg.train.metric == "entity_f1"
+    splits = get_task(cfg.data.task).load_splits(cfg.data)
+    assert set(splits.labels.names) == {"O"} | {
+        f"{p}-{t}" for t in ("LOC", "MISC", "ORG", "PER") for p in "BI"
+    }
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (14_041, 3_250, 3_453)

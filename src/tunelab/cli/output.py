@@ -18,6 +18,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+# The percentages worth a line after training or eval, whichever of them a task's metrics have.
+HEADLINE_KEYS = (
+    "entity_f1",
+    "entity_precision",
+    "entity_recall",
+    "token_accuracy",
+    "accuracy",
+    "macro_f1",
+    "micro_f1",
+    "weighted_f1",
+)
+
+
 def headline_lines(metrics: dict[str, Any]) -> list[str]:
-    keys = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
+    keys = HEADLINE_KEYS
     return [f"  {k:<12} {pct(metrics.get(k))}" for k in keys if k in metrics]

@@ -15,6 +15,7 @@ HELP = """examples:
   tunelab predict runs/phrasebank --input news.txt data.separator=@ data.header=false \\
       data.column_names=[sentence,label] --output predictions.jsonl
   tunelab predict runs/nli --pair "A man plays a guitar." "Someone makes music."
+  tunelab predict runs/conll2003 "EU rejects German call to boycott British lamb."   # entities
 
 A run trained on text pairs (data.text_pair_column) takes --pair TEXT TEXT_PAIR (repeatable), or an
 --input file with both of its columns; any other run takes single texts.
@@ -99,9 +100,23 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({**shown, **result}, ensure_ascii=False))
             continue
-        label = ", ".join(result["labels"]) if "labels" in result else result["label"]
-        print(" | ".join(shown.values()) + f"\n  -> {label} ({result['score']:.3f})")
-        others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"][1:])
-        if others:
-            print(f"     also: {others}")
+        print(" | ".join(shown.values()))
+        print("\n".join(_result_lines(result)))
     return 0
+
+
+def _result_lines(result: dict) -> list[str]:
+    """A result as indented lines: entities one per line (NER), else the label and the runners-up."""
+    if "entities" in result:
+        if not result["entities"]:
+            return ["  (no entities)"]
+        return [
+            f"  {e['label']:<8} {e['text']!r} [{e['start']}:{e['end']}] ({e['score']:.3f})"
+            for e in result["entities"]
+        ]
+    label = ", ".join(result["labels"]) if "labels" in result else result["label"]
+    lines = [f"  -> {label} ({result['score']:.3f})"]
+    others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"][1:])
+    if others:
+        lines.append(f"     also: {others}")
+    return lines

@@ -20,5 +20,6 @@ def run(args: argparse.Namespace) -> int:
     for name in available_tasks():
         task = get_task(name)
         print(f"{name}: {task.description}")
-        print(f"  train.metric: {', '.join(task.metrics)}")
+        first, *rest = task.metrics
+        print(f"  train.metric: {', '.join([f'{first} (auto, the default)', *rest])}")
     return 0

@@ -38,9 +38,18 @@ def build_artifact(
 
     predictor = load(source.root)
     model: nn.Module = predictor.model.eval()
+    if opts.format == "torch-int8":
+        from tunelab.compress.torch_int8 import check_supported
+
+        check_supported(model)
     task = predictor.task
     check = parity_data(predictor, None if data is None else str(data), data_options)
-    enc = task.encode(predictor.tokenizer, check.dataset, max_length=predictor.config.model.max_length)
+    enc = task.encode(
+        predictor.tokenizer,
+        check.dataset,
+        max_length=predictor.config.model.max_length,
+        stride=predictor.config.model.stride,
+    )
     common = {"task": task, "labels": predictor.labels, "threshold": predictor.threshold}
     stages.set_description("export: measure PyTorch eager")
     before = measure(TorchBackend(model), enc, **common, size_mb=_state_mb(model))
@@ -80,7 +89,7 @@ def build_artifact(
     report = {
         "format": opts.format,
         "source_run": str(source.root),
-        "data": {"name": check.name, "rows": len(enc)},
+        "data": {"name": check.name, "rows": len(check.dataset)},  # texts, not windows
     }
     report |= compare(
         before,
@@ -89,6 +98,7 @@ def build_artifact(
         task=task,
         threshold=predictor.threshold,
         max_drop=opts.max_drop,
+        enc=enc,
     )
     art_summary["headline"] = {check.split: task.headline(after.metrics)}
     art_summary["parity"] = {k: report[k] for k in ("metric", "drop_points", "agreement", "passed")}

@@ -65,7 +65,12 @@ def training_texts(predictor: Any) -> Encoded:
         raise DataError(
             f"structured pruning calibrates on the run's training data, which cannot be read: {exc}"
         ) from None
-    enc = predictor.task.encode(predictor.tokenizer, ds, max_length=predictor.config.model.max_length)
+    enc = predictor.task.encode(
+        predictor.tokenizer,
+        ds,
+        max_length=predictor.config.model.max_length,
+        stride=predictor.config.model.stride,
+    )
     return dataclasses.replace(enc, labels=None)
 
 

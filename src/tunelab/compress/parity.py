@@ -78,15 +78,22 @@ def latency_ms(backend: Backend, enc: Encoded) -> dict[str, float]:
 
 
 def compare(
-    before: Measured, after: Measured, *, metric: str, task: Task, threshold: float | None, max_drop: float
+    before: Measured,
+    after: Measured,
+    *,
+    metric: str,
+    task: Task,
+    threshold: float | None,
+    max_drop: float,
+    enc: Encoded | None = None,
 ) -> dict[str, Any]:
     """The parity report (``parity.json``); ``passed`` says whether the drop is within ``max_drop``.
 
     ``metric`` is ``task.parity_metric`` of the run's; ``agreement`` is the task's (same arg-max,
-    same label set, same entities).
+    same label set, same tag at every labelled token), over ``enc``, the data both were measured on.
     """
     b, a = 100 * float(before.metrics[metric]), 100 * float(after.metrics[metric])
-    same = task.agreement(before.logits, after.logits, threshold=threshold)
+    same = task.agreement(before.logits, after.logits, threshold=threshold, enc=enc)
     drop = b - a
     return {
         "metric": metric,

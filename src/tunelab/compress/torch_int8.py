@@ -145,3 +145,19 @@ class TorchInt8Backend:
 def load_backend(ctx: LoadContext) -> TorchInt8Backend:
     """Format loader for ``torch-int8`` (registered in ``tunelab.compress``)."""
     return TorchInt8Backend(load_torch_int8(ctx.run.weights))
+
+
+def check_supported(model: nn.Module) -> None:
+    """Fail before any work where the model is not a pooled sentence classifier.
+
+    The int8 artifact is rebuilt as tunelab's sentence classifier (its pooling and label count are
+    all the layout records), so a per-token model would load as the wrong architecture.
+
+    Raises:
+        RunError: naming the formats that do take the model.
+    """
+    if getattr(model, "pooling", None) is None:
+        raise RunError(
+            "--format torch-int8 is for sentence classification only (this run's model is a "
+            f"{type(model).__name__}); use --format onnx-int8 (int8) or onnx"
+        )

@@ -27,10 +27,18 @@ class Encoded:
     # Per-example data a task needs to decode its outputs (NER: the sentence each window came
     # from, word ids, character offsets); the task that encoded the examples defines the keys.
     extra: dict[str, list[Any]] | None = None
+    # Tokens per input text, each counted once, where examples are not one per text (NER splits a
+    # long text into overlapping windows); None: one example per text, ``lengths`` say it.
+    text_tokens: list[int] | None = None
 
     @property
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
+
+    @property
+    def text_lengths(self) -> list[int]:
+        """Tokens the model read per input text, overlaps counted once: what metering bills."""
+        return self.lengths if self.text_tokens is None else self.text_tokens
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -177,7 +177,7 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
         return out
     if "encoding" not in given:
         out["encoding"] = _encoding(path)
-    if fmt == "jsonl":
+    if fmt in ("jsonl", "conll"):  # no separator or header to sniff
         return out
     text = _decode_head(head, out.get("encoding", values["encoding"]))
     usual = "\t" if fmt == "tsv" else ","

@@ -49,6 +49,10 @@ _EXTENSIONS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    # Token-per-line column files: token classification reads them (.txt stays csv: ambiguous).
+    ".conll": "conll",
+    ".iob": "conll",
+    ".bio": "conll",
 }
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
 AUTO_ENCODING = "auto"
@@ -76,7 +80,7 @@ def detect_format(path: Path, cfg: DataConfig) -> str:
 
 
 def format_from_extension(path: Path) -> str | None:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` from the file name (``.csv.gz`` too), else None."""
+    """``csv``, ``tsv``, ``jsonl``, ``parquet`` or ``conll`` by file name (``.csv.gz`` too), else None."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _COMPRESSION:  # train.csv.gz: pandas decompresses csv itself
         suffixes.pop()
@@ -104,6 +108,12 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
         what = "is a folder, not a file" if p.is_dir() else "file not found"
         raise DataError(f"{where}{p}: {what} (paths are relative to the current directory)")
     fmt = detect_format(p, cfg)
+    if fmt == "conll":
+        raise DataError(
+            f"{p}: data.format=conll holds one token per line with its tag, which only token "
+            "classification reads: set data.task=token_classification, or give a csv, tsv, jsonl "
+            "or parquet table of texts and labels"
+        )
     encoding = cfg.encoding
     if encoding.lower() == AUTO_ENCODING and fmt != "parquet":
         encoding = detect_encoding(p)

@@ -46,7 +46,12 @@ def evaluate(
     read = options_for_file(data, predictor.config.data, given)
     dataset = task.read_labelled(data, read, labels, field=None)
     predictor.check_pairs(dataset.texts, dataset.text_pairs)  # logits takes any kind of input
-    enc = task.encode(predictor.tokenizer, dataset, max_length=predictor.config.model.max_length)
+    enc = task.encode(
+        predictor.tokenizer,
+        dataset,
+        max_length=predictor.config.model.max_length,
+        stride=predictor.config.model.stride,
+    )
     logits = predictor.backend.logits(enc, batch_size=batch_size)
     # The run's threshold (tuned on its dev data) where the task has one; never tuned on this file.
     metrics, _ = task.score(logits, enc, labels, threshold=predictor.threshold)

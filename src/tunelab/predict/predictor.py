@@ -95,9 +95,13 @@ class Predictor:
         return self.backend.logits(self.encode(texts, text_pairs), batch_size=batch_size)
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
-        """Tokenise with the run's settings (``Encoded.lengths`` are the token counts metering uses)."""
+        """Tokenise with the run's settings (``Encoded.text_lengths`` are the token counts metering uses)."""
         return self.task.encode_texts(
-            self.tokenizer, texts, text_pairs, max_length=self.config.model.max_length
+            self.tokenizer,
+            texts,
+            text_pairs,
+            max_length=self.config.model.max_length,
+            stride=self.config.model.stride,
         )
 
     def predict_encoded(

@@ -221,7 +221,9 @@ class MicroBatcher:
         # Single-text predictors need not take a second argument.
         enc = self.predictor.encode(texts) if pairs is None else self.predictor.encode(texts, pairs)
         results = self.predictor.predict_encoded(enc, texts, top_k=top_k, batch_size=self.max_batch)
-        return results, list(enc.lengths)
+        # One count per text (a text split into windows is counted once); an encoding without
+        # ``text_lengths`` (a stand-in predictor's) has one example per text.
+        return results, list(getattr(enc, "text_lengths", enc.lengths))
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:

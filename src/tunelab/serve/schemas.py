@@ -8,7 +8,8 @@ single- and multi-label models, ``EntityResult`` for token-classification (NER) 
 client reads ``task`` and knows the shape of every result. Each task names its schema
 (``Task.result_schema``); the union below is written out for ``/docs``, and
 ``tests/unit/test_common_tasks_methods.py`` fails if a registered task's schema is missing from it.
-An ``EntityResult``::
+An NER result, character offsets into the text as sent (``end`` exclusive), score the mean
+probability of the entity's words' tags::
 
     {"entities": [{"text": "Acme", "label": "ORG", "start": 0, "end": 4, "score": 0.98}]}
 """

@@ -44,7 +44,8 @@ class Task(ABC):
         family: the folder it lives in (``classification``); several names may share one.
         description: one line for ``tunelab tasks`` and error messages.
         headline_keys: the scalar metrics logged at each evaluation and shown first.
-        metrics: the ``train.metric`` values a run of this task may select checkpoints on.
+        metrics: the ``train.metric`` values a run of this task may select checkpoints on; the
+            first is the default (``train.metric: auto``).
         result_schema: the pydantic model of one text's result in the HTTP API.
     """
 
@@ -69,14 +70,29 @@ class Task(ABC):
         """
 
     @abstractmethod
-    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int) -> Encoded:
-        """Tokenise a labelled dataset; labels aligned to what ``batch_labels`` expects."""
+    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int, stride: int = 0) -> Encoded:
+        """Tokenise a labelled dataset; labels aligned to what ``batch_labels`` expects.
+
+        ``stride`` (``model.stride``): tokens shared by consecutive windows where a task splits a
+        long input into windows instead of truncating it (token classification); others ignore it.
+        """
 
     @abstractmethod
     def encode_texts(
-        self, tokenizer: Any, texts: list[str], text_pairs: list[str] | None, *, max_length: int
+        self,
+        tokenizer: Any,
+        texts: list[str],
+        text_pairs: list[str] | None,
+        *,
+        max_length: int,
+        stride: int = 0,
     ) -> Encoded:
-        """Tokenise unlabelled texts for prediction (``Encoded.lengths`` are what metering counts)."""
+        """Tokenise unlabelled texts for prediction (``stride`` as in ``encode``).
+
+        ``Encoded.text_lengths`` are what metering counts, one per text: ``lengths`` where each
+        text is one example; a task that splits texts into overlapping windows sets
+        ``Encoded.text_tokens`` to each text's tokens counted once.
+        """
 
     @abstractmethod
     def batch_labels(self, enc: Encoded, indices: list[int], *, width: int, num_labels: int) -> torch.Tensor:
@@ -136,8 +152,14 @@ class Task(ABC):
         """The percentage an export must keep: the run's selection metric where it is one."""
 
     @abstractmethod
-    def agreement(self, before: np.ndarray, after: np.ndarray, *, threshold: float | None) -> float:
-        """The share of examples whose decoded predictions are identical before and after export."""
+    def agreement(
+        self, before: np.ndarray, after: np.ndarray, *, threshold: float | None, enc: Encoded | None = None
+    ) -> float:
+        """The share of examples whose decoded predictions are identical before and after export.
+
+        ``enc`` is what both logits were computed from, for a task that reads only some positions
+        (NER: a word's first sub-token); a task that needs nothing from it ignores it.
+        """
 
     @abstractmethod
     def write_report(

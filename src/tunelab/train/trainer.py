@@ -132,7 +132,7 @@ def train(
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
-    enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length)
+    enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.
@@ -209,9 +209,9 @@ def _train_in(
     )
 
     tokenizer.save_pretrained(str(run.tokenizer))
-    max_len = cfg.model.max_length
-    enc_dev = task.encode(tokenizer, splits.dev, max_length=max_len) if splits.dev is not None else None
-    enc_test = task.encode(tokenizer, splits.test, max_length=max_len) if splits.test is not None else None
+    sizes = {"max_length": cfg.model.max_length, "stride": cfg.model.stride}
+    enc_dev = task.encode(tokenizer, splits.dev, **sizes) if splits.dev is not None else None
+    enc_test = task.encode(tokenizer, splits.test, **sizes) if splits.test is not None else None
 
     learning_rate = cfg.train.learning_rate or method.default_learning_rate
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

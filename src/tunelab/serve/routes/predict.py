@@ -53,12 +53,13 @@ async def predict(
     caller: MaybeCaller,
     version: Annotated[str | None, Query(description="pin a version (the body field wins)")] = None,
 ) -> PredictResponse:
-    """Classify up to ``max_texts_per_request`` texts with the model's active (or pinned) version.
+    """Classify, or find the entities of, up to ``max_texts_per_request`` texts (active or pinned version).
 
     A model trained on text pairs takes ``pairs`` (``[[text, text_pair], ...]``) instead of
     ``texts``; sending the other field is a 422 naming the one to use. Concurrent requests are
     batched on the server, so many small requests cost little more than one large one. ``usage``
-    counts the texts (a pair is one) and the tokens the model saw (after truncation).
+    counts the texts (a pair is one) and the tokens the model saw (after truncation; the windows of
+    a long NER text count its tokens once).
     """
     ctx.texts = body.size
     settings = state.settings

@@ -64,7 +64,8 @@ class ClassificationTask(Task):
         kind = "many" if self.multi else "one"
         return read_labelled_table(path, data, labels, label_kind=kind, field=field)
 
-    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int) -> Encoded:
+    def encode(self, tokenizer: Any, dataset: Any, *, max_length: int, stride: int = 0) -> Encoded:
+        # One example per text, truncated at max_length: ``stride`` does not apply.
         from tunelab.data.encoding import encode_texts
 
         return encode_texts(
@@ -72,7 +73,13 @@ class ClassificationTask(Task):
         )
 
     def encode_texts(
-        self, tokenizer: Any, texts: list[str], text_pairs: list[str] | None, *, max_length: int
+        self,
+        tokenizer: Any,
+        texts: list[str],
+        text_pairs: list[str] | None,
+        *,
+        max_length: int,
+        stride: int = 0,
     ) -> Encoded:
         from tunelab.data.encoding import encode_texts
 
@@ -171,7 +178,9 @@ class ClassificationTask(Task):
             return "micro_f1" if self.multi else "accuracy"
         return run_metric
 
-    def agreement(self, before: np.ndarray, after: np.ndarray, *, threshold: float | None) -> float:
+    def agreement(
+        self, before: np.ndarray, after: np.ndarray, *, threshold: float | None, enc: Encoded | None = None
+    ) -> float:
         from tunelab.tasks.classification.scoring import agreement
 
         return agreement(before, after, multi=self.multi, threshold=threshold)

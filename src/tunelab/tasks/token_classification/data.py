@@ -51,6 +51,11 @@ class NerDataset:
         """Each sentence as text: the original string of span files, else the words joined by spaces."""
         return [s.text if s.text is not None else " ".join(s.tokens) for s in self.sentences]
 
+    @property
+    def text_pairs(self) -> None:
+        """NER reads single sentences: no second text (``Predictor.check_pairs`` asks)."""
+        return None
+
     def subset(self, positions: list[int], suffix: str = "") -> NerDataset:
         return NerDataset(
             sentences=[self.sentences[i] for i in positions],
@@ -59,7 +64,7 @@ class NerDataset:
         )
 
 
-def read_sentences(path: str | Path, data: DataConfig, *, field: str) -> list[Sentence]:
+def read_sentences(path: str | Path, data: DataConfig, *, field: str | None) -> list[Sentence]:
     """Read one labelled NER file in the format ``data.format`` names or its extension implies.
 
     ``jsonl`` holds either ``{"tokens", "tags"}`` or ``{"text", "spans"}`` records (told apart by
@@ -138,24 +143,25 @@ def load_splits(data: DataConfig) -> Splits:
     return Splits(train=train_set, dev=held["dev"], test=held["test"], labels=labels, notes=notes)  # type: ignore[arg-type]
 
 
-def read_labelled(path: str | Path, data: DataConfig, labels: LabelMap, *, field: str) -> NerDataset:
+def read_labelled(path: str | Path, data: DataConfig, labels: LabelMap, *, field: str | None) -> NerDataset:
     """One labelled file checked against a run's tag map (``tunelab eval --data``, export parity)."""
     sentences = read_sentences(path, data, field=field)
-    check_types(known_types(labels), sentences, field, known_from="the run's training data")
+    # A file given on the command line has no config field: its messages name the file alone.
+    check_types(known_types(labels), sentences, field or str(path), known_from="the run's training data")
     return to_dataset(sentences, labels, str(path))
 
 
-def _format_of(path: Path, fmt: str, field: str) -> str:
+def _format_of(path: Path, fmt: str, field: str | None) -> str:
     suffix = path.suffix.lower()
     if fmt == "jsonl" or (fmt == "auto" and suffix in JSONL_SUFFIXES):
         return "jsonl"
-    if fmt == "tsv" or (fmt == "auto" and suffix in CONLL_SUFFIXES):
+    if fmt in ("conll", "tsv") or (fmt == "auto" and suffix in CONLL_SUFFIXES):
         return "conll"
     shown = " ".join(CONLL_SUFFIXES)
     what = f"format {fmt}" if fmt != "auto" else f"a {suffix} file" if suffix else "a file without extension"
     raise DataError(
-        f"{field}: {path}: cannot read NER data from {what}; "
-        f"give a CoNLL column file ({shown}, or data.format=tsv) or JSON lines (.jsonl, data.format=jsonl)"
+        f"{field + ': ' if field else ''}{path}: cannot read NER data from {what}; "
+        f"give a CoNLL column file ({shown}, or data.format=conll) or JSON lines (.jsonl, data.format=jsonl)"
     )
 
 

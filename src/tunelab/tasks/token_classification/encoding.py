@@ -77,7 +77,8 @@ def encode_words(
     Returns:
         One example per window. ``labels`` (when ``tags`` is given): per token the tag id of the
         word it labels, else -100. ``extra``: ``sample``, ``words``, ``cut_left``, ``cut_right``
-        (see :class:`Windows`), ``num_words`` and each key of ``extra``, per window.
+        (see :class:`Windows`), ``num_words`` and each key of ``extra``, per window;
+        ``text_tokens``: per sentence, its tokens with the windows' overlaps counted once.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("token classification needs a fast tokenizer (word ids); load it with use_fast=True")
@@ -105,9 +106,13 @@ def encode_words(
     by_sample: dict[int, list[int]] = {}
     for w, s in enumerate(mapping):
         by_sample.setdefault(s, []).append(w)
+    specials = tokenizer.num_special_tokens_to_add()
+    text_tokens: list[int] = []  # per sentence: its tokens counted once (consecutive windows share `stride`)
     for s in range(len(sentences)):
         windows = by_sample.get(s, [])
         word_ids = [out.word_ids(w) for w in windows]
+        content = sum(sum(w is not None for w in wids) for wids in word_ids)
+        text_tokens.append(specials + content - stride * max(len(windows) - 1, 0))
         ids = [out["input_ids"][w] for w in windows]
         for k, labelled in enumerate(_label_positions(word_ids, ids, stride=stride, marker=marker)):
             win.words.append(labelled)
@@ -134,6 +139,7 @@ def encode_words(
         labels=labels,
         pad_id=tokenizer.pad_token_id or 0,
         extra=keep,
+        text_tokens=text_tokens,
     )
 
 

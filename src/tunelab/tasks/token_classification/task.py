@@ -56,7 +56,7 @@ class TokenClassificationTask(Task):
         return ner_data.load_splits(data)
 
     def read_labelled(
-        self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str
+        self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str | None
     ) -> ner_data.NerDataset:
         return ner_data.read_labelled(path, data, labels, field=field)
 

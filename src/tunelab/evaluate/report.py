@@ -101,7 +101,7 @@ def _sections(
 ) -> list[Section]:
     sections: list[Section] = []
     if meta:
-        rows = [[str(key), _format_value(value)] for key, value in meta.items()]
+        rows = [[str(key), format_value(value)] for key, value in meta.items()]
         sections.append(Section("Run", [Table(["Field", "Value"], rows)]))
     sections.append(Section(f"Results on {split}", _headline(metrics, multi=multi_label)))
     if "training.png" in images:
@@ -114,10 +114,10 @@ def _sections(
     rows = [
         [
             str(c.get("label", "")),
-            _pct(c.get("precision")),
-            _pct(c.get("recall")),
-            _pct(c.get("f1")),
-            _count(c.get("support")),
+            format_percent(c.get("precision")),
+            format_percent(c.get("recall")),
+            format_percent(c.get("f1")),
+            format_count(c.get("support")),
         ]
         for c in per_class
     ]
@@ -134,11 +134,11 @@ def _sections(
 
 def _headline(metrics: Mapping[str, Any], *, multi: bool) -> list[Image | Table | Text]:
     rows = [
-        ["Examples", _count(metrics.get("n"))],
-        ["Subset accuracy" if multi else "Accuracy", _pct(metrics.get("accuracy"))],
+        ["Examples", format_count(metrics.get("n"))],
+        ["Subset accuracy" if multi else "Accuracy", format_percent(metrics.get("accuracy"))],
     ]
     if multi:
-        rows.append(["Hamming loss", _pct(metrics.get("hamming_loss"))])
+        rows.append(["Hamming loss", format_percent(metrics.get("hamming_loss"))])
     # Added by the caller when known (evaluation loss, tuned multi-label threshold); not percents.
     loss, threshold = plots.finite_number(metrics.get("loss")), plots.finite_number(metrics.get("threshold"))
     if loss is not None:
@@ -147,7 +147,7 @@ def _headline(metrics: Mapping[str, Any], *, multi: bool) -> list[Image | Table 
         rows.append(["Decision threshold", f"{threshold:.2f}"])
     scores = ("precision", "recall", "f1")
     averages = [
-        [kind.capitalize(), *(_pct(metrics.get(f"{kind}_{score}")) for score in scores)]
+        [kind.capitalize(), *(format_percent(metrics.get(f"{kind}_{score}")) for score in scores)]
         for kind in ("macro", "micro", "weighted")
     ]
     return [
@@ -172,21 +172,25 @@ def _confusion_blocks(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -
     for c in confusions:
         count, total = c.get("count"), support.get(c.get("true"))
         share = count / total if isinstance(count, int) and isinstance(total, int) and total else None
-        rows.append([str(c.get("true", "")), str(c.get("predicted", "")), _count(count), _pct(share)])
+        rows.append(
+            [str(c.get("true", "")), str(c.get("predicted", "")), format_count(count), format_percent(share)]
+        )
     blocks.append(Table(["True", "Predicted", "Count", "Share of true"], rows, frozenset({2, 3})))
     return blocks
 
 
-def _pct(value: Any) -> str:
+def format_percent(value: Any) -> str:
+    """A 0..1 share as a percentage with two decimals; — for a missing or non-finite value."""
     number = plots.finite_number(value)
     return "—" if number is None else f"{100 * number:.2f}%"
 
 
-def _count(value: Any) -> str:
+def format_count(value: Any) -> str:
+    """An integer with grouped thousands; — for anything else."""
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "—"
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
     """Readable text for a meta value: grouped thousands, few decimals, lists joined."""
     if value is None:
         return "—"
@@ -199,5 +203,5 @@ def _format_value(value: Any) -> str:
             return f"{value:,.0f}"
         return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"
     if isinstance(value, list | tuple | set):
-        return ", ".join(_format_value(item) for item in value)
+        return ", ".join(format_value(item) for item in value)
     return str(value)

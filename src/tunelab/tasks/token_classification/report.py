@@ -13,6 +13,7 @@ from typing import Any
 from tunelab.atomic import atomic_write_bytes, atomic_write_text
 from tunelab.evaluate import plots
 from tunelab.evaluate.render import IMAGE_DIR, Image, Section, Table, Text, to_html, to_markdown
+from tunelab.evaluate.report import format_count, format_percent, format_value
 from tunelab.tasks.token_classification.metrics import ERROR_KINDS
 
 # The training-curve plot draws the eval metrics it knows by name; entity F1 is the micro-averaged
@@ -69,18 +70,18 @@ def _sections(
     sections: list[Section] = []
     if meta:
         sections.append(
-            Section("Run", [Table(["Field", "Value"], [[str(k), _value(v)] for k, v in meta.items()])])
+            Section("Run", [Table(["Field", "Value"], [[str(k), format_value(v)] for k, v in meta.items()])])
         )
     loss = plots.finite_number(metrics.get("loss"))
     rows = [
-        ["Sentences", _count(metrics.get("n"))],
-        ["Words", _count(metrics.get("n_words"))],
-        ["Entities", _count(metrics.get("n_entities"))],
-        ["Entity F1 (micro)", _pct(metrics.get("entity_f1"))],
-        ["Entity precision", _pct(metrics.get("entity_precision"))],
-        ["Entity recall", _pct(metrics.get("entity_recall"))],
-        ["Macro F1 (mean over types)", _pct(metrics.get("macro_f1"))],
-        ["Token accuracy", _pct(metrics.get("token_accuracy"))],
+        ["Sentences", format_count(metrics.get("n"))],
+        ["Words", format_count(metrics.get("n_words"))],
+        ["Entities", format_count(metrics.get("n_entities"))],
+        ["Entity F1 (micro)", format_percent(metrics.get("entity_f1"))],
+        ["Entity precision", format_percent(metrics.get("entity_precision"))],
+        ["Entity recall", format_percent(metrics.get("entity_recall"))],
+        ["Macro F1 (mean over types)", format_percent(metrics.get("macro_f1"))],
+        ["Token accuracy", format_percent(metrics.get("token_accuracy"))],
         ["Loss", "—" if loss is None else f"{loss:.4f}"],
     ]
     note = Text("Entities are scored with seqeval in strict IOB2 mode: type and both boundaries must match.")
@@ -93,10 +94,10 @@ def _sections(
     per_type = [
         [
             str(r.get("label", "")),
-            _pct(r.get("precision")),
-            _pct(r.get("recall")),
-            _pct(r.get("f1")),
-            _count(r.get("support")),
+            format_percent(r.get("precision")),
+            format_percent(r.get("recall")),
+            format_percent(r.get("f1")),
+            format_count(r.get("support")),
         ]
         for r in metrics.get("per_type") or []
     ]
@@ -124,11 +125,13 @@ def _error_blocks(errors: Mapping[str, Any]) -> list[Image | Table | Text]:
             "type, overlapping words), both, or missed (no overlapping prediction); a predicted "
             "entity overlapping no gold entity is spurious."
         ),
-        Table(["Error", "Count"], [[k, _count(counts.get(k, 0))] for k in order], frozenset({1})),
+        Table(["Error", "Count"], [[k, format_count(counts.get(k, 0))] for k in order], frozenset({1})),
     ]
     confusions = errors.get("confusions") or []
     if confusions:
-        rows = [[str(c.get("gold")), str(c.get("predicted")), _count(c.get("count"))] for c in confusions]
+        rows = [
+            [str(c.get("gold")), str(c.get("predicted")), format_count(c.get("count"))] for c in confusions
+        ]
         blocks.append(Text("Type mix-ups (gold type → predicted type of an overlapping entity):"))
         blocks.append(Table(["Gold", "Predicted", "Count"], rows, frozenset({2})))
     examples = errors.get("examples") or {}
@@ -141,22 +144,3 @@ def _error_blocks(errors: Mapping[str, Any]) -> list[Image | Table | Text]:
         blocks.append(Text("Examples:"))
         blocks.append(Table(["Error", "Gold", "Predicted", "Sentence"], rows))
     return blocks
-
-
-def _pct(value: Any) -> str:
-    number = plots.finite_number(value)
-    return "—" if number is None else f"{100 * number:.2f}%"
-
-
-def _count(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "—"
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value))
-    return str(value)

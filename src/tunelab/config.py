@@ -40,8 +40,10 @@ def _check_task(problems: list[str], name: str) -> None:
 
     try:
         get_task(name)
-    except ConfigError as exc:
-        problems.append(f"task={name!r} ({exc})")
+    except ConfigError:
+        from tunelab.tasks import available_tasks
+
+        problems.append(f"task={name!r} is not known (use one of {', '.join(available_tasks())})")
 
 
 @dataclass
@@ -279,7 +281,7 @@ class RunConfig:
                 if not type_problems:
                     sections[name] = section
             except ConfigError as exc:
-                problems.append(f"task={name!r} ({exc})")
+                problems.append(str(exc))
             except TypeError as exc:
                 problems.append(f"{name}: {exc}")
         if problems:

@@ -164,3 +164,13 @@ def test_no_module_outside_the_tasks_compares_a_task_name() -> None:
                 if any(isinstance(v, ast.Constant) and v.value in names for v in values):
                     found.append(f"{path.relative_to(src)}:{node.lineno}")
     assert not found, f"task names compared outside tunelab/tasks/: {', '.join(found)}"
+
+
+def test_a_bad_config_section_reads_as_one_plain_line_naming_the_field() -> None:
+    """Section errors are reported as they are, not wrapped in a ``task=`` prefix."""
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.from_dict({"data": {"task": "ner"}, "model": {"max_length": 2}})
+    message = str(caught.value)
+    assert message.startswith("data.task='ner' is not known (use one of multi_label, single_label, ")
+    assert "token_classification" in message and "model.max_length=2" in message
+    assert "task='data'" not in message and "task='model'" not in message

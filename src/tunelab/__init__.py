@@ -37,6 +37,7 @@ _EXPORTS = {
     "TrainConfig": "tunelab.config",
     "TrainResult": "tunelab.train",
     "TunelabError": "tunelab.errors",
+    "embed": "tunelab.embeddings",
     "evaluate": "tunelab.evaluate.on_run",
     "export": "tunelab.compress",
     "list_runs": "tunelab.runs",
@@ -55,6 +56,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TunelabError",
+    "embed",
     "evaluate",
     "export",
     "list_runs",
@@ -66,6 +68,7 @@ __all__ = [
 if TYPE_CHECKING:
     from tunelab.compress import ExportResult, export
     from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
+    from tunelab.embeddings import embed
     from tunelab.errors import TunelabError
     from tunelab.evaluate.on_run import evaluate
     from tunelab.predict import Predictor, load, predict_file

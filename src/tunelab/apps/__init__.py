@@ -1,0 +1,1 @@
+"""Applications built on tunelab's public API and service: the support bot first (``support``)."""

@@ -1,0 +1,1 @@
+"""The customer-service bot (issue 10): so far its knowledge base, see ``knowledge``."""

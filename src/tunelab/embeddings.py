@@ -1,0 +1,45 @@
+"""Sentence embeddings from a bundled or local encoder: what retrieval in the apps is built on.
+
+sentence-transformers does the work (its folder format is what the bundled MiniLM ships, with the
+mean pooling the model was trained with); tunelab only resolves the model name offline and
+normalises the vectors, so a dot product is a cosine similarity.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _encoder(name: str) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from tunelab.models import resolve_model
+    from tunelab.quiet import no_progress_bars, quiet
+
+    path = resolve_model(name).path
+    with quiet(), no_progress_bars():
+        return SentenceTransformer(str(path), device="cpu")
+
+
+def embed(texts: list[str], *, model: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
+    """Unit-length embeddings (N, H) of ``texts`` with the encoder ``model`` (a name or a folder).
+
+    Example:
+        >>> vectors = tunelab.embed(["card not arrived", "where is my card"])  # doctest: +SKIP
+        >>> float(vectors[0] @ vectors[1])  # cosine similarity  # doctest: +SKIP
+    """
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    encoder = _encoder(model)
+    with _LOCK:  # one encoder object is shared by the threads of a server
+        vectors = encoder.encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+    return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,118 @@
+"""The support bot's knowledge base: reading passages, the embedding index, search, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.apps.support.knowledge import MAX_PASSAGE_WORDS, KnowledgeIndex, read_passages
+from tunelab.errors import DataError
+
+FAQ_MD = """# Cards
+
+## How long does a new card take to arrive?
+A new card arrives within 5 working days of ordering it.
+If it has not arrived after 10 days, order a replacement in the app.
+
+## I forgot my PIN
+You can see your PIN in the app under Card settings, after confirming your identity.
+
+## Exchange rates
+We convert foreign currency payments at the interbank rate plus 0.5% on weekends.
+"""
+
+
+def test_markdown_sections_become_passages_with_titles_and_lines(tmp_path: Path) -> None:
+    path = tmp_path / "faq.md"
+    path.write_text(FAQ_MD, encoding="utf-8")
+    passages = read_passages(path)
+    assert [p.title for p in passages] == [
+        "How long does a new card take to arrive?",
+        "I forgot my PIN",
+        "Exchange rates",
+    ]
+    assert passages[0].text.startswith("A new card arrives within 5 working days")
+    assert "order a replacement" in passages[0].text
+    assert passages[0].source == f"{path}:4"
+
+
+def test_a_long_markdown_section_is_cut_at_paragraph_breaks(tmp_path: Path) -> None:
+    paragraph = " ".join(["word"] * 80)
+    path = tmp_path / "long.md"
+    path.write_text("# Long\n\n" + "\n\n".join([paragraph] * 5) + "\n", encoding="utf-8")
+    passages = read_passages(path)
+    assert len(passages) >= 3 and all(len(p.text.split()) <= MAX_PASSAGE_WORDS for p in passages)
+    assert sum(len(p.text.split()) for p in passages) == 400  # nothing lost
+
+
+def test_csv_and_jsonl_knowledge_files(tmp_path: Path) -> None:
+    csv_path = tmp_path / "faq.csv"
+    csv_path.write_text(
+        'question,answer\n"Lost card?","Freeze it in the app, then order a new one."\n', "utf-8"
+    )
+    jsonl_path = tmp_path / "faq.jsonl"
+    jsonl_path.write_text('{"title": "汇率", "text": "周末按银行间汇率加收0.5%。"}\n\n', encoding="utf-8")
+    (from_csv,) = read_passages(csv_path)
+    assert (from_csv.title, from_csv.text, from_csv.source) == (
+        "Lost card?",
+        "Freeze it in the app, then order a new one.",
+        f"{csv_path}:2",
+    )
+    (from_jsonl,) = read_passages(jsonl_path)
+    assert (from_jsonl.title, from_jsonl.text) == ("汇率", "周末按银行间汇率加收0.5%。")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.md", b"\n\n", r"empty.md: no passages \(the knowledge file is empty\)"),
+        ("latin.md", "# Fees\n\nZürich\n".encode("latin-1"), r"latin.md: line 3 is not UTF-8"),
+        ("bad.jsonl", b'{"text": "ok"}\n{"text": \n', r"bad.jsonl: line 2 is not JSON"),
+        ("notext.jsonl", b'{"title": "x"}\n', r'notext.jsonl: line 1 needs a non-empty "text"'),
+        ("cols.csv", b"q,a\nx,y\n", r"cols.csv: needs a text \(or answer\) column; it has q, a"),
+        ("faq.pdf", b"%PDF", r"faq.pdf: knowledge files are .md"),
+    ],
+)
+def test_bad_knowledge_files_fail_in_one_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        read_passages(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_search_finds_the_passage_a_paraphrase_asks_for_and_survives_save_and_load(tmp_path: Path) -> None:
+    path = tmp_path / "faq.md"
+    path.write_text(FAQ_MD, encoding="utf-8")
+    index = KnowledgeIndex.build(read_passages(path))
+    queries = {
+        "still waiting for the card I ordered": "How long does a new card take to arrive?",
+        "what is my pin number": "I forgot my PIN",
+        "which rate do you use to convert dollars on a Saturday": "Exchange rates",
+    }
+    for query, title in queries.items():
+        hits = index.search(query, k=2)
+        assert hits[0].passage.title == title, (query, [h.passage.title for h in hits])
+        assert hits[0].score > hits[1].score
+    folder = index.save(tmp_path / "bot" / "knowledge")
+    index.save(folder)  # replacing an existing index
+    loaded = KnowledgeIndex.load(folder)
+    assert loaded.passages == index.passages and loaded.model == "minilm-l6"
+    assert [h.passage for h in loaded.search("forgot pin")] == [h.passage for h in index.search("forgot pin")]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["knowledge"]  # no temp folders left
+
+
+def test_embed_is_public_and_unit_length() -> None:
+    vectors = tunelab.embed(["card not arrived", "where is my card", "exchange rate on weekends"])
+    assert vectors.shape == (3, 384)
+    assert abs(float(vectors[0] @ vectors[0]) - 1.0) < 1e-5
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+
+
+def test_a_folder_that_is_not_an_index_fails_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a knowledge index"):
+        KnowledgeIndex.load(tmp_path)

@@ -245,3 +245,52 @@ def test_a_checkpoint_from_before_the_upgrade_resumes_into_the_stock_cls_classif
     load_trainable_state(fresh, old_names)
     for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("task_name", ["single_label", "multi_label"])
+def test_an_old_layout_run_gets_the_problem_type_of_its_task(
+    tiny_bert: Path, tmp_path: Path, task_name: str
+) -> None:
+    """transformers knows single_label_classification and multi_label_classification only."""
+    from tunelab.tasks import get_task
+
+    folder = _legacy_folder(tiny_bert, tmp_path / "weights", "cls", torch.nn.Linear(32, 3))
+    loaded = get_task(task_name).load_model(folder)
+    assert loaded.config.problem_type == f"{task_name}_classification"
+    save_classifier(loaded, tmp_path / "new")
+    assert load_classifier(tmp_path / "new").config.problem_type == f"{task_name}_classification"
+
+
+def test_a_lora_checkpoint_from_before_the_upgrade_resumes_into_the_stock_cls_classifier(
+    tiny_bert: Path,
+) -> None:
+    """peft prefixes the old ``encoder.*`` names with ``base_model.model.``: renamed as well."""
+    from tunelab.methods import get_method
+    from tunelab.train.checkpoint import load_trainable_state, trainable_state
+
+    lora = get_method("lora")
+    trained = lora.apply(build_classifier(tiny_bert, LABELS, pooling="cls", seed=0), lora.parse_options({}))
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.add_(0.01)
+    old_names = {
+        k.replace("base_model.model.bert.", "base_model.model.encoder."): v
+        for k, v in trainable_state(trained).items()
+    }
+    assert any(".encoder.encoder.layer" in k for k in old_names)
+    fresh = lora.apply(build_classifier(tiny_bert, LABELS, pooling="cls", seed=1), lora.parse_options({}))
+    load_trainable_state(fresh, old_names)
+    expected, got = trainable_state(trained), trainable_state(fresh)
+    assert expected.keys() == got.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, msg=name)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(tiny_bert: Path) -> None:
+    from tunelab.errors import RunError
+    from tunelab.train.checkpoint import load_trainable_state
+
+    model = build_classifier(tiny_bert, LABELS, pooling="cls", seed=0)
+    with pytest.raises(RunError, match="does not fit this model.*without --resume"):
+        load_trainable_state(model, {"nothing.like.this": torch.zeros(1)})

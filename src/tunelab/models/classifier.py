@@ -31,6 +31,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Pretrai
 from tunelab.errors import ModelNotFoundError
 from tunelab.models.pooled_classifier import PooledClassifier, PooledClassifierConfig
 
+#: transformers' problem_type of a single-label classifier (the other: "multi_label_classification").
+SINGLE_LABEL = "single_label_classification"
 POOLINGS = ("auto", "mean", "cls")
 # The layout runs were saved in before they were Hugging Face classifiers (read, never written).
 LEGACY_HEAD_WEIGHTS = "head.safetensors"
@@ -123,7 +125,7 @@ def _with_encoder(model: nn.Module, encoder: nn.Module) -> nn.Module:
 def build_classifier(
     path: Path,
     labels: list[str],
-    problem_type: str = "single_label_classification",
+    problem_type: str = SINGLE_LABEL,
     *,
     pooling: str = "auto",
     seed: int | None = None,
@@ -147,12 +149,12 @@ def build_classifier(
     return model
 
 
-def load_classifier(folder: Path) -> PreTrainedModel:
+def load_classifier(folder: Path, *, problem_type: str = SINGLE_LABEL) -> PreTrainedModel:
     """A whole fine-tuned classifier from ``folder``: a ``save_pretrained`` folder, or the old
     layout (encoder folder + ``head.safetensors`` + ``head.json``), converted on load."""
     folder = Path(folder)
     if (folder / LEGACY_HEAD_CONFIG).is_file():
-        return _load_legacy(folder)
+        return _load_legacy(folder, problem_type)
     from tunelab.quiet import no_progress_bars, quiet
 
     try:
@@ -176,7 +178,9 @@ def is_classifier_config(config: PretrainedConfig) -> bool:
     )
 
 
-def classifier_from_config(config: PretrainedConfig, *, pooling: str, num_labels: int) -> PreTrainedModel:
+def classifier_from_config(
+    config: PretrainedConfig, *, pooling: str, num_labels: int, problem_type: str = SINGLE_LABEL
+) -> PreTrainedModel:
     """A randomly initialised classifier of the architecture ``config`` describes (weights follow).
 
     A bare encoder's config (the old layout) gets the head ``pooling`` and ``num_labels`` describe;
@@ -185,7 +189,7 @@ def classifier_from_config(config: PretrainedConfig, *, pooling: str, num_labels
     from tunelab.quiet import quiet
 
     if not is_classifier_config(config):
-        return _new_classifier(config, [f"LABEL_{i}" for i in range(num_labels)], "single_label", pooling)
+        return _new_classifier(config, [f"LABEL_{i}" for i in range(num_labels)], problem_type, pooling)
     with quiet():
         model = AutoModelForSequenceClassification.from_config(config)
     if not isinstance(model, PooledClassifier):
@@ -200,7 +204,7 @@ def legacy_key(model: nn.Module, key: str) -> str:
     return f"{model.base_model_prefix}.{rest}" if first == "encoder" and rest else key
 
 
-def _load_legacy(folder: Path) -> PreTrainedModel:
+def _load_legacy(folder: Path, problem_type: str) -> PreTrainedModel:
     from safetensors.torch import load_file
 
     try:
@@ -215,7 +219,10 @@ def _load_legacy(folder: Path) -> PreTrainedModel:
     encoder = _load_encoder(folder)
     # The old layout stored no label names; the run's labels.json has them (the caller knows them).
     model = _with_encoder(
-        classifier_from_config(encoder.config, pooling=pooling, num_labels=num_labels), encoder
+        classifier_from_config(
+            encoder.config, pooling=pooling, num_labels=num_labels, problem_type=problem_type
+        ),
+        encoder,
     )
     model.classifier.load_state_dict(head, strict=True)
     return model

@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tunelab.errors import RunError
+
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
@@ -28,15 +30,31 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     """Copy saved trainable weights into ``model``.
 
     A checkpoint written before classifiers became transformers models names BERT's encoder
-    ``encoder.*`` where the stock classifier says ``bert.*``: such keys are renamed, so a run
-    interrupted before the upgrade resumes.
-    """
-    from tunelab.models.classifier import legacy_key
+    ``encoder.*`` where the stock classifier says ``bert.*`` (under peft's ``base_model.model.``
+    prefix for an adapter): such keys are renamed, so a run interrupted before the upgrade resumes.
 
+    Raises:
+        RunError: a weight of the checkpoint has no place in ``model``.
+    """
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state.items():
-            params[name if name in params else legacy_key(model, name)].copy_(value)
+            target = params.get(name) if name in params else params.get(_current_name(model, name))
+            if target is None:
+                raise RunError(
+                    f"checkpoint weight {name!r} does not fit this model; "
+                    "start the run again without --resume"
+                )
+            target.copy_(value)
+
+
+def _current_name(model: nn.Module, name: str) -> str:
+    from tunelab.models.classifier import legacy_key
+
+    prefix = "base_model.model."
+    if name.startswith(prefix) and hasattr(model, "get_base_model"):  # a peft model
+        return prefix + legacy_key(model.get_base_model(), name.removeprefix(prefix))
+    return legacy_key(model, name)
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:

@@ -101,16 +101,21 @@ class ClassificationTask(Task):
 
     # --- model and loss ---------------------------------------------------------------------
 
+    @property
+    def problem_type(self) -> str:
+        """transformers' name for it: what ``from_pretrained`` users get as the model's loss."""
+        return "multi_label_classification" if self.multi else "single_label_classification"
+
     def build_model(self, path: Path, labels: LabelMap, *, pooling: str, seed: int | None) -> nn.Module:
         from tunelab.models import build_classifier
 
-        problem = "multi_label_classification" if self.multi else "single_label_classification"
-        return build_classifier(path, labels.names, problem, pooling=pooling, seed=seed)
+        return build_classifier(path, labels.names, self.problem_type, pooling=pooling, seed=seed)
 
     def load_model(self, folder: Path) -> nn.Module:
         from tunelab.models.classifier import load_classifier
 
-        return load_classifier(folder)
+        # A folder of the old layout (encoder + head.json) does not say; the task does.
+        return load_classifier(folder, problem_type=self.problem_type)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy (optionally class-weighted) or, multi-label, per-label binary cross-entropy.

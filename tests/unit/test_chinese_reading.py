@@ -135,3 +135,19 @@ def test_quoted_tsv_fields_are_still_unquoted(tmp_path: Path) -> None:
     path.write_text('text\tlabel\n"第一行\n第二行"\ta\n"带""引号"\tb\n', encoding="utf-8")
     df = read_table(path, DataConfig())
     assert df["text"].tolist() == ["第一行\n第二行", '带"引号']
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_auto_encoding_looks_inside_compressed_files(tmp_path: Path, suffix: str) -> None:
+    """The packed bytes are not text: detection must read what pandas will decode."""
+    import pandas as pd
+
+    from tunelab.config import DataConfig
+    from tunelab.data.readers import read_table
+
+    path = tmp_path / f"t.csv{suffix}"
+    pd.DataFrame({"text": ["北京欢迎你 café", "第二行"], "label": ["a", "b"]}).to_csv(
+        path, index=False, encoding="gb18030"
+    )
+    df = read_table(path, DataConfig(encoding="auto"))
+    assert list(df["text"]) == ["北京欢迎你 café", "第二行"]

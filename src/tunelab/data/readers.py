@@ -25,14 +25,17 @@ closes, the file is read again without quoting and a warning says so.
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
 import json
 import logging
+import lzma
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -222,7 +225,12 @@ def detect_encoding(path: Path) -> str:
     The whole file is decoded (streamed) for each candidate, so a stray byte at the end is
     not missed; Latin-1 decodes any byte and is the last resort.
     """
-    with path.open("rb") as f:
+    if path.suffix.lower() in (".zip", ".zst"):
+        # A .zip or .zst archive: pandas unpacks it, this check cannot look inside; UTF-8 is
+        # the common case, and a wrong guess fails loudly with the data.encoding hint.
+        log.info("%s: data.encoding=auto cannot look inside this archive; reading it as utf-8", path)
+        return "utf-8"
+    with _open_bytes(path) as f:  # type: ignore[union-attr]
         if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             return "utf-16"  # Excel's "Unicode text"; the codec reads the BOM and the byte order
     if _decodes(path, "utf-8"):
@@ -232,10 +240,26 @@ def detect_encoding(path: Path) -> str:
     return "latin-1"
 
 
+def _open_bytes(path: Path) -> BinaryIO | None:
+    """The file's bytes as pandas will decode them: .gz, .bz2 and .xz unpacked on the fly (the
+    packed bytes never decode as text, so auto-detection would always end at Latin-1). None for
+    archives the standard library cannot stream (.zip, .zst)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".xz":
+        return lzma.open(path, "rb")  # type: ignore[return-value]
+    if suffix in _COMPRESSION:
+        return None
+    return path.open("rb")
+
+
 def _decodes(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
-        with path.open("rb") as f:
+        with _open_bytes(path) as f:  # type: ignore[union-attr]
             while chunk := f.read(1 << 20):
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
@@ -254,7 +278,7 @@ def _looks_chinese(path: Path, encoding: str, sample: int = 1 << 20) -> bool:
     """
     if not _decodes(path, encoding):
         return False
-    with path.open("rb") as f:
+    with _open_bytes(path) as f:  # type: ignore[union-attr]
         text = codecs.getincrementaldecoder(encoding)(errors="ignore").decode(f.read(sample))
     wide = [i for i, c in enumerate(text) if ord(c) > 0x7F]
     if not wide:

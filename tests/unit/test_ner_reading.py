@@ -252,3 +252,21 @@ def test_reads_the_real_conll2003_train_file(shared_data: Path) -> None:
         "MISC": 3438,
     }
     assert all(isinstance(s, Sentence) and len(s.tokens) == len(s.tags) for s in sentences)
+
+
+@pytest.mark.parametrize("suffix", [".conll", ".jsonl"])
+def test_auto_encoding_reads_gb18030_ner_files(tmp_path: Path, suffix: str) -> None:
+    """``data.encoding=auto`` is documented for every data file, NER ones included."""
+    from tunelab.config import DataConfig
+    from tunelab.tasks import get_task
+
+    if suffix == ".conll":
+        content = "北\tB-LOC\n京\tI-LOC\n好\tO\n\n上\tB-LOC\n海\tI-LOC\n"
+    else:
+        content = '{"text": "北京好", "spans": [{"start": 0, "end": 2, "label": "LOC"}]}\n'
+    train = tmp_path / f"train{suffix}"
+    train.write_bytes(content.encode("gb18030"))
+    data = DataConfig(train=str(train), dev=str(train), task="token_classification", encoding="auto")
+    splits = get_task("token_classification").load_splits(data)
+    assert "B-LOC" in splits.labels.names
+    assert "".join(splits.train.sentences[0].tokens) in ("北京好", "北京 好")

@@ -22,6 +22,7 @@ from tunelab.tasks.token_classification.reading import (
     read_conll,
     read_jsonl_spans,
     read_jsonl_tokens,
+    resolve_encoding,
 )
 
 TASK = "token_classification"
@@ -172,6 +173,7 @@ def _first_record_has_text(path: Path, encoding: str) -> bool:
     the line.
     """
     try:
+        encoding = resolve_encoding(path, encoding)
         with path.open(encoding=encoding, errors="replace") as f:
             for line in f:
                 if line.strip():

@@ -10,6 +10,7 @@ the file, the line and the fix. Pure Python on purpose: reading data must not im
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 DOCSTART = "-DOCSTART-"
 
@@ -292,10 +295,22 @@ def _check_columns(path: Path, lineno: int, width: int, tag_column: int, token_c
         )
 
 
+def resolve_encoding(path: Path, encoding: str) -> str:
+    """``data.encoding`` for ``path``: ``auto`` detected as for tables (UTF-8, GB18030, Latin-1)."""
+    if encoding.lower() != "auto":
+        return encoding
+    from tunelab.data.readers import detect_encoding
+
+    found = detect_encoding(path)
+    logger.info("%s: read as %s (data.encoding=auto)", path, found)
+    return found
+
+
 def _read_text(path: Path, encoding: str) -> str:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "file not found"
         raise DataError(f"{path}: {what} (paths are relative to the current directory)")
+    encoding = resolve_encoding(path, encoding)
     data = path.read_bytes()
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
@@ -304,7 +319,7 @@ def _read_text(path: Path, encoding: str) -> str:
         raise DataError(f"encoding {encoding!r} is not a known encoding (use e.g. utf-8, gb18030)") from None
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        hint = "gb18030 or latin-1" if utf8 else "utf-8"
+        hint = "gb18030, latin-1 or auto" if utf8 else "utf-8 or auto"
         raise DataError(
             f"{path} line {line}: not valid {encoding} (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); give the file's encoding, e.g. {hint}"

@@ -396,3 +396,19 @@ def test_the_api_serves_chinese_entities(client: TestClient, zh_run: Path) -> No
         ("PER", "王明", "王明"),
         ("LOC", "广州", "广州"),
     ]
+
+
+def test_predict_input_refuses_a_column_file_without_sending_an_ner_user_astray(
+    ner_data: tuple[Path, Path],
+) -> None:
+    """An NER run's --input needs raw texts: the message must not tell it to set the task it has."""
+    from tunelab.config import DataConfig
+    from tunelab.data.file_options import options_for_file
+    from tunelab.data.labelled import read_texts
+
+    data = DataConfig(task="token_classification")
+    with pytest.raises(DataError) as caught:
+        read_texts(ner_data[0], options_for_file(ner_data[0], data, {}))
+    message = str(caught.value)
+    assert "tunelab predict --input" in message and "text column" in message
+    assert "set data.task" not in message

@@ -113,9 +113,10 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
     fmt = detect_format(p, cfg)
     if fmt == "conll":
         raise DataError(
-            f"{p}: data.format=conll holds one token per line with its tag, which only token "
-            "classification reads: set data.task=token_classification, or give a csv, tsv, jsonl "
-            "or parquet table of texts and labels"
+            f"{p}: a CoNLL column file (one token per line with its tag) is labelled data for "
+            "data.task=token_classification runs (data.train/dev/test, tunelab eval --data); texts "
+            "to classify or to tag (tunelab predict --input) come as a csv, tsv, jsonl or parquet "
+            "table with a text column"
         )
     encoding = cfg.encoding
     if encoding.lower() == AUTO_ENCODING and fmt != "parquet":

@@ -55,3 +55,16 @@ def test_an_unreachable_precision_says_what_is_reachable() -> None:
     curve = coverage_curve(np.array([0.9, 0.8]), np.array([False, True]))
     with pytest.raises(ConfigError, match=r"no threshold reaches precision 0.95 on this data \(best 0.500"):
         choose_threshold(curve, precision=0.95)
+
+
+def test_the_coverage_curve_plot(tmp_path) -> None:
+    from dataclasses import asdict
+
+    from tunelab.evaluate.plots import coverage_curve_png
+
+    curve = coverage_curve(CONFIDENCE, CORRECT)
+    chosen = choose_threshold(curve, precision=0.95)
+    png = coverage_curve_png([asdict(p) for p in curve], asdict(chosen))
+    assert png is not None and png.startswith(b"\x89PNG")
+    (tmp_path / "curve.png").write_bytes(png)
+    assert coverage_curve_png([]) is None

@@ -197,6 +197,47 @@ def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+def coverage_curve_png(
+    points: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] | None = None
+) -> bytes | None:
+    """Draw accuracy of the answers against the share answered, as the threshold loosens.
+
+    Args:
+        points: ``{threshold, coverage, accuracy}`` records (``evaluate.selective.CurvePoint``
+            as dicts), strictest threshold first.
+        chosen: The point a target picked, marked and labelled with its threshold.
+
+    Returns:
+        PNG bytes, or None when ``points`` is empty.
+    """
+    xs = [finite_number(p.get("coverage")) for p in points]
+    ys = [finite_number(p.get("accuracy")) for p in points]
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None and y is not None]
+    if not pairs:
+        return None
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    ax.plot([x for x, _ in pairs], [y for _, y in pairs], color="tab:blue", linewidth=1.5)
+    if chosen is not None:
+        cx, cy = finite_number(chosen.get("coverage")), finite_number(chosen.get("accuracy"))
+        if cx is not None and cy is not None:
+            ax.plot([cx], [cy], "o", color="tab:red")
+            ax.annotate(
+                f"threshold {chosen.get('threshold', 0):.3f}\n{cx:.0%} answered, {cy:.1%} right",
+                (cx, cy),
+                textcoords="offset points",
+                xytext=(-10, -28),
+                ha="right",
+                fontsize=8,
+            )
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("share of messages answered (the rest handed off)")
+    ax.set_ylabel("share of answers right")
+    ax.set_title("Answer or hand off: accuracy against coverage")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | None = None) -> bytes | None:
     """Draw per-class F1 as horizontal bars sorted best to worst, one row per class.
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tunelab.tasks.token_classification.reading import read_conll
+
 pytestmark = pytest.mark.integration
 
 TRAIN_SENTENCES = 800
@@ -42,13 +44,8 @@ def tunelab_cli(*args: str, cwd: Path, timeout: int = 900) -> subprocess.Complet
 
 
 def sentences(path: Path) -> list[list[tuple[str, str]]]:
-    """(word, tag) per sentence of a CoNLL file; ``-DOCSTART-`` blocks dropped."""
-    out = []
-    for block in path.read_text(encoding="utf-8").split("\n\n"):
-        rows = [line.split() for line in block.splitlines() if line.strip()]
-        if rows and rows[0][0] != "-DOCSTART-":
-            out.append([(r[0], r[-1]) for r in rows])
-    return out
+    """(word, tag) per sentence of a CoNLL file, as tunelab reads it (``-DOCSTART-`` dropped)."""
+    return [list(zip(s.tokens, s.tags, strict=True)) for s in read_conll(path)]
 
 
 def write(path: Path, sents: list[list[tuple[str, str]]]) -> Path:

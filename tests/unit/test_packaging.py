@@ -74,6 +74,19 @@ def test_commands_without_a_model_load_neither_torch_nor_transformers(tmp_path: 
     assert _loaded_after(code) == []
 
 
+def test_validating_a_run_config_loads_neither_torch_nor_transformers() -> None:
+    """``tunelab validate`` and every config check resolve the task (its metrics), which imports
+    both task packages; they used to import torch at module level (about a second per call)."""
+    code = (
+        "from tunelab.config import RunConfig\n"
+        "RunConfig.from_yaml('configs/demo.yaml')\n"
+        "RunConfig.from_yaml('configs/conll2003.yaml')\n"
+        "from tunelab.tasks import available_tasks, get_task\n"
+        "assert [get_task(t).metrics for t in available_tasks()]\n"
+    )
+    assert _loaded_after(code) == []
+
+
 def test_the_api_names_still_resolve_to_the_functions() -> None:
     """``tunelab.train`` / ``tunelab.evaluate`` share their names with subpackages; loading those
     subpackages must not replace the functions on the package."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 if TYPE_CHECKING:
+    import torch
+
     from tunelab.tasks.base import Task
 
 
@@ -84,6 +84,8 @@ def collate(
     labels are per token), or without a task the rows of ``enc.labels`` when it is a float tensor
     of soft targets (distillation).
     """
+    import torch  # lazy: reading and validating data must not pay for importing torch
+
     width = pad_to or max(len(enc.input_ids[i]) for i in indices)
     ids = torch.full((len(indices), width), enc.pad_id, dtype=torch.long)
     mask = torch.zeros((len(indices), width), dtype=torch.long)
@@ -108,6 +110,7 @@ def training_batches(
     lengths: list[int], batch_size: int, *, seed: int, epoch: int, group_by_length: bool
 ) -> list[list[int]]:
     """The batches of one epoch, a pure function of (seed, epoch): resuming replays them exactly."""
+    import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from tunelab.data.encoding import Encoded
 from tunelab.data.labels import LabelMap
@@ -26,7 +24,9 @@ from tunelab.tasks.token_classification.entities import decode_entities, softmax
 from tunelab.tasks.token_classification.metrics import entity_scores, error_analysis, token_accuracy
 
 if TYPE_CHECKING:
+    import torch
     from pydantic import BaseModel
+    from torch import nn
 
     from tunelab.config import DataConfig
     from tunelab.data.splits import Splits
@@ -104,6 +104,8 @@ class TokenClassificationTask(Task):
         Soft targets (a teacher's probabilities, ``enc.labels`` (N, T, L)) are zeroed where no word
         is labelled, so that ``loss`` skips those positions as it skips -100.
         """
+        import torch  # lazy: validating a run config loads this task and must not import torch
+
         if isinstance(enc.labels, torch.Tensor):
             soft = torch.zeros((len(indices), width, enc.labels.shape[-1]), dtype=enc.labels.dtype)
             words = (enc.extra or {})["words"]
@@ -125,6 +127,8 @@ class TokenClassificationTask(Task):
 
         ``pooling`` does not apply: every token gets its own prediction.
         """
+        import torch
+
         if seed is not None:
             torch.manual_seed(seed)
         return _from_pretrained(
@@ -139,6 +143,9 @@ class TokenClassificationTask(Task):
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy over the labelled positions; logits (B, T, L), labels (B, T) or soft (B, T, L)."""
+        import torch
+        from torch import nn
+
         if labels.is_floating_point():  # soft targets: all-zero rows are positions to skip
             mask = labels.sum(dim=-1) > 0  # (B, T)
             per_token = -(labels * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)  # (B, T)
@@ -158,6 +165,8 @@ class TokenClassificationTask(Task):
         ``O`` usually covers most words, so this up-weights entity tags; it tends to raise recall
         and lower precision.
         """
+        import torch
+
         counts = np.bincount([t for tags in dataset.labels for t in tags], minlength=num_labels).astype(float)
         weights = np.ones(num_labels)
         seen = counts > 0
@@ -165,6 +174,8 @@ class TokenClassificationTask(Task):
         return torch.tensor(weights, dtype=torch.float32)
 
     def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return torch.softmax(logits.float(), dim=-1)
 
     # --- evaluation -------------------------------------------------------------------------

@@ -9,14 +9,12 @@ LoRA 0.91 in 8 epochs).
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_runner import tunelab_cli  # tests/integration/cli_runner.py
 
 pytestmark = pytest.mark.integration
 
@@ -24,26 +22,6 @@ N_INTENTS = 20
 TRAIN_PER_INTENT = 20
 TEST_PER_INTENT = 10
 CARD_TEXT = "I still have not received my new card"
-
-
-def tunelab_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m tunelab.cli.main ARGS`` offline and return the finished process.
-
-    One torch thread: on a 2-core machine that is also running something else, two threads per
-    process oversubscribe the cores and training gets ~5x slower (measured: 5.8 vs 32 samples/s).
-    """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tunelab.cli.main", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"tunelab {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,11 @@ finds every entity that was seen verbatim; an all-``O`` tagger scores 0.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from cli_runner import tunelab_cli  # tests/integration/cli_runner.py
 
 from tunelab.tasks.token_classification.reading import read_conll
 
@@ -25,22 +23,6 @@ pytestmark = pytest.mark.integration
 TRAIN_SENTENCES = 800
 DEV_SENTENCES = 200
 TEST_SENTENCES = 400
-
-
-def tunelab_cli(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """``python -m tunelab.cli.main ARGS`` offline, one torch thread (see test_banking77_cli)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tunelab.cli.main", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"tunelab {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 def sentences(path: Path) -> list[list[tuple[str, str]]]:

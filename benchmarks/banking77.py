@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_common import run_costs, train_run  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -23,16 +24,10 @@ ANCHORS = {"BERT-base fine-tuned": 93.66, "frozen MiniLM embeddings + logistic r
 
 
 def run_method(method: str, overrides: list[str], out: Path) -> dict:
+    data = [f"data.train={DATA / 'train.csv'}", f"data.test={DATA / 'test.csv'}", f"method={method}"]
     name = f"bench-banking77-{method}-{int(time.time())}"
-    cmd = [
-        sys.executable, "-m", "tunelab.cli.main", "train", str(ROOT / "configs" / "banking77.yaml"),
-        f"data.train={DATA / 'train.csv'}", f"data.test={DATA / 'test.csv'}",
-        f"method={method}", f"name={name}", f"output_dir={out}", *overrides,
-    ]  # fmt: skip
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - start
-    summary = json.loads((out / name / "run.json").read_text())
+    config = ROOT / "configs" / "banking77.yaml"
+    run_dir, summary, wall = train_run(config, [*data, *overrides], out, name, quiet=False)
     test = summary["headline"]["test"]
     return {
         "method": method,
@@ -40,13 +35,8 @@ def run_method(method: str, overrides: list[str], out: Path) -> dict:
         "test_accuracy": round(100 * test["accuracy"], 2),
         "test_macro_f1": round(100 * test["macro_f1"], 2),
         "dev_accuracy": round(100 * dev["accuracy"], 2) if (dev := summary["headline"].get("dev")) else None,
-        "epochs_run": summary["epochs_run"],
-        "train_seconds": summary["train_seconds"],
-        "samples_per_s": summary["train_samples_per_s"],
-        "wall_seconds": round(wall, 1),
-        "peak_memory_mb": summary["peak_memory_mb"],
-        "trainable_parameters": summary["trainable_parameters"],
-        "run": str(out / name),
+        **run_costs(summary, wall),
+        "run": str(run_dir),
     }
 
 

@@ -19,10 +19,11 @@ import argparse
 import csv
 import json
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_common import run_costs, train_run  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "chnsenticorp" / "ChnSentiCorp"
@@ -61,33 +62,19 @@ def prepare(data: Path, work: Path, limit: int | None, seed: int) -> tuple[dict[
 
 def run(files: dict[str, Path], overrides: list[str], out: Path, resume: Path | None = None) -> dict:
     """Train in a subprocess (or finish the killed run ``resume``) and read its run.json."""
-    if resume is not None:
-        name, out = resume.name.removesuffix(".partial"), resume.parent
-        cmd = [sys.executable, "-m", "tunelab.cli.main", "train", "--resume", str(resume), "--quiet"]
-    else:
-        name = f"bench-chnsenticorp-{int(time.time())}"
-        cmd = [
-            sys.executable, "-m", "tunelab.cli.main", "train", str(ROOT / "configs" / "chnsenticorp.yaml"),
-            f"data.train={files['train']}", f"data.dev={files['dev']}", f"data.test={files['dev_clean']}",
-            f"name={name}", f"output_dir={out}", *overrides, "--quiet",
-        ]  # fmt: skip
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - start
-    summary = json.loads((out / name / "run.json").read_text(encoding="utf-8"))
+    data = [f"data.train={files['train']}", f"data.dev={files['dev']}", f"data.test={files['dev_clean']}"]
+    run_dir, summary, wall = train_run(
+        ROOT / "configs" / "chnsenticorp.yaml", [*data, *overrides], out,
+        f"bench-chnsenticorp-{int(time.time())}", resume=resume,
+    )  # fmt: skip
     dev, clean = summary["headline"]["dev"], summary["headline"]["test"]
     return {
         "overrides": overrides,
         "dev_accuracy": round(100 * dev["accuracy"], 2),
         "dev_macro_f1": round(100 * dev["macro_f1"], 2),
         "dev_clean_accuracy": round(100 * clean["accuracy"], 2),
-        "epochs_run": summary["epochs_run"],
-        "train_seconds": summary["train_seconds"],
-        "samples_per_s": summary["train_samples_per_s"],
-        "wall_seconds": round(wall, 1),
-        "peak_memory_mb": summary["peak_memory_mb"],
-        "trainable_parameters": summary["trainable_parameters"],
-        "run": str(out / name),
+        **run_costs(summary, wall),
+        "run": str(run_dir),
     }
 
 

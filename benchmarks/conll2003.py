@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_common import run_costs, train_run  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "conll2003"
@@ -37,18 +38,11 @@ def first_sentences(source: Path, target: Path, limit: int) -> Path:
 
 
 def train(model: str, files: dict[str, Path], overrides: list[str], out: Path, *, quiet: bool) -> dict:
-    name = f"bench-conll2003-{model.replace('/', '_')}-{int(time.time())}"
-    cmd = [
-        sys.executable, "-m", "tunelab.cli.main", "train", str(ROOT / "configs" / "conll2003.yaml"),
-        f"data.train={files['train']}", f"data.dev={files['dev']}", f"data.test={files['test']}",
-        f"model.name={model}", f"name={name}", f"output_dir={out}", *overrides, *(["-q"] if quiet else []),
-    ]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - start
-    run = out / name
-    summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    data = [f"data.train={files['train']}", f"data.dev={files['dev']}", f"data.test={files['test']}"]
+    run, summary, wall = train_run(
+        ROOT / "configs" / "conll2003.yaml", [*data, f"model.name={model}", *overrides], out,
+        f"bench-conll2003-{model.replace('/', '_')}-{int(time.time())}", echo=True, quiet=quiet,
+    )  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     test, dev = metrics["test"], metrics.get("dev", {})
     return {
@@ -66,13 +60,8 @@ def train(model: str, files: dict[str, Path], overrides: list[str], out: Path, *
         },
         "dev_entity_f1": _pct(dev["entity_f1"]) if dev else None,
         "sentences": summary["rows"],
-        "epochs_run": summary["epochs_run"],
         "best_step": summary["best_step"],
-        "train_seconds": summary["train_seconds"],
-        "samples_per_s": summary["train_samples_per_s"],
-        "wall_seconds": round(wall, 1),
-        "peak_memory_mb": summary["peak_memory_mb"],
-        "total_parameters": summary["total_parameters"],
+        **run_costs(summary, wall),
         "run": str(run),
     }
 

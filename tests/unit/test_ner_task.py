@@ -235,6 +235,22 @@ def test_json_spans_become_sub_token_labels(tokenizer, tmp_path: Path) -> None:
 LABELS = ["B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER", "O"]
 
 
+def test_abbreviations_and_numbers_are_one_word_at_predict_time(tokenizer) -> None:
+    """CoNLL-2003 writes "U.S." and "1,000.50" as one word, so a model trained on it tags them as
+    one; split into "U", ".", "S", "." the entity came out as "U" alone."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    text = "The U.S. paid 1,000.50 dollars at 10:30, e.g. to Mr. Smith."
+    words, _ = split_words(text)
+    assert words == ["The", "U.S.", "paid", "1,000.50", "dollars", "at", "10:30", ",", "e.g.", "to",
+                     "Mr", ".", "Smith", "."]  # fmt: skip
+    tags = ["O", "B-LOC", "O", "O", "O", "O", "O", "O", "O", "O", "O", "O", "B-PER", "O"]
+    enc = TASK.encode_texts(tokenizer, [text], None, max_length=48)
+    result = TASK.decode(logits_for(enc, [tags], LABELS), enc, [text], LabelMap(LABELS, task=TASK.name),
+                         threshold=None, top_k=1)[0]  # fmt: skip
+    assert [(e["text"], e["label"]) for e in result["entities"]] == [("U.S.", "LOC"), ("Smith", "PER")]
+
+
 def test_entities_have_character_offsets_into_the_original_text(tokenizer) -> None:
     from tunelab.tasks.token_classification.encoding import split_words
 

@@ -36,7 +36,12 @@ _CJK = (
     "\uf900-\ufaff"  # compatibility ideographs
     "\U00020000-\U0002ffff"  # extensions B-F
 )
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|\S")
+# Abbreviations written with dots ("U.S.", "e.g.") and numbers with inner separators ("1,000.50",
+# "10:30") stay one word, as CoNLL-2003 and the Penn Treebank write them: a model trained on such
+# files labels "U.S." as one word, and split into "U", ".", "S", "." it would tag only "U".
+_ABBREVIATION = rf"(?:[^\W\d_{_CJK}]\.){{2,}}"
+_NUMBER = r"\d+(?:[.,:]\d+)+"
+_TOKEN = re.compile(rf"{_ABBREVIATION}|{_NUMBER}|[{_CJK}]|[^\W{_CJK}]+|\S")
 
 
 @dataclass

@@ -296,6 +296,34 @@ def load_bot(folder: Path) -> Any:
     return Bot.load(folder)
 
 
+def summarise(
+    replies: list[Any], test: list[Row], intents: IntentSplit, passage_intents: dict[str, str]
+) -> dict[str, Any]:
+    """The test set's replies per group of intents, the out-of-scope recall, and the answer rate."""
+
+    def part(keep: set[str]) -> dict[str, Any]:
+        picked = [(r, row) for r, row in zip(replies, test, strict=True) if row[1] in keep]
+        return reply_kinds([r for r, _ in picked], [row for _, row in picked], passage_intents)
+
+    oos = part({OOS})
+    # What a user sees: every answered message of the test set, unknown intents' ones all wrong.
+    right = sum(
+        (r.intent if r.kind == "answer" else top_passage_intent(r, passage_intents)) == label
+        for r, (_, label) in zip(replies, test, strict=True)
+        if r.kind != "handoff" and label != OOS
+    )
+    answered = sum(r.kind != "handoff" for r in replies)
+    return {
+        "known": part(set(intents.known)),
+        "templated": part(set(intents.templated)),
+        "knowledge_only": part(set(intents.knowledge_only)),
+        "unknown": oos,
+        "oos_recall": oos["handoff"],
+        "answer_rate": round(answered / len(replies), 4) if replies else None,
+        "precision_all_answered": round(right / answered, 4) if answered else None,
+    }
+
+
 def score(bot_dir: Path, run_dir: Path, prepared: dict[str, Any]) -> dict[str, Any]:
     """The test set through ``Bot.reply_many`` (in process), and ECE of the intent model before/after."""
     import numpy as np
@@ -312,30 +340,8 @@ def score(bot_dir: Path, run_dir: Path, prepared: dict[str, Any]) -> dict[str, A
     for i in range(0, len(rows.test), 256):
         replies.extend(bot.reply_many([text for text, _ in rows.test[i : i + 256]]))
     seconds = time.perf_counter() - start
-    pi = prepared["passage_intents"]
-
-    def part(keep: set[str]) -> dict[str, Any]:
-        picked = [(r, row) for r, row in zip(replies, rows.test, strict=True) if row[1] in keep]
-        return reply_kinds([r for r, _ in picked], [row for _, row in picked], pi)
-
-    known, oos = part(set(intents.known)), part({OOS})
-    # What a user sees: every answered message of the test set, unknown intents' ones all wrong.
-    right = sum(
-        (r.intent if r.kind == "answer" else top_passage_intent(r, pi)) == label
-        for r, (_, label) in zip(replies, rows.test, strict=True)
-        if r.kind != "handoff" and label != OOS
-    )
-    answered = sum(r.kind != "handoff" for r in replies)
-    result = {
-        "known": known,
-        "templated": part(set(intents.templated)),
-        "knowledge_only": part(set(intents.knowledge_only)),
-        "unknown": oos,
-        "oos_recall": oos["handoff"],
-        "answer_rate": round(answered / len(replies), 4),
-        "precision_all_answered": round(right / answered, 4) if answered else None,
-        "in_process_messages_per_s": round(len(replies) / seconds, 1),
-    }
+    result = summarise(replies, rows.test, intents, prepared["passage_intents"])
+    result["in_process_messages_per_s"] = round(len(replies) / seconds, 1)
     # ECE on the known test rows: raw softmax against the temperature the bot was built with.
     predictor = tunelab.load(run_dir)
     names = predictor.labels.names

@@ -1,4 +1,4 @@
-"""benchmarks/support_bot.py's data split: which intents and rows each stage of the benchmark sees.
+"""benchmarks/support_bot.py: its data split (which intents and rows each stage sees) and its scoring.
 
 Run on the shipped BANKING77 sample (77 intents, 30 training and 10 test rows each), so that it
 needs nothing outside the repository.
@@ -10,6 +10,7 @@ import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -127,3 +128,43 @@ def test_example_subsets_follow_the_split(intents, tmp_path):
     assert set(split.known) <= set(tags)  # each knowledge-only (and templated) intent keeps its passages
     assert tags.count(None) == 10  # the general passages stay
     assert set(passage_intents.values()) == set(split.known)
+
+
+def _reply(kind, intent=None, title=None):
+    passages = [{"text": "...", "title": title, "source": "k.md:1", "score": 0.7}] if title else []
+    return SimpleNamespace(kind=kind, intent=intent, passages=passages)
+
+
+def test_scoring_counts_each_path_and_the_unknown_intents():
+    split = bench.IntentSplit(
+        unknown_dev=("u1",), unknown_test=("u2",), templated=("a", "b"), knowledge_only=("k",)
+    )
+    titles = {"About a?": "a", "About k?": "k"}
+    test = [
+        ("t1", "a"),
+        ("t2", "a"),
+        ("t3", "k"),
+        ("t4", "k"),
+        ("t5", "b"),
+        ("t6", bench.OOS),
+        ("t7", bench.OOS),
+    ]
+    replies = [
+        _reply("answer", "a"),  # right
+        _reply("answer", "b"),  # wrong intent
+        _reply("knowledge", "k", "About k?"),  # right passage first
+        _reply("knowledge", "k", "About a?"),  # wrong passage first
+        _reply("handoff", "b"),  # a known intent handed off
+        _reply("handoff"),  # an unknown intent handed off
+        _reply("answer", "a"),  # an unknown intent answered: wrong for the user
+    ]
+    s = bench.summarise(replies, test, split, titles)
+    assert s["known"]["rows"] == 5 and s["known"]["handoff"] == 0.2
+    assert s["known"]["answer_accuracy"] == 0.5 and s["known"]["knowledge_accuracy"] == 0.5
+    assert s["known"]["answered_accuracy"] == 0.5  # 2 right of 4 answered
+    assert s["knowledge_only"] == {"rows": 2, "answer": 0.0, "knowledge": 1.0, "handoff": 0.0,
+                                   "answer_accuracy": None, "knowledge_accuracy": 0.5,
+                                   "answered_accuracy": 0.5}  # fmt: skip
+    assert s["oos_recall"] == 0.5
+    assert s["answer_rate"] == round(5 / 7, 4)
+    assert s["precision_all_answered"] == 0.4  # 2 right of the 5 answered, the unknown one included

@@ -289,6 +289,11 @@ def top_passage_intent(reply: Any, passage_intents: dict[str, str]) -> str | Non
     return passage_intents.get(reply.passages[0]["title"]) if reply.passages else None
 
 
+def served_intent(reply: Any, passage_intents: dict[str, str]) -> str | None:
+    """The intent a reply serves: a template's intent, or the tag of the best passage it shows."""
+    return top_passage_intent(reply, passage_intents) if reply.kind == "knowledge" else reply.intent
+
+
 def load_bot(folder: Path) -> Any:
     """The built bot (botcore's ``Bot``), imported here only: the rest of the file needs no bot."""
     from tunelab.apps.support.bot import Bot
@@ -308,7 +313,7 @@ def summarise(
     oos = part({OOS})
     # What a user sees: every answered message of the test set, unknown intents' ones all wrong.
     right = sum(
-        (r.intent if r.kind == "answer" else top_passage_intent(r, passage_intents)) == label
+        served_intent(r, passage_intents) == label
         for r, (_, label) in zip(replies, test, strict=True)
         if r.kind != "handoff" and label != OOS
     )
@@ -356,7 +361,7 @@ def score(bot_dir: Path, run_dir: Path, prepared: dict[str, Any]) -> dict[str, A
     calibration = bot_dir / "calibration.json"
     if calibration.is_file():
         result["calibration_dev"] = json.loads(calibration.read_text(encoding="utf-8"))
-    result["followups"] = followups(bot, intents)
+    result["followups"] = followups(bot, intents, prepared["passage_intents"])
     return result
 
 
@@ -375,11 +380,12 @@ def read_followups(path: Path = EXAMPLES / "followups.jsonl") -> list[dict[str, 
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def followups(bot: Any, intents: IntentSplit) -> dict[str, Any]:
+def followups(bot: Any, intents: IntentSplit, passage_intents: dict[str, str]) -> dict[str, Any]:
     """The hand-written follow-ups' last turns, alone and with the earlier turns as history.
 
-    Only conversations whose expected intent the model was trained on can resolve; the others are
-    counted apart (a hand-off is the right outcome for them).
+    A reply resolves right when the intent it serves (``served_intent``; for a hand-off, its best
+    candidate) is the expected one. Only conversations whose expected intent the model was trained
+    on can resolve; the others are counted apart (a hand-off is the right outcome for them).
     """
     convs = read_followups()
     last = [c["turns"][-1] for c in convs]
@@ -390,9 +396,10 @@ def followups(bot: Any, intents: IntentSplit) -> dict[str, Any]:
 
     def right(replies: list[Any]) -> dict[str, int]:
         picked = [(r, c) for r, c, m in zip(replies, convs, mask, strict=True) if m]
+        served = [(served_intent(r, passage_intents) == c["intent"], r.kind) for r, c in picked]
         return {
-            "intent_right": sum(r.intent == c["intent"] for r, c in picked),
-            "answered_right": sum(r.intent == c["intent"] and r.kind != "handoff" for r, c in picked),
+            "intent_right": sum(ok for ok, _ in served),
+            "answered_right": sum(ok and kind != "handoff" for ok, kind in served),
         }
 
     return {
@@ -616,7 +623,7 @@ def main() -> None:
     labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
     if sorted(labels.get("labels", [])) != sorted(intents.known):
         sys.exit(f"{run_dir}: its intents are not the 62 known intents of --seed {args.seed}; train it again")
-    bot_dir = out / f"{run_dir.name}-bot" / "b77"
+    bot_dir = out / f"{run_dir.name}-bot-{int(time.time())}" / "b77"
     t0 = time.perf_counter()
     cli("app", "support", "build", "--run", str(run_dir), "--answers", str(prepared["answers"]),
         "--knowledge", str(prepared["knowledge"]), "--dev", str(files["dev_known"]),

@@ -308,3 +308,22 @@ def test_an_older_postgres_database_gets_the_app_column(postgres_url: str, tmp_p
                 UsageRecord(T0, "k1", "acme", "bank", None, 1, 0, 200, 1.0, f"r{_}", app="support")
             )
             assert {r.app for r in s.usage()} == {"support"}
+
+
+def test_the_usage_cli_names_an_apps_requests_app_slash_bot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import io
+
+    from tunelab.cli.main import main
+
+    with open_store(None, tmp_path) as s:
+        for i, app in enumerate(("support", None)):
+            s.record_usage(UsageRecord(T0, "k1", "acme", "bank", None, 1, 0, 200, 2.0, f"r{i}", app=app))
+    assert main(["usage", "--data-dir", str(tmp_path), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["model"] for r in rows] == ["support/bank", "bank"]
+    assert main(["usage", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "support/bank" in out and " bank " in out

@@ -76,6 +76,11 @@ class UsageRecord:
     request_id: str
     app: str | None = None  # the application a request went through (``support``), else None: predict
 
+    @property
+    def product(self) -> str | None:
+        """What was called: the model's name, or ``app/bot`` (``support/bank``) for an application."""
+        return f"{self.app}/{self.model}" if self.app else self.model
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),

@@ -150,9 +150,11 @@ class WebhookWorker:
 
     async def _deliver(self, delivery: Any) -> None:
         ticket, attempt = delivery.ticket, delivery.attempts
-        body = json.dumps(
-            {"event": EVENT, "attempt": attempt, "ticket": ticket.to_dict()}, ensure_ascii=False
-        ).encode("utf-8")
+        from tunelab.serve.support_schemas import TicketOut
+
+        # The ticket as GET /v1/apps/support/tickets/{id} shows it (same schema, same time format).
+        shown = TicketOut.model_validate(ticket.to_dict()).model_dump(mode="json")
+        body = json.dumps({"event": EVENT, "attempt": attempt, "ticket": shown}, ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "tunelab-webhook",

@@ -88,16 +88,21 @@ class ServedBot:
 
 
 class BotRegistry:
-    """Name -> ``ServedBot``; fixed at start (``--bot``), read by the routes."""
+    """Name -> ``ServedBot``; fixed at start (``--bot``), read by the routes.
+
+    Args:
+        bots: loaded bots, each served as its ``name``, or ``(name, bot)`` pairs to serve one
+            under another name (``--bot NAME=DIR``).
+    """
 
     def __init__(self, bots: Iterable[Any] = (), *, max_batch: int = 32, max_wait_ms: float = 5.0) -> None:
         self._bots: dict[str, ServedBot] = {}
-        for bot in bots:
-            name = str(bot.name)
+        for item in bots:
+            name, bot = (str(item[0]), item[1]) if isinstance(item, tuple) else (str(item.name), item)
             if name in self._bots:
                 raise ConfigError(
                     f"--bot {bot.folder}: a bot named {name!r} is already served (from "
-                    f"{self._bots[name].source}); a bot's name is its folder's name, rename one folder"
+                    f"{self._bots[name].source}); serve one under another name with --bot NAME=DIR"
                 )
             batcher = MicroBatcher(
                 cast(Any, _BotAdapter(bot)), max_batch=max_batch, max_wait_ms=max_wait_ms, name=f"bot-{name}"

@@ -259,6 +259,7 @@ def test_expired_turns_are_not_context_and_are_purged(api: Api) -> None:
         ({"conversation_id": "has space", "text": "card"}, 422, "invalid_request", "conversation_id"),
         ({"conversation_id": "c" * 129, "text": "card"}, 422, "invalid_request", "conversation_id"),
         ({"text": "card", "extra": 1}, 422, "invalid_request", "extra"),
+        ({"text": "my card\x00"}, 422, "invalid_request", "text contains a NUL character"),
         ({"text": "x" * 3000}, 413, "body_too_large", ""),
     ],
 )
@@ -464,6 +465,8 @@ def test_a_key_handles_only_its_own_tickets_and_an_admin_all(api: Api) -> None:
         ({"intent": " padded "}, "body.intent"),
         ({"answer": "   "}, "body.answer"),
         ({"intent": "x", "colour": 1}, "body.colour"),
+        ({"intent": "a\x00b"}, "intent contains a NUL"),
+        ({"answer": "ok\x00"}, "answer contains a NUL"),
     ],
 )
 def test_bad_resolutions_are_422(api: Api, body: dict, says: str) -> None:
@@ -480,6 +483,8 @@ def test_ticket_routes_need_a_key_and_check_their_parameters(api: Api) -> None:
     assert api.get("/tickets", params={"limit": 0}).status_code == 422
     r = api.get("/tickets/tk_nope")
     assert r.status_code == 404 and "tk_nope" in error(r)["message"]
+    assert api.get("/tickets/tk%20x").status_code == 422
+    assert api.get("/tickets", params={"bot": "a\x00"}).status_code == 422
     assert api.rows() == []  # agents' routes are not billed
 
 

@@ -10,13 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tunelab.serve.schemas import Text, _text_problem
 
 # Caller-chosen ids are stored and shown to agents: a plain token, not free text.
 CONVERSATION_ID = r"^[A-Za-z0-9._:@-]{1,128}$"
 AGENT = r"^[^\x00-\x1f\x7f]{1,64}$"
+NO_NUL = "contains a NUL character (U+0000), which the database cannot store; remove it"
+
+
+def _no_nul(value: str | None, field: str) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError(f"{field} {NO_NUL}")
+    return value
 
 
 class MessageRequest(BaseModel):
@@ -37,7 +44,7 @@ class MessageRequest(BaseModel):
         problem = _text_problem(text, "text")
         if problem:
             raise ValueError(problem)
-        return text
+        return _no_nul(text, "text")  # type: ignore[return-value]
 
 
 class PassageOut(BaseModel):
@@ -122,6 +129,11 @@ class ResolveRequest(BaseModel):
     )
     answer: str | None = Field(None, min_length=1, max_length=10_000, pattern=r"\S")
     agent: str | None = Field(None, pattern=AGENT, description="who resolved it (default: the key's name)")
+
+    @field_validator("intent", "answer")
+    @classmethod
+    def _storable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _no_nul(value, str(info.field_name))
 
     @model_validator(mode="after")
     def _one_of(self) -> ResolveRequest:

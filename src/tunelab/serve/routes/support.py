@@ -60,7 +60,9 @@ CHANGE_ERRORS = error_responses(
     s404="no such ticket (or another key's)",
     s409="claimed by another agent, or already resolved",
 )
-TicketId = Annotated[str, Path(max_length=100, description="the ticket's id, e.g. tk_5c0f...")]
+TicketId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$", description="the ticket's id, e.g. tk_5c0f...")
+]
 
 
 def _owner(caller: Any) -> str:
@@ -157,7 +159,7 @@ async def list_tickets(
     state: State,
     caller: MaybeCaller,
     status: Annotated[Literal["open", "claimed", "resolved"] | None, Query(description="only these")] = None,
-    bot: Annotated[str | None, Query(max_length=200, description="only this bot's")] = None,
+    bot: Annotated[str | None, Query(pattern=r"^[^\x00]{1,200}$", description="only this bot's")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TicketList:
     """The caller's tickets (an admin key's: everyone's), oldest first: the queue order."""

@@ -154,7 +154,7 @@ async def message(
     )
 
 
-@router.get("/tickets", response_model=TicketList, responses=TICKET_ERRORS)
+@router.get("/tickets", response_model=TicketList, responses=error_responses(*AUTH, 422))
 async def list_tickets(
     state: State,
     caller: MaybeCaller,

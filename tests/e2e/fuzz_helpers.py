@@ -99,7 +99,7 @@ class FuzzReport:
     statuses: Counter[int] = field(default_factory=Counter)
     by_operation: dict[str, Counter[int]] = field(default_factory=dict)  # label -> statuses
     failures: dict[str, str] = field(default_factory=dict)  # distinct failure -> how to reproduce
-    predict_ids: dict[str, list[str]] = field(default_factory=dict)  # identity -> predict request ids
+    predict_ids: dict[str, list[str]] = field(default_factory=dict)  # identity -> metered request ids
     skipped: Counter[str] = field(default_factory=Counter)  # cases left out by ``protect``
     seconds: float = 0.0
 
@@ -247,7 +247,7 @@ class _Fuzzer:
         report.cases[label] += 1
         report.statuses[response.status_code] += 1
         report.by_operation.setdefault(label, Counter())[response.status_code] += 1
-        if op.path.endswith("/predict"):
+        if op.path.endswith(("/predict", "/messages")):  # the metered routes: a usage row each
             rid = (response.headers.get("x-request-id") or [""])[0]
             report.predict_ids.setdefault(who.name, []).append(rid)
         problems: list[str] = []

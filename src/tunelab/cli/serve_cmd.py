@@ -35,6 +35,14 @@ examples:
   tunelab serve runs/banking77 --no-auth          # local trial: no key needed (usage still recorded)
   tunelab serve runs/banking77 --db postgresql://tunelab@db:5432/tunelab --host 0.0.0.0
   tunelab serve runs/banking77 --model-root runs --model-root /srv/models  # where admins may load from
+
+support bots (tunelab app support build ... --out bots/bank):
+  tunelab serve --bot bots/bank                   # POST /v1/apps/support/bank/messages
+  tunelab serve runs/banking77 --bot bots/bank --handoff-webhook https://desk.example.com/hooks/tickets
+  curl -s localhost:8000/v1/apps/support/bank/messages -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' -d '{"conversation_id": "c1", "text": "where is my card?"}'
+  Webhook bodies are signed (X-Tunelab-Signature: sha256=HMAC of the body) when
+  $TUNELAB_WEBHOOK_SECRET is set.
 """
 
 _SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)$")
@@ -85,7 +93,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="[NAME[@VERSION]=]PATH of a run or artifact")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="[NAME[@VERSION]=]PATH of a run or artifact")
+    p.add_argument(
+        "--bot",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="[NAME=]DIR: serve a support bot folder (tunelab app support build), by default under its "
+        "folder's name; repeatable",
+    )
+    p.add_argument(
+        "--handoff-webhook",
+        metavar="URL",
+        help="POST each new hand-off ticket as JSON to this http(s) URL (retried with back-off)",
+    )
+    p.add_argument(
+        "--conversation-ttl",
+        default="30m",
+        metavar="AGE",
+        help="how long a conversation's messages are kept as context: 90s, 30m, 2h, 1d (default 30m)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch", type=int, default=32, help="texts per forward pass (default 32)")
@@ -142,6 +169,8 @@ def build_settings(args: argparse.Namespace) -> object:
         "log_level": args.log_level,
         "metrics_port": args.metrics_port,
         "metrics_host": args.metrics_host,
+        "handoff_webhook": args.handoff_webhook,
+        "conversation_ttl_s": parse_age(args.conversation_ttl, "--conversation-ttl"),
     }
     if args.db:
         values["db"] = args.db
@@ -155,6 +184,48 @@ def build_settings(args: argparse.Namespace) -> object:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
         raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+
+
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str, option: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``; a bad value names the forms."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{option} {text!r}: give a positive age such as 90s, 30m, 2h or 1d")
+    return float(m.group(1)) * _AGE_UNITS[m.group(2)]
+
+
+_BOT_SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)=)?(?P<path>.+)$")
+
+
+def load_bots(specs: list[str]) -> list[tuple[str, object]]:
+    """Load each ``--bot [NAME=]DIR`` with the support app's ``Bot.load``: ``(name, bot)`` pairs.
+
+    Without ``NAME=`` a bot is served under its own name (its folder's name). One-line errors.
+    """
+    if not specs:
+        return []
+    try:
+        from tunelab.apps.support.bot import Bot
+    except ImportError as exc:
+        raise ConfigError(f"--bot: the support bot app is not available in this build ({exc})") from None
+    bots: list[tuple[str, object]] = []
+    for spec in specs:
+        m = _BOT_SPEC.match(spec)
+        if not m:
+            raise ConfigError(f"--bot {spec!r}: write DIR or NAME=DIR")
+        bot = Bot.load(m.group("path"))
+        name = m.group("name") or str(bot.name)
+        if any(name == taken for taken, _ in bots):  # before the store opens: one line, nothing else
+            raise ConfigError(
+                f"--bot {spec}: a bot named {name!r} is already served; serve one under another name "
+                "with --bot NAME=DIR"
+            )
+        print(f"loaded bot {name} from {m.group('path')}")
+        bots.append((name, bot))
+    return bots
 
 
 def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
@@ -177,6 +248,15 @@ def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
     return lines
 
 
+def _without_secrets(url: str) -> str:
+    """The URL as printed: no user:password, no query string (either may carry a token)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}{'?...' if parts.query else ''}"
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -194,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     if settings.metrics_port is not None and settings.metrics_port == settings.port != 0:
         raise ConfigError(f"--metrics-port {settings.metrics_port}: use another port than --port")
+    if not args.models and not args.bot:
+        raise ConfigError("nothing to serve: give a MODEL (a run or artifact folder) or --bot bots/<name>")
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
     root_lines = model_root_lines(settings.model_roots, explicit=bool(args.model_root))  # before loading
@@ -204,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
         served.append(ServedModel(spec.name, spec.version, predictor, spec.path))
         labels = len(predictor.labels.names)
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
+    bots = load_bots(args.bot)
     store, lines = open_store_noting(settings.db, settings.data_dir, chosen=data_dir_chosen(args))
     for line in [*lines, *root_lines]:
         print(line, file=sys.stderr, flush=True)
@@ -214,12 +297,14 @@ def run(args: argparse.Namespace) -> int:
         # instead of dying by it lets the store close and tells a supervisor the stop was clean.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         access = AccessControl(store)
-        app = create_app(settings, served, active=active, loader=load, access=access, store=store)
+        app = create_app(settings, served, active=active, loader=load, access=access, store=store, bots=bots)
         where = f"http://{settings.host}:{settings.port}"
         auth = "no key needed (--no-auth)" if not settings.require_keys else "keys required"
         if settings.metrics_port is not None:  # bound before the API port: a clash fails in one line
             metrics = MetricsListener(app.state.tunelab.metrics, settings.metrics_host, settings.metrics_port)
             print(f"metrics at {metrics.url} (no key: keep this port internal)", flush=True)
+        if settings.handoff_webhook:
+            print(f"hand-off tickets are POSTed to {_without_secrets(settings.handoff_webhook)}", flush=True)
         print(f"listening on {where} ({auth}); docs at {where}/docs", flush=True)
         uvicorn.run(
             app,

@@ -23,6 +23,7 @@ HELP = """examples:
 
 --since is inclusive, --until exclusive; times are UTC unless they carry an offset.
 Texts and tokens count successful (200) requests: what the quota counts and what is billed.
+A support bot's messages show as model support/<bot> (one text each).
 """
 
 CSV_COLUMNS = (
@@ -95,7 +96,7 @@ def _write_csv(records: list[UsageRecord], target: str) -> int:
                 r.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 r.key_name or "",
                 r.key_id or "",
-                r.model or "",
+                r.product or "",  # an app's request: app/bot, e.g. support/bank
                 r.version or "",
                 r.texts,
                 r.tokens,
@@ -123,7 +124,7 @@ def _print_summary(groups: list[UsageGroup]) -> None:
     rows: dict[tuple[str, str, str], list[float]] = {}
     for g in groups:
         # requests, ok, errors, texts, tokens, latency sum
-        row = rows.setdefault((g.key_name or "-", g.key_id or "-", g.model or "-"), [0, 0, 0, 0, 0, 0.0])
+        row = rows.setdefault((g.key_name or "-", g.key_id or "-", g.product or "-"), [0, 0, 0, 0, 0, 0.0])
         row[0] += g.requests
         row[1 if g.status == 200 else 2] += g.requests
         if g.status == 200:

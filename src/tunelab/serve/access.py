@@ -209,10 +209,12 @@ class AccessControl:
         status: int,
         latency_ms: float,
         request_id: str,
+        app: str | None = None,
     ) -> None:
         """Write the request's usage row (one committed transaction), then settle its reservation.
 
-        Status 200 counts ``texts`` against the quota; any other status only releases it.
+        Status 200 counts ``texts`` against the quota; any other status only releases it. ``app``
+        names the application a request went through (``support``: ``model`` is then the bot).
         """
         rec = UsageRecord(
             at=as_utc(self._now()),
@@ -225,6 +227,7 @@ class AccessControl:
             status=int(status),
             latency_ms=float(latency_ms),
             request_id=request_id,
+            app=app,
         )
         stored = False
         try:
@@ -296,7 +299,7 @@ class AccessControl:
         by_model: dict[str, dict[str, int]] = {}
         for g in groups:
             by_status[str(g.status)] = by_status.get(str(g.status), 0) + g.requests
-            m = by_model.setdefault(g.model or "-", {"requests": 0, "texts": 0, "tokens": 0})
+            m = by_model.setdefault(g.product or "-", {"requests": 0, "texts": 0, "tokens": 0})
             m["requests"] += g.requests
             if g.status == 200:
                 m["texts"] += g.texts

@@ -19,13 +19,14 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.batcher import MicroBatcher
+from tunelab.serve.bots import BotRegistry
 from tunelab.serve.deps import ServeState
 from tunelab.serve.error_handlers import install_error_handlers
 from tunelab.serve.metrics import ServeMetrics
 from tunelab.serve.observe import ObserveMiddleware
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.request_limits import BodySizeLimit
-from tunelab.serve.routes import health, keys, models, predict, usage
+from tunelab.serve.routes import health, keys, models, predict, support, usage
 from tunelab.serve.settings import ServeSettings
 
 DESCRIPTION = """Predict with fine-tuned tunelab models.
@@ -72,6 +73,7 @@ def create_app(
     loader: Callable[[str], Any] | None = None,
     access: Any = None,
     store: Any = None,
+    bots: Iterable[Any] = (),
 ) -> FastAPI:
     """Build the app.
 
@@ -81,6 +83,7 @@ def create_app(
         loader: how ``POST /v1/models/{name}/versions`` loads a folder (default ``tunelab.load``).
         access, store: an already open ``AccessControl`` and its store (tests); by default the
             lifespan opens ``settings.db`` / ``settings.data_dir`` and closes it on shutdown.
+        bots: loaded support bots (``tunelab.apps.support.bot.Bot``), served under their names.
     """
     if loader is None:
         from tunelab.predict import load as loader
@@ -90,7 +93,10 @@ def create_app(
         registry.add(model.name, model.version, model.predictor, source=model.source)
     for name, version in (active or {}).items():
         registry.set_active(name, version)  # fails naming what is loaded
-    state = ServeState(settings=settings, registry=registry, metrics=metrics, store=store, access=access)
+    bot_registry = BotRegistry(bots, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
+    state = ServeState(
+        settings=settings, registry=registry, metrics=metrics, store=store, access=access, bots=bot_registry
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,11 +107,13 @@ def create_app(
 
             state.store = await run_in_threadpool(open_store, settings.db, settings.data_dir)
             state.access = AccessControl(state.store)
+        _start_support(state)
         registry.start()
         try:
             yield
         finally:
             await registry.close()
+            await _close_support(state)
             if opened:
                 state.store.close()
                 state.access = None
@@ -123,13 +131,37 @@ def create_app(
     app.state.tunelab = state
     install_error_handlers(app)
     api = APIRouter(prefix="/v1")
-    for module in (predict, models, keys, usage):
+    for module in (predict, models, keys, usage, support):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, state=state)  # added last: outermost
     return app
+
+
+def _start_support(state: ServeState) -> None:
+    """Bots' batchers, the conversation purger and the webhook worker (on the open store)."""
+    from tunelab.serve.conversations import Conversations
+
+    state.conversations = Conversations(state.store, state.settings)
+    state.bots.start()
+    if state.bots:  # a server without bots has no conversations to purge
+        state.conversations.start()
+    if state.settings.handoff_webhook:
+        from tunelab.serve.webhook import WebhookWorker
+
+        state.webhook = WebhookWorker(state.store, state.settings, metrics=state.metrics)
+        state.webhook.start()  # also delivers what an earlier run left in the outbox
+
+
+async def _close_support(state: ServeState) -> None:
+    await state.bots.close()
+    if state.webhook is not None:
+        await state.webhook.close()
+        state.webhook = None
+    if state.conversations is not None:
+        await state.conversations.close()
 
 
 def _version() -> str:

@@ -20,7 +20,9 @@ SCOPE_KEY = "tunelab.context"
 class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
-    model: str | None = None  # set from the path for predict requests, whatever happens next
+    model: str | None = None  # set from the path for predict requests (a bot's name for app messages)
+    app: str | None = None  # "support" for a support bot's message (billed like one predict text)
+    outcome: str | None = None  # what an app answered: the reply's kind (answer, knowledge, handoff)
     version: str | None = None
     texts: int = 0
     tokens: int = 0

@@ -34,6 +34,9 @@ class ServeState:
     metrics: ServeMetrics = field(default_factory=ServeMetrics)
     store: Any = None  # tunelab.serve.store.Store
     access: Any = None  # tunelab.serve.access.AccessControl
+    bots: Any = None  # tunelab.serve.bots.BotRegistry (support bots, ``--bot``)
+    conversations: Any = None  # tunelab.serve.conversations.Conversations, once the store is open
+    webhook: Any = None  # tunelab.serve.webhook.WebhookWorker with --handoff-webhook
     # Failed /readyz probes: an orchestrator probes every few seconds while the database is down.
     readiness_log: RateLimitedLog = field(
         default_factory=lambda: RateLimitedLog(

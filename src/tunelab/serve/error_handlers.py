@@ -129,6 +129,13 @@ def _model_failed(request: Request, exc: Exception) -> JSONResponse | None:
     return error_response(500, "internal_error", f"internal server error (request id {ctx.request_id})")
 
 
+async def _ticket(request: Request, exc: Exception) -> JSONResponse:
+    from tunelab.serve.store.support import TicketNotFoundError
+
+    status = 404 if isinstance(exc, TicketNotFoundError) else 409
+    return error_response(status, getattr(exc, "code", HTTP_CODES[status]), str(exc))
+
+
 async def _config(request: Request, exc: ConfigError) -> JSONResponse:
     return _model_failed(request, exc) or error_response(422, "invalid_value", str(exc))
 
@@ -150,6 +157,7 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     from tunelab.serve.access import AccessError
     from tunelab.serve.store import StoreError
+    from tunelab.serve.store.support import TicketNotFoundError, TicketStateError
 
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(AccessError, _access)
@@ -158,6 +166,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestLimitError, _limit)  # type: ignore[arg-type]
     app.add_exception_handler(ModelPathForbiddenError, _forbidden_path)  # type: ignore[arg-type]
     app.add_exception_handler(StoreError, _store)
+    app.add_exception_handler(TicketNotFoundError, _ticket)
+    app.add_exception_handler(TicketStateError, _ticket)
     app.add_exception_handler(ConfigError, _config)  # type: ignore[arg-type]
     app.add_exception_handler(TunelabError, _tunelab)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 OTHER = "_other"  # the model label of a predict request for a name that is not served
 REFUSAL_REASONS = ("missing_key", "invalid_key", "revoked_key", "unauthenticated")
+WEBHOOK_OUTCOMES = ("delivered", "failed", "gave_up")  # gave_up: the last attempt allowed failed
 
 
 class ServeMetrics:
@@ -69,6 +70,35 @@ class ServeMetrics:
         )
         for reason in REFUSAL_REASONS:
             self.refused.labels(reason)  # present at 0, so a scrape sees every reason from the start
+        # Applications (the support bot): their own series, so a bot named like a model never
+        # shares one with it; ``bot`` is a served bot's name or OTHER, like ``model`` above.
+        self.app_requests = Counter(
+            "tunelab_app_requests",
+            "Application requests by outcome",
+            ["app", "bot", "key", "status"],
+            registry=r,
+        )
+        self.app_latency = Histogram(
+            "tunelab_app_request_latency_seconds",
+            "Application request latency, arrival to response",
+            ["app", "bot"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.app_replies = Counter(
+            "tunelab_app_replies",
+            "Support bot replies by kind (answer, knowledge, handoff)",
+            ["app", "bot", "kind"],
+            registry=r,
+        )
+        self.webhook = Counter(
+            "tunelab_webhook_deliveries",
+            "Hand-off webhook attempts by outcome (delivered, failed and retried later, gave_up)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook.labels(outcome)
 
     def observe_predict(
         self, *, model: str, version: str, key: str, status: int, seconds: float, texts: int, tokens: int
@@ -80,6 +110,14 @@ class ServeMetrics:
         elif texts:
             self.texts.labels(model, version, key).inc(texts)
             self.tokens.labels(model, version, key).inc(tokens)
+
+    def observe_app(
+        self, *, app: str, bot: str, key: str, status: int, seconds: float, kind: str | None
+    ) -> None:
+        self.app_requests.labels(app, bot, key, str(status)).inc()
+        self.app_latency.labels(app, bot).observe(seconds)
+        if status == 200 and kind:
+            self.app_replies.labels(app, bot, kind).inc()
 
     def observe_refusal(self, reason: str) -> None:
         self.refused.labels(reason if reason in REFUSAL_REASONS else "unauthenticated").inc()
@@ -127,4 +165,4 @@ class MetricsListener:
         self.close()
 
 
-__all__ = ["OTHER", "REFUSAL_REASONS", "MetricsListener", "ServeMetrics"]
+__all__ = ["OTHER", "REFUSAL_REASONS", "WEBHOOK_OUTCOMES", "MetricsListener", "ServeMetrics"]

@@ -12,6 +12,8 @@ are billing, and each takes the database's write lock), adds no metric series (i
 rate-limited. Only anonymous requests that ``--no-auth`` lets through are metered without a key.
 A usage row names the model only when it is served; any other name asked for is stored as
 ``OTHER`` (``_other``, as in the metrics), so callers cannot grow the usage table's model names.
+A support bot's message (``/v1/apps/support/{bot}/messages``) is metered the same way, as one text,
+its row naming the app (``support``) and, in ``model``, the bot (a served one, else ``OTHER``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ log = logging.getLogger("tunelab.serve")
 access_log = logging.getLogger("tunelab.serve.access")
 
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
+APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")  # metered like predict
+APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
 
@@ -119,9 +123,10 @@ class ObserveMiddleware:
             return
         ctx = RequestContext()
         scope[SCOPE_KEY] = ctx
-        match = PREDICT_PATH.match(scope["path"])
+        match = PREDICT_PATH.match(scope["path"]) or APP_PATH.match(scope["path"])
         if match:
             ctx.model = unquote(match.group("name"))
+            ctx.app = match.groupdict().get("app")
         status = 0
         replaced = False  # the app's answer was swapped for a 503 (usage could not be recorded)
 
@@ -175,6 +180,7 @@ class ObserveMiddleware:
                 status=status,
                 latency_ms=round(ctx.elapsed() * 1000, 3),
                 request_id=ctx.request_id,
+                app=ctx.app,
             )
         except Exception:
             log.exception("usage record failed (request id %s)", ctx.request_id)
@@ -188,7 +194,13 @@ class ObserveMiddleware:
         return not self.state.settings.require_keys and bearer_token(Headers(scope=scope)) is None
 
     def _model_labels(self, ctx: RequestContext) -> tuple[str, str]:
-        """(model, version) label values: a served name (and the version that answered), else OTHER."""
+        """(model, version) label values: a served name (and the version that answered), else OTHER.
+
+        For an app's message, a served bot's name (bots have no versions), else OTHER.
+        """
+        if ctx.app is not None:
+            bots = self.state.bots
+            return (ctx.model, "-") if bots is not None and ctx.model in bots else (OTHER, "-")
         if ctx.model is None or not self.state.registry.versions(ctx.model):
             return OTHER, "-"
         return ctx.model, ctx.version or "-"  # ctx.version is only ever set from a served version
@@ -203,7 +215,13 @@ class ObserveMiddleware:
             self.state.metrics.observe_refusal(reason)
             self.refusal_log.refused(reason, scope["method"], scope["path"], status, ctx.request_id)
             return
-        if ctx.model is not None:
+        if ctx.app is not None:
+            bot, _ = self._model_labels(ctx)
+            kind = ctx.outcome if ctx.outcome in APP_REPLY_KINDS else None
+            self.state.metrics.observe_app(
+                app=ctx.app, bot=bot, key=ctx.key_name, status=status, seconds=seconds, kind=kind
+            )
+        elif ctx.model is not None:
             model, version = self._model_labels(ctx)
             self.state.metrics.observe_predict(
                 model=model,
@@ -222,7 +240,7 @@ class ObserveMiddleware:
             scope["path"],
             status,
             seconds * 1000,
-            ctx.model or "-",
+            f"{ctx.app}/{ctx.model}" if ctx.app else ctx.model or "-",
             ctx.version or "-",
             ctx.key_name,
             ctx.texts,

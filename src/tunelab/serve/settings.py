@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -72,11 +73,40 @@ class ServeSettings(BaseModel):
         None, ge=0, le=65535, description="serve /metrics without a key on this port too (None: not)"
     )
     metrics_host: str = Field("127.0.0.1", description="interface of the metrics_port listener")
+    # Support bots (issue 10): conversations, hand-off tickets and their webhook.
+    conversation_ttl_s: float = Field(
+        1800.0, gt=0, description="a conversation's turns are context (and stored) for this long"
+    )
+    history_turns: int = Field(5, ge=0, description="earlier user messages passed to a bot as context")
+    ticket_turns: int = Field(50, ge=1, description="most turns a hand-off ticket copies")
+    handoff_webhook: str | None = Field(None, description="POST each new ticket here (http or https URL)")
+    webhook_secret: str | None = Field(
+        default_factory=lambda: os.environ.get("TUNELAB_WEBHOOK_SECRET") or None,
+        repr=False,
+        description="signs webhook bodies (X-Tunelab-Signature: sha256=HMAC); $TUNELAB_WEBHOOK_SECRET",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_backoff_s: float = Field(2.0, gt=0, description="wait before the first retry; doubled each time")
+    webhook_max_backoff_s: float = Field(600.0, gt=0)
+    webhook_max_attempts: int = Field(15, ge=1, description="attempts before a ticket's delivery is given up")
+    webhook_poll_s: float = Field(5.0, gt=0, description="how often the outbox is read when nothing wakes it")
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod
     def _size(cls, value: str | int) -> int:
         return parse_size(value)
+
+    @field_validator("handoff_webhook")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{url!r} is not an http(s) URL; give e.g. https://desk.example.com/hooks/tickets"
+            )
+        return url
 
     @field_validator("model_roots")
     @classmethod

@@ -74,6 +74,12 @@ class UsageRecord:
     status: int
     latency_ms: float
     request_id: str
+    app: str | None = None  # the application a request went through (``support``), else None: predict
+
+    @property
+    def product(self) -> str | None:
+        """What was called: the model's name, or ``app/bot`` (``support/bank``) for an application."""
+        return f"{self.app}/{self.model}" if self.app else self.model
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,12 +93,13 @@ class UsageRecord:
             "status": self.status,
             "latency_ms": self.latency_ms,
             "request_id": self.request_id,
+            "app": self.app,
         }
 
 
 @dataclass(frozen=True)
 class UsageGroup:
-    """Usage summed over the requests of one (key, model, status): what summaries and bills show."""
+    """Usage summed over the requests of one (key, app, model, status): what summaries and bills show."""
 
     key_id: str | None
     key_name: str | None
@@ -102,6 +109,12 @@ class UsageGroup:
     texts: int
     tokens: int
     latency_ms_sum: float
+    app: str | None = None
+
+    @property
+    def product(self) -> str | None:
+        """What was called: the model's name, or ``app/bot`` (``support/bank``) for an application."""
+        return f"{self.app}/{self.model}" if self.app else self.model
 
 
 class Store(ABC):

@@ -65,8 +65,7 @@ class PostgresStore(SQLStore):
         try:
             with psycopg.connect(url, autocommit=True, **kwargs) as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in self._schema():
-                    conn.execute(statement)
+                self._ensure_schema(conn)
         except psycopg.OperationalError as exc:
             reason = _first_reason(exc)
             raise StoreError(

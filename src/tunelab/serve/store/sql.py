@@ -23,6 +23,7 @@ from tunelab.serve.store.base import (
     UsageGroup,
     UsageRecord,
 )
+from tunelab.serve.store.support import SUPPORT_SCHEMA, SupportSQL
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tunelab_keys (
@@ -49,14 +50,17 @@ SCHEMA = (
         tokens INTEGER NOT NULL,
         status INTEGER NOT NULL,
         latency_ms DOUBLE PRECISION NOT NULL,
-        request_id TEXT NOT NULL
+        request_id TEXT NOT NULL,
+        app TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS tunelab_usage_key_at ON tunelab_usage (key_id, at)",
     "CREATE INDEX IF NOT EXISTS tunelab_usage_at ON tunelab_usage (at)",
 )
 
 KEY_COLUMNS = "key_id, name, admin, rate, quota, created_at, revoked_at, secret_hash"
-USAGE_COLUMNS = "at, key_id, key_name, model, version, texts, tokens, status, latency_ms, request_id"
+USAGE_COLUMNS = "at, key_id, key_name, model, version, texts, tokens, status, latency_ms, request_id, app"
+# Columns added after a table's first release: (table, column, type), added to older databases on open.
+ADDED_COLUMNS = (("tunelab_usage", "app", "TEXT"),)
 
 INSERT_KEY = f"INSERT INTO tunelab_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM tunelab_keys"
@@ -64,16 +68,20 @@ ACTIVE_BY_NAME = f"{SELECT_KEY} WHERE name = ? AND revoked_at IS NULL"
 ACTIVE_BY_ID = f"{SELECT_KEY} WHERE key_id = ? AND revoked_at IS NULL"
 ANY_BY_NAME_OR_ID = f"{SELECT_KEY} WHERE key_id = ? OR name = ? ORDER BY revoked_at DESC"
 REVOKE = "UPDATE tunelab_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-INSERT_USAGE = f"INSERT INTO tunelab_usage ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_USAGE = f"INSERT INTO tunelab_usage ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 TEXTS_USED = "SELECT COALESCE(SUM(texts), 0) FROM tunelab_usage WHERE key_id = ? AND at >= ? AND status = 200"
 GROUPS = (
     "SELECT key_id, key_name, model, status, COUNT(*), COALESCE(SUM(texts), 0), COALESCE(SUM(tokens), 0),"
-    " COALESCE(SUM(latency_ms), 0) FROM tunelab_usage{where}"
-    " GROUP BY key_id, key_name, model, status ORDER BY key_name, key_id, model, status"
+    " COALESCE(SUM(latency_ms), 0), app FROM tunelab_usage{where}"
+    " GROUP BY key_id, key_name, app, model, status ORDER BY key_name, key_id, app, model, status"
 )
 
 
 class Cursor(Protocol):
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+    @property
+    def rowcount(self) -> int: ...
     def fetchone(self) -> Sequence[Any] | None: ...
     def fetchall(self) -> Sequence[Sequence[Any]]: ...
 
@@ -94,7 +102,7 @@ def _where(key_id: str | None, key_name: str | None, since: Any, until: Any) -> 
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-class SQLStore(Store):
+class SQLStore(SupportSQL, Store):
     """``Store`` over a DB-API-like connection; subclasses say how to hold one and the dialect."""
 
     ts_type = "TEXT"
@@ -126,12 +134,26 @@ class SQLStore(Store):
         return as_utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
     def _schema(self) -> list[str]:
-        return [s.format(ts=self.ts_type, serial=self.serial_type) for s in SCHEMA]
+        return [s.format(ts=self.ts_type, serial=self.serial_type) for s in (*SCHEMA, *SUPPORT_SCHEMA)]
 
     def _create_schema(self) -> None:
         with self._transaction() as conn:
-            for statement in self._schema():
-                self._exec(conn, statement)
+            self._ensure_schema(conn)
+
+    def _ensure_schema(self, conn: Connection) -> None:
+        """Create missing tables, then add the columns a database made by an older release lacks.
+
+        ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is, and SQLite has no
+        ``ADD COLUMN IF NOT EXISTS``: the columns are read off an empty ``SELECT`` (both drivers
+        describe it) and each missing one is added, inside the caller's transaction (PostgreSQL
+        holds its schema lock meanwhile, SQLite its write lock), so concurrent first starts add it once.
+        """
+        for statement in self._schema():
+            self._exec(conn, statement)
+        for table, column, kind in ADDED_COLUMNS:
+            cursor = self._exec(conn, f"SELECT * FROM {table} LIMIT 0")
+            if column not in {d[0] for d in cursor.description or ()}:
+                self._exec(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def ping(self) -> None:
         with self._transaction(write=False) as conn:
@@ -153,7 +175,7 @@ class SQLStore(Store):
         )
 
     def _usage(self, row: Sequence[Any]) -> UsageRecord:
-        at, key_id, key_name, model, version, texts, tokens, status, latency_ms, request_id = row
+        at, key_id, key_name, model, version, texts, tokens, status, latency_ms, request_id, app = row
         return UsageRecord(
             at=self._from_db(at),  # type: ignore[arg-type]
             key_id=key_id,
@@ -165,6 +187,7 @@ class SQLStore(Store):
             status=int(status),
             latency_ms=float(latency_ms),
             request_id=request_id,
+            app=app,
         )
 
     # -- keys ----------------------------------------------------------------------------------------
@@ -259,6 +282,7 @@ class SQLStore(Store):
             int(rec.status),
             float(rec.latency_ms),
             rec.request_id,
+            rec.app,
         ]
         with self._transaction() as conn:
             self._exec(conn, INSERT_USAGE, params)
@@ -298,6 +322,7 @@ class SQLStore(Store):
                 texts=int(r[5]),
                 tokens=int(r[6]),
                 latency_ms_sum=float(r[7]),
+                app=r[8],
             )
             for r in rows
         ]

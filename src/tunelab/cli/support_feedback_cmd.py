@@ -1,0 +1,200 @@
+"""``tunelab app support export-feedback``: the agents' resolutions of hand-offs as a training file.
+
+Each resolved ticket left a labelled example in the service's database: the handed-off message and
+the intent the agent chose. This writes them as ``text,label`` (CSV, or JSONL for a ``.jsonl``
+path), atomically, ready to be added to the next training run's data. A resolution that gave only
+an answer (no intent fits the message) is labelled ``--oos-label``: the bot was right to hand it
+off, and the model learns to keep doing so; ``--skip-answers`` leaves those out instead. A message
+resolved more than once keeps its latest label.
+
+The ``app support`` group (``tunelab.cli.app_cmd``) adds this command with ``add_parser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.cli.store_args import DATA_DIR_HELP, parse_when
+from tunelab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from tunelab.serve.store.support import Feedback
+
+HELP = """examples:
+  tunelab app support export-feedback --out feedback.csv                     # the default database
+  tunelab app support export-feedback --store postgresql://tunelab@db:5432/tunelab --bot bank \\
+      --since 2026-11-01 --out feedback.jsonl
+  cat data/train.csv <(tail -n +2 feedback.csv) > train-next.csv             # then train again
+
+Rows are text,label: the handed-off message and the agent's intent. Resolutions with only an
+answer get --oos-label (default oos), or are left out with --skip-answers.
+"""
+
+SUFFIXES = (".csv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export wrote: rows, and how the resolutions it read became them."""
+
+    path: Path
+    rows: int
+    intents: int  # rows labelled with an agent's intent
+    answers: int  # rows labelled --oos-label (an answer, no intent)
+    skipped_answers: int  # answer-only resolutions left out (--skip-answers)
+    duplicates: int  # earlier resolutions of a message resolved again later
+    labels: int  # distinct labels written
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``export-feedback`` to the ``app support`` subcommands."""
+    p = sub.add_parser(
+        "export-feedback",
+        help="write the agents' resolutions of hand-offs as a training file (text,label)",
+        description="Write the hand-off tickets' resolutions as a training file (text,label).",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write: .csv or .jsonl")
+    p.add_argument(
+        "--store",
+        "--db",
+        dest="db",
+        metavar="URL|PATH",
+        help="the service's database: postgresql://user@host:5432/dbname or a SQLite file "
+        "(default: $TUNELAB_DB, else DATA_DIR/tunelab.db)",
+    )
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.add_argument("--bot", help="only this bot's resolutions")
+    p.add_argument("--since", help="only resolutions from this date/time on, e.g. 2026-11-01 or 30d")
+    p.add_argument("--oos-label", default="oos", help="label of answer-only resolutions (default oos)")
+    p.add_argument("--skip-answers", action="store_true", help="leave answer-only resolutions out")
+    p.set_defaults(handler=run)
+    return p
+
+
+def training_rows(
+    records: list[Feedback], *, oos_label: str = "oos", skip_answers: bool = False
+) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """``[{"text", "label"}]`` from resolutions (oldest first), one per message, the latest winning.
+
+    Returns:
+        The rows in the order their messages were last resolved, and counts for the summary.
+    """
+    latest: dict[str, tuple[str, bool]] = {}  # text -> (label, the label is an agent's intent)
+    counts = {"intents": 0, "answers": 0, "skipped_answers": 0, "duplicates": 0}
+    for record in records:
+        if not record.intent and skip_answers:
+            counts["skipped_answers"] += 1
+            continue
+        if record.text in latest:
+            counts["duplicates"] += 1
+            del latest[record.text]  # re-inserted below: the order of the latest resolutions
+        latest[record.text] = (record.intent, True) if record.intent else (oos_label, False)
+    rows = [{"text": text, "label": label} for text, (label, _) in latest.items()]
+    counts["intents"] = sum(1 for _, from_intent in latest.values() if from_intent)
+    counts["answers"] = len(rows) - counts["intents"]
+    return rows, counts
+
+
+def render(rows: list[dict[str, str]], suffix: str) -> str:
+    """The file's text: CSV with a ``text,label`` header, or one JSON object per line."""
+    if suffix == ".jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["text", "label"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def export_feedback(
+    store: Any,
+    out: str | Path,
+    *,
+    bot: str | None = None,
+    since: datetime | None = None,
+    oos_label: str = "oos",
+    skip_answers: bool = False,
+    where: str = "the database",
+) -> ExportSummary:
+    """Write ``store``'s resolutions to ``out`` (atomically: the old file or the whole new one).
+
+    Raises:
+        ConfigError: ``out`` is neither ``.csv`` nor ``.jsonl``, or ``oos_label`` is blank.
+        DataError: there is nothing to write (no file is written).
+    """
+    from tunelab.atomic import atomic_write_text
+
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"--out {out}: write a .csv or .jsonl file (text,label rows)")
+    if not oos_label.strip():
+        raise ConfigError("--oos-label: give a label name, e.g. oos")
+    records = store.feedback(bot=bot, since=since)
+    rows, counts = training_rows(records, oos_label=oos_label, skip_answers=skip_answers)
+    if not rows:
+        which = f" of bot {bot!r}" if bot else ""
+        when = f" since {since:%Y-%m-%d %H:%M} UTC" if since else ""
+        skipped = f" ({counts['skipped_answers']} answer-only left out by --skip-answers)" if records else ""
+        raise DataError(
+            f"no resolved hand-offs{which}{when} in {where}{skipped}: nothing written to {out} "
+            "(agents resolve tickets with POST /v1/apps/support/tickets/{id}/resolve)"
+        )
+    atomic_write_text(path, render(rows, suffix))
+    return ExportSummary(
+        path=path,
+        rows=len(rows),
+        intents=counts["intents"],
+        answers=counts["answers"],
+        skipped_answers=counts["skipped_answers"],
+        duplicates=counts["duplicates"],
+        labels=len({r["label"] for r in rows}),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tunelab.serve.store import default_data_dir, default_db, describe_store, open_store, sqlite_file
+
+    since = parse_when(args.since, "--since")
+    db, data_dir = args.db or default_db(), args.data_dir or default_data_dir()
+    file = sqlite_file(db, data_dir)
+    if file is not None and not file.is_file():  # opening would create an empty database
+        raise DataError(
+            f"no database at {file}: give the server's with --store (a SQLite file or postgresql:// URL) "
+            "or --data-dir"
+        )
+    where = describe_store(db, data_dir)
+    with open_store(db, data_dir) as store:
+        summary = export_feedback(
+            store,
+            args.out,
+            bot=args.bot,
+            since=since,
+            oos_label=args.oos_label,
+            skip_answers=args.skip_answers,
+            where=where,
+        )
+    notes = [
+        f"{summary.intents} with the agent's intent",
+        f"{summary.answers} answer-only as {args.oos_label!r}",
+    ]
+    if summary.skipped_answers:
+        notes.append(f"{summary.skipped_answers} answer-only left out")
+    if summary.duplicates:
+        notes.append(f"{summary.duplicates} earlier resolutions of the same message replaced")
+    print(f"wrote {summary.rows} examples ({summary.labels} labels) to {summary.path}: {'; '.join(notes)}")
+    print(f"database: {where}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["ExportSummary", "add_parser", "export_feedback", "render", "run", "training_rows"]

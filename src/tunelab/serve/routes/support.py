@@ -1,0 +1,205 @@
+"""``/v1/apps/support``: talk to a support bot, and the agents' side of its hand-offs.
+
+* ``POST /v1/apps/support/{bot}/messages`` ``{"conversation_id", "text"}``: the bot's reply. The
+  conversation's earlier messages (kept ``conversation_ttl_s``) are its context; a hand-off stores
+  a ticket (and queues it for the ``--handoff-webhook``). Billed like one predict text, the usage
+  row naming the app (``support``) and the bot.
+* ``GET /v1/apps/support/tickets`` (``?status=open&bot=bank``), ``GET .../tickets/{id}``,
+  ``POST .../tickets/{id}/claim``, ``POST .../tickets/{id}/resolve`` ``{"intent"}`` or
+  ``{"answer"}``: the agents' queue. A resolution is stored as a labelled example for
+  ``tunelab app support export-feedback``.
+
+Conversations and tickets belong to the key that sent the messages: a key sees and handles only
+its own (another key's ticket is a 404), an admin key every ticket. The message route checks in
+the order of cost, like predict: body size, JSON, key, schema, bot, text length, rate and quota,
+then the database and the bot (which runs in its batcher's thread, never on the event loop).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.serve.conversations import new_conversation_id
+from tunelab.serve.deps import Context, MaybeCaller, State
+from tunelab.serve.request_limits import RequestLimitError
+from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
+from tunelab.serve.store.support import Ticket
+from tunelab.serve.support_schemas import (
+    BotInfo,
+    ClaimRequest,
+    MessageRequest,
+    MessageResponse,
+    PassageOut,
+    ResolveRequest,
+    SupportInfo,
+    TicketList,
+    TicketOut,
+)
+
+router = APIRouter(prefix="/apps/support", tags=["support"])
+
+MESSAGE_ERRORS = error_responses(
+    *AUTH,
+    *JSON_BODY,
+    404,
+    429,
+    s404="unknown bot",
+    s413="body over the server's --max-body",
+    s422="invalid body: an empty text, a text over the character limit, a bad conversation_id",
+    s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
+)
+TICKET_ERRORS = error_responses(*AUTH, 404, 422, s404="no such ticket (or another key's)")
+CHANGE_ERRORS = error_responses(
+    *AUTH,
+    *JSON_BODY,
+    404,
+    409,
+    s404="no such ticket (or another key's)",
+    s409="claimed by another agent, or already resolved",
+)
+TicketId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$", description="the ticket's id, e.g. tk_5c0f...")
+]
+
+
+def _owner(caller: Any) -> str:
+    """Whose conversations: the key's id, or ``""`` for anonymous requests under ``--no-auth``."""
+    return caller.key_id if caller is not None else ""
+
+
+def _scope(caller: Any) -> str | None:
+    """The tickets a caller may handle: an admin key every one (None), another key its own."""
+    return None if getattr(caller, "admin", False) else _owner(caller)
+
+
+def _agent(given: str | None, caller: Any) -> str:
+    return given or (caller.name if caller is not None else "anonymous")
+
+
+def _ticket_out(ticket: Ticket) -> TicketOut:
+    return TicketOut.model_validate(ticket.to_dict())
+
+
+@router.get("", response_model=SupportInfo, responses=error_responses(*AUTH))
+async def support_info(state: State, caller: MaybeCaller) -> SupportInfo:
+    """The bots this server answers for (``source``, the bot folder, for admin keys only)."""
+    admin = bool(getattr(caller, "admin", False))
+    return SupportInfo(
+        bots=[
+            BotInfo(name=b.name, source=b.source if admin else None, loaded_at=b.loaded_at)
+            for b in state.bots.all()
+        ],
+        conversation_ttl_s=state.settings.conversation_ttl_s,
+        webhook=state.settings.handoff_webhook is not None,
+    )
+
+
+@router.post("/{bot}/messages", response_model=MessageResponse, responses=MESSAGE_ERRORS)  # type: ignore[arg-type]
+async def message(
+    bot: str, body: MessageRequest, state: State, ctx: Context, caller: MaybeCaller
+) -> MessageResponse:
+    """The bot's reply to one message of a conversation.
+
+    ``kind`` says what the bot did: ``answer`` (the intent's answer), ``knowledge`` (the best
+    passages of the knowledge base, in ``passages``) or ``handoff`` (a person takes over: the
+    ticket is ``handoff_id``). ``used_context`` is true when the earlier messages of the
+    conversation were needed to resolve this one. Without ``conversation_id`` a new conversation
+    starts; send the returned id with the next message.
+    """
+    ctx.texts = 1
+    served = state.bots.get(bot)  # 404 naming the served bots
+    limit = state.settings.max_chars_per_text
+    if len(body.text) > limit:
+        raise RequestLimitError(
+            f"text has {len(body.text)} characters; the limit is max_chars_per_text={limit}",
+            status=422,
+            code="text_too_long",
+        )
+    if caller is not None:
+        await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
+    owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()
+    conversations = state.conversations
+    context = await run_in_threadpool(
+        lambda: conversations.context(bot=served.name, owner=owner, conversation_id=conversation_id)
+    )
+    reply = await served.reply(body.text, context.history)
+    ctx.outcome = str(reply.kind)
+    webhook = state.webhook
+    ticket = await run_in_threadpool(
+        lambda: conversations.record(
+            bot=served.name,
+            owner=owner,
+            conversation_id=conversation_id,
+            text=body.text,
+            reply=reply,
+            context=context,
+            outbox=webhook is not None,
+        )
+    )
+    if ticket is not None and webhook is not None:
+        webhook.wake()
+    return MessageResponse(
+        bot=served.name,
+        conversation_id=conversation_id,
+        reply=reply.reply,
+        kind=reply.kind,
+        intent=reply.intent,
+        confidence=float(reply.confidence),
+        passages=[PassageOut.model_validate(p) for p in reply.passages],
+        handoff_id=ticket.ticket_id if ticket is not None else None,
+        used_context=bool(reply.used_context),
+    )
+
+
+@router.get("/tickets", response_model=TicketList, responses=error_responses(*AUTH, 422))
+async def list_tickets(
+    state: State,
+    caller: MaybeCaller,
+    status: Annotated[Literal["open", "claimed", "resolved"] | None, Query(description="only these")] = None,
+    bot: Annotated[str | None, Query(pattern=r"^[^\x00]{1,200}$", description="only this bot's")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> TicketList:
+    """The caller's tickets (an admin key's: everyone's), oldest first: the queue order."""
+    tickets = await run_in_threadpool(
+        lambda: state.store.list_tickets(owner=_scope(caller), bot=bot, status=status, limit=limit)
+    )
+    return TicketList(tickets=[_ticket_out(t) for t in tickets])
+
+
+@router.get("/tickets/{ticket_id}", response_model=TicketOut, responses=TICKET_ERRORS)
+async def get_ticket(ticket_id: TicketId, state: State, caller: MaybeCaller) -> TicketOut:
+    """One ticket: the conversation so far, the bot's reason and candidates, and its status."""
+    ticket = await run_in_threadpool(lambda: state.store.get_ticket(ticket_id, owner=_scope(caller)))
+    return _ticket_out(ticket)
+
+
+@router.post("/tickets/{ticket_id}/claim", response_model=TicketOut, responses=CHANGE_ERRORS)
+async def claim_ticket(
+    ticket_id: TicketId, state: State, caller: MaybeCaller, body: ClaimRequest | None = None
+) -> TicketOut:
+    """Take an open ticket (``agent``: who, default the key's name); claiming it again is a no-op."""
+    agent = _agent(body.agent if body else None, caller)
+    now = state.conversations.now()
+    ticket = await run_in_threadpool(
+        lambda: state.store.claim_ticket(ticket_id, agent=agent, now=now, owner=_scope(caller))
+    )
+    return _ticket_out(ticket)
+
+
+@router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, responses=CHANGE_ERRORS)
+async def resolve_ticket(
+    ticket_id: TicketId, body: ResolveRequest, state: State, caller: MaybeCaller
+) -> TicketOut:
+    """Close a ticket that is open or claimed by this agent, with the right ``intent`` (the label
+    the message gets in ``export-feedback``) and/or the ``answer`` the agent gave."""
+    agent = _agent(body.agent, caller)
+    now = state.conversations.now()
+    ticket = await run_in_threadpool(
+        lambda: state.store.resolve_ticket(
+            ticket_id, agent=agent, now=now, intent=body.intent, answer=body.answer, owner=_scope(caller)
+        )
+    )
+    return _ticket_out(ticket)

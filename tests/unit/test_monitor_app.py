@@ -174,11 +174,15 @@ def test_a_followed_file_is_ingested_once_across_restarts_and_bad_lines_are_skip
     write_jsonl(news, docs[:20])
     with open(news, "a", encoding="utf-8") as fh:
         fh.write('{"id": "bad", "time": "someday", "text": "x"}\n{not json\n')
+        fh.write(json.dumps(doc(99, 1, "long " * 5000)) + "\n")
     with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:
         first = monitor.run(once=True)
-    assert (first.stored, first.skipped) == (20, 2)
+    assert (first.stored, first.skipped) == (20, 3)  # the stream went on past each bad line
     assert f"{news.resolve()} line 21: document 'bad': time 'someday' is not ISO 8601" in caplog.text
     assert f"{news.resolve()} line 22: not JSON" in caplog.text
+    assert (
+        f"{news.resolve()} line 23: document 'n99': text has 25,000 characters, over the limit" in caplog.text
+    )
     write_jsonl(news, docs[20:] + docs[:5], mode="a")  # 20 new, 5 sent again
     with open(news, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(docs[0])[:15])  # a line still being written
@@ -186,7 +190,7 @@ def test_a_followed_file_is_ingested_once_across_restarts_and_bad_lines_are_skip
         second = monitor.run(once=True)
         assert (second.stored, second.duplicates, second.skipped) == (20, 5, 0)
         assert monitor.store.count("markets") == 40
-        assert monitor.store.position("markets", str(news.resolve())).line == 47
+        assert monitor.store.position("markets", str(news.resolve())).line == 48
 
 
 def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:

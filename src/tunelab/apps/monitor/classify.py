@@ -1,0 +1,186 @@
+"""Sentiment, topic and companies for a batch of documents, through tunelab's public API only.
+
+- sentiment: a single-label run (``tunelab.load``: a run folder or an exported ONNX artifact);
+- topic: a topic run when given; else the document's own ``topic``; else zero-shot: the topic
+  whose name and description are closest (cosine of ``tunelab.embed`` vectors) when that is at
+  least ``min_similarity``, otherwise ``other``; no topic at all when the monitor names none;
+- companies: the organisations an NER run finds, normalised (``normalise_company``) so that
+  "Acme Corp.", "ACME Corporation" and "Acme's" are followed as one company.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tunelab.apps.monitor.documents import Document
+from tunelab.errors import ConfigError
+
+OTHER_TOPIC = "other"
+
+# Legal forms dropped from the end of a name (one or more: "Acme Holdings Inc."); the base name is
+# what a reader means by the company. Lower case, without dots.
+# fmt: off
+LEGAL_SUFFIXES = frozenset((
+    "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "plc", "llc", "lp",
+    "llp", "ag", "se", "sa", "nv", "bv", "gmbh", "kgaa", "spa", "srl", "ab", "asa", "oyj",
+    "holdings", "holding", "group",
+))
+# fmt: on
+_POSSESSIVE = re.compile(r"(?:'s|’s|')$", re.IGNORECASE)
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str | None:
+    """The key a company is followed under: lower case, no legal form, possessive or punctuation.
+
+    ``aliases`` maps a normalised name to another (``{"alphabet": "google"}``).
+
+    Example:
+        >>> normalise_company("Acme Corp.'s")
+        'acme'
+        >>> normalise_company("  Deutsche   Bank AG ")
+        'deutsche bank'
+    """
+    text = unicodedata.normalize("NFKC", name).strip()
+    text = _POSSESSIVE.sub("", text)
+    words = [_EDGE_PUNCT.sub("", w) for w in text.casefold().split()]
+    words = [w for w in words if w]
+    while len(words) > 1 and words[-1].replace(".", "") in LEGAL_SUFFIXES:
+        words.pop()
+    key = " ".join(words)
+    if not key:
+        return None
+    return (aliases or {}).get(key, key)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic the monitor follows: its name and a description used for zero-shot assignment."""
+
+    name: str
+    description: str = ""
+
+    def prompt(self) -> str:
+        return f"{self.name}: {self.description}" if self.description else self.name
+
+
+@dataclass(frozen=True)
+class Classified:
+    """What the classifier says of one document."""
+
+    label: str
+    score: float
+    negative: bool
+    topic: str | None
+    companies: tuple[str, ...]
+
+
+class Classifier:
+    """Batched classification of documents with the monitor's runs.
+
+    Args:
+        sentiment: a ``tunelab.Predictor`` of a single-label run (or exported artifact).
+        negative_label: the sentiment label that counts as negative.
+        topic: a predictor of a topic run, or None.
+        ner: a predictor of an NER run, or None.
+        topics: the topics for zero-shot assignment (used when there is no topic run).
+        embed: ``tunelab.embed``-like function (texts -> unit vectors (N, H)).
+        min_similarity: below this cosine a document's topic is ``other``.
+        org_labels: the NER entity labels that are organisations.
+        aliases: normalised company name -> the name to follow it under.
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(
+        self,
+        sentiment: Any,
+        *,
+        negative_label: str = "negative",
+        topic: Any | None = None,
+        ner: Any | None = None,
+        topics: Sequence[Topic] = (),
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+        min_similarity: float = 0.3,
+        org_labels: Sequence[str] = ("ORG",),
+        aliases: dict[str, str] | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        labels = list(getattr(getattr(sentiment, "labels", None), "names", []) or [])
+        if labels and negative_label not in labels:
+            raise ConfigError(
+                f"negative_label: {negative_label!r} is not a label of the sentiment run "
+                f"(its labels: {', '.join(labels)}); set negative_label to one of them"
+            )
+        self.sentiment = sentiment
+        self.negative_label = negative_label
+        self.topic_model = topic
+        self.ner = ner
+        self.topics = list(topics)
+        self.embed = embed
+        self.min_similarity = min_similarity
+        self.org_labels = frozenset(org_labels)
+        self.aliases = aliases or {}
+        self.batch_size = batch_size
+        self._topic_vectors: np.ndarray | None = None
+
+    def classify(self, docs: Sequence[Document]) -> list[Classified]:
+        """One result per document, in order."""
+        if not docs:
+            return []
+        texts = [d.text for d in docs]
+        sentiments = self.sentiment.predict(texts, batch_size=self.batch_size)
+        topics = self._topics(docs, texts)
+        companies = self._companies(texts) if self.ner is not None else [()] * len(docs)
+        return [
+            Classified(
+                label=str(s["label"]),
+                score=float(s["score"]),
+                negative=s["label"] == self.negative_label,
+                topic=t,
+                companies=c,
+            )
+            for s, t, c in zip(sentiments, topics, companies, strict=True)
+        ]
+
+    def _topics(self, docs: Sequence[Document], texts: list[str]) -> list[str | None]:
+        if self.topic_model is not None:
+            return [str(r["label"]) for r in self.topic_model.predict(texts, batch_size=self.batch_size)]
+        out: list[str | None] = [d.topic for d in docs]
+        missing = [i for i, t in enumerate(out) if t is None]
+        if missing and self.topics:
+            for i, topic in zip(missing, self.zero_shot([texts[i] for i in missing]), strict=True):
+                out[i] = topic
+        return out
+
+    def zero_shot(self, texts: list[str]) -> list[str]:
+        """The nearest topic of each text by cosine similarity, or ``other`` under ``min_similarity``."""
+        if self.embed is None:
+            import tunelab
+
+            self.embed = tunelab.embed
+        if self._topic_vectors is None:
+            self._topic_vectors = self.embed([t.prompt() for t in self.topics])  # (T, H), unit length
+        vectors = self.embed(texts)  # (N, H), unit length
+        similarity = vectors @ self._topic_vectors.T  # (N, T) cosines
+        best = similarity.argmax(axis=1)
+        return [
+            self.topics[j].name if similarity[i, j] >= self.min_similarity else OTHER_TOPIC
+            for i, j in enumerate(best)
+        ]
+
+    def _companies(self, texts: list[str]) -> list[tuple[str, ...]]:
+        out = []
+        for result in self.ner.predict(texts, batch_size=self.batch_size):
+            names = (
+                normalise_company(e["text"], self.aliases)
+                for e in result.get("entities", [])
+                if e.get("label") in self.org_labels
+            )
+            out.append(tuple(dict.fromkeys(n for n in names if n)))  # each company once, in order
+        return out

@@ -1,0 +1,347 @@
+"""``monitor.yaml``: what a monitor reads, which runs classify, which topics it follows, when it alerts.
+
+    name: markets
+    store: null                    # PostgreSQL URL or SQLite file; default: the service's database
+    sources:
+      - follow: feeds/news.jsonl   # followed as it grows (tail -F)
+      - directory: feeds/inbox     # every *.jsonl dropped there, once
+    runs:
+      sentiment: runs/fin-sentiment     # a run folder or an exported artifact (onnx-int8)
+      ner: runs/fin-ner                 # optional: companies named
+      topic: null                       # optional: else the documents' topic, else zero-shot
+    negative_label: negative
+    topics:
+      - name: earnings
+        description: quarterly results, profit, revenue, guidance
+      - rates                            # a name alone is its own description
+    detector: {window: 15m, step: 1m, baseline: 24h, threshold: 4, release: 2, min_volume: 5}
+
+Relative paths are relative to the current directory, as in run configs. Every problem is
+reported at once, in one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.apps.monitor.classify import OTHER_TOPIC, Topic
+from tunelab.apps.monitor.detector import DetectorSettings
+from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
+from tunelab.errors import ConfigError
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_TOP = (
+    "name",
+    "store",
+    "sources",
+    "runs",
+    "negative_label",
+    "topics",
+    "zero_shot",
+    "companies",
+    "detector",
+    "batch_size",
+    "max_text_chars",
+    "poll",
+)
+_DETECTOR_DURATIONS = {"window": "window_s", "step": "step_s", "baseline": "baseline_s"}
+_DETECTOR_OTHERS = ("threshold", "release", "min_volume", "min_history", "max_docs")
+
+
+def parse_duration(value: Any, where: str) -> int:
+    """Seconds from ``90``, ``"30s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"1w"``.
+
+    Raises:
+        ConfigError: naming ``where``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().lower()
+    if text[:-1].isdigit() and text[-1:] in _UNITS and int(text[:-1]) > 0:
+        return int(text[:-1]) * _UNITS[text[-1]]
+    raise ConfigError(f"{where}: {value!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or seconds")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A followed file (``kind == "follow"``) or a watched folder (``"directory"``)."""
+
+    kind: str
+    path: Path
+    pattern: str = "*.jsonl"
+
+    def check(self, where: str) -> None:
+        """Raise ``ConfigError`` when the path does not exist or is the wrong kind of thing."""
+        if self.kind == "follow" and not self.path.is_file():
+            what = "is a folder: use directory:" if self.path.is_dir() else "does not exist"
+            raise ConfigError(
+                f"{where}.follow: {self.path} {what} (create the file, even empty, or fix the path)"
+            )
+        if self.kind == "directory" and not self.path.is_dir():
+            what = "is a file: use follow:" if self.path.exists() else "does not exist"
+            raise ConfigError(f"{where}.directory: {self.path} {what}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {self.kind: str(self.path)}
+        if self.kind == "directory":
+            out["pattern"] = self.pattern
+        return out
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """A validated ``monitor.yaml`` (see the module docstring for every field)."""
+
+    name: str
+    sentiment: Path
+    store: str | None = None
+    sources: tuple[Source, ...] = ()
+    topic_run: Path | None = None
+    ner_run: Path | None = None
+    negative_label: str = "negative"
+    topics: tuple[Topic, ...] = ()
+    embed_model: str = "minilm-l6"
+    min_similarity: float = 0.3
+    org_labels: tuple[str, ...] = ("ORG",)
+    aliases: dict[str, str] = field(default_factory=dict)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    batch_size: int = 64
+    max_text_chars: int = MAX_TEXT_CHARS
+    poll_s: float = 1.0
+    path: Path | None = None  # the file it was read from, for messages
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MonitorConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: monitor config not found (see `tunelab app monitor run --help`)")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not UTF-8; save the monitor config as UTF-8") from None
+        try:
+            return cls.from_dict(raw, path=p)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, path: Path | None = None) -> MonitorConfig:
+        """Check every field, then raise one ``ConfigError`` listing all problems (``; ``-separated)."""
+        if not isinstance(raw, dict):
+            raise ConfigError("the top level must be a mapping (name, sources, runs, ...)")
+        problems: list[str] = []
+        unknown = sorted(set(raw) - set(_TOP))
+        if unknown:
+            problems.append(f"unknown field {', '.join(unknown)} (known: {', '.join(_TOP)})")
+        values: dict[str, Any] = {"path": path}
+
+        name = raw.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            problems.append(
+                f"name: {name!r} must be lower-case letters, digits, - or _ (it is part of the API's URLs)"
+            )
+        values["name"] = name
+
+        store = raw.get("store")
+        if store is not None and not isinstance(store, str):
+            problems.append(f"store: {store!r} must be a PostgreSQL URL or a SQLite file path")
+        values["store"] = store or None
+
+        values["sources"] = _sources(raw.get("sources"), problems)
+        _runs(raw.get("runs"), values, problems)
+
+        negative = raw.get("negative_label", "negative")
+        if not isinstance(negative, str) or not negative:
+            problems.append(f"negative_label: {negative!r} must be a label name of the sentiment run")
+        values["negative_label"] = negative
+        values["topics"] = _topics(raw.get("topics"), problems)
+
+        zero_shot = _section(raw, "zero_shot", ("model", "min_similarity"), problems)
+        model = zero_shot.get("model", "minilm-l6")
+        if not isinstance(model, str) or not model:
+            problems.append(f"zero_shot.model: {model!r} must be a model name or folder")
+        values["embed_model"] = model
+        similarity = zero_shot.get("min_similarity", 0.3)
+        if (
+            isinstance(similarity, bool)
+            or not isinstance(similarity, int | float)
+            or not -1 <= similarity <= 1
+        ):
+            problems.append(f"zero_shot.min_similarity: {similarity!r} must be a cosine between -1 and 1")
+        values["min_similarity"] = similarity
+
+        companies = _section(raw, "companies", ("labels", "aliases"), problems)
+        org_labels = companies.get("labels", ["ORG"])
+        if isinstance(org_labels, str):
+            org_labels = [org_labels]
+        if (
+            not isinstance(org_labels, list)
+            or not org_labels
+            or not all(isinstance(x, str) for x in org_labels)
+        ):
+            problems.append(f"companies.labels: {org_labels!r} must be a list of NER labels, e.g. [ORG]")
+            org_labels = ["ORG"]
+        values["org_labels"] = tuple(org_labels)
+        aliases = companies.get("aliases") or {}
+        if not isinstance(aliases, dict):
+            problems.append("companies.aliases: must map a company name to the name to follow it under")
+            aliases = {}
+        from tunelab.apps.monitor.classify import normalise_company
+
+        values["aliases"] = {
+            normalise_company(str(k)) or str(k): normalise_company(str(v)) or str(v)
+            for k, v in aliases.items()
+        }
+
+        values["detector"] = _detector(raw.get("detector"), problems)
+        for key, default, low in (("batch_size", 64, 1), ("max_text_chars", MAX_TEXT_CHARS, 1)):
+            value = raw.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                problems.append(f"{key}: {value!r} must be a whole number >= {low}")
+            values[key] = value
+        try:
+            values["poll_s"] = float(parse_duration(raw.get("poll", 1), "poll"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(**values)
+
+    def check_sources(self) -> None:
+        """Every source exists and is of its kind (``run`` calls this before reading anything)."""
+        if not self.sources:
+            raise ConfigError(
+                f"{self.where}sources: none given; add `- follow: news.jsonl` or `- directory: inbox`"
+            )
+        for i, source in enumerate(self.sources):
+            source.check(f"{self.where}sources[{i}]")
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}: " if self.path else ""
+
+
+def _section(raw: dict[str, Any], key: str, known: tuple[str, ...], problems: list[str]) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        problems.append(f"{key}: must be a mapping with {', '.join(known)}")
+        return {}
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        problems.append(f"{key}: unknown field {', '.join(unknown)} (known: {', '.join(known)})")
+    return value
+
+
+def _sources(raw: Any, problems: list[str]) -> tuple[Source, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append("sources: must be a list of `follow: FILE` or `directory: FOLDER` entries")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        kinds = [k for k in ("follow", "directory") if isinstance(item, dict) and k in item]
+        if len(kinds) != 1:
+            problems.append(f"sources[{i}]: give exactly one of follow: FILE or directory: FOLDER")
+            continue
+        extra = sorted(set(item) - {kinds[0], "pattern"})
+        if extra:
+            problems.append(
+                f"sources[{i}]: unknown field {', '.join(extra)} (known: follow, directory, pattern)"
+            )
+        path, pattern = item[kinds[0]], item.get("pattern", "*.jsonl")
+        if not isinstance(path, str) or not path.strip():
+            problems.append(f"sources[{i}].{kinds[0]}: {path!r} must be a path")
+            continue
+        if not isinstance(pattern, str) or not pattern or "/" in pattern:
+            problems.append(f"sources[{i}].pattern: {pattern!r} must be a file name pattern such as *.jsonl")
+            continue
+        out.append(Source(kinds[0], Path(path).expanduser(), pattern))
+    return tuple(out)
+
+
+def _runs(raw: Any, values: dict[str, Any], problems: list[str]) -> None:
+    known = ("sentiment", "topic", "ner")
+    if not isinstance(raw, dict):
+        problems.append("runs: must be a mapping with sentiment: RUN (and optionally topic:, ner:)")
+        values["sentiment"] = Path(".")
+        return
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        problems.append(f"runs: unknown field {', '.join(unknown)} (known: {', '.join(known)})")
+    for key, target in (("sentiment", "sentiment"), ("topic", "topic_run"), ("ner", "ner_run")):
+        value = raw.get(key)
+        if value is None:
+            if key == "sentiment":
+                problems.append(
+                    "runs.sentiment: required: the run (or exported artifact) that scores sentiment"
+                )
+            values[target] = None if key != "sentiment" else Path(".")
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(f"runs.{key}: {value!r} must be a run folder")
+            values[target] = None if key != "sentiment" else Path(".")
+        else:
+            values[target] = Path(value).expanduser()
+
+
+def _topics(raw: Any, problems: list[str]) -> tuple[Topic, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append("topics: must be a list of names or {name, description} entries")
+        return ()
+    out: list[Topic] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+            problems.append(f"topics[{i}]: give a name (and optionally a description)")
+            continue
+        extra = sorted(set(item) - {"name", "description"})
+        if extra:
+            problems.append(f"topics[{i}]: unknown field {', '.join(extra)} (known: name, description)")
+        name, description = item["name"].strip(), item.get("description") or ""
+        if name == OTHER_TOPIC:
+            problems.append(f"topics[{i}]: {OTHER_TOPIC!r} is what documents near no topic get; rename it")
+        elif name in {t.name for t in out}:
+            problems.append(f"topics[{i}]: {name!r} is listed twice")
+        elif not isinstance(description, str):
+            problems.append(f"topics[{i}].description: must be text")
+        else:
+            out.append(Topic(name, description.strip()))
+    return tuple(out)
+
+
+def _detector(raw: Any, problems: list[str]) -> DetectorSettings:
+    if raw is None:
+        return DetectorSettings()
+    known = (*_DETECTOR_DURATIONS, *_DETECTOR_OTHERS)
+    if not isinstance(raw, dict):
+        problems.append(f"detector: must be a mapping with {', '.join(known)}")
+        return DetectorSettings()
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        problems.append(f"detector: unknown field {', '.join(unknown)} (known: {', '.join(known)})")
+    kwargs: dict[str, Any] = {}
+    for key, target in _DETECTOR_DURATIONS.items():
+        if key in raw:
+            try:
+                kwargs[target] = parse_duration(raw[key], f"detector.{key}")
+            except ConfigError as exc:
+                problems.append(str(exc))
+    kwargs.update({k: raw[k] for k in _DETECTOR_OTHERS if k in raw})
+    try:
+        return DetectorSettings(**kwargs)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return DetectorSettings()

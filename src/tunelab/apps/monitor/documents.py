@@ -1,0 +1,147 @@
+"""The monitor's input: timestamped documents, checked one by one with a one-line reason when bad.
+
+A document is ``{"id", "time", "text"}`` with optional ``"source"`` and ``"topic"``. ``time`` is
+ISO 8601 (``2026-03-02T09:30:00Z``, ``...+01:00``; without an offset it is taken as UTC, like
+``tunelab usage --since``) or epoch seconds (a number or a string of digits). Times are kept as
+aware UTC datetimes, so ordering and windows never depend on the machine's time zone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tunelab.errors import DataError
+
+#: Default longest text accepted (characters); a monitor's ``max_text_chars`` overrides it.
+MAX_TEXT_CHARS = 20_000
+#: Epoch values above this are not seconds (1e11 s is the year 5138): most likely milliseconds.
+_EPOCH_SECONDS_MAX = 1e11
+_FIELDS = ("id", "time", "text", "source", "topic")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One checked document: ``time`` is aware and in UTC, ``text`` non-empty."""
+
+    id: str
+    time: datetime
+    text: str
+    source: str | None = None
+    topic: str | None = None
+
+    @property
+    def epoch(self) -> int:
+        """Whole seconds since 1970 (UTC): what the store's window queries do arithmetic on."""
+        return math.floor(self.time.timestamp())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "text": self.text,
+            "source": self.source,
+            "topic": self.topic,
+        }
+
+
+def parse_time(value: Any) -> datetime:
+    """An aware UTC datetime from ISO 8601 text or epoch seconds.
+
+    Raises:
+        ValueError: with the reason, for the caller to put after the document's place.
+    """
+    if isinstance(value, bool):  # bool is an int subclass: true/false is no time
+        raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
+    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        value = float(value.strip())
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) >= _EPOCH_SECONDS_MAX:
+            raise ValueError(
+                f"time {value!r} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
+            )
+        return datetime.fromtimestamp(value, tz=UTC)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"time {value!r}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"time {value!r} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
+    """Check one decoded document.
+
+    Raises:
+        ValueError: why the document is refused (no id, no or bad time, empty or too long text,
+            a field of the wrong type); the caller adds where it came from.
+    """
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"a document is a JSON object with id, time and text, not {type(obj).__name__}")
+    doc_id = obj.get("id")
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+        raise ValueError("no id: every document needs a unique id (re-sending an id never counts twice)")
+    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+        raise ValueError(f"id {doc_id!r} must be a string or an integer")
+    if obj.get("time") is None:
+        raise ValueError(f"document {doc_id!r}: no time (ISO 8601 or epoch seconds)")
+    try:
+        moment = parse_time(obj["time"])
+    except ValueError as exc:
+        raise ValueError(f"document {doc_id!r}: {exc}") from None
+    text = obj.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"document {doc_id!r}: text is missing, empty or not a string")
+    if len(text) > max_text_chars:
+        raise ValueError(
+            f"document {doc_id!r}: text has {len(text):,} characters, over the limit of "
+            f"{max_text_chars:,} (max_text_chars); split it or raise the limit"
+        )
+    optional = {}
+    for name in ("source", "topic"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"document {doc_id!r}: {name} must be a string, not {type(value).__name__}")
+        optional[name] = (value.strip() or None) if isinstance(value, str) else None
+    return Document(id=str(doc_id), time=moment, text=text, **optional)
+
+
+def parse_line(raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
+    """One JSONL line (bytes, without its newline) to a document.
+
+    Raises:
+        ValueError: the line is not UTF-8, not JSON, or not a valid document.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    return parse_document(obj, max_text_chars=max_text_chars)
+
+
+def check_batch(docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> list[Document]:
+    """Every document of a batch, or the first problem with its index (``documents[3]: no id``).
+
+    Raises:
+        DataError: the batch is not a list, or one of its documents is refused.
+    """
+    if not isinstance(docs, list):
+        raise DataError(f"documents: give a list of objects with {', '.join(_FIELDS[:3])}")
+    out = []
+    for i, obj in enumerate(docs):
+        try:
+            out.append(parse_document(obj, max_text_chars=max_text_chars))
+        except ValueError as exc:
+            raise DataError(f"documents[{i}]: {exc}") from None
+    return out

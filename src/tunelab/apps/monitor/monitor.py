@@ -1,0 +1,321 @@
+"""The monitor itself: documents in (followed files, folders, batches), classified, stored, windowed.
+
+Each batch goes through the same steps: drop ids seen before (in the batch or in the store),
+classify the new documents in batches, count them in the detector's windows (event time), then
+store documents, labels, alerts and the source's position in one transaction. A crash before the
+commit loses nothing (the position did not move: the lines are read again) and a crash after it
+repeats nothing (the position moved with them); a document sent twice is stored and counted once.
+
+On start the detector's windows are rebuilt from the stored documents of the last baseline, and
+episodes still open in the store stay open, so a restart neither repeats nor forgets an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from tunelab.apps.monitor.classify import Classified, Classifier
+from tunelab.apps.monitor.config import MonitorConfig, Source
+from tunelab.apps.monitor.detector import Alert, Detector
+from tunelab.apps.monitor.documents import Document, check_batch, parse_line
+from tunelab.apps.monitor.sources import FileFollower, FileKey, Line, Position, file_lines, pending_files
+from tunelab.apps.monitor.store import MonitorStore, open_monitor_store
+from tunelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHUNK_DOCS = 512  # documents classified and committed together when a file has many
+
+
+@dataclass
+class IngestResult:
+    """Counts of one call (or, as ``Monitor.totals``, of the monitor's life so far)."""
+
+    stored: int = 0  # new documents classified and stored
+    duplicates: int = 0  # ids already stored or repeated in the batch: not counted again
+    skipped: int = 0  # malformed lines or refused documents
+    alerts: list[Alert] = field(default_factory=list)  # alerts opened
+
+    def add(self, other: IngestResult) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.alerts.extend(other.alerts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
+def doc_keys(doc: Document, res: Classified) -> list[str]:
+    """The windows a document counts in: its topic and each company it names."""
+    keys = [f"topic:{res.topic}"] if res.topic else []
+    return keys + [f"company:{c}" for c in res.companies]
+
+
+def load_classifier(config: MonitorConfig, *, ner: str | Path | None = None) -> Classifier:
+    """The config's runs loaded with ``tunelab.load`` (run folders or exported artifacts).
+
+    Raises:
+        ConfigError: a run is of the wrong task (e.g. an NER run given as the sentiment run).
+        RunError: a run folder is missing or incomplete.
+    """
+    import tunelab
+
+    def checked(path: Path, field_name: str, tasks: tuple[str, ...]) -> Any:
+        predictor = tunelab.load(path)
+        if predictor.task_name not in tasks:
+            raise ConfigError(
+                f"{config.where}runs.{field_name}: {path} is a {predictor.task_name} run; "
+                f"give a {' or '.join(tasks)} run"
+            )
+        return predictor
+
+    ner_path = Path(ner) if ner is not None else config.ner_run
+    try:
+        return Classifier(
+            checked(config.sentiment, "sentiment", ("single_label",)),
+            negative_label=config.negative_label,
+            topic=checked(config.topic_run, "topic", ("single_label",)) if config.topic_run else None,
+            ner=checked(ner_path, "ner", ("token_classification",)) if ner_path else None,
+            topics=config.topics,
+            embed=lambda texts: tunelab.embed(texts, model=config.embed_model),
+            min_similarity=config.min_similarity,
+            org_labels=config.org_labels,
+            aliases=config.aliases,
+            batch_size=config.batch_size,
+        )
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(config.where) else config.where + message) from None
+
+
+class Monitor:
+    """One configured monitor: ingest, classify, store, window, alert.
+
+    Example:
+        >>> monitor = Monitor(MonitorConfig.from_yaml("monitor.yaml"))  # doctest: +SKIP
+        >>> doc = {"id": "1", "time": "2026-03-02T09:30:00Z", "text": "Acme misses estimates"}
+        >>> monitor.ingest_batch([doc])  # doctest: +SKIP
+        >>> monitor.run(once=True)  # read every source once  # doctest: +SKIP
+
+    Args:
+        config: the validated monitor config.
+        store: an open monitor store (default: the config's ``store``); closed by ``close``
+            only when the monitor opened it.
+        classifier: what classifies (default: the config's runs, loaded on first use).
+        ner: an NER run overriding the config's ``runs.ner`` (``--ner``).
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        store: MonitorStore | None = None,
+        classifier: Classifier | None = None,
+        ner: str | Path | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._own_store = store is None
+        self.store = store if store is not None else open_monitor_store(config.store)
+        self._classifier = classifier
+        self._ner = ner
+        self.detector = Detector(self.name, config.detector)
+        self.totals = IngestResult()
+        self._followers: dict[Path, FileFollower] = {}
+        self._lock = threading.Lock()  # one batch at a time: the detector is not thread-safe
+        self._stop = threading.Event()  # set: finish the batch in hand, read no more
+        self.store.register_monitor(self.name)
+        self._warm_up()
+
+    @property
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            self._classifier = load_classifier(self.config, ner=self._ner)
+        return self._classifier
+
+    # -- batches -------------------------------------------------------------------------------------
+
+    def ingest_batch(self, docs: Any) -> IngestResult:
+        """Ingest a batch of document objects (``POST .../documents``): all or nothing.
+
+        Raises:
+            DataError: a document is refused (no id or time, bad time, text too long ...), naming
+                its index; nothing of the batch is stored then.
+        """
+        return self.process(check_batch(docs, max_text_chars=self.config.max_text_chars))
+
+    def process(
+        self,
+        docs: Sequence[Document],
+        *,
+        position: tuple[str, Position] | None = None,
+        file: tuple[str, FileKey] | None = None,
+    ) -> IngestResult:
+        """Classify, count and store checked documents, with the source position they bring it to."""
+        with self._lock:
+            result = IngestResult()
+            unique: dict[str, Document] = {}
+            for doc in docs:
+                if doc.id in unique:
+                    result.duplicates += 1
+                else:
+                    unique[doc.id] = doc
+            stored = self.store.existing_ids(self.name, list(unique)) if unique else set()
+            new = sorted((d for d in unique.values() if d.id not in stored), key=lambda d: (d.time, d.id))
+            result.duplicates += len(unique) - len(new)
+            results = self.classifier.classify(new) if new else []
+            changed: list[Alert] = []
+            for doc, res in zip(new, results, strict=True):
+                changed += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
+            if new:
+                changed += self.detector.advance(new[-1].time)
+            saved = self.store.save(self.name, new, results, alerts=changed, position=position, file=file)
+            result.stored = len(saved.inserted)
+            result.duplicates += len(new) - len(saved.inserted)  # stored meanwhile by another process
+            for alert in changed:
+                self._log_alert(alert)
+            result.alerts = [a for a in changed if a.ended_at is None]
+            self.totals.add(result)
+            return result
+
+    def _log_alert(self, alert: Alert) -> None:
+        if alert.ended_at is None:
+            unit = ".0%" if alert.kind == "negative_share" else ".0f"
+            log.warning(
+                "monitor %s: ALERT %s %s: %s (baseline %s), level %.1f at %s; %d documents, first %s",
+                self.name,
+                alert.key,
+                alert.kind.replace("_", " "),
+                format(alert.observed, unit),
+                format(alert.baseline, unit),
+                alert.level,
+                alert.started_at.isoformat(),
+                len(alert.docs),
+                ", ".join(alert.docs[:3]),
+            )
+        else:
+            log.warning(
+                "monitor %s: alert %s on %s ended at %s", self.name, alert.id, alert.key, alert.ended_at
+            )
+
+    def _warm_up(self) -> None:
+        """Rebuild the windows from stored documents and reopen the episodes left open."""
+        span = self.store.time_range(self.name)
+        if span is None:
+            return
+        first, last = span
+        s = self.config.detector
+        self.detector.start_at(first)
+        since = last - timedelta(seconds=s.window_s + s.baseline_s + 2 * s.step_s)
+        for doc_id, moment, topic, negative, companies in self.store.recent(
+            self.name, int(since.timestamp())
+        ):
+            keys = ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
+            self.detector.observe(keys, moment, negative, doc_id, quiet=True)
+        self.detector.resume(self.store.alerts(self.name, open_only=True))
+
+    # -- sources -------------------------------------------------------------------------------------
+
+    def _parse(self, path: Path, lines: Sequence[Line], result: IngestResult) -> list[Document]:
+        docs = []
+        for line in lines:
+            try:
+                if line.raw is None:
+                    raise ValueError("line over the size limit")
+                docs.append(parse_line(line.raw, max_text_chars=self.config.max_text_chars))
+            except ValueError as exc:
+                result.skipped += 1
+                log.warning("%s line %d: %s; skipped", path, line.number, exc)
+        return docs
+
+    def _follow(self, source: Source) -> IngestResult:
+        path = source.path.resolve()
+        follower = self._followers.get(path)
+        if follower is None:
+            follower = FileFollower(path, self.store.position(self.name, str(path)))
+            self._followers[path] = follower
+        total = IngestResult()
+        while not self._stop.is_set() and (chunk := follower.read()) is not None:
+            skipped = IngestResult()
+            docs = self._parse(chunk.path, chunk.lines, skipped)
+            result = self.process(docs, position=(str(path), chunk.position))
+            result.skipped += skipped.skipped
+            self.totals.skipped += skipped.skipped
+            total.add(result)
+        return total
+
+    def _directory(self, source: Source) -> IngestResult:
+        folder = source.path.resolve()
+        total = IngestResult()
+        for key in pending_files(folder, source.pattern, self.store.seen_files(self.name, str(folder))):
+            path = folder / key.name
+            skipped = IngestResult()
+            batch: list[Document] = []
+            try:
+                lines = list(file_lines(path))
+            except OSError as exc:
+                log.warning("%s: cannot be read (%s); skipped", path, exc)
+                continue
+            for start in range(0, max(1, len(lines)), CHUNK_DOCS):
+                if self._stop.is_set():
+                    return total  # the file stays unread: its documents so far count once anyway
+                batch = self._parse(path, lines[start : start + CHUNK_DOCS], skipped)
+                last = start + CHUNK_DOCS >= len(lines)
+                total.add(self.process(batch, file=(str(folder), key) if last else None))
+            total.skipped += skipped.skipped
+            self.totals.skipped += skipped.skipped
+        return total
+
+    def poll(self) -> IngestResult:
+        """Read every source once, as far as it goes now."""
+        total = IngestResult()
+        for source in self.config.sources:
+            total.add(self._follow(source) if source.kind == "follow" else self._directory(source))
+        return total
+
+    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> IngestResult:
+        """Follow the sources until ``stop`` is set (or, with ``once``, until nothing new is left).
+
+        Stopping waits for the batch in hand to be committed: nothing classified is lost.
+
+        Raises:
+            ConfigError: a source does not exist (before anything is read).
+        """
+        self.config.check_sources()
+        self._stop = stop = stop or threading.Event()
+        total = IngestResult()
+        while not stop.is_set():
+            started = time.monotonic()
+            result = self.poll()
+            total.add(result)
+            if once and not (result.stored or result.duplicates or result.skipped):
+                break
+            if not once:
+                stop.wait(max(0.0, self.config.poll_s - (time.monotonic() - started)))
+        return total
+
+    def close(self) -> None:
+        for follower in self._followers.values():
+            follower.close()
+        self._followers.clear()
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

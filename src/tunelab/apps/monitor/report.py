@@ -1,0 +1,177 @@
+"""``tunelab app monitor report``: one self-contained HTML page of a monitor's trends and alerts.
+
+Per topic and per company (the most mentioned), documents and negative documents per bucket with
+the negative share over them, alert episodes shaded on the time axis; then every alert with the
+documents that triggered it. Built with tunelab's report model (``tunelab.evaluate.render``: inline
+CSS, plots as base64 data URIs) and matplotlib figures drawn like the evaluation report's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tunelab.apps.monitor.detector import Alert
+from tunelab.apps.monitor.trend import trend
+from tunelab.atomic import atomic_write_text
+from tunelab.evaluate.render import Image, Section, Table, Text, to_html
+
+_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86_400, 7 * 86_400)
+_BUCKET_NAMES = {
+    60: "1m",
+    300: "5m",
+    900: "15m",
+    3600: "1h",
+    10_800: "3h",
+    21_600: "6h",
+    86_400: "1d",
+    604_800: "1w",
+}
+TARGET_BUCKETS = 120
+EXCERPT = 240
+
+
+def choose_bucket(start: datetime, end: datetime, target: int = TARGET_BUCKETS) -> str:
+    """The shortest standard bucket that cuts ``start..end`` into at most ``target`` buckets."""
+    seconds = max(1.0, (end - start).total_seconds())
+    for step in _BUCKETS:
+        if seconds / step <= target:
+            return _BUCKET_NAMES[step]
+    return "1w"
+
+
+def trend_png(series: dict[str, Any], title: str) -> bytes:
+    """Bars of documents and negative documents per bucket, the negative share as a line on a
+    second axis, and alert episodes as shaded spans (a line where each started)."""
+    from matplotlib import dates as mdates
+
+    from tunelab.evaluate.plots import _figure, _png  # the evaluation report's figure and font setup
+
+    buckets = series["buckets"]
+    times = [datetime.fromisoformat(b["start"]) for b in buckets]
+    width = series["bucket_s"] / 86_400 * 0.9  # bar width in days, matplotlib's date unit
+    fig = _figure(9.0, 3.2)
+    ax = fig.add_subplot()
+    ax.bar(
+        times, [b["count"] for b in buckets], width=width, align="edge", color="#c9d1d9", label="documents"
+    )
+    ax.bar(
+        times, [b["negative"] for b in buckets], width=width, align="edge", color="#d1242f", label="negative"
+    )
+    ax.set_ylabel("documents per bucket")
+    share = ax.twinx()
+    share.plot(
+        [mdates.date2num(t) + width / 2 for t in times],  # mid-bucket
+        [b["negative_share"] if b["negative_share"] is not None else float("nan") for b in buckets],
+        color="#0969da",
+        linewidth=1.2,
+        label="negative share",
+    )
+    share.set_ylim(0, 1.05)
+    share.set_ylabel("negative share")
+    end = times[-1] if times else None
+    for alert in series["alerts"]:
+        started = datetime.fromisoformat(alert["started_at"])
+        ended = datetime.fromisoformat(alert["ended_at"]) if alert["ended_at"] else end or started
+        ax.axvspan(started, max(ended, started), color="#d1242f", alpha=0.12)
+        ax.axvline(started, color="#d1242f", linewidth=1.0, linestyle="--")
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = share.get_legend_handles_labels()
+    ax.legend(handles + more, labels + more_labels, loc="upper left", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _alert_rows(alerts: Sequence[Alert]) -> list[list[str]]:
+    rows = []
+    for a in alerts:
+        pct = a.kind == "negative_share"
+        rows.append(
+            [
+                f"{a.started_at:%Y-%m-%d %H:%M}",
+                f"{a.ended_at:%Y-%m-%d %H:%M}" if a.ended_at else "ongoing",
+                a.key,
+                a.kind.replace("_", " "),
+                f"{a.level:.1f}",
+                f"{a.baseline:.0%}" if pct else f"{a.baseline:.1f}",
+                f"{a.observed:.0%}" if pct else f"{a.observed:.0f}",
+                str(len(a.docs)),
+            ]
+        )
+    return rows
+
+
+def build_report(
+    store: Any, name: str, *, companies: int = 8, topics: int = 12
+) -> tuple[list[Section], dict[str, bytes]]:
+    """The report's sections and the PNGs they show (see ``write_report``)."""
+    store.check_monitor(name)
+    span = store.time_range(name)
+    alerts = store.alerts(name)
+    if span is None:
+        return [Section("Summary", [Text(f"Monitor {name} has stored no documents yet.")])], {}
+    start, end = span
+    bucket = choose_bucket(start, end)
+    images: dict[str, bytes] = {}
+    summary = [
+        Text(
+            f"{store.count(name):,} documents from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
+            f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}; plots in buckets of {bucket}."
+        )
+    ]
+    sections = [Section("Summary", summary)]
+    for scope, title, limit in (("topic", "Topics", topics), ("company", "Companies", companies)):
+        blocks: list[Any] = []
+        rows = []
+        for key, count in store.top_keys(name, scope, limit):
+            series = trend(store, name, bucket=bucket, **{scope: key})
+            negative = sum(b["negative"] for b in series["buckets"])
+            rows.append(
+                [key, f"{count:,}", f"{negative / count:.0%}" if count else "-", str(len(series["alerts"]))]
+            )
+            file = f"{scope}-{len(images)}.png"
+            images[file] = trend_png(series, f"{scope} {key}")
+            blocks.append(Image(file, f"{scope} {key}: documents and negative share per {bucket}"))
+        if rows:
+            table = Table([scope, "documents", "negative", "alerts"], rows, right=frozenset({1, 2, 3}))
+            sections.append(Section(title, [table, *blocks]))
+    if alerts:
+        blocks = [
+            Table(
+                ["started", "ended", "key", "kind", "level", "baseline", "observed", "documents"],
+                _alert_rows(alerts),
+                right=frozenset({4, 5, 6, 7}),
+            )
+        ]
+        for a in alerts:
+            docs = store.documents(name, a.docs)
+            blocks.append(
+                Text(f"Alert {a.id} on {a.key} at {a.started_at:%Y-%m-%d %H:%M} UTC: triggering documents")
+            )
+            blocks.append(
+                Table(
+                    ["time", "id", "sentiment", "text"],
+                    [[f"{d['time']:%Y-%m-%d %H:%M}", d["id"], d["label"], _excerpt(d["text"])] for d in docs],
+                )
+            )
+        sections.append(Section("Alerts", blocks))
+    return sections, images
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1] + "…"
+
+
+def write_report(store: Any, name: str, out: str | Path) -> Path:
+    """Write the monitor's HTML dashboard to ``out`` (atomically) and return its path."""
+    sections, images = build_report(store, name)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = to_html(f"Monitor {name} (report of {stamp})", sections, images)
+    return atomic_write_text(out, page)

@@ -1,0 +1,288 @@
+"""Where documents come from: a JSONL file followed as it grows, and a folder of files read once each.
+
+The follower is written here rather than taken from a tail library (pygtail, tailer) because its
+position must be committed in the same database transaction as the documents read up to it: a
+crash between the two would otherwise lose or repeat documents. It behaves like ``tail -F``:
+
+- only complete lines are consumed; a last line without its newline waits until it has one;
+- rotation (the path now names another file: ``mv news.jsonl news.jsonl.1`` then a new
+  ``news.jsonl``) is noticed by the inode: the old file is read to its end first, then the new
+  one from its start; after a restart the old file is looked for by inode beside the path;
+- truncation (the file became shorter than the position, ``copytruncate``) restarts at 0;
+- a position also keeps a hash of the file's first bytes, so a new file that reuses the old
+  file's inode number (a deleted file's inode is free again) is not mistaken for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 1 << 20  # one read: about 1,000 news documents
+MAX_LINE_BYTES = 4 << 20  # a line longer than this is refused without being held in memory
+_HEAD_BYTES = 256  # the prefix hashed to recognise a file (see the module docstring)
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a followed file was read: committed together with the documents read up to it.
+
+    Attributes:
+        inode: the file's inode number.
+        offset: bytes consumed (always just after a newline).
+        line: lines consumed, for messages that name a line.
+        head: hash of the file's first ``min(offset, 256)`` bytes: the same inode with another head
+            is another file.
+    """
+
+    inode: int
+    offset: int
+    line: int
+    head: str
+
+
+@dataclass(frozen=True)
+class Line:
+    """One complete line (without its newline); ``raw`` is ``None`` for a line over the size limit."""
+
+    number: int
+    raw: bytes | None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Lines read in one go from ``path``, and the position to commit once they are stored."""
+
+    path: Path
+    lines: list[Line]
+    position: Position
+
+
+def _head_hash(prefix: bytes) -> str:
+    return hashlib.sha256(prefix).hexdigest()[:16]
+
+
+class FileFollower:
+    """Follows one JSONL file from a committed position (``None``: from the start).
+
+    Example:
+        >>> follower = FileFollower(Path("news.jsonl"), store_position)  # doctest: +SKIP
+        >>> chunk = follower.read()  # None when nothing new is complete yet  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, position: Position | None = None, *, read_bytes: int = READ_BYTES) -> None:
+        self.path = path
+        self.read_bytes = read_bytes
+        self._fh: BinaryIO | None = None
+        self._file = path  # what _fh reads: the path, or a rotated file being finished
+        self._inode = 0
+        self._offset = 0
+        self._line = 0
+        self._head = b""
+        self._start(position)
+
+    # -- opening -------------------------------------------------------------------------------------
+
+    def _start(self, position: Position | None) -> None:
+        """Open where ``position`` left off: the same file, its rotated self beside it, or a new file."""
+        if position is None:
+            self._open(self.path, 0, 0)
+            return
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == position.inode and self._same_head(self.path, position):
+            self._open(self.path, position.offset, position.line)
+            return
+        old = self._find_rotated(position)
+        if old is not None:
+            log.info(
+                "%s was rotated while stopped: finishing %s from byte %d", self.path, old, position.offset
+            )
+            self._open(old, position.offset, position.line)
+            return
+        log.warning(
+            "%s is not the file read before (rotated or replaced while stopped, and the old file is not "
+            "beside it): reading it from the start",
+            self.path,
+        )
+        self._open(self.path, 0, 0)
+
+    def _same_head(self, path: Path, position: Position) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                prefix = fh.read(min(position.offset, _HEAD_BYTES))
+        except OSError:
+            return False
+        return _head_hash(prefix) == position.head
+
+    def _find_rotated(self, position: Position) -> Path | None:
+        """The file beside the path with the remembered inode and head (``news.jsonl.1``), if any."""
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return None
+        for entry in entries:
+            try:
+                if entry.is_file() and entry.inode() == position.inode:
+                    candidate = Path(entry.path)
+                    if candidate != self.path and self._same_head(candidate, position):
+                        return candidate
+            except OSError:
+                continue
+        return None
+
+    def _open(self, path: Path, offset: int, line: int) -> None:
+        self.close()
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 -- held open across reads, closed by close()
+        except FileNotFoundError:
+            return  # between a rotation's rename and the new file's creation: tried again next read
+        st = os.fstat(fh.fileno())
+        if st.st_size < offset:
+            log.warning(
+                "%s is shorter than the position (%d < %d bytes): truncated, reading from the start",
+                path,
+                st.st_size,
+                offset,
+            )
+            offset, line = 0, 0
+        self._fh, self._file, self._inode = fh, path, st.st_ino
+        self._offset, self._line = offset, line
+        fh.seek(0)
+        self._head = fh.read(min(offset, _HEAD_BYTES))
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    @property
+    def position(self) -> Position:
+        return Position(
+            self._inode, self._offset, self._line, _head_hash(self._head[: min(self._offset, _HEAD_BYTES)])
+        )
+
+    def read(self) -> Chunk | None:
+        """The next complete lines, or ``None`` when there are none yet (nothing is consumed then)."""
+        if self._fh is None:
+            self._open(self.path, 0, 0)
+            if self._fh is None:
+                return None
+        fh = self._fh
+        if os.fstat(fh.fileno()).st_size < self._offset:
+            log.warning("%s was truncated: reading it from the start", self._file)
+            self._offset, self._line, self._head = 0, 0, b""
+        fh.seek(self._offset)
+        data = fh.read(self.read_bytes)
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return self._consume(data[: cut + 1])
+        if len(data) == self.read_bytes:  # one line longer than a whole read
+            return self._skip_long_line()
+        if self._rotated():
+            # The old file gets no more writes: its last line, newline or not, is complete.
+            chunk = self._consume(data, final=True) if data.strip() else None
+            done = self._file
+            self._open(self.path, 0, 0)
+            log.info("%s was rotated: finished %s, now reading the new file", self.path, done)
+            if chunk is not None:
+                return Chunk(chunk.path, chunk.lines, self.position)
+            return Chunk(done, [], self.position)  # commit: the new file from its start
+        return None
+
+    def _consume(self, data: bytes, *, final: bool = False) -> Chunk:
+        parts = data.split(b"\n")
+        if not final:
+            parts.pop()  # after the last newline: empty
+        lines = []
+        for raw in parts:
+            self._line += 1
+            if raw.strip():
+                lines.append(Line(self._line, raw.rstrip(b"\r")))
+        self._grow_head(data)
+        self._offset += len(data)
+        return Chunk(self._file, lines, self.position)
+
+    def _grow_head(self, data: bytes) -> None:
+        if len(self._head) < _HEAD_BYTES:
+            self._head += data[: _HEAD_BYTES - len(self._head)]
+
+    def _skip_long_line(self) -> Chunk | None:
+        """Find the end of a line over ``read_bytes`` without holding it; refuse it if too long."""
+        assert self._fh is not None
+        start, end = self._offset, self._offset
+        first = b""
+        while True:
+            self._fh.seek(end)
+            block = self._fh.read(self.read_bytes)
+            if not first:
+                first = block[:_HEAD_BYTES]
+            if not block:
+                return None  # not complete yet
+            cut = block.find(b"\n")
+            if cut >= 0:
+                end += cut + 1
+                break
+            end += len(block)
+        length = end - start
+        if length <= MAX_LINE_BYTES:
+            self._fh.seek(start)
+            return self._consume(self._fh.read(length))
+        self._line += 1
+        self._grow_head(first)
+        self._offset = end
+        return Chunk(self._file, [Line(self._line, None)], self.position)
+
+    def _rotated(self) -> bool:
+        """The path now names another file (or we are finishing a rotated file)."""
+        if self._file != self.path:
+            return True
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return False  # renamed away, the new file not created yet: wait for it
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+# -- folders -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """A file in a watched folder as last seen: a new size or modification time is a new file."""
+
+    name: str
+    size: int
+    mtime_ns: int
+
+
+def pending_files(folder: Path, pattern: str, seen: set[FileKey]) -> list[FileKey]:
+    """Files matching ``pattern`` not seen yet, oldest first; hidden and ``.tmp`` files are skipped
+    (writers that write then rename, as ``tunelab.atomic`` does, are never read half-written)."""
+    found = []
+    for path in folder.glob(pattern):
+        if path.name.startswith(".") or path.suffix == ".tmp" or not path.is_file():
+            continue
+        st = path.stat()
+        key = FileKey(path.name, st.st_size, st.st_mtime_ns)
+        if key not in seen:
+            found.append(key)
+    return sorted(found, key=lambda k: (k.mtime_ns, k.name))
+
+
+def file_lines(path: Path) -> Iterator[Line]:
+    """The non-blank lines of a JSONL file in a watched folder; its last line needs no newline."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if raw.strip():
+                yield Line(number, raw.rstrip(b"\r\n") if len(raw) <= MAX_LINE_BYTES else None)

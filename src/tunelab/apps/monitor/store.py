@@ -1,0 +1,421 @@
+"""Where a monitor keeps its documents, labels, follower positions and alerts: the service's database.
+
+The service's store backends (``tunelab.serve.store``: SQLite in WAL mode, PostgreSQL with a pool)
+are reused as they are: the classes here add the monitor's tables to their schema and the
+monitor's queries on top of their ``_transaction``/``_exec`` helpers, so the dialect handling,
+locking and error messages are the service's. Several monitors share the tables, keyed by name.
+
+Times are stored twice: ``time`` in the backend's timestamp type (readable, exact) and ``epoch``,
+whole UTC seconds, which window and trend queries divide by the bucket length: integer division
+means the same in SQLite and PostgreSQL, where date functions do not. The indexes lead with
+``(monitor, topic|company, epoch)`` so a window query reads only its key's rows in its range.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tunelab.apps.monitor.classify import Classified
+from tunelab.apps.monitor.detector import Alert
+from tunelab.apps.monitor.documents import Document
+from tunelab.apps.monitor.schema import (
+    ALERT_COLUMNS,
+    DOC_COLUMNS,
+    INSERT_COMPANY,
+    INSERT_DOC,
+    INSERT_FILE,
+    SCHEMA,
+    UPSERT_ALERT,
+    UPSERT_POSITION,
+)
+from tunelab.apps.monitor.sources import FileKey, Position
+from tunelab.errors import ConfigError, TunelabError
+from tunelab.serve.store.postgres import PostgresStore
+from tunelab.serve.store.sqlite import SQLiteStore
+
+_IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's 32,766 parameters
+
+
+class UnknownMonitorError(TunelabError):
+    """No monitor of this name has stored anything in this database."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What one ``save`` wrote: the documents that were new (duplicates are left out)."""
+
+    inserted: list[int]  # indexes into the documents given
+
+
+class MonitorTables:
+    """The monitor's tables and queries, mixed into a service store backend (see the module docstring)."""
+
+    # Provided by the backend (SQLStore and its subclasses).
+    _transaction: Any
+    _exec: Any
+    _to_db: Any
+    _from_db: Any
+
+    def _schema(self) -> list[str]:
+        own = [s.format(ts=self.ts_type) for s in SCHEMA]  # type: ignore[attr-defined]
+        return [*super()._schema(), *own]  # type: ignore[misc]
+
+    # -- monitors ------------------------------------------------------------------------------------
+
+    def register_monitor(self, name: str) -> None:
+        with self._transaction() as conn:
+            self._exec(
+                conn,
+                "INSERT INTO tunelab_monitors (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [name, self._to_db(datetime.now(UTC))],
+            )
+
+    def monitor_names(self) -> list[str]:
+        with self._transaction(write=False) as conn:
+            rows = self._exec(conn, "SELECT name FROM tunelab_monitors ORDER BY name").fetchall()
+        return [r[0] for r in rows]
+
+    def check_monitor(self, name: str) -> None:
+        """Raise ``UnknownMonitorError`` naming the known monitors unless ``name`` is one."""
+        known = self.monitor_names()
+        if name not in known:
+            listed = ", ".join(known) if known else "none yet: `tunelab app monitor run` creates one"
+            raise UnknownMonitorError(f"unknown monitor {name!r} (known: {listed})")
+
+    # -- documents -----------------------------------------------------------------------------------
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored already (so they are neither classified nor counted again)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        with self._transaction(write=False) as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                part = unique[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(part))
+                sql = f"SELECT id FROM tunelab_monitor_documents WHERE monitor = ? AND id IN ({marks})"
+                found.update(r[0] for r in self._exec(conn, sql, [name, *part]).fetchall())
+        return found
+
+    def save(
+        self,
+        name: str,
+        docs: Sequence[Document],
+        results: Sequence[Classified],
+        *,
+        alerts: Iterable[Alert] = (),
+        position: tuple[str, Position] | None = None,
+        file: tuple[str, FileKey] | None = None,
+    ) -> Saved:
+        """Store documents with their labels, alerts and how far a source was read: one transaction.
+
+        A document whose id is stored already is skipped (``ON CONFLICT DO NOTHING``), so a
+        document sent twice, by two sources or across a restart, counts once.
+        """
+        now = self._to_db(datetime.now(UTC))
+        inserted = []
+        with self._transaction() as conn:
+            for i, (doc, res) in enumerate(zip(docs, results, strict=True)):
+                cursor = self._exec(
+                    conn,
+                    INSERT_DOC,
+                    [
+                        name,
+                        doc.id,
+                        self._to_db(doc.time),
+                        doc.epoch,
+                        doc.text,
+                        doc.source,
+                        res.topic,
+                        res.label,
+                        res.score,
+                        int(res.negative),
+                        now,
+                    ],
+                )
+                if cursor.rowcount == 0:  # type: ignore[attr-defined]
+                    continue
+                inserted.append(i)
+                for company in res.companies:
+                    self._exec(conn, INSERT_COMPANY, [name, doc.id, company, doc.epoch, int(res.negative)])
+            for alert in alerts:
+                self._exec(conn, UPSERT_ALERT, self._alert_params(alert))
+            if position is not None:
+                source, pos = position
+                self._exec(
+                    conn, UPSERT_POSITION, [name, source, pos.inode, pos.offset, pos.line, pos.head, now]
+                )
+            if file is not None:
+                folder, key = file
+                self._exec(conn, INSERT_FILE, [name, folder, key.name, key.size, key.mtime_ns, now])
+        return Saved(inserted)
+
+    def save_alerts(self, alerts: Iterable[Alert]) -> None:
+        with self._transaction() as conn:
+            for alert in alerts:
+                self._exec(conn, UPSERT_ALERT, self._alert_params(alert))
+
+    def documents(self, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Stored documents by id (those that exist), with their labels, in time order."""
+        out = []
+        with self._transaction(write=False) as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                part = list(ids[start : start + _IN_CHUNK])
+                marks = ", ".join("?" * len(part))
+                sql = (
+                    f"SELECT {DOC_COLUMNS} FROM tunelab_monitor_documents"
+                    f" WHERE monitor = ? AND id IN ({marks})"
+                )
+                out.extend(self._exec(conn, sql, [name, *part]).fetchall())
+        rows = [
+            {
+                "id": r[0],
+                "time": self._from_db(r[1]),
+                "text": r[2],
+                "source": r[3],
+                "topic": r[4],
+                "label": r[5],
+                "score": float(r[6]),
+                "negative": bool(r[7]),
+            }
+            for r in out
+        ]
+        return sorted(rows, key=lambda d: (d["time"], d["id"]))
+
+    def count(self, name: str) -> int:
+        with self._transaction(write=False) as conn:
+            row = self._exec(conn, "SELECT COUNT(*) FROM tunelab_monitor_documents WHERE monitor = ?", [name])
+            return int(row.fetchone()[0])
+
+    def time_range(self, name: str) -> tuple[datetime, datetime] | None:
+        """Times of the first and last stored documents, or None when there are none."""
+        with self._transaction(write=False) as conn:
+            row = self._exec(
+                conn, "SELECT MIN(time), MAX(time) FROM tunelab_monitor_documents WHERE monitor = ?", [name]
+            ).fetchone()
+        if not row or row[0] is None:
+            return None
+        return self._from_db(row[0]), self._from_db(row[1])  # type: ignore[return-value]
+
+    def recent(self, name: str, since_epoch: int) -> list[tuple[str, datetime, str | None, bool, list[str]]]:
+        """``(id, time, topic, negative, companies)`` of documents from ``since_epoch`` on, oldest
+        first: what a restarted monitor counts again to rebuild its windows."""
+        with self._transaction(write=False) as conn:
+            docs = self._exec(
+                conn,
+                "SELECT id, time, topic, negative FROM tunelab_monitor_documents"
+                " WHERE monitor = ? AND epoch >= ? ORDER BY epoch, time, id",
+                [name, since_epoch],
+            ).fetchall()
+            pairs = self._exec(
+                conn,
+                "SELECT doc_id, company FROM tunelab_monitor_companies WHERE monitor = ? AND epoch >= ?",
+                [name, since_epoch],
+            ).fetchall()
+        companies: dict[str, list[str]] = {}
+        for doc_id, company in pairs:
+            companies.setdefault(doc_id, []).append(company)
+        return [
+            (r[0], self._from_db(r[1]), r[2], bool(r[3]), sorted(companies.get(r[0], [])))  # type: ignore[misc]
+            for r in docs
+        ]
+
+    # -- windows and trends --------------------------------------------------------------------------
+
+    def bucket_counts(
+        self,
+        name: str,
+        *,
+        bucket_s: int,
+        topic: str | None = None,
+        company: str | None = None,
+        start_epoch: int | None = None,
+        end_epoch: int | None = None,
+    ) -> list[tuple[int, int, int]]:
+        """``(bucket index, documents, negative)`` per bucket of ``bucket_s`` seconds that has
+        documents; the bucket starts at ``index * bucket_s`` epoch seconds (UTC)."""
+        if company is not None:
+            table, clauses, params = "tunelab_monitor_companies", ["company = ?"], [company]
+        else:
+            table, clauses, params = "tunelab_monitor_documents", [], []
+        if topic is not None:
+            if company is not None:  # both: the company's documents on that topic
+                clauses.append(
+                    "doc_id IN (SELECT id FROM tunelab_monitor_documents WHERE monitor = ? AND topic = ?)"
+                )
+                params += [name, topic]
+            else:
+                clauses.append("topic = ?")
+                params.append(topic)
+        for clause, value in (("epoch >= ?", start_epoch), ("epoch < ?", end_epoch)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = " AND ".join(["monitor = ?", *clauses])
+        sql = (
+            f"SELECT epoch / ? AS b, COUNT(*), COALESCE(SUM(negative), 0) FROM {table} WHERE {where}"
+            " GROUP BY b ORDER BY b"
+        )
+        with self._transaction(write=False) as conn:
+            rows = self._exec(conn, sql, [int(bucket_s), name, *params]).fetchall()
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def top_keys(self, name: str, scope: str, limit: int = 20) -> list[tuple[str, int]]:
+        """The topics (``scope="topic"``) or companies most documents have, with their counts."""
+        if scope == "company":
+            sql = (
+                "SELECT company, COUNT(*) AS n FROM tunelab_monitor_companies WHERE monitor = ?"
+                " GROUP BY company ORDER BY n DESC, company LIMIT ?"
+            )
+        else:
+            sql = (
+                "SELECT topic, COUNT(*) AS n FROM tunelab_monitor_documents"
+                " WHERE monitor = ? AND topic IS NOT NULL GROUP BY topic ORDER BY n DESC, topic LIMIT ?"
+            )
+        with self._transaction(write=False) as conn:
+            rows = self._exec(conn, sql, [name, int(limit)]).fetchall()
+        return [(r[0], int(r[1])) for r in rows]
+
+    # -- followers -----------------------------------------------------------------------------------
+
+    def position(self, name: str, source: str) -> Position | None:
+        with self._transaction(write=False) as conn:
+            row = self._exec(
+                conn,
+                "SELECT inode, byte_offset, line, head FROM tunelab_monitor_positions"
+                " WHERE monitor = ? AND source = ?",
+                [name, source],
+            ).fetchone()
+        return Position(int(row[0]), int(row[1]), int(row[2]), row[3]) if row else None
+
+    def seen_files(self, name: str, folder: str) -> set[FileKey]:
+        with self._transaction(write=False) as conn:
+            rows = self._exec(
+                conn,
+                "SELECT name, size, mtime_ns FROM tunelab_monitor_files WHERE monitor = ? AND folder = ?",
+                [name, folder],
+            ).fetchall()
+        return {FileKey(r[0], int(r[1]), int(r[2])) for r in rows}
+
+    # -- alerts --------------------------------------------------------------------------------------
+
+    def _alert_params(self, a: Alert) -> list[Any]:
+        return [
+            a.id,
+            a.monitor,
+            a.key,
+            a.kind,
+            self._to_db(a.started_at),
+            self._to_db(a.ended_at),
+            float(a.level),
+            float(a.baseline),
+            float(a.observed),
+            json.dumps(a.docs),
+        ]
+
+    def _alert(self, row: Sequence[Any]) -> Alert:
+        return Alert(
+            id=row[0],
+            monitor=row[1],
+            key=row[2],
+            kind=row[3],
+            started_at=self._from_db(row[4]),  # type: ignore[arg-type]
+            ended_at=self._from_db(row[5]),
+            level=float(row[6]),
+            baseline=float(row[7]),
+            observed=float(row[8]),
+            docs=list(json.loads(row[9])),
+        )
+
+    def alerts(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        open_only: bool = False,
+    ) -> list[Alert]:
+        """A monitor's alerts, oldest first; ``since``/``until`` bound their start."""
+        clauses, params = ["monitor = ?"], [name]
+        for clause, value in (
+            ("key = ?", key),
+            ("started_at >= ?", self._to_db(since)),
+            ("started_at < ?", self._to_db(until)),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if open_only:
+            clauses.append("ended_at IS NULL")
+        where = " AND ".join(clauses)
+        sql = f"SELECT {ALERT_COLUMNS} FROM tunelab_monitor_alerts WHERE {where} ORDER BY started_at, id"
+        with self._transaction(write=False) as conn:
+            rows = self._exec(conn, sql, params).fetchall()
+        return [self._alert(r) for r in rows]
+
+    def pending_alerts(self, name: str | None = None, limit: int = 100) -> list[Alert]:
+        """Alerts not delivered yet, oldest first: what a webhook outbox sends (its id is the
+        idempotency key), calling ``mark_delivered`` once the receiver has acknowledged one."""
+        where, params = ("delivered_at IS NULL", [])
+        if name is not None:
+            where += " AND monitor = ?"
+            params.append(name)
+        sql = (
+            f"SELECT {ALERT_COLUMNS} FROM tunelab_monitor_alerts WHERE {where}"
+            " ORDER BY started_at, id LIMIT ?"
+        )
+        with self._transaction(write=False) as conn:
+            rows = self._exec(conn, sql, [*params, int(limit)]).fetchall()
+        return [self._alert(r) for r in rows]
+
+    def mark_delivered(self, alert_id: str, at: datetime | None = None) -> bool:
+        """Record that an alert was delivered; False if there is no such undelivered alert."""
+        with self._transaction() as conn:
+            cursor = self._exec(
+                conn,
+                "UPDATE tunelab_monitor_alerts SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+                [self._to_db(at or datetime.now(UTC)), alert_id],
+            )
+            return bool(cursor.rowcount)  # type: ignore[attr-defined]
+
+
+class SQLiteMonitorStore(MonitorTables, SQLiteStore):
+    """The monitor's tables in the service's SQLite database (or any SQLite file)."""
+
+
+class PostgresMonitorStore(MonitorTables, PostgresStore):
+    """The monitor's tables in the service's PostgreSQL database."""
+
+
+MonitorStore = SQLiteMonitorStore | PostgresMonitorStore
+
+
+def open_monitor_store(db: str | None = None, data_dir: str | Path | None = None) -> MonitorStore:
+    """Open the database a monitor uses: the same choice as the service's (``tunelab.serve.store``).
+
+    Args:
+        db: ``None`` for ``$TUNELAB_DB``, else ``<data dir>/tunelab.db``; a SQLite file path
+            (``.db``/``.sqlite``/``.sqlite3`` or ``sqlite:///...``) or ``postgresql://...``.
+        data_dir: the data folder for the default (``$TUNELAB_DATA_DIR``, else the user data folder).
+
+    Raises:
+        ConfigError: ``db`` names neither backend.
+        StoreError: the database cannot be opened or reached.
+    """
+    from tunelab.serve.store import default_data_dir, default_db, sqlite_file
+
+    db = db or default_db()
+    if db and db.startswith(("postgresql://", "postgres://")):
+        return PostgresMonitorStore(db)
+    path = sqlite_file(db, data_dir if data_dir is not None else default_data_dir())
+    if path is None:
+        raise ConfigError(
+            f"store: {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
+            "or a file path ending in .db"
+        )
+    return SQLiteMonitorStore(path)

@@ -1,0 +1,130 @@
+"""A monitor's trend as JSON-ready buckets: what ``GET /v1/apps/monitor/{name}/trend`` returns.
+
+    trend(store, "markets", topic="earnings", start="2026-03-01", end="2026-03-08", bucket="1h")
+    -> {"monitor": "markets", "topic": "earnings", "company": null, "bucket": "1h", "bucket_s": 3600,
+        "from": "...", "to": "...", "buckets": [{"start", "count", "negative", "negative_share"}, ...],
+        "alerts": [...]}
+
+Buckets are aligned to UTC (a ``1d`` bucket starts at midnight UTC); empty buckets between
+``from`` and ``to`` are listed with zero counts, so a chart's time axis has no holes.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from tunelab.apps.monitor.classify import normalise_company
+from tunelab.apps.monitor.config import parse_duration
+from tunelab.apps.monitor.documents import parse_time
+from tunelab.errors import ConfigError, DataError
+
+MAX_BUCKETS = 5000
+
+
+def _when(value: datetime | str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):  # naive: UTC, as for documents
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise DataError(f"{name}: {exc}") from None
+
+
+def bucket_seconds(bucket: str | int) -> int:
+    """``"1h"`` -> 3600; refuses what is not a duration, naming ``bucket``."""
+    try:
+        return parse_duration(bucket, "bucket")
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+
+
+def trend(
+    store: Any,
+    name: str,
+    *,
+    topic: str | None = None,
+    company: str | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    bucket: str | int = "1h",
+) -> dict[str, Any]:
+    """Documents and negative share per bucket for one monitor, topic and/or company.
+
+    Args:
+        store: the monitor store (``open_monitor_store``).
+        name: the monitor.
+        topic: only documents of this topic; company: only those naming this company (the name
+            is normalised as the classifier does, so "Acme Corp." finds "acme").
+        start: first bucket's time (inclusive), ISO 8601 or epoch seconds; default: the first document.
+        end: end (exclusive); default: just after the last document.
+        bucket: bucket length (``15m``, ``1h``, ``1d``).
+
+    Raises:
+        UnknownMonitorError: no monitor is called ``name``.
+        DataError: a bad time or bucket, ``from`` not before ``to``, or too many buckets.
+    """
+    store.check_monitor(name)
+    step = bucket_seconds(bucket)
+    begin, finish = _when(start, "from"), _when(end, "to")
+    if begin is not None and finish is not None and begin >= finish:
+        raise DataError(f"from {begin.isoformat()} is not before to {finish.isoformat()}")
+    key_company = normalise_company(company) if company else None
+    if begin is None or finish is None:
+        span = store.time_range(name)
+        if span is not None:
+            begin = begin or span[0]
+            finish = finish or datetime.fromtimestamp(math.floor(span[1].timestamp()) + 1, tz=UTC)
+    first = math.floor(begin.timestamp()) // step if begin else None
+    last = math.ceil(finish.timestamp() / step) if finish else None  # exclusive bucket index
+    if first is not None and last is not None and last - first > MAX_BUCKETS:
+        raise DataError(
+            f"bucket {bucket}: {last - first:,} buckets from {begin:%Y-%m-%d %H:%M} "
+            f"to {finish:%Y-%m-%d %H:%M} "
+            f"(the limit is {MAX_BUCKETS:,}); use a larger bucket or a shorter range"
+        )
+    rows = store.bucket_counts(
+        name,
+        bucket_s=step,
+        topic=topic,
+        company=key_company,
+        start_epoch=math.floor(begin.timestamp()) if begin else None,
+        end_epoch=math.ceil(finish.timestamp()) if finish else None,
+    )
+    counts = {b: (n, neg) for b, n, neg in rows}
+    indexes = range(first, last) if first is not None and last is not None else sorted(counts)
+    buckets = []
+    for b in indexes:
+        n, neg = counts.get(b, (0, 0))
+        buckets.append(
+            {
+                "start": datetime.fromtimestamp(b * step, tz=UTC).isoformat(),
+                "count": n,
+                "negative": neg,
+                "negative_share": round(neg / n, 4) if n else None,
+            }
+        )
+    keys = [
+        k
+        for k in (f"topic:{topic}" if topic else None, f"company:{key_company}" if key_company else None)
+        if k
+    ]
+    alerts = [
+        a.to_dict()
+        for a in store.alerts(name, until=finish)
+        if (not keys or a.key in keys) and (begin is None or a.ended_at is None or a.ended_at >= begin)
+    ]
+    return {
+        "monitor": name,
+        "topic": topic,
+        "company": key_company,
+        "bucket": str(bucket),
+        "bucket_s": step,
+        "from": begin.isoformat() if begin else None,
+        "to": finish.isoformat() if finish else None,
+        "buckets": buckets,
+        "alerts": alerts,
+    }

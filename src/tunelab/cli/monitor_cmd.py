@@ -1,0 +1,120 @@
+"""``tunelab app monitor run | report``: a financial sentiment monitor from a ``monitor.yaml``.
+
+Wired under ``tunelab app`` with ``monitor_cmd.add_parser(app_subparsers)``; ``run(args)`` does
+the work of either subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+HELP = """examples:
+  tunelab app monitor run --config monitor.yaml                 # follow the sources until stopped
+  tunelab app monitor run --config monitor.yaml --once          # read what is there, then stop
+  tunelab app monitor run --config monitor.yaml --ner runs/fin-ner
+  tunelab app monitor report --config monitor.yaml --out report.html
+
+monitor.yaml:
+  name: markets
+  sources: [{follow: feeds/news.jsonl}, {directory: feeds/inbox}]
+  runs: {sentiment: runs/fin-sentiment, ner: runs/fin-ner}
+  topics: [{name: earnings, description: quarterly results and guidance}, rates]
+  detector: {window: 15m, baseline: 24h, threshold: 4, min_volume: 5}
+
+Documents are JSON lines: {"id": "...", "time": "2026-03-02T09:30:00Z", "text": "...",
+"source": "...", "topic": "..."} (time: ISO 8601 or epoch seconds). SIGTERM or Ctrl-C stops
+after the batch in hand is committed; a restart goes on where it stopped.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``monitor`` (with ``run`` and ``report``) to ``subparsers`` and return its parser."""
+    p = subparsers.add_parser(
+        "monitor",
+        help="sentiment per topic and company over a stream of news, with alerts on negative surges",
+        description="Follow news, classify sentiment, topics and companies, and alert on negative surges.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="monitor_command", metavar="COMMAND", required=True)
+    r = sub.add_parser(
+        "run",
+        help="ingest, classify and store documents from the config's sources; alert on surges",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--config", required=True, help="the monitor's YAML file")
+    r.add_argument("--once", action="store_true", help="read what the sources hold now, then stop")
+    r.add_argument("--ner", metavar="RUN", help="an NER run naming the companies (overrides runs.ner)")
+    r.set_defaults(handler=run)
+    rep = sub.add_parser("report", help="write an HTML dashboard of trends and alerts")
+    rep.add_argument("--config", required=True, help="the monitor's YAML file")
+    rep.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
+    rep.set_defaults(handler=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.monitor_command == "report":
+        return _report(args)
+    return _run(args)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (finish the batch in hand) instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread; a caller elsewhere sets ``stop`` itself
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        print(f"{signal.Signals(signum).name}: stopping after the current batch", file=sys.stderr)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tunelab.apps.monitor import Monitor, MonitorConfig
+    from tunelab.serve.store import describe_store
+
+    config = MonitorConfig.from_yaml(args.config)
+    config.check_sources()  # a wrong path fails now, before models load
+    stop = threading.Event()
+    with stop_on_signals(stop), Monitor(config, ner=args.ner) as monitor:
+        monitor.classifier  # noqa: B018 -- load the runs now: a bad run fails before anything is read
+        total = monitor.run(once=args.once, stop=stop)
+    alerts = len(total.alerts)
+    print(
+        f"{config.name}: {total.stored} documents stored, {total.duplicates} duplicates, "
+        f"{total.skipped} skipped, {alerts} alert{'s' if alerts != 1 else ''}"
+    )
+    print(f"database: {_where(config.store, describe_store)}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tunelab.apps.monitor import MonitorConfig, open_monitor_store, write_report
+
+    config = MonitorConfig.from_yaml(args.config)
+    with open_monitor_store(config.store) as store:
+        path = write_report(store, config.name, args.out)
+    print(f"report: {path}")
+    return 0
+
+
+def _where(db: str | None, describe: Any) -> str:
+    from tunelab.serve.store import default_data_dir, default_db
+
+    return describe(db or default_db(), default_data_dir())

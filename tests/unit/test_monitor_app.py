@@ -1,0 +1,389 @@
+"""The monitor end to end with stand-in models: sources -> classify -> store -> windows -> alerts,
+restarts, bad input, the CLI (``--once``, SIGTERM, report). The real tiny runs are exercised in
+test_monitor_models.py; here the predictors are small fakes with the ``Predictor`` interface, so
+these tests take a fraction of a second each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tunelab.apps.monitor import (
+    Classifier,
+    Monitor,
+    MonitorConfig,
+    Topic,
+    UnknownMonitorError,
+    normalise_company,
+    open_monitor_store,
+    trend,
+)
+from tunelab.cli import monitor_cmd
+from tunelab.errors import ConfigError, DataError
+
+T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+COMPANIES = ("Acme Corp", "Globex", "Initech Inc.")
+DETECTOR = {"window": "10m", "step": "1m", "baseline": "2h", "min_history": 0.5, "min_volume": 4}
+
+
+class FakeSentiment:
+    """Negative when the text says "falls" or "lawsuit"."""
+
+    labels = SimpleNamespace(names=["negative", "neutral", "positive"])
+    task_name = "single_label"
+
+    def predict(self, texts, batch_size=64):
+        return [
+            {"label": "negative" if ("falls" in t or "lawsuit" in t) else "positive", "score": 0.9}
+            for t in texts
+        ]
+
+
+class FakeNER:
+    """Finds the names in COMPANIES as ORG entities (and "Paris" as a LOC, to be ignored)."""
+
+    def predict(self, texts, batch_size=64):
+        out = []
+        for t in texts:
+            found = [(n, "ORG") for n in COMPANIES if n in t] + ([("Paris", "LOC")] if "Paris" in t else [])
+            out.append(
+                {
+                    "entities": [
+                        {
+                            "text": n,
+                            "label": label,
+                            "start": t.index(n),
+                            "end": t.index(n) + len(n),
+                            "score": 0.9,
+                        }
+                        for n, label in found
+                    ]
+                }
+            )
+        return out
+
+
+VOCAB = ["profit", "revenue", "rate", "inflation", "lawsuit", "court"]
+
+
+def fake_embed(texts: list[str]) -> np.ndarray:
+    """Unit bag-of-words vectors over VOCAB (a text with none of the words points elsewhere)."""
+    rows = []
+    for t in texts:
+        v = np.array([float(w in t.lower()) for w in VOCAB] + [0.1])
+        rows.append(v / np.linalg.norm(v))
+    return np.array(rows)
+
+
+def classifier(**kwargs) -> Classifier:
+    topics = [Topic("earnings", "profit revenue"), Topic("rates", "rate inflation")]
+    defaults = {"ner": FakeNER(), "topics": topics, "embed": fake_embed, "min_similarity": 0.5}
+    return Classifier(FakeSentiment(), **{**defaults, **kwargs})
+
+
+def config(tmp_path: Path, **raw) -> MonitorConfig:
+    base = {
+        "name": "markets",
+        "store": str(tmp_path / "monitor.db"),
+        "sources": [{"follow": str(tmp_path / "news.jsonl")}],
+        "runs": {"sentiment": "runs/unused"},
+        "detector": DETECTOR,
+        "poll": "1s",
+    }
+    return MonitorConfig.from_dict({**base, **raw})
+
+
+def doc(i: int, minute: float, text: str, **extra) -> dict:
+    return {"id": f"n{i}", "time": (T0 + timedelta(minutes=minute)).isoformat(), "text": text, **extra}
+
+
+def calm_and_surge(surge: bool = True) -> list[dict]:
+    """3 hours of one Acme earnings item every 30 s, one in five negative; then (surge) four extra
+    negative ones a minute from minute 150 to 165."""
+    docs = []
+    for i in range(360):
+        text = "Acme Corp shares falls on profit" if i % 5 == 0 else "Acme Corp revenue steady"
+        docs.append(doc(i, i / 2, text, topic="earnings"))
+    if surge:
+        for j in range(60):
+            docs.append(doc(1000 + j, 150 + j / 4, "Acme Corp lawsuit: shares falls", topic="earnings"))
+    return sorted(docs, key=lambda d: d["time"])
+
+
+def write_jsonl(path: Path, docs: list[dict], mode: str = "w") -> None:
+    with open(path, mode, encoding="utf-8") as fh:
+        for d in docs:
+            fh.write(json.dumps(d) + "\n")
+
+
+# -- classification ----------------------------------------------------------------------------------
+
+
+def test_companies_are_normalised_to_one_name() -> None:
+    for name in ("Acme Corp.", "ACME Corporation", "Acme's", " acme  inc ", "Acme Holdings Inc."):
+        assert normalise_company(name) == "acme", name
+    assert normalise_company("Deutsche Bank AG") == "deutsche bank"
+    assert normalise_company("Co") == "co"  # a legal form alone is a name
+    assert normalise_company("...") is None
+    assert normalise_company("Alphabet Inc", {"alphabet": "google"}) == "google"
+
+
+def test_topics_come_from_the_run_else_the_document_else_zero_shot() -> None:
+    from tunelab.apps.monitor.documents import parse_document
+
+    docs = [
+        parse_document({"id": "1", "time": 0, "text": "record profit and revenue"}),
+        parse_document({"id": "2", "time": 0, "text": "inflation lifts the rate"}),
+        parse_document({"id": "3", "time": 0, "text": "a football match in Paris"}),
+        parse_document({"id": "4", "time": 0, "text": "Globex lawsuit", "topic": "legal"}),
+    ]
+    out = classifier().classify(docs)
+    assert [r.topic for r in out] == ["earnings", "rates", "other", "legal"]
+    assert [r.companies for r in out] == [(), (), (), ("globex",)]  # Paris is a LOC: not a company
+    assert [r.negative for r in out] == [False, False, False, True]
+    topic_run = SimpleNamespace(predict=lambda texts, batch_size=64: [{"label": "macro"} for _ in texts])
+    assert {r.topic for r in classifier(topic=topic_run).classify(docs)} == {"macro"}
+    assert [r.topic for r in classifier(topics=[]).classify(docs)] == [None, None, None, "legal"]
+
+
+def test_a_negative_label_the_run_does_not_have_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="negative_label: 'bearish' is not a label of the sentiment run"):
+        Classifier(FakeSentiment(), negative_label="bearish")
+
+
+# -- sources, store, restarts ------------------------------------------------------------------------
+
+
+def test_a_followed_file_is_ingested_once_across_restarts_and_bad_lines_are_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(tmp_path)
+    news = tmp_path / "news.jsonl"
+    docs = calm_and_surge(surge=False)[:40]
+    write_jsonl(news, docs[:20])
+    with open(news, "a", encoding="utf-8") as fh:
+        fh.write('{"id": "bad", "time": "someday", "text": "x"}\n{not json\n')
+        fh.write(json.dumps(doc(99, 1, "long " * 5000)) + "\n")
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:
+        first = monitor.run(once=True)
+    assert (first.stored, first.skipped) == (20, 3)  # the stream went on past each bad line
+    assert f"{news.resolve()} line 21: document 'bad': time 'someday' is not ISO 8601" in caplog.text
+    assert f"{news.resolve()} line 22: not JSON" in caplog.text
+    assert (
+        f"{news.resolve()} line 23: document 'n99': text has 25,000 characters, over the limit" in caplog.text
+    )
+    write_jsonl(news, docs[20:] + docs[:5], mode="a")  # 20 new, 5 sent again
+    with open(news, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(docs[0])[:15])  # a line still being written
+    with Monitor(cfg, classifier=classifier()) as monitor:  # a restart
+        second = monitor.run(once=True)
+        assert (second.stored, second.duplicates, second.skipped) == (20, 5, 0)
+        assert monitor.store.count("markets") == 40
+        assert monitor.store.position("markets", str(news.resolve())).line == 48
+
+
+def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = config(tmp_path, sources=[{"directory": str(inbox)}])
+    docs = calm_and_surge(surge=False)[:30]
+    write_jsonl(inbox / "a.jsonl", docs[:10])
+    write_jsonl(inbox / "b.jsonl", docs[5:20])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+    assert (result.stored, result.duplicates) == (20, 5)
+    write_jsonl(inbox / "c.jsonl", docs[20:])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+        assert (result.stored, result.duplicates) == (10, 0)  # a.jsonl and b.jsonl are not read again
+        assert monitor.store.count("markets") == 30
+
+
+def test_batches_are_all_or_nothing_and_ids_count_once(tmp_path: Path) -> None:
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        docs = calm_and_surge(surge=False)[:5]
+        assert monitor.ingest_batch(docs + docs[:2]).to_dict() == {
+            "stored": 5,
+            "duplicates": 2,
+            "skipped": 0,
+            "alerts": [],
+        }
+        assert monitor.ingest_batch(docs).stored == 0
+        with pytest.raises(DataError, match=r"^documents\[1\]: no id"):
+            monitor.ingest_batch([doc(50, 1, "fine"), {"time": 1, "text": "no id"}])
+        with pytest.raises(DataError, match=r"^documents\[0\]: document 'n51': text has 30 characters"):
+            Monitor(config(tmp_path, max_text_chars=10), classifier=classifier()).ingest_batch(
+                [doc(51, 1, "x" * 30)]
+            )
+        assert monitor.store.existing_ids("markets", ["n50", "n51"]) == set()
+
+
+def test_a_surge_alerts_once_with_its_documents_even_across_a_restart(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    docs = calm_and_surge()
+    cut = next(i for i, d in enumerate(docs) if d["id"] == "n1030")  # 30 surge documents in
+    write_jsonl(tmp_path / "news.jsonl", docs[:cut])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        first = monitor.run(once=True)
+    # Every document is about Acme and earnings: both keys surge, one alert each.
+    assert sorted(a.key for a in first.alerts) == ["company:acme", "topic:earnings"]
+    surge_ids = {d["id"] for d in docs if d["id"].startswith("n1") and len(d["id"]) == 5}
+    for alert in first.alerts:
+        assert alert.ended_at is None and alert.kind in ("negative_share", "negative_volume")
+        assert set(alert.docs) & surge_ids and alert.observed > alert.baseline
+    write_jsonl(tmp_path / "news.jsonl", docs[cut:], mode="a")
+    with Monitor(cfg, classifier=classifier()) as monitor:  # restarted mid-episode
+        second = monitor.run(once=True)
+        stored = monitor.store.alerts("markets")
+        pending = monitor.store.pending_alerts("markets")
+    assert second.alerts == []  # the episode was open when it stopped: no second alert
+    assert {a.id for a in stored} == {a.id for a in first.alerts} == {a.id for a in pending}
+    assert all(a.ended_at is not None for a in stored)  # the surge ended within the stream
+
+
+def test_replaying_the_same_stream_gives_the_same_alerts(tmp_path: Path) -> None:
+    alerts = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        write_jsonl(folder / "news.jsonl", calm_and_surge())
+        with Monitor(config(folder), classifier=classifier()) as monitor:
+            monitor.run(once=True)
+            alerts.append([a.to_dict() for a in monitor.store.alerts("markets")])
+    assert alerts[0] == alerts[1] and alerts[0]
+
+
+# -- config and bad input ----------------------------------------------------------------------------
+
+
+def test_config_problems_are_reported_together_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "monitor.yaml"
+    bad.write_text(
+        "name: Markets Desk\nsources: [{follow: a, directory: b}]\nruns: {}\n"
+        "topics: [earnings, earnings]\ndetector: {window: soon, threshold: 0}\ncolour: red\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        MonitorConfig.from_yaml(bad)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{bad}: ")
+    for part in (
+        "unknown field colour",
+        "name: 'Markets Desk' must be lower-case",
+        "sources[0]: give exactly one of follow",
+        "runs.sentiment: required",
+        "topics[1]: 'earnings' is listed twice",
+        "detector.window: 'soon' is not a duration",
+        "detector.threshold: 0 must be a number > 0",
+    ):
+        assert part in message, part
+    with pytest.raises(ConfigError, match="monitor config not found"):
+        MonitorConfig.from_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("name: [", encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 1: not valid YAML"):
+        MonitorConfig.from_yaml(tmp_path / "broken.yaml")
+
+
+def test_a_source_that_does_not_exist_stops_the_run_before_anything_is_read(tmp_path: Path) -> None:
+    with (
+        Monitor(config(tmp_path), classifier=classifier()) as monitor,
+        pytest.raises(ConfigError, match=r"sources\[0\]\.follow: .*news.jsonl does not exist"),
+    ):
+        monitor.run(once=True)
+    folder = config(tmp_path, sources=[{"directory": str(tmp_path / "inbox")}])
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.directory: .*inbox does not exist"):
+        folder.check_sources()
+
+
+def test_an_unknown_monitor_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    with Monitor(config(tmp_path), classifier=classifier()):
+        pass
+    with (
+        open_monitor_store(str(tmp_path / "monitor.db")) as store,
+        pytest.raises(UnknownMonitorError, match=r"unknown monitor 'bonds' \(known: markets\)"),
+    ):
+        trend(store, "bonds")
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+
+
+def cli_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tunelab app")
+    monitor_cmd.add_parser(parser.add_subparsers(dest="app"))
+    return parser.parse_args(["monitor", *argv])
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "monitor.yaml"
+    raw = {
+        "name": "markets",
+        "store": str(tmp_path / "monitor.db"),
+        "sources": [{"follow": str(tmp_path / "news.jsonl")}],
+        "runs": {"sentiment": "runs/unused"},
+        "detector": DETECTOR,
+        "poll": "1s",
+    }
+    path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
+    import tunelab.apps.monitor.monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "load_classifier", lambda cfg, ner=None: classifier())
+    path = write_config(tmp_path)
+    write_jsonl(tmp_path / "news.jsonl", calm_and_surge())
+    assert monitor_cmd.run(cli_args("run", "--config", str(path), "--once")) == 0
+    out = capsys.readouterr()
+    assert "markets: 420 documents stored, 0 duplicates, 0 skipped, " in out.out
+    assert f"database: SQLite {tmp_path / 'monitor.db'}" in out.err
+    report = tmp_path / "report.html"
+    assert monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(report))) == 0
+    page = report.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2  # topic earnings, company acme
+    assert "Alerts" in page and "n1000" in page and "Acme Corp lawsuit: shares falls" in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(tmp_path: Path, monkeypatch) -> None:
+    import tunelab.apps.monitor.monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "load_classifier", lambda cfg, ner=None: classifier())
+    path = write_config(tmp_path)
+    docs = calm_and_surge(surge=False)[:50]
+    write_jsonl(tmp_path / "news.jsonl", docs)
+
+    def stop_when_stored() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with open_monitor_store(str(tmp_path / "monitor.db")) as store:
+                    if store.count("markets") == 50:
+                        break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=stop_when_stored)
+    killer.start()
+    before = signal.getsignal(signal.SIGTERM)
+    assert monitor_cmd.run(cli_args("run", "--config", str(path))) == 0  # returns instead of dying
+    killer.join()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+    with open_monitor_store(str(tmp_path / "monitor.db")) as store:
+        assert store.count("markets") == 50
+        news = (tmp_path / "news.jsonl").resolve()
+        assert store.position("markets", str(news)).offset == news.stat().st_size

@@ -1,0 +1,194 @@
+"""The monitor's input: documents checked with one-line reasons, a followed file (growth, partial
+lines, rotation, truncation, restart from a position) and a watched folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tunelab.apps.monitor.documents import check_batch, parse_document, parse_line, parse_time
+from tunelab.apps.monitor.sources import FileFollower, FileKey, pending_files
+from tunelab.errors import DataError
+
+
+def line(i: int, **extra) -> str:
+    return json.dumps({"id": f"n{i}", "time": 1_770_000_000 + i, "text": f"news {i}", **extra}) + "\n"
+
+
+def ids(chunk) -> list[str]:
+    return [json.loads(x.raw)["id"] for x in chunk.lines]
+
+
+def read_all(follower: FileFollower) -> list[str]:
+    out = []
+    while (chunk := follower.read()) is not None:
+        out += ids(chunk)
+    return out
+
+
+# -- documents ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-02T09:30:00Z", datetime(2026, 3, 2, 9, 30, tzinfo=UTC)),
+        ("2026-03-02T10:30:00+01:00", datetime(2026, 3, 2, 9, 30, tzinfo=UTC)),
+        ("2026-03-02 09:30", datetime(2026, 3, 2, 9, 30, tzinfo=UTC)),  # no offset: UTC
+        (1_772_443_800, datetime(2026, 3, 2, 9, 30, tzinfo=UTC)),
+        ("1772443800.5", datetime(2026, 3, 2, 9, 30, 0, 500000, tzinfo=UTC)),
+    ],
+)
+def test_times_are_iso_8601_or_epoch_seconds_and_end_up_in_utc(value, expected: datetime) -> None:
+    moment = parse_time(value)
+    assert moment == expected and moment.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"time": 1, "text": "x"}, "no id"),
+        ({"id": "a", "text": "x"}, "document 'a': no time"),
+        ({"id": "a", "time": "yesterday", "text": "x"}, "time 'yesterday' is not ISO 8601"),
+        ({"id": "a", "time": 1_772_443_800_000, "text": "x"}, r"milliseconds\? divide by 1000"),
+        ({"id": "a", "time": True, "text": "x"}, "neither ISO 8601 nor epoch seconds"),
+        ({"id": "a", "time": 1, "text": "  "}, "text is missing, empty"),
+        ({"id": "a", "time": 1, "text": "x" * 101}, "101 characters, over the limit of 100"),
+        ({"id": ["a"], "time": 1, "text": "x"}, "must be a string or an integer"),
+        ({"id": "a", "time": 1, "text": "x", "topic": 3}, "topic must be a string"),
+        (["a", 1, "x"], "a document is a JSON object"),
+    ],
+)
+def test_bad_documents_are_refused_with_the_reason(obj, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_document(obj, max_text_chars=100)
+
+
+def test_lines_and_batches_name_what_is_wrong() -> None:
+    assert parse_line(line(1).strip().encode()).id == "n1"
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_line(b'{"id": "a", ')
+    with pytest.raises(ValueError, match="not UTF-8"):
+        parse_line(b'{"id": "\xff"}')
+    doc = parse_document({"id": 7, "time": 0, "text": "t", "source": " wire ", "topic": ""})
+    assert (doc.id, doc.source, doc.topic) == ("7", "wire", None)
+    with pytest.raises(DataError, match=r"^documents\[1\]: no id"):
+        check_batch([{"id": "a", "time": 1, "text": "x"}, {"time": 1, "text": "y"}])
+    with pytest.raises(DataError, match="give a list"):
+        check_batch({"id": "a"})
+
+
+# -- following a file --------------------------------------------------------------------------------
+
+
+def test_a_followed_file_is_read_as_it_grows_and_a_partial_line_waits(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1", "n2"]
+    partial = line(3)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(partial[:10])
+    assert follower.read() is None  # the writer has not finished the line
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(partial[10:] + "\n" + line(4))  # a blank line is skipped, not an error
+    chunk = follower.read()
+    assert ids(chunk) == ["n3", "n4"] and [x.number for x in chunk.lines] == [3, 5]
+    assert chunk.position.offset == path.stat().st_size and chunk.position.line == 5
+
+
+def test_a_restart_from_the_committed_position_neither_loses_nor_repeats(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2), encoding="utf-8")
+    first = FileFollower(path)
+    committed = first.read().position
+    first.close()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3))
+    again = FileFollower(path, committed)
+    assert read_all(again) == ["n3"]
+    # A position that was not committed (a crash before the commit) reads the lines again.
+    assert read_all(FileFollower(path, committed)) == ["n3"]
+
+
+def test_rotation_finishes_the_old_file_then_reads_the_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1"]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(2) + line(3).rstrip("\n"))  # the last line never gets its newline
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(4), encoding="utf-8")
+    assert read_all(follower) == ["n2", "n3", "n4"]
+    assert follower.position.inode == path.stat().st_ino
+
+
+def test_rotation_while_stopped_finishes_the_rotated_file_found_by_inode(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2), encoding="utf-8")
+    follower = FileFollower(path)
+    chunk = follower.read()
+    follower.close()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3))
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(4), encoding="utf-8")
+    assert read_all(FileFollower(path, chunk.position)) == ["n3", "n4"]
+
+
+def test_a_replaced_file_whose_old_self_is_gone_is_read_from_the_start(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2), encoding="utf-8")
+    follower = FileFollower(path)
+    position = follower.read().position
+    follower.close()
+    path.unlink()
+    path.write_text(line(7) + line(8) + line(9), encoding="utf-8")  # may reuse the inode number
+    assert read_all(FileFollower(path, position)) == ["n7", "n8", "n9"]
+    assert "reading it from the start" in caplog.text
+
+
+def test_truncation_restarts_at_the_beginning(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2) + line(3), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1", "n2", "n3"]
+    with open(path, "r+", encoding="utf-8") as fh:  # copytruncate: same inode, shorter
+        fh.truncate(0)
+        fh.write(line(4))
+    assert read_all(follower) == ["n4"]
+    assert follower.position.line == 1
+
+
+def test_an_overlong_line_is_refused_without_stopping_the_stream(tmp_path: Path, monkeypatch) -> None:
+    import tunelab.apps.monitor.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2, text="x" * 5000) + line(3), encoding="utf-8")
+    follower = FileFollower(path, read_bytes=256)
+    lines = []
+    while (chunk := follower.read()) is not None:
+        lines += chunk.lines
+    assert [(x.number, x.raw is None) for x in lines] == [(1, False), (2, True), (3, False)]
+
+
+# -- folders -----------------------------------------------------------------------------------------
+
+
+def test_a_folder_lists_each_new_file_once_and_skips_temporary_ones(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text(line(1), encoding="utf-8")
+    (tmp_path / ".b.jsonl.tmp").write_text(line(2), encoding="utf-8")
+    (tmp_path / "c.txt").write_text("notes", encoding="utf-8")
+    found = pending_files(tmp_path, "*.jsonl", set())
+    assert [k.name for k in found] == ["a.jsonl"]
+    assert pending_files(tmp_path, "*.jsonl", set(found)) == []
+    (tmp_path / "a.jsonl").write_text(line(1) + line(3), encoding="utf-8")  # rewritten: new size
+    again = pending_files(tmp_path, "*.jsonl", set(found))
+    assert [k.name for k in again] == ["a.jsonl"] and again[0] != found[0]
+    assert isinstance(again[0], FileKey)

@@ -1,0 +1,178 @@
+"""The monitor's tables on the service's store backends, the same tests over SQLite and PostgreSQL
+(the ``postgres_url`` fixture: a throwaway local server, or the tests skip saying why)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tunelab.apps.monitor.classify import Classified
+from tunelab.apps.monitor.detector import Alert, alert_id
+from tunelab.apps.monitor.documents import Document
+from tunelab.apps.monitor.sources import FileKey, Position
+from tunelab.apps.monitor.store import UnknownMonitorError, open_monitor_store
+from tunelab.apps.monitor.trend import trend
+from tunelab.errors import ConfigError, DataError
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+TABLES = "tunelab_monitors, tunelab_monitor_documents, tunelab_monitor_companies, " + (
+    "tunelab_monitor_positions, tunelab_monitor_files, tunelab_monitor_alerts"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "sqlite":
+        s = open_monitor_store(str(tmp_path / "monitor.db"))
+    else:
+        import psycopg
+
+        url = request.getfixturevalue("postgres_url")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {TABLES}")
+        s = open_monitor_store(url)
+    s.register_monitor("markets")
+    yield s
+    s.close()
+
+
+def doc(i: int, minutes: float, *, topic: str | None = "earnings") -> Document:
+    return Document(id=f"d{i}", time=T0 + timedelta(minutes=minutes), text=f"text {i}", topic=topic)
+
+
+def res(negative: bool, topic: str | None = "earnings", companies: tuple[str, ...] = ()) -> Classified:
+    return Classified("negative" if negative else "positive", 0.9, negative, topic, companies)
+
+
+def alert(key: str = "topic:earnings", minutes: float = 30) -> Alert:
+    started = T0 + timedelta(minutes=minutes)
+    return Alert(
+        alert_id("markets", key, started), "markets", key, "negative_share", started, 5.2, 0.2, 0.7, ["d1"]
+    )
+
+
+def test_documents_are_stored_once_by_id_and_read_back(store) -> None:
+    docs = [doc(1, 0), doc(2, 5), doc(3, 70, topic=None)]
+    results = [res(True, companies=("acme", "globex")), res(False), res(True, topic=None)]
+    assert store.save("markets", docs, results).inserted == [0, 1, 2]
+    again = store.save("markets", [doc(2, 5), doc(4, 90)], [res(False), res(False)])
+    assert again.inserted == [1]  # d2 was stored already: skipped, not counted twice
+    assert store.count("markets") == 4
+    assert store.existing_ids("markets", ["d1", "d9", "d4"]) == {"d1", "d4"}
+    assert store.existing_ids("other", ["d1"]) == set()  # another monitor's documents are its own
+    first = store.documents("markets", ["d3", "d1"])
+    assert [d["id"] for d in first] == ["d1", "d3"]
+    assert first[0] | {"time": None} == {
+        "id": "d1",
+        "time": None,
+        "text": "text 1",
+        "source": None,
+        "topic": "earnings",
+        "label": "negative",
+        "score": 0.9,
+        "negative": True,
+    }
+    assert first[0]["time"] == T0
+    assert store.time_range("markets") == (T0, T0 + timedelta(minutes=90))
+    recent = store.recent("markets", int((T0 + timedelta(minutes=1)).timestamp()))
+    assert [(r[0], r[2], r[3], r[4]) for r in recent] == [
+        ("d2", "earnings", False, []),
+        ("d3", None, True, []),
+        ("d4", "earnings", False, []),
+    ]
+    assert store.recent("markets", int(T0.timestamp()))[0][4] == ["acme", "globex"]
+
+
+def test_buckets_per_topic_and_company_are_counted_in_the_database(store) -> None:
+    docs = [doc(i, m) for i, m in enumerate([0, 10, 50, 65, 130])]
+    negative = [True, False, True, True, False]
+    companies = [("acme",), ("acme",), (), ("acme", "globex"), ("globex",)]
+    store.save("markets", docs, [res(n, companies=c) for n, c in zip(negative, companies, strict=True)])
+    hour = int(T0.timestamp()) // 3600
+    assert store.bucket_counts("markets", bucket_s=3600) == [(hour, 3, 2), (hour + 1, 1, 1), (hour + 2, 1, 0)]
+    assert store.bucket_counts("markets", bucket_s=3600, company="acme") == [(hour, 2, 1), (hour + 1, 1, 1)]
+    start = int((T0 + timedelta(minutes=60)).timestamp())
+    assert store.bucket_counts("markets", bucket_s=3600, topic="earnings", start_epoch=start) == [
+        (hour + 1, 1, 1),
+        (hour + 2, 1, 0),
+    ]
+    assert store.bucket_counts("markets", bucket_s=3600, topic="rates") == []
+    assert store.top_keys("markets", "company") == [("acme", 3), ("globex", 2)]
+    assert store.top_keys("markets", "topic") == [("earnings", 5)]
+
+
+def test_trend_fills_empty_buckets_and_carries_the_alerts(store) -> None:
+    docs = [doc(i, m) for i, m in enumerate([0, 10, 130])]
+    store.save(
+        "markets",
+        docs,
+        [res(True, companies=("acme",)), res(False), res(True)],
+        alerts=[alert("company:acme")],
+    )
+    out = trend(store, "markets", company="Acme Corp.", bucket="1h")
+    assert out["company"] == "acme" and out["bucket_s"] == 3600
+    # By default the monitor's whole time range: the same time axis for every topic and company.
+    assert [(b["count"], b["negative"], b["negative_share"]) for b in out["buckets"]] == [
+        (1, 1, 1.0),
+        (0, 0, None),
+        (0, 0, None),
+    ]
+    assert [a["key"] for a in out["alerts"]] == ["company:acme"]
+    out = trend(store, "markets", start="2026-03-02T08:00:00Z", end="2026-03-02T12:00:00Z", bucket="1h")
+    assert [b["start"][11:16] for b in out["buckets"]] == ["08:00", "09:00", "10:00", "11:00"]
+    assert [b["count"] for b in out["buckets"]] == [0, 2, 0, 1]
+    assert out["buckets"][0]["negative_share"] is None
+    with pytest.raises(DataError, match=r"bucket 1m: 5,760 buckets .* use a larger bucket"):
+        trend(store, "markets", start="2026-03-01", end="2026-03-05", bucket="1m")
+    with pytest.raises(DataError, match=r"^bucket: 'hourly' is not a duration"):
+        trend(store, "markets", bucket="hourly")
+    with pytest.raises(DataError, match=r"^from: time 'soon' is not ISO 8601"):
+        trend(store, "markets", start="soon")
+    with pytest.raises(DataError, match="is not before to"):
+        trend(store, "markets", start="2026-03-02", end="2026-03-01")
+    with pytest.raises(UnknownMonitorError, match=r"unknown monitor 'bonds' \(known: markets\)"):
+        trend(store, "bonds")
+
+
+def test_alerts_wait_for_delivery_and_an_episode_is_updated_not_duplicated(store) -> None:
+    opened = alert()
+    store.save("markets", [], [], alerts=[opened])
+    store.save_alerts([opened])  # the same alert again (a replay): still one
+    assert [a.id for a in store.pending_alerts()] == [opened.id]
+    ended = Alert(**{**opened.__dict__, "ended_at": T0 + timedelta(hours=2)})
+    store.save_alerts([ended])
+    (only,) = store.alerts("markets")
+    assert only.ended_at == T0 + timedelta(hours=2) and only.docs == ["d1"] and only.level == 5.2
+    assert store.alerts("markets", open_only=True) == []
+    assert store.mark_delivered(opened.id) is True
+    assert store.mark_delivered(opened.id) is False  # delivered once
+    assert store.pending_alerts() == []
+    assert store.alerts("markets", key="company:acme") == []
+
+
+def test_positions_and_seen_files_are_kept_per_monitor_and_source(store) -> None:
+    assert store.position("markets", "/feeds/news.jsonl") is None
+    store.save("markets", [], [], position=("/feeds/news.jsonl", Position(42, 1000, 12, "abc")))
+    store.save("markets", [], [], position=("/feeds/news.jsonl", Position(42, 2000, 20, "abc")))
+    assert store.position("markets", "/feeds/news.jsonl") == Position(42, 2000, 20, "abc")
+    key = FileKey("a.jsonl", 10, 123456789012345678)
+    store.save("markets", [], [], file=("/inbox", key))
+    assert store.seen_files("markets", "/inbox") == {key}
+    assert store.seen_files("bonds", "/inbox") == set()
+
+
+def test_the_default_store_is_the_services_database(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TUNELAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("TUNELAB_DB", raising=False)
+    with open_monitor_store() as s:
+        s.register_monitor("m")
+        s.list_keys()  # the service's tables are there too: one database for both
+    assert (tmp_path / "data" / "tunelab.db").is_file()
+    with pytest.raises(ConfigError, match=r"^store: 'mysql://x': use postgresql://"):
+        open_monitor_store("mysql://x")
+    with open_monitor_store(str(tmp_path / "data" / "tunelab.db")) as s:
+        s.check_monitor("m")
+        with pytest.raises(UnknownMonitorError, match="unknown monitor 'n'"):
+            s.check_monitor("n")

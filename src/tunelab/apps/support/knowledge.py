@@ -20,8 +20,8 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,7 @@ class KnowledgeIndex:
         """Write the index into ``folder`` atomically: a reader sees the old index or the new one."""
         target = Path(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp = sibling_dir(target, "tmp")
         try:
             with (tmp / self.PASSAGES).open("w", encoding="utf-8") as f:
                 for p in self.passages:
@@ -315,6 +315,22 @@ class KnowledgeIndex:
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             raise DataError(f"{root}: not a knowledge index ({type(exc).__name__}); build it again") from None
         return cls(passages, vectors, model=meta["model"], ann=ann)
+
+
+def sibling_dir(target: Path, suffix: str) -> Path:
+    """A new empty folder next to ``target`` (same file system, so it can be renamed onto it).
+
+    Not ``tempfile.mkdtemp``: that makes the folder private (0700), and renamed into place it would
+    keep those permissions; ``os.mkdir`` applies the umask as a plain ``mkdir`` would.
+    """
+    for _ in range(100):
+        candidate = target.parent / f".{target.name}.{secrets.token_hex(6)}.{suffix}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{target.parent}: no free temporary folder name for {target.name}")
 
 
 def _hnsw(vectors: np.ndarray) -> Any:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import tunelab
+from tunelab.apps.support.answers import IntentAnswer, Slot
 from tunelab.apps.support.bot import Bot, Reply, build_bot
 from tunelab.apps.support.config import BotConfig
 from tunelab.apps.support.evaluate import evaluate_bot, evaluate_conversations
@@ -389,3 +390,104 @@ def test_probabilities_are_calibrated_with_the_bots_temperature(bot_folder: Path
     soft = set_config(bot_folder, temperature=4.0).probabilities(["football match"])
     expected = np.exp(raw / 4.0) / np.exp(raw / 4.0).sum(axis=1, keepdims=True)
     assert np.allclose(soft, expected, atol=1e-6)
+
+
+# -- slots filled by an NER run ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ner_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny NER run tagging city names (B-LOC) among filler words."""
+    import random
+
+    rng = random.Random(1)
+    cities = ["Paris", "London", "Berlin", "Madrid"]
+    filler = [
+        "the",
+        "in",
+        "to",
+        "from",
+        "we",
+        "go",
+        "today",
+        "pizza",
+        "soup",
+        "dinner",
+        "cheese",
+        "salad",
+        "football",
+        "match",
+        "team",
+        "goal",
+    ]
+    blocks = []
+    for _ in range(120):
+        words = [
+            rng.choice(cities) if rng.random() < 0.3 else rng.choice(filler) for _ in range(rng.randint(4, 7))
+        ]
+        blocks.append("\n".join(f"{w} {'B-LOC' if w in cities else 'O'}" for w in words))
+    folder = tmp_path_factory.mktemp("support-ner")
+    train = folder / "train.conll"
+    train.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    overrides = [
+        "data.task=token_classification",
+        f"data.train={train}",
+        f"model.name={tiny_bert}",
+        f"output_dir={folder}",
+        "name=ner",
+        "train.epochs=6",
+        "model.max_length=32",
+        "train.batch_size=8",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+    ]
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+def test_entity_slots_are_filled_by_the_ner_run(run: Path, ner_run: Path, tmp_path: Path) -> None:
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(
+        "fallback: Which city?\nslots:\n  city: {entity: LOC}\n"
+        "intents:\n  food: 'We deliver dinner to {city}.'\n  sports: Tickets.\n  weather: Sunny.\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"slots.city: filled by entity LOC, which needs an NER run"):
+        build_bot(run, answers, None, tmp_path / "bot")
+    with pytest.raises(ConfigError, match=r"a single_label run; --ner takes a token_classification"):
+        build_bot(run, answers, None, tmp_path / "bot", ner=run)
+    build_bot(run, answers, None, tmp_path / "bot", ner=ner_run)
+    assert BotConfig.load(tmp_path / "bot").ner == str(ner_run.resolve())
+    bot = set_config(tmp_path / "bot", intent=0.0)  # every message answered by its template
+    ner = tunelab.load(ner_run)
+    texts = ["pizza soup dinner to Paris", "football match team goal", "cheese salad dinner"]
+    replies = bot.reply_many(texts)
+    for text, reply in zip(texts, replies, strict=True):
+        if reply.intent != "food":
+            continue
+        cities = [e["text"] for e in ner.predict(text)["entities"] if e["label"] == "LOC"]
+        assert reply.reply == (f"We deliver dinner to {cities[0]}." if cities else "Which city?"), text
+    assert replies[0].reply == "We deliver dinner to Paris." or replies[0].intent != "food"
+    answers.write_text(answers.read_text(encoding="utf-8").replace("LOC", "DATE"), encoding="utf-8")
+    with pytest.raises(
+        ConfigError, match=r"slots.city: entity DATE is not a type the NER run .* tags \(LOC\)"
+    ):
+        build_bot(run, answers, None, tmp_path / "other", ner=ner_run)
+
+
+def test_the_ner_run_sees_only_the_messages_whose_answer_needs_it(bot_folder: Path) -> None:
+    calls: list[list[str]] = []
+
+    class FakeNer:
+        def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+            calls.append(list(texts))
+            return [{"entities": [{"text": "Lyon", "label": "LOC"}]} for _ in texts]
+
+    bot = set_config(bot_folder, intent=0.0, knowledge=1.01)
+    bot.answers.slots["city"] = Slot("city", entity="LOC")
+    bot.answers.intents["food"] = IntentAnswer("Dinner in {city}.", ("city",), None)
+    bot.ner = FakeNer()
+    texts = ["pizza soup dinner", "football match team goal", "cheese bread recipe kitchen"]
+    replies = bot.reply_many(texts)
+    food = [t for t, r in zip(texts, replies, strict=True) if r.intent == "food"]
+    assert calls == ([food] if food else [])  # one batch, only the food messages
+    assert all(r.reply == "Dinner in Lyon." for r in replies if r.intent == "food")

@@ -6,7 +6,8 @@ A bot folder (``bots/<name>/``) is to a bot what a run folder is to a model::
     answers.yaml       the answers file, copied at build time
     knowledge/         the passages and their embedding index (``KnowledgeIndex.save``)
     calibration.json   the temperature, and ECE/NLL before and after it, on the dev rows used
-    tune/              after ``tunelab app support tune``: curve.csv, curve.png, summary.json
+    tune/              after ``tunelab app support tune``: curve.csv, curve.png,
+                       knowledge_curve.png, summary.json
 
 Default thresholds, until ``tune`` measures better ones on labelled dev data:
 

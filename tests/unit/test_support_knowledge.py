@@ -116,3 +116,45 @@ def test_embed_is_public_and_unit_length() -> None:
 def test_a_folder_that_is_not_an_index_fails_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a knowledge index"):
         KnowledgeIndex.load(tmp_path)
+
+
+def test_passages_carry_their_intent_tag_in_every_format(tmp_path: Path) -> None:
+    md = tmp_path / "faq.md"
+    md.write_text(
+        "# Card arrival\nintent: card_arrival\n\nCards arrive in 5 days.\n\n"
+        "# PIN\n\nintent: forgot_pin\nSee the app.\n\n# Untagged\nintent is not a tag here: words.\n",
+        encoding="utf-8",
+    )
+    assert [(p.title, p.intent, p.text) for p in read_passages(md)] == [
+        ("Card arrival", "card_arrival", "Cards arrive in 5 days."),
+        ("PIN", "forgot_pin", "See the app."),
+        ("Untagged", None, "intent is not a tag here: words."),
+    ]
+    csv_path = tmp_path / "faq.csv"
+    csv_path.write_text("title,text,intent\nLost?,Freeze it.,lost_card\nFees?,None.,\n", encoding="utf-8")
+    assert [p.intent for p in read_passages(csv_path)] == ["lost_card", None]
+    jsonl = tmp_path / "faq.jsonl"
+    jsonl.write_text('{"text": "a", "intent": "x"}\n{"text": "b"}\n', encoding="utf-8")
+    assert [p.intent for p in read_passages(jsonl)] == ["x", None]
+    jsonl.write_text('{"text": "a", "intent": 3}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r'faq.jsonl: line 1: "intent" must be a string'):
+        read_passages(jsonl)
+
+
+def test_exact_search_below_the_ann_threshold_and_hnsw_above_it_agree(tmp_path: Path) -> None:
+    path = tmp_path / "faq.md"
+    path.write_text(FAQ_MD, encoding="utf-8")
+    passages = read_passages(path)
+    exact = KnowledgeIndex.build(passages)
+    ann = KnowledgeIndex.build(passages, ann_min_passages=2)  # lowered: 3 passages take the HNSW path
+    assert (exact.search_kind, ann.search_kind) == ("exact", "hnsw")
+    queries = ["still waiting for my new card", "forgot pin", "weekend exchange rate"]
+    for got, want in zip(ann.search_many(queries, k=3), exact.search_many(queries, k=3), strict=True):
+        assert [h.passage for h in got] == [h.passage for h in want]
+        assert [round(h.score, 4) for h in got] == [round(h.score, 4) for h in want]
+    loaded = KnowledgeIndex.load(ann.save(tmp_path / "knowledge"))
+    assert loaded.search_kind == "hnsw" and (tmp_path / "knowledge" / KnowledgeIndex.ANN).is_file()
+    assert [h.passage for h in loaded.search("forgot pin")] == [h.passage for h in exact.search("forgot pin")]
+    assert not (tmp_path / "exact").exists()
+    assert KnowledgeIndex.load(exact.save(tmp_path / "exact")).search_kind == "exact"
+    assert not (tmp_path / "exact" / KnowledgeIndex.ANN).exists()

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from tunelab.cli import (
+    app_cmd,
     eval_cmd,
     export_cmd,
     keys_cmd,
@@ -32,6 +33,7 @@ COMMANDS = (
     keys_cmd,
     usage_cmd,
     serve_cmd,
+    app_cmd,
 )
 
 EPILOG = """examples:
@@ -41,6 +43,7 @@ EPILOG = """examples:
   tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
   tunelab export runs/banking77 --format onnx-int8
   tunelab runs
+  tunelab app support chat bots/banking
 """
 
 

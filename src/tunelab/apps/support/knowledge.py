@@ -1,9 +1,16 @@
 """The support bot's knowledge base: passages read from Markdown, CSV or JSONL, and their index.
 
 A message the intent model is unsure about is looked up here: the best passages by cosine
-similarity of unit-length sentence embeddings (``tunelab.embed``). The search is exact (one matrix
-product): at a few thousand passages it takes about a millisecond, well below the encoder's own
-cost for the query. An approximate index only pays off far beyond that and is not built yet.
+similarity of unit-length sentence embeddings (``tunelab.embed``). Up to ``ANN_MIN_PASSAGES``
+passages the search is exact (one matrix product): at a few thousand passages it takes about a
+millisecond, well below the encoder's own cost for the query. Above that an approximate
+nearest-neighbour index (faiss HNSW, inner product on the unit vectors) is built once and saved
+beside the vectors, so a search stays sub-linear as the knowledge base grows.
+
+Why faiss (``faiss-cpu``): it ships wheels for every platform we support (hnswlib, the other
+well-kept HNSW library, publishes only a source archive and so needs a C++ compiler at install
+time), its HNSW index does inner-product search directly, and it reads and writes its index files
+itself.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +32,15 @@ from tunelab.errors import DataError
 
 #: A Markdown section longer than this many words is cut at paragraph breaks into several passages.
 MAX_PASSAGE_WORDS = 200
+#: From this many passages on, search goes through an approximate (HNSW) index instead of exact.
+ANN_MIN_PASSAGES = 5000
+# HNSW settings: 32 links per node and a search beam of 128 keep recall@10 near 0.99 on sentence
+# embeddings at a few hundred thousand passages (faiss's own benchmarks); building cost is one-off.
+_HNSW_LINKS, _HNSW_EF_BUILD, _HNSW_EF_SEARCH = 32, 200, 128
 FORMATS = (".md", ".markdown", ".csv", ".jsonl")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# A Markdown section's intent tag: a line ``intent: <name>`` right under its heading.
+_INTENT_LINE = re.compile(r"^\s*intent:\s*(\S+)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -36,11 +51,15 @@ class Passage:
         text: what the bot replies with.
         title: the heading or question it sits under ("" when none).
         source: ``file:line`` it starts on, so a wrong answer can be traced and fixed.
+        intent: the intent this passage answers, when the file tags it (CSV/JSONL column
+            ``intent``, Markdown ``intent: <name>`` under the heading); used only to tune and
+            evaluate the knowledge path, never to search.
     """
 
     text: str
     title: str
     source: str
+    intent: str | None = None
 
     def for_embedding(self) -> str:
         """The title carries the question a user asks: it is embedded with the text."""
@@ -58,8 +77,9 @@ class Hit:
 def read_passages(path: str | Path) -> list[Passage]:
     """Read a knowledge file: Markdown (sections under headings), CSV or JSONL.
 
-    CSV: a ``text`` column (or ``answer``), with an optional ``title`` (or ``question``) column.
-    JSONL: one ``{"text": ..., "title": ...}`` object per line.
+    CSV: a ``text`` column (or ``answer``), with optional ``title`` (or ``question``) and
+    ``intent`` columns. JSONL: one ``{"text": ..., "title": ..., "intent": ...}`` object per line.
+    Markdown: a section per heading; a line ``intent: <name>`` right under a heading tags it.
 
     Raises:
         DataError: the file is missing, not UTF-8, of another format, malformed or empty; the
@@ -91,6 +111,8 @@ def read_passages(path: str | Path) -> list[Passage]:
 def _from_markdown(text: str, path: Path) -> list[Passage]:
     passages: list[Passage] = []
     title, paragraphs, start = "", [], 1  # paragraphs: (first line, text)
+    intent: str | None = None
+    under_heading = False  # no text yet since the heading: an intent line may come
     block: list[str] = []
     block_start = 1
 
@@ -105,21 +127,25 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
         chunk_start = start
         for line_no, para in paragraphs:
             if chunk and len(" ".join([*chunk, para]).split()) > MAX_PASSAGE_WORDS:
-                passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}"))
+                passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}", intent))
                 chunk, chunk_start = [], line_no
             if not chunk:
                 chunk_start = line_no
             chunk.append(para)
         if chunk:
-            passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}"))
+            passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}", intent))
         paragraphs.clear()
 
     for line_no, line in enumerate(text.splitlines(), start=1):
         heading = _HEADING.match(line)
+        tag = _INTENT_LINE.match(line) if under_heading else None
         if heading:
             end_section()
-            title, start = heading.group(2), line_no
+            title, start, intent, under_heading = heading.group(2), line_no, None, True
+        elif tag:
+            intent, under_heading = tag.group(1), False
         elif line.strip():
+            under_heading = False
             if not block:
                 block_start = line_no
             block.append(line)
@@ -141,7 +167,8 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
         body = (row.get(text_col) or "").strip()
         if body:
             title = (row.get(title_col) or "").strip() if title_col else ""
-            passages.append(Passage(body, title, f"{path}:{row_no}"))
+            intent = (row.get("intent") or "").strip() or None
+            passages.append(Passage(body, title, f"{path}:{row_no}", intent))
     return passages
 
 
@@ -158,48 +185,100 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
         if not isinstance(body, str) or not body.strip():
             raise DataError(f'{path}: line {line_no} needs a non-empty "text" string')
         title = record.get("title") or ""
-        passages.append(Passage(body.strip(), str(title).strip(), f"{path}:{line_no}"))
+        intent = record.get("intent")
+        if intent is not None and not isinstance(intent, str):
+            raise DataError(f'{path}: line {line_no}: "intent" must be a string (the intent name) or absent')
+        intent = intent.strip() if intent else None
+        passages.append(Passage(body.strip(), str(title).strip(), f"{path}:{line_no}", intent or None))
     return passages
 
 
 class KnowledgeIndex:
-    """Passages with their unit-length embeddings (N, H), searchable by a query."""
+    """Passages with their unit-length embeddings (N, H), searchable by a query.
+
+    Attributes:
+        passages: the passages, in file order.
+        vectors: (N, H) float32 unit-length embeddings of ``Passage.for_embedding``.
+        model: the encoder name the vectors (and so every query) are embedded with.
+        ann: a faiss HNSW index over ``vectors`` when there are ``ANN_MIN_PASSAGES`` or more
+            passages, else None (exact search).
+    """
 
     PASSAGES = "passages.jsonl"
     VECTORS = "vectors.npy"
     META = "index.json"
+    ANN = "ann.faiss"
 
-    def __init__(self, passages: list[Passage], vectors: np.ndarray, *, model: str) -> None:
+    def __init__(self, passages: list[Passage], vectors: np.ndarray, *, model: str, ann: Any = None) -> None:
         if len(passages) != len(vectors):
             raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors")
-        self.passages, self.vectors, self.model = passages, vectors, model
+        self.passages, self.vectors, self.model, self.ann = passages, vectors, model, ann
+
+    @property
+    def search_kind(self) -> str:
+        """``exact`` or ``hnsw`` (faiss), for reports."""
+        return "exact" if self.ann is None else "hnsw"
+
+    @property
+    def tagged(self) -> bool:
+        """Whether any passage names the intent it answers (tuning and evaluation use the tags)."""
+        return any(p.intent for p in self.passages)
 
     @classmethod
-    def build(cls, passages: list[Passage], *, model: str = "minilm-l6") -> KnowledgeIndex:
-        """Embed every passage once (title and text together)."""
+    def build(
+        cls, passages: list[Passage], *, model: str = "minilm-l6", ann_min_passages: int = ANN_MIN_PASSAGES
+    ) -> KnowledgeIndex:
+        """Embed every passage once (title and text together); add an HNSW index from
+        ``ann_min_passages`` passages on."""
         from tunelab.embeddings import embed
 
-        return cls(passages, embed([p.for_embedding() for p in passages], model=model), model=model)
+        vectors = embed([p.for_embedding() for p in passages], model=model)  # (N, H)
+        ann = _hnsw(vectors) if len(passages) >= ann_min_passages else None
+        return cls(passages, vectors, model=model, ann=ann)
 
     def search(self, query: str, *, k: int = 3) -> list[Hit]:
         """The ``k`` passages most similar to ``query``, best first."""
+        return self.search_many([query], k=k)[0]
+
+    def search_many(self, queries: list[str], *, k: int = 3) -> list[list[Hit]]:
+        """``search`` for several queries, embedded in one batch."""
         from tunelab.embeddings import embed
 
-        scores = self.vectors @ embed([query], model=self.model)[0]  # (N,)
-        best = np.argsort(-scores)[:k]
-        return [Hit(self.passages[i], float(scores[i])) for i in best]
+        if not queries:
+            return []
+        k = min(k, len(self.passages))
+        q = embed(list(queries), model=self.model)  # (Q, H)
+        if self.ann is not None:
+            scores, found = self.ann.search(np.ascontiguousarray(q, dtype=np.float32), k)  # (Q, k) each
+        else:
+            every = q @ self.vectors.T  # (Q, N)
+            found = np.argsort(-every, axis=1, kind="stable")[:, :k]  # (Q, k)
+            scores = np.take_along_axis(every, found, axis=1)
+        return [
+            [Hit(self.passages[int(i)], float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            for row_ids, row_scores in zip(found, scores, strict=True)
+        ]
 
     def save(self, folder: str | Path) -> Path:
         """Write the index into ``folder`` atomically: a reader sees the old index or the new one."""
         target = Path(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp = sibling_dir(target, "tmp")
         try:
             with (tmp / self.PASSAGES).open("w", encoding="utf-8") as f:
                 for p in self.passages:
                     f.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
             np.save(tmp / self.VECTORS, self.vectors)
-            meta = {"model": self.model, "passages": len(self.passages), "dims": int(self.vectors.shape[1])}
+            if self.ann is not None:
+                import faiss
+
+                faiss.write_index(self.ann, str(tmp / self.ANN))
+            meta = {
+                "model": self.model,
+                "passages": len(self.passages),
+                "dims": int(self.vectors.shape[1]),
+                "search": self.search_kind,
+            }
             (tmp / self.META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             if target.exists():
                 old = target.with_name(f".{target.name}.old")
@@ -227,6 +306,39 @@ class KnowledgeIndex:
             lines = (root / cls.PASSAGES).read_text(encoding="utf-8").splitlines()
             passages = [Passage(**json.loads(line)) for line in lines if line.strip()]
             vectors = np.load(root / cls.VECTORS)
-        except (OSError, ValueError, TypeError) as exc:
+            ann = None
+            if meta.get("search") == "hnsw":
+                import faiss
+
+                ann = faiss.read_index(str(root / cls.ANN))
+                ann.hnsw.efSearch = _HNSW_EF_SEARCH
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
             raise DataError(f"{root}: not a knowledge index ({type(exc).__name__}); build it again") from None
-        return cls(passages, vectors, model=meta["model"])
+        return cls(passages, vectors, model=meta["model"], ann=ann)
+
+
+def sibling_dir(target: Path, suffix: str) -> Path:
+    """A new empty folder next to ``target`` (same file system, so it can be renamed onto it).
+
+    Not ``tempfile.mkdtemp``: that makes the folder private (0700), and renamed into place it would
+    keep those permissions; ``os.mkdir`` applies the umask as a plain ``mkdir`` would.
+    """
+    for _ in range(100):
+        candidate = target.parent / f".{target.name}.{secrets.token_hex(6)}.{suffix}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{target.parent}: no free temporary folder name for {target.name}")
+
+
+def _hnsw(vectors: np.ndarray) -> Any:
+    """A faiss HNSW index for inner-product search over unit vectors (N, H)."""
+    import faiss  # lazy: only knowledge bases past ANN_MIN_PASSAGES need it
+
+    index = faiss.IndexHNSWFlat(int(vectors.shape[1]), _HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = _HNSW_EF_BUILD
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    index.hnsw.efSearch = _HNSW_EF_SEARCH
+    return index

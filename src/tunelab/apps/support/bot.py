@@ -1,0 +1,337 @@
+"""The support bot: answer what it knows, look up what it half-knows, hand the rest to a person.
+
+Per message (``Bot.reply``):
+
+1. The intent model's logits, divided by the bot's calibration temperature, give a calibrated
+   probability per intent. If the top intent reaches its threshold and the answers file has a
+   template for it, the reply is that template with its slots filled (kind ``answer``).
+2. Otherwise the knowledge base is searched; if the best passage's similarity reaches the
+   knowledge threshold, the reply is that passage (kind ``knowledge``).
+3. Otherwise the message is handed to a person (kind ``handoff``) with the top three intents.
+
+Multi-turn: a message that does not reach step 1 alone, in a conversation with earlier user
+messages, is classified again joined to the previous one ("I ordered a card last week" + "and how
+long does that take?"); whichever reading resolves better (answer > knowledge > hand-off; the
+message alone on a tie) is kept, and a reply that needed the context says which intent it took.
+
+The bot uses tunelab's public API only: ``tunelab.load`` for the runs, the calibration module,
+and ``tunelab.embed`` through the knowledge index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.apps.support.answers import Answers, read_answers
+from tunelab.apps.support.config import ANSWERS_YAML, KNOWLEDGE_DIR, BotConfig
+from tunelab.apps.support.knowledge import Hit, KnowledgeIndex
+from tunelab.errors import ConfigError, DataError, TunelabError
+
+#: The longest message the bot takes (characters); the service may set a lower limit of its own.
+MAX_MESSAGE_CHARS = 2000
+#: Intents in a reply's ``candidates`` (what a hand-off ticket shows the agent).
+TOP_CANDIDATES = 3
+#: Passages searched per message; those reaching the knowledge threshold are returned.
+PASSAGES_SEARCHED = 3
+
+_RANK = {"handoff": 0, "knowledge": 1, "answer": 2}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The bot's reply to one message.
+
+    Attributes:
+        reply: the text sent to the user.
+        kind: ``answer`` (an intent's template), ``knowledge`` (a passage) or ``handoff``.
+        intent: the intent it resolved to: the top intent (for a hand-off, the top candidate);
+            None only when the model gave none.
+        confidence: the calibrated probability of ``intent`` (0..1).
+        passages: ``[{"text", "title", "source", "score", "intent"}]``, best first; [] unless
+            ``kind == "knowledge"``.
+        candidates: the top intents ``[{"intent", "confidence"}]``, for hand-off tickets.
+        reason: why this kind, e.g. "intent card_arrival at 0.42 below 0.90; best passage 0.31
+            below 0.50".
+        used_context: the previous user message was needed to resolve it.
+    """
+
+    reply: str
+    kind: str
+    intent: str | None
+    confidence: float
+    passages: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+    used_context: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def resolved_intent(self) -> str | None:
+        """The intent this reply serves: the template's for an answer, the top passage's tag (else
+        the top intent) for a knowledge reply, None for a hand-off. What evaluation scores."""
+        if self.kind == "answer":
+            return self.intent
+        if self.kind == "knowledge":
+            return (self.passages[0].get("intent") if self.passages else None) or self.intent
+        return None
+
+
+@dataclass
+class _Reading:
+    """One reading of a message (alone, or joined to the previous one) and what it resolves to."""
+
+    text: str
+    probs: np.ndarray  # (L,) calibrated probabilities
+    kind: str = "handoff"
+    hits: list[Hit] = field(default_factory=list)
+    why: str = ""
+
+
+class Bot:
+    """A built bot folder, loaded: the intent model, calibration, answers and knowledge index.
+
+    Example:
+        >>> bot = Bot.load("bots/banking")  # doctest: +SKIP
+        >>> bot.reply("my card still has not arrived").kind  # doctest: +SKIP
+        'answer'
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        config: BotConfig,
+        predictor: Any,
+        answers: Answers,
+        index: KnowledgeIndex | None,
+        ner: Any = None,
+    ) -> None:
+        self.folder, self.config, self.predictor = folder, config, predictor
+        self.answers, self.index, self.ner = answers, index, ner
+        self.name = config.name
+        self.intents: list[str] = list(predictor.labels.names)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Bot:
+        """Open a bot folder written by ``build_bot``.
+
+        Raises:
+            ConfigError: the folder is missing or not a bot, or a run it names cannot be loaded;
+                one line naming the folder.
+        """
+        import tunelab
+
+        root = Path(folder)
+        config = BotConfig.load(root)
+        try:
+            predictor = tunelab.load(config.run)
+            check_intent_model(predictor, config.run)
+            answers = read_answers(root / ANSWERS_YAML)
+            knowledge = root / KNOWLEDGE_DIR
+            index = KnowledgeIndex.load(knowledge) if knowledge.exists() else None
+            ner = tunelab.load(config.ner) if config.ner else None
+        except TunelabError as exc:
+            raise ConfigError(f"bot {root}: {exc}") from None
+        return cls(root, config, predictor, answers, index, ner)
+
+    # -- the decision ---------------------------------------------------------------------------
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Calibrated intent probabilities (N, L) of ``texts``, in ``self.intents`` order."""
+        from tunelab.evaluate.calibration import calibrated_probabilities
+
+        if not texts:
+            return np.zeros((0, len(self.intents)))
+        logits = self.predictor.logits(list(texts))  # (N, L)
+        return calibrated_probabilities(logits, self.config.temperature)
+
+    def reply(self, text: str, history: Sequence[str] = ()) -> Reply:
+        """The reply to ``text``; ``history``: the conversation's earlier user messages, oldest first.
+
+        Raises:
+            DataError: the message is empty, not text, or longer than ``MAX_MESSAGE_CHARS``.
+        """
+        return self.reply_many([text], [history])[0]
+
+    def reply_many(self, texts: list[str], histories: list[Sequence[str]] | None = None) -> list[Reply]:
+        """Replies to several messages, classified in one batch (the service's batcher calls this).
+
+        Raises:
+            DataError: a message is empty, not text, or too long (named by its position), or
+                ``histories`` does not give one history per message.
+        """
+        check_messages(texts)
+        if histories is None:
+            histories = [()] * len(texts)
+        if len(histories) != len(texts):
+            raise DataError(f"{len(texts)} messages but {len(histories)} histories: give one per message")
+        alone = [_Reading(t, p) for t, p in zip(texts, self.probabilities(list(texts)), strict=True)]
+        for r in alone:
+            self._classify(r)
+        # Only a message the model cannot answer alone is read again with the previous turn.
+        previous = [_last_message(h) for h in histories]
+        again = [i for i, r in enumerate(alone) if r.kind != "answer" and previous[i]]
+        joined = [f"{previous[i]} {texts[i]}" for i in again]
+        context: dict[int, _Reading] = {
+            i: _Reading(t, p) for i, t, p in zip(again, joined, self.probabilities(joined), strict=True)
+        }
+        for r in context.values():
+            self._classify(r)
+        self._search([r for r in [*alone, *context.values()] if r.kind != "answer"])
+        replies = []
+        for i, own in enumerate(alone):
+            other = context.get(i)
+            if other is not None and _RANK[other.kind] > _RANK[own.kind]:
+                replies.append(self._reply(other, used_context=True, alone=own))
+            else:
+                replies.append(self._reply(own, used_context=False))
+        return self._fill_templates(
+            replies, [context[i] if r.used_context else alone[i] for i, r in enumerate(replies)]
+        )
+
+    def _classify(self, r: _Reading) -> None:
+        """Step 1: a template answer, if the top intent reaches its threshold and has one."""
+        top = int(np.argmax(r.probs))
+        intent, confidence = self.intents[top], float(r.probs[top])
+        threshold = self.config.threshold_for(intent)
+        if confidence >= threshold and intent in self.answers.intents:
+            r.kind, r.why = "answer", f"intent {intent} at {confidence:.2f} >= {threshold:.2f}"
+        elif intent not in self.answers.intents:
+            r.why = f"intent {intent} at {confidence:.2f} has no answer template"
+        else:
+            r.why = f"intent {intent} at {confidence:.2f} below {threshold:.2f}"
+
+    def _search(self, readings: list[_Reading]) -> None:
+        """Step 2 for the readings left: the knowledge base, searched in one batch."""
+        limit = self.config.thresholds.knowledge
+        if self.index is None:
+            for r in readings:
+                r.why += "; no knowledge base"
+            return
+        for r, hits in zip(
+            readings, self.index.search_many([r.text for r in readings], k=PASSAGES_SEARCHED), strict=True
+        ):
+            best = hits[0].score if hits else float("-inf")
+            if best >= limit:
+                r.kind, r.hits = "knowledge", [h for h in hits if h.score >= limit]
+                r.why += f"; best passage {best:.2f} >= {limit:.2f}"
+            else:
+                r.why += f"; best passage {best:.2f} below {limit:.2f}"
+
+    def _reply(self, r: _Reading, *, used_context: bool, alone: _Reading | None = None) -> Reply:
+        order = np.argsort(-r.probs, kind="stable")[:TOP_CANDIDATES]
+        candidates = [{"intent": self.intents[i], "confidence": round(float(r.probs[i]), 4)} for i in order]
+        top = candidates[0] if candidates else None
+        intent = top["intent"] if top else None
+        if r.kind == "knowledge":
+            text = r.hits[0].passage.text
+        elif r.kind == "handoff":
+            text = self.answers.handoff_reply
+        else:
+            text = ""  # filled by _fill_templates
+        reason = r.why
+        if used_context and alone is not None:
+            reason = f"alone: {alone.why}; with the previous message: {r.why}"
+            if r.kind != "answer":
+                text = _context_note(intent, r.kind) + text
+        return Reply(
+            reply=text,
+            kind=r.kind,
+            intent=intent,
+            confidence=float(top["confidence"]) if top else 0.0,
+            passages=[_passage_dict(h) for h in r.hits] if r.kind == "knowledge" else [],
+            candidates=candidates,
+            reason=reason,
+            used_context=used_context,
+        )
+
+    def _fill_templates(self, replies: list[Reply], readings: list[_Reading]) -> list[Reply]:
+        """Fill the answers' slots, running the NER model once over the messages that need it."""
+        need_ner = [
+            i for i, r in enumerate(replies) if r.kind == "answer" and self.answers.needs_ner(r.intent or "")
+        ]
+        entities: dict[int, list[dict[str, Any]]] = {}
+        if need_ner and self.ner is not None:
+            found = self.ner.predict([readings[i].text for i in need_ner])
+            entities = {i: list(res.get("entities", [])) for i, res in zip(need_ner, found, strict=True)}
+        done = []
+        for i, r in enumerate(replies):
+            if r.kind != "answer" or r.intent is None:
+                done.append(r)
+                continue
+            text, missing = self.answers.fill(r.intent, readings[i].text, entities.get(i))
+            reason = r.reason + (
+                f"; slot {', '.join(missing)} not in the message: fallback" if missing else ""
+            )
+            if r.used_context:
+                text = _context_note(r.intent, r.kind) + text
+            done.append(replace(r, reply=text, reason=reason))
+        return done
+
+
+def check_messages(texts: Sequence[Any]) -> None:
+    """Every message is non-empty text of at most ``MAX_MESSAGE_CHARS`` characters.
+
+    Raises:
+        DataError: naming the first bad message by position (1-based).
+    """
+    for i, text in enumerate(texts, start=1):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"message {i}: empty or not text; send a non-empty message")
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise DataError(
+                f"message {i}: {len(text)} characters, over the {MAX_MESSAGE_CHARS} a message may have; "
+                "shorten it"
+            )
+
+
+def check_intent_model(predictor: Any, run: str | Path) -> None:
+    """The intent run classifies single texts into one label each.
+
+    Raises:
+        ConfigError: it is another kind of run (multi-label, NER, text pairs).
+    """
+    if predictor.task_name != "single_label" or predictor.text_pair_column:
+        kind = predictor.task_name + (" on text pairs" if predictor.text_pair_column else "")
+        raise ConfigError(
+            f"{run}: a {kind} run; the intent model of a bot is a single_label run on single texts"
+        )
+
+
+def _last_message(history: Sequence[str]) -> str:
+    for text in reversed(list(history or ())):
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+    return ""
+
+
+def _context_note(intent: str | None, kind: str) -> str:
+    topic = (intent or "your question").replace("_", " ")
+    return f"(Taking this with your previous message, as a question about {topic}.) "
+
+
+def _passage_dict(hit: Hit) -> dict[str, Any]:
+    p = hit.passage
+    return {
+        "text": p.text,
+        "title": p.title,
+        "source": p.source,
+        "score": round(hit.score, 4),
+        "intent": p.intent,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # build_bot lives in its own module (it writes folders; this one reads them) and is re-exported
+    # here lazily, as the interface names it: ``from tunelab.apps.support.bot import build_bot``.
+    if name in ("build_bot", "BuildResult"):
+        from tunelab.apps.support import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

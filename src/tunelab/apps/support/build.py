@@ -1,0 +1,246 @@
+"""``build_bot``: an intent run, an answers file and a knowledge base -> a bot folder.
+
+Everything is checked before anything is written (answers against the model's labels, slots
+against the NER run, the knowledge file), then the folder is assembled in a temporary sibling and
+renamed into place: a failed or interrupted build leaves no half folder, and a running service
+reading the old bot sees the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.apps.support.answers import read_answers
+from tunelab.apps.support.bot import check_intent_model
+from tunelab.apps.support.config import (
+    ANSWERS_YAML,
+    BOT_YAML,
+    CALIBRATION_JSON,
+    KNOWLEDGE_DIR,
+    BotConfig,
+    Thresholds,
+)
+from tunelab.apps.support.knowledge import ANN_MIN_PASSAGES, KnowledgeIndex, read_passages, sibling_dir
+from tunelab.atomic import atomic_write_json
+from tunelab.errors import ConfigError, TunelabError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build_bot`` wrote.
+
+    Attributes:
+        folder: the bot folder.
+        name: the bot's name.
+        calibration: what ``calibration.json`` holds (temperature, ECE before/after, dev rows).
+        passages: knowledge passages indexed (0 without a knowledge base).
+        search: ``exact`` or ``hnsw`` (faiss), the knowledge index's search.
+        unanswered: the model's intents without an answer template (knowledge or hand-off).
+        warnings: things the user should know, one line each (the CLI prints them).
+    """
+
+    folder: Path
+    name: str
+    calibration: dict[str, Any]
+    passages: int
+    search: str
+    unanswered: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_bot(
+    run: str | Path,
+    answers: str | Path,
+    knowledge: str | Path | None,
+    out: str | Path,
+    *,
+    ner: str | Path | None = None,
+    dev: str | Path | None = None,
+    encoder: str = "minilm-l6",
+    name: str | None = None,
+    overwrite: bool = False,
+    ann_min_passages: int = ANN_MIN_PASSAGES,
+) -> BuildResult:
+    """Build a bot folder at ``out``.
+
+    Args:
+        run: the intent model's run folder (a single-label classifier).
+        answers: the answers YAML (see ``tunelab.apps.support.answers``).
+        knowledge: the knowledge file (.md, .csv, .jsonl), or None for none.
+        out: the bot folder to write, e.g. ``bots/banking``.
+        ner: an NER run filling ``{entity: TYPE}`` slots.
+        dev: labelled ``text``/``label`` rows to calibrate on; default: the run's own dev split.
+        encoder: the sentence encoder of the knowledge index.
+        name: the bot's name (default: the folder's name).
+        overwrite: replace an existing bot folder at ``out``.
+        ann_min_passages: from this many passages on, the index is approximate (HNSW).
+
+    Raises:
+        ConfigError: ``out`` exists (and ``overwrite`` is off, or it is not a bot folder), the
+            answers file or a run is wrong; DataError: a data file is wrong. Nothing is written.
+    """
+    import tunelab
+
+    target = Path(out)
+    _check_target(target, overwrite)
+    parsed = read_answers(answers)
+    predictor = tunelab.load(run)
+    check_intent_model(predictor, run)
+    warnings: list[str] = []
+    unanswered = parsed.check_intents(predictor.labels.names, knowledge=knowledge is not None)
+    if unanswered:
+        n = len(unanswered)
+        warnings.append(
+            f"{n} intent{'s have' if n > 1 else ' has'} no answer template and will be answered from the "
+            f"knowledge base when a passage is close enough, else handed off: {', '.join(unanswered)}"
+        )
+    passages = read_passages(knowledge) if knowledge is not None else []
+    ner_path = _check_ner(parsed, ner)
+    calibration = _calibrate(predictor, dev, warnings)
+    index = (
+        KnowledgeIndex.build(passages, model=encoder, ann_min_passages=ann_min_passages) if passages else None
+    )
+    config = BotConfig(
+        name=name or target.resolve().name,
+        run=str(predictor.run.root.resolve()),
+        encoder=encoder,
+        ner=ner_path,
+        temperature=float(calibration["temperature"]),
+        thresholds=Thresholds(),
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        tunelab_version=tunelab.__version__,
+    )
+
+    def write(tmp: Path) -> None:
+        config.save(tmp)
+        shutil.copyfile(answers, tmp / ANSWERS_YAML)
+        if index is not None:
+            index.save(tmp / KNOWLEDGE_DIR)
+        atomic_write_json(tmp / CALIBRATION_JSON, calibration)
+
+    write_folder(target, write)
+    for line in warnings:
+        log.info("%s", line)
+    return BuildResult(
+        folder=target,
+        name=config.name,
+        calibration=calibration,
+        passages=len(passages),
+        search=index.search_kind if index is not None else "none",
+        unanswered=unanswered,
+        warnings=warnings,
+    )
+
+
+def write_folder(target: Path, write: Any) -> None:
+    """Run ``write(tmp)`` on a fresh sibling temp folder, then rename it to ``target`` (replacing it)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sibling_dir(target, "tmp")
+    try:
+        write(tmp)
+        if target.exists():
+            old = sibling_dir(target, "old")
+            os.replace(target, old / "bot")
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old / "bot", target)  # put the old bot back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        return
+    if not (target / BOT_YAML).is_file():
+        raise ConfigError(f"{target}: exists and is not a bot folder; give another --out (it is left as is)")
+    if not overwrite:
+        raise ConfigError(
+            f"{target}: a bot is already there; give --overwrite to replace it, or another --out"
+        )
+
+
+def _check_ner(parsed: Any, ner: str | Path | None) -> str | None:
+    """Load the NER run (if any) and check the entity slots against the types it tags."""
+    import tunelab
+
+    if ner is None:
+        parsed.check_entities(None, ner=None)
+        return None
+    predictor = tunelab.load(ner)
+    if predictor.task_name != "token_classification":
+        raise ConfigError(f"{ner}: a {predictor.task_name} run; --ner takes a token_classification (NER) run")
+    types = {n.split("-", 1)[1] for n in predictor.labels.names if "-" in n}
+    parsed.check_entities(types, ner=str(ner))
+    return str(predictor.run.root.resolve())
+
+
+def _calibrate(predictor: Any, dev: str | Path | None, warnings: list[str]) -> dict[str, Any]:
+    """Fit the temperature on dev logits: ``dev`` rows, else the run's own dev split.
+
+    Rows whose label the model lacks (out of scope) are left out: calibration says how far to
+    trust the model on the intents it knows; out-of-scope rows are what ``tune`` is for.
+    """
+    from tunelab.evaluate.calibration import fit_temperature
+
+    texts, labels, source, dropped = _dev_rows(predictor, dev, warnings)
+    if not texts:
+        return {"temperature": 1.0, "fitted": False, "dev": source, "rows": 0}
+    logits = predictor.logits(texts)  # (N, L)
+    fitted = fit_temperature(logits, np.asarray(labels))
+    return {
+        **fitted.to_dict(),
+        "fitted": True,
+        "dev": source,
+        "rows": len(texts),
+        "rows_out_of_scope": dropped,
+    }
+
+
+def _dev_rows(
+    predictor: Any, dev: str | Path | None, warnings: list[str]
+) -> tuple[list[str], list[int], str | None, int]:
+    """``(texts, label ids, where from, rows dropped as out of scope)``; no texts when none."""
+    from tunelab.apps.support.rows import read_labelled
+
+    names = predictor.labels
+    hint = "calibration needs dev data: give --dev FILE (text,label rows the model was not trained on)"
+    if dev is not None:
+        rows = read_labelled(dev)
+        kept = [(t, names.id_of(lab)) for t, lab in zip(rows.texts, rows.labels, strict=True) if lab in names]
+        if not kept:
+            warnings.append(f"{dev}: no row has a label the intent model knows; temperature left at 1.0")
+            return [], [], str(dev), len(rows)
+        return [t for t, _ in kept], [i for _, i in kept], str(dev), len(rows) - len(kept)
+    cfg = predictor.config.data
+    if not cfg.dev and not cfg.dev_size:
+        warnings.append(f"the run has no dev split; temperature left at 1.0 (uncalibrated): {hint}")
+        return [], [], None, 0
+    from tunelab.data.splits import load_splits
+
+    try:
+        splits = load_splits(cfg)
+    except (TunelabError, OSError) as exc:
+        warnings.append(f"the run's dev split cannot be read ({exc}); temperature left at 1.0: {hint}")
+        return [], [], None, 0
+    if splits.dev is None or not len(splits.dev.texts):
+        warnings.append(f"the run's dev split is empty; temperature left at 1.0: {hint}")
+        return [], [], None, 0
+    # The split's label ids come from the training file, as the run's did; map by name to be sure.
+    ids = [names.id_of(splits.labels.names[i]) for i in splits.dev.labels]
+    return list(splits.dev.texts), ids, f"the run's dev split ({splits.dev.source})", 0

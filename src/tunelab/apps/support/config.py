@@ -1,0 +1,162 @@
+"""A bot folder's ``bot.yaml``: which runs it uses, its calibration temperature and thresholds.
+
+A bot folder (``bots/<name>/``) is to a bot what a run folder is to a model::
+
+    bot.yaml           this file
+    answers.yaml       the answers file, copied at build time
+    knowledge/         the passages and their embedding index (``KnowledgeIndex.save``)
+    calibration.json   the temperature, and ECE/NLL before and after it, on the dev rows used
+    tune/              after ``tunelab app support tune``: curve.csv, curve.png,
+                       knowledge_curve.png, summary.json
+
+Default thresholds, until ``tune`` measures better ones on labelled dev data:
+
+- intent 0.90. The confidence is calibrated (temperature scaling), so among in-scope messages
+  answered at >= 0.9 about nine in ten or more are right; the uncalibrated 1.000/0.000 of a
+  fine-tuned model would make any threshold meaningless, and Rasa's untuned 0.3 answers far too
+  much. Out-of-scope messages spread their probability over similar intents and mostly fall below.
+- knowledge 0.50. A cosine similarity between a message and a passage (title and text) under the
+  bundled MiniLM: on a five-passage banking FAQ, paraphrases of a passage's question scored
+  0.57-0.66 and unrelated banking messages 0.11-0.41, so 0.5 lies between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.atomic import atomic_write_text
+from tunelab.errors import ConfigError
+
+BOT_YAML = "bot.yaml"
+ANSWERS_YAML = "answers.yaml"
+KNOWLEDGE_DIR = "knowledge"
+CALIBRATION_JSON = "calibration.json"
+TUNE_DIR = "tune"
+
+DEFAULT_INTENT_THRESHOLD = 0.90
+DEFAULT_KNOWLEDGE_THRESHOLD = 0.50
+
+
+@dataclass
+class Thresholds:
+    """When the bot answers: calibrated intent confidence, and knowledge passage similarity.
+
+    Attributes:
+        intent: a template answer needs the top intent's calibrated probability >= this.
+        knowledge: a knowledge reply needs the best passage's cosine similarity >= this.
+        per_intent: intent -> its own threshold, replacing ``intent`` for it (hand-edited; tune
+            sets the global one, see ``tune``).
+        chosen: how they were set, for the reader of bot.yaml.
+    """
+
+    intent: float = DEFAULT_INTENT_THRESHOLD
+    knowledge: float = DEFAULT_KNOWLEDGE_THRESHOLD
+    per_intent: dict[str, float] = field(default_factory=dict)
+    chosen: str = "defaults (not tuned): see tunelab.apps.support.config"
+
+
+@dataclass
+class BotConfig:
+    """What ``bot.yaml`` holds.
+
+    Attributes:
+        name: the bot's name (its folder's name unless given).
+        run: the intent model's run folder (absolute).
+        encoder: the sentence encoder of the knowledge index and its queries.
+        ner: the NER run filling ``{entity: TYPE}`` slots, or None.
+        temperature: logits are divided by this before the softmax (calibration).
+        thresholds: see ``Thresholds``.
+        built_at: ISO time of the build.
+        tunelab_version: the version that built it.
+        tuned: what ``tune`` used (target, dev file, rows, time), or None.
+    """
+
+    name: str
+    run: str
+    encoder: str = "minilm-l6"
+    ner: str | None = None
+    temperature: float = 1.0
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    built_at: str = ""
+    tunelab_version: str = ""
+    tuned: dict[str, Any] | None = None
+
+    def threshold_for(self, intent: str) -> float:
+        return float(self.thresholds.per_intent.get(intent, self.thresholds.intent))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``bot.yaml`` into ``folder`` atomically."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return atomic_write_text(Path(folder) / BOT_YAML, text)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BotConfig:
+        """Read ``<folder>/bot.yaml``.
+
+        Raises:
+            ConfigError: no such folder or file, or a field is missing or wrong (named).
+        """
+        root = Path(folder)
+        path = root / BOT_YAML
+        if not path.is_file():
+            what = "no such folder" if not root.exists() else f"not a bot folder (no {BOT_YAML})"
+            raise ConfigError(f"{root}: {what}; build one with tunelab app support build")
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path}: not readable YAML ({type(exc).__name__}); build the bot again"
+            ) from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: not a bot config (a mapping); build the bot again")
+        try:
+            raw = dict(doc.get("thresholds") or {})
+            thresholds = Thresholds(
+                intent=_share(raw.get("intent", DEFAULT_INTENT_THRESHOLD), path, "thresholds.intent"),
+                knowledge=_number(
+                    raw.get("knowledge", DEFAULT_KNOWLEDGE_THRESHOLD), path, "thresholds.knowledge"
+                ),
+                per_intent={
+                    str(k): _share(v, path, f"thresholds.per_intent.{k}")
+                    for k, v in dict(raw.get("per_intent") or {}).items()
+                },
+                chosen=str(raw.get("chosen", "")),
+            )
+            config = cls(
+                name=str(doc["name"]),
+                run=str(doc["run"]),
+                encoder=str(doc.get("encoder") or "minilm-l6"),
+                ner=str(doc["ner"]) if doc.get("ner") else None,
+                temperature=_number(doc.get("temperature", 1.0), path, "temperature"),
+                thresholds=thresholds,
+                built_at=str(doc.get("built_at", "")),
+                tunelab_version=str(doc.get("tunelab_version", "")),
+                tuned=doc.get("tuned"),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{path}: missing field {exc.args[0]}; build the bot again") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if config.temperature <= 0:
+            raise ConfigError(f"{path}: temperature: must be > 0, got {config.temperature}")
+        return config
+
+
+def _number(value: Any, path: Path, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{path}: {where}: must be a number, got {value!r}")
+    return float(value)
+
+
+def _share(value: Any, path: Path, where: str) -> float:
+    number = _number(value, path, where)
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"{path}: {where}: must be between 0 and 1, got {number}")
+    return number

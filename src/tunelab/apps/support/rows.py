@@ -1,0 +1,93 @@
+"""The support bot's labelled files: dev/eval messages (``text``, ``label``) and conversations.
+
+Messages are read with tunelab's own table reader (CSV, TSV, JSONL or Parquet; encoding detected),
+so a bad file fails the same one-line way as a training file does. Conversations are JSON lines:
+``{"turns": ["I ordered a card last week", "and how long does that take?"], "intent": "card_arrival"}``,
+``intent`` being what the last turn asks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import DataError
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """Messages and their labels, with the file's row numbers (for messages that name a row)."""
+
+    texts: list[str]
+    labels: list[str]
+    rows: list[int]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation's user turns, oldest first, and the intent its last turn asks."""
+
+    turns: list[str]
+    intent: str
+    line: int
+
+
+def read_labelled(path: str | Path) -> LabelledRows:
+    """Read a labelled message file: columns ``text`` and ``label``.
+
+    Raises:
+        DataError: the file is missing, unreadable or lacks a column; the message names it.
+    """
+    from tunelab.config import DataConfig
+    from tunelab.data.labelled import read_extracted
+
+    parts = read_extracted(path, DataConfig(encoding="auto"), label_kind="one")
+    assert parts.labels is not None  # label_kind given
+    return LabelledRows(
+        texts=list(parts.texts),
+        labels=[str(x) for x in parts.labels],
+        rows=list(parts.rows),
+        source=str(path),
+    )
+
+
+def read_conversations(path: str | Path) -> list[Conversation]:
+    """Read a JSONL file of conversations (``turns``: a list of user messages, ``intent``).
+
+    Raises:
+        DataError: the file is missing, not UTF-8, or a line is not such an object.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: conversations file not found")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{p}: not UTF-8; save the conversations file as UTF-8") from None
+    found = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{p}: line {line_no} is not JSON ({exc.msg})") from None
+        turns = record.get("turns") if isinstance(record, dict) else None
+        intent = record.get("intent") if isinstance(record, dict) else None
+        if (
+            not isinstance(turns, list)
+            or not turns
+            or not all(isinstance(t, str) and t.strip() for t in turns)
+        ):
+            raise DataError(f'{p}: line {line_no}: "turns" must be a non-empty list of non-empty strings')
+        if not isinstance(intent, str) or not intent.strip():
+            raise DataError(f'{p}: line {line_no}: "intent" must name the intent of the last turn')
+        found.append(Conversation([t.strip() for t in turns], intent.strip(), line_no))
+    if not found:
+        raise DataError(f"{p}: no conversations (the file is empty)")
+    return found

@@ -1,0 +1,493 @@
+"""The support bot on a tiny intent model: build, the decision per message, context, tune, eval.
+
+The intent model is the tiny random BERT trained on three topics (sports, food, weather); sports
+and food have answer templates, weather is covered only by a knowledge passage. Where a test needs
+a given decision, it sets the bot's thresholds (bot.yaml) around the confidences the model gives,
+as tuning would, instead of hoping the random model lands on a side.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab.apps.support.answers import IntentAnswer, Slot
+from tunelab.apps.support.bot import Bot, Reply, build_bot
+from tunelab.apps.support.config import BotConfig
+from tunelab.apps.support.evaluate import evaluate_bot, evaluate_conversations
+from tunelab.apps.support.tune import tune_bot
+from tunelab.errors import ConfigError, DataError
+
+ANSWERS = r"""
+fallback: "Tell me the amount and I will look it up."
+slots:
+  amount: '(?:[$£€]\s?)\d+(?:[.,]\d{1,2})?'
+intents:
+  sports:
+    answer: "Tickets cost {amount} at the desk."
+    fallback: "Tickets are sold at the desk."
+  food:
+    answer: "The kitchen serves dinner from 6 pm."
+"""
+
+FAQ = """# Weather forecast
+intent: weather
+
+The forecast is updated every hour: rain, snow, storm and wind warnings are in the app.
+
+# Opening hours
+
+We are open from 9 am to 5 pm on working days.
+"""
+
+OOS = [
+    "how do I reset my password",
+    "my phone was stolen yesterday",
+    "can I get a loan for a car",
+    "please close my account",
+    "what is your postal address",
+    "I want to change my surname",
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("support-files")
+    (root / "answers.yaml").write_text(ANSWERS, encoding="utf-8")
+    (root / "faq.md").write_text(FAQ, encoding="utf-8")
+    return {"answers": root / "answers.yaml", "faq": root / "faq.md"}
+
+
+@pytest.fixture
+def dev(tmp_path: Path, text_maker) -> Path:
+    """24 labelled dev rows: 6 per topic (unseen in training) and 6 out of scope."""
+    rows = [(t, label) for label in ("sports", "food", "weather") for t in text_maker(label, 6, 9)]
+    rows += [(t, "oos") for t in OOS]
+    path = tmp_path / "dev.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path_factory) -> Path:
+    train, test = labelled_csvs
+    out = tmp_path_factory.mktemp("support-runs")
+    overrides = tiny_overrides(tiny_bert, train, test, out, "name=intent")
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def built(run: Path, files: dict[str, Path], tmp_path_factory) -> tuple[Any, Path]:
+    out = tmp_path_factory.mktemp("bots") / "demo"
+    return build_bot(run, files["answers"], files["faq"], out), out
+
+
+@pytest.fixture
+def bot_folder(built: tuple[Any, Path], tmp_path: Path) -> Path:
+    """A private copy of the built bot, so a test may change its thresholds."""
+    import shutil
+
+    return Path(shutil.copytree(built[1], tmp_path / "demo"))
+
+
+def set_config(folder: Path, **changes: Any) -> Bot:
+    config = BotConfig.load(folder)
+    for key, value in changes.items():
+        if key in ("intent", "knowledge"):
+            setattr(config.thresholds, key, value)
+        else:
+            setattr(config, key, value)
+    config.save(folder)
+    return Bot.load(folder)
+
+
+# -- build ------------------------------------------------------------------------------------------
+
+
+def test_build_writes_a_whole_bot_folder_calibrated_on_the_runs_dev_split(built, run: Path) -> None:
+    result, folder = built
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "answers.yaml",
+        "bot.yaml",
+        "calibration.json",
+        "knowledge",
+    ]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["demo"]  # no temp folder left
+    config = BotConfig.load(folder)
+    assert (config.name, config.run, config.encoder) == ("demo", str(run.resolve()), "minilm-l6")
+    assert (config.thresholds.intent, config.thresholds.knowledge) == (0.9, 0.5)
+    calibration = json.loads((folder / "calibration.json").read_text(encoding="utf-8"))
+    assert calibration == result.calibration and calibration["fitted"] is True
+    assert calibration["rows"] == 6 and "dev split" in calibration["dev"]  # 10% of 60 training rows
+    assert config.temperature == pytest.approx(calibration["temperature"])
+    assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration)
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+    assert (result.passages, result.search, result.unanswered) == (2, "exact", ["weather"])
+    assert "1 intent has no answer template" in result.warnings[0] and "knowledge base" in result.warnings[0]
+    assert (folder / "answers.yaml").read_text(encoding="utf-8") == ANSWERS
+
+
+def test_build_calibrates_on_a_dev_file_leaving_out_of_scope_rows_out(
+    run: Path, files, dev: Path, tmp_path: Path
+) -> None:
+    result = build_bot(run, files["answers"], files["faq"], tmp_path / "b", dev=dev)
+    cal = result.calibration
+    assert (cal["rows"], cal["rows_out_of_scope"], cal["dev"]) == (18, 6, str(dev))
+    assert BotConfig.load(tmp_path / "b").temperature == pytest.approx(cal["temperature"])
+
+
+def test_build_refuses_to_replace_a_bot_unless_asked_and_never_leaves_half_a_folder(
+    run: Path, files, tmp_path: Path
+) -> None:
+    out = tmp_path / "bot"
+    build_bot(run, files["answers"], files["faq"], out)
+    before = (out / "bot.yaml").read_text(encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bot: a bot is already there; give --overwrite"):
+        build_bot(run, files["answers"], files["faq"], out)
+    other = tmp_path / "notes"
+    other.mkdir()
+    with pytest.raises(ConfigError, match=r"notes: exists and is not a bot folder"):
+        build_bot(run, files["answers"], files["faq"], other, overwrite=True)
+    empty = tmp_path / "empty.md"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"empty.md: no passages"):
+        build_bot(run, files["answers"], empty, out, overwrite=True)
+    with pytest.raises(DataError, match=r"empty.md: no passages"):
+        build_bot(run, files["answers"], empty, tmp_path / "new")
+    assert (out / "bot.yaml").read_text(encoding="utf-8") == before  # the old bot is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot", "empty.md", "notes"]  # nothing half-written
+    build_bot(run, files["answers"], files["faq"], out, overwrite=True, name="renamed")
+    assert BotConfig.load(out).name == "renamed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot", "empty.md", "notes"]
+
+
+def test_build_errors_name_the_file_and_field(run: Path, files, tmp_path: Path) -> None:
+    bad = tmp_path / "answers.yaml"
+    bad.write_text("intents:\n  sports: 'hi'\n  golf: 'hi'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"answers.yaml: intents: answers for golf, which the intent model"):
+        build_bot(run, bad, files["faq"], tmp_path / "b")
+    with pytest.raises(ConfigError, match=r"answers.yaml: intents: no answer for food, weather"):
+        bad.write_text("intents:\n  sports: 'hi'\n", encoding="utf-8")
+        build_bot(run, bad, None, tmp_path / "b")
+    with pytest.raises(ConfigError, match=r"slots.day: filled by entity DATE, which needs an NER run"):
+        bad.write_text(
+            "slots:\n  day: {entity: DATE}\nfallback: x\nintents:\n  sports: 'on {day}'\n", "utf-8"
+        )
+        build_bot(run, bad, files["faq"], tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_unknown_or_broken_bot_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope: no such folder; build one with tunelab app support build"):
+        Bot.load(tmp_path / "nope")
+    with pytest.raises(ConfigError, match=r"not a bot folder \(no bot.yaml\)"):
+        Bot.load(tmp_path)
+    (tmp_path / "bot.yaml").write_text("name: x\nrun: /nowhere/run\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^bot .*: .*nowhere") as caught:
+        Bot.load(tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+# -- the decision -----------------------------------------------------------------------------------
+
+
+def test_the_three_kinds_of_reply(bot_folder: Path, text_maker) -> None:
+    bot = set_config(bot_folder, intent=0.5, knowledge=0.4)
+    sports, food, weather = (
+        text_maker("sports", 1, 5)[0],
+        text_maker("food", 1, 5)[0],
+        "rain storm forecast snow",
+    )
+    answer, plain, looked_up = bot.reply_many([f"{sports} €12", food, weather])
+    assert (answer.kind, answer.intent, answer.reply) == ("answer", "sports", "Tickets cost €12 at the desk.")
+    assert answer.confidence >= 0.5 and answer.passages == [] and not answer.used_context
+    assert answer.reason.startswith("intent sports at ") and ">= 0.50" in answer.reason
+    assert answer.candidates[0]["intent"] == "sports" and len(answer.candidates) == 3
+    assert (plain.kind, plain.reply) == ("answer", "The kitchen serves dinner from 6 pm.")
+    assert looked_up.kind == "knowledge" and looked_up.intent == "weather"  # no template: looked up
+    assert looked_up.reply.startswith("The forecast is updated every hour")
+    assert (
+        looked_up.passages[0]["title"] == "Weather forecast" and looked_up.passages[0]["intent"] == "weather"
+    )
+    assert "has no answer template; best passage" in looked_up.reason
+    assert all(p["score"] >= 0.4 for p in looked_up.passages)
+    assert set(answer.to_dict()) == {
+        "reply",
+        "kind",
+        "intent",
+        "confidence",
+        "passages",
+        "candidates",
+        "reason",
+        "used_context",
+    }
+    fallback = bot.reply(sports)  # no amount in the message: the intent's fallback
+    assert (fallback.kind, fallback.reply) == ("answer", "Tickets are sold at the desk.")
+    assert "slot amount not in the message: fallback" in fallback.reason
+
+
+def test_below_both_thresholds_the_message_is_handed_off_with_candidates(bot_folder: Path) -> None:
+    bot = set_config(bot_folder, intent=1.0, knowledge=1.01, temperature=50.0)  # confidences near 1/3
+    reply = bot.reply("football match with my team")
+    assert reply.kind == "handoff" and reply.passages == []
+    assert reply.reply == "I'm passing this to a colleague who can help; they will reply here."
+    assert reply.intent == reply.candidates[0]["intent"] and reply.confidence < 0.5
+    assert sorted(c["intent"] for c in reply.candidates) == ["food", "sports", "weather"]
+    assert "below 1.00" in reply.reason and "best passage" in reply.reason and "below 1.01" in reply.reason
+
+
+PREVIOUS, FOLLOW_UP = "football goal league match team", "and how long does that take?"
+
+
+def context_threshold(bot: Bot) -> float:
+    """An intent threshold the follow-up reaches with its previous message but not alone."""
+    alone, joined = bot.probabilities([FOLLOW_UP, f"{PREVIOUS} {FOLLOW_UP}"])
+    sports = bot.intents.index("sports")
+    assert joined.argmax() == sports
+    # A threshold between the alone reading's confidence (when its intent has a template) and the
+    # joined one's: the model must be surer of sports with the context, or no threshold separates them.
+    alone_answerable = alone.max() if bot.intents[int(alone.argmax())] in ("sports", "food") else 0.0
+    assert joined[sports] > alone_answerable
+    return float((alone_answerable + joined[sports]) / 2)
+
+
+def test_a_follow_up_is_resolved_with_the_previous_message(bot_folder: Path) -> None:
+    previous, follow_up = PREVIOUS, FOLLOW_UP
+    # No knowledge replies: an answer or a hand-off.
+    bot = set_config(bot_folder, knowledge=1.01, intent=context_threshold(Bot.load(bot_folder)))
+    with_context = bot.reply(follow_up, history=["hello", previous])
+    assert (with_context.kind, with_context.intent, with_context.used_context) == ("answer", "sports", True)
+    assert with_context.reply.startswith(
+        "(Taking this with your previous message, as a question about sports.)"
+    )
+    assert with_context.reply.endswith("Tickets are sold at the desk.")
+    assert (
+        with_context.reason.startswith("alone: ")
+        and "with the previous message: intent sports" in with_context.reason
+    )
+    without = bot.reply(follow_up)
+    assert without.kind == "handoff" and not without.used_context
+    batched = bot.reply_many([follow_up, follow_up, previous], [[previous], [], ["food pizza"]])
+    assert batched[0] == with_context and batched[1] == without
+    assert batched[2].kind == "answer" and not batched[2].used_context  # resolved alone: context unused
+
+
+def test_reply_many_matches_reply_one_by_one(bot_folder: Path, text_maker) -> None:
+    bot = set_config(bot_folder, intent=0.5, knowledge=0.4)
+    texts = [*text_maker("food", 3, 7), "rain storm forecast", *OOS[:3]]
+    batched = bot.reply_many(texts)
+    for text, reply in zip(texts, batched, strict=True):
+        one = bot.reply(text)
+        assert (one.kind, one.intent, one.reply) == (reply.kind, reply.intent, reply.reply)
+        assert one.confidence == pytest.approx(reply.confidence, abs=1e-4)
+    assert isinstance(batched[0], Reply)
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["ok", "  "], r"message 2: empty or not text"),
+        ([None], r"message 1: empty or not text"),
+        (["x" * 2001], r"message 1: 2001 characters, over the 2000 a message may have"),
+    ],
+)
+def test_bad_messages_are_one_line_errors(built, texts: list[Any], message: str) -> None:
+    bot = Bot.load(built[1])
+    with pytest.raises(DataError, match=message):
+        bot.reply_many(texts)
+    with pytest.raises(DataError, match=r"2 messages but 1 histories"):
+        bot.reply_many(["a", "b"], [[]])
+
+
+# -- tune and eval ----------------------------------------------------------------------------------
+
+
+def test_tune_for_precision_sets_thresholds_that_eval_then_measures_the_same(
+    bot_folder: Path, dev: Path
+) -> None:
+    result = tune_bot(bot_folder, dev, target="precision=0.95")
+    config = BotConfig.load(bot_folder)
+    assert (config.thresholds.intent, config.thresholds.knowledge) == (
+        result.intent_threshold,
+        result.knowledge_threshold,
+    )
+    assert config.tuned["target"] == "precision=0.95" and config.tuned["rows"] == 24
+    assert config.tuned["out_of_scope"] == 6 and "tuned for precision=0.95" in config.thresholds.chosen
+    m = result.metrics
+    assert m["answer_accuracy"] >= 0.95 and m["n"] == 24
+    if m["knowledge_accuracy"] is not None:
+        assert m["knowledge_accuracy"] >= 0.95
+    measured = evaluate_bot(bot_folder, dev)
+    assert {k: measured[k] for k in m} == m  # the tuned operating point is what the bot does
+    with (bot_folder / "tune" / "curve.csv").open(encoding="utf-8") as f:
+        curve = list(csv.DictReader(f))
+    assert {r["path"] for r in curve} == {"intent", "knowledge"}
+    coverage = [float(r["coverage"]) for r in curve if r["path"] == "intent"]
+    assert coverage == sorted(coverage) and coverage[-1] == 1.0
+    assert (bot_folder / "tune" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((bot_folder / "tune" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["metrics"] == m and summary["intent_threshold"] == result.intent_threshold
+
+
+def test_tune_for_a_handoff_budget_hands_off_at_most_that_share(bot_folder: Path, dev: Path) -> None:
+    result = tune_bot(bot_folder, dev, target="handoff=0.10")
+    m = result.metrics
+    assert m["counts"]["handoff"] / m["n"] <= 0.10
+    assert evaluate_bot(bot_folder, dev)["counts"] == m["counts"]
+
+
+def test_tune_rejects_a_bad_target_and_leaves_bot_yaml_alone(bot_folder: Path, dev: Path) -> None:
+    before = (bot_folder / "bot.yaml").read_bytes()
+    for target in ("precision", "recall=0.9", "handoff=1.5"):
+        with pytest.raises(ConfigError, match=r"--target .*give precision=P .* or handoff=H"):
+            tune_bot(bot_folder, dev, target=target)
+    assert (bot_folder / "bot.yaml").read_bytes() == before and not (bot_folder / "tune").exists()
+
+
+def test_eval_scores_out_of_scope_rows_and_conversations(bot_folder: Path, dev: Path, tmp_path: Path) -> None:
+    bot = set_config(bot_folder, intent=0.0, knowledge=-1.0)  # answers everything, out of scope too
+    m = evaluate_bot(bot, dev)
+    assert m["counts"]["handoff"] == 0 and m["answer_rate"] == 1.0 and m["out_of_scope"] == 6
+    assert m["handoff_rate_out_of_scope"] == 0.0 and m["handoff_rate_known"] == 0.0
+    assert m["accuracy"] < m["accuracy_known"]  # the out-of-scope answers count as wrong
+    assert m["accuracy"] <= 18 / 24 and m["knowledge_accuracy"] is not None  # weather: tagged passage
+    bot = set_config(bot_folder, intent=context_threshold(bot), knowledge=1.01)
+    conversations = tmp_path / "followups.jsonl"
+    conversations.write_text(
+        json.dumps({"turns": [PREVIOUS, FOLLOW_UP], "intent": "sports"})
+        + "\n\n"
+        + json.dumps({"turns": ["pizza soup dinner kitchen cheese"], "intent": "food"})
+        + "\n",
+        encoding="utf-8",
+    )
+    c = evaluate_conversations(bot, conversations)
+    # The follow-up is right only with its context; the one-turn conversation the same either way.
+    assert c["n"] == 2 and c["used_context"] == 1
+    assert c["right_with_context"] - c["right_without_context"] == 1
+    assert c["conversations"][0] == {
+        "line": 1,
+        "expected": "sports",
+        "with_context": "sports",
+        "without_context": None,
+        "used_context": True,
+    }
+    assert c["conversations"][1]["line"] == 3
+    conversations.write_text('{"turns": [], "intent": "x"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r'followups.jsonl: line 1: "turns" must be a non-empty list'):
+        evaluate_conversations(bot, conversations)
+
+
+def test_probabilities_are_calibrated_with_the_bots_temperature(bot_folder: Path) -> None:
+    bot = set_config(bot_folder, temperature=1.0)
+    raw = bot.predictor.logits(["football match"])
+    soft = set_config(bot_folder, temperature=4.0).probabilities(["football match"])
+    expected = np.exp(raw / 4.0) / np.exp(raw / 4.0).sum(axis=1, keepdims=True)
+    assert np.allclose(soft, expected, atol=1e-6)
+
+
+# -- slots filled by an NER run ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ner_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny NER run tagging city names (B-LOC) among filler words."""
+    import random
+
+    rng = random.Random(1)
+    cities = ["Paris", "London", "Berlin", "Madrid"]
+    filler = [
+        "the",
+        "in",
+        "to",
+        "from",
+        "we",
+        "go",
+        "today",
+        "pizza",
+        "soup",
+        "dinner",
+        "cheese",
+        "salad",
+        "football",
+        "match",
+        "team",
+        "goal",
+    ]
+    blocks = []
+    for _ in range(120):
+        words = [
+            rng.choice(cities) if rng.random() < 0.3 else rng.choice(filler) for _ in range(rng.randint(4, 7))
+        ]
+        blocks.append("\n".join(f"{w} {'B-LOC' if w in cities else 'O'}" for w in words))
+    folder = tmp_path_factory.mktemp("support-ner")
+    train = folder / "train.conll"
+    train.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    overrides = [
+        "data.task=token_classification",
+        f"data.train={train}",
+        f"model.name={tiny_bert}",
+        f"output_dir={folder}",
+        "name=ner",
+        "train.epochs=6",
+        "model.max_length=32",
+        "train.batch_size=8",
+        "train.learning_rate=0.005",
+        "train.patience=null",
+    ]
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+def test_entity_slots_are_filled_by_the_ner_run(run: Path, ner_run: Path, tmp_path: Path) -> None:
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(
+        "fallback: Which city?\nslots:\n  city: {entity: LOC}\n"
+        "intents:\n  food: 'We deliver dinner to {city}.'\n  sports: Tickets.\n  weather: Sunny.\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"slots.city: filled by entity LOC, which needs an NER run"):
+        build_bot(run, answers, None, tmp_path / "bot")
+    with pytest.raises(ConfigError, match=r"a single_label run; --ner takes a token_classification"):
+        build_bot(run, answers, None, tmp_path / "bot", ner=run)
+    build_bot(run, answers, None, tmp_path / "bot", ner=ner_run)
+    assert BotConfig.load(tmp_path / "bot").ner == str(ner_run.resolve())
+    bot = set_config(tmp_path / "bot", intent=0.0)  # every message answered by its template
+    ner = tunelab.load(ner_run)
+    texts = ["pizza soup dinner to Paris", "football match team goal", "cheese salad dinner"]
+    replies = bot.reply_many(texts)
+    for text, reply in zip(texts, replies, strict=True):
+        if reply.intent != "food":
+            continue
+        cities = [e["text"] for e in ner.predict(text)["entities"] if e["label"] == "LOC"]
+        assert reply.reply == (f"We deliver dinner to {cities[0]}." if cities else "Which city?"), text
+    assert replies[0].reply == "We deliver dinner to Paris." or replies[0].intent != "food"
+    answers.write_text(answers.read_text(encoding="utf-8").replace("LOC", "DATE"), encoding="utf-8")
+    with pytest.raises(
+        ConfigError, match=r"slots.city: entity DATE is not a type the NER run .* tags \(LOC\)"
+    ):
+        build_bot(run, answers, None, tmp_path / "other", ner=ner_run)
+
+
+def test_the_ner_run_sees_only_the_messages_whose_answer_needs_it(bot_folder: Path) -> None:
+    calls: list[list[str]] = []
+
+    class FakeNer:
+        def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+            calls.append(list(texts))
+            return [{"entities": [{"text": "Lyon", "label": "LOC"}]} for _ in texts]
+
+    bot = set_config(bot_folder, intent=0.0, knowledge=1.01)
+    bot.answers.slots["city"] = Slot("city", entity="LOC")
+    bot.answers.intents["food"] = IntentAnswer("Dinner in {city}.", ("city",), None)
+    bot.ner = FakeNer()
+    texts = ["pizza soup dinner", "football match team goal", "cheese bread recipe kitchen"]
+    replies = bot.reply_many(texts)
+    food = [t for t, r in zip(texts, replies, strict=True) if r.intent == "food"]
+    assert calls == ([food] if food else [])  # one batch, only the food messages
+    assert all(r.reply == "Dinner in Lyon." for r in replies if r.intent == "food")

@@ -387,3 +387,13 @@ def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(tmp_path
         assert store.count("markets") == 50
         news = (tmp_path / "news.jsonl").resolve()
         assert store.position("markets", str(news)).offset == news.stat().st_size
+
+
+def test_tunelab_app_monitor_is_reachable_from_the_main_cli(tmp_path: Path, capsys) -> None:
+    """``tunelab app monitor`` is wired into the real entry point, and a bad config is one line."""
+    from tunelab.cli.main import main
+
+    missing = tmp_path / "nope.yaml"
+    assert main(["app", "monitor", "run", "--config", str(missing), "--once"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err and "Traceback" not in err

@@ -1,17 +1,18 @@
-"""``tunelab app support build | tune | eval | chat | export-feedback``: the customer-service bot.
+"""``tunelab app support build | tune | eval | chat | export-feedback`` and ``tunelab app monitor``.
 
-A thin layer over ``tunelab.apps.support``: parse, call, print. ``export-feedback`` comes from
-``tunelab.cli.support_feedback_cmd`` (the service's hand-off tickets) when that module is there.
+A thin layer over ``tunelab.apps.support``: parse, call, print. ``export-feedback`` lives in
+``tunelab.cli.support_feedback_cmd`` (it reads the service's hand-off tickets), ``app monitor`` in
+``tunelab.cli.monitor_cmd``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
+from tunelab.cli import monitor_cmd, support_feedback_cmd
 from tunelab.cli.output import pct, table
 
 HELP = """examples:
@@ -58,12 +59,20 @@ Type a message and press Enter; /reset forgets the conversation, /quit (or Ctrl-
 """
 
 
+APP_HELP = """examples:
+  tunelab app support build --run runs/banking77 --answers answers.yaml --knowledge faq.md --out bots/banking
+  tunelab app support chat bots/banking
+  tunelab app monitor run --config monitor.yaml
+  tunelab app monitor report --config monitor.yaml --out report.html
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "app",
-        help="applications built on tunelab: the support bot",
+        help="applications built on tunelab: the support bot, the sentiment monitor",
         description="Applications built on tunelab's API and service.",
-        epilog=HELP,
+        epilog=APP_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     apps = p.add_subparsers(dest="app", metavar="APP", required=True)
@@ -79,13 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _tune_parser(actions)
     _eval_parser(actions)
     _chat_parser(actions)
-    try:  # the service's feedback export, when installed (tunelab.cli.support_feedback_cmd)
-        feedback = importlib.import_module("tunelab.cli.support_feedback_cmd")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tunelab.cli.support_feedback_cmd":
-            raise
-    else:
-        feedback.add_parser(actions)
+    support_feedback_cmd.add_parser(actions)
+    monitor_cmd.add_parser(apps)
 
 
 def _subparser(

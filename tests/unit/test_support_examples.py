@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tunelab.apps.support.answers import read_answers
 from tunelab.apps.support.knowledge import MAX_PASSAGE_WORDS, read_passages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +91,15 @@ def test_every_slot_is_declared_and_has_a_fallback(answers):
 )
 def test_slot_patterns_fill_what_they_should(answers, slot, text, value):
     assert _fill(answers["slots"][slot], text) == value
+    assert read_answers(EXAMPLE / "answers.yaml").slots[slot].find(text) == (value and value.strip())
+
+
+def test_the_bot_reads_the_answers_file_and_finds_every_intent_answered(intents):
+    """The file passes the bot's own loader: every slot declared, every intent answered."""
+    loaded = read_answers(EXAMPLE / "answers.yaml")
+    assert set(loaded.intents) == intents
+    assert loaded.check_intents(sorted(intents), knowledge=False) == []
+    assert {"amount", "card_last4", "date", "currency"} <= set(loaded.slots)
 
 
 def _sections(text: str) -> list[tuple[str, str | None, str]]:

@@ -491,3 +491,42 @@ def test_the_ner_run_sees_only_the_messages_whose_answer_needs_it(bot_folder: Pa
     food = [t for t, r in zip(texts, replies, strict=True) if r.intent == "food"]
     assert calls == ([food] if food else [])  # one batch, only the food messages
     assert all(r.reply == "Dinner in Lyon." for r in replies if r.intent == "food")
+
+
+# -- served ------------------------------------------------------------------------------------------
+
+
+def test_the_real_bot_behind_the_service_answers_hands_off_and_uses_the_conversation(
+    bot_folder: Path, tmp_path: Path, text_maker
+) -> None:
+    """The service's route with a built bot (the route's own tests use a stand-in bot)."""
+    from fastapi.testclient import TestClient
+    from test_serve_app import settings
+
+    from tunelab.serve.app import create_app
+
+    bot = set_config(bot_folder, intent=context_threshold(Bot.load(bot_folder)), knowledge=1.01)
+    app = create_app(settings(tmp_path), bots=[bot])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _, token = app.state.tunelab.access.create_key("acme", rate=None, quota=None)
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def say(text: str, conversation: str) -> dict[str, Any]:
+            r = client.post(
+                f"/v1/apps/support/{bot.name}/messages",
+                json={"conversation_id": conversation, "text": text},
+                headers=auth,
+            )
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        first = say(PREVIOUS, "c1")
+        assert (first["kind"], first["intent"], first["handoff_id"]) == ("answer", "sports", None)
+        follow = say(FOLLOW_UP, "c1")  # resolved with the stored previous message
+        assert (follow["kind"], follow["intent"], follow["used_context"]) == ("answer", "sports", True)
+        alone = say(FOLLOW_UP, "c2")  # the same words in a new conversation: no context, hand-off
+        assert alone["kind"] == "handoff" and alone["handoff_id"] and not alone["used_context"]
+        tickets = client.get("/v1/apps/support/tickets", params={"bot": bot.name}, headers=auth).json()
+        assert [t["id"] for t in tickets["tickets"]] == [alone["handoff_id"]]
+        rows = app.state.tunelab.store.usage()
+        assert [(r.app, r.model, r.texts, r.status) for r in rows] == [("support", bot.name, 1, 200)] * 3

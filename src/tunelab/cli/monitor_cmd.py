@@ -131,11 +131,11 @@ def _delivering(config: Any, monitor: Any, *, once: bool) -> Iterator[None]:
         return
     import asyncio
 
-    from tunelab.apps.monitor.webhook import AlertTarget, AlertWebhook, DeliveryThread
+    from tunelab.apps.monitor.webhook import DeliveryThread, follower_webhook
     from tunelab.cli.serve_cmd import without_secrets
 
     print(f"alerts are POSTed to {without_secrets(config.webhook)}", file=sys.stderr, flush=True)
-    worker = AlertWebhook([AlertTarget(monitor.store, config.name, config.webhook)])
+    worker = follower_webhook(monitor.store, config.name, config.webhook)
     if once:
         yield
         asyncio.run(worker.drain())

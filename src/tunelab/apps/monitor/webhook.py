@@ -141,6 +141,17 @@ def _document(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def follower_webhook(store: Any, name: str, url: str) -> AlertWebhook:
+    """The follower process's worker for one monitor, with this module's defaults (read now)."""
+    return AlertWebhook(
+        [AlertTarget(store, name, url)],
+        timeout_s=TIMEOUT_S,
+        backoff_s=BACKOFF_S,
+        max_backoff_s=MAX_BACKOFF_S,
+        poll_s=POLL_S,
+    )
+
+
 class DeliveryThread:
     """An ``AlertWebhook`` on its own event loop in a daemon thread, for a process without one
     (``tunelab app monitor run``): ``start()``, ``wake()`` from any thread, ``stop()``."""
@@ -181,4 +192,4 @@ class DeliveryThread:
         self._thread.join(timeout_s)
 
 
-__all__ = ["EVENT", "AlertTarget", "AlertWebhook", "DeliveryThread"]
+__all__ = ["EVENT", "AlertTarget", "AlertWebhook", "DeliveryThread", "follower_webhook"]

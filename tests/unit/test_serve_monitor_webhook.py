@@ -307,3 +307,44 @@ def test_a_following_run_retries_with_back_off_until_delivered(
         assert follower_pending(tmp_path) == []
     finally:
         hook.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def test_on_postgresql_batches_trend_alerts_and_delivery(postgres_url: str, tmp_path: Path) -> None:
+    """The same path on the server's PostgreSQL database (a fresh monitor name: the tables are shared)."""
+    name = f"pg{uuid.uuid4().hex[:8]}"
+    hook = Receiver(fail=1)
+    try:
+        cfg = monitor_config(tmp_path, name=name)
+        overrides = fast(db=postgres_url, alert_webhook=hook.url)
+        app = create_app(settings(tmp_path, **overrides), monitors=[(cfg, CountingClassifier())])
+        with TestClient(app, raise_server_exceptions=False) as client:
+            _, token = app.state.tunelab.access.create_key(f"k-{name}", rate=None, quota=None)
+            auth = {"Authorization": f"Bearer {token}"}
+            url = f"/v1/apps/monitor/{name}"
+            docs = calm_and_surge()
+            r = client.post(f"{url}/documents", json={"documents": docs[:200]}, headers=auth)
+            assert r.status_code == 200 and r.json()["stored"] == 200, r.text
+            r = client.post(f"{url}/documents", json={"documents": docs[150:]}, headers=auth).json()
+            assert (r["stored"], r["duplicates"], len(r["alerts"])) == (220, 50, 2)
+            trend = client.get(
+                f"{url}/trend", params={"topic": "earnings", "bucket": "1h"}, headers=auth
+            ).json()
+            assert sum(b["count"] for b in trend["buckets"]) == 420 and len(trend["alerts"]) == 1
+            listed = client.get(f"{url}/alerts", params={"key": "company:acme"}, headers=auth).json()[
+                "alerts"
+            ]
+            assert len(listed) == 1
+            wait_for(lambda: len(hook.accepted()) == 2)
+            rows = [u for u in app.state.tunelab.store.usage(key_name=f"k-{name}")]
+            assert [(u.app, u.model, u.texts) for u in rows] == [
+                ("monitor", name, 200),
+                ("monitor", name, 270),
+            ]
+        with open_monitor_store(postgres_url) as store:
+            assert store.pending_alerts(name) == [] and store.count(name) == 420
+        assert len(hook.posts) == 4  # two failed first attempts, two deliveries
+    finally:
+        hook.close()

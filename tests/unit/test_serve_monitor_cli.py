@@ -116,3 +116,15 @@ def test_serve_help_shows_the_monitor_flags_and_routes(capsys: pytest.CaptureFix
         "/v1/apps/monitor/markets/documents",
     ):
         assert part in text, part
+
+
+def test_the_readmes_monitor_config_is_valid() -> None:
+    import yaml
+
+    from tunelab.apps.monitor import MonitorConfig
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Sentiment monitor", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = MonitorConfig.from_dict(yaml.safe_load(block))
+    assert config.name == "markets" and config.webhook and len(config.sources) == 2

@@ -443,3 +443,36 @@ def test_a_monitor_store_still_delivers_support_tickets(tmp_path: Path) -> None:
         [lease] = store.lease_deliveries(now=t0 + timedelta(seconds=1), lease_s=30)
         store.mark_delivered(lease.ticket.ticket_id, now=t0 + timedelta(seconds=2))
         assert store.outbox()[0]["delivered_at"] == t0 + timedelta(seconds=2)
+
+
+def test_text_the_database_cannot_store_is_refused_over_http_and_skipped_in_a_file(
+    make_api: Callable[..., Api], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = '{"documents": [{"id": "s1", "time": 0, "text": "lone \\ud800 surrogate"}]}'
+    news = tmp_path / "news.jsonl"
+    news.write_text(
+        raw.removeprefix('{"documents": [').removesuffix("]}")
+        + "\n"
+        + json.dumps(doc(2, 0, "nul\x00text"))
+        + "\n"
+        + json.dumps(doc(3, 0, "fine"))
+        + "\n",
+        encoding="utf-8",
+    )
+    api = make_api([(monitor_config(tmp_path, sources=[{"follow": str(news)}]), CountingClassifier())])
+    r = api.client.post(
+        f"{URL}/documents",
+        content=raw,
+        headers={**api.headers(api.token), "Content-Type": "application/json"},
+    )
+    assert (
+        r.status_code == 422
+        and "documents[0]: document 's1': text is not valid Unicode" in error(r)["message"]
+    )
+    deadline = time.monotonic() + 20
+    while api.store.count("markets") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.store.existing_ids("markets", ["s1", "n2", "n3"]) == {"n3"}  # the stream went on
+    assert "line 1: document 's1': text is not valid Unicode" in caplog.text
+    assert "line 2: document 'n2': text contains a NUL character" in caplog.text

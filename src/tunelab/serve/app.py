@@ -125,7 +125,7 @@ def create_app(
 
             state.store = await run_in_threadpool(_open_store, settings, bool(monitor_registry))
             state.access = AccessControl(state.store)
-            if monitor_registry:
+            if monitor_registry and not monitor_registry.opened:
                 await run_in_threadpool(
                     monitor_registry.open, state.store, alert_webhook=settings.alert_webhook
                 )

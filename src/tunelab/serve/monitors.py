@@ -152,6 +152,11 @@ class MonitorRegistry:
     def all(self) -> list[ServedMonitor]:
         return [self._monitors[n] for n in self.names()]
 
+    @property
+    def opened(self) -> bool:
+        """Every monitor has its ``Monitor`` (``open`` was called)."""
+        return all(m.monitor is not None for m in self._monitors.values())
+
     # -- life cycle ------------------------------------------------------------------------------------
 
     def open(self, store: Any, *, alert_webhook: str | None = None) -> None:

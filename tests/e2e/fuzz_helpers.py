@@ -247,7 +247,7 @@ class _Fuzzer:
         report.cases[label] += 1
         report.statuses[response.status_code] += 1
         report.by_operation.setdefault(label, Counter())[response.status_code] += 1
-        if op.path.endswith(("/predict", "/messages")):  # the metered routes: a usage row each
+        if op.path.endswith(("/predict", "/messages", "/documents")):  # metered routes: a usage row each
             rid = (response.headers.get("x-request-id") or [""])[0]
             report.predict_ids.setdefault(who.name, []).append(rid)
         problems: list[str] = []

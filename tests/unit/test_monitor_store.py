@@ -146,8 +146,8 @@ def test_alerts_wait_for_delivery_and_an_episode_is_updated_not_duplicated(store
     (only,) = store.alerts("markets")
     assert only.ended_at == T0 + timedelta(hours=2) and only.docs == ["d1"] and only.level == 5.2
     assert store.alerts("markets", open_only=True) == []
-    assert store.mark_delivered(opened.id) is True
-    assert store.mark_delivered(opened.id) is False  # delivered once
+    assert store.mark_alert_delivered(opened.id) is True
+    assert store.mark_alert_delivered(opened.id) is False  # delivered once
     assert store.pending_alerts() == []
     assert store.alerts("markets", key="company:acme") == []
 

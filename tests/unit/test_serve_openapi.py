@@ -34,6 +34,10 @@ EXPECTED = {
     ("get", "/v1/apps/support/tickets/{ticket_id}"): {401, 403, 404, 422, 503},
     ("post", "/v1/apps/support/tickets/{ticket_id}/claim"): {400, 401, 403, 404, 409, 413, 415, 422, 503},
     ("post", "/v1/apps/support/tickets/{ticket_id}/resolve"): {400, 401, 403, 404, 409, 413, 415, 422, 503},
+    ("get", "/v1/apps/monitor"): {401, 403, 503},
+    ("post", "/v1/apps/monitor/{name}/documents"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
+    ("get", "/v1/apps/monitor/{name}/trend"): {401, 403, 404, 422, 503},
+    ("get", "/v1/apps/monitor/{name}/alerts"): {401, 403, 404, 422, 503},
 }
 
 

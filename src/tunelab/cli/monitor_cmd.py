@@ -26,10 +26,14 @@ monitor.yaml:
   runs: {sentiment: runs/fin-sentiment, ner: runs/fin-ner}
   topics: [{name: earnings, description: quarterly results and guidance}, rates]
   detector: {window: 15m, baseline: 24h, threshold: 4, min_volume: 5}
+  webhook: https://alerts.example.com/hooks/monitor   # optional: each new alert is POSTed here
 
 Documents are JSON lines: {"id": "...", "time": "2026-03-02T09:30:00Z", "text": "...",
 "source": "...", "topic": "..."} (time: ISO 8601 or epoch seconds). SIGTERM or Ctrl-C stops
 after the batch in hand is committed; a restart goes on where it stopped.
+With a webhook, each new alert is POSTed (JSON, Idempotency-Key: the alert id) and retried with
+back-off; an alert not delivered yet waits in the database for the next run. To serve a monitor
+over HTTP (and follow its sources there), use tunelab serve --monitor monitor.yaml instead.
 """
 
 
@@ -92,16 +96,58 @@ def _run(args: argparse.Namespace) -> int:
     config = MonitorConfig.from_yaml(args.config)
     config.check_sources()  # a wrong path fails now, before models load
     stop = threading.Event()
+    waiting = 0
     with stop_on_signals(stop), Monitor(config, ner=args.ner) as monitor:
         monitor.classifier  # noqa: B018 -- load the runs now: a bad run fails before anything is read
-        total = monitor.run(once=args.once, stop=stop)
+        with _delivering(config, monitor, once=args.once):
+            total = monitor.run(once=args.once, stop=stop)
+        if config.webhook:
+            waiting = len(monitor.store.pending_alerts(config.name))
     alerts = len(total.alerts)
     print(
         f"{config.name}: {total.stored} documents stored, {total.duplicates} duplicates, "
         f"{total.skipped} skipped, {alerts} alert{'s' if alerts != 1 else ''}"
     )
+    if waiting:
+        print(
+            f"{waiting} alert{'s wait' if waiting != 1 else ' waits'} for the webhook (it failed); "
+            "they are sent at the next run",
+            file=sys.stderr,
+        )
     print(f"database: {_where(config.store, describe_store)}", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _delivering(config: Any, monitor: Any, *, once: bool) -> Iterator[None]:
+    """POST the monitor's alerts to ``config.webhook`` while the block runs (nothing without one).
+
+    Following: a delivery thread, woken when a batch opens alerts, retrying with back-off until
+    stopped. ``--once``: one round after the block (no waiting for retries). Either way an alert
+    not delivered stays pending in the store and is sent by the next run.
+    """
+    if not config.webhook:
+        yield
+        return
+    import asyncio
+
+    from tunelab.apps.monitor.webhook import DeliveryThread, follower_webhook
+    from tunelab.cli.serve_cmd import without_secrets
+
+    print(f"alerts are POSTed to {without_secrets(config.webhook)}", file=sys.stderr, flush=True)
+    worker = follower_webhook(monitor.store, config.name, config.webhook)
+    if once:
+        yield
+        asyncio.run(worker.drain())
+        return
+    thread = DeliveryThread(worker)
+    thread.start()
+    monitor.on_ingest = lambda results: thread.wake() if any(r.alerts for r in results) else None
+    try:
+        yield
+    finally:
+        monitor.on_ingest = None
+        thread.stop()
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -41,8 +41,25 @@ support bots (tunelab app support build ... --out bots/bank):
   tunelab serve runs/banking77 --bot bots/bank --handoff-webhook https://desk.example.com/hooks/tickets
   curl -s localhost:8000/v1/apps/support/bank/messages -H "Authorization: Bearer $TOKEN" \
        -H 'Content-Type: application/json' -d '{"conversation_id": "c1", "text": "where is my card?"}'
-  Webhook bodies are signed (X-Tunelab-Signature: sha256=HMAC of the body) when
-  $TUNELAB_WEBHOOK_SECRET is set.
+
+sentiment monitors (monitor.yaml: see tunelab app monitor run --help):
+  tunelab serve --monitor monitor.yaml            # POST /v1/apps/monitor/markets/documents, ...
+  tunelab serve runs/banking77 --monitor markets.yaml --monitor bonds.yaml \
+       --alert-webhook https://alerts.example.com/hooks/monitor
+  curl -s localhost:8000/v1/apps/monitor/markets/documents -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' \
+       -d '{"documents": [{"id": "n1", "time": "2026-03-02T09:30:00Z", "text": "Acme cuts its outlook"}]}'
+  curl -s "localhost:8000/v1/apps/monitor/markets/trend?company=acme&from=2026-03-01&bucket=1h" \
+       -H "Authorization: Bearer $TOKEN"
+  curl -s "localhost:8000/v1/apps/monitor/markets/alerts?from=2026-03-01" -H "Authorization: Bearer $TOKEN"
+  A monitor is named by its config; it uses the server's database unless its config names a store.
+  The server also follows the config's sources (files, folders) unless --no-follow: run one process
+  per monitor (this one, or tunelab app monitor run), never both. A document is billed as one text
+  (usage shows monitor/<name>); --max-texts caps the documents per request.
+
+Webhook bodies are signed (X-Tunelab-Signature: sha256=HMAC of the body) when
+$TUNELAB_WEBHOOK_SECRET is set. Alerts are retried with back-off until delivered, never given up;
+each carries its id as Idempotency-Key (at-least-once: a receiver drops what it has seen).
 """
 
 _SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)$")
@@ -108,6 +125,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="POST each new hand-off ticket as JSON to this http(s) URL (retried with back-off)",
     )
     p.add_argument(
+        "--monitor",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="serve a sentiment monitor from its monitor.yaml (under the config's name); repeatable",
+    )
+    p.add_argument(
+        "--alert-webhook",
+        metavar="URL",
+        help="POST each new monitor alert as JSON to this http(s) URL (retried until delivered; "
+        "default: each monitor config's webhook)",
+    )
+    p.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="serve monitors over HTTP only; do not follow their config's sources",
+    )
+    p.add_argument(
         "--conversation-ttl",
         default="30m",
         metavar="AGE",
@@ -170,6 +205,8 @@ def build_settings(args: argparse.Namespace) -> object:
         "metrics_port": args.metrics_port,
         "metrics_host": args.metrics_host,
         "handoff_webhook": args.handoff_webhook,
+        "alert_webhook": args.alert_webhook,
+        "follow_sources": not args.no_follow,
         "conversation_ttl_s": parse_age(args.conversation_ttl, "--conversation-ttl"),
     }
     if args.db:
@@ -228,6 +265,34 @@ def load_bots(specs: list[str]) -> list[tuple[str, object]]:
     return bots
 
 
+def load_monitors(paths: list[str], *, follow: bool) -> list[tuple[object, object]]:
+    """Read each ``--monitor monitor.yaml`` and load its runs: ``(config, classifier)`` pairs.
+
+    With ``follow``, a config's sources must exist. Two monitors of one name fail in one line.
+    """
+    if not paths:
+        return []
+    from tunelab.apps.monitor import MonitorConfig, load_classifier
+
+    monitors: list[tuple[object, object]] = []
+    names: dict[str, str] = {}
+    for path in paths:
+        config = MonitorConfig.from_yaml(path)
+        if config.name in names:
+            raise ConfigError(
+                f"--monitor {path}: a monitor named {config.name!r} is already served (from "
+                f"{names[config.name]}); give each monitor its own name"
+            )
+        names[config.name] = path
+        if follow and config.sources:
+            config.check_sources()  # before the runs load: a wrong path fails at once
+        classifier = load_classifier(config)
+        what = f", following {len(config.sources)} source(s)" if follow and config.sources else ""
+        print(f"loaded monitor {config.name} from {path}{what}")
+        monitors.append((config, classifier))
+    return monitors
+
+
 def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
     """The stderr lines naming the folders admins may load from; a missing ``--model-root`` fails.
 
@@ -248,7 +313,7 @@ def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
     return lines
 
 
-def _without_secrets(url: str) -> str:
+def without_secrets(url: str) -> str:
     """The URL as printed: no user:password, no query string (either may carry a token)."""
     from urllib.parse import urlsplit
 
@@ -274,8 +339,11 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     if settings.metrics_port is not None and settings.metrics_port == settings.port != 0:
         raise ConfigError(f"--metrics-port {settings.metrics_port}: use another port than --port")
-    if not args.models and not args.bot:
-        raise ConfigError("nothing to serve: give a MODEL (a run or artifact folder) or --bot bots/<name>")
+    if not args.models and not args.bot and not args.monitor:
+        raise ConfigError(
+            "nothing to serve: give a MODEL (a run or artifact folder), --bot bots/<name> "
+            "or --monitor monitor.yaml"
+        )
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
     root_lines = model_root_lines(settings.model_roots, explicit=bool(args.model_root))  # before loading
@@ -287,7 +355,13 @@ def run(args: argparse.Namespace) -> int:
         labels = len(predictor.labels.names)
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
     bots = load_bots(args.bot)
-    store, lines = open_store_noting(settings.db, settings.data_dir, chosen=data_dir_chosen(args))
+    monitors = load_monitors(args.monitor, follow=settings.follow_sources)
+    opener = None
+    if monitors:
+        from tunelab.apps.monitor import open_monitor_store as opener
+    store, lines = open_store_noting(
+        settings.db, settings.data_dir, chosen=data_dir_chosen(args), opener=opener
+    )
     for line in [*lines, *root_lines]:
         print(line, file=sys.stderr, flush=True)
     metrics: MetricsListener | None = None
@@ -297,14 +371,27 @@ def run(args: argparse.Namespace) -> int:
         # instead of dying by it lets the store close and tells a supervisor the stop was clean.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         access = AccessControl(store)
-        app = create_app(settings, served, active=active, loader=load, access=access, store=store, bots=bots)
+        app = create_app(
+            settings,
+            served,
+            active=active,
+            loader=load,
+            access=access,
+            store=store,
+            bots=bots,
+            monitors=monitors,
+        )
         where = f"http://{settings.host}:{settings.port}"
         auth = "no key needed (--no-auth)" if not settings.require_keys else "keys required"
         if settings.metrics_port is not None:  # bound before the API port: a clash fails in one line
             metrics = MetricsListener(app.state.tunelab.metrics, settings.metrics_host, settings.metrics_port)
             print(f"metrics at {metrics.url} (no key: keep this port internal)", flush=True)
         if settings.handoff_webhook:
-            print(f"hand-off tickets are POSTed to {_without_secrets(settings.handoff_webhook)}", flush=True)
+            print(f"hand-off tickets are POSTed to {without_secrets(settings.handoff_webhook)}", flush=True)
+        for served_monitor in app.state.tunelab.monitors.all():
+            if served_monitor.webhook:
+                where_to = without_secrets(served_monitor.webhook)
+                print(f"monitor {served_monitor.name}: alerts are POSTed to {where_to}", flush=True)
         print(f"listening on {where} ({auth}); docs at {where}/docs", flush=True)
         uvicorn.run(
             app,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,13 +53,19 @@ def store_lines(db: str | None, data_dir: str | Path, *, chosen: bool, new: bool
     return lines
 
 
-def open_store_noting(db: str | None, data_dir: str | Path, *, chosen: bool) -> tuple[Store, list[str]]:
-    """Open the store and return it with the lines that say which database it is (``store_lines``)."""
+def open_store_noting(
+    db: str | None, data_dir: str | Path, *, chosen: bool, opener: Callable[..., Store] | None = None
+) -> tuple[Store, list[str]]:
+    """Open the store and return it with the lines that say which database it is (``store_lines``).
+
+    ``opener(db, data_dir)`` opens it (default ``open_store``; ``tunelab serve --monitor`` gives
+    ``open_monitor_store``, the same database with the monitor's tables too).
+    """
     from tunelab.serve.store import open_store, sqlite_file
 
     file = sqlite_file(db, data_dir)
     new = file is not None and not file.exists()
-    store = open_store(db, data_dir)
+    store = (opener or open_store)(db, data_dir)
     return store, store_lines(db, data_dir, chosen=chosen, new=new)
 
 

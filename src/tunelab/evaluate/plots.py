@@ -66,7 +66,7 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
 
     has_losses = bool(train_loss or eval_losses)
     n_rows = int(has_losses) + int(bool(eval_metrics))
-    fig = _figure(8.0, 3.2 * n_rows + 0.4)
+    fig = new_figure(8.0, 3.2 * n_rows + 0.4)
     axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
     if has_losses:
         ax = axes[0]
@@ -102,7 +102,7 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("step")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> bytes:
@@ -127,7 +127,7 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
     share = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
 
     side = min(max(4.5, 0.4 * n + 2.5), 16.0)
-    fig = _figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
@@ -159,7 +159,7 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
                     fontsize=9 if n <= 10 else 7,
                     color="white" if share[i, j] > 0.5 else "black",
                 )
-    return _png(fig)
+    return figure_png(fig)
 
 
 def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
@@ -182,7 +182,7 @@ def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
     from matplotlib.ticker import MaxNLocator
 
     names, counts = zip(*rows, strict=True)
-    fig = _figure(9.0, 0.32 * len(rows) + 1.3)
+    fig = new_figure(9.0, 0.32 * len(rows) + 1.3)
     ax = fig.add_subplot()
     ax.barh(range(len(rows)), counts, color="tab:red", alpha=0.8)
     ax.set_yticks(range(len(rows)), names, fontsize=8)
@@ -194,7 +194,7 @@ def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
     ax.set_xlabel("examples")
     ax.set_title(f"Top {len(rows)} confusions (true → predicted)")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def coverage_curve_png(
@@ -215,7 +215,7 @@ def coverage_curve_png(
     pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None and y is not None]
     if not pairs:
         return None
-    fig = _figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     ax.plot([x for x, _ in pairs], [y for _, y in pairs], color="tab:blue", linewidth=1.5)
     if chosen is not None:
@@ -235,7 +235,7 @@ def coverage_curve_png(
     ax.set_ylabel("share of answers right")
     ax.set_title("Answer or hand off: accuracy against coverage")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | None = None) -> bytes | None:
@@ -257,7 +257,7 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     rows.sort(key=lambda row: -row[1])
     names, scores = zip(*rows, strict=True)
     n = len(rows)
-    fig = _figure(8.0, max(2.5, 0.2 * n + 1.2))
+    fig = new_figure(8.0, max(2.5, 0.2 * n + 1.2))
     ax = fig.add_subplot()
     ax.barh(range(n), scores, color="tab:green", alpha=0.8)
     ax.set_yticks(range(n), names, fontsize=8 if n <= 40 else 7)
@@ -282,7 +282,7 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     ax.set_xlabel("F1")
     ax.set_title("Per-class F1")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _history_series(
@@ -337,7 +337,11 @@ def _short(name: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A ``width`` x ``height`` inch figure on its own Agg canvas (no pyplot, thread-safe).
+
+    Public for other reports (the monitor's dashboard) that draw like the evaluation report.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -413,7 +417,8 @@ def _use_fonts(fig: Figure) -> None:
         text.set_fontfamily(families)
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes, every text with the CJK fallback font; the figure is cleared."""
     _use_fonts(fig)
     buffer = io.BytesIO()
     # No "Software" tag: the PNG then holds no matplotlib version string, so reruns diff cleanly.

@@ -9,6 +9,8 @@ and store, so tests can build many in one process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,10 +25,11 @@ from tunelab.serve.bots import BotRegistry
 from tunelab.serve.deps import ServeState
 from tunelab.serve.error_handlers import install_error_handlers
 from tunelab.serve.metrics import ServeMetrics
+from tunelab.serve.monitors import MonitorRegistry
 from tunelab.serve.observe import ObserveMiddleware
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.request_limits import BodySizeLimit
-from tunelab.serve.routes import health, keys, models, predict, support, usage
+from tunelab.serve.routes import health, keys, models, monitor, predict, support, usage
 from tunelab.serve.settings import ServeSettings
 
 DESCRIPTION = """Predict with fine-tuned tunelab models.
@@ -74,6 +77,7 @@ def create_app(
     access: Any = None,
     store: Any = None,
     bots: Iterable[Any] = (),
+    monitors: Iterable[Any] = (),
 ) -> FastAPI:
     """Build the app.
 
@@ -84,6 +88,10 @@ def create_app(
         access, store: an already open ``AccessControl`` and its store (tests); by default the
             lifespan opens ``settings.db`` / ``settings.data_dir`` and closes it on shutdown.
         bots: loaded support bots (``tunelab.apps.support.bot.Bot``), served under their names.
+        monitors: ``(MonitorConfig, Classifier)`` pairs of sentiment monitors, served under their
+            config's names. Their ``Monitor`` objects are made on ``store`` when it is given (so
+            the CLI fails in one line before binding the port), else when the lifespan opens one
+            (a monitor store then: ``tunelab.apps.monitor.open_monitor_store``).
     """
     if loader is None:
         from tunelab.predict import load as loader
@@ -94,8 +102,19 @@ def create_app(
     for name, version in (active or {}).items():
         registry.set_active(name, version)  # fails naming what is loaded
     bot_registry = BotRegistry(bots, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
+    monitor_registry = MonitorRegistry(
+        monitors, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
+    )
+    if monitor_registry and store is not None:
+        monitor_registry.open(store, alert_webhook=settings.alert_webhook)
     state = ServeState(
-        settings=settings, registry=registry, metrics=metrics, store=store, access=access, bots=bot_registry
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        store=store,
+        access=access,
+        bots=bot_registry,
+        monitors=monitor_registry,
     )
 
     @asynccontextmanager
@@ -103,17 +122,22 @@ def create_app(
         opened = state.access is None
         if opened:
             from tunelab.serve.access import AccessControl
-            from tunelab.serve.store import open_store
 
-            state.store = await run_in_threadpool(open_store, settings.db, settings.data_dir)
+            state.store = await run_in_threadpool(_open_store, settings, bool(monitor_registry))
             state.access = AccessControl(state.store)
+            if monitor_registry and not monitor_registry.opened:
+                await run_in_threadpool(
+                    monitor_registry.open, state.store, alert_webhook=settings.alert_webhook
+                )
         _start_support(state)
+        _start_monitors(state)
         registry.start()
         try:
             yield
         finally:
             await registry.close()
             await _close_support(state)
+            await _close_monitors(state)
             if opened:
                 state.store.close()
                 state.access = None
@@ -131,7 +155,7 @@ def create_app(
     app.state.tunelab = state
     install_error_handlers(app)
     api = APIRouter(prefix="/v1")
-    for module in (predict, models, keys, usage, support):
+    for module in (predict, models, keys, usage, support, monitor):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
@@ -162,6 +186,67 @@ async def _close_support(state: ServeState) -> None:
         state.webhook = None
     if state.conversations is not None:
         await state.conversations.close()
+
+
+def _open_store(settings: ServeSettings, monitors: bool) -> Any:
+    """The server's store; with monitors, one that also has the monitor's tables."""
+    if monitors:
+        from tunelab.apps.monitor import open_monitor_store
+
+        return open_monitor_store(settings.db, settings.data_dir)
+    from tunelab.serve.store import open_store
+
+    return open_store(settings.db, settings.data_dir)
+
+
+def _start_monitors(state: ServeState) -> None:
+    """Monitors' batchers and followers, their metrics, and the alert webhook (on the open stores)."""
+    monitors = state.monitors
+    if not monitors:
+        return
+    from tunelab.apps.monitor.webhook import AlertTarget, AlertWebhook
+
+    settings, metrics = state.settings, state.metrics
+    targets = [
+        AlertTarget(m.monitor.store, m.name, m.webhook) for m in monitors.all() if m.webhook is not None
+    ]
+    if targets:
+        state.alert_webhook = AlertWebhook(
+            targets,
+            secret=settings.webhook_secret,
+            timeout_s=settings.webhook_timeout_s,
+            backoff_s=settings.webhook_backoff_s,
+            max_backoff_s=settings.webhook_max_backoff_s,
+            poll_s=settings.webhook_poll_s,
+            metrics=metrics,
+        )
+        state.alert_webhook.start()  # also delivers what an earlier run left pending
+    loop = asyncio.get_running_loop()
+    worker = state.alert_webhook
+
+    def on_ingest(served: Any, results: list[Any]) -> None:
+        """After a stored batch, in the thread that stored it: count, and wake the webhook."""
+        stored = sum(r.stored for r in results)
+        duplicates = sum(r.duplicates for r in results)
+        opened = sum(len(r.alerts) for r in results)
+        if stored:
+            metrics.monitor_documents.labels(served.name, "stored").inc(stored)
+        if duplicates:
+            metrics.monitor_documents.labels(served.name, "duplicate").inc(duplicates)
+        if opened:
+            metrics.monitor_alerts.labels(served.name).inc(opened)
+            if worker is not None and served.webhook is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed while a follower stopped
+                    loop.call_soon_threadsafe(worker.wake)
+
+    monitors.start(on_ingest, follow=settings.follow_sources)
+
+
+async def _close_monitors(state: ServeState) -> None:
+    await state.monitors.close()
+    if state.alert_webhook is not None:
+        await state.alert_webhook.close()
+        state.alert_webhook = None
 
 
 def _version() -> str:

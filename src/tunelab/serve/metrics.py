@@ -70,8 +70,9 @@ class ServeMetrics:
         )
         for reason in REFUSAL_REASONS:
             self.refused.labels(reason)  # present at 0, so a scrape sees every reason from the start
-        # Applications (the support bot): their own series, so a bot named like a model never
-        # shares one with it; ``bot`` is a served bot's name or OTHER, like ``model`` above.
+        # Applications (support bots, monitors): their own series, so an app named like a model
+        # never shares one with it; ``bot`` is the app's served instance (a bot's or a monitor's
+        # name) or OTHER, like ``model`` above.
         self.app_requests = Counter(
             "tunelab_app_requests",
             "Application requests by outcome",
@@ -99,6 +100,25 @@ class ServeMetrics:
         )
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook.labels(outcome)
+        # Sentiment monitors: ``monitor`` is a served monitor's name, nothing else.
+        self.monitor_documents = Counter(
+            "tunelab_monitor_documents",
+            "Documents a served monitor ingested (HTTP and followed sources), by outcome: stored, "
+            "duplicate (an id stored before: not counted again)",
+            ["monitor", "outcome"],
+            registry=r,
+        )
+        self.monitor_alerts = Counter(
+            "tunelab_monitor_alerts", "Alerts a served monitor opened", ["monitor"], registry=r
+        )
+        self.alert_webhook = Counter(
+            "tunelab_alert_webhook_deliveries",
+            "Monitor alert webhook attempts by outcome (delivered, failed and retried later; never given up)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in WEBHOOK_OUTCOMES[:2]:
+            self.alert_webhook.labels(outcome)
 
     def observe_predict(
         self, *, model: str, version: str, key: str, status: int, seconds: float, texts: int, tokens: int

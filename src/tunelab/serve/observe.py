@@ -13,7 +13,9 @@ rate-limited. Only anonymous requests that ``--no-auth`` lets through are metere
 A usage row names the model only when it is served; any other name asked for is stored as
 ``OTHER`` (``_other``, as in the metrics), so callers cannot grow the usage table's model names.
 A support bot's message (``/v1/apps/support/{bot}/messages``) is metered the same way, as one text,
-its row naming the app (``support``) and, in ``model``, the bot (a served one, else ``OTHER``).
+its row naming the app (``support``) and, in ``model``, the bot (a served one, else ``OTHER``); a
+monitor's documents (``/v1/apps/monitor/{name}/documents``) likewise, one text per document, the
+row naming the app (``monitor``) and the monitor.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ log = logging.getLogger("tunelab.serve")
 access_log = logging.getLogger("tunelab.serve.access")
 
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
-APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")  # metered like predict
+# Application routes metered like predict: a bot's messages, a monitor's documents.
+APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")
+MONITOR_PATH = re.compile(r"^/v1/apps/(?P<app>monitor)/(?P<name>[^/]+)/documents/?$")
 APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
@@ -123,7 +127,8 @@ class ObserveMiddleware:
             return
         ctx = RequestContext()
         scope[SCOPE_KEY] = ctx
-        match = PREDICT_PATH.match(scope["path"]) or APP_PATH.match(scope["path"])
+        path = scope["path"]
+        match = PREDICT_PATH.match(path) or APP_PATH.match(path) or MONITOR_PATH.match(path)
         if match:
             ctx.model = unquote(match.group("name"))
             ctx.app = match.groupdict().get("app")
@@ -196,11 +201,11 @@ class ObserveMiddleware:
     def _model_labels(self, ctx: RequestContext) -> tuple[str, str]:
         """(model, version) label values: a served name (and the version that answered), else OTHER.
 
-        For an app's message, a served bot's name (bots have no versions), else OTHER.
+        For an app's request, a served bot's or monitor's name (they have no versions), else OTHER.
         """
         if ctx.app is not None:
-            bots = self.state.bots
-            return (ctx.model, "-") if bots is not None and ctx.model in bots else (OTHER, "-")
+            served = self.state.monitors if ctx.app == "monitor" else self.state.bots
+            return (ctx.model, "-") if served is not None and ctx.model in served else (OTHER, "-")
         if ctx.model is None or not self.state.registry.versions(ctx.model):
             return OTHER, "-"
         return ctx.model, ctx.version or "-"  # ctx.version is only ever set from a served version

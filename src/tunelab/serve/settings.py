@@ -80,6 +80,9 @@ class ServeSettings(BaseModel):
     history_turns: int = Field(5, ge=0, description="earlier user messages passed to a bot as context")
     ticket_turns: int = Field(50, ge=1, description="most turns a hand-off ticket copies")
     handoff_webhook: str | None = Field(None, description="POST each new ticket here (http or https URL)")
+    # Sentiment monitors (issue 11): where their alerts go (else each monitor config's webhook).
+    alert_webhook: str | None = Field(None, description="POST each new monitor alert here (http(s) URL)")
+    follow_sources: bool = Field(True, description="served monitors also follow their config's sources")
     webhook_secret: str | None = Field(
         default_factory=lambda: os.environ.get("TUNELAB_WEBHOOK_SECRET") or None,
         repr=False,
@@ -88,7 +91,9 @@ class ServeSettings(BaseModel):
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_backoff_s: float = Field(2.0, gt=0, description="wait before the first retry; doubled each time")
     webhook_max_backoff_s: float = Field(600.0, gt=0)
-    webhook_max_attempts: int = Field(15, ge=1, description="attempts before a ticket's delivery is given up")
+    webhook_max_attempts: int = Field(
+        15, ge=1, description="attempts before a ticket's delivery is given up (alerts are never given up)"
+    )
     webhook_poll_s: float = Field(5.0, gt=0, description="how often the outbox is read when nothing wakes it")
 
     @field_validator("max_body_bytes", mode="before")
@@ -96,7 +101,7 @@ class ServeSettings(BaseModel):
     def _size(cls, value: str | int) -> int:
         return parse_size(value)
 
-    @field_validator("handoff_webhook")
+    @field_validator("handoff_webhook", "alert_webhook")
     @classmethod
     def _webhook_url(cls, url: str | None) -> str | None:
         if url is None:

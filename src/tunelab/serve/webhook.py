@@ -1,4 +1,9 @@
-"""``--handoff-webhook URL``: POST each new hand-off ticket as JSON, from the store's outbox.
+"""Webhooks from an outbox: ``--handoff-webhook URL`` POSTs each new hand-off ticket as JSON.
+
+``OutboxWorker`` is the delivery loop any outbox shares (POST, retries with back-off, the
+``Idempotency-Key`` and signature headers, metrics and log lines); ``WebhookWorker`` is the support
+bot's, over the store's ``tunelab_support_outbox``, and the monitor's alerts have their own
+(``tunelab.apps.monitor.webhook``).
 
 A ticket and its outbox row are written in one transaction (``add_turn``), so a ticket is never
 lost between the database and the webhook: a background task leases due rows, POSTs them, and
@@ -29,6 +34,7 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,30 +74,53 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-class WebhookWorker:
-    """Delivers the outbox of ``store`` to ``settings.handoff_webhook`` from a background task.
+@dataclass(frozen=True)
+class Outgoing:
+    """One due item to POST: ``key`` (its id: the ``Idempotency-Key``), the attempt it is, its URL
+    and its JSON ``payload`` (the body is ``{"event", "attempt", **payload}``)."""
 
-    ``wake()`` (from the event loop, after a ticket is stored) makes it look at once; otherwise it
-    looks every ``webhook_poll_s`` seconds, or when its own next retry falls due if that is sooner.
+    key: str
+    attempt: int
+    url: str
+    payload: dict[str, Any]
+
+
+class OutboxWorker:
+    """Delivers due items of an outbox from a background task: POST, back-off, give-up, metrics, logs.
+
+    What is due and how an outcome is recorded is the subclass's (``lease``, ``delivered``,
+    ``failed``: blocking calls, run in a worker thread). ``wake()`` (from the event loop, after
+    something was queued) makes it look at once; otherwise it looks every ``poll_s`` seconds, or
+    when its own next retry falls due if that is sooner. A failed attempt is retried after
+    ``backoff_s`` doubled per attempt, at most ``max_backoff_s``; after ``max_attempts`` (``None``:
+    never) it is given up.
     """
+
+    event = "item.created"  # X-Tunelab-Event and the body's "event"
+    noun = "item"  # what the log lines call one
+    task_name = "webhook"
 
     def __init__(
         self,
-        store: Any,
-        settings: Any,
+        url: str | None,
         *,
+        secret: str | None,
+        timeout_s: float,
+        backoff_s: float,
+        max_backoff_s: float,
+        max_attempts: int | None,
+        poll_s: float,
         metrics: Any = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         post: Callable[[str, bytes, dict[str, str], float], int] = post_json,
     ) -> None:
-        self.store = store
-        self.url: str = settings.handoff_webhook
-        self.secret: str | None = settings.webhook_secret
-        self.timeout_s = float(settings.webhook_timeout_s)
-        self.backoff_s = float(settings.webhook_backoff_s)
-        self.max_backoff_s = float(settings.webhook_max_backoff_s)
-        self.max_attempts = int(settings.webhook_max_attempts)
-        self.poll_s = float(settings.webhook_poll_s)
+        self.url = url
+        self.secret = secret
+        self.timeout_s = float(timeout_s)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.max_attempts = max_attempts
+        self.poll_s = float(poll_s)
         self.lease_s = 2 * self.timeout_s + 10  # longer than one POST can take: never two at once
         self.metrics = metrics
         self.now = now
@@ -100,10 +129,31 @@ class WebhookWorker:
         self._task: asyncio.Task[None] | None = None
         self._next_retry: datetime | None = None
 
+    # -- what subclasses provide (blocking; called in a worker thread) ---------------------------------
+
+    def lease(self, now: datetime, limit: int) -> list[Outgoing]:
+        """Up to ``limit`` items due at ``now``, each taken for ``lease_s`` seconds (counted an attempt)."""
+        raise NotImplementedError
+
+    def delivered(self, key: str, now: datetime) -> None:
+        raise NotImplementedError
+
+    def failed(self, key: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
+        """A failed attempt: try again at ``retry_at``, or (``None``) give the item up."""
+        raise NotImplementedError
+
+    def counter(self) -> Any:
+        """The ``Counter`` (label: outcome) attempts are counted in, or None."""
+        return None
+
+    gave_up_note = ""  # appended to the give-up log line
+
+    # -- the loop --------------------------------------------------------------------------------------
+
     def start(self) -> None:
         if self._task is None:
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="handoff-webhook")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.task_name)
 
     def wake(self) -> None:
         if self._wake is not None:
@@ -141,61 +191,115 @@ class WebhookWorker:
         now = self.now()
         if self._next_retry is not None and self._next_retry <= now:
             self._next_retry = None  # due now: leased below (or by another worker)
-        leased = await run_in_threadpool(
-            self.store.lease_deliveries, now=now, lease_s=self.lease_s, limit=BATCH
-        )
-        for delivery in leased:
-            await self._deliver(delivery)
+        leased = await run_in_threadpool(self.lease, now, BATCH)
+        for item in leased:
+            await self._deliver(item)
         return len(leased) == BATCH
 
-    async def _deliver(self, delivery: Any) -> None:
-        ticket, attempt = delivery.ticket, delivery.attempts
-        from tunelab.serve.support_schemas import TicketOut
-
-        # The ticket as GET /v1/apps/support/tickets/{id} shows it (same schema, same time format).
-        shown = TicketOut.model_validate(ticket.to_dict()).model_dump(mode="json")
-        body = json.dumps({"event": EVENT, "attempt": attempt, "ticket": shown}, ensure_ascii=False).encode()
+    async def _deliver(self, item: Outgoing) -> None:
+        body = json.dumps(
+            {"event": self.event, "attempt": item.attempt, **item.payload}, ensure_ascii=False
+        ).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "tunelab-webhook",
-            "Idempotency-Key": ticket.ticket_id,
-            "X-Tunelab-Event": EVENT,
+            "Idempotency-Key": item.key,
+            "X-Tunelab-Event": self.event,
         }
         if self.secret:
             headers["X-Tunelab-Signature"] = sign(self.secret, body)
         try:
-            await run_in_threadpool(self.post, self.url, body, headers, self.timeout_s)
+            await run_in_threadpool(self.post, item.url, body, headers, self.timeout_s)
         except Exception as exc:  # DeliveryError, or anything a custom post raises
-            await self._failed(ticket.ticket_id, attempt, str(exc) or type(exc).__name__)
+            await self._failed(item.key, item.attempt, str(exc) or type(exc).__name__)
             return
-        await run_in_threadpool(self.store.mark_delivered, ticket.ticket_id, now=self.now())
+        await run_in_threadpool(self.delivered, item.key, self.now())
         self._count("delivered")
-        log.info("webhook: delivered ticket %s (attempt %d)", ticket.ticket_id, attempt)
+        log.info("webhook: delivered %s %s (attempt %d)", self.noun, item.key, item.attempt)
 
-    async def _failed(self, ticket_id: str, attempt: int, reason: str) -> None:
+    async def _failed(self, key: str, attempt: int, reason: str) -> None:
         now = self.now()
-        if attempt >= self.max_attempts:
-            await run_in_threadpool(self.store.mark_failed, ticket_id, error=reason, retry_at=None, now=now)
+        if self.max_attempts is not None and attempt >= self.max_attempts:
+            await run_in_threadpool(lambda: self.failed(key, error=reason, retry_at=None, now=now))
             self._count("gave_up")
             log.error(
-                "webhook: gave up on ticket %s after %d attempts (last: %s); it stays open for agents",
-                ticket_id,
+                "webhook: gave up on %s %s after %d attempts (last: %s)%s",
+                self.noun,
+                key,
                 attempt,
                 reason,
+                self.gave_up_note,
             )
             return
         delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         retry_at = now + timedelta(seconds=delay)
-        await run_in_threadpool(self.store.mark_failed, ticket_id, error=reason, retry_at=retry_at, now=now)
+        await run_in_threadpool(lambda: self.failed(key, error=reason, retry_at=retry_at, now=now))
         self._next_retry = retry_at if self._next_retry is None else min(self._next_retry, retry_at)
         self._count("failed")
         log.warning(
-            "webhook: ticket %s attempt %d failed (%s); retry in %.1fs", ticket_id, attempt, reason, delay
+            "webhook: %s %s attempt %d failed (%s); retry in %.1fs", self.noun, key, attempt, reason, delay
         )
 
     def _count(self, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.webhook.labels(outcome).inc()
+        counter = self.counter()
+        if counter is not None:
+            counter.labels(outcome).inc()
 
 
-__all__ = ["DeliveryError", "WebhookWorker", "post_json", "sign"]
+class WebhookWorker(OutboxWorker):
+    """Delivers the hand-off outbox of ``store`` to ``settings.handoff_webhook``.
+
+    Rows are leased in the store (one worker per row, also across processes on one PostgreSQL)
+    and their attempts, next try and give-up are kept there, so a restart resumes.
+    """
+
+    event = EVENT
+    noun = "ticket"
+    task_name = "handoff-webhook"
+    gave_up_note = "; it stays open for agents"
+
+    def __init__(
+        self,
+        store: Any,
+        settings: Any,
+        *,
+        metrics: Any = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        post: Callable[[str, bytes, dict[str, str], float], int] = post_json,
+    ) -> None:
+        super().__init__(
+            settings.handoff_webhook,
+            secret=settings.webhook_secret,
+            timeout_s=settings.webhook_timeout_s,
+            backoff_s=settings.webhook_backoff_s,
+            max_backoff_s=settings.webhook_max_backoff_s,
+            max_attempts=int(settings.webhook_max_attempts),
+            poll_s=settings.webhook_poll_s,
+            metrics=metrics,
+            now=now,
+            post=post,
+        )
+        self.store = store
+
+    def lease(self, now: datetime, limit: int) -> list[Outgoing]:
+        from tunelab.serve.support_schemas import TicketOut
+
+        out = []
+        for delivery in self.store.lease_deliveries(now=now, lease_s=self.lease_s, limit=limit):
+            ticket = delivery.ticket
+            # The ticket as GET /v1/apps/support/tickets/{id} shows it (same schema, same time format).
+            shown = TicketOut.model_validate(ticket.to_dict()).model_dump(mode="json")
+            out.append(Outgoing(ticket.ticket_id, delivery.attempts, str(self.url), {"ticket": shown}))
+        return out
+
+    def delivered(self, key: str, now: datetime) -> None:
+        self.store.mark_delivered(key, now=now)
+
+    def failed(self, key: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
+        self.store.mark_failed(key, error=error, retry_at=retry_at, now=now)
+
+    def counter(self) -> Any:
+        return self.metrics.webhook if self.metrics is not None else None
+
+
+__all__ = ["DeliveryError", "OutboxWorker", "Outgoing", "WebhookWorker", "post_json", "sign"]

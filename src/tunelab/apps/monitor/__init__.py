@@ -10,7 +10,7 @@ and the service's store. What the CLI (``tunelab app monitor``) and the service 
         monitor.ingest_batch([{"id": "n1", "time": "2026-03-02T09:30:00Z", "text": "Acme misses estimates"}])
         monitor.run(once=True)                       # read the followed files and folders once
         trend(monitor.store, config.name, topic="earnings", bucket="1h")
-        monitor.store.pending_alerts()               # for a webhook outbox; then mark_delivered(id)
+        monitor.store.pending_alerts()               # for a webhook outbox; then mark_alert_delivered(id)
 """
 
 from tunelab.apps.monitor.classify import Classified, Classifier, Topic, normalise_company

@@ -15,6 +15,7 @@
         description: quarterly results, profit, revenue, guidance
       - rates                            # a name alone is its own description
     detector: {window: 15m, step: 1m, baseline: 24h, threshold: 4, release: 2, min_volume: 5}
+    webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
 
 Relative paths are relative to the current directory, as in run configs. Every problem is
 reported at once, in one line naming the file and the field.
@@ -26,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -49,6 +51,7 @@ _TOP = (
     "batch_size",
     "max_text_chars",
     "poll",
+    "webhook",
 )
 _DETECTOR_DURATIONS = {"window": "window_s", "step": "step_s", "baseline": "baseline_s"}
 _DETECTOR_OTHERS = ("threshold", "release", "min_volume", "min_history", "max_docs")
@@ -114,6 +117,7 @@ class MonitorConfig:
     batch_size: int = 64
     max_text_chars: int = MAX_TEXT_CHARS
     poll_s: float = 1.0
+    webhook: str | None = None  # http(s) URL each new alert is POSTed to
     path: Path | None = None  # the file it was read from, for messages
 
     @classmethod
@@ -213,6 +217,7 @@ class MonitorConfig:
             values["poll_s"] = float(parse_duration(raw.get("poll", 1), "poll"))
         except ConfigError as exc:
             problems.append(str(exc))
+        values["webhook"] = _webhook(raw.get("webhook"), problems)
         if problems:
             raise ConfigError("; ".join(problems))
         return cls(**values)
@@ -229,6 +234,21 @@ class MonitorConfig:
     @property
     def where(self) -> str:
         return f"{self.path}: " if self.path else ""
+
+
+def _webhook(raw: Any, problems: list[str]) -> str | None:
+    if raw is None:
+        return None
+    try:
+        parts = urlsplit(raw) if isinstance(raw, str) else None
+    except ValueError:  # e.g. an unclosed [ in the host
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(
+            f"webhook: {raw!r} is not an http(s) URL; give e.g. https://alerts.example.com/hooks/monitor"
+        )
+        return None
+    return raw
 
 
 def _section(raw: dict[str, Any], key: str, known: tuple[str, ...], problems: list[str]) -> dict[str, Any]:

@@ -76,6 +76,18 @@ def parse_time(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _unstorable(value: str) -> str | None:
+    """Why a string cannot be stored, or None: PostgreSQL text holds no NUL, and a lone UTF-16
+    surrogate (valid as a JSON escape, ``"\\ud800"``) is not UTF-8 for either database."""
+    if "\x00" in value:
+        return "contains a NUL character (U+0000), which the database cannot store"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode (a lone surrogate {value[exc.start]!a} at character {exc.start})"
+    return None
+
+
 def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
     """Check one decoded document.
 
@@ -90,6 +102,8 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
         raise ValueError("no id: every document needs a unique id (re-sending an id never counts twice)")
     if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
         raise ValueError(f"id {doc_id!r} must be a string or an integer")
+    if isinstance(doc_id, str) and (problem := _unstorable(doc_id)):
+        raise ValueError(f"id {doc_id!a} {problem}")
     if obj.get("time") is None:
         raise ValueError(f"document {doc_id!r}: no time (ISO 8601 or epoch seconds)")
     try:
@@ -99,6 +113,8 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"document {doc_id!r}: text is missing, empty or not a string")
+    if problem := _unstorable(text):
+        raise ValueError(f"document {doc_id!r}: text {problem}")
     if len(text) > max_text_chars:
         raise ValueError(
             f"document {doc_id!r}: text has {len(text):,} characters, over the limit of "
@@ -109,6 +125,8 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
         value = obj.get(name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"document {doc_id!r}: {name} must be a string, not {type(value).__name__}")
+        if isinstance(value, str) and (problem := _unstorable(value)):
+            raise ValueError(f"document {doc_id!r}: {name} {problem}")
         optional[name] = (value.strip() or None) if isinstance(value, str) else None
     return Document(id=str(doc_id), time=moment, text=text, **optional)
 

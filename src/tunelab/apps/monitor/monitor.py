@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -137,6 +137,9 @@ class Monitor:
         self._followers: dict[Path, FileFollower] = {}
         self._lock = threading.Lock()  # one batch at a time: the detector is not thread-safe
         self._stop = threading.Event()  # set: finish the batch in hand, read no more
+        # Called with the results of each stored call, from the thread that stored it (a
+        # webhook's wake-up, a server's metrics); never under the lock.
+        self.on_ingest: Callable[[list[IngestResult]], None] | None = None
         self.store.register_monitor(self.name)
         self._warm_up()
 
@@ -165,31 +168,69 @@ class Monitor:
         file: tuple[str, FileKey] | None = None,
     ) -> IngestResult:
         """Classify, count and store checked documents, with the source position they bring it to."""
+        return self.process_many([docs], position=position, file=file)[0]
+
+    def process_many(
+        self,
+        batches: Sequence[Sequence[Document]],
+        *,
+        position: tuple[str, Position] | None = None,
+        file: tuple[str, FileKey] | None = None,
+    ) -> list[IngestResult]:
+        """Several batches (concurrent HTTP requests) classified together, with a result each.
+
+        The batches count as if sent one after the other: an id in an earlier batch is a duplicate
+        in a later one. The classifier sees all their new documents in one call (bigger batches,
+        fewer forwards); everything is stored in one transaction, with ``position``/``file``.
+        """
         with self._lock:
-            result = IngestResult()
-            unique: dict[str, Document] = {}
-            for doc in docs:
-                if doc.id in unique:
-                    result.duplicates += 1
-                else:
-                    unique[doc.id] = doc
-            stored = self.store.existing_ids(self.name, list(unique)) if unique else set()
-            new = sorted((d for d in unique.values() if d.id not in stored), key=lambda d: (d.time, d.id))
-            result.duplicates += len(unique) - len(new)
-            results = self.classifier.classify(new) if new else []
-            changed: list[Alert] = []
-            for doc, res in zip(new, results, strict=True):
-                changed += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
-            if new:
-                changed += self.detector.advance(new[-1].time)
-            saved = self.store.save(self.name, new, results, alerts=changed, position=position, file=file)
-            result.stored = len(saved.inserted)
-            result.duplicates += len(new) - len(saved.inserted)  # stored meanwhile by another process
-            for alert in changed:
+            results = [IngestResult() for _ in batches]
+            seen: set[str] = set()
+            uniques: list[dict[str, Document]] = []
+            for batch, result in zip(batches, results, strict=True):
+                unique: dict[str, Document] = {}
+                for doc in batch:
+                    if doc.id in unique or doc.id in seen:
+                        result.duplicates += 1
+                    else:
+                        unique[doc.id] = doc
+                seen.update(unique)
+                uniques.append(unique)
+            stored = self.store.existing_ids(self.name, list(seen)) if seen else set()
+            news = []
+            for unique, result in zip(uniques, results, strict=True):
+                new = sorted((d for d in unique.values() if d.id not in stored), key=lambda d: (d.time, d.id))
+                result.duplicates += len(unique) - len(new)
+                news.append(new)
+            flat = [d for new in news for d in new]
+            labels = self.classifier.classify(flat) if flat else []
+            changed: list[list[Alert]] = []
+            offset = 0
+            for new in news:
+                mine: list[Alert] = []
+                for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
+                    mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
+                if new:
+                    mine += self.detector.advance(new[-1].time)
+                changed.append(mine)
+                offset += len(new)
+            every = [a for mine in changed for a in mine]
+            saved = set(
+                self.store.save(self.name, flat, labels, alerts=every, position=position, file=file).inserted
+            )
+            offset = 0
+            for new, mine, result in zip(news, changed, results, strict=True):
+                inserted = sum(1 for i in range(offset, offset + len(new)) if i in saved)
+                offset += len(new)
+                result.stored = inserted
+                result.duplicates += len(new) - inserted  # stored meanwhile by another process
+                result.alerts = [a for a in mine if a.ended_at is None]
+                self.totals.add(result)
+            for alert in every:
                 self._log_alert(alert)
-            result.alerts = [a for a in changed if a.ended_at is None]
-            self.totals.add(result)
-            return result
+        if self.on_ingest is not None:
+            self.on_ingest(results)
+        return results
 
     def _log_alert(self, alert: Alert) -> None:
         if alert.ended_at is None:

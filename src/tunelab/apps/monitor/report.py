@@ -47,12 +47,12 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
     second axis, and alert episodes as shaded spans (a line where each started)."""
     from matplotlib import dates as mdates
 
-    from tunelab.evaluate.plots import _figure, _png  # the evaluation report's figure and font setup
+    from tunelab.evaluate.plots import figure_png, new_figure  # the evaluation report's setup
 
     buckets = series["buckets"]
     times = [datetime.fromisoformat(b["start"]) for b in buckets]
     width = series["bucket_s"] / 86_400 * 0.9  # bar width in days, matplotlib's date unit
-    fig = _figure(9.0, 3.2)
+    fig = new_figure(9.0, 3.2)
     ax = fig.add_subplot()
     ax.bar(
         times, [b["count"] for b in buckets], width=width, align="edge", color="#c9d1d9", label="documents"
@@ -85,7 +85,7 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
     more, more_labels = share.get_legend_handles_labels()
     ax.legend(handles + more, labels + more_labels, loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _alert_rows(alerts: Sequence[Alert]) -> list[list[str]]:

@@ -360,7 +360,7 @@ class MonitorTables:
 
     def pending_alerts(self, name: str | None = None, limit: int = 100) -> list[Alert]:
         """Alerts not delivered yet, oldest first: what a webhook outbox sends (its id is the
-        idempotency key), calling ``mark_delivered`` once the receiver has acknowledged one."""
+        idempotency key), calling ``mark_alert_delivered`` once the receiver has acknowledged one."""
         where, params = ("delivered_at IS NULL", [])
         if name is not None:
             where += " AND monitor = ?"
@@ -373,8 +373,12 @@ class MonitorTables:
             rows = self._exec(conn, sql, [*params, int(limit)]).fetchall()
         return [self._alert(r) for r in rows]
 
-    def mark_delivered(self, alert_id: str, at: datetime | None = None) -> bool:
-        """Record that an alert was delivered; False if there is no such undelivered alert."""
+    def mark_alert_delivered(self, alert_id: str, at: datetime | None = None) -> bool:
+        """Record that an alert was delivered; False if there is no such undelivered alert.
+
+        Not ``mark_delivered``: that is the support outbox's (``SupportSQL``), which this mixin
+        would shadow in the same store, breaking hand-off delivery on a server that hosts both.
+        """
         with self._transaction() as conn:
             cursor = self._exec(
                 conn,

@@ -1,0 +1,195 @@
+"""Alerts to a webhook: each new alert POSTed as JSON, retried with back-off until it is delivered.
+
+The outbox is the alerts table itself: an alert is pending until ``mark_alert_delivered``, so an
+alert stored while the webhook is down (or while nothing delivers) waits there and goes out at the
+next start. The service's delivery loop (``tunelab.serve.webhook.OutboxWorker``) does the POST,
+the back-off and the headers; the alert's id is the ``Idempotency-Key``. Delivery is at least once:
+a crash between the receiver's 2xx and the mark sends that alert again with the same key. An
+alert is never given up (nothing is lost); its attempts and next try are kept in memory, so a
+restart tries every pending alert at once.
+
+Each monitor is delivered by the one process that ingests it (``tunelab serve --monitor`` or
+``tunelab app monitor run``), scoped by name: two processes on one database never send each
+other's monitors' alerts.
+
+Body::
+
+    {"event": "alert.opened", "attempt": 1, "alert": {...Alert.to_dict()...},
+     "documents": [{"id", "time", "label", "score", "topic", "source", "text"}, ...]}
+
+``documents`` are the alert's triggering documents as stored (texts cut at ``EXCERPT`` characters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tunelab.serve.webhook import OutboxWorker, Outgoing, post_json
+
+log = logging.getLogger(__name__)
+
+EVENT = "alert.opened"
+EXCERPT = 1000  # characters of a document's text in the body
+SCAN = 200  # pending alerts read per monitor and round (oldest first)
+# Defaults of the follower process (the server takes its --webhook-* settings).
+TIMEOUT_S, BACKOFF_S, MAX_BACKOFF_S, POLL_S = 10.0, 2.0, 600.0, 5.0
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """Where a monitor's alerts go: its store, its name and the URL."""
+
+    store: Any  # a monitor store (``open_monitor_store``)
+    name: str
+    url: str
+
+
+class AlertWebhook(OutboxWorker):
+    """Delivers the pending alerts of ``targets`` (see the module docstring).
+
+    Args:
+        targets: one per monitor delivered by this process.
+        secret: signs bodies (``X-Tunelab-Signature``); default ``$TUNELAB_WEBHOOK_SECRET``.
+        metrics: ``ServeMetrics`` (counts attempts in ``tunelab_alert_webhook_deliveries``) or None.
+    """
+
+    event = EVENT
+    noun = "alert"
+    task_name = "alert-webhook"
+
+    def __init__(
+        self,
+        targets: Sequence[AlertTarget],
+        *,
+        secret: str | None = None,
+        timeout_s: float = TIMEOUT_S,
+        backoff_s: float = BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+        poll_s: float = POLL_S,
+        metrics: Any = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        post: Callable[[str, bytes, dict[str, str], float], int] = post_json,
+    ) -> None:
+        super().__init__(
+            None,
+            secret=secret if secret is not None else os.environ.get("TUNELAB_WEBHOOK_SECRET") or None,
+            timeout_s=timeout_s,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            max_attempts=None,  # never given up: an alert waits for the webhook to come back
+            poll_s=poll_s,
+            metrics=metrics,
+            now=now,
+            post=post,
+        )
+        self.targets = list(targets)
+        self._tries: dict[str, tuple[int, datetime]] = {}  # alert id -> (attempts made, next due)
+        self._target: dict[str, AlertTarget] = {}  # alert id -> where it came from
+
+    def lease(self, now: datetime, limit: int) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for target in self.targets:
+            for alert in target.store.pending_alerts(target.name, limit=SCAN):
+                attempts, due = self._tries.get(alert.id, (0, now))
+                if due > now:
+                    continue  # backing off
+                self._tries[alert.id] = (attempts + 1, now + timedelta(seconds=self.lease_s))
+                self._target[alert.id] = target
+                documents = [_document(d) for d in target.store.documents(target.name, alert.docs)]
+                payload = {"alert": alert.to_dict(), "documents": documents}
+                out.append(Outgoing(alert.id, attempts + 1, target.url, payload))
+                if len(out) >= limit:
+                    return out
+        return out
+
+    def delivered(self, key: str, now: datetime) -> None:
+        target = self._target.pop(key)
+        self._tries.pop(key, None)
+        target.store.mark_alert_delivered(key, now)
+
+    def failed(self, key: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
+        attempts, _ = self._tries.get(key, (1, now))
+        self._tries[key] = (attempts, retry_at or now)
+
+    def counter(self) -> Any:
+        return getattr(self.metrics, "alert_webhook", None)
+
+    async def drain(self) -> None:
+        """Try every alert due now once (no waiting for retries): ``--once`` runs end with this."""
+        while await self.run_once():
+            pass
+
+
+def _document(d: dict[str, Any]) -> dict[str, Any]:
+    text = d["text"] if len(d["text"]) <= EXCERPT else d["text"][: EXCERPT - 1] + "…"
+    return {
+        "id": d["id"],
+        "time": d["time"].isoformat(),
+        "label": d["label"],
+        "score": d["score"],
+        "negative": d["negative"],
+        "topic": d["topic"],
+        "source": d["source"],
+        "text": text,
+    }
+
+
+def follower_webhook(store: Any, name: str, url: str) -> AlertWebhook:
+    """The follower process's worker for one monitor, with this module's defaults (read now)."""
+    return AlertWebhook(
+        [AlertTarget(store, name, url)],
+        timeout_s=TIMEOUT_S,
+        backoff_s=BACKOFF_S,
+        max_backoff_s=MAX_BACKOFF_S,
+        poll_s=POLL_S,
+    )
+
+
+class DeliveryThread:
+    """An ``AlertWebhook`` on its own event loop in a daemon thread, for a process without one
+    (``tunelab app monitor run``): ``start()``, ``wake()`` from any thread, ``stop()``."""
+
+    def __init__(self, worker: AlertWebhook) -> None:
+        self.worker = worker
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="alert-webhook", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self.worker.start()
+        self._ready.set()
+        await self._stopped.wait()
+        await self.worker.close()
+
+    def wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.worker.wake)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the loop; a POST in flight finishes in its own thread (at most ``timeout_s`` waited).
+
+        An alert whose POST was cut short stays pending and goes out at the next start.
+        """
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout_s)
+
+
+__all__ = ["EVENT", "AlertTarget", "AlertWebhook", "DeliveryThread", "follower_webhook"]

@@ -1,0 +1,221 @@
+"""The sentiment monitors a server ingests for (``tunelab serve --monitor monitor.yaml``).
+
+Each monitor gets a ``MicroBatcher`` like a model or a bot: concurrent ``POST .../documents``
+batches are taken together into one ``Monitor.process_many`` call in the batcher's own thread, so
+the classifier sees bigger batches, the event loop never classifies, and one monitor never runs two
+batches at once (its windows are one process's, in order). A batch a request cannot get through
+fails alone (the batcher runs the others again one by one; their ids make that idempotent).
+
+Configs and classifiers are loaded before the app is built (the CLI does it before binding the
+port); the ``Monitor`` objects are made when the store opens (``open``), on the server's database
+unless a config names its own ``store``. A monitor whose config has ``sources`` also follows them
+in a thread of its own (``follow_sources``), so one process ingests it from every source: two
+processes ingesting one monitor would keep two sets of windows and could alert twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from tunelab.errors import ConfigError
+from tunelab.serve.batcher import MicroBatcher
+from tunelab.serve.registry import ModelNotServedError
+from tunelab.serve.store import StoreError
+
+log = logging.getLogger(__name__)
+
+FOLLOW_RETRY_S = 10.0  # a follower that failed (database down, say) starts again after this
+
+
+class MonitorFailedError(RuntimeError):
+    """Classifying or storing a batch failed: a server fault (HTTP 500, details in the log only)."""
+
+
+@dataclass
+class _Batches:
+    """The batches of concurrent requests, standing in for the batcher's encoding."""
+
+    items: list[list[Any]]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [0] * len(self.items)  # tokens: not counted for documents; usage records 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class _MonitorAdapter:
+    """``MicroBatcher``'s predictor interface over ``Monitor.process_many``."""
+
+    def __init__(self, served: ServedMonitor) -> None:
+        self.served = served
+
+    def encode(self, items: list[list[Any]]) -> _Batches:
+        return _Batches(list(items))
+
+    def predict_encoded(
+        self, enc: _Batches, texts: list[Any], *, top_k: int = 3, batch_size: int = 64
+    ) -> list[dict[str, Any]]:
+        return [{"result": r} for r in self.served.monitor.process_many(enc.items)]
+
+
+@dataclass
+class ServedMonitor:
+    """One monitor: its config and classifier, then (once the store is open) its ``Monitor``."""
+
+    name: str
+    config: Any  # tunelab.apps.monitor.MonitorConfig
+    classifier: Any
+    batcher: MicroBatcher = field(init=False)
+    monitor: Any = None  # tunelab.apps.monitor.Monitor, made by MonitorRegistry.open
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    webhook: str | None = None  # where its alerts go (--alert-webhook, else the config's)
+    follower: threading.Thread | None = None
+
+    @property
+    def source(self) -> str:
+        return str(self.config.path or self.name)
+
+    @property
+    def following(self) -> bool:
+        return self.follower is not None
+
+    async def ingest(self, docs: list[Any]) -> Any:
+        """The ``IngestResult`` of checked documents (batched with concurrent requests).
+
+        Raises:
+            StoreError: the database failed (HTTP 503, nothing of the batch stored).
+            MonitorFailedError: the classifier raised; the cause is chained for the server log.
+        """
+        try:
+            out = await self.batcher.submit(cast(Any, [docs]))
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise MonitorFailedError(f"monitor {self.name!r} failed: {type(exc).__name__}") from exc
+        return out.results[0]["result"]
+
+
+class MonitorRegistry:
+    """Name -> ``ServedMonitor``; fixed at start (``--monitor``), read by the routes.
+
+    Args:
+        monitors: ``(config, classifier)`` pairs; each is served under its config's ``name``.
+    """
+
+    def __init__(
+        self, monitors: Iterable[Any] = (), *, max_batch: int = 32, max_wait_ms: float = 5.0
+    ) -> None:
+        self._monitors: dict[str, ServedMonitor] = {}
+        self._stop = threading.Event()
+        for config, classifier in monitors:
+            name = str(config.name)
+            if name in self._monitors:
+                raise ConfigError(
+                    f"--monitor {config.path}: a monitor named {name!r} is already served (from "
+                    f"{self._monitors[name].source}); give each monitor its own name"
+                )
+            served = ServedMonitor(name, config, classifier)
+            served.batcher = MicroBatcher(
+                cast(Any, _MonitorAdapter(served)),
+                max_batch=max_batch,
+                max_wait_ms=max_wait_ms,
+                name=f"monitor-{name}",
+            )
+            self._monitors[name] = served
+
+    def names(self) -> list[str]:
+        return sorted(self._monitors)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._monitors
+
+    def __len__(self) -> int:
+        return len(self._monitors)
+
+    def get(self, name: str) -> ServedMonitor:
+        """The monitor, or a 404 naming the monitors that are served."""
+        served = self._monitors.get(name)
+        if served is None:
+            names = ", ".join(self.names()) or "none (start the server with --monitor monitor.yaml)"
+            raise ModelNotServedError(
+                f"monitor {name!r} is not served (served: {names})", code="unknown_monitor"
+            )
+        return served
+
+    def all(self) -> list[ServedMonitor]:
+        return [self._monitors[n] for n in self.names()]
+
+    @property
+    def opened(self) -> bool:
+        """Every monitor has its ``Monitor`` (``open`` was called)."""
+        return all(m.monitor is not None for m in self._monitors.values())
+
+    # -- life cycle ------------------------------------------------------------------------------------
+
+    def open(self, store: Any, *, alert_webhook: str | None = None) -> None:
+        """Make each ``Monitor`` (blocking: it reads its windows back from the store).
+
+        A config without ``store`` uses ``store``, the server's database (which must then be a
+        monitor store: ``open_monitor_store``); a config with one opens its own.
+        """
+        from tunelab.apps.monitor import Monitor
+
+        for served in self._monitors.values():
+            if served.config.store is None and not hasattr(store, "pending_alerts"):
+                raise ConfigError(
+                    f"monitor {served.name}: the server's store has no monitor tables "
+                    "(open it with tunelab.apps.monitor.open_monitor_store)"
+                )
+            own = store if served.config.store is None else None
+            served.monitor = Monitor(served.config, store=own, classifier=served.classifier)
+            served.webhook = alert_webhook or served.config.webhook
+
+    def start(self, on_ingest: Callable[[ServedMonitor, list[Any]], None], *, follow: bool) -> None:
+        """Start the batchers and, with ``follow``, a follower thread per monitor with sources.
+
+        ``on_ingest(served, results)`` is called after each stored batch, from the thread that
+        stored it (a batcher's or a follower's).
+        """
+        for served in self._monitors.values():
+            served.monitor.on_ingest = lambda results, s=served: on_ingest(s, results)
+            served.batcher.start()
+            if follow and served.config.sources:
+                served.follower = threading.Thread(
+                    target=self._follow, args=(served,), name=f"follow-{served.name}", daemon=True
+                )
+                served.follower.start()
+
+    def _follow(self, served: ServedMonitor) -> None:
+        """Follow the config's sources until the server stops; a failure is logged and retried."""
+        while not self._stop.is_set():
+            try:
+                served.monitor.run(stop=self._stop)
+            except Exception:
+                log.exception(
+                    "monitor %s: following its sources failed; retrying in %.0fs", served.name, FOLLOW_RETRY_S
+                )
+                self._stop.wait(FOLLOW_RETRY_S)
+
+    async def close(self) -> None:
+        """Stop the followers (each commits the batch in hand), drain the batchers, close the stores."""
+        from starlette.concurrency import run_in_threadpool
+
+        self._stop.set()
+        for served in self._monitors.values():
+            await served.batcher.close()
+            if served.follower is not None:
+                await run_in_threadpool(served.follower.join, 60)
+                served.follower = None
+            if served.monitor is not None:
+                served.monitor.on_ingest = None
+                await run_in_threadpool(served.monitor.close)  # its own store only
+
+
+__all__ = ["MonitorFailedError", "MonitorRegistry", "ServedMonitor"]

@@ -1,0 +1,210 @@
+"""``/v1/apps/monitor``: the sentiment monitors a server ingests for (``tunelab serve --monitor``).
+
+* ``POST /v1/apps/monitor/{name}/documents`` ``{"documents": [...]}``: classify and store a batch,
+  all or nothing; the answer counts what was new and lists the alerts it opened. Billed like
+  predict, a document as one text; the usage row names the app (``monitor``) and the monitor.
+* ``GET /v1/apps/monitor/{name}/trend?topic=&company=&from=&to=&bucket=1h``: documents and negative
+  share per bucket, with the key's alert episodes.
+* ``GET /v1/apps/monitor/{name}/alerts?from=&to=&key=``: alert episodes, oldest first.
+
+The document route checks in the order of cost, like predict: body size, JSON, key, schema,
+monitor, document count, each document, rate and quota, then the classifier and the database
+(in the monitor's batcher thread, never on the event loop). Reads need a key and are not billed.
+A monitor's documents and alerts are the same for every key (they are the institution's feed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.errors import DataError
+from tunelab.serve.deps import Context, MaybeCaller, State
+from tunelab.serve.monitor_schemas import (
+    AlertList,
+    AlertOut,
+    DocumentsRequest,
+    IngestResponse,
+    MonitorInfo,
+    MonitorList,
+    TrendResponse,
+)
+from tunelab.serve.request_limits import RequestLimitError
+from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
+
+router = APIRouter(prefix="/apps/monitor", tags=["monitor"])
+
+INGEST_ERRORS = error_responses(
+    *AUTH,
+    *JSON_BODY,
+    404,
+    429,
+    s404="unknown monitor",
+    s413="body over the server's --max-body, or more documents than --max-texts",
+    s422="a document without id or time, with an unparsable time, an empty text or one over the "
+    "monitor's max_text_chars (the message names its index); nothing of the batch is stored",
+    s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
+)
+READ_ERRORS = error_responses(*AUTH, 404, 422, s404="unknown monitor", s422="a bad parameter, named")
+
+NO_NUL = r"^[^\x00]{1,200}$"  # PostgreSQL text cannot hold NUL: refused here, not a 503 later
+Topic = Annotated[str | None, Query(pattern=NO_NUL, description="only this topic's documents")]
+Company = Annotated[
+    str | None, Query(pattern=NO_NUL, description="only documents naming this company (normalised)")
+]
+From = Annotated[
+    str | None,
+    Query(
+        alias="from", pattern=NO_NUL, description="start (inclusive): ISO 8601 (no offset: UTC) or epoch s"
+    ),
+]
+To = Annotated[str | None, Query(pattern=NO_NUL, description="end (exclusive), like from")]
+
+
+def _invalid(exc: Exception, code: str) -> RequestLimitError:
+    return RequestLimitError(str(exc), status=422, code=code)
+
+
+def _alerts_out(alerts: list) -> list[AlertOut]:
+    return [AlertOut.model_validate(a.to_dict()) for a in alerts]
+
+
+@router.get("", response_model=MonitorList, responses=error_responses(*AUTH))
+async def monitor_info(state: State, caller: MaybeCaller) -> MonitorList:
+    """The monitors this server ingests for (``source``, the config file, for admin keys only)."""
+    admin = bool(getattr(caller, "admin", False))
+    return MonitorList(
+        monitors=[
+            MonitorInfo(
+                name=m.name,
+                source=m.source if admin else None,
+                loaded_at=m.loaded_at,
+                following=m.following,
+                webhook=m.webhook is not None,
+            )
+            for m in state.monitors.all()
+        ]
+    )
+
+
+@router.post("/{name}/documents", response_model=IngestResponse, responses=INGEST_ERRORS)  # type: ignore[arg-type]
+async def ingest(
+    name: str, body: DocumentsRequest, state: State, ctx: Context, caller: MaybeCaller
+) -> IngestResponse:
+    """Classify and store a batch of documents (``id``, ``time``, ``text``, optional ``source``, ``topic``).
+
+    All or nothing: one bad document refuses the batch with a 422 naming its index. An id stored
+    before (by this route, a followed file or a folder) is a duplicate: stored and counted once,
+    across restarts. Concurrent batches are classified together on the server.
+    """
+    from tunelab.apps.monitor import check_batch
+
+    ctx.texts = len(body.documents)
+    served = state.monitors.get(name)  # 404 naming the served monitors
+    limit = state.settings.max_texts_per_request
+    if len(body.documents) > limit:
+        raise RequestLimitError(
+            f"{len(body.documents)} documents in one request; the limit is max_texts_per_request={limit}: "
+            "send them in several requests",
+            status=413,
+            code="too_many_documents",
+        )
+    try:
+        docs = check_batch(body.documents, max_text_chars=served.config.max_text_chars)
+    except DataError as exc:
+        raise _invalid(exc, "invalid_document") from None
+    if caller is not None:
+        await run_in_threadpool(lambda: state.access.admit(caller, len(docs), request_id=ctx.request_id))
+    result = await served.ingest(docs)
+    return IngestResponse(
+        monitor=served.name,
+        received=len(docs),
+        stored=result.stored,
+        duplicates=result.duplicates,
+        alerts=_alerts_out(result.alerts),
+    )
+
+
+@router.get("/{name}/trend", response_model=TrendResponse, responses=READ_ERRORS)
+async def get_trend(
+    name: str,
+    state: State,
+    caller: MaybeCaller,
+    topic: Topic = None,
+    company: Company = None,
+    start: From = None,
+    to: To = None,
+    bucket: Annotated[
+        str, Query(pattern=NO_NUL, description="bucket length: 5m, 1h, 1d, 1w or seconds")
+    ] = "1h",
+) -> TrendResponse:
+    """Documents, negative documents and negative share per bucket (UTC-aligned, empty ones
+    included), for the whole stream or one topic and/or company, with that key's alerts.
+
+    Without ``from``/``to`` the range is the stored documents' own; at most 5,000 buckets.
+    """
+    from tunelab.apps.monitor import trend
+
+    served = state.monitors.get(name)
+    size: str | int = int(bucket) if bucket.isdigit() else bucket
+    try:
+        out = await run_in_threadpool(
+            lambda: trend(
+                served.monitor.store,
+                served.name,
+                topic=topic,
+                company=company,
+                start=start,
+                end=to,
+                bucket=size,
+            )
+        )
+    except DataError as exc:
+        raise _invalid(exc, "invalid_parameter") from None
+    return TrendResponse.model_validate(out)
+
+
+@router.get("/{name}/alerts", response_model=AlertList, responses=READ_ERRORS)
+async def list_alerts(
+    name: str,
+    state: State,
+    caller: MaybeCaller,
+    start: From = None,
+    to: To = None,
+    key: Annotated[
+        str | None,
+        Query(
+            pattern=r"^(topic|company):[^\x00]{1,200}$",
+            description="only this key's: topic:<name> or company:<name> (normalised)",
+        ),
+    ] = None,
+) -> AlertList:
+    """The monitor's alert episodes that started in ``[from, to)``, oldest first."""
+    from tunelab.apps.monitor import normalise_company
+
+    served = state.monitors.get(name)
+    since, until = _time(start, "from"), _time(to, "to")
+    if since is not None and until is not None and since >= until:
+        raise _invalid(
+            ValueError(f"from {since.isoformat()} is not before to {until.isoformat()}"), "invalid_parameter"
+        )
+    if key is not None and key.startswith("company:"):
+        key = "company:" + (normalise_company(key.split(":", 1)[1]) or key.split(":", 1)[1])
+    alerts = await run_in_threadpool(
+        lambda: served.monitor.store.alerts(served.name, key=key, since=since, until=until)
+    )
+    return AlertList(monitor=served.name, alerts=_alerts_out(alerts))
+
+
+def _time(value: str | None, field: str) -> datetime | None:
+    from tunelab.apps.monitor import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise _invalid(ValueError(f"{field}: {exc}"), "invalid_parameter") from None

@@ -43,6 +43,7 @@ _EXPORTS = {
     "list_runs": "tunelab.runs",
     "load": "tunelab.predict",
     "predict_file": "tunelab.predict",
+    "read_labelled": "tunelab.data.labelled",
     "train": "tunelab.train",
 }
 
@@ -62,12 +63,14 @@ __all__ = [
     "list_runs",
     "load",
     "predict_file",
+    "read_labelled",
     "train",
 ]
 
 if TYPE_CHECKING:
     from tunelab.compress import ExportResult, export
     from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
+    from tunelab.data.labelled import read_labelled
     from tunelab.embeddings import embed
     from tunelab.errors import TunelabError
     from tunelab.evaluate.on_run import evaluate

@@ -9,6 +9,7 @@ the ones needed. Rows dropped for empty text are logged (there is no ``notes`` l
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,46 @@ from tunelab.data.readers import detect_format, read_table
 from tunelab.errors import DataError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    """Texts with their label names, as a person wrote them in a file (``tunelab.read_labelled``).
+
+    Attributes:
+        texts: the text of each row kept (stripped; rows with an empty text are dropped).
+        labels: the label name of each row (a list of names for multi-label data).
+        rows: the 1-based row number of each text in its file, for messages.
+        source: the file (or split) they came from.
+    """
+
+    texts: list[str]
+    labels: list[Any]
+    rows: list[int]
+    source: str
+
+
+def read_labelled(
+    path: str | Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    multi_label: bool = False,
+    encoding: str = "auto",
+) -> LabelledTexts:
+    """Read a labelled file (CSV, TSV, JSONL, Parquet) into texts and label names, no run needed.
+
+    For code built on runs (the apps: a bot's dev and eval files) that reads files the way
+    ``tunelab train`` does: same formats, encodings, separators and one-line errors.
+
+    Raises:
+        DataError: the file is missing or unreadable, or lacks a column; the message names it.
+    """
+    cfg = DataConfig(text_column=text_column, label_column=label_column, encoding=encoding)
+    parts = read_extracted(path, cfg, label_kind="many" if multi_label else "one")
+    assert parts.labels is not None  # label_kind given
+    labels = [list(x) for x in parts.labels] if multi_label else [str(x) for x in parts.labels]
+    return LabelledTexts(texts=list(parts.texts), labels=labels, rows=list(parts.rows), source=str(path))
 
 
 def read_extracted(

@@ -17,6 +17,7 @@ import numpy as np
 from tunelab.config import RunConfig
 from tunelab.data import LabelMap
 from tunelab.data.encoding import Encoded
+from tunelab.data.labelled import LabelledTexts
 from tunelab.errors import DataError, RunError
 from tunelab.predict.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
@@ -82,6 +83,49 @@ class Predictor:
     def task_name(self) -> str:
         """The registered name of the run's task (``single_label``, ...), as run.json and the API say."""
         return self.task.name
+
+    @property
+    def output(self) -> str:
+        """What one prediction is: ``label``, ``labels`` (multi-label) or ``entities`` (NER).
+
+        Code built on runs (the apps) checks this instead of task names, so a new task with the
+        same kind of output works there unchanged.
+        """
+        return self.task.output
+
+    @property
+    def entity_types(self) -> list[str]:
+        """The entity types an NER run finds (``["LOC", "ORG", "PER"]``); empty for classifiers."""
+        return self.task.entity_types(self.labels)
+
+    def dev_split(self) -> LabelledTexts | None:
+        """The run's own dev split (texts and label names, read again from its data), or None.
+
+        None when the run had no dev split. For calibrating or tuning on top of a run (the
+        support bot) without asking for another file. ``rows`` count the split's rows from 1.
+
+        Raises:
+            DataError: the run's data files can no longer be read (moved, changed).
+            RunError: the run predicts entities: its dev split is not texts with labels.
+        """
+        if self.output == "entities":
+            raise RunError(f"{self.run.root if self.run else 'run'}: dev_split() is for classification runs")
+        data = self.config.data
+        if not data.dev and not data.dev_size:
+            return None
+        splits = self.task.load_splits(data)
+        if splits.dev is None:
+            return None
+        names = splits.labels.names
+        ids = splits.dev.labels or []
+        multi = self.output == "labels"
+        labels = [[names[i] for i in row] if multi else names[row] for row in ids]
+        return LabelledTexts(
+            texts=list(splits.dev.texts),
+            labels=labels,
+            rows=list(range(1, len(splits.dev.texts) + 1)),
+            source=str(splits.dev.source),
+        )
 
     @property
     def text_pair_column(self) -> str | None:

@@ -47,13 +47,21 @@ class Task(ABC):
         metrics: the ``train.metric`` values a run of this task may select checkpoints on; the
             first is the default (``train.metric: auto``).
         result_schema: the pydantic model of one text's result in the HTTP API.
+        output: what one text's prediction is, for code built on runs (the apps) that needs a
+            kind of model without naming tasks: ``label`` (one class), ``labels`` (any number of
+            classes) or ``entities`` (spans of text with a type).
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
     description: ClassVar[str] = ""
+    output: ClassVar[str] = "label"
     headline_keys: ClassVar[tuple[str, ...]] = ("loss",)
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def entity_types(self, labels: LabelMap) -> list[str]:
+        """The entity types a run of this task finds (``PER``, ``DATE``), sorted; none by default."""
+        return []
 
     # --- data -------------------------------------------------------------------------------
 

@@ -73,22 +73,23 @@ def load_classifier(config: MonitorConfig, *, ner: str | Path | None = None) -> 
     """
     import tunelab
 
-    def checked(path: Path, field_name: str, tasks: tuple[str, ...]) -> Any:
+    def checked(path: Path, field_name: str, output: str) -> Any:
+        # A run is checked by what it predicts (Predictor.output), not by task name.
         predictor = tunelab.load(path)
-        if predictor.task_name not in tasks:
+        if predictor.output != output:
+            wanted = {"label": "single_label", "entities": "token_classification (NER)"}[output]
             raise ConfigError(
-                f"{config.where}runs.{field_name}: {path} is a {predictor.task_name} run; "
-                f"give a {' or '.join(tasks)} run"
+                f"{config.where}runs.{field_name}: {path} is a {predictor.task_name} run; give a {wanted} run"
             )
         return predictor
 
     ner_path = Path(ner) if ner is not None else config.ner_run
     try:
         return Classifier(
-            checked(config.sentiment, "sentiment", ("single_label",)),
+            checked(config.sentiment, "sentiment", "label"),
             negative_label=config.negative_label,
-            topic=checked(config.topic_run, "topic", ("single_label",)) if config.topic_run else None,
-            ner=checked(ner_path, "ner", ("token_classification",)) if ner_path else None,
+            topic=checked(config.topic_run, "topic", "label") if config.topic_run else None,
+            ner=checked(ner_path, "ner", "entities") if ner_path else None,
             topics=config.topics,
             embed=lambda texts: tunelab.embed(texts, model=config.embed_model),
             min_similarity=config.min_similarity,

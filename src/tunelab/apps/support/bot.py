@@ -297,7 +297,7 @@ def check_intent_model(predictor: Any, run: str | Path) -> None:
     Raises:
         ConfigError: it is another kind of run (multi-label, NER, text pairs).
     """
-    if predictor.task_name != "single_label" or predictor.text_pair_column:
+    if predictor.output != "label" or predictor.text_pair_column:
         kind = predictor.task_name + (" on text pairs" if predictor.text_pair_column else "")
         raise ConfigError(
             f"{run}: a {kind} run; the intent model of a bot is a single_label run on single texts"

@@ -183,10 +183,9 @@ def _check_ner(parsed: Any, ner: str | Path | None) -> str | None:
         parsed.check_entities(None, ner=None)
         return None
     predictor = tunelab.load(ner)
-    if predictor.task_name != "token_classification":
+    if predictor.output != "entities":
         raise ConfigError(f"{ner}: a {predictor.task_name} run; --ner takes a token_classification (NER) run")
-    types = {n.split("-", 1)[1] for n in predictor.labels.names if "-" in n}
-    parsed.check_entities(types, ner=str(ner))
+    parsed.check_entities(set(predictor.entity_types), ner=str(ner))
     return str(predictor.run.root.resolve())
 
 
@@ -227,20 +226,16 @@ def _dev_rows(
             warnings.append(f"{dev}: no row has a label the intent model knows; temperature left at 1.0")
             return [], [], str(dev), len(rows)
         return [t for t, _ in kept], [i for _, i in kept], str(dev), len(rows) - len(kept)
-    cfg = predictor.config.data
-    if not cfg.dev and not cfg.dev_size:
-        warnings.append(f"the run has no dev split; temperature left at 1.0 (uncalibrated): {hint}")
-        return [], [], None, 0
-    from tunelab.data.splits import load_splits
-
     try:
-        splits = load_splits(cfg)
+        split = predictor.dev_split()
     except (TunelabError, OSError) as exc:
         warnings.append(f"the run's dev split cannot be read ({exc}); temperature left at 1.0: {hint}")
         return [], [], None, 0
-    if splits.dev is None or not len(splits.dev.texts):
+    if split is None:
+        warnings.append(f"the run has no dev split; temperature left at 1.0 (uncalibrated): {hint}")
+        return [], [], None, 0
+    if not split.texts:
         warnings.append(f"the run's dev split is empty; temperature left at 1.0: {hint}")
         return [], [], None, 0
-    # The split's label ids come from the training file, as the run's did; map by name to be sure.
-    ids = [names.id_of(splits.labels.names[i]) for i in splits.dev.labels]
-    return list(splits.dev.texts), ids, f"the run's dev split ({splits.dev.source})", 0
+    ids = [names.id_of(label) for label in split.labels]
+    return split.texts, ids, f"the run's dev split ({split.source})", 0

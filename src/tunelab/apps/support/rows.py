@@ -43,17 +43,10 @@ def read_labelled(path: str | Path) -> LabelledRows:
     Raises:
         DataError: the file is missing, unreadable or lacks a column; the message names it.
     """
-    from tunelab.config import DataConfig
-    from tunelab.data.labelled import read_extracted
+    import tunelab
 
-    parts = read_extracted(path, DataConfig(encoding="auto"), label_kind="one")
-    assert parts.labels is not None  # label_kind given
-    return LabelledRows(
-        texts=list(parts.texts),
-        labels=[str(x) for x in parts.labels],
-        rows=list(parts.rows),
-        source=str(path),
-    )
+    parts = tunelab.read_labelled(path, text_column="text", label_column="label", encoding="auto")
+    return LabelledRows(texts=parts.texts, labels=parts.labels, rows=parts.rows, source=str(path))
 
 
 def read_conversations(path: str | Path) -> list[Conversation]:

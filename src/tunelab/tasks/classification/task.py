@@ -40,6 +40,7 @@ class ClassificationTask(Task):
         self.multi = multi
         # Instance attributes: one class, two registered names.
         self.name = "multi_label" if multi else "single_label"  # type: ignore[misc]
+        self.output = "labels" if multi else "label"  # type: ignore[misc]
         self.description = (  # type: ignore[misc]
             "a set of labels per text (or text pair), e.g. topics; sigmoid per label, tuned threshold"
             if multi

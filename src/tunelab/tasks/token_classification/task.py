@@ -40,6 +40,7 @@ class TokenClassificationTask(Task):
     name: ClassVar[str] = ner_data.TASK
     family: ClassVar[str] = "token_classification"
     description: ClassVar[str] = "named-entity recognition: a BIO tag per word (CoNLL or JSONL data)"
+    output: ClassVar[str] = "entities"
     headline_keys: ClassVar[tuple[str, ...]] = (
         "loss",
         "entity_f1",
@@ -119,6 +120,10 @@ class TokenClassificationTask(Task):
             seq = enc.labels[i][:width]
             out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         return out
+
+    def entity_types(self, labels: LabelMap) -> list[str]:
+        """The types behind the BIO tags: ``B-PER``, ``I-PER`` -> ``PER``."""
+        return sorted({name.split("-", 1)[1] for name in labels.names if name != "O" and "-" in name})
 
     # --- model and loss ---------------------------------------------------------------------
 

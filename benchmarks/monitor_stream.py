@@ -30,10 +30,12 @@ on another key that got some of a surge's documents, in the same span, is a side
 detected nor false); every other alert is false. ``--labels gold`` scores PhraseBank's own labels,
 so detection is measured apart from classification; ``--labels run`` the ``--run``'s predictions.
 
-**Throughput** end to end: the first ``--throughput-docs`` documents of the stream written to a JSONL
-file and followed by a monitor (classify with ``--run``, a run folder or its ONNX int8 export, and
-``--ner``; SQLite store; windows), documents/s from the first read to the last commit, models loaded
-beforehand. Without ``--run``: store and windows only, gold labels (no classification).
+**Throughput** end to end: ``--throughput-docs`` documents of the stream (those after its first
+simulated day, which is stored beforehand, gold-labelled, so that the windows have their baseline
+as in a monitor that has been running) written to a JSONL file and followed by a monitor (classify
+with ``--run``, a run folder or its ONNX int8 export, and ``--ner``; SQLite store; windows),
+documents/s from the first read to the last commit, models loaded beforehand. Without ``--run``:
+store and windows only, gold labels (no classification).
 ``--http`` also sends them to ``tunelab serve`` in batches (``POST /v1/apps/monitor/{name}/documents``).
 
     .venv/bin/python benchmarks/monitor_stream.py                      # detection grid, gold labels
@@ -461,14 +463,29 @@ class GoldSentiment:
         return [{"label": self.label_of[t], "score": 1.0} for t in texts]
 
 
-def write_jsonl(path: Path, stream: Stream, sentences: Sequence[Sentence], n: int) -> Path:
-    """The first ``n`` documents as the monitor reads them: id, ISO time, text, topic, source."""
-    with path.open("w", encoding="utf-8") as f:
-        for doc in stream.docs[:n]:
-            moment = datetime.fromtimestamp(doc.time, UTC).isoformat(timespec="milliseconds")
-            obj = {"id": doc.id, "time": moment, "text": sentences[doc.sentence].text, "topic": doc.topic}
-            f.write(json.dumps({**obj, "source": "phrasebank"}, ensure_ascii=False) + "\n")
-    return path
+class KnownOrgs:
+    """Stands in for an NER run: the organisations the ``--ner`` run found in each sentence beforehand."""
+
+    def __init__(self, orgs_of: dict[str, tuple[str, ...]]) -> None:
+        self.orgs_of = orgs_of
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+        return [{"entities": [{"text": o, "label": "ORG"} for o in self.orgs_of[t]]} for t in texts]
+
+
+def stand_in_classifier(sentences: Sequence[Sentence], companies: bool) -> Any:
+    """Gold labels (and the NER run's companies, looked up): the monitor without any model."""
+    from tunelab.apps.monitor import Classifier
+
+    ner = KnownOrgs({s.text: s.orgs for s in sentences}) if companies else None
+    return Classifier(GoldSentiment({s.text: s.label for s in sentences}), ner=ner, batch_size=64)
+
+
+def doc_json(doc: StreamDoc, sentences: Sequence[Sentence]) -> dict[str, Any]:
+    """A document as the monitor takes it: id, ISO time, text, topic, source."""
+    moment = datetime.fromtimestamp(doc.time, UTC).isoformat(timespec="milliseconds")
+    text = sentences[doc.sentence].text
+    return {"id": doc.id, "time": moment, "text": text, "topic": doc.topic, "source": "phrasebank"}
 
 
 def monitor_config(work: Path, run: str | None, sources: list[dict[str, str]], store: Path) -> dict[str, Any]:
@@ -481,43 +498,74 @@ def monitor_config(work: Path, run: str | None, sources: list[dict[str, str]], s
     }
 
 
+def measured_span(stream: Stream, n: int, warm_s: int) -> tuple[int, int]:
+    """Indexes of the ``n`` documents measured: the first after ``warm_s`` of stream, so the windows
+    they are counted in have a full baseline (before it, the detector has nothing to compare with
+    and costs next to nothing)."""
+    first = bisect.bisect_left([d.time for d in stream.docs], stream.start + warm_s)
+    return first, min(first + n, len(stream.docs))
+
+
+def warm_store(store: Path, stream: Stream, sentences: Sequence[Sentence], upto: int, work: Path) -> None:
+    """Store the documents before the measured ones, with gold labels, for the monitor to warm up from."""
+    from tunelab.apps.monitor import Document, Monitor, MonitorConfig, parse_document
+
+    config = MonitorConfig.from_dict(monitor_config(work, None, [], store))
+    classifier = stand_in_classifier(sentences, stream.spec.companies_from_ner)
+    with Monitor(config, classifier=classifier) as monitor:
+        for i in range(0, upto, 5000):
+            docs: list[Document] = [
+                parse_document(doc_json(d, sentences)) for d in stream.docs[i : min(i + 5000, upto)]
+            ]
+            monitor.process(docs)
+
+
 def ingest_followed(
     stream: Stream, sentences: Sequence[Sentence], n: int, args: Any, work: Path
 ) -> dict[str, Any]:
-    """Documents/s of a monitor following a JSONL file: read, classify, store, windows, commit."""
-    from tunelab.apps.monitor import Classifier, Monitor, MonitorConfig, load_classifier
+    """Documents/s of a monitor following a JSONL file: read, classify, store, windows, commit.
 
-    feed = write_jsonl(work / "news.jsonl", stream, sentences, n)
+    The monitor starts on a store that already holds the day before (gold labels), as a monitor
+    that has been running does; the models are loaded and used once before the clock starts.
+    """
+    from tunelab.apps.monitor import Monitor, MonitorConfig, load_classifier
+
+    first, last = measured_span(stream, n, DAY + 900)
+    feed = work / "news.jsonl"
+    with feed.open("w", encoding="utf-8") as f:
+        f.writelines(
+            json.dumps(doc_json(d, sentences), ensure_ascii=False) + "\n" for d in stream.docs[first:last]
+        )
     config = MonitorConfig.from_dict(
         monitor_config(work, args.run, [{"follow": str(feed)}], work / "monitor.db")
     )
+    warm_store(work / "monitor.db", stream, sentences, first, work)
     if args.run:
         classifier = load_classifier(config, ner=args.ner)
     else:
-        import tunelab
-
-        ner = tunelab.load(args.ner) if args.ner else None
-        classifier = Classifier(GoldSentiment({s.text: s.label for s in sentences}), ner=ner, batch_size=64)
-    warm = [sentences[d.sentence].text for d in stream.docs[:16]]
-    classifier.sentiment.predict(warm)  # first-call costs (graph set-up) outside the timing
+        classifier = stand_in_classifier(sentences, bool(args.ner))
+    texts = [sentences[d.sentence].text for d in stream.docs[:16]]
+    classifier.sentiment.predict(texts)  # first-call costs (graph set-up) outside the timing
     if classifier.ner is not None:
-        classifier.ner.predict(warm)
+        classifier.ner.predict(texts)
     with Monitor(config, classifier=classifier) as monitor:
         started = time.perf_counter()
         result = monitor.run(once=True)
         seconds = time.perf_counter() - started
         keys = monitor.detector.keys()
-        companies = sum(k.startswith("company:") for k in keys)
     return {
         "path": "followed file",
-        "docs": n,
+        "docs": last - first,
         "stored": result.stored,
         "skipped": result.skipped,
         "seconds": round(seconds, 2),
         "docs_per_s": round(result.stored / seconds, 1),
-        "classification": "gold labels (none)" if not args.run else Path(args.run).name,
-        "ner": Path(args.ner).name if args.ner else None,
-        "company_keys": companies,
+        "classification": Path(args.run).name if args.run else "gold labels (none)",
+        "ner": (Path(args.ner).name if args.run else "looked up") if args.ner else None,
+        "keys": {
+            "topics": sum(k.startswith("topic:") for k in keys),
+            "companies": sum(k.startswith("company:") for k in keys),
+        },
     }
 
 
@@ -549,6 +597,8 @@ def ingest_http(
     if args.ner:
         config["runs"]["ner"] = args.ner
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    first, last = measured_span(stream, n, DAY + 900)
+    warm_store(work / "http-monitor.db", stream, sentences, first, work)
     with open_store(None, data_dir) as store:
         token = AccessControl(store).create_key("bench", rate=None, quota=None)[1]
     with socket.socket() as s:
@@ -564,10 +614,7 @@ def ingest_http(
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    docs = []
-    for doc in stream.docs[:n]:
-        moment = datetime.fromtimestamp(doc.time, UTC).isoformat(timespec="milliseconds")
-        docs.append({"id": doc.id, "time": moment, "text": sentences[doc.sentence].text, "topic": doc.topic})
+    docs = [doc_json(d, sentences) for d in stream.docs[first:last]]
     batches = [docs[i : i + args.http_batch] for i in range(0, len(docs), args.http_batch)]
     try:
         deadline = time.monotonic() + 300
@@ -589,7 +636,7 @@ def ingest_http(
         proc.wait(60)
     return {
         "path": "HTTP",
-        "docs": n,
+        "docs": last - first,
         "stored": out["stored"],
         "duplicates": out["duplicates"],
         "errors": out["errors"],
@@ -719,6 +766,27 @@ def print_grid(rows: list[dict[str, Any]], labels: str) -> None:
     print("targets: D = every surge >= 3x detected within 15 simulated minutes, F = <= 1 false alert a week")
 
 
+def print_best(rows: list[dict[str, Any]], stream: Stream) -> None:
+    """Each surge of the best setting (most big surges in time, then fewest false alerts), so that a
+    miss can be read against its key's baseline rate."""
+    if not rows:
+        return
+    best = max(rows, key=lambda r: (r["big_within_target"], -r["false_alerts"], -r["all"]["detected"]))
+    print(f"\nSurges, {best['label']} (baseline negatives a minute; delay in minutes and documents)")
+    declared = {s.id: s for s in stream.surges}
+    for row in sorted(best["surges"], key=lambda r: (-r["multiple"], r["key"])):
+        s = declared[row["id"]]
+        found = (
+            f"{row['delay_minutes']:.1f} min, {row['delay_docs']} docs"
+            if "delay_minutes" in row
+            else "missed"
+        )
+        print(
+            f"  {s.multiple:g}x {s.duration_s // 60:>3} min {s.key:<30} {s.baseline_rate:.3f}/min "
+            f"+{s.injected:<4} {found}"
+        )
+
+
 def print_targets(rows: list[dict[str, Any]], throughput: list[dict[str, Any]]) -> dict[str, Any]:
     both = [r["label"] for r in rows if r["detection_target"] and r["false_alert_target"]]
     verdict: dict[str, Any] = {
@@ -730,6 +798,8 @@ def print_targets(rows: list[dict[str, Any]], throughput: list[dict[str, Any]]) 
     print("\nTargets")
 
     def holds(labels: list[str]) -> str:
+        if not rows:
+            return "not measured (--skip-detection)"
         return "holds for " + "; ".join(labels) if labels else "holds for no setting"
 
     print(
@@ -739,7 +809,8 @@ def print_targets(rows: list[dict[str, Any]], throughput: list[dict[str, Any]]) 
     print(
         f"- <= {TARGETS['false_per_week']:g} false alert per simulated week: {holds(verdict['false_alerts'])}"
     )
-    print(f"- both at once: {'; '.join(both) if both else 'no setting'}")
+    if rows:
+        print(f"- both at once: {'; '.join(both) if both else 'no setting'}")
     for t in throughput:
         if t["classification"].startswith("gold"):
             print(
@@ -855,6 +926,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nReplaying {len(stream.docs):,} documents through the detector, {len(grid)} settings ...")
         rows = detection_grid(stream, negative, grid, args)
         print_grid(rows, args.labels)
+        print_best(rows, stream)
     throughput = []
     if args.throughput_docs > 0:
         n = min(args.throughput_docs, len(stream.docs))

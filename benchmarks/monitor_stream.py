@@ -751,12 +751,11 @@ def print_grid(rows: list[dict[str, Any]], labels: str) -> None:
     )
     multiples = list(rows[0]["by_multiple"]) if rows else []
     head = f"{'setting':<36}" + "".join(f" {m:>6}" for m in multiples)
-    print(
-        head
-        + f" {'delay min':>11} {'delay docs':>10} {'false':>5} {'/day':>6} {'/week':>6} {'side':>4}  targets"
-    )
+    head += f" {'>=3x<=15m':>9} {'delay min':>11} {'delay docs':>10} {'false':>5} {'/day':>6} {'/week':>6}"
+    print(head + f" {'side':>4}  targets")
     for r in rows:
         cells = "".join(f" {b['detected']:>2}/{b['surges']:<3}" for b in r["by_multiple"].values())
+        cells += f" {r['big_within_target']:>4}/{r['big']:<4}"
         a = r["all"]
         delay = f"{a['median_minutes']:.1f}/{a['worst_minutes']:.1f}" if a["detected"] else "-"
         docs = f"{a['median_docs']:g}/{a['worst_docs']}" if a["detected"] else "-"

@@ -210,7 +210,7 @@ def build_stream(sentences: Sequence[Sentence], spec: StreamSpec) -> Stream:
     rates = dict(zip(names, spec.rates, strict=False))
 
     def keys_of(i: int, c: int) -> tuple[str, ...]:
-        orgs = sentences[i].orgs if spec.companies_from_ner else (names[c].lower(),)
+        orgs = sentences[i].orgs if spec.companies_from_ner else (names[c],)
         return (f"topic:{sentences[i].topic}", *(f"company:{o}" for o in orgs))
 
     # Each key's baseline negative rate, and how its negative documents are drawn: (company,
@@ -275,10 +275,11 @@ def build_stream(sentences: Sequence[Sentence], spec: StreamSpec) -> Stream:
 
 
 def _companies(sentences: Sequence[Sentence], spec: StreamSpec) -> tuple[list[str], list[list[int]]]:
-    """Company names and the sentence indexes each one's documents are drawn from."""
+    """Company names (as the monitor keys them: lower case) and the sentences each one's documents
+    are drawn from."""
     every = list(range(len(sentences)))
     if not spec.companies_from_ner:
-        return list(COMPANIES[: len(spec.rates)]), [every] * len(spec.rates)
+        return [c.lower() for c in COMPANIES[: len(spec.rates)]], [every] * len(spec.rates)
     named: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(sentences):
         for org in s.orgs:

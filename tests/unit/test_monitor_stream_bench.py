@@ -85,6 +85,7 @@ def test_documents_come_in_time_order_within_the_span_with_ids_in_that_order(sen
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert bench.datetime.fromtimestamp(stream.start, bench.UTC).weekday() == 0  # a Monday
     # The companies' rates: about 2 and 4 documents a minute over the 4 days (5,760 minutes).
+    assert stream.companies == {"aurora paper": 2.0, "borealis steel": 4.0}
     per_company = Counter(d.companies[0] for d in stream.docs if d.surge is None)
     assert per_company["aurora paper"] == pytest.approx(2 * 5760, rel=0.05)
     assert per_company["borealis steel"] == pytest.approx(4 * 5760, rel=0.05)
@@ -221,3 +222,24 @@ def test_the_cli_checks_its_flags() -> None:
         bench.parse_args(["--http"])
     args = bench.parse_args(["--windows", "10m", "900", "--baselines", "1d"])
     assert args.windows == [600, 900] and args.baselines == [DAY] and args.labels == "gold"
+
+
+def test_throughput_follows_the_stream_as_a_file_after_a_stored_first_day(sentences, tmp_path: Path) -> None:
+    """Gold labels (no model): the documents after the first day go through the monitor's follower,
+    store and windows, each stored once; the day before was stored first, so the windows are warm."""
+    from types import SimpleNamespace
+
+    from tunelab.apps.monitor import open_monitor_store
+
+    spec = bench.StreamSpec(days=1.5, rates=(1.0, 2.0), repeats=0, quiet_days=1)
+    stream = bench.build_stream(sentences, spec)
+    args = SimpleNamespace(run=None, ner=None)
+    out = bench.ingest_followed(stream, sentences, 300, args, tmp_path)
+    first, last = bench.measured_span(stream, 300, DAY + 900)
+    assert stream.docs[first].time >= stream.start + DAY + 900 > stream.docs[first - 1].time
+    assert (out["docs"], out["stored"], out["skipped"]) == (300, 300, 0)
+    assert out["keys"] == {"topics": len({d.topic for d in stream.docs[:last]}), "companies": 0}
+    with open_monitor_store(str(tmp_path / "monitor.db")) as store:
+        assert store.existing_ids(bench.MONITOR, [d.id for d in stream.docs[:last]]) == {
+            d.id for d in stream.docs[:last]
+        }

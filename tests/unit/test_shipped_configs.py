@@ -59,3 +59,14 @@ def test_conll2003_config_loads(at_repo_root, shared_data: Path) -> None:
         f"{p}-{t}" for t in ("LOC", "MISC", "ORG", "PER") for p in "BI"
     }
     assert (len(splits.train), len(splits.dev), len(splits.test)) == (14_041, 3_250, 3_453)
+
+
+def test_financial_phrasebank_config_reads_the_file_as_shipped(at_repo_root, shared_data: Path) -> None:
+    """Latin-1 ``sentence@label`` lines: FinBERT's 20% test and 16% dev (20% of the rest) carved out."""
+    cfg = RunConfig.from_yaml(ROOT / "configs" / "financial_phrasebank.yaml")
+    assert cfg.train.metric == "accuracy" and cfg.train.patience is not None
+    splits = load_splits(cfg.data)
+    assert splits.labels.names == ["negative", "neutral", "positive"]
+    assert len(splits.test) == 970 and len(splits.dev) == 776  # ceil(0.2 and 0.16 of 4,846 lines)
+    assert len(splits.train) + len(splits.dev) + len(splits.test) == 4_846
+    assert any("ä" in t or "ö" in t for t in splits.train.texts)  # Latin-1 read as Latin-1

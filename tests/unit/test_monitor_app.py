@@ -31,6 +31,7 @@ from tunelab.apps.monitor import (
 )
 from tunelab.cli import monitor_cmd
 from tunelab.errors import ConfigError, DataError
+from tunelab.serve.store import StoreError
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 COMPANIES = ("Acme Corp", "Globex", "Initech Inc.")
@@ -191,6 +192,42 @@ def test_a_followed_file_is_ingested_once_across_restarts_and_bad_lines_are_skip
         assert (second.stored, second.duplicates, second.skipped) == (20, 5, 0)
         assert monitor.store.count("markets") == 40
         assert monitor.store.position("markets", str(news.resolve())).line == 48
+
+
+def fail_saves(monkeypatch: pytest.MonkeyPatch, store, times: int = 1, when=lambda alerts: True) -> list[int]:
+    """Make ``store.save`` raise ``StoreError`` (the database down for a moment) ``times`` times, for
+    the saves ``when(alerts)`` picks; returns the list the failures are counted in."""
+    real, failed = store.save, []
+
+    def save(name, docs, results, *, alerts=(), **kwargs):
+        alerts = list(alerts)
+        if len(failed) < times and when(alerts):
+            failed.append(1)
+            raise StoreError("database is down")
+        return real(name, docs, results, alerts=alerts, **kwargs)
+
+    monkeypatch.setattr(store, "save", save)
+    return failed
+
+
+def test_a_followed_chunk_whose_commit_failed_is_read_again_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path)
+    news = tmp_path / "news.jsonl"
+    docs = calm_and_surge(surge=False)[:30]
+    write_jsonl(news, docs[:10])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        assert monitor.run(once=True).stored == 10
+        write_jsonl(news, docs[10:20], mode="a")
+        failed = fail_saves(monkeypatch, monitor.store)
+        with pytest.raises(StoreError):
+            monitor.run(once=True)
+        assert failed and monitor.store.count("markets") == 10
+        write_jsonl(news, docs[20:], mode="a")
+        # A served monitor's follower thread calls run() again on the same Monitor.
+        assert monitor.run(once=True).stored == 20
+        assert monitor.store.existing_ids("markets", [d["id"] for d in docs]) == {d["id"] for d in docs}
 
 
 def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:

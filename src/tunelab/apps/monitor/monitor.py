@@ -289,13 +289,21 @@ class Monitor:
             follower = FileFollower(path, self.store.position(self.name, str(path)))
             self._followers[path] = follower
         total = IngestResult()
-        while not self._stop.is_set() and (chunk := follower.read()) is not None:
-            skipped = IngestResult()
-            docs = self._parse(chunk.path, chunk.lines, skipped)
-            result = self.process(docs, position=(str(path), chunk.position))
-            result.skipped += skipped.skipped
-            self.totals.skipped += skipped.skipped
-            total.add(result)
+        try:
+            while not self._stop.is_set() and (chunk := follower.read()) is not None:
+                skipped = IngestResult()
+                docs = self._parse(chunk.path, chunk.lines, skipped)
+                result = self.process(docs, position=(str(path), chunk.position))
+                result.skipped += skipped.skipped
+                self.totals.skipped += skipped.skipped
+                total.add(result)
+        except BaseException:
+            # read() moved the follower past lines whose commit did not happen (the database was
+            # down, say): drop it, so the next run starts again from the committed position
+            # (store.position) and reads those lines again instead of carrying on after them.
+            self._followers.pop(path, None)
+            follower.close()
+            raise
         return total
 
     def _directory(self, source: Source) -> IngestResult:

@@ -289,6 +289,36 @@ def test_a_surge_alerts_once_with_its_documents_even_across_a_restart(tmp_path: 
     assert all(a.ended_at is not None for a in stored)  # the surge ended within the stream
 
 
+def test_a_batch_whose_commit_failed_counts_once_and_its_alert_is_stored_on_the_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = calm_and_surge()
+    (tmp_path / "ref").mkdir()
+    keys = ("topic:earnings", "company:acme")
+    with (
+        Monitor(config(tmp_path / "ref", sources=[]), classifier=classifier()) as ref,
+        Monitor(config(tmp_path, sources=[]), classifier=classifier()) as monitor,
+    ):
+        failed = fail_saves(monkeypatch, monitor.store, when=bool)  # the save that opens the alerts
+        for start in range(0, len(docs), 10):
+            batch = docs[start : start + 10]
+            expected = ref.ingest_batch(batch)
+            try:
+                got = monitor.ingest_batch(batch)
+            except StoreError:
+                got = monitor.ingest_batch(batch)  # the client's retry after the 503
+                assert sorted(a.key for a in got.alerts) == sorted(keys)
+                pending = monitor.store.pending_alerts("markets")
+                assert {a.id for a in pending} == {a.id for a in got.alerts}
+                assert all(a.ended_at is None for a in pending)
+            assert got.to_dict() == expected.to_dict()
+            assert [monitor.detector.window(k) for k in keys] == [ref.detector.window(k) for k in keys]
+        assert failed and monitor.detector.late == ref.detector.late
+        assert [a.to_dict() for a in monitor.store.alerts("markets")] == [
+            a.to_dict() for a in ref.store.alerts("markets")
+        ]
+
+
 def test_replaying_the_same_stream_gives_the_same_alerts(tmp_path: Path) -> None:
     alerts = []
     for run in ("a", "b"):

@@ -4,7 +4,8 @@ Each batch goes through the same steps: drop ids seen before (in the batch or in
 classify the new documents in batches, count them in the detector's windows (event time), then
 store documents, labels, alerts and the source's position in one transaction. A crash before the
 commit loses nothing (the position did not move: the lines are read again) and a crash after it
-repeats nothing (the position moved with them); a document sent twice is stored and counted once.
+repeats nothing (the position moved with them); a commit that fails undoes the counting, so a
+retry counts the batch once; a document sent twice is stored and counted once.
 
 On start the detector's windows are rebuilt from the stored documents of the last baseline, and
 episodes still open in the store stay open, so a restart neither repeats nor forgets an alert.
@@ -205,19 +206,26 @@ class Monitor:
             flat = [d for new in news for d in new]
             labels = self.classifier.classify(flat) if flat else []
             changed: list[list[Alert]] = []
-            offset = 0
-            for new in news:
-                mine: list[Alert] = []
-                for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
-                    mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
-                if new:
-                    mine += self.detector.advance(new[-1].time)
-                changed.append(mine)
-                offset += len(new)
-            every = [a for mine in changed for a in mine]
-            saved = set(
-                self.store.save(self.name, flat, labels, alerts=every, position=position, file=file).inserted
-            )
+            # Counted before the commit (the alerts go in the same transaction) but undone if it
+            # fails: a retry must not count the batch twice nor find its alert's key in episode.
+            # A document another process stored meanwhile (not in ``inserted``) stays counted: it
+            # is in the store once, and a restarted monitor's warm-up counts it too.
+            with self.detector.transaction():
+                offset = 0
+                for new in news:
+                    mine: list[Alert] = []
+                    for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
+                        mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
+                    if new:
+                        mine += self.detector.advance(new[-1].time)
+                    changed.append(mine)
+                    offset += len(new)
+                every = [a for mine in changed for a in mine]
+                saved = set(
+                    self.store.save(
+                        self.name, flat, labels, alerts=every, position=position, file=file
+                    ).inserted
+                )
             offset = 0
             for new, mine, result in zip(news, changed, results, strict=True):
                 inserted = sum(1 for i in range(offset, offset + len(new)) if i in saved)

@@ -158,6 +158,21 @@ def test_topics_come_from_the_run_else_the_document_else_zero_shot() -> None:
     assert [r.topic for r in classifier(topics=[]).classify(docs)] == [None, None, None, "legal"]
 
 
+def test_an_entity_span_too_long_for_the_database_index_is_no_company() -> None:
+    from tunelab.apps.monitor.documents import parse_document
+
+    runaway = "Acme " * 50  # 250 characters marked as one ORG
+    text = f"{runaway} and Globex"
+    ner = SimpleNamespace(
+        predict=lambda texts, batch_size=64: [
+            {"entities": [{"text": runaway, "label": "ORG"}, {"text": "Globex", "label": "ORG"}]}
+            for _ in texts
+        ]
+    )
+    [out] = classifier(ner=ner).classify([parse_document({"id": "1", "time": 0, "text": text})])
+    assert out.companies == ("globex",)
+
+
 def test_a_negative_label_the_run_does_not_have_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="negative_label: 'bearish' is not a label of the sentiment run"):
         Classifier(FakeSentiment(), negative_label="bearish")

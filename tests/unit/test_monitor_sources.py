@@ -60,6 +60,13 @@ def test_times_are_iso_8601_or_epoch_seconds_and_end_up_in_utc(value, expected: 
         ({"id": "a", "time": 1, "text": "x" * 101}, "101 characters, over the limit of 100"),
         ({"id": ["a"], "time": 1, "text": "x"}, "must be a string or an integer"),
         ({"id": "a", "time": 1, "text": "x", "topic": 3}, "topic must be a string"),
+        (
+            {"id": "x" * 4000, "time": 1, "text": "x"},
+            r"^id 'x{30}'\.\.\. has 4,000 characters, over the limit of 200",
+        ),
+        ({"id": 10**250, "time": 1, "text": "x"}, "has 251 characters, over the limit of 200"),
+        ({"id": "a", "time": 1, "text": "x", "topic": "t" * 201}, "'a': topic has 201 characters, over the"),
+        ({"id": "a", "time": 1, "text": "x", "source": "s" * 4000}, "'a': source has 4,000 characters"),
         (["a", 1, "x"], "a document is a JSON object"),
     ],
 )

@@ -476,3 +476,29 @@ def test_text_the_database_cannot_store_is_refused_over_http_and_skipped_in_a_fi
     assert api.store.existing_ids("markets", ["s1", "n2", "n3"]) == {"n3"}  # the stream went on
     assert "line 1: document 's1': text is not valid Unicode" in caplog.text
     assert "line 2: document 'n2': text contains a NUL character" in caplog.text
+
+
+def test_ids_and_topics_over_200_characters_are_refused_over_http_and_skipped_in_a_file(
+    make_api: Callable[..., Api], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Over PostgreSQL's btree limit they failed only at the commit, as a 503 clients retry.
+    news = tmp_path / "news.jsonl"
+    long_id, long_topic = {**doc(1, 0, "x"), "id": "a" * 4000}, doc(2, 0, "x", topic="t" * 4000)
+    write_jsonl(news, [long_id, long_topic, doc(3, 0, "fine")])
+    api = make_api([(monitor_config(tmp_path, sources=[{"follow": str(news)}]), CountingClassifier())])
+    for bad, says in (
+        (
+            long_id,
+            f"documents[1]: id '{'a' * 30}'... has 4,000 characters, over the limit of 200",
+        ),
+        (long_topic, "documents[1]: document 'n2': topic has 4,000 characters, over the limit of 200"),
+    ):
+        r = api.send([doc(4, 0, "fine"), bad])
+        assert r.status_code == 422 and says in error(r)["message"], r.text
+    deadline = time.monotonic() + 20
+    while api.store.count("markets") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.store.existing_ids("markets", ["a" * 4000, "n2", "n3", "n4"]) == {"n3"}  # the stream went on
+    assert f"line 1: id '{'a' * 30}'... has 4,000 characters" in caplog.text
+    assert "line 2: document 'n2': topic has 4,000 characters" in caplog.text

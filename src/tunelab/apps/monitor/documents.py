@@ -22,6 +22,11 @@ MAX_TEXT_CHARS = 20_000
 #: Epoch values above this are not seconds (1e11 s is the year 5138): most likely milliseconds.
 _EPOCH_SECONDS_MAX = 1e11
 _FIELDS = ("id", "time", "text", "source", "topic")
+#: Longest id, topic, source and company name (characters). They are database index keys, and
+#: PostgreSQL refuses a btree entry over 2,704 bytes, only at the commit (a 503 that clients
+#: retry), where SQLite stores it. 200 characters are at most 800 bytes of UTF-8, and as long as
+#: the trend and alert routes' topic, company and key parameters, so whatever is stored can be asked for.
+MAX_KEY_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,11 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
         raise ValueError("no id: every document needs a unique id (re-sending an id never counts twice)")
     if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
         raise ValueError(f"id {doc_id!r} must be a string or an integer")
+    if len(str(doc_id)) > MAX_KEY_CHARS:
+        raise ValueError(
+            f"id {str(doc_id)[:30]!a}... has {len(str(doc_id)):,} characters, over the limit of "
+            f"{MAX_KEY_CHARS}; use a shorter id (a hash of a long one)"
+        )
     if isinstance(doc_id, str) and (problem := _unstorable(doc_id)):
         raise ValueError(f"id {doc_id!a} {problem}")
     if obj.get("time") is None:
@@ -127,6 +137,11 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
             raise ValueError(f"document {doc_id!r}: {name} must be a string, not {type(value).__name__}")
         if isinstance(value, str) and (problem := _unstorable(value)):
             raise ValueError(f"document {doc_id!r}: {name} {problem}")
+        if isinstance(value, str) and len(value.strip()) > MAX_KEY_CHARS:
+            raise ValueError(
+                f"document {doc_id!r}: {name} has {len(value.strip()):,} characters, over the limit "
+                f"of {MAX_KEY_CHARS}; shorten it"
+            )
         optional[name] = (value.strip() or None) if isinstance(value, str) else None
     return Document(id=str(doc_id), time=moment, text=text, **optional)
 

@@ -245,6 +245,23 @@ def test_a_followed_chunk_whose_commit_failed_is_read_again_by_the_next_run(
         assert monitor.store.existing_ids("markets", [d["id"] for d in docs]) == {d["id"] for d in docs}
 
 
+def test_a_line_whose_time_overflows_or_that_nests_too_deep_is_skipped_and_the_stream_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    news = tmp_path / "news.jsonl"
+    docs = calm_and_surge(surge=False)[:4]
+    write_jsonl(news, [*docs[:2], {"id": "x", "time": "0001-01-01T00:00:00+01:00", "text": "hi"}])
+    with open(news, "a", encoding="utf-8") as fh:
+        fh.write("[" * 100_000 + "\n")
+    write_jsonl(news, docs[2:], mode="a")
+    with caplog.at_level(logging.WARNING), Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+        assert (result.stored, result.skipped) == (4, 2)
+        assert monitor.store.existing_ids("markets", [d["id"] for d in docs]) == {d["id"] for d in docs}
+    assert "line 3: document 'x': time '0001-01-01T00:00:00+01:00' is out of the range" in caplog.text
+    assert "line 4: not JSON this reader takes (nested too deeply)" in caplog.text
+
+
 def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -56,6 +56,16 @@ def test_times_are_iso_8601_or_epoch_seconds_and_end_up_in_utc(value, expected: 
         ({"id": "a", "time": "yesterday", "text": "x"}, "time 'yesterday' is not ISO 8601"),
         ({"id": "a", "time": 1_772_443_800_000, "text": "x"}, r"milliseconds\? divide by 1000"),
         ({"id": "a", "time": True, "text": "x"}, "neither ISO 8601 nor epoch seconds"),
+        (
+            {"id": "a", "time": "0001-01-01T00:00:00+01:00", "text": "x"},
+            "out of the range of dates once in UTC",
+        ),
+        (
+            {"id": "a", "time": "9999-12-31T23:59:59-01:00", "text": "x"},
+            "out of the range of dates once in UTC",
+        ),
+        ({"id": "a", "time": -90_000_000_000, "text": "x"}, "-90000000000 is out of the range of dates"),
+        ({"id": "a", "time": "\u00b2", "text": "x"}, "time '\u00b2' is not ISO 8601"),
         ({"id": "a", "time": 1, "text": "  "}, "text is missing, empty"),
         ({"id": "a", "time": 1, "text": "x" * 101}, "101 characters, over the limit of 100"),
         ({"id": ["a"], "time": 1, "text": "x"}, "must be a string or an integer"),
@@ -81,6 +91,8 @@ def test_lines_and_batches_name_what_is_wrong() -> None:
         parse_line(b'{"id": "a", ')
     with pytest.raises(ValueError, match="not UTF-8"):
         parse_line(b'{"id": "\xff"}')
+    with pytest.raises(ValueError, match=r"not JSON this reader takes \(nested too deeply\)"):
+        parse_line(b"[" * 100_000)
     doc = parse_document({"id": 7, "time": 0, "text": "t", "source": " wire ", "topic": ""})
     assert (doc.id, doc.source, doc.topic) == ("7", "wire", None)
     with pytest.raises(DataError, match=r"^documents\[1\]: no id"):

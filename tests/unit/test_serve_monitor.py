@@ -339,12 +339,26 @@ def test_the_trend_has_buckets_per_topic_and_company_with_the_alerts(api: Api) -
         ({"from": "2026-03-03", "to": "2026-03-02"}, "is not before to"),
         ({"from": "2026-03-01", "to": "2026-03-05", "bucket": "1m"}, "bucket 1m: 5,760 buckets"),
         ({"topic": "a\x00b"}, "query.topic"),
+        # Times and buckets that parse but overflow were a bare 500.
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from: time '0001-01-01T00:00:00+01:00' is out of the range"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to: time '9999-12-31T23:59:59-01:00' is out of the range"),
+        ({"bucket": "\u00b2"}, "bucket: '\u00b2' is not a duration"),
+        ({"bucket": "\u00b2d"}, "bucket: '\u00b2d' is not a duration"),
+        ({"bucket": "99999999999999999999999"}, "bucket: '99999999999999999999999' is not a duration"),
+        ({"from": "0001-01-01", "to": "0001-01-02", "bucket": "1w"}, "beyond the years 1 to 9999"),
     ],
 )
 def test_bad_trend_parameters_are_422_naming_the_field(api: Api, params: dict[str, str], says: str) -> None:
     api.send([doc(1, 0, "x")])
     r = api.get("/trend", **params)
     assert r.status_code == 422 and says in error(r)["message"], r.text
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -90_000_000_000])
+def test_a_time_that_overflows_in_utc_is_a_422_naming_the_document(api: Api, when: Any) -> None:
+    r = api.send([doc(1, 0, "fine"), {"id": "x", "time": when, "text": "hi"}])
+    assert r.status_code == 422, r.text
+    assert f"documents[1]: document 'x': time {when!r} is out of the range of dates" in error(r)["message"]
 
 
 def test_alerts_are_listed_and_filtered_by_time_and_key(api: Api) -> None:
@@ -362,6 +376,8 @@ def test_alerts_are_listed_and_filtered_by_time_and_key(api: Api) -> None:
         ({"from": "later"}, "from: time 'later'"),
         ({"key": "acme"}, "query.key"),
         ({"from": "2026-03-03", "to": "2026-03-02"}, "is not before to"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from: time '0001-01-01T00:00:00+01:00' is out of the range"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to: time '9999-12-31T23:59:59-01:00' is out of the range"),
     ):
         r = api.get("/alerts", **params)
         assert r.status_code == 422 and says in error(r)["message"], r.text

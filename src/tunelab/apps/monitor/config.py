@@ -38,6 +38,7 @@ from tunelab.errors import ConfigError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _TOP = (
     "name",
     "store",
@@ -65,9 +66,9 @@ def parse_duration(value: Any, where: str) -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    text = str(value).strip().lower()
-    if text[:-1].isdigit() and text[-1:] in _UNITS and int(text[:-1]) > 0:
-        return int(text[:-1]) * _UNITS[text[-1]]
+    match = _DURATION.fullmatch(str(value).strip().lower())  # ASCII digits: "²d" is no duration
+    if match and int(match[1]) > 0:
+        return int(match[1]) * _UNITS[match[2]]
     raise ConfigError(f"{where}: {value!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or seconds")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ MAX_TEXT_CHARS = 20_000
 #: Epoch values above this are not seconds (1e11 s is the year 5138): most likely milliseconds.
 _EPOCH_SECONDS_MAX = 1e11
 _FIELDS = ("id", "time", "text", "source", "topic")
+_EPOCH_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")  # epoch seconds given as a string
 #: Longest id, topic, source and company name (characters). They are database index keys, and
 #: PostgreSQL refuses a btree entry over 2,704 bytes, only at the commit (a 503 that clients
 #: retry), where SQLite stores it. 200 characters are at most 800 bytes of UTF-8, and as long as
@@ -62,14 +64,17 @@ def parse_time(value: Any) -> datetime:
     """
     if isinstance(value, bool):  # bool is an int subclass: true/false is no time
         raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
-    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
         value = float(value.strip())
     if isinstance(value, int | float):
         if not math.isfinite(value) or abs(value) >= _EPOCH_SECONDS_MAX:
             raise ValueError(
                 f"time {value!r} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
             )
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, ValueError, OSError):  # before the year 1
+            raise ValueError(f"time {value!r} is out of the range of dates (years 1 to 9999)") from None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"time {value!r}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
     try:
@@ -78,7 +83,12 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(
             f"time {value!r} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:  # 0001-01-01T00:00+01:00 parses, but in UTC it is before the year 1: OverflowError
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            f"time {value!r} is out of the range of dates once in UTC (years 1 to 9999)"
+        ) from None
 
 
 def _unstorable(value: str) -> str | None:
@@ -160,6 +170,8 @@ def parse_line(raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # "[[[[..." thousands deep: json's decoder recurses
+        raise ValueError("not JSON this reader takes (nested too deeply)") from None
     return parse_document(obj, max_text_chars=max_text_chars)
 
 

@@ -15,6 +15,7 @@ A monitor's documents and alerts are the same for every key (they are the instit
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -149,7 +150,9 @@ async def get_trend(
     from tunelab.apps.monitor import trend
 
     served = state.monitors.get(name)
-    size: str | int = int(bucket) if bucket.isdigit() else bucket
+    # Seconds as ASCII digits only: "²".isdigit() is True but int("²") raises, and a huge number
+    # is left to trend() to refuse as a string.
+    size: str | int = int(bucket) if re.fullmatch(r"[0-9]{1,9}", bucket) else bucket
     try:
         out = await run_in_threadpool(
             lambda: trend(

@@ -351,6 +351,52 @@ def test_a_batch_whose_commit_failed_counts_once_and_its_alert_is_stored_on_the_
         ]
 
 
+TYPO = {"id": "typo", "time": "2062-03-02T07:00:00Z", "text": "Acme Corp revenue steady", "topic": "earnings"}
+
+
+def test_a_document_dated_far_ahead_of_the_clock_is_refused_and_the_surge_still_alerts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = calm_and_surge()
+    write_jsonl(tmp_path / "news.jsonl", [*docs[:100], TYPO, *docs[100:]])  # 2062 for 2026
+    with caplog.at_level(logging.WARNING), Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+        assert (result.stored, result.skipped, monitor.detector.late) == (len(docs), 1, 0)
+        assert sorted(a.key for a in monitor.store.alerts("markets")) == ["company:acme", "topic:earnings"]
+        with pytest.raises(
+            DataError, match=r"^documents\[1\]: document 'typo': time 2062-03-02T07:00:00\+00:00 is after"
+        ):
+            monitor.ingest_batch([doc(2000, 10, "fine"), TYPO])
+        assert monitor.store.existing_ids("markets", ["typo", "n2000"]) == set()
+    assert "line 101: document 'typo': time 2062-03-02T07:00:00+00:00 is after" in caplog.text
+    assert "further ahead of the clock than max_future allows" in caplog.text
+    (tmp_path / "lax").mkdir()
+    with Monitor(config(tmp_path / "lax", max_future="2000w"), classifier=classifier()) as lax:
+        assert lax.ingest_batch([TYPO]).stored == 1  # max_future is the monitor's to set
+    with pytest.raises(ConfigError, match="max_future: 'soon' is not a duration"):
+        config(tmp_path, max_future="soon")
+
+
+def test_a_stored_document_dated_ahead_of_the_clock_is_left_out_of_the_warm_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tunelab.apps.monitor import check_batch
+
+    docs = calm_and_surge()
+    cut = next(i for i, d in enumerate(docs) if d["id"] == "n1000")  # the surge's first document
+    cfg = config(tmp_path, sources=[])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        monitor.ingest_batch(docs[:cut])
+        typo = check_batch([TYPO])  # stored before max_future was checked, by an older version
+        monitor.store.save("markets", typo, classifier().classify(typo))
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:  # a restart
+        opened = [
+            a.key for i in range(cut, len(docs), 10) for a in monitor.ingest_batch(docs[i : i + 10]).alerts
+        ]
+        assert sorted(opened) == ["company:acme", "topic:earnings"] and monitor.detector.late == 0
+    assert "stored documents dated up to 2062-03-02T07:00:00+00:00 are further ahead" in caplog.text
+
+
 def test_replaying_the_same_stream_gives_the_same_alerts(tmp_path: Path) -> None:
     alerts = []
     for run in ("a", "b"):

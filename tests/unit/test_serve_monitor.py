@@ -354,6 +354,14 @@ def test_bad_trend_parameters_are_422_naming_the_field(api: Api, params: dict[st
     assert r.status_code == 422 and says in error(r)["message"], r.text
 
 
+def test_a_document_dated_further_ahead_than_max_future_is_a_422_naming_it(api: Api) -> None:
+    typo = doc(2, 0, "x") | {"time": "2062-03-02T07:00:00Z"}  # 2062 for 2026
+    r = api.send([doc(1, 0, "fine"), typo])
+    assert r.status_code == 422, r.text
+    assert "documents[1]: document 'n2': time 2062-03-02T07:00:00+00:00 is after" in error(r)["message"]
+    assert api.store.count("markets") == 0
+
+
 @pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -90_000_000_000])
 def test_a_time_that_overflows_in_utc_is_a_422_naming_the_document(api: Api, when: Any) -> None:
     r = api.send([doc(1, 0, "fine"), {"id": "x", "time": when, "text": "hi"}])

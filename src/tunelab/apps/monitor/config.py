@@ -15,6 +15,7 @@
         description: quarterly results, profit, revenue, guidance
       - rates                            # a name alone is its own description
     detector: {window: 15m, step: 1m, baseline: 24h, threshold: 4, release: 2, min_volume: 5}
+    max_future: 1h                 # documents dated further ahead of the clock are refused
     webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
 
 Relative paths are relative to the current directory, as in run configs. Every problem is
@@ -51,6 +52,7 @@ _TOP = (
     "detector",
     "batch_size",
     "max_text_chars",
+    "max_future",
     "poll",
     "webhook",
 )
@@ -117,6 +119,10 @@ class MonitorConfig:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     batch_size: int = 64
     max_text_chars: int = MAX_TEXT_CHARS
+    # A document dated ahead of the clock moves every key's current window ahead with it (event
+    # time), emptying it until the clock catches up: alerting is off for as long. One hour
+    # tolerates clock skew and embargoed items, not a typo in the year (see Monitor.latest_time).
+    max_future_s: int = 3600
     poll_s: float = 1.0
     webhook: str | None = None  # http(s) URL each new alert is POSTed to
     path: Path | None = None  # the file it was read from, for messages
@@ -216,6 +222,10 @@ class MonitorConfig:
             values[key] = value
         try:
             values["poll_s"] = float(parse_duration(raw.get("poll", 1), "poll"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
+            values["max_future_s"] = parse_duration(raw.get("max_future", "1h"), "max_future")
         except ConfigError as exc:
             problems.append(str(exc))
         values["webhook"] = _webhook(raw.get("webhook"), problems)

@@ -103,12 +103,18 @@ def _unstorable(value: str) -> str | None:
     return None
 
 
-def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
+def parse_document(
+    obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
+) -> Document:
     """Check one decoded document.
 
+    Args:
+        latest: the newest time accepted (the clock plus the monitor's ``max_future``): one
+            document dated in 2062 for 2026 would move the windows decades on (see ``Monitor``).
+
     Raises:
-        ValueError: why the document is refused (no id, no or bad time, empty or too long text,
-            a field of the wrong type); the caller adds where it came from.
+        ValueError: why the document is refused (no id, no or bad time, a time after ``latest``,
+            empty or too long text, a field of the wrong type); the caller adds where it came from.
     """
     if not isinstance(obj, Mapping):
         raise ValueError(f"a document is a JSON object with id, time and text, not {type(obj).__name__}")
@@ -130,6 +136,12 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
         moment = parse_time(obj["time"])
     except ValueError as exc:
         raise ValueError(f"document {doc_id!r}: {exc}") from None
+    if latest is not None and moment > latest:
+        raise ValueError(
+            f"document {doc_id!r}: time {moment.isoformat()} is after "
+            f"{latest.isoformat(timespec='seconds')}, further ahead of the clock than max_future "
+            "allows; check its date (a typo in the year?) or raise the monitor's max_future"
+        )
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"document {doc_id!r}: text is missing, empty or not a string")
@@ -156,7 +168,9 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
     return Document(id=str(doc_id), time=moment, text=text, **optional)
 
 
-def parse_line(raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
+def parse_line(
+    raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
+) -> Document:
     """One JSONL line (bytes, without its newline) to a document.
 
     Raises:
@@ -172,10 +186,12 @@ def parse_line(raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:  # "[[[[..." thousands deep: json's decoder recurses
         raise ValueError("not JSON this reader takes (nested too deeply)") from None
-    return parse_document(obj, max_text_chars=max_text_chars)
+    return parse_document(obj, max_text_chars=max_text_chars, latest=latest)
 
 
-def check_batch(docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> list[Document]:
+def check_batch(
+    docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
+) -> list[Document]:
     """Every document of a batch, or the first problem with its index (``documents[3]: no id``).
 
     Raises:
@@ -186,7 +202,7 @@ def check_batch(docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> list[Docu
     out = []
     for i, obj in enumerate(docs):
         try:
-            out.append(parse_document(obj, max_text_chars=max_text_chars))
+            out.append(parse_document(obj, max_text_chars=max_text_chars, latest=latest))
         except ValueError as exc:
             raise DataError(f"documents[{i}]: {exc}") from None
     return out

@@ -14,11 +14,12 @@ episodes still open in the store stay open, so a restart neither repeats nor for
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,24 @@ class Monitor:
             DataError: a document is refused (no id or time, bad time, text too long ...), naming
                 its index; nothing of the batch is stored then.
         """
-        return self.process(check_batch(docs, max_text_chars=self.config.max_text_chars))
+        return self.process(self.check_batch(docs))
+
+    def latest_time(self) -> datetime:
+        """The newest document time accepted now: the clock plus the config's ``max_future``.
+
+        The detector works in event time (a replay gives the same alerts), so its clock is the
+        newest document's time: one document dated 2062 for 2026 would move every key's window
+        decades on and count every later document as too late. Only here is the wall clock read.
+        """
+        return datetime.now(UTC) + timedelta(seconds=self.config.max_future_s)
+
+    def check_batch(self, docs: Any) -> list[Document]:
+        """``check_batch`` with this monitor's limits (what ``POST .../documents`` checks).
+
+        Raises:
+            DataError: the first refused document, naming its index.
+        """
+        return check_batch(docs, max_text_chars=self.config.max_text_chars, latest=self.latest_time())
 
     def process(
         self,
@@ -265,12 +283,24 @@ class Monitor:
         span = self.store.time_range(self.name)
         if span is None:
             return
+        latest = self.latest_time()
+        until = math.floor(latest.timestamp())
+        if span[1] > latest:  # stored before max_future was checked: left out, or they rule the windows
+            log.warning(
+                "monitor %s: stored documents dated up to %s are further ahead of the clock than "
+                "max_future allows: the windows leave them out (check their dates and delete them)",
+                self.name,
+                span[1].isoformat(),
+            )
+            span = self.store.time_range(self.name, until_epoch=until)
+            if span is None:
+                return
         first, last = span
         s = self.config.detector
         self.detector.start_at(first)
         since = last - timedelta(seconds=s.window_s + s.baseline_s + 2 * s.step_s)
         for doc_id, moment, topic, negative, companies in self.store.recent(
-            self.name, int(since.timestamp())
+            self.name, int(since.timestamp()), until
         ):
             keys = ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
             self.detector.observe(keys, moment, negative, doc_id, quiet=True)
@@ -279,12 +309,12 @@ class Monitor:
     # -- sources -------------------------------------------------------------------------------------
 
     def _parse(self, path: Path, lines: Sequence[Line], result: IngestResult) -> list[Document]:
-        docs = []
+        docs, latest = [], self.latest_time()
         for line in lines:
             try:
                 if line.raw is None:
                     raise ValueError("line over the size limit")
-                docs.append(parse_line(line.raw, max_text_chars=self.config.max_text_chars))
+                docs.append(parse_line(line.raw, max_text_chars=self.config.max_text_chars, latest=latest))
             except ValueError as exc:
                 result.skipped += 1
                 log.warning("%s line %d: %s; skipped", path, line.number, exc)

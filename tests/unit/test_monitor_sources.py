@@ -184,6 +184,22 @@ def test_truncation_restarts_at_the_beginning(tmp_path: Path) -> None:
     assert follower.position.line == 1
 
 
+def test_truncation_followed_by_writes_past_the_old_position_restarts_at_the_beginning(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text("".join(line(i) for i in range(10)), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == [f"n{i}" for i in range(10)]
+    with open(path, "r+", encoding="utf-8") as fh:  # copytruncate, then the writer goes on ...
+        fh.truncate(0)
+    with open(path, "a", encoding="utf-8") as fh:  # ... past the old offset before the next poll
+        fh.write("".join(line(i) for i in range(100, 115)))
+    assert path.stat().st_size >= follower.position.offset
+    assert read_all(follower) == [f"n{i}" for i in range(100, 115)]
+    assert follower.position.line == 15
+
+
 def test_an_overlong_line_is_refused_without_stopping_the_stream(tmp_path: Path, monkeypatch) -> None:
     import tunelab.apps.monitor.sources as sources
 

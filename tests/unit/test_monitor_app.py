@@ -31,6 +31,7 @@ from tunelab.apps.monitor import (
 )
 from tunelab.cli import monitor_cmd
 from tunelab.errors import ConfigError, DataError
+from tunelab.serve.store import StoreError
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 COMPANIES = ("Acme Corp", "Globex", "Initech Inc.")
@@ -157,6 +158,21 @@ def test_topics_come_from_the_run_else_the_document_else_zero_shot() -> None:
     assert [r.topic for r in classifier(topics=[]).classify(docs)] == [None, None, None, "legal"]
 
 
+def test_an_entity_span_too_long_for_the_database_index_is_no_company() -> None:
+    from tunelab.apps.monitor.documents import parse_document
+
+    runaway = "Acme " * 50  # 250 characters marked as one ORG
+    text = f"{runaway} and Globex"
+    ner = SimpleNamespace(
+        predict=lambda texts, batch_size=64: [
+            {"entities": [{"text": runaway, "label": "ORG"}, {"text": "Globex", "label": "ORG"}]}
+            for _ in texts
+        ]
+    )
+    [out] = classifier(ner=ner).classify([parse_document({"id": "1", "time": 0, "text": text})])
+    assert out.companies == ("globex",)
+
+
 def test_a_negative_label_the_run_does_not_have_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="negative_label: 'bearish' is not a label of the sentiment run"):
         Classifier(FakeSentiment(), negative_label="bearish")
@@ -191,6 +207,59 @@ def test_a_followed_file_is_ingested_once_across_restarts_and_bad_lines_are_skip
         assert (second.stored, second.duplicates, second.skipped) == (20, 5, 0)
         assert monitor.store.count("markets") == 40
         assert monitor.store.position("markets", str(news.resolve())).line == 48
+
+
+def fail_saves(monkeypatch: pytest.MonkeyPatch, store, times: int = 1, when=lambda alerts: True) -> list[int]:
+    """Make ``store.save`` raise ``StoreError`` (the database down for a moment) ``times`` times, for
+    the saves ``when(alerts)`` picks; returns the list the failures are counted in."""
+    real, failed = store.save, []
+
+    def save(name, docs, results, *, alerts=(), **kwargs):
+        alerts = list(alerts)
+        if len(failed) < times and when(alerts):
+            failed.append(1)
+            raise StoreError("database is down")
+        return real(name, docs, results, alerts=alerts, **kwargs)
+
+    monkeypatch.setattr(store, "save", save)
+    return failed
+
+
+def test_a_followed_chunk_whose_commit_failed_is_read_again_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path)
+    news = tmp_path / "news.jsonl"
+    docs = calm_and_surge(surge=False)[:30]
+    write_jsonl(news, docs[:10])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        assert monitor.run(once=True).stored == 10
+        write_jsonl(news, docs[10:20], mode="a")
+        failed = fail_saves(monkeypatch, monitor.store)
+        with pytest.raises(StoreError):
+            monitor.run(once=True)
+        assert failed and monitor.store.count("markets") == 10
+        write_jsonl(news, docs[20:], mode="a")
+        # A served monitor's follower thread calls run() again on the same Monitor.
+        assert monitor.run(once=True).stored == 20
+        assert monitor.store.existing_ids("markets", [d["id"] for d in docs]) == {d["id"] for d in docs}
+
+
+def test_a_line_whose_time_overflows_or_that_nests_too_deep_is_skipped_and_the_stream_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    news = tmp_path / "news.jsonl"
+    docs = calm_and_surge(surge=False)[:4]
+    write_jsonl(news, [*docs[:2], {"id": "x", "time": "0001-01-01T00:00:00+01:00", "text": "hi"}])
+    with open(news, "a", encoding="utf-8") as fh:
+        fh.write("[" * 100_000 + "\n")
+    write_jsonl(news, docs[2:], mode="a")
+    with caplog.at_level(logging.WARNING), Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+        assert (result.stored, result.skipped) == (4, 2)
+        assert monitor.store.existing_ids("markets", [d["id"] for d in docs]) == {d["id"] for d in docs}
+    assert "line 3: document 'x': time '0001-01-01T00:00:00+01:00' is out of the range" in caplog.text
+    assert "line 4: not JSON this reader takes (nested too deeply)" in caplog.text
 
 
 def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:
@@ -250,6 +319,82 @@ def test_a_surge_alerts_once_with_its_documents_even_across_a_restart(tmp_path: 
     assert second.alerts == []  # the episode was open when it stopped: no second alert
     assert {a.id for a in stored} == {a.id for a in first.alerts} == {a.id for a in pending}
     assert all(a.ended_at is not None for a in stored)  # the surge ended within the stream
+
+
+def test_a_batch_whose_commit_failed_counts_once_and_its_alert_is_stored_on_the_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = calm_and_surge()
+    (tmp_path / "ref").mkdir()
+    keys = ("topic:earnings", "company:acme")
+    with (
+        Monitor(config(tmp_path / "ref", sources=[]), classifier=classifier()) as ref,
+        Monitor(config(tmp_path, sources=[]), classifier=classifier()) as monitor,
+    ):
+        failed = fail_saves(monkeypatch, monitor.store, when=bool)  # the save that opens the alerts
+        for start in range(0, len(docs), 10):
+            batch = docs[start : start + 10]
+            expected = ref.ingest_batch(batch)
+            try:
+                got = monitor.ingest_batch(batch)
+            except StoreError:
+                got = monitor.ingest_batch(batch)  # the client's retry after the 503
+                assert sorted(a.key for a in got.alerts) == sorted(keys)
+                pending = monitor.store.pending_alerts("markets")
+                assert {a.id for a in pending} == {a.id for a in got.alerts}
+                assert all(a.ended_at is None for a in pending)
+            assert got.to_dict() == expected.to_dict()
+            assert [monitor.detector.window(k) for k in keys] == [ref.detector.window(k) for k in keys]
+        assert failed and monitor.detector.late == ref.detector.late
+        assert [a.to_dict() for a in monitor.store.alerts("markets")] == [
+            a.to_dict() for a in ref.store.alerts("markets")
+        ]
+
+
+TYPO = {"id": "typo", "time": "2062-03-02T07:00:00Z", "text": "Acme Corp revenue steady", "topic": "earnings"}
+
+
+def test_a_document_dated_far_ahead_of_the_clock_is_refused_and_the_surge_still_alerts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = calm_and_surge()
+    write_jsonl(tmp_path / "news.jsonl", [*docs[:100], TYPO, *docs[100:]])  # 2062 for 2026
+    with caplog.at_level(logging.WARNING), Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+        assert (result.stored, result.skipped, monitor.detector.late) == (len(docs), 1, 0)
+        assert sorted(a.key for a in monitor.store.alerts("markets")) == ["company:acme", "topic:earnings"]
+        with pytest.raises(
+            DataError, match=r"^documents\[1\]: document 'typo': time 2062-03-02T07:00:00\+00:00 is after"
+        ):
+            monitor.ingest_batch([doc(2000, 10, "fine"), TYPO])
+        assert monitor.store.existing_ids("markets", ["typo", "n2000"]) == set()
+    assert "line 101: document 'typo': time 2062-03-02T07:00:00+00:00 is after" in caplog.text
+    assert "further ahead of the clock than max_future allows" in caplog.text
+    (tmp_path / "lax").mkdir()
+    with Monitor(config(tmp_path / "lax", max_future="2000w"), classifier=classifier()) as lax:
+        assert lax.ingest_batch([TYPO]).stored == 1  # max_future is the monitor's to set
+    with pytest.raises(ConfigError, match="max_future: 'soon' is not a duration"):
+        config(tmp_path, max_future="soon")
+
+
+def test_a_stored_document_dated_ahead_of_the_clock_is_left_out_of_the_warm_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tunelab.apps.monitor import check_batch
+
+    docs = calm_and_surge()
+    cut = next(i for i, d in enumerate(docs) if d["id"] == "n1000")  # the surge's first document
+    cfg = config(tmp_path, sources=[])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        monitor.ingest_batch(docs[:cut])
+        typo = check_batch([TYPO])  # stored before max_future was checked, by an older version
+        monitor.store.save("markets", typo, classifier().classify(typo))
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:  # a restart
+        opened = [
+            a.key for i in range(cut, len(docs), 10) for a in monitor.ingest_batch(docs[i : i + 10]).alerts
+        ]
+        assert sorted(opened) == ["company:acme", "topic:earnings"] and monitor.detector.late == 0
+    assert "stored documents dated up to 2062-03-02T07:00:00+00:00 are further ahead" in caplog.text
 
 
 def test_replaying_the_same_stream_gives_the_same_alerts(tmp_path: Path) -> None:

@@ -170,6 +170,25 @@ def test_resume_keeps_an_open_episode_open_across_a_restart() -> None:
     assert all(a.id == opened[0].id for a in more)  # no second alert for the same episode
 
 
+def test_a_transaction_that_raises_leaves_windows_and_episodes_as_they_were() -> None:
+    calm, extra = surge_events(seed=17)
+    before = [e for e in calm if e[0] < 150]
+    done, undone = Detector("m", DetectorSettings(**FAST)), Detector("m", DetectorSettings(**FAST))
+    feed(done, before)
+    feed(undone, before)
+    with pytest.raises(RuntimeError), undone.transaction():  # the store's commit failed
+        assert feed(undone, extra[:60], prefix="s")  # an alert opened
+        undone.observe(["company:new"], T0 + timedelta(minutes=400), True, "far")
+        raise RuntimeError("commit failed")
+    assert (undone.now_bucket, undone.late, sorted(undone._keys)) == (
+        done.now_bucket,
+        done.late,
+        sorted(done._keys),
+    )
+    assert undone.window("topic:earnings") == done.window("topic:earnings")
+    assert feed(undone, extra[:60], prefix="s") == feed(done, extra[:60], prefix="s") != []  # opens again
+
+
 def test_scores_use_count_scales_so_rare_keys_are_not_alarmed_by_one_document() -> None:
     # A key that is never negative: MAD 0, yet one negative document is not an outlier.
     quiet = baseline_of(np.full(100, 3.0), np.zeros(100))

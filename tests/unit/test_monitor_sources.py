@@ -56,10 +56,27 @@ def test_times_are_iso_8601_or_epoch_seconds_and_end_up_in_utc(value, expected: 
         ({"id": "a", "time": "yesterday", "text": "x"}, "time 'yesterday' is not ISO 8601"),
         ({"id": "a", "time": 1_772_443_800_000, "text": "x"}, r"milliseconds\? divide by 1000"),
         ({"id": "a", "time": True, "text": "x"}, "neither ISO 8601 nor epoch seconds"),
+        (
+            {"id": "a", "time": "0001-01-01T00:00:00+01:00", "text": "x"},
+            "out of the range of dates once in UTC",
+        ),
+        (
+            {"id": "a", "time": "9999-12-31T23:59:59-01:00", "text": "x"},
+            "out of the range of dates once in UTC",
+        ),
+        ({"id": "a", "time": -90_000_000_000, "text": "x"}, "-90000000000 is out of the range of dates"),
+        ({"id": "a", "time": "\u00b2", "text": "x"}, "time '\u00b2' is not ISO 8601"),
         ({"id": "a", "time": 1, "text": "  "}, "text is missing, empty"),
         ({"id": "a", "time": 1, "text": "x" * 101}, "101 characters, over the limit of 100"),
         ({"id": ["a"], "time": 1, "text": "x"}, "must be a string or an integer"),
         ({"id": "a", "time": 1, "text": "x", "topic": 3}, "topic must be a string"),
+        (
+            {"id": "x" * 4000, "time": 1, "text": "x"},
+            r"^id 'x{30}'\.\.\. has 4,000 characters, over the limit of 200",
+        ),
+        ({"id": 10**250, "time": 1, "text": "x"}, "has 251 characters, over the limit of 200"),
+        ({"id": "a", "time": 1, "text": "x", "topic": "t" * 201}, "'a': topic has 201 characters, over the"),
+        ({"id": "a", "time": 1, "text": "x", "source": "s" * 4000}, "'a': source has 4,000 characters"),
         (["a", 1, "x"], "a document is a JSON object"),
     ],
 )
@@ -74,6 +91,8 @@ def test_lines_and_batches_name_what_is_wrong() -> None:
         parse_line(b'{"id": "a", ')
     with pytest.raises(ValueError, match="not UTF-8"):
         parse_line(b'{"id": "\xff"}')
+    with pytest.raises(ValueError, match=r"not JSON this reader takes \(nested too deeply\)"):
+        parse_line(b"[" * 100_000)
     doc = parse_document({"id": 7, "time": 0, "text": "t", "source": " wire ", "topic": ""})
     assert (doc.id, doc.source, doc.topic) == ("7", "wire", None)
     with pytest.raises(DataError, match=r"^documents\[1\]: no id"):
@@ -163,6 +182,22 @@ def test_truncation_restarts_at_the_beginning(tmp_path: Path) -> None:
         fh.write(line(4))
     assert read_all(follower) == ["n4"]
     assert follower.position.line == 1
+
+
+def test_truncation_followed_by_writes_past_the_old_position_restarts_at_the_beginning(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text("".join(line(i) for i in range(10)), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == [f"n{i}" for i in range(10)]
+    with open(path, "r+", encoding="utf-8") as fh:  # copytruncate, then the writer goes on ...
+        fh.truncate(0)
+    with open(path, "a", encoding="utf-8") as fh:  # ... past the old offset before the next poll
+        fh.write("".join(line(i) for i in range(100, 115)))
+    assert path.stat().st_size >= follower.position.offset
+    assert read_all(follower) == [f"n{i}" for i in range(100, 115)]
+    assert follower.position.line == 15
 
 
 def test_an_overlong_line_is_refused_without_stopping_the_stream(tmp_path: Path, monkeypatch) -> None:

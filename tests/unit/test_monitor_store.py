@@ -85,6 +85,19 @@ def test_documents_are_stored_once_by_id_and_read_back(store) -> None:
     assert store.recent("markets", int(T0.timestamp()))[0][4] == ["acme", "globex"]
 
 
+def test_ids_topics_sources_and_companies_of_the_longest_accepted_length_are_stored(store) -> None:
+    from tunelab.apps.monitor.documents import MAX_KEY_CHARS
+
+    # Four UTF-8 bytes a character: the most bytes the index entries can get (PostgreSQL's btree
+    # refuses entries over 2,704 bytes, where SQLite has no limit).
+    longest = "\U0001f600" * MAX_KEY_CHARS
+    long_doc = Document(id=longest, time=T0, text="t", source=longest, topic=longest)
+    assert store.save("markets", [long_doc], [res(True, topic=longest, companies=(longest,))]).inserted == [0]
+    [row] = store.documents("markets", [longest])
+    assert (row["id"], row["topic"], row["source"]) == (longest, longest, longest)
+    assert store.bucket_counts("markets", bucket_s=3600, company=longest, topic=longest) != []
+
+
 def test_buckets_per_topic_and_company_are_counted_in_the_database(store) -> None:
     docs = [doc(i, m) for i, m in enumerate([0, 10, 50, 65, 130])]
     negative = [True, False, True, True, False]

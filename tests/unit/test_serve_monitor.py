@@ -339,12 +339,34 @@ def test_the_trend_has_buckets_per_topic_and_company_with_the_alerts(api: Api) -
         ({"from": "2026-03-03", "to": "2026-03-02"}, "is not before to"),
         ({"from": "2026-03-01", "to": "2026-03-05", "bucket": "1m"}, "bucket 1m: 5,760 buckets"),
         ({"topic": "a\x00b"}, "query.topic"),
+        # Times and buckets that parse but overflow were a bare 500.
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from: time '0001-01-01T00:00:00+01:00' is out of the range"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to: time '9999-12-31T23:59:59-01:00' is out of the range"),
+        ({"bucket": "\u00b2"}, "bucket: '\u00b2' is not a duration"),
+        ({"bucket": "\u00b2d"}, "bucket: '\u00b2d' is not a duration"),
+        ({"bucket": "99999999999999999999999"}, "bucket: '99999999999999999999999' is not a duration"),
+        ({"from": "0001-01-01", "to": "0001-01-02", "bucket": "1w"}, "beyond the years 1 to 9999"),
     ],
 )
 def test_bad_trend_parameters_are_422_naming_the_field(api: Api, params: dict[str, str], says: str) -> None:
     api.send([doc(1, 0, "x")])
     r = api.get("/trend", **params)
     assert r.status_code == 422 and says in error(r)["message"], r.text
+
+
+def test_a_document_dated_further_ahead_than_max_future_is_a_422_naming_it(api: Api) -> None:
+    typo = doc(2, 0, "x") | {"time": "2062-03-02T07:00:00Z"}  # 2062 for 2026
+    r = api.send([doc(1, 0, "fine"), typo])
+    assert r.status_code == 422, r.text
+    assert "documents[1]: document 'n2': time 2062-03-02T07:00:00+00:00 is after" in error(r)["message"]
+    assert api.store.count("markets") == 0
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -90_000_000_000])
+def test_a_time_that_overflows_in_utc_is_a_422_naming_the_document(api: Api, when: Any) -> None:
+    r = api.send([doc(1, 0, "fine"), {"id": "x", "time": when, "text": "hi"}])
+    assert r.status_code == 422, r.text
+    assert f"documents[1]: document 'x': time {when!r} is out of the range of dates" in error(r)["message"]
 
 
 def test_alerts_are_listed_and_filtered_by_time_and_key(api: Api) -> None:
@@ -362,6 +384,8 @@ def test_alerts_are_listed_and_filtered_by_time_and_key(api: Api) -> None:
         ({"from": "later"}, "from: time 'later'"),
         ({"key": "acme"}, "query.key"),
         ({"from": "2026-03-03", "to": "2026-03-02"}, "is not before to"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from: time '0001-01-01T00:00:00+01:00' is out of the range"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to: time '9999-12-31T23:59:59-01:00' is out of the range"),
     ):
         r = api.get("/alerts", **params)
         assert r.status_code == 422 and says in error(r)["message"], r.text
@@ -476,3 +500,29 @@ def test_text_the_database_cannot_store_is_refused_over_http_and_skipped_in_a_fi
     assert api.store.existing_ids("markets", ["s1", "n2", "n3"]) == {"n3"}  # the stream went on
     assert "line 1: document 's1': text is not valid Unicode" in caplog.text
     assert "line 2: document 'n2': text contains a NUL character" in caplog.text
+
+
+def test_ids_and_topics_over_200_characters_are_refused_over_http_and_skipped_in_a_file(
+    make_api: Callable[..., Api], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Over PostgreSQL's btree limit they failed only at the commit, as a 503 clients retry.
+    news = tmp_path / "news.jsonl"
+    long_id, long_topic = {**doc(1, 0, "x"), "id": "a" * 4000}, doc(2, 0, "x", topic="t" * 4000)
+    write_jsonl(news, [long_id, long_topic, doc(3, 0, "fine")])
+    api = make_api([(monitor_config(tmp_path, sources=[{"follow": str(news)}]), CountingClassifier())])
+    for bad, says in (
+        (
+            long_id,
+            f"documents[1]: id '{'a' * 30}'... has 4,000 characters, over the limit of 200",
+        ),
+        (long_topic, "documents[1]: document 'n2': topic has 4,000 characters, over the limit of 200"),
+    ):
+        r = api.send([doc(4, 0, "fine"), bad])
+        assert r.status_code == 422 and says in error(r)["message"], r.text
+    deadline = time.monotonic() + 20
+    while api.store.count("markets") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.store.existing_ids("markets", ["a" * 4000, "n2", "n3", "n4"]) == {"n3"}  # the stream went on
+    assert f"line 1: id '{'a' * 30}'... has 4,000 characters" in caplog.text
+    assert "line 2: document 'n2': topic has 4,000 characters" in caplog.text

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.apps.monitor.documents import Document
+from tunelab.apps.monitor.documents import MAX_KEY_CHARS, Document
 from tunelab.errors import ConfigError
 
 OTHER_TOPIC = "other"
@@ -182,5 +182,7 @@ class Classifier:
                 for e in result.get("entities", [])
                 if e.get("label") in self.org_labels
             )
-            out.append(tuple(dict.fromkeys(n for n in names if n)))  # each company once, in order
+            # Each company once, in order; a "name" over MAX_KEY_CHARS is a runaway entity span,
+            # not a company, and would not fit the database's index (see MAX_KEY_CHARS).
+            out.append(tuple(dict.fromkeys(n for n in names if n and len(n) <= MAX_KEY_CHARS)))
         return out

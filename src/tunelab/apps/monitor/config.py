@@ -15,6 +15,7 @@
         description: quarterly results, profit, revenue, guidance
       - rates                            # a name alone is its own description
     detector: {window: 15m, step: 1m, baseline: 24h, threshold: 4, release: 2, min_volume: 5}
+    max_future: 1h                 # documents dated further ahead of the clock are refused
     webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
 
 Relative paths are relative to the current directory, as in run configs. Every problem is
@@ -38,6 +39,7 @@ from tunelab.errors import ConfigError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _TOP = (
     "name",
     "store",
@@ -50,6 +52,7 @@ _TOP = (
     "detector",
     "batch_size",
     "max_text_chars",
+    "max_future",
     "poll",
     "webhook",
 )
@@ -65,9 +68,9 @@ def parse_duration(value: Any, where: str) -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    text = str(value).strip().lower()
-    if text[:-1].isdigit() and text[-1:] in _UNITS and int(text[:-1]) > 0:
-        return int(text[:-1]) * _UNITS[text[-1]]
+    match = _DURATION.fullmatch(str(value).strip().lower())  # ASCII digits: "²d" is no duration
+    if match and int(match[1]) > 0:
+        return int(match[1]) * _UNITS[match[2]]
     raise ConfigError(f"{where}: {value!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or seconds")
 
 
@@ -116,6 +119,10 @@ class MonitorConfig:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     batch_size: int = 64
     max_text_chars: int = MAX_TEXT_CHARS
+    # A document dated ahead of the clock moves every key's current window ahead with it (event
+    # time), emptying it until the clock catches up: alerting is off for as long. One hour
+    # tolerates clock skew and embargoed items, not a typo in the year (see Monitor.latest_time).
+    max_future_s: int = 3600
     poll_s: float = 1.0
     webhook: str | None = None  # http(s) URL each new alert is POSTed to
     path: Path | None = None  # the file it was read from, for messages
@@ -215,6 +222,10 @@ class MonitorConfig:
             values[key] = value
         try:
             values["poll_s"] = float(parse_duration(raw.get("poll", 1), "poll"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
+            values["max_future_s"] = parse_duration(raw.get("max_future", "1h"), "max_future")
         except ConfigError as exc:
             problems.append(str(exc))
         values["webhook"] = _webhook(raw.get("webhook"), problems)

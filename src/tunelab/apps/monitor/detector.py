@@ -23,11 +23,13 @@ the episode logic, which is most of what is here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -284,6 +286,41 @@ class Detector:
         self.first_bucket: int | None = None  # when the stream started (the warm-up counts from it)
         self.now_bucket: int | None = None
         self.late = 0  # documents too old to count in any window
+        self._undo: dict[str, _Key | None] | None = None  # inside transaction(): keys as they were
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Undo every change made inside the block when it raises.
+
+        The monitor counts a batch, then stores it with the alerts it opened in one database
+        transaction. When that commit fails, the windows and episodes must be as before it, or a
+        retry counts the batch twice and the alert it opened is never stored (the key is already
+        in its episode). Each key is copied the first time the block changes it, so the cost is
+        the keys one batch touches, not every key's ring (a deep copy of the whole detector would
+        copy thousands of rings per batch on a feed naming many companies).
+        """
+        if self._undo is not None:
+            raise RuntimeError("Detector.transaction is not re-entrant")
+        self._undo = {}
+        scalars = (self.first_bucket, self.now_bucket, self.late)
+        try:
+            yield
+        except BaseException:
+            for key, saved in self._undo.items():
+                if saved is None:
+                    self._keys.pop(key, None)
+                else:
+                    self._keys[key] = saved
+            self.first_bucket, self.now_bucket, self.late = scalars
+            raise
+        finally:
+            self._undo = None
+
+    def _keep(self, key: str) -> None:
+        """Inside ``transaction``: copy ``key``'s state (None: it is new) before it first changes."""
+        if self._undo is not None and key not in self._undo:
+            state = self._keys.get(key)
+            self._undo[key] = copy.deepcopy(state) if state is not None else None
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -310,6 +347,7 @@ class Detector:
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
         changed = []
         for key in dict.fromkeys(keys):  # a key named twice counts once
+            self._keep(key)
             state = self._keys.get(key)
             if state is None:
                 state = self._keys[key] = _Key(self._ring, bucket)
@@ -334,6 +372,7 @@ class Detector:
         ended = []
         for key, state in self._keys.items():
             if state.episode is not None and state.bucket < self.now_bucket:
+                self._keep(key)
                 alert = self._judge(key, state, moment)
                 if alert is not None:
                     ended.append(alert)
@@ -342,6 +381,7 @@ class Detector:
     def resume(self, open_alerts: Iterable[Alert]) -> None:
         """Put back the episodes still open when the monitor stopped (from the store)."""
         for alert in open_alerts:
+            self._keep(alert.key)
             state = self._keys.get(alert.key)
             if state is None:
                 bucket = self.now_bucket if self.now_bucket is not None else self.bucket_of(alert.started_at)
@@ -358,6 +398,7 @@ class Detector:
         state = self._keys.get(key)
         if state is None or self.now_bucket is None:
             return WindowStats(0, 0, None, None)
+        self._keep(key)  # rolling the ring on changes it
         state.roll_to(self.now_bucket)
         count, neg = self._current(state)
         base = self._baseline(state)

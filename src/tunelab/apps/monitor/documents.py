@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,12 @@ MAX_TEXT_CHARS = 20_000
 #: Epoch values above this are not seconds (1e11 s is the year 5138): most likely milliseconds.
 _EPOCH_SECONDS_MAX = 1e11
 _FIELDS = ("id", "time", "text", "source", "topic")
+_EPOCH_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")  # epoch seconds given as a string
+#: Longest id, topic, source and company name (characters). They are database index keys, and
+#: PostgreSQL refuses a btree entry over 2,704 bytes, only at the commit (a 503 that clients
+#: retry), where SQLite stores it. 200 characters are at most 800 bytes of UTF-8, and as long as
+#: the trend and alert routes' topic, company and key parameters, so whatever is stored can be asked for.
+MAX_KEY_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,17 @@ def parse_time(value: Any) -> datetime:
     """
     if isinstance(value, bool):  # bool is an int subclass: true/false is no time
         raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
-    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
         value = float(value.strip())
     if isinstance(value, int | float):
         if not math.isfinite(value) or abs(value) >= _EPOCH_SECONDS_MAX:
             raise ValueError(
                 f"time {value!r} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
             )
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, ValueError, OSError):  # before the year 1
+            raise ValueError(f"time {value!r} is out of the range of dates (years 1 to 9999)") from None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"time {value!r}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
     try:
@@ -73,7 +83,12 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(
             f"time {value!r} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:  # 0001-01-01T00:00+01:00 parses, but in UTC it is before the year 1: OverflowError
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            f"time {value!r} is out of the range of dates once in UTC (years 1 to 9999)"
+        ) from None
 
 
 def _unstorable(value: str) -> str | None:
@@ -88,12 +103,18 @@ def _unstorable(value: str) -> str | None:
     return None
 
 
-def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
+def parse_document(
+    obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
+) -> Document:
     """Check one decoded document.
 
+    Args:
+        latest: the newest time accepted (the clock plus the monitor's ``max_future``): one
+            document dated in 2062 for 2026 would move the windows decades on (see ``Monitor``).
+
     Raises:
-        ValueError: why the document is refused (no id, no or bad time, empty or too long text,
-            a field of the wrong type); the caller adds where it came from.
+        ValueError: why the document is refused (no id, no or bad time, a time after ``latest``,
+            empty or too long text, a field of the wrong type); the caller adds where it came from.
     """
     if not isinstance(obj, Mapping):
         raise ValueError(f"a document is a JSON object with id, time and text, not {type(obj).__name__}")
@@ -102,6 +123,11 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
         raise ValueError("no id: every document needs a unique id (re-sending an id never counts twice)")
     if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
         raise ValueError(f"id {doc_id!r} must be a string or an integer")
+    if len(str(doc_id)) > MAX_KEY_CHARS:
+        raise ValueError(
+            f"id {str(doc_id)[:30]!a}... has {len(str(doc_id)):,} characters, over the limit of "
+            f"{MAX_KEY_CHARS}; use a shorter id (a hash of a long one)"
+        )
     if isinstance(doc_id, str) and (problem := _unstorable(doc_id)):
         raise ValueError(f"id {doc_id!a} {problem}")
     if obj.get("time") is None:
@@ -110,6 +136,12 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
         moment = parse_time(obj["time"])
     except ValueError as exc:
         raise ValueError(f"document {doc_id!r}: {exc}") from None
+    if latest is not None and moment > latest:
+        raise ValueError(
+            f"document {doc_id!r}: time {moment.isoformat()} is after "
+            f"{latest.isoformat(timespec='seconds')}, further ahead of the clock than max_future "
+            "allows; check its date (a typo in the year?) or raise the monitor's max_future"
+        )
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"document {doc_id!r}: text is missing, empty or not a string")
@@ -127,11 +159,18 @@ def parse_document(obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> Documen
             raise ValueError(f"document {doc_id!r}: {name} must be a string, not {type(value).__name__}")
         if isinstance(value, str) and (problem := _unstorable(value)):
             raise ValueError(f"document {doc_id!r}: {name} {problem}")
+        if isinstance(value, str) and len(value.strip()) > MAX_KEY_CHARS:
+            raise ValueError(
+                f"document {doc_id!r}: {name} has {len(value.strip()):,} characters, over the limit "
+                f"of {MAX_KEY_CHARS}; shorten it"
+            )
         optional[name] = (value.strip() or None) if isinstance(value, str) else None
     return Document(id=str(doc_id), time=moment, text=text, **optional)
 
 
-def parse_line(raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
+def parse_line(
+    raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
+) -> Document:
     """One JSONL line (bytes, without its newline) to a document.
 
     Raises:
@@ -145,10 +184,14 @@ def parse_line(raw: bytes, *, max_text_chars: int = MAX_TEXT_CHARS) -> Document:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
-    return parse_document(obj, max_text_chars=max_text_chars)
+    except RecursionError:  # "[[[[..." thousands deep: json's decoder recurses
+        raise ValueError("not JSON this reader takes (nested too deeply)") from None
+    return parse_document(obj, max_text_chars=max_text_chars, latest=latest)
 
 
-def check_batch(docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> list[Document]:
+def check_batch(
+    docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
+) -> list[Document]:
     """Every document of a batch, or the first problem with its index (``documents[3]: no id``).
 
     Raises:
@@ -159,7 +202,7 @@ def check_batch(docs: Any, *, max_text_chars: int = MAX_TEXT_CHARS) -> list[Docu
     out = []
     for i, obj in enumerate(docs):
         try:
-            out.append(parse_document(obj, max_text_chars=max_text_chars))
+            out.append(parse_document(obj, max_text_chars=max_text_chars, latest=latest))
         except ValueError as exc:
             raise DataError(f"documents[{i}]: {exc}") from None
     return out

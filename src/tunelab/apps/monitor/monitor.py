@@ -4,7 +4,8 @@ Each batch goes through the same steps: drop ids seen before (in the batch or in
 classify the new documents in batches, count them in the detector's windows (event time), then
 store documents, labels, alerts and the source's position in one transaction. A crash before the
 commit loses nothing (the position did not move: the lines are read again) and a crash after it
-repeats nothing (the position moved with them); a document sent twice is stored and counted once.
+repeats nothing (the position moved with them); a commit that fails undoes the counting, so a
+retry counts the batch once; a document sent twice is stored and counted once.
 
 On start the detector's windows are rebuilt from the stored documents of the last baseline, and
 episodes still open in the store stay open, so a restart neither repeats nor forgets an alert.
@@ -13,11 +14,12 @@ episodes still open in the store stay open, so a restart neither repeats nor for
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +161,24 @@ class Monitor:
             DataError: a document is refused (no id or time, bad time, text too long ...), naming
                 its index; nothing of the batch is stored then.
         """
-        return self.process(check_batch(docs, max_text_chars=self.config.max_text_chars))
+        return self.process(self.check_batch(docs))
+
+    def latest_time(self) -> datetime:
+        """The newest document time accepted now: the clock plus the config's ``max_future``.
+
+        The detector works in event time (a replay gives the same alerts), so its clock is the
+        newest document's time: one document dated 2062 for 2026 would move every key's window
+        decades on and count every later document as too late. Only here is the wall clock read.
+        """
+        return datetime.now(UTC) + timedelta(seconds=self.config.max_future_s)
+
+    def check_batch(self, docs: Any) -> list[Document]:
+        """``check_batch`` with this monitor's limits (what ``POST .../documents`` checks).
+
+        Raises:
+            DataError: the first refused document, naming its index.
+        """
+        return check_batch(docs, max_text_chars=self.config.max_text_chars, latest=self.latest_time())
 
     def process(
         self,
@@ -206,19 +225,26 @@ class Monitor:
             flat = [d for new in news for d in new]
             labels = self.classifier.classify(flat) if flat else []
             changed: list[list[Alert]] = []
-            offset = 0
-            for new in news:
-                mine: list[Alert] = []
-                for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
-                    mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
-                if new:
-                    mine += self.detector.advance(new[-1].time)
-                changed.append(mine)
-                offset += len(new)
-            every = [a for mine in changed for a in mine]
-            saved = set(
-                self.store.save(self.name, flat, labels, alerts=every, position=position, file=file).inserted
-            )
+            # Counted before the commit (the alerts go in the same transaction) but undone if it
+            # fails: a retry must not count the batch twice nor find its alert's key in episode.
+            # A document another process stored meanwhile (not in ``inserted``) stays counted: it
+            # is in the store once, and a restarted monitor's warm-up counts it too.
+            with self.detector.transaction():
+                offset = 0
+                for new in news:
+                    mine: list[Alert] = []
+                    for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
+                        mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
+                    if new:
+                        mine += self.detector.advance(new[-1].time)
+                    changed.append(mine)
+                    offset += len(new)
+                every = [a for mine in changed for a in mine]
+                saved = set(
+                    self.store.save(
+                        self.name, flat, labels, alerts=every, position=position, file=file
+                    ).inserted
+                )
             offset = 0
             for new, mine, result in zip(news, changed, results, strict=True):
                 inserted = sum(1 for i in range(offset, offset + len(new)) if i in saved)
@@ -258,12 +284,24 @@ class Monitor:
         span = self.store.time_range(self.name)
         if span is None:
             return
+        latest = self.latest_time()
+        until = math.floor(latest.timestamp())
+        if span[1] > latest:  # stored before max_future was checked: left out, or they rule the windows
+            log.warning(
+                "monitor %s: stored documents dated up to %s are further ahead of the clock than "
+                "max_future allows: the windows leave them out (check their dates and delete them)",
+                self.name,
+                span[1].isoformat(),
+            )
+            span = self.store.time_range(self.name, until_epoch=until)
+            if span is None:
+                return
         first, last = span
         s = self.config.detector
         self.detector.start_at(first)
         since = last - timedelta(seconds=s.window_s + s.baseline_s + 2 * s.step_s)
         for doc_id, moment, topic, negative, companies in self.store.recent(
-            self.name, int(since.timestamp())
+            self.name, int(since.timestamp()), until
         ):
             keys = ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
             self.detector.observe(keys, moment, negative, doc_id, quiet=True)
@@ -272,12 +310,12 @@ class Monitor:
     # -- sources -------------------------------------------------------------------------------------
 
     def _parse(self, path: Path, lines: Sequence[Line], result: IngestResult) -> list[Document]:
-        docs = []
+        docs, latest = [], self.latest_time()
         for line in lines:
             try:
                 if line.raw is None:
                     raise ValueError("line over the size limit")
-                docs.append(parse_line(line.raw, max_text_chars=self.config.max_text_chars))
+                docs.append(parse_line(line.raw, max_text_chars=self.config.max_text_chars, latest=latest))
             except ValueError as exc:
                 result.skipped += 1
                 log.warning("%s line %d: %s; skipped", path, line.number, exc)
@@ -290,13 +328,21 @@ class Monitor:
             follower = FileFollower(path, self.store.position(self.name, str(path)))
             self._followers[path] = follower
         total = IngestResult()
-        while not self._stop.is_set() and (chunk := follower.read()) is not None:
-            skipped = IngestResult()
-            docs = self._parse(chunk.path, chunk.lines, skipped)
-            result = self.process(docs, position=(str(path), chunk.position))
-            result.skipped += skipped.skipped
-            self.totals.skipped += skipped.skipped
-            total.add(result)
+        try:
+            while not self._stop.is_set() and (chunk := follower.read()) is not None:
+                skipped = IngestResult()
+                docs = self._parse(chunk.path, chunk.lines, skipped)
+                result = self.process(docs, position=(str(path), chunk.position))
+                result.skipped += skipped.skipped
+                self.totals.skipped += skipped.skipped
+                total.add(result)
+        except BaseException:
+            # read() moved the follower past lines whose commit did not happen (the database was
+            # down, say): drop it, so the next run starts again from the committed position
+            # (store.position) and reads those lines again instead of carrying on after them.
+            self._followers.pop(path, None)
+            follower.close()
+            raise
         return total
 
     def _directory(self, source: Source) -> IngestResult:

@@ -8,7 +8,9 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 - rotation (the path now names another file: ``mv news.jsonl news.jsonl.1`` then a new
   ``news.jsonl``) is noticed by the inode: the old file is read to its end first, then the new
   one from its start; after a restart the old file is looked for by inode beside the path;
-- truncation (the file became shorter than the position, ``copytruncate``) restarts at 0;
+- truncation (``copytruncate``: the file became shorter than the position, or its first bytes
+  are no longer those read, when the writer wrote past the old position before the next poll)
+  restarts at 0;
 - a position also keeps a hash of the file's first bytes, so a new file that reuses the old
   file's inode number (a deleted file's inode is free again) is not mistaken for it.
 """
@@ -175,7 +177,7 @@ class FileFollower:
             if self._fh is None:
                 return None
         fh = self._fh
-        if os.fstat(fh.fileno()).st_size < self._offset:
+        if os.fstat(fh.fileno()).st_size < self._offset or not self._head_unchanged(fh):
             log.warning("%s was truncated: reading it from the start", self._file)
             self._offset, self._line, self._head = 0, 0, b""
         fh.seek(self._offset)
@@ -195,6 +197,15 @@ class FileFollower:
                 return Chunk(chunk.path, chunk.lines, self.position)
             return Chunk(done, [], self.position)  # commit: the new file from its start
         return None
+
+    def _head_unchanged(self, fh: BinaryIO) -> bool:
+        """The file still starts with the bytes read from it. A ``copytruncate`` followed by
+        writes past the old offset before this poll leaves the file no shorter than the
+        position: only its first bytes tell it is another file (as ``_start`` checks on a restart)."""
+        if not self._head:
+            return True
+        fh.seek(0)
+        return fh.read(len(self._head)) == self._head
 
     def _consume(self, data: bytes, *, final: bool = False) -> Chunk:
         parts = data.split(b"\n")

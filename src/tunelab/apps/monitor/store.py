@@ -191,30 +191,39 @@ class MonitorTables:
             row = self._exec(conn, "SELECT COUNT(*) FROM tunelab_monitor_documents WHERE monitor = ?", [name])
             return int(row.fetchone()[0])
 
-    def time_range(self, name: str) -> tuple[datetime, datetime] | None:
-        """Times of the first and last stored documents, or None when there are none."""
+    def time_range(self, name: str, *, until_epoch: int | None = None) -> tuple[datetime, datetime] | None:
+        """Times of the first and last stored documents (those up to ``until_epoch`` seconds), or
+        None when there are none."""
+        sql = "SELECT MIN(time), MAX(time) FROM tunelab_monitor_documents WHERE monitor = ?"
+        params: list[Any] = [name]
+        if until_epoch is not None:
+            sql += " AND epoch <= ?"
+            params.append(int(until_epoch))
         with self._transaction(write=False) as conn:
-            row = self._exec(
-                conn, "SELECT MIN(time), MAX(time) FROM tunelab_monitor_documents WHERE monitor = ?", [name]
-            ).fetchone()
+            row = self._exec(conn, sql, params).fetchone()
         if not row or row[0] is None:
             return None
         return self._from_db(row[0]), self._from_db(row[1])  # type: ignore[return-value]
 
-    def recent(self, name: str, since_epoch: int) -> list[tuple[str, datetime, str | None, bool, list[str]]]:
-        """``(id, time, topic, negative, companies)`` of documents from ``since_epoch`` on, oldest
-        first: what a restarted monitor counts again to rebuild its windows."""
+    def recent(
+        self, name: str, since_epoch: int, until_epoch: int | None = None
+    ) -> list[tuple[str, datetime, str | None, bool, list[str]]]:
+        """``(id, time, topic, negative, companies)`` of documents from ``since_epoch`` on (to
+        ``until_epoch``), oldest first: what a restarted monitor counts again to rebuild its windows."""
+        until = "" if until_epoch is None else " AND epoch <= ?"
+        params = [name, since_epoch] + ([] if until_epoch is None else [int(until_epoch)])
         with self._transaction(write=False) as conn:
             docs = self._exec(
                 conn,
                 "SELECT id, time, topic, negative FROM tunelab_monitor_documents"
-                " WHERE monitor = ? AND epoch >= ? ORDER BY epoch, time, id",
-                [name, since_epoch],
+                f" WHERE monitor = ? AND epoch >= ?{until} ORDER BY epoch, time, id",
+                params,
             ).fetchall()
             pairs = self._exec(
                 conn,
-                "SELECT doc_id, company FROM tunelab_monitor_companies WHERE monitor = ? AND epoch >= ?",
-                [name, since_epoch],
+                "SELECT doc_id, company FROM tunelab_monitor_companies"
+                f" WHERE monitor = ? AND epoch >= ?{until}",
+                params,
             ).fetchall()
         companies: dict[str, list[str]] = {}
         for doc_id, company in pairs:

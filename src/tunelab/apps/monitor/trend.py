@@ -26,12 +26,24 @@ MAX_BUCKETS = 5000
 def _when(value: datetime | str | None, name: str) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, datetime):  # naive: UTC, as for documents
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     try:
+        if isinstance(value, datetime):  # naive: UTC, as for documents
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return parse_time(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise DataError(f"{name}: {exc}") from None
+
+
+def _at(epoch: int, bucket: str | int) -> datetime:
+    """The UTC time of ``epoch`` seconds; a bucket boundary before the year 1 or after 9999
+    (a ``from`` of 0001-01-01 with weekly buckets) is a bad parameter, not a server error."""
+    try:
+        return datetime.fromtimestamp(epoch, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        raise DataError(
+            f"bucket {bucket}: its buckets would reach beyond the years 1 to 9999; "
+            "give a later from, an earlier to or a shorter bucket"
+        ) from None
 
 
 def bucket_seconds(bucket: str | int) -> int:
@@ -77,7 +89,7 @@ def trend(
         span = store.time_range(name)
         if span is not None:
             begin = begin or span[0]
-            finish = finish or datetime.fromtimestamp(math.floor(span[1].timestamp()) + 1, tz=UTC)
+            finish = finish or _at(math.floor(span[1].timestamp()) + 1, bucket)
     first = math.floor(begin.timestamp()) // step if begin else None
     last = math.ceil(finish.timestamp() / step) if finish else None  # exclusive bucket index
     if first is not None and last is not None and last - first > MAX_BUCKETS:
@@ -101,7 +113,7 @@ def trend(
         n, neg = counts.get(b, (0, 0))
         buckets.append(
             {
-                "start": datetime.fromtimestamp(b * step, tz=UTC).isoformat(),
+                "start": _at(b * step, bucket).isoformat(),
                 "count": n,
                 "negative": neg,
                 "negative_share": round(neg / n, 4) if n else None,

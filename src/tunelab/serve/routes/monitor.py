@@ -15,6 +15,7 @@ A monitor's documents and alerts are the same for every key (they are the instit
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -44,8 +45,9 @@ INGEST_ERRORS = error_responses(
     429,
     s404="unknown monitor",
     s413="body over the server's --max-body, or more documents than --max-texts",
-    s422="a document without id or time, with an unparsable time, an empty text or one over the "
-    "monitor's max_text_chars (the message names its index); nothing of the batch is stored",
+    s422="a document without id or time, with an unparsable time or one further ahead of the clock "
+    "than the monitor's max_future, an empty text or one over its max_text_chars (the message names "
+    "its index); nothing of the batch is stored",
     s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
 )
 READ_ERRORS = error_responses(*AUTH, 404, 422, s404="unknown monitor", s422="a bad parameter, named")
@@ -100,8 +102,6 @@ async def ingest(
     before (by this route, a followed file or a folder) is a duplicate: stored and counted once,
     across restarts. Concurrent batches are classified together on the server.
     """
-    from tunelab.apps.monitor import check_batch
-
     ctx.texts = len(body.documents)
     served = state.monitors.get(name)  # 404 naming the served monitors
     limit = state.settings.max_texts_per_request
@@ -113,7 +113,7 @@ async def ingest(
             code="too_many_documents",
         )
     try:
-        docs = check_batch(body.documents, max_text_chars=served.config.max_text_chars)
+        docs = served.monitor.check_batch(body.documents)  # its limits: max_text_chars, max_future
     except DataError as exc:
         raise _invalid(exc, "invalid_document") from None
     if caller is not None:
@@ -149,7 +149,9 @@ async def get_trend(
     from tunelab.apps.monitor import trend
 
     served = state.monitors.get(name)
-    size: str | int = int(bucket) if bucket.isdigit() else bucket
+    # Seconds as ASCII digits only: "²".isdigit() is True but int("²") raises, and a huge number
+    # is left to trend() to refuse as a string.
+    size: str | int = int(bucket) if re.fullmatch(r"[0-9]{1,9}", bucket) else bucket
     try:
         out = await run_in_threadpool(
             lambda: trend(

@@ -274,6 +274,45 @@ def test_bad_messages_are_refused_in_one_line(api: Api, body: Any, status: int, 
     assert all(row.status == status and row.app == "support" for row in api.rows())
 
 
+def real_bot(folder: Path, name: str = "bank") -> Any:
+    """The app's real ``Bot`` over a stand-in two-intent model (no knowledge base): it hands off."""
+    import numpy as np
+
+    from tunelab.apps.support.answers import read_answers
+    from tunelab.apps.support.bot import Bot
+    from tunelab.apps.support.config import BotConfig
+
+    class Model:
+        labels = type("Labels", (), {"names": ["card_arrival", "lost_card"]})()
+
+        def logits(self, texts: list[str]) -> Any:
+            return np.zeros((len(texts), 2))  # (N, L): 0.5 each, below any threshold
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "answers.yaml").write_text("intents:\n  card_arrival: Within 5 days.\n", encoding="utf-8")
+    return Bot(folder, BotConfig(name=name, run="r"), Model(), read_answers(folder / "answers.yaml"), None)
+
+
+def test_a_message_over_the_bots_own_limit_is_a_422_under_a_higher_max_chars(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    # Review finding 7: --max-chars 5000 let a 2500-character message reach Bot.reply_many, whose
+    # DataError inside the batcher was a 500 with a traceback.
+    bot = real_bot(tmp_path / "bank")
+    api = make_api(bots=[bot], max_chars_per_text=5000, max_body_bytes=100_000)
+    limit = bot.max_message_chars
+    assert limit < 5000
+    r = api.say("card " + "x" * (limit + 500))
+    assert r.status_code == 422, r.text
+    assert error(r) == {
+        "code": "text_too_long",
+        "message": f"text has {limit + 505} characters; bot 'bank' takes at most {limit}",
+    }
+    assert api.say("card " + "x" * (limit - 5)).json()["kind"] == "handoff"  # at the bot's limit
+    assert api.get("/tickets").json()["tickets"][0]["text"].endswith("x")  # one ticket: that one
+    assert len(api.get("/tickets").json()["tickets"]) == 1
+
+
 def _now() -> Any:
     from datetime import UTC, datetime
 

@@ -103,6 +103,10 @@ class Bot:
         'answer'
     """
 
+    #: The longest message ``reply_many`` takes; the service refuses a longer one with a 422 before
+    #: it reaches the batcher, whatever ``--max-chars`` says (a DataError there would be a 500).
+    max_message_chars: int = MAX_MESSAGE_CHARS
+
     def __init__(
         self,
         folder: Path,
@@ -166,7 +170,7 @@ class Bot:
             DataError: a message is empty, not text, or too long (named by its position), or
                 ``histories`` does not give one history per message.
         """
-        check_messages(texts)
+        check_messages(texts, self.max_message_chars)
         if histories is None:
             histories = [()] * len(texts)
         if len(histories) != len(texts):
@@ -275,8 +279,8 @@ class Bot:
         return done
 
 
-def check_messages(texts: Sequence[Any]) -> None:
-    """Every message is non-empty text of at most ``MAX_MESSAGE_CHARS`` characters.
+def check_messages(texts: Sequence[Any], max_chars: int = MAX_MESSAGE_CHARS) -> None:
+    """Every message is non-empty text of at most ``max_chars`` characters.
 
     Raises:
         DataError: naming the first bad message by position (1-based).
@@ -284,10 +288,9 @@ def check_messages(texts: Sequence[Any]) -> None:
     for i, text in enumerate(texts, start=1):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"message {i}: empty or not text; send a non-empty message")
-        if len(text) > MAX_MESSAGE_CHARS:
+        if len(text) > max_chars:
             raise DataError(
-                f"message {i}: {len(text)} characters, over the {MAX_MESSAGE_CHARS} a message may have; "
-                "shorten it"
+                f"message {i}: {len(text)} characters, over the {max_chars} a message may have; shorten it"
             )
 
 

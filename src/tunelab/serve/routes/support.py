@@ -79,6 +79,21 @@ def _agent(given: str | None, caller: Any) -> str:
     return given or (caller.name if caller is not None else "anonymous")
 
 
+def _check_length(text: str, server_limit: int, served: Any) -> None:
+    """422 for a text over the server's ``--max-chars`` or over what the bot itself takes.
+
+    The bot's own limit (``max_message_chars``, optional) is checked here because the bot would
+    raise inside its batcher, which the route can only answer as a 500.
+    """
+    bot_limit = getattr(served.bot, "max_message_chars", None)
+    if isinstance(bot_limit, int) and bot_limit < server_limit:
+        limit, says = bot_limit, f"bot {served.name!r} takes at most {bot_limit}"
+    else:
+        limit, says = server_limit, f"the limit is max_chars_per_text={server_limit}"
+    if len(text) > limit:
+        raise RequestLimitError(f"text has {len(text)} characters; {says}", status=422, code="text_too_long")
+
+
 def _ticket_out(ticket: Ticket) -> TicketOut:
     return TicketOut.model_validate(ticket.to_dict())
 
@@ -111,13 +126,7 @@ async def message(
     """
     ctx.texts = 1
     served = state.bots.get(bot)  # 404 naming the served bots
-    limit = state.settings.max_chars_per_text
-    if len(body.text) > limit:
-        raise RequestLimitError(
-            f"text has {len(body.text)} characters; the limit is max_chars_per_text={limit}",
-            status=422,
-            code="text_too_long",
-        )
+    _check_length(body.text, state.settings.max_chars_per_text, served)
     if caller is not None:
         await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
     owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()

@@ -536,15 +536,35 @@ class SupportSQL:
                 [self._to_db(now), ticket_id],
             )
 
-    def mark_failed(self, ticket_id: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
-        """Record a failed attempt: retry at ``retry_at``, or (None) give up on this ticket."""
+    def mark_failed(
+        self,
+        ticket_id: str,
+        *,
+        error: str,
+        retry_at: datetime | None,
+        now: datetime,
+        lease: datetime | None = None,
+    ) -> bool:
+        """Record a failed attempt: retry at ``retry_at``, or (None) give up on this ticket.
+
+        Args:
+            lease: the end of the lease the failed attempt ran under (``Delivery.lease``). When
+                given, the row is changed only while it still holds that lease: a worker whose
+                lease ran out must not move another worker's lease (nor give the row up).
+
+        Returns:
+            Whether the row was changed (False: delivered, or leased again by another worker).
+        """
+        sql = (
+            "UPDATE tunelab_support_outbox SET last_error = ?, next_attempt_at = ?, gave_up_at = ?"
+            " WHERE ticket_id = ? AND delivered_at IS NULL"
+        )
+        params = [error[:500], self._to_db(retry_at), None if retry_at else self._to_db(now), ticket_id]
+        if lease is not None:
+            sql += " AND next_attempt_at = ?"
+            params.append(self._to_db(lease))
         with self._transaction() as conn:
-            self._exec(
-                conn,
-                "UPDATE tunelab_support_outbox SET last_error = ?, next_attempt_at = ?, gave_up_at = ?"
-                " WHERE ticket_id = ? AND delivered_at IS NULL",
-                [error[:500], self._to_db(retry_at), None if retry_at else self._to_db(now), ticket_id],
-            )
+            return int(self._exec(conn, sql, params).rowcount) == 1
 
     def outbox(self) -> list[dict[str, Any]]:
         """Every outbox row (status pages and tests): ticket id, attempts, times, last error."""

@@ -4,7 +4,8 @@ Each resolved ticket left a labelled example in the service's database: the hand
 the intent the agent chose. This writes them as ``text,label`` (CSV, or JSONL for a ``.jsonl``
 path), atomically, ready to be added to the next training run's data. A resolution that gave only
 an answer (no intent fits the message) is labelled ``--oos-label``: the bot was right to hand it
-off, and the model learns to keep doing so; ``--skip-answers`` leaves those out instead. A message
+off, and the model learns to keep doing so (a bot built on it hands off whatever the model labels
+so: ``app support build --oos-label``, the same default); ``--skip-answers`` leaves those out. A message
 resolved more than once keeps its latest label.
 
 The ``app support`` group (``tunelab.cli.app_cmd``) adds this command with ``add_parser``.

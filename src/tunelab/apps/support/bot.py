@@ -4,7 +4,9 @@ Per message (``Bot.reply``):
 
 1. The intent model's logits, divided by the bot's calibration temperature, give a calibrated
    probability per intent. If the top intent reaches its threshold and the answers file has a
-   template for it, the reply is that template with its slots filled (kind ``answer``).
+   template for it, the reply is that template with its slots filled (kind ``answer``). If the
+   top intent is the model's out-of-scope class (bot.yaml ``oos_label``), the message is handed
+   off at once (step 3): no passage is an answer to what the model calls out of scope.
 2. Otherwise the knowledge base is searched; if the best passage's similarity reaches the
    knowledge threshold, the reply is that passage (kind ``knowledge``).
 3. Otherwise the message is handed to a person (kind ``handoff``) with the top three intents.
@@ -92,6 +94,7 @@ class _Reading:
     kind: str = "handoff"
     hits: list[Hit] = field(default_factory=list)
     why: str = ""
+    out_of_scope: bool = False  # the top intent is the oos class: handed off, not searched
 
 
 class Bot:
@@ -187,7 +190,7 @@ class Bot:
         }
         for r in context.values():
             self._classify(r)
-        self._search([r for r in [*alone, *context.values()] if r.kind != "answer"])
+        self._search([r for r in [*alone, *context.values()] if r.kind != "answer" and not r.out_of_scope])
         replies = []
         for i, own in enumerate(alone):
             other = context.get(i)
@@ -204,7 +207,9 @@ class Bot:
         top = int(np.argmax(r.probs))
         intent, confidence = self.intents[top], float(r.probs[top])
         threshold = self.config.threshold_for(intent)
-        if confidence >= threshold and intent in self.answers.intents:
+        if intent == self.config.oos_label:
+            r.out_of_scope, r.why = True, f"intent {intent} at {confidence:.2f}: out of scope"
+        elif confidence >= threshold and intent in self.answers.intents:
             r.kind, r.why = "answer", f"intent {intent} at {confidence:.2f} >= {threshold:.2f}"
         elif intent not in self.answers.intents:
             r.why = f"intent {intent} at {confidence:.2f} has no answer template"

@@ -48,6 +48,7 @@ class FakeBot:
 
     def __init__(self, name: str = "bank", folder: str | None = None) -> None:
         self.name = name
+        self.intents = ["card_arrival", "lost_card", "top_up_fee"]  # the intent model's labels
         self.folder = Path(folder or f"/srv/bots/{name}")
         self.batches: list[tuple[list[str], list[list[str]]]] = []
         self.gate: threading.Event | None = None
@@ -513,6 +514,39 @@ def test_bad_resolutions_are_422(api: Api, body: dict, says: str) -> None:
     r = api.post(f"/tickets/{tid}/resolve", body)
     assert r.status_code == 422 and says in error(r)["message"], r.text
     assert api.get(f"/tickets/{tid}").json()["status"] == "open"
+
+
+def test_a_resolution_intent_the_bot_does_not_know_is_a_422_unless_new_intent(api: Api) -> None:
+    # Review finding 10: any string was stored as the label; a typo became a new class in training.
+    tid = api.say("hello?").json()["handoff_id"]
+    r = api.post(f"/tickets/{tid}/resolve", {"intent": "card_arival"})
+    assert r.status_code == 422, r.text
+    assert error(r) == {
+        "code": "unknown_intent",
+        "message": "intent 'card_arival' is not one of bot 'bank''s intents (did you mean 'card_arrival'?): "
+        'card_arrival, lost_card, top_up_fee; fix it, or send "new_intent": true to store it as given '
+        "(a new intent)",
+    }
+    assert api.get(f"/tickets/{tid}").json()["status"] == "open" and api.state.store.feedback() == []
+    done = api.post(f"/tickets/{tid}/resolve", {"intent": "card_frozen", "new_intent": True})
+    assert done.status_code == 200 and done.json()["resolution"]["intent"] == "card_frozen"
+    other = api.say("hi again?").json()["handoff_id"]
+    assert api.post(f"/tickets/{other}/resolve", {"intent": "lost_card"}).status_code == 200
+    assert [f.intent for f in api.state.store.feedback()] == ["card_frozen", "lost_card"]
+    # A ticket of a bot this server no longer serves: its intents cannot be checked.
+    from tunelab.serve.store.support import Ticket, Turn
+
+    acme = next(k.key_id for k in api.state.store.list_keys() if k.name == "acme")
+    now = _now()
+    gone = Ticket("tk_gone", "shop", acme, "c9", "x?", [{"text": "x?"}], "r", [], "open", now, now)
+    api.state.store.add_turn(
+        Turn("shop", acme, "c9", "x?", "", "handoff", None, now, now + timedelta(hours=1)), ticket=gone
+    )
+    r = api.post("/tickets/tk_gone/resolve", {"intent": "lost_card"})
+    assert r.status_code == 422 and "bot 'shop' is not served here" in error(r)["message"]
+    assert (
+        api.post("/tickets/tk_gone/resolve", {"intent": "lost_card", "new_intent": True}).status_code == 200
+    )
 
 
 def test_ticket_routes_need_a_key_and_check_their_parameters(api: Api) -> None:

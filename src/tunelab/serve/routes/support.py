@@ -17,6 +17,7 @@ then the database and the bot (which runs in its batcher's thread, never on the 
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -60,6 +61,15 @@ CHANGE_ERRORS = error_responses(
     s404="no such ticket (or another key's)",
     s409="claimed by another agent, or already resolved",
 )
+RESOLVE_ERRORS = error_responses(
+    *AUTH,
+    *JSON_BODY,
+    404,
+    409,
+    s404="no such ticket (or another key's)",
+    s409="claimed by another agent, or already resolved",
+    s422='invalid body, or an intent the bot does not know (unknown_intent; "new_intent": true adds one)',
+)
 TicketId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$", description="the ticket's id, e.g. tk_5c0f...")
 ]
@@ -92,6 +102,32 @@ def _check_length(text: str, server_limit: int, served: Any) -> None:
         limit, says = server_limit, f"the limit is max_chars_per_text={server_limit}"
     if len(text) > limit:
         raise RequestLimitError(f"text has {len(text)} characters; {says}", status=422, code="text_too_long")
+
+
+def _check_intent(intent: str, bot: str, bots: Any) -> None:
+    """422 for a resolution's intent the ticket's bot does not know (``new_intent`` skips this).
+
+    The intent becomes the example's label in ``export-feedback``, so a typo would silently
+    become a new class of the next model.
+    """
+    opt_in = 'send "new_intent": true to store it as given'
+    if bot not in bots:
+        raise RequestLimitError(
+            f"intent {intent!r}: bot {bot!r} is not served here, so the intent cannot be checked; {opt_in}",
+            status=422,
+            code="unknown_intent",
+        )
+    intents = getattr(bots.get(bot).bot, "intents", None)
+    if intents is None or intent in intents:  # a bot that does not list its intents is not checked
+        return
+    close = difflib.get_close_matches(intent, list(intents), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise RequestLimitError(
+        f"intent {intent!r} is not one of bot {bot!r}'s intents{hint}: {', '.join(intents)}; fix it, "
+        f"or {opt_in} (a new intent)",
+        status=422,
+        code="unknown_intent",
+    )
 
 
 def _ticket_out(ticket: Ticket) -> TicketOut:
@@ -198,13 +234,19 @@ async def claim_ticket(
     return _ticket_out(ticket)
 
 
-@router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, responses=CHANGE_ERRORS)
+@router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, responses=RESOLVE_ERRORS)
 async def resolve_ticket(
     ticket_id: TicketId, body: ResolveRequest, state: State, caller: MaybeCaller
 ) -> TicketOut:
     """Close a ticket that is open or claimed by this agent, with the right ``intent`` (the label
-    the message gets in ``export-feedback``) and/or the ``answer`` the agent gave."""
+    the message gets in ``export-feedback``) and/or the ``answer`` the agent gave.
+
+    The intent must be one of the bot's (a 422 lists them), unless ``new_intent`` is true.
+    """
     agent = _agent(body.agent, caller)
+    if body.intent is not None and not body.new_intent:
+        ticket = await run_in_threadpool(lambda: state.store.get_ticket(ticket_id, owner=_scope(caller)))
+        _check_intent(body.intent, ticket.bot, state.bots)
     now = state.conversations.now()
     ticket = await run_in_threadpool(
         lambda: state.store.resolve_ticket(

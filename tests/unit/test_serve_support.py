@@ -445,6 +445,34 @@ def test_a_handoff_creates_a_ticket_with_the_conversation_reason_and_candidates(
     assert ticket["text"] == "it never came, what now?" and ticket["resolution"] is None
 
 
+def test_a_handoff_whose_usage_cannot_be_recorded_stores_nothing_so_the_retry_makes_one_ticket(
+    make_api: Callable[..., Api],
+) -> None:
+    # Review finding 11: the turn, ticket and outbox row were committed before the usage row; when
+    # that failed the client got 503 "try again", and the retry made a second ticket and webhook.
+    import sqlite3
+
+    api = make_api(handoff_webhook="http://127.0.0.1:9/hook", webhook_backoff_s=3600)
+    bot = api.state.bots.get("bank").bot
+    db = sqlite3.connect(api.state.store.path)
+    db.executescript(
+        "CREATE TABLE usage_down (n INTEGER); INSERT INTO usage_down VALUES (1);"
+        "CREATE TRIGGER usage_down BEFORE INSERT ON tunelab_usage WHEN (SELECT count(*) FROM usage_down)"
+        " BEGIN SELECT RAISE(ABORT, 'usage table unavailable'); END;"
+    )
+    failed = api.say("hello?", conv="c1")
+    assert failed.status_code == 503, failed.text
+    assert api.get("/tickets").json() == {"tickets": []} and api.state.store.outbox() == []
+    db.execute("DELETE FROM usage_down")
+    db.commit()
+    retry = api.say("hello?", conv="c1").json()
+    assert retry["kind"] == "handoff" and bot.batches[-1][1] == [[]]  # the failed turn is no context
+    assert [t["id"] for t in api.get("/tickets").json()["tickets"]] == [retry["handoff_id"]]
+    assert [row["ticket_id"] for row in api.state.store.outbox()] == [retry["handoff_id"]]
+    assert [(row.status, row.texts) for row in api.rows()] == [(200, 1)]  # billed once
+    db.close()
+
+
 def test_agents_claim_and_resolve_and_the_resolution_is_a_labelled_example(api: Api) -> None:
     tid = api.say("hello?").json()["handoff_id"]
     assert [t["id"] for t in api.get("/tickets", params={"status": "open"}).json()["tickets"]] == [tid]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.errors import TunelabError
 
 if TYPE_CHECKING:
+    from tunelab.serve.store.base import UsageRecord
     from tunelab.serve.store.sql import Connection, Cursor
 
 STATUSES = ("open", "claimed", "resolved")
@@ -231,6 +232,7 @@ class SupportSQL:
         def _exec(self, conn: Connection, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
         def _to_db(self, moment: datetime | None) -> Any: ...
         def _from_db(self, value: Any) -> datetime | None: ...
+        def _insert_usage(self, conn: Connection, rec: UsageRecord) -> None: ...
 
     # -- rows ----------------------------------------------------------------------------------------
 
@@ -288,10 +290,24 @@ class SupportSQL:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._turn(r) for r in reversed(rows)]
 
-    def add_turn(self, turn: Turn, *, ticket: Ticket | None = None, outbox: bool = False) -> None:
+    def add_turn(
+        self,
+        turn: Turn,
+        *,
+        ticket: Ticket | None = None,
+        outbox: bool = False,
+        usage: UsageRecord | None = None,
+    ) -> None:
         """Store a turn and, for a hand-off, its ticket (and outbox row): one transaction, so a
-        ticket never exists without the turn that made it, nor a webhook row without its ticket."""
+        ticket never exists without the turn that made it, nor a webhook row without its ticket.
+
+        ``usage``, the message's usage row, is written in the same transaction: a message is
+        stored (and its ticket sent) exactly when it is billed, so a client retrying after a
+        failed usage write (a 503) does not leave a second ticket behind the first.
+        """
         with self._transaction() as conn:
+            if usage is not None:
+                self._insert_usage(conn, usage)
             self._exec(
                 conn,
                 f"INSERT INTO tunelab_support_turns ({TURN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -48,6 +48,7 @@ class FakeBot:
 
     def __init__(self, name: str = "bank", folder: str | None = None) -> None:
         self.name = name
+        self.intents = ["card_arrival", "lost_card", "top_up_fee"]  # the intent model's labels
         self.folder = Path(folder or f"/srv/bots/{name}")
         self.batches: list[tuple[list[str], list[list[str]]]] = []
         self.gate: threading.Event | None = None
@@ -274,6 +275,45 @@ def test_bad_messages_are_refused_in_one_line(api: Api, body: Any, status: int, 
     assert all(row.status == status and row.app == "support" for row in api.rows())
 
 
+def real_bot(folder: Path, name: str = "bank") -> Any:
+    """The app's real ``Bot`` over a stand-in two-intent model (no knowledge base): it hands off."""
+    import numpy as np
+
+    from tunelab.apps.support.answers import read_answers
+    from tunelab.apps.support.bot import Bot
+    from tunelab.apps.support.config import BotConfig
+
+    class Model:
+        labels = type("Labels", (), {"names": ["card_arrival", "lost_card"]})()
+
+        def logits(self, texts: list[str]) -> Any:
+            return np.zeros((len(texts), 2))  # (N, L): 0.5 each, below any threshold
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "answers.yaml").write_text("intents:\n  card_arrival: Within 5 days.\n", encoding="utf-8")
+    return Bot(folder, BotConfig(name=name, run="r"), Model(), read_answers(folder / "answers.yaml"), None)
+
+
+def test_a_message_over_the_bots_own_limit_is_a_422_under_a_higher_max_chars(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    # Review finding 7: --max-chars 5000 let a 2500-character message reach Bot.reply_many, whose
+    # DataError inside the batcher was a 500 with a traceback.
+    bot = real_bot(tmp_path / "bank")
+    api = make_api(bots=[bot], max_chars_per_text=5000, max_body_bytes=100_000)
+    limit = bot.max_message_chars
+    assert limit < 5000
+    r = api.say("card " + "x" * (limit + 500))
+    assert r.status_code == 422, r.text
+    assert error(r) == {
+        "code": "text_too_long",
+        "message": f"text has {limit + 505} characters; bot 'bank' takes at most {limit}",
+    }
+    assert api.say("card " + "x" * (limit - 5)).json()["kind"] == "handoff"  # at the bot's limit
+    assert api.get("/tickets").json()["tickets"][0]["text"].endswith("x")  # one ticket: that one
+    assert len(api.get("/tickets").json()["tickets"]) == 1
+
+
 def _now() -> Any:
     from datetime import UTC, datetime
 
@@ -405,6 +445,34 @@ def test_a_handoff_creates_a_ticket_with_the_conversation_reason_and_candidates(
     assert ticket["text"] == "it never came, what now?" and ticket["resolution"] is None
 
 
+def test_a_handoff_whose_usage_cannot_be_recorded_stores_nothing_so_the_retry_makes_one_ticket(
+    make_api: Callable[..., Api],
+) -> None:
+    # Review finding 11: the turn, ticket and outbox row were committed before the usage row; when
+    # that failed the client got 503 "try again", and the retry made a second ticket and webhook.
+    import sqlite3
+
+    api = make_api(handoff_webhook="http://127.0.0.1:9/hook", webhook_backoff_s=3600)
+    bot = api.state.bots.get("bank").bot
+    db = sqlite3.connect(api.state.store.path)
+    db.executescript(
+        "CREATE TABLE usage_down (n INTEGER); INSERT INTO usage_down VALUES (1);"
+        "CREATE TRIGGER usage_down BEFORE INSERT ON tunelab_usage WHEN (SELECT count(*) FROM usage_down)"
+        " BEGIN SELECT RAISE(ABORT, 'usage table unavailable'); END;"
+    )
+    failed = api.say("hello?", conv="c1")
+    assert failed.status_code == 503, failed.text
+    assert api.get("/tickets").json() == {"tickets": []} and api.state.store.outbox() == []
+    db.execute("DELETE FROM usage_down")
+    db.commit()
+    retry = api.say("hello?", conv="c1").json()
+    assert retry["kind"] == "handoff" and bot.batches[-1][1] == [[]]  # the failed turn is no context
+    assert [t["id"] for t in api.get("/tickets").json()["tickets"]] == [retry["handoff_id"]]
+    assert [row["ticket_id"] for row in api.state.store.outbox()] == [retry["handoff_id"]]
+    assert [(row.status, row.texts) for row in api.rows()] == [(200, 1)]  # billed once
+    db.close()
+
+
 def test_agents_claim_and_resolve_and_the_resolution_is_a_labelled_example(api: Api) -> None:
     tid = api.say("hello?").json()["handoff_id"]
     assert [t["id"] for t in api.get("/tickets", params={"status": "open"}).json()["tickets"]] == [tid]
@@ -474,6 +542,39 @@ def test_bad_resolutions_are_422(api: Api, body: dict, says: str) -> None:
     r = api.post(f"/tickets/{tid}/resolve", body)
     assert r.status_code == 422 and says in error(r)["message"], r.text
     assert api.get(f"/tickets/{tid}").json()["status"] == "open"
+
+
+def test_a_resolution_intent_the_bot_does_not_know_is_a_422_unless_new_intent(api: Api) -> None:
+    # Review finding 10: any string was stored as the label; a typo became a new class in training.
+    tid = api.say("hello?").json()["handoff_id"]
+    r = api.post(f"/tickets/{tid}/resolve", {"intent": "card_arival"})
+    assert r.status_code == 422, r.text
+    assert error(r) == {
+        "code": "unknown_intent",
+        "message": "intent 'card_arival' is not one of bot 'bank''s intents (did you mean 'card_arrival'?): "
+        'card_arrival, lost_card, top_up_fee; fix it, or send "new_intent": true to store it as given '
+        "(a new intent)",
+    }
+    assert api.get(f"/tickets/{tid}").json()["status"] == "open" and api.state.store.feedback() == []
+    done = api.post(f"/tickets/{tid}/resolve", {"intent": "card_frozen", "new_intent": True})
+    assert done.status_code == 200 and done.json()["resolution"]["intent"] == "card_frozen"
+    other = api.say("hi again?").json()["handoff_id"]
+    assert api.post(f"/tickets/{other}/resolve", {"intent": "lost_card"}).status_code == 200
+    assert [f.intent for f in api.state.store.feedback()] == ["card_frozen", "lost_card"]
+    # A ticket of a bot this server no longer serves: its intents cannot be checked.
+    from tunelab.serve.store.support import Ticket, Turn
+
+    acme = next(k.key_id for k in api.state.store.list_keys() if k.name == "acme")
+    now = _now()
+    gone = Ticket("tk_gone", "shop", acme, "c9", "x?", [{"text": "x?"}], "r", [], "open", now, now)
+    api.state.store.add_turn(
+        Turn("shop", acme, "c9", "x?", "", "handoff", None, now, now + timedelta(hours=1)), ticket=gone
+    )
+    r = api.post("/tickets/tk_gone/resolve", {"intent": "lost_card"})
+    assert r.status_code == 422 and "bot 'shop' is not served here" in error(r)["message"]
+    assert (
+        api.post("/tickets/tk_gone/resolve", {"intent": "lost_card", "new_intent": True}).status_code == 200
+    )
 
 
 def test_ticket_routes_need_a_key_and_check_their_parameters(api: Api) -> None:

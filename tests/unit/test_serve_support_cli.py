@@ -136,10 +136,10 @@ def test_export_writes_text_label_csv_latest_label_wins(db: Path, tmp_path: Path
     with open_store(str(db), tmp_path) as store:
         summary = feedback_cmd.export_feedback(store, out, bot="bank")
     rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
-    assert rows == [
-        {"text": 'a "quoted", comma\nand a new line', "label": "lost_card"},
-        {"text": "can I speak to a human", "label": "oos"},
-        {"text": "where is my card?", "label": "card_delivery_estimate"},
+    assert rows == [  # each after its conversation's previous message ("earlier"), as the bot read it
+        {"text": 'earlier a "quoted", comma\nand a new line', "label": "lost_card"},
+        {"text": "earlier can I speak to a human", "label": "oos"},
+        {"text": "earlier where is my card?", "label": "card_delivery_estimate"},
     ]
     assert (summary.rows, summary.intents, summary.answers, summary.duplicates, summary.labels) == (
         3,
@@ -160,8 +160,8 @@ def test_export_jsonl_skip_answers_since_and_oos_label(db: Path, tmp_path: Path)
         ]
         feedback_cmd.export_feedback(store, out, since=T0 + timedelta(minutes=2), oos_label="human")
         assert [json.loads(line) for line in out.read_text().splitlines()] == [
-            {"text": "can I speak to a human", "label": "human"},
-            {"text": "where is my card?", "label": "card_delivery_estimate"},
+            {"text": "earlier can I speak to a human", "label": "human"},
+            {"text": "earlier where is my card?", "label": "card_delivery_estimate"},
         ]
 
 
@@ -175,6 +175,34 @@ def test_nothing_to_export_is_an_error_and_leaves_the_old_file(db: Path, tmp_pat
             feedback_cmd.export_feedback(store, tmp_path / "feedback.txt")
     assert out.read_text() == "text,label\nold,kept\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+def test_a_follow_up_is_exported_joined_to_its_previous_message_as_the_bot_read_it(tmp_path: Path) -> None:
+    # Review finding 10: the follow-up was exported alone, teaching the next model to answer the
+    # ambiguous text on its own, while the bot read it joined to the previous message.
+    from test_serve_support import real_bot
+
+    previous, follow_up = "I ordered a card last week", "and how long does that take?"
+    with open_store(str(tmp_path / "s.db"), tmp_path) as store:
+        conversation = [{"text": "hi"}, {"text": previous}, {"text": follow_up}]
+        ticket = Ticket("tk_1", "bank", "k1", "c1", follow_up, conversation, "r", [], "open", T0, T0)
+        store.add_turn(Turn("bank", "k1", "c1", follow_up, "", "handoff", None, T0, T0), ticket=ticket)
+        store.resolve_ticket("tk_1", agent="ann", now=T0, intent="card_arrival", answer=None)
+        resolve(store, "tk_2", "my card is lost", T0 + timedelta(minutes=1), intent="lost_card")
+        summary = feedback_cmd.export_feedback(store, tmp_path / "f.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"text": f"{previous} {follow_up}", "label": "card_arrival"},
+        {"text": "earlier my card is lost", "label": "lost_card"},
+    ]
+    assert summary.with_context == 2
+    # The very text the bot classified when it read the follow-up with its conversation.
+    bot = real_bot(tmp_path / "bot")
+    seen: list[str] = []
+    logits = bot.predictor.logits
+    bot.predictor.logits = lambda texts: (seen.extend(texts), logits(texts))[1]
+    assert bot.reply(follow_up, history=["hi", previous]).kind == "handoff"
+    assert seen == [follow_up, rows[0]["text"]]
 
 
 def _cli(*argv: str) -> int:
@@ -213,4 +241,4 @@ def test_export_from_postgres(postgres_url: str, tmp_path: Path) -> None:
         resolve(store, "tk_1", "where is my card?", T0, intent="card_arrival")
     out = tmp_path / "pg.csv"
     assert _cli("export-feedback", "--store", postgres_url, "--out", str(out)) == 0
-    assert out.read_text() == "text,label\nwhere is my card?,card_arrival\n"
+    assert out.read_text() == "text,label\nearlier where is my card?,card_arrival\n"

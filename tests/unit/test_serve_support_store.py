@@ -222,6 +222,21 @@ def test_a_lease_that_ends_unfinished_falls_due_again(store) -> None:
     assert [d.attempts for d in again] == [2]
 
 
+def test_a_failure_after_the_lease_ran_out_leaves_the_new_holders_lease_alone(store) -> None:
+    """Review finding 8: worker A's late failure must not move worker B's lease (nor give up)."""
+    handoff(store, "tk_1", outbox=True)
+    [a] = store.lease_deliveries(now=T0, lease_s=30)
+    [b] = store.lease_deliveries(now=T0 + timedelta(seconds=31), lease_s=30)  # A's lease ran out
+    late = T0 + timedelta(seconds=40)
+    assert not store.mark_failed("tk_1", error="HTTP 500", retry_at=late, now=late, lease=a.lease)
+    assert not store.mark_failed("tk_1", error="HTTP 500", retry_at=None, now=late, lease=a.lease)
+    (row,) = store.outbox()
+    assert (row["next_attempt_at"], row["gave_up_at"], row["last_error"]) == (b.lease, None, None)
+    assert store.lease_deliveries(now=late, lease_s=30) == []  # still B's
+    assert store.mark_failed("tk_1", error="HTTP 500", retry_at=late, now=late, lease=b.lease)
+    assert store.outbox()[0]["next_attempt_at"] == late
+
+
 def test_giving_up_stops_the_retries(store) -> None:
     handoff(store, "tk_1", outbox=True)
     store.lease_deliveries(now=T0, lease_s=30)

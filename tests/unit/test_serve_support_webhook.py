@@ -207,3 +207,57 @@ def test_backoff_doubles_up_to_the_cap() -> None:
         asyncio.run(worker._failed("tk_1", attempt, "HTTP 500"))
     delays = [(c["retry_at"] - now).total_seconds() if c["retry_at"] else None for c in calls]
     assert delays == [2.0, 4.0, 8.0, 10.0, 10.0, None]  # the sixth attempt was the last
+
+
+def test_two_workers_on_one_store_never_post_a_ticket_twice_behind_slow_posts(tmp_path: Path) -> None:
+    """Review finding 8: a worker leasing 10 rows up front, with a receiver taking 9 s per POST,
+    held rows 4-10 past their 30 s lease while they waited, and a second server on the same
+    database leased and POSTed them too. Each row is now leased just before its POST."""
+    import asyncio
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from tunelab.serve.store import open_store
+    from tunelab.serve.store.support import Ticket, Turn
+    from tunelab.serve.webhook import WebhookWorker
+
+    store = open_store(str(tmp_path / "t.db"), tmp_path)
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    clock = {"now": t0}
+    for i in range(10):
+        turn = Turn("bank", "k", f"c{i}", "help", "r", "handoff", None, t0, t0 + timedelta(hours=1))
+        tk = Ticket(f"tk_{i}", "bank", "k", f"c{i}", "help", [], "why", [], "open", t0, t0)
+        store.add_turn(turn, ticket=tk, outbox=True)
+    cfg = SimpleNamespace(
+        handoff_webhook="http://desk.example/hook",
+        webhook_secret=None,
+        webhook_timeout_s=10.0,
+        webhook_backoff_s=2.0,
+        webhook_max_backoff_s=60.0,
+        webhook_max_attempts=5,
+        webhook_poll_s=5.0,
+    )
+    posted: list[tuple[str, str]] = []
+
+    def slow_post(worker: str, seconds: float) -> Callable[..., int]:
+        def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+            posted.append((worker, headers["Idempotency-Key"]))
+            clock["now"] += timedelta(seconds=seconds)  # the receiver's answer time, under the timeout
+            if len(posted) == 4:  # a second server on the same database polls now, during this POST
+                asyncio.run(second.run_once())
+            return 200
+
+        return post
+
+    first = WebhookWorker(store, cfg, now=lambda: clock["now"], post=slow_post("first", 9))
+    # The second's POSTs run inside the first's 4th on this one clock: 1 s each keeps that POST
+    # (9 s + the second's 6 s) within its own lease, as a real POST is.
+    second = WebhookWorker(store, cfg, now=lambda: clock["now"], post=slow_post("second", 1))
+    assert first.lease_s < 10 * 9  # a batch's POSTs outlast one lease
+    while asyncio.run(first.run_once()):
+        pass
+    keys = [key for _, key in posted]
+    assert sorted(keys) == sorted(f"tk_{i}" for i in range(10))  # each ticket POSTed once
+    assert {w for w, _ in posted} == {"first", "second"}  # both servers delivered some
+    assert all(row["delivered_at"] is not None and row["attempts"] == 1 for row in store.outbox())
+    store.close()

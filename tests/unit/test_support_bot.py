@@ -290,6 +290,61 @@ def test_reply_many_matches_reply_one_by_one(bot_folder: Path, text_maker) -> No
     assert isinstance(batched[0], Reply)
 
 
+class OosModel:
+    """An intent model retrained on export-feedback rows: it has an ``oos`` class, which it gives
+    every message without "card" at ~1.0."""
+
+    labels = type("Labels", (), {"names": ["card_arrival", "oos"]})()
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        return np.array([[5.0, -5.0] if "card" in t else [-5.0, 5.0] for t in texts])  # (N, 2)
+
+
+class EveryPassage:
+    """A knowledge index whose one passage matches every query at 0.9; records the queries."""
+
+    tagged = False
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def search_many(self, queries: list[str], *, k: int = 3) -> list[list[Any]]:
+        from tunelab.apps.support.knowledge import Hit, Passage
+
+        self.queries += queries
+        passage = Passage("Our branches open at 9am on weekdays.", "Opening hours", "faq.md:1")
+        return [[Hit(passage, 0.9)] for _ in queries]
+
+
+def test_the_models_out_of_scope_class_is_handed_off_not_answered_from_knowledge(tmp_path: Path) -> None:
+    # Review finding 9: export-feedback labels answer-only resolutions "oos", so the next model has
+    # that class; the bot took it for an intent without a template and answered from the knowledge base.
+    from tunelab.apps.support.answers import read_answers
+
+    (tmp_path / "answers.yaml").write_text("intents:\n  card_arrival: Within 5 days.\n", encoding="utf-8")
+    answers = read_answers(tmp_path / "answers.yaml")
+    assert answers.check_intents(["card_arrival", "oos"], knowledge=False, oos_label="oos") == []
+    config = BotConfig(name="b", run="r")
+    config.thresholds.knowledge = 0.3
+    index = EveryPassage()
+    bot = Bot(tmp_path, config, OosModel(), answers, index)  # type: ignore[arg-type]
+    reply = bot.reply("what time does the branch open for crypto staking?")
+    assert (reply.kind, reply.intent, reply.passages) == ("handoff", "oos", [])
+    assert reply.reason == "intent oos at 1.00: out of scope"
+    assert reply.reply == answers.handoff_reply and index.queries == []  # not searched
+    # Another name for the class, kept in bot.yaml (build --oos-label); older bot.yaml: "oos".
+    config.oos_label = "out_of_scope"
+    config.save(tmp_path)
+    assert BotConfig.load(tmp_path).oos_label == "out_of_scope"
+    assert Bot(tmp_path, config, OosModel(), answers, index).reply("crypto?").kind == "knowledge"  # type: ignore[arg-type]
+    (tmp_path / "bot.yaml").write_text("name: b\nrun: r\n", encoding="utf-8")
+    assert BotConfig.load(tmp_path).oos_label == "oos"
+    # A follow-up the model calls out of scope alone is still read with the previous message.
+    bot = Bot(tmp_path, BotConfig(name="b", run="r"), OosModel(), answers, EveryPassage())  # type: ignore[arg-type]
+    follow = bot.reply("and how long does that take?", history=["I ordered a card"])
+    assert (follow.kind, follow.intent, follow.used_context) == ("answer", "card_arrival", True)
+
+
 @pytest.mark.parametrize(
     ("texts", "message"),
     [

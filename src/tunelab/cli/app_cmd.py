@@ -117,6 +117,11 @@ def _build_parser(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default="minilm-l6", help="sentence encoder of the knowledge index")
     p.add_argument("--name", help="the bot's name (default: the folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bot folder")
+    p.add_argument(
+        "--oos-label",
+        default="oos",
+        help="the intent model's out-of-scope class, if any: handed off, never answered (default oos)",
+    )
     p.set_defaults(handler=run_build)
 
 
@@ -163,6 +168,7 @@ def run_build(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         name=args.name,
         overwrite=args.overwrite,
+        oos_label=args.oos_label,
     )
     cal = result.calibration
     print(f"bot {result.name}: {result.folder}")

@@ -4,8 +4,14 @@ Each resolved ticket left a labelled example in the service's database: the hand
 the intent the agent chose. This writes them as ``text,label`` (CSV, or JSONL for a ``.jsonl``
 path), atomically, ready to be added to the next training run's data. A resolution that gave only
 an answer (no intent fits the message) is labelled ``--oos-label``: the bot was right to hand it
-off, and the model learns to keep doing so; ``--skip-answers`` leaves those out instead. A message
+off, and the model learns to keep doing so (a bot built on it hands off whatever the model labels
+so: ``app support build --oos-label``, the same default); ``--skip-answers`` leaves those out. A message
 resolved more than once keeps its latest label.
+
+A message handed off in a conversation is written joined to the previous user message ("I ordered
+a card last week and how long does that take?"): the bot read it that way too before handing it
+off (``Bot.reply_many``), and a follow-up's label holds only with what it follows; written alone,
+it would teach the next model to answer the ambiguous follow-up on its own.
 
 The ``app support`` group (``tunelab.cli.app_cmd``) adds this command with ``add_parser``.
 """
@@ -34,8 +40,9 @@ HELP = """examples:
       --since 2026-11-01 --out feedback.jsonl
   cat data/train.csv <(tail -n +2 feedback.csv) > train-next.csv             # then train again
 
-Rows are text,label: the handed-off message and the agent's intent. Resolutions with only an
-answer get --oos-label (default oos), or are left out with --skip-answers.
+Rows are text,label: the handed-off message (after the previous user message of its conversation,
+if any, as the bot read it) and the agent's intent. Resolutions with only an answer get --oos-label
+(default oos), or are left out with --skip-answers.
 """
 
 SUFFIXES = (".csv", ".jsonl")
@@ -52,6 +59,7 @@ class ExportSummary:
     skipped_answers: int  # answer-only resolutions left out (--skip-answers)
     duplicates: int  # earlier resolutions of a message resolved again later
     labels: int  # distinct labels written
+    with_context: int = 0  # rows written joined to the previous user message
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -91,18 +99,30 @@ def training_rows(
     """
     latest: dict[str, tuple[str, bool]] = {}  # text -> (label, the label is an agent's intent)
     counts = {"intents": 0, "answers": 0, "skipped_answers": 0, "duplicates": 0}
+    joined: set[str] = set()  # texts written with their previous message
     for record in records:
         if not record.intent and skip_answers:
             counts["skipped_answers"] += 1
             continue
-        if record.text in latest:
+        text = as_read(record.text, record.context)
+        if text != record.text:
+            joined.add(text)
+        if text in latest:
             counts["duplicates"] += 1
-            del latest[record.text]  # re-inserted below: the order of the latest resolutions
-        latest[record.text] = (record.intent, True) if record.intent else (oos_label, False)
+            del latest[text]  # re-inserted below: the order of the latest resolutions
+        latest[text] = (record.intent, True) if record.intent else (oos_label, False)
     rows = [{"text": text, "label": label} for text, (label, _) in latest.items()]
     counts["intents"] = sum(1 for _, from_intent in latest.values() if from_intent)
     counts["answers"] = len(rows) - counts["intents"]
+    counts["with_context"] = sum(1 for text in latest if text in joined)
     return rows, counts
+
+
+def as_read(text: str, context: list[str]) -> str:
+    """The message as the bot read it in its conversation: joined to the previous user message
+    (the last non-blank one of ``context``, stripped), as ``Bot.reply_many`` joins them."""
+    previous = next((t.strip() for t in reversed(context or []) if isinstance(t, str) and t.strip()), "")
+    return f"{previous} {text}" if previous else text
 
 
 def render(rows: list[dict[str, str]], suffix: str) -> str:
@@ -159,6 +179,7 @@ def export_feedback(
         skipped_answers=counts["skipped_answers"],
         duplicates=counts["duplicates"],
         labels=len({r["label"] for r in rows}),
+        with_context=counts["with_context"],
     )
 
 
@@ -188,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.intents} with the agent's intent",
         f"{summary.answers} answer-only as {args.oos_label!r}",
     ]
+    if summary.with_context:
+        notes.append(f"{summary.with_context} joined to the previous message, as the bot read them")
     if summary.skipped_answers:
         notes.append(f"{summary.skipped_answers} answer-only left out")
     if summary.duplicates:

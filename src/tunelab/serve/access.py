@@ -210,11 +210,14 @@ class AccessControl:
         latency_ms: float,
         request_id: str,
         app: str | None = None,
+        write: Callable[[UsageRecord], None] | None = None,
     ) -> None:
         """Write the request's usage row (one committed transaction), then settle its reservation.
 
         Status 200 counts ``texts`` against the quota; any other status only releases it. ``app``
         names the application a request went through (``support``: ``model`` is then the bot).
+        ``write`` commits the row in a transaction of its own choosing (a support message's, with
+        its turn and ticket) instead of ``store.record_usage``.
         """
         rec = UsageRecord(
             at=as_utc(self._now()),
@@ -231,7 +234,7 @@ class AccessControl:
         )
         stored = False
         try:
-            self.store.record_usage(rec)
+            (write or self.store.record_usage)(rec)
             stored = True
         finally:
             if caller is not None:

@@ -29,6 +29,7 @@ class RequestContext:
     caller: Any = None  # tunelab.serve.access.Caller once authenticated
     auth_tried: bool = False  # the route ran authentication (its outcome is final)
     refusal: str | None = None  # the key check's refusal code (missing_key, invalid_key, revoked_key)
+    usage_recorded: bool = False  # the route committed the usage row itself (a support message's)
 
     @property
     def key_name(self) -> str:

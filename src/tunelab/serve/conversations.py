@@ -74,8 +74,10 @@ class Conversations:
         reply: Any,
         context: Context,
         outbox: bool,
+        usage: Any = None,
     ) -> Ticket | None:
-        """Store the message as a turn and, for a hand-off, its ticket (one transaction)."""
+        """Store the message as a turn and, for a hand-off, its ticket (one transaction, with the
+        message's usage row when given: see ``add_turn``)."""
         now = self.now()
         turn = Turn(
             bot=bot,
@@ -104,7 +106,7 @@ class Conversations:
                 created_at=now,
                 updated_at=now,
             )
-        self.store.add_turn(turn, ticket=ticket, outbox=outbox and ticket is not None)
+        self.store.add_turn(turn, ticket=ticket, outbox=outbox and ticket is not None, usage=usage)
         return ticket
 
     def purge(self) -> int:

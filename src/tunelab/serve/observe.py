@@ -14,6 +14,8 @@ A usage row names the model only when it is served; any other name asked for is 
 ``OTHER`` (``_other``, as in the metrics), so callers cannot grow the usage table's model names.
 A support bot's message (``/v1/apps/support/{bot}/messages``) is metered the same way, as one text,
 its row naming the app (``support``) and, in ``model``, the bot (a served one, else ``OTHER``); a
+reply the route stores has its 200 row committed by the route in the same transaction (so a
+hand-off ticket exists exactly when its message is billed), and this middleware writes no other; a
 monitor's documents (``/v1/apps/monitor/{name}/documents``) likewise, one text per document, the
 row naming the app (``monitor``) and the monitor.
 """
@@ -168,8 +170,8 @@ class ObserveMiddleware:
     async def _record(self, ctx: RequestContext, status: int, scope: Scope) -> bool:
         """Write the usage row of a predict request; False if the store failed."""
         access = self.state.access
-        if access is None:
-            return True
+        if access is None or ctx.usage_recorded:
+            return True  # none kept, or the route committed it with what it stored
         try:
             if ctx.caller is None and not ctx.auth_tried:
                 ctx.caller = await run_in_threadpool(_caller_if_valid, access, scope)

@@ -129,6 +129,11 @@ class ResolveRequest(BaseModel):
     )
     answer: str | None = Field(None, min_length=1, max_length=10_000, pattern=r"\S")
     agent: str | None = Field(None, pattern=AGENT, description="who resolved it (default: the key's name)")
+    new_intent: bool = Field(
+        False,
+        description="the intent is new, not one of the bot's: store it as given (it becomes a new class "
+        "when the next model is trained on export-feedback); without this an unknown intent is a 422",
+    )
 
     @field_validator("intent", "answer")
     @classmethod

@@ -14,9 +14,12 @@ marks each delivered, in the same store. Failures are retried with exponential b
 
 Delivered once: a delivered row is never taken again, and while one worker holds a row (its lease,
 longer than the request timeout) no other worker, in this process or another one on the same
-PostgreSQL, takes it. A restart resumes where the outbox says. The one gap no sender can close is
-a crash after the receiver got the POST but before ``delivered_at`` is written: that ticket is sent
-again, with the same ``Idempotency-Key`` header (the ticket id) for the receiver to drop it.
+PostgreSQL, takes it. A worker leases one row just before POSTing it, never a batch up front: rows
+waiting behind slow POSTs would outlive their leases and be taken and sent by another worker too.
+A failure is recorded only while the worker still holds the row's lease. A restart resumes where
+the outbox says. The one gap no sender can close is a crash after the receiver got the POST but
+before ``delivered_at`` is written: that ticket is sent again, with the same ``Idempotency-Key``
+header (the ticket id) for the receiver to drop it.
 
 The POST goes through ``urllib.request`` in a worker thread: the standard library does one JSON POST
 with a timeout well, and the service needs no HTTP client library for it. Redirects are not followed
@@ -43,7 +46,7 @@ from starlette.concurrency import run_in_threadpool
 log = logging.getLogger("tunelab.serve.webhook")
 
 EVENT = "ticket.created"
-BATCH = 10  # outbox rows leased per round
+BATCH = 10  # outbox rows delivered per round (each leased just before its POST)
 
 
 class DeliveryError(Exception):
@@ -187,14 +190,22 @@ class OutboxWorker:
         return wait
 
     async def run_once(self) -> bool:
-        """Deliver what is due now; True when a full batch was leased (more may be waiting)."""
+        """Deliver up to ``BATCH`` items due now; True when that many were (more may be waiting).
+
+        Each item is leased just before its POST: a lease then has to outlast one POST, not the
+        POSTs of the items leased with it (10 slow POSTs would outlive a batch's lease and let
+        another worker send the waiting items too).
+        """
         now = self.now()
         if self._next_retry is not None and self._next_retry <= now:
             self._next_retry = None  # due now: leased below (or by another worker)
-        leased = await run_in_threadpool(self.lease, now, BATCH)
-        for item in leased:
-            await self._deliver(item)
-        return len(leased) == BATCH
+        for _ in range(BATCH):
+            leased = await run_in_threadpool(self.lease, self.now(), 1)
+            if not leased:
+                return False
+            for item in leased:
+                await self._deliver(item)
+        return True
 
     async def _deliver(self, item: Outgoing) -> None:
         body = json.dumps(
@@ -280,6 +291,7 @@ class WebhookWorker(OutboxWorker):
             post=post,
         )
         self.store = store
+        self._leases: dict[str, datetime] = {}  # ticket id -> the end of the lease this worker holds
 
     def lease(self, now: datetime, limit: int) -> list[Outgoing]:
         from tunelab.serve.support_schemas import TicketOut
@@ -287,16 +299,24 @@ class WebhookWorker(OutboxWorker):
         out = []
         for delivery in self.store.lease_deliveries(now=now, lease_s=self.lease_s, limit=limit):
             ticket = delivery.ticket
+            self._leases[ticket.ticket_id] = delivery.lease
             # The ticket as GET /v1/apps/support/tickets/{id} shows it (same schema, same time format).
             shown = TicketOut.model_validate(ticket.to_dict()).model_dump(mode="json")
             out.append(Outgoing(ticket.ticket_id, delivery.attempts, str(self.url), {"ticket": shown}))
         return out
 
     def delivered(self, key: str, now: datetime) -> None:
+        # Unconditional, even if the lease ran out meanwhile: the receiver has the ticket, and
+        # recording that stops any further sends of it.
+        self._leases.pop(key, None)
         self.store.mark_delivered(key, now=now)
 
     def failed(self, key: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
-        self.store.mark_failed(key, error=error, retry_at=retry_at, now=now)
+        lease = self._leases.pop(key, None)
+        if not self.store.mark_failed(key, error=error, retry_at=retry_at, now=now, lease=lease):
+            log.warning(
+                "webhook: ticket %s failed after its lease ran out; left to the worker holding it", key
+            )
 
     def counter(self) -> Any:
         return self.metrics.webhook if self.metrics is not None else None

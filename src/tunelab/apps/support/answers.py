@@ -107,12 +107,16 @@ class Answers:
         answer = self.intents.get(intent)
         return bool(answer) and any(self.slots[s].entity for s in answer.slots)  # type: ignore[union-attr]
 
-    def check_intents(self, model_intents: Iterable[str], *, knowledge: bool) -> list[str]:
+    def check_intents(
+        self, model_intents: Iterable[str], *, knowledge: bool, oos_label: str | None = None
+    ) -> list[str]:
         """Check the file against the intent model's labels.
 
         Args:
             model_intents: the intent run's label names.
             knowledge: a knowledge base will answer what templates do not.
+            oos_label: the model's out-of-scope class, if any: it needs no answer (the bot
+                hands it off), so it is neither warned about nor required.
 
         Returns:
             The model's intents that have no answer (sorted), to be answered from the knowledge
@@ -129,7 +133,7 @@ class Answers:
                 f"{self.path}: intents: answers for {_listing(unknown)}, which the intent model has no "
                 f"label for (it has {_listing(sorted(known))}); fix the names or remove them"
             )
-        missing = sorted(set(known) - set(self.intents))
+        missing = sorted(set(known) - set(self.intents) - {oos_label})
         if missing and not knowledge:
             raise ConfigError(
                 f"{self.path}: intents: no answer for {_listing(missing)}; add answers, "

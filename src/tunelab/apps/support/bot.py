@@ -4,7 +4,9 @@ Per message (``Bot.reply``):
 
 1. The intent model's logits, divided by the bot's calibration temperature, give a calibrated
    probability per intent. If the top intent reaches its threshold and the answers file has a
-   template for it, the reply is that template with its slots filled (kind ``answer``).
+   template for it, the reply is that template with its slots filled (kind ``answer``). If the
+   top intent is the model's out-of-scope class (bot.yaml ``oos_label``), the message is handed
+   off at once (step 3): no passage is an answer to what the model calls out of scope.
 2. Otherwise the knowledge base is searched; if the best passage's similarity reaches the
    knowledge threshold, the reply is that passage (kind ``knowledge``).
 3. Otherwise the message is handed to a person (kind ``handoff``) with the top three intents.
@@ -92,6 +94,7 @@ class _Reading:
     kind: str = "handoff"
     hits: list[Hit] = field(default_factory=list)
     why: str = ""
+    out_of_scope: bool = False  # the top intent is the oos class: handed off, not searched
 
 
 class Bot:
@@ -102,6 +105,10 @@ class Bot:
         >>> bot.reply("my card still has not arrived").kind  # doctest: +SKIP
         'answer'
     """
+
+    #: The longest message ``reply_many`` takes; the service refuses a longer one with a 422 before
+    #: it reaches the batcher, whatever ``--max-chars`` says (a DataError there would be a 500).
+    max_message_chars: int = MAX_MESSAGE_CHARS
 
     def __init__(
         self,
@@ -166,7 +173,7 @@ class Bot:
             DataError: a message is empty, not text, or too long (named by its position), or
                 ``histories`` does not give one history per message.
         """
-        check_messages(texts)
+        check_messages(texts, self.max_message_chars)
         if histories is None:
             histories = [()] * len(texts)
         if len(histories) != len(texts):
@@ -183,7 +190,7 @@ class Bot:
         }
         for r in context.values():
             self._classify(r)
-        self._search([r for r in [*alone, *context.values()] if r.kind != "answer"])
+        self._search([r for r in [*alone, *context.values()] if r.kind != "answer" and not r.out_of_scope])
         replies = []
         for i, own in enumerate(alone):
             other = context.get(i)
@@ -200,7 +207,9 @@ class Bot:
         top = int(np.argmax(r.probs))
         intent, confidence = self.intents[top], float(r.probs[top])
         threshold = self.config.threshold_for(intent)
-        if confidence >= threshold and intent in self.answers.intents:
+        if intent == self.config.oos_label:
+            r.out_of_scope, r.why = True, f"intent {intent} at {confidence:.2f}: out of scope"
+        elif confidence >= threshold and intent in self.answers.intents:
             r.kind, r.why = "answer", f"intent {intent} at {confidence:.2f} >= {threshold:.2f}"
         elif intent not in self.answers.intents:
             r.why = f"intent {intent} at {confidence:.2f} has no answer template"
@@ -275,8 +284,8 @@ class Bot:
         return done
 
 
-def check_messages(texts: Sequence[Any]) -> None:
-    """Every message is non-empty text of at most ``MAX_MESSAGE_CHARS`` characters.
+def check_messages(texts: Sequence[Any], max_chars: int = MAX_MESSAGE_CHARS) -> None:
+    """Every message is non-empty text of at most ``max_chars`` characters.
 
     Raises:
         DataError: naming the first bad message by position (1-based).
@@ -284,10 +293,9 @@ def check_messages(texts: Sequence[Any]) -> None:
     for i, text in enumerate(texts, start=1):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"message {i}: empty or not text; send a non-empty message")
-        if len(text) > MAX_MESSAGE_CHARS:
+        if len(text) > max_chars:
             raise DataError(
-                f"message {i}: {len(text)} characters, over the {MAX_MESSAGE_CHARS} a message may have; "
-                "shorten it"
+                f"message {i}: {len(text)} characters, over the {max_chars} a message may have; shorten it"
             )
 
 

@@ -70,6 +70,7 @@ def build_bot(
     name: str | None = None,
     overwrite: bool = False,
     ann_min_passages: int = ANN_MIN_PASSAGES,
+    oos_label: str = "oos",
 ) -> BuildResult:
     """Build a bot folder at ``out``.
 
@@ -84,6 +85,8 @@ def build_bot(
         name: the bot's name (default: the folder's name).
         overwrite: replace an existing bot folder at ``out``.
         ann_min_passages: from this many passages on, the index is approximate (HNSW).
+        oos_label: the intent model's out-of-scope class, if it has one (``export-feedback``
+            labels answer-only resolutions with it): the bot hands off what it tops.
 
     Raises:
         ConfigError: ``out`` exists (and ``overwrite`` is off, or it is not a bot folder), the
@@ -97,7 +100,9 @@ def build_bot(
     predictor = tunelab.load(run)
     check_intent_model(predictor, run)
     warnings: list[str] = []
-    unanswered = parsed.check_intents(predictor.labels.names, knowledge=knowledge is not None)
+    unanswered = parsed.check_intents(
+        predictor.labels.names, knowledge=knowledge is not None, oos_label=oos_label
+    )
     if unanswered:
         n = len(unanswered)
         warnings.append(
@@ -119,6 +124,7 @@ def build_bot(
         thresholds=Thresholds(),
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tunelab_version=tunelab.__version__,
+        oos_label=oos_label,
     )
 
     def write(tmp: Path) -> None:

@@ -73,6 +73,8 @@ class BotConfig:
         built_at: ISO time of the build.
         tunelab_version: the version that built it.
         tuned: what ``tune`` used (target, dev file, rows, time), or None.
+        oos_label: the intent model's out-of-scope class, if it has one (a model retrained on
+            ``export-feedback`` rows does): a message it tops is handed off, never answered.
     """
 
     name: str
@@ -84,6 +86,7 @@ class BotConfig:
     built_at: str = ""
     tunelab_version: str = ""
     tuned: dict[str, Any] | None = None
+    oos_label: str = "oos"
 
     def threshold_for(self, intent: str) -> float:
         return float(self.thresholds.per_intent.get(intent, self.thresholds.intent))
@@ -139,6 +142,7 @@ class BotConfig:
                 built_at=str(doc.get("built_at", "")),
                 tunelab_version=str(doc.get("tunelab_version", "")),
                 tuned=doc.get("tuned"),
+                oos_label=str(doc.get("oos_label") or "oos"),
             )
         except KeyError as exc:
             raise ConfigError(f"{path}: missing field {exc.args[0]}; build the bot again") from None

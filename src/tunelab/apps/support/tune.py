@@ -118,6 +118,9 @@ def tune_bot(
     predicted = [bot.intents[i] for i in top]
     right = np.array([p == lab for p, lab in zip(predicted, labels, strict=True)]) & ~oos
     templated = np.array([p in bot.answers.intents for p in predicted], dtype=bool)
+    # The model's out-of-scope class is handed off (as Bot._classify does): never answered or searched.
+    called_oos = np.array([p == bot.config.oos_label for p in predicted], dtype=bool)
+    templated &= ~called_oos
 
     # 1. The intent threshold, over the messages a template would answer.
     intent_curve = coverage_curve(confidence[templated], right[templated])
@@ -131,7 +134,7 @@ def tune_bot(
     answered = templated & (confidence >= intent_threshold)
 
     # 2. The knowledge threshold, over the messages left.
-    left = np.flatnonzero(~answered)
+    left = np.flatnonzero(~answered & ~called_oos)
     index = bot.index
     knowledge_curve: list[Any] = []
     knowledge_point = None

@@ -17,6 +17,7 @@ then the database and the bot (which runs in its batcher's thread, never on the 
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -60,6 +61,15 @@ CHANGE_ERRORS = error_responses(
     s404="no such ticket (or another key's)",
     s409="claimed by another agent, or already resolved",
 )
+RESOLVE_ERRORS = error_responses(
+    *AUTH,
+    *JSON_BODY,
+    404,
+    409,
+    s404="no such ticket (or another key's)",
+    s409="claimed by another agent, or already resolved",
+    s422='invalid body, or an intent the bot does not know (unknown_intent; "new_intent": true adds one)',
+)
 TicketId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$", description="the ticket's id, e.g. tk_5c0f...")
 ]
@@ -77,6 +87,47 @@ def _scope(caller: Any) -> str | None:
 
 def _agent(given: str | None, caller: Any) -> str:
     return given or (caller.name if caller is not None else "anonymous")
+
+
+def _check_length(text: str, server_limit: int, served: Any) -> None:
+    """422 for a text over the server's ``--max-chars`` or over what the bot itself takes.
+
+    The bot's own limit (``max_message_chars``, optional) is checked here because the bot would
+    raise inside its batcher, which the route can only answer as a 500.
+    """
+    bot_limit = getattr(served.bot, "max_message_chars", None)
+    if isinstance(bot_limit, int) and bot_limit < server_limit:
+        limit, says = bot_limit, f"bot {served.name!r} takes at most {bot_limit}"
+    else:
+        limit, says = server_limit, f"the limit is max_chars_per_text={server_limit}"
+    if len(text) > limit:
+        raise RequestLimitError(f"text has {len(text)} characters; {says}", status=422, code="text_too_long")
+
+
+def _check_intent(intent: str, bot: str, bots: Any) -> None:
+    """422 for a resolution's intent the ticket's bot does not know (``new_intent`` skips this).
+
+    The intent becomes the example's label in ``export-feedback``, so a typo would silently
+    become a new class of the next model.
+    """
+    opt_in = 'send "new_intent": true to store it as given'
+    if bot not in bots:
+        raise RequestLimitError(
+            f"intent {intent!r}: bot {bot!r} is not served here, so the intent cannot be checked; {opt_in}",
+            status=422,
+            code="unknown_intent",
+        )
+    intents = getattr(bots.get(bot).bot, "intents", None)
+    if intents is None or intent in intents:  # a bot that does not list its intents is not checked
+        return
+    close = difflib.get_close_matches(intent, list(intents), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise RequestLimitError(
+        f"intent {intent!r} is not one of bot {bot!r}'s intents{hint}: {', '.join(intents)}; fix it, "
+        f"or {opt_in} (a new intent)",
+        status=422,
+        code="unknown_intent",
+    )
 
 
 def _ticket_out(ticket: Ticket) -> TicketOut:
@@ -111,13 +162,7 @@ async def message(
     """
     ctx.texts = 1
     served = state.bots.get(bot)  # 404 naming the served bots
-    limit = state.settings.max_chars_per_text
-    if len(body.text) > limit:
-        raise RequestLimitError(
-            f"text has {len(body.text)} characters; the limit is max_chars_per_text={limit}",
-            status=422,
-            code="text_too_long",
-        )
+    _check_length(body.text, state.settings.max_chars_per_text, served)
     if caller is not None:
         await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
     owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()
@@ -127,9 +172,11 @@ async def message(
     )
     reply = await served.reply(body.text, context.history)
     ctx.outcome = str(reply.kind)
-    webhook = state.webhook
-    ticket = await run_in_threadpool(
-        lambda: conversations.record(
+    webhook, access = state.webhook, state.access
+    stored: list[Ticket | None] = [None]
+
+    def store(usage: Any = None) -> None:
+        stored[0] = conversations.record(
             bot=served.name,
             owner=owner,
             conversation_id=conversation_id,
@@ -137,8 +184,32 @@ async def message(
             reply=reply,
             context=context,
             outbox=webhook is not None,
+            usage=usage,
         )
-    )
+
+    def store_and_bill() -> None:
+        # The turn, ticket and outbox row commit with the message's usage row, in one transaction:
+        # had the ticket been committed first and the usage row failed (the middleware's 503 "try
+        # again"), the client's retry would have made a second ticket and a second webhook.
+        if access is None:
+            store()
+            return
+        access.record(
+            caller=caller,
+            model=served.name,
+            version=None,
+            texts=1,
+            tokens=0,
+            status=200,
+            latency_ms=round(ctx.elapsed() * 1000, 3),
+            request_id=ctx.request_id,
+            app="support",
+            write=store,
+        )
+        ctx.usage_recorded = True
+
+    await run_in_threadpool(store_and_bill)
+    ticket = stored[0]
     if ticket is not None and webhook is not None:
         webhook.wake()
     return MessageResponse(
@@ -189,13 +260,19 @@ async def claim_ticket(
     return _ticket_out(ticket)
 
 
-@router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, responses=CHANGE_ERRORS)
+@router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, responses=RESOLVE_ERRORS)
 async def resolve_ticket(
     ticket_id: TicketId, body: ResolveRequest, state: State, caller: MaybeCaller
 ) -> TicketOut:
     """Close a ticket that is open or claimed by this agent, with the right ``intent`` (the label
-    the message gets in ``export-feedback``) and/or the ``answer`` the agent gave."""
+    the message gets in ``export-feedback``) and/or the ``answer`` the agent gave.
+
+    The intent must be one of the bot's (a 422 lists them), unless ``new_intent`` is true.
+    """
     agent = _agent(body.agent, caller)
+    if body.intent is not None and not body.new_intent:
+        ticket = await run_in_threadpool(lambda: state.store.get_ticket(ticket_id, owner=_scope(caller)))
+        _check_intent(body.intent, ticket.bot, state.bots)
     now = state.conversations.now()
     ticket = await run_in_threadpool(
         lambda: state.store.resolve_ticket(

@@ -271,6 +271,11 @@ class SQLStore(SupportSQL, Store):
     # -- usage ---------------------------------------------------------------------------------------
 
     def record_usage(self, rec: UsageRecord) -> None:
+        with self._transaction() as conn:
+            self._insert_usage(conn, rec)
+
+    def _insert_usage(self, conn: Connection, rec: UsageRecord) -> None:
+        """The usage row, inside the caller's transaction (``add_turn`` commits one with its turn)."""
         params = [
             self._to_db(rec.at),
             rec.key_id,
@@ -284,8 +289,7 @@ class SQLStore(SupportSQL, Store):
             rec.request_id,
             rec.app,
         ]
-        with self._transaction() as conn:
-            self._exec(conn, INSERT_USAGE, params)
+        self._exec(conn, INSERT_USAGE, params)
 
     def usage(
         self,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.errors import TunelabError
 
 if TYPE_CHECKING:
+    from tunelab.serve.store.base import UsageRecord
     from tunelab.serve.store.sql import Connection, Cursor
 
 STATUSES = ("open", "claimed", "resolved")
@@ -231,6 +232,7 @@ class SupportSQL:
         def _exec(self, conn: Connection, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
         def _to_db(self, moment: datetime | None) -> Any: ...
         def _from_db(self, value: Any) -> datetime | None: ...
+        def _insert_usage(self, conn: Connection, rec: UsageRecord) -> None: ...
 
     # -- rows ----------------------------------------------------------------------------------------
 
@@ -288,10 +290,24 @@ class SupportSQL:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._turn(r) for r in reversed(rows)]
 
-    def add_turn(self, turn: Turn, *, ticket: Ticket | None = None, outbox: bool = False) -> None:
+    def add_turn(
+        self,
+        turn: Turn,
+        *,
+        ticket: Ticket | None = None,
+        outbox: bool = False,
+        usage: UsageRecord | None = None,
+    ) -> None:
         """Store a turn and, for a hand-off, its ticket (and outbox row): one transaction, so a
-        ticket never exists without the turn that made it, nor a webhook row without its ticket."""
+        ticket never exists without the turn that made it, nor a webhook row without its ticket.
+
+        ``usage``, the message's usage row, is written in the same transaction: a message is
+        stored (and its ticket sent) exactly when it is billed, so a client retrying after a
+        failed usage write (a 503) does not leave a second ticket behind the first.
+        """
         with self._transaction() as conn:
+            if usage is not None:
+                self._insert_usage(conn, usage)
             self._exec(
                 conn,
                 f"INSERT INTO tunelab_support_turns ({TURN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -536,15 +552,35 @@ class SupportSQL:
                 [self._to_db(now), ticket_id],
             )
 
-    def mark_failed(self, ticket_id: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
-        """Record a failed attempt: retry at ``retry_at``, or (None) give up on this ticket."""
+    def mark_failed(
+        self,
+        ticket_id: str,
+        *,
+        error: str,
+        retry_at: datetime | None,
+        now: datetime,
+        lease: datetime | None = None,
+    ) -> bool:
+        """Record a failed attempt: retry at ``retry_at``, or (None) give up on this ticket.
+
+        Args:
+            lease: the end of the lease the failed attempt ran under (``Delivery.lease``). When
+                given, the row is changed only while it still holds that lease: a worker whose
+                lease ran out must not move another worker's lease (nor give the row up).
+
+        Returns:
+            Whether the row was changed (False: delivered, or leased again by another worker).
+        """
+        sql = (
+            "UPDATE tunelab_support_outbox SET last_error = ?, next_attempt_at = ?, gave_up_at = ?"
+            " WHERE ticket_id = ? AND delivered_at IS NULL"
+        )
+        params = [error[:500], self._to_db(retry_at), None if retry_at else self._to_db(now), ticket_id]
+        if lease is not None:
+            sql += " AND next_attempt_at = ?"
+            params.append(self._to_db(lease))
         with self._transaction() as conn:
-            self._exec(
-                conn,
-                "UPDATE tunelab_support_outbox SET last_error = ?, next_attempt_at = ?, gave_up_at = ?"
-                " WHERE ticket_id = ? AND delivered_at IS NULL",
-                [error[:500], self._to_db(retry_at), None if retry_at else self._to_db(now), ticket_id],
-            )
+            return int(self._exec(conn, sql, params).rowcount) == 1
 
     def outbox(self) -> list[dict[str, Any]]:
         """Every outbox row (status pages and tests): ticket id, attempts, times, last error."""

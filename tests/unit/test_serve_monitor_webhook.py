@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +23,7 @@ from fastapi.testclient import TestClient
 from test_monitor_app import calm_and_surge, classifier, cli_args, write_jsonl
 from test_serve_app import settings
 from test_serve_monitor import DEFAULTS, Api, CountingClassifier, monitor_config
+from webhook_receiver import Receiver as SharedReceiver
 
 from tunelab.apps.monitor import open_monitor_store
 from tunelab.apps.monitor.webhook import AlertTarget, AlertWebhook
@@ -33,44 +33,11 @@ from tunelab.serve.app import create_app
 SECRET = "s3cret"
 
 
-class Receiver:
-    """A webhook endpoint: answers 500 to the first ``fail`` POSTs of each alert, then 204."""
+class Receiver(SharedReceiver):
+    """The shared webhook endpoint (tests/unit/webhook_receiver.py): alerts, told apart by Idempotency-Key."""
 
     def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.posts: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                key = self.headers["Idempotency-Key"]
-                with receiver.lock:
-                    tries = sum(1 for p in receiver.posts if p["key"] == key)
-                    status = 500 if tries < receiver.fail else 204
-                    receiver.posts.append(
-                        {"key": key, "status": status, "headers": dict(self.headers), "body": body}
-                    )
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def accepted(self) -> list[str]:
-        with self.lock:
-            return [p["key"] for p in self.posts if p["status"] == 204]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(fail, path="/hooks/alerts")
 
 
 def dead_url() -> str:

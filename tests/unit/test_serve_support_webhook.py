@@ -6,13 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,50 +19,23 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from test_serve_app import settings
 from test_serve_support import Api, FakeBot
+from webhook_receiver import Receiver as SharedReceiver
 
 from tunelab.serve.app import create_app
 
 SECRET = "s3cret"
 
 
-class Receiver:
-    """A webhook endpoint: answers 500 to the first ``fail`` POSTs of each ticket, then 204."""
+def ticket_id(body: bytes, headers: Any) -> str:
+    """A hand-off POST is told apart by the ticket id in its body (not by the header under test)."""
+    return str(json.loads(body)["ticket"]["id"])
+
+
+class Receiver(SharedReceiver):
+    """The shared webhook endpoint (tests/unit/webhook_receiver.py): tickets, told apart by ticket id."""
 
     def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.posts: list[dict[str, Any]] = []  # every POST: ticket id, status answered, headers, body
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ticket_id = json.loads(body)["ticket"]["id"]
-                with receiver.lock:
-                    tries = sum(1 for p in receiver.posts if p["id"] == ticket_id)
-                    status = 500 if tries < receiver.fail else 204
-                    receiver.posts.append(
-                        {"id": ticket_id, "status": status, "headers": dict(self.headers), "body": body}
-                    )
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/tickets"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def accepted(self) -> list[str]:
-        with self.lock:
-            return [p["id"] for p in self.posts if p["status"] == 204]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(fail, path="/hooks/tickets", key_of=ticket_id)
 
 
 @pytest.fixture
@@ -108,11 +79,11 @@ def test_each_ticket_is_delivered_once_after_failed_attempts(tmp_path: Path, rec
         metrics = api.metrics()
         ticket = api.get(f"/tickets/{first}").json()
     assert sorted(receiver.accepted()) == sorted([first, second])
-    assert [p["status"] for p in receiver.posts if p["id"] == first] == [500, 500, 204]
+    assert [p["status"] for p in receiver.posts if p["key"] == first] == [500, 500, 204]
     assert all(row["delivered_at"] and row["attempts"] == 3 for row in outbox.values())
     assert 'tunelab_webhook_deliveries_total{outcome="delivered"} 2.0' in metrics
     assert 'tunelab_webhook_deliveries_total{outcome="failed"} 4.0' in metrics
-    post = next(p for p in receiver.posts if p["id"] == first and p["status"] == 204)
+    post = next(p for p in receiver.posts if p["key"] == first and p["status"] == 204)
     body = json.loads(post["body"])
     assert body["event"] == "ticket.created" and body["attempt"] == 3
     assert body["ticket"] == ticket  # what agents see

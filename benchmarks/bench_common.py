@@ -7,9 +7,13 @@ the benchmark script's.
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +64,48 @@ def run_costs(summary: dict[str, Any], wall: float) -> dict[str, Any]:
         "trainable_parameters": summary["trainable_parameters"],
         "total_parameters": summary["total_parameters"],
     }
+
+
+@contextmanager
+def serving(serve_args: list[str], data_dir: Path, *, key: str = "bench") -> Iterator[tuple[str, str]]:
+    """``tunelab serve SERVE_ARGS`` on a free port with its store in ``data_dir``: yields (url, key token).
+
+    A key named ``key`` (no rate limit, no quota) is created first; the server is ready when
+    ``/readyz`` answers 200 (it exits the script, with the server log's tail, if the server dies or
+    is not ready within 300 s) and is stopped with SIGTERM on leaving.
+    """
+    import httpx
+
+    from tunelab.serve.access import AccessControl
+    from tunelab.serve.store import open_store
+
+    with open_store(None, data_dir) as store:
+        token = AccessControl(store).create_key(key, rate=None, quota=None)[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "tunelab.cli.main", "serve", *serve_args,
+           "--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                tail = (data_dir / "server.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+                sys.exit(f"server exited ({proc.returncode}):\n{tail}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit("server not ready after 300 s")
+            time.sleep(0.3)
+        yield url, token
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_common import serving  # benchmarks/bench_common.py
 from financial_phrasebank import DATA, LABELS, SUBSETS, read_phrasebank  # benchmarks/
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -575,21 +576,13 @@ def ingest_http(
 ) -> dict[str, Any]:
     """Documents/s through ``POST /v1/apps/monitor/{name}/documents`` of ``tunelab serve``.
 
-    Written against the route the issue describes, before the route was merged: the server is
-    started as ``tunelab serve sentiment=RUN --monitor monitor.yaml`` (``--serve-arg`` replaces
-    ``--monitor monitor.yaml`` if the flag differs) and each request body is
-    ``{"documents": [...]}``, answered with the ingest result (``stored``, ``duplicates``).
+    The server is started as ``tunelab serve sentiment=RUN --monitor monitor.yaml`` (``--serve-arg``
+    replaces ``--monitor monitor.yaml``) and each request body is ``{"documents": [...]}``,
+    answered with the ingest result (``stored``, ``duplicates``).
     """
     import asyncio
-    import signal
-    import socket
-    import subprocess
 
-    import httpx
     import yaml
-
-    from tunelab.serve.access import AccessControl
-    from tunelab.serve.store import open_store
 
     data_dir = work / "serve"
     data_dir.mkdir(exist_ok=True)
@@ -600,41 +593,14 @@ def ingest_http(
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     first, last = measured_span(stream, n, DAY + 900)
     warm_store(work / "http-monitor.db", stream, sentences, first, work)
-    with open_store(None, data_dir) as store:
-        token = AccessControl(store).create_key("bench", rate=None, quota=None)[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     extra = [a.replace("{config}", str(config_path)) for a in args.serve_arg] or [
         "--monitor",
         str(config_path),
     ]
-    cmd = [sys.executable, "-m", "tunelab.cli.main", "serve", f"sentiment={args.run}", *extra,
-           "--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     docs = [doc_json(d, sentences) for d in stream.docs[first:last]]
     batches = [docs[i : i + args.http_batch] for i in range(0, len(docs), args.http_batch)]
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                tail = (data_dir / "server.log").read_text(encoding="utf-8", errors="replace")[-2000:]
-                sys.exit(f"server exited ({proc.returncode}):\n{tail}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("server not ready after 300 s")
-            time.sleep(0.3)
+    with serving([f"sentiment={args.run}", *extra], data_dir) as (url, token):
         out = asyncio.run(_post_batches(url, token, batches, args.http_clients))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
     return {
         "path": "HTTP",
         "docs": last - first,

@@ -28,7 +28,6 @@ import json
 import math
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench_common import serving  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -429,40 +430,13 @@ def serve_load(
     server starts. Each client sends one message after another, a new conversation every 3
     messages (so follow-ups carry history). Usage rows are matched with the requests sent.
     """
-    import httpx
-
-    from tunelab.serve.access import AccessControl
     from tunelab.serve.store import open_store
 
     data_dir = Path(tempfile.mkdtemp(prefix="support-bot-bench-"))
-    with open_store(None, data_dir) as store:
-        token = AccessControl(store).create_key("bench", rate=None, quota=None)[1]
-    port = free_port()
-    # The run is also named as a model: `tunelab serve` takes one or more models besides --bot.
-    cmd = [sys.executable, "-m", "tunelab.cli.main", "serve", f"intents={run_dir}", "--bot", str(bot_dir),
-           "--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"]  # fmt: skip
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     route = f"/v1/apps/support/{bot_dir.name}/messages"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                tail = (data_dir / "server.log").read_text(encoding="utf-8", errors="replace")[-2000:]
-                sys.exit(f"server exited ({proc.returncode}):\n{tail}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("server not ready after 300 s")
-            time.sleep(0.3)
+    # The run is also named as a model: `tunelab serve` takes one or more models besides --bot.
+    with serving([f"intents={run_dir}", "--bot", str(bot_dir)], data_dir) as (url, token):
         out = asyncio.run(_load(url, route, token, texts, clients=clients, seconds=seconds))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
     with open_store(None, data_dir) as store:
         ids = [row.request_id for row in store.usage(key_name="bench")]
     n = sum(out["statuses"].values())

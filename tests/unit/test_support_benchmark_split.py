@@ -20,6 +20,8 @@ SAMPLE = ROOT / "examples" / "data" / "banking77_sample"
 
 
 def _load_benchmark():
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports bench_common from beside it
     spec = importlib.util.spec_from_file_location(
         "support_bot_benchmark", ROOT / "benchmarks" / "support_bot.py"
     )

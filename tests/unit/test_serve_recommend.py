@@ -31,6 +31,10 @@ MOVIES = {
     "rome": "Roman holiday romance comedy",
     "haunt": "Haunted house horror",
     "heist": "Bank heist thriller",
+    "tokyo": "Tokyo drift racing",
+    "derby": "Derby horse racing drama",
+    "opera": "Opera singer drama",
+    "reef": "Coral reef documentary",
 }
 TEXT_FIELDS = ("title", "genres")
 
@@ -79,12 +83,16 @@ class StandIn:
             "n_items": len(self.items),
             "n_users": len(self.users),
             "built": "2026-03-02T09:30:00+00:00",
+            "folder": self.folder,
             "config": {"items": "/srv/data/items.csv"},
         }
 
     def rank(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> Ranking:
         if self.gate is not None:
             assert self.gate.wait(30)
+        if k > len(self.items_text):
+            n = len(self.items_text)
+            raise DataError(f"k={k} is out of range: give 1 to {n} (the catalog has {n} items)")
         if user_id.startswith("explode"):
             raise RuntimeError("secret /srv/recs path broke")
         with self.lock:
@@ -253,14 +261,14 @@ def test_a_ranking_lists_items_with_reasons_and_is_billed_as_one_unit(api: Api) 
 
 
 def test_exclude_seen_false_keeps_the_users_items(api: Api) -> None:
-    assert "alien" in ids(api.rank("u1", k=7, exclude_seen="false"))
-    assert len(ids(api.rank("u1", k=7))) == 6  # seven items, one seen
+    assert "alien" in ids(api.rank("u1", k=11, exclude_seen="false"))
+    assert len(ids(api.rank("u1", k=11))) == 10  # eleven items, one seen
 
 
 def test_an_unknown_user_gets_the_fallback_with_its_reason(api: Api) -> None:
     body = api.rank("nobody", k=2).json()
     assert body["fallback"] is True and body["fallback_reason"] == "unknown user: popular and fresh items"
-    assert [i["item_id"] for i in body["items"]] == ["alien", "haunt"]  # alien is the popular one
+    assert [i["item_id"] for i in body["items"]] == ["alien", "derby"]  # alien is the popular one
     assert all(i["reasons"] == [] for i in body["items"])
 
 
@@ -268,7 +276,8 @@ def test_an_unknown_user_gets_the_fallback_with_its_reason(api: Api) -> None:
     ("user", "params", "says"),
     [
         ("u1", {"k": 0}, "query.k: Input should be greater than or equal to 1"),
-        ("u1", {"k": 101}, "query.k: Input should be less than or equal to 100"),
+        ("u1", {"k": 1001}, "query.k: Input should be less than or equal to 1000"),
+        ("u1", {"k": 12}, "k=12 is out of range: give 1 to 11 (the catalog has 11 items)"),
         ("u1", {"k": "ten"}, "query.k: Input should be a valid integer"),
         ("u1", {"exclude_seen": "maybe"}, "query.exclude_seen: Input should be a valid boolean"),
         ("%20%20", {}, "user_id is empty"),
@@ -313,7 +322,7 @@ def test_a_recommender_that_raises_is_a_bare_500_and_the_next_call_works(api: Ap
 
 
 def test_an_added_item_is_rankable_at_once_and_billed(api: Api) -> None:
-    assert "ghost" not in ids(api.rank("u1", k=7))
+    assert "ghost" not in ids(api.rank("u1", k=11))
     r = api.add({"item_id": "ghost", "fields": {"title": "Ghost ship space horror", "year": 2026}})
     assert r.status_code == 201, r.text
     assert r.json() == {"recommender": "movies", "added": ["ghost"]}
@@ -509,7 +518,7 @@ def test_an_event_changes_the_next_ranking(api: Api) -> None:
         "reasons": ["paris"],
     }
     assert api.events([{"user_id": "u3", "item_id": "rome"}]).json()["recorded"] == 1
-    assert "rome" not in ids(api.rank("u3", k=7))  # now seen
+    assert "rome" not in ids(api.rank("u3", k=11))  # now seen
 
 
 @pytest.mark.parametrize(
@@ -700,9 +709,10 @@ def test_the_listing_shows_info_and_the_folder_and_config_to_admins_only(api: Ap
     listing = api.client.get("/v1/apps/recommend", headers=api.headers(api.token)).json()
     [info] = listing["recommenders"]
     assert (info["name"], info["source"]) == ("movies", None)
-    assert info["info"] == {"n_items": 7, "n_users": 1, "built": "2026-03-02T09:30:00+00:00"}
+    assert info["info"] == {"n_items": 11, "n_users": 1, "built": "2026-03-02T09:30:00+00:00"}
     admin = api.client.get("/v1/apps/recommend", headers=api.headers(api.admin)).json()["recommenders"][0]
     assert admin["source"] == "recs/movies" and admin["info"]["config"] == {"items": "/srv/data/items.csv"}
+    assert admin["info"]["folder"] == "recs/movies"
     assert api.rows() == []  # reads are not billed
     ready = api.client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["checks"]["recommenders"] == "1 loaded"

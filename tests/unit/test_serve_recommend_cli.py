@@ -75,7 +75,7 @@ def test_serve_loads_recommenders_without_models(
     argv = ["serve", "--recommend", movies, "--recommend", books, "--data-dir", str(tmp_path / "data")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"loaded recommender movies from {movies}: 7 items, 0 users" in out
+    assert f"loaded recommender movies from {movies}: 11 items, 0 users" in out
     assert f"loaded recommender books from {books}" in out
     state = served.pop("app").state.tunelab
     assert state.recommenders.names() == ["books", "movies"] and state.registry.names() == []

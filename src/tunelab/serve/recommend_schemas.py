@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 MAX_ID_CHARS = 200
-MAX_K = 100  # the longest ranking one request may ask for
+MAX_K = 1000  # the longest ranking one request may ask for (the Recommender's own limit)
 
 ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"^[^\x00]*\S[^\x00]*$"}
 Id = Annotated[str, WithJsonSchema(ID_SCHEMA)]

@@ -55,7 +55,8 @@ RANK_ERRORS = error_responses(
     422,
     429,
     s404="unknown recommender",
-    s422=f"k outside 1 to {MAX_K}, or a user id that is blank, over 200 characters or has a NUL",
+    s422=f"k outside 1 to {MAX_K} or over the catalog's size, or a user id that is blank, over 200 "
+    "characters or has a NUL",
     s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
 )
 ITEM_ERRORS = error_responses(
@@ -112,8 +113,9 @@ async def recommend_info(state: State, caller: MaybeCaller) -> RecommenderList:
     out = []
     for served in state.recommenders.all():
         info = await served.info()
-        if not admin:
-            info.pop("config", None)  # it names the data files on the server
+        if not admin:  # they name the folder and the data files on the server
+            info.pop("config", None)
+            info.pop("folder", None)
         out.append(
             RecommenderInfo(
                 name=served.name,

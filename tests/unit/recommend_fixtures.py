@@ -87,15 +87,15 @@ def write_world(folder: Path, *, fmt: str = "csv", unknown: int = 0) -> dict[str
         if fmt == "csv":
             frame.to_csv(path, index=False)
         elif fmt == "jsonl":
-            path.write_text(
-                "".join(json.dumps(r) + "\n" for r in frame.to_dict("records")), encoding="utf-8"
-            )
+            path.write_text("".join(json.dumps(r) + "\n" for r in frame.to_dict("records")), encoding="utf-8")
         else:
             frame.to_parquet(path, index=False)
     return paths
 
 
-def config_dict(paths: dict[str, Path], *, encoder: str | Path = "minilm-l6", **sections: Any) -> dict[str, Any]:
+def config_dict(
+    paths: dict[str, Path], *, encoder: str | Path = "minilm-l6", **sections: Any
+) -> dict[str, Any]:
     """A config for the world: a fast text model (few pairs, short texts) and small CF."""
     cfg: dict[str, Any] = {
         "name": "tiny",

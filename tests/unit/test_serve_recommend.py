@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from recommend_fixtures import ratings_rows
 from test_serve_app import settings
 
 from tunelab.errors import ConfigError, DataError
@@ -730,3 +731,88 @@ def test_the_recommenders_are_closed_when_the_server_stops(tmp_path: Path) -> No
     assert not rec.closed
     next(gen, None)
     assert rec.closed
+
+
+# -- a real Recommender, built from the tiny world with a tiny random encoder ---------------------------
+
+
+@pytest.fixture(scope="module")
+def built_world(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    from recommend_fixtures import config_dict, write_world
+
+    from tunelab.apps.recommend import RecommendConfig, build
+
+    root = tmp_path_factory.mktemp("serve-rec-world")
+    build(RecommendConfig.from_dict(config_dict(write_world(root), encoder=tiny_bert)), root / "tiny")
+    return root / "tiny"
+
+
+def serve_folder(tmp_path: Path, folder: Path) -> Iterator[Api]:
+    from tunelab.apps.recommend import Recommender
+
+    yield from open_api(tmp_path, [("tiny", Recommender.load(folder), str(folder))])
+
+
+def test_a_real_recommender_ranks_takes_items_and_events_and_keeps_them_after_a_restart(
+    built_world: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(built_world, folder)
+    server = serve_folder(tmp_path, folder)
+    api = next(server)
+    listing = api.client.get("/v1/apps/recommend", headers=api.headers(api.token)).json()["recommenders"]
+    assert [(r["name"], r["info"]["n_items"], r["info"]["n_users"]) for r in listing] == [("tiny", 40, 15)]
+    assert "config" not in listing[0]["info"] and "folder" not in listing[0]["info"]
+
+    r = api.rank("u0", name="tiny", k=5)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] is False and len(body["items"]) == 5
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    engaged = {row["item"] for row in ratings_rows() if row["user"] == "u0"}
+    assert all(i["reasons"] and set(i["reasons"]) <= engaged for i in body["items"])  # u0's own items
+    r = api.rank("u0", name="tiny", k=41)
+    assert r.status_code == 422 and error(r)["message"].startswith("k=41 is out of range: give 1 to 40")
+
+    # An item from its text alone (cold start) is rankable at once.
+    new = {"item_id": "spa-new", "fields": {"title": "The rocket and the nebula", "genres": "space|orbit"}}
+    r = api.add(new, name="tiny")
+    assert r.status_code == 201, r.text
+    assert "spa-new" in ids(api.rank("u0", name="tiny", k=40))
+    r = api.add({"item_id": "x1", "fields": {"title": "A", "year": 1999}}, name="tiny")
+    assert r.status_code == 422 and "unknown field year" in error(r)["message"]
+    r = api.add({"item_id": "x2", "fields": {"title": "   "}}, name="tiny")
+    assert r.status_code == 422 and "items[0] ('x2'): item 'x2': empty text" in error(r)["message"]
+    assert api.add(new, name="tiny").status_code == 409
+
+    # An event for a new user turns the fallback into their own ranking.
+    assert api.rank("newbie", name="tiny", k=5).json()["fallback"] is True
+    r = api.events(
+        [{"user_id": "newbie", "item_id": "spa-new", "rating": 5}, {"user_id": "newbie", "item_id": "nope"}],
+        name="tiny",
+    )
+    assert r.status_code == 200, r.text
+    assert [(x["status"], x["code"]) for x in r.json()["results"]] == [
+        ("recorded", None),
+        ("rejected", "unknown_item"),
+    ]
+    after = api.rank("newbie", name="tiny", k=5).json()
+    assert after["fallback"] is False and "spa-new" not in ids_of(after)
+    assert all(i["reasons"] == ["spa-new"] for i in after["items"])
+    usage = api.client.get("/v1/usage", headers=api.headers(api.token)).json()["by_model"]["recommend/tiny"]
+    assert usage == {"requests": 10, "texts": 6, "tokens": 0}  # 4 rankings, 1 item, 1 event: billed
+    next(server, None)  # the server stops
+
+    again = serve_folder(tmp_path, folder)
+    api = next(again)
+    assert api.rank("newbie", name="tiny", k=5).json() == after  # the event persisted
+    assert "spa-new" in ids(api.rank("u0", name="tiny", k=40))  # and the item
+    assert api.add(new, name="tiny").status_code == 409
+    next(again, None)
+
+
+def ids_of(body: dict[str, Any]) -> list[str]:
+    return [i["item_id"] for i in body["items"]]

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from fastapi.testclient import TestClient
+import starlette.concurrency
 from recommend_fixtures import ratings_rows
+from serve_api import AppApi, app_factory, error, open_app
 from test_serve_app import settings
 
 from tunelab.errors import ConfigError, DataError
@@ -147,60 +147,26 @@ def standin(**seen: list[str]) -> StandIn:
     return StandIn(seen={u: list(v) for u, v in seen.items()})
 
 
-class Api:
-    def __init__(self, client: TestClient, app: Any, token: str, admin: str) -> None:
-        self.client, self.app, self.token, self.admin = client, app, token, admin
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.tunelab
-
-    def headers(self, token: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
-    def _token(self, token: str | None) -> str | None:
-        return self.token if token == "default" else token
-
+class Api(AppApi):
     def rank(self, user: str, *, token: str | None = "default", name: str = "movies", **params: Any) -> Any:
-        return self.client.get(
-            f"/v1/apps/recommend/{name}/users/{user}", params=params, headers=self.headers(self._token(token))
-        )
+        headers = self.headers(self.token_or_default(token))
+        return self.client.get(f"/v1/apps/recommend/{name}/users/{user}", params=params, headers=headers)
 
     def add(self, body: Any, *, token: str | None = "default", name: str = "movies") -> Any:
-        return self.client.post(
-            f"/v1/apps/recommend/{name}/items", json=body, headers=self.headers(self._token(token))
-        )
+        headers = self.headers(self.token_or_default(token))
+        return self.client.post(f"/v1/apps/recommend/{name}/items", json=body, headers=headers)
 
     def events(self, events: Any, *, token: str | None = "default", name: str = "movies") -> Any:
-        return self.client.post(
-            f"/v1/apps/recommend/{name}/events",
-            json={"events": events},
-            headers=self.headers(self._token(token)),
-        )
-
-    def rows(self) -> list[Any]:
-        return self.state.store.usage()
-
-    def metrics(self) -> str:
-        r = self.client.get("/metrics", headers=self.headers(self.admin))
-        assert r.status_code == 200
-        return r.text
+        headers = self.headers(self.token_or_default(token))
+        return self.client.post(f"/v1/apps/recommend/{name}/events", json={"events": events}, headers=headers)
 
 
 DEFAULTS = {"max_texts_per_request": 8, "max_chars_per_text": 200, "max_body_bytes": 64 * 1024}
 
 
 def open_api(tmp_path: Path, recommenders: list[Any] | None = None, **overrides: Any) -> Iterator[Api]:
-    data_dir = tmp_path / uuid.uuid4().hex[:8]
-    data_dir.mkdir()
     recommenders = [("movies", standin(u1=["alien"]))] if recommenders is None else recommenders
-    app = create_app(settings(data_dir, **(DEFAULTS | overrides)), recommenders=recommenders)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        access = app.state.tunelab.access
-        run = uuid.uuid4().hex[:6]
-        _, admin = access.create_key(f"root-{run}", rate=None, quota=None, admin=True)
-        _, token = access.create_key(f"acme-{run}", rate=None, quota=None)
-        yield Api(client, app, token, admin)
+    yield from open_app(Api, tmp_path, DEFAULTS | overrides, recommenders=recommenders)
 
 
 @pytest.fixture
@@ -210,22 +176,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    opened: list[Iterator[Api]] = []
-
-    def make(recommenders: list[Any] | None = None, **overrides: Any) -> Api:
-        opened.append(open_api(tmp_path, recommenders, **overrides))
-        return next(opened[-1])
-
-    yield make
-    for gen in opened:
-        next(gen, None)
-
-
-def error(r: Any) -> dict[str, str]:
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert "\n" not in body["error"]["message"]
-    return body["error"]
+    yield from app_factory(lambda *args, **overrides: open_api(tmp_path, *args, **overrides))
 
 
 def ids(r: Any) -> list[str]:
@@ -679,9 +630,9 @@ def test_slow_rankings_block_neither_health_checks_nor_other_routes(make_api: Ca
     api = make_api([("movies", movies), ("books", books)])
     # Starlette's shared pool (key checks, usage rows, /readyz's ping) cut to 2 threads: rankings
     # that ran there would take both, and every route would wait behind them.
-    api.client.portal.call(
-        lambda: setattr(anyio.to_thread.current_default_thread_limiter(), "total_tokens", 2)
-    )
+    # (anyio's limiter, reached through starlette.concurrency: anyio is not a declared dependency)
+    limiter = starlette.concurrency.anyio.to_thread.current_default_thread_limiter
+    api.client.portal.call(lambda: setattr(limiter(), "total_tokens", 2))
     movies.gate = threading.Event()
     stuck = [threading.Thread(target=api.rank, args=("u1",)) for _ in range(WORKERS + 2)]
     for t in stuck:

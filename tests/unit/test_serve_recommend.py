@@ -395,6 +395,16 @@ def test_an_empty_item_after_good_ones_says_which_were_added(api: Api) -> None:
     assert "g1" in api.state.recommenders.get("movies").recommender.items
 
 
+def test_ids_lose_surrounding_spaces_everywhere(api: Api) -> None:
+    r = api.add({"item_id": " sp1 ", "fields": {"title": "Space horror night"}})
+    assert r.status_code == 201 and r.json()["added"] == ["sp1"]
+    assert api.add({"item_id": "sp1", "fields": {"title": "again"}}).status_code == 409
+    assert api.events([{"user_id": " u1 ", "item_id": " sp1 "}]).json()["recorded"] == 1
+    assert api.state.recommenders.get("movies").recommender.seen["u1"] == ["alien", "sp1"]
+    body = api.rank("%20u1%20").json()
+    assert body["user_id"] == "u1" and body["fallback"] is False
+
+
 def test_two_clients_adding_one_id_at_once_get_one_201_and_one_409(api: Api) -> None:
     rec = api.state.recommenders.get("movies").recommender
     rec.gate = None
@@ -715,7 +725,9 @@ def test_a_real_recommender_ranks_takes_items_and_events_and_keeps_them_after_a_
     api = next(server)
     listing = api.client.get("/v1/apps/recommend", headers=api.headers(api.token)).json()["recommenders"]
     assert [(r["name"], r["info"]["n_items"], r["info"]["n_users"]) for r in listing] == [("tiny", 40, 15)]
-    assert "config" not in listing[0]["info"] and "folder" not in listing[0]["info"]
+    assert not {"config", "folder", "text_model"} & set(listing[0]["info"])  # paths on the server
+    admin = api.client.get("/v1/apps/recommend", headers=api.headers(api.admin)).json()["recommenders"][0]
+    assert admin["info"]["folder"] == str(folder) and admin["info"]["config"]["name"] == "tiny"
 
     r = api.rank("u0", name="tiny", k=5)
     assert r.status_code == 200, r.text

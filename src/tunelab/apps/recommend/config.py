@@ -256,7 +256,8 @@ class RankerSection(_Section):
 
 class IndexSection(_Section):
     ann_min_items: int = Field(default=5000, ge=1)
-    full_rank_max_items: int = Field(default=20000, ge=1)
+    # Up to this many items rank() scores them all; past it, ~1,000 candidates (see recommender).
+    full_rank_max_items: int = Field(default=5000, ge=1)
 
 
 class SplitSection(_Section):

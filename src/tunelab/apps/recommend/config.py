@@ -248,8 +248,9 @@ class RankerSection(_Section):
     """The learned blend: fitted on the validation split, never hand-set weights."""
 
     kind: Literal["logistic", "hgb"] = "hgb"
-    negatives: int = Field(default=20, ge=1, le=500)
-    hard_negatives: int = Field(default=10, ge=0, le=500)
+    negatives: int = Field(default=5, ge=1, le=500)  # per validation positive, at random
+    hard_negatives: int = Field(default=20, ge=0, le=500)  # per positive, from the generators' top
+    hard_pool: int = Field(default=200, ge=1, le=5000)
     cold_share: float = Field(default=0.3, ge=0, lt=1)
     seed: int = 0
 

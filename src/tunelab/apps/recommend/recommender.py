@@ -38,7 +38,7 @@ import pandas as pd
 from tunelab.apps.recommend.cf import CFModel
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.data import compose_text
-from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute
+from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import LiveStore
 from tunelab.apps.recommend.ranker import Ranker
@@ -475,12 +475,18 @@ class Recommender:
         cf_vector = None if h.live_positive else self.cf.user_vector(user_id)
         if cf_vector is None:
             cf_vector = self.cf.fold_in(np.asarray(positives, dtype=np.int64))
+        query_vector = self.text.encode([query])[0]
+        cf_moments = (0.0, 1.0)
+        if cf_vector is not None:
+            cf_moments = moments(self.cf.item_factors[self.cf.has_cf] @ cf_vector)
         ctx = UserContext(
-            query=self.text.encode([query])[0],
+            query=query_vector,
             item_vectors=self.index.vectors[recent],
             item_indices=recent,
             cf_vector=cf_vector,
             n_positives=len(positives),
+            text_moments=moments(self.index.vectors @ query_vector),
+            cf_moments=cf_moments,
         )
         self._cache[user_id] = (h.version, ctx)
         return ctx

@@ -23,7 +23,7 @@ rec.yaml:
                  rating_column: rating, positive: "rating >= 4"}
   model: {base: minilm-l6, history: 5, max_pairs: 20000}     # the bi-encoder's fine-tuning
   cf: {algorithm: als}                                       # or bpr
-  ranker: {kind: hgb}                                        # or logistic; fitted on validation data
+  ranker: {kind: logistic}                                   # or hgb; fitted on validation data
 
 To serve it: tunelab serve --recommend recs/movielens (items and events added there are kept in
 the folder's live.sqlite, which rank here reads too).

@@ -14,11 +14,16 @@ cold item has (no CF, no popularity, never interacted). Without this every posit
 sees has CF and popularity behind it, and it learns to trust them and rank any item without them
 last; with it, it learns how to order items by their text alone when that is all there is.
 
-``hgb`` (HistGradientBoostingClassifier, the LightGBM-style booster of scikit-learn) by default: the
-features interact (text matters most when ``has_cf`` is off); ``logistic`` (standardised
-logistic regression) as the simpler, fully linear choice. Before the final fit on all rows, the
-ranker is fitted on 80% of the users and its AUC measured on the other 20% (all rows, and all
-rows masked cold), for the build report.
+``logistic`` (standardised logistic regression) by default; ``hgb`` (HistGradientBoostingClassifier,
+scikit-learn's LightGBM-style booster) as the option. On MovieLens small (150 test users, full
+ranking, the same training rows, a text model tuned on only 320 triples) logistic reached NDCG@10
+0.088 against ALS alone 0.082, and hgb 0.051. Why the booster does worse is not established; a
+likely cause is that it is fitted on sampled candidates and its thresholds on popularity and age
+do not carry over to the whole catalog. Logistic also scores 1,000 candidates in well under a
+millisecond, where the booster's per-tree OpenMP calls took 15-400 ms on a busy 2-core machine.
+
+Before the final fit on all rows, the ranker is fitted on 80% of the users and its AUC measured on
+the other 20% (all rows, and all rows masked cold), for the build report.
 """
 
 from __future__ import annotations

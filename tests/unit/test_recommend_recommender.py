@@ -241,3 +241,22 @@ def test_no_validation_positive_is_a_data_error(tmp_path: Path, tiny_bert: Path)
     with pytest.raises(DataError, match="no validation positives to fit the ranker on"):
         build(cfg, tmp_path / "rec", dataset=load_dataset(cfg))
     assert not (tmp_path / "rec").exists()
+
+
+def test_a_large_catalog_ranks_candidates_from_the_hnsw_index(tmp_path: Path, tiny_bert: Path) -> None:
+    """Past index.full_rank_max_items, rank() scores candidates (HNSW, CF, popular, new), not all."""
+    cfg = RecommendConfig.from_dict(
+        config_dict(
+            write_world(tmp_path), encoder=tiny_bert, index={"ann_min_items": 10, "full_rank_max_items": 10}
+        )
+    )
+    rec = build(cfg, tmp_path / "rec")
+    assert rec.info["search"] == "hnsw"
+    seen = {rec._ids[i] for i in rec._users["u0"].items}
+    ranking = rec.rank("u0", k=5)
+    assert len(ranking.items) == 5 and not {i.item_id for i in ranking.items} & seen
+    full = rec.score_items("u0", [i.item_id for i in ranking.items])
+    assert np.allclose(full, [i.score for i in ranking.items], atol=1e-6)  # same scores, fewer scored
+    rec.add_item("new-space", {"title": "The rocket and the galaxy", "genres": "space"})
+    assert "new-space" in {i.item_id for i in rec.rank("u0", k=40 - len(seen) + 1).items}
+    assert len(Recommender.load(tmp_path / "rec").index.vectors) == 41

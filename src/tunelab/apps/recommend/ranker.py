@@ -2,21 +2,28 @@
 
 Rows: for each validation user, their validation positives (label 1) against negatives (label 0):
 ``negatives`` per positive drawn at random from the items they never touched in training, plus
-``hard_negatives`` from the candidate generators (the items CF and the text model rank highest
-for them that they did not go on to like). The features are those the recommender computes at
-ranking time (``features.compute``), from the train history only, so there is no skew between how
-the ranker is fitted and how it is used.
+``hard_negatives`` per positive drawn from the candidate generators' top ``hard_pool`` (the items
+CF, the text model and popularity rank highest, that the user did not go on to like). Random
+negatives alone teach "popular beats obscure", which every candidate at the top of a full
+ranking already is; on MovieLens such a ranker scored below ALS alone. The features are those
+the recommender computes at ranking time (``features.compute``), from the train history only, so
+there is no skew between how the ranker is fitted and how it is used.
 
 Cold start: on a random ``cold_share`` of the rows the collaborative features are masked to what a
 cold item has (no CF, no popularity, never interacted). Without this every positive the ranker
 sees has CF and popularity behind it, and it learns to trust them and rank any item without them
 last; with it, it learns how to order items by their text alone when that is all there is.
 
-``hgb`` (HistGradientBoostingClassifier, the LightGBM-style booster of scikit-learn) by default: the
-features interact (text matters most when ``has_cf`` is off); ``logistic`` (standardised
-logistic regression) as the simpler, fully linear choice. Before the final fit on all rows, the
-ranker is fitted on 80% of the users and its AUC measured on the other 20% (all rows, and all
-rows masked cold), for the build report.
+``logistic`` (standardised logistic regression) by default; ``hgb`` (HistGradientBoostingClassifier,
+scikit-learn's LightGBM-style booster) as the option. On MovieLens small (150 test users, full
+ranking, the same training rows, a text model tuned on only 320 triples) logistic reached NDCG@10
+0.088 against ALS alone 0.082, and hgb 0.051. Why the booster does worse is not established; a
+likely cause is that it is fitted on sampled candidates and its thresholds on popularity and age
+do not carry over to the whole catalog. Logistic also scores 1,000 candidates in well under a
+millisecond, where the booster's per-tree OpenMP calls took 15-400 ms on a busy 2-core machine.
+
+Before the final fit on all rows, the ranker is fitted on 80% of the users and its AUC measured on
+the other 20% (all rows, and all rows masked cold), for the build report.
 """
 
 from __future__ import annotations
@@ -105,6 +112,7 @@ def training_rows(
     X, y, group = [], [], []
     n = rec.n_items
     users = sorted(val["user_id"].unique())
+    popular = np.argsort(-rec._stats.pop, kind="stable")[: cfg.hard_pool]
     by_user = val.groupby("user_id")["item_id"].apply(list)
     for g, user in enumerate(tqdm(users, desc="ranker rows", unit="user", disable=not progress)):
         ctx = rec._context(user)
@@ -120,12 +128,15 @@ def training_rows(
         want = min(len(free), cfg.negatives * len(positives))
         negatives = rng.choice(free, size=want, replace=False) if want else np.zeros(0, dtype=np.int64)
         if cfg.hard_negatives:
-            half = max(1, cfg.hard_negatives // 2)
-            hard = [i for i in rec._cf_top(ctx, half * 4) if not blocked[i]][:half]
-            hard += [i for i in rec._text_top(ctx, half * 4) if not blocked[i]][
-                : cfg.hard_negatives - len(hard)
-            ]
-            negatives = np.unique(np.r_[negatives, np.array(hard, dtype=np.int64)])
+            # The items a user is most likely to be shown: CF's, the text model's and the popular
+            # top; the ranker's job at the top of a full ranking is to order exactly these.
+            pool = np.unique(
+                np.r_[rec._cf_top(ctx, cfg.hard_pool), rec._text_top(ctx, cfg.hard_pool), popular]
+            )
+            pool = pool[~blocked[pool]].astype(np.int64)
+            take = min(len(pool), cfg.hard_negatives * len(positives))
+            if take:
+                negatives = np.unique(np.r_[negatives, rng.choice(pool, size=take, replace=False)])
         items = np.r_[positives, negatives].astype(np.int64)
         X.append(rec._features(ctx, items))
         y.append(np.r_[np.ones(len(positives)), np.zeros(len(negatives))])

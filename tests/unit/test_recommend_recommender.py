@@ -260,3 +260,12 @@ def test_a_large_catalog_ranks_candidates_from_the_hnsw_index(tmp_path: Path, ti
     rec.add_item("new-space", {"title": "The rocket and the galaxy", "genres": "space"})
     assert "new-space" in {i.item_id for i in rec.rank("u0", k=40 - len(seen) + 1).items}
     assert len(Recommender.load(tmp_path / "rec").index.vectors) == 41
+
+
+def test_prime_encodes_many_users_at_once_with_the_same_result(rec: Recommender, rec_folder: Path) -> None:
+    one_by_one = {u: rec.score_items(u, ["spa0", "coo0"]) for u in ("u0", "u1", "u2")}
+    fresh = Recommender.load(rec_folder)
+    fresh.prime(["u0", "u1", "u2", "stranger", "u0"])
+    assert set(fresh._cache) == {"u0", "u1", "u2"}
+    for user, scores in one_by_one.items():
+        assert np.allclose(fresh.score_items(user, ["spa0", "coo0"]), scores, atol=1e-5)

@@ -127,8 +127,8 @@ def training_rows(
     """Feature rows for the validation positives and their negatives.
 
     Args:
-        rec: the recommender being built (``_context``, ``_features``, ``_cf_top``, ``_text_top``,
-            ``_seen_indices``, ``n_items``, ``index_of``).
+        rec: the recommender being built (``prime``, ``_context``, ``_features``, ``_cf_top``,
+            ``_text_top``, ``_seen_indices``, ``n_items``, ``index_of``).
         val: validation positives (``user_id``, ``item_id``).
         cfg: the ranker section.
 
@@ -142,6 +142,7 @@ def training_rows(
     n = rec.n_items
     users = sorted(val["user_id"].unique())
     popular = np.argsort(-rec._stats.pop, kind="stable")[: cfg.hard_pool]
+    rec.prime(users)  # every validation user's query, encoded in batches
     by_user = val.groupby("user_id")["item_id"].apply(list)
     for g, user in enumerate(tqdm(users, desc="ranker rows", unit="user", disable=not progress)):
         ctx = rec._context(user)

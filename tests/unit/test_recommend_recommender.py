@@ -52,7 +52,7 @@ def test_the_folder_has_what_it_needs_and_the_report_counts(built: Path) -> None
     assert report["data"]["unknown_items"]["rows"] == 2
     assert report["index"]["search"] == "exact"
     assert report["ranker"]["rows"] > report["ranker"]["positives"] > 0
-    assert report["ranker"]["cold_rows"] > 0
+    assert "cf" not in report["ranker"]["cold_features"] and "text_query" in report["ranker"]["cold_features"]
     assert set(report["timings"]) >= {"text_model_s", "cf_s", "ranker_s", "total_s"}
     assert not list(built.parent.glob(".rec.*"))  # no temp folder left behind
 
@@ -260,3 +260,12 @@ def test_a_large_catalog_ranks_candidates_from_the_hnsw_index(tmp_path: Path, ti
     rec.add_item("new-space", {"title": "The rocket and the galaxy", "genres": "space"})
     assert "new-space" in {i.item_id for i in rec.rank("u0", k=40 - len(seen) + 1).items}
     assert len(Recommender.load(tmp_path / "rec").index.vectors) == 41
+
+
+def test_prime_encodes_many_users_at_once_with_the_same_result(rec: Recommender, rec_folder: Path) -> None:
+    one_by_one = {u: rec.score_items(u, ["spa0", "coo0"]) for u in ("u0", "u1", "u2")}
+    fresh = Recommender.load(rec_folder)
+    fresh.prime(["u0", "u1", "u2", "stranger", "u0"])
+    assert set(fresh._cache) == {"u0", "u1", "u2"}
+    for user, scores in one_by_one.items():
+        assert np.allclose(fresh.score_items(user, ["spa0", "coo0"]), scores, atol=1e-5)

@@ -458,7 +458,34 @@ class Recommender:
         h = self._users.get(user_id)
         return np.asarray(sorted(set(h.items)) if h else [], dtype=np.int64)
 
-    def _context(self, user_id: str) -> UserContext | None:
+    def _query_text(self, user_id: str) -> str | None:
+        """The user's query (their recent positives as text), None without a positive."""
+        h = self._users.get(user_id)
+        positives = h.positives() if h is not None else []
+        if not positives:
+            return None
+        history = self.config.model.history
+        return query_text([self._texts[i] for i in positives[-history:]], history)
+
+    def prime(self, user_ids: list[str], *, batch_size: int = 64) -> None:
+        """Compute the contexts of many users at once (their queries encoded in batches): what a
+        build or a benchmark scoring every user calls first; one query at a time costs a model
+        call each."""
+        with self._lock:
+            todo = [u for u in dict.fromkeys(map(str, user_ids)) if self._stale(u)]
+            texts = {u: t for u in todo if (t := self._query_text(u)) is not None}
+            if not texts:
+                return
+            vectors = self.text.encode(list(texts.values()), batch_size=batch_size)
+            for user, vector in zip(texts, vectors, strict=True):
+                self._context(user, query_vector=vector)
+
+    def _stale(self, user_id: str) -> bool:
+        cached = self._cache.get(user_id)
+        h = self._users.get(user_id)
+        return h is not None and (cached is None or cached[0] != h.version)
+
+    def _context(self, user_id: str, *, query_vector: np.ndarray | None = None) -> UserContext | None:
         """The user's query, profile and CF vector (cached until their history changes)."""
         h = self._users.get(user_id)
         if h is None:
@@ -466,16 +493,16 @@ class Recommender:
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] == h.version:
             return cached[1]
-        positives = h.positives()
-        if not positives:
+        query = self._query_text(user_id)
+        if query is None:
             return None
-        history = self.config.model.history
-        query = query_text([self._texts[i] for i in positives[-history:]], history)
+        positives = h.positives()
         recent = np.asarray(positives[-MAX_PROFILE:], dtype=np.int64)
         cf_vector = None if h.live_positive else self.cf.user_vector(user_id)
         if cf_vector is None:
             cf_vector = self.cf.fold_in(np.asarray(positives, dtype=np.int64))
-        query_vector = self.text.encode([query])[0]
+        if query_vector is None:
+            query_vector = self.text.encode([query])[0]
         cf_moments = (0.0, 1.0)
         if cf_vector is not None:
             cf_moments = moments(self.cf.item_factors[self.cf.has_cf] @ cf_vector)

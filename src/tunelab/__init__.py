@@ -42,6 +42,7 @@ _EXPORTS = {
     "export": "tunelab.compress",
     "list_runs": "tunelab.runs",
     "load": "tunelab.predict",
+    "load_encoder": "tunelab.embeddings",
     "predict_file": "tunelab.predict",
     "read_labelled": "tunelab.data.labelled",
     "train": "tunelab.train",
@@ -62,6 +63,7 @@ __all__ = [
     "export",
     "list_runs",
     "load",
+    "load_encoder",
     "predict_file",
     "read_labelled",
     "train",
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     from tunelab.compress import ExportResult, export
     from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
     from tunelab.data.labelled import read_labelled
-    from tunelab.embeddings import embed
+    from tunelab.embeddings import embed, load_encoder
     from tunelab.errors import TunelabError
     from tunelab.evaluate.on_run import evaluate
     from tunelab.predict import Predictor, load, predict_file

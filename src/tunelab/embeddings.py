@@ -43,3 +43,14 @@ def embed(texts: list[str], *, model: str = "minilm-l6", batch_size: int = 64) -
             list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
         )
     return np.asarray(vectors, dtype=np.float32)
+
+
+def load_encoder(model: str = "minilm-l6") -> Any:
+    """A private copy of the sentence-transformers encoder ``model`` (a name or a folder), to fine-tune.
+
+    ``embed`` shares one cached encoder between the apps and a server's threads; training changes
+    the weights, so the copy is what an app trains, never that shared object.
+    """
+    import copy
+
+    return copy.deepcopy(_encoder(model))

@@ -22,7 +22,6 @@ item-item cosines give the "reason" of a recommendation (the user's items closes
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from dataclasses import dataclass
@@ -49,14 +48,11 @@ def query_text(history_texts: list[str], history: int) -> str:
 
 
 def base_encoder(name: str) -> Any:
-    """A private copy of the bundled (or a local folder's) encoder, resolved offline.
+    """A private copy of the bundled (or a local folder's) encoder, resolved offline: fine-tuning
+    changes the weights, so a copy is trained, never the object other apps embed with."""
+    import tunelab
 
-    ``tunelab.embeddings`` resolves and caches the shared encoder; fine-tuning changes the weights,
-    so a deep copy is trained, never the object other apps embed with.
-    """
-    from tunelab.embeddings import _encoder  # the one offline resolver the apps may use
-
-    return copy.deepcopy(_encoder(name))
+    return tunelab.load_encoder(name)
 
 
 def pick_device(device: str) -> str:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from tunelab.apps.monitor.classify import OTHER_TOPIC, Topic
-from tunelab.apps.monitor.detector import DetectorSettings
+from tunelab.apps.monitor.detector import METHODS, DetectorSettings
 from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.errors import ConfigError
 
@@ -57,7 +57,19 @@ _TOP = (
     "webhook",
 )
 _DETECTOR_DURATIONS = {"window": "window_s", "step": "step_s", "baseline": "baseline_s"}
-_DETECTOR_OTHERS = ("threshold", "release", "min_volume", "min_history", "max_docs")
+_DETECTOR_OTHERS = (
+    "method",
+    "h",
+    "shift",
+    "share",
+    "threshold",
+    "release",
+    "min_volume",
+    "min_history",
+    "max_docs",
+)
+# Fields that mean something to one method only: given with the other, they would be ignored.
+_METHOD_ONLY = {"threshold": "zscore", "h": "cusum", "shift": "cusum", "share": "cusum"}
 
 
 def parse_duration(value: Any, where: str) -> int:
@@ -371,6 +383,20 @@ def _detector(raw: Any, problems: list[str]) -> DetectorSettings:
             except ConfigError as exc:
                 problems.append(str(exc))
     kwargs.update({k: raw[k] for k in _DETECTOR_OTHERS if k in raw})
+    method = raw.get("method")
+    if method is None:
+        # A section with the z-score's threshold and none of the CUSUM's fields is a z-score
+        # section, as every detector section was before the CUSUM came.
+        owners = {_METHOD_ONLY[k] for k in raw if k in _METHOD_ONLY}
+        method = kwargs["method"] = "zscore" if owners == {"zscore"} else DetectorSettings.method
+    for key, owner in _METHOD_ONLY.items():
+        if key in raw and method in METHODS and method != owner:
+            opens = "h" if method == "cusum" else "threshold"
+            problems.append(
+                f"detector.{key}: only for method {owner}; with method {method} the alert opens at "
+                f"detector.{opens} (remove {key}, or set method: {owner})"
+            )
+            kwargs.pop(key)
     try:
         return DetectorSettings(**kwargs)
     except ConfigError as exc:

@@ -29,9 +29,10 @@ delay is counted in simulated minutes and in the key's documents since the surge
 on another key that got some of a surge's documents, in the same span, is a side alert (neither
 detected nor false); every other alert is false. ``--labels gold`` scores PhraseBank's own labels,
 so detection is measured apart from classification; ``--labels run`` the ``--run``'s predictions.
-The grid has each ``--methods``' settings: the robust z-score (``--thresholds`` x windows x
-baselines) and the CUSUM (``--h`` x ``--shifts`` x ``--share`` x windows x baselines). Choose
-settings on another ``--seed`` (``monitor_detector_dev.py`` does), not on the stream reported.
+The grid has each ``--methods``' settings: the robust z-score (``--thresholds`` x ``--windows``
+x ``--baselines``) and the CUSUM (``--h`` x ``--shifts`` x ``--share`` x ``--cusum-windows`` x
+``--cusum-baselines``; by default the monitor's default CUSUM alone). Choose settings on another
+``--seed`` (``monitor_detector_dev.py`` does), not on the stream reported.
 
 **Detectable in principle** (``detectability``): for each surge, the probability that an oracle
 flags it within 15 minutes: an exact one-sided Poisson test that knows the key's baseline
@@ -101,7 +102,6 @@ _TOPIC_RES = {name: re.compile(rf"\b(?:{words})\b", re.IGNORECASE) for name, wor
 OTHER = "other"
 MONITOR = "bench"
 TARGETS = {"multiple": 3.0, "delay_minutes": 15.0, "false_per_week": 1.0, "docs_per_s": 300.0}
-CUSUM_H = 10.0  # the grid's default h: the monitor's default (chosen on a dev seed, see README)
 
 
 def keyword_topic(text: str) -> str:
@@ -906,6 +906,7 @@ def print_targets(rows: list[dict[str, Any]], throughput: list[dict[str, Any]]) 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from tunelab.apps.monitor import DetectorSettings
     from tunelab.apps.monitor.config import parse_duration
 
     def duration(text: str) -> int:
@@ -933,13 +934,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("detector grid (the other settings: the monitor's defaults)")
     g.add_argument("--methods", nargs="+", choices=["zscore", "cusum"], default=["zscore", "cusum"])
     g.add_argument("--thresholds", type=float, nargs="+", default=[3.5, 4.0, 5.0], help="zscore: z")
-    g.add_argument("--h", type=float, nargs="+", default=[CUSUM_H], dest="cusum_h",
-                   help=f"cusum: h, nats (default {CUSUM_H:g})")  # fmt: skip
-    g.add_argument("--shifts", type=float, nargs="+", default=[3.0], help="cusum: rate multiple (3)")
+    cusum = DetectorSettings()  # the monitor's default CUSUM: the grid's by default
+    g.add_argument("--h", type=float, nargs="+", default=[cusum.h], dest="cusum_h",
+                   help=f"cusum: h, nats (default {cusum.h:g})")  # fmt: skip
+    g.add_argument("--shifts", type=float, nargs="+", default=[cusum.shift],
+                   help=f"cusum: rate multiple ({cusum.shift:g})")  # fmt: skip
     g.add_argument("--share", nargs="+", choices=["off", "on"], default=["off"],
                    help="cusum: the Bernoulli CUSUM on the share too (off)")  # fmt: skip
-    g.add_argument("--windows", type=duration, nargs="+", default=[600, 900], help="default 10m 15m")
-    g.add_argument("--baselines", type=duration, nargs="+", default=[DAY, 3 * DAY], help="default 1d 3d")
+    g.add_argument("--windows", type=duration, nargs="+", default=[600, 900], help="zscore (10m 15m)")
+    g.add_argument("--baselines", type=duration, nargs="+", default=[DAY, 3 * DAY], help="zscore (1d 3d)")
+    g.add_argument("--cusum-windows", type=duration, nargs="+", default=[cusum.window_s],
+                   help=f"cusum ({_dur(cusum.window_s or 0)})")  # fmt: skip
+    g.add_argument("--cusum-baselines", type=duration, nargs="+", default=[cusum.baseline_s],
+                   help=f"cusum ({_dur(cusum.baseline_s or 0)})")  # fmt: skip
     g.add_argument("--release", type=float, default=2.0, help="zscore: release (2)")
     g.add_argument("--cusum-release", type=float, default=0.0, help="cusum: release (0: S back to 0)")
     g.add_argument("--min-volume", type=int, default=5)
@@ -969,12 +976,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_grid(args: argparse.Namespace) -> list[Setting]:
-    """The settings of each method: z x window x baseline; h x shift x share x window x baseline."""
+    """The settings of each method: z x window x baseline; h x shift x share x window x baseline
+    (the CUSUM with its own windows and baselines)."""
     grid = []
-    spans = list(itertools.product(args.windows, args.baselines))
     if "zscore" in args.methods:
+        spans = list(itertools.product(args.windows, args.baselines))
         grid += [Setting(t, w, b) for t in args.thresholds for w, b in spans]
     if "cusum" in args.methods:
+        spans = list(itertools.product(args.cusum_windows, args.cusum_baselines))
         grid += [
             Setting(h, w, b, "cusum", shift, share == "on")
             for h, shift, share in itertools.product(args.cusum_h, args.shifts, args.share)

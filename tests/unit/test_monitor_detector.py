@@ -276,12 +276,19 @@ def test_cusum_is_the_recursion_run_over_the_window_with_a_floored_robust_baseli
     assert gone == pytest.approx(np.log(3.0) - 2 * 0.05 * 10)
 
 
+def test_the_defaults_are_the_cusum_chosen_on_dev_streams_and_the_zscore_keeps_its_own() -> None:
+    d = DetectorSettings()
+    assert (d.method, d.window_s, d.baseline_s, d.h, d.shift, d.share, d.release) == (
+        "cusum", 1800, 3 * 86_400, 10.0, 3.0, False, 0.0
+    )  # fmt: skip
+    z = DetectorSettings(method="zscore")
+    assert (z.window_s, z.baseline_s, z.threshold, z.release) == (900, 86_400, 4.0, 2.0)
+    assert DetectorSettings(method="zscore", window_s=600).window_s == 600  # given: kept
+
+
 def test_cusum_a_flat_poisson_stream_raises_no_alert_in_a_week() -> None:
-    """A week of a flat stream (0.5 negatives a minute) through the default h and 1-day baseline."""
-    settings = DetectorSettings(
-        **{**CUSUM, "h": DetectorSettings().h, "baseline_s": 86_400, "min_history": 0.25}
-    )
-    detector = Detector("m", settings)
+    """A week of a flat stream (0.5 negatives a minute) through the default settings."""
+    detector = Detector("m", DetectorSettings())
     events = stream(2, 0.25, 7 * 24 * 60, seed=23)
     highest, changes = 0.0, []
     for i, (minute, negative) in enumerate(events):
@@ -290,7 +297,7 @@ def test_cusum_a_flat_poisson_stream_raises_no_alert_in_a_week() -> None:
             level = detector.window("topic:earnings").volume_level
             highest = max(highest, level or 0.0)
     assert changes == []
-    assert 2.0 < highest < settings.h  # the statistic moved (not a dead detector), below h
+    assert 2.0 < highest < detector.settings.h  # the statistic moved (not a dead detector), below h
 
 
 def test_cusum_finds_a_planted_3x_surge_within_15_minutes_once_with_its_documents() -> None:

@@ -228,15 +228,21 @@ def test_detectability_is_the_exact_poisson_test_at_the_weekly_budget_per_key_an
 def test_the_grid_has_each_methods_settings_and_labels_them(sentences) -> None:
     args = bench.parse_args(
         ["--methods", "zscore", "cusum", "--thresholds", "4", "--h", "9", "11", "--share", "off", "on",
-         "--windows", "15m", "--baselines", "1d", "3d"]
+         "--windows", "15m", "--baselines", "1d", "3d",
+         "--cusum-windows", "15m", "--cusum-baselines", "1d", "3d"]
     )  # fmt: skip
     grid = bench.make_grid(args)
     assert len(grid) == 2 + 2 * 2 * 2 and sum(s.method == "zscore" for s in grid) == 2
     labels = [s.label for s in grid]
     assert labels[0] == "z 4, window 15m, baseline 1d"
     assert "cusum 3x h 11+share, window 15m, baseline 3d" in labels and len(set(labels)) == len(labels)
-    only = bench.make_grid(bench.parse_args(["--methods", "cusum"]))
-    assert {(s.method, s.threshold, s.shift, s.share) for s in only} == {("cusum", bench.CUSUM_H, 3.0, False)}
+    only = bench.make_grid(bench.parse_args(["--methods", "cusum"]))  # the monitor's default CUSUM
+    from tunelab.apps.monitor import DetectorSettings
+
+    d = DetectorSettings()
+    assert [(s.method, s.threshold, s.shift, s.share, s.window_s, s.baseline_s) for s in only] == [
+        ("cusum", d.h, d.shift, d.share, d.window_s, d.baseline_s)
+    ]
 
 
 def test_a_short_replay_through_the_cusum_finds_a_big_surge(sentences) -> None:

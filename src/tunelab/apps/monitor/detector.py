@@ -63,7 +63,12 @@ _MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): a normal sample's MAD time
 # The CUSUM's baseline is at least half a negative document a window: a key with no negatives in
 # its baseline would otherwise have no drift, and a few stray negatives would pile up to an alert.
 _CUSUM_FLOOR = 0.5
-_RELEASE = {"zscore": 2.0, "cusum": 0.0}  # the default release per method
+# Each method's defaults for the fields left None. cusum: chosen on dev streams (seeds 1 and 2 of
+# benchmarks/monitor_detector_dev.py, never the benchmark's seed 0); zscore: as before the CUSUM.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cusum": {"window_s": 1800, "baseline_s": 3 * 86_400, "release": 0.0},
+    "zscore": {"window_s": 900, "baseline_s": 86_400, "release": 2.0},
+}
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,10 @@ class DetectorSettings:
     """How windows are cut and when an alert opens and closes (the ``detector:`` section).
 
     Attributes:
-        window_s: the rolling window, seconds (default 15 minutes); for cusum also its memory.
+        window_s: the rolling window, seconds; for cusum also its memory. None: 30 minutes
+            (cusum), 15 minutes (zscore).
         step_s: the bucket the window slides by; divides ``window_s``.
-        baseline_s: how far back the baseline windows reach (default one day).
+        baseline_s: how far back the baseline windows reach. None: 3 days (cusum), 1 day (zscore).
         threshold: zscore: the robust z-score that opens an alert.
         release: level at or under which an episode ends and the key re-arms, in the method's
             unit and below its threshold; None: 2 (zscore), 0 (cusum: ``S`` back to zero).
@@ -86,16 +92,16 @@ class DetectorSettings:
         share: cusum: also run the Bernoulli CUSUM on the negative share.
     """
 
-    window_s: int = 900
+    window_s: int | None = None  # an int once made (None: the method's default)
     step_s: int = 60
-    baseline_s: int = 86_400
+    baseline_s: int | None = None  # likewise
     threshold: float = 4.0
     release: float | None = None
     min_volume: int = 5
     min_history: float = 0.25
     max_docs: int = 50
     method: str = "cusum"
-    h: float = 10.0
+    h: float = 10.0  # chosen on dev streams, like _DEFAULTS["cusum"]
     shift: float = 3.0
     share: bool = False
 
@@ -103,8 +109,9 @@ class DetectorSettings:
         problems = []
         if self.method not in METHODS:
             problems.append(f"detector.method: {self.method!r} must be one of {', '.join(METHODS)}")
-        if self.release is None and self.method in METHODS:
-            object.__setattr__(self, "release", _RELEASE[self.method])
+        for name, value in _DEFAULTS.get(self.method, _DEFAULTS["cusum"]).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         for name in ("window_s", "step_s", "baseline_s", "min_volume", "max_docs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -354,8 +361,10 @@ class _Key:
 
     def __init__(self, size: int, bucket: int) -> None:
         self.size = size
-        self.counts = np.zeros(size, dtype=np.int64)
-        self.negatives = np.zeros(size, dtype=np.int64)
+        # int32: a key's ring is ~4,400 buckets with the 3-day baseline, and a feed may name
+        # thousands of companies; sums and cumulative sums come out as int64 anyway.
+        self.counts = np.zeros(size, dtype=np.int32)
+        self.negatives = np.zeros(size, dtype=np.int32)
         self.bucket = bucket  # the newest bucket the ring holds
         self.neg_docs: deque[tuple[int, str]] = deque()  # (bucket, doc id) of negatives in the window
         self.cached: tuple[int, _Baseline | None] | None = None

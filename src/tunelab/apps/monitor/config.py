@@ -14,12 +14,23 @@
       - name: earnings
         description: quarterly results, profit, revenue, guidance
       - rates                            # a name alone is its own description
-    detector: {window: 15m, step: 1m, baseline: 24h, threshold: 4, release: 2, min_volume: 5}
+    detector:                      # the defaults: a Poisson CUSUM on each key's negatives a minute
+      method: cusum                #   (or zscore: robust z-scores of the window's negative volume/share)
+      window: 30m                  #   the CUSUM's memory and the window counted (zscore: 15m)
+      step: 1m
+      baseline: 3d                 #   the baseline rate's span (zscore: 1d)
+      h: 10                        #   alert at a log-likelihood ratio of 10 nats (zscore: threshold: 4)
+      shift: 3                     #   designed to find 3x the baseline negative rate
+      share: false                 #   true: a Bernoulli CUSUM on the negative share too
+      release: 0                   #   the episode ends when S is back to 0 (zscore: 2)
+      min_volume: 5                #   at least 5 negatives in the window
     max_future: 1h                 # documents dated further ahead of the clock are refused
     webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
 
 Relative paths are relative to the current directory, as in run configs. Every problem is
-reported at once, in one line naming the file and the field.
+reported at once, in one line naming the file and the field. A detector section with
+``threshold`` and no ``method`` is a z-score section (as every one was before the CUSUM); the
+CUSUM's settings were chosen on dev streams (README, "Monitor on a news stream").
 """
 
 from __future__ import annotations

@@ -192,12 +192,80 @@ def test_alerts_are_scored_as_detections_side_alerts_or_false() -> None:
     assert not summary["false_alert_target"]
 
 
+def _poisson_tail(c: int, mu: float) -> float:
+    """P(X >= c) for X ~ Poisson(mu), summed by hand (no scipy)."""
+    import math
+
+    return 1.0 - sum(math.exp(-mu) * mu**k / math.factorial(k) for k in range(max(c, 0)))
+
+
+def test_detectability_is_the_exact_poisson_test_at_the_weekly_budget_per_key_and_window() -> None:
+    stream = _tiny_stream()
+    t0 = stream.start
+    # Surge 0 (3x, 30 min, rate 0.5): 8 of its documents in its first 15 minutes, 22 after;
+    # surge 1 (5x, 10 min): all 20 inside the first 15 minutes.
+    extra = [bench.StreamDoc(f"s0-{i}", t0 + 600 * 60 + 60 * i + 1, 0, ("company:a",), 0) for i in range(30)]
+    extra = [d if i < 8 else replace(d, time=t0 + 600 * 60 + 900 + i) for i, d in enumerate(extra)]
+    extra += [bench.StreamDoc(f"s1-{i}", t0 + 1200 * 60 + 30 * i, 0, ("company:a",), 1) for i in range(20)]
+    stream = replace(stream, docs=sorted(stream.docs + extra, key=lambda d: d.time))
+    detect = bench.detectability(stream)
+    alpha = 1.0 / (2 * 7 * 24 * 4)  # 1 false alert a week over 2 keys x 672 windows of 15 minutes
+    assert detect["alpha"] == pytest.approx(alpha) and detect["keys"] == 2
+    for row, added in zip(detect["surges"], (8, 20), strict=True):
+        mu0, c = 0.5 * 15, row["critical"]
+        assert row["extra"] == added and row["baseline_docs"] == mu0
+        assert _poisson_tail(c, mu0) <= alpha < _poisson_tail(c - 1, mu0)  # the critical value
+        assert row["probability"] == pytest.approx(_poisson_tail(c - added, mu0), abs=1e-4)
+    p0, p1 = (r["probability"] for r in detect["surges"])
+    assert 0.05 < p0 < 0.5 < p1  # 8 extra documents on 7.5 are hard to see; 20 are not
+    assert (detect["detectable"], detect["big_detectable"], detect["big"]) == (1, 1, 2)
+    assert detect["expected"] == pytest.approx(p0 + p1, abs=0.01)
+    # The detection target still counts every surge of 3x or more, detectable or not.
+    summary = bench.summarise(bench.score(stream, [("company:a", t0 + 1203 * 60)], window_s=900, warm_up_s=0))
+    assert (summary["big"], summary["big_within_target"], summary["detection_target"]) == (2, 1, False)
+
+
+def test_the_grid_has_each_methods_settings_and_labels_them(sentences) -> None:
+    args = bench.parse_args(
+        ["--methods", "zscore", "cusum", "--thresholds", "4", "--h", "9", "11", "--share", "off", "on",
+         "--windows", "15m", "--baselines", "1d", "3d",
+         "--cusum-windows", "15m", "--cusum-baselines", "1d", "3d"]
+    )  # fmt: skip
+    grid = bench.make_grid(args)
+    assert len(grid) == 2 + 2 * 2 * 2 and sum(s.method == "zscore" for s in grid) == 2
+    labels = [s.label for s in grid]
+    assert labels[0] == "z 4, window 15m, baseline 1d"
+    assert "cusum 3x h 11+share, window 15m, baseline 3d" in labels and len(set(labels)) == len(labels)
+    only = bench.make_grid(bench.parse_args(["--methods", "cusum"]))  # the monitor's default CUSUM
+    from tunelab.apps.monitor import DetectorSettings
+
+    d = DetectorSettings()
+    assert [(s.method, s.threshold, s.shift, s.share, s.window_s, s.baseline_s) for s in only] == [
+        ("cusum", d.h, d.shift, d.share, d.window_s, d.baseline_s)
+    ]
+
+
+def test_a_short_replay_through_the_cusum_finds_a_big_surge(sentences) -> None:
+    spec = bench.StreamSpec(
+        days=1.5, rates=(4.0,), multiples=(5.0,), durations_s=(1800,), repeats=1, quiet_days=1
+    )
+    stream = bench.build_stream(sentences, spec)
+    settings = bench_settings(window_s=600, baseline_s=4 * 3600, method="cusum")
+    alerts = bench.replay(stream, [sentences[d.sentence].negative for d in stream.docs], settings)
+    scored = bench.score(
+        stream, [(a.key, a.started_at.timestamp()) for a in alerts], window_s=600, warm_up_s=3600
+    )
+    (surge,) = scored["surges"]
+    assert surge["delay_minutes"] <= 15
+    assert bench.replay(stream, [False] * len(stream.docs), settings) == []
+
+
 def test_a_short_replay_through_the_detector_finds_a_big_surge_with_gold_labels(sentences) -> None:
     spec = bench.StreamSpec(
         days=1.5, rates=(4.0,), multiples=(5.0,), durations_s=(1800,), repeats=1, quiet_days=1
     )
     stream = bench.build_stream(sentences, spec)
-    settings = bench_settings(window_s=600, baseline_s=4 * 3600)
+    settings = bench_settings(window_s=600, baseline_s=4 * 3600, method="zscore")
     alerts = bench.replay(stream, [sentences[d.sentence].negative for d in stream.docs], settings)
     scored = bench.score(
         stream, [(a.key, a.started_at.timestamp()) for a in alerts], window_s=600, warm_up_s=3600

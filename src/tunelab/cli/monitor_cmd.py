@@ -25,7 +25,8 @@ monitor.yaml:
   sources: [{follow: feeds/news.jsonl}, {directory: feeds/inbox}]
   runs: {sentiment: runs/fin-sentiment, ner: runs/fin-ner}
   topics: [{name: earnings, description: quarterly results and guidance}, rates]
-  detector: {window: 15m, baseline: 24h, threshold: 4, min_volume: 5}
+  detector: {method: cusum, window: 30m, baseline: 3d, h: 10, shift: 3, min_volume: 5}
+  # or the robust z-score: detector: {method: zscore, window: 15m, baseline: 1d, threshold: 4}
   webhook: https://alerts.example.com/hooks/monitor   # optional: each new alert is POSTed here
 
 Documents are JSON lines: {"id": "...", "time": "2026-03-02T09:30:00Z", "text": "...",

@@ -14,12 +14,23 @@
       - name: earnings
         description: quarterly results, profit, revenue, guidance
       - rates                            # a name alone is its own description
-    detector: {window: 15m, step: 1m, baseline: 24h, threshold: 4, release: 2, min_volume: 5}
+    detector:                      # the defaults: a Poisson CUSUM on each key's negatives a minute
+      method: cusum                #   (or zscore: robust z-scores of the window's negative volume/share)
+      window: 30m                  #   the CUSUM's memory and the window counted (zscore: 15m)
+      step: 1m
+      baseline: 3d                 #   the baseline rate's span (zscore: 1d)
+      h: 10                        #   alert at a log-likelihood ratio of 10 nats (zscore: threshold: 4)
+      shift: 3                     #   designed to find 3x the baseline negative rate
+      share: false                 #   true: a Bernoulli CUSUM on the negative share too
+      release: 0                   #   the episode ends when S is back to 0 (zscore: 2)
+      min_volume: 5                #   at least 5 negatives in the window
     max_future: 1h                 # documents dated further ahead of the clock are refused
     webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
 
 Relative paths are relative to the current directory, as in run configs. Every problem is
-reported at once, in one line naming the file and the field.
+reported at once, in one line naming the file and the field. A detector section with
+``threshold`` and no ``method`` is a z-score section (as every one was before the CUSUM); the
+CUSUM's settings were chosen on dev streams (README, "Monitor on a news stream").
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from tunelab.apps.monitor.classify import OTHER_TOPIC, Topic
-from tunelab.apps.monitor.detector import DetectorSettings
+from tunelab.apps.monitor.detector import METHODS, DetectorSettings
 from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.errors import ConfigError
 
@@ -57,7 +68,19 @@ _TOP = (
     "webhook",
 )
 _DETECTOR_DURATIONS = {"window": "window_s", "step": "step_s", "baseline": "baseline_s"}
-_DETECTOR_OTHERS = ("threshold", "release", "min_volume", "min_history", "max_docs")
+_DETECTOR_OTHERS = (
+    "method",
+    "h",
+    "shift",
+    "share",
+    "threshold",
+    "release",
+    "min_volume",
+    "min_history",
+    "max_docs",
+)
+# Fields that mean something to one method only: given with the other, they would be ignored.
+_METHOD_ONLY = {"threshold": "zscore", "h": "cusum", "shift": "cusum", "share": "cusum"}
 
 
 def parse_duration(value: Any, where: str) -> int:
@@ -371,6 +394,20 @@ def _detector(raw: Any, problems: list[str]) -> DetectorSettings:
             except ConfigError as exc:
                 problems.append(str(exc))
     kwargs.update({k: raw[k] for k in _DETECTOR_OTHERS if k in raw})
+    method = raw.get("method")
+    if method is None:
+        # A section with the z-score's threshold and none of the CUSUM's fields is a z-score
+        # section, as every detector section was before the CUSUM came.
+        owners = {_METHOD_ONLY[k] for k in raw if k in _METHOD_ONLY}
+        method = kwargs["method"] = "zscore" if owners == {"zscore"} else DetectorSettings.method
+    for key, owner in _METHOD_ONLY.items():
+        if key in raw and method in METHODS and method != owner:
+            opens = "h" if method == "cusum" else "threshold"
+            problems.append(
+                f"detector.{key}: only for method {owner}; with method {method} the alert opens at "
+                f"detector.{opens} (remove {key}, or set method: {owner})"
+            )
+            kwargs.pop(key)
     try:
         return DetectorSettings(**kwargs)
     except ConfigError as exc:

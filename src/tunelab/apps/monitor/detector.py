@@ -3,9 +3,24 @@
 Pure: documents go in with their own (event) time, alerts come out; no clock, no I/O, so a replay
 of the same stream gives the same alerts. Time is cut into ``step`` buckets; the window is the
 last ``window`` of buckets and its baseline the windows that ended before it, over ``baseline``.
+Two methods score the current window against the baseline (``detector.method``):
 
-Two levels are scored per window, each a robust z-score against the baseline windows (median and
-MAD scaled to a normal sigma):
+**cusum** (the default): a Poisson CUSUM on each key's negative documents per step, designed to
+find a rise of the negative rate to ``shift`` times the baseline rate ``lambda0``:
+``S = max(0, S + neg * ln(shift) - (shift - 1) * lambda0)`` per step, an alert when ``S >= h``.
+``S`` is the log-likelihood ratio, in nats, of "the rate is shift x baseline" against "it is the
+baseline" over the recent stretch that supports the surge most, so ``h`` reads as odds of
+``e**h`` to one. The recursion is run over the current window's steps from ``S = 0`` (a CUSUM
+with one window of memory): it is then a function of the window's buckets alone, so late
+documents, undo and a restart's warm-up need no state of their own. ``lambda0`` is a robust
+mean of the baseline windows' negative counts (winsorised above the median, so yesterday's surge
+does not hide today's), floored at ``_CUSUM_FLOOR`` negatives a window, so that a key with no
+negatives in its baseline does not alert on a few stray documents. With ``share: true`` a
+Bernoulli CUSUM on each document's being negative runs next to it (the odds of negative
+``shift`` times the baseline share), for a surge of the share when the volume falls.
+
+**zscore**: two levels per window, each a robust z-score against the baseline windows (median
+and MAD scaled to a normal sigma):
 
 - negative **volume**, on the Anscombe scale ``sqrt(x + 3/8)``, where Poisson counts have a
   standard deviation of about 1/2 whatever their mean;
@@ -14,11 +29,14 @@ MAD scaled to a normal sigma):
 
 Those sampling deviations are floors on the MAD: a quiet baseline (all zeros, MAD 0) does not
 make one stray negative document a huge z-score, and the z-scores of rare and frequent keys mean
-the same. An alert opens when the larger level reaches ``threshold`` with at least ``min_volume``
-negative documents in the window; the key then stays in its episode (no new alert) until the
-level falls below ``release`` (hysteresis). This is written by hand: the libraries that detect
-change points (ruptures, river, adtk) work offline or per series without these count scales and
-the episode logic, which is most of what is here.
+the same.
+
+An alert opens when the larger level reaches the method's threshold (``threshold`` for zscore,
+``h`` for cusum) with at least ``min_volume`` negative documents in the window; the key then
+stays in its episode (no new alert) until the level falls back to ``release`` (hysteresis; for
+cusum by default ``S`` back to 0, the CUSUM's own reset). This is written by hand: the libraries
+that detect change points (ruptures, river, adtk) work offline or per series without these count
+scales and the episode logic, which is most of what is here.
 """
 
 from __future__ import annotations
@@ -39,8 +57,18 @@ import numpy as np
 from tunelab.errors import ConfigError
 
 KINDS = ("negative_share", "negative_volume")
+METHODS = ("cusum", "zscore")
 _VOLUME_SD = 0.5  # Anscombe: sqrt(Poisson + 3/8) has standard deviation ~1/2
 _MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): a normal sample's MAD times this is its sigma
+# The CUSUM's baseline is at least half a negative document a window: a key with no negatives in
+# its baseline would otherwise have no drift, and a few stray negatives would pile up to an alert.
+_CUSUM_FLOOR = 0.5
+# Each method's defaults for the fields left None. cusum: chosen on dev streams (seeds 1 and 2 of
+# benchmarks/monitor_detector_dev.py, never the benchmark's seed 0); zscore: as before the CUSUM.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cusum": {"window_s": 1800, "baseline_s": 3 * 86_400, "release": 0.0},
+    "zscore": {"window_s": 900, "baseline_s": 86_400, "release": 2.0},
+}
 
 
 @dataclass(frozen=True)
@@ -48,36 +76,63 @@ class DetectorSettings:
     """How windows are cut and when an alert opens and closes (the ``detector:`` section).
 
     Attributes:
-        window_s: the rolling window, seconds (default 15 minutes).
+        window_s: the rolling window, seconds; for cusum also its memory. None: 30 minutes
+            (cusum), 15 minutes (zscore).
         step_s: the bucket the window slides by; divides ``window_s``.
-        baseline_s: how far back the baseline windows reach (default one day).
-        threshold: level (robust z) that opens an alert.
-        release: level under which an episode ends and the key re-arms; below ``threshold``.
+        baseline_s: how far back the baseline windows reach. None: 3 days (cusum), 1 day (zscore).
+        threshold: zscore: the robust z-score that opens an alert.
+        release: level at or under which an episode ends and the key re-arms, in the method's
+            unit and below its threshold; None: 2 (zscore), 0 (cusum: ``S`` back to zero).
         min_volume: fewest negative documents in the window for an alert.
         min_history: share of ``baseline_s`` the stream must have run before any alert.
         max_docs: most triggering document ids an alert carries (the latest).
+        method: ``cusum`` or ``zscore`` (see the module docstring).
+        h: cusum: the log-likelihood ratio (nats) that opens an alert.
+        shift: cusum: the multiple of the baseline negative rate it is designed to find.
+        share: cusum: also run the Bernoulli CUSUM on the negative share.
     """
 
-    window_s: int = 900
+    window_s: int | None = None  # an int once made (None: the method's default)
     step_s: int = 60
-    baseline_s: int = 86_400
+    baseline_s: int | None = None  # likewise
     threshold: float = 4.0
-    release: float = 2.0
+    release: float | None = None
     min_volume: int = 5
     min_history: float = 0.25
     max_docs: int = 50
+    method: str = "cusum"
+    h: float = 10.0  # chosen on dev streams, like _DEFAULTS["cusum"]
+    shift: float = 3.0
+    share: bool = False
 
     def __post_init__(self) -> None:
         problems = []
+        if self.method not in METHODS:
+            problems.append(f"detector.method: {self.method!r} must be one of {', '.join(METHODS)}")
+        for name, value in _DEFAULTS.get(self.method, _DEFAULTS["cusum"]).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         for name in ("window_s", "step_s", "baseline_s", "min_volume", "max_docs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 label = name.removesuffix("_s") if name in ("window_s", "step_s", "baseline_s") else name
                 problems.append(f"detector.{label}: {value!r} must be a whole number >= 1")
-        for name in ("threshold", "release"):
+        for name in ("threshold", "h"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 problems.append(f"detector.{name}: {value!r} must be a number > 0")
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int | float) or not self.shift > 1:
+            problems.append(
+                f"detector.shift: {self.shift!r} must be a number > 1 (the multiple of the baseline "
+                "negative rate to find, e.g. 3)"
+            )
+        if not isinstance(self.share, bool):
+            problems.append(f"detector.share: {self.share!r} must be true or false")
+        release = self.release
+        if isinstance(release, bool) or not isinstance(release, int | float) or not release >= 0:
+            problems.append(f"detector.release: {release!r} must be a number >= 0")
+        elif self.method == "zscore" and not release > 0:
+            problems.append(f"detector.release: {release!r} must be a number > 0")
         if not problems:
             if self.window_s % self.step_s:
                 problems.append(
@@ -89,14 +144,21 @@ class DetectorSettings:
                     f"detector.baseline: {self.baseline_s}s must be at least two windows "
                     f"({2 * self.window_s}s)"
                 )
-            if self.release >= self.threshold:
+            opens = "threshold" if self.method == "zscore" else "h"
+            if self.release >= getattr(self, opens):
                 problems.append(
-                    f"detector.release: {self.release} must be below detector.threshold ({self.threshold})"
+                    f"detector.release: {self.release} must be below detector.{opens} "
+                    f"({getattr(self, opens)})"
                 )
         if not (isinstance(self.min_history, int | float) and 0 <= self.min_history <= 1):
             problems.append(f"detector.min_history: {self.min_history!r} must be between 0 and 1")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    @property
+    def opens_at(self) -> float:
+        """The level that opens an alert: ``threshold`` (zscore) or ``h`` (cusum)."""
+        return self.threshold if self.method == "zscore" else self.h
 
     @property
     def window_steps(self) -> int:
@@ -123,8 +185,12 @@ class Alert:
     key: str  # "topic:<name>" or "company:<name>"
     kind: str  # one of KINDS: the level that crossed first
     started_at: datetime
-    level: float  # the robust z-score that opened it
-    baseline: float  # median of the baseline windows: a share (0..1) or a count
+    # The level that opened it: the robust z-score (zscore), or the CUSUM's log-likelihood ratio
+    # in nats (cusum: the odds of e**level to one that the rate is shift x baseline).
+    level: float
+    # The baseline: a share (0..1) or negatives a window; zscore: the baseline windows' median;
+    # cusum: the robust mean the CUSUM compares with (floored).
+    baseline: float
     observed: float  # the window's value when it opened, in the same unit
     docs: list[str] = field(default_factory=list)
     ended_at: datetime | None = None
@@ -158,7 +224,11 @@ def alert_id(monitor: str, key: str, started_at: datetime) -> str:
 
 @dataclass(frozen=True)
 class WindowStats:
-    """A key's current window: documents, negative ones, and the two levels (None: no baseline yet)."""
+    """A key's current window: documents, negative ones, and the two levels (None: no baseline yet).
+
+    The levels are in the method's unit: robust z-scores (zscore) or the CUSUM statistics ``S``
+    in nats (cusum; ``share_level`` is None unless ``share`` is on).
+    """
 
     count: int
     negative: int
@@ -183,6 +253,8 @@ class _Baseline:
     share_center: float | None  # None: no baseline window had documents
     share_scale: float
     share_median: float
+    rate: float = 0.0  # cusum: robust mean negatives a window
+    count_rate: float = 0.0  # cusum: robust mean documents a window
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:
@@ -198,6 +270,18 @@ def _share_scale(count: float, neg: float) -> float:
     return math.asin(math.sqrt((neg + 0.375) / (count + 0.75)))
 
 
+def _winsorised_mean(values: np.ndarray) -> float:
+    """Mean of counts with those far above the median cut back to ``median + 3 sqrt(median + 1) + 1``.
+
+    For Poisson counts the cut is over 3 standard deviations up, so a calm baseline loses almost
+    nothing (under 0.5% of its mean), while the windows of an earlier surge count as high, not as
+    many times the rate: the baseline rate stays near the calm one. A median alone would be robust
+    too, but the median of small counts moves in whole documents (3 or 4 for a mean of 3.6).
+    """
+    median = float(np.median(values))
+    return float(np.minimum(values, median + 3.0 * math.sqrt(median + 1.0) + 1.0).mean())
+
+
 def baseline_of(counts: np.ndarray, negatives: np.ndarray) -> _Baseline:
     """Centre and scale of the baseline windows' values (window sums, one entry per window)."""
     volume = np.sqrt(negatives + 0.375)
@@ -209,7 +293,16 @@ def baseline_of(counts: np.ndarray, negatives: np.ndarray) -> _Baseline:
         s_median = float(np.median(negatives[seen] / counts[seen]))
     else:
         s_center, s_mad, s_median = None, 0.0, 0.0
-    return _Baseline(v_center, v_mad, float(np.median(negatives)), s_center, s_mad, s_median)
+    return _Baseline(
+        v_center,
+        v_mad,
+        float(np.median(negatives)),
+        s_center,
+        s_mad,
+        s_median,
+        _winsorised_mean(negatives),
+        _winsorised_mean(counts),
+    )
 
 
 def levels(count: int, neg: int, base: _Baseline) -> tuple[float | None, float]:
@@ -222,13 +315,56 @@ def levels(count: int, neg: int, base: _Baseline) -> tuple[float | None, float]:
     return share, volume
 
 
+def _max_suffix(steps: np.ndarray) -> float:
+    """``max(0, S + x)`` run over ``steps`` from ``S = 0``: the largest sum of a run of steps that
+    ends at the last one, or 0."""
+    return max(0.0, float(np.cumsum(steps[::-1]).max())) if len(steps) else 0.0
+
+
+def cusum_rate(base: _Baseline) -> float:
+    """The CUSUM's baseline negatives a window: the robust mean, at least ``_CUSUM_FLOOR``."""
+    return max(base.rate, _CUSUM_FLOOR)
+
+
+def cusum_share(base: _Baseline) -> float | None:
+    """The Bernoulli CUSUM's baseline negative share (None: no documents in the baseline), with the
+    same floor: at least half a negative document in a window of the usual volume."""
+    if base.count_rate <= 0:
+        return None
+    return min(cusum_rate(base) / base.count_rate, 0.999)
+
+
+def cusum_levels(
+    counts: np.ndarray, negatives: np.ndarray, base: _Baseline, window_steps: int, shift: float, share: bool
+) -> tuple[float | None, float]:
+    """(share, volume) CUSUM statistics, nats, over the window's buckets (oldest first).
+
+    Volume: Poisson, rate ``lambda0`` a step against ``shift * lambda0``: each step adds
+    ``neg ln(shift) - (shift - 1) lambda0``. Share (only when ``share``): Bernoulli, each document
+    negative with probability ``p0`` against the odds ``shift`` times as high, ``p1 = shift p0 /
+    (1 - p0 + shift p0)``: a step adds ``neg ln(p1 / p0) + (n - neg) ln((1 - p1) / (1 - p0))``.
+    The current step counts in full (its drift too), so a surge alerts during its first minute
+    when the documents are there.
+    """
+    lam = cusum_rate(base) / window_steps
+    volume = _max_suffix(negatives * math.log(shift) - (shift - 1.0) * lam)
+    p0 = cusum_share(base)
+    if not share or p0 is None:
+        return None, volume
+    p1 = shift * p0 / (1.0 - p0 + shift * p0)
+    up, down = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+    return _max_suffix(negatives * up + (counts - negatives) * down), volume
+
+
 class _Key:
     """One topic's or company's buckets in a ring: counts and negatives of the last ``size`` steps."""
 
     def __init__(self, size: int, bucket: int) -> None:
         self.size = size
-        self.counts = np.zeros(size, dtype=np.int64)
-        self.negatives = np.zeros(size, dtype=np.int64)
+        # int32: a key's ring is ~4,400 buckets with the 3-day baseline, and a feed may name
+        # thousands of companies; sums and cumulative sums come out as int64 anyway.
+        self.counts = np.zeros(size, dtype=np.int32)
+        self.negatives = np.zeros(size, dtype=np.int32)
         self.bucket = bucket  # the newest bucket the ring holds
         self.neg_docs: deque[tuple[int, str]] = deque()  # (bucket, doc id) of negatives in the window
         self.cached: tuple[int, _Baseline | None] | None = None
@@ -400,15 +536,24 @@ class Detector:
             return WindowStats(0, 0, None, None)
         self._keep(key)  # rolling the ring on changes it
         state.roll_to(self.now_bucket)
-        count, neg = self._current(state)
-        base = self._baseline(state)
-        share, volume = levels(count, neg, base) if base is not None else (None, None)
+        count, neg, share, volume, _ = self._score(state)
         return WindowStats(count, neg, share, volume)
 
-    def _current(self, state: _Key) -> tuple[int, int]:
-        k = self.settings.window_steps
+    def _score(self, state: _Key) -> tuple[int, int, float | None, float | None, _Baseline | None]:
+        """Documents and negatives of the current window, its (share, volume) levels (None: no
+        baseline yet) and the baseline."""
+        s = self.settings
+        k = s.window_steps
         counts, negatives = state.series(state.bucket - k + 1, state.bucket)
-        return int(counts.sum()), int(negatives.sum())
+        count, neg = int(counts.sum()), int(negatives.sum())
+        base = self._baseline(state)
+        if base is None:
+            return count, neg, None, None, None
+        if s.method == "cusum":
+            share, volume = cusum_levels(counts, negatives, base, k, s.shift, s.share)
+        else:
+            share, volume = levels(count, neg, base)
+        return count, neg, share, volume, base
 
     def _baseline(self, state: _Key) -> _Baseline | None:
         """Baseline of the windows ending before the current one starts; cached per bucket."""
@@ -437,21 +582,25 @@ class Detector:
         state.roll_to(self.now_bucket if self.now_bucket is not None else state.bucket)
         while state.neg_docs and state.neg_docs[0][0] <= state.bucket - s.window_steps:
             state.neg_docs.popleft()
-        count, neg = self._current(state)
-        base = self._baseline(state)
-        if base is None:
+        count, neg, share, volume, base = self._score(state)
+        if volume is None or base is None:
             return None
-        share, volume = levels(count, neg, base)
         level = max(volume, share if share is not None else -math.inf)
         if state.episode is not None:
-            if level < s.release:
+            # zscore: under release; cusum: at or under it (by default S back to 0, its reset).
+            fallen = level <= s.release if s.method == "cusum" else level < s.release
+            if fallen:
                 ended = dataclasses.replace(state.episode, ended_at=moment.astimezone(UTC))
                 state.episode = None
                 return ended
             return None
-        if level < s.threshold or neg < s.min_volume:
+        if level < s.opens_at or neg < s.min_volume:
             return None
         by_share = share is not None and share >= volume
+        if s.method == "cusum":
+            baseline = (cusum_share(base) or 0.0) if by_share else cusum_rate(base)
+        else:
+            baseline = base.share_median if by_share else base.volume_median
         started = moment.astimezone(UTC)
         docs = [doc for _, doc in state.neg_docs][-s.max_docs :]
         state.episode = Alert(
@@ -461,7 +610,7 @@ class Detector:
             kind="negative_share" if by_share else "negative_volume",
             started_at=started,
             level=float(level),
-            baseline=base.share_median if by_share else base.volume_median,
+            baseline=baseline,
             observed=neg / count if by_share else float(neg),
             docs=docs,
         )

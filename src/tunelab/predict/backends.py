@@ -33,7 +33,7 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch eager: the model a run trained (adapters merged), in eval mode."""
+    """PyTorch eager: the model a run trained (adapters merged where the method can), in eval mode."""
 
     name = "torch"
 
@@ -100,7 +100,7 @@ def _load_torch(ctx: LoadContext) -> Backend:
         return task.build_model(source, ctx.labels, pooling=pooling, seed=None)
 
     loader = ModelLoader(base=base, whole=task.load_model)
-    return TorchBackend(method.load(ctx.run.weights, loader))
+    return TorchBackend(method.load_for_inference(ctx.run.weights, loader))
 
 
 register_format("torch", _load_torch)

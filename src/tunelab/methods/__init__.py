@@ -9,5 +9,8 @@ from tunelab.methods import adalora as _adalora  # noqa: F401  isort: skip
 from tunelab.methods import ia3 as _ia3  # noqa: F401  isort: skip
 from tunelab.methods import loha as _loha  # noqa: F401  isort: skip
 from tunelab.methods import lokr as _lokr  # noqa: F401  isort: skip
+from tunelab.methods import prompt as _prompt  # noqa: F401  isort: skip
+from tunelab.methods import prefix as _prefix  # noqa: F401  isort: skip
+from tunelab.methods import adapter as _adapter  # noqa: F401  isort: skip
 
 __all__ = ["Method", "available_methods", "get_method", "register_method"]

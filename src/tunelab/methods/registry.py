@@ -20,6 +20,8 @@ from torch import nn
 from tunelab.errors import ConfigError
 
 _REGISTRY: dict[str, Method] = {}
+#: The method whose runs hold one whole, plain model: what a merged run (``tunelab merge``) becomes.
+PLAIN_METHOD = "full"
 
 
 @dataclass(frozen=True)

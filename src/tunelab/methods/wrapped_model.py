@@ -32,8 +32,8 @@ FORMAT = 1
 class WrappedModel(nn.Module):
     """A task's model (``self.model``) with a method's own parameters; ``forward`` is the task model's.
 
-    ``config`` and ``pooling`` are the task model's, so code that reads them (the run summary, the
-    task's decoding) works on the wrapper as on a plain model.
+    ``config``, ``pooling`` and ``base_model`` are the task model's, so code that reads them (the run
+    summary, magnitude pruning) works on the wrapper as on a plain model.
     """
 
     method = ""  # the registered name, written to adapter_config.json
@@ -50,6 +50,11 @@ class WrappedModel(nn.Module):
     @property
     def pooling(self) -> str | None:
         return getattr(self.model, "pooling", None)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The task model's encoder (what ``transformers`` calls ``base_model``; pruning reads it)."""
+        return self.model.base_model
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()

@@ -311,3 +311,72 @@ def test_padding_does_not_change_what_the_methods_written_here_predict(
     )
     with torch.no_grad():
         torch.testing.assert_close(model(**alone).logits[0], model(**batch).logits[0], rtol=1e-4, atol=1e-5)
+
+
+def test_adalora_loss_term_is_peft_s_orthogonality_regulariser(tiny_bert: Path) -> None:
+    """peft adds it in ``AdaLoraModel.forward`` when the model computes its own loss (and a peft model
+    without a task type never even calls that forward); the loop's loss is the task's, so
+    ``Method.loss_term`` must give the number peft's forward adds."""
+    from tunelab.models import build_classifier, load_tokenizer
+
+    adalora = get_method("adalora")
+    model = adalora.apply(build_classifier(tiny_bert, ["a", "b", "c"], seed=0), adalora.parse_options({}))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen))  # far from orthogonal
+    model.eval()
+    batch = dict(
+        load_tokenizer(tiny_bert)(["rain today", "pizza for dinner"], padding=True, return_tensors="pt")
+    )
+    labels = torch.tensor([2, 0])
+    with torch.no_grad():
+        with_term = model.base_model(**batch, labels=labels).loss  # AdaLoraModel.forward
+        task_loss = nn.functional.cross_entropy(model(**batch).logits, labels)
+        term = adalora.loss_term(model)
+    assert term > 0.1
+    torch.testing.assert_close(with_term - task_loss, term, rtol=1e-5, atol=1e-6)
+
+
+def test_the_loop_adds_the_method_s_loss_term_to_every_batch(
+    monkeypatch: pytest.MonkeyPatch, train_csv: Path, tiny_bert: Path, tiny_overrides: Any, tmp_path: Path
+) -> None:
+    full = get_method("full")
+    calls: list[float] = []
+
+    def shrink_head(model: nn.Module) -> torch.Tensor:
+        term = 1e3 * model.classifier.weight.pow(2).sum()
+        calls.append(float(term.detach()))
+        return term
+
+    monkeypatch.setitem(registry._REGISTRY, "full", dataclasses.replace(full, loss_term=shrink_head))
+    overrides = tiny_overrides(tiny_bert, train_csv, None, tmp_path, "train.head_init=random", epochs=2)
+    summary = tunelab.train(None, overrides=overrides, show_progress=False).summary
+    assert len(calls) == summary["steps"]  # one batch per step here
+    assert calls[-1] < 0.1 * calls[0], "the term's gradient did not reach the weights"
+    losses = [json.loads(line) for line in (Path(summary_dir(tmp_path)) / "logs" / "metrics.jsonl").open()]
+    assert all(r["loss"] < 10 for r in losses if r.get("event") == "train"), "the logged loss is the task's"
+
+
+def summary_dir(out: Path) -> Path:
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def test_exports_that_would_drop_weights_kept_beside_the_base_refuse_in_one_line(
+    train_csv: Path, test_csv: Path, tiny_bert: Path, tiny_overrides: Any, tmp_path: Path
+) -> None:
+    """torch-int8 rebuilds the plain classifier from its config, and structured pruning reshapes
+    the base: a prefix (a method that cannot merge) would be lost or no longer fit."""
+    from tunelab.errors import RunError
+
+    out = tmp_path / "runs"
+    overrides = tiny_overrides(tiny_bert, train_csv, test_csv, out, "method=prefix", "name=p", epochs=1)
+    run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    with pytest.raises(RunError, match="torch-int8 rebuilds the plain classifier") as info:
+        tunelab.export(run, format="torch-int8", show_progress=False)
+    assert "PrefixTuned" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(RunError, match="--prune-method heads reshapes the base model"):
+        tunelab.export(run, format="onnx", prune=0.25, prune_method="heads", show_progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["p"]

@@ -380,3 +380,56 @@ def test_exports_that_would_drop_weights_kept_beside_the_base_refuse_in_one_line
     with pytest.raises(RunError, match="--prune-method heads reshapes the base model"):
         tunelab.export(run, format="onnx", prune=0.25, prune_method="heads", show_progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["p"]
+
+
+@pytest.mark.parametrize("method_name", ["prompt", "prefix", "adapter"])
+def test_a_deep_copy_runs_its_own_weights_and_threads_do_not_interfere(
+    method_name: str, tiny_bert: Path
+) -> None:
+    """compress deep-copies models (a teacher for distillation) and the service may run one model
+    in several threads: the hooks the methods written here install must follow the copy, and a
+    forward in one thread must not switch another's off."""
+    import copy
+    import threading
+
+    from tunelab.models import build_classifier, load_tokenizer
+
+    method = get_method(method_name)
+    model = method.apply(
+        build_classifier(tiny_bert, ["a", "b", "c"], pooling="cls", seed=0), method.parse_options({})
+    )
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.5)
+    model.eval()
+    batch = dict(
+        load_tokenizer(tiny_bert)(
+            ["rain today", "pizza for dinner tonight"], padding=True, return_tensors="pt"
+        )
+    )
+    with torch.no_grad():
+        expected = model(**batch).logits
+        twin = copy.deepcopy(model)
+        torch.testing.assert_close(twin(**batch).logits, expected)
+        for name, p in twin.named_parameters():
+            if p.requires_grad and not is_head(name):  # the method's own weights only
+                p.add_(torch.randn(p.shape, generator=gen))
+        assert not torch.allclose(twin(**batch).logits, expected), "the copy ran the original's weights"
+        torch.testing.assert_close(model(**batch).logits, expected)
+
+        wrong: list[int] = []
+
+        def work() -> None:
+            for _ in range(20):
+                with torch.no_grad():
+                    if not torch.allclose(model(**batch).logits, expected, atol=1e-5):
+                        wrong.append(1)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not wrong

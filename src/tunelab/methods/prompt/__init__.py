@@ -17,6 +17,9 @@ decoding would misread. The forward is the few lines below; the options mirror p
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,19 +60,43 @@ class PromptOptions:
 
 class _DropVirtual:
     """Forward hook on the encoder's layer stack: drop the P virtual positions from its output
-    while a ``PromptTuned`` forward runs (``active``), so everything after it sees (B, T, H)."""
+    while a ``PromptTuned`` forward runs in this thread, so everything after it sees (B, T, H).
+
+    The switch is per thread: the service may run one model in several threads at once, and a
+    forward that finishes must not switch off another's. The task model called on its own (no
+    virtual tokens) passes through untouched.
+    """
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.active = False
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        self._local.active = True
+        try:
+            yield
+        finally:
+            self._local.active = False
 
     def __call__(self, module: nn.Module, inputs: Any, output: Any) -> Any:
-        if not self.active:
+        if not getattr(self._local, "active", False):
             return output
         if isinstance(output, tuple):
             return (output[0][:, self.n :], *output[1:])
         output.last_hidden_state = output.last_hidden_state[:, self.n :]  # (B, P + T, H) -> (B, T, H)
         return output
+
+    def __deepcopy__(self, memo: dict) -> _DropVirtual:
+        # Thread-local state cannot be copied; deepcopy memoises the result, so the wrapper and
+        # the hook of a copied model share one new switch.
+        return _DropVirtual(self.n)
+
+    def __getstate__(self) -> dict[str, int]:
+        return {"n": self.n}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["n"])
 
 
 def layer_stack(model: nn.Module) -> nn.Module:
@@ -126,11 +153,8 @@ class PromptTuned(WrappedModel):
         mask = torch.cat([attention_mask.new_ones(b, p), attention_mask], dim=1)  # (B, P + T)
         if token_type_ids is not None:
             kwargs["token_type_ids"] = torch.cat([token_type_ids.new_zeros(b, p), token_type_ids], dim=1)
-        self.drop_virtual.active = True
-        try:
+        with self.drop_virtual.armed():
             return self.model(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-        finally:
-            self.drop_virtual.active = False
 
 
 def apply(model: nn.Module, cfg: PromptOptions) -> nn.Module:

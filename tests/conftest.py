@@ -112,6 +112,27 @@ def labelled_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return train, test
 
 
+def write_tagged_jsonl(path: Path, sentences: int, seed: int) -> Path:
+    """``sentences`` CoNLL-like JSONL records (``tokens``, ``tags``): a person, a verb, a place."""
+    import json
+
+    rng = random.Random(seed)
+    people, places = ["peter", "maria", "john", "anna"], ["paris", "london", "berlin", "rome"]
+    lines = []
+    for _ in range(sentences):
+        tokens = [rng.choice(people), rng.choice(["visited", "left", "liked"]), rng.choice(places), "today"]
+        lines.append(json.dumps({"tokens": tokens, "tags": ["B-PER", "O", "B-LOC", "O"]}) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tagged_jsonls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(train.jsonl, test.jsonl)`` for token classification: 40 and 8 tagged sentences (PER, LOC)."""
+    folder = tmp_path_factory.mktemp("tagged")
+    return write_tagged_jsonl(folder / "train.jsonl", 40, 1), write_tagged_jsonl(folder / "test.jsonl", 8, 2)
+
+
 @pytest.fixture(scope="session")
 def parity_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(train.csv, test.csv)`` of the same topics with a 120-row test file (40 per class): the

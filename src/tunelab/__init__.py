@@ -7,6 +7,7 @@ The CLI (``tunelab train | eval | predict | export | runs``) is a thin layer ove
     predictor = tunelab.load(result.run_dir)
     predictor.predict("I still have not received my new card")
     artifact = tunelab.export(result.run_dir, format="onnx-int8")  # parity-checked ONNX Runtime int8
+    merged = tunelab.merge(result.run_dir)  # a LoRA-family adapter folded into its base: a plain run
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DataConfig": "tunelab.config",
     "ExportResult": "tunelab.compress",
+    "MergeResult": "tunelab.compress",
     "MethodConfig": "tunelab.config",
     "ModelConfig": "tunelab.config",
     "Predictor": "tunelab.predict",
@@ -43,6 +45,7 @@ _EXPORTS = {
     "list_runs": "tunelab.runs",
     "load": "tunelab.predict",
     "load_encoder": "tunelab.embeddings",
+    "merge": "tunelab.compress",
     "predict_file": "tunelab.predict",
     "read_labelled": "tunelab.data.labelled",
     "train": "tunelab.train",
@@ -51,6 +54,7 @@ _EXPORTS = {
 __all__ = [
     "DataConfig",
     "ExportResult",
+    "MergeResult",
     "MethodConfig",
     "ModelConfig",
     "Predictor",
@@ -64,13 +68,14 @@ __all__ = [
     "list_runs",
     "load",
     "load_encoder",
+    "merge",
     "predict_file",
     "read_labelled",
     "train",
 ]
 
 if TYPE_CHECKING:
-    from tunelab.compress import ExportResult, export
+    from tunelab.compress import ExportResult, MergeResult, export, merge
     from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
     from tunelab.data.labelled import read_labelled
     from tunelab.embeddings import embed, load_encoder

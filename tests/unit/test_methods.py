@@ -116,7 +116,9 @@ def test_train_step_changes_only_trainable_parameters(
     assert any(not torch.equal(before[n], dict(applied.named_parameters())[n].detach()) for n in head)
 
 
-def test_save_writes_safetensors_only(method: Method, applied: nn.Module, tmp_path: Path) -> None:
+def test_save_writes_safetensors_only(
+    method: Method, applied: nn.Module, tiny_bert: Path, tmp_path: Path
+) -> None:
     method.save(applied, tmp_path)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
@@ -124,10 +126,7 @@ def test_save_writes_safetensors_only(method: Method, applied: nn.Module, tmp_pa
     assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
     if not method.stores_base:
         # The base model is referenced, not copied: the adapter is far smaller than the encoder.
-        base_bytes = sum(
-            p.stat().st_size
-            for p in Path(applied.base_model.model.config._name_or_path).glob("*.safetensors")
-        )
+        base_bytes = sum(p.stat().st_size for p in tiny_bert.glob("*.safetensors"))
         assert sum(p.stat().st_size for p in weights) * 10 < base_bytes
 
 
@@ -166,11 +165,19 @@ def test_load_reproduces_the_trained_logits(
         assert calls == ["whole"], "a method that stores the whole model must not load the base weights"
     else:
         assert calls == ["base"], "an adapter is loaded onto the run's base model"
-    # Adapters are merged: inference gets the plain classifier, whatever the method.
-    assert isinstance(loaded, PreTrainedModel) and loaded.pooling == pooling
-    assert loaded.config.id2label == dict(enumerate(LABELS))
-    assert not any("lora" in name for name, _ in loaded.named_parameters())
+    # As trained (an adapter still separate), then, where the method merges, folded into the base.
     torch.testing.assert_close(logits_of(loaded, batch), expected, rtol=1e-4, atol=1e-5)
+    assert loaded.pooling == pooling and loaded.config.id2label == dict(enumerate(LABELS))
+    inference = method.load_for_inference(tmp_path, ModelLoader(base=base, whole=whole))
+    torch.testing.assert_close(logits_of(inference, batch), expected, rtol=1e-4, atol=1e-5)
+    if method.merge is None and not method.stores_base:
+        assert method.cannot_merge, "a method that cannot merge must say why"
+        return
+    # Merged (or stored whole): inference gets the plain classifier.
+    assert isinstance(inference, PreTrainedModel) and inference.pooling == pooling
+    assert inference.config.id2label == dict(enumerate(LABELS))
+    plain = build_classifier(tiny_bert, LABELS, f"{task}_classification", pooling=pooling)
+    assert set(inference.state_dict()) == set(plain.state_dict()), "adapter weights left after merging"
 
 
 # -- options and the registry ----------------------------------------------------------------------

@@ -548,7 +548,7 @@ BAD_INPUTS = {
     "unknown-method": (
         lambda tmp, csvs, bert: ["method=qlora"],
         ConfigError,
-        "available methods: full, lora",
+        "available methods: " + ", ".join(available_methods()),
     ),
     "unknown-lora-option": (lambda tmp, csvs, bert: ["method=lora", "method.rank=4"], ConfigError, "rank"),
     "unseen-test-label": (lambda tmp, csvs, bert: _unseen_test_label(tmp, csvs[1]), DataError, "'music'"),

@@ -13,6 +13,7 @@ from tunelab.cli import (
     eval_cmd,
     export_cmd,
     keys_cmd,
+    merge_cmd,
     predict_cmd,
     runs_cmd,
     serve_cmd,
@@ -27,6 +28,7 @@ COMMANDS = (
     eval_cmd,
     predict_cmd,
     export_cmd,
+    merge_cmd,
     runs_cmd,
     validate_cmd,
     tasks_cmd,
@@ -42,6 +44,7 @@ EPILOG = """examples:
   tunelab predict runs/banking77 "I still have not received my new card"
   tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
   tunelab export runs/banking77 --format onnx-int8
+  tunelab merge runs/banking77-lora
   tunelab runs
   tunelab app support chat bots/banking
 """

@@ -1,9 +1,10 @@
 """Compress a run: merge adapters, prune, export to ONNX, quantise to int8; every export is parity-checked.
 
-``export(run, format=...)`` writes an artifact folder with a run's layout, so ``tunelab.load``,
-``evaluate``, ``predict`` and ``serve`` take it like a run. Importing this package registers the
-artifact formats with the predictor (``tunelab.predict.backends``); ONNX Runtime and the exporters
-are imported only when an artifact is written or loaded.
+``merge(run)`` folds a run's adapter into its base and writes a plain run (its logits checked to
+move by under 1e-4). ``export(run, format=...)`` writes an artifact folder with a run's layout, so
+``tunelab.load``, ``evaluate``, ``predict`` and ``serve`` take it like a run. Importing this package
+registers the artifact formats with the predictor (``tunelab.predict.backends``); ONNX Runtime and
+the exporters are imported only when an artifact is written or loaded.
 
 Example:
     >>> import tunelab  # doctest: +SKIP
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunelab.compress.export import ExportResult, export
+from tunelab.compress.merge import MergeResult, merge
 from tunelab.compress.options import FORMATS, PRUNE_METHODS, ExportOptions
 from tunelab.compress.parity import ParityError
 from tunelab.predict.backends import LoadContext, register_format
@@ -37,4 +39,13 @@ register_format("onnx", _load_onnx)
 register_format("onnx-int8", _load_onnx)
 register_format("torch-int8", _load_torch_int8)
 
-__all__ = ["FORMATS", "PRUNE_METHODS", "ExportOptions", "ExportResult", "ParityError", "export"]
+__all__ = [
+    "FORMATS",
+    "PRUNE_METHODS",
+    "ExportOptions",
+    "ExportResult",
+    "MergeResult",
+    "ParityError",
+    "export",
+    "merge",
+]

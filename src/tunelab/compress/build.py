@@ -13,6 +13,7 @@ from torch import nn
 from tunelab.compress.datasets import parity_data, sample_batch
 from tunelab.compress.options import ExportOptions
 from tunelab.compress.parity import ParityError, compare, measure
+from tunelab.errors import RunError
 from tunelab.predict.backends import LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder
 
@@ -129,8 +130,19 @@ def _prune(
         from tunelab.compress.prune import prune_magnitude
 
         return prune_magnitude(model, opts.prune)
+    from transformers import PreTrainedModel
+
     from tunelab.compress.datasets import calibration_batches, training_texts
     from tunelab.compress.structured import prune_structured
+
+    if not isinstance(model, PreTrainedModel):
+        # Cutting heads or neurons reshapes the base; weights kept beside it (a prefix's keys and
+        # values per head, say) would no longer fit. Which do is the method's business, so all refuse.
+        raise RunError(
+            f"--prune-method {opts.prune_method} reshapes the base model, and this run's model "
+            f"({type(model).__name__}) keeps weights outside it (its method cannot merge); "
+            "use --prune-method magnitude, or no pruning"
+        )
 
     texts = training_texts(predictor)
     teacher = copy.deepcopy(model) if opts.recover_epochs else None

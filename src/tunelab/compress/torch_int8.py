@@ -148,14 +148,23 @@ def load_backend(ctx: LoadContext) -> TorchInt8Backend:
 
 
 def check_supported(model: nn.Module) -> None:
-    """Fail before any work where the model is not a pooled sentence classifier.
+    """Fail before any work where the model is not a plain pooled sentence classifier.
 
     The int8 artifact is rebuilt as tunelab's sentence classifier (its pooling and label count are
-    all the layout records), so a per-token model would load as the wrong architecture.
+    all the layout records), so a per-token model would load as the wrong architecture, and a
+    prompt, prefix or adapter beside the base would be lost.
 
     Raises:
         RunError: naming the formats that do take the model.
     """
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel):
+        raise RunError(
+            "--format torch-int8 rebuilds the plain classifier from its config, and this run's model "
+            f"({type(model).__name__}) keeps weights outside it (its method cannot merge); "
+            "use --format onnx-int8 (int8) or onnx"
+        )
     if getattr(model, "pooling", None) is None:
         raise RunError(
             "--format torch-int8 is for sentence classification only (this run's model is a "

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from tunelab.errors import ConfigError
 
 _REGISTRY: dict[str, Method] = {}
+#: The method whose runs hold one whole, plain model: what a merged run (``tunelab merge``) becomes.
+PLAIN_METHOD = "full"
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,24 @@ class Method:
         apply: ``apply(model, options) -> model`` makes the chosen parameters trainable (for
             adapters it wraps the model); the classification head must stay trainable.
         save: ``save(model, folder)`` writes the trained weights as safetensors into ``folder``.
-        load: ``load(folder, loader) -> model`` rebuilds the trained model for inference from
-            what ``save`` wrote, with a ``ModelLoader`` (methods that store the whole model
-            never load the base weights). It returns a plain ``transformers`` model (adapters
-            merged).
+        load: ``load(folder, loader) -> model`` rebuilds the trained model from what ``save``
+            wrote, with a ``ModelLoader`` (methods that store the whole model never load the base
+            weights), as it was trained: an adapter stays separate from the base (``merge`` folds
+            it in; ``load_for_inference`` does both).
         default_learning_rate: used when ``train.learning_rate`` is not set.
         stores_base: True when ``save`` writes the whole model, so loading needs no base weights.
         on_step: ``on_step(model, step)`` runs after every optimizer step, before the gradients
             are cleared, with the index of the step just taken (0, 1, ...; a resumed run goes on
             counting): what AdaLoRA's ``update_and_allocate(global_step)`` needs. None for most.
+        on_train_begin: ``on_train_begin(model, total_steps)`` runs once before the first step
+            (and again on a resume) with the number of optimizer steps the run will take:
+            AdaLoRA's rank schedule is set from it. None for most.
+        loss_term: ``loss_term(model) -> tensor`` is added to the task's loss of every batch
+            (AdaLoRA's orthogonality regulariser); the logged loss stays the task's. None for most.
+        merge: ``merge(model) -> model`` folds what ``load`` returned into the base weights and
+            returns a plain ``transformers`` model (``tunelab merge``; inference merges too, for
+            speed). None when the method cannot be folded; ``cannot_merge`` then says why.
+        cannot_merge: one sentence, why ``merge`` is None (shown by ``tunelab merge``).
     """
 
     name: str
@@ -66,6 +78,15 @@ class Method:
     stores_base: bool
     description: str = ""
     on_step: Callable[[nn.Module, int], None] | None = None
+    on_train_begin: Callable[[nn.Module, int], None] | None = None
+    loss_term: Callable[[nn.Module], torch.Tensor] | None = None
+    merge: Callable[[nn.Module], nn.Module] | None = None
+    cannot_merge: str = "it defines no way to fold its weights into the base model"
+
+    def load_for_inference(self, folder: Path, loader: ModelLoader) -> nn.Module:
+        """``load``, then ``merge`` where the method has one: inference costs what the base does."""
+        model = self.load(folder, loader)
+        return self.merge(model) if self.merge is not None else model
 
     def parse_options(self, options: dict[str, Any]) -> Any:
         """Validate raw option values into the method's config dataclass."""

@@ -33,7 +33,7 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch eager: the model a run trained (adapters merged), in eval mode."""
+    """PyTorch eager: the model a run trained (adapters merged where the method can), in eval mode."""
 
     name = "torch"
 
@@ -81,13 +81,13 @@ def get_format(name: str) -> FormatLoader:
     return _FORMATS[name]
 
 
-def _load_torch(ctx: LoadContext) -> Backend:
-    from tunelab.methods import get_method
+def model_loader(ctx: LoadContext) -> Any:
+    """The ``ModelLoader`` a run's method loads with: the run's base model (checked to be the one
+    it was trained on) with a fresh head, or a whole saved model, as the run's task builds them."""
     from tunelab.methods.registry import ModelLoader
     from tunelab.models import resolve_model
     from tunelab.tasks import get_task
 
-    method = get_method(ctx.summary.get("method", ctx.config.method.name))
     task = get_task(ctx.labels.task)
 
     def base() -> nn.Module:
@@ -99,10 +99,28 @@ def _load_torch(ctx: LoadContext) -> Backend:
         check_base(ctx.run.root, ctx.summary, ctx.config.model.name, source)
         return task.build_model(source, ctx.labels, pooling=pooling, seed=None)
 
-    loader = ModelLoader(base=base, whole=task.load_model)
-    return TorchBackend(method.load(ctx.run.weights, loader))
+    return ModelLoader(base=base, whole=task.load_model)
+
+
+def run_method(ctx: LoadContext) -> Any:
+    """The run's fine-tuning method (``tunelab.methods.Method``), by the name its run.json records."""
+    from tunelab.methods import get_method
+
+    return get_method(ctx.summary.get("method", ctx.config.method.name))
+
+
+def _load_torch(ctx: LoadContext) -> Backend:
+    return TorchBackend(run_method(ctx).load_for_inference(ctx.run.weights, model_loader(ctx)))
 
 
 register_format("torch", _load_torch)
 
-__all__ = ["Backend", "LoadContext", "TorchBackend", "get_format", "register_format"]
+__all__ = [
+    "Backend",
+    "LoadContext",
+    "TorchBackend",
+    "get_format",
+    "model_loader",
+    "register_format",
+    "run_method",
+]

@@ -76,6 +76,8 @@ class LoopSetup:
     class_weights: torch.Tensor | None = None
     show_progress: bool = True
     on_step: Callable[[nn.Module, int], None] | None = None  # the method's per-step hook (Method.on_step)
+    on_train_begin: Callable[[nn.Module, int], None] | None = None  # Method.on_train_begin(model, steps)
+    loss_term: Callable[[nn.Module], torch.Tensor] | None = None  # Method.loss_term, added to the task's loss
 
 
 def higher_is_better(metric: str) -> bool:
@@ -102,6 +104,8 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     else:
         # Left by an attempt killed before its first checkpoint: this start must not inherit it.
         best_path.unlink(missing_ok=True)
+    if setup.on_train_begin is not None:  # e.g. AdaLoRA's rank schedule follows the run's length
+        setup.on_train_begin(model, total_steps)
 
     model.train()
     bar = tqdm(
@@ -127,7 +131,8 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
             labels = batch.pop("labels")
             logits = model(**batch).logits
             loss = setup.task.loss(logits, labels, setup.class_weights)
-            (loss / cfg.grad_accum_steps).backward()
+            objective = loss if setup.loss_term is None else loss + setup.loss_term(model)
+            (objective / cfg.grad_accum_steps).backward()
             state.batch_in_epoch += 1
             state.samples += len(idx)
             state.window_loss += loss.item() * len(idx)

@@ -245,6 +245,8 @@ def _train_in(
         class_weights=task.class_weights(splits.train, len(labels)) if cfg.train.class_weights else None,
         show_progress=show_progress,
         on_step=method.on_step,
+        on_train_begin=method.on_train_begin,
+        loss_term=method.loss_term,
     )
     try:
         state = run_loop(model, setup, resume=resume)

@@ -42,5 +42,6 @@ register_method(
         default_learning_rate=5e-5,
         stores_base=True,
         description="train all weights (best accuracy, largest artifact)",
+        cannot_merge="it stores the whole model already (a plain run): there is no adapter to fold in",
     )
 )

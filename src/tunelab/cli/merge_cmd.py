@@ -1,0 +1,51 @@
+"""``tunelab merge``: fold a run's LoRA-family adapter into its base model and write a plain run."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = """examples:
+  tunelab merge runs/banking77-lora                        # -> runs/banking77-lora-merged
+  tunelab merge runs/banking77-lora --out runs/intents-v2  # choose the merged run's folder
+  tunelab merge runs/banking77-ia3 --data ../shared/data/banking77/test.csv   # compare on this file
+  tunelab predict runs/banking77-lora-merged "I still have not received my new card"
+
+lora, adalora, ia3, loha and lokr runs merge: the adapter's update is added into the base weights,
+so the merged run is one plain transformers model (method full), as fast as the base, loadable
+without the base weights or peft. Before writing, its logits are compared with the adapter run's on
+the run's test file or dev split (or --data FILE); a difference above 1e-4 fails and writes
+nothing. The run is written under a temporary name and renamed at the end. prompt, prefix and
+adapter runs cannot merge (their weights are not a change to the base weights) and say so; a full
+run is plain already.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="fold a run's LoRA-family adapter into the base: a plain run",
+        description="Fold a run's adapter (lora, adalora, ia3, loha, lokr) into its base model and "
+        "write a plain run whose logits match the adapter run's within 1e-4.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", help="trained adapter run folder, e.g. runs/banking77-lora")
+    p.add_argument(
+        "--out", "--output", dest="out", help="merged run folder (default <run>-merged beside the run)"
+    )
+    p.add_argument(
+        "--data", metavar="FILE", help="labelled file to compare logits on (default the run's test/dev data)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tunelab.compress import merge
+
+    result = merge(args.run, output=args.out, data=args.data, show_progress=not args.quiet)
+    print(
+        f"merged the {result.method} adapter of {result.source} into its base: {result.path}\n"
+        f"largest logit difference {result.max_logit_diff:.2e} on {result.data} ({result.rows} rows)"
+    )
+    return 0

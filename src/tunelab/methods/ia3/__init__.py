@@ -1,0 +1,71 @@
+"""IA3 through peft: learned vectors that rescale keys, values and feed-forward activations.
+
+(IA)^3 (Liu et al., 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than
+In-Context Learning") multiplies chosen activations by trained vectors, initialised to 1: the
+smallest adapter of the family (about 0.1% of MiniLM's weights with the defaults). The vectors
+fold into the weights they scale, so a run merges into a plain model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from tunelab.methods import peft_adapters
+from tunelab.methods.options import Problems
+from tunelab.methods.registry import Method, register_method
+
+
+@dataclass
+class Ia3Options:
+    """IA3 options (see ``peft.IA3Config``).
+
+    The defaults are peft's own choice for BERT: keys, values and the inputs of the ``output.dense``
+    layers (the attention output and the feed-forward output), the latter listed as
+    ``feedforward_modules`` (their input, not their output, is rescaled). ``feedforward_modules``
+    must be among ``target_modules``.
+    """
+
+    target_modules: list[str] | str = field(default_factory=lambda: ["key", "value", "output.dense"])
+    feedforward_modules: list[str] | str = field(default_factory=lambda: ["output.dense"])
+    train_pooler: bool = True
+
+    def __post_init__(self) -> None:
+        problems = Problems("ia3")
+        problems.modules("target_modules", self.target_modules, "[key, value, output.dense]")
+        if isinstance(self.feedforward_modules, list) and isinstance(self.target_modules, list):
+            extra = [m for m in self.feedforward_modules if m not in self.target_modules]
+            if extra:
+                problems.add(
+                    f"feedforward_modules {extra} are not in target_modules {self.target_modules} "
+                    "(add them there too)"
+                )
+        problems.raise_if_any()
+
+
+def apply(model: nn.Module, cfg: Ia3Options) -> nn.Module:
+    from peft import IA3Config
+
+    config = IA3Config(
+        target_modules=cfg.target_modules,
+        feedforward_modules=cfg.feedforward_modules or [],
+        modules_to_save=peft_adapters.head_modules(model, cfg.train_pooler),
+    )
+    return peft_adapters.wrap(model, config, "ia3")
+
+
+register_method(
+    Method(
+        name="ia3",
+        config_cls=Ia3Options,
+        apply=apply,
+        save=peft_adapters.save,
+        load=peft_adapters.load,
+        merge=peft_adapters.merge,
+        # T-Few trained (IA)^3 with 3e-3; the vectors start at 1, so steps of that size matter.
+        default_learning_rate=3e-3,
+        stores_base=False,
+        description="learned rescaling vectors on keys, values and feed-forward (peft); the smallest",
+    )
+)

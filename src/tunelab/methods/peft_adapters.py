@@ -1,0 +1,99 @@
+"""What the peft-backed methods (lora, adalora, ia3, loha, lokr) share: wrapping, saving, loading, merging.
+
+Each of them is a peft tuner that adds weights beside some linear layers. The classification head
+(and, with [CLS] pooling, BERT's pooler) are peft ``modules_to_save``, so they train in full and
+are saved with the adapter; the base weights are referenced by model name, never copied. No peft
+``task_type`` is given: these tuners do not change the forward's inputs or outputs, so one wrapper
+serves every task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tunelab.errors import ConfigError
+from tunelab.methods.registry import ModelLoader
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+HEAD = "classifier"  # every task's head module (docs/extending.md)
+POOLER = "pooler.dense"  # BERT's pooler (tanh of a linear layer over [CLS])
+
+
+def head_modules(model: nn.Module, train_pooler: bool) -> list[str]:
+    """The modules trained in full beside an adapter: the head, and BERT's pooler when it is read.
+
+    BERT's pooler only matters when classifying from [CLS]; with mean pooling, and in a per-token
+    head, it is unused. Its linear layer is named, not the ``BertPooler`` around it: IA3's and the
+    LyCORIS tuners' ``merge_and_unload`` expect every module to save to have a ``weight``.
+    """
+    names = [HEAD]
+    uses_pooler = getattr(model, "pooling", "cls") == "cls"
+    if train_pooler and uses_pooler and any(n.endswith(POOLER) for n, _ in model.named_modules()):
+        names.append(POOLER)
+    return names
+
+
+def wrap(model: nn.Module, peft_config: Any, method: str) -> nn.Module:
+    """``get_peft_model``; target modules that match nothing become a one-line ``ConfigError``."""
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as exc:  # peft reports target modules that match nothing this way
+        raise ConfigError(f"method {method}: {exc}".splitlines()[0]) from None
+
+
+def save(model: nn.Module, folder: Path) -> None:
+    model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json only
+
+
+def load(folder: Path, loader: ModelLoader) -> nn.Module:
+    """The adapter onto the run's base model, not merged (``merge`` folds it in)."""
+    from peft import PeftModel
+
+    base = loader.base()
+    with _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+        # AdaLoRA's rank_pattern names its lora_E parameters, and peft's check, written for LoRA's
+        # (module names), calls every key unmatched; AdaLoRA itself resizes by them all the same.
+        warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
+        return PeftModel.from_pretrained(base, adapter)
+
+
+def merge(model: nn.Module) -> nn.Module:
+    """Fold the adapter into the base weights: a plain ``transformers`` model, as fast as the base."""
+    return model.merge_and_unload()
+
+
+@contextlib.contextmanager
+def _renamed_if_legacy(folder: Path, base: nn.Module) -> Iterator[Path]:
+    """``folder``, or for an adapter trained before classifiers were transformers models, a
+    temporary copy with its keys renamed: its encoder was ``encoder``, BERT's stock classifier
+    calls it ``bert`` (every mean-pooled run keeps ``encoder`` and needs nothing)."""
+    from safetensors.torch import load_file, save_file
+
+    from tunelab.models.classifier import legacy_key
+
+    path, prefix = folder / ADAPTER_WEIGHTS, "base_model.model."
+    weights = {}
+    if getattr(base, "base_model_prefix", "encoder") != "encoder" and path.is_file():
+        weights = load_file(str(path))
+    if not any(k.startswith(prefix + "encoder.") for k in weights):
+        yield folder
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy2(folder / ADAPTER_CONFIG, Path(tmp) / ADAPTER_CONFIG)
+        renamed = {
+            prefix + legacy_key(base, k.removeprefix(prefix)) if k.startswith(prefix) else k: v
+            for k, v in weights.items()
+        }
+        save_file(renamed, str(Path(tmp) / ADAPTER_WEIGHTS))
+        yield Path(tmp)

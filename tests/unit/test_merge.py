@@ -1,0 +1,171 @@
+"""``tunelab merge``: a LoRA-family adapter folded into its base is a plain run that predicts the same.
+
+Which methods merge comes from the registry (``Method.merge``); every one is trained on the tiny
+model, merged, and compared with its unmerged adapter (largest logit difference under 1e-4) by the
+command and again here. Methods that cannot merge, a plain run, an export, a taken output folder
+and a merge whose logits moved are refused in one line, and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.errors import ConfigError, RunError
+from tunelab.methods import available_methods, get_method
+from tunelab.predict.backends import LoadContext, model_loader, run_method
+
+MERGEABLE = [m for m in available_methods() if get_method(m).merge is not None]
+NOT_MERGEABLE = [m for m in available_methods() if get_method(m).merge is None]
+_RUNS: dict[tuple[str, str], Path] = {}
+
+
+@pytest.fixture
+def trained(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+    tagged_jsonls: tuple[Path, Path],
+):
+    """``trained(method, task="single_label")``: a tiny run of ``method``, trained once per session;
+    each call returns a fresh copy in its own folder (tests merge into its siblings)."""
+
+    def get(method: str, task: str = "single_label") -> Path:
+        if (method, task) not in _RUNS:
+            out = tmp_path_factory.mktemp(f"runs-{method}-{task}")
+            train_file, test_file = labelled_csvs if task == "single_label" else tagged_jsonls
+            overrides = tiny_overrides(
+                tiny_bert,
+                train_file,
+                test_file,
+                out,
+                f"method={method}",
+                f"data.task={task}",
+                "name=run",
+                epochs=2,
+            )
+            _RUNS[method, task] = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+        copy = tmp_path_factory.mktemp("copy") / "run"
+        shutil.copytree(_RUNS[method, task], copy)
+        return copy
+
+    return get
+
+
+def unmerged_logits(run: Path, data: Path | None = None) -> tuple[Any, np.ndarray]:
+    """The adapter run's logits on its test file, the adapter kept apart (``Method.load``)."""
+    predictor = tunelab.load(run)
+    summary = predictor.run.read_summary()
+    ctx = LoadContext(run=predictor.run, config=predictor.config, labels=predictor.labels, summary=summary)
+    model = run_method(ctx).load(predictor.run.weights, model_loader(ctx))
+    dataset = predictor.task.read_labelled(
+        predictor.config.data.test, predictor.config.data, predictor.labels, field=None
+    )
+    enc = predictor.task.encode(predictor.tokenizer, dataset, max_length=predictor.config.model.max_length)
+    from tunelab.predict.inference import predict_logits
+
+    return enc, predict_logits(model, enc)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("method", MERGEABLE)
+def test_merging_writes_a_plain_run_that_predicts_like_the_adapter(method: str, trained: Any) -> None:
+    run = trained(method)
+    result = tunelab.merge(run)
+    assert result.path == run.with_name("run-merged") and result.method == method
+    assert 0 <= result.max_logit_diff < 1e-4 and result.rows == 24
+
+    # A plain run: the whole model in weights/, method full, no adapter, the source named.
+    merged = result.path
+    assert (merged / "weights" / "model.safetensors").is_file()
+    assert not (merged / "weights" / "adapter_model.safetensors").exists()
+    summary = json.loads((merged / "run.json").read_text(encoding="utf-8"))
+    assert summary["method"] == "full" and summary["stores_base"] is True and summary["name"] == "run-merged"
+    assert summary["merged_from"]["method"] == method and summary["merged_from"]["max_logit_diff"] < 1e-4
+    assert json.loads((merged / "config.json").read_text(encoding="utf-8"))["method"]["name"] == "full"
+    assert leftovers(run.parent) == []
+
+    # Its predictions are the unmerged adapter's, checked again here.
+    enc, expected = unmerged_logits(run)
+    got = tunelab.load(merged).backend.logits(enc)
+    assert np.abs(got - expected).max() < 1e-4
+    assert (
+        tunelab.load(merged).predict("pizza and cheese for dinner")["label"]
+        == tunelab.load(run).predict("pizza and cheese for dinner")["label"]
+    )
+
+
+def test_a_token_classification_run_merges_too(trained: Any) -> None:
+    run = trained("lora", "token_classification")
+    result = tunelab.merge(run, output=run.parent / "tagger")
+    enc, expected = unmerged_logits(run)
+    assert np.abs(tunelab.load(result.path).backend.logits(enc) - expected).max() < 1e-4
+    assert tunelab.load(result.path).predict("maria visited rome")["entities"]  # per-token decoding works
+
+
+@pytest.mark.parametrize("method", NOT_MERGEABLE)
+def test_a_method_that_cannot_merge_says_why_in_one_line(method: str, trained: Any) -> None:
+    run = trained(method)
+    with pytest.raises(ConfigError) as info:
+        tunelab.merge(run)
+    message = str(info.value)
+    assert f"a {method} run cannot be merged: {get_method(method).cannot_merge}" in message
+    assert "\n" not in message
+    assert sorted(p.name for p in run.parent.iterdir()) == ["run"]
+
+
+def test_an_exported_artifact_and_a_taken_output_are_refused(trained: Any) -> None:
+    run = trained("lora")
+    artifact = run.with_name("run-onnx")
+    shutil.copytree(run, artifact)
+    summary = json.loads((artifact / "run.json").read_text(encoding="utf-8"))
+    (artifact / "run.json").write_text(json.dumps({**summary, "format": "onnx", "source_run": str(run)}))
+    with pytest.raises(RunError, match=f"exported onnx artifact; merge {run} instead"):
+        tunelab.merge(artifact)
+    taken = run.with_name("taken")
+    taken.mkdir()
+    with pytest.raises(RunError, match="taken exists; delete it or give another --out"):
+        tunelab.merge(run, output=taken)
+    assert list(taken.iterdir()) == []
+
+
+def test_logits_that_move_too_far_fail_and_write_nothing(
+    trained: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    merging = importlib.import_module("tunelab.compress.merge")  # the module; the attribute is the function
+    run = trained("lora")
+    monkeypatch.setattr(merging, "MAX_LOGIT_DIFF", -1.0)  # any difference is too large
+    with pytest.raises(RunError, match=r"moved the logits by up to .* nothing was written"):
+        tunelab.merge(run)
+    assert sorted(p.name for p in run.parent.iterdir()) == ["run"]
+
+
+def test_the_command_merges_and_refuses_in_one_line(trained: Any, capsys: pytest.CaptureFixture) -> None:
+    run = trained("ia3")
+    assert main(["merge", str(run), "--out", str(run.parent / "plain"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"merged the ia3 adapter of {run} into its base: {run.parent / 'plain'}" in out
+    assert "largest logit difference" in out and (run.parent / "plain" / "run.json").is_file()
+
+    assert main(["merge", str(run.parent / "plain")]) == 2  # a plain run has nothing to fold in
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "a full run cannot be merged" in err and "\n" not in err
+
+
+def test_merge_help_has_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["merge", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "tunelab merge runs/banking77-lora" in text and "--out" in text

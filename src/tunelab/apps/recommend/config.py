@@ -1,0 +1,336 @@
+"""``rec.yaml``: what a recommender reads (items, interactions), what counts as positive, how it learns.
+
+    name: movielens
+    items:
+      path: ../shared/data/movielens_small/ml-latest-small/movies.csv
+      id_column: movieId
+      text_fields: [title, genres]          # the first is written bare, the others as "name: a, b"
+      list_separators: {genres: "|"}        # fields holding several values in one cell
+      extra_text:                           # more text per item from another file (one row per value)
+        - {name: tags, path: .../tags.csv, id_column: movieId, field: tag, max_values: 20}
+    interactions:
+      path: ../shared/data/movielens_small/ml-latest-small/ratings.csv
+      user_column: userId
+      item_column: movieId
+      time_column: timestamp                # epoch seconds or ISO 8601
+      rating_column: rating                 # optional
+      event_column: null                    # optional: click, buy, ...
+      positive: "rating >= 4"               # or "event in [buy, click]", or "all"
+    model: {base: minilm-l6, history: 5, max_length: 128, max_pairs: 20000, epochs: 1}
+    cf: {algorithm: als, factors: 64, iterations: 15}
+    ranker: {kind: hgb, negatives: 20, hard_negatives: 10, cold_share: 0.3}
+    index: {ann_min_items: 5000}
+    split: {val_frac: 0.1, min_positives: 5}
+
+Relative paths are relative to the current directory, as in run configs (run from the repository
+root). Pydantic checks the fields (it reports every problem at once); ``load_config`` turns that
+into one ``ConfigError`` line naming the file and the fields. The positive rule is parsed by a
+small grammar (``column op value`` or ``column in [a, b]``), never evaluated as Python.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunelab.errors import ConfigError
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_COMPARE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
+_MEMBER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+in\s+\[(.*)\]\s*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _format_of(path: str, given: str) -> str:
+    if given != "auto":
+        return given
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"cannot tell the format of {path} from its suffix; use .csv, .jsonl or .parquet, or set format"
+        )
+    return fmt
+
+
+class ExtraText(_Section):
+    """More text per item from a file of (item id, value) rows, e.g. MovieLens' users' tags.
+
+    Values are counted per item and the ``max_values`` most frequent kept (ties: first seen), so an
+    item tagged "pixar" by twenty users reads "pixar" before a tag given once.
+    """
+
+    name: str = Field(min_length=1)
+    path: str
+    id_column: str
+    field: str
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+    max_values: int = Field(default=20, ge=1)
+    lowercase: bool = True
+
+    @model_validator(mode="after")
+    def _known_format(self) -> ExtraText:
+        object.__setattr__(self, "format", _format_of(self.path, self.format))
+        return self
+
+
+class ItemsConfig(_Section):
+    path: str
+    id_column: str = "item_id"
+    text_fields: list[str] = Field(min_length=1)
+    list_separators: dict[str, str] = Field(default_factory=dict)
+    extra_text: list[ExtraText] = Field(default_factory=list)
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> ItemsConfig:
+        object.__setattr__(self, "format", _format_of(self.path, self.format))
+        unknown = sorted(set(self.list_separators) - set(self.text_fields))
+        if unknown:
+            raise ValueError(f"list_separators names {', '.join(unknown)}, which are not text_fields")
+        return self
+
+
+@dataclass(frozen=True)
+class PositiveRule:
+    """What counts as a positive interaction: ``rating >= 4``, ``event in [buy, click]``, or ``all``.
+
+    Attributes:
+        column: the interactions column the rule reads (None for ``all``).
+        op: ``>=``, ``>``, ``<=``, ``<``, ``==``, ``!=`` or ``in``.
+        values: the right-hand side: one number or string, or the list for ``in``.
+        text: the rule as written.
+    """
+
+    column: str | None
+    op: str
+    values: tuple[Any, ...]
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> PositiveRule:
+        """Parse the rule; ``ValueError`` explains the accepted forms."""
+        raw = str(text).strip()
+        if raw.lower() in ("all", "any", "*", ""):
+            return cls(None, "all", (), "all")
+        member = _MEMBER.match(raw)
+        if member:
+            items = tuple(_literal(v) for v in member[2].split(",") if v.strip())
+            if not items:
+                raise ValueError(f"positive {raw!r}: the list is empty")
+            return cls(member[1], "in", items, raw)
+        compare = _COMPARE.match(raw)
+        if compare and compare[3].strip():
+            value = _literal(compare[3])
+            if compare[2] not in ("==", "!=") and not isinstance(value, float):
+                raise ValueError(f"positive {raw!r}: {compare[2]} needs a number on the right")
+            return cls(compare[1], compare[2], (value,), raw)
+        raise ValueError(
+            f"positive {raw!r} is not a rule; write e.g. 'rating >= 4', 'event in [buy, click]' or 'all'"
+        )
+
+    def apply(self, values: Any) -> Any:
+        """A boolean mask (numpy/pandas) over ``values`` (the rule's column)."""
+        import numpy as np
+        import pandas as pd
+
+        if self.op == "all":
+            return np.ones(len(values), dtype=bool)
+        series = pd.Series(values)
+        if self.op == "in":
+            return series.astype(str).str.strip().isin([str(v) for v in self.values]).to_numpy()
+        value = self.values[0]
+        if isinstance(value, float):
+            series = pd.to_numeric(series, errors="coerce")
+        else:
+            series = series.astype(str).str.strip()
+        ops = {
+            ">=": series.__ge__,
+            ">": series.__gt__,
+            "<=": series.__le__,
+            "<": series.__lt__,
+            "==": series.__eq__,
+            "!=": series.__ne__,
+        }
+        return ops[self.op](value).fillna(False).to_numpy(dtype=bool)
+
+
+def _literal(text: str) -> float | str:
+    """A number when it reads as one, else the string without quotes."""
+    stripped = text.strip().strip("'\"")
+    try:
+        return float(stripped)
+    except ValueError:
+        return stripped
+
+
+class InteractionsConfig(_Section):
+    path: str
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    time_column: str = "time"
+    rating_column: str | None = None
+    event_column: str | None = None
+    positive: str = "all"
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> InteractionsConfig:
+        object.__setattr__(self, "format", _format_of(self.path, self.format))
+        rule = PositiveRule.parse(self.positive)
+        if rule.column is not None and self.rule_source() is None:
+            named = [c for c in (self.rating_column, self.event_column) if c]
+            raise ValueError(
+                f"positive {self.positive!r} reads {rule.column!r}, which is not rating_column or "
+                f"event_column ({', '.join(named) or 'neither is set'}); set the one it reads"
+            )
+        return self
+
+    @property
+    def rule(self) -> PositiveRule:
+        return PositiveRule.parse(self.positive)
+
+    def rule_source(self) -> str | None:
+        """``rating`` or ``event``: which of the two columns the rule reads (None: ``all``, or neither)."""
+        column = self.rule.column
+        if column is not None and self.rating_column and column in ("rating", self.rating_column):
+            return "rating"
+        if column is not None and self.event_column and column in ("event", self.event_column):
+            return "event"
+        return None
+
+
+class ModelSection(_Section):
+    """The bi-encoder and its contrastive fine-tuning (see ``textmodel``)."""
+
+    base: str = "minilm-l6"
+    history: int = Field(default=5, ge=1, le=50)
+    max_length: int = Field(default=128, ge=16, le=512)
+    max_pairs: int = Field(default=20000, ge=0)
+    epochs: int = Field(default=1, ge=1, le=20)
+    batch_size: int = Field(default=32, ge=2)
+    hard_negatives: int = Field(default=1, ge=0, le=8)
+    learning_rate: float = Field(default=3e-5, gt=0)
+    scale: float = Field(default=20.0, gt=0)
+    seed: int = 0
+    cross_encoder: bool = False
+
+    @field_validator("cross_encoder")
+    @classmethod
+    def _no_cross_encoder(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("cross_encoder re-scoring is not implemented yet; leave it false")
+        return value
+
+
+class CFSection(_Section):
+    """Collaborative filtering with ``implicit`` on the train positives."""
+
+    algorithm: Literal["als", "bpr"] = "als"
+    factors: int = Field(default=64, ge=2, le=1024)
+    iterations: int = Field(default=15, ge=1, le=1000)
+    regularization: float = Field(default=0.05, ge=0)
+    alpha: float = Field(default=2.0, gt=0)
+    learning_rate: float = Field(default=0.05, gt=0)  # BPR only
+    seed: int = 0
+
+
+class RankerSection(_Section):
+    """The learned blend: fitted on the validation split, never hand-set weights."""
+
+    kind: Literal["logistic", "hgb"] = "hgb"
+    negatives: int = Field(default=20, ge=1, le=500)
+    hard_negatives: int = Field(default=10, ge=0, le=500)
+    cold_share: float = Field(default=0.3, ge=0, lt=1)
+    seed: int = 0
+
+
+class IndexSection(_Section):
+    ann_min_items: int = Field(default=5000, ge=1)
+    full_rank_max_items: int = Field(default=20000, ge=1)
+
+
+class SplitSection(_Section):
+    """The split ``tunelab app recommend build`` makes itself (no test split: everything but the
+    validation positives trains the model)."""
+
+    test_frac: float = Field(default=0.0, ge=0, lt=1)
+    val_frac: float = Field(default=0.1, gt=0, lt=1)
+    min_positives: int = Field(default=5, ge=2)
+
+
+class RecommendConfig(_Section):
+    """A validated ``rec.yaml`` (see the module docstring)."""
+
+    name: str = "recommender"
+    items: ItemsConfig
+    interactions: InteractionsConfig
+    model: ModelSection = Field(default_factory=ModelSection)
+    cf: CFSection = Field(default_factory=CFSection)
+    ranker: RankerSection = Field(default_factory=RankerSection)
+    index: IndexSection = Field(default_factory=IndexSection)
+    split: SplitSection = Field(default_factory=SplitSection)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be lower-case letters, digits, - or _ (it is part of the API's URLs)")
+        return value
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, source: str = "config") -> RecommendConfig:
+        """Validate ``raw``; every problem in one ``ConfigError`` line (``; ``-separated)."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping (name, items, interactions, ...)")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_problems(exc)}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _problems(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "missing":
+            message = "missing"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def load_config(path: str | Path) -> RecommendConfig:
+    """Read and validate a recommender config.
+
+    Example:
+        >>> cfg = load_config("configs/movielens.yaml")  # doctest: +SKIP
+
+    Raises:
+        ConfigError: missing file, bad YAML, or bad fields (all named, in one line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: recommender config not found (see `tunelab app recommend build --help`)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8; save the config as UTF-8") from None
+    return RecommendConfig.from_dict(raw, source=str(p))

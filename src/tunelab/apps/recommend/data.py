@@ -1,0 +1,308 @@
+"""Read a recommender's items and interactions (CSV, JSONL or Parquet) into one ``Dataset``.
+
+An item's text is what the encoder reads: its text fields joined as
+``"Toy Story (1995). genres: Adventure, Animation. tags: pixar, fun"`` (the first field bare, the
+others named), with ``extra_text`` sources (MovieLens' users' tags) appended the same way.
+Interactions naming an item the items file lacks are counted and reported with examples, then
+left out: they cannot be ranked, and a silent drop would hide a wrong id column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
+from tunelab.errors import DataError
+
+#: How many unknown item ids the report (and the CLI) show.
+EXAMPLES = 5
+
+
+@dataclass
+class Dataset:
+    """Items and interactions, cleaned and joined.
+
+    Attributes:
+        items: one row per item: ``item_id`` (str), ``text`` (str), and the text fields as read.
+        interactions: ``user_id`` (str), ``item_id`` (str), ``time`` (float, epoch seconds),
+            ``positive`` (bool), and ``rating`` (float) / ``event`` (str) when configured; sorted
+            by time, then user, then item.
+        report: counts for the build report: items, rows, positives, users, unknown_items
+            (rows, distinct, examples), extra_text.
+    """
+
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def load_dataset(cfg: RecommendConfig, *, progress: bool = False) -> Dataset:
+    """Read the items and interactions files of ``cfg``.
+
+    Raises:
+        DataError: a file is missing or unreadable, a column is missing, an id or time is bad, an
+            item's text is empty, or no interaction is left; the message names the file and row.
+    """
+    items, report = read_items(cfg.items)
+    interactions, inter_report = read_interactions(cfg, set(items["item_id"]))
+    report.update(inter_report)
+    return Dataset(items=items, interactions=interactions, report=report)
+
+
+# -- reading tables ---------------------------------------------------------------------------------
+
+
+def read_table(path: str | Path, fmt: str, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """A file as a DataFrame of strings (CSV) or JSON values, and each row's place in the file.
+
+    The places (``row 5``: the CSV's 5th line counting the header; ``line 3`` of a JSONL file;
+    ``row 2`` of a Parquet table, 1-based) go into error messages.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: {what} file not found")
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            return frame, [f"row {i + 2}" for i in range(len(frame))]
+        if fmt == "parquet":
+            frame = pd.read_parquet(p)
+            return frame, [f"row {i + 1}" for i in range(len(frame))]
+        return _read_jsonl(p, what)
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(f"{p}: not UTF-8; save the {what} file as UTF-8") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{p}: not a readable {fmt.upper()} {what} file ({first})") from None
+
+
+def _read_jsonl(p: Path, what: str) -> tuple[pd.DataFrame, list[str]]:
+    records, places = [], []
+    for line_no, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{p}: line {line_no} is not JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{p}: line {line_no} is not a JSON object (one {what} record per line)")
+        records.append(record)
+        places.append(f"line {line_no}")
+    return pd.DataFrame.from_records(records), places
+
+
+def _need_columns(frame: pd.DataFrame, path: str, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise DataError(f"{path}: the {what} file has no column {', '.join(missing)} (it has {have})")
+
+
+def _ids(values: pd.Series, path: str, places: list[str], column: str) -> pd.Series:
+    """Ids as stripped strings (``1.0`` read from JSON stays ``1.0``; CSV ids are never parsed)."""
+    ids = values.map(_id_text)
+    empty = np.flatnonzero((ids == "").to_numpy())
+    if len(empty):
+        raise DataError(f"{path}: {places[empty[0]]}: empty {column}; every row needs one")
+    return ids
+
+
+def _id_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # JSON/Parquet numbers: 7.0 names item "7"
+    return str(value).strip()
+
+
+# -- items ------------------------------------------------------------------------------------------
+
+
+def values_of(value: Any, separator: str | None) -> list[str]:
+    """A cell's values: a list (JSON, Parquet) or a string split on ``separator``; blanks dropped."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, list | tuple | np.ndarray):
+        parts = [str(v) for v in value if v is not None]
+    else:
+        text = str(value)
+        parts = text.split(separator) if separator else [text]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def compose_text(cfg: ItemsConfig, fields: Mapping[str, Any]) -> str:
+    """An item's text from its fields: ``"title. genres: a, b. tags: x, y"``.
+
+    ``fields`` holds the text fields and, by name, the extra-text values (a list or a string).
+    """
+    parts = []
+    for i, name in enumerate(cfg.text_fields):
+        values = values_of(fields.get(name), cfg.list_separators.get(name))
+        if values:
+            parts.append(", ".join(values) if i == 0 else f"{name}: {', '.join(values)}")
+    for extra in cfg.extra_text:
+        values = values_of(fields.get(extra.name), ",")  # a string given to add_item: "a, b"
+        if values:
+            parts.append(f"{extra.name}: {', '.join(values)}")
+    return ". ".join(p.rstrip(". ") for p in parts)
+
+
+def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Items with their text; the report part about them.
+
+    Raises:
+        DataError: see ``load_dataset``; a duplicate id names both rows.
+    """
+    frame, places = read_table(cfg.path, cfg.format, "items")
+    _need_columns(frame, cfg.path, [cfg.id_column, *cfg.text_fields], "items")
+    if frame.empty:
+        raise DataError(f"{cfg.path}: the items file has no rows")
+    ids = _ids(frame[cfg.id_column], cfg.path, places, cfg.id_column)
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup & (ids == ids[dup].iloc[0]).to_numpy())
+        raise DataError(
+            f"{cfg.path}: item {ids.iloc[rows[0]]!r} appears twice ({places[rows[0]]} and "
+            f"{places[rows[1]]}); item ids must be unique"
+        )
+    items = pd.DataFrame({"item_id": ids.to_numpy()})
+    for name in cfg.text_fields:
+        items[name] = frame[name].to_numpy()
+    report: dict[str, Any] = {"items": len(items)}
+    for extra in cfg.extra_text:
+        per_item, counts = read_extra_text(extra, set(items["item_id"]))
+        items[extra.name] = items["item_id"].map(lambda i, d=per_item: d.get(i, []))
+        report.setdefault("extra_text", {})[extra.name] = counts
+    texts = [compose_text(cfg, row) for row in items.to_dict("records")]
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        i = empty[0]
+        more = f" ({len(empty) - 1} more such rows)" if len(empty) > 1 else ""
+        raise DataError(
+            f"{cfg.path}: {places[i]} (item {items['item_id'].iloc[i]!r}): empty text in "
+            f"{', '.join(cfg.text_fields)}{more}; fill one of them or drop the row"
+        )
+    items["text"] = texts
+    return items, report
+
+
+def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``item id -> its most frequent values`` from an extra-text file, and counts for the report."""
+    frame, places = read_table(extra.path, extra.format, f"{extra.name} (extra_text)")
+    _need_columns(frame, extra.path, [extra.id_column, extra.field], f"{extra.name} (extra_text)")
+    ids = _ids(frame[extra.id_column], extra.path, places, extra.id_column)
+    values = frame[extra.field].map(lambda v: "" if v is None else str(v).strip())
+    if extra.lowercase:
+        values = values.str.lower()
+    table = pd.DataFrame({"item_id": ids, "value": values})
+    table = table[table["value"] != ""]
+    unknown = int((~table["item_id"].isin(known)).sum())
+    table = table[table["item_id"].isin(known)]
+    # Count each value per item; most frequent first, ties in the order first seen (stable sort).
+    table = table.assign(order=np.arange(len(table)))
+    grouped = table.groupby(["item_id", "value"], sort=False).agg(n=("order", "size"), first=("order", "min"))
+    grouped = grouped.reset_index().sort_values(["item_id", "n", "first"], ascending=[True, False, True])
+    per_item = {
+        item: group["value"].head(extra.max_values).tolist()
+        for item, group in grouped.groupby("item_id", sort=False)
+    }
+    counts = {"rows": len(frame), "items_with_values": len(per_item), "rows_unknown_item": unknown}
+    return per_item, counts
+
+
+# -- interactions -----------------------------------------------------------------------------------
+
+
+def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.ndarray:
+    """Epoch seconds from numbers (epoch seconds) or ISO 8601 strings."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return numeric.to_numpy(dtype=np.float64)
+    parsed = pd.to_datetime(values.where(numeric.isna(), None), utc=True, errors="coerce", format="mixed")
+    bad = numeric.isna() & parsed.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{path}: {places[i]}: {column} {values.iloc[i]!r} is not a time; use epoch seconds or ISO 8601"
+        )
+    seconds = parsed.map(lambda t: t.timestamp() if pd.notna(t) else np.nan).astype(np.float64)
+    return np.where(numeric.notna(), numeric, seconds).astype(np.float64)
+
+
+def read_interactions(cfg: RecommendConfig, known: set[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Interactions on known items, with ``positive`` set by the rule; the report part about them."""
+    icfg = cfg.interactions
+    frame, places = read_table(icfg.path, icfg.format, "interactions")
+    columns = [icfg.user_column, icfg.item_column, icfg.time_column]
+    columns += [c for c in (icfg.rating_column, icfg.event_column) if c]
+    _need_columns(frame, icfg.path, columns, "interactions")
+    if frame.empty:
+        raise DataError(f"{icfg.path}: the interactions file has no rows")
+    out = pd.DataFrame(
+        {
+            "user_id": _ids(frame[icfg.user_column], icfg.path, places, icfg.user_column).to_numpy(),
+            "item_id": _ids(frame[icfg.item_column], icfg.path, places, icfg.item_column).to_numpy(),
+            "time": _times(frame[icfg.time_column], icfg.path, places, icfg.time_column),
+        }
+    )
+    if icfg.rating_column:
+        ratings = pd.to_numeric(frame[icfg.rating_column], errors="coerce")
+        given = frame[icfg.rating_column].map(lambda v: v is not None and str(v).strip() != "")
+        bad = np.flatnonzero((ratings.isna() & given).to_numpy())
+        if len(bad):
+            i = bad[0]
+            raise DataError(
+                f"{icfg.path}: {places[i]}: {icfg.rating_column} {frame[icfg.rating_column].iloc[i]!r} "
+                "is not a number"
+            )
+        out["rating"] = ratings.to_numpy(dtype=np.float64)
+    if icfg.event_column:
+        out["event"] = frame[icfg.event_column].map(lambda v: "" if v is None else str(v).strip()).to_numpy()
+    source = icfg.rule_source()
+    out["positive"] = icfg.rule.apply(out[source] if source else out["user_id"])
+    out["_place"] = places
+    unknown_mask = ~out["item_id"].isin(known)
+    report: dict[str, Any] = {"rows": len(out), "unknown_items": _unknown_report(out[unknown_mask])}
+    out = out[~unknown_mask]
+    if out.empty:
+        raise DataError(
+            f"{icfg.path}: no interaction names an item of {cfg.items.path} (e.g. "
+            f"{report['unknown_items']['examples'][0]['item_id']!r}); are id_column and item_column right?"
+        )
+    if not out["positive"].any():
+        raise DataError(
+            f"{icfg.path}: the positive rule {icfg.positive!r} matches no interaction; check the rule"
+        )
+    out = out.drop(columns="_place").sort_values(["time", "user_id", "item_id"], kind="stable")
+    out = out.reset_index(drop=True)
+    report.update(
+        {
+            "interactions": len(out),
+            "positives": int(out["positive"].sum()),
+            "users": int(out["user_id"].nunique()),
+            "items_with_interactions": int(out["item_id"].nunique()),
+            "positive_rule": icfg.positive,
+            "dropped": report["unknown_items"]["rows"],
+        }
+    )
+    return out, report
+
+
+def _unknown_report(rows: pd.DataFrame) -> dict[str, Any]:
+    """How many interaction rows name unknown items, and the first few ids with where they are."""
+    examples = []
+    for item_id, group in rows.groupby("item_id", sort=False):
+        examples.append({"item_id": item_id, "rows": len(group), "first": group["_place"].iloc[0]})
+        if len(examples) >= EXAMPLES:
+            break
+    return {"rows": len(rows), "distinct": int(rows["item_id"].nunique()), "examples": examples}

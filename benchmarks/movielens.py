@@ -59,7 +59,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bench_common import serving  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +86,14 @@ def baseline_grids(quick: bool = False) -> dict[str, tuple[Any, list[dict[str, A
         }
     return {
         "popularity": (Popularity, [{}]),
-        "als": (ALSBaseline, grid({"factors": [32, 64, 128], "regularization": [0.01, 0.1, 1.0],
-                                   "alpha": [1.0, 10.0]})),  # fmt: skip
-        "bpr": (BPRBaseline, grid({"factors": [32, 64, 128], "learning_rate": [0.01, 0.05],
-                                   "regularization": [0.001, 0.01]})),  # fmt: skip
+        "als": (
+            ALSBaseline,
+            grid({"factors": [32, 64, 128], "regularization": [0.01, 0.1, 1.0], "alpha": [1.0, 10.0]}),
+        ),
+        "bpr": (
+            BPRBaseline,
+            grid({"factors": [32, 64, 128], "learning_rate": [0.01, 0.05], "regularization": [0.001, 0.01]}),
+        ),
         "ease": (EASE, grid({"lam": [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]})),
     }
 
@@ -205,7 +208,11 @@ def run_baselines(split: BenchSplit, grids: dict[str, Any], *, seed: int) -> dic
     out: dict[str, Any] = {}
     history = pd.concat([split.train, split.val], ignore_index=True)
     for name, (cls, candidates) in grids.items():
-        make = (lambda cls=cls, **p: cls(seed=seed, **p)) if "seed" in getattr(cls, "__dataclass_fields__", {}) else cls
+        make = (
+            (lambda cls=cls, **p: cls(seed=seed, **p))
+            if "seed" in getattr(cls, "__dataclass_fields__", {})
+            else cls
+        )
         t0 = time.perf_counter()
         # Validation candidates: the warm items too (cold items are in no split).
         chosen, table = choose_on_validation(make, candidates, split.train, split.val, split.warm, k=K)
@@ -272,15 +279,15 @@ def http_latency(folder: Path, users: list[str], *, requests: int, serve_args: l
     route = f"/v1/apps/recommend/{folder.name}/users/{{}}"
     args = serve_args or ["--recommend", str(folder)]
     latencies, statuses = [], {}
-    with serving(args, data_dir) as (url, token):
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-            for user in users[:5]:  # warm-up, not measured
-                client.get(route.format(user), params={"k": K, "exclude_seen": "true"})
-            for i in range(requests):
-                t0 = time.perf_counter()
-                r = client.get(route.format(users[i % len(users)]), params={"k": K, "exclude_seen": "true"})
-                latencies.append(time.perf_counter() - t0)
-                statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
+    with serving(args, data_dir) as (url, token), httpx.Client(base_url=url, timeout=60) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        for user in users[:5]:  # warm-up, not measured
+            client.get(route.format(user), params={"k": K, "exclude_seen": "true"})
+        for i in range(requests):
+            t0 = time.perf_counter()
+            r = client.get(route.format(users[i % len(users)]), params={"k": K, "exclude_seen": "true"})
+            latencies.append(time.perf_counter() - t0)
+            statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
     ordered = sorted(latencies)
 
     def pct(q: float) -> float:
@@ -310,8 +317,10 @@ def report(result: dict[str, Any]) -> None:
     for name in MODELS:
         if name in models:
             t, cold = models[name]["test"], models[name]["cold"]
-            print(ROW.format(name, fmt(t[f"ndcg@{K}"]), fmt(t[f"recall@{K}"]), fmt(t["mrr"]), fmt(t["auc"]),
-                             t["users"], fmt(cold["auc"]), fmt(cold[f"ndcg@{K}"]), cold["users"]))  # fmt: skip
+            warm = [fmt(t[key]) for key in (f"ndcg@{K}", f"recall@{K}", "mrr", "auc")]
+            print(
+                ROW.format(name, *warm, t["users"], fmt(cold["auc"]), fmt(cold[f"ndcg@{K}"]), cold["users"])
+            )
     for name in BASELINES:
         if name in models and models[name]["chosen"]:
             print(f"{name}: {models[name]['chosen']} chosen on validation")
@@ -360,7 +369,9 @@ def save(result: dict[str, Any], path: Path | None) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(CONFIG), help="the recommender config (its data paths)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cold items and the models (0)")
     parser.add_argument("--cold-frac", type=float, default=0.1, help="share of items made cold (0.1)")
@@ -379,6 +390,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tunelab.errors import TunelabError
+
     args = parse_args(argv)
     split_kwargs = {"seed": args.seed, "cold_frac": args.cold_frac}
     folder = Path(args.recommender) if args.recommender else Path(args.out) / args.name
@@ -387,7 +400,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     json_path = Path(args.json) if args.json else None
     t0 = time.perf_counter()
-    _, _, split = load(Path(args.config), **split_kwargs)
+    try:
+        _, _, split = load(Path(args.config), **split_kwargs)
+    except TunelabError as exc:  # a missing data file, a bad config: one line, no traceback
+        sys.exit(f"error: {exc}")
     result: dict[str, Any] = {"seed": args.seed, "cold_frac": args.cold_frac, "k": K, "quick": args.quick,
                               "users_sampled": args.users, "counts": split.counts(),
                               "load_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
@@ -398,9 +414,13 @@ def main(argv: list[str] | None = None) -> None:
     save(result, json_path)
     if not args.baselines_only:
         if args.recommender:
-            info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
+            info = (
+                json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
+            )
             if info.get("fingerprint") != fingerprint:
-                sys.exit(f"{folder}: not built on this split (--seed/--cold-frac); build it with --build-only")
+                sys.exit(
+                    f"{folder}: not built on this split (--seed/--cold-frac); build it with --build-only"
+                )
         else:
             info = build_in_subprocess(args, folder)
         result["recommender"] = {"build": info, "scores": score_recommender(folder, split)}

@@ -43,18 +43,23 @@ UNSCORED = -np.inf
 
 
 # ---------------------------------------------------------------------------------- metrics
-def _tie_groups(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidates sorted by score, cut into groups of equal score.
-
-    Returns ``(start, size, hits)`` per group, in rank order: its first 0-based position, its
-    number of items and its number of relevant items.
-    """
+def _arrays(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` as float64 and ``relevant`` as bool, checked: one length, 1-D, no NaN."""
     scores = np.asarray(scores, dtype=np.float64)
     relevant = np.asarray(relevant, dtype=bool)
     if scores.shape != relevant.shape or scores.ndim != 1:
         raise ValueError(f"scores {scores.shape} and relevant {relevant.shape}: two 1-D arrays of one length")
     if np.isnan(scores).any():
         raise ValueError("scores contain NaN")
+    return scores, relevant
+
+
+def _tie_groups(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates sorted by score, cut into groups of equal score.
+
+    Returns ``(start, size, hits)`` per group, in rank order: its first 0-based position, its
+    number of items and its number of relevant items.
+    """
     order = np.argsort(-scores, kind="stable")
     s = scores[order]
     start = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # -inf == -inf: one group
@@ -82,6 +87,7 @@ def _discounts(n: int) -> np.ndarray:
 
 def ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
     """NDCG@k of one user's candidates with binary relevance (0.0 when none is relevant)."""
+    scores, relevant = _arrays(scores, relevant)
     n_rel = int(np.count_nonzero(relevant))
     if n_rel == 0:
         return 0.0
@@ -91,12 +97,14 @@ def ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
 
 def recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
     """The share of the user's relevant items ranked in the top k (0.0 when none is relevant)."""
+    scores, relevant = _arrays(scores, relevant)
     n_rel = int(np.count_nonzero(relevant))
     return _expected_top_k(scores, relevant, k, np.ones(k)) / n_rel if n_rel else 0.0
 
 
 def reciprocal_rank(scores: np.ndarray, relevant: np.ndarray) -> float:
     """1 / the 1-based rank of the first relevant item (expected over tie orders; 0.0 if none)."""
+    scores, relevant = _arrays(scores, relevant)
     start, size, hits = _tie_groups(scores, relevant)
     first = np.flatnonzero(hits > 0)
     if not len(first):
@@ -119,12 +127,12 @@ def auc(scores: np.ndarray, relevant: np.ndarray) -> float:
     Mann-Whitney's U over average ranks (what ``roc_auc_score`` computes); NaN when the
     candidates are all relevant or all irrelevant.
     """
-    relevant = np.asarray(relevant, dtype=bool)
+    scores, relevant = _arrays(scores, relevant)
     n_pos = int(relevant.sum())
     n_neg = len(relevant) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    ranks = rankdata(scores)
     return float((ranks[relevant].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -230,7 +238,10 @@ class _MatrixBaseline:
         users = pd.Index(pd.unique(pos["user_id"].astype(str)))
         known = pd.Index(pd.unique(pos["item_id"].astype(str)))
         self.users, self.items = users, known
-        rows, cols = users.get_indexer(pos["user_id"].astype(str)), known.get_indexer(pos["item_id"].astype(str))
+        rows, cols = (
+            users.get_indexer(pos["user_id"].astype(str)),
+            known.get_indexer(pos["item_id"].astype(str)),
+        )
         matrix = sparse.csr_matrix(
             (np.ones(len(pos), dtype=np.float32), (rows, cols)), shape=(len(users), len(known))
         )

@@ -2,7 +2,7 @@
 
 A thin layer over ``tunelab.apps.support``: parse, call, print. ``export-feedback`` lives in
 ``tunelab.cli.support_feedback_cmd`` (it reads the service's hand-off tickets), ``app monitor`` in
-``tunelab.cli.monitor_cmd``.
+``tunelab.cli.monitor_cmd``, ``app recommend`` in ``tunelab.cli.recommend_cmd``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunelab.cli import monitor_cmd, support_feedback_cmd
+from tunelab.cli import monitor_cmd, recommend_cmd, support_feedback_cmd
 from tunelab.cli.output import pct, table
 
 HELP = """examples:
@@ -64,13 +64,15 @@ APP_HELP = """examples:
   tunelab app support chat bots/banking
   tunelab app monitor run --config monitor.yaml
   tunelab app monitor report --config monitor.yaml --out report.html
+  tunelab app recommend build --config configs/movielens.yaml --out recs/movielens
+  tunelab app recommend rank recs/movielens --user 42 --k 10
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "app",
-        help="applications built on tunelab: the support bot, the sentiment monitor",
+        help="applications built on tunelab: the support bot, the sentiment monitor, the recommender",
         description="Applications built on tunelab's API and service.",
         epilog=APP_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -90,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _chat_parser(actions)
     support_feedback_cmd.add_parser(actions)
     monitor_cmd.add_parser(apps)
+    recommend_cmd.add_parser(apps)
 
 
 def _subparser(

@@ -5,7 +5,8 @@ recommend brand-new items from their text alone.
 Modules: ``config`` (rec.yaml), ``data`` (``load_dataset``), ``split`` (``split_chronological``,
 ``cold_items``), ``textmodel`` (the fine-tuned bi-encoder), ``cf`` (implicit ALS/BPR), ``features``
 and ``ranker`` (the learned blend), ``index`` (exact or faiss HNSW), ``recommender``
-(``Recommender``, ``Ranking``, ``RankedItem``), ``build`` (``build``: the recommender folder).
+(``Recommender``, ``Ranking``, ``RankedItem``), ``live`` (live.sqlite), ``builder`` (``build``:
+the recommender folder; not build.py, whose module would shadow the function on the package).
 Names are imported on first use (PEP 562), so importing the package stays light.
 """
 
@@ -22,7 +23,7 @@ _EXPORTS = {
     "Split": "tunelab.apps.recommend.split",
     "split_chronological": "tunelab.apps.recommend.split",
     "cold_items": "tunelab.apps.recommend.split",
-    "build": "tunelab.apps.recommend.build",
+    "build": "tunelab.apps.recommend.builder",
     "Recommender": "tunelab.apps.recommend.recommender",
     "Ranking": "tunelab.apps.recommend.recommender",
     "RankedItem": "tunelab.apps.recommend.recommender",

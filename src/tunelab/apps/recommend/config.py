@@ -221,6 +221,7 @@ class ModelSection(_Section):
     learning_rate: float = Field(default=3e-5, gt=0)
     scale: float = Field(default=20.0, gt=0)
     seed: int = 0
+    device: str = "auto"  # auto: cuda when torch sees a GPU, else cpu
     cross_encoder: bool = False
 
     @field_validator("cross_encoder")

@@ -1,0 +1,214 @@
+"""``build``: a config and its data -> a recommender folder (text model, CF, ranker, index).
+
+Stages, each timed in ``build_report.json``: read the data; split it (unless the caller gives
+train and val); fine-tune the bi-encoder on the train positives; embed every item; fit CF on the
+train positives; fit the ranker on the validation positives (features from train only); index the
+item vectors. The folder is assembled in a temporary sibling and renamed into place at the end, so
+a failed build leaves nothing half-written and a server reading the old folder sees the old one or
+the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tunelab.apps.recommend.cf import fit_cf
+from tunelab.apps.recommend.config import RecommendConfig
+from tunelab.apps.recommend.data import Dataset, load_dataset
+from tunelab.apps.recommend.index import ItemIndex
+from tunelab.apps.recommend.ranker import fit_ranker, training_rows
+from tunelab.apps.recommend.recommender import META, REPORT, Recommender
+from tunelab.apps.recommend.split import split_chronological
+from tunelab.apps.recommend.textmodel import TextModel, make_triples
+from tunelab.atomic import atomic_write_json
+from tunelab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def build(
+    cfg: RecommendConfig,
+    out: str | Path,
+    *,
+    dataset: Dataset | None = None,
+    train: pd.DataFrame | None = None,
+    val: pd.DataFrame | None = None,
+    progress: bool = False,
+    overwrite: bool = True,
+    absorb_val: bool = False,
+) -> Recommender:
+    """Build a recommender folder at ``out`` and return it loaded.
+
+    Args:
+        cfg: the config (``load_config``).
+        out: the folder to write, e.g. ``recs/movielens``.
+        dataset: the data (default: ``load_dataset(cfg)``).
+        train, val: the interactions to learn from and the validation positives the ranker is
+            fitted on (default: ``split_chronological`` with the config's split section).
+        progress: show progress bars.
+        overwrite: replace a recommender folder already at ``out`` (its live items and events go).
+        absorb_val: after the ranker is fitted, refit CF on train + val and keep val in the users'
+            histories, so nothing a user did is left out of serving (``tunelab app recommend
+            build`` does this; a benchmark keeps val out).
+
+    Raises:
+        ConfigError: ``out`` is something else, or a recommender and ``overwrite`` is off.
+        DataError: bad data, or no validation positives to fit the ranker on.
+    """
+    target = Path(out)
+    _check_target(target, overwrite)
+    timings: dict[str, float] = {}
+    started = clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    ds = dataset if dataset is not None else load_dataset(cfg)
+    lap("read_s")
+    split_report: dict[str, Any] = {"given": train is not None}
+    if train is None:
+        sp = split_chronological(
+            ds.interactions,
+            test_frac=cfg.split.test_frac,
+            val_frac=cfg.split.val_frac,
+            min_positives=cfg.split.min_positives,
+        )
+        train, val = sp.train, sp.val
+        split_report.update(test=len(sp.test), dropped_after_cutoff=sp.dropped)
+    if val is not None and "positive" in val:
+        val = val[val["positive"]]
+    if val is None or val.empty:
+        raise DataError(
+            "no validation positives to fit the ranker on: users need at least "
+            f"{cfg.split.min_positives} positives (split.min_positives) for some to be held out"
+        )
+    split_report.update(train=len(train), train_positives=int(train["positive"].sum()), val=len(val))
+    lap("split_s")
+
+    items = ds.items[["item_id", "text"]].reset_index(drop=True)
+    index_of = {i: n for n, i in enumerate(items["item_id"])}
+    texts = dict(zip(items["item_id"], items["text"], strict=True))
+    text = TextModel.from_base(cfg.model)
+    triples = make_triples(train, texts, cfg.model)
+    text_report = text.fit(triples, cfg.model, progress=progress)
+    lap("text_model_s")
+    vectors = text.encode(items["text"].tolist(), progress=progress)
+    lap("embed_items_s")
+
+    pos = train[train["positive"]]
+    cf = fit_cf(pos["user_id"].to_numpy(), pos["item_id"].map(index_of).to_numpy(), len(items), cfg.cf)
+    lap("cf_s")
+    index = ItemIndex.build(vectors, ann_min_items=cfg.index.ann_min_items)
+    lap("index_s")
+
+    meta: dict[str, Any] = {
+        "name": cfg.name,
+        "config": cfg.to_dict(),
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tunelab_version": _version(),
+        "dims": int(vectors.shape[1]),
+    }
+    history = train[["user_id", "item_id", "time", "positive"]]
+    rec = Recommender(
+        folder=None,
+        config=cfg,
+        meta=meta,
+        text=text,
+        items=items,
+        index=index,
+        cf=cf,
+        history=history,
+        ranker=None,
+    )
+    rows = training_rows(rec, val, cfg.ranker, progress=progress)
+    try:
+        rec.ranker = fit_ranker(rows, cfg.ranker, age_never=rec.meta["age_never"])
+    except ValueError as exc:
+        raise DataError(
+            f"the ranker cannot be fitted: {exc}; more users with {cfg.split.min_positives}+ positives"
+        ) from None
+    lap("ranker_s")
+    if absorb_val:
+        both = pd.concat([train, val], ignore_index=True)
+        both_pos = both[both["positive"]]
+        rec.cf = fit_cf(
+            both_pos["user_id"].to_numpy(), both_pos["item_id"].map(index_of).to_numpy(), len(items), cfg.cf
+        )
+        history = both[["user_id", "item_id", "time", "positive"]].sort_values("time", kind="stable")
+        rec = Recommender(
+            folder=None,
+            config=cfg,
+            meta=meta,
+            text=text,
+            items=items,
+            index=index,
+            cf=rec.cf,
+            history=history,
+            ranker=rec.ranker,
+        )
+        lap("absorb_val_s")
+    meta["ranker"] = rec.ranker.report
+    report = {
+        "name": cfg.name,
+        "data": ds.report,
+        "split": split_report,
+        "text_model": {**text_report, "base": cfg.model.base, "device": text.device},
+        "cf": {
+            "algorithm": cfg.cf.algorithm,
+            "users": len(cf.user_ids),
+            "items_with_factors": int(cf.has_cf.sum()),
+        },
+        "ranker": rec.ranker.report,
+        "index": {"search": index.kind, "items": len(items), "dims": int(vectors.shape[1])},
+        "absorb_val": absorb_val,
+        "timings": timings,
+    }
+
+    def write(tmp: Path) -> None:
+        rec.save(tmp)
+        report["timings"]["total_s"] = round(time.perf_counter() - started, 3)
+        atomic_write_json(tmp / REPORT, report)
+
+    from tunelab.apps.support.build import write_folder  # the same temp-then-rename as a bot folder
+
+    write_folder(target, write)
+    return Recommender.load(target)
+
+
+def read_report(folder: str | Path) -> dict[str, Any]:
+    """The folder's ``build_report.json`` ({} when missing)."""
+    path = Path(folder) / REPORT
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        return
+    if not (target / META).is_file():
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # an empty folder: nothing to lose
+            return
+        raise ConfigError(
+            f"{target}: exists and is not a recommender folder; give another --out (it is left as is)"
+        )
+    if not overwrite:
+        raise ConfigError(
+            f"{target}: a recommender is already there; give --overwrite to replace it "
+            "(its added items and recorded events go with it), or another --out"
+        )
+
+
+def _version() -> str:
+    import tunelab
+
+    return tunelab.__version__

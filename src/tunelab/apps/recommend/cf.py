@@ -1,0 +1,170 @@
+"""Collaborative filtering on the train positives with ``implicit`` (ALS or BPR).
+
+Items are the catalog's rows as built (an item added later has no CF factors: ``has_cf`` is off
+for it and the ranker leans on its text). A user who records events after the build gets a new
+user vector without retraining: ALS solves that user's least-squares problem against the fixed
+item factors (``recalculate_user``, the same step ALS alternates on); implicit's BPR cannot, so
+there the user vector is the mean of the factors of the items they liked (the fold-in BPR papers
+use for new users; it keeps the user in the items' space).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from tunelab.apps.recommend.config import CFSection
+
+FILE = "cf.npz"
+
+
+@dataclass
+class CFModel:
+    """User and item factors and the settings to fold in a user again.
+
+    Attributes:
+        algorithm: ``als`` or ``bpr``.
+        user_ids: the users with factors, in row order.
+        user_factors: (U, F).
+        item_factors: (N, F) for the catalog's first N items (those at build time).
+        has_cf: (N,) whether the item had a train positive (its factors were learned, not zero).
+        settings: the cf section as a dict (ALS fold-in needs regularization and alpha).
+    """
+
+    algorithm: str
+    user_ids: list[str]
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    has_cf: np.ndarray
+    settings: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self._row = {u: i for i, u in enumerate(self.user_ids)}
+        self._als: Any = None
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_factors.shape[0])
+
+    def user_vector(self, user_id: str) -> np.ndarray | None:
+        """The trained vector (F,), or None for a user unseen at build time."""
+        row = self._row.get(user_id)
+        return None if row is None else self.user_factors[row]
+
+    def fold_in(self, items: np.ndarray) -> np.ndarray | None:
+        """A user vector (F,) from the catalog indices of their positives (items past the CF
+        catalog ignored); None when none of them has CF factors."""
+        items = np.unique(items[(items >= 0) & (items < self.n_items)])
+        items = items[self.has_cf[items]]
+        if len(items) == 0:
+            return None
+        if self.algorithm == "bpr":
+            return self.item_factors[items].mean(axis=0)
+        row = sp.csr_matrix(
+            (np.ones(len(items), dtype=np.float32), items, [0, len(items)]), shape=(1, self.n_items)
+        )
+        return np.asarray(self._als_model().recalculate_user(0, row), dtype=np.float32)
+
+    def scores(self, vector: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Dot products (C,) of ``vector`` with the factors of catalog ``items`` (0 past the CF catalog)."""
+        out = np.zeros(len(items), dtype=np.float32)
+        inside = items < self.n_items
+        out[inside] = self.item_factors[items[inside]] @ vector
+        return out
+
+    def _als_model(self) -> Any:
+        if self._als is None:
+            from implicit.cpu.als import AlternatingLeastSquares
+
+            s = self.settings
+            with threadpool_limits(1, "blas"):  # see fit_cf
+                model = AlternatingLeastSquares(
+                    factors=self.item_factors.shape[1],
+                    regularization=s["regularization"],
+                    alpha=s["alpha"],
+                    num_threads=1,
+                )
+            model.item_factors = self.item_factors
+            model.user_factors = self.user_factors
+            self._als = model
+        return self._als
+
+    def save(self, folder: str | Path) -> None:
+        np.savez(
+            Path(folder) / FILE,
+            user_ids=np.array(self.user_ids, dtype=object),
+            user_factors=self.user_factors,
+            item_factors=self.item_factors,
+            has_cf=self.has_cf,
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path, settings: dict[str, Any]) -> CFModel:
+        with np.load(Path(folder) / FILE, allow_pickle=True) as data:
+            return cls(
+                algorithm=settings["algorithm"],
+                user_ids=[str(u) for u in data["user_ids"]],
+                user_factors=data["user_factors"].astype(np.float32),
+                item_factors=data["item_factors"].astype(np.float32),
+                has_cf=data["has_cf"].astype(bool),
+                settings=settings,
+            )
+
+
+def fit_cf(
+    users: np.ndarray, items: np.ndarray, n_items: int, cfg: CFSection, *, progress: bool = False
+) -> CFModel:
+    """Fit ALS or BPR on positive (user id, catalog index) pairs.
+
+    Args:
+        users: (P,) user ids of the positives.
+        items: (P,) catalog indices of the positives (duplicates count once).
+        n_items: the catalog's size (items without positives get zero-information factors).
+        cfg: the cf section.
+    """
+    user_ids, rows = np.unique(users.astype(str), return_inverse=True)
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, items)), shape=(len(user_ids), n_items)
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # a repeated positive counts once
+    # implicit's own advice: BLAS threads fight its threads (up to 10x slower), so one BLAS thread.
+    with threadpool_limits(1, "blas"):
+        model = _new_model(cfg)
+        model.fit(matrix, show_progress=progress)
+    return CFModel(
+        algorithm=cfg.algorithm,
+        user_ids=[str(u) for u in user_ids],
+        user_factors=np.asarray(model.user_factors, dtype=np.float32),
+        item_factors=np.asarray(model.item_factors, dtype=np.float32),
+        has_cf=np.asarray(matrix.sum(axis=0)).ravel() > 0,
+        settings=cfg.model_dump(),
+    )
+
+
+def _new_model(cfg: CFSection) -> Any:
+    import implicit.als
+    import implicit.bpr
+
+    if cfg.algorithm == "als":
+        return implicit.als.AlternatingLeastSquares(
+            factors=cfg.factors,
+            regularization=cfg.regularization,
+            alpha=cfg.alpha,
+            iterations=cfg.iterations,
+            random_state=cfg.seed,
+            use_gpu=False,
+        )
+    return implicit.bpr.BayesianPersonalizedRanking(
+        factors=cfg.factors,
+        learning_rate=cfg.learning_rate,
+        regularization=cfg.regularization,
+        iterations=cfg.iterations,
+        random_state=cfg.seed,
+        use_gpu=False,
+    )

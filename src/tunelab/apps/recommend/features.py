@@ -1,0 +1,125 @@
+"""The ranker's features for a (user, candidate item) pair, computed for all candidates at once.
+
+- ``text_query``: cosine of the user's query (their recent positives as text) and the item, the
+  fine-tuned bi-encoder's own score;
+- ``text_max``: the item's best cosine with any of the user's positives (the "reason" item);
+- ``text_mean``: cosine with the mean of the user's positive item vectors (their whole taste);
+- ``cf`` and ``has_cf``: the CF score, and whether there is one (item and user both have factors);
+- ``log_pop``: log(1 + the item's positives);
+- ``log_age_days``: log(1 + days since the item's last interaction), taken at the latest
+  interaction time known; an item never interacted with (a cold item, or one added without
+  events yet) gets ``age_never``, the value the ranker is trained with on cold rows (see
+  ``ranker``), so a brand-new item looks like the cold items the ranker learned to rank by text;
+- ``log_user_positives``: log(1 + the user's positives): how much history the text features have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURES = (
+    "text_query",
+    "text_max",
+    "text_mean",
+    "cf",
+    "has_cf",
+    "log_pop",
+    "log_age_days",
+    "log_user_positives",
+)
+#: The features a cold item lacks: masked on a share of the ranker's training rows.
+COLLABORATIVE = ("cf", "has_cf", "log_pop", "log_age_days")
+#: text_max and text_mean read the user's most recent positives only, so a heavy user costs no more.
+MAX_PROFILE = 100
+_DAY = 86_400.0
+
+
+@dataclass
+class ItemStats:
+    """Per-item counts over the known interactions (build history plus recorded events).
+
+    Attributes:
+        pop: (N,) positives per item.
+        last_time: (N,) time of the item's latest interaction (nan: never).
+        trend: (N,) positives among the most recent ones (the fallback's "popular now").
+        ref_time: the latest interaction time known (recency is measured from it).
+        age_never: ``log_age_days`` of an item never interacted with.
+    """
+
+    pop: np.ndarray
+    last_time: np.ndarray
+    trend: np.ndarray
+    ref_time: float
+    age_never: float
+
+    def log_age_days(self, items: np.ndarray) -> np.ndarray:
+        last = self.last_time[items]
+        days = np.maximum(0.0, self.ref_time - last) / _DAY
+        return np.where(np.isnan(last), self.age_never, np.log1p(days)).astype(np.float32)
+
+
+@dataclass
+class UserContext:
+    """What the features need to know about one user.
+
+    Attributes:
+        query: (H,) the query embedding (recent positives as text).
+        item_vectors: (m, H) vectors of the user's most recent positives (m <= MAX_PROFILE).
+        item_indices: (m,) their catalog indices.
+        cf_vector: (F,) the user's CF vector, or None.
+        n_positives: all of the user's positives.
+    """
+
+    query: np.ndarray
+    item_vectors: np.ndarray
+    item_indices: np.ndarray
+    cf_vector: np.ndarray | None
+    n_positives: int
+
+    @property
+    def profile(self) -> np.ndarray:
+        mean = self.item_vectors.mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def compute(
+    ctx: UserContext,
+    items: np.ndarray,
+    vectors: np.ndarray,
+    stats: ItemStats,
+    cf_scores: np.ndarray | None,
+    cf_known: np.ndarray | None,
+) -> np.ndarray:
+    """The feature matrix (C, len(FEATURES)) for candidate catalog ``items`` (C,).
+
+    Args:
+        ctx: the user.
+        items: candidate catalog indices.
+        vectors: (N, H) all item vectors.
+        stats: item counts.
+        cf_scores: (C,) CF scores of the candidates, or None when the user has no CF vector.
+        cf_known: (C,) whether each candidate has CF factors.
+    """
+    cand = vectors[items]  # (C, H)
+    sims = cand @ ctx.item_vectors.T  # (C, m)
+    out = np.zeros((len(items), len(FEATURES)), dtype=np.float32)
+    out[:, 0] = cand @ ctx.query
+    out[:, 1] = sims.max(axis=1) if sims.shape[1] else 0.0
+    out[:, 2] = cand @ ctx.profile
+    if cf_scores is not None and cf_known is not None:
+        out[:, 3] = np.where(cf_known, cf_scores, 0.0)
+        out[:, 4] = cf_known.astype(np.float32)
+    out[:, 5] = np.log1p(stats.pop[items])
+    out[:, 6] = stats.log_age_days(items)
+    out[:, 7] = np.log1p(ctx.n_positives)
+    return out
+
+
+def mask_collaborative(rows: np.ndarray, age_never: float) -> np.ndarray:
+    """``rows`` (R, F) as a cold item would have them: no CF, no popularity, never interacted."""
+    out = rows.copy()
+    for name in COLLABORATIVE:
+        out[:, FEATURES.index(name)] = age_never if name == "log_age_days" else 0.0
+    return out

@@ -1,0 +1,641 @@
+"""``Recommender``: a built recommender folder, loaded; rank items for a user, add items, record events.
+
+A recommender folder (``recs/<name>/``)::
+
+    recommender.json   config, counts, build time, feature names, the reference times
+    build_report.json  what the build read, dropped, fitted and how long each stage took
+    items.parquet      item_id, text (catalog order)
+    history.parquet    the interactions the build learned from (user_id, item_id, time, positive)
+    vectors.npy        unit-length item vectors (N, H); ann.faiss: their HNSW index (large catalogs)
+    encoder/           the fine-tuned sentence-transformers bi-encoder
+    cf.npz             implicit ALS/BPR user and item factors
+    ranker.pkl         the scikit-learn ranker
+    live.sqlite        items added and events recorded since (created on the first write)
+
+Ranking a known user scores every item (a vectorised feature matrix and one ranker call: ~10 ms
+for 10,000 items) up to ``index.full_rank_max_items``; past that, candidates come from the item
+index (nearest to the user's query and to their profile), CF's top items, and the popular and the
+newly added ones, and only those are scored. An unknown user (or one without a positive yet) gets
+the popular-and-fresh list, flagged ``fallback``. All public methods take one lock: one object
+serves every thread of a server, and each call first applies what other processes wrote to
+``live.sqlite``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+import time as _time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunelab.apps.recommend.cf import CFModel
+from tunelab.apps.recommend.config import RecommendConfig
+from tunelab.apps.recommend.data import compose_text
+from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute
+from tunelab.apps.recommend.index import ItemIndex
+from tunelab.apps.recommend.live import LiveStore
+from tunelab.apps.recommend.ranker import Ranker
+from tunelab.apps.recommend.textmodel import TextModel, query_text
+from tunelab.errors import ConfigError, DataError
+
+META = "recommender.json"
+REPORT = "build_report.json"
+ITEMS = "items.parquet"
+HISTORY = "history.parquet"
+#: The largest k a ranking may ask for.
+MAX_K = 1000
+#: How many of the user's items a recommendation names as its reason.
+REASONS = 3
+#: The fallback's "popular now": positives among the most recent TREND_SHARE of them (at least
+#: TREND_MIN), so it follows what is liked lately whatever the time scale of the data.
+TREND_SHARE, TREND_MIN = 0.1, 1000
+_MAX_ID = 200
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    """One recommended item: its score, its text, and the user's items that matched it most."""
+
+    item_id: str
+    score: float
+    text: str
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A user's top items, best first; ``fallback`` when they are the popular-and-fresh list."""
+
+    user_id: str
+    items: list[RankedItem]
+    fallback: bool = False
+    fallback_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _History:
+    """One user's interactions in time order, as catalog indices."""
+
+    times: list[float] = field(default_factory=list)
+    items: list[int] = field(default_factory=list)
+    positive: list[bool] = field(default_factory=list)
+    live_positive: bool = False  # a recorded positive since the build: refold the CF vector
+    version: int = 0
+
+    def add(self, t: float, item: int, positive: bool) -> None:
+        at = bisect.bisect_right(self.times, t)
+        self.times.insert(at, t)
+        self.items.insert(at, item)
+        self.positive.insert(at, positive)
+        self.version += 1
+
+    def positives(self) -> list[int]:
+        return [i for i, p in zip(self.items, self.positive, strict=True) if p]
+
+
+class Recommender:
+    """A loaded recommender folder (see the module docstring). Build one with ``build``."""
+
+    def __init__(
+        self,
+        *,
+        folder: Path | None,
+        config: RecommendConfig,
+        meta: dict[str, Any],
+        text: TextModel,
+        items: pd.DataFrame,
+        index: ItemIndex,
+        cf: CFModel,
+        history: pd.DataFrame,
+        ranker: Ranker | None,
+    ) -> None:
+        self.folder = folder
+        self.config = config
+        self.meta = meta
+        self.text = text
+        self.index = index
+        self.cf = cf
+        self.ranker = ranker
+        self._lock = threading.RLock()
+        self._ids: list[str] = items["item_id"].astype(str).tolist()
+        self._texts: list[str] = items["text"].astype(str).tolist()
+        self.index_of: dict[str, int] = {i: n for n, i in enumerate(self._ids)}
+        self._has_cf = np.zeros(len(self._ids), dtype=bool)
+        self._has_cf[: cf.n_items] = cf.has_cf
+        self._added = np.full(len(self._ids), np.nan)
+        self._stats = _item_stats(history, self.index_of, len(self._ids), meta.get("age_never"))
+        self.meta.setdefault("age_never", self._stats.age_never)
+        self._users: dict[str, _History] = {}
+        for user, t, item, pos in zip(
+            history["user_id"].astype(str),
+            history["time"].to_numpy(dtype=np.float64),
+            history["item_id"].astype(str).map(self.index_of).to_numpy(),
+            history["positive"].to_numpy(dtype=bool),
+            strict=True,
+        ):
+            h = self._users.setdefault(user, _History())
+            h.times.append(float(t))
+            h.items.append(int(item))
+            h.positive.append(bool(pos))
+        for h in self._users.values():  # build history comes sorted by time; keep it so if not
+            order = np.argsort(h.times, kind="stable")
+            h.times = [h.times[i] for i in order]
+            h.items = [h.items[i] for i in order]
+            h.positive = [h.positive[i] for i in order]
+        self._cache: dict[str, tuple[int, UserContext]] = {}
+        self._live = LiveStore(folder) if folder is not None else None
+        self._seq_items = self._seq_events = 0
+        self._n_added = self._n_events = 0
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Recommender:
+        """Open a recommender folder written by ``build``, with its live items and events.
+
+        Raises:
+            ConfigError: not a recommender folder, or a damaged one.
+        """
+        root = Path(folder)
+        if not (root / META).is_file():
+            what = "no such folder" if not root.exists() else f"not a recommender folder (no {META})"
+            raise ConfigError(f"{root}: {what}; build one with tunelab app recommend build")
+        try:
+            meta = json.loads((root / META).read_text(encoding="utf-8"))
+            config = RecommendConfig.model_validate(meta["config"])
+            rec = cls(
+                folder=root,
+                config=config,
+                meta=meta,
+                text=TextModel.load(root, max_length=config.model.max_length, device=config.model.device),
+                items=pd.read_parquet(root / ITEMS),
+                index=ItemIndex.load(root),
+                cf=CFModel.load(root, config.cf.model_dump()),
+                history=pd.read_parquet(root / HISTORY),
+                ranker=Ranker.load(root, meta.get("ranker")),
+            )
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise ConfigError(
+                f"{root}: a damaged recommender folder ({type(exc).__name__}: {exc}); build it again"
+            ) from None
+        rec._sync()
+        return rec
+
+    def save(self, folder: str | Path) -> None:
+        """Write the built state (not the live rows) into ``folder`` (``build`` renames it into place)."""
+        root = Path(folder)
+        n = len(self._ids)
+        pd.DataFrame({"item_id": self._ids, "text": self._texts}).to_parquet(root / ITEMS, index=False)
+        rows = [
+            (u, self._ids[i], t, p)
+            for u, h in self._users.items()
+            for t, i, p in zip(h.times, h.items, h.positive, strict=True)
+        ]
+        history = pd.DataFrame(rows, columns=["user_id", "item_id", "time", "positive"])
+        history.to_parquet(root / HISTORY, index=False)
+        self.index.save(root)
+        self.cf.save(root)
+        if self.ranker is not None:
+            self.ranker.save(root)
+        self.text.save(root)
+        meta = {**self.meta, "n_items": n, "n_users": len(self._users), "search": self.index.kind}
+        (root / META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+
+    # -- what it knows ------------------------------------------------------------------------------
+
+    @property
+    def n_items(self) -> int:
+        return len(self._ids)
+
+    @property
+    def items(self) -> list[str]:
+        """Item ids in catalog order (added items last)."""
+        self._sync()
+        return list(self._ids)
+
+    @property
+    def users(self) -> list[str]:
+        """Ids of the users with any interaction (build history or recorded), sorted."""
+        self._sync()
+        return sorted(self._users)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """A summary for listings: name, counts, build time, search, ranker, the config."""
+        self._sync()
+        return {
+            "name": self.config.name,
+            "folder": str(self.folder) if self.folder else None,
+            "n_items": len(self._ids),
+            "n_users": len(self._users),
+            "n_added_items": self._n_added,
+            "n_recorded_events": self._n_events,
+            "built": self.meta.get("built"),
+            "search": self.index.kind,
+            "ranker": self.config.ranker.kind,
+            "cf": self.config.cf.algorithm,
+            "text_model": self.config.model.base,
+            "features": list(self.ranker.features) if self.ranker else [],
+            "config": self.config.to_dict(),
+        }
+
+    def item_text(self, item_id: str) -> str:
+        self._sync()
+        return self._texts[self._item_index(item_id)]
+
+    # -- ranking ------------------------------------------------------------------------------------
+
+    def rank(self, user_id: str, k: int = 10, *, exclude_seen: bool = True) -> Ranking:
+        """The user's top ``k`` items with the reasons (their items that matched most).
+
+        Raises:
+            DataError: ``k`` out of range (1..1000 and at most the catalog's size).
+        """
+        self._sync()
+        with self._lock:
+            k = self._check_k(k)
+            user_id = str(user_id)
+            h = self._users.get(user_id)
+            ctx = self._context(user_id) if h is not None else None
+            if ctx is None:
+                reason = (
+                    f"unknown user {user_id!r}"
+                    if h is None
+                    else f"user {user_id!r} has no positive interaction yet"
+                ) + ": popular and fresh items"
+                return self._fallback(user_id, k, exclude_seen, reason)
+            candidates = self._candidates(ctx)
+            if exclude_seen:
+                seen = np.zeros(len(self._ids), dtype=bool)
+                seen[h.items] = True
+                candidates = candidates[~seen[candidates]]
+            scores = self._score(ctx, candidates)
+            order = np.lexsort((candidates, -scores))[:k]  # best first; ties by catalog order
+            top = candidates[order]
+            sims = self.index.vectors[top] @ ctx.item_vectors.T  # (k, m)
+            why = np.argsort(-sims, axis=1, kind="stable")[:, :REASONS]
+            items = [
+                RankedItem(
+                    item_id=self._ids[i],
+                    score=float(scores[o]),
+                    text=self._texts[i],
+                    reasons=[self._ids[ctx.item_indices[j]] for j in why[row]],
+                )
+                for row, (i, o) in enumerate(zip(top, order, strict=True))
+            ]
+            return Ranking(user_id, items)
+
+    def score_items(self, user_id: str, item_ids: list[str]) -> np.ndarray:
+        """The blended score (the ranker's) of each of ``item_ids`` for the user; the fallback's
+        score (popular and fresh, 0..1) for a user without a positive.
+
+        Raises:
+            DataError: an item id is unknown.
+        """
+        self._sync()
+        with self._lock:
+            items = self._item_indices(item_ids)
+            ctx = self._context(str(user_id)) if str(user_id) in self._users else None
+            if ctx is None:
+                return self._fallback_scores()[items]
+            return self._score(ctx, items)
+
+    def text_scores(self, user_id: str, item_ids: list[str]) -> np.ndarray:
+        """The text model's score alone: cosine of the user's query and each item.
+
+        Raises:
+            DataError: unknown item, or a user without a positive interaction (no text to go on).
+        """
+        self._sync()
+        with self._lock:
+            items = self._item_indices(item_ids)
+            ctx = self._context(str(user_id)) if str(user_id) in self._users else None
+            if ctx is None:
+                raise DataError(
+                    f"user {user_id!r} has no positive interaction: the text model has nothing to read"
+                )
+            return (self.index.vectors[items] @ ctx.query).astype(np.float32)
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def add_item(self, item_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Add an item from its text fields; rankable at once, kept in ``live.sqlite``.
+
+        ``fields`` holds the config's text fields (and extra-text names, e.g. ``tags``), and may
+        hold ``text``: free text appended to them.
+
+        Returns:
+            ``{"item_id", "text"}``.
+
+        Raises:
+            DataError: a bad or taken id, an unknown field, or no text at all.
+        """
+        item_id = _check_id(item_id, "item id")
+        if not isinstance(fields, dict):
+            raise DataError(f"item {item_id!r}: fields must be a mapping of field name to text")
+        known = [*self.config.items.text_fields, *(e.name for e in self.config.items.extra_text), "text"]
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            raise DataError(
+                f"item {item_id!r}: unknown field {', '.join(unknown)} (known: {', '.join(known)})"
+            )
+        text = compose_text(self.config.items, fields)
+        free = fields.get("text")
+        if free is not None and str(free).strip():
+            text = ". ".join(p for p in (text, str(free).strip()) if p)
+        if not text.strip():
+            raise DataError(
+                f"item {item_id!r}: empty text; give at least one of {', '.join(known)} with some words"
+            )
+        self._sync()
+        if item_id in self.index_of:
+            raise DataError(f"item {item_id!r} is already in the catalog; give a new id")
+        vector = self.text.encode([text])[0]
+        live = self._writable()
+        with self._lock:
+            live.add_item(item_id, fields, text, vector.astype(np.float32).tobytes(), _time.time())
+            self._sync()
+        return {"item_id": item_id, "text": text}
+
+    def record_event(
+        self,
+        user_id: str,
+        item_id: str,
+        time: float | str | None = None,
+        rating: float | None = None,
+        event: str | None = None,
+    ) -> dict[str, Any]:
+        """Record an interaction; the user's next ranking reflects it (no retraining).
+
+        Whether it is positive follows the config's rule on ``rating`` or ``event``; when the value
+        the rule reads is not given (or the rule is ``all``), the event counts as positive.
+
+        Returns:
+            ``{"user_id", "item_id", "time", "positive"}``.
+
+        Raises:
+            DataError: unknown item, empty user id, a bad time or rating.
+        """
+        user_id = _check_id(user_id, "user id")
+        item_id = _check_id(item_id, "item id")
+        when = _event_time(time)
+        if rating is not None:
+            try:
+                rating = float(rating)
+            except (TypeError, ValueError):
+                raise DataError(f"rating {rating!r} is not a number") from None
+            if not np.isfinite(rating):
+                raise DataError(f"rating {rating!r} is not a finite number")
+        if event is not None:
+            event = str(event).strip() or None
+        self._sync()
+        if item_id not in self.index_of:
+            raise DataError(
+                f"unknown item {item_id!r}: add it first (add_item / POST .../items) or check the id"
+            )
+        positive = self._is_positive(rating, event)
+        row = {
+            "user_id": user_id,
+            "item_id": item_id,
+            "time": when,
+            "rating": rating,
+            "event": event,
+            "positive": int(positive),
+            "recorded": _time.time(),
+        }
+        live = self._writable()
+        with self._lock:
+            live.add_event(row)
+            self._sync()
+        return {"user_id": user_id, "item_id": item_id, "time": when, "positive": positive}
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _writable(self) -> LiveStore:
+        if self._live is None:
+            raise DataError("this recommender has no folder yet (it is being built); load it from its folder")
+        return self._live
+
+    def _is_positive(self, rating: float | None, event: str | None) -> bool:
+        icfg = self.config.interactions
+        source = icfg.rule_source()
+        value = rating if source == "rating" else event if source == "event" else None
+        if source is None or value is None:
+            return True
+        return bool(icfg.rule.apply([value])[0])
+
+    def _check_k(self, k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer):
+            raise DataError(f"k {k!r} must be a whole number between 1 and {min(MAX_K, len(self._ids))}")
+        top = min(MAX_K, len(self._ids))
+        if not 1 <= int(k) <= top:
+            why = f"the catalog has {len(self._ids)} items" if int(k) > len(self._ids) else f"at most {MAX_K}"
+            raise DataError(f"k={int(k)} is out of range: give 1 to {top} ({why})")
+        return int(k)
+
+    def _item_index(self, item_id: str) -> int:
+        index = self.index_of.get(str(item_id))
+        if index is None:
+            raise DataError(f"unknown item {item_id!r}")
+        return index
+
+    def _item_indices(self, item_ids: list[str]) -> np.ndarray:
+        found = [self.index_of.get(str(i), -1) for i in item_ids]
+        missing = [str(i) for i, f in zip(item_ids, found, strict=True) if f < 0]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DataError(f"unknown item {missing[0]!r}{more}")
+        return np.asarray(found, dtype=np.int64)
+
+    def _seen_indices(self, user_id: str) -> np.ndarray:
+        h = self._users.get(user_id)
+        return np.asarray(sorted(set(h.items)) if h else [], dtype=np.int64)
+
+    def _context(self, user_id: str) -> UserContext | None:
+        """The user's query, profile and CF vector (cached until their history changes)."""
+        h = self._users.get(user_id)
+        if h is None:
+            return None
+        cached = self._cache.get(user_id)
+        if cached is not None and cached[0] == h.version:
+            return cached[1]
+        positives = h.positives()
+        if not positives:
+            return None
+        history = self.config.model.history
+        query = query_text([self._texts[i] for i in positives[-history:]], history)
+        recent = np.asarray(positives[-MAX_PROFILE:], dtype=np.int64)
+        cf_vector = None if h.live_positive else self.cf.user_vector(user_id)
+        if cf_vector is None:
+            cf_vector = self.cf.fold_in(np.asarray(positives, dtype=np.int64))
+        ctx = UserContext(
+            query=self.text.encode([query])[0],
+            item_vectors=self.index.vectors[recent],
+            item_indices=recent,
+            cf_vector=cf_vector,
+            n_positives=len(positives),
+        )
+        self._cache[user_id] = (h.version, ctx)
+        return ctx
+
+    def _features(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
+        cf_scores = self.cf.scores(ctx.cf_vector, items) if ctx.cf_vector is not None else None
+        known = self._has_cf[items] if ctx.cf_vector is not None else None
+        return compute(ctx, items, self.index.vectors, self._stats, cf_scores, known)
+
+    def _score(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
+        if self.ranker is None:
+            raise RuntimeError("the recommender has no ranker yet")
+        return self.ranker.score(self._features(ctx, items))
+
+    def _cf_top(self, ctx: UserContext, k: int) -> list[int]:
+        if ctx.cf_vector is None:
+            return []
+        scores = np.where(self.cf.has_cf, self.cf.item_factors @ ctx.cf_vector, -np.inf)
+        k = min(k, int(self.cf.has_cf.sum()))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        return top[np.argsort(-scores[top], kind="stable")].tolist()
+
+    def _text_top(self, ctx: UserContext, k: int) -> list[int]:
+        return self.index.search(ctx.query, k)[0].tolist()
+
+    def _candidates(self, ctx: UserContext) -> np.ndarray:
+        """Every item for a catalog up to ``full_rank_max_items``; else the union of the index's
+        nearest to the query and the profile, CF's top, the popular now and the newly added."""
+        n = len(self._ids)
+        if n <= self.config.index.full_rank_max_items:
+            return np.arange(n, dtype=np.int64)
+        found = [
+            self.index.search(ctx.query, 300)[0],
+            self.index.search(ctx.profile, 200)[0],
+            np.asarray(self._cf_top(ctx, 300), dtype=np.int64),
+            np.argsort(-self._stats.trend, kind="stable")[:100],
+            np.flatnonzero(~np.isnan(self._added))[-100:],
+        ]
+        return np.unique(np.concatenate(found)).astype(np.int64)
+
+    def _fallback_scores(self) -> np.ndarray:
+        """Popular and fresh: by positives among the most recent ones, then all-time positives, then
+        the newest added; as 1 - rank / N (best 1.0)."""
+        s = self._stats
+        added = np.nan_to_num(self._added, nan=-np.inf)
+        order = np.lexsort((np.arange(len(self._ids)), -added, -s.pop, -s.trend))
+        scores = np.empty(len(order), dtype=np.float32)
+        scores[order] = 1.0 - np.arange(len(order)) / max(1, len(order))
+        return scores
+
+    def _fallback(self, user_id: str, k: int, exclude_seen: bool, reason: str) -> Ranking:
+        scores = self._fallback_scores()
+        order = np.argsort(-scores, kind="stable")
+        h = self._users.get(user_id)
+        if exclude_seen and h is not None:
+            seen = set(h.items)
+            order = np.array([i for i in order if i not in seen], dtype=np.int64)
+        items = [RankedItem(self._ids[i], float(scores[i]), self._texts[i], []) for i in order[:k]]
+        return Ranking(user_id, items, fallback=True, fallback_reason=reason)
+
+    def _sync(self) -> None:
+        """Apply the rows other writers (or this one) put in ``live.sqlite`` since the last call."""
+        if self._live is None or not self._live.exists():
+            return
+        with self._lock:
+            new_items = self._live.items_after(self._seq_items)
+            if new_items:
+                self._apply_items(new_items)
+            for seq, user, item, t, _rating, _event, positive in self._live.events_after(self._seq_events):
+                self._apply_event(str(user), str(item), float(t), bool(positive))
+                self._seq_events = int(seq)
+
+    def _apply_items(self, rows: list[tuple[Any, ...]]) -> None:
+        dim = self.index.vectors.shape[1]
+        vectors = np.stack([np.frombuffer(r[4], dtype=np.float32, count=dim) for r in rows])
+        for seq, item_id, _fields, text, _vec, added in rows:
+            self.index_of[str(item_id)] = len(self._ids)
+            self._ids.append(str(item_id))
+            self._texts.append(str(text))
+            self._added = np.append(self._added, float(added))
+            self._seq_items = int(seq)
+        self.index.add(vectors)
+        m = len(rows)
+        s = self._stats
+        self._has_cf = np.r_[self._has_cf, np.zeros(m, dtype=bool)]
+        s.pop = np.r_[s.pop, np.zeros(m)]
+        s.trend = np.r_[s.trend, np.zeros(m)]
+        s.last_time = np.r_[s.last_time, np.full(m, np.nan)]
+        self._n_added += m
+
+    def _apply_event(self, user: str, item_id: str, t: float, positive: bool) -> None:
+        item = self.index_of.get(item_id)
+        if item is None:  # an item no row of this folder adds: written by a foreign tool; skip it
+            return
+        h = self._users.setdefault(user, _History())
+        h.add(t, item, positive)
+        s = self._stats
+        if positive:
+            h.live_positive = True
+            s.pop[item] += 1
+            s.trend[item] += 1
+        s.last_time[item] = t if np.isnan(s.last_time[item]) else max(s.last_time[item], t)
+        s.ref_time = max(s.ref_time, t)
+        self._n_events += 1
+
+
+def _item_stats(
+    history: pd.DataFrame, index_of: dict[str, int], n: int, age_never: float | None
+) -> ItemStats:
+    items = history["item_id"].astype(str).map(index_of).to_numpy(dtype=np.int64)
+    times = history["time"].to_numpy(dtype=np.float64)
+    positive = history["positive"].to_numpy(dtype=bool)
+    pop = np.bincount(items[positive], minlength=n).astype(np.float64)
+    last = np.full(n, np.nan)
+    if len(items):
+        last_known = np.full(n, -np.inf)
+        np.maximum.at(last_known, items, times)
+        last = np.where(np.isfinite(last_known), last_known, np.nan)
+    pos_times = np.sort(times[positive])
+    recent = max(TREND_MIN, int(len(pos_times) * TREND_SHARE))
+    since = pos_times[-recent] if len(pos_times) >= recent else -np.inf
+    trend = np.bincount(items[positive & (times >= since)], minlength=n).astype(np.float64)
+    ref = float(times.max()) if len(times) else 0.0
+    if age_never is None:
+        span = (ref - float(times.min())) / 86_400.0 if len(times) else 0.0
+        age_never = float(np.log1p(max(span, 0.0)) + 1.0)  # older than any item seen
+    return ItemStats(pop=pop, last_time=last, trend=trend, ref_time=ref, age_never=float(age_never))
+
+
+def _check_id(value: Any, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataError(f"{what} {value!r} must be a string")
+    text = str(value).strip()
+    if not text:
+        raise DataError(f"{what} is empty")
+    if len(text) > _MAX_ID:
+        raise DataError(f"{what} is longer than {_MAX_ID} characters")
+    return text
+
+
+def _event_time(value: Any) -> float:
+    if value is None:
+        return _time.time()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not np.isfinite(value):
+            raise DataError(f"time {value!r} is not a finite number")
+        return float(value)
+    try:
+        stamp = pd.Timestamp(str(value))
+    except (ValueError, TypeError):
+        raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return float(stamp.timestamp())

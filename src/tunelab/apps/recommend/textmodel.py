@@ -1,0 +1,222 @@
+"""The text model: a sentence-transformers bi-encoder fine-tuned to match a user's recent positives
+to the item they engaged with next.
+
+A training example is a triple (query, positive, hard negative):
+
+- query: the text of the user's positives before a target positive, most recent first, up to
+  ``history`` items, joined with `` | `` and truncated to ``max_length`` tokens;
+- positive: the target item's text;
+- hard negatives: popular items the user never engaged with (drawn by popularity), which are the
+  items a weak model confuses with a user's taste.
+
+The loss is sentence-transformers' ``MultipleNegativesRankingLoss`` (InfoNCE): each query must
+score its own target above every other target and hard negative in the batch. The loop around it
+is ours, a dozen lines: ``SentenceTransformerTrainer`` needs the ``datasets`` package, which
+tunelab does not depend on, and a plain AdamW loop over tokenized batches is all it would run.
+The cost is bounded by ``max_pairs`` (default 20,000 triples, one epoch: ~15 min on 2 CPU cores
+with MiniLM at 128 query tokens).
+
+The same encoder embeds items (cached, unit length) and queries, so a dot product is a cosine;
+item-item cosines give the "reason" of a recommendation (the user's items closest to it).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunelab.apps.recommend.config import ModelSection
+
+log = logging.getLogger(__name__)
+
+#: Between the texts of a query's history items.
+JOIN = " | "
+
+
+def query_text(history_texts: list[str], history: int) -> str:
+    """The query for a user: their last ``history`` positives' texts, most recent first.
+
+    ``history_texts`` is oldest first (as the interactions are ordered).
+    """
+    return JOIN.join(reversed(history_texts[-history:]))
+
+
+def base_encoder(name: str) -> Any:
+    """A private copy of the bundled (or a local folder's) encoder, resolved offline.
+
+    ``tunelab.embeddings`` resolves and caches the shared encoder; fine-tuning changes the weights,
+    so a deep copy is trained, never the object other apps embed with.
+    """
+    from tunelab.embeddings import _encoder  # the one offline resolver the apps may use
+
+    return copy.deepcopy(_encoder(name))
+
+
+def pick_device(device: str) -> str:
+    """``auto``: ``cuda`` when torch sees a GPU (fine-tuning is ~50x faster there), else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass(frozen=True)
+class Triple:
+    query: str
+    positive: str
+    negatives: tuple[str, ...]
+
+
+def make_triples(
+    train: pd.DataFrame, texts: dict[str, str], cfg: ModelSection, *, popularity: pd.Series | None = None
+) -> list[Triple]:
+    """Up to ``cfg.max_pairs`` training triples from the train positives (drawn at random, seeded).
+
+    Args:
+        train: interactions (``user_id``, ``item_id``, ``time``, ``positive``), any order.
+        texts: item id -> text.
+        cfg: the model section (history, max_pairs, hard_negatives, seed).
+        popularity: item id -> positive count, for hard negatives (default: from ``train``).
+    """
+    rng = np.random.default_rng(cfg.seed)
+    pos = train[train["positive"]].sort_values(["user_id", "time", "item_id"], kind="stable")
+    if popularity is None:
+        popularity = pos["item_id"].value_counts()
+    pop_ids = popularity.index.to_numpy()
+    pop_p = popularity.to_numpy(dtype=np.float64)
+    pop_p = pop_p / pop_p.sum()
+    candidates: list[tuple[list[str], int]] = []  # (the user's positives, target index)
+    for _, group in pos.groupby("user_id", sort=True):
+        ids = group["item_id"].tolist()
+        candidates.extend((ids, t) for t in range(1, len(ids)))
+    if not candidates or cfg.max_pairs == 0:
+        return []
+    take = min(cfg.max_pairs, len(candidates))
+    chosen = rng.choice(len(candidates), size=take, replace=False)
+    triples = []
+    for c in chosen:
+        ids, t = candidates[c]
+        seen = set(ids)
+        negatives: list[str] = []
+        for _ in range(cfg.hard_negatives):
+            for _try in range(20):  # a popular item the user did not engage with
+                cand = pop_ids[rng.choice(len(pop_ids), p=pop_p)]
+                if cand not in seen and cand not in negatives:
+                    negatives.append(str(cand))
+                    break
+        if len(negatives) < cfg.hard_negatives:
+            continue  # a user who liked nearly every popular item: skip rather than mix shapes
+        history = [texts[i] for i in ids[max(0, t - cfg.history) : t]]
+        triples.append(
+            Triple(query_text(history, cfg.history), texts[ids[t]], tuple(texts[n] for n in negatives))
+        )
+    return triples
+
+
+class TextModel:
+    """The bi-encoder: ``encode`` texts to unit vectors; ``fit`` on triples; ``save``/``load``.
+
+    Encoding is serialised by a lock: one model object serves every thread of a server.
+    """
+
+    FOLDER = "encoder"
+
+    def __init__(self, encoder: Any, *, max_length: int, device: str = "auto") -> None:
+        self.device = pick_device(device)
+        self.encoder = encoder.to(self.device)
+        self.encoder.max_seq_length = max_length
+        self.max_length = max_length
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_base(cls, cfg: ModelSection) -> TextModel:
+        return cls(base_encoder(cfg.base), max_length=cfg.max_length, device=cfg.device)
+
+    def fit(self, triples: list[Triple], cfg: ModelSection, *, progress: bool = False) -> dict[str, Any]:
+        """Fine-tune on ``triples`` with in-batch and hard negatives; the loss curve's summary."""
+        import torch
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        if not triples:
+            return {"triples": 0, "steps": 0, "note": "no training triples: the base encoder is used as is"}
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model = self.encoder
+        loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+        per_epoch = (len(triples) + cfg.batch_size - 1) // cfg.batch_size
+        total = per_epoch * cfg.epochs
+        scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
+        # sentence-transformers >= 6 calls it preprocess; tokenize (3 to 5) is deprecated there.
+        tokenize = getattr(model, "preprocess", None) or model.tokenize
+        model.train()
+        losses: list[float] = []
+        bar = tqdm(total=total, desc="text model", unit="batch", disable=not progress)
+        try:
+            for _ in range(cfg.epochs):
+                order = rng.permutation(len(triples))
+                for start in range(0, len(order), cfg.batch_size):
+                    batch = [triples[i] for i in order[start : start + cfg.batch_size]]
+                    if len(batch) < 2:
+                        continue  # in-batch negatives need a second example
+                    columns = [[b.query for b in batch], [b.positive for b in batch]]
+                    columns += [[b.negatives[j] for b in batch] for j in range(len(batch[0].negatives))]
+                    features = [_to(tokenize(col), self.device) for col in columns]
+                    loss = loss_fn(features, None)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    losses.append(float(loss.detach()))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        finally:
+            bar.close()
+            model.eval()
+        head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
+        return {
+            "triples": len(triples),
+            "steps": len(losses),
+            "loss_first_10pct": float(np.mean(head)) if losses else None,
+            "loss_last_10pct": float(np.mean(tail)) if losses else None,
+        }
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Unit-length embeddings (N, H), float32."""
+        if not texts:
+            dim = self.encoder.get_sentence_embedding_dimension() or 0
+            return np.zeros((0, dim), dtype=np.float32)
+        with self._lock:
+            vectors = self.encoder.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def save(self, folder: str | Path) -> None:
+        self.encoder.save(str(Path(folder) / self.FOLDER))
+
+    @classmethod
+    def load(cls, folder: str | Path, *, max_length: int, device: str = "auto") -> TextModel:
+        from sentence_transformers import SentenceTransformer
+
+        encoder = SentenceTransformer(str(Path(folder) / cls.FOLDER), device="cpu")
+        return cls(encoder, max_length=max_length, device=device)
+
+
+def _to(features: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}

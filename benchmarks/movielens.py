@@ -15,7 +15,10 @@ Protocol (issue 12), so that others can reproduce the figures:
   validation positives; the point with the best validation NDCG@10 is kept. The test split is
   never read while choosing.
 - Test (warm items): the chosen baselines are fitted again on train + validation; the recommender
-  is built once on train with its ranker fitted on validation. For each test user, every warm
+  is built once: text model and CF on train, its ranker fitted on validation, then (``build``'s
+  ``absorb_val``, as ``tunelab app recommend build`` does) CF refitted on train + validation and
+  validation kept in the users' histories, so every model sees the same history at test time.
+  Nothing is fitted on test. For each test user, every warm
   item the user has not interacted with in train or validation is ranked (full ranking, no
   sampled negatives) and NDCG@10, Recall@10 (hits / the user's test positives), MRR and AUC are
   computed on the user's test positives, per user, then averaged.
@@ -235,7 +238,7 @@ def build_recommender(cfg_path: Path, out: Path, split_kwargs: dict[str, Any]) -
     cfg, ds, split = load(cfg_path, **split_kwargs)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    build(cfg, out=out, dataset=ds, train=split.train, val=split.val, progress=True)
+    build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True)
     info = {"build_s": round(time.perf_counter() - t0, 1), "load_s": round(load_s, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out)}  # fmt: skip

@@ -247,7 +247,8 @@ class _Fuzzer:
         report.cases[label] += 1
         report.statuses[response.status_code] += 1
         report.by_operation.setdefault(label, Counter())[response.status_code] += 1
-        if op.path.endswith(("/predict", "/messages", "/documents")):  # metered routes: a usage row each
+        metered = ("/predict", "/messages", "/documents", "/users/{user_id}", "/items", "/events")
+        if op.path.endswith(metered):  # metered routes: a usage row each
             rid = (response.headers.get("x-request-id") or [""])[0]
             report.predict_ids.setdefault(who.name, []).append(rid)
         problems: list[str] = []

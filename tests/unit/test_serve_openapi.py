@@ -38,6 +38,10 @@ EXPECTED = {
     ("post", "/v1/apps/monitor/{name}/documents"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
     ("get", "/v1/apps/monitor/{name}/trend"): {401, 403, 404, 422, 503},
     ("get", "/v1/apps/monitor/{name}/alerts"): {401, 403, 404, 422, 503},
+    ("get", "/v1/apps/recommend"): {401, 403, 503},
+    ("get", "/v1/apps/recommend/{name}/users/{user_id}"): {401, 403, 404, 422, 429, 503},
+    ("post", "/v1/apps/recommend/{name}/items"): {400, 401, 403, 404, 409, 413, 415, 422, 429, 503},
+    ("post", "/v1/apps/recommend/{name}/events"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
 }
 
 

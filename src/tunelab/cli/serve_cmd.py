@@ -57,6 +57,18 @@ sentiment monitors (monitor.yaml: see tunelab app monitor run --help):
   per monitor (this one, or tunelab app monitor run), never both. A document is billed as one text
   (usage shows monitor/<name>); --max-texts caps the documents per request.
 
+recommenders (tunelab app recommend build ... --out recs/movies):
+  tunelab serve --recommend recs/movies           # GET /v1/apps/recommend/movies/users/{id}, ...
+  curl -s "localhost:8000/v1/apps/recommend/movies/users/42?k=10&exclude_seen=true" \
+       -H "Authorization: Bearer $TOKEN"
+  curl -s localhost:8000/v1/apps/recommend/movies/items -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' -d '{"item_id": "m1", "fields": {"title": "Arrival (2016)"}}'
+  curl -s localhost:8000/v1/apps/recommend/movies/events -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' -d '{"events": [{"user_id": "42", "item_id": "m1"}]}'
+  A recommender is named by its folder (NAME=DIR for another name). A ranking, an added item and a
+  recorded event are billed one unit each (usage shows recommend/<name>); --max-texts caps the
+  items or events per request.
+
 Webhook bodies are signed (X-Tunelab-Signature: sha256=HMAC of the body) when
 $TUNELAB_WEBHOOK_SECRET is set. Alerts are retried with back-off until delivered, never given up;
 each carries its id as Idempotency-Key (at-least-once: a receiver drops what it has seen).
@@ -141,6 +153,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-follow",
         action="store_true",
         help="serve monitors over HTTP only; do not follow their config's sources",
+    )
+    p.add_argument(
+        "--recommend",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="[NAME=]DIR: serve a recommender folder (tunelab app recommend build), by default under "
+        "its folder's name; repeatable",
     )
     p.add_argument(
         "--conversation-ttl",
@@ -293,6 +313,60 @@ def load_monitors(paths: list[str], *, follow: bool) -> list[tuple[object, objec
     return monitors
 
 
+def load_recommenders(specs: list[str]) -> list[tuple[str, object, str]]:
+    """Load each ``--recommend [NAME=]DIR`` with ``Recommender.load``: ``(name, recommender, dir)``.
+
+    Without ``NAME=`` a recommender is served under its folder's name, as models and bots are. A
+    path that is not a recommender folder, or two recommenders of one name, fail in one line.
+    """
+    if not specs:
+        return []
+    from pathlib import Path
+
+    from tunelab.errors import TunelabError
+
+    try:
+        from tunelab.apps.recommend import Recommender
+    except ImportError as exc:
+        raise ConfigError(
+            f"--recommend: the recommender app is not available in this build ({exc})"
+        ) from None
+    out: list[tuple[str, object, str]] = []
+    for spec in specs:
+        m = _BOT_SPEC.match(spec)
+        if not m:
+            raise ConfigError(f"--recommend {spec!r}: write DIR or NAME=DIR")
+        path = m.group("path")
+        name = m.group("name") or Path(path.rstrip("/")).name
+        if any(name == taken for taken, _, _ in out):
+            raise ConfigError(
+                f"--recommend {spec}: a recommender named {name!r} is already served; serve one under "
+                "another name with --recommend NAME=DIR"
+            )
+        hint = f"build one with: tunelab app recommend build --config rec.yaml --out {path}"
+        if not Path(path).is_dir():
+            raise ConfigError(f"--recommend {path}: no such folder ({hint})")
+        try:
+            rec = Recommender.load(path)
+        except TunelabError as exc:
+            raise ConfigError(f"--recommend {path}: {_first_line(exc)}") from None
+        except Exception as exc:  # whatever a folder of something else makes the loader raise
+            raise ConfigError(
+                f"--recommend {path}: not a recommender folder ({type(exc).__name__}: {_first_line(exc)}; "
+                f"{hint})"
+            ) from None
+        info = dict(getattr(rec, "info", {}) or {})
+        counts = ", ".join(f"{info[k]} {k[2:]}" for k in ("n_items", "n_users") if k in info)
+        print(f"loaded recommender {name} from {path}" + (f": {counts}" if counts else ""))
+        out.append((name, rec, path))
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
     """The stderr lines naming the folders admins may load from; a missing ``--model-root`` fails.
 
@@ -339,10 +413,10 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     if settings.metrics_port is not None and settings.metrics_port == settings.port != 0:
         raise ConfigError(f"--metrics-port {settings.metrics_port}: use another port than --port")
-    if not args.models and not args.bot and not args.monitor:
+    if not args.models and not args.bot and not args.monitor and not args.recommend:
         raise ConfigError(
-            "nothing to serve: give a MODEL (a run or artifact folder), --bot bots/<name> "
-            "or --monitor monitor.yaml"
+            "nothing to serve: give a MODEL (a run or artifact folder), --bot bots/<name>, "
+            "--monitor monitor.yaml or --recommend recs/<name>"
         )
     specs = parse_specs(args.models)
     active = parse_active(args.active, specs)
@@ -356,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
     bots = load_bots(args.bot)
     monitors = load_monitors(args.monitor, follow=settings.follow_sources)
+    recommenders = load_recommenders(args.recommend)
     opener = None
     if monitors:
         from tunelab.apps.monitor import open_monitor_store as opener
@@ -380,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
             store=store,
             bots=bots,
             monitors=monitors,
+            recommenders=recommenders,
         )
         where = f"http://{settings.host}:{settings.port}"
         auth = "no key needed (--no-auth)" if not settings.require_keys else "keys required"

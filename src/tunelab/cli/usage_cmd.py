@@ -22,7 +22,7 @@ HELP = """examples:
   tunelab usage --csv | head                      # CSV to stdout
 
 --since is inclusive, --until exclusive; times are UTC unless they carry an offset.
-Texts and tokens count successful (200) requests: what the quota counts and what is billed.
+Texts and tokens count successful (2xx) requests: what the quota counts and what is billed.
 A support bot's messages show as model support/<bot> (one text each).
 """
 
@@ -117,6 +117,7 @@ def _write_csv(records: list[UsageRecord], target: str) -> int:
 
 def _print_summary(groups: list[UsageGroup]) -> None:
     from tunelab.cli.output import table
+    from tunelab.serve.store import billed
 
     if not groups:
         print("no usage recorded for this selection")
@@ -126,8 +127,8 @@ def _print_summary(groups: list[UsageGroup]) -> None:
         # requests, ok, errors, texts, tokens, latency sum
         row = rows.setdefault((g.key_name or "-", g.key_id or "-", g.product or "-"), [0, 0, 0, 0, 0, 0.0])
         row[0] += g.requests
-        row[1 if g.status == 200 else 2] += g.requests
-        if g.status == 200:
+        row[1 if billed(g.status) else 2] += g.requests
+        if billed(g.status):
             row[3] += g.texts
             row[4] += g.tokens
         row[5] += g.latency_ms_sum

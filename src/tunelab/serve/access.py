@@ -31,7 +31,7 @@ from typing import Any
 from tunelab.errors import TunelabError
 from tunelab.serve.keys import check_key_name, make_token, parse_token, verify_secret
 from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
-from tunelab.serve.store.base import KeyRecord, Store, UsageRecord
+from tunelab.serve.store.base import KeyRecord, Store, UsageRecord, billed
 
 _THIS = {"hour": "this hour", "day": "today (UTC)", "month": "this month"}
 
@@ -214,7 +214,7 @@ class AccessControl:
     ) -> None:
         """Write the request's usage row (one committed transaction), then settle its reservation.
 
-        Status 200 counts ``texts`` against the quota; any other status only releases it. ``app``
+        A 2xx status counts ``texts`` against the quota; any other status only releases it. ``app``
         names the application a request went through (``support``: ``model`` is then the bot).
         ``write`` commits the row in a transaction of its own choosing (a support message's, with
         its turn and ticket) instead of ``store.record_usage``.
@@ -238,7 +238,7 @@ class AccessControl:
             stored = True
         finally:
             if caller is not None:
-                self._settle(caller.key_id, rec, counted=stored and rec.status == 200)
+                self._settle(caller.key_id, rec, counted=stored and billed(rec.status))
 
     def _settle(self, key_id: str, rec: UsageRecord, *, counted: bool) -> None:
         with self._lock:
@@ -293,7 +293,7 @@ class AccessControl:
     def usage_summary(self, caller: Caller, since: datetime | None, until: datetime | None) -> dict[str, Any]:
         """``GET /v1/usage``: the caller's totals between ``since`` and ``until``, and its quota now.
 
-        ``texts`` and ``tokens`` count successful (200) requests, which is what is billed and what
+        ``texts`` and ``tokens`` count successful (2xx) requests, which is what is billed and what
         the quota counts; ``requests`` and ``by_status`` count every request.
         """
         key = self._key(caller)
@@ -304,7 +304,7 @@ class AccessControl:
             by_status[str(g.status)] = by_status.get(str(g.status), 0) + g.requests
             m = by_model.setdefault(g.product or "-", {"requests": 0, "texts": 0, "tokens": 0})
             m["requests"] += g.requests
-            if g.status == 200:
+            if billed(g.status):
                 m["texts"] += g.texts
                 m["tokens"] += g.tokens
         quota: dict[str, Any] | None = None

@@ -27,9 +27,10 @@ from tunelab.serve.error_handlers import install_error_handlers
 from tunelab.serve.metrics import ServeMetrics
 from tunelab.serve.monitors import MonitorRegistry
 from tunelab.serve.observe import ObserveMiddleware
+from tunelab.serve.recommenders import RecommenderRegistry
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.request_limits import BodySizeLimit
-from tunelab.serve.routes import health, keys, models, monitor, predict, support, usage
+from tunelab.serve.routes import health, keys, models, monitor, predict, recommend, support, usage
 from tunelab.serve.settings import ServeSettings
 
 DESCRIPTION = """Predict with fine-tuned tunelab models.
@@ -78,6 +79,7 @@ def create_app(
     store: Any = None,
     bots: Iterable[Any] = (),
     monitors: Iterable[Any] = (),
+    recommenders: Iterable[Any] = (),
 ) -> FastAPI:
     """Build the app.
 
@@ -92,6 +94,9 @@ def create_app(
             config's names. Their ``Monitor`` objects are made on ``store`` when it is given (so
             the CLI fails in one line before binding the port), else when the lifespan opens one
             (a monitor store then: ``tunelab.apps.monitor.open_monitor_store``).
+        recommenders: loaded recommenders (``tunelab.apps.recommend.Recommender``) as
+            ``(name, recommender)`` or ``(name, recommender, folder)``, served under ``name``; each
+            keeps its own items and events (its folder), so they need nothing from ``store``.
     """
     if loader is None:
         from tunelab.predict import load as loader
@@ -105,6 +110,7 @@ def create_app(
     monitor_registry = MonitorRegistry(
         monitors, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
     )
+    recommender_registry = RecommenderRegistry(recommenders)  # a duplicate name fails in one line
     if monitor_registry and store is not None:
         monitor_registry.open(store, alert_webhook=settings.alert_webhook)
     state = ServeState(
@@ -115,6 +121,7 @@ def create_app(
         access=access,
         bots=bot_registry,
         monitors=monitor_registry,
+        recommenders=recommender_registry,
     )
 
     @asynccontextmanager
@@ -131,6 +138,7 @@ def create_app(
                 )
         _start_support(state)
         _start_monitors(state)
+        recommender_registry.start()
         registry.start()
         try:
             yield
@@ -138,6 +146,7 @@ def create_app(
             await registry.close()
             await _close_support(state)
             await _close_monitors(state)
+            await recommender_registry.close()
             if opened:
                 state.store.close()
                 state.access = None
@@ -155,7 +164,7 @@ def create_app(
     app.state.tunelab = state
     install_error_handlers(app)
     api = APIRouter(prefix="/v1")
-    for module in (predict, models, keys, usage, support, monitor):
+    for module in (predict, models, keys, usage, support, monitor, recommend):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

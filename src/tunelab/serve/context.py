@@ -21,8 +21,8 @@ class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
     model: str | None = None  # set from the path for predict requests (a bot's name for app messages)
-    app: str | None = None  # "support" for a support bot's message (billed like one predict text)
-    outcome: str | None = None  # what an app answered: the reply's kind (answer, knowledge, handoff)
+    app: str | None = None  # "support", "monitor" or "recommend": an app's metered route (like predict)
+    outcome: str | None = None  # what an app answered: a reply's kind (answer, ...), a ranking's (fallback)
     version: str | None = None
     texts: int = 0
     tokens: int = 0

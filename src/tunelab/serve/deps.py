@@ -38,6 +38,7 @@ class ServeState:
     conversations: Any = None  # tunelab.serve.conversations.Conversations, once the store is open
     webhook: Any = None  # tunelab.serve.webhook.WebhookWorker with --handoff-webhook
     monitors: Any = None  # tunelab.serve.monitors.MonitorRegistry (sentiment monitors, ``--monitor``)
+    recommenders: Any = None  # tunelab.serve.recommenders.RecommenderRegistry (``--recommend``)
     alert_webhook: Any = None  # tunelab.apps.monitor.webhook.AlertWebhook when a monitor has a URL
     # Failed /readyz probes: an orchestrator probes every few seconds while the database is down.
     readiness_log: RateLimitedLog = field(

@@ -70,7 +70,7 @@ class ServeMetrics:
         )
         for reason in REFUSAL_REASONS:
             self.refused.labels(reason)  # present at 0, so a scrape sees every reason from the start
-        # Applications (support bots, monitors): their own series, so an app named like a model
+        # Applications (support bots, monitors, recommenders): their own series, so an app named like a model
         # never shares one with it; ``bot`` is the app's served instance (a bot's or a monitor's
         # name) or OTHER, like ``model`` above.
         self.app_requests = Counter(
@@ -119,6 +119,24 @@ class ServeMetrics:
         )
         for outcome in WEBHOOK_OUTCOMES[:2]:
             self.alert_webhook.labels(outcome)
+
+        # Recommenders: ``recommender`` is a served one's name, nothing else; never a user's id.
+        self.recommend_rankings = Counter(
+            "tunelab_recommend_rankings",
+            "Rankings a served recommender answered, by fallback (true: an unknown user got popular items)",
+            ["recommender", "fallback"],
+            registry=r,
+        )
+        self.recommend_items = Counter(
+            "tunelab_recommend_items", "Items added to a served recommender", ["recommender"], registry=r
+        )
+        self.recommend_events = Counter(
+            "tunelab_recommend_events",
+            "Events sent to a served recommender, by outcome: recorded, unknown_item, invalid_event, "
+            "internal_error",
+            ["recommender", "outcome"],
+            registry=r,
+        )
 
     def observe_predict(
         self, *, model: str, version: str, key: str, status: int, seconds: float, texts: int, tokens: int

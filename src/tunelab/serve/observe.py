@@ -17,7 +17,10 @@ its row naming the app (``support``) and, in ``model``, the bot (a served one, e
 reply the route stores has its 200 row committed by the route in the same transaction (so a
 hand-off ticket exists exactly when its message is billed), and this middleware writes no other; a
 monitor's documents (``/v1/apps/monitor/{name}/documents``) likewise, one text per document, the
-row naming the app (``monitor``) and the monitor.
+row naming the app (``monitor``) and the monitor; a recommender's rankings, items and events
+(``/v1/apps/recommend/{name}/users/{id}``, ``.../items``, ``.../events``), one unit per ranking, item
+or recorded event, the row naming the app (``recommend``) and the recommender. A successful app
+request may answer 201 (an added item): every 2xx is billed, as 200 is.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
 # Application routes metered like predict: a bot's messages, a monitor's documents.
 APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")
 MONITOR_PATH = re.compile(r"^/v1/apps/(?P<app>monitor)/(?P<name>[^/]+)/documents/?$")
+RECOMMEND_PATH = re.compile(r"^/v1/apps/(?P<app>recommend)/(?P<name>[^/]+)/(?:users/[^/]+|items|events)/?$")
 APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
@@ -130,7 +134,12 @@ class ObserveMiddleware:
         ctx = RequestContext()
         scope[SCOPE_KEY] = ctx
         path = scope["path"]
-        match = PREDICT_PATH.match(path) or APP_PATH.match(path) or MONITOR_PATH.match(path)
+        match = (
+            PREDICT_PATH.match(path)
+            or APP_PATH.match(path)
+            or MONITOR_PATH.match(path)
+            or RECOMMEND_PATH.match(path)
+        )
         if match:
             ctx.model = unquote(match.group("name"))
             ctx.app = match.groupdict().get("app")
@@ -183,7 +192,7 @@ class ObserveMiddleware:
                 model=self._model_labels(ctx)[0],  # never a caller's arbitrary name: OTHER
                 version=ctx.version,
                 texts=ctx.texts,
-                tokens=ctx.tokens if status == 200 else 0,
+                tokens=ctx.tokens if 200 <= status < 300 else 0,
                 status=status,
                 latency_ms=round(ctx.elapsed() * 1000, 3),
                 request_id=ctx.request_id,
@@ -203,10 +212,13 @@ class ObserveMiddleware:
     def _model_labels(self, ctx: RequestContext) -> tuple[str, str]:
         """(model, version) label values: a served name (and the version that answered), else OTHER.
 
-        For an app's request, a served bot's or monitor's name (they have no versions), else OTHER.
+        For an app's request, a served bot's, monitor's or recommender's name (they have no
+        versions), else OTHER.
         """
         if ctx.app is not None:
-            served = self.state.monitors if ctx.app == "monitor" else self.state.bots
+            served = {"monitor": self.state.monitors, "recommend": self.state.recommenders}.get(
+                ctx.app, self.state.bots
+            )
             return (ctx.model, "-") if served is not None and ctx.model in served else (OTHER, "-")
         if ctx.model is None or not self.state.registry.versions(ctx.model):
             return OTHER, "-"

@@ -22,7 +22,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(state: State) -> Response:
-    """Readiness: 200 only when a model, bot or monitor is loaded and the database answers."""
+    """Readiness: 200 only when a model, bot, monitor or recommender is loaded and the database answers."""
     checks: dict[str, str] = {}
     names = state.registry.names()
     checks["models"] = f"{len(names)} loaded" if names else "none loaded"
@@ -30,6 +30,8 @@ async def readyz(state: State) -> Response:
         checks["bots"] = f"{len(state.bots)} loaded"
     if state.monitors:
         checks["monitors"] = f"{len(state.monitors)} loaded"
+    if state.recommenders:
+        checks["recommenders"] = f"{len(state.recommenders)} loaded"
     if state.access is None:
         checks["database"] = "not open"
     else:
@@ -41,7 +43,7 @@ async def readyz(state: State) -> Response:
             # the probes go on every few seconds for as long as the database is down.
             state.readiness_log.warning("failed_probes", "readiness: the database is unreachable: %s", exc)
             checks["database"] = "unreachable (the reason is in the server log)"
-    ready = bool(names or state.bots or state.monitors) and checks["database"] == "ok"
+    ready = bool(names or state.bots or state.monitors or state.recommenders) and checks["database"] == "ok"
     body = Health(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

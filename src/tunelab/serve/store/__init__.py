@@ -23,6 +23,7 @@ from tunelab.serve.store.base import (
     StoreError,
     UsageGroup,
     UsageRecord,
+    billed,
 )
 
 APP_NAME = "tunelab"
@@ -107,6 +108,7 @@ __all__ = [
     "StoreError",
     "UsageGroup",
     "UsageRecord",
+    "billed",
     "default_data_dir",
     "default_db",
     "describe_store",

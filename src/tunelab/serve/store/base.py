@@ -60,6 +60,12 @@ class KeyRecord:
         }
 
 
+def billed(status: int) -> bool:
+    """A request is billed, and counts against its key's quota, when it succeeded: any 2xx status
+    (200, or 201 for an item a recommender added)."""
+    return 200 <= status < 300
+
+
 @dataclass(frozen=True)
 class UsageRecord:
     """One request as billed: who, which model, how much, and how it ended (HTTP status)."""
@@ -178,7 +184,7 @@ class Store(ABC):
 
     @abstractmethod
     def texts_used(self, key_id: str, since: datetime) -> int:
-        """Texts in successful (status 200) requests of ``key_id`` since ``since``: the quota count."""
+        """Texts in successful (2xx, ``billed``) requests of ``key_id`` since ``since``: the quota count."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -69,7 +69,10 @@ ACTIVE_BY_ID = f"{SELECT_KEY} WHERE key_id = ? AND revoked_at IS NULL"
 ANY_BY_NAME_OR_ID = f"{SELECT_KEY} WHERE key_id = ? OR name = ? ORDER BY revoked_at DESC"
 REVOKE = "UPDATE tunelab_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
 INSERT_USAGE = f"INSERT INTO tunelab_usage ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-TEXTS_USED = "SELECT COALESCE(SUM(texts), 0) FROM tunelab_usage WHERE key_id = ? AND at >= ? AND status = 200"
+TEXTS_USED = (  # billed (2xx) requests: tunelab.serve.store.base.billed
+    "SELECT COALESCE(SUM(texts), 0) FROM tunelab_usage"
+    " WHERE key_id = ? AND at >= ? AND status >= 200 AND status < 300"
+)
 GROUPS = (
     "SELECT key_id, key_name, model, status, COUNT(*), COALESCE(SUM(texts), 0), COALESCE(SUM(tokens), 0),"
     " COALESCE(SUM(latency_ms), 0), app FROM tunelab_usage{where}"

@@ -1,0 +1,294 @@
+"""Request and response bodies of the recommender's routes (``/v1/apps/recommend/...``).
+
+Ids (users', items') are strings of 1 to 200 characters with something other than spaces, no NUL
+and valid Unicode: the recommender keeps them in SQLite, where a lone surrogate cannot be encoded
+(that would be a 500, not the client's 422). An item's fields are the recommender's text fields
+(title, description, tags, ...); which of them make its text is the recommender's config, so an
+item whose text comes out empty is refused by the recommender itself (422 naming the item).
+
+Events are checked one by one (``EventIn``) in the route, not by the request's schema: one bad
+event is reported in its own result and never refuses the others.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+MAX_ID_CHARS = 200
+MAX_K = 1000  # the longest ranking one request may ask for (the Recommender's own limit)
+
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"^[^\x00]*\S[^\x00]*$"}
+Id = Annotated[str, WithJsonSchema(ID_SCHEMA)]
+FieldValue = str | int | float | bool | list[str] | None
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an id, or None."""
+    if not value.strip():
+        return "is empty; give an id with some non-space characters"
+    if len(value) > MAX_ID_CHARS:
+        return f"has {len(value):,} characters, over the limit of {MAX_ID_CHARS}"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return unicode_problem(value)
+
+
+def unicode_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode (a lone surrogate {text[exc.start]!a} at character {exc.start})"
+    return None
+
+
+def _check_fields(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    for name, value in fields.items():
+        for text in [name, *(value if isinstance(value, list) else [value])]:
+            if not isinstance(text, str):
+                continue
+            problem = "contains a NUL character" if "\x00" in text else unicode_problem(text)
+            if problem:
+                raise ValueError(f"field {name[:50]!r} {problem}")
+    return fields
+
+
+def _check_id(value: str, what: str) -> str:
+    problem = id_problem(value)
+    if problem:
+        raise ValueError(f"{what} {problem}")
+    return value
+
+
+# -- rankings --------------------------------------------------------------------------------------
+
+
+class RankedItemOut(BaseModel):
+    item_id: str
+    score: float = Field(description="the blended score: higher ranks first (comparable within one ranking)")
+    text: str = Field(description="the item's text, as the recommender reads it")
+    reasons: list[str] = Field(
+        description="ids of the user's items that matched it most (empty in a fallback)"
+    )
+
+
+class RankingOut(BaseModel):
+    recommender: str
+    user_id: str
+    items: list[RankedItemOut] = Field(description="best first; fewer than k when fewer items are left")
+    fallback: bool = Field(description="true when the user is unknown: popular and fresh items instead")
+    fallback_reason: str | None = Field(description="why the fallback was used (null otherwise)")
+
+
+# -- items -----------------------------------------------------------------------------------------
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: Id = Field(description="new to the recommender: an id it has is a 409, never overwritten")
+    fields: dict[str, FieldValue] = Field(
+        min_length=1,
+        description="the item's fields (title, description, tags, ...); its text fields make the text",
+        examples=[{"title": "Arrival (2016)", "genres": "Drama|Sci-Fi"}],
+    )
+
+    @field_validator("item_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return _check_id(value, "item_id")
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+        return _check_fields(fields)
+
+    def chars(self) -> int:
+        """Characters of text in its fields (what ``--max-chars`` limits)."""
+        total = 0
+        for value in self.fields.values():
+            for text in value if isinstance(value, list) else [value]:
+                total += len(text) if isinstance(text, str) else 0
+        return total
+
+
+_ONE_OR_MANY = {
+    "oneOf": [
+        {"required": ["item_id", "fields"], "properties": {"item_id": {"type": "string"}}},
+        {"required": ["items"], "properties": {"items": {"type": "array"}}},
+    ]
+}
+
+
+class ItemsRequest(BaseModel):
+    """One item (``item_id``, ``fields``) or a batch (``items``), never both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_OR_MANY)
+
+    item_id: Id | None = Field(None, description="one item's id (or send items)")
+    fields: dict[str, FieldValue] | None = Field(None, description="one item's fields (with item_id)")
+    items: list[ItemIn] | None = Field(
+        None, min_length=1, description="a batch: added all or nothing (as far as the ids go)"
+    )
+
+    @field_validator("item_id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return None if value is None else _check_id(value, "item_id")
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, fields: dict[str, FieldValue] | None) -> dict[str, FieldValue] | None:
+        if fields is not None and not fields:
+            raise ValueError("fields is empty; give the item's text fields (title, description, ...)")
+        return None if fields is None else _check_fields(fields)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ItemsRequest:
+        if self.items is not None:
+            if self.item_id is not None or self.fields is not None:
+                raise ValueError("give item_id and fields, or items, not both")
+        elif self.item_id is None or self.fields is None:
+            missing = "item_id" if self.item_id is None else "fields"
+            raise ValueError(f"{missing} is missing: give item_id and fields (or items for a batch)")
+        return self
+
+    def all(self) -> list[ItemIn]:
+        if self.items is not None:
+            return self.items
+        return [ItemIn.model_construct(item_id=self.item_id, fields=self.fields)]  # checked above
+
+
+class ItemsAdded(BaseModel):
+    recommender: str
+    added: list[str] = Field(description="the new items' ids, rankable at once")
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["user_id", "item_id"],
+    "properties": {
+        "user_id": ID_SCHEMA,
+        "item_id": {**ID_SCHEMA, "description": "an item the recommender has (else rejected: unknown_item)"},
+        "time": {
+            "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}],
+            "description": "ISO 8601 (no offset: UTC) or epoch seconds; default now",
+        },
+        "rating": {"type": ["number", "null"]},
+        "event": {"type": ["string", "null"], "maxLength": 50, "description": "click, purchase, ..."},
+    },
+}
+
+
+class EventIn(BaseModel):
+    """One interaction; checked on its own (a bad one is rejected in its result, not the request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str
+    item_id: str
+    time: float | str | None = None
+    rating: float | None = None
+    event: str | None = Field(None, min_length=1, max_length=50)
+
+    @field_validator("user_id", "item_id")
+    @classmethod
+    def _ids(cls, value: str, info: Any) -> str:
+        return _check_id(value, info.field_name)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"time {value[:40]!r} is not ISO 8601 or epoch seconds") from None
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            try:
+                return when.timestamp()
+            except (OverflowError, ValueError):
+                raise ValueError(f"time {value[:40]!r} is out of range") from None
+        if not math.isfinite(value) or not 0 <= value < 1e11:
+            raise ValueError(f"time {value!r} is not epoch seconds (milliseconds? divide by 1000)")
+        return float(value)
+
+    @field_validator("rating")
+    @classmethod
+    def _rating(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("rating must be a finite number")
+        return value
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, value: str | None) -> str | None:
+        problem = None if value is None else unicode_problem(value)
+        if problem or (value is not None and "\x00" in value):
+            raise ValueError(f"event {problem or 'contains a NUL character'}")
+        return value
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Any] = Field(
+        min_length=1,
+        description="each recorded on its own: a bad one is rejected in its result, the others still count",
+        json_schema_extra={"items": EVENT_SCHEMA},
+    )
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="the event's position in the request")
+    status: str = Field(description="recorded, or rejected")
+    code: str | None = Field(None, description="why rejected: invalid_event, unknown_item, internal_error")
+    message: str | None = Field(None, description="one line naming what is wrong")
+
+
+class EventsRecorded(BaseModel):
+    recommender: str
+    received: int
+    recorded: int = Field(description="what is billed; the users' next rankings reflect them")
+    rejected: int
+    results: list[EventResult] = Field(description="one per event, in order")
+
+
+# -- listing ---------------------------------------------------------------------------------------
+
+
+class RecommenderInfo(BaseModel):
+    name: str
+    source: str | None = Field(None, description="the folder it was loaded from (admin keys only, else null)")
+    loaded_at: datetime
+    info: dict[str, Any] = Field(
+        description="the recommender's own: n_items, n_users, built, ...; its config for admin keys only"
+    )
+
+
+class RecommenderList(BaseModel):
+    recommenders: list[RecommenderInfo]
+
+
+__all__ = [
+    "MAX_K",
+    "EventIn",
+    "EventResult",
+    "EventsRecorded",
+    "EventsRequest",
+    "ItemIn",
+    "ItemsAdded",
+    "ItemsRequest",
+    "RankedItemOut",
+    "RankingOut",
+    "RecommenderInfo",
+    "RecommenderList",
+    "id_problem",
+]

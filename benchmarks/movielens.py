@@ -393,6 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", default="movielens", help="the built recommender's folder name")
     parser.add_argument("--recommender", help="score this folder (built by --build-only, same split)")
     parser.add_argument("--baselines-only", action="store_true", help="no recommender: baselines only")
+    parser.add_argument("--baselines-from", metavar="JSON", help="reuse the baselines of an earlier --json")
     parser.add_argument("--build-only", action="store_true", help="build the recommender on the split, stop")
     parser.add_argument("--quick", action="store_true", help="one or two hyper-parameter points each")
     parser.add_argument("--users", type=int, help="quick check: evaluate only N test users (seeded)")
@@ -401,6 +402,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve-arg", action="append", default=[], help="replace `--recommend FOLDER`")
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE (after each stage)")
     return parser.parse_args(argv)
+
+
+def reused_baselines(args: argparse.Namespace, fingerprint: str) -> dict[str, Any] | None:
+    """The baselines of an earlier ``--json`` (``--baselines-from``), if run on this split and users."""
+    if not args.baselines_from:
+        return None
+    old = json.loads(Path(args.baselines_from).read_text(encoding="utf-8"))
+    same = (old.get("fingerprint"), old.get("users_sampled"), old.get("quick"))
+    if same != (fingerprint, args.users, args.quick):
+        sys.exit(f"{args.baselines_from}: its baselines ran on another split, --users or --quick")
+    print(f"baselines from {args.baselines_from}", flush=True)
+    return old["baselines"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -422,21 +435,19 @@ def main(argv: list[str] | None = None) -> None:
                               "users_sampled": args.users, "counts": split.counts(),
                               "load_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
     print(json.dumps(result["counts"]), flush=True)
-    fingerprint = split.fingerprint()
+    result["fingerprint"] = fingerprint = split.fingerprint()
+    info: dict[str, Any] | None = None
+    if args.recommender and not args.baselines_only:  # check it before the minutes of baselines
+        info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
+        if info.get("fingerprint") != fingerprint:
+            sys.exit(f"{folder}: not built on this split (--seed/--cold-frac); build it with --build-only")
     split = sample_users(split, args.users, args.seed)
-    result["baselines"] = run_baselines(split, baseline_grids(args.quick), seed=args.seed)
+    result["baselines"] = reused_baselines(args, fingerprint) or run_baselines(
+        split, baseline_grids(args.quick), seed=args.seed
+    )
     save(result, json_path)
     if not args.baselines_only:
-        if args.recommender:
-            info = (
-                json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
-            )
-            if info.get("fingerprint") != fingerprint:
-                sys.exit(
-                    f"{folder}: not built on this split (--seed/--cold-frac); build it with --build-only"
-                )
-        else:
-            info = build_in_subprocess(args, folder)
+        info = info or build_in_subprocess(args, folder)
         result["recommender"] = {"build": info, "scores": score_recommender(folder, split)}
         save(result, json_path)
         if not args.skip_http:

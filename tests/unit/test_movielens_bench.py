@@ -143,7 +143,8 @@ def test_targets_compare_with_the_best_baseline_the_text_model_included() -> Non
     assert "not checked" in bench.targets({"ease": _scores(0.1)})["lines"][0]
 
 
-def test_a_baselines_only_run_end_to_end_on_a_tiny_fixture(tmp_path: Path, capsys) -> None:
+def tiny_config(tmp_path: Path) -> Path:
+    """A rec.yaml over a tiny MovieLens-like pair of files in ``tmp_path``."""
     ratings(users=24).to_csv(tmp_path / "ratings.csv", index=False)
     titles = [f"Movie {m}" for m in range(1, 41)]
     genres = ["Drama" if m < 21 else "Comedy" for m in range(1, 41)]
@@ -156,11 +157,38 @@ def test_a_baselines_only_run_end_to_end_on_a_tiny_fixture(tmp_path: Path, capsy
         "time_column: timestamp, rating_column: rating, positive: 'rating >= 4'}\n",
         encoding="utf-8",
     )
-    out = tmp_path / "out.json"
-    bench.main(["--config", str(tmp_path / "rec.yaml"), "--baselines-only", "--quick", "--json", str(out)])
+    return tmp_path / "rec.yaml"
+
+
+def test_a_baselines_only_run_end_to_end_on_a_tiny_fixture(tmp_path: Path, capsys) -> None:
+    config, out = tiny_config(tmp_path), tmp_path / "out.json"
+    bench.main(["--config", str(config), "--baselines-only", "--quick", "--json", str(out)])
     result = json.loads(out.read_text(encoding="utf-8"))
     assert set(result["baselines"]) == set(bench.BASELINES)
     for name in bench.BASELINES:
         assert result["baselines"][name]["test"]["users"] > 0
     assert "not checked" in result["targets"]["lines"][0]
     assert "ease" in capsys.readouterr().out
+    # The baselines are reused only on the same split, users and grids.
+    again = tmp_path / "again.json"
+    bench.main(["--config", str(config), "--baselines-only", "--quick", "--baselines-from", str(out),
+                "--json", str(again)])  # fmt: skip
+    assert json.loads(again.read_text(encoding="utf-8"))["baselines"] == result["baselines"]
+    with pytest.raises(SystemExit, match="another split"):
+        bench.main(["--config", str(config), "--baselines-only", "--quick", "--seed", "1",
+                    "--baselines-from", str(out)])  # fmt: skip
+
+
+def test_a_recommender_built_on_another_split_is_refused_before_the_baselines(tmp_path: Path) -> None:
+    config, folder = tiny_config(tmp_path), tmp_path / "recs" / "tiny"
+    folder.mkdir(parents=True)
+    bench.sidecar(folder).write_text(json.dumps({"fingerprint": "0000"}), encoding="utf-8")
+    with pytest.raises(SystemExit, match="not built on this split"):
+        bench.main(["--config", str(config), "--recommender", str(folder), "--quick"])
+
+
+def test_a_missing_data_file_is_one_line(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    (tmp_path / "ratings.csv").unlink()
+    with pytest.raises(SystemExit, match=r"^error: .*ratings\.csv"):
+        bench.main(["--config", str(config), "--baselines-only"])

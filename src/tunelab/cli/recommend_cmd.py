@@ -23,7 +23,7 @@ rec.yaml:
                  rating_column: rating, positive: "rating >= 4"}
   model: {base: minilm-l6, history: 5, max_pairs: 20000}     # the bi-encoder's fine-tuning
   cf: {algorithm: als}                                       # or bpr
-  ranker: {kind: hgb}                                        # or logistic; fitted on validation data
+  ranker: {kind: logistic}                                   # or hgb; fitted on validation data
 
 To serve it: tunelab serve --recommend recs/movielens (items and events added there are kept in
 the folder's live.sqlite, which rank here reads too).
@@ -154,9 +154,16 @@ def _rank(args: argparse.Namespace) -> int:
     for n, item in enumerate(ranking.items, start=1):
         print(f"{n:>3}. {item.score:.3f}  {item.item_id}  {_short(item.text)}")
         if item.reasons:
-            titles = "; ".join(_short(rec.item_text(r).split(". ")[0], 40) for r in item.reasons)
+            titles = "; ".join(_short(_title(rec, rec.item_text(r)), 40) for r in item.reasons)
             print(f"       because of: {titles}")
     return 0
+
+
+def _title(rec: Any, text: str) -> str:
+    """The item's first text field (its title): the text up to the first named field."""
+    names = [*rec.config.items.text_fields[1:], *(e.name for e in rec.config.items.extra_text)]
+    cuts = [text.find(f". {name}: ") for name in names]
+    return text[: min([c for c in cuts if c >= 0], default=len(text))]
 
 
 def _short(text: str, width: int = 90) -> str:

@@ -10,13 +10,15 @@ use for new users; it keeps the user in the items' space).
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from tunelab.apps.recommend.config import CFSection
 
@@ -82,7 +84,7 @@ class CFModel:
             from implicit.cpu.als import AlternatingLeastSquares
 
             s = self.settings
-            with threadpool_limits(1, "blas"):  # see fit_cf
+            with _quiet_blas_note():
                 model = AlternatingLeastSquares(
                     factors=self.item_factors.shape[1],
                     regularization=s["regularization"],
@@ -133,8 +135,7 @@ def fit_cf(
     )
     matrix.sum_duplicates()
     matrix.data[:] = 1.0  # a repeated positive counts once
-    # implicit's own advice: BLAS threads fight its threads (up to 10x slower), so one BLAS thread.
-    with threadpool_limits(1, "blas"):
+    with _quiet_blas_note():
         model = _new_model(cfg)
         model.fit(matrix, show_progress=progress)
     return CFModel(
@@ -168,3 +169,16 @@ def _new_model(cfg: CFSection) -> Any:
         random_state=cfg.seed,
         use_gpu=False,
     )
+
+
+@contextmanager
+def _quiet_blas_note() -> Iterator[None]:
+    """Hide implicit's warning that OpenBLAS runs several threads.
+
+    Its advice (one BLAS thread, via threadpoolctl) matters for large matrices; at the scale of the
+    recommenders here ALS fits in seconds either way, and threadpoolctl is not one of tunelab's
+    declared dependencies. The warning says nothing a user of tunelab can act on.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*", category=RuntimeWarning)
+        yield

@@ -18,8 +18,8 @@
       positive: "rating >= 4"               # or "event in [buy, click]", or "all"
     model: {base: minilm-l6, history: 5, max_length: 128, max_pairs: 20000, epochs: 1}
     cf: {algorithm: als, factors: 64, iterations: 15}
-    ranker: {kind: hgb, negatives: 20, hard_negatives: 10, cold_share: 0.3}
-    index: {ann_min_items: 5000}
+    ranker: {kind: logistic, negatives: 20, hard_negatives: 10}
+    index: {ann_min_items: 5000, full_rank_max_items: 5000}
     split: {val_frac: 0.1, min_positives: 5}
 
 Relative paths are relative to the current directory, as in run configs (run from the repository
@@ -247,16 +247,20 @@ class CFSection(_Section):
 class RankerSection(_Section):
     """The learned blend: fitted on the validation split, never hand-set weights."""
 
-    kind: Literal["logistic", "hgb"] = "hgb"
-    negatives: int = Field(default=20, ge=1, le=500)
-    hard_negatives: int = Field(default=10, ge=0, le=500)
-    cold_share: float = Field(default=0.3, ge=0, lt=1)
+    kind: Literal["logistic", "hgb"] = "logistic"
+    negatives: int = Field(default=20, ge=1, le=500)  # per validation positive, at random
+    hard_negatives: int = Field(default=10, ge=0, le=500)  # per positive, from the generators' top
+    hard_pool: int = Field(default=200, ge=1, le=5000)
+    # Rows of the blended model with the collaborative features masked (the single-model way to
+    # rank cold items); 0: a separate text-only model ranks them (see ranker).
+    cold_share: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 0
 
 
 class IndexSection(_Section):
     ann_min_items: int = Field(default=5000, ge=1)
-    full_rank_max_items: int = Field(default=20000, ge=1)
+    # Up to this many items rank() scores them all; past it, ~1,000 candidates (see recommender).
+    full_rank_max_items: int = Field(default=5000, ge=1)
 
 
 class SplitSection(_Section):

@@ -1,10 +1,13 @@
 """The ranker's features for a (user, candidate item) pair, computed for all candidates at once.
 
 - ``text_query``: cosine of the user's query (their recent positives as text) and the item, the
-  fine-tuned bi-encoder's own score;
+  fine-tuned bi-encoder's own score; ``text_query_z``: the same as a z-score over the catalog for
+  this user (a pointwise ranker compares rows of different users: 0.5 is high for one user's
+  query and low for another's);
 - ``text_max``: the item's best cosine with any of the user's positives (the "reason" item);
 - ``text_mean``: cosine with the mean of the user's positive item vectors (their whole taste);
-- ``cf`` and ``has_cf``: the CF score, and whether there is one (item and user both have factors);
+- ``cf``, ``cf_z`` and ``has_cf``: the CF score, its z-score over the items with factors for this
+  user, and whether there is one (item and user both have factors);
 - ``log_pop``: log(1 + the item's positives);
 - ``log_age_days``: log(1 + days since the item's last interaction), taken at the latest
   interaction time known; an item never interacted with (a cold item, or one added without
@@ -21,16 +24,18 @@ import numpy as np
 
 FEATURES = (
     "text_query",
+    "text_query_z",
     "text_max",
     "text_mean",
     "cf",
+    "cf_z",
     "has_cf",
     "log_pop",
     "log_age_days",
     "log_user_positives",
 )
 #: The features a cold item lacks: masked on a share of the ranker's training rows.
-COLLABORATIVE = ("cf", "has_cf", "log_pop", "log_age_days")
+COLLABORATIVE = ("cf", "cf_z", "has_cf", "log_pop", "log_age_days")
 #: text_max and text_mean read the user's most recent positives only, so a heavy user costs no more.
 MAX_PROFILE = 100
 _DAY = 86_400.0
@@ -70,6 +75,8 @@ class UserContext:
         item_indices: (m,) their catalog indices.
         cf_vector: (F,) the user's CF vector, or None.
         n_positives: all of the user's positives.
+        text_moments: mean and standard deviation of ``text_query`` over the catalog.
+        cf_moments: mean and standard deviation of the CF score over the items with factors.
     """
 
     query: np.ndarray
@@ -77,6 +84,8 @@ class UserContext:
     item_indices: np.ndarray
     cf_vector: np.ndarray | None
     n_positives: int
+    text_moments: tuple[float, float] = (0.0, 1.0)
+    cf_moments: tuple[float, float] = (0.0, 1.0)
 
     @property
     def profile(self) -> np.ndarray:
@@ -105,16 +114,28 @@ def compute(
     cand = vectors[items]  # (C, H)
     sims = cand @ ctx.item_vectors.T  # (C, m)
     out = np.zeros((len(items), len(FEATURES)), dtype=np.float32)
-    out[:, 0] = cand @ ctx.query
-    out[:, 1] = sims.max(axis=1) if sims.shape[1] else 0.0
-    out[:, 2] = cand @ ctx.profile
+    col = {name: i for i, name in enumerate(FEATURES)}
+    text = cand @ ctx.query
+    out[:, col["text_query"]] = text
+    out[:, col["text_query_z"]] = (text - ctx.text_moments[0]) / ctx.text_moments[1]
+    out[:, col["text_max"]] = sims.max(axis=1) if sims.shape[1] else 0.0
+    out[:, col["text_mean"]] = cand @ ctx.profile
     if cf_scores is not None and cf_known is not None:
-        out[:, 3] = np.where(cf_known, cf_scores, 0.0)
-        out[:, 4] = cf_known.astype(np.float32)
-    out[:, 5] = np.log1p(stats.pop[items])
-    out[:, 6] = stats.log_age_days(items)
-    out[:, 7] = np.log1p(ctx.n_positives)
+        out[:, col["cf"]] = np.where(cf_known, cf_scores, 0.0)
+        z = (cf_scores - ctx.cf_moments[0]) / ctx.cf_moments[1]
+        out[:, col["cf_z"]] = np.where(cf_known, z, 0.0)
+        out[:, col["has_cf"]] = cf_known.astype(np.float32)
+    out[:, col["log_pop"]] = np.log1p(stats.pop[items])
+    out[:, col["log_age_days"]] = stats.log_age_days(items)
+    out[:, col["log_user_positives"]] = np.log1p(ctx.n_positives)
     return out
+
+
+def moments(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (at least 1e-6) of a user's scores over the catalog."""
+    if len(values) == 0:
+        return 0.0, 1.0
+    return float(values.mean()), max(float(values.std()), 1e-6)
 
 
 def mask_collaborative(rows: np.ndarray, age_never: float) -> np.ndarray:

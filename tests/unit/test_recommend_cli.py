@@ -1,0 +1,99 @@
+"""``tunelab app recommend build | rank`` (issue 12): output, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from recommend_fixtures import config_dict, write_world
+
+from tunelab.cli.main import main
+
+
+@pytest.fixture
+def rec_yaml(tmp_path: Path, tiny_bert: Path) -> Path:
+    path = tmp_path / "rec.yaml"
+    path.write_text(yaml.safe_dump(config_dict(write_world(tmp_path, unknown=3), encoder=tiny_bert)))
+    return path
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_build_then_rank(rec_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "recs" / "tiny"
+    assert (
+        main(["app", "recommend", "build", "--config", str(rec_yaml), "--out", str(out), "--no-progress"])
+        == 0
+    )
+    printed = capsys.readouterr()
+    assert f"recommender tiny: {out}" in printed.out
+    assert "40 items, 15 users" in printed.out and "ranker: logistic" in printed.out
+    assert "3 interactions name 3 items the items file lacks; left out: 'ghost-0' (row " in printed.err
+
+    assert main(["app", "recommend", "rank", str(out), "--user", "u1", "--k", "3"]) == 0
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    assert lines[0] == "top 3 for user u1:"
+    assert lines[1].lstrip().startswith("1. ") and "because of: The " in lines[2]
+
+    assert main(["app", "recommend", "rank", str(out), "--user", "u1", "--k", "2", "--json"]) == 0
+    ranking = json.loads(capsys.readouterr().out)
+    assert ranking["user_id"] == "u1" and len(ranking["items"]) == 2 and ranking["fallback"] is False
+    assert set(ranking["items"][0]) == {"item_id", "score", "text", "reasons"}
+
+    assert main(["app", "recommend", "rank", str(out), "--user", "nobody", "--k", "2"]) == 0
+    printed = capsys.readouterr()
+    assert "note: unknown user 'nobody': popular and fresh items" in printed.err
+
+    # bad input on a real folder: one line each, exit 2
+    assert main(["app", "recommend", "rank", str(out), "--user", "u1", "--k", "0"]) == 2
+    assert "k=0 is out of range: give 1 to 40" in _one_error_line(capsys.readouterr().err)
+    assert main(["app", "recommend", "build", "--config", str(rec_yaml), "--out", str(out)]) == 2
+    assert "a recommender is already there; give --overwrite" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["build", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/r"],
+            "missing.yaml: recommender config not found",
+        ),
+        (["rank", "{tmp}/nothing", "--user", "u"], "nothing: no such folder; build one with"),
+        (["rank", "{tmp}", "--user", "u"], "not a recommender folder (no recommender.json)"),
+        (["build", "--config", "{yaml}", "--out", "{tmp}/r", "--max-pairs", "-1"], "--max-pairs -1: give 0"),
+    ],
+)
+def test_bad_input_is_one_line(
+    argv: list[str], expected: str, rec_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a.format(tmp=tmp_path, yaml=rec_yaml) for a in argv]
+    assert main(["app", "recommend", *args]) == 2
+    assert expected in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_bad_data_file_is_one_line(
+    rec_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text(ratings.read_text().replace(",1600", ",soon", 1))
+    assert main(["app", "recommend", "build", "--config", str(rec_yaml), "--out", str(tmp_path / "r")]) == 2
+    assert "ratings.csv: row 2: ts 'soon" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["app", "recommend", "--help"], ["app", "recommend", "build", "--help"],
+                 ["app", "recommend", "rank", "--help"], ["app", "--help"]):  # fmt: skip
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out
+        assert "tunelab app recommend build --config" in out or "tunelab app recommend rank recs/" in out

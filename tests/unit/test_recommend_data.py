@@ -1,0 +1,262 @@
+"""The recommender's config, data reading and split (issue 12): no model is loaded here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from recommend_fixtures import config_dict, ratings_rows, write_world
+
+from tunelab.apps.recommend import RecommendConfig, cold_items, load_config, load_dataset, split_chronological
+from tunelab.apps.recommend.config import PositiveRule
+from tunelab.errors import ConfigError, DataError
+
+
+def _cfg(paths: dict[str, Path], **sections) -> RecommendConfig:
+    return RecommendConfig.from_dict(config_dict(paths, **sections))
+
+
+# -- config -----------------------------------------------------------------------------------------
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: recommender config not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "rec.yaml"
+    path.write_text("name: x\nitems: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"rec\.yaml line \d+: not valid YAML"):
+        load_config(path)
+
+
+def test_every_bad_field_is_reported_in_one_line(tmp_path: Path) -> None:
+    raw = config_dict(write_world(tmp_path))
+    raw["bogus"] = 1
+    del raw["items"]["text_fields"]
+    raw["cf"]["algorithm"] = "svd"
+    path = tmp_path / "rec.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    for part in ("bogus: unknown field", "items.text_fields: missing", "cf.algorithm:"):
+        assert part in message
+
+
+def test_the_shipped_movielens_config_is_valid() -> None:
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens.yaml")
+    assert cfg.interactions.positive == "rating >= 4"
+    assert cfg.items.list_separators == {"genres": "|"}
+    assert [e.name for e in cfg.items.extra_text] == ["tags"]
+    assert cfg.items.format == "csv" and cfg.items.extra_text[0].format == "csv"
+
+
+@pytest.mark.parametrize(
+    ("rule", "values", "expected"),
+    [
+        ("rating >= 4", [5, 4, 3.5, None], [True, True, False, False]),
+        ("rating > 4", [5, 4], [True, False]),
+        ("rating == 1", [1, 2], [True, False]),
+        ("event in [buy, click]", ["buy", "view", " click ", "BUY"], [True, False, True, False]),
+        ("event != view", ["buy", "view"], [True, False]),
+        ("all", ["x", "y"], [True, True]),
+    ],
+)
+def test_the_positive_rule(rule: str, values: list, expected: list) -> None:
+    assert PositiveRule.parse(rule).apply(values).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "rule", ["rating => 4", "__import__('os').system('x')", "rating >= ", "rating >= high"]
+)
+def test_a_bad_positive_rule_is_a_config_error_not_code(tmp_path: Path, rule: str) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"interactions: positive .*(is not a rule; write e\.g\. 'rating >= 4'|needs a number)",
+    ):
+        _cfg(write_world(tmp_path), interactions={"positive": rule})
+
+
+def test_a_rule_on_a_column_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="reads 'event', which is not rating_column or event_column"):
+        _cfg(write_world(tmp_path), interactions={"positive": "event in [buy]"})
+
+
+def test_an_unknown_suffix_needs_a_format(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    odd = paths["items"].with_suffix(".txt")
+    paths["items"].rename(odd)
+    with pytest.raises(ConfigError, match=r"cannot tell the format of .*items\.txt"):
+        _cfg({**paths, "items": odd})
+    cfg = _cfg({**paths, "items": odd}, items={"format": "csv"})
+    assert len(load_dataset(cfg).items) == 40
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_each_file_format_reads_the_same(tmp_path: Path, fmt: str) -> None:
+    ds = load_dataset(_cfg(write_world(tmp_path, fmt=fmt)))
+    assert len(ds.items) == 40
+    assert ds.items.loc[ds.items["item_id"] == "spa0", "text"].iloc[0].startswith("The ")
+    assert "genres: space, " in ds.items.loc[ds.items["item_id"] == "spa0", "text"].iloc[0]
+    assert len(ds.interactions) == len(ratings_rows())
+    assert all(isinstance(u, str) for u in ds.interactions["user_id"])
+    assert ds.interactions["time"].dtype == np.float64
+    # rating >= 4: the fixture's 5-star rows are positive, its 1-star rows are not
+    assert int(ds.interactions["positive"].sum()) == sum(r["rating"] == 5.0 for r in ratings_rows())
+    assert list(ds.interactions["time"]) == sorted(ds.interactions["time"])
+
+
+def test_an_event_rule_on_jsonl_with_iso_times(tmp_path: Path) -> None:
+    items = write_world(tmp_path)["items"]
+    rows = [
+        {"u": "a", "i": "spa0", "when": "2024-01-01T10:00:00Z", "kind": "buy"},
+        {"u": "a", "i": "spa1", "when": "2024-01-02T10:00:00+00:00", "kind": "view"},
+        {"u": "b", "i": "coo1", "when": 1704103200, "kind": "click"},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = _cfg(
+        {"items": items, "ratings": path},
+        interactions={
+            "user_column": "u",
+            "item_column": "i",
+            "time_column": "when",
+            "rating_column": None,
+            "event_column": "kind",
+            "positive": "event in [buy, click]",
+        },
+    )
+    ds = load_dataset(cfg)
+    by_item = ds.interactions.set_index("item_id")
+    assert by_item.loc["spa0", "time"] == pd.Timestamp("2024-01-01T10:00:00Z").timestamp()
+    assert by_item["positive"].to_dict() == {"spa0": True, "coo1": True, "spa1": False}
+    assert by_item.loc["spa1", "event"] == "view"
+
+
+def test_interactions_naming_unknown_items_are_counted_and_reported(tmp_path: Path) -> None:
+    ds = load_dataset(_cfg(write_world(tmp_path, unknown=7)))
+    unknown = ds.report["unknown_items"]
+    assert unknown["rows"] == 7 and unknown["distinct"] == 7
+    assert [e["item_id"] for e in unknown["examples"]] == [f"ghost-{i}" for i in range(5)]
+    assert unknown["examples"][0]["first"].startswith("row ")
+    assert ds.report["dropped"] == 7
+    assert not ds.interactions["item_id"].str.startswith("ghost").any()
+    assert len(ds.interactions) == len(ratings_rows())
+
+
+def test_no_known_item_at_all_says_check_the_columns(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    ratings = pd.read_csv(paths["ratings"])
+    ratings["item"] = "x" + ratings["item"]
+    ratings.to_csv(paths["ratings"], index=False)
+    with pytest.raises(
+        DataError, match=r"no interaction names an item of .*are id_column and item_column right"
+    ):
+        load_dataset(_cfg(paths))
+
+
+def test_empty_item_text_names_the_row(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    items = pd.read_csv(paths["items"])
+    items.loc[2, ["title", "genres"]] = ["", ""]
+    items.to_csv(paths["items"], index=False)
+    with pytest.raises(DataError, match=r"items\.csv: row 4 \(item 'spa2'\): empty text in title, genres"):
+        load_dataset(_cfg(paths))
+
+
+def test_a_missing_column_is_named_with_the_columns_there(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    with pytest.raises(
+        DataError, match=r"ratings\.csv: the interactions file has no column when \(it has user, "
+    ):
+        load_dataset(_cfg(paths, interactions={"time_column": "when"}))
+
+
+def test_a_duplicate_item_id_names_both_rows(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    items = pd.read_csv(paths["items"])
+    items.loc[5, "item_id"] = "spa0"
+    items.to_csv(paths["items"], index=False)
+    with pytest.raises(DataError, match=r"item 'spa0' appears twice \(row 2 and row 7\)"):
+        load_dataset(_cfg(paths))
+
+
+def test_a_bad_time_names_the_row(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    ratings = pd.read_csv(paths["ratings"], dtype=str)
+    ratings.loc[3, "ts"] = "yesterday-ish"
+    ratings.to_csv(paths["ratings"], index=False)
+    with pytest.raises(DataError, match=r"row 5: ts 'yesterday-ish' is not a time"):
+        load_dataset(_cfg(paths))
+
+
+def test_extra_text_keeps_the_most_frequent_values_lowercased(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    tags = pd.DataFrame(
+        {
+            "movie": ["spa0", "spa0", "spa0", "spa0", "coo1", "nowhere"],
+            "tag": ["Dull", "Epic", "epic", "fun", "tasty", "x"],
+        }
+    )
+    tags.to_csv(tmp_path / "tags.csv", index=False)
+    extra = {"name": "tags", "path": str(tmp_path / "tags.csv"), "id_column": "movie", "field": "tag"}
+    ds = load_dataset(_cfg(paths, items={"extra_text": [{**extra, "max_values": 2}]}))
+    text = ds.items.set_index("item_id")["text"]
+    assert text["spa0"].endswith(". tags: epic, dull")
+    assert text["coo1"].endswith(". tags: tasty")
+    assert "tags:" not in text["spa1"]
+    assert ds.report["extra_text"]["tags"]["rows_unknown_item"] == 1
+
+
+# -- split ------------------------------------------------------------------------------------------
+
+
+def _frame(rows: list[tuple[str, str, float, bool]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "time", "positive"])
+
+
+def test_the_chronological_split_protocol() -> None:
+    # a: 10 positives (two tied at t=9: broken by item id) and a low rating after the cutoff;
+    # b: 4 positives, fewer than min_positives: all train.
+    rows = [("a", f"i{t:02d}", float(t), True) for t in range(8)]
+    rows += [("a", "z9", 9.0, True), ("a", "y9", 9.0, True), ("a", "n1", 3.5, False), ("a", "n2", 8.5, False)]
+    rows += [("b", f"i{t:02d}", float(t), True) for t in range(4)]
+    sp = split_chronological(_frame(rows), test_frac=0.2, val_frac=0.1, min_positives=5)
+    assert sp.test["item_id"].tolist() == ["y9", "z9"]  # the last 20% of 10; ties by item id
+    assert sp.val["item_id"].tolist() == ["i07"]  # the 10% before
+    a_train = sp.train[sp.train["user_id"] == "a"]
+    assert sorted(a_train["item_id"]) == sorted([f"i{t:02d}" for t in range(7)] + ["n1"])
+    assert sp.dropped == 1  # n2: a non-positive after the user's first held-out positive
+    assert len(sp.train[sp.train["user_id"] == "b"]) == 4
+    assert sp.val["positive"].all() and sp.test["positive"].all()
+    again = split_chronological(_frame(list(reversed(rows))), test_frac=0.2, val_frac=0.1, min_positives=5)
+    for left, right in zip(sp.__dict__.values(), again.__dict__.values(), strict=True):
+        if isinstance(left, pd.DataFrame):
+            pd.testing.assert_frame_equal(left, right)
+
+
+def test_small_users_hold_out_one_each() -> None:
+    rows = [("a", f"i{t}", float(t), True) for t in range(5)]
+    sp = split_chronological(_frame(rows), test_frac=0.2, val_frac=0.1, min_positives=5)
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (3, 1, 1)
+
+
+def test_cold_items_are_a_seeded_share_of_the_well_liked() -> None:
+    rows = [(f"u{u}", f"i{i}", float(u), True) for i in range(40) for u in range(i % 8)]
+    frame = _frame(rows)
+    chosen = cold_items(frame, frac=0.25, min_positives=5, seed=0)
+    eligible = {f"i{i}" for i in range(40) if i % 8 >= 5}
+    assert len(chosen) == round(len(eligible) * 0.25) and set(chosen) <= eligible
+    assert chosen == sorted(chosen) == cold_items(frame, frac=0.25, min_positives=5, seed=0)
+    assert cold_items(frame, frac=0.25, seed=1) != chosen or len(eligible) < 4

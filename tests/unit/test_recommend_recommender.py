@@ -1,0 +1,262 @@
+"""The recommender built on the tiny world with a tiny random encoder (issue 12): build and load,
+rank with reasons, fallbacks and bad input, cold-start items and live events that persist."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from recommend_fixtures import GENRES, config_dict, user_genre, write_world
+
+from tunelab.apps.recommend import RecommendConfig, Recommender, build, load_dataset
+from tunelab.apps.recommend.live import FILE as LIVE_FILE
+from tunelab.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    """One tiny recommender folder, built once; tests that write copy it first (``rec``)."""
+    root = tmp_path_factory.mktemp("rec-world")
+    cfg = RecommendConfig.from_dict(config_dict(write_world(root, unknown=2), encoder=tiny_bert))
+    build(cfg, root / "rec")
+    return root / "rec"
+
+
+@pytest.fixture
+def rec_folder(built: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "rec"
+    shutil.copytree(built, folder)
+    return folder
+
+
+@pytest.fixture
+def rec(rec_folder: Path) -> Recommender:
+    return Recommender.load(rec_folder)
+
+
+def _genre(item_id: str) -> str:
+    return next(g for g in GENRES if item_id.startswith(g[:3]))
+
+
+def test_the_folder_has_what_it_needs_and_the_report_counts(built: Path) -> None:
+    import json
+
+    for name in ("recommender.json", "build_report.json", "items.parquet", "history.parquet", "vectors.npy",
+                 "cf.npz", "ranker.pkl", "encoder"):  # fmt: skip
+        assert (built / name).exists(), name
+    assert not (built / LIVE_FILE).exists()  # created on the first write only
+    report = json.loads((built / "build_report.json").read_text())
+    assert report["data"]["unknown_items"]["rows"] == 2
+    assert report["index"]["search"] == "exact"
+    assert report["ranker"]["rows"] > report["ranker"]["positives"] > 0
+    assert "cf" not in report["ranker"]["cold_features"] and "text_query" in report["ranker"]["cold_features"]
+    assert set(report["timings"]) >= {"text_model_s", "cf_s", "ranker_s", "total_s"}
+    assert not list(built.parent.glob(".rec.*"))  # no temp folder left behind
+
+
+def test_load_gives_the_same_ranking_as_the_built_object(
+    built: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    cfg = RecommendConfig.from_dict(config_dict(write_world(tmp_path), encoder=tiny_bert))
+    fresh = build(cfg, tmp_path / "again")
+    again = Recommender.load(tmp_path / "again")
+    a, b = fresh.rank("u3", k=5), again.rank("u3", k=5)
+    assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+    assert np.allclose([i.score for i in a.items], [i.score for i in b.items], atol=1e-5)
+    assert again.info["n_items"] == 40 and again.info["n_users"] == 15
+    assert again.info["config"]["name"] == "tiny" and again.info["built"]
+
+
+def test_rank_returns_the_users_genre_with_reasons_from_their_items(rec: Recommender) -> None:
+    hits = 0
+    for user in ("u0", "u1", "u2", "u3"):
+        ranking = rec.rank(user, k=3)
+        assert not ranking.fallback and ranking.fallback_reason is None
+        assert len(ranking.items) == 3
+        scores = [i.score for i in ranking.items]
+        assert scores == sorted(scores, reverse=True)
+        liked = set(rec._users[user].positives())
+        for item in ranking.items:
+            assert item.text == rec.item_text(item.item_id)
+            assert 1 <= len(item.reasons) <= 3
+            assert {rec.index_of[r] for r in item.reasons} <= liked  # the user's own items
+            hits += _genre(item.item_id) == user_genre(int(user[1:]))
+    assert hits >= 10  # of 12: the users' tastes are plain in this world
+
+
+def test_exclude_seen(rec: Recommender) -> None:
+    seen = {rec._ids[i] for i in rec._users["u0"].items}
+    unseen = rec.rank("u0", k=40 - len(seen))
+    assert not {i.item_id for i in unseen.items} & seen
+    everything = rec.rank("u0", k=40, exclude_seen=False)
+    assert seen <= {i.item_id for i in everything.items}
+    assert len(rec.rank("u0", k=40).items) == 40 - len(seen)  # fewer left than k: no error
+
+
+def test_an_unknown_user_gets_the_popular_and_fresh_fallback(rec: Recommender) -> None:
+    ranking = rec.rank("stranger", k=5)
+    assert ranking.fallback
+    assert "unknown user 'stranger'" in ranking.fallback_reason
+    assert len(ranking.items) == 5 and all(i.reasons == [] for i in ranking.items)
+    pop = rec._stats.pop
+    top = rec.index_of[ranking.items[0].item_id]
+    assert pop[top] >= np.median(pop)
+    assert (
+        rec.score_items("stranger", [ranking.items[0].item_id, ranking.items[4].item_id]).tolist()[0] == 1.0
+    )
+    with pytest.raises(DataError, match="user 'stranger' has no positive interaction"):
+        rec.text_scores("stranger", ["spa0"])
+
+
+@pytest.mark.parametrize("k", [0, -3, 1001, 41, 2.5, "3", True])
+def test_k_out_of_range_is_a_clear_error(rec: Recommender, k) -> None:
+    with pytest.raises(DataError, match=r"k.*(out of range: give 1 to 40|whole number between 1 and 40)"):
+        rec.rank("u0", k=k)
+
+
+def test_score_items_and_text_scores(rec: Recommender) -> None:
+    ids = ["spa0", "coo0", "spo0", "hor0"]
+    blended = rec.score_items("u0", ids)
+    text = rec.text_scores("u0", ids)
+    assert blended.shape == text.shape == (4,)
+    assert ((blended >= 0) & (blended <= 1)).all() and ((text >= -1.001) & (text <= 1.001)).all()
+    ranked = {i.item_id: i.score for i in rec.rank("u0", k=40, exclude_seen=False).items}
+    assert np.allclose(blended, [ranked[i] for i in ids], atol=1e-6)
+    with pytest.raises(DataError, match="unknown item 'nope' and 1 more"):
+        rec.score_items("u0", ["spa0", "nope", "nope2"])
+
+
+def test_an_added_item_is_rankable_at_once_and_persists(rec: Recommender, rec_folder: Path) -> None:
+    added = rec.add_item("new-space", {"title": "The rocket and the galaxy", "genres": "space|alien|orbit"})
+    assert added == {"item_id": "new-space", "text": "The rocket and the galaxy. genres: space, alien, orbit"}
+    rec.add_item("new-food", {"title": "The pizza and the soup", "genres": ["cooking", "baker"]})
+    assert rec.info["n_items"] == 42 and rec.info["n_added_items"] == 2
+    everything = {i.item_id: i for i in rec.rank("u0", k=42, exclude_seen=False).items}
+    assert {"new-space", "new-food"} <= set(everything)
+    assert everything["new-space"].reasons  # reasons for a cold item too: the user's closest items
+    # a space fan: the new space item above the new cooking item, from its text alone
+    assert rec.score_items("u0", ["new-space"])[0] > rec.score_items("u0", ["new-food"])[0]
+    reloaded = Recommender.load(rec_folder)
+    assert reloaded.items[-2:] == ["new-space", "new-food"]
+    assert reloaded.item_text("new-food") == "The pizza and the soup. genres: cooking, baker"
+    assert np.allclose(
+        reloaded.score_items("u0", ["new-space"]), rec.score_items("u0", ["new-space"]), atol=1e-5
+    )
+
+
+def test_bad_items_are_refused(rec: Recommender) -> None:
+    with pytest.raises(DataError, match="item 'x': empty text; give at least one of title, genres"):
+        rec.add_item("x", {"title": "  ", "genres": ""})
+    with pytest.raises(DataError, match="item 'spa0' is already in the catalog"):
+        rec.add_item("spa0", {"title": "again"})
+    with pytest.raises(DataError, match="unknown field colour"):
+        rec.add_item("y", {"title": "t", "colour": "red"})
+    with pytest.raises(DataError, match="item id is empty"):
+        rec.add_item(" ", {"title": "t"})
+    assert rec.info["n_items"] == 40
+
+
+def test_a_recorded_event_changes_the_next_ranking_and_persists(rec: Recommender, rec_folder: Path) -> None:
+    assert rec.rank("newbie", k=3).fallback
+    event = rec.record_event("newbie", "hor1", time=1_700_000_000, rating=5)
+    assert event == {"user_id": "newbie", "item_id": "hor1", "time": 1_700_000_000.0, "positive": True}
+    rec.record_event("newbie", "hor2", rating=4.5)
+    ranking = rec.rank("newbie", k=3)
+    assert not ranking.fallback
+    assert not {"hor1", "hor2"} & {i.item_id for i in ranking.items}  # seen now
+    assert all(set(i.reasons) <= {"hor1", "hor2"} for i in ranking.items)
+    # a known user's taste moves: three cooking positives for a space fan lift an unseen cooking item
+    before = rec.score_items("u0", ["coo9"])[0]
+    for item in ("coo1", "coo2", "coo3"):
+        rec.record_event("u0", item, rating=5)
+    assert rec.score_items("u0", ["coo9"])[0] > before
+    # a low rating is recorded but is no positive (rating >= 4)
+    assert rec.record_event("u0", "spo1", rating=1)["positive"] is False
+    reloaded = Recommender.load(rec_folder)
+    assert reloaded.info["n_recorded_events"] == 6
+    assert not reloaded.rank("newbie", k=3).fallback
+    assert np.isclose(reloaded.score_items("u0", ["coo9"])[0], rec.score_items("u0", ["coo9"])[0], atol=1e-5)
+
+
+def test_bad_events_are_refused(rec: Recommender) -> None:
+    with pytest.raises(DataError, match="unknown item 'nope': add it first"):
+        rec.record_event("u0", "nope")
+    with pytest.raises(DataError, match="rating 'lots' is not a number"):
+        rec.record_event("u0", "spa1", rating="lots")
+    with pytest.raises(DataError, match="time 'soon' is not a time"):
+        rec.record_event("u0", "spa1", time="soon")
+    with pytest.raises(DataError, match="user id is empty"):
+        rec.record_event("", "spa1")
+    assert rec.info["n_recorded_events"] == 0
+
+
+def test_two_objects_on_one_folder_see_each_others_writes(rec_folder: Path) -> None:
+    server, cli = Recommender.load(rec_folder), Recommender.load(rec_folder)
+    server.add_item("late", {"title": "The ghost and the crypt", "genres": "horror"})
+    server.record_event("fresh-user", "late", rating=5)
+    assert "late" in cli.items
+    assert not cli.rank("fresh-user", k=2).fallback
+
+
+def test_concurrent_writes_and_ranks_from_threads(rec: Recommender) -> None:
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for j in range(5):
+                rec.record_event(f"t{n}", f"spa{j}", rating=5)
+                rec.rank(f"t{n}", k=3)
+            rec.add_item(f"thread-{n}", {"title": f"The comet number {n}", "genres": "space"})
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert rec.info["n_recorded_events"] == 20 and rec.info["n_items"] == 44
+
+
+def test_build_refuses_to_overwrite_what_is_not_a_recommender(tmp_path: Path, tiny_bert: Path) -> None:
+    cfg = RecommendConfig.from_dict(config_dict(write_world(tmp_path), encoder=tiny_bert))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="exists and is not a recommender folder"):
+        build(cfg, other)
+    assert (other / "keep.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="no such folder"):
+        Recommender.load(tmp_path / "missing")
+
+
+def test_no_validation_positive_is_a_data_error(tmp_path: Path, tiny_bert: Path) -> None:
+    cfg = RecommendConfig.from_dict(
+        config_dict(write_world(tmp_path), encoder=tiny_bert, split={"min_positives": 50})
+    )
+    with pytest.raises(DataError, match="no validation positives to fit the ranker on"):
+        build(cfg, tmp_path / "rec", dataset=load_dataset(cfg))
+    assert not (tmp_path / "rec").exists()
+
+
+def test_a_large_catalog_ranks_candidates_from_the_hnsw_index(tmp_path: Path, tiny_bert: Path) -> None:
+    """Past index.full_rank_max_items, rank() scores candidates (HNSW, CF, popular, new), not all."""
+    cfg = RecommendConfig.from_dict(
+        config_dict(
+            write_world(tmp_path), encoder=tiny_bert, index={"ann_min_items": 10, "full_rank_max_items": 10}
+        )
+    )
+    rec = build(cfg, tmp_path / "rec")
+    assert rec.info["search"] == "hnsw"
+    seen = {rec._ids[i] for i in rec._users["u0"].items}
+    ranking = rec.rank("u0", k=5)
+    assert len(ranking.items) == 5 and not {i.item_id for i in ranking.items} & seen
+    full = rec.score_items("u0", [i.item_id for i in ranking.items])
+    assert np.allclose(full, [i.score for i in ranking.items], atol=1e-6)  # same scores, fewer scored
+    rec.add_item("new-space", {"title": "The rocket and the galaxy", "genres": "space"})
+    assert "new-space" in {i.item_id for i in rec.rank("u0", k=40 - len(seen) + 1).items}
+    assert len(Recommender.load(tmp_path / "rec").index.vectors) == 41

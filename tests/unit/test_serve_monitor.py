@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from serve_api import AppApi, app_factory, error, open_app
 from test_monitor_app import DETECTOR, calm_and_surge, classifier, doc, write_jsonl
 from test_serve_app import settings
 
@@ -49,54 +49,29 @@ class CountingClassifier:
         return self.inner.classify(docs)
 
 
-class Api:
-    def __init__(self, client: TestClient, app: Any, token: str, admin: str) -> None:
-        self.client, self.app, self.token, self.admin = client, app, token, admin
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.tunelab
-
+class Api(AppApi):
     @property
     def store(self) -> Any:
         return self.state.monitors.get("markets").monitor.store
 
-    def headers(self, token: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
     def send(self, documents: Any, *, token: str | None = "default", name: str = "markets") -> Any:
-        token = self.token if token == "default" else token
         return self.client.post(
-            f"/v1/apps/monitor/{name}/documents", json={"documents": documents}, headers=self.headers(token)
+            f"/v1/apps/monitor/{name}/documents",
+            json={"documents": documents},
+            headers=self.headers(self.token_or_default(token)),
         )
 
     def get(self, path: str, token: str | None = "default", **params: Any) -> Any:
-        token = self.token if token == "default" else token
-        return self.client.get(f"{URL}{path}", params=params, headers=self.headers(token))
-
-    def rows(self) -> list[Any]:
-        return self.state.store.usage()
-
-    def metrics(self) -> str:
-        r = self.client.get("/metrics", headers=self.headers(self.admin))
-        assert r.status_code == 200
-        return r.text
+        headers = self.headers(self.token_or_default(token))
+        return self.client.get(f"{URL}{path}", params=params, headers=headers)
 
 
 DEFAULTS = {"max_texts_per_request": 500, "max_body_bytes": 1024 * 1024}
 
 
 def open_api(tmp_path: Path, monitors: list[Any] | None = None, **overrides: Any) -> Iterator[Api]:
-    data_dir = tmp_path / uuid.uuid4().hex[:8]
-    data_dir.mkdir()
     monitors = [(monitor_config(tmp_path), CountingClassifier())] if monitors is None else monitors
-    app = create_app(settings(data_dir, **(DEFAULTS | overrides)), monitors=monitors)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        access = app.state.tunelab.access
-        run = uuid.uuid4().hex[:6]
-        _, admin = access.create_key(f"root-{run}", rate=None, quota=None, admin=True)
-        _, token = access.create_key(f"acme-{run}", rate=None, quota=None)
-        yield Api(client, app, token, admin)
+    yield from open_app(Api, tmp_path, DEFAULTS | overrides, monitors=monitors)
 
 
 @pytest.fixture
@@ -106,22 +81,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    opened: list[Iterator[Api]] = []
-
-    def make(monitors: list[Any] | None = None, **overrides: Any) -> Api:
-        opened.append(open_api(tmp_path, monitors, **overrides))
-        return next(opened[-1])
-
-    yield make
-    for gen in opened:
-        next(gen, None)
-
-
-def error(r: Any) -> dict[str, str]:
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert "\n" not in body["error"]["message"]
-    return body["error"]
+    yield from app_factory(lambda monitors=None, **overrides: open_api(tmp_path, monitors, **overrides))
 
 
 # -- documents -------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from fastapi.testclient import TestClient
+import starlette.concurrency
+from recommend_fixtures import ratings_rows
+from serve_api import AppApi, app_factory, error, open_app
 from test_serve_app import settings
 
 from tunelab.errors import ConfigError, DataError
@@ -146,60 +147,26 @@ def standin(**seen: list[str]) -> StandIn:
     return StandIn(seen={u: list(v) for u, v in seen.items()})
 
 
-class Api:
-    def __init__(self, client: TestClient, app: Any, token: str, admin: str) -> None:
-        self.client, self.app, self.token, self.admin = client, app, token, admin
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.tunelab
-
-    def headers(self, token: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
-    def _token(self, token: str | None) -> str | None:
-        return self.token if token == "default" else token
-
+class Api(AppApi):
     def rank(self, user: str, *, token: str | None = "default", name: str = "movies", **params: Any) -> Any:
-        return self.client.get(
-            f"/v1/apps/recommend/{name}/users/{user}", params=params, headers=self.headers(self._token(token))
-        )
+        headers = self.headers(self.token_or_default(token))
+        return self.client.get(f"/v1/apps/recommend/{name}/users/{user}", params=params, headers=headers)
 
     def add(self, body: Any, *, token: str | None = "default", name: str = "movies") -> Any:
-        return self.client.post(
-            f"/v1/apps/recommend/{name}/items", json=body, headers=self.headers(self._token(token))
-        )
+        headers = self.headers(self.token_or_default(token))
+        return self.client.post(f"/v1/apps/recommend/{name}/items", json=body, headers=headers)
 
     def events(self, events: Any, *, token: str | None = "default", name: str = "movies") -> Any:
-        return self.client.post(
-            f"/v1/apps/recommend/{name}/events",
-            json={"events": events},
-            headers=self.headers(self._token(token)),
-        )
-
-    def rows(self) -> list[Any]:
-        return self.state.store.usage()
-
-    def metrics(self) -> str:
-        r = self.client.get("/metrics", headers=self.headers(self.admin))
-        assert r.status_code == 200
-        return r.text
+        headers = self.headers(self.token_or_default(token))
+        return self.client.post(f"/v1/apps/recommend/{name}/events", json={"events": events}, headers=headers)
 
 
 DEFAULTS = {"max_texts_per_request": 8, "max_chars_per_text": 200, "max_body_bytes": 64 * 1024}
 
 
 def open_api(tmp_path: Path, recommenders: list[Any] | None = None, **overrides: Any) -> Iterator[Api]:
-    data_dir = tmp_path / uuid.uuid4().hex[:8]
-    data_dir.mkdir()
     recommenders = [("movies", standin(u1=["alien"]))] if recommenders is None else recommenders
-    app = create_app(settings(data_dir, **(DEFAULTS | overrides)), recommenders=recommenders)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        access = app.state.tunelab.access
-        run = uuid.uuid4().hex[:6]
-        _, admin = access.create_key(f"root-{run}", rate=None, quota=None, admin=True)
-        _, token = access.create_key(f"acme-{run}", rate=None, quota=None)
-        yield Api(client, app, token, admin)
+    yield from open_app(Api, tmp_path, DEFAULTS | overrides, recommenders=recommenders)
 
 
 @pytest.fixture
@@ -209,22 +176,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    opened: list[Iterator[Api]] = []
-
-    def make(recommenders: list[Any] | None = None, **overrides: Any) -> Api:
-        opened.append(open_api(tmp_path, recommenders, **overrides))
-        return next(opened[-1])
-
-    yield make
-    for gen in opened:
-        next(gen, None)
-
-
-def error(r: Any) -> dict[str, str]:
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert "\n" not in body["error"]["message"]
-    return body["error"]
+    yield from app_factory(lambda *args, **overrides: open_api(tmp_path, *args, **overrides))
 
 
 def ids(r: Any) -> list[str]:
@@ -441,6 +393,16 @@ def test_an_empty_item_after_good_ones_says_which_were_added(api: Api) -> None:
         "the 1 item(s) before it were added"
     )
     assert "g1" in api.state.recommenders.get("movies").recommender.items
+
+
+def test_ids_lose_surrounding_spaces_everywhere(api: Api) -> None:
+    r = api.add({"item_id": " sp1 ", "fields": {"title": "Space horror night"}})
+    assert r.status_code == 201 and r.json()["added"] == ["sp1"]
+    assert api.add({"item_id": "sp1", "fields": {"title": "again"}}).status_code == 409
+    assert api.events([{"user_id": " u1 ", "item_id": " sp1 "}]).json()["recorded"] == 1
+    assert api.state.recommenders.get("movies").recommender.seen["u1"] == ["alien", "sp1"]
+    body = api.rank("%20u1%20").json()
+    assert body["user_id"] == "u1" and body["fallback"] is False
 
 
 def test_two_clients_adding_one_id_at_once_get_one_201_and_one_409(api: Api) -> None:
@@ -678,9 +640,9 @@ def test_slow_rankings_block_neither_health_checks_nor_other_routes(make_api: Ca
     api = make_api([("movies", movies), ("books", books)])
     # Starlette's shared pool (key checks, usage rows, /readyz's ping) cut to 2 threads: rankings
     # that ran there would take both, and every route would wait behind them.
-    api.client.portal.call(
-        lambda: setattr(anyio.to_thread.current_default_thread_limiter(), "total_tokens", 2)
-    )
+    # (anyio's limiter, reached through starlette.concurrency: anyio is not a declared dependency)
+    limiter = starlette.concurrency.anyio.to_thread.current_default_thread_limiter
+    api.client.portal.call(lambda: setattr(limiter(), "total_tokens", 2))
     movies.gate = threading.Event()
     stuck = [threading.Thread(target=api.rank, args=("u1",)) for _ in range(WORKERS + 2)]
     for t in stuck:
@@ -730,3 +692,90 @@ def test_the_recommenders_are_closed_when_the_server_stops(tmp_path: Path) -> No
     assert not rec.closed
     next(gen, None)
     assert rec.closed
+
+
+# -- a real Recommender, built from the tiny world with a tiny random encoder ---------------------------
+
+
+@pytest.fixture(scope="module")
+def built_world(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    from recommend_fixtures import config_dict, write_world
+
+    from tunelab.apps.recommend import RecommendConfig, build
+
+    root = tmp_path_factory.mktemp("serve-rec-world")
+    build(RecommendConfig.from_dict(config_dict(write_world(root), encoder=tiny_bert)), root / "tiny")
+    return root / "tiny"
+
+
+def serve_folder(tmp_path: Path, folder: Path) -> Iterator[Api]:
+    from tunelab.apps.recommend import Recommender
+
+    yield from open_api(tmp_path, [("tiny", Recommender.load(folder), str(folder))])
+
+
+def test_a_real_recommender_ranks_takes_items_and_events_and_keeps_them_after_a_restart(
+    built_world: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(built_world, folder)
+    server = serve_folder(tmp_path, folder)
+    api = next(server)
+    listing = api.client.get("/v1/apps/recommend", headers=api.headers(api.token)).json()["recommenders"]
+    assert [(r["name"], r["info"]["n_items"], r["info"]["n_users"]) for r in listing] == [("tiny", 40, 15)]
+    assert not {"config", "folder", "text_model"} & set(listing[0]["info"])  # paths on the server
+    admin = api.client.get("/v1/apps/recommend", headers=api.headers(api.admin)).json()["recommenders"][0]
+    assert admin["info"]["folder"] == str(folder) and admin["info"]["config"]["name"] == "tiny"
+
+    r = api.rank("u0", name="tiny", k=5)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] is False and len(body["items"]) == 5
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    engaged = {row["item"] for row in ratings_rows() if row["user"] == "u0"}
+    assert all(i["reasons"] and set(i["reasons"]) <= engaged for i in body["items"])  # u0's own items
+    r = api.rank("u0", name="tiny", k=41)
+    assert r.status_code == 422 and error(r)["message"].startswith("k=41 is out of range: give 1 to 40")
+
+    # An item from its text alone (cold start) is rankable at once.
+    new = {"item_id": "spa-new", "fields": {"title": "The rocket and the nebula", "genres": "space|orbit"}}
+    r = api.add(new, name="tiny")
+    assert r.status_code == 201, r.text
+    assert "spa-new" in ids(api.rank("u0", name="tiny", k=40))
+    r = api.add({"item_id": "x1", "fields": {"title": "A", "year": 1999}}, name="tiny")
+    assert r.status_code == 422 and "unknown field year" in error(r)["message"]
+    r = api.add({"item_id": "x2", "fields": {"title": "   "}}, name="tiny")
+    assert r.status_code == 422 and "items[0] ('x2'): item 'x2': empty text" in error(r)["message"]
+    assert api.add(new, name="tiny").status_code == 409
+
+    # An event for a new user turns the fallback into their own ranking.
+    assert api.rank("newbie", name="tiny", k=5).json()["fallback"] is True
+    r = api.events(
+        [{"user_id": "newbie", "item_id": "spa-new", "rating": 5}, {"user_id": "newbie", "item_id": "nope"}],
+        name="tiny",
+    )
+    assert r.status_code == 200, r.text
+    assert [(x["status"], x["code"]) for x in r.json()["results"]] == [
+        ("recorded", None),
+        ("rejected", "unknown_item"),
+    ]
+    after = api.rank("newbie", name="tiny", k=5).json()
+    assert after["fallback"] is False and "spa-new" not in ids_of(after)
+    assert all(i["reasons"] == ["spa-new"] for i in after["items"])
+    usage = api.client.get("/v1/usage", headers=api.headers(api.token)).json()["by_model"]["recommend/tiny"]
+    assert usage == {"requests": 10, "texts": 6, "tokens": 0}  # 4 rankings, 1 item, 1 event: billed
+    next(server, None)  # the server stops
+
+    again = serve_folder(tmp_path, folder)
+    api = next(again)
+    assert api.rank("newbie", name="tiny", k=5).json() == after  # the event persisted
+    assert "spa-new" in ids(api.rank("u0", name="tiny", k=40))  # and the item
+    assert api.add(new, name="tiny").status_code == 409
+    next(again, None)
+
+
+def ids_of(body: dict[str, Any]) -> list[str]:
+    return [i["item_id"] for i in body["items"]]

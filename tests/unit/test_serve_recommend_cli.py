@@ -99,7 +99,7 @@ def test_name_equals_dir_serves_under_another_name(served: dict[str, Any], tmp_p
         ),
         (
             lambda p: ["serve", "--recommend", folder(p, "runs/a-run", mark=False)],
-            "--recommend {p}/runs/a-run: {p}/runs/a-run: not a recommender folder (no recommender.json)",
+            "--recommend {p}/runs/a-run: not a recommender folder (no recommender.json)",
         ),
         (
             lambda p: ["serve", "--recommend", folder(p, "x/movies"), "--recommend", folder(p, "y/movies")],
@@ -133,3 +133,17 @@ def test_serve_help_shows_the_recommend_flag_and_routes(capsys: pytest.CaptureFi
         "usage shows recommend/<name>",
     ):
         assert part in text, part
+
+
+def test_the_real_loader_names_a_folder_that_is_not_a_recommender(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "runs" / "banking77"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("task: single_label\n", encoding="utf-8")
+    assert main(["serve", "--recommend", str(run), "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: --recommend {run}: not a recommender folder (no recommender.json); build one with "
+        "tunelab app recommend build"
+    ]

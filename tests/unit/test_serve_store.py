@@ -137,10 +137,17 @@ def test_usage_round_trip_and_filters(store: Store) -> None:
     assert [r.request_id for r in store.usage(key_name="other")] == ["req-2"]
     window = store.usage(since=T0, until=T0 + timedelta(hours=1))  # since inclusive, until exclusive
     assert [r.request_id for r in window] == ["req-0", "req-4"]
-    # texts_used: status 200 only, since the window start
+    # texts_used: successful (2xx) requests only, since the window start
     assert store.texts_used("k1", T0 - timedelta(days=1)) == 2
     assert store.texts_used("k1", T0 - timedelta(days=41)) == 4
     assert store.texts_used("k9", T0) == 0
+
+
+def test_texts_used_counts_every_successful_status(store: Store) -> None:
+    """201 (an item a recommender added) is billed as 200 is; 1xx, 3xx and errors are not."""
+    for i, status in enumerate((200, 201, 204, 199, 300, 409, 422)):
+        store.record_usage(usage(i, at=T0, status=status, texts=10**i))
+    assert store.texts_used("k1", T0) == 1 + 10 + 100
 
 
 def test_usage_groups(store: Store) -> None:

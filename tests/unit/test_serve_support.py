@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from serve_api import AppApi, app_factory, error, open_app
 from test_serve_app import settings
 
 from tunelab.serve.app import create_app
@@ -92,52 +92,30 @@ class FakeBot:
         )
 
 
-class Api:
-    def __init__(self, client: TestClient, app: Any, token: str, admin: str) -> None:
-        self.client, self.app, self.token, self.admin = client, app, token, admin
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.tunelab
-
-    def headers(self, token: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
+class Api(AppApi):
     def say(
         self, text: str, conv: str | None = "c1", *, token: str | None = "default", bot: str = "bank"
     ) -> Any:
         body: dict[str, Any] = {"text": text}
         if conv is not None:
             body["conversation_id"] = conv
-        token = self.token if token == "default" else token
-        return self.client.post(f"/v1/apps/support/{bot}/messages", json=body, headers=self.headers(token))
+        headers = self.headers(self.token_or_default(token))
+        return self.client.post(f"/v1/apps/support/{bot}/messages", json=body, headers=headers)
 
     def get(self, path: str, token: str | None = "default", **kw: Any) -> Any:
-        token = self.token if token == "default" else token
-        return self.client.get(f"/v1/apps/support{path}", headers=self.headers(token), **kw)
+        return self.client.get(
+            f"/v1/apps/support{path}", headers=self.headers(self.token_or_default(token)), **kw
+        )
 
     def post(self, path: str, body: Any = None, token: str | None = "default") -> Any:
-        token = self.token if token == "default" else token
-        return self.client.post(f"/v1/apps/support{path}", json=body, headers=self.headers(token))
-
-    def rows(self) -> list[Any]:
-        return self.state.store.usage()
-
-    def metrics(self) -> str:
-        r = self.client.get("/metrics", headers=self.headers(self.admin))
-        assert r.status_code == 200
-        return r.text
+        return self.client.post(
+            f"/v1/apps/support{path}", json=body, headers=self.headers(self.token_or_default(token))
+        )
 
 
 def open_api(tmp_path: Path, bots: Sequence[Any] | None = None, **overrides: Any) -> Iterator[Api]:
-    data_dir = tmp_path / uuid.uuid4().hex[:8]
-    data_dir.mkdir()
-    app = create_app(settings(data_dir, **overrides), bots=[FakeBot()] if bots is None else bots)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        access = app.state.tunelab.access
-        _, admin = access.create_key("root", rate=None, quota=None, admin=True)
-        _, token = access.create_key("acme", rate=None, quota=None)
-        yield Api(client, app, token, admin)
+    bots = [FakeBot()] if bots is None else bots
+    yield from open_app(Api, tmp_path, overrides, key_names=("root", "acme"), bots=bots)
 
 
 @pytest.fixture
@@ -147,22 +125,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    opened: list[Iterator[Api]] = []
-
-    def make(bots: Sequence[Any] | None = None, **overrides: Any) -> Api:
-        opened.append(open_api(tmp_path, bots, **overrides))
-        return next(opened[-1])
-
-    yield make
-    for gen in opened:
-        next(gen, None)
-
-
-def error(r: Any) -> dict[str, str]:
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert "\n" not in body["error"]["message"]
-    return body["error"]
+    yield from app_factory(lambda bots=None, **overrides: open_api(tmp_path, bots, **overrides))
 
 
 # -- messages --------------------------------------------------------------------------------------

@@ -349,7 +349,10 @@ def load_recommenders(specs: list[str]) -> list[tuple[str, object, str]]:
         try:
             rec = Recommender.load(path)
         except TunelabError as exc:
-            raise ConfigError(f"--recommend {path}: {_first_line(exc)}") from None
+            reason = _first_line(exc)
+            for prefix in (f"{path}: ", f"{Path(path)}: "):  # the loader's message names the folder too
+                reason = reason.removeprefix(prefix)
+            raise ConfigError(f"--recommend {path}: {reason}") from None
         except Exception as exc:  # whatever a folder of something else makes the loader raise
             raise ConfigError(
                 f"--recommend {path}: not a recommender folder ({type(exc).__name__}: {_first_line(exc)}; "

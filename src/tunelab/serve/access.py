@@ -10,7 +10,7 @@ The HTTP layer calls, per request and from a thread pool (every call may block o
 
 Quotas are exact within one process: ``admit`` *reserves* the request's texts under the
 request's own id, so concurrent requests cannot all pass a check made before any of them is
-recorded; ``record`` with the same id turns that reservation into usage (status 200) or drops it
+recorded; ``record`` with the same id turns that reservation into usage (a 2xx status) or drops it
 (any other status). A row whose id holds no reservation (a request refused before or by
 ``admit``: 401, 404, 413, 422, 429) settles nothing: reservations are never matched by size.
 The committed count is read from the usage table at the start of each window and every

@@ -57,10 +57,11 @@ def _check_fields(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
 
 
 def _check_id(value: str, what: str) -> str:
+    """The id without surrounding spaces (the Recommender strips them too), or a ValueError."""
     problem = id_problem(value)
     if problem:
         raise ValueError(f"{what} {problem}")
-    return value
+    return value.strip()
 
 
 # -- rankings --------------------------------------------------------------------------------------
@@ -269,7 +270,8 @@ class RecommenderInfo(BaseModel):
     source: str | None = Field(None, description="the folder it was loaded from (admin keys only, else null)")
     loaded_at: datetime
     info: dict[str, Any] = Field(
-        description="the recommender's own: n_items, n_users, built, ...; its config for admin keys only"
+        description="the recommender's own: n_items, n_users, built, search, ...; its folder, config and "
+        "text model for admin keys only"
     )
 
 

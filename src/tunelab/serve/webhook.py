@@ -131,6 +131,7 @@ class OutboxWorker:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_retry: datetime | None = None
+        self._closing = False
 
     # -- what subclasses provide (blocking; called in a worker thread) ---------------------------------
 
@@ -163,15 +164,28 @@ class OutboxWorker:
             self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
+        """Stop after the item in hand: its POST's outcome is recorded before this returns.
+
+        Cancelling mid-item would leave a delivered POST unrecorded (the store closes next), so
+        the item is sent again after the restart: harmless with the idempotency key, but a duplicate
+        the receiver must drop. Only a POST still hanging after its timeout is cancelled.
+        """
+        if self._task is None:
+            return
+        self._closing = True
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.timeout_s + 5)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
+        self._closing = False
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._closing:
             try:
                 full = await self.run_once()
             except Exception:  # the database may be down: keep trying, never die
@@ -200,6 +214,8 @@ class OutboxWorker:
         if self._next_retry is not None and self._next_retry <= now:
             self._next_retry = None  # due now: leased below (or by another worker)
         for _ in range(BATCH):
+            if self._closing:
+                return False
             leased = await run_in_threadpool(self.lease, self.now(), 1)
             if not leased:
                 return False

@@ -82,6 +82,11 @@ EVENT_ERRORS = error_responses(
     s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
 )
 
+# What any key sees of a recommender's info; admin keys see all of it.
+PUBLIC_INFO = frozenset(
+    ("name", "n_items", "n_users", "n_added_items", "n_recorded_events", "built", "search", "ranker", "cf")
+)
+
 UserId = Annotated[
     str, Path(description="the user's id (an unknown user gets the fallback)", json_schema_extra=ID_SCHEMA)
 ]
@@ -108,14 +113,14 @@ async def _admit(state: ServeState, ctx: RequestContext, caller: Any, units: int
 
 @router.get("", response_model=RecommenderList, responses=error_responses(*AUTH))
 async def recommend_info(state: State, caller: MaybeCaller) -> RecommenderList:
-    """The recommenders this server ranks for, with their info (folder and config for admin keys only)."""
+    """The recommenders this server ranks for, with their info (counts, build time, search, ranker);
+    admin keys also see the folder, the config and the rest."""
     admin = bool(getattr(caller, "admin", False))
     out = []
     for served in state.recommenders.all():
         info = await served.info()
-        if not admin:  # they name the folder and the data files on the server
-            info.pop("config", None)
-            info.pop("folder", None)
+        if not admin:  # the rest (folder, config, text model) names paths on the server
+            info = {k: v for k, v in info.items() if k in PUBLIC_INFO}
         out.append(
             RecommenderInfo(
                 name=served.name,
@@ -147,6 +152,7 @@ async def rank(
     problem = id_problem(user_id)
     if problem:
         raise _invalid(f"user_id {problem}", "invalid_parameter")
+    user_id = user_id.strip()  # as events store it
     await _admit(state, ctx, caller, 1)
     try:
         ranking = await served.rank(user_id, k=k, exclude_seen=exclude_seen)

@@ -447,7 +447,12 @@ def main(argv: list[str] | None = None) -> None:
     save(result, json_path)
     if not args.baselines_only:
         info = info or build_in_subprocess(args, folder)
-        result["recommender"] = {"build": info, "scores": score_recommender(folder, split)}
+        report_file = folder / "build_report.json"  # the build's own account: text model, ranker, timings
+        built = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else {}
+        keep = ("text_model", "cf", "ranker", "timings")
+        result["recommender"] = {"build": info, "config": str(args.config),
+                                 "build_report": {k: built.get(k) for k in keep}}  # fmt: skip
+        result["recommender"]["scores"] = score_recommender(folder, split)
         save(result, json_path)
         if not args.skip_http:
             users = sorted(set(split.test["user_id"].astype(str)))

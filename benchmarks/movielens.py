@@ -38,8 +38,8 @@ RecBole on MovieLens-1M full ranking, NDCG@10 0.101 (popularity), 0.241 (BPR), 0
 LightFM's cold-start items 0.716 AUC from tags.
 
     .venv/bin/python benchmarks/movielens.py --baselines-only --json ml-baselines.json   # minutes
-    .venv/bin/python benchmarks/movielens.py --build-only --out recs/bench               # build, stop
-    .venv/bin/python benchmarks/movielens.py --recommender recs/bench/movielens --json movielens.json
+    .venv/bin/python benchmarks/movielens.py --build-only        # build into runs/benchmarks/movielens, stop
+    .venv/bin/python benchmarks/movielens.py --recommender runs/benchmarks/movielens --json movielens.json
     .venv/bin/python benchmarks/movielens.py --json movielens.json        # everything, build included
     .venv/bin/python benchmarks/movielens.py --quick --users 50 --skip-http   # a quick check
 """
@@ -388,7 +388,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(CONFIG), help="the recommender config (its data paths)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cold items and the models (0)")
     parser.add_argument("--cold-frac", type=float, default=0.1, help="share of items made cold (0.1)")
-    parser.add_argument("--out", default=str(ROOT / "recs" / "benchmarks"), help="where the build goes")
+    parser.add_argument(
+        "--out", default=str(ROOT / "runs" / "benchmarks"), help="where the build goes (runs/benchmarks)"
+    )
     parser.add_argument("--name", default="movielens", help="the built recommender's folder name")
     parser.add_argument("--recommender", help="score this folder (built by --build-only, same split)")
     parser.add_argument("--baselines-only", action="store_true", help="no recommender: baselines only")

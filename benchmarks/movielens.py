@@ -1,0 +1,467 @@
+"""Recommender benchmark on MovieLens small: the blended text ranker against four baselines.
+
+Protocol (issue 12), so that others can reproduce the figures:
+
+- Data: ``ml-latest-small`` (2018-09 build, 100,836 ratings of 9,742 movies by 610 users) through
+  configs/movielens.yaml (item text: title, genres and the users' tags). A rating >= 4 is a
+  positive; lower ratings are interactions that are not positive.
+- Cold items: 10% of the items with at least 5 positives, drawn with ``--seed`` (default 0), are
+  removed from training entirely (every interaction with them, from every split).
+- Split (of the remaining interactions): per user, the chronologically last 20% of positives are
+  the test set and the 10% before them the validation set (users with >= 5 positives; the others
+  keep everything in training). Ties in time are broken by item id. Interactions that are not
+  positive stay in training.
+- Validation: each baseline is fitted on train for each point of its grid and ranked on the
+  validation positives; the point with the best validation NDCG@10 is kept. The test split is
+  never read while choosing.
+- Test (warm items): the chosen baselines are fitted again on train + validation; the recommender
+  is built once: text model and CF on train, its ranker fitted on validation, then (``build``'s
+  ``absorb_val``, as ``tunelab app recommend build`` does) CF refitted on train + validation and
+  validation kept in the users' histories, so every model sees the same history at test time.
+  Nothing is fitted on test. For each test user, every warm
+  item the user has not interacted with in train or validation is ranked (full ranking, no
+  sampled negatives) and NDCG@10, Recall@10 (hits / the user's test positives), MRR and AUC are
+  computed on the user's test positives, per user, then averaged.
+- Cold items: for every user with a training history and a positive on a cold item, the cold
+  items are ranked; AUC and NDCG@10 on them. The collaborative baselines score no cold item
+  (ties, that is a random order: AUC 0.5).
+- Ties are scored by their expectation over a random order (tunelab.apps.recommend.evaluate).
+- Models: popularity, implicit's ALS and BPR, EASE (numpy), the text model alone
+  (``Recommender.text_scores``) and the blended ranker (``Recommender.score_items``).
+- Costs: the build's wall time and peak memory (in its own process), and the latency of one
+  user's ranking through HTTP, ``GET /v1/apps/recommend/{name}/users/{id}?k=10&exclude_seen=true``
+  on ``tunelab serve --recommend``, one request at a time (p50 / p99).
+
+Targets: the blended ranker's warm NDCG@10 >= 1.05 x the best baseline's (the text model alone
+included), and its cold AUC >= 0.75. Anchors, other datasets and protocols, for scale only:
+RecBole on MovieLens-1M full ranking, NDCG@10 0.101 (popularity), 0.241 (BPR), 0.287 (EASE);
+LightFM's cold-start items 0.716 AUC from tags.
+
+    .venv/bin/python benchmarks/movielens.py --baselines-only --json ml-baselines.json   # minutes
+    .venv/bin/python benchmarks/movielens.py --build-only        # build into runs/benchmarks/movielens, stop
+    .venv/bin/python benchmarks/movielens.py --recommender runs/benchmarks/movielens --json movielens.json
+    .venv/bin/python benchmarks/movielens.py --json movielens.json        # everything, build included
+    .venv/bin/python benchmarks/movielens.py --quick --users 50 --skip-http   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bench_common import serving  # benchmarks/bench_common.py
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "movielens.yaml"
+TARGET = {"warm_ndcg_ratio": 1.05, "cold_auc": 0.75}
+ANCHORS = {
+    "RecBole, MovieLens-1M full ranking, NDCG@10": "0.101 popularity, 0.241 BPR, 0.287 EASE",
+    "LightFM, cold-start items from tags": "0.716 AUC",
+}
+K = 10
+BASELINES = ("popularity", "als", "bpr", "ease")
+MODELS = (*BASELINES, "text", "blended")
+
+
+def baseline_grids(quick: bool = False) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
+    """Each baseline's class and the hyper-parameters tried on validation (``quick``: one or two)."""
+    from tunelab.apps.recommend.evaluate import EASE, ALSBaseline, BPRBaseline, Popularity, grid
+
+    if quick:
+        return {
+            "popularity": (Popularity, [{}]),
+            "als": (ALSBaseline, [{"factors": 32, "regularization": 0.1}]),
+            "bpr": (BPRBaseline, [{"factors": 32}]),
+            "ease": (EASE, [{"lam": 100.0}, {"lam": 500.0}]),
+        }
+    # Grids moved twice on validation until each choice lay inside them or was flat at the edge:
+    # first ALS factors 32-128 / regularization 0.01-1 / alpha 1-10 and BPR learning rate
+    # 0.01-0.05 (ALS chose 32 / 1 / 1, BPR 128 / 0.01), then ALS 16-64 / 0.3-10 / 0.5-2 and BPR
+    # 128-256 / 0.005-0.02 (ALS chose 64 / 10 / 2, BPR 256 / 0.005).
+    return {
+        "popularity": (Popularity, [{}]),
+        "als": (
+            ALSBaseline,
+            grid(
+                {
+                    "factors": [32, 64, 128],
+                    "regularization": [3.0, 10.0, 30.0, 100.0],
+                    "alpha": [1.0, 2.0, 4.0],
+                }
+            ),
+        ),
+        "bpr": (
+            BPRBaseline,
+            grid({"factors": [256, 512], "learning_rate": [0.0025, 0.005], "regularization": [0.003, 0.01]}),
+        ),
+        "ease": (EASE, grid({"lam": [30.0, 50.0, 70.0, 100.0, 150.0, 200.0, 500.0]})),
+    }
+
+
+# ------------------------------------------------------------------------------- the split
+@dataclass
+class BenchSplit:
+    """What each stage sees. ``train``/``val``/``test`` hold warm items only."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    cold: list[str]  # the cold items, sorted
+    cold_test: pd.DataFrame  # every positive on a cold item, of users with a training history
+    items: list[str]  # the catalogue
+    warm: list[str]  # the catalogue minus the cold items
+
+    def counts(self) -> dict[str, int]:
+        def positives(frame: pd.DataFrame) -> int:
+            return int(frame["positive"].sum())
+
+        return {
+            "items": len(self.items),
+            "cold_items": len(self.cold),
+            "train_rows": len(self.train),
+            "train_positives": positives(self.train),
+            "val_positives": positives(self.val),
+            "test_positives": positives(self.test),
+            "test_users": int(self.test.loc[self.test["positive"], "user_id"].nunique()),
+            "cold_test_positives": len(self.cold_test),
+            "cold_test_users": int(self.cold_test["user_id"].nunique()),
+        }
+
+    def fingerprint(self) -> str:
+        """Identifies the split (cold items and the train rows), to check a reused build against."""
+        h = hashlib.sha256("\n".join(self.cold).encode())
+        keys = self.train["user_id"].astype(str) + "\t" + self.train["item_id"].astype(str)
+        h.update("\n".join(sorted(keys)).encode())
+        return h.hexdigest()[:16]
+
+
+def prepare(
+    interactions: pd.DataFrame,
+    items: list[str],
+    *,
+    seed: int = 0,
+    cold_frac: float = 0.1,
+    cold_min_positives: int = 5,
+    test_frac: float = 0.2,
+    val_frac: float = 0.1,
+    min_positives: int = 5,
+) -> BenchSplit:
+    """Choose the cold items, remove them, and split the rest chronologically (see the module doc)."""
+    from tunelab.apps.recommend import cold_items, split_chronological
+
+    cold = sorted(map(str, cold_items(interactions, frac=cold_frac, min_positives=cold_min_positives,
+                                      seed=seed)))  # fmt: skip
+    is_cold = interactions["item_id"].astype(str).isin(set(cold))
+    sp = split_chronological(
+        interactions[~is_cold], test_frac=test_frac, val_frac=val_frac, min_positives=min_positives
+    )
+    history = set(sp.train.loc[sp.train["positive"].astype(bool), "user_id"].astype(str))
+    cold_rows = interactions[is_cold & interactions["positive"].astype(bool)]
+    cold_test = cold_rows[cold_rows["user_id"].astype(str).isin(history)]
+    items = [str(i) for i in items]
+    cold_set = set(cold)
+    return BenchSplit(
+        train=sp.train, val=sp.val, test=sp.test, cold=cold, cold_test=cold_test.reset_index(drop=True),
+        items=items, warm=[i for i in items if i not in cold_set],
+    )  # fmt: skip
+
+
+def sample_users(split: BenchSplit, n: int | None, seed: int) -> BenchSplit:
+    """A quick check: evaluate only ``n`` of the test users (drawn with ``seed``); training unchanged."""
+    if n is None:
+        return split
+    users = sorted(set(split.test["user_id"].astype(str)))
+    keep = set(random.Random(seed).sample(users, min(n, len(users))))
+
+    def only(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["user_id"].astype(str).isin(keep)]
+
+    return BenchSplit(train=split.train, val=only(split.val), test=only(split.test), cold=split.cold,
+                      cold_test=only(split.cold_test), items=split.items, warm=split.warm)  # fmt: skip
+
+
+def load(config: Path, **kwargs: Any) -> tuple[Any, Any, BenchSplit]:
+    """The config, the dataset and the benchmark's split of it."""
+    from tunelab.apps.recommend import load_config, load_dataset
+
+    cfg = load_config(config)
+    ds = load_dataset(cfg)
+    return cfg, ds, prepare(ds.interactions, ds.items["item_id"].astype(str).tolist(), **kwargs)
+
+
+# ------------------------------------------------------------------------------- scoring
+def score_model(score_fn: Any, split: BenchSplit, history: pd.DataFrame, name: str) -> dict[str, Any]:
+    """Warm test figures and cold figures of one model (``history``: what is left out of candidates)."""
+    from tunelab.apps.recommend.evaluate import evaluate_full_ranking
+
+    warm = evaluate_full_ranking(score_fn, history, split.test, split.warm, k=K, progress=True,
+                                 desc=f"{name} warm")  # fmt: skip
+    cold = evaluate_full_ranking(score_fn, history, split.cold_test, split.items, k=K,
+                                 restrict_to=split.cold, progress=True, desc=f"{name} cold")  # fmt: skip
+    return {"test": warm, "cold": cold}
+
+
+def run_baselines(split: BenchSplit, grids: dict[str, Any], *, seed: int) -> dict[str, Any]:
+    """Choose each baseline's hyper-parameters on validation, refit on train + validation, score."""
+    from tunelab.apps.recommend.evaluate import choose_on_validation
+
+    out: dict[str, Any] = {}
+    history = pd.concat([split.train, split.val], ignore_index=True)
+    for name, (cls, candidates) in grids.items():
+        make = (
+            (lambda cls=cls, **p: cls(seed=seed, **p))
+            if "seed" in getattr(cls, "__dataclass_fields__", {})
+            else cls
+        )
+        t0 = time.perf_counter()
+        # Validation candidates: the warm items too (cold items are in no split).
+        chosen, table = choose_on_validation(make, candidates, split.train, split.val, split.warm, k=K)
+        select_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model = make(**chosen).fit(history, split.warm)
+        fit_s = time.perf_counter() - t0
+        out[name] = {"chosen": chosen, "select_s": round(select_s, 1), "fit_s": round(fit_s, 2),
+                     "validation": table, **score_model(model, split, history, name)}  # fmt: skip
+        print(f"{name}: chose {chosen or '-'} on validation; test NDCG@{K} "
+              f"{out[name]['test'][f'ndcg@{K}']}", flush=True)  # fmt: skip
+    return out
+
+
+def build_recommender(cfg_path: Path, out: Path, split_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Build the recommender on the benchmark's split (this process), recording time and peak memory."""
+    from tunelab.apps.recommend import build
+
+    t0 = time.perf_counter()
+    cfg, ds, split = load(cfg_path, **split_kwargs)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True)
+    info = {"build_s": round(time.perf_counter() - t0, 1), "load_s": round(load_s, 1),
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out)}  # fmt: skip
+    sidecar(out).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
+
+
+def sidecar(folder: Path) -> Path:
+    """The benchmark's note beside a recommender it built: which split, build time and memory."""
+    return folder.parent / f"{folder.name}.bench.json"
+
+
+def build_in_subprocess(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``--build-only`` in a child process, so that its peak memory is the build's own."""
+    cmd = [sys.executable, __file__, "--build-only", "--config", args.config, "--out", str(out.parent),
+           "--name", out.name, "--seed", str(args.seed), "--cold-frac", str(args.cold_frac)]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    info = json.loads(sidecar(out).read_text(encoding="utf-8"))
+    info["wall_s"] = round(time.perf_counter() - t0, 1)
+    return info
+
+
+def score_recommender(folder: Path, split: BenchSplit) -> dict[str, Any]:
+    """The text model alone and the blended ranker, scored like the baselines."""
+    from tunelab.apps.recommend import Recommender
+
+    rec = Recommender.load(folder)
+    history = pd.concat([split.train, split.val], ignore_index=True)
+    return {"text": score_model(rec.text_scores, split, history, "text"),
+            "blended": score_model(rec.score_items, split, history, "blended")}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- HTTP
+def http_latency(folder: Path, users: list[str], *, requests: int, serve_args: list[str]) -> dict[str, Any]:
+    """One user's ranking through ``tunelab serve --recommend``, one request at a time: p50/p99 ms."""
+    import httpx
+
+    data_dir = Path(tempfile.mkdtemp(prefix="movielens-bench-"))
+    route = f"/v1/apps/recommend/{folder.name}/users/{{}}"
+    args = serve_args or ["--recommend", str(folder)]
+    latencies, statuses = [], {}
+    with serving(args, data_dir) as (url, token), httpx.Client(base_url=url, timeout=60) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        for user in users[:5]:  # warm-up, not measured
+            client.get(route.format(user), params={"k": K, "exclude_seen": "true"})
+        for i in range(requests):
+            t0 = time.perf_counter()
+            r = client.get(route.format(users[i % len(users)]), params={"k": K, "exclude_seen": "true"})
+            latencies.append(time.perf_counter() - t0)
+            statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else math.nan
+
+    return {"requests": len(latencies), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "mean_ms": round(1000 * float(np.mean(latencies)), 1), "statuses": statuses}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- report
+ROW = "{:<12} {:>8} {:>9} {:>7} {:>7} {:>6} | {:>8} {:>12} {:>6}"
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def report(result: dict[str, Any]) -> None:
+    """The table, the anchors and whether the targets hold (stored in ``result["targets"]``)."""
+    models = {**result.get("baselines", {}), **result.get("recommender", {}).get("scores", {})}
+    c = result["counts"]
+    print(f"\nMovieLens small, seed {result['seed']}: {c['test_users']} test users, {c['test_positives']} "
+          f"test positives; {c['cold_items']} cold items, {c['cold_test_users']} users with "
+          f"{c['cold_test_positives']} positives on them")  # fmt: skip
+    print(ROW.format("model", f"NDCG@{K}", f"Recall@{K}", "MRR", "AUC", "users",
+                     "cold AUC", f"cold NDCG@{K}", "users"))  # fmt: skip
+    for name in MODELS:
+        if name in models:
+            t, cold = models[name]["test"], models[name]["cold"]
+            warm = [fmt(t[key]) for key in (f"ndcg@{K}", f"recall@{K}", "mrr", "auc")]
+            print(
+                ROW.format(name, *warm, t["users"], fmt(cold["auc"]), fmt(cold[f"ndcg@{K}"]), cold["users"])
+            )
+    for name in BASELINES:
+        if name in models and models[name]["chosen"]:
+            print(f"{name}: {models[name]['chosen']} chosen on validation")
+    if "recommender" in result and "build" in result["recommender"]:
+        b = result["recommender"]["build"]
+        print(f"build: {b['build_s']} s, peak memory {b['peak_memory_mb']} MB (its own process)")
+    if "http" in result:
+        h = result["http"]
+        print(f"HTTP, one user's top {K}, one request at a time: p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms "
+              f"over {h['requests']} requests, statuses {h['statuses']}")  # fmt: skip
+    print(f"benchmark process peak memory {result['peak_memory_mb']} MB")
+    for name, value in ANCHORS.items():
+        print(f"anchor: {name}: {value}")
+    result["targets"] = targets(models)
+    for line in result["targets"]["lines"]:
+        print("target:", line)
+
+
+def targets(models: dict[str, Any]) -> dict[str, Any]:
+    """Whether blended NDCG@10 >= 1.05 x the best baseline's (warm) and blended cold AUC >= 0.75."""
+    key = f"ndcg@{K}"
+    base = {n: models[n]["test"][key] for n in (*BASELINES, "text") if n in models and models[n]["test"][key]}
+    out: dict[str, Any] = {"lines": []}
+    if not base or "blended" not in models:
+        out["lines"].append("not checked: the blended ranker was not scored")
+        return out
+    best = max(base, key=base.get)
+    ratio = models["blended"]["test"][key] / base[best]
+    cold_auc = models["blended"]["cold"]["auc"]
+    out.update(best_baseline=best, warm_ratio=round(ratio, 4), cold_auc=cold_auc,
+               warm_holds=ratio >= TARGET["warm_ndcg_ratio"],
+               cold_holds=cold_auc is not None and cold_auc >= TARGET["cold_auc"])  # fmt: skip
+    out["lines"] += [
+        f"warm NDCG@{K} blended / best baseline ({best}) = {ratio:.3f}, target >= {TARGET['warm_ndcg_ratio']}"
+        f" -> {'holds' if out['warm_holds'] else 'does not hold'}",
+        f"cold AUC blended = {fmt(cold_auc)}, target >= {TARGET['cold_auc']} -> "
+        f"{'holds' if out['cold_holds'] else 'does not hold'}",
+    ]
+    return out
+
+
+def save(result: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default=str(CONFIG), help="the recommender config (its data paths)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cold items and the models (0)")
+    parser.add_argument("--cold-frac", type=float, default=0.1, help="share of items made cold (0.1)")
+    parser.add_argument(
+        "--out", default=str(ROOT / "runs" / "benchmarks"), help="where the build goes (runs/benchmarks)"
+    )
+    parser.add_argument("--name", default="movielens", help="the built recommender's folder name")
+    parser.add_argument("--recommender", help="score this folder (built by --build-only, same split)")
+    parser.add_argument("--baselines-only", action="store_true", help="no recommender: baselines only")
+    parser.add_argument("--baselines-from", metavar="JSON", help="reuse the baselines of an earlier --json")
+    parser.add_argument("--build-only", action="store_true", help="build the recommender on the split, stop")
+    parser.add_argument("--quick", action="store_true", help="one or two hyper-parameter points each")
+    parser.add_argument("--users", type=int, help="quick check: evaluate only N test users (seeded)")
+    parser.add_argument("--skip-http", action="store_true", help="skip the HTTP latency")
+    parser.add_argument("--requests", type=int, default=200, help="HTTP requests timed (200)")
+    parser.add_argument("--serve-arg", action="append", default=[], help="replace `--recommend FOLDER`")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE (after each stage)")
+    return parser.parse_args(argv)
+
+
+def reused_baselines(args: argparse.Namespace, fingerprint: str) -> dict[str, Any] | None:
+    """The baselines of an earlier ``--json`` (``--baselines-from``), if run on this split and users."""
+    if not args.baselines_from:
+        return None
+    old = json.loads(Path(args.baselines_from).read_text(encoding="utf-8"))
+    same = (old.get("fingerprint"), old.get("users_sampled"), old.get("quick"))
+    if same != (fingerprint, args.users, args.quick):
+        sys.exit(f"{args.baselines_from}: its baselines ran on another split, --users or --quick")
+    print(f"baselines from {args.baselines_from}", flush=True)
+    return old["baselines"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tunelab.errors import TunelabError
+
+    args = parse_args(argv)
+    split_kwargs = {"seed": args.seed, "cold_frac": args.cold_frac}
+    folder = Path(args.recommender) if args.recommender else Path(args.out) / args.name
+    if args.build_only:
+        print(json.dumps(build_recommender(Path(args.config), folder, split_kwargs), indent=2))
+        return
+    json_path = Path(args.json) if args.json else None
+    t0 = time.perf_counter()
+    try:
+        _, _, split = load(Path(args.config), **split_kwargs)
+    except TunelabError as exc:  # a missing data file, a bad config: one line, no traceback
+        sys.exit(f"error: {exc}")
+    result: dict[str, Any] = {"seed": args.seed, "cold_frac": args.cold_frac, "k": K, "quick": args.quick,
+                              "users_sampled": args.users, "counts": split.counts(),
+                              "load_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    print(json.dumps(result["counts"]), flush=True)
+    result["fingerprint"] = fingerprint = split.fingerprint()
+    info: dict[str, Any] | None = None
+    if args.recommender and not args.baselines_only:  # check it before the minutes of baselines
+        info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
+        if info.get("fingerprint") != fingerprint:
+            sys.exit(f"{folder}: not built on this split (--seed/--cold-frac); build it with --build-only")
+    split = sample_users(split, args.users, args.seed)
+    result["baselines"] = reused_baselines(args, fingerprint) or run_baselines(
+        split, baseline_grids(args.quick), seed=args.seed
+    )
+    save(result, json_path)
+    if not args.baselines_only:
+        info = info or build_in_subprocess(args, folder)
+        report_file = folder / "build_report.json"  # the build's own account: text model, ranker, timings
+        built = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else {}
+        keep = ("text_model", "cf", "ranker", "timings")
+        result["recommender"] = {"build": info, "config": str(args.config),
+                                 "build_report": {k: built.get(k) for k in keep}}  # fmt: skip
+        result["recommender"]["scores"] = score_recommender(folder, split)
+        save(result, json_path)
+        if not args.skip_http:
+            users = sorted(set(split.test["user_id"].astype(str)))
+            result["http"] = http_latency(folder, users, requests=args.requests, serve_args=args.serve_arg)
+    report(result)
+    save(result, json_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,11 @@ def test_bad_events_are_refused(rec: Recommender) -> None:
         rec.record_event("u0", "spa1", rating="lots")
     with pytest.raises(DataError, match="time 'soon' is not a time"):
         rec.record_event("u0", "spa1", time="soon")
+    # recency counts from the newest event's time, shared by all users: one dated 9999 is refused
+    with pytest.raises(DataError, match="more than 1 h ahead of the clock"):
+        rec.record_event("u0", "spa1", time="9999-12-31T00:00:00")
+    with pytest.raises(DataError, match="more than 1 h ahead of the clock"):
+        rec.record_event("u0", "spa1", time=time.time() + 86_400)
     with pytest.raises(DataError, match="user id is empty"):
         rec.record_event("", "spa1")
     assert rec.info["n_recorded_events"] == 0

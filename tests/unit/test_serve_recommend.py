@@ -117,10 +117,14 @@ class StandIn:
         scored.sort(key=lambda r: (-r.score, r.item_id))
         return Ranking(user_id, scored[:k], False, None)
 
-    def add_item(self, item_id: str, fields: dict[str, Any]) -> None:
+    def check_item(self, item_id: str, fields: dict[str, Any]) -> tuple[str, str]:
         text = " ".join(str(fields[f]) for f in TEXT_FIELDS if fields.get(f)).strip()
         if not text:
             raise DataError(f"item {item_id!r}: its text is empty (fields {', '.join(TEXT_FIELDS)})")
+        return item_id, text
+
+    def add_item(self, item_id: str, fields: dict[str, Any]) -> None:
+        _, text = self.check_item(item_id, fields)
         with self.lock:
             self.items_text[item_id] = text
 
@@ -381,7 +385,9 @@ def test_text_that_is_not_valid_unicode_is_a_422(api: Api) -> None:
     assert r.status_code == 422 and "field 'title' is not valid Unicode" in error(r)["message"], r.text
 
 
-def test_an_empty_item_after_good_ones_says_which_were_added(api: Api) -> None:
+def test_a_batch_with_an_empty_item_after_good_ones_adds_none_of_them(api: Api) -> None:
+    # A 422 is not billed, so a batch the recommender refuses must add nothing (else a client could
+    # add items for free by ending each batch with a bad one).
     batch = [
         {"item_id": "g1", "fields": {"title": "Good space film"}},
         {"item_id": "e1", "fields": {"year": 1999}},
@@ -389,10 +395,24 @@ def test_an_empty_item_after_good_ones_says_which_were_added(api: Api) -> None:
     r = api.add({"items": batch})
     assert r.status_code == 422
     assert error(r)["message"] == (
-        "items[1] ('e1'): item 'e1': its text is empty (fields title, genres); "
-        "the 1 item(s) before it were added"
+        "items[1] ('e1'): item 'e1': its text is empty (fields title, genres); nothing was added"
     )
-    assert "g1" in api.state.recommenders.get("movies").recommender.items
+    assert "g1" not in api.state.recommenders.get("movies").recommender.items
+    assert [row.status for row in api.rows()] == [422]  # a row, not billed: and nothing was added
+
+
+def test_a_user_id_with_a_slash_is_ranked_and_metered(api: Api) -> None:
+    # Ids come from the users' own files; "org/7" is recorded, so it must be rankable too.
+    r = api.client.post(
+        "/v1/apps/recommend/movies/events",
+        json={"events": [{"user_id": "org/7", "item_id": "alien"}]},
+        headers=api.headers(api.token),
+    )
+    assert r.status_code == 200 and r.json()["recorded"] == 1
+    r = api.client.get("/v1/apps/recommend/movies/users/org/7", headers=api.headers(api.token))
+    assert r.status_code == 200, r.text
+    assert r.json()["user_id"] == "org/7"
+    assert [(row.app, row.model, row.texts) for row in api.rows()] == [("recommend", "movies", 1)] * 2
 
 
 def test_ids_lose_surrounding_spaces_everywhere(api: Api) -> None:

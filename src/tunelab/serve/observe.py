@@ -49,7 +49,7 @@ PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
 # Application routes metered like predict: a bot's messages, a monitor's documents.
 APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")
 MONITOR_PATH = re.compile(r"^/v1/apps/(?P<app>monitor)/(?P<name>[^/]+)/documents/?$")
-RECOMMEND_PATH = re.compile(r"^/v1/apps/(?P<app>recommend)/(?P<name>[^/]+)/(?:users/[^/]+|items|events)/?$")
+RECOMMEND_PATH = re.compile(r"^/v1/apps/(?P<app>recommend)/(?P<name>[^/]+)/(?:users/.+|items|events)/?$")
 APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests

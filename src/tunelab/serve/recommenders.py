@@ -112,6 +112,13 @@ class ServedRecommender:
             taken = [item_id for item_id, _ in items if item_id in known]
             if taken:
                 raise ItemConflictError(taken)
+            # Every item is checked before any is added: a batch is refused whole (and so never
+            # adds items the 422 leaves unbilled).
+            for i, (item_id, fields) in enumerate(items):
+                try:
+                    self.recommender.check_item(item_id, fields)
+                except DataError as exc:
+                    raise ItemRejectedError(i, item_id, str(exc), added=0) from None
             for i, (item_id, fields) in enumerate(items):
                 try:
                     self.recommender.add_item(item_id, fields)

@@ -337,6 +337,24 @@ class Recommender:
         Raises:
             DataError: a bad or taken id, an unknown field, or no text at all.
         """
+        item_id, text = self.check_item(item_id, fields)
+        self._sync()
+        if item_id in self.index_of:
+            raise DataError(f"item {item_id!r} is already in the catalog; give a new id")
+        vector = self.text.encode([text])[0]
+        live = self._writable()
+        with self._lock:
+            live.add_item(item_id, fields, text, vector.astype(np.float32).tobytes(), _time.time())
+            self._sync()
+        return {"item_id": item_id, "text": text}
+
+    def check_item(self, item_id: str, fields: dict[str, Any]) -> tuple[str, str]:
+        """``(id, text)`` of an item ``add_item`` would take, checked without adding it, so that a
+        batch can be refused whole before any of it is added.
+
+        Raises:
+            DataError: a bad id, an unknown field, or no text at all.
+        """
         item_id = _check_id(item_id, "item id")
         if not isinstance(fields, dict):
             raise DataError(f"item {item_id!r}: fields must be a mapping of field name to text")
@@ -354,15 +372,7 @@ class Recommender:
             raise DataError(
                 f"item {item_id!r}: empty text; give at least one of {', '.join(known)} with some words"
             )
-        self._sync()
-        if item_id in self.index_of:
-            raise DataError(f"item {item_id!r} is already in the catalog; give a new id")
-        vector = self.text.encode([text])[0]
-        live = self._writable()
-        with self._lock:
-            live.add_item(item_id, fields, text, vector.astype(np.float32).tobytes(), _time.time())
-            self._sync()
-        return {"item_id": item_id, "text": text}
+        return item_id, text
 
     def record_event(
         self,
@@ -665,17 +675,32 @@ def _check_id(value: Any, what: str) -> str:
     return text
 
 
+MAX_FUTURE_S = 3600.0  # an event dated further ahead of the clock is refused
+
+
 def _event_time(value: Any) -> float:
+    """Epoch seconds of an event's time (now when not given).
+
+    A time far ahead of the clock is refused: recency is measured from the newest event's time,
+    shared by every user, so one event dated 9999 would make every other item look centuries old.
+    """
     if value is None:
         return _time.time()
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not np.isfinite(value):
             raise DataError(f"time {value!r} is not a finite number")
-        return float(value)
-    try:
-        stamp = pd.Timestamp(str(value))
-    except (ValueError, TypeError):
-        raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return float(stamp.timestamp())
+        when = float(value)
+    else:
+        try:
+            stamp = pd.Timestamp(str(value))
+        except (ValueError, TypeError, OverflowError):
+            raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        when = float(stamp.timestamp())
+    if when > _time.time() + MAX_FUTURE_S:
+        raise DataError(
+            f"time {value!r} is more than {MAX_FUTURE_S / 3600:.0f} h ahead of the clock; "
+            "send the time the interaction happened"
+        )
+    return when

@@ -132,7 +132,7 @@ async def recommend_info(state: State, caller: MaybeCaller) -> RecommenderList:
     return RecommenderList(recommenders=out)
 
 
-@router.get("/{name}/users/{user_id}", response_model=RankingOut, responses=RANK_ERRORS)
+@router.get("/{name}/users/{user_id:path}", response_model=RankingOut, responses=RANK_ERRORS)
 async def rank(
     name: str,
     user_id: UserId,

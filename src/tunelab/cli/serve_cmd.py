@@ -56,6 +56,7 @@ sentiment monitors (monitor.yaml: see tunelab app monitor run --help):
   The server also follows the config's sources (files, folders) unless --no-follow: run one process
   per monitor (this one, or tunelab app monitor run), never both. A document is billed as one text
   (usage shows monitor/<name>); --max-texts caps the documents per request.
+  A server that mostly ingests documents classifies faster with --threads set to its cores.
 
 recommenders (tunelab app recommend build ... --out recs/movies):
   tunelab serve --recommend recs/movies           # GET /v1/apps/recommend/movies/users/{id}, ...

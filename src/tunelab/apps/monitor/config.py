@@ -41,11 +41,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from tunelab.apps.monitor.classify import OTHER_TOPIC, Topic
 from tunelab.apps.monitor.detector import METHODS, DetectorSettings
 from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
+from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -153,16 +152,7 @@ class MonitorConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> MonitorConfig:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: monitor config not found (see `tunelab app monitor run --help`)")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: not UTF-8; save the monitor config as UTF-8") from None
+        raw = read_yaml_config(p, "monitor config", "tunelab app monitor run --help")
         try:
             return cls.from_dict(raw, path=p)
         except ConfigError as exc:

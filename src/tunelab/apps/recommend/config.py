@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -328,14 +328,5 @@ def load_config(path: str | Path) -> RecommendConfig:
         ConfigError: missing file, bad YAML, or bad fields (all named, in one line).
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: recommender config not found (see `tunelab app recommend build --help`)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8; save the config as UTF-8") from None
+    raw = read_yaml_config(p, "recommender config", "tunelab app recommend build --help")
     return RecommendConfig.from_dict(raw, source=str(p))

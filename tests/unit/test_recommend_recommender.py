@@ -199,6 +199,33 @@ def test_bad_events_are_refused(rec: Recommender) -> None:
     assert rec.info["n_recorded_events"] == 0
 
 
+def test_info_never_waits_behind_a_call_holding_the_lock(rec: Recommender) -> None:
+    # A server's listing reads info from a shared thread: it must not wait for a ranking or a write.
+    import threading
+
+    rec.add_item("late", {"title": "A late film"})  # live.sqlite exists: info has something to sync
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with rec._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    got: list[dict] = []
+    reader = threading.Thread(target=lambda: got.append(rec.info))
+    reader.start()
+    reader.join(2)
+    finished = not reader.is_alive()
+    release.set()
+    holder.join(5)
+    reader.join(5)
+    assert finished, "info waited for the lock"
+    assert got[0]["n_added_items"] == 1
+
+
 def test_two_objects_on_one_folder_see_each_others_writes(rec_folder: Path) -> None:
     server, cli = Recommender.load(rec_folder), Recommender.load(rec_folder)
     server.add_item("late", {"title": "The ghost and the crypt", "genres": "horror"})

@@ -96,8 +96,8 @@ class ServedRecommender:
         return await self._call(self.recommender.rank, user_id, k=k, exclude_seen=exclude_seen)
 
     async def info(self) -> dict[str, Any]:
-        """The recommender's info (counts: cheap), in the shared pool so that a listing never waits
-        behind this recommender's slow rankings."""
+        """The recommender's info (counts: cheap), in the shared pool: ``Recommender.info`` never
+        waits for the lock a ranking or a write holds, so a listing never waits behind them."""
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(lambda: dict(self.recommender.info))

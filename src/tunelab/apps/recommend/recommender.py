@@ -231,8 +231,12 @@ class Recommender:
 
     @property
     def info(self) -> dict[str, Any]:
-        """A summary for listings: name, counts, build time, search, ranker, the config."""
-        self._sync()
+        """A summary for listings: name, counts, build time, search, ranker, the config.
+
+        Never waits behind a ranking or a write holding the lock (a server's listing would hold a
+        shared thread meanwhile): then the counts are those of the last sync.
+        """
+        self._sync(blocking=False)
         return {
             "name": self.config.name,
             "folder": str(self.folder) if self.folder else None,
@@ -595,17 +599,24 @@ class Recommender:
         items = [RankedItem(self._ids[i], float(scores[i]), self._texts[i], []) for i in order[:k]]
         return Ranking(user_id, items, fallback=True, fallback_reason=reason)
 
-    def _sync(self) -> None:
-        """Apply the rows other writers (or this one) put in ``live.sqlite`` since the last call."""
+    def _sync(self, *, blocking: bool = True) -> None:
+        """Apply the rows other writers (or this one) put in ``live.sqlite`` since the last call.
+
+        ``blocking=False``: skip it when another thread holds the lock.
+        """
         if self._live is None or not self._live.exists():
             return
-        with self._lock:
+        if not self._lock.acquire(blocking=blocking):
+            return
+        try:
             new_items = self._live.items_after(self._seq_items)
             if new_items:
                 self._apply_items(new_items)
             for seq, user, item, t, _rating, _event, positive in self._live.events_after(self._seq_events):
                 self._apply_event(str(user), str(item), float(t), bool(positive))
                 self._seq_events = int(seq)
+        finally:
+            self._lock.release()
 
     def _apply_items(self, rows: list[tuple[Any, ...]]) -> None:
         dim = self.index.vectors.shape[1]

@@ -16,11 +16,13 @@ logged.
 A UTF-8 byte-order mark is skipped. A file that is not in the configured encoding fails naming the
 line, and suggests ``gb18030`` when the bytes read as Chinese in it.
 
-Tab-separated files: a field that starts with ``"`` is read as quoted (Excel's TSV quotes
-fields), but many TSV files never quote (ChnSentiCorp, the IANA TSV format); there a review that
-starts with a quotation mark would swallow every line up to the next ``"``. When a parsed cell
-holds both a tab and a line break (records swallowed, never a real text), or the quote never
-closes, the file is read again without quoting and a warning says so.
+Delimited text: quoted fields are read with every separator (Excel and pandas quote a field that
+holds the separator, a ';' file's ``"Hello; world"``); a separator not given is sniffed
+(:mod:`tunelab.data.sniff`). Many tab- or '@'-separated files never quote (ChnSentiCorp, the IANA
+TSV format, Financial PhraseBank); there a text that starts with a quotation mark would swallow
+every line up to the next ``"``. When a parsed cell holds both the separator and a line break
+(records swallowed, never a real text), or the quote never closes, such a file is read again
+without quoting and a warning says so. Excel workbooks: one sheet (``data.sheet``) via openpyxl.
 """
 
 from __future__ import annotations

@@ -282,9 +282,11 @@ def test_validate_reports_every_problem_in_one_line(
     ],
 )
 def test_validate_checks_method_model_and_data(
-    overrides: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+    overrides: list[str], fragment: str, train_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["validate", *overrides]) == 2
+    # A good training file unless the case is about that: a missing data.train is a problem too.
+    given = [] if any(o.startswith("data.train=") for o in overrides) else [f"data.train={train_csv}"]
+    assert main(["validate", *given, *overrides]) == 2
     assert_one_error_line(capsys.readouterr().err, fragment)
 
 

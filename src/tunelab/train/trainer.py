@@ -25,12 +25,13 @@ from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
-from tunelab.methods import Method, get_method
-from tunelab.models import ResolvedModel, load_tokenizer, resolve_model
+from tunelab.methods import Method
+from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.predict.inference import predict_logits
+from tunelab.preflight import check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
-from tunelab.tasks import Task, get_task
+from tunelab.tasks import Task
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 
@@ -59,19 +60,6 @@ def _peak_memory_mb() -> float:
     # ru_maxrss is KiB on Linux, bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if platform.system() == "Darwin" else rss / 1024
-
-
-def _load_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
-    if isinstance(config, RunConfig):
-        if overrides:
-            from tunelab.config import apply_override
-
-            raw = config.to_dict()
-            for item in overrides:
-                apply_override(raw, item)
-            return RunConfig.from_dict(raw)
-        return config
-    return RunConfig.from_yaml(config, overrides)
 
 
 def train(
@@ -109,17 +97,16 @@ def train(
         cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
         restored = _checkpoint_step(run) is not None
     else:
-        cfg = _load_config(config, overrides)
+        cfg = load_config(config, overrides)
         run, previous, restored = None, {}, False
-    if cfg.data.train is None:
-        raise ConfigError("data.train is not set; give a training file, e.g. data.train=path/to/train.csv")
-    method = get_method(cfg.method.name)
-    options = method.parse_options(cfg.method.options)
-    task = get_task(cfg.data.task)
-    splits = task.load_splits(cfg.data)
+    # The checks tunelab validate runs, all of them, before anything is built or written.
+    checked = check_run(cfg, new_run=run is None)
+    checked.raise_if_problems()
+    method: Method = checked.method
+    options, task, splits = checked.options, checked.task, checked.splits
+    resolved: ResolvedModel = checked.model
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
-    resolved = resolve_model(cfg.model.name)
     # An adapter run stores no base weights: record which ones it needs, so loading it onto another
     # base fails naming both instead of predicting garbage (tunelab.models.fingerprint). A resume
     # checks them against those the run began on (recorded in run.json when training started).

@@ -32,6 +32,7 @@ def evaluate(
         The metrics dict, with ``report`` set to the HTML report's path.
     """
     from tunelab.data.file_options import options_for_file, parse_file_overrides
+    from tunelab.evaluate.run_context import eval_context
     from tunelab.predict import load
 
     given = options if isinstance(options, dict) else parse_file_overrides(options)  # before loading
@@ -67,5 +68,6 @@ def evaluate(
         title=f"tunelab eval: {predictor.run.name} on {Path(data).name}",
         meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
         split=Path(data).name,
+        context=eval_context(predictor, logits, enc, dataset),
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}

@@ -38,6 +38,9 @@ DPI = 100
 ANNOTATE_COUNTS_UP_TO = 20
 """Largest number of classes whose confusion-matrix cells get their counts written in."""
 _SMOOTH_ABOVE = 50  # train-loss points beyond which a smoothed curve is drawn over the raw one
+MARKERS_UP_TO = 30
+"""Curves with at most this many points get a marker on each: a short run's one or two train-loss
+points are otherwise invisible (a line needs two points), and each point is a real measurement."""
 _EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1")
 _EVAL_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")  # train is blue
 
@@ -55,12 +58,7 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
     """
     train_loss, evals = _history_series(history)
     eval_losses = {split: series["loss"] for split, series in evals.items() if series.get("loss")}
-    eval_metrics = {
-        (split, key): series[key]
-        for split, series in evals.items()
-        for key in _EVAL_METRICS
-        if series.get(key)
-    }
+    eval_metrics = _distinct_curves(evals)
     if not train_loss and not eval_losses and not eval_metrics:
         return None
 
@@ -79,6 +77,8 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
                 color="tab:blue",
                 alpha=0.3 if smooth else 1.0,
                 linewidth=1,
+                marker="o" if len(values) <= MARKERS_UP_TO else None,
+                markersize=3,
                 label="train loss" + (" (raw)" if smooth else ""),
             )
             if smooth:
@@ -94,15 +94,52 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
         ax.legend(loc="best", fontsize=8)
     if eval_metrics:
         ax = axes[-1]
-        for (split, key), points in eval_metrics.items():
+        for (split, keys), points in eval_metrics.items():
             steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, marker="o", markersize=4, linewidth=1.5, label=f"{split} {key}")
+            ax.plot(
+                steps, values, marker="o", markersize=4, linewidth=1.5, label=f"{split} {' = '.join(keys)}"
+            )
         ax.set_ylabel("score")
         ax.set_title("Evaluation")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("step")
+    from matplotlib.ticker import MaxNLocator
+
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # optimiser steps: no 7.5
     return figure_png(fig)
+
+
+def _distinct_curves(
+    evals: Mapping[str, Mapping[str, list[tuple[float, float]]]],
+) -> dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]]:
+    """Eval metric curves by (split, metric names), one curve for metrics with identical points.
+
+    Single-label accuracy always equals micro-F1 (and a perfect run makes every score 1.0): drawn
+    separately, the later line hides the earlier and the legend lists curves nobody can see.
+    Drawn once, the legend says ``dev accuracy = micro_f1``.
+    """
+    curves: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
+    for split, series in evals.items():
+        groups: list[tuple[list[str], list[tuple[float, float]]]] = []
+        for key in _EVAL_METRICS:
+            points = series.get(key)
+            if not points:
+                continue
+            same = next((names for names, seen in groups if _same_points(seen, points)), None)
+            if same is not None:
+                same.append(key)
+            else:
+                groups.append(([key], points))
+        curves.update({(split, tuple(names)): points for names, points in groups})
+    return curves
+
+
+def _same_points(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> bool:
+    return len(a) == len(b) and all(
+        sa == sb and math.isclose(va, vb, rel_tol=0, abs_tol=1e-9)
+        for (sa, va), (sb, vb) in zip(a, b, strict=True)
+    )
 
 
 def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> bytes:

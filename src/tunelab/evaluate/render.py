@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,13 @@ IMAGE_DIR = "plots"
 @dataclass(frozen=True)
 class Text:
     """A paragraph of plain text (escaped by each renderer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Preformatted:
+    """Lines shown as they are, in a fixed-width font (a command's output, e.g. the data summary)."""
 
     text: str
 
@@ -40,7 +48,7 @@ class Image:
     alt: str
 
 
-Block = Text | Table | Image
+Block = Text | Preformatted | Table | Image
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,11 @@ def to_markdown(title: str, sections: Sequence[Section]) -> str:
         for block in section.blocks:
             if isinstance(block, Text):
                 lines.append(_md_escape(block.text))
+            elif isinstance(block, Preformatted):
+                # CommonMark: a fence longer than any backtick run inside cannot be closed by the text.
+                longest = max((len(run) for run in re.findall(r"`+", block.text)), default=0)
+                fence = "`" * max(3, longest + 1)
+                lines += [fence, block.text, fence]
             elif isinstance(block, Table):
                 lines += _md_table(block)
             else:
@@ -82,6 +95,8 @@ def to_html(title: str, sections: Sequence[Section], images: Mapping[str, bytes]
         for block in section.blocks:
             if isinstance(block, Text):
                 body.append(f"<p>{html.escape(block.text)}</p>")
+            elif isinstance(block, Preformatted):
+                body.append(f"<pre>{html.escape(block.text)}</pre>")
             elif isinstance(block, Table):
                 body.append(_html_table(block))
             elif block.file in images:
@@ -134,6 +149,7 @@ th, td { border: 1px solid #d0d7de; padding: .3rem .7rem; text-align: left; }
 th { background: #f6f8fa; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre { background: #f6f8fa; padding: .6rem .8rem; overflow-x: auto; font-size: .85rem; }
 figure { margin: 1rem 0; }
 img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figcaption { color: #59636e; font-size: .85rem; }

@@ -13,7 +13,14 @@ from typing import Any
 
 from tunelab.atomic import atomic_write_bytes, atomic_write_text
 from tunelab.evaluate import plots
-from tunelab.evaluate.render import IMAGE_DIR, Image, Section, Table, Text, to_html, to_markdown
+from tunelab.evaluate.render import IMAGE_DIR, Block, Image, Section, Table, Text, to_html, to_markdown
+from tunelab.evaluate.run_context import (
+    ReportContext,
+    front_sections,
+    mistake_section,
+    run_facts,
+    training_blocks,
+)
 
 TOP_CONFUSIONS_ABOVE = 30
 """Beyond this many classes a heat map is unreadable: draw the top confusions as bars instead."""
@@ -31,6 +38,7 @@ def write_report(
     meta: Mapping[str, Any] | None = None,
     split: str = "test",
     multi_label: bool | None = None,
+    context: ReportContext | None = None,
 ) -> dict[str, Path]:
     """Write the human-readable report of one evaluated split into ``out_dir``.
 
@@ -49,6 +57,8 @@ def write_report(
         split: Name of the evaluated split, shown in the results heading.
         multi_label: The metrics are multi-label ones (subset accuracy, Hamming loss); None
             tells by the ``hamming_loss`` key.
+        context: The run's hyper-parameters, data summary, notes on training and mistakes
+            (``mistakes.csv`` is written beside the report when there are any).
 
     Returns:
         Path of each written file by file name: ``report.md``, ``report.html`` and those of
@@ -69,7 +79,12 @@ def write_report(
     written = {name: atomic_write_bytes(out_dir / IMAGE_DIR / name, data) for name, data in images.items()}
     if multi_label is None:
         multi_label = "hamming_loss" in metrics
-    sections = _sections(metrics, meta or {}, split, images, multi_label=multi_label)
+    sections = _sections(
+        metrics, meta or {}, split, images, multi_label=multi_label, context=context or ReportContext()
+    )
+    found = mistake_section(context or ReportContext(), out_dir)
+    if found is not None:
+        sections.append(found)
     written["report.md"] = atomic_write_text(out_dir / "report.md", to_markdown(title, sections))
     written["report.html"] = atomic_write_text(out_dir / "report.html", to_html(title, sections, images))
     return written
@@ -98,14 +113,13 @@ def _sections(
     images: Mapping[str, bytes],
     *,
     multi_label: bool,
+    context: ReportContext,
 ) -> list[Section]:
-    sections: list[Section] = []
-    if meta:
-        rows = [[str(key), format_value(value)] for key, value in meta.items()]
-        sections.append(Section("Run", [Table(["Field", "Value"], rows)]))
+    sections = [*run_facts(meta), *front_sections(context)]
     sections.append(Section(f"Results on {split}", _headline(metrics, multi=multi_label)))
-    if "training.png" in images:
-        sections.append(Section("Training", [Image("training.png", "Training curves")]))
+    training = training_section(context, images)
+    if training is not None:
+        sections.append(training)
 
     per_class = metrics.get("per_class") or []
     blocks: list[Image | Table | Text] = []
@@ -130,6 +144,14 @@ def _sections(
     if confusions:
         sections.append(Section("Confusions", confusions))
     return sections
+
+
+def training_section(context: ReportContext, images: Mapping[str, bytes]) -> Section | None:
+    """The notes on how training went, then the curves; None when there is neither."""
+    blocks: list[Block] = training_blocks(context)
+    if "training.png" in images:
+        blocks.append(Image("training.png", "Training curves"))
+    return Section("Training", blocks) if blocks else None
 
 
 def _headline(metrics: Mapping[str, Any], *, multi: bool) -> list[Image | Table | Text]:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from tunelab.data.labels import LabelMap
     from tunelab.data.splits import Splits
     from tunelab.data.summary import SummaryTerms, SummaryView
+    from tunelab.evaluate.mistakes import Mistakes
+    from tunelab.evaluate.run_context import ReportContext
 
 
 class Task(ABC):
@@ -200,8 +202,31 @@ class Task(ABC):
         title: str,
         meta: dict[str, Any],
         split: str,
+        context: ReportContext | None = None,
     ) -> dict[str, Path]:
-        """``report.md`` and ``report.html`` (with plots) of one evaluated split."""
+        """``report.md`` and ``report.html`` (with plots) of one evaluated split.
+
+        ``context`` (``tunelab.evaluate.run_context``) holds what the report shows around the
+        metrics: hyper-parameters, the data summary, notes on training and ``mistakes``' table.
+        """
+
+    def mistakes(
+        self, logits: np.ndarray, enc: Encoded, dataset: Any, labels: LabelMap, *, threshold: float | None
+    ) -> Mistakes | None:
+        """The wrong predictions on a labelled split, the most confident first, for the report.
+
+        Each row says what the input was, what it should have been, what the model said and how
+        sure it was, in this task's terms (a label; a set of labels; a sentence's entities).
+        None where the task has no such table.
+
+        Args:
+            logits: as ``score`` takes them.
+            enc: ``encode(dataset)``.
+            dataset: the split as ``load_splits``/``read_labelled`` read it.
+            labels: the run's labels.
+            threshold: the decision threshold ``score`` used (tasks with one).
+        """
+        return None
 
     # --- prediction -------------------------------------------------------------------------
 

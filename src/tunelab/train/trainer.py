@@ -25,6 +25,7 @@ from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
+from tunelab.evaluate.run_context import ReportContext
 from tunelab.methods import Method
 from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
@@ -244,14 +245,16 @@ def _train_in(
     method.save(model, run.weights)
 
     metrics: dict[str, Any] = {}
+    logits: dict[str, Any] = {}  # kept for the report's table of mistakes
     # A task with a decision threshold (multi-label) tunes it on dev and applies it unchanged to
     # test (0.5 without dev).
     threshold = 0.5 if task.tunes_threshold() else None
     for split, enc in (("dev", enc_dev), ("test", enc_test)):
         if enc is None:
             continue
+        logits[split] = predict_logits(model, enc)
         metrics[split], tuned = task.score(
-            predict_logits(model, enc), enc, labels, threshold=None if split == "dev" else threshold
+            logits[split], enc, labels, threshold=None if split == "dev" else threshold
         )
         if split == "dev" and tuned is not None:
             threshold = tuned
@@ -294,7 +297,25 @@ def _train_in(
         "headline": {split: task.headline(m) for split, m in metrics.items()},
         "notes": splits.notes,
     }
-    _write_report(run, task, metrics, labels, log.records, summary)
+    context = _report_context(
+        run,
+        cfg,
+        task,
+        splits,
+        tokenizer,
+        method,
+        summary,
+        log.records,
+        mistakes_of=lambda split: task.mistakes(
+            logits[split],
+            enc_dev if split == "dev" else enc_test,
+            splits.dev if split == "dev" else splits.test,
+            labels,
+            threshold=threshold,
+        ),
+        report_split="test" if "test" in metrics else "dev" if "dev" in metrics else None,
+    )
+    _write_report(run, task, metrics, labels, log.records, summary, context)
     run.write_summary(summary)
     return _finish(run, summary, metrics)
 
@@ -323,8 +344,44 @@ def _checkpoint_step(run: RunFolder) -> int | None:
     return json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
 
 
+def _report_context(
+    run: RunFolder,
+    cfg: RunConfig,
+    task: Task,
+    splits: Splits,
+    tokenizer: Any,
+    method: Method,
+    summary: dict,
+    history: list[dict],
+    *,
+    mistakes_of: Any,
+    report_split: str | None,
+) -> ReportContext:
+    """What the report shows besides the metrics; the data summary is also kept as JSON for eval."""
+    from tunelab.data.summary import summarize
+    from tunelab.evaluate.diagnose import training_notes
+    from tunelab.evaluate.run_context import DATA_SUMMARY_JSON, hyperparameters
+
+    data = summarize(splits, task, tokenizer=tokenizer, max_length=cfg.model.max_length)
+    atomic_write_json(run.root / DATA_SUMMARY_JSON, data.to_dict())
+    return ReportContext(
+        hyperparameters=hyperparameters(
+            cfg, default_learning_rate=method.default_learning_rate, head_init=summary["head_init"]
+        ),
+        data_summary=data.lines(),
+        notes=training_notes(history, metric=cfg.train.metric),
+        mistakes=mistakes_of(report_split) if report_split is not None else None,
+    )
+
+
 def _write_report(
-    run: RunFolder, task: Task, metrics: dict, labels: LabelMap, history: list[dict], summary: dict
+    run: RunFolder,
+    task: Task,
+    metrics: dict,
+    labels: LabelMap,
+    history: list[dict],
+    summary: dict,
+    context: ReportContext | None = None,
 ) -> None:
     split = "test" if "test" in metrics else "dev" if "dev" in metrics else None
     if split is None:
@@ -335,6 +392,8 @@ def _write_report(
         "method": summary["method"],
         "train data": summary["data"]["train"],
         "rows (train/dev/test)": "/".join(str(summary["rows"][k]) for k in ("train", "dev", "test")),
+        "epochs run": f"{summary['epochs_run']}" + (" (stopped early)" if summary["stopped_early"] else ""),
+        "best dev checkpoint (step)": summary["best_step"],
         "trainable parameters": f"{summary['trainable_parameters']:,}",
         "train time (s)": summary["train_seconds"],
         "samples/s": summary["train_samples_per_s"],
@@ -348,4 +407,5 @@ def _write_report(
         title=f"tunelab run {summary['name']}: {split} split",
         meta=meta,
         split=split,
+        context=context,
     )

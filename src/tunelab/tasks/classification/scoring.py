@@ -6,11 +6,14 @@ given everywhere else, so test numbers never see test labels.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunelab.predict.inference import sigmoid, softmax
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.mistakes import Mistakes
 
 
 def score(
@@ -75,3 +78,49 @@ def decode(
         result["score"] = round(float(row[order[0]]), 6)
         results.append(result)
     return results
+
+
+def mistakes(
+    logits: np.ndarray,
+    labels: list[Any],
+    label_names: list[str],
+    texts: list[str],
+    pairs: list[str] | None,
+    *,
+    multi: bool,
+    threshold: float,
+) -> Mistakes:
+    """The wrong rows of ``logits`` (N, L), most confident first.
+
+    Single-label: the arg-max is not the gold label; confidence is its probability. Multi-label:
+    the predicted set (probabilities at or above ``threshold``) is not the gold set; confidence is
+    that of the surest wrong decision (p of a label given wrongly, 1 - p of one left out).
+    """
+    from tunelab.evaluate.metrics import multi_hot
+    from tunelab.evaluate.mistakes import Mistake, Mistakes
+
+    shown = texts if pairs is None else [f"{t} ⟂ {p}" for t, p in zip(texts, pairs, strict=True)]
+    rows: list[Mistake] = []
+    if multi:
+        probs = sigmoid(logits)
+        gold = multi_hot(labels, len(label_names)).astype(bool)
+        pred = probs >= threshold
+        wrong = gold != pred  # (N, L)
+
+        def names(row: np.ndarray) -> str:
+            return " | ".join(label_names[i] for i in np.flatnonzero(row)) or "(none)"
+
+        for i in np.flatnonzero(wrong.any(axis=1)):
+            sure = np.where(pred[i], probs[i], 1.0 - probs[i])[wrong[i]].max()
+            rows.append(Mistake(shown[i], names(gold[i]), names(pred[i]), float(sure)))
+        what = "the surest wrong decision: p of a label given wrongly, 1 - p of one left out"
+        return Mistakes.sorted(rows, total=len(shown), confidence=what)
+    probs = softmax(logits)
+    predicted = probs.argmax(axis=1)
+    for i in np.flatnonzero(predicted != np.asarray(labels, dtype=np.int64)):
+        rows.append(
+            Mistake(
+                shown[i], label_names[labels[i]], label_names[predicted[i]], float(probs[i, predicted[i]])
+            )
+        )
+    return Mistakes.sorted(rows, total=len(shown))

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from tunelab.data.labels import LabelMap
     from tunelab.data.splits import Splits
     from tunelab.data.summary import SummaryView
+    from tunelab.evaluate.mistakes import Mistakes
+    from tunelab.evaluate.run_context import ReportContext
 
 _METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "loss")
 
@@ -214,6 +216,7 @@ class ClassificationTask(Task):
         title: str,
         meta: dict[str, Any],
         split: str,
+        context: ReportContext | None = None,
     ) -> dict[str, Path]:
         from tunelab.evaluate.report import write_report
 
@@ -226,6 +229,23 @@ class ClassificationTask(Task):
             meta=meta,
             split=split,
             multi_label=self.multi,
+            context=context,
+        )
+
+    def mistakes(
+        self, logits: np.ndarray, enc: Encoded, dataset: Any, labels: LabelMap, *, threshold: float | None
+    ) -> Mistakes:
+        """Rows whose label (or set of labels) is wrong, the most confident first."""
+        from tunelab.tasks.classification.scoring import mistakes
+
+        return mistakes(
+            logits,
+            list(enc.labels or []),
+            labels.names,
+            dataset.texts,
+            dataset.text_pairs,
+            multi=self.multi,
+            threshold=0.5 if threshold is None else threshold,
         )
 
     # --- prediction -------------------------------------------------------------------------

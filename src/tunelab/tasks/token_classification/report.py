@@ -13,7 +13,8 @@ from typing import Any
 from tunelab.atomic import atomic_write_bytes, atomic_write_text
 from tunelab.evaluate import plots
 from tunelab.evaluate.render import IMAGE_DIR, Image, Section, Table, Text, to_html, to_markdown
-from tunelab.evaluate.report import format_count, format_percent, format_value
+from tunelab.evaluate.report import format_count, format_percent, training_section
+from tunelab.evaluate.run_context import ReportContext, front_sections, mistake_section, run_facts
 from tunelab.tasks.token_classification.metrics import ERROR_KINDS
 
 # The training-curve plot draws the eval metrics it knows by name; entity F1 is the micro-averaged
@@ -29,10 +30,13 @@ def write_report(
     title: str = "tunelab report",
     meta: Mapping[str, Any] | None = None,
     split: str = "test",
+    context: ReportContext | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and the PNGs under ``plots/`` into ``out_dir`` (atomically).
 
     Missing metrics show as "—" rather than failing: a report is most needed when a run went wrong.
+    ``context`` adds the run's hyper-parameters, data summary, notes on training and the sentences
+    with wrong entities, most confident first (all of them in ``mistakes.csv``).
 
     Returns:
         Path of each written file by file name (``report.md``, ``report.html``, ``training.png``
@@ -47,7 +51,11 @@ def write_report(
     }
     drawn = {name: data for name, data in images.items() if data is not None}
     written = {name: atomic_write_bytes(out_dir / IMAGE_DIR / name, data) for name, data in drawn.items()}
-    sections = _sections(metrics, meta or {}, split, drawn)
+    context = context or ReportContext()
+    sections = _sections(metrics, meta or {}, split, drawn, context)
+    found = mistake_section(context, out_dir)
+    if found is not None:
+        sections.append(found)
     written["report.md"] = atomic_write_text(out_dir / "report.md", to_markdown(title, sections))
     written["report.html"] = atomic_write_text(out_dir / "report.html", to_html(title, sections, drawn))
     return written
@@ -65,13 +73,13 @@ def _curve_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _sections(
-    metrics: Mapping[str, Any], meta: Mapping[str, Any], split: str, images: Mapping[str, bytes]
+    metrics: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    split: str,
+    images: Mapping[str, bytes],
+    context: ReportContext,
 ) -> list[Section]:
-    sections: list[Section] = []
-    if meta:
-        sections.append(
-            Section("Run", [Table(["Field", "Value"], [[str(k), format_value(v)] for k, v in meta.items()])])
-        )
+    sections = [*run_facts(meta), *front_sections(context)]
     loss = plots.finite_number(metrics.get("loss"))
     rows = [
         ["Sentences", format_count(metrics.get("n"))],
@@ -86,8 +94,9 @@ def _sections(
     ]
     note = Text("Entities are scored with seqeval in strict IOB2 mode: type and both boundaries must match.")
     sections.append(Section(f"Results on {split}", [Table(["Metric", "Value"], rows, frozenset({1})), note]))
-    if "training.png" in images:
-        sections.append(Section("Training", [Image("training.png", "Training curves")]))
+    training = training_section(context, images)
+    if training is not None:
+        sections.append(training)
     blocks: list[Image | Table | Text] = []
     if "per_type_f1.png" in images:
         blocks.append(Image("per_type_f1.png", "Entity F1 per type, best to worst"))

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from tunelab.config import DataConfig
     from tunelab.data.splits import Splits
     from tunelab.data.summary import SummaryTerms, SummaryView
+    from tunelab.evaluate.mistakes import Mistakes
+    from tunelab.evaluate.run_context import ReportContext
 
 DEFAULT_STRIDE = 32  # ModelConfig.stride's default
 
@@ -211,16 +213,7 @@ class TokenClassificationTask(Task):
         ``loss`` is the training loss: mean cross-entropy over every labelled sub-token of every
         window. The rest is word-level, each word predicted once (see ``encoding.merge_windows``).
         """
-        extra = enc.extra or {}
-        gold_by_sample: dict[int, tuple[list[str], list[str]]] = {}
-        for s, gold, words in zip(extra["sample"], extra["gold"], extra["tokens"], strict=True):
-            gold_by_sample.setdefault(s, (gold, words))
-        gold = [gold_by_sample[s][0] for s in sorted(gold_by_sample)]
-        words = [gold_by_sample[s][1] for s in sorted(gold_by_sample)]
-        pred = [
-            _full_sequence(tags, kept, len(g))
-            for g, (tags, _, kept) in zip(gold, word_tags(logits, enc, labels.names), strict=True)
-        ]
+        gold, words, pred, _ = _sentences(logits, enc, labels.names)
         metrics: dict[str, Any] = {
             "task": self.name,
             "n": len(gold),
@@ -268,10 +261,22 @@ class TokenClassificationTask(Task):
         title: str,
         meta: dict[str, Any],
         split: str,
+        context: ReportContext | None = None,
     ) -> dict[str, Path]:
         from tunelab.tasks.token_classification.report import write_report
 
-        return write_report(out_dir, metrics, history=history, title=title, meta=meta, split=split)
+        return write_report(
+            out_dir, metrics, history=history, title=title, meta=meta, split=split, context=context
+        )
+
+    def mistakes(
+        self, logits: np.ndarray, enc: Encoded, dataset: Any, labels: LabelMap, *, threshold: float | None
+    ) -> Mistakes:
+        """Sentences with a wrong entity, surest first (``mistakes.sentence_mistakes``)."""
+        from tunelab.tasks.token_classification.mistakes import sentence_mistakes
+
+        gold, words, pred, probs = _sentences(logits, enc, labels.names)
+        return sentence_mistakes(gold, pred, words, probs)
 
     # --- prediction -------------------------------------------------------------------------
 
@@ -310,6 +315,29 @@ def _from_pretrained(path: Path, **config: Any) -> nn.Module:
             f"model folder {path}: cannot load a token classifier ({reason}); "
             "give a Hugging Face folder with config.json and model.safetensors"
         ) from None
+
+
+def _sentences(
+    logits: np.ndarray, enc: Encoded, names: list[str]
+) -> tuple[list[list[str]], list[list[str]], list[list[str]], list[np.ndarray]]:
+    """Per sentence: gold tags, words, predicted tags of every word, and each word's probability.
+
+    A word without sub-tokens has no probability of its own; it gets 1.0 (``_full_sequence``
+    gives it the tag around it, no decision of the model's).
+    """
+    extra = enc.extra or {}
+    gold_by_sample: dict[int, tuple[list[str], list[str]]] = {}
+    for s, gold, words in zip(extra["sample"], extra["gold"], extra["tokens"], strict=True):
+        gold_by_sample.setdefault(s, (gold, words))
+    gold = [gold_by_sample[s][0] for s in sorted(gold_by_sample)]
+    words = [gold_by_sample[s][1] for s in sorted(gold_by_sample)]
+    pred, probs = [], []
+    for g, (tags, scores, kept) in zip(gold, word_tags(logits, enc, names), strict=True):
+        pred.append(_full_sequence(tags, kept, len(g)))
+        full = np.ones(len(g))
+        full[kept] = scores
+        probs.append(full)
+    return gold, words, pred, probs
 
 
 def _full_sequence(tags: list[str], kept: list[int], size: int) -> list[str]:

@@ -1,0 +1,77 @@
+"""Wrong predictions, most confident first: the rows a person reads to see what a model gets wrong.
+
+A task knows what a mistake is (a wrong label, a wrong set of labels, a sentence with wrong
+entities) and how sure the model was of it (``Task.mistakes``); this module only holds the shape
+they share, so the report shows every task's mistakes in one table without asking which task it
+is, and writes all of them to ``mistakes.csv`` beside the report (Excel and pandas open it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.atomic import atomic_write_text
+
+SHOWN = 20
+"""Mistakes shown in the report; ``mistakes.csv`` holds them all."""
+_CELL = 200  # characters of a text shown in a report cell
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One wrong prediction.
+
+    Attributes:
+        text: the input as a person reads it (a text, ``text ⟂ pair``, a sentence).
+        gold: what it should have been (a label, labels joined by ``|``, entities).
+        predicted: what the model said, in the same form.
+        confidence: how sure the model was of what it got wrong, 0..1 (the task's
+            ``Mistakes.confidence`` says how it is measured).
+    """
+
+    text: str
+    gold: str
+    predicted: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Mistakes:
+    """A task's wrong predictions on one split, sorted most confident first.
+
+    Attributes:
+        rows: every mistake, most confident first.
+        total: examples scored (so a reader sees ``len(rows)`` of how many).
+        example: what one row is (``text``, ``sentence``).
+        confidence: one sentence saying what the confidence column measures.
+    """
+
+    rows: list[Mistake]
+    total: int
+    example: str = "text"
+    confidence: str = "the probability the model gave its wrong prediction"
+
+    @staticmethod
+    def sorted(rows: Sequence[Mistake], **kwargs: object) -> Mistakes:
+        """``Mistakes`` with ``rows`` ordered most confident first (ties keep their input order)."""
+        return Mistakes(rows=sorted(rows, key=lambda m: -m.confidence), **kwargs)  # type: ignore[arg-type]
+
+
+def short(text: str, limit: int = _CELL) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def write_csv(path: Path, mistakes: Mistakes) -> Path:
+    """Every mistake as CSV (``text,gold,predicted,confidence``), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([mistakes.example, "gold", "predicted", "confidence"])
+    for m in mistakes.rows:
+        writer.writerow([m.text, m.gold, m.predicted, f"{m.confidence:.4f}"])
+    return atomic_write_text(path, buffer.getvalue())

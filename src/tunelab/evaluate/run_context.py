@@ -1,0 +1,176 @@
+"""What a run report says besides the scores: the recipe, the data, how training went, the mistakes.
+
+Every task's report (``Task.write_report``) takes one ``ReportContext`` and places its sections
+through the functions here, so the hyper-parameters, the data summary of ``tunelab validate``
+(:mod:`tunelab.data.summary`), the sentences of :mod:`tunelab.evaluate.diagnose` and the table of
+most confident mistakes (:mod:`tunelab.evaluate.mistakes`) look the same whatever the task, and no
+report code asks which task it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.evaluate.mistakes import SHOWN, Mistakes, short, write_csv
+from tunelab.evaluate.render import Block, Preformatted, Section, Table, Text
+
+if TYPE_CHECKING:
+    from tunelab.config import RunConfig
+
+MISTAKES_CSV = "mistakes.csv"
+DATA_SUMMARY_JSON = "data_summary.json"
+"""In a run folder: ``DataSummary.to_dict()`` of its data, for the reports ``tunelab eval`` writes."""
+
+
+@dataclass
+class ReportContext:
+    """The run-level facts a report shows around a split's metrics; every part is optional.
+
+    Attributes:
+        hyperparameters: the recipe that mattered, by name (see ``hyperparameters``).
+        data_summary: ``DataSummary.lines()`` of the run's data, as ``tunelab validate`` prints it.
+        data_title: the heading of the data summary's section.
+        notes: plain sentences about training (``diagnose.training_notes``).
+        mistakes: the task's wrong predictions on the reported split, most confident first.
+    """
+
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    data_summary: list[str] | None = None
+    data_title: str = "Data"
+    notes: list[str] = field(default_factory=list)
+    mistakes: Mistakes | None = None
+
+
+def hyperparameters(
+    cfg: RunConfig, *, default_learning_rate: float | None = None, head_init: str | None = None
+) -> dict[str, Any]:
+    """The settings that decide a run's result, as the report's table shows them.
+
+    Args:
+        cfg: the run's config (``config.json``).
+        default_learning_rate: the method's default, used when ``train.learning_rate`` is unset.
+        head_init: how the head really began (a skipped probe leaves a random head), which sets
+            the head's learning rate; ``train.head_init`` when None.
+    """
+    import dataclasses
+
+    from tunelab.train.optim import head_learning_rate
+
+    t = cfg.train
+    lr = t.learning_rate or default_learning_rate
+    head = None
+    if lr is not None:
+        head = head_learning_rate(dataclasses.replace(t, head_init=head_init or t.head_init), lr)
+    options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.method.options.items()))
+    batch = f"{t.batch_size}" + (
+        f" × {t.grad_accum_steps} accumulated = {t.batch_size * t.grad_accum_steps}"
+        if t.grad_accum_steps > 1
+        else ""
+    )
+    return {
+        "model": cfg.model.name,
+        "method": cfg.method.name + (f" ({options})" if options else ""),
+        "epochs": f"{t.epochs:g}",
+        "learning rate": lr if t.learning_rate else f"{lr:g} (the method's default)" if lr else None,
+        "head learning rate": head,
+        "batch size": batch,
+        "max length (tokens)": cfg.model.max_length,
+        "seed": t.seed,
+        "warmup ratio": t.warmup_ratio,
+        "weight decay": t.weight_decay,
+        "head init": head_init or t.head_init,
+        "selection metric": t.metric,
+        "early stopping patience": "off" if t.patience is None else t.patience,
+    }
+
+
+def front_sections(context: ReportContext) -> list[Section]:
+    """The hyper-parameters and the data summary, shown after the run's facts."""
+    from tunelab.evaluate.report import format_value  # that module imports this one
+
+    sections: list[Section] = []
+    if context.hyperparameters:
+        rows = [[name, format_value(value)] for name, value in context.hyperparameters.items()]
+        sections.append(Section("Hyper-parameters", [Table(["Setting", "Value"], rows)]))
+    if context.data_summary:
+        flagged = sum(line.startswith("!") for line in context.data_summary)
+        lead = (
+            f"As tunelab validate reports it; {flagged} line(s) marked ! need a look."
+            if flagged
+            else "As tunelab validate reports it; nothing flagged."
+        )
+        blocks = [Text(lead), Preformatted("\n".join(context.data_summary))]
+        sections.append(Section(context.data_title, blocks))
+    return sections
+
+
+def training_blocks(context: ReportContext) -> list[Block]:
+    """The sentences about training, shown above the training curves."""
+    return [Text(note) for note in context.notes]
+
+
+def mistake_section(context: ReportContext, out_dir: Path | None) -> Section | None:
+    """The most confident mistakes as a table; all of them go to ``mistakes.csv`` in ``out_dir``."""
+    found = context.mistakes
+    if found is None:
+        return None
+    if not found.rows:
+        return Section("Most confident mistakes", [Text(f"No mistakes on {found.total:,} {found.example}s.")])
+    if out_dir is not None:
+        write_csv(Path(out_dir) / MISTAKES_CSV, found)
+    shown = found.rows[:SHOWN]
+    lead = f"{len(found.rows):,} of {found.total:,} {found.example}s are wrong, the surest first"
+    if len(found.rows) > len(shown):
+        lead += f" (the {len(shown)} surest are shown; all of them are in {MISTAKES_CSV})"
+    lead += f". Confidence: {found.confidence}."
+    rows = [[short(m.text), short(m.gold), short(m.predicted), f"{m.confidence:.3f}"] for m in shown]
+    table = Table([found.example.capitalize(), "Gold", "Predicted", "Confidence"], rows, frozenset({3}))
+    return Section("Most confident mistakes", [Text(lead), table])
+
+
+def run_facts(meta: Mapping[str, Any]) -> list[Section]:
+    """The run's facts (model, data files, time...) as the first section, when there are any."""
+    from tunelab.evaluate.report import format_value  # that module imports this one
+
+    if not meta:
+        return []
+    rows = [[str(key), format_value(value)] for key, value in meta.items()]
+    return [Section("Run", [Table(["Field", "Value"], rows)])]
+
+
+def saved_data_summary(run_root: Path) -> list[str] | None:
+    """The lines of the data summary a run saved when it trained; None for an older run."""
+    import json
+
+    from tunelab.data.summary import DataSummary, SummaryTerms
+
+    path = Path(run_root) / DATA_SUMMARY_JSON
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw["terms"] = SummaryTerms(**raw["terms"])
+        return DataSummary(**raw).lines()
+    except (OSError, ValueError, TypeError, KeyError):  # absent, or written by another version
+        return None
+
+
+def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportContext:
+    """The context of a ``tunelab eval`` report: the run's recipe and training data, and the
+    mistakes on the evaluated file (the evaluation has no training history to comment on)."""
+    from tunelab.methods import get_method
+
+    cfg, run = predictor.config, predictor.run
+    return ReportContext(
+        hyperparameters=hyperparameters(
+            cfg,
+            default_learning_rate=get_method(cfg.method.name).default_learning_rate,
+            head_init=run.read_summary().get("head_init"),
+        ),
+        data_summary=saved_data_summary(run.root),
+        data_title="The run's training data",
+        mistakes=predictor.task.mistakes(
+            logits, enc, dataset, predictor.labels, threshold=predictor.threshold
+        ),
+    )

@@ -46,7 +46,16 @@ _EVAL_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
 
 
 def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
+    """``training_curves_figure`` as PNG bytes, or None when there is nothing to draw."""
+    fig = training_curves_figure(history)
+    return None if fig is None else figure_png(fig)
+
+
+def training_curves_figure(history: Iterable[Mapping[str, Any]]) -> Figure | None:
     """Draw losses (top) and eval metrics (bottom) against the optimiser step.
+
+    Metrics whose curves are identical are drawn once, named together in the legend; curves of a
+    few points have a marker on each point, so a short run's plot is never an empty axis.
 
     Args:
         history: Records of the run's JSONL metrics log; ``"train"`` events give ``step`` and
@@ -54,7 +63,7 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
             Records missing a step or value are skipped.
 
     Returns:
-        PNG bytes, or None when no record has anything to draw.
+        The figure (on its own Agg canvas), or None when no record has anything to draw.
     """
     train_loss, evals = _history_series(history)
     eval_losses = {split: series["loss"] for split, series in evals.items() if series.get("loss")}
@@ -107,7 +116,12 @@ def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
     from matplotlib.ticker import MaxNLocator
 
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # optimiser steps: no 7.5
-    return figure_png(fig)
+    steps = [p[0] for p in train_loss] + [
+        p[0] for c in (*eval_losses.values(), *eval_metrics.values()) for p in c
+    ]
+    if max(steps) - min(steps) < 2:  # one step: matplotlib's ±6% around it has no integer tick
+        axes[-1].set_xlim(min(steps) - 1, max(steps) + 1)
+    return fig
 
 
 def _distinct_curves(

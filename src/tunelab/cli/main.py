@@ -16,6 +16,7 @@ from tunelab.cli import (
     merge_cmd,
     predict_cmd,
     runs_cmd,
+    search_cmd,
     serve_cmd,
     tasks_cmd,
     train_cmd,
@@ -31,6 +32,7 @@ COMMANDS = (
     merge_cmd,
     runs_cmd,
     validate_cmd,
+    search_cmd,
     tasks_cmd,
     keys_cmd,
     usage_cmd,
@@ -45,6 +47,7 @@ EPILOG = """examples:
   tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
+  tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
   tunelab runs
   tunelab app support chat bots/banking
 """

@@ -78,6 +78,9 @@ class LoopSetup:
     on_step: Callable[[nn.Module, int], None] | None = None  # the method's per-step hook (Method.on_step)
     on_train_begin: Callable[[nn.Module, int], None] | None = None  # Method.on_train_begin(model, steps)
     loss_term: Callable[[nn.Module], torch.Tensor] | None = None  # Method.loss_term, added to the task's loss
+    # Called with each dev evaluation's record (step, epoch, metrics) after it is logged; it may
+    # raise to stop the run (a search prunes a weak trial so: tunelab.search). The loop knows no more.
+    on_evaluate: Callable[[dict[str, Any]], None] | None = None
 
 
 def higher_is_better(metric: str) -> bool:
@@ -238,3 +241,5 @@ def _evaluate(
             f"dev step {state.step}: {metric} {value:.4f} "
             f"(best {state.best_metric:.4f} at step {state.best_step})"
         )
+    if setup.on_evaluate is not None:
+        setup.on_evaluate(dict(record))

@@ -13,6 +13,7 @@ import math
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +70,7 @@ def train(
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
     show_progress: bool = True,
+    on_evaluate: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Fine-tune a model and write a finished run folder.
 
@@ -78,6 +80,9 @@ def train(
         resume: an unfinished run folder (``runs/<name>.partial``) to continue from its last
             checkpoint; its saved config is used and ``config``/``overrides`` must be None.
         show_progress: draw the progress bar and per-evaluation lines on stderr.
+        on_evaluate: called with each dev evaluation's record (``step``, ``epoch`` and the
+            metrics); an exception it raises stops training and leaves the run unfinished
+            (``tunelab.search`` prunes weak trials this way).
 
     Returns:
         The finished run's folder, metrics and summary.
@@ -154,6 +159,7 @@ def train(
             base_fingerprint=base_fingerprint,
             resume=resume is not None,
             show_progress=show_progress,
+            on_evaluate=on_evaluate,
         )
     finally:
         logging.getLogger("tunelab").removeHandler(handler)
@@ -176,6 +182,7 @@ def _train_in(
     base_fingerprint: str | None,
     resume: bool,
     show_progress: bool,
+    on_evaluate: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     started = time.perf_counter()
     for note in splits.notes:
@@ -235,6 +242,7 @@ def _train_in(
         on_step=method.on_step,
         on_train_begin=method.on_train_begin,
         loss_term=method.loss_term,
+        on_evaluate=on_evaluate,
     )
     try:
         state = run_loop(model, setup, resume=resume)

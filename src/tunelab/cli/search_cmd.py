@@ -1,0 +1,88 @@
+"""``tunelab search``: a hyper-parameter search over any config field, chosen on dev (Optuna)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tunelab.cli.config_args import add_config_arguments, config_and_overrides
+
+HELP = """examples:
+  tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
+  tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 12  # after a kill: resumes
+  tunelab search configs/banking77.yaml data.dev_size=0.1 --space configs/search_space.yaml --out runs/b77-search
+
+A space file maps config fields (the key=value override names) to the values to try:
+  train.learning_rate: {low: 1e-5, high: 1e-3, log: true}
+  train.epochs: {low: 2, high: 6}
+  method.r: [4, 8, 16]
+
+Each trial is a training run (trials/trial-NNN in the search folder, default
+<output_dir>/search-<config name>). Trials are chosen on the dev metric (train.metric) only; a run
+with no dev data is refused (give data.dev or data.dev_size). A trial whose dev metric trails the
+median of earlier trials at the same evaluation is pruned (--no-prune to train every trial to the
+end). data.test is withheld from the trials and read once by the best run at the end. The folder
+gets trials.csv, trials.md, trials.png, best.json and best (a link to the best run folder).
+The search is stored in study.db: rerunning the same command after a kill continues it, and a
+trial cut short by the kill runs again; --trials is the total, so a larger number adds trials.
+Needs Optuna: pip install 'tunelab[search]'.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search hyper-parameters (any config field) on dev data, resumable",
+        description="Train several variants of a run and keep the best on dev (Optuna, with pruning).",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(p)
+    p.add_argument("--space", required=True, metavar="YAML", help="the search space file")
+    p.add_argument("--trials", type=int, default=20, metavar="N", help="trials in all (default 20)")
+    p.add_argument("--out", metavar="DIR", help="search folder (default <output_dir>/search-<config name>)")
+    p.add_argument("--no-prune", action="store_true", help="train every trial to the end")
+    p.add_argument(
+        "--prune-after", type=int, default=2, metavar="K", help="finished trials before pruning starts (2)"
+    )
+    p.add_argument("--seed", type=int, help="the sampler's seed (default train.seed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from tunelab.search import search
+
+    logging.getLogger("optuna").setLevel(logging.WARNING)  # its per-trial INFO lines repeat ours
+    config, overrides = config_and_overrides(args)
+    result = search(
+        config,
+        space=args.space,
+        trials=args.trials,
+        overrides=overrides,
+        out=args.out,
+        prune=not args.no_prune,
+        prune_after=args.prune_after,
+        seed=args.seed,
+        show_progress=not args.quiet,
+        on_trial=_print_trial,
+    )
+    print(f"search: {result.folder} ({len(result.trials)} trials)")
+    if result.best_run is None:
+        print("no trial finished")
+        return 1
+    values = ", ".join(f"{k}={v}" for k, v in result.best_params.items())
+    print(f"best: dev {result.metric} {result.best_value:.4f} ({values})")
+    print(f"best run: {result.files.get('best', result.best_run)}")
+    if result.test is not None and result.metric in result.test:
+        print(f"test {result.metric} of the best run (read once): {result.test[result.metric]:.4f}")
+    print(f"table: {result.files['trials.md']}  plot: {result.files.get('trials.png', '-')}")
+    return 0
+
+
+def _print_trial(row: dict) -> None:
+    from tqdm.auto import tqdm
+
+    cells = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+    tqdm.write(cells)

@@ -1,0 +1,170 @@
+"""A search's table (CSV and Markdown), its plot, and the link to the best run folder.
+
+Rewritten after every trial, atomically, so a killed search leaves them describing every trial
+that finished. The table lists dev metrics only: the search chooses on dev, and a table of test
+numbers per trial would invite choosing on test by eye.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.atomic import atomic_write_bytes, atomic_write_text
+from tunelab.evaluate.render import Section, Table, Text, to_markdown
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tunelab.search.space import Dimension
+
+BEST_LINK = "best"
+
+
+def trial_rows(study: optuna.Study, dims: list[Dimension], metric: str) -> list[dict[str, Any]]:
+    """One row per trial: number, state, dev metric (a pruned trial's last reported), values, run."""
+    rows = []
+    for t in study.trials:
+        value = t.value
+        if value is None and t.intermediate_values:
+            value = t.intermediate_values[max(t.intermediate_values)]
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                f"dev {metric}": value,
+                **{d.key: t.params.get(d.key) for d in dims},
+                "evaluations": len(t.intermediate_values),
+                "seconds": t.user_attrs.get("seconds"),
+                "run": f"trials/{t.user_attrs['run']}" if t.state.name == "COMPLETE" else "",
+            }
+        )
+    return rows
+
+
+def write_outputs(folder: Path, study: optuna.Study, dims: list[Dimension], metric: str) -> dict[str, Path]:
+    """``trials.csv``, ``trials.md`` and ``trials.png`` of every trial so far."""
+    rows = trial_rows(study, dims, metric)
+    files = {"trials.csv": atomic_write_text(folder / "trials.csv", _csv(rows))}
+    best = _best_number(study)
+    files["trials.md"] = atomic_write_text(folder / "trials.md", _markdown(rows, metric, best, study))
+    png = trials_png(rows, metric, minimize=study.direction.name == "MINIMIZE")
+    if png is not None:
+        files["trials.png"] = atomic_write_bytes(folder / "trials.png", png)
+    return files
+
+
+def link_best(folder: Path, run: Path) -> Path | None:
+    """Point ``folder/best`` at ``run`` (a relative link, replaced atomically); copy where links fail."""
+    link = folder / BEST_LINK
+    target = os.path.relpath(run, folder)
+    temp = folder / f".{BEST_LINK}.tmp"
+    try:
+        if temp.is_symlink() or temp.exists():
+            temp.unlink()
+        temp.symlink_to(target, target_is_directory=True)
+        if link.exists() and not link.is_symlink():  # an earlier copy
+            shutil.rmtree(link)
+        os.replace(temp, link)
+    except OSError:  # no symlinks here (Windows without the privilege): a copy, built then renamed
+        shutil.rmtree(temp, ignore_errors=True)
+        shutil.copytree(run, temp)
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            shutil.rmtree(link)
+        os.replace(temp, link)
+    return link
+
+
+def _best_number(study: optuna.Study) -> int | None:
+    return study.best_trial.number if any(t.state.name == "COMPLETE" for t in study.trials) else None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        # Full precision here (a spreadsheet formats it); the Markdown table rounds.
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: optuna.Study) -> str:
+    pruned = sum(r["state"] == "pruned" for r in rows)
+    if best is None:
+        lead = "No trial has finished yet."
+    else:
+        b = study.best_trial
+        values = ", ".join(f"{k}={_cell(v)}" for k, v in b.params.items())
+        lead = f"Best: trial {best}, dev {metric} {b.value:.4f} ({values}); its run folder is best/."
+    notes = [
+        Text(lead),
+        Text(
+            f"{len(rows)} trial(s), {pruned} pruned (stopped early: their dev {metric} trailed the median "
+            "of earlier trials at the same evaluation; the value shown is their last). Chosen on dev only."
+        ),
+    ]
+    headers = list(rows[0]) if rows else ["trial"]
+    body = [
+        [("★ " if r["trial"] == best else "") + str(r["trial"]), *map(_cell, list(r.values())[1:])]
+        for r in rows
+    ]
+    right = frozenset(
+        i for i, h in enumerate(headers) if h.startswith("dev ") or h in ("evaluations", "seconds")
+    )
+    return to_markdown(
+        f"tunelab search: dev {metric} per trial", [Section("Trials", [*notes, Table(headers, body, right)])]
+    )
+
+
+def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> bytes | None:
+    """Each trial's dev metric (pruned ones hollow) and the best so far, against the trial number."""
+    from tunelab.evaluate.plots import figure_png, finite_number, new_figure
+
+    points = [(r["trial"], finite_number(r[f"dev {metric}"]), r["state"]) for r in rows]
+    points = [(n, v, s) for n, v, s in points if v is not None]
+    if not points:
+        return None
+    fig = new_figure(7.0, 4.0)
+    ax = fig.add_subplot()
+    done = [(n, v) for n, v, s in points if s == "complete"]
+    cut = [(n, v) for n, v, s in points if s != "complete"]
+    if done:
+        ax.plot(*zip(*done, strict=True), "o", color="tab:blue", label="finished trial")
+        best, steps = None, []
+        for n, v in done:
+            best = v if best is None or (v < best if minimize else v > best) else best
+            steps.append((n, best))
+        last = max(n for n, _, _ in points)
+        if steps[-1][0] < last:  # carry the best on past later pruned trials
+            steps.append((last, steps[-1][1]))
+        ax.step(
+            *zip(*steps, strict=True), where="post", color="tab:green", linewidth=1.5, label="best so far"
+        )
+    if cut:
+        ax.plot(*zip(*cut, strict=True), "o", mfc="none", color="tab:gray", label="pruned (last value)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    numbers = [n for n, _, _ in points]
+    ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"dev {metric}")
+    ax.set_title(f"Search: dev {metric} per trial")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return figure_png(fig)

@@ -1,0 +1,197 @@
+"""The search space: a YAML file mapping config fields to the values a search may try.
+
+```yaml
+train.learning_rate: {low: 1e-5, high: 1e-3, log: true}   # a float range (log scale)
+train.epochs: {low: 2, high: 6}                            # whole numbers when both ends are
+train.warmup_ratio: {low: 0.0, high: 0.2, step: 0.05}
+method.r: [4, 8, 16]                                       # a choice
+method: [lora, full]
+```
+
+Keys are the ``key=value`` override names (``data.*``, ``model.*``, ``method``/``method.<option>``,
+``train.*``); each is checked against the run config with its extreme values before a trial runs,
+so a typo or a value the config refuses is one line naming the file and key, not a failed trial
+an hour in. Values are applied as overrides, so anything ``tunelab train key=value`` takes works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tunelab.errors import ConfigError, TunelabError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tunelab.config import RunConfig
+
+_RANGE_KEYS = {"low", "high", "log", "step"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One config field and the values a search may give it.
+
+    Attributes:
+        key: the override name (``train.learning_rate``, ``method.r``).
+        choices: the values of a choice; None for a range.
+        low, high: a range's ends (both included).
+        log: sample a range on a log scale.
+        step: a range's grid step; None for any value.
+        integer: a range of whole numbers.
+    """
+
+    key: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """This field's value for ``trial``, drawn by the study's sampler."""
+        if self.choices is not None:
+            return trial.suggest_categorical(self.key, list(self.choices))
+        assert self.low is not None and self.high is not None
+        if self.integer:
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+
+    def extremes(self) -> list[Any]:
+        """The values to check the config accepts: every choice, or both ends of the range."""
+        if self.choices is not None:
+            return list(self.choices)
+        return [int(self.low), int(self.high)] if self.integer else [self.low, self.high]  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"{self.key}: one of {', '.join(map(str, self.choices))}"
+        scale = ", log scale" if self.log else ""
+        step = f", step {self.step:g}" if self.step else ""
+        return f"{self.key}: {self.low:g} to {self.high:g}{scale}{step}"
+
+
+def override(key: str, value: Any) -> str:
+    """``key=value`` as ``tunelab train`` reads it back: YAML text, so ``1e-05`` stays a float."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).splitlines()[0]
+    return f"{key}={text}"
+
+
+def load_space(path: str | Path) -> list[Dimension]:
+    """Read and check a space file's syntax (``check_space`` checks it against a config).
+
+    Raises:
+        ConfigError: one line naming the file and the key, for a missing or empty file, bad
+            YAML, or a value that is neither a list of choices nor a ``{low, high}`` range.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: search space file not found (give a YAML file such as space.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file; a search space is YAML") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"{p}: a search space maps config fields to values, e.g. "
+            "'train.learning_rate: {low: 1e-5, high: 1e-3, log: true}' or 'method.r: [4, 8, 16]'"
+        )
+    return [_dimension(p, str(key), value) for key, value in raw.items()]
+
+
+def _dimension(path: Path, key: str, value: Any) -> Dimension:
+    where = f"{path}: {key}"
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where}: an empty list of choices; give at least one value")
+        bad = [v for v in value if v is not None and not isinstance(v, bool | int | float | str)]
+        if bad:
+            raise ConfigError(
+                f"{where}: choices must be single values (numbers, text, true/false), got {bad[0]!r}"
+            )
+        if len(set(map(repr, value))) != len(value):
+            raise ConfigError(f"{where}: a choice is listed twice in {value}")
+        return Dimension(key, choices=tuple(value))
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: give a list of choices ([4, 8, 16]) or a range "
+            f"({{low: 1e-5, high: 1e-3, log: true}}), not {value!r}"
+        )
+    unknown = sorted(set(map(str, value)) - _RANGE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown range key(s) {', '.join(unknown)} (use low, high, log, step)")
+    if "low" not in value or "high" not in value:
+        raise ConfigError(f"{where}: a range needs both low and high, e.g. {{low: 1e-5, high: 1e-3}}")
+    low, high, step = (_number(where, name, value.get(name)) for name in ("low", "high", "step"))
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: log={log!r} (use true or false)")
+    assert low is not None and high is not None
+    if not low < high:
+        raise ConfigError(f"{where}: low ({low:g}) must be below high ({high:g})")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0 (got {low:g})")
+    if step is not None and (step <= 0 or log):
+        raise ConfigError(f"{where}: step must be positive and cannot be combined with log")
+    # YAML reads 1 as an int and 1.0 as a float: a range written in whole numbers is one of them.
+    integer = all(isinstance(value.get(name), int) for name in ("low", "high")) and (
+        step is None or float(step).is_integer()
+    )
+    return Dimension(key, low=low, high=high, log=log, step=step, integer=integer)
+
+
+def _number(where: str, name: str, value: Any) -> float | None:
+    """A finite number; YAML 1.1 reads ``1e-5`` (no dot) as text, so text that is a number counts."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {name}={value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {name}={value!r} is not a finite number")
+    return value
+
+
+def check_space(
+    space: list[Dimension], config: RunConfig | str | Path | None, overrides: list[str], path: str | Path
+) -> None:
+    """Check that the run config takes every choice and both ends of every range.
+
+    Raises:
+        ConfigError: naming the space file, the key and what the config said, one line per key.
+    """
+    from tunelab.errors import several
+    from tunelab.preflight import load_config
+
+    errors: list[TunelabError] = []
+    for dim in space:
+        for value in dim.extremes():
+            try:
+                cfg = load_config(config, [*overrides, override(dim.key, value)])
+                _check_method_options(cfg)
+            except TunelabError as exc:
+                errors.append(ConfigError(f"{path}: {dim.key}={value!r} is refused by the run config: {exc}"))
+                break
+    if errors:
+        raise several(errors)
+
+
+def _check_method_options(cfg: RunConfig) -> None:
+    """A method option is checked by the method, not by ``RunConfig`` (``method.rr`` would pass)."""
+    from tunelab.methods import get_method
+
+    get_method(cfg.method.name).parse_options(cfg.method.options)

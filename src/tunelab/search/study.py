@@ -1,0 +1,330 @@
+"""``search(config, space=..., trials=N)``: train N variants of a run and keep the best on dev.
+
+Optuna does the searching (TPE sampling, median pruning, a SQLite study): what is written here is
+only what it cannot know, how a trial is a tunelab run. Each trial is ``tunelab.train`` with the
+trial's values as ``key=value`` overrides; its dev metric is reported to Optuna after every
+evaluation through ``train(on_evaluate=...)``, so a trial that trails the median of earlier
+trials at the same evaluation is pruned there (the training loop knows nothing of Optuna).
+
+The search folder holds everything, so a killed search resumes by running the same command:
+
+    study.db       Optuna's SQLite storage: finished trials are never trained again
+    search.json    the config, overrides and space it was started with (a rerun must match)
+    trials/        one run folder per finished trial (pruned trials leave none)
+    trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
+    best           a link to the best trial's run folder (a copy where links are not allowed)
+    best.json      the best trial: its values, dev metric, run folder, and test metric
+
+Choosing is on dev only. A test file (``data.test``) is withheld from the trials and read once, by
+the best run, at the end; a test split carved from train (``data.test_size``) stays in each trial
+folder but is never read by the search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.atomic import atomic_write_json
+from tunelab.errors import ConfigError
+from tunelab.search.space import Dimension, check_space, load_space, override
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tunelab.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+STUDY_DB = "study.db"
+SETTINGS = "search.json"
+NO_DEV = (
+    "tunelab search chooses on dev data only and this config has none: give data.dev=FILE, "
+    "or data.dev_size=0.1 to hold out a share of train"
+)
+
+
+@dataclass
+class SearchResult:
+    """A search's outcome (also in ``best.json`` and the trials table).
+
+    Attributes:
+        folder: the search folder.
+        metric: the dev metric chosen on (the config's ``train.metric``).
+        best_value: the best trial's dev metric; None when no trial finished.
+        best_params: the best trial's values by key.
+        best_run: the best trial's run folder.
+        test: the best run's metrics on ``data.test``, read once after the search; None without one.
+        trials: one row per trial, as in ``trials.csv``.
+        files: the table, markdown, plot and best-link paths by name.
+    """
+
+    folder: Path
+    metric: str
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_run: Path | None
+    test: dict[str, Any] | None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def search(
+    config: RunConfig | str | Path | None,
+    *,
+    space: str | Path,
+    trials: int,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    prune: bool = True,
+    prune_after: int = 2,
+    seed: int | None = None,
+    first: list[dict[str, Any]] | None = None,
+    show_progress: bool = True,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) a hyper-parameter search over any config fields, choosing on dev.
+
+    Args:
+        config: the base run (a ``RunConfig``, a YAML file or None for the defaults).
+        space: the space YAML (:mod:`tunelab.search.space`).
+        trials: trials the search has in all; a resumed search runs only those still missing.
+        overrides: ``key=value`` overrides of the base run.
+        out: the search folder; default ``<output_dir>/search-<config file stem or "run">``.
+        prune: stop a trial whose dev metric trails the median of earlier trials at the same
+            evaluation (Optuna's ``MedianPruner``).
+        prune_after: finished trials needed before any trial is pruned.
+        seed: the sampler's seed; default ``train.seed``.
+        first: values to try first (e.g. the current recipe), one dict of ``key: value`` per trial.
+        show_progress: a progress bar over trials.
+        on_trial: called with each finished or pruned trial's row (the CLI prints it).
+
+    Returns:
+        The best trial (highest dev metric, lowest for a loss) and the table of trials.
+
+    Raises:
+        ConfigError: a space file, config or data problem, one line each, before anything trains.
+
+    Example:
+        >>> result = search("configs/banking77.yaml", space="space.yaml", trials=20)  # doctest: +SKIP
+        >>> result.best_params, result.best_value, result.best_run  # doctest: +SKIP
+    """
+    optuna = _import_optuna()
+    from tqdm.auto import tqdm
+
+    from tunelab.preflight import check_run, load_config
+    from tunelab.search.outputs import link_best, write_outputs
+
+    overrides = list(overrides or [])
+    if trials < 1:
+        raise ConfigError(f"--trials {trials}: give at least 1 trial")
+    dims = load_space(space)
+    if any(d.key in ("train.metric", "name", "output_dir") for d in dims):
+        raise ConfigError(f"{space}: train.metric, name and output_dir cannot be searched over")
+    base = load_config(config, overrides)
+    _check_dev(base)
+    check_space(dims, config, overrides, space)
+    checked = check_run(base, new_run=False)  # the data and model, once, before any trial
+    checked.raise_if_problems()
+
+    folder = Path(out) if out is not None else Path(base.output_dir) / f"search-{_stem(config)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "config": str(config) if not hasattr(config, "to_dict") else "(RunConfig)",
+        "base": base.to_dict(),
+        "space": [d.describe() for d in dims],
+        "metric": base.train.metric,
+    }
+    _check_same_search(folder, settings)
+
+    metric = base.train.metric
+    direction = "minimize" if metric.endswith("loss") else "maximize"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_DB).resolve()}")
+    study = optuna.create_study(
+        study_name="tunelab",
+        storage=storage,
+        load_if_exists=True,
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=base.train.seed if seed is None else seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after)
+        if prune
+        else optuna.pruners.NopPruner(),
+    )
+    _requeue_interrupted(study, storage, folder, optuna)
+    if first and not study.trials:
+        for values in first:
+            study.enqueue_trial(values)
+
+    # Trials withhold the test file: the search must not read it; the best run reads it once.
+    trial_overrides = [*overrides, *(["data.test=null"] if base.data.test else [])]
+    done = sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
+    bar = tqdm(
+        total=trials, initial=min(done, trials), unit="trial", desc="search", disable=not show_progress
+    )
+    try:
+        while done < trials:
+            row = _run_trial(study, dims, config, trial_overrides, folder, metric, prune, optuna)
+            done += 1
+            bar.update(1)
+            write_outputs(folder, study, dims, metric)
+            if on_trial is not None:
+                on_trial(row)
+    finally:
+        bar.close()
+    files = write_outputs(folder, study, dims, metric)
+    return _result(folder, study, dims, metric, base, files, link_best)
+
+
+def _run_trial(
+    study: optuna.Study,
+    dims: list[Dimension],
+    config: Any,
+    overrides: list[str],
+    folder: Path,
+    metric: str,
+    prune: bool,
+    optuna: Any,
+) -> dict[str, Any]:
+    """Train one trial; tell the study its dev metric, or that it was pruned."""
+    from tunelab.train import train
+
+    trial = study.ask()
+    values = {d.key: d.suggest(trial) for d in dims}
+    name = f"trial-{trial.number:03d}"
+    trial.set_user_attr("run", name)
+    evaluations: list[float] = []
+
+    def report(record: dict[str, Any]) -> None:
+        value = record.get(metric)
+        if value is None:
+            return
+        trial.report(float(value), step=len(evaluations))
+        evaluations.append(float(value))
+        if prune and trial.should_prune():
+            raise optuna.TrialPruned(f"{metric} {value:.4f} at evaluation {len(evaluations)}")
+
+    run_overrides = [
+        *overrides,
+        *(override(k, v) for k, v in values.items()),
+        f"output_dir={folder / 'trials'}",
+        f"name={name}",
+    ]
+    try:
+        result = train(config, overrides=run_overrides, show_progress=False, on_evaluate=report)
+    except optuna.TrialPruned:
+        shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return {"trial": trial.number, "state": "pruned", metric: evaluations[-1], **values}
+    except Exception:
+        # A failure of this trial's values (or a bug): recorded as failed, the partial run removed.
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
+        raise
+    value = float(result.metrics["dev"][metric])
+    trial.set_user_attr("epochs", result.summary.get("epochs_run"))
+    trial.set_user_attr("seconds", result.summary.get("train_seconds"))
+    study.tell(trial, value)
+    return {"trial": trial.number, "state": "complete", metric: value, **values}
+
+
+def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna: Any) -> None:
+    """Trials left running by a killed search: marked failed, their partial runs removed, and their
+    values queued again so the resumed search tries them first."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        run = t.user_attrs.get("run")
+        if run:
+            shutil.rmtree(folder / "trials" / f"{run}.partial", ignore_errors=True)
+        if t.params:
+            study.enqueue_trial(t.params)
+        log.info("trial %d was interrupted: it runs again", t.number)
+
+
+def _check_dev(cfg: RunConfig) -> None:
+    if cfg.data.dev is None and cfg.data.dev_size <= 0:
+        raise ConfigError(NO_DEV)
+
+
+def _check_same_search(folder: Path, settings: dict[str, Any]) -> None:
+    """A rerun continues the search in ``folder`` only with the same config, space and metric."""
+    path = folder / SETTINGS
+    if not path.is_file():
+        atomic_write_json(path, settings)
+        return
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("base", "space", "metric"):
+        if saved.get(key) != settings[key]:
+            what = {"base": "run config", "space": "search space", "metric": "metric"}[key]
+            raise ConfigError(
+                f"{folder} holds a search with another {what}; resume it with the same command, "
+                "or give --out for a new search folder"
+            )
+
+
+def _stem(config: Any) -> str:
+    if isinstance(config, str | os.PathLike):
+        return Path(config).stem
+    return "run"
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError(
+            "tunelab search needs Optuna: pip install 'tunelab[search]' (or pip install optuna)"
+        ) from None
+    return optuna
+
+
+def _result(
+    folder: Path,
+    study: optuna.Study,
+    dims: list[Dimension],
+    metric: str,
+    base: RunConfig,
+    files: dict[str, Path],
+    link_best: Callable[..., Path | None],
+) -> SearchResult:
+    from tunelab.search.outputs import trial_rows
+
+    rows = trial_rows(study, dims, metric)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        return SearchResult(folder, metric, None, {}, None, None, rows, files)
+    best = study.best_trial
+    run = folder / "trials" / best.user_attrs["run"]
+    link = link_best(folder, run)
+    if link is not None:
+        files["best"] = link
+    test = None
+    saved = folder / "best.json"
+    previous = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
+    if base.data.test and previous.get("run") == str(run) and previous.get("test") is not None:
+        test = previous["test"]  # read once: a rerun of a finished search does not read it again
+    elif base.data.test:
+        from tunelab.evaluate.on_run import evaluate
+
+        metrics = evaluate(run, base.data.test, out_dir=folder / "best-test")
+        test = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    atomic_write_json(
+        saved,
+        {
+            "trial": best.number,
+            "metric": metric,
+            "dev": best.value,
+            "params": best.params,
+            "run": str(run),
+            "test": test,
+        },
+    )
+    files["best.json"] = saved
+    return SearchResult(folder, metric, best.value, dict(best.params), run, test, rows, files)

@@ -17,6 +17,7 @@ an hour in. Values are applied as overrides, so anything ``tunelab train key=val
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,7 +124,7 @@ def _dimension(path: Path, key: str, value: Any) -> Dimension:
             )
         if len(set(map(repr, value))) != len(value):
             raise ConfigError(f"{where}: a choice is listed twice in {value}")
-        return Dimension(key, choices=tuple(value))
+        return Dimension(key, choices=tuple(_yaml11_float(v) for v in value))
     if not isinstance(value, dict):
         raise ConfigError(
             f"{where}: give a list of choices ([4, 8, 16]) or a range "
@@ -150,6 +151,13 @@ def _dimension(path: Path, key: str, value: Any) -> Dimension:
         step is None or float(step).is_integer()
     )
     return Dimension(key, low=low, high=high, log=log, step=step, integer=integer)
+
+
+def _yaml11_float(value: Any) -> Any:
+    """``1e-4`` as YAML 1.1 reads it (text: no dot) back to the number it was written as."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
 
 
 def _number(where: str, name: str, value: Any) -> float | None:
@@ -183,11 +191,24 @@ def check_space(
             try:
                 cfg = load_config(config, [*overrides, override(dim.key, value)])
                 _check_method_options(cfg)
+                check_dev(cfg)
             except TunelabError as exc:
                 errors.append(ConfigError(f"{path}: {dim.key}={value!r} is refused by the run config: {exc}"))
                 break
     if errors:
         raise several(errors)
+
+
+NO_DEV = (
+    "tunelab search chooses on dev data only and this config has none: give data.dev=FILE, "
+    "or data.dev_size=0.1 to hold out a share of train"
+)
+
+
+def check_dev(cfg: RunConfig) -> None:
+    """Refuse a run without dev data: a search must not choose on training or test data."""
+    if cfg.data.dev is None and cfg.data.dev_size <= 0:
+        raise ConfigError(NO_DEV)
 
 
 def _check_method_options(cfg: RunConfig) -> None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError
-from tunelab.search.space import Dimension, check_space, load_space, override
+from tunelab.search.space import Dimension, check_dev, check_space, load_space, override
 
 if TYPE_CHECKING:
     import optuna
@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 
 STUDY_DB = "study.db"
 SETTINGS = "search.json"
-NO_DEV = (
-    "tunelab search chooses on dev data only and this config has none: give data.dev=FILE, "
-    "or data.dev_size=0.1 to hold out a share of train"
-)
 
 
 @dataclass
@@ -128,7 +124,7 @@ def search(
     if any(d.key in ("train.metric", "name", "output_dir") for d in dims):
         raise ConfigError(f"{space}: train.metric, name and output_dir cannot be searched over")
     base = load_config(config, overrides)
-    _check_dev(base)
+    check_dev(base)
     check_space(dims, config, overrides, space)
     checked = check_run(base, new_run=False)  # the data and model, once, before any trial
     checked.raise_if_problems()
@@ -246,11 +242,6 @@ def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna
         if t.params:
             study.enqueue_trial(t.params)
         log.info("trial %d was interrupted: it runs again", t.number)
-
-
-def _check_dev(cfg: RunConfig) -> None:
-    if cfg.data.dev is None and cfg.data.dev_size <= 0:
-        raise ConfigError(NO_DEV)
 
 
 def _check_same_search(folder: Path, settings: dict[str, Any]) -> None:

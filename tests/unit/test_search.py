@@ -1,0 +1,237 @@
+"""``tunelab search`` (issue 15 item 9) on the tiny model: 2-3 trials of 1-2 epochs each.
+
+Trials run and are chosen by dev metric; the table, plot and best link exist; a weak trial is
+pruned through the training loop's evaluation hook; a search cut short resumes without training
+finished trials again; bad space files and configs without dev data get one-line errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("optuna")
+
+from tunelab.cli.main import main
+from tunelab.errors import ConfigError
+from tunelab.search import search
+from tunelab.search.space import load_space, override
+
+TRAIN = importlib.import_module("tunelab.train")  # the package: tunelab.train is also the function
+
+
+@pytest.fixture
+def base(tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path) -> list[str]:
+    # A random head: the linear probe alone scores 100% on dev, and learning rates would not matter.
+    return tiny_overrides(
+        tiny_bert, train_csv, test_csv, tmp_path / "runs", "train.head_init=random", epochs=2
+    )
+
+
+def write_space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_trials_run_and_the_best_is_chosen_by_dev_metric(base: list[str], tmp_path: Path) -> None:
+    # A learning rate the tiny model learns the classes with, and one too small to move it.
+    space = write_space(tmp_path, "train.learning_rate: [0.005, 1.0e-7]\n")
+    result = search(
+        None,
+        space=space,
+        trials=2,
+        overrides=base,
+        out=tmp_path / "s",
+        prune=False,
+        first=[{"train.learning_rate": 1e-7}, {"train.learning_rate": 0.005}],
+        show_progress=False,
+    )
+    rows = read_csv(tmp_path / "s" / "trials.csv")
+    assert [(r["trial"], r["state"], r["train.learning_rate"]) for r in rows] == [
+        ("0", "complete", "1e-07"),
+        ("1", "complete", "0.005"),
+    ]
+    dev = [float(r["dev accuracy"]) for r in rows]
+    assert dev[1] > dev[0]
+    for r, value in zip(rows, dev, strict=True):  # the table's value is the trial run's own dev metric
+        saved = json.loads((tmp_path / "s" / r["run"] / "metrics.json").read_text(encoding="utf-8"))
+        assert saved["dev"]["accuracy"] == pytest.approx(value)
+        assert "test" not in saved, "trials must not read the test file"
+    assert result.best_params == {"train.learning_rate": 0.005}
+    assert result.best_value == pytest.approx(dev[1])
+    assert result.best_run == tmp_path / "s" / "trials" / "trial-001"
+    assert (tmp_path / "s" / "best").resolve() == result.best_run.resolve()
+    assert (tmp_path / "s" / "best" / "report.html").is_file()
+    best = json.loads((tmp_path / "s" / "best.json").read_text(encoding="utf-8"))
+    assert best["trial"] == 1 and best["params"] == {"train.learning_rate": 0.005}
+    assert best["test"]["n"] == 24  # read once, by the best run, after choosing
+    md = (tmp_path / "s" / "trials.md").read_text(encoding="utf-8")
+    assert "Best: trial 1, dev accuracy" in md and "| ★ 1 | complete |" in md
+    assert (tmp_path / "s" / "trials.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_weak_trial_is_pruned_at_its_first_evaluation(base: list[str], tmp_path: Path) -> None:
+    space = write_space(tmp_path, "train.learning_rate: [0.005, 1.0e-7]\n")
+    result = search(
+        None,
+        space=space,
+        trials=2,
+        overrides=base,
+        out=tmp_path / "s",
+        prune_after=1,
+        first=[{"train.learning_rate": 0.005}, {"train.learning_rate": 1e-7}],
+        show_progress=False,
+    )
+    rows = read_csv(tmp_path / "s" / "trials.csv")
+    assert [(r["state"], r["evaluations"]) for r in rows] == [("complete", "2"), ("pruned", "1")]
+    assert rows[1]["run"] == ""
+    assert sorted(p.name for p in (tmp_path / "s" / "trials").iterdir()) == ["trial-000"]
+    assert result.best_params == {"train.learning_rate": 0.005}
+    assert "1 pruned" in (tmp_path / "s" / "trials.md").read_text(encoding="utf-8")
+
+
+def test_a_search_resumes_without_training_finished_trials_again(
+    base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = write_space(tmp_path, "train.learning_rate: {low: 1e-3, high: 1e-2, log: true}\n")
+    kwargs = {
+        "space": space,
+        "overrides": base,
+        "out": tmp_path / "s",
+        "prune": False,
+        "show_progress": False,
+    }
+    search(None, trials=1, **kwargs)
+    first_run = tmp_path / "s" / "trials" / "trial-000"
+    stamp = (first_run / "metrics.json").stat().st_mtime_ns
+
+    # The next trial is killed at its first evaluation (Ctrl-C): it stays "running" in study.db.
+    real = TRAIN.train
+
+    def killed(config, **kw):
+        def interrupt(record):
+            raise KeyboardInterrupt
+
+        return real(config, **{**kw, "on_evaluate": interrupt})
+
+    monkeypatch.setattr(TRAIN, "train", killed)
+    with pytest.raises(KeyboardInterrupt):
+        search(None, trials=3, **kwargs)
+    assert (tmp_path / "s" / "trials" / "trial-001.partial").is_dir()
+    monkeypatch.undo()
+    calls: list[list[str]] = []
+    real_train = TRAIN.train
+
+    def counting(config, **kw):
+        calls.append(list(kw["overrides"]))
+        return real_train(config, **kw)
+
+    monkeypatch.setattr(TRAIN, "train", counting)
+    result = search(None, trials=3, **kwargs)
+
+    assert len(calls) == 2, "only the interrupted trial and the missing one train"
+    assert (first_run / "metrics.json").stat().st_mtime_ns == stamp
+    rows = read_csv(tmp_path / "s" / "trials.csv")
+    assert [r["state"] for r in rows] == ["complete", "fail", "complete", "complete"]
+    # The interrupted trial's values run again first, and its partial folder is gone.
+    assert rows[2]["train.learning_rate"] == rows[1]["train.learning_rate"]
+    assert not (tmp_path / "s" / "trials" / "trial-001.partial").exists()
+    assert len([r for r in result.trials if r["state"] == "complete"]) == 3
+    # A rerun of a finished search trains nothing.
+    calls.clear()
+    search(None, trials=3, **kwargs)
+    assert calls == []
+
+
+def test_the_cli_runs_a_search_and_prints_the_best(
+    base: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    space = write_space(tmp_path, "train.learning_rate: {low: 1e-3, high: 1e-2, log: true}\n")
+    code = main(["search", *base, "--space", str(space), "--trials", "2", "--out", str(tmp_path / "s"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "best: dev accuracy" in out and "best run:" in out
+    assert "test accuracy of the best run (read once)" in out
+    assert len(read_csv(tmp_path / "s" / "trials.csv")) == 2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "a search space maps config fields to values"),
+        ("train.learning_rate: [\n", "not valid YAML"),
+        ("train.learning_rate: 0.01\n", "train.learning_rate: give a list of choices"),
+        ("train.learning_rate: {low: 1e-3}\n", "a range needs both low and high"),
+        ("train.learning_rate: {low: 1e-2, high: 1e-3}\n", "low (0.01) must be below high (0.001)"),
+        ("train.learning_rate: {low: 0, high: 1e-3, log: true}\n", "a log range needs low > 0"),
+        ("train.learning_rate: {low: 1e-5, high: 1e-3, lgo: true}\n", "unknown range key(s) lgo"),
+        ("train.learning_rate: {low: abc, high: 1e-3}\n", "low='abc' is not a number"),
+        ("method.r: []\n", "method.r: an empty list of choices"),
+        ("method.r: [[4, 8]]\n", "choices must be single values"),
+        ("train.lerning_rate: [1e-4]\n", "train.lerning_rate=0.0001 is refused by the run config"),
+        ("train.batch_size: [0, 8]\n", "train.batch_size=0 is refused by the run config"),
+        ("method.r: [4, 8]\n", "method.r=4 is refused by the run config"),  # method full has no r
+        ("train.metric: [accuracy, macro_f1]\n", "train.metric, name and output_dir cannot be searched"),
+    ],
+)
+def test_bad_space_files_get_one_line_errors(
+    text: str, message: str, base: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    space = write_space(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        search(None, space=space, trials=1, overrides=base, out=tmp_path / "s", show_progress=False)
+    assert message in str(caught.value) and str(space) in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "s").exists(), "nothing is written before the space is good"
+    assert main(["search", *base, "--space", str(space), "--trials", "1", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_a_missing_space_file_is_named(base: list[str], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: search space file not found"):
+        search(None, space=tmp_path / "nope.yaml", trials=1, overrides=base, show_progress=False)
+
+
+def test_a_config_without_dev_data_is_refused(base: list[str], tmp_path: Path) -> None:
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    with pytest.raises(ConfigError, match=r"chooses on dev data only .* data\.dev_size=0\.1"):
+        search(None, space=space, trials=1, overrides=[*base, "data.dev_size=0"], show_progress=False)
+    # A space that would switch the dev split off in some trials is refused too.
+    space = write_space(tmp_path, "data.dev_size: [0.0, 0.2]\n")
+    with pytest.raises(ConfigError, match=r"data.dev_size=0.0 is refused by the run config: tunelab search"):
+        search(None, space=space, trials=1, overrides=base, show_progress=False)
+
+
+def test_a_rerun_with_another_space_does_not_mix_searches(base: list[str], tmp_path: Path) -> None:
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    search(None, space=space, trials=1, overrides=base, out=tmp_path / "s", prune=False, show_progress=False)
+    other = write_space(tmp_path, "train.learning_rate: [0.001]\n")
+    with pytest.raises(ConfigError, match="holds a search with another search space"):
+        search(None, space=other, trials=2, overrides=base, out=tmp_path / "s", show_progress=False)
+
+
+def test_ranges_and_choices_are_read_as_written(tmp_path: Path) -> None:
+    space = write_space(
+        tmp_path,
+        "train.learning_rate: {low: 1e-5, high: 1e-3, log: true}\n"
+        "train.epochs: {low: 2, high: 6}\n"
+        "train.warmup_ratio: {low: 0.0, high: 0.2, step: 0.05}\n"
+        "method: [lora, full]\n",
+    )
+    lr, epochs, warmup, method = load_space(space)
+    assert (lr.low, lr.high, lr.log, lr.integer) == (1e-5, 1e-3, True, False)  # YAML's '1e-5' is text
+    assert (epochs.low, epochs.high, epochs.integer) == (2, 6, True)
+    assert (warmup.step, warmup.integer) == (0.05, False)
+    assert method.choices == ("lora", "full")
+    assert override("train.learning_rate", 1e-5) == "train.learning_rate=1.0e-05"  # read back as a float

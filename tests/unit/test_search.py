@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("optuna")
-
 from tunelab.cli.main import main
 from tunelab.errors import ConfigError
 from tunelab.search import search

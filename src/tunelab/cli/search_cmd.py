@@ -9,7 +9,7 @@ from tunelab.cli.config_args import add_config_arguments, config_and_overrides
 HELP = """examples:
   tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
   tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 12  # after a kill: resumes
-  tunelab search configs/banking77.yaml data.dev_size=0.1 --space configs/search_space.yaml --out runs/b77-search
+  tunelab search configs/banking77.yaml data.dev_size=0.1 --space configs/search_space.yaml --trials 20
 
 A space file maps config fields (the key=value override names) to the values to try:
   train.learning_rate: {low: 1e-5, high: 1e-3, log: true}
@@ -24,7 +24,6 @@ end). data.test is withheld from the trials and read once by the best run at the
 gets trials.csv, trials.md, trials.png, best.json and best (a link to the best run folder).
 The search is stored in study.db: rerunning the same command after a kill continues it, and a
 trial cut short by the kill runs again; --trials is the total, so a larger number adds trials.
-Needs Optuna: pip install 'tunelab[search]'.
 """
 
 

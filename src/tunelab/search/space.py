@@ -93,17 +93,10 @@ def load_space(path: str | Path) -> list[Dimension]:
         ConfigError: one line naming the file and the key, for a missing or empty file, bad
             YAML, or a value that is neither a list of choices nor a ``{low, high}`` range.
     """
+    from tunelab.apps.yaml_config import read_yaml_config
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: search space file not found (give a YAML file such as space.yaml)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file; a search space is YAML") from None
+    raw = read_yaml_config(p, "search space file", "tunelab search --help")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(
             f"{p}: a search space maps config fields to values, e.g. "

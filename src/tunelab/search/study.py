@@ -271,7 +271,7 @@ def _import_optuna() -> Any:
         import optuna
     except ImportError:
         raise ConfigError(
-            "tunelab search needs Optuna: pip install 'tunelab[search]' (or pip install optuna)"
+            "tunelab search needs Optuna, a dependency of tunelab: pip install optuna"
         ) from None
     return optuna
 

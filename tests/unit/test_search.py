@@ -144,6 +144,9 @@ def test_a_search_resumes_without_training_finished_trials_again(
     # The interrupted trial's values run again first, and its partial folder is gone.
     assert rows[2]["train.learning_rate"] == rows[1]["train.learning_rate"]
     assert not (tmp_path / "s" / "trials" / "trial-001.partial").exists()
+    # Each process draws new values: a resumed sampler seeded as the first was repeats its draws.
+    tried = [r["train.learning_rate"] for r in rows]
+    assert len({tried[0], tried[1], tried[3]}) == 3, tried
     assert len([r for r in result.trials if r["state"] == "complete"]) == 3
     # A rerun of a finished search trains nothing.
     calls.clear()

@@ -147,11 +147,15 @@ def search(
         storage=storage,
         load_if_exists=True,
         direction=direction,
-        sampler=optuna.samplers.TPESampler(seed=base.train.seed if seed is None else seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after)
         if prune
         else optuna.pruners.NopPruner(),
     )
+    # The sampler's random state is not stored: a resumed search seeded as the first process was
+    # would draw the first trials' values again. Offset by the trials already stored (a fresh
+    # search is still reproducible from its seed).
+    first_seed = base.train.seed if seed is None else seed
+    study.sampler = optuna.samplers.TPESampler(seed=first_seed + len(study.trials))
     _requeue_interrupted(study, storage, folder, optuna)
     if first and not study.trials:
         for values in first:

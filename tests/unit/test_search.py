@@ -236,3 +236,26 @@ def test_ranges_and_choices_are_read_as_written(tmp_path: Path) -> None:
     assert (warmup.step, warmup.integer) == (0.05, False)
     assert method.choices == ("lora", "full")
     assert override("train.learning_rate", 1e-5) == "train.learning_rate=1.0e-05"  # read back as a float
+
+
+def test_train_reports_each_dev_evaluation_to_a_hook_that_can_stop_it(
+    base: list[str], tmp_path: Path
+) -> None:
+    """The hook the search prunes through: the loop calls it and knows nothing else of it."""
+    seen: list[dict] = []
+    result = TRAIN.train(None, overrides=[*base, "name=hooked"], show_progress=False, on_evaluate=seen.append)
+    logged = [
+        json.loads(line)
+        for line in (result.run_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert seen == [r for r in logged if r["event"] == "eval"] and len(seen) == 2
+
+    class Stop(Exception):
+        pass
+
+    def stop(record: dict) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        TRAIN.train(None, overrides=[*base, "name=stopped"], show_progress=False, on_evaluate=stop)
+    assert (tmp_path / "runs" / "stopped.partial").is_dir() and not (tmp_path / "runs" / "stopped").exists()

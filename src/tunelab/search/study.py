@@ -14,6 +14,7 @@ The search folder holds everything, so a killed search resumes by running the sa
     trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
     best           a link to the best trial's run folder (a copy where links are not allowed)
     best.json      the best trial: its values, dev metric, run folder, and test metric
+    best-test/     the best run's report on data.test (read once, after choosing)
 
 Choosing is on dev only. A test file (``data.test``) is withheld from the trials and read once, by
 the best run, at the end; a test split carved from train (``data.test_size``) stays in each trial

@@ -395,9 +395,7 @@ def _write_report(
     if split is None:
         return
     meta = {
-        "run": summary["name"],
-        "model": summary["model"],
-        "method": summary["method"],
+        "run": summary["name"],  # model, method and the recipe: the report's hyper-parameters
         "train data": summary["data"]["train"],
         "rows (train/dev/test)": "/".join(str(summary["rows"][k]) for k in ("train", "dev", "test")),
         "epochs run": f"{summary['epochs_run']}" + (" (stopped early)" if summary["stopped_early"] else ""),

@@ -41,19 +41,25 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_trials_run_and_the_best_is_chosen_by_dev_metric(base: list[str], tmp_path: Path) -> None:
-    # A learning rate the tiny model learns the classes with, and one too small to move it.
+def good_and_weak(base: list[str], tmp_path: Path, order: list[float], **kwargs):
+    """Two trials in ``order``: a learning rate the tiny model learns the classes with (0.005), and
+    one too small to move it (1e-7)."""
     space = write_space(tmp_path, "train.learning_rate: [0.005, 1.0e-7]\n")
-    result = search(
+    first = [{"train.learning_rate": lr} for lr in order]
+    return search(
         None,
         space=space,
         trials=2,
         overrides=base,
         out=tmp_path / "s",
-        prune=False,
-        first=[{"train.learning_rate": 1e-7}, {"train.learning_rate": 0.005}],
+        first=first,
         show_progress=False,
+        **kwargs,
     )
+
+
+def test_trials_run_and_the_best_is_chosen_by_dev_metric(base: list[str], tmp_path: Path) -> None:
+    result = good_and_weak(base, tmp_path, [1e-7, 0.005], prune=False)
     rows = read_csv(tmp_path / "s" / "trials.csv")
     assert [(r["trial"], r["state"], r["train.learning_rate"]) for r in rows] == [
         ("0", "complete", "1e-07"),
@@ -79,17 +85,7 @@ def test_trials_run_and_the_best_is_chosen_by_dev_metric(base: list[str], tmp_pa
 
 
 def test_a_weak_trial_is_pruned_at_its_first_evaluation(base: list[str], tmp_path: Path) -> None:
-    space = write_space(tmp_path, "train.learning_rate: [0.005, 1.0e-7]\n")
-    result = search(
-        None,
-        space=space,
-        trials=2,
-        overrides=base,
-        out=tmp_path / "s",
-        prune_after=1,
-        first=[{"train.learning_rate": 0.005}, {"train.learning_rate": 1e-7}],
-        show_progress=False,
-    )
+    result = good_and_weak(base, tmp_path, [0.005, 1e-7], prune_after=1)
     rows = read_csv(tmp_path / "s" / "trials.csv")
     assert [(r["state"], r["evaluations"]) for r in rows] == [("complete", "2"), ("pruned", "1")]
     assert rows[1]["run"] == ""

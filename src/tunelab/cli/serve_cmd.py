@@ -408,8 +408,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from tunelab.predict import load
     from tunelab.serve.access import AccessControl
+    from tunelab.serve.adapters import BasePool
     from tunelab.serve.app import ServedModel, create_app
     from tunelab.serve.logging_setup import configure_logging
     from tunelab.serve.metrics import MetricsListener
@@ -427,6 +427,8 @@ def run(args: argparse.Namespace) -> int:
     root_lines = model_root_lines(settings.model_roots, explicit=bool(args.model_root))  # before loading
     torch.set_num_threads(settings.threads)  # before loading: ONNX Runtime sessions take the same count
     served = []
+    pool = BasePool()  # adapter runs on one base share it, also those an admin loads later
+    load = pool.load
     for spec in specs:
         predictor = load(spec.path)
         served.append(ServedModel(spec.name, spec.version, predictor, spec.path))

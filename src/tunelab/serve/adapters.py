@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.data.encoding import Encoded, collate, inference_batches
+from tunelab.errors import RunError, TunelabError
 from tunelab.serve.batcher import BatcherClosed, BatchOutput, MicroBatcher
 
 BatcherMaker = Callable[[Any, str], MicroBatcher]  # (group runner, name) -> batcher
@@ -195,7 +196,10 @@ class BasePool:
         from tunelab.predict.backends import LoadContext, model_loader, run_method
         from tunelab.runs import find_run
 
-        run = find_run(path)
+        try:
+            run = find_run(path)
+        except TunelabError:  # not a finished run: the whole loader says why, in its own words
+            return self._load_whole(str(path))
         summary = run.read_summary()
         if summary.get("format", "torch") != "torch":
             return self._load_whole(str(path))  # an export: a whole model in its own format
@@ -212,7 +216,16 @@ class BasePool:
             fresh = host is None
             host = host or SharedBase(key, method, self)
             with host.lock:  # a forward on the host waits (peft layers are being added)
-                host.model = method.sharing.attach(host.model, run.weights, model_loader(ctx), adapter)
+                try:
+                    host.model = method.sharing.attach(host.model, run.weights, model_loader(ctx), adapter)
+                except TunelabError:
+                    raise
+                except Exception as exc:  # a damaged adapter folder: whatever peft or safetensors say
+                    reason = (str(exc).strip().splitlines() or [""])[0]
+                    raise RunError(
+                        f"{run.root}: cannot attach its adapter ({type(exc).__name__}: {reason}); "
+                        "train the run again"
+                    ) from None
                 host.attached.add(adapter)
             if fresh:
                 self._hosts[key] = host

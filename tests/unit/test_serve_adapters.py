@@ -135,6 +135,8 @@ def test_a_mixed_batch_gives_what_per_adapter_batches_give(runs: dict[str, Path]
     mixed = host.logits(encs, names)
     for enc, name, got in zip(encs, names, mixed, strict=True):
         assert np.abs(got - host.logits([enc], [name])[0]).max() < 1e-5
+    assert np.abs(mixed[0] - alone(runs["a"], TEXTS[:3])).max() < 1e-5  # and each is its run's
+    assert np.abs(mixed[1] - alone(runs["b"], TEXTS[1:])).max() < 1e-5
     # LoRA adapters with heads of one shape share a group (one forward); another label count cannot
     assert host.group_of(names[0]) == host.group_of(names[1]) != host.group_of(shared_backend(two).adapter)
     routed = host.predict_routed([(a, TEXTS, None), (b, TEXTS[:2], None)], top_k=2, batch_size=8)

@@ -21,6 +21,7 @@ from test_serve_app import settings
 import tunelab
 import tunelab.predict.backends
 from tunelab.errors import RunError, TunelabError
+from tunelab.methods import available_methods, get_method
 from tunelab.serve.adapters import BasePool, shared_backend
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.batcher import MicroBatcher
@@ -286,3 +287,75 @@ def test_a_broken_adapter_folder_is_detached_again(runs: dict[str, Path], tmp_pa
     assert host.attached == {shared_backend(a).adapter}
     assert not any(".adapter1." in n for n, _ in host.model.named_parameters())
     assert np.abs(a.logits(TEXTS) - alone(runs["a"])).max() < 1e-5
+
+
+# -- other methods and tasks -----------------------------------------------------------------------
+
+PER_ADAPTER = [
+    m for m in available_methods() if get_method(m).shares_base and not get_method(m).sharing.mixed_batches
+]
+
+
+@pytest.mark.parametrize("method", PER_ADAPTER)
+def test_tuners_without_mixed_batches_share_the_base_one_adapter_per_forward(
+    method: str,
+    tmp_path: Path,
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+) -> None:
+    made = [
+        tunelab.train(
+            None,
+            overrides=tiny_overrides(
+                tiny_bert, labelled_csvs[0], None, tmp_path, f"method={method}", f"name={method}-{seed}",
+                f"train.seed={seed}", epochs=1,
+            ),
+            show_progress=False,
+        ).run_dir
+        for seed in (1, 2)
+    ]  # fmt: skip
+    pool = BasePool()
+    first, second = (pool.load(run) for run in made)
+    host = shared_backend(first).host
+    assert pool.hosts() == [host] and shared_backend(second).host is host
+    names = [shared_backend(p).adapter for p in (first, second)]
+    assert host.group_of(names[0]) != host.group_of(names[1])  # each adapter batched alone
+    with pytest.raises(ValueError, match="one adapter per forward"):
+        host.logits([first.encode(TEXTS), second.encode(TEXTS)], names)
+    for predictor, run in zip((second, first, second), (made[1], made[0], made[1]), strict=True):
+        assert np.abs(predictor.logits(TEXTS) - alone(run)).max() < 1e-5
+
+
+def test_lora_ner_runs_share_a_base_and_a_mixed_batch(
+    tmp_path: Path, tiny_bert: Path, tiny_overrides: Any, tagged_jsonls: tuple[Path, Path]
+) -> None:
+    made = [
+        tunelab.train(
+            None,
+            overrides=tiny_overrides(
+                tiny_bert, tagged_jsonls[0], None, tmp_path, "method=lora", "data.task=token_classification",
+                f"name=ner-{seed}", f"train.seed={seed}", epochs=1,
+            ),
+            show_progress=False,
+        ).run_dir
+        for seed in (1, 2)
+    ]  # fmt: skip
+    texts = ["peter visited paris today", "anna left rome", "maria liked london today and berlin"]
+    pool = BasePool()
+    first, second = (pool.load(run) for run in made)
+    host = shared_backend(first).host
+    names = [shared_backend(p).adapter for p in (first, second)]
+    mixed = host.logits([first.encode(texts), second.encode(texts[1:])], names)
+    for got, run, part in ((mixed[0], made[0], texts), (mixed[1], made[1], texts[1:])):
+        want = alone(run, part)
+        assert np.abs(got[:, : want.shape[1]] - want).max() < 1e-5 and not got[:, want.shape[1] :].any()
+    routed = host.predict_routed([(first, texts, None), (second, texts, None)], top_k=1, batch_size=8)
+    assert unscored(routed[1][0]) == unscored(tunelab.load(made[1]).predict(texts))
+
+
+def unscored(value: Any) -> Any:
+    """``value`` without its scores (a mixed batch may move a rounded score by its last digit)."""
+    if isinstance(value, dict):
+        return {k: unscored(v) for k, v in value.items() if k != "score"}
+    return [unscored(v) for v in value] if isinstance(value, list) else value

@@ -25,8 +25,9 @@ HELP = """models:
   intents=runs/banking77         name "intents", next version (1, 2, ...)
   intents@2=runs/b77-onnx-int8   name "intents", version 2
   The last version listed per name is active unless --active NAME@VERSION.
-  LoRA runs on the same base share one loaded copy of it (and forwards), also those an admin
-  loads later (POST /v1/models/NAME/versions); full fine-tuned runs and exports load whole.
+  Adapter runs (lora, ia3, loha, lokr) on the same base share one loaded copy of it, also those
+  an admin loads later (POST /v1/models/NAME/versions); LoRA requests for different adapters share
+  forward passes. Other runs (full, adalora, prompt, prefix, adapter) and exports load whole.
   tunelab serve a=runs/acme-lora b=runs/globex-lora c=runs/initech-lora   # one base in memory
 
 examples:

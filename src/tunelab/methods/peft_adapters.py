@@ -140,6 +140,17 @@ def forward_mixed(host: nn.Module, batch: dict[str, Any], names: list[str]) -> A
         return host(**batch, adapter_names=list(names))
 
 
+def forward_one(host: nn.Module, batch: dict[str, Any], names: list[str]) -> Any:
+    """One forward through one adapter (tuners without mixed batches): activate it, then run."""
+    import torch
+
+    if len(set(names)) != 1:
+        raise ValueError(f"this method runs one adapter per forward, got {sorted(set(names))}")
+    host.set_adapter(names[0])
+    with torch.inference_mode():
+        return host(**batch)
+
+
 def head_signature(host: nn.Module, name: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The shapes of ``name``'s own copies of the modules to save (its head): peft stacks the
     head outputs of a mixed batch, so only adapters whose heads agree can share one."""
@@ -152,6 +163,13 @@ def head_signature(host: nn.Module, name: str) -> tuple[tuple[str, tuple[int, ..
 #: LoRA: adapters on one base answer one mixed batch (peft's ``adapter_names``).
 SHARED_MIXED = BaseSharing(
     attach=attach, detach=detach, forward=forward_mixed, mixed_batches=True, signature=head_signature
+)
+
+#: peft tuners whose layers take no ``adapter_names`` (IA3, LoHa, LoKr): one base, one adapter per
+#: forward. (AdaLoRA is not one of them: its layers are LoRA layers to peft's forward hooks, which
+#: would pass them ``adapter_names`` that they ignore, silently running the active adapter.)
+SHARED_PER_ADAPTER = BaseSharing(
+    attach=attach, detach=detach, forward=forward_one, mixed_batches=False, signature=head_signature
 )
 
 

@@ -359,3 +359,30 @@ def unscored(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: unscored(v) for k, v in value.items() if k != "score"}
     return [unscored(v) for v in value] if isinstance(value, list) else value
+
+
+def test_one_request_that_breaks_a_mixed_batch_fails_alone(runs: dict[str, Path]) -> None:
+    pool = BasePool()
+    a, b = pool.load(runs["a"]), pool.load(runs["b"])
+    want = [r["label"] for r in a.predict(TEXTS)]
+
+    class Broken:
+        """``b``'s adapter, but its encoding fails (a text its tokenizer refuses, say)."""
+
+        backend = b.backend
+
+        def encode(self, texts: list[str], pairs: Any = None) -> Any:
+            raise RuntimeError("tokenizer refused the text")
+
+    async def go() -> list[Any]:
+        batcher = MicroBatcher(shared_backend(a).host, max_batch=32, max_wait_ms=200, name="shared")
+        try:
+            return await asyncio.gather(
+                batcher.submit(TEXTS, route=a), batcher.submit(TEXTS, route=Broken()), return_exceptions=True
+            )
+        finally:
+            await batcher.close()
+
+    good, bad = asyncio.run(go())
+    assert [r["label"] for r in good.results] == want
+    assert isinstance(bad, RuntimeError) and "refused" in str(bad)

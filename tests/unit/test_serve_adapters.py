@@ -386,3 +386,18 @@ def test_one_request_that_breaks_a_mixed_batch_fails_alone(runs: dict[str, Path]
     good, bad = asyncio.run(go())
     assert [r["label"] for r in good.results] == want
     assert isinstance(bad, RuntimeError) and "refused" in str(bad)
+
+
+def test_adapters_share_a_tokenizer_only_where_they_truncate_alike(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    shorter = tmp_path / "shorter"
+    shutil.copytree(runs["b"], shorter)
+    config = json.loads((shorter / "config.json").read_text())
+    config["model"]["max_length"] = 8
+    (shorter / "config.json").write_text(json.dumps(config))
+    pool = BasePool()
+    a, b, short = (pool.load(p) for p in (runs["a"], runs["b"], shorter))
+    assert a.tokenizer is b.tokenizer and short.tokenizer is not a.tokenizer
+    assert max(short.encode(["the " * 40]).lengths) == 8
+    assert max(a.encode(["the " * 40]).lengths) == 32

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import statistics
@@ -78,6 +79,10 @@ def make_adapters(work: Path, rows: int) -> tuple[Path, list[Path]]:
         encoding="utf-8",
     )
     runs = work / "runs"
+    copies = [runs / f"adapter-{i:02d}" for i in range(COPIES)]
+    if all(c.is_dir() for c in copies):  # --work of an earlier run: its adapters are reused
+        print(f"reusing the adapters in {runs}", flush=True)
+        return runs / "b77-lora", copies
     cmd = [sys.executable, "-m", "tunelab.cli.main", "train", str(config), f"output_dir={runs}", "--quiet"]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -102,6 +107,10 @@ def merged_copies(copies: list[Path]) -> list[Path]:
 
     out = []
     for copy in copies:
+        done = copy.with_name(copy.name + "-merged")
+        if done.is_dir():  # --work of an earlier run
+            out.append(done)
+            continue
         started = time.perf_counter()
         out.append(tunelab.merge(copy).path)
         print(f"merged {copy.name} in {time.perf_counter() - started:.1f} s", flush=True)
@@ -201,7 +210,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000, help="BANKING77 training rows (default 1000)")
     parser.add_argument("--seconds", type=float, default=20, help="traffic per server (default 20)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    parser.add_argument("--work", type=Path, help="work folder (default: a new temp folder)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, os.cpu_count() or 1],
+        help="tunelab serve --threads for the throughput runs (default: 1, the server default, and "
+        "the CPU count)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="work folder (default: a new temp folder; an earlier one's adapters are reused)",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="multi-adapter-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -228,25 +249,30 @@ def main() -> None:
 
     texts = [str(t) for t in pd.read_csv(work / "test.csv")["text"]]
     names = [f"m{i}" for i in range(10)]
-    print(
-        f"\n== throughput: 10 models, {args.clients} clients, {args.seconds:.0f} s each, "
-        "1-4 texts per request"
-    )
-    shared_load, attach = serve_and_measure(
-        [f"m{i}={copies[i]}" for i in range(10)], names, texts, args, copies[10:15]
-    )
-    merged_load, full_load = serve_and_measure(
-        [f"m{i}={merged[i]}" for i in range(10)], names, texts, args, merged[10:15]
-    )
-    print(f"{'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for label, r in (("shared base", shared_load), ("merged each", merged_load)):
-        rate, p50, p99 = r["requests_per_s"], r["p50_ms"], r["p99_ms"]
-        print(f"{label:>14} {rate:>8.1f} {p50:>8.1f} {p99:>8.1f} {r['errors']:>7}")
-    ratio = {k: shared_load[k] / merged_load[k] for k in ("requests_per_s", "p50_ms", "p99_ms")}
-    print(
-        f"shared/merged: {ratio['requests_per_s']:.2f}x req/s, "
-        f"p50 {ratio['p50_ms']:.2f}x, p99 {ratio['p99_ms']:.2f}x"
-    )
+    attach: list[float] = []
+    full_load: list[float] = []
+    for threads in dict.fromkeys(args.threads):
+        print(
+            f"\n== throughput: 10 models, {args.clients} clients, {args.seconds:.0f} s each, "
+            f"1-4 texts per request, tunelab serve --threads {threads}"
+        )
+        shared_load, attached = serve_and_measure(
+            [f"m{i}={copies[i]}" for i in range(10)], names, texts, args, copies[10:15], threads
+        )
+        merged_load, loaded = serve_and_measure(
+            [f"m{i}={merged[i]}" for i in range(10)], names, texts, args, merged[10:15], threads
+        )
+        attach += attached
+        full_load += loaded
+        print(f"{'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for label, r in (("shared base", shared_load), ("merged each", merged_load)):
+            rate, p50, p99 = r["requests_per_s"], r["p50_ms"], r["p99_ms"]
+            print(f"{label:>14} {rate:>8.1f} {p50:>8.1f} {p99:>8.1f} {r['errors']:>7}")
+        ratio = {k: shared_load[k] / merged_load[k] for k in ("requests_per_s", "p50_ms", "p99_ms")}
+        print(
+            f"shared/merged: {ratio['requests_per_s']:.2f}x req/s, "
+            f"p50 {ratio['p50_ms']:.2f}x, p99 {ratio['p99_ms']:.2f}x"
+        )
     print("\n== loading a model on the running server (POST /v1/models/NAME/versions, new names)")
     print(
         f"adapter onto the shared base: median {statistics.median(attach) * 1000:.0f} ms, "

@@ -192,12 +192,13 @@ def admin_key(data_dir: Path) -> str:
 
 
 def serve_and_measure(
-    specs: list[str], names: list[str], texts: list[str], args: Any, extra: list[Path]
+    specs: list[str], names: list[str], texts: list[str], args: Any, extra: list[Path], threads: int
 ) -> Any:
+    """Serve ``specs``, send the traffic, then load each of ``extra`` under a new name (admin)."""
     data_dir = Path(tempfile.mkdtemp(prefix="multi-adapter-"))
     admin = admin_key(data_dir)
     root = ["--model-root", str(extra[0].parent)] if extra else []
-    with serving([*specs, *root], data_dir) as (url, token):
+    with serving([*specs, *root, "--threads", str(threads)], data_dir) as (url, token):
         load = asyncio.run(traffic(url, token, names, texts, args))
         attach = admin_loads(url, admin, extra, "late") if extra else []
     return load, attach

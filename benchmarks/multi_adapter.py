@@ -17,7 +17,10 @@ What is measured, all in this run:
   extrapolated linearly from 1 and 10 (said in the output), not loaded.
 * throughput over HTTP (requests/s, p50/p99 latency) of ``tunelab serve`` with 10 adapters on
   one base vs 10 merged models, ``--clients`` concurrent clients each sending 1-4 texts to a
-  model chosen at random per request.
+  model chosen at random per request, at each ``--threads``. Also requests per CPU-second of
+  the server process: on a machine shared with other work, the merged server's ten inference
+  threads (one per model) win a larger share of the cores than the shared base's one batcher
+  thread, so wall-clock requests/s there compares CPU shares as much as the two servers.
 * attach time: ``POST /v1/models/{name}/versions`` of a new adapter name on the running
   shared-base server (wall time of the request), against the same route loading a merged copy.
 """
@@ -157,6 +160,7 @@ async def traffic(url: str, token: str, names: list[str], texts: list[str], args
         await asyncio.gather(*(one(i) for i in range(args.clients)))
         wall = time.perf_counter() - start
     return {
+        "requests": len(latencies) + len(names),  # with the warm-up requests
         "requests_per_s": len(latencies) / wall,
         "p50_ms": 1000 * percentile(latencies, 0.5),
         "p99_ms": 1000 * percentile(latencies, 0.99),
@@ -183,6 +187,25 @@ def admin_loads(url: str, admin: str, paths: list[Path], prefix: str) -> list[fl
     return times
 
 
+def server_pid(url: str) -> int:
+    """The pid of the ``tunelab serve`` listening at ``url`` (its ``--port`` is in its command line)."""
+    port = url.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and b"--port" in argv and argv[argv.index(b"--port") + 1] == port.encode():
+            return int(proc.name)
+    raise RuntimeError(f"no tunelab serve process for {url}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def admin_key(data_dir: Path) -> str:
     from tunelab.serve.access import AccessControl
     from tunelab.serve.store import open_store
@@ -199,7 +222,10 @@ def serve_and_measure(
     admin = admin_key(data_dir)
     root = ["--model-root", str(extra[0].parent)] if extra else []
     with serving([*specs, *root, "--threads", str(threads)], data_dir) as (url, token):
+        pid = server_pid(url)
+        cpu = cpu_seconds(pid)
         load = asyncio.run(traffic(url, token, names, texts, args))
+        load["cpu_s"] = cpu_seconds(pid) - cpu  # warm-up included, as it is in the request count
         attach = admin_loads(url, admin, extra, "late") if extra else []
     return load, attach
 
@@ -265,14 +291,19 @@ def main() -> None:
         )
         attach += attached
         full_load += loaded
-        print(f"{'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        print(f"{'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/CPU-s':>10} {'errors':>7}")
+        for r in (shared_load, merged_load):
+            r["per_cpu_s"] = r["requests"] / r["cpu_s"]
         for label, r in (("shared base", shared_load), ("merged each", merged_load)):
             rate, p50, p99 = r["requests_per_s"], r["p50_ms"], r["p99_ms"]
-            print(f"{label:>14} {rate:>8.1f} {p50:>8.1f} {p99:>8.1f} {r['errors']:>7}")
-        ratio = {k: shared_load[k] / merged_load[k] for k in ("requests_per_s", "p50_ms", "p99_ms")}
+            print(
+                f"{label:>14} {rate:>8.1f} {p50:>8.1f} {p99:>8.1f} {r['per_cpu_s']:>10.1f} {r['errors']:>7}"
+            )
+        keys = ("requests_per_s", "p50_ms", "p99_ms", "per_cpu_s")
+        ratio = {k: shared_load[k] / merged_load[k] for k in keys}
         print(
-            f"shared/merged: {ratio['requests_per_s']:.2f}x req/s, "
-            f"p50 {ratio['p50_ms']:.2f}x, p99 {ratio['p99_ms']:.2f}x"
+            f"shared/merged: {ratio['requests_per_s']:.2f}x req/s, p50 {ratio['p50_ms']:.2f}x, "
+            f"p99 {ratio['p99_ms']:.2f}x, {ratio['per_cpu_s']:.2f}x requests per CPU-second"
         )
     print("\n== loading a model on the running server (POST /v1/models/NAME/versions, new names)")
     print(

@@ -246,6 +246,7 @@ def test_runs_shows_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_runs_in_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "none").mkdir()  # a folder that does not exist is an error (test_runs_listing)
     assert main(["runs", "--dir", str(tmp_path / "none")]) == 0
     assert "no runs in" in capsys.readouterr().out
 

@@ -61,6 +61,7 @@ def test_import_tunelab_loads_neither_torch_nor_transformers() -> None:
 
 def test_commands_without_a_model_load_neither_torch_nor_transformers(tmp_path: Path) -> None:
     data, runs = str(tmp_path / "data"), str(tmp_path / "runs")
+    (tmp_path / "runs").mkdir()  # `tunelab runs` on a folder that does not exist is an error
     code = (
         "import contextlib, io\n"
         "from tunelab.cli.main import main\n"

@@ -34,7 +34,7 @@ _EXPORTS = {
     "MergeResult": "tunelab.compress",
     "MethodConfig": "tunelab.config",
     "ModelConfig": "tunelab.config",
-    "Predictor": "tunelab.predict",
+    "Predictor": "tunelab.inference",
     "RunConfig": "tunelab.config",
     "TrainConfig": "tunelab.config",
     "TrainResult": "tunelab.train",
@@ -43,10 +43,10 @@ _EXPORTS = {
     "evaluate": "tunelab.evaluate.on_run",
     "export": "tunelab.compress",
     "list_runs": "tunelab.runs",
-    "load": "tunelab.predict",
+    "load": "tunelab.inference",
     "load_encoder": "tunelab.embeddings",
     "merge": "tunelab.compress",
-    "predict_file": "tunelab.predict",
+    "predict_file": "tunelab.inference",
     "read_labelled": "tunelab.data.labelled",
     "train": "tunelab.train",
 }
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from tunelab.embeddings import embed, load_encoder
     from tunelab.errors import TunelabError
     from tunelab.evaluate.on_run import evaluate
-    from tunelab.predict import Predictor, load, predict_file
+    from tunelab.inference import Predictor, load, predict_file
     from tunelab.runs import list_runs
     from tunelab.train import TrainResult, train
 

@@ -94,7 +94,7 @@ def test_the_api_names_still_resolve_to_the_functions() -> None:
     code = (
         "import tunelab, tunelab.train.trainer, tunelab.evaluate.on_run\n"
         "from tunelab.compress import export\n"
-        "from tunelab.predict import Predictor\n"
+        "from tunelab.inference import Predictor\n"
         "assert tunelab.train.__module__ == 'tunelab.train.trainer'\n"
         "assert tunelab.evaluate.__module__ == 'tunelab.evaluate.on_run'\n"
         "assert tunelab.export is export and tunelab.Predictor is Predictor\n"

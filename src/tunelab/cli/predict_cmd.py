@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tunelab.data.file_options import parse_file_overrides
-    from tunelab.predict import load, predict_file
+    from tunelab.inference import load, predict_file
 
     if args.pair and args.texts:
         raise TunelabError("give texts to label or --pair TEXT TEXT_PAIR, not both")

@@ -32,7 +32,7 @@ def evaluate(
         The metrics dict, with ``report`` set to the HTML report's path.
     """
     from tunelab.data.file_options import options_for_file, parse_file_overrides
-    from tunelab.predict import load
+    from tunelab.inference import load
 
     given = options if isinstance(options, dict) else parse_file_overrides(options)  # before loading
     predictor = load(run)

@@ -25,10 +25,10 @@ from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
+from tunelab.inference.forward import predict_logits
 from tunelab.methods import Method, get_method
 from tunelab.models import ResolvedModel, load_tokenizer, resolve_model
 from tunelab.models.fingerprint import check_base, weights_fingerprint
-from tunelab.predict.inference import predict_logits
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.tasks import Task, get_task
 from tunelab.train.loop import LoopSetup, run_loop

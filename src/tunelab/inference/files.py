@@ -9,7 +9,7 @@ from typing import Any
 from tunelab.atomic import atomic_write_text
 from tunelab.data import read_texts
 from tunelab.data.file_options import options_for_file
-from tunelab.predict.predictor import Predictor
+from tunelab.inference.predictor import Predictor
 
 
 def predict_file(

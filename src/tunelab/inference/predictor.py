@@ -2,7 +2,7 @@
 
 ``Predictor`` is the one object evaluate, predict, export and serve share: it owns the tokenizer,
 an inference backend (PyTorch eager with adapters merged for a trained run, ONNX Runtime or int8
-for an exported artifact; see ``tunelab.predict.backends``), the label map and the decision threshold.
+for an exported artifact; see ``tunelab.inference.backends``), the label map and the decision threshold.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tunelab.data import LabelMap
 from tunelab.data.encoding import Encoded
 from tunelab.data.labelled import LabelledTexts
 from tunelab.errors import DataError, RunError
-from tunelab.predict.backends import Backend, LoadContext, TorchBackend, get_format
+from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
 from tunelab.tasks import Task, get_task
 

@@ -45,7 +45,7 @@ EPILOG = """examples:
   tunelab train configs/banking77.yaml method=lora train.epochs=3
   tunelab eval runs/banking77 --data ../shared/data/banking77/test.csv
   tunelab predict runs/banking77 "I still have not received my new card"
-  tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
+  tunelab predict runs/banking77 --input tickets.csv --output predictions.csv
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
   tunelab runs

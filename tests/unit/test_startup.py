@@ -106,3 +106,17 @@ def test_verbose_after_the_command_shows_the_traceback(
     for argv in (["-v", "runs", "--dir", runs], ["runs", "--dir", runs, "-v"]):
         with pytest.raises(RuntimeError, match="boom"):
             main(argv)
+
+
+def test_eval_without_data_reads_the_saved_metrics_without_loading_the_model(
+    tiny_bert: Path, tiny_overrides: object, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``tunelab eval RUN`` prints metrics.json: it used to load torch and the weights first (~8 s)."""
+    import tunelab
+
+    train, test = labelled_csvs
+    overrides = tiny_overrides(tiny_bert, train, test, tmp_path, "name=saved", epochs=0.2)  # type: ignore[operator]
+    run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    loaded, output = _run_cli("eval", str(run))
+    assert loaded == []
+    assert "saved metrics" in output and "accuracy" in output

@@ -32,17 +32,27 @@ def evaluate(
     Returns:
         The metrics dict, with ``report`` set to the HTML report's path.
     """
-    from tunelab.data.file_options import options_for_file, parse_file_overrides
-    from tunelab.inference import load
+    # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
+    given: dict[str, Any] = {}
+    if isinstance(options, dict):
+        given = options
+    elif options:  # checked before loading the model, so a typo fails fast
+        from tunelab.data.file_options import parse_file_overrides
 
-    given = options if isinstance(options, dict) else parse_file_overrides(options)  # before loading
-    predictor = load(run)
-    assert predictor.run is not None
+        given = parse_file_overrides(options)
     if data is None:
         if given:
             raise ConfigError("data.* reading options need a file to read: give --data FILE")
-        saved = json.loads(predictor.run.metrics_json.read_text(encoding="utf-8"))
+        # The saved metrics need no model: reading them must not cost loading torch and the weights.
+        from tunelab.runs import find_run
+
+        saved = json.loads(find_run(run).metrics_json.read_text(encoding="utf-8"))
         return saved.get("test") or saved.get("dev") or {}
+    from tunelab.data.file_options import options_for_file
+    from tunelab.inference import load
+
+    predictor = load(run)
+    assert predictor.run is not None
     task, labels = predictor.task, predictor.labels
     read = options_for_file(data, predictor.config.data, given)
     dataset = task.read_labelled(data, read, labels, field=None)

@@ -11,7 +11,7 @@ The shapes that cross the contract:
   whatever ``batch_labels`` turns into a tensor; ``extra`` holds per-example data the task needs to
   decode (NER: the sentence each window came from, word ids, character offsets).
 - logits: a float numpy array, (N, num_labels) for sequence tasks or (N, T, num_labels) for token
-  tasks, padded with zeros to the longest example of the set (``tunelab.predict.inference``).
+  tasks, padded with zeros to the longest example of the set (``tunelab.inference.forward``).
 - metrics: a JSON-able dict; ``headline`` picks the scalars logged each evaluation.
 """
 

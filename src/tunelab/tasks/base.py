@@ -70,6 +70,14 @@ class Task(ABC):
     def load_splits(self, data: DataConfig) -> Splits:
         """Read, validate and split the labelled data; build the label map from train."""
 
+    def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
+        """(setting, column) pairs a DataFrame given for a split must hold (``tunelab.train(train=df)``),
+        checked before the frame is written so that the message can name the DataFrame."""
+        needed = [("data.text_column", data.text_column), ("data.label_column", data.label_column)]
+        if data.text_pair_column:
+            needed.insert(1, ("data.text_pair_column", data.text_pair_column))
+        return needed
+
     def summary_view(self, dataset: Any, labels: LabelMap) -> SummaryView:
         """What the data summary (``tunelab validate``) counts in ``dataset``: each example's text,
         what makes two the same, and the label names it counts towards.

@@ -86,11 +86,9 @@ def _is_hf_dataset(value: Any) -> bool:
 
 
 def _check_columns(split: str, frame: Any, cfg: RunConfig) -> None:
-    needed = [("data.text_column", cfg.data.text_column)]
-    if cfg.data.text_pair_column:
-        needed.append(("data.text_pair_column", cfg.data.text_pair_column))
-    if cfg.data.task != "token_classification":
-        needed.append(("data.label_column", cfg.data.label_column))
+    from tunelab.tasks import get_task
+
+    needed = get_task(cfg.data.task).frame_columns(cfg.data)
     missing = [(setting, column) for setting, column in needed if column not in frame.columns]
     if missing:
         wanted = ", ".join(f"{column!r} ({setting})" for setting, column in missing)

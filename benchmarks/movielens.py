@@ -74,6 +74,7 @@ ANCHORS = {
 K = 10
 BASELINES = ("popularity", "als", "bpr", "ease")
 MODELS = (*BASELINES, "text", "blended")
+STAGES = ("test", "validation")
 
 
 def baseline_grids(quick: bool = False) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
@@ -158,24 +159,51 @@ def prepare(
     test_frac: float = 0.2,
     val_frac: float = 0.1,
     min_positives: int = 5,
+    stage: str = "test",
 ) -> BenchSplit:
-    """Choose the cold items, remove them, and split the rest chronologically (see the module doc)."""
+    """Choose the cold items, remove them, and split the rest chronologically (see the module doc).
+
+    ``stage="validation"`` is the same protocol one step earlier, for choosing settings without
+    the test split: the validation positives play the test set, the last 12.5% of each user's
+    training positives play validation, and another 10% of the warm items (drawn with
+    ``seed + 1``, counted on train + validation) play the cold items. Test rows, and positives on
+    the real cold items, are not read at all.
+    """
     from tunelab.apps.recommend import cold_items, split_chronological
 
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: one of {', '.join(STAGES)}")
     cold = sorted(map(str, cold_items(interactions, frac=cold_frac, min_positives=cold_min_positives,
                                       seed=seed)))  # fmt: skip
     is_cold = interactions["item_id"].astype(str).isin(set(cold))
     sp = split_chronological(
         interactions[~is_cold], test_frac=test_frac, val_frac=val_frac, min_positives=min_positives
     )
-    history = set(sp.train.loc[sp.train["positive"].astype(bool), "user_id"].astype(str))
-    cold_rows = interactions[is_cold & interactions["positive"].astype(bool)]
+    train, val, test = sp.train, sp.val, sp.test
+    seen, real_cold = interactions, cold
+    if stage == "validation":
+        seen = pd.concat([sp.train, sp.val], ignore_index=True)  # everything this stage may read
+        cold = sorted(map(str, cold_items(seen, frac=cold_frac, min_positives=cold_min_positives,
+                                          seed=seed + 1)))  # fmt: skip
+        is_cold = seen["item_id"].astype(str).isin(set(cold))
+        inner = split_chronological(
+            sp.train[~sp.train["item_id"].astype(str).isin(set(cold))],
+            test_frac=0.0,
+            val_frac=val_frac / (1 - test_frac - val_frac),  # the same share of all positives
+            min_positives=min_positives,
+        )
+        train, val = inner.train, inner.val
+        test = sp.val[~sp.val["item_id"].astype(str).isin(set(cold))].reset_index(drop=True)
+    history = set(train.loc[train["positive"].astype(bool), "user_id"].astype(str))
+    cold_rows = seen[is_cold & seen["positive"].astype(bool)]
     cold_test = cold_rows[cold_rows["user_id"].astype(str).isin(history)]
     items = [str(i) for i in items]
     cold_set = set(cold)
+    # The real cold items are candidates in no stage (in the validation stage they are unknown).
+    excluded = set(real_cold) - cold_set
     return BenchSplit(
-        train=sp.train, val=sp.val, test=sp.test, cold=cold, cold_test=cold_test.reset_index(drop=True),
-        items=items, warm=[i for i in items if i not in cold_set],
+        train=train, val=val, test=test, cold=cold, cold_test=cold_test.reset_index(drop=True),
+        items=items, warm=[i for i in items if i not in cold_set and i not in excluded],
     )  # fmt: skip
 
 
@@ -240,20 +268,38 @@ def run_baselines(split: BenchSplit, grids: dict[str, Any], *, seed: int) -> dic
     return out
 
 
-def build_recommender(cfg_path: Path, out: Path, split_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Build the recommender on the benchmark's split (this process), recording time and peak memory."""
-    from tunelab.apps.recommend import build
+def build_recommender(
+    cfg_path: Path, out: Path, split_kwargs: dict[str, Any], text_from: Path | None = None
+) -> dict[str, Any]:
+    """Build the recommender on the benchmark's split (this process), recording time and peak memory.
+
+    ``text_from``: reuse the text model of a recommender built on the same split (``--text-from``).
+    """
+    from tunelab.apps.recommend import Recommender, build
 
     t0 = time.perf_counter()
     cfg, ds, split = load(cfg_path, **split_kwargs)
     load_s = time.perf_counter() - t0
+    text_model = None
+    if text_from is not None:
+        check_built_on(text_from, split.fingerprint())
+        text_model = Recommender.load(text_from).text
     t0 = time.perf_counter()
-    build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True)
+    build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True,
+          text_model=text_model)  # fmt: skip
     info = {"build_s": round(time.perf_counter() - t0, 1), "load_s": round(load_s, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out)}  # fmt: skip
+            "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out),
+            "text_from": str(text_from) if text_from else None}  # fmt: skip
     sidecar(out).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
+
+
+def check_built_on(folder: Path, fingerprint: str) -> None:
+    """Stop (one line) unless ``folder`` was built by this benchmark on the split ``fingerprint``."""
+    info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
+    if info.get("fingerprint") != fingerprint:
+        sys.exit(f"{folder}: not built on this split (--seed/--cold-frac/--stage); build it: --build-only")
 
 
 def sidecar(folder: Path) -> Path:
@@ -264,7 +310,8 @@ def sidecar(folder: Path) -> Path:
 def build_in_subprocess(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """``--build-only`` in a child process, so that its peak memory is the build's own."""
     cmd = [sys.executable, __file__, "--build-only", "--config", args.config, "--out", str(out.parent),
-           "--name", out.name, "--seed", str(args.seed), "--cold-frac", str(args.cold_frac)]  # fmt: skip
+           "--name", out.name, "--seed", str(args.seed), "--cold-frac", str(args.cold_frac),
+           "--stage", args.stage] + (["--text-from", args.text_from] if args.text_from else [])  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -389,6 +436,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the cold items and the models (0)")
     parser.add_argument("--cold-frac", type=float, default=0.1, help="share of items made cold (0.1)")
     parser.add_argument(
+        "--stage", choices=STAGES, default="test",
+        help="validation: the same protocol one step earlier (validation plays test), to choose "
+        "settings without reading the test split (test)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--text-from", metavar="DIR",
+        help="reuse the text model of a recommender built on the same split (compare ranker settings)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", default=str(ROOT / "runs" / "benchmarks"), help="where the build goes (runs/benchmarks)"
     )
     parser.add_argument("--name", default="movielens", help="the built recommender's folder name")
@@ -421,10 +477,11 @@ def main(argv: list[str] | None = None) -> None:
     from tunelab.errors import TunelabError
 
     args = parse_args(argv)
-    split_kwargs = {"seed": args.seed, "cold_frac": args.cold_frac}
+    split_kwargs = {"seed": args.seed, "cold_frac": args.cold_frac, "stage": args.stage}
     folder = Path(args.recommender) if args.recommender else Path(args.out) / args.name
     if args.build_only:
-        print(json.dumps(build_recommender(Path(args.config), folder, split_kwargs), indent=2))
+        text_from = Path(args.text_from) if args.text_from else None
+        print(json.dumps(build_recommender(Path(args.config), folder, split_kwargs, text_from), indent=2))
         return
     json_path = Path(args.json) if args.json else None
     t0 = time.perf_counter()
@@ -432,16 +489,18 @@ def main(argv: list[str] | None = None) -> None:
         _, _, split = load(Path(args.config), **split_kwargs)
     except TunelabError as exc:  # a missing data file, a bad config: one line, no traceback
         sys.exit(f"error: {exc}")
-    result: dict[str, Any] = {"seed": args.seed, "cold_frac": args.cold_frac, "k": K, "quick": args.quick,
+    result: dict[str, Any] = {"seed": args.seed, "cold_frac": args.cold_frac, "stage": args.stage,
+                              "k": K, "quick": args.quick,
                               "users_sampled": args.users, "counts": split.counts(),
                               "load_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
     print(json.dumps(result["counts"]), flush=True)
     result["fingerprint"] = fingerprint = split.fingerprint()
     info: dict[str, Any] | None = None
     if args.recommender and not args.baselines_only:  # check it before the minutes of baselines
-        info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
-        if info.get("fingerprint") != fingerprint:
-            sys.exit(f"{folder}: not built on this split (--seed/--cold-frac); build it with --build-only")
+        check_built_on(folder, fingerprint)
+        info = json.loads(sidecar(folder).read_text(encoding="utf-8"))
+    if args.text_from:
+        check_built_on(Path(args.text_from), fingerprint)
     split = sample_users(split, args.users, args.seed)
     result["baselines"] = reused_baselines(args, fingerprint) or run_baselines(
         split, baseline_grids(args.quick), seed=args.seed

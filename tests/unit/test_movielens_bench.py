@@ -95,6 +95,38 @@ def test_the_cold_items_depend_on_the_seed_only() -> None:
     assert bench.prepare(inter, ITEMS, seed=1).fingerprint() != a.fingerprint()
 
 
+def test_the_validation_stage_never_reads_test_rows_or_the_real_cold_items() -> None:
+    """``--stage validation`` chooses settings one step earlier: validation plays test."""
+    inter = interactions(ratings(users=40))
+    full = bench.prepare(inter, ITEMS, seed=0)
+    early = bench.prepare(inter, ITEMS, seed=0, stage="validation")
+
+    def pairs(frame: pd.DataFrame) -> set[tuple[str, str]]:
+        return set(zip(frame["user_id"], frame["item_id"], strict=True))
+
+    # The test split's rows are in no part of the validation stage ...
+    for part in (early.train, early.val, early.test, early.cold_test):
+        assert not pairs(part) & pairs(full.test)
+    # ... its test set is the validation positives (less its own cold items) ...
+    assert pairs(early.test) == pairs(full.val) - {p for p in pairs(full.val) if p[1] in set(early.cold)}
+    assert early.test.equals(early.test[early.test["positive"]])
+    # ... its cold items are warm items of the real split, and the real cold items are candidates
+    # nowhere (nor are their positives read).
+    assert early.cold and not set(early.cold) & set(full.cold)
+    assert not set(early.warm) & (set(full.cold) | set(early.cold))
+    assert not set(early.cold_test["item_id"]) & set(full.cold)
+    # Chronological inside: the stage's validation comes after its training, per user.
+    for user, val in early.val.groupby("user_id"):
+        assert val["time"].min() >= early.train.loc[early.train["user_id"] == user, "time"].max()
+    # Everything the stage holds comes from the real split's train and validation rows.
+    readable = pairs(full.train) | pairs(full.val)
+    for part in (early.train, early.val, early.test, early.cold_test):
+        assert pairs(part) <= readable
+    assert early.fingerprint() != full.fingerprint()
+    with pytest.raises(ValueError, match="stage"):
+        bench.prepare(inter, ITEMS, stage="dev")
+
+
 def test_baselines_are_chosen_on_validation_and_corrupting_test_changes_only_test_figures() -> None:
     from tunelab.apps.recommend.evaluate import EASE
 

@@ -302,3 +302,28 @@ def test_prime_encodes_many_users_at_once_with_the_same_result(rec: Recommender,
     assert set(fresh._cache) == {"u0", "u1", "u2"}
     for user, scores in one_by_one.items():
         assert np.allclose(fresh.score_items(user, ["spa0", "coo0"]), scores, atol=1e-5)
+
+
+def test_a_fitted_text_model_is_reused_not_trained_again_and_ease_builds(
+    built: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build(text_model=...)`` (the benchmark comparing ranker settings) skips the costly fit;
+    ``cf.algorithm: ease`` builds, saves and ranks like the other CF algorithms."""
+    import json
+
+    from tunelab.apps.recommend.textmodel import TextModel
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the text model was trained again")
+
+    raw = config_dict(write_world(tmp_path), encoder=tiny_bert)
+    raw["cf"] = {"algorithm": "ease", "factors": 8, "lam": 5.0}
+    cfg = RecommendConfig.from_dict(raw)
+    monkeypatch.setattr(TextModel, "fit", no_fit)
+    rec = build(cfg, tmp_path / "ease", text_model=Recommender.load(built).text)
+    report = json.loads((tmp_path / "ease" / "build_report.json").read_text())
+    assert report["text_model"]["reused"] is True and report["cf"]["algorithm"] == "ease"
+    again = Recommender.load(tmp_path / "ease")
+    assert again.cf.fold_factors is not None
+    a, b = rec.rank("u3", k=5), again.rank("u3", k=5)
+    assert [i.item_id for i in a.items] == [i.item_id for i in b.items] and len(a.items) == 5

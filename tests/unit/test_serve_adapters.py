@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from test_serve_app import settings
 
 import tunelab
-import tunelab.predict.backends
+import tunelab.inference.backends
 from tunelab.errors import RunError, TunelabError
 from tunelab.methods import available_methods, get_method
 from tunelab.serve.adapters import BasePool, shared_backend
@@ -69,7 +69,7 @@ def runs(
 def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every base model built for a run (``ModelLoader.base()``), by run folder."""
     calls: list[str] = []
-    real = tunelab.predict.backends.model_loader
+    real = tunelab.inference.backends.model_loader
 
     def counting(ctx: Any) -> Any:
         loader = real(ctx)
@@ -80,7 +80,7 @@ def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return type(loader)(base=base, whole=loader.whole)
 
-    monkeypatch.setattr(tunelab.predict.backends, "model_loader", counting)
+    monkeypatch.setattr(tunelab.inference.backends, "model_loader", counting)
     return calls
 
 

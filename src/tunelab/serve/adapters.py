@@ -84,7 +84,7 @@ class SharedBase:
     def logits(self, encs: list[Encoded], adapters: list[str], *, batch_size: int = 64) -> list[np.ndarray]:
         """One pass over the examples of all ``encs``, those of ``encs[i]`` through ``adapters[i]``.
 
-        Written here rather than with ``predict.inference.batched_outputs``: each forward needs the
+        Written here rather than with ``inference.forward.batched_outputs``: each forward needs the
         adapter of each of its rows, which that helper's ``fn(**batch)`` does not get.
         """
         sizes = [len(e) for e in encs]
@@ -182,7 +182,7 @@ class BasePool:
 
     def __init__(self, load_whole: Callable[[str], Any] | None = None) -> None:
         if load_whole is None:
-            from tunelab.predict import load as load_whole
+            from tunelab.inference import load as load_whole
         self._load_whole = load_whole
         self._hosts: dict[tuple[Any, ...], SharedBase] = {}
         self._lock = threading.Lock()  # attaching and dropping hosts
@@ -197,7 +197,7 @@ class BasePool:
         """A ``Predictor`` for the run or artifact at ``path``; adapters attach to a shared base."""
         from tunelab.config import RunConfig
         from tunelab.data import LabelMap
-        from tunelab.predict.backends import LoadContext, model_loader, run_method
+        from tunelab.inference.backends import LoadContext, model_loader, run_method
         from tunelab.runs import find_run
 
         try:
@@ -238,8 +238,8 @@ class BasePool:
     def _predictor(
         self, host: SharedBase, adapter: str, run: Any, config: Any, labels: Any, summary: Any
     ) -> Any:
+        from tunelab.inference import Predictor
         from tunelab.models import load_tokenizer
-        from tunelab.predict import Predictor
 
         try:
             tokenizer = self._tokenizer(run.tokenizer, config, load_tokenizer)

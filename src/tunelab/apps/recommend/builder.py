@@ -43,6 +43,7 @@ def build(
     progress: bool = False,
     overwrite: bool = True,
     absorb_val: bool = False,
+    text_model: TextModel | None = None,
 ) -> Recommender:
     """Build a recommender folder at ``out`` and return it loaded.
 
@@ -57,6 +58,8 @@ def build(
         absorb_val: after the ranker is fitted, refit CF on train + val and keep val in the users'
             histories, so nothing a user did is left out of serving (``tunelab app recommend
             build`` does this; a benchmark keeps val out).
+        text_model: a text model already fine-tuned on this ``train`` (it is not trained again):
+            the benchmark compares ranker settings on one text model, the costly part of a build.
 
     Raises:
         ConfigError: ``out`` is something else, or a recommender and ``overwrite`` is off.
@@ -98,9 +101,12 @@ def build(
     items = ds.items[["item_id", "text"]].reset_index(drop=True)
     index_of = {i: n for n, i in enumerate(items["item_id"])}
     texts = dict(zip(items["item_id"], items["text"], strict=True))
-    text = TextModel.from_base(cfg.model)
-    triples = make_triples(train, texts, cfg.model)
-    text_report = text.fit(triples, cfg.model, progress=progress)
+    if text_model is None:
+        text = TextModel.from_base(cfg.model)
+        triples = make_triples(train, texts, cfg.model)
+        text_report = text.fit(triples, cfg.model, progress=progress)
+    else:
+        text, text_report = text_model, {"reused": True}
     lap("text_model_s")
     vectors = text.encode(items["text"].tolist(), progress=progress)
     lap("embed_items_s")

@@ -233,14 +233,15 @@ class ModelSection(_Section):
 
 
 class CFSection(_Section):
-    """Collaborative filtering with ``implicit`` on the train positives."""
+    """Collaborative filtering on the train positives: ``implicit``'s ALS or BPR, or EASE (cf.py)."""
 
-    algorithm: Literal["als", "bpr"] = "als"
-    factors: int = Field(default=64, ge=2, le=1024)
+    algorithm: Literal["als", "bpr", "ease"] = "als"
+    factors: int = Field(default=64, ge=2, le=1024)  # EASE: the rank its item-item matrix is kept at
     iterations: int = Field(default=15, ge=1, le=1000)
     regularization: float = Field(default=0.05, ge=0)
     alpha: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=0.05, gt=0)  # BPR only
+    lam: float = Field(default=150.0, gt=0)  # EASE only: its L2 weight (lambda)
     seed: int = 0
 
 

@@ -246,6 +246,7 @@ def test_runs_shows_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_runs_in_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "none").mkdir()  # a folder that does not exist is an error (test_runs_listing)
     assert main(["runs", "--dir", str(tmp_path / "none")]) == 0
     assert "no runs in" in capsys.readouterr().out
 
@@ -301,12 +302,12 @@ def test_validate_rejects_an_unknown_metric(capsys: pytest.CaptureFixture[str]) 
 def test_unexpected_errors_exit_1_and_point_to_verbose(
     monkeypatch: pytest.MonkeyPatch, cli_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import tunelab.predict
+    import tunelab.inference
 
     def boom(path: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tunelab.predict, "load", boom)
+    monkeypatch.setattr(tunelab.inference, "load", boom)
     assert main(["predict", str(cli_run), "hello"]) == 1
     assert_one_error_line(capsys.readouterr().err, "unexpected RuntimeError: boom", "-v")
     with pytest.raises(RuntimeError, match="boom"):

@@ -25,6 +25,10 @@ HELP = """models:
   intents=runs/banking77         name "intents", next version (1, 2, ...)
   intents@2=runs/b77-onnx-int8   name "intents", version 2
   The last version listed per name is active unless --active NAME@VERSION.
+  Adapter runs (lora, ia3, loha, lokr) on the same base share one loaded copy of it, also those
+  an admin loads later (POST /v1/models/NAME/versions); LoRA requests for different adapters share
+  forward passes. Other runs (full, adalora, prompt, prefix, adapter) and exports load whole.
+  tunelab serve a=runs/acme-lora b=runs/globex-lora c=runs/initech-lora   # one base in memory
 
 examples:
   tunelab keys create --name acme --rate 20/s --quota 100000/month   # prints the token once
@@ -408,8 +412,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from tunelab.predict import load
     from tunelab.serve.access import AccessControl
+    from tunelab.serve.adapters import BasePool, shared_backend
     from tunelab.serve.app import ServedModel, create_app
     from tunelab.serve.logging_setup import configure_logging
     from tunelab.serve.metrics import MetricsListener
@@ -427,11 +431,16 @@ def run(args: argparse.Namespace) -> int:
     root_lines = model_root_lines(settings.model_roots, explicit=bool(args.model_root))  # before loading
     torch.set_num_threads(settings.threads)  # before loading: ONNX Runtime sessions take the same count
     served = []
+    pool = BasePool()  # adapter runs on one base share it, also those an admin loads later
+    load = pool.load
     for spec in specs:
         predictor = load(spec.path)
         served.append(ServedModel(spec.name, spec.version, predictor, spec.path))
         labels = len(predictor.labels.names)
-        print(f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels")
+        shared = ", adapter on a shared base" if shared_backend(predictor) is not None else ""
+        print(
+            f"loaded {spec.name}@{spec.version} from {spec.path}: {predictor.format}, {labels} labels{shared}"
+        )
     bots = load_bots(args.bot)
     monitors = load_monitors(args.monitor, follow=settings.follow_sources)
     recommenders = load_recommenders(args.recommend)

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from tunelab.errors import ConfigError
-from tunelab.methods.registry import ModelLoader
+from tunelab.methods.registry import BaseSharing, ModelLoader
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -71,6 +71,106 @@ def load(folder: Path, loader: ModelLoader) -> nn.Module:
 def merge(model: nn.Module) -> nn.Module:
     """Fold the adapter into the base weights: a plain ``transformers`` model, as fast as the base."""
     return model.merge_and_unload()
+
+
+def attach(host: nn.Module | None, folder: Path, loader: ModelLoader, name: str) -> nn.Module:
+    """Load the adapter in ``folder`` under ``name``: onto ``host`` (a ``PeftModel`` an earlier
+    ``attach`` made, its base weights reused), or onto ``loader.base()`` when there is none yet.
+
+    Each adapter keeps its own head (peft's ``modules_to_save`` copy). peft copies the host's
+    head for a new adapter, so an adapter with another label count would not fit it: peft is told
+    to skip such tensors and they are put in afterwards at their saved shapes (``_fit_heads``).
+    """
+    from peft import PeftModel
+
+    if host is None:
+        base = loader.base()
+        with _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
+            return PeftModel.from_pretrained(base, adapter, adapter_name=name).eval()
+    base = host.get_base_model()
+    try:
+        with _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(rank_pattern keys did not match|mismatch).*")
+            host.load_adapter(adapter, adapter_name=name, is_trainable=False, ignore_mismatched_sizes=True)
+            _fit_heads(host, adapter, name)
+    except Exception:
+        if name in host.peft_config:  # a half-loaded adapter would stay in every layer
+            host.delete_adapter(name)
+        raise
+    return host.eval()
+
+
+def _fit_heads(host: nn.Module, folder: Path, name: str) -> None:
+    """Put the saved head tensors that peft skipped (another shape than the host's head) in place.
+
+    peft names an adapter's copy of a module to save ``<module>.modules_to_save.<name>.<param>``
+    and saves it as ``<module>.<param>``; peft has no way to give that copy another shape, hence
+    this (by hand: a new ``Parameter`` on the copy, which only that adapter uses).
+    """
+    from safetensors.torch import load_file
+    from torch.nn import Parameter
+
+    saved = load_file(str(folder / ADAPTER_WEIGHTS))
+    marker = f".modules_to_save.{name}."
+    for full, param in list(host.named_parameters()):
+        if marker not in full:
+            continue
+        key = full.replace(marker, ".")
+        tensor = saved.get(key)
+        if tensor is None or tensor.shape == param.shape:
+            continue
+        owner_name, _, leaf = full.rpartition(".")
+        owner = host.get_submodule(owner_name)
+        setattr(owner, leaf, Parameter(tensor.to(param.dtype), requires_grad=False))
+
+
+def detach(host: nn.Module, name: str) -> None:
+    """Unload one adapter (its layers and its head copy) from a host that keeps others."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was active which is now deleted.*")
+        host.delete_adapter(name)
+
+
+def forward_mixed(host: nn.Module, batch: dict[str, Any], names: list[str]) -> Any:
+    """One forward where row ``i`` goes through adapter ``names[i]`` (peft's mixed-adapter batch)."""
+    import torch
+
+    with torch.inference_mode():
+        return host(**batch, adapter_names=list(names))
+
+
+def forward_one(host: nn.Module, batch: dict[str, Any], names: list[str]) -> Any:
+    """One forward through one adapter (tuners without mixed batches): activate it, then run."""
+    import torch
+
+    if len(set(names)) != 1:
+        raise ValueError(f"this method runs one adapter per forward, got {sorted(set(names))}")
+    host.set_adapter(names[0])
+    with torch.inference_mode():
+        return host(**batch)
+
+
+def head_signature(host: nn.Module, name: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The shapes of ``name``'s own copies of the modules to save (its head): peft stacks the
+    head outputs of a mixed batch, so only adapters whose heads agree can share one."""
+    marker = f".modules_to_save.{name}."
+    return tuple(
+        sorted((n.replace(marker, "."), tuple(p.shape)) for n, p in host.named_parameters() if marker in n)
+    )
+
+
+#: LoRA: adapters on one base answer one mixed batch (peft's ``adapter_names``).
+SHARED_MIXED = BaseSharing(
+    attach=attach, detach=detach, forward=forward_mixed, mixed_batches=True, signature=head_signature
+)
+
+#: peft tuners whose layers take no ``adapter_names`` (IA3, LoHa, LoKr): one base, one adapter per
+#: forward. (AdaLoRA is not one of them: its layers are LoRA layers to peft's forward hooks, which
+#: would pass them ``adapter_names`` that they ignore, silently running the active adapter.)
+SHARED_PER_ADAPTER = BaseSharing(
+    attach=attach, detach=detach, forward=forward_one, mixed_batches=False, signature=head_signature
+)
 
 
 @contextlib.contextmanager

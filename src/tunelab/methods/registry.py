@@ -40,6 +40,37 @@ class ModelLoader:
 
 
 @dataclass(frozen=True)
+class BaseSharing:
+    """How a method's trained adapters share one loaded base model (many adapters, one base, in
+    ``tunelab serve``). The server asks a method for this; it never looks at method names.
+
+    A *host* is what ``attach`` returns: the base model with one or more adapters loaded beside
+    it under names the caller picks. Every call on a host (attach, detach, forward) must come from
+    one thread at a time: adapters are selected per call, and a host is not thread-safe.
+
+    Attributes:
+        attach: ``attach(host, folder, loader, name) -> host`` loads the adapter saved in
+            ``folder`` (what ``Method.save`` wrote) under ``name``: onto ``host`` when given
+            (its base weights are reused, not loaded again), else onto ``loader.base()``.
+        detach: ``detach(host, name)`` unloads one adapter (never the last one: the caller drops
+            the whole host instead).
+        forward: ``forward(host, batch, names) -> model output`` runs ``batch`` (collated
+            inputs) with row ``i`` through adapter ``names[i]``, without gradients; the names
+            of one batch differ only where ``mixed_batches`` says so.
+        mixed_batches: True when one forward may mix adapters (peft LoRA's ``adapter_names``),
+            for adapters whose ``signature`` is equal; False: one adapter per forward.
+        signature: ``signature(host, name) -> hashable``: adapters with equal signatures may be
+            mixed in one forward (their heads' output shapes agree, say).
+    """
+
+    attach: Callable[[nn.Module | None, Path, ModelLoader, str], nn.Module]
+    detach: Callable[[nn.Module, str], None]
+    forward: Callable[[nn.Module, dict[str, torch.Tensor], list[str]], Any]
+    mixed_batches: bool
+    signature: Callable[[nn.Module, str], Any]
+
+
+@dataclass(frozen=True)
 class Method:
     """What the training loop needs from a fine-tuning method.
 
@@ -67,6 +98,8 @@ class Method:
             returns a plain ``transformers`` model (``tunelab merge``; inference merges too, for
             speed). None when the method cannot be folded; ``cannot_merge`` then says why.
         cannot_merge: one sentence, why ``merge`` is None (shown by ``tunelab merge``).
+        sharing: how adapters of this method share one base model in a server (``BaseSharing``);
+            None (full fine-tuning, methods whose weights are not separable) loads each run whole.
     """
 
     name: str
@@ -82,6 +115,12 @@ class Method:
     loss_term: Callable[[nn.Module], torch.Tensor] | None = None
     merge: Callable[[nn.Module], nn.Module] | None = None
     cannot_merge: str = "it defines no way to fold its weights into the base model"
+    sharing: BaseSharing | None = None
+
+    @property
+    def shares_base(self) -> bool:
+        """True when several runs of this method on one base can be served on one copy of it."""
+        return self.sharing is not None
 
     def load_for_inference(self, folder: Path, loader: ModelLoader) -> nn.Module:
         """``load``, then ``merge`` where the method has one: inference costs what the base does."""

@@ -233,29 +233,3 @@ def find_unfinished_run(path: str | Path) -> RunFolder:
     if (root / EXPORT_MARKER).is_file() or not run.config_json.is_file():
         raise RunError(_unfinished_message(run))
     return run
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One row of ``tunelab runs``."""
-
-    path: Path
-    status: str
-    summary: dict[str, Any]
-
-
-def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
-    """Every run (finished or not) under ``output_dir``, newest first."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return []
-    infos = []
-    for root in out.iterdir():
-        if not root.is_dir() or not (root / "config.json").is_file():
-            continue
-        run = RunFolder(root)
-        summary = run.read_summary()
-        status = "unfinished" if run.is_partial else summary.get("status", "finished")
-        infos.append(RunInfo(path=root, status=status, summary=summary))
-    infos.sort(key=lambda i: i.path.stat().st_mtime, reverse=True)
-    return infos

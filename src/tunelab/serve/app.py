@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from tunelab.serve.adapters import BasePool, shared_backend
 from tunelab.serve.batcher import MicroBatcher
 from tunelab.serve.bots import BotRegistry
 from tunelab.serve.deps import ServeState
@@ -57,14 +58,21 @@ class ServedModel:
 def build_registry(
     settings: ServeSettings, metrics: ServeMetrics, loader: Callable[[str], Any] | None = None
 ) -> ModelRegistry:
-    def make_batcher(name: str, version: str, predictor: Any) -> MicroBatcher:
+    def make_batcher(name: str, version: str, predictor: Any) -> Any:
+        observe = metrics.batch_observer(name, version)
+        backend = shared_backend(predictor)
+        if backend is not None:  # an adapter on a shared base: its group's batcher, shared
+            return backend.host.pool.batcher(predictor, make_shared, on_batch=observe)
         return MicroBatcher(
             predictor,
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
-            on_batch=metrics.batch_observer(name, version),
+            on_batch=observe,
             name=f"{name}@{version}",
         )
+
+    def make_shared(host: Any, name: str) -> MicroBatcher:
+        return MicroBatcher(host, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, name=name)
 
     return ModelRegistry(make_batcher, loader)
 
@@ -86,7 +94,9 @@ def create_app(
     Args:
         settings: limits, batching and storage settings.
         served: loaded models; per name the last one listed is active unless ``active`` says otherwise.
-        loader: how ``POST /v1/models/{name}/versions`` loads a folder (default ``tunelab.load``).
+        loader: how ``POST /v1/models/{name}/versions`` loads a folder (default: a new
+            ``BasePool``'s ``load``: adapter runs attach to a base already loaded by it; the CLI
+            passes the pool it loaded ``served`` with, so admin loads share their bases too).
         access, store: an already open ``AccessControl`` and its store (tests); by default the
             lifespan opens ``settings.db`` / ``settings.data_dir`` and closes it on shutdown.
         bots: loaded support bots (``tunelab.apps.support.bot.Bot``), served under their names.
@@ -99,7 +109,7 @@ def create_app(
             keeps its own items and events (its folder), so they need nothing from ``store``.
     """
     if loader is None:
-        from tunelab.predict import load as loader
+        loader = BasePool().load
     metrics = ServeMetrics()
     registry = build_registry(settings, metrics, loader)
     for model in served:

@@ -13,6 +13,10 @@ A batch that fails is run again one request at a time, so one request the model 
 A batch of one request that fails is not run again: it fails that request only.
 A text-pair model's requests carry ``pairs`` (the second text of each); a batch holds only one
 kind (all with pairs or none), so it is one ``encode`` call.
+
+Adapters sharing one base (``tunelab.serve.adapters``) share one batcher: each request carries
+its ``route`` (its adapter's predictor, which encodes and decodes it) and the batcher's predictor
+runs the routed requests of a batch in one forward (``predict_routed``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class RoutedPredictor(Protocol):
+    """What the batcher needs to answer routed requests (a shared base, ``tunelab.serve.adapters``)."""
+
+    def predict_routed(
+        self, parts: list[tuple[Any, list[str], list[str] | None]], *, top_k: int, batch_size: int
+    ) -> list[tuple[list[dict[str, Any]], list[int]]]: ...
 
 
 class BatchPredictor(Protocol):
@@ -52,6 +64,8 @@ class _Pending:
     top_k: int
     future: asyncio.Future[BatchOutput] = field(repr=False)
     pairs: list[str] | None = None  # the second text of each, for a text-pair model
+    route: Any = None  # the predictor that encodes and decodes it, on a shared batcher
+    observe: Callable[[int], None] | None = None  # its model version's batch-size metric
 
 
 class BatcherClosed(RuntimeError):
@@ -98,11 +112,18 @@ class MicroBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
     async def submit(
-        self, texts: list[str], *, top_k: int = 3, pairs: list[str] | None = None
+        self,
+        texts: list[str],
+        *,
+        top_k: int = 3,
+        pairs: list[str] | None = None,
+        route: Any = None,
+        observe: Callable[[int], None] | None = None,
     ) -> BatchOutput:
         """Predict ``texts`` (with ``pairs``, their second texts, for a text-pair model).
 
-        Waits for the batch (or batches) they end up in.
+        Waits for the batch (or batches) they end up in. On a shared batcher ``route`` is the
+        request's adapter predictor and ``observe`` its version's batch-size metric.
         """
         if self._closed:
             raise BatcherClosed(f"{self.name}: batcher is closed")
@@ -114,7 +135,12 @@ class MicroBatcher:
         for start in range(0, len(texts), self.max_batch):
             end = start + self.max_batch
             part = _Pending(
-                texts[start:end], top_k, loop.create_future(), None if pairs is None else pairs[start:end]
+                texts[start:end],
+                top_k,
+                loop.create_future(),
+                None if pairs is None else pairs[start:end],
+                route,
+                observe,
             )
             self._queue.put_nowait(part)
             parts.append(part)
@@ -200,20 +226,28 @@ class MicroBatcher:
 
     async def _answer(self, live: list[_Pending]) -> None:
         """Run ``live`` as one forward and give each request its share; raises if the forward does."""
-        texts = [t for p in live for t in p.texts]
-        pairs = None if live[0].pairs is None else [t for p in live for t in p.pairs or ()]
         top_k = max(p.top_k for p in live)
         loop = asyncio.get_running_loop()
-        results, tokens = await loop.run_in_executor(self._executor, self._infer, texts, pairs, top_k)
+        if live[0].route is None:
+            texts = [t for p in live for t in p.texts]
+            pairs = None if live[0].pairs is None else [t for p in live for t in p.pairs or ()]
+            results, tokens = await loop.run_in_executor(self._executor, self._infer, texts, pairs, top_k)
+            shares, offset = [], 0
+            for p in live:
+                n = len(p.texts)
+                shares.append((results[offset : offset + n], tokens[offset : offset + n]))
+                offset += n
+        else:
+            parts = [(p.route, p.texts, p.pairs) for p in live]
+            shares = await loop.run_in_executor(self._executor, self._infer_routed, parts, top_k)
+        count = sum(len(p.texts) for p in live)
         if self.on_batch is not None:  # only a forward that answered: a text is counted once
-            self.on_batch(len(texts))
-        offset = 0
-        for p in live:
-            n = len(p.texts)
-            mine = [_trim(r, p.top_k) for r in results[offset : offset + n]]
+            self.on_batch(count)
+        for observe in {id(p.observe): p.observe for p in live if p.observe is not None}.values():
+            observe(count)  # each version in a shared forward: the size of the forward it ran in
+        for p, (results, tokens) in zip(live, shares, strict=True):
             if not p.future.done():
-                p.future.set_result(BatchOutput(mine, tokens[offset : offset + n]))
-            offset += n
+                p.future.set_result(BatchOutput([_trim(r, p.top_k) for r in results], list(tokens)))
 
     def _infer(
         self, texts: list[str], pairs: list[str] | None, top_k: int
@@ -224,6 +258,11 @@ class MicroBatcher:
         # One count per text (a text split into windows is counted once); an encoding without
         # ``text_lengths`` (a stand-in predictor's) has one example per text.
         return results, list(getattr(enc, "text_lengths", enc.lengths))
+
+    def _infer_routed(
+        self, parts: list[tuple[Any, list[str], list[str] | None]], top_k: int
+    ) -> list[tuple[list[dict[str, Any]], list[int]]]:
+        return self.predictor.predict_routed(parts, top_k=top_k, batch_size=self.max_batch)
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:
@@ -238,4 +277,4 @@ def _trim(result: dict[str, Any], top_k: int) -> dict[str, Any]:
     return {**result, "top_k": result["top_k"][:top_k]}
 
 
-__all__ = ["BatchOutput", "BatchPredictor", "BatcherClosed", "MicroBatcher"]
+__all__ = ["BatchOutput", "BatchPredictor", "BatcherClosed", "MicroBatcher", "RoutedPredictor"]

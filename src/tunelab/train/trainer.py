@@ -27,10 +27,10 @@ from tunelab.data import LabelMap, Splits
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
 from tunelab.evaluate.run_context import ReportContext
+from tunelab.inference.forward import predict_logits
 from tunelab.methods import Method
 from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
-from tunelab.predict.inference import predict_logits
 from tunelab.preflight import check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.tasks import Task
@@ -70,6 +70,9 @@ def train(
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
     show_progress: bool = True,
+    train: Any = None,
+    dev: Any = None,
+    test: Any = None,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Fine-tune a model and write a finished run folder.
@@ -80,6 +83,13 @@ def train(
         resume: an unfinished run folder (``runs/<name>.partial``) to continue from its last
             checkpoint; its saved config is used and ``config``/``overrides`` must be None.
         show_progress: draw the progress bar and per-evaluation lines on stderr.
+        train: the training data, instead of ``data.train``: a file path, a pandas DataFrame or a
+            Hugging Face ``datasets.Dataset`` with the run's text and label columns (``text`` and
+            ``label`` unless ``data.text_column``/``data.label_column`` say otherwise). A frame is
+            saved as JSON lines under ``<output_dir>/_frames/`` and the run names that file
+            (see ``tunelab.train.frames``).
+        dev: the same for the dev split (``data.dev``); without it ``data.dev_size`` of train is held out.
+        test: the same for the test split (``data.test``).
         on_evaluate: called with each dev evaluation's record (``step``, ``epoch`` and the
             metrics); an exception it raises stops training and leaves the run unfinished
             (``tunelab.search`` prunes weak trials this way).
@@ -92,8 +102,10 @@ def train(
         >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     """
     if resume is not None:
-        if config is not None or overrides:
-            raise ConfigError("--resume continues a run with its saved config; give no config or overrides")
+        if config is not None or overrides or any(v is not None for v in (train, dev, test)):
+            raise ConfigError(
+                "--resume continues a run with its saved config and data; give no config, overrides or data"
+            )
         run = find_unfinished_run(resume)
         previous = run.read_summary()
         if previous.get("status") == "finished" and run.weights.is_dir() and run.metrics_json.is_file():
@@ -104,6 +116,10 @@ def train(
         restored = _checkpoint_step(run) is not None
     else:
         cfg = load_config(config, overrides)
+        if any(value is not None for value in (train, dev, test)):
+            from tunelab.train.frames import with_frames
+
+            cfg = with_frames(cfg, {"train": train, "dev": dev, "test": test})
         run, previous, restored = None, {}, False
     # The checks tunelab validate runs, all of them, before anything is built or written.
     checked = check_run(cfg, new_run=run is None)

@@ -63,6 +63,7 @@ register_method(
         save=peft_adapters.save,
         load=peft_adapters.load,
         merge=peft_adapters.merge,
+        sharing=peft_adapters.SHARED_PER_ADAPTER,
         # T-Few trained (IA)^3 with 3e-3; the vectors start at 1, so steps of that size matter.
         default_learning_rate=3e-3,
         stores_base=False,

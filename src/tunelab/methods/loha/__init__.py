@@ -59,6 +59,7 @@ register_method(
         save=peft_adapters.save,
         load=peft_adapters.load,
         merge=peft_adapters.merge,
+        sharing=peft_adapters.SHARED_PER_ADAPTER,
         default_learning_rate=1e-3,  # as LoRA's: LyCORIS trains LoHa with LoRA-like rates
         stores_base=False,
         description="low-rank Hadamard product adapters (peft, LyCORIS)",

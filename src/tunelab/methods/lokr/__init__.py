@@ -69,6 +69,7 @@ register_method(
         save=peft_adapters.save,
         load=peft_adapters.load,
         merge=peft_adapters.merge,
+        sharing=peft_adapters.SHARED_PER_ADAPTER,
         default_learning_rate=1e-3,  # as LoRA's: LyCORIS trains LoKr with LoRA-like rates
         stores_base=False,
         description="low-rank Kronecker product adapters (peft, LyCORIS)",

@@ -60,6 +60,7 @@ register_method(
         save=peft_adapters.save,
         load=peft_adapters.load,
         merge=peft_adapters.merge,
+        sharing=peft_adapters.SHARED_MIXED,
         default_learning_rate=1e-3,
         stores_base=False,
         description="low-rank adapters (peft); small artifact, base referenced by name",

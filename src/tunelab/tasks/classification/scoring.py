@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tunelab.predict.inference import sigmoid, softmax
+from tunelab.inference.forward import sigmoid, softmax
 
 if TYPE_CHECKING:
     from tunelab.evaluate.mistakes import Mistakes

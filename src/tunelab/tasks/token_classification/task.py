@@ -75,6 +75,10 @@ class TokenClassificationTask(Task):
         keys = [" ".join(s.tokens) for s in dataset.sentences]
         return SummaryView(keys=keys, labels=types, texts=texts, facts=facts)
 
+    def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
+        """Tags travel with the tokens, not in a label column: only the text column is named."""
+        return [("data.text_column", data.text_column)]
+
     def summary_terms(self) -> SummaryTerms:
         from tunelab.data.summary import SummaryTerms
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from tunelab.cli import (
     app_cmd,
+    ensemble_cmd,
     eval_cmd,
     export_cmd,
     keys_cmd,
@@ -29,6 +30,7 @@ COMMANDS = (
     predict_cmd,
     export_cmd,
     merge_cmd,
+    ensemble_cmd,
     runs_cmd,
     validate_cmd,
     tasks_cmd,
@@ -45,6 +47,7 @@ EPILOG = """examples:
   tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
+  tunelab ensemble runs/a runs/b runs/c --out runs/abc
   tunelab runs
   tunelab app support chat bots/banking
 """

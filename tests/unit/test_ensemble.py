@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +118,18 @@ def test_the_cli_builds_an_ensemble(members, tmp_path, capsys) -> None:
     assert tunelab.load(out).format == "ensemble"
 
 
-def test_export_exports_every_member(ens, tmp_path) -> None:
-    from tunelab.compress import export
-
-    result = export(ens, format="onnx", output=tmp_path / "ens-onnx", show_progress=False)
-    loaded = tunelab.load(result.path)
+def test_export_exports_every_member(ens, tmp_path, capsys) -> None:
+    target = tmp_path / "ens-onnx"
+    assert main(["export", str(ens), "--format", "onnx", "--output", str(target), "-q"]) == 0
+    assert f"artifact: {target}" in capsys.readouterr().out
+    report = json.loads((target / "parity.json").read_text(encoding="utf-8"))
+    assert report["passed"] and report["agreement"] > 0.9 and len(report["members"]) == 3
+    loaded = tunelab.load(target)
     assert loaded.format == "ensemble"
     members = loaded.run.read_summary()["members"]
     assert len(members) == 3
     for member in members:
-        assert tunelab.load(result.path / member["path"]).format == "onnx"
+        assert tunelab.load(target / member["path"]).format == "onnx"
     np.testing.assert_allclose(
         softmax(np.asarray(loaded.logits(TEXTS), dtype=np.float64)),
         softmax(np.asarray(tunelab.load(ens).logits(TEXTS), dtype=np.float64)),

@@ -146,3 +146,30 @@ def test_every_task_inverts_its_own_probabilities(task_name: str) -> None:
     probs = task.soft_targets(torch.from_numpy(rng.normal(size=(4, 5, 3)) * 3)).numpy()
     back = task.soft_targets(torch.from_numpy(task.logits_from_probabilities(probs))).numpy()
     np.testing.assert_allclose(back, probs, atol=1e-6)
+
+
+def token_softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the labels of each token: (N, T, L) -> (N, T, L)."""
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+
+
+def test_an_ner_ensemble_averages_per_token_probabilities(
+    tiny_bert, tagged_jsonls, tiny_overrides, tmp_path
+) -> None:
+    train, test = tagged_jsonls
+    runs = []
+    for seed in (1, 2):
+        overrides = tiny_overrides(
+            tiny_bert, train, test, tmp_path / "runs", "data.task=token_classification", f"train.seed={seed}",
+            f"name=ner{seed}", epochs=1,
+        )  # fmt: skip
+        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    built = ensemble(runs, tmp_path / "ner-ens")
+    assert [m["temperature"] for m in built.members] == [1.0, 1.0]  # temperature scaling is single-label
+    texts = ["maria visited rome today", "john left berlin"]
+    expected = np.mean([token_softmax(tunelab.load(r).logits(texts)) for r in runs], axis=0)
+    got = token_softmax(tunelab.load(built.path).logits(texts))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert "entities" in tunelab.load(built.path).predict(texts[0])

@@ -114,28 +114,10 @@ def run_variant(variant: str, seed: int, data: list[str], out: Path) -> float:
 
 
 def tiny_model(folder: Path) -> Path:
-    """A random 2-layer BERT with the bundled tokenizer (as tests/conftest.py builds it)."""
-    if (folder / "config.json").is_file():
-        return folder
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    """The tests' random 2-layer BERT (``tunelab.models.tiny``), made once."""
+    from tunelab.models.tiny import save_tiny_bert
 
-    from tunelab.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return folder if (folder / "config.json").is_file() else save_tiny_bert(folder)
 
 
 def table(results: list[dict[str, Any]], variants: list[str]) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.cli.config_args import add_file_with_options, file_and_options
+from tunelab.cli.output import headline_lines
+
 HELP = """examples:
   tunelab ensemble runs/a runs/b runs/c --out runs/abc
   tunelab ensemble runs/a runs/b --out runs/ab --dev dev.csv        # calibrate on this file
@@ -32,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", nargs="+", help="two or more run folders (or exported artifacts)")
     p.add_argument("--out", "--output", dest="out", required=True, help="the ensemble's run folder")
-    p.add_argument(
-        "--dev", metavar="FILE", help="labelled file to fit temperatures on (default: each run's dev split)"
+    add_file_with_options(
+        p,
+        "--dev",
+        "labelled file to fit temperatures on (default: each run's dev split), then data.* options",
     )
     p.add_argument(
         "--no-calibrate", dest="calibrate", action="store_false", help="average uncalibrated probabilities"
@@ -45,16 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.ensembling import ensemble
 
-    result = ensemble(args.runs, args.out, calibrate=args.calibrate, dev=args.dev)
+    dev, options = file_and_options(args.dev)
+    result = ensemble(args.runs, args.out, calibrate=args.calibrate, dev=dev, dev_options=options)
     print(f"ensemble of {len(result.members)} members: {result.path}")
     if not args.quiet:
         for member in result.members:
             print(f"  {member['source']}: temperature {member['temperature']:.3f} ({member['calibration']})")
         for split, metrics in result.metrics.items():
-            shown = ", ".join(
-                f"{k} {v:.4f}"
-                for k, v in metrics.items()
-                if k in ("accuracy", "macro_f1", "entity_f1", "micro_f1")
-            )
-            print(f"  {split}: {shown}")
+            print(f"{split}:")
+            print("\n".join(headline_lines(metrics)))
     return 0

@@ -6,6 +6,8 @@ The CLI (``tunelab train | eval | predict | export | runs``) is a thin layer ove
     result = tunelab.train("configs/banking77.yaml", overrides=["method=lora"])
     predictor = tunelab.load(result.run_dir)
     predictor.predict("I still have not received my new card")
+    predictor.predict(df["text"])                  # a DataFrame column -> a DataFrame of predictions
+    tunelab.train(train=train_df, dev=dev_df)      # DataFrames (or datasets.Dataset) instead of files
     artifact = tunelab.export(result.run_dir, format="onnx-int8")  # parity-checked ONNX Runtime int8
     merged = tunelab.merge(result.run_dir)  # a LoRA-family adapter folded into its base: a plain run
 """
@@ -34,7 +36,7 @@ _EXPORTS = {
     "MergeResult": "tunelab.compress",
     "MethodConfig": "tunelab.config",
     "ModelConfig": "tunelab.config",
-    "Predictor": "tunelab.predict",
+    "Predictor": "tunelab.inference",
     "RunConfig": "tunelab.config",
     "TrainConfig": "tunelab.config",
     "TrainResult": "tunelab.train",
@@ -43,10 +45,11 @@ _EXPORTS = {
     "evaluate": "tunelab.evaluate.on_run",
     "export": "tunelab.compress",
     "list_runs": "tunelab.runs",
-    "load": "tunelab.predict",
+    "load": "tunelab.inference",
     "load_encoder": "tunelab.embeddings",
     "merge": "tunelab.compress",
-    "predict_file": "tunelab.predict",
+    "predict": "tunelab.inference",
+    "predict_file": "tunelab.inference",
     "read_labelled": "tunelab.data.labelled",
     "train": "tunelab.train",
 }
@@ -69,6 +72,7 @@ __all__ = [
     "load",
     "load_encoder",
     "merge",
+    "predict",
     "predict_file",
     "read_labelled",
     "train",
@@ -81,7 +85,7 @@ if TYPE_CHECKING:
     from tunelab.embeddings import embed, load_encoder
     from tunelab.errors import TunelabError
     from tunelab.evaluate.on_run import evaluate
-    from tunelab.predict import Predictor, load, predict_file
+    from tunelab.inference import Predictor, load, predict, predict_file
     from tunelab.runs import list_runs
     from tunelab.train import TrainResult, train
 
@@ -95,7 +99,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    """The public API only (what tab completion offers): not the helpers and subpackages this module holds."""
+    return sorted([*__all__, "__version__"])
 
 
 class _Package(types.ModuleType):

@@ -19,7 +19,8 @@ import yaml
 from tunelab.errors import ConfigError
 
 # conll: whitespace-separated token columns, blank lines between sentences (token classification).
-FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "conll")
+# excel: an .xlsx workbook, one sheet (data.sheet, default the first) read as a table.
+FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "excel", "conll")
 EMPTY_TEXT_POLICIES = ("drop", "error")
 ADVERSARIAL = (None, "fgm", "pgd")
 AUGMENT_METHODS = ("synonym", "insert", "swap", "delete")
@@ -67,6 +68,8 @@ class DataConfig:
     encoding: str = "utf-8"
     header: bool = True
     column_names: list[str] | None = None
+    # Excel workbooks: the sheet to read by name (None: the first sheet).
+    sheet: str | None = None
     task: str = "single_label"
     label_delimiter: str = "|"
     dev_size: float = 0.1

@@ -26,3 +26,25 @@ class ModelNotFoundError(TunelabError):
 
 class RunError(TunelabError):
     """A run folder is missing, incomplete or damaged."""
+
+
+def several(errors: list[TunelabError]) -> TunelabError:
+    """One error for problems found together (``tunelab validate``'s checks, every file of a run).
+
+    A single problem comes back as it is. Several make one error of the first one's kind whose
+    one-line message numbers them all, with the list in ``problems`` for callers that show one
+    per line.
+    """
+    if len(errors) == 1:
+        return errors[0]
+    messages = [str(e) for e in errors]
+    combined = type(errors[0])(
+        f"{len(errors)} problems: " + " ".join(f"({i}) {m}" for i, m in enumerate(messages, 1))
+    )
+    combined.problems = messages  # type: ignore[attr-defined]
+    return combined
+
+
+def problems_of(error: TunelabError) -> list[str]:
+    """Each problem an error stands for: those ``several`` combined, or its one message."""
+    return list(getattr(error, "problems", None) or [str(error)])

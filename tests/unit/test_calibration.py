@@ -10,7 +10,7 @@ from tunelab.evaluate.calibration import (
     expected_calibration_error,
     fit_temperature,
 )
-from tunelab.predict.inference import softmax
+from tunelab.inference.forward import softmax
 
 
 def _sampled(n: int = 4000, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

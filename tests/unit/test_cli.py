@@ -246,6 +246,7 @@ def test_runs_shows_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_runs_in_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "none").mkdir()  # a folder that does not exist is an error (test_runs_listing)
     assert main(["runs", "--dir", str(tmp_path / "none")]) == 0
     assert "no runs in" in capsys.readouterr().out
 
@@ -282,9 +283,11 @@ def test_validate_reports_every_problem_in_one_line(
     ],
 )
 def test_validate_checks_method_model_and_data(
-    overrides: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+    overrides: list[str], fragment: str, train_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["validate", *overrides]) == 2
+    # A good training file unless the case is about that: a missing data.train is a problem too.
+    given = [] if any(o.startswith("data.train=") for o in overrides) else [f"data.train={train_csv}"]
+    assert main(["validate", *given, *overrides]) == 2
     assert_one_error_line(capsys.readouterr().err, fragment)
 
 
@@ -299,12 +302,12 @@ def test_validate_rejects_an_unknown_metric(capsys: pytest.CaptureFixture[str]) 
 def test_unexpected_errors_exit_1_and_point_to_verbose(
     monkeypatch: pytest.MonkeyPatch, cli_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import tunelab.predict
+    import tunelab.inference
 
     def boom(path: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tunelab.predict, "load", boom)
+    monkeypatch.setattr(tunelab.inference, "load", boom)
     assert main(["predict", str(cli_run), "hello"]) == 1
     assert_one_error_line(capsys.readouterr().err, "unexpected RuntimeError: boom", "-v")
     with pytest.raises(RuntimeError, match="boom"):

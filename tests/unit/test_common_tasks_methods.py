@@ -29,10 +29,10 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from tunelab.config import DataConfig, TrainConfig
+from tunelab.inference.forward import predict_logits
 from tunelab.methods import available_methods, get_method
 from tunelab.methods.registry import ModelLoader
 from tunelab.models import load_tokenizer
-from tunelab.predict.inference import predict_logits
 from tunelab.serve.schemas import PredictResponse, UsageCount
 from tunelab.tasks import available_tasks, get_task
 from tunelab.train.loop import LoopSetup, run_loop

@@ -14,7 +14,7 @@ import tunelab
 from tunelab.cli.main import main
 from tunelab.ensembling import ensemble
 from tunelab.errors import ConfigError, RunError
-from tunelab.predict.inference import softmax
+from tunelab.inference.forward import softmax
 from tunelab.tasks import available_tasks, get_task
 
 TEXTS = ["football match and a goal today", "pizza and cheese for dinner", "rain and snow and cold wind"]

@@ -20,8 +20,8 @@ import pytest
 import tunelab
 from tunelab.cli.main import main
 from tunelab.errors import ConfigError, RunError
+from tunelab.inference.backends import LoadContext, model_loader, run_method
 from tunelab.methods import available_methods, get_method
-from tunelab.predict.backends import LoadContext, model_loader, run_method
 
 MERGEABLE = [m for m in available_methods() if get_method(m).merge is not None]
 NOT_MERGEABLE = [m for m in available_methods() if get_method(m).merge is None]
@@ -71,7 +71,7 @@ def unmerged_logits(run: Path, data: Path | None = None) -> tuple[Any, np.ndarra
         predictor.config.data.test, predictor.config.data, predictor.labels, field=None
     )
     enc = predictor.task.encode(predictor.tokenizer, dataset, max_length=predictor.config.model.max_length)
-    from tunelab.predict.inference import predict_logits
+    from tunelab.inference.forward import predict_logits
 
     return enc, predict_logits(model, enc)
 

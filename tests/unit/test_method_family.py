@@ -227,7 +227,7 @@ def test_adalora_reallocates_its_rank_budget_while_training(
     # The final ranks are saved: the adapter is stored truncated to them, and reloads with them.
     config = json.loads((run / "weights" / "adapter_config.json").read_text(encoding="utf-8"))
     assert config["rank_pattern"] and config["total_step"] == summary["steps"]
-    from tunelab.predict.backends import LoadContext, model_loader, run_method
+    from tunelab.inference.backends import LoadContext, model_loader, run_method
 
     predictor = tunelab.load(run)
     ctx = LoadContext(run=predictor.run, config=predictor.config, labels=predictor.labels, summary=summary)

@@ -61,6 +61,7 @@ def test_import_tunelab_loads_neither_torch_nor_transformers() -> None:
 
 def test_commands_without_a_model_load_neither_torch_nor_transformers(tmp_path: Path) -> None:
     data, runs = str(tmp_path / "data"), str(tmp_path / "runs")
+    (tmp_path / "runs").mkdir()  # `tunelab runs` on a folder that does not exist is an error
     code = (
         "import contextlib, io\n"
         "from tunelab.cli.main import main\n"
@@ -93,7 +94,7 @@ def test_the_api_names_still_resolve_to_the_functions() -> None:
     code = (
         "import tunelab, tunelab.train.trainer, tunelab.evaluate.on_run\n"
         "from tunelab.compress import export\n"
-        "from tunelab.predict import Predictor\n"
+        "from tunelab.inference import Predictor\n"
         "assert tunelab.train.__module__ == 'tunelab.train.trainer'\n"
         "assert tunelab.evaluate.__module__ == 'tunelab.evaluate.on_run'\n"
         "assert tunelab.export is export and tunelab.Predictor is Predictor\n"

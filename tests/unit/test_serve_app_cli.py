@@ -105,9 +105,9 @@ def test_serve_names_its_model_roots_and_warns_when_the_default_is_missing(
     import uvicorn
     from test_serve_app import FakePredictor
 
-    import tunelab.predict
+    import tunelab.inference
 
-    monkeypatch.setattr(tunelab.predict, "load", FakePredictor)
+    monkeypatch.setattr(tunelab.inference, "load", FakePredictor)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's SIGTERM handler alone
     tmp_path = Path(os.path.realpath(tmp_path))  # as the server's cwd reads it (macOS: /private/var)

@@ -24,7 +24,7 @@ from tunelab.compress.structured import (
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import collate, encode_texts
 from tunelab.errors import RunError
-from tunelab.predict.inference import predict_logits
+from tunelab.inference.forward import predict_logits
 from tunelab.tasks import get_task
 
 

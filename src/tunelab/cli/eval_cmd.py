@@ -35,7 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_file_with_options(
         p, "--data", "labelled CSV/TSV/JSONL/Parquet file, then any data.* reading options for it"
     )
-    p.add_argument("--out", help="report folder (default <run>/evals/<file stem>)")
+    p.add_argument(
+        "--out",
+        help="report folder (default <run>/evals/<file stem>; <stem>-2, ... for another file with that stem)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(handler=run)
 

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tunelab import __version__
 from tunelab.cli import (
     app_cmd,
     ensemble_cmd,
@@ -40,15 +41,18 @@ COMMANDS = (
     app_cmd,
 )
 
+VERBOSE_HELP = "show library logs and tracebacks (before or after the command)"
+
 EPILOG = """examples:
   tunelab train configs/banking77.yaml method=lora train.epochs=3
   tunelab eval runs/banking77 --data ../shared/data/banking77/test.csv
   tunelab predict runs/banking77 "I still have not received my new card"
-  tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
+  tunelab predict runs/banking77 --input tickets.csv --output predictions.csv
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
   tunelab ensemble runs/a runs/b runs/c --out runs/abc
   tunelab runs
+  tunelab eval runs/demo -v            # global options (-v) go before or after the command
   tunelab app support chat bots/banking
 """
 
@@ -60,12 +64,40 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version="tunelab 0.1.0")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
+    parser.add_argument("--version", action="version", version=f"tunelab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
+    _global_options_after_commands(parser)
     return parser
+
+
+def _global_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """Accept ``-v`` after any (sub)command too: ``tunelab train -v`` as well as ``tunelab -v train``.
+
+    argparse knows a top-level option only before the subcommand, so every subcommand parser, at
+    every depth (``tunelab app support chat``), gets its own ``-v``. Its default is SUPPRESS: a
+    subparser that did not see it leaves the top level's value alone instead of resetting it to False.
+    Walking ``_actions`` is argparse's private structure, but there is no public way to list the
+    subparsers; a command that defines ``-v`` itself keeps its own meaning.
+    """
+    seen: set[int] = set()
+    pending = [parser]
+    while pending:
+        for action in pending.pop()._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                continue
+            for child in action.choices.values():
+                if id(child) in seen:  # aliases share one parser
+                    continue
+                seen.add(id(child))
+                taken = child._option_string_actions
+                if "-v" not in taken and "--verbose" not in taken:
+                    child.add_argument(
+                        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+                    )
+                pending.append(child)
 
 
 def _quiet_libraries() -> None:

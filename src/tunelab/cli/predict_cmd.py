@@ -1,4 +1,4 @@
-"""``tunelab predict``: label texts given as arguments, or a whole file into JSONL."""
+"""``tunelab predict``: label texts given as arguments, or a whole file into CSV, JSONL or Parquet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from tunelab.errors import TunelabError
 HELP = """examples:
   tunelab predict runs/banking77 "I still have not received my new card"
   tunelab predict runs/banking77 "card not working" "how do I top up?" --top-k 5 --json
-  tunelab predict runs/banking77 --input tickets.csv --output predictions.jsonl
+  tunelab predict runs/banking77 --input tickets.csv --output predictions.csv
+  tunelab predict runs/banking77 --input tickets.csv --output predictions.parquet --overwrite
   tunelab predict runs/phrasebank --input news.txt data.separator=@ data.header=false \\
       data.column_names=[sentence,label] --output predictions.jsonl
   tunelab predict runs/nli --pair "A man plays a guitar." "Someone makes music."
@@ -23,9 +24,15 @@ A run trained on text pairs (data.text_pair_column) takes --pair TEXT TEXT_PAIR 
 An --input file is read with its own layout (format by extension, separator sniffed, header row,
 UTF-8, else GB18030 when it reads as Chinese, else Latin-1), not the run's training file's;
 give data.* reading options after the file when the guess is wrong. Its text column is the run's
-data.text_column, else 'text'. Each output line's "row" is the row's number in the file: data rows
-counted from 1, the header line not counted (JSON lines: the line number); rows with empty text
-are dropped and leave a gap.
+data.text_column, else 'text'.
+
+The --output file's extension picks its format: .csv, .tsv, .jsonl or .parquet. Each output row is
+an input row: the file's own columns (one that a prediction field also names, e.g. a 'label'
+column, is kept as 'label_input'), "row", "text", then "label", "score" and the top-k. JSON lines
+keep "top_k" as a list; CSV and Parquet spread it over columns top_1_label, top_1_score, ...
+"row" is the row's number in the file: data rows counted from 1, the header line not counted
+(JSON lines: the line number); rows with empty text are dropped and leave a gap. An existing
+output file is left alone unless --overwrite; the file appears only when complete.
 """
 
 
@@ -52,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "CSV/TSV/JSONL/Parquet file with the run's text column (or 'text'), then any data.* "
         "reading options for it",
     )
-    p.add_argument("--output", help="JSONL file to write (required with --input)")
+    p.add_argument("--output", help="file to write, .csv, .tsv, .jsonl or .parquet (required with --input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.add_argument("--top-k", type=int, default=3, help="how many ranked labels to return (default 3)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
@@ -61,17 +69,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tunelab.data.file_options import parse_file_overrides
-    from tunelab.predict import load, predict_file
+    from tunelab.inference import load, predict_file
+    from tunelab.inference.files import output_format
 
     if args.pair and args.texts:
         raise TunelabError("give texts to label or --pair TEXT TEXT_PAIR, not both")
     if bool(args.input) == bool(args.texts or args.pair):
         raise TunelabError("give texts to label (or --pair), or --input FILE --output FILE (not both)")
     if args.input and not args.output:
-        raise TunelabError("--input needs --output FILE.jsonl for the predictions")
+        raise TunelabError("--input needs --output FILE (.csv, .tsv, .jsonl or .parquet) for the predictions")
+    if args.output and not args.input:
+        raise TunelabError("--output goes with --input FILE; texts given as arguments are printed")
     if args.top_k < 1:
         raise TunelabError(f"--top-k {args.top_k}: use 1 or more")
     options = parse_file_overrides(args.input[1:]) if args.input else {}  # a typo fails before loading
+    if args.output:  # a wrong extension or a taken file fails before loading the model too
+        output_format(args.output, overwrite=args.overwrite)
     predictor = load(args.run)
     column = predictor.text_pair_column
     if column and args.texts:
@@ -89,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             batch_size=args.batch_size,
             options=options,
+            overwrite=args.overwrite,
         )
         print(f"wrote {n} predictions to {args.output}")
         return 0

@@ -1,4 +1,4 @@
-"""``tunelab runs``: every run with its model, method, data and headline metrics."""
+"""``tunelab runs``: every run and exported artifact with its format, model, method, data and metrics."""
 
 from __future__ import annotations
 
@@ -6,13 +6,24 @@ import argparse
 
 from tunelab.cli.output import pct, table
 
+HELP = """examples:
+  tunelab runs
+  tunelab runs --dir experiments/runs
+
+One row per folder: trained runs (format torch), artifacts written by `tunelab export` (status
+exported, their format, and the export time under "finished"), and unfinished runs or exports
+(status unfinished, with the data they were given; `tunelab train --resume runs/<name>.partial`
+continues a run). A --dir that does not exist is an error.
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "runs",
-        help="list runs",
-        description="List every run (finished or not) with model, method, data and headline metrics.",
-        epilog="example:\n  tunelab runs --dir runs",
+        help="list runs and exported artifacts",
+        description="List every run and exported artifact (finished or not) with its format, model, "
+        "method, data and headline metrics.",
+        epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dir", default="runs", help="folder holding the runs (default: runs)")
@@ -20,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunelab.runs import list_runs
+    import tunelab.runs
 
-    infos = list_runs(args.dir)
+    infos = tunelab.runs.list_runs(args.dir)
     if not infos:
         print(f"no runs in {args.dir}/ yet: start one with `tunelab train CONFIG`")
         return 0
@@ -36,17 +47,14 @@ def run(args: argparse.Namespace) -> int:
                 info.status,
                 s.get("model"),
                 s.get("method"),
-                (s.get("data") or {}).get("train"),
+                info.format or "?",
+                info.data.get("train"),
                 pct(head.get("dev", {}).get("accuracy")),
                 pct(head.get("test", {}).get("accuracy")),
                 pct(head.get("test", head.get("dev", {})).get("macro_f1")),
-                s.get("finished_at", "")[:16].replace("T", " ") or None,
+                (info.when or "")[:16].replace("T", " ") or None,
             ]
         )
-    print(
-        table(
-            ["run", "status", "model", "method", "train data", "dev acc", "test acc", "macro F1", "finished"],
-            rows,
-        )
-    )
+    headers = ["run", "status", "model", "method", "format", "train data", "dev acc", "test acc", "macro F1"]
+    print(table([*headers, "finished/exported"], rows))
     return 0

@@ -408,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from tunelab.predict import load
+    from tunelab.inference import load
     from tunelab.serve.access import AccessControl
     from tunelab.serve.app import ServedModel, create_app
     from tunelab.serve.logging_setup import configure_logging

@@ -1,43 +1,64 @@
-"""``tunelab validate``: check a run file, its overrides, the method options and the data."""
+"""``tunelab validate``: every problem ``tunelab train`` would hit, at once, and a data summary."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from tunelab.cli.config_args import add_config_arguments, config_and_overrides
+
+HELP = """examples:
+  tunelab validate configs/banking77.yaml method=lora
+  tunelab validate data.train=tickets.csv data.text_column=body data.label_column=queue
+  tunelab validate data.train=export.csv data.separator=";"        # usually sniffed: , tab ; | @
+  tunelab validate data.train=book.xlsx data.sheet=Labelled name=first-try
+  tunelab validate configs/banking77.yaml --json > check.json
+
+It checks what train checks before training (the config, data.train given, the method and its
+options, the model, a free run name, every data file: columns, labels, splits) and reports every
+problem, one per line, exiting 2 if there is any. It also prints a data summary: rows per split,
+examples per label with rare labels and likely typos (`postive` beside `positive`), the
+imbalance, duplicate texts, texts shared between train and dev/test, and how many inputs are
+longer than model.max_length tokens (counted with the model's own tokenizer). Lines starting with
+"!" deserve a look. Row numbers in messages count data rows from 1, the header line not counted.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
-        help="check a config and its data without training",
-        description="Check a run config (every problem at once), its method options, model and data files.",
-        epilog="example:\n  tunelab validate configs/banking77.yaml method=lora",
+        help="check a config and its data without training, and summarise the data",
+        description="Report every problem `tunelab train` would hit, all at once, and summarise the data.",
+        epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the problems and the summary as JSON")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunelab.config import RunConfig
-    from tunelab.methods import get_method
-    from tunelab.models import resolve_model
-    from tunelab.tasks import get_task
+    from tunelab.preflight import validate_run
 
     config, overrides = config_and_overrides(args)
-    cfg = RunConfig.from_yaml(config, overrides)
-    get_method(cfg.method.name).parse_options(cfg.method.options)
-    model = resolve_model(cfg.model.name)
-    print(f"config ok: model {cfg.model.name} ({model.source}: {model.path}), method {cfg.method.name}")
-    if cfg.data.train:
-        splits = get_task(cfg.data.task).load_splits(cfg.data)
-        sizes = ", ".join(
-            f"{name} {len(ds)}"
-            for name, ds in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))
-            if ds
+    report = validate_run(config, overrides=overrides)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return 0 if report.ok else 2
+    cfg = report.config
+    if cfg is not None and report.model_source is not None:
+        print(
+            f"config{' ok' if report.ok else ''}: model {cfg.model.name} ({report.model_source}: "
+            f"{report.model_path}), method {cfg.method.name}"
         )
-        print(f"data ok: {len(splits.labels.names)} labels ({splits.labels.task}); rows: {sizes}")
-        for note in splits.notes:
+    if report.summary is not None:
+        s = report.summary
+        sizes = ", ".join(f"{name} {n}" for name, n in s.rows.items())
+        print(f"data ok: {s.num_labels} labels ({s.task}); rows: {sizes}")
+        for note in report.notes:
             print(f"  note: {note}")
-    return 0
+        print("\n".join(s.lines()))
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 0 if report.ok else 2

@@ -3,7 +3,7 @@
 ``merge(run)`` folds a run's adapter into its base and writes a plain run (its logits checked to
 move by under 1e-4). ``export(run, format=...)`` writes an artifact folder with a run's layout, so
 ``tunelab.load``, ``evaluate``, ``predict`` and ``serve`` take it like a run. Importing this package
-registers the artifact formats with the predictor (``tunelab.predict.backends``); ONNX Runtime and
+registers the artifact formats with the predictor (``tunelab.inference.backends``); ONNX Runtime and
 the exporters are imported only when an artifact is written or loaded.
 
 Example:
@@ -20,7 +20,7 @@ from tunelab.compress.export import ExportResult, export
 from tunelab.compress.merge import MergeResult, merge
 from tunelab.compress.options import FORMATS, PRUNE_METHODS, ExportOptions
 from tunelab.compress.parity import ParityError
-from tunelab.predict.backends import LoadContext, register_format
+from tunelab.inference.backends import LoadContext, register_format
 
 
 def _load_onnx(ctx: LoadContext) -> Any:

@@ -14,7 +14,7 @@ from tunelab.compress.datasets import parity_data, sample_batch
 from tunelab.compress.options import ExportOptions
 from tunelab.compress.parity import ParityError, compare, measure
 from tunelab.errors import RunError
-from tunelab.predict.backends import LoadContext, TorchBackend, get_format
+from tunelab.inference.backends import LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder
 
 
@@ -35,7 +35,7 @@ def build_artifact(
         The parity report. Raises ``ParityError`` (after writing the reports, which the caller
         deletes with the folder) when the metric fell by more than ``opts.max_drop``.
     """
-    from tunelab.predict import load
+    from tunelab.inference import load
 
     predictor = load(source.root)
     model: nn.Module = predictor.model.eval()

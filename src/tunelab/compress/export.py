@@ -154,7 +154,7 @@ def register_composite_export(format: str, builder: Callable[..., dict[str, Any]
 def _composite_builder(format: str) -> Callable[..., dict[str, Any]] | None:
     if format == "torch":
         return None
-    from tunelab.predict.backends import get_format
+    from tunelab.inference.backends import get_format
 
     get_format(format)  # imports the package that registered the format (and its export, if any)
     return _COMPOSITE.get(format)

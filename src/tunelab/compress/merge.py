@@ -77,12 +77,12 @@ def merge(
     from tunelab.compress.datasets import parity_data
     from tunelab.config import RunConfig
     from tunelab.data import LabelMap
+    from tunelab.inference import Predictor
+    from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
+    from tunelab.inference.forward import predict_logits
     from tunelab.methods import get_method
     from tunelab.methods.registry import PLAIN_METHOD
     from tunelab.models import load_tokenizer
-    from tunelab.predict import Predictor
-    from tunelab.predict.backends import LoadContext, TorchBackend, model_loader, run_method
-    from tunelab.predict.inference import predict_logits
     from tunelab.runs import find_run
 
     source = find_run(run)

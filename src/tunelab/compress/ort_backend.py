@@ -10,8 +10,8 @@ import torch
 
 from tunelab.data.encoding import Encoded
 from tunelab.errors import RunError
-from tunelab.predict.backends import LoadContext
-from tunelab.predict.inference import batched_outputs
+from tunelab.inference.backends import LoadContext
+from tunelab.inference.forward import batched_outputs
 
 MODEL_FILE = "model.onnx"
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from tunelab.data.encoding import Encoded
 from tunelab.errors import TunelabError
-from tunelab.predict.backends import Backend
+from tunelab.inference.backends import Backend
 from tunelab.tasks import Task
 
 LATENCY_BATCHES = {1: 20, 32: 5}  # batch size -> timed passes (after one warm-up)

@@ -25,7 +25,7 @@ from torch import nn
 
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded
-from tunelab.predict.inference import predict_logits
+from tunelab.inference.forward import predict_logits
 
 if TYPE_CHECKING:
     from tunelab.tasks import Task

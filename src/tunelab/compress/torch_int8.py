@@ -24,8 +24,8 @@ from torch import nn
 
 from tunelab.data.encoding import Encoded
 from tunelab.errors import RunError
-from tunelab.predict.backends import LoadContext
-from tunelab.predict.inference import predict_logits
+from tunelab.inference.backends import LoadContext
+from tunelab.inference.forward import predict_logits
 from tunelab.quiet import quiet
 
 LAYOUT_FILE = "int8.json"

@@ -8,7 +8,8 @@ Typical use::
     splits = load_splits(DataConfig(train="train.csv", label_column="category"))
     splits.train.texts[0], splits.labels.names[splits.train.labels[0]]
 
-Formats are CSV, TSV, JSONL (or a JSON array) and Parquet, chosen by ``data.format`` or the file
+Formats are CSV, TSV, JSONL (or a JSON array), Parquet and Excel (.xlsx, ``data.sheet``), chosen
+by ``data.format`` or the file
 extension (``.txt`` is read as delimited text with ``data.separator``). Every user mistake raises
 :class:`tunelab.errors.DataError` with one line naming the file, the row and the fix. Rows are
 counted from 1 and the header is not a row.

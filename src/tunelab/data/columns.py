@@ -50,6 +50,7 @@ def extract(
     label_kind: LabelKind | None,
     text_column: str | None = None,
     has_header_row: bool = False,
+    rows_are: str = "",
 ) -> Extracted:
     """Take the configured columns from ``df``, drop or reject empty texts, split labels.
 
@@ -61,6 +62,8 @@ def extract(
         text_column: the text column to use instead of ``cfg.text_column``.
         has_header_row: the columns came from a header row, so a missing column may mean that
             the file has none; the message then says how to name the columns.
+        rows_are: what a row number counts in this file (``row_convention``), said in messages
+            that name a row: people count lines differently.
 
     Raises:
         DataError: a column is missing, a text or label cell is empty or of the wrong kind, or no
@@ -73,12 +76,17 @@ def extract(
         wanted.append((cfg.text_pair_column, "data.text_pair_column"))
     if label_kind is not None:
         wanted.append((cfg.label_column, "data.label_column"))
-    for column, setting in wanted:
-        if column not in df.columns:
-            raise DataError(
-                f"{source}: no column {column!r} (columns: {describe_columns(df)}); set {setting} "
-                f"to one of them{hint if has_header_row else ''}"
-            )
+    missing = [(column, setting) for column, setting in wanted if column not in df.columns]
+    if missing:
+        # Every wrong name at once: fixing one and running again to meet the next costs a round trip.
+        names = " or ".join(repr(column) for column, _ in missing)
+        settings = " and ".join(setting for _, setting in missing)
+        some = "one of them" if len(missing) == 1 else "them"
+        raise DataError(
+            f"{source}: no column {names} (columns: {describe_columns(df)}); set {settings} "
+            f"to {some}{hint if has_header_row else ''}"
+        )
+    note = f" ({rows_are})" if rows_are else ""
 
     texts = _text_column(df, text_col, source)
     empty = texts == ""
@@ -93,7 +101,7 @@ def extract(
         if cfg.empty_text == "error":
             raise DataError(
                 f"{source} row {first}: {what} ({_rows(n_empty)} in all); fill them in, or set "
-                "data.empty_text: drop to skip such rows"
+                f"data.empty_text: drop to skip such rows{note}"
             )
         if n_empty == len(df):
             raise DataError(f"{source}: every row has {what} in column {text_col!r}; check data.text_column")
@@ -103,7 +111,7 @@ def extract(
 
     labels = None
     if label_kind is not None:
-        labels = _labels(df[cfg.label_column], cfg, source, label_kind)
+        labels = _labels(df[cfg.label_column], cfg, source, label_kind, note)
     return Extracted(
         texts=texts.tolist(),
         pairs=pairs[~empty].tolist() if cfg.text_pair_column else None,
@@ -133,7 +141,9 @@ def _text_column(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     return values.map(str.strip)
 
 
-def _labels(values: pd.Series, cfg: DataConfig, source: str, kind: LabelKind) -> list[str] | list[list[str]]:
+def _labels(
+    values: pd.Series, cfg: DataConfig, source: str, kind: LabelKind, note: str
+) -> list[str] | list[list[str]]:
     column = values.name
     if kind == "many":
         return [_split_labels(v, cfg.label_delimiter) for v in values]
@@ -143,7 +153,7 @@ def _labels(values: pd.Series, cfg: DataConfig, source: str, kind: LabelKind) ->
         if isinstance(value, list):
             raise DataError(
                 f"{source} row {row}: column {column!r} holds a list of labels; set data.task: "
-                "multi_label for multi-label data"
+                f"multi_label for multi-label data{note}"
             )
         name = value.strip()
         if not name:
@@ -152,7 +162,7 @@ def _labels(values: pd.Series, cfg: DataConfig, source: str, kind: LabelKind) ->
     if missing:
         raise DataError(
             f"{source} row {missing[0]}: empty label in column {column!r} ({_rows(len(missing))} in all); "
-            "fill in the label or remove the row"
+            f"fill in the label or remove the row{note}"
         )
     return out
 

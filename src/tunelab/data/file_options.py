@@ -14,8 +14,9 @@ Detection, for each option not given:
 - encoding: UTF-16 when the file starts with its byte-order mark, UTF-8 if the whole file decodes
   as UTF-8, else GB18030 if it decodes as that into Chinese text, else Latin-1 (which decodes any
   byte; the fallback is logged so a wrong guess can be fixed with ``data.encoding``);
-- separator: the first of the extension's usual one, then ``, \\t ; | @``, that splits every
-  line of the first 64 KB into the same number (at least 2) of fields; else the usual one;
+- separator: sniffed from the first 64 KB (:mod:`tunelab.data.sniff`: ``csv.Sniffer``'s guess
+  among ``, \\t ; | @`` when it splits every line into the same number, at least 2, of fields,
+  else the first of the extension's usual one and those that does); else the usual one;
 - header: a first row is a header unless ``data.column_names`` is given and the first row is not
   those names.
 
@@ -33,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import DataConfig, apply_override, coerce_types
-from tunelab.data.readers import detect_encoding, detect_format, format_from_extension
+from tunelab.data.readers import detect_encoding, detect_format, format_from_extension, separator_of
+from tunelab.data.sniff import sniff_text
 from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 #: How the file is laid out: never taken from the run, always the file's own.
-READING_FIELDS = ("format", "separator", "encoding", "header", "column_names")
+READING_FIELDS = ("format", "separator", "encoding", "header", "column_names", "sheet")
 #: What ``data.*=`` overrides may set on ``eval``, ``predict`` and ``export``: reading options, the columns to
 #: take (defaults: the run's), how multi-label cells are split and what to do with empty texts.
 FILE_FIELDS = (
@@ -47,7 +49,6 @@ FILE_FIELDS = (
     *("text_column", "text_pair_column", "label_column", "label_delimiter", "empty_text"),
 )
 
-_SEPARATORS = (",", "\t", ";", "|", "@")
 _SAMPLE_BYTES = 64 * 1024
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
 
@@ -113,7 +114,9 @@ def describe_reading(path: str | Path, cfg: DataConfig) -> str:
         fmt = cfg.format
     if fmt in ("jsonl", "parquet"):
         return f"JSON lines, {cfg.encoding}" if fmt == "jsonl" else "Parquet"
-    sep = cfg.separator or ("\t" if fmt == "tsv" else ",")
+    if fmt == "excel":
+        return f"Excel sheet {cfg.sheet!r}" if cfg.sheet else "Excel, first sheet"
+    sep = separator_of(cfg) or ("\t" if fmt == "tsv" else ",")
     kind = "TSV" if sep == "\t" else "CSV" if sep == "," else f"text separated by {sep!r}"
     header = "first row as header" if cfg.header else "no header row"
     named = f", columns named [{','.join(cfg.column_names)}]" if cfg.column_names else ""
@@ -128,6 +131,8 @@ def row_convention(path: str | Path, cfg: DataConfig) -> str:
         fmt = cfg.format
     if fmt == "jsonl":
         return "rows are line numbers"
+    if fmt == "excel" and cfg.header:
+        return "data rows counted from 1 below the header: Excel's row number is one more"
     if fmt == "parquet" or not cfg.header:
         return "rows counted from 1"
     return "data rows counted from 1, the header line not counted"
@@ -173,7 +178,7 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
         fmt = format_from_extension(path)
         if fmt is None:  # no telling extension: look at the content
             fmt = out["format"] = _format_from_content(head)
-    if fmt == "parquet":
+    if fmt in ("parquet", "excel"):  # binary: no encoding, separator or header to sniff
         return out
     if "encoding" not in given:
         out["encoding"] = _encoding(path)
@@ -182,7 +187,7 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
     text = _decode_head(head, out.get("encoding", values["encoding"]))
     usual = "\t" if fmt == "tsv" else ","
     truncated = len(head) == _SAMPLE_BYTES
-    sep = given.get("separator") or _sniff_separator(text, usual, truncated=truncated)
+    sep = given.get("separator") or sniff_text(text, usual, truncated=truncated) or usual
     if "separator" not in given and sep != usual:
         out["separator"] = sep
     if "header" not in given and given.get("column_names"):
@@ -224,30 +229,9 @@ def _decode_head(head: bytes, encoding: str) -> str:
     return text
 
 
-def _sniff_separator(text: str, usual: str, *, truncated: bool = False) -> str:
-    """The first candidate that splits every record of ``text`` into the same 2+ fields.
-
-    When ``text`` is the start of a longer file its last record may be cut (a quoted field that
-    goes on past the sample), so that one is not counted.
-    """
-    for sep in dict.fromkeys((usual, *_SEPARATORS)):
-        quoting = csv.QUOTE_MINIMAL if sep in (",", "\t") else csv.QUOTE_NONE
-        try:
-            rows = [r for r in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting) if r]
-        except csv.Error:
-            continue
-        if truncated and len(rows) > 1:
-            rows.pop()
-        counts = {len(r) for r in rows}
-        if len(counts) == 1 and counts.pop() >= 2:
-            return sep
-    return usual
-
-
 def _first_record(text: str, sep: str) -> list[str]:
-    quoting = csv.QUOTE_MINIMAL if sep in (",", "\t") else csv.QUOTE_NONE
     try:
-        for row in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting):
+        for row in csv.reader(io.StringIO(text), delimiter=sep):
             if row:
                 return row
     except csv.Error:

@@ -76,7 +76,7 @@ def read_extracted(
 ) -> Extracted:
     """Read ``path`` and take its configured columns (see :func:`tunelab.data.columns.extract`)."""
     df = read_table(path, cfg, field=field)
-    has_header_row = cfg.header and detect_format(Path(path), cfg) in ("csv", "tsv")
+    has_header_row = cfg.header and detect_format(Path(path), cfg) in ("csv", "tsv", "excel")
     return extract(
         df,
         cfg,
@@ -84,6 +84,7 @@ def read_extracted(
         label_kind=label_kind,
         text_column=text_column,
         has_header_row=has_header_row,
+        rows_are=row_convention(path, cfg),
     )
 
 
@@ -119,11 +120,12 @@ def read_labelled_table(
         needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
     needed.append((cfg.label_column, "label", "data.label_column"))
     _require_columns(df, path, cfg, needed)
-    parts = extract(df, cfg, source=str(path), label_kind=label_kind)
+    rows_are = row_convention(path, cfg)
+    parts = extract(df, cfg, source=str(path), label_kind=label_kind, rows_are=rows_are)
     for note in parts.notes:
         log.warning(note)
     assert parts.labels is not None  # label_kind is given, so labels were read
-    ids = labels.encode(parts.labels, source=str(path), rows=parts.rows)
+    ids = labels.encode(parts.labels, source=str(path), rows=parts.rows, rows_are=rows_are)
     return Dataset(texts=parts.texts, text_pairs=parts.pairs, labels=ids, source=str(path))
 
 

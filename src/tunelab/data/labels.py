@@ -72,13 +72,16 @@ class LabelMap:
         more = f", ... ({len(self.names)} in all)" if len(self.names) > _SHOWN else ""
         return shown + more
 
-    def encode(self, names: Sequence[str | list[str]], *, source: str, rows: Sequence[int]) -> list[Any]:
+    def encode(
+        self, names: Sequence[str | list[str]], *, source: str, rows: Sequence[int], rows_are: str = ""
+    ) -> list[Any]:
         """Turn label names into ids: an id per row, or a sorted id list per multi-label row.
 
         Args:
             names: a label name per row (single-label) or a list of names per row (multi-label).
             source: the file the names came from, for error messages.
             rows: the 1-based file row number of each entry of ``names``.
+            rows_are: what those numbers count (``row_convention``), said in a message.
 
         Raises:
             DataError: a row has a label the training data did not have.
@@ -91,6 +94,7 @@ class LabelMap:
                 raise DataError(
                     f"{source} row {row}: label {unknown[0]!r} is not in the training data "
                     f"(known: {self.known()}); fix the label, or add training rows with it"
+                    + (f" ({rows_are})" if rows_are else "")
                 )
             row_ids = [self._ids[n] for n in row_names]
             ids.append(sorted(set(row_ids)) if isinstance(value, list) else row_ids[0])

@@ -16,11 +16,13 @@ logged.
 A UTF-8 byte-order mark is skipped. A file that is not in the configured encoding fails naming the
 line, and suggests ``gb18030`` when the bytes read as Chinese in it.
 
-Tab-separated files: a field that starts with ``"`` is read as quoted (Excel's TSV quotes
-fields), but many TSV files never quote (ChnSentiCorp, the IANA TSV format); there a review that
-starts with a quotation mark would swallow every line up to the next ``"``. When a parsed cell
-holds both a tab and a line break (records swallowed, never a real text), or the quote never
-closes, the file is read again without quoting and a warning says so.
+Delimited text: quoted fields are read with every separator (Excel and pandas quote a field that
+holds the separator, a ';' file's ``"Hello; world"``); a separator not given is sniffed
+(:mod:`tunelab.data.sniff`). Many tab- or '@'-separated files never quote (ChnSentiCorp, the IANA
+TSV format, Financial PhraseBank); there a text that starts with a quotation mark would swallow
+every line up to the next ``"``. When a parsed cell holds both the separator and a line break
+(records swallowed, never a real text), or the quote never closes, such a file is read again
+without quoting and a warning says so. Excel workbooks: one sheet (``data.sheet``) via openpyxl.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from tunelab.config import DataConfig
+from tunelab.data.sniff import separator_name, sniff_file
 from tunelab.errors import DataError
 
 _EXTENSIONS = {
@@ -52,6 +55,8 @@ _EXTENSIONS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
     # Token-per-line column files: token classification reads them (.txt stays csv: ambiguous).
     ".conll": "conll",
     ".iob": "conll",
@@ -77,13 +82,14 @@ def detect_format(path: Path, cfg: DataConfig) -> str:
             return "csv"
         raise DataError(
             f"{path}: cannot tell the format from the file name; set data.format to one of "
-            "csv, tsv, jsonl, parquet"
+            "csv, tsv, jsonl, parquet, excel"
         )
     return fmt
 
 
 def format_from_extension(path: Path) -> str | None:
-    """``csv``, ``tsv``, ``jsonl``, ``parquet`` or ``conll`` by file name (``.csv.gz`` too), else None."""
+    """``csv``, ``tsv``, ``jsonl``, ``parquet``, ``excel`` or ``conll`` by file name (``.csv.gz``
+    too), else None."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _COMPRESSION:  # train.csv.gz: pandas decompresses csv itself
         suffixes.pop()
@@ -115,16 +121,18 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
         raise DataError(
             f"{p}: a CoNLL column file (one token per line with its tag) is labelled data for "
             "data.task=token_classification runs (data.train/dev/test, tunelab eval --data); texts "
-            "to classify or to tag (tunelab predict --input) come as a csv, tsv, jsonl or parquet "
+            "to classify or to tag (tunelab predict --input) come as a csv, tsv, jsonl, parquet or xlsx "
             "table with a text column"
         )
     encoding = cfg.encoding
-    if encoding.lower() == AUTO_ENCODING and fmt != "parquet":
+    if encoding.lower() == AUTO_ENCODING and fmt not in ("parquet", "excel"):
         encoding = detect_encoding(p)
         log.info("%s: read as %s (data.encoding=auto)", p, encoding)
     try:
         if fmt == "parquet":
             df = _read_parquet(p)
+        elif fmt == "excel":
+            df = _read_excel(p, cfg)
         elif fmt == "jsonl":
             df = _read_jsonl(p, encoding)
         else:
@@ -144,39 +152,97 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
 
 
 def _read_delimited(path: Path, cfg: DataConfig, fmt: str, encoding: str) -> pd.DataFrame:
-    sep = cfg.separator or ("\t" if fmt == "tsv" else ",")
+    usual = "\t" if fmt == "tsv" else ","
+    sep = separator_of(cfg)
+    if sep is None:
+        sep = sniff_file(path, encoding, usual) or usual
+        if sep != usual:
+            log.info("%s: %s-separated (sniffed; set data.separator to choose)", path, separator_name(sep))
+    # Quoted fields are read with every separator: Excel and pandas quote a field that holds the
+    # separator whatever it is (a ';' file's "Hello; world"). Files that never quote (tab-separated
+    # corpora, Financial PhraseBank's '@') may start a text with a stray '"': see _read_quoted.
     kwargs: dict[str, Any] = {"sep": sep, "engine": "c", "quoting": csv.QUOTE_MINIMAL}
     if len(sep) > 1:  # the python engine reads a multi-character separator as a regex
         kwargs.update(sep=re.escape(sep), engine="python")
-    elif sep not in (",", "\t"):
-        # Files with an odd separator (Financial PhraseBank's '@') do not quote fields, and a
-        # sentence that starts with '"' must keep its quote instead of swallowing lines.
-        kwargs["quoting"] = csv.QUOTE_NONE
     if _is_utf8(encoding):
         encoding = "utf-8-sig"  # skips a byte-order mark (Excel writes one), reads the rest as UTF-8
     try:
-        try:
-            df = _pandas_read(path, cfg, encoding, kwargs)
-        except pd.errors.ParserError:
-            if not _may_be_unquoted_tsv(sep, kwargs):
-                raise
-            df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
-            _warn_unquoted(path)
-        else:
-            if _may_be_unquoted_tsv(sep, kwargs) and _swallowed_records(df):
-                df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
-                _warn_unquoted(path)
+        df = _read_quoted(path, cfg, encoding, kwargs)
     except UnicodeDecodeError:
         raise  # a ValueError too, but read_table names the byte and the fix
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; add a header and data rows") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error, ValueError) as exc:
-        name = "TSV" if sep == "\t" else "CSV" if sep == "," else f"text with separator {sep!r}"
-        raise DataError(
-            f"{path}: not readable as {name} ({_one_line(exc)}); check data.separator, data.header "
-            "and data.format"
-        ) from None
+        raise DataError(_parse_message(path, cfg, sep, encoding, exc)) from None
+    if len(df.columns) == 1 and cfg.separator:
+        # One column whose name holds another separator: a TSV read as CSV, say, with no error.
+        other = sniff_file(path, encoding, usual)
+        if other is not None and other != sep:
+            raise DataError(_looks_separated(path, sep, other, "it reads as a single column"))
     return df.fillna("")
+
+
+def separator_of(cfg: DataConfig) -> str | None:
+    """``data.separator`` as a character; ``tab`` and ``\\t`` (how a tab is typed on a command
+    line: ``data.separator=tab``) mean a tab. None: not given, sniff it."""
+    sep = cfg.separator
+    if sep in ("tab", "\\t"):
+        return "\t"
+    return sep or None
+
+
+def _read_quoted(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, Any]) -> pd.DataFrame:
+    """Read with quoting; where the separator is not a comma and the quoting went wrong, without.
+
+    Many tab- or '@'-separated files never quote (ChnSentiCorp, the IANA TSV format, Financial
+    PhraseBank); there a text that starts with a quotation mark swallows every line up to the next
+    ``"``. When the quote never closes (a parser error), or a parsed cell holds both the separator
+    and a line break (records swallowed, hardly ever a real text), the file is read again without
+    quoting and a warning says so. Comma files keep strict quoting: their writers all quote.
+    """
+    sep = kwargs["sep"]
+    may_be_unquoted = sep != "," and kwargs["engine"] == "c"
+    try:
+        df = _pandas_read(path, cfg, encoding, kwargs)
+    except pd.errors.ParserError:
+        if not may_be_unquoted:
+            raise
+        df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
+        _warn_unquoted(path, sep)
+        return df
+    if may_be_unquoted and _swallowed_records(df, sep):
+        df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
+        _warn_unquoted(path, sep)
+    return df
+
+
+def _parse_message(path: Path, cfg: DataConfig, sep: str, encoding: str, exc: BaseException) -> str:
+    """The one line for a file pandas cannot parse: another separator that fits, else the line
+    pandas names (its line numbers are the file's own, the header line being line 1)."""
+    usual = "\t" if sep == "\t" else ","
+    other = sniff_file(path, encoding, usual)
+    detail = _one_line(exc)
+    bad = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
+    if bad:
+        detail = f"line {bad[2]} has {bad[3]} fields where line 1 has {bad[1]}"
+    elif "Length of header or names does not match" in detail:
+        detail = "a line has more fields than the header"
+    if other is not None and other != sep:
+        return _looks_separated(path, sep, other, detail)
+    name = "TSV" if sep == "\t" else "CSV" if sep == "," else f"text with separator {sep!r}"
+    return (
+        f"{path}: not readable as {name} ({detail}); check data.separator, data.header and data.format "
+        "(a text that holds the separator must be in double quotes)"
+    )
+
+
+def _looks_separated(path: Path, sep: str, other: str, detail: str) -> str:
+    given = "TSV" if sep == "\t" else "CSV" if sep == "," else f"{separator_name(sep)}-separated"
+    value = "tab" if other == "\t" else other
+    return (
+        f"{path}: looks {separator_name(other)}-separated, not {given} ({detail}); set "
+        f"data.separator={value} (or leave data.separator out to have it detected)"
+    )
 
 
 def _pandas_read(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, Any]) -> pd.DataFrame:
@@ -196,23 +262,19 @@ def _pandas_read(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, A
         )
 
 
-def _may_be_unquoted_tsv(sep: str, kwargs: dict[str, Any]) -> bool:
-    return sep == "\t" and kwargs.get("quoting") == csv.QUOTE_MINIMAL
-
-
-def _swallowed_records(df: pd.DataFrame) -> bool:
-    """A cell with a tab and a line break: a quote opened a field that ran over whole records."""
+def _swallowed_records(df: pd.DataFrame, sep: str) -> bool:
+    """A cell with the separator and a line break: a quote opened a field that ran over records."""
     return any(
-        df[column].map(lambda v: isinstance(v, str) and "\t" in v and "\n" in v).any()
-        for column in df.columns
+        df[column].map(lambda v: isinstance(v, str) and sep in v and "\n" in v).any() for column in df.columns
     )
 
 
-def _warn_unquoted(path: Path) -> None:
+def _warn_unquoted(path: Path, sep: str) -> None:
     log.warning(
-        '%s: a field starting with " ran over several records; read as TSV without quoting '
-        "(quotation marks are kept as text)",
+        '%s: a field starting with " ran over several records; read as %s-separated text without '
+        "quoting (quotation marks are kept as text)",
         path,
+        separator_name(sep),
     )
 
 
@@ -348,6 +410,34 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path}: not a readable Parquet file ({_one_line(exc)}); check data.format"
         ) from None
+    return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _read_excel(path: Path, cfg: DataConfig) -> pd.DataFrame:
+    """One sheet of an .xlsx workbook (``data.sheet``, else the first), through openpyxl.
+
+    Cells keep their text as in ``_cell`` (a whole number stays ``"1"``, not ``"1.0"``).
+    """
+    try:
+        import openpyxl  # noqa: F401  # lazy: only Excel files need it; checked for a clear message
+    except ImportError:
+        raise DataError(f"{path}: reading Excel files needs openpyxl (pip install openpyxl)") from None
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, ... for a file that is not a workbook
+        raise DataError(
+            f"{path}: not a readable .xlsx workbook ({_one_line(exc)}); check data.format"
+        ) from None
+    with book:
+        sheets = [str(n) for n in book.sheet_names]
+        sheet = cfg.sheet if cfg.sheet is not None else sheets[0]
+        if sheet not in sheets:
+            raise DataError(
+                f"{path}: no sheet {sheet!r} (sheets: {', '.join(map(repr, sheets))}); "
+                "set data.sheet to one of them"
+            )
+        header = 0 if cfg.header else None
+        df = book.parse(sheet, header=header, names=cfg.column_names, dtype=object, keep_default_na=False)
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tunelab.config import DataConfig
-from tunelab.data.columns import LabelKind
+from tunelab.data.columns import Extracted, LabelKind
 from tunelab.data.dataset import Dataset
+from tunelab.data.file_options import row_convention
 from tunelab.data.labelled import read_extracted
 from tunelab.data.labels import LabelMap
-from tunelab.errors import DataError
+from tunelab.errors import DataError, TunelabError, several
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,10 +101,30 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
     if not cfg.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.csv")
     kind: LabelKind = "many" if multi_label else "one"
-    parts = read_extracted(cfg.train, cfg, label_kind=kind, field="data.train")
-    assert parts.labels is not None  # a label kind was given, so labels were read
+    # Every file is read before any fails, so that one run (tunelab validate) names the problems
+    # of all of them, not the first one's only.
+    problems: list[TunelabError] = []
+    parts = _attempt(problems, read_extracted, cfg.train, cfg, label_kind=kind, field="data.train")
+    given = {
+        what: _attempt(problems, read_extracted, path, cfg, label_kind=kind, field=f"data.{what}")
+        for what, path in (("test", cfg.test), ("dev", cfg.dev))
+        if path
+    }
+    labels = None
+    if parts is not None:
+        assert parts.labels is not None  # a label kind was given, so labels were read
+        labels = _attempt(problems, _label_map, parts.labels, cfg, multi_label=multi_label)
+    held: dict[str, Dataset | None] = {}
+    if labels is not None:
+        for what, other in given.items():
+            if other is not None:
+                held[what] = _attempt(problems, _encoded, other, labels, getattr(cfg, what), cfg)
+    if problems:
+        raise several(problems)
+    assert parts is not None and labels is not None and parts.labels is not None
     notes = list(parts.notes)
-    labels = _label_map(parts.labels, cfg, multi_label=multi_label)
+    for other in given.values():
+        notes.extend(other.notes if other is not None else [])
     pool = _Pool(
         texts=parts.texts,
         pairs=parts.pairs,
@@ -109,11 +133,10 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         source=cfg.train,
     )
     keep = list(range(len(pool.texts)))
-    held: dict[str, Dataset | None] = {}
     for what, path, size in (("test", cfg.test, cfg.test_size), ("dev", cfg.dev, cfg.dev_size)):
         if path:
-            held[what] = _load_other(path, cfg, labels, kind, field=f"data.{what}", notes=notes)
-        elif size > 0:
+            continue  # read above
+        if size > 0:
             stratify = not multi_label
             keep, out = _carve(pool, keep, size, what=what, cfg=cfg, notes=notes, stratified=stratify)
             held[what] = pool.subset(out, f" ({what} split)")
@@ -139,13 +162,19 @@ def _label_map(names: list[str] | list[list[str]], cfg: DataConfig, *, multi_lab
     return labels
 
 
-def _load_other(
-    path: str, cfg: DataConfig, labels: LabelMap, kind: LabelKind, *, field: str, notes: list[str]
-) -> Dataset:
-    parts = read_extracted(path, cfg, label_kind=kind, field=field)
+def _attempt(problems: list[TunelabError], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``fn(*args, **kwargs)``, or None with its user error added to ``problems``."""
+    try:
+        return fn(*args, **kwargs)
+    except TunelabError as exc:
+        problems.append(exc)
+        return None
+
+
+def _encoded(parts: Extracted, labels: LabelMap, path: str, cfg: DataConfig) -> Dataset:
+    """A dev or test file's rows with the training label ids (an unknown label names its row)."""
     assert parts.labels is not None
-    notes.extend(parts.notes)
-    ids = labels.encode(parts.labels, source=path, rows=parts.rows)
+    ids = labels.encode(parts.labels, source=path, rows=parts.rows, rows_are=row_convention(path, cfg))
     return Dataset(texts=parts.texts, text_pairs=parts.pairs, labels=ids, source=path)
 
 

@@ -11,7 +11,7 @@ from tunelab.compress.export import register_composite_export
 from tunelab.ensembling.backend import FORMAT, EnsembleBackend, load_ensemble
 from tunelab.ensembling.build import EnsembleResult, ensemble
 from tunelab.ensembling.export import export_ensemble
-from tunelab.predict.backends import register_format
+from tunelab.inference.backends import register_format
 
 register_format(FORMAT, load_ensemble)
 register_composite_export(FORMAT, export_ensemble)

@@ -2,7 +2,7 @@
 
 An ensemble folder has a run's layout; its ``run.json`` says ``format: ensemble`` and lists the
 members (whole run or artifact folders under ``weights/``) with each one's temperature. The
-predictor looks the format up like any other (``tunelab.predict.backends``), so eval, predict,
+predictor looks the format up like any other (``tunelab.inference.backends``), so eval, predict,
 export and serve take an ensemble as they take a run, without knowing it is one.
 
 The members share the ensemble's tokenizer and encoding settings (checked when it is built), so
@@ -30,7 +30,7 @@ FORMAT = "ensemble"
 class Member:
     """One member: its backend, temperature, and where its label columns go in the ensemble's order."""
 
-    backend: Any  # tunelab.predict.backends.Backend
+    backend: Any  # tunelab.inference.backends.Backend
     temperature: float
     order: list[int]  # ensemble label i is the member's column order[i]
 
@@ -64,7 +64,7 @@ class EnsembleBackend:
 def load_ensemble(ctx: Any) -> EnsembleBackend:
     """The format loader (``LoadContext`` -> backend): each member loaded by its own format."""
     from tunelab.data import LabelMap
-    from tunelab.predict import load  # the one place the ensemble loads runs
+    from tunelab.inference import load  # the one place the ensemble loads runs
     from tunelab.tasks import get_task
 
     members = []

@@ -74,7 +74,7 @@ def ensemble(
         >>> from tunelab.ensembling import ensemble  # doctest: +SKIP
         >>> ensemble(["runs/a", "runs/b", "runs/c"], "runs/abc").metrics["test"]["accuracy"]  # doctest: +SKIP
     """
-    from tunelab.predict import load
+    from tunelab.inference import load
 
     if len(runs) < 2:
         raise ConfigError(
@@ -250,7 +250,7 @@ def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, 
 def _metrics(partial: RunFolder, ref: Any, summary: dict[str, Any]) -> dict[str, Any]:
     """The ensemble scored on the first member's test file and dev split (as training scores a run)."""
     from tunelab.ensembling.backend import load_ensemble
-    from tunelab.predict.backends import LoadContext
+    from tunelab.inference.backends import LoadContext
 
     backend = load_ensemble(LoadContext(run=partial, config=ref.config, labels=ref.labels, summary=summary))
     try:

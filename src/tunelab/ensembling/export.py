@@ -16,7 +16,7 @@ from typing import Any
 
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.ensembling.backend import FORMAT
-from tunelab.predict.backends import LoadContext, get_format
+from tunelab.inference.backends import LoadContext, get_format
 from tunelab.runs import RunFolder
 
 
@@ -41,7 +41,7 @@ def export_ensemble(
     from tunelab.compress.export import export
     from tunelab.compress.parity import ParityError, compare, measure, render_markdown
     from tunelab.ensembling.build import _metrics
-    from tunelab.predict import load
+    from tunelab.inference import load
 
     stages.set_description("export: members")
     out.weights.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tunelab.predict.inference import softmax
+from tunelab.inference.forward import softmax
 
 #: Equal-width confidence bins for ECE, the usual choice (Guo et al. use 15).
 ECE_BINS = 15

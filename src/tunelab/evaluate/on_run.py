@@ -26,22 +26,33 @@ def evaluate(
     with those of the run's training file (see :func:`tunelab.data.file_options.options_for_file`).
     With ``data`` None the run's own test file (or dev split) metrics are returned as saved. The
     metrics, ``report.md``, ``report.html`` and plots go to ``out_dir`` (default
-    ``<run>/evals/<data file stem>/``).
+    ``<run>/evals/<data file stem>/``, or ``<stem>-2``, ``<stem>-3``, ... when that folder holds the
+    report of another file with the same stem: see :func:`report_folder`).
 
     Returns:
         The metrics dict, with ``report`` set to the HTML report's path.
     """
-    from tunelab.data.file_options import options_for_file, parse_file_overrides
-    from tunelab.predict import load
+    # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
+    given: dict[str, Any] = {}
+    if isinstance(options, dict):
+        given = options
+    elif options:  # checked before loading the model, so a typo fails fast
+        from tunelab.data.file_options import parse_file_overrides
 
-    given = options if isinstance(options, dict) else parse_file_overrides(options)  # before loading
-    predictor = load(run)
-    assert predictor.run is not None
+        given = parse_file_overrides(options)
     if data is None:
         if given:
             raise ConfigError("data.* reading options need a file to read: give --data FILE")
-        saved = json.loads(predictor.run.metrics_json.read_text(encoding="utf-8"))
+        # The saved metrics need no model: reading them must not cost loading torch and the weights.
+        from tunelab.runs import find_run
+
+        saved = json.loads(find_run(run).metrics_json.read_text(encoding="utf-8"))
         return saved.get("test") or saved.get("dev") or {}
+    from tunelab.data.file_options import options_for_file
+    from tunelab.inference import load
+
+    predictor = load(run)
+    assert predictor.run is not None
     task, labels = predictor.task, predictor.labels
     read = options_for_file(data, predictor.config.data, given)
     dataset = task.read_labelled(data, read, labels, field=None)
@@ -55,9 +66,11 @@ def evaluate(
     logits = predictor.backend.logits(enc, batch_size=batch_size)
     # The run's threshold (tuned on its dev data) where the task has one; never tuned on this file.
     metrics, _ = task.score(logits, enc, labels, threshold=predictor.threshold)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).stem) or "data"
-    target = Path(out_dir) if out_dir is not None else predictor.run.root / "evals" / stem
-    target.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:
+        target = Path(out_dir)
+        target.mkdir(parents=True, exist_ok=True)
+    else:
+        target = report_folder(predictor.run.root / "evals", data)
     atomic_write_json(target / "metrics.json", metrics)
     written = task.write_report(
         target,
@@ -69,3 +82,39 @@ def evaluate(
         split=Path(data).name,
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
+
+
+EVAL_SOURCE = "eval.json"  # in each default report folder: which data file it reports on
+
+
+def report_folder(evals: Path, data: str | Path) -> Path:
+    """The report folder for ``data`` under ``evals``: ``<stem>``, else ``<stem>-2``, ``<stem>-3``, ...
+
+    ``a/test.csv`` and ``b/test.csv`` share a stem; each folder records the data file it was made
+    for (``eval.json``), so evaluating a file again reuses its own folder and another file never
+    overwrites it. A folder is claimed with ``mkdir`` (fails if it exists), so two evaluations
+    running at once never share one; a folder without ``eval.json`` (made before this record
+    existed, or being claimed right now) counts as another file's.
+    """
+    source = str(Path(data).resolve())
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).stem) or "data"
+    evals.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        folder = evals / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if _source_of(folder) == source:
+                return folder
+            n += 1
+            continue
+        atomic_write_json(folder / EVAL_SOURCE, {"data": source})
+        return folder
+
+
+def _source_of(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / EVAL_SOURCE).read_text(encoding="utf-8")).get("data")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None

@@ -4,11 +4,10 @@ from tunelab.runs.folder import (
     EXPORT_MARKER,
     PARTIAL_SUFFIX,
     RunFolder,
-    RunInfo,
     find_run,
     find_unfinished_run,
-    list_runs,
 )
+from tunelab.runs.listing import RunInfo, list_runs
 
 __all__ = [
     "EXPORT_MARKER",

@@ -65,6 +65,20 @@ class RunFolder:
         """
         out = Path(output_dir)
         name = name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        root = cls.check_name(out, name)
+        for sub in ("logs", "checkpoints"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    @staticmethod
+    def check_name(output_dir: str | Path, name: str) -> Path:
+        """The ``<name>.partial`` folder a new run would train in, if neither it nor ``<name>`` exists.
+
+        Raises:
+            RunError: the name is taken by a run or an unfinished one (``tunelab validate`` says so
+                before any training).
+        """
+        out = Path(output_dir)
         if (out / name).exists():
             raise RunError(
                 f"{out / name}: a run of that name exists; choose another name, e.g. "
@@ -76,9 +90,7 @@ class RunFolder:
                 f"{root}: an unfinished run of that name exists; resume it with "
                 f"`tunelab train --resume {root}` or delete it"
             )
-        for sub in ("logs", "checkpoints"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        return cls(root)
+        return root
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.run_json, summary)
@@ -221,29 +233,3 @@ def find_unfinished_run(path: str | Path) -> RunFolder:
     if (root / EXPORT_MARKER).is_file() or not run.config_json.is_file():
         raise RunError(_unfinished_message(run))
     return run
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One row of ``tunelab runs``."""
-
-    path: Path
-    status: str
-    summary: dict[str, Any]
-
-
-def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
-    """Every run (finished or not) under ``output_dir``, newest first."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return []
-    infos = []
-    for root in out.iterdir():
-        if not root.is_dir() or not (root / "config.json").is_file():
-            continue
-        run = RunFolder(root)
-        summary = run.read_summary()
-        status = "unfinished" if run.is_partial else summary.get("status", "finished")
-        infos.append(RunInfo(path=root, status=status, summary=summary))
-    infos.sort(key=lambda i: i.path.stat().st_mtime, reverse=True)
-    return infos

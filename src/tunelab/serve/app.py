@@ -99,7 +99,7 @@ def create_app(
             keeps its own items and events (its folder), so they need nothing from ``store``.
     """
     if loader is None:
-        from tunelab.predict import load as loader
+        from tunelab.inference import load as loader
     metrics = ServeMetrics()
     registry = build_registry(settings, metrics, loader)
     for model in served:

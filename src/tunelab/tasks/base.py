@@ -11,7 +11,7 @@ The shapes that cross the contract:
   whatever ``batch_labels`` turns into a tensor; ``extra`` holds per-example data the task needs to
   decode (NER: the sentence each window came from, word ids, character offsets).
 - logits: a float numpy array, (N, num_labels) for sequence tasks or (N, T, num_labels) for token
-  tasks, padded with zeros to the longest example of the set (``tunelab.predict.inference``).
+  tasks, padded with zeros to the longest example of the set (``tunelab.inference.forward``).
 - metrics: a JSON-able dict; ``headline`` picks the scalars logged each evaluation.
 """
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tunelab.data.encoding import Encoded
     from tunelab.data.labels import LabelMap
     from tunelab.data.splits import Splits
+    from tunelab.data.summary import SummaryTerms, SummaryView
 
 
 class Task(ABC):
@@ -68,6 +69,33 @@ class Task(ABC):
     @abstractmethod
     def load_splits(self, data: DataConfig) -> Splits:
         """Read, validate and split the labelled data; build the label map from train."""
+
+    def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
+        """(setting, column) pairs a DataFrame given for a split must hold (``tunelab.train(train=df)``),
+        checked before the frame is written so that the message can name the DataFrame."""
+        needed = [("data.text_column", data.text_column), ("data.label_column", data.label_column)]
+        if data.text_pair_column:
+            needed.insert(1, ("data.text_pair_column", data.text_pair_column))
+        return needed
+
+    def summary_view(self, dataset: Any, labels: LabelMap) -> SummaryView:
+        """What the data summary (``tunelab validate``) counts in ``dataset``: each example's text,
+        what makes two the same, and the label names it counts towards.
+
+        The default knows only ``texts`` (and ``text_pairs``), so it counts rows, duplicates and
+        lengths but no labels; a task with labels says what they are.
+        """
+        from tunelab.data.summary import SummaryView
+
+        texts, pairs = list(dataset.texts), getattr(dataset, "text_pairs", None)
+        keys = texts if pairs is None else [f"{t}\t{p}" for t, p in zip(texts, pairs, strict=True)]
+        return SummaryView(keys=keys, labels=[[] for _ in texts], texts=texts, pairs=pairs)
+
+    def summary_terms(self) -> SummaryTerms:
+        """What the data summary calls an example, a label count and a long input's fate."""
+        from tunelab.data.summary import SummaryTerms
+
+        return SummaryTerms()
 
     @abstractmethod
     def read_labelled(self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str) -> Any:

@@ -18,8 +18,8 @@ from torch import nn
 
 from tunelab.data.encoding import Encoded
 from tunelab.evaluate.metrics import multi_hot
+from tunelab.inference.forward import batched_outputs
 from tunelab.models.classifier import pooled_features as pooled_batch
-from tunelab.predict.inference import batched_outputs
 
 logger = logging.getLogger(__name__)
 

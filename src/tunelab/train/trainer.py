@@ -25,12 +25,13 @@ from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
-from tunelab.methods import Method, get_method
-from tunelab.models import ResolvedModel, load_tokenizer, resolve_model
+from tunelab.inference.forward import predict_logits
+from tunelab.methods import Method
+from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
-from tunelab.predict.inference import predict_logits
+from tunelab.preflight import check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
-from tunelab.tasks import Task, get_task
+from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
@@ -62,25 +63,15 @@ def _peak_memory_mb() -> float:
     return rss / (1024 * 1024) if platform.system() == "Darwin" else rss / 1024
 
 
-def _load_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
-    if isinstance(config, RunConfig):
-        if overrides:
-            from tunelab.config import apply_override
-
-            raw = config.to_dict()
-            for item in overrides:
-                apply_override(raw, item)
-            return RunConfig.from_dict(raw)
-        return config
-    return RunConfig.from_yaml(config, overrides)
-
-
 def train(
     config: RunConfig | str | Path | None = None,
     *,
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
     show_progress: bool = True,
+    train: Any = None,
+    dev: Any = None,
+    test: Any = None,
 ) -> TrainResult:
     """Fine-tune a model and write a finished run folder.
 
@@ -90,6 +81,13 @@ def train(
         resume: an unfinished run folder (``runs/<name>.partial``) to continue from its last
             checkpoint; its saved config is used and ``config``/``overrides`` must be None.
         show_progress: draw the progress bar and per-evaluation lines on stderr.
+        train: the training data, instead of ``data.train``: a file path, a pandas DataFrame or a
+            Hugging Face ``datasets.Dataset`` with the run's text and label columns (``text`` and
+            ``label`` unless ``data.text_column``/``data.label_column`` say otherwise). A frame is
+            saved as JSON lines under ``<output_dir>/_frames/`` and the run names that file
+            (see ``tunelab.train.frames``).
+        dev: the same for the dev split (``data.dev``); without it ``data.dev_size`` of train is held out.
+        test: the same for the test split (``data.test``).
 
     Returns:
         The finished run's folder, metrics and summary.
@@ -99,8 +97,10 @@ def train(
         >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     """
     if resume is not None:
-        if config is not None or overrides:
-            raise ConfigError("--resume continues a run with its saved config; give no config or overrides")
+        if config is not None or overrides or any(v is not None for v in (train, dev, test)):
+            raise ConfigError(
+                "--resume continues a run with its saved config and data; give no config, overrides or data"
+            )
         run = find_unfinished_run(resume)
         previous = run.read_summary()
         if previous.get("status") == "finished" and run.weights.is_dir() and run.metrics_json.is_file():
@@ -110,17 +110,20 @@ def train(
         cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
         restored = _checkpoint_step(run) is not None
     else:
-        cfg = _load_config(config, overrides)
+        cfg = load_config(config, overrides)
+        if any(value is not None for value in (train, dev, test)):
+            from tunelab.train.frames import with_frames
+
+            cfg = with_frames(cfg, {"train": train, "dev": dev, "test": test})
         run, previous, restored = None, {}, False
-    if cfg.data.train is None:
-        raise ConfigError("data.train is not set; give a training file, e.g. data.train=path/to/train.csv")
-    method = get_method(cfg.method.name)
-    options = method.parse_options(cfg.method.options)
-    task = get_task(cfg.data.task)
-    splits = task.load_splits(cfg.data)
+    # The checks tunelab validate runs, all of them, before anything is built or written.
+    checked = check_run(cfg, new_run=run is None)
+    checked.raise_if_problems()
+    method: Method = checked.method
+    options, task, splits = checked.options, checked.task, checked.splits
+    resolved: ResolvedModel = checked.model
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
-    resolved = resolve_model(cfg.model.name)
     # An adapter run stores no base weights: record which ones it needs, so loading it onto another
     # base fails naming both instead of predicting garbage (tunelab.models.fingerprint). A resume
     # checks them against those the run began on (recorded in run.json when training started).

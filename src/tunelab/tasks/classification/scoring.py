@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.predict.inference import sigmoid, softmax
+from tunelab.inference.forward import sigmoid, softmax
 
 
 def score(

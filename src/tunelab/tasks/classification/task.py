@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tunelab.data.encoding import Encoded
     from tunelab.data.labels import LabelMap
     from tunelab.data.splits import Splits
+    from tunelab.data.summary import SummaryView
 
 _METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "loss")
 
@@ -64,6 +65,18 @@ class ClassificationTask(Task):
 
         kind = "many" if self.multi else "one"
         return read_labelled_table(path, data, labels, label_kind=kind, field=field)
+
+    def summary_view(self, dataset: Dataset, labels: LabelMap) -> SummaryView:
+        """Rows keyed by text (and pair); a row counts towards its label, or each of its labels."""
+        view = super().summary_view(dataset, labels)
+        ids = dataset.labels or []
+        view.labels = [[labels.names[i] for i in row] if self.multi else [labels.names[row]] for row in ids]  # type: ignore[union-attr]
+        if self.multi:
+            view.facts = {
+                "rows without a label": sum(not row for row in view.labels),
+                "labels given": sum(map(len, view.labels)),
+            }
+        return view
 
     def encode(self, tokenizer: Any, dataset: Any, *, max_length: int, stride: int = 0) -> Encoded:
         # One example per text, truncated at max_length: ``stride`` does not apply.

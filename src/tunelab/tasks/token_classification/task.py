@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from tunelab.config import DataConfig
     from tunelab.data.splits import Splits
+    from tunelab.data.summary import SummaryTerms, SummaryView
 
 DEFAULT_STRIDE = 32  # ModelConfig.stride's default
 
@@ -60,6 +61,27 @@ class TokenClassificationTask(Task):
         self, path: str | Path, data: DataConfig, labels: LabelMap, *, field: str | None
     ) -> ner_data.NerDataset:
         return ner_data.read_labelled(path, data, labels, field=field)
+
+    def summary_view(self, dataset: ner_data.NerDataset, labels: LabelMap) -> SummaryView:
+        """Sentences keyed by their words; a sentence counts towards the type of each entity in it."""
+        from tunelab.data.summary import SummaryView
+
+        texts = dataset.texts
+        types = [[tag[2:] for tag in s.tags if tag.startswith("B-")] for s in dataset.sentences]
+        words = sum(len(s.tokens) for s in dataset.sentences)
+        facts = {"words": words, "entity mentions": sum(map(len, types))}
+        keys = [" ".join(s.tokens) for s in dataset.sentences]
+        return SummaryView(keys=keys, labels=types, texts=texts, facts=facts)
+
+    def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
+        """Tags travel with the tokens, not in a label column: only the text column is named."""
+        return [("data.text_column", data.text_column)]
+
+    def summary_terms(self) -> SummaryTerms:
+        from tunelab.data.summary import SummaryTerms
+
+        # A long sentence is cut into windows sharing model.stride tokens, not truncated.
+        return SummaryTerms(example="sentence", label_count="entity mentions", long="split into windows")
 
     def encode(
         self, tokenizer: Any, dataset: ner_data.NerDataset, *, max_length: int, stride: int = DEFAULT_STRIDE

@@ -2,15 +2,18 @@
 
 ``Predictor`` is the one object evaluate, predict, export and serve share: it owns the tokenizer,
 an inference backend (PyTorch eager with adapters merged for a trained run, ONNX Runtime or int8
-for an exported artifact; see ``tunelab.predict.backends``), the label map and the decision threshold.
+for an exported artifact; see ``tunelab.inference.backends``), the label map and the decision threshold.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,9 +22,14 @@ from tunelab.data import LabelMap
 from tunelab.data.encoding import Encoded
 from tunelab.data.labelled import LabelledTexts
 from tunelab.errors import DataError, RunError
-from tunelab.predict.backends import Backend, LoadContext, TorchBackend, get_format
+from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
 from tunelab.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 
 class Predictor:
@@ -161,13 +169,21 @@ class Predictor:
 
     def predict(
         self,
-        texts: str | list[str],
-        text_pairs: str | list[str] | None = None,
+        texts: str | Sequence[str] | pd.Series | os.PathLike[str],
+        text_pairs: str | Sequence[str] | pd.Series | None = None,
         *,
         top_k: int = 3,
         batch_size: int = 64,
-    ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Predict one text (returns a dict) or a list of texts (returns a list of dicts).
+    ) -> dict[str, Any] | list[dict[str, Any]] | pd.DataFrame:
+        """Predict one text, a list of texts, a DataFrame column, or a whole file.
+
+        - a ``str`` is one text: returns one result (a dict);
+        - a list (any sequence) of texts: returns a list of results, in order;
+        - a pandas ``Series`` (``df["text"]``): returns a DataFrame with the Series' index and one
+          column per result field, so ``df.join(predictor.predict(df["text"]))`` lines up;
+        - a file as a ``pathlib.Path`` (CSV/TSV/JSONL/Parquet, read with its own layout): returns
+          the DataFrame ``tunelab predict --input FILE --output X.csv`` would write (the file's
+          columns, ``row``, ``text``, ``label``, ``score``, ``top_1_label``, ...).
 
         A run trained on text pairs (``data.text_pair_column``) needs ``text_pairs``, the second
         text of each (``predict("premise", "hypothesis")``); any other run refuses them.
@@ -175,10 +191,24 @@ class Predictor:
         ``label`` and ``score`` (the most likely label and its probability), ``top_k``: the
         ``top_k`` most likely labels with probabilities, and for multi-label ``labels`` above the
         threshold with their ``scores``.
+
+        Raises:
+            DataError: an empty or non-text item (named by its position, or its index in a
+                Series), or the wrong kind of input for the run (pairs or not).
         """
+        if isinstance(texts, os.PathLike):
+            if text_pairs is not None:
+                raise DataError(f"{texts}: a file brings its own text_pair column; give no text_pairs")
+            return self._predict_path(Path(texts), top_k=top_k, batch_size=batch_size)
+        if _is_series(texts):
+            return self._predict_series(texts, text_pairs, top_k=top_k, batch_size=batch_size)
         single = isinstance(texts, str)
+        if isinstance(texts, str) and _looks_like_a_file(texts):
+            logger.warning(
+                "%r is predicted as a text; to predict the file, pass pathlib.Path(%r)", texts, texts
+            )
         batch = [texts] if single else list(texts)
-        pairs = [text_pairs] if isinstance(text_pairs, str) else text_pairs
+        pairs = [text_pairs] if isinstance(text_pairs, str) else _as_list(text_pairs)
         self.check_pairs(batch, pairs)
         for i, text in enumerate(batch):
             if not isinstance(text, str) or not text.strip():
@@ -190,6 +220,28 @@ class Predictor:
             return []
         results = self.predict_encoded(self.encode(batch, pairs), batch, top_k=top_k, batch_size=batch_size)
         return results[0] if single else results
+
+    def _predict_series(
+        self, texts: pd.Series, text_pairs: Any, *, top_k: int, batch_size: int
+    ) -> pd.DataFrame:
+        import pandas as pd
+
+        for index, text in texts.items():
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(
+                    f"{texts.name or 'texts'}[{index!r}]: empty or not a string ({text!r}); drop or fill "
+                    "such rows first, e.g. df[df[column].str.strip().astype(bool)]"
+                )
+        results = self.predict(list(texts), _as_list(text_pairs), top_k=top_k, batch_size=batch_size)
+        return pd.DataFrame(results, index=texts.index)
+
+    def _predict_path(self, path: Path, *, top_k: int, batch_size: int) -> pd.DataFrame:
+        import pandas as pd
+
+        from tunelab.inference.files import prediction_records
+
+        records = prediction_records(self, path, top_k=top_k, batch_size=batch_size)
+        return pd.DataFrame(records)
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model gets pairs, a single-text model none, and one pair text per text.
@@ -218,3 +270,42 @@ class Predictor:
 def load(path: str | Path) -> Predictor:
     """Load a finished run for prediction: ``tunelab.load("runs/<run>").predict(texts)``."""
     return Predictor.load(path)
+
+
+def predict(
+    run: str | Path | Predictor,
+    texts: str | Sequence[str] | pd.Series | os.PathLike[str],
+    text_pairs: str | Sequence[str] | pd.Series | None = None,
+    *,
+    top_k: int = 3,
+    batch_size: int = 64,
+) -> dict[str, Any] | list[dict[str, Any]] | pd.DataFrame:
+    """Predict with a run in one call: ``tunelab.predict("runs/demo", df["text"])``.
+
+    ``run`` is a run or artifact folder, or a ``Predictor`` already loaded (loading takes seconds:
+    keep ``tunelab.load(run)`` to predict many times). ``texts`` is anything
+    :meth:`Predictor.predict` takes: a text, a list, a DataFrame column, or a file as a ``Path``.
+
+    Example:
+        >>> tunelab.predict("runs/demo", ["where is my card?", "top up failed"])  # doctest: +SKIP
+    """
+    predictor = run if isinstance(run, Predictor) else Predictor.load(run)
+    return predictor.predict(texts, text_pairs, top_k=top_k, batch_size=batch_size)
+
+
+_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".xlsx")
+
+
+def _looks_like_a_file(text: str) -> bool:
+    """A one-line text that names an existing data file: probably meant as the file."""
+    return "\n" not in text and text.lower().endswith(_DATA_SUFFIXES) and Path(text).is_file()
+
+
+def _is_series(value: Any) -> bool:
+    # No pandas import for a plain list: a Series can only exist once pandas is imported.
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, pd.Series)
+
+
+def _as_list(values: Any) -> list[str] | None:
+    return None if values is None else list(values)

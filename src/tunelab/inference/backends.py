@@ -19,7 +19,7 @@ from torch import nn
 
 from tunelab.data.encoding import Encoded
 from tunelab.errors import RunError
-from tunelab.predict.inference import predict_logits
+from tunelab.inference.forward import predict_logits
 
 
 class Backend(Protocol):

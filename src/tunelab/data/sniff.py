@@ -1,0 +1,98 @@
+"""Which separator a delimited text file uses, from a sample of its first lines.
+
+``csv.Sniffer`` (restricted to the usual separators) makes the first guess: it is quote-aware,
+so it finds ``;`` in an Excel or pandas export whose quoted texts hold commas. Its guess is kept
+only when it splits every record of the sample into the same number (2 or more) of fields: the
+Sniffer answers for any sample, and a quote inside a text followed by a separator-like character
+(``"He said ""no""; then left",a``) makes it pick ``;`` in a comma file, while on a one-column or
+irregular sample it raises. Else the first candidate (the extension's usual one first) that splits
+every record consistently wins, read with quoting and, for files that never quote (Financial
+PhraseBank's ``@``: a sentence may start with an unmatched ``"``), without.
+
+pandas' own ``sep=None`` was not used: its python engine sniffs the header line alone, and reads
+the whole file with the slow python parser.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from pathlib import Path
+
+#: The separators looked for, in order of preference after the extension's usual one.
+SEPARATORS = (",", "\t", ";", "|", "@")
+SAMPLE_BYTES = 64 * 1024
+_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", "@": "'@'"}
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+def separator_name(sep: str) -> str:
+    """``tab``, ``comma``, ``semicolon``, ... for messages (``looks tab-separated``)."""
+    return _NAMES.get(sep, repr(sep))
+
+
+def sniff_text(text: str, usual: str, *, truncated: bool = False) -> str | None:
+    """The separator of a sample of delimited text, or None when no candidate fits every record.
+
+    Args:
+        text: the first lines of the file, decoded.
+        usual: the separator the extension implies (``,`` for .csv, tab for .tsv), tried first
+            after the Sniffer's own guess.
+        truncated: ``text`` is the start of a longer file, so its last record may be cut short
+            (a quoted field that goes on past the sample) and is not counted.
+    """
+    candidates = dict.fromkeys((usual, *SEPARATORS))
+    try:
+        guess = csv.Sniffer().sniff(text, delimiters="".join(c for c in candidates if len(c) == 1)).delimiter
+    except csv.Error:
+        guess = None
+    if guess and consistent(text, guess, truncated=truncated):
+        return guess
+    for sep in candidates:
+        if consistent(text, sep, truncated=truncated):
+            return sep
+    return None
+
+
+def consistent(text: str, sep: str, *, truncated: bool = False) -> bool:
+    """Whether ``sep`` splits every non-blank record of ``text`` into the same 2+ fields,
+    honouring quotes or (for files that never quote) not."""
+    for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting) if r]
+        except csv.Error:
+            continue
+        if truncated and len(rows) > 1:
+            rows.pop()
+        counts = {len(r) for r in rows}
+        if len(counts) == 1 and counts.pop() >= 2:
+            return True
+    return False
+
+
+def sample(path: Path, encoding: str) -> tuple[str, bool] | None:
+    """The decoded first ``SAMPLE_BYTES`` of ``path`` and whether the file goes on; None for a
+    compressed file (pandas unpacks it; the extension's separator is used) or an unknown codec."""
+    if path.suffix.lower() in _COMPRESSED:
+        return None
+    with path.open("rb") as f:
+        head = f.read(SAMPLE_BYTES)
+    try:
+        text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head)
+    except LookupError:
+        return None  # read_table names the unknown encoding
+    text = text.removeprefix("\ufeff")
+    truncated = len(head) == SAMPLE_BYTES
+    if truncated and "\n" in text:
+        text = text[: text.rindex("\n")]  # the last line may be cut short
+    return text, truncated
+
+
+def sniff_file(path: Path, encoding: str, usual: str) -> str | None:
+    """The separator of the file at ``path`` (see :func:`sniff_text`); None when it cannot tell."""
+    got = sample(path, encoding)
+    if got is None:
+        return None
+    text, truncated = got
+    return sniff_text(text, usual, truncated=truncated)

@@ -1,0 +1,250 @@
+"""What a user wants to see about the data before training: sizes, labels, duplicates, lengths.
+
+``summarize(splits, task)`` asks the task what each example is (``Task.summary_view``: its text,
+what makes two examples the same, its label names) and counts the rest here, the same for every
+task: rows per split, examples per label with rare labels and labels that look like typos of
+another, class imbalance, duplicate texts within train and texts shared between train and
+dev/test (leakage), and inputs longer than ``model.max_length`` tokens. ``tunelab validate``
+prints it and ``--json`` gives ``DataSummary.to_dict()``; the run report can show the same.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunelab.data.splits import Splits
+    from tunelab.tasks.base import Task
+
+#: A label with fewer training examples than this is flagged: a 10% dev split holds 0 or 1 of
+#: them, so its dev scores are noise and the model sees too few to learn it.
+RARE_EXAMPLES = 5
+#: Two label names at least this similar (difflib ratio, case ignored) where one has at most
+#: ``TYPO_SHARE`` of the other's examples look like one label misspelt (``postive`` beside
+#: ``positive``: 0.93). difflib is in the standard library and the labels are few (BANKING77: 77,
+#: ~3,000 pairs), so no fuzzy-matching package is needed.
+TYPO_SIMILARITY = 0.8
+TYPO_SHARE = 0.2
+_LABELS_SHOWN = 30
+_SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class SummaryView:
+    """What a task says about one dataset, for the summary (``Task.summary_view``).
+
+    Attributes:
+        keys: per example, what makes two examples the same (the text; text and pair).
+        labels: per example, the label names it counts towards (one; any number; entity types).
+        texts: per example, the text the tokenizer reads.
+        pairs: per example, the second text, or None.
+        facts: task-specific counts worth a line (words, entity mentions, rows without a label).
+    """
+
+    keys: list[str]
+    labels: list[list[str]]
+    texts: list[str]
+    pairs: list[str] | None = None
+    facts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SummaryTerms:
+    """How a task names what the summary counts (``Task.summary_terms``).
+
+    Attributes:
+        example: one example (``row``, ``sentence``).
+        label_count: what a label's count counts (``rows``, ``entity mentions``).
+        long: what happens to an input past ``max_length`` tokens (``truncated``,
+            ``split into overlapping windows``).
+    """
+
+    example: str = "row"
+    label_count: str = "rows"
+    long: str = "truncated"
+
+
+@dataclass
+class DataSummary:
+    """The data summary of a run's splits; ``to_dict()`` for JSON and reports."""
+
+    task: str
+    num_labels: int
+    terms: SummaryTerms
+    rows: dict[str, int]
+    sources: dict[str, str]
+    label_counts: dict[str, dict[str, int]]
+    rare: dict[str, int]
+    typos: list[dict[str, Any]]
+    imbalance: float | None
+    duplicates: dict[str, int]
+    shared: dict[str, int]
+    facts: dict[str, dict[str, int]]
+    max_length: int | None = None
+    long: dict[str, int] = field(default_factory=dict)
+    longest: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The summary as text lines, worst news flagged with ``!``."""
+        t = self.terms
+        out = ["rows: " + ", ".join(f"{s} {n} ({self.sources[s]})" for s, n in self.rows.items())]
+        for split, facts in self.facts.items():
+            if facts:
+                out.append(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+        train = self.label_counts.get("train", {})
+        present = [s for s in self.rows if self.label_counts.get(s)]
+        out.append(f"{t.label_count} per label ({len(train)} labels; " + " / ".join(present) + "):")
+        ordered = sorted(train, key=lambda n: (-train[n], n))
+        shown = ordered if len(ordered) <= _LABELS_SHOWN else ordered[:10] + ordered[-10:]
+        for i, name in enumerate(shown):
+            if len(shown) < len(ordered) and i == 10:
+                out.append(f"  ... {len(ordered) - 20} more (--json lists all)")
+            counts = " / ".join(str(self.label_counts[s].get(name, 0)) for s in present)
+            out.append(f"  {name}: {counts}")
+        if self.imbalance is not None:
+            out.append(f"imbalance: largest/smallest label {self.imbalance:.1f}x")
+        for name, n in self.rare.items():
+            out.append(f"! label {name!r} has only {n} training {t.label_count} (fewer than {RARE_EXAMPLES})")
+        for typo in self.typos:
+            out.append(
+                f"! label {typo['label']!r} ({typo['count']} {t.label_count}) looks like a typo of "
+                f"{typo['like']!r} ({typo['like_count']}): {typo['why']}"
+            )
+        dup, conflicting = self.duplicates.get("train", 0), self.duplicates.get("train_conflicting", 0)
+        mark = "! " if dup else ""
+        what = f", {conflicting} of them with another label" if conflicting else ""
+        verb = "repeats" if dup == 1 else "repeat"
+        out.append(f"{mark}duplicates in train: {_n(dup, t.example)} {verb} an earlier one{what}")
+        for pair, n in self.shared.items():
+            a, b = pair.split("-")
+            out.append(f"{'! ' if n else ''}{t.example}s of {b} also in {a} (leakage): {n}")
+        if self.max_length is not None:
+            for split, n in self.long.items():
+                mark = "! " if n else ""
+                out.append(
+                    f"{mark}{split}: {_n(n, t.example)} longer than max_length {self.max_length} tokens "
+                    f"would be {t.long} (longest {self.longest[split]})"
+                )
+        return out
+
+
+def summarize(
+    splits: Splits, task: Task, *, tokenizer: Any = None, max_length: int | None = None
+) -> DataSummary:
+    """Count what a user should know about ``splits`` before training.
+
+    Args:
+        splits: the run's data, as ``Task.load_splits`` read it.
+        task: the run's task: it says what an example and its labels are.
+        tokenizer: the run's tokenizer, to count inputs longer than ``max_length``; None skips it.
+        max_length: ``model.max_length``.
+    """
+    views = {
+        name: task.summary_view(ds, splits.labels)
+        for name, ds in zip(_SPLITS, (splits.train, splits.dev, splits.test), strict=True)
+        if ds is not None
+    }
+    counts = {name: dict(Counter(n for row in v.labels for n in row)) for name, v in views.items()}
+    train_counts = counts["train"]
+    keys = {name: [_normal(k) for k in v.keys] for name, v in views.items()}
+    summary = DataSummary(
+        task=task.name,
+        num_labels=len(splits.labels.names),
+        terms=task.summary_terms(),
+        rows={name: len(v.keys) for name, v in views.items()},
+        sources={
+            name: ds.source
+            for name, ds in zip(_SPLITS, (splits.train, splits.dev, splits.test), strict=True)
+            if ds
+        },
+        label_counts=counts,
+        rare={n: c for n, c in sorted(train_counts.items(), key=lambda kv: kv[1]) if c < RARE_EXAMPLES},
+        typos=look_like_typos(train_counts),
+        imbalance=(
+            max(train_counts.values()) / min(train_counts.values()) if len(train_counts) >= 2 else None
+        ),
+        duplicates=_duplicates(keys["train"], views["train"].labels),
+        shared={
+            f"train-{other}": len(set(keys[other]) & set(keys["train"]))
+            for other in ("dev", "test")
+            if other in keys
+        },
+        facts={name: v.facts for name, v in views.items()},
+    )
+    if "dev" in keys and "test" in keys:
+        summary.shared["dev-test"] = len(set(keys["test"]) & set(keys["dev"]))
+    if tokenizer is not None and max_length is not None:
+        summary.max_length = max_length
+        for name, v in views.items():
+            lengths = _token_lengths(tokenizer, v.texts, v.pairs)
+            summary.long[name] = sum(n > max_length for n in lengths)
+            summary.longest[name] = max(lengths, default=0)
+    return summary
+
+
+def look_like_typos(counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Rare labels whose name is close to a far more frequent one's, with the reason.
+
+    ``counts`` maps each label to its number of training examples.
+    """
+    found: list[dict[str, Any]] = []
+    for name, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0])):
+        best: tuple[float, str] | None = None
+        for other, m in counts.items():
+            if other == name or n > TYPO_SHARE * m:
+                continue
+            a, b = name.casefold().strip(), other.casefold().strip()
+            matcher = difflib.SequenceMatcher(None, a, b)
+            if matcher.real_quick_ratio() < TYPO_SIMILARITY or matcher.quick_ratio() < TYPO_SIMILARITY:
+                continue
+            ratio = matcher.ratio()
+            if ratio >= TYPO_SIMILARITY and (best is None or ratio > best[0]):
+                best = (ratio, other)
+        if best is not None:
+            ratio, other = best
+            if name.casefold().strip() == other.casefold().strip():
+                why = "the same name but for case or spaces"
+            else:
+                why = f"{ratio:.0%} similar, and {n} against {counts[other]} examples"
+            found.append({"label": name, "count": n, "like": other, "like_count": counts[other], "why": why})
+    return found
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _normal(text: str) -> str:
+    """Case and runs of whitespace do not make two texts different."""
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def _duplicates(keys: list[str], labels: list[list[str]]) -> dict[str, int]:
+    """Examples repeating an earlier one, and how many of those carry other labels than it."""
+    first: dict[str, list[str]] = {}
+    repeats = conflicting = 0
+    for key, names in zip(keys, labels, strict=True):
+        if key in first:
+            repeats += 1
+            conflicting += sorted(first[key]) != sorted(names)
+        else:
+            first[key] = names
+    return {"train": repeats, "train_conflicting": conflicting}
+
+
+def _token_lengths(tokenizer: Any, texts: list[str], pairs: list[str] | None) -> list[int]:
+    """Tokens per input with special tokens, untruncated, in batches (one call per 1,000 texts)."""
+    out: list[int] = []
+    for start in range(0, len(texts), 1000):
+        chunk = texts[start : start + 1000]
+        second = pairs[start : start + 1000] if pairs is not None else None
+        enc = tokenizer(chunk, second, truncation=False, add_special_tokens=True, verbose=False)
+        out.extend(len(ids) for ids in enc["input_ids"])
+    return out

@@ -1,0 +1,202 @@
+"""Every check ``tunelab train`` makes before it trains, run all at once: one code path for both.
+
+``check_run(cfg)`` is what ``train`` calls before it builds a model, and what ``validate``
+calls: so ``validate`` cannot pass a config that ``train`` then refuses for a reason it knew
+before training. Each check runs even when another failed (a missing ``data.train``, an unknown
+method option, a model that cannot be found, a run name already taken, every bad data file), and
+``Checked.problems`` holds them all; ``Checked.raise_if_problems`` raises them as one error.
+
+``validate_run(config, overrides)`` adds what a user wants to see before training, the data
+summary (:mod:`tunelab.data.summary`), and is the Python API behind ``tunelab validate``::
+
+    report = validate_run("configs/banking77.yaml", overrides=["method=lora"])
+    report.ok, report.problems, report.summary.rare
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.config import RunConfig
+from tunelab.errors import ConfigError, TunelabError, problems_of, several
+
+log = logging.getLogger(__name__)
+
+NO_TRAIN = "data.train is not set; give a training file, e.g. data.train=path/to/train.csv"
+
+
+@dataclass
+class Checked:
+    """What the checks found and built on the way (reused by ``train``: nothing is read twice).
+
+    Attributes:
+        cfg: the run config checked.
+        errors: every problem, in the order a user would fix them.
+        method, options, task: the method, its parsed options and the task, where they resolved.
+        splits: the data as the task read it, when every file was good.
+        model: the resolved model (``tunelab.models.ResolvedModel``), when it was found.
+    """
+
+    cfg: RunConfig
+    errors: list[TunelabError] = field(default_factory=list)
+    method: Any = None
+    options: Any = None
+    task: Any = None
+    splits: Any = None
+    model: Any = None
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per problem."""
+        return [p for e in self.errors for p in problems_of(e)]
+
+    def raise_if_problems(self) -> None:
+        """Raise every problem as one error (the first one's kind), or return when there is none."""
+        if self.errors:
+            raise several(self.errors)
+
+
+def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
+    """Run every check ``train`` makes before training, collecting the problems.
+
+    Args:
+        cfg: the run config (already valid as a config: ``RunConfig`` checks its own fields).
+        new_run: the run will get a new folder, so its name must be free (not when resuming).
+    """
+    from tunelab.methods import get_method
+    from tunelab.models import resolve_model
+    from tunelab.runs import RunFolder
+    from tunelab.tasks import get_task
+
+    checked = Checked(cfg=cfg)
+    errors = checked.errors
+    if cfg.data.train is None:
+        errors.append(ConfigError(NO_TRAIN))
+    try:
+        checked.method = get_method(cfg.method.name)
+        checked.options = checked.method.parse_options(cfg.method.options)
+    except TunelabError as exc:
+        errors.append(exc)
+    checked.task = get_task(cfg.data.task)  # RunConfig checked the name
+    if new_run and cfg.name:
+        try:
+            RunFolder.check_name(cfg.output_dir, cfg.name)
+        except TunelabError as exc:
+            errors.append(exc)
+    if cfg.data.train is not None:
+        try:
+            checked.splits = checked.task.load_splits(cfg.data)
+        except TunelabError as exc:
+            errors.append(exc)
+    try:
+        checked.model = resolve_model(cfg.model.name)
+    except TunelabError as exc:
+        errors.append(exc)
+    return checked
+
+
+@dataclass
+class Validation:
+    """What ``tunelab validate`` reports: the problems ``train`` would hit and the data summary.
+
+    Attributes:
+        problems: one line per problem; empty when ``train`` would start.
+        config: the run config, or None when it is not a valid one.
+        summary: the data summary (``tunelab.data.summary.DataSummary``), when the data was read.
+        notes: what was done to the data (rows dropped, splits carved).
+    """
+
+    problems: list[str]
+    config: RunConfig | None = None
+    summary: Any = None
+    notes: list[str] = field(default_factory=list)
+    model_source: str | None = None
+    model_path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: ``ok``, ``problems``, the run's model/method/task, ``notes`` and ``summary``."""
+        cfg = self.config
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "run": None
+            if cfg is None
+            else {
+                "name": cfg.name,
+                "output_dir": cfg.output_dir,
+                "model": cfg.model.name,
+                "model_source": self.model_source,
+                "model_path": self.model_path,
+                "method": cfg.method.name,
+                "task": cfg.data.task,
+                "max_length": cfg.model.max_length,
+            },
+            "notes": self.notes,
+            "summary": self.summary.to_dict() if self.summary is not None else None,
+        }
+
+
+def validate_run(
+    config: RunConfig | str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    count_tokens: bool = True,
+) -> Validation:
+    """Check a run as ``train`` would, and summarise its data, without training.
+
+    Args:
+        config: a ``RunConfig``, a YAML run file, or None for the defaults.
+        overrides: ``key=value`` strings applied on top.
+        count_tokens: load the model's tokenizer (offline) to count inputs longer than
+            ``model.max_length``.
+
+    Returns:
+        Every problem found (a config that is not valid stops there: its fields are all named)
+        and, when the data was read, its summary.
+    """
+    from tunelab.data.summary import summarize
+
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as exc:
+        return Validation(problems=problems_of(exc))
+    checked = check_run(cfg)
+    result = Validation(problems=checked.problems, config=cfg)
+    if checked.model is not None:
+        result.model_source, result.model_path = checked.model.source, str(checked.model.path)
+    if checked.splits is None:
+        return result
+    result.notes = list(checked.splits.notes)
+    tokenizer = None
+    if count_tokens and checked.model is not None:
+        from tunelab.models import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(checked.model.path)
+        except (OSError, ValueError) as exc:  # a broken model folder: train would fail too
+            result.problems.append(f"model.name={cfg.model.name}: cannot load its tokenizer ({exc})")
+    result.summary = summarize(
+        checked.splits, checked.task, tokenizer=tokenizer, max_length=cfg.model.max_length
+    )
+    return result
+
+
+def load_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
+    """A ``RunConfig`` from a config, a YAML file or the defaults, with ``overrides`` applied."""
+    if isinstance(config, RunConfig):
+        if not overrides:
+            return config
+        from tunelab.config import apply_override
+
+        raw = config.to_dict()
+        for item in overrides:
+            apply_override(raw, item)
+        return RunConfig.from_dict(raw)
+    return RunConfig.from_yaml(config, overrides)

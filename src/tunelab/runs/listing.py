@@ -1,0 +1,97 @@
+"""``list_runs``: what a runs folder holds, for ``tunelab runs`` and ``tunelab.list_runs``.
+
+A runs folder holds trained runs, exported artifacts (``tunelab export`` writes ``<run>-<format>``
+beside the run by default) and unfinished ``.partial`` folders of either. Each is told apart by
+what it already wrote: an artifact's ``run.json`` names its ``format``; an unfinished export has
+the export marker; an unfinished run may have only ``config.json``, so its data is read from there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import RunError
+from tunelab.runs.folder import EXPORT_MARKER, RunFolder
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One row of ``tunelab runs``.
+
+    Attributes:
+        path: the folder.
+        status: ``finished``, ``exported`` (an artifact), ``unfinished`` (a run or an export that
+            was interrupted or is still going; see ``kind``), or what run.json says.
+        summary: the folder's run.json (empty when it has none yet).
+        kind: ``run`` or ``export``.
+        format: ``torch`` for a trained run, else the artifact's format (``onnx-int8``, ...);
+            None for an unfinished export that has not written its run.json yet.
+        data: the training data files (``train``, ``dev``, ``test``), also for unfinished runs.
+        when: ISO time the run finished or the artifact was exported; None while unfinished.
+    """
+
+    path: Path
+    status: str
+    summary: dict[str, Any]
+    kind: str = "run"
+    format: str | None = "torch"
+    data: dict[str, Any] = field(default_factory=dict)
+    when: str | None = None
+
+
+def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
+    """Every run and artifact (finished or not) under ``output_dir``, newest first.
+
+    Raises:
+        RunError: ``output_dir`` does not exist (a typo, or no run trained yet), said in one line
+            instead of an empty list that looks like "no runs".
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        what = "not a folder" if out.exists() else "no such folder"
+        raise RunError(
+            f"{out}: {what}; runs are written to output_dir (default runs/) by `tunelab train CONFIG`, "
+            "give the folder that holds them with --dir"
+        )
+    infos = [_info(root) for root in out.iterdir() if _is_listed(root)]
+    infos.sort(key=lambda i: i.path.stat().st_mtime, reverse=True)
+    return infos
+
+
+def _is_listed(root: Path) -> bool:
+    return root.is_dir() and ((root / "config.json").is_file() or (root / EXPORT_MARKER).is_file())
+
+
+def _info(root: Path) -> RunInfo:
+    run = RunFolder(root)
+    summary = run.read_summary()
+    export = summary.get("export") or {}
+    is_export = (root / EXPORT_MARKER).is_file() or "format" in summary
+    fmt = summary.get("format", None if is_export else "torch")
+    if run.is_partial:
+        status, when = "unfinished", None
+    elif is_export:
+        status, when = "exported", export.get("created_at")
+    else:
+        status, when = summary.get("status", "finished"), summary.get("finished_at")
+    return RunInfo(
+        path=root,
+        status=status,
+        summary=summary,
+        kind="export" if is_export else "run",
+        format=fmt,
+        data=summary.get("data") or _config_data(run),
+        when=when,
+    )
+
+
+def _config_data(run: RunFolder) -> dict[str, Any]:
+    """The data files from config.json: an unfinished run's run.json does not name them yet."""
+    try:
+        data = json.loads(run.config_json.read_text(encoding="utf-8")).get("data") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {split: data.get(split) for split in ("train", "dev", "test")} if isinstance(data, dict) else {}

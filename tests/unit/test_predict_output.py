@@ -1,0 +1,168 @@
+"""``tunelab predict --input X --output Y``: CSV, TSV, JSONL or Parquet by Y's extension, the input's columns
+kept beside the prediction, no silent overwrite, atomic writes; and ``tunelab eval`` report folders of
+files with the same stem kept apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path_factory) -> Path:
+    train, test = labelled_csvs
+    out = tmp_path_factory.mktemp("output-runs")
+    overrides = tiny_overrides(tiny_bert, train, test, out, "name=out", epochs=2)
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+@pytest.fixture
+def tickets(tmp_path: Path) -> Path:
+    """A labelled file with an id, a free column and an empty text (dropped: row 3 leaves a gap)."""
+    source = tmp_path / "tickets.csv"
+    pd.DataFrame(
+        {
+            "id": ["t1", "t2", "t3", "t4"],
+            "text": ["football match with my team", "pizza and cheese for dinner", "", "snow and cold wind"],
+            "label": ["sports", "food", "food", "weather"],
+            "channel": ["mail", "chat", "chat", "phone"],
+        }
+    ).to_csv(source, index=False)
+    return source
+
+
+def _predict(run: Path, source: Path, target: Path, *extra: str) -> int:
+    return main(["predict", str(run), "--input", str(source), "--output", str(target), *extra])
+
+
+def _one_error_line(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_tables_keep_the_input_columns_beside_label_score_and_top_k(
+    run: Path, tickets: Path, tmp_path: Path, suffix: str
+) -> None:
+    target = tmp_path / f"predictions{suffix}"
+    assert _predict(run, tickets, target) == 0
+    if suffix == ".parquet":
+        table = pd.read_parquet(target)
+    else:
+        table = pd.read_csv(target, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False)
+    assert table["id"].tolist() == ["t1", "t2", "t4"]
+    assert table["channel"].tolist() == ["mail", "chat", "phone"]
+    assert table["row"].tolist() == [1, 2, 4]
+    # The file's own label column is kept, renamed: "label" is the prediction.
+    assert table["label_input"].tolist() == ["sports", "food", "weather"]
+    assert table["label"].tolist() == ["sports", "food", "weather"]
+    for rank in (1, 2, 3):
+        assert {f"top_{rank}_label", f"top_{rank}_score"} <= set(table.columns)
+    assert table["top_1_label"].tolist() == table["label"].tolist()
+    assert table["score"].tolist() == pytest.approx(table["top_1_score"].tolist())
+    assert all(0 < s <= 1 for s in table["score"])
+
+
+def test_jsonl_keeps_the_input_columns_and_the_nested_top_k(run: Path, tickets: Path, tmp_path: Path) -> None:
+    target = tmp_path / "predictions.jsonl"
+    assert _predict(run, tickets, target, "--top-k", "2") == 0
+    rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["channel"], r["label_input"], r["row"]) for r in rows] == [
+        ("t1", "mail", "sports", 1),
+        ("t2", "chat", "food", 2),
+        ("t4", "phone", "weather", 4),
+    ]
+    assert all(len(r["top_k"]) == 2 and r["top_k"][0]["label"] == r["label"] for r in rows)
+
+
+def test_formats_agree(run: Path, tickets: Path, tmp_path: Path) -> None:
+    predictor = tunelab.load(run)
+    for suffix in (".jsonl", ".csv", ".parquet"):
+        assert tunelab.predict_file(predictor, tickets, tmp_path / f"p{suffix}") == 3
+    jsonl = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()]
+    csv, parquet = pd.read_csv(tmp_path / "p.csv"), pd.read_parquet(tmp_path / "p.parquet")
+    assert csv["label"].tolist() == parquet["label"].tolist() == [r["label"] for r in jsonl]
+    assert csv["top_2_label"].tolist() == [r["top_k"][1]["label"] for r in jsonl]
+    assert parquet["top_3_score"].tolist() == pytest.approx([r["top_k"][2]["score"] for r in jsonl])
+
+
+@pytest.mark.parametrize("name", ["predictions.txt", "predictions.xlsx", "predictions"])
+def test_an_unknown_output_extension_is_one_line_before_loading(
+    tickets: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The run does not exist: the output is checked first, so no model is loaded for nothing.
+    assert _predict(tmp_path / "no-run", tickets, tmp_path / name) == 2
+    _one_error_line(capsys.readouterr().err, name, ".csv", ".jsonl", ".parquet")
+    assert not (tmp_path / name).exists()
+
+
+def test_an_existing_output_is_kept_unless_overwrite(
+    run: Path, tickets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "predictions.csv"
+    target.write_text("precious,results\n", encoding="utf-8")
+    assert _predict(run, tickets, target) == 2
+    _one_error_line(capsys.readouterr().err, str(target), "exists", "--overwrite")
+    assert target.read_text(encoding="utf-8") == "precious,results\n"
+    assert _predict(run, tickets, target, "--overwrite") == 0
+    assert pd.read_csv(target)["id"].tolist() == ["t1", "t2", "t4"]
+    with pytest.raises(DataError, match="exists"):
+        tunelab.predict_file(tunelab.load(run), tickets, target)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(
+    run: Path, tickets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "predictions.parquet"
+    target.write_bytes(b"old")
+
+    def disk_full(self: pd.DataFrame, buffer: Any, **kwargs: Any) -> None:
+        buffer.write(b"PAR1 half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        tunelab.predict_file(tunelab.load(run), tickets, target, overwrite=True)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.parquet", "tickets.csv"]
+
+
+def test_output_without_input_is_refused(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", str(run), "a text", "--output", str(tmp_path / "p.csv")]) == 2
+    _one_error_line(capsys.readouterr().err, "--output goes with --input")
+
+
+# -- eval report folders --------------------------------------------------------------------------
+
+
+def test_eval_reports_of_files_with_the_same_stem_never_overwrite_each_other(
+    run: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rows = pd.read_csv(labelled_csvs[1])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = tmp_path / "a" / "test.csv", tmp_path / "b" / "test.csv"
+    rows.iloc[:10].to_csv(a, index=False)
+    rows.iloc[10:].to_csv(b, index=False)
+    report_a = Path(tunelab.evaluate(run, a)["report"]).parent
+    report_b = Path(tunelab.evaluate(run, b)["report"]).parent
+    assert report_a != report_b
+    assert (report_a.name, report_b.name) == ("test", "test-2")
+    n = {p: json.loads((p / "metrics.json").read_text(encoding="utf-8"))["n"] for p in (report_a, report_b)}
+    assert n == {report_a: 10, report_b: len(rows) - 10}
+    # The same file again goes to its own folder, not a third one.
+    assert Path(tunelab.evaluate(run, a)["report"]).parent == report_a
+    assert sorted(p.name for p in (run / "evals").iterdir()) == ["test", "test-2"]

@@ -1,0 +1,120 @@
+"""``tunelab runs`` / ``tunelab.list_runs``: artifacts with format and export time, unfinished runs with
+their data, and a missing folder said plainly.
+
+The folders are written by hand with the files train and export write (run.json, config.json, the
+export marker), so these tests need no model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.errors import RunError
+from tunelab.runs import EXPORT_MARKER
+
+
+def _write(folder: Path, *, run: dict | None = None, config: dict | None = None) -> Path:
+    folder.mkdir(parents=True)
+    if run is not None:
+        (folder / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+FINISHED = {
+    "name": "tickets",
+    "status": "finished",
+    "finished_at": "2026-11-30T10:15:00+00:00",
+    "model": "minilm-l6",
+    "method": "lora",
+    "data": {"train": "data/tickets.csv", "dev": None, "test": None},
+    "headline": {"dev": {"accuracy": 0.9, "macro_f1": 0.88}},
+}
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    config = {"data": {"train": "data/tickets.csv"}}
+    _write(root / "tickets", run=FINISHED, config=config)
+    # tunelab export copies the source's run.json and adds format, source_run and export.created_at.
+    exported = {
+        **FINISHED,
+        "name": "tickets-onnx-int8",
+        "format": "onnx-int8",
+        "source_run": str(root / "tickets"),
+        "export": {"format": "onnx-int8", "created_at": "2026-12-01T08:30:00+00:00"},
+    }
+    _write(root / "tickets-onnx-int8", run=exported, config=config)
+    # A killed run: run.json written when training began names no data; config.json does.
+    started = {"name": "big", "status": "training", "model": "minilm-l6", "method": "full"}
+    _write(root / "big.partial", run=started, config={"data": {"train": "data/big.csv", "dev": "d.csv"}})
+    # A killed export, before it wrote its run.json.
+    (_write(root / "tickets-onnx.partial", config=config) / EXPORT_MARKER).write_text("x", encoding="utf-8")
+    return root
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    lines = out.strip().splitlines()
+    headers = lines[0]
+    # Columns are aligned under their headers: cut each line where the header's columns start.
+    names = headers.split()
+    names = [*names[:5], "train data", "dev acc", "test acc", "macro F1", "finished/exported"]
+    starts = [headers.index(n) for n in names]
+    ends = [*starts[1:], None]
+    return {
+        line[: starts[1]].strip(): [line[s:e].strip() for s, e in zip(starts, ends, strict=True)]
+        for line in lines[2:]
+    }
+
+
+def test_runs_lists_artifacts_with_format_and_export_time(
+    runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "--dir", str(runs)]) == 0
+    rows = _rows(capsys.readouterr().out)
+    run, artifact = rows["tickets"], rows["tickets-onnx-int8"]
+    assert (run[1], run[4], run[9]) == ("finished", "torch", "2026-11-30 10:15")
+    # Not the source run's finish time: when the artifact was exported.
+    assert (artifact[1], artifact[4], artifact[9]) == ("exported", "onnx-int8", "2026-12-01 08:30")
+    assert artifact[5] == "data/tickets.csv"
+
+
+def test_runs_lists_unfinished_runs_with_their_data(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "--dir", str(runs)]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows["big.partial"][1:6] == ["unfinished", "minilm-l6", "full", "torch", "data/big.csv"]
+    export = rows["tickets-onnx.partial"]
+    assert export[1] == "unfinished" and export[5] == "data/tickets.csv"
+
+
+def test_list_runs_api_says_what_each_folder_is(runs: Path) -> None:
+    infos = {i.path.name: i for i in tunelab.list_runs(runs)}
+    assert set(infos) == {"tickets", "tickets-onnx-int8", "big.partial", "tickets-onnx.partial"}
+    assert (infos["tickets"].kind, infos["tickets"].format) == ("run", "torch")
+    assert (infos["tickets-onnx-int8"].kind, infos["tickets-onnx-int8"].format) == ("export", "onnx-int8")
+    assert infos["tickets-onnx-int8"].when == "2026-12-01T08:30:00+00:00"
+    assert infos["big.partial"].data == {"train": "data/big.csv", "dev": "d.csv", "test": None}
+    assert infos["big.partial"].when is None
+    assert infos["tickets-onnx.partial"].kind == "export"
+
+
+def test_runs_on_a_missing_folder_fails_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "--dir", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nope: no such folder" in err[0]
+    with pytest.raises(RunError, match="no such folder"):
+        tunelab.list_runs(tmp_path / "nope")
+
+
+def test_runs_in_an_empty_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "--dir", str(tmp_path)]) == 0
+    assert "no runs in" in capsys.readouterr().out

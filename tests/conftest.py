@@ -80,25 +80,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Saved as a bare ``BertModel``, like a pre-trained encoder: every classifier built from it gets
     a fresh head.
     """
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tunelab.models.tiny import save_tiny_bert
 
-    from tunelab.models import resolve_model
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
+    folder = save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     return folder
 

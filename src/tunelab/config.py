@@ -22,6 +22,8 @@ from tunelab.errors import ConfigError
 # excel: an .xlsx workbook, one sheet (data.sheet, default the first) read as a table.
 FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "excel", "conll")
 EMPTY_TEXT_POLICIES = ("drop", "error")
+ADVERSARIAL = (None, "fgm", "pgd")
+AUGMENT_METHODS = ("synonym", "insert", "swap", "delete")
 
 
 def _check(problems: list[str], ok: bool, message: str) -> None:
@@ -171,6 +173,12 @@ class TrainConfig:
     head_init: str = "probe"
     seed: int = 42
     threads: int | None = None
+    # Adversarial training on the input embeddings (tunelab.train.adversarial): null (off), fgm or
+    # pgd; epsilon is the perturbation's L2 norm per example, steps and alpha PGD's ascent steps.
+    adversarial: str | None = None
+    adversarial_epsilon: float = 1.0
+    adversarial_steps: int = 3
+    adversarial_alpha: float = 0.3
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -207,7 +215,43 @@ class TrainConfig:
         )
         # Which metrics exist depends on the task: RunConfig checks the name against it.
         _check(p, isinstance(self.metric, str) and bool(self.metric), "metric must not be empty")
+        _check(
+            p,
+            self.adversarial in ADVERSARIAL,
+            f"adversarial={self.adversarial!r} (use fgm, pgd, or null for none)",
+        )
+        _check(
+            p,
+            self.adversarial_epsilon > 0,
+            f"adversarial_epsilon={self.adversarial_epsilon} (use a positive norm, e.g. 1.0)",
+        )
+        _check(p, self.adversarial_steps >= 1, f"adversarial_steps={self.adversarial_steps} (use 1 or more)")
+        _check(p, self.adversarial_alpha > 0, f"adversarial_alpha={self.adversarial_alpha} (use e.g. 0.3)")
         _raise_if(p, "train")
+
+
+@dataclass
+class AugmentConfig:
+    """Offline text augmentation of the training rows (EDA; see ``tunelab.data.augment``).
+
+    Off while ``methods`` is empty. Only the training split is augmented, after dev and test were
+    read or carved, so augmented rows never reach them.
+    """
+
+    # Any of synonym, insert (a synonym of a word, inserted), swap, delete; each new row uses one.
+    methods: list[str] = field(default_factory=list)
+    per_example: int = 4  # new rows per training row (EDA: 16 under 500 rows, 4 above 5,000)
+    alpha: float = 0.1  # share of a row's words each operation changes (EDA's alpha)
+    filter: bool = False  # keep a new row only if a probe on the original rows agrees with its label
+    seed: int | None = None  # null: train.seed
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        bad = [m for m in self.methods if m not in AUGMENT_METHODS]
+        _check(p, not bad, f"methods={bad!r} (use some of {', '.join(AUGMENT_METHODS)})")
+        _check(p, self.per_example >= 1, f"per_example={self.per_example} (use 1 or more)")
+        _check(p, 0 < self.alpha <= 1, f"alpha={self.alpha} (use a share in (0, 1], e.g. 0.1)")
+        _raise_if(p, "augment")
 
 
 @dataclass
@@ -218,6 +262,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     output_dir: str = "runs"
     name: str | None = None
 
@@ -261,6 +306,7 @@ class RunConfig:
             "model": ModelConfig,
             "method": MethodConfig,
             "train": TrainConfig,
+            "augment": AugmentConfig,
         }
         for name, section_cls in section_types.items():
             value = raw.get(name) or {}

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from tunelab import __version__
 from tunelab.cli import (
     app_cmd,
+    ensemble_cmd,
     eval_cmd,
     export_cmd,
     keys_cmd,
@@ -31,6 +32,7 @@ COMMANDS = (
     predict_cmd,
     export_cmd,
     merge_cmd,
+    ensemble_cmd,
     runs_cmd,
     validate_cmd,
     search_cmd,
@@ -50,6 +52,7 @@ EPILOG = """examples:
   tunelab predict runs/banking77 --input tickets.csv --output predictions.csv
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
+  tunelab ensemble runs/a runs/b runs/c --out runs/abc
   tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
   tunelab runs
   tunelab eval runs/demo -v            # global options (-v) go before or after the command

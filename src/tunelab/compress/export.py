@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +105,8 @@ def export(
     )
     source = find_run(run)
     summary = source.read_summary()
-    if summary.get("format", "torch") != "torch":
+    builder = _composite_builder(summary.get("format", "torch"))
+    if builder is None and summary.get("format", "torch") != "torch":
         origin = summary.get("source_run", "its source run")
         raise RunError(
             f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
@@ -115,7 +117,7 @@ def export(
     try:
         from tunelab.compress.build import build_artifact
 
-        report = build_artifact(
+        report = (builder or build_artifact)(
             source,
             summary,
             RunFolder(partial),
@@ -135,6 +137,27 @@ def export(
     (final.root / MARKER).unlink(missing_ok=True)
     lock.close()
     return ExportResult(path=final.root, format=opts.format, parity=report)
+
+
+#: Formats made of other runs (an ensemble): ``builder(source, summary, partial, opts, data, stages,
+#: data_options=, show_progress=) -> parity report`` exports the parts and writes the artifact.
+_COMPOSITE: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def register_composite_export(format: str, builder: Callable[..., dict[str, Any]]) -> None:
+    """Say how runs of ``format`` export (each part by ``export``); a duplicate is a programming error."""
+    if format in _COMPOSITE:
+        raise ValueError(f"composite export for {format!r} is already registered")
+    _COMPOSITE[format] = builder
+
+
+def _composite_builder(format: str) -> Callable[..., dict[str, Any]] | None:
+    if format == "torch":
+        return None
+    from tunelab.inference.backends import get_format
+
+    get_format(format)  # imports the package that registered the format (and its export, if any)
+    return _COMPOSITE.get(format)
 
 
 def _claim(target: Path) -> tuple[Path, IO[str]]:

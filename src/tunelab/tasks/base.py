@@ -165,6 +165,17 @@ class Task(ABC):
     def soft_targets(self, logits: torch.Tensor) -> torch.Tensor:
         """A teacher's logits -> the probabilities a student is distilled on (same loss)."""
 
+    def logits_from_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """The inverse of ``soft_targets``: logits whose probabilities are ``probs``.
+
+        What an ensemble (``tunelab.ensembling``) hands on after averaging its members'
+        probabilities, so scoring and decoding see logits as from any model. The default,
+        ``log p``, inverts a softmax over the last axis; a task with other probabilities overrides it.
+        """
+        import numpy as np
+
+        return np.log(np.clip(probs, 1e-12, 1.0))
+
     # --- evaluation -------------------------------------------------------------------------
 
     @abstractmethod

@@ -8,6 +8,7 @@ batches an uninterrupted one would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded, collate, training_batches
 from tunelab.tasks.base import Task
+from tunelab.train.adversarial import build_adversary
 from tunelab.train.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -98,6 +100,12 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     last_ckpt = setup.checkpoints / "last"
     best_path = setup.checkpoints / "best.safetensors"
+    adversary = build_adversary(
+        cfg.adversarial,
+        epsilon=cfg.adversarial_epsilon,
+        steps=cfg.adversarial_steps,
+        alpha=cfg.adversarial_alpha,
+    )
 
     state = LoopState()
     found = find_checkpoint(last_ckpt) if resume else None
@@ -132,10 +140,17 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
             idx = batches[state.batch_in_epoch]
             batch = collate(setup.train, idx, task=setup.task, num_labels=setup.num_labels)
             labels = batch.pop("labels")
-            logits = model(**batch).logits
-            loss = setup.task.loss(logits, labels, setup.class_weights)
-            objective = loss if setup.loss_term is None else loss + setup.loss_term(model)
-            (objective / cfg.grad_accum_steps).backward()
+
+            def forward_loss(batch: dict = batch, labels: torch.Tensor = labels) -> torch.Tensor:
+                logits = model(**batch).logits
+                return setup.task.loss(logits, labels, setup.class_weights)
+
+            with adversary.watch(model) if adversary is not None else contextlib.nullcontext():
+                loss = forward_loss()
+                objective = loss if setup.loss_term is None else loss + setup.loss_term(model)
+                (objective / cfg.grad_accum_steps).backward()
+            if adversary is not None:  # train.adversarial: add the perturbed batch's gradient
+                adversary.attack(model, lambda: forward_loss() / cfg.grad_accum_steps)
             state.batch_in_epoch += 1
             state.samples += len(idx)
             state.window_loss += loss.item() * len(idx)

@@ -34,6 +34,7 @@ from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.preflight import check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.tasks import Task
+from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 
@@ -141,6 +142,8 @@ def train(
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
+    # augment: EDA rows join the training split only (dev and test are already read or carved).
+    splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
@@ -173,6 +176,7 @@ def train(
             head_init=head_init,
             probe_accuracy=probe_accuracy,
             base_fingerprint=base_fingerprint,
+            augmentation=augmentation,
             resume=resume is not None,
             show_progress=show_progress,
             on_evaluate=on_evaluate,
@@ -196,6 +200,7 @@ def _train_in(
     head_init: str,
     probe_accuracy: float | None,
     base_fingerprint: str | None,
+    augmentation: dict[str, Any] | None,
     resume: bool,
     show_progress: bool,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
@@ -304,6 +309,7 @@ def _train_in(
             "dev": len(splits.dev) if splits.dev is not None else 0,
             "test": len(splits.test) if splits.test is not None else 0,
         },
+        "augmentation": augmentation,  # augment: rows made and kept (train rows include them)
         "threshold": threshold,
         "head_init": head_init,
         "probe_train_accuracy": probe_accuracy,

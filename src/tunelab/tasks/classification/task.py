@@ -175,6 +175,13 @@ class ClassificationTask(Task):
 
         return torch.sigmoid(logits) if self.multi else torch.softmax(logits, dim=-1)
 
+    def logits_from_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """``log p`` (softmax), or multi-label the log-odds ``log p - log(1 - p)`` (sigmoid)."""
+        import numpy as np
+
+        p = np.clip(probs, 1e-7, 1 - 1e-7) if self.multi else np.clip(probs, 1e-12, 1.0)
+        return np.log(p) - np.log1p(-p) if self.multi else np.log(p)
+
     # --- evaluation -------------------------------------------------------------------------
 
     def score(

@@ -1,0 +1,270 @@
+"""``ensemble(runs, out)``: several runs with one label set -> one run folder averaging their probabilities.
+
+Layout of the folder (a run's, so ``find_run`` and every loader take it)::
+
+    run.json      format: ensemble, members [{path, source, temperature, calibration}], threshold
+    config.json   labels.json   tokenizer/       the first member's (all members share them)
+    weights/<member>/   each member's whole folder (hard links where the filesystem allows)
+    metrics.json  the ensemble on the members' test file and dev split
+
+Copied rather than referenced, so an ensemble can be moved, served from a model root and exported
+like any run. Calibration: a member's probabilities are those of its logits divided by a
+temperature: the one its ``run.json`` stores, else (``calibrate``, single-label) one fitted on dev
+data (``tunelab.evaluate.calibration``), else 1.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.atomic import atomic_write_json
+from tunelab.errors import ConfigError, DataError, RunError
+from tunelab.runs import RunFolder, find_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EnsembleResult:
+    """A written ensemble: its folder, members' temperatures and metrics (``metrics.json``)."""
+
+    path: Path
+    members: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+def ensemble(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    calibrate: bool = True,
+    dev: str | Path | None = None,
+    dev_options: list[str] | None = None,
+) -> EnsembleResult:
+    """Average the (calibrated) probabilities of ``runs`` into a new run folder at ``out``.
+
+    Args:
+        runs: two or more finished runs or exported artifacts of the same task and label set,
+            trained with the same tokenizer and encoding settings (one base model).
+        out: the ensemble's folder; must not exist.
+        calibrate: fit each single-label member's temperature on dev data (``dev``, else the
+            member's own dev split) unless its run.json has one; False: temperature 1.
+        dev: a labelled file to calibrate on, read as ``tunelab eval`` reads one.
+        dev_options: ``data.*=value`` reading options for ``dev``.
+
+    Returns:
+        The ensemble's folder, its members and its metrics.
+
+    Raises:
+        ConfigError: fewer than two runs, or ``dev_options`` without ``dev``.
+        RunError: a run is missing, the members differ in task, labels, tokenizer or encoding,
+            or ``out`` exists.
+
+    Example:
+        >>> from tunelab.ensembling import ensemble  # doctest: +SKIP
+        >>> ensemble(["runs/a", "runs/b", "runs/c"], "runs/abc").metrics["test"]["accuracy"]  # doctest: +SKIP
+    """
+    from tunelab.inference import load
+
+    if len(runs) < 2:
+        raise ConfigError(
+            "an ensemble needs two or more runs, e.g. tunelab ensemble runs/a runs/b --out runs/ab"
+        )
+    if dev_options and dev is None:
+        raise ConfigError("data.* reading options need a file to read: give --dev FILE")
+    folders = [find_run(r) for r in runs]
+    predictors = [load(f.root) for f in folders]
+    _check_compatible(folders, predictors)
+    target = Path(out)
+    if target.exists():
+        raise RunError(f"{target} exists; delete it or give another --out")
+    partial = RunFolder.create(target.parent, target.name)
+    try:
+        members = _write_members(
+            folders, predictors, partial, calibrate=calibrate, dev=dev, options=dev_options
+        )
+        first = folders[0]
+        shutil.copytree(first.tokenizer, partial.tokenizer)
+        shutil.copy2(first.config_json, partial.config_json)
+        shutil.copy2(first.labels_json, partial.labels_json)
+        summary = _summary(partial, predictors, members)
+        partial.write_summary(summary)  # the members are loadable from here on
+        metrics = _metrics(partial, predictors[0], summary)
+        atomic_write_json(partial.metrics_json, metrics)
+        summary["headline"] = {split: predictors[0].task.headline(m) for split, m in metrics.items()}
+        partial.write_summary(summary)
+        final = partial.finish()
+    except BaseException:
+        shutil.rmtree(partial.root, ignore_errors=True)
+        raise
+    logger.info("ensemble written: %s", final.root)
+    return EnsembleResult(path=final.root, members=members, metrics=metrics)
+
+
+def _check_compatible(folders: list[RunFolder], predictors: list[Any]) -> None:
+    """Same task, label set, tokenizer and encoding settings; else one line naming the run."""
+    first, ref = folders[0], predictors[0]
+    for folder, p in zip(folders[1:], predictors[1:], strict=True):
+        where = f"{folder.root}: cannot join an ensemble with {first.root}"
+        if p.task.name != ref.task.name:
+            raise RunError(f"{where}: task {p.task.name} is not {ref.task.name}")
+        mine, theirs = set(p.labels.names), set(ref.labels.names)
+        if mine != theirs:
+            extra, missing = sorted(mine - theirs), sorted(theirs - mine)
+            raise RunError(
+                f"{where}: the label sets differ (only here: {', '.join(extra) or '-'}; only there: "
+                f"{', '.join(missing) or '-'}); an ensemble averages probabilities over one label set"
+            )
+        settings = ("max_length", "stride")
+        for key in settings:
+            if getattr(p.config.model, key) != getattr(ref.config.model, key):
+                raise RunError(f"{where}: model.{key} differs; members must encode texts the same way")
+        if p.text_pair_column != ref.text_pair_column:
+            raise RunError(f"{where}: one takes text pairs, the other single texts")
+        if not _same_files(folder.tokenizer, first.tokenizer):
+            raise RunError(f"{where}: their tokenizers differ; members must share one base model's tokenizer")
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir() if p.is_file())
+    if names != sorted(p.name for p in b.iterdir() if p.is_file()):
+        return False
+    _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+    return not mismatch and not errors
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (run files are replaced, never written in place, so sharing them is safe), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _write_members(
+    folders: list[RunFolder],
+    predictors: list[Any],
+    partial: RunFolder,
+    *,
+    calibrate: bool,
+    dev: str | Path | None,
+    options: list[str] | None,
+) -> list[dict[str, Any]]:
+    partial.weights.mkdir()
+    members, used = [], set()
+    for folder, predictor in zip(folders, predictors, strict=True):
+        name, n = folder.name, 2
+        while name in used:
+            name, n = f"{folder.name}-{n}", n + 1
+        used.add(name)
+        shutil.copytree(
+            folder.root,
+            partial.weights / name,
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns("evals", "checkpoints", "tb"),
+        )
+        temperature, how = _temperature(folder, predictor, calibrate=calibrate, dev=dev, options=options)
+        members.append(
+            {
+                "path": f"weights/{name}",
+                "source": str(folder.root),
+                "temperature": temperature,
+                "calibration": how,
+            }
+        )
+    return members
+
+
+def _temperature(
+    folder: RunFolder, predictor: Any, *, calibrate: bool, dev: str | Path | None, options: list[str] | None
+) -> tuple[float, str]:
+    """The member's temperature and where it came from."""
+    stored = folder.read_summary().get("temperature")
+    if stored:
+        return float(stored), "run.json"
+    if not calibrate:
+        return 1.0, "none (calibrate off)"
+    if predictor.output != "label":  # temperature scaling is fitted for one label per text
+        return 1.0, f"none ({predictor.task.name}: temperature scaling is for single-label runs)"
+    from tunelab.evaluate.calibration import fit_temperature
+
+    texts, pairs, labels, source = _dev_rows(predictor, dev, options)
+    if not texts:
+        return 1.0, "none (no dev data: give --dev FILE)"
+    logits = predictor.logits(texts, pairs)
+    fitted = fit_temperature(logits, np.asarray(labels))
+    logger.info("%s: temperature %.3f on %d rows of %s", folder.root, fitted.temperature, len(texts), source)
+    return round(fitted.temperature, 6), f"fitted on {len(texts)} rows of {source}"
+
+
+def _dev_rows(
+    predictor: Any, dev: str | Path | None, options: list[str] | None
+) -> tuple[list[str], list[str] | None, list[int], str]:
+    """Dev texts, pairs and label ids: from ``dev`` or the member's own dev split."""
+    if dev is not None:
+        from tunelab.data.file_options import options_for_file, parse_file_overrides
+
+        read = options_for_file(dev, predictor.config.data, parse_file_overrides(options))
+        rows = predictor.task.read_labelled(dev, read, predictor.labels, field=None)
+        return list(rows.texts), rows.text_pairs, list(rows.labels), str(dev)
+    try:
+        splits = predictor.task.load_splits(predictor.config.data)
+    except DataError as exc:
+        logger.warning("%s: its dev split cannot be read (%s); temperature 1", predictor.run.root, exc)
+        return [], None, [], ""
+    if splits.dev is None:
+        return [], None, [], ""
+    return list(splits.dev.texts), splits.dev.text_pairs, list(splits.dev.labels), str(splits.dev.source)
+
+
+def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, Any]]) -> dict[str, Any]:
+    ref = predictors[0]
+    thresholds = [p.threshold for p in predictors if p.task.tunes_threshold()]
+    models = sorted({p.config.model.name for p in predictors})
+    return {
+        "name": partial.name,
+        "status": "finished",
+        "format": "ensemble",
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": ref.task.name,
+        "num_labels": len(ref.labels.names),
+        "model": models[0] if len(models) == 1 else ", ".join(models),
+        "method": "ensemble",
+        "members": members,
+        # The mean probability is cut at the members' mean threshold (multi-label); none otherwise.
+        "threshold": float(np.mean(thresholds)) if thresholds else None,
+        "data": {"train": ref.config.data.train, "dev": ref.config.data.dev, "test": ref.config.data.test},
+    }
+
+
+def _metrics(partial: RunFolder, ref: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """The ensemble scored on the first member's test file and dev split (as training scores a run)."""
+    from tunelab.ensembling.backend import load_ensemble
+    from tunelab.inference.backends import LoadContext
+
+    backend = load_ensemble(LoadContext(run=partial, config=ref.config, labels=ref.labels, summary=summary))
+    try:
+        splits = ref.task.load_splits(ref.config.data)
+    except DataError as exc:
+        logger.warning("the members' data cannot be read (%s): no metrics", exc)
+        return {}
+    metrics: dict[str, Any] = {}
+    for split, rows in (("dev", splits.dev), ("test", splits.test)):
+        if rows is None:
+            continue
+        sizes = {"max_length": ref.config.model.max_length, "stride": ref.config.model.stride}
+        enc = ref.task.encode(ref.tokenizer, rows, **sizes)
+        metrics[split], _ = ref.task.score(
+            backend.logits(enc), enc, ref.labels, threshold=summary["threshold"]
+        )
+    return metrics

@@ -1,0 +1,132 @@
+"""Exporting an ensemble: every member exported (and parity-checked) by ``tunelab.compress.export``.
+
+The artifact is an ensemble folder again (``format: ensemble``) whose members are the exported
+artifacts, so it loads, predicts and serves like the ensemble it came from. Its ``parity.json`` is
+the whole ensemble's parity report, before and after, in the shape of every export's, with each
+member's own under ``members``; ``metrics.json`` the exported ensemble's metrics on the members'
+test file and dev split.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tunelab.atomic import atomic_write_json, atomic_write_text
+from tunelab.ensembling.backend import FORMAT
+from tunelab.inference.backends import LoadContext, get_format
+from tunelab.runs import RunFolder
+
+
+def export_ensemble(
+    source: RunFolder,
+    summary: dict[str, Any],
+    out: RunFolder,
+    opts: Any,
+    data: str | Path | None,
+    stages: Any,
+    *,
+    data_options: dict[str, Any] | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """The composite export builder of the ``ensemble`` format (see ``register_composite_export``).
+
+    Returns the parity report of the whole ensemble, before and after, in the shape every export
+    reports (plus each member's own under ``members``). Raises ``ParityError`` like any export when
+    the ensemble's metric falls by more than ``opts.max_drop`` (a member's own check runs first).
+    """
+    from tunelab.compress.datasets import parity_data
+    from tunelab.compress.export import export
+    from tunelab.compress.parity import ParityError, compare, measure, render_markdown
+    from tunelab.ensembling.build import _metrics
+    from tunelab.inference import load
+
+    stages.set_description("export: members")
+    out.weights.mkdir(exist_ok=True)
+    members, reports = [], {}
+    for member in summary.get("members") or []:
+        result = export(
+            source.root / member["path"],
+            format=opts.format,
+            prune=opts.prune,
+            prune_method=opts.prune_method,
+            recover_epochs=opts.recover_epochs,
+            output=out.root / member["path"],
+            data=data,
+            data_options=data_options or None,
+            max_drop=opts.max_drop,
+            show_progress=show_progress,
+        )
+        reports[member["path"]] = result.parity
+        members.append({**member, "source": str(source.root / member["path"])})
+    stages.update()
+    for name in ("config.json", "labels.json"):
+        shutil.copy2(source.root / name, out.root / name)
+    shutil.copytree(source.tokenizer, out.tokenizer)
+    art_summary = {
+        **summary,
+        "name": out.name,
+        "members": members,
+        "source_run": str(source.root),
+        "export": {
+            "format": FORMAT,
+            "member_format": opts.format,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+    out.write_summary(art_summary)
+    stages.set_description("export: parity check")
+    original = load(source.root)
+    check = parity_data(original, None if data is None else str(data), data_options)
+    task, config = original.task, original.config
+    enc = task.encode(
+        original.tokenizer, check.dataset, max_length=config.model.max_length, stride=config.model.stride
+    )
+    common = {"task": task, "labels": original.labels, "threshold": original.threshold}
+    exported = get_format(FORMAT)(
+        LoadContext(run=out, config=config, labels=original.labels, summary=art_summary)
+    )
+    before = measure(original.backend, enc, **common, size_mb=_folder_mb(source.weights))
+    after = measure(exported, enc, **common, size_mb=_folder_mb(out.weights))
+    report = {
+        "format": opts.format,
+        "source_run": str(source.root),
+        "data": {"name": check.name, "rows": len(check.dataset)},
+    }
+    report |= compare(
+        before,
+        after,
+        metric=task.parity_metric(config.train.metric),
+        task=task,
+        threshold=original.threshold,
+        max_drop=opts.max_drop,
+        enc=enc,
+    )
+    report["members"] = reports
+    ref = load(out.root / members[0]["path"])
+    metrics = _metrics(out, ref, art_summary)
+    art_summary["headline"] = {split: ref.task.headline(m) for split, m in metrics.items()}
+    art_summary["parity"] = {k: report[k] for k in ("metric", "drop_points", "agreement", "passed")}
+    atomic_write_json(out.metrics_json, metrics)
+    atomic_write_json(out.root / "parity.json", report)
+    parts = [render_markdown(report)]
+    for path in reports:
+        parts.append(f"## member {path}\n\n" + (out.root / path / "parity.md").read_text(encoding="utf-8"))
+    atomic_write_text(out.root / "parity.md", "\n".join(parts))
+    out.write_summary(art_summary)
+    stages.update(stages.total - stages.n)
+    if not report["passed"]:
+        m = report["metric"]
+        raise ParityError(
+            f"{opts.format} export of the ensemble failed the parity check: {m} "
+            f"{report['before'][m]:.2f}% -> {report['after'][m]:.2f}% on {check.name}, a drop of "
+            f"{report['drop_points']:.2f} points, more than the allowed {opts.max_drop:g} (--max-drop); "
+            "no artifact was written"
+        )
+    return report
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6

@@ -1,0 +1,36 @@
+"""A tiny random BERT (2 layers, hidden 32) with the bundled tokenizer: for tests and ``--quick`` benchmarks.
+
+It trains in seconds on a CPU, so code paths that need a real model folder (train, export, serve)
+can run end to end without the bundled weights. Its predictions mean nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def save_tiny_bert(folder: str | Path) -> Path:
+    """Write a random 2-layer ``BertModel`` (safetensors, seed 0) and the bundled tokenizer to ``folder``.
+
+    Saved as a bare encoder, like a pre-trained one: every classifier built from it gets a fresh head.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tunelab.models import resolve_model
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    return folder

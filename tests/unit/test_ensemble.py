@@ -1,0 +1,175 @@
+"""``tunelab ensemble``: the mean of the members' (calibrated) probabilities, usable like any run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.ensembling import ensemble
+from tunelab.errors import ConfigError, RunError
+from tunelab.inference.forward import softmax
+from tunelab.tasks import available_tasks, get_task
+
+TEXTS = ["football match and a goal today", "pizza and cheese for dinner", "rain and snow and cold wind"]
+
+
+@pytest.fixture(scope="module")
+def members(tiny_bert, labelled_csvs, tiny_overrides, tmp_path_factory) -> list[Path]:
+    """Three tiny runs of one label set, differing by seed (dev split and test file each)."""
+    train, test = labelled_csvs
+    out = tmp_path_factory.mktemp("runs")
+    runs = []
+    for seed in (1, 2, 3):
+        overrides = tiny_overrides(
+            tiny_bert, train, test, out, "data.dev_size=0.2", f"train.seed={seed}", f"name=m{seed}", epochs=2
+        )
+        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def ens(members, tmp_path_factory) -> Path:
+    return ensemble(members, tmp_path_factory.mktemp("ens") / "abc").path
+
+
+def _probs(run: Path, temperature: float = 1.0) -> np.ndarray:
+    return softmax(np.asarray(tunelab.load(run).logits(TEXTS), dtype=np.float64) / temperature)
+
+
+def test_the_ensemble_probabilities_are_the_mean_of_its_members(members, ens) -> None:
+    summary = tunelab.load(ens).run.read_summary()
+    temperatures = [m["temperature"] for m in summary["members"]]
+    assert all(m["calibration"].startswith("fitted on") for m in summary["members"])  # their dev splits
+    expected = np.mean([_probs(r, t) for r, t in zip(members, temperatures, strict=True)], axis=0)
+    got = softmax(np.asarray(tunelab.load(ens).logits(TEXTS), dtype=np.float64))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # and what predict reports is that mean
+    result = tunelab.load(ens).predict(TEXTS[0], top_k=3)
+    names = tunelab.load(ens).labels.names
+    for item in result["top_k"]:
+        assert item["score"] == pytest.approx(expected[0][names.index(item["label"])], abs=1e-6)
+
+
+def test_uncalibrated_members_average_their_plain_probabilities(members, tmp_path) -> None:
+    built = ensemble(members[:2], tmp_path / "ab", calibrate=False)
+    assert [m["temperature"] for m in built.members] == [1.0, 1.0]
+    expected = (_probs(members[0]) + _probs(members[1])) / 2
+    got = softmax(np.asarray(tunelab.load(built.path).logits(TEXTS), dtype=np.float64))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_the_ensemble_evaluates_and_predicts_like_a_run(ens, labelled_csvs, capsys) -> None:
+    _, test = labelled_csvs
+    metrics = tunelab.evaluate(ens, test)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and Path(metrics["report"]).is_file()
+    saved = tunelab.evaluate(ens)  # metrics.json written when it was built
+    assert saved["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert main(["predict", str(ens), TEXTS[1]]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["eval", str(ens), "--data", str(test)]) == 0
+
+
+def test_the_ensemble_is_served(ens, tmp_path) -> None:
+    from tunelab.serve.app import ServedModel, create_app
+    from tunelab.serve.settings import ServeSettings
+
+    settings = ServeSettings(data_dir=tmp_path, db=None, require_keys=False, max_wait_ms=1)
+    served = [ServedModel("ens", "1", tunelab.load(ens), str(ens))]
+    with TestClient(create_app(settings, served)) as client:
+        r = client.post("/v1/models/ens/predict", json={"texts": TEXTS, "top_k": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["format"] == "ensemble" and len(body["results"]) == 3
+    assert [x["label"] for x in body["results"]] == [p["label"] for p in tunelab.load(ens).predict(TEXTS)]
+
+
+def test_different_label_sets_are_refused_in_one_line(
+    members, tiny_bert, labelled_csvs, tiny_overrides, tmp_path
+) -> None:
+    train, _ = labelled_csvs
+    two = tmp_path / "two.csv"
+    frame = pd.read_csv(train)
+    frame[frame["label"] != "weather"].to_csv(two, index=False)
+    overrides = tiny_overrides(tiny_bert, two, None, tmp_path / "runs", "name=two", epochs=1)
+    other = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    with pytest.raises(RunError, match="the label sets differ") as caught:
+        ensemble([members[0], other], tmp_path / "bad")
+    assert "\n" not in str(caught.value) and "weather" in str(caught.value)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
+    assert main(["ensemble", str(members[0]), str(other), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_one_run_is_not_an_ensemble(members, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="two or more runs"):
+        ensemble(members[:1], tmp_path / "one")
+
+
+def test_the_cli_builds_an_ensemble(members, tmp_path, capsys) -> None:
+    out = tmp_path / "cli-ens"
+    assert main(["ensemble", *map(str, members), "--out", str(out), "--no-calibrate", "-q"]) == 0
+    assert "3 members" in capsys.readouterr().out
+    assert tunelab.load(out).format == "ensemble"
+
+
+def test_export_exports_every_member(ens, tmp_path, capsys) -> None:
+    target = tmp_path / "ens-onnx"
+    assert main(["export", str(ens), "--format", "onnx", "--output", str(target), "-q"]) == 0
+    assert f"artifact: {target}" in capsys.readouterr().out
+    report = json.loads((target / "parity.json").read_text(encoding="utf-8"))
+    assert report["passed"] and report["agreement"] > 0.9 and len(report["members"]) == 3
+    loaded = tunelab.load(target)
+    assert loaded.format == "ensemble"
+    members = loaded.run.read_summary()["members"]
+    assert len(members) == 3
+    for member in members:
+        assert tunelab.load(target / member["path"]).format == "onnx"
+    np.testing.assert_allclose(
+        softmax(np.asarray(loaded.logits(TEXTS), dtype=np.float64)),
+        softmax(np.asarray(tunelab.load(ens).logits(TEXTS), dtype=np.float64)),
+        atol=1e-3,
+    )
+
+
+@pytest.mark.parametrize("task_name", available_tasks())
+def test_every_task_inverts_its_own_probabilities(task_name: str) -> None:
+    import torch
+
+    task = get_task(task_name)
+    rng = np.random.default_rng(0)
+    probs = task.soft_targets(torch.from_numpy(rng.normal(size=(4, 5, 3)) * 3)).numpy()
+    back = task.soft_targets(torch.from_numpy(task.logits_from_probabilities(probs))).numpy()
+    np.testing.assert_allclose(back, probs, atol=1e-6)
+
+
+def token_softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the labels of each token: (N, T, L) -> (N, T, L)."""
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+
+
+def test_an_ner_ensemble_averages_per_token_probabilities(
+    tiny_bert, tagged_jsonls, tiny_overrides, tmp_path
+) -> None:
+    train, test = tagged_jsonls
+    runs = []
+    for seed in (1, 2):
+        overrides = tiny_overrides(
+            tiny_bert, train, test, tmp_path / "runs", "data.task=token_classification", f"train.seed={seed}",
+            f"name=ner{seed}", epochs=1,
+        )  # fmt: skip
+        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    built = ensemble(runs, tmp_path / "ner-ens")
+    assert [m["temperature"] for m in built.members] == [1.0, 1.0]  # temperature scaling is single-label
+    texts = ["maria visited rome today", "john left berlin"]
+    expected = np.mean([token_softmax(tunelab.load(r).logits(texts)) for r in runs], axis=0)
+    got = token_softmax(tunelab.load(built.path).logits(texts))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert "entities" in tunelab.load(built.path).predict(texts[0])

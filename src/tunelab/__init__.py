@@ -32,16 +32,19 @@ __version__ = "0.1.0"
 # the light commands (``tunelab keys``, ``tunelab usage``) never load torch or transformers.
 _EXPORTS = {
     "DataConfig": "tunelab.config",
+    "EnsembleResult": "tunelab.ensembling",
     "ExportResult": "tunelab.compress",
     "MergeResult": "tunelab.compress",
     "MethodConfig": "tunelab.config",
     "ModelConfig": "tunelab.config",
     "Predictor": "tunelab.inference",
     "RunConfig": "tunelab.config",
+    "SearchResult": "tunelab.search",
     "TrainConfig": "tunelab.config",
     "TrainResult": "tunelab.train",
     "TunelabError": "tunelab.errors",
     "embed": "tunelab.embeddings",
+    "ensemble": "tunelab.ensembling",
     "evaluate": "tunelab.evaluate.on_run",
     "export": "tunelab.compress",
     "list_runs": "tunelab.runs",
@@ -51,21 +54,26 @@ _EXPORTS = {
     "predict": "tunelab.inference",
     "predict_file": "tunelab.inference",
     "read_labelled": "tunelab.data.labelled",
+    "search": "tunelab.search",
     "train": "tunelab.train",
+    "validate_run": "tunelab.preflight",
 }
 
 __all__ = [
     "DataConfig",
+    "EnsembleResult",
     "ExportResult",
     "MergeResult",
     "MethodConfig",
     "ModelConfig",
     "Predictor",
     "RunConfig",
+    "SearchResult",
     "TrainConfig",
     "TrainResult",
     "TunelabError",
     "embed",
+    "ensemble",
     "evaluate",
     "export",
     "list_runs",
@@ -75,7 +83,9 @@ __all__ = [
     "predict",
     "predict_file",
     "read_labelled",
+    "search",
     "train",
+    "validate_run",
 ]
 
 if TYPE_CHECKING:
@@ -83,10 +93,13 @@ if TYPE_CHECKING:
     from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
     from tunelab.data.labelled import read_labelled
     from tunelab.embeddings import embed, load_encoder
+    from tunelab.ensembling import EnsembleResult, ensemble
     from tunelab.errors import TunelabError
     from tunelab.evaluate.on_run import evaluate
     from tunelab.inference import Predictor, load, predict, predict_file
+    from tunelab.preflight import validate_run
     from tunelab.runs import list_runs
+    from tunelab.search import SearchResult, search
     from tunelab.train import TrainResult, train
 
 
@@ -104,7 +117,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``tunelab.train`` and ``tunelab.evaluate`` are functions that share their name with a subpackage.
+    """``tunelab.train``, ``.evaluate`` and ``.search`` are functions sharing a subpackage's name.
 
     Importing a subpackage makes Python bind it on its parent (``tunelab.train = <module>``), which
     would hide the function once anything imported ``tunelab.train.trainer``; those bindings are
@@ -112,7 +125,7 @@ class _Package(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("train", "evaluate") and isinstance(value, types.ModuleType):
+        if name in ("train", "evaluate", "search") and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

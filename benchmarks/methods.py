@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -91,22 +92,36 @@ def recipe_sets_learning_rate(config: Path) -> bool:
 
 
 def limited_data(dataset: Dataset, limit: int, out: Path) -> list[str]:
-    """``--limit``: the first ``limit`` training rows (a quick check), written beside the runs."""
+    """``--limit``: a quick check on ``limit`` training rows, written beside the runs.
+
+    CSV rows are sampled at random (seed 0; the file is sorted by label) and the test file keeps
+    only the labels the sample holds; CoNLL keeps its first ``limit`` sentences.
+    """
     source = DATA / dataset.needs
-    target = out / f"{dataset.name}-first-{limit}{source.suffix}"
-    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
     if dataset.name == "conll2003":  # sentences are blank-line separated blocks
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
         blocks, block = [], []
         for line in lines:
             block.append(line)
             if not line.strip():
                 blocks.append("".join(block))
                 block = []
-        text = "".join(blocks[: limit + 1])  # the -DOCSTART- block first
-    else:
-        text = "".join(lines[: limit + 1])  # the header first
-    target.write_text(text, encoding="utf-8")
-    return [f"data.train={target}"]
+        target = out / f"{dataset.name}-first-{limit}.txt"
+        target.write_text("".join(blocks[: limit + 1]), encoding="utf-8")  # the -DOCSTART- block first
+        return [f"data.train={target}"]
+    import pandas as pd
+
+    train = pd.read_csv(source).sample(n=limit, random_state=0)
+    test = pd.read_csv(source.with_name("test.csv"))
+    label = next(c for c in train.columns if c != "text")
+    test = test[test[label].isin(set(train[label]))]
+    paths = {
+        "train": out / f"{dataset.name}-sample-{limit}.csv",
+        "test": out / f"{dataset.name}-sample-{limit}-test.csv",
+    }
+    train.to_csv(paths["train"], index=False)
+    test.to_csv(paths["test"], index=False)
+    return [f"data.{split}={path}" for split, path in paths.items()]
 
 
 def run_one(dataset: Dataset, method: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -118,7 +133,12 @@ def run_one(dataset: Dataset, method: str, args: argparse.Namespace, out: Path) 
     if args.limit:
         data += limited_data(dataset, args.limit, out)
     name = f"bench-methods-{dataset.name}-{method}-{int(time.time())}"
-    run, summary, wall = train_run(config, [*data, *overrides, *args.set], out, name, quiet=True, echo=True)
+    try:
+        run, summary, wall = train_run(
+            config, [*data, *overrides, *args.set], out, name, quiet=True, echo=True
+        )
+    except subprocess.CalledProcessError as exc:  # its own one-line error is printed above
+        sys.exit(f"{dataset.name} {method}: tunelab train failed (exit {exc.returncode}); see above")
     test = summary["headline"]["test"]
     costs = run_costs(summary, wall)
     return {

@@ -164,7 +164,7 @@ def prepare(
     """Choose the cold items, remove them, and split the rest chronologically (see the module doc).
 
     ``stage="validation"`` is the same protocol one step earlier, for choosing settings without
-    the test split: the validation positives play the test set, the last 12.5% of each user's
+    the test split: the validation positives play the test set, the last 1/7 (14.3%) of each user's
     training positives play validation, and another 10% of the warm items (drawn with
     ``seed + 1``, counted on train + validation) play the cold items. Test rows, and positives on
     the real cold items, are not read at all.

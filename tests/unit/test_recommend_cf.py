@@ -62,3 +62,12 @@ def test_ease_refuses_a_catalogue_too_large_for_its_dense_inverse(monkeypatch) -
     monkeypatch.setattr(cf_module, "EASE_MAX_ITEMS", 20)
     with pytest.raises(ConfigError, match=r"cf.algorithm ease: 30 items .* use cf.algorithm: als"):
         fit_cf(users, items, 30, CFSection(algorithm="ease"))
+
+
+def test_ease_with_fewer_than_two_liked_items_is_one_line() -> None:
+    from tunelab.errors import DataError
+
+    with pytest.raises(
+        DataError, match=r"cf.algorithm ease: 1 item\(s\) with a positive; it needs at least 2"
+    ):
+        fit_cf(np.array(["u1", "u2"]), np.array([3, 3]), 10, CFSection(algorithm="ease"))

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tunelab.apps.recommend.config import CFSection
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
 
 FILE = "cf.npz"
 
@@ -167,7 +167,7 @@ def fit_cf(
     )
 
 
-#: EASE inverts a dense items x items matrix: past this many items with a positive, ALS instead.
+#: EASE inverts a dense items x items matrix: past this many items with a positive it is refused.
 EASE_MAX_ITEMS = 30_000
 
 
@@ -182,6 +182,11 @@ def _fit_ease(user_ids: np.ndarray, matrix: sp.csr_matrix, cfg: CFSection) -> CF
         raise ConfigError(
             f"cf.algorithm ease: {len(active):,} items with a positive need about {gb:.0f} GB "
             f"(a dense items x items inverse; at most {EASE_MAX_ITEMS:,}); use cf.algorithm: als"
+        )
+    if len(active) < 2:
+        raise DataError(
+            f"cf.algorithm ease: {len(active)} item(s) with a positive; it needs at least 2 "
+            "(more interactions, or cf.algorithm: als)"
         )
     x = matrix[:, active]
     gram = (x.T @ x).toarray().astype(np.float64)

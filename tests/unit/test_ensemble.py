@@ -173,3 +173,73 @@ def test_an_ner_ensemble_averages_per_token_probabilities(
     got = token_softmax(tunelab.load(built.path).logits(texts))
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert "entities" in tunelab.load(built.path).predict(texts[0])
+
+
+def test_a_member_whose_dev_split_cannot_be_read_stops_the_build(
+    tiny_bert, labelled_csvs, tiny_overrides, members, tmp_path
+) -> None:
+    """Calibrate every member or none: no silent mix of fitted and raw temperatures (review 13 #2)."""
+    import shutil
+
+    train, test = labelled_csvs
+    moved = shutil.copy(train, tmp_path / "moved.csv")
+    overrides = tiny_overrides(
+        tiny_bert, moved, test, tmp_path / "runs", "data.dev_size=0.2", "name=b", epochs=1
+    )
+    b = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    Path(moved).unlink()  # b's training file (its dev split was carved from it) moved away
+    with pytest.raises(ConfigError) as err:
+        ensemble([members[0], b], tmp_path / "ab")
+    message = str(err.value)
+    assert "\n" not in message and str(b) in message and "cannot be read" in message
+    assert "--dev FILE" in message and "--no-calibrate" in message
+    assert not (tmp_path / "ab").exists() and not list(tmp_path.glob("ab*"))
+    # the two ways out both work
+    assert ensemble([members[0], b], tmp_path / "raw", calibrate=False).path.is_dir()
+    built = ensemble([members[0], b], tmp_path / "ondev", dev=test)
+    assert all(m["calibration"].startswith("fitted on") for m in built.members)
+    assert all(m["calibration"].endswith(f"rows of {test}") for m in built.members)
+
+
+def test_a_member_without_a_dev_split_stops_the_build(
+    tiny_bert, labelled_csvs, tiny_overrides, members, tmp_path
+) -> None:
+    train, test = labelled_csvs
+    overrides = tiny_overrides(
+        tiny_bert, train, test, tmp_path / "runs", "data.dev_size=0", "name=nodev", epochs=1
+    )
+    b = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    with pytest.raises(ConfigError, match="no dev split to calibrate on; give --dev FILE"):
+        ensemble([members[0], b], tmp_path / "ab")
+
+
+def test_calibration_matches_dev_labels_to_the_run_by_name(members, tmp_path, monkeypatch) -> None:
+    """The dev split's ids index a label map built afresh; the logits follow labels.json (review 13 S3)."""
+    import dataclasses
+
+    from tunelab.data.labels import LabelMap
+    from tunelab.evaluate import calibration
+
+    run = tunelab.load(members[0])
+    task_class = type(run.task)
+    real_load = task_class.load_splits
+    fresh = real_load(run.task, run.config.data)
+    by_name = [run.labels.names.index(fresh.labels.names[i]) for i in fresh.dev.labels]
+
+    def reordered(self, data):  # the same rows, the fresh label map in another order
+        got = real_load(self, data)
+        names = list(reversed(got.labels.names))
+        dev = dataclasses.replace(got.dev, labels=[names.index(got.labels.names[i]) for i in got.dev.labels])
+        return dataclasses.replace(got, labels=LabelMap(names=names, task=got.labels.task), dev=dev)
+
+    fitted_on: list[list[int]] = []
+    real_fit = calibration.fit_temperature
+
+    def spy(logits, labels):
+        fitted_on.append(np.asarray(labels).tolist())
+        return real_fit(logits, labels)
+
+    monkeypatch.setattr(task_class, "load_splits", reordered)
+    monkeypatch.setattr(calibration, "fit_temperature", spy)
+    ensemble(members[:2], tmp_path / "ab")
+    assert fitted_on[0] == by_name and len(set(by_name)) > 1

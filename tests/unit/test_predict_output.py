@@ -166,3 +166,24 @@ def test_eval_reports_of_files_with_the_same_stem_never_overwrite_each_other(
     # The same file again goes to its own folder, not a third one.
     assert Path(tunelab.evaluate(run, a)["report"]).parent == report_a
     assert sorted(p.name for p in (run / "evals").iterdir()) == ["test", "test-2"]
+
+
+def test_rescoring_a_predictions_file_keeps_every_old_column_as_input(
+    run: Path, tickets: Path, tmp_path: Path
+) -> None:
+    """Review 13 #4: an earlier file's top_N_* were overwritten, or kept under the new names."""
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    assert _predict(run, tickets, first, "--top-k", "3") == 0
+    assert _predict(run, first, second, "--top-k", "1") == 0
+    old = pd.read_csv(first, keep_default_na=False)
+    new = pd.read_csv(second, keep_default_na=False)
+    # only this prediction's top-1 under the output names; the old top-3 all kept as *_input
+    assert not {"top_2_label", "top_2_score", "top_3_label", "top_3_score"} & set(new.columns)
+    for rank in (1, 2, 3):
+        for part in ("label", "score"):
+            assert new[f"top_{rank}_{part}_input"].tolist() == old[f"top_{rank}_{part}"].tolist()
+    assert new["top_1_label"].tolist() == new["label"].tolist()
+    # "label_input" was taken by the first file's own input column: nothing is overwritten
+    assert new["label_input"].tolist() == ["sports", "food", "weather"]
+    assert new["label_input_input"].tolist() == old["label"].tolist()
+    assert new["row_input"].tolist() == [1, 2, 4] and new["row"].tolist() == [1, 2, 3]

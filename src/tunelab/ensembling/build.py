@@ -10,7 +10,11 @@ Layout of the folder (a run's, so ``find_run`` and every loader take it)::
 Copied rather than referenced, so an ensemble can be moved, served from a model root and exported
 like any run. Calibration: a member's probabilities are those of its logits divided by a
 temperature: the one its ``run.json`` stores, else (``calibrate``, single-label) one fitted on dev
-data (``tunelab.evaluate.calibration``), else 1.
+data (``tunelab.evaluate.calibration``), else 1. Every member is calibrated or none is: a member
+whose dev data is missing or unreadable stops the build (averaging a sharpened member with a raw
+one is not the mean of calibrated probabilities). Without ``dev`` each member is fitted on its own
+dev split, the only rows known to be held out from it (another member's dev split may be in this
+one's training rows, e.g. when the members differ by ``data.split_seed``).
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def ensemble(
             trained with the same tokenizer and encoding settings (one base model).
         out: the ensemble's folder; must not exist.
         calibrate: fit each single-label member's temperature on dev data (``dev``, else the
-            member's own dev split) unless its run.json has one; False: temperature 1.
+            member's own dev split) unless its run.json has one; every member or none (an error
+            names a member that cannot be); False: temperature 1.
         dev: a labelled file to calibrate on, read as ``tunelab eval`` reads one.
         dev_options: ``data.*=value`` reading options for ``dev``.
 
@@ -66,7 +71,9 @@ def ensemble(
         The ensemble's folder, its members and its metrics.
 
     Raises:
-        ConfigError: fewer than two runs, or ``dev_options`` without ``dev``.
+        ConfigError: fewer than two runs, ``dev_options`` without ``dev``, or (``calibrate``, no
+            ``dev``) a single-label member without a stored temperature whose dev split is
+            missing or cannot be read.
         RunError: a run is missing, the members differ in task, labels, tokenizer or encoding,
             or ``out`` exists.
 
@@ -88,11 +95,14 @@ def ensemble(
     target = Path(out)
     if target.exists():
         raise RunError(f"{target} exists; delete it or give another --out")
+    # Before anything is written: a member that cannot be calibrated stops the build in one line.
+    temperatures = [
+        _temperature(f, p, calibrate=calibrate, dev=dev, options=dev_options)
+        for f, p in zip(folders, predictors, strict=True)
+    ]
     partial = RunFolder.create(target.parent, target.name)
     try:
-        members = _write_members(
-            folders, predictors, partial, calibrate=calibrate, dev=dev, options=dev_options
-        )
+        members = _write_members(folders, partial, temperatures)
         first = folders[0]
         shutil.copytree(first.tokenizer, partial.tokenizer)
         shutil.copy2(first.config_json, partial.config_json)
@@ -152,17 +162,11 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _write_members(
-    folders: list[RunFolder],
-    predictors: list[Any],
-    partial: RunFolder,
-    *,
-    calibrate: bool,
-    dev: str | Path | None,
-    options: list[str] | None,
+    folders: list[RunFolder], partial: RunFolder, temperatures: list[tuple[float, str]]
 ) -> list[dict[str, Any]]:
     partial.weights.mkdir()
     members, used = [], set()
-    for folder, predictor in zip(folders, predictors, strict=True):
+    for folder, (temperature, how) in zip(folders, temperatures, strict=True):
         name, n = folder.name, 2
         while name in used:
             name, n = f"{folder.name}-{n}", n + 1
@@ -173,7 +177,6 @@ def _write_members(
             copy_function=_link_or_copy,
             ignore=shutil.ignore_patterns("evals", "checkpoints", "tb"),
         )
-        temperature, how = _temperature(folder, predictor, calibrate=calibrate, dev=dev, options=options)
         members.append(
             {
                 "path": f"weights/{name}",
@@ -188,7 +191,11 @@ def _write_members(
 def _temperature(
     folder: RunFolder, predictor: Any, *, calibrate: bool, dev: str | Path | None, options: list[str] | None
 ) -> tuple[float, str]:
-    """The member's temperature and where it came from."""
+    """The member's temperature and where it came from.
+
+    Raises:
+        ConfigError: ``calibrate`` is on and the member has no dev split, or it cannot be read.
+    """
     stored = folder.read_summary().get("temperature")
     if stored:
         return float(stored), "run.json"
@@ -198,9 +205,7 @@ def _temperature(
         return 1.0, f"none ({predictor.task.name}: temperature scaling is for single-label runs)"
     from tunelab.evaluate.calibration import fit_temperature
 
-    texts, pairs, labels, source = _dev_rows(predictor, dev, options)
-    if not texts:
-        return 1.0, "none (no dev data: give --dev FILE)"
+    texts, pairs, labels, source = _dev_rows(folder, predictor, dev, options)
     logits = predictor.logits(texts, pairs)
     fitted = fit_temperature(logits, np.asarray(labels))
     logger.info("%s: temperature %.3f on %d rows of %s", folder.root, fitted.temperature, len(texts), source)
@@ -208,23 +213,35 @@ def _temperature(
 
 
 def _dev_rows(
-    predictor: Any, dev: str | Path | None, options: list[str] | None
+    folder: RunFolder, predictor: Any, dev: str | Path | None, options: list[str] | None
 ) -> tuple[list[str], list[str] | None, list[int], str]:
-    """Dev texts, pairs and label ids: from ``dev`` or the member's own dev split."""
+    """Dev texts, pairs and label ids (``predictor.labels`` order): from ``dev`` or the member's dev split.
+
+    Raises:
+        ConfigError: no ``dev`` and the member has no dev split, or it cannot be read, or it holds
+            a label the member does not know.
+    """
     if dev is not None:
         from tunelab.data.file_options import options_for_file, parse_file_overrides
 
         read = options_for_file(dev, predictor.config.data, parse_file_overrides(options))
         rows = predictor.task.read_labelled(dev, read, predictor.labels, field=None)
         return list(rows.texts), rows.text_pairs, list(rows.labels), str(dev)
+    todo = "give --dev FILE to calibrate every member on it, or --no-calibrate"
     try:
         splits = predictor.task.load_splits(predictor.config.data)
     except DataError as exc:
-        logger.warning("%s: its dev split cannot be read (%s); temperature 1", predictor.run.root, exc)
-        return [], None, [], ""
-    if splits.dev is None:
-        return [], None, [], ""
-    return list(splits.dev.texts), splits.dev.text_pairs, list(splits.dev.labels), str(splits.dev.source)
+        raise ConfigError(f"{folder.root}: its dev split cannot be read ({exc}); {todo}") from None
+    if splits.dev is None or not splits.dev.texts:
+        raise ConfigError(f"{folder.root}: it has no dev split to calibrate on; {todo}")
+    # The split's ids index a label map built afresh from the data; the logits are in the run's
+    # labels.json order. Match by name, so changed data cannot shift the ids silently.
+    names = splits.labels.names
+    try:
+        ids = [predictor.labels.id_of(names[i]) for i in splits.dev.labels or []]
+    except DataError as exc:
+        raise ConfigError(f"{folder.root}: its dev split does not match the run ({exc}); {todo}") from None
+    return list(splits.dev.texts), splits.dev.text_pairs, ids, str(splits.dev.source)
 
 
 def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 # Output extension -> how the table is written. ``.json`` is not here: a reader expects one JSON
 # document in it, not JSON lines.
+# The columns prediction_table flattens ``top_k`` into: an input column of that shape (an earlier
+# predictions file) would otherwise be overwritten, or kept under the new prediction's name.
+FLAT_TOP_K = re.compile(r"top_\d+_(label|score)")
+
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
 
@@ -77,19 +82,41 @@ def prediction_records(
     text_col = cfg.text_column if cfg.text_column in frame.columns else "text"
     own = {"text": text_col, "text_pair": cfg.text_pair_column}
     records = []
+    names: dict[tuple[str, ...], dict[str, str]] = {}
     for i, (text, result) in enumerate(zip(texts, results, strict=True)):
         fields: dict[str, Any] = {"row": int(frame.index[i]), "text": text}
         if pairs is not None:  # a text-pair run: the second text beside the first
             fields["text_pair"] = pairs[i]
         fields |= result
-        record: dict[str, Any] = {}
-        for column, value in frame.iloc[i].items():
-            # The input's text column named "text" is what "text" says already; any other clash is kept.
-            if column in fields and own.get(str(column)) != column:
-                column = f"{column}_input"
-            record[str(column)] = None if _missing(value) else value
+        key = tuple(fields)
+        if key not in names:
+            names[key] = _input_names([str(c) for c in frame.columns], fields, own)
+        rename = names[key]
+        record = {rename[str(c)]: None if _missing(v) else v for c, v in frame.iloc[i].items()}
         records.append(record | fields)
     return records
+
+
+def _input_names(columns: list[str], fields: dict[str, Any], own: dict[str, str | None]) -> dict[str, str]:
+    """Each input column's name in the output: ``<name>_input`` where it clashes with an output column.
+
+    An output column is a prediction field (``label``, ``score``, ``top_k``, ...) or a flattened
+    ``top_N_label``/``top_N_score``, so re-scoring an earlier predictions file keeps every old value,
+    under ``*_input``, in every format. The input's text column named ``text`` is what ``text``
+    says already and keeps its name. ``_input`` is appended again while the name is taken.
+    """
+    taken = set(columns) | set(fields)
+    out = {}
+    for column in columns:
+        clash = (column in fields and own.get(column) != column) or FLAT_TOP_K.fullmatch(column)
+        name = column
+        if clash:
+            name = f"{column}_input"
+            while name in taken:
+                name += "_input"
+            taken.add(name)
+        out[column] = name
+    return out
 
 
 def prediction_table(records: list[dict[str, Any]]) -> pd.DataFrame:

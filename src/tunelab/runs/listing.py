@@ -26,7 +26,8 @@ class RunInfo:
         status: ``finished``, ``exported`` (an artifact), ``unfinished`` (a run or an export that
             was interrupted or is still going; see ``kind``), or what run.json says.
         summary: the folder's run.json (empty when it has none yet).
-        kind: ``run`` or ``export``.
+        kind: ``run``, ``export`` or ``ensemble`` (built by ``tunelab ensemble``: run.json's
+            ``members`` lists its runs; ``when`` is when it was built).
         format: ``torch`` for a trained run, else the artifact's format (``onnx-int8``, ...);
             None for an unfinished export that has not written its run.json yet.
         data: the training data files (``train``, ``dev``, ``test``), also for unfinished runs.
@@ -56,9 +57,20 @@ def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
             f"{out}: {what}; runs are written to output_dir (default runs/) by `tunelab train CONFIG`, "
             "give the folder that holds them with --dir"
         )
-    infos = [_info(root) for root in out.iterdir() if _is_listed(root)]
-    infos.sort(key=lambda i: i.path.stat().st_mtime, reverse=True)
-    return infos
+    found = []
+    for root in out.iterdir():
+        if not _is_listed(root):
+            continue
+        info = _info(root)
+        try:
+            # Read after _info: a folder renamed meanwhile (a run or export finishing renames its
+            # .partial) is skipped, not half-read; its new name is listed if iterdir reaches it.
+            mtime = root.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        found.append((mtime, info))
+    found.sort(key=lambda pair: pair[0], reverse=True)
+    return [info for _, info in found]
 
 
 def _is_listed(root: Path) -> bool:
@@ -69,7 +81,9 @@ def _info(root: Path) -> RunInfo:
     run = RunFolder(root)
     summary = run.read_summary()
     export = summary.get("export") or {}
-    is_export = (root / EXPORT_MARKER).is_file() or "format" in summary
+    # An artifact of tunelab export has its marker (while unfinished) or an ``export`` block; a
+    # ``format`` alone is not one (an ensemble's run.json says ``format: ensemble``).
+    is_export = (root / EXPORT_MARKER).is_file() or bool(export)
     fmt = summary.get("format", None if is_export else "torch")
     if run.is_partial:
         status, when = "unfinished", None
@@ -77,11 +91,17 @@ def _info(root: Path) -> RunInfo:
         status, when = "exported", export.get("created_at")
     else:
         status, when = summary.get("status", "finished"), summary.get("finished_at")
+    if is_export:
+        kind = "export"
+    elif isinstance(summary.get("members"), list):
+        kind = "ensemble"
+    else:
+        kind = "run"
     return RunInfo(
         path=root,
         status=status,
         summary=summary,
-        kind="export" if is_export else "run",
+        kind=kind,
         format=fmt,
         data=summary.get("data") or _config_data(run),
         when=when,

@@ -53,12 +53,16 @@ class Task(ABC):
         output: what one text's prediction is, for code built on runs (the apps) that needs a
             kind of model without naming tasks: ``label`` (one class), ``labels`` (any number of
             classes) or ``entities`` (spans of text with a type).
+        augments_text: the labels belong to the whole text, so text augmentation (``augment``:
+            EDA's word insertions, swaps, deletions) keeps them; False where labels are tied to
+            words (a tag per word), and ``check_run`` refuses ``augment.methods``.
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
     description: ClassVar[str] = ""
     output: ClassVar[str] = "label"
+    augments_text: ClassVar[bool] = False
     headline_keys: ClassVar[tuple[str, ...]] = ("loss",)
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
 

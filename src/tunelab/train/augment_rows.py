@@ -25,7 +25,6 @@ from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.augment import Augmented, augment_dataset
 from tunelab.data.dataset import Dataset
-from tunelab.errors import ConfigError
 from tunelab.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -47,18 +46,12 @@ def augment_training_rows(
     Returns:
         The new splits and what was done (None when ``augment.methods`` is empty).
 
-    Raises:
-        ConfigError: the task's rows are not texts with labels (token classification).
+    ``tunelab.preflight.check_augment`` (part of ``check_run``, which ``train`` runs first) has
+    refused tasks whose labels are tied to words and a missing WordNet, so ``validate`` says so too.
     """
     aug = cfg.augment
     if not aug.methods:
         return splits, None
-    if not isinstance(splits.train, Dataset) or splits.train.labels is None:
-        raise ConfigError(
-            f"augment: data.task={task.name} is not supported: EDA's insert, swap and delete move "
-            "words away from their tags, so augmentation is for sentence classification; remove "
-            "augment.methods"
-        )
     seed = cfg.train.seed if aug.seed is None else aug.seed
     made = augment_dataset(splits.train, aug.methods, per_example=aug.per_example, alpha=aug.alpha, seed=seed)
     made_count = len(made.rows)

@@ -36,6 +36,7 @@ class ClassificationTask(Task):
     """Sequence classification; ``multi``: a set of labels per text (sigmoid per label)."""
 
     family = "classification"
+    augments_text = True  # a label (or label set) per text: EDA's word edits keep it
     headline_keys = ("loss", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "threshold")
     metrics = _METRICS
 

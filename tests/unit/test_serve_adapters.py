@@ -65,9 +65,11 @@ def runs(
     return made
 
 
-@pytest.fixture
-def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every base model built for a run (``ModelLoader.base()``), by run folder."""
+def record_base_loads(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[str]:
+    """Records every base model built for a run (``ModelLoader.base()``), by run folder; each
+    build takes ``delay`` seconds longer (standing in for a large base)."""
+    import time
+
     calls: list[str] = []
     real = tunelab.inference.backends.model_loader
 
@@ -76,12 +78,18 @@ def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         def base() -> Any:
             calls.append(ctx.run.root.name)
+            time.sleep(delay)
             return loader.base()
 
         return type(loader)(base=base, whole=loader.whole)
 
     monkeypatch.setattr(tunelab.inference.backends, "model_loader", counting)
     return calls
+
+
+@pytest.fixture
+def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return record_base_loads(monkeypatch)
 
 
 def alone(run: Path, texts: list[str] = TEXTS) -> np.ndarray:
@@ -408,30 +416,9 @@ def test_adapters_share_a_tokenizer_only_where_they_truncate_alike(
 SLOW_BASE_S = 2.0  # how long the monkeypatched base load takes (standing in for a large base)
 
 
-def slow_base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every base built for a run takes ``SLOW_BASE_S`` longer; records the runs it was built for."""
-    import time
-
-    calls: list[str] = []
-    real = tunelab.inference.backends.model_loader
-
-    def slow(ctx: Any) -> Any:
-        loader = real(ctx)
-
-        def base() -> Any:
-            calls.append(ctx.run.root.name)
-            time.sleep(SLOW_BASE_S)
-            return loader.base()
-
-        return type(loader)(base=base, whole=loader.whole)
-
-    monkeypatch.setattr(tunelab.inference.backends, "model_loader", slow)
-    return calls
-
-
 @pytest.fixture
 def slow_bases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    return slow_base_loads(monkeypatch)
+    return record_base_loads(monkeypatch, SLOW_BASE_S)
 
 
 def make_batcher(runner: Any, name: str) -> MicroBatcher:
@@ -448,7 +435,7 @@ def test_a_retire_and_another_models_requests_go_on_while_an_admin_loads_a_base(
     pool = BasePool()
     a, b = pool.load(runs["a"]), pool.load(runs["b"])
     want = [r["label"] for r in a.predict(TEXTS)]
-    building = slow_base_loads(monkeypatch)  # from here on a base load takes SLOW_BASE_S
+    building = record_base_loads(monkeypatch, SLOW_BASE_S)  # from here on a base load takes SLOW_BASE_S
 
     async def go() -> tuple[float, float, float, list[str]]:
         face_a, face_b = pool.batcher(a, make_batcher), pool.batcher(b, make_batcher)

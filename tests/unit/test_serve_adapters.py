@@ -65,9 +65,11 @@ def runs(
     return made
 
 
-@pytest.fixture
-def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every base model built for a run (``ModelLoader.base()``), by run folder."""
+def record_base_loads(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[str]:
+    """Records every base model built for a run (``ModelLoader.base()``), by run folder; each
+    build takes ``delay`` seconds longer (standing in for a large base)."""
+    import time
+
     calls: list[str] = []
     real = tunelab.inference.backends.model_loader
 
@@ -76,12 +78,18 @@ def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         def base() -> Any:
             calls.append(ctx.run.root.name)
+            time.sleep(delay)
             return loader.base()
 
         return type(loader)(base=base, whole=loader.whole)
 
     monkeypatch.setattr(tunelab.inference.backends, "model_loader", counting)
     return calls
+
+
+@pytest.fixture
+def base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return record_base_loads(monkeypatch)
 
 
 def alone(run: Path, texts: list[str] = TEXTS) -> np.ndarray:
@@ -401,3 +409,154 @@ def test_adapters_share_a_tokenizer_only_where_they_truncate_alike(
     assert a.tokenizer is b.tokenizer and short.tokenizer is not a.tokenizer
     assert max(short.encode(["the " * 40]).lengths) == 8
     assert max(a.encode(["the " * 40]).lengths) == 32
+
+
+# -- loading while serving: no lock stalls the event loop, a base loads once -------------------------
+
+SLOW_BASE_S = 2.0  # how long the monkeypatched base load takes (standing in for a large base)
+
+
+@pytest.fixture
+def slow_bases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return record_base_loads(monkeypatch, SLOW_BASE_S)
+
+
+def make_batcher(runner: Any, name: str) -> MicroBatcher:
+    return MicroBatcher(runner, max_batch=8, max_wait_ms=1, name=name)
+
+
+def test_a_retire_and_another_models_requests_go_on_while_an_admin_loads_a_base(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 13 finding 1: releasing a version waited (on the event loop) for the pool's lock,
+    which a base load on another thread held throughout: every client stalled for the load."""
+    import time
+
+    pool = BasePool()
+    a, b = pool.load(runs["a"]), pool.load(runs["b"])
+    want = [r["label"] for r in a.predict(TEXTS)]
+    building = record_base_loads(monkeypatch, SLOW_BASE_S)  # from here on a base load takes SLOW_BASE_S
+
+    async def go() -> tuple[float, float, float, list[str]]:
+        face_a, face_b = pool.batcher(a, make_batcher), pool.batcher(b, make_batcher)
+        face_a.start()
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.02)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        started = time.monotonic()
+        loading = asyncio.create_task(asyncio.to_thread(pool.load, runs["other"]))  # a new base
+        while not building:  # wait until the base is being built
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        await face_b.close()  # a retired version's adapter is detached ...
+        out = await face_a.submit(TEXTS)  # ... and another model answers, meanwhile
+        during = time.monotonic() - t0
+        other = await loading
+        loaded_in = time.monotonic() - started
+        stop.set()
+        await tick
+        await face_a.close()
+        assert shared_backend(other) is not None
+        return during, max(gaps), loaded_in, [r["label"] for r in out.results]
+
+    during, stall, loaded_in, labels = asyncio.run(go())
+    assert loaded_in >= SLOW_BASE_S  # the load really ran across the retire and the request
+    assert during < 1.0, f"retire + request took {during:.2f} s during a {loaded_in:.2f} s base load"
+    assert stall < 0.5, f"the event loop stalled {stall:.2f} s"
+    assert labels == want
+
+
+def test_two_bases_load_at_once_and_a_second_adapter_waits_for_its_base(
+    runs: dict[str, Path], slow_bases: list[str]
+) -> None:
+    """Loading one base holds no lock that another base's load needs; a second adapter of a base
+    that is being loaded attaches to it when it is ready instead of loading it again."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = BasePool()
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as threads:
+        loads = [threads.submit(pool.load, runs[n]) for n in ("a", "other", "b")]
+        a, other, b = (f.result() for f in loads)
+    took = time.monotonic() - started
+    assert sorted(slow_bases) == ["a", "other"]  # b's base is a's: built once
+    assert shared_backend(a).host is shared_backend(b).host is not shared_backend(other).host
+    assert len(pool.hosts()) == 2
+    assert took < 2 * SLOW_BASE_S - 0.4, f"two bases took {took:.2f} s: loaded one after the other"
+    assert np.abs(b.logits(TEXTS) - alone(runs["b"])).max() < 1e-5
+
+
+def test_a_new_versions_batcher_does_not_wait_for_a_forward(runs: dict[str, Path]) -> None:
+    """``BasePool.batcher`` runs on the event loop (``ModelRegistry.add``): it must not wait for
+    the host's lock, which a forward holds (here: 2 s)."""
+    import threading
+    import time
+
+    pool = BasePool()
+    a, b = pool.load(runs["a"]), pool.load(runs["two"])
+    host = shared_backend(a).host
+    held, done = threading.Event(), threading.Event()
+
+    def long_forward() -> None:
+        with host.lock:
+            held.set()
+            done.wait(2.0)
+
+    thread = threading.Thread(target=long_forward)
+    thread.start()
+    try:
+        held.wait()
+
+        async def go() -> float:
+            t0 = time.monotonic()
+            pool.batcher(b, make_batcher)
+            return time.monotonic() - t0
+
+        took = asyncio.run(go())
+    finally:
+        done.set()
+        thread.join()
+    assert took < 0.5, f"batcher() waited {took:.2f} s for a forward"
+    assert shared_backend(b).group == host.group_of(shared_backend(b).adapter)
+    assert shared_backend(a).group != shared_backend(b).group  # 3 labels vs 2: two groups
+
+
+def test_runs_of_two_tasks_never_share_a_tokenizer(
+    runs: dict[str, Path],
+    tmp_path: Path,
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    tagged_jsonls: tuple[Path, Path],
+) -> None:
+    """Review 13 S1: a tokenizer shared by a classification and a token-classification adapter
+    would have its truncation state reset by one while the other encodes (windows with a stride).
+    Their tokenizer files may be byte-equal (here: made so), so the key has the task in it."""
+    ner = tunelab.train(
+        None,
+        overrides=tiny_overrides(
+            tiny_bert, tagged_jsonls[0], None, tmp_path / "runs", "method=lora",
+            "data.task=token_classification", "name=ner", epochs=1,
+        ),
+        show_progress=False,
+    ).run_dir  # fmt: skip
+    for file in (runs["a"] / "tokenizer").iterdir():  # the classification run's tokenizer files
+        shutil.copy2(file, ner / "tokenizer" / file.name)
+    twin = tmp_path / "ner-twin"
+    shutil.copytree(ner, twin)
+    pool = BasePool()
+    cls, tagger, tagger2 = pool.load(runs["a"]), pool.load(ner), pool.load(twin)
+    assert tagger.tokenizer is tagger2.tokenizer  # same files, same task: shared
+    assert tagger.tokenizer is not cls.tokenizer
+    texts = ["peter visited paris today", "anna left rome"]
+    assert unscored(tagger.predict(texts)) == unscored(tunelab.load(ner).predict(texts))

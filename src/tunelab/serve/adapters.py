@@ -15,6 +15,12 @@ head has the same shape (peft stacks the heads' outputs), else one adapter. Each
 and decoded by its own adapter's predictor (its tokenizer settings, labels and threshold); only the
 forward is shared. A host is not thread-safe (peft selects adapters per call with hooks or state),
 so its forwards, attaches and detaches take its lock.
+
+Locks: the pool's lock is held only for dictionary updates (never while loading a base, attaching,
+running a forward or waiting for another lock), so the event loop may take it: an admin loading a
+large base must not stall other clients' requests, retires or health checks. A host's lock may be
+held for a whole forward, so only worker threads wait for it; an adapter's batching group is worked
+out when it is loaded (in the loader's thread), not when the server asks for its batcher.
 """
 
 from __future__ import annotations
@@ -43,9 +49,10 @@ class AdapterBackend:
 
     name = "torch"  # what the API reports: a trained run's adapter, served unmerged
 
-    def __init__(self, host: SharedBase, adapter: str) -> None:
+    def __init__(self, host: SharedBase, adapter: str, group: Any) -> None:
         self.host = host
         self.adapter = adapter
+        self.group = group  # its batching group (``SharedBase.group_of``), fixed when it was attached
 
     def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
         return self.host.logits([enc], [self.adapter], batch_size=batch_size)[0]
@@ -70,6 +77,7 @@ class SharedBase:
         self.attached: set[str] = set()  # adapters loaded into ``model``
         self.groups: dict[Any, MicroBatcher] = {}  # group key -> batcher
         self.users: dict[Any, int] = {}  # group key -> open facades
+        self.dropped = False  # its last adapter went: a loader that found it must look again
 
     @property
     def sharing(self) -> Any:
@@ -78,8 +86,13 @@ class SharedBase:
     def group_of(self, adapter: str) -> Any:
         """Adapters of one group may share a forward: equal signature where the method mixes."""
         with self.lock:
-            signature = self.sharing.signature(self.model, adapter)
-        return ("mixed", signature) if self.sharing.mixed_batches else ("alone", adapter)
+            return self._group_locked(adapter)
+
+    def _group_locked(self, adapter: str) -> Any:
+        """``group_of`` for a caller that holds ``self.lock`` (the loader, right after attaching)."""
+        if not self.sharing.mixed_batches:
+            return ("alone", adapter)
+        return ("mixed", self.sharing.signature(self.model, adapter))
 
     def logits(self, encs: list[Encoded], adapters: list[str], *, batch_size: int = 64) -> list[np.ndarray]:
         """One pass over the examples of all ``encs``, those of ``encs[i]`` through ``adapters[i]``.
@@ -185,7 +198,8 @@ class BasePool:
             from tunelab.inference import load as load_whole
         self._load_whole = load_whole
         self._hosts: dict[tuple[Any, ...], SharedBase] = {}
-        self._lock = threading.Lock()  # attaching and dropping hosts
+        self._lock = threading.Lock()  # dictionary updates only (see the module docstring)
+        self._loading: dict[tuple[Any, ...], threading.Event] = {}  # bases being loaded, by host key
         self._names = itertools.count()
         # tokenizers in use, by their files and truncation; dropped with the last adapter using one
         self._tokenizers: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
@@ -215,39 +229,79 @@ class BasePool:
             return self._load_whole(str(path))
         key = self._host_key(ctx, method)
         adapter = f"adapter{next(self._names)}"
-        with self._lock:
-            host = self._hosts.get(key)
-            fresh = host is None
-            host = host or SharedBase(key, method, self)
+        host, group = self._attach(key, method, run, model_loader(ctx), adapter)
+        return self._predictor(host, adapter, group, run, config, labels, summary)
+
+    def _attach(
+        self, key: tuple[Any, ...], method: Any, run: Any, loader: Any, adapter: str
+    ) -> tuple[SharedBase, Any]:
+        """Attach ``adapter`` to the host of ``key``, loading that base first if no host has it.
+
+        The base is loaded and the adapter attached without the pool's lock (a large base takes
+        seconds); the host is published under it afterwards. A second loader of a base that is
+        being loaded waits for the first and attaches to its host: the base is never loaded twice.
+        Returns ``(host, the adapter's batching group)``.
+        """
+        while True:
+            with self._lock:
+                host = self._hosts.get(key)
+                loading = self._loading.get(key) if host is None else None
+                if host is None and loading is None:
+                    self._loading[key] = threading.Event()  # this thread loads the base
+            if loading is not None:
+                loading.wait()  # another thread loads this base; then attach to its host (or load)
+                continue
+            if host is None:
+                return self._attach_new(key, method, run, loader, adapter)
             with host.lock:  # a forward on the host waits (peft layers are being added)
-                try:
-                    host.model = method.sharing.attach(host.model, run.weights, model_loader(ctx), adapter)
-                except TunelabError:
-                    raise
-                except Exception as exc:  # a damaged adapter folder: whatever peft or safetensors say
-                    reason = (str(exc).strip().splitlines() or [""])[0]
-                    raise RunError(
-                        f"{run.root}: cannot attach its adapter ({type(exc).__name__}: {reason}); "
-                        "train the run again"
-                    ) from None
+                if host.dropped:  # its last adapter was detached meanwhile: start again
+                    continue
+                self._call_attach(host.model, method, run, loader, adapter)
                 host.attached.add(adapter)
-            if fresh:
+                return host, host._group_locked(adapter)
+
+    def _attach_new(
+        self, key: tuple[Any, ...], method: Any, run: Any, loader: Any, adapter: str
+    ) -> tuple[SharedBase, Any]:
+        """Load the base of ``key`` with ``adapter`` on it (no lock held), then publish its host."""
+        try:
+            host = SharedBase(key, method, self)
+            host.model = self._call_attach(None, method, run, loader, adapter)
+            host.attached.add(adapter)
+            group = host._group_locked(adapter)  # nobody else sees this host yet
+            with self._lock:
                 self._hosts[key] = host
-        return self._predictor(host, adapter, run, config, labels, summary)
+            return host, group
+        finally:
+            with self._lock:
+                self._loading.pop(key).set()
+
+    @staticmethod
+    def _call_attach(model: Any, method: Any, run: Any, loader: Any, adapter: str) -> Any:
+        """``method.sharing.attach``, its errors in one line (the caller holds what it needs)."""
+        try:
+            return method.sharing.attach(model, run.weights, loader, adapter)
+        except TunelabError:
+            raise
+        except Exception as exc:  # a damaged adapter folder: whatever peft or safetensors say
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            raise RunError(
+                f"{run.root}: cannot attach its adapter ({type(exc).__name__}: {reason}); train the run again"
+            ) from None
 
     def _predictor(
-        self, host: SharedBase, adapter: str, run: Any, config: Any, labels: Any, summary: Any
+        self, host: SharedBase, adapter: str, group: Any, run: Any, config: Any, labels: Any, summary: Any
     ) -> Any:
         from tunelab.inference import Predictor
         from tunelab.models import load_tokenizer
 
         try:
-            tokenizer = self._tokenizer(run.tokenizer, config, load_tokenizer)
+            tokenizer = self._tokenizer(run.tokenizer, labels.task, config, load_tokenizer)
         except BaseException:
             self._detach(host, adapter)
             raise
         predictor = Predictor(
-            AdapterBackend(host, adapter),
+            AdapterBackend(host, adapter, group),
             tokenizer,
             labels,
             config=config,
@@ -257,18 +311,20 @@ class BasePool:
         host.adapters[adapter] = predictor
         return predictor
 
-    def _tokenizer(self, folder: Path, config: Any, load: Callable[[Path], Any]) -> Any:
+    def _tokenizer(self, folder: Path, task: str, config: Any, load: Callable[[Path], Any]) -> Any:
         """The run's tokenizer, shared by the adapters whose tokenizer files are the same.
 
         A fast tokenizer takes ~10 MB, a LoRA adapter of MiniLM ~0.4 MB: unshared, the tokenizers
-        would be most of an adapter's cost. Shared only between runs that truncate the same way
-        (``max_length``, ``stride``): a tokenizer asked for another truncation changes its state,
-        which is not safe while another batcher's thread encodes with it.
+        would be most of an adapter's cost. Shared only between runs that encode the same way:
+        the same task (each task calls the tokenizer with its own arguments: token classification
+        asks for overflowing windows with a stride, classification for plain truncation) and the
+        same ``max_length`` and ``stride``. A call with other truncation arguments resets the
+        tokenizer's state, which is not safe while another batcher's thread encodes with it.
         """
         digest = hashlib.sha256()
         for file in sorted(p for p in Path(folder).iterdir() if p.is_file()):
             digest.update(file.name.encode() + b"\0" + file.read_bytes())
-        key = (digest.hexdigest(), config.model.max_length, config.model.stride)
+        key = (digest.hexdigest(), task, config.model.max_length, config.model.stride)
         with self._lock:
             tokenizer = self._tokenizers.get(key)
         if tokenizer is None:
@@ -293,8 +349,7 @@ class BasePool:
         backend = shared_backend(predictor)
         if backend is None:
             raise ValueError("not an adapter attached by this pool")
-        host = backend.host
-        group = host.group_of(backend.adapter)
+        host, group = backend.host, backend.group  # no host lock: this runs on the event loop
         with self._lock:
             if group not in host.groups:
                 host.groups[group] = make(host, f"{host.key[0]}-base{id(host) % 10000}")
@@ -317,8 +372,12 @@ class BasePool:
         await asyncio.to_thread(self._detach, host, backend.adapter)  # type: ignore[union-attr]
 
     def _detach(self, host: SharedBase, adapter: str) -> None:
-        """Unload ``adapter``; the host's last adapter takes the host (the base weights) with it."""
-        with self._lock, host.lock:
+        """Unload ``adapter``; the host's last adapter takes the host (the base weights) with it.
+
+        Takes the host's lock (it waits for a forward), and the pool's lock inside it only to drop
+        the host: the pool's lock is never held while waiting for a host's.
+        """
+        with host.lock:
             host.adapters.pop(adapter, None)
             if adapter not in host.attached:
                 return
@@ -327,8 +386,10 @@ class BasePool:
                 host.sharing.detach(host.model, adapter)
                 return
             host.model = None
-            if self._hosts.get(host.key) is host:
-                del self._hosts[host.key]
+            host.dropped = True
+            with self._lock:
+                if self._hosts.get(host.key) is host:
+                    del self._hosts[host.key]
 
 
 __all__ = ["AdapterBackend", "AdapterBatcher", "BasePool", "SharedBase", "shared_backend"]

@@ -83,12 +83,10 @@ def weights_size_mb(run: Path) -> float:
     return round(sum(p.stat().st_size for p in files) / 2**20, 2)
 
 
-def recipe_sets_learning_rate(config: Path) -> bool:
+def read_recipe(config: Path) -> dict[str, Any]:
     import yaml
 
-    return (yaml.safe_load(config.read_text(encoding="utf-8")).get("train") or {}).get(
-        "learning_rate"
-    ) is not None
+    return yaml.safe_load(config.read_text(encoding="utf-8"))
 
 
 def limited_data(dataset: Dataset, limit: int, out: Path) -> list[str]:
@@ -127,9 +125,10 @@ def limited_data(dataset: Dataset, limit: int, out: Path) -> list[str]:
 def run_one(dataset: Dataset, method: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     config = ROOT / dataset.config
     overrides = list(METHODS[method])
-    if method != "full" and recipe_sets_learning_rate(config):
+    recipe = read_recipe(config)
+    if method != "full" and (recipe.get("train") or {}).get("learning_rate") is not None:
         overrides.append("train.learning_rate=null")  # the method's own default
-    data = [f"{key}={DATA / dataset.name / Path(value).name}" for key, value in paths(config).items()]
+    data = [f"{key}={DATA / dataset.name / Path(value).name}" for key, value in data_paths(recipe).items()]
     if args.limit:
         data += limited_data(dataset, args.limit, out)
     name = f"bench-methods-{dataset.name}-{method}-{int(time.time())}"
@@ -153,12 +152,9 @@ def run_one(dataset: Dataset, method: str, args: argparse.Namespace, out: Path) 
     }
 
 
-def paths(config: Path) -> dict[str, str]:
-    """The recipe's data paths (relative to the repository root), re-rooted at ../shared/data."""
-    import yaml
-
-    data = yaml.safe_load(config.read_text(encoding="utf-8"))["data"]
-    return {f"data.{k}": data[k] for k in ("train", "dev", "test") if data.get(k)}
+def data_paths(recipe: dict[str, Any]) -> dict[str, str]:
+    """The recipe's data paths (relative to the repository root); the caller re-roots them."""
+    return {f"data.{k}": recipe["data"][k] for k in ("train", "dev", "test") if recipe["data"].get(k)}
 
 
 def recommend(rows: list[dict[str, Any]], within: float) -> dict[str, Any] | None:

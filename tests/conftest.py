@@ -129,14 +129,15 @@ def parity_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def make_tiny_overrides(
-    model: Path, train: Path, test: Path | None, out: Path, *extra: str, epochs: float = 6
+    model: Path, train: Path | str | None, test: Path | None, out: Path | None, *extra: str, epochs: float = 6
 ) -> list[str]:
     """Overrides for a fast run of ``model`` (the tiny BERT): 32 tokens, batches of 8, a large
-    learning rate (its random encoder needs one) and no early stopping; ``extra`` comes last and wins."""
-    items = [
-        f"data.train={train}",
+    learning rate (its random encoder needs one) and no early stopping; ``extra`` comes last and wins.
+    ``train``, ``test`` or ``out`` None: that setting is left to the config (or the DataFrames)."""
+    items = [f"data.train={train}"] if train is not None else []
+    items += [f"output_dir={out}"] if out is not None else []
+    items += [
         f"model.name={model}",
-        f"output_dir={out}",
         "model.max_length=32",
         # Mean pooling: the random encoder's pooler (tanh of [CLS]) learns these classes less reliably.
         "model.pooling=mean",

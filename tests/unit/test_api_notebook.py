@@ -22,18 +22,10 @@ from tunelab.errors import ConfigError, DataError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _short(tiny_bert: Path, out: Path) -> list[str]:
-    """What makes a run take seconds: the tiny random BERT, short texts, one epoch, a scratch folder."""
-    return [
-        f"model.name={tiny_bert}",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=1",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-        f"output_dir={out}",
-    ]
+@pytest.fixture(scope="module")
+def short(tiny_bert: Path, tiny_overrides):
+    """``short(out)``: what makes a run take seconds (conftest's tiny run, one epoch, ``out``)."""
+    return lambda out: tiny_overrides(tiny_bert, None, None, out, epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +36,15 @@ def frames(labelled_csvs: tuple[Path, Path]) -> tuple[pd.DataFrame, pd.DataFrame
 
 @pytest.fixture(scope="module")
 def frame_run(
-    tiny_bert: Path, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+    short,
+    tiny_bert: Path,
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> tunelab.TrainResult:
     train, test = frames
     out = tmp_path_factory.mktemp("frame-runs")
     dev = train.iloc[:12]
-    return tunelab.train(
-        train=train.iloc[12:], dev=dev, test=test, overrides=_short(tiny_bert, out), show_progress=False
-    )
+    return tunelab.train(train=train.iloc[12:], dev=dev, test=test, overrides=short(out), show_progress=False)
 
 
 # -- train on DataFrames ----------------------------------------------------------------------------
@@ -87,17 +80,17 @@ def test_the_same_frame_is_saved_once(
 
 
 def test_a_dataframe_without_the_label_column_is_one_clear_error(
-    tiny_bert: Path, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+    short, tiny_bert: Path, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:
     df = frames[0].rename(columns={"label": "category"})
     with pytest.raises(DataError, match=r"train DataFrame: columns \['text', 'category'\].*'label'"):
-        tunelab.train(train=df, overrides=_short(tiny_bert, tmp_path), show_progress=False)
+        tunelab.train(train=df, overrides=short(tmp_path), show_progress=False)
     # With the column named, it trains.
-    overrides = [*_short(tiny_bert, tmp_path), "data.label_column=category", "train.epochs=0.2"]
+    overrides = [*short(tmp_path), "data.label_column=category", "train.epochs=0.2"]
     result = tunelab.train(train=df, overrides=overrides, show_progress=False)
     assert result.summary["rows"]["train"] > 0
     with pytest.raises(ConfigError, match="not data tunelab reads"):
-        tunelab.train(train=[("a text", "a label")], overrides=_short(tiny_bert, tmp_path))
+        tunelab.train(train=[("a text", "a label")], overrides=short(tmp_path))
 
 
 class _FakeHFDataset:
@@ -114,7 +107,7 @@ class _FakeHFDataset:
 
 @pytest.mark.parametrize("real", [False, True], ids=["stand-in", "datasets"])
 def test_train_takes_a_datasets_dataset(
-    real: bool, tiny_bert: Path, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+    short, real: bool, tiny_bert: Path, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:
     """``datasets`` is optional (not a tunelab dependency): the real class when it is installed, else
     a stand-in with the one method tunelab uses, from a module of the same name."""
@@ -122,7 +115,7 @@ def test_train_takes_a_datasets_dataset(
         train = pytest.importorskip("datasets").Dataset.from_pandas(frames[0])
     else:
         train = _FakeHFDataset(frames[0])
-    overrides = [*_short(tiny_bert, tmp_path), "train.epochs=0.2"]
+    overrides = [*short(tmp_path), "train.epochs=0.2"]
     result = tunelab.train(train=train, overrides=overrides, show_progress=False)
     assert result.summary["rows"]["train"] + result.summary["rows"]["dev"] == len(frames[0])
 
@@ -209,7 +202,7 @@ def _readme_notebook_block() -> str:
 
 
 def test_the_readme_notebook_example_runs(
-    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    short, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The block as written, run from the repository root; the test only shortens training (the tiny
     model, one short epoch) and sends the run to a scratch folder, by adding overrides last."""
@@ -218,7 +211,7 @@ def test_the_readme_notebook_example_runs(
 
     def short_train(*args: Any, overrides: list[str] | None = None, **kwargs: Any) -> Any:
         calls.append(kwargs)
-        extra = [*_short(tiny_bert, tmp_path / "runs"), "train.epochs=0.2"]
+        extra = [*short(tmp_path / "runs"), "train.epochs=0.2"]
         return real_train(*args, overrides=[*(overrides or []), *extra], show_progress=False, **kwargs)
 
     monkeypatch.setattr(tunelab, "train", short_train)

@@ -67,3 +67,20 @@ def test_the_target_needs_under_two_percent_and_within_a_third_of_a_point() -> N
     assert "does not hold" in bench.target(result(row("full", 93.7, 1.0), row("lora", 93.35, 0.019)))
     assert "does not hold" in bench.target(result(row("full", 93.7, 1.0), row("houlsby", 93.7, 0.021)))
     assert "not checked" in bench.target({})
+
+
+def test_limit_samples_across_labels_and_keeps_only_their_test_rows(tmp_path: Path, monkeypatch) -> None:
+    """BANKING77's training file is sorted by label: the first N rows would hold one or two labels and
+    the test file labels the sample lacks (the first --limit run failed on that)."""
+    data = tmp_path / "data" / "banking77"
+    data.mkdir(parents=True)
+    rows = [f"text {i} of {label},{label}" for label in ("a", "b", "c", "d") for i in range(50)]
+    (data / "train.csv").write_text("text,category\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    (data / "test.csv").write_text("text,category\nx,a\ny,b\nz,e\n", encoding="utf-8")
+    monkeypatch.setattr(bench, "DATA", tmp_path / "data")
+    import pandas as pd
+
+    overrides = dict(o.split("=", 1) for o in bench.limited_data(bench.DATASETS["banking77"], 20, tmp_path))
+    train, test = pd.read_csv(overrides["data.train"]), pd.read_csv(overrides["data.test"])
+    assert len(train) == 20 and train["category"].nunique() >= 3
+    assert set(test["category"]) <= set(train["category"]) and "e" not in set(test["category"])

@@ -82,26 +82,21 @@ def is_server(argv: tuple[str, ...]) -> bool:
     return any(argv[: len(s)] == s for s in SERVERS) and "--once" not in argv
 
 
-def shortening(argv: tuple[str, ...], tiny: Path) -> list[str]:
+def shortening(argv: tuple[str, ...], short: list[str]) -> list[str]:
     """Overrides the test appends so a training finishes in seconds (argparse and overrides: last wins)."""
     if argv[0] not in {"train", "validate", "search"} or "--resume" in argv:
         return []
-    short = [
-        f"model.name={tiny}",
-        "data.train=small-train.csv",
-        "data.dev=small-dev.csv",
-        "model.max_length=32",
-        "model.pooling=mean",
-        "train.batch_size=8",
-        "train.epochs=1",
-        "train.learning_rate=0.005",
-        "train.patience=null",
-    ]
     return [*short, "--trials", "2"] if argv[0] == "search" else short
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+def short(tiny_bert: Path, tiny_overrides) -> list[str]:
+    """conftest's tiny run on the workspace's small sample, one epoch (its output_dir, the config's)."""
+    return tiny_overrides(tiny_bert, "small-train.csv", None, None, "data.dev=small-dev.csv", epochs=1)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, short: list[str]) -> Path:
     """A fresh clone after `make demo`: configs, examples and a demo-like runs/demo."""
     ws = tmp_path_factory.mktemp("clone")
     shutil.copytree(ROOT / "configs", ws / "configs")
@@ -113,7 +108,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path
     cwd = Path.cwd()
     os.chdir(ws)
     try:
-        assert main(["train", "configs/demo.yaml", *shortening(("train",), tiny_bert), "-q"]) == 0
+        assert main(["train", "configs/demo.yaml", *shortening(("train",), short), "-q"]) == 0
     finally:
         os.chdir(cwd)
     assert (ws / "runs/demo/run.json").is_file()
@@ -152,11 +147,11 @@ def run_server(argv: tuple[str, ...], cwd: Path) -> None:
             proc.wait()
 
 
-def run_as_written(command: Command, ws: Path, tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def run_as_written(command: Command, ws: Path, short: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     if is_server(command.argv):
         run_server(command.argv, ws)
         return
-    argv, short = list(command.argv), shortening(command.argv, tiny)
+    argv, short = list(command.argv), shortening(command.argv, short)
     # Overrides after the command's own (they win) and before its first option (argparse needs that).
     at = next((i for i, word in enumerate(argv) if word.startswith("-")), len(argv))
     extra = [word for word in short if "=" in word]
@@ -194,7 +189,7 @@ def test_every_command_parses(command: Command) -> None:
 
 def test_readme_commands_run_as_written(
     workspace: Path,
-    tiny_bert: Path,
+    short: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -210,14 +205,14 @@ def test_readme_commands_run_as_written(
             missing = [p for p in path_arguments(command.argv) if not (workspace / p).exists()]
             assert missing or placeholder(command), f"{command}: marked, yet all it names is here"
             continue
-        run_as_written(command, workspace, tiny_bert, capsys)
+        run_as_written(command, workspace, short, capsys)
         ran.append(command)
     assert len(ran) >= 12, [str(c) for c in ran]
 
 
 def test_help_examples_run_as_written(
     workspace: Path,
-    tiny_bert: Path,
+    short: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -232,6 +227,6 @@ def test_help_examples_run_as_written(
         if is_server(command.argv):
             # chat and monitor run read placeholders; serve is started in the README test.
             pytest.fail(f"{command}: a server example without a placeholder; start it in run_server")
-        run_as_written(command, workspace, tiny_bert, capsys)
+        run_as_written(command, workspace, short, capsys)
         ran.append(command)
     assert len(ran) >= 10, [str(c) for c in ran]

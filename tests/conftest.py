@@ -14,6 +14,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -185,6 +189,59 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+class SelfSigterm:
+    """Send this process SIGTERM from a thread once ``condition()`` holds, as an operator would stop a
+    ``tunelab app monitor run``; see the ``sigterm_self`` fixture."""
+
+    def __init__(self) -> None:
+        self.finished = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def when(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Signal once ``condition()`` is true or ``timeout_s`` has passed, unless the test has ended."""
+
+        def wait_then_signal() -> None:
+            deadline = time.monotonic() + timeout_s
+            while not self.finished.is_set() and time.monotonic() < deadline:
+                try:
+                    if condition():
+                        break
+                except Exception:  # the store may be half-created while the run starts
+                    pass
+                time.sleep(0.05)
+            if not self.finished.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        thread = threading.Thread(target=wait_then_signal, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+
+
+@pytest.fixture
+def sigterm_self() -> Iterator[SelfSigterm]:
+    """Stop a foreground run with a real SIGTERM without ever killing pytest.
+
+    The process-wide SIGTERM handler is a harmless one for the length of the test (the code under
+    test installs its own over it and must put it back), and a signal still pending when the test
+    ends is never sent: a run that failed early used to leave its killer thread behind, which then
+    terminated the whole test session seconds later (CI: ``make: *** Error 143``).
+    """
+    stray: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stray.append(signum))
+    killer = SelfSigterm()
+    try:
+        yield killer
+    finally:
+        killer.finished.set()
+        for thread in killer.threads:
+            thread.join(timeout=5)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,10 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -502,7 +499,9 @@ def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "http://" not in page and "https://" not in page  # self-contained
 
 
-def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(tmp_path: Path, monkeypatch) -> None:
+def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(
+    tmp_path: Path, monkeypatch, sigterm_self
+) -> None:
     import tunelab.apps.monitor.monitor as monitor_module
 
     monkeypatch.setattr(monitor_module, "load_classifier", lambda cfg, ner=None: classifier())
@@ -510,23 +509,14 @@ def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(tmp_path
     docs = calm_and_surge(surge=False)[:50]
     write_jsonl(tmp_path / "news.jsonl", docs)
 
-    def stop_when_stored() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with open_monitor_store(str(tmp_path / "monitor.db")) as store:
-                    if store.count("markets") == 50:
-                        break
-            except Exception:
-                pass
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def all_stored() -> bool:
+        with open_monitor_store(str(tmp_path / "monitor.db")) as store:
+            return store.count("markets") == 50
 
-    killer = threading.Thread(target=stop_when_stored)
-    killer.start()
+    sigterm_self.when(all_stored, timeout_s=20)
     before = signal.getsignal(signal.SIGTERM)
     assert monitor_cmd.run(cli_args("run", "--config", str(path))) == 0  # returns instead of dying
-    killer.join()
+    sigterm_self.join()
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
     with open_monitor_store(str(tmp_path / "monitor.db")) as store:
         assert store.count("markets") == 50

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -244,11 +243,8 @@ def test_run_once_delivers_and_what_failed_waits_for_the_next_run(
 
 
 def test_a_following_run_retries_with_back_off_until_delivered(
-    tmp_path: Path, stand_in: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, stand_in: None, monkeypatch: pytest.MonkeyPatch, sigterm_self
 ) -> None:
-    import os
-    import signal
-
     import tunelab.apps.monitor.webhook as webhook_module
 
     monkeypatch.setattr(webhook_module, "BACKOFF_S", 0.05)
@@ -257,17 +253,9 @@ def test_a_following_run_retries_with_back_off_until_delivered(
     try:
         write_jsonl(tmp_path / "news.jsonl", calm_and_surge())
         path = write_config(tmp_path, hook.url)
-
-        def stop_when_delivered() -> None:
-            deadline = time.monotonic() + 30
-            while len(hook.accepted()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        killer = threading.Thread(target=stop_when_delivered)
-        killer.start()
+        sigterm_self.when(lambda: len(hook.accepted()) >= 2, timeout_s=30)
         assert monitor_cmd.run(cli_args("run", "--config", str(path))) == 0  # until SIGTERM
-        killer.join()
+        sigterm_self.join()
         assert len(hook.accepted()) == 2
         first = hook.accepted()[0]
         assert [p["status"] for p in hook.posts if p["key"] == first] == [500, 500, 204]

@@ -15,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -247,6 +248,22 @@ def sigterm_self() -> Iterator[SelfSigterm]:
 def pytest_configure(config: pytest.Config) -> None:
     # transformers' own deprecation notice, raised inside peft/transformers on every LoRA forward.
     config.addinivalue_line("filterwarnings", "ignore:.*is_gradient_checkpointing.*:FutureWarning")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say the random-order seed first too: a session killed before its summary still names it."""
+    config = session.config
+    seed = getattr(config.option, "randomly_seed", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        reporter.write_line(f"test order seed: {seed}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Name a failing test the moment it fails (``-q`` prints only an ``F`` until the end), so the
+    CI log says which test failed even when the session is killed before its summary."""
+    if report.failed:
+        print(f"\nFAILED {report.nodeid} ({report.when}): {str(report.longrepr)[-1500:]}", file=sys.stderr)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

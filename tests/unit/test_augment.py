@@ -204,3 +204,34 @@ def test_the_filter_drops_rows_whose_label_the_probe_disagrees_with(
     right_kept = sum(1 for o in kept.origin if o < n)
     wrong_kept = sum(1 for o in kept.origin if o >= n)
     assert right_kept >= 0.8 * n and wrong_kept <= 0.2 * n
+
+
+def test_a_made_row_equal_to_a_dev_or_test_text_is_dropped(
+    tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path, monkeypatch
+) -> None:
+    """Deleting or swapping words can land exactly on a held-out text; it must not be trained on."""
+    task = get_task("single_label")
+    overrides = tiny_overrides(
+        tiny_bert,
+        train_csv,
+        test_csv,
+        tmp_path / "runs",
+        "data.dev_size=0.2",
+        "augment.methods=[swap]",
+        "train.head_init=random",
+        epochs=1,
+    )
+    splits = task.load_splits(RunConfig.from_yaml(None, overrides).data)
+    leaks = [f"  {splits.dev.texts[0].upper()} ", splits.test.texts[0]]
+
+    def leaky_augment(dataset: Dataset, *args, **kwargs) -> Augmented:
+        texts = [*leaks, dataset.texts[0] + " extra"]
+        labels = [dataset.labels[0]] * 3
+        rows = Dataset(texts=texts, text_pairs=None, labels=labels, source=dataset.source)
+        return Augmented(rows=rows, origin=[0, 0, 0], methods=["swap"] * 3)
+
+    monkeypatch.setattr(augment_rows, "augment_dataset", leaky_augment)
+    result = tunelab.train(None, overrides=[*overrides, "name=leak"], show_progress=False)
+    info = result.summary["augmentation"]
+    assert info["dropped_as_held_out"] == 2 and info["kept"] == 1
+    assert result.summary["rows"]["train"] == len(splits.train) + 1

@@ -54,6 +54,7 @@ def augment_training_rows(
         return splits, None
     seed = cfg.train.seed if aug.seed is None else aug.seed
     made = augment_dataset(splits.train, aug.methods, per_example=aug.per_example, alpha=aug.alpha, seed=seed)
+    made, leaked = _drop_held_out(made, splits)
     made_count = len(made.rows)
     if aug.filter and made_count:
         made = _filter(made, splits.train, task, model, tokenizer, cfg, seed=seed)
@@ -67,6 +68,7 @@ def augment_training_rows(
         "kept": len(made.rows),
         "by_method": dict(sorted(Counter(made.methods).items())),
         "filter": aug.filter,
+        "dropped_as_held_out": leaked,
     }
     note = (
         f"augment: {len(made.rows)} EDA rows added to train ({', '.join(aug.methods)}; "
@@ -74,7 +76,49 @@ def augment_training_rows(
         if aug.filter
         else f"augment: {len(made.rows)} EDA rows added to train ({', '.join(aug.methods)})"
     )
+    if leaked:
+        note += f"; {leaked} made rows dropped because they equal a dev or test text"
     return dataclasses.replace(splits, train=train, notes=[*splits.notes, note]), info
+
+
+def _normalised(text: str, pair: str | None) -> tuple[str, str | None]:
+    return " ".join(text.split()).casefold(), None if pair is None else " ".join(pair.split()).casefold()
+
+
+def _drop_held_out(made: Augmented, splits: Splits) -> tuple[Augmented, int]:
+    """``made`` without the rows whose text (and pair) equals a dev or test row's, and how many.
+
+    Deleting or swapping words can turn a training text into one that is in dev or test ("card
+    not arrived" from "my card has not arrived"); training on it would inflate the held-out
+    scores, so augmented text never equals a held-out one (compared case- and space-insensitively).
+    """
+    held_out: set[tuple[str, str | None]] = set()
+    for rows in (splits.dev, splits.test):
+        if rows is not None:
+            pairs = rows.text_pairs or [None] * len(rows.texts)
+            held_out.update(_normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True))
+    new = made.rows
+    pairs = new.text_pairs or [None] * len(new.texts)
+    keep = [
+        i for i, (t, p) in enumerate(zip(new.texts, pairs, strict=True)) if _normalised(t, p) not in held_out
+    ]
+    if len(keep) == len(new.texts):
+        return made, 0
+    return _subset(made, keep), len(new.texts) - len(keep)
+
+
+def _subset(made: Augmented, keep: list[int]) -> Augmented:
+    rows = made.rows
+    return Augmented(
+        rows=Dataset(
+            texts=[rows.texts[i] for i in keep],
+            text_pairs=[rows.text_pairs[i] for i in keep] if rows.text_pairs is not None else None,
+            labels=[rows.labels[i] for i in keep] if rows.labels is not None else None,  # type: ignore[misc]
+            source=rows.source,
+        ),
+        origin=[made.origin[i] for i in keep],
+        methods=[made.methods[i] for i in keep],
+    )
 
 
 def _concat(a: Dataset, b: Dataset) -> Dataset:
@@ -121,14 +165,4 @@ def _filter(
     model.train()
     keep = [i for i, ok in enumerate(agree) if ok]
     logger.info("augment filter: %d of %d new rows keep their label", len(keep), len(agree))
-    rows = made.rows
-    return Augmented(
-        rows=Dataset(
-            texts=[rows.texts[i] for i in keep],
-            text_pairs=[rows.text_pairs[i] for i in keep] if rows.text_pairs is not None else None,
-            labels=[rows.labels[i] for i in keep] if rows.labels is not None else None,  # type: ignore[misc]
-            source=rows.source,
-        ),
-        origin=[made.origin[i] for i in keep],
-        methods=[made.methods[i] for i in keep],
-    )
+    return _subset(made, keep)

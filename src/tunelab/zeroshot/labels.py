@@ -20,13 +20,15 @@ EXAMPLE = "e.g. 'card_arrival: my new card has not arrived yet' on each line"
 
 
 def describe_label(name: str) -> str:
-    """A label name as words: ``card_arrival`` -> ``card arrival``, ``topUp-failed`` -> ``top up failed``.
+    """A label name as words: ``card_arrival`` -> ``card arrival``, ``topUp-failed?`` -> ``top up failed``.
 
-    The rule is fixed (split on ``_``, ``-``, ``.``, ``/`` and lower-to-upper case changes, then
-    lower-case), so automatic descriptions never depend on any evaluation data.
+    The rule is fixed (split at every run of characters that are neither letters nor digits, and
+    where lower case turns to upper case; then lower-case), so automatic descriptions never depend
+    on any evaluation data. A name with no letters or digits stays as it is.
     """
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
-    return " ".join(re.split(r"[\s_\-./]+", spaced)).strip().lower()
+    words = " ".join(w for w in re.split(r"[\W_]+", spaced) if w).lower()
+    return words or name
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from tunelab.cli.config_args import add_file_with_options
 from tunelab.cli.zeroshot_cmd import add_model_options
@@ -18,7 +19,7 @@ HELP = """examples:
       data.column_names=[sentence,label] --output predictions.jsonl
   tunelab predict runs/nli --pair "A man plays a guitar." "Someone makes music."
   tunelab predict runs/conll2003 "EU rejects German call to boycott British lamb."   # entities
-  tunelab predict --zero-shot labels.yaml "I still have not received my new card"
+  tunelab predict --zero-shot examples/zeroshot/banking77_labels.yaml "The ATM ate my card"
   tunelab predict --zero-shot labels.yaml --input tickets.csv --output predictions.csv
 
 A run trained on text pairs (data.text_pair_column) takes --pair TEXT TEXT_PAIR (repeatable), or an
@@ -143,12 +144,14 @@ def _zero_shot_arguments(args: argparse.Namespace) -> None:
         return
     given = [f"--{k}" for k in ("encoder", "nli", "template") if getattr(args, k) is not None]
     if given:
-        raise TunelabError(f"{', '.join(given)} go with --zero-shot LABELS.yaml")
+        raise TunelabError(
+            f"{' and '.join(given)}: only with --zero-shot LABELS.yaml (a run brings its model)"
+        )
     if args.run is None:
         raise TunelabError("give a run folder (e.g. runs/banking77) or --zero-shot LABELS.yaml, then texts")
 
 
-def _zero_shot_predictor(args: argparse.Namespace):  # noqa: ANN202 - a Predictor, imported lazily
+def _zero_shot_predictor(args: argparse.Namespace) -> Any:  # a Predictor, imported lazily
     from tunelab.zeroshot import zero_shot_predictor
 
     return zero_shot_predictor(args.zero_shot, encoder=args.encoder, nli=args.nli, template=args.template)

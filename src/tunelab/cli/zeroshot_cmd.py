@@ -8,12 +8,12 @@ from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import headline_lines
 
 HELP = """examples:
-  tunelab zeroshot labels.yaml --out runs/zs
-  tunelab zeroshot labels.yaml --out runs/zs --test tickets.csv          # and score it on a file
-  tunelab zeroshot labels.yaml --out runs/zs-nli --nli models/nli-model  # by NLI entailment
-  tunelab predict runs/zs "I still have not received my new card"
-  tunelab serve runs/zs
-  tunelab predict --zero-shot labels.yaml "I still have not received my new card"   # no folder
+  tunelab zeroshot examples/zeroshot/banking77_labels.yaml --out runs/banking-zs
+  tunelab predict runs/banking-zs "The ATM ate my card"
+  tunelab zeroshot labels.yaml --out runs/zs-scored --test test.csv    # and score it on a file
+  tunelab zeroshot labels.yaml --out runs/zs-nli --nli models/nli      # by NLI entailment
+  tunelab predict --zero-shot examples/zeroshot/banking77_labels.yaml "The ATM ate my card"
+  tunelab serve runs/banking77 runs/banking-zs                         # served like any run
 
 labels.yaml holds one 'label: description' per line, e.g.
   card_arrival: my new card has not arrived yet

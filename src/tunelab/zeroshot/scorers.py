@@ -71,7 +71,14 @@ class NliScorer:
         from tunelab.models import resolve_model
         from tunelab.quiet import quiet
 
-        path = resolve_model(str(model)).path
+        try:
+            path = resolve_model(str(model)).path
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(
+                f"NLI model {model!r} not found ({str(exc).split(';')[0].split(': ', 1)[-1]}); give a folder "
+                "with a sequence classifier trained on NLI (save_pretrained output, an 'entailment' "
+                "label), or leave out --nli to classify by embedding similarity"
+            ) from None
         with quiet():
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(str(path))

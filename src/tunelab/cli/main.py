@@ -55,7 +55,7 @@ EPILOG = """examples:
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
   tunelab ensemble runs/a runs/b runs/c --out runs/abc
-  tunelab zeroshot labels.yaml --out runs/zs       # classify by label descriptions, no training
+  tunelab zeroshot examples/zeroshot/banking77_labels.yaml --out runs/banking-zs
   tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
   tunelab runs
   tunelab eval runs/demo -v            # global options (-v) go before or after the command

@@ -57,6 +57,8 @@ _EXPORTS = {
     "search": "tunelab.search",
     "train": "tunelab.train",
     "validate_run": "tunelab.preflight",
+    "zero_shot": "tunelab.zeroshot",
+    "zero_shot_predictor": "tunelab.zeroshot",
 }
 
 __all__ = [
@@ -86,6 +88,8 @@ __all__ = [
     "search",
     "train",
     "validate_run",
+    "zero_shot",
+    "zero_shot_predictor",
 ]
 
 if TYPE_CHECKING:
@@ -101,6 +105,7 @@ if TYPE_CHECKING:
     from tunelab.runs import list_runs
     from tunelab.search import SearchResult, search
     from tunelab.train import TrainResult, train
+    from tunelab.zeroshot import zero_shot, zero_shot_predictor
 
 
 def __getattr__(name: str) -> Any:

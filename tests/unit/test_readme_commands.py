@@ -43,6 +43,7 @@ PLACEHOLDERS = {
     "runs/conll2003": "a CoNLL-2003 run (configs/conll2003.yaml)",
     "runs/phrasebank": "a Financial PhraseBank run",
     "runs/nli": "a run trained on text pairs",
+    "models/nli": "an NLI model folder the user saved (none is bundled)",
     "runs/a": "runs of one label set to ensemble",
     "runs/abc": "an ensemble of runs/a, runs/b, runs/c",
     "runs/acme-lora": "LoRA runs of the user's customers",

@@ -24,6 +24,7 @@ from tunelab.cli import (
     train_cmd,
     usage_cmd,
     validate_cmd,
+    zeroshot_cmd,
 )
 
 COMMANDS = (
@@ -33,6 +34,7 @@ COMMANDS = (
     export_cmd,
     merge_cmd,
     ensemble_cmd,
+    zeroshot_cmd,
     runs_cmd,
     validate_cmd,
     search_cmd,
@@ -53,6 +55,7 @@ EPILOG = """examples:
   tunelab export runs/banking77 --format onnx-int8
   tunelab merge runs/banking77-lora
   tunelab ensemble runs/a runs/b runs/c --out runs/abc
+  tunelab zeroshot examples/zeroshot/banking77_labels.yaml --out runs/banking-zs
   tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
   tunelab runs
   tunelab eval runs/demo -v            # global options (-v) go before or after the command

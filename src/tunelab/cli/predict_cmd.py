@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from tunelab.cli.config_args import add_file_with_options
+from tunelab.cli.zeroshot_cmd import add_model_options
 from tunelab.errors import TunelabError
 
 HELP = """examples:
@@ -17,9 +19,15 @@ HELP = """examples:
       data.column_names=[sentence,label] --output predictions.jsonl
   tunelab predict runs/nli --pair "A man plays a guitar." "Someone makes music."
   tunelab predict runs/conll2003 "EU rejects German call to boycott British lamb."   # entities
+  tunelab predict --zero-shot examples/zeroshot/banking77_labels.yaml "The ATM ate my card"
+  tunelab predict --zero-shot labels.yaml --input tickets.csv --output predictions.csv
 
 A run trained on text pairs (data.text_pair_column) takes --pair TEXT TEXT_PAIR (repeatable), or an
 --input file with both of its columns; any other run takes single texts.
+
+--zero-shot LABELS.yaml classifies with no run and no training: by the similarity of each text to
+the labels' descriptions (one 'label: description' per line; see `tunelab zeroshot --help`, which
+writes the same classifier as a run folder to serve). Give texts (or --input) but no run folder.
 
 An --input file is read with its own layout (format by extension, separator sniffed, header row,
 UTF-8, else GB18030 when it reads as Chinese, else Latin-1), not the run's training file's;
@@ -45,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", help="run folder, e.g. runs/banking77")
+    p.add_argument("run", nargs="?", help="run folder, e.g. runs/banking77 (none with --zero-shot)")
     p.add_argument("texts", nargs="*", help="texts to label")
     p.add_argument(
         "--pair",
@@ -65,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3, help="how many ranked labels to return (default 3)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument(
+        "--zero-shot",
+        metavar="LABELS.yaml",
+        help="classify by label descriptions (YAML 'label: description'), no run folder, no training",
+    )
+    add_model_options(p)
     p.set_defaults(handler=run)
 
 
@@ -73,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.inference import load, predict_file
     from tunelab.inference.files import output_format
 
+    _zero_shot_arguments(args)
     if args.pair and args.texts:
         raise TunelabError("give texts to label or --pair TEXT TEXT_PAIR, not both")
     if bool(args.input) == bool(args.texts or args.pair):
@@ -86,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     options = parse_file_overrides(args.input[1:]) if args.input else {}  # a typo fails before loading
     if args.output:  # a wrong extension or a taken file fails before loading the model too
         output_format(args.output, overwrite=args.overwrite)
-    predictor = load(args.run)
+    predictor = _zero_shot_predictor(args) if args.zero_shot else load(args.run)
     column = predictor.text_pair_column
     if column and args.texts:
         raise TunelabError(
@@ -118,6 +133,28 @@ def run(args: argparse.Namespace) -> int:
         print(" | ".join(shown.values()))
         print("\n".join(_result_lines(result)))
     return 0
+
+
+def _zero_shot_arguments(args: argparse.Namespace) -> None:
+    """With --zero-shot the first positional is a text, not a run; the model options need it."""
+    if args.zero_shot:
+        if args.run is not None:
+            args.texts = [args.run, *args.texts]
+            args.run = "zero-shot classifier"  # how messages name it
+        return
+    given = [f"--{k}" for k in ("encoder", "nli", "template") if getattr(args, k) is not None]
+    if given:
+        raise TunelabError(
+            f"{' and '.join(given)}: only with --zero-shot LABELS.yaml (a run brings its model)"
+        )
+    if args.run is None:
+        raise TunelabError("give a run folder (e.g. runs/banking77) or --zero-shot LABELS.yaml, then texts")
+
+
+def _zero_shot_predictor(args: argparse.Namespace) -> Any:  # a Predictor, imported lazily
+    from tunelab.zeroshot import zero_shot_predictor
+
+    return zero_shot_predictor(args.zero_shot, encoder=args.encoder, nli=args.nli, template=args.template)
 
 
 def _result_lines(result: dict) -> list[str]:

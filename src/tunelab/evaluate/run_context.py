@@ -159,13 +159,15 @@ def saved_data_summary(run_root: Path) -> list[str] | None:
 def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportContext:
     """The context of a ``tunelab eval`` report: the run's recipe and training data, and the
     mistakes on the evaluated file (the evaluation has no training history to comment on)."""
-    from tunelab.methods import get_method
+    from tunelab.methods import available_methods, get_method
 
     cfg, run = predictor.config, predictor.run
+    # A run that was not fine-tuned (method zeroshot, tunelab.zeroshot) has no method's default.
+    trained = cfg.method.name in available_methods()
     return ReportContext(
         hyperparameters=hyperparameters(
             cfg,
-            default_learning_rate=get_method(cfg.method.name).default_learning_rate,
+            default_learning_rate=get_method(cfg.method.name).default_learning_rate if trained else None,
             head_init=run.read_summary().get("head_init"),
         ),
         data_summary=saved_data_summary(run.root),

@@ -61,7 +61,7 @@ class LoadContext:
 FormatLoader = Callable[[LoadContext], Backend]
 _FORMATS: dict[str, FormatLoader] = {}
 # Modules that register formats when imported; looked at only for a name not yet registered.
-_PROVIDERS = ("tunelab.compress", "tunelab.ensembling")
+_PROVIDERS = ("tunelab.compress", "tunelab.ensembling", "tunelab.zeroshot")
 
 
 def register_format(name: str, loader: FormatLoader) -> None:

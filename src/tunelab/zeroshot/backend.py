@@ -1,0 +1,158 @@
+"""The ``zeroshot`` artifact format: a backend whose logits compare texts with label descriptions.
+
+A zero-shot run folder has a run's layout; its ``run.json`` says ``format: zeroshot`` and, under
+``zeroshot``, which scorer (``embedding`` or ``nli``), model, template and scale; the labels'
+descriptions are ``weights/descriptions.json``. The predictor looks the format up like any other
+(``tunelab.inference.backends``), so eval, predict and serve take a zero-shot run as they take a
+trained one. ``zero_shot_predictor`` builds the same predictor in memory, for
+``tunelab predict --zero-shot labels.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.data.encoding import Encoded
+from tunelab.errors import ConfigError, RunError
+from tunelab.zeroshot.labels import parse_label_descriptions, read_label_descriptions
+from tunelab.zeroshot.scorers import (
+    DEFAULT_SCALE,
+    EMBEDDING_TEMPLATE,
+    NLI_TEMPLATE,
+    EmbeddingScorer,
+    NliScorer,
+)
+
+FORMAT = "zeroshot"
+DESCRIPTIONS_JSON = "descriptions.json"  # under weights/
+
+
+@dataclass(frozen=True)
+class ZeroShotSpec:
+    """How a zero-shot classifier scores: what ``run.json`` keeps under ``zeroshot``.
+
+    Attributes:
+        scorer: ``embedding`` (cosine of sentence embeddings) or ``nli`` (entailment).
+        model: the sentence encoder or NLI model, by name or folder (``tunelab.models.resolve_model``).
+        template: how a description becomes the compared sentence, with ``{}`` for it.
+        scale: embedding only: cosine x scale are the logits.
+    """
+
+    scorer: str = "embedding"
+    model: str = "minilm-l6"
+    template: str = EMBEDDING_TEMPLATE
+    scale: float = DEFAULT_SCALE
+
+    def __post_init__(self) -> None:
+        if self.scorer not in ("embedding", "nli"):
+            raise ConfigError(f"zeroshot scorer {self.scorer!r}: use embedding or nli")
+        if self.template.count("{}") != 1:
+            raise ConfigError(
+                f"template {self.template!r}: put exactly one {{}} where the description goes, "
+                "e.g. 'This is about {}'"
+            )
+        if not self.scale > 0:
+            raise ConfigError(f"scale {self.scale}: use a positive number, e.g. {DEFAULT_SCALE:g}")
+
+    @classmethod
+    def make(
+        cls, *, encoder: str | None = None, nli: str | None = None, template: str | None = None
+    ) -> ZeroShotSpec:
+        """The spec for an NLI model when ``nli`` is given, else for the sentence ``encoder``."""
+        if nli is not None:
+            if encoder is not None:
+                raise ConfigError("give a sentence encoder (--encoder) or an NLI model (--nli), not both")
+            return cls(scorer="nli", model=str(nli), template=template or NLI_TEMPLATE)
+        return cls(model=str(encoder or "minilm-l6"), template=template or EMBEDDING_TEMPLATE)
+
+    def scorer_for(self, descriptions: list[str]) -> EmbeddingScorer | NliScorer:
+        if self.scorer == "nli":
+            return NliScorer(self.model, descriptions, template=self.template)
+        return EmbeddingScorer(self.model, descriptions, template=self.template, scale=self.scale)
+
+
+class ZeroShotBackend:
+    """Logits from comparing texts with the labels' descriptions (see ``tunelab.zeroshot.scorers``)."""
+
+    name = FORMAT
+
+    def __init__(
+        self, scorer: EmbeddingScorer | NliScorer, spec: ZeroShotSpec, descriptions: dict[str, str]
+    ) -> None:
+        self.scorer = scorer
+        self.spec = spec
+        self.descriptions = descriptions  # label -> description, in the label map's order
+
+    def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+        return self.scorer.logits(enc, batch_size=batch_size)
+
+
+def load_zero_shot(ctx: Any) -> ZeroShotBackend:
+    """The format loader (``LoadContext`` -> backend): the spec from run.json, descriptions from weights/."""
+    raw = ctx.summary.get(FORMAT)
+    path = ctx.run.weights / DESCRIPTIONS_JSON
+    if not isinstance(raw, dict) or not path.is_file():
+        raise RunError(
+            f"{ctx.run.root}: an incomplete zero-shot run (no spec or {path.name}); build it again"
+        )
+    spec = ZeroShotSpec(**raw)
+    descriptions = json.loads(path.read_text(encoding="utf-8"))
+    missing = [n for n in ctx.labels.names if n not in descriptions]
+    if missing:
+        raise RunError(f"{path}: no description for {', '.join(missing)}; build the run again")
+    ordered = {n: descriptions[n] for n in ctx.labels.names}
+    return ZeroShotBackend(spec.scorer_for(list(ordered.values())), spec, ordered)
+
+
+def load_descriptions(labels: str | Path | dict[str, str] | list[str]) -> dict[str, str]:
+    """Descriptions from a YAML file, or from a dict / list given in code (checked the same way)."""
+    if isinstance(labels, (str, Path)):
+        return read_label_descriptions(labels)
+    return parse_label_descriptions(labels, "labels")
+
+
+def zero_shot_predictor(
+    labels: str | Path | dict[str, str] | list[str],
+    *,
+    encoder: str | None = None,
+    nli: str | None = None,
+    template: str | None = None,
+    max_length: int = 128,
+) -> Any:
+    """A ``Predictor`` that classifies by the labels' descriptions, built in memory (no folder).
+
+    Args:
+        labels: a YAML file of ``label: description`` (or of label names), or the same as a dict/list.
+        encoder: the sentence encoder to compare embeddings with (default: the bundled MiniLM).
+        nli: an NLI model folder; scores by entailment instead of embeddings.
+        template: ``{}`` is replaced by each description (default ``{}``, or for NLI
+            ``This example is {}.``).
+        max_length: tokens read per text.
+
+    Example:
+        >>> p = tunelab.zero_shot_predictor({"card_arrival": "my card has not arrived",  # doctest: +SKIP
+        ...                                  "top_up_failed": "my top-up did not work"})
+        >>> p.predict("still waiting for my new card")["label"]  # doctest: +SKIP
+        'card_arrival'
+    """
+    from tunelab.config import ModelConfig, RunConfig
+    from tunelab.data import LabelMap
+    from tunelab.inference import Predictor
+
+    descriptions = load_descriptions(labels)
+    spec = ZeroShotSpec.make(encoder=encoder, nli=nli, template=template)
+    scorer = spec.scorer_for(list(descriptions.values()))
+    config = RunConfig(model=ModelConfig(name=spec.model, max_length=max_length))
+    config.method.name = FORMAT
+    label_map = LabelMap(names=list(descriptions))
+    backend = ZeroShotBackend(scorer, spec, descriptions)
+    return Predictor(backend, scorer.tokenizer, label_map, config=config)
+
+
+def spec_dict(spec: ZeroShotSpec) -> dict[str, Any]:
+    return asdict(spec)

@@ -1,0 +1,117 @@
+"""The label file of a zero-shot classifier: ``label: description`` in YAML, or a list of names.
+
+The descriptions are what the classifier compares texts with, so a label without one gets its
+name turned into words (``card_arrival`` -> ``card arrival``, :func:`describe_label`). Every bad
+file is one line naming the file and the key: duplicates in particular, which plain YAML
+loading would silently collapse into the last one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.errors import ConfigError
+
+EXAMPLE = "e.g. 'card_arrival: my new card has not arrived yet' on each line"
+
+
+def describe_label(name: str) -> str:
+    """A label name as words: ``card_arrival`` -> ``card arrival``, ``topUp-failed?`` -> ``top up failed``.
+
+    The rule is fixed (split at every run of characters that are neither letters nor digits, and
+    where lower case turns to upper case; then lower-case), so automatic descriptions never depend
+    on any evaluation data. A name with no letters or digits stays as it is.
+    """
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    words = " ".join(w for w in re.split(r"[\W_]+", spaced) if w).lower()
+    return words or name
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping with the same key twice (PyYAML keeps the last one)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise ConfigError(
+                f"{loader.name}: label {key!r} appears twice (lines {seen[key]} and "
+                f"{key_node.start_mark.line + 1}); give each label once"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
+    """Labels and their descriptions from parsed YAML (a mapping, or a list of label names).
+
+    Raises:
+        ConfigError: no labels, a non-string label or description, an empty description, a
+            repeated name in a list, or fewer than two labels (one label is no classifier).
+    """
+    if raw is None or raw == {} or raw == []:
+        raise ConfigError(f"{source}: no labels; write one 'label: description' per line ({EXAMPLE})")
+    if isinstance(raw, list):
+        out: dict[str, str] = {}
+        for i, name in enumerate(raw, 1):
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(f"{source}: item {i} ({name!r}) is not a label name; give names as text")
+            if name in out:
+                raise ConfigError(f"{source}: label {name!r} appears twice; give each label once")
+            out[name] = describe_label(name)
+    elif isinstance(raw, dict):
+        out = {}
+        for key, description in raw.items():
+            if not isinstance(key, str) or not key.strip():
+                raise ConfigError(f"{source}: key {key!r} is not a label name; quote it, e.g. '{key}': ...")
+            if not isinstance(description, str):
+                raise ConfigError(
+                    f"{source}: label {key!r}: the description must be text, not {description!r}; "
+                    f"write '{key}: {describe_label(key)}' or list names only (- {key})"
+                )
+            if not description.strip():
+                raise ConfigError(f"{source}: label {key!r}: the description is empty; describe the label")
+            out[key] = description.strip()
+    else:
+        raise ConfigError(f"{source}: expected 'label: description' lines or a list of labels ({EXAMPLE})")
+    if len(out) < 2:
+        raise ConfigError(
+            f"{source}: only one label ({next(iter(out))!r}); zero-shot picks among two or more"
+        )
+    return out
+
+
+def read_label_descriptions(path: str | Path) -> dict[str, str]:
+    """The labels of ``path`` with their descriptions, in file order.
+
+    Raises:
+        ConfigError: a missing file, bad YAML, a duplicate label, or anything
+            :func:`parse_label_descriptions` refuses, in one line naming the file and key.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: label file not found; write one 'label: description' per line ({EXAMPLE})")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8; save the label file as UTF-8") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(p)
+    try:
+        raw = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    finally:
+        loader.dispose()
+    return parse_label_descriptions(raw, str(p))

@@ -1,0 +1,156 @@
+"""The two ways a zero-shot classifier scores a text against each label's description.
+
+- ``embedding``: the cosine similarity of the text's and the description's sentence embeddings
+  (sentence-transformers, the encoder's own pooling), times ``scale``, so that the softmax over
+  labels is a usable score (the argmax does not depend on it);
+- ``nli``: an NLI cross-encoder reads (text, "This example is {description}.") for every label;
+  the entailment logits over labels are the logits, as transformers' zero-shot-classification
+  pipeline scores a single-label choice.
+
+Both take token ids (``Encoded``), not texts: the predictor encodes first (the server counts the
+tokens it meters from that), and the run's tokenizer is the scorer's model's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.data.encoding import Encoded
+from tunelab.errors import ModelNotFoundError
+from tunelab.inference.forward import batched_outputs
+
+EMBEDDING_TEMPLATE = "{}"
+NLI_TEMPLATE = "This example is {}."  # the zero-shot-classification pipeline's default
+# Cosines of one encoder sit in a narrow band (MiniLM: about 0.1 to 0.7); times 20 the softmax
+# over labels spreads them into scores between near-ties and clear wins. Fixed, not fitted:
+# zero-shot has no labelled data to fit it on.
+DEFAULT_SCALE = 20.0
+
+
+class EmbeddingScorer:
+    """Cosine similarity between sentence embeddings of texts and of label descriptions."""
+
+    kind = "embedding"
+
+    def __init__(self, model: str | Path, descriptions: list[str], *, template: str, scale: float) -> None:
+        import torch
+
+        from tunelab.embeddings import load_encoder
+
+        self.encoder = load_encoder(str(model)).eval()
+        self.tokenizer = self.encoder.tokenizer
+        self.scale = scale
+        prompts = [template.format(d) for d in descriptions]
+        vectors = self.encoder.encode(prompts, normalize_embeddings=True, show_progress_bar=False)
+        self.label_vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))  # (L, H), unit length
+
+    def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+        """(N, L): ``scale`` x cosine(text, description)."""
+        import torch
+
+        def forward(**batch: Any) -> torch.Tensor:
+            # A fresh dict: sentence-transformers adds its outputs to the one it is given.
+            features = self.encoder(dict(batch))
+            vectors = torch.nn.functional.normalize(features["sentence_embedding"], dim=-1)  # (B, H)
+            return self.scale * vectors @ self.label_vectors.T  # (B, L)
+
+        return batched_outputs(forward, enc, batch_size=batch_size)
+
+
+class NliScorer:
+    """Entailment logits of (text, hypothesis) for every label, from an NLI sequence classifier."""
+
+    kind = "nli"
+
+    def __init__(self, model: str | Path, descriptions: list[str], *, template: str) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from tunelab.models import resolve_model
+        from tunelab.quiet import quiet
+
+        try:
+            path = resolve_model(str(model)).path
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(
+                f"NLI model {model!r} not found ({str(exc).split(';')[0].split(': ', 1)[-1]}); give a folder "
+                "with a sequence classifier trained on NLI (save_pretrained output, an 'entailment' "
+                "label), or leave out --nli to classify by embedding similarity"
+            ) from None
+        with quiet():
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+                self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+            except (OSError, ValueError) as exc:
+                raise ModelNotFoundError(
+                    f"{model}: no NLI model there ({str(exc).splitlines()[0]}); give a folder saved "
+                    "with save_pretrained of a sequence classifier trained on NLI (labels entailment, ...)"
+                ) from None
+        self.entailment = entailment_id(self.model.config.id2label, str(model))
+        limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
+        self.hypotheses = [self._pair_layout(template.format(d)) for d in descriptions]
+        self.max_tokens = int(limit)
+
+    def _pair_layout(self, hypothesis: str) -> tuple[list[int], list[int], int, int, int]:
+        """Where a premise goes in this tokenizer's pair encoding of ``hypothesis``.
+
+        Encoded by hand because the backend gets the premise as token ids (transformers 5 has no
+        ``prepare_for_model`` to pair ids): the pair is tokenised once with a placeholder premise,
+        whose tokens are then replaced by each text's. Returns the pair's ids and token types, the
+        placeholder's start and length, and the premise's token type.
+        """
+        placeholder = "placeholder"
+        out = self.tokenizer(placeholder, hypothesis, truncation=False)
+        ids = list(out["input_ids"])
+        types = list(out.get("token_type_ids") or [0] * len(ids))
+        marker = self.tokenizer(placeholder, add_special_tokens=False)["input_ids"]
+        start = next(i for i in range(len(ids)) if ids[i : i + len(marker)] == marker)
+        return ids, types, start, len(marker), types[start]
+
+    def _premises(self, enc: Encoded) -> list[list[int]]:
+        """Each text's ids without the special tokens its single-text encoding added."""
+        bodies = []
+        for ids in enc.input_ids:
+            special = self.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+            bodies.append([t for t, s in zip(ids, special, strict=True) if not s])
+        return bodies
+
+    def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
+        """(N, L): the entailment logit of (text i, hypothesis of label j); N x L forward passes."""
+        pair_ids: list[list[int]] = []
+        pair_types: list[list[int]] = []
+        for body in self._premises(enc):
+            for ids, types, start, width, premise_type in self.hypotheses:
+                room = self.max_tokens - (len(ids) - width)  # truncate the text, never the hypothesis
+                text = body[: max(room, 1)]
+                pair_ids.append(ids[:start] + text + ids[start + width :])
+                pair_types.append(types[:start] + [premise_type] * len(text) + types[start + width :])
+        has_types = "token_type_ids" in self.tokenizer.model_input_names
+        pairs = Encoded(
+            input_ids=pair_ids,
+            token_type_ids=pair_types if has_types else None,
+            labels=None,
+            pad_id=self.tokenizer.pad_token_id or 0,
+        )
+        scores = batched_outputs(
+            lambda **batch: self.model(**batch).logits[:, self.entailment], pairs, batch_size=batch_size
+        )
+        return scores.reshape(len(enc), len(self.hypotheses))
+
+
+def entailment_id(id2label: dict[Any, str], model: str) -> int:
+    """The output of an NLI model that means entailment (by its label name).
+
+    Raises:
+        ModelNotFoundError: no output is named entailment: the model is no NLI classifier.
+    """
+    for i, name in id2label.items():
+        if str(name).lower().startswith("entail"):
+            return int(i)
+    names = ", ".join(str(n) for n in id2label.values())
+    raise ModelNotFoundError(
+        f"{model}: not an NLI model (its outputs are {names}; zero-shot by NLI needs one named "
+        "entailment); leave out --nli to classify by embedding similarity"
+    )

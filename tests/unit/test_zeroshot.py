@@ -1,0 +1,226 @@
+"""Zero-shot classification: labels described in YAML, scored by embeddings or NLI, no training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.errors import ConfigError, ModelNotFoundError, RunError
+from tunelab.inference.forward import softmax
+from tunelab.zeroshot import describe_label, read_label_descriptions, zero_shot, zero_shot_predictor
+
+DESCRIPTIONS = {
+    "sports": "football match goal team",
+    "food": "pizza cheese dinner recipe",
+    "weather": "rain snow storm forecast",
+}
+TEXTS = ["football match and a goal today", "pizza and cheese for dinner", "rain and snow and cold wind"]
+
+
+@pytest.fixture
+def labels_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "labels.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in DESCRIPTIONS.items()), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_nli(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT NLI classifier (contradiction, neutral, entailment), bundled tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from tunelab.models import resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny-nli")
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
+    names = ["contradiction", "neutral", "entailment"]
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=3,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def test_label_names_become_words_by_a_fixed_rule() -> None:
+    assert describe_label("card_arrival") == "card arrival"
+    assert describe_label("Refund_not_showing_up") == "refund not showing up"
+    assert describe_label("reverted_card_payment?") == "reverted card payment"
+    assert describe_label("topUp-failed") == "top up failed"
+    assert describe_label("情感_正面") == "情感 正面"
+
+
+def test_a_list_of_names_is_described_by_the_names(tmp_path: Path) -> None:
+    path = tmp_path / "names.yaml"
+    path.write_text("- card_arrival\n- top_up_failed\n", encoding="utf-8")
+    assert read_label_descriptions(path) == {"card_arrival": "card arrival", "top_up_failed": "top up failed"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "no labels"),
+        ("a: first\nb: second\na: third\n", "label 'a' appears twice (lines 1 and 3)"),
+        ("a: 3\nb: two\n", "label 'a': the description must be text"),
+        ("a: null\nb: two\n", "label 'a': the description must be text"),
+        ("a: '  '\nb: two\n", "label 'a': the description is empty"),
+        ("- a\n- b\n- a\n", "label 'a' appears twice"),
+        ("a: only one\n", "only one label"),
+        ("just a sentence\n", "expected 'label: description' lines"),
+        ("a: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_label_file_fails_in_one_line_naming_the_file_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_label_descriptions(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_a_missing_label_file_says_what_to_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="label file not found"):
+        read_label_descriptions(tmp_path / "nope.yaml")
+
+
+def test_embedding_logits_are_scaled_cosines_of_the_encoders_own_embeddings(tiny_bert: Path) -> None:
+    from tunelab.embeddings import embed
+
+    predictor = zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert))
+    # sentence-transformers embeds the raw texts; the backend gets token ids: the same vectors.
+    expected = (
+        20.0 * embed(TEXTS, model=str(tiny_bert)) @ embed(list(DESCRIPTIONS.values()), model=str(tiny_bert)).T
+    )
+    np.testing.assert_allclose(predictor.logits(TEXTS), expected, atol=1e-4)
+    results = predictor.predict(TEXTS, top_k=3)
+    assert [r["label"] for r in results] == [list(DESCRIPTIONS)[i] for i in expected.argmax(axis=1)]
+
+
+def test_the_template_is_what_gets_embedded(tiny_bert: Path) -> None:
+    from tunelab.embeddings import embed
+
+    predictor = zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), template="This is about {}.")
+    prompts = [f"This is about {d}." for d in DESCRIPTIONS.values()]
+    expected = 20.0 * embed(TEXTS, model=str(tiny_bert)) @ embed(prompts, model=str(tiny_bert)).T
+    np.testing.assert_allclose(predictor.logits(TEXTS), expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="exactly one"):
+        zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), template="no slot")
+
+
+def test_nli_scores_each_label_as_the_zero_shot_pipeline_does(tiny_nli: Path) -> None:
+    from transformers import pipeline
+
+    predictor = zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_nli))
+    ours = softmax(predictor.logits(TEXTS))
+    reference = pipeline("zero-shot-classification", model=str(tiny_nli), device="cpu")
+    hypotheses = list(DESCRIPTIONS.values())
+    for i, text in enumerate(TEXTS):
+        out = reference(text, candidate_labels=hypotheses, hypothesis_template="This example is {}.")
+        expected = dict(zip(out["labels"], out["scores"], strict=True))
+        np.testing.assert_allclose(ours[i], [expected[h] for h in hypotheses], atol=1e-5)
+
+
+def test_nli_needs_an_entailment_output_and_an_existing_model(tiny_bert: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"NLI model .* not found .*no such folder"):
+        zero_shot_predictor(DESCRIPTIONS, nli=str(tmp_path / "missing"))
+    # a BERT whose outputs are not NLI labels (LABEL_0, LABEL_1)
+    with pytest.raises(ModelNotFoundError, match="not an NLI model"):
+        zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_bert))
+
+
+def test_a_zero_shot_run_folder_predicts_evaluates_and_moves_like_a_run(
+    tiny_bert: Path, labels_yaml: Path, labelled_csvs, tmp_path: Path
+) -> None:
+    _, test = labelled_csvs
+    result = zero_shot(labels_yaml, tmp_path / "runs" / "zs", encoder=str(tiny_bert), test=test)
+    assert result.path == tmp_path / "runs" / "zs" and not (tmp_path / "runs" / "zs.partial").exists()
+    summary = json.loads((result.path / "run.json").read_text(encoding="utf-8"))
+    assert summary["format"] == "zeroshot" and summary["zeroshot"]["scorer"] == "embedding"
+    in_memory = zero_shot_predictor(labels_yaml, encoder=str(tiny_bert))
+    np.testing.assert_allclose(tunelab.load(result.path).logits(TEXTS), in_memory.logits(TEXTS), atol=1e-5)
+    evaluated = tunelab.evaluate(result.path, test)
+    assert evaluated["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+    moved = tmp_path / "elsewhere"
+    result.path.rename(moved)
+    assert tunelab.load(moved).predict(TEXTS[0])["label"] == in_memory.predict(TEXTS[0])["label"]
+    with pytest.raises(RunError, match="exists"):
+        zero_shot(labels_yaml, moved, encoder=str(tiny_bert))
+
+
+def test_a_test_file_with_a_label_that_has_no_description_is_refused(
+    tiny_bert: Path, labelled_csvs, tmp_path: Path
+) -> None:
+    _, test = labelled_csvs
+    two = {"sports": "football", "food": "pizza"}  # the file also has weather rows
+    with pytest.raises(tunelab.TunelabError, match="weather"):
+        zero_shot(two, tmp_path / "zs", encoder=str(tiny_bert), test=test)
+    assert not (tmp_path / "zs").exists() and not (tmp_path / "zs.partial").exists()
+
+
+def test_a_zero_shot_run_is_served(tiny_bert: Path, labels_yaml: Path, tmp_path: Path) -> None:
+    from tunelab.serve.app import ServedModel, create_app
+    from tunelab.serve.settings import ServeSettings
+
+    run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
+    settings = ServeSettings(data_dir=tmp_path, db=None, require_keys=False, max_wait_ms=1)
+    served = [ServedModel("zs", "1", tunelab.load(run), str(run))]
+    with TestClient(create_app(settings, served)) as client:
+        r = client.post("/v1/models/zs/predict", json={"texts": TEXTS, "top_k": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["format"] == "zeroshot"
+    assert [x["label"] for x in body["results"]] == [p["label"] for p in tunelab.load(run).predict(TEXTS)]
+
+
+def test_export_of_a_zero_shot_run_is_refused_in_one_line(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path, capsys
+) -> None:
+    run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
+    assert main(["export", str(run), "--output", str(tmp_path / "out")]) == 2
+    assert "a zero-shot run has no trained weights to export" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_predicts_with_zero_shot_and_writes_a_run(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path, capsys
+) -> None:
+    expected = zero_shot_predictor(labels_yaml, encoder=str(tiny_bert)).predict(TEXTS)
+    argv = ["predict", "--zero-shot", str(labels_yaml), "--encoder", str(tiny_bert), *TEXTS, "--json"]
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["text"] for x in lines] == TEXTS
+    assert [x["label"] for x in lines] == [e["label"] for e in expected]
+    out = tmp_path / "zs"
+    assert main(["zeroshot", str(labels_yaml), "--out", str(out), "--encoder", str(tiny_bert)]) == 0
+    assert "zero-shot classifier of 3 labels" in capsys.readouterr().out
+    assert main(["predict", str(out), TEXTS[0], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == expected[0]["label"]
+
+
+def test_the_cli_explains_a_missing_run_or_a_stray_model_option(labels_yaml: Path, capsys) -> None:
+    assert main(["predict"]) == 2
+    assert "give a run folder" in capsys.readouterr().err
+    assert main(["predict", "runs/x", "text", "--nli", "models/nli"]) == 2
+    assert "only with --zero-shot" in capsys.readouterr().err
+    assert main(["predict", "--zero-shot", str(labels_yaml), "--encoder", "e", "--nli", "n", "t"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -173,6 +173,8 @@ class TrainConfig:
     head_init: str = "probe"
     seed: int = 42
     threads: int | None = None
+    # auto: bf16 autocast when the CPU has avx512_bf16 or AMX, fp32 otherwise (tunelab.train.precision).
+    precision: str = "auto"
     # Adversarial training on the input embeddings (tunelab.train.adversarial): null (off), fgm or
     # pgd; epsilon is the perturbation's L2 norm per example, steps and alpha PGD's ascent steps.
     adversarial: str | None = None
@@ -215,6 +217,11 @@ class TrainConfig:
         )
         # Which metrics exist depends on the task: RunConfig checks the name against it.
         _check(p, isinstance(self.metric, str) and bool(self.metric), "metric must not be empty")
+        _check(
+            p,
+            self.precision in ("auto", "fp32", "bf16"),
+            f"precision={self.precision!r} (use auto, fp32 or bf16)",
+        )
         _check(
             p,
             self.adversarial in ADVERSARIAL,

@@ -123,6 +123,37 @@ def test_optimizer_skips_frozen_parameters(tiny_bert: Path) -> None:
     assert head and all(groups[n]["lr"] == 2e-3 for n in head)
 
 
+def test_optimizer_uses_the_fused_kernel_and_steps_like_the_default(tiny_bert: Path) -> None:
+    model = build_classifier(tiny_bert, LABELS, seed=0)
+    reference = build_classifier(tiny_bert, LABELS, seed=0)
+    optimizer = build_optimizer(model, TrainConfig(), 1e-3)
+    assert optimizer.defaults["fused"] is True
+    params = dict(reference.named_parameters())
+    groups = [
+        {"params": [params[n] for n in _names(model, g)], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+        for g in optimizer.param_groups
+    ]
+    default = torch.optim.AdamW(groups, lr=1e-3, foreach=True)
+    model.eval()  # no dropout: both see the same forward passes
+    reference.eval()
+    batch = {
+        "input_ids": torch.tensor([[101, 2000, 2001, 102]]),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+    }
+    for net, opt in ((model, optimizer), (reference, default)):
+        for _ in range(3):
+            net(**batch).logits.sum().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6), name
+
+
+def _names(model: torch.nn.Module, group: dict) -> list[str]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for p in group["params"]]
+
+
 def test_schedule_warms_up_then_decays_to_zero(tiny_bert: Path) -> None:
     model = build_classifier(tiny_bert, LABELS, seed=0)
     optimizer = build_optimizer(model, TrainConfig(warmup_ratio=0.2), 1e-3)

@@ -37,6 +37,7 @@ from tunelab.train.checkpoint import (
 )
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import build_optimizer, build_scheduler
+from tunelab.train.precision import autocast
 
 logger = logging.getLogger(__name__)
 LOG_EVERY_STEPS = 10
@@ -83,6 +84,8 @@ class LoopSetup:
     # Called with each dev evaluation's record (step, epoch, metrics) after it is logged; it may
     # raise to stop the run (a search prunes a weak trial so: tunelab.search). The loop knows no more.
     on_evaluate: Callable[[dict[str, Any]], None] | None = None
+    # "bf16": forward passes under CPU bf16 autocast, weights and optimizer fp32 (tunelab.train.precision).
+    precision: str = "fp32"
 
 
 def higher_is_better(metric: str) -> bool:
@@ -142,8 +145,11 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
             labels = batch.pop("labels")
 
             def forward_loss(batch: dict = batch, labels: torch.Tensor = labels) -> torch.Tensor:
-                logits = model(**batch).logits
-                return setup.task.loss(logits, labels, setup.class_weights)
+                with autocast(setup.precision):
+                    logits = model(**batch).logits
+                # The loss in fp32 whatever the forward ran in: bf16 logits lose the small differences
+                # between near-equal classes that the cross-entropy's gradient is made of.
+                return setup.task.loss(logits.float(), labels, setup.class_weights)
 
             with adversary.watch(model) if adversary is not None else contextlib.nullcontext():
                 loss = forward_loss()

@@ -28,6 +28,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) ->
         # Standard BERT recipe: decaying biases and LayerNorm gains only hurts.
         decays = not (param.ndim < 2 or "LayerNorm" in name)
         groups.setdefault((is_head, decays), []).append(param)
+    # One fused kernel per step instead of torch's default multi-tensor loop: faster on CPU (README,
+    # "Training speed"), and what Hugging Face Trainer uses by default. Only float tensors on CPU or
+    # CUDA have the fused kernel.
+    params = [p for group in groups.values() for p in group]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.AdamW(
         [
             {
@@ -38,6 +43,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) ->
             for (is_head, decays), params in sorted(groups.items())
         ],
         lr=learning_rate,
+        fused=fused or None,
     )
 
 

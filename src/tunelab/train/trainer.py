@@ -37,6 +37,7 @@ from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
+from tunelab.train.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def train(
         check_base(run.root, previous, cfg.model.name, resolved.path, found=base_fingerprint, resuming=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    precision = resolve_precision(cfg.train.precision)  # a forced bf16 on a CPU without it fails here
     # Build the model and apply the method before the run folder exists: a bad model folder or a
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
@@ -177,6 +179,7 @@ def train(
             probe_accuracy=probe_accuracy,
             base_fingerprint=base_fingerprint,
             augmentation=augmentation,
+            precision=precision,
             resume=resume is not None,
             show_progress=show_progress,
             on_evaluate=on_evaluate,
@@ -201,6 +204,7 @@ def _train_in(
     probe_accuracy: float | None,
     base_fingerprint: str | None,
     augmentation: dict[str, Any] | None,
+    precision: Precision,
     resume: bool,
     show_progress: bool,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
@@ -208,6 +212,7 @@ def _train_in(
     started = time.perf_counter()
     for note in splits.notes:
         logger.info(note)
+    logger.info("training precision: %s (%s)", precision.name, precision.reason)
     labels: LabelMap = splits.labels
     labels.save(run.labels_json)
     # head_init is kept so that a resume from a checkpoint reports how the head began.
@@ -221,6 +226,7 @@ def _train_in(
             "probe_train_accuracy": probe_accuracy,
             "model_path_at_training": str(resolved.path),
             "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
+            "precision": precision.name,
         }
     )
 
@@ -264,6 +270,7 @@ def _train_in(
         on_train_begin=method.on_train_begin,
         loss_term=method.loss_term,
         on_evaluate=on_evaluate,
+        precision=precision.name,
     )
     try:
         state = run_loop(model, setup, resume=resume)
@@ -320,6 +327,8 @@ def _train_in(
         "stopped_early": state.stopped_early,
         "best_step": state.best_step,
         "best_dev_metric": {cfg.train.metric: state.best_metric} if state.best_metric is not None else None,
+        "precision": precision.name,  # of the training forward passes (train.precision resolved here)
+        "precision_reason": precision.reason,
         "train_seconds": round(state.train_seconds, 2),
         "train_samples_per_s": round(state.samples / state.train_seconds, 1) if state.train_seconds else None,
         "wall_seconds": round(time.perf_counter() - started, 2),

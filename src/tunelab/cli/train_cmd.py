@@ -12,9 +12,13 @@ HELP = """examples:
   tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
   tunelab train configs/banking77.yaml train.epochs=3 train.batch_size=16 name=quick
   tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
+  tunelab train --from runs/quick data.train=new.csv data.dev=dev.csv   # add new rows and labels
+  tunelab train --from runs/quick data.train=new.csv continual.rehearsal=50 continual.distill=1
 
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
-train.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.
+train.*, continual.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.
+--from RUN keeps RUN's settings and label ids (new labels are appended), replays a stratified sample
+of its training rows (continual.rehearsal per label) and names the new data with data.train=...
 """
 
 
@@ -33,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue an unfinished run (runs/<name>.partial) from its last checkpoint, or from the "
         "start with the same settings if it had none",
     )
+    p.add_argument(
+        "--from",
+        dest="from_run",
+        metavar="RUN",
+        help="continue a finished run with new rows and new labels (continual learning): its settings, "
+        "label ids and head are kept, plus data.train=... and other overrides",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -41,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.train import train
 
     config, overrides = config_and_overrides(args)
-    result = train(config, overrides=overrides, resume=args.resume, show_progress=not args.quiet)
+    result = train(
+        config, overrides=overrides, resume=args.resume, from_run=args.from_run, show_progress=not args.quiet
+    )
     s = result.summary
     print(f"run: {result.run_dir}")
     print(

@@ -83,7 +83,9 @@ class Previous:
         from tunelab.inference.backends import LoadContext, model_loader, run_method
         from tunelab.runs import RunFolder
 
-        ctx = LoadContext(run=RunFolder(self.root), config=self.config, labels=self.labels, summary=self.summary)
+        ctx = LoadContext(
+            run=RunFolder(self.root), config=self.config, labels=self.labels, summary=self.summary
+        )
         return run_method(ctx).load_for_inference(self.root / "weights", model_loader(ctx)).eval()
 
 
@@ -164,7 +166,9 @@ def stratified_sample(dataset: Dataset, *, per_class: int, total: int | None, se
     return sorted(chosen)
 
 
-def write_rehearsal(folder: Path, dataset: Dataset, labels: LabelMap, cc: ContinualConfig, *, seed: int) -> int:
+def write_rehearsal(
+    folder: Path, dataset: Dataset, labels: LabelMap, cc: ContinualConfig, *, seed: int
+) -> int:
     """Store the stratified sample of ``dataset`` a later ``--from`` replays; returns its row count.
 
     Rows are JSON lines with the label *names* (``text``, ``label``, and ``text_pair`` for pair
@@ -220,7 +224,9 @@ def with_rehearsal(splits: Splits, rehearsal: Dataset) -> Splits:
         return splits
     train = splits.train
     if (train.text_pairs is None) != (rehearsal.text_pairs is None):
-        raise ConfigError(f"{rehearsal.source}: text pairs in one of it and the new data only; use the same task")
+        raise ConfigError(
+            f"{rehearsal.source}: text pairs in one of it and the new data only; use the same task"
+        )
     merged = Dataset(
         texts=[*train.texts, *rehearsal.texts],
         text_pairs=None if train.text_pairs is None else [*train.text_pairs, *rehearsal.text_pairs],  # type: ignore[misc]
@@ -243,7 +249,9 @@ def grow_into(model: nn.Module, previous: nn.Module) -> None:
     new = model.state_dict()
     if set(old) != set(new):
         missing = sorted(set(old) ^ set(new))[:3]
-        raise RunError(f"--from: the previous run's model does not fit this one (weights {', '.join(missing)})")
+        raise RunError(
+            f"--from: the previous run's model does not fit this one (weights {', '.join(missing)})"
+        )
     for key, value in old.items():
         target = new[key]
         if target.shape == value.shape:
@@ -252,5 +260,6 @@ def grow_into(model: nn.Module, previous: nn.Module) -> None:
             target[: value.shape[0]].copy_(value)  # the old labels' rows; the rest are new labels
         else:
             raise RunError(
-                f"--from: weight {key} is {tuple(value.shape)} in the previous run and {tuple(target.shape)} here"
+                f"--from: weight {key} is {tuple(value.shape)} in the previous run and "
+                f"{tuple(target.shape)} here"
             )

@@ -29,7 +29,9 @@ class Distillation:
     Every training row is distilled, new and rehearsal rows alike.
     """
 
-    def __init__(self, teacher: nn.Module, task: Task, *, num_old: int, weight: float, temperature: float) -> None:
+    def __init__(
+        self, teacher: nn.Module, task: Task, *, num_old: int, weight: float, temperature: float
+    ) -> None:
         self.teacher = teacher.eval().requires_grad_(False)
         self.task, self.num_old = task, num_old
         self.weight, self.temperature = weight, temperature
@@ -62,7 +64,9 @@ class EWC:
     the usual approximation). The head is left out: its shape changed with the new labels.
     """
 
-    def __init__(self, fisher: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], weight: float) -> None:
+    def __init__(
+        self, fisher: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], weight: float
+    ) -> None:
         self.fisher, self.anchor, self.weight = fisher, anchor, weight
 
     def __call__(self, model: nn.Module) -> torch.Tensor:

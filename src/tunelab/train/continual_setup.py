@@ -63,7 +63,11 @@ class Continuation:
         terms = [method_term]
         if cc.distill > 0:
             distill = Distillation(
-                self.teacher, self.task, num_old=self.num_old, weight=cc.distill, temperature=cc.distill_temperature
+                self.teacher,
+                self.task,
+                num_old=self.num_old,
+                weight=cc.distill,
+                temperature=cc.distill_temperature,
             )
             distill.attach(model)
             terms.append(distill)

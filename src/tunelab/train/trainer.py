@@ -107,9 +107,15 @@ def train(
         >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     """
     if resume is not None:
-        if config is not None or overrides or from_run is not None or any(v is not None for v in (train, dev, test)):
+        if (
+            config is not None
+            or overrides
+            or from_run is not None
+            or any(v is not None for v in (train, dev, test))
+        ):
             raise ConfigError(
-                "--resume continues a run with its saved config and data; give no config, overrides, --from or data"
+                "--resume continues a run with its saved config and data; "
+                "give no config, overrides, --from or data"
             )
         run = find_unfinished_run(resume)
         previous = run.read_summary()
@@ -122,7 +128,9 @@ def train(
     else:
         if from_run is not None:
             if config is not None:
-                raise ConfigError("--from continues a run with its saved config; give overrides, not a config")
+                raise ConfigError(
+                    "--from continues a run with its saved config; give overrides, not a config"
+                )
             from tunelab.train.continual import continued_config
 
             cfg = continued_config(from_run, overrides)

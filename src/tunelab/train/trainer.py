@@ -290,8 +290,8 @@ def _train_in(
     setup = LoopSetup(
         train=enc_train,
         # The head's learning rate follows the head it really has (a skipped probe leaves a random one;
-        # a continued head is fitted already, as a probed one is).
-        cfg=dataclasses.replace(cfg.train, head_init="probe" if head_init == "continued" else head_init),
+        # a continued head's new rows are random too: train.head_learning_rate sets it otherwise).
+        cfg=dataclasses.replace(cfg.train, head_init="random" if head_init == "continued" else head_init),
         task=task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,

@@ -22,7 +22,6 @@ from tunelab.train.continual import (
     REHEARSAL_FILE,
     Previous,
     grow_into,
-    open_previous,
     read_rehearsal,
     stratified_sample,
 )
@@ -171,11 +170,24 @@ def test_another_base_model_is_refused(first, new_csv: Path, tmp_path: Path) -> 
     from tunelab.models.tiny import save_tiny_bert
 
     other = save_tiny_bert(tmp_path / "other-bert")
-    from tunelab.train.continual import continued_config
+    overrides = [f"data.train={new_csv}", f"model.name={other}", f"output_dir={tmp_path / 'runs'}"]
+    with pytest.raises(ConfigError, match=r"trained from model .* continue with the same model\.name"):
+        tunelab.train(from_run=first[0], overrides=overrides)
+    assert not (tmp_path / "runs").exists()
 
-    config = continued_config(first[0], [f"data.train={new_csv}", f"model.name={other}"])
-    with pytest.raises(ConfigError, match="trained from model .* continue with the same model.name"):
-        open_previous(config, LabelMap([*OLD, NEW]), stores_base=True)
+
+def test_token_classification_runs_store_no_sample_and_cannot_be_continued(
+    tiny_bert: Path, tagged_jsonls: tuple[Path, Path], tiny_overrides, tmp_path: Path
+) -> None:
+    train, _ = tagged_jsonls
+    overrides = tiny_overrides(
+        tiny_bert, train, None, tmp_path / "runs", "data.task=token_classification", epochs=1
+    )
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    assert not (run / REHEARSAL_FILE).exists()
+    with pytest.raises(ConfigError, match=r"data\.task=token_classification is not supported"):
+        tunelab.train(from_run=run, overrides=[f"data.train={train}", f"output_dir={tmp_path / 'more'}"])
+    assert not (tmp_path / "more").exists()
 
 
 def test_a_run_without_a_stored_sample_needs_rehearsal_off(first, tmp_path: Path) -> None:
@@ -186,7 +198,7 @@ def test_a_run_without_a_stored_sample_needs_rehearsal_off(first, tmp_path: Path
     (copy / REHEARSAL_FILE).unlink()
     cfg = RunConfig.from_dict(json.loads((copy / "config.json").read_text()))
     previous = Previous(copy, cfg, LabelMap.load(copy / "labels.json"), {})
-    with pytest.raises(RunError, match="continual.rehearsal=0"):
+    with pytest.raises(RunError, match=r"continual\.rehearsal=0"):
         read_rehearsal(previous, LabelMap([*OLD, NEW]), ContinualConfig(from_run=str(copy)), seed=0)
     assert not read_rehearsal(previous, LabelMap([*OLD, NEW]), ContinualConfig(rehearsal=0), seed=0).texts
 

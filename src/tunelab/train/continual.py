@@ -89,16 +89,23 @@ class Previous:
         return run_method(ctx).load_for_inference(self.root / "weights", model_loader(ctx)).eval()
 
 
-def open_previous(cfg: RunConfig, labels: LabelMap, *, stores_base: bool) -> Previous:
-    """Check that ``cfg`` can continue ``cfg.continual.from_run`` with ``labels``; one-line errors.
+def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previous:
+    """Check that ``cfg`` can continue ``cfg.continual.from_run`` with ``splits``; one-line errors.
 
     Args:
         cfg: the continued run's config.
-        labels: the continued run's label map, as its data reading built it.
+        splits: the continued run's data, as its task read it (with its label map).
         stores_base: whether the continued run's method saves the whole model.
     """
     assert cfg.continual.from_run is not None
-    where = cfg.continual.from_run
+    where, labels = cfg.continual.from_run, splits.labels
+    if not isinstance(splits.train, Dataset):
+        # Token classification keeps sentences of tagged words, not rows with labels: its label ids
+        # follow the tags seen, and rehearsal would need whole sentences. Not supported (README).
+        raise ConfigError(
+            f"--from {where}: data.task={labels.task} is not supported; continual learning works for "
+            "classification tasks (rows of text with labels)"
+        )
     run = _find(where)
     summary = run.read_summary()
     if summary.get("format", "torch") != "torch":
@@ -174,6 +181,8 @@ def write_rehearsal(
     Rows are JSON lines with the label *names* (``text``, ``label``, and ``text_pair`` for pair
     tasks), so a continued run maps them onto its own, grown, label map.
     """
+    if not isinstance(dataset, Dataset):  # token classification: no sample (see open_previous)
+        return 0
     picked = stratified_sample(dataset, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
     lines = []
     for i in picked:

@@ -42,7 +42,7 @@ class Continuation:
         Raises:
             RunError, ConfigError: the previous run cannot be continued so (one line each).
         """
-        previous = open_previous(cfg, splits.labels, stores_base=stores_base)
+        previous = open_previous(cfg, splits, stores_base=stores_base)
         rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
         teacher = previous.model()
         grow_into(model, teacher)

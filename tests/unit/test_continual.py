@@ -158,7 +158,7 @@ def test_a_continuation_that_cannot_keep_the_old_model_is_refused_before_anythin
     first, new_csv: Path, tmp_path: Path, extra: list[str], error: type, fragment: str
 ) -> None:
     run, _ = first
-    with pytest.raises(error, match=None) as info:
+    with pytest.raises(error) as info:
         tunelab.train(
             from_run=run, overrides=[f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", *extra]
         )

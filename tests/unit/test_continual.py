@@ -260,3 +260,20 @@ def test_ewc_is_zero_at_the_old_weights_and_grows_with_the_distance() -> None:
     with torch.no_grad():
         model.classifier.bias += 1.0  # two parameters moved by 1: 0.5 * 4 * (1 + 1)
     assert term(model).item() == pytest.approx(4.0)
+
+
+def test_an_adapter_run_is_continued_merged_with_method_full(
+    tiny_bert: Path, tiny_overrides, new_csv: Path, tmp_path: Path, text_maker
+) -> None:
+    train = _csv(tmp_path / "old.csv", OLD, 12, 3, text_maker)
+    overrides = tiny_overrides(tiny_bert, train, None, tmp_path / "runs", "method=lora", epochs=1)
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    with pytest.raises(ConfigError, match="use method=full"):  # the run's config says lora
+        tunelab.train(from_run=run, overrides=[f"data.train={new_csv}"])
+    result = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", "method=full", "train.epochs=1"],
+        show_progress=False,
+    )
+    assert LabelMap.load(result.run_dir / "labels.json").names == [*OLD, NEW]
+    assert tunelab.load(result.run_dir).logits(["rain"]).shape == (1, 3)

@@ -12,8 +12,8 @@ HELP = """examples:
   tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
   tunelab train configs/banking77.yaml train.epochs=3 train.batch_size=16 name=quick
   tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
-  tunelab train --from runs/quick data.train=new.csv data.dev=dev.csv   # add new rows and labels
-  tunelab train --from runs/quick data.train=new.csv continual.rehearsal=50 continual.distill=1
+  tunelab train --from runs/demo data.train=new.csv data.dev=dev.csv    # new rows and new labels
+  tunelab train --from runs/demo data.train=new.csv continual.rehearsal=50 continual.distill=1
 
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
 train.*, continual.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.

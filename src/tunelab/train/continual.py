@@ -46,6 +46,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         ConfigError: an override changes the task or the base model (checked in ``open_previous``).
     """
     from tunelab.config import apply_override
+    from tunelab.runs.folder import free_name
 
     run = _find(from_run)
     raw = json.loads(run.config_json.read_text(encoding="utf-8"))
@@ -54,9 +55,11 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     data.update(train=None, dev=None, test=None, labels=LabelMap.load(run.labels_json).names)
     raw["data"] = data
     raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(from_run)}
-    raw["name"] = None  # a fresh name: the previous run keeps its own
+    raw["name"] = None
     for item in overrides or []:
         apply_override(raw, item)
+    if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
+        raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
     return RunConfig.from_dict(raw)
 
 

@@ -277,3 +277,49 @@ def test_an_adapter_run_is_continued_merged_with_method_full(
     )
     assert LabelMap.load(result.run_dir / "labels.json").names == [*OLD, NEW]
     assert tunelab.load(result.run_dir).logits(["rain"]).shape == (1, 3)
+
+
+def _continue(run: Path, new_csv: Path, out: Path, *extra: str) -> tuple[dict, nn.Module]:
+    """A 2-epoch continuation of ``run`` (same data, seed and steps each time): summary and model."""
+    overrides = [f"data.train={new_csv}", f"output_dir={out}", "train.epochs=2", *extra]
+    result = tunelab.train(from_run=run, overrides=overrides, show_progress=False)
+    return result.summary, tunelab.load(result.run_dir).model
+
+
+def test_distillation_keeps_the_continued_encoder_closer_to_the_previous_one(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    run, _ = first
+    previous = tunelab.load(run).model.state_dict()
+
+    def moved(model: nn.Module) -> float:
+        after = model.state_dict()
+        return sum(float((after[k] - v).pow(2).sum()) for k, v in previous.items() if "classifier" not in k)
+
+    summary, distilled = _continue(run, new_csv, tmp_path, "continual.distill=50")
+    assert summary["continual"]["distill"] == 50
+    assert moved(distilled) < 0.5 * moved(_continue(run, new_csv, tmp_path)[1])
+
+
+def test_ewc_lowers_the_fisher_weighted_distance_to_the_previous_weights(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """What EWC minimises, measured with the same Fisher: smaller with the penalty than without."""
+    from tunelab.models import load_tokenizer
+    from tunelab.train.continual_penalties import fisher_of
+
+    run, _ = first
+    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    previous = Previous(
+        run, cfg, LabelMap.load(run / "labels.json"), json.loads((run / "run.json").read_text())
+    )
+    teacher, task = previous.model(), get_task("single_label")
+    rows = read_rehearsal(previous, previous.labels, ContinualConfig(rehearsal=5), seed=cfg.train.seed)
+    enc = task.encode(load_tokenizer(run / "tokenizer"), rows, max_length=32, stride=0)
+    # AdamW moves every weight by about the learning rate a step whatever the penalty, so EWC keeps
+    # them within that of the old ones: a difference that shows over more steps than a drift can.
+    summary, with_ewc = _continue(run, new_csv, tmp_path, "continual.ewc=1000", "train.epochs=10")
+    penalty = EWC(*fisher_of(teacher, with_ewc, enc, task, num_old=2), weight=1.0)  # head left out
+    assert summary["continual"]["ewc"] == 1000
+    without = _continue(run, new_csv, tmp_path, "train.epochs=10")[1]
+    assert penalty(with_ewc).item() < 0.5 * penalty(without).item()

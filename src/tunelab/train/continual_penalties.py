@@ -61,7 +61,10 @@ class EWC:
 
     ``F`` is the diagonal empirical Fisher of the previous model on the rehearsal rows, from one
     gradient per batch (squared, weighted by the batch size: cheaper than per-row gradients, and
-    the usual approximation). The head is left out: its shape changed with the new labels.
+    the usual approximation), divided by its mean over all those parameters: a well-fitted model's
+    raw Fisher is tiny (1e-12 on average on the tiny test model), so a raw weight would have to be
+    chosen per model; normalised, ``weight`` is scale-free (1 is the squared distance, weighted by
+    relative importance). The head is left out: its shape changed with the new labels.
     """
 
     def __init__(
@@ -98,6 +101,8 @@ def fisher_of(
             if p.grad is not None:
                 fisher[name] += p.grad.detach() ** 2 * len(idx) / n
     previous.zero_grad(set_to_none=True)
+    mean = torch.cat([f.flatten() for f in fisher.values()]).mean() if fisher else torch.ones(())
+    fisher = {name: f / mean.clamp_min(1e-30) for name, f in fisher.items()}
     anchor = {name: p.detach().clone() for name, p in params.items()}
     return fisher, anchor
 

@@ -114,6 +114,9 @@ def main() -> int:
     parser.add_argument("--rows-per-class", type=int, default=None, help="train on at most N rows per intent")
     parser.add_argument("--seed", type=int, default=0, help="which 17 intents are new, and the dev split")
     parser.add_argument("--model", default=None, help="model.name instead of the config's (a smoke test)")
+    parser.add_argument("--set", nargs="*", default=[], help="more overrides of every continued run")
+    parser.add_argument("--tag", default="", help="appended to the continued runs' names (with --set)")
+    parser.add_argument("--dev-only", action="store_true", help="choose on dev and stop: no test read")
     args = parser.parse_args()
     out: Path = args.out
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -130,9 +133,16 @@ def main() -> int:
     )  # fmt: skip
 
     def cont(name: str, *extra: str) -> tuple[Path, dict[str, Any]]:
-        return train(
-            out, name, ["--from", str(first), *common, f"data.train={out / 'new_train.csv'}", dev_all, *extra]
-        )
+        argv = [
+            "--from",
+            str(first),
+            *common,
+            f"data.train={out / 'new_train.csv'}",
+            dev_all,
+            *args.set,
+            *extra,
+        ]
+        return train(out, name + args.tag, argv)
 
     runs: dict[str, tuple[Path, dict[str, Any]]] = {}
     runs["retrain"] = train(
@@ -153,7 +163,7 @@ def main() -> int:
         f"rehearsal-r{r}": cont(f"rehearsal-r{r}", f"continual.rehearsal={r}") for r in args.rehearsal
     }
     chosen_r = choose(rehearsal)
-    r = int(chosen_r.removeprefix("rehearsal-r"))
+    r = int(chosen_r.removeprefix("rehearsal-r").removesuffix(args.tag))
     runs["rehearsal"] = rehearsal[chosen_r]
     distill = {
         f"distill-r{r}-w{w:g}": cont(
@@ -162,6 +172,10 @@ def main() -> int:
         for w in args.distill
     }
     runs["rehearsal + distillation"] = distill[choose(distill)]
+    if args.dev_only:
+        for name in ("retrain", "naive"):
+            print(f"  dev {name}: {accuracies(runs[name][0], dev, old, new)}", flush=True)
+        return 0
 
     # Test, read once, for the chosen settings only.
     test = pd.read_csv(DATA / "test.csv")

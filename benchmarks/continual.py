@@ -18,7 +18,7 @@ on all, training seconds (``train_seconds`` of run.json) and its share of the re
 Runs already in ``--out`` are reused, so a killed benchmark goes on where it stopped.
 
     .venv/bin/python benchmarks/continual.py                          # 2 epochs, R in {10, 20}, W in {1}
-    .venv/bin/python benchmarks/continual.py --rehearsal 20 --set train.class_weights=true --tag=-cw --dev-only
+  .venv/bin/python benchmarks/continual.py --rehearsal 20 --set train.class_weights=true --tag=-cw --dev-only
     .venv/bin/python benchmarks/continual.py --rows-per-class 8 --epochs 1 --model TINY --out /tmp/c  # smoke
 """
 

@@ -323,3 +323,40 @@ def test_ewc_lowers_the_fisher_weighted_distance_to_the_previous_weights(
     assert summary["continual"]["ewc"] == 1000
     without = _continue(run, new_csv, tmp_path, "train.epochs=10")[1]
     assert penalty(with_ewc).item() < 0.5 * penalty(without).item()
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
+
+
+def test_a_killed_continued_run_resumes_to_the_uninterrupted_result(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """The saved config names the previous run, so a resume rebuilds the grown model, the rehearsal
+    rows and the penalty before its checkpoint loads."""
+    from safetensors.torch import load_file
+
+    from tunelab.train import loop as train_loop
+
+    run, _ = first
+    base = [f"data.train={new_csv}", f"output_dir={tmp_path}", "train.epochs=2", "train.checkpoint_steps=3"]
+    base.append("continual.distill=1")
+    reference = tunelab.train(from_run=run, overrides=[*base, "name=ref"], show_progress=False)
+    original = train_loop.save_checkpoint
+
+    def die_after(*args, **kwargs) -> None:
+        original(*args, **kwargs)
+        raise _Killed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", die_after)
+        with pytest.raises(_Killed):
+            tunelab.train(from_run=run, overrides=[*base, "name=killed"], show_progress=False)
+    resumed = tunelab.train(resume=tmp_path / "killed.partial", show_progress=False)
+    assert resumed.summary["continual"]["labels_added"] == [NEW]
+    assert LabelMap.load(resumed.run_dir / "labels.json").names == [*OLD, NEW]
+    want = load_file(str(reference.run_dir / "weights" / "model.safetensors"))
+    got = load_file(str(resumed.run_dir / "weights" / "model.safetensors"))
+    assert want.keys() == got.keys()
+    for key, value in want.items():
+        assert torch.allclose(got[key], value, atol=1e-6), key

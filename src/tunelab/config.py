@@ -78,6 +78,10 @@ class DataConfig:
     empty_text: str = "drop"
     # Token classification (CoNLL column files): which column holds the tags (-1: the last).
     tag_column: int = -1
+    # Labels that keep ids 0..n-1 in this order; training labels not among them are appended,
+    # sorted (null: all training labels, sorted). `tunelab train --from` sets it to the previous
+    # run's labels so that their ids stay stable (classification tasks; see tunelab.train.continual).
+    labels: list[str] | None = None
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -262,6 +266,44 @@ class AugmentConfig:
 
 
 @dataclass
+class ContinualConfig:
+    """Continual learning: continue a finished run with new rows and new labels (``train --from``).
+
+    Every run stores a stratified sample of its training rows (``rehearsal.jsonl``) so that a later
+    run can continue from it; see ``tunelab.train.continual``.
+    """
+
+    # The finished run to continue from (set by `tunelab train --from RUN`); null: a fresh run.
+    from_run: str | None = None
+    # Rows per label kept in the run folder, and replayed from the previous run's sample.
+    rehearsal: int = 20
+    # A total instead (spread evenly over the labels); null: `rehearsal` per label.
+    rehearsal_total: int | None = None
+    # Weight of the distillation penalty: the old labels' logits against the previous model's.
+    distill: float = 0.0
+    distill_temperature: float = 2.0
+    # Weight of the EWC penalty (elastic weight consolidation, Fisher from the rehearsal rows).
+    ewc: float = 0.0
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        _check(p, self.rehearsal >= 0, f"rehearsal={self.rehearsal} (use 0 or more rows per label)")
+        _check(
+            p,
+            self.rehearsal_total is None or self.rehearsal_total >= 0,
+            f"rehearsal_total={self.rehearsal_total} (use 0 or more rows, or null)",
+        )
+        _check(p, self.distill >= 0, f"distill={self.distill} (use a weight >= 0, e.g. 1.0)")
+        _check(
+            p,
+            self.distill_temperature > 0,
+            f"distill_temperature={self.distill_temperature} (use a positive number, e.g. 2)",
+        )
+        _check(p, self.ewc >= 0, f"ewc={self.ewc} (use a weight >= 0, e.g. 100)")
+        _raise_if(p, "continual")
+
+
+@dataclass
 class RunConfig:
     """A whole run: data, model, method and training recipe, plus where the run folder goes."""
 
@@ -270,6 +312,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
     output_dir: str = "runs"
     name: str | None = None
 
@@ -314,6 +357,7 @@ class RunConfig:
             "method": MethodConfig,
             "train": TrainConfig,
             "augment": AugmentConfig,
+            "continual": ContinualConfig,
         }
         for name, section_cls in section_types.items():
             value = raw.get(name) or {}

@@ -6,15 +6,20 @@ import argparse
 
 from tunelab.cli.config_args import add_config_arguments, config_and_overrides
 from tunelab.cli.output import headline_lines
+from tunelab.errors import ConfigError
 
 HELP = """examples:
   tunelab train configs/banking77.yaml
   tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
   tunelab train configs/banking77.yaml train.epochs=3 train.batch_size=16 name=quick
   tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
+  tunelab train --from runs/demo data.train=tickets.csv data.dev=dev.csv   # new rows and new labels
+  tunelab train --from runs/demo data.train=tickets.csv continual.rehearsal=50 continual.distill=1
 
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
-train.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.
+train.*, continual.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.
+--from RUN keeps RUN's settings and label ids (new labels are appended), replays a stratified sample
+of its training rows (continual.rehearsal per label) and names the new data with data.train=...
 """
 
 
@@ -33,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue an unfinished run (runs/<name>.partial) from its last checkpoint, or from the "
         "start with the same settings if it had none",
     )
+    p.add_argument(
+        "--from",
+        dest="from_run",
+        nargs="+",  # RUN, then its overrides: argparse cannot take positionals on both sides of it
+        metavar=("RUN", "key=value"),
+        help="continue a finished run with new rows and new labels (continual learning): its settings, "
+        "label ids and head are kept, plus data.train=... and other overrides",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -41,7 +54,18 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.train import train
 
     config, overrides = config_and_overrides(args)
-    result = train(config, overrides=overrides, resume=args.resume, show_progress=not args.quiet)
+    from_run = None
+    if args.from_run:
+        from_run, more = args.from_run[0], args.from_run[1:]
+        bad = [item for item in more if "=" not in item]
+        if bad:
+            raise ConfigError(
+                f"--from {from_run}: {bad[0]!r} is not a key=value override; give one run folder"
+            )
+        overrides = [*overrides, *more]
+    result = train(
+        config, overrides=overrides, resume=args.resume, from_run=from_run, show_progress=not args.quiet
+    )
     s = result.summary
     print(f"run: {result.run_dir}")
     print(

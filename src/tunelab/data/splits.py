@@ -92,7 +92,8 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
             single label is allowed (present or not is already two outcomes).
 
     Returns:
-        The splits, the label map (sorted training label names) and notes for the user.
+        The splits, the label map (sorted training label names, after ``cfg.labels`` when given)
+        and notes for the user.
 
     Raises:
         DataError: a file is missing or bad, a dev/test label is not in training, or a label has
@@ -150,6 +151,10 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
 def _label_map(names: list[str] | list[list[str]], cfg: DataConfig, *, multi_label: bool) -> LabelMap:
     flat = [n for row in names for n in row] if multi_label else names
     labels = LabelMap.from_names(flat, cfg.task)  # type: ignore[arg-type]
+    if cfg.labels:
+        # Given labels keep their ids (a continued run's earlier labels); new ones follow, sorted.
+        given = set(cfg.labels)
+        labels = LabelMap([*cfg.labels, *(n for n in labels.names if n not in given)], cfg.task)
     if not multi_label and len(labels) < 2:
         raise DataError(
             f"{cfg.train}: only one label ({labels.known()}) in column {cfg.label_column!r}; a classifier "

@@ -63,7 +63,9 @@ def hyperparameters(
     lr = t.learning_rate or default_learning_rate
     head = None
     if lr is not None:
-        head = head_learning_rate(dataclasses.replace(t, head_init=head_init or t.head_init), lr)
+        # A continued head (train --from) has new random rows: it learns as a random head does.
+        fitted = "probe" if (head_init or t.head_init) == "probe" else "random"
+        head = head_learning_rate(dataclasses.replace(t, head_init=fitted), lr)
     options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.method.options.items()))
     batch = f"{t.batch_size}" + (
         f" × {t.grad_accum_steps} accumulated = {t.batch_size * t.grad_accum_steps}"

@@ -11,6 +11,7 @@ Layout::
     labels.json     task and label names (id order)
     weights/        method-specific safetensors (full model, or adapter + head)
     tokenizer/      the tokenizer used for training
+    rehearsal.jsonl a stratified sample of the training rows, replayed by `train --from` (continual)
     metrics.json    dev/test metrics        report.md, report.html, plots/
     logs/           metrics.jsonl (every logged step), train.log        tb/  TensorBoard events
     checkpoints/    resume state while training (removed when the run finishes)

@@ -71,6 +71,7 @@ def train(
     *,
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
+    from_run: str | Path | None = None,
     show_progress: bool = True,
     train: Any = None,
     dev: Any = None,
@@ -84,6 +85,9 @@ def train(
         overrides: ``key=value`` strings applied on top (``train.epochs=3``, ``method=lora``).
         resume: an unfinished run folder (``runs/<name>.partial``) to continue from its last
             checkpoint; its saved config is used and ``config``/``overrides`` must be None.
+        from_run: a finished run to continue with new rows and new labels (continual learning,
+            ``tunelab.train.continual``): its config with the data files reset, plus ``overrides``
+            (``data.train=new.csv``); ``config`` must be None.
         show_progress: draw the progress bar and per-evaluation lines on stderr.
         train: the training data, instead of ``data.train``: a file path, a pandas DataFrame or a
             Hugging Face ``datasets.Dataset`` with the run's text and label columns (``text`` and
@@ -104,9 +108,15 @@ def train(
         >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     """
     if resume is not None:
-        if config is not None or overrides or any(v is not None for v in (train, dev, test)):
+        if (
+            config is not None
+            or overrides
+            or from_run is not None
+            or any(v is not None for v in (train, dev, test))
+        ):
             raise ConfigError(
-                "--resume continues a run with its saved config and data; give no config, overrides or data"
+                "--resume continues a run with its saved config and data; "
+                "give no config, overrides, --from or data"
             )
         run = find_unfinished_run(resume)
         previous = run.read_summary()
@@ -117,7 +127,16 @@ def train(
         cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
         restored = _checkpoint_step(run) is not None
     else:
-        cfg = load_config(config, overrides)
+        if from_run is not None:
+            if config is not None:
+                raise ConfigError(
+                    "--from continues a run with its saved config; give overrides, not a config"
+                )
+            from tunelab.train.continual import continued_config
+
+            cfg = continued_config(from_run, overrides)
+        else:
+            cfg = load_config(config, overrides)
         if any(value is not None for value in (train, dev, test)):
             from tunelab.train.frames import with_frames
 
@@ -144,11 +163,21 @@ def train(
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
+    continual = None
+    if cfg.continual.from_run is not None:  # train --from: the previous model, head grown, + rehearsal
+        from tunelab.train.continual_setup import Continuation
+
+        continual = Continuation.open(cfg, task, splits, model, stores_base=method.stores_base)
+        splits = continual.splits
+    # The stored sample a later --from replays (the rows before augmentation, rehearsal rows included).
+    sampled = splits.train
     # augment: EDA rows join the training split only (dev and test are already read or carved).
     splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     head_init, probe_accuracy = cfg.train.head_init, None
-    if cfg.train.head_init == "probe" and restored:
+    if continual is not None:
+        head_init = "continued"  # the old labels' head rows are trained already: no probe
+    elif cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.
         head_init = previous.get("head_init", "probe")
         probe_accuracy = previous.get("probe_train_accuracy")
@@ -160,9 +189,15 @@ def train(
         if math.isnan(probe_accuracy):  # the probe was skipped: the head is still the random one
             head_init, probe_accuracy = "random", None
     model = method.apply(model, options)
+    loss_term = method.loss_term
+    if continual is not None:
+        loss_term = continual.loss_term(model, loss_term, tokenizer)
     if run is None:
         run = RunFolder.create(cfg.output_dir, cfg.name)
         cfg.save(run.config_json)
+    from tunelab.train.continual import write_rehearsal
+
+    write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)
     handler = _setup_file_log(run.logs / "train.log")
     try:
         return _train_in(
@@ -180,6 +215,8 @@ def train(
             base_fingerprint=base_fingerprint,
             augmentation=augmentation,
             precision=precision,
+            loss_term=loss_term,
+            continual=continual.summary() if continual is not None else None,
             resume=resume is not None,
             show_progress=show_progress,
             on_evaluate=on_evaluate,
@@ -205,6 +242,8 @@ def _train_in(
     base_fingerprint: str | None,
     augmentation: dict[str, Any] | None,
     precision: Precision,
+    loss_term: Callable[[torch.nn.Module], torch.Tensor] | None,
+    continual: dict[str, Any] | None,
     resume: bool,
     show_progress: bool,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
@@ -256,8 +295,9 @@ def _train_in(
     log = MetricsLog(run.metrics_log, run.tensorboard, resume_step=resume_step)
     setup = LoopSetup(
         train=enc_train,
-        # The head's learning rate follows the head it really has (a skipped probe leaves a random one).
-        cfg=dataclasses.replace(cfg.train, head_init=head_init),
+        # The head's learning rate follows the head it really has (a skipped probe leaves a random one;
+        # a continued head's new rows are random too: train.head_learning_rate sets it otherwise).
+        cfg=dataclasses.replace(cfg.train, head_init="random" if head_init == "continued" else head_init),
         task=task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,
@@ -268,7 +308,7 @@ def _train_in(
         show_progress=show_progress,
         on_step=method.on_step,
         on_train_begin=method.on_train_begin,
-        loss_term=method.loss_term,
+        loss_term=loss_term,
         on_evaluate=on_evaluate,
         precision=precision.name,
     )
@@ -317,6 +357,7 @@ def _train_in(
             "test": len(splits.test) if splits.test is not None else 0,
         },
         "augmentation": augmentation,  # augment: rows made and kept (train rows include them)
+        "continual": continual,  # train --from: the previous run, labels added, rehearsal rows, penalties
         "threshold": threshold,
         "head_init": head_init,
         "probe_train_accuracy": probe_accuracy,

@@ -1,0 +1,229 @@
+"""Continual learning on BANKING77: 60 intents first, then the other 17 from their own data.
+
+The 77 intents are split once (seeded): 17 *new* intents, 60 *old* ones. 10% of each intent's
+training rows are held out as dev (seeded, stratified); test is BANKING77's test file, read
+once at the end for the chosen settings only. Runs (all ``configs/banking77.yaml``: full
+fine-tuning of MiniLM, max_length 64, batch 32, lr 5e-5, probe head; ``train.epochs`` as given):
+
+    first      the old intents' training rows (dev: their dev rows); stores its rehearsal sample
+    naive      tunelab train --from first, the new intents' rows only, continual.rehearsal=0
+    rehearsal  --from first, the new rows + R stored rows per old intent, R chosen on dev
+    distill    rehearsal with the chosen R + continual.distill=W, W chosen on dev
+    retrain    from scratch on old + new rows (the upper bound)
+
+Every continued run selects its checkpoint on the dev rows of all 77 intents; the settings
+(R, W) are chosen by dev accuracy over the 77 intents. Reported: test accuracy on the old
+intents before (``first``) and after, forgetting (before - after), accuracy on the new intents and
+on all, training seconds (``train_seconds`` of run.json) and its share of the retraining time.
+Runs already in ``--out`` are reused, so a killed benchmark goes on where it stopped.
+
+    .venv/bin/python benchmarks/continual.py                          # 2 epochs, R in {10, 20}, W in {1}
+  .venv/bin/python benchmarks/continual.py --rehearsal 20 --set train.class_weights=true --tag=-cw --dev-only
+    .venv/bin/python benchmarks/continual.py --rows-per-class 8 --epochs 1 --model TINY --out /tmp/c  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "banking77"
+CONFIG = ROOT / "configs" / "banking77.yaml"
+N_NEW = 17
+
+
+def split_data(out: Path, *, seed: int, rows_per_class: int | None) -> tuple[list[str], list[str]]:
+    """Write the old/new/all train and dev CSVs into ``out``; returns (old intents, new intents)."""
+    train = pd.read_csv(DATA / "train.csv")
+    intents = sorted(train["category"].unique())
+    rng = random.Random(seed)
+    new = sorted(rng.sample(intents, N_NEW))
+    old = [i for i in intents if i not in new]
+    parts: dict[str, list[pd.DataFrame]] = {"train": [], "dev": []}
+    for _, rows in train.groupby("category", sort=True):
+        rows = rows.sample(frac=1.0, random_state=seed)
+        n_dev = max(1, round(0.1 * len(rows)))
+        dev, rest = rows.iloc[:n_dev], rows.iloc[n_dev:]
+        if rows_per_class is not None:
+            rest = rest.iloc[:rows_per_class]
+        parts["dev"].append(dev)
+        parts["train"].append(rest)
+    for split, frames in parts.items():
+        table = pd.concat(frames)
+        table[table["category"].isin(old)].to_csv(out / f"old_{split}.csv", index=False)
+        table[table["category"].isin(new)].to_csv(out / f"new_{split}.csv", index=False)
+        table.to_csv(out / f"all_{split}.csv", index=False)
+    return old, new
+
+
+def train(out: Path, name: str, args: list[str]) -> tuple[Path, dict[str, Any]]:
+    """``tunelab train ARGS name=NAME``; a run already in ``out`` is reused."""
+    run = out / "runs" / name
+    if not (run / "run.json").is_file() or json.loads((run / "run.json").read_text())["status"] != "finished":
+        cmd = [
+            sys.executable,
+            "-m",
+            "tunelab.cli.main",
+            "train",
+            *args,
+            f"name={name}",
+            f"output_dir={out / 'runs'}",
+        ]
+        print("$", " ".join(cmd), flush=True)
+        start = time.perf_counter()
+        subprocess.run([*cmd, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+        print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return run, json.loads((run / "run.json").read_text(encoding="utf-8"))
+
+
+def accuracies(run: Path, table: pd.DataFrame, old: list[str], new: list[str]) -> dict[str, float]:
+    """Accuracy on the rows of old intents, of new intents (when the run knows them), and on all."""
+    from tunelab.inference.predictor import Predictor
+
+    predictor = Predictor.load(run)
+    known = set(predictor.labels.names)
+    rows = table[table["category"].isin(known)]
+    logits = predictor.logits(rows["text"].tolist())
+    predicted = pd.Series([predictor.labels.names[i] for i in logits.argmax(axis=1)], index=rows.index)
+    hit = predicted == rows["category"]
+    result = {"old": 100 * hit[rows["category"].isin(old)].mean()}
+    if set(new) <= known:
+        result["new"] = 100 * hit[rows["category"].isin(new)].mean()
+        result["all"] = 100 * hit.mean()
+    return {k: round(float(v), 2) for k, v in result.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-continual")
+    parser.add_argument("--epochs", type=float, default=2.0, help="train.epochs of every run")
+    parser.add_argument(
+        "--rehearsal", type=int, nargs="+", default=[10, 20], help="R candidates (rows per old intent)"
+    )
+    parser.add_argument("--distill", type=float, nargs="+", default=[1.0], help="W candidates")
+    parser.add_argument("--rows-per-class", type=int, default=None, help="train on at most N rows per intent")
+    parser.add_argument("--seed", type=int, default=0, help="which 17 intents are new, and the dev split")
+    parser.add_argument("--model", default=None, help="model.name instead of the config's (a smoke test)")
+    parser.add_argument("--set", nargs="*", default=[], help="more overrides of every continued run")
+    parser.add_argument("--tag", default="", help="appended to the continued runs' names (with --set)")
+    parser.add_argument("--dev-only", action="store_true", help="choose on dev and stop: no test read")
+    args = parser.parse_args()
+    out: Path = args.out
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    old, new = split_data(out, seed=args.seed, rows_per_class=args.rows_per_class)
+    print(f"new intents ({len(new)}): {', '.join(new)}", flush=True)
+    common = [f"train.epochs={args.epochs}", "train.patience=null", "data.test=null", "data.dev_size=0"]
+    common += [f"model.name={args.model}"] if args.model else []
+    dev_all = f"data.dev={out / 'all_dev.csv'}"
+    first, _ = train(
+        out,
+        "first",
+        [str(CONFIG), *common, f"data.train={out / 'old_train.csv'}", f"data.dev={out / 'old_dev.csv'}",
+         f"continual.rehearsal={max(args.rehearsal)}"],
+    )  # fmt: skip
+
+    def cont(name: str, *extra: str) -> tuple[Path, dict[str, Any]]:
+        argv = [
+            "--from",
+            str(first),
+            *common,
+            f"data.train={out / 'new_train.csv'}",
+            dev_all,
+            *args.set,
+            *extra,
+        ]
+        return train(out, name + args.tag, argv)
+
+    runs: dict[str, tuple[Path, dict[str, Any]]] = {}
+    runs["retrain"] = train(
+        out, "retrain", [str(CONFIG), *common, f"data.train={out / 'all_train.csv'}", dev_all]
+    )
+    runs["naive"] = cont("naive", "continual.rehearsal=0")
+    dev = pd.read_csv(out / "all_dev.csv")
+    selection: list[dict[str, Any]] = []
+
+    def choose(candidates: dict[str, tuple[Path, dict[str, Any]]]) -> str:
+        scored = {name: accuracies(run, dev, old, new) for name, (run, _) in candidates.items()}
+        for name, acc in scored.items():
+            selection.append({"run": name, "dev": acc, "train_seconds": candidates[name][1]["train_seconds"]})
+            print(f"  dev {name}: {acc}", flush=True)
+        return max(scored, key=lambda n: scored[n]["all"])
+
+    rehearsal = {
+        f"rehearsal-r{r}": cont(f"rehearsal-r{r}", f"continual.rehearsal={r}") for r in args.rehearsal
+    }
+    chosen_r = choose(rehearsal)
+    r = int(chosen_r.removeprefix("rehearsal-r").removesuffix(args.tag))
+    runs["rehearsal"] = rehearsal[chosen_r]
+    distill = {
+        f"distill-r{r}-w{w:g}": cont(
+            f"distill-r{r}-w{w:g}", f"continual.rehearsal={r}", f"continual.distill={w}"
+        )
+        for w in args.distill
+    }
+    runs["rehearsal + distillation"] = distill[choose(distill)]
+    if args.dev_only:
+        for name in ("retrain", "naive"):
+            print(f"  dev {name}: {accuracies(runs[name][0], dev, old, new)}", flush=True)
+        return 0
+
+    # Test, read once, for the chosen settings only.
+    test = pd.read_csv(DATA / "test.csv")
+    before = accuracies(first, test, old, new)["old"]
+    retrain_s = runs["retrain"][1]["train_seconds"]
+    results = []
+    for label, (run, summary) in runs.items():
+        acc = accuracies(run, test, old, new)
+        results.append(
+            {
+                "variant": label,
+                "run": run.name,
+                "old_before": before,
+                "old_after": acc["old"],
+                "forgetting": round(before - acc["old"], 2),
+                "new": acc["new"],
+                "all": acc["all"],
+                "train_rows": summary["rows"]["train"],
+                "train_seconds": summary["train_seconds"],
+                "share_of_retrain_time": round(summary["train_seconds"] / retrain_s, 3),
+            }
+        )
+    record = {
+        "epochs": args.epochs,
+        "rows_per_class": args.rows_per_class,
+        "seed": args.seed,
+        "new_intents": new,
+        "first_train_seconds": json.loads((first / "run.json").read_text())["train_seconds"],
+        "selection_on_dev": selection,
+        "test": results,
+    }
+    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(
+        "\n| variant | old before | old after | forgetting | new 17 | all 77 | train rows | train s | share |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for x in results:
+        print(
+            f"| {x['variant']} | {x['old_before']:.2f} | {x['old_after']:.2f} | {x['forgetting']:.2f} | "
+            f"{x['new']:.2f} | {x['all']:.2f} | {x['train_rows']} | {x['train_seconds']:.0f} | "
+            f"{x['share_of_retrain_time']:.2f} |"
+        )
+    print(
+        f"first (60 intents): {record['first_train_seconds']:.0f} s of training; see {out / 'results.json'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Continual learning: continue a finished run with new rows and new labels (``train --from RUN``).
+
+The continued run is an ordinary run folder. What makes it a continuation:
+
+- its config is the previous run's, with the data files reset (the new data is named on the
+  command line) and ``data.labels`` set to the previous run's labels, so their ids stay stable
+  and new labels are appended after them;
+- its model starts as the previous run's (adapters merged), with the head grown: the old rows
+  are copied, the new rows start as the base model's fresh head would (``grow_into``);
+- its training rows are the new rows plus *rehearsal* rows: a stratified sample of the previous
+  run's training rows, which every run stores in its folder (``rehearsal.jsonl``) for this;
+- optionally a distillation or EWC penalty is added to the loss
+  (``tunelab.train.continual_penalties``).
+
+Dropping labels is refused: every served client of the previous run relies on its label ids, and
+a label with no new rows is still learnt from its rehearsal rows. A run with fewer labels is a
+fresh run (``tunelab train`` without ``--from``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunelab.atomic import atomic_write_text
+from tunelab.config import ContinualConfig, RunConfig
+from tunelab.data import LabelMap, Splits
+from tunelab.data.dataset import Dataset
+from tunelab.errors import ConfigError, RunError
+
+REHEARSAL_FILE = "rehearsal.jsonl"
+
+
+def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunConfig:
+    """The previous run's config with its data files reset, its labels kept, and ``overrides`` on top.
+
+    Raises:
+        RunError: ``from_run`` is not a finished run folder.
+        ConfigError: an override changes the task or the base model (checked in ``open_previous``).
+    """
+    from tunelab.config import apply_override
+    from tunelab.runs.folder import free_name
+
+    run = _find(from_run)
+    raw = json.loads(run.config_json.read_text(encoding="utf-8"))
+    data = dict(raw.get("data") or {})
+    # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
+    data.update(train=None, dev=None, test=None, labels=LabelMap.load(run.labels_json).names)
+    raw["data"] = data
+    raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(from_run)}
+    raw["name"] = None
+    for item in overrides or []:
+        apply_override(raw, item)
+    if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
+        raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
+    return RunConfig.from_dict(raw)
+
+
+def _find(from_run: str | Path) -> Any:
+    from tunelab.runs import find_run
+
+    try:
+        return find_run(from_run)
+    except RunError as exc:
+        raise RunError(f"--from: {exc}") from None
+
+
+@dataclass
+class Previous:
+    """The run a continued run starts from."""
+
+    root: Path
+    config: RunConfig
+    labels: LabelMap
+    summary: dict[str, Any]
+
+    def model(self) -> nn.Module:
+        """Its trained model as inference loads it (adapters merged), in eval mode."""
+        from tunelab.inference.backends import LoadContext, model_loader, run_method
+        from tunelab.runs import RunFolder
+
+        ctx = LoadContext(
+            run=RunFolder(self.root), config=self.config, labels=self.labels, summary=self.summary
+        )
+        return run_method(ctx).load_for_inference(self.root / "weights", model_loader(ctx)).eval()
+
+
+def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previous:
+    """Check that ``cfg`` can continue ``cfg.continual.from_run`` with ``splits``; one-line errors.
+
+    Args:
+        cfg: the continued run's config.
+        splits: the continued run's data, as its task read it (with its label map).
+        stores_base: whether the continued run's method saves the whole model.
+    """
+    assert cfg.continual.from_run is not None
+    where, labels = cfg.continual.from_run, splits.labels
+    if not isinstance(splits.train, Dataset):
+        # Token classification keeps sentences of tagged words, not rows with labels: its label ids
+        # follow the tags seen, and rehearsal would need whole sentences. Not supported (README).
+        raise ConfigError(
+            f"--from {where}: data.task={labels.task} is not supported; continual learning works for "
+            "classification tasks (rows of text with labels)"
+        )
+    run = _find(where)
+    summary = run.read_summary()
+    if summary.get("format", "torch") != "torch":
+        raise RunError(
+            f"--from {where}: a {summary['format']} artifact cannot be trained; continue from the run it was "
+            "exported from"
+        )
+    previous = Previous(
+        root=run.root,
+        config=RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8"))),
+        labels=LabelMap.load(run.labels_json),
+        summary=summary,
+    )
+    if previous.labels.task != labels.task:
+        raise ConfigError(
+            f"--from {where}: that run is task {previous.labels.task}, this one {labels.task}; "
+            "continue with the same data.task"
+        )
+    if previous.config.model.name != cfg.model.name:
+        raise ConfigError(
+            f"--from {where}: that run was trained from model {previous.config.model.name}, this one asks "
+            f"for {cfg.model.name}; continue with the same model.name (or train a fresh run)"
+        )
+    if not stores_base:
+        raise ConfigError(
+            f"--from {where}: method={cfg.method.name} saves an adapter over the base model, but a continued "
+            "run starts from the previous run's weights; use method=full"
+        )
+    old = previous.labels.names
+    if labels.names[: len(old)] != old:
+        dropped = [n for n in old if n not in labels]
+        what = f"drops label(s) {', '.join(dropped[:5])}" if dropped else "reorders the labels"
+        raise ConfigError(
+            f"--from {where}: data.labels {what} of the previous run; a continued run keeps every "
+            f"label and its id (leave data.labels unset), a smaller label set needs a fresh run"
+            if dropped or cfg.data.labels
+            else f"--from {where}: data.task={labels.task} does not keep a given label order "
+            "(data.labels), so label ids would change: continual learning supports classification tasks"
+        )
+    return previous
+
+
+def stratified_sample(dataset: Dataset, *, per_class: int, total: int | None, seed: int) -> list[int]:
+    """Positions of a seeded sample with up to ``per_class`` rows of each label (in file order).
+
+    With ``total``, that many rows spread evenly over the labels instead (the first labels of a
+    seeded order get one more when it does not divide). A multi-label row counts for its first
+    label (rows without a label form one group of their own).
+    """
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, label in enumerate(dataset.labels or []):
+        key = (label[0] if label else None) if isinstance(label, list) else label
+        groups[key].append(i)
+    rng = random.Random(seed)
+    keys = sorted(groups, key=lambda k: (k is None, k if k is not None else 0))
+    quota = {k: per_class for k in keys}
+    if total is not None and keys:
+        base, extra = divmod(total, len(keys))
+        bonus = set(rng.sample(keys, extra))
+        quota = {k: base + (k in bonus) for k in keys}
+    chosen: list[int] = []
+    for key in keys:
+        rows = groups[key]
+        chosen.extend(rng.sample(rows, min(quota[key], len(rows))))
+    return sorted(chosen)
+
+
+def write_rehearsal(
+    folder: Path, dataset: Dataset, labels: LabelMap, cc: ContinualConfig, *, seed: int
+) -> int:
+    """Store the stratified sample of ``dataset`` a later ``--from`` replays; returns its row count.
+
+    Rows are JSON lines with the label *names* (``text``, ``label``, and ``text_pair`` for pair
+    tasks), so a continued run maps them onto its own, grown, label map.
+    """
+    if not isinstance(dataset, Dataset):  # token classification: no sample (see open_previous)
+        return 0
+    picked = stratified_sample(dataset, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
+    lines = []
+    for i in picked:
+        label = dataset.labels[i]  # type: ignore[index]
+        row: dict[str, Any] = {"text": dataset.texts[i]}
+        if dataset.text_pairs is not None:
+            row["text_pair"] = dataset.text_pairs[i]
+        row["label"] = [labels.names[j] for j in label] if isinstance(label, list) else labels.names[label]
+        lines.append(json.dumps(row, ensure_ascii=False))
+    atomic_write_text(folder / REHEARSAL_FILE, "".join(line + "\n" for line in lines))
+    return len(picked)
+
+
+def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *, seed: int) -> Dataset:
+    """The previous run's stored sample, up to ``cc.rehearsal`` rows a label (or ``rehearsal_total``).
+
+    Raises:
+        RunError: the run has no stored sample (trained before tunelab kept one) and rehearsal is on.
+    """
+    path = previous.root / REHEARSAL_FILE
+    empty = Dataset(texts=[], text_pairs=None, labels=[], source=str(path))
+    if cc.rehearsal == 0 and not cc.rehearsal_total:
+        return empty
+    if not path.is_file():
+        raise RunError(
+            f"--from {cc.from_run}: no {REHEARSAL_FILE} in that run (it was trained before tunelab stored a "
+            "rehearsal sample); set continual.rehearsal=0 to continue without rehearsal"
+        )
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
+    ids = [
+        [labels.id_of(n) for n in r["label"]] if isinstance(r["label"], list) else labels.id_of(r["label"])
+        for r in rows
+    ]
+    stored = Dataset(texts=[r["text"] for r in rows], text_pairs=pairs, labels=ids, source=str(path))
+    keep = stratified_sample(stored, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
+    return Dataset(
+        texts=[stored.texts[i] for i in keep],
+        text_pairs=[pairs[i] for i in keep] if pairs is not None else None,
+        labels=[ids[i] for i in keep],  # type: ignore[misc]
+        source=str(path),
+    )
+
+
+def with_rehearsal(splits: Splits, rehearsal: Dataset) -> Splits:
+    """``splits`` with the rehearsal rows appended to train (dev and test stay as they were read)."""
+    if not rehearsal.texts:
+        return splits
+    train = splits.train
+    if (train.text_pairs is None) != (rehearsal.text_pairs is None):
+        raise ConfigError(
+            f"{rehearsal.source}: text pairs in one of it and the new data only; use the same task"
+        )
+    merged = Dataset(
+        texts=[*train.texts, *rehearsal.texts],
+        text_pairs=None if train.text_pairs is None else [*train.text_pairs, *rehearsal.text_pairs],  # type: ignore[misc]
+        labels=[*(train.labels or []), *(rehearsal.labels or [])],  # type: ignore[misc]
+        source=train.source,
+    )
+    note = f"rehearsal: {len(rehearsal)} rows of the previous run's sample joined the training rows"
+    return replace(splits, train=merged, notes=[*splits.notes, note])
+
+
+@torch.no_grad()
+def grow_into(model: nn.Module, previous: nn.Module) -> None:
+    """Copy ``previous``'s weights into ``model``, whose head has as many or more labels.
+
+    ``model`` is the base model with a fresh head for the grown label list (the task built it);
+    every weight is replaced by the previous model's, except the new head rows, which keep their
+    fresh initialisation. A head tensor (L, ...) of the previous model fills rows 0..L-1.
+    """
+    old = previous.state_dict()
+    new = model.state_dict()
+    if set(old) != set(new):
+        missing = sorted(set(old) ^ set(new))[:3]
+        raise RunError(
+            f"--from: the previous run's model does not fit this one (weights {', '.join(missing)})"
+        )
+    for key, value in old.items():
+        target = new[key]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif value.dim() >= 1 and value.shape[1:] == target.shape[1:] and value.shape[0] <= target.shape[0]:
+            target[: value.shape[0]].copy_(value)  # the old labels' rows; the rest are new labels
+        else:
+            raise RunError(
+                f"--from: weight {key} is {tuple(value.shape)} in the previous run and "
+                f"{tuple(target.shape)} here"
+            )

@@ -1,0 +1,91 @@
+"""What ``train`` does differently for a continued run (``train --from``), in one object.
+
+``train`` builds the model and reads the data as for any run, then hands both to
+``Continuation.open``, which checks the previous run, grows the head, adds the rehearsal rows and
+later supplies the penalties; the loop itself does not know it is continuing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunelab.config import RunConfig
+from tunelab.data import Splits
+from tunelab.data.dataset import Dataset
+from tunelab.tasks import Task
+from tunelab.train.continual import Previous, grow_into, open_previous, read_rehearsal, with_rehearsal
+from tunelab.train.continual_penalties import EWC, Distillation, combined, fisher_of
+
+
+@dataclass
+class Continuation:
+    """The previous run, its model (the distillation teacher), and the splits with rehearsal rows."""
+
+    previous: Previous
+    teacher: nn.Module
+    splits: Splits
+    rehearsal: Dataset
+    cfg: RunConfig
+    task: Task
+
+    @classmethod
+    def open(
+        cls, cfg: RunConfig, task: Task, splits: Splits, model: nn.Module, *, stores_base: bool
+    ) -> Continuation:
+        """Check the previous run, put its weights into ``model`` (head grown), add rehearsal rows.
+
+        Raises:
+            RunError, ConfigError: the previous run cannot be continued so (one line each).
+        """
+        previous = open_previous(cfg, splits, stores_base=stores_base)
+        rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
+        teacher = previous.model()
+        grow_into(model, teacher)
+        return cls(previous, teacher, with_rehearsal(splits, rehearsal), rehearsal, cfg, task)
+
+    @property
+    def num_old(self) -> int:
+        return len(self.previous.labels)
+
+    def loss_term(
+        self,
+        model: nn.Module,
+        method_term: Callable[[nn.Module], torch.Tensor] | None,
+        tokenizer: Any,
+    ) -> Callable[[nn.Module], torch.Tensor] | None:
+        """The method's loss term plus the penalties ``continual.distill`` and ``continual.ewc`` ask for."""
+        cc = self.cfg.continual
+        terms = [method_term]
+        if cc.distill > 0:
+            distill = Distillation(
+                self.teacher,
+                self.task,
+                num_old=self.num_old,
+                weight=cc.distill,
+                temperature=cc.distill_temperature,
+            )
+            distill.attach(model)
+            terms.append(distill)
+        if cc.ewc > 0 and len(self.rehearsal):
+            sizes = {"max_length": self.cfg.model.max_length, "stride": self.cfg.model.stride}
+            enc = self.task.encode(tokenizer, self.rehearsal, **sizes)
+            fisher, anchor = fisher_of(self.teacher, model, enc, self.task, num_old=self.num_old)
+            terms.append(EWC(fisher, anchor, cc.ewc))
+        return combined(*terms)
+
+    def summary(self) -> dict[str, Any]:
+        """What run.json records of the continuation."""
+        cc = self.cfg.continual
+        return {
+            "from_run": str(self.previous.root),
+            "labels_before": self.num_old,
+            "labels_added": self.splits.labels.names[self.num_old :],
+            "rehearsal_rows": len(self.rehearsal),
+            "distill": cc.distill,
+            "ewc": cc.ewc,
+        }

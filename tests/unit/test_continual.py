@@ -1,0 +1,362 @@
+"""Continual learning (``tunelab train --from RUN``) on the tiny model: ids, head, rehearsal, errors."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.config import ContinualConfig, RunConfig
+from tunelab.data import LabelMap
+from tunelab.errors import ConfigError, RunError
+from tunelab.tasks import get_task
+from tunelab.train.continual import (
+    REHEARSAL_FILE,
+    Previous,
+    grow_into,
+    read_rehearsal,
+    stratified_sample,
+)
+from tunelab.train.continual_penalties import EWC, Distillation
+
+# The old labels sort after the new one: kept ids are visibly not the sorted order.
+OLD, NEW = ["sports", "weather"], "food"
+
+
+def _csv(path: Path, labels: list[str], per_class: int, seed: int, text_maker) -> Path:
+    rows = [{"text": t, "label": label} for label in labels for t in text_maker(label, per_class, seed)]
+    pd.DataFrame(rows).sample(frac=1.0, random_state=seed).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, training csv) of a finished 2-label run storing 5 rows per label."""
+    from conftest import make_texts, make_tiny_overrides
+
+    folder = tmp_path_factory.mktemp("continual")
+    train = _csv(folder / "old.csv", OLD, 20, 1, make_texts)
+    overrides = make_tiny_overrides(tiny_bert, train, None, folder / "runs", "name=first", epochs=3)
+    result = tunelab.train(overrides=[*overrides, "continual.rehearsal=5"], show_progress=False)
+    return result.run_dir, train
+
+
+@pytest.fixture
+def new_csv(tmp_path: Path, text_maker) -> Path:
+    return _csv(tmp_path / "new.csv", [NEW], 20, 2, text_maker)
+
+
+def _stored(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / REHEARSAL_FILE).read_text(encoding="utf-8").splitlines()]
+
+
+def test_every_run_stores_a_stratified_sample_of_its_training_rows(first) -> None:
+    run, train = first
+    stored = _stored(run)
+    assert Counter(r["label"] for r in stored) == {"sports": 5, "weather": 5}
+    # Training rows only: the carved dev rows never enter the sample.
+    texts = dict(zip(*pd.read_csv(train)[["text", "label"]].T.values, strict=True))
+    assert all(texts[r["text"]] == r["label"] for r in stored)
+    dev_rows = json.loads((run / "run.json").read_text())["rows"]["dev"]
+    assert dev_rows > 0 and len(stored) == 10
+
+
+def test_stratified_sample_is_seeded_and_per_class() -> None:
+    from tunelab.data.dataset import Dataset
+
+    data = Dataset(
+        texts=[str(i) for i in range(30)], text_pairs=None, labels=[0] * 20 + [1] * 7 + [2] * 3, source="x"
+    )
+    picked = stratified_sample(data, per_class=4, total=None, seed=1)
+    assert Counter(data.labels[i] for i in picked) == {0: 4, 1: 4, 2: 3}
+    assert picked == stratified_sample(data, per_class=4, total=None, seed=1)
+    assert picked != stratified_sample(data, per_class=4, total=None, seed=2)
+    spread = stratified_sample(data, per_class=4, total=7, seed=1)  # 7 over 3 labels: 3, 2, 2
+    assert sorted(Counter(data.labels[i] for i in spread).values()) == [2, 2, 3]
+
+
+def test_continuing_keeps_old_label_ids_and_adds_the_new_label(first, new_csv: Path, tmp_path: Path) -> None:
+    run, _ = first
+    result = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path}", "name=second", "train.epochs=2"],
+        show_progress=False,
+    )
+    assert LabelMap.load(result.run_dir / "labels.json").names == [*OLD, NEW]
+    summary = result.summary
+    assert summary["continual"]["labels_added"] == [NEW]
+    assert summary["continual"]["rehearsal_rows"] == 10
+    # The training rows are the new rows (minus the carved dev rows) plus the 10 rehearsal rows.
+    assert summary["rows"]["train"] == 20 - summary["rows"]["dev"] + 10
+    # An ordinary run: it predicts all three labels, and it stores its own sample for the next --from.
+    predictor = tunelab.load(result.run_dir)
+    assert predictor.logits(["pizza soup dinner"]).shape == (1, 3)
+    assert Counter(r["label"] for r in _stored(result.run_dir)) == {"sports": 5, "weather": 5, NEW: 5}
+
+
+def test_the_head_grows_with_the_old_rows_copied(first) -> None:
+    run, _ = first
+    task = get_task("single_label")
+    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    previous = Previous(
+        run, cfg, LabelMap.load(run / "labels.json"), json.loads((run / "run.json").read_text())
+    )
+    old_model = previous.model()
+    grown = task.build_model(Path(cfg.model.name), LabelMap([*OLD, NEW]), pooling="mean", seed=0)
+    fresh_row = grown.classifier.weight[2].detach().clone()
+    grow_into(grown, old_model)
+    assert grown.classifier.weight.shape[0] == 3
+    assert torch.equal(grown.classifier.weight[:2], old_model.classifier.weight)
+    assert torch.equal(grown.classifier.bias[:2], old_model.classifier.bias)
+    assert torch.equal(grown.classifier.weight[2], fresh_row)  # the new label's row: a fresh head row
+    for name, value in old_model.state_dict().items():
+        if not name.startswith("classifier."):
+            assert torch.equal(grown.state_dict()[name], value), name
+    # So before any training the grown model scores the old labels exactly as the old model did.
+    from tunelab.inference.forward import predict_logits
+
+    enc = tunelab.load(run).encode(["football match today", "rain and snow"])
+    grown_logits = predict_logits(grown, enc)
+    assert grown_logits.shape == (2, 3)
+    assert torch.allclose(
+        torch.from_numpy(grown_logits[:, :2]), torch.from_numpy(predict_logits(old_model, enc)), atol=1e-5
+    )
+
+
+def test_rehearsal_rows_come_from_the_stored_sample_stratified(first) -> None:
+    run, _ = first
+    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    previous = Previous(run, cfg, LabelMap.load(run / "labels.json"), {})
+    labels = LabelMap([*OLD, NEW])
+    stored = {r["text"]: r["label"] for r in _stored(run)}
+    rows = read_rehearsal(previous, labels, ContinualConfig(rehearsal=3), seed=0)
+    assert all(stored[t] == labels.names[i] for t, i in zip(rows.texts, rows.labels, strict=True))
+    assert Counter(labels.names[i] for i in rows.labels) == {"sports": 3, "weather": 3}
+    total = read_rehearsal(previous, labels, ContinualConfig(rehearsal_total=4), seed=0)
+    assert Counter(labels.names[i] for i in total.labels) == {"sports": 2, "weather": 2}
+    assert not read_rehearsal(previous, labels, ContinualConfig(rehearsal=0), seed=0).texts
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "fragment"),
+    [
+        (["data.task=multi_label"], ConfigError, "task single_label"),
+        (["data.labels=[sports]"], ConfigError, "drops label(s) weather"),
+        (["data.labels=[weather,sports]"], ConfigError, "reorders the labels"),
+        (["method=lora"], ConfigError, "use method=full"),
+    ],
+)
+def test_a_continuation_that_cannot_keep_the_old_model_is_refused_before_anything_is_written(
+    first, new_csv: Path, tmp_path: Path, extra: list[str], error: type, fragment: str
+) -> None:
+    run, _ = first
+    with pytest.raises(error) as info:
+        tunelab.train(
+            from_run=run, overrides=[f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", *extra]
+        )
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_another_base_model_is_refused(first, new_csv: Path, tmp_path: Path) -> None:
+    from tunelab.models.tiny import save_tiny_bert
+
+    other = save_tiny_bert(tmp_path / "other-bert")
+    overrides = [f"data.train={new_csv}", f"model.name={other}", f"output_dir={tmp_path / 'runs'}"]
+    with pytest.raises(ConfigError, match=r"trained from model .* continue with the same model\.name"):
+        tunelab.train(from_run=first[0], overrides=overrides)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_token_classification_runs_store_no_sample_and_cannot_be_continued(
+    tiny_bert: Path, tagged_jsonls: tuple[Path, Path], tiny_overrides, tmp_path: Path
+) -> None:
+    train, _ = tagged_jsonls
+    overrides = tiny_overrides(
+        tiny_bert, train, None, tmp_path / "runs", "data.task=token_classification", epochs=1
+    )
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    assert not (run / REHEARSAL_FILE).exists()
+    with pytest.raises(ConfigError, match=r"data\.task=token_classification is not supported"):
+        tunelab.train(from_run=run, overrides=[f"data.train={train}", f"output_dir={tmp_path / 'more'}"])
+    assert not (tmp_path / "more").exists()
+
+
+def test_a_run_without_a_stored_sample_needs_rehearsal_off(first, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "old-run"
+    shutil.copytree(first[0], copy)
+    (copy / REHEARSAL_FILE).unlink()
+    cfg = RunConfig.from_dict(json.loads((copy / "config.json").read_text()))
+    previous = Previous(copy, cfg, LabelMap.load(copy / "labels.json"), {})
+    with pytest.raises(RunError, match=r"continual\.rehearsal=0"):
+        read_rehearsal(previous, LabelMap([*OLD, NEW]), ContinualConfig(from_run=str(copy)), seed=0)
+    assert not read_rehearsal(previous, LabelMap([*OLD, NEW]), ContinualConfig(rehearsal=0), seed=0).texts
+
+
+def test_cli_from_a_folder_that_is_not_a_run_is_one_error_line(
+    tmp_path: Path, new_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notarun").mkdir()
+    assert main(["train", "--from", str(tmp_path / "notarun"), f"data.train={new_csv}", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --from: ") and "not a run folder" in err
+
+
+def test_from_with_a_config_file_is_refused(first, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="give overrides, not a config"):
+        tunelab.train(tmp_path / "x.yaml", from_run=first[0])
+
+
+class _Linear(nn.Module):
+    """A stand-in classifier: ``model(x=...)`` returns an object with ``.logits``, as HF models do."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(4, n)
+
+    def forward(self, x: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.classifier(x))
+
+
+def test_distillation_pulls_the_old_logits_towards_the_previous_model() -> None:
+    torch.manual_seed(0)
+    teacher, student = _Linear(2), _Linear(3)
+    grow_into(student, teacher)
+    term = Distillation(teacher, get_task("single_label"), num_old=2, weight=2.0, temperature=2.0)
+    term.attach(student)
+    x = torch.randn(5, 4)
+    student.train()
+    student(x=x)
+    at_teacher = term(student)
+    at_teacher.backward()
+    # Identical old logits: the term is at its minimum (no gradient), whatever the new row does.
+    assert student.classifier.weight.grad[:2].abs().max() < 1e-6
+    with torch.no_grad():
+        student.classifier.weight[:2] += torch.randn(2, 4)
+    student(x=x)
+    assert term(student) > at_teacher
+    student.eval()  # evaluation forwards are not kept
+    with torch.no_grad():
+        student(x=x)
+    assert term._batch is None
+
+
+def test_ewc_is_zero_at_the_old_weights_and_grows_with_the_distance() -> None:
+    model = _Linear(2)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fisher = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    term = EWC(fisher, anchor, weight=4.0)
+    assert term(model).item() == 0.0
+    with torch.no_grad():
+        model.classifier.bias += 1.0  # two parameters moved by 1: 0.5 * 4 * (1 + 1)
+    assert term(model).item() == pytest.approx(4.0)
+
+
+def test_an_adapter_run_is_continued_merged_with_method_full(
+    tiny_bert: Path, tiny_overrides, new_csv: Path, tmp_path: Path, text_maker
+) -> None:
+    train = _csv(tmp_path / "old.csv", OLD, 12, 3, text_maker)
+    overrides = tiny_overrides(tiny_bert, train, None, tmp_path / "runs", "method=lora", epochs=1)
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    with pytest.raises(ConfigError, match="use method=full"):  # the run's config says lora
+        tunelab.train(from_run=run, overrides=[f"data.train={new_csv}"])
+    result = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", "method=full", "train.epochs=1"],
+        show_progress=False,
+    )
+    assert LabelMap.load(result.run_dir / "labels.json").names == [*OLD, NEW]
+    assert tunelab.load(result.run_dir).logits(["rain"]).shape == (1, 3)
+
+
+def _continue(run: Path, new_csv: Path, out: Path, *extra: str) -> tuple[dict, nn.Module]:
+    """A 2-epoch continuation of ``run`` (same data, seed and steps each time): summary and model."""
+    overrides = [f"data.train={new_csv}", f"output_dir={out}", "train.epochs=2", *extra]
+    result = tunelab.train(from_run=run, overrides=overrides, show_progress=False)
+    return result.summary, tunelab.load(result.run_dir).model
+
+
+def test_distillation_keeps_the_continued_encoder_closer_to_the_previous_one(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    run, _ = first
+    previous = tunelab.load(run).model.state_dict()
+
+    def moved(model: nn.Module) -> float:
+        after = model.state_dict()
+        return sum(float((after[k] - v).pow(2).sum()) for k, v in previous.items() if "classifier" not in k)
+
+    summary, distilled = _continue(run, new_csv, tmp_path, "continual.distill=50")
+    assert summary["continual"]["distill"] == 50
+    assert moved(distilled) < 0.5 * moved(_continue(run, new_csv, tmp_path)[1])
+
+
+def test_ewc_lowers_the_fisher_weighted_distance_to_the_previous_weights(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """What EWC minimises, measured with the same Fisher: smaller with the penalty than without."""
+    from tunelab.models import load_tokenizer
+    from tunelab.train.continual_penalties import fisher_of
+
+    run, _ = first
+    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    previous = Previous(
+        run, cfg, LabelMap.load(run / "labels.json"), json.loads((run / "run.json").read_text())
+    )
+    teacher, task = previous.model(), get_task("single_label")
+    rows = read_rehearsal(previous, previous.labels, ContinualConfig(rehearsal=5), seed=cfg.train.seed)
+    enc = task.encode(load_tokenizer(run / "tokenizer"), rows, max_length=32, stride=0)
+    # AdamW moves every weight by about the learning rate a step whatever the penalty, so EWC keeps
+    # them within that of the old ones: a difference that shows over more steps than a drift can.
+    summary, with_ewc = _continue(run, new_csv, tmp_path, "continual.ewc=1000", "train.epochs=10")
+    penalty = EWC(*fisher_of(teacher, with_ewc, enc, task, num_old=2), weight=1.0)  # head left out
+    assert summary["continual"]["ewc"] == 1000
+    without = _continue(run, new_csv, tmp_path, "train.epochs=10")[1]
+    assert penalty(with_ewc).item() < 0.5 * penalty(without).item()
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
+
+
+def test_a_killed_continued_run_resumes_to_the_uninterrupted_result(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """The saved config names the previous run, so a resume rebuilds the grown model, the rehearsal
+    rows and the penalty before its checkpoint loads."""
+    from safetensors.torch import load_file
+
+    from tunelab.train import loop as train_loop
+
+    run, _ = first
+    base = [f"data.train={new_csv}", f"output_dir={tmp_path}", "train.epochs=2", "train.checkpoint_steps=3"]
+    base.append("continual.distill=1")
+    reference = tunelab.train(from_run=run, overrides=[*base, "name=ref"], show_progress=False)
+    original = train_loop.save_checkpoint
+
+    def die_after(*args, **kwargs) -> None:
+        original(*args, **kwargs)
+        raise _Killed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", die_after)
+        with pytest.raises(_Killed):
+            tunelab.train(from_run=run, overrides=[*base, "name=killed"], show_progress=False)
+    resumed = tunelab.train(resume=tmp_path / "killed.partial", show_progress=False)
+    assert resumed.summary["continual"]["labels_added"] == [NEW]
+    assert LabelMap.load(resumed.run_dir / "labels.json").names == [*OLD, NEW]
+    want = load_file(str(reference.run_dir / "weights" / "model.safetensors"))
+    got = load_file(str(resumed.run_dir / "weights" / "model.safetensors"))
+    assert want.keys() == got.keys()
+    for key, value in want.items():
+        assert torch.allclose(got[key], value, atol=1e-6), key

@@ -78,6 +78,10 @@ class DataConfig:
     empty_text: str = "drop"
     # Token classification (CoNLL column files): which column holds the tags (-1: the last).
     tag_column: int = -1
+    # Few-shot: train on at most this many rows per label, a seeded stratified sample of the
+    # training rows left after dev/test were carved (tunelab.data.shots); null: all rows.
+    shots: int | None = None
+    shots_seed: int | None = None  # null: split_seed
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -101,6 +105,11 @@ class DataConfig:
             "header=false needs column_names (e.g. [sentence, label])",
         )
         _check(p, bool(self.label_delimiter), "label_delimiter must not be empty")
+        _check(
+            p,
+            self.shots is None or (isinstance(self.shots, int) and self.shots >= 1),
+            f"shots={self.shots} (use a number of examples per label such as 8, or null for all rows)",
+        )
         _raise_if(p, "data")
 
 

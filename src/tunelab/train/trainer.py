@@ -145,6 +145,8 @@ def train(
     # augment: EDA rows join the training split only (dev and test are already read or carved).
     splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
+    if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
+        splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))
     head_init, probe_accuracy = cfg.train.head_init, None
     if cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.

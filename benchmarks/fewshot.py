@@ -14,6 +14,8 @@ Two stages, so that the recipe is never chosen on test:
 
     --stage dev    every recipe in --recipes on the dev split (no test file is read)
     --stage test   the chosen --recipe, test accuracy (3,080 texts), read once at the end
+    --stage both   dev (--dev-shots, --dev-seeds), then test with the recipe of the best mean
+                   dev accuracy (ties: the first listed), in one command
 
 Prints mean, standard deviation, min and max over the seeds, and the paired gain over the
 baseline. Results are appended to ``<out>/results.jsonl`` as they come; a rerun skips the
@@ -44,9 +46,10 @@ sys.path.insert(0, str(ROOT / "src"))
 # stopping, a one-epoch head-only loop after the logistic-regression head (it starts at its optimum).
 BASE = ["method=setfit", "data.dev_size=0.1", "data.split_seed=42", "train.epochs=1", "train.patience=null"]
 RECIPES: dict[str, list[str]] = {
-    "p4n4": ["method.positives=4", "method.negatives=4"],
-    "p10n10": ["method.positives=10", "method.negatives=10"],
-    "p4n4-lr5e-5": ["method.positives=4", "method.negatives=4", "method.learning_rate=5e-5"],
+    # pairs per row (positives, negatives); head: only the head trains in the loop (SetFit's default)
+    "p4n4-head": ["method.positives=4", "method.negatives=4", "method.end_to_end=false"],
+    "p4n4": ["method.positives=4", "method.negatives=4", "method.end_to_end=true"],
+    "p8n8": ["method.positives=8", "method.negatives=8", "method.end_to_end=true"],
 }
 
 
@@ -140,7 +143,11 @@ def report(results: Path, stage: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("dev", "test"), required=True)
+    parser.add_argument("--stage", choices=("dev", "test", "both"), required=True)
+    parser.add_argument("--dev-shots", nargs="+", type=int, default=[8], help="both: shots for the dev stage")
+    parser.add_argument(
+        "--dev-seeds", nargs="+", type=int, default=[100], help="both: seeds for the dev stage"
+    )
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help="dev stage: recipes to compare")
     parser.add_argument("--recipe", default="p4n4", help="test stage: the recipe chosen on dev")
     parser.add_argument("--shots", nargs="+", type=int, default=[8, 16])
@@ -148,25 +155,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-fewshot")
     args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # progress on stderr
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
-    done = _done(results)
     baseline = Baseline()
+    if args.stage == "both":
+        run_stage(args, results, baseline, "dev", args.recipes, args.dev_shots, args.dev_seeds)
+        report(results, "dev")
+        args.recipe = best_recipe(results, args.recipes)
+        print(f"\nchosen on dev: {args.recipe}", flush=True)
+        args.stage = "test"
     recipes = args.recipes if args.stage == "dev" else [args.recipe]
-    split = args.stage
-    for shots in args.shots:
-        for seed in args.seeds:
+    run_stage(args, results, baseline, args.stage, recipes, args.shots, args.seeds)
+    report(results, args.stage)
+    return 0
+
+
+def best_recipe(results: Path, recipes: list[str]) -> str:
+    """The recipe with the highest mean dev accuracy (the first listed on a tie)."""
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    means = {
+        r: statistics.mean(x["setfit"] for x in rows if x["stage"] == "dev" and x["recipe"] == r)
+        for r in recipes
+        if any(x["stage"] == "dev" and x["recipe"] == r for x in rows)
+    }
+    return max(means, key=lambda r: (means[r], -recipes.index(r)))
+
+
+def run_stage(
+    args: argparse.Namespace,
+    results: Path,
+    baseline: Baseline,
+    stage: str,
+    recipes: list[str],
+    shots_list: list[int],
+    seeds: list[int],
+) -> None:
+    done = _done(results)
+    split = stage
+    # Seed by seed, both sizes each: a benchmark cut short still has every size at some seeds.
+    for seed in seeds:
+        for shots in shots_list:
             for recipe in recipes:
-                if (args.stage, recipe, shots, seed) in done:
+                if (stage, recipe, shots, seed) in done:
                     continue
-                overrides = _overrides(args.stage, recipe, shots, seed, args.set)
+                overrides = _overrides(stage, recipe, shots, seed, args.set)
                 started = time.perf_counter()
-                name = f"{args.stage}-{recipe}-{shots}shot-seed{seed}"
+                name = f"{stage}-{recipe}-{shots}shot-seed{seed}"
                 acc, summary = setfit_accuracy(overrides, args.out, name, split)
                 seconds = time.perf_counter() - started
                 base = baseline.accuracy(overrides, split, seed)
                 row = {
-                    "stage": args.stage,
+                    "stage": stage,
                     "recipe": recipe,
                     "shots": shots,
                     "seed": seed,

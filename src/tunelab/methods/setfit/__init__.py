@@ -8,9 +8,10 @@ The recipe, in the three places the training run already has for it:
    number grows linearly with the rows and not with labels squared (``pairs.py``).
 2. ``train.head_init: probe`` (the default) then fits the head as a logistic regression on the
    tuned encoder's embeddings, as SetFit does (``tunelab.train.head_init``).
-3. ``apply`` freezes the encoder (``end_to_end: false``, SetFit's default), so the ordinary loop
-   only refines that linear head; ``end_to_end: true`` trains everything, SetFit's end-to-end
-   option. A short loop (``train.epochs=1``) is enough: the head starts at the probe's optimum.
+3. The ordinary loop then fine-tunes the whole model from there with the task's loss (SetFit's
+   end-to-end option, ``end_to_end: true``, the default here), or only refines that linear head
+   (``end_to_end: false``, SetFit's own default). A short loop (``train.epochs=1``) is enough:
+   the head starts at the probe's optimum.
 
 The run stores the whole model, like ``full``: a plain ``save_pretrained`` classifier that
 ``tunelab eval``, ``predict``, ``export`` and ``serve`` handle like any other run.
@@ -48,7 +49,7 @@ class SetFitConfig:
         epochs: passes over the pairs.
         learning_rate: the encoder's learning rate in the contrastive stage (SetFit's 2e-5).
         batch_size: pairs per step (each pair is two texts).
-        end_to_end: also train the encoder in the loop after the head is fitted.
+        end_to_end: also train the encoder in the loop after the head is fitted (else the head only).
     """
 
     positives: int = 4
@@ -57,7 +58,7 @@ class SetFitConfig:
     epochs: float = 1.0
     learning_rate: float = 2e-5
     batch_size: int = 16
-    end_to_end: bool = False
+    end_to_end: bool = True
 
     def __post_init__(self) -> None:
         p = Problems("setfit")

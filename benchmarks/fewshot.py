@@ -49,7 +49,12 @@ RECIPES: dict[str, list[str]] = {
     # pairs per row (positives, negatives); head: only the head trains in the loop (SetFit's default)
     "p4n4-head": ["method.positives=4", "method.negatives=4", "method.end_to_end=false"],
     "p4n4": ["method.positives=4", "method.negatives=4", "method.end_to_end=true"],
-    "p8n8": ["method.positives=8", "method.negatives=8", "method.end_to_end=true"],
+    "p4n4-lr1e-4-head": [
+        "method.positives=4",
+        "method.negatives=4",
+        "method.learning_rate=1e-4",
+        "method.end_to_end=false",
+    ],
 }
 
 

@@ -131,3 +131,11 @@ def test_setfit_tunes_the_encoder_and_the_run_reloads_and_predicts(
     metrics = json.loads((setfit_run / "metrics.json").read_text(encoding="utf-8"))
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
     assert accuracy > 0.6  # 3 labels: chance is 1/3
+
+
+def test_shots_is_refused_for_token_classification(tagged_jsonls: tuple[Path, Path]) -> None:
+    from tunelab.data import load_splits
+
+    cfg = DataConfig(train=str(tagged_jsonls[0]), task="token_classification", shots=4)
+    with pytest.raises(DataError, match="classification only"):
+        load_splits(cfg)

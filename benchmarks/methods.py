@@ -74,7 +74,11 @@ METHODS: dict[str, list[str]] = {
     "prefix": ["method=prefix"],
     "houlsby": ["method=adapter", "method.kind=houlsby"],
     "pfeiffer": ["method=adapter", "method.kind=pfeiffer"],
+    "setfit": ["method=setfit"],
 }
+# SetFit draws its pairs by label, so it refuses token classification; its few-shot figures are
+# benchmarks/fewshot.py's.
+SINGLE_LABEL_ONLY = {"setfit"}
 
 
 def weights_size_mb(run: Path) -> float:
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets:
         dataset, rows = DATASETS[name], []
         for method in methods:
+            if method in SINGLE_LABEL_ONLY and name == "conll2003":
+                continue
             rows.append(run_one(dataset, method, args, out))
             results[name] = {"rows": rows}
             if args.json:

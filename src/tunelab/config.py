@@ -82,6 +82,10 @@ class DataConfig:
     # sorted (null: all training labels, sorted). `tunelab train --from` sets it to the previous
     # run's labels so that their ids stay stable (classification tasks; see tunelab.train.continual).
     labels: list[str] | None = None
+    # Few-shot: train on at most this many rows per label, a seeded stratified sample of the
+    # training rows left after dev/test were carved (tunelab.data.shots); null: all rows.
+    shots: int | None = None
+    shots_seed: int | None = None  # null: split_seed
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -105,6 +109,11 @@ class DataConfig:
             "header=false needs column_names (e.g. [sentence, label])",
         )
         _check(p, bool(self.label_delimiter), "label_delimiter must not be empty")
+        _check(
+            p,
+            self.shots is None or (isinstance(self.shots, int) and self.shots >= 1),
+            f"shots={self.shots} (use a number of examples per label such as 8, or null for all rows)",
+        )
         _raise_if(p, "data")
 
 

@@ -12,6 +12,7 @@ HELP = """examples:
   tunelab train configs/banking77.yaml
   tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
   tunelab train configs/banking77.yaml train.epochs=3 train.batch_size=16 name=quick
+  tunelab train configs/banking77.yaml method=setfit data.shots=8 train.epochs=1 name=few   # 8 per intent
   tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
   tunelab train --from runs/demo data.train=tickets.csv data.dev=dev.csv   # new rows and new labels
   tunelab train --from runs/demo data.train=tickets.csv continual.rehearsal=50 continual.distill=1

@@ -145,6 +145,17 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
             held[what] = None
     train = pool.subset(keep)
     notes.insert(0, f"train: {len(train)} rows from {cfg.train}, {len(labels)} labels ({cfg.task})")
+    if cfg.shots is not None:
+        if multi_label:
+            raise DataError(
+                f"data.shots={cfg.shots}: few-shot sampling draws N rows per label, which needs one label "
+                "per row; remove data.shots for multi-label data"
+            )
+        from tunelab.data.shots import sample_shots
+
+        seed = cfg.split_seed if cfg.shots_seed is None else cfg.shots_seed
+        train, shot_notes = sample_shots(train, labels, cfg.shots, seed=seed)
+        notes.extend(shot_notes)
     return Splits(train=train, dev=held["dev"], test=held["test"], labels=labels, notes=notes)
 
 

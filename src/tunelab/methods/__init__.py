@@ -12,5 +12,6 @@ from tunelab.methods import lokr as _lokr  # noqa: F401  isort: skip
 from tunelab.methods import prompt as _prompt  # noqa: F401  isort: skip
 from tunelab.methods import prefix as _prefix  # noqa: F401  isort: skip
 from tunelab.methods import adapter as _adapter  # noqa: F401  isort: skip
+from tunelab.methods import setfit as _setfit  # noqa: F401  isort: skip
 
 __all__ = ["Method", "available_methods", "get_method", "register_method"]

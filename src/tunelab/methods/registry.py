@@ -100,6 +100,10 @@ class Method:
         cannot_merge: one sentence, why ``merge`` is None (shown by ``tunelab merge``).
         sharing: how adapters of this method share one base model in a server (``BaseSharing``);
             None (full fine-tuning, methods whose weights are not separable) loads each run whole.
+        before_training: ``before_training(model, train, options, seed) -> notes`` trains the
+            model on the method's own objective before the head is fitted (``train.head_init``)
+            and ``apply`` runs, with the encoded training rows (SetFit's contrastive stage); the
+            notes (lines) go to the run's log and summary. It runs again on a resume. None for most.
     """
 
     name: str
@@ -116,6 +120,7 @@ class Method:
     merge: Callable[[nn.Module], nn.Module] | None = None
     cannot_merge: str = "it defines no way to fold its weights into the base model"
     sharing: BaseSharing | None = None
+    before_training: Callable[[nn.Module, Any, Any, int], list[str]] | None = None
 
     @property
     def shares_base(self) -> bool:

@@ -174,6 +174,8 @@ def train(
     # augment: EDA rows join the training split only (dev and test are already read or carved).
     splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
+    if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
+        splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))
     head_init, probe_accuracy = cfg.train.head_init, None
     if continual is not None:
         head_init = "continued"  # the old labels' head rows are trained already: no probe

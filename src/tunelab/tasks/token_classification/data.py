@@ -119,6 +119,11 @@ def load_splits(data: DataConfig) -> Splits:
     """
     if not data.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.txt")
+    if data.shots is not None:
+        raise DataError(
+            f"data.shots={data.shots}: few-shot sampling draws N rows per label and applies to "
+            "classification only; remove data.shots for token classification"
+        )
     train = read_sentences(data.train, data, field="data.train")
     labels = label_map(train, data.train)
     pool = to_dataset(train, labels, data.train)

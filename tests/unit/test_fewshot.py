@@ -1,0 +1,141 @@
+"""Few-shot training: ``data.shots`` sampling per label and the ``setfit`` method on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tunelab
+from tunelab.config import DataConfig
+from tunelab.data.splits import read_splits
+from tunelab.errors import ConfigError, DataError
+from tunelab.methods import get_method
+from tunelab.methods.setfit.pairs import sample_pairs
+
+
+def _shots(train: Path, shots: int, seed: int | None, **extra: Any):
+    cfg = DataConfig(train=str(train), dev_size=0.0, shots=shots, shots_seed=seed, **extra)
+    return read_splits(cfg, multi_label=False)
+
+
+def _rows(splits) -> list[tuple[str, int]]:
+    return list(zip(splits.train.texts, splits.train.labels, strict=True))
+
+
+def test_shots_keeps_n_rows_of_every_label_and_the_seed_decides_which(train_csv: Path) -> None:
+    a, again, other = _shots(train_csv, 5, 1), _shots(train_csv, 5, 1), _shots(train_csv, 5, 2)
+    assert Counter(a.train.labels) == {0: 5, 1: 5, 2: 5}  # 20 rows per label in the file
+    assert _rows(a) == _rows(again)
+    assert Counter(other.train.labels) == {0: 5, 1: 5, 2: 5}
+    assert set(_rows(a)) != set(_rows(other))
+    full = set(_rows(_shots(train_csv, 1000, 1)))
+    assert set(_rows(a)) <= full and len(full) == 60  # a sample of the file's rows, nothing made up
+
+
+def test_shots_keeps_all_rows_of_a_short_label_and_says_so(tmp_path: Path) -> None:
+    rows = [(f"a text {i}", "big") for i in range(12)] + [(f"b text {i}", "small") for i in range(3)]
+    path = tmp_path / "train.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    splits = _shots(path, 8, None)
+    assert Counter(splits.labels.names[i] for i in splits.train.labels) == {"big": 8, "small": 3}
+    assert any("small (3)" in note and "keep all" in note for note in splits.notes)
+
+
+def test_shots_samples_after_the_dev_split_so_dev_does_not_depend_on_the_draw(train_csv: Path) -> None:
+    one = read_splits(
+        DataConfig(train=str(train_csv), dev_size=0.2, shots=4, shots_seed=1), multi_label=False
+    )
+    two = read_splits(
+        DataConfig(train=str(train_csv), dev_size=0.2, shots=4, shots_seed=2), multi_label=False
+    )
+    assert one.dev.texts == two.dev.texts
+    assert not set(one.train.texts) & set(one.dev.texts)
+
+
+def test_shots_is_refused_for_multi_label_and_bad_values(train_csv: Path) -> None:
+    with pytest.raises(DataError, match=r"data\.shots"):
+        read_splits(DataConfig(train=str(train_csv), dev_size=0.0, shots=4), multi_label=True)
+    with pytest.raises(ConfigError, match="shots=0"):
+        DataConfig(shots=0)
+
+
+def test_pairs_grow_with_rows_not_with_labels_squared() -> None:
+    labels = [label for label in range(77) for _ in range(16)]  # BANKING77 at 16 per label
+    pairs = sample_pairs(labels, positives=3, negatives=5, max_pairs=None, seed=0)
+    assert len(pairs) == len(labels) * 8
+    assert all((labels[p.a] == labels[p.b]) == (p.similar == 1.0) and p.a != p.b for p in pairs)
+    assert sum(p.similar for p in pairs) == len(labels) * 3
+    capped = sample_pairs(labels, positives=3, negatives=5, max_pairs=1000, seed=0)
+    assert len(capped) == 1000 and 0 < sum(p.similar for p in capped) < 1000
+    assert sample_pairs(labels, positives=3, negatives=5, max_pairs=None, seed=0) == pairs
+    assert sample_pairs(labels, positives=3, negatives=5, max_pairs=None, seed=1) != pairs
+
+
+def test_a_label_with_one_row_gets_no_positive_pair() -> None:
+    pairs = sample_pairs([0, 1, 1, 1], positives=2, negatives=2, max_pairs=None, seed=0)
+    assert not [p for p in pairs if p.similar == 1.0 and 0 in (p.a, p.b)]
+    assert len([p for p in pairs if p.a == 0]) == 2  # its two negatives
+
+
+def test_setfit_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="positives=0"):
+        get_method("setfit").parse_options({"positives": 0})
+
+
+@pytest.fixture(scope="module")
+def setfit_run(
+    tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path_factory: Any
+) -> Path:
+    train, test = labelled_csvs
+    out = tmp_path_factory.mktemp("setfit-runs")
+    overrides = tiny_overrides(
+        tiny_bert,
+        train,
+        test,
+        out,
+        "name=sf",
+        "method=setfit",
+        "method.learning_rate=0.005",  # the tiny random encoder needs large steps
+        "data.shots=8",
+        "data.dev_size=0",
+        epochs=1,
+    )
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+def test_setfit_tunes_the_encoder_and_the_run_reloads_and_predicts(
+    setfit_run: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    summary = json.loads((setfit_run / "run.json").read_text(encoding="utf-8"))
+    assert summary["rows"]["train"] == 24  # 8 per label, 3 labels
+    assert any(note.startswith("setfit: contrastive stage on 192 pairs") for note in summary["notes"])
+    log = (setfit_run / "logs" / "train.log").read_text(encoding="utf-8")
+    assert "few-shot: 8 rows per label" in log and "setfit: contrastive stage" in log
+    # The contrastive stage moved the encoder (the loop after it trains the head only).
+    base = load_file(str(tiny_bert / "model.safetensors"))
+    tuned = load_file(str(setfit_run / "weights" / "model.safetensors"))
+    key = next(k for k in tuned if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    base_key = next(k for k in base if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert not torch.equal(tuned[key], base[base_key])
+    # Reloaded from the folder, the model predicts what the run scored on test.
+    test = pd.read_csv(labelled_csvs[1])
+    predicted = [r["label"] for r in tunelab.load(setfit_run).predict(test["text"].tolist())]
+    accuracy = sum(p == t for p, t in zip(predicted, test["label"], strict=True)) / len(test)
+    metrics = json.loads((setfit_run / "metrics.json").read_text(encoding="utf-8"))
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"])
+    assert accuracy > 0.6  # 3 labels: chance is 1/3
+
+
+def test_shots_is_refused_for_token_classification(tagged_jsonls: tuple[Path, Path]) -> None:
+    from tunelab.data import load_splits
+
+    cfg = DataConfig(train=str(tagged_jsonls[0]), task="token_classification", shots=4)
+    with pytest.raises(DataError, match="classification only"):
+        load_splits(cfg)

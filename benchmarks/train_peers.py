@@ -8,6 +8,9 @@ the same held-out slice of train.csv (BANKING77 has no dev split; test.csv is ne
 - ``trainer``: ``transformers.Trainer`` as a user tuning it for speed would set it:
   ``train_sampling_strategy="group_by_length"``, ``DataCollatorWithPadding``, batch 32, max length
   64, torch threads as given (default 2); its default optimizer (fused AdamW); LoRA through peft.
+- ``trainer-bf16``: the same with ``bf16=True`` (Trainer's bf16 autocast on the CPU): not the
+  issue's baseline, measured so that the README can say how much of tunelab's lead is the precision
+  a Trainer user could also switch on.
 - ``tunelab``: ``tunelab.train`` with its defaults (what ``tunelab train`` runs: linear-probe head,
   length-grouped batches, ``train.precision=auto``), max length 64, batch 32, no dev split.
 - ``tunelab-fp32``: the same with ``train.precision=fp32`` (the accuracy reference for bf16).
@@ -40,7 +43,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
-RECIPES = ("plain", "trainer", "tunelab", "tunelab-fp32")
+RECIPES = ("plain", "trainer", "trainer-bf16", "tunelab", "tunelab-fp32")
 LEARNING_RATE = {"full": 5e-5, "lora": 1e-3}  # tunelab's method defaults, used by every recipe
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": ["query", "value"]}
 
@@ -123,7 +126,9 @@ def run_plain(args: argparse.Namespace, train: Any, dev: Any, labels: list[str],
     }
 
 
-def run_trainer(args: argparse.Namespace, train: Any, dev: Any, labels: list[str], path: Path) -> dict:
+def run_trainer(
+    args: argparse.Namespace, train: Any, dev: Any, labels: list[str], path: Path, *, bf16: bool = False
+) -> dict:
     from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -145,6 +150,7 @@ def run_trainer(args: argparse.Namespace, train: Any, dev: Any, labels: list[str
             warmup_steps=0.1,
             train_sampling_strategy="group_by_length",
             use_cpu=True,
+            bf16=bf16,  # trainer-bf16: Trainer's own bf16 autocast, what a user who knows the flag sets
             save_strategy="no",
             eval_strategy="no",
             logging_strategy="no",
@@ -219,8 +225,8 @@ def child(args: argparse.Namespace) -> None:
     path = resolve_model("minilm-l6").path
     if args.child == "plain":
         out = run_plain(args, train, dev, labels, path)
-    elif args.child == "trainer":
-        out = run_trainer(args, train, dev, labels, path)
+    elif args.child in ("trainer", "trainer-bf16"):
+        out = run_trainer(args, train, dev, labels, path, bf16=args.child == "trainer-bf16")
     else:
         out = run_tunelab(args, train, dev, "fp32" if args.child == "tunelab-fp32" else "auto")
     out["samples_per_s"] = args.samples * args.epochs / out["loop_s"]

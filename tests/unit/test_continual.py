@@ -360,3 +360,36 @@ def test_a_killed_continued_run_resumes_to_the_uninterrupted_result(
     assert want.keys() == got.keys()
     for key, value in want.items():
         assert torch.allclose(got[key], value, atol=1e-6), key
+
+
+def test_an_adapter_run_with_options_is_continued_with_method_full(
+    tiny_bert: Path, tiny_overrides, new_csv: Path, tmp_path: Path, text_maker
+) -> None:
+    """method=full, as the refusal advises, drops RUN's LoRA options instead of refusing them."""
+    train = _csv(tmp_path / "old.csv", OLD, 12, 3, text_maker)
+    overrides = tiny_overrides(
+        tiny_bert, train, None, tmp_path / "runs", "method=lora", "method.r=4", epochs=1
+    )
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    result = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", "method=full", "train.epochs=1"],
+        show_progress=False,
+    )
+    config = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["method"]["name"] == "full" and not config["method"].get("options")
+
+
+def test_the_continued_run_records_where_it_came_from_as_an_absolute_path(
+    first, new_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative --from is stored absolute, so --resume works from any directory."""
+    run, _ = first
+    monkeypatch.chdir(run.parent)
+    result = tunelab.train(
+        from_run=run.name,
+        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path}", "train.epochs=1"],
+        show_progress=False,
+    )
+    config = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["continual"]["from_run"] == str(run.resolve())

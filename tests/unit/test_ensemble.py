@@ -243,3 +243,8 @@ def test_calibration_matches_dev_labels_to_the_run_by_name(members, tmp_path, mo
     monkeypatch.setattr(calibration, "fit_temperature", spy)
     ensemble(members[:2], tmp_path / "ab")
     assert fitted_on[0] == by_name and len(set(by_name)) > 1
+
+
+def test_the_members_training_texts_stay_out_of_the_ensemble(members, ens) -> None:
+    assert all((m / "rehearsal.jsonl").is_file() for m in members)  # each member stored its sample
+    assert not list(ens.rglob("rehearsal.jsonl"))

@@ -224,3 +224,23 @@ def test_the_cli_explains_a_missing_run_or_a_stray_model_option(labels_yaml: Pat
     assert "only with --zero-shot" in capsys.readouterr().err
     assert main(["predict", "--zero-shot", str(labels_yaml), "--encoder", "e", "--nli", "n", "t"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_model_folder_is_recorded_absolute_so_the_run_loads_from_anywhere(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tiny_bert.parent)
+    result = zero_shot(labels_yaml, tmp_path / "runs" / "zs", encoder=tiny_bert.name)
+    summary = json.loads((result.path / "run.json").read_text(encoding="utf-8"))
+    assert summary["zeroshot"]["model"] == str(tiny_bert.resolve())
+    monkeypatch.chdir(tmp_path)
+    assert tunelab.load(result.path).predict(TEXTS[0])["label"]
+
+
+def test_continuing_a_zero_shot_run_says_it_has_no_trained_weights(
+    tiny_bert: Path, labels_yaml: Path, labelled_csvs, tmp_path: Path
+) -> None:
+    train, _ = labelled_csvs
+    run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
+    with pytest.raises(RunError, match="zero-shot run has no trained weights"):
+        tunelab.train(from_run=run, overrides=[f"data.train={train}"], show_progress=False)

@@ -175,7 +175,8 @@ def _write_members(
             folder.root,
             partial.weights / name,
             copy_function=_link_or_copy,
-            ignore=shutil.ignore_patterns("evals", "checkpoints", "tb"),
+            # rehearsal.jsonl holds training texts: it stays with the member run, out of the artifact.
+            ignore=shutil.ignore_patterns("evals", "checkpoints", "tb", "rehearsal.jsonl"),
         )
         members.append(
             {

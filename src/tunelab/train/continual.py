@@ -49,18 +49,47 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     from tunelab.runs.folder import free_name
 
     run = _find(from_run)
+    _refuse_zero_shot(run, from_run)
     raw = json.loads(run.config_json.read_text(encoding="utf-8"))
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
     data.update(train=None, dev=None, test=None, labels=LabelMap.load(run.labels_json).names)
     raw["data"] = data
-    raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(from_run)}
+    # The folder found, absolute: a later --resume from another directory still finds it.
+    raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(Path(run.root).resolve())}
     raw["name"] = None
+    if _renames_method(raw.get("method"), overrides or []):
+        # RUN's method options (a LoRA run's r=16) belong to its method: under the new one
+        # (method=full, as the adapter refusal advises) they would be unknown options.
+        raw["method"] = {"name": _method_name(raw.get("method"))}
     for item in overrides or []:
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
     return RunConfig.from_dict(raw)
+
+
+def _refuse_zero_shot(run: Any, where: str | Path) -> None:
+    if run.read_summary().get("format") == "zeroshot":
+        raise RunError(
+            f"--from {where}: a zero-shot run has no trained weights to continue; train a fresh run "
+            "(tunelab train CONFIG)"
+        )
+
+
+def _method_name(method: Any) -> str:
+    return method if isinstance(method, str) else str((method or {}).get("name", "full"))
+
+
+def _renames_method(method: Any, overrides: list[str]) -> bool:
+    """Whether an override (``method=X`` or ``method.name=X``) names another method than RUN's."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip() in ("method", "method.name", "method.options.name") and value.strip() != _method_name(
+            method
+        ):
+            return True
+    return False
 
 
 def _find(from_run: str | Path) -> Any:
@@ -111,6 +140,7 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
         )
     run = _find(where)
     summary = run.read_summary()
+    _refuse_zero_shot(run, where)
     if summary.get("format", "torch") != "torch":
         raise RunError(
             f"--from {where}: a {summary['format']} artifact cannot be trained; continue from the run it was "

@@ -67,13 +67,20 @@ class ZeroShotSpec:
         if nli is not None:
             if encoder is not None:
                 raise ConfigError("give a sentence encoder (--encoder) or an NLI model (--nli), not both")
-            return cls(scorer="nli", model=str(nli), template=template or NLI_TEMPLATE)
-        return cls(model=str(encoder or "minilm-l6"), template=template or EMBEDDING_TEMPLATE)
+            return cls(scorer="nli", model=_anchored(nli), template=template or NLI_TEMPLATE)
+        return cls(model=_anchored(encoder or "minilm-l6"), template=template or EMBEDDING_TEMPLATE)
 
     def scorer_for(self, descriptions: list[str]) -> EmbeddingScorer | NliScorer:
         if self.scorer == "nli":
             return NliScorer(self.model, descriptions, template=self.template)
         return EmbeddingScorer(self.model, descriptions, template=self.template, scale=self.scale)
+
+
+def _anchored(model: str | Path) -> str:
+    """A model folder as an absolute path (the run folder is loaded from any directory, served or
+    moved); a registry name such as ``minilm-l6`` or a hub id as given."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
 
 
 class ZeroShotBackend:

@@ -173,7 +173,7 @@ def test_csv(labelled_csvs: tuple[Path, Path]) -> Path:
     return labelled_csvs[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def text_maker():
     """``make_texts(label, n, seed)``: sentences of ``label``'s distinctive words (see CLASS_WORDS)."""
     return make_texts

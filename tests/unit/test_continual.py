@@ -38,13 +38,16 @@ def _csv(path: Path, labels: list[str], per_class: int, seed: int, text_maker) -
 
 
 @pytest.fixture(scope="module")
-def first(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(run folder, training csv) of a finished 2-label run storing 5 rows per label."""
-    from conftest import make_texts, make_tiny_overrides
+def first(
+    tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory, text_maker, tiny_overrides
+) -> tuple[Path, Path]:
+    """(run folder, training csv) of a finished 2-label run storing 5 rows per label.
 
+    Helpers come as fixtures, never ``from conftest import``: in the whole suite that name is
+    whichever conftest module pytest loaded first (tests/e2e has one too)."""
     folder = tmp_path_factory.mktemp("continual")
-    train = _csv(folder / "old.csv", OLD, 20, 1, make_texts)
-    overrides = make_tiny_overrides(tiny_bert, train, None, folder / "runs", "name=first", epochs=3)
+    train = _csv(folder / "old.csv", OLD, 20, 1, text_maker)
+    overrides = tiny_overrides(tiny_bert, train, None, folder / "runs", "name=first", epochs=3)
     result = tunelab.train(overrides=[*overrides, "continual.rehearsal=5"], show_progress=False)
     return result.run_dir, train
 

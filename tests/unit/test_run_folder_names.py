@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.errors import RunError
-from tunelab.runs.folder import find_run, find_unfinished_run
+from tunelab.runs.folder import RunFolder, find_run, find_unfinished_run
 
 
 @pytest.mark.parametrize("path", [".", "", "/"])
@@ -31,3 +31,17 @@ def test_dot_inside_an_unfinished_run_names_the_partial_folder(
     monkeypatch.chdir(tmp_path / "topics")
     with pytest.raises(RunError, match=r"topics\.partial"):
         find_run(".")
+
+
+def test_a_run_made_in_one_go_leaves_nothing_when_its_body_fails(tmp_path):
+    """Zero-shot runs and ensembles have nothing to resume: a failure removes the partial folder."""
+    with pytest.raises(KeyboardInterrupt), RunFolder.made_in_one_go(tmp_path / "zs") as partial:
+        (partial.root / "half-written").write_text("x")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+    with RunFolder.made_in_one_go(tmp_path / "zs") as partial:
+        partial.write_summary({"status": "finished"})
+        final = partial.finish()
+    assert final.root == tmp_path / "zs" and final.read_summary() == {"status": "finished"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zs"]

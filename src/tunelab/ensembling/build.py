@@ -100,8 +100,7 @@ def ensemble(
         _temperature(f, p, calibrate=calibrate, dev=dev, options=dev_options)
         for f, p in zip(folders, predictors, strict=True)
     ]
-    partial = RunFolder.create(target.parent, target.name)
-    try:
+    with RunFolder.made_in_one_go(target) as partial:
         members = _write_members(folders, partial, temperatures)
         first = folders[0]
         shutil.copytree(first.tokenizer, partial.tokenizer)
@@ -114,9 +113,6 @@ def ensemble(
         summary["headline"] = {split: predictors[0].task.headline(m) for split, m in metrics.items()}
         partial.write_summary(summary)
         final = partial.finish()
-    except BaseException:
-        shutil.rmtree(partial.root, ignore_errors=True)
-        raise
     logger.info("ensemble written: %s", final.root)
     return EnsembleResult(path=final.root, members=members, metrics=metrics)
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +72,23 @@ class RunFolder:
         for sub in ("logs", "checkpoints"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         return cls(root)
+
+    @classmethod
+    @contextmanager
+    def made_in_one_go(cls, target: str | Path) -> Iterator[RunFolder]:
+        """A fresh ``<target>.partial`` for a run written in one go (zero-shot, ensemble), gone on failure.
+
+        Unlike a training run, such a run has nothing to resume, so a failure (or Ctrl-C) anywhere in
+        the body removes the partial folder rather than leaving it for ``--resume``; the body calls
+        ``finish()`` itself once everything is written.
+        """
+        target = Path(target)
+        partial = cls.create(target.parent, target.name)
+        try:
+            yield partial
+        except BaseException:
+            shutil.rmtree(partial.root, ignore_errors=True)
+            raise
 
     @staticmethod
     def check_name(output_dir: str | Path, name: str) -> Path:

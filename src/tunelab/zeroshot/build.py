@@ -15,7 +15,6 @@ base model: the bundled encoder is always there, and an NLI model folder stays t
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,8 +76,7 @@ def zero_shot(
     )
     rows = _read_test(predictor, test, test_options) if test is not None else None
     descriptions = predictor.backend.descriptions
-    partial = RunFolder.create(target.parent, target.name)
-    try:
+    with RunFolder.made_in_one_go(target) as partial:
         if rows is not None:
             predictor.config.data.test = str(test)
         predictor.config.save(partial.config_json)
@@ -111,9 +109,6 @@ def zero_shot(
             summary["headline"] = {"test": predictor.task.headline(metrics["test"])}
         partial.write_summary(summary)
         final = partial.finish()
-    except BaseException:
-        shutil.rmtree(partial.root, ignore_errors=True)
-        raise
     logger.info("zero-shot run written: %s", final.root)
     return ZeroShotResult(path=final.root, descriptions=descriptions, metrics=metrics)
 

@@ -13,6 +13,7 @@ import tunelab
 from tunelab.cli.main import main
 from tunelab.errors import ConfigError, ModelNotFoundError, RunError
 from tunelab.inference.forward import softmax
+from tunelab.models.tiny import save_tiny_bert
 from tunelab.zeroshot import describe_label, read_label_descriptions, zero_shot, zero_shot_predictor
 
 DESCRIPTIONS = {
@@ -33,30 +34,8 @@ def labels_yaml(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_nli(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer BERT NLI classifier (contradiction, neutral, entailment), bundled tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from tunelab.models import resolve_model
-
     folder = tmp_path_factory.mktemp("tiny-nli")
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
-    names = ["contradiction", "neutral", "entailment"]
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=3,
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return save_tiny_bert(folder, labels=["contradiction", "neutral", "entailment"])
 
 
 def test_label_names_become_words_by_a_fixed_rule() -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def save_tiny_bert(folder: str | Path) -> Path:
-    """Write a random 2-layer ``BertModel`` (safetensors, seed 0) and the bundled tokenizer to ``folder``.
+def save_tiny_bert(folder: str | Path, *, labels: list[str] | None = None) -> Path:
+    """Write a random 2-layer BERT (safetensors, seed 0) and the bundled tokenizer to ``folder``.
 
-    Saved as a bare encoder, like a pre-trained one: every classifier built from it gets a fresh head.
+    Without ``labels`` it is a bare encoder (``BertModel``), like a pre-trained one: every classifier
+    built from it gets a fresh head. With ``labels`` it is a sequence classifier whose config names
+    them (``id2label``), standing in for a downloaded fine-tuned model such as an NLI one.
     """
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
     from tunelab.models import resolve_model
 
@@ -31,6 +33,13 @@ def save_tiny_bert(folder: str | Path) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
+    if labels is None:
+        model = BertModel(config)
+    else:
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {name: i for i, name in enumerate(labels)}
+        model = BertForSequenceClassification(config)
+    model.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     return folder

@@ -215,6 +215,23 @@ def test_cli_from_a_folder_that_is_not_a_run_is_one_error_line(
     assert len(err.splitlines()) == 1 and err.startswith("error: --from: ") and "not a run folder" in err
 
 
+def test_an_exported_artifact_is_refused_before_anything_is_written(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    artifact = tmp_path / "exported"
+    shutil.copytree(first[0], artifact)
+    summary = json.loads((artifact / "run.json").read_text())
+    (artifact / "run.json").write_text(json.dumps({**summary, "format": "onnx-int8"}))
+    out = tmp_path / "out"
+    with pytest.raises(RunError, match=r"--from .*exported: a onnx-int8 artifact cannot be trained"):
+        tunelab.train(
+            from_run=artifact, overrides=[f"data.train={new_csv}", f"output_dir={out}"], show_progress=False
+        )
+    assert not out.exists()
+
+
 def test_from_with_a_config_file_is_refused(first, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give overrides, not a config"):
         tunelab.train(tmp_path / "x.yaml", from_run=first[0])

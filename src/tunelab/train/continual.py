@@ -48,8 +48,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     from tunelab.config import apply_override
     from tunelab.runs.folder import free_name
 
-    run = _find(from_run)
-    _refuse_zero_shot(run, from_run)
+    run, _ = _find(from_run)
     raw = json.loads(run.config_json.read_text(encoding="utf-8"))
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
@@ -69,14 +68,6 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     return RunConfig.from_dict(raw)
 
 
-def _refuse_zero_shot(run: Any, where: str | Path) -> None:
-    if run.read_summary().get("format") == "zeroshot":
-        raise RunError(
-            f"--from {where}: a zero-shot run has no trained weights to continue; train a fresh run "
-            "(tunelab train CONFIG)"
-        )
-
-
 def _method_name(method: Any) -> str:
     return method if isinstance(method, str) else str((method or {}).get("name", "full"))
 
@@ -92,13 +83,31 @@ def _renames_method(method: Any, overrides: list[str]) -> bool:
     return False
 
 
-def _find(from_run: str | Path) -> Any:
+def _find(from_run: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The finished run ``from_run`` names and its summary, if it has trained weights to continue.
+
+    Raises:
+        RunError: no such run, or it is a zero-shot run or an exported artifact (one line each).
+    """
     from tunelab.runs import find_run
 
     try:
-        return find_run(from_run)
+        run = find_run(from_run)
     except RunError as exc:
         raise RunError(f"--from: {exc}") from None
+    summary = run.read_summary()
+    kind = summary.get("format", "torch")
+    if kind == "zeroshot":
+        raise RunError(
+            f"--from {from_run}: a zero-shot run has no trained weights to continue; train a fresh run "
+            "(tunelab train CONFIG)"
+        )
+    if kind != "torch":
+        raise RunError(
+            f"--from {from_run}: a {kind} artifact cannot be trained; continue from the run it was "
+            "exported from"
+        )
+    return run, summary
 
 
 @dataclass
@@ -138,14 +147,7 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
             f"--from {where}: data.task={labels.task} is not supported; continual learning works for "
             "classification tasks (rows of text with labels)"
         )
-    run = _find(where)
-    summary = run.read_summary()
-    _refuse_zero_shot(run, where)
-    if summary.get("format", "torch") != "torch":
-        raise RunError(
-            f"--from {where}: a {summary['format']} artifact cannot be trained; continue from the run it was "
-            "exported from"
-        )
+    run, summary = _find(where)
     previous = Previous(
         root=run.root,
         config=RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8"))),

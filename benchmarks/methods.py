@@ -19,6 +19,11 @@ method under 2% trainable parameters within 0.3 points of full fine-tuning on BA
     .venv/bin/python benchmarks/methods.py                                  # everything (hours on a CPU)
     .venv/bin/python benchmarks/methods.py --datasets banking77 --methods full lora adapter
     .venv/bin/python benchmarks/methods.py --limit 300 --set train.epochs=1 # a quick check
+    .venv/bin/python benchmarks/methods.py --json methods.json              # rerun after a kill: resumes
+
+With ``--json FILE`` each finished run is written to FILE at once, and a rerun with the same FILE,
+``--set`` and ``--limit`` reuses the (dataset, method) rows already there instead of training them
+again: the whole table takes hours on 2 cores, and a session can end in the middle of it.
 """
 
 from __future__ import annotations
@@ -232,23 +237,71 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         sys.exit(f"{', '.join(missing)} not found under {DATA}: this benchmark reads ../shared/data")
     methods = ["full", *[m for m in args.methods if m != "full"]]  # the reference first
+    done = finished_rows(args)
     results: dict[str, Any] = {}
     for name in args.datasets:
         dataset, rows = DATASETS[name], []
         for method in methods:
             if method in SINGLE_LABEL_ONLY and name == "conll2003":
                 continue
-            rows.append(run_one(dataset, method, args, out))
+            row = done.get((name, method))
+            if row is not None:
+                print(f"{name} {method}: reusing the finished run {row['run']} from {args.json}")
+            rows.append(row or run_one(dataset, method, args, out))
             results[name] = {"rows": rows}
             if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+                write_json(
+                    Path(args.json), {"settings": settings(args), **done_payload(done, results), **results}
+                )
         results[name] = report(dataset, rows, args.within)
     for name, value in ANCHORS.items():
         print(f"anchor: {name}: {value}")
     results["target"] = target(results)
     print(results["target"])
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(Path(args.json), {"settings": settings(args), **done_payload(done, results), **results})
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What makes two invocations' rows comparable: the overrides and the row limit."""
+    return {"set": list(args.set), "limit": args.limit}
+
+
+def finished_rows(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rows of an earlier invocation with the same ``--json``, ``--set`` and ``--limit``."""
+    if not args.json or not Path(args.json).is_file():
+        return {}
+    try:
+        earlier = json.loads(Path(args.json).read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        sys.exit(f"{args.json}: not JSON (a damaged results file?); give another --json or delete it")
+    if earlier.get("settings", settings(args)) != settings(args):
+        sys.exit(
+            f"{args.json} holds runs with other --set/--limit ({earlier['settings']}); give another --json"
+        )
+    return {
+        (r["dataset"], r["method"]): r
+        for name, value in earlier.items()
+        if name in DATASETS
+        for r in value.get("rows", [])
+        if Path(r["run"]).is_dir()  # a row whose run folder is gone is trained again
+    }
+
+
+def done_payload(done: dict[tuple[str, str], dict[str, Any]], results: dict[str, Any]) -> dict[str, Any]:
+    """Earlier rows of datasets this invocation has not reached yet: kept in the file."""
+    kept: dict[str, Any] = {}
+    for (name, _), row in done.items():
+        if name not in results:
+            kept.setdefault(name, {"rows": []})["rows"].append(row)
+    return kept
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Through a temporary file and a rename: a kill mid-write never damages the earlier results."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +87,48 @@ def test_limit_samples_across_labels_and_keeps_only_their_test_rows(tmp_path: Pa
     train, test = pd.read_csv(overrides["data.train"]), pd.read_csv(overrides["data.test"])
     assert len(train) == 20 and train["category"].nunique() >= 3
     assert set(test["category"]) <= set(train["category"]) and "e" not in set(test["category"])
+
+
+def test_a_rerun_with_the_same_json_reuses_finished_runs_and_trains_the_rest(
+    tmp_path: Path, monkeypatch
+) -> None:
+    trained: list[str] = []
+
+    def fake_run_one(dataset, method, args, out):
+        trained.append(method)
+        run = tmp_path / f"run-{method}"
+        run.mkdir(exist_ok=True)
+        if method == "ia3" and len(trained) == 3:
+            raise KeyboardInterrupt  # the session ends in the middle of the third run
+        return {"dataset": dataset.name, "method": method, "test": 90.0, "trainable_share": 0.01,
+                "trainable_parameters": 1, "weights_mb": 0.1, "samples_per_s": 1.0,
+                "peak_memory_mb": 1.0, "train_seconds": 1.0, "run": str(run)}  # fmt: skip
+
+    monkeypatch.setattr(bench, "run_one", fake_run_one)
+    monkeypatch.setattr(bench, "DATA", tmp_path)
+    (tmp_path / "banking77").mkdir()
+    (tmp_path / "banking77" / "train.csv").write_text("text,category\n")
+    results = tmp_path / "methods.json"
+    argv = [
+        "--datasets",
+        "banking77",
+        "--methods",
+        "lora",
+        "ia3",
+        "--json",
+        str(results),
+        "--out",
+        str(tmp_path),
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(argv)
+    assert trained == ["full", "lora", "ia3"]
+    assert [r["method"] for r in json.loads(results.read_text())["banking77"]["rows"]] == ["full", "lora"]
+
+    bench.main(argv)
+    assert trained == ["full", "lora", "ia3", "ia3"]  # only the unfinished one again
+    rows = json.loads(results.read_text())["banking77"]["rows"]
+    assert [r["method"] for r in rows] == ["full", "lora", "ia3"]
+
+    with pytest.raises(SystemExit, match="other --set/--limit"):
+        bench.main([*argv, "--limit", "100"])

@@ -99,6 +99,13 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         check_augment(cfg, checked.task)
     except TunelabError as exc:
         errors.append(exc)
+    if cfg.continual.from_run is not None and checked.splits is not None and checked.method is not None:
+        from tunelab.train.continual import open_previous
+
+        try:  # same task and model, labels kept, a method that stores the whole model (train --from)
+            open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
+        except TunelabError as exc:
+            errors.append(exc)
     return checked
 
 
@@ -177,6 +184,7 @@ def validate_run(
     *,
     overrides: list[str] | None = None,
     count_tokens: bool = True,
+    from_run: str | Path | None = None,
 ) -> Validation:
     """Check a run as ``train`` would, and summarise its data, without training.
 
@@ -185,6 +193,8 @@ def validate_run(
         overrides: ``key=value`` strings applied on top.
         count_tokens: load the model's tokenizer (offline) to count inputs longer than
             ``model.max_length``.
+        from_run: check a continuation of this finished run (``validate --from RUN``), as
+            ``train --from RUN`` would start it.
 
     Returns:
         Every problem found (a config that is not valid stops there: its fields are all named)
@@ -193,8 +203,8 @@ def validate_run(
     from tunelab.data.summary import summarize
 
     try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
+        cfg = load_config(config, overrides, from_run=from_run)
+    except TunelabError as exc:  # a bad config, or --from a folder that is not a finished run
         return Validation(problems=problems_of(exc))
     checked = check_run(cfg)
     result = Validation(problems=checked.problems, config=cfg)
@@ -217,8 +227,23 @@ def validate_run(
     return result
 
 
-def load_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
-    """A ``RunConfig`` from a config, a YAML file or the defaults, with ``overrides`` applied."""
+def load_config(
+    config: RunConfig | str | Path | None,
+    overrides: list[str] | None,
+    *,
+    from_run: str | Path | None = None,
+) -> RunConfig:
+    """A ``RunConfig`` from a config, a YAML file or the defaults, with ``overrides`` applied.
+
+    With ``from_run`` (``train --from RUN``, continual learning) it is that run's config with its data
+    reset and ``overrides`` on top; a config as well is refused, since RUN's settings are the config.
+    """
+    if from_run is not None:
+        if config is not None:
+            raise ConfigError("--from continues a run with its saved config; give overrides, not a config")
+        from tunelab.train.continual import continued_config
+
+        return continued_config(from_run, overrides)
     if isinstance(config, RunConfig):
         if not overrides:
             return config

@@ -232,6 +232,24 @@ def test_an_exported_artifact_is_refused_before_anything_is_written(
     assert not out.exists()
 
 
+def test_validate_from_checks_the_continuation_as_train_would_and_writes_nothing(
+    first, new_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["validate", "--from", str(first[0]), f"data.train={new_csv}", f"output_dir={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "data ok: 3 labels" in printed  # the run's two labels and the new one
+    # an adapter method cannot continue a run that stored the whole model: said before training
+    argv = ["validate", "--from", str(first[0]), f"data.train={new_csv}", "method=lora", f"output_dir={out}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "method=lora saves an adapter" in err and "use method=full" in err
+    assert main(["validate", "--from", str(tmp_path / "nothing-here"), f"data.train={new_csv}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --from: ")
+    assert not out.exists()
+
+
 def test_from_with_a_config_file_is_refused(first, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give overrides, not a config"):
         tunelab.train(tmp_path / "x.yaml", from_run=first[0])

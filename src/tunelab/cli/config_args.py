@@ -1,8 +1,10 @@
-"""The ``CONFIG [key=value ...]`` arguments shared by ``train`` and ``validate``."""
+"""The ``CONFIG [key=value ...]`` and ``--from RUN [key=value ...]`` arguments of train and validate."""
 
 from __future__ import annotations
 
 import argparse
+
+from tunelab.errors import ConfigError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +18,28 @@ def config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str
     if config is not None and "=" in config:
         return None, [config, *overrides]
     return config, overrides
+
+
+def add_from_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="from_run",
+        nargs="+",  # RUN, then its overrides: argparse cannot take positionals on both sides of it
+        metavar=("RUN", "key=value"),
+        help="continue a finished run with new rows and new labels (continual learning): its settings, "
+        "label ids and head are kept, plus data.train=... and other overrides",
+    )
+
+
+def from_run_and_overrides(args: argparse.Namespace, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """``--from RUN key=value ...``: the run, and every override (those after it come last)."""
+    if not args.from_run:
+        return None, overrides
+    from_run, more = args.from_run[0], args.from_run[1:]
+    bad = [item for item in more if "=" not in item]
+    if bad:
+        raise ConfigError(f"--from {from_run}: {bad[0]!r} is not a key=value override; give one run folder")
+    return from_run, [*overrides, *more]
 
 
 class FileWithOptions(argparse.Action):

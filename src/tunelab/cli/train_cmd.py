@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tunelab.cli.config_args import add_config_arguments, config_and_overrides
+from tunelab.cli.config_args import (
+    add_config_arguments,
+    add_from_argument,
+    config_and_overrides,
+    from_run_and_overrides,
+)
 from tunelab.cli.output import headline_lines
-from tunelab.errors import ConfigError
 
 HELP = """examples:
   tunelab train configs/banking77.yaml
@@ -39,14 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue an unfinished run (runs/<name>.partial) from its last checkpoint, or from the "
         "start with the same settings if it had none",
     )
-    p.add_argument(
-        "--from",
-        dest="from_run",
-        nargs="+",  # RUN, then its overrides: argparse cannot take positionals on both sides of it
-        metavar=("RUN", "key=value"),
-        help="continue a finished run with new rows and new labels (continual learning): its settings, "
-        "label ids and head are kept, plus data.train=... and other overrides",
-    )
+    add_from_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -55,15 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.train import train
 
     config, overrides = config_and_overrides(args)
-    from_run = None
-    if args.from_run:
-        from_run, more = args.from_run[0], args.from_run[1:]
-        bad = [item for item in more if "=" not in item]
-        if bad:
-            raise ConfigError(
-                f"--from {from_run}: {bad[0]!r} is not a key=value override; give one run folder"
-            )
-        overrides = [*overrides, *more]
+    from_run, overrides = from_run_and_overrides(args, overrides)
     result = train(
         config, overrides=overrides, resume=args.resume, from_run=from_run, show_progress=not args.quiet
     )

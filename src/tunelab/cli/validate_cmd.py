@@ -6,7 +6,12 @@ import argparse
 import json
 import sys
 
-from tunelab.cli.config_args import add_config_arguments, config_and_overrides
+from tunelab.cli.config_args import (
+    add_config_arguments,
+    add_from_argument,
+    config_and_overrides,
+    from_run_and_overrides,
+)
 
 HELP = """examples:
   tunelab validate configs/banking77.yaml method=lora
@@ -14,6 +19,7 @@ HELP = """examples:
   tunelab validate data.train=export.csv data.separator=";"        # usually sniffed: , tab ; | @
   tunelab validate data.train=book.xlsx data.sheet=Labelled name=first-try
   tunelab validate configs/banking77.yaml --json > check.json
+  tunelab validate --from runs/demo data.train=new_tickets.csv     # before tunelab train --from
 
 It checks what train checks before training (the config, data.train given, the method and its
 options, the model, a free run name, every data file: columns, labels, splits) and reports every
@@ -34,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(p)
+    add_from_argument(p)
     p.add_argument("--json", action="store_true", help="print the problems and the summary as JSON")
     p.set_defaults(handler=run)
 
@@ -42,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.preflight import validate_run
 
     config, overrides = config_and_overrides(args)
-    report = validate_run(config, overrides=overrides)
+    from_run, overrides = from_run_and_overrides(args, overrides)
+    report = validate_run(config, overrides=overrides, from_run=from_run)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return 0 if report.ok else 2

@@ -127,16 +127,7 @@ def train(
         cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
         restored = _checkpoint_step(run) is not None
     else:
-        if from_run is not None:
-            if config is not None:
-                raise ConfigError(
-                    "--from continues a run with its saved config; give overrides, not a config"
-                )
-            from tunelab.train.continual import continued_config
-
-            cfg = continued_config(from_run, overrides)
-        else:
-            cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides, from_run=from_run)
         if any(value is not None for value in (train, dev, test)):
             from tunelab.train.frames import with_frames
 

@@ -490,7 +490,9 @@ def test_two_bases_load_at_once_and_a_second_adapter_waits_for_its_base(
         loads = [threads.submit(pool.load, runs[n]) for n in ("a", "other", "b")]
         a, other, b = (f.result() for f in loads)
     took = time.monotonic() - started
-    assert sorted(slow_bases) == ["a", "other"]  # b's base is a's: built once
+    # b's base is a's: built once, by whichever of the two threads got there first (under load the
+    # thread submitted third can win), and other's apart
+    assert sorted(slow_bases) in (["a", "other"], ["b", "other"])
     assert shared_backend(a).host is shared_backend(b).host is not shared_backend(other).host
     assert len(pool.hosts()) == 2
     assert took < 2 * SLOW_BASE_S - 0.4, f"two bases took {took:.2f} s: loaded one after the other"

@@ -19,7 +19,7 @@ HELP = """examples:
   tunelab validate data.train=export.csv data.separator=";"        # usually sniffed: , tab ; | @
   tunelab validate data.train=book.xlsx data.sheet=Labelled name=first-try
   tunelab validate configs/banking77.yaml --json > check.json
-  tunelab validate --from runs/demo data.train=new_tickets.csv     # before tunelab train --from
+  tunelab validate --from runs/demo data.train=tickets.csv    # the checks tunelab train --from makes
 
 It checks what train checks before training (the config, data.train given, the method and its
 options, the model, a free run name, every data file: columns, labels, splits) and reports every

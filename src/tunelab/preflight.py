@@ -47,6 +47,7 @@ class Checked:
     task: Any = None
     splits: Any = None
     model: Any = None
+    previous: Any = None  # train --from: the run continued (tunelab.train.continual.Previous)
 
     @property
     def problems(self) -> list[str]:
@@ -103,7 +104,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         from tunelab.train.continual import open_previous
 
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
-            open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
+            checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
         except TunelabError as exc:
             errors.append(exc)
     return checked

@@ -35,14 +35,24 @@ class Continuation:
 
     @classmethod
     def open(
-        cls, cfg: RunConfig, task: Task, splits: Splits, model: nn.Module, *, stores_base: bool
+        cls,
+        cfg: RunConfig,
+        task: Task,
+        splits: Splits,
+        model: nn.Module,
+        *,
+        stores_base: bool,
+        previous: Previous | None = None,
     ) -> Continuation:
         """Check the previous run, put its weights into ``model`` (head grown), add rehearsal rows.
+
+        ``previous``: the run as ``preflight.check_run`` already opened and checked it (not read again).
 
         Raises:
             RunError, ConfigError: the previous run cannot be continued so (one line each).
         """
-        previous = open_previous(cfg, splits, stores_base=stores_base)
+        if previous is None:
+            previous = open_previous(cfg, splits, stores_base=stores_base)
         rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
         teacher = previous.model()
         grow_into(model, teacher)

@@ -158,7 +158,9 @@ def train(
     if cfg.continual.from_run is not None:  # train --from: the previous model, head grown, + rehearsal
         from tunelab.train.continual_setup import Continuation
 
-        continual = Continuation.open(cfg, task, splits, model, stores_base=method.stores_base)
+        continual = Continuation.open(
+            cfg, task, splits, model, stores_base=method.stores_base, previous=checked.previous
+        )
         splits = continual.splits
     # The stored sample a later --from replays (the rows before augmentation, rehearsal rows included).
     sampled = splits.train

@@ -14,6 +14,8 @@ the same held-out slice of train.csv (BANKING77 has no dev split; test.csv is ne
 - ``tunelab``: ``tunelab.train`` with its defaults (what ``tunelab train`` runs: linear-probe head,
   length-grouped batches, ``train.precision=auto``), max length 64, batch 32, no dev split.
 - ``tunelab-fp32``: the same with ``train.precision=fp32`` (the accuracy reference for bf16).
+- ``tunelab:KEY=VALUE+KEY=VALUE``: tunelab with those overrides on top of its defaults, to measure
+  one lever in the same alternation (``tunelab:train.fast_dropout=false``: torch's dropout).
 
 Each (recipe, method) runs in its own process, the recipes alternating, so each process's peak
 RSS is its own. Reported: samples/s over the training loop (samples trained / seconds of the
@@ -22,6 +24,7 @@ whole process (imports, data, model, linear probe, training, scoring), peak RSS,
 ratios against Trainer. Run it alone on the machine (``flock``) for clean timings:
 
     flock /work/notes/cpu.lock .venv/bin/python benchmarks/train_peers.py
+    .venv/bin/python benchmarks/train_peers.py --recipes tunelab,tunelab:train.fast_dropout=false
     .venv/bin/python benchmarks/train_peers.py --samples 512 --epochs 1 --recipes trainer,tunelab
 """
 
@@ -175,7 +178,9 @@ def run_trainer(
     }
 
 
-def run_tunelab(args: argparse.Namespace, train: Any, dev: Any, precision: str) -> dict:
+def run_tunelab(
+    args: argparse.Namespace, train: Any, dev: Any, precision: str, extra: list[str] | None = None
+) -> dict:
     import tunelab
     from tunelab.train import trainer as trainer_mod
 
@@ -201,6 +206,7 @@ def run_tunelab(args: argparse.Namespace, train: Any, dev: Any, precision: str) 
                 "data.dev_size=0",
                 f"train.precision={precision}",
                 f"output_dir={out}",
+                *(extra or []),
             ],
             train=train,
             test=dev,  # the benchmark's dev slice of train.csv, scored once after training
@@ -228,10 +234,22 @@ def child(args: argparse.Namespace) -> None:
     elif args.child in ("trainer", "trainer-bf16"):
         out = run_trainer(args, train, dev, labels, path, bf16=args.child == "trainer-bf16")
     else:
-        out = run_tunelab(args, train, dev, "fp32" if args.child == "tunelab-fp32" else "auto")
+        name, _, extra = args.child.partition(":")
+        precision = "fp32" if name == "tunelab-fp32" else "auto"
+        out = run_tunelab(args, train, dev, precision, [o for o in extra.split("+") if o])
     out["samples_per_s"] = args.samples * args.epochs / out["loop_s"]
     out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
+
+
+def recipe_name(text: str) -> str:
+    """A recipe of RECIPES, or ``tunelab:OVERRIDES`` / ``tunelab-fp32:OVERRIDES`` (argparse type)."""
+    name, colon, extra = text.partition(":")
+    if name not in RECIPES or (colon and (not name.startswith("tunelab") or not extra)):
+        raise argparse.ArgumentTypeError(
+            f"unknown recipe {text!r}: use {', '.join(RECIPES)}, or tunelab:KEY=VALUE+KEY=VALUE"
+        )
+    return text
 
 
 def cpu_line() -> str:
@@ -264,7 +282,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every recipe (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="which rows are train and dev")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
-    parser.add_argument("--child", choices=RECIPES, help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=recipe_name, help=argparse.SUPPRESS)
     parser.add_argument("--method", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not DATA.is_file():
@@ -273,7 +291,10 @@ def main() -> None:
         child(args)
         return
     started = time.perf_counter()
-    recipes = args.recipes.split(",")
+    try:
+        recipes = [recipe_name(r) for r in args.recipes.split(",")]
+    except argparse.ArgumentTypeError as err:
+        sys.exit(f"--recipes: {err}")
     methods = args.methods.split(",")
     print(f"CPU: {cpu_line()}")
     print(
@@ -307,18 +328,22 @@ def main() -> None:
         }
         for key, runs in results.items()
     }
-    print("\n| method | recipe | samples/s | x Trainer | wall s | x Trainer | peak RSS MB | dev acc |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| method | recipe | samples/s | x Trainer | x Trainer bf16 | wall s | x Trainer | x Trainer bf16 "
+        "| peak RSS MB | dev acc |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
-        base = table.get((method, "trainer"))
+        bases = [table.get((method, "trainer")), table.get((method, "trainer-bf16"))]
         for recipe in recipes:
             row = table[(method, recipe)]
             name = recipe + (f" ({results[(method, recipe)][0]['precision']})" if recipe == "tunelab" else "")
-            speed = f"{row['samples_per_s'] / base['samples_per_s']:.2f}x" if base else "-"
-            wall = f"{base['wall_s'] / row['wall_s']:.2f}x" if base else "-"
+            speed = [f"{row['samples_per_s'] / b['samples_per_s']:.2f}x" if b else "-" for b in bases]
+            wall = [f"{b['wall_s'] / row['wall_s']:.2f}x" if b else "-" for b in bases]
             print(
-                f"| {method} | {name} | {row['samples_per_s']:.1f} | {speed} | {row['wall_s']:.1f} "
-                f"| {wall} | {row['peak_rss_mb']:.0f} | {100 * row['dev_accuracy']:.2f} |"
+                f"| {method} | {name} | {row['samples_per_s']:.1f} | {speed[0]} | {speed[1]} "
+                f"| {row['wall_s']:.1f} | {wall[0]} | {wall[1]} | {row['peak_rss_mb']:.0f} "
+                f"| {100 * row['dev_accuracy']:.2f} |"
             )
         if (method, "tunelab") in table and (method, "tunelab-fp32") in table:
             gap = 100 * (

@@ -188,6 +188,9 @@ class TrainConfig:
     threads: int | None = None
     # auto: bf16 autocast when the CPU has avx512_bf16 or AMX, fp32 otherwise (tunelab.train.precision).
     precision: str = "auto"
+    # Dropout masks drawn from 16 random bits per element instead of torch's per-element
+    # bernoulli_ on CPU (tunelab.train.fast_dropout): same distribution, a cheaper draw.
+    fast_dropout: bool = True
     # Adversarial training on the input embeddings (tunelab.train.adversarial): null (off), fgm or
     # pgd; epsilon is the perturbation's L2 norm per example, steps and alpha PGD's ascent steps.
     adversarial: str | None = None

@@ -205,9 +205,23 @@ def test_unknown_lora_option_is_named_with_the_known_ones() -> None:
     assert "rank" in message and "known:" in message and "target_modules" in message
 
 
-def test_full_takes_no_options() -> None:
+def test_full_takes_only_its_one_option() -> None:
     with pytest.raises(ConfigError, match="method full: unknown option"):
         get_method("full").parse_options({"r": 8})
+
+
+def test_full_can_keep_the_word_embeddings_as_pretrained(tiny_bert: Path, batch: dict) -> None:
+    full = get_method("full")
+    model = build_classifier(tiny_bert, LABELS, pooling="mean", seed=0)
+    applied = full.apply(model, full.parse_options({"freeze_word_embeddings": True}))
+    words = applied.get_input_embeddings().weight
+    frozen = [n for n, p in applied.named_parameters() if not p.requires_grad]
+    assert frozen == [n for n, p in applied.named_parameters() if p is words]
+    positions = [p for n, p in applied.named_parameters() if "position_embeddings" in n]
+    assert positions and all(p.requires_grad for p in positions)
+    # The default trains them, as before the option existed.
+    default = full.apply(build_classifier(tiny_bert, LABELS, pooling="mean", seed=0), full.parse_options({}))
+    assert all(p.requires_grad for p in default.parameters())
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from tunelab.train.checkpoint import (
     save_weights,
     trainable_state,
 )
+from tunelab.train.fast_dropout import fast_dropout
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import build_optimizer, build_scheduler
 from tunelab.train.precision import autocast
@@ -131,6 +132,29 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
         disable=not setup.show_progress,
         desc="train",
     )
+    with fast_dropout(model, cfg.fast_dropout):
+        _train_epochs(model, setup, state, optimizer, scheduler, adversary, total_steps, bar)
+    bar.close()
+    if best_path.is_file():
+        load_trainable_state(model, load_file(str(best_path)))
+    return state
+
+
+def _train_epochs(
+    model: nn.Module,
+    setup: LoopSetup,
+    state: LoopState,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    adversary: Any,
+    total_steps: int,
+    bar: tqdm,
+) -> None:
+    """The epochs and steps from ``state`` on, until the last step or early stopping."""
+    cfg = setup.cfg
+    lengths = setup.train.lengths
+    last_ckpt = setup.checkpoints / "last"
+    best_path = setup.checkpoints / "best.safetensors"
     window_start, timed_samples = time.perf_counter(), 0
     n_epochs = math.ceil(cfg.epochs)
     done = state.step >= total_steps or state.stopped_early
@@ -224,10 +248,6 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
                 )
             if done or end_of_epoch:
                 break  # the next epoch draws its own batch order
-    bar.close()
-    if best_path.is_file():
-        load_trainable_state(model, load_file(str(best_path)))
-    return state
 
 
 def _evaluate(

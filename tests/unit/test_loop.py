@@ -240,6 +240,57 @@ def test_checkpoint_round_trip_restores_weights_optimizer_schedule_and_rng(
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.old"))
 
 
+def test_a_finished_loops_checkpoint_leaves_out_the_optimizer_and_still_restores(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    """Nothing steps the optimizer after the last step, so its state (for full fine-tuning twice
+    the weights' bytes) is not written; loading such a checkpoint restores weights and RNG."""
+    model, optimizer, scheduler = _stepped(tiny_bert)
+    torch.manual_seed(7)
+    folder = tmp_path / "last"
+    save_checkpoint(
+        folder, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 1}, finished=True
+    )
+    assert set(torch.load(folder / "optimizer.pt", weights_only=False)) == {
+        "torch_rng",
+        "numpy_rng",
+        "python_rng",
+    }
+    expected_draw = torch.rand(3)
+    fresh = build_classifier(tiny_bert, LABELS, seed=9)
+    fresh_opt = build_optimizer(fresh, TrainConfig(), 1e-2)
+    fresh_sched = build_scheduler(fresh_opt, TrainConfig(), total_steps=10)
+    assert load_checkpoint(folder, model=fresh, optimizer=fresh_opt, scheduler=fresh_sched) == {"step": 1}
+    for (name, a), (_, b) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(torch.rand(3), expected_draw)
+
+
+def test_the_loop_writes_its_last_checkpoint_without_optimizer_state(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved: list[bool] = []
+    original = train_loop.save_checkpoint
+
+    def recording_save(folder, **kwargs):
+        saved.append(kwargs.get("finished", False))
+        return original(folder, **kwargs)
+
+    monkeypatch.setattr(train_loop, "save_checkpoint", recording_save)
+    overrides = [
+        f"data.train={train_csv}",
+        "data.dev_size=0",
+        f"model.name={tiny_bert}",
+        "model.max_length=32",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "train.checkpoint_steps=5",
+        f"output_dir={tmp_path}",
+    ]
+    tunelab.train(None, overrides=overrides, show_progress=False)
+    assert saved == [False, False, False, True]  # steps 5, 10 and 15 keep it to resume; 16, the last
+
+
 def test_lora_checkpoint_holds_only_trainable_weights(tiny_bert: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

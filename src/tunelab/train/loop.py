@@ -245,6 +245,7 @@ def _train_epochs(
                     optimizer=optimizer,
                     scheduler=scheduler,
                     state=dataclasses.asdict(state),
+                    finished=done,
                 )
             if done or end_of_epoch:
                 break  # the next epoch draws its own batch order

@@ -515,7 +515,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             if opts_key == ["name"]:
                 current["name"] = value
             else:
-                options = dict(current.get("options") or {k: v for k, v in current.items() if k != "name"})
+                # A saved config.json always has "options", often empty ({}); only the YAML shorthand
+                # (method: {name: lora, r: 16}) keeps options beside the name.
+                if "options" in current:
+                    options = dict(current["options"] or {})
+                else:
+                    options = {k: v for k, v in current.items() if k != "name"}
                 options[".".join(opts_key)] = value
                 current = {"name": current.get("name", "full"), "options": options}
         raw["method"] = current

@@ -89,6 +89,8 @@ def test_overrides_without_a_file_start_from_defaults() -> None:
         ),
         ("method: lora", ["method.name=full"], "full", {}),
         ("method: {name: full}", ["method=lora", "method.r=2"], "lora", {"r": 2}),
+        # As every saved config.json has it (train --from reads one): empty options, then an option.
+        ("method: {name: lora, options: {}}", ["method.r=2"], "lora", {"r": 2}),
     ],
 )
 def test_method_shorthands(

@@ -1,4 +1,5 @@
-"""Full fine-tuning: every weight of the encoder and the head is trained and saved."""
+"""Full fine-tuning: every weight of the encoder and the head is trained (the token embedding matrix
+only with ``freeze_word_embeddings: false``) and the whole model is saved."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from tunelab.methods.registry import Method, ModelLoader, register_method
 class FullConfig:
     """Full fine-tuning's one option; the rest of the recipe lives in ``train``.
 
-    ``freeze_word_embeddings``: keep the token embedding matrix as pre-trained. It is half of
-    MiniLM's weights (30,522 x 384 of 22.7M), yet a batch only reads a few hundred of its rows:
-    training it costs a dense gradient, its clipping and an AdamW update of all 11.7M values every
-    step (profiled in README, "Training speed"). Position and token-type embeddings still train.
+    ``freeze_word_embeddings`` (default true): keep the token embedding matrix as pre-trained.
+    It is half of MiniLM's weights (30,522 x 384 of 22.7M; 96M of multilingual-e5-small's 118M),
+    yet a batch reads only a few hundred of its rows: training it costs a dense gradient, its
+    clipping and an AdamW update of every value at every step. Kept frozen, BANKING77's config
+    trained 9% faster in 6% less memory at the same dev accuracy (93.91 against 94.01, one dev row
+    of 1,001; README, "Training speed against the peers"). Every other weight, position and
+    token-type embeddings included, trains. ``false`` trains the matrix too.
     """
 
-    freeze_word_embeddings: bool = False
+    freeze_word_embeddings: bool = True
 
 
 def apply(model: nn.Module, cfg: FullConfig) -> nn.Module:
@@ -51,7 +55,7 @@ register_method(
         load=load,
         default_learning_rate=5e-5,
         stores_base=True,
-        description="train all weights (best accuracy, largest artifact)",
+        description="train all weights but the token embeddings (best accuracy, largest artifact)",
         cannot_merge="it stores the whole model already (a plain run): there is no adapter to fold in",
     )
 )

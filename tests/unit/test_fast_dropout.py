@@ -56,6 +56,9 @@ def test_eval_mode_and_p_zero_pass_the_input_through_and_p_one_drops_everything(
     assert fd.dropout(x, 0.1, training=False) is x
     assert fd.dropout(x, 0.0) is x
     assert torch.count_nonzero(fd.dropout(x, 1.0)) == 0
+    # p so close to 1 that it rounds to every 16-bit level dropped: torch's dropout, no 1/0 scale.
+    torch.manual_seed(0)
+    assert torch.count_nonzero(fd.dropout(torch.ones(1000), 0.999995)) <= 5
 
 
 def test_the_gradient_is_the_mask_times_the_scale() -> None:
@@ -71,6 +74,13 @@ def test_bf16_input_stays_bf16() -> None:
     assert fd.dropout(x, 0.1).dtype == torch.bfloat16
 
 
+def _encoder_attention() -> nn.Module:
+    """A stand-in attention module that says what BERT's self-attention says: not causal."""
+    module = nn.Module()
+    module.is_causal = False
+    return module
+
+
 def _attention_inputs() -> tuple[torch.Tensor, ...]:
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 4, 7, 8) for _ in range(3))
@@ -83,7 +93,7 @@ def test_attention_with_a_vanishing_dropout_matches_transformers_sdpa() -> None:
     """p = 1e-9 rounds to no dropped lane and scale 1: the cheap path must then compute exactly
     what sdpa computes without dropout, padding mask included."""
     q, k, v, mask = _attention_inputs()
-    module = nn.Module()
+    module = _encoder_attention()
     ours, _ = fd.attention(module, q, k, v, mask, dropout=1e-9, scaling=0.3)
     ref, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=0.3)
     assert torch.allclose(ours, ref, atol=1e-5)
@@ -94,13 +104,21 @@ def test_attention_drops_probabilities_with_the_cheap_draw(monkeypatch: pytest.M
     calls = []
     real = fd.keep_mask
     monkeypatch.setattr(fd, "keep_mask", lambda *a: calls.append(a[0]) or real(*a))
-    fd.attention(nn.Module(), q, k, v, mask, dropout=0.1)
+    fd.attention(_encoder_attention(), q, k, v, mask, dropout=0.1)
     assert calls == [torch.Size([3, 4, 7, 7])]  # (batch, heads, queries, keys): the probabilities
-    calls.clear()
+    # Left to transformers' sdpa (which draws torch's mask): a causal module, a module that does
+    # not say (sdpa takes it as causal), a position bias (T5), an explicit is_causal.
     causal = nn.Module()
-    causal.is_causal = True  # a decoder's attention is left to transformers
-    fd.attention(causal, q, k, v, None, dropout=0.1)
-    assert calls == []
+    causal.is_causal = True
+    for module, extra in [
+        (causal, {}),
+        (nn.Module(), {}),
+        (_encoder_attention(), {"position_bias": torch.zeros(1, 4, 7, 7)}),
+        (_encoder_attention(), {"is_causal": True}),
+    ]:
+        calls.clear()
+        fd.attention(module, q, k, v, None, dropout=0.1, **extra)
+        assert calls == [], extra
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])  # transformers' classifier, tunelab's pooled one

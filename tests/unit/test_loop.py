@@ -18,7 +18,13 @@ from tunelab.methods import get_method
 from tunelab.models import build_classifier
 from tunelab.tasks import get_task
 from tunelab.train import loop as train_loop
-from tunelab.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, trainable_state
+from tunelab.train.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    train_as_checkpointed,
+    trainable_state,
+)
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import build_optimizer, build_scheduler
 
@@ -199,7 +205,9 @@ def test_multi_label_loss_is_binary_cross_entropy() -> None:
 
 def _stepped(tiny_bert: Path, method: str = "full"):
     m = get_method(method)
-    model = m.apply(build_classifier(tiny_bert, LABELS, seed=0), m.parse_options({}))
+    # full with every weight trainable, like the plain classifiers the round trips load into
+    options = {"freeze_word_embeddings": False} if method == "full" else {}
+    model = m.apply(build_classifier(tiny_bert, LABELS, seed=0), m.parse_options(options))
     optimizer = build_optimizer(model, TrainConfig(), 1e-2)
     scheduler = build_scheduler(optimizer, TrainConfig(), total_steps=10)
     ids = torch.tensor([[101, 2000, 2001, 102]])
@@ -289,6 +297,42 @@ def test_the_loop_writes_its_last_checkpoint_without_optimizer_state(
     ]
     tunelab.train(None, overrides=overrides, show_progress=False)
     assert saved == [False, False, False, True]  # steps 5, 10 and 15 keep it to resume; 16, the last
+
+
+def test_a_resume_trains_what_the_checkpoint_trained_when_a_method_default_changed(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    """A run checkpointed while full fine-tuning trained every weight, resumed after
+    ``freeze_word_embeddings`` became the default: its saved config (options: {}) now builds a model
+    with the embeddings frozen, so the optimizer's groups no longer match the checkpoint's (torch's
+    ValueError) unless the checkpoint decides what trains."""
+    full = get_method("full")
+    old = full.apply(
+        build_classifier(tiny_bert, LABELS, seed=0), full.parse_options({"freeze_word_embeddings": False})
+    )
+    optimizer = build_optimizer(old, TrainConfig(), 1e-2)
+    scheduler = build_scheduler(optimizer, TrainConfig(), total_steps=10)
+    old(input_ids=torch.tensor([[101, 2000, 2001, 102]])).logits.sum().backward()
+    optimizer.step()
+    save_checkpoint(tmp_path / "last", model=old, optimizer=optimizer, scheduler=scheduler, state={"step": 1})
+
+    fresh = full.apply(build_classifier(tiny_bert, LABELS, seed=9), full.parse_options({}))
+    words = fresh.get_input_embeddings().weight
+    assert not words.requires_grad
+    changed = train_as_checkpointed(fresh, tmp_path / "last")
+    assert changed == [n for n, p in fresh.named_parameters() if p is words]
+    fresh_opt = build_optimizer(fresh, TrainConfig(), 1e-2)
+    fresh_sched = build_scheduler(fresh_opt, TrainConfig(), total_steps=10)
+    load_checkpoint(tmp_path / "last", model=fresh, optimizer=fresh_opt, scheduler=fresh_sched)
+    assert torch.equal(words, old.get_input_embeddings().weight)
+    # And the other way: a checkpoint that kept them frozen freezes them again.
+    assert train_as_checkpointed(old, tmp_path / "last") == []
+    frozen_run = full.apply(build_classifier(tiny_bert, LABELS, seed=0), full.parse_options({}))
+    save_checkpoint(tmp_path / "frozen", model=frozen_run, optimizer=optimizer, scheduler=scheduler, state={})
+    assert (
+        train_as_checkpointed(old, tmp_path / "frozen")
+        and not old.get_input_embeddings().weight.requires_grad
+    )
 
 
 def test_lora_checkpoint_holds_only_trainable_weights(tiny_bert: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -46,6 +47,29 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
                     "start the run again without --resume"
                 )
             target.copy_(value)
+
+
+def train_as_checkpointed(model: nn.Module, folder: Path) -> list[str]:
+    """Make trainable exactly the parameters the checkpoint in ``folder`` was training.
+
+    A resumed run rebuilds its model from the saved config, whose method options list only what
+    the user set; a default that changed since (``full``'s ``freeze_word_embeddings`` became true)
+    would otherwise build an optimizer whose parameter groups no longer match the checkpoint's,
+    and the resume would fail on torch's size check. The checkpoint is the record of what trained.
+    Returns the names whose ``requires_grad`` changed.
+    """
+    with safe_open(str(folder / "trainable.safetensors"), framework="pt") as saved:
+        keys = list(saved.keys())
+    params = dict(model.named_parameters())
+    wanted = {name if name in params else _current_name(model, name) for name in keys}
+    if not wanted & params.keys():
+        return []  # nothing recognisable: load_trainable_state reports it
+    changed = []
+    for name, param in params.items():
+        if param.requires_grad != (name in wanted):
+            param.requires_grad_(name in wanted)
+            changed.append(name)
+    return changed
 
 
 def _current_name(model: nn.Module, name: str) -> str:

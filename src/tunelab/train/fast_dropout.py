@@ -53,7 +53,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``nn.functional.dropout`` with the cheaper draw on CPU tensors (torch's own elsewhere)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or round(p * _LEVELS) >= _LEVELS:  # p this close to 1: all dropped
         return nn.functional.dropout(x, p, training)
     keep, scale = keep_mask(x.shape, p, x.device)
     return x * (keep.to(x.dtype) * scale)
@@ -83,11 +83,20 @@ def attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers' sdpa attention, with the probabilities' dropout drawn by :func:`dropout`.
 
-    Only the case that draws a mask is computed here: non-causal self-attention with as many key
-    as query heads, on CPU, in training. Everything else (no dropout, causal or grouped-query
-    attention, another device) is handed to transformers' own ``sdpa_attention_forward``.
+    Only the case that draws a mask is computed here: a module that says it is not causal, with
+    as many key as query heads and no position bias or soft cap, on CPU, in training. Everything
+    else (no dropout, causal, grouped-query or biased attention, another device) is handed to
+    transformers' own ``sdpa_attention_forward``.
     """
-    plain = not getattr(module, "is_causal", False) and key.shape[1] == query.shape[1]
+    # transformers' sdpa takes a module without ``is_causal`` as causal, and some models pass a
+    # position bias (T5) or a soft cap: all of those stay with it.
+    plain = (
+        getattr(module, "is_causal", None) is False
+        and not kwargs.get("is_causal")
+        and kwargs.get("position_bias") is None
+        and kwargs.get("softcap") is None
+        and key.shape[1] == query.shape[1]
+    )
     if dropout == 0.0 or query.device.type != "cpu" or not plain:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
@@ -134,15 +143,16 @@ def fast_dropout(model: nn.Module, enabled: bool = True) -> Iterator[int]:
     configs were switched.
     """
     switched: list[nn.Module] = []
-    configs = _sdpa_configs(model) if enabled else []
-    if enabled:
-        for module in model.modules():
-            if type(module) is nn.Dropout:
-                module.__class__ = FastDropout
-                switched.append(module)
-    for config in configs:
-        config._attn_implementation_internal = ATTENTION
+    configs: list = []
     try:
+        if enabled:
+            for module in model.modules():
+                if type(module) is nn.Dropout:
+                    module.__class__ = FastDropout
+                    switched.append(module)
+            for config in _sdpa_configs(model):
+                config._attn_implementation_internal = ATTENTION
+                configs.append(config)
         yield len(switched) + len(configs)
     finally:
         for module in switched:

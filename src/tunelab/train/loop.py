@@ -33,6 +33,7 @@ from tunelab.train.checkpoint import (
     load_trainable_state,
     save_checkpoint,
     save_weights,
+    train_as_checkpointed,
     trainable_state,
 )
 from tunelab.train.fast_dropout import fast_dropout
@@ -100,10 +101,20 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     batches_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer = build_optimizer(model, cfg, setup.learning_rate)
-    scheduler = build_scheduler(optimizer, cfg, total_steps)
     last_ckpt = setup.checkpoints / "last"
     best_path = setup.checkpoints / "best.safetensors"
+    found = find_checkpoint(last_ckpt) if resume else None
+    if found is not None:
+        changed = train_as_checkpointed(model, found)
+        if changed:
+            logger.info(
+                "resuming: %d parameter tensors trained as the checkpoint did (e.g. %s), not as today's "
+                "method defaults would",
+                len(changed),
+                changed[0],
+            )
+    optimizer = build_optimizer(model, cfg, setup.learning_rate)
+    scheduler = build_scheduler(optimizer, cfg, total_steps)
     adversary = build_adversary(
         cfg.adversarial,
         epsilon=cfg.adversarial_epsilon,
@@ -112,7 +123,6 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     )
 
     state = LoopState()
-    found = find_checkpoint(last_ckpt) if resume else None
     if found is not None:
         state = LoopState(**load_checkpoint(found, model=model, optimizer=optimizer, scheduler=scheduler))
         logger.info("resuming at epoch %d, step %d", state.epoch + 1, state.step)

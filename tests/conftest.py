@@ -150,6 +150,9 @@ def make_tiny_overrides(
         f"train.epochs={epochs}",
         "train.learning_rate=0.005",
         "train.patience=null",
+        # Its token embeddings are random, not pre-trained: full fine-tuning trains them here
+        # (a method=... in extra replaces the method and drops this option).
+        "method.freeze_word_embeddings=false",
     ]
     if test is not None:
         items.append(f"data.test={test}")

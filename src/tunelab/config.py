@@ -509,6 +509,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             current = {"name": current}
         current = dict(current or {})
         if len(parts) == 1:
+            if value != current.get("name", "full"):
+                # Another method: the options set so far belong to the one it replaces (a YAML's
+                # lora r=16 under method=full would be an unknown option).
+                current = {}
             current["name"] = value
         else:
             opts_key = parts[1:] if parts[1] != "options" else parts[2:]

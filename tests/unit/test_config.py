@@ -91,6 +91,9 @@ def test_overrides_without_a_file_start_from_defaults() -> None:
         ("method: {name: full}", ["method=lora", "method.r=2"], "lora", {"r": 2}),
         # As every saved config.json has it (train --from reads one): empty options, then an option.
         ("method: {name: lora, options: {}}", ["method.r=2"], "lora", {"r": 2}),
+        # method=NAME replaces the method, and with it the options of the one it replaces.
+        ("method: {name: lora, r: 4}", ["method=full"], "full", {}),
+        ("method: {name: lora, r: 4}", ["method=lora", "method.alpha=8"], "lora", {"r": 4, "alpha": 8}),
     ],
 )
 def test_method_shorthands(

@@ -216,7 +216,7 @@ def test_export_with_recovery_records_it_and_leaves_only_its_log(
     stays within the pruning bound of test_compress (measured: agreement 1.0, logits <= 0.16 apart)."""
     from test_compress import PRUNED, assert_parity, train_tiny
 
-    run = train_tiny(tiny_bert, parity_csvs, tmp_path, "tiny-recover")
+    run = train_tiny(tiny_bert, parity_csvs, tmp_path, "tiny-recover", "method.freeze_word_embeddings=false")
     assert json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]["accuracy"] >= 0.95
     result = tunelab.export(
         run,

@@ -14,8 +14,11 @@ Two places draw dropout masks in a transformers encoder, and both are switched f
 :func:`fast_dropout`: every plain ``nn.Dropout`` module (hidden, embedding, head and LoRA dropout),
 and the attention-probability dropout, which torch's ``scaled_dot_product_attention`` draws
 inside its C++ math path. For the latter, a model on the default ``sdpa`` attention (through
-transformers' ``AttentionInterface``) runs :func:`attention` instead: the same math (scores,
-boolean padding mask, softmax, dropout, values) with the cheap draw.
+transformers' ``AttentionInterface``) runs :func:`attention` instead: the same steps (scores,
+boolean padding mask, softmax, dropout, values) with the cheap draw. One difference: under bf16
+autocast these steps run in bf16, where torch's math path upcasts them to fp32 (a review measured
+8.5e-3 against 4.3e-3 relative error to fp32 on random inputs, and an attention mass of 0.9985
+instead of 1 after dropout, from the bf16-rounded scale); dev accuracy showed no cost (README).
 """
 
 from __future__ import annotations

@@ -19,6 +19,20 @@ from tunelab.models import build_classifier
 from tunelab.train import fast_dropout as fd
 
 
+@pytest.fixture
+def mask_shapes(monkeypatch: pytest.MonkeyPatch) -> list[torch.Size]:
+    """The shape of every mask the cheap draw makes while the test runs."""
+    shapes: list[torch.Size] = []
+    real = fd.keep_mask
+
+    def recording(shape: torch.Size, *rest: Any) -> tuple[torch.Tensor, float]:
+        shapes.append(shape)
+        return real(shape, *rest)
+
+    monkeypatch.setattr(fd, "keep_mask", recording)
+    return shapes
+
+
 @pytest.mark.parametrize("p", [0.1, 0.3])
 def test_the_keep_share_is_one_minus_p_and_the_mean_is_kept(p: float) -> None:
     torch.manual_seed(0)
@@ -99,11 +113,9 @@ def test_attention_with_a_vanishing_dropout_matches_transformers_sdpa() -> None:
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
-def test_attention_drops_probabilities_with_the_cheap_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_attention_drops_probabilities_with_the_cheap_draw(mask_shapes: list[torch.Size]) -> None:
     q, k, v, mask = _attention_inputs()
-    calls = []
-    real = fd.keep_mask
-    monkeypatch.setattr(fd, "keep_mask", lambda *a: calls.append(a[0]) or real(*a))
+    calls = mask_shapes
     fd.attention(_encoder_attention(), q, k, v, mask, dropout=0.1)
     assert calls == [torch.Size([3, 4, 7, 7])]  # (batch, heads, queries, keys): the probabilities
     # Left to transformers' sdpa (which draws torch's mask): a causal module, a module that does
@@ -158,11 +170,9 @@ def test_the_training_loop_draws_masks_the_cheap_way_only_when_asked(
     tiny_overrides: Any,
     labelled_csvs: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    mask_shapes: list[torch.Size],
 ) -> None:
-    calls = []
-    real = fd.keep_mask
-    monkeypatch.setattr(fd, "keep_mask", lambda *a: calls.append(a[0]) or real(*a))
+    calls = mask_shapes
     train, test = labelled_csvs
     overrides = tiny_overrides(
         tiny_bert, train, test, tmp_path, "train.epochs=1", f"train.fast_dropout={str(enabled).lower()}"

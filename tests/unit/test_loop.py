@@ -58,6 +58,19 @@ def test_grouped_batches_waste_less_padding() -> None:
     assert padding(True) < 0.5 * padding(False)
 
 
+def _loop_run(tiny_bert: Path, train_csv: Path, out: Path, *extra: str) -> list[str]:
+    """Overrides of a short tiny run without a dev split (the loop tests watch its steps)."""
+    return [
+        f"data.train={train_csv}",
+        "data.dev_size=0",
+        f"model.name={tiny_bert}",
+        "model.max_length=32",
+        "train.batch_size=8",
+        f"output_dir={out}",
+        *extra,
+    ]
+
+
 def test_the_loop_takes_a_new_batch_order_every_epoch(
     tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,17 +84,11 @@ def test_the_loop_takes_a_new_batch_order_every_epoch(
         return original(enc, indices, **kwargs)
 
     monkeypatch.setattr(train_loop, "collate", recording_collate)
-    overrides = [
-        f"data.train={train_csv}",
-        "data.dev_size=0",
-        f"model.name={tiny_bert}",
-        "model.max_length=32",
-        "train.batch_size=8",
-        "train.epochs=3",
-        "train.seed=5",
-        f"output_dir={tmp_path}",
-    ]
-    tunelab.train(None, overrides=overrides, show_progress=False)
+    tunelab.train(
+        None,
+        overrides=_loop_run(tiny_bert, train_csv, tmp_path, "train.epochs=3", "train.seed=5"),
+        show_progress=False,
+    )
     per_epoch = 8  # 60 rows / 8
     assert len(seen) == 3 * per_epoch
     epochs = [seen[i * per_epoch : (i + 1) * per_epoch] for i in range(3)]
@@ -285,17 +292,11 @@ def test_the_loop_writes_its_last_checkpoint_without_optimizer_state(
         return original(folder, **kwargs)
 
     monkeypatch.setattr(train_loop, "save_checkpoint", recording_save)
-    overrides = [
-        f"data.train={train_csv}",
-        "data.dev_size=0",
-        f"model.name={tiny_bert}",
-        "model.max_length=32",
-        "train.batch_size=8",
-        "train.epochs=2",
-        "train.checkpoint_steps=5",
-        f"output_dir={tmp_path}",
-    ]
-    tunelab.train(None, overrides=overrides, show_progress=False)
+    tunelab.train(
+        None,
+        overrides=_loop_run(tiny_bert, train_csv, tmp_path, "train.epochs=2", "train.checkpoint_steps=5"),
+        show_progress=False,
+    )
     assert saved == [False, False, False, True]  # steps 5, 10 and 15 keep it to resume; 16, the last
 
 

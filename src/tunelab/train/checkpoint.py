@@ -40,7 +40,7 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state.items():
-            target = params.get(name) if name in params else params.get(_current_name(model, name))
+            target = params.get(_param_name(model, params, name))
             if target is None:
                 raise RunError(
                     f"checkpoint weight {name!r} does not fit this model; "
@@ -61,7 +61,7 @@ def train_as_checkpointed(model: nn.Module, folder: Path) -> list[str]:
     with safe_open(str(folder / "trainable.safetensors"), framework="pt") as saved:
         keys = list(saved.keys())
     params = dict(model.named_parameters())
-    wanted = {name if name in params else _current_name(model, name) for name in keys}
+    wanted = {_param_name(model, params, name) for name in keys}
     if not wanted & params.keys():
         return []  # nothing recognisable: load_trainable_state reports it
     changed = []
@@ -70,6 +70,11 @@ def train_as_checkpointed(model: nn.Module, folder: Path) -> list[str]:
             param.requires_grad_(name in wanted)
             changed.append(name)
     return changed
+
+
+def _param_name(model: nn.Module, params: dict[str, nn.Parameter], name: str) -> str:
+    """The name in ``params`` a checkpoint key stands for (itself, or its pre-upgrade rename)."""
+    return name if name in params else _current_name(model, name)
 
 
 def _current_name(model: nn.Module, name: str) -> str:

@@ -245,13 +245,15 @@ def load_config(
         from tunelab.train.continual import continued_config
 
         return continued_config(from_run, overrides)
+    from tunelab.train.continual import with_previous_labels
+
     if isinstance(config, RunConfig):
         if not overrides:
-            return config
+            return with_previous_labels(config)
         from tunelab.config import apply_override
 
         raw = config.to_dict()
         for item in overrides:
             apply_override(raw, item)
-        return RunConfig.from_dict(raw)
-    return RunConfig.from_yaml(config, overrides)
+        return with_previous_labels(RunConfig.from_dict(raw))
+    return with_previous_labels(RunConfig.from_yaml(config, overrides))

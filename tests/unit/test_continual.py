@@ -105,6 +105,24 @@ def test_continuing_keeps_old_label_ids_and_adds_the_new_label(first, new_csv: P
     assert Counter(r["label"] for r in _stored(result.run_dir)) == {"sports": 5, "weather": 5, NEW: 5}
 
 
+def test_a_config_naming_from_run_itself_keeps_the_old_label_ids(
+    first, tiny_bert: Path, tmp_path: Path, text_maker, tiny_overrides
+) -> None:
+    """``continual.from_run`` in a config (its own data and recipe, no ``--from``) continues the run.
+
+    The new file holds the old labels and a new one that sorts before them, so a fresh sorted
+    label order would move the old ids; before the fix this was refused with a message about
+    ``data.labels`` the config never set (a two-stage recipe: sentiment transfer, then the task)."""
+    run, _ = first
+    both = _csv(tmp_path / "both.csv", [*OLD, NEW], 15, 3, text_maker)
+    overrides = tiny_overrides(tiny_bert, both, None, tmp_path / "runs", "name=staged", epochs=1)
+    result = tunelab.train(
+        overrides=[*overrides, f"continual.from_run={run}", "continual.rehearsal=0"], show_progress=False
+    )
+    assert LabelMap.load(result.run_dir / "labels.json").names == [*OLD, NEW]
+    assert result.summary["continual"]["labels_added"] == [NEW]
+
+
 def test_the_head_grows_with_the_old_rows_copied(first) -> None:
     run, _ = first
     task = get_task("single_label")

@@ -68,6 +68,22 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     return RunConfig.from_dict(raw)
 
 
+def with_previous_labels(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``data.labels`` set to its ``continual.from_run``'s labels when it gives none.
+
+    ``train --from RUN`` does this in ``continued_config``; a config (or override) that names
+    ``continual.from_run`` itself, with its own data and recipe, needs the same: without the old
+    order the new label set would be sorted afresh and the old ids would move.
+
+    Raises:
+        RunError: ``from_run`` is not a finished run folder (one line).
+    """
+    if cfg.continual.from_run is None or cfg.data.labels is not None:
+        return cfg
+    run, _ = _find(cfg.continual.from_run)
+    return replace(cfg, data=replace(cfg.data, labels=LabelMap.load(run.labels_json).names))
+
+
 def _method_name(method: Any) -> str:
     return method if isinstance(method, str) else str((method or {}).get("name", "full"))
 

@@ -318,6 +318,47 @@ def test_ewc_is_zero_at_the_old_weights_and_grows_with_the_distance() -> None:
     assert term(model).item() == pytest.approx(4.0)
 
 
+def test_the_fisher_leaves_out_weights_the_continued_run_does_not_train() -> None:
+    """A frozen weight (``full``'s token embeddings by default) never moves: no Fisher, no anchor
+    for it, and it does not rescale the normalised Fisher of the others (review finding R4)."""
+    from tunelab.train import continual_penalties
+    from tunelab.train.continual_penalties import fisher_of
+
+    torch.manual_seed(0)
+    previous, model = _Embedded(), _Embedded()
+    model.embed.weight.requires_grad_(False)
+    task = get_task("single_label")
+    enc = SimpleNamespace(input_ids=[[1, 2], [3], [4, 5, 6]], lengths=[2, 1, 3])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(continual_penalties, "collate", _collate_ids)
+        fisher, anchor = fisher_of(previous, model, enc, task, num_old=2)
+        model.embed.weight.requires_grad_(True)
+        with_embed, _ = fisher_of(previous, model, enc, task, num_old=2)
+    assert set(fisher) == set(anchor) == {"classifier.weight", "classifier.bias"}
+    assert "embed.weight" in with_embed
+    # Normalised over the trained weights only: their mean Fisher is 1.
+    assert torch.cat([f.flatten() for f in fisher.values()]).mean().item() == pytest.approx(1.0)
+
+
+class _Embedded(nn.Module):
+    """Token embeddings, mean-pooled, then a 2-way head: a model with a weight to freeze."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(8, 4)
+        self.classifier = nn.Linear(4, 2)
+
+    def forward(self, input_ids: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.classifier(self.embed(input_ids).mean(dim=1)))
+
+
+def _collate_ids(enc, idx, *, task, num_labels) -> dict:
+    """Pads the stand-in encoding's ids; labels alternate 0/1 by position."""
+    width = max(enc.lengths[i] for i in idx)
+    ids = torch.tensor([enc.input_ids[i] + [0] * (width - enc.lengths[i]) for i in idx])
+    return {"input_ids": ids, "labels": torch.tensor([i % 2 for i in idx])}
+
+
 def test_an_adapter_run_is_continued_merged_with_method_full(
     tiny_bert: Path, tiny_overrides, new_csv: Path, tmp_path: Path, text_maker
 ) -> None:

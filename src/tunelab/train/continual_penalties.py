@@ -83,8 +83,11 @@ class EWC:
 def fisher_of(
     previous: nn.Module, model: nn.Module, enc: Encoded, task: Task, *, num_old: int, batch_size: int = 32
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The previous model's diagonal Fisher on ``enc`` and its weights, for ``model``'s shared parameters."""
-    shapes = {n: p.shape for n, p in model.named_parameters()}
+    """The previous model's diagonal Fisher on ``enc`` and its weights, for ``model``'s trained parameters."""
+    # Only what ``model`` trains: a frozen weight (``full``'s token embeddings, 30,522 x 384) never
+    # moves, so its penalty is always zero, while its Fisher would hold memory and, through the
+    # mean below, rescale every other weight's penalty.
+    shapes = {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
     params = {n: p for n, p in previous.named_parameters() if shapes.get(n) == p.shape}
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     previous.eval()

@@ -20,7 +20,7 @@ autocast these steps run in bf16, where torch's math path upcasts them to fp32 (
 8.5e-3 against 4.3e-3 relative error to fp32 on random inputs, and an attention mass of 0.9985
 instead of 1 after dropout, from the bf16-rounded scale); dev accuracy showed no cost (README).
 Attending in fp32 as the math path does was measured and not kept: 1.3% slower and 75 MB more
-peak memory for full fine-tuning, 116 MB for LoRA (above the LoRA peak before issue 16), with the
+peak memory for full fine-tuning, about 100 MB for LoRA (above its peak before issue 16), with the
 same dev accuracy (README, "Training speed against the peers").
 """
 

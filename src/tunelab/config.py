@@ -183,6 +183,9 @@ class TrainConfig:
     patience: int | None = 3
     checkpoint_steps: int = 100
     class_weights: bool = False
+    # Cross-entropy against (1 - e) x the label + e spread evenly over the labels, as Hugging Face
+    # Trainer's label_smoothing_factor: a model that may not be certain overfits less.
+    label_smoothing: float = 0.0
     head_init: str = "probe"
     seed: int = 42
     threads: int | None = None
@@ -224,6 +227,11 @@ class TrainConfig:
             p,
             self.patience is None or self.patience >= 1,
             f"patience={self.patience} (use 1 or more, or null to disable early stopping)",
+        )
+        _check(
+            p,
+            0 <= self.label_smoothing < 1,
+            f"label_smoothing={self.label_smoothing} (use [0, 1), e.g. 0.1; 0 is off)",
         )
         _check(p, self.checkpoint_steps >= 1, f"checkpoint_steps={self.checkpoint_steps} (use 1 or more)")
         _check(

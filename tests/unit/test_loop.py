@@ -14,6 +14,7 @@ import torch
 import tunelab
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import training_batches
+from tunelab.errors import ConfigError
 from tunelab.methods import get_method
 from tunelab.models import build_classifier
 from tunelab.tasks import get_task
@@ -205,6 +206,36 @@ def test_multi_label_loss_is_binary_cross_entropy() -> None:
     pos = torch.tensor([1.0, 1.0, 4.0])
     weighted = get_task("multi_label").loss(logits, labels, pos)
     assert weighted > get_task("multi_label").loss(logits, labels, None)
+
+
+def test_label_smoothing_targets_one_minus_e_on_the_label_and_e_spread_evenly() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    labels = torch.tensor([0, 1])
+    e = 0.1
+    targets = torch.full((2, 3), e / 3)
+    targets[0, 0] += 1 - e
+    targets[1, 1] += 1 - e
+    expected = -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    task = get_task("single_label")
+    assert task.loss(logits, labels, None, smoothing=e).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert task.loss(logits, labels, None, smoothing=e) != pytest.approx(
+        task.loss(logits, labels, None).item()
+    )
+
+
+def test_multi_label_smoothing_moves_each_target_towards_one_half() -> None:
+    logits = torch.tensor([[3.0, -3.0, 0.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([[0.9, 0.1, 0.9]]))
+    got = get_task("multi_label").loss(logits, labels, None, smoothing=0.2)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_label_smoothing_outside_0_1_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"label_smoothing=1\.0"):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(ConfigError, match=r"label_smoothing=-0\.1"):
+        TrainConfig(label_smoothing=-0.1)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

@@ -412,6 +412,22 @@ def test_loss_ignores_unlabelled_positions() -> None:
     assert TASK.loss(logits, torch.full((2, 5), IGNORE), None).item() == 0.0
 
 
+def test_label_smoothing_covers_labelled_positions_only() -> None:
+    logits = torch.randn(2, 5, 3)
+    labels = torch.tensor([[IGNORE, 0, 2, IGNORE, IGNORE], [IGNORE, 1, IGNORE, IGNORE, IGNORE]])
+    picked = torch.stack([logits[0, 1], logits[0, 2], logits[1, 1]])
+    targets = torch.full((3, 3), 0.1 / 3)
+    for row, tag in enumerate((0, 2, 1)):
+        targets[row, tag] += 0.9
+    expected = -(targets * torch.log_softmax(picked, dim=-1)).sum(dim=-1).mean()
+    assert TASK.loss(logits, labels, None, smoothing=0.1).item() == pytest.approx(expected.item(), rel=1e-6)
+    # soft targets (distillation) are smoothed the same way, and skipped positions stay skipped
+    soft = torch.zeros(2, 5, 3)
+    for (b, t), tag in zip(((0, 1), (0, 2), (1, 1)), (0, 2, 1), strict=True):
+        soft[b, t, tag] = 1.0
+    assert TASK.loss(logits, soft, None, smoothing=0.1).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_soft_targets_are_masked_to_labelled_positions(tokenizer, tmp_path: Path) -> None:
     splits = splits_of(tmp_path, train=str(write(tmp_path / "t.txt", CONLL)), dev_size=0.0)
     enc = TASK.encode(tokenizer, splits.train, max_length=16)

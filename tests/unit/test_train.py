@@ -420,6 +420,33 @@ def test_class_weights_change_the_loss(tiny_bert: Path, tiny_overrides, tmp_path
     assert first_plain[1] != pytest.approx(first_weighted[1], rel=1e-3)
 
 
+def test_label_smoothing_reaches_the_training_loss(
+    tiny_bert: Path, tiny_overrides, tmp_path: Path, text_maker
+) -> None:
+    data = write_imbalanced(tmp_path / "imbalanced.csv", text_maker)
+
+    def run(smoothing: float) -> tunelab.TrainResult:
+        overrides = tiny_overrides(
+            tiny_bert,
+            data,
+            None,
+            tmp_path / "runs",
+            f"train.label_smoothing={smoothing}",
+            f"name=s{smoothing}",
+        )
+        return tunelab.train(None, overrides=overrides, show_progress=False)
+
+    plain, smoothed = run(0.0), run(0.2)
+    assert json.loads((smoothed.run_dir / "config.json").read_text(encoding="utf-8"))["train"][
+        "label_smoothing"
+    ] == pytest.approx(0.2)
+    # Same batches and seed: only the targets differ. A confident start (the probe head) is further
+    # from a smoothed target's minimum, so the first logged loss must differ.
+    first_plain, first_smoothed = losses(plain.run_dir)[0], losses(smoothed.run_dir)[0]
+    assert first_plain[0] == first_smoothed[0]
+    assert first_plain[1] != pytest.approx(first_smoothed[1], rel=1e-3)
+
+
 def write_multi_label(path: Path, n: int, seed: int, make_texts) -> Path:
     rng = random.Random(seed)
     combos = [

@@ -151,8 +151,15 @@ class Task(ABC):
         """Rebuild a whole fine-tuned model written by ``save_pretrained`` (method ``full``)."""
 
     @abstractmethod
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        """The training loss of a batch."""
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        weights: torch.Tensor | None,
+        *,
+        smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """The training loss of a batch; ``smoothing`` is ``train.label_smoothing`` (0: none)."""
 
     def class_weights(self, dataset: Any, num_labels: int) -> torch.Tensor | None:
         """Weights for ``train.class_weights: true``; None where the task has none."""

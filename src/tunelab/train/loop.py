@@ -183,7 +183,9 @@ def _train_epochs(
                     logits = model(**batch).logits
                 # The loss in fp32 whatever the forward ran in: bf16 logits lose the small differences
                 # between near-equal classes that the cross-entropy's gradient is made of.
-                return setup.task.loss(logits.float(), labels, setup.class_weights)
+                return setup.task.loss(
+                    logits.float(), labels, setup.class_weights, smoothing=cfg.label_smoothing
+                )
 
             with adversary.watch(model) if adversary is not None else contextlib.nullcontext():
                 loss = forward_loss()

@@ -134,17 +134,27 @@ class ClassificationTask(Task):
         # A folder of the old layout (encoder + head.json) does not say; the task does.
         return load_classifier(folder, problem_type=self.problem_type)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        weights: torch.Tensor | None,
+        *,
+        smoothing: float = 0.0,
+    ) -> torch.Tensor:
         """Cross-entropy (optionally class-weighted) or, multi-label, per-label binary cross-entropy.
 
         ``labels`` may be soft targets, (B, num_labels) probabilities: both losses take them as they
         are, which is how distillation trains a student on a teacher's outputs with the same loop.
+        ``smoothing`` e: torch's own label smoothing for the cross-entropy; multi-label, each
+        label's target moves e/2 towards 1/2 (1 - e/2 and e/2), the binary form of the same rule.
         """
         import torch.nn.functional as F
 
         if self.multi:
-            return F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=weights)
-        return F.cross_entropy(logits.float(), labels, weight=weights)
+            targets = labels * (1.0 - smoothing) + smoothing / 2 if smoothing else labels
+            return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=weights)
+        return F.cross_entropy(logits.float(), labels, weight=weights, label_smoothing=smoothing)
 
     def class_weights(self, dataset: Any, num_labels: int) -> torch.Tensor | None:
         """Inverse-frequency weights ("balanced", as scikit-learn defines them) for imbalanced data.

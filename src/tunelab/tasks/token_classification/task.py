@@ -170,13 +170,25 @@ class TokenClassificationTask(Task):
     def load_model(self, folder: Path) -> nn.Module:
         return _from_pretrained(folder)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        """Cross-entropy over the labelled positions; logits (B, T, L), labels (B, T) or soft (B, T, L)."""
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        weights: torch.Tensor | None,
+        *,
+        smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """Cross-entropy over the labelled positions; logits (B, T, L), labels (B, T) or soft (B, T, L).
+
+        ``smoothing``: torch's label smoothing, over the labelled positions only (soft targets too).
+        """
         import torch
         from torch import nn
 
         if labels.is_floating_point():  # soft targets: all-zero rows are positions to skip
             mask = labels.sum(dim=-1) > 0  # (B, T)
+            if smoothing:
+                labels = labels * (1.0 - smoothing) + smoothing / labels.shape[-1]
             per_token = -(labels * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)  # (B, T)
             return (per_token * mask).sum() / mask.sum().clamp(min=1)
         if not bool((labels != IGNORE).any()):
@@ -186,6 +198,7 @@ class TokenClassificationTask(Task):
             labels.reshape(-1),
             weight=weights,
             ignore_index=IGNORE,
+            label_smoothing=smoothing,
         )
 
     def class_weights(self, dataset: ner_data.NerDataset, num_labels: int) -> torch.Tensor | None:

@@ -52,7 +52,8 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     raw = json.loads(run.config_json.read_text(encoding="utf-8"))
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
-    data.update(train=None, dev=None, test=None, labels=LabelMap.load(run.labels_json).names)
+    # Its labels (unless an override gives some) come back in ``with_previous_labels``, below.
+    data.update(train=None, dev=None, test=None, labels=None)
     raw["data"] = data
     # The folder found, absolute: a later --resume from another directory still finds it.
     raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(Path(run.root).resolve())}
@@ -65,15 +66,15 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
-    return RunConfig.from_dict(raw)
+    return with_previous_labels(RunConfig.from_dict(raw))
 
 
 def with_previous_labels(cfg: RunConfig) -> RunConfig:
     """``cfg`` with ``data.labels`` set to its ``continual.from_run``'s labels when it gives none.
 
-    ``train --from RUN`` does this in ``continued_config``; a config (or override) that names
-    ``continual.from_run`` itself, with its own data and recipe, needs the same: without the old
-    order the new label set would be sorted afresh and the old ids would move.
+    Both ways of continuing a run come through here: ``train --from RUN`` (``continued_config``)
+    and a config (or override) that names ``continual.from_run`` itself, with its own data and
+    recipe. Without the old order the new label set would be sorted afresh and the old ids move.
 
     Raises:
         RunError: ``from_run`` is not a finished run folder (one line).

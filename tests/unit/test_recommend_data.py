@@ -67,6 +67,9 @@ def test_the_shipped_movielens_config_is_valid() -> None:
         ("rating == 1", [1, 2], [True, False]),
         ("event in [buy, click]", ["buy", "view", " click ", "BUY"], [True, False, True, False]),
         ("event != view", ["buy", "view"], [True, False]),
+        # numeric event codes: numbers compare as numbers, whichever way the file writes them
+        ("event in [1, 2]", ["1", 2, "2.0", 3, "x"], [True, True, True, False, False]),
+        ("event in [1, buy]", ["1", "buy", "2"], [True, True, False]),
         ("all", ["x", "y"], [True, True]),
     ],
 )
@@ -115,6 +118,23 @@ def test_each_file_format_reads_the_same(tmp_path: Path, fmt: str) -> None:
     # rating >= 4: the fixture's 5-star rows are positive, its 1-star rows are not
     assert int(ds.interactions["positive"].sum()) == sum(r["rating"] == 5.0 for r in ratings_rows())
     assert list(ds.interactions["time"]) == sorted(ds.interactions["time"])
+
+
+def test_parquet_timestamps_are_read_as_epoch_seconds(tmp_path: Path) -> None:
+    """A datetime column (Parquet keeps its type) is seconds, like the CSV's numbers, not microseconds."""
+    paths = write_world(tmp_path)
+    as_csv = load_dataset(_cfg(paths)).interactions["time"].to_numpy()
+    frame = pd.read_csv(paths["ratings"])
+    frame["ts"] = pd.to_datetime(frame["ts"], unit="s").astype("datetime64[us]")
+    parquet = tmp_path / "ratings.parquet"
+    frame.to_parquet(parquet)
+    assert pd.read_parquet(parquet)["ts"].dtype.kind == "M"
+    got = load_dataset(_cfg({**paths, "ratings": parquet})).interactions["time"].to_numpy()
+    np.testing.assert_allclose(np.sort(got), np.sort(as_csv))
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo")  # aware: same instants
+    frame.to_parquet(parquet)
+    got = load_dataset(_cfg({**paths, "ratings": parquet})).interactions["time"].to_numpy()
+    np.testing.assert_allclose(np.sort(got), np.sort(as_csv))
 
 
 def test_an_event_rule_on_jsonl_with_iso_times(tmp_path: Path) -> None:

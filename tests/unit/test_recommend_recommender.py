@@ -118,6 +118,12 @@ def test_k_out_of_range_is_a_clear_error(rec: Recommender, k) -> None:
         rec.rank("u0", k=k)
 
 
+def test_a_k_below_one_is_not_explained_by_the_upper_limit(rec: Recommender) -> None:
+    with pytest.raises(DataError) as info:
+        rec.rank("u0", k=0)
+    assert str(info.value) == "k=0 is out of range: give 1 to 40"
+
+
 def test_score_items_and_text_scores(rec: Recommender) -> None:
     ids = ["spa0", "coo0", "spo0", "hor0"]
     blended = rec.score_items("u0", ids)
@@ -180,6 +186,65 @@ def test_a_recorded_event_changes_the_next_ranking_and_persists(rec: Recommender
     assert reloaded.info["n_recorded_events"] == 6
     assert not reloaded.rank("newbie", k=3).fallback
     assert np.isclose(reloaded.score_items("u0", ["coo9"])[0], rec.score_items("u0", ["coo9"])[0], atol=1e-5)
+
+
+def test_an_event_without_the_value_the_rule_reads_is_not_a_positive(rec: Recommender) -> None:
+    """As a blank rating in the interactions file: seen, not liked (the config says rating >= 4)."""
+    event = rec.record_event("u2", "hor1", event="view")
+    assert event["positive"] is False
+    assert rec.record_event("u2", "hor2")["positive"] is False
+    assert rec.record_event("u2", "hor3", rating=5)["positive"] is True
+    assert {"hor1", "hor2"}.isdisjoint({rec._ids[i] for i in rec._users["u2"].positives()})
+
+
+def test_one_event_dated_now_leaves_other_users_rankings_alone(rec: Recommender) -> None:
+    """The tiny world's history ended in 2020: an event dated now must not age every item by years."""
+    users = [f"u{n}" for n in range(1, 15)]
+
+    def order(user: str) -> list[str]:  # coo3 itself may move: it is fresher and more popular now
+        return [i.item_id for i in rec.rank(user, k=20).items if i.item_id != "coo3"][:10]
+
+    before = {u: order(u) for u in users}
+    rec.record_event("someone-else", "coo3", rating=5)  # time: now
+    assert {u: order(u) for u in users} == before
+    # the item it touched is the freshest now; a never-seen item is no fresher than any with history
+    stats = rec._stats
+    ages = stats.log_age_days(np.arange(len(rec._ids)))
+    assert ages[rec.index_of["coo3"]] == pytest.approx(0.0, abs=1e-3)
+    assert ages.max() <= stats.age_never
+
+
+def test_a_reason_is_never_the_item_itself(rec: Recommender) -> None:
+    ranking = rec.rank("u0", k=40, exclude_seen=False)
+    assert all(i.item_id not in i.reasons and i.reasons for i in ranking.items)
+
+
+def test_a_reader_never_sees_an_event_without_its_item(rec_folder: Path) -> None:
+    """Another process adds an item and an event on it while this one reads: the event is not lost."""
+    writer, reader = Recommender.load(rec_folder), Recommender.load(rec_folder)
+    writer.record_event("u0", "spa1", rating=1)  # creates live.sqlite
+    assert "u0" in reader.users
+    conn = reader._live._connection()
+
+    class Interleaved:
+        """The reader's connection, with the writer's two writes between its first and second read."""
+
+        fired = False
+
+        def execute(self, sql: str, *args):
+            rows = conn.execute(sql, *args)
+            if sql.startswith("SELECT") and not Interleaved.fired:
+                Interleaved.fired = True
+                writer.add_item("late", {"title": "The zombie and the crypt", "genres": "horror"})
+                writer.record_event("fresh-user", "late", rating=5)
+            return rows
+
+    reader._live._conn = Interleaved()  # type: ignore[assignment]
+    reader._sync()
+    reader._live._conn = conn
+    assert Interleaved.fired
+    assert "fresh-user" in reader.users and "late" in reader.items
+    assert not reader.rank("fresh-user", k=3).fallback
 
 
 def test_bad_events_are_refused(rec: Recommender) -> None:

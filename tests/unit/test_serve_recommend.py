@@ -488,6 +488,17 @@ def test_events_are_recorded_one_by_one_and_a_bad_one_fails_alone(api: Api) -> N
     assert (row.app, row.model, row.texts, row.status) == ("recommend", "movies", 2, 200)  # recorded only
 
 
+def test_numeric_ids_and_epoch_seconds_as_a_string_are_taken_as_files_give_them(api: Api) -> None:
+    r = api.events([{"user_id": 42, "item_id": "paris", "time": "1767225600", "rating": 5}])
+    assert r.json()["recorded"] == 1, r.text
+    rec = api.state.recommenders.get("movies").recommender
+    assert rec.seen["42"] == ["paris"]
+    bad = api.events(
+        [{"user_id": True, "item_id": "paris"}, {"user_id": "u1", "item_id": "paris", "time": "1e99"}]
+    )
+    assert [x["code"] for x in bad.json()["results"]] == ["invalid_event", "invalid_event"]
+
+
 def test_an_event_changes_the_next_ranking(api: Api) -> None:
     before = api.rank("u3", k=2).json()
     assert before["fallback"] is True  # unknown so far

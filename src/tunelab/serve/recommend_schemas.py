@@ -12,6 +12,7 @@ event is reported in its own result and never refuses the others.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -197,6 +198,12 @@ class EventIn(BaseModel):
     rating: float | None = None
     event: str | None = Field(None, min_length=1, max_length=50)
 
+    @field_validator("user_id", "item_id", mode="before")
+    @classmethod
+    def _whole_number_ids(cls, value: Any) -> Any:
+        # MovieLens-style ids are numbers in the files; a client sending {"user_id": 42} means "42"
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("user_id", "item_id")
     @classmethod
     def _ids(cls, value: str, info: Any) -> str:
@@ -207,6 +214,9 @@ class EventIn(BaseModel):
     def _time(cls, value: float | str | None) -> float | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):  # "1700000000": epoch seconds as a string
+                value = float(value.strip())
         if isinstance(value, str):
             try:
                 when = datetime.fromisoformat(value.strip())

@@ -146,7 +146,12 @@ class PositiveRule:
             return np.ones(len(values), dtype=bool)
         series = pd.Series(values)
         if self.op == "in":
-            return series.astype(str).str.strip().isin([str(v) for v in self.values]).to_numpy()
+            texts = series.astype(str).str.strip()
+            match = texts.isin([v for v in self.values if isinstance(v, str)])
+            numbers = [v for v in self.values if isinstance(v, float)]
+            if numbers:  # `event in [1, 2]` on codes read as 1 or "1.0": compare numbers as numbers
+                match |= pd.to_numeric(texts, errors="coerce").isin(numbers)
+            return match.to_numpy(dtype=bool)
         value = self.values[0]
         if isinstance(value, float):
             series = pd.to_numeric(series, errors="coerce")

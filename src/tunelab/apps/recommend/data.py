@@ -224,7 +224,15 @@ def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[dict[str, list[s
 
 
 def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.ndarray:
-    """Epoch seconds from numbers (epoch seconds) or ISO 8601 strings."""
+    """Epoch seconds from numbers (epoch seconds), ISO 8601 strings or a datetime column (Parquet's
+    timestamps; naive ones are taken as UTC, as naive ISO strings are)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        # to_numeric would give the column's own unit (microseconds, nanoseconds), not seconds
+        stamps = pd.to_datetime(values, utc=True)
+        if stamps.isna().any():
+            i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+            raise DataError(f"{path}: {places[i]}: {column} is empty; every interaction needs a time")
+        return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         return numeric.to_numpy(dtype=np.float64)

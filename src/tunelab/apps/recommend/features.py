@@ -62,7 +62,9 @@ class ItemStats:
     def log_age_days(self, items: np.ndarray) -> np.ndarray:
         last = self.last_time[items]
         days = np.maximum(0.0, self.ref_time - last) / _DAY
-        return np.where(np.isnan(last), self.age_never, np.log1p(days)).astype(np.float32)
+        # Capped at age_never: no item with history looks older than one never interacted with.
+        age = np.minimum(np.log1p(days), self.age_never)
+        return np.where(np.isnan(last), self.age_never, age).astype(np.float32)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 from tunelab.errors import DataError
 
 FILE = "live.sqlite"
+Row = tuple[Any, ...]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -79,21 +80,30 @@ class LiveStore:
             )
             return int(cur.lastrowid or 0)
 
-    def items_after(self, seq: int) -> list[tuple[Any, ...]]:
-        """``(seq, item_id, fields, text, vector, added)`` rows past ``seq``, in order."""
-        return self._rows("SELECT seq, item_id, fields, text, vector, added FROM items WHERE seq > ?", seq)
+    def changes_after(self, item_seq: int, event_seq: int) -> tuple[list[Row], list[Row]]:
+        """The items ``(seq, item_id, fields, text, vector, added)`` past ``item_seq`` and the events
+        ``(seq, user_id, item_id, time, rating, event, positive)`` past ``event_seq``, in order.
 
-    def events_after(self, seq: int) -> list[tuple[Any, ...]]:
-        """``(seq, user_id, item_id, time, rating, event, positive)`` rows past ``seq``, in order."""
-        return self._rows(
-            "SELECT seq, user_id, item_id, time, rating, event, positive FROM events WHERE seq > ?", seq
-        )
-
-    def _rows(self, sql: str, seq: int) -> list[tuple[Any, ...]]:
+        Both in one read transaction, so one snapshot (WAL). Read apart, another process could add
+        an item and an event on it between the two reads; the reader would see the event without
+        its item, skip it as naming an unknown item, and move past it for good.
+        """
         if not self.exists():
-            return []
+            return [], []
+        items_sql = "SELECT seq, item_id, fields, text, vector, added FROM items WHERE seq > ? ORDER BY seq"
+        events_sql = (
+            "SELECT seq, user_id, item_id, time, rating, event, positive FROM events "
+            "WHERE seq > ? ORDER BY seq"
+        )
         with self._lock:
-            return self._connection().execute(sql + " ORDER BY seq", (seq,)).fetchall()
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                items = conn.execute(items_sql, (item_seq,)).fetchall()
+                events = conn.execute(events_sql, (event_seq,)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return items, events
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ serves every thread of a server, and each call first applies what other processe
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import threading
 import time as _time
@@ -152,6 +153,8 @@ class Recommender:
             h.times = [h.times[i] for i in order]
             h.items = [h.items[i] for i in order]
             h.positive = [h.positive[i] for i in order]
+        self._data_end = self._stats.ref_time
+        self._clock_gap = max(0.0, _built_time(meta) - self._data_end)
         self._cache: dict[str, tuple[int, UserContext]] = {}
         self._live = LiveStore(folder) if folder is not None else None
         self._seq_items = self._seq_events = 0
@@ -284,13 +287,16 @@ class Recommender:
             order = np.lexsort((candidates, -scores))[:k]  # best first; ties by catalog order
             top = candidates[order]
             sims = self.index.vectors[top] @ ctx.item_vectors.T  # (k, m)
-            why = np.argsort(-sims, axis=1, kind="stable")[:, :REASONS]
+            # one spare: with exclude_seen=false an item the user liked is its own best match
+            why = np.argsort(-sims, axis=1, kind="stable")[:, : REASONS + 1]
             items = [
                 RankedItem(
                     item_id=self._ids[i],
                     score=float(scores[o]),
                     text=self._texts[i],
-                    reasons=[self._ids[ctx.item_indices[j]] for j in why[row]],
+                    reasons=[self._ids[ctx.item_indices[j]] for j in why[row] if ctx.item_indices[j] != i][
+                        :REASONS
+                    ],
                 )
                 for row, (i, o) in enumerate(zip(top, order, strict=True))
             ]
@@ -388,8 +394,9 @@ class Recommender:
     ) -> dict[str, Any]:
         """Record an interaction; the user's next ranking reflects it (no retraining).
 
-        Whether it is positive follows the config's rule on ``rating`` or ``event``; when the value
-        the rule reads is not given (or the rule is ``all``), the event counts as positive.
+        Whether it is positive follows the config's rule on ``rating`` or ``event``, read as the
+        build reads the interactions file: when the value the rule reads is not given, the event
+        is not positive (the item counts as seen); with the rule ``all`` every event is positive.
 
         Returns:
             ``{"user_id", "item_id", "time", "positive"}``.
@@ -441,8 +448,10 @@ class Recommender:
         icfg = self.config.interactions
         source = icfg.rule_source()
         value = rating if source == "rating" else event if source == "event" else None
-        if source is None or value is None:
+        if source is None:
             return True
+        if value is None:  # as a blank cell in the file: not positive
+            return False
         return bool(icfg.rule.apply([value])[0])
 
     def _check_k(self, k: Any) -> int:
@@ -450,6 +459,8 @@ class Recommender:
             raise DataError(f"k {k!r} must be a whole number between 1 and {min(MAX_K, len(self._ids))}")
         top = min(MAX_K, len(self._ids))
         if not 1 <= int(k) <= top:
+            if int(k) < 1:
+                raise DataError(f"k={int(k)} is out of range: give 1 to {top}")
             why = f"the catalog has {len(self._ids)} items" if int(k) > len(self._ids) else f"at most {MAX_K}"
             raise DataError(f"k={int(k)} is out of range: give 1 to {top} ({why})")
         return int(k)
@@ -609,10 +620,10 @@ class Recommender:
         if not self._lock.acquire(blocking=blocking):
             return
         try:
-            new_items = self._live.items_after(self._seq_items)
+            new_items, new_events = self._live.changes_after(self._seq_items, self._seq_events)
             if new_items:
                 self._apply_items(new_items)
-            for seq, user, item, t, _rating, _event, positive in self._live.events_after(self._seq_events):
+            for seq, user, item, t, _rating, _event, positive in new_events:
                 self._apply_event(str(user), str(item), float(t), bool(positive))
                 self._seq_events = int(seq)
         finally:
@@ -636,10 +647,26 @@ class Recommender:
         s.last_time = np.r_[s.last_time, np.full(m, np.nan)]
         self._n_added += m
 
+    def _data_time(self, t: float) -> float:
+        """A live event's time on the build history's clock.
+
+        Recency features measure an item's age from the latest interaction known. Built from
+        history that ended long before the build (MovieLens small ends in 2018), one event dated
+        now would jump that clock by years, so that every item looked years old, older than a
+        never-seen one, and one client's event reordered every user's ranking. So the time
+        between the history's end and the build is taken out: an event at the build's time lands
+        at the history's end, and later events follow at the pace of the wall clock. Times within
+        the history are kept as they are.
+        """
+        if t <= self._data_end:
+            return t
+        return max(self._data_end, t - self._clock_gap)
+
     def _apply_event(self, user: str, item_id: str, t: float, positive: bool) -> None:
         item = self.index_of.get(item_id)
         if item is None:  # an item no row of this folder adds: written by a foreign tool; skip it
             return
+        t = self._data_time(t)
         h = self._users.setdefault(user, _History())
         h.add(t, item, positive)
         s = self._stats
@@ -650,6 +677,16 @@ class Recommender:
         s.last_time[item] = t if np.isnan(s.last_time[item]) else max(s.last_time[item], t)
         s.ref_time = max(s.ref_time, t)
         self._n_events += 1
+
+
+def _built_time(meta: dict[str, Any]) -> float:
+    """When the folder was built, epoch seconds (0 for a folder that does not say)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(meta["built"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 def _item_stats(
@@ -697,6 +734,9 @@ def _event_time(value: Any) -> float:
     """
     if value is None:
         return _time.time()
+    if isinstance(value, str):  # "1700000000": epoch seconds sent as a string, as a file gives them
+        with contextlib.suppress(ValueError):
+            value = float(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not np.isfinite(value):
             raise DataError(f"time {value!r} is not a finite number")

@@ -532,3 +532,51 @@ def test_tunelab_app_monitor_is_reachable_from_the_main_cli(tmp_path: Path, caps
     assert main(["app", "monitor", "run", "--config", str(missing), "--once"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err and "Traceback" not in err
+
+
+# -- review fixes: symlinks, skip counts, --once's unfinished line -----------------------------------
+
+
+def test_a_followed_symlink_re_pointed_to_a_new_file_loses_nothing(tmp_path: Path) -> None:
+    """Rotation by symlink: the old target's last lines are read before the new target's."""
+    import os
+
+    day1, day2, link = tmp_path / "day1.jsonl", tmp_path / "day2.jsonl", tmp_path / "news.jsonl"
+    write_jsonl(day1, [doc(1, 1, "a"), doc(2, 2, "b")])
+    os.symlink(day1, link)
+    with Monitor(config(tmp_path), classifier=classifier()) as m:
+        assert m.poll().stored == 2
+        write_jsonl(day1, [doc(3, 3, "c"), doc(4, 4, "d")], mode="a")  # written before the switch
+        write_jsonl(day2, [doc(5, 5, "e")])
+        os.symlink(day2, tmp_path / "news.tmp")
+        os.replace(tmp_path / "news.tmp", link)
+        stored = m.poll().stored + m.poll().stored
+        ids = sorted(d["id"] for d in m.store.documents("markets", [f"n{i}" for i in range(1, 6)]))
+    assert stored == 3 and ids == ["n1", "n2", "n3", "n4", "n5"]
+
+
+def test_skipped_lines_are_counted_before_on_ingest_sees_the_batch(tmp_path: Path) -> None:
+    """The server's metrics count in ``on_ingest``: a followed file's malformed line must be there."""
+    (tmp_path / "news.jsonl").write_text(json.dumps(doc(1, 1, "ok")) + "\n{broken\n", encoding="utf-8")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("not json\n" + json.dumps(doc(2, 2, "fine")) + "\n", encoding="utf-8")
+    cfg = config(tmp_path, sources=[{"follow": str(tmp_path / "news.jsonl")}, {"directory": str(folder)}])
+    with Monitor(cfg, classifier=classifier()) as m:
+        seen: list[tuple[int, int]] = []
+        m.on_ingest = lambda results: seen.extend((r.stored, r.skipped) for r in results)
+        result = m.poll()
+        assert (result.stored, result.skipped) == (2, 2)
+        assert sorted(seen) == [(1, 1), (1, 1)]
+        assert m.totals.skipped == 2
+
+
+def test_a_once_run_names_a_last_line_still_waiting_for_its_newline(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(json.dumps(doc(1, 1, "a")) + "\n" + json.dumps(doc(2, 2, "b")), encoding="utf-8")
+    with caplog.at_level("WARNING"), Monitor(config(tmp_path), classifier=classifier()) as m:
+        assert m.run(once=True).stored == 1
+    assert any(
+        "news.jsonl line 2" in r.getMessage() and "without a newline" in r.getMessage()
+        for r in caplog.records
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.apps.monitor.documents import check_batch, parse_document, parse_line, parse_time
-from tunelab.apps.monitor.sources import FileFollower, FileKey, pending_files
+from tunelab.apps.monitor.sources import FileFollower, FileKey, file_lines, pending_files
 from tunelab.errors import DataError
 
 
@@ -213,7 +213,48 @@ def test_an_overlong_line_is_refused_without_stopping_the_stream(tmp_path: Path,
     assert [(x.number, x.raw is None) for x in lines] == [(1, False), (2, True), (3, False)]
 
 
+def test_a_rotated_file_ending_in_a_long_unterminated_line_does_not_stall_the_stream(tmp_path: Path) -> None:
+    """The writer died mid-line (no newline, longer than one read), then the file was rotated."""
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1), encoding="utf-8")
+    follower = FileFollower(path, read_bytes=64)
+    assert read_all(follower) == ["n1"]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("x" * 200)
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(2) + line(3), encoding="utf-8")
+    lines = []
+    for _ in range(5):
+        if (chunk := follower.read()) is not None:
+            lines += chunk.lines
+    assert [x.raw[:1] for x in lines] == [b"x", b"{", b"{"]  # the tail (not JSON: skipped later), n2, n3
+    assert follower.position.inode == path.stat().st_ino
+
+
+def test_unfinished_bytes_counts_a_last_line_waiting_for_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2).rstrip("\n"), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1"]
+    assert follower.unfinished_bytes() == len(line(2)) - 1
+
+
 # -- folders -----------------------------------------------------------------------------------------
+
+
+def test_folder_files_are_read_in_blocks_and_long_lines_refused(tmp_path: Path, monkeypatch) -> None:
+    import tunelab.apps.monitor.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 100)
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"first\r\n\n" + b"y" * 250 + b"\nthird\n" + b"z" * 101 + b"\nlast")
+    got = [(x.number, x.raw) for x in file_lines(path, block_bytes=16)]
+    assert got == [(1, b"first"), (3, None), (4, b"third"), (5, None), (6, b"last")]
+    assert [(x.number, x.raw) for x in file_lines(path, block_bytes=1 << 20)] == got
+    path.write_bytes(b"y" * 101)  # an over-long last line without a newline
+    assert [(x.number, x.raw) for x in file_lines(path, block_bytes=16)] == [(1, None)]
+    path.write_bytes(b"")
+    assert list(file_lines(path)) == []
 
 
 def test_a_folder_lists_each_new_file_once_and_skips_temporary_ones(tmp_path: Path) -> None:

@@ -187,6 +187,46 @@ def test_a_backing_off_alert_is_not_leased_until_due() -> None:
     assert second.attempt == 2
 
 
+def test_a_drain_tries_each_alert_once_and_stops_when_told() -> None:
+    """``--once``: an alert whose back-off ran out during the others' timeouts is not tried again,
+    and a stop (SIGTERM) ends the drain before the next POST."""
+    import threading
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    clock = [now]
+    alerts = [SimpleNamespace(id=f"a{i}", docs=[], to_dict=lambda i=i: {"id": f"a{i}"}) for i in range(3)]
+    store = SimpleNamespace(pending_alerts=lambda name, limit: alerts, documents=lambda name, ids: [])
+    posts: list[str] = []
+    stop = threading.Event()
+
+    def hanging(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        posts.append(headers["Idempotency-Key"])
+        clock[0] += timedelta(seconds=60)  # a timeout: every back-off so far has run out
+        if len(posts) == stop_after[0]:
+            stop.set()
+        raise TimeoutError("timed out")
+
+    stop_after = [0]
+    worker = AlertWebhook(
+        [AlertTarget(store, "markets", "http://x/")],
+        backoff_s=1.0,
+        now=lambda: clock[0],
+        post=hanging,
+        secret="",
+    )
+    asyncio.run(worker.drain())
+    assert sorted(posts) == ["a0", "a1", "a2"]  # each once
+    posts.clear()
+    stop_after[0] = 1
+    asyncio.run(worker.drain(stop))
+    assert len(posts) == 1  # stopped after the POST under way
+    posts.clear()
+    stop.clear()
+    stop_after[0] = 0
+    asyncio.run(worker.drain())  # a later drain tries them all again
+    assert sorted(posts) == ["a0", "a1", "a2"]
+
+
 # -- from the follower (tunelab app monitor run) ---------------------------------------------------
 
 

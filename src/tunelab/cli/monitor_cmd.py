@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     waiting = 0
     with stop_on_signals(stop), Monitor(config, ner=args.ner) as monitor:
         monitor.classifier  # noqa: B018 -- load the runs now: a bad run fails before anything is read
-        with _delivering(config, monitor, once=args.once):
+        with _delivering(config, monitor, once=args.once, stop=stop):
             total = monitor.run(once=args.once, stop=stop)
         if config.webhook:
             waiting = len(monitor.store.pending_alerts(config.name))
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _delivering(config: Any, monitor: Any, *, once: bool) -> Iterator[None]:
+def _delivering(config: Any, monitor: Any, *, once: bool, stop: Any = None) -> Iterator[None]:
     """POST the monitor's alerts to ``config.webhook`` while the block runs (nothing without one).
 
     Following: a delivery thread, woken when a batch opens alerts, retrying with back-off until
@@ -139,7 +139,7 @@ def _delivering(config: Any, monitor: Any, *, once: bool) -> Iterator[None]:
     worker = follower_webhook(monitor.store, config.name, config.webhook)
     if once:
         yield
-        asyncio.run(worker.drain())
+        asyncio.run(worker.drain(stop))
         return
     thread = DeliveryThread(worker)
     thread.start()

@@ -247,11 +247,14 @@ def _start_monitors(state: ServeState) -> None:
         """After a stored batch, in the thread that stored it: count, and wake the webhook."""
         stored = sum(r.stored for r in results)
         duplicates = sum(r.duplicates for r in results)
+        skipped = sum(r.skipped for r in results)
         opened = sum(len(r.alerts) for r in results)
         if stored:
             metrics.monitor_documents.labels(served.name, "stored").inc(stored)
         if duplicates:
             metrics.monitor_documents.labels(served.name, "duplicate").inc(duplicates)
+        if skipped:
+            metrics.monitor_documents.labels(served.name, "skipped").inc(skipped)
         if opened:
             metrics.monitor_alerts.labels(served.name).inc(opened)
             if worker is not None and served.webhook is not None:

@@ -104,7 +104,8 @@ class ServeMetrics:
         self.monitor_documents = Counter(
             "tunelab_monitor_documents",
             "Documents a served monitor ingested (HTTP and followed sources), by outcome: stored, "
-            "duplicate (an id stored before: not counted again)",
+            "duplicate (an id stored before: not counted again), skipped (a followed or folder source's "
+            "malformed line)",
             ["monitor", "outcome"],
             registry=r,
         )

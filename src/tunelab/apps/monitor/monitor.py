@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,14 @@ class Monitor:
         *,
         position: tuple[str, Position] | None = None,
         file: tuple[str, FileKey] | None = None,
+        skipped: int = 0,
     ) -> IngestResult:
-        """Classify, count and store checked documents, with the source position they bring it to."""
-        return self.process_many([docs], position=position, file=file)[0]
+        """Classify, count and store checked documents, with the source position they bring it to.
+
+        ``skipped``: the malformed lines of the same chunk of a source, counted in the result (and
+        ``totals``) before ``on_ingest`` sees it, so the server's metrics count them too.
+        """
+        return self.process_many([docs], position=position, file=file, skipped=[skipped])[0]
 
     def process_many(
         self,
@@ -196,6 +202,7 @@ class Monitor:
         *,
         position: tuple[str, Position] | None = None,
         file: tuple[str, FileKey] | None = None,
+        skipped: Sequence[int] | None = None,
     ) -> list[IngestResult]:
         """Several batches (concurrent HTTP requests) classified together, with a result each.
 
@@ -204,7 +211,7 @@ class Monitor:
         fewer forwards); everything is stored in one transaction, with ``position``/``file``.
         """
         with self._lock:
-            results = [IngestResult() for _ in batches]
+            results = [IngestResult(skipped=n) for n in (skipped or [0] * len(batches))]
             seen: set[str] = set()
             uniques: list[dict[str, Document]] = []
             for batch, result in zip(batches, results, strict=True):
@@ -322,7 +329,10 @@ class Monitor:
         return docs
 
     def _follow(self, source: Source) -> IngestResult:
-        path = source.path.resolve()
+        # The name as given, not resolved: a symlink re-pointed to a new file (a daily rotation
+        # scheme) is then a rotation the follower sees (it reads the old file to its end first),
+        # where resolving it would start a new follower and lose the old file's last lines.
+        path = source.path.absolute()
         follower = self._followers.get(path)
         if follower is None:
             follower = FileFollower(path, self.store.position(self.name, str(path)))
@@ -332,10 +342,7 @@ class Monitor:
             while not self._stop.is_set() and (chunk := follower.read()) is not None:
                 skipped = IngestResult()
                 docs = self._parse(chunk.path, chunk.lines, skipped)
-                result = self.process(docs, position=(str(path), chunk.position))
-                result.skipped += skipped.skipped
-                self.totals.skipped += skipped.skipped
-                total.add(result)
+                total.add(self.process(docs, position=(str(path), chunk.position), skipped=skipped.skipped))
         except BaseException:
             # read() moved the follower past lines whose commit did not happen (the database was
             # down, say): drop it, so the next run starts again from the committed position
@@ -350,21 +357,24 @@ class Monitor:
         total = IngestResult()
         for key in pending_files(folder, source.pattern, self.store.seen_files(self.name, str(folder))):
             path = folder / key.name
-            skipped = IngestResult()
-            batch: list[Document] = []
+            # Chunk by chunk as the file is read, one chunk ahead (the last one commits the file as
+            # seen): a large file dropped into the folder is never held in memory whole.
+            lines = file_lines(path)
             try:
-                lines = list(file_lines(path))
+                current = list(islice(lines, CHUNK_DOCS))
+                while True:
+                    if self._stop.is_set():
+                        return total  # the file stays unread: its documents so far count once anyway
+                    following = list(islice(lines, CHUNK_DOCS))
+                    skipped = IngestResult()
+                    batch = self._parse(path, current, skipped)
+                    last = (str(folder), key) if not following else None
+                    total.add(self.process(batch, file=last, skipped=skipped.skipped))
+                    if not following:
+                        break
+                    current = following
             except OSError as exc:
                 log.warning("%s: cannot be read (%s); skipped", path, exc)
-                continue
-            for start in range(0, max(1, len(lines)), CHUNK_DOCS):
-                if self._stop.is_set():
-                    return total  # the file stays unread: its documents so far count once anyway
-                batch = self._parse(path, lines[start : start + CHUNK_DOCS], skipped)
-                last = start + CHUNK_DOCS >= len(lines)
-                total.add(self.process(batch, file=(str(folder), key) if last else None))
-            total.skipped += skipped.skipped
-            self.totals.skipped += skipped.skipped
         return total
 
     def poll(self) -> IngestResult:
@@ -390,10 +400,28 @@ class Monitor:
             result = self.poll()
             total.add(result)
             if once and not (result.stored or result.duplicates or result.skipped):
+                self._name_unfinished_lines()
                 break
             if not once:
                 stop.wait(max(0.0, self.config.poll_s - (time.monotonic() - started)))
         return total
+
+    def _name_unfinished_lines(self) -> None:
+        """At the end of a ``--once`` run: a followed file whose last line has no newline yet.
+
+        Following, such a line waits for its newline (the writer may be mid-line); a run that stops
+        here would otherwise leave it out without a word.
+        """
+        for path, follower in self._followers.items():
+            waiting = follower.unfinished_bytes()
+            if waiting:
+                log.warning(
+                    "%s line %d: %d bytes without a newline yet, left for a later run (a followed "
+                    "file's last line counts once its newline is written)",
+                    path,
+                    follower.position.line + 1,
+                    waiting,
+                )
 
     def close(self) -> None:
         for follower in self._followers.values():

@@ -189,14 +189,26 @@ class FileFollower:
             return self._skip_long_line()
         if self._rotated():
             # The old file gets no more writes: its last line, newline or not, is complete.
-            chunk = self._consume(data, final=True) if data.strip() else None
-            done = self._file
-            self._open(self.path, 0, 0)
-            log.info("%s was rotated: finished %s, now reading the new file", self.path, done)
-            if chunk is not None:
-                return Chunk(chunk.path, chunk.lines, self.position)
-            return Chunk(done, [], self.position)  # commit: the new file from its start
+            return self._switch(self._consume(data, final=True) if data.strip() else None)
         return None
+
+    def _switch(self, chunk: Chunk | None) -> Chunk:
+        """Done with a rotated file (``chunk``: its last lines, if any): on to the new one."""
+        done = self._file
+        self._open(self.path, 0, 0)
+        log.info("%s was rotated: finished %s, now reading the new file", self.path, done)
+        if chunk is not None:
+            return Chunk(chunk.path, chunk.lines, self.position)
+        return Chunk(done, [], self.position)  # commit: the new file from its start
+
+    def unfinished_bytes(self) -> int:
+        """Bytes of the current file past the position: a last line still waiting for its newline."""
+        if self._fh is None:
+            return 0
+        try:
+            return max(0, os.fstat(self._fh.fileno()).st_size - self._offset)
+        except OSError:
+            return 0
 
     def _head_unchanged(self, fh: BinaryIO) -> bool:
         """The file still starts with the bytes read from it. A ``copytruncate`` followed by
@@ -235,20 +247,28 @@ class FileFollower:
             if not first:
                 first = block[:_HEAD_BYTES]
             if not block:
-                return None  # not complete yet
+                if not self._rotated():
+                    return None  # not complete yet
+                # A rotated file gets no more writes: its unterminated last line is complete
+                # (read() handles a short one so; a long one must not stall the stream for good).
+                final = True
+                break
             cut = block.find(b"\n")
             if cut >= 0:
                 end += cut + 1
+                final = False
                 break
             end += len(block)
         length = end - start
         if length <= MAX_LINE_BYTES:
             self._fh.seek(start)
-            return self._consume(self._fh.read(length))
-        self._line += 1
-        self._grow_head(first)
-        self._offset = end
-        return Chunk(self._file, [Line(self._line, None)], self.position)
+            chunk = self._consume(self._fh.read(length), final=final)
+        else:
+            self._line += 1
+            self._grow_head(first)
+            self._offset = end
+            chunk = Chunk(self._file, [Line(self._line, None)], self.position)
+        return self._switch(chunk) if final else chunk
 
     def _rotated(self) -> bool:
         """The path now names another file (or we are finishing a rotated file)."""
@@ -291,9 +311,32 @@ def pending_files(folder: Path, pattern: str, seen: set[FileKey]) -> list[FileKe
     return sorted(found, key=lambda k: (k.mtime_ns, k.name))
 
 
-def file_lines(path: Path) -> Iterator[Line]:
-    """The non-blank lines of a JSONL file in a watched folder; its last line needs no newline."""
+def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
+    """The non-blank lines of a JSONL file in a watched folder; its last line needs no newline.
+
+    Read in blocks, not by Python's line iteration: that would hold a whole line in memory before
+    its length could be checked. A line over ``MAX_LINE_BYTES`` is yielded with ``raw=None``
+    (refused) after its bytes went by, never holding more than the limit of it.
+    """
+    number, parts, size = 0, [], 0  # the current line so far; parts dropped once it is too long
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if raw.strip():
-                yield Line(number, raw.rstrip(b"\r\n") if len(raw) <= MAX_LINE_BYTES else None)
+        while block := fh.read(block_bytes):
+            start = 0
+            while (cut := block.find(b"\n", start)) >= 0:
+                number += 1
+                size += cut - start
+                if size <= MAX_LINE_BYTES:
+                    raw = b"".join([*parts, block[start:cut]]).rstrip(b"\r")
+                    if raw.strip():
+                        yield Line(number, raw)
+                else:
+                    yield Line(number, None)
+                parts, size, start = [], 0, cut + 1
+            size += len(block) - start
+            parts = [*parts, block[start:]] if size <= MAX_LINE_BYTES else []
+    if size:  # the last line, without a newline
+        number += 1
+        if size > MAX_LINE_BYTES:
+            yield Line(number, None)
+        elif (raw := b"".join(parts).rstrip(b"\r")).strip():
+            yield Line(number, raw)

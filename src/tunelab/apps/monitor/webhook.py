@@ -92,14 +92,23 @@ class AlertWebhook(OutboxWorker):
         self.targets = list(targets)
         self._tries: dict[str, tuple[int, datetime]] = {}  # alert id -> (attempts made, next due)
         self._target: dict[str, AlertTarget] = {}  # alert id -> where it came from
+        # While ``drain`` runs: the alerts it has tried (each once), and the event that stops it.
+        self._drained: set[str] | None = None
+        self._drain_stop: threading.Event | None = None
 
     def lease(self, now: datetime, limit: int) -> list[Outgoing]:
         out: list[Outgoing] = []
+        if self._drain_stop is not None and self._drain_stop.is_set():
+            return out  # SIGTERM during a --once drain: no more POSTs
         for target in self.targets:
             for alert in target.store.pending_alerts(target.name, limit=SCAN):
                 attempts, due = self._tries.get(alert.id, (0, now))
                 if due > now:
                     continue  # backing off
+                if self._drained is not None:
+                    if alert.id in self._drained:
+                        continue  # tried in this drain: its back-off may have run out, but once is once
+                    self._drained.add(alert.id)
                 self._tries[alert.id] = (attempts + 1, now + timedelta(seconds=self.lease_s))
                 self._target[alert.id] = target
                 documents = [_document(d) for d in target.store.documents(target.name, alert.docs)]
@@ -121,10 +130,19 @@ class AlertWebhook(OutboxWorker):
     def counter(self) -> Any:
         return getattr(self.metrics, "alert_webhook", None)
 
-    async def drain(self) -> None:
-        """Try every alert due now once (no waiting for retries): ``--once`` runs end with this."""
-        while await self.run_once():
-            pass
+    async def drain(self, stop: threading.Event | None = None) -> None:
+        """Try every alert due now once (no waiting for retries): ``--once`` runs end with this.
+
+        Once each, even where a failed alert's back-off runs out while others' POSTs time out;
+        and no further POST once ``stop`` is set (SIGTERM), so a hanging webhook cannot hold the
+        run for minutes. What was not delivered stays pending for the next run.
+        """
+        self._drained, self._drain_stop = set(), stop
+        try:
+            while await self.run_once():
+                pass
+        finally:
+            self._drained = self._drain_stop = None
 
 
 def _document(d: dict[str, Any]) -> dict[str, Any]:

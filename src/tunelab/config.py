@@ -111,7 +111,8 @@ class DataConfig:
         _check(p, bool(self.label_delimiter), "label_delimiter must not be empty")
         _check(
             p,
-            self.shots is None or (isinstance(self.shots, int) and self.shots >= 1),
+            self.shots is None
+            or (isinstance(self.shots, int) and not isinstance(self.shots, bool) and self.shots >= 1),
             f"shots={self.shots} (use a number of examples per label such as 8, or null for all rows)",
         )
         _raise_if(p, "data")
@@ -280,7 +281,13 @@ class AugmentConfig:
         p: list[str] = []
         bad = [m for m in self.methods if m not in AUGMENT_METHODS]
         _check(p, not bad, f"methods={bad!r} (use some of {', '.join(AUGMENT_METHODS)})")
-        _check(p, self.per_example >= 1, f"per_example={self.per_example} (use 1 or more)")
+        _check(
+            p,
+            isinstance(self.per_example, int)
+            and not isinstance(self.per_example, bool)
+            and self.per_example >= 1,
+            f"per_example={self.per_example} (use a whole number, 1 or more)",
+        )
         _check(p, 0 < self.alpha <= 1, f"alpha={self.alpha} (use a share in (0, 1], e.g. 0.1)")
         _raise_if(p, "augment")
 
@@ -320,6 +327,12 @@ class ContinualConfig:
             f"distill_temperature={self.distill_temperature} (use a positive number, e.g. 2)",
         )
         _check(p, self.ewc >= 0, f"ewc={self.ewc} (use a weight >= 0, e.g. 100)")
+        _check(
+            p,
+            not (self.ewc > 0 and self.rehearsal == 0 and not self.rehearsal_total),
+            f"ewc={self.ewc} needs rehearsal rows: its Fisher is estimated on the previous run's stored "
+            "sample, which rehearsal=0 leaves out (set rehearsal to 1 or more, or ewc=0)",
+        )
         _raise_if(p, "continual")
 
 

@@ -121,6 +121,8 @@ def test_bad_augment_options_are_one_line_errors() -> None:
         AugmentConfig(methods=["backtranslate"])
     with pytest.raises(ConfigError, match=r"augment\.per_example=0"):
         RunConfig.from_dict({"augment": {"methods": ["swap"], "per_example": 0}})
+    with pytest.raises(ConfigError, match=r"augment\.per_example=True"):
+        AugmentConfig(methods=["swap"], per_example=True)  # from Python, not only from YAML
 
 
 # -- through tunelab.train -------------------------------------------------------------------------

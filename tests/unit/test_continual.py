@@ -519,3 +519,59 @@ def test_the_continued_run_records_where_it_came_from_as_an_absolute_path(
     )
     config = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
     assert config["continual"]["from_run"] == str(run.resolve())
+
+
+# -- review fixes ----------------------------------------------------------------------------------
+
+
+def test_rehearsal_rows_that_are_dev_rows_of_the_new_data_are_left_out(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """The new file repeats the old rows (a user appended to it): some land in the new dev split,
+    and the stored sample must not train on them."""
+    run, old_train = first
+    both = tmp_path / "both.csv"
+    pd.concat([pd.read_csv(old_train), pd.read_csv(new_csv)]).to_csv(both, index=False)
+    result = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={both}", "data.dev_size=0.5", f"output_dir={tmp_path}", "name=appended"],
+        show_progress=False,
+    )
+    stored = {r["text"] for r in _stored(run)}
+    cfg = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
+    splits = get_task("single_label").load_splits(RunConfig.from_dict(cfg).data)
+    in_dev = stored & set(splits.dev.texts)
+    assert in_dev  # else this test checks nothing
+    assert result.summary["continual"]["rehearsal_rows"] == 10 - len(in_dev)
+    assert any(
+        f"{len(in_dev)} rows of the previous run's sample left out" in n for n in result.summary["notes"]
+    )
+
+
+def test_ewc_without_rehearsal_rows_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"continual\.ewc=100\.0 needs rehearsal rows"):
+        ContinualConfig(ewc=100.0, rehearsal=0)
+    assert ContinualConfig(ewc=100.0, rehearsal=0, rehearsal_total=30).ewc == 100.0
+
+
+def test_the_augment_filter_is_skipped_with_a_note_when_train_has_one_label(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """One new label and no rehearsal: the filter's classifier has nothing to tell it from."""
+    run, _ = first
+    result = tunelab.train(
+        from_run=run,
+        overrides=[
+            f"data.train={new_csv}",
+            f"output_dir={tmp_path}",
+            "name=one-label",
+            "continual.rehearsal=0",
+            "augment.methods=[swap]",
+            "augment.filter=true",
+            "train.epochs=1",
+        ],
+        show_progress=False,
+    )
+    info = result.summary["augmentation"]
+    assert info["filter"] is False and info["kept"] == info["made"] > 0
+    assert any("label filter was skipped" in n for n in result.summary["notes"])

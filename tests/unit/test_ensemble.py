@@ -213,6 +213,23 @@ def test_a_member_without_a_dev_split_stops_the_build(
         ensemble([members[0], b], tmp_path / "ab")
 
 
+def test_a_dev_file_of_one_label_is_refused_for_calibration(labelled_csvs, members, tmp_path) -> None:
+    """A continued run's own dev split can hold its new label alone: no temperature can be fitted
+    on it (the fit ran off to 17 on two rows), so the build stops naming the ways out."""
+    import pandas as pd
+
+    _, test = labelled_csvs
+    rows = pd.read_csv(test)
+    one = tmp_path / "one.csv"
+    rows[rows["label"] == rows["label"].iloc[0]].to_csv(one, index=False)
+    with pytest.raises(ConfigError) as err:
+        ensemble(members[:2], tmp_path / "ab", dev=one)
+    message = str(err.value)
+    assert "\n" not in message and "dev rows of one label" in message
+    assert "--dev FILE with rows of several labels" in message and "--no-calibrate" in message
+    assert not list(tmp_path.glob("ab*"))
+
+
 def test_calibration_matches_dev_labels_to_the_run_by_name(members, tmp_path, monkeypatch) -> None:
     """The dev split's ids index a label map built afresh; the logits follow labels.json (review 13 S3)."""
     import dataclasses

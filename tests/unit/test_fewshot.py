@@ -64,6 +64,8 @@ def test_shots_is_refused_for_multi_label_and_bad_values(train_csv: Path) -> Non
         read_splits(DataConfig(train=str(train_csv), dev_size=0.0, shots=4), multi_label=True)
     with pytest.raises(ConfigError, match="shots=0"):
         DataConfig(shots=0)
+    with pytest.raises(ConfigError, match="shots=True"):  # a YAML `shots: yes` is not one shot
+        DataConfig(shots=True)
 
 
 def test_pairs_grow_with_rows_not_with_labels_squared() -> None:

@@ -104,6 +104,12 @@ def test_the_template_is_what_gets_embedded(tiny_bert: Path) -> None:
     np.testing.assert_allclose(predictor.logits(TEXTS), expected, atol=1e-4)
     with pytest.raises(ConfigError, match="exactly one"):
         zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), template="no slot")
+    # other braces fail in format() (or, doubled around the slot, leave none): refused up front
+    for bad in ("It is about {} {x}", "{} {0}", "About: {}}", "{{}}"):
+        with pytest.raises(ConfigError, match="no other braces"):
+            zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), template=bad)
+    literal = zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), template="{{topic}}: {}")
+    assert literal.logits(TEXTS).shape == (len(TEXTS), len(DESCRIPTIONS))
 
 
 def test_nli_scores_each_label_as_the_zero_shot_pipeline_does(tiny_nli: Path) -> None:

@@ -203,6 +203,18 @@ def _temperature(
     from tunelab.evaluate.calibration import fit_temperature
 
     texts, pairs, labels, source = _dev_rows(folder, predictor, dev, options)
+    # One label (a continued run's dev split of the new label alone) says nothing about how sure
+    # the member should be between labels: the fit runs off to any temperature (17 seen on 2 rows).
+    if len(set(labels)) < 2:
+        what = (
+            f"{len(texts)} dev rows of one label ({predictor.labels.names[labels[0]]})"
+            if labels
+            else "no dev rows"
+        )
+        raise ConfigError(
+            f"{folder.root}: {source} has {what} to calibrate on; give --dev FILE with rows of several "
+            "labels, or --no-calibrate"
+        )
     logits = predictor.logits(texts, pairs)
     fitted = fit_temperature(logits, np.asarray(labels))
     logger.info("%s: temperature %.3f on %d rows of %s", folder.root, fitted.temperature, len(texts), source)

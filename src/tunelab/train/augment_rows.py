@@ -25,6 +25,7 @@ from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.augment import Augmented, augment_dataset
 from tunelab.data.dataset import Dataset
+from tunelab.data.held_out import rows_not_held_out
 from tunelab.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ def augment_training_rows(
     made = augment_dataset(splits.train, aug.methods, per_example=aug.per_example, alpha=aug.alpha, seed=seed)
     made, leaked = _drop_held_out(made, splits)
     made_count = len(made.rows)
-    if aug.filter and made_count:
+    labels = splits.train.labels or []
+    multi = bool(labels) and isinstance(labels[0], list)
+    # The filter is a classifier fitted on the training rows: it needs two labels to tell apart
+    # (a continued run adding one new label with continual.rehearsal=0 has one).
+    filtering = aug.filter and made_count > 0 and (multi or len(set(labels)) >= 2)
+    if filtering:
         made = _filter(made, splits.train, task, model, tokenizer, cfg, seed=seed)
     train = _concat(splits.train, made.rows)
     info = {
@@ -67,22 +73,20 @@ def augment_training_rows(
         "made": made_count,
         "kept": len(made.rows),
         "by_method": dict(sorted(Counter(made.methods).items())),
-        "filter": aug.filter,
+        "filter": filtering,
         "dropped_as_held_out": leaked,
     }
     note = (
         f"augment: {len(made.rows)} EDA rows added to train ({', '.join(aug.methods)}; "
         f"{made_count} made, {made_count - len(made.rows)} dropped by the label filter)"
-        if aug.filter
+        if filtering
         else f"augment: {len(made.rows)} EDA rows added to train ({', '.join(aug.methods)})"
     )
+    if aug.filter and not filtering and made_count:
+        note += "; the label filter was skipped: the training rows have one label, nothing to tell it from"
     if leaked:
         note += f"; {leaked} made rows dropped because they equal a dev or test text"
     return dataclasses.replace(splits, train=train, notes=[*splits.notes, note]), info
-
-
-def _normalised(text: str, pair: str | None) -> tuple[str, str | None]:
-    return " ".join(text.split()).casefold(), None if pair is None else " ".join(pair.split()).casefold()
 
 
 def _drop_held_out(made: Augmented, splits: Splits) -> tuple[Augmented, int]:
@@ -92,16 +96,8 @@ def _drop_held_out(made: Augmented, splits: Splits) -> tuple[Augmented, int]:
     not arrived" from "my card has not arrived"); training on it would inflate the held-out
     scores, so augmented text never equals a held-out one (compared case- and space-insensitively).
     """
-    held_out: set[tuple[str, str | None]] = set()
-    for rows in (splits.dev, splits.test):
-        if rows is not None:
-            pairs = rows.text_pairs or [None] * len(rows.texts)
-            held_out.update(_normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True))
     new = made.rows
-    pairs = new.text_pairs or [None] * len(new.texts)
-    keep = [
-        i for i, (t, p) in enumerate(zip(new.texts, pairs, strict=True)) if _normalised(t, p) not in held_out
-    ]
+    keep = rows_not_held_out(new, splits)
     if len(keep) == len(new.texts):
         return made, 0
     return _subset(made, keep), len(new.texts) - len(keep)

@@ -279,8 +279,37 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
     )
 
 
-def with_rehearsal(splits: Splits, rehearsal: Dataset) -> Splits:
-    """``splits`` with the rehearsal rows appended to train (dev and test stay as they were read)."""
+def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:
+    """``rehearsal`` without the rows that equal a dev or test row of the new data, and how many.
+
+    The new data may repeat old rows (a user appends new rows to the file the first run read):
+    a stored row carved into the new dev split would otherwise be trained on and inflate the dev
+    score the checkpoint is chosen by.
+    """
+    from tunelab.data.held_out import rows_not_held_out
+
+    keep = rows_not_held_out(rehearsal, splits)
+    if len(keep) == len(rehearsal.texts):
+        return rehearsal, 0
+    kept = Dataset(
+        texts=[rehearsal.texts[i] for i in keep],
+        text_pairs=[rehearsal.text_pairs[i] for i in keep] if rehearsal.text_pairs is not None else None,
+        labels=[rehearsal.labels[i] for i in keep] if rehearsal.labels is not None else None,  # type: ignore[misc]
+        source=rehearsal.source,
+    )
+    return kept, len(rehearsal.texts) - len(keep)
+
+
+def with_rehearsal(splits: Splits, rehearsal: Dataset, *, dropped: int = 0) -> Splits:
+    """``splits`` with the rehearsal rows appended to train (dev and test stay as they were read).
+
+    ``dropped``: rehearsal rows left out for equalling a dev or test row (``without_held_out``).
+    """
+    if dropped:
+        note = (
+            f"rehearsal: {dropped} rows of the previous run's sample left out: they are dev or test rows now"
+        )
+        splits = replace(splits, notes=[*splits.notes, note])
     if not rehearsal.texts:
         return splits
     train = splits.train

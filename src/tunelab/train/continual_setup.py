@@ -18,7 +18,14 @@ from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.dataset import Dataset
 from tunelab.tasks import Task
-from tunelab.train.continual import Previous, grow_into, open_previous, read_rehearsal, with_rehearsal
+from tunelab.train.continual import (
+    Previous,
+    grow_into,
+    open_previous,
+    read_rehearsal,
+    with_rehearsal,
+    without_held_out,
+)
 from tunelab.train.continual_penalties import EWC, Distillation, combined, fisher_of
 
 
@@ -54,9 +61,12 @@ class Continuation:
         if previous is None:
             previous = open_previous(cfg, splits, stores_base=stores_base)
         rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
+        rehearsal, dropped = without_held_out(rehearsal, splits)
         teacher = previous.model()
         grow_into(model, teacher)
-        return cls(previous, teacher, with_rehearsal(splits, rehearsal), rehearsal, cfg, task)
+        return cls(
+            previous, teacher, with_rehearsal(splits, rehearsal, dropped=dropped), rehearsal, cfg, task
+        )
 
     @property
     def num_old(self) -> int:

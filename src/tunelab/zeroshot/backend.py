@@ -51,10 +51,14 @@ class ZeroShotSpec:
     def __post_init__(self) -> None:
         if self.scorer not in ("embedding", "nli"):
             raise ConfigError(f"zeroshot scorer {self.scorer!r}: use embedding or nli")
-        if self.template.count("{}") != 1:
+        try:  # format() is what the scorers call: any other brace ({x}, {0}, '}') fails there
+            filled = self.template.format("\x00")
+        except (IndexError, KeyError, ValueError):
+            filled = ""
+        if self.template.count("{}") != 1 or filled.count("\x00") != 1:
             raise ConfigError(
-                f"template {self.template!r}: put exactly one {{}} where the description goes, "
-                "e.g. 'This is about {}'"
+                f"template {self.template!r}: put exactly one {{}} where the description goes and no "
+                "other braces (write {{ and }} for literal ones), e.g. 'This is about {}'"
             )
         if not self.scale > 0:
             raise ConfigError(f"scale {self.scale}: use a positive number, e.g. {DEFAULT_SCALE:g}")

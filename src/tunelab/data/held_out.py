@@ -1,0 +1,34 @@
+"""Which training rows equal a held-out (dev or test) row: such a row must not be trained on.
+
+Rows that reach training from elsewhere than the training file (augmented rows, a continued run's
+rehearsal sample) can repeat a dev or test text; training on it inflates the held-out scores and
+the checkpoint chosen on them. Compared case- and space-insensitively, the pair text too.
+"""
+
+from __future__ import annotations
+
+from tunelab.data.dataset import Dataset
+from tunelab.data.splits import Splits
+
+
+def normalised(text: str, pair: str | None) -> tuple[str, str | None]:
+    return " ".join(text.split()).casefold(), None if pair is None else " ".join(pair.split()).casefold()
+
+
+def held_out_keys(splits: Splits) -> set[tuple[str, str | None]]:
+    """The normalised (text, pair) of every dev and test row."""
+    keys: set[tuple[str, str | None]] = set()
+    for rows in (splits.dev, splits.test):
+        if rows is not None:
+            pairs = rows.text_pairs or [None] * len(rows.texts)
+            keys.update(normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True))
+    return keys
+
+
+def rows_not_held_out(rows: Dataset, splits: Splits) -> list[int]:
+    """Indices of ``rows`` whose text (and pair) equals no dev or test row's."""
+    held_out = held_out_keys(splits)
+    pairs = rows.text_pairs or [None] * len(rows.texts)
+    return [
+        i for i, (t, p) in enumerate(zip(rows.texts, pairs, strict=True)) if normalised(t, p) not in held_out
+    ]

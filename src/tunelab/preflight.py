@@ -82,6 +82,13 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     except TunelabError as exc:
         errors.append(exc)
     checked.task = get_task(cfg.data.task)  # RunConfig checked the name
+    if new_run:  # a forced bf16 on a CPU without it (a resumed run falls back to fp32 instead)
+        from tunelab.train.precision import resolve_precision
+
+        try:
+            resolve_precision(cfg.train.precision)
+        except TunelabError as exc:
+            errors.append(exc)
     if new_run and cfg.name:
         try:
             RunFolder.check_name(cfg.output_dir, cfg.name)

@@ -142,3 +142,54 @@ def test_forced_bf16_without_cpu_support_is_a_one_line_error_and_leaves_nothing(
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ConfigError, match="precision='fp16'"):
         tunelab.TrainConfig(precision="fp16")
+
+
+# -- review fixes: validate, resume on another CPU ---------------------------------------------------
+
+
+def test_validate_refuses_forced_bf16_on_a_cpu_without_it_as_train_does(
+    tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    from tunelab.preflight import validate_run
+
+    _cpu(monkeypatch, [])
+    train, test = labelled_csvs
+    overrides = tiny_overrides(tiny_bert, train, test, tmp_path / "runs", "train.precision=bf16")
+    problems = validate_run(None, overrides=overrides, count_tokens=False).problems
+    assert any("train.precision=bf16" in p for p in problems)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
+
+
+def test_a_bf16_run_resumed_on_a_cpu_without_bf16_goes_on_in_fp32_and_says_so(
+    tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    """``--resume`` takes no overrides: refusing the saved train.precision=bf16 there would leave the
+    run stuck on that machine."""
+    _cpu(monkeypatch, ["avx512_bf16"])
+    train, test = labelled_csvs
+    overrides = tiny_overrides(
+        tiny_bert,
+        train,
+        test,
+        tmp_path / "runs",
+        "train.precision=bf16",
+        "train.checkpoint_steps=2",
+        "name=moved",
+    )
+    original = train_loop.save_checkpoint
+
+    def save_then_die(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        raise _Killed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", save_then_die)
+        with pytest.raises(_Killed):
+            tunelab.train(None, overrides=overrides, show_progress=False)
+    _cpu(monkeypatch, [])  # the run moves to a machine without bf16
+    result = tunelab.train(resume=tmp_path / "runs" / "moved.partial", show_progress=False)
+    assert result.summary["precision"] == "fp32" and result.summary["precision_before_resume"] == "bf16"
+    assert "resumed on" in result.summary["precision_reason"]

@@ -638,3 +638,36 @@ def test_late_bad_input_fails_before_the_run_folder(
 def test_errors_are_tunelab_errors() -> None:
     for error in (ConfigError, DataError, ModelNotFoundError, RunError):
         assert issubclass(error, TunelabError)
+
+
+def test_a_resume_reports_the_weights_its_checkpoint_really_trained(
+    tiny_bert: Path, tiny_overrides, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A checkpoint from before freeze_word_embeddings became the default trains the embeddings on:
+    run.json must count them (it counted the config's frozen set before the loop turned them on)."""
+    train_csv, test_csv = labelled_csvs
+    overrides = tiny_overrides(
+        tiny_bert,
+        train_csv,
+        test_csv,
+        tmp_path / "runs",
+        "method.freeze_word_embeddings=false",
+        "train.checkpoint_steps=2",
+        "name=old",
+    )
+    original = train_loop.save_checkpoint
+
+    def save_then_die(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        raise Killed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            tunelab.train(None, overrides=overrides, show_progress=False)
+    partial = tmp_path / "runs" / "old.partial"
+    saved = json.loads((partial / "config.json").read_text(encoding="utf-8"))
+    saved["method"]["options"] = {}  # as written before the option existed: frozen by default now
+    (partial / "config.json").write_text(json.dumps(saved), encoding="utf-8")
+    summary = tunelab.train(resume=partial, show_progress=False).summary
+    assert summary["trainable_parameters"] == summary["total_parameters"]

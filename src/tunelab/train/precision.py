@@ -50,17 +50,24 @@ class Precision:
     reason: str
 
 
-def resolve_precision(requested: str) -> Precision:
+def resolve_precision(requested: str, *, resuming: bool = False) -> Precision:
     """The precision for a ``train.precision`` value, detected now, on this machine.
 
+    ``resuming``: a run resumed on another machine. ``--resume`` takes no overrides, so a forced
+    ``bf16`` there falls back to fp32 (said in the reason) instead of leaving the run stuck.
+
     Raises:
-        ConfigError: ``bf16`` was asked for on a CPU without native bf16.
+        ConfigError: ``bf16`` was asked for on a CPU without native bf16 (a new run).
     """
     if requested == "fp32":
         return Precision("fp32", "train.precision=fp32")
     native = bf16_flags()
     if native:
         return Precision("bf16", f"train.precision={requested}, the CPU has {', '.join(native)}")
+    if requested == "bf16" and resuming:
+        return Precision(
+            "fp32", "train.precision=bf16, but the CPU this run resumed on has neither avx512_bf16 nor AMX"
+        )
     if requested == "bf16":
         raise ConfigError(
             "train.precision=bf16: this CPU has neither avx512_bf16 nor AMX, so bf16 would be emulated "

@@ -149,7 +149,16 @@ def train(
         check_base(run.root, previous, cfg.model.name, resolved.path, found=base_fingerprint, resuming=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    precision = resolve_precision(cfg.train.precision)  # a forced bf16 on a CPU without it fails here
+    # A forced bf16 on a CPU without it: check_run refused a new run; a resumed one falls back to fp32.
+    precision = resolve_precision(cfg.train.precision, resuming=run is not None)
+    precision_before = previous.get("precision") if previous.get("precision") != precision.name else None
+    if precision_before:
+        logger.warning(
+            "this run trained in %s before the resume and goes on in %s (%s)",
+            previous["precision"],
+            precision.name,
+            precision.reason,
+        )
     # Build the model and apply the method before the run folder exists: a bad model folder or a
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
@@ -210,6 +219,7 @@ def train(
             base_fingerprint=base_fingerprint,
             augmentation=augmentation,
             precision=precision,
+            precision_before=precision_before,
             loss_term=loss_term,
             continual=continual.summary() if continual is not None else None,
             resume=resume is not None,
@@ -237,7 +247,8 @@ def _train_in(
     base_fingerprint: str | None,
     augmentation: dict[str, Any] | None,
     precision: Precision,
-    loss_term: Callable[[torch.nn.Module], torch.Tensor] | None,
+    precision_before: str | None = None,
+    loss_term: Callable[[torch.nn.Module], torch.Tensor] | None = None,
     continual: dict[str, Any] | None,
     resume: bool,
     show_progress: bool,
@@ -311,6 +322,9 @@ def _train_in(
         state = run_loop(model, setup, resume=resume)
     finally:
         log.close()
+    # What really trained: a resume trains the weights its checkpoint was training (a checkpoint
+    # from before freeze_word_embeddings became the default turns the embeddings back on).
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     run.weights.mkdir(exist_ok=True)
     method.save(model, run.weights)
@@ -365,6 +379,8 @@ def _train_in(
         "best_dev_metric": {cfg.train.metric: state.best_metric} if state.best_metric is not None else None,
         "precision": precision.name,  # of the training forward passes (train.precision resolved here)
         "precision_reason": precision.reason,
+        # a run resumed on another machine: what it trained in before (absent when the same)
+        "precision_before_resume": precision_before,
         "train_seconds": round(state.train_seconds, 2),
         "train_samples_per_s": round(state.samples / state.train_seconds, 1) if state.train_seconds else None,
         "wall_seconds": round(time.perf_counter() - started, 2),

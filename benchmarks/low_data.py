@@ -41,7 +41,9 @@ DATA = ROOT.parent / "shared" / "data" / "banking77"
 CONFIG = ROOT / "configs" / "banking77.yaml"
 SEEDS = (1, 2, 3, 4, 5)
 FRACTION = 0.10
-BASE = ["train.epochs=10"]
+# train.label_smoothing=0: the recipe seeds 1-5 were measured with, fixed before
+# configs/banking77.yaml took label smoothing (issue 16), so every seed runs the same recipe.
+BASE = ["train.epochs=10", "train.label_smoothing=0"]
 VARIANTS: dict[str, list[str]] = {
     "baseline": [],
     "eda": ["augment.methods=[synonym,insert,swap,delete]", "augment.per_example=4", "augment.alpha=0.05"],

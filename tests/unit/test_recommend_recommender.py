@@ -214,6 +214,13 @@ def test_one_event_dated_now_leaves_other_users_rankings_alone(rec: Recommender)
     assert ages.max() <= stats.age_never
 
 
+def test_a_user_id_with_spaces_around_is_the_same_user(rec: Recommender) -> None:
+    """The CLI's --user " u0" (a pasted id) ranks u0, as the HTTP route and record_event read it."""
+    spaced = rec.rank(" u0 ", k=5)
+    assert not spaced.fallback
+    assert [i.item_id for i in spaced.items] == [i.item_id for i in rec.rank("u0", k=5).items]
+
+
 def test_a_reason_is_never_the_item_itself(rec: Recommender) -> None:
     ranking = rec.rank("u0", k=40, exclude_seen=False)
     assert all(i.item_id not in i.reasons and i.reasons for i in ranking.items)

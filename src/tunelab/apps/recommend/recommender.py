@@ -271,7 +271,7 @@ class Recommender:
         self._sync()
         with self._lock:
             k = self._check_k(k)
-            user_id = str(user_id)
+            user_id = str(user_id).strip()  # as the HTTP route and record_event take it
             h = self._users.get(user_id)
             ctx = self._context(user_id) if h is not None else None
             if ctx is None:

@@ -304,7 +304,10 @@ def pending_files(folder: Path, pattern: str, seen: set[FileKey]) -> list[FileKe
     for path in folder.glob(pattern):
         if path.name.startswith(".") or path.suffix == ".tmp" or not path.is_file():
             continue
-        st = path.stat()
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # moved away since the listing: not this poll's file any more
+            continue
         key = FileKey(path.name, st.st_size, st.st_mtime_ns)
         if key not in seen:
             found.append(key)

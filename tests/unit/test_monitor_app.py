@@ -580,3 +580,52 @@ def test_a_once_run_names_a_last_line_still_waiting_for_its_newline(tmp_path: Pa
         "news.jsonl line 2" in r.getMessage() and "without a newline" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_a_restart_replays_enough_history_to_alert_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    """The warm-up replays every bucket the detector holds: with less, the oldest baseline windows
+    are part empty after a restart, the baseline is lower and alerts differ from a run's."""
+    det = {**DETECTOR, "h": 9.6}
+    calm = calm_and_surge(surge=False)
+    old = [
+        doc(5000 + j, 41 + j / 40, "Acme Corp lawsuit: shares falls", topic="earnings") for j in range(238)
+    ]
+    first = sorted(calm + old, key=lambda d: d["time"])
+    surge = [
+        doc(9000 + j, 180 + j * 2.5 / 11, "Acme Corp lawsuit: shares falls", topic="earnings")
+        for j in range(11)
+    ]
+
+    def opened(folder: Path, restart: bool) -> list[tuple[str, str]]:
+        folder.mkdir()
+        cfg = config(folder, detector=det)
+        m = Monitor(cfg, classifier=classifier())
+        m.ingest_batch(first)
+        if restart:
+            m.close()
+            m = Monitor(cfg, classifier=classifier())
+        alerts = []
+        for d in surge:
+            alerts += m.ingest_batch([d]).alerts
+        m.close()
+        return [(a.key, a.started_at.isoformat()) for a in alerts]
+
+    assert opened(tmp_path / "run", False) == opened(tmp_path / "restarted", True)
+
+
+def test_a_late_document_never_ends_an_alert_before_it_started(tmp_path: Path) -> None:
+    """A delayed source delivers older negative coverage: the baseline rises and the episode ends,
+    at the newest time seen, not at the late document's own time (before the alert started)."""
+    from datetime import timedelta
+
+    m = Monitor(config(tmp_path), classifier=classifier())
+    cut = (T0 + timedelta(minutes=153)).isoformat()
+    assert m.ingest_batch([d for d in calm_and_surge() if d["time"] <= cut]).alerts
+    late = [
+        doc(7000 + j, 30 + j / 10, "Acme Corp lawsuit: shares falls", topic="earnings") for j in range(1150)
+    ]
+    m.ingest_batch(late)
+    alerts = m.store.alerts("markets")
+    m.close()
+    assert any(a.ended_at is not None for a in alerts), "the late documents should have ended one"
+    assert all(a.ended_at >= a.started_at for a in alerts if a.ended_at is not None)

@@ -479,3 +479,33 @@ def test_the_config_detector_section_takes_the_method_and_refuses_the_other_meth
         with pytest.raises(ConfigError, match=message) as info:
             MonitorConfig.from_dict({**base, "detector": detector})
         assert "\n" not in str(info.value)
+
+
+def test_an_episode_reopened_at_the_same_timestamp_gets_its_own_id() -> None:
+    """A feed stamped to the minute ends an episode and opens the next at the same time: the second
+    must not take the first one's id (the store would keep one row, marked delivered)."""
+    s = DetectorSettings(
+        method="zscore", window_s=600, step_s=60, baseline_s=7200, min_history=0.5, min_volume=4
+    )
+    d = Detector("markets", s)
+    n = 0
+
+    def feed(moment: datetime, negative: bool) -> list:
+        nonlocal n
+        n += 1
+        return d.observe(["company:acme"], moment, negative, f"d{n}")
+
+    for minute in range(180):  # calm: 5 or 30 a minute in 20-minute blocks, one in five negative
+        per = 30 if (minute // 20) % 2 else 5
+        for i in range(per):
+            feed(T0 + timedelta(minutes=minute, seconds=i * 60 / per), i % 5 == 0)
+    t = T0 + timedelta(minutes=180)
+    opened, ended = [], []
+    for negative in (True, False, True):
+        for _ in range(400):
+            out = feed(t, negative)
+            if out:
+                (opened if out[0].ended_at is None else ended).append(out[0])
+                break
+    assert len(opened) == 2 and len(ended) == 1
+    assert opened[0].started_at == opened[1].started_at and opened[0].id != opened[1].id

@@ -218,8 +218,13 @@ class Alert:
         }
 
 
-def alert_id(monitor: str, key: str, started_at: datetime) -> str:
-    return hashlib.sha256(f"{monitor}|{key}|{started_at.isoformat()}".encode()).hexdigest()[:20]
+def alert_id(monitor: str, key: str, started_at: datetime, doc_id: str = "") -> str:
+    """The episode's id, deterministic (a replay gives the same): its key, start and the document
+    that opened it. The start alone is not enough: a feed stamped to the minute can end an episode
+    and open the next one at the same time, and the second would take the first one's id (and
+    its delivered mark) in the store."""
+    text = f"{monitor}|{key}|{started_at.isoformat()}" + (f"|{doc_id}" if doc_id else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -421,6 +426,9 @@ class Detector:
         self._keys: dict[str, _Key] = {}
         self.first_bucket: int | None = None  # when the stream started (the warm-up counts from it)
         self.now_bucket: int | None = None
+        # The newest document time seen: episodes start and end at it, never at a late document's
+        # own (earlier) time, which could end an episode before it started.
+        self.newest: datetime | None = None
         self.late = 0  # documents too old to count in any window
         self._undo: dict[str, _Key | None] | None = None  # inside transaction(): keys as they were
 
@@ -438,7 +446,7 @@ class Detector:
         if self._undo is not None:
             raise RuntimeError("Detector.transaction is not re-entrant")
         self._undo = {}
-        scalars = (self.first_bucket, self.now_bucket, self.late)
+        scalars = (self.first_bucket, self.now_bucket, self.newest, self.late)
         try:
             yield
         except BaseException:
@@ -447,7 +455,7 @@ class Detector:
                     self._keys.pop(key, None)
                 else:
                     self._keys[key] = saved
-            self.first_bucket, self.now_bucket, self.late = scalars
+            self.first_bucket, self.now_bucket, self.newest, self.late = scalars
             raise
         finally:
             self._undo = None
@@ -481,6 +489,7 @@ class Detector:
         bucket = self.bucket_of(moment)
         self.start_at(moment)
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
+        self._see(moment)
         changed = []
         for key in dict.fromkeys(keys):  # a key named twice counts once
             self._keep(key)
@@ -493,7 +502,7 @@ class Detector:
             if negative:
                 state.neg_docs.append((bucket, doc_id))
             if not quiet:
-                alert = self._judge(key, state, moment)
+                alert = self._judge(key, state, doc_id)
                 if alert is not None:
                     changed.append(alert)
         return changed
@@ -505,11 +514,12 @@ class Detector:
         """
         bucket = self.bucket_of(moment)
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
+        self._see(moment)
         ended = []
         for key, state in self._keys.items():
             if state.episode is not None and state.bucket < self.now_bucket:
                 self._keep(key)
-                alert = self._judge(key, state, moment)
+                alert = self._judge(key, state)
                 if alert is not None:
                     ended.append(alert)
         return ended
@@ -576,9 +586,18 @@ class Detector:
 
     # -- episodes ------------------------------------------------------------------------------------
 
-    def _judge(self, key: str, state: _Key, moment: datetime) -> Alert | None:
-        """Open or end ``key``'s episode at ``moment``; the alert that changed, else None."""
+    def _see(self, moment: datetime) -> None:
+        moment = moment.astimezone(UTC)
+        self.newest = moment if self.newest is None else max(self.newest, moment)
+
+    def _judge(self, key: str, state: _Key, doc_id: str = "") -> Alert | None:
+        """Open or end ``key``'s episode at the newest time seen; the alert that changed, else None.
+
+        ``doc_id``: the document being counted (it names an episode it opens).
+        """
         s = self.settings
+        assert self.newest is not None  # observe/advance saw a time first
+        moment = self.newest
         state.roll_to(self.now_bucket if self.now_bucket is not None else state.bucket)
         while state.neg_docs and state.neg_docs[0][0] <= state.bucket - s.window_steps:
             state.neg_docs.popleft()
@@ -604,7 +623,7 @@ class Detector:
         started = moment.astimezone(UTC)
         docs = [doc for _, doc in state.neg_docs][-s.max_docs :]
         state.episode = Alert(
-            id=alert_id(self.monitor, key, started),
+            id=alert_id(self.monitor, key, started, doc_id),
             monitor=self.monitor,
             key=key,
             kind="negative_share" if by_share else "negative_volume",

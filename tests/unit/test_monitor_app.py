@@ -135,6 +135,23 @@ def test_companies_are_normalised_to_one_name() -> None:
     assert normalise_company("Co") == "co"  # a legal form alone is a name
     assert normalise_company("...") is None
     assert normalise_company("Alphabet Inc", {"alphabet": "google"}) == "google"
+    # a legal form removed bares a possessive: one call reaches the form a second call keeps
+    for name in ("McDonald's Corp", "Macy's Inc.", "Acme Corp.'s", "Lloyd's of London"):
+        key = normalise_company(name)
+        assert key is not None and normalise_company(key) == key, name
+    assert normalise_company("McDonald's Corp") == "mcdonald"
+
+
+def test_the_trend_of_an_alias_is_the_trend_of_the_name_it_is_followed_under(tmp_path: Path) -> None:
+    from tunelab.apps.monitor import trend
+
+    cfg = config(tmp_path, companies={"aliases": {"Globex": "Acme"}})
+    with Monitor(cfg, classifier=classifier(aliases=cfg.aliases)) as m:
+        m.ingest_batch([doc(i, i, "Globex Corp revenue steady") for i in range(3)])
+        by_alias = trend(m.store, "markets", company="Globex", bucket="1d", aliases=cfg.aliases)
+        by_name = trend(m.store, "markets", company="Acme", bucket="1d")
+    assert sum(b["count"] for b in by_name["buckets"]) == 3
+    assert by_alias["buckets"] == by_name["buckets"]
 
 
 def test_topics_come_from_the_run_else_the_document_else_zero_shot() -> None:

@@ -47,13 +47,18 @@ def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str |
         >>> normalise_company("  Deutsche   Bank AG ")
         'deutsche bank'
     """
-    text = unicodedata.normalize("NFKC", name).strip()
-    text = _POSSESSIVE.sub("", text)
-    words = [_EDGE_PUNCT.sub("", w) for w in text.casefold().split()]
-    words = [w for w in words if w]
-    while len(words) > 1 and words[-1].replace(".", "") in LEGAL_SUFFIXES:
-        words.pop()
-    key = " ".join(words)
+    key = unicodedata.normalize("NFKC", name).strip()
+    # To a fixed point: removing a legal form can bare a possessive ("McDonald's Corp" ->
+    # "mcdonald's"), and a stored key read back (the report, the trend query) must normalise to itself.
+    for _ in range(4):
+        text = _POSSESSIVE.sub("", key)
+        words = [_EDGE_PUNCT.sub("", w) for w in text.casefold().split()]
+        words = [w for w in words if w]
+        while len(words) > 1 and words[-1].replace(".", "") in LEGAL_SUFFIXES:
+            words.pop()
+        done, key = key, " ".join(words)
+        if key == done:
+            break
     if not key:
         return None
     return (aliases or {}).get(key, key)

@@ -63,6 +63,7 @@ def trend(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
     bucket: str | int = "1h",
+    aliases: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Documents and negative share per bucket for one monitor, topic and/or company.
 
@@ -70,7 +71,8 @@ def trend(
         store: the monitor store (``open_monitor_store``).
         name: the monitor.
         topic: only documents of this topic; company: only those naming this company (the name
-            is normalised as the classifier does, so "Acme Corp." finds "acme").
+            is normalised as the classifier does, so "Acme Corp." finds "acme"; ``aliases``:
+            the monitor's ``companies.aliases``, so an alias finds the name it is followed under).
         start: first bucket's time (inclusive), ISO 8601 or epoch seconds; default: the first document.
         end: end (exclusive); default: just after the last document.
         bucket: bucket length (``15m``, ``1h``, ``1d``).
@@ -84,7 +86,9 @@ def trend(
     begin, finish = _when(start, "from"), _when(end, "to")
     if begin is not None and finish is not None and begin >= finish:
         raise DataError(f"from {begin.isoformat()} is not before to {finish.isoformat()}")
-    key_company = normalise_company(company) if company else None
+    key_company = normalise_company(company, aliases) if company else None
+    if company and key_company is None:  # "!!!": no name left, and no filter is not what was asked
+        raise DataError(f"company {company!r} names no company (nothing is left of it once normalised)")
     if begin is None or finish is None:
         span = store.time_range(name)
         if span is not None:

@@ -162,6 +162,7 @@ async def get_trend(
                 start=start,
                 end=to,
                 bucket=size,
+                aliases=served.monitor.config.aliases,
             )
         )
     except DataError as exc:
@@ -194,7 +195,8 @@ async def list_alerts(
             ValueError(f"from {since.isoformat()} is not before to {until.isoformat()}"), "invalid_parameter"
         )
     if key is not None and key.startswith("company:"):
-        key = "company:" + (normalise_company(key.split(":", 1)[1]) or key.split(":", 1)[1])
+        company = key.split(":", 1)[1]
+        key = "company:" + (normalise_company(company, served.monitor.config.aliases) or company)
     alerts = await run_in_threadpool(
         lambda: served.monitor.store.alerts(served.name, key=key, since=since, until=until)
     )

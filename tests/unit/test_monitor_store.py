@@ -189,3 +189,21 @@ def test_the_default_store_is_the_services_database(tmp_path: Path, monkeypatch)
         s.check_monitor("m")
         with pytest.raises(UnknownMonitorError, match="unknown monitor 'n'"):
             s.check_monitor("n")
+
+
+def test_a_bucket_counts_whole_even_where_from_and_to_fall_inside_it(store) -> None:
+    """Each bucket is labelled by its start: the 09:00 bucket of a from of 09:30 holds 09:00-10:00."""
+    docs = [doc(i, m) for i, m in enumerate([5, 20, 40, 70, 100])]  # 09:05 09:20 09:40 10:10 10:40
+    store.save("markets", docs, [res(False)] * 5)
+    out = trend(store, "markets", start="2026-03-02T09:30:00Z", end="2026-03-02T10:30:00Z", bucket="1h")
+    assert [(b["start"][11:16], b["count"]) for b in out["buckets"]] == [("09:00", 3), ("10:00", 2)]
+
+
+def test_a_document_before_1970_lands_in_its_own_bucket(store) -> None:
+    """SQL's integer division truncates toward zero: 1969-12-31T23:30 fell in 1970-01-01T00:00."""
+    old = Document(
+        id="d-old", time=datetime(1969, 12, 31, 23, 30, tzinfo=UTC), text="archive", topic="earnings"
+    )
+    store.save("markets", [old], [res(True)])
+    rows = store.bucket_counts("markets", bucket_s=3600)
+    assert rows == [(-1, 1, 1)]

@@ -265,12 +265,16 @@ class MonitorTables:
                 clauses.append(clause)
                 params.append(value)
         where = " AND ".join(["monitor = ?", *clauses])
+        # Floor division, as Python's //: SQL's integer division truncates toward zero, which put
+        # a document from before 1970 in the bucket after its own.
+        # (No %: the PostgreSQL driver reads it as a placeholder.)
         sql = (
-            f"SELECT epoch / ? AS b, COUNT(*), COALESCE(SUM(negative), 0) FROM {table} WHERE {where}"
-            " GROUP BY b ORDER BY b"
+            "SELECT epoch / ? - CASE WHEN epoch - (epoch / ?) * ? < 0 THEN 1 ELSE 0 END AS b, COUNT(*), "
+            f"COALESCE(SUM(negative), 0) FROM {table} WHERE {where} GROUP BY b ORDER BY b"
         )
+        b = int(bucket_s)
         with self._transaction(write=False) as conn:
-            rows = self._exec(conn, sql, [int(bucket_s), name, *params]).fetchall()
+            rows = self._exec(conn, sql, [b, b, b, name, *params]).fetchall()
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def top_keys(self, name: str, scope: str, limit: int = 20) -> list[tuple[str, int]]:

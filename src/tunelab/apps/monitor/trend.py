@@ -73,8 +73,9 @@ def trend(
         topic: only documents of this topic; company: only those naming this company (the name
             is normalised as the classifier does, so "Acme Corp." finds "acme"; ``aliases``:
             the monitor's ``companies.aliases``, so an alias finds the name it is followed under).
-        start: first bucket's time (inclusive), ISO 8601 or epoch seconds; default: the first document.
-        end: end (exclusive); default: just after the last document.
+        start: a time in the first bucket, ISO 8601 or epoch seconds; default: the first document.
+        end: the end (exclusive; the bucket it falls in counts whole); default: after the last document.
+            Buckets are UTC-aligned and always whole.
         bucket: bucket length (``15m``, ``1h``, ``1d``).
 
     Raises:
@@ -107,8 +108,10 @@ def trend(
         bucket_s=step,
         topic=topic,
         company=key_company,
-        start_epoch=math.floor(begin.timestamp()) if begin else None,
-        end_epoch=math.ceil(finish.timestamp()) if finish else None,
+        # Whole buckets: each is labelled by its start, so it counts from its start to its end even
+        # where from/to fall inside it (a from of 06:30 with 1h buckets: the 06:00 bucket is 06:00-07:00).
+        start_epoch=first * step if first is not None else None,
+        end_epoch=last * step if last is not None else None,
     )
     counts = {b: (n, neg) for b, n, neg in rows}
     indexes = range(first, last) if first is not None and last is not None else sorted(counts)

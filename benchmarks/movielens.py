@@ -5,6 +5,9 @@ Protocol (issue 12), so that others can reproduce the figures:
 - Data: ``ml-latest-small`` (2018-09 build, 100,836 ratings of 9,742 movies by 610 users) through
   configs/movielens.yaml (item text: title, genres and the users' tags). A rating >= 4 is a
   positive; lower ratings are interactions that are not positive.
+- Tags: a tag is an interaction too, so the item text keeps only the tags dated before their
+  author's first validation or test positive, and none on the cold items (``tags_before_cutoffs``;
+  ``--all-tags`` keeps every tag, the leaky protocol of the figures measured before 2026-12-03).
 - Cold items: 10% of the items with at least 5 positives, drawn with ``--seed`` (default 0), are
   removed from training entirely (every interaction with them, from every split).
 - Split (of the remaining interactions): per user, the chronologically last 20% of positives are
@@ -221,13 +224,65 @@ def sample_users(split: BenchSplit, n: int | None, seed: int) -> BenchSplit:
                       cold_test=only(split.cold_test), items=split.items, warm=split.warm)  # fmt: skip
 
 
-def load(config: Path, **kwargs: Any) -> tuple[Any, Any, BenchSplit]:
-    """The config, the dataset and the benchmark's split of it."""
+#: The columns of an extra-text file (MovieLens' tags.csv) that say who wrote a value and when.
+TAG_USER, TAG_TIME = "userId", "timestamp"
+
+
+def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any, dict[str, int]]:
+    """``cfg`` with each extra-text file that names users and times (MovieLens' tags) filtered.
+
+    A tag is an interaction with the item: kept in the item's text, a user's tag on the movie
+    they go on to like in test says so to the text model (69% of MovieLens small's tag rows are
+    dated after their author's first held-out positive; 326 of the 383 on the cold items were
+    written by the user whose positive on that item is a cold target). Kept: the rows dated
+    before their author's first validation or test positive (authors without any: all rows),
+    on items that are not cold (cold items are removed from training entirely). The filtered
+    files are written to ``folder``.
+    """
+    held = pd.concat([split.val, split.test], ignore_index=True)
+    held = held[held["positive"].astype(bool)]
+    cutoff = held.groupby(held["user_id"].astype(str))["time"].min()
+    not_warm = set(split.items) - set(split.warm)  # this stage's cold items and the real ones
+    extras, counts = [], {"tag_rows": 0, "kept": 0}
+    for extra in cfg.items.extra_text:
+        frame = pd.read_csv(extra.path) if extra.format == "csv" else None
+        if frame is None or not {TAG_USER, TAG_TIME} <= set(frame.columns):
+            extras.append(extra)
+            continue
+        limit = frame[TAG_USER].astype(str).map(cutoff).astype(float)
+        keep = (limit.isna() | (frame[TAG_TIME].astype(float) < limit)) & ~frame[extra.id_column].astype(
+            str
+        ).isin(not_warm)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{extra.name}-before-cutoffs.csv"
+        frame[keep].to_csv(path, index=False)
+        counts["tag_rows"] += len(frame)
+        counts["kept"] += int(keep.sum())
+        extras.append(extra.model_copy(update={"path": str(path)}))
+    items = cfg.items.model_copy(update={"extra_text": extras})
+    return cfg.model_copy(update={"items": items}), counts
+
+
+def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, Any, BenchSplit]:
+    """The config, the dataset and the benchmark's split of it.
+
+    Unless ``all_tags``: the item text's users' tags only as ``tags_before_cutoffs`` keeps them (the
+    split depends on the interactions only, so it is the same either way).
+    """
+    import tempfile
+
     from tunelab.apps.recommend import load_config, load_dataset
 
     cfg = load_config(config)
     ds = load_dataset(cfg)
-    return cfg, ds, prepare(ds.interactions, ds.items["item_id"].astype(str).tolist(), **kwargs)
+    split = prepare(ds.interactions, ds.items["item_id"].astype(str).tolist(), **kwargs)
+    if not all_tags:
+        cfg, counts = tags_before_cutoffs(cfg, split, Path(tempfile.mkdtemp(prefix="movielens-tags-")))
+        if counts["tag_rows"]:
+            print(f"item text: {counts['kept']:,} of {counts['tag_rows']:,} tag rows kept "
+                  "(before their author's held-out positives, not on cold items)", flush=True)  # fmt: skip
+            ds = load_dataset(cfg)
+    return cfg, ds, split
 
 
 # ------------------------------------------------------------------------------- scoring
@@ -282,7 +337,7 @@ def build_recommender(
     load_s = time.perf_counter() - t0
     text_model = None
     if text_from is not None:
-        check_built_on(text_from, split.fingerprint())
+        check_built_on(text_from, split.fingerprint(), all_tags=split_kwargs.get("all_tags", False))
         text_model = Recommender.load(text_from).text
     t0 = time.perf_counter()
     build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True,
@@ -295,11 +350,14 @@ def build_recommender(
     return info
 
 
-def check_built_on(folder: Path, fingerprint: str) -> None:
-    """Stop (one line) unless ``folder`` was built by this benchmark on the split ``fingerprint``."""
+def check_built_on(folder: Path, fingerprint: str, *, all_tags: bool = False) -> None:
+    """Stop (one line) unless ``folder`` was built by this benchmark on the split ``fingerprint``,
+    with the same item text (a build from before the tag filter had every tag)."""
     info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
     if info.get("fingerprint") != fingerprint:
         sys.exit(f"{folder}: not built on this split (--seed/--cold-frac/--stage); build it: --build-only")
+    if bool((info.get("split") or {}).get("all_tags", True)) != all_tags:
+        sys.exit(f"{folder}: built with other item text (--all-tags or not); build it again: --build-only")
 
 
 def sidecar(folder: Path) -> Path:
@@ -311,7 +369,8 @@ def build_in_subprocess(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """``--build-only`` in a child process, so that its peak memory is the build's own."""
     cmd = [sys.executable, __file__, "--build-only", "--config", args.config, "--out", str(out.parent),
            "--name", out.name, "--seed", str(args.seed), "--cold-frac", str(args.cold_frac),
-           "--stage", args.stage] + (["--text-from", args.text_from] if args.text_from else [])  # fmt: skip
+           "--stage", args.stage] + (["--text-from", args.text_from] if args.text_from else []) + (
+               ["--all-tags"] if args.all_tags else [])  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -436,6 +495,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the cold items and the models (0)")
     parser.add_argument("--cold-frac", type=float, default=0.1, help="share of items made cold (0.1)")
     parser.add_argument(
+        "--all-tags", action="store_true",
+        help="item text with every tag in tags.csv, as before 2026-12-03 (leaks held-out interactions: "
+        "by default only tags dated before their author's held-out positives, none on cold items)",
+    )  # fmt: skip
+    parser.add_argument(
         "--stage", choices=STAGES, default="test",
         help="validation: the same protocol one step earlier (validation plays test), to choose "
         "settings without reading the test split (test)",
@@ -477,7 +541,12 @@ def main(argv: list[str] | None = None) -> None:
     from tunelab.errors import TunelabError
 
     args = parse_args(argv)
-    split_kwargs = {"seed": args.seed, "cold_frac": args.cold_frac, "stage": args.stage}
+    split_kwargs = {
+        "seed": args.seed,
+        "cold_frac": args.cold_frac,
+        "stage": args.stage,
+        "all_tags": args.all_tags,
+    }
     folder = Path(args.recommender) if args.recommender else Path(args.out) / args.name
     if args.build_only:
         text_from = Path(args.text_from) if args.text_from else None
@@ -497,10 +566,10 @@ def main(argv: list[str] | None = None) -> None:
     result["fingerprint"] = fingerprint = split.fingerprint()
     info: dict[str, Any] | None = None
     if args.recommender and not args.baselines_only:  # check it before the minutes of baselines
-        check_built_on(folder, fingerprint)
+        check_built_on(folder, fingerprint, all_tags=args.all_tags)
         info = json.loads(sidecar(folder).read_text(encoding="utf-8"))
     if args.text_from:
-        check_built_on(Path(args.text_from), fingerprint)
+        check_built_on(Path(args.text_from), fingerprint, all_tags=args.all_tags)
     split = sample_users(split, args.users, args.seed)
     result["baselines"] = reused_baselines(args, fingerprint) or run_baselines(
         split, baseline_grids(args.quick), seed=args.seed

@@ -224,3 +224,39 @@ def test_a_missing_data_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "ratings.csv").unlink()
     with pytest.raises(SystemExit, match=r"^error: .*ratings\.csv"):
         bench.main(["--config", str(config), "--baselines-only"])
+
+
+def test_item_text_keeps_only_tags_written_before_their_authors_held_out_positives(tmp_path: Path) -> None:
+    """A tag is an interaction: a user's tag on the movie they like in test must not be in its text,
+    nor any tag on a cold item (removed from training entirely)."""
+    config = tiny_config(tmp_path)
+    _, _, split = bench.load(config, seed=0, all_tags=True)
+    held = pd.concat([split.val, split.test])
+    held = held[held["positive"]]
+    user, item, when = held.iloc[0][["user_id", "item_id", "time"]]
+    cold = split.cold[0]
+    first_held = held.loc[held["user_id"] == user, "time"].min()
+    tags = pd.DataFrame(
+        [
+            (int(user), int(item), "spoiler", int(when) + 5),  # after the author's cutoff: dropped
+            (int(user), int(item), "early", int(first_held) - 5),  # before it: kept
+            (99, int(cold), "coldtag", 0),  # on a cold item: dropped
+            (99, int(item), "stranger", int(when) + 5),  # an author without held-out rows: kept
+        ],
+        columns=["userId", "movieId", "tag", "timestamp"],
+    )
+    tags.to_csv(tmp_path / "tags.csv", index=False)
+    text = config.read_text(encoding="utf-8").replace(
+        "text_fields: [title, genres]}",
+        f"text_fields: [title, genres], extra_text: [{{name: tags, path: {tmp_path / 'tags.csv'}, "
+        "id_column: movieId, field: tag}]}",
+    )
+    config.write_text(text, encoding="utf-8")
+    _, ds, filtered = bench.load(config, seed=0)
+    texts = dict(zip(ds.items["item_id"].astype(str), ds.items["text"], strict=True))
+    assert "early" in texts[str(item)] and "stranger" in texts[str(item)]
+    assert "spoiler" not in texts[str(item)] and "coldtag" not in texts[str(cold)]
+    assert filtered.fingerprint() == split.fingerprint()  # the split is the interactions' alone
+    _, leaky, _ = bench.load(config, seed=0, all_tags=True)
+    leaky_texts = dict(zip(leaky.items["item_id"].astype(str), leaky.items["text"], strict=True))
+    assert "spoiler" in leaky_texts[str(item)] and "coldtag" in leaky_texts[str(cold)]

@@ -210,6 +210,16 @@ def test_each_baseline_ranks_the_planted_pattern_above_chance(make, min_auc: flo
     assert out["ndcg@5"] > chance["ndcg@5"] + min_gain
 
 
+def test_bpr_with_its_defaults_gives_the_same_factors_for_the_same_seed() -> None:
+    """With several threads implicit's BPR is Hogwild SGD: the same seed gave other factors."""
+    train, _, items = planted()
+    first = BPRBaseline(factors=16, iterations=50).fit(train, items)
+    second = BPRBaseline(factors=16, iterations=50).fit(train, items)
+    users = sorted(set(train["user_id"]))[:5]
+    for user in users:
+        np.testing.assert_array_equal(first(user, items), second(user, items))
+
+
 def test_baselines_leave_items_without_a_training_positive_unscored() -> None:
     train, _, items = planted()
     for model in (EASE(lam=10.0).fit(train, items), ALSBaseline(factors=4, threads=1).fit(train, items)):

@@ -257,8 +257,9 @@ class RankerSection(_Section):
     negatives: int = Field(default=20, ge=1, le=500)  # per validation positive, at random
     hard_negatives: int = Field(default=10, ge=0, le=500)  # per positive, from the generators' top
     hard_pool: int = Field(default=200, ge=1, le=5000)
-    # Rows of the blended model with the collaborative features masked (the single-model way to
-    # rank cold items); 0: a separate text-only model ranks them (see ranker).
+    # A share of the blended model's training rows with the collaborative features masked. Items
+    # without CF are always ranked by the separate text-only model (see ranker): this only
+    # changes the blended model, so the warm ranking.
     cold_share: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 0
 

@@ -263,6 +263,17 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
     return cfg.model_copy(update={"items": items}), counts
 
 
+def with_seed(cfg: Any, seed: int) -> Any:
+    """``cfg`` with ``--seed`` as the text model's, the CF's and the ranker's seeds too (the
+    help says it seeds the models, not only the cold items and the baselines)."""
+    return cfg.model_copy(
+        update={
+            section: getattr(cfg, section).model_copy(update={"seed": seed})
+            for section in ("model", "cf", "ranker")
+        }
+    )
+
+
 def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, Any, BenchSplit]:
     """The config, the dataset and the benchmark's split of it.
 
@@ -273,7 +284,7 @@ def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, A
 
     from tunelab.apps.recommend import load_config, load_dataset
 
-    cfg = load_config(config)
+    cfg = with_seed(load_config(config), int(kwargs.get("seed", 0)))
     ds = load_dataset(cfg)
     split = prepare(ds.interactions, ds.items["item_id"].astype(str).tolist(), **kwargs)
     if not all_tags:

@@ -260,3 +260,11 @@ def test_item_text_keeps_only_tags_written_before_their_authors_held_out_positiv
     _, leaky, _ = bench.load(config, seed=0, all_tags=True)
     leaky_texts = dict(zip(leaky.items["item_id"].astype(str), leaky.items["text"], strict=True))
     assert "spoiler" in leaky_texts[str(item)] and "coldtag" in leaky_texts[str(cold)]
+
+
+def test_the_seed_reaches_the_recommender_s_own_seeds(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    cfg, _, _ = bench.load(config, seed=3)
+    assert (cfg.model.seed, cfg.cf.seed, cfg.ranker.seed) == (3, 3, 3)
+    cfg, _, _ = bench.load(config, seed=0)
+    assert (cfg.model.seed, cfg.cf.seed, cfg.ranker.seed) == (0, 0, 0)

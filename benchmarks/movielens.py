@@ -127,6 +127,9 @@ class BenchSplit:
     cold_test: pd.DataFrame  # every positive on a cold item, of users with a training history
     items: list[str]  # the catalogue
     warm: list[str]  # the catalogue minus the cold items
+    # ``--users N``: every user's validation rows, which the recommender's build absorbs too; the
+    # baselines are refitted on train + these, so a quick run compares like with like.
+    val_all: pd.DataFrame | None = None
 
     def counts(self) -> dict[str, int]:
         def positives(frame: pd.DataFrame) -> int:
@@ -221,7 +224,8 @@ def sample_users(split: BenchSplit, n: int | None, seed: int) -> BenchSplit:
         return frame[frame["user_id"].astype(str).isin(keep)]
 
     return BenchSplit(train=split.train, val=only(split.val), test=only(split.test), cold=split.cold,
-                      cold_test=only(split.cold_test), items=split.items, warm=split.warm)  # fmt: skip
+                      cold_test=only(split.cold_test), items=split.items, warm=split.warm,
+                      val_all=split.val)  # fmt: skip
 
 
 #: The columns of an extra-text file (MovieLens' tags.csv) that say who wrote a value and when.
@@ -313,7 +317,10 @@ def run_baselines(split: BenchSplit, grids: dict[str, Any], *, seed: int) -> dic
     from tunelab.apps.recommend.evaluate import choose_on_validation
 
     out: dict[str, Any] = {}
-    history = pd.concat([split.train, split.val], ignore_index=True)
+    # The history every model has at test time: train + every user's validation (as the build's
+    # absorb_val), also when only some users are evaluated (--users).
+    full_val = split.val if split.val_all is None else split.val_all
+    history = pd.concat([split.train, full_val], ignore_index=True)
     for name, (cls, candidates) in grids.items():
         make = (
             (lambda cls=cls, **p: cls(seed=seed, **p))
@@ -395,7 +402,9 @@ def score_recommender(folder: Path, split: BenchSplit) -> dict[str, Any]:
     from tunelab.apps.recommend import Recommender
 
     rec = Recommender.load(folder)
-    history = pd.concat([split.train, split.val], ignore_index=True)
+    history = pd.concat(
+        [split.train, split.val if split.val_all is None else split.val_all], ignore_index=True
+    )
     return {"text": score_model(rec.text_scores, split, history, "text"),
             "blended": score_model(rec.score_items, split, history, "blended")}  # fmt: skip
 

@@ -268,3 +268,25 @@ def test_the_seed_reaches_the_recommender_s_own_seeds(tmp_path: Path) -> None:
     assert (cfg.model.seed, cfg.cf.seed, cfg.ranker.seed) == (3, 3, 3)
     cfg, _, _ = bench.load(config, seed=0)
     assert (cfg.model.seed, cfg.cf.seed, cfg.ranker.seed) == (0, 0, 0)
+
+
+def test_a_quick_run_refits_the_baselines_on_every_user_s_validation_as_the_build_does() -> None:
+    """--users N evaluates N users, but the recommender's build absorbs every user's validation:
+    the baselines' final fit must have the same history."""
+    split = bench.prepare(interactions(ratings()), ITEMS, seed=0)
+    small = bench.sample_users(split, 5, seed=0)
+    fitted: list[int] = []
+
+    class Spy:
+        def __init__(self, **params) -> None:
+            pass
+
+        def fit(self, history: pd.DataFrame, items: list[str]) -> Spy:
+            fitted.append(len(history))
+            return self
+
+        def __call__(self, user: str, items: list[str]) -> np.ndarray:
+            return np.zeros(len(items))
+
+    bench.run_baselines(small, {"spy": (Spy, [{}])}, seed=0)
+    assert fitted[-1] == len(split.train) + len(split.val) > len(split.train) + len(small.val)

@@ -166,6 +166,36 @@ def tiny_overrides():
     return make_tiny_overrides
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
+
+
+@pytest.fixture(scope="session")
+def killed_at_first_checkpoint():
+    """``kill(overrides)``: train, stop as a SIGKILL would right after the first checkpoint is
+    written, and return the unfinished ``<name>.partial`` folder (overrides must set ``name``)."""
+
+    def kill(overrides: list[str]) -> Path:
+        import tunelab
+        from tunelab.train import loop as train_loop
+
+        original = train_loop.save_checkpoint
+
+        def save_then_die(*args: object, **kwargs: object) -> None:
+            original(*args, **kwargs)
+            raise Killed
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(train_loop, "save_checkpoint", save_then_die)
+            with pytest.raises(Killed):
+                tunelab.train(None, overrides=overrides, show_progress=False)
+        name = next(o.split("=", 1)[1] for o in overrides if o.startswith("name="))
+        out = next(o.split("=", 1)[1] for o in overrides if o.startswith("output_dir="))
+        return Path(out) / f"{name}.partial"
+
+    return kill
+
+
 @pytest.fixture
 def train_csv(labelled_csvs: tuple[Path, Path]) -> Path:
     return labelled_csvs[0]

@@ -159,12 +159,13 @@ def test_validate_refuses_forced_bf16_on_a_cpu_without_it_as_train_does(
     assert any("train.precision=bf16" in p for p in problems)
 
 
-class _Killed(BaseException):
-    """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
-
-
 def test_a_bf16_run_resumed_on_a_cpu_without_bf16_goes_on_in_fp32_and_says_so(
-    tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path: Path, monkeypatch
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+    killed_at_first_checkpoint: Any,
+    tmp_path: Path,
+    monkeypatch,
 ) -> None:
     """``--resume`` takes no overrides: refusing the saved train.precision=bf16 there would leave the
     run stuck on that machine."""
@@ -179,17 +180,8 @@ def test_a_bf16_run_resumed_on_a_cpu_without_bf16_goes_on_in_fp32_and_says_so(
         "train.checkpoint_steps=2",
         "name=moved",
     )
-    original = train_loop.save_checkpoint
-
-    def save_then_die(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)
-        raise _Killed
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_loop, "save_checkpoint", save_then_die)
-        with pytest.raises(_Killed):
-            tunelab.train(None, overrides=overrides, show_progress=False)
+    partial = killed_at_first_checkpoint(overrides)
     _cpu(monkeypatch, [])  # the run moves to a machine without bf16
-    result = tunelab.train(resume=tmp_path / "runs" / "moved.partial", show_progress=False)
+    result = tunelab.train(resume=partial, show_progress=False)
     assert result.summary["precision"] == "fp32" and result.summary["precision_before_resume"] == "bf16"
     assert "resumed on" in result.summary["precision_reason"]

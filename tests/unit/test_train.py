@@ -641,7 +641,11 @@ def test_errors_are_tunelab_errors() -> None:
 
 
 def test_a_resume_reports_the_weights_its_checkpoint_really_trained(
-    tiny_bert: Path, tiny_overrides, labelled_csvs: tuple[Path, Path], tmp_path: Path
+    tiny_bert: Path,
+    tiny_overrides,
+    labelled_csvs: tuple[Path, Path],
+    killed_at_first_checkpoint,
+    tmp_path: Path,
 ) -> None:
     """A checkpoint from before freeze_word_embeddings became the default trains the embeddings on:
     run.json must count them (it counted the config's frozen set before the loop turned them on)."""
@@ -655,17 +659,7 @@ def test_a_resume_reports_the_weights_its_checkpoint_really_trained(
         "train.checkpoint_steps=2",
         "name=old",
     )
-    original = train_loop.save_checkpoint
-
-    def save_then_die(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)
-        raise Killed
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_loop, "save_checkpoint", save_then_die)
-        with pytest.raises(Killed):
-            tunelab.train(None, overrides=overrides, show_progress=False)
-    partial = tmp_path / "runs" / "old.partial"
+    partial = killed_at_first_checkpoint(overrides)
     saved = json.loads((partial / "config.json").read_text(encoding="utf-8"))
     saved["method"]["options"] = {}  # as written before the option existed: frozen by default now
     (partial / "config.json").write_text(json.dumps(saved), encoding="utf-8")

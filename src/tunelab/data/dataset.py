@@ -30,3 +30,12 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def take(self, positions: list[int]) -> Dataset:
+        """The rows at ``positions``, in that order (texts, pairs and labels alike)."""
+        return Dataset(
+            texts=[self.texts[i] for i in positions],
+            text_pairs=[self.text_pairs[i] for i in positions] if self.text_pairs is not None else None,
+            labels=[self.labels[i] for i in positions] if self.labels is not None else None,  # type: ignore[misc]
+            source=self.source,
+        )

@@ -44,12 +44,7 @@ def sample_shots(train: Dataset, labels: LabelMap, shots: int, *, seed: int) -> 
             continue
         keep.extend(random.Random(f"{seed}:{name}").sample(positions, shots))
     keep.sort()
-    sampled = Dataset(
-        texts=[train.texts[i] for i in keep],
-        text_pairs=[train.text_pairs[i] for i in keep] if train.text_pairs is not None else None,
-        labels=[train.labels[i] for i in keep] if train.labels is not None else None,
-        source=train.source,
-    )
+    sampled = train.take(keep)
     notes = [
         f"few-shot: {shots} rows per label (seed {seed}) of {len(train)} training rows: {len(sampled)} rows"
     ]

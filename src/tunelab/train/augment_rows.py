@@ -106,12 +106,7 @@ def _drop_held_out(made: Augmented, splits: Splits) -> tuple[Augmented, int]:
 def _subset(made: Augmented, keep: list[int]) -> Augmented:
     rows = made.rows
     return Augmented(
-        rows=Dataset(
-            texts=[rows.texts[i] for i in keep],
-            text_pairs=[rows.text_pairs[i] for i in keep] if rows.text_pairs is not None else None,
-            labels=[rows.labels[i] for i in keep] if rows.labels is not None else None,  # type: ignore[misc]
-            source=rows.source,
-        ),
+        rows=rows.take(keep),
         origin=[made.origin[i] for i in keep],
         methods=[made.methods[i] for i in keep],
     )

@@ -271,12 +271,7 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
     ]
     stored = Dataset(texts=[r["text"] for r in rows], text_pairs=pairs, labels=ids, source=str(path))
     keep = stratified_sample(stored, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
-    return Dataset(
-        texts=[stored.texts[i] for i in keep],
-        text_pairs=[pairs[i] for i in keep] if pairs is not None else None,
-        labels=[ids[i] for i in keep],  # type: ignore[misc]
-        source=str(path),
-    )
+    return stored.take(keep)
 
 
 def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:
@@ -291,13 +286,7 @@ def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:
     keep = rows_not_held_out(rehearsal, splits)
     if len(keep) == len(rehearsal.texts):
         return rehearsal, 0
-    kept = Dataset(
-        texts=[rehearsal.texts[i] for i in keep],
-        text_pairs=[rehearsal.text_pairs[i] for i in keep] if rehearsal.text_pairs is not None else None,
-        labels=[rehearsal.labels[i] for i in keep] if rehearsal.labels is not None else None,  # type: ignore[misc]
-        source=rehearsal.source,
-    )
-    return kept, len(rehearsal.texts) - len(keep)
+    return rehearsal.take(keep), len(rehearsal.texts) - len(keep)
 
 
 def with_rehearsal(splits: Splits, rehearsal: Dataset, *, dropped: int = 0) -> Splits:

@@ -309,8 +309,7 @@ class Monitor:
         # Every bucket the detector's ring holds (the newest window and every baseline window's,
         # 2 x window + baseline - 1 steps) and one more: a replay of less leaves the oldest baseline
         # windows part empty, and the levels (and alerts) after a restart differ from a run's.
-        ring = 2 * s.window_s // s.step_s + max(1, s.baseline_s // s.step_s)
-        since = last - timedelta(seconds=ring * s.step_s)
+        since = last - timedelta(seconds=(2 * s.window_steps + s.baseline_steps) * s.step_s)
         for doc_id, moment, topic, negative, companies in self.store.recent(
             self.name, int(since.timestamp()), until
         ):

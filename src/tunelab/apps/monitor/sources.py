@@ -321,7 +321,8 @@ def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
     its length could be checked. A line over ``MAX_LINE_BYTES`` is yielded with ``raw=None``
     (refused) after its bytes went by, never holding more than the limit of it.
     """
-    number, parts, size = 0, [], 0  # the current line so far; parts dropped once it is too long
+    number, size = 0, 0
+    parts: list[bytes] = []  # the current line so far; dropped once it is too long
     with open(path, "rb") as fh:
         while block := fh.read(block_bytes):
             start = 0
@@ -336,7 +337,10 @@ def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
                     yield Line(number, None)
                 parts, size, start = [], 0, cut + 1
             size += len(block) - start
-            parts = [*parts, block[start:]] if size <= MAX_LINE_BYTES else []
+            if size <= MAX_LINE_BYTES:
+                parts.append(block[start:])
+            else:
+                parts = []
     if size:  # the last line, without a newline
         number += 1
         if size > MAX_LINE_BYTES:

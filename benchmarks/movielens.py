@@ -50,6 +50,7 @@ LightFM's cold-start items 0.716 AUC from tags.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -284,9 +285,8 @@ def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, A
     Unless ``all_tags``: the item text's users' tags only as ``tags_before_cutoffs`` keeps them (the
     split depends on the interactions only, so it is the same either way).
     """
-    import tempfile
-
     from tunelab.apps.recommend import load_config, load_dataset
+    from tunelab.apps.recommend.data import read_items
 
     cfg = with_seed(load_config(config), int(kwargs.get("seed", 0)))
     ds = load_dataset(cfg)
@@ -296,7 +296,8 @@ def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, A
         if counts["tag_rows"]:
             print(f"item text: {counts['kept']:,} of {counts['tag_rows']:,} tag rows kept "
                   "(before their author's held-out positives, not on cold items)", flush=True)  # fmt: skip
-            ds = load_dataset(cfg)
+            items, report = read_items(cfg.items)  # only the item text changed: not the interactions
+            ds = dataclasses.replace(ds, items=items, report={**ds.report, **report})
     return cfg, ds, split
 
 

@@ -347,20 +347,24 @@ def build_recommender(
 ) -> dict[str, Any]:
     """Build the recommender on the benchmark's split (this process), recording time and peak memory.
 
-    ``text_from``: reuse the text model of a recommender built on the same split (``--text-from``).
+    ``text_from``: reuse the text model of a recommender built on the same split (``--text-from``),
+    and its cross-encoder when it has one and the config asks for one.
     """
     from tunelab.apps.recommend import Recommender, build
 
     t0 = time.perf_counter()
     cfg, ds, split = load(cfg_path, **split_kwargs)
     load_s = time.perf_counter() - t0
-    text_model = None
+    text_model = cross_scorer = None
     if text_from is not None:
         check_built_on(text_from, split.fingerprint(), all_tags=split_kwargs.get("all_tags", False))
-        text_model = Recommender.load(text_from).text
+        donor = Recommender.load(text_from)
+        text_model = donor.text
+        if cfg.model.cross_encoder and donor.cross is not None:
+            cross_scorer = donor.cross.scorer
     t0 = time.perf_counter()
     build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True,
-          text_model=text_model)  # fmt: skip
+          text_model=text_model, cross_scorer=cross_scorer)  # fmt: skip
     info = {"build_s": round(time.perf_counter() - t0, 1), "load_s": round(load_s, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out),
@@ -600,7 +604,7 @@ def main(argv: list[str] | None = None) -> None:
         info = info or build_in_subprocess(args, folder)
         report_file = folder / "build_report.json"  # the build's own account: text model, ranker, timings
         built = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else {}
-        keep = ("text_model", "cf", "ranker", "timings")
+        keep = ("text_model", "cf", "ranker", "cross_encoder", "timings")
         result["recommender"] = {"build": info, "config": str(args.config),
                                  "build_report": {k: built.get(k) for k in keep}}  # fmt: skip
         result["recommender"]["scores"] = score_recommender(folder, split)

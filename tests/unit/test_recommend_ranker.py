@@ -24,7 +24,7 @@ def _rows(n: int = 2000, seed: int = 0) -> dict:
     return {"X": X, "y": y, "group": np.arange(n) // 20}
 
 
-@pytest.mark.parametrize("kind", ["logistic", "hgb"])
+@pytest.mark.parametrize("kind", ["logistic", "pairwise", "hgb"])
 def test_items_without_cf_are_ordered_by_their_text(kind: str) -> None:
     rows = _rows()
     ranker = fit_ranker(rows, RankerSection(kind=kind), age_never=9.0)
@@ -51,3 +51,71 @@ def test_no_positive_row_cannot_be_fitted() -> None:
     rows["y"][:] = 0
     with pytest.raises(ValueError, match="no validation positives"):
         fit_ranker(rows, RankerSection(), age_never=9.0)
+
+
+def test_rank_score_is_one_at_the_top_and_zero_past_the_kept_depth() -> None:
+    from tunelab.apps.recommend.features import RANK_DEPTH, rank_score, top_scores
+
+    scores = np.linspace(0.0, 1.0, RANK_DEPTH + 500).astype(np.float32)
+    allowed = np.ones(len(scores), dtype=bool)
+    allowed[-1] = False  # the best score is a seen item: it does not count
+    top = top_scores(scores, allowed)
+    assert len(top) == RANK_DEPTH and np.all(np.diff(top) <= 0) and top[0] == scores[-2]
+    got = rank_score(top, scores[[-2, -3, -12, -1, 0]])
+    assert got[0] == pytest.approx(1.0)  # the best unseen item
+    assert got[1] == pytest.approx(1 - np.log(2) / np.log1p(RANK_DEPTH))
+    assert got[2] == pytest.approx(1 - np.log(11) / np.log1p(RANK_DEPTH))
+    assert got[3] == pytest.approx(1.0)  # above every unseen item
+    assert got[4] == 0.0  # past the top RANK_DEPTH
+    assert np.all(rank_score(np.zeros(0, np.float32), scores[:3]) == 0.0)
+
+
+def test_a_score_recomputed_a_bit_lower_still_ranks_itself_first() -> None:
+    from tunelab.apps.recommend.features import rank_score
+
+    top = np.array([0.9, 0.5], dtype=np.float32)
+    assert rank_score(top, np.array([np.nextafter(np.float32(0.9), np.float32(0))]))[0] == pytest.approx(1.0)
+
+
+def test_masked_rows_have_no_cf_rank() -> None:
+    X = np.ones((3, len(FEATURES)), dtype=np.float32)
+    masked = mask_collaborative(X, age_never=9.0)
+    assert np.all(masked[:, COL["cf_rank"]] == 0.0)
+    assert np.all(masked[:, COL["text_rank"]] == 1.0)  # a cold item keeps its text rank
+
+
+def test_the_pairwise_ranker_learns_only_what_orders_a_users_items(tmp_path) -> None:
+    """Users differ in how many of their rows are positives, and log_user_positives (constant
+    within a user) says which: pointwise logistic regression gives it weight; the pairwise ranker
+    compares a user's items with each other only, so a feature constant within a user cancels out
+    of every pair and gets none, and cf (what orders the items) gets the weight."""
+    rng = np.random.default_rng(0)
+    X, y, group = [], [], []
+    for g in range(200):
+        heavy = g % 2 == 0
+        n_pos = 15 if heavy else 1
+        rows = rng.normal(size=(30, len(FEATURES))).astype(np.float32)
+        labels = np.zeros(30, dtype=np.int8)
+        labels[:n_pos] = 1
+        rows[:, COL["cf"]] += 0.8 * labels
+        rows[:, COL["log_user_positives"]] = 3.0 if heavy else 0.0
+        rows[:, COL["has_cf"]] = 1.0
+        X.append(rows), y.append(labels), group.append(np.full(30, g))
+    data = {"X": np.vstack(X), "y": np.concatenate(y), "group": np.concatenate(group)}
+    pointwise = fit_ranker(data, RankerSection(kind="logistic"), age_never=9.0)
+    assert pointwise.model[-1].coef_.ravel()[COL["log_user_positives"]] > 1.0
+    pairwise = fit_ranker(data, RankerSection(kind="pairwise"), age_never=9.0)
+    coef = dict(zip(FEATURES, pairwise.model.coef_, strict=True))
+    assert coef["cf"] > 0.3 and abs(coef["log_user_positives"]) < 1e-6
+    probs = pairwise.score(data["X"])
+    assert ((probs > 0) & (probs < 1)).all()
+    assert probs[data["y"] == 1].mean() > probs[data["y"] == 0].mean()  # calibrated: positives higher
+    pairwise.save(tmp_path)
+    assert np.allclose(Ranker.load(tmp_path).score(data["X"][:20]), probs[:20])
+
+
+def test_the_pairwise_ranker_needs_a_user_with_both_kinds_of_row() -> None:
+    rows = _rows(40)
+    rows["group"] = np.where(rows["y"] == 1, 0, 1)  # positives and negatives never share a user
+    with pytest.raises(ValueError, match="no user has both"):
+        fit_ranker(rows, RankerSection(kind="pairwise"), age_never=9.0)

@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tunelab.apps.recommend.cf import fit_cf
 from tunelab.apps.recommend.config import RecommendConfig
+from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
 from tunelab.apps.recommend.data import Dataset, load_dataset
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.ranker import fit_ranker, training_rows
@@ -44,6 +46,7 @@ def build(
     overwrite: bool = True,
     absorb_val: bool = False,
     text_model: TextModel | None = None,
+    cross_scorer: CrossScorer | None = None,
 ) -> Recommender:
     """Build a recommender folder at ``out`` and return it loaded.
 
@@ -60,6 +63,8 @@ def build(
             build`` does this; a benchmark keeps val out).
         text_model: a text model already fine-tuned on this ``train`` (it is not trained again):
             the benchmark compares ranker settings on one text model, the costly part of a build.
+        cross_scorer: likewise, a cross-encoder already trained on this ``train``
+            (``model.cross_encoder``); its blend with the ranker is fitted again.
 
     Raises:
         ConfigError: ``out`` is something else, or a recommender and ``overwrite`` is off.
@@ -144,6 +149,24 @@ def build(
             f"the ranker cannot be fitted: {exc}; more users with {cfg.split.min_positives}+ positives"
         ) from None
     lap("ranker_s")
+    cross_report: dict[str, Any] | None = None
+    if cfg.model.cross_encoder:
+        if cross_scorer is None:
+            cross_scorer = CrossScorer.from_base(cfg.model)
+            triples = make_triples(train, texts, cfg.model)
+            cross_train = cross_scorer.fit(triples, cfg.model, progress=progress)
+        else:
+            cross_train = {"reused": True}
+        lap("cross_encoder_s")
+        try:
+            rec.cross = fit_cross_stage(
+                cross_scorer, cross_candidates(rec, val, cfg.model.seed), cfg.model.cross_encoder_top
+            )
+        except ValueError as exc:
+            raise DataError(f"the cross-encoder stage cannot be fitted: {exc}") from None
+        cross_report = {**cross_train, **rec.cross.report}
+        meta["cross_encoder"] = rec.cross.report
+        lap("cross_stage_s")
     if absorb_val:
         both = pd.concat([train, val], ignore_index=True)
         both_pos = both[both["positive"]]
@@ -161,6 +184,7 @@ def build(
             cf=rec.cf,
             history=history,
             ranker=rec.ranker,
+            cross=rec.cross,
         )
         lap("absorb_val_s")
     meta["ranker"] = rec.ranker.report
@@ -175,6 +199,7 @@ def build(
             "items_with_factors": int(cf.has_cf.sum()),
         },
         "ranker": rec.ranker.report,
+        **({"cross_encoder": cross_report} if cross_report is not None else {}),
         "index": {"search": index.kind, "items": len(items), "dims": int(vectors.shape[1])},
         "absorb_val": absorb_val,
         "timings": timings,
@@ -189,6 +214,34 @@ def build(
 
     write_folder(target, write)
     return Recommender.load(target)
+
+
+#: The cross-encoder stage is fitted on at most this many validation users (seeded sample): each
+#: costs ``cross_encoder_top`` cross-encoder passes.
+CROSS_FIT_USERS = 1000
+
+
+def cross_candidates(
+    rec: Recommender, val: pd.DataFrame, seed: int
+) -> list[tuple[str, list[str], np.ndarray, np.ndarray]]:
+    """Per validation user (up to ``CROSS_FIT_USERS``): their query, the texts, blended scores and
+    labels (1: a validation positive) of the candidates a ranking would score for them."""
+    by_user = val.groupby("user_id")["item_id"].apply(lambda s: set(s.astype(str)))
+    users = sorted(by_user.index.astype(str))
+    if len(users) > CROSS_FIT_USERS:
+        rng = np.random.default_rng(seed)
+        users = sorted(rng.choice(users, size=CROSS_FIT_USERS, replace=False).tolist())
+    out = []
+    for user in users:
+        ctx = rec._context(user)
+        query = rec._query_text(user)
+        if ctx is None or query is None:
+            continue
+        items = rec._candidates(ctx, 1, rec._seen_indices(user))
+        liked = by_user[user]
+        labels = np.array([rec._ids[i] in liked for i in items], dtype=np.int8)
+        out.append((query, [rec._texts[i] for i in items], rec._score(ctx, items), labels))
+    return out
 
 
 def read_report(folder: str | Path) -> dict[str, Any]:

@@ -227,14 +227,11 @@ class ModelSection(_Section):
     scale: float = Field(default=20.0, gt=0)
     seed: int = 0
     device: str = "auto"  # auto: cuda when torch sees a GPU, else cpu
+    # Re-score each ranking's best candidates with a cross-encoder (see crossencoder): one
+    # transformer pass per re-scored item, so it costs latency; trained on the same triples.
     cross_encoder: bool = False
-
-    @field_validator("cross_encoder")
-    @classmethod
-    def _no_cross_encoder(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("cross_encoder re-scoring is not implemented yet; leave it false")
-        return value
+    cross_encoder_top: int = Field(default=30, ge=1, le=500)
+    cross_encoder_learning_rate: float = Field(default=5e-5, gt=0)
 
 
 class CFSection(_Section):
@@ -253,7 +250,7 @@ class CFSection(_Section):
 class RankerSection(_Section):
     """The learned blend: fitted on the validation split, never hand-set weights."""
 
-    kind: Literal["logistic", "hgb"] = "logistic"
+    kind: Literal["logistic", "pairwise", "hgb"] = "logistic"
     negatives: int = Field(default=20, ge=1, le=500)  # per validation positive, at random
     hard_negatives: int = Field(default=10, ge=0, le=500)  # per positive, from the generators' top
     hard_pool: int = Field(default=200, ge=1, le=5000)

@@ -47,6 +47,7 @@ import pandas as pd
 
 from tunelab.apps.recommend.config import RankerSection
 from tunelab.apps.recommend.features import COLLABORATIVE, FEATURES, mask_collaborative
+from tunelab.errors import ConfigError
 
 FILE = "ranker.pkl"
 #: The columns the text-only (cold) model reads.
@@ -59,7 +60,7 @@ class Ranker:
     """Fitted classifiers whose positive-class probability is the blended score.
 
     Attributes:
-        kind: ``logistic`` or ``hgb``.
+        kind: ``logistic``, ``pairwise`` or ``hgb``.
         model: the blended model, on every feature (rows with CF).
         cold_model: the text-only model, on the ``TEXT_ONLY`` columns (rows without CF).
     """
@@ -98,8 +99,71 @@ class Ranker:
         with (Path(folder) / FILE).open("rb") as f:
             saved = pickle.load(f)  # our own artifact, see save()
         if tuple(saved["features"]) != FEATURES:
-            raise ValueError(f"the ranker was fitted on other features ({', '.join(saved['features'])})")
+            raise ConfigError(
+                f"{folder}: its ranker was fitted on other features (an earlier tunelab: "
+                f"{', '.join(saved['features'])}); build the recommender again"
+            )
         return cls(saved["kind"], saved["model"], saved["cold_model"], FEATURES, report or {})
+
+
+class PairwiseLogistic:
+    """A linear ranker fitted on pairs (RankNet with a linear scorer), then calibrated.
+
+    Pointwise logistic regression answers "is this row a positive?" across all users' rows at once,
+    so part of its weights go to telling users apart (one user's validation items are easier to
+    hit than another's); a ranking only compares one user's items with each other. Here the rows
+    are standardised, each positive is paired with up to ``pairs_per_positive`` of its own user's
+    negatives (drawn at random: the pairs grow with the positives, not their square), and a
+    logistic regression without intercept learns w from the differences (x_pos - x_neg labelled
+    1, the reverse 0). Then a one-feature logistic regression (Platt scaling) maps w . x to a
+    probability on the pointwise rows, so these scores mix with the text-only model's in one
+    ranking as the pointwise model's do. scikit-learn has no pairwise ranker; this is the few
+    lines it takes on top of its LogisticRegression.
+    """
+
+    def __init__(self, pairs_per_positive: int = 30, seed: int = 0) -> None:
+        self.pairs_per_positive = pairs_per_positive
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, group: np.ndarray) -> PairwiseLogistic:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        rng = np.random.default_rng(self.seed)
+        self.scaler_ = StandardScaler().fit(X)
+        Z = self.scaler_.transform(X)
+        pos_rows, neg_rows = [], []
+        order = np.argsort(group, kind="stable")
+        starts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
+        for rows in np.split(order, starts[1:]):
+            pos, neg = rows[y[rows] == 1], rows[y[rows] == 0]
+            if len(pos) == 0 or len(neg) == 0:
+                continue
+            take = min(len(neg), self.pairs_per_positive)
+            for p in pos:
+                pos_rows.append(np.full(take, p))
+                neg_rows.append(rng.choice(neg, size=take, replace=False))
+        if not pos_rows:
+            raise ValueError("no user has both a positive and a negative row to pair")
+        diff = Z[np.concatenate(pos_rows)] - Z[np.concatenate(neg_rows)]
+        pairs = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000)
+        pairs.fit(np.vstack([diff, -diff]), np.r_[np.ones(len(diff)), np.zeros(len(diff))])
+        self.coef_ = pairs.coef_.ravel()
+        self.calibrator_ = LogisticRegression(max_iter=1000).fit(self.decision_function(X)[:, None], y)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(X) @ self.coef_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
+
+
+def _fit(cfg: RankerSection, X: np.ndarray, y: np.ndarray, group: np.ndarray) -> Any:
+    """The configured estimator fitted on rows ``X`` (the pairwise one pairs rows within ``group``)."""
+    if cfg.kind == "pairwise":
+        return PairwiseLogistic(seed=cfg.seed).fit(X, y, group)
+    return _estimator(cfg).fit(X, y)
 
 
 def _estimator(cfg: RankerSection) -> Any:
@@ -210,12 +274,12 @@ def fit_ranker(rows: dict[str, Any], cfg: RankerSection, *, age_never: float) ->
     if len(np.unique(y[~test])) == 2 and len(np.unique(y[test])) == 2:
         probe = Ranker(
             cfg.kind,
-            _estimator(cfg).fit(X_fit[~test], y[~test]),
-            _estimator(cfg).fit(X[~test][:, TEXT_ONLY], y[~test]),
+            _fit(cfg, X_fit[~test], y[~test], group[~test]),
+            _fit(cfg, X[~test][:, TEXT_ONLY], y[~test], group[~test]),
         )
         report["auc_heldout_users"] = float(roc_auc_score(y[test], probe.score(X[test])))
         as_cold = mask_collaborative(X[test], age_never)  # has_cf 0: the text-only model scores them
         report["auc_heldout_users_cold"] = float(roc_auc_score(y[test], probe.score(as_cold)))
-    model = _estimator(cfg).fit(X_fit, y)
-    cold_model = _estimator(cfg).fit(X[:, TEXT_ONLY], y)
+    model = _fit(cfg, X_fit, y, group)
+    cold_model = _fit(cfg, X[:, TEXT_ONLY], y, group)
     return Ranker(cfg.kind, model, cold_model, FEATURES, report)

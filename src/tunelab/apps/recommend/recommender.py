@@ -38,8 +38,16 @@ import pandas as pd
 
 from tunelab.apps.recommend.cf import CFModel
 from tunelab.apps.recommend.config import RecommendConfig
+from tunelab.apps.recommend.crossencoder import CrossStage
 from tunelab.apps.recommend.data import compose_text
-from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
+from tunelab.apps.recommend.features import (
+    MAX_PROFILE,
+    ItemStats,
+    UserContext,
+    compute,
+    moments,
+    top_scores,
+)
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import LiveStore
 from tunelab.apps.recommend.ranker import Ranker
@@ -119,8 +127,10 @@ class Recommender:
         cf: CFModel,
         history: pd.DataFrame,
         ranker: Ranker | None,
+        cross: CrossStage | None = None,
     ) -> None:
         self.folder = folder
+        self.cross = cross
         self.config = config
         self.meta = meta
         self.text = text
@@ -186,6 +196,12 @@ class Recommender:
                 cf=CFModel.load(root, config.cf.model_dump()),
                 history=pd.read_parquet(root / HISTORY),
                 ranker=Ranker.load(root, meta.get("ranker")),
+                cross=CrossStage.load(
+                    root,
+                    max_length=config.model.max_length,
+                    device=config.model.device,
+                    report=meta.get("cross_encoder"),
+                ),
             )
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise ConfigError(
@@ -210,6 +226,8 @@ class Recommender:
         self.cf.save(root)
         if self.ranker is not None:
             self.ranker.save(root)
+        if self.cross is not None:
+            self.cross.save(root)
         self.text.save(root)
         meta = {**self.meta, "n_items": n, "n_users": len(self._users), "search": self.index.kind}
         (root / META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
@@ -283,7 +301,7 @@ class Recommender:
                 return self._fallback(user_id, k, exclude_seen, reason)
             seen = np.asarray(h.items, dtype=np.int64) if exclude_seen else None
             candidates = self._candidates(ctx, k, seen)
-            scores = self._score(ctx, candidates)
+            scores = self._rescored(user_id, candidates, self._score(ctx, candidates))
             order = np.lexsort((candidates, -scores))[:k]  # best first; ties by catalog order
             top = candidates[order]
             sims = self.index.vectors[top] @ ctx.item_vectors.T  # (k, m)
@@ -315,7 +333,7 @@ class Recommender:
             ctx = self._context(str(user_id)) if str(user_id) in self._users else None
             if ctx is None:
                 return self._fallback_scores()[items]
-            return self._score(ctx, items)
+            return self._rescored(str(user_id), items, self._score(ctx, items))
 
     def text_scores(self, user_id: str, item_ids: list[str]) -> np.ndarray:
         """The text model's score alone: cosine of the user's query and each item.
@@ -528,17 +546,25 @@ class Recommender:
             cf_vector = self.cf.fold_in(np.asarray(positives, dtype=np.int64))
         if query_vector is None:
             query_vector = self.text.encode([query])[0]
+        unseen = np.ones(len(self.index.vectors), dtype=bool)
+        unseen[self._seen_indices(user_id)] = False
+        text_all = self.index.vectors @ query_vector
         cf_moments = (0.0, 1.0)
+        cf_best = np.zeros(0, dtype=np.float32)
         if cf_vector is not None:
-            cf_moments = moments(self.cf.item_factors[self.cf.has_cf] @ cf_vector)
+            cf_all = self.cf.item_factors @ cf_vector
+            cf_moments = moments(cf_all[self.cf.has_cf])
+            cf_best = top_scores(cf_all, self.cf.has_cf & unseen[: self.cf.n_items])
         ctx = UserContext(
             query=query_vector,
             item_vectors=self.index.vectors[recent],
             item_indices=recent,
             cf_vector=cf_vector,
             n_positives=len(positives),
-            text_moments=moments(self.index.vectors @ query_vector),
+            text_moments=moments(text_all),
             cf_moments=cf_moments,
+            text_best=top_scores(text_all, unseen),
+            cf_best=cf_best,
         )
         self._cache[user_id] = (h.version, ctx)
         return ctx
@@ -552,6 +578,13 @@ class Recommender:
         if self.ranker is None:
             raise RuntimeError("the recommender has no ranker yet")
         return self.ranker.score(self._features(ctx, items))
+
+    def _rescored(self, user_id: str, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """``scores`` with the best candidates re-scored by the cross-encoder stage, when built."""
+        query = self._query_text(user_id) if self.cross is not None else None
+        if self.cross is None or query is None:
+            return scores
+        return self.cross.rescore(query, [self._texts[i] for i in items], scores)
 
     def _cf_top(self, ctx: UserContext, k: int) -> list[int]:
         if ctx.cf_vector is None:

@@ -1,0 +1,264 @@
+"""Optional cross-encoder re-scoring of a ranking's top candidates (``model.cross_encoder: true``).
+
+The bi-encoder scores a user's query (their recent positives as text) and an item independently,
+so it cannot read one against the other; a cross-encoder reads the query and the item's text in
+one pass and can. It costs one transformer pass per (user, item) pair, so it only re-scores the
+``model.cross_encoder_top`` best candidates of the blended ranking.
+
+- **Model**: sentence-transformers' ``CrossEncoder`` (one output, a relevance logit) started from the
+  same bundled encoder as the bi-encoder, trained with its ``BinaryCrossEntropyLoss`` on pairs from
+  the bi-encoder's training triples: (query, the item engaged with next) is 1; (query, each hard
+  negative) and (query, another triple's target) are 0. The loop is ours for the same reason as
+  the bi-encoder's (``textmodel``): the library's trainer needs ``datasets``.
+- **Blend**: the re-scored score is not the cross-encoder's alone: a logistic regression on two
+  features, the blended score's logit and the cross-encoder's logit, fitted on the validation
+  users' own top candidates (label: the user went on to like the item), says how much each is
+  worth, as the ranker does for the other features. Its probability replaces the blended score of
+  the top candidates; every other candidate keeps its blended score, scaled below the lowest
+  re-scored one, so a ranking is still in score order and the top stays on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.apps.recommend.config import ModelSection
+from tunelab.apps.recommend.textmodel import Triple, pick_device
+
+log = logging.getLogger(__name__)
+
+FOLDER = "cross_encoder"
+CALIBRATION = "cross_calibration.pkl"
+
+
+class CrossScorer:
+    """The cross-encoder: ``fit`` on triples, ``logits`` of one query against item texts."""
+
+    def __init__(self, model: Any, *, max_length: int, device: str = "auto") -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device)
+        self.max_length = max_length
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_base(cls, cfg: ModelSection) -> CrossScorer:
+        """A one-logit CrossEncoder on the bundled (or a local) encoder's weights; the scoring head
+        is new (initialised at random) and learned by ``fit``."""
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        from tunelab.models import resolve_model
+        from tunelab.quiet import no_progress_bars, quiet
+
+        path = resolve_model(cfg.base).path
+        with quiet(), no_progress_bars():
+            model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device="cpu")
+        return cls(model, max_length=cfg.max_length, device=cfg.device)
+
+    def fit(self, triples: list[Triple], cfg: ModelSection, *, progress: bool = False) -> dict[str, Any]:
+        """Train on the pairs of ``triples`` (module docstring); the loss curve's summary."""
+        import torch
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        pairs = _pairs(triples, seed=cfg.seed)
+        if not pairs:
+            return {"pairs": 0, "steps": 0, "note": "no training triples: the cross-encoder is untrained"}
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model = self.model
+        loss_fn = BinaryCrossEntropyLoss(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.cross_encoder_learning_rate)
+        per_epoch = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
+        total = per_epoch * cfg.epochs
+        scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
+        model.train()
+        losses: list[float] = []
+        bar = tqdm(total=total, desc="cross-encoder", unit="batch", disable=not progress)
+        try:
+            for _ in range(cfg.epochs):
+                order = rng.permutation(len(pairs))
+                for start in range(0, len(order), cfg.batch_size):
+                    batch = [pairs[i] for i in order[start : start + cfg.batch_size]]
+                    labels = torch.tensor([b[2] for b in batch], dtype=torch.float32, device=self.device)
+                    loss = loss_fn([[b[0] for b in batch], [b[1] for b in batch]], labels)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    losses.append(float(loss.detach()))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        finally:
+            bar.close()
+            model.eval()
+        head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
+        return {
+            "pairs": len(pairs),
+            "positives": sum(1 for p in pairs if p[2] == 1.0),
+            "steps": len(losses),
+            "loss_first_10pct": float(np.mean(head)),
+            "loss_last_10pct": float(np.mean(tail)),
+        }
+
+    def logits(self, query: str, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        """Relevance logits (C,) of ``query`` against each of ``texts``."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        import torch
+
+        with self._lock:
+            scores = self.model.predict(
+                [(query, t) for t in texts],
+                batch_size=batch_size,
+                activation_fn=torch.nn.Identity(),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+    def save(self, folder: str | Path) -> None:
+        self.model.save(str(Path(folder) / FOLDER))
+
+    @classmethod
+    def load(cls, folder: str | Path, *, max_length: int, device: str = "auto") -> CrossScorer:
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        model = CrossEncoder(str(Path(folder) / FOLDER), max_length=max_length, device="cpu")
+        return cls(model, max_length=max_length, device=device)
+
+
+def _pairs(triples: list[Triple], *, seed: int) -> list[tuple[str, str, float]]:
+    """(query, item text, label) pairs: each triple's target (1), its hard negatives (0) and the
+    target of another triple (0, an easy negative the hard ones do not cover)."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, str, float]] = []
+    others = rng.permutation(len(triples))
+    for t, other in zip(triples, others, strict=True):
+        out.append((t.query, t.positive, 1.0))
+        out.extend((t.query, n, 0.0) for n in t.negatives)
+        if len(triples) > 1 and triples[other].positive != t.positive:
+            out.append((t.query, triples[other].positive, 0.0))
+    return out
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class CrossStage:
+    """The cross-encoder and its learned blend with the blended score (module docstring).
+
+    Attributes:
+        scorer: the cross-encoder.
+        calibrator: logistic regression on (logit of the blended score, cross-encoder logit).
+        top: how many of a ranking's best candidates are re-scored.
+        report: what the fit saw, for the build report.
+    """
+
+    scorer: CrossScorer
+    calibrator: Any
+    top: int
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def rescore(self, query: str, texts: list[str], scores: np.ndarray) -> np.ndarray:
+        """``scores`` (C,) with the best ``top`` replaced by the blend's probability and the rest
+        scaled below the lowest of those (order kept among them)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        if len(scores) == 0:
+            return scores
+        n = min(self.top, len(scores))
+        best = np.argsort(-scores, kind="stable")[:n]
+        logits = self.scorer.logits(query, [texts[i] for i in best])
+        p = self.probability(scores[best], logits)
+        out = scores.copy()
+        rest = np.ones(len(scores), dtype=bool)
+        rest[best] = False
+        if rest.any():
+            ceiling = float(p.min()) * (1 - 1e-3)
+            high = float(out[rest].max())
+            if high > ceiling:  # scores are probabilities: high > ceiling >= 0
+                out[rest] = out[rest] * (ceiling / high)
+        out[best] = p
+        return out
+
+    def probability(self, blended: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        X = np.column_stack([_logit(blended), logits])
+        return self.calibrator.predict_proba(X)[:, 1].astype(np.float32)
+
+    def save(self, folder: str | Path) -> None:
+        self.scorer.save(folder)
+        # Our own artifact, as ranker.pkl (scikit-learn has no other format for an estimator).
+        with (Path(folder) / CALIBRATION).open("wb") as f:
+            pickle.dump({"calibrator": self.calibrator, "top": self.top}, f)
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        max_length: int,
+        device: str = "auto",
+        report: dict[str, Any] | None = None,
+    ) -> CrossStage | None:
+        """The stage saved in ``folder``, or None when the folder was built without one."""
+        root = Path(folder)
+        if not (root / CALIBRATION).is_file():
+            return None
+        with (root / CALIBRATION).open("rb") as f:
+            saved = pickle.load(f)  # our own artifact, see save()
+        scorer = CrossScorer.load(root, max_length=max_length, device=device)
+        return cls(scorer, saved["calibrator"], int(saved["top"]), report or {})
+
+
+def fit_cross_stage(
+    scorer: CrossScorer,
+    candidates: list[tuple[str, list[str], np.ndarray, np.ndarray]],
+    top: int,
+) -> CrossStage:
+    """Fit the blend of the blended score and the cross-encoder's on validation users' top lists.
+
+    Args:
+        scorer: the trained cross-encoder.
+        candidates: per validation user, (query, item texts, blended scores, labels) over the
+            user's candidates (labels: 1 where the user went on to like the item).
+        top: how many of each user's best candidates to re-score.
+
+    Raises:
+        ValueError: no positive (or no negative) among the users' top candidates.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = [], []
+    users = 0
+    for query, texts, scores, labels in candidates:
+        if len(scores) == 0:
+            continue
+        best = np.argsort(-np.asarray(scores), kind="stable")[:top]
+        logits = scorer.logits(query, [texts[i] for i in best])
+        X.append(np.column_stack([_logit(np.asarray(scores)[best]), logits]))
+        y.append(np.asarray(labels)[best])
+        users += 1
+    if not X or len(np.unique(np.concatenate(y))) < 2:
+        raise ValueError(f"no positive among the validation users' top {top} candidates to fit it on")
+    rows, labels = np.vstack(X), np.concatenate(y).astype(np.int8)
+    calibrator = LogisticRegression(max_iter=1000).fit(rows, labels)
+    coef = calibrator.coef_.ravel()
+    report = {
+        "top": top,
+        "users": users,
+        "rows": len(rows),
+        "positives": int(labels.sum()),
+        "weights": {"blended_logit": float(coef[0]), "cross_logit": float(coef[1])},
+    }
+    return CrossStage(scorer, calibrator, top, report)

@@ -1,0 +1,93 @@
+"""The optional cross-encoder stage (issue 12, ``model.cross_encoder``): training pairs, the re-scoring
+of a ranking's top, and a build on the tiny world that saves, loads and ranks with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from recommend_fixtures import config_dict, write_world
+
+from tunelab.apps.recommend import RecommendConfig, Recommender, build
+from tunelab.apps.recommend.crossencoder import CALIBRATION, FOLDER, CrossStage, _pairs, fit_cross_stage
+from tunelab.apps.recommend.textmodel import Triple
+
+
+class _LengthScorer:
+    """A stand-in cross-encoder whose logit is the text's length: known, so the order is checkable."""
+
+    def logits(self, query: str, texts: list[str]) -> np.ndarray:
+        return np.array([float(len(t)) for t in texts], dtype=np.float32)
+
+
+def test_pairs_label_the_target_one_and_the_negatives_zero() -> None:
+    triples = [Triple("q1", "a", ("n1",)), Triple("q2", "b", ("n2",)), Triple("q3", "c", ("n3",))]
+    pairs = _pairs(triples, seed=0)
+    assert ("q1", "a", 1.0) in pairs and ("q1", "n1", 0.0) in pairs
+    assert sum(p[2] for p in pairs) == 3  # one positive per triple
+    easy = [p for p in pairs if p[2] == 0.0 and not p[1].startswith("n")]
+    assert easy and all(p[1] != dict(q1="a", q2="b", q3="c")[p[0]] for p in easy)  # never its own target
+
+
+def test_rescore_reorders_the_top_and_keeps_the_rest_below_in_order() -> None:
+    rng = np.random.default_rng(0)
+    # The blend: the calibrator learns that long texts are the positives among the top candidates.
+    texts = ["x" * n for n in range(1, 41)]
+    scores = np.linspace(0.9, 0.1, 40).astype(np.float32)  # item 0 best by the blend
+    labels = np.array([len(t) > 5 for t in texts], dtype=np.int8)
+    users = [("q", texts, scores + rng.normal(0, 0.01, 40).astype(np.float32), labels)] * 3
+    stage = fit_cross_stage(_LengthScorer(), users, top=10)
+    assert stage.report["rows"] == 30 and stage.report["weights"]["cross_logit"] > 0
+    out = stage.rescore("q", texts, scores)
+    top = np.argsort(-out, kind="stable")
+    assert set(top[:10]) == set(range(10))  # the same ten on top ...
+    assert list(top[:10]) != list(range(10))  # ... in the cross-encoder's order
+    assert out[10:].max() < out[:10].min()  # the rest below them
+    assert list(np.argsort(-out[10:], kind="stable")) == list(range(30))  # in their old order
+    assert ((out > 0) & (out < 1)).all()
+
+
+def test_a_stage_without_a_positive_in_the_top_cannot_be_fitted() -> None:
+    texts = ["a", "b", "c"]
+    users = [("q", texts, np.array([0.9, 0.5, 0.1]), np.array([0, 0, 1]))]
+    with pytest.raises(ValueError, match="no positive among the validation users' top 2"):
+        fit_cross_stage(_LengthScorer(), users, top=2)
+
+
+def test_a_build_with_the_cross_encoder_saves_loads_and_ranks_with_it(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    cfg = RecommendConfig.from_dict(
+        config_dict(
+            write_world(tmp_path), encoder=tiny_bert, model={"cross_encoder": True, "cross_encoder_top": 8}
+        )
+    )
+    built = build(cfg, tmp_path / "rec")
+    assert (tmp_path / "rec" / FOLDER).is_dir() and (tmp_path / "rec" / CALIBRATION).is_file()
+    report = json.loads((tmp_path / "rec" / "build_report.json").read_text())
+    assert report["cross_encoder"]["pairs"] > report["cross_encoder"]["positives"] > 0
+    assert report["cross_encoder"]["top"] == 8 and "cross_encoder_s" in report["timings"]
+    again = Recommender.load(tmp_path / "rec")
+    assert isinstance(again.cross, CrossStage) and again.cross.top == 8
+    a, b = built.rank("u3", k=12), again.rank("u3", k=12)
+    assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+    scores = [i.score for i in b.items]
+    assert scores == sorted(scores, reverse=True)
+    # score_items re-scores the best of the items it is given, so over the user's whole ranking
+    # it agrees with rank:
+    everything = [i.item_id for i in again.rank("u3", k=40, exclude_seen=False).items]
+    full = again.score_items("u3", everything)
+    ranked = {i.item_id: i.score for i in again.rank("u3", k=40, exclude_seen=False).items}
+    assert np.allclose(full, [ranked[i] for i in everything], atol=1e-6)
+    # and re-scoring changed something: without the stage the top differs in score
+    blended = again._score(again._context("u3"), again._item_indices(everything))
+    assert not np.allclose(full, blended)
+
+
+def test_a_folder_built_without_it_loads_with_none(tiny_bert: Path, tmp_path: Path) -> None:
+    cfg = RecommendConfig.from_dict(config_dict(write_world(tmp_path), encoder=tiny_bert))
+    build(cfg, tmp_path / "rec")
+    assert Recommender.load(tmp_path / "rec").cross is None
+    assert not (tmp_path / "rec" / CALIBRATION).exists()

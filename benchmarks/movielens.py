@@ -350,7 +350,10 @@ def build_recommender(
     ``text_from``: reuse the text model of a recommender built on the same split (``--text-from``),
     and its cross-encoder when it has one and the config asks for one.
     """
-    from tunelab.apps.recommend import Recommender, build
+    from tunelab.apps.recommend import build
+    from tunelab.apps.recommend.crossencoder import FOLDER as CROSS_FOLDER
+    from tunelab.apps.recommend.crossencoder import CrossScorer
+    from tunelab.apps.recommend.textmodel import TextModel
 
     t0 = time.perf_counter()
     cfg, ds, split = load(cfg_path, **split_kwargs)
@@ -358,10 +361,11 @@ def build_recommender(
     text_model = cross_scorer = None
     if text_from is not None:
         check_built_on(text_from, split.fingerprint(), all_tags=split_kwargs.get("all_tags", False))
-        donor = Recommender.load(text_from)
-        text_model = donor.text
-        if cfg.model.cross_encoder and donor.cross is not None:
-            cross_scorer = donor.cross.scorer
+        # Only the models are read (not the donor's ranker: it may predate the current features).
+        where = {"max_length": cfg.model.max_length, "device": cfg.model.device}
+        text_model = TextModel.load(text_from, **where)
+        if cfg.model.cross_encoder and (text_from / CROSS_FOLDER).is_dir():
+            cross_scorer = CrossScorer.load(text_from, **where)
     t0 = time.perf_counter()
     build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True,
           text_model=text_model, cross_scorer=cross_scorer)  # fmt: skip

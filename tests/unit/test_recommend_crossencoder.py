@@ -91,3 +91,39 @@ def test_a_folder_built_without_it_loads_with_none(tiny_bert: Path, tmp_path: Pa
     build(cfg, tmp_path / "rec")
     assert Recommender.load(tmp_path / "rec").cross is None
     assert not (tmp_path / "rec" / CALIBRATION).exists()
+
+
+def test_an_easy_negative_is_never_an_item_the_user_liked() -> None:
+    liked = frozenset({"a", "b"})  # the user of q1 liked both a and b
+    triples = [Triple("q1", "a", ("n1",), liked), Triple("q2", "b", ("n2",), frozenset({"b"}))]
+    for seed in range(10):
+        assert ("q1", "b", 0.0) not in _pairs(triples, seed=seed)
+    assert any(p == ("q2", "a", 0.0) for seed in range(10) for p in _pairs(triples, seed=seed))
+
+
+def test_the_new_scoring_head_is_the_same_for_the_same_seed(tiny_bert: Path) -> None:
+    from tunelab.apps.recommend.config import ModelSection
+    from tunelab.apps.recommend.crossencoder import CrossScorer
+
+    cfg = ModelSection(base=str(tiny_bert), max_length=32, device="cpu")
+    heads = []
+    for _ in range(2):
+        model = CrossScorer.from_base(cfg).model.model
+        heads.append(next(p for n, p in model.named_parameters() if n.startswith("classifier")).detach())
+    assert (heads[0] == heads[1]).all()
+
+
+def test_each_fold_ranker_is_fitted_without_the_half_it_scores() -> None:
+    from tunelab.apps.recommend.builder import fold_rankers
+    from tunelab.apps.recommend.features import FEATURES
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    y = (rng.random(n) < 0.2).astype(np.int8)
+    X = rng.normal(size=(n, len(FEATURES))).astype(np.float32)
+    X[:, FEATURES.index("has_cf")] = 1.0
+    group = np.arange(n) // 20  # 60 users, 30 in each half
+    cfg = RecommendConfig.from_dict(config_dict({"items": Path("i.csv"), "ratings": Path("r.csv")}))
+    halves = fold_rankers({"X": X, "y": y, "group": group}, cfg, age_never=9.0)
+    assert [h.report["users"] for h in halves] == [30, 30]
+    assert [h.report["rows"] for h in halves] == [600, 600]

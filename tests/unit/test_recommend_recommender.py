@@ -429,3 +429,20 @@ def test_a_ranker_fitted_on_other_features_asks_for_a_new_build(rec_folder: Path
     path.write_bytes(pickle.dumps(saved))
     with pytest.raises(ConfigError, match=r"fitted on other features.*build the recommender again"):
         Recommender.load(rec_folder)
+
+
+def test_an_added_item_moves_the_users_rank_features(rec: Recommender) -> None:
+    from tunelab.apps.recommend.features import FEATURES
+
+    col = FEATURES.index("text_rank")
+    ctx = rec._context("u0")
+    seen = set(rec._seen_indices("u0").tolist())
+    unseen = np.array([i for i in range(rec.n_items) if i not in seen])
+    best = unseen[np.argmax(rec.index.vectors[unseen] @ ctx.query)]
+    assert rec._features(ctx, np.array([best]))[0, col] == pytest.approx(1.0)
+    # An item with the best item's own text scores as high: the best is no longer alone at the top.
+    rec.add_item("twin", {"title": rec._texts[best]})
+    rec.add_item("twin2", {"title": rec._texts[best]})
+    again = rec._context("u0")
+    assert again is not ctx and len(again.text_best) == len(ctx.text_best) + 2
+    assert np.allclose(again.query, ctx.query)  # the query is not encoded again

@@ -25,7 +25,7 @@ from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
 from tunelab.apps.recommend.data import Dataset, load_dataset
 from tunelab.apps.recommend.index import ItemIndex
-from tunelab.apps.recommend.ranker import fit_ranker, training_rows
+from tunelab.apps.recommend.ranker import Ranker, fit_ranker, training_rows
 from tunelab.apps.recommend.recommender import META, REPORT, Recommender
 from tunelab.apps.recommend.split import split_chronological
 from tunelab.apps.recommend.textmodel import TextModel, make_triples
@@ -68,7 +68,8 @@ def build(
 
     Raises:
         ConfigError: ``out`` is something else, or a recommender and ``overwrite`` is off.
-        DataError: bad data, or no validation positives to fit the ranker on.
+        DataError: bad data, no validation positives to fit the ranker on, or (with
+            ``model.cross_encoder``) none among the validation users' top candidates.
     """
     target = Path(out)
     _check_target(target, overwrite)
@@ -160,7 +161,9 @@ def build(
         lap("cross_encoder_s")
         try:
             rec.cross = fit_cross_stage(
-                cross_scorer, cross_candidates(rec, val, cfg.model.seed), cfg.model.cross_encoder_top
+                cross_scorer,
+                cross_candidates(rec, val, cfg.model.seed, fold_rankers(rows, cfg, rec.meta["age_never"])),
+                cfg.model.cross_encoder_top,
             )
         except ValueError as exc:
             raise DataError(f"the cross-encoder stage cannot be fitted: {exc}") from None
@@ -221,11 +224,33 @@ def build(
 CROSS_FIT_USERS = 1000
 
 
+def fold_rankers(rows: dict[str, Any], cfg: RecommendConfig, age_never: float) -> list[Ranker]:
+    """Two rankers, each fitted on the ranker rows of one half of the validation users (by their
+    ``training_rows`` group: even, odd) and meant to score the *other* half: the cross-encoder
+    stage is fitted on blended scores the ranker did not see the labels of, as at serving time.
+
+    Raises:
+        ValueError: a half has no positive or no negative row.
+    """
+    halves = []
+    for k in (0, 1):
+        keep = rows["group"] % 2 != k  # fitted on the other half, scores half k
+        part = {name: rows[name][keep] for name in ("X", "y", "group")}
+        halves.append(fit_ranker(part, cfg.ranker, age_never=age_never))
+    return halves
+
+
 def cross_candidates(
-    rec: Recommender, val: pd.DataFrame, seed: int
+    rec: Recommender, val: pd.DataFrame, seed: int, rankers: list[Ranker] | None = None
 ) -> list[tuple[str, list[str], np.ndarray, np.ndarray]]:
     """Per validation user (up to ``CROSS_FIT_USERS``): their query, the texts, blended scores and
-    labels (1: a validation positive) of the candidates a ranking would score for them."""
+    labels (1: a validation positive) of the candidates a ranking would score for them.
+
+    ``rankers``: ``fold_rankers``' two, the user's half picking the one fitted without them (the
+    user's half is their position in the sorted validation users, as ``training_rows`` numbers
+    them); None: the recommender's own ranker.
+    """
+    half = {str(u): g % 2 for g, u in enumerate(sorted(val["user_id"].unique()))}
     by_user = val.groupby("user_id")["item_id"].apply(lambda s: set(s.astype(str)))
     users = sorted(by_user.index.astype(str))
     if len(users) > CROSS_FIT_USERS:
@@ -240,7 +265,9 @@ def cross_candidates(
         items = rec._candidates(ctx, 1, rec._seen_indices(user))
         liked = by_user[user]
         labels = np.array([rec._ids[i] in liked for i in items], dtype=np.int8)
-        out.append((query, [rec._texts[i] for i in items], rec._score(ctx, items), labels))
+        ranker = rankers[half[user]] if rankers is not None else rec.ranker
+        scores = ranker.score(rec._features(ctx, items))
+        out.append((query, [rec._texts[i] for i in items], scores, labels))
     return out
 
 

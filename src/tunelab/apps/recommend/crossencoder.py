@@ -51,12 +51,14 @@ class CrossScorer:
     def from_base(cls, cfg: ModelSection) -> CrossScorer:
         """A one-logit CrossEncoder on the bundled (or a local) encoder's weights; the scoring head
         is new (initialised at random) and learned by ``fit``."""
+        import torch
         from sentence_transformers.cross_encoder import CrossEncoder
 
         from tunelab.models import resolve_model
         from tunelab.quiet import no_progress_bars, quiet
 
         path = resolve_model(cfg.base).path
+        torch.manual_seed(cfg.seed)  # the new scoring head's initial weights
         with quiet(), no_progress_bars():
             model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device="cpu")
         return cls(model, max_length=cfg.max_length, device=cfg.device)
@@ -138,15 +140,17 @@ class CrossScorer:
 
 def _pairs(triples: list[Triple], *, seed: int) -> list[tuple[str, str, float]]:
     """(query, item text, label) pairs: each triple's target (1), its hard negatives (0) and the
-    target of another triple (0, an easy negative the hard ones do not cover)."""
+    target of another triple (0, an easy negative the hard ones do not cover) unless the user
+    liked that item too."""
     rng = np.random.default_rng(seed)
     out: list[tuple[str, str, float]] = []
     others = rng.permutation(len(triples))
     for t, other in zip(triples, others, strict=True):
         out.append((t.query, t.positive, 1.0))
         out.extend((t.query, n, 0.0) for n in t.negatives)
-        if len(triples) > 1 and triples[other].positive != t.positive:
-            out.append((t.query, triples[other].positive, 0.0))
+        easy = triples[other].positive
+        if len(triples) > 1 and easy != t.positive and easy not in t.liked:
+            out.append((t.query, easy, 0.0))
     return out
 
 
@@ -249,8 +253,11 @@ def fit_cross_stage(
         X.append(np.column_stack([_logit(np.asarray(scores)[best]), logits]))
         y.append(np.asarray(labels)[best])
         users += 1
-    if not X or len(np.unique(np.concatenate(y))) < 2:
+    found = np.unique(np.concatenate(y)) if X else np.zeros(0)
+    if 1 not in found:
         raise ValueError(f"no positive among the validation users' top {top} candidates to fit it on")
+    if 0 not in found:
+        raise ValueError(f"every one of the validation users' top {top} candidates is a positive")
     rows, labels = np.vstack(X), np.concatenate(y).astype(np.int8)
     calibrator = LogisticRegression(max_iter=1000).fit(rows, labels)
     coef = calibrator.coef_.ravel()

@@ -24,12 +24,14 @@ rows; since the blended model never scores a row without CF, this changes the wa
 (an earlier single-model design let the masked model rank cold items too; on MovieLens small
 masking 30% of rows cost the warm ranking 7% of its NDCG@10 then, 0.088 against 0.095).
 
-``logistic`` (standardised logistic regression) by default; ``hgb`` (HistGradientBoostingClassifier,
-scikit-learn's LightGBM-style booster) as the option. On the same rows and users hgb reached
-NDCG@10 0.050-0.052 where logistic reached 0.088-0.095. Why the booster does worse is not established; a
-likely cause is that it is fitted on sampled candidates and its thresholds on popularity and age
-do not carry over to the whole catalog. Logistic also scores 1,000 candidates in well under a
-millisecond, where the booster's per-tree OpenMP calls took 15-400 ms on a busy 2-core machine.
+``logistic`` (standardised logistic regression) by default; ``pairwise`` (a linear ranker fitted on
+pairs of one user's positive and negative rows, then calibrated: ``PairwiseLogistic``) and ``hgb``
+(HistGradientBoostingClassifier, scikit-learn's LightGBM-style booster) as options. On the same rows
+and users hgb reached NDCG@10 0.050-0.052 where logistic reached 0.088-0.095. Why the booster does
+worse is not established; a likely cause is that it is fitted on sampled candidates and its
+thresholds on popularity and age do not carry over to the whole catalog. Logistic also scores 1,000
+candidates in well under a millisecond, where the booster's per-tree OpenMP calls took 15-400 ms on
+a busy 2-core machine.
 
 Before the final fit on all rows, the ranker is fitted on 80% of the users and its AUC measured on
 the other 20% (all rows, and all rows masked cold), for the build report.
@@ -115,10 +117,10 @@ class PairwiseLogistic:
     are standardised, each positive is paired with up to ``pairs_per_positive`` of its own user's
     negatives (drawn at random: the pairs grow with the positives, not their square), and a
     logistic regression without intercept learns w from the differences (x_pos - x_neg labelled
-    1, the reverse 0). Then a one-feature logistic regression (Platt scaling) maps w . x to a
-    probability on the pointwise rows, so these scores mix with the text-only model's in one
-    ranking as the pointwise model's do. scikit-learn has no pairwise ranker; this is the few
-    lines it takes on top of its LogisticRegression.
+    1; a random half of the pairs flipped, x_neg - x_pos labelled 0). Then a one-feature logistic
+    regression (Platt scaling) maps w . x to a probability on the pointwise rows, so these scores
+    mix with the text-only model's in one ranking as the pointwise model's do. scikit-learn has no
+    pairwise ranker; this is the few lines it takes on top of its LogisticRegression.
     """
 
     def __init__(self, pairs_per_positive: int = 30, seed: int = 0) -> None:
@@ -146,8 +148,11 @@ class PairwiseLogistic:
         if not pos_rows:
             raise ValueError("no user has both a positive and a negative row to pair")
         diff = Z[np.concatenate(pos_rows)] - Z[np.concatenate(neg_rows)]
+        # Half the pairs flipped (x_neg - x_pos, label 0): both classes, no copy of the pairs.
+        flip = rng.random(len(diff)) < 0.5
+        diff[flip] *= -1
         pairs = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000)
-        pairs.fit(np.vstack([diff, -diff]), np.r_[np.ones(len(diff)), np.zeros(len(diff))])
+        pairs.fit(diff, (~flip).astype(np.int8))
         self.coef_ = pairs.coef_.ravel()
         self.calibrator_ = LogisticRegression(max_iter=1000).fit(self.decision_function(X)[:, None], y)
         return self

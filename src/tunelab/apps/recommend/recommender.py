@@ -10,16 +10,19 @@ A recommender folder (``recs/<name>/``)::
     encoder/           the fine-tuned sentence-transformers bi-encoder
     cf.npz             implicit ALS/BPR user and item factors
     ranker.pkl         the scikit-learn ranker
+    cross_encoder/     (model.cross_encoder) the sentence-transformers CrossEncoder
+    cross_calibration.pkl  (model.cross_encoder) its blend with the ranker's score, and how many it re-scores
     live.sqlite        items added and events recorded since (created on the first write)
 
 Ranking a known user scores every item (a vectorised feature matrix and one ranker call) up to
 ``index.full_rank_max_items`` (5,000); past that, candidates come from the item index (nearest to
 the user's query and to their profile), CF's top items, and the popular and the newly added ones,
 ~1,000 in all, and only those are scored. ``score_items`` always scores what it is given (the
-benchmark's full ranking). An unknown user (or one without a positive yet) gets
-the popular-and-fresh list, flagged ``fallback``. All public methods take one lock: one object
-serves every thread of a server, and each call first applies what other processes wrote to
-``live.sqlite``.
+benchmark's full ranking); with the cross-encoder stage it re-scores the best of *those*, so an
+item's score depends on what else is in the call (give the whole candidate set at once). An unknown
+user (or one without a positive yet) gets the popular-and-fresh list, flagged ``fallback``. All
+public methods take one lock: one object serves every thread of a server, and each call first
+applies what other processes wrote to ``live.sqlite``.
 """
 
 from __future__ import annotations
@@ -165,7 +168,9 @@ class Recommender:
             h.positive = [h.positive[i] for i in order]
         self._data_end = self._stats.ref_time
         self._clock_gap = max(0.0, _built_time(meta) - self._data_end)
-        self._cache: dict[str, tuple[int, UserContext]] = {}
+        # user -> (history version, catalog size, context): an added item re-ranks every user's
+        # unseen items (text_rank, moments), so a grown catalog rebuilds the context, not the query.
+        self._cache: dict[str, tuple[int, int, UserContext]] = {}
         self._live = LiveStore(folder) if folder is not None else None
         self._seq_items = self._seq_events = 0
         self._n_added = self._n_events = 0
@@ -322,7 +327,9 @@ class Recommender:
 
     def score_items(self, user_id: str, item_ids: list[str]) -> np.ndarray:
         """The blended score (the ranker's) of each of ``item_ids`` for the user; the fallback's
-        score (popular and fresh, 0..1) for a user without a positive.
+        score (popular and fresh, 0..1) for a user without a positive. With the cross-encoder
+        stage, the best ``model.cross_encoder_top`` of the given items are re-scored (and the rest
+        scaled below them): score a user's whole candidate set in one call, not in pages.
 
         Raises:
             DataError: an item id is unknown.
@@ -535,7 +542,9 @@ class Recommender:
             return None
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] == h.version:
-            return cached[1]
+            if cached[1] == len(self._ids):
+                return cached[2]
+            query_vector = cached[2].query if query_vector is None else query_vector
         query = self._query_text(user_id)
         if query is None:
             return None
@@ -566,7 +575,7 @@ class Recommender:
             text_best=top_scores(text_all, unseen),
             cf_best=cf_best,
         )
-        self._cache[user_id] = (h.version, ctx)
+        self._cache[user_id] = (h.version, len(self._ids), ctx)
         return ctx
 
     def _features(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:

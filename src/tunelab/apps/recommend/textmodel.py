@@ -66,9 +66,13 @@ def pick_device(device: str) -> str:
 
 @dataclass(frozen=True)
 class Triple:
+    """One training example; ``liked`` holds the texts of all the user's positives (one set
+    shared by the user's triples), so a sampled negative is never an item they liked."""
+
     query: str
     positive: str
     negatives: tuple[str, ...]
+    liked: frozenset[str] = frozenset()
 
 
 def make_triples(
@@ -98,6 +102,7 @@ def make_triples(
     take = min(cfg.max_pairs, len(candidates))
     chosen = rng.choice(len(candidates), size=take, replace=False)
     triples = []
+    liked: dict[int, frozenset[str]] = {}  # one set per user (keyed by their list), shared
     for c in chosen:
         ids, t = candidates[c]
         seen = set(ids)
@@ -111,8 +116,15 @@ def make_triples(
         if len(negatives) < cfg.hard_negatives:
             continue  # a user who liked nearly every popular item: skip rather than mix shapes
         history = [texts[i] for i in ids[max(0, t - cfg.history) : t]]
+        if id(ids) not in liked:
+            liked[id(ids)] = frozenset(texts[i] for i in ids)
         triples.append(
-            Triple(query_text(history, cfg.history), texts[ids[t]], tuple(texts[n] for n in negatives))
+            Triple(
+                query_text(history, cfg.history),
+                texts[ids[t]],
+                tuple(texts[n] for n in negatives),
+                liked[id(ids)],
+            )
         )
     return triples
 

@@ -53,37 +53,6 @@ def test_no_positive_row_cannot_be_fitted() -> None:
         fit_ranker(rows, RankerSection(), age_never=9.0)
 
 
-def test_rank_score_is_one_at_the_top_and_zero_past_the_kept_depth() -> None:
-    from tunelab.apps.recommend.features import RANK_DEPTH, rank_score, top_scores
-
-    scores = np.linspace(0.0, 1.0, RANK_DEPTH + 500).astype(np.float32)
-    allowed = np.ones(len(scores), dtype=bool)
-    allowed[-1] = False  # the best score is a seen item: it does not count
-    top = top_scores(scores, allowed)
-    assert len(top) == RANK_DEPTH and np.all(np.diff(top) <= 0) and top[0] == scores[-2]
-    got = rank_score(top, scores[[-2, -3, -12, -1, 0]])
-    assert got[0] == pytest.approx(1.0)  # the best unseen item
-    assert got[1] == pytest.approx(1 - np.log(2) / np.log1p(RANK_DEPTH))
-    assert got[2] == pytest.approx(1 - np.log(11) / np.log1p(RANK_DEPTH))
-    assert got[3] == pytest.approx(1.0)  # above every unseen item
-    assert got[4] == 0.0  # past the top RANK_DEPTH
-    assert np.all(rank_score(np.zeros(0, np.float32), scores[:3]) == 0.0)
-
-
-def test_a_score_recomputed_a_bit_lower_still_ranks_itself_first() -> None:
-    from tunelab.apps.recommend.features import rank_score
-
-    top = np.array([0.9, 0.5], dtype=np.float32)
-    assert rank_score(top, np.array([np.nextafter(np.float32(0.9), np.float32(0))]))[0] == pytest.approx(1.0)
-
-
-def test_masked_rows_have_no_cf_rank() -> None:
-    X = np.ones((3, len(FEATURES)), dtype=np.float32)
-    masked = mask_collaborative(X, age_never=9.0)
-    assert np.all(masked[:, COL["cf_rank"]] == 0.0)
-    assert np.all(masked[:, COL["text_rank"]] == 1.0)  # a cold item keeps its text rank
-
-
 def test_the_pairwise_ranker_learns_only_what_orders_a_users_items(tmp_path) -> None:
     """Users differ in how many of their rows are positives, and log_user_positives (constant
     within a user) says which: pointwise logistic regression gives it weight; the pairwise ranker

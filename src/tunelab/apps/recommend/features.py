@@ -13,17 +13,12 @@
   interaction time known; an item never interacted with (a cold item, or one added without
   events yet) gets ``age_never``, the value the ranker is trained with on cold rows (see
   ``ranker``), so a brand-new item looks like the cold items the ranker learned to rank by text;
-- ``log_user_positives``: log(1 + the user's positives): how much history the text features have;
-- ``text_rank`` and ``cf_rank``: where the item stands in this user's own list by the text score
-  and by the CF score, among the items they have not seen: 1 - log(1 + rank) / log(1 + 1000), 1 at
-  the top, 0 past the top 1,000 (and 0 without CF). A linear ranker cannot otherwise say "among this
-  user's top few": a z-score of 3 is the top 5 for one user and the top 50 for another, and a full
-  ranking's NDCG@10 is decided entirely at the top.
+- ``log_user_positives``: log(1 + the user's positives): how much history the text features have.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,13 +33,9 @@ FEATURES = (
     "log_pop",
     "log_age_days",
     "log_user_positives",
-    "text_rank",
-    "cf_rank",
 )
 #: The features a cold item lacks: masked on a share of the ranker's training rows.
-COLLABORATIVE = ("cf", "cf_z", "has_cf", "log_pop", "log_age_days", "cf_rank")
-#: How deep ``text_rank`` and ``cf_rank`` look: a user's top this many unseen items are kept.
-RANK_DEPTH = 1000
+COLLABORATIVE = ("cf", "cf_z", "has_cf", "log_pop", "log_age_days")
 #: text_max and text_mean read the user's most recent positives only, so a heavy user costs no more.
 MAX_PROFILE = 100
 _DAY = 86_400.0
@@ -88,8 +79,6 @@ class UserContext:
         n_positives: all of the user's positives.
         text_moments: mean and standard deviation of ``text_query`` over the catalog.
         cf_moments: mean and standard deviation of the CF score over the items with factors.
-        text_best: the user's best ``RANK_DEPTH`` text scores over the unseen items, descending.
-        cf_best: the same for the CF score over the unseen items with factors (empty: no CF).
     """
 
     query: np.ndarray
@@ -99,8 +88,6 @@ class UserContext:
     n_positives: int
     text_moments: tuple[float, float] = (0.0, 1.0)
     cf_moments: tuple[float, float] = (0.0, 1.0)
-    text_best: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    cf_best: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     @property
     def profile(self) -> np.ndarray:
@@ -140,33 +127,10 @@ def compute(
         z = (cf_scores - ctx.cf_moments[0]) / ctx.cf_moments[1]
         out[:, col["cf_z"]] = np.where(cf_known, z, 0.0)
         out[:, col["has_cf"]] = cf_known.astype(np.float32)
-        out[:, col["cf_rank"]] = np.where(cf_known, rank_score(ctx.cf_best, cf_scores), 0.0)
     out[:, col["log_pop"]] = np.log1p(stats.pop[items])
     out[:, col["log_age_days"]] = stats.log_age_days(items)
     out[:, col["log_user_positives"]] = np.log1p(ctx.n_positives)
-    out[:, col["text_rank"]] = rank_score(ctx.text_best, text)
     return out
-
-
-def top_scores(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """The best ``RANK_DEPTH`` of ``scores`` where ``allowed``, descending (float32)."""
-    values = scores[allowed].astype(np.float32)
-    if len(values) > RANK_DEPTH:
-        values = values[np.argpartition(-values, RANK_DEPTH - 1)[:RANK_DEPTH]]
-    return -np.sort(-values)
-
-
-def rank_score(top: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """1 - log(1 + rank) / log(1 + RANK_DEPTH) of each value among ``top`` (descending), where rank
-    counts the scores strictly above it; 0 past the end of ``top`` (or when it is empty)."""
-    if len(top) == 0:
-        return np.zeros(len(values), dtype=np.float32)
-    # The candidates' scores are computed again on a subset of rows, which may round differently
-    # in the last bit: a tolerance keeps an item from counting itself as above itself.
-    tol = 1e-5 * max(1.0, abs(float(top[0])))
-    rank = np.searchsorted(-top, -(values.astype(np.float32) + tol), side="left")
-    out = 1.0 - np.log1p(rank) / np.log1p(RANK_DEPTH)
-    return np.where(rank < len(top), out, 0.0).astype(np.float32)
 
 
 def moments(values: np.ndarray) -> tuple[float, float]:

@@ -43,14 +43,7 @@ from tunelab.apps.recommend.cf import CFModel
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossStage
 from tunelab.apps.recommend.data import compose_text
-from tunelab.apps.recommend.features import (
-    MAX_PROFILE,
-    ItemStats,
-    UserContext,
-    compute,
-    moments,
-    top_scores,
-)
+from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import LiveStore
 from tunelab.apps.recommend.ranker import Ranker
@@ -168,8 +161,8 @@ class Recommender:
             h.positive = [h.positive[i] for i in order]
         self._data_end = self._stats.ref_time
         self._clock_gap = max(0.0, _built_time(meta) - self._data_end)
-        # user -> (history version, catalog size, context): an added item re-ranks every user's
-        # unseen items (text_rank, moments), so a grown catalog rebuilds the context, not the query.
+        # user -> (history version, catalog size, context): the text score's moments are taken over
+        # the whole catalog, so a grown catalog rebuilds the context (not the query's encoding).
         self._cache: dict[str, tuple[int, int, UserContext]] = {}
         self._live = LiveStore(folder) if folder is not None else None
         self._seq_items = self._seq_events = 0
@@ -555,25 +548,17 @@ class Recommender:
             cf_vector = self.cf.fold_in(np.asarray(positives, dtype=np.int64))
         if query_vector is None:
             query_vector = self.text.encode([query])[0]
-        unseen = np.ones(len(self.index.vectors), dtype=bool)
-        unseen[self._seen_indices(user_id)] = False
-        text_all = self.index.vectors @ query_vector
         cf_moments = (0.0, 1.0)
-        cf_best = np.zeros(0, dtype=np.float32)
         if cf_vector is not None:
-            cf_all = self.cf.item_factors @ cf_vector
-            cf_moments = moments(cf_all[self.cf.has_cf])
-            cf_best = top_scores(cf_all, self.cf.has_cf & unseen[: self.cf.n_items])
+            cf_moments = moments(self.cf.item_factors[self.cf.has_cf] @ cf_vector)
         ctx = UserContext(
             query=query_vector,
             item_vectors=self.index.vectors[recent],
             item_indices=recent,
             cf_vector=cf_vector,
             n_positives=len(positives),
-            text_moments=moments(text_all),
+            text_moments=moments(self.index.vectors @ query_vector),
             cf_moments=cf_moments,
-            text_best=top_scores(text_all, unseen),
-            cf_best=cf_best,
         )
         self._cache[user_id] = (h.version, len(self._ids), ctx)
         return ctx

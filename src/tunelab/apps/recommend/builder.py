@@ -167,7 +167,7 @@ def build(
             )
         except ValueError as exc:
             raise DataError(f"the cross-encoder stage cannot be fitted: {exc}") from None
-        cross_report = {**cross_train, **rec.cross.report}
+        cross_report = {"training": cross_train, "stage": rec.cross.report}
         meta["cross_encoder"] = rec.cross.report
         lap("cross_stage_s")
     if absorb_val:

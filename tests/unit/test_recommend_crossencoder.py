@@ -129,3 +129,28 @@ def test_each_fold_ranker_is_fitted_without_the_half_it_scores() -> None:
     halves = fold_rankers({"X": X, "y": y, "group": group}, cfg, age_never=9.0)
     assert [h.report["users"] for h in halves] == [30, 30]
     assert [h.report["rows"] for h in halves] == [600, 600]
+
+
+def test_the_cross_encoders_negatives_come_from_the_users_own_top_and_were_not_liked(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from tunelab.apps.recommend.builder import candidate_negatives
+    from tunelab.apps.recommend.textmodel import make_triples
+
+    cfg = RecommendConfig.from_dict(config_dict(write_world(tmp_path), encoder=tiny_bert))
+    rec = build(cfg, tmp_path / "rec")
+    history = pd.read_parquet(tmp_path / "rec" / "history.parquet")
+    texts = dict(zip(rec._ids, rec._texts, strict=True))
+    triples = make_triples(history, texts, cfg.model)
+    more = candidate_negatives(rec, triples, seed=0)
+    assert len(more) == len(triples) and all(t.user for t in more)
+    added = 0
+    for old, new in zip(triples, more, strict=True):
+        assert new.negatives[: len(old.negatives)] == old.negatives
+        extra = new.negatives[len(old.negatives) :]
+        added += len(extra)
+        seen = {rec._texts[i] for i in rec._seen_indices(new.user)}
+        assert not set(extra) & (seen | new.liked | {new.positive})
+    assert added >= len(triples)  # at least one per triple in this world

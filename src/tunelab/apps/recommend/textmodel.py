@@ -73,6 +73,7 @@ class Triple:
     positive: str
     negatives: tuple[str, ...]
     liked: frozenset[str] = frozenset()
+    user: str = ""
 
 
 def make_triples(
@@ -94,8 +95,10 @@ def make_triples(
     pop_p = popularity.to_numpy(dtype=np.float64)
     pop_p = pop_p / pop_p.sum()
     candidates: list[tuple[list[str], int]] = []  # (the user's positives, target index)
-    for _, group in pos.groupby("user_id", sort=True):
+    owner: dict[int, str] = {}  # id of a user's list -> the user
+    for user, group in pos.groupby("user_id", sort=True):
         ids = group["item_id"].tolist()
+        owner[id(ids)] = str(user)
         candidates.extend((ids, t) for t in range(1, len(ids)))
     if not candidates or cfg.max_pairs == 0:
         return []
@@ -124,6 +127,7 @@ def make_triples(
                 texts[ids[t]],
                 tuple(texts[n] for n in negatives),
                 liked[id(ids)],
+                owner[id(ids)],
             )
         )
     return triples

@@ -50,17 +50,31 @@ class CrossScorer:
     @classmethod
     def from_base(cls, cfg: ModelSection) -> CrossScorer:
         """A one-logit CrossEncoder on the bundled (or a local) encoder's weights; the scoring head
-        is new (initialised at random) and learned by ``fit``."""
+        is new (initialised at random) and learned by ``fit``.
+
+        The encoder comes through the public ``tunelab.load_encoder`` (the apps use only the public
+        API): it is saved to a temporary folder, which ``CrossEncoder`` reads as a Hugging Face
+        model folder and puts its head on."""
+        import tempfile
+        import warnings
+
         import torch
         from sentence_transformers.cross_encoder import CrossEncoder
+        from transformers.utils import logging as hf_logging
 
-        from tunelab.models import resolve_model
-        from tunelab.quiet import no_progress_bars, quiet
+        from tunelab.apps.recommend.textmodel import base_encoder
 
-        path = resolve_model(cfg.base).path
-        torch.manual_seed(cfg.seed)  # the new scoring head's initial weights
-        with quiet(), no_progress_bars():
-            model = CrossEncoder(str(path), num_labels=1, max_length=cfg.max_length, device="cpu")
+        with tempfile.TemporaryDirectory(prefix="tunelab-cross-") as tmp:
+            base_encoder(cfg.base).save(tmp)
+            torch.manual_seed(cfg.seed)  # the new scoring head's initial weights
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # "some weights newly initialized": the head, as meant
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = CrossEncoder(tmp, num_labels=1, max_length=cfg.max_length, device="cpu")
+            finally:
+                hf_logging.set_verbosity(verbosity)
         return cls(model, max_length=cfg.max_length, device=cfg.device)
 
     def fit(self, triples: list[Triple], cfg: ModelSection, *, progress: bool = False) -> dict[str, Any]:

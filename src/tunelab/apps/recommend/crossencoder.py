@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.recommend.config import ModelSection
-from tunelab.apps.recommend.textmodel import Triple, pick_device
+from tunelab.apps.recommend.textmodel import Triple, loss_summary, pick_device, train_batches
 
 log = logging.getLogger(__name__)
 
@@ -81,49 +81,23 @@ class CrossScorer:
         """Train on the pairs of ``triples`` (module docstring); the loss curve's summary."""
         import torch
         from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-        from tqdm.auto import tqdm
-        from transformers import get_linear_schedule_with_warmup
 
         pairs = _pairs(triples, seed=cfg.seed)
         if not pairs:
             return {"pairs": 0, "steps": 0, "note": "no training triples: the cross-encoder is untrained"}
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        model = self.model
-        loss_fn = BinaryCrossEntropyLoss(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.cross_encoder_learning_rate)
-        per_epoch = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
-        total = per_epoch * cfg.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
-        model.train()
-        losses: list[float] = []
-        bar = tqdm(total=total, desc="cross-encoder", unit="batch", disable=not progress)
-        try:
-            for _ in range(cfg.epochs):
-                order = rng.permutation(len(pairs))
-                for start in range(0, len(order), cfg.batch_size):
-                    batch = [pairs[i] for i in order[start : start + cfg.batch_size]]
-                    labels = torch.tensor([b[2] for b in batch], dtype=torch.float32, device=self.device)
-                    loss = loss_fn([[b[0] for b in batch], [b[1] for b in batch]], labels)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    losses.append(float(loss.detach()))
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        finally:
-            bar.close()
-            model.eval()
-        head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
-        return {
-            "pairs": len(pairs),
-            "positives": sum(1 for p in pairs if p[2] == 1.0),
-            "steps": len(losses),
-            "loss_first_10pct": float(np.mean(head)),
-            "loss_last_10pct": float(np.mean(tail)),
-        }
+        loss_fn = BinaryCrossEntropyLoss(self.model)
+
+        def batch_loss(rows: np.ndarray) -> Any:
+            batch = [pairs[i] for i in rows]
+            labels = torch.tensor([b[2] for b in batch], dtype=torch.float32, device=self.device)
+            return loss_fn([[b[0] for b in batch], [b[1] for b in batch]], labels)
+
+        lr = cfg.cross_encoder_learning_rate
+        losses = train_batches(
+            self.model, len(pairs), batch_loss, cfg, lr=lr, desc="cross-encoder", progress=progress
+        )
+        positives = sum(1 for p in pairs if p[2] == 1.0)
+        return {"pairs": len(pairs), "positives": positives, **loss_summary(losses)}
 
     def logits(self, query: str, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
         """Relevance logits (C,) of ``query`` against each of ``texts``."""

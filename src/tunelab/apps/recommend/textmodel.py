@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,55 +155,27 @@ class TextModel:
 
     def fit(self, triples: list[Triple], cfg: ModelSection, *, progress: bool = False) -> dict[str, Any]:
         """Fine-tune on ``triples`` with in-batch and hard negatives; the loss curve's summary."""
-        import torch
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-        from tqdm.auto import tqdm
-        from transformers import get_linear_schedule_with_warmup
 
         if not triples:
             return {"triples": 0, "steps": 0, "note": "no training triples: the base encoder is used as is"}
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
         model = self.encoder
         loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-        per_epoch = (len(triples) + cfg.batch_size - 1) // cfg.batch_size
-        total = per_epoch * cfg.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
         # sentence-transformers >= 6 calls it preprocess; tokenize (3 to 5) is deprecated there.
         tokenize = getattr(model, "preprocess", None) or model.tokenize
-        model.train()
-        losses: list[float] = []
-        bar = tqdm(total=total, desc="text model", unit="batch", disable=not progress)
-        try:
-            for _ in range(cfg.epochs):
-                order = rng.permutation(len(triples))
-                for start in range(0, len(order), cfg.batch_size):
-                    batch = [triples[i] for i in order[start : start + cfg.batch_size]]
-                    if len(batch) < 2:
-                        continue  # in-batch negatives need a second example
-                    columns = [[b.query for b in batch], [b.positive for b in batch]]
-                    columns += [[b.negatives[j] for b in batch] for j in range(len(batch[0].negatives))]
-                    features = [_to(tokenize(col), self.device) for col in columns]
-                    loss = loss_fn(features, None)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    losses.append(float(loss.detach()))
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        finally:
-            bar.close()
-            model.eval()
-        head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
-        return {
-            "triples": len(triples),
-            "steps": len(losses),
-            "loss_first_10pct": float(np.mean(head)) if losses else None,
-            "loss_last_10pct": float(np.mean(tail)) if losses else None,
-        }
+
+        def batch_loss(rows: np.ndarray) -> Any:
+            if len(rows) < 2:
+                return None  # in-batch negatives need a second example
+            batch = [triples[i] for i in rows]
+            columns = [[b.query for b in batch], [b.positive for b in batch]]
+            columns += [[b.negatives[j] for b in batch] for j in range(len(batch[0].negatives))]
+            return loss_fn([_to(tokenize(col), self.device) for col in columns], None)
+
+        losses = train_batches(
+            model, len(triples), batch_loss, cfg, lr=cfg.learning_rate, desc="text model", progress=progress
+        )
+        return {"triples": len(triples), **loss_summary(losses)}
 
     def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Unit-length embeddings (N, H), float32."""
@@ -228,6 +201,64 @@ class TextModel:
 
         encoder = SentenceTransformer(str(Path(folder) / cls.FOLDER), device="cpu")
         return cls(encoder, max_length=max_length, device=device)
+
+
+def train_batches(
+    model: Any,
+    n: int,
+    batch_loss: Callable[[np.ndarray], Any],
+    cfg: ModelSection,
+    *,
+    lr: float,
+    desc: str,
+    progress: bool = False,
+) -> list[float]:
+    """The fine-tuning loop the bi-encoder and the cross-encoder share: ``cfg.epochs`` seeded
+    shuffles of ``n`` examples in batches of ``cfg.batch_size``, AdamW with 10% linear warm-up then
+    linear decay, gradients clipped at 1. ``batch_loss`` maps a batch's example indices to the loss
+    (None: skip the batch). Returns the loss of every step. Ours rather than sentence-transformers'
+    trainers, which need the ``datasets`` package tunelab does not depend on."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    total = (n + cfg.batch_size - 1) // cfg.batch_size * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=total, desc=desc, unit="batch", disable=not progress)
+    try:
+        for _ in range(cfg.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n, cfg.batch_size):
+                loss = batch_loss(order[start : start + cfg.batch_size])
+                if loss is None:
+                    continue
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    finally:
+        bar.close()
+        model.eval()
+    return losses
+
+
+def loss_summary(losses: list[float]) -> dict[str, Any]:
+    """Steps and the mean loss of the first and the last 10% of them (None without a step)."""
+    k = max(1, len(losses) // 10)
+    return {
+        "steps": len(losses),
+        "loss_first_10pct": float(np.mean(losses[:k])) if losses else None,
+        "loss_last_10pct": float(np.mean(losses[-k:])) if losses else None,
+    }
 
 
 def _to(features: dict[str, Any], device: str) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 Stages, each timed in ``build_report.json``: read the data; split it (unless the caller gives
 train and val); fine-tune the bi-encoder on the train positives; embed every item; fit CF on the
-train positives; fit the ranker on the validation positives (features from train only); index the
-item vectors. The folder is assembled in a temporary sibling and renamed into place at the end, so
-a failed build leaves nothing half-written and a server reading the old folder sees the old one or
-the new one.
+train positives (and ``cf.second``'s model, when set); fit the ranker on the validation positives
+(features from train only); index the item vectors. The folder is assembled in a temporary
+sibling and renamed into place at the end, so a failed build leaves nothing half-written and a
+server reading the old folder sees the old one or the new one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunelab.apps.recommend.cf import fit_cf
+from tunelab.apps.recommend.cf import CFModel, fit_cf
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
 from tunelab.apps.recommend.data import Dataset, load_dataset
@@ -117,8 +117,17 @@ def build(
     vectors = text.encode(items["text"].tolist(), progress=progress)
     lap("embed_items_s")
 
-    pos = train[train["positive"]]
-    cf = fit_cf(pos["user_id"].to_numpy(), pos["item_id"].map(index_of).to_numpy(), len(items), cfg.cf)
+    def fit_both(frame: pd.DataFrame) -> tuple[CFModel, CFModel | None]:
+        """``cf`` and ``cf.second`` (None without one) on ``frame``'s positives."""
+        pos = frame[frame["positive"]]
+        users, where = pos["user_id"].to_numpy(), pos["item_id"].map(index_of).to_numpy()
+        second = cfg.cf.second
+        return (
+            fit_cf(users, where, len(items), cfg.cf),
+            fit_cf(users, where, len(items), second) if second is not None else None,
+        )
+
+    cf, cf2 = fit_both(train)
     lap("cf_s")
     index = ItemIndex.build(vectors, ann_min_items=cfg.index.ann_min_items)
     lap("index_s")
@@ -141,6 +150,7 @@ def build(
         cf=cf,
         history=history,
         ranker=None,
+        cf2=cf2,
     )
     rows = training_rows(rec, val, cfg.ranker, progress=progress)
     try:
@@ -172,10 +182,7 @@ def build(
         lap("cross_stage_s")
     if absorb_val:
         both = pd.concat([train, val], ignore_index=True)
-        both_pos = both[both["positive"]]
-        rec.cf = fit_cf(
-            both_pos["user_id"].to_numpy(), both_pos["item_id"].map(index_of).to_numpy(), len(items), cfg.cf
-        )
+        rec.cf, rec.cf2 = fit_both(both)
         history = both[["user_id", "item_id", "time", "positive"]].sort_values("time", kind="stable")
         rec = Recommender(
             folder=None,
@@ -188,6 +195,7 @@ def build(
             history=history,
             ranker=rec.ranker,
             cross=rec.cross,
+            cf2=rec.cf2,
         )
         lap("absorb_val_s")
     meta["ranker"] = rec.ranker.report
@@ -200,6 +208,7 @@ def build(
             "algorithm": cfg.cf.algorithm,
             "users": len(cf.user_ids),
             "items_with_factors": int(cf.has_cf.sum()),
+            **({"second": cfg.cf.second.algorithm} if cfg.cf.second is not None else {}),
         },
         "ranker": rec.ranker.report,
         **({"cross_encoder": cross_report} if cross_report is not None else {}),

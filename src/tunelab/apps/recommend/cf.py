@@ -32,6 +32,8 @@ from tunelab.apps.recommend.config import CFSection
 from tunelab.errors import ConfigError, DataError
 
 FILE = "cf.npz"
+#: ``cf.second``'s model, beside the first.
+SECOND_FILE = "cf2.npz"
 
 
 @dataclass
@@ -110,10 +112,10 @@ class CFModel:
             self._als = model
         return self._als
 
-    def save(self, folder: str | Path) -> None:
+    def save(self, folder: str | Path, file: str = FILE) -> None:
         extra = {} if self.fold_factors is None else {"fold_factors": self.fold_factors}
         np.savez(
-            Path(folder) / FILE,
+            Path(folder) / file,
             user_ids=np.array(self.user_ids, dtype=object),
             user_factors=self.user_factors,
             item_factors=self.item_factors,
@@ -122,8 +124,8 @@ class CFModel:
         )
 
     @classmethod
-    def load(cls, folder: str | Path, settings: dict[str, Any]) -> CFModel:
-        with np.load(Path(folder) / FILE, allow_pickle=True) as data:
+    def load(cls, folder: str | Path, settings: dict[str, Any], file: str = FILE) -> CFModel:
+        with np.load(Path(folder) / file, allow_pickle=True) as data:
             return cls(
                 algorithm=settings["algorithm"],
                 user_ids=[str(u) for u in data["user_ids"]],

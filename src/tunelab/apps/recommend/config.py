@@ -17,7 +17,7 @@
       event_column: null                    # optional: click, buy, ...
       positive: "rating >= 4"               # or "event in [buy, click]", or "all"
     model: {base: minilm-l6, history: 5, max_length: 128, max_pairs: 20000, epochs: 1}
-    cf: {algorithm: als, factors: 64, iterations: 15}
+    cf: {algorithm: als, factors: 64, iterations: 15, second: {algorithm: ease, lam: 500}}
     ranker: {kind: logistic, negatives: 20, hard_negatives: 10}
     index: {ann_min_items: 5000, full_rank_max_items: 5000}
     split: {val_frac: 0.1, min_positives: 5}
@@ -245,6 +245,16 @@ class CFSection(_Section):
     learning_rate: float = Field(default=0.05, gt=0)  # BPR only
     lam: float = Field(default=150.0, gt=0)  # EASE only: its L2 weight (lambda)
     seed: int = 0
+    # A second collaborative model (e.g. EASE beside ALS), fitted on the same positives: its score
+    # is two more ranker features (cf2, cf2_z), so the ranker learns how much each is worth. The
+    # two make different errors (ALS: low-rank user taste; EASE: item-to-item co-occurrence).
+    second: CFSection | None = None
+
+    @model_validator(mode="after")
+    def _one_level(self) -> CFSection:
+        if self.second is not None and self.second.second is not None:
+            raise ValueError("the second model cannot have a second of its own; remove it")
+        return self
 
 
 class RankerSection(_Section):

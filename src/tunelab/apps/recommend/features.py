@@ -8,6 +8,8 @@
 - ``text_mean``: cosine with the mean of the user's positive item vectors (their whole taste);
 - ``cf``, ``cf_z`` and ``has_cf``: the CF score, its z-score over the items with factors for this
   user, and whether there is one (item and user both have factors);
+- ``cf2`` and ``cf2_z``: the same for ``cf.second``'s model (0 without one; an item has factors
+  in both or in neither, as both are fitted on the same positives);
 - ``log_pop``: log(1 + the item's positives);
 - ``log_age_days``: log(1 + days since the item's last interaction), taken at the latest
   interaction time known; an item never interacted with (a cold item, or one added without
@@ -30,12 +32,14 @@ FEATURES = (
     "cf",
     "cf_z",
     "has_cf",
+    "cf2",
+    "cf2_z",
     "log_pop",
     "log_age_days",
     "log_user_positives",
 )
 #: The features a cold item lacks: masked on a share of the ranker's training rows.
-COLLABORATIVE = ("cf", "cf_z", "has_cf", "log_pop", "log_age_days")
+COLLABORATIVE = ("cf", "cf_z", "has_cf", "cf2", "cf2_z", "log_pop", "log_age_days")
 #: text_max and text_mean read the user's most recent positives only, so a heavy user costs no more.
 MAX_PROFILE = 100
 _DAY = 86_400.0
@@ -79,6 +83,7 @@ class UserContext:
         n_positives: all of the user's positives.
         text_moments: mean and standard deviation of ``text_query`` over the catalog.
         cf_moments: mean and standard deviation of the CF score over the items with factors.
+        cf2_vector, cf2_moments: the same for ``cf.second``'s model (None: no second model).
     """
 
     query: np.ndarray
@@ -88,6 +93,8 @@ class UserContext:
     n_positives: int
     text_moments: tuple[float, float] = (0.0, 1.0)
     cf_moments: tuple[float, float] = (0.0, 1.0)
+    cf2_vector: np.ndarray | None = None
+    cf2_moments: tuple[float, float] = (0.0, 1.0)
 
     @property
     def profile(self) -> np.ndarray:
@@ -102,6 +109,7 @@ def compute(
     stats: ItemStats,
     cf_scores: np.ndarray | None,
     cf_known: np.ndarray | None,
+    cf2_scores: np.ndarray | None = None,
 ) -> np.ndarray:
     """The feature matrix (C, len(FEATURES)) for candidate catalog ``items`` (C,).
 
@@ -112,6 +120,7 @@ def compute(
         stats: item counts.
         cf_scores: (C,) CF scores of the candidates, or None when the user has no CF vector.
         cf_known: (C,) whether each candidate has CF factors.
+        cf2_scores: (C,) the second CF model's scores, or None (no second model, or no vector).
     """
     cand = vectors[items]  # (C, H)
     sims = cand @ ctx.item_vectors.T  # (C, m)
@@ -127,6 +136,10 @@ def compute(
         z = (cf_scores - ctx.cf_moments[0]) / ctx.cf_moments[1]
         out[:, col["cf_z"]] = np.where(cf_known, z, 0.0)
         out[:, col["has_cf"]] = cf_known.astype(np.float32)
+        if cf2_scores is not None:
+            out[:, col["cf2"]] = np.where(cf_known, cf2_scores, 0.0)
+            z2 = (cf2_scores - ctx.cf2_moments[0]) / ctx.cf2_moments[1]
+            out[:, col["cf2_z"]] = np.where(cf_known, z2, 0.0)
     out[:, col["log_pop"]] = np.log1p(stats.pop[items])
     out[:, col["log_age_days"]] = stats.log_age_days(items)
     out[:, col["log_user_positives"]] = np.log1p(ctx.n_positives)

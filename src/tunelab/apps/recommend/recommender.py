@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunelab.apps.recommend.cf import CFModel
+from tunelab.apps.recommend.cf import SECOND_FILE, CFModel
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossStage
 from tunelab.apps.recommend.data import compose_text
@@ -124,8 +124,10 @@ class Recommender:
         history: pd.DataFrame,
         ranker: Ranker | None,
         cross: CrossStage | None = None,
+        cf2: CFModel | None = None,
     ) -> None:
         self.folder = folder
+        self.cf2 = cf2
         self.cross = cross
         self.config = config
         self.meta = meta
@@ -192,6 +194,11 @@ class Recommender:
                 items=pd.read_parquet(root / ITEMS),
                 index=ItemIndex.load(root),
                 cf=CFModel.load(root, config.cf.model_dump()),
+                cf2=(
+                    CFModel.load(root, config.cf.second.model_dump(), file=SECOND_FILE)
+                    if config.cf.second is not None
+                    else None
+                ),
                 history=pd.read_parquet(root / HISTORY),
                 ranker=Ranker.load(root, meta.get("ranker")),
                 cross=CrossStage.load(
@@ -222,6 +229,8 @@ class Recommender:
         history.to_parquet(root / HISTORY, index=False)
         self.index.save(root)
         self.cf.save(root)
+        if self.cf2 is not None:
+            self.cf2.save(root, file=SECOND_FILE)
         if self.ranker is not None:
             self.ranker.save(root)
         if self.cross is not None:
@@ -543,14 +552,12 @@ class Recommender:
             return None
         positives = h.positives()
         recent = np.asarray(positives[-MAX_PROFILE:], dtype=np.int64)
-        cf_vector = None if h.live_positive else self.cf.user_vector(user_id)
-        if cf_vector is None:
-            cf_vector = self.cf.fold_in(np.asarray(positives, dtype=np.int64))
+        cf_vector, cf_moments = _cf_user(self.cf, user_id, h, positives)
+        cf2_vector, cf2_moments = None, (0.0, 1.0)
+        if self.cf2 is not None:
+            cf2_vector, cf2_moments = _cf_user(self.cf2, user_id, h, positives)
         if query_vector is None:
             query_vector = self.text.encode([query])[0]
-        cf_moments = (0.0, 1.0)
-        if cf_vector is not None:
-            cf_moments = moments(self.cf.item_factors[self.cf.has_cf] @ cf_vector)
         ctx = UserContext(
             query=query_vector,
             item_vectors=self.index.vectors[recent],
@@ -559,6 +566,8 @@ class Recommender:
             n_positives=len(positives),
             text_moments=moments(self.index.vectors @ query_vector),
             cf_moments=cf_moments,
+            cf2_vector=cf2_vector,
+            cf2_moments=cf2_moments,
         )
         self._cache[user_id] = (h.version, len(self._ids), ctx)
         return ctx
@@ -566,7 +575,10 @@ class Recommender:
     def _features(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
         cf_scores = self.cf.scores(ctx.cf_vector, items) if ctx.cf_vector is not None else None
         known = self._has_cf[items] if ctx.cf_vector is not None else None
-        return compute(ctx, items, self.index.vectors, self._stats, cf_scores, known)
+        cf2_scores = None
+        if self.cf2 is not None and ctx.cf2_vector is not None:
+            cf2_scores = self.cf2.scores(ctx.cf2_vector, items)
+        return compute(ctx, items, self.index.vectors, self._stats, cf_scores, known, cf2_scores)
 
     def _score(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
         if self.ranker is None:
@@ -782,3 +794,17 @@ def _event_time(value: Any) -> float:
             "send the time the interaction happened"
         )
     return when
+
+
+def _cf_user(
+    cf: CFModel, user_id: str, history: _History, positives: list[int]
+) -> tuple[np.ndarray | None, tuple[float, float]]:
+    """The user's vector in ``cf`` (trained, or folded in from their positives when they have none
+    or have recorded a positive since the build) and their scores' moments over the items with
+    factors; (None, (0, 1)) when none of their positives has factors."""
+    vector = None if history.live_positive else cf.user_vector(user_id)
+    if vector is None:
+        vector = cf.fold_in(np.asarray(positives, dtype=np.int64))
+    if vector is None:
+        return None, (0.0, 1.0)
+    return vector, moments(cf.item_factors[cf.has_cf] @ vector)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from recommend_fixtures import GENRES, config_dict, user_genre, write_world
 
@@ -420,3 +421,60 @@ def test_an_added_item_rebuilds_the_users_context_but_not_their_query(rec: Recom
     assert again.text_moments != ctx.text_moments
     assert np.allclose(again.query, ctx.query)  # the query is not encoded again
     assert rec._context("u0") is again  # and cached until the next change
+
+
+def test_a_second_cf_model_is_built_saved_and_read_by_the_ranker(
+    built: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """``cf.second`` (EASE beside ALS): fitted on the same positives, saved beside the first,
+    refitted with it when validation is absorbed, refolded on a live positive, and its score is
+    the ranker's cf2 / cf2_z columns (zero without one)."""
+    import json
+
+    from tunelab.apps.recommend.evaluate import EASE
+    from tunelab.apps.recommend.features import FEATURES
+
+    raw = config_dict(write_world(tmp_path), encoder=tiny_bert)
+    raw["cf"] = {**raw["cf"], "second": {"algorithm": "ease", "factors": 8, "lam": 5.0}}
+    cfg = RecommendConfig.from_dict(raw)
+    rec = build(cfg, tmp_path / "two", text_model=Recommender.load(built).text, absorb_val=True)
+    assert (tmp_path / "two" / "cf2.npz").is_file()
+    report = json.loads((tmp_path / "two" / "build_report.json").read_text())
+    assert report["cf"]["second"] == "ease" and {"cf2", "cf2_z"} <= set(report["ranker"]["features"])
+    again = Recommender.load(tmp_path / "two")
+    assert again.cf2 is not None and again.cf2.algorithm == "ease" and again.cf.algorithm == "als"
+    items = np.arange(again.n_items)
+    cols = [FEATURES.index("cf2"), FEATURES.index("cf2_z")]
+    rows = again._features(again._context("u0"), items)
+    assert np.abs(rows[:, cols]).sum() > 0
+    # the cf2 column is EASE's score (kept at rank 8, so close to the full matrix's, not equal)
+    history = Recommender.load(tmp_path / "two")._users
+    assert len(history["u0"].positives()) > 0
+    ease = EASE(lam=5.0).fit(
+        pd.DataFrame(
+            [(u, again.items[i]) for u, h in history.items() for i in h.positives()],
+            columns=["user_id", "item_id"],
+        ).assign(positive=True),
+        again.items,
+    )
+    full = ease("u0", again.items)
+    known = again._has_cf[items]
+    assert np.corrcoef(rows[known, cols[0]], full[known])[0, 1] > 0.9
+    # it was refitted with the validation positives absorbed: a user's vector counts them all
+    assert again.cf2.user_vector("u0") is not None
+    # a live positive refolds the second model's user vector too
+    before = again._context("u0").cf2_vector.copy()
+    again.record_event("u0", "coo1", rating=5)
+    assert not np.allclose(again._context("u0").cf2_vector, before)
+    # without a second model the columns are zero
+    plain = Recommender.load(built)
+    assert plain.cf2 is None and not (built / "cf2.npz").exists()
+    assert np.abs(plain._features(plain._context("u0"), items)[:, cols]).sum() == 0
+    assert [i.item_id for i in rec.rank("u3", k=5).items] == [i.item_id for i in again.rank("u3", k=5).items]
+
+
+def test_a_second_cf_model_inside_the_second_is_one_line(tiny_bert: Path, tmp_path: Path) -> None:
+    raw = config_dict(write_world(tmp_path), encoder=tiny_bert)
+    raw["cf"] = {"second": {"algorithm": "ease", "second": {"algorithm": "bpr"}}}
+    with pytest.raises(ConfigError, match=r"cf: second\.second: the second model cannot have a second"):
+        RecommendConfig.from_dict(raw)

@@ -253,7 +253,7 @@ class CFSection(_Section):
     @model_validator(mode="after")
     def _one_level(self) -> CFSection:
         if self.second is not None and self.second.second is not None:
-            raise ValueError("the second model cannot have a second of its own; remove it")
+            raise ValueError("second.second: the second model cannot have a second of its own; remove it")
         return self
 
 

@@ -230,12 +230,16 @@ def training_rows(
         want = min(len(free), cfg.negatives * len(positives))
         negatives = rng.choice(free, size=want, replace=False) if want else np.zeros(0, dtype=np.int64)
         if cfg.hard_negatives:
-            # The items a user is most likely to be shown: CF's, the text model's and the popular
-            # top; the ranker's job at the top of a full ranking is to order exactly these.
-            pool = np.unique(
-                np.r_[rec._cf_top(ctx, cfg.hard_pool), rec._text_top(ctx, cfg.hard_pool), popular]
+            # The items a user is most likely to be shown: CF's (each model's), the text model's and
+            # the popular top; the ranker's job at the top of a full ranking is to order exactly these.
+            tops = (
+                rec._cf_top(ctx, cfg.hard_pool),
+                rec._cf_top(ctx, cfg.hard_pool, second=True),  # [] without cf.second
+                rec._text_top(ctx, cfg.hard_pool),
+                popular,
             )
-            pool = pool[~blocked[pool]].astype(np.int64)
+            pool = np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t in tops]))
+            pool = pool[~blocked[pool]]
             take = min(len(pool), cfg.hard_negatives * len(positives))
             if take:
                 negatives = np.unique(np.r_[negatives, rng.choice(pool, size=take, replace=False)])

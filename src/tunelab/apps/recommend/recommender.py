@@ -592,11 +592,13 @@ class Recommender:
             return scores
         return self.cross.rescore(query, [self._texts[i] for i in items], scores)
 
-    def _cf_top(self, ctx: UserContext, k: int) -> list[int]:
-        if ctx.cf_vector is None:
+    def _cf_top(self, ctx: UserContext, k: int, *, second: bool = False) -> list[int]:
+        """The user's top ``k`` by CF (``second``: by ``cf.second``'s model; [] without one)."""
+        cf, vector = (self.cf2, ctx.cf2_vector) if second else (self.cf, ctx.cf_vector)
+        if cf is None or vector is None:
             return []
-        scores = np.where(self.cf.has_cf, self.cf.item_factors @ ctx.cf_vector, -np.inf)
-        k = min(k, int(self.cf.has_cf.sum()))
+        scores = np.where(cf.has_cf, cf.item_factors @ vector, -np.inf)
+        k = min(k, int(cf.has_cf.sum()))
         if k <= 0:
             return []
         top = np.argpartition(-scores, k - 1)[:k]
@@ -607,9 +609,9 @@ class Recommender:
 
     def _candidates(self, ctx: UserContext, k: int, seen: np.ndarray | None) -> np.ndarray:
         """Every item (less ``seen``) for a catalog up to ``full_rank_max_items``; past that, the
-        union of the index's nearest to the query and to the profile, CF's top, the popular now
-        and the newly added: ~1,000 items, so one ranker call stays ~15 ms however large the
-        catalog (a gradient-boosted ranker over 10,000 rows takes 0.1-0.5 s on a busy CPU)."""
+        union of the index's nearest to the query and to the profile, CF's top (each model's), the
+        popular now and the newly added: ~1,000 items, so one ranker call stays ~15 ms however large
+        the catalog (a gradient-boosted ranker over 10,000 rows takes 0.1-0.5 s on a busy CPU)."""
         n = len(self._ids)
         blocked = np.zeros(n, dtype=bool)
         if seen is not None:
@@ -620,6 +622,7 @@ class Recommender:
                 self.index.search(ctx.query, 300 + extra)[0],
                 self.index.search(ctx.profile, 200 + extra)[0],
                 np.asarray(self._cf_top(ctx, 300 + extra), dtype=np.int64),
+                np.asarray(self._cf_top(ctx, 300 + extra, second=True), dtype=np.int64),
                 np.argsort(-self._stats.trend, kind="stable")[: 100 + extra],
                 np.flatnonzero(~np.isnan(self._added))[-100:],
             ]

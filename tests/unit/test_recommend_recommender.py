@@ -478,3 +478,27 @@ def test_a_second_cf_model_inside_the_second_is_one_line(tiny_bert: Path, tmp_pa
     raw["cf"] = {"second": {"algorithm": "ease", "second": {"algorithm": "bpr"}}}
     with pytest.raises(ConfigError, match=r"cf: second\.second: the second model cannot have a second"):
         RecommendConfig.from_dict(raw)
+
+
+def test_hard_negatives_come_from_the_second_cf_models_top_too(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranker's hard pool is each CF model's top, the text top and the popular top; an empty
+    top (no CF vector, no second model) leaves the pool as item numbers, not floats."""
+    from tunelab.apps.recommend.config import RankerSection
+    from tunelab.apps.recommend.ranker import training_rows
+
+    val = pd.DataFrame({"user_id": ["u0", "u0"], "item_id": ["spa8", "spa9"]})
+    seen = set(rec._seen_indices("u0").tolist()) | {rec.index_of["spa8"], rec.index_of["spa9"]}
+    wanted = [i for i in range(rec.n_items) if i not in seen][-5:]  # five the user never touched
+
+    def tops(ctx, k, *, second=False):
+        return wanted if second else []  # the first CF model has nothing to offer here
+
+    monkeypatch.setattr(rec, "_cf_top", tops)
+    monkeypatch.setattr(rec, "_text_top", lambda ctx, k: [])
+    rows = training_rows(rec, val, RankerSection(negatives=1, hard_negatives=10, hard_pool=1))
+    feats = rec._features(rec._context("u0"), np.arange(rec.n_items))
+    # each negative row is one item's features: find which item it is
+    drawn = {int(np.flatnonzero((feats == row).all(axis=1))[0]) for row in rows["X"][rows["y"] == 0]}
+    assert set(wanted) <= drawn  # 2 random negatives could not hold all five

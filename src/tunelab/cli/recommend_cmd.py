@@ -22,8 +22,8 @@ rec.yaml:
   interactions: {path: ratings.csv, user_column: userId, item_column: movieId, time_column: timestamp,
                  rating_column: rating, positive: "rating >= 4"}
   model: {base: minilm-l6, history: 5, max_pairs: 20000}     # the bi-encoder's fine-tuning
-  cf: {algorithm: als}                                       # or bpr
-  ranker: {kind: logistic}                                   # or hgb; fitted on validation data
+  cf: {algorithm: als, second: {algorithm: ease}}           # or bpr, ease; second: optional
+  ranker: {kind: logistic}                                   # or pairwise, hgb; fitted on validation data
 
 To serve it: tunelab serve --recommend recs/movielens (items and events added there are kept in
 the folder's live.sqlite, which rank here reads too).

@@ -273,10 +273,18 @@ def fold_rankers(rows: dict[str, Any], cfg: RecommendConfig, age_never: float) -
     """
     halves = []
     for k in (0, 1):
-        keep = rows["group"] % 2 != k  # fitted on the other half, scores half k
-        part = {name: rows[name][keep] for name in ("X", "y", "group")}
+        part = _half(rows, k)
         halves.append(fit_ranker(part, cfg.ranker, age_never=age_never))
     return halves
+
+
+def _half(rows: dict[str, Any], k: int) -> dict[str, Any]:
+    """``rows`` (and their ``"pool"`` rows, when there are) without the users of half ``k``."""
+    keep = rows["group"] % 2 != k  # fitted on the other half, scores half k
+    part = {name: rows[name][keep] for name in ("X", "y", "group")}
+    if "pool" in rows:
+        part["pool"] = _half(rows["pool"], k)
+    return part
 
 
 def cross_candidates(

@@ -264,6 +264,11 @@ class RankerSection(_Section):
     negatives: int = Field(default=20, ge=1, le=500)  # per validation positive, at random
     hard_negatives: int = Field(default=10, ge=0, le=500)  # per positive, from the generators' top
     hard_pool: int = Field(default=200, ge=1, le=5000)
+    # sampled: the rows above (every validation positive against random and hard negatives).
+    # pool: the blended model is fitted on each validation user's candidate pool instead (every
+    # generator's top hard_pool, unseen), labelled by their positives: the rows it will order
+    # at ranking time. The text-only model keeps the sampled rows (see ranker).
+    rows: Literal["sampled", "pool"] = "sampled"
     # A share of the blended model's training rows with the collaborative features masked. Items
     # without CF are always ranked by the separate text-only model (see ranker): this only
     # changes the blended model, so the warm ranking.

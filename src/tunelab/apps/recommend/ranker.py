@@ -205,12 +205,14 @@ def training_rows(
         cfg: the ranker section.
 
     Returns:
-        ``{"X": (R, F), "y": (R,), "group": (R,) user numbers}``.
+        ``{"X": (R, F), "y": (R,), "group": (R,) user numbers}``; with ``rows: pool`` also
+        ``"pool"``: the same three for the users' candidate pools (``candidate_pool``).
     """
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(cfg.seed)
     X, y, group = [], [], []
+    pool_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     n = rec.n_items
     users = sorted(val["user_id"].unique())
     popular = np.argsort(-rec._stats.pop, kind="stable")[: cfg.hard_pool]
@@ -229,16 +231,16 @@ def training_rows(
         free = np.flatnonzero(~blocked)
         want = min(len(free), cfg.negatives * len(positives))
         negatives = rng.choice(free, size=want, replace=False) if want else np.zeros(0, dtype=np.int64)
+        if cfg.rows == "pool":
+            found = candidate_pool(rec, ctx, cfg.hard_pool, popular)
+            found = found[~np.isin(found, rec._seen_indices(user))]
+            labels = np.isin(found, positives)
+            if labels.any():  # a user whose positives all lie outside the pool teaches no order
+                pool_rows.append((rec._features(ctx, found), labels, np.full(len(found), g)))
         if cfg.hard_negatives:
-            # The items a user is most likely to be shown: CF's (each model's), the text model's and
-            # the popular top; the ranker's job at the top of a full ranking is to order exactly these.
-            tops = (
-                rec._cf_top(ctx, cfg.hard_pool),
-                rec._cf_top(ctx, cfg.hard_pool, second=True),  # [] without cf.second
-                rec._text_top(ctx, cfg.hard_pool),
-                popular,
-            )
-            pool = np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t in tops]))
+            # The items a user is most likely to be shown; the ranker's job at the top of a full
+            # ranking is to order exactly these.
+            pool = candidate_pool(rec, ctx, cfg.hard_pool, popular)
             pool = pool[~blocked[pool]]
             take = min(len(pool), cfg.hard_negatives * len(positives))
             if take:
@@ -247,48 +249,82 @@ def training_rows(
         X.append(rec._features(ctx, items))
         y.append(np.r_[np.ones(len(positives)), np.zeros(len(negatives))])
         group.append(np.full(len(items), g))
+    out = _stack(X, y, group)
+    if cfg.rows == "pool":
+        out["pool"] = (
+            _stack(*(list(part) for part in zip(*pool_rows, strict=True)))
+            if pool_rows
+            else _stack([], [], [])
+        )
+    return out
+
+
+def candidate_pool(rec: Any, ctx: Any, k: int, popular: np.ndarray) -> np.ndarray:
+    """Catalog indices (sorted, unique) of each generator's top ``k`` for the user: CF's (each
+    model's), the text model's, and ``popular`` (the popular top, the same for every user)."""
+    tops = (
+        rec._cf_top(ctx, k),
+        rec._cf_top(ctx, k, second=True),  # [] without cf.second
+        rec._text_top(ctx, k),
+        popular,
+    )
+    return np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t in tops]))
+
+
+def _stack(X: list[np.ndarray], y: list[np.ndarray], group: list[np.ndarray]) -> dict[str, np.ndarray]:
     if not X:
         return {"X": np.zeros((0, len(FEATURES)), np.float32), "y": np.zeros(0), "group": np.zeros(0)}
     return {"X": np.vstack(X), "y": np.concatenate(y).astype(np.int8), "group": np.concatenate(group)}
 
 
 def fit_ranker(rows: dict[str, Any], cfg: RankerSection, *, age_never: float) -> Ranker:
-    """Fit the blended and the text-only model on ``training_rows`` output.
+    """Fit the blended and the text-only model on ``training_rows`` output (the blended one on its
+    ``"pool"`` rows when there are some: ``rows: pool``).
 
     Raises:
         ValueError: no rows, or one class only (too little validation data).
     """
     from sklearn.metrics import roc_auc_score
 
-    X, y, group = rows["X"], rows["y"], rows["group"]
+    X, y, group = rows["X"], rows["y"], rows["group"]  # sampled: the text-only model's rows
     if len(X) == 0 or len(np.unique(y)) < 2:
         raise ValueError("no validation positives with negatives to fit the ranker on")
+    blend = rows.get("pool", rows)
+    Xb, yb, gb = blend["X"], blend["y"], blend["group"]
+    if len(Xb) == 0 or len(np.unique(yb)) < 2:
+        raise ValueError(
+            "no validation positive is in any user's candidate pool (ranker.rows: pool); "
+            "raise ranker.hard_pool or use ranker.rows: sampled"
+        )
     rng = np.random.default_rng(cfg.seed)
-    masked = rng.random(len(X)) < cfg.cold_share
-    X_fit = X.copy()
-    X_fit[masked] = mask_collaborative(X[masked], age_never)
+    masked = rng.random(len(Xb)) < cfg.cold_share
+    Xb_fit = Xb.copy()
+    Xb_fit[masked] = mask_collaborative(Xb[masked], age_never)
 
     report: dict[str, Any] = {
         "kind": cfg.kind,
-        "rows": len(X),
-        "positives": int(y.sum()),
-        "users": len(np.unique(group)),
+        "rows": len(Xb),
+        "positives": int(yb.sum()),
+        "users": len(np.unique(gb)),
         "masked_rows": int(masked.sum()),
         "features": list(FEATURES),
         "cold_features": [FEATURES[i] for i in TEXT_ONLY],
     }
+    if blend is not rows:
+        report.update(row_kind="pool", cold_rows=len(X), cold_positives=int(y.sum()))
     users = np.unique(group)
     held = set(rng.choice(users, size=max(1, len(users) // 5), replace=False).tolist())
-    test = np.array([g in held for g in group])
-    if len(np.unique(y[~test])) == 2 and len(np.unique(y[test])) == 2:
+    test, test_b = np.isin(group, list(held)), np.isin(gb, list(held))
+    if all(len(np.unique(labels)) == 2 for labels in (y[~test], y[test], yb[~test_b])):
         probe = Ranker(
             cfg.kind,
-            _fit(cfg, X_fit[~test], y[~test], group[~test]),
+            _fit(cfg, Xb_fit[~test_b], yb[~test_b], gb[~test_b]),
             _fit(cfg, X[~test][:, TEXT_ONLY], y[~test], group[~test]),
         )
+        # Measured on the held-out users' sampled rows whichever rows fitted it, so comparable.
         report["auc_heldout_users"] = float(roc_auc_score(y[test], probe.score(X[test])))
         as_cold = mask_collaborative(X[test], age_never)  # has_cf 0: the text-only model scores them
         report["auc_heldout_users_cold"] = float(roc_auc_score(y[test], probe.score(as_cold)))
-    model = _fit(cfg, X_fit, y, group)
+    model = _fit(cfg, Xb_fit, yb, gb)
     cold_model = _fit(cfg, X[:, TEXT_ONLY], y, group)
     return Ranker(cfg.kind, model, cold_model, FEATURES, report)

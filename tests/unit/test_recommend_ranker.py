@@ -88,3 +88,35 @@ def test_the_pairwise_ranker_needs_a_user_with_both_kinds_of_row() -> None:
     rows["group"] = np.where(rows["y"] == 1, 0, 1)  # positives and negatives never share a user
     with pytest.raises(ValueError, match="no user has both"):
         fit_ranker(rows, RankerSection(kind="pairwise"), age_never=9.0)
+
+
+def test_pool_rows_fit_the_blended_model_and_sampled_rows_the_text_only_one() -> None:
+    """``rows: pool``: the blended model learns from the candidate-pool rows, the text-only model
+    from the sampled ones. Here the two disagree on purpose: in the sampled rows CF tells the
+    positives apart, in the pool rows (all high CF, as a CF top is) only text_max does."""
+    sampled = _rows()
+    rng = np.random.default_rng(1)
+    n = 3000
+    yp = (rng.random(n) < 0.1).astype(np.int8)
+    Xp = rng.normal(size=(n, len(FEATURES))).astype(np.float32)
+    Xp[:, COL["text_max"]] += 2.0 * yp
+    Xp[:, COL["has_cf"]] = 1.0
+    rows = {**sampled, "pool": {"X": Xp, "y": yp, "group": np.arange(n) // 30}}
+    both = fit_ranker(rows, RankerSection(rows="pool"), age_never=9.0)
+    coef = dict(zip(FEATURES, both.model[-1].coef_.ravel(), strict=True))
+    assert coef["text_max"] > 1.0 and abs(coef["cf"]) < 0.2  # what the pool rows say
+    assert both.report["rows"] == n and both.report["row_kind"] == "pool"
+    assert both.report["cold_rows"] == len(sampled["X"])
+    only_sampled = fit_ranker(sampled, RankerSection(), age_never=9.0)
+    # the text-only model is the same either way: fitted on the sampled rows
+    X = _rows(50, seed=2)["X"]
+    cold = mask_collaborative(X, 9.0)  # has_cf 0: the text-only model scores these
+    assert np.allclose(both.score(cold), only_sampled.score(cold))
+    assert "row_kind" not in only_sampled.report
+
+
+def test_pool_rows_without_a_positive_are_one_clear_error() -> None:
+    rows = _rows()
+    rows["pool"] = {"X": rows["X"][:100], "y": np.zeros(100, dtype=np.int8), "group": rows["group"][:100]}
+    with pytest.raises(ValueError, match=r"candidate pool.*ranker\.hard_pool.*rows: sampled"):
+        fit_ranker(rows, RankerSection(rows="pool"), age_never=9.0)

@@ -502,3 +502,32 @@ def test_hard_negatives_come_from_the_second_cf_models_top_too(
     # each negative row is one item's features: find which item it is
     drawn = {int(np.flatnonzero((feats == row).all(axis=1))[0]) for row in rows["X"][rows["y"] == 0]}
     assert set(wanted) <= drawn  # 2 random negatives could not hold all five
+
+
+def test_pool_rows_are_each_users_candidates_labelled_by_their_positives(rec: Recommender) -> None:
+    """``ranker.rows: pool``: a user's pool rows are their candidate pool (each generator's top
+    ``hard_pool``, unseen items only) with their validation positives as 1; a user with no
+    positive in their pool gives no pool rows (nothing to order), but still sampled rows."""
+    from tunelab.apps.recommend.config import RankerSection
+    from tunelab.apps.recommend.ranker import candidate_pool, training_rows
+
+    cfg = RankerSection(rows="pool", hard_pool=5)
+    popular = np.argsort(-rec._stats.pop, kind="stable")[: cfg.hard_pool]
+
+    def pool(user: str) -> np.ndarray:
+        found = candidate_pool(rec, rec._context(user), cfg.hard_pool, popular)
+        return found[~np.isin(found, rec._seen_indices(user))]
+
+    inside = rec._ids[pool("u0")[0]]
+    outside = next(
+        rec._ids[i] for i in range(rec.n_items) if i not in pool("u1") and i not in rec._seen_indices("u1")
+    )
+    val = pd.DataFrame({"user_id": ["u0", "u1"], "item_id": [inside, outside]})
+    rows = training_rows(rec, val, cfg)
+    got = rows["pool"]
+    assert set(got["group"].tolist()) == {0}  # u0 only (users are numbered in sorted order)
+    expected = pool("u0")
+    assert np.array_equal(got["X"], rec._features(rec._context("u0"), expected))
+    assert got["y"].tolist() == [int(rec._ids[i] == inside) for i in expected]
+    assert set(rows["group"].tolist()) == {0, 1}  # the sampled rows keep both users
+    assert "pool" not in training_rows(rec, val, RankerSection(hard_pool=5))

@@ -103,8 +103,14 @@ def test_pool_rows_fit_the_blended_model_and_sampled_rows_the_text_only_one() ->
     Xp[:, COL["has_cf"]] = 1.0
     rows = {**sampled, "pool": {"X": Xp, "y": yp, "group": np.arange(n) // 30}}
     both = fit_ranker(rows, RankerSection(rows="pool"), age_never=9.0)
-    coef = dict(zip(FEATURES, both.model[-1].coef_.ravel(), strict=True))
+    coef = dict(zip(FEATURES, both.model.model[-1].coef_.ravel(), strict=True))
     assert coef["text_max"] > 1.0 and abs(coef["cf"]) < 0.2  # what the pool rows say
+    # re-mapped onto the sampled rows (20% positives, not the pool's 10%), so that its scores mix
+    # with the text-only model's (fitted there) in one ranking
+    warm = sampled["X"]
+    assert abs(both.score(warm).mean() - sampled["y"].mean()) < 0.02
+    pool_scores = both.score(Xp)
+    assert np.array_equal(np.argsort(pool_scores), np.argsort(both.model.model.predict_proba(Xp)[:, 1]))
     assert both.report["rows"] == n and both.report["row_kind"] == "pool"
     assert both.report["cold_rows"] == len(sampled["X"])
     only_sampled = fit_ranker(sampled, RankerSection(), age_never=9.0)

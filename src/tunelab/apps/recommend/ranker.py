@@ -164,6 +164,31 @@ class PairwiseLogistic:
         return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
 
 
+class Recalibrated:
+    """A fitted model whose probabilities are re-mapped (Platt scaling on its logit) onto other rows.
+
+    With ``rows: pool`` the blended model learns from candidate pools, where ~1% of rows are
+    positives, and the text-only model from the sampled rows (~3%): their probabilities would be
+    of different events, and in one ranking the items without CF (scored by the text-only model)
+    would jump above the warm ones (measured on MovieLens: AUC 0.65, NDCG@10 halved). Re-mapped
+    onto the sampled rows, both say "the chance this row is a positive among the sampled rows";
+    the map is monotone, so the order among warm items is the pool-fitted model's own.
+    """
+
+    def __init__(self, model: Any, X: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = model
+        self.calibrator = LogisticRegression(max_iter=1000).fit(self._logit(X), y)
+
+    def _logit(self, X: np.ndarray) -> np.ndarray:
+        p = np.clip(self.model.predict_proba(X)[:, 1], 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))[:, None]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.calibrator.predict_proba(self._logit(X))
+
+
 def _fit(cfg: RankerSection, X: np.ndarray, y: np.ndarray, group: np.ndarray) -> Any:
     """The configured estimator fitted on rows ``X`` (the pairwise one pairs rows within ``group``)."""
     if cfg.kind == "pairwise":
@@ -316,15 +341,17 @@ def fit_ranker(rows: dict[str, Any], cfg: RankerSection, *, age_never: float) ->
     held = set(rng.choice(users, size=max(1, len(users) // 5), replace=False).tolist())
     test, test_b = np.isin(group, list(held)), np.isin(gb, list(held))
     if all(len(np.unique(labels)) == 2 for labels in (y[~test], y[test], yb[~test_b])):
-        probe = Ranker(
-            cfg.kind,
-            _fit(cfg, Xb_fit[~test_b], yb[~test_b], gb[~test_b]),
-            _fit(cfg, X[~test][:, TEXT_ONLY], y[~test], group[~test]),
-        )
+        blended = _fit(cfg, Xb_fit[~test_b], yb[~test_b], gb[~test_b])
+        if blend is not rows:
+            warm = ~test & (X[:, _HAS_CF] == 1)
+            blended = Recalibrated(blended, X[warm], y[warm])
+        probe = Ranker(cfg.kind, blended, _fit(cfg, X[~test][:, TEXT_ONLY], y[~test], group[~test]))
         # Measured on the held-out users' sampled rows whichever rows fitted it, so comparable.
         report["auc_heldout_users"] = float(roc_auc_score(y[test], probe.score(X[test])))
         as_cold = mask_collaborative(X[test], age_never)  # has_cf 0: the text-only model scores them
         report["auc_heldout_users_cold"] = float(roc_auc_score(y[test], probe.score(as_cold)))
     model = _fit(cfg, Xb_fit, yb, gb)
+    if blend is not rows:
+        model = Recalibrated(model, X[X[:, _HAS_CF] == 1], y[X[:, _HAS_CF] == 1])
     cold_model = _fit(cfg, X[:, TEXT_ONLY], y, group)
     return Ranker(cfg.kind, model, cold_model, FEATURES, report)

@@ -271,12 +271,15 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
 def with_seed(cfg: Any, seed: int) -> Any:
     """``cfg`` with ``--seed`` as the text model's, the CF's and the ranker's seeds too (the
     help says it seeds the models, not only the cold items and the baselines)."""
-    return cfg.model_copy(
-        update={
-            section: getattr(cfg, section).model_copy(update={"seed": seed})
-            for section in ("model", "cf", "ranker")
-        }
-    )
+    update = {
+        section: getattr(cfg, section).model_copy(update={"seed": seed})
+        for section in ("model", "cf", "ranker")
+    }
+    if cfg.cf.second is not None:  # cf.second's own seed (EASE's SVD) too
+        update["cf"] = update["cf"].model_copy(
+            update={"second": cfg.cf.second.model_copy(update={"seed": seed})}
+        )
+    return cfg.model_copy(update=update)
 
 
 def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, Any, BenchSplit]:

@@ -437,7 +437,7 @@ def test_a_second_cf_model_is_built_saved_and_read_by_the_ranker(
     raw = config_dict(write_world(tmp_path), encoder=tiny_bert)
     raw["cf"] = {**raw["cf"], "second": {"algorithm": "ease", "factors": 8, "lam": 5.0}}
     cfg = RecommendConfig.from_dict(raw)
-    rec = build(cfg, tmp_path / "two", text_model=Recommender.load(built).text, absorb_val=True)
+    build(cfg, tmp_path / "two", text_model=Recommender.load(built).text, absorb_val=True)
     assert (tmp_path / "two" / "cf2.npz").is_file()
     report = json.loads((tmp_path / "two" / "build_report.json").read_text())
     assert report["cf"]["second"] == "ease" and {"cf2", "cf2_z"} <= set(report["ranker"]["features"])
@@ -460,8 +460,13 @@ def test_a_second_cf_model_is_built_saved_and_read_by_the_ranker(
     full = ease("u0", again.items)
     known = again._has_cf[items]
     assert np.corrcoef(rows[known, cols[0]], full[known])[0, 1] > 0.9
-    # it was refitted with the validation positives absorbed: a user's vector counts them all
-    assert again.cf2.user_vector("u0") is not None
+    # it was refitted with the validation positives absorbed: a user's EASE vector is the sum of
+    # the factor rows of all their positives, validation ones included (train-only: it would not be)
+    positives = again._users["u0"].positives()
+    assert np.allclose(again.cf2.user_vector("u0"), again.cf2.fold_factors[positives].sum(axis=0), atol=1e-4)
+    kept_out = build(cfg, tmp_path / "train-only", text_model=again.text)  # validation not absorbed
+    assert len(kept_out._users["u0"].positives()) < len(positives)
+    assert not np.allclose(kept_out.cf2.user_vector("u0"), again.cf2.user_vector("u0"), atol=1e-4)
     # a live positive refolds the second model's user vector too
     before = again._context("u0").cf2_vector.copy()
     again.record_event("u0", "coo1", rating=5)
@@ -470,7 +475,6 @@ def test_a_second_cf_model_is_built_saved_and_read_by_the_ranker(
     plain = Recommender.load(built)
     assert plain.cf2 is None and not (built / "cf2.npz").exists()
     assert np.abs(plain._features(plain._context("u0"), items)[:, cols]).sum() == 0
-    assert [i.item_id for i in rec.rank("u3", k=5).items] == [i.item_id for i in again.rank("u3", k=5).items]
 
 
 def test_a_second_cf_model_inside_the_second_is_one_line(tiny_bert: Path, tmp_path: Path) -> None:
@@ -516,7 +520,7 @@ def test_pool_rows_are_each_users_candidates_labelled_by_their_positives(rec: Re
 
     def pool(user: str) -> np.ndarray:
         found = candidate_pool(rec, rec._context(user), cfg.hard_pool, popular)
-        return found[~np.isin(found, rec._seen_indices(user))]
+        return found[~np.isin(found, rec._seen_indices(user)) & rec._has_cf[found]]
 
     inside = rec._ids[pool("u0")[0]]
     outside = next(
@@ -531,3 +535,28 @@ def test_pool_rows_are_each_users_candidates_labelled_by_their_positives(rec: Re
     assert got["y"].tolist() == [int(rec._ids[i] == inside) for i in expected]
     assert set(rows["group"].tolist()) == {0, 1}  # the sampled rows keep both users
     assert "pool" not in training_rows(rec, val, RankerSection(hard_pool=5))
+
+
+def test_ease_as_the_second_model_names_cf_second_in_its_errors() -> None:
+    from tunelab.apps.recommend.cf import fit_cf
+    from tunelab.apps.recommend.config import CFSection
+
+    with pytest.raises(
+        DataError, match=r"^cf\.second\.algorithm ease: 1 item\(s\).*cf\.second\.algorithm: als\)$"
+    ):
+        fit_cf(np.array(["a", "b"]), np.array([0, 0]), 3, CFSection(algorithm="ease"), key="cf.second")
+
+
+def test_the_cross_encoder_halves_split_the_pool_rows_by_user_too() -> None:
+    from tunelab.apps.recommend.builder import _half
+
+    rows = {
+        "X": np.arange(6)[:, None],
+        "y": np.array([1, 0, 1, 0, 1, 0]),
+        "group": np.array([0, 0, 1, 1, 2, 2]),
+        "pool": {"X": np.arange(4)[:, None], "y": np.array([1, 0, 1, 0]), "group": np.array([0, 1, 2, 3])},
+    }
+    even_out = _half(rows, 0)  # fitted without the even users, to score them
+    assert even_out["group"].tolist() == [1, 1] and even_out["pool"]["group"].tolist() == [1, 3]
+    odd_out = _half(rows, 1)
+    assert odd_out["group"].tolist() == [0, 0, 2, 2] and odd_out["pool"]["group"].tolist() == [0, 2]

@@ -25,7 +25,7 @@ from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
 from tunelab.apps.recommend.data import Dataset, load_dataset
 from tunelab.apps.recommend.index import ItemIndex
-from tunelab.apps.recommend.ranker import Ranker, fit_ranker, training_rows
+from tunelab.apps.recommend.ranker import NoPoolPositive, Ranker, fit_ranker, training_rows
 from tunelab.apps.recommend.recommender import META, REPORT, Recommender
 from tunelab.apps.recommend.split import split_chronological
 from tunelab.apps.recommend.textmodel import TextModel, Triple, make_triples
@@ -124,7 +124,7 @@ def build(
         second = cfg.cf.second
         return (
             fit_cf(users, where, len(items), cfg.cf),
-            fit_cf(users, where, len(items), second) if second is not None else None,
+            fit_cf(users, where, len(items), second, key="cf.second") if second is not None else None,
         )
 
     cf, cf2 = fit_both(train)
@@ -155,6 +155,8 @@ def build(
     rows = training_rows(rec, val, cfg.ranker, progress=progress)
     try:
         rec.ranker = fit_ranker(rows, cfg.ranker, age_never=rec.meta["age_never"])
+    except NoPoolPositive as exc:
+        raise DataError(f"the ranker cannot be fitted: {exc}") from None
     except ValueError as exc:
         raise DataError(
             f"the ranker cannot be fitted: {exc}; more users with {cfg.split.min_positives}+ positives"

@@ -138,7 +138,13 @@ class CFModel:
 
 
 def fit_cf(
-    users: np.ndarray, items: np.ndarray, n_items: int, cfg: CFSection, *, progress: bool = False
+    users: np.ndarray,
+    items: np.ndarray,
+    n_items: int,
+    cfg: CFSection,
+    *,
+    progress: bool = False,
+    key: str = "cf",
 ) -> CFModel:
     """Fit ALS, BPR or EASE on positive (user id, catalog index) pairs.
 
@@ -146,7 +152,8 @@ def fit_cf(
         users: (P,) user ids of the positives.
         items: (P,) catalog indices of the positives (duplicates count once).
         n_items: the catalog's size (items without positives get zero-information factors).
-        cfg: the cf section.
+        cfg: the cf section (or its ``second``).
+        key: where ``cfg`` sits in the config (``cf``, ``cf.second``), for error messages.
     """
     user_ids, rows = np.unique(users.astype(str), return_inverse=True)
     matrix = sp.csr_matrix(
@@ -155,7 +162,7 @@ def fit_cf(
     matrix.sum_duplicates()
     matrix.data[:] = 1.0  # a repeated positive counts once
     if cfg.algorithm == "ease":
-        return _fit_ease(user_ids, matrix, cfg)
+        return _fit_ease(user_ids, matrix, cfg, key)
     with _quiet_blas_note():
         model = _new_model(cfg)
         model.fit(matrix, show_progress=progress)
@@ -173,7 +180,7 @@ def fit_cf(
 EASE_MAX_ITEMS = 30_000
 
 
-def _fit_ease(user_ids: np.ndarray, matrix: sp.csr_matrix, cfg: CFSection) -> CFModel:
+def _fit_ease(user_ids: np.ndarray, matrix: sp.csr_matrix, cfg: CFSection, key: str = "cf") -> CFModel:
     """EASE's closed form on the items with a positive, kept as rank-``factors`` factors."""
     from sklearn.utils.extmath import randomized_svd
 
@@ -182,13 +189,13 @@ def _fit_ease(user_ids: np.ndarray, matrix: sp.csr_matrix, cfg: CFSection) -> CF
     if len(active) > EASE_MAX_ITEMS:
         gb = 3 * 8 * len(active) ** 2 / 1e9
         raise ConfigError(
-            f"cf.algorithm ease: {len(active):,} items with a positive need about {gb:.0f} GB "
-            f"(a dense items x items inverse; at most {EASE_MAX_ITEMS:,}); use cf.algorithm: als"
+            f"{key}.algorithm ease: {len(active):,} items with a positive need about {gb:.0f} GB "
+            f"(a dense items x items inverse; at most {EASE_MAX_ITEMS:,}); use {key}.algorithm: als"
         )
     if len(active) < 2:
         raise DataError(
-            f"cf.algorithm ease: {len(active)} item(s) with a positive; it needs at least 2 "
-            "(more interactions, or cf.algorithm: als)"
+            f"{key}.algorithm ease: {len(active)} item(s) with a positive; it needs at least 2 "
+            f"(more interactions, or {key}.algorithm: als)"
         )
     x = matrix[:, active]
     gram = (x.T @ x).toarray().astype(np.float64)

@@ -14,15 +14,16 @@ the recommender computes at ranking time (``features.compute``), from the train 
 there is no skew between how the ranker is fitted and how it is used.
 
 Cold start: a second, text-only model (the same estimator on the text and user features alone,
-fitted on the same rows) scores every item without CF factors: a cold item, or one added since
-the build. Without it, every positive the blended model sees has CF and popularity behind it; it
-learns to trust them and ranks any item without them last, in no useful order. Both models give
-calibrated probabilities of the same event on the same rows, so their scores mix in one ranking.
-Every row without CF goes to that text-only model, whatever ``cold_share`` says. ``cold_share``
-(default 0) masks the collaborative features on a random share of the *blended* model's training
-rows; since the blended model never scores a row without CF, this changes the warm ranking only
-(an earlier single-model design let the masked model rank cold items too; on MovieLens small
-masking 30% of rows cost the warm ranking 7% of its NDCG@10 then, 0.088 against 0.095).
+fitted on the same rows; with ``rows: pool``, on the sampled rows, below) scores every item without
+CF factors: a cold item, or one added since the build. Without it, every positive the blended model
+sees has CF and popularity behind it; it learns to trust them and ranks any item without them last,
+in no useful order. Both models give calibrated probabilities of the same event on the same rows,
+so their scores mix in one ranking. Every row without CF goes to that text-only model, whatever
+``cold_share`` says. ``cold_share`` (default 0) masks the collaborative features on a random share
+of the *blended* model's training rows; since the blended model never scores a row without CF, this
+changes the warm ranking only (an earlier single-model design let the masked model rank cold items
+too; on MovieLens small masking 30% of rows cost the warm ranking 7% of its NDCG@10 then, 0.088
+against 0.095).
 
 ``logistic`` (standardised logistic regression) by default; ``pairwise`` (a linear ranker fitted on
 pairs of one user's positive and negative rows, then calibrated: ``PairwiseLogistic``) and ``hgb``
@@ -32,6 +33,14 @@ worse is not established; a likely cause is that it is fitted on sampled candida
 thresholds on popularity and age do not carry over to the whole catalog. Logistic also scores 1,000
 candidates in well under a millisecond, where the booster's per-tree OpenMP calls took 15-400 ms on
 a busy 2-core machine.
+
+``rows: pool`` fits the blended model on other rows: each validation user's candidate pool (every
+generator's top ``hard_pool``: each CF model's, the text model's and the popular; unseen items
+with CF), labelled by their validation positives, with users whose positives all fall outside
+left out. These are the rows at the top of a ranking, where the order matters; the sampled rows
+are mostly random items any model puts far down. Its probabilities are then re-mapped onto the
+sampled rows (``Recalibrated``) so that they mix with the text-only model's, which keeps the
+sampled rows (a pool holds no item without CF).
 
 Before the final fit on all rows, the ranker is fitted on 80% of the users and its AUC measured on
 the other 20% (all rows, and all rows masked cold), for the build report.
@@ -101,9 +110,11 @@ class Ranker:
         with (Path(folder) / FILE).open("rb") as f:
             saved = pickle.load(f)  # our own artifact, see save()
         if tuple(saved["features"]) != FEATURES:
+            missing = [name for name in FEATURES if name not in saved["features"]]
             raise ConfigError(
-                f"{folder}: its ranker was fitted on other features (an earlier tunelab: "
-                f"{', '.join(saved['features'])}); build the recommender again"
+                f"{folder}: its ranker was fitted on other features (built by another tunelab"
+                + (f", without {', '.join(missing)}" if missing else "")
+                + "); build the recommender again"
             )
         return cls(saved["kind"], saved["model"], saved["cold_model"], FEATURES, report or {})
 
@@ -162,6 +173,10 @@ class PairwiseLogistic:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
+
+
+class NoPoolPositive(ValueError):
+    """``rows: pool`` and no validation positive among the users' candidate pools."""
 
 
 class Recalibrated:
@@ -258,7 +273,8 @@ def training_rows(
         negatives = rng.choice(free, size=want, replace=False) if want else np.zeros(0, dtype=np.int64)
         if cfg.rows == "pool":
             found = candidate_pool(rec, ctx, cfg.hard_pool, popular)
-            found = found[~np.isin(found, rec._seen_indices(user))]
+            # Unseen items with CF only: the others are never the blended model's to score.
+            found = found[~np.isin(found, rec._seen_indices(user)) & rec._has_cf[found]]
             labels = np.isin(found, positives)
             if labels.any():  # a user whose positives all lie outside the pool teaches no order
                 pool_rows.append((rec._features(ctx, found), labels, np.full(len(found), g)))
@@ -317,7 +333,7 @@ def fit_ranker(rows: dict[str, Any], cfg: RankerSection, *, age_never: float) ->
     blend = rows.get("pool", rows)
     Xb, yb, gb = blend["X"], blend["y"], blend["group"]
     if len(Xb) == 0 or len(np.unique(yb)) < 2:
-        raise ValueError(
+        raise NoPoolPositive(
             "no validation positive is in any user's candidate pool (ranker.rows: pool); "
             "raise ranker.hard_pool or use ranker.rows: sampled"
         )

@@ -8,7 +8,8 @@ A recommender folder (``recs/<name>/``)::
     history.parquet    the interactions the build learned from (user_id, item_id, time, positive)
     vectors.npy        unit-length item vectors (N, H); ann.faiss: their HNSW index (large catalogs)
     encoder/           the fine-tuned sentence-transformers bi-encoder
-    cf.npz             implicit ALS/BPR user and item factors
+    cf.npz             implicit ALS/BPR user and item factors (EASE: its factors)
+    cf2.npz            (cf.second) the second CF model's
     ranker.pkl         the scikit-learn ranker
     cross_encoder/     (model.cross_encoder) the sentence-transformers CrossEncoder
     cross_calibration.pkl  (model.cross_encoder) its blend with the ranker's score, and how many it re-scores
@@ -16,13 +17,13 @@ A recommender folder (``recs/<name>/``)::
 
 Ranking a known user scores every item (a vectorised feature matrix and one ranker call) up to
 ``index.full_rank_max_items`` (5,000); past that, candidates come from the item index (nearest to
-the user's query and to their profile), CF's top items, and the popular and the newly added ones,
-~1,000 in all, and only those are scored. ``score_items`` always scores what it is given (the
-benchmark's full ranking); with the cross-encoder stage it re-scores the best of *those*, so an
-item's score depends on what else is in the call (give the whole candidate set at once). An unknown
-user (or one without a positive yet) gets the popular-and-fresh list, flagged ``fallback``. All
-public methods take one lock: one object serves every thread of a server, and each call first
-applies what other processes wrote to ``live.sqlite``.
+the user's query and to their profile), CF's top items (each CF model's), and the popular and the
+newly added ones, ~1,000-1,300 in all, and only those are scored. ``score_items`` always scores
+what it is given (the benchmark's full ranking); with the cross-encoder stage it re-scores the best
+of *those*, so an item's score depends on what else is in the call (give the whole candidate set at
+once). An unknown user (or one without a positive yet) gets the popular-and-fresh list, flagged
+``fallback``. All public methods take one lock: one object serves every thread of a server, and
+each call first applies what other processes wrote to ``live.sqlite``.
 """
 
 from __future__ import annotations
@@ -610,8 +611,8 @@ class Recommender:
     def _candidates(self, ctx: UserContext, k: int, seen: np.ndarray | None) -> np.ndarray:
         """Every item (less ``seen``) for a catalog up to ``full_rank_max_items``; past that, the
         union of the index's nearest to the query and to the profile, CF's top (each model's), the
-        popular now and the newly added: ~1,000 items, so one ranker call stays ~15 ms however large
-        the catalog (a gradient-boosted ranker over 10,000 rows takes 0.1-0.5 s on a busy CPU)."""
+        popular now and the newly added: ~1,000-1,300 items, so one ranker call stays ~15 ms however
+        large the catalog (a gradient-boosted ranker over 10,000 rows takes 0.1-0.5 s on a busy CPU)."""
         n = len(self._ids)
         blocked = np.zeros(n, dtype=bool)
         if seen is not None:

@@ -90,10 +90,11 @@ def test_the_pairwise_ranker_needs_a_user_with_both_kinds_of_row() -> None:
         fit_ranker(rows, RankerSection(kind="pairwise"), age_never=9.0)
 
 
-def test_pool_rows_fit_the_blended_model_and_sampled_rows_the_text_only_one() -> None:
-    """``rows: pool``: the blended model learns from the candidate-pool rows, the text-only model
-    from the sampled ones. Here the two disagree on purpose: in the sampled rows CF tells the
-    positives apart, in the pool rows (all high CF, as a CF top is) only text_max does."""
+def test_pool_rows_order_the_blended_models_top_and_nothing_else() -> None:
+    """``rows: pool``: the blended and text-only models are the sampled rows' (as without it);
+    the pool model, fitted on the pool rows, only reorders a call's best ``hard_pool`` warm rows,
+    which keep the blended model's score values. Here the two disagree on purpose: in the sampled
+    rows CF tells the positives apart, in the pool rows (all high CF, as a CF top is) text_max."""
     sampled = _rows()
     rng = np.random.default_rng(1)
     n = 3000
@@ -102,23 +103,22 @@ def test_pool_rows_fit_the_blended_model_and_sampled_rows_the_text_only_one() ->
     Xp[:, COL["text_max"]] += 2.0 * yp
     Xp[:, COL["has_cf"]] = 1.0
     rows = {**sampled, "pool": {"X": Xp, "y": yp, "group": np.arange(n) // 30}}
-    both = fit_ranker(rows, RankerSection(rows="pool"), age_never=9.0)
-    coef = dict(zip(FEATURES, both.model.model[-1].coef_.ravel(), strict=True))
+    both = fit_ranker(rows, RankerSection(rows="pool", hard_pool=5), age_never=9.0)
+    plain = fit_ranker(sampled, RankerSection(hard_pool=5), age_never=9.0)
+    coef = dict(zip(FEATURES, both.model.pool_model[-1].coef_.ravel(), strict=True))
     assert coef["text_max"] > 1.0 and abs(coef["cf"]) < 0.2  # what the pool rows say
-    # re-mapped onto the sampled rows (20% positives, not the pool's 10%), so that its scores mix
-    # with the text-only model's (fitted there) in one ranking
-    warm = sampled["X"]
-    assert abs(both.score(warm).mean() - sampled["y"].mean()) < 0.02
-    pool_scores = both.score(Xp)
-    assert np.array_equal(np.argsort(pool_scores), np.argsort(both.model.model.predict_proba(Xp)[:, 1]))
-    assert both.report["rows"] == n and both.report["row_kind"] == "pool"
-    assert both.report["cold_rows"] == len(sampled["X"])
-    only_sampled = fit_ranker(sampled, RankerSection(), age_never=9.0)
-    # the text-only model is the same either way: fitted on the sampled rows
-    X = _rows(50, seed=2)["X"]
-    cold = mask_collaborative(X, 9.0)  # has_cf 0: the text-only model scores these
-    assert np.allclose(both.score(cold), only_sampled.score(cold))
-    assert "row_kind" not in only_sampled.report
+    assert both.report["pool_rows"] == n and both.report["rows"] == plain.report["rows"]
+    # one user's candidates: 40 warm rows and 5 without CF
+    user = _rows(45, seed=3)["X"]
+    user[40:] = mask_collaborative(user[40:], 9.0)
+    a, b = both.score(user), plain.score(user)
+    assert np.allclose(a[40:], b[40:])  # the text-only model's rows are untouched
+    top = np.argsort(-b[:40])[:5]
+    rest = np.setdiff1d(np.arange(40), top)
+    assert np.allclose(a[rest], b[rest])  # below the top 5, nothing moves
+    assert np.allclose(np.sort(a[top]), np.sort(b[top]))  # the top keeps its values...
+    by_pool = top[np.argsort(-both.model.pool_model.predict_proba(user[top])[:, 1], kind="stable")]
+    assert list(top[np.argsort(-a[top])]) == list(by_pool)  # ...in the pool model's order
 
 
 def test_pool_rows_without_a_positive_are_one_clear_error() -> None:

@@ -265,9 +265,9 @@ class RankerSection(_Section):
     hard_negatives: int = Field(default=10, ge=0, le=500)  # per positive, from the generators' top
     hard_pool: int = Field(default=200, ge=1, le=5000)
     # sampled: the rows above (every validation positive against random and hard negatives).
-    # pool: the blended model is fitted on each validation user's candidate pool instead (every
-    # generator's top hard_pool, unseen, with CF), labelled by their positives: rows like those
-    # at the top of a ranking, where its order matters. The text-only model keeps the sampled rows.
+    # pool: also a pool model, fitted on each validation user's candidate pool (every generator's
+    # top hard_pool, unseen, with CF) labelled by their positives, rows like those at the top of a
+    # ranking; it reorders the blended model's top hard_pool of each ranking (see ranker).
     rows: Literal["sampled", "pool"] = "sampled"
     # A share of the blended model's training rows with the collaborative features masked. Items
     # without CF are always ranked by the separate text-only model (see ranker): this only

@@ -97,3 +97,23 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert "examples:" in out
         assert "tunelab app recommend build --config" in out or "tunelab app recommend rank recs/" in out
+
+
+def test_build_says_when_it_fitted_a_second_cf_model_and_a_pool_model(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = config_dict(write_world(tmp_path), encoder=tiny_bert)
+    raw["cf"]["second"] = {"algorithm": "ease", "factors": 8, "lam": 5.0}
+    raw["ranker"].update(rows="pool", hard_pool=10)
+    path = tmp_path / "rec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "recs" / "two"
+    assert main(["app", "recommend", "build", "--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "collaborative: als, with ease beside it" in printed
+    assert "candidate-pool rows" in printed and "reorders each ranking's top 10" in printed
+    assert main(["app", "recommend", "rank", str(out), "--user", "u1", "--k", "3"]) == 0
+    assert (
+        len([line for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")])
+        == 3
+    )

@@ -124,6 +124,14 @@ def _build(args: argparse.Namespace) -> int:
             f"  ranker: {ranker['kind']} on {ranker['rows']} validation rows; AUC on held-out users "
             f"{ranker['auc_heldout_users']:.3f} (as cold items {ranker['auc_heldout_users_cold']:.3f})"
         )
+    if "pool_rows" in ranker:
+        print(
+            f"  pool model: on {ranker['pool_rows']} candidate-pool rows ({ranker['pool_positives']} "
+            f"positive); reorders each ranking's top {ranker['pool_top']}"
+        )
+    cf_report = report.get("cf", {})
+    if "second" in cf_report:
+        print(f"  collaborative: {cf_report.get('algorithm')}, with {cf_report['second']} beside it")
     print(f"  search: {report.get('index', {}).get('search')}; built in {report['timings']['total_s']:.0f} s")
     _warn_unknown(data.get("unknown_items", {}), cfg.interactions.path)
     return 0

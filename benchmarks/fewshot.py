@@ -63,6 +63,8 @@ RECIPES: dict[str, list[str]] = {
     # pairs per row (positives, negatives); head: only the head trains in the loop (SetFit's default)
     "p4n4-head": ["method.positives=4", "method.negatives=4", "method.end_to_end=false"],
     "p4n4": ["method.positives=4", "method.negatives=4", "method.end_to_end=true"],
+    # SetFit's own default: 20 + 20 pairs per row (num_iterations=20), capped at 20,000 pairs
+    "p20n20-head": ["method.positives=20", "method.negatives=20", "method.end_to_end=false"],
     # a larger contrastive step (SetFit's 2e-5 is for ~5x more pairs per row), then LP-FT: the
     # whole model fine-tuned from the logistic-regression head for 4 epochs
     "p4n4-lr1e-4-e2e4": [

@@ -270,24 +270,25 @@ def training_rows(
         positives = np.array(sorted({rec.index_of[i] for i in by_user[user] if i in rec.index_of}))
         if len(positives) == 0:
             continue
-        blocked = np.zeros(n, dtype=bool)
-        blocked[rec._seen_indices(user)] = True
+        seen = np.zeros(n, dtype=bool)
+        seen[rec._seen_indices(user)] = True
+        blocked = seen.copy()
         blocked[positives] = True
         free = np.flatnonzero(~blocked)
         want = min(len(free), cfg.negatives * len(positives))
         negatives = rng.choice(free, size=want, replace=False) if want else np.zeros(0, dtype=np.int64)
+        # The items a user is most likely to be shown; the ranker's job at the top of a full
+        # ranking is to order exactly these.
+        if cfg.rows == "pool" or cfg.hard_negatives:
+            candidates = candidate_pool(rec, ctx, cfg.hard_pool, popular)
         if cfg.rows == "pool":
-            found = candidate_pool(rec, ctx, cfg.hard_pool, popular)
             # Unseen items with CF only: the others are never the blended model's to score.
-            found = found[~np.isin(found, rec._seen_indices(user)) & rec._has_cf[found]]
+            found = candidates[~seen[candidates] & rec._has_cf[candidates]]
             labels = np.isin(found, positives)
             if labels.any():  # a user whose positives all lie outside the pool teaches no order
                 pool_rows.append((rec._features(ctx, found), labels, np.full(len(found), g)))
         if cfg.hard_negatives:
-            # The items a user is most likely to be shown; the ranker's job at the top of a full
-            # ranking is to order exactly these.
-            pool = candidate_pool(rec, ctx, cfg.hard_pool, popular)
-            pool = pool[~blocked[pool]]
+            pool = candidates[~blocked[candidates]]
             take = min(len(pool), cfg.hard_negatives * len(positives))
             if take:
                 negatives = np.unique(np.r_[negatives, rng.choice(pool, size=take, replace=False)])
@@ -297,11 +298,8 @@ def training_rows(
         group.append(np.full(len(items), g))
     out = _stack(X, y, group)
     if cfg.rows == "pool":
-        out["pool"] = (
-            _stack(*(list(part) for part in zip(*pool_rows, strict=True)))
-            if pool_rows
-            else _stack([], [], [])
-        )
+        xs, ys, gs = (list(part) for part in zip(*pool_rows, strict=True)) if pool_rows else ([], [], [])
+        out["pool"] = _stack(xs, ys, gs)
     return out
 
 

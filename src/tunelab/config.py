@@ -313,6 +313,12 @@ class ContinualConfig:
     distill_temperature: float = 2.0
     # Weight of the EWC penalty (elastic weight consolidation, Fisher from the rehearsal rows).
     ewc: float = 0.0
+    # How the grown head starts: copy (the old labels' rows from the previous run, the new rows
+    # random, learning at the random head's rate) or probe (the whole head refitted as a logistic
+    # regression on the previous model's frozen features of the training rows, rehearsal rows
+    # included, then trained at the body's rate: LP-FT, so random rows send no large gradients into
+    # the encoder at the start).
+    head: str = "copy"
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -329,6 +335,7 @@ class ContinualConfig:
             f"distill_temperature={self.distill_temperature} (use a positive number, e.g. 2)",
         )
         _check(p, self.ewc >= 0, f"ewc={self.ewc} (use a weight >= 0, e.g. 100)")
+        _check(p, self.head in ("copy", "probe"), f"head={self.head!r} (use copy or probe)")
         _check(
             p,
             not (self.ewc > 0 and self.rehearsal == 0 and not self.rehearsal_total),

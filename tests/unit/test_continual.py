@@ -575,3 +575,44 @@ def test_the_augment_filter_is_skipped_with_a_note_when_train_has_one_label(
     info = result.summary["augmentation"]
     assert info["filter"] is False and info["kept"] == info["made"] > 0
     assert any("label filter was skipped" in n for n in result.summary["notes"])
+
+
+@pytest.mark.parametrize("head", ["copy", "probe"])
+def test_continual_head_probe_refits_the_grown_head_before_training(
+    first, new_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, head: str
+) -> None:
+    """``continual.head=probe`` refits the whole head on frozen features (LP-FT) and trains it at the
+    body's rate; ``copy`` (the default) starts from the old rows and a random new row at the head rate."""
+    import importlib
+
+    trainer_module = importlib.import_module("tunelab.train.trainer")  # tunelab.train is the function
+
+    run, _ = first
+    old_rows = tunelab.load(run).model.classifier.weight.detach().clone()
+    seen: dict[str, object] = {}
+    original = trainer_module.run_loop
+
+    def spy(model, setup, **kwargs):
+        seen["weight"] = model.classifier.weight.detach().clone()
+        seen["head_init"] = setup.cfg.head_init
+        return original(model, setup, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "run_loop", spy)
+    result = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path}", "name=h", "train.epochs=1",
+                   f"continual.head={head}", "continual.rehearsal=5"],
+        show_progress=False,
+    )  # fmt: skip
+    if head == "copy":
+        assert torch.equal(seen["weight"][:2], old_rows)
+        assert seen["head_init"] == "random" and result.summary["head_init"] == "continued"
+    else:
+        assert not torch.allclose(seen["weight"][:2], old_rows)
+        assert seen["head_init"] == "probe" and result.summary["head_init"] == "continued-probe"
+        assert 0.0 <= result.summary["probe_train_accuracy"] <= 1.0
+
+
+def test_continual_head_names_its_choices() -> None:
+    with pytest.raises(ConfigError, match=r"head='linear' \(use copy or probe\)"):
+        ContinualConfig(head="linear")

@@ -63,8 +63,9 @@ def hyperparameters(
     lr = t.learning_rate or default_learning_rate
     head = None
     if lr is not None:
-        # A continued head (train --from) has new random rows: it learns as a random head does.
-        fitted = "probe" if (head_init or t.head_init) == "probe" else "random"
+        # A continued head (train --from) copied with new random rows learns as a random head does;
+        # one refitted on frozen features (continual.head: probe, "continued-probe") as a probe's.
+        fitted = "probe" if (head_init or t.head_init) in ("probe", "continued-probe") else "random"
         head = head_learning_rate(dataclasses.replace(t, head_init=fitted), lr)
     options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.method.options.items()))
     batch = f"{t.batch_size}" + (

@@ -41,6 +41,10 @@ from tunelab.train.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
+# How a continued run's head began -> the head the learning rate follows: "continued" (copied,
+# its new rows random) learns at the random head's rate, "continued-probe" (refitted) at the body's.
+LOOP_HEAD_INIT = {"continued": "random", "continued-probe": "probe"}
+
 
 @dataclass
 class TrainResult:
@@ -179,8 +183,17 @@ def train(
     if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
         splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))
     head_init, probe_accuracy = cfg.train.head_init, None
-    if continual is not None:
+    if continual is not None and cfg.continual.head == "copy":
         head_init = "continued"  # the old labels' head rows are trained already: no probe
+    elif continual is not None and restored:
+        head_init = previous.get("head_init", "continued-probe")
+        probe_accuracy = previous.get("probe_train_accuracy")
+    elif continual is not None:  # continual.head: probe, the whole grown head refitted (LP-FT)
+        probe_accuracy = task.probe_head(
+            model, enc_train, num_labels=len(splits.labels.names), seed=cfg.train.seed
+        )
+        head_init = "continued" if math.isnan(probe_accuracy) else "continued-probe"
+        probe_accuracy = None if math.isnan(probe_accuracy) else probe_accuracy
     elif cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.
         head_init = previous.get("head_init", "probe")
@@ -303,7 +316,7 @@ def _train_in(
         train=enc_train,
         # The head's learning rate follows the head it really has (a skipped probe leaves a random one;
         # a continued head's new rows are random too: train.head_learning_rate sets it otherwise).
-        cfg=dataclasses.replace(cfg.train, head_init="random" if head_init == "continued" else head_init),
+        cfg=dataclasses.replace(cfg.train, head_init=LOOP_HEAD_INIT.get(head_init, head_init)),
         task=task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,

@@ -338,6 +338,13 @@ class ContinualConfig:
         _check(p, self.head in ("copy", "probe"), f"head={self.head!r} (use copy or probe)")
         _check(
             p,
+            not (self.head == "probe" and self.rehearsal == 0 and not self.rehearsal_total),
+            "head=probe needs rehearsal rows: the probe is fitted on the training rows, and without the "
+            "previous run's stored rows it sees no old label and would make them all unlikely (set "
+            "rehearsal to 1 or more, or head=copy)",
+        )
+        _check(
+            p,
             not (self.ewc > 0 and self.rehearsal == 0 and not self.rehearsal_total),
             f"ewc={self.ewc} needs rehearsal rows: its Fisher is estimated on the previous run's stored "
             "sample, which rehearsal=0 leaves out (set rehearsal to 1 or more, or ewc=0)",

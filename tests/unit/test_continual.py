@@ -616,3 +616,11 @@ def test_continual_head_probe_refits_the_grown_head_before_training(
 def test_continual_head_names_its_choices() -> None:
     with pytest.raises(ConfigError, match=r"head='linear' \(use copy or probe\)"):
         ContinualConfig(head="linear")
+
+
+def test_continual_head_probe_without_rehearsal_rows_is_refused() -> None:
+    """A probe fitted on the new rows alone gave every old label the absent-label bias: on
+    BANKING77's dev split a naive run with head=probe scored 0.0 on the old intents."""
+    with pytest.raises(ConfigError, match=r"head=probe needs rehearsal rows"):
+        ContinualConfig(head="probe", rehearsal=0)
+    assert ContinualConfig(head="probe", rehearsal=0, rehearsal_total=30).head == "probe"

@@ -624,3 +624,33 @@ def test_continual_head_probe_without_rehearsal_rows_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"head=probe needs rehearsal rows"):
         ContinualConfig(head="probe", rehearsal=0)
     assert ContinualConfig(head="probe", rehearsal=0, rehearsal_total=30).head == "probe"
+
+
+def test_a_sample_smaller_than_asked_is_replayed_whole_with_a_note(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """``first`` stored 5 rows a label (its continual.rehearsal, which a continued run inherits);
+    asking for 50 replays the 5 and says so."""
+    run, _ = first
+    result = tunelab.train(
+        from_run=run,
+        overrides=[
+            f"data.train={new_csv}",
+            f"output_dir={tmp_path}",
+            "name=short",
+            "train.epochs=1",
+            "continual.rehearsal=50",
+        ],
+        show_progress=False,
+    )
+    assert result.summary["continual"]["rehearsal_rows"] == 10
+    assert any(
+        "stored at most 5 rows a label, fewer than continual.rehearsal=50" in n
+        for n in result.summary["notes"]
+    )
+    exact = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path}", "name=exact", "train.epochs=1"],
+        show_progress=False,
+    )  # fmt: skip
+    assert not any("fewer than continual.rehearsal" in n for n in exact.summary["notes"])

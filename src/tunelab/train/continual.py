@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,25 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
     stored = Dataset(texts=[r["text"] for r in rows], text_pairs=pairs, labels=ids, source=str(path))
     keep = stratified_sample(stored, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
     return stored.take(keep)
+
+
+def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
+    """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks.
+
+    A run stores ``continual.rehearsal`` rows a label as it was when it trained (20 before the
+    default became 50), so a continued run may replay fewer than it asks for; it says so instead
+    of quietly using what is there.
+    """
+    if cc.rehearsal_total or not cc.rehearsal or not rehearsal.labels:
+        return None
+    counts = Counter(label[0] if isinstance(label, list) and label else label for label in rehearsal.labels)
+    most = max(counts.values())
+    if most >= cc.rehearsal:
+        return None
+    return (
+        f"rehearsal: the previous run stored at most {most} rows a label, fewer than "
+        f"continual.rehearsal={cc.rehearsal}; all of them are replayed"
+    )
 
 
 def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:

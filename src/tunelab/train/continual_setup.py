@@ -7,6 +7,7 @@ later supplies the penalties; the loop itself does not know it is continuing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from tunelab.train.continual import (
     grow_into,
     open_previous,
     read_rehearsal,
+    short_sample_note,
     with_rehearsal,
     without_held_out,
 )
@@ -61,6 +63,9 @@ class Continuation:
         if previous is None:
             previous = open_previous(cfg, splits, stores_base=stores_base)
         rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
+        short = short_sample_note(rehearsal, cfg.continual)
+        if short is not None:
+            splits = dataclasses.replace(splits, notes=[*splits.notes, short])
         rehearsal, dropped = without_held_out(rehearsal, splits)
         teacher = previous.model()
         grow_into(model, teacher)

@@ -19,7 +19,7 @@ HELP = """examples:
   tunelab train configs/banking77.yaml method=setfit data.shots=8 train.epochs=1 name=few   # 8 per intent
   tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
   tunelab train --from runs/demo data.train=tickets.csv data.dev=dev.csv   # new rows and new labels
-  tunelab train --from runs/demo data.train=tickets.csv continual.rehearsal=50 continual.distill=1
+  tunelab train --from runs/demo data.train=tickets.csv train.epochs=2 continual.distill=0.3
 
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
 train.*, continual.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.

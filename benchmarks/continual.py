@@ -69,9 +69,13 @@ def split_data(out: Path, *, seed: int, rows_per_class: int | None) -> tuple[lis
     return old, new
 
 
-def train(out: Path, name: str, args: list[str]) -> tuple[Path, dict[str, Any]]:
+def train(
+    out: Path, name: str, args: list[str], *, at_least: tuple[str, ...] = ()
+) -> tuple[Path, dict[str, Any]]:
     """``tunelab train ARGS name=NAME``; a run already in ``out`` is reused."""
     run = out / "runs" / name
+    if (run / "config.json").is_file():
+        _same_recipe(run, args, at_least=at_least)
     if not (run / "run.json").is_file() or json.loads((run / "run.json").read_text())["status"] != "finished":
         cmd = [
             sys.executable,
@@ -87,6 +91,31 @@ def train(out: Path, name: str, args: list[str]) -> tuple[Path, dict[str, Any]]:
         subprocess.run([*cmd, "--quiet"], check=True, stdout=subprocess.DEVNULL)
         print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
     return run, json.loads((run / "run.json").read_text(encoding="utf-8"))
+
+
+def _same_recipe(run: Path, args: list[str], *, at_least: tuple[str, ...] = ()) -> None:
+    """Exit when a run kept in ``--out`` was trained with other train/continual settings than asked.
+
+    ``at_least``: settings where a larger saved value will do (``first`` storing more rows a label).
+    Runs are reused by name; one from an older protocol (2 epochs, 20 stored rows) would otherwise
+    stand in for this one silently.
+    """
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    for arg in args:
+        key, _, value = arg.partition("=")
+        section, _, field = key.partition(".")
+        if section not in ("train", "continual") or field not in saved.get(section, {}):
+            continue
+        have = saved[section][field]
+        if value.lower() in ("null", "none"):
+            same = have is None
+        else:
+            try:
+                same = float(have) >= float(value) if key in at_least else float(have) == float(value)
+            except (TypeError, ValueError):
+                same = str(have).lower() == value.lower()
+        if not same:
+            sys.exit(f"{run}: trained with {key}={have}, not {value}; use another --out or delete that run")
 
 
 def accuracies(run: Path, table: pd.DataFrame, old: list[str], new: list[str]) -> dict[str, float]:
@@ -148,6 +177,7 @@ def main() -> int:
         "first",
         [str(CONFIG), *scratch, f"data.train={out / 'old_train.csv'}", f"data.dev={out / 'old_dev.csv'}",
          f"continual.rehearsal={max(args.rehearsal)}"],
+        at_least=("continual.rehearsal",),
     )  # fmt: skip
 
     def cont(name: str, *extra: str) -> tuple[Path, dict[str, Any]]:
@@ -167,7 +197,8 @@ def main() -> int:
     runs["retrain"] = train(
         out, "retrain", [str(CONFIG), *scratch, f"data.train={out / 'all_train.csv'}", dev_all]
     )
-    runs["naive"] = cont("naive", "continual.rehearsal=0")
+    # head=copy: a --set continual.head=probe needs rehearsal rows, which the naive run has none of.
+    runs["naive"] = cont("naive", "continual.rehearsal=0", "continual.head=copy")
     dev = pd.read_csv(out / "all_dev.csv")
     selection: list[dict[str, Any]] = []
 

@@ -455,18 +455,20 @@ class _Killed(BaseException):
     """Stands in for SIGKILL: nothing in tunelab catches a BaseException."""
 
 
+@pytest.mark.parametrize("head", ["copy", "probe"])
 def test_a_killed_continued_run_resumes_to_the_uninterrupted_result(
-    first, new_csv: Path, tmp_path: Path
+    first, new_csv: Path, tmp_path: Path, head: str
 ) -> None:
     """The saved config names the previous run, so a resume rebuilds the grown model, the rehearsal
-    rows and the penalty before its checkpoint loads."""
+    rows and the penalty before its checkpoint loads; a refitted head (probe) is not refitted again
+    and keeps its head learning rate."""
     from safetensors.torch import load_file
 
     from tunelab.train import loop as train_loop
 
     run, _ = first
     base = [f"data.train={new_csv}", f"output_dir={tmp_path}", "train.epochs=2", "train.checkpoint_steps=3"]
-    base.append("continual.distill=1")
+    base += ["continual.distill=1", f"continual.head={head}"]
     reference = tunelab.train(from_run=run, overrides=[*base, "name=ref"], show_progress=False)
     original = train_loop.save_checkpoint
 
@@ -479,6 +481,8 @@ def test_a_killed_continued_run_resumes_to_the_uninterrupted_result(
         with pytest.raises(_Killed):
             tunelab.train(from_run=run, overrides=[*base, "name=killed"], show_progress=False)
     resumed = tunelab.train(resume=tmp_path / "killed.partial", show_progress=False)
+    assert resumed.summary["head_init"] == reference.summary["head_init"]
+    assert resumed.summary["probe_train_accuracy"] == reference.summary["probe_train_accuracy"]
     assert resumed.summary["continual"]["labels_added"] == [NEW]
     assert LabelMap.load(resumed.run_dir / "labels.json").names == [*OLD, NEW]
     want = load_file(str(reference.run_dir / "weights" / "model.safetensors"))
@@ -654,3 +658,50 @@ def test_a_sample_smaller_than_asked_is_replayed_whole_with_a_note(
         show_progress=False,
     )  # fmt: skip
     assert not any("fewer than continual.rehearsal" in n for n in exact.summary["notes"])
+
+
+def test_continual_head_probe_refuses_old_labels_without_a_training_row(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """rehearsal_total=1 over two old labels leaves one without a row: the probe would make it
+    unlikely (bias -10), so the run is refused in one line before any folder is written."""
+    run, _ = first
+    with pytest.raises(ConfigError, match=r"continual\.head=probe: old label\(s\) (sports|weather) have no"):
+        tunelab.train(
+            from_run=run,
+            overrides=[f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", "name=p", "train.epochs=1",
+                       "continual.head=probe", "continual.rehearsal_total=1"],
+            show_progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_short_sample_note_groups_multi_label_rows_as_the_sample_does() -> None:
+    """Rows with several labels count for their first; a row without labels is a group of its own
+    (a list key crashed with TypeError)."""
+    from tunelab.data.dataset import Dataset
+    from tunelab.train.continual import short_sample_note
+
+    rows = Dataset(texts=["a", "b", "c", "d"], text_pairs=None, labels=[[0, 1], [0], [], [1]], source="x")
+    note = short_sample_note(rows, ContinualConfig(rehearsal=5))
+    assert note is not None and "stored at most 2 rows a label" in note
+    assert short_sample_note(rows, ContinualConfig(rehearsal=2)) is None
+
+
+def test_an_empty_stored_sample_is_noted_when_rehearsal_is_asked_for() -> None:
+    from tunelab.data.dataset import Dataset
+    from tunelab.train.continual import short_sample_note
+
+    empty = Dataset(texts=[], text_pairs=None, labels=[], source="x")
+    assert "stored no rows" in (short_sample_note(empty, ContinualConfig(rehearsal=50)) or "")
+    assert short_sample_note(empty, ContinualConfig(rehearsal=0)) is None
+
+
+@pytest.mark.parametrize(
+    ("head_init", "want"), [("continued", 2e-3), ("continued-probe", 5e-5), ("probe", 5e-5)]
+)
+def test_the_report_shows_the_head_learning_rate_the_head_really_had(head_init: str, want: float) -> None:
+    from tunelab.evaluate.run_context import hyperparameters
+
+    cfg = RunConfig.from_dict({"train": {"learning_rate": 5e-5}})
+    assert hyperparameters(cfg, head_init=head_init)["head learning rate"] == want

@@ -57,16 +57,14 @@ def hyperparameters(
     """
     import dataclasses
 
-    from tunelab.train.optim import head_learning_rate
+    from tunelab.train.optim import fitted_head, head_learning_rate
 
     t = cfg.train
     lr = t.learning_rate or default_learning_rate
     head = None
     if lr is not None:
-        # A continued head (train --from) copied with new random rows learns as a random head does;
-        # one refitted on frozen features (continual.head: probe, "continued-probe") as a probe's.
-        fitted = "probe" if (head_init or t.head_init) in ("probe", "continued-probe") else "random"
-        head = head_learning_rate(dataclasses.replace(t, head_init=fitted), lr)
+        # A continued head (train --from) learns as a random or a probe head (tunelab.train.optim).
+        head = head_learning_rate(dataclasses.replace(t, head_init=fitted_head(head_init or t.head_init)), lr)
     options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.method.options.items()))
     batch = f"{t.batch_size}" + (
         f" × {t.grad_accum_steps} accumulated = {t.batch_size * t.grad_accum_steps}"

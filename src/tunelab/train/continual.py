@@ -200,6 +200,11 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
     return previous
 
 
+def _group_key(label: Any) -> Any:
+    """The label a row is sampled under: its first label (multi-label), None for a row without one."""
+    return (label[0] if label else None) if isinstance(label, list) else label
+
+
 def stratified_sample(dataset: Dataset, *, per_class: int, total: int | None, seed: int) -> list[int]:
     """Positions of a seeded sample with up to ``per_class`` rows of each label (in file order).
 
@@ -209,8 +214,7 @@ def stratified_sample(dataset: Dataset, *, per_class: int, total: int | None, se
     """
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, label in enumerate(dataset.labels or []):
-        key = (label[0] if label else None) if isinstance(label, list) else label
-        groups[key].append(i)
+        groups[_group_key(label)].append(i)
     rng = random.Random(seed)
     keys = sorted(groups, key=lambda k: (k is None, k if k is not None else 0))
     quota = {k: per_class for k in keys}
@@ -277,19 +281,23 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
 def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
     """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks.
 
-    A run stores ``continual.rehearsal`` rows a label as it was when it trained (20 before the
-    default became 50), so a continued run may replay fewer than it asks for; it says so instead
-    of quietly using what is there.
+    A continued run inherits the previous run's ``continual.rehearsal``; asking for more (an
+    override, or a config naming ``continual.from_run``) than it stored replays what is there,
+    and the run says so instead of quietly replaying less, or nothing.
     """
-    if cc.rehearsal_total or not cc.rehearsal or not rehearsal.labels:
+    if cc.rehearsal_total or not cc.rehearsal:
         return None
-    counts = Counter(label[0] if isinstance(label, list) and label else label for label in rehearsal.labels)
-    most = max(counts.values())
+    if not rehearsal.labels:
+        return (
+            f"rehearsal: the previous run stored no rows (continual.rehearsal={cc.rehearsal} asks for "
+            "some): none are replayed, as in naive continued training"
+        )
+    most = max(Counter(_group_key(label) for label in rehearsal.labels).values())
     if most >= cc.rehearsal:
         return None
     return (
         f"rehearsal: the previous run stored at most {most} rows a label, fewer than "
-        f"continual.rehearsal={cc.rehearsal}; all of them are replayed"
+        f"continual.rehearsal={cc.rehearsal} asks for; what it stored is replayed"
     )
 
 

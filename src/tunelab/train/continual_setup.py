@@ -8,6 +8,7 @@ later supplies the penalties; the loop itself does not know it is continuing.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from torch import nn
 from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.dataset import Dataset
+from tunelab.data.encoding import Encoded
+from tunelab.errors import ConfigError
 from tunelab.tasks import Task
 from tunelab.train.continual import (
     Previous,
@@ -76,6 +79,33 @@ class Continuation:
     @property
     def num_old(self) -> int:
         return len(self.previous.labels)
+
+    def probe_head(self, model: nn.Module, enc_train: Encoded) -> tuple[str, float | None]:
+        """``continual.head: probe``: refit the whole grown head on the training rows' frozen features.
+
+        Returns (run.json's ``head_init``, the probe's training accuracy or None when it was skipped).
+
+        Raises:
+            ConfigError: an old label has no training row (the stored sample lacks it, or
+                ``rehearsal_total`` is smaller than the old labels): the probe would make it unlikely.
+        """
+        rows = enc_train.labels or []
+        present = {i for label in rows for i in (label if isinstance(label, list) else [label])}
+        old = self.splits.labels.names[: self.num_old]
+        missing = [name for i, name in enumerate(old) if i not in present]
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise ConfigError(
+                f"continual.head=probe: old label(s) {shown} have no training row (the previous run's "
+                "stored sample gives them none), so the refitted head would never predict them; use "
+                "continual.head=copy, or more rehearsal rows (continual.rehearsal)"
+            )
+        accuracy = self.task.probe_head(
+            model, enc_train, num_labels=len(self.splits.labels.names), seed=self.cfg.train.seed
+        )
+        if math.isnan(accuracy):  # the task has no probe or could not fit it: the copied head stays
+            return "continued", None
+        return "continued-probe", accuracy
 
     def loss_term(
         self,

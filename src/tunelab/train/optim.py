@@ -9,6 +9,16 @@ from tunelab.config import TrainConfig
 
 HEAD_LEARNING_RATE = 2e-3
 
+# How a head began (run.json's head_init) -> the train.head_init its learning rate follows: a
+# continued head ("continued": old rows copied, new rows random) learns as a random head does; one
+# refitted on frozen features ("continued-probe", continual.head: probe) as a probe's.
+_HEAD_AS = {"continued": "random", "continued-probe": "probe"}
+
+
+def fitted_head(head_init: str) -> str:
+    """``random`` or ``probe``: how ``head_init`` (run.json's, which has two more values) learns."""
+    return _HEAD_AS.get(head_init, head_init)
+
 
 def head_learning_rate(cfg: TrainConfig, learning_rate: float) -> float:
     """A random head needs big steps; a linear-probe head is already fitted and keeps the body's."""

@@ -37,13 +37,10 @@ from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
+from tunelab.train.optim import fitted_head
 from tunelab.train.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
-
-# How a continued run's head began -> the head the learning rate follows: "continued" (copied,
-# its new rows random) learns at the random head's rate, "continued-probe" (refitted) at the body's.
-LOOP_HEAD_INIT = {"continued": "random", "continued-probe": "probe"}
 
 
 @dataclass
@@ -189,11 +186,7 @@ def train(
         head_init = previous.get("head_init", "continued-probe")
         probe_accuracy = previous.get("probe_train_accuracy")
     elif continual is not None:  # continual.head: probe, the whole grown head refitted (LP-FT)
-        probe_accuracy = task.probe_head(
-            model, enc_train, num_labels=len(splits.labels.names), seed=cfg.train.seed
-        )
-        head_init = "continued" if math.isnan(probe_accuracy) else "continued-probe"
-        probe_accuracy = None if math.isnan(probe_accuracy) else probe_accuracy
+        head_init, probe_accuracy = continual.probe_head(model, enc_train)
     elif cfg.train.head_init == "probe" and restored:
         # The checkpoint holds the head; how it began was recorded in run.json when training started.
         head_init = previous.get("head_init", "probe")
@@ -315,8 +308,9 @@ def _train_in(
     setup = LoopSetup(
         train=enc_train,
         # The head's learning rate follows the head it really has (a skipped probe leaves a random one;
-        # a continued head's new rows are random too: train.head_learning_rate sets it otherwise).
-        cfg=dataclasses.replace(cfg.train, head_init=LOOP_HEAD_INIT.get(head_init, head_init)),
+        # a copied continued head's new rows are random too, a refitted one is a probe's: fitted_head;
+        # train.head_learning_rate sets it otherwise).
+        cfg=dataclasses.replace(cfg.train, head_init=fitted_head(head_init)),
         task=task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,

@@ -108,10 +108,11 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     except TunelabError as exc:
         errors.append(exc)
     if cfg.continual.from_run is not None and checked.splits is not None and checked.method is not None:
-        from tunelab.train.continual import open_previous
+        from tunelab.train.continual import check_probe_rows, open_previous
 
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
             checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
+            check_probe_rows(cfg, checked.previous, checked.splits)  # continual.head: probe
         except TunelabError as exc:
             errors.append(exc)
     return checked

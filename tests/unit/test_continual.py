@@ -265,6 +265,12 @@ def test_validate_from_checks_the_continuation_as_train_would_and_writes_nothing
     assert main(["validate", "--from", str(tmp_path / "nothing-here"), f"data.train={new_csv}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: --from: ")
+    # continual.head=probe with an old label left without a row: refused by validate too
+    argv = ["validate", "--from", str(first[0]), f"data.train={new_csv}", f"output_dir={out}",
+            "continual.head=probe", "continual.rehearsal_total=1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "continual.head=probe: old label(s)" in err
     assert not out.exists()
 
 

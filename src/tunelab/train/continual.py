@@ -301,6 +301,36 @@ def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
     )
 
 
+def refuse_unprobed_old_labels(rows: list[Any], labels: LabelMap, num_old: int) -> None:
+    """``continual.head: probe`` needs a training row of every old label; one-line error otherwise.
+
+    ``rows``: the training rows' label ids (lists for multi-label), rehearsal rows included. A label
+    without one gets the probe's absent-label bias and would never be predicted again.
+
+    Raises:
+        ConfigError: naming up to three such labels.
+    """
+    present = {i for label in rows for i in (label if isinstance(label, list) else [label])}
+    missing = [name for i, name in enumerate(labels.names[:num_old]) if i not in present]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ConfigError(
+            f"continual.head=probe: old label(s) {shown} have no training row (the previous run's "
+            "stored sample gives them none), so the refitted head would never predict them; use "
+            "continual.head=copy, or more rehearsal rows (continual.rehearsal)"
+        )
+
+
+def check_probe_rows(cfg: RunConfig, previous: Previous, splits: Splits) -> None:
+    """``refuse_unprobed_old_labels`` before training (``tunelab validate`` and ``train``'s checks)."""
+    if cfg.continual.head != "probe":
+        return
+    rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
+    rehearsal, _ = without_held_out(rehearsal, splits)
+    rows = [*(splits.train.labels or []), *(rehearsal.labels or [])]
+    refuse_unprobed_old_labels(rows, splits.labels, len(previous.labels))
+
+
 def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:
     """``rehearsal`` without the rows that equal a dev or test row of the new data, and how many.
 

@@ -20,13 +20,13 @@ from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.dataset import Dataset
 from tunelab.data.encoding import Encoded
-from tunelab.errors import ConfigError
 from tunelab.tasks import Task
 from tunelab.train.continual import (
     Previous,
     grow_into,
     open_previous,
     read_rehearsal,
+    refuse_unprobed_old_labels,
     short_sample_note,
     with_rehearsal,
     without_held_out,
@@ -89,17 +89,7 @@ class Continuation:
             ConfigError: an old label has no training row (the stored sample lacks it, or
                 ``rehearsal_total`` is smaller than the old labels): the probe would make it unlikely.
         """
-        rows = enc_train.labels or []
-        present = {i for label in rows for i in (label if isinstance(label, list) else [label])}
-        old = self.splits.labels.names[: self.num_old]
-        missing = [name for i, name in enumerate(old) if i not in present]
-        if missing:
-            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-            raise ConfigError(
-                f"continual.head=probe: old label(s) {shown} have no training row (the previous run's "
-                "stored sample gives them none), so the refitted head would never predict them; use "
-                "continual.head=copy, or more rehearsal rows (continual.rehearsal)"
-            )
+        refuse_unprobed_old_labels(enc_train.labels or [], self.splits.labels, self.num_old)
         accuracy = self.task.probe_head(
             model, enc_train, num_labels=len(self.splits.labels.names), seed=self.cfg.train.seed
         )

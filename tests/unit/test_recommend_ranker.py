@@ -126,27 +126,3 @@ def test_pool_rows_without_a_positive_are_one_clear_error() -> None:
     rows["pool"] = {"X": rows["X"][:100], "y": np.zeros(100, dtype=np.int8), "group": rows["group"][:100]}
     with pytest.raises(ValueError, match=r"candidate pool.*ranker\.hard_pool.*rows: sampled"):
         fit_ranker(rows, RankerSection(rows="pool"), age_never=9.0)
-
-
-def test_interactions_let_the_blend_weigh_cf_by_the_users_history(tmp_path) -> None:
-    """CF orders heavy users' items and not light users' (text does theirs): one weight per feature
-    cannot say that, a product cf x log_user_positives can; the held-out AUC shows it."""
-    rng = np.random.default_rng(0)
-    n = 6000
-    y = (rng.random(n) < 0.2).astype(np.int8)
-    X = rng.normal(size=(n, len(FEATURES))).astype(np.float32)
-    heavy = rng.random(n) < 0.5
-    X[:, COL["log_user_positives"]] = np.where(heavy, 1.0, -1.0)
-    X[:, COL["cf"]] += np.where(heavy, 3.0, -3.0) * y  # light users: CF points the wrong way
-    X[:, COL["has_cf"]] = 1.0
-    rows = {"X": X, "y": y, "group": np.arange(n) // 20}
-    plain = fit_ranker(rows, RankerSection(), age_never=9.0)
-    crossed = fit_ranker(rows, RankerSection(interactions=True), age_never=9.0)
-    assert crossed.report["auc_heldout_users"] > plain.report["auc_heldout_users"] + 0.2
-    crossed.save(tmp_path)
-    assert np.allclose(Ranker.load(tmp_path).score(X[:20]), crossed.score(X[:20]))
-
-
-def test_interactions_need_the_logistic_kind() -> None:
-    with pytest.raises(ValueError, match="interactions: true works with kind: logistic only"):
-        RankerSection(kind="hgb", interactions=True)

@@ -273,19 +273,7 @@ class RankerSection(_Section):
     # without CF are always ranked by the separate text-only model (see ranker): this only
     # changes the blended model, so the warm ranking.
     cold_share: float = Field(default=0.0, ge=0, lt=1)
-    # logistic only: also every product of two features (and each squared), so the blend can
-    # weigh a signal by another (CF by how many positives a user has, text by the item's age).
-    interactions: bool = False
     seed: int = 0
-
-    @model_validator(mode="after")
-    def _interactions_need_logistic(self) -> RankerSection:
-        if self.interactions and self.kind != "logistic":
-            raise ValueError(
-                f"interactions: true works with kind: logistic only (kind is {self.kind}); "
-                "set kind: logistic or interactions: false"
-            )
-        return self
 
 
 class IndexSection(_Section):

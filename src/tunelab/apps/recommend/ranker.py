@@ -222,16 +222,7 @@ def _estimator(cfg: RankerSection) -> Any:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        if not cfg.interactions:
-            return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-        from sklearn.preprocessing import PolynomialFeatures
-
-        return make_pipeline(
-            StandardScaler(),
-            PolynomialFeatures(degree=2, include_bias=False),
-            StandardScaler(),
-            LogisticRegression(C=1.0, max_iter=3000),
-        )
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(

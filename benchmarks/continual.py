@@ -94,28 +94,30 @@ def train(
 
 
 def _same_recipe(run: Path, args: list[str], *, at_least: tuple[str, ...] = ()) -> None:
-    """Exit when a run kept in ``--out`` was trained with other train/continual settings than asked.
+    """Exit when a run kept in ``--out`` was trained with other settings than asked.
 
-    ``at_least``: settings where a larger saved value will do (``first`` storing more rows a label).
     Runs are reused by name; one from an older protocol (2 epochs, 20 stored rows) would otherwise
-    stand in for this one silently.
+    stand in for this one silently. Every ``section.field=value`` argument but the data files is
+    compared with the run's config.json, the last one of a key winning and values read as YAML,
+    as ``tunelab train`` reads them. ``at_least``: keys where a larger saved value will do
+    (``first`` storing more rows a label than this invocation replays).
     """
+    import yaml
+
     saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    for arg in args:
-        key, _, value = arg.partition("=")
+    wanted = dict(arg.split("=", 1) for arg in args if "=" in arg and "." in arg.split("=", 1)[0])
+    for key, text in wanted.items():
         section, _, field = key.partition(".")
-        if section not in ("train", "continual") or field not in saved.get(section, {}):
+        if section == "data" or not isinstance(saved.get(section), dict) or field not in saved[section]:
             continue
-        have = saved[section][field]
-        if value.lower() in ("null", "none"):
-            same = have is None
+        have, value = saved[section][field], yaml.safe_load(text)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
+        if numbers:
+            same = have >= value if key in at_least else float(have) == float(value)
         else:
-            try:
-                same = float(have) >= float(value) if key in at_least else float(have) == float(value)
-            except (TypeError, ValueError):
-                same = str(have).lower() == value.lower()
+            same = have == value
         if not same:
-            sys.exit(f"{run}: trained with {key}={have}, not {value}; use another --out or delete that run")
+            sys.exit(f"{run}: trained with {key}={have}, not {text}; use another --out or delete that run")
 
 
 def accuracies(run: Path, table: pd.DataFrame, old: list[str], new: list[str]) -> dict[str, float]:

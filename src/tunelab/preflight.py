@@ -112,7 +112,8 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
 
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
             checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
-            check_probe_rows(cfg, checked.previous, checked.splits)  # continual.head: probe
+            if new_run:  # continual.head: probe (a resumed run's checkpoint holds its fitted head)
+                check_probe_rows(cfg, checked.previous, checked.splits)
         except TunelabError as exc:
             errors.append(exc)
     return checked

@@ -486,7 +486,14 @@ def test_a_killed_continued_run_resumes_to_the_uninterrupted_result(
         mp.setattr(train_loop, "save_checkpoint", die_after)
         with pytest.raises(_Killed):
             tunelab.train(from_run=run, overrides=[*base, "name=killed"], show_progress=False)
-    resumed = tunelab.train(resume=tmp_path / "killed.partial", show_progress=False)
+    from tunelab.train.continual_setup import Continuation
+
+    def never(*args, **kwargs):
+        raise AssertionError("a resumed run's checkpoint holds its head: no refit")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Continuation, "probe_head", never)
+        resumed = tunelab.train(resume=tmp_path / "killed.partial", show_progress=False)
     assert resumed.summary["head_init"] == reference.summary["head_init"]
     assert resumed.summary["probe_train_accuracy"] == reference.summary["probe_train_accuracy"]
     assert resumed.summary["continual"]["labels_added"] == [NEW]
@@ -672,7 +679,9 @@ def test_continual_head_probe_refuses_old_labels_without_a_training_row(
     """rehearsal_total=1 over two old labels leaves one without a row: the probe would make it
     unlikely (bias -10), so the run is refused in one line before any folder is written."""
     run, _ = first
-    with pytest.raises(ConfigError, match=r"continual\.head=probe: old label\(s\) (sports|weather) have no"):
+    with pytest.raises(
+        ConfigError, match=r"old label\(s\) (sports|weather) have no row.*rehearsal_total of at least 2"
+    ):
         tunelab.train(
             from_run=run,
             overrides=[f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", "name=p", "train.epochs=1",
@@ -701,6 +710,8 @@ def test_an_empty_stored_sample_is_noted_when_rehearsal_is_asked_for() -> None:
     empty = Dataset(texts=[], text_pairs=None, labels=[], source="x")
     assert "stored no rows" in (short_sample_note(empty, ContinualConfig(rehearsal=50)) or "")
     assert short_sample_note(empty, ContinualConfig(rehearsal=0)) is None
+    # rehearsal_total=0 asks for no rows (it takes precedence): nothing to note
+    assert short_sample_note(empty, ContinualConfig(rehearsal=50, rehearsal_total=0)) is None
 
 
 @pytest.mark.parametrize(
@@ -711,3 +722,13 @@ def test_the_report_shows_the_head_learning_rate_the_head_really_had(head_init: 
 
     cfg = RunConfig.from_dict({"train": {"learning_rate": 5e-5}})
     assert hyperparameters(cfg, head_init=head_init)["head learning rate"] == want
+
+
+def test_the_probe_refusal_is_single_label_only() -> None:
+    """A multi-label probe skips itself when a label is never present (the copied head stays)."""
+    from tunelab.train.continual import refuse_unprobed_old_labels
+
+    labels = LabelMap(["a", "b", "c"])
+    refuse_unprobed_old_labels([[2], [2, 0]], labels, ContinualConfig(), 2)  # b missing: no refusal
+    with pytest.raises(ConfigError, match=r"old label\(s\) b have no row.*continual\.rehearsal\)"):
+        refuse_unprobed_old_labels([2, 0], labels, ContinualConfig(), 2)

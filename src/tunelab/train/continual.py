@@ -266,6 +266,7 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
         raise RunError(
             f"--from {cc.from_run}: no {REHEARSAL_FILE} in that run (it was trained before tunelab stored a "
             "rehearsal sample); set continual.rehearsal=0 to continue without rehearsal"
+            + (" (with continual.head=copy)" if cc.head == "probe" else "")
         )
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
@@ -281,11 +282,12 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
 def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
     """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks.
 
-    A continued run inherits the previous run's ``continual.rehearsal``; asking for more (an
-    override, or a config naming ``continual.from_run``) than it stored replays what is there,
-    and the run says so instead of quietly replaying less, or nothing.
+    A continued run replays up to ``continual.rehearsal`` stored rows a label (the previous run's
+    own setting unless overridden); where the previous run stored fewer of every label (it asked
+    for fewer, or its labels had fewer training rows) it replays what is there and says so instead
+    of quietly replaying less, or nothing. ``rehearsal_total`` (even 0) asks for a total instead.
     """
-    if cc.rehearsal_total or not cc.rehearsal:
+    if cc.rehearsal_total is not None or not cc.rehearsal:
         return None
     if not rehearsal.labels:
         return (
@@ -301,23 +303,31 @@ def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
     )
 
 
-def refuse_unprobed_old_labels(rows: list[Any], labels: LabelMap, num_old: int) -> None:
+def refuse_unprobed_old_labels(rows: list[Any], labels: LabelMap, cc: ContinualConfig, num_old: int) -> None:
     """``continual.head: probe`` needs a training row of every old label; one-line error otherwise.
 
-    ``rows``: the training rows' label ids (lists for multi-label), rehearsal rows included. A label
-    without one gets the probe's absent-label bias and would never be predicted again.
+    ``rows``: the training rows' label ids, rehearsal rows included. Single-label only: there a
+    label without a row gets the probe's absent-label bias and would never be predicted again
+    (a multi-label probe skips itself when a label is never present, and the copied head stays).
 
     Raises:
-        ConfigError: naming up to three such labels.
+        ConfigError: naming up to three such labels and the setting that would give them rows.
     """
-    present = {i for label in rows for i in (label if isinstance(label, list) else [label])}
+    if any(isinstance(label, list) for label in rows):
+        return
+    present = set(rows)
     missing = [name for i, name in enumerate(labels.names[:num_old]) if i not in present]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        more = (
+            f"continual.rehearsal_total of at least {num_old} (or null)"
+            if cc.rehearsal_total is not None
+            else "more rehearsal rows (continual.rehearsal)"
+        )
         raise ConfigError(
-            f"continual.head=probe: old label(s) {shown} have no training row (the previous run's "
-            "stored sample gives them none), so the refitted head would never predict them; use "
-            "continual.head=copy, or more rehearsal rows (continual.rehearsal)"
+            f"continual.head=probe: old label(s) {shown} have no row among the new rows and the "
+            f"replayed sample, so the refitted head would never predict them; use continual.head=copy, "
+            f"or {more}"
         )
 
 
@@ -328,7 +338,7 @@ def check_probe_rows(cfg: RunConfig, previous: Previous, splits: Splits) -> None
     rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
     rehearsal, _ = without_held_out(rehearsal, splits)
     rows = [*(splits.train.labels or []), *(rehearsal.labels or [])]
-    refuse_unprobed_old_labels(rows, splits.labels, len(previous.labels))
+    refuse_unprobed_old_labels(rows, splits.labels, cfg.continual, len(previous.labels))
 
 
 def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:

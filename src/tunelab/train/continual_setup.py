@@ -86,10 +86,11 @@ class Continuation:
         Returns (run.json's ``head_init``, the probe's training accuracy or None when it was skipped).
 
         Raises:
-            ConfigError: an old label has no training row (the stored sample lacks it, or
-                ``rehearsal_total`` is smaller than the old labels): the probe would make it unlikely.
+            ConfigError: single-label, an old label has no training row (none among the new rows
+                and the replayed sample): the probe would make it unlikely.
         """
-        refuse_unprobed_old_labels(enc_train.labels or [], self.splits.labels, self.num_old)
+        labels, cc = self.splits.labels, self.cfg.continual
+        refuse_unprobed_old_labels(enc_train.labels or [], labels, cc, self.num_old)
         accuracy = self.task.probe_head(
             model, enc_train, num_labels=len(self.splits.labels.names), seed=self.cfg.train.seed
         )

@@ -199,8 +199,9 @@ def main() -> int:
     runs["retrain"] = train(
         out, "retrain", [str(CONFIG), *scratch, f"data.train={out / 'all_train.csv'}", dev_all]
     )
-    # head=copy: a --set continual.head=probe needs rehearsal rows, which the naive run has none of.
-    runs["naive"] = cont("naive", "continual.rehearsal=0", "continual.head=copy")
+    # Naive: no rehearsal and no penalty whatever --set says (head=probe and ewc need rehearsal rows).
+    naive = ("continual.rehearsal=0", "continual.head=copy", "continual.ewc=0", "continual.distill=0")
+    runs["naive"] = cont("naive", *naive)
     dev = pd.read_csv(out / "all_dev.csv")
     selection: list[dict[str, Any]] = []
 

@@ -105,7 +105,8 @@ def _same_recipe(run: Path, args: list[str], *, at_least: tuple[str, ...] = ()) 
     import yaml
 
     saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    wanted = dict(arg.split("=", 1) for arg in args if "=" in arg and "." in arg.split("=", 1)[0])
+    pairs = (arg.split("=", 1) for arg in args if "=" in arg)
+    wanted = {key: text for key, text in pairs if "." in key}  # the last of a key wins
     for key, text in wanted.items():
         section, _, field = key.partition(".")
         if section == "data" or not isinstance(saved.get(section), dict) or field not in saved[section]:

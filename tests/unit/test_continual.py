@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -55,6 +56,14 @@ def first(
 @pytest.fixture
 def new_csv(tmp_path: Path, text_maker) -> Path:
     return _csv(tmp_path / "new.csv", [NEW], 20, 2, text_maker)
+
+
+def _train_from(run: Path, new_csv: Path, out: Path, name: str, *extra: str) -> Any:
+    """``tunelab train --from RUN`` on the new rows into ``out``, one epoch unless ``extra`` says.
+
+    (``_continue`` below runs 2 epochs and returns the summary and the model.)"""
+    overrides = [f"data.train={new_csv}", f"output_dir={out}", f"name={name}", "train.epochs=1", *extra]
+    return tunelab.train(from_run=run, overrides=overrides, show_progress=False)
 
 
 def _stored(run: Path) -> list[dict]:
@@ -576,18 +585,14 @@ def test_the_augment_filter_is_skipped_with_a_note_when_train_has_one_label(
 ) -> None:
     """One new label and no rehearsal: the filter's classifier has nothing to tell it from."""
     run, _ = first
-    result = tunelab.train(
-        from_run=run,
-        overrides=[
-            f"data.train={new_csv}",
-            f"output_dir={tmp_path}",
-            "name=one-label",
-            "continual.rehearsal=0",
-            "augment.methods=[swap]",
-            "augment.filter=true",
-            "train.epochs=1",
-        ],
-        show_progress=False,
+    result = _train_from(
+        run,
+        new_csv,
+        tmp_path,
+        "one-label",
+        "continual.rehearsal=0",
+        "augment.methods=[swap]",
+        "augment.filter=true",
     )
     info = result.summary["augmentation"]
     assert info["filter"] is False and info["kept"] == info["made"] > 0
@@ -615,12 +620,7 @@ def test_continual_head_probe_refits_the_grown_head_before_training(
         return original(model, setup, **kwargs)
 
     monkeypatch.setattr(trainer_module, "run_loop", spy)
-    result = tunelab.train(
-        from_run=run,
-        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path}", "name=h", "train.epochs=1",
-                   f"continual.head={head}", "continual.rehearsal=5"],
-        show_progress=False,
-    )  # fmt: skip
+    result = _train_from(run, new_csv, tmp_path, "h", f"continual.head={head}", "continual.rehearsal=5")
     if head == "copy":
         assert torch.equal(seen["weight"][:2], old_rows)
         assert seen["head_init"] == "random" and result.summary["head_init"] == "continued"
@@ -649,27 +649,13 @@ def test_a_sample_smaller_than_asked_is_replayed_whole_with_a_note(
     """``first`` stored 5 rows a label (its continual.rehearsal, which a continued run inherits);
     asking for 50 replays the 5 and says so."""
     run, _ = first
-    result = tunelab.train(
-        from_run=run,
-        overrides=[
-            f"data.train={new_csv}",
-            f"output_dir={tmp_path}",
-            "name=short",
-            "train.epochs=1",
-            "continual.rehearsal=50",
-        ],
-        show_progress=False,
-    )
+    result = _train_from(run, new_csv, tmp_path, "short", "continual.rehearsal=50")
     assert result.summary["continual"]["rehearsal_rows"] == 10
     assert any(
         "stored at most 5 rows a label, fewer than continual.rehearsal=50" in n
         for n in result.summary["notes"]
     )
-    exact = tunelab.train(
-        from_run=run,
-        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path}", "name=exact", "train.epochs=1"],
-        show_progress=False,
-    )  # fmt: skip
+    exact = _train_from(run, new_csv, tmp_path, "exact")
     assert not any("fewer than continual.rehearsal" in n for n in exact.summary["notes"])
 
 
@@ -682,12 +668,9 @@ def test_continual_head_probe_refuses_old_labels_without_a_training_row(
     with pytest.raises(
         ConfigError, match=r"old label\(s\) (sports|weather) have no row.*rehearsal_total of at least 2"
     ):
-        tunelab.train(
-            from_run=run,
-            overrides=[f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", "name=p", "train.epochs=1",
-                       "continual.head=probe", "continual.rehearsal_total=1"],
-            show_progress=False,
-        )  # fmt: skip
+        _train_from(
+            run, new_csv, tmp_path / "runs", "p", "continual.head=probe", "continual.rehearsal_total=1"
+        )
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 

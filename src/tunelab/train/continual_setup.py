@@ -91,9 +91,7 @@ class Continuation:
         """
         labels, cc = self.splits.labels, self.cfg.continual
         refuse_unprobed_old_labels(enc_train.labels or [], labels, cc, self.num_old)
-        accuracy = self.task.probe_head(
-            model, enc_train, num_labels=len(self.splits.labels.names), seed=self.cfg.train.seed
-        )
+        accuracy = self.task.probe_head(model, enc_train, num_labels=len(labels), seed=self.cfg.train.seed)
         if math.isnan(accuracy):  # the task has no probe or could not fit it: the copied head stays
             return "continued", None
         return "continued-probe", accuracy

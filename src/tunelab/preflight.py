@@ -107,6 +107,12 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         check_augment(cfg, checked.task)
     except TunelabError as exc:
         errors.append(exc)
+    try:
+        from tunelab.train.pseudo_rows import check_self_training
+
+        check_self_training(cfg, checked.task)
+    except TunelabError as exc:
+        errors.append(exc)
     if cfg.continual.from_run is not None and checked.splits is not None and checked.method is not None:
         from tunelab.train.continual import check_probe_rows, open_previous
 

@@ -39,6 +39,7 @@ from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import fitted_head
 from tunelab.train.precision import Precision, resolve_precision
+from tunelab.train.pseudo_rows import add_pseudo_labelled_rows
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,9 @@ def train(
     sampled = splits.train
     # augment: EDA rows join the training split only (dev and test are already read or carved).
     splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
+    # self_training: the frozen probe's confident labels of unlabelled texts join train (after
+    # augmenting, so only labelled rows are augmented; never stored for rehearsal).
+    splits, self_training = add_pseudo_labelled_rows(splits, cfg, task, model, tokenizer)
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
         splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))
@@ -224,6 +228,7 @@ def train(
             probe_accuracy=probe_accuracy,
             base_fingerprint=base_fingerprint,
             augmentation=augmentation,
+            self_training=self_training,
             precision=precision,
             precision_before=precision_before,
             loss_term=loss_term,
@@ -252,6 +257,7 @@ def _train_in(
     probe_accuracy: float | None,
     base_fingerprint: str | None,
     augmentation: dict[str, Any] | None,
+    self_training: dict[str, Any] | None,
     precision: Precision,
     precision_before: str | None = None,
     loss_term: Callable[[torch.nn.Module], torch.Tensor] | None = None,
@@ -373,6 +379,7 @@ def _train_in(
             "test": len(splits.test) if splits.test is not None else 0,
         },
         "augmentation": augmentation,  # augment: rows made and kept (train rows include them)
+        "self_training": self_training,  # pseudo-labelled rows added (train rows include them)
         "continual": continual,  # train --from: the previous run, labels added, rehearsal rows, penalties
         "threshold": threshold,
         "head_init": head_init,

@@ -1,0 +1,127 @@
+"""Self-training (``self_training.unlabeled``): a frozen probe's confident labels of unlabelled texts
+join the training split only, capped per label; bad input is refused before a run folder exists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tunelab
+from tunelab.config import RunConfig, SelfTrainingConfig
+from tunelab.errors import ConfigError, DataError
+from tunelab.tasks import get_task
+from tunelab.train import pseudo_rows
+
+
+def _unlabeled(path: Path, texts: list[str], column: str = "text") -> Path:
+    pd.DataFrame({column: texts, "note": ["x"] * len(texts)}).to_csv(path, index=False)
+    return path
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match=r"self_training\.per_label=0 .*self_training\.min_confidence=1"):
+        SelfTrainingConfig(per_label=0, min_confidence=1.0)
+    with pytest.raises(ConfigError, match=r"self_training\.rounds=True"):
+        SelfTrainingConfig(rounds=True)
+    with pytest.raises(ConfigError, match=r"self_training\.unlabeled=' '"):
+        SelfTrainingConfig(unlabeled=" ")
+
+
+def _clusters(rng: np.random.Generator, centres: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.repeat(np.arange(len(centres)), n)
+    x = centres[labels] + 0.05 * rng.standard_normal((len(labels), centres.shape[1]))
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+def test_the_probe_labels_each_row_and_keeps_the_most_confident_per_label() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8)
+    x_train, y_train = _clusters(rng, centres, 4)
+    x_pool, y_pool = _clusters(rng, centres, 30)
+    cfg = RunConfig.from_dict({"self_training": {"per_label": 10, "rounds": 2}})
+    chosen, pseudo, confidence, _ = pseudo_rows._pseudo_label(x_train, y_train, x_pool, cfg)
+    # at most per_label rows of each label, every one labelled as its cluster
+    assert sorted(np.bincount(pseudo).tolist()) == [10, 10, 10]
+    assert (pseudo == y_pool[chosen]).all()
+    # a confidence floor no row reaches keeps none
+    cfg = RunConfig.from_dict({"self_training": {"min_confidence": 0.999999}})
+    chosen, pseudo, _, _ = pseudo_rows._pseudo_label(x_train, y_train, x_pool, cfg)
+    assert len(chosen) == 0 and len(pseudo) == 0
+
+
+def test_the_least_confident_rows_are_the_ones_left_out() -> None:
+    rng = np.random.default_rng(1)
+    centres = np.eye(2, 8)
+    x_train, y_train = _clusters(rng, centres, 4)
+    # pool: 5 clear rows of each label, and 2 ambiguous ones halfway between the clusters
+    x_clear, _ = _clusters(rng, centres, 5)
+    between = (centres[0] + centres[1]) / 2 + 0.01 * rng.standard_normal((2, 8))
+    x_pool = np.vstack([x_clear, between / np.linalg.norm(between, axis=1, keepdims=True)])
+    cfg = RunConfig.from_dict({"self_training": {"per_label": 5, "rounds": 1}})
+    chosen, _, _, _ = pseudo_rows._pseudo_label(x_train, y_train, x_pool, cfg)
+    assert sorted(chosen.tolist()) == list(range(10))  # the two ambiguous rows (10, 11) are not kept
+
+
+def test_pseudo_labelled_rows_join_only_the_training_split(
+    tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path, monkeypatch
+) -> None:
+    task = get_task("single_label")
+    base = tiny_overrides(tiny_bert, train_csv, test_csv, tmp_path / "runs", "data.dev_size=0.2", epochs=1)
+    splits = task.load_splits(RunConfig.from_yaml(None, base).data)
+    fresh = [f"{text} again today" for text in splits.test.texts]  # texts no split holds
+    repeats = [f"  {splits.dev.texts[0].upper()} ", splits.test.texts[1], splits.train.texts[0], fresh[0]]
+    pool = _unlabeled(tmp_path / "pool.csv", [*fresh, *repeats, ""])
+    encoded: list[list[str]] = []
+    real_encode = task.encode
+
+    def spy_encode(tokenizer, dataset, **kwargs):
+        encoded.append(list(dataset.texts))
+        return real_encode(tokenizer, dataset, **kwargs)
+
+    monkeypatch.setattr(task, "encode", spy_encode)
+    overrides = [*base, f"self_training.unlabeled={pool}", "self_training.per_label=3", "name=st"]
+    result = tunelab.train(None, overrides=overrides, show_progress=False)
+    info = result.summary["self_training"]
+    # a dev, a test and a training text and a repeated one are skipped; the empty row too
+    assert info["skipped_empty"] == 1 and info["dropped_as_train_or_held_out"] == 4
+    assert info["pool"] == len(fresh)
+    assert 0 < info["added"] <= 3 * len(splits.labels.names)
+    rows = result.summary["rows"]
+    assert rows == {"train": len(splits.train) + info["added"], "dev": len(splits.dev), "test": len(splits.test)}
+    # the training rows encoded: the labelled ones first, then pseudo-labelled texts from the pool
+    train_enc = [t for t in encoded if len(t) == rows["train"]]
+    assert train_enc and train_enc[-1][: len(splits.train)] == splits.train.texts
+    assert set(train_enc[-1][len(splits.train) :]) <= set(fresh)
+    assert list(splits.dev.texts) in encoded and list(splits.test.texts) in encoded
+    # a later --from replays labelled rows only: the stored sample holds no pseudo-labelled text
+    run = Path(result.run_dir)
+    stored = [json.loads(line)["text"] for line in (run / "rehearsal.jsonl").read_text().splitlines()]
+    assert stored and not set(stored) & set(fresh)
+    assert any("self_training:" in note for note in result.summary["notes"])
+
+
+def test_bad_input_is_refused_before_a_run_folder_exists(
+    tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path, tagged_jsonls
+) -> None:
+    runs = tmp_path / "runs"
+    base = tiny_overrides(tiny_bert, train_csv, test_csv, runs, epochs=1)
+    with pytest.raises(DataError, match=r"self_training\.unlabeled: .*nope\.csv: file not found"):
+        tunelab.train(None, overrides=[*base, f"self_training.unlabeled={tmp_path / 'nope.csv'}"])
+    wrong = _unlabeled(tmp_path / "wrong.csv", ["a text"], column="body")
+    with pytest.raises(DataError, match=r"self_training\.unlabeled: .*wrong\.csv: no column 'text' .*'body'"):
+        tunelab.train(None, overrides=[*base, f"self_training.unlabeled={wrong}"])
+    empty = _unlabeled(tmp_path / "empty.csv", ["", " "])
+    with pytest.raises(DataError, match=r"holds no text"):
+        tunelab.train(None, overrides=[*base, f"self_training.unlabeled={empty}"])
+    pool = _unlabeled(tmp_path / "pool.csv", ["a text"])
+    with pytest.raises(ConfigError, match=r"self_training: data\.task=multi_label is not supported"):
+        tunelab.train(None, overrides=[*base, "data.task=multi_label", f"self_training.unlabeled={pool}"])
+    train, test = tagged_jsonls
+    ner = tiny_overrides(tiny_bert, train, test, runs, "data.task=token_classification", epochs=1)
+    with pytest.raises(ConfigError, match=r"data\.task=token_classification is not supported"):
+        tunelab.train(None, overrides=[*ner, f"self_training.unlabeled={pool}"])
+    assert not runs.exists() or not any(runs.iterdir())

@@ -43,7 +43,7 @@ def test_the_probe_labels_each_row_and_keeps_the_most_confident_per_label() -> N
     x_train, y_train = _clusters(rng, centres, 4)
     x_pool, y_pool = _clusters(rng, centres, 30)
     cfg = RunConfig.from_dict({"self_training": {"per_label": 10, "rounds": 2}})
-    chosen, pseudo, confidence, _ = pseudo_rows._pseudo_label(x_train, y_train, x_pool, cfg)
+    chosen, pseudo, _, _ = pseudo_rows._pseudo_label(x_train, y_train, x_pool, cfg)
     # at most per_label rows of each label, every one labelled as its cluster
     assert sorted(np.bincount(pseudo).tolist()) == [10, 10, 10]
     assert (pseudo == y_pool[chosen]).all()
@@ -51,6 +51,18 @@ def test_the_probe_labels_each_row_and_keeps_the_most_confident_per_label() -> N
     cfg = RunConfig.from_dict({"self_training": {"min_confidence": 0.999999}})
     chosen, pseudo, _, _ = pseudo_rows._pseudo_label(x_train, y_train, x_pool, cfg)
     assert len(chosen) == 0 and len(pseudo) == 0
+
+
+def test_pseudo_labels_are_label_ids_when_some_label_has_no_training_row() -> None:
+    """The probe's classes are the ids in train (here 1 and 2 of 0..2), not its column numbers."""
+    rng = np.random.default_rng(2)
+    centres = np.eye(3, 8)
+    x_train, y_train = _clusters(rng, centres[1:], 4)
+    x_pool, y_pool = _clusters(rng, centres[1:], 6)
+    cfg = RunConfig.from_dict({"self_training": {"rounds": 1}})
+    chosen, pseudo, _, _ = pseudo_rows._pseudo_label(x_train, y_train + 1, x_pool, cfg)
+    assert len(chosen) == 12 and set(pseudo.tolist()) == {1, 2}
+    assert (pseudo == y_pool[chosen] + 1).all()
 
 
 def test_the_least_confident_rows_are_the_ones_left_out() -> None:
@@ -87,11 +99,12 @@ def test_pseudo_labelled_rows_join_only_the_training_split(
     result = tunelab.train(None, overrides=overrides, show_progress=False)
     info = result.summary["self_training"]
     # a dev, a test and a training text and a repeated one are skipped; the empty row too
-    assert info["skipped_empty"] == 1 and info["dropped_as_train_or_held_out"] == 4
+    assert info["skipped_empty"] == 1 and info["dropped_as_repeated"] == 4
     assert info["pool"] == len(fresh)
     assert 0 < info["added"] <= 3 * len(splits.labels.names)
     rows = result.summary["rows"]
-    assert rows == {"train": len(splits.train) + info["added"], "dev": len(splits.dev), "test": len(splits.test)}
+    added = info["added"]
+    assert rows == {"train": len(splits.train) + added, "dev": len(splits.dev), "test": len(splits.test)}
     # the training rows encoded: the labelled ones first, then pseudo-labelled texts from the pool
     train_enc = [t for t in encoded if len(t) == rows["train"]]
     assert train_enc and train_enc[-1][: len(splits.train)] == splits.train.texts
@@ -102,6 +115,10 @@ def test_pseudo_labelled_rows_join_only_the_training_split(
     stored = [json.loads(line)["text"] for line in (run / "rehearsal.jsonl").read_text().splitlines()]
     assert stored and not set(stored) & set(fresh)
     assert any("self_training:" in note for note in result.summary["notes"])
+    # train --from: the unlabelled file is old data, reset like the data files
+    from tunelab.train.continual import continued_config
+
+    assert continued_config(run, [f"data.train={train_csv}"]).self_training.unlabeled is None
 
 
 def test_bad_input_is_refused_before_a_run_folder_exists(
@@ -117,6 +134,10 @@ def test_bad_input_is_refused_before_a_run_folder_exists(
     empty = _unlabeled(tmp_path / "empty.csv", ["", " "])
     with pytest.raises(DataError, match=r"holds no text"):
         tunelab.train(None, overrides=[*base, f"self_training.unlabeled={empty}"])
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text('{"text": "a text"}\n{"text": ["two", "texts"]}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"self_training\.unlabeled: .*listed\.jsonl row 2: .*holds a list"):
+        tunelab.train(None, overrides=[*base, f"self_training.unlabeled={listed}"])
     pool = _unlabeled(tmp_path / "pool.csv", ["a text"])
     with pytest.raises(ConfigError, match=r"self_training: data\.task=multi_label is not supported"):
         tunelab.train(None, overrides=[*base, "data.task=multi_label", f"self_training.unlabeled={pool}"])

@@ -17,12 +17,14 @@ HELP = """examples:
   tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
   tunelab train configs/banking77.yaml train.epochs=3 train.batch_size=16 name=quick
   tunelab train configs/banking77.yaml method=setfit data.shots=8 train.epochs=1 name=few   # 8 per intent
+  tunelab train configs/banking77.yaml data.shots=8 self_training.unlabeled=tickets.csv train.epochs=3
   tunelab train --resume runs/quick.partial          # continue a killed run from its last checkpoint
   tunelab train --from runs/demo data.train=tickets.csv data.dev=dev.csv   # new rows and new labels
   tunelab train --from runs/demo data.train=tickets.csv train.epochs=2 continual.distill=0.3
 
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
-train.*, continual.*, output_dir, name. `tunelab validate CONFIG` checks a config without training.
+train.*, augment.*, continual.*, self_training.*, output_dir, name. `tunelab validate CONFIG` checks
+a config without training.
 --from RUN keeps RUN's settings and label ids (new labels are appended), replays a stratified sample
 of its training rows (continual.rehearsal per label) and names the new data with data.train=...
 """

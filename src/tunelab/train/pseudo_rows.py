@@ -6,9 +6,9 @@ the run's method trains on labelled + pseudo-labelled rows as usual (Scudder 196
 when the student is as large as the teacher and trained with noise, as dropout and label smoothing
 do here).
 
-The teacher is a logistic regression on the frozen encoder's pooled features (L2-normalised,
-C = 10), the probe ``train.head_init: probe`` fits, refined by ``rounds`` of its own
-self-training (refitted on the labelled rows plus its confident labels of the pool). Chosen over
+The teacher is a logistic regression on the frozen encoder's pooled features, like the probe
+``train.head_init: probe`` fits but on L2-normalised features with C = 10, refined by ``rounds``
+of its own self-training (refitted on the labelled rows plus its confident labels of the pool). Chosen over
 "the run's own model after a first pass" because it costs one encoding pass instead of a second
 training run, and because a fine-tuned model reproduces its training labels on its own training
 texts, so a second pass of it adds nothing. On BANKING77 with 8 rows per intent (dev split,
@@ -83,20 +83,32 @@ def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
             f"{describe_columns(df)}); name the texts' column {column!r}"
         )
     values = df[column]
-    texts = [str(v).strip() for v in values if isinstance(v, str) or not pd.isna(v)]
-    kept = [t for t in texts if t]
+    kept: list[str] = []
+    for row, value in values.items():
+        if isinstance(value, str):
+            if value.strip():
+                kept.append(value.strip())
+        elif not pd.api.types.is_scalar(value):  # a JSONL or Parquet cell holding a list
+            raise DataError(
+                f"{FIELD}: {path} row {row}: column {column!r} holds a {type(value).__name__}, not a "
+                "text; give one text per row"
+            )
+        elif not pd.isna(value):
+            kept.append(str(value).strip())
     if not kept:
         raise DataError(f"{FIELD}: {path}: column {column!r} holds no text; add texts or remove it")
     return kept, len(values) - len(kept)
 
 
 def add_pseudo_labelled_rows(
-    splits: Splits, cfg: RunConfig, task: Task, model: nn.Module, tokenizer: Any
+    splits: Splits, labelled: Dataset, cfg: RunConfig, task: Task, model: nn.Module, tokenizer: Any
 ) -> tuple[Splits, dict[str, Any] | None]:
     """``splits`` with pseudo-labelled rows appended to ``train`` (dev and test as they were).
 
     Args:
-        splits: the run's splits.
+        splits: the run's splits (``train`` may already hold augmented rows).
+        labelled: the rows the probe is fitted on: the training rows before augmentation (EDA's
+            edited copies would teach it their noise), rehearsal rows included.
         cfg: the run's config (its ``self_training`` section; ``train.seed`` seeds the probe).
         task: the run's task (encodes the rows).
         model: the model before the method is applied: its encoder gives the probe's features.
@@ -114,19 +126,19 @@ def add_pseudo_labelled_rows(
         "unlabeled": st.unlabeled,
         "read": len(texts) + empty,
         "skipped_empty": empty,
-        "dropped_as_train_or_held_out": dropped,
+        "dropped_as_repeated": dropped,
         "pool": len(pool),
         "per_label": st.per_label,
         "rounds": st.rounds,
         "min_confidence": st.min_confidence,
     }
-    labels = np.asarray(splits.train.labels or [])
+    labels = np.asarray(labelled.labels or [])
     if not pool or len(set(labels.tolist())) < 2:
         info["added"] = 0
         why = "no unlabelled text is new" if not pool else "the training rows have one label"
         note = f"self_training: no row added ({why})"
         return dataclasses.replace(splits, notes=[*splits.notes, note]), info
-    x_train = _features(task, tokenizer, model, splits.train, cfg)
+    x_train = _features(task, tokenizer, model, labelled, cfg)
     x_pool = _features(task, tokenizer, model, Dataset(pool, None, None, source=st.unlabeled), cfg)
     chosen, pseudo, confidence, train_accuracy = _pseudo_label(x_train, labels, x_pool, cfg)
     rows = Dataset(
@@ -142,19 +154,20 @@ def add_pseudo_labelled_rows(
         source=splits.train.source,
     )
     per_label = Counter(int(label) for label in pseudo)
+    trained = sorted(set(labels.tolist()))
     info.update(
         added=len(chosen),
         probe_train_accuracy=round(train_accuracy, 4),
         mean_confidence=round(float(confidence.mean()), 4) if len(chosen) else None,
         labels_with_rows=len(per_label),
-        fewest_per_label=min(per_label.values()) if per_label else 0,
+        fewest_per_label=min(per_label.get(int(label), 0) for label in trained),
     )
     note = (
         f"self_training: {len(chosen)} pseudo-labelled rows added to train from {st.unlabeled} "
         f"({len(pool)} new texts, at most {st.per_label} a label, {st.rounds} probe rounds)"
     )
     if dropped:
-        note += f"; {dropped} texts skipped as equal to a training, dev or test text"
+        note += f"; {dropped} texts skipped as repeating a training, dev or test text or an earlier one"
     logger.info("%s", note)
     return dataclasses.replace(splits, train=train, notes=[*splits.notes, note]), info
 

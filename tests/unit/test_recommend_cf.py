@@ -44,24 +44,6 @@ def test_ease_factors_score_like_the_full_ease_matrix() -> None:
     np.testing.assert_allclose(model.fold_in(liked), model.user_vector("u5"), rtol=1e-5, atol=1e-6)
 
 
-def test_the_recent_vector_weights_each_positive_by_its_recency() -> None:
-    users, items = planted()
-    model = fit_cf(users, items, 32, CFSection(algorithm="ease", factors=8, lam=10.0))
-    fold = model.fold_factors
-    # oldest first, half-life 1: a positive k positives older than the newest weighs 0.5 ** k; the
-    # repeated 3 counts once at its newest weight, 31 has no factors, 99 is past the catalogue
-    vector = model.recent_vector(np.array([1, 3, 31, 7, 99, 3]), half_life=1.0)
-    weights = {3: 1.0, 99: 0.5, 7: 0.25, 31: 0.125, 1: 0.03125}
-    expected = weights[3] * fold[3] + weights[7] * fold[7] + weights[1] * fold[1]
-    np.testing.assert_allclose(vector, expected, rtol=1e-5, atol=1e-6)
-    # an infinite half-life is the plain fold-in; no positive with factors, or ALS: none
-    liked = items[users == "u5"]
-    np.testing.assert_allclose(model.recent_vector(liked, 1e12), model.fold_in(liked), rtol=1e-5, atol=1e-6)
-    assert model.recent_vector(np.array([31]), 5.0) is None
-    als = fit_cf(users, items, 30, CFSection(algorithm="als", factors=8, iterations=2))
-    assert als.recent_vector(np.array([1, 2]), 5.0) is None
-
-
 def test_ease_factors_survive_save_and_load(tmp_path) -> None:
     users, items = planted()
     cfg = CFSection(algorithm="ease", factors=8)

@@ -467,22 +467,6 @@ def test_a_second_cf_model_is_built_saved_and_read_by_the_ranker(
     kept_out = build(cfg, tmp_path / "train-only", text_model=again.text)  # validation not absorbed
     assert len(kept_out._users["u0"].positives()) < len(positives)
     assert not np.allclose(kept_out.cf2.user_vector("u0"), again.cf2.user_vector("u0"), atol=1e-4)
-    assert np.abs(rows[:, FEATURES.index("cf2_recent_z")]).sum() == 0  # ranker.recent_half_life off
-    # ranker.recent_half_life: the cf2_recent_z column, the z-score of the recency-weighted score
-    raw["ranker"] = {**raw.get("ranker", {}), "recent_half_life": 2.0}
-    recent = build(
-        RecommendConfig.from_dict(raw), tmp_path / "recent", text_model=again.text, absorb_val=True
-    )
-    ctx = recent._context("u0")
-    positives = np.asarray(recent._users["u0"].positives())
-    assert ctx.cf2_recent is not None
-    np.testing.assert_allclose(ctx.cf2_recent, recent.cf2.recent_vector(positives, 2.0), rtol=1e-6)
-    col = recent._features(ctx, items)[:, FEATURES.index("cf2_recent_z")]
-    scores = recent.cf2.item_factors @ ctx.cf2_recent
-    known = recent._has_cf[items]
-    np.testing.assert_allclose(col[known], ((scores - scores[known].mean()) / scores[known].std())[known],
-                               rtol=1e-4, atol=1e-4)  # fmt: skip
-    assert (col[~known] == 0).all()
     # a live positive refolds the second model's user vector too
     before = again._context("u0").cf2_vector.copy()
     again.record_event("u0", "coo1", rating=5)

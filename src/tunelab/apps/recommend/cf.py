@@ -88,24 +88,6 @@ class CFModel:
         )
         return np.asarray(self._als_model().recalculate_user(0, row), dtype=np.float32)
 
-    def recent_vector(self, positives: np.ndarray, half_life: float) -> np.ndarray | None:
-        """EASE: the user's vector with each positive weighted by recency, 0.5 ** (age / half_life)
-        where age counts the positives after it (``positives`` oldest first); a repeated positive
-        counts once, at its newest weight. None for ALS and BPR, or when no positive has factors."""
-        if self.fold_factors is None or len(positives) == 0:
-            return None
-        positives = np.asarray(positives, dtype=np.int64)
-        weights = 0.5 ** (np.arange(len(positives))[::-1] / half_life)
-        newest_first = positives[::-1]
-        items, first = np.unique(newest_first, return_index=True)
-        weights = weights[::-1][first]
-        keep = (items >= 0) & (items < self.n_items)
-        items, weights = items[keep], weights[keep]
-        keep = self.has_cf[items]
-        if not keep.any():
-            return None
-        return (weights[keep, None] * self.fold_factors[items[keep]]).sum(axis=0).astype(np.float32)
-
     def scores(self, vector: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Dot products (C,) of ``vector`` with the factors of catalog ``items`` (0 past the CF catalog)."""
         out = np.zeros(len(items), dtype=np.float32)

@@ -273,10 +273,6 @@ class RankerSection(_Section):
     # without CF are always ranked by the separate text-only model (see ranker): this only
     # changes the blended model, so the warm ranking.
     cold_share: float = Field(default=0.0, ge=0, lt=1)
-    # cf2_recent_z: cf.second's EASE score from the user's positives weighted by recency (the
-    # newest 1, the one ``recent_half_life`` positives older 0.5, ...), beside its score from all of
-    # them, so the ranker can follow a taste that moved; null: off (the column stays 0).
-    recent_half_life: float | None = Field(default=None, gt=0)
     seed: int = 0
 
 

@@ -10,10 +10,6 @@
   user, and whether there is one (item and user both have factors);
 - ``cf2`` and ``cf2_z``: the same for ``cf.second``'s model (0 without one; an item has factors
   in both or in neither, as both are fitted on the same positives);
-- ``cf2_recent_z``: the z-score of ``cf.second``'s score from the user's positives weighted by
-  recency (``ranker.recent_half_life``; EASE only, whose user vector is a sum over positives; 0
-  when off): a held-out positive follows what the user liked lately more than their whole
-  history (MovieLens' split is chronological);
 - ``log_pop``: log(1 + the item's positives);
 - ``log_age_days``: log(1 + days since the item's last interaction), taken at the latest
   interaction time known; an item never interacted with (a cold item, or one added without
@@ -38,13 +34,12 @@ FEATURES = (
     "has_cf",
     "cf2",
     "cf2_z",
-    "cf2_recent_z",
     "log_pop",
     "log_age_days",
     "log_user_positives",
 )
 #: The features a cold item lacks: masked on a share of the ranker's training rows.
-COLLABORATIVE = ("cf", "cf_z", "has_cf", "cf2", "cf2_z", "cf2_recent_z", "log_pop", "log_age_days")
+COLLABORATIVE = ("cf", "cf_z", "has_cf", "cf2", "cf2_z", "log_pop", "log_age_days")
 #: text_max and text_mean read the user's most recent positives only, so a heavy user costs no more.
 MAX_PROFILE = 100
 _DAY = 86_400.0
@@ -89,7 +84,6 @@ class UserContext:
         text_moments: mean and standard deviation of ``text_query`` over the catalog.
         cf_moments: mean and standard deviation of the CF score over the items with factors.
         cf2_vector, cf2_moments: the same for ``cf.second``'s model (None: no second model).
-        cf2_recent, cf2_recent_moments: its recency-weighted vector (None: off) and moments.
     """
 
     query: np.ndarray
@@ -101,8 +95,6 @@ class UserContext:
     cf_moments: tuple[float, float] = (0.0, 1.0)
     cf2_vector: np.ndarray | None = None
     cf2_moments: tuple[float, float] = (0.0, 1.0)
-    cf2_recent: np.ndarray | None = None
-    cf2_recent_moments: tuple[float, float] = (0.0, 1.0)
 
     @property
     def profile(self) -> np.ndarray:
@@ -118,7 +110,6 @@ def compute(
     cf_scores: np.ndarray | None,
     cf_known: np.ndarray | None,
     cf2_scores: np.ndarray | None = None,
-    cf2_recent_scores: np.ndarray | None = None,
 ) -> np.ndarray:
     """The feature matrix (C, len(FEATURES)) for candidate catalog ``items`` (C,).
 
@@ -130,7 +121,6 @@ def compute(
         cf_scores: (C,) CF scores of the candidates, or None when the user has no CF vector.
         cf_known: (C,) whether each candidate has CF factors.
         cf2_scores: (C,) the second CF model's scores, or None (no second model, or no vector).
-        cf2_recent_scores: (C,) its scores from the recency-weighted vector, or None.
     """
     cand = vectors[items]  # (C, H)
     sims = cand @ ctx.item_vectors.T  # (C, m)
@@ -150,9 +140,6 @@ def compute(
             out[:, col["cf2"]] = np.where(cf_known, cf2_scores, 0.0)
             z2 = (cf2_scores - ctx.cf2_moments[0]) / ctx.cf2_moments[1]
             out[:, col["cf2_z"]] = np.where(cf_known, z2, 0.0)
-        if cf2_recent_scores is not None:
-            mean, std = ctx.cf2_recent_moments
-            out[:, col["cf2_recent_z"]] = np.where(cf_known, (cf2_recent_scores - mean) / std, 0.0)
     out[:, col["log_pop"]] = np.log1p(stats.pop[items])
     out[:, col["log_age_days"]] = stats.log_age_days(items)
     out[:, col["log_user_positives"]] = np.log1p(ctx.n_positives)

@@ -555,14 +555,8 @@ class Recommender:
         recent = np.asarray(positives[-MAX_PROFILE:], dtype=np.int64)
         cf_vector, cf_moments = _cf_user(self.cf, user_id, h, positives)
         cf2_vector, cf2_moments = None, (0.0, 1.0)
-        cf2_recent, cf2_recent_moments = None, (0.0, 1.0)
         if self.cf2 is not None:
             cf2_vector, cf2_moments = _cf_user(self.cf2, user_id, h, positives)
-            half_life = self.config.ranker.recent_half_life
-            if half_life is not None:
-                cf2_recent = self.cf2.recent_vector(np.asarray(positives, dtype=np.int64), half_life)
-            if cf2_recent is not None:
-                cf2_recent_moments = moments(self.cf2.item_factors[self.cf2.has_cf] @ cf2_recent)
         if query_vector is None:
             query_vector = self.text.encode([query])[0]
         ctx = UserContext(
@@ -575,8 +569,6 @@ class Recommender:
             cf_moments=cf_moments,
             cf2_vector=cf2_vector,
             cf2_moments=cf2_moments,
-            cf2_recent=cf2_recent,
-            cf2_recent_moments=cf2_recent_moments,
         )
         self._cache[user_id] = (h.version, len(self._ids), ctx)
         return ctx
@@ -584,12 +576,10 @@ class Recommender:
     def _features(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
         cf_scores = self.cf.scores(ctx.cf_vector, items) if ctx.cf_vector is not None else None
         known = self._has_cf[items] if ctx.cf_vector is not None else None
-        cf2_scores = recent = None
+        cf2_scores = None
         if self.cf2 is not None and ctx.cf2_vector is not None:
             cf2_scores = self.cf2.scores(ctx.cf2_vector, items)
-            if ctx.cf2_recent is not None:
-                recent = self.cf2.scores(ctx.cf2_recent, items)
-        return compute(ctx, items, self.index.vectors, self._stats, cf_scores, known, cf2_scores, recent)
+        return compute(ctx, items, self.index.vectors, self._stats, cf_scores, known, cf2_scores)
 
     def _score(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
         if self.ranker is None:

@@ -138,6 +138,11 @@ def add_pseudo_labelled_rows(
         why = "no unlabelled text is new" if not pool else "the training rows have one label"
         note = f"self_training: no row added ({why})"
         return dataclasses.replace(splits, notes=[*splits.notes, note]), info
+    logger.info(
+        "self_training: the probe reads %d labelled rows and labels %d unlabelled texts",
+        len(labelled),
+        len(pool),
+    )
     x_train = _features(task, tokenizer, model, labelled, cfg)
     x_pool = _features(task, tokenizer, model, Dataset(pool, None, None, source=st.unlabeled), cfg)
     chosen, pseudo, confidence, train_accuracy = _pseudo_label(x_train, labels, x_pool, cfg)

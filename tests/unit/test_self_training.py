@@ -146,3 +146,22 @@ def test_bad_input_is_refused_before_a_run_folder_exists(
     with pytest.raises(ConfigError, match=r"data\.task=token_classification is not supported"):
         tunelab.train(None, overrides=[*ner, f"self_training.unlabeled={pool}"])
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_nothing_is_added_without_new_texts_or_with_one_label(
+    tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path
+) -> None:
+    """Both paths return before anything is encoded (no model is needed), with a note saying why."""
+    overrides = tiny_overrides(tiny_bert, train_csv, test_csv, tmp_path / "runs")
+    splits = get_task("single_label").load_splits(RunConfig.from_yaml(None, overrides).data)
+    old = _unlabeled(tmp_path / "old.csv", [splits.train.texts[0], splits.test.texts[0]])
+    cfg = RunConfig.from_yaml(None, [*overrides, f"self_training.unlabeled={old}"])
+    out, info = pseudo_rows.add_pseudo_labelled_rows(splits, splits.train, cfg, None, None, None)
+    assert info["added"] == 0 and info["pool"] == 0 and out.train.texts == splits.train.texts
+    assert out.notes[-1] == "self_training: no row added (no unlabelled text is new)"
+    new = _unlabeled(tmp_path / "new.csv", ["a text no split holds"])
+    cfg = RunConfig.from_yaml(None, [*overrides, f"self_training.unlabeled={new}"])
+    one = splits.train.take([i for i, label in enumerate(splits.train.labels) if label == 0])
+    out, info = pseudo_rows.add_pseudo_labelled_rows(splits, one, cfg, None, None, None)
+    assert info["added"] == 0 and info["pool"] == 1 and len(out.train) == len(splits.train)
+    assert out.notes[-1] == "self_training: no row added (the training rows have one label)"

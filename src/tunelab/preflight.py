@@ -48,6 +48,7 @@ class Checked:
     splits: Any = None
     model: Any = None
     previous: Any = None  # train --from: the run continued (tunelab.train.continual.Previous)
+    unlabeled: Any = None  # self_training: the unlabelled texts read, and the empty rows skipped
 
     @property
     def problems(self) -> list[str]:
@@ -110,7 +111,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     try:
         from tunelab.train.pseudo_rows import check_self_training
 
-        check_self_training(cfg, checked.task)
+        checked.unlabeled = check_self_training(cfg, checked.task)
     except TunelabError as exc:
         errors.append(exc)
     if cfg.continual.from_run is not None and checked.splits is not None and checked.method is not None:

@@ -22,6 +22,10 @@ def _unlabeled(path: Path, texts: list[str], column: str = "text") -> Path:
     return path
 
 
+def _read(cfg: RunConfig) -> tuple[list[str], int] | None:
+    return pseudo_rows.check_self_training(cfg, get_task("single_label"))
+
+
 def test_bad_options_are_one_line_errors() -> None:
     with pytest.raises(ConfigError, match=r"self_training\.per_label=0 .*self_training\.min_confidence=1"):
         SelfTrainingConfig(per_label=0, min_confidence=1.0)
@@ -156,12 +160,12 @@ def test_nothing_is_added_without_new_texts_or_with_one_label(
     splits = get_task("single_label").load_splits(RunConfig.from_yaml(None, overrides).data)
     old = _unlabeled(tmp_path / "old.csv", [splits.train.texts[0], splits.test.texts[0]])
     cfg = RunConfig.from_yaml(None, [*overrides, f"self_training.unlabeled={old}"])
-    out, info = pseudo_rows.add_pseudo_labelled_rows(splits, splits.train, cfg, None, None, None)
+    out, info = pseudo_rows.add_pseudo_labelled_rows(splits, splits.train, _read(cfg), cfg, None, None, None)
     assert info["added"] == 0 and info["pool"] == 0 and out.train.texts == splits.train.texts
     assert out.notes[-1] == "self_training: no row added (no unlabelled text is new)"
     new = _unlabeled(tmp_path / "new.csv", ["a text no split holds"])
     cfg = RunConfig.from_yaml(None, [*overrides, f"self_training.unlabeled={new}"])
     one = splits.train.take([i for i, label in enumerate(splits.train.labels) if label == 0])
-    out, info = pseudo_rows.add_pseudo_labelled_rows(splits, one, cfg, None, None, None)
+    out, info = pseudo_rows.add_pseudo_labelled_rows(splits, one, _read(cfg), cfg, None, None, None)
     assert info["added"] == 0 and info["pool"] == 1 and len(out.train) == len(splits.train)
     assert out.notes[-1] == "self_training: no row added (the training rows have one label)"

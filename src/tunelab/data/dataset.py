@@ -31,6 +31,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def extended(self, more: Dataset) -> Dataset:
+        """These rows, then ``more``'s (rows added to a training split: augmented, pseudo-labelled)."""
+        return Dataset(
+            texts=[*self.texts, *more.texts],
+            text_pairs=[*self.text_pairs, *(more.text_pairs or [])] if self.text_pairs is not None else None,
+            labels=[*(self.labels or []), *(more.labels or [])],  # type: ignore[list-item]
+            source=self.source,
+        )
+
     def take(self, positions: list[int]) -> Dataset:
         """The rows at ``positions``, in that order (texts, pairs and labels alike)."""
         return Dataset(

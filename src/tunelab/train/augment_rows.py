@@ -64,7 +64,7 @@ def augment_training_rows(
     filtering = aug.filter and made_count > 0 and (multi or len(set(labels)) >= 2)
     if filtering:
         made = _filter(made, splits.train, task, model, tokenizer, cfg, seed=seed)
-    train = _concat(splits.train, made.rows)
+    train = splits.train.extended(made.rows)
     info = {
         "methods": list(aug.methods),
         "per_example": aug.per_example,
@@ -109,15 +109,6 @@ def _subset(made: Augmented, keep: list[int]) -> Augmented:
         rows=rows.take(keep),
         origin=[made.origin[i] for i in keep],
         methods=[made.methods[i] for i in keep],
-    )
-
-
-def _concat(a: Dataset, b: Dataset) -> Dataset:
-    return Dataset(
-        texts=[*a.texts, *b.texts],
-        text_pairs=[*a.text_pairs, *(b.text_pairs or [])] if a.text_pairs is not None else None,
-        labels=[*(a.labels or []), *(b.labels or [])],  # type: ignore[list-item]
-        source=a.source,
     )
 
 

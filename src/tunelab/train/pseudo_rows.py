@@ -44,15 +44,18 @@ FIELD = "self_training.unlabeled"
 PROBE_C = 10.0
 
 
-def check_self_training(cfg: RunConfig, task: Task) -> None:
+def check_self_training(cfg: RunConfig, task: Task) -> tuple[list[str], int] | None:
     """The ``self_training`` section can run: one label per text, single texts, a readable file.
+
+    Returns:
+        ``read_unlabeled``'s texts and empty-row count (``train`` reuses them), or None when off.
 
     Raises:
         ConfigError: a task whose rows are not one text with one label, or sentence pairs.
         DataError: the file is missing, unreadable, or lacks the text column.
     """
     if cfg.self_training.unlabeled is None:
-        return
+        return None
     if task.output != "label":
         raise ConfigError(
             f"self_training: data.task={task.name} is not supported: pseudo-labels are one label "
@@ -63,7 +66,7 @@ def check_self_training(cfg: RunConfig, task: Task) -> None:
             "self_training: sentence pairs (data.text_pair_column) are not supported: the unlabelled "
             "file holds single texts; remove self_training.unlabeled"
         )
-    read_unlabeled(cfg)
+    return read_unlabeled(cfg)
 
 
 def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
@@ -101,7 +104,13 @@ def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
 
 
 def add_pseudo_labelled_rows(
-    splits: Splits, labelled: Dataset, cfg: RunConfig, task: Task, model: nn.Module, tokenizer: Any
+    splits: Splits,
+    labelled: Dataset,
+    unlabeled: tuple[list[str], int] | None,
+    cfg: RunConfig,
+    task: Task,
+    model: nn.Module,
+    tokenizer: Any,
 ) -> tuple[Splits, dict[str, Any] | None]:
     """``splits`` with pseudo-labelled rows appended to ``train`` (dev and test as they were).
 
@@ -109,6 +118,7 @@ def add_pseudo_labelled_rows(
         splits: the run's splits (``train`` may already hold augmented rows).
         labelled: the rows the probe is fitted on: the training rows before augmentation (EDA's
             edited copies would teach it their noise), rehearsal rows included.
+        unlabeled: ``check_self_training``'s texts and empty-row count (read once, by ``check_run``).
         cfg: the run's config (its ``self_training`` section; ``train.seed`` seeds the probe).
         task: the run's task (encodes the rows).
         model: the model before the method is applied: its encoder gives the probe's features.
@@ -118,9 +128,9 @@ def add_pseudo_labelled_rows(
         The new splits and what was done (None when ``self_training.unlabeled`` is null).
     """
     st = cfg.self_training
-    if st.unlabeled is None:
+    if st.unlabeled is None or unlabeled is None:
         return splits, None
-    texts, empty = read_unlabeled(cfg)
+    texts, empty = unlabeled
     pool, dropped = _new_texts(texts, splits)
     info: dict[str, Any] = {
         "unlabeled": st.unlabeled,
@@ -152,12 +162,7 @@ def add_pseudo_labelled_rows(
         labels=[int(label) for label in pseudo],
         source=f"{st.unlabeled} (pseudo-labelled)",
     )
-    train = Dataset(
-        texts=[*splits.train.texts, *rows.texts],
-        text_pairs=None,
-        labels=[*splits.train.labels, *rows.labels],  # type: ignore[list-item]
-        source=splits.train.source,
-    )
+    train = splits.train.extended(rows)
     per_label = Counter(int(label) for label in pseudo)
     trained = sorted(set(labels.tolist()))
     info.update(

@@ -179,7 +179,9 @@ def train(
     splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
     # self_training: the frozen probe's confident labels of unlabelled texts join train (after
     # augmenting, so only labelled rows are augmented; never stored for rehearsal).
-    splits, self_training = add_pseudo_labelled_rows(splits, sampled, cfg, task, model, tokenizer)
+    splits, self_training = add_pseudo_labelled_rows(
+        splits, sampled, checked.unlabeled, cfg, task, model, tokenizer
+    )
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
         splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))

@@ -322,6 +322,50 @@ def test_distillation_pulls_the_old_logits_towards_the_previous_model() -> None:
     assert term._batch is None
 
 
+class _Bag(nn.Module):
+    """A stand-in classifier over token ids (mean of their embeddings), as the loop calls a model."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 4)
+        self.classifier = nn.Linear(4, n)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> SimpleNamespace:
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1)
+        return SimpleNamespace(logits=self.classifier(pooled))
+
+
+def test_precomputed_teacher_logits_give_the_same_term_without_a_teacher_forward() -> None:
+    """``Distillation.precompute``: the teacher runs once over the training rows, not once a batch."""
+    from tunelab.data.encoding import Encoded, collate
+
+    torch.manual_seed(0)
+    teacher, student = _Bag(2), _Bag(3)
+    grow_into(student, teacher)
+    with torch.no_grad():
+        student.classifier.weight[:2] += torch.randn(2, 4)  # the student has moved away
+    ids = [[1, 5, 2], [1, 7, 8, 9, 2], [1, 3, 2]]
+    enc = Encoded(input_ids=ids, token_type_ids=None, labels=None, pad_id=0)
+    batch = collate(enc, [2, 1])  # padded, in another order than enc's
+    live = Distillation(teacher, get_task("single_label"), num_old=2, weight=2.0, temperature=2.0)
+    cached = Distillation(teacher, get_task("single_label"), num_old=2, weight=2.0, temperature=2.0)
+    cached.precompute(enc, "fp32")
+    calls = []
+    teacher.register_forward_hook(lambda *args: calls.append(1))
+    student.train()
+    live.attach(student)
+    cached.attach(student)
+    student(**batch)
+    expected = live(student)
+    assert len(calls) == 1
+    assert cached(student).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert len(calls) == 1  # the cached term did not run the teacher
+    # a row precompute did not see: the teacher runs for that batch
+    student(**collate(Encoded([[1, 4, 4, 2]], None, None, 0), [0]))
+    assert cached(student) > 0 and len(calls) == 2
+
+
 def test_ewc_is_zero_at_the_old_weights_and_grows_with_the_distance() -> None:
     model = _Linear(2)
     anchor = {n: p.detach().clone() for n, p in model.named_parameters()}

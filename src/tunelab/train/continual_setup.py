@@ -101,6 +101,8 @@ class Continuation:
         model: nn.Module,
         method_term: Callable[[nn.Module], torch.Tensor] | None,
         tokenizer: Any,
+        enc_train: Encoded,
+        precision: str,
     ) -> Callable[[nn.Module], torch.Tensor] | None:
         """The method's loss term plus the penalties ``continual.distill`` and ``continual.ewc`` ask for."""
         cc = self.cfg.continual
@@ -113,6 +115,7 @@ class Continuation:
                 weight=cc.distill,
                 temperature=cc.distill_temperature,
             )
+            distill.precompute(enc_train, precision)
             distill.attach(model)
             terms.append(distill)
         if cc.ewc > 0 and len(self.rehearsal):

@@ -207,7 +207,7 @@ def train(
     model = method.apply(model, options)
     loss_term = method.loss_term
     if continual is not None:
-        loss_term = continual.loss_term(model, loss_term, tokenizer)
+        loss_term = continual.loss_term(model, loss_term, tokenizer, enc_train, precision.name)
     if run is None:
         run = RunFolder.create(cfg.output_dir, cfg.name)
         cfg.save(run.config_json)

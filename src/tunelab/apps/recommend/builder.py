@@ -60,7 +60,9 @@ def build(
         overwrite: replace a recommender folder already at ``out`` (its live items and events go).
         absorb_val: after the ranker is fitted, refit CF on train + val and keep val in the users'
             histories, so nothing a user did is left out of serving (``tunelab app recommend
-            build`` does this; a benchmark keeps val out).
+            build`` does this; a benchmark keeps val out). With the split made here (``train``
+            not given), every interaction is kept: also ``split.test_frac``'s share and the
+            non-positive rows after each user's cutoff, which the split sets aside.
         text_model: a text model already fine-tuned on this ``train`` (it is not trained again):
             the benchmark compares ranker settings on one text model, the costly part of a build.
         cross_scorer: likewise, a cross-encoder already trained on this ``train``
@@ -85,6 +87,10 @@ def build(
     ds = dataset if dataset is not None else load_dataset(cfg)
     lap("read_s")
     split_report: dict[str, Any] = {"given": train is not None}
+    # What serving keeps after absorb_val: the given train + val (a benchmark holds its test rows
+    # out), or, when the split is made here, every interaction, also the test share and the
+    # non-positives after each user's cutoff that the split sets aside (they are seen all the same).
+    served = None if train is not None else ds.interactions
     if train is None:
         sp = split_chronological(
             ds.interactions,
@@ -183,7 +189,7 @@ def build(
         meta["cross_encoder"] = rec.cross.report
         lap("cross_stage_s")
     if absorb_val:
-        both = pd.concat([train, val], ignore_index=True)
+        both = served if served is not None else pd.concat([train, val], ignore_index=True)
         rec.cf, rec.cf2 = fit_both(both)
         history = both[["user_id", "item_id", "time", "positive"]].sort_values("time", kind="stable")
         rec = Recommender(

@@ -44,6 +44,21 @@ def test_ease_factors_score_like_the_full_ease_matrix() -> None:
     np.testing.assert_allclose(model.fold_in(liked), model.user_vector("u5"), rtol=1e-5, atol=1e-6)
 
 
+def test_a_bpr_user_folded_in_keeps_the_item_bias_term() -> None:
+    """implicit's BPR stores the item bias as the last factor and 1 as every user's last factor;
+    a folded-in user has that 1 too, so an item's bias counts as it does for trained users."""
+    users, items = planted()
+    model = fit_cf(users, items, 30, CFSection(algorithm="bpr", factors=8, iterations=5))
+    np.testing.assert_allclose(model.user_factors[:, -1], 1.0)
+    folded = model.fold_in(items[users == "u4"])
+    assert folded is not None and folded[-1] == 1.0
+    # the bias term: an item's score minus its factors' dot product with the rest is its bias
+    scores = model.scores(folded, np.arange(30))
+    np.testing.assert_allclose(
+        scores - model.item_factors[:, :-1] @ folded[:-1], model.item_factors[:, -1], rtol=1e-5, atol=1e-6
+    )
+
+
 def test_ease_factors_survive_save_and_load(tmp_path) -> None:
     users, items = planted()
     cfg = CFSection(algorithm="ease", factors=8)

@@ -221,6 +221,18 @@ def test_a_bad_time_names_the_row(tmp_path: Path) -> None:
         load_dataset(_cfg(paths))
 
 
+def test_epoch_milliseconds_are_refused_naming_the_row(tmp_path: Path) -> None:
+    """Read as seconds they would date the data 50,000 years ahead, before any live event."""
+    paths = write_world(tmp_path)
+    ratings = pd.read_csv(paths["ratings"])
+    ratings["ts"] = ratings["ts"] * 1000
+    ratings.to_csv(paths["ratings"], index=False)
+    with pytest.raises(
+        DataError, match=r"row 2: ts '?1600\d+000'? is not epoch seconds \(milliseconds\? divide"
+    ):
+        load_dataset(_cfg(paths))
+
+
 def test_extra_text_keeps_the_most_frequent_values_lowercased(tmp_path: Path) -> None:
     paths = write_world(tmp_path)
     tags = pd.DataFrame(

@@ -174,6 +174,16 @@ def test_an_added_item_is_rankable_at_once_and_persists(rec: Recommender, rec_fo
     )
 
 
+def test_an_added_items_text_field_named_text_is_not_doubled(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``text`` is the free-text field of ``add_item``; when the items' own text field has that name,
+    it is composed once, as a catalog item's text is."""
+    items = rec.config.items.model_copy(update={"text_fields": ["text"]})
+    monkeypatch.setattr(rec, "config", rec.config.model_copy(update={"items": items}))
+    assert rec.check_item("n1", {"text": "Great sci-fi"}) == ("n1", "Great sci-fi")
+
+
 def test_bad_items_are_refused(rec: Recommender) -> None:
     with pytest.raises(DataError, match="item 'x': empty text; give at least one of title, genres"):
         rec.add_item("x", {"title": "  ", "genres": ""})
@@ -281,6 +291,9 @@ def test_bad_events_are_refused(rec: Recommender) -> None:
         rec.record_event("u0", "spa1", rating="lots")
     with pytest.raises(DataError, match="time 'soon' is not a time"):
         rec.record_event("u0", "spa1", time="soon")
+    for empty in ("", "NaT"):  # both parse to NaT, which has no epoch seconds
+        with pytest.raises(DataError, match=f"time '{empty}' is not a time"):
+            rec.record_event("u0", "spa1", time=empty)
     # recency counts from the newest event's time, shared by all users: one dated 9999 is refused
     with pytest.raises(DataError, match="more than 1 h ahead of the clock"):
         rec.record_event("u0", "spa1", time="9999-12-31T00:00:00")

@@ -80,7 +80,11 @@ class CFModel:
         if len(items) == 0:
             return None
         if self.algorithm == "bpr":
-            return self.item_factors[items].mean(axis=0)
+            # implicit's BPR keeps each item's bias as its last factor and a constant 1 as every
+            # user's: the mean of the liked items' rows would scale the bias by their mean bias.
+            vector = self.item_factors[items].mean(axis=0)
+            vector[-1] = 1.0
+            return vector
         if self.fold_factors is not None:  # EASE: x_u P, the user's row of X B ~ X P Q^T
             return self.fold_factors[items].sum(axis=0)
         row = sp.csr_matrix(

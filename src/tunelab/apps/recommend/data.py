@@ -222,6 +222,9 @@ def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[dict[str, list[s
 
 # -- interactions -----------------------------------------------------------------------------------
 
+#: Epoch values from here on are not seconds (1e11 s is the year 5138): most likely milliseconds.
+EPOCH_SECONDS_MAX = 1e11
+
 
 def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.ndarray:
     """Epoch seconds from numbers (epoch seconds), ISO 8601 strings or a datetime column (Parquet's
@@ -234,6 +237,15 @@ def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.n
             raise DataError(f"{path}: {places[i]}: {column} is empty; every interaction needs a time")
         return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
     numeric = pd.to_numeric(values, errors="coerce")
+    # Epoch milliseconds (RetailRocket's, many event logs') read as seconds would date the catalog
+    # 50,000 years ahead, and every live event, dated in seconds, would land before it.
+    too_large = (numeric.abs() >= EPOCH_SECONDS_MAX).to_numpy()
+    if too_large.any():
+        i = int(np.flatnonzero(too_large)[0])
+        raise DataError(
+            f"{path}: {places[i]}: {column} {values.iloc[i]!r} is not epoch seconds "
+            "(milliseconds? divide the column by 1000) nor ISO 8601"
+        )
     if numeric.notna().all():
         return numeric.to_numpy(dtype=np.float64)
     parsed = pd.to_datetime(values.where(numeric.isna(), None), utc=True, errors="coerce", format="mixed")

@@ -403,7 +403,8 @@ class Recommender:
                 f"item {item_id!r}: unknown field {', '.join(unknown)} (known: {', '.join(known)})"
             )
         text = compose_text(self.config.items, fields)
-        free = fields.get("text")
+        named = {*self.config.items.text_fields, *(e.name for e in self.config.items.extra_text)}
+        free = fields.get("text") if "text" not in named else None  # else compose_text has it already
         if free is not None and str(free).strip():
             text = ". ".join(p for p in (text, str(free).strip()) if p)
         if not text.strip():
@@ -789,6 +790,8 @@ def _event_time(value: Any) -> float:
             stamp = pd.Timestamp(str(value))
         except (ValueError, TypeError, OverflowError):
             raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
+        if pd.isna(stamp):  # "", "nat" and "NaT" parse to NaT, which has no epoch seconds
+            raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601")
         if stamp.tzinfo is None:
             stamp = stamp.tz_localize("UTC")
         when = float(stamp.timestamp())

@@ -591,6 +591,9 @@ def test_rate_limits_and_quotas_count_rankings_items_and_events(api: Api) -> Non
     assert r.status_code == 429 and "q2" not in api.state.recommenders.get("movies").recommender.items
     _, slow = api.state.access.create_key("slow", rate=Rate.parse("1/hour"), quota=None)
     assert [api.rank("u1", token=slow).status_code for _ in range(2)] == [200, 429]
+    # a batch whose every event is refused is still a request: the rate limit counts it
+    _, slow2 = api.state.access.create_key("slow2", rate=Rate.parse("1/hour"), quota=None)
+    assert [api.events([{}], token=slow2).status_code for _ in range(2)] == [200, 429]
 
 
 def test_usage_rows_match_requests_one_each(api: Api) -> None:

@@ -130,12 +130,14 @@ class ServedRecommender:
         return await self._call(self._record_events, list(events))
 
     def _record_events(self, events: list[dict[str, Any]]) -> list[EventOutcome]:
-        known = self._item_ids()  # once per batch; an id missing from it is looked up again
+        known = self._item_ids()  # once per batch; an id missing from it is looked up again, once
+        refreshed = False
         out: list[EventOutcome] = []
         for event in events:
             item_id = str(event["item_id"])
             if item_id not in known:
-                known = self._item_ids()  # added since (by another request)?
+                if not refreshed:  # added since (by another request)? A batch of unknown ids
+                    known, refreshed = self._item_ids(), True  # must not rebuild it per event
                 if item_id not in known:
                     out.append(self._unknown(item_id))
                     continue

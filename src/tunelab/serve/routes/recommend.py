@@ -106,8 +106,11 @@ def _too_many(n: int, what: str, limit: int) -> RequestLimitError:
 
 
 async def _admit(state: ServeState, ctx: RequestContext, caller: Any, units: int) -> None:
-    """Rate and quota for ``units`` (rankings, items or events), like predict's texts."""
-    if caller is not None and units:
+    """Rate and quota for ``units`` (rankings, items or events), like predict's texts.
+
+    Also with no unit (a batch whose every event was refused): the rate counts requests, and a
+    client must not get around it by sending only bad events."""
+    if caller is not None:
         await run_in_threadpool(lambda: state.access.admit(caller, units, request_id=ctx.request_id))
 
 

@@ -87,6 +87,7 @@ def test_bad_documents_are_refused_with_the_reason(obj, message: str) -> None:
 
 def test_lines_and_batches_name_what_is_wrong() -> None:
     assert parse_line(line(1).strip().encode()).id == "n1"
+    assert parse_line(b"\xef\xbb\xbf" + line(1).strip().encode()).id == "n1"  # a file's UTF-8 BOM
     with pytest.raises(ValueError, match="not JSON"):
         parse_line(b'{"id": "a", ')
     with pytest.raises(ValueError, match="not UTF-8"):

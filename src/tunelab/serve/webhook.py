@@ -258,7 +258,9 @@ class OutboxWorker:
                 self.gave_up_note,
             )
             return
-        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        # The exponent is capped: a receiver down for a week (alerts never give up) reaches attempt
+        # 1,025, where 2.0 ** 1024 overflows a float.
+        delay = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(attempt - 1, 60))
         retry_at = now + timedelta(seconds=delay)
         await run_in_threadpool(lambda: self.failed(key, error=reason, retry_at=retry_at, now=now))
         self._next_retry = retry_at if self._next_retry is None else min(self._next_retry, retry_at)

@@ -177,7 +177,9 @@ def parse_line(
         ValueError: the line is not UTF-8, not JSON, or not a valid document.
     """
     try:
-        text = raw.decode("utf-8")
+        # A file saved "UTF-8 with BOM" (Windows tools) starts its first line with U+FEFF, which
+        # json refuses: that line's document would be skipped.
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     try:

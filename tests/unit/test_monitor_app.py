@@ -454,6 +454,27 @@ def test_config_problems_are_reported_together_in_one_line(tmp_path: Path) -> No
         MonitorConfig.from_yaml(tmp_path / "broken.yaml")
 
 
+def test_yaml_keys_that_are_not_text_and_a_bad_webhook_port_are_one_line(tmp_path: Path) -> None:
+    """YAML reads ``on:`` as True and ``1:`` as 1; a method given as a list; a port not a number."""
+    bad = tmp_path / "monitor.yaml"
+    bad.write_text(
+        "name: desk\nsources: [{follow: a.jsonl, 1: x}]\nruns: {sentiment: run}\non: yes\n"
+        "detector: {method: [cusum]}\nwebhook: http://hooks.example.com:80x/alerts\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        MonitorConfig.from_yaml(bad)
+    message = str(info.value)
+    assert "\n" not in message
+    for part in (
+        "unknown field True",
+        "sources[0]: unknown field 1",
+        "detector.method: ['cusum'] must be one of cusum, zscore",
+        "webhook: 'http://hooks.example.com:80x/alerts' is not an http(s) URL",
+    ):
+        assert part in message, part
+
+
 def test_a_source_that_does_not_exist_stops_the_run_before_anything_is_read(tmp_path: Path) -> None:
     with (
         Monitor(config(tmp_path), classifier=classifier()) as monitor,

@@ -86,6 +86,10 @@ def test_serve_loads_monitors_without_models(
         ),
         (lambda p: ["serve", "--monitor", write(p), "--alert-webhook", "ftp://x/y"], "--alert-webhook: "),
         (
+            lambda p: ["serve", "--monitor", write(p), "--alert-webhook", "http://x:80x/y"],
+            "is not an http(s) URL",
+        ),
+        (
             lambda p: ["serve", "--monitor", write(p, webhook="hooks.example.com")],
             "webhook: 'hooks.example.com' is not an http(s) URL",
         ),

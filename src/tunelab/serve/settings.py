@@ -106,8 +106,12 @@ class ServeSettings(BaseModel):
     def _webhook_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number (http://host:80x/), as sending would
+        except ValueError:  # an unclosed [ in the host, a bad port: the same message as no URL
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"{url!r} is not an http(s) URL; give e.g. https://desk.example.com/hooks/tickets"
             )

@@ -164,7 +164,7 @@ class MonitorConfig:
         if not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping (name, sources, runs, ...)")
         problems: list[str] = []
-        unknown = sorted(set(raw) - set(_TOP))
+        unknown = _names(set(raw) - set(_TOP))
         if unknown:
             problems.append(f"unknown field {', '.join(unknown)} (known: {', '.join(_TOP)})")
         values: dict[str, Any] = {"path": path}
@@ -260,12 +260,19 @@ class MonitorConfig:
         return f"{self.path}: " if self.path else ""
 
 
+def _names(keys: set[Any]) -> list[str]:
+    """Field names to list in a message, sorted; YAML keys need not be text (``on:`` is True, ``1:`` 1)."""
+    return sorted(str(k) for k in keys)
+
+
 def _webhook(raw: Any, problems: list[str]) -> str | None:
     if raw is None:
         return None
     try:
         parts = urlsplit(raw) if isinstance(raw, str) else None
-    except ValueError:  # e.g. an unclosed [ in the host
+        if parts is not None:
+            parts.port  # noqa: B018 - raises on a port that is not a number (http://host:80x/), as sending would
+    except ValueError:  # e.g. an unclosed [ in the host, a port that is not a number or out of range
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(
@@ -280,7 +287,7 @@ def _section(raw: dict[str, Any], key: str, known: tuple[str, ...], problems: li
     if not isinstance(value, dict):
         problems.append(f"{key}: must be a mapping with {', '.join(known)}")
         return {}
-    unknown = sorted(set(value) - set(known))
+    unknown = _names(set(value) - set(known))
     if unknown:
         problems.append(f"{key}: unknown field {', '.join(unknown)} (known: {', '.join(known)})")
     return value
@@ -298,7 +305,7 @@ def _sources(raw: Any, problems: list[str]) -> tuple[Source, ...]:
         if len(kinds) != 1:
             problems.append(f"sources[{i}]: give exactly one of follow: FILE or directory: FOLDER")
             continue
-        extra = sorted(set(item) - {kinds[0], "pattern"})
+        extra = _names(set(item) - {kinds[0], "pattern"})
         if extra:
             problems.append(
                 f"sources[{i}]: unknown field {', '.join(extra)} (known: follow, directory, pattern)"
@@ -320,7 +327,7 @@ def _runs(raw: Any, values: dict[str, Any], problems: list[str]) -> None:
         problems.append("runs: must be a mapping with sentiment: RUN (and optionally topic:, ner:)")
         values["sentiment"] = Path(".")
         return
-    unknown = sorted(set(raw) - set(known))
+    unknown = _names(set(raw) - set(known))
     if unknown:
         problems.append(f"runs: unknown field {', '.join(unknown)} (known: {', '.join(known)})")
     for key, target in (("sentiment", "sentiment"), ("topic", "topic_run"), ("ner", "ner_run")):
@@ -351,7 +358,7 @@ def _topics(raw: Any, problems: list[str]) -> tuple[Topic, ...]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
             problems.append(f"topics[{i}]: give a name (and optionally a description)")
             continue
-        extra = sorted(set(item) - {"name", "description"})
+        extra = _names(set(item) - {"name", "description"})
         if extra:
             problems.append(f"topics[{i}]: unknown field {', '.join(extra)} (known: name, description)")
         name, description = item["name"].strip(), item.get("description") or ""
@@ -373,7 +380,7 @@ def _detector(raw: Any, problems: list[str]) -> DetectorSettings:
     if not isinstance(raw, dict):
         problems.append(f"detector: must be a mapping with {', '.join(known)}")
         return DetectorSettings()
-    unknown = sorted(set(raw) - set(known))
+    unknown = _names(set(raw) - set(known))
     if unknown:
         problems.append(f"detector: unknown field {', '.join(unknown)} (known: {', '.join(known)})")
     kwargs: dict[str, Any] = {}
@@ -385,6 +392,9 @@ def _detector(raw: Any, problems: list[str]) -> DetectorSettings:
                 problems.append(str(exc))
     kwargs.update({k: raw[k] for k in _DETECTOR_OTHERS if k in raw})
     method = raw.get("method")
+    if method is not None and not isinstance(method, str):
+        problems.append(f"detector.method: {method!r} must be one of {', '.join(METHODS)}")
+        return DetectorSettings()
     if method is None:
         # A section with the z-score's threshold and none of the CUSUM's fields is a z-score
         # section, as every detector section was before the CUSUM came.

@@ -164,6 +164,25 @@ def test_advance_ends_an_episode_of_a_key_that_went_quiet() -> None:
     assert [a.id for a in ended] == [opened[0].id] and ended[0].ended_at == T0 + timedelta(minutes=300)
 
 
+def test_a_key_silent_for_a_whole_ring_is_let_go_and_comes_back_as_new() -> None:
+    """A feed naming new companies every day must not keep a ring per name for good."""
+    detector = Detector("m", DetectorSettings(**FAST))  # ring: 2 x 10 + 120 - 1 = 139 one-minute steps
+    detector.observe(["company:once"], T0, True, "a")
+    detector.observe(["company:steady"], T0 + timedelta(minutes=130), False, "b")
+    detector.advance(T0 + timedelta(minutes=138))
+    assert detector.keys() == ["company:once", "company:steady"]  # still within its ring
+    later = T0 + timedelta(minutes=139)
+    detector.observe(["company:steady"], later, False, "c")
+    detector.advance(later)
+    assert detector.keys() == ["company:steady"]
+    with pytest.raises(RuntimeError), detector.transaction():  # an undone batch puts it back
+        detector.advance(later + timedelta(minutes=200))
+        raise RuntimeError
+    assert detector.keys() == ["company:steady"]
+    detector.observe(["company:once"], later, False, "d")
+    assert detector.window("company:once").count == 1 and detector.window("company:once").negative == 0
+
+
 def test_resume_keeps_an_open_episode_open_across_a_restart() -> None:
     calm, extra = surge_events(seed=19)
     first = Detector("m", DetectorSettings(**FAST))

@@ -515,13 +515,20 @@ class Detector:
         bucket = self.bucket_of(moment)
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
         self._see(moment)
-        ended = []
+        ended, silent = [], []
         for key, state in self._keys.items():
             if state.episode is not None and state.bucket < self.now_bucket:
                 self._keep(key)
                 alert = self._judge(key, state)
                 if alert is not None:
                     ended.append(alert)
+            if state.episode is None and state.bucket + self._ring <= self.now_bucket:
+                silent.append(key)
+        # A key without documents for a whole ring holds only zeros, as a new one would: let it go,
+        # or a feed naming new companies every day grows by one ring (~35 KB) a name, for good.
+        for key in silent:
+            self._keep(key)
+            del self._keys[key]
         return ended
 
     def resume(self, open_alerts: Iterable[Alert]) -> None:

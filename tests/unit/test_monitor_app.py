@@ -537,6 +537,26 @@ def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "http://" not in page and "https://" not in page  # self-contained
 
 
+def test_a_report_with_one_document_dated_year_1_plots_the_recent_weeks(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """0001-01-01 stands for "unknown" in some feeds; the report still comes out, and says where
+    its plots start."""
+    import tunelab.apps.monitor.monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "load_classifier", lambda cfg, ner=None: classifier())
+    path = write_config(tmp_path)
+    old = {"id": "ancient", "time": "0001-01-01T00:00:00Z", "text": "Acme Corp results: profit rises"}
+    write_jsonl(tmp_path / "news.jsonl", [old, *calm_and_surge()])
+    assert monitor_cmd.run(cli_args("run", "--config", str(path), "--once")) == 0
+    report = tmp_path / "report.html"
+    assert monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(report))) == 0
+    page = report.read_text(encoding="utf-8")
+    assert "421 documents from " in page
+    assert "Plots start at 2023-11-13: older documents are counted above but not plotted" in page
+    assert page.count("data:image/png;base64,") == 2
+
+
 def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(
     tmp_path: Path, monkeypatch, sigterm_self
 ) -> None:

@@ -9,7 +9,7 @@ CSS, plots as base64 data URIs) and matplotlib figures drawn like the evaluation
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +117,21 @@ def build_report(
     if span is None:
         return [Section("Summary", [Text(f"Monitor {name} has stored no documents yet.")])], {}
     start, end = span
-    bucket = choose_bucket(start, end)
+    # The plots cover at most TARGET_BUCKETS weeks back from the newest document: one stray old
+    # date (0001-01-01 stands for "unknown" in some feeds) would otherwise ask for thousands of
+    # weekly buckets, more than a trend gives, and the report could not be written at all.
+    shown = max(start, end - timedelta(weeks=TARGET_BUCKETS))
+    bucket = choose_bucket(shown, end)
     images: dict[str, bytes] = {}
+    cut = (
+        f" Plots start at {shown:%Y-%m-%d}: older documents are counted above but not plotted."
+        if shown > start
+        else ""
+    )
     summary = [
         Text(
             f"{store.count(name):,} documents from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
-            f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}; plots in buckets of {bucket}."
+            f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}; plots in buckets of {bucket}.{cut}"
         )
     ]
     sections = [Section("Summary", summary)]
@@ -130,7 +139,7 @@ def build_report(
         blocks: list[Any] = []
         rows = []
         for key, count in store.top_keys(name, scope, limit):
-            series = trend(store, name, bucket=bucket, **{scope: key})
+            series = trend(store, name, bucket=bucket, start=shown, **{scope: key})
             negative = sum(b["negative"] for b in series["buckets"])
             rows.append(
                 [key, f"{count:,}", f"{negative / count:.0%}" if count else "-", str(len(series["alerts"]))]

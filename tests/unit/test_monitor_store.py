@@ -85,6 +85,37 @@ def test_documents_are_stored_once_by_id_and_read_back(store) -> None:
     assert store.recent("markets", int(T0.timestamp()))[0][4] == ["acme", "globex"]
 
 
+def test_time_range_is_exact_within_a_second_and_read_through_the_epoch_index(store, tmp_path: Path) -> None:
+    seconds = [0.25, 0.75, 30.5, 61.2, 61.9]  # two documents in the first second, two in the last
+    docs = [
+        Document(id=f"t{i}", time=T0 + timedelta(seconds=s), text="t", topic=None)
+        for i, s in enumerate(seconds)
+    ]
+    store.save("markets", docs, [res(False, topic=None)] * len(docs))
+    assert store.time_range("markets") == (T0 + timedelta(seconds=0.25), T0 + timedelta(seconds=61.9))
+    until = int((T0 + timedelta(seconds=31)).timestamp())
+    assert store.time_range("markets", until_epoch=until) == (
+        T0 + timedelta(seconds=0.25),
+        T0 + timedelta(seconds=30.5),
+    )
+    assert store.time_range("other") is None
+    if (tmp_path / "monitor.db").exists():  # SQLite: no full scan of the monitor's documents
+        import sqlite3
+
+        from tunelab.apps.monitor.store import time_range_sql
+
+        with sqlite3.connect(tmp_path / "monitor.db") as conn:
+            for bounded in (False, True):
+                sql = "EXPLAIN QUERY PLAN " + time_range_sql(bounded=bounded)
+                plan = " | ".join(str(row[-1]) for row in conn.execute(sql, ["m"] * (6 if bounded else 4)))
+                assert "SCAN tunelab_monitor_documents" not in plan, plan
+                assert "tunelab_monitor_documents_epoch" in plan, plan
+            # a restart's warm-up reads the last baseline's companies by time
+            sql = "SELECT doc_id, company FROM tunelab_monitor_companies WHERE monitor = ? AND epoch >= ?"
+            plan = " | ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, ["m", 0]))
+            assert "tunelab_monitor_companies_epoch" in plan, plan
+
+
 def test_ids_topics_sources_and_companies_of_the_longest_accepted_length_are_stored(store) -> None:
     from tunelab.apps.monitor.documents import MAX_KEY_CHARS
 

@@ -38,6 +38,9 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS tunelab_monitor_companies_company"
     " ON tunelab_monitor_companies (monitor, company, epoch)",
+    # A restart counts the last baseline's companies again (``recent``): by time, not by name.
+    "CREATE INDEX IF NOT EXISTS tunelab_monitor_companies_epoch"
+    " ON tunelab_monitor_companies (monitor, epoch)",
     """CREATE TABLE IF NOT EXISTS tunelab_monitor_positions (
         monitor TEXT NOT NULL,
         source TEXT NOT NULL,

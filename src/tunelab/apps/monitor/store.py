@@ -41,6 +41,22 @@ from tunelab.serve.store.sqlite import SQLiteStore
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's 32,766 parameters
 
 
+def time_range_sql(*, bounded: bool) -> str:
+    """``MonitorStore.time_range``'s query: parameters monitor, monitor[, until], monitor, monitor[, until].
+
+    MIN(time) over a monitor would read every row it ever stored (``time`` has no index) on every
+    trend without from/to; the (monitor, epoch) index finds the first and the last second, and
+    only that second's rows are read for the exact times.
+    """
+    bound = " AND epoch <= ?" if bounded else ""
+    table = "tunelab_monitor_documents"
+    edge = (
+        "(SELECT {agg}(time) FROM " + table + " WHERE monitor = ? AND epoch ="
+        " (SELECT {agg}(epoch) FROM " + table + " WHERE monitor = ?" + bound + "))"
+    )
+    return f"SELECT {edge.format(agg='MIN')}, {edge.format(agg='MAX')}"
+
+
 class UnknownMonitorError(TunelabError):
     """No monitor of this name has stored anything in this database."""
 
@@ -194,11 +210,9 @@ class MonitorTables:
     def time_range(self, name: str, *, until_epoch: int | None = None) -> tuple[datetime, datetime] | None:
         """Times of the first and last stored documents (those up to ``until_epoch`` seconds), or
         None when there are none."""
-        sql = "SELECT MIN(time), MAX(time) FROM tunelab_monitor_documents WHERE monitor = ?"
-        params: list[Any] = [name]
-        if until_epoch is not None:
-            sql += " AND epoch <= ?"
-            params.append(int(until_epoch))
+        extra = [] if until_epoch is None else [int(until_epoch)]
+        sql = time_range_sql(bounded=until_epoch is not None)
+        params: list[Any] = [name, name, *extra, name, name, *extra]
         with self._transaction(write=False) as conn:
             row = self._exec(conn, sql, params).fetchone()
         if not row or row[0] is None:

@@ -250,6 +250,10 @@ def test_scores_use_count_scales_so_rare_keys_are_not_alarmed_by_one_document() 
         ({"method": "cusum", "release": -1}, "detector.release: -1 must be a number >= 0"),
         ({"method": "zscore", "release": 0}, "detector.release: 0 must be a number > 0"),
         ({"method": "cusum", "share": "yes"}, "detector.share: 'yes' must be true or false"),
+        (
+            {"step_s": 1, "window_s": 1800, "baseline_s": 3 * 86_400},
+            r"detector.step: 1s keeps 262,799 steps .*the limit is 50,000.*use a longer step",
+        ),
     ],
 )
 def test_settings_are_checked_with_one_line_errors(kwargs: dict, message: str) -> None:

@@ -58,6 +58,9 @@ from tunelab.errors import ConfigError
 
 KINDS = ("negative_share", "negative_volume")
 METHODS = ("cusum", "zscore")
+#: Steps a key's ring may hold (window twice + baseline): 1m steps over a 30-day baseline fit;
+#: 1s steps over 3 days (259,200 a key, 2 MB each for thousands of companies) do not.
+MAX_RING = 50_000
 _VOLUME_SD = 0.5  # Anscombe: sqrt(Poisson + 3/8) has standard deviation ~1/2
 _MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): a normal sample's MAD times this is its sigma
 # The CUSUM's baseline is at least half a negative document a window: a key with no negatives in
@@ -143,6 +146,12 @@ class DetectorSettings:
                 problems.append(
                     f"detector.baseline: {self.baseline_s}s must be at least two windows "
                     f"({2 * self.window_s}s)"
+                )
+            ring = 2 * (self.window_s // self.step_s) + self.baseline_s // self.step_s - 1
+            if ring > MAX_RING:
+                problems.append(
+                    f"detector.step: {self.step_s}s keeps {ring:,} steps of window and baseline for every "
+                    f"topic and company (the limit is {MAX_RING:,}: 8 bytes each, a key); use a longer step"
                 )
             opens = "threshold" if self.method == "zscore" else "h"
             if self.release >= getattr(self, opens):

@@ -426,17 +426,24 @@ def test_replaying_the_same_stream_gives_the_same_alerts(tmp_path: Path) -> None
 # -- config and bad input ----------------------------------------------------------------------------
 
 
-def test_config_problems_are_reported_together_in_one_line(tmp_path: Path) -> None:
-    bad = tmp_path / "monitor.yaml"
-    bad.write_text(
-        "name: Markets Desk\nsources: [{follow: a, directory: b}]\nruns: {}\n"
-        "topics: [earnings, earnings]\ndetector: {window: soon, threshold: 0}\ncolour: red\n",
-        encoding="utf-8",
-    )
+def _config_problems(bad: Path, text: str) -> str:
+    """The one-line ConfigError that ``text``, written to ``bad``, is refused with."""
+    bad.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         MonitorConfig.from_yaml(bad)
     message = str(info.value)
-    assert "\n" not in message and message.startswith(f"{bad}: ")
+    assert "\n" not in message
+    return message
+
+
+def test_config_problems_are_reported_together_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "monitor.yaml"
+    message = _config_problems(
+        bad,
+        "name: Markets Desk\nsources: [{follow: a, directory: b}]\nruns: {}\n"
+        "topics: [earnings, earnings]\ndetector: {window: soon, threshold: 0}\ncolour: red\n",
+    )
+    assert message.startswith(f"{bad}: ")
     for part in (
         "unknown field colour",
         "name: 'Markets Desk' must be lower-case",
@@ -456,16 +463,11 @@ def test_config_problems_are_reported_together_in_one_line(tmp_path: Path) -> No
 
 def test_yaml_keys_that_are_not_text_and_a_bad_webhook_port_are_one_line(tmp_path: Path) -> None:
     """YAML reads ``on:`` as True and ``1:`` as 1; a method given as a list; a port not a number."""
-    bad = tmp_path / "monitor.yaml"
-    bad.write_text(
+    message = _config_problems(
+        tmp_path / "monitor.yaml",
         "name: desk\nsources: [{follow: a.jsonl, 1: x}]\nruns: {sentiment: run}\non: yes\n"
         "detector: {method: [cusum]}\nwebhook: http://hooks.example.com:80x/alerts\n",
-        encoding="utf-8",
     )
-    with pytest.raises(ConfigError) as info:
-        MonitorConfig.from_yaml(bad)
-    message = str(info.value)
-    assert "\n" not in message
     for part in (
         "unknown field True",
         "sources[0]: unknown field 1",

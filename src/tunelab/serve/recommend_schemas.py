@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from tunelab.inputs import EPOCH_SECONDS_MAX
+
 MAX_ID_CHARS = 200
 MAX_K = 1000  # the longest ranking one request may ask for (the Recommender's own limit)
 
@@ -227,7 +229,7 @@ class EventIn(BaseModel):
                 return when.timestamp()
             except (OverflowError, ValueError):
                 raise ValueError(f"time {value[:40]!r} is out of range") from None
-        if not math.isfinite(value) or not 0 <= value < 1e11:
+        if not math.isfinite(value) or not 0 <= value < EPOCH_SECONDS_MAX:
             raise ValueError(f"time {value!r} is not epoch seconds (milliseconds? divide by 1000)")
         return float(value)
 

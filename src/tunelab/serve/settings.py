@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunelab.errors import ConfigError
+from tunelab.inputs import is_http_url
 from tunelab.serve.model_roots import DEFAULT_ROOT
 from tunelab.serve.store import default_data_dir, default_db
 
@@ -106,12 +106,7 @@ class ServeSettings(BaseModel):
     def _webhook_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises on a port that is not a number (http://host:80x/), as sending would
-        except ValueError:  # an unclosed [ in the host, a bad port: the same message as no URL
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if not is_http_url(url):
             raise ValueError(
                 f"{url!r} is not an http(s) URL; give e.g. https://desk.example.com/hooks/tickets"
             )

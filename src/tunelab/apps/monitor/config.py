@@ -39,13 +39,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from tunelab.apps.monitor.classify import OTHER_TOPIC, Topic
 from tunelab.apps.monitor.detector import METHODS, DetectorSettings
 from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
+from tunelab.inputs import is_http_url
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -268,13 +268,7 @@ def _names(keys: set[Any]) -> list[str]:
 def _webhook(raw: Any, problems: list[str]) -> str | None:
     if raw is None:
         return None
-    try:
-        parts = urlsplit(raw) if isinstance(raw, str) else None
-        if parts is not None:
-            parts.port  # noqa: B018 - raises on a port that is not a number (http://host:80x/), as sending would
-    except ValueError:  # e.g. an unclosed [ in the host, a port that is not a number or out of range
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(raw):
         problems.append(
             f"webhook: {raw!r} is not an http(s) URL; give e.g. https://alerts.example.com/hooks/monitor"
         )

@@ -147,11 +147,11 @@ class DetectorSettings:
                     f"detector.baseline: {self.baseline_s}s must be at least two windows "
                     f"({2 * self.window_s}s)"
                 )
-            ring = 2 * (self.window_s // self.step_s) + self.baseline_s // self.step_s - 1
-            if ring > MAX_RING:
+            if self.ring_steps > MAX_RING:
                 problems.append(
-                    f"detector.step: {self.step_s}s keeps {ring:,} steps of window and baseline for every "
-                    f"topic and company (the limit is {MAX_RING:,}: 8 bytes each, a key); use a longer step"
+                    f"detector.step: {self.step_s}s keeps {self.ring_steps:,} steps of window and baseline "
+                    f"for every topic and company (the limit is {MAX_RING:,}: 8 bytes each, a key); "
+                    "use a longer step"
                 )
             opens = "threshold" if self.method == "zscore" else "h"
             if self.release >= getattr(self, opens):
@@ -176,6 +176,11 @@ class DetectorSettings:
     @property
     def baseline_steps(self) -> int:
         return max(1, self.baseline_s // self.step_s)
+
+    @property
+    def ring_steps(self) -> int:
+        """Steps a key keeps: the newest window and every baseline window's buckets."""
+        return 2 * self.window_steps + self.baseline_steps - 1
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -429,9 +434,7 @@ class Detector:
     def __init__(self, monitor: str, settings: DetectorSettings | None = None) -> None:
         self.monitor = monitor
         self.settings = settings or DetectorSettings()
-        s = self.settings
-        # Newest window + every baseline window's buckets: window_steps + baseline_steps + window_steps - 1.
-        self._ring = 2 * s.window_steps + s.baseline_steps - 1
+        self._ring = self.settings.ring_steps
         self._keys: dict[str, _Key] = {}
         self.first_bucket: int | None = None  # when the stream started (the warm-up counts from it)
         self.now_bucket: int | None = None

@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tunelab.errors import DataError
+from tunelab.inputs import EPOCH_SECONDS_MAX
 
 #: Default longest text accepted (characters); a monitor's ``max_text_chars`` overrides it.
 MAX_TEXT_CHARS = 20_000
-#: Epoch values above this are not seconds (1e11 s is the year 5138): most likely milliseconds.
-_EPOCH_SECONDS_MAX = 1e11
 _FIELDS = ("id", "time", "text", "source", "topic")
 _EPOCH_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")  # epoch seconds given as a string
 #: Longest id, topic, source and company name (characters). They are database index keys, and
@@ -67,7 +66,7 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
         value = float(value.strip())
     if isinstance(value, int | float):
-        if not math.isfinite(value) or abs(value) >= _EPOCH_SECONDS_MAX:
+        if not math.isfinite(value) or abs(value) >= EPOCH_SECONDS_MAX:
             raise ValueError(
                 f"time {value!r} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
             )

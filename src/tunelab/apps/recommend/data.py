@@ -20,6 +20,7 @@ import pandas as pd
 
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
 from tunelab.errors import DataError
+from tunelab.inputs import EPOCH_SECONDS_MAX
 
 #: How many unknown item ids the report (and the CLI) show.
 EXAMPLES = 5
@@ -221,9 +222,6 @@ def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[dict[str, list[s
 
 
 # -- interactions -----------------------------------------------------------------------------------
-
-#: Epoch values from here on are not seconds (1e11 s is the year 5138): most likely milliseconds.
-EPOCH_SECONDS_MAX = 1e11
 
 
 def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from tunelab.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.inputs import EPOCH_SECONDS_MAX
 
 MAX_ID_CHARS = 200
 MAX_K = 1000  # the longest ranking one request may ask for (the Recommender's own limit)

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunelab.errors import ConfigError
-from tunelab.inputs import is_http_url
+from tunelab.serve.inputs import is_http_url
 from tunelab.serve.model_roots import DEFAULT_ROOT
 from tunelab.serve.store import default_data_dir, default_db
 

@@ -45,7 +45,7 @@ from tunelab.apps.monitor.detector import METHODS, DetectorSettings
 from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
-from tunelab.inputs import is_http_url
+from tunelab.serve.inputs import is_http_url
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tunelab.errors import DataError
-from tunelab.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.inputs import EPOCH_SECONDS_MAX
 
 #: Default longest text accepted (characters); a monitor's ``max_text_chars`` overrides it.
 MAX_TEXT_CHARS = 20_000

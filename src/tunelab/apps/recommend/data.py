@@ -20,7 +20,7 @@ import pandas as pd
 
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
 from tunelab.errors import DataError
-from tunelab.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.inputs import EPOCH_SECONDS_MAX
 
 #: How many unknown item ids the report (and the CLI) show.
 EXAMPLES = 5

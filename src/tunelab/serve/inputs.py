@@ -1,7 +1,8 @@
 """Checks of values that config files and clients give, shared by the service and the apps.
 
-Kept here, free of heavy imports, so that a monitor config, the server's settings and the
-recommender's data reader refuse the same values in the same way.
+Kept here, free of heavy imports (no web framework, no database driver), in the service package
+the apps may import, so that a monitor config, the server's settings and the recommender's data
+reader refuse the same values in the same way.
 """
 
 from __future__ import annotations

@@ -293,6 +293,45 @@ def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:
         assert monitor.store.count("markets") == 30
 
 
+def test_a_folder_asks_the_store_only_about_files_it_does_not_know_as_read(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Polling once a second must not read every file the folder ever had from the store."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = config(tmp_path, sources=[{"directory": str(inbox)}])
+    docs = calm_and_surge(surge=False)[:40]
+    write_jsonl(inbox / "a.jsonl", docs[:10])
+    write_jsonl(inbox / "b.jsonl", docs[10:20])
+    with Monitor(cfg, classifier=classifier()) as first, Monitor(cfg, classifier=classifier()) as second:
+        asked: list[list[str] | None] = []
+        real = first.store.seen_files
+
+        def spy(name: str, folder: str, names=None) -> set:
+            asked.append(None if names is None else sorted(names))
+            return real(name, folder, names)
+
+        monkeypatch.setattr(first.store, "seen_files", spy)
+        assert first.poll().stored == 20
+        assert asked == [["a.jsonl", "b.jsonl"]]
+        asked.clear()
+        assert first.poll().stored == 0
+        assert asked == []  # nothing new in the folder: no store read at all
+        write_jsonl(inbox / "c.jsonl", docs[20:30])
+        assert first.poll().stored == 10
+        assert asked == [["c.jsonl"]]
+        # Another process on the same store read d.jsonl: the store says so, it is not read again.
+        write_jsonl(inbox / "d.jsonl", docs[30:])
+        assert second.poll().stored == 10
+        result = first.poll()
+        assert (result.stored, result.duplicates) == (0, 0)
+        # A file gone from the folder is forgotten (memory follows the folder, not its history).
+        (inbox / "a.jsonl").unlink()
+        first.poll()
+        seen = first._seen_files[inbox.resolve()]
+        assert [k.name for k in seen._read if k.name == "a.jsonl"] == []
+
+
 def test_batches_are_all_or_nothing_and_ids_count_once(tmp_path: Path) -> None:
     with Monitor(config(tmp_path), classifier=classifier()) as monitor:
         docs = calm_and_surge(surge=False)[:5]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.apps.monitor.documents import check_batch, parse_document, parse_line, parse_time
-from tunelab.apps.monitor.sources import FileFollower, FileKey, file_lines, pending_files
+from tunelab.apps.monitor.sources import FileFollower, FileKey, SeenFiles, file_lines, list_files
 from tunelab.errors import DataError
 
 
@@ -262,11 +262,13 @@ def test_a_folder_lists_each_new_file_once_and_skips_temporary_ones(tmp_path: Pa
     (tmp_path / "a.jsonl").write_text(line(1), encoding="utf-8")
     (tmp_path / ".b.jsonl.tmp").write_text(line(2), encoding="utf-8")
     (tmp_path / "c.txt").write_text("notes", encoding="utf-8")
-    found = pending_files(tmp_path, "*.jsonl", set())
+    seen = SeenFiles(lambda names: set())  # a store that has no file recorded
+    found = seen.pending(list_files(tmp_path, "*.jsonl"))
     assert [k.name for k in found] == ["a.jsonl"]
-    assert pending_files(tmp_path, "*.jsonl", set(found)) == []
+    seen.add(found[0])
+    assert seen.pending(list_files(tmp_path, "*.jsonl")) == []
     (tmp_path / "a.jsonl").write_text(line(1) + line(3), encoding="utf-8")  # rewritten: new size
-    again = pending_files(tmp_path, "*.jsonl", set(found))
+    again = seen.pending(list_files(tmp_path, "*.jsonl"))
     assert [k.name for k in again] == ["a.jsonl"] and again[0] != found[0]
     assert isinstance(again[0], FileKey)
 
@@ -289,4 +291,4 @@ def test_a_file_moved_away_while_the_folder_is_listed_is_passed_over(tmp_path: P
         def glob(self, pattern: str) -> list:
             return [*tmp_path.glob(pattern), Gone()]
 
-    assert [k.name for k in pending_files(Folder(), "*.jsonl", set())] == ["a.jsonl"]  # type: ignore[arg-type]
+    assert [k.name for k in list_files(Folder(), "*.jsonl")] == ["a.jsonl"]  # type: ignore[arg-type]

@@ -28,7 +28,15 @@ from tunelab.apps.monitor.classify import Classified, Classifier
 from tunelab.apps.monitor.config import MonitorConfig, Source
 from tunelab.apps.monitor.detector import Alert, Detector
 from tunelab.apps.monitor.documents import Document, check_batch, parse_line
-from tunelab.apps.monitor.sources import FileFollower, FileKey, Line, Position, file_lines, pending_files
+from tunelab.apps.monitor.sources import (
+    FileFollower,
+    FileKey,
+    Line,
+    Position,
+    SeenFiles,
+    file_lines,
+    list_files,
+)
 from tunelab.apps.monitor.store import MonitorStore, open_monitor_store
 from tunelab.errors import ConfigError
 
@@ -139,6 +147,7 @@ class Monitor:
         self.detector = Detector(self.name, config.detector)
         self.totals = IngestResult()
         self._followers: dict[Path, FileFollower] = {}
+        self._seen_files: dict[Path, SeenFiles] = {}  # a watched folder -> its files read
         self._lock = threading.Lock()  # one batch at a time: the detector is not thread-safe
         self._stop = threading.Event()  # set: finish the batch in hand, read no more
         # Called with the results of each stored call, from the thread that stored it (a
@@ -358,7 +367,12 @@ class Monitor:
     def _directory(self, source: Source) -> IngestResult:
         folder = source.path.resolve()
         total = IngestResult()
-        for key in pending_files(folder, source.pattern, self.store.seen_files(self.name, str(folder))):
+        seen = self._seen_files.get(folder)
+        if seen is None:
+            seen = self._seen_files[folder] = SeenFiles(
+                lambda names: self.store.seen_files(self.name, str(folder), names)
+            )
+        for key in seen.pending(list_files(folder, source.pattern)):
             path = folder / key.name
             # Chunk by chunk as the file is read, one chunk ahead (the last one commits the file as
             # seen): a large file dropped into the folder is never held in memory whole.
@@ -374,6 +388,7 @@ class Monitor:
                     last = (str(folder), key) if not following else None
                     total.add(self.process(batch, file=last, skipped=skipped.skipped))
                     if not following:
+                        seen.add(key)  # committed as read with this last chunk
                         break
                     current = following
             except OSError as exc:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -297,8 +297,8 @@ class FileKey:
     mtime_ns: int
 
 
-def pending_files(folder: Path, pattern: str, seen: set[FileKey]) -> list[FileKey]:
-    """Files matching ``pattern`` not seen yet, oldest first; hidden and ``.tmp`` files are skipped
+def list_files(folder: Path, pattern: str) -> list[FileKey]:
+    """Files matching ``pattern`` in ``folder`` now; hidden and ``.tmp`` files are skipped
     (writers that write then rename, as ``tunelab.atomic`` does, are never read half-written)."""
     found = []
     for path in folder.glob(pattern):
@@ -308,10 +308,37 @@ def pending_files(folder: Path, pattern: str, seen: set[FileKey]) -> list[FileKe
             st = path.stat()
         except FileNotFoundError:  # moved away since the listing: not this poll's file any more
             continue
-        key = FileKey(path.name, st.st_size, st.st_mtime_ns)
-        if key not in seen:
-            found.append(key)
-    return sorted(found, key=lambda k: (k.mtime_ns, k.name))
+        found.append(FileKey(path.name, st.st_size, st.st_mtime_ns))
+    return found
+
+
+class SeenFiles:
+    """The files of one watched folder that were read, as this process knows them between polls.
+
+    Why not ask the store each poll: it keeps every file the folder ever had, so reading them all
+    once a poll (every second) cost more the longer a monitor ran. Here the store is asked only
+    about listed files this object does not know as read (another process sharing the store may
+    have read them), and only files still in the folder are kept in memory.
+    """
+
+    def __init__(self, lookup: Callable[[set[str]], set[FileKey]]) -> None:
+        self._lookup = lookup  # names -> the read files (any size and time) stored under them
+        self._read: set[FileKey] = set()
+
+    def pending(self, listed: list[FileKey]) -> list[FileKey]:
+        """The listed files not read yet, oldest first."""
+        unknown = {key.name for key in listed if key not in self._read}
+        if unknown:
+            self._read |= self._lookup(unknown)
+        self._read &= set(listed)  # a file gone from the folder (or rewritten) is forgotten
+        return sorted((k for k in listed if k not in self._read), key=lambda k: (k.mtime_ns, k.name))
+
+    def add(self, key: FileKey) -> None:
+        """``key`` was read and committed as read."""
+        self._read.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._read
 
 
 def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:

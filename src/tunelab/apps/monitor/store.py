@@ -14,7 +14,7 @@ means the same in SQLite and PostgreSQL, where date functions do not. The indexe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,13 +319,18 @@ class MonitorTables:
             ).fetchone()
         return Position(int(row[0]), int(row[1]), int(row[2]), row[3]) if row else None
 
-    def seen_files(self, name: str, folder: str) -> set[FileKey]:
+    def seen_files(self, name: str, folder: str, names: Collection[str] | None = None) -> set[FileKey]:
+        """The files of ``folder`` recorded as read (only those called one of ``names`` when given)."""
+        sql = "SELECT name, size, mtime_ns FROM tunelab_monitor_files WHERE monitor = ? AND folder = ?"
         with self._transaction(write=False) as conn:
-            rows = self._exec(
-                conn,
-                "SELECT name, size, mtime_ns FROM tunelab_monitor_files WHERE monitor = ? AND folder = ?",
-                [name, folder],
-            ).fetchall()
+            if names is None:
+                rows = self._exec(conn, sql, [name, folder]).fetchall()
+            else:
+                rows, wanted = [], sorted(names)
+                for start in range(0, len(wanted), _IN_CHUNK):
+                    part = wanted[start : start + _IN_CHUNK]
+                    marks = ", ".join("?" * len(part))
+                    rows += self._exec(conn, f"{sql} AND name IN ({marks})", [name, folder, *part]).fetchall()
         return {FileKey(r[0], int(r[1]), int(r[2])) for r in rows}
 
     # -- alerts --------------------------------------------------------------------------------------

@@ -251,6 +251,37 @@ def test_extra_text_keeps_the_most_frequent_values_lowercased(tmp_path: Path) ->
     assert ds.report["extra_text"]["tags"]["rows_unknown_item"] == 1
 
 
+def test_dated_extra_text_is_kept_by_row_and_filtered_by_each_authors_cutoff(tmp_path: Path) -> None:
+    from tunelab.apps.recommend.data import texts_before
+
+    paths = write_world(tmp_path)
+    tags = pd.DataFrame(
+        {
+            "movie": ["spa0", "spa0", "spa0", "coo1"],
+            "tag": ["early", "late", "other", "tasty"],
+            "who": ["u1", "u1", "u2", "u1"],
+            "when": ["100", "2000-01-01T00:00:00", "5000", "300"],  # epoch seconds or ISO 8601
+        }
+    )
+    tags.to_csv(tmp_path / "tags.csv", index=False)
+    extra = {"name": "tags", "path": str(tmp_path / "tags.csv"), "id_column": "movie", "field": "tag"}
+    dated = {**extra, "user_column": "who", "time_column": "when"}
+    cfg = _cfg(paths, items={"extra_text": [dated]})
+    ds = load_dataset(cfg)
+    assert ds.items.set_index("item_id")["text"]["spa0"].endswith(". tags: early, late, other")
+    assert list(ds.extra_rows["tags"].columns) == ["item_id", "value", "user_id", "time"]
+    texts, left_out = texts_before(cfg.items, ds, pd.Series({"u1": 200.0}))  # u2: no cutoff
+    by_item = dict(zip(ds.items["item_id"], texts, strict=True))
+    assert by_item["spa0"].endswith(". tags: early, other") and "tags" not in by_item["coo1"]
+    assert left_out == 2
+    assert not load_dataset(_cfg(paths, items={"extra_text": [extra]})).extra_rows  # undated: none kept
+    tags.assign(when=["100", "yesterday", "5000", "300"]).to_csv(tmp_path / "tags.csv", index=False)
+    with pytest.raises(DataError, match=r"tags.csv: row 3: when 'yesterday' is not a time"):
+        load_dataset(cfg)
+    with pytest.raises(ConfigError, match="give user_column and time_column together"):
+        _cfg(paths, items={"extra_text": [{**extra, "user_column": "who"}]})
+
+
 # -- split ------------------------------------------------------------------------------------------
 
 

@@ -597,3 +597,61 @@ def test_the_cross_encoder_halves_split_the_pool_rows_by_user_too() -> None:
     assert even_out["group"].tolist() == [1, 1] and even_out["pool"]["group"].tolist() == [1, 3]
     odd_out = _half(rows, 1)
     assert odd_out["group"].tolist() == [0, 0, 2, 2] and odd_out["pool"]["group"].tolist() == [0, 2]
+
+
+def test_dated_tags_after_a_users_held_out_positive_are_left_out_of_fitting_then_served(
+    built: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """A tag is an interaction: u0's tag on the item they like in validation, written then, must
+    not be in the text the models are fitted on (it would teach them a match no real ranking has
+    before u0 acts); once fitted, the folder serves every tag (only changed items re-embedded)."""
+    import json
+
+    from tunelab.apps.recommend import split_chronological
+
+    paths = write_world(tmp_path)
+    raw = config_dict(paths, encoder=tiny_bert)
+    ds = load_dataset(RecommendConfig.from_dict(raw))
+    sp = split_chronological(ds.interactions, test_frac=0.0, val_frac=0.2, min_positives=5)
+    first_val = sp.val[sp.val["user_id"] == "u0"].sort_values("time").iloc[0]
+    later_item, cutoff = str(first_val["item_id"]), float(first_val["time"])
+    tags = pd.DataFrame(
+        {
+            "item": [later_item, "coo3"],
+            "tag": ["spoiler", "classic"],
+            "who": ["u0", "u1"],
+            "when": [cutoff, 1.0],  # u0's at the first validation positive; u1's long before
+        }
+    )
+    tags.to_csv(tmp_path / "tags.csv", index=False)
+    extra = {"name": "tags", "path": str(tmp_path / "tags.csv"), "id_column": "item", "field": "tag"}
+    raw["items"]["extra_text"] = [{**extra, "user_column": "who", "time_column": "when"}]
+    cfg = RecommendConfig.from_dict(raw)
+    text = Recommender.load(built).text
+    encoded: list[list[str]] = []
+    encode = text.encode
+
+    def recording(texts, **kwargs):
+        encoded.append(list(texts))
+        return encode(texts, **kwargs)
+
+    text.encode = recording  # type: ignore[method-assign]
+    rec = build(cfg, tmp_path / "tagged", text_model=text, absorb_val=True)
+    catalogue = [c for c in encoded if len(c) == len(rec.items)]  # the others: users' queries
+    assert len(catalogue) == 1
+    fitted = dict(zip(rec.items, catalogue[0], strict=True))
+    assert "spoiler" not in fitted[later_item] and fitted["coo3"].endswith("tags: classic")
+    assert encoded.count([rec.item_text(later_item)]) == 1  # served: the changed item, re-embedded
+    assert rec.item_text(later_item).endswith("tags: spoiler")
+    row = rec.items.index(later_item)
+    assert np.allclose(rec.index.vectors[row], encode([rec.item_text(later_item)])[0], atol=1e-5)
+    report = json.loads((tmp_path / "tagged" / "build_report.json").read_text())
+    assert report["text_filter"] == {
+        "values_left_out": 1,
+        "items_fitted_with_fewer_values": 1,
+        "served_with_every_value": True,
+    }
+    encoded.clear()
+    kept = build(cfg, tmp_path / "kept-out", text_model=text)  # a benchmark's build: fitted text served
+    assert "spoiler" not in kept.item_text(later_item)
+    assert not any("spoiler" in t for call in encoded for t in call)

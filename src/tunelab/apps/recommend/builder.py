@@ -23,7 +23,7 @@ import pandas as pd
 from tunelab.apps.recommend.cf import CFModel, fit_cf
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
-from tunelab.apps.recommend.data import Dataset, load_dataset
+from tunelab.apps.recommend.data import Dataset, load_dataset, texts_before
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.ranker import NoPoolPositive, Ranker, fit_ranker, training_rows
 from tunelab.apps.recommend.recommender import META, REPORT, Recommender
@@ -91,6 +91,7 @@ def build(
     # out), or, when the split is made here, every interaction, also the test share and the
     # non-positives after each user's cutoff that the split sets aside (they are seen all the same).
     served = None if train is not None else ds.interactions
+    held_test: pd.DataFrame | None = None  # the split's test rows, held out like val (made here)
     if train is None:
         sp = split_chronological(
             ds.interactions,
@@ -98,7 +99,7 @@ def build(
             val_frac=cfg.split.val_frac,
             min_positives=cfg.split.min_positives,
         )
-        train, val = sp.train, sp.val
+        train, val, held_test = sp.train, sp.val, sp.test
         split_report.update(test=len(sp.test), dropped_after_cutoff=sp.dropped)
     if val is not None and "positive" in val:
         val = val[val["positive"]]
@@ -112,7 +113,11 @@ def build(
 
     items = ds.items[["item_id", "text"]].reset_index(drop=True)
     index_of = {i: n for n, i in enumerate(items["item_id"])}
-    texts = dict(zip(items["item_id"], items["text"], strict=True))
+    # The models are fitted on item text without the dated values (tags) written at or after their
+    # author's held-out interactions; ``changed``: the items whose served text has more.
+    held = val if held_test is None else pd.concat([val, held_test[held_test["positive"]]])
+    fit_items, changed, text_filter = fitting_items(cfg, ds, items, held)
+    texts = dict(zip(fit_items["item_id"], fit_items["text"], strict=True))
     if text_model is None:
         text = TextModel.from_base(cfg.model)
         triples = make_triples(train, texts, cfg.model)
@@ -120,7 +125,7 @@ def build(
     else:
         text, text_report = text_model, {"reused": True}
     lap("text_model_s")
-    vectors = text.encode(items["text"].tolist(), progress=progress)
+    vectors = text.encode(fit_items["text"].tolist(), progress=progress)
     lap("embed_items_s")
 
     def fit_both(frame: pd.DataFrame) -> tuple[CFModel, CFModel | None]:
@@ -151,7 +156,7 @@ def build(
         config=cfg,
         meta=meta,
         text=text,
-        items=items,
+        items=fit_items,
         index=index,
         cf=cf,
         history=history,
@@ -192,12 +197,16 @@ def build(
         both = served if served is not None else pd.concat([train, val], ignore_index=True)
         rec.cf, rec.cf2 = fit_both(both)
         history = both[["user_id", "item_id", "time", "positive"]].sort_values("time", kind="stable")
+        if changed:  # served: every value (tag) known now
+            vectors = vectors.copy()
+            vectors[changed] = text.encode(items["text"].iloc[changed].tolist(), progress=progress)
+            index = ItemIndex.build(vectors, ann_min_items=cfg.index.ann_min_items)
         rec = Recommender(
             folder=None,
             config=cfg,
             meta=meta,
             text=text,
-            items=items,
+            items=items if changed else fit_items,
             index=index,
             cf=rec.cf,
             history=history,
@@ -221,6 +230,7 @@ def build(
         "ranker": rec.ranker.report,
         **({"cross_encoder": cross_report} if cross_report is not None else {}),
         "index": {"search": index.kind, "items": len(items), "dims": int(vectors.shape[1])},
+        **({"text_filter": {**text_filter, "served_with_every_value": absorb_val}} if text_filter else {}),
         "absorb_val": absorb_val,
         "timings": timings,
     }
@@ -234,6 +244,23 @@ def build(
 
     write_folder(target, write)
     return Recommender.load(target)
+
+
+def fitting_items(
+    cfg: RecommendConfig, ds: Dataset, items: pd.DataFrame, held: pd.DataFrame
+) -> tuple[pd.DataFrame, list[int], dict[str, int]]:
+    """``items`` with the text the models are fitted on, the positions whose text that changed,
+    and counts for the report (empty when no extra text names its users and times).
+
+    ``held``: the held-out positives; each user's first one is the cutoff for their values.
+    """
+    if not ds.extra_rows:
+        return items, [], {}
+    cutoff = held.groupby(held["user_id"].astype(str))["time"].min()
+    fit_texts, left_out = texts_before(cfg.items, ds, cutoff)
+    changed = [i for i, (a, b) in enumerate(zip(fit_texts, items["text"], strict=True)) if a != b]
+    report = {"values_left_out": left_out, "items_fitted_with_fewer_values": len(changed)}
+    return items.assign(text=fit_texts), changed, report
 
 
 #: The cross-encoder stage is fitted on at most this many validation users (seeded sample): each

@@ -7,7 +7,8 @@
       text_fields: [title, genres]          # the first is written bare, the others as "name: a, b"
       list_separators: {genres: "|"}        # fields holding several values in one cell
       extra_text:                           # more text per item from another file (one row per value)
-        - {name: tags, path: .../tags.csv, id_column: movieId, field: tag, max_values: 20}
+        - {name: tags, path: .../tags.csv, id_column: movieId, field: tag, max_values: 20,
+           user_column: userId, time_column: timestamp}   # optional: who wrote a value, and when
     interactions:
       path: ../shared/data/movielens_small/ml-latest-small/ratings.csv
       user_column: userId
@@ -66,6 +67,11 @@ class ExtraText(_Section):
 
     Values are counted per item and the ``max_values`` most frequent kept (ties: first seen), so an
     item tagged "pixar" by twenty users reads "pixar" before a tag given once.
+
+    ``user_column`` and ``time_column`` (both or neither) say who wrote a value and when: a tag is
+    an interaction, so ``build`` fits the text model and the ranker without the values written at
+    or after their author's validation interactions (``data.texts_before``), and serves every
+    value once fitted.
     """
 
     name: str = Field(min_length=1)
@@ -75,10 +81,16 @@ class ExtraText(_Section):
     format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
     max_values: int = Field(default=20, ge=1)
     lowercase: bool = True
+    user_column: str | None = None
+    time_column: str | None = None
 
     @model_validator(mode="after")
     def _known_format(self) -> ExtraText:
         object.__setattr__(self, "format", _format_of(self.path, self.format))
+        if (self.user_column is None) != (self.time_column is None):
+            raise ValueError(
+                "give user_column and time_column together (who wrote a value, and when), or neither"
+            )
         return self
 
 

@@ -299,8 +299,10 @@ def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, A
         if counts["tag_rows"]:
             print(f"item text: {counts['kept']:,} of {counts['tag_rows']:,} tag rows kept "
                   "(before their author's held-out positives, not on cold items)", flush=True)  # fmt: skip
-            items, report, extra_rows = read_items(cfg.items)  # only the item text changed
-            ds = dataclasses.replace(ds, items=items, report={**ds.report, **report}, extra_rows=extra_rows)
+            items, report, dated = read_items(cfg.items)  # only the item text changed
+            ds = dataclasses.replace(ds, items=items, report={**ds.report, **report}, dated=dated)
+    else:  # the leaky protocol: every tag, in fitting too (build would leave some out of it)
+        ds = dataclasses.replace(ds, dated=None)
     return cfg, ds, split
 
 

@@ -328,8 +328,25 @@ def test_a_folder_asks_the_store_only_about_files_it_does_not_know_as_read(
         # A file gone from the folder is forgotten (memory follows the folder, not its history).
         (inbox / "a.jsonl").unlink()
         first.poll()
-        seen = first._seen_files[inbox.resolve()]
+        seen = first._seen_files[(inbox.resolve(), "*.jsonl")]
         assert [k.name for k in seen._read if k.name == "a.jsonl"] == []
+
+
+def test_two_sources_on_one_folder_keep_their_own_read_files(tmp_path: Path, monkeypatch) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sources = [{"directory": str(inbox)}, {"directory": str(inbox), "pattern": "a*.jsonl"}]
+    docs = calm_and_surge(surge=False)[:20]
+    write_jsonl(inbox / "a.jsonl", docs[:10])
+    write_jsonl(inbox / "b.jsonl", docs[10:])
+    with Monitor(config(tmp_path, sources=sources), classifier=classifier()) as monitor:
+        assert monitor.poll().stored == 20
+        asked: list[object] = []
+        real = monitor.store.seen_files
+        monkeypatch.setattr(monitor.store, "seen_files", lambda *a: asked.append(a) or real(*a))
+        for _ in range(2):
+            assert monitor.poll().stored == 0
+        assert asked == []  # neither source forgets the files the other does not list
 
 
 def test_batches_are_all_or_nothing_and_ids_count_once(tmp_path: Path) -> None:

@@ -269,17 +269,49 @@ def test_dated_extra_text_is_kept_by_row_and_filtered_by_each_authors_cutoff(tmp
     cfg = _cfg(paths, items={"extra_text": [dated]})
     ds = load_dataset(cfg)
     assert ds.items.set_index("item_id")["text"]["spa0"].endswith(". tags: early, late, other")
-    assert list(ds.extra_rows["tags"].columns) == ["item_id", "value", "user_id", "time"]
+    assert ds.dated is not None
+    assert list(ds.dated.rows["tags"].columns) == ["item_id", "value", "user_id", "time"]
     texts, left_out = texts_before(cfg.items, ds, pd.Series({"u1": 200.0}))  # u2: no cutoff
     by_item = dict(zip(ds.items["item_id"], texts, strict=True))
     assert by_item["spa0"].endswith(". tags: early, other") and "tags" not in by_item["coo1"]
     assert left_out == 2
-    assert not load_dataset(_cfg(paths, items={"extra_text": [extra]})).extra_rows  # undated: none kept
+    assert load_dataset(_cfg(paths, items={"extra_text": [extra]})).dated is None  # undated: none kept
+    # who and when are checked on the rows kept only: a bad one on an unknown item is counted
+    bad = pd.DataFrame({"movie": ["nowhere"], "tag": ["x"], "who": [""], "when": ["never"]})
+    pd.concat([tags, bad]).to_csv(tmp_path / "tags.csv", index=False)
+    assert load_dataset(cfg).report["extra_text"]["tags"]["rows_unknown_item"] == 1
     tags.assign(when=["100", "yesterday", "5000", "300"]).to_csv(tmp_path / "tags.csv", index=False)
     with pytest.raises(DataError, match=r"tags.csv: row 3: when 'yesterday' is not a time"):
         load_dataset(cfg)
     with pytest.raises(ConfigError, match="give user_column and time_column together"):
         _cfg(paths, items={"extra_text": [{**extra, "user_column": "who"}]})
+
+
+def test_dated_values_are_left_out_of_a_text_field_called_text_too(tmp_path: Path) -> None:
+    """The composed text replaces a text field named ``text``: the filter starts from the field."""
+    from tunelab.apps.recommend.data import texts_before
+
+    pd.DataFrame({"id": ["a"], "text": ["Space film"]}).to_csv(tmp_path / "items.csv", index=False)
+    pd.DataFrame({"user": ["u1"], "item": ["a"], "rating": [5], "ts": [1]}).to_csv(
+        tmp_path / "ratings.csv", index=False
+    )
+    pd.DataFrame(
+        {"item": ["a", "a"], "tag": ["spoiler", "early"], "who": ["u1", "u1"], "when": [500, 100]}
+    ).to_csv(tmp_path / "tags.csv", index=False)
+    extra = {"name": "tags", "path": str(tmp_path / "tags.csv"), "id_column": "item", "field": "tag"}
+    paths = {"items": tmp_path / "items.csv", "ratings": tmp_path / "ratings.csv"}
+    cfg = _cfg(
+        paths,
+        items={
+            "id_column": "id",
+            "text_fields": ["text"],
+            "list_separators": {},
+            "extra_text": [{**extra, "user_column": "who", "time_column": "when"}],
+        },
+    )
+    ds = load_dataset(cfg)
+    assert ds.items["text"].tolist() == ["Space film. tags: spoiler, early"]
+    assert texts_before(cfg.items, ds, pd.Series({"u1": 200.0})) == (["Space film. tags: early"], 1)
 
 
 # -- split ------------------------------------------------------------------------------------------

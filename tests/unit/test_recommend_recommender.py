@@ -649,9 +649,10 @@ def test_dated_tags_after_a_users_held_out_positive_are_left_out_of_fitting_then
     assert report["text_filter"] == {
         "values_left_out": 1,
         "items_fitted_with_fewer_values": 1,
+        "items_fitted_without_text": 0,
         "served_with_every_value": True,
     }
     encoded.clear()
-    kept = build(cfg, tmp_path / "kept-out", text_model=text)  # a benchmark's build: fitted text served
+    kept = build(cfg, tmp_path / "kept-out", text_model=text)  # without absorb_val: fitted text served
     assert "spoiler" not in kept.item_text(later_item)
     assert not any("spoiler" in t for call in encoded for t in call)

@@ -33,6 +33,8 @@ def test_bad_options_are_one_line_errors() -> None:
         SelfTrainingConfig(rounds=True)
     with pytest.raises(ConfigError, match=r"self_training\.unlabeled=' '"):
         SelfTrainingConfig(unlabeled=" ")
+    with pytest.raises(ConfigError, match=r"self_training\.label_names='yes' \(use true or false\)"):
+        SelfTrainingConfig(label_names="yes")  # type: ignore[arg-type]
 
 
 def _clusters(rng: np.random.Generator, centres: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +125,37 @@ def test_pseudo_labelled_rows_join_only_the_training_split(
     from tunelab.train.continual import continued_config
 
     assert continued_config(run, [f"data.train={train_csv}"]).self_training.unlabeled is None
+
+
+def test_label_names_are_rows_for_the_probe_only(
+    tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path, monkeypatch
+) -> None:
+    """``self_training.label_names``: each label's name, as words, is one more labelled text for
+    the probe; the run itself trains on the labelled and pseudo-labelled rows only."""
+    assert pseudo_rows.label_text("card_arrival") == "card arrival"
+    assert pseudo_rows.label_text(" top-up__failed ") == "top up failed"
+    task = get_task("single_label")
+    base = tiny_overrides(tiny_bert, train_csv, test_csv, tmp_path / "runs", "data.dev_size=0.2", epochs=1)
+    splits = task.load_splits(RunConfig.from_yaml(None, base).data)
+    pool = _unlabeled(tmp_path / "pool.csv", [f"{text} again today" for text in splits.test.texts])
+    probed: list[tuple[list[str], list[int]]] = []
+    real_features = pseudo_rows._features
+
+    def spy(task, tokenizer, model, rows, cfg):
+        probed.append((list(rows.texts), list(rows.labels or [])))
+        return real_features(task, tokenizer, model, rows, cfg)
+
+    monkeypatch.setattr(pseudo_rows, "_features", spy)
+    names = splits.labels.names
+    overrides = [*base, f"self_training.unlabeled={pool}", "self_training.label_names=true", "name=st-names"]
+    result = tunelab.train(None, overrides=overrides, show_progress=False)
+    teacher_texts, teacher_labels = probed[0]
+    assert teacher_texts[-len(names) :] == [pseudo_rows.label_text(n) for n in names]
+    assert teacher_labels[-len(names) :] == list(range(len(names)))
+    assert teacher_texts[: -len(names)] == list(splits.train.texts)
+    info = result.summary["self_training"]
+    assert info["label_names"] == len(names)
+    assert result.summary["rows"]["train"] == len(splits.train) + info["added"]  # no name row trains
 
 
 def test_bad_input_is_refused_before_a_run_folder_exists(

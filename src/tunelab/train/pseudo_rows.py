@@ -153,9 +153,13 @@ def add_pseudo_labelled_rows(
         len(labelled),
         len(pool),
     )
-    x_train = _features(task, tokenizer, model, labelled, cfg)
+    teacher, teacher_labels = labelled, labels
+    if st.label_names:
+        teacher, teacher_labels = _with_label_names(labelled, splits.labels.names)
+        info["label_names"] = len(splits.labels.names)
+    x_train = _features(task, tokenizer, model, teacher, cfg)
     x_pool = _features(task, tokenizer, model, Dataset(pool, None, None, source=st.unlabeled), cfg)
-    chosen, pseudo, confidence, train_accuracy = _pseudo_label(x_train, labels, x_pool, cfg)
+    chosen, pseudo, confidence, train_accuracy = _pseudo_label(x_train, teacher_labels, x_pool, cfg)
     rows = Dataset(
         texts=[pool[i] for i in chosen],
         text_pairs=None,
@@ -180,6 +184,23 @@ def add_pseudo_labelled_rows(
         note += f"; {dropped} texts skipped as repeating a training, dev or test text or an earlier one"
     logger.info("%s", note)
     return dataclasses.replace(splits, train=train, notes=[*splits.notes, note]), info
+
+
+def label_text(name: str) -> str:
+    """A label name as words: ``card_arrival`` and ``card-arrival`` read "card arrival"."""
+    return " ".join(name.replace("_", " ").replace("-", " ").split())
+
+
+def _with_label_names(labelled: Dataset, names: list[str]) -> tuple[Dataset, np.ndarray]:
+    """``labelled`` plus one row per label: its name as words (``self_training.label_names``)."""
+    rows = Dataset(
+        texts=[label_text(n) for n in names],
+        text_pairs=None,
+        labels=list(range(len(names))),
+        source="label names",
+    )
+    both = labelled.extended(rows)
+    return both, np.asarray(both.labels)
 
 
 def _new_texts(texts: list[str], splits: Splits) -> tuple[list[str], int]:

@@ -147,7 +147,9 @@ class Monitor:
         self.detector = Detector(self.name, config.detector)
         self.totals = IngestResult()
         self._followers: dict[Path, FileFollower] = {}
-        self._seen_files: dict[Path, SeenFiles] = {}  # a watched folder -> its files read
+        # (a watched folder, its pattern) -> its files read: two sources on one folder with other
+        # patterns list other files, and each would forget the other's
+        self._seen_files: dict[tuple[Path, str], SeenFiles] = {}
         self._lock = threading.Lock()  # one batch at a time: the detector is not thread-safe
         self._stop = threading.Event()  # set: finish the batch in hand, read no more
         # Called with the results of each stored call, from the thread that stored it (a
@@ -367,9 +369,9 @@ class Monitor:
     def _directory(self, source: Source) -> IngestResult:
         folder = source.path.resolve()
         total = IngestResult()
-        seen = self._seen_files.get(folder)
+        seen = self._seen_files.get((folder, source.pattern))
         if seen is None:
-            seen = self._seen_files[folder] = SeenFiles(
+            seen = self._seen_files[(folder, source.pattern)] = SeenFiles(
                 lambda names: self.store.seen_files(self.name, str(folder), names)
             )
         for key in seen.pending(list_files(folder, source.pattern)):

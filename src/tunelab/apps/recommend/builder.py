@@ -62,7 +62,8 @@ def build(
             histories, so nothing a user did is left out of serving (``tunelab app recommend
             build`` does this; a benchmark keeps val out). With the split made here (``train``
             not given), every interaction is kept: also ``split.test_frac``'s share and the
-            non-positive rows after each user's cutoff, which the split sets aside.
+            non-positive rows after each user's cutoff, which the split sets aside. The items are
+            then served with every dated extra-text value (``fitting_items``), re-embedded.
         text_model: a text model already fine-tuned on this ``train`` (it is not trained again):
             the benchmark compares ranker settings on one text model, the costly part of a build.
         cross_scorer: likewise, a cross-encoder already trained on this ``train``
@@ -114,7 +115,8 @@ def build(
     items = ds.items[["item_id", "text"]].reset_index(drop=True)
     index_of = {i: n for n, i in enumerate(items["item_id"])}
     # The models are fitted on item text without the dated values (tags) written at or after their
-    # author's held-out interactions; ``changed``: the items whose served text has more.
+    # author's first held-out positive (validation, or test when split.test_frac holds some out);
+    # ``changed``: the items whose served text has more (served once fitted, with absorb_val).
     held = val if held_test is None else pd.concat([val, held_test[held_test["positive"]]])
     fit_items, changed, text_filter = fitting_items(cfg, ds, items, held)
     texts = dict(zip(fit_items["item_id"], fit_items["text"], strict=True))
@@ -254,12 +256,17 @@ def fitting_items(
 
     ``held``: the held-out positives; each user's first one is the cutoff for their values.
     """
-    if not ds.extra_rows:
+    if ds.dated is None:
         return items, [], {}
     cutoff = held.groupby(held["user_id"].astype(str))["time"].min()
     fit_texts, left_out = texts_before(cfg.items, ds, cutoff)
     changed = [i for i, (a, b) in enumerate(zip(fit_texts, items["text"], strict=True)) if a != b]
-    report = {"values_left_out": left_out, "items_fitted_with_fewer_values": len(changed)}
+    report = {
+        "values_left_out": left_out,
+        "items_fitted_with_fewer_values": len(changed),
+        # items whose only text was such values: fitted as an empty text
+        "items_fitted_without_text": sum(1 for i in changed if not fit_texts[i].strip()),
+    }
     return items.assign(text=fit_texts), changed, report
 
 

@@ -70,8 +70,8 @@ class ExtraText(_Section):
 
     ``user_column`` and ``time_column`` (both or neither) say who wrote a value and when: a tag is
     an interaction, so ``build`` fits the text model and the ranker without the values written at
-    or after their author's validation interactions (``data.texts_before``), and serves every
-    value once fitted.
+    or after their author's first held-out positive (``data.texts_before``), and serves every
+    value once fitted (with ``absorb_val``, as ``tunelab app recommend build`` does).
     """
 
     name: str = Field(min_length=1)

@@ -37,16 +37,29 @@ class Dataset:
             by time, then user, then item.
         report: counts for the build report: items, rows, positives, users, unknown_items
             (rows, distinct, examples), extra_text.
-        extra_rows: for each extra-text source that names its users and times (``user_column``,
-            ``time_column``): its rows (``item_id``, ``value``, ``user_id``, ``time``), so that
-            ``build`` can fit without the values written after their author's held-out
-            interactions (``texts_before``).
+        dated: the extra text that names its users and times (``DatedValues``), or None.
     """
 
     items: pd.DataFrame
     interactions: pd.DataFrame
     report: dict[str, Any] = field(default_factory=dict)
-    extra_rows: dict[str, pd.DataFrame] = field(default_factory=dict)
+    dated: DatedValues | None = None
+
+
+@dataclass
+class DatedValues:
+    """Extra-text values that say who wrote them and when (``user_column``, ``time_column``), so
+    that ``build`` can fit without those written after their author's held-out interactions
+    (``texts_before``).
+
+    Attributes:
+        rows: per extra-text source: its rows (``item_id``, ``value``, ``user_id``, ``time``).
+        fields: each item's text fields as read, the parts ``texts_before`` composes again
+            (``Dataset.items`` holds the composed ``text``, which replaces a field called ``text``).
+    """
+
+    rows: dict[str, pd.DataFrame]
+    fields: pd.DataFrame
 
 
 def load_dataset(cfg: RecommendConfig, *, progress: bool = False) -> Dataset:
@@ -56,10 +69,10 @@ def load_dataset(cfg: RecommendConfig, *, progress: bool = False) -> Dataset:
         DataError: a file is missing or unreadable, a column is missing, an id or time is bad, an
             item's text is empty, or no interaction is left; the message names the file and row.
     """
-    items, report, extra_rows = read_items(cfg.items)
+    items, report, dated = read_items(cfg.items)
     interactions, inter_report = read_interactions(cfg, set(items["item_id"]))
     report.update(inter_report)
-    return Dataset(items=items, interactions=interactions, report=report, extra_rows=extra_rows)
+    return Dataset(items=items, interactions=interactions, report=report, dated=dated)
 
 
 # -- reading tables ---------------------------------------------------------------------------------
@@ -163,9 +176,8 @@ def compose_text(cfg: ItemsConfig, fields: Mapping[str, Any]) -> str:
     return ". ".join(p.rstrip(". ") for p in parts)
 
 
-def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:
-    """Items with their text; the report part about them; the dated extra-text rows
-    (``Dataset.extra_rows``).
+def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], DatedValues | None]:
+    """Items with their text; the report part about them; the dated extra-text values.
 
     Raises:
         DataError: see ``load_dataset``; a duplicate id names both rows.
@@ -185,14 +197,15 @@ def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], dict[str
     items = pd.DataFrame({"item_id": ids.to_numpy()})
     for name in cfg.text_fields:
         items[name] = frame[name].to_numpy()
+    fields = items.copy()  # as read, before "text" is (re)written below
     report: dict[str, Any] = {"items": len(items)}
-    extra_rows: dict[str, pd.DataFrame] = {}
+    dated: dict[str, pd.DataFrame] = {}
     for extra in cfg.extra_text:
         table, counts = read_extra_text(extra, set(items["item_id"]))
         items[extra.name] = _per_item(items, top_values(table, extra.max_values))
         report.setdefault("extra_text", {})[extra.name] = counts
         if extra.user_column is not None:
-            extra_rows[extra.name] = table
+            dated[extra.name] = table
     texts = [compose_text(cfg, row) for row in items.to_dict("records")]
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
@@ -203,7 +216,7 @@ def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], dict[str
             f"{', '.join(cfg.text_fields)}{more}; fill one of them or drop the row"
         )
     items["text"] = texts
-    return items, report, extra_rows
+    return items, report, DatedValues(dated, fields) if dated else None
 
 
 def _per_item(items: pd.DataFrame, values: dict[str, list[str]]) -> pd.Series:
@@ -212,25 +225,31 @@ def _per_item(items: pd.DataFrame, values: dict[str, list[str]]) -> pd.Series:
 
 def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The rows of an extra-text file on known items (``item_id``, ``value``, and ``user_id`` and
-    ``time`` when the source names them), in file order, and counts for the report."""
-    frame, places = read_table(extra.path, extra.format, f"{extra.name} (extra_text)")
+    ``time`` when the source names them), in file order, and counts for the report.
+
+    Who and when are checked only on the rows kept: a bad row on an unknown item is counted, as
+    any row on an unknown item is, and does not stop the build.
+    """
+    what = f"{extra.name} (extra_text)"
+    frame, places = read_table(extra.path, extra.format, what)
     dated = [extra.user_column, extra.time_column] if extra.user_column is not None else []
-    _need_columns(frame, extra.path, [extra.id_column, extra.field, *dated], f"{extra.name} (extra_text)")
+    _need_columns(frame, extra.path, [extra.id_column, extra.field, *dated], what)
     ids = _ids(frame[extra.id_column], extra.path, places, extra.id_column)
     values = frame[extra.field].map(lambda v: "" if v is None else str(v).strip())
     if extra.lowercase:
         values = values.str.lower()
-    table = pd.DataFrame({"item_id": ids, "value": values})
+    filled = (values != "").to_numpy()
+    on_known = ids.isin(known).to_numpy()
+    keep = np.flatnonzero(filled & on_known)
+    table = pd.DataFrame({"item_id": ids.iloc[keep].to_numpy(), "value": values.iloc[keep].to_numpy()})
     if extra.user_column is not None and extra.time_column is not None:
-        table["user_id"] = _ids(frame[extra.user_column], extra.path, places, extra.user_column)
-        table["time"] = _times(frame[extra.time_column], extra.path, places, extra.time_column)
-    table = table[table["value"] != ""]
-    unknown = int((~table["item_id"].isin(known)).sum())
-    table = table[table["item_id"].isin(known)].reset_index(drop=True)
+        kept, where = frame.iloc[keep], [places[i] for i in keep]
+        table["user_id"] = _ids(kept[extra.user_column], extra.path, where, extra.user_column).to_numpy()
+        table["time"] = _times(kept[extra.time_column], extra.path, where, extra.time_column, what="value")
     counts = {
         "rows": len(frame),
         "items_with_values": int(table["item_id"].nunique()),
-        "rows_unknown_item": unknown,
+        "rows_unknown_item": int((filled & ~on_known).sum()),
     }
     return table, counts
 
@@ -249,30 +268,35 @@ def top_values(table: pd.DataFrame, max_values: int) -> dict[str, list[str]]:
 def texts_before(cfg: ItemsConfig, ds: Dataset, cutoff: pd.Series) -> tuple[list[str], int]:
     """Each item's text without the dated extra-text values written at or after their author's
     ``cutoff`` (``user_id -> epoch seconds``; users not in it keep every value), and how many
-    rows were left out.
+    rows were left out. Without dated values (``ds.dated`` None): the texts as they are.
 
     Why: a value such as a tag is an interaction. Fitted on text that holds a user's tag on the
     item they went on to like in validation, the text model and the ranker learn a match that no
     real recommendation has before the user acts (MovieLens small: 69% of the tag rows are dated
     after their author's first held-out positive).
     """
-    items = ds.items.copy()
+    if ds.dated is None:
+        return ds.items["text"].tolist(), 0
+    parts = ds.dated.fields.copy()
     left_out = 0
     for extra in cfg.extra_text:
-        table = ds.extra_rows.get(extra.name)
-        if table is None:
+        table = ds.dated.rows.get(extra.name)
+        if table is None:  # an undated source: every value, as read_items counted them
+            parts[extra.name] = ds.items[extra.name].to_numpy()
             continue
         limit = table["user_id"].map(cutoff).astype(float)
         keep = (limit.isna() | (table["time"] < limit)).to_numpy()
         left_out += int((~keep).sum())
-        items[extra.name] = _per_item(items, top_values(table[keep], extra.max_values))
-    return [compose_text(cfg, row) for row in items.to_dict("records")], left_out
+        parts[extra.name] = _per_item(parts, top_values(table[keep], extra.max_values))
+    return [compose_text(cfg, row) for row in parts.to_dict("records")], left_out
 
 
 # -- interactions -----------------------------------------------------------------------------------
 
 
-def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.ndarray:
+def _times(
+    values: pd.Series, path: str, places: list[str], column: str, what: str = "interaction"
+) -> np.ndarray:
     """Epoch seconds from numbers (epoch seconds), ISO 8601 strings or a datetime column (Parquet's
     timestamps; naive ones are taken as UTC, as naive ISO strings are)."""
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -280,7 +304,7 @@ def _times(values: pd.Series, path: str, places: list[str], column: str) -> np.n
         stamps = pd.to_datetime(values, utc=True)
         if stamps.isna().any():
             i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-            raise DataError(f"{path}: {places[i]}: {column} is empty; every interaction needs a time")
+            raise DataError(f"{path}: {places[i]}: {column} is empty; every {what} needs a time")
         return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
     numeric = pd.to_numeric(values, errors="coerce")
     # Epoch milliseconds (RetailRocket's, many event logs') read as seconds would date the catalog

@@ -262,6 +262,36 @@ def test_calibration_matches_dev_labels_to_the_run_by_name(members, tmp_path, mo
     assert fitted_on[0] == by_name and len(set(by_name)) > 1
 
 
+def test_metrics_match_dev_and_test_labels_to_the_run_by_name(members, tmp_path, monkeypatch) -> None:
+    """Data whose label map now comes out in another order (a new label sorted first) must not
+    shift the ids the ensemble's dev and test metrics are scored with."""
+    import dataclasses
+
+    from tunelab.data.labels import LabelMap
+
+    plain = ensemble(members[:2], tmp_path / "plain", calibrate=False).metrics
+    run = tunelab.load(members[0])
+    task_class = type(run.task)
+    real_load = task_class.load_splits
+
+    def reordered(self, data):
+        got = real_load(self, data)
+        names = list(reversed(got.labels.names))
+        moved = {}
+        for split in ("dev", "test"):
+            rows = getattr(got, split)
+            moved[split] = dataclasses.replace(
+                rows, labels=[names.index(got.labels.names[i]) for i in rows.labels]
+            )
+        return dataclasses.replace(got, labels=LabelMap(names=names, task=got.labels.task), **moved)
+
+    monkeypatch.setattr(task_class, "load_splits", reordered)
+    again = ensemble(members[:2], tmp_path / "reordered", calibrate=False).metrics
+    assert set(plain) == {"dev", "test"}
+    assert again["dev"]["accuracy"] == plain["dev"]["accuracy"]
+    assert again["test"]["accuracy"] == plain["test"]["accuracy"]
+
+
 def test_the_members_training_texts_stay_out_of_the_ensemble(members, ens) -> None:
     assert all((m / "rehearsal.jsonl").is_file() for m in members)  # each member stored its sample
     assert not list(ens.rglob("rehearsal.jsonl"))

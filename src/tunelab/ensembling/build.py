@@ -19,6 +19,7 @@ one's training rows, e.g. when the members differ by ``data.split_seed``).
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import logging
 import os
@@ -288,9 +289,31 @@ def _metrics(partial: RunFolder, ref: Any, summary: dict[str, Any]) -> dict[str,
     for split, rows in (("dev", splits.dev), ("test", splits.test)):
         if rows is None:
             continue
+        rows = _in_run_ids(rows, splits.labels.names, ref.labels)
+        if rows is None:
+            logger.warning(
+                "the members' data now has other labels than the runs (%s): no %s metrics; score the "
+                "ensemble with `tunelab eval` on a file",
+                ", ".join(sorted(set(splits.labels.names) ^ set(ref.labels.names))) or "another order",
+                split,
+            )
+            continue
         sizes = {"max_length": ref.config.model.max_length, "stride": ref.config.model.stride}
         enc = ref.task.encode(ref.tokenizer, rows, **sizes)
         metrics[split], _ = ref.task.score(
             backend.logits(enc), enc, ref.labels, threshold=summary["threshold"]
         )
     return metrics
+
+
+def _in_run_ids(rows: Any, names: list[str], labels: Any) -> Any:
+    """``rows`` with their label ids moved from the label map built afresh from the data (``names``)
+    to the runs' ``labels.json`` order, by name; None when that cannot be done (a label the runs do
+    not have in these rows, or ids that are not single labels). Changed data must not shift the
+    ids silently."""
+    if names == labels.names:
+        return rows
+    ids = list(rows.labels or [])
+    if not all(isinstance(i, int) for i in ids) or not {names[i] for i in ids} <= set(labels.names):
+        return None
+    return dataclasses.replace(rows, labels=[labels.id_of(names[i]) for i in rows.labels or []])

@@ -64,6 +64,9 @@ def test_a_list_of_names_is_described_by_the_names(tmp_path: Path) -> None:
         ("a: only one\n", "only one label"),
         ("just a sentence\n", "expected 'label: description' lines"),
         ("a: [unclosed\n", "not valid YAML"),
+        ("a: Same  words\nb: same words\n", "labels 'a' and 'b' have the same description"),
+        ("- card_arrival\n- card-arrival\n", "labels 'card_arrival' and 'card-arrival' have the same"),
+        ("? [a, b]\n: x\nc: y\n", "line 1: a label name must be plain text"),
     ],
 )
 def test_a_bad_label_file_fails_in_one_line_naming_the_file_and_key(
@@ -75,6 +78,13 @@ def test_a_bad_label_file_fails_in_one_line_naming_the_file_and_key(
         read_label_descriptions(path)
     message = str(caught.value)
     assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_label_names_are_read_as_written_not_as_yaml_values(tmp_path: Path) -> None:
+    """``yes:``, ``null:`` and ``1:`` name labels, not True, None and 1."""
+    path = tmp_path / "labels.yaml"
+    path.write_text("yes: the customer agrees\nno: the customer refuses\nnull: says nothing\n1: one\n")
+    assert list(read_label_descriptions(path)) == ["yes", "no", "null", "1"]
 
 
 def test_a_missing_label_file_says_what_to_write(tmp_path: Path) -> None:

@@ -36,16 +36,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
+    """Keys as written: in a labels file a key is a label name, so ``yes:``, ``null:`` and ``1:``
+    name the labels "yes", "null" and "1" (YAML would read True, None and 1)."""
+    seen: dict[str, int] = {}
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(
+                f"{loader.name}: line {line}: a label name must be plain text, not a list or mapping"
+            )
+        key = key_node.value
         if key in seen:
             raise ConfigError(
-                f"{loader.name}: label {key!r} appears twice (lines {seen[key]} and "
-                f"{key_node.start_mark.line + 1}); give each label once"
+                f"{loader.name}: label {key!r} appears twice (lines {seen[key]} and {line}); "
+                "give each label once"
             )
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node)
+        seen[key] = line
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
@@ -87,6 +96,15 @@ def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
         raise ConfigError(
             f"{source}: only one label ({next(iter(out))!r}); zero-shot picks among two or more"
         )
+    first: dict[str, str] = {}
+    for label, description in out.items():
+        same = " ".join(description.lower().split())
+        if same in first:
+            raise ConfigError(
+                f"{source}: labels {first[same]!r} and {label!r} have the same description "
+                f"({description!r}), so one of them could never be chosen; describe them apart"
+            )
+        first[same] = label
     return out
 
 

@@ -329,6 +329,12 @@ class SelfTrainingConfig:
         _check(p, isinstance(self.label_names, bool), f"label_names={self.label_names!r} (use true or false)")
         _check(
             p,
+            not (self.label_names is True and self.unlabeled is None),
+            "label_names=true needs unlabeled texts (self_training.unlabeled=FILE): the names help the "
+            "probe that labels them, and without them there is no probe",
+        )
+        _check(
+            p,
             self.unlabeled is None or (isinstance(self.unlabeled, str) and self.unlabeled.strip() != ""),
             f"unlabeled={self.unlabeled!r} (name a file of texts, or null for off)",
         )
@@ -379,18 +385,21 @@ class ContinualConfig:
         )
         _check(p, self.ewc >= 0, f"ewc={self.ewc} (use a weight >= 0, e.g. 100)")
         _check(p, self.head in ("copy", "probe"), f"head={self.head!r} (use copy or probe)")
+        # rehearsal_total, when given, takes precedence over rehearsal (0 asks for no rows too)
+        asks_rows = (self.rehearsal_total if self.rehearsal_total is not None else self.rehearsal) > 0
         _check(
             p,
-            not (self.head == "probe" and self.rehearsal == 0 and not self.rehearsal_total),
+            not (self.head == "probe" and not asks_rows),
             "head=probe needs rehearsal rows: the probe is fitted on the training rows, and without the "
             "previous run's stored rows it sees no old label and would make them all unlikely (set "
             "rehearsal to 1 or more, or head=copy)",
         )
         _check(
             p,
-            not (self.ewc > 0 and self.rehearsal == 0 and not self.rehearsal_total),
+            not (self.ewc > 0 and not asks_rows),
             f"ewc={self.ewc} needs rehearsal rows: its Fisher is estimated on the previous run's stored "
-            "sample, which rehearsal=0 leaves out (set rehearsal to 1 or more, or ewc=0)",
+            "sample, which rehearsal=0 (or rehearsal_total=0) leaves out (set rehearsal to 1 or more, "
+            "or ewc=0)",
         )
         _raise_if(p, "continual")
 

@@ -622,6 +622,30 @@ def test_ewc_without_rehearsal_rows_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"continual\.ewc=100\.0 needs rehearsal rows"):
         ContinualConfig(ewc=100.0, rehearsal=0)
     assert ContinualConfig(ewc=100.0, rehearsal=0, rehearsal_total=30).ewc == 100.0
+    # rehearsal_total takes precedence: 0 asks for no rows whatever rehearsal says
+    with pytest.raises(ConfigError, match=r"continual\.ewc=100\.0 needs rehearsal rows"):
+        ContinualConfig(ewc=100.0, rehearsal=50, rehearsal_total=0)
+    with pytest.raises(ConfigError, match=r"head=probe needs rehearsal rows"):
+        ContinualConfig(head="probe", rehearsal=50, rehearsal_total=0)
+
+
+def test_ewc_with_an_empty_stored_sample_is_refused_before_a_run_folder_exists(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """The penalty was silently skipped while run.json recorded it as on."""
+    import shutil
+
+    copy = tmp_path / "old-run"
+    shutil.copytree(first[0], copy)
+    (copy / REHEARSAL_FILE).write_text("", encoding="utf-8")
+    out = tmp_path / "runs"
+    with pytest.raises(ConfigError, match=r"continual\.ewc=100 needs rehearsal rows, and .* has none"):
+        tunelab.train(
+            from_run=copy,
+            overrides=[f"data.train={new_csv}", f"output_dir={out}", "continual.ewc=100", "name=ewc"],
+            show_progress=False,
+        )
+    assert not (out / "ewc").exists()
 
 
 def test_the_augment_filter_is_skipped_with_a_note_when_train_has_one_label(
@@ -759,3 +783,19 @@ def test_the_probe_refusal_is_single_label_only() -> None:
     refuse_unprobed_old_labels([[2], [2, 0]], labels, ContinualConfig(), 2)  # b missing: no refusal
     with pytest.raises(ConfigError, match=r"old label\(s\) b have no row.*continual\.rehearsal\)"):
         refuse_unprobed_old_labels([2, 0], labels, ContinualConfig(), 2)
+
+
+def test_a_few_shot_draw_is_not_carried_into_the_continued_run(first, new_csv: Path, tmp_path: Path) -> None:
+    """``data.shots`` sampled the old file: kept, it silently cut the new data to N rows a label."""
+    import shutil
+
+    from tunelab.train.continual import continued_config
+
+    copy = tmp_path / "few"
+    shutil.copytree(first[0], copy)
+    raw = json.loads((copy / "config.json").read_text())
+    raw["data"].update(shots=3, shots_seed=7)
+    (copy / "config.json").write_text(json.dumps(raw))
+    data = continued_config(copy, [f"data.train={new_csv}"]).data
+    assert (data.shots, data.shots_seed) == (None, None)
+    assert continued_config(copy, [f"data.train={new_csv}", "data.shots=2"]).data.shots == 2

@@ -35,6 +35,8 @@ def test_bad_options_are_one_line_errors() -> None:
         SelfTrainingConfig(unlabeled=" ")
     with pytest.raises(ConfigError, match=r"self_training\.label_names='yes' \(use true or false\)"):
         SelfTrainingConfig(label_names="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"self_training\.label_names=true needs unlabeled texts"):
+        SelfTrainingConfig(label_names=True)
 
 
 def _clusters(rng: np.random.Generator, centres: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +158,11 @@ def test_label_names_are_rows_for_the_probe_only(
     info = result.summary["self_training"]
     assert info["label_names"] == len(names)
     assert result.summary["rows"]["train"] == len(splits.train) + info["added"]  # no name row trains
+    # train --from: both go with the old unlabelled file (label_names alone would be refused)
+    from tunelab.train.continual import continued_config
+
+    again = continued_config(result.run_dir, [f"data.train={train_csv}"]).self_training
+    assert (again.unlabeled, again.label_names) == (None, False)
 
 
 def test_bad_input_is_refused_before_a_run_folder_exists(

@@ -53,11 +53,12 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
     # Its labels (unless an override gives some) come back in ``with_previous_labels``, below.
-    data.update(train=None, dev=None, test=None, labels=None)
+    # A few-shot draw (data.shots) sampled the old file: the new rows are all kept unless asked again.
+    data.update(train=None, dev=None, test=None, labels=None, shots=None, shots_seed=None)
     raw["data"] = data
     # The unlabelled texts are old data too: pseudo-labelled again by the previous (fine-tuned)
     # model, they would repeat its own labels, and texts of its test split could be trained on.
-    raw["self_training"] = {**(raw.get("self_training") or {}), "unlabeled": None}
+    raw["self_training"] = {**(raw.get("self_training") or {}), "unlabeled": None, "label_names": False}
     # The folder found, absolute: a later --resume from another directory still finds it.
     raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(Path(run.root).resolve())}
     raw["name"] = None

@@ -20,6 +20,7 @@ from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.dataset import Dataset
 from tunelab.data.encoding import Encoded
+from tunelab.errors import ConfigError
 from tunelab.tasks import Task
 from tunelab.train.continual import (
     Previous,
@@ -70,6 +71,12 @@ class Continuation:
         if short is not None:
             splits = dataclasses.replace(splits, notes=[*splits.notes, short])
         rehearsal, dropped = without_held_out(rehearsal, splits)
+        if cfg.continual.ewc > 0 and not len(rehearsal):
+            raise ConfigError(
+                f"continual.ewc={cfg.continual.ewc} needs rehearsal rows, and {previous.root} has none to "
+                "replay (its stored sample is empty, or every row is a dev or test row of the new data); "
+                "set continual.ewc=0"
+            )
         teacher = previous.model()
         grow_into(model, teacher)
         return cls(

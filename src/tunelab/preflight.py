@@ -83,6 +83,11 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     except TunelabError as exc:
         errors.append(exc)
     checked.task = get_task(cfg.data.task)  # RunConfig checked the name
+    if checked.method is not None:
+        try:
+            checked.method.check_task(checked.task.name)
+        except TunelabError as exc:
+            errors.append(exc)
     if new_run:  # a forced bf16 on a CPU without it (a resumed run falls back to fp32 instead)
         from tunelab.train.precision import resolve_precision
 

@@ -141,3 +141,20 @@ def test_shots_is_refused_for_token_classification(tagged_jsonls: tuple[Path, Pa
     cfg = DataConfig(train=str(tagged_jsonls[0]), task="token_classification", shots=4)
     with pytest.raises(DataError, match="classification only"):
         load_splits(cfg)
+
+
+def test_setfit_on_another_task_is_refused_before_any_data_is_read(tmp_path: Path) -> None:
+    """Pairs are drawn by label: multi-label and NER rows were refused only after the data was
+    read, the model built and augmentation and self-training had run (``validate`` passed)."""
+    from tunelab.config import RunConfig
+    from tunelab.preflight import check_run
+
+    for task in ("multi_label", "token_classification"):
+        cfg = RunConfig.from_dict(
+            {"data": {"train": str(tmp_path / "missing.csv"), "task": task}, "method": {"name": "setfit"}}
+        )
+        problems = check_run(cfg).problems
+        assert "method setfit trains single_label only (pairs are drawn by label" in problems[0]
+        assert f"one label per row), not data.task={task}" in problems[0]
+    ok = RunConfig.from_dict({"data": {"train": str(tmp_path / "missing.csv")}, "method": {"name": "setfit"}})
+    assert not any("method setfit trains" in p for p in check_run(ok).problems)

@@ -104,6 +104,8 @@ class Method:
             model on the method's own objective before the head is fitted (``train.head_init``)
             and ``apply`` runs, with the encoded training rows (SetFit's contrastive stage); the
             notes (lines) go to the run's log and summary. It runs again on a resume. None for most.
+        tasks: the task names the method can train (``tunelab validate`` and ``train`` refuse
+            another before reading data); None: every task. ``tasks_why``: why, for that message.
     """
 
     name: str
@@ -121,6 +123,17 @@ class Method:
     cannot_merge: str = "it defines no way to fold its weights into the base model"
     sharing: BaseSharing | None = None
     before_training: Callable[[nn.Module, Any, Any, int], list[str]] | None = None
+    tasks: tuple[str, ...] | None = None
+    tasks_why: str = ""
+
+    def check_task(self, task: str) -> None:
+        """Raises ConfigError (one line) when the method cannot train ``task``."""
+        if self.tasks is not None and task not in self.tasks:
+            why = f" ({self.tasks_why})" if self.tasks_why else ""
+            raise ConfigError(
+                f"method {self.name} trains {' or '.join(self.tasks)} only{why}, not data.task={task}; "
+                "use another method (e.g. full)"
+            )
 
     @property
     def shares_base(self) -> bool:

@@ -103,5 +103,7 @@ register_method(
         description="few-shot: contrastive encoder tuning on pairs, then a logistic-regression head (SetFit)",
         cannot_merge="it stores the whole model already (a plain run): there is no adapter to fold in",
         before_training=before_training,
+        tasks=("single_label",),
+        tasks_why="pairs are drawn by label, which needs one label per row",
     )
 )

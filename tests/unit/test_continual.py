@@ -252,7 +252,16 @@ def test_an_exported_artifact_is_refused_before_anything_is_written(
     summary = json.loads((artifact / "run.json").read_text())
     (artifact / "run.json").write_text(json.dumps({**summary, "format": "onnx-int8"}))
     out = tmp_path / "out"
-    with pytest.raises(RunError, match=r"--from .*exported: a onnx-int8 artifact cannot be trained"):
+    with pytest.raises(
+        RunError, match=r"--from .*exported: an exported onnx-int8 artifact cannot be trained"
+    ):
+        tunelab.train(
+            from_run=artifact, overrides=[f"data.train={new_csv}", f"output_dir={out}"], show_progress=False
+        )
+    assert not out.exists()
+    # an ensemble was never exported: continue a member instead
+    (artifact / "run.json").write_text(json.dumps({**summary, "format": "ensemble"}))
+    with pytest.raises(RunError, match=r"an ensemble cannot be trained; continue one of its member runs"):
         tunelab.train(
             from_run=artifact, overrides=[f"data.train={new_csv}", f"output_dir={out}"], show_progress=False
         )

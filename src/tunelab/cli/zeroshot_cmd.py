@@ -32,7 +32,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """The options shared with ``tunelab predict --zero-shot``."""
     p.add_argument("--encoder", help="sentence encoder to compare embeddings with (default minilm-l6)")
     p.add_argument("--nli", metavar="MODEL", help="NLI model folder: score labels by entailment instead")
-    p.add_argument("--template", help="sentence made of each description, {} for it (default '{}')")
+    p.add_argument(
+        "--template",
+        help="sentence made of each description, {} for it (default '{}'; with --nli 'This example is {}.')",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -123,10 +123,15 @@ def _find(from_run: str | Path) -> tuple[Any, dict[str, Any]]:
             f"--from {from_run}: a zero-shot run has no trained weights to continue; train a fresh run "
             "(tunelab train CONFIG)"
         )
+    if kind == "ensemble":
+        raise RunError(
+            f"--from {from_run}: an ensemble cannot be trained; continue one of its member runs "
+            "(run.json's members), then ensemble again"
+        )
     if kind != "torch":
         raise RunError(
-            f"--from {from_run}: a {kind} artifact cannot be trained; continue from the run it was "
-            "exported from"
+            f"--from {from_run}: an exported {kind} artifact cannot be trained; continue from the run it "
+            "was exported from"
         )
     return run, summary
 

@@ -130,6 +130,8 @@ def test_entity_slots_need_an_ner_run_that_tags_their_type(tmp_path: Path) -> No
         ("intents:\n  a: {answer: x, extra: y}\n", r"intents.a: unknown field 'extra'"),
         ("intents:\n  a: {answer: '  '}\n", r"intents.a.answer: must be non-empty text"),
         ("handoff: 'Wait for {agent}'\nintents:\n  a: x\n", r"answers.yaml: handoff: is sent as it is"),
+        # PyYAML kept the last of two equal keys without a word
+        ("intents:\n  a: x\n  b: y\n  a: z\n", r"answers.yaml: key 'a' appears twice \(lines 2 and 4\)"),
     ],
 )
 def test_bad_answers_files_fail_in_one_line_naming_the_field(tmp_path: Path, text: str, message: str) -> None:
@@ -145,3 +147,9 @@ def test_a_missing_or_non_utf8_file(tmp_path: Path) -> None:
     path.write_bytes("intents:\n  a: 'Zürich'\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin.yaml: not UTF-8"):
         read_answers(path)
+
+
+def test_intent_names_are_read_as_written(tmp_path: Path) -> None:
+    """``yes:`` and ``1:`` are intents "yes" and "1" (YAML read True and 1, and str() made 'True')."""
+    answers = read_answers(write(tmp_path, "intents:\n  yes: C\n  1: D\n  null: E\n"))
+    assert {name: a.template for name, a in answers.intents.items()} == {"yes": "C", "1": "D", "null": "E"}

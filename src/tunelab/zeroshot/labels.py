@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from tunelab.errors import ConfigError
+from tunelab.yaml_names import load_names_yaml
 
 EXAMPLE = "e.g. 'card_arrival: my new card has not arrived yet' on each line"
 
@@ -29,35 +30,6 @@ def describe_label(name: str) -> str:
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
     words = " ".join(w for w in re.split(r"[\W_]+", spaced) if w).lower()
     return words or name
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a mapping with the same key twice (PyYAML keeps the last one)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    """Keys as written: in a labels file a key is a label name, so ``yes:``, ``null:`` and ``1:``
-    name the labels "yes", "null" and "1" (YAML would read True, None and 1)."""
-    seen: dict[str, int] = {}
-    out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        line = key_node.start_mark.line + 1
-        if not isinstance(key_node, yaml.ScalarNode):
-            raise ConfigError(
-                f"{loader.name}: line {line}: a label name must be plain text, not a list or mapping"
-            )
-        key = key_node.value
-        if key in seen:
-            raise ConfigError(
-                f"{loader.name}: label {key!r} appears twice (lines {seen[key]} and {line}); "
-                "give each label once"
-            )
-        seen[key] = line
-        out[key] = loader.construct_object(value_node, deep=True)
-    return out
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
@@ -122,14 +94,10 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8; save the label file as UTF-8") from None
-    loader = _UniqueKeyLoader(text)
-    loader.name = str(p)
     try:
-        raw = loader.get_single_data()
+        raw = load_names_yaml(text, str(p), what="label")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    finally:
-        loader.dispose()
     return parse_label_descriptions(raw, str(p))

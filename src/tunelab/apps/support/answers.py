@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from tunelab.errors import ConfigError
+from tunelab.yaml_names import load_names_yaml
 
 #: What a hand-off replies when the answers file has no ``handoff`` of its own.
 DEFAULT_HANDOFF = "I'm passing this to a colleague who can help; they will reply here."
@@ -191,7 +192,7 @@ def read_answers(path: str | Path) -> Answers:
     if not p.is_file():
         raise ConfigError(f"{p}: answers file not found")
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        doc = load_names_yaml(p.read_text(encoding="utf-8"), str(p), what="key")
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8; save the answers file as UTF-8") from None
     except yaml.YAMLError as exc:

@@ -1,7 +1,7 @@
 """The recommenders a server ranks for (``tunelab serve --recommend recs/<name>``).
 
 A ``Recommender`` (``tunelab.apps.recommend``) is loaded before the app is built (the CLI loads it
-before binding the port) and is never imported here: anything with ``rank``, ``add_item``,
+before binding the port) and is never imported here: anything with ``rank``, ``add_items``,
 ``record_event``, ``items``, ``users`` and ``info`` serves.
 
 Its calls are CPU-bound (encoding an item's text, scoring every candidate) and may touch its
@@ -119,11 +119,13 @@ class ServedRecommender:
                     self.recommender.check_item(item_id, fields)
                 except DataError as exc:
                     raise ItemRejectedError(i, item_id, str(exc), added=0) from None
-            for i, (item_id, fields) in enumerate(items):
-                try:
-                    self.recommender.add_item(item_id, fields)
-                except DataError as exc:
-                    raise ItemRejectedError(i, item_id, str(exc), added=i) from None
+            # Encoded first, then written in one transaction: a failure adds none of them (a
+            # half-added batch went unbilled and its retry met a 409 for the items it had added).
+            try:
+                self.recommender.add_items(items)
+            except DataError as exc:  # taken meanwhile by another process
+                first = next((i for i, (item_id, _) in enumerate(items) if repr(str(item_id)) in str(exc)), 0)
+                raise ItemRejectedError(first, items[first][0], str(exc), added=0) from None
 
     async def record_events(self, events: Sequence[dict[str, Any]]) -> list[EventOutcome]:
         """Record each event on its own: one that fails never stops the others."""

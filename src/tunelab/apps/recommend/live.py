@@ -59,17 +59,36 @@ class LiveStore:
             self._conn = conn
         return self._conn
 
-    def add_item(self, item_id: str, fields: dict[str, Any], text: str, vector: bytes, added: float) -> int:
-        """Insert an item; its sequence number. ``DataError`` when the id is taken."""
+    def add_items(self, rows: list[tuple[str, dict[str, Any], str, bytes, float]]) -> None:
+        """Insert ``(item_id, fields, text, vector, added)`` rows in one transaction: all or none.
+
+        Raises:
+            DataError: an id is taken (nothing is added).
+        """
         with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._connection().execute(
-                    "INSERT INTO items (item_id, fields, text, vector, added) VALUES (?, ?, ?, ?, ?)",
-                    (item_id, json.dumps(fields, ensure_ascii=False, default=str), text, vector, added),
-                )
-            except sqlite3.IntegrityError:
-                raise DataError(f"item {item_id!r} is already in the catalog; give a new id") from None
-            return int(cur.lastrowid or 0)
+                for item_id, fields, text, vector, added in rows:
+                    try:
+                        conn.execute(
+                            "INSERT INTO items (item_id, fields, text, vector, added) VALUES (?, ?, ?, ?, ?)",
+                            (
+                                item_id,
+                                json.dumps(fields, ensure_ascii=False, default=str),
+                                text,
+                                vector,
+                                added,
+                            ),
+                        )
+                    except sqlite3.IntegrityError:
+                        raise DataError(
+                            f"item {item_id!r} is already in the catalog; give a new id"
+                        ) from None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def add_event(self, row: dict[str, Any]) -> int:
         with self._lock:

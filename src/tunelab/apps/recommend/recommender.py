@@ -375,16 +375,35 @@ class Recommender:
         Raises:
             DataError: a bad or taken id, an unknown field, or no text at all.
         """
-        item_id, text = self.check_item(item_id, fields)
+        return self.add_items([(item_id, fields)])[0]
+
+    def add_items(self, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Add several items as ``add_item`` does, all or none: every one is checked and its text
+        encoded before any is written, and they are written in one transaction.
+
+        Raises:
+            DataError: a bad, taken or repeated id, an unknown field, or no text (nothing added).
+        """
+        checked = [self.check_item(item_id, fields) for item_id, fields in items]
+        ids = [item_id for item_id, _ in checked]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise DataError(f"item {repeated[0]!r} is given twice; give each new item once")
         self._sync()
-        if item_id in self.index_of:
-            raise DataError(f"item {item_id!r} is already in the catalog; give a new id")
-        vector = self.text.encode([text])[0]
+        taken = [i for i in ids if i in self.index_of]
+        if taken:
+            raise DataError(f"item {taken[0]!r} is already in the catalog; give a new id")
+        vectors = self.text.encode([text for _, text in checked]).astype(np.float32)
+        now = _time.time()
+        rows = [
+            (item_id, fields, text, vector.tobytes(), now)
+            for (item_id, text), (_, fields), vector in zip(checked, items, vectors, strict=True)
+        ]
         live = self._writable()
         with self._lock:
-            live.add_item(item_id, fields, text, vector.astype(np.float32).tobytes(), _time.time())
+            live.add_items(rows)
             self._sync()
-        return {"item_id": item_id, "text": text}
+        return [{"item_id": item_id, "text": text} for item_id, text in checked]
 
     def check_item(self, item_id: str, fields: dict[str, Any]) -> tuple[str, str]:
         """``(id, text)`` of an item ``add_item`` would take, checked without adding it, so that a

@@ -193,8 +193,8 @@ async def add_items(
     """Add one item (``item_id``, ``fields``) or a batch (``items``): rankable at once, from its text.
 
     Ids must be new (one the recommender has, or one repeated in the batch, adds nothing: 409 or
-    422). An item whose text comes out empty is a 422 naming its index; the items before it in
-    the batch stay added, and the message says how many.
+    422). An item whose text comes out empty is a 422 naming its index. A batch is added whole or
+    not at all.
     """
     items = body.all()
     ctx.texts = len(items)

@@ -848,3 +848,14 @@ def test_a_batch_that_fails_while_adding_adds_none_and_can_be_sent_again(
     r = api.add({"items": batch}, name="tiny")
     assert r.status_code == 201, r.text
     assert {"n1", "n2"} <= set(rec.items)
+
+
+def test_an_extra_key_with_line_breaks_is_named_on_one_line(api: Api) -> None:
+    odd = "a\nb\u2028c" + "x" * 80
+    r = api.add({"item_id": "z1", "fields": {"title": "t"}, odd: 1})
+    message = error(r)["message"]
+    assert r.status_code == 422 and "Extra inputs are not permitted" in message
+    assert message.splitlines() == [message] and "\\n" in message and len(message) < 150
+    r = api.events([{"user_id": "u", "item_id": "m1", odd: 1}])
+    outcome = r.json()["results"][0]["message"]
+    assert outcome.splitlines() == [outcome] and "Extra inputs are not permitted" in outcome

@@ -51,7 +51,24 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    return ".".join(str(part) for part in loc)
+    return location(loc)
+
+
+#: A location part longer than this is cut (a client's extra key can be of any length).
+_PART_CHARS = 50
+
+
+def location(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``body.items.3.fields`` for a validation error's location, on one line: a part that is not
+    plain printable text (a client's extra key with a newline or U+2028 in it) is written escaped,
+    and a long one is cut."""
+    parts = []
+    for part in loc:
+        text = str(part)
+        if not text.isprintable() or any(c.isspace() and c != " " for c in text):
+            text = ascii(text)
+        parts.append(text if len(text) <= _PART_CHARS else text[: _PART_CHARS - 3] + "...")
+    return ".".join(parts)
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

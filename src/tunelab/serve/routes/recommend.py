@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from tunelab.errors import DataError
 from tunelab.serve.context import RequestContext
 from tunelab.serve.deps import Context, MaybeCaller, ServeState, State
+from tunelab.serve.error_handlers import location
 from tunelab.serve.recommend_schemas import (
     ID_SCHEMA,
     MAX_K,
@@ -273,10 +274,10 @@ def _first(exc: ValidationError, index: int) -> str:
     """``events[3].item_id: Field required`` (the first problem, one line)."""
     errors = exc.errors()
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
+    where = location(first.get("loc", ()))
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"events[{index}]{'.' + where if where else ''}: {msg}{more}".replace("\n", " ")
+    return " ".join(f"events[{index}]{'.' + where if where else ''}: {msg}{more}".splitlines())
 
 
 def _jsonable(value: Any) -> Any:

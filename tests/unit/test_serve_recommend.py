@@ -859,3 +859,17 @@ def test_an_extra_key_with_line_breaks_is_named_on_one_line(api: Api) -> None:
     r = api.events([{"user_id": "u", "item_id": "m1", odd: 1}])
     outcome = r.json()["results"][0]["message"]
     assert outcome.splitlines() == [outcome] and "Extra inputs are not permitted" in outcome
+
+
+def test_refused_events_on_known_items_do_not_copy_the_catalog_again(make_api, monkeypatch) -> None:
+    """Each refused event used to copy every item id (under the recommender's lock) to tell an
+    unknown item from a bad event; a known item stays known, since items are never removed."""
+    rec = standin()
+    api = make_api([("movies", rec, "recs/movies")])
+    copies = []
+    items = StandIn.items.fget
+
+    monkeypatch.setattr(StandIn, "items", property(lambda self: copies.append(1) or items(self)))
+    r = api.events([{"user_id": "u", "item_id": "alien", "rating": -1}] * 5)
+    assert [x["code"] for x in r.json()["results"]] == ["invalid_event"] * 5
+    assert len(copies) == 1

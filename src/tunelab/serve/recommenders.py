@@ -137,20 +137,17 @@ class ServedRecommender:
         out: list[EventOutcome] = []
         for event in events:
             item_id = str(event["item_id"])
-            if item_id not in known:
-                if not refreshed:  # added since (by another request)? A batch of unknown ids
-                    known, refreshed = self._item_ids(), True  # must not rebuild it per event
+            try:
+                if item_id not in known and not refreshed:  # added since, by another request? A
+                    known, refreshed = self._item_ids(), True  # batch of unknown ids looks once
                 if item_id not in known:
                     out.append(self._unknown(item_id))
                     continue
-            try:
                 self.recommender.record_event(**event)
-            except DataError as exc:
-                unknown = item_id not in self._item_ids()
-                out.append(
-                    self._unknown(item_id) if unknown else EventOutcome("rejected", "invalid_event", str(exc))
-                )
-            except Exception:  # a fault, not the event's: logged; the client sees no detail
+            except DataError as exc:  # its item is known, and items are never removed: the event's fault
+                out.append(EventOutcome("rejected", "invalid_event", str(exc)))
+            except Exception:  # a fault, not the event's: logged; the client sees no detail. Events
+                # recorded before it stay recorded and keep their results
                 log.exception("recommender %s: recording an event failed", self.name)
                 out.append(EventOutcome("rejected", "internal_error", "the event could not be recorded"))
             else:

@@ -585,3 +585,25 @@ def test_the_real_bot_behind_the_service_answers_hands_off_and_uses_the_conversa
         assert [t["id"] for t in tickets["tickets"]] == [alone["handoff_id"]]
         rows = app.state.tunelab.store.usage()
         assert [(r.app, r.model, r.texts, r.status) for r in rows] == [("support", bot.name, 1, 200)] * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: b\nrun: r\ntemperature: .nan\n", r"bot.yaml: temperature: must be a finite number"),
+        (
+            "name: b\nrun: r\nthresholds: {knowledge: .inf}\n",
+            r"thresholds.knowledge: must be a finite number",
+        ),
+        ("name: b\nrun: r\nthresholds: [1]\n", r"bot.yaml: thresholds: must be a mapping \(name: value\)"),
+        ("name: b\nrun: r\nthresholds: {per_intent: [a]}\n", r"thresholds.per_intent: must be a mapping"),
+    ],
+)
+def test_a_bot_yaml_with_non_finite_numbers_or_lists_is_refused_naming_the_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """temperature: .nan loaded, then every reply was handed off at confidence NaN."""
+    (tmp_path / "bot.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as caught:
+        BotConfig.load(tmp_path)
+    assert "\n" not in str(caught.value)

@@ -73,6 +73,17 @@ def test_csv_and_jsonl_knowledge_files(tmp_path: Path) -> None:
         ("notext.jsonl", b'{"title": "x"}\n', r'notext.jsonl: line 1 needs a non-empty "text"'),
         ("cols.csv", b"q,a\nx,y\n", r"cols.csv: needs a text \(or answer\) column; it has q, a"),
         ("faq.pdf", b"%PDF", r"faq.pdf: knowledge files are .md"),
+        # an empty row was skipped without a word; a repeated one listed twice in replies
+        ("gap.csv", b"title,text\na,Freeze it.\nb,\n", r"gap.csv: line 3: the text is empty"),
+        (
+            "twice.csv",
+            b"title,text\na,Freeze it.\nb,freeze  it.\n",
+            r"twice.csv:3: the same text as .*twice.csv:2",
+        ),
+        ("twice.jsonl", b'{"text": "x"}\n{"text": "x"}\n', r"twice.jsonl:2: the same text as"),
+        # an unclosed quote: csv.Error without the file ("unexpected Error")
+        ("quote.csv", b'text\n"unclosed' + b"y" * 200_000 + b"\n", r"quote.csv: line \d+: not readable CSV"),
+        ("title.jsonl", b'{"text": "x", "title": 3}\n', r'title.jsonl: line 1: "title" must be a string'),
     ],
 )
 def test_bad_knowledge_files_fail_in_one_line(
@@ -158,3 +169,20 @@ def test_exact_search_below_the_ann_threshold_and_hnsw_above_it_agree(tmp_path: 
     assert not (tmp_path / "exact").exists()
     assert KnowledgeIndex.load(exact.save(tmp_path / "exact")).search_kind == "exact"
     assert not (tmp_path / "exact" / KnowledgeIndex.ANN).exists()
+
+
+def test_jsonl_takes_answer_and_question_as_the_csv_does(tmp_path: Path) -> None:
+    path = tmp_path / "faq.jsonl"
+    path.write_text('{"question": "How?", "answer": "Like so."}\n', encoding="utf-8")
+    (passage,) = read_passages(path)
+    assert (passage.title, passage.text) == ("How?", "Like so.")
+
+
+def test_a_damaged_index_fails_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "faq.md"
+    path.write_text(FAQ_MD, encoding="utf-8")
+    folder = KnowledgeIndex.build(read_passages(path)).save(tmp_path / "knowledge")
+    meta = folder / KnowledgeIndex.META
+    meta.write_text(meta.read_text(encoding="utf-8").replace('"model"', '"modell"'), encoding="utf-8")
+    with pytest.raises(DataError, match=r"not a knowledge index \(KeyError\); build it again"):
+        KnowledgeIndex.load(folder)

@@ -22,6 +22,7 @@ Default thresholds, until ``tune`` measures better ones on labelled dev data:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ class BotConfig:
         if not isinstance(doc, dict):
             raise ConfigError(f"{path}: not a bot config (a mapping); build the bot again")
         try:
-            raw = dict(doc.get("thresholds") or {})
+            raw = _mapping(doc.get("thresholds"), path, "thresholds")
             thresholds = Thresholds(
                 intent=_share(raw.get("intent", DEFAULT_INTENT_THRESHOLD), path, "thresholds.intent"),
                 knowledge=_number(
@@ -128,7 +129,7 @@ class BotConfig:
                 ),
                 per_intent={
                     str(k): _share(v, path, f"thresholds.per_intent.{k}")
-                    for k, v in dict(raw.get("per_intent") or {}).items()
+                    for k, v in _mapping(raw.get("per_intent"), path, "thresholds.per_intent").items()
                 },
                 chosen=str(raw.get("chosen", "")),
             )
@@ -156,7 +157,17 @@ class BotConfig:
 def _number(value: Any, path: Path, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{path}: {where}: must be a number, got {value!r}")
+    if not math.isfinite(value):  # .nan compares false with every threshold: every reply handed off
+        raise ConfigError(f"{path}: {where}: must be a finite number, got {value!r}")
     return float(value)
+
+
+def _mapping(value: Any, path: Path, where: str) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {where}: must be a mapping (name: value), got {value!r}")
+    return value
 
 
 def _share(value: Any, path: Path, where: str) -> float:

@@ -105,7 +105,19 @@ def read_passages(path: str | Path) -> list[Passage]:
         passages = _from_markdown(text, p)
     if not passages:
         raise DataError(f"{p}: no passages (the knowledge file is empty); add at least one")
+    if suffix in (".csv", ".jsonl"):  # entries written one by one (Markdown's are cut from sections)
+        _no_repeats(passages)
     return passages
+
+
+def _no_repeats(passages: list[Passage]) -> None:
+    """A passage given twice would be listed twice in a reply's passages."""
+    first: dict[str, str] = {}
+    for passage in passages:
+        same = " ".join(passage.text.lower().split())
+        if same in first:
+            raise DataError(f"{passage.source}: the same text as {first[same]}; keep one of them")
+        first[same] = passage.source
 
 
 def _from_markdown(text: str, path: Path) -> list[Passage]:
@@ -163,12 +175,19 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
         raise DataError(f"{path}: needs a text (or answer) column; it has {', '.join(columns) or 'none'}")
     title_col = next((c for c in ("title", "question") if c in columns), None)
     passages = []
-    for row_no, row in enumerate(reader, start=2):
-        body = (row.get(text_col) or "").strip()
-        if body:
+    try:
+        for row in reader:
+            row_no = reader.line_num  # the file's line: a quoted field may span several
+            body = (row.get(text_col) or "").strip()
+            if not body:
+                raise DataError(f"{path}: line {row_no}: the {text_col} is empty; fill it or remove the row")
             title = (row.get(title_col) or "").strip() if title_col else ""
             intent = (row.get("intent") or "").strip() or None
             passages.append(Passage(body, title, f"{path}:{row_no}", intent))
+    except csv.Error as exc:  # an unclosed quote: the rest of the file read as one field
+        raise DataError(
+            f"{path}: line {reader.line_num}: not readable CSV ({exc}); check its quotes"
+        ) from None
     return passages
 
 
@@ -181,10 +200,16 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: line {line_no} is not JSON ({exc.msg})") from None
-        body = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            raise DataError(f'{path}: line {line_no} needs a JSON object with a "text" (or "answer") string')
+        text_key = next((k for k in ("text", "answer") if k in record), "text")  # as the CSV columns
+        body = record.get(text_key)
         if not isinstance(body, str) or not body.strip():
-            raise DataError(f'{path}: line {line_no} needs a non-empty "text" string')
-        title = record.get("title") or ""
+            raise DataError(f'{path}: line {line_no} needs a non-empty "{text_key}" string')
+        title_key = next((k for k in ("title", "question") if k in record), "title")
+        title = record.get(title_key) or ""
+        if not isinstance(title, str):
+            raise DataError(f'{path}: line {line_no}: "{title_key}" must be a string or absent')
         intent = record.get("intent")
         if intent is not None and not isinstance(intent, str):
             raise DataError(f'{path}: line {line_no}: "intent" must be a string (the intent name) or absent')
@@ -312,9 +337,11 @@ class KnowledgeIndex:
 
                 ann = faiss.read_index(str(root / cls.ANN))
                 ann.hnsw.efSearch = _HNSW_EF_SEARCH
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            if len(vectors) != len(passages):
+                raise ValueError("vectors and passages differ in number")
+            return cls(passages, vectors, model=meta["model"], ann=ann)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             raise DataError(f"{root}: not a knowledge index ({type(exc).__name__}); build it again") from None
-        return cls(passages, vectors, model=meta["model"], ann=ann)
 
 
 def sibling_dir(target: Path, suffix: str) -> Path:

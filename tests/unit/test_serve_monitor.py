@@ -177,6 +177,12 @@ def test_rate_limits_and_quotas_count_documents(api: Api) -> None:
     assert api.store.existing_ids("markets", ["n3", "n4"]) == set()  # refused before the classifier
     _, slow = api.state.access.create_key("slow", rate=Rate.parse("1/hour"), quota=None)
     assert [api.send([doc(i, 0, "e")], token=slow).status_code for i in (5, 6)] == [200, 429]
+    # reads count against the rate too (a key limited to a few a second read a large store freely)
+    for path in ("/trend", "/alerts"):
+        _, reader = api.state.access.create_key(f"reader{path[1:]}", rate=Rate.parse("1/hour"), quota=None)
+        assert [api.get(path, token=reader).status_code for _ in range(2)] == [200, 429]
+    # a read bills no texts, so a key whose quota is used up still reads, and nothing is reserved
+    assert api.get("/alerts", token=limited).status_code == 200
 
 
 def test_requests_without_a_valid_key_write_no_rows_and_no_series(api: Api) -> None:
@@ -353,6 +359,11 @@ def test_alerts_are_listed_and_filtered_by_time_and_key(api: Api) -> None:
         assert r.status_code == 422 and says in error(r)["message"], r.text
     assert api.get("/alerts", token=None).status_code == 401
     assert len(api.rows()) == 1  # reads are not billed
+    # at most `limit` a response, the oldest first (every alert ever, before)
+    first = api.get("/alerts", limit=1).json()["alerts"]
+    assert [a["id"] for a in first] == [listed["alerts"][0]["id"]]
+    r = api.get("/alerts", limit=0)
+    assert r.status_code == 422 and "limit" in error(r)["message"]
 
 
 # -- stores and sources ----------------------------------------------------------------------------

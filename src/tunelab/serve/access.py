@@ -169,15 +169,7 @@ class AccessControl:
             The reservation id (``request_id`` or a generated one), or ``None`` without a quota.
         """
         key = self._key(caller)
-        if key.rate is not None:
-            wait = self._bucket(key).try_take(self._clock())
-            if wait > 0:
-                raise AccessError(
-                    429,
-                    "rate_limited",
-                    f"rate limit {key.rate} exceeded for key {key.name!r}: retry in {wait:.2f} s",
-                    retry_after=wait,
-                )
+        self._take_rate(key)
         if key.quota is None:
             return None
         quota, state, now = key.quota, self._state(key.key_id), as_utc(self._now())
@@ -197,6 +189,22 @@ class AccessControl:
             rid = request_id or uuid.uuid4().hex
             state.reservations[rid] = (texts, self._clock())
         return rid
+
+    def admit_rate(self, caller: Caller) -> None:
+        """Let a request that bills no texts (a read) through the key's rate, or raise
+        ``AccessError`` 429; nothing is reserved against the quota, so nothing waits to be settled."""
+        self._take_rate(self._key(caller))
+
+    def _take_rate(self, key: Any) -> None:
+        if key.rate is not None:
+            wait = self._bucket(key).try_take(self._clock())
+            if wait > 0:
+                raise AccessError(
+                    429,
+                    "rate_limited",
+                    f"rate limit {key.rate} exceeded for key {key.name!r}: retry in {wait:.2f} s",
+                    retry_after=wait,
+                )
 
     def record(
         self,

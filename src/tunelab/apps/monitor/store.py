@@ -371,13 +371,17 @@ class MonitorTables:
         since: datetime | None = None,
         until: datetime | None = None,
         open_only: bool = False,
+        ended_since: datetime | None = None,
+        limit: int | None = None,
     ) -> list[Alert]:
-        """A monitor's alerts, oldest first; ``since``/``until`` bound their start."""
+        """A monitor's alerts, oldest first; ``since``/``until`` bound their start, ``ended_since``
+        keeps those still open or ended at or after it, ``limit`` the first so many."""
         clauses, params = ["monitor = ?"], [name]
         for clause, value in (
             ("key = ?", key),
             ("started_at >= ?", self._to_db(since)),
             ("started_at < ?", self._to_db(until)),
+            ("(ended_at IS NULL OR ended_at >= ?)", self._to_db(ended_since)),
         ):
             if value is not None:
                 clauses.append(clause)
@@ -386,6 +390,8 @@ class MonitorTables:
             clauses.append("ended_at IS NULL")
         where = " AND ".join(clauses)
         sql = f"SELECT {ALERT_COLUMNS} FROM tunelab_monitor_alerts WHERE {where} ORDER BY started_at, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         with self._transaction(write=False) as conn:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._alert(r) for r in rows]

@@ -131,10 +131,11 @@ def trend(
         for k in (f"topic:{topic}" if topic else None, f"company:{key_company}" if key_company else None)
         if k
     ]
+    # In SQL: the alerts overlapping the range (not every alert before its end), of the one key
     alerts = [
         a.to_dict()
-        for a in store.alerts(name, until=finish)
-        if (not keys or a.key in keys) and (begin is None or a.ended_at is None or a.ended_at >= begin)
+        for a in store.alerts(name, until=finish, ended_since=begin, key=keys[0] if len(keys) == 1 else None)
+        if not keys or a.key in keys
     ]
     return {
         "monitor": name,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +35,10 @@ from tunelab.serve.monitor_schemas import (
 )
 from tunelab.serve.request_limits import RequestLimitError
 from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
+
+#: ``GET .../alerts``: alerts per response by default and at most (every alert ever, unbounded before).
+DEFAULT_ALERTS, MAX_ALERTS = 1000, 10_000
+
 
 router = APIRouter(prefix="/apps/monitor", tags=["monitor"])
 
@@ -149,6 +153,7 @@ async def get_trend(
     from tunelab.apps.monitor import trend
 
     served = state.monitors.get(name)
+    await _admit_read(state, caller)
     # Seconds as ASCII digits only: "²".isdigit() is True but int("²") raises, and a huge number
     # is left to trend() to refuse as a string.
     size: str | int = int(bucket) if re.fullmatch(r"[0-9]{1,9}", bucket) else bucket
@@ -177,6 +182,9 @@ async def list_alerts(
     caller: MaybeCaller,
     start: From = None,
     to: To = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_ALERTS, description="at most this many (the oldest); page with from")
+    ] = DEFAULT_ALERTS,
     key: Annotated[
         str | None,
         Query(
@@ -185,10 +193,12 @@ async def list_alerts(
         ),
     ] = None,
 ) -> AlertList:
-    """The monitor's alert episodes that started in ``[from, to)``, oldest first."""
+    """The monitor's alert episodes that started in ``[from, to)``, oldest first, at most ``limit``
+    (for the next page, ``from`` = the last one's ``started_at`` plus a microsecond)."""
     from tunelab.apps.monitor import normalise_company
 
     served = state.monitors.get(name)
+    await _admit_read(state, caller)
     since, until = _time(start, "from"), _time(to, "to")
     if since is not None and until is not None and since >= until:
         raise _invalid(
@@ -198,9 +208,16 @@ async def list_alerts(
         company = key.split(":", 1)[1]
         key = "company:" + (normalise_company(company, served.monitor.config.aliases) or company)
     alerts = await run_in_threadpool(
-        lambda: served.monitor.store.alerts(served.name, key=key, since=since, until=until)
+        lambda: served.monitor.store.alerts(served.name, key=key, since=since, until=until, limit=limit)
     )
     return AlertList(monitor=served.name, alerts=_alerts_out(alerts))
+
+
+async def _admit_read(state: Any, caller: Any) -> None:
+    """A read counts against the key's rate (no texts: not its quota), as the writes do: a key
+    limited to a few requests a second must not read a large store without limit."""
+    if caller is not None:
+        await run_in_threadpool(lambda: state.access.admit_rate(caller))
 
 
 def _time(value: str | None, field: str) -> datetime | None:

@@ -607,3 +607,24 @@ def test_a_bot_yaml_with_non_finite_numbers_or_lists_is_refused_naming_the_field
     with pytest.raises(ConfigError, match=message) as caught:
         BotConfig.load(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def test_an_over_long_message_in_a_file_is_named_by_its_row_in_eval_and_tune(
+    bot_folder: Path, dev: Path, tmp_path: Path
+) -> None:
+    """Read in chunks of 256, a long message was named "message 44" with no file; tune never
+    checked, so a file that tuned failed in eval."""
+    rows = list(csv.reader(dev.open(encoding="utf-8")))
+    rows += [("filler text", "oos")] * 280 + [("x" * 2500, "oos")]
+    long_file = tmp_path / "long.csv"
+    with long_file.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    where = rf"long.csv: row {len(rows) - 1}: 2500 characters, over the 2000"  # data rows, as training counts
+    with pytest.raises(DataError, match=where):
+        evaluate_bot(bot_folder, long_file)
+    with pytest.raises(DataError, match=where):
+        tune_bot(bot_folder, long_file, target="precision=0.9")
+    conversations = tmp_path / "long.jsonl"
+    conversations.write_text(json.dumps({"turns": ["hi", "y" * 2500], "intent": "sports"}) + "\n")
+    with pytest.raises(DataError, match=r"long.jsonl: line 1, turn 2: 2500 characters"):
+        evaluate_conversations(bot_folder, conversations)

@@ -284,18 +284,24 @@ class Bot:
         return done
 
 
-def check_messages(texts: Sequence[Any], max_chars: int = MAX_MESSAGE_CHARS) -> None:
+def check_messages(
+    texts: Sequence[Any], max_chars: int = MAX_MESSAGE_CHARS, places: Sequence[str] | None = None
+) -> None:
     """Every message is non-empty text of at most ``max_chars`` characters.
 
+    ``places``: where each message comes from (``eval.csv: row 300``), for a file's messages: read
+    in chunks, a position would count from the chunk's start and name no file.
+
     Raises:
-        DataError: naming the first bad message by position (1-based).
+        DataError: naming the first bad message by its place, else by position (1-based).
     """
     for i, text in enumerate(texts, start=1):
+        where = places[i - 1] if places is not None else f"message {i}"
         if not isinstance(text, str) or not text.strip():
-            raise DataError(f"message {i}: empty or not text; send a non-empty message")
+            raise DataError(f"{where}: empty or not text; send a non-empty message")
         if len(text) > max_chars:
             raise DataError(
-                f"message {i}: {len(text)} characters, over the {max_chars} a message may have; shorten it"
+                f"{where}: {len(text)} characters, over the {max_chars} a message may have; shorten it"
             )
 
 

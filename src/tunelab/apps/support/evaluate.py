@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.apps.support.bot import Bot, Reply
+from tunelab.apps.support.bot import Bot, Reply, check_messages
 from tunelab.apps.support.rows import read_conversations, read_labelled
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ def evaluate_bot(bot: Bot | str | Path, file: str | Path, *, oos_label: str = "o
     """
     bot = bot if isinstance(bot, Bot) else Bot.load(bot)
     rows = read_labelled(file)
+    check_messages(rows.texts, bot.max_message_chars, [f"{file}: row {r}" for r in rows.rows])
     replies: list[Reply] = []
     for start in range(0, len(rows), CHUNK):
         replies.extend(bot.reply_many(rows.texts[start : start + CHUNK]))
@@ -117,6 +118,8 @@ def evaluate_conversations(bot: Bot | str | Path, file: str | Path) -> dict[str,
     """
     bot = bot if isinstance(bot, Bot) else Bot.load(bot)
     convs = read_conversations(file)
+    turns = [(f"{file}: line {c.line}, turn {j}", t) for c in convs for j, t in enumerate(c.turns, start=1)]
+    check_messages([t for _, t in turns], bot.max_message_chars, [w for w, _ in turns])
     last = [c.turns[-1] for c in convs]
     with_context = bot.reply_many(last, [c.turns[:-1] for c in convs])
     alone = bot.reply_many(last)

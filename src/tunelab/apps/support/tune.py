@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.apps.support.bot import Bot
+from tunelab.apps.support.bot import Bot, check_messages
 from tunelab.apps.support.build import write_folder
 from tunelab.apps.support.config import TUNE_DIR
 from tunelab.apps.support.evaluate import out_of_scope, score
@@ -99,6 +99,8 @@ def tune_bot(
     goal = parse_target(target)
     bot = Bot.load(folder)
     rows = read_labelled(dev)
+    # checked as eval checks them: a file that tunes must also evaluate
+    check_messages(rows.texts, bot.max_message_chars, [f"{dev}: row {r}" for r in rows.rows])
     labels = rows.labels
     oos, unknown = out_of_scope(labels, bot.intents, oos_label)
     warnings = []

@@ -597,6 +597,15 @@ def test_the_real_bot_behind_the_service_answers_hands_off_and_uses_the_conversa
         ),
         ("name: b\nrun: r\nthresholds: [1]\n", r"bot.yaml: thresholds: must be a mapping \(name: value\)"),
         ("name: b\nrun: r\nthresholds: {per_intent: [a]}\n", r"thresholds.per_intent: must be a mapping"),
+        # a misspelt key was ignored and its default used without a word
+        (
+            "name: b\nrun: r\ntemprature: 2\n",
+            r"bot.yaml: unknown field temprature \(did you mean temperature\?\)",
+        ),
+        (
+            "name: b\nrun: r\nthresholds: {intnet: 0.5}\n",
+            r"unknown field thresholds.intnet \(did you mean intent\?\)",
+        ),
     ],
 )
 def test_a_bot_yaml_with_non_finite_numbers_or_lists_is_refused_naming_the_field(
@@ -628,3 +637,14 @@ def test_an_over_long_message_in_a_file_is_named_by_its_row_in_eval_and_tune(
     conversations.write_text(json.dumps({"turns": ["hi", "y" * 2500], "intent": "sports"}) + "\n")
     with pytest.raises(DataError, match=r"long.jsonl: line 1, turn 2: 2500 characters"):
         evaluate_conversations(bot_folder, conversations)
+
+
+def test_a_per_intent_threshold_for_an_intent_the_model_lacks_is_refused(bot_folder: Path) -> None:
+    config = BotConfig.load(bot_folder)
+    config.thresholds.per_intent = {"sprots": 0.5}
+    config.save(bot_folder)
+    with pytest.raises(
+        ConfigError,
+        match=r"thresholds.per_intent.sprots: not an intent of the model \(did you mean sports\?\)",
+    ):
+        Bot.load(bot_folder)

@@ -22,6 +22,7 @@ and ``tunelab.embed`` through the knowledge index.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.support.answers import Answers, read_answers
-from tunelab.apps.support.config import ANSWERS_YAML, KNOWLEDGE_DIR, BotConfig
+from tunelab.apps.support.config import ANSWERS_YAML, BOT_YAML, KNOWLEDGE_DIR, BotConfig
 from tunelab.apps.support.knowledge import Hit, KnowledgeIndex
 from tunelab.errors import ConfigError, DataError, TunelabError
 
@@ -145,6 +146,7 @@ class Bot:
             ner = tunelab.load(config.ner) if config.ner else None
         except TunelabError as exc:
             raise ConfigError(f"bot {root}: {exc}") from None
+        check_per_intent(config, predictor.labels.names, root / BOT_YAML)
         return cls(root, config, predictor, answers, index, ner)
 
     # -- the decision ---------------------------------------------------------------------------
@@ -282,6 +284,16 @@ class Bot:
                 text = _context_note(r.intent, r.kind) + text
             done.append(replace(r, reply=text, reason=reason))
         return done
+
+
+def check_per_intent(config: BotConfig, intents: Sequence[str], path: Path) -> None:
+    """Hand-edited ``thresholds.per_intent`` names only intents of the model: a misspelt one
+    (``card_arival: 0.7``) would never apply, without a word."""
+    for name in config.thresholds.per_intent:
+        if name not in intents:
+            close = difflib.get_close_matches(name, list(intents), n=1)
+            hint = f"did you mean {close[0]}?" if close else "see the run's labels.json"
+            raise ConfigError(f"{path}: thresholds.per_intent.{name}: not an intent of the model ({hint})")
 
 
 def check_messages(

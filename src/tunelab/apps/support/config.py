@@ -22,8 +22,9 @@ Default thresholds, until ``tune`` measures better ones on labelled dev data:
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,10 @@ class BotConfig:
             ) from None
         if not isinstance(doc, dict):
             raise ConfigError(f"{path}: not a bot config (a mapping); build the bot again")
+        _known_keys(doc, [f.name for f in fields(cls)], path, "")
         try:
             raw = _mapping(doc.get("thresholds"), path, "thresholds")
+            _known_keys(raw, [f.name for f in fields(Thresholds)], path, "thresholds.")
             thresholds = Thresholds(
                 intent=_share(raw.get("intent", DEFAULT_INTENT_THRESHOLD), path, "thresholds.intent"),
                 knowledge=_number(
@@ -160,6 +163,15 @@ def _number(value: Any, path: Path, where: str) -> float:
     if not math.isfinite(value):  # .nan compares false with every threshold: every reply handed off
         raise ConfigError(f"{path}: {where}: must be a finite number, got {value!r}")
     return float(value)
+
+
+def _known_keys(doc: dict[Any, Any], known: list[str], path: Path, prefix: str) -> None:
+    """A misspelt key (``temprature:``) would be ignored and its default used without a word."""
+    unknown = sorted((str(k) for k in doc if k not in known), key=str)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
+        raise ConfigError(f"{path}: unknown field {prefix}{unknown[0]}{hint}")
 
 
 def _mapping(value: Any, path: Path, where: str) -> dict[Any, Any]:

@@ -648,3 +648,55 @@ def test_a_per_intent_threshold_for_an_intent_the_model_lacks_is_refused(bot_fol
         match=r"thresholds.per_intent.sprots: not an intent of the model \(did you mean sports\?\)",
     ):
         Bot.load(bot_folder)
+
+
+class ThreeWayModel:
+    """card -> card_arrival (a template), branch -> branch_hours (no template: knowledge), else oos."""
+
+    labels = type("Labels", (), {"names": ["branch_hours", "card_arrival", "oos"]})()
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        rows = {"card": [-5.0, 5.0, -5.0], "branch": [5.0, -5.0, -5.0]}
+        return np.array([next((v for k, v in rows.items() if k in t), [-5.0, -5.0, 5.0]) for t in texts])
+
+
+class ScoredPassage(EveryPassage):
+    """A passage tagged branch_hours, matching a query at the number it ends with, in tenths."""
+
+    tagged = True
+
+    def search_many(self, queries: list[str], *, k: int = 3) -> list[list[Any]]:
+        from tunelab.apps.support.knowledge import Hit, Passage
+
+        passage = Passage(
+            "Our branches open at 9am on weekdays.", "Opening hours", "faq.md:1", "branch_hours"
+        )
+        return [[Hit(passage, int(q.split()[-1]) / 10)] for q in queries]
+
+
+def test_a_handoff_budget_counts_what_the_out_of_scope_class_hands_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The knowledge path was given the whole budget, though the model's oos class hands off its
+    messages whatever the thresholds: the bot then handed off more than the target, silently."""
+    from tunelab.apps.support import tune as tune_module
+    from tunelab.apps.support.answers import read_answers
+
+    (tmp_path / "answers.yaml").write_text("intents:\n  card_arrival: Within 5 days.\n", encoding="utf-8")
+    rows = [("my card 1", "card_arrival"), ("card 2", "card_arrival")]
+    rows += [(f"branch {k}", "branch_hours") for k in (1, 2, 3, 4)]
+    rows += [(f"weather {k}", "oos") for k in (1, 2, 3, 4)]
+    dev = tmp_path / "dev.csv"
+    with dev.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+
+    def load(folder: Path) -> Bot:
+        config = BotConfig(name="b", run="r")
+        answers = read_answers(tmp_path / "answers.yaml")
+        return Bot(tmp_path, config, ThreeWayModel(), answers, ScoredPassage())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tune_module.Bot, "load", staticmethod(load))
+    result = tune_bot(tmp_path, dev, target="handoff=0.5")  # 4 oos + at most 1 of the 4 branch rows
+    assert result.metrics["counts"]["handoff"] <= 5
+    tight = tune_bot(tmp_path, dev, target="handoff=0.2")  # the 4 oos rows alone are 40%
+    assert any("over the target 20.0%" in w for w in tight.warnings)

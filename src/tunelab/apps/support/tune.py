@@ -157,8 +157,10 @@ def tune_bot(
             )
         else:
             knowledge_curve = coverage_curve(best_score[left], k_right)
-            if "handoff" in goal:  # the share of all messages handed off: of those left, this many
-                allowed = min(1.0, goal["handoff"] * n / len(left))
+            if "handoff" in goal:  # the share of all messages handed off: of those left, this many,
+                # less those the model's out-of-scope class hands off whatever the thresholds
+                budget = goal["handoff"] * n - int(called_oos.sum())
+                allowed = min(1.0, max(0.0, budget / len(left)))
                 knowledge_point = choose_threshold(knowledge_curve, handoff=allowed)
                 knowledge_threshold = _between(knowledge_curve, knowledge_point)
             else:
@@ -183,6 +185,13 @@ def tune_bot(
             resolved.append(None)
     tagged = index is not None and index.tagged
     metrics = score(kinds, resolved, labels, oos, tagged=tagged)
+    handed = kinds.count("handoff") / n
+    if "handoff" in goal and handed > goal["handoff"] + 1e-9:
+        warnings.append(
+            f"the bot hands off {handed:.1%} of the dev messages, over the target {goal['handoff']:.1%}: "
+            f"{int(called_oos.sum())} go to the model's {bot.config.oos_label!r} class whatever the "
+            "thresholds, and the knowledge path cannot answer enough of the others"
+        )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     summary = {
         "target": target,

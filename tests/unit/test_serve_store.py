@@ -255,3 +255,35 @@ def test_postgres_reopen_keeps_data(postgres_url: str, tmp_path: Path) -> None:
         s.record_usage(usage())
     with open_store(postgres_url, tmp_path) as s:  # CREATE ... IF NOT EXISTS: nothing lost
         assert s.get_key("k1") is not None and len(s.usage()) == 1
+
+
+def test_opening_a_database_another_opener_has_locked_waits_instead_of_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two openers of a new database (a server and `app monitor run`; a test's poller): the WAL
+    switch failed at once with "database is locked", SQLite not calling its busy handler for it."""
+    from tunelab.serve.store import sqlite as sqlite_module
+
+    real_connect = sqlite3.connect
+    refusals = [2]
+
+    class Busy:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str, *args):
+            if sql.startswith("PRAGMA journal_mode") and refusals[0]:
+                refusals[0] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name: str):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(sqlite_module.sqlite3, "connect", lambda *a, **k: Busy(real_connect(*a, **k)))
+    store = SQLiteStore(tmp_path / "busy.db", busy_timeout_s=5)
+    assert refusals == [0]
+    store.close()
+    refusals[0] = 10**6  # locked for good: the open gives up at the busy timeout, in one line
+    with pytest.raises(StoreError, match=r"cannot open SQLite database .*busy.db: database is locked"):
+        SQLiteStore(tmp_path / "busy.db", busy_timeout_s=0.2)

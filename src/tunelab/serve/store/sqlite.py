@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,15 +47,28 @@ class SQLiteStore(SQLStore):
                 # Key hashes and usage are nobody else's business: owner-only, like ~/.ssh files.
                 # SQLite gives the -wal and -shm files the same permissions as the database file.
                 os.close(os.open(target, os.O_CREAT | os.O_RDWR, 0o600))
-        try:
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
-            )
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        # Switching a new database to WAL while another process or thread opens it too can fail
+        # at once with "database is locked": SQLite does not call the busy handler for it. So the
+        # open is tried again until the busy timeout, as any other locked statement waits.
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            self._conn: sqlite3.Connection | None = None
+            try:
+                self._conn = sqlite3.connect(
+                    self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+                )
+                mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         if mode.lower() not in ("wal", "memory"):
             log.warning("SQLite database %s is in %s mode, not WAL (on a network file system?)", path, mode)
         self._create_schema()

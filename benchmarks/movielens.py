@@ -244,6 +244,8 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
     on items that are not cold (cold items are removed from training entirely). The filtered
     files are written to ``folder``.
     """
+    from tunelab.apps.recommend.data import written_before  # the rule build's own filter uses
+
     held = pd.concat([split.val, split.test], ignore_index=True)
     held = held[held["positive"].astype(bool)]
     cutoff = held.groupby(held["user_id"].astype(str))["time"].min()
@@ -254,10 +256,10 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
         if frame is None or not {TAG_USER, TAG_TIME} <= set(frame.columns):
             extras.append(extra)
             continue
-        limit = frame[TAG_USER].astype(str).map(cutoff).astype(float)
-        keep = (limit.isna() | (frame[TAG_TIME].astype(float) < limit)) & ~frame[extra.id_column].astype(
-            str
-        ).isin(not_warm)
+        keep = (
+            written_before(frame[TAG_USER], frame[TAG_TIME], cutoff)
+            & ~frame[extra.id_column].astype(str).isin(not_warm).to_numpy()
+        )
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{extra.name}-before-cutoffs.csv"
         frame[keep].to_csv(path, index=False)

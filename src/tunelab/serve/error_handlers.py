@@ -50,10 +50,6 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
-def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    return location(loc)
-
-
 #: A location part longer than this is cut (a client's extra key can be of any length).
 _PART_CHARS = 50
 
@@ -93,7 +89,7 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    message = f"{_location(first['loc']) or 'request'}: {first['msg']}{more}"
+    message = f"{location(first['loc']) or 'request'}: {first['msg']}{more}"
     return error_response(422, "invalid_request", message, details=details)
 
 

@@ -54,9 +54,8 @@ class ItemConflictError(Exception):
 class ItemRejectedError(Exception):
     """The recommender refused an item (``DataError``: e.g. empty text); HTTP 422 naming it."""
 
-    def __init__(self, index: int, item_id: str, reason: str, added: int) -> None:
-        before = f"; the {added} item(s) before it were added" if added else "; nothing was added"
-        super().__init__(f"items[{index}] ({item_id!r}): {reason}{before}")
+    def __init__(self, index: int, item_id: str, reason: str) -> None:
+        super().__init__(f"items[{index}] ({item_id!r}): {reason}; nothing was added")
 
 
 @dataclass(frozen=True)
@@ -118,14 +117,14 @@ class ServedRecommender:
                 try:
                     self.recommender.check_item(item_id, fields)
                 except DataError as exc:
-                    raise ItemRejectedError(i, item_id, str(exc), added=0) from None
+                    raise ItemRejectedError(i, item_id, str(exc)) from None
             # Encoded first, then written in one transaction: a failure adds none of them (a
             # half-added batch went unbilled and its retry met a 409 for the items it had added).
             try:
                 self.recommender.add_items(items)
             except DataError as exc:  # taken meanwhile by another process
                 first = next((i for i, (item_id, _) in enumerate(items) if repr(str(item_id)) in str(exc)), 0)
-                raise ItemRejectedError(first, items[first][0], str(exc), added=0) from None
+                raise ItemRejectedError(first, items[first][0], str(exc)) from None
 
     async def record_events(self, events: Sequence[dict[str, Any]]) -> list[EventOutcome]:
         """Record each event on its own: one that fails never stops the others."""

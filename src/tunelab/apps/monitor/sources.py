@@ -337,9 +337,6 @@ class SeenFiles:
         """``key`` was read and committed as read."""
         self._read.add(key)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._read
-
 
 def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
     """The non-blank lines of a JSONL file in a watched folder; its last line needs no newline.

@@ -208,7 +208,7 @@ def build(
             config=cfg,
             meta=meta,
             text=text,
-            items=items if changed else fit_items,
+            items=items,  # the served text (the fitted one where nothing changed)
             index=index,
             cf=rec.cf,
             history=history,

@@ -265,6 +265,13 @@ def top_values(table: pd.DataFrame, max_values: int) -> dict[str, list[str]]:
     }
 
 
+def written_before(users: pd.Series, times: pd.Series, cutoff: pd.Series) -> np.ndarray:
+    """Which rows were written before their author's ``cutoff`` (``user_id -> epoch seconds``;
+    an author without one: every row)."""
+    limit = users.astype(str).map(cutoff).astype(float)
+    return (limit.isna() | (times.astype(float) < limit)).to_numpy()
+
+
 def texts_before(cfg: ItemsConfig, ds: Dataset, cutoff: pd.Series) -> tuple[list[str], int]:
     """Each item's text without the dated extra-text values written at or after their author's
     ``cutoff`` (``user_id -> epoch seconds``; users not in it keep every value), and how many
@@ -284,8 +291,7 @@ def texts_before(cfg: ItemsConfig, ds: Dataset, cutoff: pd.Series) -> tuple[list
         if table is None:  # an undated source: every value, as read_items counted them
             parts[extra.name] = ds.items[extra.name].to_numpy()
             continue
-        limit = table["user_id"].map(cutoff).astype(float)
-        keep = (limit.isna() | (table["time"] < limit)).to_numpy()
+        keep = written_before(table["user_id"], table["time"], cutoff)
         left_out += int((~keep).sum())
         parts[extra.name] = _per_item(parts, top_values(table[keep], extra.max_values))
     return [compose_text(cfg, row) for row in parts.to_dict("records")], left_out

@@ -122,8 +122,9 @@ class ServedRecommender:
             # half-added batch went unbilled and its retry met a 409 for the items it had added).
             try:
                 self.recommender.add_items(items)
-            except DataError as exc:  # taken meanwhile by another process
-                first = next((i for i, (item_id, _) in enumerate(items) if repr(str(item_id)) in str(exc)), 0)
+            except DataError as exc:  # taken meanwhile by another process (the rest was checked above)
+                now = set(map(str, self.recommender.items))
+                first = next((i for i, (item_id, _) in enumerate(items) if item_id in now), 0)
                 raise ItemRejectedError(first, items[first][0], str(exc)) from None
 
     async def record_events(self, events: Sequence[dict[str, Any]]) -> list[EventOutcome]:

@@ -52,6 +52,7 @@ class FakeBot:
         self.folder = Path(folder or f"/srv/bots/{name}")
         self.batches: list[tuple[list[str], list[list[str]]]] = []
         self.gate: threading.Event | None = None
+        self.entered = threading.Event()  # set when a batch reaches reply_many
         self.lock = threading.Lock()
 
     def reply(self, text: str, history: Sequence[str] = ()) -> FakeReply:
@@ -59,6 +60,7 @@ class FakeBot:
 
     def reply_many(self, texts: list[str], histories: list[Sequence[str]] | None = None) -> list[FakeReply]:
         histories = histories or [()] * len(texts)
+        self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(30)
         with self.lock:
@@ -370,6 +372,34 @@ def test_concurrent_messages_share_reply_many_calls(make_api: Callable[..., Api]
     assert [r.json()["kind"] for r in results] == ["handoff", "answer"] * 3
     assert sum(len(texts) for texts, _ in bot.batches) == 6
     assert max(len(texts) for texts, _ in bot.batches) > 1
+
+
+def test_a_quick_follow_up_waits_for_the_message_before_it_in_its_conversation(
+    make_api: Callable[..., Api],
+) -> None:
+    """The follow-up is sent while the bot still answers the first message: it is read with it
+    (without the per-conversation turn it read the conversation before the first was stored).
+    Messages of different conversations still share batches: see the test above."""
+    api = make_api(max_wait_ms=0)
+    bot = api.state.bots.get("bank").bot
+    bot.gate = threading.Event()
+    results: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: results.update(first=api.say("I ordered a card", conv="q")))
+    first.start()
+    assert bot.entered.wait(30)  # the first message is inside the bot, not stored yet
+    follow = threading.Thread(
+        target=lambda: results.update(follow=api.say("how long does that take?", conv="q"))
+    )
+    follow.start()
+    follow.join(0.3)
+    bot.gate.set()
+    first.join(30)
+    follow.join(30)
+    assert results["first"].json()["kind"] == "answer"
+    body = results["follow"].json()
+    assert (body["kind"], body["used_context"]) == ("answer", True)
+    assert bot.batches[-1] == (["how long does that take?"], [["I ordered a card"]])
+    assert len(api.state.conversations._turns) == 0  # no lock kept once the messages are answered
 
 
 def test_the_listing_and_readiness_show_the_bots(make_api: Callable[..., Api]) -> None:

@@ -6,7 +6,12 @@ last ``history_turns``, oldest first); a reply of kind ``handoff`` also stores a
 copy of the conversation so far (at most ``ticket_turns``), which outlives the turns. Expired
 turns are deleted by ``purge``, which the server runs every minute (or every TTL, if shorter).
 
-All methods but ``run_purger`` block on the database: call them from a worker thread.
+Messages of one conversation are answered one at a time (``turn``): a client that sends its next
+message before the reply to the last one came would otherwise have it read without that message,
+which was not stored yet. Messages of different conversations are answered concurrently (and share
+the bot's batches). The lock is the server process's: one ``tunelab serve`` process per store.
+
+All methods but ``run_purger`` and ``turn`` block on the database: call them from a worker thread.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +42,35 @@ class Context:
     history: list[str]  # the user messages passed to the bot
 
 
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, kept only while a holder or waiter of that key exists.
+
+    Written here because asyncio has no keyed lock, and a dict of locks that never shrinks would
+    grow by one entry per conversation ever seen.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, ...]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 def new_conversation_id() -> str:
     return f"conv_{uuid.uuid4().hex}"
 
@@ -51,6 +85,13 @@ class Conversations:
         self.ticket_turns = int(settings.ticket_turns)
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._purger: asyncio.Task[None] | None = None
+        self._turns = KeyedLocks()
+
+    def turn(
+        self, *, bot: str, owner: str, conversation_id: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held from reading a message's context until its turn is stored (see the module's doc)."""
+        return self._turns.hold((bot, owner, conversation_id))
 
     def context(self, *, bot: str, owner: str, conversation_id: str) -> Context:
         """The conversation's unexpired turns (up to ``ticket_turns - 1``) and the bot's history."""
@@ -139,4 +180,4 @@ class Conversations:
                 log.debug("purged %d expired conversation turns", purged)
 
 
-__all__ = ["Context", "Conversations", "new_conversation_id"]
+__all__ = ["Context", "Conversations", "KeyedLocks", "new_conversation_id"]

@@ -167,48 +167,51 @@ async def message(
         await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
     owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()
     conversations = state.conversations
-    context = await run_in_threadpool(
-        lambda: conversations.context(bot=served.name, owner=owner, conversation_id=conversation_id)
-    )
-    reply = await served.reply(body.text, context.history)
-    ctx.outcome = str(reply.kind)
-    webhook, access = state.webhook, state.access
-    stored: list[Ticket | None] = [None]
-
-    def store(usage: Any = None) -> None:
-        stored[0] = conversations.record(
-            bot=served.name,
-            owner=owner,
-            conversation_id=conversation_id,
-            text=body.text,
-            reply=reply,
-            context=context,
-            outbox=webhook is not None,
-            usage=usage,
+    # One message of a conversation at a time, so a quick follow-up is read with the message
+    # before it (stored at the end of this block).
+    async with conversations.turn(bot=served.name, owner=owner, conversation_id=conversation_id):
+        context = await run_in_threadpool(
+            lambda: conversations.context(bot=served.name, owner=owner, conversation_id=conversation_id)
         )
+        reply = await served.reply(body.text, context.history)
+        ctx.outcome = str(reply.kind)
+        webhook, access = state.webhook, state.access
+        stored: list[Ticket | None] = [None]
 
-    def store_and_bill() -> None:
-        # The turn, ticket and outbox row commit with the message's usage row, in one transaction:
-        # had the ticket been committed first and the usage row failed (the middleware's 503 "try
-        # again"), the client's retry would have made a second ticket and a second webhook.
-        if access is None:
-            store()
-            return
-        access.record(
-            caller=caller,
-            model=served.name,
-            version=None,
-            texts=1,
-            tokens=0,
-            status=200,
-            latency_ms=round(ctx.elapsed() * 1000, 3),
-            request_id=ctx.request_id,
-            app="support",
-            write=store,
-        )
-        ctx.usage_recorded = True
+        def store(usage: Any = None) -> None:
+            stored[0] = conversations.record(
+                bot=served.name,
+                owner=owner,
+                conversation_id=conversation_id,
+                text=body.text,
+                reply=reply,
+                context=context,
+                outbox=webhook is not None,
+                usage=usage,
+            )
 
-    await run_in_threadpool(store_and_bill)
+        def store_and_bill() -> None:
+            # The turn, ticket and outbox row commit with the message's usage row, in one transaction:
+            # had the ticket been committed first and the usage row failed (the middleware's 503 "try
+            # again"), the client's retry would have made a second ticket and a second webhook.
+            if access is None:
+                store()
+                return
+            access.record(
+                caller=caller,
+                model=served.name,
+                version=None,
+                texts=1,
+                tokens=0,
+                status=200,
+                latency_ms=round(ctx.elapsed() * 1000, 3),
+                request_id=ctx.request_id,
+                app="support",
+                write=store,
+            )
+            ctx.usage_recorded = True
+
+        await run_in_threadpool(store_and_bill)
     ticket = stored[0]
     if ticket is not None and webhook is not None:
         webhook.wake()

@@ -43,6 +43,9 @@ def test_model_specs_name_versions_and_defaults() -> None:
         (["x@1=runs/a", "x@1=runs/b"], [], "x@1 is given twice"),
         (["x=runs/a"], ["x@2"], "--active 'x@2': name one of the models given (x@1)"),
         (["x=runs/a"], ["x"], "--active 'x'"),
+        (["runs/my model"], [], "model runs/my model: 'my model' cannot be served under its own name"),
+        (["runs/a#b"], [], "serve it under another name with model NAME=runs/a#b"),
+        (["..=runs/a"], [], "'..' cannot be served"),
     ],
 )
 def test_bad_specs_name_the_problem(specs: list[str], active: list[str], message: str) -> None:

@@ -110,6 +110,10 @@ def test_name_equals_dir_serves_under_another_name(served: dict[str, Any], tmp_p
             "not a recommender folder (KeyError: 'n_items'",
         ),
         (lambda p: ["serve", "--recommend", ""], "--recommend '': write DIR or NAME=DIR"),
+        (
+            lambda p: ["serve", "--recommend", folder(p, "recs/new films")],
+            "'new films' cannot be served under its own name (a name is part of the URLs",
+        ),
     ],
 )
 def test_bad_recommend_arguments_fail_in_one_line(

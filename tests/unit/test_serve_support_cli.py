@@ -84,6 +84,8 @@ def test_serve_loads_bots_without_models(
         (["serve"], "nothing to serve: give a MODEL"),
         (["serve", "--bot", "bots/missing"], "bots/missing: no such bot folder"),
         (["serve", "--bot", "bots/bank", "--bot", "other/bank"], "a bot named 'bank' is already served"),
+        (["serve", "--bot", "bots/my bank?"], "'my bank?' cannot be served under its own name"),
+        (["serve", "--bot", "..=bots/bank"], "serve it under another name with --bot NAME=bots/bank"),
         (["serve", "--bot", "bots/bank", "--handoff-webhook", "ftp://x/y"], "--handoff-webhook: "),
         (
             ["serve", "--bot", "bots/bank", "--conversation-ttl", "0"],

@@ -70,7 +70,8 @@ recommenders (tunelab app recommend build ... --out recs/movies):
        -H 'Content-Type: application/json' -d '{"item_id": "m1", "fields": {"title": "Arrival (2016)"}}'
   curl -s localhost:8000/v1/apps/recommend/movies/events -H "Authorization: Bearer $TOKEN" \
        -H 'Content-Type: application/json' -d '{"events": [{"user_id": "42", "item_id": "m1"}]}'
-  A recommender is named by its folder (NAME=DIR for another name). A ranking, an added item and a
+  A recommender is named by its folder (NAME=DIR for another name; a served name is letters, digits,
+  '.', '_' and '-'). A ranking, an added item and a
   recorded event are billed one unit each (usage shows recommend/<name>); --max-texts caps the
   items or events per request.
 
@@ -78,6 +79,22 @@ Webhook bodies are signed (X-Tunelab-Signature: sha256=HMAC of the body) when
 $TUNELAB_WEBHOOK_SECRET is set. Alerts are retried with back-off until delivered, never given up;
 each carries its id as Idempotency-Key (at-least-once: a receiver drops what it has seen).
 """
+
+# A served name is a segment of its URLs (/v1/models/{name}/predict, /v1/apps/support/{name}/...):
+# one a client can write without percent-encoding, and never "." or "..".
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_served_name(option: str, spec: str, name: str, path: str) -> str:
+    """``name`` when it can be served, else a one-line ``ConfigError`` saying how to rename it."""
+    if not _SERVED_NAME.match(name):
+        raise ConfigError(
+            f"{option}{spec}: {name!r} cannot be served under its own name (a name is part of the "
+            "URLs: a letter or digit, then up to 63 letters, digits, '.', '_' or '-'); serve it under "
+            f"another name with {option}NAME={path}"
+        )
+    return name
+
 
 _SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)$")
 
@@ -99,7 +116,7 @@ def parse_specs(specs: list[str]) -> list[ModelSpec]:
         if not m or (m.group("version") and not m.group("name")):
             raise ConfigError(f"model {spec!r}: write PATH, NAME=PATH or NAME@VERSION=PATH")
         path = m.group("path")
-        name = m.group("name") or Path(path.rstrip("/")).name
+        name = check_served_name("model ", spec, m.group("name") or Path(path.rstrip("/")).name, path)
         taken = [s.version for s in out if s.name == name]
         version = m.group("version") or str(max([int(v) for v in taken if v.isdigit()], default=0) + 1)
         if version in taken:
@@ -279,7 +296,7 @@ def load_bots(specs: list[str]) -> list[tuple[str, object]]:
         if not m:
             raise ConfigError(f"--bot {spec!r}: write DIR or NAME=DIR")
         bot = Bot.load(m.group("path"))
-        name = m.group("name") or str(bot.name)
+        name = check_served_name("--bot ", spec, m.group("name") or str(bot.name), m.group("path"))
         if any(name == taken for taken, _ in bots):  # before the store opens: one line, nothing else
             raise ConfigError(
                 f"--bot {spec}: a bot named {name!r} is already served; serve one under another name "
@@ -342,7 +359,7 @@ def load_recommenders(specs: list[str]) -> list[tuple[str, object, str]]:
         if not m:
             raise ConfigError(f"--recommend {spec!r}: write DIR or NAME=DIR")
         path = m.group("path")
-        name = m.group("name") or Path(path.rstrip("/")).name
+        name = check_served_name("--recommend ", spec, m.group("name") or Path(path.rstrip("/")).name, path)
         if any(name == taken for taken, _, _ in out):
             raise ConfigError(
                 f"--recommend {spec}: a recommender named {name!r} is already served; serve one under "

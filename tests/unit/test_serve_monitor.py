@@ -366,6 +366,52 @@ def test_alerts_are_listed_and_filtered_by_time_and_key(api: Api) -> None:
     assert r.status_code == 422 and "limit" in error(r)["message"]
 
 
+def test_reads_run_at_most_read_threads_at_once_in_threads_of_their_own(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of slow trend queries takes READ_THREADS threads, not the server's shared pool (every
+    one of them ran at once before, up to the pool's 40, holding back other requests' key checks)."""
+    import tunelab.apps.monitor as monitor_app
+    from tunelab.serve.monitors import READ_THREADS
+
+    api.send(calm_and_surge())
+    real, release = monitor_app.trend, threading.Event()
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def slow_trend(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            assert release.wait(30)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(monitor_app, "trend", slow_trend)
+    n = READ_THREADS + 4
+    answers: list[Any] = [None] * n
+
+    def read(i: int) -> None:
+        answers[i] = api.get("/trend", bucket="1d")
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while most[0] < READ_THREADS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # room for more to start, were they not held back
+    assert most[0] == READ_THREADS
+    assert api.send([doc(99_999, 200, "calm")]).status_code == 200  # writes are not held
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert [a.status_code for a in answers] == [200] * n
+    assert most[0] == READ_THREADS
+
+
 # -- stores and sources ----------------------------------------------------------------------------
 
 

@@ -11,6 +11,11 @@ port); the ``Monitor`` objects are made when the store opens (``open``), on the 
 unless a config names its own ``store``. A monitor whose config has ``sources`` also follows them
 in a thread of its own (``follow_sources``), so one process ingests it from every source: two
 processes ingesting one monitor would keep two sets of windows and could alert twice.
+
+Reads (``trend``, ``alerts``) run in worker threads like every blocking call of the server, but
+at most ``READ_THREADS`` at once for all monitors (``read``): a burst of large trend queries
+waits for its own threads instead of taking the pool that every other request's key check, usage
+row and ticket also run in.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+import anyio.to_thread
 
 from tunelab.errors import ConfigError
 from tunelab.serve.batcher import MicroBatcher
@@ -29,6 +36,9 @@ from tunelab.serve.store import StoreError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+READ_THREADS = 4  # monitor reads (trend, alerts) running at once, all monitors together
 FOLLOW_RETRY_S = 10.0  # a follower that failed (database down, say) starts again after this
 
 
@@ -114,6 +124,7 @@ class MonitorRegistry:
     ) -> None:
         self._monitors: dict[str, ServedMonitor] = {}
         self._stop = threading.Event()
+        self._reads: anyio.CapacityLimiter | None = None  # made on the event loop, at first use
         for config, classifier in monitors:
             name = str(config.name)
             if name in self._monitors:
@@ -151,6 +162,12 @@ class MonitorRegistry:
 
     def all(self) -> list[ServedMonitor]:
         return [self._monitors[n] for n in self.names()]
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        """``fn()`` (a store read) in a worker thread, at most ``READ_THREADS`` of them at once."""
+        if self._reads is None:
+            self._reads = anyio.CapacityLimiter(READ_THREADS)
+        return await anyio.to_thread.run_sync(fn, limiter=self._reads)
 
     @property
     def opened(self) -> bool:

@@ -9,7 +9,8 @@
 
 The document route checks in the order of cost, like predict: body size, JSON, key, schema,
 monitor, document count, each document, rate and quota, then the classifier and the database
-(in the monitor's batcher thread, never on the event loop). Reads need a key and are not billed.
+(in the monitor's batcher thread, never on the event loop). Reads need a key and are not billed;
+they count against the key's rate and run in threads of their own (``MonitorRegistry.read``).
 A monitor's documents and alerts are the same for every key (they are the institution's feed).
 """
 
@@ -158,7 +159,7 @@ async def get_trend(
     # is left to trend() to refuse as a string.
     size: str | int = int(bucket) if re.fullmatch(r"[0-9]{1,9}", bucket) else bucket
     try:
-        out = await run_in_threadpool(
+        out = await state.monitors.read(
             lambda: trend(
                 served.monitor.store,
                 served.name,
@@ -207,7 +208,7 @@ async def list_alerts(
     if key is not None and key.startswith("company:"):
         company = key.split(":", 1)[1]
         key = "company:" + (normalise_company(company, served.monitor.config.aliases) or company)
-    alerts = await run_in_threadpool(
+    alerts = await state.monitors.read(
         lambda: served.monitor.store.alerts(served.name, key=key, since=since, until=until, limit=limit)
     )
     return AlertList(monitor=served.name, alerts=_alerts_out(alerts))

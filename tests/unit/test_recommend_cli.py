@@ -15,7 +15,11 @@ from tunelab.cli.main import main
 @pytest.fixture
 def rec_yaml(tmp_path: Path, tiny_bert: Path) -> Path:
     path = tmp_path / "rec.yaml"
-    path.write_text(yaml.safe_dump(config_dict(write_world(tmp_path, unknown=3), encoder=tiny_bert)))
+    raw = config_dict(write_world(tmp_path, unknown=3), encoder=tiny_bert)
+    tags = tmp_path / "tags.csv"
+    tags.write_text("movie,tag\nspa0,epic\nZZZ1,x\nZZZ1,y\n", encoding="utf-8")
+    raw["items"]["extra_text"] = [{"name": "tags", "path": str(tags), "id_column": "movie", "field": "tag"}]
+    path.write_text(yaml.safe_dump(raw))
     return path
 
 
@@ -35,6 +39,8 @@ def test_build_then_rank(rec_yaml: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert f"recommender tiny: {out}" in printed.out
     assert "40 items, 15 users" in printed.out and "ranker: logistic" in printed.out
     assert "3 interactions name 3 items the items file lacks; left out: 'ghost-0' (row " in printed.err
+    # extra-text rows on unknown items were counted in build_report.json only
+    assert "tags.csv: 2 tags rows name 1 items the items file lacks; left out: 'ZZZ1' (row 3)" in printed.err
 
     assert main(["app", "recommend", "rank", str(out), "--user", "u1", "--k", "3"]) == 0
     printed = capsys.readouterr()
@@ -56,6 +62,13 @@ def test_build_then_rank(rec_yaml: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "k=0 is out of range: give 1 to 40" in _one_error_line(capsys.readouterr().err)
     assert main(["app", "recommend", "build", "--config", str(rec_yaml), "--out", str(out)]) == 2
     assert "a recommender is already there; give --overwrite" in _one_error_line(capsys.readouterr().err)
+
+    # a damaged live.sqlite is named (it was "unexpected DatabaseError", and serve said to rebuild,
+    # which would drop the live items and events)
+    (out / "live.sqlite").write_bytes(b"SQLite format 3\x00" + b"garbage" * 20)
+    assert main(["app", "recommend", "rank", str(out), "--user", "u1"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "live.sqlite: the live items and events cannot be read" in line and "build it again" not in line
 
 
 @pytest.mark.parametrize(

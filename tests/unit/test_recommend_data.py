@@ -67,6 +67,10 @@ def test_the_shipped_movielens_config_is_valid() -> None:
         ("rating == 1", [1, 2], [True, False]),
         ("event in [buy, click]", ["buy", "view", " click ", "BUY"], [True, False, True, False]),
         ("event != view", ["buy", "view"], [True, False]),
+        # no value is never a positive, whatever the operator (`!=` took it as different before)
+        ("event != view", ["", None, float("nan"), pd.NA], [False, False, False, False]),
+        ("rating != 1", [None, float("nan"), "", 5], [False, False, False, True]),
+        ("event in [buy]", [None, ""], [False, False]),
         # numeric event codes: numbers compare as numbers, whichever way the file writes them
         ("event in [1, 2]", ["1", 2, "2.0", 3, "x"], [True, True, True, False, False]),
         ("event in [1, buy]", ["1", "buy", "2"], [True, True, False]),
@@ -312,6 +316,154 @@ def test_dated_values_are_left_out_of_a_text_field_called_text_too(tmp_path: Pat
     ds = load_dataset(cfg)
     assert ds.items["text"].tolist() == ["Space film. tags: spoiler, early"]
     assert texts_before(cfg.items, ds, pd.Series({"u1": 200.0})) == (["Space film. tags: early"], 1)
+
+
+def _ratings_with_gaps(tmp_path: Path, fmt: str) -> Path:
+    """Two ratings of u1: one without a value (null in JSONL, NaN/NA in Parquet), then a 5."""
+    rows = [
+        {"user": "u1", "item": "spa0", "ts": 1, "rating": None},
+        {"user": "u1", "item": "spa1", "ts": 2, "rating": 5},
+    ]
+    path = tmp_path / f"gaps.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif fmt == "jsonl-missing-key":
+        path = tmp_path / "gaps.jsonl"
+        path.write_text(
+            '{"user": "u1", "item": "spa0", "ts": 1}\n' + json.dumps(rows[1]) + "\n", encoding="utf-8"
+        )
+    elif fmt == "parquet":
+        pd.DataFrame(rows).astype({"rating": "float64"}).to_parquet(path, index=False)
+    else:
+        pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "jsonl-missing-key", "parquet"])
+@pytest.mark.parametrize("rule", ["rating >= 4", "rating != 1"])
+def test_a_missing_rating_reads_alike_from_every_format_and_is_not_a_positive(
+    tmp_path: Path, fmt: str, rule: str
+) -> None:
+    """JSONL and Parquet nulls were refused as "rating np.float64(nan) is not a number"; with `!=`
+    a blank CSV cell was a positive at build time (not for a live event)."""
+    paths = write_world(tmp_path)
+    cfg = _cfg({**paths, "ratings": _ratings_with_gaps(tmp_path, fmt)}, interactions={"positive": rule})
+    by_item = load_dataset(cfg).interactions.set_index("item_id")["positive"].to_dict()
+    assert by_item == {"spa0": False, "spa1": True}
+
+
+def test_a_null_event_is_no_event_not_the_text_nan(tmp_path: Path) -> None:
+    items = write_world(tmp_path)["items"]
+    path = tmp_path / "events.jsonl"
+    rows = [{"u": "a", "i": "spa0", "t": 1, "kind": None}, {"u": "a", "i": "spa1", "t": 2, "kind": "buy"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    interactions = {
+        "user_column": "u",
+        "item_column": "i",
+        "time_column": "t",
+        "rating_column": None,
+        "event_column": "kind",
+        "positive": "event != view",
+    }
+    ds = load_dataset(_cfg({"items": items, "ratings": path}, interactions=interactions))
+    frame = ds.interactions.set_index("item_id")
+    assert frame.loc["spa0", "event"] == "" and not frame.loc["spa0", "positive"]
+    assert frame.loc["spa1", "positive"]
+
+
+def test_parquet_nullable_nulls_are_empty_ids_and_times_named_by_row(tmp_path: Path) -> None:
+    """A nullable column's NA was the id "<NA>" (every such row one made-up user) and, as a time,
+    an unexpected TypeError ("boolean value of NA is ambiguous")."""
+    paths = write_world(tmp_path)
+    frame = pd.DataFrame(
+        {
+            "user": pd.array([1, None], dtype="Int64"),
+            "item": ["spa0", "spa1"],
+            "ts": pd.array([1, 2], dtype="Int64"),
+            "rating": [5.0, 5.0],
+        }
+    )
+    path = tmp_path / "ratings.parquet"
+    frame.to_parquet(path, index=False)
+    with pytest.raises(DataError, match=r"ratings\.parquet: row 2: empty user; every row needs one"):
+        load_dataset(_cfg({**paths, "ratings": path}))
+    frame.assign(user=["u1", "u2"], ts=pd.array([1, None], dtype="Int64")).to_parquet(path, index=False)
+    with pytest.raises(
+        DataError, match=r"ratings\.parquet: row 2: ts is empty; every interaction needs a time"
+    ):
+        load_dataset(_cfg({**paths, "ratings": path}))
+
+
+def test_a_jsonl_string_holding_a_line_separator_is_one_record(tmp_path: Path) -> None:
+    """splitlines() broke a record at a raw U+2028 inside a JSON string (valid JSON)."""
+    paths = write_world(tmp_path)
+    items = pd.read_csv(paths["items"]).to_dict("records")
+    items[0]["title"] = "Apple\u2028pie\x85and\x0ccake"
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items), encoding="utf-8")
+    ds = load_dataset(_cfg({**paths, "items": path}))
+    assert len(ds.items) == len(items) and "pie" in ds.items["text"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("title", "a text field's name"),
+        ("item_id", "the ids' name"),
+        ("tags", "an earlier extra_text's name"),
+    ],
+)
+def test_an_extra_text_name_that_clashes_is_refused(tmp_path: Path, name: str, says: str) -> None:
+    """A clash replaced the title's or genres' values silently, or crashed on item_id."""
+    paths = write_world(tmp_path)
+    pd.DataFrame({"movie": ["spa0"], "tag": ["x"]}).to_csv(tmp_path / "tags.csv", index=False)
+    extra = {"path": str(tmp_path / "tags.csv"), "id_column": "movie", "field": "tag"}
+    sources = [{**extra, "name": "tags"}, {**extra, "name": name}]
+    with pytest.raises(ConfigError, match=rf"items: extra_text\.1\.name {name!r} is {says}"):
+        _cfg(paths, items={"extra_text": sources})
+
+
+def test_extra_text_rows_on_unknown_items_are_reported_with_examples(tmp_path: Path) -> None:
+    paths = write_world(tmp_path)
+    pd.DataFrame({"movie": ["spa0", "ZZZ1", "ZZZ2", "ZZZ2"], "tag": ["a", "b", "c", "d"]}).to_csv(
+        tmp_path / "tags.csv", index=False
+    )
+    extra = {"name": "tags", "path": str(tmp_path / "tags.csv"), "id_column": "movie", "field": "tag"}
+    counts = load_dataset(_cfg(paths, items={"extra_text": [extra]})).report["extra_text"]["tags"]
+    assert counts["rows_unknown_item"] == 3
+    assert counts["unknown_items"] == {
+        "rows": 3,
+        "distinct": 2,
+        "examples": [
+            {"item_id": "ZZZ1", "rows": 1, "first": "row 3"},  # the file line
+            {"item_id": "ZZZ2", "rows": 2, "first": "row 4"},
+        ],
+    }
+
+
+def test_split_shares_that_leave_nothing_to_train_on_are_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"split: test_frac 0\.5 \+ val_frac 0\.5 must be under 1"):
+        _cfg(write_world(tmp_path), split={"test_frac": 0.5, "val_frac": 0.5})
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU"])
+def test_an_unknown_model_device_is_named(tmp_path: Path, device: str) -> None:
+    with pytest.raises(ConfigError, match=r"model\.device: "):
+        _cfg(write_world(tmp_path), model={"device": device})
+
+
+def test_a_device_this_machine_lacks_fails_the_build_and_falls_back_when_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from tunelab.apps.recommend.textmodel import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"model\.device: 'cuda', but torch sees no such device here"):
+        pick_device("cuda")
+    assert pick_device("cuda:1", loading=True) == "cpu"  # a folder built on a GPU machine
+    assert pick_device("cpu") == "cpu" and pick_device("auto") == "cpu"
 
 
 # -- split ------------------------------------------------------------------------------------------

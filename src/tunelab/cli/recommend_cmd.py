@@ -133,16 +133,19 @@ def _build(args: argparse.Namespace) -> int:
     if "second" in cf_report:
         print(f"  collaborative: {cf_report.get('algorithm')}, with {cf_report['second']} beside it")
     print(f"  search: {report.get('index', {}).get('search')}; built in {report['timings']['total_s']:.0f} s")
-    _warn_unknown(data.get("unknown_items", {}), cfg.interactions.path)
+    _warn_unknown(data.get("unknown_items", {}), cfg.interactions.path, "interactions")
+    for extra in cfg.items.extra_text:
+        counts = data.get("extra_text", {}).get(extra.name, {})
+        _warn_unknown(counts.get("unknown_items", {}), extra.path, f"{extra.name} rows")
     return 0
 
 
-def _warn_unknown(unknown: dict[str, Any], path: str) -> None:
+def _warn_unknown(unknown: dict[str, Any], path: str, what: str) -> None:
     if not unknown.get("rows"):
         return
     examples = ", ".join(f"{e['item_id']!r} ({e['first']})" for e in unknown.get("examples", []))
     print(
-        f"warning: {path}: {unknown['rows']} interactions name {unknown['distinct']} items the items file "
+        f"warning: {path}: {unknown['rows']} {what} name {unknown['distinct']} items the items file "
         f"lacks; left out: {examples}",
         file=sys.stderr,
     )

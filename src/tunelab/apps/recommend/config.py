@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunelab.apps.recommend.cells import is_blank
 from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
 
@@ -108,6 +109,22 @@ class ItemsConfig(_Section):
         unknown = sorted(set(self.list_separators) - set(self.text_fields))
         if unknown:
             raise ValueError(f"list_separators names {', '.join(unknown)}, which are not text_fields")
+        seen: set[str] = set()
+        for i, extra in enumerate(self.extra_text):
+            # The values go into a column of that name beside the text fields: a clash would replace
+            # a text field's values (or the ids) silently.
+            if extra.name in self.text_fields or extra.name == "item_id" or extra.name in seen:
+                what = (
+                    "a text field's"
+                    if extra.name in self.text_fields
+                    else "the ids'"
+                    if extra.name == "item_id"
+                    else "an earlier extra_text's"
+                )
+                raise ValueError(
+                    f"extra_text.{i}.name {extra.name!r} is {what} name; give each source a name of its own"
+                )
+            seen.add(extra.name)
         return self
 
 
@@ -157,13 +174,16 @@ class PositiveRule:
         if self.op == "all":
             return np.ones(len(values), dtype=bool)
         series = pd.Series(values)
+        # No value (a blank cell, a JSON null) is never a positive, whatever the operator: `!=`
+        # would otherwise take it as different from anything (live events read it so too).
+        given = ~series.map(is_blank).to_numpy(dtype=bool)
         if self.op == "in":
             texts = series.astype(str).str.strip()
             match = texts.isin([v for v in self.values if isinstance(v, str)])
             numbers = [v for v in self.values if isinstance(v, float)]
             if numbers:  # `event in [1, 2]` on codes read as 1 or "1.0": compare numbers as numbers
                 match |= pd.to_numeric(texts, errors="coerce").isin(numbers)
-            return match.to_numpy(dtype=bool)
+            return match.to_numpy(dtype=bool) & given
         value = self.values[0]
         if isinstance(value, float):
             series = pd.to_numeric(series, errors="coerce")
@@ -177,7 +197,7 @@ class PositiveRule:
             "==": series.__eq__,
             "!=": series.__ne__,
         }
-        return ops[self.op](value).fillna(False).to_numpy(dtype=bool)
+        return ops[self.op](value).fillna(False).to_numpy(dtype=bool) & given
 
 
 def _literal(text: str) -> float | str:
@@ -238,7 +258,7 @@ class ModelSection(_Section):
     learning_rate: float = Field(default=3e-5, gt=0)
     scale: float = Field(default=20.0, gt=0)
     seed: int = 0
-    device: str = "auto"  # auto: cuda when torch sees a GPU, else cpu
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?|mps)$")  # auto: cuda if seen
     # Re-score each ranking's best candidates with a cross-encoder (see crossencoder): one
     # transformer pass per re-scored item, so it costs latency; trained on the same triples.
     cross_encoder: bool = False
@@ -301,6 +321,14 @@ class SplitSection(_Section):
     test_frac: float = Field(default=0.0, ge=0, lt=1)
     val_frac: float = Field(default=0.1, gt=0, lt=1)
     min_positives: int = Field(default=5, ge=2)
+
+    @model_validator(mode="after")
+    def _shares(self) -> SplitSection:
+        if self.test_frac + self.val_frac >= 1:
+            raise ValueError(
+                f"test_frac {self.test_frac:g} + val_frac {self.val_frac:g} must be under 1 (the rest trains)"
+            )
+        return self
 
 
 class RecommendConfig(_Section):

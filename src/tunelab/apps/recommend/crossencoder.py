@@ -120,6 +120,7 @@ class CrossScorer:
 
     @classmethod
     def load(cls, folder: str | Path, *, max_length: int, device: str = "auto") -> CrossScorer:
+        device = pick_device(device, loading=True)
         from sentence_transformers.cross_encoder import CrossEncoder
 
         model = CrossEncoder(str(Path(folder) / FOLDER), max_length=max_length, device="cpu")

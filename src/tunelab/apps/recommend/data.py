@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunelab.apps.recommend.cells import is_blank, text_or_blank
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
 from tunelab.errors import DataError
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX
@@ -106,7 +107,9 @@ def read_table(path: str | Path, fmt: str, what: str) -> tuple[pd.DataFrame, lis
 
 def _read_jsonl(p: Path, what: str) -> tuple[pd.DataFrame, list[str]]:
     records, places = [], []
-    for line_no, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON strings may hold U+2028, U+0085 or a form feed raw, which
+    # splitlines() also breaks at (a valid record refused, and every later line number off).
+    for line_no, line in enumerate(p.read_text(encoding="utf-8-sig").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -137,7 +140,7 @@ def _ids(values: pd.Series, path: str, places: list[str], column: str) -> pd.Ser
 
 
 def _id_text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_blank(value):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # JSON/Parquet numbers: 7.0 names item "7"
@@ -235,7 +238,7 @@ def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[pd.DataFrame, di
     dated = [extra.user_column, extra.time_column] if extra.user_column is not None else []
     _need_columns(frame, extra.path, [extra.id_column, extra.field, *dated], what)
     ids = _ids(frame[extra.id_column], extra.path, places, extra.id_column)
-    values = frame[extra.field].map(lambda v: "" if v is None else str(v).strip())
+    values = frame[extra.field].map(text_or_blank)
     if extra.lowercase:
         values = values.str.lower()
     filled = (values != "").to_numpy()
@@ -246,10 +249,14 @@ def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[pd.DataFrame, di
         kept, where = frame.iloc[keep], [places[i] for i in keep]
         table["user_id"] = _ids(kept[extra.user_column], extra.path, where, extra.user_column).to_numpy()
         table["time"] = _times(kept[extra.time_column], extra.path, where, extra.time_column, what="value")
+    unknown = np.flatnonzero(filled & ~on_known)
     counts = {
         "rows": len(frame),
         "items_with_values": int(table["item_id"].nunique()),
-        "rows_unknown_item": int((filled & ~on_known).sum()),
+        "rows_unknown_item": len(unknown),
+        "unknown_items": _unknown_report(
+            pd.DataFrame({"item_id": ids.iloc[unknown].to_numpy(), "_place": [places[i] for i in unknown]})
+        ),
     }
     return table, counts
 
@@ -312,7 +319,14 @@ def _times(
             i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
             raise DataError(f"{path}: {places[i]}: {column} is empty; every {what} needs a time")
         return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
-    numeric = pd.to_numeric(values, errors="coerce")
+    blank = values.map(is_blank).to_numpy(dtype=bool)
+    if blank.any():
+        i = int(np.flatnonzero(blank)[0])
+        raise DataError(f"{path}: {places[i]}: {column} is empty; every {what} needs a time")
+    # float64: a nullable integer column (Parquet's Int64) compares to NA, which has no truth value
+    numeric = pd.Series(
+        pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan), index=values.index
+    )
     # Epoch milliseconds (RetailRocket's, many event logs') read as seconds would date the catalog
     # 50,000 years ahead, and every live event, dated in seconds, would land before it.
     too_large = (numeric.abs() >= EPOCH_SECONDS_MAX).to_numpy()
@@ -353,7 +367,7 @@ def read_interactions(cfg: RecommendConfig, known: set[str]) -> tuple[pd.DataFra
     )
     if icfg.rating_column:
         ratings = pd.to_numeric(frame[icfg.rating_column], errors="coerce")
-        given = frame[icfg.rating_column].map(lambda v: v is not None and str(v).strip() != "")
+        given = ~frame[icfg.rating_column].map(is_blank).astype(bool)
         bad = np.flatnonzero((ratings.isna() & given).to_numpy())
         if len(bad):
             i = bad[0]
@@ -363,7 +377,7 @@ def read_interactions(cfg: RecommendConfig, known: set[str]) -> tuple[pd.DataFra
             )
         out["rating"] = ratings.to_numpy(dtype=np.float64)
     if icfg.event_column:
-        out["event"] = frame[icfg.event_column].map(lambda v: "" if v is None else str(v).strip()).to_numpy()
+        out["event"] = frame[icfg.event_column].map(text_or_blank).to_numpy()
     source = icfg.rule_source()
     out["positive"] = icfg.rule.apply(out[source] if source else out["user_id"])
     out["_place"] = places
@@ -395,7 +409,7 @@ def read_interactions(cfg: RecommendConfig, known: set[str]) -> tuple[pd.DataFra
 
 
 def _unknown_report(rows: pd.DataFrame) -> dict[str, Any]:
-    """How many interaction rows name unknown items, and the first few ids with where they are."""
+    """How many rows name unknown items, and the first few ids with where they are."""
     examples = []
     for item_id, group in rows.groupby("item_id", sort=False):
         examples.append({"item_id": item_id, "rows": len(group), "first": group["_place"].iloc[0]})

@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import sqlite3
 import threading
 import time as _time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,7 @@ from tunelab.apps.recommend.crossencoder import CrossStage
 from tunelab.apps.recommend.data import compose_text
 from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
 from tunelab.apps.recommend.index import ItemIndex
+from tunelab.apps.recommend.live import FILE as LIVE_FILE
 from tunelab.apps.recommend.live import LiveStore
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
@@ -213,7 +215,13 @@ class Recommender:
             raise ConfigError(
                 f"{root}: a damaged recommender folder ({type(exc).__name__}: {exc}); build it again"
             ) from None
-        rec._sync()
+        try:
+            rec._sync()
+        except sqlite3.DatabaseError as exc:  # not "build it again": that would drop the live rows
+            raise ConfigError(
+                f"{root / LIVE_FILE}: the live items and events cannot be read ({exc}); restore it from "
+                "a backup, or move it away to serve the recommender as built"
+            ) from None
         return rec
 
     def save(self, folder: str | Path) -> None:

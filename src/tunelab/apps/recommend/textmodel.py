@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.apps.recommend.config import ModelSection
+from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,29 @@ def base_encoder(name: str) -> Any:
     return tunelab.load_encoder(name)
 
 
-def pick_device(device: str) -> str:
-    """``auto``: ``cuda`` when torch sees a GPU (fine-tuning is ~50x faster there), else ``cpu``."""
-    if device != "auto":
-        return device
+def pick_device(device: str, *, loading: bool = False) -> str:
+    """``auto``: ``cuda`` when torch sees a GPU (fine-tuning is ~50x faster there), else ``cpu``.
+
+    A device this machine lacks is a one-line ``ConfigError`` when building; when ``loading`` a
+    folder built elsewhere (``device: cuda`` on a GPU machine, served on a CPU one) it is ``auto``.
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        present = torch.cuda.is_available() and index < torch.cuda.device_count()
+    elif device == "mps":
+        present = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    else:
+        present = True
+    if present:
+        return device
+    if loading:
+        log.warning("model.device %s is not available here; using %s", device, pick_device("auto"))
+        return pick_device("auto")
+    raise ConfigError(f"model.device: {device!r}, but torch sees no such device here; use auto or cpu")
 
 
 @dataclass(frozen=True)
@@ -197,6 +214,7 @@ class TextModel:
 
     @classmethod
     def load(cls, folder: str | Path, *, max_length: int, device: str = "auto") -> TextModel:
+        device = pick_device(device, loading=True)
         from sentence_transformers import SentenceTransformer
 
         encoder = SentenceTransformer(str(Path(folder) / cls.FOLDER), device="cpu")

@@ -532,3 +532,33 @@ def test_an_episode_reopened_at_the_same_timestamp_gets_its_own_id() -> None:
                 break
     assert len(opened) == 2 and len(ended) == 1
     assert opened[0].started_at == opened[1].started_at and opened[0].id != opened[1].id
+
+
+@pytest.mark.parametrize("settings", [CUSUM, FAST], ids=["cusum", "zscore"])
+def test_a_batch_alerts_as_the_same_documents_sent_one_at_a_time(settings: dict) -> None:
+    """An episode of a key without documents was judged only by ``advance`` after a batch: in one
+    batch it stayed open through the calm between two surges, and the second surge opened no alert."""
+    docs = [(T0 + timedelta(minutes=m), ["topic:calm"], False, f"c{m}") for m in range(6 * 60)]
+    for surge, start in ((1, 180), (2, 300)):
+        docs += [
+            (T0 + timedelta(minutes=start, seconds=j), ["company:acme"], True, f"s{surge}-{j}")
+            for j in range(12)
+        ]
+    docs.sort(key=lambda d: (d[0], d[3]))
+
+    def alerts(batch: int) -> list[tuple[str, str, str | None]]:
+        detector, out = Detector("m", DetectorSettings(**settings)), []
+        for i in range(0, len(docs), batch):
+            part = docs[i : i + batch]
+            with detector.transaction():
+                for moment, keys, negative, doc_id in part:
+                    out += detector.observe(keys, moment, negative, doc_id)
+                out += detector.advance(part[-1][0])
+        return [(a.key, f"{a.started_at:%H:%M}", a.ended_at and f"{a.ended_at:%H:%M}") for a in out]
+
+    one_at_a_time = alerts(1)
+    assert [(key, start) for key, start, end in one_at_a_time if end is None] == [
+        ("company:acme", "03:00"),
+        ("company:acme", "05:00"),
+    ]
+    assert alerts(len(docs)) == one_at_a_time == alerts(100)

@@ -500,6 +500,7 @@ class Detector:
         """
         bucket = self.bucket_of(moment)
         self.start_at(moment)
+        moved_on = self.now_bucket is not None and bucket > self.now_bucket
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
         self._see(moment)
         changed = []
@@ -517,6 +518,11 @@ class Detector:
                 alert = self._judge(key, state, doc_id)
                 if alert is not None:
                     changed.append(alert)
+        if moved_on and not quiet:
+            # Time moved on: the episodes of keys without this document may have ended. Judged here,
+            # not only by ``advance`` after a batch, so a batch alerts as the same documents sent
+            # one at a time do (an episode left open through a batch swallowed the next surge).
+            changed.extend(self._end_fallen())
         return changed
 
     def advance(self, moment: datetime) -> list[Alert]:
@@ -527,20 +533,29 @@ class Detector:
         bucket = self.bucket_of(moment)
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
         self._see(moment)
-        ended, silent = [], []
-        for key, state in self._keys.items():
-            if state.episode is not None and state.bucket < self.now_bucket:
-                self._keep(key)
-                alert = self._judge(key, state)
-                if alert is not None:
-                    ended.append(alert)
-            if state.episode is None and state.bucket + self._ring <= self.now_bucket:
-                silent.append(key)
+        ended = self._end_fallen()
+        silent = [
+            key
+            for key, state in self._keys.items()
+            if state.episode is None and state.bucket + self._ring <= self.now_bucket
+        ]
         # A key without documents for a whole ring holds only zeros, as a new one would: let it go,
         # or a feed naming new companies every day grows by one ring (~35 KB) a name, for good.
         for key in silent:
             self._keep(key)
             del self._keys[key]
+        return ended
+
+    def _end_fallen(self) -> list[Alert]:
+        """Judge the open episodes of keys without a document in the current step; those that end."""
+        assert self.now_bucket is not None
+        ended = []
+        for key, state in list(self._keys.items()):
+            if state.episode is not None and state.bucket < self.now_bucket:
+                self._keep(key)
+                alert = self._judge(key, state)
+                if alert is not None:
+                    ended.append(alert)
         return ended
 
     def resume(self, open_alerts: Iterable[Alert]) -> None:

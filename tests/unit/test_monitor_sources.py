@@ -161,6 +161,26 @@ def test_rotation_while_stopped_finishes_the_rotated_file_found_by_inode(tmp_pat
     assert read_all(FileFollower(path, chunk.position)) == ["n3", "n4"]
 
 
+def test_two_rotations_while_stopped_lose_nothing(tmp_path: Path, caplog) -> None:
+    """The file rotated between the one being finished and the new one was skipped (n4, n5)."""
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1) + line(2), encoding="utf-8")
+    follower = FileFollower(path)
+    position = follower.read().position
+    follower.close()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3))
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(4) + line(5), encoding="utf-8")
+    os.rename(tmp_path / "news.jsonl.1", tmp_path / "news.jsonl.2")
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(6), encoding="utf-8")
+    (tmp_path / "news.jsonl.3.gz").write_bytes(b"\x1f\x8b compressed: never read")
+    (tmp_path / "other.jsonl").write_text(line(99), encoding="utf-8")
+    assert read_all(FileFollower(path, position)) == ["n3", "n4", "n5", "n6"]
+    assert "news.jsonl.1 is read after" in caplog.text
+
+
 def test_a_replaced_file_whose_old_self_is_gone_is_read_from_the_start(tmp_path: Path, caplog) -> None:
     path = tmp_path / "news.jsonl"
     path.write_text(line(1) + line(2), encoding="utf-8")

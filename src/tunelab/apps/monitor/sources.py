@@ -67,6 +67,9 @@ class Chunk:
     position: Position
 
 
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
+
+
 def _head_hash(prefix: bytes) -> str:
     return hashlib.sha256(prefix).hexdigest()[:16]
 
@@ -88,6 +91,9 @@ class FileFollower:
         self._offset = 0
         self._line = 0
         self._head = b""
+        # Files rotated after the one being finished, while the monitor was stopped: read next,
+        # oldest first, before the path's new file (two rotations while stopped lost the middle one).
+        self._backlog: list[Path] = []
         self._start(position)
 
     # -- opening -------------------------------------------------------------------------------------
@@ -110,6 +116,9 @@ class FileFollower:
                 "%s was rotated while stopped: finishing %s from byte %d", self.path, old, position.offset
             )
             self._open(old, position.offset, position.line)
+            self._backlog = self._rotated_after(old)
+            for later in self._backlog:
+                log.warning("%s was rotated again while stopped: %s is read after %s", self.path, later, old)
             return
         log.warning(
             "%s is not the file read before (rotated or replaced while stopped, and the old file is not "
@@ -141,6 +150,32 @@ class FileFollower:
             except OSError:
                 continue
         return None
+
+    def _rotated_after(self, old: Path) -> list[Path]:
+        """The path's other rotated files (``news.jsonl.1``, ``news.jsonl-20260302``; not compressed
+        ones) last written after ``old``, oldest first. Ids make reading one twice harmless."""
+        try:
+            since = os.stat(old).st_mtime_ns
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return []
+        found = []
+        for entry in entries:
+            name = entry.name
+            if (
+                name in (self.path.name, old.name)
+                or not name.startswith(self.path.name)
+                or name.endswith(_COMPRESSED)
+            ):
+                continue
+            try:
+                if entry.is_file() and entry.stat().st_mtime_ns >= since:
+                    found.append((entry.stat().st_mtime_ns, name))
+            except OSError:
+                continue
+        # Equal times: logrotate's higher number is the older file.
+        found.sort(key=lambda f: (f[0], [-ord(c) for c in f[1]]))
+        return [self.path.parent / name for _, name in found]
 
     def _open(self, path: Path, offset: int, line: int) -> None:
         self.close()
@@ -195,8 +230,12 @@ class FileFollower:
     def _switch(self, chunk: Chunk | None) -> Chunk:
         """Done with a rotated file (``chunk``: its last lines, if any): on to the new one."""
         done = self._file
-        self._open(self.path, 0, 0)
-        log.info("%s was rotated: finished %s, now reading the new file", self.path, done)
+        if self._backlog:
+            self._open(self._backlog.pop(0), 0, 0)
+            log.info("%s was rotated: finished %s, now reading %s", self.path, done, self._file)
+        else:
+            self._open(self.path, 0, 0)
+            log.info("%s was rotated: finished %s, now reading the new file", self.path, done)
         if chunk is not None:
             return Chunk(chunk.path, chunk.lines, self.position)
         return Chunk(done, [], self.position)  # commit: the new file from its start

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,6 +292,21 @@ def test_a_folder_reads_each_file_once_across_restarts(tmp_path: Path) -> None:
         result = monitor.run(once=True)
         assert (result.stored, result.duplicates) == (10, 0)  # a.jsonl and b.jsonl are not read again
         assert monitor.store.count("markets") == 30
+
+
+def test_a_file_whose_name_is_not_utf8_is_skipped_and_the_others_are_read(tmp_path: Path, caplog) -> None:
+    """The store could not take the name: every source failed, at every restart."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = config(tmp_path, sources=[{"directory": str(inbox)}])
+    docs = calm_and_surge(surge=False)[:20]
+    write_jsonl(inbox / "good.jsonl", docs[:10])
+    latin1 = os.fsdecode(b"r\xe9sultats.jsonl")  # a Latin-1 name on a UTF-8 system
+    write_jsonl(inbox / latin1, docs[10:])
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        result = monitor.run(once=True)
+    assert result.stored == 10
+    assert "skipped: its name is not UTF-8" in caplog.text and "sultats.jsonl" in caplog.text
 
 
 def test_a_folder_asks_the_store_only_about_files_it_does_not_know_as_read(

@@ -336,12 +336,31 @@ class FileKey:
     mtime_ns: int
 
 
+_UNREADABLE_NAMES: set[Path] = set()  # warned about once per process
+
+
+def _utf8_name(path: Path) -> bool:
+    """A name the store can keep (text is UTF-8 there): a file named in another encoding (Latin-1
+    bytes on a UTF-8 system) is skipped with one warning, not a failure of every source."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        if path not in _UNREADABLE_NAMES:
+            _UNREADABLE_NAMES.add(path)
+            shown = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            log.warning("%s: skipped: its name is not UTF-8 (%r); rename it to read it", path.parent, shown)
+        return False
+    return True
+
+
 def list_files(folder: Path, pattern: str) -> list[FileKey]:
     """Files matching ``pattern`` in ``folder`` now; hidden and ``.tmp`` files are skipped
     (writers that write then rename, as ``tunelab.atomic`` does, are never read half-written)."""
     found = []
     for path in folder.glob(pattern):
         if path.name.startswith(".") or path.suffix == ".tmp" or not path.is_file():
+            continue
+        if not _utf8_name(path):
             continue
         try:
             st = path.stat()

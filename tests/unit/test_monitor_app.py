@@ -611,6 +611,23 @@ def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "http://" not in page and "https://" not in page  # self-contained
 
 
+def test_a_report_plots_a_name_holding_dollar_signs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    """matplotlib read "$...$" in a plot title as TeX: a topic named so failed every report."""
+    import tunelab.apps.monitor.monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "load_classifier", lambda cfg, ner=None: classifier())
+    path = write_config(tmp_path)
+    odd = [{**d, "id": f"odd{i}", "topic": "oil $\\x$ prices"} for i, d in enumerate(calm_and_surge()[:40])]
+    write_jsonl(tmp_path / "news.jsonl", [*calm_and_surge(), *odd])
+    assert monitor_cmd.run(cli_args("run", "--config", str(path), "--once")) == 0
+    report = tmp_path / "report.html"
+    assert monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(report))) == 0, (
+        capsys.readouterr()
+    )
+    page = report.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 3 and "oil $\\x$ prices" in page
+
+
 def test_a_report_with_one_document_dated_year_1_plots_the_recent_weeks(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

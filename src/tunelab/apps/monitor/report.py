@@ -80,7 +80,7 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)  # a topic or company name may hold "$": never TeX
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = share.get_legend_handles_labels()
     ax.legend(handles + more, labels + more_labels, loc="upper left", fontsize=8)

@@ -238,3 +238,18 @@ def test_a_document_before_1970_lands_in_its_own_bucket(store) -> None:
     store.save("markets", [old], [res(True)])
     rows = store.bucket_counts("markets", bucket_s=3600)
     assert rows == [(-1, 1, 1)]
+
+
+def test_alerts_page_after_an_id_through_alerts_that_share_a_start(store) -> None:
+    same = [alert("topic:earnings", 30), alert("company:acme", 30), alert("company:globex", 30)]
+    store.save_alerts([*same, alert("topic:earnings", 90)])
+    everything = [a.id for a in store.alerts("markets")]
+    walked: list[str] = []
+    after = None
+    for _ in range(len(everything)):
+        page = store.alerts("markets", limit=1, after=after)
+        walked += [a.id for a in page]
+        after = page[-1].id
+    assert walked == everything
+    assert store.alerts("markets", after=everything[-1]) == []
+    assert store.has_alert("markets", everything[0]) and not store.has_alert("markets", "nope")

@@ -373,10 +373,17 @@ class MonitorTables:
         open_only: bool = False,
         ended_since: datetime | None = None,
         limit: int | None = None,
+        after: str | None = None,
     ) -> list[Alert]:
-        """A monitor's alerts, oldest first; ``since``/``until`` bound their start, ``ended_since``
-        keeps those still open or ended at or after it, ``limit`` the first so many."""
+        """A monitor's alerts, oldest first (by start, then id); ``since``/``until`` bound their
+        start, ``ended_since`` keeps those still open or ended at or after it, ``after`` those
+        after the alert of that id in this order (a page's last: the next page), ``limit`` the
+        first so many. Alerts of one document share a start, so a start alone cannot page them."""
         clauses, params = ["monitor = ?"], [name]
+        if after is not None:
+            last = "(SELECT started_at FROM tunelab_monitor_alerts WHERE id = ?)"
+            clauses.append(f"(started_at > {last} OR (started_at = {last} AND id > ?))")
+            params += [after, after, after]
         for clause, value in (
             ("key = ?", key),
             ("started_at >= ?", self._to_db(since)),
@@ -395,6 +402,11 @@ class MonitorTables:
         with self._transaction(write=False) as conn:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._alert(r) for r in rows]
+
+    def has_alert(self, name: str, alert_id: str) -> bool:
+        with self._transaction(write=False) as conn:
+            sql = "SELECT 1 FROM tunelab_monitor_alerts WHERE monitor = ? AND id = ?"
+            return self._exec(conn, sql, [name, alert_id]).fetchone() is not None
 
     def pending_alerts(self, name: str | None = None, limit: int = 100) -> list[Alert]:
         """Alerts not delivered yet, oldest first: what a webhook outbox sends (its id is the

@@ -184,8 +184,12 @@ async def list_alerts(
     start: From = None,
     to: To = None,
     limit: Annotated[
-        int, Query(ge=1, le=MAX_ALERTS, description="at most this many (the oldest); page with from")
+        int, Query(ge=1, le=MAX_ALERTS, description="at most this many (the oldest); page with after")
     ] = DEFAULT_ALERTS,
+    after: Annotated[
+        str | None,
+        Query(pattern=NO_NUL, description="only alerts after this one (a page's last id): the next page"),
+    ] = None,
     key: Annotated[
         str | None,
         Query(
@@ -195,7 +199,7 @@ async def list_alerts(
     ] = None,
 ) -> AlertList:
     """The monitor's alert episodes that started in ``[from, to)``, oldest first, at most ``limit``
-    (for the next page, ``from`` = the last one's ``started_at`` plus a microsecond)."""
+    (for the next page, ``after`` = the last one's ``id``: alerts of one document share a start)."""
     from tunelab.apps.monitor import normalise_company
 
     served = state.monitors.get(name)
@@ -208,8 +212,13 @@ async def list_alerts(
     if key is not None and key.startswith("company:"):
         company = key.split(":", 1)[1]
         key = "company:" + (normalise_company(company, served.monitor.config.aliases) or company)
+    store = served.monitor.store
+    if after is not None and not await state.monitors.read(lambda: store.has_alert(served.name, after)):
+        raise _invalid(
+            ValueError(f"after: no alert {after!r} in monitor {served.name!r}"), "invalid_parameter"
+        )
     alerts = await state.monitors.read(
-        lambda: served.monitor.store.alerts(served.name, key=key, since=since, until=until, limit=limit)
+        lambda: store.alerts(served.name, key=key, since=since, until=until, limit=limit, after=after)
     )
     return AlertList(monitor=served.name, alerts=_alerts_out(alerts))
 

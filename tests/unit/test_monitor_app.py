@@ -461,6 +461,11 @@ def test_a_document_dated_far_ahead_of_the_clock_is_refused_and_the_surge_still_
         assert lax.ingest_batch([TYPO]).stored == 1  # max_future is the monitor's to set
     with pytest.raises(ConfigError, match="max_future: 'soon' is not a duration"):
         config(tmp_path, max_future="soon")
+    # accepted before, then every document failed (now + the delta overflows a datetime)
+    with pytest.raises(ConfigError, match=r"max_future: '3000000d' is over 36500d \(a hundred years\)"):
+        config(tmp_path, max_future="3000000d")
+    with pytest.raises(ConfigError, match="name"):
+        config(tmp_path, name="markets\n")  # re.match's $ let a trailing newline through
 
 
 def test_a_stored_document_dated_ahead_of_the_clock_is_left_out_of_the_warm_up(
@@ -609,6 +614,9 @@ def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
     assert page.count("data:image/png;base64,") == 2  # topic earnings, company acme
     assert "Alerts" in page and "n1000" in page and "Acme Corp lawsuit: shares falls" in page
     assert "http://" not in page and "https://" not in page  # self-contained
+    # a folder as --out: one line (it was "unexpected IsADirectoryError")
+    with pytest.raises(DataError, match=r"a folder; give the report's file name, e\.g\. .*report\.html$"):
+        monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(tmp_path)))
 
 
 def test_a_report_plots_a_name_holding_dollar_signs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -253,3 +253,10 @@ def test_alerts_page_after_an_id_through_alerts_that_share_a_start(store) -> Non
     assert walked == everything
     assert store.alerts("markets", after=everything[-1]) == []
     assert store.has_alert("markets", everything[0]) and not store.has_alert("markets", "nope")
+
+
+def test_pending_alerts_are_counted_whole_not_by_the_page(store) -> None:
+    """``run --once`` said "100 alerts wait" with 150 waiting: it counted one page of them."""
+    store.save_alerts([alert("topic:earnings", m) for m in range(150)])
+    assert len(store.pending_alerts("markets")) == 100  # a page, for the outbox
+    assert store.count_pending_alerts("markets") == 150

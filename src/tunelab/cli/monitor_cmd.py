@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         with _delivering(config, monitor, once=args.once, stop=stop):
             total = monitor.run(once=args.once, stop=stop)
         if config.webhook:
-            waiting = len(monitor.store.pending_alerts(config.name))
+            waiting = monitor.store.count_pending_alerts(config.name)
     alerts = len(total.alerts)
     print(
         f"{config.name}: {total.stored} documents stored, {total.duplicates} duplicates, "

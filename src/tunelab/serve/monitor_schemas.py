@@ -49,7 +49,10 @@ class AlertOut(BaseModel):
     kind: str = Field(description="negative_share or negative_volume: the level that crossed first")
     started_at: datetime
     ended_at: datetime | None = Field(description="null while the episode goes on")
-    level: float = Field(description="the robust z-score that opened it")
+    level: float = Field(
+        description="the level that opened it: the CUSUM statistic in nats (method cusum, the "
+        "default) or the robust z-score (method zscore)"
+    )
     baseline: float
     observed: float
     docs: list[str] = Field(description="ids of the negative documents that triggered it (the latest)")

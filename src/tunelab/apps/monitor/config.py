@@ -47,6 +47,7 @@ from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
 from tunelab.serve.inputs import is_http_url
 
+MAX_FUTURE_S = 36500 * 86400  # a hundred years
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
@@ -170,7 +171,7 @@ class MonitorConfig:
         values: dict[str, Any] = {"path": path}
 
         name = raw.get("name")
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):  # match() let 'markets\n' through
             problems.append(
                 f"name: {name!r} must be lower-case letters, digits, - or _ (it is part of the API's URLs)"
             )
@@ -239,6 +240,10 @@ class MonitorConfig:
             problems.append(str(exc))
         try:
             values["max_future_s"] = parse_duration(raw.get("max_future", "1h"), "max_future")
+            if values["max_future_s"] > MAX_FUTURE_S:  # now + a huge delta overflows datetime
+                problems.append(
+                    f"max_future: {raw.get('max_future')!r} is over 36500d (a hundred years); give less"
+                )
         except ConfigError as exc:
             problems.append(str(exc))
         values["webhook"] = _webhook(raw.get("webhook"), problems)

@@ -16,6 +16,7 @@ from typing import Any
 from tunelab.apps.monitor.detector import Alert
 from tunelab.apps.monitor.trend import trend
 from tunelab.atomic import atomic_write_text
+from tunelab.errors import DataError
 from tunelab.evaluate.render import Image, Section, Table, Text, to_html
 
 _BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86_400, 7 * 86_400)
@@ -179,7 +180,15 @@ def _excerpt(text: str) -> str:
 
 
 def write_report(store: Any, name: str, out: str | Path) -> Path:
-    """Write the monitor's HTML dashboard to ``out`` (atomically) and return its path."""
+    """Write the monitor's HTML dashboard to ``out`` (atomically) and return its path.
+
+    Raises:
+        DataError: ``out`` is a folder (before the report is built).
+    """
+    if Path(out).is_dir():
+        raise DataError(
+            f"--out {out}: a folder; give the report's file name, e.g. {Path(out) / 'report.html'}"
+        )
     sections, images = build_report(store, name)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = to_html(f"Monitor {name} (report of {stamp})", sections, images)

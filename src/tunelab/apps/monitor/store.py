@@ -423,6 +423,12 @@ class MonitorTables:
             rows = self._exec(conn, sql, [*params, int(limit)]).fetchall()
         return [self._alert(r) for r in rows]
 
+    def count_pending_alerts(self, name: str) -> int:
+        """How many of the monitor's alerts wait for delivery (all of them, not a page)."""
+        sql = "SELECT COUNT(*) FROM tunelab_monitor_alerts WHERE delivered_at IS NULL AND monitor = ?"
+        with self._transaction(write=False) as conn:
+            return int(self._exec(conn, sql, [name]).fetchone()[0])
+
     def mark_alert_delivered(self, alert_id: str, at: datetime | None = None) -> bool:
         """Record that an alert was delivered; False if there is no such undelivered alert.
 

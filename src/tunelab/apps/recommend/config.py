@@ -346,7 +346,7 @@ class RecommendConfig(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError("must be lower-case letters, digits, - or _ (it is part of the API's URLs)")
         return value
 

@@ -401,6 +401,22 @@ class ContinualConfig:
             "sample, which rehearsal=0 (or rehearsal_total=0) leaves out (set rehearsal to 1 or more, "
             "or ewc=0)",
         )
+        # These act on a continued run only: a fresh run accepted them and did nothing.
+        fresh_only = [
+            f"{name}={value}"
+            for name, value, on in (
+                ("distill", self.distill, self.distill > 0),
+                ("ewc", self.ewc, self.ewc > 0),
+                ("head", self.head, self.head == "probe"),
+            )
+            if on
+        ]
+        _check(
+            p,
+            self.from_run is not None or not fresh_only,
+            f"{', '.join(fresh_only)} act on a continued run only (tunelab train --from RUN); a fresh run "
+            "has no previous model to keep: remove them",
+        )
         _raise_if(p, "continual")
 
 

@@ -120,11 +120,13 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     except TunelabError as exc:
         errors.append(exc)
     if cfg.continual.from_run is not None and checked.splits is not None and checked.method is not None:
-        from tunelab.train.continual import check_probe_rows, open_previous
+        from tunelab.train.continual import check_probe_rows, open_previous, read_rehearsal
 
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
             checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
             if new_run:  # continual.head: probe (a resumed run's checkpoint holds its fitted head)
+                # the stored sample is read here too, so `validate --from` names a damaged line
+                read_rehearsal(checked.previous, checked.splits.labels, cfg.continual, seed=cfg.train.seed)
                 check_probe_rows(cfg, checked.previous, checked.splits)
         except TunelabError as exc:
             errors.append(exc)

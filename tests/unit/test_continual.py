@@ -630,7 +630,7 @@ def test_rehearsal_rows_that_are_dev_rows_of_the_new_data_are_left_out(
 def test_ewc_without_rehearsal_rows_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"continual\.ewc=100\.0 needs rehearsal rows"):
         ContinualConfig(ewc=100.0, rehearsal=0)
-    assert ContinualConfig(ewc=100.0, rehearsal=0, rehearsal_total=30).ewc == 100.0
+    assert ContinualConfig(from_run="runs/a", ewc=100.0, rehearsal=0, rehearsal_total=30).ewc == 100.0
     # rehearsal_total takes precedence: 0 asks for no rows whatever rehearsal says
     with pytest.raises(ConfigError, match=r"continual\.ewc=100\.0 needs rehearsal rows"):
         ContinualConfig(ewc=100.0, rehearsal=50, rehearsal_total=0)
@@ -717,7 +717,7 @@ def test_continual_head_probe_without_rehearsal_rows_is_refused() -> None:
     BANKING77's dev split a naive run with head=probe scored 0.0 on the old intents."""
     with pytest.raises(ConfigError, match=r"head=probe needs rehearsal rows"):
         ContinualConfig(head="probe", rehearsal=0)
-    assert ContinualConfig(head="probe", rehearsal=0, rehearsal_total=30).head == "probe"
+    assert ContinualConfig(from_run="runs/a", head="probe", rehearsal=0, rehearsal_total=30).head == "probe"
 
 
 def test_a_sample_smaller_than_asked_is_replayed_whole_with_a_note(
@@ -808,3 +808,55 @@ def test_a_few_shot_draw_is_not_carried_into_the_continued_run(first, new_csv: P
     data = continued_config(copy, [f"data.train={new_csv}"]).data
     assert (data.shots, data.shots_seed) == (None, None)
     assert continued_config(copy, [f"data.train={new_csv}", "data.shots=2"]).data.shots == 2
+
+
+def test_a_run_whose_adapter_cannot_be_folded_in_is_refused_before_anything_is_written(
+    tiny_bert: Path, tmp_path: Path, text_maker, tiny_overrides, new_csv: Path
+) -> None:
+    """A prompt run passed ``validate --from`` and failed ``train`` late with "the previous run's model
+    does not fit this one"."""
+    train = _csv(tmp_path / "old.csv", OLD, 10, 1, text_maker)
+    overrides = tiny_overrides(
+        tiny_bert, train, None, tmp_path / "runs", "name=prompted", "method=prompt", epochs=1
+    )
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    out = tmp_path / "more"
+    with pytest.raises(ConfigError, match=r"that run is method=prompt, which cannot be folded into the base"):
+        tunelab.train(from_run=run, overrides=[f"data.train={new_csv}", f"output_dir={out}", "method=full"])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"text": "broken', "line 11: Unterminated string"),
+        ('{"text": "hello"}', "line 11: no 'label'"),
+        ('{"text": "hello", "label": "zzz"}', "line 11: label 'zzz' was not in the training data"),
+        ('{"text": "", "label": "sports"}', "line 11: no text"),
+    ],
+)
+def test_a_damaged_rehearsal_file_is_named_by_line(
+    first, new_csv: Path, tmp_path: Path, line: str, says: str
+) -> None:
+    """It was "unexpected JSONDecodeError" / "KeyError: 'label'", or an unknown label without the file."""
+    import shutil
+
+    copy = tmp_path / "old-run"
+    shutil.copytree(first[0], copy)
+    with open(copy / REHEARSAL_FILE, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+    out = tmp_path / "runs"
+    with pytest.raises(RunError) as info:
+        tunelab.train(
+            from_run=copy, overrides=[f"data.train={new_csv}", f"output_dir={out}"], show_progress=False
+        )
+    message = str(info.value)
+    assert f"{copy / REHEARSAL_FILE}: {says}" in message and "continual.rehearsal=0" in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("setting", ["continual.distill=0.5", "continual.ewc=100", "continual.head=probe"])
+def test_continued_run_settings_on_a_fresh_run_are_refused(setting: str, tmp_path: Path) -> None:
+    """A fresh run accepted them, recorded them in config.json and did nothing."""
+    with pytest.raises(ConfigError, match=r"act on a continued run only \(tunelab train --from RUN\)"):
+        tunelab.train(overrides=["data.train=x.csv", f"output_dir={tmp_path}", setting])

@@ -33,7 +33,7 @@ from tunelab.atomic import atomic_write_text
 from tunelab.config import ContinualConfig, RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
-from tunelab.errors import ConfigError, RunError
+from tunelab.errors import ConfigError, DataError, RunError
 
 REHEARSAL_FILE = "rehearsal.jsonl"
 
@@ -195,6 +195,17 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
             f"--from {where}: method={cfg.method.name} saves an adapter over the base model, but a continued "
             "run starts from the previous run's weights; use method=full"
         )
+    from tunelab.methods import get_method
+
+    before = get_method(previous.config.method.name)
+    if not before.stores_base and before.merge is None:
+        # A continued run starts from the previous model's weights as one plain model: an
+        # adapter that cannot be folded into the base (a prompt, a prefix, a bottleneck adapter)
+        # has none to give (it failed later as "the previous run's model does not fit this one").
+        raise ConfigError(
+            f"--from {where}: that run is method={before.name}, which cannot be folded into the base model "
+            f"({before.cannot_merge}), so it cannot be continued; train a fresh run on all the data"
+        )
     old = previous.labels.names
     if labels.names[: len(old)] != old:
         dropped = [n for n in old if n not in labels]
@@ -261,6 +272,17 @@ def write_rehearsal(
     return len(picked)
 
 
+_REHEARSAL_FIX = (
+    "each line is a JSON object with the run's text and label; restore the file, or continue with "
+    "continual.rehearsal=0"
+)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *, seed: int) -> Dataset:
     """The previous run's stored sample, up to ``cc.rehearsal`` rows a label (or ``rehearsal_total``).
 
@@ -277,12 +299,25 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
             "rehearsal sample); set continual.rehearsal=0 to continue without rehearsal"
             + (" (with continual.head=copy)" if cc.head == "probe" else "")
         )
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
-    ids = [
-        [labels.id_of(n) for n in r["label"]] if isinstance(r["label"], list) else labels.id_of(r["label"])
-        for r in rows
-    ]
+    rows, ids = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not readable ({type(exc).__name__}); {_REHEARSAL_FIX}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text, label = row["text"], row["label"]
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("no text")
+            ids.append([labels.id_of(n) for n in label] if isinstance(label, list) else labels.id_of(label))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, DataError) as exc:
+            why = f"no {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+            raise RunError(f"{path}: line {number}: {why}; {_REHEARSAL_FIX}") from None
+        rows.append(row)
+    pairs = [r.get("text_pair", "") for r in rows] if rows and "text_pair" in rows[0] else None
     stored = Dataset(texts=[r["text"] for r in rows], text_pairs=pairs, labels=ids, source=str(path))
     keep = stratified_sample(stored, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
     return stored.take(keep)

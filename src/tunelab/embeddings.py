@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tunelab.errors import ConfigError
+
 _LOCK = threading.Lock()
 
 
@@ -24,8 +26,14 @@ def _encoder(name: str) -> Any:
     from tunelab.quiet import no_progress_bars, quiet
 
     path = resolve_model(name).path
-    with quiet(), no_progress_bars():
-        return SentenceTransformer(str(path), device="cpu")
+    try:
+        with quiet(), no_progress_bars():
+            return SentenceTransformer(str(path), device="cpu")
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a run folder, a classifier's weights, ...
+        raise ConfigError(
+            f"{name}: not a sentence encoder ({type(exc).__name__}); give a sentence-transformers or Hugging "
+            "Face encoder folder, or minilm-l6 / e5-small-multilingual"
+        ) from None
 
 
 def embed(texts: list[str], *, model: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:

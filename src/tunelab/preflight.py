@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import RunConfig
-from tunelab.errors import ConfigError, TunelabError, problems_of, several
+from tunelab.errors import ConfigError, DataError, TunelabError, problems_of, several
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,11 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
             checked.splits = checked.task.load_splits(cfg.data)
         except TunelabError as exc:
             errors.append(exc)
+    if checked.splits is not None and cfg.data.labels and cfg.continual.from_run is None:
+        try:
+            check_listed_labels(cfg, checked.splits)
+        except TunelabError as exc:
+            errors.append(exc)
     try:
         checked.model = resolve_model(cfg.model.name)
     except TunelabError as exc:
@@ -131,6 +136,32 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         except TunelabError as exc:
             errors.append(exc)
     return checked
+
+
+def check_listed_labels(cfg: RunConfig, splits: Any) -> None:
+    """Every name ``data.labels`` lists has a training row (a fresh run; a continued run's old
+    labels come back through its rehearsal rows).
+
+    A typo there became one more label no row teaches, and the real label moved after it.
+
+    Raises:
+        DataError: one line naming the labels without a row.
+    """
+    from tunelab.data.dataset import Dataset
+
+    if not isinstance(splits.train, Dataset) or splits.train.labels is None:
+        return  # tagged sentences (NER): their label ids follow the tags seen
+    labels = splits.train.labels
+    seen: set[int] = set()
+    for value in labels:
+        seen.update(value if isinstance(value, list) else [value])
+    listed = [str(n) for n in cfg.data.labels or []]
+    missing = [name for name in listed if name in splits.labels and splits.labels.id_of(name) not in seen]
+    if missing:
+        raise DataError(
+            f"data.labels lists {', '.join(repr(n) for n in missing)}, which no training row has "
+            f"(the training labels: {splits.labels.known()}); fix the list, or add rows with them"
+        )
 
 
 def check_augment(cfg: RunConfig, task: Any) -> None:

@@ -860,3 +860,16 @@ def test_continued_run_settings_on_a_fresh_run_are_refused(setting: str, tmp_pat
     """A fresh run accepted them, recorded them in config.json and did nothing."""
     with pytest.raises(ConfigError, match=r"act on a continued run only \(tunelab train --from RUN\)"):
         tunelab.train(overrides=["data.train=x.csv", f"output_dir={tmp_path}", setting])
+
+
+def test_a_fresh_run_whose_data_labels_name_a_label_without_a_row_is_refused(first, tmp_path: Path) -> None:
+    """A typo trained one more label no row teaches, and the real label moved after it."""
+    from tunelab.errors import DataError
+
+    _, train = first
+    out = tmp_path / "runs"
+    with pytest.raises(DataError, match=r"data\.labels lists 'sprots', which no training row has"):
+        tunelab.train(
+            overrides=[f"data.train={train}", f"output_dir={out}", "data.labels=[sports,sprots,weather]"]
+        )
+    assert not out.exists()

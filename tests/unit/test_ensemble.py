@@ -295,3 +295,14 @@ def test_metrics_match_dev_and_test_labels_to_the_run_by_name(members, tmp_path,
 def test_the_members_training_texts_stay_out_of_the_ensemble(members, ens) -> None:
     assert all((m / "rehearsal.jsonl").is_file() for m in members)  # each member stored its sample
     assert not list(ens.rglob("rehearsal.jsonl"))
+
+
+def test_an_out_folder_inside_a_member_is_refused_in_one_line(members, tmp_path) -> None:
+    """The member was copied into itself until the path was too long (a 172 KB error)."""
+    import shutil
+
+    copy = tmp_path / "cp"
+    shutil.copytree(members[0], copy)
+    with pytest.raises(RunError, match=r"--out .*cp/ens: inside member .*cp \(or holding it\)"):
+        ensemble([copy, members[1]], copy / "ens")
+    assert not (copy / "ens").exists() and not (copy / "ens.partial").exists()

@@ -239,3 +239,32 @@ def test_continuing_a_zero_shot_run_says_it_has_no_trained_weights(
     run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
     with pytest.raises(RunError, match="zero-shot run has no trained weights"):
         tunelab.train(from_run=run, overrides=[f"data.train={train}"], show_progress=False)
+
+
+def test_eval_of_a_zero_shot_run_without_saved_metrics_asks_for_data(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path
+) -> None:
+    """Built without a test file it has no metrics.json: eval raised FileNotFoundError."""
+    run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
+    with pytest.raises(
+        tunelab.TunelabError, match=r"no saved metrics to show; give a labelled file: --data FILE"
+    ):
+        tunelab.evaluate(run)
+
+
+def test_an_encoder_folder_that_is_not_a_sentence_encoder_is_one_line(tmp_path: Path) -> None:
+    """A run folder as --encoder gave "unexpected ValueError: Unrecognized model ..." (or 11 KB)."""
+    folder = tmp_path / "not-an-encoder"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"not-an-encoder: not a sentence encoder \(.*\); give a sentence-"):
+        zero_shot_predictor(DESCRIPTIONS, encoder=str(folder)).predict("x")
+
+
+def test_the_cli_names_the_zero_shot_classifier_when_pairs_are_given(
+    labels_yaml: Path, tiny_bert: Path, capsys
+) -> None:
+    """It said "None classifies single texts"."""
+    argv = ["predict", "--zero-shot", str(labels_yaml), "--encoder", str(tiny_bert), "--pair", "a", "b"]
+    assert main(argv) == 2
+    assert "error: the zero-shot classifier classifies single texts" in capsys.readouterr().err

@@ -140,7 +140,7 @@ def _zero_shot_arguments(args: argparse.Namespace) -> None:
     if args.zero_shot:
         if args.run is not None:
             args.texts = [args.run, *args.texts]
-            args.run = "zero-shot classifier"  # how messages name it
+        args.run = "the zero-shot classifier"  # how messages name it (also with --pair, no text)
         return
     given = [f"--{k}" for k in ("encoder", "nli", "template") if getattr(args, k) is not None]
     if given:

@@ -96,6 +96,12 @@ def ensemble(
     target = Path(out)
     if target.exists():
         raise RunError(f"{target} exists; delete it or give another --out")
+    for folder in folders:  # copying a member into its own folder would recurse until the path is too long
+        member, inside = folder.root.resolve(), target.resolve()
+        if inside.is_relative_to(member) or member.is_relative_to(inside):
+            raise RunError(
+                f"--out {target}: inside member {folder.root} (or holding it); give a folder beside the runs"
+            )
     # Before anything is written: a member that cannot be calibrated stops the build in one line.
     temperatures = [
         _temperature(f, p, calibrate=calibrate, dev=dev, options=dev_options)

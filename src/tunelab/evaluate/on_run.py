@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
 
 
 def evaluate(
@@ -46,7 +46,10 @@ def evaluate(
         # The saved metrics need no model: reading them must not cost loading torch and the weights.
         from tunelab.runs import find_run
 
-        saved = json.loads(find_run(run).metrics_json.read_text(encoding="utf-8"))
+        folder = find_run(run)
+        if not folder.metrics_json.is_file():  # a zero-shot folder built without --test, say
+            raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
+        saved = json.loads(folder.metrics_json.read_text(encoding="utf-8"))
         return saved.get("test") or saved.get("dev") or {}
     from tunelab.data.file_options import options_for_file
     from tunelab.evaluate.run_context import eval_context

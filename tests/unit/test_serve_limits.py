@@ -35,6 +35,22 @@ def test_rate_str_round_trips(text: str) -> None:
     assert Rate.parse(str(rate)) == rate
 
 
+@pytest.mark.parametrize("text", ["0.1/hour", "0.0001/hour", "2.5/min:3"])
+def test_a_slow_rate_is_written_in_a_form_that_reads_back(text: str) -> None:
+    """0.1/hour was written "2.77778e-05/s", which parse() refused: every key list and revoke failed."""
+    rate = Rate.parse(text)
+    again = Rate.parse(str(rate))
+    assert again.burst == rate.burst and again.per_second == pytest.approx(rate.per_second, rel=1e-12)
+    assert "e" not in str(rate)
+
+
+def test_a_rate_stored_in_the_old_exponent_form_still_reads() -> None:
+    assert Rate.from_stored("2.77778e-05/s").per_second == pytest.approx(0.1 / 3600, rel=1e-5)
+    assert Rate.from_stored("20/s:50") == Rate.parse("20/s:50")
+    with pytest.raises(ConfigError, match="rate"):
+        Rate.from_stored("1e3/s")
+
+
 @pytest.mark.parametrize("text", ["", "20", "20/fortnight", "-1/s", "0/s", "fast", "20/s:0", "1e3/s"])
 def test_rate_parse_rejects_bad_text(text: str) -> None:
     with pytest.raises(ConfigError, match="rate"):

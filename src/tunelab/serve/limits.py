@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import numpy as np
+
 from tunelab.errors import ConfigError
 
 Period = Literal["hour", "day", "month"]
@@ -70,11 +72,25 @@ class Rate:
         burst = int(m.group(3)) if m.group(3) else _default_burst(per_second)
         return cls(per_second=per_second, burst=burst)
 
+    @classmethod
+    def from_stored(cls, text: str) -> Rate:
+        """A rate as the store holds it: ``parse``'s forms, and "2.77778e-05/s", which keys created
+        before rates were written in plain digits hold (0.1/hour then; every key list failed on it)."""
+        legacy = re.fullmatch(r"(\d+(?:\.\d+)?e-\d+)/s(?::(\d+))?", str(text).strip())
+        if legacy is None:
+            return cls.parse(text)
+        per_second = float(legacy.group(1))
+        burst = int(legacy.group(2)) if legacy.group(2) else _default_burst(per_second)
+        return cls(per_second=per_second, burst=burst)
+
     def __str__(self) -> str:
-        text = f"{self.per_second:g}/s"
+        # Plain digits per hour, exact enough to read back: "{:g}/s" wrote 0.1/hour as 2.77778e-05/s,
+        # which parse() refused, and slower rates as 0/s.
+        per_hour = np.format_float_positional(self.per_second * 3600, trim="-")
+        text = f"{per_hour}/hour"
         for unit, seconds in (("s", 1), ("min", 60), ("hour", 3600)):
             count = self.per_second * seconds
-            if abs(count - round(count)) < 1e-6 * max(1.0, count):
+            if round(count) >= 1 and abs(count - round(count)) < 1e-6 * count:
                 text = f"{round(count)}/{unit}"
                 break
         return text if self.burst == _default_burst(self.per_second) else f"{text}:{self.burst}"

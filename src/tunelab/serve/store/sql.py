@@ -170,7 +170,7 @@ class SQLStore(SupportSQL, Store):
             key_id=key_id,
             name=name,
             admin=bool(admin),
-            rate=Rate.parse(rate) if rate else None,
+            rate=Rate.from_stored(rate) if rate else None,
             quota=Quota.parse(quota) if quota else None,
             created_at=self._from_db(created_at),  # type: ignore[arg-type]
             revoked_at=self._from_db(revoked_at),

@@ -237,6 +237,27 @@ def test_keyless_requests_to_random_models_write_no_rows_and_no_series(
     assert all("/metrics" in line for line in lines if line not in refused)  # nothing else per request
 
 
+def test_keyless_requests_answered_before_the_key_check_share_the_refusal_log_line(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unknown routes and bad bodies without a key were logged one INFO line each, with the whole
+    path (418 KB for 200 requests)."""
+    monkeypatch.setattr(observe, "REFUSAL_LOG_INTERVAL_S", 3600.0, raising=False)
+    api = make_app()
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        for i in range(100):
+            assert (
+                api.client.get(f"/x{i}/" + "A" * 4000, headers={"Authorization": "Bearer nope"}).status_code
+                == 404
+            )
+            assert api.client.post(
+                "/v1/keys", content=b"{bad", headers={"Content-Type": "application/json"}
+            ).status_code in (400, 401)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tunelab.serve.access"]
+    assert len(lines) <= 2, lines[:3]
+    assert all(len(line) < 600 for line in lines)
+
+
 def test_refusal_log_is_rate_limited_and_sums_up_what_it_skipped(caplog: pytest.LogCaptureFixture) -> None:
     from tunelab.serve.observe import RefusalLog
 

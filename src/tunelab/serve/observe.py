@@ -234,6 +234,13 @@ class ObserveMiddleware:
             self.state.metrics.observe_refusal(reason)
             self.refusal_log.refused(reason, scope["method"], scope["path"], status, ctx.request_id)
             return
+        if unauthenticated and status >= 400:
+            # Answered before the key was read (an unknown route, a bad body, a wrong method): the
+            # same one line per interval as the refusals above, not one line per request.
+            self.refusal_log.refused(
+                f"status {status}", scope["method"], scope["path"], status, ctx.request_id
+            )
+            return
         if ctx.app is not None:
             bot, _ = self._model_labels(ctx)
             kind = ctx.outcome if ctx.outcome in APP_REPLY_KINDS else None
@@ -256,7 +263,7 @@ class ObserveMiddleware:
             level,
             "%s %s %d %.1fms model=%s version=%s key=%s texts=%d id=%s",
             scope["method"],
-            scope["path"],
+            scope["path"][:200],
             status,
             seconds * 1000,
             f"{ctx.app}/{ctx.model}" if ctx.app else ctx.model or "-",

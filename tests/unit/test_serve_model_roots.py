@@ -167,3 +167,35 @@ def test_confine_resolves_like_the_filesystem(tree: SimpleNamespace) -> None:
         confine(str(tree.other), [tree.root])
     os.symlink(tree.root, tree.more / "runs-link")
     assert confine(str(tree.more / "runs-link" / "good"), [tree.root]) == tree.good
+
+
+@pytest.mark.parametrize("name", ["_other", "-x", "a b", "a+b"])
+def test_a_name_no_client_could_reach_is_refused_before_loading(
+    admin: Admin, tree: SimpleNamespace, name: str
+) -> None:
+    """An admin load took any name: "_other" (the label of unknown models in usage and metrics)
+    then had its requests booked with the unknown ones'."""
+    r = admin.load(str(tree.good), name=name)
+    assert r.status_code == 422 and "name" in r.json()["error"]["message"], r.text
+    assert admin.loaded == []
+
+
+def test_usage_names_the_model_as_the_router_reads_the_path(admin: Admin) -> None:
+    """The middleware decoded the already decoded path again: "%256d" (a 404 for the model "%6d")
+    was booked against the served "m". httpx's ASGI transport decodes the path once, as uvicorn does
+    (TestClient decodes it twice, hiding this)."""
+    import asyncio
+
+    import httpx
+
+    app = admin.client.app
+
+    async def post() -> int:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            r = await client.post("/v1/models/%256d/predict", json={"texts": ["x"]}, headers=admin.headers)
+            return r.status_code
+
+    assert asyncio.run(post()) == 404
+    rows = app.state.tunelab.access.store.usage()  # type: ignore[attr-defined]
+    assert [(row.model, row.status) for row in rows] == [("_other", 404)]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
 from tunelab.errors import ConfigError
+from tunelab.serve.registry import SERVED_NAME_PATTERN
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,9 +81,7 @@ $TUNELAB_WEBHOOK_SECRET is set. Alerts are retried with back-off until delivered
 each carries its id as Idempotency-Key (at-least-once: a receiver drops what it has seen).
 """
 
-# A served name is a segment of its URLs (/v1/models/{name}/predict, /v1/apps/support/{name}/...):
-# one a client can write without percent-encoding, and never "." or "..".
-_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_SERVED_NAME = re.compile(SERVED_NAME_PATTERN)  # (tunelab.serve.registry says why)
 
 
 def check_served_name(option: str, spec: str, name: str, path: str) -> str:

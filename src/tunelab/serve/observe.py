@@ -32,7 +32,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
@@ -141,7 +140,7 @@ class ObserveMiddleware:
             or RECOMMEND_PATH.match(path)
         )
         if match:
-            ctx.model = unquote(match.group("name"))
+            ctx.model = match.group("name")  # scope["path"] is decoded already: as the router reads it
             ctx.app = match.groupdict().get("app")
         status = 0
         replaced = False  # the app's answer was swapped for a 503 (usage could not be recorded)

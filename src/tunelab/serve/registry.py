@@ -24,6 +24,10 @@ from tunelab.serve.batcher import MicroBatcher
 
 log = logging.getLogger(__name__)
 
+# A served name is a segment of its URLs (/v1/models/{name}/predict, /v1/apps/support/{name}/...):
+# one a client can write without percent-encoding, and never "." or "..".
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
 
 class ModelNotServedError(TunelabError):
     """An unknown model name or version (HTTP 404)."""

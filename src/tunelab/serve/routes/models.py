@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Admin, MaybeCaller, State
 from tunelab.serve.model_roots import confine
-from tunelab.serve.registry import ModelRegistry, ModelVersion
+from tunelab.serve.registry import SERVED_NAME_PATTERN, ModelRegistry, ModelVersion
 from tunelab.serve.responses import AUTH, JSON_BODY, error_responses
 from tunelab.serve.schemas import (
     ActivateRequest,
@@ -78,7 +80,15 @@ def _is_admin(caller: object) -> bool:
 
 
 @router.post("/{name}/versions", response_model=ModelInfo, status_code=201, responses=ADMIN_BODY_ERRORS)
-async def load_version(name: str, body: LoadVersionRequest, state: State, admin: Admin) -> ModelInfo:
+async def load_version(
+    name: Annotated[
+        str,
+        Path(pattern=SERVED_NAME_PATTERN, description="a letter or digit, then up to 63 of [A-Za-z0-9_.-]"),
+    ],
+    body: LoadVersionRequest,
+    state: State,
+    admin: Admin,
+) -> ModelInfo:
     """Load a run or artifact as a new version (serving goes on meanwhile); activate it by default.
 
     A new name starts a new model. In-flight requests finish on the version they started with.

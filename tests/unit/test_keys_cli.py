@@ -91,6 +91,10 @@ def test_revoke_and_list(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
         (["usage", "--key", "ghost"], ["--key 'ghost'"]),
         (["usage", "--since", "yesterday"], ["--since 'yesterday'"]),
         (["usage", "--since", "2026-12-01", "--until", "2026-11-01"], ["not before"]),
+        # ages and offsets past the calendar: "unexpected OverflowError" before
+        (["usage", "--since", "99999999999d"], ["--since '99999999999d'", "within the calendar"]),
+        (["usage", "--since", "4000000w"], ["--since '4000000w'"]),
+        (["usage", "--until", "0001-01-01T00:00+01:00"], ["--until '0001-01-01T00:00+01:00'"]),
     ],
 )
 def test_bad_input_is_one_error_line(

@@ -386,6 +386,11 @@ def test_usage_shows_the_callers_own_requests(server: Server) -> None:
     assert body["key"]["name"] == "acme" and body["requests"] == 2 and body["texts"] == 2
     assert body["by_status"] == {"200": 1, "422": 1}
     assert server.client.get("/v1/usage").status_code == 401
+    # dates at the calendar's edge that leave it in UTC: a 500 before
+    auth = {"Authorization": f"Bearer {server.token}"}
+    for field, value in (("since", "0001-01-01T00:00:00+01:00"), ("until", "9999-12-31T23:59:59-01:00")):
+        r = server.client.get("/v1/usage", params={field: value}, headers=auth)
+        assert r.status_code == 422 and f"{field}: " in r.json()["error"]["message"], r.text
 
 
 # -- health, metrics, docs, routing --------------------------------------------------------------------

@@ -97,13 +97,14 @@ def parse_when(text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
     value = text.strip()
-    if value[:-1].isdigit() and value[-1:].lower() in _RELATIVE:
-        return datetime.now(UTC) - timedelta(**{_RELATIVE[value[-1].lower()]: int(value[:-1])})
+    problem = ConfigError(
+        f"{option} {text!r}: use a date (2026-11-01), a time (2026-11-01T12:00, UTC unless it has "
+        "an offset) or an age (30m, 24h, 7d, 4w) within the calendar"
+    )
     try:
+        if value[:-1].isdigit() and value[-1:].lower() in _RELATIVE:
+            return datetime.now(UTC) - timedelta(**{_RELATIVE[value[-1].lower()]: int(value[:-1])})
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"{option} {text!r}: use a date (2026-11-01), a time (2026-11-01T12:00, UTC unless it has "
-            "an offset) or an age (30m, 24h, 7d, 4w)"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a time, or past year 1 or 9999 (in UTC)
+        raise problem from None

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Caller, State
+from tunelab.serve.limits import as_utc
+from tunelab.serve.request_limits import RequestLimitError
 from tunelab.serve.responses import AUTH, error_responses
 
 router = APIRouter(tags=["usage"])
@@ -19,9 +21,19 @@ async def usage(
     state: State,
     caller: Caller,
     since: Annotated[
-        datetime | None, Query(description="ISO 8601; default: start of the quota window")
+        datetime | None, Query(description="ISO 8601 (no offset: UTC); default: all time")
     ] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive; default: now")] = None,
 ) -> dict[str, Any]:
     """What the key in the request has used: totals, per model and status, and its quota left."""
+    for field, value in (("since", since), ("until", until)):
+        try:
+            if value is not None:
+                as_utc(value)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC: a 500 before
+            raise RequestLimitError(
+                f"{field}: {value.isoformat()} is out of the range of dates in UTC",
+                status=422,
+                code="invalid_parameter",
+            ) from None
     return await run_in_threadpool(state.access.usage_summary, caller, since, until)

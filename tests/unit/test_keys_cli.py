@@ -183,6 +183,8 @@ def test_usage_csv(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
         "latency_ms": "20.000",
         "request_id": "req-0",
     }
+    # the refused request (429) bills nothing: its texts are 0, as in the summary (they were 4)
+    assert (rows[2]["status"], rows[2]["texts"], rows[2]["tokens"]) == ("429", "0", "0")
     target = tmp_path / "bills" / "november.csv"
     code, out, err = cli(
         capsys,

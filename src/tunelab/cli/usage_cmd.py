@@ -98,7 +98,7 @@ def _write_csv(records: list[UsageRecord], target: str) -> int:
                 r.key_id or "",
                 r.product or "",  # an app's request: app/bot, e.g. support/bank
                 r.version or "",
-                r.texts,
+                r.texts if 200 <= r.status < 300 else 0,  # billed texts, as the summary counts them
                 r.tokens,
                 r.status,
                 f"{r.latency_ms:.3f}",

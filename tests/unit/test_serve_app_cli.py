@@ -84,6 +84,7 @@ def test_serve_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "x@1=runs/a", "x@1=runs/b"], "x@1 is given twice"),
         (["serve", "runs/a", "--max-batch", "0"], "--max-batch: Input should be greater than or equal to 1"),
         (["serve", "runs/a", "--max-body", "huge"], "size 'huge'"),
+        (["serve", "runs/a", "--max-wait-ms", "inf"], "--max-wait-ms: "),  # a lone request waited forever
         (["serve", "runs/a", "--model-root", "/no/such/root"], "--model-root /no/such/root: no such folder"),
     ],
 )

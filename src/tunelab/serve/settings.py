@@ -44,12 +44,14 @@ def parse_size(value: str | int) -> int:
 class ServeSettings(BaseModel):
     """Everything ``tunelab serve`` can be told; defaults suit a laptop and 64 concurrent clients."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # inf: wait forever
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_batch: int = Field(32, ge=1, description="texts per model forward pass")
-    max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill after its first text")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=60_000, description="how long a batch waits to fill after its first text"
+    )
     max_texts_per_request: int = Field(64, ge=1)
     max_chars_per_text: int = Field(2000, ge=1)
     max_body_bytes: int = Field(1024 * 1024, ge=64)

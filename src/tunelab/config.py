@@ -204,8 +204,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _check(p, self.epochs > 0, f"epochs={self.epochs} (use a positive number)")
+        _check(p, 0 < self.epochs < 1e6, f"epochs={self.epochs} (use a positive number, e.g. 3)")
         _check(p, self.batch_size >= 1, f"batch_size={self.batch_size} (use 1 or more)")
+        # train refused these only deep inside (sklearn's random_state, torch.set_num_threads)
+        _check(p, 0 <= self.seed < 2**32, f"seed={self.seed} (use a whole number from 0 to 4294967295)")
+        _check(
+            p, self.threads is None or self.threads >= 1, f"threads={self.threads} (use 1 or more, or null)"
+        )
         _check(
             p,
             self.learning_rate is None or 0 < self.learning_rate < 1,
@@ -525,6 +530,12 @@ class RunConfig:
                 )
             try:
                 loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                line = p.read_bytes()[: exc.start].count(b"\n") + 1
+                byte = f"0x{exc.object[exc.start]:02x}"
+                raise ConfigError(
+                    f"{p} line {line}: not valid UTF-8 (byte {byte}); save the run file as UTF-8"
+                ) from None
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" line {mark.line + 1}" if mark else ""
@@ -594,11 +605,20 @@ def coerce_types(
 
 
 def _parse_value(text: str) -> Any:
-    """Parse an override value with YAML rules, so ``3`` is an int and ``null`` is None."""
+    """Parse an override value with YAML rules, so ``3`` is an int and ``null`` is None.
+
+    A value YAML reads as nothing or as an empty list though it was not written so (``|``, ``>``,
+    ``#``, ``!`` and ``-`` are YAML syntax) stays the text given: ``data.separator=|`` was read as
+    an empty string, and ``data.label_delimiter=#`` as null.
+    """
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    written_empty = text.strip() in ("", "null", "Null", "NULL", "~", "''", '""', "[]")
+    if not written_empty and (value in (None, "") or value == [None]):
+        return text.strip()
+    return value
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

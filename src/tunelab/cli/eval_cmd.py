@@ -6,6 +6,7 @@ import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import headline_lines
+from tunelab.errors import TunelabError
 
 HELP = """examples:
   tunelab eval runs/banking77 --data ../shared/data/banking77/test.csv
@@ -46,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.evaluate.on_run import evaluate
 
+    if args.batch_size < 1:
+        raise TunelabError(f"--batch-size {args.batch_size}: use 1 or more")
     data, options = file_and_options(args.data)
     metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
     print(f"{data or 'saved metrics'} ({metrics.get('n', '?')} rows):")

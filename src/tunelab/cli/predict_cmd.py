@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise TunelabError("--output goes with --input FILE; texts given as arguments are printed")
     if args.top_k < 1:
         raise TunelabError(f"--top-k {args.top_k}: use 1 or more")
+    if args.batch_size < 1:
+        raise TunelabError(f"--batch-size {args.batch_size}: use 1 or more")
     options = parse_file_overrides(args.input[1:]) if args.input else {}  # a typo fails before loading
     if args.output:  # a wrong extension or a taken file fails before loading the model too
         output_format(args.output, overwrite=args.overwrite)

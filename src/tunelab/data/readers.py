@@ -361,7 +361,12 @@ def _in_gb2312(char: str) -> bool:
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
-    text = path.read_bytes().decode(encoding).removeprefix("\ufeff")  # a UTF-8 byte-order mark
+    stream = _open_bytes(path)  # .jsonl.gz unpacked, as .csv.gz is (its packed bytes were decoded)
+    if stream is None:
+        raise DataError(f"{path}: a {path.suffix} archive cannot be read as JSON lines; unpack it first")
+    with stream:
+        raw = stream.read()
+    text = raw.decode(encoding).removeprefix("\ufeff")  # a UTF-8 byte-order mark
     if not text.strip():
         raise DataError(f"{path}: the file is empty; add one JSON object per line")
     numbered, unit = _json_array(text), "item"
@@ -386,8 +391,25 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                 f'{path} {unit} {lineno}: expected a JSON object such as {{"text": ..., "label": ...}}, '
                 f"got {type(record).__name__}"
             )
+        for column, value in record.items():
+            # "\ud800" is valid JSON but no Unicode text: every later step (pandas, the tokenizer)
+            # failed on it with an unexpected UnicodeEncodeError.
+            if isinstance(value, str) and not _is_unicode(value):
+                at = next(i for i, ch in enumerate(value) if 0xD800 <= ord(ch) <= 0xDFFF)
+                raise DataError(
+                    f"{path} {unit} {lineno}: column {column!r} is not valid Unicode (a lone surrogate "
+                    f"\\u{ord(value[at]):04x} at position {at}); fix or remove the row"
+                )
     df = pd.DataFrame.from_records([record for _, record in numbered], index=[n for n, _ in numbered])
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_array(text: str) -> list[tuple[int, Any]] | None:

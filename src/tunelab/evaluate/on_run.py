@@ -32,6 +32,8 @@ def evaluate(
     Returns:
         The metrics dict, with ``report`` set to the HTML report's path.
     """
+    if out_dir is not None:  # before the model loads: a wrong --out fails at once
+        _check_out(Path(out_dir))
     # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
     given: dict[str, Any] = {}
     if isinstance(options, dict):
@@ -90,6 +92,18 @@ def evaluate(
 
 
 EVAL_SOURCE = "eval.json"  # in each default report folder: which data file it reports on
+
+
+def _check_out(target: Path) -> None:
+    """``--out`` is a folder for this report: not a file, and not a run (whose own metrics.json and
+    report it would replace; it did, silently)."""
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {target}: a file; give a folder for the report")
+    if (target / "run.json").is_file():
+        raise ConfigError(
+            f"--out {target}: a run folder (its own metrics and report would be replaced); give another "
+            "folder, or leave --out out to write into the run's evals/"
+        )
 
 
 def report_folder(evals: Path, data: str | Path) -> Path:

@@ -210,12 +210,18 @@ class Predictor:
         batch = [texts] if single else list(texts)
         pairs = [text_pairs] if isinstance(text_pairs, str) else _as_list(text_pairs)
         self.check_pairs(batch, pairs)
-        for i, text in enumerate(batch):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"text {i + 1}: empty or not a string; give non-empty texts")
-        for i, text in enumerate(pairs or ()):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"text_pairs {i + 1}: empty or not a string; give non-empty texts")
+        for what, items in (("text", batch), ("text_pairs", pairs or ())):
+            for i, text in enumerate(items):
+                if not isinstance(text, str) or not text.strip():
+                    raise DataError(f"{what} {i + 1}: empty or not a string; give non-empty texts")
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:  # "\ud800" in JSON, a Latin-1 byte in argv
+                    bad = exc.start
+                    raise DataError(
+                        f"{what} {i + 1}: not valid Unicode at position {bad} (a lone surrogate, or bytes "
+                        "in another encoding than UTF-8); fix the text"
+                    ) from None
         if not batch:
             return []
         results = self.predict_encoded(self.encode(batch, pairs), batch, top_k=top_k, batch_size=batch_size)

@@ -20,6 +20,7 @@ row and ticket also run in.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-import anyio.to_thread
+from starlette.concurrency import run_in_threadpool
 
 from tunelab.errors import ConfigError
 from tunelab.serve.batcher import MicroBatcher
@@ -124,7 +125,7 @@ class MonitorRegistry:
     ) -> None:
         self._monitors: dict[str, ServedMonitor] = {}
         self._stop = threading.Event()
-        self._reads: anyio.CapacityLimiter | None = None  # made on the event loop, at first use
+        self._reads: asyncio.Semaphore | None = None  # made on the event loop, at first use
         for config, classifier in monitors:
             name = str(config.name)
             if name in self._monitors:
@@ -166,8 +167,9 @@ class MonitorRegistry:
     async def read(self, fn: Callable[[], T]) -> T:
         """``fn()`` (a store read) in a worker thread, at most ``READ_THREADS`` of them at once."""
         if self._reads is None:
-            self._reads = anyio.CapacityLimiter(READ_THREADS)
-        return await anyio.to_thread.run_sync(fn, limiter=self._reads)
+            self._reads = asyncio.Semaphore(READ_THREADS)
+        async with self._reads:  # the others wait here, on the event loop, holding no thread
+            return await run_in_threadpool(fn)
 
     @property
     def opened(self) -> bool:

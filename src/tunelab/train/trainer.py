@@ -25,7 +25,7 @@ from tunelab.atomic import atomic_write_json
 from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.encoding import Encoded
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, RunError
 from tunelab.evaluate.run_context import ReportContext
 from tunelab.inference.forward import predict_logits
 from tunelab.methods import Method
@@ -140,6 +140,8 @@ def train(
     checked.raise_if_problems()
     method: Method = checked.method
     options, task, splits = checked.options, checked.task, checked.splits
+    if run is not None and run.labels_json.is_file():
+        _check_same_labels(run, splits.labels, cfg)
     resolved: ResolvedModel = checked.model
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
@@ -440,6 +442,31 @@ def _finish(run: RunFolder, summary: dict[str, Any], metrics: dict[str, Any]) ->
         final.write_summary(summary)
     logger.info("run finished: %s", final.root)
     return TrainResult(run_dir=final.root, metrics=metrics, summary=summary)
+
+
+def _check_same_labels(run: RunFolder, labels: LabelMap, cfg: RunConfig) -> None:
+    """A resumed run's data still has the labels it began with (read again from the files): a new
+    label grew the head past the checkpoint's (an unexpected RuntimeError), and labels.json was
+    overwritten with the new list."""
+    began = LabelMap.load(run.labels_json)
+    if list(began.names) != list(labels.names):
+        added = [n for n in labels.names if n not in began]
+        gone = [n for n in began.names if n not in labels]
+        what = (
+            "; ".join(
+                part
+                for part in (
+                    f"new label(s) {', '.join(map(repr, added))}" if added else "",
+                    f"label(s) {', '.join(map(repr, gone))} gone" if gone else "",
+                )
+                if part
+            )
+            or "the labels are in another order"
+        )
+        raise RunError(
+            f"--resume {run.root}: the data changed since the run began ({what}, in {cfg.data.train}); "
+            "restore the files, or train a fresh run"
+        )
 
 
 def _checkpoint_step(run: RunFolder) -> int | None:

@@ -1,0 +1,121 @@
+"""Bad input to the core commands found by a review (2026-12-04): each a one-line error, nothing
+overwritten. Every test here failed before its fix."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.config import RunConfig, _parse_value
+from tunelab.errors import ConfigError, DataError, RunError
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train, test = labelled_csvs
+    out = tmp_path_factory.mktemp("runs")
+    return tunelab.train(
+        None,
+        overrides=tiny_overrides(tiny_bert, train, test, out, "name=base", epochs=1),
+        show_progress=False,
+    ).run_dir
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "unexpected" not in err[0], err
+    return err[0]
+
+
+def test_a_lone_surrogate_in_a_jsonl_file_or_a_text_is_named(run: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "surrogate.jsonl"
+    bad.write_text('{"text": "rain", "label": "weather"}\n{"text": "pizza \\ud800 soup", "label": "food"}\n')
+    assert main(["eval", str(run), "--data", str(bad)]) == 2
+    assert "surrogate.jsonl line 2: column 'text' is not valid Unicode" in one_error(capsys)
+    with pytest.raises(DataError, match=r"text 2: not valid Unicode at position 3"):
+        tunelab.load(run).predict(["fine", "caf\udce9 pizza"])
+
+
+def test_a_gzipped_jsonl_file_is_read_as_a_gzipped_csv_is(run: Path, labelled_csvs, tmp_path: Path) -> None:
+    _, test = labelled_csvs
+    rows = pd.read_csv(test).to_dict("records")
+    packed = tmp_path / "t.jsonl.gz"
+    with gzip.open(packed, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    assert tunelab.evaluate(run, str(packed), out_dir=tmp_path / "ev")["n"] == len(rows)
+
+
+@pytest.mark.parametrize(("text", "value"), [("|", "|"), ("#", "#"), ("-", "-"), ("null", None), ("3", 3)])
+def test_an_override_of_yaml_syntax_stays_the_text_given(text: str, value: object) -> None:
+    """data.separator=| was read as '' (ignored), data.label_delimiter=# as null."""
+    assert _parse_value(text) == value
+
+
+def test_eval_out_refuses_a_run_folder_and_a_file_before_loading(
+    run: Path, labelled_csvs, tmp_path: Path
+) -> None:
+    _, test = labelled_csvs
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = (copy / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match=r"a run folder \(its own metrics and report would be replaced\)"):
+        tunelab.evaluate(copy, str(test), out_dir=copy)
+    assert (copy / "metrics.json").read_text() == before
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"--out .*afile: a file; give a folder"):
+        tunelab.evaluate(run, str(test), out_dir=tmp_path / "afile")
+
+
+@pytest.mark.parametrize(
+    "argv", [["predict", "{run}", "pizza", "--batch-size", "0"], ["eval", "{run}", "--batch-size", "-3"]]
+)
+def test_a_batch_size_below_one_is_one_line(run: Path, argv: list[str], capsys) -> None:
+    assert main([a.format(run=run) for a in argv]) == 2
+    assert "--batch-size" in one_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("train.epochs=inf", "train.epochs=inf"),
+        ("train.seed=-1", "train.seed=-1"),
+        ("train.threads=-2", "train.threads=-2"),
+    ],
+)
+def test_training_settings_train_could_not_use_are_config_errors(override: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
+        RunConfig.from_yaml(None, ["data.train=x.csv", override])
+
+
+def test_a_run_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"data:\n  train: caf\xe9.csv\n")
+    with pytest.raises(ConfigError, match=r"latin\.yaml line 2: not valid UTF-8 \(byte 0xe9\)"):
+        RunConfig.from_yaml(path)
+
+
+def test_a_resume_whose_data_gained_a_label_is_refused_and_keeps_its_labels(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path, killed_at_first_checkpoint
+) -> None:
+    train, _ = labelled_csvs
+    mine = tmp_path / "train.csv"
+    shutil.copy(train, mine)
+    partial = killed_at_first_checkpoint(
+        tiny_overrides(
+            tiny_bert, mine, None, tmp_path / "runs", "name=res", "train.checkpoint_steps=2", epochs=2
+        )
+    )
+    began = (partial / "labels.json").read_text()
+    rows = pd.read_csv(mine)
+    extra = pd.DataFrame({"text": [f"shares and bonds {i}" for i in range(10)], "label": ["finance"] * 10})
+    pd.concat([rows, extra]).to_csv(mine, index=False)
+    with pytest.raises(RunError, match=r"the data changed since the run began \(new label\(s\) 'finance'"):
+        tunelab.train(resume=partial, show_progress=False)
+    assert (partial / "labels.json").read_text() == began

@@ -508,12 +508,21 @@ class RunConfig:
                 problems.append(str(exc))
             except TypeError as exc:
                 problems.append(f"{name}: {exc}")
+        name = raw.get("name")
+        output_dir = raw.get("output_dir", "runs")
+        # null or a list made a folder literally named "None" or "['a', 'b']"
+        if not isinstance(output_dir, str | Path) or not str(output_dir).strip():
+            problems.append(f"output_dir={output_dir!r} (use a folder, e.g. runs)")
+        # a run name is one folder: "a/b" trained into runs/a/b, which `tunelab runs` never lists
+        if name is not None and (
+            not str(name).strip() or "/" in str(name) or "\\" in str(name) or str(name) in (".", "..")
+        ):
+            problems.append(f"name={name!r} (use one folder name, without / or \\)")
         if problems:
             raise ConfigError("; ".join(problems))
-        name = raw.get("name")
         return cls(
             **sections,
-            output_dir=str(raw.get("output_dir", "runs")),
+            output_dir=str(output_dir),
             # `name=2024-06-01` or `name=7` parse as a date or an int; a run name is text.
             name=None if name is None else str(name),
         )

@@ -15,6 +15,7 @@ summary (:mod:`tunelab.data.summary`), and is the Python API behind ``tunelab va
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
             errors.append(exc)
     try:
         checked.model = resolve_model(cfg.model.name)
+        check_max_length(cfg, checked.model.path)
     except TunelabError as exc:
         errors.append(exc)
     try:
@@ -136,6 +138,28 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         except TunelabError as exc:
             errors.append(exc)
     return checked
+
+
+def check_max_length(cfg: RunConfig, path: Path) -> None:
+    """``model.max_length`` fits the model's position embeddings: a longer text failed deep in the
+    first forward pass ("The size of tensor a (302) must match ... (128)"), after the run folder
+    was made."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a hub id not downloaded yet, or another layout: the model checks itself
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    # RoBERTa-style models keep two positions for padding: their usable length is 2 less
+    usable = (
+        positions - 2
+        if isinstance(positions, int) and config.get("model_type") in ("roberta", "xlm-roberta")
+        else positions
+    )
+    if isinstance(usable, int) and cfg.model.max_length > usable:
+        raise ConfigError(
+            f"model.max_length={cfg.model.max_length} is over the {usable} positions of {cfg.model.name}; "
+            f"use at most {usable}"
+        )
 
 
 def check_listed_labels(cfg: RunConfig, splits: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -119,3 +120,27 @@ def test_a_resume_whose_data_gained_a_label_is_refused_and_keeps_its_labels(
     with pytest.raises(RunError, match=r"the data changed since the run began \(new label\(s\) 'finance'"):
         tunelab.train(resume=partial, show_progress=False)
     assert (partial / "labels.json").read_text() == began
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [("output_dir=null", "output_dir=None"), ("name=a/b", "name='a/b'"), ("name=..", "name='..'")],
+)
+def test_an_output_dir_or_name_that_is_not_one_folder_is_refused(override: str, says: str) -> None:
+    """output_dir=null trained into a folder named "None"; name=a/b into runs/a/b, unlisted."""
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        RunConfig.from_yaml(None, ["data.train=x.csv", override])
+
+
+def test_a_max_length_over_the_models_positions_is_refused_by_validate(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path
+) -> None:
+    """validate passed it; train failed in the first forward pass, after making the run folder."""
+    train, _ = labelled_csvs
+    positions = json.loads((tiny_bert / "config.json").read_text())["max_position_embeddings"]
+    overrides = tiny_overrides(tiny_bert, train, None, tmp_path / "runs", "name=long", epochs=1)
+    with pytest.raises(
+        ConfigError, match=rf"model\.max_length={positions + 1} is over the {positions} positions"
+    ):
+        tunelab.train(None, overrides=[*overrides, f"model.max_length={positions + 1}"], show_progress=False)
+    assert not (tmp_path / "runs" / "long.partial").exists()

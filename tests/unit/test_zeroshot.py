@@ -167,8 +167,11 @@ def test_a_test_file_with_a_label_that_has_no_description_is_refused(
 ) -> None:
     _, test = labelled_csvs
     two = {"sports": "football", "food": "pizza"}  # the file also has weather rows
-    with pytest.raises(tunelab.TunelabError, match="weather"):
+    with pytest.raises(tunelab.TunelabError, match="weather") as info:
         zero_shot(two, tmp_path / "zs", encoder=str(tiny_bert), test=test)
+    # a zero-shot run has no training data: the fix is a description (it said "add training rows")
+    assert "'weather' has no description in the label file" in str(info.value)
+    assert "training" not in str(info.value)
     assert not (tmp_path / "zs").exists() and not (tmp_path / "zs.partial").exists()
 
 
@@ -268,3 +271,14 @@ def test_the_cli_names_the_zero_shot_classifier_when_pairs_are_given(
     argv = ["predict", "--zero-shot", str(labels_yaml), "--encoder", str(tiny_bert), "--pair", "a", "b"]
     assert main(argv) == 2
     assert "error: the zero-shot classifier classifies single texts" in capsys.readouterr().err
+
+
+def test_merge_of_a_zero_shot_run_says_it_has_nothing_to_merge(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path
+) -> None:
+    """It said "an exported zeroshot artifact; merge its source run instead": there is none."""
+    from tunelab.compress.merge import merge
+
+    run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
+    with pytest.raises(RunError, match=r"is a zeroshot run, which holds no adapter of its own to merge"):
+        merge(run)

@@ -88,7 +88,12 @@ def merge(
     source = find_run(run)
     summary = source.read_summary()
     if summary.get("format", "torch") != "torch":
-        origin = summary.get("source_run", "its source run")
+        if "source_run" not in summary:  # a zero-shot run or an ensemble: made, not exported
+            raise RunError(
+                f"{source.root} is a {summary['format']} run, which holds no adapter of its own to merge "
+                "(an ensemble's members can be merged one by one)"
+            )
+        origin = summary["source_run"]
         raise RunError(f"{source.root} is an exported {summary['format']} artifact; merge {origin} instead")
     config = RunConfig.from_dict(json.loads(source.config_json.read_text(encoding="utf-8")))
     labels = LabelMap.load(source.labels_json)

@@ -113,7 +113,10 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
             errors.append(exc)
     try:
         checked.model = resolve_model(cfg.model.name)
-        check_max_length(cfg, checked.model.path)
+        extra = 0
+        if checked.method is not None and checked.method.extra_positions is not None and checked.options:
+            extra = checked.method.extra_positions(checked.options)
+        check_max_length(cfg, checked.model.path, extra=extra)
     except TunelabError as exc:
         errors.append(exc)
     try:
@@ -140,7 +143,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     return checked
 
 
-def check_max_length(cfg: RunConfig, path: Path) -> None:
+def check_max_length(cfg: RunConfig, path: Path, *, extra: int = 0) -> None:
     """``model.max_length`` fits the model's position embeddings: a longer text failed deep in the
     first forward pass ("The size of tensor a (302) must match ... (128)"), after the run folder
     was made."""
@@ -155,11 +158,17 @@ def check_max_length(cfg: RunConfig, path: Path) -> None:
         if isinstance(positions, int) and config.get("model_type") in ("roberta", "xlm-roberta")
         else positions
     )
-    if isinstance(usable, int) and cfg.model.max_length > usable:
+    if not isinstance(usable, int) or cfg.model.max_length + extra <= usable:
+        return
+    if extra:  # the method's own positions (a prompt's virtual tokens) come first
         raise ConfigError(
-            f"model.max_length={cfg.model.max_length} is over the {usable} positions of {cfg.model.name}; "
-            f"use at most {usable}"
+            f"model.max_length={cfg.model.max_length} plus method {cfg.method.name}'s {extra} positions is "
+            f"over the {usable} positions of {cfg.model.name}; lower either (together at most {usable})"
         )
+    raise ConfigError(
+        f"model.max_length={cfg.model.max_length} is over the {usable} positions of {cfg.model.name}; "
+        f"use at most {usable}"
+    )
 
 
 def check_listed_labels(cfg: RunConfig, splits: Any) -> None:

@@ -144,3 +144,21 @@ def test_a_max_length_over_the_models_positions_is_refused_by_validate(
     ):
         tunelab.train(None, overrides=[*overrides, f"model.max_length={positions + 1}"], show_progress=False)
     assert not (tmp_path / "runs" / "long.partial").exists()
+
+
+def test_prompt_tokens_that_do_not_fit_with_max_length_are_refused_by_validate(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path
+) -> None:
+    """Found only in the first forward pass, after the run folder was made, with "lower
+    model.max_length to -72" as the advice."""
+    train, _ = labelled_csvs
+    positions = json.loads((tiny_bert / "config.json").read_text())["max_position_embeddings"]
+    overrides = tiny_overrides(
+        tiny_bert, train, None, tmp_path / "runs", "name=pr", "method=prompt", epochs=1
+    )
+    too_many = f"method.tokens={positions + 10}"
+    with pytest.raises(
+        ConfigError, match=rf"plus method prompt's {positions + 10} positions is over the {positions}"
+    ):
+        tunelab.train(None, overrides=[*overrides, too_many], show_progress=False)
+    assert not (tmp_path / "runs" / "pr.partial").exists()

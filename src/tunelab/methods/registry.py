@@ -106,6 +106,9 @@ class Method:
             notes (lines) go to the run's log and summary. It runs again on a resume. None for most.
         tasks: the task names the method can train (``tunelab validate`` and ``train`` refuse
             another before reading data); None: every task. ``tasks_why``: why, for that message.
+        extra_positions: ``extra_positions(options) -> int``: positions the method adds before the
+            text (a prompt's virtual tokens), so ``validate`` checks ``model.max_length`` plus them
+            against the model's position embeddings. None: none.
     """
 
     name: str
@@ -125,6 +128,7 @@ class Method:
     before_training: Callable[[nn.Module, Any, Any, int], list[str]] | None = None
     tasks: tuple[str, ...] | None = None
     tasks_why: str = ""
+    extra_positions: Callable[[Any], int] | None = None
 
     def check_task(self, task: str) -> None:
         """Raises ConfigError (one line) when the method cannot train ``task``."""

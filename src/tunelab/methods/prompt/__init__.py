@@ -180,5 +180,6 @@ register_method(
         description="learned virtual tokens before the input (ours); tiny, weakest on small encoders",
         cannot_merge="a learned prompt is extra input, not a change to any weight; "
         "it cannot be folded into the base model",
+        extra_positions=lambda options: int(options.tokens),
     )
 )

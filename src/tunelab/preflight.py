@@ -182,8 +182,13 @@ def check_listed_labels(cfg: RunConfig, splits: Any) -> None:
     """
     from tunelab.data.dataset import Dataset
 
-    if not isinstance(splits.train, Dataset) or splits.train.labels is None:
-        return  # tagged sentences (NER): their label ids follow the tags seen
+    if not isinstance(splits.train, Dataset):  # tagged sentences (NER): it was silently ignored
+        raise ConfigError(
+            f"data.labels: a {cfg.data.task} run takes its tags from the data (their ids follow the tags "
+            "seen); remove data.labels"
+        )
+    if splits.train.labels is None:
+        return
     labels = splits.train.labels
     seen: set[int] = set()
     for value in labels:

@@ -13,7 +13,7 @@ import torch
 from tunelab.config import DataConfig
 from tunelab.data.encoding import collate
 from tunelab.data.labels import LabelMap
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 from tunelab.tasks.token_classification.data import NerDataset
 from tunelab.tasks.token_classification.encoding import IGNORE
 from tunelab.tasks.token_classification.metrics import entity_scores, error_analysis
@@ -475,3 +475,62 @@ def test_stock_model_trains_one_step_and_reloads(tiny_bert: Path, tokenizer, tmp
     again.eval()
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, again(**batch).logits, atol=1e-5)
+
+
+# --- review fixes (2026-12-04): each failed before its fix ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("राजेश दिल्ली गया।", ["राजेश", "दिल्ली", "गया", "।"]),
+        ("สวัสดี กรุงเทพ", ["สวัสดี", "กรุงเทพ"]),
+        ("Cafe\u0301 in U.S.", ["Cafe\u0301", "in", "U.S."]),
+    ],
+)
+def test_combining_marks_stay_in_their_word(text: str, words: list[str]) -> None:
+    """``\\w`` excludes combining marks: "राजेश" was five words, and predict tagged the pieces."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    found, offsets = split_words(text)
+    assert found == words and [text[s:e] for s, e in offsets] == words
+
+
+def test_a_missing_file_or_a_folder_is_named_as_such(tmp_path: Path) -> None:
+    """Both were "cannot read NER data from a file without extension"."""
+    with pytest.raises(DataError, match=r"missing: file not found"):
+        splits_of(tmp_path, train=str(tmp_path / "missing"))
+    with pytest.raises(DataError, match=r"a folder, not a file"):
+        splits_of(tmp_path, train=str(tmp_path))
+
+
+def test_a_tag_that_is_not_text_is_named_by_its_index(tmp_path: Path) -> None:
+    """It said '"tags" must be a list of strings, got list'."""
+    bad = write(tmp_path / "t.jsonl", '{"tokens": ["a", "b"], "tags": ["O", null]}\n')
+    with pytest.raises(
+        DataError, match=r"t\.jsonl line 1: \"tags\" must be a list of strings, got tags\[1\] = null"
+    ):
+        splits_of(tmp_path, train=str(bad))
+
+
+def test_data_labels_on_an_ner_run_is_refused(tmp_path: Path) -> None:
+    """It was silently ignored."""
+    from tunelab.config import RunConfig
+    from tunelab.preflight import check_listed_labels
+
+    train = write(tmp_path / "train.txt", "".join(f"EU{i} B-ORG\nrises O\n\n" for i in range(20)))
+    cfg = RunConfig.from_yaml(
+        None, [f"data.train={train}", "data.task=token_classification", "data.labels=[FOO]"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"data\.labels: a token_classification run takes its tags from the data"
+    ):
+        check_listed_labels(cfg, splits_of(tmp_path, train=str(train)))
+
+
+def test_eval_takes_the_files_own_tag_column(tmp_path: Path) -> None:
+    """data.tag_column was not a reading option of eval/export: a test file laid out otherwise than
+    the training file could not be read at all."""
+    from tunelab.data.file_options import parse_file_overrides
+
+    assert parse_file_overrides(["data.tag_column=-1"]) == {"tag_column": -1}

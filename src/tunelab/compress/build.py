@@ -114,7 +114,8 @@ def build_artifact(
             hint = "; --recover-epochs 4 fine-tunes the pruned model to win most of it back"
         raise ParityError(
             f"{opts.format} export failed the parity check: {metric} {b:.2f}% -> {a:.2f}% on {check.name} "
-            f"({len(enc)} rows), a drop of {report['drop_points']:.2f} points, more than the allowed "
+            f"({len(check.dataset)} rows), a drop of {report['drop_points']:.2f} points, more than the "
+            "allowed "
             f"{opts.max_drop:g} (--max-drop); no artifact was written{hint}"
         )
     return report

@@ -47,6 +47,7 @@ READING_FIELDS = ("format", "separator", "encoding", "header", "column_names", "
 FILE_FIELDS = (
     *READING_FIELDS,
     *("text_column", "text_pair_column", "label_column", "label_delimiter", "empty_text"),
+    "tag_column",  # a CoNLL file's tag column: the file's own, as its columns are (NER)
 )
 
 _SAMPLE_BYTES = 64 * 1024

@@ -75,6 +75,11 @@ def read_sentences(path: str | Path, data: DataConfig, *, field: str | None) -> 
         DataError: the format cannot be told, or the file is malformed (see the readers).
     """
     p = Path(path)
+    where = f"{field}: " if field else ""
+    if p.is_dir():  # before the format: "a file without extension" for a folder or a typo misled
+        raise DataError(f"{where}{p}: a folder, not a file; give the NER data file")
+    if not p.exists():
+        raise DataError(f"{where}{p}: file not found")
     kind = _format_of(p, data.format, field)
     if kind == "conll":
         return read_conll(p, tag_column=data.tag_column, encoding=data.encoding)

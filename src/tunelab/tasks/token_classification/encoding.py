@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.data.encoding import Encoded
-from tunelab.tasks.token_classification.reading import _TOKEN
+from tunelab.tasks.token_classification.reading import word_offsets
 
 IGNORE = -100  # the label of a position the loss and the metrics skip (torch's ignore_index)
 _MARKER = "▁"  # sentencepiece's word-boundary piece (U+2581)
@@ -40,7 +40,7 @@ def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     The same split as a JSONL-span training file's, so a model predicts on the word starts it
     learned on; Chinese and Japanese characters are one word each.
     """
-    offsets = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    offsets = word_offsets(text)
     return [text[s:e] for s, e in offsets], offsets
 
 

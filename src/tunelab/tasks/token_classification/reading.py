@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,25 @@ _CJK = (
 _ABBREVIATION = rf"(?:[^\W\d_{_CJK}]\.){{2,}}"
 _NUMBER = r"\d+(?:[.,:]\d+)+"
 _TOKEN = re.compile(rf"{_ABBREVIATION}|{_NUMBER}|[{_CJK}]|[^\W{_CJK}]+|\S")
+
+
+def word_offsets(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each word of ``text`` as ``_TOKEN`` splits it, with combining marks kept
+    in their word: ``\\w`` excludes marks (Unicode Mn/Mc/Me), so Hindi, Thai or a decomposed
+    accent was cut at every vowel sign ("राजेश" into five "words"). Written here because ``re`` has
+    no ``\\p{M}`` and the ``regex`` package is not a dependency."""
+    found: list[tuple[int, int]] = []
+    for m in _TOKEN.finditer(text):
+        start, end = m.start(), m.end()
+        if found and found[-1][1] == start:
+            first, last = text[start], text[start - 1]
+            mark_first = unicodedata.category(first).startswith("M")
+            mark_last = unicodedata.category(last).startswith("M")
+            if mark_first or (mark_last and (first.isalnum() or first == "_")):
+                found[-1] = (found[-1][0], end)
+                continue
+        found.append((start, end))
+    return found
 
 
 @dataclass
@@ -176,7 +196,7 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sente
         spans = record.get("spans", [])
         if not isinstance(spans, list):
             raise DataError(f'{p} line {lineno}: "spans" must be a list of {{"start", "end", "label"}}')
-        found = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        found = word_offsets(text)
         if not found:
             raise DataError(f"{p} line {lineno}: the text is empty; remove the line or add its text")
         starts = {s: i for i, (s, _) in enumerate(found)}
@@ -360,6 +380,9 @@ def _string_list(record: dict[str, Any], key: str, path: Path, lineno: int) -> l
     value = record.get(key)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         got = "nothing" if value is None else type(value).__name__
+        if isinstance(value, list):  # "must be a list, got list": name the element that is not text
+            i = next(i for i, v in enumerate(value) if not isinstance(v, str))
+            got = f"{key}[{i}] = {json.dumps(value[i])}"
         raise DataError(
             f'{path} line {lineno}: "{key}" must be a list of strings, got {got}; expected '
             '{"tokens": [...], "tags": [...]}'

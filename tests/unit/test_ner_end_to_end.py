@@ -419,3 +419,18 @@ def test_predict_input_refuses_a_column_file_without_sending_an_ner_user_astray(
     message = str(caught.value)
     assert "tunelab predict --input" in message and "text column" in message
     assert "set data.task" not in message
+
+
+def test_predict_input_on_a_tokens_and_tags_jsonl_says_it_is_labelled_ner_data(tmp_path: Path) -> None:
+    """It gave the CSV hint "if the first row is data give data.header=false ..." for JSON lines."""
+    from tunelab.config import DataConfig
+    from tunelab.data.file_options import options_for_file
+    from tunelab.data.labelled import read_texts
+
+    path = tmp_path / "test.jsonl"
+    path.write_text('{"tokens": ["EU", "rises"], "tags": ["B-ORG", "O"]}\n', encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"tokens and tags: labelled NER data \(for tunelab eval --data\)"
+    ) as caught:
+        read_texts(path, options_for_file(path, DataConfig(task="token_classification"), {}))
+    assert "data.header" not in str(caught.value)

@@ -28,11 +28,11 @@ neurons, the least used first, and refits each layer's output projection by leas
 run's training texts to reproduce the original model's predictions (minutes, not seconds).
 
 Every export is compared with the run (PyTorch eager) on the run's test file or dev split (or
---data FILE): accuracy (micro-F1 for multi-label), agreement, largest logit difference, size and
-latency at batch 1 and 32 go to <artifact>/parity.json and parity.md. If the metric drops by more
-than --max-drop points the export fails and no artifact is left behind. --data FILE is read as
-eval reads it (its own layout, the run's columns); give data.* reading options after the file when
-the guess is wrong, e.g. --data other.txt data.separator=@ data.header=false \
+--data FILE): accuracy (micro-F1 for multi-label, entity F1 for NER), agreement, largest logit
+difference, size and latency at batch 1 and 32 go to <artifact>/parity.json and parity.md. If the
+metric drops by more than --max-drop points the export fails and no artifact is left behind.
+--data FILE is read as eval reads it (its own layout, the run's columns); give data.* reading
+options after the file when the guess is wrong, e.g. --data other.txt data.separator=@ data.header=false \
 data.column_names=[sentence,label]
 """
 

@@ -164,6 +164,11 @@ def _require_columns(
     """
     if all(column in df.columns for column, _, _ in needed):
         return
+    if {"tokens", "tags"} <= set(map(str, df.columns)):  # a header hint makes no sense for these
+        raise DataError(
+            f"{path}: tokens and tags: labelled NER data (for tunelab eval --data); predict reads raw "
+            f"texts: give a file with a {needed[0][0]!r} column"
+        )
     wanted = " and ".join(f"{column!r} ({role})" for column, role, _ in needed)
     names = [column for column, _, _ in needed]
     example = ",".join(names)

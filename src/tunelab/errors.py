@@ -28,6 +28,13 @@ class RunError(TunelabError):
     """A run folder is missing, incomplete or damaged."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type's name when it has none): for one-line errors
+    that quote what a library said."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def several(errors: list[TunelabError]) -> TunelabError:
     """One error for problems found together (``tunelab validate``'s checks, every file of a run).
 

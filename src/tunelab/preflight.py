@@ -49,6 +49,7 @@ class Checked:
     splits: Any = None
     model: Any = None
     previous: Any = None  # train --from: the run continued (tunelab.train.continual.Previous)
+    rehearsal: Any = None  # train --from: its stored sample as read (tunelab.data.dataset.Dataset)
     unlabeled: Any = None  # self_training: the unlabelled texts read, and the empty rows skipped
 
     @property
@@ -135,9 +136,11 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
             checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
             if new_run:  # continual.head: probe (a resumed run's checkpoint holds its fitted head)
-                # the stored sample is read here too, so `validate --from` names a damaged line
-                read_rehearsal(checked.previous, checked.splits.labels, cfg.continual, seed=cfg.train.seed)
-                check_probe_rows(cfg, checked.previous, checked.splits)
+                # read here, so `validate --from` names a damaged line; train reuses it
+                checked.rehearsal = read_rehearsal(
+                    checked.previous, checked.splits.labels, cfg.continual, seed=cfg.train.seed
+                )
+                check_probe_rows(cfg, checked.previous, checked.splits, checked.rehearsal)
         except TunelabError as exc:
             errors.append(exc)
     return checked

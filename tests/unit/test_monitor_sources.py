@@ -7,6 +7,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,26 +149,29 @@ def test_rotation_finishes_the_old_file_then_reads_the_new_one(tmp_path: Path) -
     assert follower.position.inode == path.stat().st_ino
 
 
-def test_rotation_while_stopped_finishes_the_rotated_file_found_by_inode(tmp_path: Path) -> None:
-    path = tmp_path / "news.jsonl"
+def read_two_then_stop(path: Path) -> Any:
+    """Write n1, n2 to ``path``, read them and stop: the position a restart starts from."""
     path.write_text(line(1) + line(2), encoding="utf-8")
     follower = FileFollower(path)
-    chunk = follower.read()
+    position = follower.read().position
     follower.close()
+    return position
+
+
+def test_rotation_while_stopped_finishes_the_rotated_file_found_by_inode(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    position = read_two_then_stop(path)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line(3))
     os.rename(path, tmp_path / "news.jsonl.1")
     path.write_text(line(4), encoding="utf-8")
-    assert read_all(FileFollower(path, chunk.position)) == ["n3", "n4"]
+    assert read_all(FileFollower(path, position)) == ["n3", "n4"]
 
 
 def test_two_rotations_while_stopped_lose_nothing(tmp_path: Path, caplog) -> None:
     """The file rotated between the one being finished and the new one was skipped (n4, n5)."""
     path = tmp_path / "news.jsonl"
-    path.write_text(line(1) + line(2), encoding="utf-8")
-    follower = FileFollower(path)
-    position = follower.read().position
-    follower.close()
+    position = read_two_then_stop(path)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line(3))
     os.rename(path, tmp_path / "news.jsonl.1")
@@ -183,10 +187,7 @@ def test_two_rotations_while_stopped_lose_nothing(tmp_path: Path, caplog) -> Non
 
 def test_a_replaced_file_whose_old_self_is_gone_is_read_from_the_start(tmp_path: Path, caplog) -> None:
     path = tmp_path / "news.jsonl"
-    path.write_text(line(1) + line(2), encoding="utf-8")
-    follower = FileFollower(path)
-    position = follower.read().position
-    follower.close()
+    position = read_two_then_stop(path)
     path.unlink()
     path.write_text(line(7) + line(8) + line(9), encoding="utf-8")  # may reuse the inode number
     assert read_all(FileFollower(path, position)) == ["n7", "n8", "n9"]

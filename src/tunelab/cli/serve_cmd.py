@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, first_line
 from tunelab.serve.registry import SERVED_NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -370,13 +370,13 @@ def load_recommenders(specs: list[str]) -> list[tuple[str, object, str]]:
         try:
             rec = Recommender.load(path)
         except TunelabError as exc:
-            reason = _first_line(exc)
+            reason = first_line(exc)
             for prefix in (f"{path}: ", f"{Path(path)}: "):  # the loader's message names the folder too
                 reason = reason.removeprefix(prefix)
             raise ConfigError(f"--recommend {path}: {reason}") from None
         except Exception as exc:  # whatever a folder of something else makes the loader raise
             raise ConfigError(
-                f"--recommend {path}: not a recommender folder ({type(exc).__name__}: {_first_line(exc)}; "
+                f"--recommend {path}: not a recommender folder ({type(exc).__name__}: {first_line(exc)}; "
                 f"{hint})"
             ) from None
         info = dict(getattr(rec, "info", {}) or {})
@@ -384,11 +384,6 @@ def load_recommenders(specs: list[str]) -> list[tuple[str, object, str]]:
         print(f"loaded recommender {name} from {path}" + (f": {counts}" if counts else ""))
         out.append((name, rec, path))
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:

@@ -30,6 +30,10 @@ class LabelMap:
 
     names: list[str]
     task: str = "single_label"
+    # Where the names came from and how a missing one is added, for ``encode``'s message (a zero-shot
+    # classifier's come from its label file, and a description is what adds one).
+    missing: str = field(default="is not in the training data", repr=False, compare=False)
+    add_one: str = field(default="add training rows with it", repr=False, compare=False)
     _ids: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,8 +96,8 @@ class LabelMap:
             unknown = [n for n in row_names if n not in self._ids]
             if unknown:
                 raise DataError(
-                    f"{source} row {row}: label {unknown[0]!r} is not in the training data "
-                    f"(known: {self.known()}); fix the label, or add training rows with it"
+                    f"{source} row {row}: label {unknown[0]!r} {self.missing} "
+                    f"(known: {self.known()}); fix the label, or {self.add_one}"
                     + (f" ({rows_are})" if rows_are else "")
                 )
             row_ids = [self._ids[n] for n in row_names]

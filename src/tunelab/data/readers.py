@@ -394,22 +394,18 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
         for column, value in record.items():
             # "\ud800" is valid JSON but no Unicode text: every later step (pandas, the tokenizer)
             # failed on it with an unexpected UnicodeEncodeError.
-            if isinstance(value, str) and not _is_unicode(value):
-                at = next(i for i, ch in enumerate(value) if 0xD800 <= ord(ch) <= 0xDFFF)
+            if not isinstance(value, str):
+                continue
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                at = exc.start
                 raise DataError(
                     f"{path} {unit} {lineno}: column {column!r} is not valid Unicode (a lone surrogate "
                     f"\\u{ord(value[at]):04x} at position {at}); fix or remove the row"
-                )
+                ) from None
     df = pd.DataFrame.from_records([record for _, record in numbered], index=[n for n, _ in numbered])
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _json_array(text: str) -> list[tuple[int, Any]] | None:

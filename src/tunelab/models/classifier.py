@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 
-from tunelab.errors import ModelNotFoundError
+from tunelab.errors import ModelNotFoundError, first_line
 from tunelab.models.pooled_classifier import PooledClassifier, PooledClassifierConfig
 
 #: transformers' problem_type of a single-label classifier (the other: "multi_label_classification").
@@ -68,11 +68,6 @@ def detect_pooling(path: Path) -> str:
     return "cls"
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _load_encoder(path: Path) -> nn.Module:
     from transformers import AutoModel
 
@@ -87,7 +82,7 @@ def _load_encoder(path: Path) -> nn.Module:
             return AutoModel.from_pretrained(str(path), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
-            f"model folder {path}: cannot load encoder weights ({_first_line(exc)}); "
+            f"model folder {path}: cannot load encoder weights ({first_line(exc)[:200]}); "
             "give a Hugging Face folder with config.json and model.safetensors"
         ) from None
 
@@ -162,7 +157,7 @@ def load_classifier(folder: Path, *, problem_type: str = SINGLE_LABEL) -> PreTra
             model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
-            f"model folder {folder}: cannot load the classifier ({_first_line(exc)}); "
+            f"model folder {folder}: cannot load the classifier ({first_line(exc)[:200]}); "
             "give a folder written by save_pretrained (config.json and model.safetensors)"
         ) from None
     if not isinstance(model, PooledClassifier):
@@ -214,7 +209,7 @@ def _load_legacy(folder: Path, problem_type: str) -> PreTrainedModel:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelNotFoundError(
             f"model folder {folder}: unreadable {LEGACY_HEAD_CONFIG} or {LEGACY_HEAD_WEIGHTS} "
-            f"({_first_line(exc)}); train the run again"
+            f"({first_line(exc)[:200]}); train the run again"
         ) from None
     encoder = _load_encoder(folder)
     # The old layout stored no label names; the run's labels.json has them (the caller knows them).

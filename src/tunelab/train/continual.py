@@ -33,7 +33,7 @@ from tunelab.atomic import atomic_write_text
 from tunelab.config import ContinualConfig, RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
-from tunelab.errors import ConfigError, DataError, RunError
+from tunelab.errors import ConfigError, DataError, RunError, first_line
 
 REHEARSAL_FILE = "rehearsal.jsonl"
 
@@ -278,11 +278,6 @@ _REHEARSAL_FIX = (
 )
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *, seed: int) -> Dataset:
     """The previous run's stored sample, up to ``cc.rehearsal`` rows a label (or ``rehearsal_total``).
 
@@ -314,7 +309,7 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
                 raise ValueError("no text")
             ids.append([labels.id_of(n) for n in label] if isinstance(label, list) else labels.id_of(label))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, DataError) as exc:
-            why = f"no {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+            why = f"no {exc}" if isinstance(exc, KeyError) else first_line(exc)
             raise RunError(f"{path}: line {number}: {why}; {_REHEARSAL_FIX}") from None
         rows.append(row)
     pairs = [r.get("text_pair", "") for r in rows] if rows and "text_pair" in rows[0] else None
@@ -375,11 +370,11 @@ def refuse_unprobed_old_labels(rows: list[Any], labels: LabelMap, cc: ContinualC
         )
 
 
-def check_probe_rows(cfg: RunConfig, previous: Previous, splits: Splits) -> None:
-    """``refuse_unprobed_old_labels`` before training (``tunelab validate`` and ``train``'s checks)."""
+def check_probe_rows(cfg: RunConfig, previous: Previous, splits: Splits, rehearsal: Dataset) -> None:
+    """``refuse_unprobed_old_labels`` before training (``tunelab validate`` and ``train``'s checks);
+    ``rehearsal``: ``read_rehearsal``'s sample."""
     if cfg.continual.head != "probe":
         return
-    rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
     rehearsal, _ = without_held_out(rehearsal, splits)
     rows = [*(splits.train.labels or []), *(rehearsal.labels or [])]
     refuse_unprobed_old_labels(rows, splits.labels, cfg.continual, len(previous.labels))

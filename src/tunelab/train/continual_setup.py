@@ -56,17 +56,20 @@ class Continuation:
         *,
         stores_base: bool,
         previous: Previous | None = None,
+        rehearsal: Dataset | None = None,
     ) -> Continuation:
         """Check the previous run, put its weights into ``model`` (head grown), add rehearsal rows.
 
-        ``previous``: the run as ``preflight.check_run`` already opened and checked it (not read again).
+        ``previous``, ``rehearsal``: the run and its stored sample as ``preflight.check_run`` already
+        opened, read and checked them (not read again).
 
         Raises:
             RunError, ConfigError: the previous run cannot be continued so (one line each).
         """
         if previous is None:
             previous = open_previous(cfg, splits, stores_base=stores_base)
-        rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
+        if rehearsal is None:  # else as check_run read it
+            rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
         short = short_sample_note(rehearsal, cfg.continual)
         if short is not None:
             splits = dataclasses.replace(splits, notes=[*splits.notes, short])

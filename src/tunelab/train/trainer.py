@@ -172,7 +172,13 @@ def train(
         from tunelab.train.continual_setup import Continuation
 
         continual = Continuation.open(
-            cfg, task, splits, model, stores_base=method.stores_base, previous=checked.previous
+            cfg,
+            task,
+            splits,
+            model,
+            stores_base=method.stores_base,
+            previous=checked.previous,
+            rehearsal=checked.rehearsal,
         )
         splits = continual.splits
     # The stored sample a later --from replays (the rows before augmentation, rehearsal rows included).

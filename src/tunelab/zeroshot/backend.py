@@ -160,7 +160,11 @@ def zero_shot_predictor(
     scorer = spec.scorer_for(list(descriptions.values()))
     config = RunConfig(model=ModelConfig(name=spec.model, max_length=max_length))
     config.method.name = FORMAT
-    label_map = LabelMap(names=list(descriptions))
+    label_map = LabelMap(
+        names=list(descriptions),
+        missing="has no description in the label file",
+        add_one="describe it in the label file",
+    )
     backend = ZeroShotBackend(scorer, spec, descriptions)
     return Predictor(backend, scorer.tokenizer, label_map, config=config)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, DataError, RunError
+from tunelab.errors import ConfigError, RunError
 from tunelab.runs import RunFolder
 from tunelab.zeroshot.backend import DESCRIPTIONS_JSON, FORMAT, spec_dict, zero_shot_predictor
 
@@ -118,10 +118,4 @@ def _read_test(predictor: Any, test: str | Path, options: list[str] | None) -> A
     from tunelab.data.file_options import options_for_file, parse_file_overrides
 
     read = options_for_file(test, predictor.config.data, parse_file_overrides(options))
-    try:
-        return predictor.task.read_labelled(test, read, predictor.labels, field=None)
-    except DataError as exc:
-        # A zero-shot run has no training data: the fix for an unknown label is a description.
-        message = str(exc).replace("is not in the training data", "has no description in the label file")
-        message = message.replace("add training rows with it", "describe it in the label file")
-        raise DataError(message) from None
+    return predictor.task.read_labelled(test, read, predictor.labels, field=None)

@@ -255,3 +255,65 @@ def test_train_reports_each_dev_evaluation_to_a_hook_that_can_stop_it(
     with pytest.raises(Stop):
         TRAIN.train(None, overrides=[*base, "name=stopped"], show_progress=False, on_evaluate=stop)
     assert (tmp_path / "runs" / "stopped.partial").is_dir() and not (tmp_path / "runs" / "stopped").exists()
+
+
+def test_trials_keep_test_texts_out_of_their_augmented_rows_without_scoring_test(
+    tiny_bert: Path, tiny_overrides, tmp_path: Path
+) -> None:
+    # Every test text is a training text with its two words swapped: EDA's swap makes them. A
+    # trial must drop those as a plain run does (it read no test file and kept them), and still
+    # not score test: the best run reads it once, after choosing.
+    import random
+
+    import pandas as pd
+
+    from conftest import CLASS_WORDS
+
+    rng = random.Random(0)
+    train, test = [], []
+    for label, words in CLASS_WORDS.items():
+        for i in range(20):
+            a, b = rng.sample(words, 2)
+            train.append({"text": f"{a} {b}", "label": label})
+            if i < 4:
+                test.append({"text": f"{b} {a}", "label": label})
+    pd.DataFrame(train).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(test).to_csv(tmp_path / "test.csv", index=False)
+    base = tiny_overrides(
+        tiny_bert,
+        tmp_path / "train.csv",
+        tmp_path / "test.csv",
+        tmp_path / "runs",
+        "train.head_init=random",
+        "augment.methods=[swap]",
+        "augment.per_example=1",
+        "data.dev_size=0.2",
+        epochs=1,
+    )
+    plain = TRAIN.train(None, overrides=[*base, "name=plain"], show_progress=False)
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    result = search(
+        None, space=space, trials=1, overrides=base, out=tmp_path / "s", prune=False, show_progress=False
+    )
+    trial = json.loads((result.best_run / "run.json").read_text(encoding="utf-8"))
+    assert plain.summary["augmentation"]["dropped_as_held_out"] > 0
+    assert trial["augmentation"] == plain.summary["augmentation"]
+    saved = json.loads((result.best_run / "metrics.json").read_text(encoding="utf-8"))
+    assert "test" not in saved and result.test is not None and result.test["n"] == len(test)
+
+
+def test_a_negative_prune_after_is_refused_before_anything_is_written(
+    base: list[str], tmp_path: Path
+) -> None:
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    with pytest.raises(ConfigError, match=r"--prune-after -1: give 0 or more"):
+        search(
+            None,
+            space=space,
+            trials=1,
+            overrides=base,
+            out=tmp_path / "s",
+            prune_after=-1,
+            show_progress=False,
+        )
+    assert not (tmp_path / "s").exists()

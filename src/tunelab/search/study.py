@@ -16,8 +16,9 @@ The search folder holds everything, so a killed search resumes by running the sa
     best.json      the best trial: its values, dev metric, run folder, and test metric
     best-test/     the best run's report on data.test (read once, after choosing)
 
-Choosing is on dev only. A test file (``data.test``) is withheld from the trials and read once, by
-the best run, at the end; a test split carved from train (``data.test_size``) stays in each trial
+Choosing is on dev only. A test file (``data.test``) is scored once, by the best run, at the end;
+trials read it only to keep its texts out of the rows they make for training (augmented, rehearsed,
+pseudo-labelled), and do not score it. A test split carved from train (``data.test_size``) stays in each trial
 folder but is never read by the search.
 """
 
@@ -121,6 +122,8 @@ def search(
     overrides = list(overrides or [])
     if trials < 1:
         raise ConfigError(f"--trials {trials}: give at least 1 trial")
+    if prune_after < 0:
+        raise ConfigError(f"--prune-after {prune_after}: give 0 or more finished trials")
     dims = load_space(space)
     if any(d.key in ("train.metric", "name", "output_dir") for d in dims):
         raise ConfigError(f"{space}: train.metric, name and output_dir cannot be searched over")
@@ -162,15 +165,16 @@ def search(
         for values in first:
             study.enqueue_trial(values)
 
-    # Trials withhold the test file: the search must not read it; the best run reads it once.
-    trial_overrides = [*overrides, *(["data.test=null"] if base.data.test else [])]
+    # Trials do not score the test file (the best run reads it once, at the end), but they read it:
+    # an augmented, rehearsed or pseudo-labelled row equal to a test text stays out of training.
+    score_test = not base.data.test
     done = sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
     bar = tqdm(
         total=trials, initial=min(done, trials), unit="trial", desc="search", disable=not show_progress
     )
     try:
         while done < trials:
-            row = _run_trial(study, dims, config, trial_overrides, folder, metric, prune, optuna)
+            row = _run_trial(study, dims, config, overrides, folder, metric, prune, optuna, score_test)
             done += 1
             bar.update(1)
             write_outputs(folder, study, dims, metric)
@@ -191,6 +195,7 @@ def _run_trial(
     metric: str,
     prune: bool,
     optuna: Any,
+    score_test: bool,
 ) -> dict[str, Any]:
     """Train one trial; tell the study its dev metric, or that it was pruned."""
     from tunelab.train import train
@@ -217,7 +222,9 @@ def _run_trial(
         f"name={name}",
     ]
     try:
-        result = train(config, overrides=run_overrides, show_progress=False, on_evaluate=report)
+        result = train(
+            config, overrides=run_overrides, show_progress=False, on_evaluate=report, score_test=score_test
+        )
     except optuna.TrialPruned:
         shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)

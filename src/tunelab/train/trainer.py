@@ -6,7 +6,6 @@ run folder is created, so a bad input leaves nothing behind.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -14,7 +13,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,7 @@ def train(
     dev: Any = None,
     test: Any = None,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
+    score_test: bool = True,
 ) -> TrainResult:
     """Fine-tune a model and write a finished run folder.
 
@@ -101,6 +101,9 @@ def train(
         on_evaluate: called with each dev evaluation's record (``step``, ``epoch`` and the
             metrics); an exception it raises stops training and leaves the run unfinished
             (``tunelab.search`` prunes weak trials this way).
+        score_test: False: the test split is read (a made row, a rehearsal row or a pseudo-labelled
+            text equal to a test text is still left out of training) but not scored (the
+            search's trials: only the best run reads test, once).
 
     Returns:
         The finished run's folder, metrics and summary.
@@ -190,6 +193,10 @@ def train(
     splits, self_training = add_pseudo_labelled_rows(
         splits, sampled, checked.unlabeled, cfg, task, model, tokenizer
     )
+    if not score_test and splits.test is not None:
+        # Read above only to keep test texts out of the rows made for training; never scored.
+        splits = replace(splits, test=None)
+        splits.notes.append("test rows read to keep them out of training, not scored (a search trial)")
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
         splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))
@@ -326,7 +333,7 @@ def _train_in(
         # The head's learning rate follows the head it really has (a skipped probe leaves a random one;
         # a copied continued head's new rows are random too, a refitted one is a probe's: fitted_head;
         # train.head_learning_rate sets it otherwise).
-        cfg=dataclasses.replace(cfg.train, head_init=fitted_head(head_init)),
+        cfg=replace(cfg.train, head_init=fitted_head(head_init)),
         task=task,
         num_labels=len(labels.names),
         learning_rate=learning_rate,

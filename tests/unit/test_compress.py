@@ -12,7 +12,7 @@ import pytest
 import tunelab
 from tunelab.cli.main import main
 from tunelab.compress import ParityError
-from tunelab.errors import ConfigError, RunError
+from tunelab.errors import ConfigError, DataError, RunError
 
 PARITY_FIELDS = {
     "metric",
@@ -228,13 +228,21 @@ def test_export_data_takes_reading_options_like_eval(
 
 
 def test_a_failed_parity_check_leaves_nothing(
-    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tunelab.compress import ort_backend
+
+    real = ort_backend.OnnxBackend.logits
+
+    def wrecked(self, enc, *, batch_size=64):  # the artifact's logits are noise
+        return np.random.default_rng(0).normal(size=real(self, enc, batch_size=batch_size).shape)
+
+    monkeypatch.setattr(ort_backend.OnnxBackend, "logits", wrecked)
     out = tmp_path / "fails"
-    assert main(["export", str(run), "--format", "onnx", "--output", str(out), "--max-drop", "-1", "-q"]) == 2
+    assert main(["export", str(run), "--format", "onnx", "--output", str(out), "--max-drop", "1", "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: onnx export failed the parity check: accuracy ")
-    assert "more than the allowed -1 (--max-drop); no artifact was written" in err
+    assert "more than the allowed 1 (--max-drop); no artifact was written" in err
     assert not out.exists() and not out.with_name("fails.partial").exists()
 
 
@@ -390,6 +398,14 @@ def test_structured_pruning_cuts_heads_and_ffn_and_loads_like_a_run(
         ({"recover_epochs": 2}, ConfigError, "recovery fine-tunes a structurally pruned model; add --prune"),
         ({"prune": 0.3, "recover_epochs": 1}, ConfigError, "--prune-method heads|ffn|structured"),
         ({"prune": 0.3, "prune_method": "ffn", "recover_epochs": -1}, ConfigError, "recover epochs -1: give"),
+        # A negative drop failed every export, after all its work; a method without --prune pruned nothing.
+        ({"max_drop": -1}, ConfigError, "max drop -1: give a finite number of percentage points, 0 or more"),
+        (
+            {"prune_method": "heads"},
+            ConfigError,
+            "prune method 'heads' prunes nothing by itself; add --prune",
+        ),
+        ({"output": "x/art.partial"}, ConfigError, "a name ending in .partial marks an unfinished run"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(run: Path, kwargs: dict, error: type, message: str) -> None:
@@ -415,3 +431,98 @@ def test_bad_sources_and_outputs_are_refused(
     assert main(["export", str(run), "--prune", "1.5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: prune 1.5: give a fraction between 0 and 1, e.g. 0.3 for 30%"
+
+
+def test_prune_method_without_prune_is_refused_by_the_cli(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", str(run), "--prune-method", "magnitude", "--output", "unused", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --prune-method magnitude prunes nothing by itself; add --prune FRACTION"
+
+
+def test_an_output_under_a_file_is_one_line_before_any_work(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    assert main(["export", str(run), "--output", str(tmp_path / "afile" / "art"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "afile is a file, not a folder; give another --output" in err
+
+
+def test_export_from_inside_the_run_records_where_the_run_is(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(run)
+    result = tunelab.export(".", format="onnx", output=tmp_path / "dot", show_progress=False)
+    summary = json.loads((result.path / "run.json").read_text(encoding="utf-8"))
+    assert summary["source_run"] == str(run.resolve())
+
+
+def test_data_given_for_parity_is_not_saved_as_the_artifacts_test_score(
+    run: Path, parity_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    # The labels rotated: the artifact scores 0 on this file, which is not its test score.
+    frame = pd.read_csv(parity_csvs[1])
+    names = sorted(set(frame["label"]))
+    frame["label"] = frame["label"].map(lambda x: names[(names.index(x) + 1) % len(names)])
+    wrong = tmp_path / "wrong.csv"
+    frame.to_csv(wrong, index=False)
+    result = tunelab.export(run, format="onnx", output=tmp_path / "art", data=wrong, show_progress=False)
+    saved = json.loads((result.path / "metrics.json").read_text(encoding="utf-8"))
+    summary = json.loads((result.path / "run.json").read_text(encoding="utf-8"))
+    assert "test" not in saved and saved["parity"]["n"] == len(frame)
+    assert "test" not in summary["headline"] and "parity" in summary["headline"]
+
+
+def test_a_moved_test_file_says_to_give_data(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
+    config["data"]["test"] = str(tmp_path / "gone.csv")
+    (moved / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(DataError, match=r"gone\.csv.*give --data FILE to check on another labelled file"):
+        tunelab.export(moved, format="onnx", output=tmp_path / "art", show_progress=False)
+    assert not (tmp_path / "art").exists() and not (tmp_path / "art.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (
+            lambda w: (w / "model.safetensors").write_bytes((w / "model.safetensors").read_bytes()[:1000]),
+            "model",
+        ),
+        (lambda w: (w / "int8.json").write_text("{", encoding="utf-8"), "int8.json"),
+        (lambda w: (w / "int8.json").write_text("{}", encoding="utf-8"), "int8.json"),
+    ],
+)
+def test_a_damaged_torch_int8_artifact_is_named(
+    damage, named: str, exported: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported["torch-int8"], copy)
+    damage(copy / "weights")
+    with pytest.raises(RunError, match=rf"weights/{named}.*: cannot read .*; export the run again"):
+        tunelab.load(copy)
+
+
+def test_predict_shows_a_multi_label_text_without_labels_as_such() -> None:
+    from tunelab.cli.predict_cmd import _result_lines
+
+    top = [{"label": "weather", "score": 0.372}, {"label": "food", "score": 0.173}]
+    lines = _result_lines({"labels": [], "scores": [], "top_k": top, "label": "weather", "score": 0.372})
+    assert lines == ["  -> (no label at or above the threshold)", "     also: weather 0.372, food 0.173"]
+    both = [
+        {"label": "food", "score": 0.9},
+        {"label": "sports", "score": 0.7},
+        {"label": "weather", "score": 0.1},
+    ]
+    lines = _result_lines({"labels": ["food", "sports"], "scores": [0.9, 0.7], "top_k": both})
+    assert lines == ["  -> food, sports (0.900, 0.700)", "     also: weather 0.100"]

@@ -6,6 +6,7 @@ import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import table
+from tunelab.errors import ConfigError
 
 # tunelab.compress.FORMATS and PRUNE_METHODS, without importing it for --help
 FORMATS = ("onnx", "onnx-int8", "torch-int8")
@@ -28,9 +29,10 @@ neurons, the least used first, and refits each layer's output projection by leas
 run's training texts to reproduce the original model's predictions (minutes, not seconds).
 
 Every export is compared with the run (PyTorch eager) on the run's test file or dev split (or
---data FILE): accuracy (micro-F1 for multi-label, entity F1 for NER), agreement, largest logit
-difference, size and latency at batch 1 and 32 go to <artifact>/parity.json and parity.md. If the
-metric drops by more than --max-drop points the export fails and no artifact is left behind.
+--data FILE): the run's selection metric (train.metric: accuracy when it is loss, micro-F1 for
+multi-label, entity F1 for NER), agreement, largest logit difference, size and latency at batch 1
+and 32 go to <artifact>/parity.json and parity.md. If the metric drops by more than --max-drop
+points the export fails and no artifact is left behind.
 --data FILE is read as eval reads it (its own layout, the run's columns); give data.* reading
 options after the file when the guess is wrong, e.g. --data other.txt data.separator=@ data.header=false \
 data.column_names=[sentence,label]
@@ -54,9 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prune-method",
         choices=PRUNE_METHODS,
-        default="magnitude",
-        help="magnitude: zero the smallest weights (default); heads, ffn: remove whole attention heads "
-        "or feed-forward neurons; structured: both",
+        help="with --prune: magnitude: zero the smallest weights (default); heads, ffn: remove whole "
+        "attention heads or feed-forward neurons; structured: both",
     )
     p.add_argument(
         "--recover-epochs",
@@ -66,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="after structured pruning, distil the original model into the pruned one (e.g. 4; default 0)",
     )
     p.add_argument(
-        "--output", help="artifact folder (default <run>-<format>[-<method><percent>] beside the run)"
+        "--output",
+        help="artifact folder (default <run>-<format>[-pruned|heads|ffn|structured<percent>] beside the run)",
     )
     add_file_with_options(
         p,
@@ -88,12 +90,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.compress import export
 
+    if args.prune_method is not None and args.prune is None:
+        raise ConfigError(
+            f"--prune-method {args.prune_method} prunes nothing by itself; add --prune FRACTION"
+        )
     data, options = file_and_options(args.data)
     result = export(
         args.run,
         format=args.format,
         prune=args.prune,
-        prune_method=args.prune_method,
+        prune_method=args.prune_method or "magnitude",
         recover_epochs=args.recover_epochs,
         output=args.output,
         data=data,

@@ -168,9 +168,18 @@ def _result_lines(result: dict) -> list[str]:
             f"  {e['label']:<8} {e['text']!r} [{e['start']}:{e['end']}] ({e['score']:.3f})"
             for e in result["entities"]
         ]
-    label = ", ".join(result["labels"]) if "labels" in result else result["label"]
-    lines = [f"  -> {label} ({result['score']:.3f})"]
-    others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"][1:])
+    if "labels" in result:  # multi-label: every label at or above the run's threshold
+        if not result["labels"]:
+            lines = ["  -> (no label at or above the threshold)"]
+            others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"])
+        else:
+            scores = ", ".join(f"{s:.3f}" for s in result["scores"])
+            lines = [f"  -> {', '.join(result['labels'])} ({scores})"]
+            rest = [t for t in result["top_k"] if t["label"] not in result["labels"]]
+            others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in rest)
+    else:
+        lines = [f"  -> {result['label']} ({result['score']:.3f})"]
+        others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"][1:])
     if others:
         lines.append(f"     also: {others}")
     return lines

@@ -26,7 +26,9 @@ CALIBRATION_ROWS = 2048  # texts; the refit's normal equations need only their G
 
 @dataclass
 class ParityData:
-    """The rows to compare on: ``split`` is ``test``/``dev`` (the metrics.json key), ``name`` for people."""
+    """The rows to compare on: ``split`` is the metrics.json key (``test``/``dev`` for the run's own
+    held-out rows, ``parity`` for a file given with ``--data``: its score is not the run's test
+    score), ``name`` for people."""
 
     dataset: Dataset
     split: str
@@ -42,11 +44,17 @@ def parity_data(predictor: Any, data: str | None, options: dict[str, Any] | None
     cfg, labels, task = predictor.config.data, predictor.labels, predictor.task
     if data is not None:  # a file of the user's: its own layout, the run's columns
         read = options_for_file(data, cfg, options or {})
-        return ParityData(task.read_labelled(data, read, labels, field=None), "test", str(data))
-    if cfg.test:
-        dataset = task.read_labelled(cfg.test, cfg, labels, field=None)
-        return ParityData(dataset, "test", f"test file {cfg.test}")
-    splits = task.load_splits(cfg)
+        return ParityData(task.read_labelled(data, read, labels, field=None), "parity", str(data))
+    try:
+        if cfg.test:
+            dataset = task.read_labelled(cfg.test, cfg, labels, field=None)
+            return ParityData(dataset, "test", f"test file {cfg.test}")
+        splits = task.load_splits(cfg)
+    except DataError as exc:  # moved or changed since training: the user never typed that path
+        raise DataError(
+            f"the parity check reads the run's own held-out data, which cannot be read ({exc}); "
+            "give --data FILE to check on another labelled file"
+        ) from None
     for split in ("test", "dev"):
         ds = getattr(splits, split)
         if ds is not None and len(ds):

@@ -103,7 +103,9 @@ def export(
         recover_epochs=recover_epochs,
         max_drop=max_drop,
     )
-    source = find_run(run)
+    # Resolved: `tunelab export .` from inside the run has no folder name to derive the output's
+    # from, and the artifact's source_run must name the run from anywhere.
+    source = find_run(Path(run).resolve())
     summary = source.read_summary()
     builder = _composite_builder(summary.get("format", "torch"))
     if builder is None and summary.get("format", "torch") != "torch":
@@ -112,6 +114,14 @@ def export(
             f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
         )
     target = Path(output) if output is not None else opts.default_output(source.root)
+    if target.name.endswith(PARTIAL_SUFFIX):
+        raise ConfigError(
+            f"--output {target}: a name ending in {PARTIAL_SUFFIX} marks an unfinished run, "
+            "which nothing loads; give another --output"
+        )
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--output {target}: {parent} is a file, not a folder; give another --output")
     partial, lock = _claim(target)
     stages = tqdm(total=5, desc="export: load run", disable=not show_progress, unit="step")
     try:

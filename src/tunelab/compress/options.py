@@ -53,6 +53,10 @@ class ExportOptions:
             raise ConfigError(f"prune {self.prune!r}: give a fraction between 0 and 1, e.g. 0.3 for 30%")
         if not (_is_number(self.recover_epochs) and 0 <= self.recover_epochs < math.inf):  # NaN fails too
             raise ConfigError(f"recover epochs {self.recover_epochs!r}: give a number of epochs, e.g. 2")
+        if self.prune is None and self.prune_method != "magnitude":
+            raise ConfigError(
+                f"prune method {self.prune_method!r} prunes nothing by itself; add --prune FRACTION"
+            )
         if self.recover_epochs and (self.prune is None or self.prune_method not in STRUCTURED):
             raise ConfigError(
                 "recover epochs: recovery fine-tunes a structurally pruned model; add --prune FRACTION "
@@ -60,8 +64,10 @@ class ExportOptions:
             )
         if not _is_number(self.max_drop):
             raise ConfigError(f"max drop {self.max_drop!r}: give a number of percentage points, e.g. 1.0")
-        if not math.isfinite(self.max_drop):
-            raise ConfigError(f"max drop {self.max_drop!r}: give a finite number of percentage points")
+        if not math.isfinite(self.max_drop) or self.max_drop < 0:
+            raise ConfigError(
+                f"max drop {self.max_drop!r}: give a finite number of percentage points, 0 or more"
+            )
 
     @property
     def suffix(self) -> str:

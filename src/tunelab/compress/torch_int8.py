@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from tunelab.data.encoding import Encoded
-from tunelab.errors import RunError
+from tunelab.errors import RunError, first_line
 from tunelab.inference.backends import LoadContext
 from tunelab.inference.forward import predict_logits
 from tunelab.quiet import quiet
@@ -99,11 +99,22 @@ def load_torch_int8(folder: Path) -> nn.Module:
 
     if not (folder / LAYOUT_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise RunError(f"{folder}: {LAYOUT_FILE} or {WEIGHTS_FILE} is missing; export the run again")
-    layout = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
+    try:
+        layout = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
+        pooling, num_labels, _ = layout["pooling"], layout["num_labels"], layout["layers"]
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the layout save_torch_int8 writes
+        raise RunError(
+            f"{folder / LAYOUT_FILE}: cannot read ({first_line(exc)}); export the run again"
+        ) from None
     config = AutoConfig.from_pretrained(str(folder))
-    model = classifier_from_config(config, pooling=layout["pooling"], num_labels=layout["num_labels"])
+    model = classifier_from_config(config, pooling=pooling, num_labels=num_labels)
     apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
-    tensors = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+    except Exception as exc:  # safetensors raises its own SafetensorError on a damaged file
+        raise RunError(
+            f"{folder / WEIGHTS_FILE}: cannot read ({first_line(exc)}); export the run again"
+        ) from None
     if not is_classifier_config(config):  # exported before classifiers were transformers models
         tensors = {legacy_key(model, k): v for k, v in tensors.items()}
         layout["layers"] = [legacy_key(model, name) for name in layout["layers"]]

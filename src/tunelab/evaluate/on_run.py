@@ -52,7 +52,8 @@ def evaluate(
         if not folder.metrics_json.is_file():  # a zero-shot folder built without --test, say
             raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
         saved = json.loads(folder.metrics_json.read_text(encoding="utf-8"))
-        return saved.get("test") or saved.get("dev") or {}
+        # An artifact exported with --data keeps that file's score under "parity".
+        return saved.get("test") or saved.get("dev") or saved.get("parity") or {}
     from tunelab.data.file_options import options_for_file
     from tunelab.evaluate.run_context import eval_context
     from tunelab.inference import load

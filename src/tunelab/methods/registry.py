@@ -109,6 +109,13 @@ class Method:
         extra_positions: ``extra_positions(options) -> int``: positions the method adds before the
             text (a prompt's virtual tokens), so ``validate`` checks ``model.max_length`` plus them
             against the model's position embeddings. None: none.
+        checkpoint_state: ``checkpoint_state(model) -> dict`` of what the method keeps outside the
+            trainable weights and must survive a kill (AdaLoRA's rank pattern and importance
+            averages); saved in every resume checkpoint. None for most.
+        restore_state: ``restore_state(model, state)`` puts that back when a run resumes.
+        after_training: ``after_training(model) -> notes`` runs after the loop, before the best
+            weights are saved: lines for the run's log and summary (AdaLoRA says when early stopping
+            came before its final rank allocation). None for most.
     """
 
     name: str
@@ -129,6 +136,9 @@ class Method:
     tasks: tuple[str, ...] | None = None
     tasks_why: str = ""
     extra_positions: Callable[[Any], int] | None = None
+    checkpoint_state: Callable[[nn.Module], dict[str, Any]] | None = None
+    restore_state: Callable[[nn.Module, dict[str, Any]], None] | None = None
+    after_training: Callable[[nn.Module], list[str]] | None = None
 
     def check_task(self, task: str) -> None:
         """Raises ConfigError (one line) when the method cannot train ``task``."""

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,14 @@ def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(
-    folder: Path, *, model: nn.Module, optimizer, scheduler, state: dict[str, Any], finished: bool = False
+    folder: Path,
+    *,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    finished: bool = False,
+    method_state: dict[str, Any] | None = None,
 ) -> None:
     """Write the checkpoint beside ``folder`` and swap it in.
 
@@ -113,6 +121,8 @@ def save_checkpoint(
     }
     if not finished:
         extra |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    if method_state is not None:  # Method.checkpoint_state: e.g. AdaLoRA's rank allocation
+        extra["method_state"] = method_state
     torch.save(extra, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     old = folder.with_name(folder.name + ".old")
@@ -133,10 +143,19 @@ def find_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(folder: Path, *, model: nn.Module, optimizer, scheduler) -> dict[str, Any]:
+def load_checkpoint(
+    folder: Path,
+    *,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    restore_method: Callable[[nn.Module, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
     # Our own file from this run folder; weights_only=False is needed for the RNG tuples.
     extra = torch.load(folder / "optimizer.pt", weights_only=False)
+    if restore_method is not None and "method_state" in extra:
+        restore_method(model, extra["method_state"])
     if "optimizer" in extra:  # absent from a finished loop's checkpoint: nothing steps them again
         optimizer.load_state_dict(extra["optimizer"])
         scheduler.load_state_dict(extra["scheduler"])

@@ -82,6 +82,8 @@ class LoopSetup:
     show_progress: bool = True
     on_step: Callable[[nn.Module, int], None] | None = None  # the method's per-step hook (Method.on_step)
     on_train_begin: Callable[[nn.Module, int], None] | None = None  # Method.on_train_begin(model, steps)
+    checkpoint_state: Callable[[nn.Module], dict[str, Any]] | None = None  # Method.checkpoint_state
+    restore_state: Callable[[nn.Module, dict[str, Any]], None] | None = None  # Method.restore_state
     loss_term: Callable[[nn.Module], torch.Tensor] | None = None  # Method.loss_term, added to the task's loss
     # Called with each dev evaluation's record (step, epoch, metrics) after it is logged; it may
     # raise to stop the run (a search prunes a weak trial so: tunelab.search). The loop knows no more.
@@ -124,7 +126,10 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
 
     state = LoopState()
     if found is not None:
-        state = LoopState(**load_checkpoint(found, model=model, optimizer=optimizer, scheduler=scheduler))
+        restored = load_checkpoint(
+            found, model=model, optimizer=optimizer, scheduler=scheduler, restore_method=setup.restore_state
+        )
+        state = LoopState(**restored)
         logger.info("resuming at epoch %d, step %d", state.epoch + 1, state.step)
     else:
         # Left by an attempt killed before its first checkpoint: this start must not inherit it.
@@ -258,6 +263,7 @@ def _train_epochs(
                     scheduler=scheduler,
                     state=dataclasses.asdict(state),
                     finished=done,
+                    method_state=None if setup.checkpoint_state is None else setup.checkpoint_state(model),
                 )
             if done or end_of_epoch:
                 break  # the next epoch draws its own batch order

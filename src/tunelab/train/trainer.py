@@ -344,6 +344,8 @@ def _train_in(
         show_progress=show_progress,
         on_step=method.on_step,
         on_train_begin=method.on_train_begin,
+        checkpoint_state=method.checkpoint_state,
+        restore_state=method.restore_state,
         loss_term=loss_term,
         on_evaluate=on_evaluate,
         precision=precision.name,
@@ -352,6 +354,10 @@ def _train_in(
         state = run_loop(model, setup, resume=resume)
     finally:
         log.close()
+    if method.after_training is not None:
+        for note in method.after_training(model):
+            logger.warning(note)
+            splits.notes.append(note)
     # What really trained: a resume trains the weights its checkpoint was training (a checkpoint
     # from before freeze_word_embeddings became the default turns the embeddings back on).
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -118,7 +119,56 @@ def on_train_begin(model: nn.Module, total_steps: int) -> None:
 
 
 def on_step(model: nn.Module, step: int) -> None:
+    # An adapted layer the forward pass never reads (all-linear adapts BERT's pooler, which mean
+    # pooling skips) has no gradient, and peft's importance update multiplies by it (a TypeError).
+    # A zero gradient gives it zero importance: its triplets are the first to go, as they should.
+    adapter = model.active_adapter
+    for name, p in model.named_parameters():
+        if p.requires_grad and p.grad is None and any(f"{k}.{adapter}" in name for k in _FACTORS):
+            p.grad = torch.zeros_like(p)
     model.base_model.update_and_allocate(step)
+
+
+_FACTORS = ("lora_A", "lora_B", "lora_E")
+
+
+def checkpoint_state(model: nn.Module) -> dict[str, Any]:
+    """What a resume needs besides the weights: the rank pattern (without it, a run resumed in its
+    final phase masks with None, a TypeError on every step) and the importance averages the next
+    reallocation ranks triplets by (reset, a resumed run keeps other triplets than a run that was
+    never stopped)."""
+    allocator = model.base_model.rankallocator
+    return {
+        "rank_pattern": _config(model).rank_pattern,
+        "ipt": dict(allocator.ipt),
+        "exp_avg_ipt": dict(allocator.exp_avg_ipt),
+        "exp_avg_unc": dict(allocator.exp_avg_unc),
+    }
+
+
+def restore_state(model: nn.Module, state: dict[str, Any]) -> None:
+    allocator = model.base_model.rankallocator
+    _config(model).rank_pattern = state["rank_pattern"]
+    allocator.ipt = dict(state["ipt"])
+    allocator.exp_avg_ipt = dict(state["exp_avg_ipt"])
+    allocator.exp_avg_unc = dict(state["exp_avg_unc"])
+    if state["rank_pattern"]:  # the masked triplets are zero in the weights already; keep them so
+        allocator.mask_using_rank_pattern(model.base_model.model, state["rank_pattern"])
+
+
+def after_training(model: nn.Module) -> list[str]:
+    """A run stopped early before its final allocation keeps more than ``target_r`` on average: say so."""
+    cfg, layers = _config(model), ranks(model)
+    if not layers:
+        return []
+    average = sum(layers.values()) / len(layers)
+    if average <= cfg.target_r:
+        return []
+    return [
+        f"adalora: training stopped (early stopping) before the final rank allocation at step "
+        f"{cfg.total_step - cfg.tfinal}: the adapter keeps {average:g} triplets a layer on average, "
+        f"not target_r={cfg.target_r} (raise train.patience or method.final_fraction to reach it)"
+    ]
 
 
 def loss_term(model: nn.Module) -> torch.Tensor:
@@ -171,5 +221,8 @@ register_method(
         on_step=on_step,
         on_train_begin=on_train_begin,
         loss_term=loss_term,
+        checkpoint_state=checkpoint_state,
+        restore_state=restore_state,
+        after_training=after_training,
     )
 )

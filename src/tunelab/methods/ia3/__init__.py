@@ -52,7 +52,15 @@ def apply(model: nn.Module, cfg: Ia3Options) -> nn.Module:
         feedforward_modules=cfg.feedforward_modules or [],
         modules_to_save=peft_adapters.head_modules(model, cfg.train_pooler),
     )
-    return peft_adapters.wrap(model, config, "ia3")
+    wrapped = peft_adapters.wrap(model, config, "ia3")
+    saved = wrapped.peft_config[wrapped.active_adapter]
+    if isinstance(saved.target_modules, set | list) and saved.feedforward_modules:
+        # peft expands all-linear into the layers' short names ({"dense", "query", ...}) and saves
+        # them beside feedforward_modules ["output.dense"], then refuses that config on load (not a
+        # subset). Both match a layer by name suffix, so adding the feedforward names matches the
+        # same layers and lets the run load.
+        saved.target_modules = set(saved.target_modules) | set(saved.feedforward_modules)
+    return wrapped
 
 
 register_method(

@@ -179,6 +179,10 @@ def test_the_cli_runs_a_search_and_prints_the_best(
         ("train.batch_size: [0, 8]\n", "train.batch_size=0 is refused by the run config"),
         ("method.r: [4, 8]\n", "method.r=4 is refused by the run config"),  # method full has no r
         ("train.metric: [accuracy, macro_f1]\n", "train.metric, name and output_dir cannot be searched"),
+        # Checked as each trial sets them: an option under every method chosen, and the positions.
+        ("method: [lora, ia3]\nmethod.r: [4, 16]\n", "method.r=4 with method=ia3 is refused by the run"),
+        ("model.max_length: [600, 32]\n", "model.max_length=600 is refused by the run config: model.max"),
+        ("method: [prompt]\nmethod.tokens: [200, 4]\n", "method.tokens=200 with method=prompt is refused"),
     ],
 )
 def test_bad_space_files_get_one_line_errors(
@@ -317,3 +321,13 @@ def test_a_negative_prune_after_is_refused_before_anything_is_written(
             show_progress=False,
         )
     assert not (tmp_path / "s").exists()
+
+
+def test_a_method_option_is_checked_under_the_method_the_space_chooses(
+    base: list[str], tmp_path: Path
+) -> None:
+    # The base run is `full`, which has no `tokens`: the trials train `prompt`, which does.
+    from tunelab.search.space import check_space
+
+    path = write_space(tmp_path, "method: [prompt]\nmethod.tokens: [2, 4]\n")
+    check_space(load_space(path), None, base, path)  # no error: every trial's config is good

@@ -170,7 +170,10 @@ def _number(where: str, name: str, value: Any) -> float | None:
 def check_space(
     space: list[Dimension], config: RunConfig | str | Path | None, overrides: list[str], path: str | Path
 ) -> None:
-    """Check that the run config takes every choice and both ends of every range.
+    """Check that the run config takes every choice and both ends of every range, as the trials
+    will set them: a ``method.*`` option under each ``method`` the space chooses among (an option
+    one of them does not take would fail that trial), and ``model.max_length`` against the model's
+    positions (plus a prompt's). Data-dependent checks run once, on the base config (``check_run``).
 
     Raises:
         ConfigError: naming the space file, the key and what the config said, one line per key.
@@ -178,18 +181,45 @@ def check_space(
     from tunelab.errors import several
     from tunelab.preflight import load_config
 
+    methods = next((list(d.extremes()) for d in space if d.key == "method"), [None])
     errors: list[TunelabError] = []
+    models: dict[str, Path] = {}
     for dim in space:
-        for value in dim.extremes():
+        under = [None] if dim.key == "method" else methods
+        for value, method in ((v, m) for v in dim.extremes() for m in under):
+            with_method = [] if method is None else [override("method", method)]
             try:
-                cfg = load_config(config, [*overrides, override(dim.key, value)])
-                _check_method_options(cfg)
-                check_dev(cfg)
+                cfg = load_config(config, [*overrides, *with_method, override(dim.key, value)])
+                _check_trial_config(cfg, models)
             except TunelabError as exc:
-                errors.append(ConfigError(f"{path}: {dim.key}={value!r} is refused by the run config: {exc}"))
+                where = f"{dim.key}={value!r}" + ("" if method is None else f" with method={method}")
+                hint = (
+                    "; search one method at a time, or only options every method takes"
+                    if method is not None and dim.key.startswith("method.")
+                    else ""
+                )
+                errors.append(ConfigError(f"{path}: {where} is refused by the run config: {exc}{hint}"))
                 break
     if errors:
         raise several(errors)
+
+
+def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
+    """What ``train`` would refuse in a trial without reading data: the method's options and task,
+    dev data, and ``model.max_length`` (plus the method's positions) against the model's."""
+    from tunelab.methods import get_method
+    from tunelab.models import resolve_model
+    from tunelab.preflight import check_max_length
+    from tunelab.tasks import get_task
+
+    method = get_method(cfg.method.name)
+    options = method.parse_options(cfg.method.options)
+    method.check_task(get_task(cfg.data.task).name)
+    check_dev(cfg)
+    if cfg.model.name not in models:
+        models[cfg.model.name] = resolve_model(cfg.model.name).path
+    extra = method.extra_positions(options) if method.extra_positions is not None and options else 0
+    check_max_length(cfg, models[cfg.model.name], extra=extra)
 
 
 NO_DEV = (
@@ -202,10 +232,3 @@ def check_dev(cfg: RunConfig) -> None:
     """Refuse a run without dev data: a search must not choose on training or test data."""
     if cfg.data.dev is None and cfg.data.dev_size <= 0:
         raise ConfigError(NO_DEV)
-
-
-def _check_method_options(cfg: RunConfig) -> None:
-    """A method option is checked by the method, not by ``RunConfig`` (``method.rr`` would pass)."""
-    from tunelab.methods import get_method
-
-    get_method(cfg.method.name).parse_options(cfg.method.options)

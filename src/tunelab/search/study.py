@@ -201,7 +201,9 @@ def _run_trial(
     from tunelab.train import train
 
     trial = study.ask()
-    values = {d.key: d.suggest(trial) for d in dims}
+    # `method` first: its options (method.r) apply to the method the trial trains, as check_space checked.
+    ordered = sorted(dims, key=lambda d: d.key != "method")
+    values = {d.key: d.suggest(trial) for d in ordered}
     name = f"trial-{trial.number:03d}"
     trial.set_user_attr("run", name)
     evaluations: list[float] = []

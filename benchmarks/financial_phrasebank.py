@@ -91,19 +91,39 @@ def write_phrasebank(path: Path, rows: list[Row]) -> Path:
 
 
 def train_seed(
-    subset: str, rows: list[Row], seed: int, args: argparse.Namespace, work: Path
+    subset: str,
+    rows: list[Row],
+    seed: int,
+    args: argparse.Namespace,
+    work: Path,
+    extra: list[Row] | None = None,
 ) -> dict[str, Any]:
-    """Split with ``seed``, train in a subprocess, read the run's dev and test figures."""
+    """Split with ``seed``, train in a subprocess, read the run's dev and test figures.
+
+    ``extra`` (``--extra-train``): rows of another subset whose sentences are not in this one, added
+    to the training rows only. Dev is then carved here (20% of this subset's train rows, stratified,
+    the same ``seed``) and given as a file, so it holds this subset's sentences alone, and a run
+    with ``--extra-train none`` is scored on the very same dev rows.
+    """
+    from sklearn.model_selection import train_test_split
+
     train, test = split(rows, seed, args.limit)
-    folder = work / f"{subset}-seed{seed}"
+    tag = "" if extra is None else f"-extra{len(extra)}"
+    folder = work / f"{subset}-seed{seed}{tag}"
     folder.mkdir(parents=True, exist_ok=True)
-    data = [
-        f"data.train={write_phrasebank(folder / 'train.txt', train)}",
-        "data.dev_size=0.2",  # 20% of the train file: FinBERT's dev
-        "data.test_size=0",
-        f"data.split_seed={seed}",
-        f"train.seed={seed}",
-    ]
+    if extra is None:
+        data = [
+            f"data.train={write_phrasebank(folder / 'train.txt', train)}",
+            "data.dev_size=0.2",  # 20% of the train file: FinBERT's dev
+        ]
+    else:
+        fit, dev = train_test_split(train, test_size=0.2, random_state=seed, stratify=[r[1] for r in train])
+        data = [
+            f"data.train={write_phrasebank(folder / 'train.txt', fit + extra)}",
+            f"data.dev={write_phrasebank(folder / 'dev.txt', dev)}",
+            "data.dev_size=0",
+        ]
+    data += ["data.test_size=0", f"data.split_seed={seed}", f"train.seed={seed}"]
     if not args.dev_only:
         data.append(f"data.test={write_phrasebank(folder / 'test.txt', test)}")
     name = f"bench-fpb-{subset}-seed{seed}-{int(time.time())}"
@@ -187,6 +207,13 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="where run folders go")
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    parser.add_argument(
+        "--extra-train",
+        choices=["none", *SUBSETS],
+        help="allagree: also train on this subset's sentences that are not in allagree (the 50-99%% "
+        "agreement ones), dev carved by the benchmark from allagree's train rows; none: the same dev "
+        "carving without extra rows, to compare on the same dev rows",
+    )
     args = parser.parse_args()
     data = Path(args.data)
     missing = [f for f in SUBSETS.values() if not (data / f).is_file()]
@@ -204,7 +231,15 @@ def main() -> None:
         labels = dict(sorted(Counter(r[1] for r in rows).items()))
         sources[subset] = {**dropped, "unique": len(rows), "labels": labels}
         print(f"{subset}: {sources[subset]}", flush=True)
-        done = [train_seed(subset, rows, seed, args, work) for seed in range(args.seeds)]
+        extra = None
+        if args.extra_train is not None:
+            if args.extra_train == "none":
+                extra = []
+            else:
+                own = {r[0] for r in rows}
+                extra = [r for r in read_phrasebank(data / SUBSETS[args.extra_train])[0] if r[0] not in own]
+            sources[subset]["extra_train"] = {"from": args.extra_train, "rows": len(extra)}
+        done = [train_seed(subset, rows, seed, args, work, extra) for seed in range(args.seeds)]
         results += done
         summaries.append(summarise(subset, done, args.dev_only))
     print_tables(results, summaries, args.dev_only)

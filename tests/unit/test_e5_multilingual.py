@@ -69,6 +69,8 @@ def test_second_resolve_reuses_the_folder(converted, monkeypatch):
     # Only the finished folder is left: no temporary copies beside it.
     assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
     assert first.path.stat().st_mode & 0o777 == 0o755, "the cache folder is left private (mkdtemp's 0700)"
+    files = {f.name: f.stat().st_mode & 0o777 for f in first.path.iterdir() if f.is_file()}
+    assert files and set(files.values()) == {0o644}, f"files another user of the cache cannot read: {files}"
 
 
 def test_race_loser_discards_its_copy_and_uses_the_winners(tmp_path):

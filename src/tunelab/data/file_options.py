@@ -12,7 +12,8 @@ Detection, for each option not given:
 - format: the extension (``.csv``, ``.tsv``, ``.txt``, ``.jsonl``, ``.parquet``, ...), else the
   content (``PAR1`` magic: Parquet; ``{`` or ``[``: JSON lines; anything else: delimited text);
 - encoding: UTF-16 when the file starts with its byte-order mark, UTF-8 if the whole file decodes
-  as UTF-8, else GB18030 if it decodes as that into Chinese text, else Latin-1 (which decodes any
+  as UTF-8, else GB18030 if it decodes as that into Chinese text, else Windows-1252 when it has
+  bytes 0x80-0x9F and decodes as that, else Latin-1 (which decodes any
   byte; the fallback is logged so a wrong guess can be fixed with ``data.encoding``);
 - separator: sniffed from the first 64 KB (:mod:`tunelab.data.sniff`: ``csv.Sniffer``'s guess
   among ``, \\t ; | @`` when it splits every line into the same number, at least 2, of fields,
@@ -179,7 +180,14 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
         fmt = format_from_extension(path)
         if fmt is None:  # no telling extension: look at the content
             fmt = out["format"] = _format_from_content(head)
-    if fmt in ("parquet", "excel"):  # binary: no encoding, separator or header to sniff
+    if fmt == "excel" and "header" not in given and given.get("column_names"):
+        # The first sheet row against the names given, as for text files below: without this a
+        # headerless sheet lost its first data row to them.
+        first = _first_sheet_row(path, given.get("sheet", values.get("sheet")))
+        if first is not None:
+            names = [str(n).strip().lower() for n in given["column_names"]]
+            out["header"] = [str(c).strip().lower() for c in first] == names
+    if fmt in ("parquet", "excel"):  # binary: no encoding or separator to sniff
         return out
     if "encoding" not in given:
         out["encoding"] = _encoding(path)
@@ -188,7 +196,8 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
     text = _decode_head(head, out.get("encoding", values["encoding"]))
     usual = "\t" if fmt == "tsv" else ","
     truncated = len(head) == _SAMPLE_BYTES
-    sep = given.get("separator") or sniff_text(text, usual, truncated=truncated) or usual
+    given_sep = separator_of(dataclasses.replace(DataConfig(), separator=given.get("separator")))
+    sep = given_sep or sniff_text(text, usual, truncated=truncated) or usual
     if "separator" not in given and sep != usual:
         out["separator"] = sep
     if "header" not in given and given.get("column_names"):
@@ -196,6 +205,27 @@ def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[s
         names = [str(n).strip().lower() for n in given["column_names"]]
         out["header"] = [c.strip().lower() for c in first] == names
     return out
+
+
+def _first_sheet_row(path: Path, sheet: str | None) -> list[Any] | None:
+    """The first row of the sheet (``data.sheet``, else the first), or None when it cannot be read
+    (read_table then names the problem)."""
+    try:
+        from openpyxl import load_workbook
+
+        book = load_workbook(path, read_only=True, data_only=True)
+        try:
+            ws = book[sheet] if sheet is not None else book.worksheets[0]
+            for row in ws.iter_rows(max_row=1, values_only=True):
+                cells = ["" if v is None else v for v in row]
+                while cells and cells[-1] == "":
+                    cells.pop()  # the sheet's used range may be wider than this row
+                return cells
+            return []
+        finally:
+            book.close()
+    except Exception:  # a damaged workbook or an unknown sheet: read_table says which
+        return None
 
 
 def _head(path: Path) -> bytes:
@@ -214,7 +244,7 @@ def _encoding(path: Path) -> str:
     """``utf-16`` for a UTF-16 byte-order mark, ``utf-8`` when the whole file decodes as UTF-8,
     ``gb18030`` when it reads as Chinese in GB18030, else ``latin-1`` (see ``detect_encoding``)."""
     encoding = detect_encoding(path)
-    if encoding in ("gb18030", "latin-1"):
+    if encoding in ("gb18030", "cp1252", "latin-1"):
         log.warning("%s: not valid UTF-8, read as %s; set data.encoding=... if that is wrong", path, encoding)
     return encoding
 

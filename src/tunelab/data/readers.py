@@ -11,8 +11,9 @@ file and the fix; pandas and pyarrow exceptions never escape.
 
 Encodings: ``data.encoding`` is any Python codec (``utf-8``, the default, ``gb18030``, ``latin-1``,
 ...), or ``auto``: a UTF-16 byte-order mark, else UTF-8 when the whole file decodes as UTF-8, else
-GB18030 when it decodes as that into mostly common Chinese characters, else Latin-1; the choice is
-logged.
+GB18030 when it decodes as that into mostly common Chinese characters, else Windows-1252 when it has
+bytes 0x80-0x9F (control characters in Latin-1: curly quotes, dashes, the euro sign there), else
+Latin-1; the choice is logged.
 A UTF-8 byte-order mark is skipped. A file that is not in the configured encoding fails naming the
 line, and suggests ``gb18030`` when the bytes read as Chinese in it.
 
@@ -300,7 +301,22 @@ def detect_encoding(path: Path) -> str:
         return "utf-8"
     if _looks_chinese(path, "gb18030"):
         return "gb18030"
+    if _has_c1_bytes(path) and _decodes(path, "cp1252"):
+        # Bytes 0x80-0x9F are control characters in Latin-1, never meant in text, and the curly
+        # quotes, dashes and euro sign of Windows-1252 (Excel on Windows): read as that.
+        return "cp1252"
     return "latin-1"
+
+
+def _has_c1_bytes(path: Path) -> bool:
+    with _open_bytes(path) as f:  # type: ignore[union-attr]
+        while chunk := f.read(1 << 20):
+            if _C1.search(chunk):
+                return True
+    return False
+
+
+_C1 = re.compile(rb"[\x80-\x9f]")
 
 
 def _open_bytes(path: Path) -> BinaryIO | None:
@@ -487,8 +503,12 @@ def _encoding_message(path: Path, encoding: str) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         where = f" on line {line}"
         detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-    if _looks_chinese(path, "gb18030") and encoding.lower().replace("-", "") != "gb18030":
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        hint = "utf-16 (the file starts with a UTF-16 byte-order mark: Excel's Unicode text), or auto"
+    elif _looks_chinese(path, "gb18030") and encoding.lower().replace("-", "") != "gb18030":
         hint = "gb18030 (the bytes read as Chinese in GB18030/GBK), or auto"
+    elif _is_utf8(encoding) and _has_c1_bytes(path) and _decodes(path, "cp1252"):
+        hint = "cp1252 (Windows quotes, dashes or the euro sign), or auto"
     else:
         hint = "latin-1" if _is_utf8(encoding) else "utf-8"
     return f"{path}: not valid {encoding}{detail}{where}; set data.encoding, e.g. data.encoding={hint}"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 
@@ -80,7 +81,8 @@ def _load_encoder(path: Path) -> nn.Module:
     try:
         with quiet(), no_progress_bars():
             return AutoModel.from_pretrained(str(path), use_safetensors=True)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        # RuntimeError: weights whose shapes do not fit config.json; SafetensorError: a damaged file.
         raise ModelNotFoundError(
             f"model folder {path}: cannot load encoder weights ({first_line(exc)[:200]}); "
             "give a Hugging Face folder with config.json and model.safetensors"
@@ -155,7 +157,7 @@ def load_classifier(folder: Path, *, problem_type: str = SINGLE_LABEL) -> PreTra
     try:
         with quiet(), no_progress_bars():
             model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelNotFoundError(
             f"model folder {folder}: cannot load the classifier ({first_line(exc)[:200]}); "
             "give a folder written by save_pretrained (config.json and model.safetensors)"
@@ -247,9 +249,21 @@ def pooled_features(model: nn.Module, **batch: torch.Tensor) -> torch.Tensor:
     return seen[0]  # (B, H)
 
 
+#: Files a tokenizer is built from: without one, transformers builds a 5-token BERT tokenizer
+#: that reads every word as [UNK] instead of failing (a folder written by model.save_pretrained alone).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+
+
 def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
+    folder = Path(path)
+    files = any((folder / f).is_file() for f in TOKENIZER_FILES) or any(folder.glob("*.model"))
+    if folder.is_dir() and not files:  # *.model: other sentencepiece names (sentencepiece.bpe.model)
+        raise ModelNotFoundError(
+            f"model folder {path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+            "save the tokenizer into the folder with tokenizer.save_pretrained()"
+        )
     try:
         return AutoTokenizer.from_pretrained(str(path), use_fast=True)
     except (OSError, ValueError) as exc:

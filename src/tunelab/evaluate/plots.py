@@ -384,8 +384,11 @@ def _ema(values: Sequence[float], weight: float = 0.9) -> list[float]:
 
 
 def _short(name: Any, limit: int = 40) -> str:
+    """A label as drawn: cut at ``limit`` characters, ``$`` escaped (matplotlib reads text between
+    two ``$`` as math: one failed the whole report, two drew "refund $5 to $10" in italics)."""
     text = str(name)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
 
 
 def new_figure(width: float, height: float) -> Figure:

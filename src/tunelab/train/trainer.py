@@ -253,6 +253,7 @@ def train(
             resume=resume is not None,
             show_progress=show_progress,
             on_evaluate=on_evaluate,
+            read_splits=checked.splits,
         )
     finally:
         logging.getLogger("tunelab").removeHandler(handler)
@@ -282,6 +283,7 @@ def _train_in(
     resume: bool,
     show_progress: bool,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
+    read_splits: Splits,
 ) -> TrainResult:
     started = time.perf_counter()
     for note in splits.notes:
@@ -429,7 +431,7 @@ def _train_in(
         run,
         cfg,
         task,
-        splits,
+        read_splits,  # as read, as `tunelab validate` summarises them: no augmented or pseudo rows
         tokenizer,
         method,
         summary,

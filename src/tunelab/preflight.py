@@ -201,7 +201,8 @@ def check_listed_labels(cfg: RunConfig, splits: Any) -> None:
     if missing:
         raise DataError(
             f"data.labels lists {', '.join(repr(n) for n in missing)}, which no training row has "
-            f"(the training labels: {splits.labels.known()}); fix the list, or add rows with them"
+            f"(the training labels: {', '.join(splits.labels.names[i] for i in sorted(seen))}); "
+            "fix the list, or add rows with them"
         )
 
 

@@ -47,3 +47,89 @@ def test_the_runs_data_summary_is_the_data_as_read(
     assert validated is not None
     assert saved["rows"] == validated.to_dict()["rows"]
     assert saved["label_counts"] == validated.to_dict()["label_counts"]
+
+
+def test_leakage_counts_the_rows_that_are_scored(train_csv: Path, tmp_path: Path, tiny_bert: Path) -> None:
+    train = pd.read_csv(train_csv)
+    repeated = pd.DataFrame(
+        {"text": [train["text"][0]] * 10 + ["a brand new text"], "label": ["sports"] * 11}
+    )
+    repeated.to_csv(tmp_path / "test.csv", index=False)
+    overrides = [f"data.train={train_csv}", f"data.test={tmp_path / 'test.csv'}", f"model.name={tiny_bert}"]
+    summary = validate_run(None, overrides=overrides, count_tokens=False).summary
+    assert summary is not None and summary.shared["train-test"] == 10  # it said 1: distinct texts
+
+
+def test_an_eval_without_mistakes_removes_an_earlier_mistakes_csv(tmp_path: Path) -> None:
+    from tunelab.evaluate.mistakes import Mistakes
+    from tunelab.evaluate.run_context import MISTAKES_CSV, ReportContext, mistake_section
+
+    (tmp_path / MISTAKES_CSV).write_text("text,gold,predicted,confidence\nx,a,b,0.9\n", encoding="utf-8")
+    section = mistake_section(ReportContext(mistakes=Mistakes(rows=[], total=6)), tmp_path)
+    assert section is not None and not (tmp_path / MISTAKES_CSV).exists()
+
+
+def test_runs_lists_past_a_damaged_run_json_newest_finished_first(tmp_path: Path, capsys) -> None:
+    import os
+
+    from tunelab.cli.main import main
+
+    def folder(name: str, summary: object, mtime: float) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}", encoding="utf-8")
+        (tmp_path / name / "run.json").write_text(json.dumps(summary), encoding="utf-8")
+        os.utime(tmp_path / name, (mtime, mtime))
+
+    folder("listed", [], 1_000)  # valid JSON, not an object
+    folder("nohead", {"status": "finished", "headline": None}, 2_000)
+    # Finished first, but an eval into its folder made it the latest changed.
+    folder("older", {"status": "finished", "finished_at": "2026-01-01T00:00:00+00:00"}, 9_000_000_000)
+    folder("newer", {"status": "finished", "finished_at": "2026-02-01T00:00:00+00:00"}, 5_000)
+    assert main(["runs", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("listed", "nohead", "older", "newer"))
+    assert out.index("newer") < out.index("older")
+
+
+def test_a_run_without_dev_or_test_says_it_has_no_report(
+    train_csv: Path, tiny_bert: Path, tiny_overrides: Any, tmp_path: Path, capsys
+) -> None:
+    from tunelab.cli.main import main
+
+    overrides = tiny_overrides(tiny_bert, train_csv, None, tmp_path / "runs", "data.dev_size=0", epochs=1)
+    assert main(["train", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "report: none (no dev or test data to report on)" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    assert not (run / "report.html").exists()
+    assert main(["eval", str(run)]) == 2  # it printed "saved metrics (? rows):" and nothing
+    assert "no saved metrics to show; give a labelled file: --data FILE" in capsys.readouterr().err
+
+
+def test_a_listed_label_without_rows_is_not_named_a_training_label(train_csv: Path, tiny_bert: Path) -> None:
+    overrides = [
+        f"data.train={train_csv}",
+        f"model.name={tiny_bert}",
+        "data.labels=[food,sports,weather,politics]",
+    ]
+    problems = " ".join(validate_run(None, overrides=overrides, count_tokens=False).problems)
+    assert (
+        "lists 'politics', which no training row has (the training labels: food, sports, weather)" in problems
+    )
+
+
+def test_runs_piped_into_a_reader_that_stops_is_not_an_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for i in range(3):
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "config.json").write_text("{}", encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli.main", "runs", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # as `| head -0` does, before the table is written
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "unexpected" not in err and "Traceback" not in err

@@ -41,21 +41,29 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for info in infos:
         s = info.summary
-        head = s.get("headline", {})
+        head = _dict(s.get("headline"))  # a damaged run.json shows "-" instead of hiding every run
+        dev, test = _dict(head.get("dev")), _dict(head.get("test"))
+        members = s.get("members")
         rows.append(
             [
                 info.path.name,
                 info.status,
                 s.get("model"),
-                f"ensemble of {len(s['members'])} runs" if info.kind == "ensemble" else s.get("method"),
+                f"ensemble of {len(members)} runs"
+                if info.kind == "ensemble" and isinstance(members, list)
+                else s.get("method"),
                 info.format or "?",
-                info.data.get("train"),
-                pct(head.get("dev", {}).get("accuracy")),
-                pct(head.get("test", {}).get("accuracy")),
-                pct(head.get("test", head.get("dev", {})).get("macro_f1")),
+                _dict(info.data).get("train"),
+                pct(dev.get("accuracy")),
+                pct(test.get("accuracy")),
+                pct((test or dev).get("macro_f1")),
                 (info.when or "")[:16].replace("T", " ") or None,
             ]
         )
     headers = ["run", "status", "model", "method", "format", "train data", "dev acc", "test acc", "macro F1"]
     print(table([*headers, "finished/exported"], rows))
     return 0
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}

@@ -171,15 +171,16 @@ def summarize(
             max(train_counts.values()) / min(train_counts.values()) if len(train_counts) >= 2 else None
         ),
         duplicates=_duplicates(keys["train"], views["train"].labels),
+        # Rows of dev/test whose text is also a training text (each repeat counts: it is scored).
         shared={
-            f"train-{other}": len(set(keys[other]) & set(keys["train"]))
+            f"train-{other}": _rows_in(keys[other], keys["train"])
             for other in ("dev", "test")
             if other in keys
         },
         facts={name: v.facts for name, v in views.items()},
     )
     if "dev" in keys and "test" in keys:
-        summary.shared["dev-test"] = len(set(keys["test"]) & set(keys["dev"]))
+        summary.shared["dev-test"] = _rows_in(keys["test"], keys["dev"])
     if tokenizer is not None and max_length is not None:
         summary.max_length = max_length
         for name, v in views.items():
@@ -248,3 +249,9 @@ def _token_lengths(tokenizer: Any, texts: list[str], pairs: list[str] | None) ->
         enc = tokenizer(chunk, second, truncation=False, add_special_tokens=True, verbose=False)
         out.extend(len(ids) for ids in enc["input_ids"])
     return out
+
+
+def _rows_in(rows: list[Any], other: list[Any]) -> int:
+    """How many of ``rows`` have a key that ``other`` has (rows, not distinct texts)."""
+    seen = set(other)
+    return sum(key in seen for key in rows)

@@ -53,7 +53,11 @@ def evaluate(
             raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
         saved = json.loads(folder.metrics_json.read_text(encoding="utf-8"))
         # An artifact exported with --data keeps that file's score under "parity".
-        return saved.get("test") or saved.get("dev") or saved.get("parity") or {}
+        saved = saved if isinstance(saved, dict) else {}
+        shown = saved.get("test") or saved.get("dev") or saved.get("parity")
+        if not shown:  # a run trained without dev or test data
+            raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
+        return shown
     from tunelab.data.file_options import options_for_file
     from tunelab.evaluate.run_context import eval_context
     from tunelab.inference import load

@@ -119,6 +119,8 @@ def mistake_section(context: ReportContext, out_dir: Path | None) -> Section | N
     if found is None:
         return None
     if not found.rows:
+        if out_dir is not None:  # an earlier eval into this folder left its mistakes: not these
+            (Path(out_dir) / MISTAKES_CSV).unlink(missing_ok=True)
         return Section("Most confident mistakes", [Text(f"No mistakes on {found.total:,} {found.example}s.")])
     if out_dir is not None:
         write_csv(Path(out_dir) / MISTAKES_CSV, found)

@@ -116,10 +116,12 @@ class RunFolder:
         atomic_write_json(self.run_json, summary)
 
     def read_summary(self) -> dict[str, Any]:
+        """``run.json`` as a dict; {} when it is missing, damaged or not an object (a list, null)."""
         try:
-            return json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            summary = json.loads(self.run_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
             return {}
+        return summary if isinstance(summary, dict) else {}
 
     def finish(self, *, fresh_name: bool = False) -> RunFolder:
         """Rename ``<name>.partial`` to ``<name>`` (the run now looks finished), then drop resume state.

@@ -69,8 +69,21 @@ def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
         except FileNotFoundError:
             continue
         found.append((mtime, info))
-    found.sort(key=lambda pair: pair[0], reverse=True)
+    # Newest first by when a run finished or an artifact was exported (an eval writing into a run
+    # folder changes its mtime, not that); unfinished folders by their last change, on top.
+    found.sort(key=lambda pair: (pair[1].when is None, _timestamp(pair[1].when, pair[0])), reverse=True)
     return [info for _, info in found]
+
+
+def _timestamp(when: str | None, mtime: float) -> float:
+    from datetime import datetime
+
+    if when is None:
+        return mtime
+    try:
+        return datetime.fromisoformat(when).timestamp()
+    except (TypeError, ValueError):  # a damaged run.json
+        return mtime
 
 
 def _is_listed(root: Path) -> bool:

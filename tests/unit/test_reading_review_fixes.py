@@ -109,3 +109,17 @@ def test_a_local_folder_named_like_an_upstream_id_is_the_users(
     monkeypatch.chdir(tmp_path)
     resolved = resolve_model("multilingual-e5-small")
     assert resolved.source == "local" and resolved.path == (tmp_path / "multilingual-e5-small").resolve()
+
+
+def test_a_semicolon_file_keeps_a_quoted_text_with_a_semicolon_and_a_line_break(tmp_path: Path) -> None:
+    # Excel in the locales whose CSV separator is ';' writes exactly this; read unquoted, the
+    # first record became two rows, one of them labelled " world".
+    path = tmp_path / "semi.csv"
+    body = 'text;label\n"Hello; world\nsecond line";positive\nplain text;negative\n'
+    path.write_text(body, encoding="utf-8")
+    df = read_table(path, DataConfig())
+    assert df["text"].tolist() == ["Hello; world\nsecond line", "plain text"]
+    assert df["label"].tolist() == ["positive", "negative"]
+    other = tmp_path / "semi2.csv"  # with the separator given: it was a parse error
+    other.write_text('text;label\n"Line one\nline two; more";positive\nx;negative\n', encoding="utf-8")
+    assert read_table(other, DataConfig(separator=";"))["label"].tolist() == ["positive", "negative"]

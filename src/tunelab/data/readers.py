@@ -199,10 +199,12 @@ def _read_quoted(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, A
     PhraseBank); there a text that starts with a quotation mark swallows every line up to the next
     ``"``. When the quote never closes (a parser error), or a parsed cell holds both the separator
     and a line break (records swallowed, hardly ever a real text), the file is read again without
-    quoting and a warning says so. Comma files keep strict quoting: their writers all quote.
+    quoting and a warning says so. Comma and semicolon files keep strict quoting: their writers
+    (spreadsheets, Excel in the locales whose CSV separator is ``;``) all quote, and there a quoted
+    cell with a ``;`` and a line break is a real text (read unquoted, it became two bad rows).
     """
     sep = kwargs["sep"]
-    may_be_unquoted = sep != "," and kwargs["engine"] == "c"
+    may_be_unquoted = sep not in (",", ";") and kwargs["engine"] == "c"
     try:
         df = _pandas_read(path, cfg, encoding, kwargs)
     except pd.errors.ParserError:

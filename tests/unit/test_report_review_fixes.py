@@ -133,3 +133,38 @@ def test_runs_piped_into_a_reader_that_stops_is_not_an_error(tmp_path: Path) -> 
     proc.stdout.close()  # as `| head -0` does, before the table is written
     err = proc.stderr.read().decode()
     assert proc.wait() == 0 and "unexpected" not in err and "Traceback" not in err
+
+
+def _legend(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+def test_the_training_plot_draws_the_selection_metric_and_ner_scores_by_name() -> None:
+    from tunelab.evaluate.plots import training_curves_figure
+    from tunelab.tasks.token_classification.report import CURVE_METRICS
+
+    records = [
+        {
+            "event": "eval",
+            "split": "dev",
+            "step": s,
+            "accuracy": a,
+            "macro_f1": a - 0.1,
+            "weighted_f1": a - 0.05,
+        }
+        for s, a in ((1, 0.5), (2, 0.7))
+    ]
+    assert "dev weighted_f1" in _legend(training_curves_figure(records))  # it was left out
+    ner = [
+        {
+            "event": "eval",
+            "split": "dev",
+            "step": s,
+            "entity_f1": f,
+            "token_accuracy": f + 0.1,
+            "macro_f1": f - 0.1,
+        }
+        for s, f in ((1, 0.4), (2, 0.6))
+    ]
+    legend = _legend(training_curves_figure(ner, CURVE_METRICS))
+    assert {"dev entity_f1", "dev token_accuracy", "dev macro_f1"} <= set(legend)  # not "accuracy = micro_f1"

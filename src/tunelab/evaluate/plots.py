@@ -45,13 +45,17 @@ _EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1")
 _EVAL_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")  # train is blue
 
 
-def training_curves_png(history: Iterable[Mapping[str, Any]]) -> bytes | None:
+def training_curves_png(
+    history: Iterable[Mapping[str, Any]], metrics: Sequence[str] | None = None
+) -> bytes | None:
     """``training_curves_figure`` as PNG bytes, or None when there is nothing to draw."""
-    fig = training_curves_figure(history)
+    fig = training_curves_figure(history, metrics)
     return None if fig is None else figure_png(fig)
 
 
-def training_curves_figure(history: Iterable[Mapping[str, Any]]) -> Figure | None:
+def training_curves_figure(
+    history: Iterable[Mapping[str, Any]], metrics: Sequence[str] | None = None
+) -> Figure | None:
     """Draw losses (top) and eval metrics (bottom) against the optimiser step.
 
     Metrics whose curves are identical are drawn once, named together in the legend; curves of a
@@ -61,13 +65,18 @@ def training_curves_figure(history: Iterable[Mapping[str, Any]]) -> Figure | Non
         history: Records of the run's JSONL metrics log; ``"train"`` events give ``step`` and
             ``loss``, ``"eval"`` events give ``step``, ``split``, ``loss`` and metric keys.
             Records missing a step or value are skipped.
+        metrics: the eval metrics to draw, by the names the log uses (NER: ``entity_f1``...);
+            None: accuracy, macro- and micro-F1, and any other ``*_f1``/``*accuracy`` the log
+            holds (a run selected on ``weighted_f1`` draws the metric it was selected on).
 
     Returns:
         The figure (on its own Agg canvas), or None when no record has anything to draw.
     """
-    train_loss, evals = _history_series(history)
+    history = list(history)
+    names = tuple(metrics) if metrics is not None else _logged_metrics(history)
+    train_loss, evals = _history_series(history, names)
     eval_losses = {split: series["loss"] for split, series in evals.items() if series.get("loss")}
-    eval_metrics = _distinct_curves(evals)
+    eval_metrics = _distinct_curves(evals, names)
     if not train_loss and not eval_losses and not eval_metrics:
         return None
 
@@ -124,8 +133,24 @@ def training_curves_figure(history: Iterable[Mapping[str, Any]]) -> Figure | Non
     return fig
 
 
+def _logged_metrics(history: list[Any]) -> tuple[str, ...]:
+    """The usual scores, then any other F1 or accuracy the eval records hold, in log order."""
+    extra: list[str] = []
+    for record in history:
+        if isinstance(record, Mapping) and record.get("event") == "eval":
+            extra += [
+                k
+                for k in record
+                if isinstance(k, str)
+                and (k.endswith("_f1") or k.endswith("accuracy"))
+                and k not in _EVAL_METRICS
+                and k not in extra
+            ]
+    return (*_EVAL_METRICS, *extra)
+
+
 def _distinct_curves(
-    evals: Mapping[str, Mapping[str, list[tuple[float, float]]]],
+    evals: Mapping[str, Mapping[str, list[tuple[float, float]]]], metrics: Sequence[str] = _EVAL_METRICS
 ) -> dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]]:
     """Eval metric curves by (split, metric names), one curve for metrics with identical points.
 
@@ -136,7 +161,7 @@ def _distinct_curves(
     curves: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
     for split, series in evals.items():
         groups: list[tuple[list[str], list[tuple[float, float]]]] = []
-        for key in _EVAL_METRICS:
+        for key in metrics:
             points = series.get(key)
             if not points:
                 continue
@@ -337,7 +362,7 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
 
 
 def _history_series(
-    history: Iterable[Mapping[str, Any]],
+    history: Iterable[Mapping[str, Any]], metrics: Sequence[str] = _EVAL_METRICS
 ) -> tuple[list[tuple[float, float]], dict[str, dict[str, list[tuple[float, float]]]]]:
     """Split log records into train-loss points and per-split eval points, dropping unusable ones."""
     train: list[tuple[float, float]] = []
@@ -355,7 +380,7 @@ def _history_series(
                 train.append((step, loss))
         elif event == "eval":
             series = evals.setdefault(str(record.get("split") or "dev"), {})
-            for key in ("loss", *_EVAL_METRICS):
+            for key in ("loss", *metrics):
                 value = finite_number(record.get(key))
                 if value is not None:
                     series.setdefault(key, []).append((step, value))

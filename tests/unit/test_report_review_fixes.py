@@ -168,3 +168,17 @@ def test_the_training_plot_draws_the_selection_metric_and_ner_scores_by_name() -
     ]
     legend = _legend(training_curves_figure(ner, CURVE_METRICS))
     assert {"dev entity_f1", "dev token_accuracy", "dev macro_f1"} <= set(legend)  # not "accuracy = micro_f1"
+
+
+def test_an_eval_folder_keeps_a_non_ascii_file_stem(tmp_path: Path) -> None:
+    from tunelab.evaluate.on_run import report_folder
+
+    first = report_folder(tmp_path / "evals", tmp_path / "测试集.csv")
+    second = report_folder(tmp_path / "evals", tmp_path / "验证集.csv")
+    assert (first.name, second.name) == ("测试集", "验证集")  # both were "_" and "_-2"
+
+
+def test_an_evaluation_inside_a_late_epoch_is_named_by_its_epoch() -> None:
+    from tunelab.evaluate.diagnose import _when
+
+    assert _when({"epoch": 12.5, "step": 250}) == "epoch 12.5 (step 250)"  # it said "epoch 12"

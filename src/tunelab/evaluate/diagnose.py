@@ -54,7 +54,7 @@ def _when(record: Mapping[str, Any]) -> str:
         return f"step {step:g}" if step is not None else "an evaluation"
     if float(epoch).is_integer() or step is None:
         return f"epoch {epoch:g}"
-    return f"epoch {epoch:.2g} (step {step:g})"
+    return f"epoch {round(epoch, 2):g} (step {step:g})"  # 12.5, not .2g's "12"
 
 
 def _overfitting(evals: list[Mapping[str, Any]], train: list[tuple[float, float]], split: str) -> str | None:

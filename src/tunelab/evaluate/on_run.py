@@ -121,7 +121,9 @@ def report_folder(evals: Path, data: str | Path) -> Path:
     existed, or being claimed right now) counts as another file's.
     """
     source = str(Path(data).resolve())
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).stem) or "data"
+    # Letters of any script stay (测试集.csv -> evals/测试集, as the README says); only what a
+    # folder name should not hold (separators, spaces, control characters) becomes "_".
+    stem = re.sub(r"[^\w.-]+", "_", Path(data).stem).strip(".") or "data"
     evals.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:

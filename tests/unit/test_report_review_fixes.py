@@ -182,3 +182,30 @@ def test_an_evaluation_inside_a_late_epoch_is_named_by_its_epoch() -> None:
     from tunelab.evaluate.diagnose import _when
 
     assert _when({"epoch": 12.5, "step": 250}) == "epoch 12.5 (step 250)"  # it said "epoch 12"
+
+
+def test_eval_reports_of_zero_shot_and_ensemble_folders_show_no_training_recipe(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tunelab.config import RunConfig
+    from tunelab.evaluate.run_context import eval_context
+    from tunelab.runs import RunFolder
+
+    task = SimpleNamespace(mistakes=lambda *args, **kwargs: None)
+
+    def context(method: str, summary: dict) -> dict:
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "run.json").write_text(json.dumps(summary), encoding="utf-8")
+        cfg = RunConfig.from_dict({"method": {"name": method}}) if method != "zeroshot" else RunConfig()
+        if method == "zeroshot":
+            cfg.method.name = "zeroshot"
+        predictor = SimpleNamespace(
+            config=cfg, run=RunFolder(tmp_path / method), task=task, labels=None, threshold=None
+        )
+        return eval_context(predictor, None, None, None).hyperparameters
+
+    zero = context("zeroshot", {})
+    assert "epochs" not in zero and zero["method"] == "zeroshot (not trained)"
+    members = [{"path": "runs/a", "temperature": 1.5}, {"path": "runs/b", "temperature": 0.8}]
+    ensemble = context("full", {"format": "ensemble", "members": members})
+    assert ensemble == {"member 1": "runs/a (temperature 1.5)", "member 2": "runs/b (temperature 0.8)"}

@@ -165,17 +165,34 @@ def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportC
     from tunelab.methods import available_methods, get_method
 
     cfg, run = predictor.config, predictor.run
-    # A run that was not fine-tuned (method zeroshot, tunelab.zeroshot) has no method's default.
+    summary = run.read_summary()
+    # A run that was not fine-tuned (method zeroshot, tunelab.zeroshot) has no training recipe to
+    # show, and an ensemble's config is its first member's: its members are what made it.
     trained = cfg.method.name in available_methods()
-    return ReportContext(
-        hyperparameters=hyperparameters(
+    members = summary.get("members")
+    if isinstance(members, list):
+        recipe: dict[str, Any] = {f"member {i}": _member(m) for i, m in enumerate(members, start=1)}
+    elif trained:
+        recipe = hyperparameters(
             cfg,
-            default_learning_rate=get_method(cfg.method.name).default_learning_rate if trained else None,
-            head_init=run.read_summary().get("head_init"),
-        ),
+            default_learning_rate=get_method(cfg.method.name).default_learning_rate,
+            head_init=summary.get("head_init"),
+        )
+    else:
+        recipe = {"model": cfg.model.name, "method": cfg.method.name + " (not trained)"}
+    return ReportContext(
+        hyperparameters=recipe,
         data_summary=saved_data_summary(run.root),
         data_title="The run's training data",
         mistakes=predictor.task.mistakes(
             logits, enc, dataset, predictor.labels, threshold=predictor.threshold
         ),
     )
+
+
+def _member(member: Any) -> str:
+    """An ensemble member as the report's table shows it: its run and calibration temperature."""
+    if not isinstance(member, dict):
+        return str(member)
+    t = member.get("temperature")
+    return f"{member.get('path', '?')}" + (f" (temperature {t:.3g})" if isinstance(t, int | float) else "")

@@ -271,13 +271,13 @@ def test_trials_keep_test_texts_out_of_their_augmented_rows_without_scoring_test
 
     import pandas as pd
 
-    from conftest import CLASS_WORDS
-
+    # Not imported from conftest: in the whole suite that name is another folder's conftest.
+    words = {"sports": ["football", "tennis", "goal", "match"], "food": ["pizza", "bread", "cheese", "soup"]}
     rng = random.Random(0)
     train, test = [], []
-    for label, words in CLASS_WORDS.items():
+    for label, pool in words.items():
         for i in range(20):
-            a, b = rng.sample(words, 2)
+            a, b = rng.sample(pool, 2)
             train.append({"text": f"{a} {b}", "label": label})
             if i < 4:
                 test.append({"text": f"{b} {a}", "label": label})

@@ -114,10 +114,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
             errors.append(exc)
     try:
         checked.model = resolve_model(cfg.model.name)
-        extra = 0
-        if checked.method is not None and checked.method.extra_positions is not None and checked.options:
-            extra = checked.method.extra_positions(checked.options)
-        check_max_length(cfg, checked.model.path, extra=extra)
+        check_positions(cfg, checked.model.path, checked.method, checked.options)
     except TunelabError as exc:
         errors.append(exc)
     try:
@@ -144,6 +141,15 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         except TunelabError as exc:
             errors.append(exc)
     return checked
+
+
+def check_positions(cfg: RunConfig, path: Path, method: Any, options: Any) -> None:
+    """``model.max_length`` plus the positions ``method`` adds before the text (a prompt's
+    virtual tokens; none when the method or its options are unknown) fit the model's."""
+    extra = 0
+    if method is not None and method.extra_positions is not None and options:
+        extra = method.extra_positions(options)
+    check_max_length(cfg, path, extra=extra)
 
 
 def check_max_length(cfg: RunConfig, path: Path, *, extra: int = 0) -> None:

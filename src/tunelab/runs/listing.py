@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,6 @@ def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
 
 
 def _timestamp(when: str | None, mtime: float) -> float:
-    from datetime import datetime
-
     if when is None:
         return mtime
     try:

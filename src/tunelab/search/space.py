@@ -209,7 +209,7 @@ def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
     dev data, and ``model.max_length`` (plus the method's positions) against the model's."""
     from tunelab.methods import get_method
     from tunelab.models import resolve_model
-    from tunelab.preflight import check_max_length
+    from tunelab.preflight import check_positions
     from tunelab.tasks import get_task
 
     method = get_method(cfg.method.name)
@@ -218,8 +218,7 @@ def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
     check_dev(cfg)
     if cfg.model.name not in models:
         models[cfg.model.name] = resolve_model(cfg.model.name).path
-    extra = method.extra_positions(options) if method.extra_positions is not None and options else 0
-    check_max_length(cfg, models[cfg.model.name], extra=extra)
+    check_positions(cfg, models[cfg.model.name], method, options)
 
 
 NO_DEV = (

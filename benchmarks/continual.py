@@ -22,6 +22,8 @@ Runs already in ``--out`` are reused, so a killed benchmark goes on where it sto
     .venv/bin/python benchmarks/continual.py                  # R in {20, 50, 100}, W in {0.3, 1}
     .venv/bin/python benchmarks/continual.py --rehearsal 50 --set train.class_weights=true --tag=-cw \
         --dev-only
+    .venv/bin/python benchmarks/continual.py --out DIR --rehearsal all --continued-epochs 1.5 \
+        --distill 0.3             # every stored row replayed: the recipe that met the target (README)
     .venv/bin/python benchmarks/continual.py --rows-per-class 8 --epochs 1 --continued-epochs 1 --model TINY \
         --out /tmp/c  # smoke
 """
@@ -113,12 +115,29 @@ def _same_recipe(run: Path, args: list[str], *, at_least: tuple[str, ...] = ()) 
             continue
         have, value = saved[section][field], yaml.safe_load(text)
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
-        if numbers:
+        if key in at_least and have == "all":  # every row stored: any number of them will do
+            same = True
+        elif numbers:
             same = have >= value if key in at_least else float(have) == float(value)
         else:
             same = have == value
         if not same:
             sys.exit(f"{run}: trained with {key}={have}, not {text}; use another --out or delete that run")
+
+
+def _rows_per_label(text: str) -> int | str:
+    """``--rehearsal`` values: a whole number of rows per old intent, or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a whole number of rows or all") from None
+
+
+def _most(values: list[int | str]) -> int | str:
+    """The largest sample asked for, ``all`` above every number: what ``first`` must store."""
+    return "all" if "all" in values else max(int(v) for v in values)
 
 
 def accuracies(run: Path, table: pd.DataFrame, old: list[str], new: list[str]) -> dict[str, float]:
@@ -150,7 +169,11 @@ def main() -> int:
         "--continued-epochs", type=float, default=2.0, help="train.epochs of the continued runs"
     )
     parser.add_argument(
-        "--rehearsal", type=int, nargs="+", default=[20, 50, 100], help="R candidates (rows per old intent)"
+        "--rehearsal",
+        type=_rows_per_label,
+        nargs="+",
+        default=[20, 50, 100],
+        help="R candidates (rows per old intent, or all: every stored row)",
     )
     parser.add_argument("--distill", type=float, nargs="+", default=[0.3, 1.0], help="W candidates")
     parser.add_argument("--rows-per-class", type=int, default=None, help="train on at most N rows per intent")
@@ -179,7 +202,7 @@ def main() -> int:
         out,
         "first",
         [str(CONFIG), *scratch, f"data.train={out / 'old_train.csv'}", f"data.dev={out / 'old_dev.csv'}",
-         f"continual.rehearsal={max(args.rehearsal)}"],
+         f"continual.rehearsal={_most(args.rehearsal)}"],
         at_least=("continual.rehearsal",),
     )  # fmt: skip
 
@@ -217,7 +240,7 @@ def main() -> int:
         f"rehearsal-r{r}": cont(f"rehearsal-r{r}", f"continual.rehearsal={r}") for r in args.rehearsal
     }
     chosen_r = choose(rehearsal)
-    r = int(chosen_r.removeprefix("rehearsal-r").removesuffix(args.tag))
+    r = chosen_r.removeprefix("rehearsal-r").removesuffix(args.tag)
     runs["rehearsal"] = rehearsal[chosen_r]
     distill = {
         f"distill-r{r}-w{w:g}": cont(

@@ -359,7 +359,8 @@ class ContinualConfig:
     # Rows per label kept in the run folder, and replayed from the previous run's sample. 50: on
     # BANKING77's dev split (benchmarks/continual.py) 50 a label beat 20 by 2.2 points over the 77
     # intents and matched retraining on everything; 100 gained nothing more.
-    rehearsal: int = 50
+    # `all`: every training row (the recipe that met the forgetting target, README).
+    rehearsal: int | str = 50
     # A total instead (spread evenly over the labels); null: `rehearsal` per label.
     rehearsal_total: int | None = None
     # Weight of the distillation penalty: the old labels' logits against the previous model's.
@@ -376,7 +377,16 @@ class ContinualConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _check(p, self.rehearsal >= 0, f"rehearsal={self.rehearsal} (use 0 or more rows per label)")
+        if isinstance(self.rehearsal, float) and self.rehearsal.is_integer():
+            self.rehearsal = int(self.rehearsal)
+        if isinstance(self.rehearsal, str) and self.rehearsal.strip().lower() == "all":
+            self.rehearsal = "all"
+        rows = self.rehearsal
+        _check(
+            p,
+            rows == "all" or (isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0),
+            f"rehearsal={self.rehearsal!r} (use 0 or more rows per label, or all)",
+        )
         _check(
             p,
             self.rehearsal_total is None or self.rehearsal_total >= 0,
@@ -391,7 +401,7 @@ class ContinualConfig:
         _check(p, self.ewc >= 0, f"ewc={self.ewc} (use a weight >= 0, e.g. 100)")
         _check(p, self.head in ("copy", "probe"), f"head={self.head!r} (use copy or probe)")
         # rehearsal_total, when given, takes precedence over rehearsal (0 asks for no rows too)
-        asks_rows = (self.rehearsal_total if self.rehearsal_total is not None else self.rehearsal) > 0
+        asks_rows = self.rehearsal_total > 0 if self.rehearsal_total is not None else self.rehearsal != 0
         _check(
             p,
             not (self.head == "probe" and not asks_rows),
@@ -423,6 +433,11 @@ class ContinualConfig:
             "has no previous model to keep: remove them",
         )
         _raise_if(p, "continual")
+
+    @property
+    def rehearsal_per_label(self) -> int | None:
+        """Rows a label to store and replay; None: every row (``rehearsal: all``)."""
+        return None if self.rehearsal == "all" else int(self.rehearsal)
 
 
 @dataclass

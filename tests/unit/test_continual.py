@@ -175,6 +175,52 @@ def test_rehearsal_rows_come_from_the_stored_sample_stratified(first) -> None:
     assert not read_rehearsal(previous, labels, ContinualConfig(rehearsal=0), seed=0).texts
 
 
+def test_rehearsal_all_stores_and_replays_every_row(
+    tiny_bert: Path, tmp_path: Path, text_maker, tiny_overrides, new_csv: Path
+) -> None:
+    """`continual.rehearsal=all`: the whole training split is stored, then replayed in full."""
+    train = _csv(tmp_path / "old.csv", OLD, 12, 3, text_maker)
+    overrides = tiny_overrides(tiny_bert, train, None, tmp_path / "runs", "name=every", epochs=1)
+    run = tunelab.train(overrides=[*overrides, "continual.rehearsal=all"], show_progress=False).run_dir
+    assert json.loads((run / "config.json").read_text())["continual"]["rehearsal"] == "all"
+    stored = _stored(run)
+    rows = json.loads((run / "run.json").read_text())["rows"]
+    assert rows["dev"] > 0 and len(stored) == rows["train"] == 24 - rows["dev"]  # every training row
+    training_texts = {r["text"] for r in stored}
+    assert training_texts < set(pd.read_csv(train)["text"])
+    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    previous = Previous(run, cfg, LabelMap.load(run / "labels.json"), {})
+    replayed = read_rehearsal(previous, LabelMap([*OLD, NEW]), ContinualConfig(rehearsal="all"), seed=0)
+    assert sorted(replayed.texts) == sorted(training_texts)
+    # the same rows, in the same order, as a number above every label's count (README's figures)
+    larger = read_rehearsal(previous, LabelMap([*OLD, NEW]), ContinualConfig(rehearsal=1000), seed=0)
+    assert larger.texts == replayed.texts
+    # a continued run inherits `all` and trains on every stored row plus the new ones
+    more = tunelab.train(
+        from_run=run,
+        overrides=[f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", "name=more", "train.epochs=1"],
+        show_progress=False,
+    ).run_dir
+    summary = json.loads((more / "run.json").read_text())
+    assert summary["continual"]["rehearsal_rows"] == len(stored)
+    # `all` inherited: the continued run stores every one of its training rows, old and new
+    assert summary["rows"]["train"] > len(stored) and len(_stored(more)) == summary["rows"]["train"]
+    assert {r["text"] for r in _stored(more)} >= training_texts
+
+
+@pytest.mark.parametrize(("value", "expected"), [("all", "all"), ("ALL", "all"), (7, 7), (7.0, 7), (0, 0)])
+def test_rehearsal_takes_a_number_of_rows_or_all(value: Any, expected: Any) -> None:
+    cc = RunConfig.from_dict({"continual": {"rehearsal": value}}).continual
+    assert cc.rehearsal == expected
+    assert cc.rehearsal_per_label == (None if expected == "all" else expected)
+
+
+@pytest.mark.parametrize("value", ["some", -1, 2.5, True, [3]])
+def test_rehearsal_that_is_neither_rows_nor_all_is_refused(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"continual.*rehearsal=.*\(use 0 or more rows per label, or all\)"):
+        RunConfig.from_dict({"continual": {"rehearsal": value}})
+
+
 @pytest.mark.parametrize(
     ("extra", "error", "fragment"),
     [

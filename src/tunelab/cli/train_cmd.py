@@ -26,7 +26,7 @@ overrides use the config's section.field names: data.*, model.*, method (name or
 train.*, augment.*, continual.*, self_training.*, output_dir, name. `tunelab validate CONFIG` checks
 a config without training.
 --from RUN keeps RUN's settings and label ids (new labels are appended), replays a stratified sample
-of its training rows (continual.rehearsal per label) and names the new data with data.train=...
+of its training rows (continual.rehearsal per label, or all) and names the new data with data.train=...
 """
 
 

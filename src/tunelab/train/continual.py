@@ -225,8 +225,12 @@ def _group_key(label: Any) -> Any:
     return (label[0] if label else None) if isinstance(label, list) else label
 
 
-def stratified_sample(dataset: Dataset, *, per_class: int, total: int | None, seed: int) -> list[int]:
+def stratified_sample(
+    dataset: Dataset, *, per_class: int | None, total: int | None, seed: int
+) -> list[int]:
     """Positions of a seeded sample with up to ``per_class`` rows of each label (in file order).
+
+    ``per_class`` None (``continual.rehearsal: all``) keeps every row.
 
     With ``total``, that many rows spread evenly over the labels instead (the first labels of a
     seeded order get one more when it does not divide). A multi-label row counts for its first
@@ -237,7 +241,7 @@ def stratified_sample(dataset: Dataset, *, per_class: int, total: int | None, se
         groups[_group_key(label)].append(i)
     rng = random.Random(seed)
     keys = sorted(groups, key=lambda k: (k is None, k if k is not None else 0))
-    quota = {k: per_class for k in keys}
+    quota = {k: len(groups[k]) if per_class is None else per_class for k in keys}
     if total is not None and keys:
         base, extra = divmod(total, len(keys))
         bonus = set(rng.sample(keys, extra))
@@ -259,7 +263,7 @@ def write_rehearsal(
     """
     if not isinstance(dataset, Dataset):  # token classification: no sample (see open_previous)
         return 0
-    picked = stratified_sample(dataset, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
+    picked = stratified_sample(dataset, per_class=cc.rehearsal_per_label, total=cc.rehearsal_total, seed=seed)
     lines = []
     for i in picked:
         label = dataset.labels[i]  # type: ignore[index]
@@ -314,7 +318,7 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
         rows.append(row)
     pairs = [r.get("text_pair", "") for r in rows] if rows and "text_pair" in rows[0] else None
     stored = Dataset(texts=[r["text"] for r in rows], text_pairs=pairs, labels=ids, source=str(path))
-    keep = stratified_sample(stored, per_class=cc.rehearsal, total=cc.rehearsal_total, seed=seed)
+    keep = stratified_sample(stored, per_class=cc.rehearsal_per_label, total=cc.rehearsal_total, seed=seed)
     return stored.take(keep)
 
 
@@ -326,7 +330,7 @@ def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
     for fewer, or its labels had fewer training rows) it replays what is there and says so instead
     of quietly replaying less, or nothing. ``rehearsal_total`` (even 0) asks for a total instead.
     """
-    if cc.rehearsal_total is not None or not cc.rehearsal:
+    if cc.rehearsal_total is not None or cc.rehearsal_per_label is None or not cc.rehearsal:
         return None
     if not rehearsal.labels:
         return (

@@ -122,6 +122,52 @@ def test_a_resume_whose_data_gained_a_label_is_refused_and_keeps_its_labels(
     assert (partial / "labels.json").read_text() == began
 
 
+@pytest.mark.parametrize("change", ["edit_a_row", "drop_rows", "edit_dev"])
+def test_a_resume_whose_rows_changed_with_the_same_labels_is_refused(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path, killed_at_first_checkpoint, change: str
+) -> None:
+    """The labels check missed an edited or dropped row: the checkpoint's epoch position and dev
+    scores then belonged to other rows, and the finished run described no dataset."""
+    train, test = labelled_csvs
+    mine, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    shutil.copy(train, mine)
+    shutil.copy(test, dev)
+    partial = killed_at_first_checkpoint(
+        tiny_overrides(
+            tiny_bert, mine, None, tmp_path / "runs", "name=rows", f"data.dev={dev}",
+            "train.checkpoint_steps=2", epochs=2,
+        )
+    )  # fmt: skip
+    target = dev if change == "edit_dev" else mine
+    rows = pd.read_csv(target)
+    if change == "drop_rows":
+        rows = rows.iloc[2:]
+    else:
+        rows.loc[0, "text"] = rows.loc[0, "text"] + " (fixed)"
+    rows.to_csv(target, index=False)
+    split = "dev" if change == "edit_dev" else "train"
+    with pytest.raises(
+        RunError, match=rf"the data changed since the run began: {split} \({re.escape(str(target))}\)"
+    ):
+        tunelab.train(resume=partial, show_progress=False)
+    assert partial.is_dir() and not (tmp_path / "runs" / "rows").exists()
+
+
+def test_a_resume_of_unchanged_data_goes_on(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path, killed_at_first_checkpoint
+) -> None:
+    train, _ = labelled_csvs
+    partial = killed_at_first_checkpoint(
+        tiny_overrides(
+            tiny_bert, train, None, tmp_path / "runs", "name=same", "train.checkpoint_steps=2", epochs=1
+        )
+    )
+    began = json.loads((partial / "run.json").read_text())["data_fingerprint"]
+    assert set(began) == {"train", "dev", "test"} and began["train"] and began["test"] is None
+    result = tunelab.train(resume=partial, show_progress=False)
+    assert result.summary["status"] == "finished"
+
+
 @pytest.mark.parametrize(
     ("override", "says"),
     [("output_dir=null", "output_dir=None"), ("name=a/b", "name='a/b'"), ("name=..", "name='..'")],

@@ -225,9 +225,7 @@ def _group_key(label: Any) -> Any:
     return (label[0] if label else None) if isinstance(label, list) else label
 
 
-def stratified_sample(
-    dataset: Dataset, *, per_class: int | None, total: int | None, seed: int
-) -> list[int]:
+def stratified_sample(dataset: Dataset, *, per_class: int | None, total: int | None, seed: int) -> list[int]:
     """Positions of a seeded sample with up to ``per_class`` rows of each label (in file order).
 
     ``per_class`` None (``continual.rehearsal: all``) keeps every row.

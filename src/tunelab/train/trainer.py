@@ -34,6 +34,8 @@ from tunelab.preflight import check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
+from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
+from tunelab.train.data_fingerprint import check_same_data, split_fingerprints
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import fitted_head
@@ -145,6 +147,15 @@ def train(
     options, task, splits = checked.options, checked.task, checked.splits
     if run is not None and run.labels_json.is_file():
         _check_same_labels(run, splits.labels, cfg)
+    data_fingerprint = split_fingerprints(splits, checked.unlabeled)
+    if run is not None and restored:  # the checkpoint's epoch position and dev scores need the same rows
+        files = {
+            "train": cfg.data.train,
+            "dev": cfg.data.dev or f"carved from {cfg.data.train}",
+            "test": cfg.data.test or f"carved from {cfg.data.train}",
+            "unlabeled": cfg.self_training.unlabeled,
+        }
+        check_same_data(str(run.root), previous.get(DATA_KEY), data_fingerprint, files)
     resolved: ResolvedModel = checked.model
     if splits.dev is None and cfg.train.patience is not None:
         logger.info("no dev data: early stopping is off, the last weights are kept")
@@ -244,6 +255,7 @@ def train(
             head_init=head_init,
             probe_accuracy=probe_accuracy,
             base_fingerprint=base_fingerprint,
+            data_fingerprint=data_fingerprint,
             augmentation=augmentation,
             self_training=self_training,
             precision=precision,
@@ -274,6 +286,7 @@ def _train_in(
     head_init: str,
     probe_accuracy: float | None,
     base_fingerprint: str | None,
+    data_fingerprint: dict[str, str | None],
     augmentation: dict[str, Any] | None,
     self_training: dict[str, Any] | None,
     precision: Precision,
@@ -302,6 +315,7 @@ def _train_in(
             "probe_train_accuracy": probe_accuracy,
             "model_path_at_training": str(resolved.path),
             "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
+            DATA_KEY: data_fingerprint,  # the rows as read: a resume from a checkpoint compares them
             "precision": precision.name,
         }
     )

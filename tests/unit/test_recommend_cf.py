@@ -59,6 +59,15 @@ def test_a_bpr_user_folded_in_keeps_the_item_bias_term() -> None:
     )
 
 
+def test_bpr_gives_the_same_factors_for_the_same_seed() -> None:
+    """Fitted with every core, implicit's Hogwild BPR gave other factors on each build."""
+    users, items = planted(users=200, items=120)
+    cfg = CFSection(algorithm="bpr", factors=16, iterations=60)
+    first, second = (fit_cf(users, items, 120, cfg) for _ in range(2))
+    np.testing.assert_array_equal(first.item_factors, second.item_factors)
+    np.testing.assert_array_equal(first.user_factors, second.user_factors)
+
+
 def test_ease_factors_survive_save_and_load(tmp_path) -> None:
     users, items = planted()
     cfg = CFSection(algorithm="ease", factors=8)

@@ -177,14 +177,21 @@ EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["user_id", "item_id"],
     "properties": {
-        "user_id": ID_SCHEMA,
-        "item_id": {**ID_SCHEMA, "description": "an item the recommender has (else rejected: unknown_item)"},
+        "user_id": {"anyOf": [ID_SCHEMA, {"type": "number"}], "description": "a whole number is its digits"},
+        "item_id": {
+            "anyOf": [ID_SCHEMA, {"type": "number"}],
+            "description": "an item the recommender has (else rejected: unknown_item)",
+        },
         "time": {
             "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}],
             "description": "ISO 8601 (no offset: UTC) or epoch seconds; default now",
         },
         "rating": {"type": ["number", "null"]},
-        "event": {"type": ["string", "null"], "maxLength": 50, "description": "click, purchase, ..."},
+        "event": {
+            "type": ["string", "number", "null"],
+            "maxLength": 50,
+            "description": "click, purchase, ... or a numeric code",
+        },
     },
 }
 
@@ -203,8 +210,22 @@ class EventIn(BaseModel):
     @field_validator("user_id", "item_id", mode="before")
     @classmethod
     def _whole_number_ids(cls, value: Any) -> Any:
-        # MovieLens-style ids are numbers in the files; a client sending {"user_id": 42} means "42"
+        # MovieLens-style ids are numbers in the files; a client sending {"user_id": 42} means "42",
+        # and 42.0 (a JSON number from a float column) means it too, as the build reads such cells
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _numeric_event_codes(cls, value: Any) -> Any:
+        # Event codes may be numbers in the files (the build reads the cell as text, and a rule
+        # `event in [1, 2]` compares numbers as numbers): {"event": 1} is the code "1".
+        if isinstance(value, bool):
+            return value  # refused by the str field: true is no event code
+        if isinstance(value, float) and math.isfinite(value):
+            return str(int(value)) if value.is_integer() else str(value)
+        return str(value) if isinstance(value, int) else value
 
     @field_validator("user_id", "item_id")
     @classmethod

@@ -101,7 +101,7 @@ def build(
             min_positives=cfg.split.min_positives,
         )
         train, val, held_test = sp.train, sp.val, sp.test
-        split_report.update(test=len(sp.test), dropped_after_cutoff=sp.dropped)
+        split_report.update(test=len(sp.test), dropped_after_cutoff=sp.dropped, repeated_held_out=sp.repeated)
     if val is not None and "positive" in val:
         val = val[val["positive"]]
     if val is None or val.empty:

@@ -239,12 +239,15 @@ def _new_model(cfg: CFSection) -> Any:
             random_state=cfg.seed,
             use_gpu=False,
         )
+    # One thread: implicit's BPR runs Hogwild SGD across threads, so with more than one the same
+    # seed gave other factors (and rankings) on every build; at these sizes it fits in seconds.
     return implicit.bpr.BayesianPersonalizedRanking(
         factors=cfg.factors,
         learning_rate=cfg.learning_rate,
         regularization=cfg.regularization,
         iterations=cfg.iterations,
         random_state=cfg.seed,
+        num_threads=1,
         use_gpu=False,
     )
 

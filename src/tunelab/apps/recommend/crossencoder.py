@@ -123,7 +123,10 @@ class CrossScorer:
         device = pick_device(device, loading=True)
         from sentence_transformers.cross_encoder import CrossEncoder
 
-        model = CrossEncoder(str(Path(folder) / FOLDER), max_length=max_length, device="cpu")
+        path = Path(folder) / FOLDER
+        if not path.is_dir():  # else taken for a hub id (see TextModel.load)
+            raise FileNotFoundError(f"no {FOLDER}/ folder")
+        model = CrossEncoder(str(path), max_length=max_length, device="cpu", local_files_only=True)
         return cls(model, max_length=max_length, device=device)
 
 

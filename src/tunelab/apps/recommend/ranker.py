@@ -272,6 +272,11 @@ def training_rows(
             continue
         seen = np.zeros(n, dtype=bool)
         seen[rec._seen_indices(user)] = True
+        # An item already in the user's history is never in a ranking (exclude_seen): as a positive
+        # row it would teach a match serving never meets (the split leaves such rows out too).
+        positives = positives[~seen[positives]]
+        if len(positives) == 0:
+            continue
         blocked = seen.copy()
         blocked[positives] = True
         free = np.flatnonzero(~blocked)

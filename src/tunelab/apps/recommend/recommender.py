@@ -31,9 +31,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import pickle
 import sqlite3
 import threading
 import time as _time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ from tunelab.apps.recommend.live import FILE as LIVE_FILE
 from tunelab.apps.recommend.live import LiveStore
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import ConfigError, DataError, first_line
 
 META = "recommender.json"
 REPORT = "build_report.json"
@@ -108,7 +110,18 @@ class _History:
         self.version += 1
 
     def positives(self) -> list[int]:
-        return [i for i, p in zip(self.items, self.positive, strict=True) if p]
+        """The items the user engaged with positively, each once, ordered by their latest positive.
+
+        A repeated positive (three events on one item) counted three times: the query repeated
+        that item's text and pushed the rest of the user's taste out of it, and reasons named it
+        three times.
+        """
+        latest: dict[int, None] = {}
+        for item, positive in zip(self.items, self.positive, strict=True):
+            if positive:
+                latest.pop(item, None)
+                latest[item] = None
+        return list(latest)
 
 
 class Recommender:
@@ -211,9 +224,13 @@ class Recommender:
                     report=meta.get("cross_encoder"),
                 ),
             )
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        except (
+            OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError,
+            pickle.UnpicklingError, zipfile.BadZipFile,
+        ) as exc:  # fmt: skip
             raise ConfigError(
-                f"{root}: a damaged recommender folder ({type(exc).__name__}: {exc}); build it again"
+                f"{root}: a damaged recommender folder ({type(exc).__name__}: {first_line(exc)}); "
+                "build it again"
             ) from None
         try:
             rec._sync()
@@ -809,9 +826,12 @@ def _event_time(value: Any) -> float:
         with contextlib.suppress(ValueError):
             value = float(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not np.isfinite(value):
+        try:
+            when = float(value)  # an int past float's range (10**400) raises OverflowError
+        except OverflowError:
+            raise DataError("time is too large to be epoch seconds") from None
+        if not np.isfinite(when):
             raise DataError(f"time {value!r} is not a finite number")
-        when = float(value)
     else:
         try:
             stamp = pd.Timestamp(str(value))

@@ -10,6 +10,11 @@ Non-positive interactions (a low rating, a view) dated before the user's first h
 stay in train (they are history: seen items, hard negatives); the ones after it are left out of
 every frame, since they happened after the moment each held-out positive is predicted from. So
 ``val`` and ``test`` hold positives only.
+
+A held-out positive on an item the user already has in train (a repeated rating, a second click or
+purchase) is left out too, and so is a second held-out positive on one item: a ranking never shows
+a seen item, so such a row only taught the ranker (fitted on validation) a match that serving never
+meets and counted as a miss in test. They are counted in ``repeated``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ class Split:
 
     Attributes:
         dropped: non-positive interactions dated after a user's first held-out positive (in no frame).
+        repeated: held-out positives on an item the user had before (in no frame).
     """
 
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
     dropped: int = 0
+    repeated: int = 0
 
 
 def _count(n: int, frac: float) -> int:
@@ -57,8 +64,9 @@ def split_chronological(
         raise ValueError(f"test_frac {test_frac} and val_frac {val_frac} must be >= 0 and sum to < 1")
     frame = interactions.sort_values(["user_id", "time", "item_id"], kind="stable").reset_index(drop=True)
     positive = frame["positive"].to_numpy(dtype=bool)
-    part = np.zeros(len(frame), dtype=np.int8)  # 0 train, 1 val, 2 test, -1 dropped
+    part = np.zeros(len(frame), dtype=np.int8)  # 0 train, 1 val, 2 test, -1 dropped, -3 repeated
     users = frame["user_id"].to_numpy()
+    items = frame["item_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     ends = np.r_[starts[1:], len(frame)]
     for start, end in zip(starts, ends, strict=True):
@@ -74,8 +82,19 @@ def split_chronological(
         part[held[n_val:]] = 2
         later = np.arange(held[0], end)
         part[later[~positive[later]]] = -1
+        had = set(items[start : held[0]])
+        for row in held:
+            if items[row] in had:
+                part[row] = -3
+            had.add(items[row])
     pick = {k: frame[part == v].reset_index(drop=True) for k, v in (("train", 0), ("val", 1), ("test", 2))}
-    return Split(pick["train"], pick["val"], pick["test"], dropped=int((part == -1).sum()))
+    return Split(
+        pick["train"],
+        pick["val"],
+        pick["test"],
+        dropped=int((part == -1).sum()),
+        repeated=int((part == -3).sum()),
+    )
 
 
 def cold_items(

@@ -115,7 +115,8 @@ def make_triples(
     candidates: list[tuple[list[str], int]] = []  # (the user's positives, target index)
     owner: dict[int, str] = {}  # id of a user's list -> the user
     for user, group in pos.groupby("user_id", sort=True):
-        ids = group["item_id"].tolist()
+        # each item once, where the user first liked it: a repeat as a target is already in its query
+        ids = list(dict.fromkeys(group["item_id"].tolist()))
         owner[id(ids)] = str(user)
         candidates.extend((ids, t) for t in range(1, len(ids)))
     if not candidates or cfg.max_pairs == 0:
@@ -217,7 +218,12 @@ class TextModel:
         device = pick_device(device, loading=True)
         from sentence_transformers import SentenceTransformer
 
-        encoder = SentenceTransformer(str(Path(folder) / cls.FOLDER), device="cpu")
+        path = Path(folder) / cls.FOLDER
+        # A missing folder was taken for a hub id: minutes of download retries (or a stranger's
+        # model of that name) instead of one line. The load() that calls this names the folder.
+        if not path.is_dir():
+            raise FileNotFoundError(f"no {cls.FOLDER}/ folder")
+        encoder = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         return cls(encoder, max_length=max_length, device=device)
 
 

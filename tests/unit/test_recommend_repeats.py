@@ -173,3 +173,27 @@ def test_an_event_time_past_floats_range_is_one_data_error(built: Path, tmp_path
     rec = Recommender.load(folder)
     with pytest.raises(DataError, match="too large to be epoch seconds"):
         rec.record_event("u1", "coo0", time=10**400, rating=5.0)
+
+
+def test_writes_after_the_folder_was_rebuilt_are_refused_not_lost(
+    built: Path, tmp_path: Path, tiny_bert: Path
+) -> None:
+    """`build --overwrite` renamed a new folder into place: the old loaded recommender wrote into
+    the deleted old live.sqlite (its 'recorded' answers lost on restart), or created one in the new
+    folder holding items encoded by the old encoder."""
+    from tunelab.apps.recommend.live import FILE, FolderReplacedError
+
+    folder = tmp_path / "rec"
+    shutil.copytree(built, folder)
+    old = Recommender.load(folder)
+    old.record_event("u1", "coo0", rating=5.0)  # the old folder's live.sqlite now holds one event
+    shutil.move(folder, tmp_path / "previous")  # what build --overwrite does: a new folder renamed in
+    shutil.copytree(built, folder)
+    with pytest.raises(FolderReplacedError, match="rebuilt or moved since this recommender was loaded"):
+        old.record_event("u2", "coo1", rating=5.0)
+    with pytest.raises(FolderReplacedError):
+        old.add_items([("new-item", {"title": "The rocket and the comet", "genres": "space"})])
+    assert not (folder / FILE).exists()  # nothing written into the new folder
+    fresh = Recommender.load(folder)  # loaded again: writes go on
+    fresh.record_event("u2", "coo1", rating=5.0)
+    assert (folder / FILE).exists()

@@ -9,12 +9,13 @@ reader catches up by reading the rows past the last sequence number it applied.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import DataError
+from tunelab.errors import DataError, RunError
 
 FILE = "live.sqlite"
 Row = tuple[Any, ...]
@@ -40,13 +41,41 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+class FolderReplacedError(RunError):
+    """The recommender folder was rebuilt (``build --overwrite``) or moved after it was loaded."""
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """The folder's (device, inode): a rebuild renames a new folder into place, with a new inode."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class LiveStore:
-    """The folder's ``live.sqlite``, created on the first write; one connection, used under a lock."""
+    """The folder's ``live.sqlite``, created on the first write; one connection, used under a lock.
+
+    Writes go only into the folder that was loaded. After ``build --overwrite`` renamed a new folder
+    into its place, a server still holding the old one wrote into the deleted old ``live.sqlite``
+    (its answers were lost on restart), or created one in the new folder holding items encoded by
+    the old encoder. Each write first checks the folder is still the one loaded (one ``stat``).
+    """
 
     def __init__(self, folder: str | Path) -> None:
-        self.path = Path(folder) / FILE
+        self.folder = Path(folder)
+        self.path = self.folder / FILE
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._loaded = _identity(self.folder)
+
+    def _check_folder(self) -> None:
+        if _identity(self.folder) != self._loaded:
+            raise FolderReplacedError(
+                f"{self.folder} was rebuilt or moved since this recommender was loaded; load it again "
+                "(restart the server) so that writes go into the current folder"
+            )
 
     def exists(self) -> bool:
         return self._conn is not None or self.path.is_file()
@@ -66,6 +95,7 @@ class LiveStore:
             DataError: an id is taken (nothing is added).
         """
         with self._lock:
+            self._check_folder()
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -92,6 +122,7 @@ class LiveStore:
 
     def add_event(self, row: dict[str, Any]) -> int:
         with self._lock:
+            self._check_folder()
             cur = self._connection().execute(
                 "INSERT INTO events (user_id, item_id, time, rating, event, positive, recorded) "
                 "VALUES (:user_id, :item_id, :time, :rating, :event, :positive, :recorded)",

@@ -62,6 +62,28 @@ def test_empty_or_non_text_is_refused(predictor: tunelab.Predictor, bad: object)
         predictor.predict(["fine", bad])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("frame", "a DataFrame; pass one column of it"),
+        ({"football match": 1}, "a mapping"),
+        (None, "NoneType is not text"),
+        (123, "int is not text"),
+    ],
+)
+def test_what_is_not_texts_is_refused_in_one_line(
+    predictor: tunelab.Predictor, bad: object, says: str
+) -> None:
+    """A DataFrame was predicted on its column names, a dict on its keys (one silent wrong
+    result); None and a number failed with a bare TypeError."""
+    import pandas as pd
+
+    if bad == "frame":
+        bad = pd.DataFrame({"text": ["football match", "pizza and cheese"]})
+    with pytest.raises(DataError, match=says):
+        predictor.predict(bad)  # type: ignore[arg-type]
+
+
 def test_predict_file_from_jsonl(predictor: tunelab.Predictor, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     rows = [{"id": 7, "text": "tennis score"}, {"id": 8, "text": "cheese salad recipe"}]

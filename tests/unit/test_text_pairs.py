@@ -102,6 +102,34 @@ def test_pairs_must_match_the_texts_and_not_be_empty(pair_model: tunelab.Predict
         pair_model.predict(["a", "b"], ["c", " "])
 
 
+def test_a_series_with_one_pair_text_pairs_every_row_with_it(pair_model: tunelab.Predictor) -> None:
+    """A string pair beside a Series was split into letters: row 0 was scored against 'c'."""
+    texts = pd.Series(["rain today", "pizza tonight"], index=[10, 11])
+    got = pair_model.predict(texts, "context 1 weather")
+    assert list(got.index) == [10, 11]
+    assert got.loc[10, "score"] == pytest.approx(
+        pair_model.predict("rain today", "context 1 weather")["score"]
+    )
+    assert got.loc[11, "score"] == pytest.approx(
+        pair_model.predict("pizza tonight", "context 1 weather")["score"]
+    )
+
+
+def test_two_series_are_paired_by_index(pair_model: tunelab.Predictor) -> None:
+    """Paired by position, texts indexed [1, 2] met the pairs indexed [2, 1] crosswise."""
+    texts = pd.Series(["rain today", "pizza tonight"], index=[1, 2])
+    pairs = pd.Series(["context 3 food", "context 1 weather"], index=[2, 1])
+    got = pair_model.predict(texts, pairs)
+    assert got.loc[1, "score"] == pytest.approx(
+        pair_model.predict("rain today", "context 1 weather")["score"]
+    )
+    assert got.loc[2, "score"] == pytest.approx(
+        pair_model.predict("pizza tonight", "context 3 food")["score"]
+    )
+    with pytest.raises(DataError, match="text_pairs' index is not texts' index"):
+        pair_model.predict(texts, pd.Series(["a", "b"], index=[7, 8]))
+
+
 def test_a_single_text_model_refuses_text_pairs(single_model: tunelab.Predictor) -> None:
     assert single_model.text_pair_column is None
     with pytest.raises(DataError, match="classifies single texts: give no text_pairs"):

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +200,8 @@ class Predictor:
             if text_pairs is not None:
                 raise DataError(f"{texts}: a file brings its own text_pair column; give no text_pairs")
             return self._predict_path(Path(texts), top_k=top_k, batch_size=batch_size)
+        _refuse_containers(texts, "texts")
+        _refuse_containers(text_pairs, "text_pairs")
         if _is_series(texts):
             return self._predict_series(texts, text_pairs, top_k=top_k, batch_size=batch_size)
         single = isinstance(texts, str)
@@ -238,7 +240,26 @@ class Predictor:
                     f"{texts.name or 'texts'}[{index!r}]: empty or not a string ({text!r}); drop or fill "
                     "such rows first, e.g. df[df[column].str.strip().astype(bool)]"
                 )
-        results = self.predict(list(texts), _as_list(text_pairs), top_k=top_k, batch_size=batch_size)
+        if isinstance(text_pairs, str):  # one second text for every row, not one per letter
+            pairs: list[str] | None = [text_pairs] * len(texts)
+        elif _is_series(text_pairs):
+            if not text_pairs.index.equals(texts.index):
+                same_rows = (
+                    texts.index.is_unique
+                    and text_pairs.index.is_unique
+                    and len(text_pairs) == len(texts)
+                    and set(text_pairs.index) == set(texts.index)
+                )
+                if not same_rows:
+                    raise DataError(
+                        "text_pairs' index is not texts' index: give two columns of one DataFrame, or "
+                        "reset both indexes (series.reset_index(drop=True))"
+                    )
+                text_pairs = text_pairs.reindex(texts.index)  # paired by index, as results are
+            pairs = list(text_pairs)
+        else:
+            pairs = _as_list(text_pairs)
+        results = self.predict(list(texts), pairs, top_k=top_k, batch_size=batch_size)
         return pd.DataFrame(results, index=texts.index)
 
     def _predict_path(self, path: Path, *, top_k: int, batch_size: int) -> pd.DataFrame:
@@ -315,3 +336,25 @@ def _is_series(value: Any) -> bool:
 
 def _as_list(values: Any) -> list[str] | None:
     return None if values is None else list(values)
+
+
+def _refuse_containers(value: Any, what: str) -> None:
+    """A DataFrame or a mapping iterates as its column names or keys, and a number or None not at
+    all: each was predicted on its names (one silent wrong result) or failed with a TypeError.
+
+    Raises:
+        DataError: naming what to pass instead.
+    """
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.DataFrame):
+        raise DataError(f"{what}: a DataFrame; pass one column of it, e.g. df['text']")
+    if isinstance(value, Mapping):
+        raise DataError(f"{what}: a mapping; pass a text, a list of texts or a column")
+    if value is None and what == "text_pairs":
+        return
+    if isinstance(value, str | os.PathLike) or _is_series(value):
+        return
+    if value is None or isinstance(value, bytes) or not isinstance(value, Iterable):
+        raise DataError(
+            f"{what}: {type(value).__name__} is not text; pass a text, a list of texts, a column or a Path"
+        )

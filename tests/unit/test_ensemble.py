@@ -306,3 +306,40 @@ def test_an_out_folder_inside_a_member_is_refused_in_one_line(members, tmp_path)
     with pytest.raises(RunError, match=r"--out .*cp/ens: inside member .*cp \(or holding it\)"):
         ensemble([copy, members[1]], copy / "ens")
     assert not (copy / "ens").exists() and not (copy / "ens.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "says"),
+    [("e.partial", "marks an unfinished run"), ("afile/e", "is a file, not a folder")],
+)
+def test_an_out_nothing_could_load_or_make_is_refused_first(members, tmp_path, out: str, says: str) -> None:
+    """`--out runs/e.partial` built a folder nothing loads (and --resume of it failed too); under
+    a file it failed with 'unexpected NotADirectoryError' after loading every member."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=says):
+        ensemble(members[:2], tmp_path / out, calibrate=False)
+    assert not (tmp_path / "e.partial").exists()
+
+
+def test_the_same_run_twice_is_refused(members, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"the same run as .*give each member once"):
+        ensemble([members[0], members[0].parent / ".." / members[0].parent.name / members[0].name],
+                 tmp_path / "twice", calibrate=False)  # fmt: skip
+
+
+def test_dev_without_calibration_is_refused_not_ignored(members, labelled_csvs, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="--dev is read to calibrate"):
+        ensemble(members[:2], tmp_path / "e", calibrate=False, dev=labelled_csvs[1])
+
+
+def test_bad_dev_options_are_refused_before_the_members_load(
+    members, labelled_csvs, tmp_path, monkeypatch
+) -> None:
+    import tunelab.inference as inference
+
+    def never(*args, **kwargs):
+        raise AssertionError("a member was loaded before the options were checked")
+
+    monkeypatch.setattr(inference, "load", never)
+    with pytest.raises(ConfigError, match=r"data\.nonsense"):
+        ensemble(members[:2], tmp_path / "e", dev=labelled_csvs[1], dev_options=["data.nonsense=1"])

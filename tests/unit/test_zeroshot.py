@@ -135,6 +135,50 @@ def test_nli_scores_each_label_as_the_zero_shot_pipeline_does(tiny_nli: Path) ->
         np.testing.assert_allclose(ours[i], [expected[h] for h in hypotheses], atol=1e-5)
 
 
+def test_nli_keeps_unknown_tokens_as_the_pipeline_does(tiny_nli: Path) -> None:
+    """The premise was cut with get_special_tokens_mask, which marks [UNK] too: an emoji vanished."""
+    from transformers import pipeline
+
+    texts = ["hello \U0001f642 world", "rain \u2603\u2603 and snow"]
+    predictor = zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_nli))
+    unk = predictor.tokenizer.unk_token_id
+    enc = predictor.encode(texts)
+    assert all(unk in ids for ids in enc.input_ids)  # the case under test
+    # the premise is the text's tokens between [CLS] and [SEP], [UNK] kept
+    assert predictor.backend.scorer._premises(enc) == [list(ids[1:-1]) for ids in enc.input_ids]
+    ours = softmax(predictor.logits(texts))
+    reference = pipeline("zero-shot-classification", model=str(tiny_nli), device="cpu")
+    hypotheses = list(DESCRIPTIONS.values())
+    for i, text in enumerate(texts):
+        out = reference(text, candidate_labels=hypotheses, hypothesis_template="This example is {}.")
+        expected = dict(zip(out["labels"], out["scores"], strict=True))
+        np.testing.assert_allclose(ours[i], [expected[h] for h in hypotheses], atol=1e-5)
+
+
+def test_a_max_length_over_the_encoders_positions_is_refused(tiny_bert: Path) -> None:
+    """It was accepted, then a long text failed at predict time with a tensor-size RuntimeError."""
+    import json
+
+    positions = json.loads((tiny_bert / "config.json").read_text())["max_position_embeddings"]
+    with pytest.raises(
+        ConfigError, match=rf"max_length={positions + 1} \(--max-length\) is over the {positions}"
+    ):
+        zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), max_length=positions + 1)
+    assert zero_shot_predictor(DESCRIPTIONS, encoder=str(tiny_bert), max_length=positions).logits(TEXTS).shape
+
+
+@pytest.mark.parametrize("out", ["zs.partial", "afile/zs"])
+def test_a_zero_shot_out_nothing_could_load_is_refused_first(
+    tiny_bert: Path, tmp_path: Path, out: str
+) -> None:
+    from tunelab.zeroshot import zero_shot
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"--out .*(marks an unfinished run|is a file, not a folder)"):
+        zero_shot(DESCRIPTIONS, tmp_path / out, encoder=str(tiny_bert))
+    assert not (tmp_path / "zs.partial").exists()
+
+
 def test_nli_needs_an_entailment_output_and_an_existing_model(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match=r"NLI model .* not found .*no such folder"):
         zero_shot_predictor(DESCRIPTIONS, nli=str(tmp_path / "missing"))

@@ -26,6 +26,7 @@ from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
+from tunelab.runs.folder import check_new_run_path
 
 try:
     import fcntl
@@ -114,14 +115,7 @@ def export(
             f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
         )
     target = Path(output) if output is not None else opts.default_output(source.root)
-    if target.name.endswith(PARTIAL_SUFFIX):
-        raise ConfigError(
-            f"--output {target}: a name ending in {PARTIAL_SUFFIX} marks an unfinished run, "
-            "which nothing loads; give another --output"
-        )
-    for parent in target.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--output {target}: {parent} is a file, not a folder; give another --output")
+    check_new_run_path(target, "--output")
     partial, lock = _claim(target)
     stages = tqdm(total=5, desc="export: load run", disable=not show_progress, unit="step")
     try:

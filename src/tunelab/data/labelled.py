@@ -129,11 +129,15 @@ def read_labelled_table(
     return Dataset(texts=parts.texts, text_pairs=parts.pairs, labels=ids, source=str(path))
 
 
-def read_texts(path: str | Path, cfg: DataConfig) -> tuple[list[str], list[str] | None, pd.DataFrame]:
+def read_texts(
+    path: str | Path, cfg: DataConfig, *, text_column_given: bool = False
+) -> tuple[list[str], list[str] | None, pd.DataFrame]:
     """Read the texts to predict; labels, if present, are ignored.
 
     The text column is ``cfg.text_column`` if the file has it, else a column named ``text``, so
-    that a plain ``{"text": ...}`` JSONL file works with any run.
+    that a plain ``{"text": ...}`` JSONL file works with any run. ``text_column_given``: the
+    user named the column (``data.text_column=...``), so a file without it is refused rather than
+    read from ``text`` (a typo predicted the wrong column without a word).
 
     Returns:
         ``(texts, text_pairs, frame)``: ``frame`` holds the rows kept (rows with empty text are
@@ -144,8 +148,10 @@ def read_texts(path: str | Path, cfg: DataConfig) -> tuple[list[str], list[str] 
         DataError: the file cannot be read or has no text column.
     """
     df = read_table(path, cfg)
-    text_column = "text" if cfg.text_column not in df.columns and "text" in df.columns else cfg.text_column
-    needed = [(text_column, "text, or a column named 'text'", "data.text_column")]
+    fallback = not text_column_given and cfg.text_column not in df.columns and "text" in df.columns
+    text_column = "text" if fallback else cfg.text_column
+    what = "text" if text_column_given else "text, or a column named 'text'"
+    needed = [(text_column, what, "data.text_column")]
     if cfg.text_pair_column:
         needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
     _require_columns(df, path, cfg, needed)

@@ -35,6 +35,7 @@ import numpy as np
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.runs import RunFolder, find_run
+from tunelab.runs.folder import check_new_run_path
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,25 @@ def ensemble(
         )
     if dev_options and dev is None:
         raise ConfigError("data.* reading options need a file to read: give --dev FILE")
-    folders = [find_run(r) for r in runs]
-    predictors = [load(f.root) for f in folders]
-    _check_compatible(folders, predictors)
+    if dev is not None and not calibrate:  # it was read for nothing, silently
+        raise ConfigError("--dev is read to calibrate the members; give --dev or --no-calibrate, not both")
+    if dev_options:  # checked before the members load (seconds each), as predict and eval do
+        from tunelab.data.file_options import parse_file_overrides
+
+        parse_file_overrides(dev_options)
     target = Path(out)
     if target.exists():
         raise RunError(f"{target} exists; delete it or give another --out")
+    check_new_run_path(target, "--out")
+    folders = [find_run(r) for r in runs]
+    seen: dict[Path, str] = {}
+    for given, folder in zip(runs, folders, strict=True):
+        root = folder.root.resolve()
+        if root in seen:  # one run counted twice weighs double and adds no second opinion
+            raise ConfigError(f"{given}: the same run as {seen[root]}; give each member once")
+        seen[root] = str(given)
+    predictors = [load(f.root) for f in folders]
+    _check_compatible(folders, predictors)
     for folder in folders:  # copying a member into its own folder would recurse until the path is too long
         member, inside = folder.root.resolve(), target.resolve()
         if inside.is_relative_to(member) or member.is_relative_to(inside):
@@ -138,11 +152,12 @@ def _check_compatible(folders: list[RunFolder], predictors: list[Any]) -> None:
                 f"{where}: the label sets differ (only here: {', '.join(extra) or '-'}; only there: "
                 f"{', '.join(missing) or '-'}); an ensemble averages probabilities over one label set"
             )
-        settings = ("max_length", "stride")
+        settings = ("max_length", "stride") if p.task.uses_stride else ("max_length",)
         for key in settings:
             if getattr(p.config.model, key) != getattr(ref.config.model, key):
                 raise RunError(f"{where}: model.{key} differs; members must encode texts the same way")
-        if p.text_pair_column != ref.text_pair_column:
+        # whether a member takes pairs, not what its files called the second column
+        if bool(p.text_pair_column) != bool(ref.text_pair_column):
             raise RunError(f"{where}: one takes text pairs, the other single texts")
         if not _same_files(folder.tokenizer, first.tokenizer):
             raise RunError(f"{where}: their tokenizers differ; members must share one base model's tokenizer")

@@ -9,6 +9,7 @@ from typing import Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, DataError
+from tunelab.runs.folder import check_parents_are_folders
 
 
 def evaluate(
@@ -104,6 +105,7 @@ def _check_out(target: Path) -> None:
     report it would replace; it did, silently)."""
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--out {target}: a file; give a folder for the report")
+    check_parents_are_folders(target, "--out")
     if (target / "run.json").is_file():
         raise ConfigError(
             f"--out {target}: a run folder (its own metrics and report would be replaced); give another "

@@ -52,6 +52,9 @@ def output_format(path: str | Path, *, overwrite: bool = False) -> str:
         )
     if p.is_dir():
         raise DataError(f"{p} is a folder; give a file name such as {p / 'predictions.csv'}")
+    for parent in p.parents:  # else an "unexpected FileExistsError" after every prediction was made
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"{p}: {parent} is a file, not a folder; give another output file")
     if p.exists() and not overwrite:
         raise DataError(f"{p} exists; give --overwrite (API: overwrite=True) to replace it, or another file")
     return fmt
@@ -74,10 +77,11 @@ def prediction_records(
     later number.
     """
     from tunelab.data import read_texts
-    from tunelab.data.file_options import options_for_file
+    from tunelab.data.file_options import options_for_file, parse_file_overrides
 
     cfg = options_for_file(input_path, predictor.config.data, options)
-    texts, pairs, frame = read_texts(input_path, cfg)
+    given = options if isinstance(options, dict) else parse_file_overrides(options)
+    texts, pairs, frame = read_texts(input_path, cfg, text_column_given="text_column" in given)
     results = predictor.predict(texts, pairs, top_k=top_k, batch_size=batch_size) if texts else []
     text_col = cfg.text_column if cfg.text_column in frame.columns else "text"
     own = {"text": text_col, "text_pair": cfg.text_pair_column}

@@ -35,6 +35,35 @@ from tunelab.errors import RunError
 PARTIAL_SUFFIX = ".partial"
 
 
+def check_new_run_path(target: Path, flag: str) -> None:
+    """Refuse an output run folder nothing could load or make, before any work.
+
+    A name ending in ``.partial`` marks an unfinished run: what was written there loads as
+    "not renamed yet" and ``--resume`` of it fails too. A file among its parents failed only when
+    the folder was made, after the models were loaded ("unexpected NotADirectoryError").
+
+    Raises:
+        ConfigError: naming the flag and the fix.
+    """
+    from tunelab.errors import ConfigError
+
+    if target.name.endswith(PARTIAL_SUFFIX):
+        raise ConfigError(
+            f"{flag} {target}: a name ending in {PARTIAL_SUFFIX} marks an unfinished run, which nothing "
+            f"loads; give another {flag}"
+        )
+    check_parents_are_folders(target, flag)
+
+
+def check_parents_are_folders(target: Path, flag: str) -> None:
+    """Refuse an output path under a file (``out.csv/x``) in one line, before any work."""
+    from tunelab.errors import ConfigError
+
+    for parent in Path(target).parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{flag} {target}: {parent} is a file, not a folder; give another {flag}")
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Paths inside one run folder."""

@@ -56,6 +56,8 @@ class Task(ABC):
         augments_text: the labels belong to the whole text, so text augmentation (``augment``:
             EDA's word insertions, swaps, deletions) keeps them; False where labels are tied to
             words (a tag per word), and ``check_run`` refuses ``augment.methods``.
+        uses_stride: long texts are cut into windows sharing ``model.stride`` tokens (else they
+            are truncated and the stride is never read).
     """
 
     name: ClassVar[str]
@@ -63,6 +65,7 @@ class Task(ABC):
     description: ClassVar[str] = ""
     output: ClassVar[str] = "label"
     augments_text: ClassVar[bool] = False
+    uses_stride: ClassVar[bool] = False
     headline_keys: ClassVar[tuple[str, ...]] = ("loss",)
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
 

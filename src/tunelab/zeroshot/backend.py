@@ -158,6 +158,14 @@ def zero_shot_predictor(
     descriptions = load_descriptions(labels)
     spec = ZeroShotSpec.make(encoder=encoder, nli=nli, template=template)
     scorer = spec.scorer_for(list(descriptions.values()))
+    # A text longer than the encoder's positions failed at predict time ("The size of tensor a
+    # (702) must match ... (512)"); NLI fits the premise to its model's limit itself.
+    limit = scorer.max_positions() if isinstance(scorer, EmbeddingScorer) else None
+    if limit is not None and max_length > limit:
+        raise ConfigError(
+            f"max_length={max_length} (--max-length) is over the {limit} positions of {spec.model}; "
+            f"use at most {limit}"
+        )
     config = RunConfig(model=ModelConfig(name=spec.model, max_length=max_length))
     config.method.name = FORMAT
     label_map = LabelMap(

@@ -23,6 +23,7 @@ from typing import Any
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import RunFolder
+from tunelab.runs.folder import check_new_run_path
 from tunelab.zeroshot.backend import DESCRIPTIONS_JSON, FORMAT, spec_dict, zero_shot_predictor
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def zero_shot(
     target = Path(out)
     if target.exists():
         raise RunError(f"{target} exists; delete it or give another --out")
+    check_new_run_path(target, "--out")
     predictor = zero_shot_predictor(
         labels, encoder=encoder, nli=nli, template=template, max_length=max_length
     )

@@ -47,6 +47,14 @@ class EmbeddingScorer:
         vectors = self.encoder.encode(prompts, normalize_embeddings=True, show_progress_bar=False)
         self.label_vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))  # (L, H), unit length
 
+    def max_positions(self) -> int | None:
+        """Tokens the encoder reads at most (its position embeddings; RoBERTa-style keep two)."""
+        config = getattr(getattr(self.encoder[0], "auto_model", None), "config", None)
+        positions = getattr(config, "max_position_embeddings", None)
+        if not isinstance(positions, int):
+            return None
+        return positions - 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta") else positions
+
     def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
         """(N, L): ``scale`` x cosine(text, description)."""
         import torch
@@ -110,12 +118,22 @@ class NliScorer:
         return ids, types, start, len(marker), types[start]
 
     def _premises(self, enc: Encoded) -> list[list[int]]:
-        """Each text's ids without the special tokens its single-text encoding added."""
-        bodies = []
-        for ids in enc.input_ids:
-            special = self.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
-            bodies.append([t for t, s in zip(ids, special, strict=True) if not s])
-        return bodies
+        """Each text's ids without the special tokens its single-text encoding added.
+
+        Cut by position (the tokens this tokenizer puts before and after one text), not by
+        ``get_special_tokens_mask``: that marks every special id, ``[UNK]`` included, so an emoji or
+        a rare script's word vanished from the premise the NLI model read.
+        """
+        before, after = self._single_text_frame()
+        return [list(ids[before : len(ids) - after]) for ids in enc.input_ids]
+
+    def _single_text_frame(self) -> tuple[int, int]:
+        """How many tokens the tokenizer adds before and after a single text ([CLS] / [SEP])."""
+        placeholder = "placeholder"
+        ids = list(self.tokenizer(placeholder)["input_ids"])
+        marker = self.tokenizer(placeholder, add_special_tokens=False)["input_ids"]
+        start = next(i for i in range(len(ids)) if ids[i : i + len(marker)] == marker)
+        return start, len(ids) - start - len(marker)
 
     def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
         """(N, L): the entailment logit of (text i, hypothesis of label j); N x L forward passes."""

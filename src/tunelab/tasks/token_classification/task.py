@@ -44,6 +44,7 @@ class TokenClassificationTask(Task):
     family: ClassVar[str] = "token_classification"
     description: ClassVar[str] = "named-entity recognition: a BIO tag per word (CoNLL or JSONL data)"
     output: ClassVar[str] = "entities"
+    uses_stride: ClassVar[bool] = True
     headline_keys: ClassVar[tuple[str, ...]] = (
         "loss",
         "entity_f1",

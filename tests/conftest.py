@@ -175,7 +175,7 @@ def killed_at_first_checkpoint():
     """``kill(overrides)``: train, stop as a SIGKILL would right after the first checkpoint is
     written, and return the unfinished ``<name>.partial`` folder (overrides must set ``name``)."""
 
-    def kill(overrides: list[str]) -> Path:
+    def kill(overrides: list[str], from_run: Path | None = None) -> Path:
         import tunelab
         from tunelab.train import loop as train_loop
 
@@ -188,7 +188,7 @@ def killed_at_first_checkpoint():
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(train_loop, "save_checkpoint", save_then_die)
             with pytest.raises(Killed):
-                tunelab.train(None, overrides=overrides, show_progress=False)
+                tunelab.train(None, overrides=overrides, from_run=from_run, show_progress=False)
         name = next(o.split("=", 1)[1] for o in overrides if o.startswith("name="))
         out = next(o.split("=", 1)[1] for o in overrides if o.startswith("output_dir="))
         return Path(out) / f"{name}.partial"

@@ -919,3 +919,30 @@ def test_a_fresh_run_whose_data_labels_name_a_label_without_a_row_is_refused(fir
             overrides=[f"data.train={train}", f"output_dir={out}", "data.labels=[sports,sprots,weather]"]
         )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("record", ["kept", "from_before_it_was_kept"])
+def test_a_resume_after_the_previous_runs_sample_changed_is_refused(
+    first, new_csv: Path, tmp_path: Path, killed_at_first_checkpoint, record: str
+) -> None:
+    """The files' fingerprint missed the rehearsal rows: retraining RUN with another sample let a
+    killed `--from RUN` resume on other rows, and a shorter epoch than the checkpoint's position
+    spun the loop forever (a run.json from before the fingerprint was kept still can)."""
+    import shutil
+
+    previous = tmp_path / "first"
+    shutil.copytree(first[0], previous)
+    overrides = [f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}", "name=more",
+                 "train.checkpoint_steps=3", "train.batch_size=8", "train.epochs=2"]  # fmt: skip
+    partial = killed_at_first_checkpoint(overrides, from_run=previous)
+    lines = (previous / REHEARSAL_FILE).read_text(encoding="utf-8").splitlines()
+    (previous / REHEARSAL_FILE).write_text(lines[0] + "\n", encoding="utf-8")  # 10 rows -> 1
+    if record == "from_before_it_was_kept":
+        summary = json.loads((partial / "run.json").read_text())
+        summary.pop("data_fingerprint")
+        (partial / "run.json").write_text(json.dumps(summary))
+        says = r"the checkpoint is at batch 3 of epoch 1, which now has \d batches"
+    else:
+        says = r"the data changed since the run began: train rows \(the rows added to them: --from's"
+    with pytest.raises(RunError, match=says):
+        tunelab.train(resume=partial, show_progress=False)

@@ -64,7 +64,9 @@ def check_same_data(
     changed = [name for name in now if name in began and began[name] != now[name]]
     if not changed:
         return
-    named = ", ".join(f"{name} ({files.get(name) or 'carved from data.train'})" for name in changed)
+    named = ", ".join(
+        f"{name.replace('_', ' ')} ({files.get(name) or 'carved from data.train'})" for name in changed
+    )
     raise RunError(
         f"--resume {where}: the data changed since the run began: {named} no longer hold the rows "
         "its checkpoint was trained on; restore the files, or train a fresh run"

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded, collate, training_batches
+from tunelab.errors import RunError
 from tunelab.tasks.base import Task
 from tunelab.train.adversarial import build_adversary
 from tunelab.train.checkpoint import (
@@ -177,6 +178,14 @@ def _train_epochs(
         batches = training_batches(
             lengths, cfg.batch_size, seed=cfg.seed, epoch=state.epoch, group_by_length=cfg.group_by_length
         )
+        if state.batch_in_epoch >= len(batches):
+            # A checkpoint from a longer epoch (the resumed run's training rows shrank): the inner
+            # loop never ran and this one spun forever at full CPU.
+            raise RunError(
+                f"the checkpoint is at batch {state.batch_in_epoch} of epoch {state.epoch + 1}, which now "
+                f"has {len(batches)} batches: the training rows changed since it was written; train a "
+                "fresh run"
+            )
         while state.batch_in_epoch < len(batches):
             t0 = time.perf_counter()
             idx = batches[state.batch_in_epoch]

@@ -204,6 +204,17 @@ def train(
     splits, self_training = add_pseudo_labelled_rows(
         splits, sampled, checked.unlabeled, cfg, task, model, tokenizer
     )
+    # The rows the loop indexes: the files' plus rehearsal, augmented and pseudo-labelled rows. A
+    # resume whose previous run's rehearsal.jsonl changed (retrained with another sample) passed
+    # the files' check, then trained on other rows from the checkpoint's place in the epoch.
+    data_fingerprint["train_rows"] = split_fingerprints(splits)["train"]
+    if run is not None and restored:
+        check_same_data(
+            str(run.root),
+            previous.get(DATA_KEY),
+            {"train_rows": data_fingerprint["train_rows"]},
+            {"train_rows": "the rows added to them: --from's rehearsal.jsonl, augmentation, pseudo-labels"},
+        )
     if not score_test and splits.test is not None:
         # Read above only to keep test texts out of the rows made for training; never scored.
         splits = replace(splits, test=None)

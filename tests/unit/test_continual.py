@@ -946,3 +946,32 @@ def test_a_resume_after_the_previous_runs_sample_changed_is_refused(
         says = r"the data changed since the run began: train rows \(the rows added to them: --from's"
     with pytest.raises(RunError, match=says):
         tunelab.train(resume=partial, show_progress=False)
+
+
+@pytest.mark.parametrize("distill", ["0", "0.3"])
+def test_ewc_on_a_run_that_trains_only_its_grown_head_is_refused_before_a_folder_exists(
+    tiny_bert: Path, tiny_overrides, text_maker, new_csv: Path, tmp_path: Path, distill: str
+) -> None:
+    """setfit with end_to_end: false trains only the head, whose grown shape is not the previous
+    one's: EWC had no weight to keep (always 0, yet run.json said ewc), and with distillation
+    the Fisher's backward pass failed ('element 0 of tensors does not require grad')."""
+    train = _csv(tmp_path / "old.csv", OLD, 12, 4, text_maker)
+    overrides = tiny_overrides(tiny_bert, train, None, tmp_path / "runs", "name=sf", "method=setfit",
+                               "method.end_to_end=false", epochs=1)  # fmt: skip
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    out = tmp_path / "more"
+    with pytest.raises(
+        ConfigError, match=r"continual\.ewc: this run trains none of the previous model's weights"
+    ):
+        tunelab.train(
+            from_run=run,
+            overrides=[
+                f"data.train={new_csv}",
+                f"output_dir={out}",
+                "continual.ewc=100",
+                f"continual.distill={distill}",
+                "name=ewc",
+            ],
+            show_progress=False,
+        )
+    assert not out.exists() or not any(out.iterdir())

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tunelab.data.encoding import Encoded, collate
+from tunelab.errors import ConfigError
 from tunelab.tasks import Task
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
@@ -120,6 +121,15 @@ def fisher_of(
     # mean below, rescale every other weight's penalty.
     shapes = {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
     params = {n: p for n, p in previous.named_parameters() if shapes.get(n) == p.shape}
+    if not params:
+        # Only the grown head trains (setfit with end_to_end: false), and its shape is not the
+        # previous head's: the penalty was always 0 while run.json said ewc, or the backward pass
+        # below failed ("element 0 of tensors does not require grad") with distillation on.
+        raise ConfigError(
+            "continual.ewc: this run trains none of the previous model's weights (only the grown head, "
+            "which EWC leaves out: e.g. method setfit with method.end_to_end=false), so there is "
+            "nothing to keep; set continual.ewc=0, or train the encoder too"
+        )
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     previous.eval()
     for p in params.values():

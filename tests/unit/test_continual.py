@@ -879,6 +879,9 @@ def test_a_run_whose_adapter_cannot_be_folded_in_is_refused_before_anything_is_w
         ('{"text": "hello"}', "line 11: no 'label'"),
         ('{"text": "hello", "label": "zzz"}', "line 11: label 'zzz' was not in the training data"),
         ('{"text": "", "label": "sports"}', "line 11: no text"),
+        # a single-label run's sample: it passed validate --from, then a TypeError mid-training
+        ('{"text": "hello there", "label": ["sports"]}', "line 11: label ['sports'] is not one label name"),
+        ('{"text": "hello there", "label": 3}', "line 11: label 3 is not one label name"),
     ],
 )
 def test_a_damaged_rehearsal_file_is_named_by_line(
@@ -975,3 +978,39 @@ def test_ewc_on_a_run_that_trains_only_its_grown_head_is_refused_before_a_folder
             show_progress=False,
         )
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_validate_from_names_a_rehearsal_label_of_the_wrong_kind(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tunelab.preflight import validate_run
+
+    copy = tmp_path / "old-run"
+    shutil.copytree(first[0], copy)
+    with open(copy / REHEARSAL_FILE, "a", encoding="utf-8") as fh:
+        fh.write('{"text": "hello there", "label": ["sports"]}\n')
+    problems = validate_run(None, overrides=[f"data.train={new_csv}"], from_run=copy)
+    assert any("line 11: label ['sports'] is not one label name" in p for p in problems.problems), problems
+
+
+def test_a_pair_runs_sample_without_a_second_text_is_named_by_line(
+    tiny_bert: Path, tiny_overrides, labelled_csvs, tmp_path: Path
+) -> None:
+    """A first line without text_pair dropped every pair, and the error blamed the task."""
+    frame = pd.read_csv(labelled_csvs[0])
+    data = tmp_path / "pairs.csv"
+    pd.DataFrame({"text": frame["text"], "context": [f"about {x}" for x in frame["label"]],
+                  "label": frame["label"]}).to_csv(data, index=False)  # fmt: skip
+    overrides = tiny_overrides(tiny_bert, data, None, tmp_path / "runs", "name=pr",
+                               "data.text_pair_column=context", epochs=1)  # fmt: skip
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    lines = (run / REHEARSAL_FILE).read_text(encoding="utf-8").splitlines()
+    first_row = json.loads(lines[0])
+    first_row.pop("text_pair")
+    (run / REHEARSAL_FILE).write_text("\n".join([json.dumps(first_row), *lines[1:]]) + "\n", encoding="utf-8")
+    with pytest.raises(
+        RunError, match=r"rehearsal\.jsonl: line 1: no text_pair \(the run reads text pairs\)"
+    ):
+        tunelab.train(from_run=run, overrides=[f"data.train={data}", f"output_dir={tmp_path / 'more'}"])

@@ -296,6 +296,10 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
             "rehearsal sample); set continual.rehearsal=0 to continue without rehearsal"
             + (" (with continual.head=copy)" if cc.head == "probe" else "")
         )
+    from tunelab.tasks import get_task
+
+    many = get_task(labels.task).output == "labels"  # a list of names a row, else one name
+    pairs_wanted = bool(previous.config.data.text_pair_column)
     rows, ids = [], []
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
@@ -309,12 +313,21 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
             text, label = row["text"], row["label"]
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("no text")
+            # A label of the wrong kind passed `validate --from` and failed mid-training with a
+            # TypeError, leaving a .partial folder; a missing second text dropped every pair.
+            if many and not (isinstance(label, list) and all(isinstance(n, str) for n in label)):
+                raise ValueError(f"label {label!r} is not a list of label names (a multi-label run)")
+            if not many and not isinstance(label, str):
+                raise ValueError(f"label {label!r} is not one label name")
+            pair = row.get("text_pair")
+            if pairs_wanted and (not isinstance(pair, str) or not pair.strip()):
+                raise ValueError("no text_pair (the run reads text pairs)")
             ids.append([labels.id_of(n) for n in label] if isinstance(label, list) else labels.id_of(label))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, DataError) as exc:
             why = f"no {exc}" if isinstance(exc, KeyError) else first_line(exc)
             raise RunError(f"{path}: line {number}: {why}; {_REHEARSAL_FIX}") from None
         rows.append(row)
-    pairs = [r.get("text_pair", "") for r in rows] if rows and "text_pair" in rows[0] else None
+    pairs = [r["text_pair"] for r in rows] if pairs_wanted else None
     stored = Dataset(texts=[r["text"] for r in rows], text_pairs=pairs, labels=ids, source=str(path))
     keep = stratified_sample(stored, per_class=cc.rehearsal_per_label, total=cc.rehearsal_total, seed=seed)
     return stored.take(keep)

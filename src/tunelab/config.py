@@ -574,7 +574,10 @@ class RunConfig:
         return cls.from_dict(raw)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write ``config.json`` whole or not at all (a resume reads it back)."""
+        from tunelab.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def coerce_types(

@@ -209,3 +209,35 @@ def test_prompt_tokens_that_do_not_fit_with_max_length_are_refused_by_validate(
     ):
         tunelab.train(None, overrides=[*overrides, too_many], show_progress=False)
     assert not (tmp_path / "runs" / "pr.partial").exists()
+
+
+def test_a_resume_with_a_damaged_config_is_one_line(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path, killed_at_first_checkpoint
+) -> None:
+    """A truncated config.json ended in 'unexpected JSONDecodeError' naming neither file nor fix."""
+    train, _ = labelled_csvs
+    partial = killed_at_first_checkpoint(
+        tiny_overrides(
+            tiny_bert, train, None, tmp_path / "runs", "name=cfg", "train.checkpoint_steps=2", epochs=1
+        )
+    )
+    text = (partial / "config.json").read_text()
+    (partial / "config.json").write_text(text[:300])
+    with pytest.raises(
+        RunError, match=r"its config\.json is missing or damaged.*delete the folder and train again"
+    ):
+        tunelab.train(resume=partial, show_progress=False)
+
+
+def test_the_run_config_is_written_through_a_temp_file(tmp_path: Path, monkeypatch) -> None:
+    """config.json was written in place: a crash mid-write left a truncated file."""
+    import tunelab.atomic as atomic
+
+    calls = []
+    original = atomic.atomic_write_bytes
+    monkeypatch.setattr(
+        atomic, "atomic_write_bytes", lambda path, data: calls.append(path) or original(path, data)
+    )
+    RunConfig().save(tmp_path / "config.json")
+    assert calls == [tmp_path / "config.json"]
+    assert RunConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == RunConfig()

@@ -131,7 +131,14 @@ def train(
             # Trained and written, only the rename to the final name is missing: never train again.
             metrics = json.loads(run.metrics_json.read_text(encoding="utf-8"))
             return _finish(run, previous, metrics)
-        cfg = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
+        try:
+            saved = json.loads(run.config_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing, truncated, not UTF-8
+            raise RunError(
+                f"--resume {run.root}: its config.json is missing or damaged, so the run cannot be "
+                "continued as it began; delete the folder and train again"
+            ) from None
+        cfg = RunConfig.from_dict(saved)
         restored = _checkpoint_step(run) is not None
     else:
         cfg = load_config(config, overrides, from_run=from_run)

@@ -105,6 +105,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
     if cfg.data.train is not None:
         try:
             checked.splits = checked.task.load_splits(cfg.data)
+            checked.splits.notes.extend(inactive_option_notes(cfg))
         except TunelabError as exc:
             errors.append(exc)
     if checked.splits is not None and cfg.data.labels and cfg.continual.from_run is None:
@@ -141,6 +142,48 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         except TunelabError as exc:
             errors.append(exc)
     return checked
+
+
+def inactive_option_notes(cfg: RunConfig) -> list[str]:
+    """A note for each option set away from its default while the switch it belongs to is off.
+
+    A typo in the switch (``augment.method=``) or a forgotten one trained without the feature and
+    without a word. Notes rather than errors: a continued run inherits its run's options with the
+    switch reset (``self_training.unlabeled``), and a search may vary an option beside a switch
+    that is sometimes off.
+    """
+    defaults = RunConfig()
+    groups = {
+        "augment.methods": ("augment.per_example", "augment.alpha", "augment.filter", "augment.seed"),
+        "data.shots": ("data.shots_seed",),
+        "train.adversarial": (
+            "train.adversarial_epsilon",
+            "train.adversarial_steps",
+            "train.adversarial_alpha",
+        ),
+        "self_training.unlabeled": (
+            "self_training.per_label",
+            "self_training.rounds",
+            "self_training.min_confidence",
+        ),
+    }
+
+    def value(config: RunConfig, key: str) -> Any:
+        section, _, name = key.partition(".")
+        return getattr(getattr(config, section), name)
+
+    notes = []
+    for switch, options in groups.items():
+        if value(cfg, switch):  # on (a list of methods, a number of shots, a name, a file)
+            continue
+        changed = [
+            f"{key}={str(value(cfg, key)).lower() if isinstance(value(cfg, key), bool) else value(cfg, key)}"
+            for key in options
+            if value(cfg, key) != value(defaults, key)
+        ]
+        if changed:
+            notes.append(f"{', '.join(changed)} set, but {switch} is not: no effect")
+    return notes
 
 
 def check_positions(cfg: RunConfig, path: Path, method: Any, options: Any) -> None:

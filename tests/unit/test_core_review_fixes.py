@@ -241,3 +241,27 @@ def test_the_run_config_is_written_through_a_temp_file(tmp_path: Path, monkeypat
     RunConfig().save(tmp_path / "config.json")
     assert calls == [tmp_path / "config.json"]
     assert RunConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == RunConfig()
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("augment.filter=true", "augment.filter=true set, but augment.methods is not: no effect"),
+        ("data.shots_seed=7", "data.shots_seed=7 set, but data.shots is not: no effect"),
+        ("train.adversarial_epsilon=5", "train.adversarial_epsilon=5 set, but train.adversarial is not"),
+        ("self_training.per_label=5", "self_training.per_label=5 set, but self_training.unlabeled is not"),
+    ],
+)
+def test_an_option_whose_switch_is_off_is_noted(
+    labelled_csvs, tiny_bert: Path, tmp_path: Path, setting: str, says: str, capsys
+) -> None:
+    """A forgotten or misspelt switch (augment.method=) trained without the feature, silently."""
+    from tunelab.preflight import validate_run
+
+    overrides = [f"data.train={labelled_csvs[0]}", f"model.name={tiny_bert}", setting]
+    report = validate_run(None, overrides=overrides, count_tokens=False)
+    assert not report.problems and says in " | ".join(report.notes)
+    assert main(["validate", *overrides]) == 0
+    assert says in capsys.readouterr().out
+    plain = validate_run(None, overrides=overrides[:2], count_tokens=False)
+    assert not any("no effect" in n for n in plain.notes)

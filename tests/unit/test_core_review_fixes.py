@@ -265,3 +265,47 @@ def test_an_option_whose_switch_is_off_is_noted(
     assert says in capsys.readouterr().out
     plain = validate_run(None, overrides=overrides[:2], count_tokens=False)
     assert not any("no effect" in n for n in plain.notes)
+
+
+def test_the_checkpoint_keeps_the_best_weights_as_they_were_when_it_was_written(tmp_path: Path) -> None:
+    """best.safetensors lived outside the checkpoint: an improvement after it survived a kill, and
+    a resume that replayed differently ended on the killed attempt's weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from tunelab.train.checkpoint import restore_best, save_checkpoint, save_weights
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    best, ckpt = tmp_path / "best.safetensors", tmp_path / "last"
+    save_weights(best, {"w": torch.ones(2)})
+    save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 2}, best=best)
+    save_weights(best, {"w": torch.zeros(2)})  # an improvement after the checkpoint, then the kill
+    restore_best(ckpt, best, best_step=2)
+    assert torch.equal(load_file(str(best))["w"], torch.ones(2))
+    # no improvement before the checkpoint: a best written after it is the killed attempt's
+    bare = tmp_path / "bare"
+    save_checkpoint(bare, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 2}, best=None)
+    restore_best(bare, best, best_step=None)
+    assert not best.exists()
+    # a checkpoint from before it kept the best weights, with an improvement recorded: left alone
+    save_weights(best, {"w": torch.zeros(2)})
+    restore_best(bare, best, best_step=1)
+    assert best.exists()
+
+
+def test_a_killed_run_checkpoints_its_best_weights(
+    tiny_bert: Path, labelled_csvs, tiny_overrides, tmp_path: Path, killed_at_first_checkpoint
+) -> None:
+    train, _ = labelled_csvs
+    partial = killed_at_first_checkpoint(
+        tiny_overrides(
+            tiny_bert, train, None, tmp_path / "runs", "name=best", "train.checkpoint_steps=4",
+            "train.eval_steps=2", epochs=2,
+        )
+    )  # fmt: skip
+    state = json.loads((partial / "checkpoints" / "last" / "state.json").read_text())
+    assert state["best_step"] is not None
+    assert (partial / "checkpoints" / "last" / "best.safetensors").is_file()
+    assert tunelab.train(resume=partial, show_progress=False).summary["status"] == "finished"

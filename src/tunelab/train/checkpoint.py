@@ -102,8 +102,15 @@ def save_checkpoint(
     state: dict[str, Any],
     finished: bool = False,
     method_state: dict[str, Any] | None = None,
+    best: Path | None = None,
 ) -> None:
     """Write the checkpoint beside ``folder`` and swap it in.
+
+    ``best``: the best dev weights so far (``best.safetensors``), kept in the checkpoint as they are
+    now (a hard link: ``save_weights`` replaces that file rather than rewriting it). Outside the
+    checkpoint, an improvement after it survived a kill: a resume that replayed differently (bf16
+    falling back to fp32 on another CPU) ended on the killed attempt's weights while run.json
+    named the checkpoint's best step.
 
     ``finished``: the loop has taken its last step, so nothing will step the optimizer or the
     schedule again (``--resume`` takes no overrides): their state is left out. For full
@@ -124,6 +131,11 @@ def save_checkpoint(
     if method_state is not None:  # Method.checkpoint_state: e.g. AdaLoRA's rank allocation
         extra["method_state"] = method_state
     torch.save(extra, tmp / "optimizer.pt")
+    if best is not None and best.is_file():
+        try:
+            os.link(best, tmp / BEST_FILE)
+        except OSError:  # a file system without hard links
+            shutil.copy2(best, tmp / BEST_FILE)
     (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
@@ -133,6 +145,28 @@ def save_checkpoint(
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+BEST_FILE = "best.safetensors"
+
+
+def restore_best(checkpoint: Path, best: Path, *, best_step: int | None) -> None:
+    """Put back the best weights the checkpoint holds, dropping any written after it.
+
+    A checkpoint written before it held them (``best_step`` set, no file in it) leaves ``best`` as
+    it is: the old behaviour, rather than forgetting the best weights.
+    """
+    kept = checkpoint / BEST_FILE
+    if kept.is_file():
+        tmp = best.with_name(f".{best.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(kept, tmp)
+        except OSError:
+            shutil.copy2(kept, tmp)
+        os.replace(tmp, best)
+    elif best_step is None:  # no improvement before the checkpoint: a later one is the killed attempt's
+        best.unlink(missing_ok=True)
 
 
 def find_checkpoint(folder: Path) -> Path | None:

@@ -32,6 +32,7 @@ from tunelab.train.checkpoint import (
     find_checkpoint,
     load_checkpoint,
     load_trainable_state,
+    restore_best,
     save_checkpoint,
     save_weights,
     train_as_checkpointed,
@@ -131,6 +132,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
             found, model=model, optimizer=optimizer, scheduler=scheduler, restore_method=setup.restore_state
         )
         state = LoopState(**restored)
+        restore_best(found, best_path, best_step=state.best_step)
         logger.info("resuming at epoch %d, step %d", state.epoch + 1, state.step)
     else:
         # Left by an attempt killed before its first checkpoint: this start must not inherit it.
@@ -273,6 +275,7 @@ def _train_epochs(
                     state=dataclasses.asdict(state),
                     finished=done,
                     method_state=None if setup.checkpoint_state is None else setup.checkpoint_state(model),
+                    best=best_path,
                 )
             if done or end_of_epoch:
                 break  # the next epoch draws its own batch order

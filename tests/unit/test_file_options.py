@@ -220,3 +220,19 @@ def test_a_run_given_after_the_file_is_named_as_such(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "'runs/banking77' is not a data.FIELD=VALUE option" in err
     assert f"give the run folder before {flag}" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"-DOCSTART- -X- O O\n\nEU B-ORG\nrejects O\nGerman B-MISC\ncall O\n", "conll"),
+        (b"Peter B-PER\nvisited O\nParis B-LOC\n\nAnna B-PER\nleft O\n", "conll"),
+        (b"text,label\nhello there,greeting\nbye now,farewell\nsee you,farewell\n", "csv"),
+        (b"yes O\nno O\nmaybe O\n", "csv"),  # every tag O: no evidence it is tagged data
+        (b'{"tokens": ["a"], "tags": ["O"]}\n', "jsonl"),
+    ],
+)
+def test_a_file_without_extension_is_told_by_its_content(tmp_path, content: bytes, expected: str) -> None:
+    from tunelab.data.file_options import _format_from_content
+
+    assert _format_from_content(content) == expected

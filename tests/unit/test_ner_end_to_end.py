@@ -268,7 +268,9 @@ def test_cli_eval_reports_entity_metrics(
     assert saved["entity_f1"] == pytest.approx(trained["entity_f1"])
     assert (tmp_path / "eval" / "report.html").is_file()
     # Another file, not the run's own: read by its extension, whatever it is.
-    for name in ("copy.conll", "copy.txt", "copy.iob"):
+    # "copy" (no extension): read by its content; it was taken for csv and refused as "NER data
+    # from format csv", a format the user never chose
+    for name in ("copy.conll", "copy.txt", "copy.iob", "copy"):
         copy = tmp_path / name
         copy.write_text(ner_data[1].read_text(encoding="utf-8"), encoding="utf-8")
         assert main(["eval", str(ner_run), "--data", str(copy), "--out", str(tmp_path / f"{name}-eval")]) == 0

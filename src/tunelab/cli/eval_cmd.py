@@ -13,14 +13,15 @@ HELP = """examples:
   tunelab eval runs/banking77                 # show the metrics saved at training time
 
 The run's column names (data.text_column, data.label_column) are what the file must have; how the
-file is laid out is its own: format by extension, separator sniffed, header row, UTF-8, else
-GB18030 when it reads as Chinese, else Latin-1. Give data.* reading options after the file when
+file is laid out is its own: format by extension, separator sniffed, header row, UTF-8 (UTF-16
+with a byte-order mark), else GB18030 when it reads as Chinese, else Windows-1252 when bytes
+0x80-0x9F occur, else Latin-1. Give data.* reading options after the file when
 the guess is wrong, e.g.
   tunelab eval runs/phrasebank --data other.txt data.separator=@ data.header=false \\
       data.column_names=[sentence,label] data.encoding=latin-1
 (options: format, separator, encoding, header, column_names, text_column, text_pair_column,
-label_column, label_delimiter, empty_text; a pair run's text_pair_column may be renamed, not
-cleared, and a single-text run takes none)
+label_column, label_delimiter, empty_text, sheet, tag_column; a pair run's text_pair_column may
+be renamed, not cleared, and a single-text run takes none)
 """
 
 

@@ -44,7 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--name", required=True, help="a unique name among active keys, e.g. acme")
     create.add_argument("--rate", help="request rate: 20/s, 100/min or 5000/hour (default: unlimited)")
     create.add_argument("--quota", help="texts per UTC period: 100000/month, 5000/day (default: unlimited)")
-    create.add_argument("--admin", action="store_true", help="may manage keys over HTTP (/v1/keys)")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="may manage keys (/v1/keys) and model versions over HTTP, and read /metrics",
+    )
     create.add_argument("--json", action="store_true", help="print the key and token as JSON")
     add_store_arguments(create)
     create.set_defaults(handler=run_create)

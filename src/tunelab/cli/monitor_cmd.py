@@ -58,7 +58,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r.add_argument("--once", action="store_true", help="read what the sources hold now, then stop")
     r.add_argument("--ner", metavar="RUN", help="an NER run naming the companies (overrides runs.ner)")
     r.set_defaults(handler=run)
-    rep = sub.add_parser("report", help="write an HTML dashboard of trends and alerts")
+    rep = sub.add_parser(
+        "report",
+        help="write an HTML dashboard of trends and alerts",
+        description="Write an HTML dashboard of the monitor's trends and alerts from its store.",
+        epilog="examples:\n  tunelab app monitor report --config monitor.yaml --out report.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rep.add_argument("--config", required=True, help="the monitor's YAML file")
     rep.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
     rep.set_defaults(handler=run)

@@ -30,7 +30,8 @@ the labels' descriptions (one 'label: description' per line; see `tunelab zerosh
 writes the same classifier as a run folder to serve). Give texts (or --input) but no run folder.
 
 An --input file is read with its own layout (format by extension, separator sniffed, header row,
-UTF-8, else GB18030 when it reads as Chinese, else Latin-1), not the run's training file's;
+UTF-8 (UTF-16 with a byte-order mark), else GB18030 when it reads as Chinese, else Windows-1252
+when bytes 0x80-0x9F occur, else Latin-1), not the run's training file's;
 give data.* reading options after the file when the guess is wrong. Its text column is the run's
 data.text_column, else 'text'.
 

@@ -149,8 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="[NAME=]DIR: serve a support bot folder (tunelab app support build), by default under its "
-        "folder's name; repeatable",
+        help="[NAME=]DIR: serve a support bot folder (tunelab app support build), by default under the "
+        "name in its bot.yaml (build --name, else the folder's name when built); repeatable",
     )
     p.add_argument(
         "--handoff-webhook",
@@ -281,7 +281,8 @@ _BOT_SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)=)?(?P<path>.+)$")
 def load_bots(specs: list[str]) -> list[tuple[str, object]]:
     """Load each ``--bot [NAME=]DIR`` with the support app's ``Bot.load``: ``(name, bot)`` pairs.
 
-    Without ``NAME=`` a bot is served under its own name (its folder's name). One-line errors.
+    Without ``NAME=`` a bot is served under its own name (bot.yaml's: ``build --name``, else the
+    folder's name when it was built). One-line errors.
     """
     if not specs:
         return []

@@ -10,6 +10,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tasks",
         help="list the tasks a run can train (data.task)",
         description="List the registered tasks, the values data.task takes, with their metrics.",
+        epilog="examples:\n  tunelab tasks\n"
+        "  tunelab validate configs/demo.yaml data.task=single_label name=demo-task  # a value listed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(handler=run)
 

@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import io
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -233,11 +234,28 @@ def _head(path: Path) -> bytes:
         return f.read(_SAMPLE_BYTES)
 
 
+_TAG = re.compile(r"^(O|[BIES]-\S+)$")
+
+
 def _format_from_content(head: bytes) -> str:
     if head.startswith(b"PAR1"):
         return "parquet"
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    return "jsonl" if start in (b"{", b"[") else "csv"
+    if start in (b"{", b"["):
+        return "jsonl"
+    return "conll" if _looks_like_conll(head) else "csv"
+
+
+def _looks_like_conll(head: bytes) -> bool:
+    """One token per line ending in a BIO tag (``EU B-ORG``), sentences split by blank lines: a
+    CoNLL file without its extension, which read as csv and was refused as "NER data from format
+    csv", a format the user never chose."""
+    lines = [line.split() for line in head.decode("utf-8", errors="replace").splitlines()[:200]]
+    rows = [fields for fields in lines if fields and not fields[0].startswith("-DOCSTART-")]
+    if len(rows) < 3 or any(len(fields) < 2 for fields in rows):
+        return False
+    tagged = sum(bool(_TAG.match(fields[-1])) for fields in rows)
+    return tagged == len(rows) and any(fields[-1] != "O" for fields in rows)
 
 
 def _encoding(path: Path) -> str:

@@ -27,7 +27,7 @@ EXPECTED = {
     ("get", "/v1/keys"): {401, 403, 503},
     ("post", "/v1/keys"): {400, 401, 403, 409, 413, 415, 422, 503},
     ("delete", "/v1/keys/{name}"): {401, 403, 404, 422, 503},
-    ("get", "/v1/usage"): {401, 403, 422, 503},
+    ("get", "/v1/usage"): {401, 403, 422, 429, 503},  # 429: the key's rate applies to it
     ("get", "/v1/apps/support"): {401, 403, 503},
     ("post", "/v1/apps/support/{bot}/messages"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
     ("get", "/v1/apps/support/tickets"): {401, 403, 422, 503},

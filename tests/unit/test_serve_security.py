@@ -95,8 +95,8 @@ class Ledger:
         self.peak = 0
         admit, record = access.admit, access.record
 
-        def admit_and_count(caller: Any, texts: int, *, request_id: str | None = None) -> Any:
-            rid = admit(caller, texts, request_id=request_id)
+        def admit_and_count(caller: Any, texts: int, *, request_id: str | None = None, **more: Any) -> Any:
+            rid = admit(caller, texts, request_id=request_id, **more)
             with self.lock:
                 self.in_flight[request_id or str(rid)] = texts
                 self.peak = max(self.peak, self.committed + sum(self.in_flight.values()))

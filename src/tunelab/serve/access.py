@@ -158,20 +158,32 @@ class AccessControl:
 
     # -- limits --------------------------------------------------------------------------------------
 
-    def admit(self, caller: Caller, texts: int, *, request_id: str | None = None) -> str | None:
+    def admit(
+        self, caller: Caller, texts: int, *, request_id: str | None = None, rate: bool = True
+    ) -> str | None:
         """Let a request of ``texts`` texts through, or raise ``AccessError`` 429.
 
-        Checks the rate (requests per second) first, then reserves ``texts`` against the quota
-        under ``request_id``. ``record`` with the same id settles exactly this reservation; a row
-        under any other id leaves it alone (so pass the id you record with).
+        Checks the rate (requests per second) first (``rate=False``: the route took it already,
+        with ``admit_rate``), then reserves ``texts`` against the quota under ``request_id``. A
+        request of more texts than the whole quota is a 413: no wait would let it through.
+        ``record`` with the same id settles exactly this reservation; a row under any other id
+        leaves it alone (so pass the id you record with).
 
         Returns:
             The reservation id (``request_id`` or a generated one), or ``None`` without a quota.
         """
         key = self._key(caller)
-        self._take_rate(key)
+        if rate:
+            self._take_rate(key)
         if key.quota is None:
             return None
+        if texts > key.quota.limit:
+            raise AccessError(
+                413,
+                "over_quota_size",
+                f"this request has {texts} texts, more than key {key.name!r}'s whole quota of "
+                f"{key.quota.limit} texts a {key.quota.period}; send fewer texts a request",
+            )
         quota, state, now = key.quota, self._state(key.key_id), as_utc(self._now())
         with state.lock:
             self._sync(state, key.key_id, quota, now)

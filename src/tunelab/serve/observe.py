@@ -180,6 +180,8 @@ class ObserveMiddleware:
         access = self.state.access
         if access is None or ctx.usage_recorded:
             return True  # none kept, or the route committed it with what it stored
+        if 300 <= status < 400:  # a redirect (/predict/ -> /predict): the request it leads to is billed
+            return True
         try:
             if ctx.caller is None and not ctx.auth_tried:
                 ctx.caller = await run_in_threadpool(_caller_if_valid, access, scope)

@@ -86,7 +86,10 @@ class PredictRequest(BaseModel):
         description="the texts to classify (a text-pair model takes pairs instead)",
     )
     top_k: int = Field(3, ge=1, le=100, description="how many ranked labels each result lists")
-    version: str | None = Field(None, description="pin a model version (else the active one)")
+    # min_length: "" pinned nothing in the body but was an unknown version as ?version= (one rule)
+    version: str | None = Field(
+        None, min_length=1, max_length=64, description="pin a model version (else the active one)"
+    )
 
     @field_validator("pairs")
     @classmethod
@@ -207,7 +210,14 @@ class LoadVersionRequest(BaseModel):
         min_length=1,
         pattern=r"^[^\x00]+$",
     )
-    version: str | None = Field(None, description="default: one more than the highest numeric version")
+    # A served name's rule: "a/b" was loaded but no DELETE route could name it; "x\ny" became a
+    # metric label value.
+    version: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="default: one more than the highest numeric version; else a letter or digit, then up to "
+        "63 of [A-Za-z0-9_.-]",
+    )
     activate: bool = True
 
 

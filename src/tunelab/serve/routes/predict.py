@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Context, MaybeCaller, State
-from tunelab.serve.request_limits import check_input_kind, check_texts
+from tunelab.serve.request_limits import RequestLimitError, check_input_kind, check_texts
 from tunelab.serve.responses import error_responses
 from tunelab.serve.schemas import PredictRequest, PredictResponse, UsageCount
 
@@ -63,6 +63,13 @@ async def predict(
     """
     ctx.texts = body.size
     settings = state.settings
+    if version == "":
+        raise RequestLimitError("version: empty; leave it out for the active version", status=422,
+                                code="invalid_parameter")  # fmt: skip
+    if caller is not None:
+        # The key's rate first: requests refused below (an unknown model, an empty text) were never
+        # rate-limited, and each wrote a usage row under the store's write lock.
+        await run_in_threadpool(state.access.admit_rate, caller)
     async with state.registry.use(name, body.version or version) as mv:
         ctx.version = mv.version
         check_input_kind(name, mv.pair_column, has_pairs=body.pairs is not None)
@@ -74,7 +81,9 @@ async def predict(
             field=field,
         )
         if caller is not None:
-            await run_in_threadpool(lambda: state.access.admit(caller, body.size, request_id=ctx.request_id))
+            await run_in_threadpool(
+                lambda: state.access.admit(caller, body.size, request_id=ctx.request_id, rate=False)
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("predict %s@%s %s=%r", name, mv.version, field, items)  # masked by the log filter
         if body.pairs is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -14,14 +14,17 @@ from tunelab.serve.request_limits import RequestLimitError
 from tunelab.serve.responses import AUTH, error_responses
 
 router = APIRouter(tags=["usage"])
+DEFAULT_DAYS = 31  # without since: the last month, not every row the key ever had
+MAX_DAYS = 366
 
 
-@router.get("/usage", responses=error_responses(*AUTH, 422))
+@router.get("/usage", responses=error_responses(*AUTH, 422, 429))
 async def usage(
     state: State,
     caller: Caller,
     since: Annotated[
-        datetime | None, Query(description="ISO 8601 (no offset: UTC); default: all time")
+        datetime | None,
+        Query(description=f"ISO 8601 (no offset: UTC); default: {DEFAULT_DAYS} days before until"),
     ] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive; default: now")] = None,
 ) -> dict[str, Any]:
@@ -36,4 +39,15 @@ async def usage(
                 status=422,
                 code="invalid_parameter",
             ) from None
-    return await run_in_threadpool(state.access.usage_summary, caller, since, until)
+    # A read over all of a key's rows, under the store's lock that every request's authentication
+    # and usage row wait for: the key's rate applies (it did not), and the window is bounded.
+    await run_in_threadpool(state.access.admit_rate, caller)
+    end = as_utc(until) if until is not None else datetime.now(UTC)
+    start = as_utc(since) if since is not None else end - timedelta(days=DEFAULT_DAYS)
+    if end - start > timedelta(days=MAX_DAYS):
+        raise RequestLimitError(
+            f"since..until spans {(end - start).days} days; ask for at most {MAX_DAYS} at a time",
+            status=422,
+            code="invalid_parameter",
+        )
+    return await run_in_threadpool(state.access.usage_summary, caller, start, until)

@@ -1,0 +1,79 @@
+"""Serving review fixes through the in-process app (fake predictor, real SQLite store): the key's
+rate comes first, /v1/usage is rate-limited and bounded, a request larger than the whole quota is
+a 413, a redirect bills nothing, and versions follow the served-name rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_serve_security import App, open_app
+
+from tunelab.serve.limits import Quota
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[App]:
+    yield from open_app(tmp_path)
+
+
+def test_requests_refused_before_admission_still_take_the_keys_rate(api: App) -> None:
+    """An unknown model or a text over the size limit was answered (and written as a usage row)
+    however fast a key sent them: the rate was only taken at admission."""
+    _, token = api.access.create_key("slow", rate="1/min", quota=None)
+    assert api.predict({"texts": ["a"]}, token, "nope").status_code == 404
+    again = [
+        api.predict({"texts": ["a"]}, token, "nope").status_code,
+        api.predict({"texts": ["x" * 51]}, token).status_code,  # over max_chars_per_text=50: a 422
+        api.predict({"texts": ["a"]}, token).status_code,
+    ]
+    assert again == [429, 429, 429]
+
+
+def test_usage_takes_the_keys_rate_and_a_bounded_window(api: App) -> None:
+    _, token = api.access.create_key("reader", rate="1/min", quota=None)
+    headers = api.headers(token)
+    first = api.client.get("/v1/usage", headers=headers)
+    assert first.status_code == 200
+    assert first.json()["since"] is not None  # the last 31 days, not every row the key ever had
+    assert api.client.get("/v1/usage", headers=headers).status_code == 429
+    wide = api.client.get(
+        "/v1/usage", params={"since": "2020-01-01T00:00:00", "until": "2026-01-01T00:00:00"},
+        headers=api.headers(api.token),
+    )  # fmt: skip
+    assert wide.status_code == 422 and "at most 366" in wide.json()["error"]["message"]
+
+
+def test_a_request_larger_than_the_whole_quota_is_413_without_retry_after(api: App) -> None:
+    """It was a 429 with Retry-After: waiting for the reset could never let it through."""
+    _, token = api.access.create_key("tiny", rate=None, quota=Quota.parse("3/day"))
+    r = api.predict({"texts": ["a", "b", "c", "d"]}, token)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "over_quota_size"
+    assert "Retry-After" not in r.headers
+    assert api.predict({"texts": ["a", "b", "c"]}, token).status_code == 200
+
+
+def test_a_trailing_slash_redirect_writes_no_usage_row(api: App) -> None:
+    """/predict/ answered 307 with a usage row, and the followed request wrote a second one."""
+    before = len(api.access.store.usage())
+    r = api.client.post("/v1/models/topics/predict/", json={"texts": ["a"]}, headers=api.headers(api.token),
+                        follow_redirects=False)  # fmt: skip
+    assert r.status_code == 307
+    assert len(api.access.store.usage()) == before
+
+
+@pytest.mark.parametrize("version", ["a/b", "x\ny", ""])
+def test_a_version_loaded_over_http_follows_the_served_name_rule(api: App, version: str) -> None:
+    body: dict[str, Any] = {"path": "/srv/secret/runs/topics", "version": version}
+    r = api.client.post("/v1/models/topics/versions", json=body, headers=api.headers(api.admin))
+    assert r.status_code == 422
+
+
+def test_an_empty_version_is_refused_in_the_body_and_the_query_alike(api: App) -> None:
+    """The body's "" served the active version; ?version= was a 404 for version ''."""
+    body = api.predict({"texts": ["a"], "version": ""}, api.token)
+    query = api.client.post("/v1/models/topics/predict?version=", json={"texts": ["a"]},
+                            headers=api.headers(api.token))  # fmt: skip
+    assert (body.status_code, query.status_code) == (422, 422)

@@ -164,6 +164,11 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         message = f"no route {request.method} {request.url.path} (see /docs)"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+    elif exc.status_code == 400 and message == "There was an error parsing the body":
+        # FastAPI's answer for a body json.loads could not even start on: bytes that are not
+        # UTF-8, or nesting past the parser's depth. Said as the malformed JSON it is.
+        code = "malformed_json"
+        message = "malformed JSON: the body is not UTF-8 text, or is nested too deeply; send UTF-8 JSON"
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 

@@ -79,7 +79,7 @@ def test_an_empty_version_is_refused_in_the_body_and_the_query_alike(api: App) -
     assert (body.status_code, query.status_code) == (422, 422)
 
 
-@pytest.mark.parametrize("body", [b'{"texts":["\xff\xfe"]}', b'{"texts":' + b'[' * 2000])
+@pytest.mark.parametrize("body", [b'{"texts":["\xff\xfe"]}', b'{"texts":' + b"[" * 2000])
 def test_a_body_json_cannot_parse_at_all_is_named_malformed_json(api: App, body: bytes) -> None:
     """Bytes that are not UTF-8, or nesting past the parser's depth, were a bare 'bad_request:
     There was an error parsing the body'."""

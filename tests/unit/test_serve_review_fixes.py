@@ -90,3 +90,64 @@ def test_a_body_json_cannot_parse_at_all_is_named_malformed_json(api: App, body:
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "malformed_json" and "UTF-8" in r.json()["error"]["message"]
+
+
+def test_a_client_that_leaves_is_not_computed_for_or_billed(tmp_path: Path) -> None:
+    """Under uvicorn a client's timeout did not cancel the route: every abandoned request still
+    ran through the model and was written as a billed 200 against the quota."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from test_serve_app import FakePredictor, settings
+
+    from tunelab.serve.app import ServedModel, create_app
+
+    class Slow(FakePredictor):
+        calls = 0
+
+        def predict_encoded(self, enc: Any, *args: Any, **kw: Any) -> Any:
+            type(self).calls += 1
+            time.sleep(0.6)
+            return super().predict_encoded(enc, *args, **kw)
+
+    app = create_app(settings(tmp_path, max_batch=1), [ServedModel("topics", "1", Slow(), "runs/x")],
+                     loader=FakePredictor)  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        access = app.state.tunelab.access
+        key, token = access.create_key("gone", rate=None, quota=Quota.parse("100/day"))
+        url = f"http://127.0.0.1:{port}/v1/models/topics/predict"
+
+        def ask(i: int) -> None:
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(url, json={"texts": [f"text {i}"]}, headers={"Authorization": f"Bearer {token}"},
+                           timeout=0.2)  # fmt: skip
+
+        clients = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        deadline = time.monotonic() + 10
+        while len(access.store.usage()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # what the model would still have run by now
+        rows = access.store.usage()
+        # every request that reached the route (on a loaded machine one may not even connect)
+        assert rows and [r.status for r in rows] == [499] * len(rows)
+        assert Slow.calls <= 1  # the one already running when its client left; the rest skipped
+        day = access._now().replace(hour=0, minute=0, second=0, microsecond=0)
+        assert access.store.texts_used(key.key_id, day) == 0
+    finally:
+        server.should_exit = True
+        thread.join(10)

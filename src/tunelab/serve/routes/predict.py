@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.deps import Context, MaybeCaller, State
+from tunelab.serve.disconnect import unless_client_leaves
 from tunelab.serve.request_limits import RequestLimitError, check_input_kind, check_texts
 from tunelab.serve.responses import error_responses
 from tunelab.serve.schemas import PredictRequest, PredictResponse, UsageCount
@@ -46,6 +47,7 @@ ERRORS = error_responses(
     responses=ERRORS,  # type: ignore[arg-type]
 )
 async def predict(
+    request: Request,
     name: str,
     body: PredictRequest,
     state: State,
@@ -87,10 +89,11 @@ async def predict(
         if log.isEnabledFor(logging.DEBUG):
             log.debug("predict %s@%s %s=%r", name, mv.version, field, items)  # masked by the log filter
         if body.pairs is None:
-            out = await mv.batcher.submit(body.texts or [], top_k=body.top_k)
+            work = mv.batcher.submit(body.texts or [], top_k=body.top_k)
         else:
             texts, pairs = [a for a, _ in body.pairs], [b for _, b in body.pairs]
-            out = await mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
+            work = mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
+        out = await unless_client_leaves(request.receive, work)
     ctx.tokens = sum(out.tokens)
     schema = mv.result_schema  # the task's: ClassificationResult, EntityResult, ...
     return PredictResponse(

@@ -151,3 +151,17 @@ def test_a_client_that_leaves_is_not_computed_for_or_billed(tmp_path: Path) -> N
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_keyless_requests_to_public_pages_are_not_logged_one_line_each(api: App, caplog) -> None:
+    """GET /docs, /openapi.json and /redoc without a key logged an INFO line each: a flood anyone
+    could send, where the README promises keyless requests one line per interval."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        for path in ("/docs", "/openapi.json", "/redoc") * 5:
+            assert api.client.get(path).status_code == 200
+    assert not [r for r in caplog.records if r.name == "tunelab.serve.access" and r.levelno >= logging.INFO]
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        assert api.predict({"texts": ["a"]}, api.token).status_code == 200
+    assert any("predict 200" in r.getMessage() for r in caplog.records)  # keyed requests still are

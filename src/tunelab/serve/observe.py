@@ -259,7 +259,9 @@ class ObserveMiddleware:
                 texts=ctx.texts,
                 tokens=ctx.tokens,
             )
-        level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+        # Keyless successes (/docs, /openapi.json, the probes) at debug level: anyone can send them
+        # as fast as they like, and the README promises them no more than one line per interval.
+        level = logging.DEBUG if scope["path"] in QUIET_PATHS or unauthenticated else logging.INFO
         access_log.log(
             level,
             "%s %s %d %.1fms model=%s version=%s key=%s texts=%d id=%s",

@@ -165,3 +165,40 @@ def test_keyless_requests_to_public_pages_are_not_logged_one_line_each(api: App,
     with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
         assert api.predict({"texts": ["a"]}, api.token).status_code == 200
     assert any("predict 200" in r.getMessage() for r in caplog.records)  # keyed requests still are
+
+
+def test_a_keys_texts_in_flight_are_capped_and_other_keys_go_on(tmp_path: Path) -> None:
+    """First come, first served, one key's big requests filled the queue and another key's
+    1-text request waited seconds behind them; now past --max-in-flight a key gets a 429."""
+    import threading
+    import time
+
+    from test_serve_security import GatedPredictor
+
+    gated = GatedPredictor()
+    opened = open_app(tmp_path, gated, max_in_flight_per_key=4)
+    api = next(opened)
+    try:
+        _, busy = api.access.create_key("busy", rate=None, quota=None)
+        held: list[int] = []
+        first = threading.Thread(
+            target=lambda: held.append(
+                api.predict({"texts": ["hold a", "hold b", "hold c"]}, busy).status_code
+            )
+        )
+        first.start()
+        deadline = time.monotonic() + 30
+        while api.app.state.tunelab.in_flight.held_total() < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        over = api.predict({"texts": ["a", "b"]}, busy, model="other")  # 3 + 2 > 4, any model
+        assert over.status_code == 429 and over.json()["error"]["code"] == "too_many_in_flight"
+        assert "Retry-After" in over.headers
+        assert api.predict({"texts": ["a"]}, busy, model="other").status_code == 200  # 3 + 1 fits
+        assert api.predict({"texts": ["a", "b"]}, api.token, model="other").status_code == 200  # another key
+    finally:
+        gated.gate.set()
+    first.join(60)
+    assert held == [200]
+    assert api.app.state.tunelab.in_flight.held_total() == 0  # nothing left counted
+    assert api.predict({"texts": ["a", "b", "c", "d"]}, busy, model="other").status_code == 200
+    opened.close()

@@ -195,6 +195,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="batch fill wait (default 5)")
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default 64)")
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default 2000)")
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="texts one key may have waiting or running at once; more is a 429 (default 256)",
+    )
     p.add_argument("--max-body", default="1MiB", help="request body limit, e.g. 1MiB, 512KB (default 1MiB)")
     p.add_argument("--db", help="postgresql://user@host:5432/db (default: $TUNELAB_DB, else SQLite)")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
@@ -238,6 +244,7 @@ def build_settings(args: argparse.Namespace) -> object:
         "max_wait_ms": args.max_wait_ms,
         "max_texts_per_request": args.max_texts,
         "max_chars_per_text": args.max_chars,
+        "max_in_flight_per_key": args.max_in_flight,
         "max_body_bytes": args.max_body,
         "mask_logs": not args.no_mask_logs,
         "threads": args.threads,

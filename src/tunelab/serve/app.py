@@ -25,6 +25,7 @@ from tunelab.serve.batcher import MicroBatcher
 from tunelab.serve.bots import BotRegistry
 from tunelab.serve.deps import ServeState
 from tunelab.serve.error_handlers import install_error_handlers
+from tunelab.serve.in_flight import InFlightTexts
 from tunelab.serve.metrics import ServeMetrics
 from tunelab.serve.monitors import MonitorRegistry
 from tunelab.serve.observe import ObserveMiddleware
@@ -132,6 +133,7 @@ def create_app(
         bots=bot_registry,
         monitors=monitor_registry,
         recommenders=recommender_registry,
+        in_flight=InFlightTexts(settings.max_in_flight_per_key),
     )
 
     @asynccontextmanager

@@ -40,6 +40,7 @@ class ServeState:
     monitors: Any = None  # tunelab.serve.monitors.MonitorRegistry (sentiment monitors, ``--monitor``)
     recommenders: Any = None  # tunelab.serve.recommenders.RecommenderRegistry (``--recommend``)
     alert_webhook: Any = None  # tunelab.apps.monitor.webhook.AlertWebhook when a monitor has a URL
+    in_flight: Any = None  # tunelab.serve.in_flight.InFlightTexts: each key's texts queued or running
     # Failed /readyz probes: an orchestrator probes every few seconds while the database is down.
     readiness_log: RateLimitedLog = field(
         default_factory=lambda: RateLimitedLog(

@@ -53,6 +53,9 @@ class ServeSettings(BaseModel):
         5.0, ge=0, le=60_000, description="how long a batch waits to fill after its first text"
     )
     max_texts_per_request: int = Field(64, ge=1)
+    max_in_flight_per_key: int = Field(
+        256, ge=1, description="texts one key may have waiting or running at once (tunelab.serve.in_flight)"
+    )
     max_chars_per_text: int = Field(2000, ge=1)
     max_body_bytes: int = Field(1024 * 1024, ge=64)
     mask_logs: bool = True

@@ -6,6 +6,7 @@ model, per-text limits, then rate and quota (which reserve quota), and only then
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Annotated
 
@@ -82,18 +83,26 @@ async def predict(
             max_chars=settings.max_chars_per_text,
             field=field,
         )
-        if caller is not None:
-            await run_in_threadpool(
-                lambda: state.access.admit(caller, body.size, request_id=ctx.request_id, rate=False)
-            )
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("predict %s@%s %s=%r", name, mv.version, field, items)  # masked by the log filter
-        if body.pairs is None:
-            work = mv.batcher.submit(body.texts or [], top_k=body.top_k)
-        else:
-            texts, pairs = [a for a, _ in body.pairs], [b for _, b in body.pairs]
-            work = mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
-        out = await unless_client_leaves(request.receive, work)
+        # Each key's texts queued or running are capped (429 past it): the queue is first come,
+        # first served, so one key's big requests would otherwise hold everyone else's back.
+        holding = (
+            state.in_flight.hold(caller.key_id, caller.name, body.size)
+            if caller is not None
+            else contextlib.nullcontext()
+        )
+        with holding:
+            if caller is not None:
+                await run_in_threadpool(
+                    lambda: state.access.admit(caller, body.size, request_id=ctx.request_id, rate=False)
+                )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("predict %s@%s %s=%r", name, mv.version, field, items)  # masked by the log filter
+            if body.pairs is None:
+                work = mv.batcher.submit(body.texts or [], top_k=body.top_k)
+            else:
+                texts, pairs = [a for a, _ in body.pairs], [b for _, b in body.pairs]
+                work = mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
+            out = await unless_client_leaves(request.receive, work)
     ctx.tokens = sum(out.tokens)
     schema = mv.result_schema  # the task's: ClassificationResult, EntityResult, ...
     return PredictResponse(

@@ -82,7 +82,7 @@ def test_the_ranker_is_not_fitted_on_positives_the_user_already_has(built: Path)
     from tunelab.apps.recommend.ranker import training_rows
 
     rec = Recommender.load(built)
-    had = rec._ids[int(rec._seen_indices("u0")[0])]
+    had = rec._ids[rec._users["u0"].positives()[0]]  # an item u0 liked in train
     unseen = next(i for k, i in enumerate(rec._ids) if k not in set(rec._seen_indices("u0").tolist()))
     cfg = RankerSection(negatives=2, hard_negatives=0)
     both = training_rows(rec, pd.DataFrame({"user_id": ["u0", "u0"], "item_id": [had, unseen]}), cfg)
@@ -197,3 +197,30 @@ def test_writes_after_the_folder_was_rebuilt_are_refused_not_lost(
     fresh = Recommender.load(folder)  # loaded again: writes go on
     fresh.record_event("u2", "coo1", rating=5.0)
     assert (folder / FILE).exists()
+
+
+def test_a_view_before_a_purchase_is_no_repeat() -> None:
+    """Counting every earlier interaction as a repeat left event data with a view before each
+    purchase no validation row (and a build that failed naming split.min_positives)."""
+    rows = []
+    for u in range(5):
+        for k in range(6):
+            rows += [(f"u{u}", f"i{k}", 10.0 * k, False), (f"u{u}", f"i{k}", 10.0 * k + 1, True)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "time", "positive"])
+    sp = split_chronological(frame, test_frac=0.2, val_frac=0.2, min_positives=3)
+    assert sp.repeated == 0 and len(sp.val) == 5 and len(sp.test) == 5
+
+
+def test_the_ranker_keeps_a_positive_on_an_item_the_user_only_saw(built: Path, tmp_path: Path) -> None:
+    from tunelab.apps.recommend.config import RankerSection
+    from tunelab.apps.recommend.ranker import training_rows
+
+    folder = tmp_path / "rec"
+    shutil.copytree(built, folder)
+    rec = Recommender.load(folder)
+    seen = set(rec._seen_indices("u0").tolist())
+    item = next(i for k, i in enumerate(rec._ids) if k not in seen)
+    assert rec.record_event("u0", item, rating=1.0)["positive"] is False  # seen, not liked
+    rows = training_rows(rec, pd.DataFrame({"user_id": ["u0"], "item_id": [item]}),
+                         RankerSection(negatives=2, hard_negatives=0))  # fmt: skip
+    assert int(rows["y"].sum()) == 1  # rated low before, liked now: a positive row

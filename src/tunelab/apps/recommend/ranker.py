@@ -272,9 +272,11 @@ def training_rows(
             continue
         seen = np.zeros(n, dtype=bool)
         seen[rec._seen_indices(user)] = True
-        # An item already in the user's history is never in a ranking (exclude_seen): as a positive
-        # row it would teach a match serving never meets (the split leaves such rows out too).
-        positives = positives[~seen[positives]]
+        # An item the user already liked is a repeat (the split leaves such rows out too): as a
+        # positive row it taught a match of the item with itself. A view before a purchase is not.
+        history = rec._users.get(user)
+        liked = np.asarray(history.positives() if history is not None else [], dtype=np.int64)
+        positives = positives[~np.isin(positives, liked)]
         if len(positives) == 0:
             continue
         blocked = seen.copy()

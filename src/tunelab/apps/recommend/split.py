@@ -11,10 +11,10 @@ stay in train (they are history: seen items, hard negatives); the ones after it 
 every frame, since they happened after the moment each held-out positive is predicted from. So
 ``val`` and ``test`` hold positives only.
 
-A held-out positive on an item the user already has in train (a repeated rating, a second click or
-purchase) is left out too, and so is a second held-out positive on one item: a ranking never shows
-a seen item, so such a row only taught the ranker (fitted on validation) a match that serving never
-meets and counted as a miss in test. They are counted in ``repeated``.
+A held-out positive on an item the user already liked in train (a repeated rating, a second click
+or purchase; a view or a low rating before it is no repeat) is left out too, and so is a second
+held-out positive on one item: such a row only taught the ranker (fitted on validation) to match
+an item with itself. They are counted in ``repeated``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ def split_chronological(
         part[held[n_val:]] = 2
         later = np.arange(held[0], end)
         part[later[~positive[later]]] = -1
-        had = set(items[start : held[0]])
+        # earlier *positives* only: a view before a purchase is history, not a repeat (counting
+        # views left event data with views before each purchase no validation row at all)
+        before = np.arange(start, held[0])
+        had = set(items[before[positive[before]]])
         for row in held:
             if items[row] in had:
                 part[row] = -3

@@ -946,7 +946,7 @@ def test_a_resume_after_the_previous_runs_sample_changed_is_refused(
         (partial / "run.json").write_text(json.dumps(summary))
         says = r"the checkpoint is at batch 3 of epoch 1, which now has \d batches"
     else:
-        says = r"the data changed since the run began: train rows \(the rows added to them: --from's"
+        says = r"the data changed since the run began: rehearsal \(.*first/rehearsal\.jsonl\)"
     with pytest.raises(RunError, match=says):
         tunelab.train(resume=partial, show_progress=False)
 

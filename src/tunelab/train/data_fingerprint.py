@@ -26,7 +26,7 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _rows_digest(rows: Any) -> str:
+def rows_digest(rows: Any) -> str:
     """sha256 over a split's texts, second texts and labels, in order."""
     digest = hashlib.sha256()
     for part in (rows.texts, rows.text_pairs, rows.labels):
@@ -39,7 +39,7 @@ def _rows_digest(rows: Any) -> str:
 def split_fingerprints(splits: Any, unlabeled: Any = None) -> dict[str, str | None]:
     """One digest per split as read (None for a split the run has not), and the unlabelled texts'."""
     out: dict[str, str | None] = {
-        name: (None if rows is None else _rows_digest(rows))
+        name: (None if rows is None else rows_digest(rows))
         for name, rows in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))
     }
     if unlabeled is not None:  # self_training: (texts, rows skipped as empty)

@@ -35,7 +35,7 @@ from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
-from tunelab.train.data_fingerprint import check_same_data, split_fingerprints
+from tunelab.train.data_fingerprint import check_same_data, rows_digest, split_fingerprints
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
 from tunelab.train.optim import fitted_head
@@ -155,12 +155,25 @@ def train(
     if run is not None and run.labels_json.is_file():
         _check_same_labels(run, splits.labels, cfg)
     data_fingerprint = split_fingerprints(splits, checked.unlabeled)
+    if checked.rehearsal is None and checked.previous is not None:  # a resume: check_run left it
+        from tunelab.train.continual import read_rehearsal
+
+        checked.rehearsal = read_rehearsal(
+            checked.previous, splits.labels, cfg.continual, seed=cfg.train.seed
+        )
+    if checked.rehearsal is not None:
+        # --from's stored sample joins the training rows: a resume after RUN was retrained with
+        # another sample passed the files' check, then trained on other rows from the checkpoint's
+        # place in the epoch. Rows the run makes itself (augmentation, pseudo-labels) are left out:
+        # they come from the model, and another CPU may make a borderline one differently.
+        data_fingerprint["rehearsal"] = rows_digest(checked.rehearsal)
     if run is not None and restored:  # the checkpoint's epoch position and dev scores need the same rows
         files = {
             "train": cfg.data.train,
             "dev": cfg.data.dev or f"carved from {cfg.data.train}",
             "test": cfg.data.test or f"carved from {cfg.data.train}",
             "unlabeled": cfg.self_training.unlabeled,
+            "rehearsal": f"{cfg.continual.from_run}/rehearsal.jsonl",
         }
         check_same_data(str(run.root), previous.get(DATA_KEY), data_fingerprint, files)
     resolved: ResolvedModel = checked.model
@@ -211,17 +224,6 @@ def train(
     splits, self_training = add_pseudo_labelled_rows(
         splits, sampled, checked.unlabeled, cfg, task, model, tokenizer
     )
-    # The rows the loop indexes: the files' plus rehearsal, augmented and pseudo-labelled rows. A
-    # resume whose previous run's rehearsal.jsonl changed (retrained with another sample) passed
-    # the files' check, then trained on other rows from the checkpoint's place in the epoch.
-    data_fingerprint["train_rows"] = split_fingerprints(splits)["train"]
-    if run is not None and restored:
-        check_same_data(
-            str(run.root),
-            previous.get(DATA_KEY),
-            {"train_rows": data_fingerprint["train_rows"]},
-            {"train_rows": "the rows added to them: --from's rehearsal.jsonl, augmentation, pseudo-labels"},
-        )
     if not score_test and splits.test is not None:
         # Read above only to keep test texts out of the rows made for training; never scored.
         splits = replace(splits, test=None)

@@ -202,3 +202,18 @@ def test_a_keys_texts_in_flight_are_capped_and_other_keys_go_on(tmp_path: Path) 
     assert api.app.state.tunelab.in_flight.held_total() == 0  # nothing left counted
     assert api.predict({"texts": ["a", "b", "c", "d"]}, busy, model="other").status_code == 200
     opened.close()
+
+
+def test_bodies_that_fail_the_schema_take_the_keys_rate_too(api: App) -> None:
+    """FastAPI checks the body before the route runs, so `top_k: 0` or an empty texts list never
+    reached the route's rate check: a key could send them at any speed, each a usage row."""
+    _, token = api.access.create_key("schema", rate="1/min", quota=None)
+    assert api.predict({"texts": ["a"], "top_k": 0}, token).status_code == 422
+    later = [
+        api.predict({"texts": ["a"], "top_k": 0}, token).status_code,
+        api.predict({"texts": []}, token).status_code,
+        api.client.post(
+            "/v1/models/topics/predict?version=", json={"texts": ["a"]}, headers=api.headers(token)
+        ).status_code,
+    ]
+    assert later == [429, 429, 429]

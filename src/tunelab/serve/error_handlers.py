@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from tunelab.errors import ConfigError, TunelabError
@@ -67,7 +68,27 @@ def location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+async def _rate_refusal(request: Request) -> JSONResponse | None:
+    """The key's rate, for a request refused before its route ran (a body that fails the schema):
+    the route takes it first thing, which such a request never reaches, so a key could send them
+    at any speed, each writing a usage row. None when the rate lets it through (or no key)."""
+    from tunelab.serve.access import AccessError
+
+    ctx = request_context(request)
+    access = getattr(request.app.state.tunelab, "access", None)
+    if ctx.caller is None or access is None:
+        return None
+    try:
+        await run_in_threadpool(access.admit_rate, ctx.caller)
+    except AccessError as exc:
+        return await _access(request, exc)
+    return None
+
+
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    refused = await _rate_refusal(request)
+    if refused is not None:
+        return refused
     errors = list(exc.errors())
     bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if bad_json is not None:

@@ -66,13 +66,14 @@ async def predict(
     """
     ctx.texts = body.size
     settings = state.settings
+    if caller is not None:
+        # The key's rate first: requests refused below (an unknown model, an empty text) were never
+        # rate-limited, and each wrote a usage row under the store's write lock. (A body that fails
+        # the schema never reaches this line: the validation error handler takes the rate then.)
+        await run_in_threadpool(state.access.admit_rate, caller)
     if version == "":
         raise RequestLimitError("version: empty; leave it out for the active version", status=422,
                                 code="invalid_parameter")  # fmt: skip
-    if caller is not None:
-        # The key's rate first: requests refused below (an unknown model, an empty text) were never
-        # rate-limited, and each wrote a usage row under the store's write lock.
-        await run_in_threadpool(state.access.admit_rate, caller)
     async with state.registry.use(name, body.version or version) as mv:
         ctx.version = mv.version
         check_input_kind(name, mv.pair_column, has_pairs=body.pairs is not None)

@@ -1014,3 +1014,22 @@ def test_a_pair_runs_sample_without_a_second_text_is_named_by_line(
         RunError, match=r"rehearsal\.jsonl: line 1: no text_pair \(the run reads text pairs\)"
     ):
         tunelab.train(from_run=run, overrides=[f"data.train={data}", f"output_dir={tmp_path / 'more'}"])
+
+
+def test_rehearsal_all_of_a_run_that_stored_a_sample_says_so(first, new_csv: Path, tmp_path: Path) -> None:
+    """`--from RUN continual.rehearsal=all` where RUN stored 5 rows a label replayed those as if
+    they were every training row, without a word."""
+    run, _ = first
+    result = tunelab.train(
+        from_run=run,
+        overrides=[
+            f"data.train={new_csv}",
+            f"output_dir={tmp_path / 'runs'}",
+            "continual.rehearsal=all",
+            "train.epochs=1",
+        ],
+        show_progress=False,
+    )
+    notes = " | ".join(result.summary["notes"])
+    assert "continual.rehearsal=all replays every row the previous run stored" in notes
+    assert "continual.rehearsal=5: at most 5 rows a label" in notes

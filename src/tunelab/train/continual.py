@@ -333,14 +333,31 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
     return stored.take(keep)
 
 
-def short_sample_note(rehearsal: Dataset, cc: ContinualConfig) -> str | None:
+def short_sample_note(
+    rehearsal: Dataset, cc: ContinualConfig, stored: ContinualConfig | None = None
+) -> str | None:
     """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks.
 
     A continued run replays up to ``continual.rehearsal`` stored rows a label (the previous run's
     own setting unless overridden); where the previous run stored fewer of every label (it asked
     for fewer, or its labels had fewer training rows) it replays what is there and says so instead
     of quietly replaying less, or nothing. ``rehearsal_total`` (even 0) asks for a total instead.
+    ``stored``: the previous run's own setting; ``all`` asked of a run that stored a sample says
+    how many rows a label it holds (it replayed them as if they were every training row).
     """
+    asks_all = cc.rehearsal_total is None and cc.rehearsal_per_label is None
+    if asks_all and stored is not None and (stored.rehearsal_per_label, stored.rehearsal_total) != (None, None):
+        most = max(Counter(_group_key(label) for label in rehearsal.labels).values(), default=0)
+        kept = (
+            f"continual.rehearsal_total={stored.rehearsal_total}"
+            if stored.rehearsal_total is not None
+            else f"continual.rehearsal={stored.rehearsal}"
+        )
+        return (
+            f"rehearsal: continual.rehearsal=all replays every row the previous run stored, and it "
+            f"stored a sample ({kept}: at most {most} rows a label), not every training row; "
+            "train it with continual.rehearsal=all to replay them all"
+        )
     if cc.rehearsal_total is not None or cc.rehearsal_per_label is None or not cc.rehearsal:
         return None
     if not rehearsal.labels:

@@ -70,7 +70,7 @@ class Continuation:
             previous = open_previous(cfg, splits, stores_base=stores_base)
         if rehearsal is None:  # else as check_run read it
             rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
-        short = short_sample_note(rehearsal, cfg.continual)
+        short = short_sample_note(rehearsal, cfg.continual, previous.config.continual)
         if short is not None:
             splits = dataclasses.replace(splits, notes=[*splits.notes, short])
         rehearsal, dropped = without_held_out(rehearsal, splits)

@@ -346,7 +346,8 @@ def short_sample_note(
     how many rows a label it holds (it replayed them as if they were every training row).
     """
     asks_all = cc.rehearsal_total is None and cc.rehearsal_per_label is None
-    if asks_all and stored is not None and (stored.rehearsal_per_label, stored.rehearsal_total) != (None, None):
+    sampled = stored is not None and (stored.rehearsal_per_label, stored.rehearsal_total) != (None, None)
+    if asks_all and sampled and stored is not None:
         most = max(Counter(_group_key(label) for label in rehearsal.labels).values(), default=0)
         kept = (
             f"continual.rehearsal_total={stored.rehearsal_total}"

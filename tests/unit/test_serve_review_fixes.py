@@ -217,3 +217,26 @@ def test_bodies_that_fail_the_schema_take_the_keys_rate_too(api: App) -> None:
         ).status_code,
     ]
     assert later == [429, 429, 429]
+
+
+def test_a_client_that_leaves_while_uploading_is_a_499_not_malformed_json() -> None:
+    """FastAPI answers a ClientDisconnect while reading the body as 'There was an error parsing the
+    body', which the malformed-JSON wording would have blamed on the body."""
+    import asyncio
+    import json
+
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+
+    from tunelab.serve.error_handlers import _http
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/models/topics/predict", "headers": []})
+    try:
+        try:
+            raise ClientDisconnect()
+        except ClientDisconnect as cause:
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from cause
+    except HTTPException as exc:
+        response = asyncio.run(_http(request, exc))
+    assert response.status_code == 499
+    assert json.loads(response.body)["error"]["code"] == "client_closed"

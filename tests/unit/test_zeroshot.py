@@ -326,3 +326,19 @@ def test_merge_of_a_zero_shot_run_says_it_has_nothing_to_merge(
     run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
     with pytest.raises(RunError, match=r"is a zeroshot run, which holds no adapter of its own to merge"):
         merge(run)
+
+
+def test_the_tokenizers_own_length_limit_counts_too(tiny_bert: Path, tmp_path: Path) -> None:
+    """MPNet-style encoders number positions from a padding offset (514 positions, 512 tokens): the
+    positions alone let --max-length 513 through, to fail at predict time."""
+    import json
+    import shutil
+
+    copy = tmp_path / "enc"
+    shutil.copytree(tiny_bert, copy)
+    positions = json.loads((copy / "config.json").read_text())["max_position_embeddings"]
+    config_path = copy / "tokenizer_config.json"
+    tok = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config_path.write_text(json.dumps({**tok, "model_max_length": positions - 2}))
+    with pytest.raises(ConfigError, match=rf"is over the {positions - 2} positions"):
+        zero_shot_predictor(DESCRIPTIONS, encoder=str(copy), max_length=positions - 1)

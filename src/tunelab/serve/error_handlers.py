@@ -21,9 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.serve.context import request_context
+from tunelab.serve.disconnect import CLIENT_CLOSED
 from tunelab.serve.model_roots import ModelPathForbiddenError
 from tunelab.serve.registry import ModelNotServedError, ModelStateError
 from tunelab.serve.request_limits import RequestLimitError
@@ -185,6 +187,11 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         message = f"no route {request.method} {request.url.path} (see /docs)"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+    elif exc.status_code == 400 and isinstance(exc.__cause__, ClientDisconnect):
+        # The client left while sending its body: no JSON to blame (nobody reads this answer;
+        # its usage row says 499, as when it leaves while the model runs).
+        code, message = "client_closed", "the client closed the connection"
+        return error_response(CLIENT_CLOSED, code, message)
     elif exc.status_code == 400 and message == "There was an error parsing the body":
         # FastAPI's answer for a body json.loads could not even start on: bytes that are not
         # UTF-8, or nesting past the parser's depth. Said as the malformed JSON it is.

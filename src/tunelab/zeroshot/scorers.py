@@ -53,7 +53,12 @@ class EmbeddingScorer:
         positions = getattr(config, "max_position_embeddings", None)
         if not isinstance(positions, int):
             return None
-        return positions - 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta") else positions
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
+            positions -= 2
+        # Models that number positions from a padding offset (MPNet, CamemBERT) say their usable
+        # length in the tokenizer's model_max_length (514 positions, 512 tokens).
+        usable = getattr(self.tokenizer, "model_max_length", None)
+        return min(positions, usable) if isinstance(usable, int) and 0 < usable < 100_000 else positions
 
     def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
         """(N, L): ``scale`` x cosine(text, description)."""

@@ -240,3 +240,25 @@ def test_a_client_that_leaves_while_uploading_is_a_499_not_malformed_json() -> N
         response = asyncio.run(_http(request, exc))
     assert response.status_code == 499
     assert json.loads(response.body)["error"]["code"] == "client_closed"
+
+
+def test_a_recommender_rebuilt_under_the_server_logs_once_not_a_traceback_per_event(caplog) -> None:
+    import logging
+
+    from tunelab.errors import RunError
+    from tunelab.serve.recommenders import ServedRecommender
+
+    class Replaced:
+        items = ("i1",)
+
+        def record_event(self, **event: Any) -> None:
+            raise RunError("/srv/recs/shop was rebuilt or moved since this recommender was loaded")
+
+    served = ServedRecommender("shop", Replaced(), "/srv/recs/shop")
+    events = [{"user_id": "u", "item_id": "i1"}] * 5
+    with caplog.at_level(logging.ERROR):
+        first = served._record_events(events)
+        second = served._record_events(events)
+    assert [o.code for o in first + second] == ["internal_error"] * 10
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None and "rebuilt" in errors[0].getMessage()

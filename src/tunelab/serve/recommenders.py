@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import ConfigError, DataError, RunError, first_line
 from tunelab.serve.registry import ModelNotServedError
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class ServedRecommender:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     executor: ThreadPoolExecutor | None = None
     add_lock: threading.Lock = field(default_factory=threading.Lock)
+    replaced_logged: bool = False  # its folder was rebuilt under it: said once in the log
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in this recommender's threads; an unexpected error is a 500."""
@@ -146,6 +147,12 @@ class ServedRecommender:
                 self.recommender.record_event(**event)
             except DataError as exc:  # its item is known, and items are never removed: the event's fault
                 out.append(EventOutcome("rejected", "invalid_event", str(exc)))
+            except RunError as exc:  # the folder was rebuilt under the server: every event fails alike,
+                # so one log line, not a traceback per event (a batch of 1,000 gave 1,000)
+                if not self.replaced_logged:
+                    log.error("recommender %s: %s", self.name, first_line(exc))
+                    self.replaced_logged = True
+                out.append(EventOutcome("rejected", "internal_error", "the event could not be recorded"))
             except Exception:  # a fault, not the event's: logged; the client sees no detail. Events
                 # recorded before it stay recorded and keep their results
                 log.exception("recommender %s: recording an event failed", self.name)

@@ -78,7 +78,9 @@ async def _rate_refusal(request: Request) -> JSONResponse | None:
 
     ctx = request_context(request)
     access = getattr(request.app.state.tunelab, "access", None)
-    if ctx.caller is None or access is None:
+    # Only where the route itself takes the rate (it declares a 429): others never answer one.
+    responses = getattr(request.scope.get("route"), "responses", None) or {}
+    if ctx.caller is None or access is None or not ({429, "429"} & set(responses)):
         return None
     try:
         await run_in_threadpool(access.admit_rate, ctx.caller)

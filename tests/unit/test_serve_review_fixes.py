@@ -262,3 +262,40 @@ def test_a_recommender_rebuilt_under_the_server_logs_once_not_a_traceback_per_ev
     assert [o.code for o in first + second] == ["internal_error"] * 10
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is None and "rebuilt" in errors[0].getMessage()
+
+
+def test_cancelling_the_handler_retrieves_its_works_outcome() -> None:
+    """When the route itself was cancelled, the cancelled work's exception was never retrieved,
+    and asyncio logged 'Task exception was never retrieved' when it was collected."""
+    import asyncio
+    import contextlib
+    import gc
+
+    from tunelab.serve.disconnect import unless_client_leaves
+
+    reported: list[str] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: reported.append(ctx["message"]))
+
+        async def work() -> None:
+            try:
+                await asyncio.sleep(10)
+            finally:
+                raise RuntimeError("the model failed while being cancelled")
+
+        async def receive() -> dict:
+            await asyncio.Event().wait()  # the client never leaves
+            return {}
+
+        handler = asyncio.ensure_future(unless_client_leaves(receive, work()))
+        await asyncio.sleep(0.01)
+        handler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await handler
+        await asyncio.sleep(0.01)
+        gc.collect()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert not [m for m in reported if "never retrieved" in m]

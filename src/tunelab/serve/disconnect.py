@@ -40,6 +40,8 @@ async def unless_client_leaves(receive: Any, work: Awaitable[T]) -> T:
         done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:  # this handler itself cancelled: take the work with it
         task.cancel()
+        # retrieved when it ends, so asyncio never reports "Task exception was never retrieved"
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
         raise
     finally:
         watcher.cancel()

@@ -122,23 +122,26 @@ def test_the_template_is_what_gets_embedded(tiny_bert: Path) -> None:
     assert literal.logits(TEXTS).shape == (len(TEXTS), len(DESCRIPTIONS))
 
 
-def test_nli_scores_each_label_as_the_zero_shot_pipeline_does(tiny_nli: Path) -> None:
+def _assert_as_the_pipeline(tiny_nli: Path, texts: list[str], ours: np.ndarray) -> None:
+    """``ours`` (softmaxed) equals transformers' zero-shot-classification pipeline on ``texts``."""
     from transformers import pipeline
 
-    predictor = zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_nli))
-    ours = softmax(predictor.logits(TEXTS))
     reference = pipeline("zero-shot-classification", model=str(tiny_nli), device="cpu")
     hypotheses = list(DESCRIPTIONS.values())
-    for i, text in enumerate(TEXTS):
+    for i, text in enumerate(texts):
         out = reference(text, candidate_labels=hypotheses, hypothesis_template="This example is {}.")
         expected = dict(zip(out["labels"], out["scores"], strict=True))
         np.testing.assert_allclose(ours[i], [expected[h] for h in hypotheses], atol=1e-5)
 
 
+def test_nli_scores_each_label_as_the_zero_shot_pipeline_does(tiny_nli: Path) -> None:
+    predictor = zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_nli))
+    ours = softmax(predictor.logits(TEXTS))
+    _assert_as_the_pipeline(tiny_nli, TEXTS, ours)
+
+
 def test_nli_keeps_unknown_tokens_as_the_pipeline_does(tiny_nli: Path) -> None:
     """The premise was cut with get_special_tokens_mask, which marks [UNK] too: an emoji vanished."""
-    from transformers import pipeline
-
     texts = ["hello \U0001f642 world", "rain \u2603\u2603 and snow"]
     predictor = zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_nli))
     unk = predictor.tokenizer.unk_token_id
@@ -147,12 +150,7 @@ def test_nli_keeps_unknown_tokens_as_the_pipeline_does(tiny_nli: Path) -> None:
     # the premise is the text's tokens between [CLS] and [SEP], [UNK] kept
     assert predictor.backend.scorer._premises(enc) == [list(ids[1:-1]) for ids in enc.input_ids]
     ours = softmax(predictor.logits(texts))
-    reference = pipeline("zero-shot-classification", model=str(tiny_nli), device="cpu")
-    hypotheses = list(DESCRIPTIONS.values())
-    for i, text in enumerate(texts):
-        out = reference(text, candidate_labels=hypotheses, hypothesis_template="This example is {}.")
-        expected = dict(zip(out["labels"], out["scores"], strict=True))
-        np.testing.assert_allclose(ours[i], [expected[h] for h in hypotheses], atol=1e-5)
+    _assert_as_the_pipeline(tiny_nli, texts, ours)
 
 
 def test_a_max_length_over_the_encoders_positions_is_refused(tiny_bert: Path) -> None:

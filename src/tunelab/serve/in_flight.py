@@ -23,9 +23,6 @@ class InFlightTexts:
         self.limit = limit
         self._held: dict[str, int] = {}
 
-    def held(self, key_id: str) -> int:
-        return self._held.get(key_id, 0)
-
     def held_total(self) -> int:
         """Texts in flight over all keys (the entries left: one per key with texts in flight)."""
         return sum(self._held.values())

@@ -105,6 +105,7 @@ class NliScorer:
         limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
         self.hypotheses = [self._pair_layout(template.format(d)) for d in descriptions]
         self.max_tokens = int(limit)
+        self.single_text_frame = self._single_text_frame()  # once, not on every logits call
 
     def _pair_layout(self, hypothesis: str) -> tuple[list[int], list[int], int, int, int]:
         """Where a premise goes in this tokenizer's pair encoding of ``hypothesis``.
@@ -118,9 +119,13 @@ class NliScorer:
         out = self.tokenizer(placeholder, hypothesis, truncation=False)
         ids = list(out["input_ids"])
         types = list(out.get("token_type_ids") or [0] * len(ids))
+        start, width = self._placeholder_at(ids, placeholder)
+        return ids, types, start, width, types[start]
+
+    def _placeholder_at(self, ids: list[int], placeholder: str) -> tuple[int, int]:
+        """Where ``placeholder``'s own tokens start in ``ids``, and how many there are."""
         marker = self.tokenizer(placeholder, add_special_tokens=False)["input_ids"]
-        start = next(i for i in range(len(ids)) if ids[i : i + len(marker)] == marker)
-        return ids, types, start, len(marker), types[start]
+        return next(i for i in range(len(ids)) if ids[i : i + len(marker)] == marker), len(marker)
 
     def _premises(self, enc: Encoded) -> list[list[int]]:
         """Each text's ids without the special tokens its single-text encoding added.
@@ -129,16 +134,14 @@ class NliScorer:
         ``get_special_tokens_mask``: that marks every special id, ``[UNK]`` included, so an emoji or
         a rare script's word vanished from the premise the NLI model read.
         """
-        before, after = self._single_text_frame()
+        before, after = self.single_text_frame
         return [list(ids[before : len(ids) - after]) for ids in enc.input_ids]
 
     def _single_text_frame(self) -> tuple[int, int]:
         """How many tokens the tokenizer adds before and after a single text ([CLS] / [SEP])."""
-        placeholder = "placeholder"
-        ids = list(self.tokenizer(placeholder)["input_ids"])
-        marker = self.tokenizer(placeholder, add_special_tokens=False)["input_ids"]
-        start = next(i for i in range(len(ids)) if ids[i : i + len(marker)] == marker)
-        return start, len(ids) - start - len(marker)
+        ids = list(self.tokenizer("placeholder")["input_ids"])
+        start, width = self._placeholder_at(ids, "placeholder")
+        return start, len(ids) - start - width
 
     def logits(self, enc: Encoded, *, batch_size: int = 64) -> np.ndarray:
         """(N, L): the entailment logit of (text i, hypothesis of label j); N x L forward passes."""

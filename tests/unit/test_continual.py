@@ -963,6 +963,11 @@ def test_ewc_on_a_run_that_trains_only_its_grown_head_is_refused_before_a_folder
                                "method.end_to_end=false", epochs=1)  # fmt: skip
     run = tunelab.train(overrides=overrides, show_progress=False).run_dir
     out = tmp_path / "more"
+    from tunelab.preflight import validate_run
+
+    # `tunelab validate --from` foresees it too (it reported no problem, then train refused)
+    foreseen = validate_run(None, overrides=[f"data.train={new_csv}", "continual.ewc=100"], from_run=run)
+    assert any("continual.ewc: this run trains none" in p for p in foreseen.problems), foreseen.problems
     with pytest.raises(
         ConfigError, match=r"continual\.ewc: this run trains none of the previous model's weights"
     ):

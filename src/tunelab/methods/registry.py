@@ -113,6 +113,9 @@ class Method:
             trainable weights and must survive a kill (AdaLoRA's rank pattern and importance
             averages); saved in every resume checkpoint. None for most.
         restore_state: ``restore_state(model, state)`` puts that back when a run resumes.
+        head_only: ``head_only(options) -> bool``: True when these options train the task head
+            alone (no pre-trained weight moves), so ``continual.ewc`` has nothing to keep and
+            ``tunelab validate --from`` says so before any training (None: never head-only).
         after_training: ``after_training(model) -> notes`` runs after the loop, before the best
             weights are saved: lines for the run's log and summary (AdaLoRA says when early stopping
             came before its final rank allocation). None for most.
@@ -139,6 +142,7 @@ class Method:
     checkpoint_state: Callable[[nn.Module], dict[str, Any]] | None = None
     restore_state: Callable[[nn.Module, dict[str, Any]], None] | None = None
     after_training: Callable[[nn.Module], list[str]] | None = None
+    head_only: Callable[[Any], bool] | None = None
 
     def check_task(self, task: str) -> None:
         """Raises ConfigError (one line) when the method cannot train ``task``."""

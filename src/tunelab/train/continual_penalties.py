@@ -112,6 +112,15 @@ class EWC:
         return 0.5 * self.weight * total
 
 
+def ewc_without_weights() -> ConfigError:
+    """The one-line refusal of ``continual.ewc`` on a run that trains only its grown head."""
+    return ConfigError(
+        "continual.ewc: this run trains none of the previous model's weights (only the grown head, "
+        "which EWC leaves out: e.g. method setfit with method.end_to_end=false), so there is "
+        "nothing to keep; set continual.ewc=0, or train the encoder too"
+    )
+
+
 def fisher_of(
     previous: nn.Module, model: nn.Module, enc: Encoded, task: Task, *, num_old: int, batch_size: int = 32
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -125,11 +134,7 @@ def fisher_of(
         # Only the grown head trains (setfit with end_to_end: false), and its shape is not the
         # previous head's: the penalty was always 0 while run.json said ewc, or the backward pass
         # below failed ("element 0 of tensors does not require grad") with distillation on.
-        raise ConfigError(
-            "continual.ewc: this run trains none of the previous model's weights (only the grown head, "
-            "which EWC leaves out: e.g. method setfit with method.end_to_end=false), so there is "
-            "nothing to keep; set continual.ewc=0, or train the encoder too"
-        )
+        raise ewc_without_weights()
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     previous.eval()
     for p in params.values():

@@ -105,5 +105,6 @@ register_method(
         before_training=before_training,
         tasks=("single_label",),
         tasks_why="pairs are drawn by label, which needs one label per row",
+        head_only=lambda options: not options.end_to_end,
     )
 )

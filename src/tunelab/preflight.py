@@ -134,8 +134,12 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
             checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
             head_only = checked.method.head_only
-            if cfg.continual.ewc > 0 and head_only is not None and checked.options is not None \
-                    and head_only(checked.options):
+            if (
+                cfg.continual.ewc > 0
+                and head_only is not None
+                and checked.options is not None
+                and head_only(checked.options)
+            ):
                 from tunelab.train.continual_penalties import ewc_without_weights
 
                 raise ewc_without_weights()  # train would refuse it only after loading both models

@@ -67,6 +67,12 @@ def test_times_are_iso_8601_or_epoch_seconds_and_end_up_in_utc(value, expected: 
         ),
         ({"id": "a", "time": -90_000_000_000, "text": "x"}, "-90000000000 is out of the range of dates"),
         ({"id": "a", "time": "\u00b2", "text": "x"}, "time '\u00b2' is not ISO 8601"),
+        # an int past a float's range: OverflowError in math.isfinite stopped a followed file
+        ({"id": "a", "time": 10**400, "text": "x"}, "is not epoch seconds"),
+        ({"id": "a", "time": "1" + "0" * 400, "text": "x"}, "is not epoch seconds"),
+        # a compact ISO date was stored as a moment in 1970
+        ({"id": "a", "time": "20260302", "text": "x"}, r"'20260302' is ambiguous: the date 2026-03-02"),
+        ({"id": "a", "time": 20260302, "text": "x"}, r"write the date as 2026-03-02"),
         ({"id": "a", "time": 1, "text": "  "}, "text is missing, empty"),
         ({"id": "a", "time": 1, "text": "x" * 101}, "101 characters, over the limit of 100"),
         ({"id": ["a"], "time": 1, "text": "x"}, "must be a string or an integer"),

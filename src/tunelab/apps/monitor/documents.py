@@ -63,12 +63,18 @@ def parse_time(value: Any) -> datetime:
     """
     if isinstance(value, bool):  # bool is an int subclass: true/false is no time
         raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
+    given = value
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
+        _refuse_compact_date(value.strip())
         value = float(value.strip())
+    if isinstance(value, int):
+        _refuse_compact_date(str(value))
     if isinstance(value, int | float):
-        if not math.isfinite(value) or abs(value) >= EPOCH_SECONDS_MAX:
+        # The bound first: math.isfinite raises OverflowError on an int past a float's range
+        # (10**400), which stopped a followed file for good and was a 500 over HTTP.
+        if abs(value) >= EPOCH_SECONDS_MAX or not math.isfinite(value):
             raise ValueError(
-                f"time {value!r} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
+                f"time {_shown(given)} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
             )
         try:
             return datetime.fromtimestamp(value, tz=UTC)
@@ -88,6 +94,28 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(
             f"time {value!r} is out of the range of dates once in UTC (years 1 to 9999)"
         ) from None
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened: a 400-digit time made a 400-character error line."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _refuse_compact_date(digits: str) -> None:
+    """Refuse eight digits that read as a date (``20260302``): as epoch seconds they are a moment in
+    1970-1973, which was stored without a word and made every default trend span half a century."""
+    if len(digits) != 8 or not digits.isdigit():
+        return
+    try:
+        day = datetime.strptime(digits, "%Y%m%d")
+    except ValueError:
+        return
+    raise ValueError(
+        f"time {digits!r} is ambiguous: the date {day:%Y-%m-%d} or epoch seconds "
+        f"({datetime.fromtimestamp(int(digits), tz=UTC):%Y-%m-%d %H:%M} UTC)? write the date as "
+        f"{day:%Y-%m-%d} (ISO 8601)"
+    )
 
 
 def _unstorable(value: str) -> str | None:

@@ -84,6 +84,26 @@ def test_a_surge_opens_one_alert_with_its_documents_and_it_ends_after_the_surge(
     assert end.started_at == alert.started_at and end.docs == alert.docs
 
 
+def test_a_late_negative_from_before_the_window_is_not_among_an_alerts_documents() -> None:
+    """Late documents were appended after the window's newest and outlived its eviction, so an
+    alert listed a negative dated 90 minutes before its 10-minute window (and kept it first)."""
+    detector = Detector("m", DetectorSettings(**FAST))
+    for minute in range(120):
+        detector.observe(["topic:x"], T0 + timedelta(minutes=minute), False, f"calm{minute}")
+    now = T0 + timedelta(minutes=120)
+    detector.observe(["topic:x"], now - timedelta(seconds=30), True, "recent")
+    detector.observe(["topic:x"], now - timedelta(minutes=90), True, "late-old")
+    detector.observe(["topic:x"], now - timedelta(minutes=3), True, "late-recent")
+    opened = []
+    for k in range(10):
+        opened += [a for a in detector.observe(["topic:x"], now + timedelta(seconds=k), True, f"s{k}")
+                   if a.ended_at is None]  # fmt: skip
+    assert len(opened) == 1, opened
+    assert "late-old" not in opened[0].docs
+    # in time order: the late document from inside the window is listed before the newer ones
+    assert opened[0].docs[:2] == ["late-recent", "recent"], opened[0].docs
+
+
 def test_hysteresis_keeps_one_alert_while_the_level_hovers_and_rearms_after_it_falls() -> None:
     settings = DetectorSettings(**FAST)
     detector = Detector("m", settings)

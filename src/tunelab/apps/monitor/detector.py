@@ -41,6 +41,7 @@ scales and the episode logic, which is most of what is here.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import hashlib
@@ -512,8 +513,14 @@ class Detector:
             if not state.add(bucket, negative):
                 self.late += 1
                 continue
-            if negative:
-                state.neg_docs.append((bucket, doc_id))
+            window_start = state.bucket - self.settings.window_steps
+            if negative and bucket > window_start:
+                # In time order, and only inside the window: a late document appended at the end
+                # outlived the popping from the front and was listed as a trigger of an alert
+                # whose window it was not in (and preferred by the max_docs cut, which keeps the end).
+                bisect.insort(state.neg_docs, (bucket, doc_id), key=lambda entry: entry[0])
+                while state.neg_docs[0][0] <= window_start:
+                    state.neg_docs.popleft()
             if not quiet:
                 alert = self._judge(key, state, doc_id)
                 if alert is not None:

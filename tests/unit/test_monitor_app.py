@@ -133,6 +133,8 @@ def test_companies_are_normalised_to_one_name() -> None:
     for name in ("Acme Corp.", "ACME Corporation", "Acme's", " acme  inc ", "Acme Holdings Inc."):
         assert normalise_company(name) == "acme", name
     assert normalise_company("Deutsche Bank AG") == "deutsche bank"
+    # to a fixed point however many forms and possessives are stacked (four rounds stopped early)
+    assert normalise_company("Acme Inc's Corp's Ltd's Group's AG's") == "acme"
     assert normalise_company("Co") == "co"  # a legal form alone is a name
     assert normalise_company("...") is None
     assert normalise_company("Alphabet Inc", {"alphabet": "google"}) == "google"

@@ -176,6 +176,12 @@ def test_trend_fills_empty_buckets_and_carries_the_alerts(store) -> None:
         trend(store, "markets", start="soon")
     with pytest.raises(DataError, match="is not before to"):
         trend(store, "markets", start="2026-03-02", end="2026-03-01")
+    # one side past the documents: nothing there, one empty bucket (it gave a 'to' before 'from')
+    since = trend(store, "markets", start="2026-03-05T10:30:00Z", bucket="1h")
+    assert [(b["start"], b["count"]) for b in since["buckets"]] == [("2026-03-05T10:00:00+00:00", 0)]
+    assert since["from"] < since["to"]
+    until = trend(store, "markets", end="2026-03-01T10:30:00Z", bucket="1h")
+    assert [(b["start"], b["count"]) for b in until["buckets"]] == [("2026-03-01T10:00:00+00:00", 0)]
     with pytest.raises(UnknownMonitorError, match=r"unknown monitor 'bonds' \(known: markets\)"):
         trend(store, "bonds")
 

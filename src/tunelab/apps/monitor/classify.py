@@ -50,7 +50,9 @@ def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str |
     key = unicodedata.normalize("NFKC", name).strip()
     # To a fixed point: removing a legal form can bare a possessive ("McDonald's Corp" ->
     # "mcdonald's"), and a stored key read back (the report, the trend query) must normalise to itself.
-    for _ in range(4):
+    # Ends: after the first round (case folding) a round only removes characters. Four rounds at
+    # most left "Acme Inc's Corp's Ltd's Group's AG's" at "acme inc's", which reads back as "acme".
+    while True:
         text = _POSSESSIVE.sub("", key)
         words = [_EDGE_PUNCT.sub("", w) for w in text.casefold().split()]
         words = [w for w in words if w]

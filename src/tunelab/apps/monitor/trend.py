@@ -95,6 +95,12 @@ def trend(
         if span is not None:
             begin = begin or span[0]
             finish = finish or _at(math.floor(span[1].timestamp()) + 1, bucket)
+            # One side given and past the documents (a from after the last one: "nothing since"):
+            # one empty bucket at the given side, not a range that ends before it starts.
+            if begin >= finish and end is None:
+                finish = _at((math.floor(begin.timestamp()) // step + 1) * step, bucket)
+            elif begin >= finish:
+                begin = _at((math.ceil(finish.timestamp() / step) - 1) * step, bucket)
     first = math.floor(begin.timestamp()) // step if begin else None
     last = math.ceil(finish.timestamp() / step) if finish else None  # exclusive bucket index
     if first is not None and last is not None and last - first > MAX_BUCKETS:

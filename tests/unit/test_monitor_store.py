@@ -261,6 +261,24 @@ def test_alerts_page_after_an_id_through_alerts_that_share_a_start(store) -> Non
     assert store.has_alert("markets", everything[0]) and not store.has_alert("markets", "nope")
 
 
+def test_the_webhook_pages_past_alerts_backing_off_to_newer_ones(store, monkeypatch) -> None:
+    """The outbox read only the oldest page of pending alerts: with that many failing for good
+    (never given up, backing off), every newer alert waited forever."""
+    from tunelab.apps.monitor import webhook
+
+    monkeypatch.setattr(webhook, "SCAN", 3)
+    store.save_alerts([alert("topic:earnings", m) for m in range(7)])
+    worker = webhook.AlertWebhook([webhook.AlertTarget(store, "markets", "http://x")], secret=None)
+    now = T0 + timedelta(days=1)
+    first = worker.lease(now, 6)
+    assert len(first) == 6
+    for out in first:  # the six oldest fail and back off for an hour
+        worker.failed(out.key, error="422", retry_at=now + timedelta(hours=1), now=now)
+    ids = [a.id for a in store.pending_alerts("markets", limit=10)]
+    assert [out.key for out in first] == ids[:6]
+    assert [out.key for out in worker.lease(now, 6)] == ids[6:]
+
+
 def test_pending_alerts_are_counted_whole_not_by_the_page(store) -> None:
     """``run --once`` said "100 alerts wait" with 150 waiting: it counted one page of them."""
     store.save_alerts([alert("topic:earnings", m) for m in range(150)])

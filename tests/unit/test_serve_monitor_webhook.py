@@ -175,7 +175,9 @@ def test_alerts_are_never_given_up_and_back_off_to_the_cap() -> None:
 def test_a_backing_off_alert_is_not_leased_until_due() -> None:
     now = datetime(2026, 3, 2, tzinfo=UTC)
     alert = SimpleNamespace(id="a1", docs=[], to_dict=lambda: {"id": "a1"})
-    store = SimpleNamespace(pending_alerts=lambda name, limit: [alert], documents=lambda name, ids: [])
+    store = SimpleNamespace(
+        pending_alerts=lambda name, limit, after=None: [alert], documents=lambda name, ids: []
+    )
     clock = [now]
     worker = AlertWebhook([AlertTarget(store, "markets", "http://x/")], now=lambda: clock[0], secret="")
     [first] = worker.lease(now, 10)
@@ -195,7 +197,9 @@ def test_a_drain_tries_each_alert_once_and_stops_when_told() -> None:
     now = datetime(2026, 3, 2, tzinfo=UTC)
     clock = [now]
     alerts = [SimpleNamespace(id=f"a{i}", docs=[], to_dict=lambda i=i: {"id": f"a{i}"}) for i in range(3)]
-    store = SimpleNamespace(pending_alerts=lambda name, limit: alerts, documents=lambda name, ids: [])
+    store = SimpleNamespace(
+        pending_alerts=lambda name, limit, after=None: alerts, documents=lambda name, ids: []
+    )
     posts: list[str] = []
     stop = threading.Event()
 
@@ -343,3 +347,57 @@ def test_on_postgresql_batches_trend_alerts_and_delivery(postgres_url: str, tmp_
         assert len(hook.posts) == 4  # two failed first attempts, two deliveries
     finally:
         hook.close()
+
+
+def test_stopping_the_follower_waits_until_the_post_in_flight_is_recorded(tmp_path: Path) -> None:
+    """`app monitor run` waited 5 s for the delivery thread, then closed the store under a POST
+    the receiver acknowledged later: a traceback, and the alert stayed pending (sent again)."""
+    from tunelab.apps.monitor.detector import Alert, alert_id
+    from tunelab.apps.monitor.webhook import DeliveryThread
+
+    receiver = Receiver()
+    receiver.delay_s = 6.0
+    started = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    opened = Alert(alert_id("markets", "topic:x", started), "markets", "topic:x", "negative_volume",
+                   started, 5.0, 1.0, 9.0, [])  # fmt: skip
+    try:
+        with open_monitor_store(str(tmp_path / "monitor.db")) as store:
+            store.register_monitor("markets")
+            store.save_alerts([opened])
+            worker = AlertWebhook([AlertTarget(store, "markets", receiver.url)], secret=None, poll_s=0.05)
+            thread = DeliveryThread(worker)
+            thread.start()
+            wait_for(lambda: len(receiver.posts) == 1)
+            thread.stop()  # SIGTERM while the receiver is still answering
+            assert store.pending_alerts("markets") == []  # recorded as delivered before the store closes
+    finally:
+        receiver.close()
+
+
+def test_a_server_stopping_records_the_alert_post_in_flight_before_closing_a_monitors_own_store(
+    tmp_path: Path,
+) -> None:
+    """The server closed the monitors (and a monitor's own `store:`) before the alert webhook, so a
+    POST acknowledged during shutdown could not be recorded and the alert was sent again."""
+    receiver = Receiver()
+    receiver.delay_s = 1.5
+    own = tmp_path / "own-monitor.db"
+    cfg = monitor_config(tmp_path, store=str(own))
+    data_dir = tmp_path / "data"
+    try:
+        app = create_app(
+            settings(data_dir, **fast(alert_webhook=receiver.url)), monitors=[(cfg, CountingClassifier())]
+        )
+        with TestClient(app, raise_server_exceptions=False) as client:
+            access = app.state.tunelab.access
+            _, token = access.create_key("acme", rate=None, quota=None)
+            _, admin = access.create_key("root", rate=None, quota=None, admin=True)
+            opened = Api(client, app, token, admin).send(calm_and_surge()).json()["alerts"]
+            assert opened
+            wait_for(lambda: len(receiver.posts) >= 1)
+        # the TestClient's exit shut the server down while the receiver was answering
+        with open_monitor_store(str(own)) as store:
+            left = [a.id for a in store.pending_alerts("markets")]
+        assert receiver.posts[0]["key"] not in left, (left, receiver.posts[0]["key"])
+    finally:
+        receiver.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,8 +17,11 @@ class Receiver:
     """Answers 500 to the first ``fail`` POSTs of each item, then 204, and records every POST.
 
     An item is told apart by ``key_of(body, headers)`` (default: the ``Idempotency-Key`` header);
-    each POST is recorded as ``{"key", "status", "headers", "body"}``.
+    each POST is recorded as ``{"key", "status", "headers", "body"}``, then answered after
+    ``delay_s`` seconds (0: at once), for a receiver that is slow to acknowledge.
     """
+
+    delay_s: float = 0.0
 
     def __init__(
         self, fail: int = 0, *, path: str = "/hooks", key_of: Callable[[bytes, Any], str] = idempotency_key
@@ -37,6 +41,8 @@ class Receiver:
                     receiver.posts.append(
                         {"key": key, "status": status, "headers": dict(self.headers), "body": body}
                     )
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -267,10 +267,13 @@ def _start_monitors(state: ServeState) -> None:
 
 
 async def _close_monitors(state: ServeState) -> None:
-    await state.monitors.close()
+    # The webhook first: its POST in flight is recorded in a monitor's store, which closing the
+    # monitors closes (a monitor with its own ``store:``). What the followers ingest while they
+    # stop waits, pending, for the next start.
     if state.alert_webhook is not None:
         await state.alert_webhook.close()
         state.alert_webhook = None
+    await state.monitors.close()
 
 
 def _version() -> str:

@@ -408,13 +408,20 @@ class MonitorTables:
             sql = "SELECT 1 FROM tunelab_monitor_alerts WHERE monitor = ? AND id = ?"
             return self._exec(conn, sql, [name, alert_id]).fetchone() is not None
 
-    def pending_alerts(self, name: str | None = None, limit: int = 100) -> list[Alert]:
+    def pending_alerts(
+        self, name: str | None = None, limit: int = 100, after: str | None = None
+    ) -> list[Alert]:
         """Alerts not delivered yet, oldest first: what a webhook outbox sends (its id is the
-        idempotency key), calling ``mark_alert_delivered`` once the receiver has acknowledged one."""
+        idempotency key), calling ``mark_alert_delivered`` once the receiver has acknowledged one.
+        ``after``: those after the alert of that id in this order (a page's last: the next page)."""
         where, params = ("delivered_at IS NULL", [])
         if name is not None:
             where += " AND monitor = ?"
             params.append(name)
+        if after is not None:
+            last = "(SELECT started_at FROM tunelab_monitor_alerts WHERE id = ?)"
+            where += f" AND (started_at > {last} OR (started_at = {last} AND id > ?))"
+            params += [after, after, after]
         sql = (
             f"SELECT {ALERT_COLUMNS} FROM tunelab_monitor_alerts WHERE {where}"
             " ORDER BY started_at, id LIMIT ?"

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,7 +101,7 @@ class AlertWebhook(OutboxWorker):
         if self._drain_stop is not None and self._drain_stop.is_set():
             return out  # SIGTERM during a --once drain: no more POSTs
         for target in self.targets:
-            for alert in target.store.pending_alerts(target.name, limit=SCAN):
+            for alert in self._pending(target):
                 attempts, due = self._tries.get(alert.id, (0, now))
                 if due > now:
                     continue  # backing off
@@ -117,6 +117,18 @@ class AlertWebhook(OutboxWorker):
                 if len(out) >= limit:
                     return out
         return out
+
+    @staticmethod
+    def _pending(target: AlertTarget) -> Iterator[Any]:
+        """Every pending alert of ``target``, oldest first, a page of ``SCAN`` at a time: one page
+        only starved newer alerts for good behind ``SCAN`` old ones backing off (never given up)."""
+        after = None
+        while True:
+            page = target.store.pending_alerts(target.name, limit=SCAN, after=after)
+            yield from page
+            if len(page) < SCAN:
+                return
+            after = page[-1].id
 
     def delivered(self, key: str, now: datetime) -> None:
         target = self._target.pop(key)
@@ -200,14 +212,17 @@ class DeliveryThread:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.worker.wake)
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the loop; a POST in flight finishes in its own thread (at most ``timeout_s`` waited).
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the loop once the POST in flight has finished and its outcome is recorded.
 
-        An alert whose POST was cut short stays pending and goes out at the next start.
+        Waits at most ``timeout_s`` (default: as long as the worker's ``close`` may take, the
+        POST's timeout + 5 s). Five seconds, shorter than that, let the caller close the store
+        under a POST still in flight: its acknowledgement was then lost (a traceback, and the
+        alert sent again at the next start). An alert whose POST was cut short stays pending.
         """
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
-        self._thread.join(timeout_s)
+        self._thread.join(self.worker.timeout_s + 10 if timeout_s is None else timeout_s)
 
 
 __all__ = ["EVENT", "AlertTarget", "AlertWebhook", "DeliveryThread", "follower_webhook"]

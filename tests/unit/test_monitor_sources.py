@@ -228,6 +228,42 @@ def test_truncation_followed_by_writes_past_the_old_position_restarts_at_the_beg
     assert follower.position.line == 15
 
 
+def copytruncate(path: Path) -> None:
+    """logrotate's copytruncate: copy the file to ``.1``, then truncate it in place."""
+    import shutil
+
+    shutil.copyfile(path, path.with_name(path.name + ".1"))
+    with open(path, "r+", encoding="utf-8") as fh:
+        fh.truncate(0)
+
+
+def test_copytruncate_finishes_the_copy_before_the_truncated_file(tmp_path: Path) -> None:
+    """The lines written after the last read and before the copy are in the copy alone: they were
+    lost (found by inode, which a copy does not keep)."""
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(0) + line(1) + line(2), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n0", "n1", "n2"]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3) + line(4))
+    copytruncate(path)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(5))
+    assert read_all(follower) == ["n3", "n4", "n5"]
+    assert follower.position.inode == path.stat().st_ino
+
+
+def test_copytruncate_while_stopped_finishes_the_copy_before_the_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    position = read_two_then_stop(path)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3) + line(4))
+    copytruncate(path)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(5))
+    assert read_all(FileFollower(path, position)) == ["n3", "n4", "n5"]
+
+
 def test_an_overlong_line_is_refused_without_stopping_the_stream(tmp_path: Path, monkeypatch) -> None:
     import tunelab.apps.monitor.sources as sources
 

@@ -120,6 +120,15 @@ class FileFollower:
             for later in self._backlog:
                 log.warning("%s was rotated again while stopped: %s is read after %s", self.path, later, old)
             return
+        copy = self._find_copy(position)
+        if copy is not None:
+            log.warning(
+                "%s was copied to %s and truncated while stopped (copytruncate): finishing the copy "
+                "from byte %d, then reading %s from the start",
+                self.path, copy, position.offset, self.path.name,
+            )  # fmt: skip
+            self._open(copy, position.offset, position.line)
+            return
         log.warning(
             "%s is not the file read before (rotated or replaced while stopped, and the old file is not "
             "beside it): reading it from the start",
@@ -150,6 +159,31 @@ class FileFollower:
             except OSError:
                 continue
         return None
+
+    def _find_copy(self, position: Position) -> Path | None:
+        """A copy of the file read before beside the path (``copytruncate``'s ``news.jsonl.1``: a new
+        inode, the same first bytes, at least ``position.offset`` long), the newest if several.
+
+        Found by content, not inode: the copy is a new file, and the path (the old inode) now holds
+        only what came after the truncation, so the lines written between the last read and the copy
+        are in the copy alone (they were lost)."""
+        found = []
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return None
+        for entry in entries:
+            name = entry.name
+            if name == self.path.name or not name.startswith(self.path.name) or name.endswith(_COMPRESSED):
+                continue
+            try:
+                st = entry.stat()
+                candidate = Path(entry.path)
+                if entry.is_file() and st.st_size >= position.offset and self._same_head(candidate, position):
+                    found.append((st.st_mtime_ns, candidate))
+            except OSError:
+                continue
+        return max(found)[1] if found else None
 
     def _rotated_after(self, old: Path) -> list[Path]:
         """The path's other rotated files (``news.jsonl.1``, ``news.jsonl-20260302``; not compressed
@@ -213,6 +247,14 @@ class FileFollower:
                 return None
         fh = self._fh
         if os.fstat(fh.fileno()).st_size < self._offset or not self._head_unchanged(fh):
+            copy = self._find_copy(self.position) if self._file == self.path and self._offset else None
+            if copy is not None:  # copytruncate: what came after the last read is in the copy
+                log.warning(
+                    "%s was copied to %s and truncated: finishing the copy from byte %d, then reading "
+                    "%s from the start", self.path, copy, self._offset, self.path.name,
+                )  # fmt: skip
+                self._open(copy, self._offset, self._line)
+                return self.read()
             log.warning("%s was truncated: reading it from the start", self._file)
             self._offset, self._line, self._head = 0, 0, b""
         fh.seek(self._offset)

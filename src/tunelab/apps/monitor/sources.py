@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 READ_BYTES = 1 << 20  # one read: about 1,000 news documents
 MAX_LINE_BYTES = 4 << 20  # a line longer than this is refused without being held in memory
+# Reads that find a rotated file unchanged before it is left for the new one: a writer that still
+# holds it open (logrotate's ``create`` before the writer reopens) may finish its last line there.
+ROTATION_GRACE_READS = 2
 _HEAD_BYTES = 256  # the prefix hashed to recognise a file (see the module docstring)
 
 
@@ -94,6 +97,7 @@ class FileFollower:
         # Files rotated after the one being finished, while the monitor was stopped: read next,
         # oldest first, before the path's new file (two rotations while stopped lost the middle one).
         self._backlog: list[Path] = []
+        self._unchanged: tuple[int, int] = (-1, 0)  # a rotated file's size, and reads that found it so
         self._start(position)
 
     # -- opening -------------------------------------------------------------------------------------
@@ -227,6 +231,7 @@ class FileFollower:
             )
             offset, line = 0, 0
         self._fh, self._file, self._inode = fh, path, st.st_ino
+        self._unchanged = (-1, 0)
         self._offset, self._line = offset, line
         fh.seek(0)
         self._head = fh.read(min(offset, _HEAD_BYTES))
@@ -265,9 +270,24 @@ class FileFollower:
         if len(data) == self.read_bytes:  # one line longer than a whole read
             return self._skip_long_line()
         if self._rotated():
+            if not self._settled():
+                return None  # its writer may still be finishing it: read it again next time
             # The old file gets no more writes: its last line, newline or not, is complete.
             return self._switch(self._consume(data, final=True) if data.strip() else None)
         return None
+
+    def _settled(self) -> bool:
+        """True once ``ROTATION_GRACE_READS`` reads in a row found the rotated file the same size.
+
+        Leaving it at the first read after the rename took a line its writer had not finished as
+        complete (skipped as malformed) and lost whatever the writer added to it afterwards."""
+        try:
+            size = os.fstat(self._fh.fileno()).st_size if self._fh is not None else -1
+        except OSError:
+            return True
+        last, reads = self._unchanged
+        self._unchanged = (size, reads + 1 if size == last else 1)
+        return self._unchanged[1] > ROTATION_GRACE_READS
 
     def _switch(self, chunk: Chunk | None) -> Chunk:
         """Done with a rotated file (``chunk``: its last lines, if any): on to the new one."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -259,11 +260,15 @@ class TrainConfig:
         )
         _check(
             p,
-            self.adversarial_epsilon > 0,
+            math.isfinite(self.adversarial_epsilon) and self.adversarial_epsilon > 0,  # inf: a NaN model
             f"adversarial_epsilon={self.adversarial_epsilon} (use a positive norm, e.g. 1.0)",
         )
         _check(p, self.adversarial_steps >= 1, f"adversarial_steps={self.adversarial_steps} (use 1 or more)")
-        _check(p, self.adversarial_alpha > 0, f"adversarial_alpha={self.adversarial_alpha} (use e.g. 0.3)")
+        _check(
+            p,
+            math.isfinite(self.adversarial_alpha) and self.adversarial_alpha > 0,
+            f"adversarial_alpha={self.adversarial_alpha} (use e.g. 0.3)",
+        )
         _raise_if(p, "train")
 
 
@@ -294,6 +299,11 @@ class AugmentConfig:
             f"per_example={self.per_example} (use a whole number, 1 or more)",
         )
         _check(p, 0 < self.alpha <= 1, f"alpha={self.alpha} (use a share in (0, 1], e.g. 0.1)")
+        _check(
+            p,
+            self.seed is None or 0 <= self.seed < 2**32,  # the filter's probe refused it mid-run
+            f"seed={self.seed} (use a whole number from 0 to 4294967295, or null for train.seed)",
+        )
         _raise_if(p, "augment")
 
 

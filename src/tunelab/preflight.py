@@ -193,6 +193,17 @@ def inactive_option_notes(cfg: RunConfig) -> list[str]:
         ]
         if changed:
             notes.append(f"{', '.join(changed)} set, but {switch} is not: no effect")
+    if cfg.train.adversarial == "fgm":  # one step of full size: PGD's step count and size go unread
+        pgd_only = [
+            f"{key}={value(cfg, key)}"
+            for key in ("train.adversarial_steps", "train.adversarial_alpha")
+            if value(cfg, key) != value(defaults, key)
+        ]
+        if pgd_only:
+            notes.append(
+                f"{', '.join(pgd_only)} set, but train.adversarial=fgm takes one step: "
+                "no effect (pgd uses them)"
+            )
     return notes
 
 

@@ -266,6 +266,46 @@ def test_an_option_whose_switch_is_off_is_noted(
     assert not any("no effect" in n for n in plain.notes)
 
 
+def test_pgd_only_options_beside_fgm_are_noted(labelled_csvs, tiny_bert: Path) -> None:
+    """FGM takes one step of size epsilon: PGD's steps and alpha were ignored without a word."""
+    from tunelab.preflight import validate_run
+
+    overrides = [f"data.train={labelled_csvs[0]}", f"model.name={tiny_bert}", "train.adversarial=fgm"]
+    report = validate_run(None, overrides=[*overrides, "train.adversarial_steps=7"], count_tokens=False)
+    assert "train.adversarial_steps=7 set, but train.adversarial=fgm takes one step" in " | ".join(
+        report.notes
+    )
+    pgd = validate_run(None, overrides=[*overrides[:2], "train.adversarial=pgd", "train.adversarial_steps=7"],
+                       count_tokens=False)  # fmt: skip
+    assert not any("no effect" in n for n in pgd.notes)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        # inf trained to a NaN model that reported as finished
+        (["train.adversarial=fgm", "train.adversarial_epsilon=inf"], r"adversarial_epsilon=inf"),
+        (["train.adversarial=pgd", "train.adversarial_alpha=inf"], r"adversarial_alpha=inf"),
+        # the filter's probe refused it mid-run (sklearn's random_state)
+        (["augment.methods=[swap]", "augment.seed=-1"], r"augment\.seed=-1 \(use a whole number"),
+        # nan and inf passed validate, then failed in the contrastive stage
+        (["method=setfit", "method.learning_rate=nan"], r"learning_rate=nan"),
+        (["method=setfit", "method.epochs=inf"], r"epochs=inf"),
+        (["method=setfit", "method.learning_rate=3"], r"learning_rate=3.* below 1"),
+    ],
+)
+def test_non_finite_and_out_of_range_training_options_are_refused(
+    labelled_csvs, tiny_bert: Path, overrides: list[str], says: str
+) -> None:
+    from tunelab.preflight import validate_run
+
+    report = validate_run(
+        None, overrides=[f"data.train={labelled_csvs[0]}", f"model.name={tiny_bert}", *overrides],
+        count_tokens=False,
+    )  # fmt: skip
+    assert any(re.search(says, p) for p in report.problems), report.problems
+
+
 def test_the_checkpoint_keeps_the_best_weights_as_they_were_when_it_was_written(tmp_path: Path) -> None:
     """best.safetensors lived outside the checkpoint: an improvement after it survived a kill, and
     a resume that replayed differently ended on the killed attempt's weights."""

@@ -28,6 +28,7 @@ and a logistic regression the project already has. Its default pair sampling enu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -69,6 +70,8 @@ class SetFitConfig:
             p.positive_int("max_pairs", self.max_pairs, 20000)
         p.positive("epochs", self.epochs, 1)
         p.positive("learning_rate", self.learning_rate, 2e-5)
+        if isinstance(self.learning_rate, int | float) and 1 <= self.learning_rate < math.inf:
+            p.add(f"learning_rate={self.learning_rate!r} (use a rate below 1, such as 2e-05)")
         if not isinstance(self.end_to_end, bool):
             p.add(f"end_to_end={self.end_to_end!r} (use true or false)")
         p.raise_if_any()

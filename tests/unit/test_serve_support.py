@@ -5,6 +5,7 @@ conversations as context, tickets and the agents' routes, metering, limits and e
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -352,6 +353,46 @@ def test_metrics_count_messages_and_replies_by_kind(api: Api) -> None:
     assert 'tunelab_app_replies_total{app="support",bot="bank",kind="handoff"} 1.0' in text
     assert 'tunelab_app_request_latency_seconds_count{app="support",bot="bank"} 2.0' in text
     assert 'model="bank"' not in text  # a bot is not a model
+
+
+def test_a_knowledge_passage_names_its_file_not_the_servers_path(make_api: Callable[..., Api]) -> None:
+    """The passage's source was the knowledge file's path as given to build (often absolute)."""
+    api = make_api()
+    bot = api.state.bots.get("bank").bot
+    original = bot._one
+
+    def with_a_path(text: str, history: list[str]) -> FakeReply:
+        reply = original(text, history)
+        for p in reply.passages:
+            p["source"] = "/srv/bots/secret-place/faq.md:12"
+        return reply
+
+    bot._one = with_a_path
+    body = api.say("what is the fee").json()
+    assert body["kind"] == "knowledge" and body["passages"][0]["source"] == "faq.md:12"
+
+
+def test_a_keys_messages_in_flight_are_capped_like_its_texts(make_api: Callable[..., Api]) -> None:
+    """Bot messages bypassed --max-in-flight: one key could queue any number in the batcher."""
+    api = make_api(max_in_flight_per_key=1, max_wait_ms=0)
+    bot = api.state.bots.get("bank").bot
+    bot.gate = threading.Event()
+    results: dict[int, Any] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, api.say("my card", conv=f"c{i}")))
+        for i in range(4)
+    ]
+    for t in threads:
+        t.start()
+    assert bot.entered.wait(30)
+    time.sleep(0.3)  # the others reach the server while the first is held
+    bot.gate.set()
+    for t in threads:
+        t.join(30)
+    statuses = sorted(r.status_code for r in results.values())
+    assert statuses[0] == 200 and 429 in statuses, statuses
+    refused = next(r for r in results.values() if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "too_many_in_flight"
 
 
 def test_concurrent_messages_share_reply_many_calls(make_api: Callable[..., Api]) -> None:

@@ -199,7 +199,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-in-flight",
         type=int,
         default=256,
-        help="texts one key may have waiting or running at once; more is a 429 (default 256)",
+        help="texts (and bot messages) one key may have waiting or running at once; more is a 429 "
+        "(default 256)",
     )
     p.add_argument("--max-body", default="1MiB", help="request body limit, e.g. 1MiB, 512KB (default 1MiB)")
     p.add_argument("--db", help="postgresql://user@host:5432/db (default: $TUNELAB_DB, else SQLite)")

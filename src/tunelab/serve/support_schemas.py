@@ -8,6 +8,7 @@ a 413 before anything is read.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -50,8 +51,17 @@ class MessageRequest(BaseModel):
 class PassageOut(BaseModel):
     text: str
     title: str | None = None
-    source: str | None = None
+    source: str | None = Field(default=None, description="the knowledge file's name and line, `faq.md:12`")
     score: float
+
+    @field_validator("source")
+    @classmethod
+    def _file_name_only(cls, value: str | None) -> str | None:
+        """The file's name and line only: the path the bot was built from is the server's (every
+        knowledge reply handed it to every client, while ``GET /v1/apps/support`` hid it)."""
+        if value is None or "://" in value:
+            return value
+        return PurePath(value).name or value
 
 
 class MessageResponse(BaseModel):

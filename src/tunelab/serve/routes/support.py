@@ -17,6 +17,7 @@ then the database and the bot (which runs in its batcher's thread, never on the 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from typing import Annotated, Any, Literal
 
@@ -163,55 +164,63 @@ async def message(
     ctx.texts = 1
     served = state.bots.get(bot)  # 404 naming the served bots
     _check_length(body.text, state.settings.max_chars_per_text, served)
-    if caller is not None:
-        await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
-    owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()
-    conversations = state.conversations
-    # One message of a conversation at a time, so a quick follow-up is read with the message
-    # before it (stored at the end of this block).
-    async with conversations.turn(bot=served.name, owner=owner, conversation_id=conversation_id):
-        context = await run_in_threadpool(
-            lambda: conversations.context(bot=served.name, owner=owner, conversation_id=conversation_id)
-        )
-        reply = await served.reply(body.text, context.history)
-        ctx.outcome = str(reply.kind)
-        webhook, access = state.webhook, state.access
-        stored: list[Ticket | None] = [None]
-
-        def store(usage: Any = None) -> None:
-            stored[0] = conversations.record(
-                bot=served.name,
-                owner=owner,
-                conversation_id=conversation_id,
-                text=body.text,
-                reply=reply,
-                context=context,
-                outbox=webhook is not None,
-                usage=usage,
+    # Each key's messages waiting or running are capped like predict's texts (--max-in-flight):
+    # one key's burst queued in the bot's batcher ahead of every other key's.
+    holding = (
+        state.in_flight.hold(caller.key_id, caller.name, 1)
+        if caller is not None
+        else contextlib.nullcontext()
+    )
+    with holding:
+        if caller is not None:
+            await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
+        owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()
+        conversations = state.conversations
+        # One message of a conversation at a time, so a quick follow-up is read with the message
+        # before it (stored at the end of this block).
+        async with conversations.turn(bot=served.name, owner=owner, conversation_id=conversation_id):
+            context = await run_in_threadpool(
+                lambda: conversations.context(bot=served.name, owner=owner, conversation_id=conversation_id)
             )
+            reply = await served.reply(body.text, context.history)
+            ctx.outcome = str(reply.kind)
+            webhook, access = state.webhook, state.access
+            stored: list[Ticket | None] = [None]
 
-        def store_and_bill() -> None:
-            # The turn, ticket and outbox row commit with the message's usage row, in one transaction:
-            # had the ticket been committed first and the usage row failed (the middleware's 503 "try
-            # again"), the client's retry would have made a second ticket and a second webhook.
-            if access is None:
-                store()
-                return
-            access.record(
-                caller=caller,
-                model=served.name,
-                version=None,
-                texts=1,
-                tokens=0,
-                status=200,
-                latency_ms=round(ctx.elapsed() * 1000, 3),
-                request_id=ctx.request_id,
-                app="support",
-                write=store,
-            )
-            ctx.usage_recorded = True
+            def store(usage: Any = None) -> None:
+                stored[0] = conversations.record(
+                    bot=served.name,
+                    owner=owner,
+                    conversation_id=conversation_id,
+                    text=body.text,
+                    reply=reply,
+                    context=context,
+                    outbox=webhook is not None,
+                    usage=usage,
+                )
 
-        await run_in_threadpool(store_and_bill)
+            def store_and_bill() -> None:
+                # The turn, ticket and outbox row commit with the message's usage row, in one transaction:
+                # had the ticket been committed first and the usage row failed (the middleware's 503 "try
+                # again"), the client's retry would have made a second ticket and a second webhook.
+                if access is None:
+                    store()
+                    return
+                access.record(
+                    caller=caller,
+                    model=served.name,
+                    version=None,
+                    texts=1,
+                    tokens=0,
+                    status=200,
+                    latency_ms=round(ctx.elapsed() * 1000, 3),
+                    request_id=ctx.request_id,
+                    app="support",
+                    write=store,
+                )
+                ctx.usage_recorded = True
+
+            await run_in_threadpool(store_and_bill)
     ticket = stored[0]
     if ticket is not None and webhook is not None:
         webhook.wake()

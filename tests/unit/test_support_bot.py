@@ -345,6 +345,58 @@ def test_the_models_out_of_scope_class_is_handed_off_not_answered_from_knowledge
     assert (follow.kind, follow.intent, follow.used_context) == ("answer", "card_arrival", True)
 
 
+class TopicModel:
+    """Two intents: "football" reads as sports and "forecast" as weather at ~1.0 (a forecast
+    wins); anything else is weather at 0.88, below the default intent threshold of 0.90."""
+
+    labels = type("Labels", (), {"names": ["sports", "weather"]})()
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        def one(t: str) -> list[float]:
+            if "forecast" in t:
+                return [-5.0, 5.0]
+            return [5.0, -5.0] if "football" in t else [-1.0, 1.0]
+
+        return np.array([one(t) for t in texts])
+
+
+def topic_bot(tmp_path: Path, index: Any = None) -> Bot:
+    from tunelab.apps.support.answers import read_answers
+
+    (tmp_path / "answers.yaml").write_text(
+        "fallback: 'Prices are at the desk.'\nslots:\n  price: '[$\u20ac]\\d+'\n"
+        "intents:\n  sports: 'Tickets cost {price} at the desk.'\n"
+        "  weather: 'The forecast is updated hourly.'\n",
+        encoding="utf-8",
+    )
+    return Bot(tmp_path, BotConfig(name="b", run="r"), TopicModel(), read_answers(tmp_path / "answers.yaml"),
+               index)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_a_message_clear_alone_keeps_its_reading_after_another_topic(tmp_path: Path) -> None:
+    """Every reply but an answer was read again joined to the previous message, and the joined
+    reading won whenever it ranked higher: a knowledge reply became the previous topic's answer."""
+    bot = topic_bot(tmp_path, EveryPassage())
+    alone = bot.reply("rain and snow in the app?")
+    assert (alone.kind, alone.intent) == ("knowledge", "weather")
+    after = bot.reply("rain and snow in the app?", history=["football tickets at $50"])
+    assert (after.kind, after.intent, after.used_context) == ("knowledge", "weather", False)
+    # the same intent's template, read with the previous message, still replaces the passage
+    same = bot.reply("rain and snow in the app?", history=["the forecast please"])
+    assert (same.kind, same.intent, same.used_context) == ("answer", "weather", True)
+
+
+def test_a_follow_ups_own_slot_value_comes_before_the_previous_messages(tmp_path: Path) -> None:
+    """Slots were filled from the joined text, where the previous message's value came first."""
+    bot = topic_bot(tmp_path)  # no knowledge base: the follow-up alone is handed off
+    reply = bot.reply("and for the kids now, \u20ac20?", history=["football tickets were $50 last season"])
+    assert reply.used_context and reply.intent == "sports"
+    assert reply.reply.endswith("Tickets cost \u20ac20 at the desk."), reply.reply
+    # a follow-up without one takes the previous message's
+    reply = bot.reply("and for the kids?", history=["football tickets were $50 last season"])
+    assert reply.reply.endswith("Tickets cost $50 at the desk."), reply.reply
+
+
 @pytest.mark.parametrize(
     ("texts", "message"),
     [

@@ -165,16 +165,31 @@ class Answers:
                 )
 
     def fill(
-        self, intent: str, text: str, entities: list[dict[str, Any]] | None = None
+        self,
+        intent: str,
+        text: str,
+        entities: list[dict[str, Any]] | None = None,
+        *,
+        earlier: str | None = None,
+        earlier_entities: list[dict[str, Any]] | None = None,
     ) -> tuple[str, list[str]]:
         """The reply for ``intent`` to the message ``text``.
+
+        ``earlier``: the message read with the conversation's previous one (a follow-up), where a
+        slot is looked for only when ``text`` lacks it: the follow-up's own value comes first
+        ("and for the kids, EUR 20?" after "tickets were $50": 20, not 50).
 
         Returns:
             ``(reply, missing)``: the filled template, or the intent's (else the file's) fallback
             when a slot is not in the message; ``missing`` names the slots not found.
         """
         answer = self.intents[intent]
-        values = {name: self.slots[name].find(text, entities) for name in answer.slots}
+        values = {}
+        for name in answer.slots:
+            value = self.slots[name].find(text, entities)
+            if value is None and earlier is not None:
+                value = self.slots[name].find(earlier, earlier_entities)
+            values[name] = value
         missing = [name for name, value in values.items() if value is None]
         if missing:
             return (answer.fallback or self.fallback or "").format(), missing

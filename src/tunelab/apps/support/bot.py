@@ -183,7 +183,11 @@ class Bot:
         alone = [_Reading(t, p) for t, p in zip(texts, self.probabilities(list(texts)), strict=True)]
         for r in alone:
             self._classify(r)
-        # Only a message the model cannot answer alone is read again with the previous turn.
+        self._search([r for r in alone if r.kind != "answer" and not r.out_of_scope])
+        # Only a message the model cannot answer alone is read again with the previous turn: one
+        # handed off, or one answered from knowledge, which a template answer for the same intent
+        # read with the previous turn replaces (a clear message kept its own reading: a knowledge
+        # reply at 1.00 became the previous message's template).
         previous = [_last_message(h) for h in histories]
         again = [i for i, r in enumerate(alone) if r.kind != "answer" and previous[i]]
         joined = [f"{previous[i]} {texts[i]}" for i in again]
@@ -192,17 +196,29 @@ class Bot:
         }
         for r in context.values():
             self._classify(r)
-        self._search([r for r in [*alone, *context.values()] if r.kind != "answer" and not r.out_of_scope])
+        self._search(
+            [
+                r
+                for i, r in context.items()
+                if alone[i].kind == "handoff" and r.kind != "answer" and not r.out_of_scope
+            ]
+        )
         replies = []
         for i, own in enumerate(alone):
             other = context.get(i)
-            if other is not None and _RANK[other.kind] > _RANK[own.kind]:
+            if other is not None and self._context_wins(own, other):
                 replies.append(self._reply(other, used_context=True, alone=own))
             else:
                 replies.append(self._reply(own, used_context=False))
-        return self._fill_templates(
-            replies, [context[i] if r.used_context else alone[i] for i, r in enumerate(replies)]
-        )
+        return self._fill_templates(replies, alone, context)
+
+    def _context_wins(self, own: _Reading, other: _Reading) -> bool:
+        """Whether the reading joined to the previous message replaces the message's own."""
+        if own.kind == "handoff":
+            return _RANK[other.kind] > _RANK[own.kind]
+        # own: knowledge; only the same intent's template answer, not another topic's
+        same = int(np.argmax(other.probs)) == int(np.argmax(own.probs))
+        return other.kind == "answer" and same
 
     def _classify(self, r: _Reading) -> None:
         """Step 1: a template answer, if the top intent reaches its threshold and has one."""
@@ -262,21 +278,32 @@ class Bot:
             used_context=used_context,
         )
 
-    def _fill_templates(self, replies: list[Reply], readings: list[_Reading]) -> list[Reply]:
-        """Fill the answers' slots, running the NER model once over the messages that need it."""
+    def _fill_templates(
+        self, replies: list[Reply], alone: list[_Reading], context: dict[int, _Reading]
+    ) -> list[Reply]:
+        """Fill the answers' slots from the message itself, then (a follow-up) from the message read
+        with the previous one; the NER model runs once over the texts that need it."""
         need_ner = [
             i for i, r in enumerate(replies) if r.kind == "answer" and self.answers.needs_ner(r.intent or "")
         ]
-        entities: dict[int, list[dict[str, Any]]] = {}
-        if need_ner and self.ner is not None:
-            found = self.ner.predict([readings[i].text for i in need_ner])
-            entities = {i: list(res.get("entities", [])) for i, res in zip(need_ner, found, strict=True)}
+        texts = {(i, False): alone[i].text for i in need_ner}
+        texts |= {(i, True): context[i].text for i in need_ner if replies[i].used_context}
+        entities: dict[tuple[int, bool], list[dict[str, Any]]] = {}
+        if texts and self.ner is not None:
+            found = self.ner.predict(list(texts.values()))
+            entities = {key: list(res.get("entities", [])) for key, res in zip(texts, found, strict=True)}
         done = []
         for i, r in enumerate(replies):
             if r.kind != "answer" or r.intent is None:
                 done.append(r)
                 continue
-            text, missing = self.answers.fill(r.intent, readings[i].text, entities.get(i))
+            text, missing = self.answers.fill(
+                r.intent,
+                alone[i].text,
+                entities.get((i, False)),
+                earlier=context[i].text if r.used_context else None,
+                earlier_entities=entities.get((i, True)),
+            )
             reason = r.reason + (
                 f"; slot {', '.join(missing)} not in the message: fallback" if missing else ""
             )

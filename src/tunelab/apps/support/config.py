@@ -76,7 +76,8 @@ class BotConfig:
         tunelab_version: the version that built it.
         tuned: what ``tune`` used (target, dev file, rows, time), or None.
         oos_label: the intent model's out-of-scope class, if it has one (a model retrained on
-            ``export-feedback`` rows does): a message it tops is handed off, never answered.
+            ``export-feedback`` rows does): a message it tops is handed off, never answered alone
+            (a follow-up is still read with the previous message, as a message handed off is).
     """
 
     name: str

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import tunelab
@@ -441,6 +442,50 @@ def test_tune_for_precision_sets_thresholds_that_eval_then_measures_the_same(
     assert (bot_folder / "tune" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((bot_folder / "tune" / "summary.json").read_text(encoding="utf-8"))
     assert summary["metrics"] == m and summary["intent_threshold"] == result.intent_threshold
+
+
+def test_tune_leaves_per_intent_thresholds_to_their_intents_and_eval_measures_the_same(
+    bot_folder: Path, dev: Path
+) -> None:
+    """tune applied its one intent threshold to every intent, so its knowledge threshold and its
+    metrics were for another bot than the one with thresholds.per_intent (eval disagreed)."""
+    bot = Bot.load(bot_folder)
+    config = bot.config
+    config.temperature = 1.0  # the tiny model's raw confidences: some below the override
+    config.thresholds.per_intent = {bot.intents[0]: 0.999}
+    config.save(bot_folder)
+    result = tune_bot(bot_folder, dev, target="precision=0.95")
+    assert BotConfig.load(bot_folder).thresholds.per_intent == {bot.intents[0]: 0.999}
+    measured = evaluate_bot(bot_folder, dev)
+    assert {k: measured[k] for k in result.metrics} == result.metrics
+
+
+def test_tune_names_a_dev_file_whose_labels_are_not_the_models(bot_folder: Path, tmp_path: Path) -> None:
+    """Label ids ("1") made every row out of scope, then 'no threshold reaches precision 0.95'."""
+    bad = tmp_path / "dev_ids.csv"
+    pd.DataFrame({"text": ["football goal", "rain tomorrow"], "label": ["1", "2"]}).to_csv(bad, index=False)
+    with pytest.raises(
+        DataError, match=r"dev_ids\.csv: no row's label is an intent of the model \('1', '2' are not\)"
+    ):
+        tune_bot(bot_folder, bad)
+    only_oos = tmp_path / "dev_oos.csv"
+    pd.DataFrame({"text": ["what is love"], "label": ["oos"]}).to_csv(only_oos, index=False)
+    with pytest.raises(DataError, match=r"dev_oos\.csv: no row's label .* \(every row is 'oos'\)"):
+        tune_bot(bot_folder, only_oos)
+
+
+def test_tune_and_eval_default_to_the_bots_own_out_of_scope_label(
+    bot_folder: Path, dev: Path, tmp_path: Path
+) -> None:
+    """Their --oos-label defaulted to 'oos' whatever the bot was built with (build --oos-label)."""
+    renamed = tmp_path / "dev_renamed.csv"
+    frame = pd.read_csv(dev)
+    frame["label"] = frame["label"].replace({"oos": "out_of_scope"})
+    frame.to_csv(renamed, index=False)
+    set_config(bot_folder, oos_label="out_of_scope")
+    measured = evaluate_bot(bot_folder, renamed)
+    assert measured["oos_label"] == "out_of_scope" and measured["labels_counted_out_of_scope"] == []
+    assert tune_bot(bot_folder, renamed).out_of_scope == 6
 
 
 def test_tune_for_a_handoff_budget_hands_off_at_most_that_share(bot_folder: Path, dev: Path) -> None:

@@ -135,7 +135,10 @@ def _tune_parser(actions: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target", default="precision=0.95", help="precision=P or handoff=H (default precision=0.95)"
     )
-    p.add_argument("--oos-label", default="oos", help="the label of out-of-scope rows (default oos)")
+    p.add_argument(
+        "--oos-label",
+        help="the label of out-of-scope rows (default: the bot's, oos unless built with --oos-label)",
+    )
     p.set_defaults(handler=run_tune)
 
 
@@ -144,7 +147,10 @@ def _eval_parser(actions: argparse._SubParsersAction) -> None:
     p.add_argument("bot", help="bot folder, e.g. bots/banking")
     p.add_argument("--data", help="text,label rows (label oos: out of scope)")
     p.add_argument("--conversations", help="JSONL conversations: turns and the last turn's intent")
-    p.add_argument("--oos-label", default="oos", help="the label of out-of-scope rows (default oos)")
+    p.add_argument(
+        "--oos-label",
+        help="the label of out-of-scope rows (default: the bot's, oos unless built with --oos-label)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=run_eval)
 

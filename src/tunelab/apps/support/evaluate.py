@@ -33,13 +33,14 @@ log = logging.getLogger(__name__)
 CHUNK = 256
 
 
-def evaluate_bot(bot: Bot | str | Path, file: str | Path, *, oos_label: str = "oos") -> dict[str, Any]:
+def evaluate_bot(bot: Bot | str | Path, file: str | Path, *, oos_label: str | None = None) -> dict[str, Any]:
     """Reply to every message of a labelled file and score the replies (see the module doc).
 
     Raises:
         ConfigError: the bot cannot be loaded; DataError: the file is bad.
     """
     bot = bot if isinstance(bot, Bot) else Bot.load(bot)
+    oos_label = bot.config.oos_label if oos_label is None else oos_label  # default: the bot's own
     rows = read_labelled(file)
     check_messages(rows.texts, bot.max_message_chars, [f"{file}: row {r}" for r in rows.rows])
     replies: list[Reply] = []

@@ -35,7 +35,7 @@ from tunelab.apps.support.config import TUNE_DIR
 from tunelab.apps.support.evaluate import out_of_scope, score
 from tunelab.apps.support.rows import read_labelled
 from tunelab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
 
 #: The knowledge threshold that turns the knowledge path off (similarities never exceed 1).
 KNOWLEDGE_OFF = 1.01
@@ -86,7 +86,7 @@ def parse_target(target: str) -> dict[str, float]:
 
 
 def tune_bot(
-    folder: str | Path, dev: str | Path, *, target: str = "precision=0.95", oos_label: str = "oos"
+    folder: str | Path, dev: str | Path, *, target: str = "precision=0.95", oos_label: str | None = None
 ) -> TuneResult:
     """Choose the bot's intent and knowledge thresholds on ``dev`` and write them into bot.yaml.
 
@@ -98,11 +98,21 @@ def tune_bot(
 
     goal = parse_target(target)
     bot = Bot.load(folder)
+    # default: the bot's own out-of-scope label (build --oos-label), not "oos" whatever it is
+    oos_label = bot.config.oos_label if oos_label is None else oos_label
     rows = read_labelled(dev)
     # checked as eval checks them: a file that tunes must also evaluate
     check_messages(rows.texts, bot.max_message_chars, [f"{dev}: row {r}" for r in rows.rows])
     labels = rows.labels
     oos, unknown = out_of_scope(labels, bot.intents, oos_label)
+    if oos.all():  # ids or other spellings: every row out of scope, then a misleading "no threshold"
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise DataError(
+            f"{dev}: no row's label is an intent of the model"
+            + (f" ({shown} are not)" if unknown else f" (every row is {oos_label!r})")
+            + f"; the label column holds the model's label names, e.g. {', '.join(bot.intents[:3])} "
+            "(its run's labels.json), and some rows must have one"
+        )
     warnings = []
     if unknown:
         warnings.append(
@@ -124,8 +134,11 @@ def tune_bot(
     called_oos = np.array([p == bot.config.oos_label for p in predicted], dtype=bool)
     templated &= ~called_oos
 
-    # 1. The intent threshold, over the messages a template would answer.
-    intent_curve = coverage_curve(confidence[templated], right[templated])
+    # 1. The intent threshold, over the messages a template would answer at it: those whose top
+    # intent has no threshold of its own (thresholds.per_intent, which the bot applies instead).
+    per_intent = bot.config.thresholds.per_intent
+    own = np.array([p in per_intent for p in predicted], dtype=bool)
+    intent_curve = coverage_curve(confidence[templated & ~own], right[templated & ~own])
     intent_point = None
     intent_threshold = bot.config.thresholds.intent
     if intent_curve:
@@ -133,7 +146,8 @@ def tune_bot(
         intent_threshold = _between(intent_curve, intent_point)
     else:
         warnings.append("no dev message's top intent has an answer template; intent threshold unchanged")
-    answered = templated & (confidence >= intent_threshold)
+    row_threshold = np.array([per_intent.get(p, intent_threshold) for p in predicted], dtype=float)
+    answered = templated & (confidence >= row_threshold)
 
     # 2. The knowledge threshold, over the messages left.
     left = np.flatnonzero(~answered & ~called_oos)

@@ -488,6 +488,13 @@ def test_tune_and_eval_default_to_the_bots_own_out_of_scope_label(
     assert tune_bot(bot_folder, renamed).out_of_scope == 6
 
 
+def test_build_out_under_a_file_is_refused_before_any_work(run: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    (tmp_path / "answers.yaml").write_text("intents:\n  sports: Tickets at the desk.\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"--out .*file/bot: .*file is a file, not a folder"):
+        build_bot(run, tmp_path / "answers.yaml", None, tmp_path / "file" / "bot")
+
+
 def test_tune_for_a_handoff_budget_hands_off_at_most_that_share(bot_folder: Path, dev: Path) -> None:
     result = tune_bot(bot_folder, dev, target="handoff=0.10")
     m = result.metrics

@@ -171,6 +171,10 @@ def write_folder(target: Path, write: Any) -> None:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
+    from tunelab.runs.folder import check_parents_are_folders
+
+    # a file among the parents failed at the end, after the models loaded ("unexpected FileExistsError")
+    check_parents_are_folders(target, "--out")
     if not target.exists():
         return
     if not (target / BOT_YAML).is_file():

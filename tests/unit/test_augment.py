@@ -237,3 +237,27 @@ def test_a_made_row_equal_to_a_dev_or_test_text_is_dropped(
     info = result.summary["augmentation"]
     assert info["dropped_as_held_out"] == 2 and info["kept"] == 1
     assert result.summary["rows"]["train"] == len(splits.train) + 1
+
+
+def test_made_rows_that_repeat_a_training_text_or_each_other_with_other_labels_are_dropped() -> None:
+    """Deleting a word of "my card not arrived" (1) made "my card arrived", a training text of
+    label 0: the run trained on both labels for one text."""
+    from tunelab.train.augment_rows import _drop_repeats
+
+    train = Dataset(
+        texts=["my card arrived", "my card not arrived"], text_pairs=None, labels=[0, 1], source="t"
+    )
+    texts = ["My card  ARRIVED", "arrived", "arrived", "card not arrived", "card not arrived", "card arrived"]
+    made = Augmented(
+        rows=Dataset(texts=texts, text_pairs=None, labels=[0, 0, 1, 1, 1, 0], source="t"),
+        origin=[1, 0, 1, 1, 1, 0],
+        methods=["delete"] * 6,
+    )
+    kept, dropped = _drop_repeats(made, train)
+    # a training text (another case and spacing): dropped; "arrived" from both labels: dropped;
+    # "card not arrived" twice with one label: once
+    assert list(zip(kept.rows.texts, kept.rows.labels, strict=True)) == [
+        ("card not arrived", 1),
+        ("card arrived", 0),
+    ]
+    assert dropped == 4 and kept.origin == [1, 0]

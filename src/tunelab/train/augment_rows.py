@@ -56,6 +56,7 @@ def augment_training_rows(
     seed = cfg.train.seed if aug.seed is None else aug.seed
     made = augment_dataset(splits.train, aug.methods, per_example=aug.per_example, alpha=aug.alpha, seed=seed)
     made, leaked = _drop_held_out(made, splits)
+    made, repeated = _drop_repeats(made, splits.train)
     made_count = len(made.rows)
     labels = splits.train.labels or []
     multi = bool(labels) and isinstance(labels[0], list)
@@ -75,6 +76,7 @@ def augment_training_rows(
         "by_method": dict(sorted(Counter(made.methods).items())),
         "filter": filtering,
         "dropped_as_held_out": leaked,
+        "dropped_as_repeats": repeated,
     }
     note = (
         f"augment: {len(made.rows)} EDA rows added to train ({', '.join(aug.methods)}; "
@@ -101,6 +103,39 @@ def _drop_held_out(made: Augmented, splits: Splits) -> tuple[Augmented, int]:
     if len(keep) == len(new.texts):
         return made, 0
     return _subset(made, keep), len(new.texts) - len(keep)
+
+
+def _drop_repeats(made: Augmented, train: Dataset) -> tuple[Augmented, int]:
+    """``made`` without rows that repeat a training text or another made row, and how many.
+
+    Deleting a word of "my card not arrived" (label 1) can make "my card arrived", a training text
+    of label 0: the run trained on both labels for one text. A made text equal to a training text
+    is dropped (it adds nothing, or contradicts it); one made from rows of different labels is
+    dropped everywhere, and of one made twice with one label the first is kept. Compared as held-out
+    rows are (case- and space-insensitively).
+    """
+    from collections import defaultdict
+
+    from tunelab.data.held_out import normalised
+
+    rows = made.rows
+    train_pairs = train.text_pairs or [None] * len(train.texts)
+    in_train = {normalised(t, p) for t, p in zip(train.texts, train_pairs, strict=True)}
+    pairs = rows.text_pairs or [None] * len(rows.texts)
+    keys = [normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True)]
+    labels = rows.labels or [None] * len(rows.texts)
+    label_sets: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+    for key, label in zip(keys, labels, strict=True):
+        label_sets[key].add(repr(label))
+    keep, seen = [], set()
+    for i, key in enumerate(keys):
+        if key in in_train or key in seen or len(label_sets[key]) > 1:
+            continue
+        seen.add(key)
+        keep.append(i)
+    if len(keep) == len(keys):
+        return made, 0
+    return _subset(made, keep), len(keys) - len(keep)
 
 
 def _subset(made: Augmented, keep: list[int]) -> Augmented:

@@ -35,14 +35,17 @@ USE+ConveRT 85.2, fine-tuned BERT 83.4, the best published augmentation 89.8. Ta
     .venv/bin/python benchmarks/fewshot.py --stage dev --recipes selftrain --shots 8 --seeds 0
     .venv/bin/python benchmarks/fewshot.py --stage test --recipe selftrain --shots 8 16 --seeds 0 1 2 3 4
 
-The dev stage draws its rows with the seed it is given (default 0, as test's first seed: the same
-616 training rows, scored on dev instead of test). On 2 shared cores a run takes 6-15 minutes
+The dev stage draws its rows with the seeds it is given (``--stage dev``: ``--seeds``, default 0-4;
+``--stage both``: ``--dev-seeds``, default 100, rows test never draws; ``--seeds 0`` gives test's
+first seed's 616 training rows, scored on dev instead of test, as the README's dev figures were).
+On 2 shared cores a run takes 6-15 minutes
 (8 per intent) and about twice that at 16: the contrastive stage is most of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -172,10 +175,18 @@ class Baseline:
 
 
 def _done(results: Path) -> set[tuple]:
+    """What ``results`` holds, keyed by the ``--set`` overrides too: a sweep of one option into one
+    ``--out`` (``--set self_training.per_label=32``, then 64) trained only its first value."""
     if not results.is_file():
         return set()
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {(r["stage"], r["recipe"], r["shots"], r["seed"]) for r in rows}
+    return {(r["stage"], r["recipe"], r["shots"], r["seed"], tuple(r.get("set", []))) for r in rows}
+
+
+def _rows(results: Path, stage: str, extra: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``stage`` run with exactly these ``--set`` overrides."""
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r["stage"] == stage and list(r.get("set", [])) == list(extra)]
 
 
 def _summary(values: list[float]) -> str:
@@ -187,10 +198,10 @@ def _summary(values: list[float]) -> str:
     return f"{mean:.2f} ± {100 * sd:.2f} (min {low:.2f}, max {high:.2f}, n={len(values)})"
 
 
-def report(results: Path, stage: str) -> None:
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if r["stage"] == stage]
-    print(f"\n{stage} accuracy, mean ± standard deviation over seeds (BANKING77, MiniLM-L6):")
+def report(results: Path, stage: str, extra: list[str] | None = None) -> None:
+    rows = _rows(results, stage, extra or [])
+    with_set = f", --set {' '.join(extra)}" if extra else ""
+    print(f"\n{stage} accuracy, mean ± standard deviation over seeds (BANKING77, MiniLM-L6{with_set}):")
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         for shots in sorted({r["shots"] for r in rows if r["recipe"] == recipe}):
             sel = [r for r in rows if r["recipe"] == recipe and r["shots"] == shots]
@@ -230,23 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     baseline = Baseline()
     if args.stage == "both":
         run_stage(args, results, baseline, "dev", args.recipes, args.dev_shots, args.dev_seeds)
-        report(results, "dev")
-        args.recipe = best_recipe(results, args.recipes)
+        report(results, "dev", args.set)
+        args.recipe = best_recipe(results, args.recipes, args.set)
         print(f"\nchosen on dev: {args.recipe}", flush=True)
         args.stage = "test"
     recipes = args.recipes if args.stage == "dev" else [args.recipe]
     run_stage(args, results, baseline, args.stage, recipes, args.shots, args.seeds)
-    report(results, args.stage)
+    report(results, args.stage, args.set)
     return 0
 
 
-def best_recipe(results: Path, recipes: list[str]) -> str:
-    """The recipe with the highest mean dev accuracy (the first listed on a tie)."""
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+def best_recipe(results: Path, recipes: list[str], extra: list[str] | None = None) -> str:
+    """The recipe with the highest mean dev accuracy with these ``--set`` overrides (the first
+    listed on a tie)."""
+    rows = _rows(results, "dev", extra or [])
     means = {
-        r: statistics.mean(x["setfit"] for x in rows if x["stage"] == "dev" and x["recipe"] == r)
+        r: statistics.mean(x["setfit"] for x in rows if x["recipe"] == r)
         for r in recipes
-        if any(x["stage"] == "dev" and x["recipe"] == r for x in rows)
+        if any(x["recipe"] == r for x in rows)
     }
     return max(means, key=lambda r: (means[r], -recipes.index(r)))
 
@@ -266,11 +278,13 @@ def run_stage(
     for seed in seeds:
         for shots in shots_list:
             for recipe in recipes:
-                if (stage, recipe, shots, seed) in done:
+                if (stage, recipe, shots, seed, tuple(args.set)) in done:
                     continue
                 overrides = _overrides(stage, recipe, shots, seed, args.set, args.out)
                 started = time.perf_counter()
                 name = f"{stage}-{recipe}-{shots}shot-seed{seed}"
+                if args.set:  # its own run folder beside the plain recipe's
+                    name += "-set" + hashlib.sha256("\n".join(args.set).encode()).hexdigest()[:8]
                 acc, summary = setfit_accuracy(overrides, args.out, name, split)
                 seconds = time.perf_counter() - started
                 base = baseline.accuracy(overrides, split, seed)
@@ -284,6 +298,7 @@ def run_stage(
                     "seconds": round(seconds, 1),
                     "train_rows": summary["rows"]["train"],
                     "overrides": overrides,
+                    "set": list(args.set),
                 }
                 with results.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")

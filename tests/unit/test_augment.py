@@ -261,3 +261,22 @@ def test_made_rows_that_repeat_a_training_text_or_each_other_with_other_labels_a
         ("card arrived", 0),
     ]
     assert dropped == 4 and kept.origin == [1, 0]
+
+
+def test_the_multi_label_filter_does_not_depend_on_a_constant_labels_name() -> None:
+    """With OneVsRestClassifier, a label on every row named first ("aaa") moved every other label's
+    threshold from 0 to 0.5 on decision values: other rows kept than with it named "zzz"."""
+    import numpy as np
+
+    from tunelab.train.augment_rows import predict_labels
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 5))
+    y = np.stack([(x[:, 0] + 0.3 * rng.normal(size=90) > 0), (x[:, 1] > 0.2)], axis=1).astype(int)
+    new = rng.normal(size=(200, 5))
+    plain = predict_labels(x, y, new, seed=0)
+    always = np.ones((90, 1), dtype=int)
+    first = predict_labels(x, np.hstack([always, y]), new, seed=0)  # "aaa": sorted first
+    last = predict_labels(x, np.hstack([y, always]), new, seed=0)  # "zzz": sorted last
+    assert (first[:, 0] == 1).all() and (last[:, 2] == 1).all()
+    assert (first[:, 1:] == plain).all() and (last[:, :2] == plain).all()

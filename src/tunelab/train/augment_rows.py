@@ -159,7 +159,6 @@ def _filter(
 ) -> Augmented:
     """Keep the new rows a frozen-encoder logistic regression, fitted on ``original``, agrees with."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.preprocessing import MultiLabelBinarizer
 
     from tunelab.train.head_init import pooled_features
@@ -174,8 +173,9 @@ def _filter(
     if multi:
         binarizer = MultiLabelBinarizer().fit([*labels, *(made.rows.labels or [])])
         y = binarizer.transform(labels)
-        clf = OneVsRestClassifier(LogisticRegression(max_iter=1000, random_state=seed)).fit(x_train, y)
-        agree = (clf.predict(x_new) == binarizer.transform(made.rows.labels)).all(axis=1)
+        agree = (predict_labels(x_train, y, x_new, seed=seed) == binarizer.transform(made.rows.labels)).all(
+            axis=1
+        )
     else:
         clf = LogisticRegression(max_iter=1000, random_state=seed).fit(x_train, np.asarray(labels))
         agree = clf.predict(x_new) == np.asarray(made.rows.labels)
@@ -183,3 +183,25 @@ def _filter(
     keep = [i for i, ok in enumerate(agree) if ok]
     logger.info("augment filter: %d of %d new rows keep their label", len(keep), len(agree))
     return _subset(made, keep)
+
+
+def predict_labels(x_train: np.ndarray, y: np.ndarray, x_new: np.ndarray, *, seed: int) -> np.ndarray:
+    """Multi-label 0/1 predictions (N_new, L): one logistic regression per label, and a label every
+    training row has (or none has) predicted as that constant.
+
+    Not sklearn's ``OneVsRestClassifier``: when its first label (alphabetically) is constant, it
+    thresholds every other label's decision value at 0.5 instead of 0, so which rows the filter
+    kept depended on the label names.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    out = np.zeros((len(x_new), y.shape[1]), dtype=y.dtype)
+    for j in range(y.shape[1]):
+        column = y[:, j]
+        if column.min() == column.max():
+            out[:, j] = column[0]
+        else:
+            out[:, j] = (
+                LogisticRegression(max_iter=1000, random_state=seed).fit(x_train, column).predict(x_new)
+            )
+    return out

@@ -319,7 +319,8 @@ class SelfTrainingConfig:
     # At most this many pseudo-labelled rows per label, the most confident first (chosen on
     # BANKING77's dev split with 8 rows per intent: 128 a label, about all of the 8,382 texts).
     per_label: int = 128
-    # Rounds of the probe's own self-training before it labels the rows for the run.
+    # Labelling passes of the probe over the unlabelled texts; it is refitted on its own labels
+    # between them (rounds - 1 refits: 1 is the plain probe), and the last pass's labels are the run's.
     rounds: int = 3
     # A pseudo-labelled row is kept only when the probe gives its label at least this probability.
     min_confidence: float = 0.0

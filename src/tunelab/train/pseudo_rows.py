@@ -7,8 +7,8 @@ when the student is as large as the teacher and trained with noise, as dropout a
 do here).
 
 The teacher is a logistic regression on the frozen encoder's pooled features, like the probe
-``train.head_init: probe`` fits but on L2-normalised features with C = 10, refined by ``rounds``
-of its own self-training (refitted on the labelled rows plus its confident labels of the pool). Chosen over
+``train.head_init: probe`` fits but on L2-normalised features with C = 10, which labels the pool
+``rounds`` times, refitted between passes on the labelled rows plus its confident labels of it. Chosen over
 "the run's own model after a first pass" because it costs one encoding pass instead of a second
 training run, and because a fine-tuned model reproduces its training labels on its own training
 texts, so a second pass of it adds nothing. On BANKING77 with 8 rows per intent (dev split,

@@ -744,6 +744,22 @@ def test_a_once_run_names_a_last_line_still_waiting_for_its_newline(tmp_path: Pa
     )
 
 
+def test_a_once_run_reads_past_a_rotation_to_the_new_file(tmp_path: Path) -> None:
+    """A rotated file is read again a few polls before it is left (its writer may finish a line);
+    a --once run, which stops at the first poll that finds nothing, then never reached the new file."""
+    import os
+
+    path = tmp_path / "news.jsonl"
+    write_jsonl(path, [doc(1, 1, "a")])
+    with Monitor(config(tmp_path), classifier=classifier()) as m:
+        assert m.run(once=True).stored == 1
+    write_jsonl(path, [doc(2, 2, "b")], mode="a")
+    os.rename(path, tmp_path / "news.jsonl.1")
+    write_jsonl(path, [doc(3, 3, "c")])
+    with Monitor(config(tmp_path), classifier=classifier()) as m:
+        assert m.run(once=True).stored == 2  # the rotated file's n2, then the new file's n3
+
+
 def test_a_restart_replays_enough_history_to_alert_as_an_uninterrupted_run(tmp_path: Path) -> None:
     """The warm-up replays every bucket the detector holds: with less, the oldest baseline windows
     are part empty after a restart, the baseline is lower and alerts differ from a run's."""

@@ -342,7 +342,7 @@ class Monitor:
                 log.warning("%s line %d: %s; skipped", path, line.number, exc)
         return docs
 
-    def _follow(self, source: Source) -> IngestResult:
+    def _follow(self, source: Source, *, once: bool = False) -> IngestResult:
         # The name as given, not resolved: a symlink re-pointed to a new file (a daily rotation
         # scheme) is then a rotation the follower sees (it reads the old file to its end first),
         # where resolving it would start a new follower and lose the old file's last lines.
@@ -353,7 +353,7 @@ class Monitor:
             self._followers[path] = follower
         total = IngestResult()
         try:
-            while not self._stop.is_set() and (chunk := follower.read()) is not None:
+            while not self._stop.is_set() and (chunk := follower.read(grace=not once)) is not None:
                 skipped = IngestResult()
                 docs = self._parse(chunk.path, chunk.lines, skipped)
                 total.add(self.process(docs, position=(str(path), chunk.position), skipped=skipped.skipped))
@@ -397,11 +397,12 @@ class Monitor:
                 log.warning("%s: cannot be read (%s); skipped", path, exc)
         return total
 
-    def poll(self) -> IngestResult:
-        """Read every source once, as far as it goes now."""
+    def poll(self, *, once: bool = False) -> IngestResult:
+        """Read every source once, as far as it goes now (``once``: a rotated followed file is left
+        for the new one at once, without waiting polls for its writer)."""
         total = IngestResult()
         for source in self.config.sources:
-            total.add(self._follow(source) if source.kind == "follow" else self._directory(source))
+            total.add(self._follow(source, once=once) if source.kind == "follow" else self._directory(source))
         return total
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> IngestResult:
@@ -417,7 +418,7 @@ class Monitor:
         total = IngestResult()
         while not stop.is_set():
             started = time.monotonic()
-            result = self.poll()
+            result = self.poll(once=once)
             total.add(result)
             if once and not (result.stored or result.duplicates or result.skipped):
                 self._name_unfinished_lines()

@@ -244,8 +244,13 @@ class FileFollower:
             self._inode, self._offset, self._line, _head_hash(self._head[: min(self._offset, _HEAD_BYTES)])
         )
 
-    def read(self) -> Chunk | None:
-        """The next complete lines, or ``None`` when there are none yet (nothing is consumed then)."""
+    def read(self, *, grace: bool = True) -> Chunk | None:
+        """The next complete lines, or ``None`` when there are none yet (nothing is consumed then).
+
+        ``grace``: a rotated file is read again ``ROTATION_GRACE_READS`` times before it is left
+        (its writer may still finish a line there); False leaves it at once (a ``--once`` run,
+        which stops at the first read that finds nothing and would never reach the new file).
+        """
         if self._fh is None:
             self._open(self.path, 0, 0)
             if self._fh is None:
@@ -259,7 +264,7 @@ class FileFollower:
                     "%s from the start", self.path, copy, self._offset, self.path.name,
                 )  # fmt: skip
                 self._open(copy, self._offset, self._line)
-                return self.read()
+                return self.read(grace=grace)
             log.warning("%s was truncated: reading it from the start", self._file)
             self._offset, self._line, self._head = 0, 0, b""
         fh.seek(self._offset)
@@ -270,7 +275,7 @@ class FileFollower:
         if len(data) == self.read_bytes:  # one line longer than a whole read
             return self._skip_long_line()
         if self._rotated():
-            if not self._settled():
+            if grace and not self._settled():
                 return None  # its writer may still be finishing it: read it again next time
             # The old file gets no more writes: its last line, newline or not, is complete.
             return self._switch(self._consume(data, final=True) if data.strip() else None)

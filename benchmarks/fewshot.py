@@ -180,13 +180,29 @@ def _done(results: Path) -> set[tuple]:
     if not results.is_file():
         return set()
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {(r["stage"], r["recipe"], r["shots"], r["seed"], tuple(r.get("set", []))) for r in rows}
+    keys = set()
+    for r in rows:
+        extra = _set_of(r, results.parent)
+        keys.add((r["stage"], r["recipe"], r["shots"], r["seed"], None if extra is None else tuple(extra)))
+    return keys
+
+
+def _set_of(row: dict[str, Any], out: Path) -> list[str] | None:
+    """A row's ``--set`` overrides: its ``set``, or for a row written before that was kept, what
+    its ``overrides`` hold past the recipe's own (None: a recipe no longer known, never matched)."""
+    if "set" in row:
+        return list(row["set"])
+    if row["recipe"] not in RECIPES:
+        return None
+    own = _overrides(row["stage"], row["recipe"], row["shots"], row["seed"], [], out)
+    given = list(row.get("overrides", []))
+    return given[len(own) :] if given[: len(own)] == own else None
 
 
 def _rows(results: Path, stage: str, extra: list[str]) -> list[dict[str, Any]]:
     """The rows of ``stage`` run with exactly these ``--set`` overrides."""
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r["stage"] == stage and list(r.get("set", [])) == list(extra)]
+    return [r for r in rows if r["stage"] == stage and _set_of(r, results.parent) == list(extra)]
 
 
 def _summary(values: list[float]) -> str:

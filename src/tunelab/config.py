@@ -50,6 +50,15 @@ def _check_task(problems: list[str], name: str) -> None:
         problems.append(f"task={name!r} is not known (use one of {', '.join(available_tasks())})")
 
 
+def _finite_positive(value: float) -> bool:
+    """A positive number a float holds: inf (a NaN model) and an int past a float's range
+    (10**400, where math.isfinite raises OverflowError) are not."""
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except (OverflowError, TypeError, ValueError):
+        return False
+
+
 @dataclass
 class DataConfig:
     """Where the labelled data is and how to read it.
@@ -260,13 +269,13 @@ class TrainConfig:
         )
         _check(
             p,
-            math.isfinite(self.adversarial_epsilon) and self.adversarial_epsilon > 0,  # inf: a NaN model
+            _finite_positive(self.adversarial_epsilon),  # inf trained a NaN model
             f"adversarial_epsilon={self.adversarial_epsilon} (use a positive norm, e.g. 1.0)",
         )
         _check(p, self.adversarial_steps >= 1, f"adversarial_steps={self.adversarial_steps} (use 1 or more)")
         _check(
             p,
-            math.isfinite(self.adversarial_alpha) and self.adversarial_alpha > 0,
+            _finite_positive(self.adversarial_alpha),
             f"adversarial_alpha={self.adversarial_alpha} (use e.g. 0.3)",
         )
         _raise_if(p, "train")

@@ -286,11 +286,14 @@ def test_pgd_only_options_beside_fgm_are_noted(labelled_csvs, tiny_bert: Path) -
         # inf trained to a NaN model that reported as finished
         (["train.adversarial=fgm", "train.adversarial_epsilon=inf"], r"adversarial_epsilon=inf"),
         (["train.adversarial=pgd", "train.adversarial_alpha=inf"], r"adversarial_alpha=inf"),
+        # an int past a float's range: math.isfinite raised OverflowError ("unexpected OverflowError")
+        (["train.adversarial=fgm", "train.adversarial_epsilon=1" + "0" * 400], r"adversarial_epsilon=1000"),
         # the filter's probe refused it mid-run (sklearn's random_state)
         (["augment.methods=[swap]", "augment.seed=-1"], r"augment\.seed=-1 \(use a whole number"),
         # nan and inf passed validate, then failed in the contrastive stage
         (["method=setfit", "method.learning_rate=nan"], r"learning_rate=nan"),
         (["method=setfit", "method.epochs=inf"], r"epochs=inf"),
+        (["method=setfit", "method.epochs=1" + "0" * 400], r"epochs=1000"),
         (["method=setfit", "method.learning_rate=3"], r"learning_rate=3.* below 1"),
     ],
 )

@@ -48,3 +48,28 @@ def test_a_sweep_of_one_option_trains_each_value_and_reports_them_apart(tmp_path
     assert [r["set"] for r in rows] == [["self_training.per_label=128"], ["self_training.per_label=32"]]
     assert bench.best_recipe(results, ["selftrain"], ["self_training.per_label=32"]) == "selftrain"
     assert [r["setfit"] for r in bench._rows(results, "dev", ["self_training.per_label=32"])] == [0.9]
+
+
+def test_rows_written_before_the_set_was_kept_are_read_by_their_overrides(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """An old row run with --set (no "set" key) counted as the plain recipe's: the plain run was
+    skipped and reported with the other run's figure."""
+    monkeypatch.setattr(bench, "unlabeled_file", lambda out: out / "unlabeled.csv")
+    old = bench._overrides("dev", "selftrain", 8, 0, ["self_training.per_label=32"], tmp_path)
+    row = {"stage": "dev", "recipe": "selftrain", "shots": 8, "seed": 0, "setfit": 0.9, "baseline": 0.5,
+           "seconds": 1.0, "train_rows": 10, "overrides": old}  # fmt: skip
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(row) + "\n")
+    assert bench._rows(results, "dev", []) == []
+    assert [r["setfit"] for r in bench._rows(results, "dev", ["self_training.per_label=32"])] == [0.9]
+    trained = []
+    monkeypatch.setattr(
+        bench,
+        "setfit_accuracy",
+        lambda o, out, name, split: trained.append(name) or (0.8, {"rows": {"train": 1}}),
+    )
+    bench.run_stage(
+        argparse.Namespace(set=[], out=tmp_path), results, NoBaseline(), "dev", ["selftrain"], [8], [0]
+    )
+    assert len(trained) == 1  # the plain recipe ran: the old row was another --set's

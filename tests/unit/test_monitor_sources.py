@@ -84,6 +84,8 @@ def test_times_are_iso_8601_or_epoch_seconds_and_end_up_in_utc(value, expected: 
         # a compact ISO date was stored as a moment in 1970
         ({"id": "a", "time": "20260302", "text": "x"}, r"'20260302' is ambiguous: the date 2026-03-02"),
         ({"id": "a", "time": 20260302, "text": "x"}, r"write the date as 2026-03-02"),
+        ({"id": "a", "time": 20260302.0, "text": "x"}, r"write the date as 2026-03-02"),
+        ({"id": "a", "time": "20260302.00", "text": "x"}, r"write the date as 2026-03-02"),
         ({"id": "a", "time": 1, "text": "  "}, "text is missing, empty"),
         ({"id": "a", "time": 1, "text": "x" * 101}, "101 characters, over the limit of 100"),
         ({"id": ["a"], "time": 1, "text": "x"}, "must be a string or an integer"),
@@ -292,6 +294,50 @@ def test_copytruncate_while_stopped_finishes_the_copy_before_the_truncated_file(
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line(5))
     assert read_all(FileFollower(path, position)) == ["n3", "n4", "n5"]
+
+
+def test_two_copytruncates_while_stopped_lose_nothing(tmp_path: Path) -> None:
+    """logrotate copytruncate with rotate 2: the first copy moved on to .2 and the second is .1;
+    only the copy holding the position was read (n4, n5 in .1 were lost)."""
+    import shutil
+
+    path = tmp_path / "news.jsonl"
+    position = read_two_then_stop(path)
+    one, two = tmp_path / "news.jsonl.1", tmp_path / "news.jsonl.2"
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3))
+    shutil.copyfile(path, one)
+    path.write_text("", encoding="utf-8")  # truncated in place
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(4) + line(5))
+    os.replace(one, two)
+    shutil.copyfile(path, one)
+    path.write_text("", encoding="utf-8")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(6))
+    assert read_all(FileFollower(path, position)) == ["n3", "n4", "n5", "n6"]
+
+
+def test_a_rotated_file_its_writer_keeps_growing_is_left_after_a_bound(tmp_path: Path, caplog) -> None:
+    """A writer appending a line to the old file at every poll reset the grace reads for good: the
+    new file was never read."""
+    from tunelab.apps.monitor.sources import ROTATION_MAX_READS
+
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(0), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n0"]
+    with open(path, "a", encoding="utf-8") as writer:
+        os.rename(path, tmp_path / "news.jsonl.1")
+        path.write_text(line(100), encoding="utf-8")
+        got = []
+        for poll in range(ROTATION_MAX_READS + 3):
+            writer.write(line(poll + 1))
+            writer.flush()
+            while (chunk := follower.read()) is not None:
+                got += ids(chunk)
+    assert "n100" in got and got[0] == "n1"
+    assert "still grows" in caplog.text
 
 
 def test_an_overlong_line_is_refused_without_stopping_the_stream(tmp_path: Path, monkeypatch) -> None:

@@ -804,3 +804,29 @@ def test_a_handoff_budget_counts_what_the_out_of_scope_class_hands_off(
     assert result.metrics["counts"]["handoff"] <= 5
     tight = tune_bot(tmp_path, dev, target="handoff=0.2")  # the 4 oos rows alone are 40%
     assert any("over the target 20.0%" in w for w in tight.warnings)
+
+
+def test_tune_says_when_every_templated_intent_has_its_own_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said 'no dev message's top intent has an answer template', which was untrue."""
+    from tunelab.apps.support import tune as tune_module
+    from tunelab.apps.support.answers import read_answers
+
+    (tmp_path / "answers.yaml").write_text("intents:\n  card_arrival: Within 5 days.\n", encoding="utf-8")
+    rows = [("my card 1", "card_arrival"), ("card 2", "card_arrival"), ("branch 5", "branch_hours")]
+    rows += [("weather 1", "oos")]
+    dev = tmp_path / "dev.csv"
+    with dev.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+
+    def load(folder: Path) -> Bot:
+        config = BotConfig(name="b", run="r")
+        config.thresholds.per_intent = {"card_arrival": 0.5}
+        answers = read_answers(tmp_path / "answers.yaml")
+        return Bot(tmp_path, config, ThreeWayModel(), answers, ScoredPassage())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tune_module.Bot, "load", staticmethod(load))
+    result = tune_bot(tmp_path, dev, target="precision=0.9")
+    assert any("of an intent with its own threshold (thresholds.per_intent)" in w for w in result.warnings)
+    assert not any("has an answer template" in w for w in result.warnings)

@@ -6,7 +6,6 @@ A method's ``__post_init__`` makes a ``Problems("lora")``, checks each field, th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,8 +27,8 @@ class Problems:
             self.add(f"{name}={value!r} (use a positive integer such as {example})")
 
     def positive(self, name: str, value: Any, example: float) -> None:
-        # finite too: nan and inf passed `validate` and failed mid-run (learning rate, epochs)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        # finite too: nan, inf and 10**400 passed `validate` and failed mid-run (learning rate, epochs)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e300:
             self.add(f"{name}={value!r} (use a positive number such as {example:g})")
 
     def probability(self, name: str, value: Any) -> None:

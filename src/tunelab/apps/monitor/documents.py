@@ -65,10 +65,10 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
     given = value
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
-        _refuse_compact_date(value.strip())
+        _refuse_compact_date(value.strip().rstrip("0").rstrip(".") if "." in value else value.strip())
         value = float(value.strip())
-    if isinstance(value, int):
-        _refuse_compact_date(str(value))
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e9):
+        _refuse_compact_date(str(int(value)))
     if isinstance(value, int | float):
         # The bound first: math.isfinite raises OverflowError on an int past a float's range
         # (10**400), which stopped a followed file for good and was a 500 over HTTP.

@@ -6,11 +6,14 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 
 - only complete lines are consumed; a last line without its newline waits until it has one;
 - rotation (the path now names another file: ``mv news.jsonl news.jsonl.1`` then a new
-  ``news.jsonl``) is noticed by the inode: the old file is read to its end first, then the new
-  one from its start; after a restart the old file is looked for by inode beside the path;
-- truncation (``copytruncate``: the file became shorter than the position, or its first bytes
-  are no longer those read, when the writer wrote past the old position before the next poll)
-  restarts at 0;
+  ``news.jsonl``) is noticed by the inode: the old file is read to its end first (and read again
+  for ``ROTATION_GRACE_READS`` reads, up to ``ROTATION_MAX_READS``, while a writer that still holds
+  it may finish a line), then the new one from its start; after a restart the old file is looked
+  for by inode beside the path;
+- truncation (the file became shorter than the position, or its first bytes are no longer those
+  read, when the writer wrote past the old position before the next poll): ``copytruncate``'s
+  copy beside the path (the same first bytes, a new inode) is finished from the position first,
+  then the truncated file is read from 0; without a copy, it restarts at 0;
 - a position also keeps a hash of the file's first bytes, so a new file that reuses the old
   file's inode number (a deleted file's inode is free again) is not mistaken for it.
 """
@@ -32,6 +35,9 @@ MAX_LINE_BYTES = 4 << 20  # a line longer than this is refused without being hel
 # Reads that find a rotated file unchanged before it is left for the new one: a writer that still
 # holds it open (logrotate's ``create`` before the writer reopens) may finish its last line there.
 ROTATION_GRACE_READS = 2
+# ... and left after this many reads whatever its writer does (one still appending to it long after
+# the rotation pinned the follower to it, the new file never read).
+ROTATION_MAX_READS = 10
 _HEAD_BYTES = 256  # the prefix hashed to recognise a file (see the module docstring)
 
 
@@ -97,7 +103,8 @@ class FileFollower:
         # Files rotated after the one being finished, while the monitor was stopped: read next,
         # oldest first, before the path's new file (two rotations while stopped lost the middle one).
         self._backlog: list[Path] = []
-        self._unchanged: tuple[int, int] = (-1, 0)  # a rotated file's size, and reads that found it so
+        # a rotated file's size, the reads in a row that found it so, and all reads since the rotation
+        self._unchanged: tuple[int, int, int] = (-1, 0, 0)
         self._start(position)
 
     # -- opening -------------------------------------------------------------------------------------
@@ -132,6 +139,7 @@ class FileFollower:
                 self.path, copy, position.offset, self.path.name,
             )  # fmt: skip
             self._open(copy, position.offset, position.line)
+            self._backlog = self._rotated_after(copy)  # copied again while stopped (rotate 2): .1 next
             return
         log.warning(
             "%s is not the file read before (rotated or replaced while stopped, and the old file is not "
@@ -231,7 +239,7 @@ class FileFollower:
             )
             offset, line = 0, 0
         self._fh, self._file, self._inode = fh, path, st.st_ino
-        self._unchanged = (-1, 0)
+        self._unchanged = (-1, 0, 0)
         self._offset, self._line = offset, line
         fh.seek(0)
         self._head = fh.read(min(offset, _HEAD_BYTES))
@@ -264,6 +272,7 @@ class FileFollower:
                     "%s from the start", self.path, copy, self._offset, self.path.name,
                 )  # fmt: skip
                 self._open(copy, self._offset, self._line)
+                self._backlog = self._rotated_after(copy)
                 return self.read(grace=grace)
             log.warning("%s was truncated: reading it from the start", self._file)
             self._offset, self._line, self._head = 0, 0, b""
@@ -290,9 +299,19 @@ class FileFollower:
             size = os.fstat(self._fh.fileno()).st_size if self._fh is not None else -1
         except OSError:
             return True
-        last, reads = self._unchanged
-        self._unchanged = (size, reads + 1 if size == last else 1)
-        return self._unchanged[1] > ROTATION_GRACE_READS
+        last, reads, total = self._unchanged
+        self._unchanged = (size, reads + 1 if size == last else 1, total + 1)
+        if self._unchanged[1] > ROTATION_GRACE_READS:
+            return True
+        if self._unchanged[2] > ROTATION_MAX_READS:
+            log.warning(
+                "%s still grows %d reads after it was rotated: left for the new file; lines written to "
+                "it from now on are not read (point the writer at the new file)",
+                self._file,
+                ROTATION_MAX_READS,
+            )
+            return True
+        return False
 
     def _switch(self, chunk: Chunk | None) -> Chunk:
         """Done with a rotated file (``chunk``: its last lines, if any): on to the new one."""

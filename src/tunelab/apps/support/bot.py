@@ -13,8 +13,11 @@ Per message (``Bot.reply``):
 
 Multi-turn: a message that does not reach step 1 alone, in a conversation with earlier user
 messages, is classified again joined to the previous one ("I ordered a card last week" + "and how
-long does that take?"); whichever reading resolves better (answer > knowledge > hand-off; the
-message alone on a tie) is kept, and a reply that needed the context says which intent it took.
+long does that take?"). A message handed off alone takes the joined reading when it resolves
+better (answer > knowledge > hand-off); one answered from knowledge alone keeps that reply unless
+the joined reading is the same intent's template answer (a clear message is not pulled to the
+previous topic). A reply that needed the context says which intent it took, and its template's
+slots are filled from the message itself first, then from the previous one.
 
 The bot uses tunelab's public API only: ``tunelab.load`` for the runs, the calibration module,
 and ``tunelab.embed`` through the knowledge index.

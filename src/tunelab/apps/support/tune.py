@@ -144,6 +144,11 @@ def tune_bot(
     if intent_curve:
         intent_point = choose_threshold(intent_curve, **goal)
         intent_threshold = _between(intent_curve, intent_point)
+    elif templated.any():
+        warnings.append(
+            "every dev message a template would answer is of an intent with its own threshold "
+            "(thresholds.per_intent); intent threshold unchanged"
+        )
     else:
         warnings.append("no dev message's top intent has an answer template; intent threshold unchanged")
     row_threshold = np.array([per_intent.get(p, intent_threshold) for p in predicted], dtype=float)

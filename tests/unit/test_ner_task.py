@@ -311,6 +311,17 @@ def test_a_long_raw_text_is_predicted_whole(tokenizer) -> None:
 # --- metrics --------------------------------------------------------------------------------------
 
 
+def test_a_split_without_entities_scores_zero_not_nan(recwarn) -> None:
+    """seqeval's macro average is NaN there: metrics.json got a bare NaN (no strict JSON parser
+    reads it) and, as train.metric, NaN stayed the best for good."""
+    import json
+
+    scores = entity_scores([["O", "O"]], [["O", "O"]])
+    assert scores["macro_f1"] == 0.0 and scores["entity_f1"] == 0.0
+    json.dumps(scores, allow_nan=False)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_seqeval_strict_scores_and_error_kinds() -> None:
     words = [["Peter", "Blackburn", "in", "Paris"], ["EU", "and", "Bonn"], ["a", "b"]]
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-LOC"], ["O", "O"]]

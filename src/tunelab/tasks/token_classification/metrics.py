@@ -8,6 +8,7 @@ entity silently, while ``decode`` returns it to users; metrics and predictions m
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -33,30 +34,44 @@ def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any
         ``macro_precision/recall/f1`` (the mean over types), ``per_type``: ``{label, precision,
         recall, f1, support}`` per type sorted by name, and ``n_entities`` (gold entities).
     """
+    import warnings
+
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOB2
 
-    report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    with warnings.catch_warnings():  # numpy's "mean of empty slice" when there is no entity at all
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report(
+            gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+        )
     averages = {"micro avg": "entity", "macro avg": "macro"}
     out: dict[str, Any] = {}
     per_type = []
     for key, row in report.items():
+        # Not-a-number to 0: with no entity in gold or predictions seqeval's macro average is NaN,
+        # which metrics.json wrote bare (no strict parser reads it) and which, as train.metric,
+        # stayed "best" for good (no number compares above NaN).
         values = {
-            "precision": float(row["precision"]),
-            "recall": float(row["recall"]),
-            "f1": float(row["f1-score"]),
+            "precision": _finite(row["precision"]),
+            "recall": _finite(row["recall"]),
+            "f1": _finite(row["f1-score"]),
         }
         if key in averages:
             out.update({f"{averages[key]}_{k}": v for k, v in values.items()})
         elif key != "weighted avg":
             per_type.append({"label": key, **values, "support": int(row["support"])})
     per_type.sort(key=lambda r: r["label"])
-    for prefix in ("entity", "macro"):  # no entity in gold or predictions: seqeval returns no averages
+    for prefix in ("entity", "macro"):  # no entity in gold or predictions: some versions return none
         for k in ("precision", "recall", "f1"):
             out.setdefault(f"{prefix}_{k}", 0.0)
     out["per_type"] = per_type
     out["n_entities"] = sum(r["support"] for r in per_type)
     return out
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    return number if math.isfinite(number) else 0.0
 
 
 Span = tuple[int, int, str]  # (first word, last word + 1, type)

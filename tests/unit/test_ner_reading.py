@@ -123,6 +123,19 @@ def test_jsonl_spans_become_bio_tags_with_character_offsets(tmp_path: Path) -> N
     assert plain.lines == [3, 3]
 
 
+def test_entities_under_another_tools_key_are_refused_not_read_as_none(tmp_path: Path) -> None:
+    """doccano's "label" (and "entities") were read as no entity: eval reported F1 0 silently."""
+    path = jsonl(
+        tmp_path / "doccano.jsonl",
+        {"text": "Peter visited Paris .", "spans": [{"start": 0, "end": 5, "label": "PER"}]},
+        {"text": "Anna left Rome .", "label": [[10, 14, "LOC"]]},
+    )
+    with pytest.raises(
+        DataError, match=r'doccano\.jsonl line 2: entities under "label", but this reader takes "spans"'
+    ):
+        read_jsonl_spans(path)
+
+
 # --- schemes --------------------------------------------------------------------------------------
 
 

@@ -174,15 +174,20 @@ def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sent
     return _non_empty(sentences, p)
 
 
+#: Keys other tools keep entities under; a record with one and no "spans" is refused.
+_OTHER_ENTITY_KEYS = ("label", "labels", "entities", "ner", "ner_tags", "annotations")
+
+
 def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sentence]:
     """Read JSON lines such as ``{"text": "EU rejects", "spans": [{"start": 0, "end": 2, "label": "ORG"}]}``.
 
     The text is split into words, punctuation marks and CJK characters (keeping each token's
     character offsets); the tokens a span covers get ``B-label``, ``I-label``, ..., the rest ``O``.
-    ``end`` is exclusive, as in Python slicing.
+    ``end`` is exclusive, as in Python slicing. A sentence without entities may leave ``spans`` out.
 
     Raises:
-        DataError: a line is not a JSON object with ``text`` and a ``spans`` list, a span is
+        DataError: a line is not a JSON object with ``text`` (and a ``spans`` list, or none and no
+            other tool's entity key such as doccano's ``label``), a span is
             malformed, lies outside the text, overlaps another, or does not start and end on token
             boundaries.
     """
@@ -193,6 +198,15 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sente
         text = record.get("text")
         if not isinstance(text, str):
             raise DataError(f'{p} line {lineno}: needs a "text" string; expected {example}')
+        if "spans" not in record:
+            # entities kept under another name (doccano's "label", CLUENER's "label" dict, "entities")
+            # were read as no entity at all: dev F1 0 without a word
+            other = [k for k in _OTHER_ENTITY_KEYS if k in record]
+            if other:
+                raise DataError(
+                    f'{p} line {lineno}: entities under "{other[0]}", but this reader takes "spans": '
+                    f"{example}; rename the key and give each entity as start, end (exclusive) and label"
+                )
         spans = record.get("spans", [])
         if not isinstance(spans, list):
             raise DataError(f'{p} line {lineno}: "spans" must be a list of {{"start", "end", "label"}}')

@@ -151,3 +151,25 @@ def test_auto_encoding_looks_inside_compressed_files(tmp_path: Path, suffix: str
     )
     df = read_table(path, DataConfig(encoding="auto"))
     assert list(df["text"]) == ["北京欢迎你 café", "第二行"]
+
+
+def test_a_utf8_chinese_file_with_one_bad_byte_is_named_not_read_as_latin1(tmp_path) -> None:
+    """One invalid byte sent the whole file to the Latin-1 fallback: each Chinese character became
+    three others, noted at info level only (eval printed metrics without a word)."""
+    import pytest
+
+    from tunelab.errors import DataError
+    from tunelab.tasks.token_classification.reading import read_conll
+
+    lines = [f"{c} O" for c in "我们今天去北京玩了。他们也去上海了。好的吗"] + ["Caf\xe9 O"]
+    path = tmp_path / "mixed.conll"
+    path.write_bytes("\n".join(lines[:-1]).encode("utf-8") + b"\n" + lines[-1].encode("latin-1") + b"\n")
+    with pytest.raises(
+        DataError,
+        match=r"mixed\.conll: not valid utf-8 \(byte 0xe9 .*\) on line 22, though the rest is UTF-8",
+    ):
+        read_conll(path, encoding="auto")
+    # a Latin-1 file (accents, no UTF-8 sequences) is still read as Latin-1
+    latin = tmp_path / "latin.conll"
+    latin.write_bytes("Müller B-PER\nsagt O\nCafé O\n".encode("latin-1"))
+    assert [s.tokens for s in read_conll(latin, encoding="auto")] == [["Müller", "sagt", "Café"]]

@@ -303,11 +303,38 @@ def detect_encoding(path: Path) -> str:
         return "utf-8"
     if _looks_chinese(path, "gb18030"):
         return "gb18030"
+    _refuse_damaged_utf8(path)
     if _has_c1_bytes(path) and _decodes(path, "cp1252"):
         # Bytes 0x80-0x9F are control characters in Latin-1, never meant in text, and the curly
         # quotes, dashes and euro sign of Windows-1252 (Excel on Windows): read as that.
         return "cp1252"
     return "latin-1"
+
+
+def _refuse_damaged_utf8(path: Path) -> None:
+    """Refuse a UTF-8 file with a few bad bytes (a cut character, one Latin-1 line pasted in).
+
+    It fell through to Latin-1, which turned every other non-ASCII character into two or three
+    others (each Chinese character into three), logged at info level only. A file is taken as
+    UTF-8 when its valid multi-byte characters outnumber its undecodable bytes ten to one (text in
+    Latin-1 or Windows-1252 has almost none: an accented letter is one byte there).
+    """
+    valid = invalid = 0
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with _open_bytes(path) as f:  # type: ignore[union-attr]
+        while chunk := f.read(1 << 20):
+            text = decoder.decode(chunk)
+            bad = text.count("\ufffd")
+            invalid += bad
+            valid += sum(1 for c in text if ord(c) > 0x7F) - bad
+        text = decoder.decode(b"", final=True)
+        invalid += text.count("\ufffd")
+    if valid >= 10 and valid >= 10 * invalid:
+        raise DataError(
+            _encoding_message(path, "utf-8").split("; set data.encoding")[0]
+            + f", though the rest is UTF-8 ({valid:,} characters): fix that line (a character cut or "
+            "pasted from another encoding), or set data.encoding to read the whole file another way"
+        )
 
 
 def _has_c1_bytes(path: Path) -> bool:

@@ -173,3 +173,34 @@ def test_a_utf8_chinese_file_with_one_bad_byte_is_named_not_read_as_latin1(tmp_p
     latin = tmp_path / "latin.conll"
     latin.write_bytes("Müller B-PER\nsagt O\nCafé O\n".encode("latin-1"))
     assert [s.tokens for s in read_conll(latin, encoding="auto")] == [["Müller", "sagt", "Café"]]
+
+
+def test_validate_counts_a_chinese_ner_sentences_tokens_as_the_encoder_does(tmp_path: Path) -> None:
+    """The summary tokenized the sentence as one text, the encoder word by word: with e5's
+    SentencePiece each Chinese character is a word with its own start piece, so a 100-character
+    sentence was "59 tokens, none long" at max_length 128, and the encoder made 192 in 2 windows."""
+    pytest.importorskip("semantra_multilingual", reason="e5-small-multilingual's tokenizer package")
+    from transformers import AutoTokenizer, BertConfig
+
+    from tunelab.data.summary import summarize
+    from tunelab.models import e5_multilingual
+    from tunelab.tasks import get_task
+
+    _, tokenizer_json, _ = e5_multilingual._sources()
+    BertConfig(vocab_size=250_037, max_position_embeddings=514).save_pretrained(str(tmp_path))
+    e5_multilingual._write_tokenizer(tokenizer_json, tmp_path, 512)
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
+    text = "我们今天去北京玩了" * 11 + "。"  # 100 characters
+    path = tmp_path / "train.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"text": text, "spans": [{"start": 5, "end": 7, "label": "LOC"}]}) for _ in range(4)
+        ),
+        encoding="utf-8",
+    )
+    task = get_task("token_classification")
+    splits = task.load_splits(DataConfig(train=str(path), task="token_classification", dev_size=0.25))
+    summary = summarize(splits, task, tokenizer=tokenizer, max_length=128)
+    encoded = task.encode(tokenizer, splits.train, max_length=512)
+    assert summary.longest["train"] == max(encoded.text_tokens) > 128
+    assert summary.long["train"] == len(splits.train.sentences)

@@ -74,7 +74,8 @@ class TokenClassificationTask(Task):
         words = sum(len(s.tokens) for s in dataset.sentences)
         facts = {"words": words, "entity mentions": sum(map(len, types))}
         keys = [" ".join(s.tokens) for s in dataset.sentences]
-        return SummaryView(keys=keys, labels=types, texts=texts, facts=facts)
+        words_of = [list(s.tokens) for s in dataset.sentences]  # what encode() tokenizes, word by word
+        return SummaryView(keys=keys, labels=types, texts=texts, facts=facts, words=words_of)
 
     def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
         """Tags travel with the tokens, not in a label column: only the text column is named."""

@@ -830,3 +830,21 @@ def test_tune_says_when_every_templated_intent_has_its_own_threshold(
     result = tune_bot(tmp_path, dev, target="precision=0.9")
     assert any("of an intent with its own threshold (thresholds.per_intent)" in w for w in result.warnings)
     assert not any("has an answer template" in w for w in result.warnings)
+
+
+def test_an_out_of_scope_conversation_handed_off_counts_as_right(tmp_path: Path) -> None:
+    """A hand-off resolves to no intent, which never equalled "oos": such conversations were
+    always counted wrong."""
+    from tunelab.apps.support.answers import read_answers
+
+    (tmp_path / "answers.yaml").write_text("intents:\n  card_arrival: Within 5 days.\n", encoding="utf-8")
+    bot = Bot(tmp_path, BotConfig(name="b", run="r"), OosModel(), read_answers(tmp_path / "answers.yaml"),
+              None)  # type: ignore[arg-type]  # fmt: skip
+    conversations = tmp_path / "conversations.jsonl"
+    conversations.write_text(
+        json.dumps({"turns": ["hello", "what is the meaning of life?"], "intent": "oos"}) + "\n"
+        + json.dumps({"turns": ["my card", "where is it?"], "intent": "card_arrival"}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    c = evaluate_conversations(bot, conversations)
+    assert c["right_with_context"] == 2 and c["conversations"][0]["with_context"] is None

@@ -110,7 +110,8 @@ def score(
 
 
 def evaluate_conversations(bot: Bot | str | Path, file: str | Path) -> dict[str, Any]:
-    """How many conversations' last turns resolve to the expected intent, with and without context.
+    """How many conversations' last turns resolve to the expected intent, with and without context
+    (one whose expected intent is the bot's out-of-scope label is right when handed off).
 
     Returns:
         ``n``, ``right_with_context``, ``right_without_context`` (counts and ``*_rate``),
@@ -135,8 +136,15 @@ def evaluate_conversations(bot: Bot | str | Path, file: str | Path) -> dict[str,
         for c, w, a in zip(convs, with_context, alone, strict=True)
     ]
     n = len(convs)
-    right_with = sum(d["with_context"] == d["expected"] for d in details)
-    right_without = sum(d["without_context"] == d["expected"] for d in details)
+    oos = bot.config.oos_label
+
+    def right(resolved: str | None, expected: str) -> bool:
+        # an out-of-scope conversation is right when handed off (it resolves to no intent): it
+        # was compared with the label and never counted right
+        return resolved is None if expected == oos else resolved == expected
+
+    right_with = sum(right(d["with_context"], d["expected"]) for d in details)
+    right_without = sum(right(d["without_context"], d["expected"]) for d in details)
     return {
         "file": str(file),
         "n": n,

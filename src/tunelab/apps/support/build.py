@@ -171,10 +171,11 @@ def write_folder(target: Path, write: Any) -> None:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
-    from tunelab.runs.folder import check_parents_are_folders
-
-    # a file among the parents failed at the end, after the models loaded ("unexpected FileExistsError")
-    check_parents_are_folders(target, "--out")
+    # A file among the parents failed at the end, after the models loaded ("unexpected
+    # FileExistsError"). Checked here, not with tunelab.runs.folder: apps use the public API only.
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {target}: {parent} is a file, not a folder; give another --out")
     if not target.exists():
         return
     if not (target / BOT_YAML).is_file():

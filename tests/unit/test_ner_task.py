@@ -235,6 +235,16 @@ def test_json_spans_become_sub_token_labels(tokenizer, tmp_path: Path) -> None:
 LABELS = ["B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER", "O"]
 
 
+def test_an_initial_before_a_name_is_one_word_as_conll_writes_it() -> None:
+    """CoNLL-2003 writes "M." as one word; split into "M" and ".", a model trained on it tagged
+    "M" and "Smith" as two people."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    words, _ = split_words("M. Smith met J. F. Kennedy at Plan B. Then")
+    assert words == ["M.", "Smith", "met", "J.", "F.", "Kennedy", "at", "Plan", "B.", "Then"]
+    assert split_words("It was plan b. then")[0][-3:] == ["b", ".", "then"]  # not before a capital
+
+
 def test_abbreviations_and_numbers_are_one_word_at_predict_time(tokenizer) -> None:
     """CoNLL-2003 writes "U.S." and "1,000.50" as one word, so a model trained on it tags them as
     one; split into "U", ".", "S", "." the entity came out as "U" alone."""

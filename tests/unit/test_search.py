@@ -179,6 +179,15 @@ def test_the_cli_runs_a_search_and_prints_the_best(
         ("train.batch_size: [0, 8]\n", "train.batch_size=0 is refused by the run config"),
         ("method.r: [4, 8]\n", "method.r=4 is refused by the run config"),  # method full has no r
         ("train.metric: [accuracy, macro_f1]\n", "train.metric, name and output_dir cannot be searched"),
+        # The dev or test rows themselves: a trial could be chosen on the test file (data.dev: [dev,
+        # test] picked test), or trials compared on other dev rows.
+        (
+            "data.dev: [dev.csv, test.csv]\n",
+            "data.dev cannot be searched over (it changes the dev or test rows",
+        ),
+        ("data.split_seed: [1, 2]\n", "data.split_seed cannot be searched over"),
+        ("data.test_size: [0.1, 0.2]\n", "data.test_size cannot be searched over"),
+        ("data.train: [a.csv, b.csv]\n", "data.train cannot be searched over while dev is carved from it"),
         # Checked as each trial sets them: an option under every method chosen, and the positions.
         ("method: [lora, ia3]\nmethod.r: [4, 16]\n", "method.r=4 with method=ia3 is refused by the run"),
         ("model.max_length: [600, 32]\n", "model.max_length=600 is refused by the run config: model.max"),
@@ -199,6 +208,20 @@ def test_bad_space_files_get_one_line_errors(
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 
 
+def test_an_out_that_is_a_file_or_under_one_is_refused_before_the_checks(
+    base: list[str], tmp_path: Path
+) -> None:
+    """It failed at mkdir after the model and data checks: 'unexpected FileExistsError'."""
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    (tmp_path / "afile").write_text("x")
+    for out, says in (
+        (tmp_path / "afile", "a file, not a folder"),
+        (tmp_path / "afile" / "sub", "is a file"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            search(None, space=space, trials=1, overrides=base, out=out, show_progress=False)
+
+
 def test_a_missing_space_file_is_named(base: list[str], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: search space file not found"):
         search(None, space=tmp_path / "nope.yaml", trials=1, overrides=base, show_progress=False)
@@ -210,7 +233,7 @@ def test_a_config_without_dev_data_is_refused(base: list[str], tmp_path: Path) -
         search(None, space=space, trials=1, overrides=[*base, "data.dev_size=0"], show_progress=False)
     # A space that would switch the dev split off in some trials is refused too.
     space = write_space(tmp_path, "data.dev_size: [0.0, 0.2]\n")
-    with pytest.raises(ConfigError, match=r"data.dev_size=0.0 is refused by the run config: tunelab search"):
+    with pytest.raises(ConfigError, match=r"data.dev_size cannot be searched over"):
         search(None, space=space, trials=1, overrides=base, show_progress=False)
 
 

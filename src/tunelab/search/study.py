@@ -73,6 +73,10 @@ class SearchResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
+#: Data options that decide the dev and test rows; a search may not vary them.
+_SPLIT_KEYS = ("data.dev", "data.test", "data.dev_size", "data.test_size", "data.split_seed")
+
+
 def search(
     config: RunConfig | str | Path | None,
     *,
@@ -127,7 +131,26 @@ def search(
     dims = load_space(space)
     if any(d.key in ("train.metric", "name", "output_dir") for d in dims):
         raise ConfigError(f"{space}: train.metric, name and output_dir cannot be searched over")
+    # Keys that change which rows are dev or test: trials would be compared on other dev rows (one
+    # trial's dev rows another's training rows), or chosen on the test file itself.
+    split_keys = [d.key for d in dims if d.key in _SPLIT_KEYS]
+    if split_keys:
+        raise ConfigError(
+            f"{space}: {', '.join(split_keys)} cannot be searched over (it changes the dev or test rows "
+            "trials are compared on); fix the data split in the run config"
+        )
+    if out is not None:
+        from tunelab.runs.folder import check_parents_are_folders
+
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ConfigError(f"--out {out}: a file, not a folder; give another --out")
+        check_parents_are_folders(Path(out), "--out")  # before the slow checks, not at mkdir
     base = load_config(config, overrides)
+    if base.data.dev is None and any(d.key == "data.train" for d in dims):
+        raise ConfigError(
+            f"{space}: data.train cannot be searched over while dev is carved from it (each trial "
+            "would be scored on other dev rows); give data.dev a file of its own"
+        )
     check_dev(base)
     check_space(dims, config, overrides, space)
     checked = check_run(base, new_run=False)  # the data and model, once, before any trial

@@ -167,3 +167,24 @@ def test_a_folder_renamed_while_listing_is_skipped(
     (runs / "big").rename(runs / "big.partial")
     assert main(["runs", "--dir", str(runs)]) == 0
     assert "big.partial" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["finished_at", "export", "config_not_utf8"],
+)
+def test_one_damaged_run_folder_does_not_hide_the_others(
+    runs: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run.json with a number for finished_at (TypeError), a string for export
+    (AttributeError), or an unfinished run's config.json not in UTF-8 (UnicodeDecodeError) failed
+    the whole listing."""
+    if damage == "finished_at":
+        _write(runs / "odd", run={**FINISHED, "finished_at": 1700000000}, config={"data": {}})
+    elif damage == "export":
+        _write(runs / "odd", run={**FINISHED, "export": "onnx"}, config={"data": {}})
+    else:
+        (_write(runs / "odd.partial") / "config.json").write_bytes(b'{"data": {"train": "caf\xe9.csv"}}')
+    assert main(["runs", "--dir", str(runs)]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert "tickets" in rows and ("odd" in rows or "odd.partial" in rows)

@@ -92,17 +92,19 @@ def _is_listed(root: Path) -> bool:
 def _info(root: Path) -> RunInfo:
     run = RunFolder(root)
     summary = run.read_summary()
-    export = summary.get("export") or {}
+    # Each field as the type it should have (a damaged or hand-edited run.json: "finished_at": 17e8,
+    # "export": "onnx"), so one such folder shows "-" instead of failing the whole listing.
+    export = _dict(summary.get("export"))
     # An artifact of tunelab export has its marker (while unfinished) or an ``export`` block; a
     # ``format`` alone is not one (an ensemble's run.json says ``format: ensemble``).
     is_export = (root / EXPORT_MARKER).is_file() or bool(export)
-    fmt = summary.get("format", None if is_export else "torch")
+    fmt = _text(summary.get("format", None if is_export else "torch"))
     if run.is_partial:
         status, when = "unfinished", None
     elif is_export:
-        status, when = "exported", export.get("created_at")
+        status, when = "exported", _text(export.get("created_at"))
     else:
-        status, when = summary.get("status", "finished"), summary.get("finished_at")
+        status, when = _text(summary.get("status", "finished")) or "?", _text(summary.get("finished_at"))
     if is_export:
         kind = "export"
     elif isinstance(summary.get("members"), list):
@@ -115,7 +117,7 @@ def _info(root: Path) -> RunInfo:
         summary=summary,
         kind=kind,
         format=fmt,
-        data=summary.get("data") or _config_data(run),
+        data=_dict(summary.get("data")) or _config_data(run),
         when=when,
     )
 
@@ -124,6 +126,14 @@ def _config_data(run: RunFolder) -> dict[str, Any]:
     """The data files from config.json: an unfinished run's run.json does not name them yet."""
     try:
         data = json.loads(run.config_json.read_text(encoding="utf-8")).get("data") or {}
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
         return {}
     return {split: data.get(split) for split in ("train", "dev", "test")} if isinstance(data, dict) else {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

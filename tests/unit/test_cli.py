@@ -209,11 +209,22 @@ def test_eval_with_data_prints_accuracy_and_writes_a_report(
     assert (cli_run / "evals" / test.stem / "metrics.json").is_file()
 
 
-def test_eval_without_data_shows_saved_metrics(cli_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_without_data_shows_saved_metrics(
+    cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["eval", str(cli_run)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("saved metrics (24 rows):")
+    assert out.startswith("saved test metrics (24 rows):")
     assert re.search(rf"macro_f1\s+{PCT}", out)
+    # A run without test data shows dev's, and says so (it printed "saved metrics" for either).
+    import shutil
+
+    dev_only = shutil.copytree(cli_run, tmp_path / "dev-only")
+    saved = json.loads((dev_only / "metrics.json").read_text(encoding="utf-8"))
+    saved.pop("test")
+    (dev_only / "metrics.json").write_text(json.dumps(saved), encoding="utf-8")
+    assert main(["eval", str(dev_only)]) == 0
+    assert capsys.readouterr().out.startswith("saved dev metrics (")
 
 
 def test_eval_with_an_unseen_label(cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise TunelabError(f"--batch-size {args.batch_size}: use 1 or more")
     data, options = file_and_options(args.data)
     metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
-    print(f"{data or 'saved metrics'} ({metrics.get('n', '?')} rows):")
+    what = data or f"saved {metrics.get('split', '')} metrics".replace("  ", " ")
+    print(f"{what} ({metrics.get('n', '?')} rows):")
     print("\n".join(headline_lines(metrics)))
     if "report" in metrics:
         print(f"report: {metrics['report']}")

@@ -55,10 +55,12 @@ def evaluate(
         saved = json.loads(folder.metrics_json.read_text(encoding="utf-8"))
         # An artifact exported with --data keeps that file's score under "parity".
         saved = saved if isinstance(saved, dict) else {}
-        shown = saved.get("test") or saved.get("dev") or saved.get("parity")
-        if not shown:  # a run trained without dev or test data
+        # Test's, else dev's (a run without test data), else an export's parity file's; ``split``
+        # says which: dev scores were shown as "saved metrics" with nothing naming the split.
+        split = next((name for name in ("test", "dev", "parity") if saved.get(name)), None)
+        if split is None:  # a run trained without dev or test data
             raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
-        return shown
+        return {**saved[split], "split": split}
     from tunelab.data.file_options import options_for_file
     from tunelab.evaluate.run_context import eval_context
     from tunelab.inference import load

@@ -274,3 +274,17 @@ def test_no_context_keeps_the_report_as_it_was(tmp_path: Path) -> None:
     md = written["report.md"].read_text(encoding="utf-8")
     assert "Hyper-parameters" not in md and "mistakes" not in md
     assert not (tmp_path / "mistakes.csv").exists()
+
+
+def test_mistakes_csv_cells_that_a_spreadsheet_would_run_are_made_inert(tmp_path: Path) -> None:
+    """A text starting with '=' was written as it is: a spreadsheet ran =HYPERLINK(...) as a formula."""
+    import csv
+
+    from tunelab.evaluate.mistakes import write_csv
+
+    rows = [Mistake('=HYPERLINK("http://x")', "+gold", "@pred", 0.9), Mistake("fine, text", "a", "b", 0.5)]
+    path = write_csv(tmp_path / "mistakes.csv", Mistakes.sorted(rows, total=2))
+    with path.open(encoding="utf-8", newline="") as f:
+        read = list(csv.reader(f))
+    assert read[1][:3] == ['\'=HYPERLINK("http://x")', "'+gold", "'@pred"]
+    assert read[2][:3] == ["fine, text", "a", "b"]

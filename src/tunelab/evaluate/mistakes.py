@@ -68,10 +68,18 @@ def short(text: str, limit: int = _CELL) -> str:
 
 
 def write_csv(path: Path, mistakes: Mistakes) -> Path:
-    """Every mistake as CSV (``text,gold,predicted,confidence``), written atomically."""
+    """Every mistake as CSV (``text,gold,predicted,confidence``), written atomically.
+
+    A cell starting with ``=``, ``+``, ``-`` or ``@`` gets a leading ``'``: a spreadsheet opening the
+    file ran a text such as ``=HYPERLINK(...)`` as a formula (OWASP's CSV injection advice).
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([mistakes.example, "gold", "predicted", "confidence"])
     for m in mistakes.rows:
-        writer.writerow([m.text, m.gold, m.predicted, f"{m.confidence:.4f}"])
+        writer.writerow([_inert(m.text), _inert(m.gold), _inert(m.predicted), f"{m.confidence:.4f}"])
     return atomic_write_text(path, buffer.getvalue())
+
+
+def _inert(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

@@ -354,3 +354,21 @@ def test_a_method_option_is_checked_under_the_method_the_space_chooses(
 
     path = write_space(tmp_path, "method: [prompt]\nmethod.tokens: [2, 4]\n")
     check_space(load_space(path), None, base, path)  # no error: every trial's config is good
+
+
+def test_a_second_search_on_a_folder_in_use_is_refused_and_leaves_it_alone(
+    base: list[str], tmp_path: Path
+) -> None:
+    """A second search took the running one's trial for an interrupted one, marked it failed and
+    deleted its folder: both processes failed."""
+    import fcntl
+
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "trial-000.partial").mkdir()  # the running search's trial
+    with open(folder / ".search.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running search holds it
+        with pytest.raises(ConfigError, match=r"another tunelab search is running in this folder"):
+            search(None, space=space, trials=1, overrides=base, out=folder, show_progress=False)
+    assert (folder / "trial-000.partial").is_dir()

@@ -24,11 +24,12 @@ folder but is never read by the search.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,55 +159,80 @@ def search(
 
     folder = Path(out) if out is not None else Path(base.output_dir) / f"search-{_stem(config)}"
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "config": str(config) if not hasattr(config, "to_dict") else "(RunConfig)",
-        "base": base.to_dict(),
-        "space": [d.describe() for d in dims],
-        "metric": base.train.metric,
-    }
-    _check_same_search(folder, settings)
+    with _search_lock(folder):  # one search process per folder
+        settings = {
+            "config": str(config) if not hasattr(config, "to_dict") else "(RunConfig)",
+            "base": base.to_dict(),
+            "space": [d.describe() for d in dims],
+            "metric": base.train.metric,
+        }
+        _check_same_search(folder, settings)
 
-    metric = base.train.metric
-    direction = "minimize" if metric.endswith("loss") else "maximize"
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_DB).resolve()}")
-    study = optuna.create_study(
-        study_name="tunelab",
-        storage=storage,
-        load_if_exists=True,
-        direction=direction,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after)
-        if prune
-        else optuna.pruners.NopPruner(),
-    )
-    # The sampler's random state is not stored: a resumed search seeded as the first process was
-    # would draw the first trials' values again. Offset by the trials already stored (a fresh
-    # search is still reproducible from its seed).
-    first_seed = base.train.seed if seed is None else seed
-    study.sampler = optuna.samplers.TPESampler(seed=first_seed + len(study.trials))
-    _requeue_interrupted(study, storage, folder, optuna)
-    if first and not study.trials:
-        for values in first:
-            study.enqueue_trial(values)
+        metric = base.train.metric
+        direction = "minimize" if metric.endswith("loss") else "maximize"
+        storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_DB).resolve()}")
+        study = optuna.create_study(
+            study_name="tunelab",
+            storage=storage,
+            load_if_exists=True,
+            direction=direction,
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after)
+            if prune
+            else optuna.pruners.NopPruner(),
+        )
+        # The sampler's random state is not stored: a resumed search seeded as the first process was
+        # would draw the first trials' values again. Offset by the trials already stored (a fresh
+        # search is still reproducible from its seed).
+        first_seed = base.train.seed if seed is None else seed
+        study.sampler = optuna.samplers.TPESampler(seed=first_seed + len(study.trials))
+        _requeue_interrupted(study, storage, folder, optuna)
+        if first and not study.trials:
+            for values in first:
+                study.enqueue_trial(values)
 
-    # Trials do not score the test file (the best run reads it once, at the end), but they read it:
-    # an augmented, rehearsed or pseudo-labelled row equal to a test text stays out of training.
-    score_test = not base.data.test
-    done = sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
-    bar = tqdm(
-        total=trials, initial=min(done, trials), unit="trial", desc="search", disable=not show_progress
-    )
+        # Trials do not score the test file (the best run reads it once, at the end), but they read it:
+        # an augmented, rehearsed or pseudo-labelled row equal to a test text stays out of training.
+        score_test = not base.data.test
+        done = sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
+        bar = tqdm(
+            total=trials, initial=min(done, trials), unit="trial", desc="search", disable=not show_progress
+        )
+        try:
+            while done < trials:
+                row = _run_trial(study, dims, config, overrides, folder, metric, prune, optuna, score_test)
+                done += 1
+                bar.update(1)
+                write_outputs(folder, study, dims, metric)
+                if on_trial is not None:
+                    on_trial(row)
+        finally:
+            bar.close()
+        files = write_outputs(folder, study, dims, metric)
+        return _result(folder, study, dims, metric, base, files, link_best)
+
+
+@contextlib.contextmanager
+def _search_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` for the whole search.
+
+    A second ``tunelab search`` on the folder took the running one's trial for an interrupted
+    one: it marked it failed and deleted its folder under it, and both processes failed. The
+    lock is an OS file lock, released when the process ends however it ends (a kill included).
+    """
+    import fcntl
+
+    handle = open(folder / ".search.lock", "a")  # noqa: SIM115 -- held for the whole search
     try:
-        while done < trials:
-            row = _run_trial(study, dims, config, overrides, folder, metric, prune, optuna, score_test)
-            done += 1
-            bar.update(1)
-            write_outputs(folder, study, dims, metric)
-            if on_trial is not None:
-                on_trial(row)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"--out {folder}: another tunelab search is running in this folder; wait for it to "
+                "finish (rerunning after it continues the search), or give another --out"
+            ) from None
+        yield
     finally:
-        bar.close()
-    files = write_outputs(folder, study, dims, metric)
-    return _result(folder, study, dims, metric, base, files, link_best)
+        handle.close()
 
 
 def _run_trial(

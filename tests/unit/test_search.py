@@ -372,3 +372,28 @@ def test_a_second_search_on_a_folder_in_use_is_refused_and_leaves_it_alone(
         with pytest.raises(ConfigError, match=r"another tunelab search is running in this folder"):
             search(None, space=space, trials=1, overrides=base, out=folder, show_progress=False)
     assert (folder / "trial-000.partial").is_dir()
+
+
+def test_pruning_compares_trials_at_the_same_point_of_training(base: list[str], tmp_path: Path) -> None:
+    """Values were keyed by the evaluation's number: a trial evaluating every step was pruned
+    against another's value from the end of its first epoch (its first evaluation came earlier)."""
+    space = write_space(tmp_path, "train.eval_steps: [100, 1]\n")
+    search(
+        None,
+        space=space,
+        trials=2,
+        overrides=[*base, "train.learning_rate=0.005", "train.epochs=4"],
+        out=tmp_path / "s",
+        first=[{"train.eval_steps": 100}, {"train.eval_steps": 1}],
+        prune=True,
+        prune_after=1,
+        show_progress=False,
+    )
+    import optuna
+
+    study = optuna.load_study(study_name="tunelab", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    first, second = study.trials
+    # the first trial reports at the end of each epoch, the second after every step: the second's
+    # early values are compared with nothing, so it is not pruned for being evaluated sooner
+    assert set(first.intermediate_values) < set(second.intermediate_values)
+    assert second.state.name == "COMPLETE"

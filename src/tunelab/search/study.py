@@ -261,7 +261,13 @@ def _run_trial(
         value = record.get(metric)
         if value is None:
             return
-        trial.report(float(value), step=len(evaluations))
+        # Keyed by how far training got (in 1/10,000 epochs), not by the evaluation's number: trials
+        # evaluating on other schedules (train.eval_steps or batch_size in the space) were pruned
+        # against others' values from later in training. The median pruner compares only values
+        # reported at the same point.
+        epoch = record.get("epoch")
+        at = round(float(epoch) * 10_000) if isinstance(epoch, int | float) else len(evaluations)
+        trial.report(float(value), step=at)
         evaluations.append(float(value))
         if prune and trial.should_prune():
             raise optuna.TrialPruned(f"{metric} {value:.4f} at evaluation {len(evaluations)}")

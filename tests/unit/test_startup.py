@@ -119,4 +119,4 @@ def test_eval_without_data_reads_the_saved_metrics_without_loading_the_model(
     run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
     loaded, output = _run_cli("eval", str(run))
     assert loaded == []
-    assert "saved metrics" in output and "accuracy" in output
+    assert "saved test metrics" in output and "accuracy" in output

@@ -65,10 +65,9 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
     given = value
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
-        _refuse_compact_date(value.strip().rstrip("0").rstrip(".") if "." in value else value.strip())
         value = float(value.strip())
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e9):
-        _refuse_compact_date(str(int(value)))
+    if isinstance(value, int | float) and 10_000_000 <= value < 100_000_000 and value == int(value):
+        _refuse_compact_date(int(value))  # eight digits, as text, int or whole float (20260302.0)
     if isinstance(value, int | float):
         # The bound first: math.isfinite raises OverflowError on an int past a float's range
         # (10**400), which stopped a followed file for good and was a 500 over HTTP.
@@ -102,11 +101,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
-def _refuse_compact_date(digits: str) -> None:
+def _refuse_compact_date(number: int) -> None:
     """Refuse eight digits that read as a date (``20260302``): as epoch seconds they are a moment in
     1970-1973, which was stored without a word and made every default trend span half a century."""
-    if len(digits) != 8 or not digits.isdigit():
-        return
+    digits = str(number)
     try:
         day = datetime.strptime(digits, "%Y%m%d")
     except ValueError:

@@ -224,6 +224,44 @@ def test_span_not_on_token_boundaries(tmp_path: Path) -> None:
     assert "'York'" in message
 
 
+def test_a_span_may_end_inside_a_word_kept_whole_at_a_hyphen_or_dot(tmp_path: Path) -> None:
+    """Hyphenated words and "Inc." are one word since CoNLL-2003 writes them so; a span file
+    annotating "Google" inside "Google-owned" or "Acme Inc" without its dot was still valid before,
+    so those words are split at the span's ends, and only there."""
+    text = "The Google-owned Acme Inc. bought Anglo-Dutch assets"
+    path = jsonl(
+        tmp_path / "s.jsonl",
+        {
+            "text": text,
+            "spans": [{"start": 4, "end": 10, "label": "ORG"}, {"start": 17, "end": 25, "label": "ORG"}],
+        },
+    )
+    (sentence,) = read_jsonl_spans(path)
+    assert sentence.tokens == [
+        "The",
+        "Google",
+        "-",
+        "owned",
+        "Acme",
+        "Inc",
+        ".",
+        "bought",
+        "Anglo-Dutch",
+        "assets",
+    ]
+    assert sentence.tags == ["O", "B-ORG", "O", "O", "B-ORG", "I-ORG", "O", "O", "O", "O"]
+    assert [text[s:e] for s, e in sentence.offsets or []] == sentence.tokens
+
+
+def test_a_span_cutting_into_a_hyphenated_part_is_still_refused(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path / "s.jsonl", {"text": "Google-owned firm", "spans": [{"start": 0, "end": 3, "label": "ORG"}]}
+    )
+    assert "does not start and end on token boundaries (it cuts into 'Google')" in error_of(
+        read_jsonl_spans, path
+    )
+
+
 def test_span_malformed(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "s.jsonl", {"text": "EU", "spans": [{"start": "0", "end": 2, "label": "ORG"}]})
     assert f'{path} line 1: spans[0]: "start" must be a character offset' in error_of(read_jsonl_spans, path)

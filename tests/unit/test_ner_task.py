@@ -253,12 +253,32 @@ def test_abbreviations_and_numbers_are_one_word_at_predict_time(tokenizer) -> No
     text = "The U.S. paid 1,000.50 dollars at 10:30, e.g. to Mr. Smith."
     words, _ = split_words(text)
     assert words == ["The", "U.S.", "paid", "1,000.50", "dollars", "at", "10:30", ",", "e.g.", "to",
-                     "Mr", ".", "Smith", "."]  # fmt: skip
-    tags = ["O", "B-LOC", "O", "O", "O", "O", "O", "O", "O", "O", "O", "O", "B-PER", "O"]
+                     "Mr.", "Smith", "."]  # fmt: skip
+    tags = ["O", "B-LOC", "O", "O", "O", "O", "O", "O", "O", "O", "O", "B-PER", "O"]
     enc = TASK.encode_texts(tokenizer, [text], None, max_length=48)
     result = TASK.decode(logits_for(enc, [tags], LABELS), enc, [text], LabelMap(LABELS, task=TASK.name),
                          threshold=None, top_k=1)[0]  # fmt: skip
     assert [(e["text"], e["label"]) for e in result["entities"]] == [("U.S.", "LOC"), ("Smith", "PER")]
+
+
+def test_hyphenated_words_and_known_abbreviations_are_one_word_as_conll_writes_them(tokenizer) -> None:
+    """CoNLL-2003 writes "Anglo-Dutch", "1-0", "Inc." and "St." as one word each; split at the hyphen
+    a model trained on it tagged "Anglo" and "Dutch" as two entities. A full stop after an ordinary
+    word ("home.") is still its own word."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    text = "Anglo-Dutch Unilever Inc. won 1-0 in St. Louis vs. Acme Corp. at home."
+    words, _ = split_words(text)
+    assert words == ["Anglo-Dutch", "Unilever", "Inc.", "won", "1-0", "in", "St.", "Louis", "vs.",
+                     "Acme", "Corp.", "at", "home", "."]  # fmt: skip
+    tags = ["B-MISC", "B-ORG", "I-ORG", "O", "O", "O", "B-LOC", "I-LOC", "O", "B-ORG", "I-ORG", "O", "O", "O"]
+    enc = TASK.encode_texts(tokenizer, [text], None, max_length=64)
+    labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    result = TASK.decode(logits_for(enc, [tags], labels), enc, [text], LabelMap(labels, task=TASK.name),
+                         threshold=None, top_k=1)[0]  # fmt: skip
+    assert [(e["text"], e["label"]) for e in result["entities"]] == [
+        ("Anglo-Dutch", "MISC"), ("Unilever Inc.", "ORG"), ("St. Louis", "LOC"), ("Acme Corp.", "ORG")
+    ]  # fmt: skip
 
 
 def test_entities_have_character_offsets_into_the_original_text(tokenizer) -> None:

@@ -288,3 +288,15 @@ def test_mistakes_csv_cells_that_a_spreadsheet_would_run_are_made_inert(tmp_path
         read = list(csv.reader(f))
     assert read[1][:3] == ['\'=HYPERLINK("http://x")', "'+gold", "'@pred"]
     assert read[2][:3] == ["fine, text", "a", "b"]
+
+
+def test_chinese_ner_mistakes_and_error_examples_are_written_without_spaces_between_characters() -> None:
+    """A Chinese sentence is one word a character; joined by spaces the report showed "我 住 在 北 京"."""
+    from tunelab.tasks.token_classification.metrics import error_analysis
+
+    words = [["我", "住", "在", "北", "京", "。"]]
+    gold, pred = [["O", "O", "O", "B-LOC", "I-LOC", "O"]], [["O", "O", "O", "B-LOC", "O", "O"]]
+    (mistake,) = sentence_mistakes(gold, pred, words, [np.full(6, 0.9)]).rows
+    assert (mistake.text, mistake.gold, mistake.predicted) == ("我住在北京。", "北京 (LOC)", "北 (LOC)")
+    example = error_analysis(gold, pred, words)["examples"]["wrong boundary"][0]
+    assert example == {"sentence": "我住在北京。", "gold": "北京 (LOC)", "predicted": "北 (LOC)"}

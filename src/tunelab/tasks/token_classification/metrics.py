@@ -12,6 +12,8 @@ import math
 from collections import Counter
 from typing import Any
 
+from tunelab.tasks.token_classification.reading import join_words
+
 ERROR_KINDS = ("wrong type", "wrong boundary", "wrong type and boundary", "missed", "spurious")
 """Each gold entity not found exactly is one of the first four; a predicted entity overlapping no gold
 entity is spurious."""
@@ -94,7 +96,7 @@ def error_analysis(gold: list[list[str]], pred: list[list[str]], words: list[lis
             if g is not None and p is not None and g[2] != p[2]:
                 confusions[(g[2], p[2])] += 1
             if len(examples[kind]) < EXAMPLES_PER_KIND:
-                text = " ".join(sentence)
+                text = join_words(sentence)
                 examples[kind].append(
                     {
                         "sentence": text if len(text) <= 300 else text[:299] + "…",
@@ -132,7 +134,7 @@ def _errors(gold: list[Span], pred: list[Span]) -> list[tuple[str, Span | None, 
 
 
 def _show(span: Span | None, sentence: list[str]) -> str:
-    return "—" if span is None else f"{' '.join(sentence[span[0] : span[1]])} ({span[2]})"
+    return "—" if span is None else f"{join_words(sentence[span[0] : span[1]])} ({span[2]})"
 
 
 def token_accuracy(gold: list[list[str]], pred: list[list[str]]) -> float:

@@ -12,6 +12,7 @@ import numpy as np
 
 from tunelab.evaluate.mistakes import Mistake, Mistakes
 from tunelab.tasks.token_classification.metrics import entities
+from tunelab.tasks.token_classification.reading import join_words
 
 
 def sentence_mistakes(
@@ -34,7 +35,7 @@ def sentence_mistakes(
         positions = sorted({i for start, end, _ in wrong for i in range(start, end)})
         rows.append(
             Mistake(
-                text=" ".join(sentence),
+                text=join_words(sentence),
                 gold=_show(g_spans, sentence),
                 predicted=_show(p_spans, sentence),
                 confidence=float(np.mean(p[positions])),
@@ -49,4 +50,4 @@ def sentence_mistakes(
 
 
 def _show(spans: set[tuple[int, int, str]], sentence: list[str]) -> str:
-    return "; ".join(f"{' '.join(sentence[s:e])} ({kind})" for s, e, kind in sorted(spans)) or "(none)"
+    return "; ".join(f"{join_words(sentence[s:e])} ({kind})" for s, e, kind in sorted(spans)) or "(none)"

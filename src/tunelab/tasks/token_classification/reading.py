@@ -87,6 +87,23 @@ def word_offsets(text: str, *, cuts: Iterable[int] = ()) -> list[tuple[int, int]
     return split
 
 
+# Characters written without spaces around them: the ideographs and kana above, CJK punctuation
+# ("。", "，") and full-width forms.
+_UNSPACED = re.compile(rf"[{_CJK}\u3000-\u303f\uff00-\uffef]")
+
+
+def join_words(words: list[str]) -> str:
+    """The words as a reader would write them: a space between two words, none between two Chinese
+    or Japanese characters (a Chinese sentence read as one word a character showed in reports as
+    "我 住 在 北 京")."""
+    out: list[str] = []
+    for word in words:
+        if out and not (_UNSPACED.match(out[-1][-1:]) and _UNSPACED.match(word[:1])):
+            out.append(" ")
+        out.append(word)
+    return "".join(out)
+
+
 def _offsets(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for m in pattern.finditer(text):

@@ -83,6 +83,12 @@ def test_serve_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "/no/such/run"], "/no/such/run: no such run folder"),
         (["serve", "x@1=runs/a", "x@1=runs/b"], "x@1 is given twice"),
         (["serve", "runs/a", "--max-batch", "0"], "--max-batch: Input should be greater than or equal to 1"),
+        # the setting's field name ("--max-texts-per-request") named no flag the command has
+        (
+            ["serve", "runs/a", "--max-texts", "20000"],
+            "--max-texts: Input should be less than or equal to 10000",
+        ),
+        (["serve", "runs/a", "--max-in-flight", "0"], "--max-in-flight: Input should be greater than"),
         (["serve", "runs/a", "--max-body", "huge"], "size 'huge'"),
         (["serve", "runs/a", "--max-wait-ms", "inf"], "--max-wait-ms: "),  # a lone request waited forever
         (["serve", "runs/a", "--model-root", "/no/such/root"], "--model-root /no/such/root: no such folder"),

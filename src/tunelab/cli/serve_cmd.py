@@ -193,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch", type=int, default=32, help="texts per forward pass (default 32)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="batch fill wait (default 5)")
-    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default 64)")
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default 64, at most 10,000)")
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default 2000)")
     p.add_argument(
         "--max-in-flight",
@@ -269,7 +269,22 @@ def build_settings(args: argparse.Namespace) -> object:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
-        raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+        flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
+        raise ConfigError(f"{flag}: {first['msg']}") from None
+
+
+# Settings whose flag is not the field's name with dashes ("--max-texts-per-request" named no flag).
+_FLAGS = {
+    "max_texts_per_request": "--max-texts",
+    "max_chars_per_text": "--max-chars",
+    "max_in_flight_per_key": "--max-in-flight",
+    "max_body_bytes": "--max-body",
+    "mask_logs": "--no-mask-logs",
+    "require_keys": "--no-auth",
+    "follow_sources": "--no-follow",
+    "conversation_ttl_s": "--conversation-ttl",
+    "model_roots": "--model-root",
+}
 
 
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -30,6 +30,8 @@ from tunelab.serve.model_roots import ModelPathForbiddenError
 from tunelab.serve.registry import ModelNotServedError, ModelStateError
 from tunelab.serve.request_limits import RequestLimitError
 
+MAX_DETAILS = 20  # schema errors listed in a 422 (the message still counts them all)
+
 log = logging.getLogger("tunelab.serve")
 
 HTTP_CODES = {
@@ -108,12 +110,13 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
         # e.g. curl -d without -H: the body was never read as JSON, so it is not a schema problem.
         message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type!r})"
         return error_response(415, "unsupported_media_type", message)
+    # The first MAX_DETAILS only: a body of 10,000 wrong items made a 1 MB answer of 10,000 errors.
     details = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in errors
+        for e in errors[:MAX_DETAILS]
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     message = f"{location(first['loc']) or 'request'}: {first['msg']}{more}"
     return error_response(422, "invalid_request", message, details=details)
 

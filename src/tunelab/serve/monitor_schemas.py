@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunelab.serve.schemas import MAX_LIST_ITEMS
+
 DOCUMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "time", "text"],
@@ -37,6 +39,7 @@ class DocumentsRequest(BaseModel):
 
     documents: list[dict[str, Any]] = Field(
         min_length=1,
+        max_length=MAX_LIST_ITEMS,
         description="stored all or nothing: one bad document refuses the batch, naming its index",
         json_schema_extra={"items": DOCUMENT_SCHEMA},
     )

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.schemas import MAX_LIST_ITEMS
 
 MAX_ID_CHARS = 200
 MAX_K = 1000  # the longest ranking one request may ask for (the Recommender's own limit)
@@ -135,7 +136,10 @@ class ItemsRequest(BaseModel):
     item_id: Id | None = Field(None, description="one item's id (or send items)")
     fields: dict[str, FieldValue] | None = Field(None, description="one item's fields (with item_id)")
     items: list[ItemIn] | None = Field(
-        None, min_length=1, description="a batch: added all or nothing (as far as the ids go)"
+        None,
+        min_length=1,
+        max_length=MAX_LIST_ITEMS,
+        description="a batch: added all or nothing (as far as the ids go)",
     )
 
     @field_validator("item_id")
@@ -275,6 +279,7 @@ class EventsRequest(BaseModel):
 
     events: list[Any] = Field(
         min_length=1,
+        max_length=MAX_LIST_ITEMS,
         description="each recorded on its own: a bad one is rejected in its result, the others still count",
         json_schema_extra={"items": EVENT_SCHEMA},
     )

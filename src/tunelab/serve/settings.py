@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tunelab.errors import ConfigError
 from tunelab.serve.inputs import is_http_url
 from tunelab.serve.model_roots import DEFAULT_ROOT
+from tunelab.serve.schemas import MAX_LIST_ITEMS
 from tunelab.serve.store import default_data_dir, default_db
 
 _UNITS = {
@@ -52,7 +53,7 @@ class ServeSettings(BaseModel):
     max_wait_ms: float = Field(
         5.0, ge=0, le=60_000, description="how long a batch waits to fill after its first text"
     )
-    max_texts_per_request: int = Field(64, ge=1)
+    max_texts_per_request: int = Field(64, ge=1, le=MAX_LIST_ITEMS)
     max_in_flight_per_key: int = Field(
         256, ge=1, description="texts one key may have waiting or running at once (tunelab.serve.in_flight)"
     )

@@ -154,3 +154,32 @@ def test_masking_can_be_turned_off(restore_logging: None) -> None:
     handler.setStream(stream)  # type: ignore[attr-defined]
     logging.getLogger("tunelab.serve.test").info("mail jo@example.com")
     assert "jo@example.com" in stream.getvalue()
+
+
+def test_uvicorn_connection_lines_are_limited_but_its_startup_lines_and_errors_are_not(
+    restore_logging: None,
+) -> None:
+    """Each malformed HTTP request and WebSocket attempt was a log line written before any key was
+    read: a peer without a key wrote the server's log without limit."""
+    handler = configure_logging(level="info", mask=False)
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    log = logging.getLogger("uvicorn.error")
+    protocol = "/x/site-packages/uvicorn/protocols/http/h11_impl.py"
+
+    def emit(level: int, message: str, path: str) -> None:
+        log.handle(log.makeRecord(log.name, level, path, 1, message, (), None))
+
+    for _ in range(50):
+        emit(logging.WARNING, "Invalid HTTP request received.", protocol)
+    emit(logging.INFO, "Uvicorn running on http://127.0.0.1:8000", "/x/site-packages/uvicorn/server.py")
+    emit(logging.ERROR, "Exception in ASGI application", protocol)
+    lines = stream.getvalue().splitlines()
+    assert sum("Invalid HTTP request received." in line for line in lines) == 1
+    assert any("Uvicorn running on" in line for line in lines)
+    assert any("Exception in ASGI application" in line for line in lines)
+    assert len(lines) == 3
+    [only] = [f for f in log.filters if f.__class__.__name__ == "ConnectionNoiseFilter"]
+    only.clock = lambda: 1e12  # type: ignore[attr-defined]  # the interval has passed
+    emit(logging.WARNING, "Invalid HTTP request received.", protocol)
+    assert "(and 49 more connection line(s)" in stream.getvalue().splitlines()[-1]

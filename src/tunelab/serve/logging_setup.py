@@ -8,9 +8,52 @@ Texts themselves are logged only at debug level.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONNECTION_LOG_INTERVAL_S = 10.0
+_PROTOCOLS = f"{os.sep}uvicorn{os.sep}protocols{os.sep}"
+
+
+class ConnectionNoiseFilter(logging.Filter):
+    """At most one of uvicorn's per-connection lines per ``interval_s``, with a count of the rest.
+
+    uvicorn logs each malformed HTTP request (a warning) and each WebSocket attempt (two info
+    lines) before any key is read, so anyone who can reach the port wrote log lines without limit,
+    where a request without a valid key is meant to cost a constant. Only lines logged from
+    uvicorn's protocol modules are limited: the startup lines ("Uvicorn running on ...") and
+    errors pass as they are. Written here since logging has no rate limit of its own.
+    """
+
+    def __init__(
+        self, interval_s: float = CONNECTION_LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.interval_s, self.clock = interval_s, clock
+        self._lock = threading.Lock()
+        self._held = 0
+        self._last = -float("inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR or _PROTOCOLS not in (record.pathname or ""):
+            return True
+        with self._lock:
+            now = self.clock()
+            if now - self._last < self.interval_s:
+                self._held += 1
+                return False
+            held, since, self._held, self._last = self._held, now - self._last, 0, now
+        if held:
+            record.msg = (
+                f"{record.getMessage()} (and {held} more connection line(s) in the last {since:.0f}s; "
+                f"at most one such line per {self.interval_s:.0f}s)"
+            )
+            record.args = ()
+        return True
 
 
 def configure_logging(*, level: str = "info", mask: bool = True) -> logging.Handler:
@@ -29,6 +72,10 @@ def configure_logging(*, level: str = "info", mask: bool = True) -> logging.Hand
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # tunelab.serve.access logs each request
+    connection_log = logging.getLogger("uvicorn.error")
+    for old_filter in [f for f in connection_log.filters if isinstance(f, ConnectionNoiseFilter)]:
+        connection_log.removeFilter(old_filter)
+    connection_log.addFilter(ConnectionNoiseFilter())
     if mask:
         from tunelab.serve.masking import install_masking
 
@@ -36,4 +83,4 @@ def configure_logging(*, level: str = "info", mask: bool = True) -> logging.Hand
     return handler
 
 
-__all__ = ["configure_logging"]
+__all__ = ["ConnectionNoiseFilter", "configure_logging"]

@@ -97,6 +97,16 @@ class RateLimitedLog:
         )
 
 
+def loggable_path(path: str) -> str:
+    """A request's path for one log line: cut to 200 characters and, when it holds a control
+    character or a line break (``%0a`` arrives decoded), written escaped: a path with a newline
+    started a forged line of the server's log, keyless requests included."""
+    path = path[:200]
+    if path.isprintable() and not any(c.isspace() and c != " " for c in path):
+        return path
+    return ascii(path)
+
+
 class RefusalLog(RateLimitedLog):
     """Logs requests refused for want of a valid key, at most one line per ``interval_s``."""
 
@@ -111,7 +121,7 @@ class RefusalLog(RateLimitedLog):
             since,
             counts,
             method,
-            path[:200],
+            loggable_path(path),
             status,
             request_id,
             self.interval_s,
@@ -266,7 +276,7 @@ class ObserveMiddleware:
             level,
             "%s %s %d %.1fms model=%s version=%s key=%s texts=%d id=%s",
             scope["method"],
-            scope["path"][:200],
+            loggable_path(scope["path"]),
             status,
             seconds * 1000,
             f"{ctx.app}/{ctx.model}" if ctx.app else ctx.model or "-",

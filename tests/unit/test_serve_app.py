@@ -526,6 +526,26 @@ def test_texts_are_logged_only_at_debug_and_masked(server: Server, log_stream: A
     assert "<phone>" in out  # the 500's traceback quotes the text, masked
 
 
+@pytest.mark.parametrize(
+    ("method", "body", "status"),
+    [("POST", b"{bad", 400), ("GET", None, 405), ("POST", b'{"texts": ["' + b"x" * 4000 + b'"]}', 413)],
+)
+def test_a_request_refused_before_its_key_was_read_counts_against_the_rate(
+    tmp_path: Path, method: str, body: bytes | None, status: int
+) -> None:
+    """Malformed JSON, a wrong method and a body over --max-body are answered before the route
+    reads the key: a key at 1/min could send them at any speed, each a usage row."""
+    served = [ServedModel("topics", "1", FakePredictor(), "runs/fake")]
+    app = create_app(settings(tmp_path), served, loader=FakePredictor)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _, token = app.state.tunelab.access.create_key("acme", rate=Rate.parse("1/min"), quota=None)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        url = "/v1/models/topics/predict"
+        assert client.request(method, url, content=body, headers=headers).status_code == status
+        after = client.post(url, json={"texts": ["pizza"]}, headers=headers)
+        assert after.status_code == 429 and error(after)["code"] == "rate_limited"
+
+
 def test_a_line_break_in_the_path_cannot_forge_a_log_line(server: Server, log_stream: Any) -> None:
     """``%0a`` in a URL arrives decoded: printed as it was, the path started a new line of the
     server's log that looked like the server's own, with and without a key."""

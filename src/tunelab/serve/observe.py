@@ -25,6 +25,7 @@ request may answer 201 (an added item): every 2xx is billed, as 200 is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -195,6 +196,11 @@ class ObserveMiddleware:
         try:
             if ctx.caller is None and not ctx.auth_tried:
                 ctx.caller = await run_in_threadpool(_caller_if_valid, access, scope)
+                if ctx.caller is not None and 400 <= status < 500 and status not in (401, 403, 429):
+                    # Refused before the key was read (malformed JSON, a wrong method, a body over
+                    # --max-body): it still counts against the key's rate, as the README promises,
+                    # or a key at 1/min could send them at any speed. The answer has gone already.
+                    await run_in_threadpool(_take_rate_quietly, access, ctx.caller)
             if ctx.caller is None and not self._anonymous(scope):
                 return True  # never authenticated: no billing row (counted as a refusal instead)
             await run_in_threadpool(
@@ -285,6 +291,13 @@ class ObserveMiddleware:
             ctx.texts,
             ctx.request_id,
         )
+
+
+def _take_rate_quietly(access: Any, caller: Any) -> None:
+    from tunelab.serve.access import AccessError
+
+    with contextlib.suppress(AccessError):
+        access.admit_rate(caller)
 
 
 def _caller_if_valid(access: Any, scope: Scope) -> Any:

@@ -202,6 +202,15 @@ def test_usage_csv(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(target.read_text().splitlines()) == 1 + 3
 
 
+def test_usage_csv_into_a_folder_is_refused_in_one_line(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was "unexpected IsADirectoryError" at the rename, after the query."""
+    code, _, err = cli(capsys, "usage", "--csv", str(tmp_path))
+    assert code != 0
+    one_error(err, f"--csv {tmp_path}: a folder", "usage.csv")
+
+
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["keys", "--help"], ["keys", "create", "--help"], ["usage", "--help"]):
         with pytest.raises(SystemExit) as exit_:

@@ -46,6 +46,18 @@ def test_usage_takes_the_keys_rate_and_a_bounded_window(api: App) -> None:
     assert wide.status_code == 422 and "at most 366" in wide.json()["error"]["message"]
 
 
+def test_usage_near_year_one_and_an_empty_window(api: App) -> None:
+    """until in year 1 without since: a month before it overflowed into a 500; since after until
+    answered zeros where `tunelab usage` refuses it."""
+    headers = api.headers(api.token)
+    early = api.client.get("/v1/usage", params={"until": "0001-01-10T00:00:00"}, headers=headers)
+    assert early.status_code == 200, early.text
+    backwards = api.client.get(
+        "/v1/usage", params={"since": "2030-01-01T00:00:00", "until": "2020-01-01T00:00:00"}, headers=headers
+    )
+    assert backwards.status_code == 422 and "must be before until" in backwards.json()["error"]["message"]
+
+
 def test_a_request_larger_than_the_whole_quota_is_413_without_retry_after(api: App) -> None:
     """It was a 429 with Retry-After: waiting for the reset could never let it through."""
     _, token = api.access.create_key("tiny", rate=None, quota=Quota.parse("3/day"))

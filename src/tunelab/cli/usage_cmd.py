@@ -66,6 +66,16 @@ def run(args: argparse.Namespace) -> int:
     since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
     if since and until and since >= until:
         raise TunelabError(f"--since {args.since} is not before --until {args.until}")
+    if args.csv and args.csv != "-":
+        from pathlib import Path
+
+        from tunelab.runs.folder import check_parents_are_folders
+
+        if Path(args.csv).is_dir():  # was "unexpected IsADirectoryError" at the rename
+            raise TunelabError(
+                f"--csv {args.csv}: a folder; give a file, e.g. {Path(args.csv) / 'usage.csv'}"
+            )
+        check_parents_are_folders(Path(args.csv), "--csv")
     with open_store_from_args(args) as store:
         filters = {"since": since, "until": until, **_key_filter(store, args.key)}
         if args.csv:

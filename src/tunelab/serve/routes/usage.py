@@ -16,6 +16,7 @@ from tunelab.serve.responses import AUTH, error_responses
 router = APIRouter(tags=["usage"])
 DEFAULT_DAYS = 31  # without since: the last month, not every row the key ever had
 MAX_DAYS = 366
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @router.get("/usage", responses=error_responses(*AUTH, 422, 429))
@@ -43,7 +44,18 @@ async def usage(
     # and usage row wait for: the key's rate applies (it did not), and the window is bounded.
     await run_in_threadpool(state.access.admit_rate, caller)
     end = as_utc(until) if until is not None else datetime.now(UTC)
-    start = as_utc(since) if since is not None else end - timedelta(days=DEFAULT_DAYS)
+    # until near year 1: a month before it is out of range (a 500 before)
+    start = (
+        as_utc(since)
+        if since is not None
+        else max(end, _EARLIEST + timedelta(days=DEFAULT_DAYS)) - timedelta(days=DEFAULT_DAYS)
+    )
+    if start >= end:  # an empty window answered zeros, where `tunelab usage` refuses it
+        raise RequestLimitError(
+            f"since ({start.isoformat()}) must be before until ({end.isoformat()})",
+            status=422,
+            code="invalid_parameter",
+        )
     if end - start > timedelta(days=MAX_DAYS):
         raise RequestLimitError(
             f"since..until spans {(end - start).days} days; ask for at most {MAX_DAYS} at a time",

@@ -236,3 +236,33 @@ def test_a_file_without_extension_is_told_by_its_content(tmp_path, content: byte
     from tunelab.data.file_options import _format_from_content
 
     assert _format_from_content(content) == expected
+
+
+def test_a_file_named_like_the_runs_own_in_another_folder_is_read_its_own_way(
+    tiny_bert: Path, tiny_overrides: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config.json keeps data.train as typed ("train.txt"): from another folder, a CSV that happened
+    to have that name was taken for the run's file and read with its layout ('@', no header), so
+    its header was classified as a text and each id glued onto its text."""
+    project = tmp_path / "project"
+    project.mkdir()
+    words = {"food": ["pizza", "bread", "cheese"], "sports": ["tennis", "goal", "match"]}
+    rows = [(f"the {a} and {b}", label) for label, ws in words.items() for a in ws for b in ws if a != b]
+    (project / "train.txt").write_bytes(phrasebank_lines(rows))
+    monkeypatch.chdir(project)
+    overrides = tiny_overrides(
+        tiny_bert, Path("train.txt"), None, project / "runs", *PHRASEBANK_OPTIONS,
+        "data.text_column=sentence", "data.dev_size=0.25", "name=relative", epochs=1,
+    )  # fmt: skip
+    run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    (other / "train.txt").write_text("id,text\n1,pizza and bread\n2,tennis match\n", encoding="utf-8")
+    assert main(["predict", str(run), "--input", "train.txt", "--output", "out.jsonl"]) == 0
+    got = [json.loads(line) for line in (other / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["text"]) for r in got] == [("1", "pizza and bread"), ("2", "tennis match")]
+    monkeypatch.chdir(project)  # the run's own file, by the same relative name: read as the run read it
+    assert main(["predict", str(run), "--input", "train.txt", "--output", str(other / "own.jsonl")]) == 0
+    own = [json.loads(line) for line in (other / "own.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(own) == len(rows) and own[0]["text"] == rows[0][0]

@@ -69,6 +69,7 @@ class Predictor:
         config = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
         labels = LabelMap.load(run.labels_json)
         summary = run.read_summary()
+        config = with_training_paths(config, summary)
         loader = get_format(summary.get("format", "torch"))
         backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
         tokenizer = load_tokenizer(run.tokenizer)
@@ -292,6 +293,30 @@ class Predictor:
         self, logits: np.ndarray, enc: Encoded, texts: Sequence[str], top_k: int
     ) -> list[dict[str, Any]]:
         return self.task.decode(logits, enc, texts, self.labels, threshold=self.threshold, top_k=top_k)
+
+
+def with_training_paths(config: RunConfig, summary: Mapping[str, Any]) -> RunConfig:
+    """``config`` with its relative data files as the run resolved them when it trained.
+
+    config.json keeps ``data.train`` as typed (``test.txt``); read from another directory, that
+    named another file of the same name, which ``predict --input test.txt`` and ``eval --data``
+    then read with the run's layout instead of its own (a CSV's header classified as a text), and
+    the parity check of ``export`` scored on it. run.json's ``data_files`` (absolute) wins while
+    that file exists; a run folder moved with its data keeps the relative path.
+    """
+    import dataclasses
+
+    files = summary.get("data_files")
+    if not isinstance(files, Mapping):
+        return config  # a run trained before data_files was recorded
+    changes = {}
+    for field in ("train", "dev", "test"):
+        given, absolute = getattr(config.data, field), files.get(field)
+        if given and isinstance(absolute, str) and not Path(given).is_absolute() and Path(absolute).exists():
+            changes[field] = absolute
+    if not changes:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes))
 
 
 def load(path: str | Path) -> Predictor:

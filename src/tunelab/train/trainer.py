@@ -63,6 +63,14 @@ def _setup_file_log(path: Path) -> logging.Handler:
     return handler
 
 
+def _data_files(cfg: RunConfig) -> dict[str, str | None]:
+    """The data files resolved against this process's directory: config.json keeps them as typed,
+    and ``Predictor.load`` (``with_training_paths``) reads these instead, so ``predict --input
+    test.txt`` in another directory is not taken for the run's own ``test.txt``."""
+    fields = ("train", "dev", "test")
+    return {f: str(Path(v).resolve()) if (v := getattr(cfg.data, f)) else None for f in fields}
+
+
 def _peak_memory_mb() -> float:
     # ru_maxrss is KiB on Linux, bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -336,6 +344,7 @@ def _train_in(
             "model_path_at_training": str(resolved.path),
             "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
             DATA_KEY: data_fingerprint,  # the rows as read: a resume from a checkpoint compares them
+            "data_files": _data_files(cfg),
             "precision": precision.name,
         }
     )
@@ -432,6 +441,7 @@ def _train_in(
         "stores_base": method.stores_base,
         "base_fingerprint": base_fingerprint,  # adapters only: checked when loading
         "data": {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test},
+        "data_files": _data_files(cfg),  # as resolved here; config.json keeps them as typed
         "rows": {
             "train": len(splits.train),
             "dev": len(splits.dev) if splits.dev is not None else 0,

@@ -127,6 +127,23 @@ def test_an_unknown_sheet_names_the_sheets(tmp_path: Path) -> None:
     assert "no sheet 'Sheet1'" in msg and "'notes', 'data'" in msg and "data.sheet" in msg
 
 
+def test_excel_column_names_must_name_every_column(tmp_path: Path) -> None:
+    """pandas' names= with fewer names than columns made the first column the index: the texts
+    were read from the next column (ticket ids classified); with a header row it failed as
+    "unexpected ParserError"."""
+    path = tmp_path / "three.xlsx"
+    pd.DataFrame([["good card", "t-1", "x"], ["lost card", "t-2", "y"]]).to_excel(
+        path, index=False, header=False
+    )
+    for header in (False, True):
+        msg = error_of(read_table, path, DataConfig(header=header, column_names=["text", "id"]))
+        assert "sheet 'Sheet1' has 3 columns, data.column_names names 2 (text, id)" in msg
+    df = read_table(path, DataConfig(header=False, column_names=["text", "id", "extra"]))
+    assert df["text"].tolist() == ["good card", "lost card"] and df["id"].tolist() == ["t-1", "t-2"]
+    named = read_table(path, DataConfig(header=True, column_names=["text", "id", "extra"]))
+    assert named["text"].tolist() == ["lost card"]  # the first row was the header, renamed
+
+
 def test_a_file_that_is_not_a_workbook_says_so(tmp_path: Path) -> None:
     f = write(tmp_path / "fake.xlsx", "text,label\na,b\n")
     assert "not a readable .xlsx workbook" in error_of(read_table, f, DataConfig())

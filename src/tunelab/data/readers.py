@@ -503,7 +503,21 @@ def _read_excel(path: Path, cfg: DataConfig) -> pd.DataFrame:
                 "set data.sheet to one of them"
             )
         header = 0 if cfg.header else None
-        df = book.parse(sheet, header=header, names=cfg.column_names, dtype=object, keep_default_na=False)
+        try:
+            df = book.parse(sheet, header=header, dtype=object, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise DataError(f"{path}: sheet {sheet!r} cannot be read ({_one_line(exc)})") from None
+    if cfg.column_names:
+        # Named here, not by pandas' names=: with fewer names than columns it made the first column
+        # the index (every column shifted by one, the texts read from the next one), with more it
+        # failed as "Expected 2 fields"; a CSV with the same mismatch is refused as here.
+        names = list(cfg.column_names)
+        if len(names) != len(df.columns):
+            raise DataError(
+                f"{path}: sheet {sheet!r} has {len(df.columns)} columns, data.column_names names "
+                f"{len(names)} ({', '.join(names)}); name every column, in order"
+            )
+        df.columns = names
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
 
 

@@ -91,6 +91,15 @@ def test_separator_tab_means_a_tab(tmp_path: Path) -> None:
     assert read_table(f, DataConfig(separator="tab"))["label"].tolist() == ["a"]
 
 
+def test_column_names_repeated_once_spaces_are_stripped_are_refused(tmp_path: Path) -> None:
+    """ "text, text" (and JSON keys "text" and " text") became two columns named text: validate
+    failed as "unexpected ValueError: The truth value of a Series is ambiguous"."""
+    csv_file = write(tmp_path / "dup.csv", "text, text,label\na,b,x\n")
+    assert "column name(s) 'text' appear more than once" in error_of(read_table, csv_file, DataConfig())
+    jsonl_file = write(tmp_path / "dup.jsonl", '{"text": "a", " text": "b", "label": "x"}\n')
+    assert "'text' appear more than once" in error_of(read_table, jsonl_file, DataConfig())
+
+
 def test_a_parser_error_names_the_files_own_line(tmp_path: Path) -> None:
     f = write(tmp_path / "bad.csv", "text,label\n\nfine,a\ntoo,many,fields\n")
     msg = error_of(read_table, f, DataConfig(separator=","))

@@ -125,6 +125,18 @@ class DataConfig:
             or (isinstance(self.shots, int) and not isinstance(self.shots, bool) and self.shots >= 1),
             f"shots={self.shots} (use a number of examples per label such as 8, or null for all rows)",
         )
+        # scikit-learn's and numpy's seeds: -1 failed at the split as "cannot make a 10% dev split",
+        # whose advice (give a dev file) did not fix it
+        _check(
+            p,
+            0 <= self.split_seed < 2**32,
+            f"split_seed={self.split_seed} (use a whole number from 0 to 4294967295)",
+        )
+        _check(
+            p,
+            self.shots_seed is None or 0 <= self.shots_seed < 2**32,
+            f"shots_seed={self.shots_seed} (use a whole number from 0 to 4294967295, or null for split_seed)",
+        )
         _raise_if(p, "data")
 
 

@@ -213,6 +213,14 @@ def test_wrongly_typed_value_names_the_field() -> None:
     assert "batch_size=0" in message
 
 
+@pytest.mark.parametrize("item", ["data.split_seed=-1", "data.shots_seed=-5", "data.split_seed=4294967296"])
+def test_data_seeds_out_of_range_are_named(item: str) -> None:
+    """split_seed=-1 failed at the split as "cannot make a 10% dev split; give a dev file", which did
+    not fix it, and validate let shots_seed=-5 through."""
+    with pytest.raises(ConfigError, match=item.split("=")[0].split(".")[1] + r"=.*0 to 4294967295"):
+        RunConfig.from_yaml(None, [item])
+
+
 def test_fractional_batch_size_is_rejected() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         RunConfig.from_yaml(None, ["train.batch_size=1.5"])

@@ -121,6 +121,16 @@ def test_an_existing_output_is_kept_unless_overwrite(
         tunelab.predict_file(tunelab.load(run), tickets, target)
 
 
+def test_the_input_file_is_never_the_output_even_with_overwrite(
+    run: Path, tickets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--overwrite replaced the input by its predictions: rows dropped for an empty text were gone."""
+    before = tickets.read_bytes()
+    assert _predict(run, tickets, tickets, "--overwrite") == 2
+    _one_error_line(capsys.readouterr().err, "is the --input file")
+    assert tickets.read_bytes() == before
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(
     run: Path, tickets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,9 +191,20 @@ def predict_file(
         DataError: an unknown output extension, an existing output file, or an unreadable input.
     """
     fmt = output_format(output_path, overwrite=overwrite)
+    if Path(output_path).exists() and _same_file(input_path, output_path):
+        # with --overwrite the input was replaced by its predictions: rows dropped for an empty
+        # text gone for good, a "label" column renamed label_input
+        raise DataError(f"--output {output_path} is the --input file; write the predictions to another file")
     records = prediction_records(predictor, input_path, top_k=top_k, batch_size=batch_size, options=options)
     write_predictions(records, output_path, fmt)
     return len(records)
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _missing(value: Any) -> bool:

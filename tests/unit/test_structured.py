@@ -6,6 +6,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -206,6 +207,46 @@ def test_distillation_teaches_the_student_what_the_teacher_predicts(
     assert gap() < 0.25 * before
     assert summary["steps"] == 5 * 8 and summary["texts"] == 60 and summary["final_loss"] is not None
     assert not student.training and (tmp_path / "recover" / "metrics.jsonl").is_file()
+
+
+def test_distillation_ignores_the_runs_label_smoothing_and_adversarial_training(
+    tiny_bert: Path,
+    labelled_csvs: tuple[Path, Path],
+    text_maker: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recovery copied them from the run's recipe: the pruned model learned a smoothed teacher
+    (softer than the source) on perturbed embeddings."""
+    import importlib
+
+    from test_compress import train_tiny
+
+    from tunelab.compress.recover import distill
+
+    loop = importlib.import_module("tunelab.train.loop")  # tunelab.train is also the API's function
+
+    predictor = tunelab.load(train_tiny(tiny_bert, labelled_csvs, tmp_path, "teacher"))
+    seen = {}
+
+    def stop(model: Any, setup: Any, **kwargs: Any) -> None:
+        seen["cfg"] = setup.cfg
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "run_loop", stop)
+    recipe = TrainConfig(batch_size=8, label_smoothing=0.2, adversarial="fgm")
+    with pytest.raises(KeyboardInterrupt):
+        distill(
+            copy.deepcopy(predictor.model),
+            predictor.model.eval(),
+            predictor.encode(text_maker("food", 8, 1)),
+            task=get_task("single_label"),
+            epochs=1,
+            train_cfg=recipe,
+            workdir=tmp_path / "r",
+            show_progress=False,
+        )
+    assert seen["cfg"].label_smoothing == 0.0 and seen["cfg"].adversarial is None
 
 
 @pytest.mark.parametrize("fmt", ["onnx-int8"])

@@ -79,6 +79,10 @@ def distill(
         patience=None,
         metric="loss",
         class_weights=False,
+        # the teacher's distribution itself: smoothing pulled it towards uniform (softer confidences
+        # than the source's) and adversarial steps trained on perturbed embeddings at twice the cost
+        label_smoothing=0.0,
+        adversarial=None,
         checkpoint_steps=10**9,  # only the final one: an export is redone, never resumed
     )
     for param in student.parameters():

@@ -413,6 +413,24 @@ def test_bad_options_are_refused_before_any_work(run: Path, kwargs: dict, error:
         tunelab.export(run, show_progress=False, **kwargs)
 
 
+def test_a_failed_export_leaves_no_folder_it_made(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only <output>.partial was removed: the parents made for the output stayed; and a folder that
+    cannot be made was "unexpected OSError"."""
+    import tunelab.compress.build
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RunError("the parity check failed")
+
+    monkeypatch.setattr(tunelab.compress.build, "build_artifact", fail)
+    with pytest.raises(RunError, match="the parity check failed"):
+        tunelab.export(run, format="onnx", output=tmp_path / "new" / "dir" / "art", show_progress=False)
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ConfigError, match="cannot make its folder"):
+        tunelab.export(run, format="onnx", output=tmp_path / ("a" * 300), show_progress=False)
+
+
 def test_bad_sources_and_outputs_are_refused(
     run: Path, exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -169,3 +169,24 @@ def test_merge_help_has_examples(capsys: pytest.CaptureFixture) -> None:
         main(["merge", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "tunelab merge runs/banking77-lora" in text and "--out" in text
+
+
+def test_a_bad_out_is_refused_before_any_model_is_loaded(
+    trained: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a file it failed at the end as "unexpected FileExistsError"; a name ending in .partial
+    was written and then loaded as an unfinished run; a folder that cannot be made, after all the
+    work. A merge that fails takes away the folders it made for its output."""
+    run = trained("lora")
+    (run.parent / "afile.csv").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"afile\.csv is a file, not a folder"):
+        tunelab.merge(run, output=run.parent / "afile.csv" / "m")
+    with pytest.raises(ConfigError, match=r"a name ending in \.partial marks an unfinished run"):
+        tunelab.merge(run, output=run.parent / "m.partial")
+    with pytest.raises(ConfigError, match="cannot make its folder"):
+        tunelab.merge(run, output=run.parent / ("a" * 300) / "m")
+    merge_module = importlib.import_module("tunelab.compress.merge")
+    monkeypatch.setattr(merge_module, "MAX_LOGIT_DIFF", -1.0)  # every merge fails its check
+    with pytest.raises(RunError, match="nothing was written"):
+        tunelab.merge(run, output=run.parent / "new" / "deeper" / "m")
+    assert not (run.parent / "new").exists()

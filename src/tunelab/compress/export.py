@@ -26,7 +26,7 @@ from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
-from tunelab.runs.folder import check_new_run_path
+from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made
 
 try:
     import fcntl
@@ -116,7 +116,12 @@ def export(
         )
     target = Path(output) if output is not None else opts.default_output(source.root)
     check_new_run_path(target, "--output")
-    partial, lock = _claim(target)
+    made = make_parents(target, "--output")
+    try:
+        partial, lock = _claim(target)
+    except BaseException:
+        remove_made(made)
+        raise
     stages = tqdm(total=5, desc="export: load run", disable=not show_progress, unit="step")
     try:
         from tunelab.compress.build import build_artifact
@@ -135,6 +140,7 @@ def export(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # ours: we hold its lock
         lock.close()
+        remove_made(made)  # and the folders made for it: a failed export leaves no folder
         raise
     finally:
         stages.close()
@@ -170,13 +176,13 @@ def _claim(target: Path) -> tuple[Path, IO[str]]:
     Refuses a finished folder, a partial folder that is no export, and one whose export is still
     running; only a partial left by a killed export (marker present, lock free) is deleted.
     """
-    if target.exists():
+    if path_exists(target):
         raise RunError(f"{target} exists; delete it or give another --output")
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     busy = RunError(
         f"{partial}: another export to this folder is running; wait for it or give another --output"
     )
-    if partial.exists():
+    if path_exists(partial):
         if not (partial / MARKER).is_file():
             raise RunError(
                 f"{partial} exists and is not an export in progress; delete it or give another --output"
@@ -188,9 +194,13 @@ def _claim(target: Path) -> tuple[Path, IO[str]]:
             shutil.rmtree(partial)  # left by a killed export: never resumable, safe to redo
     # The folder appears under its name with its marker already locked (made aside, then renamed),
     # so no one ever sees this export's folder without a live lock.
-    partial.parent.mkdir(parents=True, exist_ok=True)
     staging = partial.with_name(f".{partial.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
+    try:
+        staging.mkdir()
+    except OSError as exc:  # a name too long, no permission: was "unexpected OSError"
+        reason = exc.strerror or type(exc).__name__
+        message = f"--output {target}: cannot make its folder ({reason}); give another --output"
+        raise ConfigError(message) from None
     marker = staging / MARKER
     marker.write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
     lock = _lock(marker, ours=True)

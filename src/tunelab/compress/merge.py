@@ -102,8 +102,16 @@ def merge(
     if method.merge is None:
         raise ConfigError(f"{source.root}: a {method.name} run cannot be merged: {method.cannot_merge}")
     target = Path(output) if output is not None else source.root.with_name(f"{source.root.name}-merged")
-    if target.exists():
+    from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made
+
+    if path_exists(target):
         raise RunError(f"{target} exists; delete it or give another --out")
+
+    # before the models are loaded: under a file it failed at the end ("unexpected FileExistsError"),
+    # a name ending in .partial was written and loaded as an unfinished run, and a folder that
+    # cannot be made failed after all the work
+    check_new_run_path(target, "--out")
+    made = make_parents(target, "--out")
 
     stages = tqdm(total=3, desc="merge: load the adapter", disable=not show_progress, unit="step")
     try:
@@ -142,6 +150,9 @@ def merge(
         }
         _write_run(source, target, summary, config, merged, method, info, plain=get_method(PLAIN_METHOD))
         stages.update()
+    except BaseException:
+        remove_made(made)  # nothing written: no folder left either
+        raise
     finally:
         stages.close()
     return MergeResult(
@@ -169,7 +180,6 @@ def _write_run(
     config.json that say ``full``; built under a hidden name, renamed into place at the end."""
     from tunelab.atomic import atomic_write_json
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.merging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         shutil.copytree(source.root, staging, ignore=lambda folder, names: _skip(source.root, folder, names))

@@ -19,6 +19,7 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,8 +61,46 @@ def check_parents_are_folders(target: Path, flag: str) -> None:
     from tunelab.errors import ConfigError
 
     for parent in Path(target).parents:
-        if parent.exists() and not parent.is_dir():
+        if path_exists(parent) and not parent.is_dir():
             raise ConfigError(f"{flag} {target}: {parent} is a file, not a folder; give another {flag}")
+
+
+def path_exists(path: Path) -> bool:
+    """``path.exists()``, False where the OS cannot even look (a name too long raised OSError),
+    so the folder's making fails instead, in one line."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def make_parents(target: Path, flag: str) -> list[Path]:
+    """Make ``target``'s missing parent folders; return those made, deepest first, so a failed
+    job can take them away again (``remove_made``) and leave no folder behind.
+
+    Raises:
+        ConfigError: a parent cannot be made (no permission, a name too long, a read-only mount),
+            naming the flag: it was "unexpected OSError" with a traceback hint.
+    """
+    from tunelab.errors import ConfigError
+
+    missing = [p for p in Path(target).parents if not path_exists(p)]
+    try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_made(missing)
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"{flag} {target}: cannot make its folder ({reason}); give another {flag}"
+        ) from None
+    return missing
+
+
+def remove_made(folders: list[Path]) -> None:
+    """Remove the folders ``make_parents`` made, deepest first, those still empty only."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # gone already, or something else was put there since
+            folder.rmdir()
 
 
 @dataclass(frozen=True)

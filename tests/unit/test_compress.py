@@ -517,6 +517,9 @@ def test_a_moved_test_file_says_to_give_data(run: Path, tmp_path: Path) -> None:
         ),
         (lambda w: (w / "int8.json").write_text("{", encoding="utf-8"), "int8.json"),
         (lambda w: (w / "int8.json").write_text("{}", encoding="utf-8"), "int8.json"),
+        # transformers' own errors: "unexpected ValueError/OSError" before
+        (lambda w: (w / "config.json").unlink(), "config.json"),
+        (lambda w: (w / "config.json").write_text("{bad", encoding="utf-8"), "config.json"),
     ],
 )
 def test_a_damaged_torch_int8_artifact_is_named(

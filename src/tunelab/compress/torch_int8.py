@@ -106,7 +106,11 @@ def load_torch_int8(folder: Path) -> nn.Module:
         raise RunError(
             f"{folder / LAYOUT_FILE}: cannot read ({first_line(exc)}); export the run again"
         ) from None
-    config = AutoConfig.from_pretrained(str(folder))
+    try:  # missing or damaged: was "unexpected ValueError/OSError" from transformers
+        config = AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        where = folder / "config.json"
+        raise RunError(f"{where}: cannot read ({first_line(exc)}); export the run again") from None
     model = classifier_from_config(config, pooling=pooling, num_labels=num_labels)
     apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
     try:

@@ -95,6 +95,22 @@ def test_stratified_sample_is_seeded_and_per_class() -> None:
     assert sorted(Counter(data.labels[i] for i in spread).values()) == [2, 2, 3]
 
 
+def test_a_multi_label_sample_keeps_the_quota_of_a_label_that_never_comes_first() -> None:
+    """Rows were sampled under their first label only: label 1, always beside label 0, kept 8 of
+    its 40 rows where 50 were asked, and the continued run forgot it."""
+    from tunelab.data.dataset import Dataset
+
+    labels = [[0]] * 300 + [[0, 1]] * 40 + [[2]] * 40 + [[]] * 10
+    data = Dataset(texts=[str(i) for i in range(len(labels))], text_pairs=None, labels=labels, source="x")
+    picked = stratified_sample(data, per_class=50, total=None, seed=42)
+    held = Counter(label for i in picked for label in labels[i] or [None])
+    assert held[1] == 40 and held[2] == 40 and 50 <= held[0] <= 90 and held[None] == 10
+    assert picked == stratified_sample(data, per_class=50, total=None, seed=42)
+    spread = stratified_sample(data, per_class=None, total=30, seed=1)  # 30 over 4 groups
+    counts = Counter(label for i in spread for label in labels[i] or [None])
+    assert min(counts[k] for k in (0, 1, 2, None)) >= 7
+
+
 def test_continuing_keeps_old_label_ids_and_adds_the_new_label(first, new_csv: Path, tmp_path: Path) -> None:
     run, _ = first
     result = tunelab.train(

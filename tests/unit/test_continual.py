@@ -501,13 +501,14 @@ def test_an_adapter_run_is_continued_merged_with_method_full(
     train = _csv(tmp_path / "old.csv", OLD, 12, 3, text_maker)
     overrides = tiny_overrides(tiny_bert, train, None, tmp_path / "runs", "method=lora", epochs=1)
     run = tunelab.train(overrides=overrides, show_progress=False).run_dir
-    with pytest.raises(ConfigError, match="use method=full"):  # the run's config says lora
-        tunelab.train(from_run=run, overrides=[f"data.train={new_csv}"])
+    with pytest.raises(ConfigError, match="use method=full"):  # an adapter asked for the continued run
+        tunelab.train(from_run=run, overrides=[f"data.train={new_csv}", "method=lora"])
+    # Without a method, the run's lora is not inherited: it is merged and continued as `full`, as the
+    # README says (the plain command was refused with "use method=full").
     result = tunelab.train(
-        from_run=run,
-        overrides=[f"data.train={new_csv}", "method=full", "train.epochs=1"],
-        show_progress=False,
+        from_run=run, overrides=[f"data.train={new_csv}", "train.epochs=1"], show_progress=False
     )
+    assert result.summary["method"] == "full"
     assert LabelMap.load(result.run_dir / "labels.json").names == [*OLD, NEW]
     assert tunelab.load(result.run_dir).logits(["rain"]).shape == (1, 3)
 

@@ -20,6 +20,7 @@ fresh run (``tunelab train`` without ``--from``).
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -34,6 +35,8 @@ from tunelab.config import ContinualConfig, RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
 from tunelab.errors import ConfigError, DataError, RunError, first_line
+
+logger = logging.getLogger(__name__)
 
 REHEARSAL_FILE = "rehearsal.jsonl"
 
@@ -66,6 +69,15 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         # RUN's method options (a LoRA run's r=16) belong to its method: under the new one
         # (method=full, as the adapter refusal advises) they would be unknown options.
         raw["method"] = {"name": _method_name(raw.get("method"))}
+    elif not _names_method(overrides or []) and _is_adapter(raw.get("method")):
+        # A LoRA (IA3, ...) RUN is merged and continued as one plain model, which trains `full`, as
+        # the README says: inheriting method=lora, the plain command was refused ("use method=full").
+        logger.info(
+            "--from %s: a %s run is merged and continued with method=full",
+            run.root,
+            _method_name(raw.get("method")),
+        )
+        raw["method"] = {"name": "full"}
     for item in overrides or []:
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
@@ -91,6 +103,20 @@ def with_previous_labels(cfg: RunConfig) -> RunConfig:
 
 def _method_name(method: Any) -> str:
     return method if isinstance(method, str) else str((method or {}).get("name", "full"))
+
+
+def _names_method(overrides: list[str]) -> bool:
+    return any(item.partition("=")[0].strip() in ("method", "method.name") for item in overrides)
+
+
+def _is_adapter(method: Any) -> bool:
+    """RUN's method keeps an adapter over the base (a continued run cannot train one over RUN)."""
+    from tunelab.methods import get_method
+
+    try:
+        return not get_method(_method_name(method)).stores_base
+    except ConfigError:  # an unknown method: refused later, naming it
+        return False
 
 
 def _renames_method(method: Any, overrides: list[str]) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,9 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
 
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
             checked.previous = open_previous(cfg, checked.splits, stores_base=checked.method.stores_base)
+            # a listed name that is neither RUN's nor in the new rows (a typo, "musci") became a label
+            # nothing trains, and the real one moved after it
+            check_listed_labels(cfg, checked.splits, kept=checked.previous.labels.names)
             head_only = checked.method.head_only
             if (
                 cfg.continual.ewc > 0
@@ -244,9 +248,9 @@ def check_max_length(cfg: RunConfig, path: Path, *, extra: int = 0) -> None:
     )
 
 
-def check_listed_labels(cfg: RunConfig, splits: Any) -> None:
-    """Every name ``data.labels`` lists has a training row (a fresh run; a continued run's old
-    labels come back through its rehearsal rows).
+def check_listed_labels(cfg: RunConfig, splits: Any, *, kept: Iterable[str] = ()) -> None:
+    """Every name ``data.labels`` lists has a training row, but those in ``kept`` (a continued
+    run's old labels: they come back through its rehearsal rows).
 
     A typo there became one more label no row teaches, and the real label moved after it.
 
@@ -267,7 +271,12 @@ def check_listed_labels(cfg: RunConfig, splits: Any) -> None:
     for value in labels:
         seen.update(value if isinstance(value, list) else [value])
     listed = [str(n) for n in cfg.data.labels or []]
-    missing = [name for name in listed if name in splits.labels and splits.labels.id_of(name) not in seen]
+    old = set(kept)
+    missing = [
+        name
+        for name in listed
+        if name not in old and name in splits.labels and splits.labels.id_of(name) not in seen
+    ]
     if missing:
         raise DataError(
             f"data.labels lists {', '.join(repr(n) for n in missing)}, which no training row has "

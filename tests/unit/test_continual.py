@@ -941,6 +941,21 @@ def test_a_fresh_run_whose_data_labels_name_a_label_without_a_row_is_refused(fir
     assert not out.exists()
 
 
+def test_a_continued_run_whose_data_labels_name_a_label_without_a_row_is_refused(
+    first, new_csv: Path, tmp_path: Path
+) -> None:
+    """On --from the check was skipped: "fod" became a label nothing trains and "food" moved after it.
+    RUN's own labels need no new row (its rehearsal rows teach them)."""
+    run, _ = first
+    given = [f"data.train={new_csv}", f"output_dir={tmp_path / 'runs'}"]
+    typo = tunelab.validate_run(overrides=[*given, "data.labels=[sports,weather,fod,food]"], from_run=run)
+    assert any("data.labels lists 'fod', which no training row has" in p for p in typo.problems), (
+        typo.problems
+    )
+    right = tunelab.validate_run(overrides=[*given, "data.labels=[sports,weather,food]"], from_run=run)
+    assert right.problems == []
+
+
 @pytest.mark.parametrize("record", ["kept", "from_before_it_was_kept"])
 def test_a_resume_after_the_previous_runs_sample_changed_is_refused(
     first, new_csv: Path, tmp_path: Path, killed_at_first_checkpoint, record: str

@@ -100,6 +100,19 @@ def test_column_names_repeated_once_spaces_are_stripped_are_refused(tmp_path: Pa
     assert "'text' appear more than once" in error_of(read_table, jsonl_file, DataConfig())
 
 
+@pytest.mark.parametrize("orient", ["columns", "split"])
+def test_a_json_file_of_whole_columns_is_refused_saying_how_to_write_rows(
+    tmp_path: Path, orient: str
+) -> None:
+    """pandas' default df.to_json("x.json") was read as one row: a whole column became one text."""
+    path = tmp_path / "frame.json"
+    pd.DataFrame({"text": ["goal", "pizza"], "label": ["sports", "food"]}).to_json(path, orient=orient)
+    assert "orient='records', lines=True" in error_of(read_table, path, DataConfig())
+    records = tmp_path / "rows.jsonl"
+    pd.DataFrame({"text": ["goal"], "label": [{"a": 1}]}).to_json(records, orient="records", lines=True)
+    assert read_table(records, DataConfig())["text"].tolist() == ["goal"]  # one row with a dict cell: a row
+
+
 def test_a_parser_error_names_the_files_own_line(tmp_path: Path) -> None:
     f = write(tmp_path / "bad.csv", "text,label\n\nfine,a\ntoo,many,fields\n")
     msg = error_of(read_table, f, DataConfig(separator=","))

@@ -439,6 +439,13 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                     f"{path} line {lineno}: not valid JSON ({exc.msg}); data.format jsonl expects "
                     "one JSON object per line"
                 ) from None
+    if len(numbered) == 1 and _column_oriented(numbered[0][1]):
+        # pandas' df.to_json("x.json") writes {"text": {"0": ..., "1": ...}, "label": {...}}: read as
+        # one row, the whole column became one text and one prediction
+        raise DataError(
+            f"{path}: one JSON object holding whole columns (pandas' default to_json); write one object "
+            "per row instead: df.to_json(path, orient='records', lines=True)"
+        )
     for lineno, record in numbered:
         if not isinstance(record, dict):
             raise DataError(
@@ -460,6 +467,15 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                 ) from None
     df = pd.DataFrame.from_records([record for _, record in numbered], index=[n for n, _ in numbered])
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _column_oriented(record: Any) -> bool:
+    """pandas' ``orient="columns"`` (every value an object of row -> cell) or ``orient="split"``."""
+    if not isinstance(record, dict) or not record:
+        return False
+    if all(isinstance(v, dict) for v in record.values()):
+        return True
+    return {"columns", "data"} <= set(record) and isinstance(record["data"], list)
 
 
 def _json_array(text: str) -> list[tuple[int, Any]] | None:

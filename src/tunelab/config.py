@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -561,7 +562,9 @@ class RunConfig:
         if not isinstance(output_dir, str | Path) or not str(output_dir).strip():
             problems.append(f"output_dir={output_dir!r} (use a folder, e.g. runs)")
         # a run name is one folder: "a/b" trained into runs/a/b, which `tunelab runs` never lists
-        if name is not None and (
+        if isinstance(name, list | dict):  # name=[a, b] made a folder named "['a', 'b']"
+            problems.append(f"name={name!r} (use one folder name)")
+        elif name is not None and (
             not str(name).strip() or "/" in str(name) or "\\" in str(name) or str(name) in (".", "..")
         ):
             problems.append(f"name={name!r} (use one folder name, without / or \\)")
@@ -585,7 +588,7 @@ class RunConfig:
                     f"{p}: config file not found (give a YAML run file such as configs/banking77.yaml)"
                 )
             try:
-                loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+                loaded = load_config_yaml(p.read_text(encoding="utf-8"))
             except UnicodeDecodeError as exc:
                 line = p.read_bytes()[: exc.start].count(b"\n") + 1
                 byte = f"0x{exc.object[exc.start]:02x}"
@@ -612,6 +615,30 @@ class RunConfig:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans (``true``/``false`` only).
+
+    YAML 1.1 reads ``yes``, ``no``, ``on`` and ``off`` as booleans: ``data.labels=[no, yes]``
+    became the labels ``False`` and ``True`` (then "no training row has them"), and
+    ``data.label_column=on`` the column ``True``. A bool field still takes them (``coerce_types``).
+    """
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
+
+
+def load_config_yaml(text: str) -> Any:
+    """``text`` as YAML with only ``true``/``false`` as booleans (``_ConfigLoader``)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
+
+
 def coerce_types(
     section_cls: type, values: dict[str, Any], section: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -635,7 +662,9 @@ def coerce_types(
                 problems[key] = f"{section}.{key} must not be null"
             continue
         if kind == "bool":
-            if not isinstance(value, bool):
+            if isinstance(value, str) and value.lower() in _YAML11_BOOLS:  # yes/no/on/off, as before
+                out[key] = _YAML11_BOOLS[value.lower()]
+            elif not isinstance(value, bool):
                 problems[key] = f"{section}.{key}={value!r} (use true or false)"
         elif kind == "int":
             if isinstance(value, float) and value.is_integer():
@@ -671,7 +700,7 @@ def _parse_value(text: str) -> Any:
     an empty string, and ``data.label_delimiter=#`` as null.
     """
     try:
-        value = yaml.safe_load(text)
+        value = load_config_yaml(text)
     except yaml.YAMLError:
         return text
     written_empty = text.strip() in ("", "null", "Null", "NULL", "~", "''", '""', "[]")

@@ -221,6 +221,22 @@ def test_data_seeds_out_of_range_are_named(item: str) -> None:
         RunConfig.from_yaml(None, [item])
 
 
+def test_yes_no_on_off_are_text_where_a_field_takes_text_and_booleans_where_it_takes_one(
+    tmp_path: Path,
+) -> None:
+    """YAML 1.1 read data.labels=[no, yes] as False and True: the labels "False"/"True", which no
+    training row has; data.label_column=on named the column "True"; name=[a, b] made a folder
+    "['a', 'b']"."""
+    cfg = RunConfig.from_yaml(None, ["data.labels=[no, yes]", "data.label_column=on", "data.header=yes"])
+    assert (cfg.data.labels, cfg.data.label_column, cfg.data.header) == (["no", "yes"], "on", True)
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  labels: [off, on]\n  header: no\n  column_names: [text, label]\n")
+    from_file = RunConfig.from_yaml(path)
+    assert (from_file.data.labels, from_file.data.header) == (["off", "on"], False)
+    with pytest.raises(ConfigError, match=r"name=\['a', 'b'\] \(use one folder name\)"):
+        RunConfig.from_yaml(None, ["name=[a, b]"])
+
+
 def test_fractional_batch_size_is_rejected() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         RunConfig.from_yaml(None, ["train.batch_size=1.5"])

@@ -119,6 +119,22 @@ def test_multi_label_lists_in_jsonl(tmp_path: Path) -> None:
     assert s.train.labels == [[0, 1], [], [1]]
 
 
+def test_multi_label_cells_written_as_lists_are_read_as_lists(tmp_path: Path) -> None:
+    """pandas' to_csv writes a list column as "['a', 'b']": each distinct list text became one label."""
+    import pandas as pd
+
+    f = tmp_path / "m.csv"
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [["x", "y"], ["x"], [], ["[urgent]"]]}).to_csv(
+        f, index=False
+    )
+    s = load_splits(DataConfig(train=str(f), task="multi_label", dev_size=0))
+    assert s.labels.names == ["[urgent]", "x", "y"]
+    assert s.train.labels == [[1, 2], [1], [], [0]]
+    g = write(tmp_path / "n.csv", 'text,label\na,"[""x"", ""y""]"\nb,[urgent]|x\n')
+    t = load_splits(DataConfig(train=str(g), task="multi_label", dev_size=0))
+    assert [[t.labels.names[i] for i in row] for row in t.train.labels] == [["x", "y"], ["[urgent]", "x"]]
+
+
 def test_multi_label_split_is_random_and_noted(tmp_path: Path) -> None:
     rows = "\n".join(f"t{i},{'a|b' if i % 2 else 'a'}" for i in range(20))
     f = write(tmp_path / "m.csv", "text,label\n" + rows + "\n")

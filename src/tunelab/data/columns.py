@@ -7,6 +7,7 @@ DataFrame index set by :func:`tunelab.data.readers.read_table`.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -169,9 +170,24 @@ def _labels(
 
 def _split_labels(value: str | list[str], delimiter: str) -> list[str]:
     """One multi-label cell -> its label names; an empty cell or list means no label."""
-    parts = value if isinstance(value, list) else value.split(delimiter)
+    parts = value if isinstance(value, list) else _listed(value) or value.split(delimiter)
     names = (p.strip() for p in parts)
     return list(dict.fromkeys(n for n in names if n))  # dedupe, keep order
+
+
+def _listed(value: str) -> list[str] | None:
+    """A cell written as a list (``['a', 'b']`` or ``["a", "b"]``: pandas' to_csv of a list column),
+    its items; else None. Each distinct list text was taken for one label ("['a', 'b']")."""
+    text = value.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    try:
+        items = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None  # "[urgent]": a label that happens to have brackets
+    if not isinstance(items, list) or not all(isinstance(i, str | int) for i in items):
+        return None
+    return [str(i) for i in items] or [""]
 
 
 def _rows(n: int) -> str:

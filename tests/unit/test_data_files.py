@@ -191,3 +191,14 @@ def test_every_missing_column_is_named_at_once(tmp_path: Path) -> None:
     f = write(tmp_path / "t.csv", "text,label\na,x\nb,y\n")
     msg = error_of(load_splits, DataConfig(train=str(f), text_column="txt", label_column="lbl"))
     assert "'txt' or 'lbl'" in msg and "data.text_column and data.label_column" in msg
+
+
+def test_an_encoding_error_in_a_gzipped_file_names_the_unpacked_line(tmp_path: Path) -> None:
+    """Its packed bytes were decoded: "byte 0x8b at offset 1 on line 1" is gzip's header, not the
+    Latin-1 é on line 3."""
+    import gzip
+
+    path = tmp_path / "latin.csv.gz"
+    path.write_bytes(gzip.compress("text,label\ngood,a\ncaf\xe9,b\n".encode("latin-1")))
+    msg = error_of(read_table, path, DataConfig(encoding="utf-8"))
+    assert "byte 0xe9 at offset 21 of the unpacked text) on line 3" in msg

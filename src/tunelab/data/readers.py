@@ -564,13 +564,18 @@ def _encoding_message(path: Path, encoding: str) -> str:
     """Name the line and the first undecodable byte with its offset in the file (not in pandas'
     read chunk), and the encoding to try: GB18030 when the bytes read as Chinese in it."""
     where = detail = ""
-    data = path.read_bytes()
+    stream = _open_bytes(path)  # a .gz file's text, not its packed bytes (the gzip header was named)
+    data = b""
+    if stream is not None:
+        with stream:
+            data = stream.read()
     try:
         data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         where = f" on line {line}"
-        detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        unpacked = " of the unpacked text" if path.suffix.lower() in _COMPRESSION else ""
+        detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}{unpacked})"
     if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         hint = "utf-16 (the file starts with a UTF-16 byte-order mark: Excel's Unicode text), or auto"
     elif _looks_chinese(path, "gb18030") and encoding.lower().replace("-", "") != "gb18030":

@@ -323,3 +323,16 @@ def test_unexpected_errors_exit_1_and_point_to_verbose(
     assert_one_error_line(capsys.readouterr().err, "unexpected RuntimeError: boom", "-v")
     with pytest.raises(RuntimeError, match="boom"):
         main(["-v", "predict", str(cli_run), "hello"])
+
+
+def test_options_may_come_between_the_run_and_its_texts(
+    cli_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse filled `texts` before the first option: `predict RUN --top-k 2 "text"` and `predict
+    RUN -v "text"` failed with "unrecognized arguments", though options may go before or after."""
+    assert main(["predict", str(cli_run), "--top-k", "2", "pizza tonight", "-v", "rain again"]) == 0
+    out = capsys.readouterr().out
+    assert "pizza tonight" in out and "rain again" in out
+    with pytest.raises(SystemExit):  # an unknown option is still one
+        main(["predict", str(cli_run), "pizza", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err

@@ -121,9 +121,35 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
 
 
+def _take_late_positionals(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]
+) -> None:
+    """Give arguments after an option to the command's list of positionals, or fail as argparse does.
+
+    argparse fills ``texts`` (``nargs="*"``) before the first option, so ``tunelab predict RUN -v
+    "text"`` and ``tunelab train config.yaml -v train.epochs=1`` failed with "unrecognized
+    arguments", though the README says options may go before or after. Written here because
+    ``parse_intermixed_args`` refuses parsers with subcommands.
+    """
+    leaf = parser
+    while True:
+        sub = next((a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None and sub.dest else None
+        if chosen is None or chosen not in sub.choices:  # type: ignore[union-attr]
+            break
+        leaf = sub.choices[chosen]  # type: ignore[union-attr]
+    lists = [a for a in leaf._actions if not a.option_strings and a.nargs == "*"]
+    if len(lists) != 1 or any(item.startswith("-") for item in extras):
+        leaf.error(f"unrecognized arguments: {' '.join(extras)}")
+    target = lists[0].dest
+    setattr(args, target, [*(getattr(args, target) or []), *extras])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _take_late_positionals(parser, args, extras)
     if args.command is None:
         parser.print_help()
         return 2

@@ -141,6 +141,19 @@ def test_loading_onto_other_base_weights_fails_naming_both(adapter_run: tuple[Pa
         assert tunelab.load(run).task_name == "single_label"
 
 
+def test_validate_from_an_adapter_run_on_changed_base_weights_says_so(
+    adapter_run: tuple[Path, Path], labelled_csvs: tuple[Path, Path]
+) -> None:
+    """validate --from said "config ok"; train --from then failed loading the model."""
+    from tunelab.preflight import validate_run
+
+    run, base = adapter_run
+    with base_restored(base):
+        replace_weights(base, seed=3)
+        result = validate_run(None, overrides=[f"data.train={labelled_csvs[0]}", "method=full"], from_run=run)
+        assert any("trained on base" in p for p in result.problems), result.problems
+
+
 def test_a_run_from_before_fingerprints_still_loads(adapter_run: tuple[Path, Path]) -> None:
     run, base = adapter_run
     expected = json.loads((run / "run.json").read_text(encoding="utf-8"))["base_fingerprint"]

@@ -1053,6 +1053,23 @@ def test_a_pair_runs_sample_without_a_second_text_is_named_by_line(
         tunelab.train(from_run=run, overrides=[f"data.train={data}", f"output_dir={tmp_path / 'more'}"])
 
 
+def test_continuing_a_single_text_run_with_text_pairs_names_the_setting(first, tmp_path: Path) -> None:
+    """validate --from passed; train then failed on rehearsal.jsonl saying "use the same task",
+    though both runs were single_label."""
+    run, train = first
+    frame = pd.read_csv(train)
+    data = tmp_path / "pairs.csv"
+    pd.DataFrame({"text": frame["text"], "second": frame["text"], "label": frame["label"]}).to_csv(
+        data, index=False
+    )
+    result = tunelab.validate_run(
+        None, overrides=[f"data.train={data}", "data.text_pair_column=second"], from_run=run
+    )
+    assert any(
+        "that run classifies single texts" in p and "data.text_pair_column" in p for p in result.problems
+    )
+
+
 def test_rehearsal_all_of_a_run_that_stored_a_sample_says_so(first, new_csv: Path, tmp_path: Path) -> None:
     """`--from RUN continual.rehearsal=all` where RUN stored 5 rows a label replayed those as if
     they were every training row, without a word."""

@@ -232,6 +232,23 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
             f"--from {where}: that run is method={before.name}, which cannot be folded into the base model "
             f"({before.cannot_merge}), so it cannot be continued; train a fresh run on all the data"
         )
+    if bool(previous.config.data.text_pair_column) != bool(cfg.data.text_pair_column):
+        # train failed later on rehearsal.jsonl with "use the same task": both runs were single_label
+        kind = "text pairs" if previous.config.data.text_pair_column else "single texts"
+        raise ConfigError(
+            f"--from {where}: that run classifies {kind}, this one "
+            f"{'does not' if previous.config.data.text_pair_column else 'sets'} data.text_pair_column; "
+            "continue with the same kind of input (data.text_pair_column as that run had it)"
+        )
+    if not before.stores_base:
+        # an adapter RUN is merged onto its base: a base whose weights changed passed validate and
+        # failed in train only when the model was loaded
+        from tunelab.models import resolve_model
+        from tunelab.models.fingerprint import check_base
+
+        check_base(
+            run.root, summary, previous.config.model.name, resolve_model(previous.config.model.name).path
+        )
     old = previous.labels.names
     if labels.names[: len(old)] != old:
         dropped = [n for n in old if n not in labels]

@@ -1070,6 +1070,19 @@ def test_continuing_a_single_text_run_with_text_pairs_names_the_setting(first, t
     )
 
 
+def test_a_dev_split_without_the_previous_labels_is_noted(
+    first, new_csv: Path, tmp_path: Path, text_maker
+) -> None:
+    """Carved from the new rows only, dev chose the checkpoint (and a multi-label threshold) without a
+    row of the labels the run should not forget, and nothing said so."""
+    run, _ = first
+    carved = _train_from(run, new_csv, tmp_path / "a", "carved")
+    assert any("no row of the previous run's labels" in n for n in carved.summary["notes"])
+    dev = _csv(tmp_path / "dev.csv", [*OLD, NEW], 4, 7, text_maker)
+    given = _train_from(run, new_csv, tmp_path / "b", "given", f"data.dev={dev}")
+    assert not any("no row of the previous run's labels" in n for n in given.summary["notes"])
+
+
 def test_rehearsal_all_of_a_run_that_stored_a_sample_says_so(first, new_csv: Path, tmp_path: Path) -> None:
     """`--from RUN continual.rehearsal=all` where RUN stored 5 rows a label replayed those as if
     they were every training row, without a word."""

@@ -73,6 +73,9 @@ class Continuation:
         short = short_sample_note(rehearsal, cfg.continual, previous.config.continual)
         if short is not None:
             splits = dataclasses.replace(splits, notes=[*splits.notes, short])
+        unscored = dev_without_old_labels_note(splits, len(previous.labels))
+        if unscored is not None:
+            splits = dataclasses.replace(splits, notes=[*splits.notes, unscored])
         rehearsal, dropped = without_held_out(rehearsal, splits)
         if cfg.continual.ewc > 0 and not len(rehearsal):
             raise ConfigError(
@@ -146,3 +149,25 @@ class Continuation:
             "distill": cc.distill,
             "ewc": cc.ewc,
         }
+
+
+def dev_without_old_labels_note(splits: Splits, num_old: int) -> str | None:
+    """A note when the dev split has no row of any of the previous run's labels.
+
+    Carved from the new rows only (no ``data.dev``), it picks the checkpoint, stops training and,
+    for multi-label, tunes the one threshold for every label without a row of the labels the run
+    should not forget; the run said nothing of it.
+    """
+    dev = splits.dev
+    if dev is None or not isinstance(dev, Dataset) or dev.labels is None or num_old == 0:
+        return None
+    seen: set[int] = set()
+    for value in dev.labels:
+        seen.update(value if isinstance(value, list) else [value])
+    if any(i < num_old for i in seen):
+        return None
+    return (
+        "the dev split has no row of the previous run's labels, so checkpoint choice, early stopping "
+        "and a multi-label threshold are set without them; give data.dev with rows of old and new "
+        "labels to have forgetting count there"
+    )

@@ -448,6 +448,36 @@ def test_ewc_is_zero_at_the_old_weights_and_grows_with_the_distance() -> None:
     assert term(model).item() == pytest.approx(4.0)
 
 
+def test_ewc_pulls_a_grown_heads_old_rows_as_it_pulls_an_unchanged_head() -> None:
+    """Matched on identical shapes, a head grown with new labels was left out whole, old rows
+    included (where forgetting shows), while a head with no new label was pulled."""
+    from tunelab.train import continual_penalties
+    from tunelab.train.continual_penalties import fisher_of
+
+    torch.manual_seed(0)
+    previous, model = _Embedded(), _Embedded()
+    model.classifier = nn.Linear(4, 3)  # one new label
+    task = get_task("single_label")
+    enc = SimpleNamespace(input_ids=[[1, 2], [3], [4, 5, 6]], lengths=[2, 1, 3])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(continual_penalties, "collate", _collate_ids)
+        fisher, anchor = fisher_of(previous, model, enc, task, num_old=2)
+    assert {"classifier.weight", "classifier.bias"} <= set(fisher)
+    assert anchor["classifier.weight"].shape == (2, 4)
+    with torch.no_grad():
+        model.embed.weight.copy_(previous.embed.weight)
+        model.classifier.weight[:2].copy_(previous.classifier.weight)
+        model.classifier.bias[:2].copy_(previous.classifier.bias)
+    term = EWC(fisher, anchor, weight=1.0)
+    assert term(model).item() == 0.0
+    with torch.no_grad():
+        model.classifier.bias[2] += 5.0  # the new label's row: free
+    assert term(model).item() == 0.0
+    with torch.no_grad():
+        model.classifier.bias[0] += 1.0  # an old label's row: pulled
+    assert term(model).item() > 0.0
+
+
 def test_the_fisher_leaves_out_weights_the_continued_run_does_not_train() -> None:
     """A frozen weight (``full``'s token embeddings by default) never moves: no Fisher, no anchor
     for it, and it does not rescale the normalised Fisher of the others (review finding R4)."""

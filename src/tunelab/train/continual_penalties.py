@@ -96,7 +96,9 @@ class EWC:
     the usual approximation), divided by its mean over all those parameters: a well-fitted model's
     raw Fisher is tiny (1e-12 on average on the tiny test model), so a raw weight would have to be
     chosen per model; normalised, ``weight`` is scale-free (1 is the squared distance, weighted by
-    relative importance). The head is left out: its shape changed with the new labels.
+    relative importance). A head grown with new labels is pulled on its old labels' rows only
+    (the new rows have no previous weights); left out before, while an unchanged head was pulled,
+    the old rows, where forgetting shows, were free exactly when labels were added.
     """
 
     def __init__(
@@ -108,16 +110,18 @@ class EWC:
         total = torch.zeros(())
         for name, param in model.named_parameters():
             if name in self.fisher and param.requires_grad:
-                total = total + (self.fisher[name] * (param - self.anchor[name]) ** 2).sum()
+                anchor = self.anchor[name]
+                current = param if param.shape == anchor.shape else param[: anchor.shape[0]]  # grown head
+                total = total + (self.fisher[name] * (current - anchor) ** 2).sum()
         return 0.5 * self.weight * total
 
 
 def ewc_without_weights() -> ConfigError:
     """The one-line refusal of ``continual.ewc`` on a run that trains only its grown head."""
     return ConfigError(
-        "continual.ewc: this run trains none of the previous model's weights (only the grown head, "
-        "which EWC leaves out: e.g. method setfit with method.end_to_end=false), so there is "
-        "nothing to keep; set continual.ewc=0, or train the encoder too"
+        "continual.ewc: this run trains none of the previous model's weights but its head (e.g. method "
+        "setfit with method.end_to_end=false), so there is nothing for EWC to keep; set "
+        "continual.ewc=0, or train the encoder too"
     )
 
 
@@ -129,11 +133,10 @@ def fisher_of(
     # moves, so its penalty is always zero, while its Fisher would hold memory and, through the
     # mean below, rescale every other weight's penalty.
     shapes = {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
-    params = {n: p for n, p in previous.named_parameters() if shapes.get(n) == p.shape}
+    params = {n: p for n, p in previous.named_parameters() if n in shapes and _fits(p.shape, shapes[n])}
     if not params:
-        # Only the grown head trains (setfit with end_to_end: false), and its shape is not the
-        # previous head's: the penalty was always 0 while run.json said ewc, or the backward pass
-        # below failed ("element 0 of tensors does not require grad") with distillation on.
+        # Nothing of the previous model trains: the penalty would always be 0 while run.json said
+        # ewc (check_run refuses a head-only method first: ``Method.head_only``).
         raise ewc_without_weights()
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     previous.eval()
@@ -154,6 +157,11 @@ def fisher_of(
     fisher = {name: f / mean.clamp_min(1e-30) for name, f in fisher.items()}
     anchor = {name: p.detach().clone() for name, p in params.items()}
     return fisher, anchor
+
+
+def _fits(old: torch.Size, new: torch.Size) -> bool:
+    """The same shape, or a head grown with new labels (more rows, as ``grow_into`` fills them)."""
+    return old == new or (len(old) >= 1 and old[1:] == new[1:] and old[0] <= new[0])
 
 
 def combined(*terms: LossTerm | None) -> LossTerm | None:

@@ -244,7 +244,19 @@ class TrainConfig:
             self.head_learning_rate is None or 0 < self.head_learning_rate < 1,
             f"head_learning_rate={self.head_learning_rate} (use a value in (0, 1), e.g. 2e-3)",
         )
-        _check(p, self.weight_decay >= 0, f"weight_decay={self.weight_decay} (use 0 or more)")
+        # inf made every weight NaN, and the run still "finished"
+        _check(
+            p,
+            self.weight_decay == 0 or _finite_positive(self.weight_decay),
+            f"weight_decay={self.weight_decay} (use 0 or more, e.g. 0.01)",
+        )
+        # clip_grad_norm_ scales by max_norm / |g|: 0 zeroed every gradient (a model left at chance),
+        # a negative norm flipped them, NaN made NaN weights
+        _check(
+            p,
+            _finite_positive(self.max_grad_norm),
+            f"max_grad_norm={self.max_grad_norm} (use a positive gradient norm, e.g. 1.0)",
+        )
         _check(p, 0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio} (use [0, 1))")
         _check(p, self.grad_accum_steps >= 1, f"grad_accum_steps={self.grad_accum_steps} (use 1 or more)")
         _check(

@@ -438,3 +438,107 @@ def test_metrics_log_without_resume_starts_empty(tmp_path: Path) -> None:
     log = MetricsLog(path, tmp_path / "tb")
     log.close()
     assert log.records == [] and path.read_text(encoding="utf-8") == ""
+
+
+# -- review fixes: what the loop must not do silently ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "train.max_grad_norm=0",
+        "train.max_grad_norm=-1",
+        "train.max_grad_norm=.nan",
+        "train.weight_decay=.inf",
+    ],
+)
+def test_gradient_norms_and_weight_decay_that_break_training_are_refused(item: str) -> None:
+    """max_grad_norm 0 zeroed every gradient (the model stayed at chance), -1 flipped them, NaN and
+    an infinite weight decay made NaN weights; the config took them all."""
+    with pytest.raises(ConfigError, match=item.split("=")[0].split(".")[1]):
+        tunelab.RunConfig.from_yaml(None, [item])
+
+
+def test_a_loss_that_is_not_finite_stops_training_naming_the_step(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN loss wrote NaN into every weight, a NaN dev score became "best", and the run
+    "finished" predicting NaN."""
+    from tunelab.errors import RunError
+    from tunelab.tasks.classification.task import ClassificationTask
+
+    original, calls = ClassificationTask.loss, []
+
+    def nan_from_the_third(self, logits, labels, weights, **kwargs):
+        calls.append(1)
+        value = original(self, logits, labels, weights, **kwargs)
+        return value * float("nan") if len(calls) >= 3 else value
+
+    monkeypatch.setattr(ClassificationTask, "loss", nan_from_the_third)
+    with pytest.raises(RunError, match=r"the training loss is nan at step 3 \(epoch 1\)"):
+        tunelab.train(
+            None, overrides=_loop_run(tiny_bert, train_csv, tmp_path, "train.epochs=1"), show_progress=False
+        )
+
+
+def test_a_run_that_trained_every_step_did_not_stop_early(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patience used up at the final evaluation set stopped_early, and the report said "(stopped early)"."""
+    original, calls = train_loop._evaluate, []
+
+    def worse_at_the_end(model, setup, state, best_path, *, epoch_pos):
+        original(model, setup, state, best_path, epoch_pos=epoch_pos)
+        calls.append(1)
+        if len(calls) == 2:  # the last epoch's evaluation: patience spent there
+            state.bad_evals = 99
+
+    monkeypatch.setattr(train_loop, "_evaluate", worse_at_the_end)
+    overrides = _loop_run(
+        tiny_bert, train_csv, tmp_path, "train.epochs=2", "train.patience=1", "data.dev_size=0.2"
+    )
+    result = tunelab.train(None, overrides=overrides, show_progress=False)
+    assert result.summary["epochs_run"] == 2 and result.summary["stopped_early"] is False
+
+
+def test_the_last_short_accumulation_group_of_an_epoch_is_a_full_step(
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch's loss was divided by grad_accum_steps: an epoch's last group of k < N batches
+    stepped with k/N of a full gradient. Each batch's loss here is 1 (its gradient on the head's
+    first bias is 1 per batch), so every step's gradient there must be 1 whatever its group size."""
+    from tunelab.tasks.classification.task import ClassificationTask
+
+    def unit_loss(self, logits, labels, weights, **kwargs):
+        return logits[:, 0].mean()
+
+    seen: list[float] = []
+    original_clip = torch.nn.utils.clip_grad_norm_
+
+    def record(params, max_norm, *args, **kwargs):
+        params = list(params)
+        seen.append(float(params[-1].grad[0]))  # the head's bias, the last trainable parameter
+        return original_clip(params, 1e9)
+
+    monkeypatch.setattr(ClassificationTask, "loss", unit_loss)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
+    overrides = _loop_run(tiny_bert, train_csv, tmp_path, "train.epochs=1", "train.grad_accum_steps=3")
+    tunelab.train(None, overrides=overrides, show_progress=False)
+    assert len(seen) == 3  # 8 batches: groups of 3, 3 and 2
+    assert seen == pytest.approx([1.0, 1.0, 1.0], rel=1e-2)  # bf16 forward: 1.002
+
+
+def test_tensorboard_keeps_the_checkpoint_steps_events_on_resume(tmp_path: Path) -> None:
+    """purge_step hid events at the checkpoint's own step, which the resumed run does not log again."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = MetricsLog(tmp_path / "m.jsonl", tmp_path / "tb")
+    for step in (10, 20, 30):
+        first.log({"event": "train", "step": step, "loss": 1.0})
+    first.close()
+    resumed = MetricsLog(tmp_path / "m.jsonl", tmp_path / "tb", resume_step=20)
+    resumed.log({"event": "train", "step": 30, "loss": 0.5})
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [10, 20, 30]

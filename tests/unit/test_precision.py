@@ -185,3 +185,46 @@ def test_a_bf16_run_resumed_on_a_cpu_without_bf16_goes_on_in_fp32_and_says_so(
     result = tunelab.train(resume=partial, show_progress=False)
     assert result.summary["precision"] == "fp32" and result.summary["precision_before_resume"] == "bf16"
     assert "resumed on" in result.summary["precision_reason"]
+
+
+class _Stop(BaseException):
+    """A kill after a checkpoint: nothing in tunelab catches a BaseException."""
+
+
+def test_a_second_resume_still_says_what_the_run_trained_in_before(
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+    killed_at_first_checkpoint: Any,
+    tmp_path: Path,
+    monkeypatch,
+) -> None:
+    """The first resume's run.json said fp32 as the run's precision: the second read that as
+    "before" and dropped that the run had trained in bf16."""
+    from tunelab.train import loop as train_loop
+
+    _cpu(monkeypatch, ["avx512_bf16"])
+    train, test = labelled_csvs
+    overrides = tiny_overrides(
+        tiny_bert,
+        train,
+        test,
+        tmp_path / "runs",
+        "train.precision=bf16",
+        "train.checkpoint_steps=2",
+        "name=twice",
+    )
+    partial = killed_at_first_checkpoint(overrides)
+    _cpu(monkeypatch, [])
+    original = train_loop.save_checkpoint
+
+    def save_then_stop(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)
+        raise _Stop
+
+    with monkeypatch.context() as mp:
+        mp.setattr(train_loop, "save_checkpoint", save_then_stop)
+        with pytest.raises(_Stop):
+            tunelab.train(resume=partial, show_progress=False)
+    result = tunelab.train(resume=partial, show_progress=False)
+    assert result.summary["precision"] == "fp32" and result.summary["precision_before_resume"] == "bf16"

@@ -203,12 +203,24 @@ def _train_epochs(
                     logits.float(), labels, setup.class_weights, smoothing=cfg.label_smoothing
                 )
 
+            # The batches of this optimizer step: the epoch's last group may be short, and divided
+            # by grad_accum_steps its step was k/N of a full one (Trainer fixed the same in 4.46).
+            group_start = state.batch_in_epoch - state.batch_in_epoch % cfg.grad_accum_steps
+            group = min(cfg.grad_accum_steps, len(batches) - group_start)
             with adversary.watch(model) if adversary is not None else contextlib.nullcontext():
                 loss = forward_loss()
                 objective = loss if setup.loss_term is None else loss + setup.loss_term(model)
-                (objective / cfg.grad_accum_steps).backward()
+                value = objective.item()
+                if not math.isfinite(value):
+                    # NaN weights from here on, and a NaN dev score still became "best": the run
+                    # "finished" predicting NaN.
+                    raise RunError(
+                        f"the training loss is {value} at step {state.step + 1} (epoch {state.epoch + 1}); "
+                        "lower train.learning_rate or check the train.* settings and train again"
+                    )
+                (objective / group).backward()
             if adversary is not None:  # train.adversarial: add the perturbed batch's gradient
-                adversary.attack(model, lambda: forward_loss() / cfg.grad_accum_steps)
+                adversary.attack(model, lambda group=group: forward_loss() / group)
             state.batch_in_epoch += 1
             state.samples += len(idx)
             state.window_loss += loss.item() * len(idx)
@@ -259,8 +271,8 @@ def _train_epochs(
                     epoch_pos=state.epoch + state.batch_in_epoch / len(batches),
                 )
                 window_start, timed_samples = time.perf_counter(), 0
-                if cfg.patience is not None and state.bad_evals >= cfg.patience:
-                    state.stopped_early = True
+                if cfg.patience is not None and state.bad_evals >= cfg.patience and not finished:
+                    state.stopped_early = True  # not when every step ran: the report said "stopped early"
             if end_of_epoch:
                 state.epoch += 1
                 state.batch_in_epoch = 0

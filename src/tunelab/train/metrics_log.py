@@ -34,7 +34,10 @@ class MetricsLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(tb_dir), purge_step=resume_step)
+            # purge_step hides events at that step and after: the checkpoint's own step was logged
+            # before it was saved and is not replayed, so only the steps after it are stale
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(str(tb_dir), purge_step=purge)
         except ImportError:  # tensorboard is a dependency, but the JSONL log is enough to go on
             self._tb = None
 

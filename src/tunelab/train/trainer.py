@@ -197,11 +197,20 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     # A forced bf16 on a CPU without it: check_run refused a new run; a resumed one falls back to fp32.
     precision = resolve_precision(cfg.train.precision, resuming=run is not None)
-    precision_before = previous.get("precision") if previous.get("precision") != precision.name else None
+    # Carried over resumes: a second resume read the first resume's own precision as "before" and
+    # lost that the run had trained in another one.
+    precision_before = next(
+        (
+            p
+            for p in (previous.get("precision_before_resume"), previous.get("precision"))
+            if p and p != precision.name
+        ),
+        None,
+    )
     if precision_before:
         logger.warning(
             "this run trained in %s before the resume and goes on in %s (%s)",
-            previous["precision"],
+            precision_before,
             precision.name,
             precision.reason,
         )
@@ -346,6 +355,7 @@ def _train_in(
             DATA_KEY: data_fingerprint,  # the rows as read: a resume from a checkpoint compares them
             "data_files": _data_files(cfg),
             "precision": precision.name,
+            "precision_before_resume": precision_before,
         }
     )
 

@@ -56,3 +56,13 @@ def test_calibration_never_changes_the_predicted_class() -> None:
 def test_mismatched_shapes_are_a_caller_error() -> None:
     with pytest.raises(ValueError, match="do not match"):
         fit_temperature(np.zeros((3, 2)), np.zeros(4, dtype=int))
+
+
+def test_dev_rows_all_predicted_right_keep_the_temperature_at_one() -> None:
+    """The log-loss falls without end as T goes to 0: the fit stopped at the bound, T = 0.05, and an
+    ambiguous text later came out 88% sure, while the ECE on these rows read about 0."""
+    logits = np.array([[0.4, 0.0, 0.0], [0.0, 0.4, 0.0], [0.0, 0.0, 0.4]] * 2)
+    fitted = fit_temperature(logits, np.array([0, 1, 2] * 2))
+    assert (fitted.temperature, fitted.fitted) == (1.0, False)
+    assert fitted.to_dict()["fitted"] is False
+    assert fit_temperature(*_sampled(n=200)).fitted is True

@@ -46,7 +46,14 @@ def _probs(run: Path, temperature: float = 1.0) -> np.ndarray:
 def test_the_ensemble_probabilities_are_the_mean_of_its_members(members, ens) -> None:
     summary = tunelab.load(ens).run.read_summary()
     temperatures = [m["temperature"] for m in summary["members"]]
-    assert all(m["calibration"].startswith("fitted on") for m in summary["members"])  # their dev splits
+    # calibrated on their dev splits; a member that gets every dev row right keeps T = 1 (the fit ran
+    # off to the bound, 0.05, and made the ensemble near-certain of anything)
+    for m in summary["members"]:
+        assert m["calibration"].startswith("fitted on") or (
+            m["calibration"].startswith("none (all ")
+            and "predicted right" in m["calibration"]
+            and m["temperature"] == 1.0
+        ), m
     expected = np.mean([_probs(r, t) for r, t in zip(members, temperatures, strict=True)], axis=0)
     got = softmax(np.asarray(tunelab.load(ens).logits(TEXTS), dtype=np.float64))
     np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -197,8 +204,9 @@ def test_a_member_whose_dev_split_cannot_be_read_stops_the_build(
     # the two ways out both work
     assert ensemble([members[0], b], tmp_path / "raw", calibrate=False).path.is_dir()
     built = ensemble([members[0], b], tmp_path / "ondev", dev=test)
-    assert all(m["calibration"].startswith("fitted on") for m in built.members)
-    assert all(m["calibration"].endswith(f"rows of {test}") for m in built.members)
+    for m in built.members:  # on --dev's rows (fitted there, or all of them right: T = 1 kept)
+        assert f"rows of {test}" in m["calibration"], m
+        assert m["calibration"].startswith("fitted on") or m["temperature"] == 1.0, m
 
 
 def test_a_member_without_a_dev_split_stops_the_build(

@@ -125,7 +125,11 @@ def test_build_writes_a_whole_bot_folder_calibrated_on_the_runs_dev_split(built,
     assert (config.name, config.run, config.encoder) == ("demo", str(run.resolve()), "minilm-l6")
     assert (config.thresholds.intent, config.thresholds.knowledge) == (0.9, 0.5)
     calibration = json.loads((folder / "calibration.json").read_text(encoding="utf-8"))
-    assert calibration == result.calibration and calibration["fitted"] is True
+    assert calibration == result.calibration
+    # fitted, or every dev row right (this tiny run's usual case): T = 1 kept and said, not T = 0.05
+    assert calibration["fitted"] or (
+        calibration["temperature"] == 1.0 and any("every one of the" in w for w in result.warnings)
+    )
     assert calibration["rows"] == 6 and "dev split" in calibration["dev"]  # 10% of 60 training rows
     assert config.temperature == pytest.approx(calibration["temperature"])
     assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration)

@@ -104,7 +104,8 @@ def test_build_prints_calibration_and_warns_without_dev_data(
 
 def test_build_with_dev_reports_ece_before_and_after(bot: Path, capsys) -> None:
     calibration = json.loads((bot / "calibration.json").read_text(encoding="utf-8"))
-    assert calibration["fitted"] and calibration["rows"] == 24 and calibration["rows_out_of_scope"] == 2
+    assert calibration["rows"] == 24 and calibration["rows_out_of_scope"] == 2
+    assert calibration["fitted"] or calibration["temperature"] == 1.0  # all 24 right: nothing to fit
 
 
 BUILD = ["build", "--run", "{run}", "--answers", "{answers}", "--out", "{tmp}/x"]

@@ -239,6 +239,9 @@ def _temperature(
         )
     logits = predictor.logits(texts, pairs)
     fitted = fit_temperature(logits, np.asarray(labels))
+    if not fitted.fitted:  # every row right: a fit would have run off to T = 0.05 (see fit_temperature)
+        logger.info("%s: all %d rows of %s right, temperature 1 kept", folder.root, len(texts), source)
+        return 1.0, f"none (all {len(texts)} rows of {source} predicted right: nothing to fit, 1 kept)"
     logger.info("%s: temperature %.3f on %d rows of %s", folder.root, fitted.temperature, len(texts), source)
     return round(fitted.temperature, 6), f"fitted on {len(texts)} rows of {source}"
 

@@ -43,9 +43,10 @@ class Calibration:
     ece_after: float
     nll_before: float
     nll_after: float
+    fitted: bool = True  # False: every row right, nothing to fit (temperature 1 kept)
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(float(v), 6) for k, v in self.__dict__.items()}
+    def to_dict(self) -> dict[str, float | bool]:
+        return {k: v if isinstance(v, bool) else round(float(v), 6) for k, v in self.__dict__.items()}
 
 
 def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -86,6 +87,9 @@ def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Calibration:
     """Fit T on held-out (dev) logits and labels by minimising the log-loss.
 
+    When every row is predicted right there is no minimum (T -> 0): T = 1 is kept and
+    ``fitted`` is False, for the caller to say so.
+
     Args:
         logits: (N, L) raw model outputs on data the model was not trained on.
         labels: (N,) true class ids.
@@ -98,12 +102,20 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Calibration:
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or len(logits) != len(labels) or not len(labels):
         raise ValueError(f"fit_temperature: logits {logits.shape} and labels {labels.shape} do not match")
-    # Optimise log T: T > 0 for free, and the loss is far better conditioned in it.
-    found = minimize_scalar(
-        lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=_LOG_T_BOUNDS, method="bounded"
-    )
-    temperature = float(np.exp(found.x))
+    separable = bool((logits.argmax(axis=1) == labels).all())
+    if separable:
+        # Every row right: the log-loss keeps falling as T goes to 0, so the fit ended at the bound
+        # (T = 0.05, 20x sharper) and made every later answer near-certain, an ambiguous one too,
+        # while its ECE on these rows read ~0. Nothing to fit: T stays 1.
+        temperature = 1.0
+    else:
+        # Optimise log T: T > 0 for free, and the loss is far better conditioned in it.
+        found = minimize_scalar(
+            lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=_LOG_T_BOUNDS, method="bounded"
+        )
+        temperature = float(np.exp(found.x))
     return Calibration(
+        fitted=not separable,
         temperature=temperature,
         ece_before=expected_calibration_error(softmax(logits), labels),
         ece_after=expected_calibration_error(calibrated_probabilities(logits, temperature), labels),

@@ -213,9 +213,13 @@ def _calibrate(predictor: Any, dev: str | Path | None, warnings: list[str]) -> d
         return {"temperature": 1.0, "fitted": False, "dev": source, "rows": 0}
     logits = predictor.logits(texts)  # (N, L)
     fitted = fit_temperature(logits, np.asarray(labels))
+    if not fitted.fitted:
+        warnings.append(
+            f"calibration: every one of the {len(texts)} dev rows is predicted right, so there is no "
+            "temperature to fit (1 kept); give --dev FILE with more rows for honest confidences"
+        )
     return {
         **fitted.to_dict(),
-        "fitted": True,
         "dev": source,
         "rows": len(texts),
         "rows_out_of_scope": dropped,

@@ -58,8 +58,12 @@ def test_label_absent_from_split_is_listed_but_not_macro_averaged():
     m = compute_metrics(Y_TRUE, Y_PRED, [*LABELS, "d"])
 
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
-    assert m["per_class"][3] == {"label": "d", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # neither in the data nor predicted: no score (it showed as a 0.00 F1 bar, read as a failure)
+    assert m["per_class"][3] == {"label": "d", "precision": None, "recall": None, "f1": None, "support": 0}
     assert m["confusion_matrix"][3] == [0, 0, 0, 0]
+    # predicted but never in the data: a real 0 precision
+    wrong = compute_metrics([0, 1], [0, 3], [*LABELS, "d"])
+    assert wrong["per_class"][3] == {"label": "d", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert [row[3] for row in m["confusion_matrix"]] == [0, 0, 0, 0]
 
 
@@ -267,3 +271,11 @@ def test_report_rejects_matrix_that_does_not_match_labels(tmp_path):
     m = compute_metrics(Y_TRUE, Y_PRED, LABELS)
     with pytest.raises(ValueError, match="shape"):
         write_report(tmp_path, m, label_names=["a", "b"])
+
+
+def test_the_per_class_plot_leaves_out_labels_without_a_score() -> None:
+    """A label absent from the file and never predicted was drawn as a 0.00 bar."""
+    from tunelab.evaluate import plots
+
+    assert plots.per_class_f1_png([{"label": "d", "f1": None}]) is None  # nothing to draw
+    assert plots.per_class_f1_png([{"label": "a", "f1": 0.5}, {"label": "d", "f1": None}]) is not None

@@ -31,7 +31,8 @@ def compute_metrics(
 
     Macro averages run over the labels that occur in ``y_true`` or ``y_pred`` (scikit-learn's
     default), so a class absent from a small test subset does not drag macro-F1 down with a
-    meaningless zero; ``per_class`` still lists every label, with support 0 where absent.
+    meaningless zero; ``per_class`` still lists every label, with support 0 where absent (and
+    precision, recall and F1 None where it is neither in the data nor predicted).
 
     Args:
         y_true: Gold labels. Single-label: a sequence of int label ids, shape (n,).
@@ -193,12 +194,16 @@ def _per_class(true: np.ndarray, pred: np.ndarray, label_names: list[str]) -> li
     precision, recall, f1, support = precision_recall_fscore_support(
         true, pred, labels=list(range(len(label_names))), average=None, zero_division=0
     )
+    predicted = pred.sum(axis=0) if pred.ndim == 2 else np.bincount(pred, minlength=len(label_names))
+    # A label neither in the data nor predicted has no score, not 0: shown as "0.00" it read as a
+    # failure (most of 77 intents on a small file), while macro averages rightly left it out.
+    absent = [int(support[i]) == 0 and int(predicted[i]) == 0 for i in range(len(label_names))]
     return [
         {
             "label": str(name),
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
+            "precision": None if absent[i] else float(precision[i]),
+            "recall": None if absent[i] else float(recall[i]),
+            "f1": None if absent[i] else float(f1[i]),
             "support": int(support[i]),
         }
         for i, name in enumerate(label_names)

@@ -327,7 +327,12 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     Returns:
         PNG bytes, or None when ``per_class`` is empty.
     """
-    rows = [(_short(c.get("label")), finite_number(c.get("f1")) or 0.0) for c in per_class]
+    # a label with no score (absent from the data and never predicted) is no bar: not a 0 F1
+    rows = [
+        (_short(c.get("label")), finite_number(c.get("f1")) or 0.0)
+        for c in per_class
+        if c.get("f1") is not None
+    ]
     if not rows:
         return None
     rows.sort(key=lambda row: -row[1])

@@ -43,14 +43,31 @@ def _name_mapping(loader: NameKeyLoader, node: yaml.MappingNode) -> dict[Any, An
 NameKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _name_mapping)
 
 
-def load_names_yaml(text: str, source: str, what: str = "key") -> Any:
+class NameListLoader(NameKeyLoader):
+    """Also a list's plain items as written: ``- 1``, ``- yes`` and ``- null`` are names there
+    (star ratings 1-5), which the safe loader made 1, True and None, then refused as no name."""
+
+
+def _name_list(loader: NameListLoader, node: yaml.SequenceNode) -> list[Any]:
+    return [
+        item.value if isinstance(item, yaml.ScalarNode) else loader.construct_object(item, deep=True)
+        for item in node.value
+    ]
+
+
+NameListLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _name_list)
+
+
+def load_names_yaml(text: str, source: str, what: str = "key", *, list_names: bool = False) -> Any:
     """``text`` parsed with ``NameKeyLoader``; errors name ``source`` and call a key a ``what``.
+
+    ``list_names``: list items are names too, kept as written (``NameListLoader``).
 
     Raises:
         ConfigError: a repeated key or a key that is not text (with its line).
         yaml.YAMLError: the text is not YAML (callers report it with its line).
     """
-    loader = NameKeyLoader(text)
+    loader = (NameListLoader if list_names else NameKeyLoader)(text)
     loader.name = source
     loader.what = what
     try:

@@ -52,6 +52,15 @@ def test_a_list_of_names_is_described_by_the_names(tmp_path: Path) -> None:
     assert read_label_descriptions(path) == {"card_arrival": "card arrival", "top_up_failed": "top up failed"}
 
 
+def test_a_list_of_star_ratings_or_yes_no_keeps_the_names_as_written(tmp_path: Path) -> None:
+    """YAML read "- 1" and "- yes" as 1 and True, then refused them as "not a label name"."""
+    path = tmp_path / "stars.yaml"
+    path.write_text("- 1\n- 2\n- '3'\n", encoding="utf-8")
+    assert list(read_label_descriptions(path)) == ["1", "2", "3"]
+    path.write_text("- yes\n- no\n", encoding="utf-8")
+    assert read_label_descriptions(path) == {"yes": "yes", "no": "no"}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -264,6 +273,13 @@ def test_the_cli_explains_a_missing_run_or_a_stray_model_option(labels_yaml: Pat
     assert "only with --zero-shot" in capsys.readouterr().err
     assert main(["predict", "--zero-shot", str(labels_yaml), "--encoder", "e", "--nli", "n", "t"]) == 2
     assert "not both" in capsys.readouterr().err
+
+    # a run folder and --zero-shot: the run's path was classified as a text, exit 0
+    run = labels_yaml.parent / "somerun"
+    run.mkdir()
+    (run / "run.json").write_text("{}", encoding="utf-8")
+    assert main(["predict", str(run), "--zero-shot", str(labels_yaml), "a text"]) == 2
+    assert "is a run folder: give a run folder or --zero-shot LABELS.yaml, not both" in capsys.readouterr().err
 
 
 def test_a_model_folder_is_recorded_absolute_so_the_run_loads_from_anywhere(

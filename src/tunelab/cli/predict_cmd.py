@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from tunelab.cli.config_args import add_file_with_options
@@ -141,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
 def _zero_shot_arguments(args: argparse.Namespace) -> None:
     """With --zero-shot the first positional is a text, not a run; the model options need it."""
     if args.zero_shot:
+        if args.run is not None and (Path(args.run) / "run.json").is_file():
+            # the run folder was classified as a text, exit 0
+            raise TunelabError(
+                f"{args.run} is a run folder: give a run folder or --zero-shot LABELS.yaml, not both"
+            )
         if args.run is not None:
             args.texts = [args.run, *args.texts]
         args.run = "the zero-shot classifier"  # how messages name it (also with --pair, no text)

@@ -95,7 +95,7 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8; save the label file as UTF-8") from None
     try:
-        raw = load_names_yaml(text, str(p), what="label")
+        raw = load_names_yaml(text, str(p), what="label", list_names=True)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -194,6 +194,18 @@ def test_nli_needs_an_entailment_output_and_an_existing_model(tiny_bert: Path, t
         zero_shot_predictor(DESCRIPTIONS, nli=str(tiny_bert))
 
 
+def test_an_nli_description_longer_than_the_model_reads_is_refused_when_built(tiny_nli: Path) -> None:
+    """The text is cut to make room, the hypothesis never: one past the model's 128 positions built
+    and then failed at predict time with "The size of tensor a (...) must match"."""
+    from tunelab.errors import ConfigError
+
+    long = {**DESCRIPTIONS, "food": " ".join(["pizza pasta bread cheese"] * 60)}
+    with pytest.raises(
+        ConfigError, match=r"makes a hypothesis of \d+ tokens .* reads at most 128; shorten it"
+    ):
+        zero_shot_predictor(long, nli=str(tiny_nli))
+
+
 def test_a_zero_shot_run_folder_predicts_evaluates_and_moves_like_a_run(
     tiny_bert: Path, labels_yaml: Path, labelled_csvs, tmp_path: Path
 ) -> None:
@@ -279,7 +291,9 @@ def test_the_cli_explains_a_missing_run_or_a_stray_model_option(labels_yaml: Pat
     run.mkdir()
     (run / "run.json").write_text("{}", encoding="utf-8")
     assert main(["predict", str(run), "--zero-shot", str(labels_yaml), "a text"]) == 2
-    assert "is a run folder: give a run folder or --zero-shot LABELS.yaml, not both" in capsys.readouterr().err
+    assert (
+        "is a run folder: give a run folder or --zero-shot LABELS.yaml, not both" in capsys.readouterr().err
+    )
 
 
 def test_a_model_folder_is_recorded_absolute_so_the_run_loads_from_anywhere(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.data.encoding import Encoded
-from tunelab.errors import ModelNotFoundError
+from tunelab.errors import ConfigError, ModelNotFoundError
 from tunelab.inference.forward import batched_outputs
 
 EMBEDDING_TEMPLATE = "{}"
@@ -105,6 +105,15 @@ class NliScorer:
         limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
         self.hypotheses = [self._pair_layout(template.format(d)) for d in descriptions]
         self.max_tokens = int(limit)
+        for description, (ids, _, _, width, _) in zip(descriptions, self.hypotheses, strict=True):
+            # the text is cut to make room, the hypothesis never: one longer than the model's
+            # positions built fine and failed at predict time ("size of tensor a (89) must match")
+            if len(ids) - width + 1 > self.max_tokens:
+                short = description if len(description) <= 60 else description[:57] + "..."
+                raise ConfigError(
+                    f"the description {short!r} makes a hypothesis of {len(ids) - width} tokens with the "
+                    f"template, and {model} reads at most {self.max_tokens}; shorten it"
+                )
         self.single_text_frame = self._single_text_frame()  # once, not on every logits call
 
     def _pair_layout(self, hypothesis: str) -> tuple[list[int], list[int], int, int, int]:

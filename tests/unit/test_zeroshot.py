@@ -225,6 +225,18 @@ def test_a_zero_shot_run_folder_predicts_evaluates_and_moves_like_a_run(
         zero_shot(labels_yaml, moved, encoder=str(tiny_bert))
 
 
+def test_eval_of_a_saved_zero_shot_run_on_an_unknown_label_asks_for_a_description(
+    tiny_bert: Path, labelled_csvs, tmp_path: Path
+) -> None:
+    """Loaded from its folder, the run's label map advised "add training rows with it"."""
+    _, test = labelled_csvs
+    run = zero_shot({"sports": "football", "food": "pizza"}, tmp_path / "zs", encoder=str(tiny_bert)).path
+    with pytest.raises(tunelab.TunelabError) as info:
+        tunelab.evaluate(run, test)  # the file also has weather rows
+    assert "'weather' has no description in the label file" in str(info.value)
+    assert "training" not in str(info.value)
+
+
 def test_a_test_file_with_a_label_that_has_no_description_is_refused(
     tiny_bert: Path, labelled_csvs, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ from tunelab.zeroshot.scorers import (
 )
 
 FORMAT = "zeroshot"
+LABEL_MISSING, LABEL_ADD_ONE = "has no description in the label file", "describe it in the label file"
 DESCRIPTIONS_JSON = "descriptions.json"  # under weights/
 
 
@@ -117,6 +118,9 @@ def load_zero_shot(ctx: Any) -> ZeroShotBackend:
     if missing:
         raise RunError(f"{path}: no description for {', '.join(missing)}; build the run again")
     ordered = {n: descriptions[n] for n in ctx.labels.names}
+    # labels.json keeps names only: `eval` of a zero-shot run on a file with another label advised
+    # "add training rows with it", to a run that has no training data
+    ctx.labels.missing, ctx.labels.add_one = LABEL_MISSING, LABEL_ADD_ONE
     return ZeroShotBackend(spec.scorer_for(list(ordered.values())), spec, ordered)
 
 
@@ -170,8 +174,8 @@ def zero_shot_predictor(
     config.method.name = FORMAT
     label_map = LabelMap(
         names=list(descriptions),
-        missing="has no description in the label file",
-        add_one="describe it in the label file",
+        missing=LABEL_MISSING,
+        add_one=LABEL_ADD_ONE,
     )
     backend = ZeroShotBackend(scorer, spec, descriptions)
     return Predictor(backend, scorer.tokenizer, label_map, config=config)

@@ -351,3 +351,11 @@ def test_bad_dev_options_are_refused_before_the_members_load(
     monkeypatch.setattr(inference, "load", never)
     with pytest.raises(ConfigError, match=r"data\.nonsense"):
         ensemble(members[:2], tmp_path / "e", dev=labelled_csvs[1], dev_options=["data.nonsense=1"])
+
+
+def test_a_dev_file_a_member_cannot_read_names_the_member(members, tmp_path) -> None:
+    """Each member reads --dev with its own column names; the error did not say which member."""
+    dev = tmp_path / "dev.csv"
+    dev.write_text("sentence,intent\npizza,food\ngoal,sports\n", encoding="utf-8")
+    with pytest.raises(tunelab.TunelabError, match=rf"--dev for member {members[0]}: "):
+        ensemble(members[:2], tmp_path / "e", dev=dev)

@@ -259,7 +259,10 @@ def _dev_rows(
         from tunelab.data.file_options import options_for_file, parse_file_overrides
 
         read = options_for_file(dev, predictor.config.data, parse_file_overrides(options))
-        rows = predictor.task.read_labelled(dev, read, predictor.labels, field=None)
+        try:
+            rows = predictor.task.read_labelled(dev, read, predictor.labels, field=None)
+        except DataError as exc:  # each member reads --dev with its own columns: say which one failed
+            raise DataError(f"--dev for member {folder.root}: {exc}") from None
         return list(rows.texts), rows.text_pairs, list(rows.labels), str(dev)
     todo = "give --dev FILE to calibrate every member on it, or --no-calibrate"
     try:

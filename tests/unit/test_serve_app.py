@@ -550,12 +550,15 @@ def test_a_line_break_in_the_path_cannot_forge_a_log_line(server: Server, log_st
     """``%0a`` in a URL arrives decoded: printed as it was, the path started a new line of the
     server's log that looked like the server's own, with and without a key."""
     stream = log_stream("info")
-    forged = "x%0a2030-01-01 00:00:00,000 WARNING tunelab.serve: database dropped"
+    forged = "x%0aFORGED WARNING tunelab.serve: database dropped"
     server.client.get(f"/v1/models/{forged}/predict")  # no key: the refusal line
     server.client.get(f"/v1/models/{forged}", headers={"Authorization": f"Bearer {server.token}"})
+    # with a key, the model name in the access line comes from the path too
+    server.client.post(f"/v1/models/{forged}/predict", json={"texts": ["a"]},
+                       headers={"Authorization": f"Bearer {server.token}"})  # fmt: skip
     lines = stream.getvalue().splitlines()
-    assert sum("\\n2030-01-01" in line for line in lines) == 2, lines
-    assert not any(line.startswith("2030-01-01") for line in lines), lines
+    assert sum("\\nFORGED" in line for line in lines) >= 3, lines
+    assert not any(line.startswith("FORGED") for line in lines), lines
 
 
 def test_a_body_not_sent_as_json_is_415_saying_how(server: Server) -> None:

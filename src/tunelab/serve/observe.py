@@ -285,7 +285,8 @@ class ObserveMiddleware:
             loggable_path(scope["path"]),
             status,
             seconds * 1000,
-            f"{ctx.app}/{ctx.model}" if ctx.app else ctx.model or "-",
+            # the name comes from the (decoded) path too: escaped like it
+            loggable_path(f"{ctx.app}/{ctx.model}" if ctx.app else ctx.model or "-"),
             ctx.version or "-",
             ctx.key_name,
             ctx.texts,

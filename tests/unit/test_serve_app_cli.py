@@ -118,12 +118,15 @@ def test_serve_names_its_model_roots_and_warns_when_the_default_is_missing(
     import tunelab.inference
 
     monkeypatch.setattr(tunelab.inference, "load", FakePredictor)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    given: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: given.update(kw))
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's SIGTERM handler alone
     tmp_path = Path(os.path.realpath(tmp_path))  # as the server's cwd reads it (macOS: /private/var)
     monkeypatch.chdir(tmp_path)
     data = ["--data-dir", str(tmp_path / "data")]
     assert main(["serve", "m=fake", *data]) == 0
+    # no WebSocket protocol: the websockets package logged every upgrade attempt outside the limit
+    assert given["ws"] == "none"
     err = capsys.readouterr().err
     assert f"model roots (admin loads): {tmp_path / 'runs'}" in err
     assert f"warning: model root {tmp_path / 'runs'} does not exist" in err

@@ -523,6 +523,10 @@ def run(args: argparse.Namespace) -> int:
             port=settings.port,
             log_config=None,
             access_log=False,
+            # no WebSocket routes: with the websockets package installed each upgrade attempt was
+            # two log lines from that package, outside the per-connection limit; refused by the
+            # HTTP protocol instead, it is one "Unsupported upgrade request." line, limited
+            ws="none",
             timeout_graceful_shutdown=30,
         )
     finally:

@@ -873,3 +873,23 @@ def test_refused_events_on_known_items_do_not_copy_the_catalog_again(make_api, m
     r = api.events([{"user_id": "u", "item_id": "alien", "rating": -1}] * 5)
     assert [x["code"] for x in r.json()["results"]] == ["invalid_event"] * 5
     assert len(copies) == 1
+
+
+def test_an_items_fields_and_tag_lists_are_capped_before_their_values_are_checked() -> None:
+    """A 0.8 MB body of one item with 60,000 fields made 300,000 schema errors (2 s of the event
+    loop every client waits through); 120,000 tags, 120,000 errors."""
+    from pydantic import ValidationError
+
+    from tunelab.serve.recommend_schemas import MAX_FIELDS, ItemsRequest
+
+    for body in (
+        {"item_id": "a", "fields": {str(i): {} for i in range(60_000)}},
+        {"items": [{"item_id": "a", "fields": {str(i): {} for i in range(60_000)}}]},
+        {"item_id": "a", "fields": {"tags": list(range(120_000))}},
+    ):
+        with pytest.raises(ValidationError) as info:
+            ItemsRequest(**body)
+        assert len(info.value.errors()) <= 5
+    with pytest.raises(ValidationError, match=f"at most {MAX_FIELDS}"):
+        ItemsRequest(item_id="a", fields={str(i): "x" for i in range(MAX_FIELDS + 1)})
+    assert ItemsRequest(item_id="a", fields={str(i): "x" for i in range(MAX_FIELDS)}).fields

@@ -253,6 +253,22 @@ def test_a_span_may_end_inside_a_word_kept_whole_at_a_hyphen_or_dot(tmp_path: Pa
     assert [text[s:e] for s, e in sentence.offsets or []] == sentence.tokens
 
 
+def test_numbers_inside_hyphenated_words_stay_whole_and_no_character_is_lost(tmp_path: Path) -> None:
+    """ "2-2.5" came out "2-2", ".", "5"; an entity ending inside "Python-3.10" lost the "3" (a piece
+    running past the word's end was dropped)."""
+    from tunelab.tasks.token_classification.reading import word_offsets
+
+    text = "rates rose 2-2.5 percent"
+    assert [text[s:e] for s, e in word_offsets(text)] == ["rates", "rose", "2-2.5", "percent"]
+    path = jsonl(
+        tmp_path / "s.jsonl",
+        {"text": "Python-3.10 is out", "spans": [{"start": 0, "end": 6, "label": "MISC"}]},
+    )
+    (sentence,) = read_jsonl_spans(path)
+    assert sentence.tokens == ["Python", "-", "3.10", "is", "out"]
+    assert [e - s for s, e in sentence.offsets or []] == [6, 1, 4, 2, 3]
+
+
 def test_a_span_cutting_into_a_hyphenated_part_is_still_refused(tmp_path: Path) -> None:
     path = jsonl(
         tmp_path / "s.jsonl", {"text": "Google-owned firm", "spans": [{"start": 0, "end": 3, "label": "ORG"}]}

@@ -57,7 +57,8 @@ _KNOWN_ABBREVIATIONS = (
     "Inc|Corp|Co|Ltd|Plc|Bros|Cos|St|Mt|Ft|Ave|Mr|Mrs|Ms|Dr|Prof|Jr|Sr|Gen|Gov|Sen|Rep|Rev|Col|Lt|Capt|"
     "Sgt|vs|Jan|Feb|Apr|Aug|Sept|Sep|Oct|Nov|Dec|Calif|Fla|Ariz|Mass|Conn|Penn|Wash|Mich"
 )
-_HYPHENATED = rf"[^\W_{_CJK}]+(?:-[^\W_{_CJK}]+)+"
+_WORD_OR_NUMBER = rf"(?:{_NUMBER}|[^\W_{_CJK}]+)"  # a number first: "2-2.5" is one word, not "2-2", ".", "5"
+_HYPHENATED = rf"{_WORD_OR_NUMBER}(?:-{_WORD_OR_NUMBER})+"
 _TOKEN = re.compile(
     rf"{_ABBREVIATION}|{_INITIAL}|\b(?:{_KNOWN_ABBREVIATIONS})\.|{_HYPHENATED}|{_NUMBER}|[{_CJK}]|[^\W{_CJK}]+|\S"
 )
@@ -77,11 +78,12 @@ def word_offsets(text: str, *, cuts: Iterable[int] = ()) -> list[tuple[int, int]
     wanted = set(cuts)
     if not wanted:
         return found
-    fine = _offsets(_FINE_TOKEN, text)
     split: list[tuple[int, int]] = []
     for start, end in found:
-        if any(start < c < end for c in wanted):  # the word's pieces as the finer split has them
-            split.extend((s, e) for s, e in fine if start <= s and e <= end)
+        if any(start < c < end for c in wanted):
+            # the word's pieces as the finer split makes them of the word itself: filtered from the
+            # whole text's split, a piece running past the word's end ("3.10" of "Python-3.10") was lost
+            split.extend((start + s, start + e) for s, e in _offsets(_FINE_TOKEN, text[start:end]))
         else:
             split.append((start, end))
     return split

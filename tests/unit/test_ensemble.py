@@ -359,3 +359,12 @@ def test_a_dev_file_a_member_cannot_read_names_the_member(members, tmp_path) -> 
     dev.write_text("sentence,intent\npizza,food\ngoal,sports\n", encoding="utf-8")
     with pytest.raises(tunelab.TunelabError, match=rf"--dev for member {members[0]}: "):
         ensemble(members[:2], tmp_path / "e", dev=dev)
+
+
+def test_an_ensemble_keeps_its_first_members_resolved_data_files(members, ens) -> None:
+    """Its config.json, copied from the first member, keeps relative paths: without the member's
+    data_files, eval and predict from another folder read a same-named file as the run's own."""
+    member = json.loads((members[0] / "run.json").read_text(encoding="utf-8"))
+    summary = json.loads((ens / "run.json").read_text(encoding="utf-8"))
+    assert member["data_files"]["train"] and summary["data_files"] == member["data_files"]
+    assert summary["data"] == member["data"]

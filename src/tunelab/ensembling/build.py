@@ -283,6 +283,7 @@ def _dev_rows(
 
 def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, Any]]) -> dict[str, Any]:
     ref = predictors[0]
+    first = ref.run.read_summary() if ref.run is not None else {}
     thresholds = [p.threshold for p in predictors if p.task.tunes_threshold()]
     models = sorted({p.config.model.name for p in predictors})
     return {
@@ -297,7 +298,11 @@ def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, 
         "members": members,
         # The mean probability is cut at the members' mean threshold (multi-label); none otherwise.
         "threshold": float(np.mean(thresholds)) if thresholds else None,
-        "data": {"train": ref.config.data.train, "dev": ref.config.data.dev, "test": ref.config.data.test},
+        # the first member's, as it recorded them: ``data`` as typed, ``data_files`` resolved (which
+        # a loaded run reads; its config.json, copied from that member, keeps relative paths)
+        "data": first.get("data")
+        or {"train": ref.config.data.train, "dev": ref.config.data.dev, "test": ref.config.data.test},
+        "data_files": first.get("data_files"),
     }
 
 

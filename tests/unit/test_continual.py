@@ -845,7 +845,7 @@ def test_continual_head_probe_refuses_old_labels_without_a_training_row(
 
 
 def test_short_sample_note_groups_multi_label_rows_as_the_sample_does() -> None:
-    """Rows with several labels count for their first; a row without labels is a group of its own
+    """Rows with several labels count for each of them; a row without labels is a group of its own
     (a list key crashed with TypeError)."""
     from tunelab.data.dataset import Dataset
     from tunelab.train.continual import short_sample_note
@@ -854,6 +854,18 @@ def test_short_sample_note_groups_multi_label_rows_as_the_sample_does() -> None:
     note = short_sample_note(rows, ContinualConfig(rehearsal=5))
     assert note is not None and "stored at most 2 rows a label" in note
     assert short_sample_note(rows, ContinualConfig(rehearsal=2)) is None
+
+
+def test_short_sample_note_counts_a_multi_label_row_for_every_label_it_holds() -> None:
+    """The sample is drawn so (each label's quota over every row holding it); counted by first label
+    only, 50 rows of label 1 read as "at most 40 rows a label"."""
+    from tunelab.data.dataset import Dataset
+    from tunelab.train.continual import short_sample_note
+
+    labels = [[0, 1]] * 40 + [[1]] * 10
+    rows = Dataset(texts=[str(i) for i in range(50)], text_pairs=None, labels=labels, source="x")
+    assert short_sample_note(rows, ContinualConfig(rehearsal=50)) is None
+    assert "stored at most 50 rows a label" in (short_sample_note(rows, ContinualConfig(rehearsal=60)) or "")
 
 
 def test_an_empty_stored_sample_is_noted_when_rehearsal_is_asked_for() -> None:
@@ -1073,6 +1085,10 @@ def test_a_pair_runs_sample_without_a_second_text_is_named_by_line(
     overrides = tiny_overrides(tiny_bert, data, None, tmp_path / "runs", "name=pr",
                                "data.text_pair_column=context", epochs=1)  # fmt: skip
     run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    single = tunelab.validate_run(
+        None, overrides=[f"data.train={labelled_csvs[0]}", "data.text_pair_column=null"], from_run=run
+    )  # the other direction of the pairs check: its message lacked a word ("this one does not data...")
+    assert any("this one does not set data.text_pair_column" in p for p in single.problems), single.problems
     lines = (run / REHEARSAL_FILE).read_text(encoding="utf-8").splitlines()
     first_row = json.loads(lines[0])
     first_row.pop("text_pair")

@@ -237,7 +237,7 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
         kind = "text pairs" if previous.config.data.text_pair_column else "single texts"
         raise ConfigError(
             f"--from {where}: that run classifies {kind}, this one "
-            f"{'does not' if previous.config.data.text_pair_column else 'sets'} data.text_pair_column; "
+            f"{'does not set' if previous.config.data.text_pair_column else 'sets'} data.text_pair_column; "
             "continue with the same kind of input (data.text_pair_column as that run had it)"
         )
     if not before.stores_base:
@@ -439,7 +439,7 @@ def short_sample_note(
     asks_all = cc.rehearsal_total is None and cc.rehearsal_per_label is None
     sampled = stored is not None and (stored.rehearsal_per_label, stored.rehearsal_total) != (None, None)
     if asks_all and sampled and stored is not None:
-        most = max(Counter(_group_key(label) for label in rehearsal.labels).values(), default=0)
+        most = max(_rows_per_label(rehearsal.labels).values(), default=0)
         kept = (
             f"continual.rehearsal_total={stored.rehearsal_total}"
             if stored.rehearsal_total is not None
@@ -457,13 +457,22 @@ def short_sample_note(
             f"rehearsal: the previous run stored no rows (continual.rehearsal={cc.rehearsal} asks for "
             "some): none are replayed, as in naive continued training"
         )
-    most = max(Counter(_group_key(label) for label in rehearsal.labels).values())
+    most = max(_rows_per_label(rehearsal.labels).values())
     if most >= cc.rehearsal:
         return None
     return (
         f"rehearsal: the previous run stored at most {most} rows a label, fewer than "
         f"continual.rehearsal={cc.rehearsal} asks for; what it stored is replayed"
     )
+
+
+def _rows_per_label(labels: list[Any]) -> Counter[Any]:
+    """Rows holding each label: a multi-label row counts for every label it holds (as the sample
+    was drawn), not its first only."""
+    counts: Counter[Any] = Counter()
+    for label in labels:
+        counts.update((label or [None]) if isinstance(label, list) else [label])
+    return counts
 
 
 def refuse_unprobed_old_labels(rows: list[Any], labels: LabelMap, cc: ContinualConfig, num_old: int) -> None:

@@ -226,3 +226,17 @@ def test_a_resume_onto_other_base_weights_fails_naming_both(
     result = tunelab.train(resume=partial, show_progress=False)
     assert result.summary["base_fingerprint"] == began_on
     assert tunelab.load(result.run_dir).task_name == "single_label"
+
+
+def test_a_base_without_a_pooler_loads_the_same_pooler_every_time(tiny_bert: Path, tmp_path: Path) -> None:
+    """from_pretrained drew the missing pooler from the global random stream: an adapter run with cls
+    pooling and an untrained pooler predicted differently at each load."""
+    from tunelab.models import build_classifier
+
+    base = tmp_path / "nopooler"
+    shutil.copytree(tiny_bert, base)
+    resave(base)
+    first, second = (build_classifier(base, ["a", "b"], pooling="cls") for _ in range(2))
+    for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters(), strict=True):
+        if "pooler" in name:
+            assert torch.equal(a, b), name

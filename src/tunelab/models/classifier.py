@@ -78,8 +78,13 @@ def _load_encoder(path: Path) -> nn.Module:
     # progress bar for a one-second load is noise. Warnings are hidden for this thread only (not
     # with transformers' set_verbosity, which is process-wide: a server loading a version would
     # hide every other thread's warnings, and overlapping loads could leave it changed for good).
+    # Weights the checkpoint lacks (many published encoders save no pooler) are drawn at random by
+    # from_pretrained: under a fixed seed, aside from the global stream, so every load of a folder
+    # is the same model. Unseeded, an adapter run with cls pooling and no trained pooler (its
+    # weights not saved) predicted differently at each load, and two runs of one seed started apart.
     try:
-        with quiet(), no_progress_bars():
+        with quiet(), no_progress_bars(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             return AutoModel.from_pretrained(str(path), use_safetensors=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # RuntimeError: weights whose shapes do not fit config.json; SafetensorError: a damaged file.

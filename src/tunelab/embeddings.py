@@ -28,12 +28,34 @@ def _encoder(name: str) -> Any:
     path = resolve_model(name).path
     try:
         with quiet(), no_progress_bars():
-            return SentenceTransformer(str(path), device="cpu")
+            encoder = SentenceTransformer(str(path), device="cpu")
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a run folder, a classifier's weights, ...
         raise ConfigError(
             f"{name}: not a sentence encoder ({type(exc).__name__}); give a sentence-transformers or Hugging "
             "Face encoder folder, or minilm-l6 / e5-small-multilingual"
         ) from None
+    _require_tokenizer(path, name)
+    return encoder
+
+
+def _require_tokenizer(path: Any, name: str) -> None:
+    """A folder without tokenizer files got a 5-token tokenizer from transformers: every word read
+    as [UNK], so any two texts were ~0.97 alike, and retrieval ranked at random without an error."""
+    from pathlib import Path
+
+    from tunelab.models.classifier import TOKENIZER_FILES
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    found = any((folder / f).is_file() for f in TOKENIZER_FILES) or any(folder.glob("*.model"))
+    # sentence-transformers' module layout keeps them one folder down (0_Transformer/)
+    found = found or any(next(folder.glob(f"*/{f}"), None) for f in TOKENIZER_FILES)
+    if not found:
+        raise ConfigError(
+            f"{name}: no tokenizer files in {folder} ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
+            "into the folder with tokenizer.save_pretrained(), or use minilm-l6 / e5-small-multilingual"
+        )
 
 
 def embed(texts: list[str], *, model: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:

@@ -382,3 +382,18 @@ def test_the_tokenizers_own_length_limit_counts_too(tiny_bert: Path, tmp_path: P
     config_path.write_text(json.dumps({**tok, "model_max_length": positions - 2}))
     with pytest.raises(ConfigError, match=rf"is over the {positions - 2} positions"):
         zero_shot_predictor(DESCRIPTIONS, encoder=str(copy), max_length=positions - 1)
+
+
+def test_an_encoder_folder_without_a_tokenizer_is_refused(tiny_bert: Path, tmp_path: Path) -> None:
+    """transformers made a 5-token tokenizer for it: every word [UNK], any two texts ~0.97 alike."""
+    import shutil
+
+    from tunelab.embeddings import embed
+    from tunelab.models.classifier import TOKENIZER_FILES
+
+    folder = tmp_path / "weights-only"
+    shutil.copytree(tiny_bert, folder)
+    for name in (*TOKENIZER_FILES, "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match=r"no tokenizer files in .*weights-only"):
+        embed(["card arrived late", "the weather is sunny"], model=str(folder))

@@ -575,3 +575,20 @@ def test_eval_takes_the_files_own_tag_column(tmp_path: Path) -> None:
     from tunelab.data.file_options import parse_file_overrides
 
     assert parse_file_overrides(["data.tag_column=-1"]) == {"tag_column": -1}
+
+
+@pytest.mark.parametrize("tags", [["O", "B-PER", "I-PER"], ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]])
+def test_a_base_that_is_another_tasks_classifier_gets_a_fresh_head(tmp_path: Path, tags: list[str]) -> None:
+    """An NLI model as model.name: 5 tags failed as "unexpected RuntimeError: ... ignore_mismatched_sizes",
+    3 tags kept the NLI head as the tagger's starting head."""
+    from tunelab.models.tiny import save_tiny_bert
+
+    nli = save_tiny_bert(tmp_path / "nli", labels=["contradiction", "neutral", "entailment"])
+    model = TASK.build_model(nli, LabelMap(tags, task=TASK.name), pooling="auto", seed=1)
+    assert model.classifier.weight.shape[0] == len(tags)
+    from transformers import AutoModelForSequenceClassification
+
+    nli_head = AutoModelForSequenceClassification.from_pretrained(str(nli)).classifier.weight
+    assert model.classifier.weight.shape != nli_head.shape or not torch.equal(
+        model.classifier.weight, nli_head
+    )

@@ -162,12 +162,28 @@ class TokenClassificationTask(Task):
 
         if seed is not None:
             torch.manual_seed(seed)
-        return _from_pretrained(
+        model, info = _from_pretrained(
             path,
             num_labels=len(labels),
             id2label=dict(enumerate(labels.names)),
             label2id={name: i for i, name in enumerate(labels.names)},
+            # a folder that is another task's classifier (an NLI or sentiment model): its head did
+            # not fit ("unexpected RuntimeError: ... ignore_mismatched_sizes"), or was kept as is
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
         )
+        head = {k for k in model.state_dict() if k.startswith("classifier.")}
+        loaded = (
+            head - set(info.get("missing_keys") or []) - {m[0] for m in info.get("mismatched_keys") or []}
+        )
+        if loaded:  # the other task's head, same size: a fresh one, as any base gets
+            if seed is not None:
+                torch.manual_seed(seed)
+            # by hand: transformers 5's _init_weights skips a module it marked as loaded
+            with torch.no_grad():
+                model.classifier.weight.normal_(0.0, getattr(model.config, "initializer_range", 0.02))
+                model.classifier.bias.zero_()
+        return model
 
     def load_model(self, folder: Path) -> nn.Module:
         return _from_pretrained(folder)
@@ -328,7 +344,7 @@ def _from_pretrained(path: Path, **config: Any) -> nn.Module:
     try:
         with quiet(), no_progress_bars():
             return AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, **config)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights that do not fit
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(
             f"model folder {path}: cannot load a token classifier ({reason}); "

@@ -440,3 +440,23 @@ def test_a_deep_copy_runs_its_own_weights_and_threads_do_not_interfere(
         for t in threads:
             t.join()
     assert not wrong
+
+
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+@pytest.mark.parametrize("damage", ["weights", "config"])
+def test_a_damaged_adapter_file_is_one_line_naming_the_folder(
+    method: str, damage: str, tmp_path: Path, tiny_bert: Path, tiny_overrides: Any, data: Any
+) -> None:
+    """A truncated adapter or a broken adapter_config.json was "unexpected SafetensorError" or
+    "unexpected JSONDecodeError" (a full run's damage was already named)."""
+    from tunelab.errors import RunError
+
+    run, _ = train(method, "single_label", tmp_path, tiny_bert, tiny_overrides, data, epochs=1)
+    weights = run / "weights"
+    if damage == "weights":
+        target = next(weights.glob("*.safetensors"))
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    else:
+        next(weights.glob("*config.json")).write_text("{bad", encoding="utf-8")
+    with pytest.raises(RunError, match=rf"{weights}: cannot read the .*; train the run again"):
+        tunelab.load(run)

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, RunError, TunelabError, first_line
 from tunelab.methods.registry import BaseSharing, ModelLoader
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -61,11 +61,27 @@ def load(folder: Path, loader: ModelLoader) -> nn.Module:
     from peft import PeftModel
 
     base = loader.base()
-    with _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+    with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
         # AdaLoRA's rank_pattern names its lora_E parameters, and peft's check, written for LoRA's
         # (module names), calls every key unmatched; AdaLoRA itself resizes by them all the same.
         warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
         return PeftModel.from_pretrained(base, adapter)
+
+
+@contextlib.contextmanager
+def _readable(folder: Path) -> Iterator[None]:
+    """A damaged adapter file as one line naming the folder (full runs' damage is named so): it was
+    "unexpected SafetensorError: Error while deserializing header" or a JSONDecodeError."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except TunelabError:
+        raise
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise RunError(
+            f"{folder}: cannot read the adapter ({first_line(exc)}); train the run again"
+        ) from None
 
 
 def merge(model: nn.Module) -> nn.Module:
@@ -85,12 +101,12 @@ def attach(host: nn.Module | None, folder: Path, loader: ModelLoader, name: str)
 
     if host is None:
         base = loader.base()
-        with _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+        with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
             return PeftModel.from_pretrained(base, adapter, adapter_name=name).eval()
     base = host.get_base_model()
     try:
-        with _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+        with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(rank_pattern keys did not match|mismatch).*")
             host.load_adapter(adapter, adapter_name=name, is_trainable=False, ignore_mismatched_sizes=True)
             _fit_heads(host, adapter, name)

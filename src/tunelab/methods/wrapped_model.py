@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import RunError
+from tunelab.errors import RunError, first_line
 from tunelab.methods.peft_adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, head_modules
 from tunelab.methods.registry import ModelLoader
 
@@ -96,8 +97,11 @@ def load(
     try:
         meta = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / ADAPTER_WEIGHTS))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{folder}: cannot read the {method} weights ({exc}); train the run again") from None
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a damaged weights file
+        # (safetensors' own error, neither OSError nor ValueError: it was "unexpected SafetensorError")
+        raise RunError(
+            f"{folder}: cannot read the {method} weights ({first_line(exc)}); train the run again"
+        ) from None
     if meta.get("tunelab_method") != method:
         raise RunError(
             f"{folder}: holds weights of method {meta.get('tunelab_method') or meta.get('peft_type')!r}, "

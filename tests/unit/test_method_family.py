@@ -254,6 +254,8 @@ def test_adalora_reallocates_its_rank_budget_while_training(
             "method.feedforward_modules=[query]",
             "feedforward_modules ['query'] are not in target_modules",
         ),
+        # an int failed in train as "unexpected TypeError"
+        ("ia3", "method.feedforward_modules=5", "feedforward_modules=5 (use a list of module names"),
         ("loha", "method.r=0", "r=0"),
         ("lokr", "method.decompose_factor=0", "decompose_factor=0"),
         ("prompt", "method.init=text", "init='text' (use one of vocab, random)"),
@@ -460,3 +462,12 @@ def test_a_damaged_adapter_file_is_one_line_naming_the_folder(
         next(weights.glob("*config.json")).write_text("{bad", encoding="utf-8")
     with pytest.raises(RunError, match=rf"{weights}: cannot read the .*; train the run again"):
         tunelab.load(run)
+
+
+def test_ia3_takes_one_feedforward_module_name_as_typed() -> None:
+    """feedforward_modules=output.dense (the README's value, on the command line) reached peft as a
+    string, a regex over whole module paths that matched no layer: outputs rescaled, not inputs."""
+    from tunelab.config import RunConfig
+
+    cfg = RunConfig.from_yaml(None, ["method=ia3", "method.feedforward_modules=output.dense"])
+    assert get_method("ia3").parse_options(cfg.method.options).feedforward_modules == ["output.dense"]

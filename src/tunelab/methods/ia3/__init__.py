@@ -8,6 +8,7 @@ fold into the weights they scale, so a run merges into a plain model.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -34,6 +35,18 @@ class Ia3Options:
     def __post_init__(self) -> None:
         problems = Problems("ia3")
         problems.modules("target_modules", self.target_modules, "[key, value, output.dense]")
+        ff = self.feedforward_modules
+        if isinstance(ff, str) and re.fullmatch(r"[\w.]+", ff):
+            # one module name as typed on the command line (feedforward_modules=output.dense): peft
+            # reads a string as a regex over whole module paths, which matched no layer, so the
+            # layers' outputs were rescaled instead of their inputs, silently
+            self.feedforward_modules = [ff]
+        elif not isinstance(ff, str | list) or (
+            isinstance(ff, list) and not all(isinstance(m, str) and m for m in ff)
+        ):  # an int failed in train as "unexpected TypeError: 'int' object is not iterable"
+            problems.add(
+                f"feedforward_modules={ff!r} (use a list of module names such as [output.dense], or [])"
+            )
         if isinstance(self.feedforward_modules, list) and isinstance(self.target_modules, list):
             extra = [m for m in self.feedforward_modules if m not in self.target_modules]
             if extra:

@@ -471,3 +471,44 @@ def test_ia3_takes_one_feedforward_module_name_as_typed() -> None:
 
     cfg = RunConfig.from_yaml(None, ["method=ia3", "method.feedforward_modules=output.dense"])
     assert get_method("ia3").parse_options(cfg.method.options).feedforward_modules == ["output.dense"]
+
+
+def _tiny_other(kind: str, folder: Path) -> Path:
+    """A random 2-layer RoBERTa or DistilBERT with the bundled (BERT) tokenizer."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    from tunelab.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
+    sizes = {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id}
+    if kind == "roberta":
+        config = RobertaConfig(**sizes, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=130)  # fmt: skip
+        model = RobertaModel(config)
+    else:
+        config = DistilBertConfig(**sizes, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                  max_position_embeddings=128)  # fmt: skip
+        model = DistilBertModel(config)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def test_prefix_gives_roberta_its_own_positions_and_refuses_distilbert(tmp_path: Path) -> None:
+    """RoBERTa counts positions from padding_idx + 1: the wrapper's arange(T) shifted every token by
+    two. DistilBERT takes no key/value cache: the prefix was dropped and the first forward failed."""
+    from tunelab.models import build_classifier
+
+    method = get_method("prefix")
+    roberta = build_classifier(_tiny_other("roberta", tmp_path / "roberta"), ["a", "b"], seed=0)
+    wrapped = method.apply(roberta, method.parse_options({"tokens": 2}))
+    seen: list[torch.Tensor] = []
+    embeddings = wrapped.model.base_model.embeddings.position_embeddings
+    embeddings.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    ids = torch.tensor([[101, 2000, 2001, 102]])
+    wrapped(input_ids=ids)
+    roberta.base_model(input_ids=ids)  # the encoder's own positions, without the wrapper
+    assert torch.equal(seen[0], seen[1]), seen
+    distil = build_classifier(_tiny_other("distil", tmp_path / "distil"), ["a", "b"], seed=0)
+    with pytest.raises(ConfigError, match="distilbert takes no key/value cache"):
+        method.apply(distil, method.parse_options({}))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunelab.errors import ConfigError
 from tunelab.methods import wrapped_model
 from tunelab.methods.options import Problems
 from tunelab.methods.registry import Method, ModelLoader, register_method
@@ -79,7 +80,18 @@ class PrefixTuned(WrappedModel):
         )
         self.register_buffer("prefix_ids", torch.arange(options.tokens), persistent=False)
         params = inspect.signature(encoder.forward).parameters
+        if "cache" not in params and "past_key_values" not in params:
+            # DistilBERT: the prefix went into **kwargs unread, and the first forward failed with a
+            # tensor size error after the run folder was made
+            raise ConfigError(
+                f"method prefix: {cfg.model_type} takes no key/value cache, so it cannot attend to a prefix; "
+                "use prompt, lora or full"
+            )
         self.cache_argument = "cache" if "cache" in params else "past_key_values"
+        # RoBERTa-family embeddings count positions from padding_idx + 1 (BERT's from 0): arange(T)
+        # gave every token the position two before its own, the first one the padding's
+        padding_idx = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)
+        self.first_position = padding_idx + 1 if isinstance(padding_idx, int) else 0
 
     def past(self, batch: int) -> Any:
         """The prefix as a ``DynamicCache``: per layer, keys and values (B, heads, P, head_dim)."""
@@ -109,7 +121,9 @@ class PrefixTuned(WrappedModel):
             attention_mask = torch.ones(b, t, dtype=torch.long, device=device)
         mask = torch.cat([attention_mask.new_ones(b, p), attention_mask], dim=1)  # (B, P + T)
         if position_ids is None:
-            position_ids = torch.arange(t, device=device).expand(b, t)  # (B, T), not shifted by P
+            position_ids = (torch.arange(t, device=device) + self.first_position).expand(
+                b, t
+            )  # (B, T), not shifted by P
         kwargs[self.cache_argument] = self.past(b)
         return self.model(
             input_ids=input_ids,

@@ -225,6 +225,32 @@ def test_a_bad_time_names_the_row(tmp_path: Path) -> None:
         load_dataset(_cfg(paths))
 
 
+@pytest.mark.parametrize("when", ["2100-01-01", "4102444800"])
+def test_a_time_in_the_future_is_refused_naming_the_row(tmp_path: Path, when: str) -> None:
+    """The build dates the catalogue by its newest time: one row dated 2100 made every item as old
+    as a never-seen one, and no live event could make one recent again."""
+    paths = write_world(tmp_path)
+    ratings = pd.read_csv(paths["ratings"], dtype=str)
+    ratings.loc[3, "ts"] = when
+    ratings.to_csv(paths["ratings"], index=False)
+    with pytest.raises(DataError, match=rf"row 5: ts '{when}' is in the future; fix the row"):
+        load_dataset(_cfg(paths))
+
+
+def test_a_json_object_as_a_time_is_one_line_in_a_file_of_many_rows(tmp_path: Path) -> None:
+    """{"$date": ...} (MongoDB's export) failed as "unexpected TypeError: unhashable type" once a
+    file had 50 rows (pandas' date cache)."""
+    items = write_world(tmp_path)["items"]
+    rows = [{"u": f"u{n}", "i": "spa0", "when": "2024-01-01T10:00:00Z", "kind": "buy"} for n in range(60)]
+    rows[7]["when"] = {"$date": "2024-01-01T10:00:00Z"}
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    interactions = {"user_column": "u", "item_column": "i", "time_column": "when", "rating_column": None,
+                    "event_column": "kind", "positive": "event in [buy]"}  # fmt: skip
+    with pytest.raises(DataError, match=r"line 8: when .*\$date.* is not a time"):
+        load_dataset(_cfg({"items": items, "ratings": path}, interactions=interactions))
+
+
 def test_epoch_milliseconds_are_refused_naming_the_row(tmp_path: Path) -> None:
     """Read as seconds they would date the data 50,000 years ahead, before any live event."""
     paths = write_world(tmp_path)

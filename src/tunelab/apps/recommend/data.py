@@ -10,6 +10,7 @@ left out: they cannot be ranked, and a silent drop would hide a wrong id column.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,11 +319,20 @@ def _times(
         if stamps.isna().any():
             i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
             raise DataError(f"{path}: {places[i]}: {column} is empty; every {what} needs a time")
-        return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+        epoch = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+        return _not_ahead(epoch, values, path, places, column)
     blank = values.map(is_blank).to_numpy(dtype=bool)
     if blank.any():
         i = int(np.flatnonzero(blank)[0])
         raise DataError(f"{path}: {places[i]}: {column} is empty; every {what} needs a time")
+    # A JSON object or list ({"$date": ...}, MongoDB's export) made pandas' date cache fail as
+    # "unexpected TypeError: unhashable type" on files of 50 rows or more; an integer past a float's
+    # range failed in to_numeric as OverflowError.
+    for i, value in enumerate(values):
+        if isinstance(value, dict | list | tuple) or (isinstance(value, int) and abs(value) >= 2**63):
+            raise DataError(
+                f"{path}: {places[i]}: {column} {value!r} is not a time; use epoch seconds or ISO 8601"
+            )
     # float64: a nullable integer column (Parquet's Int64) compares to NA, which has no truth value
     numeric = pd.Series(
         pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan), index=values.index
@@ -337,7 +347,7 @@ def _times(
             "(milliseconds? divide the column by 1000) nor ISO 8601"
         )
     if numeric.notna().all():
-        return numeric.to_numpy(dtype=np.float64)
+        return _not_ahead(numeric.to_numpy(dtype=np.float64), values, path, places, column)
     parsed = pd.to_datetime(values.where(numeric.isna(), None), utc=True, errors="coerce", format="mixed")
     bad = numeric.isna() & parsed.isna()
     if bad.any():
@@ -346,7 +356,26 @@ def _times(
             f"{path}: {places[i]}: {column} {values.iloc[i]!r} is not a time; use epoch seconds or ISO 8601"
         )
     seconds = parsed.map(lambda t: t.timestamp() if pd.notna(t) else np.nan).astype(np.float64)
-    return np.where(numeric.notna(), numeric, seconds).astype(np.float64)
+    return _not_ahead(
+        np.where(numeric.notna(), numeric, seconds).astype(np.float64), values, path, places, column
+    )
+
+
+# How far past the clock a time in a data file may be (clocks and time zones disagree a little).
+MAX_AHEAD_S = 86_400.0
+
+
+def _not_ahead(
+    seconds: np.ndarray, values: pd.Series, path: str, places: list[str], column: str
+) -> np.ndarray:
+    """Refuse a time after tomorrow: the build dates the catalogue by its newest time, so one row
+    dated 2100 (a placeholder, a typo) made every item as old as one never seen, and no live event
+    could make one recent again; the live path already refuses such times."""
+    ahead = seconds > time.time() + MAX_AHEAD_S
+    if ahead.any():
+        i = int(np.flatnonzero(ahead)[0])
+        raise DataError(f"{path}: {places[i]}: {column} {values.iloc[i]!r} is in the future; fix the row")
+    return seconds
 
 
 def read_interactions(cfg: RecommendConfig, known: set[str]) -> tuple[pd.DataFrame, dict[str, Any]]:

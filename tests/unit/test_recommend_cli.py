@@ -130,3 +130,20 @@ def test_build_says_when_it_fitted_a_second_cf_model_and_a_pool_model(
         len([line for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")])
         == 3
     )
+
+
+def test_build_out_under_a_file_is_refused_before_anything_is_read(
+    rec_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It ran the whole build, then failed writing the folder as "unexpected FileExistsError"."""
+    import tunelab.apps.recommend.builder as builder
+
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(builder, "load_dataset", never)
+    out = tmp_path / "afile" / "rec"
+    assert main(["app", "recommend", "build", "--config", str(rec_yaml), "--out", str(out)]) == 2
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in _one_error_line(capsys.readouterr().err)

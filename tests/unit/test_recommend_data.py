@@ -281,6 +281,20 @@ def test_extra_text_keeps_the_most_frequent_values_lowercased(tmp_path: Path) ->
     assert ds.report["extra_text"]["tags"]["rows_unknown_item"] == 1
 
 
+def test_an_added_items_text_is_composed_as_a_built_items(tmp_path: Path) -> None:
+    """add_item's extra text went in as sent (not lowercased, not cut to max_values), and a whole
+    number from a Parquet int column with a gap read "year: 1999.0"."""
+    from tunelab.apps.recommend.data import compose_text
+
+    paths = write_world(tmp_path)
+    pd.DataFrame({"movie": ["spa0"], "tag": ["x"]}).to_csv(tmp_path / "tags.csv", index=False)
+    extra = {"name": "tags", "path": str(tmp_path / "tags.csv"), "id_column": "movie", "field": "tag"}
+    cfg = _cfg(paths, items={"extra_text": [{**extra, "max_values": 2}]}).items
+    text = compose_text(cfg, {cfg.text_fields[0]: "Toy Story", "tags": "Pixar, Funny, Kids"})
+    assert text == "Toy Story. tags: pixar, funny"
+    assert compose_text(cfg, {cfg.text_fields[0]: 1999.0}) == "1999"
+
+
 def test_dated_extra_text_is_kept_by_row_and_filtered_by_each_authors_cutoff(tmp_path: Path) -> None:
     from tunelab.apps.recommend.data import texts_before
 

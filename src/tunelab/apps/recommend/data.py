@@ -156,11 +156,17 @@ def values_of(value: Any, separator: str | None) -> list[str]:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
     if isinstance(value, list | tuple | np.ndarray):
-        parts = [str(v) for v in value if v is not None]
+        parts = [_text(v) for v in value if v is not None]
     else:
-        text = str(value)
+        text = _text(value)
         parts = text.split(separator) if separator else [text]
     return [p.strip() for p in parts if p.strip()]
+
+
+def _text(value: Any) -> str:
+    """A whole-number float as its integer: a Parquet int column with a gap reads as float64, and
+    the item text said "year: 1999.0" (ids already read 7.0 as "7")."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def compose_text(cfg: ItemsConfig, fields: Mapping[str, Any]) -> str:
@@ -175,6 +181,11 @@ def compose_text(cfg: ItemsConfig, fields: Mapping[str, Any]) -> str:
             parts.append(", ".join(values) if i == 0 else f"{name}: {', '.join(values)}")
     for extra in cfg.extra_text:
         values = values_of(fields.get(extra.name), ",")  # a string given to add_item: "a, b"
+        # as the build composes them (lowercased, at most max_values; its values come counted and
+        # cut already): an item added live read "Pixar, Funny, Kids" beside built "pixar, funny"
+        if extra.lowercase:
+            values = [v.lower() for v in values]
+        values = list(dict.fromkeys(values))[: extra.max_values]
         if values:
             parts.append(f"{extra.name}: {', '.join(values)}")
     return ". ".join(p.rstrip(". ") for p in parts)

@@ -199,6 +199,22 @@ def test_writes_after_the_folder_was_rebuilt_are_refused_not_lost(
     assert (folder / FILE).exists()
 
 
+def test_a_server_on_the_old_folder_does_not_read_the_rebuilt_folders_live_rows(
+    built: Path, tmp_path: Path
+) -> None:
+    """Writes were refused after a rebuild, reads were not: the old server took the new build's
+    items (encoded by another encoder) into its index and applied its events."""
+    folder = tmp_path / "rec"
+    shutil.copytree(built, folder)
+    old = Recommender.load(folder)
+    shutil.move(folder, tmp_path / "previous")
+    shutil.copytree(built, folder)
+    fresh = Recommender.load(folder)
+    fresh.add_items([("brand-new", {"title": "The rocket and the comet", "genres": "space"})])
+    old._sync()
+    assert "brand-new" in fresh.index_of and "brand-new" not in old.index_of
+
+
 def test_a_view_before_a_purchase_is_no_repeat() -> None:
     """Counting every earlier interaction as a repeat left event data with a view before each
     purchase no validation row (and a build that failed naming split.min_positives)."""

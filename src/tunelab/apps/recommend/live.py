@@ -9,6 +9,7 @@ reader catches up by reading the rows past the last sequence number it applied.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import DataError, RunError
+
+logger = logging.getLogger(__name__)
 
 FILE = "live.sqlite"
 Row = tuple[Any, ...]
@@ -69,6 +72,7 @@ class LiveStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._loaded = _identity(self.folder)
+        self._warned_replaced = False
 
     def _check_folder(self) -> None:
         if _identity(self.folder) != self._loaded:
@@ -138,6 +142,17 @@ class LiveStore:
         an item and an event on it between the two reads; the reader would see the event without
         its item, skip it as naming an unknown item, and move past it for good.
         """
+        if _identity(self.folder) != self._loaded:
+            # rebuilt since loaded: its live.sqlite belongs to the new build (items encoded by the
+            # new encoder, its events): read, the old server mixed them into its own index
+            if not self._warned_replaced:
+                self._warned_replaced = True
+                logger.warning(
+                    "%s was rebuilt or moved since it was loaded: its live items and events are not "
+                    "read here; load it again (restart the server)",
+                    self.folder,
+                )
+            return [], []
         if not self.exists():
             return [], []
         items_sql = "SELECT seq, item_id, fields, text, vector, added FROM items WHERE seq > ? ORDER BY seq"

@@ -147,6 +147,33 @@ def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     assert "minilm-l6" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A mistyped or gated repo was "unreachable offline", and "models/mine" beside a folder models/
+    (a local path typo) spoke of the hub only."""
+    import huggingface_hub
+
+    class RepositoryNotFoundError(Exception):  # huggingface_hub's, by name: its import path moves
+        pass
+
+    def missing(**kwargs: object) -> str:
+        raise RepositoryNotFoundError("404")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    with pytest.raises(
+        ModelNotFoundError, match=r"the hub has no such model \(RepositoryNotFoundError\)"
+    ) as info:
+        resolve_model("someone/no-such-model")
+    assert "unreachable" not in str(info.value)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ModelNotFoundError, match=r"no folder models/mine here"):
+        resolve_model("models/mine")
+
+
 def test_hub_download_when_online(monkeypatch: pytest.MonkeyPatch, tiny_bert: Path) -> None:
     import huggingface_hub
 

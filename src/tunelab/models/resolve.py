@@ -139,13 +139,30 @@ def _download(name: str) -> ResolvedModel:
             etag_timeout=5,
             local_files_only=offline,
         )
-    except Exception as exc:  # network errors come in many types: all mean "not reachable"
+    except Exception as exc:  # network errors come in many types
+        # "models/mine" with a folder "models" here is a typo of a local path, not a hub id: the
+        # message spoke of the hub only
+        local = (
+            f"no folder {name} here; " if Path(name).parent.is_dir() and str(Path(name).parent) != "." else ""
+        )
         if offline:
             raise ModelNotFoundError(
-                f"model {name!r}: HF_HUB_OFFLINE is set and it is not in the local hub cache, so {hint}"
+                f"model {name!r}: {local}HF_HUB_OFFLINE is set and it is not in the local hub cache, "
+                f"so {hint}"
             ) from None
         reason = type(exc).__name__
+        if reason in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError"):
+            # the hub answered: "unreachable offline" was wrong, and sent online users the wrong way
+            what = (
+                "needs a token with access (huggingface-cli login)"
+                if reason == "GatedRepoError"
+                else "has no such model"
+            )
+            raise ModelNotFoundError(
+                f"model {name!r}: {local}the hub {what} ({reason}); check the id, or use a bundled model "
+                f"({_bundled_names()}) or a local folder"
+            ) from None
         raise ModelNotFoundError(
-            f"model {name!r}: could not download from the hub ({reason}); {hint}"
+            f"model {name!r}: {local}could not download from the hub ({reason}); {hint}"
         ) from None
     return ResolvedModel(name=name, path=Path(folder), source="hub")

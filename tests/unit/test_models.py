@@ -164,7 +164,9 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
     with pytest.raises(
-        ModelNotFoundError, match=r"the hub has no such model \(RepositoryNotFoundError\)"
+        ModelNotFoundError,
+        match=r"the hub has no such model, or it is private \(hf auth login, or HF_TOKEN\) "
+        r"\(RepositoryNotFoundError\)",
     ) as info:
         resolve_model("someone/no-such-model")
     assert "unreachable" not in str(info.value)

@@ -886,6 +886,10 @@ def test_an_items_fields_and_tag_lists_are_capped_before_their_values_are_checke
         {"item_id": "a", "fields": {str(i): {} for i in range(60_000)}},
         {"items": [{"item_id": "a", "fields": {str(i): {} for i in range(60_000)}}]},
         {"item_id": "a", "fields": {"tags": list(range(120_000))}},
+        {
+            "item_id": "a",
+            "fields": {f"f{i}": [1] * 10_000 for i in range(50)},
+        },  # within each cap, not together
     ):
         with pytest.raises(ValidationError) as info:
             ItemsRequest(**body)

@@ -154,9 +154,9 @@ def _download(name: str) -> ResolvedModel:
         if reason in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError"):
             # the hub answered: "unreachable offline" was wrong, and sent online users the wrong way
             what = (
-                "needs a token with access (huggingface-cli login)"
+                "needs a token with access (hf auth login, or HF_TOKEN)"
                 if reason == "GatedRepoError"
-                else "has no such model"
+                else "has no such model, or it is private (hf auth login, or HF_TOKEN)"
             )
             raise ModelNotFoundError(
                 f"model {name!r}: {local}the hub {what} ({reason}); check the id, or use a bundled model "

@@ -512,3 +512,17 @@ def test_prefix_gives_roberta_its_own_positions_and_refuses_distilbert(tmp_path:
     distil = build_classifier(_tiny_other("distil", tmp_path / "distil"), ["a", "b"], seed=0)
     with pytest.raises(ConfigError, match="distilbert takes no key/value cache"):
         method.apply(distil, method.parse_options({}))
+
+
+@pytest.mark.parametrize("ff", ["output\\.dense$", "all-linear"])
+def test_ia3_feedforward_modules_that_match_no_layer_are_refused(tiny_bert: Path, ff: str) -> None:
+    """peft full-matches a string against whole module paths: these matched nothing, and IA3 rescaled
+    the layers' outputs instead of their inputs without a word."""
+    from tunelab.models import build_classifier
+
+    method = get_method("ia3")
+    options = method.parse_options({"feedforward_modules": ff})
+    with pytest.raises(ConfigError, match=r"feedforward_modules=.* matches no layer"):
+        method.apply(build_classifier(tiny_bert, ["a", "b"], seed=0), options)
+    ok = method.parse_options({"feedforward_modules": ".*output\\.dense"})
+    assert method.apply(build_classifier(tiny_bert, ["a", "b"], seed=0), ok) is not None

@@ -592,3 +592,22 @@ def test_a_base_that_is_another_tasks_classifier_gets_a_fresh_head(tmp_path: Pat
     assert model.classifier.weight.shape != nli_head.shape or not torch.equal(
         model.classifier.weight, nli_head
     )
+
+
+def test_an_encoder_whose_weights_do_not_fit_its_config_is_still_refused(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    """Letting another task's head be replaced must not let a misfitting encoder in: it trained on a
+    partly random encoder without a word."""
+    import json
+    import shutil
+
+    from tunelab.errors import ModelNotFoundError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_bert, bad)
+    config = json.loads((bad / "config.json").read_text(encoding="utf-8"))
+    config["intermediate_size"] = 48
+    (bad / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelNotFoundError, match=r"does not fit config\.json"):
+        TASK.build_model(bad, LabelMap(["O", "B-PER", "I-PER"], task=TASK.name), pooling="auto", seed=1)

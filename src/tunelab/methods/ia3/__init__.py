@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from tunelab.errors import ConfigError
 from tunelab.methods import peft_adapters
 from tunelab.methods.options import Problems
 from tunelab.methods.registry import Method, register_method
@@ -66,6 +67,14 @@ def apply(model: nn.Module, cfg: Ia3Options) -> nn.Module:
         modules_to_save=peft_adapters.head_modules(model, cfg.train_pooler),
     )
     wrapped = peft_adapters.wrap(model, config, "ia3")
+    if cfg.feedforward_modules and not any(getattr(m, "is_feedforward", False) for m in wrapped.modules()):
+        # peft full-matches a string against whole module paths: "output\.dense$" or "all-linear"
+        # matched no layer, and IA3 rescaled those layers' outputs instead of inputs, silently
+        raise ConfigError(
+            f"method ia3: feedforward_modules={cfg.feedforward_modules!r} matches no layer among "
+            "target_modules; give module names ([output.dense]) or a regex over the whole path "
+            "(.*output\\.dense)"
+        )
     saved = wrapped.peft_config[wrapped.active_adapter]
     if isinstance(saved.target_modules, set | list) and saved.feedforward_modules:
         # peft expands all-linear into the layers' short names ({"dense", "query", ...}) and saves

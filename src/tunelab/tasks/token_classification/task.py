@@ -173,9 +173,14 @@ class TokenClassificationTask(Task):
             output_loading_info=True,
         )
         head = {k for k in model.state_dict() if k.startswith("classifier.")}
-        loaded = (
-            head - set(info.get("missing_keys") or []) - {m[0] for m in info.get("mismatched_keys") or []}
-        )
+        mismatched = {m[0] for m in info.get("mismatched_keys") or []}
+        body = sorted(mismatched - head)
+        if body:  # ignore_mismatched_sizes is for the head: an encoder that does not fit is refused
+            raise ModelNotFoundError(
+                f"model folder {path}: weight {body[0]} does not fit config.json; "
+                "give a Hugging Face folder with config.json and model.safetensors"
+            )
+        loaded = head - set(info.get("missing_keys") or []) - mismatched
         if loaded:  # the other task's head, same size: a fresh one, as any base gets
             if seed is not None:
                 torch.manual_seed(seed)

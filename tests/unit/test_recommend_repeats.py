@@ -215,6 +215,29 @@ def test_a_server_on_the_old_folder_does_not_read_the_rebuilt_folders_live_rows(
     assert "brand-new" in fresh.index_of and "brand-new" not in old.index_of
 
 
+def test_a_folder_rebuilt_while_it_loads_is_refused(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder's identity was taken after every file was read: rebuilt meanwhile, the old index
+    went with the new build's live rows."""
+    from tunelab.apps.recommend import recommender as module
+    from tunelab.errors import ConfigError
+
+    folder = tmp_path / "rec"
+    shutil.copytree(built, folder)
+    original = module.ItemIndex.load
+
+    def load_then_rebuild(root: Path):  # type: ignore[no-untyped-def]
+        index = original(root)
+        shutil.move(folder, tmp_path / "previous")
+        shutil.copytree(built, folder)
+        return index
+
+    monkeypatch.setattr(module.ItemIndex, "load", load_then_rebuild)
+    with pytest.raises(ConfigError, match="was rebuilt while it was being loaded; load it again"):
+        Recommender.load(folder)
+
+
 def test_a_view_before_a_purchase_is_no_repeat() -> None:
     """Counting every earlier interaction as a repeat left event data with a view before each
     purchase no validation row (and a build that failed naming split.min_positives)."""

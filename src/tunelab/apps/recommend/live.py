@@ -57,6 +57,9 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+folder_identity = _identity  # for Recommender.load: the folder's identity before its files are read
+
+
 class LiveStore:
     """The folder's ``live.sqlite``, created on the first write; one connection, used under a lock.
 

@@ -50,7 +50,7 @@ from tunelab.apps.recommend.data import compose_text
 from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import FILE as LIVE_FILE
-from tunelab.apps.recommend.live import LiveStore
+from tunelab.apps.recommend.live import LiveStore, folder_identity
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
 from tunelab.errors import ConfigError, DataError, first_line
@@ -199,6 +199,8 @@ class Recommender:
         if not (root / META).is_file():
             what = "no such folder" if not root.exists() else f"not a recommender folder (no {META})"
             raise ConfigError(f"{root}: {what}; build one with tunelab app recommend build")
+        # the folder as the reads below begin: its live rows are read only while it stays this one
+        identity = folder_identity(root)
         try:
             meta = json.loads((root / META).read_text(encoding="utf-8"))
             config = RecommendConfig.model_validate(meta["config"])
@@ -232,6 +234,10 @@ class Recommender:
                 f"{root}: a damaged recommender folder ({type(exc).__name__}: {first_line(exc)}); "
                 "build it again"
             ) from None
+        if rec._live is not None and rec._live._loaded != identity:
+            # replaced (build --overwrite) while its files were read: the index may be the old
+            # folder's and live.sqlite the new one's
+            raise ConfigError(f"{root} was rebuilt while it was being loaded; load it again")
         try:
             rec._sync()
         except sqlite3.DatabaseError as exc:  # not "build it again": that would drop the live rows

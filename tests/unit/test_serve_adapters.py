@@ -288,7 +288,10 @@ def test_a_broken_adapter_folder_is_detached_again(runs: dict[str, Path], tmp_pa
     broken = tmp_path / "broken"
     shutil.copytree(runs["b"], broken)
     (broken / "weights" / "adapter_model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(RunError, match="cannot attach its adapter") as info:
+    # named by the adapter reader itself now ("<weights>: cannot read the adapter"), else by the pool
+    with pytest.raises(
+        RunError, match=r"broken/weights: cannot read the adapter|cannot attach its adapter"
+    ) as info:
         pool.load(broken)
     assert "\n" not in str(info.value)
     host = shared_backend(a).host

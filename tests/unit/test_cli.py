@@ -336,3 +336,23 @@ def test_options_may_come_between_the_run_and_its_texts(
     with pytest.raises(SystemExit):  # an unknown option is still one
         main(["predict", str(cli_run), "pizza", "--no-such-option"])
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_every_command_and_subcommand_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tunelab app monitor run --help` went from its usage line straight to the options."""
+    import argparse
+
+    from tunelab.cli.main import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, path: list[str]):  # type: ignore[no-untyped-def]
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield path, parser
+        for sub in subs:
+            for name, child in sub.choices.items():
+                yield from leaves(child, [*path, name])
+
+    missing = [
+        " ".join(path) for path, parser in leaves(build_parser(), []) if path and not parser.description
+    ]
+    assert missing == []

@@ -186,3 +186,13 @@ def test_uvicorn_connection_lines_are_limited_but_its_startup_lines_and_errors_a
     only.clock = lambda: 1e12  # type: ignore[attr-defined]  # the interval has passed
     emit(logging.WARNING, "Invalid HTTP request received.", protocol)
     assert "(and 49 more connection line(s)" in stream.getvalue().splitlines()[-1]
+
+
+def test_serve_help_keeps_its_curl_examples_on_their_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """A lone backslash at a line's end inside the help string joined the lines: every continued
+    curl example after the first ran together on one line."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert out.count('Bearer $TOKEN" \\\n') >= 4, out
+    assert '$TOKEN"        -H' not in out

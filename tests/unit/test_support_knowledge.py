@@ -186,3 +186,18 @@ def test_a_damaged_index_fails_in_one_line(tmp_path: Path) -> None:
     meta.write_text(meta.read_text(encoding="utf-8").replace('"model"', '"modell"'), encoding="utf-8")
     with pytest.raises(DataError, match=r"not a knowledge index \(KeyError\); build it again"):
         KnowledgeIndex.load(folder)
+
+
+def test_a_bot_file_without_text_and_label_columns_says_to_rename_them(tmp_path) -> None:
+    """The data layer's advice said "set data.label_column", an option build, tune and eval lack
+    (the bundled sample's column is "category")."""
+    from tunelab.apps.support.rows import read_labelled
+    from tunelab.errors import DataError
+
+    path = tmp_path / "dev.csv"
+    path.write_text("text,category\nwhere is my card,card_arrival\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"need columns 'text' and 'label' .*'category'.*rename the columns"
+    ) as info:
+        read_labelled(path)
+    assert "data.label_column" not in str(info.value)

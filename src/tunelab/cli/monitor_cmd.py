@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r = sub.add_parser(
         "run",
         help="ingest, classify and store documents from the config's sources; alert on surges",
+        description="Ingest, classify and store documents from the config's sources; alert on surges.",
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -38,8 +38,8 @@ data.text_column, else 'text'.
 
 The --output file's extension picks its format: .csv, .tsv, .jsonl or .parquet. Each output row is
 an input row: the file's own columns (one that an output column also names, e.g. 'label' or an
-earlier file's 'top_2_label', is kept as 'label_input', 'top_2_label_input'), "row", "text", then
-"label", "score" and the top-k. JSON lines
+earlier file's 'top_2_label', is kept as 'label_input', 'top_2_label_input'), "row", "text", the
+top-k, then "label" and "score". JSON lines
 keep "top_k" as a list; CSV and Parquet spread it over columns top_1_label, top_1_score, ...
 "row" is the row's number in the file: data rows counted from 1, the header line not counted
 (JSON lines: the line number); rows with empty text are dropped and leave a gap. An existing
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="file to write, .csv, .tsv, .jsonl or .parquet (required with --input)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.add_argument("--top-k", type=int, default=3, help="how many ranked labels to return (default 3)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.add_argument(
         "--zero-shot",

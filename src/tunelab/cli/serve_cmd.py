@@ -44,17 +44,17 @@ examples:
 support bots (tunelab app support build ... --out bots/bank):
   tunelab serve --bot bots/bank                   # POST /v1/apps/support/bank/messages
   tunelab serve runs/banking77 --bot bots/bank --handoff-webhook https://desk.example.com/hooks/tickets
-  curl -s localhost:8000/v1/apps/support/bank/messages -H "Authorization: Bearer $TOKEN" \
+  curl -s localhost:8000/v1/apps/support/bank/messages -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{"conversation_id": "c1", "text": "where is my card?"}'
 
 sentiment monitors (monitor.yaml: see tunelab app monitor run --help):
   tunelab serve --monitor monitor.yaml            # POST /v1/apps/monitor/markets/documents, ...
-  tunelab serve runs/banking77 --monitor markets.yaml --monitor bonds.yaml \
+  tunelab serve runs/banking77 --monitor markets.yaml --monitor bonds.yaml \\
        --alert-webhook https://alerts.example.com/hooks/monitor
-  curl -s localhost:8000/v1/apps/monitor/markets/documents -H "Authorization: Bearer $TOKEN" \
-       -H 'Content-Type: application/json' \
+  curl -s localhost:8000/v1/apps/monitor/markets/documents -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' \\
        -d '{"documents": [{"id": "n1", "time": "2026-03-02T09:30:00Z", "text": "Acme cuts its outlook"}]}'
-  curl -s "localhost:8000/v1/apps/monitor/markets/trend?company=acme&from=2026-03-01&bucket=1h" \
+  curl -s "localhost:8000/v1/apps/monitor/markets/trend?company=acme&from=2026-03-01&bucket=1h" \\
        -H "Authorization: Bearer $TOKEN"
   curl -s "localhost:8000/v1/apps/monitor/markets/alerts?from=2026-03-01" -H "Authorization: Bearer $TOKEN"
   A monitor is named by its config; it uses the server's database unless its config names a store.
@@ -65,11 +65,11 @@ sentiment monitors (monitor.yaml: see tunelab app monitor run --help):
 
 recommenders (tunelab app recommend build ... --out recs/movies):
   tunelab serve --recommend recs/movies           # GET /v1/apps/recommend/movies/users/{id}, ...
-  curl -s "localhost:8000/v1/apps/recommend/movies/users/42?k=10&exclude_seen=true" \
+  curl -s "localhost:8000/v1/apps/recommend/movies/users/42?k=10&exclude_seen=true" \\
        -H "Authorization: Bearer $TOKEN"
-  curl -s localhost:8000/v1/apps/recommend/movies/items -H "Authorization: Bearer $TOKEN" \
+  curl -s localhost:8000/v1/apps/recommend/movies/items -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{"item_id": "m1", "fields": {"title": "Arrival (2016)"}}'
-  curl -s localhost:8000/v1/apps/recommend/movies/events -H "Authorization: Bearer $TOKEN" \
+  curl -s localhost:8000/v1/apps/recommend/movies/events -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{"events": [{"user_id": "42", "item_id": "m1"}]}'
   A recommender is named by its folder (NAME=DIR for another name; a served name is letters, digits,
   '.', '_' and '-'). A ranking, an added item and a

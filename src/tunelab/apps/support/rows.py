@@ -45,7 +45,17 @@ def read_labelled(path: str | Path) -> LabelledRows:
     """
     import tunelab
 
-    parts = tunelab.read_labelled(path, text_column="text", label_column="label", encoding="auto")
+    try:
+        parts = tunelab.read_labelled(path, text_column="text", label_column="label", encoding="auto")
+    except DataError as exc:
+        if "no column" not in str(exc):
+            raise
+        # the data layer's advice ("set data.label_column") names an option these commands lack
+        found = str(exc).split(";")[0].split(": ", 1)[-1]  # "no column 'label' (columns: ...)"
+        raise DataError(
+            f"{path}: the bot's files need columns 'text' and 'label' ({found}); "
+            "rename the columns in the file's header"
+        ) from None
     return LabelledRows(texts=parts.texts, labels=parts.labels, rows=parts.rows, source=str(path))
 
 

@@ -43,15 +43,16 @@ def _require_tokenizer(path: Any, name: str) -> None:
     as [UNK], so any two texts were ~0.97 alike, and retrieval ranked at random without an error."""
     from pathlib import Path
 
-    from tunelab.models.classifier import TOKENIZER_FILES
+    from tunelab.models.classifier import TOKENIZER_FILES, has_tokenizer_files
 
     folder = Path(path)
     if not folder.is_dir():
         return
-    found = any((folder / f).is_file() for f in TOKENIZER_FILES) or any(folder.glob("*.model"))
     # sentence-transformers' module layout keeps them one folder down (0_Transformer/)
-    found = found or any(next(folder.glob(f"*/{f}"), None) for f in TOKENIZER_FILES)
-    if not found:
+    if not (
+        has_tokenizer_files(folder)
+        or any(has_tokenizer_files(sub) for sub in folder.iterdir() if sub.is_dir())
+    ):
         raise ConfigError(
             f"{name}: no tokenizer files in {folder} ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
             "into the folder with tokenizer.save_pretrained(), or use minilm-l6 / e5-small-multilingual"

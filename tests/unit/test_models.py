@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -131,15 +132,20 @@ def test_tokenizer_loads_from_the_folder(tiny_bert: Path) -> None:
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
 
 
-def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def _online_hub(monkeypatch: pytest.MonkeyPatch, download: Any) -> None:
+    """Online (no offline switch set), with ``download`` standing in for snapshot_download."""
     import huggingface_hub
-
-    def unreachable(**kwargs: object) -> str:
-        raise ConnectionError("no route to host")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+
+
+def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(**kwargs: object) -> str:
+        raise ConnectionError("no route to host")
+
+    _online_hub(monkeypatch, unreachable)
     with pytest.raises(
         ModelNotFoundError, match=r"could not download from the hub \(ConnectionError\)"
     ) as info:
@@ -152,7 +158,6 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
 ) -> None:
     """A mistyped or gated repo was "unreachable offline", and "models/mine" beside a folder models/
     (a local path typo) spoke of the hub only."""
-    import huggingface_hub
 
     class RepositoryNotFoundError(Exception):  # huggingface_hub's, by name: its import path moves
         pass
@@ -160,9 +165,7 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
     def missing(**kwargs: object) -> str:
         raise RepositoryNotFoundError("404")
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    _online_hub(monkeypatch, missing)
     with pytest.raises(
         ModelNotFoundError,
         match=r"the hub has no such model, or it is private \(hf auth login, or HF_TOKEN\) "

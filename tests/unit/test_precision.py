@@ -159,6 +159,18 @@ def test_validate_refuses_forced_bf16_on_a_cpu_without_it_as_train_does(
     assert any("train.precision=bf16" in p for p in problems)
 
 
+def _bf16_run_killed(
+    monkeypatch: Any, tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path],
+    tmp_path: Path, killed_at_first_checkpoint: Any, name: str,
+) -> Path:  # fmt: skip
+    """A run forced to bf16 on a CPU with it, killed at its first checkpoint: its .partial folder."""
+    _cpu(monkeypatch, ["avx512_bf16"])
+    train, test = labelled_csvs
+    overrides = tiny_overrides(tiny_bert, train, test, tmp_path / "runs", "train.precision=bf16",
+                               "train.checkpoint_steps=2", f"name={name}")  # fmt: skip
+    return killed_at_first_checkpoint(overrides)
+
+
 def test_a_bf16_run_resumed_on_a_cpu_without_bf16_goes_on_in_fp32_and_says_so(
     tiny_bert: Path,
     tiny_overrides: Any,
@@ -169,18 +181,9 @@ def test_a_bf16_run_resumed_on_a_cpu_without_bf16_goes_on_in_fp32_and_says_so(
 ) -> None:
     """``--resume`` takes no overrides: refusing the saved train.precision=bf16 there would leave the
     run stuck on that machine."""
-    _cpu(monkeypatch, ["avx512_bf16"])
-    train, test = labelled_csvs
-    overrides = tiny_overrides(
-        tiny_bert,
-        train,
-        test,
-        tmp_path / "runs",
-        "train.precision=bf16",
-        "train.checkpoint_steps=2",
-        "name=moved",
+    partial = _bf16_run_killed(
+        monkeypatch, tiny_bert, tiny_overrides, labelled_csvs, tmp_path, killed_at_first_checkpoint, "moved"
     )
-    partial = killed_at_first_checkpoint(overrides)
     _cpu(monkeypatch, [])  # the run moves to a machine without bf16
     result = tunelab.train(resume=partial, show_progress=False)
     assert result.summary["precision"] == "fp32" and result.summary["precision_before_resume"] == "bf16"
@@ -203,18 +206,9 @@ def test_a_second_resume_still_says_what_the_run_trained_in_before(
     "before" and dropped that the run had trained in bf16."""
     from tunelab.train import loop as train_loop
 
-    _cpu(monkeypatch, ["avx512_bf16"])
-    train, test = labelled_csvs
-    overrides = tiny_overrides(
-        tiny_bert,
-        train,
-        test,
-        tmp_path / "runs",
-        "train.precision=bf16",
-        "train.checkpoint_steps=2",
-        "name=twice",
+    partial = _bf16_run_killed(
+        monkeypatch, tiny_bert, tiny_overrides, labelled_csvs, tmp_path, killed_at_first_checkpoint, "twice"
     )
-    partial = killed_at_first_checkpoint(overrides)
     _cpu(monkeypatch, [])
     original = train_loop.save_checkpoint
 

@@ -149,7 +149,7 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
     if fmt != "jsonl":  # JSON lines keep their line numbers (blank lines count, as in an editor)
         df.index = pd.RangeIndex(1, len(df) + 1)
     df.columns = [str(c).strip() for c in df.columns]
-    repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    repeated = sorted(set(df.columns[df.columns.duplicated()]))
     if repeated:  # "text, text": df["text"] was two columns, and reading it "unexpected ValueError"
         raise DataError(
             f"{p}: column name(s) {', '.join(map(repr, repeated))} appear more than once (spaces around "

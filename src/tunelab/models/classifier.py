@@ -259,12 +259,17 @@ def pooled_features(model: nn.Module, **batch: torch.Tensor) -> torch.Tensor:
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
 
+def has_tokenizer_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a tokenizer's files (``*.model``: other sentencepiece names such as
+    sentencepiece.bpe.model); without them transformers builds a 5-token tokenizer without a word."""
+    return any((folder / f).is_file() for f in TOKENIZER_FILES) or any(folder.glob("*.model"))
+
+
 def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     folder = Path(path)
-    files = any((folder / f).is_file() for f in TOKENIZER_FILES) or any(folder.glob("*.model"))
-    if folder.is_dir() and not files:  # *.model: other sentencepiece names (sentencepiece.bpe.model)
+    if folder.is_dir() and not has_tokenizer_files(folder):
         raise ModelNotFoundError(
             f"model folder {path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
             "save the tokenizer into the folder with tokenizer.save_pretrained()"

@@ -17,7 +17,15 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX
 from tunelab.serve.schemas import MAX_LIST_ITEMS
@@ -78,6 +86,10 @@ def _few_fields(value: Any) -> Any:
     return value
 
 
+# An item's fields, counted before pydantic checks them one by one (``_few_fields``).
+Fields = Annotated[dict[str, FieldValue], BeforeValidator(_few_fields)]
+
+
 def _check_id(value: str, what: str) -> str:
     """The id without surrounding spaces (the Recommender strips them too), or a ValueError."""
     problem = id_problem(value)
@@ -113,7 +125,7 @@ class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_id: Id = Field(description="new to the recommender: an id it has is a 409, never overwritten")
-    fields: dict[str, FieldValue] = Field(
+    fields: Fields = Field(
         min_length=1,
         max_length=MAX_FIELDS,
         description="the item's fields (title, description, tags, ...); its text fields make the text",
@@ -124,11 +136,6 @@ class ItemIn(BaseModel):
     @classmethod
     def _id(cls, value: str) -> str:
         return _check_id(value, "item_id")
-
-    @field_validator("fields", mode="before")
-    @classmethod
-    def _not_too_many(cls, value: Any) -> Any:
-        return _few_fields(value)
 
     @field_validator("fields")
     @classmethod
@@ -158,9 +165,7 @@ class ItemsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_OR_MANY)
 
     item_id: Id | None = Field(None, description="one item's id (or send items)")
-    fields: dict[str, FieldValue] | None = Field(
-        None, max_length=MAX_FIELDS, description="one item's fields (with item_id)"
-    )
+    fields: Fields | None = Field(None, max_length=MAX_FIELDS, description="one item's fields (with item_id)")
     items: list[ItemIn] | None = Field(
         None,
         min_length=1,
@@ -172,11 +177,6 @@ class ItemsRequest(BaseModel):
     @classmethod
     def _id(cls, value: str | None) -> str | None:
         return None if value is None else _check_id(value, "item_id")
-
-    @field_validator("fields", mode="before")
-    @classmethod
-    def _not_too_many(cls, value: Any) -> Any:
-        return _few_fields(value)
 
     @field_validator("fields")
     @classmethod

@@ -263,11 +263,6 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
     return previous
 
 
-def _group_key(label: Any) -> Any:
-    """The label a row is sampled under: its first label (multi-label), None for a row without one."""
-    return (label[0] if label else None) if isinstance(label, list) else label
-
-
 def stratified_sample(dataset: Dataset, *, per_class: int | None, total: int | None, seed: int) -> list[int]:
     """Positions of a seeded sample with up to ``per_class`` rows of each label (in file order).
 
@@ -283,7 +278,7 @@ def stratified_sample(dataset: Dataset, *, per_class: int | None, total: int | N
         return _multi_label_sample(labels, per_class=per_class, total=total, rng=rng)
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
-        groups[_group_key(label)].append(i)
+        groups[label].append(i)
     keys = sorted(groups, key=_order)
     quota = _quotas(keys, groups, per_class=per_class, total=total, rng=rng)
     chosen: list[int] = []

@@ -210,7 +210,8 @@ def _train_epochs(
             with adversary.watch(model) if adversary is not None else contextlib.nullcontext():
                 loss = forward_loss()
                 objective = loss if setup.loss_term is None else loss + setup.loss_term(model)
-                value = objective.item()
+                loss_value = loss.item()
+                value = loss_value if setup.loss_term is None else objective.item()
                 if not math.isfinite(value):
                     # NaN weights from here on, and a NaN dev score still became "best": the run
                     # "finished" predicting NaN.
@@ -223,7 +224,7 @@ def _train_epochs(
                 adversary.attack(model, lambda group=group: forward_loss() / group)
             state.batch_in_epoch += 1
             state.samples += len(idx)
-            state.window_loss += loss.item() * len(idx)
+            state.window_loss += loss_value * len(idx)
             state.window_samples += len(idx)
             timed_samples += len(idx)
             boundary = state.batch_in_epoch % cfg.grad_accum_steps == 0 or state.batch_in_epoch == len(

@@ -367,11 +367,9 @@ def read_report(folder: str | Path) -> dict[str, Any]:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
-    # A file among the parents failed only when the folder was written, after the whole build
-    # ("unexpected FileExistsError"). By hand, as the bot's build does: apps use the public API only.
-    for parent in target.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {target}: {parent} is a file, not a folder; give another --out")
+    from tunelab.apps.out_path import check_out_parents
+
+    check_out_parents(target)
     if not target.exists():
         return
     if not (target / META).is_file():

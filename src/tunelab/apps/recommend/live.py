@@ -48,16 +48,13 @@ class FolderReplacedError(RunError):
     """The recommender folder was rebuilt (``build --overwrite``) or moved after it was loaded."""
 
 
-def _identity(folder: Path) -> tuple[int, int] | None:
+def folder_identity(folder: Path) -> tuple[int, int] | None:
     """The folder's (device, inode): a rebuild renames a new folder into place, with a new inode."""
     try:
         st = os.stat(folder)
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-folder_identity = _identity  # for Recommender.load: the folder's identity before its files are read
 
 
 class LiveStore:
@@ -74,11 +71,11 @@ class LiveStore:
         self.path = self.folder / FILE
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._loaded = _identity(self.folder)
+        self._loaded = folder_identity(self.folder)
         self._warned_replaced = False
 
     def _check_folder(self) -> None:
-        if _identity(self.folder) != self._loaded:
+        if folder_identity(self.folder) != self._loaded:
             raise FolderReplacedError(
                 f"{self.folder} was rebuilt or moved since this recommender was loaded; load it again "
                 "(restart the server) so that writes go into the current folder"
@@ -145,7 +142,7 @@ class LiveStore:
         an item and an event on it between the two reads; the reader would see the event without
         its item, skip it as naming an unknown item, and move past it for good.
         """
-        if _identity(self.folder) != self._loaded:
+        if folder_identity(self.folder) != self._loaded:
             # rebuilt since loaded: its live.sqlite belongs to the new build (items encoded by the
             # new encoder, its events): read, the old server mixed them into its own index
             if not self._warned_replaced:

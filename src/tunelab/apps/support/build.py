@@ -171,11 +171,9 @@ def write_folder(target: Path, write: Any) -> None:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
-    # A file among the parents failed at the end, after the models loaded ("unexpected
-    # FileExistsError"). Checked here, not with tunelab.runs.folder: apps use the public API only.
-    for parent in target.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {target}: {parent} is a file, not a folder; give another --out")
+    from tunelab.apps.out_path import check_out_parents
+
+    check_out_parents(target)
     if not target.exists():
         return
     if not (target / BOT_YAML).is_file():

@@ -121,9 +121,8 @@ class PrefixTuned(WrappedModel):
             attention_mask = torch.ones(b, t, dtype=torch.long, device=device)
         mask = torch.cat([attention_mask.new_ones(b, p), attention_mask], dim=1)  # (B, P + T)
         if position_ids is None:
-            position_ids = (torch.arange(t, device=device) + self.first_position).expand(
-                b, t
-            )  # (B, T), not shifted by P
+            positions = torch.arange(t, device=device) + self.first_position
+            position_ids = positions.expand(b, t)  # (B, T), not shifted by P
         kwargs[self.cache_argument] = self.past(b)
         return self.model(
             input_ids=input_ids,

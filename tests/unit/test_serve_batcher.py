@@ -309,3 +309,48 @@ def test_pairs_travel_with_their_texts_and_a_batch_holds_one_kind() -> None:
     run(main())
     for batch, kind in zip(fake.batches, fake.kinds, strict=True):
         assert all(("|" in t) == kind for t in batch), (batch, kind)
+
+
+def test_keys_take_turns_so_one_keys_queue_does_not_hold_another_keys_text_back() -> None:
+    fake = FakePredictor(delay=0.01)
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=1, max_wait_ms=0)
+        big = asyncio.create_task(batcher.submit([f"a{i}" for i in range(5)], lane="key-a"))
+        small = asyncio.create_task(batcher.submit(["b0"], lane="key-b"))
+        assert [r["label"] for r in (await big).results] == ["a0", "a1", "a2", "a3", "a4"]
+        assert (await small).results[0]["label"] == "b0"
+        await batcher.close()
+
+    run(main())
+    # First come, first served would run b0 after all five of key-a's batches.
+    assert fake.batches == [["a0"], ["b0"], ["a1"], ["a2"], ["a3"], ["a4"]]
+
+
+def test_keys_take_turns_inside_a_batch_and_each_keys_requests_keep_their_order() -> None:
+    fake = FakePredictor()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=4, max_wait_ms=50)
+        tasks = [asyncio.create_task(batcher.submit([f"a{i}"], lane="key-a")) for i in range(4)]
+        tasks += [asyncio.create_task(batcher.submit([f"b{i}"], lane="key-b")) for i in range(2)]
+        outs = await asyncio.gather(*tasks)
+        assert [o.results[0]["label"] for o in outs] == ["a0", "a1", "a2", "a3", "b0", "b1"]
+        await batcher.close()
+
+    run(main())
+    assert fake.batches == [["a0", "b0", "a1", "b1"], ["a2", "a3"]]
+
+
+def test_without_lanes_requests_run_first_come_first_served() -> None:
+    fake = FakePredictor(delay=0.01)
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=1, max_wait_ms=0)
+        big = asyncio.create_task(batcher.submit(["a0", "a1", "a2"]))
+        small = asyncio.create_task(batcher.submit(["b0"]))
+        await asyncio.gather(big, small)
+        await batcher.close()
+
+    run(main())
+    assert fake.batches == [["a0"], ["a1"], ["a2"], ["b0"]]

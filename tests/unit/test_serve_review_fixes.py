@@ -216,6 +216,59 @@ def test_a_keys_texts_in_flight_are_capped_and_other_keys_go_on(tmp_path: Path) 
     opened.close()
 
 
+def test_another_keys_text_runs_in_the_next_batch_not_behind_a_keys_queue(tmp_path: Path) -> None:
+    """First come, first served, a key's one text waited behind every batch another key had queued
+    (up to --max-in-flight texts); now each key has a lane and batches take the lanes in turn."""
+    import threading
+    import time
+
+    from test_serve_security import GatedPredictor
+
+    class Recording(GatedPredictor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[str]] = []
+
+        def predict_encoded(self, enc: Any, *args: Any, **kw: Any) -> list[dict[str, Any]]:
+            out = super().predict_encoded(enc, *args, **kw)
+            self.batches.append(list(enc.texts))
+            return out
+
+    model = Recording()
+    opened = open_app(tmp_path, model, max_batch=1)
+    api = next(opened)
+    state = api.app.state.tunelab
+    _, busy = api.access.create_key("busy", rate=None, quota=None)
+    answers: list[int] = []
+
+    def send(texts: list[str], token: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: answers.append(api.predict({"texts": texts}, token).status_code)
+        )
+        thread.start()
+        return thread
+
+    def wait_for_held(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while state.in_flight.held_total() < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert state.in_flight.held_total() >= n
+
+    try:
+        threads = [send(["hold a", "a1", "a2", "a3"], busy)]
+        wait_for_held(4)  # "hold a" is running (held at the gate), a1-a3 queued behind it
+        threads.append(send(["b"], api.token))
+        wait_for_held(5)
+        time.sleep(0.05)  # b is in its lane
+    finally:
+        model.gate.set()
+    for thread in threads:
+        thread.join(60)
+    assert answers == [200, 200]
+    assert model.batches == [["hold a"], ["b"], ["a1"], ["a2"], ["a3"]]
+    opened.close()
+
+
 def test_bodies_that_fail_the_schema_take_the_keys_rate_too(api: App) -> None:
     """FastAPI checks the body before the route runs, so `top_k: 0` or an empty texts list never
     reached the route's rate check: a key could send them at any speed, each a usage row."""

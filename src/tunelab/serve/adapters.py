@@ -31,7 +31,7 @@ import itertools
 import json
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +171,12 @@ class AdapterBatcher:
         self.batcher.start()
 
     async def submit(
-        self, texts: list[str], *, top_k: int = 3, pairs: list[str] | None = None
+        self, texts: list[str], *, top_k: int = 3, pairs: list[str] | None = None, lane: Hashable = None
     ) -> BatchOutput:
         if self._closed:
             raise BatcherClosed(f"{self.batcher.name}: this adapter is unloaded")
         return await self.batcher.submit(
-            texts, top_k=top_k, pairs=pairs, route=self.predictor, observe=self.on_batch
+            texts, top_k=top_k, pairs=pairs, route=self.predictor, observe=self.on_batch, lane=lane
         )
 
     async def close(self) -> None:

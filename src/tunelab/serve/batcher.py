@@ -2,8 +2,8 @@
 
 A transformer forward on 32 short texts costs little more than on one, so under load the server
 is fastest when it waits a few milliseconds and runs the texts of many requests together. Each
-model version has one ``MicroBatcher``: requests put their texts on an asyncio queue; one worker
-task takes the first pending request, keeps gathering until ``max_batch`` texts or ``max_wait_ms``
+model version has one ``MicroBatcher``: requests put their texts in their client's lane (below); one
+worker task takes the request whose turn it is, keeps gathering until ``max_batch`` texts or ``max_wait_ms``
 after that first one, and runs tokenise + forward in a single dedicated thread (the event loop
 never blocks, and one version never runs two forwards at once, which would only fight over the
 same cores). Results and per-text token counts go back to each waiting request.
@@ -13,6 +13,12 @@ A batch that fails is run again one request at a time, so one request the model 
 A batch of one request that fails is not run again: it fails that request only.
 A text-pair model's requests carry ``pairs`` (the second text of each); a batch holds only one
 kind (all with pairs or none), so it is one ``encode`` call.
+
+Requests wait in one lane per API key, and batches take the lanes in turn (round-robin): a key
+with many texts queued (a 256-text request is 8 batches) no longer holds another key's one-text
+request behind all of them; that request runs in the next batch. Without keys (``--no-auth``,
+the apps' own batchers) there is one lane, first come, first served. Hand-written: Ray Serve's
+``@serve.batch`` takes requests from one ``asyncio.Queue`` in arrival order, with no notion of a client.
 
 Adapters sharing one base (``tunelab.serve.adapters``) share one batcher: each request carries
 its ``route`` (its adapter's predictor, which encodes and decodes it) and the batcher's predictor
@@ -24,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,6 +75,9 @@ class _Pending:
     observe: Callable[[int], None] | None = None  # its model version's batch-size metric
 
 
+_NO_LANE = object()  # ``_served`` before the first request: equal to no lane key (None included)
+
+
 class BatcherClosed(RuntimeError):
     """Raised to requests submitted after ``close()`` (the registry never lets that happen)."""
 
@@ -99,12 +109,13 @@ class MicroBatcher:
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.on_batch = on_batch
         self.name = name
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop after what is before it
-        self._carry: _Pending | None = None  # taken from the queue but did not fit the last batch
+        # One FIFO lane per key; the lane first in the dict gives the next request, then goes last.
+        self._lanes: OrderedDict[Hashable, deque[_Pending]] = OrderedDict()
+        self._served: Hashable = _NO_LANE  # the lane of the request taken last
+        self._arrived = asyncio.Event()  # set by submit and close: the worker has something to look at
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
         self._worker: asyncio.Task[None] | None = None
-        self._closed = False
-        self._stopping = False  # the stop marker was taken while gathering
+        self._closed = False  # no new requests; the worker stops once the lanes are empty
 
     def start(self) -> None:
         """Start the worker task (needs a running event loop); idempotent."""
@@ -119,11 +130,13 @@ class MicroBatcher:
         pairs: list[str] | None = None,
         route: Any = None,
         observe: Callable[[int], None] | None = None,
+        lane: Hashable = None,
     ) -> BatchOutput:
         """Predict ``texts`` (with ``pairs``, their second texts, for a text-pair model).
 
         Waits for the batch (or batches) they end up in. On a shared batcher ``route`` is the
-        request's adapter predictor and ``observe`` its version's batch-size metric.
+        request's adapter predictor and ``observe`` its version's batch-size metric. ``lane`` is
+        the client's (its key id): requests of one lane run in order, lanes take turns.
         """
         if self._closed:
             raise BatcherClosed(f"{self.name}: batcher is closed")
@@ -131,6 +144,7 @@ class MicroBatcher:
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: give one pair text per text")
         self.start()
         loop = asyncio.get_running_loop()
+        queue = self._lanes.setdefault(lane, deque())
         parts = []
         for start in range(0, len(texts), self.max_batch):
             end = start + self.max_batch
@@ -142,8 +156,9 @@ class MicroBatcher:
                 route,
                 observe,
             )
-            self._queue.put_nowait(part)
+            queue.append(part)
             parts.append(part)
+        self._arrived.set()
         outputs = await asyncio.gather(*(p.future for p in parts))
         return BatchOutput(
             results=[r for out in outputs for r in out.results],
@@ -155,42 +170,62 @@ class MicroBatcher:
         if self._closed:
             return
         self._closed = True
+        self._arrived.set()
         if self._worker is not None:
-            self._queue.put_nowait(None)
             await self._worker
         self._executor.shutdown(wait=False)
 
-    async def _gather(self) -> list[_Pending] | None:
-        """The next batch: the first pending request, then whatever arrives before the deadline.
+    def _head(self) -> _Pending | None:
+        """The request whose turn it is (the first lane's oldest), without taking it.
 
-        ``None`` once the stop marker is first in line (everything queued before it is answered).
+        The lane served last goes behind the others only now, not when it was served: a lane that
+        arrived while that batch ran (another key's one text) then comes before it, as it should.
         """
-        if self._carry is not None:
-            first: _Pending | None = self._carry
-            self._carry = None
-        else:
-            first = None if self._stopping else await self._queue.get()
-        if first is None:
-            return None
+        if len(self._lanes) > 1 and next(iter(self._lanes)) == self._served:
+            self._lanes.move_to_end(self._served)
+        for lane in self._lanes.values():
+            return lane[0]
+        return None
+
+    def _take(self) -> None:
+        """Take the head request; its lane, once empty, is dropped (a key's next request opens a new one)."""
+        key, lane = next(iter(self._lanes.items()))
+        lane.popleft()
+        self._served = key
+        if not lane:
+            del self._lanes[key]
+
+    async def _wait_for_arrival(self, timeout: float | None) -> bool:
+        """Wait until ``submit`` or ``close`` signals; False when ``timeout`` passed first."""
+        self._arrived.clear()
+        try:
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _gather(self) -> list[_Pending] | None:
+        """The next batch: the request whose turn it is, then whatever fits before the deadline.
+
+        Lanes take turns inside a batch too. ``None`` once closed with nothing left to answer.
+        """
+        while (first := self._head()) is None:
+            if self._closed:
+                return None
+            await self._wait_for_arrival(None)
+        self._take()
         batch, size = [first], len(first.texts)
         deadline = time.monotonic() + self.max_wait
         while size < self.max_batch:
-            try:
-                if self._queue.empty():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                else:
-                    item = self._queue.get_nowait()
-            except TimeoutError:
-                break
+            item = self._head()
             if item is None:
-                self._stopping = True
-                break
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0 or not await self._wait_for_arrival(remaining):
+                    break
+                continue
             if size + len(item.texts) > self.max_batch or (item.pairs is None) != (first.pairs is None):
-                self._carry = item  # no room, or the other kind: it starts the next batch
-                break
+                break  # no room, or the other kind: it stays first in line and starts the next batch
+            self._take()
             batch.append(item)
             size += len(item.texts)
         return batch

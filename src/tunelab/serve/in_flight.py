@@ -1,8 +1,9 @@
 """A cap on each key's texts in flight, so one client's big requests cannot fill the batch queue.
 
-The batcher serves requests first come, first served, and a key's rate counts requests, not texts:
-a key sending 64-text requests from 16 threads kept ~1,000 texts queued, and another key's 1-text
-request waited two seconds behind them (12 ms when idle). Each key may have at most
+A key's rate counts requests, not texts: a key sending 64-text requests from 16 threads kept ~1,000
+texts queued, and while the batcher served first come, first served, another key's 1-text request
+waited two seconds behind them (12 ms when idle). The batcher now takes the keys' lanes in turn, so
+that wait is one batch; the cap still bounds the memory and work one key can queue. Each key may have at most
 ``limit`` texts queued or running; past that a request is a 429 with Retry-After, and a request
 with nothing of its key in flight always goes through (one request of any allowed size). Counted
 in the event loop, so no lock; an entry is dropped at zero, so memory follows the keys in flight.

@@ -84,8 +84,8 @@ async def predict(
             max_chars=settings.max_chars_per_text,
             field=field,
         )
-        # Each key's texts queued or running are capped (429 past it): the queue is first come,
-        # first served, so one key's big requests would otherwise hold everyone else's back.
+        # Each key's texts queued or running are capped (429 past it), and the batcher takes the keys'
+        # lanes in turn, so one key's big requests cannot hold everyone else's back.
         holding = (
             state.in_flight.hold(caller.key_id, caller.name, body.size)
             if caller is not None
@@ -96,13 +96,14 @@ async def predict(
                 await run_in_threadpool(
                     lambda: state.access.admit(caller, body.size, request_id=ctx.request_id, rate=False)
                 )
+            lane = None if caller is None else caller.key_id
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("predict %s@%s %s=%r", name, mv.version, field, items)  # masked by the log filter
             if body.pairs is None:
-                work = mv.batcher.submit(body.texts or [], top_k=body.top_k)
+                work = mv.batcher.submit(body.texts or [], top_k=body.top_k, lane=lane)
             else:
                 texts, pairs = [a for a, _ in body.pairs], [b for _, b in body.pairs]
-                work = mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k)
+                work = mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k, lane=lane)
             out = await unless_client_leaves(request.receive, work)
     ctx.tokens = sum(out.tokens)
     schema = mv.result_schema  # the task's: ClassificationResult, EntityResult, ...

@@ -287,3 +287,106 @@ def test_opening_a_database_another_opener_has_locked_waits_instead_of_failing(
     refusals[0] = 10**6  # locked for good: the open gives up at the busy timeout, in one line
     with pytest.raises(StoreError, match=r"cannot open SQLite database .*busy.db: database is locked"):
         SQLiteStore(tmp_path / "busy.db", busy_timeout_s=0.2)
+
+
+# -- SQLite reads beside writes ----------------------------------------------------------------------
+
+
+def in_thread(fn, timeout_s: float = 5.0):
+    """``fn()``'s result, or a failure naming the wait: run in a thread so a lock wait shows up
+    as a timeout instead of hanging the test (the thread is a daemon; the test releases it after)."""
+    done, out = threading.Event(), []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # surfaced below
+            out.append(exc)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(timeout_s), f"{fn} was still waiting after {timeout_s} s"
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+def test_usage_reads_never_wait_for_a_write_in_progress(tmp_path: Path) -> None:
+    """/v1/usage, quota counts and key look-ups ran on the writer's connection under its lock: one
+    open write transaction (or a slow one) stalled every other client's reads. In WAL mode they
+    read the last committed state on read-only connections of their own, without the lock."""
+    with open_store(None, tmp_path) as store:
+        create(store)
+        store.record_usage(usage(1))
+        in_write, release = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with store._transaction() as conn:  # type: ignore[attr-defined]
+                store._insert_usage(conn, usage(2))  # type: ignore[attr-defined]
+                in_write.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            assert in_write.wait(5)
+            groups = in_thread(lambda: store.usage_groups(key_id="k1"))
+            assert [g.requests for g in groups] == [1]  # committed rows only
+            assert in_thread(lambda: store.texts_used("k1", T0 - timedelta(days=1))) == 2
+            assert in_thread(lambda: store.get_key("k1")) is not None
+            assert [r.request_id for r in in_thread(store.usage)] == ["req-1"]
+        finally:
+            release.set()
+            thread.join(10)
+        assert [r.request_id for r in store.usage()] == ["req-1", "req-2"]  # seen once committed
+
+
+def test_writes_never_wait_for_a_usage_read_in_progress(tmp_path: Path) -> None:
+    """The other way round: a long usage report held the lock that every request's usage row and
+    quota check need. A read now holds only its WAL snapshot, which writers commit beside."""
+    with open_store(None, tmp_path) as store:
+        create(store)
+        store.record_usage(usage(1))
+        in_read, release, seen = threading.Event(), threading.Event(), []
+
+        def reader() -> None:
+            with store._transaction(write=False) as conn:  # type: ignore[attr-defined]
+                seen.append(conn.execute("SELECT COUNT(*) FROM tunelab_usage").fetchone()[0])
+                in_read.set()
+                release.wait(10)
+                # one snapshot for the whole block: the write committed meanwhile is not in it
+                seen.append(conn.execute("SELECT COUNT(*) FROM tunelab_usage").fetchone()[0])
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            assert in_read.wait(5)
+            in_thread(lambda: store.record_usage(usage(2)))
+            assert in_thread(lambda: store.texts_used("k1", T0 - timedelta(days=1))) == 4
+            in_thread(lambda: store.revoke_key("acme"))
+        finally:
+            release.set()
+            thread.join(10)
+        assert seen == [1, 1]
+        assert len(store.usage()) == 2 and not store.get_key("k1").active  # type: ignore[union-attr]
+
+
+def test_sqlite_reads_are_read_only_and_closed_with_the_store(tmp_path: Path) -> None:
+    store = open_store(None, tmp_path)
+    with pytest.raises(StoreError, match="readonly"), store._transaction(write=False) as conn:  # type: ignore[attr-defined]
+        conn.execute("DELETE FROM tunelab_usage")
+    store.ping()
+    pooled = list(store._idle_readers)  # type: ignore[attr-defined]
+    assert pooled
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        pooled[0].execute("SELECT 1")
+
+
+def test_memory_store_reads_on_its_one_connection() -> None:
+    """A second connection to ":memory:" opens another, empty database: reads stay on the one."""
+    with SQLiteStore(":memory:") as store:
+        create(store)
+        store.record_usage(usage(1))
+        assert store.get_key("k1") is not None and store.texts_used("k1", T0) == 2
+        assert [g.requests for g in store.usage_groups()] == [1]

@@ -40,8 +40,9 @@ async def usage(
                 status=422,
                 code="invalid_parameter",
             ) from None
-    # A read over all of a key's rows, under the store's lock that every request's authentication
-    # and usage row wait for: the key's rate applies (it did not), and the window is bounded.
+    # A read over all of a key's rows. It no longer holds up other clients (SQLite reads on
+    # read-only WAL connections of their own, PostgreSQL on pooled ones), but it still costs the
+    # database I/O and CPU: the key's rate applies (it did not), and the window is bounded.
     await run_in_threadpool(state.access.admit_rate, caller)
     end = as_utc(until) if until is not None else datetime.now(UTC)
     # until near year 1: a month before it is out of range (a 500 before)

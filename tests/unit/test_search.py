@@ -245,6 +245,97 @@ def test_a_rerun_with_another_space_does_not_mix_searches(base: list[str], tmp_p
         search(None, space=other, trials=2, overrides=base, out=tmp_path / "s", show_progress=False)
 
 
+def failing_trials(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Trials that fail at once instead of training (the resume check runs before any trial): the
+    list gets each trial's overrides, so an empty one means nothing was drawn."""
+    calls: list[str] = []
+
+    def fail(config, **kw):
+        calls.append(" ".join(kw["overrides"]))
+        raise RuntimeError("no training in this test")
+
+    monkeypatch.setattr(TRAIN, "train", fail)
+    return calls
+
+
+CHANGED_SPACES = [
+    # describe() printed both as "2 to 6": the resume was let in and Optuna failed mid-trial.
+    (
+        "train.epochs: {low: 2, high: 6}\n",
+        "train.epochs: {low: 2.0, high: 6.0}\n",
+        "train.epochs was whole numbers 2 to 6, is now real numbers 2.0 to 6.0",
+    ),
+    # describe() rounded both to "0.001 to 0.01": trials were drawn from two spaces, silently.
+    (
+        "train.learning_rate: {low: 0.001, high: 0.01}\n",
+        "train.learning_rate: {low: 0.0010000001, high: 0.01}\n",
+        "train.learning_rate was real numbers 0.001 to 0.01, is now real numbers 0.0010000001 to 0.01",
+    ),
+]
+
+
+@pytest.mark.parametrize("before, after, change", CHANGED_SPACES, ids=["int-to-float", "beyond-6-digits"])
+def test_a_resume_onto_a_space_that_only_prints_the_same_is_refused(
+    before: str, after: str, change: str, base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = failing_trials(monkeypatch)
+    kwargs = {"trials": 2, "overrides": base, "out": tmp_path / "s", "show_progress": False}
+    with pytest.raises(RuntimeError, match="no training"):
+        search(None, space=write_space(tmp_path, before), **kwargs)
+    with pytest.raises(RuntimeError, match="no training"):  # the same space resumes
+        search(None, space=write_space(tmp_path, before), **kwargs)
+    calls.clear()
+    with pytest.raises(ConfigError) as refused:
+        search(None, space=write_space(tmp_path, after), **kwargs)
+    message = str(refused.value)
+    assert "holds a search with another search space" in message and change in message, message
+    assert "give --out for a new search folder" in message and "\n" not in message
+    assert calls == [], "nothing is drawn from the new space"
+
+
+@pytest.mark.parametrize("before, after, change", CHANGED_SPACES, ids=["int-to-float", "beyond-6-digits"])
+def test_a_search_saved_before_exact_spaces_resumes_only_onto_the_space_its_trials_drew_from(
+    before: str, after: str, change: str, base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = failing_trials(monkeypatch)
+    kwargs = {"trials": 2, "overrides": base, "out": tmp_path / "s", "show_progress": False}
+    settings = tmp_path / "s" / "search.json"
+
+    def as_older_tunelab_wrote_it() -> None:  # only the describe() strings
+        saved = json.loads(settings.read_text(encoding="utf-8"))
+        settings.write_text(json.dumps({k: v for k, v in saved.items() if k != "space_spec"}), "utf-8")
+
+    with pytest.raises(RuntimeError, match="no training"):
+        search(None, space=write_space(tmp_path, before), **kwargs)
+    as_older_tunelab_wrote_it()
+    with pytest.raises(RuntimeError, match="no training"):  # the same space still resumes ...
+        search(None, space=write_space(tmp_path, before), **kwargs)
+    assert "space_spec" in json.loads(settings.read_text(encoding="utf-8"))  # ... and is then exact
+    as_older_tunelab_wrote_it()
+    calls.clear()
+    with pytest.raises(ConfigError, match="holds a search with another search space") as refused:
+        search(None, space=write_space(tmp_path, after), **kwargs)  # told by what study.db recorded
+    assert change in str(refused.value) and calls == []
+
+
+def test_a_space_is_compared_by_what_it_draws_with_types(tmp_path: Path) -> None:
+    from tunelab.search.space import same_spec, spec_text
+
+    def spec(text: str) -> dict:
+        (dim,) = load_space(write_space(tmp_path, text))
+        return dim.spec()
+
+    choices = [spec(f"k: [{value}]\n") for value in ("1", "1.0", "'1'", "true")]
+    assert all(not same_spec(a, b) for i, a in enumerate(choices) for b in choices[i + 1 :]), choices
+    assert spec_text(choices[2]) == 'one of ["1"]'
+    # Written differently, drawn alike: one space.
+    assert same_spec(spec("k: {low: 2, high: 6, step: 2}\n"), spec("k: {low: 2, high: 6, step: 2.0}\n"))
+    assert same_spec(spec("k: {low: 2, high: 6}\n"), spec("k: {low: 2, high: 6, step: 1}\n"))
+    assert same_spec(spec("k: {low: 0, high: 0.5}\n"), spec("k: {low: 0.0, high: 0.5}\n"))
+    assert same_spec(spec("k: {low: 1e-5, high: 1e-3}\n"), spec("k: {low: 1.0e-5, high: 0.001}\n"))
+    assert not same_spec(spec("k: {low: 1, high: 9}\n"), spec("k: {low: 1, high: 9, log: true}\n"))
+
+
 def test_ranges_and_choices_are_read_as_written(tmp_path: Path) -> None:
     space = write_space(
         tmp_path,

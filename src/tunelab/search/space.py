@@ -16,6 +16,7 @@ an hour in. Values are applied as overrides, so anything ``tunelab train key=val
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -73,11 +74,92 @@ class Dimension:
         return [int(self.low), int(self.high)] if self.integer else [self.low, self.high]  # type: ignore[arg-type]
 
     def describe(self) -> str:
+        """This field's values for a person, as ``search.json`` stored them before ``spec`` existed.
+
+        Not exact: a whole-number range and a real one print alike (``2 to 6``), bounds are rounded
+        to 6 digits and choices lose their types (``1`` and ``'1'``), so a changed space is told by
+        ``spec``, never by this alone.
+        """
         if self.choices is not None:
             return f"{self.key}: one of {', '.join(map(str, self.choices))}"
         scale = ", log scale" if self.log else ""
         step = f", step {self.step:g}" if self.step else ""
         return f"{self.key}: {self.low:g} to {self.high:g}{scale}{step}"
+
+    def spec(self) -> dict[str, Any]:
+        """The values this field can take, exactly: what a resumed search compares with the space its
+        trials were drawn from (see ``same_spec``).
+
+        The kind (``choice``, ``int`` or ``float``) is explicit; a range's bounds and step are the
+        numbers Optuna draws with (whole ones for ``int``, as ``suggest`` passes them; reals for
+        ``float``, so ``{low: 0, high: 0.5}`` and ``{low: 0.0, high: 0.5}`` stay one space), and
+        choices keep their types (``1``, ``1.0``, ``'1'`` and ``true`` are other overrides).
+        """
+        if self.choices is not None:
+            return {"key": self.key, "kind": "choice", "choices": list(self.choices)}
+        assert self.low is not None and self.high is not None
+        if self.integer:
+            low, high, step = int(self.low), int(self.high), int(self.step or 1)
+            return {"key": self.key, "kind": "int", "low": low, "high": high, "step": step, "log": self.log}
+        step = None if self.step is None else float(self.step)
+        return {
+            "key": self.key,
+            "kind": "float",
+            "low": float(self.low),
+            "high": float(self.high),
+            "step": step,
+            "log": self.log,
+        }
+
+    def distribution(self) -> Any:
+        """The Optuna distribution ``suggest`` draws from (what ``study.db`` records for each trial)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        spec = self.spec()
+        if spec["kind"] == "choice":
+            return CategoricalDistribution(spec["choices"])
+        kind = IntDistribution if spec["kind"] == "int" else FloatDistribution
+        return kind(spec["low"], spec["high"], log=spec["log"], step=spec["step"])
+
+
+def distribution_spec(key: str, distribution: Any) -> dict[str, Any]:
+    """``Dimension.spec`` of the field ``key`` as an Optuna distribution records it (a trial in
+    ``study.db``): how a study saved before ``spec`` existed tells which space its trials came from."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return {"key": key, "kind": "choice", "choices": list(distribution.choices)}
+    kind = "int" if isinstance(distribution, IntDistribution) else "float"
+    cast = int if kind == "int" else float
+    step = None if distribution.step is None else cast(distribution.step)
+    return {
+        "key": key,
+        "kind": kind,
+        "low": cast(distribution.low),
+        "high": cast(distribution.high),
+        "step": step,
+        "log": bool(distribution.log),
+    }
+
+
+def same_spec(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two ``spec`` dicts are one space. Not ``==``: Python has ``2 == 2.0`` and ``1 == True``,
+    the very differences a spec records, so the comparison is of canonical JSON text."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def spec_text(spec: dict[str, Any]) -> str:
+    """A ``spec`` for a person, exact where ``describe`` is not: ``whole numbers 2 to 6``, ``real
+    numbers 2.0 to 6.0``, ``one of [1, "1", true]`` (an error names what changed by it)."""
+    if spec.get("kind") == "choice":
+        return f"one of {json.dumps(spec.get('choices'), ensure_ascii=False)}"
+    kind = "whole numbers" if spec.get("kind") == "int" else "real numbers"
+    step = spec.get("step")
+    steps = (
+        f" in steps of {step!r}" if step is not None and not (kind == "whole numbers" and step == 1) else ""
+    )
+    scale = ", log scale" if spec.get("log") else ""
+    return f"{kind} {spec.get('low')!r} to {spec.get('high')!r}{steps}{scale}"
 
 
 def override(key: str, value: Any) -> str:

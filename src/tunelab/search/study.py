@@ -9,7 +9,8 @@ trials at the same evaluation is pruned there (the training loop knows nothing o
 The search folder holds everything, so a killed search resumes by running the same command:
 
     study.db       Optuna's SQLite storage: finished trials are never trained again
-    search.json    the config, overrides and space it was started with (a rerun must match)
+    search.json    the config, overrides and space it was started with (a rerun must match; the space
+                   exactly: whole or real ranges, bounds, log, step, choices with their types)
     trials/        one run folder per finished trial (pruned trials leave none)
     trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
     best           a link to the best trial's run folder (a copy where links are not allowed)
@@ -36,7 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError
-from tunelab.search.space import Dimension, check_dev, check_space, load_space, override
+from tunelab.search.space import (
+    Dimension,
+    check_dev,
+    check_space,
+    distribution_spec,
+    load_space,
+    override,
+    same_spec,
+    spec_text,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -163,10 +173,11 @@ def search(
         settings = {
             "config": str(config) if not hasattr(config, "to_dict") else "(RunConfig)",
             "base": base.to_dict(),
-            "space": [d.describe() for d in dims],
+            "space": [d.describe() for d in dims],  # for people (and older tunelab versions)
+            "space_spec": [d.spec() for d in dims],  # what a resume is checked by
             "metric": base.train.metric,
         }
-        _check_same_search(folder, settings)
+        _check_same_search(folder, settings, dims)
 
         metric = base.train.metric
         direction = "minimize" if metric.endswith("loss") else "maximize"
@@ -313,20 +324,89 @@ def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna
         log.info("trial %d was interrupted: it runs again", t.number)
 
 
-def _check_same_search(folder: Path, settings: dict[str, Any]) -> None:
-    """A rerun continues the search in ``folder`` only with the same config, space and metric."""
+def _check_same_search(folder: Path, settings: dict[str, Any], dims: list[Dimension]) -> None:
+    """A rerun continues the search in ``folder`` only with the same config, space and metric.
+
+    The space is compared by ``Dimension.spec`` (kinds, bounds and choices with their types): the
+    ``describe`` strings alone took ``{low: 2, high: 6}`` and ``{low: 2.0, high: 6.0}`` (or bounds
+    equal to 6 digits) for one space, and the resumed trials were drawn from another, or Optuna
+    failed in the middle of one. A folder from before ``space_spec`` is checked by its strings and
+    by the distributions ``study.db`` recorded for its trials, then gets ``space_spec`` added.
+    """
     path = folder / SETTINGS
     if not path.is_file():
         atomic_write_json(path, settings)
         return
     saved = json.loads(path.read_text(encoding="utf-8"))
-    for key in ("base", "space", "metric"):
+    for key in ("base", "metric"):  # the space is told apart below, field by field
         if saved.get(key) != settings[key]:
-            what = {"base": "run config", "space": "search space", "metric": "metric"}[key]
+            what = {"base": "run config", "metric": "metric"}[key]
             raise ConfigError(
                 f"{folder} holds a search with another {what}; resume it with the same command, "
                 "or give --out for a new search folder"
             )
+    if isinstance(saved.get("space_spec"), list):
+        old = {str(spec.get("key")): spec for spec in saved["space_spec"] if isinstance(spec, dict)}
+        changes = _space_changes(old, {d.key: d.spec() for d in dims})
+    else:  # written before space_spec: its strings, then what study.db says the trials were drawn from
+        old_text = {str(text).split(": ", 1)[0]: str(text) for text in saved.get("space") or []}
+        new_text = {d.key: d.describe() for d in dims}
+        changes = [
+            f"{key} was {_after_key(old_text.get(key))}, is now {_after_key(new_text.get(key))}"
+            for key in [*old_text, *(k for k in new_text if k not in old_text)]
+            if old_text.get(key) != new_text.get(key)
+        ]
+        if not changes:
+            changes = _changes_from_trials(folder, dims)
+        if not changes:
+            atomic_write_json(path, {**saved, "space_spec": settings["space_spec"]})
+    if changes:
+        raise ConfigError(
+            f"{folder} holds a search with another search space ({'; '.join(changes)}); resume it with "
+            "the space it was started with, or give --out for a new search folder (a new study)"
+        )
+
+
+def _space_changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
+    """``key was ..., is now ...`` for each field whose values differ between two ``spec`` maps, a
+    field added to the space or dropped from it included."""
+    changes = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        before, after = old.get(key), new.get(key)
+        if before is not None and after is not None and same_spec(before, after):
+            continue
+        was = spec_text(before) if before is not None else "not searched"
+        now = spec_text(after) if after is not None else "not searched"
+        changes.append(f"{key} was {was}, is now {now}")
+    return changes
+
+
+def _after_key(text: str | None) -> str:
+    """A ``describe`` string without its ``key: ``; ``not searched`` for a field the space lacks."""
+    return "not searched" if text is None else repr(text.split(": ", 1)[-1])
+
+
+def _changes_from_trials(folder: Path, dims: list[Dimension]) -> list[str]:
+    """For a folder saved before ``space_spec``: each field whose trials in ``study.db`` were drawn
+    from other values than ``dims`` would draw (what its ``describe`` strings could not tell). A field
+    no trial has drawn yet mixes nothing, so it is not a change."""
+    db = folder / STUDY_DB
+    if not db.is_file():
+        return []
+    optuna = _import_optuna()
+    try:
+        study = optuna.load_study(study_name="tunelab", storage=f"sqlite:///{db.resolve()}")
+    except KeyError:  # the database exists but no study was created in it
+        return []
+    # As Optuna records it: its distribution may move a stepped range's high end onto the grid.
+    now = {d.key: distribution_spec(d.key, d.distribution()) for d in dims}
+    changes: dict[str, str] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, distribution in trial.distributions.items():
+            was = distribution_spec(key, distribution)
+            if key in now and key not in changes and not same_spec(was, now[key]):
+                changes[key] = f"{key} was {spec_text(was)}, is now {spec_text(now[key])}"
+    return list(changes.values())
 
 
 def _stem(config: Any) -> str:

@@ -91,10 +91,10 @@ def test_predict_file_from_jsonl(predictor: tunelab.Predictor, tmp_path: Path) -
     target = tmp_path / "out.jsonl"
     assert tunelab.predict_file(predictor, source, target, top_k=2) == 2
     out = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
-    # Cells are read as text, so a JSON number id comes back as a string.
+    # The text is read as text; the id keeps its JSON type (it came back as "7").
     assert [(r["id"], r["row"], r["text"]) for r in out] == [
-        ("7", 1, "tennis score"),
-        ("8", 2, "cheese salad recipe"),
+        (7, 1, "tennis score"),
+        (8, 2, "cheese salad recipe"),
     ]
     assert [r["label"] for r in out] == ["sports", "food"] and all(len(r["top_k"]) == 2 for r in out)
 

@@ -6,6 +6,7 @@ files with the same stem kept apart.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,151 @@ def test_rescoring_a_predictions_file_keeps_every_old_column_as_input(
     assert new["label_input"].tolist() == ["sports", "food", "weather"]
     assert new["label_input_input"].tolist() == old["label"].tolist()
     assert new["row_input"].tolist() == [1, 2, 4] and new["row"].tolist() == [1, 2, 3]
+
+
+# -- the input's columns keep their types ---------------------------------------------------------
+
+TEXTS = ["football match with my team", "pizza and cheese for dinner", "", "snow and cold wind"]
+
+
+@pytest.fixture
+def typed_parquet(tmp_path: Path) -> Path:
+    """Beside the text: an int id, a float and an int with a null, a bool, a timestamp, a list, a
+    nullable string, and a ``label`` of ints (kept as label_input); row 3's empty text is dropped."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "typed.parquet"
+    table = pa.table(
+        {
+            "id": pa.array([7, 8, 9, 10], pa.int32()),
+            "text": TEXTS,
+            "weight": pa.array([0.5, None, 1.25, 2.0], pa.float64()),
+            "count": pa.array([1, None, 3, 4], pa.int64()),
+            "flag": pa.array([True, False, None, None], pa.bool_()),
+            "seen": pa.array(
+                [datetime(2024, 1, 2, 3, 4, 5), None, None, datetime(2024, 5, 6)], pa.timestamp("us")
+            ),
+            "tags": pa.array([["a", "b"], [], None, None], pa.list_(pa.string())),
+            "note": pa.array([None, "x", "y", None], pa.string()),
+            "label": pa.array([0, 1, 1, 2], pa.int64()),
+        }
+    )
+    pq.write_table(table, source)
+    return source
+
+
+def test_parquet_columns_keep_their_parquet_types_and_nulls(
+    run: Path, typed_parquet: Path, tmp_path: Path
+) -> None:
+    """Every cell came back as text: 7 as "7", a null as "", a list as JSON text."""
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "predictions.parquet"
+    assert _predict(run, typed_parquet, target) == 0
+    written = pq.read_table(target)
+    given = pq.read_schema(typed_parquet)
+    for name in ("id", "weight", "count", "flag", "seen", "tags", "note"):
+        assert written.schema.field(name).type == given.field(name).type, name
+    assert written.schema.field("label_input").type == given.field("label").type
+    rows = written.to_pylist()
+    assert [r["row"] for r in rows] == [1, 2, 4]
+    assert [r["id"] for r in rows] == [7, 8, 10]
+    assert [r["weight"] for r in rows] == [0.5, None, 2.0]
+    assert [r["count"] for r in rows] == [1, None, 4]
+    assert [r["flag"] for r in rows] == [True, False, None]
+    assert [r["seen"] for r in rows] == [datetime(2024, 1, 2, 3, 4, 5), None, datetime(2024, 5, 6)]
+    assert [r["tags"] for r in rows] == [["a", "b"], [], None]
+    assert [r["note"] for r in rows] == [None, "x", None]
+    assert [r["label_input"] for r in rows] == [0, 1, 2]
+    assert [r["text"] for r in rows] == [TEXTS[0], TEXTS[1], TEXTS[3]]  # the model's text, as text
+
+
+def test_parquet_columns_keep_their_types_in_jsonl(run: Path, typed_parquet: Path, tmp_path: Path) -> None:
+    target = tmp_path / "predictions.jsonl"
+    assert _predict(run, typed_parquet, target) == 0
+    rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [(r["row"], r["id"], r["weight"], r["count"], r["flag"]) for r in rows] == [
+        (1, 7, 0.5, 1, True),
+        (2, 8, None, None, False),
+        (4, 10, 2.0, 4, None),
+    ]
+    assert [(r["tags"], r["note"], r["label_input"]) for r in rows] == [
+        (["a", "b"], None, 0),
+        ([], "x", 1),
+        (None, None, 2),
+    ]
+    assert [r["seen"] for r in rows] == ["2024-01-02 03:04:05", None, "2024-05-06 00:00:00"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_json_columns_keep_their_json_types(run: Path, tmp_path: Path, suffix: str) -> None:
+    """JSON lines (a blank line counted in "row") or a JSON array: numbers, booleans, nulls, a key
+    a line lacks (null), lists and objects come back as they were, not as "7", "True", ""."""
+    records = [
+        {
+            "id": 7,
+            "text": TEXTS[0],
+            "weight": 0.5,
+            "flag": True,
+            "tags": ["a", 1],
+            "meta": {"k": 1},
+            "note": None,
+        },
+        {"id": 8, "text": TEXTS[1], "weight": None, "flag": False, "tags": [], "meta": None, "note": "x"},
+        {"id": 9, "text": TEXTS[2], "weight": 1.25, "flag": None, "tags": None, "meta": {}, "note": "y"},
+        {"id": 10, "text": TEXTS[3], "flag": True, "tags": ["c"], "meta": {"k": [1, 2]}},
+    ]
+    source = tmp_path / f"typed{suffix}"
+    if suffix == ".jsonl":
+        lines = [json.dumps(r) for r in records]
+        source.write_text("\n".join([*lines[:2], "", *lines[2:]]) + "\n", encoding="utf-8")
+        numbers = [1, 2, 5]
+    else:
+        source.write_text(json.dumps(records), encoding="utf-8")
+        numbers = [1, 2, 4]
+    target = tmp_path / "predictions.jsonl"
+    assert _predict(run, source, target) == 0
+    rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    kept = [records[0], records[1], records[3]]
+    assert [r["row"] for r in rows] == numbers
+    for name in ("id", "weight", "flag", "tags", "meta", "note"):
+        assert [r[name] for r in rows] == [k.get(name) for k in kept], name
+
+    table = tmp_path / "predictions.parquet"
+    assert _predict(run, source, table) == 0
+    written = pd.read_parquet(table)
+    assert written["id"].tolist() == [7, 8, 10] and written["id"].dtype == "int64"
+    assert written["weight"].tolist()[0] == 0.5 and written["weight"].isna().tolist() == [False, True, True]
+    assert written["flag"].tolist() == [True, False, True]
+    # Objects, and a list mixing text and numbers, fit no one Parquet type: JSON text, as before.
+    assert written["meta"].tolist()[0::2] == ['{"k": 1}', '{"k": [1, 2]}'] and pd.isna(written["meta"][1])
+    assert written["tags"].tolist() == ['["a", 1]', "[]", '["c"]']
+
+
+def test_csv_columns_stay_text_and_a_null_is_an_empty_cell(
+    run: Path, typed_parquet: Path, tmp_path: Path
+) -> None:
+    """CSV cells are text, never re-typed ("007" keeps its zeros, "NA" is a text); a Parquet null
+    written to CSV is an empty cell, not "nan" or "None", and an int 7 stays "7", not "7.0"."""
+    source = tmp_path / "ids.csv"
+    source.write_text(
+        "id,text,note\n007,football match with my team,\n008,,x\n010,snow and cold wind,NA\n",
+        encoding="utf-8",
+    )
+    target = tmp_path / "predictions.csv"
+    assert _predict(run, source, target) == 0
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,text,note,row,")
+    assert [line.split(",")[:4] for line in lines[1:]] == [
+        ["007", "football match with my team", "", "1"],
+        ["010", "snow and cold wind", "NA", "3"],
+    ]
+    from_parquet = tmp_path / "from-parquet.csv"
+    assert _predict(run, typed_parquet, from_parquet) == 0
+    table = pd.read_csv(from_parquet, dtype=str, keep_default_na=False)
+    assert table["id"].tolist() == ["7", "8", "10"]
+    assert table["count"].tolist() == ["1", "", "4"]
+    assert table["note"].tolist() == ["", "x", ""]
+    assert table["flag"].tolist() == ["True", "False", ""]
+    assert table["tags"].tolist() == ['["a", "b"]', "[]", ""]

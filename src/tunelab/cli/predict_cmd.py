@@ -39,7 +39,8 @@ data.text_column, else 'text'.
 The --output file's extension picks its format: .csv, .tsv, .jsonl or .parquet. Each output row is
 an input row: the file's own columns (one that an output column also names, e.g. 'label' or an
 earlier file's 'top_2_label', is kept as 'label_input', 'top_2_label_input'), "row", "text", the
-top-k, then "label" and "score". JSON lines
+top-k, then "label" and "score". The file's columns keep their types (a Parquet or JSON lines id 7
+stays a number, a null stays null, an empty cell in CSV; CSV columns stay text). JSON lines
 keep "top_k" as a list; CSV and Parquet spread it over columns top_1_label, top_1_score, ...
 "row" is the row's number in the file: data rows counted from 1, the header line not counted
 (JSON lines: the line number); rows with empty text are dropped and leave a gap. An existing

@@ -8,6 +8,11 @@ field uses (a ``label`` column in a labelled test file, say) is kept as ``<name>
 JSON lines keep ``top_k`` (and multi-label ``labels``/``scores``, NER ``entities``) nested. CSV and
 Parquet are flat tables people open in a spreadsheet or in pandas: the top-k become columns
 ``top_1_label``, ``top_1_score``, ``top_2_label``, ... and any other nested value is JSON text.
+
+The input's own columns keep the types their file gave them: a Parquet or JSON lines id 7 is 7 and
+a null is null (JSON null, a Parquet null, an empty CSV cell), not "7" and "". A Parquet input's
+columns keep their Parquet types in Parquet output; JSON objects become JSON text there, as nested
+prediction fields do. CSV, TSV and Excel cells are text and stay text ("007" keeps its zeros).
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from tunelab.atomic import atomic_write_bytes, atomic_write_text
 from tunelab.errors import DataError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from collections.abc import Iterable, Mapping
 
+    import pandas as pd
+    import pyarrow as pa
+
+    from tunelab.config import DataConfig
     from tunelab.inference.predictor import Predictor
 
 # Output extension -> how the table is written. ``.json`` is not here: a reader expects one JSON
@@ -75,8 +84,21 @@ def prediction_records(
     ``options`` (``data.*=value`` items), not with those of the run's training file. ``row`` is the
     row's number in the file (data rows counted from 1, the header line not counted; for JSON
     lines the line number), so rows dropped for empty text leave a gap instead of shifting every
-    later number.
+    later number. The input's columns keep their file's types (see the module docstring).
     """
+    records, _ = _records_and_input_types(predictor, input_path, top_k, batch_size, options)
+    return records
+
+
+def _records_and_input_types(
+    predictor: Predictor,
+    input_path: str | Path,
+    top_k: int,
+    batch_size: int,
+    options: list[str] | dict[str, Any] | None,
+) -> tuple[list[dict[str, Any]], dict[str, pa.DataType | None]]:
+    """``prediction_records``, and each input column's output name with its Parquet type (None
+    where the file has no column types), so that Parquet output can write the same types."""
     from tunelab.data import read_texts
     from tunelab.data.file_options import options_for_file, parse_file_overrides
 
@@ -86,10 +108,16 @@ def prediction_records(
     results = predictor.predict(texts, pairs, top_k=top_k, batch_size=batch_size) if texts else []
     text_col = cfg.text_column if cfg.text_column in frame.columns else "text"
     own = {"text": text_col, "text_pair": cfg.text_pair_column}
+    # The text columns as the model read them; every other column as its file typed it.
+    typed = _typed_cells(input_path, cfg, [int(r) for r in frame.index])
+    cells, types = typed if typed is not None else (None, {})
+    read_as_text = {text_col, cfg.text_pair_column}
     records = []
+    input_types: dict[str, pa.DataType | None] = {}
     names: dict[tuple[str, ...], dict[str, str]] = {}
     for i, (text, result) in enumerate(zip(texts, results, strict=True)):
-        fields: dict[str, Any] = {"row": int(frame.index[i]), "text": text}
+        row = int(frame.index[i])
+        fields: dict[str, Any] = {"row": row, "text": text}
         if pairs is not None:  # a text-pair run: the second text beside the first
             fields["text_pair"] = pairs[i]
         fields |= result
@@ -97,9 +125,60 @@ def prediction_records(
         if key not in names:
             names[key] = _input_names([str(c) for c in frame.columns], fields, own)
         rename = names[key]
-        record = {rename[str(c)]: None if _missing(v) else v for c, v in frame.iloc[i].items()}
+        record = {}
+        for c, value in frame.iloc[i].items():
+            column = str(c)
+            if cells is not None and column not in read_as_text:
+                value = cells[row].get(column)  # a key a JSON line lacks is null, as pandas read it
+            record[rename[column]] = _plain(value)
+            input_types.setdefault(rename[column], None if column in read_as_text else types.get(column))
         records.append(record | fields)
-    return records
+    return records, input_types
+
+
+def _typed_cells(
+    path: str | Path, cfg: DataConfig, rows: Iterable[int]
+) -> tuple[dict[int, dict[str, Any]], dict[str, pa.DataType]] | None:
+    """``rows``' cells as a Parquet or JSON lines file types them, by row number, and Parquet's
+    column types; None for CSV, TSV and Excel, whose cells are text.
+
+    ``read_table`` reads every cell as text, as the model and the labels need (a label "0" must
+    not become 0); echoed as that, an id 7 came back "7" and a null "" or "nan". So the file is
+    read again here with its types, numbered as ``read_table`` numbers it (Parquet: rows from 1;
+    JSON lines: the line number, blank lines counted; a JSON array: the item number), and column
+    names stripped of spaces as there.
+    """
+    from tunelab.data.readers import AUTO_ENCODING, _json_array, _open_bytes, detect_encoding, detect_format
+
+    p = Path(path)
+    fmt = detect_format(p, cfg)
+    wanted = list(rows)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(p).take(pa.array([r - 1 for r in wanted], pa.int64()))
+        names = [str(n).strip() for n in table.column_names]
+        columns = [column.to_pylist() for column in table.columns]
+        cells = {
+            row: {n: column[j] for n, column in zip(names, columns, strict=True)}
+            for j, row in enumerate(wanted)
+        }
+        return cells, {n: field.type for n, field in zip(names, table.schema, strict=True)}
+    if fmt != "jsonl":
+        return None
+    encoding = detect_encoding(p) if cfg.encoding.lower() == AUTO_ENCODING else cfg.encoding
+    stream = _open_bytes(p)  # read_table read it, so it is not an archive pandas alone unpacks
+    assert stream is not None
+    with stream:
+        text = stream.read().decode(encoding).removeprefix("\ufeff")
+    numbered = _json_array(text)
+    if numbered is None:
+        lines = enumerate(text.split("\n"), start=1)  # "\n" only, as read_table splits
+        numbered = [(n, json.loads(line)) for n, line in lines if line.strip()]
+    keep = set(wanted)
+    cells = {n: {str(k).strip(): v for k, v in record.items()} for n, record in numbered if n in keep}
+    return cells, {}
 
 
 def _input_names(columns: list[str], fields: dict[str, Any], own: dict[str, str | None]) -> dict[str, str]:
@@ -124,15 +203,23 @@ def _input_names(columns: list[str], fields: dict[str, Any], own: dict[str, str 
     return out
 
 
-def prediction_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The flat table CSV and Parquet get: top-k as columns, other nested values as JSON text."""
+def prediction_table(records: list[dict[str, Any]], echoed: Iterable[str] = ()) -> pd.DataFrame:
+    """The flat table CSV and Parquet get: top-k as columns, other nested values as JSON text.
+
+    ``echoed`` names the input's own columns. One that holds anything but text is kept as Python
+    objects (dtype object), its nested values as they are: a DataFrame would turn an int column
+    with a null into floats (7 -> 7.0); the writers then type it (Parquet) or write it as text (CSV).
+    """
     import pandas as pd
 
+    echoed = set(echoed)
     rows = []
     for record in records:
         row: dict[str, Any] = {}
         for key, value in record.items():
-            if key == "top_k" and isinstance(value, list):
+            if key in echoed:
+                row[key] = value
+            elif key == "top_k" and isinstance(value, list):
                 for rank, item in enumerate(value, start=1):
                     row[f"top_{rank}_label"] = item.get("label")
                     row[f"top_{rank}_score"] = item.get("score")
@@ -141,22 +228,99 @@ def prediction_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             else:
                 row[key] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in echoed & set(table.columns):
+        values = [row.get(column) for row in rows]
+        if any(v is not None and not isinstance(v, str) for v in values):
+            table[column] = pd.Series(values, index=table.index, dtype=object)
+    return table
 
 
-def write_predictions(records: list[dict[str, Any]], output_path: str | Path, fmt: str) -> None:
-    """Write ``records`` in ``fmt`` to a temporary sibling, then rename it over ``output_path``."""
+def write_predictions(
+    records: list[dict[str, Any]],
+    output_path: str | Path,
+    fmt: str,
+    input_types: Mapping[str, pa.DataType | None] | None = None,
+) -> None:
+    """Write ``records`` in ``fmt`` to a temporary sibling, then rename it over ``output_path``.
+
+    ``input_types``: the input's columns by output name, with their Parquet type where the input
+    had one, so that they keep their types (see ``prediction_table``); None: no column is the input's.
+    """
     if fmt == "jsonl":
         lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
         atomic_write_text(output_path, "".join(lines))
         return
-    table = prediction_table(records)
+    input_types = input_types or {}
+    table = prediction_table(records, input_types)
     if fmt in ("csv", "tsv"):
+        for column in input_types:  # CSV is text: nested values as JSON text, a null an empty cell
+            if column in table.columns:
+                table[column] = table[column].map(_csv_cell)
         atomic_write_text(output_path, table.to_csv(index=False, sep="\t" if fmt == "tsv" else ","))
         return
     buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
+    table.to_parquet(buffer, index=False, schema=_parquet_schema(table, input_types))
     atomic_write_bytes(output_path, buffer.getvalue())
+
+
+def _parquet_schema(table: pd.DataFrame, input_types: Mapping[str, pa.DataType | None]) -> pa.Schema | None:
+    """The Parquet schema: pandas' own for the prediction and text columns, and for each kept input
+    column its input's Parquet type, else the type its values have (ints with a null stay ints);
+    a column no one type fits (JSON objects, a mix such as 7 and "x") is written as text.
+
+    ``table``'s columns that are written as text are replaced in place. None: pandas' own for all.
+    """
+    import pyarrow as pa
+
+    chosen: dict[str, pa.DataType] = {}
+    for column, known in input_types.items():
+        if column not in table.columns or (known is None and table[column].dtype != object):
+            continue  # text only (a CSV's columns): written as before
+        values = table[column].tolist()
+        arrow_type = _arrow_type(values, known)
+        if arrow_type is None:
+            table[column] = [_csv_cell(v) for v in values]
+            arrow_type = pa.large_string()
+        chosen[column] = arrow_type
+    if not chosen:
+        return None
+    rest = pa.Schema.from_pandas(table.drop(columns=list(chosen)), preserve_index=False)
+    # pandas writes its own metadata (dtypes for pd.read_parquet) for these types too
+    return pa.schema([pa.field(c, chosen[c]) if c in chosen else rest.field(str(c)) for c in table.columns])
+
+
+def _arrow_type(values: list[Any], known: pa.DataType | None) -> pa.DataType | None:
+    """The input's Parquet type if the values still fit it, else the type pyarrow infers for them
+    unless they hold a JSON object (inferred as a struct, ``{"a": 1}`` and ``{"b": 2}`` would both
+    gain the other's key as null); None: write them as text."""
+    import pyarrow as pa
+
+    tries: list[pa.DataType | None] = [known] if known is not None else []
+    if not any(_holds_dict(v) for v in values):
+        tries.append(None)
+    for arrow_type in tries:
+        try:
+            return pa.array(values, type=arrow_type, from_pandas=True).type
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            continue
+    return None
+
+
+def _holds_dict(value: Any) -> bool:
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list | tuple) and any(_holds_dict(v) for v in value)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A kept input cell as text: nested values as JSON text, others as ``str`` writes them, None kept
+    (an empty CSV cell, a Parquet null)."""
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if value is None or (isinstance(value, float) and value != value):  # a gap pandas holds as NaN
+        return None
+    return value if isinstance(value, str) else str(value)
 
 
 def predict_file(
@@ -195,8 +359,8 @@ def predict_file(
         # with --overwrite the input was replaced by its predictions: rows dropped for an empty
         # text gone for good, a "label" column renamed label_input
         raise DataError(f"--output {output_path} is the --input file; write the predictions to another file")
-    records = prediction_records(predictor, input_path, top_k=top_k, batch_size=batch_size, options=options)
-    write_predictions(records, output_path, fmt)
+    records, input_types = _records_and_input_types(predictor, input_path, top_k, batch_size, options)
+    write_predictions(records, output_path, fmt, input_types)
     return len(records)
 
 
@@ -207,6 +371,12 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
-def _missing(value: Any) -> bool:
-    """A NaN/None cell (pandas reads an empty CSV cell as NaN); lists and text are never missing."""
-    return value is None or (isinstance(value, float) and value != value)
+def _plain(value: Any) -> Any:
+    """A cell with NaN as None, nested too: JSON has no NaN (json.dumps writes an invalid ``NaN``)."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

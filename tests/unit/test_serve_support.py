@@ -395,6 +395,37 @@ def test_a_keys_messages_in_flight_are_capped_like_its_texts(make_api: Callable[
     assert refused.json()["error"]["code"] == "too_many_in_flight"
 
 
+def test_another_keys_message_runs_in_the_next_batch_not_behind_a_keys_burst(
+    make_api: Callable[..., Api],
+) -> None:
+    """Bot messages were queued first come, first served: one key's burst (up to --max-in-flight
+    messages) held every other customer's message behind it. Each key now has its own lane."""
+    api = make_api(max_batch=2, max_wait_ms=1)
+    bot = api.state.bots.get("bank").bot
+    _, other = api.state.access.create_key("other", rate=None, quota=None)
+    bot.gate = threading.Event()
+    statuses: list[int] = []
+
+    def say(text: str, conv: str, token: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: statuses.append(api.say(text, conv=conv, token=token).status_code)
+        )
+        thread.start()
+        return thread
+
+    threads = [say(f"card a{i}", f"a{i}", "default") for i in range(8)]
+    assert bot.entered.wait(30)
+    time.sleep(0.3)  # key acme's messages are queued behind the held batch
+    threads.append(say("card from b", "b0", other))
+    time.sleep(0.3)
+    bot.gate.set()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 9
+    batch_of_b = next(n for n, (texts, _) in enumerate(bot.batches) if "card from b" in texts)
+    assert batch_of_b == 1, [texts for texts, _ in bot.batches]  # the batch right after the held one
+
+
 def test_concurrent_messages_share_reply_many_calls(make_api: Callable[..., Api]) -> None:
     api = make_api(max_wait_ms=200)
     bot = api.state.bots.get("bank").bot

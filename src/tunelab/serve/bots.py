@@ -14,7 +14,7 @@ with ``name``, ``folder``, ``reply`` and ``reply_many`` serves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -74,14 +74,17 @@ class ServedBot:
     batcher: MicroBatcher
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    async def reply(self, text: str, history: Sequence[str]) -> Any:
+    async def reply(self, text: str, history: Sequence[str], *, lane: Hashable = None) -> Any:
         """The bot's ``Reply`` to ``text`` after ``history`` (batched with concurrent messages).
+
+        ``lane``: the sender's key id, so each key's messages wait in their own lane of the
+        batcher and one key's burst does not hold other customers' messages back.
 
         Raises:
             BotFailedError: the bot raised; the cause is chained for the server log.
         """
         try:
-            out = await self.batcher.submit(cast(Any, [(text, tuple(history))]))
+            out = await self.batcher.submit(cast(Any, [(text, tuple(history))]), lane=lane)
         except Exception as exc:
             raise BotFailedError(f"bot {self.name!r} failed: {type(exc).__name__}") from exc
         return out.results[0]["reply"]

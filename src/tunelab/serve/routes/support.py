@@ -164,8 +164,8 @@ async def message(
     ctx.texts = 1
     served = state.bots.get(bot)  # 404 naming the served bots
     _check_length(body.text, state.settings.max_chars_per_text, served)
-    # Each key's messages waiting or running are capped like predict's texts (--max-in-flight):
-    # one key's burst queued in the bot's batcher ahead of every other key's.
+    # Each key's messages waiting or running are capped like predict's texts (--max-in-flight), and
+    # wait in the key's own lane of the bot's batcher, so one key's burst cannot hold others back.
     holding = (
         state.in_flight.hold(caller.key_id, caller.name, 1)
         if caller is not None
@@ -182,7 +182,9 @@ async def message(
             context = await run_in_threadpool(
                 lambda: conversations.context(bot=served.name, owner=owner, conversation_id=conversation_id)
             )
-            reply = await served.reply(body.text, context.history)
+            reply = await served.reply(
+                body.text, context.history, lane=None if caller is None else caller.key_id
+            )
             ctx.outcome = str(reply.kind)
             webhook, access = state.webhook, state.access
             stored: list[Ticket | None] = [None]

@@ -232,3 +232,25 @@ def test_two_workers_on_one_store_never_post_a_ticket_twice_behind_slow_posts(tm
     assert {w for w, _ in posted} == {"first", "second"}  # both servers delivered some
     assert all(row["delivered_at"] is not None and row["attempts"] == 1 for row in store.outbox())
     store.close()
+
+
+def test_a_webhook_url_with_credentials_posts_them_as_basic_auth() -> None:
+    """urllib took ``user:password@`` for part of the host: every attempt failed "Name or service
+    not known" and each ticket was given up, though settings accepted the URL."""
+    import base64
+
+    from webhook_receiver import Receiver
+
+    from tunelab.serve.webhook import post_json
+
+    receiver = Receiver()
+    try:
+        with_user = receiver.url.replace("http://", "http://desk:s%40cret@")
+        assert post_json(with_user, b"{}", {"Content-Type": "application/json"}, 5) == 204
+        sent = receiver.posts[-1]["headers"]
+        assert sent["Authorization"] == "Basic " + base64.b64encode(b"desk:s@cret").decode()
+        # an Authorization the caller set wins; the credentials still leave the host name
+        assert post_json(with_user, b"{}", {"Authorization": "Bearer t", "Idempotency-Key": "k"}, 5) == 204
+        assert receiver.posts[-1]["headers"]["Authorization"] == "Bearer t"
+    finally:
+        receiver.close()

@@ -29,12 +29,14 @@ with a timeout well, and the service needs no HTTP client library for it. Redire
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +61,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def post_json(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
-    """POST ``body``; the status if it is 2xx, else ``DeliveryError`` naming what went wrong."""
+    """POST ``body``; the status if it is 2xx, else ``DeliveryError`` naming what went wrong.
+
+    A URL with ``user:password@`` sends them as HTTP Basic auth, as curl and requests do: urllib
+    would take them for part of the host name and fail every attempt ("Name or service not known").
+    """
+    url, headers = _basic_auth(url, headers)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     opener = urllib.request.build_opener(_NoRedirect)
     try:
@@ -70,6 +77,22 @@ def post_json(url: str, body: bytes, headers: dict[str, str], timeout_s: float) 
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"{type(exc).__name__}: {reason}") from None
+
+
+def _basic_auth(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """``url`` without its ``user:password@``, and ``headers`` with them as ``Authorization: Basic``
+    (unless the headers already carry an ``Authorization``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, headers
+    host = parts.netloc.rpartition("@")[2]
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    if any(name.lower() == "authorization" for name in headers):
+        return bare, headers
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return bare, {**headers, "Authorization": f"Basic {token}"}
 
 
 def sign(secret: str, body: bytes) -> str:

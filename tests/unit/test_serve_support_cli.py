@@ -179,6 +179,19 @@ def test_nothing_to_export_is_an_error_and_leaves_the_old_file(db: Path, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files left
 
 
+def test_an_out_that_is_a_folder_or_under_a_file_is_refused_before_the_store_is_read(
+    db: Path, tmp_path: Path
+) -> None:
+    """Both failed at the very end as "unexpected IsADirectoryError / FileExistsError"."""
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "afile").write_text("x")
+    with open_store(str(db), tmp_path) as store:
+        with pytest.raises(ConfigError, match=r"--out .*folder\.csv: is a folder; give a \.csv or \.jsonl"):
+            feedback_cmd.export_feedback(store, tmp_path / "folder.csv")
+        with pytest.raises(ConfigError, match=r"afile is a file, not a folder"):
+            feedback_cmd.export_feedback(store, tmp_path / "afile" / "x.csv")
+
+
 def test_a_follow_up_is_exported_joined_to_its_previous_message_as_the_bot_read_it(tmp_path: Path) -> None:
     # Review finding 10: the follow-up was exported alone, teaching the next model to answer the
     # ambiguous text on its own, while the bot read it joined to the previous message.

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.apps.out_path import check_out_parents
 from tunelab.cli.store_args import DATA_DIR_HELP, parse_when
 from tunelab.errors import ConfigError, DataError
 
@@ -160,6 +161,11 @@ def export_feedback(
         raise ConfigError(f"--out {out}: write a .csv or .jsonl file (text,label rows)")
     if not oos_label.strip():
         raise ConfigError("--oos-label: give a label name, e.g. oos")
+    # Checked before the store is read: writing into a folder or under a file failed only at the
+    # end, as "unexpected IsADirectoryError / FileExistsError".
+    if path.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a .csv or .jsonl file path")
+    check_out_parents(path)
     records = store.feedback(bot=bot, since=since)
     rows, counts = training_rows(records, oos_label=oos_label, skip_answers=skip_answers)
     if not rows:

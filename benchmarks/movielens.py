@@ -374,8 +374,9 @@ def build_recommender(
         if cfg.model.cross_encoder and (text_from / CROSS_FOLDER).is_dir():
             cross_scorer = CrossScorer.load(text_from, **where)
     t0 = time.perf_counter()
+    # overwrite: --build-only rebuilds the benchmark's own folder in place on each run
     build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True,
-          text_model=text_model, cross_scorer=cross_scorer)  # fmt: skip
+          overwrite=True, text_model=text_model, cross_scorer=cross_scorer)  # fmt: skip
     info = {"build_s": round(time.perf_counter() - t0, 1), "load_s": round(load_s, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out),

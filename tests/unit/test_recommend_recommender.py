@@ -23,7 +23,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
     """One tiny recommender folder, built once; tests that write copy it first (``rec``)."""
     root = tmp_path_factory.mktemp("rec-world")
     cfg = RecommendConfig.from_dict(config_dict(write_world(root, unknown=2), encoder=tiny_bert))
-    build(cfg, root / "rec")
+    # the training split only: a user's held-out items stay unseen, so their genre can be ranked
+    build(cfg, root / "rec", absorb_val=False)
     return root / "rec"
 
 
@@ -496,7 +497,7 @@ def test_a_second_cf_model_is_built_saved_and_read_by_the_ranker(
     # the factor rows of all their positives, validation ones included (train-only: it would not be)
     positives = again._users["u0"].positives()
     assert np.allclose(again.cf2.user_vector("u0"), again.cf2.fold_factors[positives].sum(axis=0), atol=1e-4)
-    kept_out = build(cfg, tmp_path / "train-only", text_model=again.text)  # validation not absorbed
+    kept_out = build(cfg, tmp_path / "train-only", text_model=again.text, absorb_val=False)  # val kept out
     assert len(kept_out._users["u0"].positives()) < len(positives)
     assert not np.allclose(kept_out.cf2.user_vector("u0"), again.cf2.user_vector("u0"), atol=1e-4)
     # a live positive refolds the second model's user vector too
@@ -653,6 +654,6 @@ def test_dated_tags_after_a_users_held_out_positive_are_left_out_of_fitting_then
         "served_with_every_value": True,
     }
     encoded.clear()
-    kept = build(cfg, tmp_path / "kept-out", text_model=text)  # without absorb_val: fitted text served
+    kept = build(cfg, tmp_path / "kept-out", text_model=text, absorb_val=False)  # fitted text served
     assert "spoiler" not in kept.item_text(later_item)
     assert not any("spoiler" in t for call in encoded for t in call)

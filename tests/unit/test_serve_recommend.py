@@ -502,6 +502,23 @@ def test_numeric_ids_and_epoch_seconds_as_a_string_are_taken_as_files_give_them(
     assert [x["code"] for x in bad.json()["results"]] == ["invalid_event", "invalid_event"]
 
 
+def test_compact_dates_and_booleans_as_event_times_are_rejected_naming_the_field(api: Api) -> None:
+    """As epoch seconds, 20240315 is 1970-08-23 and true 1970-01-01: taken without a word, as the
+    build's files took them; the monitor refuses both, in the same words."""
+    times = [20240315, "20240315", 20240315.0, True]
+    r = api.events([{"user_id": "u2", "item_id": "paris", "time": t} for t in times])
+    results = r.json()["results"]
+    assert [x["code"] for x in results] == ["invalid_event"] * 4, r.text
+    ambiguous = (
+        "time '20240315' is ambiguous: the date 2024-03-15 or epoch seconds (1970-08-23 06:18 UTC)? "
+        "write the date as 2024-03-15 (ISO 8601)"
+    )
+    assert [x["message"] for x in results] == [f"events[{i}].time: {ambiguous}" for i in range(3)] + [
+        "events[3].time: time True is neither ISO 8601 nor epoch seconds"
+    ]
+    assert "u2" not in api.state.recommenders.get("movies").recommender.seen
+
+
 def test_an_event_changes_the_next_ranking(api: Api) -> None:
     before = api.rank("u3", k=2).json()
     assert before["fallback"] is True  # unknown so far

@@ -2,11 +2,13 @@
 
 Kept here, free of heavy imports (no web framework, no database driver), in the service package
 the apps may import, so that a monitor config, the server's settings and the recommender's data
-reader refuse the same values in the same way.
+reader refuse the same values in the same way (the time checks here are the monitor's documents',
+the recommender's files and events', live and over HTTP).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,3 +30,41 @@ def is_http_url(value: Any) -> bool:
     except ValueError:  # also an unclosed [ in the host
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+#: Whole numbers in this range are eight digits, which may be a compact date (``20260302``).
+_EIGHT_DIGITS = (10_000_000, 100_000_000)
+
+
+def refuse_compact_date(number: int) -> None:
+    """Refuse eight digits that read as a date (``20260302``): as epoch seconds they are a moment in
+    1970-1973, which was stored without a word and made every default trend span half a century."""
+    digits = str(number)
+    try:
+        day = datetime.strptime(digits, "%Y%m%d")
+    except ValueError:
+        return
+    raise ValueError(
+        f"time {digits!r} is ambiguous: the date {day:%Y-%m-%d} or epoch seconds "
+        f"({datetime.fromtimestamp(int(digits), tz=UTC):%Y-%m-%d %H:%M} UTC)? write the date as "
+        f"{day:%Y-%m-%d} (ISO 8601)"
+    )
+
+
+def check_epoch_number(value: Any) -> None:
+    """Refuse a number that is no epoch seconds: a boolean (an int subclass, so ``true`` read as
+    1970-01-01T00:00:01) or eight whole digits that read as a date (see ``refuse_compact_date``).
+
+    ``value`` is the number as given or as read from a string of digits; anything else passes.
+
+    Raises:
+        ValueError: why, starting ``time ...``, for the caller to put after the row or field.
+    """
+    import numpy as np  # here, not at the top: the light commands import this module
+
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"time {bool(value)!r} is neither ISO 8601 nor epoch seconds")
+    if isinstance(value, int | float | np.integer | np.floating):
+        low, high = _EIGHT_DIGITS
+        if low <= value < high and float(value).is_integer():
+            refuse_compact_date(int(value))

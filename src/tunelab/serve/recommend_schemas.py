@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from tunelab.serve.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.inputs import EPOCH_SECONDS_MAX, check_epoch_number
 from tunelab.serve.schemas import MAX_LIST_ITEMS
 
 MAX_ID_CHARS = 200
@@ -267,6 +267,14 @@ class EventIn(BaseModel):
     def _ids(cls, value: str, info: Any) -> str:
         return _check_id(value, info.field_name)
 
+    @field_validator("time", mode="before")
+    @classmethod
+    def _no_boolean_time(cls, value: Any) -> Any:
+        # before the float field: it would take true as 1.0, a moment in 1970
+        if isinstance(value, bool):
+            check_epoch_number(value)
+        return value
+
     @field_validator("time")
     @classmethod
     def _time(cls, value: float | str | None) -> float | None:
@@ -275,6 +283,8 @@ class EventIn(BaseModel):
         if isinstance(value, str):
             with contextlib.suppress(ValueError):  # "1700000000": epoch seconds as a string
                 value = float(value.strip())
+        if not isinstance(value, str):
+            check_epoch_number(value)  # 20240315: a date, not 1970 (as files and the monitor refuse)
         if isinstance(value, str):
             try:
                 when = datetime.fromisoformat(value.strip())

@@ -224,7 +224,8 @@ class RecommenderRegistry:
                 )
 
     async def close(self) -> None:
-        """Let calls in flight finish, then close each recommender (its SQLite file)."""
+        """Let calls in flight finish, then close each recommender (``Recommender.close``: its
+        ``live.sqlite`` connection, checkpointing the WAL); a stand-in without ``close`` is skipped."""
         for served in self._served.values():
             executor, served.executor = served.executor, None
             if executor is not None:

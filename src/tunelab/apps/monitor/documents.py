@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tunelab.errors import DataError
+
+# shared with the recommender, so that both apps refuse the same eight digits in the same words
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.inputs import refuse_compact_date as _refuse_compact_date
 
 #: Default longest text accepted (characters); a monitor's ``max_text_chars`` overrides it.
 MAX_TEXT_CHARS = 20_000
@@ -99,21 +102,6 @@ def _shown(value: Any) -> str:
     """``repr(value)``, shortened: a 400-digit time made a 400-character error line."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
-
-
-def _refuse_compact_date(number: int) -> None:
-    """Refuse eight digits that read as a date (``20260302``): as epoch seconds they are a moment in
-    1970-1973, which was stored without a word and made every default trend span half a century."""
-    digits = str(number)
-    try:
-        day = datetime.strptime(digits, "%Y%m%d")
-    except ValueError:
-        return
-    raise ValueError(
-        f"time {digits!r} is ambiguous: the date {day:%Y-%m-%d} or epoch seconds "
-        f"({datetime.fromtimestamp(int(digits), tz=UTC):%Y-%m-%d %H:%M} UTC)? write the date as "
-        f"{day:%Y-%m-%d} (ISO 8601)"
-    )
 
 
 def _unstorable(value: str) -> str | None:

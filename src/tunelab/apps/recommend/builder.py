@@ -43,8 +43,8 @@ def build(
     train: pd.DataFrame | None = None,
     val: pd.DataFrame | None = None,
     progress: bool = False,
-    overwrite: bool = True,
-    absorb_val: bool = False,
+    overwrite: bool = False,
+    absorb_val: bool = True,
     text_model: TextModel | None = None,
     cross_scorer: CrossScorer | None = None,
 ) -> Recommender:
@@ -57,10 +57,13 @@ def build(
         train, val: the interactions to learn from and the validation positives the ranker is
             fitted on (default: ``split_chronological`` with the config's split section).
         progress: show progress bars.
-        overwrite: replace a recommender folder already at ``out`` (its live items and events go).
+        overwrite: replace a recommender folder already at ``out`` (its live items and events go);
+            off by default, as the command is without ``--overwrite``: a second build into the same
+            folder silently dropped the items and events added live.
         absorb_val: after the ranker is fitted, refit CF on train + val and keep val in the users'
-            histories, so nothing a user did is left out of serving (``tunelab app recommend
-            build`` does this; a benchmark keeps val out). With the split made here (``train``
+            histories, so nothing a user did is left out of serving (on by default, as ``tunelab app
+            recommend build`` does: off, ``exclude_seen`` returned items the user had already rated;
+            pass False to serve the training split only). With the split made here (``train``
             not given), every interaction is kept: also ``split.test_frac``'s share and the
             non-positive rows after each user's cutoff, which the split sets aside. The items are
             then served with every dated extra-text value (``fitting_items``), re-embedded.
@@ -381,7 +384,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
         )
     if not overwrite:
         raise ConfigError(
-            f"{target}: a recommender is already there; give --overwrite to replace it "
+            f"{target}: a recommender is already there; give --overwrite (overwrite=True) to replace it "
             "(its added items and recorded events go with it), or another --out"
         )
 

@@ -22,7 +22,7 @@ import pandas as pd
 from tunelab.apps.recommend.cells import is_blank, text_or_blank
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
 from tunelab.errors import DataError
-from tunelab.serve.inputs import EPOCH_SECONDS_MAX
+from tunelab.serve.inputs import EPOCH_SECONDS_MAX, check_epoch_number
 
 #: How many unknown item ids the report (and the CLI) show.
 EXAMPLES = 5
@@ -323,7 +323,13 @@ def _times(
     values: pd.Series, path: str, places: list[str], column: str, what: str = "interaction"
 ) -> np.ndarray:
     """Epoch seconds from numbers (epoch seconds), ISO 8601 strings or a datetime column (Parquet's
-    timestamps; naive ones are taken as UTC, as naive ISO strings are)."""
+    timestamps; naive ones are taken as UTC, as naive ISO strings are).
+
+    Strings are read as ISO 8601 only, as the HTTP events are: guessed row by row ("mixed"), a
+    dd/mm/yyyy file read 04/03/2024 as April 3 and 13/03/2024 as March 13 without a word. Eight
+    digits that read as a date (20240315) and booleans are refused, as the monitor refuses them:
+    as epoch seconds they are moments in 1970.
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
         # to_numeric would give the column's own unit (microseconds, nanoseconds), not seconds
         stamps = pd.to_datetime(values, utc=True)
@@ -340,7 +346,10 @@ def _times(
     # "unexpected TypeError: unhashable type" on files of 50 rows or more; an integer past a float's
     # range failed in to_numeric as OverflowError.
     for i, value in enumerate(values):
-        if isinstance(value, dict | list | tuple) or (isinstance(value, int) and abs(value) >= 2**63):
+        if (
+            isinstance(value, dict | list | tuple | bool | np.bool_)  # true is no time (nor 1970)
+            or (isinstance(value, int) and abs(value) >= 2**63)
+        ):
             raise DataError(
                 f"{path}: {places[i]}: {column} {value!r} is not a time; use epoch seconds or ISO 8601"
             )
@@ -357,9 +366,10 @@ def _times(
             f"{path}: {places[i]}: {column} {values.iloc[i]!r} is not epoch seconds "
             "(milliseconds? divide the column by 1000) nor ISO 8601"
         )
+    _no_compact_dates(numeric, path, places, column)
     if numeric.notna().all():
         return _not_ahead(numeric.to_numpy(dtype=np.float64), values, path, places, column)
-    parsed = pd.to_datetime(values.where(numeric.isna(), None), utc=True, errors="coerce", format="mixed")
+    parsed = pd.to_datetime(values.where(numeric.isna(), None), utc=True, errors="coerce", format="ISO8601")
     bad = numeric.isna() & parsed.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
@@ -370,6 +380,19 @@ def _times(
     return _not_ahead(
         np.where(numeric.notna(), numeric, seconds).astype(np.float64), values, path, places, column
     )
+
+
+def _no_compact_dates(numeric: pd.Series, path: str, places: list[str], column: str) -> None:
+    """Refuse the first number that is eight digits reading as a date (the shared check), naming
+    its row; only the few whole numbers in 1970-04..1973-03 are looked at one by one."""
+    array = numeric.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        suspect = np.flatnonzero((array >= 1e7) & (array < 1e8) & (array == np.floor(array)))
+    for i in suspect:
+        try:
+            check_epoch_number(float(array[i]))
+        except ValueError as exc:
+            raise DataError(f"{path}: {places[i]}: {column}: {exc}") from None
 
 
 # How far past the clock a time in a data file may be (clocks and time zones disagree a little).

@@ -46,7 +46,7 @@ import pandas as pd
 from tunelab.apps.recommend.cf import SECOND_FILE, CFModel
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossStage
-from tunelab.apps.recommend.data import compose_text
+from tunelab.apps.recommend.data import compose_text, values_of
 from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import FILE as LIVE_FILE
@@ -54,6 +54,7 @@ from tunelab.apps.recommend.live import LiveStore, folder_identity
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
 from tunelab.errors import ConfigError, DataError, first_line
+from tunelab.serve.inputs import check_epoch_number
 
 META = "recommender.json"
 REPORT = "build_report.json"
@@ -247,6 +248,13 @@ class Recommender:
             ) from None
         return rec
 
+    def close(self) -> None:
+        """Close the folder's ``live.sqlite`` connection (the server calls this at shutdown, so the
+        WAL is checkpointed and the file released). Safe to call twice; a later call that reads or
+        writes live rows opens it again."""
+        if self._live is not None:
+            self._live.close()
+
     def save(self, folder: str | Path) -> None:
         """Write the built state (not the live rows) into ``folder`` (``build`` renames it into place)."""
         root = Path(folder)
@@ -371,10 +379,11 @@ class Recommender:
         self._sync()
         with self._lock:
             items = self._item_indices(item_ids)
-            ctx = self._context(str(user_id)) if str(user_id) in self._users else None
+            user_id = str(user_id).strip()  # as rank takes it: " u0 " is u0
+            ctx = self._context(user_id) if user_id in self._users else None
             if ctx is None:
                 return self._fallback_scores()[items]
-            return self._rescored(str(user_id), items, self._score(ctx, items))
+            return self._rescored(user_id, items, self._score(ctx, items))
 
     def text_scores(self, user_id: str, item_ids: list[str]) -> np.ndarray:
         """The text model's score alone: cosine of the user's query and each item.
@@ -385,7 +394,8 @@ class Recommender:
         self._sync()
         with self._lock:
             items = self._item_indices(item_ids)
-            ctx = self._context(str(user_id)) if str(user_id) in self._users else None
+            user_id = str(user_id).strip()  # as rank takes it: " u0 " is u0
+            ctx = self._context(user_id) if user_id in self._users else None
             if ctx is None:
                 raise DataError(
                     f"user {user_id!r} has no positive interaction: the text model has nothing to read"
@@ -455,8 +465,11 @@ class Recommender:
         text = compose_text(self.config.items, fields)
         named = {*self.config.items.text_fields, *(e.name for e in self.config.items.extra_text)}
         free = fields.get("text") if "text" not in named else None  # else compose_text has it already
-        if free is not None and str(free).strip():
-            text = ". ".join(p for p in (text, str(free).strip()) if p)
+        # formatted as the named fields are: a list is its values ("great space, fun", not its
+        # repr), a whole float its integer ("1999", not "1999.0")
+        free_text = ", ".join(values_of(free, None))
+        if free_text:
+            text = ". ".join(p for p in (text, free_text) if p)
         if not text.strip():
             raise DataError(
                 f"item {item_id!r}: empty text; give at least one of {', '.join(known)} with some words"
@@ -825,12 +838,19 @@ def _event_time(value: Any) -> float:
 
     A time far ahead of the clock is refused: recency is measured from the newest event's time,
     shared by every user, so one event dated 9999 would make every other item look centuries old.
+    Read as the build reads a file and the HTTP route reads an event: a string is ISO 8601 only
+    (``pd.Timestamp`` guessed "04/03/2024" as April 3), and a boolean or eight digits that read
+    as a date (20240315) are refused, not taken as a moment in 1970.
     """
     if value is None:
         return _time.time()
     if isinstance(value, str):  # "1700000000": epoch seconds sent as a string, as a file gives them
         with contextlib.suppress(ValueError):
             value = float(value.strip())
+    try:
+        check_epoch_number(value)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             when = float(value)  # an int past float's range (10**400) raises OverflowError
@@ -840,7 +860,7 @@ def _event_time(value: Any) -> float:
             raise DataError(f"time {value!r} is not a finite number")
     else:
         try:
-            stamp = pd.Timestamp(str(value))
+            stamp = pd.to_datetime(str(value).strip(), format="ISO8601")
         except (ValueError, TypeError, OverflowError):
             raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
         if pd.isna(stamp):  # "", "nat" and "NaT" parse to NaT, which has no epoch seconds

@@ -200,6 +200,35 @@ def test_an_unknown_or_broken_bot_folder_is_a_one_line_error(tmp_path: Path) -> 
     assert "\n" not in str(caught.value)
 
 
+def test_a_bot_whose_run_was_trained_again_is_refused_at_load(
+    run: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A run deleted and trained again under the same name loaded silently under the old bot: the
+    temperature and thresholds of another model, answers checked against other intents."""
+    import json
+    import shutil
+
+    copy = Path(shutil.copytree(run, tmp_path / "runs" / "intent"))
+    folder = tmp_path / "bot"
+    build_bot(copy, files["answers"], files["faq"], folder)
+    config = BotConfig.load(folder)
+    assert config.run_intents and config.run_finished_at
+    Bot.load(folder)  # the run it was built on
+
+    summary = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps(summary | {"finished_at": "2031-01-01T00:00:00+00:00"}))
+    with pytest.raises(ConfigError, match=r"trained again .*2031-01-01.*build the bot again") as caught:
+        Bot.load(folder)
+    assert "\n" not in str(caught.value)
+
+    (copy / "run.json").write_text(json.dumps(summary))
+    labels = json.loads((copy / "labels.json").read_text())
+    names = labels["labels"]
+    (copy / "labels.json").write_text(json.dumps(labels | {"labels": [names[0] + "_v2", *names[1:]]}))
+    with pytest.raises(ConfigError, match=rf"other intents .*new: {names[0]}_v2; gone: {names[0]}\b"):
+        Bot.load(folder)
+
+
 # -- the decision -----------------------------------------------------------------------------------
 
 

@@ -149,6 +149,7 @@ class Bot:
             ner = tunelab.load(config.ner) if config.ner else None
         except TunelabError as exc:
             raise ConfigError(f"bot {root}: {exc}") from None
+        check_same_run(root, config, predictor)
         check_per_intent(config, predictor.labels.names, root / BOT_YAML)
         return cls(root, config, predictor, answers, index, ner)
 
@@ -357,6 +358,49 @@ def check_intent_model(predictor: Any, run: str | Path) -> None:
         kind = predictor.task_name + (" on text pairs" if predictor.text_pair_column else "")
         raise ConfigError(
             f"{run}: a {kind} run; the intent model of a bot is a single_label run on single texts"
+        )
+
+
+def run_finished_at(predictor: Any) -> str:
+    """``run.json``'s ``finished_at`` of the predictor's run ("" when there is none to read)."""
+    run = getattr(predictor, "run", None)
+    summary = run.read_summary() if run is not None and hasattr(run, "read_summary") else {}
+    return str(summary.get("finished_at") or "")
+
+
+def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
+    """Refuse a bot whose run folder now holds another model than the one it was built on.
+
+    A run deleted and trained again under the same name loaded silently: the temperature fitted on
+    the old model's logits, thresholds measured on it, answers checked against its intents (an
+    intent the new model has and no answer covers was handed off without a word).
+
+    Raises:
+        ConfigError: the intents or the training time differ; one line saying to build again.
+    """
+    again = f"build the bot again (tunelab app support build --run {config.run} ... --out {root})"
+    intents = list(predictor.labels.names)
+    if config.run_intents and intents != config.run_intents:
+        added = [i for i in intents if i not in config.run_intents]
+        gone = [i for i in config.run_intents if i not in intents]
+        change = "; ".join(
+            part
+            for part in (
+                f"new: {', '.join(added[:5])}" + (" ..." if len(added) > 5 else "") if added else "",
+                f"gone: {', '.join(gone[:5])}" + (" ..." if len(gone) > 5 else "") if gone else "",
+            )
+            if part
+        )
+        raise ConfigError(
+            f"bot {root}: the run at {config.run} now has other intents than the bot was built on "
+            f"({change or 'in another order'}); {again}"
+        )
+    finished = run_finished_at(predictor)
+    if config.run_finished_at and finished != config.run_finished_at:
+        raise ConfigError(
+            f"bot {root}: the run at {config.run} was trained again (finished {finished or 'unknown'}, "
+            f"the bot was built on the one finished {config.run_finished_at}): its calibration and "
+            f"thresholds belong to the old model; {again}"
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.support.answers import read_answers
-from tunelab.apps.support.bot import check_intent_model
+from tunelab.apps.support.bot import check_intent_model, run_finished_at
 from tunelab.apps.support.config import (
     ANSWERS_YAML,
     BOT_YAML,
@@ -125,6 +125,8 @@ def build_bot(
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tunelab_version=tunelab.__version__,
         oos_label=oos_label,
+        run_finished_at=run_finished_at(predictor),
+        run_intents=list(predictor.labels.names),
     )
 
     def write(tmp: Path) -> None:

@@ -78,6 +78,10 @@ class BotConfig:
         oos_label: the intent model's out-of-scope class, if it has one (a model retrained on
             ``export-feedback`` rows does): a message it tops is handed off, never answered alone
             (a follow-up is still read with the previous message, as a message handed off is).
+        run_finished_at, run_intents: the run as the bot was built on it (``run.json``'s
+            ``finished_at``, its labels in order): the temperature, thresholds and answer checks
+            belong to that model, so a load onto another run in the same folder is refused (empty:
+            a bot built before these were recorded, not checked).
     """
 
     name: str
@@ -90,6 +94,8 @@ class BotConfig:
     tunelab_version: str = ""
     tuned: dict[str, Any] | None = None
     oos_label: str = "oos"
+    run_finished_at: str = ""
+    run_intents: list[str] = field(default_factory=list)
 
     def threshold_for(self, intent: str) -> float:
         return float(self.thresholds.per_intent.get(intent, self.thresholds.intent))
@@ -148,6 +154,8 @@ class BotConfig:
                 tunelab_version=str(doc.get("tunelab_version", "")),
                 tuned=doc.get("tuned"),
                 oos_label=str(doc.get("oos_label") or "oos"),
+                run_finished_at=str(doc.get("run_finished_at") or ""),
+                run_intents=[str(x) for x in _list(doc.get("run_intents"), path, "run_intents")],
             )
         except KeyError as exc:
             raise ConfigError(f"{path}: missing field {exc.args[0]}; build the bot again") from None
@@ -164,6 +172,14 @@ def _number(value: Any, path: Path, where: str) -> float:
     if not math.isfinite(value):  # .nan compares false with every threshold: every reply handed off
         raise ConfigError(f"{path}: {where}: must be a finite number, got {value!r}")
     return float(value)
+
+
+def _list(value: Any, path: Path, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: {where}: must be a list, got {value!r}")
+    return value
 
 
 def _known_keys(doc: dict[Any, Any], known: list[str], path: Path, prefix: str) -> None:

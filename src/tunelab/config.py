@@ -437,13 +437,23 @@ class ContinualConfig:
             self.rehearsal_total is None or self.rehearsal_total >= 0,
             f"rehearsal_total={self.rehearsal_total} (use 0 or more rows, or null)",
         )
-        _check(p, self.distill >= 0, f"distill={self.distill} (use a weight >= 0, e.g. 1.0)")
+        # inf (or an int past a float's range) passed here and failed mid-training as "loss is nan
+        # ... lower train.learning_rate" or an unexpected OverflowError, leaving a .partial folder.
         _check(
             p,
-            self.distill_temperature > 0,
-            f"distill_temperature={self.distill_temperature} (use a positive number, e.g. 2)",
+            self.distill == 0 or _finite_positive(self.distill),
+            f"distill={self.distill} (use a finite weight >= 0, e.g. 1.0)",
         )
-        _check(p, self.ewc >= 0, f"ewc={self.ewc} (use a weight >= 0, e.g. 100)")
+        _check(
+            p,
+            _finite_positive(self.distill_temperature),
+            f"distill_temperature={self.distill_temperature} (use a finite positive number, e.g. 2)",
+        )
+        _check(
+            p,
+            self.ewc == 0 or _finite_positive(self.ewc),
+            f"ewc={self.ewc} (use a finite weight >= 0, e.g. 100)",
+        )
         _check(p, self.head in ("copy", "probe"), f"head={self.head!r} (use copy or probe)")
         # rehearsal_total, when given, takes precedence over rehearsal (0 asks for no rows too)
         asks_rows = self.rehearsal_total > 0 if self.rehearsal_total is not None else self.rehearsal != 0

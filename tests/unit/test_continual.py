@@ -1146,3 +1146,85 @@ def test_rehearsal_all_of_a_run_that_stored_a_sample_says_so(first, new_csv: Pat
     notes = " | ".join(result.summary["notes"])
     assert "continual.rehearsal=all replays every row the previous run stored" in notes
     assert "continual.rehearsal=5: at most 5 rows a label" in notes
+
+
+def _as_phrasebank_run(run: Path, tmp_path: Path) -> Path:
+    """A copy of ``run`` whose config says its files were read the Financial PhraseBank way."""
+    import shutil
+
+    copy = Path(shutil.copytree(run, tmp_path / "fpb"))
+    config = json.loads((copy / "config.json").read_text(encoding="utf-8"))
+    config["data"].update(separator="@", header=False, column_names=["text", "label"], encoding="latin-1")
+    (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return copy
+
+
+def test_the_new_files_of_a_continued_run_are_read_with_their_own_options(
+    first, new_csv: Path, tmp_path: Path, text_maker, killed_at_first_checkpoint
+) -> None:
+    """RUN's reading options describe RUN's files: a plain CSV read with `@`, no header and
+    Latin-1 failed (``validate --from RUN data.train=new.csv``). The new file's own are detected,
+    options given again on the command win, and config.json records them for --resume."""
+    from tunelab.preflight import validate_run
+    from tunelab.train.continual import continued_config
+
+    fpb = _as_phrasebank_run(first[0], tmp_path)
+    report = validate_run(None, overrides=[f"data.train={new_csv}"], from_run=fpb, count_tokens=False)
+    assert not report.problems, report.problems
+    data = continued_config(fpb, [f"data.train={new_csv}"]).data
+    assert (data.separator, data.header, data.column_names, data.encoding) == (None, True, None, "utf-8")
+    # a new file laid out as RUN's: its separator and encoding detected, the header options given again
+    lines = [f"{text} caf\u00e9@{label}" for label in [*OLD, NEW] for text in text_maker(label, 8, 7)]
+    txt = tmp_path / "more.txt"
+    txt.write_bytes("\n".join(lines).encode("latin-1"))
+    given = [f"data.train={txt}", "data.header=false", "data.column_names=[text,label]"]
+    data = continued_config(fpb, given).data
+    assert (data.separator, data.header, data.column_names, data.encoding) == (
+        "@", False, ["text", "label"], "latin-1",
+    )  # fmt: skip
+    partial = killed_at_first_checkpoint(
+        [
+            *given,
+            f"output_dir={tmp_path / 'runs'}",
+            "name=more",
+            "train.epochs=2",
+            "train.checkpoint_steps=2",
+        ],
+        from_run=fpb,
+    )
+    saved = json.loads((partial / "config.json").read_text(encoding="utf-8"))["data"]
+    assert (saved["separator"], saved["header"], saved["encoding"]) == ("@", False, "latin-1")
+    resumed = tunelab.train(resume=partial, show_progress=False)  # its own file, read as recorded
+    assert LabelMap.load(resumed.run_dir / "labels.json").names == [*OLD, NEW]
+    assert resumed.summary["rows"]["train"] + resumed.summary["rows"]["dev"] >= len(lines)
+
+
+def test_a_relabelled_text_trains_with_its_new_label_only(first, text_maker, tmp_path: Path) -> None:
+    """A stored row whose text is a new training row (a user relabelled it) was replayed too: the
+    run trained on both labels and stored both in its own sample."""
+    run, _ = first
+    moved = _stored(run)[0]
+    other = next(label for label in OLD if label != moved["label"])
+    rows = [{"text": t, "label": NEW} for t in text_maker(NEW, 20, 2)]
+    rows.append({"text": f"  {moved['text'].upper()} ", "label": other})  # case and spacing ignored
+    new = tmp_path / "relabelled.csv"
+    pd.DataFrame(rows).to_csv(new, index=False)
+    result = _train_from(run, new, tmp_path, "relabelled", "data.dev_size=0")
+    assert result.summary["continual"]["rehearsal_rows"] == len(_stored(run)) - 1
+    assert any(
+        n.startswith("rehearsal: 1 rows of the previous run's sample left out: new training rows give their")
+        for n in result.summary["notes"]
+    ), result.summary["notes"]
+    again = [
+        r for r in _stored(result.run_dir) if " ".join(r["text"].split()).lower() == moved["text"].lower()
+    ]
+    assert [r["label"] for r in again] in ([other], [])  # never the old label
+
+
+@pytest.mark.parametrize("name", ["distill", "ewc", "distill_temperature"])
+@pytest.mark.parametrize("value", ["inf", "1" + "0" * 400])
+def test_non_finite_continual_weights_are_refused(name: str, value: str) -> None:
+    """inf (or an int past a float's range) failed mid-training as "loss is nan ... lower
+    train.learning_rate" or an unexpected OverflowError, leaving a .partial folder."""
+    with pytest.raises(ConfigError, match=rf"continual\.{name}={value[:8]}.* \(use a finite"):
+        RunConfig.from_yaml(None, ["continual.from_run=runs/a", f"continual.{name}={value}"])

@@ -368,3 +368,71 @@ def test_an_ensemble_keeps_its_first_members_resolved_data_files(members, ens) -
     summary = json.loads((ens / "run.json").read_text(encoding="utf-8"))
     assert member["data_files"]["train"] and summary["data_files"] == member["data_files"]
     assert summary["data"] == member["data"]
+
+
+def test_rows_another_member_trained_on_are_left_out_of_the_metrics(
+    tiny_bert, labelled_csvs, tiny_overrides, tmp_path
+) -> None:
+    """Members that carved test from one file with other split seeds: most of the first member's
+    test rows were the second's training rows, and metrics.json scored them with no word."""
+    from tunelab.data.held_out import normalised
+
+    train, _ = labelled_csvs
+    runs = []
+    for seed in (1, 2):
+        overrides = tiny_overrides(
+            tiny_bert, train, None, tmp_path / "runs", "data.test_size=0.25", f"data.split_seed={seed}",
+            f"name=s{seed}", epochs=1,
+        )  # fmt: skip
+        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    first, second = (tunelab.load(r) for r in runs)
+    own = first.task.load_splits(first.config.data)
+    theirs = {normalised(t, None) for t in second.task.load_splits(second.config.data).train.texts}
+    leaked = {
+        split: sum(normalised(t, None) in theirs for t in getattr(own, split).texts)
+        for split in ("dev", "test")
+    }
+    assert leaked["test"] > 0  # else this test checks nothing
+    built = ensemble(runs, tmp_path / "ens", calibrate=False)
+    summary = json.loads((built.path / "run.json").read_text(encoding="utf-8"))
+    for split in ("dev", "test"):
+        total = len(getattr(own, split).texts)
+        if leaked[split] == total:
+            assert split not in built.metrics
+            assert any(n.startswith(f"{split}: all {total} rows left out") for n in summary["notes"])
+            continue
+        assert built.metrics[split]["n"] == total - leaked[split]
+        if leaked[split]:
+            assert any(
+                n.startswith(f"{split}: {leaked[split]} of {total} rows left out of the metrics")
+                and str(runs[1]) in n
+                for n in summary["notes"]
+            ), summary["notes"]
+    # the exported ensemble is scored on the same rows
+    target = tmp_path / "ens-onnx"
+    assert main(["export", str(built.path), "--format", "onnx", "--output", str(target), "-q"]) == 0
+    exported = json.loads((target / "metrics.json").read_text(encoding="utf-8"))
+    assert {k: m["n"] for k, m in exported.items()} == {k: m["n"] for k, m in built.metrics.items()}
+    assert json.loads((target / "run.json").read_text(encoding="utf-8"))["notes"] == summary["notes"]
+
+
+def test_members_that_share_their_split_lose_no_scored_row(members, ens, labelled_csvs) -> None:
+    """The usual ensemble (training seeds of one config): every dev and test row is still scored."""
+    summary = json.loads((ens / "run.json").read_text(encoding="utf-8"))
+    assert not any("left out" in n for n in summary.get("notes", [])), summary.get("notes")
+    metrics = json.loads((ens / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["test"]["n"] == len(pd.read_csv(labelled_csvs[1]))
+
+
+def test_a_split_every_row_of_which_a_member_trained_on_is_not_scored() -> None:
+    from tunelab.data.dataset import Dataset
+    from tunelab.ensembling.build import _held_out_of_members
+
+    rows = Dataset(["Pizza  tonight", "goal!"], None, [0, 1], source="test.csv")
+    notes: list[str] = []
+    trained = {("pizza tonight", None): "runs/b", ("goal!", None): "runs/c"}
+    assert _held_out_of_members("test", rows, trained, notes) is None
+    assert notes == [
+        "test: all 2 rows left out, member(s) runs/b, runs/c trained on them (training, replayed or "
+        "unlabelled rows): no test metrics"
+    ]

@@ -117,7 +117,8 @@ def test_setfit_tunes_the_encoder_and_the_run_reloads_and_predicts(
 ) -> None:
     summary = json.loads((setfit_run / "run.json").read_text(encoding="utf-8"))
     assert summary["rows"]["train"] == 24  # 8 per label, 3 labels
-    assert any(note.startswith("setfit: contrastive stage on 192 pairs") for note in summary["notes"])
+    note = next(n for n in summary["notes"] if n.startswith("setfit: contrastive stage on 192 pairs"))
+    assert "capped" not in note  # max_pairs (20000 by default) cut nothing
     log = (setfit_run / "logs" / "train.log").read_text(encoding="utf-8")
     assert "few-shot: 8 rows per label" in log and "setfit: contrastive stage" in log
     # The contrastive stage moved the encoder (the loop after it trains the head only).
@@ -158,3 +159,31 @@ def test_setfit_on_another_task_is_refused_before_any_data_is_read(tmp_path: Pat
         assert f"one label per row), not data.task={task}" in problems[0]
     ok = RunConfig.from_dict({"data": {"train": str(tmp_path / "missing.csv")}, "method": {"name": "setfit"}})
     assert not any("method setfit trains" in p for p in check_run(ok).problems)
+
+
+@pytest.mark.parametrize(("max_pairs", "says"), [(20000, None), (None, None), (10, "capped at 10 (of 48)")])
+def test_the_contrastive_note_names_the_cap_only_when_it_cut_pairs(
+    tiny_bert: Path, text_maker: Any, max_pairs: int | None, says: str | None
+) -> None:
+    """max_pairs is set by default: every note said ", capped at 20000", even on 192 pairs."""
+    from tunelab.data import LabelMap
+    from tunelab.data.dataset import Dataset
+    from tunelab.methods.setfit import SetFitConfig
+    from tunelab.methods.setfit.contrastive import contrastive_finetune
+    from tunelab.models import load_tokenizer
+    from tunelab.tasks import get_task
+
+    names = ["food", "sports", "weather"]
+    texts = [t for name in names for t in text_maker(name, 4, 3)]
+    rows = Dataset(texts, None, [i for i in range(3) for _ in range(4)], source="rows")
+    task = get_task("single_label")
+    model = task.build_model(tiny_bert, LabelMap(names), pooling="mean", seed=0)
+    enc = task.encode(load_tokenizer(tiny_bert), rows, max_length=32)
+    options = SetFitConfig(positives=2, negatives=2, max_pairs=max_pairs, epochs=0.01, batch_size=16)
+    [note] = contrastive_finetune(model, enc, options, seed=0)
+    kept = 10 if max_pairs == 10 else 48  # 12 rows x (2 + 2)
+    assert note.startswith(f"setfit: contrastive stage on {kept} pairs"), note
+    if says is None:
+        assert "capped" not in note, note
+    else:
+        assert says in note, note

@@ -209,3 +209,38 @@ def test_nothing_is_added_without_new_texts_or_with_one_label(
     out, info = pseudo_rows.add_pseudo_labelled_rows(splits, one, _read(cfg), cfg, None, None, None)
     assert info["added"] == 0 and info["pool"] == 1 and len(out.train) == len(splits.train)
     assert out.notes[-1] == "self_training: no row added (the training rows have one label)"
+
+
+def test_the_unlabelled_file_is_read_with_its_own_options(train_csv: Path, tmp_path: Path) -> None:
+    """The training file's options describe that file: with a Financial PhraseBank run's (`@`, no
+    header, Latin-1) a plain CSV's header line became a text to pseudo-label, and with
+    data.format=csv a JSON lines file was one unsplit column."""
+    fpb = tmp_path / "fpb.txt"
+    fpb.write_bytes("pizza caf\u00e9@food\ngoal today@sports\n".encode("latin-1"))
+    tickets = _unlabeled(tmp_path / "tickets.csv", ["my pizza was cold", "the football match today"])
+    as_phrasebank = [f"data.train={fpb}", "data.separator=@", "data.header=false",
+                     "data.column_names=[text,label]", "data.encoding=latin-1"]  # fmt: skip
+    cfg = RunConfig.from_yaml(None, [*as_phrasebank, f"self_training.unlabeled={tickets}"])
+    assert _read(cfg) == (["my pizza was cold", "the football match today"], 0)
+    jsonl = tmp_path / "tickets.jsonl"
+    jsonl.write_text('{"text": "a goal"}\n{"text": "some soup"}\n', encoding="utf-8")
+    cfg = RunConfig.from_yaml(
+        None, [f"data.train={train_csv}", "data.format=csv", f"self_training.unlabeled={jsonl}"]
+    )
+    assert _read(cfg) == (["a goal", "some soup"], 0)
+    # the training file itself, given as the unlabelled one, is read as the run reads it
+    cfg = RunConfig.from_yaml(None, [*as_phrasebank, f"self_training.unlabeled={fpb}"])
+    assert _read(cfg) == (["pizza caf\u00e9", "goal today"], 0)
+
+
+@pytest.mark.parametrize("content", ["text\n", "\n\n\n"])
+def test_an_unlabelled_file_without_rows_names_the_setting(
+    train_csv: Path, tmp_path: Path, content: str
+) -> None:
+    """ "u2.csv: no data rows" did not say which setting named the file."""
+    path = tmp_path / "u2.csv"
+    path.write_text(content, encoding="utf-8")
+    cfg = RunConfig.from_yaml(None, [f"data.train={train_csv}", f"self_training.unlabeled={path}"])
+    with pytest.raises(DataError, match=r"^self_training\.unlabeled: .*u2\.csv: ") as caught:
+        _read(cfg)
+    assert "\n" not in str(caught.value)

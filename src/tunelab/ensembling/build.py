@@ -5,7 +5,8 @@ Layout of the folder (a run's, so ``find_run`` and every loader take it)::
     run.json      format: ensemble, members [{path, source, temperature, calibration}], threshold
     config.json   labels.json   tokenizer/       the first member's (all members share them)
     weights/<member>/   each member's whole folder (hard links where the filesystem allows)
-    metrics.json  the ensemble on the members' test file and dev split
+    metrics.json  the ensemble on the first member's test file and dev split, less the rows any
+                  member trained on (run.json's notes count them; a split left empty is not scored)
 
 Copied rather than referenced, so an ensemble can be moved, served from a model root and exported
 like any run. Calibration: a member's probabilities are those of its logits divided by a
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
+import json
 import logging
 import os
 import shutil
@@ -33,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, DataError, RunError
+from tunelab.data.dataset import Dataset
+from tunelab.errors import ConfigError, DataError, RunError, TunelabError, first_line
 from tunelab.runs import RunFolder, find_run
 from tunelab.runs.folder import check_new_run_path
 
@@ -129,8 +132,13 @@ def ensemble(
         shutil.copy2(first.labels_json, partial.labels_json)
         summary = _summary(partial, predictors, members)
         partial.write_summary(summary)  # the members are loadable from here on
-        metrics = _metrics(partial, predictors[0], summary)
+        trained, notes = trained_rows(
+            [(f.root, p.config, p.task) for f, p in zip(folders, predictors, strict=True)]
+        )
+        metrics = _metrics(partial, predictors[0], summary, trained, notes)
         atomic_write_json(partial.metrics_json, metrics)
+        if notes:
+            summary["notes"] = notes
         summary["headline"] = {split: predictors[0].task.headline(m) for split, m in metrics.items()}
         partial.write_summary(summary)
         final = partial.finish()
@@ -306,8 +314,113 @@ def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, 
     }
 
 
-def _metrics(partial: RunFolder, ref: Any, summary: dict[str, Any]) -> dict[str, Any]:
-    """The ensemble scored on the first member's test file and dev split (as training scores a run)."""
+#: The normalised (text, pair) of a row (``tunelab.data.held_out.normalised``).
+RowKey = tuple[str, str | None]
+
+
+def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str], list[str]]:
+    """Every row a member trained on, normalised, with the first member that did; and notes on
+    members whose rows cannot be read again. ``members``: each one's folder, ``RunConfig`` (its data
+    files as it resolved them, ``with_training_paths``) and task.
+
+    A member's rows: its training split as its config reads it again (files resolved as it trained,
+    ``data.shots`` drawn again), the stored rows a continued member replayed (its
+    ``continual.from_run``'s ``rehearsal.jsonl``, all of it) and its ``self_training.unlabeled``
+    texts (all of them: which were pseudo-labelled is not recorded). The ensemble is scored on the
+    first member's dev and test rows, which another member may have trained on (another
+    ``data.split_seed``, other files): scoring those inflated metrics.json with no word.
+    """
+    from tunelab.data.held_out import normalised
+
+    trained: dict[RowKey, str] = {}
+    notes: list[str] = []
+    for root, cfg, task in members:
+        try:
+            rows = _member_rows(cfg, task)
+        except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
+            why = first_line(exc)
+            logger.warning("%s: its training rows cannot be read (%s)", root, why)
+            notes.append(
+                f"member {root}: its training rows cannot be read ({why}), so rows it trained on "
+                "may be among the rows the ensemble is scored on"
+            )
+            continue
+        for text, pair in rows:
+            trained.setdefault(normalised(text, pair), str(root))
+    return trained, notes
+
+
+def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, Any]]:
+    """``trained_rows``'s input for an ensemble folder's members (their copies under ``weights/``),
+    read without loading their weights."""
+    from tunelab.config import RunConfig
+    from tunelab.data import LabelMap
+    from tunelab.inference.predictor import with_training_paths
+    from tunelab.tasks import get_task
+
+    setups = []
+    for member in summary.get("members") or []:
+        folder = RunFolder(root / member["path"])
+        config = RunConfig.from_dict(json.loads(folder.config_json.read_text(encoding="utf-8")))
+        config = with_training_paths(config, folder.read_summary())
+        task = get_task(LabelMap.load(folder.labels_json).task)
+        setups.append((Path(member.get("source") or folder.root), config, task))
+    return setups
+
+
+def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
+    """``(text, pair)`` of every row a member with config ``cfg`` trained on (see ``trained_rows``).
+
+    Raises:
+        TunelabError, OSError, ValueError, KeyError, TypeError: its data, stored sample or
+            unlabelled file cannot be read.
+    """
+    train = task.load_splits(cfg.data).train
+    rows = list(zip(train.texts, train.text_pairs or [None] * len(train.texts), strict=True))
+    if cfg.continual.from_run is not None:
+        from tunelab.train.continual import REHEARSAL_FILE
+
+        stored = Path(cfg.continual.from_run) / REHEARSAL_FILE
+        if stored.is_file():
+            for line in stored.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    rows.append((str(row["text"]), row.get("text_pair")))
+    if cfg.self_training.unlabeled is not None:
+        from tunelab.train.pseudo_rows import read_unlabeled
+
+        rows.extend((text, None) for text in read_unlabeled(cfg)[0])
+    return rows
+
+
+def _held_out_of_members(split: str, rows: Any, trained: dict[RowKey, str], notes: list[str]) -> Any:
+    """``rows`` without those a member trained on (a note says how many, and which members); None
+    when none is left."""
+    from tunelab.data.held_out import normalised
+
+    pairs = rows.text_pairs or [None] * len(rows.texts)
+    keys = [normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True)]
+    keep = [i for i, key in enumerate(keys) if key not in trained]
+    if len(keep) == len(keys):
+        return rows
+    by = sorted({trained[key] for key in keys if key in trained})
+    why = f"member(s) {', '.join(by)} trained on them (training, replayed or unlabelled rows)"
+    if not keep:
+        note = f"{split}: all {len(keys)} rows left out, {why}: no {split} metrics"
+    else:
+        note = f"{split}: {len(keys) - len(keep)} of {len(keys)} rows left out of the metrics, {why}"
+    logger.warning("%s", note)
+    notes.append(note)
+    if not keep:
+        return None
+    return rows.take(keep) if isinstance(rows, Dataset) else rows.subset(keep)
+
+
+def _metrics(
+    partial: RunFolder, ref: Any, summary: dict[str, Any], trained: dict[RowKey, str], notes: list[str]
+) -> dict[str, Any]:
+    """The ensemble scored on the first member's test file and dev split (as training scores a run),
+    without the rows a member trained on (``trained_rows``; each left out is counted in ``notes``)."""
     from tunelab.ensembling.backend import load_ensemble
     from tunelab.inference.backends import LoadContext
 
@@ -329,6 +442,9 @@ def _metrics(partial: RunFolder, ref: Any, summary: dict[str, Any]) -> dict[str,
                 ", ".join(sorted(set(splits.labels.names) ^ set(ref.labels.names))) or "another order",
                 split,
             )
+            continue
+        rows = _held_out_of_members(split, rows, trained, notes)
+        if rows is None:
             continue
         sizes = {"max_length": ref.config.model.max_length, "stride": ref.config.model.stride}
         enc = ref.task.encode(ref.tokenizer, rows, **sizes)

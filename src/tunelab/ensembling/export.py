@@ -3,8 +3,8 @@
 The artifact is an ensemble folder again (``format: ensemble``) whose members are the exported
 artifacts, so it loads, predicts and serves like the ensemble it came from. Its ``parity.json`` is
 the whole ensemble's parity report, before and after, in the shape of every export's, with each
-member's own under ``members``; ``metrics.json`` the exported ensemble's metrics on the members'
-test file and dev split.
+member's own under ``members``; ``metrics.json`` the exported ensemble's metrics on the first
+member's test file and dev split, less the rows a member trained on (as the ensemble's own).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def export_ensemble(
     from tunelab.compress.datasets import parity_data
     from tunelab.compress.export import export
     from tunelab.compress.parity import ParityError, compare, measure, render_markdown
-    from tunelab.ensembling.build import _metrics
+    from tunelab.ensembling.build import _metrics, member_setups, trained_rows
     from tunelab.inference import load
 
     stages.set_description("export: members")
@@ -106,7 +106,12 @@ def export_ensemble(
     )
     report["members"] = reports
     ref = load(out.root / members[0]["path"])
-    metrics = _metrics(out, ref, art_summary)
+    # the rows a member trained on stay out, as when the ensemble was built (its notes say so)
+    trained, notes = trained_rows(member_setups(source.root, summary))
+    metrics = _metrics(out, ref, art_summary, trained, notes)
+    art_summary.pop("notes", None)
+    if notes:
+        art_summary["notes"] = notes
     art_summary["headline"] = {split: ref.task.headline(m) for split, m in metrics.items()}
     art_summary["parity"] = {k: report[k] for k in ("metric", "drop_points", "agreement", "passed")}
     atomic_write_json(out.metrics_json, metrics)

@@ -3,8 +3,9 @@
 The continued run is an ordinary run folder. What makes it a continuation:
 
 - its config is the previous run's, with the data files reset (the new data is named on the
-  command line) and ``data.labels`` set to the previous run's labels, so their ids stay stable
-  and new labels are appended after them;
+  command line, and read with its own reading options: ``with_new_file_options``) and
+  ``data.labels`` set to the previous run's labels, so their ids stay stable and new labels are
+  appended after them;
 - its model starts as the previous run's (adapters merged), with the head grown: the old rows
   are copied, the new rows start as the base model's fresh head would (``grow_into``);
 - its training rows are the new rows plus *rehearsal* rows: a stratified sample of the previous
@@ -34,6 +35,7 @@ from tunelab.atomic import atomic_write_text
 from tunelab.config import ContinualConfig, RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
+from tunelab.data.file_options import READING_FIELDS
 from tunelab.errors import ConfigError, DataError, RunError, first_line
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ REHEARSAL_FILE = "rehearsal.jsonl"
 
 
 def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunConfig:
-    """The previous run's config with its data files reset, its labels kept, and ``overrides`` on top.
+    """The previous run's config with its data files (and their reading options) reset, its labels
+    kept, and ``overrides`` on top.
 
     Raises:
         RunError: ``from_run`` is not a finished run folder.
@@ -58,6 +61,11 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     # Its labels (unless an override gives some) come back in ``with_previous_labels``, below.
     # A few-shot draw (data.shots) sampled the old file: the new rows are all kept unless asked again.
     data.update(train=None, dev=None, test=None, labels=None, shots=None, shots_seed=None)
+    # How RUN's files were laid out (Financial PhraseBank: `@`, no header, Latin-1) describes those
+    # files, not the new ones: a plain CSV read so failed as "empty label". The new files' own are
+    # detected below, as eval and predict detect a new file's, unless given again on the command.
+    for name in READING_FIELDS:
+        data.pop(name, None)
     raw["data"] = data
     # The unlabelled texts are old data too: pseudo-labelled again by the previous (fine-tuned)
     # model, they would repeat its own labels, and texts of its test split could be trained on.
@@ -82,7 +90,28 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
-    return with_previous_labels(RunConfig.from_dict(raw))
+    return with_previous_labels(with_new_file_options(RunConfig.from_dict(raw), overrides or []))
+
+
+def with_new_file_options(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """``cfg`` with the reading options of its new ``data.train`` detected from the file itself.
+
+    As ``eval --data`` reads a new file (``tunelab.data.file_options``): format, separator,
+    encoding and header from the file, ``data.*`` reading options given in ``overrides`` winning.
+    They go into the continued run's config, so its config.json records them and ``--resume``
+    reads its files as it read them. Without a training file (a DataFrame, written later as JSON
+    lines) the defaults stay.
+    """
+    if not cfg.data.train:
+        return cfg
+    from tunelab.data.file_options import options_for_file
+
+    named = {item.partition("=")[0].strip().removeprefix("data.") for item in overrides}
+    given = {name: getattr(cfg.data, name) for name in READING_FIELDS if name in named}
+    files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test}
+    # No files in the options read from: the new training file is not "one of the run's own".
+    read = options_for_file(cfg.data.train, replace(cfg.data, train=None, dev=None, test=None), given)
+    return replace(cfg, data=replace(read, **files))
 
 
 def with_previous_labels(cfg: RunConfig) -> RunConfig:
@@ -504,6 +533,7 @@ def check_probe_rows(cfg: RunConfig, previous: Previous, splits: Splits, rehears
     if cfg.continual.head != "probe":
         return
     rehearsal, _ = without_held_out(rehearsal, splits)
+    rehearsal, _ = without_relabelled(rehearsal, splits.train)
     rows = [*(splits.train.labels or []), *(rehearsal.labels or [])]
     refuse_unprobed_old_labels(rows, splits.labels, cfg.continual, len(previous.labels))
 
@@ -523,14 +553,55 @@ def without_held_out(rehearsal: Dataset, splits: Splits) -> tuple[Dataset, int]:
     return rehearsal.take(keep), len(rehearsal.texts) - len(keep)
 
 
-def with_rehearsal(splits: Splits, rehearsal: Dataset, *, dropped: int = 0) -> Splits:
+def without_relabelled(rehearsal: Dataset, train: Dataset) -> tuple[Dataset, int]:
+    """``rehearsal`` without the rows whose text (and pair) is a new training row's with another
+    label, and how many.
+
+    A user who relabels a text gives it again in the new rows: replayed too, the run trained on
+    both labels of one text and stored both in its own sample. The new label wins. A stored row
+    repeating a new row with its label stays (new data that repeats the old file replays as
+    before). Compared as ``tunelab.data.held_out`` compares (case and spacing ignored).
+    """
+    from tunelab.data.held_out import normalised
+
+    new: dict[tuple[str, str | None], set[Any]] = defaultdict(set)
+    pairs = train.text_pairs or [None] * len(train.texts)
+    for text, pair, label in zip(train.texts, pairs, train.labels or [], strict=True):
+        new[normalised(text, pair)].add(_label_key(label))
+    stored = rehearsal.text_pairs or [None] * len(rehearsal.texts)
+    keep = []
+    for i, (text, pair, label) in enumerate(
+        zip(rehearsal.texts, stored, rehearsal.labels or [], strict=True)
+    ):
+        labels = new.get(normalised(text, pair))
+        if labels is None or _label_key(label) in labels:
+            keep.append(i)
+    if len(keep) == len(rehearsal.texts):
+        return rehearsal, 0
+    return rehearsal.take(keep), len(rehearsal.texts) - len(keep)
+
+
+def _label_key(label: Any) -> Any:
+    """A row's label id, or its multi-label ids as a sorted tuple (hashable, order ignored)."""
+    return tuple(sorted(label)) if isinstance(label, list) else label
+
+
+def with_rehearsal(splits: Splits, rehearsal: Dataset, *, dropped: int = 0, relabelled: int = 0) -> Splits:
     """``splits`` with the rehearsal rows appended to train (dev and test stay as they were read).
 
-    ``dropped``: rehearsal rows left out for equalling a dev or test row (``without_held_out``).
+    ``dropped``: rehearsal rows left out for equalling a dev or test row (``without_held_out``);
+    ``relabelled``: those left out for a new training row giving their text another label
+    (``without_relabelled``).
     """
     if dropped:
         note = (
             f"rehearsal: {dropped} rows of the previous run's sample left out: they are dev or test rows now"
+        )
+        splits = replace(splits, notes=[*splits.notes, note])
+    if relabelled:
+        note = (
+            f"rehearsal: {relabelled} rows of the previous run's sample left out: new training rows give "
+            "their texts another label, which wins"
         )
         splits = replace(splits, notes=[*splits.notes, note])
     if not rehearsal.texts:

@@ -31,6 +31,7 @@ from tunelab.train.continual import (
     short_sample_note,
     with_rehearsal,
     without_held_out,
+    without_relabelled,
 )
 from tunelab.train.continual_penalties import EWC, Distillation, combined, fisher_of
 
@@ -77,16 +78,23 @@ class Continuation:
         if unscored is not None:
             splits = dataclasses.replace(splits, notes=[*splits.notes, unscored])
         rehearsal, dropped = without_held_out(rehearsal, splits)
+        # a text the new rows relabel trains with its new label only
+        rehearsal, relabelled = without_relabelled(rehearsal, splits.train)
         if cfg.continual.ewc > 0 and not len(rehearsal):
             raise ConfigError(
                 f"continual.ewc={cfg.continual.ewc} needs rehearsal rows, and {previous.root} has none to "
-                "replay (its stored sample is empty, or every row is a dev or test row of the new data); "
-                "set continual.ewc=0"
+                "replay (its stored sample is empty, or every row is a dev or test row of the new data or "
+                "relabelled by a new row); set continual.ewc=0"
             )
         teacher = previous.model()
         grow_into(model, teacher)
         return cls(
-            previous, teacher, with_rehearsal(splits, rehearsal, dropped=dropped), rehearsal, cfg, task
+            previous,
+            teacher,
+            with_rehearsal(splits, rehearsal, dropped=dropped, relabelled=relabelled),
+            rehearsal,
+            cfg,
+            task,
         )
 
     @property

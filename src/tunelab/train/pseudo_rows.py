@@ -70,15 +70,31 @@ def check_self_training(cfg: RunConfig, task: Task) -> tuple[list[str], int] | N
 
 
 def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
-    """The unlabelled texts (stripped, empty ones skipped) and how many rows were skipped as empty."""
+    """The unlabelled texts (stripped, empty ones skipped) and how many rows were skipped as empty.
+
+    The file is read with its own layout, detected as ``eval`` and ``predict`` detect a new file's
+    (``tunelab.data.file_options``), and the run's ``data.text_column``: the training file's options
+    describe that file. Read with a Financial PhraseBank run's (``@``, no header), a plain CSV's
+    header line became a pseudo-labelled text; with ``data.format=csv``, a JSON lines file one
+    unsplit column. The training file itself, given again as the unlabelled one, is read as the run
+    reads it.
+    """
     import pandas as pd
 
     from tunelab.data.columns import describe_columns
+    from tunelab.data.file_options import options_for_file
     from tunelab.data.readers import read_table
 
     path = cfg.self_training.unlabeled
     assert path is not None
-    df = read_table(path, cfg.data, field=FIELD)
+    try:
+        df = read_table(path, options_for_file(path, cfg.data), field=FIELD)
+    except (ConfigError, DataError) as exc:
+        # "u.csv: no data rows" (a header only) did not say which setting named the file
+        message = str(exc)
+        if not message.startswith(FIELD):
+            message = f"{FIELD}: {message}"
+        raise type(exc)(message) from None
     column = cfg.data.text_column
     if column not in df.columns:
         raise DataError(

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tunelab.data.encoding import Encoded, collate
-from tunelab.methods.setfit.pairs import sample_pairs
+from tunelab.methods.setfit.pairs import Pair, draw_pairs
 from tunelab.models.classifier import pooled_features
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
     from transformers import get_linear_schedule_with_warmup
 
     labels = [int(label) for label in train.labels or []]
-    pairs = sample_pairs(
+    pairs, drawn = draw_pairs(
         labels,
         positives=options.positives,
         negatives=options.negatives,
@@ -80,10 +80,16 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
             if step % 50 == 0 or step == total:
                 logger.info("setfit contrastive step %d/%d: loss %.4f", step, total, running / window)
                 running, window = 0.0, 0
+    return [pairs_note(pairs, drawn, options, step, time.perf_counter() - started)]
+
+
+def pairs_note(pairs: list[Pair], drawn: int, options: Any, steps: int, seconds: float) -> str:
+    """The run's note on the contrastive stage; the cap is named only when it cut pairs (``drawn``
+    more than kept), since max_pairs is set by default and "capped at 20000" on 192 pairs misled."""
     positive = sum(p.similar == 1.0 for p in pairs)
-    return [
+    capped = f", capped at {len(pairs)} (of {drawn})" if drawn > len(pairs) else ""
+    return (
         f"setfit: contrastive stage on {len(pairs)} pairs ({positive} positive, {len(pairs) - positive} "
-        f"negative; {options.positives}+{options.negatives} per row"
-        + (f", capped at {options.max_pairs}" if options.max_pairs else "")
-        + f"), {step} steps in {time.perf_counter() - started:.0f} s"
-    ]
+        f"negative; {options.positives}+{options.negatives} per row{capped}), "
+        f"{steps} steps in {seconds:.0f} s"
+    )

@@ -34,7 +34,18 @@ class Pair:
 def sample_pairs(
     labels: Sequence[int], *, positives: int, negatives: int, max_pairs: int | None, seed: int
 ) -> list[Pair]:
-    """Pairs for contrastive training, at most ``len(labels) * (positives + negatives)``.
+    """Pairs for contrastive training, at most ``len(labels) * (positives + negatives)``
+    (``draw_pairs`` without the count made before the cap)."""
+    return draw_pairs(labels, positives=positives, negatives=negatives, max_pairs=max_pairs, seed=seed)[0]
+
+
+def draw_pairs(
+    labels: Sequence[int], *, positives: int, negatives: int, max_pairs: int | None, seed: int
+) -> tuple[list[Pair], int]:
+    """Pairs for contrastive training and how many were drawn before ``max_pairs`` cut them.
+
+    The count lets the run's note say whether the cap cut anything: "capped at 20000" on a run of
+    192 pairs read as if pairs had been dropped.
 
     Args:
         labels: the label id of each training row.
@@ -45,7 +56,8 @@ def sample_pairs(
         seed: the draw; the same seed gives the same pairs.
 
     Returns:
-        The pairs, shuffled.
+        The pairs, shuffled, and the number drawn before the cap (equal to their count when the
+        cap cut none).
     """
     rng = random.Random(seed)
     by_label: dict[int, list[int]] = defaultdict(list)
@@ -69,6 +81,7 @@ def sample_pairs(
                         pairs.append(Pair(row, partner, 0.0))
                         break
     rng.shuffle(pairs)
-    if max_pairs is not None and len(pairs) > max_pairs:
+    drawn = len(pairs)
+    if max_pairs is not None and drawn > max_pairs:
         pairs = pairs[:max_pairs]  # already shuffled: a uniform subsample
-    return pairs
+    return pairs, drawn

@@ -436,3 +436,15 @@ def test_a_split_every_row_of_which_a_member_trained_on_is_not_scored() -> None:
         "test: all 2 rows left out, member(s) runs/b, runs/c trained on them (training, replayed or "
         "unlabelled rows): no test metrics"
     ]
+
+
+def test_rows_the_first_member_trained_on_too_stay_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test text repeating one of the first member's own training texts is in each member's own
+    metrics; dropping it because another member (same split) trained on it too made the ensemble's
+    figures cover other rows than its members'."""
+    from tunelab.ensembling import build as ensemble_build
+
+    rows = {"a": [("Dup text", None), ("x", None)], "b": [("dup  text", None), ("y", None)]}
+    monkeypatch.setattr(ensemble_build, "_member_rows", lambda cfg, task: rows[cfg])
+    trained, notes = ensemble_build.trained_rows([(Path("runs/a"), "a", None), (Path("runs/b"), "b", None)])
+    assert trained == {("y", None): "runs/b"} and notes == []

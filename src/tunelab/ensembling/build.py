@@ -5,7 +5,7 @@ Layout of the folder (a run's, so ``find_run`` and every loader take it)::
     run.json      format: ensemble, members [{path, source, temperature, calibration}], threshold
     config.json   labels.json   tokenizer/       the first member's (all members share them)
     weights/<member>/   each member's whole folder (hard links where the filesystem allows)
-    metrics.json  the ensemble on the first member's test file and dev split, less the rows any
+    metrics.json  the ensemble on the first member's test file and dev split, less the rows another
                   member trained on (run.json's notes count them; a split left empty is not scored)
 
 Copied rather than referenced, so an ensemble can be moved, served from a model root and exported
@@ -319,9 +319,10 @@ RowKey = tuple[str, str | None]
 
 
 def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str], list[str]]:
-    """Every row a member trained on, normalised, with the first member that did; and notes on
-    members whose rows cannot be read again. ``members``: each one's folder, ``RunConfig`` (its data
-    files as it resolved them, ``with_training_paths``) and task.
+    """Every row another member than the first trained on and the first did not, normalised, with
+    the first member that did; and notes on members whose rows cannot be read again. ``members``:
+    each one's folder, ``RunConfig`` (its data files as it resolved them, ``with_training_paths``)
+    and task.
 
     A member's rows: its training split as its config reads it again (files resolved as it trained,
     ``data.shots`` drawn again), the stored rows a continued member replayed (its
@@ -334,7 +335,8 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
 
     trained: dict[RowKey, str] = {}
     notes: list[str] = []
-    for root, cfg, task in members:
+    first: set[RowKey] = set()
+    for n, (root, cfg, task) in enumerate(members):
         try:
             rows = _member_rows(cfg, task)
         except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -345,8 +347,15 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
                 "may be among the rows the ensemble is scored on"
             )
             continue
-        for text, pair in rows:
-            trained.setdefault(normalised(text, pair), str(root))
+        keys = {normalised(text, pair) for text, pair in rows}
+        if n == 0:
+            # The first member's own rows are its splits' business: a test text that repeats one
+            # of its training texts is in its own metrics too, so members sharing its split are
+            # scored on exactly the rows each member was.
+            first = keys
+            continue
+        for key in keys - first:
+            trained.setdefault(key, str(root))
     return trained, notes
 
 

@@ -807,3 +807,196 @@ def test_a_late_document_never_ends_an_alert_before_it_started(tmp_path: Path) -
     m.close()
     assert any(a.ended_at is not None for a in alerts), "the late documents should have ended one"
     assert all(a.ended_at >= a.started_at for a in alerts if a.ended_at is not None)
+
+
+# -- review fixes ----------------------------------------------------------------------------------
+
+
+def test_a_symlink_re_pointed_to_another_folder_while_stopped_loses_nothing(tmp_path: Path) -> None:
+    """news.jsonl -> archive/day1.jsonl, re-pointed to archive/day2.jsonl while stopped: day1's
+    lines after the last commit (n3, n4) were lost, its old target not being beside the symlink."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    day1, day2, link = archive / "day1.jsonl", archive / "day2.jsonl", tmp_path / "news.jsonl"
+    write_jsonl(day1, [doc(1, 1, "a"), doc(2, 2, "b")])
+    os.symlink(day1, link)
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        monitor.poll()
+    write_jsonl(day1, [doc(3, 3, "c"), doc(4, 4, "d")], "a")
+    write_jsonl(day2, [doc(5, 5, "e")])
+    os.symlink(day2, tmp_path / "news.tmp")
+    os.replace(tmp_path / "news.tmp", link)
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        monitor.run(once=True)
+        stored = monitor.store.documents("markets", [f"n{i}" for i in range(1, 6)])
+    assert sorted(d["id"] for d in stored) == ["n1", "n2", "n3", "n4", "n5"]
+
+
+def lock_files(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> set[Path]:
+    """``open`` refuses ``paths`` in the monitor's modules, as a file mode would for another user
+    (tests run as root, whom no mode refuses)."""
+    import builtins
+
+    import tunelab.apps.monitor.config as config_module
+    import tunelab.apps.monitor.sources as sources
+
+    locked = set(paths)
+
+    def fake_open(path, *args, **kwargs):
+        if Path(path) in locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    for module in (sources, config_module):
+        monkeypatch.setattr(module, "open", fake_open, raising=False)
+    return locked
+
+
+def test_a_followed_file_that_cannot_be_read_neither_fails_the_poll_nor_stops_the_next_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """logrotate's create 0600 root root: "unexpected PermissionError" out of poll(), and the folder
+    after the followed file was never read."""
+    news, inbox = tmp_path / "news.jsonl", tmp_path / "inbox"
+    inbox.mkdir()
+    write_jsonl(news, [doc(1, 0, "Acme Corp revenue")])
+    cfg = config(tmp_path, sources=[{"follow": str(news)}, {"directory": str(inbox)}])
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:
+        assert monitor.poll(once=True).stored == 1
+        os.rename(news, tmp_path / "news.jsonl.1")
+        write_jsonl(news, [doc(2, 1, "Globex revenue")])
+        write_jsonl(inbox / "a.jsonl", [doc(3, 2, "Initech Inc. revenue")])
+        locked = lock_files(monkeypatch, news.absolute())
+        assert monitor.poll(once=True).stored == 1  # the inbox's n3
+        assert monitor.poll(once=True).stored == 0
+        assert caplog.text.count("cannot be read (Permission denied)") == 1
+        locked.clear()
+        assert monitor.poll(once=True).stored == 1  # n2, once it can be read
+        assert monitor.store.count("markets") == 3
+
+
+def test_a_source_failing_with_an_os_error_is_warned_about_once_and_the_others_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "news.jsonl").write_text("", encoding="utf-8")
+    write_jsonl(inbox / "a.jsonl", [doc(1, 0, "Acme Corp revenue")])
+    cfg = config(tmp_path, sources=[{"follow": str(tmp_path / "news.jsonl")}, {"directory": str(inbox)}])
+
+    def broken(source, *, once=False):
+        raise OSError(5, "Input/output error")
+
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:
+        monkeypatch.setattr(monitor, "_follow", broken)
+        assert monitor.poll().stored == 1 and monitor.poll().stored == 0
+        assert caplog.text.count("Input/output error; the other sources go on") == 1
+        assert f"follow {tmp_path / 'news.jsonl'}: Input/output error" in caplog.text
+
+        def down(source, *, once=False):
+            raise StoreError("database is down")
+
+        monkeypatch.setattr(monitor, "_follow", down)
+        with pytest.raises(StoreError, match="database is down"):  # the store's errors stop the poll
+            monitor.poll()
+
+
+def test_check_sources_refuses_a_source_that_cannot_be_read_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    news, inbox = tmp_path / "news.jsonl", tmp_path / "inbox"
+    news.write_text("", encoding="utf-8")
+    inbox.mkdir()
+    lock_files(monkeypatch, news)
+    with pytest.raises(
+        ConfigError, match=r"sources\[0\]\.follow: .*news.jsonl cannot be read \(Permission denied\)"
+    ):
+        config(tmp_path).check_sources()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == inbox:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(
+        ConfigError, match=r"sources\[0\]\.directory: .*inbox cannot be read \(Permission denied\)"
+    ):
+        config(tmp_path, sources=[{"directory": str(inbox)}]).check_sources()
+
+
+def test_an_unreadable_file_in_a_folder_is_warned_about_once_per_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was "cannot be read; skipped" on every poll, for ever."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    locked_file = inbox / "locked.jsonl"
+    write_jsonl(locked_file, [doc(1, 0, "Acme Corp revenue")])
+    locked = lock_files(monkeypatch, locked_file.resolve())
+    cfg = config(tmp_path, sources=[{"directory": str(inbox)}])
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as monitor:
+        for _ in range(4):
+            assert monitor.poll().stored == 0
+        assert caplog.text.count("cannot be read (Permission denied); skipped, tried again each poll") == 1
+        write_jsonl(locked_file, [doc(2, 1, "Globex revenue")], "a")  # a new version: warned again
+        monitor.poll()
+        monitor.poll()
+        assert caplog.text.count("cannot be read (Permission denied)") == 2
+        locked.clear()
+        assert monitor.poll().stored == 2
+
+
+def test_a_stray_year_1_document_does_not_make_a_new_monitors_baseline_complete(tmp_path: Path) -> None:
+    """0001-01-01 ("unknown" in some feeds) lowered the stream's start to year 1: min_history no
+    longer held, and a steady feed raised alerts within minutes, also after a restart (the
+    warm-up started the stream at the oldest stored document)."""
+    (tmp_path / "news.jsonl").write_text("", encoding="utf-8")
+    steady = [
+        doc(i, i / 2, "Acme Corp shares falls" if i % 3 else "Acme Corp revenue steady", topic="earnings")
+        for i in range(120)
+    ]
+    alerts = []
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        monitor.ingest_batch([{"id": "old", "time": "0001-01-01T00:00:00Z", "text": "Archive item"}])
+        for d in steady[:60]:
+            alerts += monitor.ingest_batch([d]).alerts
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:  # a restart: the warm-up
+        assert monitor.detector.first_bucket == monitor.detector.bucket_of(T0)
+        for d in steady[60:]:
+            alerts += monitor.ingest_batch([d]).alerts
+    assert alerts == []
+
+
+def test_a_report_under_a_file_is_refused_before_it_is_built(tmp_path: Path, monkeypatch) -> None:
+    """--out FILE/x.html built the whole report, then failed "unexpected FileExistsError"."""
+    import tunelab.apps.monitor.report as report_module
+
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        monitor.ingest_batch([doc(1, 0, "Acme Corp falls")])
+        (tmp_path / "afile").write_text("x", encoding="utf-8")
+
+        def build(*args, **kwargs):
+            raise AssertionError("built before --out was checked")
+
+        monkeypatch.setattr(report_module, "build_report", build)
+        with pytest.raises(ConfigError, match=r"--out .*afile/r\.html: .*afile is a file, not a folder"):
+            report_module.write_report(monitor.store, "markets", tmp_path / "afile" / "r.html")
+
+
+def test_a_restart_of_a_sparse_feed_older_than_the_ring_keeps_its_history_complete(tmp_path: Path) -> None:
+    """The warm-up seeds the stream's start from the last stored document before the documents it
+    replays (the feed ran before them: its history is complete, as in an unbroken run), not from
+    the oldest stored one, which is more than a ring before them and would restart the history at
+    the first replayed document."""
+    (tmp_path / "news.jsonl").write_text("", encoding="utf-8")
+    sparse = [doc(i, 90 * i, "Acme Corp revenue steady", topic="earnings") for i in range(7)]  # 9 hours
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        monitor.ingest_batch(sparse)
+        unbroken = monitor.detector.first_bucket
+    with Monitor(config(tmp_path), classifier=classifier()) as monitor:
+        detector = monitor.detector
+        ring = detector.settings.ring_steps
+        assert detector.now_bucket == detector.bucket_of(T0 + timedelta(minutes=540))
+        assert unbroken is not None and detector.first_bucket <= detector.now_bucket - ring

@@ -582,3 +582,34 @@ def test_a_batch_alerts_as_the_same_documents_sent_one_at_a_time(settings: dict)
         ("company:acme", "05:00"),
     ]
     assert alerts(len(docs)) == one_at_a_time == alerts(100)
+
+
+@pytest.mark.parametrize("where", ["first", "amid the stream"])
+def test_a_document_too_old_to_count_does_not_make_the_history_complete(where: str) -> None:
+    """One document dated 0001-01-01 (some feeds' "unknown") moved the stream's start to year 1:
+    min_history held nothing back, and a surge in the first hour alerted (as if a baseline of
+    zeros were complete)."""
+    calm, extra = surge_events(seed=13)
+    events = sorted([e for e in calm if e[0] < 60] + [(m - 120, n) for m, n in extra])
+    detector = Detector("m", DetectorSettings(**FAST))
+    stray = lambda: detector.observe(["topic:earnings"], datetime(1, 1, 1, tzinfo=UTC), True, "stray")  # noqa: E731
+    if where == "first":
+        assert stray() == []
+    changes = feed(detector, events[:20])
+    if where != "first":
+        assert stray() == []
+    changes += feed(detector, events[20:], prefix="e")
+    assert changes == []
+    assert detector.first_bucket == detector.bucket_of(T0 + timedelta(minutes=events[0][0]))
+
+
+def test_time_jumping_past_a_whole_ring_restarts_the_history() -> None:
+    """After a silence longer than the ring nothing is left of the baseline: the stream counts as
+    new (min_history holds again) instead of a complete baseline of zeros that any level beats."""
+    calm, extra = surge_events(seed=13)
+    detector = Detector("m", DetectorSettings(**FAST))  # ring: 139 one-minute steps
+    assert feed(detector, [e for e in calm if e[0] < 30]) == []
+    later = 400  # minutes: far past the ring
+    restart = sorted([(m + later, n) for m, n in calm if m < 60] + [(m - 120 + later, n) for m, n in extra])
+    assert feed(detector, restart, prefix="r") == []
+    assert detector.first_bucket == detector.bucket_of(T0 + timedelta(minutes=restart[0][0]))

@@ -431,3 +431,134 @@ def test_a_file_moved_away_while_the_folder_is_listed_is_passed_over(tmp_path: P
             return [*tmp_path.glob(pattern), Gone()]
 
     assert [k.name for k in list_files(Folder(), "*.jsonl")] == ["a.jsonl"]  # type: ignore[arg-type]
+
+
+# -- review fixes: re-pointed symlinks, unreadable files --------------------------------------------
+
+
+def repoint(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` as a daily scheme does: a new symlink renamed over the old one."""
+    tmp = link.with_name(link.name + ".new")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+@pytest.mark.parametrize("saved", ["with its target", "before targets were kept"])
+def test_a_symlink_re_pointed_while_stopped_finishes_its_old_target_in_another_folder(
+    tmp_path: Path, saved: str
+) -> None:
+    """news.jsonl -> archive/day1.jsonl: the old target was looked for beside the symlink only, so
+    after a restart the lines day1 got after the last commit (n3) were lost. A position saved
+    before targets were kept finds it beside the symlink's target now."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    day1, day2, link = archive / "day1.jsonl", archive / "day2.jsonl", tmp_path / "news.jsonl"
+    day1.write_text(line(1) + line(2), encoding="utf-8")
+    os.symlink(day1, link)
+    follower = FileFollower(link)
+    position = follower.read().position
+    follower.close()
+    if saved != "with its target":
+        position = type(position)(position.inode, position.offset, position.line, position.head)
+    with open(day1, "a", encoding="utf-8") as fh:  # while stopped: day1's last line, then day2
+        fh.write(line(3))
+    day2.write_text(line(4), encoding="utf-8")
+    repoint(link, day2)
+    assert read_all(FileFollower(link, position)) == ["n3", "n4"]
+
+
+def test_a_position_keeps_the_target_so_an_old_target_in_a_folder_of_its_own_is_found(tmp_path: Path) -> None:
+    """Per-day folders (archive/0301/news.jsonl -> archive/0302/news.jsonl): only the target kept
+    with the position says where the old file is."""
+    old_dir, new_dir = tmp_path / "archive" / "0301", tmp_path / "archive" / "0302"
+    old_dir.mkdir(parents=True)
+    new_dir.mkdir()
+    link = tmp_path / "news.jsonl"
+    (old_dir / "news.jsonl").write_text(line(1), encoding="utf-8")
+    os.symlink(old_dir / "news.jsonl", link)
+    follower = FileFollower(link)
+    position = follower.read().position
+    follower.close()
+    assert position.target == str((old_dir / "news.jsonl").resolve())
+    with open(old_dir / "news.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(line(2))
+    (new_dir / "news.jsonl").write_text(line(3), encoding="utf-8")
+    repoint(link, new_dir / "news.jsonl")
+    assert read_all(FileFollower(link, position)) == ["n2", "n3"]
+
+
+def test_a_symlink_re_pointed_twice_while_stopped_reads_the_target_between(tmp_path: Path) -> None:
+    """day1 -> day3 while stopped: day2, the target between them, was skipped (n4, n5)."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    link = tmp_path / "news.jsonl"
+    day1, day2, day3 = (archive / f"day{i}.jsonl" for i in (1, 2, 3))
+    day1.write_text(line(1) + line(2), encoding="utf-8")
+    os.symlink(day1, link)
+    follower = FileFollower(link)
+    position = follower.read().position
+    follower.close()
+    with open(day1, "a", encoding="utf-8") as fh:
+        fh.write(line(3))
+    day2.write_text(line(4) + line(5), encoding="utf-8")
+    day3.write_text(line(6), encoding="utf-8")
+    (archive / "day0.jsonl.gz").write_bytes(b"\x1f\x8b compressed: never read")
+    (archive / "other.jsonl").write_text(line(99), encoding="utf-8")  # not named like the targets
+    base = 1_770_000_000
+    for i, path in enumerate([day1, day2, day3, archive / "day0.jsonl.gz", archive / "other.jsonl"]):
+        os.utime(path, ns=((base + i) * 10**9, (base + i) * 10**9))
+    repoint(link, day3)
+    assert read_all(FileFollower(link, position)) == ["n3", "n4", "n5", "n6"]
+
+
+def unreadable(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> set[Path]:
+    """Make ``open`` in the sources module refuse ``paths`` as logrotate's ``create 0600 root
+    root`` would for another user (tests run as root, where a file's mode refuses nothing)."""
+    import builtins
+
+    import tunelab.apps.monitor.sources as sources
+
+    locked = set(paths)
+
+    def fake_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path) in locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open", fake_open, raising=False)
+    return locked
+
+
+def test_a_new_file_that_cannot_be_read_is_warned_about_once_and_read_once_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PermissionError came out of read() (the poll failed, every source after it unread)."""
+    path = tmp_path / "news.jsonl"
+    path.write_text(line(1), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1"]
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(2), encoding="utf-8")
+    locked = unreadable(monkeypatch, path)
+    with caplog.at_level("WARNING"):
+        assert read_all(follower) == [] and read_all(follower) == []
+    assert caplog.text.count("cannot be read (Permission denied); tried again each poll") == 1
+    assert f"{path}: cannot be read" in caplog.text
+    locked.clear()
+    assert read_all(follower) == ["n2"]
+
+
+def test_a_restart_on_a_file_that_cannot_be_read_resumes_from_the_position_once_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "news.jsonl"
+    position = read_two_then_stop(path)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line(3))
+    locked = unreadable(monkeypatch, path)
+    with caplog.at_level("WARNING"):
+        follower = FileFollower(path, position)
+        assert read_all(follower) == []
+    assert caplog.text.count("cannot be read") == 1 and "from the start" not in caplog.text
+    locked.clear()
+    assert read_all(follower) == ["n3"]  # not n1, n2 again

@@ -284,3 +284,34 @@ def test_pending_alerts_are_counted_whole_not_by_the_page(store) -> None:
     store.save_alerts([alert("topic:earnings", m) for m in range(150)])
     assert len(store.pending_alerts("markets")) == 100  # a page, for the outbox
     assert store.count_pending_alerts("markets") == 150
+
+
+def test_a_position_keeps_the_followed_files_resolved_target(store) -> None:
+    """A re-pointed symlink's old target is found after a restart where the position says it was."""
+    at = Position(42, 1000, 12, "abc", "/feeds/archive/day1.jsonl")
+    store.save("markets", [], [], position=("/feeds/news.jsonl", at))
+    assert store.position("markets", "/feeds/news.jsonl") == at
+
+
+def test_a_positions_table_from_before_targets_gets_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "monitor.db"
+    with sqlite3.connect(path) as conn:  # the table as an older release created it
+        conn.execute(
+            "CREATE TABLE tunelab_monitor_positions (monitor TEXT NOT NULL, source TEXT NOT NULL,"
+            " inode BIGINT NOT NULL, byte_offset BIGINT NOT NULL, line BIGINT NOT NULL, head TEXT NOT NULL,"
+            " updated_at TEXT NOT NULL, PRIMARY KEY (monitor, source))"
+        )
+        conn.execute(
+            "INSERT INTO tunelab_monitor_positions VALUES ('markets', '/feeds/news.jsonl', 42, 1000, 12,"
+            " 'abc', '2026-03-02T09:00:00+00:00')"
+        )
+    conn.close()
+    with open_monitor_store(str(path)) as store:
+        assert store.position("markets", "/feeds/news.jsonl") == Position(42, 1000, 12, "abc")
+        at = Position(42, 2000, 20, "abc", "/feeds/archive/day1.jsonl")
+        store.save("markets", [], [], position=("/feeds/news.jsonl", at))
+        assert store.position("markets", "/feeds/news.jsonl") == at
+    with open_monitor_store(str(path)) as store:  # a second open adds nothing twice
+        assert store.position("markets", "/feeds/news.jsonl") == at

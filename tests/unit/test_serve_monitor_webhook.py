@@ -401,3 +401,32 @@ def test_a_server_stopping_records_the_alert_post_in_flight_before_closing_a_mon
         assert receiver.posts[0]["key"] not in left, (left, receiver.posts[0]["key"])
     finally:
         receiver.close()
+
+
+def test_one_monitors_store_failing_does_not_hold_back_the_other_monitors_alerts(caplog) -> None:
+    """A served monitor with its own database down ended every round at its target: the healthy
+    monitors' alerts were never POSTed."""
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+
+    def down(name, limit, after=None):
+        raise RuntimeError("database a is down")
+
+    alert = SimpleNamespace(id="b1", docs=[], to_dict=lambda: {"id": "b1"})
+    broken = SimpleNamespace(pending_alerts=down, documents=lambda name, ids: [])
+    healthy = SimpleNamespace(
+        pending_alerts=lambda name, limit, after=None: [alert], documents=lambda name, ids: []
+    )
+    worker = AlertWebhook(
+        [AlertTarget(broken, "a", "http://x/a"), AlertTarget(healthy, "b", "http://x/b")],
+        now=lambda: now,
+        secret="",
+    )
+    with caplog.at_level("WARNING"):
+        [leased] = worker.lease(now, 10)
+        assert (leased.key, leased.url) == ("b1", "http://x/b")
+        assert worker.lease(now, 10) == [] and worker.lease(now + timedelta(seconds=1), 10) == []
+    # logged once, not once a lease (every few seconds while the database stays down)
+    assert (
+        caplog.text.count("monitor a: reading its pending alerts failed (RuntimeError: database a is down)")
+        == 1
+    )

@@ -35,6 +35,7 @@ CUSUM's settings were chosen on dev streams (README, "Monitor on a news stream")
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +107,8 @@ class Source:
     pattern: str = "*.jsonl"
 
     def check(self, where: str) -> None:
-        """Raise ``ConfigError`` when the path does not exist or is the wrong kind of thing."""
+        """Raise ``ConfigError`` when the path does not exist, is the wrong kind of thing or cannot
+        be read by this process (found now, in one line, not as warnings once it runs)."""
         if self.kind == "follow" and not self.path.is_file():
             what = "is a folder: use directory:" if self.path.is_dir() else "does not exist"
             raise ConfigError(
@@ -115,6 +117,18 @@ class Source:
         if self.kind == "directory" and not self.path.is_dir():
             what = "is a file: use follow:" if self.path.exists() else "does not exist"
             raise ConfigError(f"{where}.directory: {self.path} {what}")
+        try:
+            if self.kind == "follow":
+                with open(self.path, "rb"):
+                    pass
+            else:
+                with os.scandir(self.path):
+                    pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}.{self.kind}: {self.path} cannot be read ({exc.strerror or type(exc).__name__}); "
+                "give the monitor's user read access"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {self.kind: str(self.path)}

@@ -485,9 +485,31 @@ class Detector:
         return math.floor(moment.timestamp()) // self.settings.step_s
 
     def start_at(self, moment: datetime) -> None:
-        """Say when the stream started (a restart replays only the last baseline of documents)."""
+        """Say the stream had a document at ``moment`` that is not observed: a restart replays only
+        the last ring of documents, and the one stored just before them tells whether the stream
+        ran before them. History then counts from there, as in an unbroken run, unless the next
+        document comes a whole ring later (see ``_move_to``); a moment too old to count is ignored."""
         bucket = self.bucket_of(moment)
+        if self._too_old(bucket):
+            return
+        self._started(bucket)
+        self._move_to(bucket)
+
+    def _started(self, bucket: int) -> None:
         self.first_bucket = bucket if self.first_bucket is None else min(self.first_bucket, bucket)
+
+    def _too_old(self, bucket: int) -> bool:
+        """``bucket`` is older than the ring reaches: a document there counts in no window."""
+        return self.now_bucket is not None and bucket <= self.now_bucket - self._ring
+
+    def _move_to(self, bucket: int) -> None:
+        """Time is at ``bucket`` (or later): the newest bucket moves on; a jump past a whole ring
+        (the stream was silent that long, or what came before was one stray old document) leaves
+        no counted history, so the stream counts as starting again there and ``min_history``
+        holds alerts back as for a new monitor, not as if a baseline of zeros were complete."""
+        if self.now_bucket is not None and bucket - self._ring >= self.now_bucket:
+            self.first_bucket = bucket
+        self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
 
     def observe(
         self, keys: Iterable[str], moment: datetime, negative: bool, doc_id: str, *, quiet: bool = False
@@ -500,12 +522,18 @@ class Detector:
             quiet: count only (warming up from stored documents): no alert opens or ends.
         """
         bucket = self.bucket_of(moment)
-        self.start_at(moment)
+        unique = list(dict.fromkeys(keys))  # a key named twice counts once
+        if self._too_old(bucket):
+            # Counted nowhere, so it says nothing of when the stream started either: one document
+            # dated 0001-01-01 (some feeds' "unknown") took the baseline as complete at once.
+            self.late += len(unique)
+            return []
+        self._started(bucket)
         moved_on = self.now_bucket is not None and bucket > self.now_bucket
-        self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
+        self._move_to(bucket)
         self._see(moment)
         changed = []
-        for key in dict.fromkeys(keys):  # a key named twice counts once
+        for key in unique:
             self._keep(key)
             state = self._keys.get(key)
             if state is None:
@@ -537,8 +565,7 @@ class Detector:
 
         A key in an episode that gets no more documents would otherwise never be looked at again.
         """
-        bucket = self.bucket_of(moment)
-        self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
+        self._move_to(self.bucket_of(moment))
         self._see(moment)
         ended = self._end_fallen()
         silent = [
@@ -644,8 +671,14 @@ class Detector:
             state.neg_docs.popleft()
         count, neg, share, volume, base = self._score(state)
         if volume is None or base is None:
-            return None
-        level = max(volume, share if share is not None else -math.inf)
+            if state.episode is None:
+                return None
+            # History restarted (time jumped past a whole ring): no baseline is left to say the
+            # surge goes on, as a ring of zeros ended it before; kept open, it would swallow the
+            # key's next alert for as long as min_history.
+            level = -math.inf
+        else:
+            level = max(volume, share if share is not None else -math.inf)
         if state.episode is not None:
             # zscore: under release; cusum: at or under it (by default S back to 0, its reset).
             fallen = level <= s.release if s.method == "cusum" else level < s.release
@@ -654,6 +687,7 @@ class Detector:
                 state.episode = None
                 return ended
             return None
+        assert volume is not None and base is not None  # no baseline: returned above
         if level < s.opens_at or neg < s.min_volume:
             return None
         by_share = share is not None and share >= volume

@@ -150,6 +150,11 @@ class Monitor:
         # (a watched folder, its pattern) -> its files read: two sources on one folder with other
         # patterns list other files, and each would forget the other's
         self._seen_files: dict[tuple[Path, str], SeenFiles] = {}
+        # (a watched folder, its pattern) -> its files that could not be read, as listed: warned
+        # about once per file version (name, size, time), tried again quietly each poll
+        self._unreadable_files: dict[tuple[Path, str], set[FileKey]] = {}
+        # source index -> the error that last stopped it, as warned: once per error, not per poll
+        self._source_errors: dict[int, str] = {}
         self._lock = threading.Lock()  # one batch at a time: the detector is not thread-safe
         self._stop = threading.Event()  # set: finish the batch in hand, read no more
         # Called with the results of each stored call, from the thread that stored it (a
@@ -314,16 +319,22 @@ class Monitor:
             span = self.store.time_range(self.name, until_epoch=until)
             if span is None:
                 return
-        first, last = span
+        last = span[1]
         s = self.config.detector
-        self.detector.start_at(first)
         # Every bucket the detector's ring holds (the newest window and every baseline window's,
         # 2 x window + baseline - 1 steps) and one more: a replay of less leaves the oldest baseline
         # windows part empty, and the levels (and alerts) after a restart differ from a run's.
-        since = last - timedelta(seconds=(2 * s.window_steps + s.baseline_steps) * s.step_s)
-        for doc_id, moment, topic, negative, companies in self.store.recent(
-            self.name, int(since.timestamp()), until
-        ):
+        since = int(
+            (last - timedelta(seconds=(2 * s.window_steps + s.baseline_steps) * s.step_s)).timestamp()
+        )
+        # History starts at the first replayed document, or earlier if the stream ran before the
+        # replay: the latest document before it then counts as its start, unless a whole ring
+        # passed between them (the detector's rule in a run). Not the oldest stored document: one
+        # stray item dated 0001-01-01 took the baseline as complete, and alerts came within minutes.
+        before = self.store.time_range(self.name, until_epoch=since - 1)
+        if before is not None:
+            self.detector.start_at(before[1])
+        for doc_id, moment, topic, negative, companies in self.store.recent(self.name, since, until):
             keys = ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
             self.detector.observe(keys, moment, negative, doc_id, quiet=True)
         self.detector.resume(self.store.alerts(self.name, open_only=True))
@@ -374,7 +385,10 @@ class Monitor:
             seen = self._seen_files[(folder, source.pattern)] = SeenFiles(
                 lambda names: self.store.seen_files(self.name, str(folder), names)
             )
-        for key in seen.pending(list_files(folder, source.pattern)):
+        listed = list_files(folder, source.pattern)
+        unreadable = self._unreadable_files.setdefault((folder, source.pattern), set())
+        unreadable &= set(listed)  # a file gone or rewritten: warned about again if it fails again
+        for key in seen.pending(listed):
             path = folder / key.name
             # Chunk by chunk as the file is read, one chunk ahead (the last one commits the file as
             # seen): a large file dropped into the folder is never held in memory whole.
@@ -394,15 +408,37 @@ class Monitor:
                         break
                     current = following
             except OSError as exc:
-                log.warning("%s: cannot be read (%s); skipped", path, exc)
+                if key in unreadable:
+                    log.debug("%s: still cannot be read (%s)", path, exc)
+                else:
+                    unreadable.add(key)
+                    reason = exc.strerror or type(exc).__name__
+                    log.warning("%s: cannot be read (%s); skipped, tried again each poll", path, reason)
+                continue
+            unreadable.discard(key)
         return total
 
     def poll(self, *, once: bool = False) -> IngestResult:
         """Read every source once, as far as it goes now (``once``: a rotated followed file is left
         for the new one at once, without waiting polls for its writer)."""
         total = IngestResult()
-        for source in self.config.sources:
-            total.add(self._follow(source, once=once) if source.kind == "follow" else self._directory(source))
+        for i, source in enumerate(self.config.sources):
+            try:
+                total.add(
+                    self._follow(source, once=once) if source.kind == "follow" else self._directory(source)
+                )
+            except OSError as exc:
+                # One source's file or folder failing (unreadable, I/O error) must not stop the
+                # sources after it; the store's errors are no OSError and still stop the poll.
+                message = f"{source.kind} {source.path}: {exc.strerror or exc}"
+                if self._source_errors.get(i) != message:
+                    self._source_errors[i] = message
+                    log.warning(
+                        "monitor %s: %s; the other sources go on, tried again each poll", self.name, message
+                    )
+                continue
+            if self._source_errors.pop(i, None) is not None:
+                log.warning("monitor %s: %s %s: read again", self.name, source.kind, source.path)
         return total
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> IngestResult:

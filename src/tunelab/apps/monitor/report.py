@@ -15,6 +15,7 @@ from typing import Any
 
 from tunelab.apps.monitor.detector import Alert
 from tunelab.apps.monitor.trend import trend
+from tunelab.apps.out_path import check_out_parents
 from tunelab.atomic import atomic_write_text
 from tunelab.errors import DataError
 from tunelab.evaluate.render import Image, Section, Table, Text, to_html
@@ -184,11 +185,14 @@ def write_report(store: Any, name: str, out: str | Path) -> Path:
 
     Raises:
         DataError: ``out`` is a folder (before the report is built).
+        ConfigError: a folder above ``out`` is a file (before the report is built: writing it
+            failed only after the whole build, "unexpected FileExistsError").
     """
     if Path(out).is_dir():
         raise DataError(
             f"--out {out}: a folder; give the report's file name, e.g. {Path(out) / 'report.html'}"
         )
+    check_out_parents(Path(out))
     sections, images = build_report(store, name)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = to_html(f"Monitor {name} (report of {stamp})", sections, images)

@@ -49,6 +49,7 @@ SCHEMA = (
         line BIGINT NOT NULL,
         head TEXT NOT NULL,
         updated_at {ts} NOT NULL,
+        target TEXT,
         PRIMARY KEY (monitor, source)
     )""",
     """CREATE TABLE IF NOT EXISTS tunelab_monitor_files (
@@ -93,11 +94,14 @@ UPSERT_ALERT = (
     f"INSERT INTO tunelab_monitor_alerts ({ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at"
 )
+# Columns added after a release created the tables: (table, column, type), added when missing.
+# ``target``: the followed file's resolved path (a re-pointed symlink's old target is found there).
+ADDED_COLUMNS = (("tunelab_monitor_positions", "target", "TEXT"),)
 UPSERT_POSITION = (
-    "INSERT INTO tunelab_monitor_positions (monitor, source, inode, byte_offset, line, head, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, source) DO UPDATE SET inode = excluded.inode,"
-    " byte_offset = excluded.byte_offset, line = excluded.line, head = excluded.head,"
-    " updated_at = excluded.updated_at"
+    "INSERT INTO tunelab_monitor_positions (monitor, source, inode, byte_offset, line, head, updated_at,"
+    " target) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, source) DO UPDATE SET"
+    " inode = excluded.inode, byte_offset = excluded.byte_offset, line = excluded.line,"
+    " head = excluded.head, updated_at = excluded.updated_at, target = excluded.target"
 )
 INSERT_FILE = (
     "INSERT INTO tunelab_monitor_files (monitor, folder, name, size, mtime_ns, read_at)"

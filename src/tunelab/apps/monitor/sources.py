@@ -9,13 +9,17 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
   ``news.jsonl``) is noticed by the inode: the old file is read to its end first (and read again
   for ``ROTATION_GRACE_READS`` reads, up to ``ROTATION_MAX_READS``, while a writer that still holds
   it may finish a line), then the new one from its start; after a restart the old file is looked
-  for by inode beside the path;
+  for by inode where the position says it was (its resolved path is kept with it: a re-pointed
+  symlink's old target may live in another folder, ``news.jsonl -> archive/day1.jsonl``), beside
+  the path, and beside the path's target now;
 - truncation (the file became shorter than the position, or its first bytes are no longer those
   read, when the writer wrote past the old position before the next poll): ``copytruncate``'s
   copy beside the path (the same first bytes, a new inode) is finished from the position first,
   then the truncated file is read from 0; without a copy, it restarts at 0;
 - a position also keeps a hash of the file's first bytes, so a new file that reuses the old
-  file's inode number (a deleted file's inode is free again) is not mistaken for it.
+  file's inode number (a deleted file's inode is free again) is not mistaken for it;
+- a file that cannot be opened (logrotate's ``create 0600 root root`` on a monitor running as
+  another user) is warned about once and tried again each read: it never fails the poll.
 """
 
 from __future__ import annotations
@@ -51,12 +55,16 @@ class Position:
         line: lines consumed, for messages that name a line.
         head: hash of the file's first ``min(offset, 256)`` bytes: the same inode with another head
             is another file.
+        target: the file's path with symlinks resolved when it was opened (None: a position saved
+            before it was kept); after a restart the old file is looked for there first, since a
+            re-pointed symlink's old target need not be beside the symlink.
     """
 
     inode: int
     offset: int
     line: int
     head: str
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,14 @@ def _head_hash(prefix: bytes) -> str:
     return hashlib.sha256(prefix).hexdigest()[:16]
 
 
+def _common_prefix(a: str, b: str) -> str:
+    """The characters two names start with (``day`` of ``day1.jsonl`` and ``day3.jsonl``)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
 class FileFollower:
     """Follows one JSONL file from a committed position (``None``: from the start).
 
@@ -100,6 +116,13 @@ class FileFollower:
         self._offset = 0
         self._line = 0
         self._head = b""
+        self._target: str | None = None  # the file _fh reads, symlinks resolved
+        # A position that could not be resumed yet (the path exists but cannot be read): the next
+        # read tries it again rather than starting the file over once it can be read.
+        self._resume: Position | None = None
+        # path -> the reason it could not be opened, as last warned: one warning per path and
+        # reason, not one a poll (a follower polls every second)
+        self._unreadable: dict[Path, str] = {}
         # Files rotated after the one being finished, while the monitor was stopped: read next,
         # oldest first, before the path's new file (two rotations while stopped lost the middle one).
         self._backlog: list[Path] = []
@@ -110,15 +133,23 @@ class FileFollower:
     # -- opening -------------------------------------------------------------------------------------
 
     def _start(self, position: Position | None) -> None:
-        """Open where ``position`` left off: the same file, its rotated self beside it, or a new file."""
+        """Open where ``position`` left off: the same file (once it can be read), its rotated self
+        (beside it, or where its resolved target was), a copy of it, or a new file."""
+        self._resume = None
         if position is None:
             self._open(self.path, 0, 0)
             return
         try:
             current = os.stat(self.path)
-        except FileNotFoundError:
+        except OSError:
             current = None
-        if current is not None and current.st_ino == position.inode and self._same_head(self.path, position):
+        same_inode = current is not None and current.st_ino == position.inode
+        if same_inode and not self._readable(self.path):
+            # The file read before, not readable now (its mode changed): resumed from the position
+            # once it is, not taken for another file and read from its start.
+            self._resume = position
+            return
+        if same_inode and self._same_head(self.path, position):
             self._open(self.path, position.offset, position.line)
             return
         old = self._find_rotated(position)
@@ -156,20 +187,53 @@ class FileFollower:
             return False
         return _head_hash(prefix) == position.head
 
-    def _find_rotated(self, position: Position) -> Path | None:
-        """The file beside the path with the remembered inode and head (``news.jsonl.1``), if any."""
+    def _readable(self, path: Path) -> bool:
+        """Whether ``path`` opens for reading now; warned about once per reason when it does not."""
         try:
-            entries = list(os.scandir(self.path.parent))
-        except OSError:
-            return None
-        for entry in entries:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            return True  # not there (yet): nothing to warn about; _open waits for it
+        except OSError as exc:
+            self._warn_unreadable(path, exc)
+            return False
+        return True
+
+    def _warn_unreadable(self, path: Path, exc: OSError) -> None:
+        reason = exc.strerror or type(exc).__name__
+        if self._unreadable.get(path) != reason:
+            self._unreadable[path] = reason
+            log.warning("%s: cannot be read (%s); tried again each poll", path, reason)
+
+    def _find_rotated(self, position: Position) -> Path | None:
+        """The file with the remembered inode and head: where the position says it was, else in the
+        folders it may have been renamed in: beside the path (``news.jsonl.1``), beside the
+        position's target and beside the path's target now (a re-pointed symlink's old target,
+        ``archive/day1.jsonl``, or the same renamed there), if any."""
+        if position.target:
+            remembered = Path(position.target)
             try:
-                if entry.is_file() and entry.inode() == position.inode:
-                    candidate = Path(entry.path)
-                    if candidate != self.path and self._same_head(candidate, position):
-                        return candidate
+                if os.stat(remembered).st_ino == position.inode and self._same_head(remembered, position):
+                    return remembered
+            except OSError:
+                pass
+        folders = [self.path.parent]
+        if position.target:
+            folders.append(Path(position.target).parent)
+        folders.append(Path(os.path.realpath(self.path)).parent)
+        for folder in dict.fromkeys(folders):
+            try:
+                entries = list(os.scandir(folder))
             except OSError:
                 continue
+            for entry in entries:
+                try:
+                    if entry.is_file() and entry.inode() == position.inode:
+                        candidate = Path(entry.path)
+                        if candidate != self.path and self._same_head(candidate, position):
+                            return candidate
+                except OSError:
+                    continue
         return None
 
     def _find_copy(self, position: Position) -> Path | None:
@@ -199,7 +263,11 @@ class FileFollower:
 
     def _rotated_after(self, old: Path) -> list[Path]:
         """The path's other rotated files (``news.jsonl.1``, ``news.jsonl-20260302``; not compressed
-        ones) last written after ``old``, oldest first. Ids make reading one twice harmless."""
+        ones) last written after ``old``, oldest first. Ids make reading one twice harmless.
+
+        A symlink re-pointed twice while stopped (``day1`` -> ``day3``) left ``day2`` between them:
+        its files are named alike in the old target's folder, not after the symlink, so those
+        are looked for there (see ``_targets_after``)."""
         try:
             since = os.stat(old).st_mtime_ns
             entries = list(os.scandir(self.path.parent))
@@ -216,12 +284,47 @@ class FileFollower:
                 continue
             try:
                 if entry.is_file() and entry.stat().st_mtime_ns >= since:
-                    found.append((entry.stat().st_mtime_ns, name))
+                    found.append((entry.stat().st_mtime_ns, Path(entry.path)))
             except OSError:
                 continue
+        found += [f for f in self._targets_after(old, since) if f[1] not in {p for _, p in found}]
         # Equal times: logrotate's higher number is the older file.
-        found.sort(key=lambda f: (f[0], [-ord(c) for c in f[1]]))
-        return [self.path.parent / name for _, name in found]
+        found.sort(key=lambda f: (f[0], [-ord(c) for c in f[1].name]))
+        return [path for _, path in found]
+
+    def _targets_after(self, old: Path, since: int) -> list[tuple[int, Path]]:
+        """For a symlinked path: the files its link may have pointed to between ``old`` and its
+        target now, as ``(mtime_ns, path)``: in ``old``'s folder, named with the prefix the two
+        targets share and ``old``'s suffix (``day2.jsonl`` between ``day1.jsonl`` and
+        ``day3.jsonl``), last written at or after ``since``; none if the path is no symlink, or
+        if the two names share no prefix (nothing then tells the scheme's files from others)."""
+        if not self.path.is_symlink():
+            return []
+        now = Path(os.path.realpath(self.path))
+        prefix = _common_prefix(old.name, now.name)
+        if not prefix:
+            return []
+        found = []
+        try:
+            entries = list(os.scandir(old.parent))
+        except OSError:
+            return []
+        for entry in entries:
+            name, candidate = entry.name, Path(entry.path)
+            if (
+                candidate in (old, now, self.path)
+                or not name.startswith(prefix)
+                or not name.endswith(old.suffix)
+                or name.startswith(".")
+                or name.endswith((".tmp", *_COMPRESSED))
+            ):
+                continue
+            try:
+                if entry.is_file() and (mtime := entry.stat().st_mtime_ns) >= since:
+                    found.append((mtime, candidate))
+            except OSError:
+                continue
+        return found
 
     def _open(self, path: Path, offset: int, line: int) -> None:
         self.close()
@@ -229,6 +332,13 @@ class FileFollower:
             fh = open(path, "rb")  # noqa: SIM115 -- held open across reads, closed by close()
         except FileNotFoundError:
             return  # between a rotation's rename and the new file's creation: tried again next read
+        except OSError as exc:
+            # Not readable by this user (logrotate's ``create 0600 root root``), say: left unopened
+            # and tried again next read; raising would fail the poll, and every source after it.
+            self._warn_unreadable(path, exc)
+            return
+        if self._unreadable.pop(path, None) is not None:
+            log.warning("%s: can be read again", path)
         st = os.fstat(fh.fileno())
         if st.st_size < offset:
             log.warning(
@@ -239,6 +349,7 @@ class FileFollower:
             )
             offset, line = 0, 0
         self._fh, self._file, self._inode = fh, path, st.st_ino
+        self._target = os.path.realpath(path)
         self._unchanged = (-1, 0, 0)
         self._offset, self._line = offset, line
         fh.seek(0)
@@ -249,7 +360,11 @@ class FileFollower:
     @property
     def position(self) -> Position:
         return Position(
-            self._inode, self._offset, self._line, _head_hash(self._head[: min(self._offset, _HEAD_BYTES)])
+            self._inode,
+            self._offset,
+            self._line,
+            _head_hash(self._head[: min(self._offset, _HEAD_BYTES)]),
+            self._target,
         )
 
     def read(self, *, grace: bool = True) -> Chunk | None:
@@ -260,7 +375,10 @@ class FileFollower:
         which stops at the first read that finds nothing and would never reach the new file).
         """
         if self._fh is None:
-            self._open(self.path, 0, 0)
+            if self._resume is not None:
+                self._start(self._resume)  # the path could not be read at the start: try again
+            else:
+                self._open(self.path, 0, 0)
             if self._fh is None:
                 return None
         fh = self._fh

@@ -24,6 +24,7 @@ from tunelab.apps.monitor.classify import Classified
 from tunelab.apps.monitor.detector import Alert
 from tunelab.apps.monitor.documents import Document
 from tunelab.apps.monitor.schema import (
+    ADDED_COLUMNS,
     ALERT_COLUMNS,
     DOC_COLUMNS,
     INSERT_COMPANY,
@@ -80,6 +81,16 @@ class MonitorTables:
     def _schema(self) -> list[str]:
         own = [s.format(ts=self.ts_type) for s in SCHEMA]  # type: ignore[attr-defined]
         return [*super()._schema(), *own]  # type: ignore[misc]
+
+    def _ensure_schema(self, conn: Any) -> None:
+        """The service's tables and columns, then the columns a monitor table made by an older
+        release lacks (``CREATE TABLE IF NOT EXISTS`` leaves it as it was): read off an empty
+        ``SELECT`` and added in the caller's transaction, as the service adds its own."""
+        super()._ensure_schema(conn)  # type: ignore[misc]
+        for table, column, kind in ADDED_COLUMNS:
+            cursor = self._exec(conn, f"SELECT * FROM {table} LIMIT 0")
+            if column not in {d[0] for d in cursor.description or ()}:
+                self._exec(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # -- monitors ------------------------------------------------------------------------------------
 
@@ -163,7 +174,9 @@ class MonitorTables:
             if position is not None:
                 source, pos = position
                 self._exec(
-                    conn, UPSERT_POSITION, [name, source, pos.inode, pos.offset, pos.line, pos.head, now]
+                    conn,
+                    UPSERT_POSITION,
+                    [name, source, pos.inode, pos.offset, pos.line, pos.head, now, pos.target],
                 )
             if file is not None:
                 folder, key = file
@@ -313,11 +326,11 @@ class MonitorTables:
         with self._transaction(write=False) as conn:
             row = self._exec(
                 conn,
-                "SELECT inode, byte_offset, line, head FROM tunelab_monitor_positions"
+                "SELECT inode, byte_offset, line, head, target FROM tunelab_monitor_positions"
                 " WHERE monitor = ? AND source = ?",
                 [name, source],
             ).fetchone()
-        return Position(int(row[0]), int(row[1]), int(row[2]), row[3]) if row else None
+        return Position(int(row[0]), int(row[1]), int(row[2]), row[3], row[4]) if row else None
 
     def seen_files(self, name: str, folder: str, names: Collection[str] | None = None) -> set[FileKey]:
         """The files of ``folder`` recorded as read (only those called one of ``names`` when given)."""

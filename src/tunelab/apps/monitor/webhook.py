@@ -40,6 +40,7 @@ EXCERPT = 1000  # characters of a document's text in the body
 SCAN = 200  # pending alerts read per monitor and round (oldest first)
 # Defaults of the follower process (the server takes its --webhook-* settings).
 TIMEOUT_S, BACKOFF_S, MAX_BACKOFF_S, POLL_S = 10.0, 2.0, 600.0, 5.0
+TARGET_ERROR_LOG_S = 300.0  # a target whose store keeps failing is logged again at most this often
 
 
 @dataclass(frozen=True)
@@ -95,28 +96,59 @@ class AlertWebhook(OutboxWorker):
         # While ``drain`` runs: the alerts it has tried (each once), and the event that stops it.
         self._drained: set[str] | None = None
         self._drain_stop: threading.Event | None = None
+        # target index -> (the error its store last raised, when it was logged): a served monitor
+        # with its own database down is logged once per error and TARGET_ERROR_LOG_S, not per lease
+        self._target_errors: dict[int, tuple[str, datetime]] = {}
 
     def lease(self, now: datetime, limit: int) -> list[Outgoing]:
         out: list[Outgoing] = []
         if self._drain_stop is not None and self._drain_stop.is_set():
             return out  # SIGTERM during a --once drain: no more POSTs
-        for target in self.targets:
-            for alert in self._pending(target):
-                attempts, due = self._tries.get(alert.id, (0, now))
-                if due > now:
-                    continue  # backing off
-                if self._drained is not None:
-                    if alert.id in self._drained:
-                        continue  # tried in this drain: its back-off may have run out, but once is once
-                    self._drained.add(alert.id)
-                self._tries[alert.id] = (attempts + 1, now + timedelta(seconds=self.lease_s))
-                self._target[alert.id] = target
-                documents = [_document(d) for d in target.store.documents(target.name, alert.docs)]
-                payload = {"alert": alert.to_dict(), "documents": documents}
-                out.append(Outgoing(alert.id, attempts + 1, target.url, payload))
-                if len(out) >= limit:
+        for i, target in enumerate(self.targets):
+            # One target's store failing (a served monitor with its own database, unreachable) must
+            # not end the round: the other monitors' alerts are still leased and POSTed.
+            try:
+                if self._lease_target(target, now, limit, out):
                     return out
+            except Exception as exc:
+                self._target_failed(i, target, exc, now)
+                continue
+            if self._target_errors.pop(i, None) is not None:
+                log.warning("alert webhook: monitor %s: its store can be read again", target.name)
         return out
+
+    def _lease_target(self, target: AlertTarget, now: datetime, limit: int, out: list[Outgoing]) -> bool:
+        """Lease ``target``'s due alerts into ``out``; True once ``out`` holds ``limit``."""
+        for alert in self._pending(target):
+            attempts, due = self._tries.get(alert.id, (0, now))
+            if due > now:
+                continue  # backing off
+            if self._drained is not None and alert.id in self._drained:
+                continue  # tried in this drain: its back-off may have run out, but once is once
+            # Read before the alert counts as leased: a store failing here leaves it untried.
+            documents = [_document(d) for d in target.store.documents(target.name, alert.docs)]
+            if self._drained is not None:
+                self._drained.add(alert.id)
+            self._tries[alert.id] = (attempts + 1, now + timedelta(seconds=self.lease_s))
+            self._target[alert.id] = target
+            payload = {"alert": alert.to_dict(), "documents": documents}
+            out.append(Outgoing(alert.id, attempts + 1, target.url, payload))
+            if len(out) >= limit:
+                return True
+        return False
+
+    def _target_failed(self, index: int, target: AlertTarget, exc: Exception, now: datetime) -> None:
+        """Log a target's store error: once per error, and again every ``TARGET_ERROR_LOG_S``."""
+        message = f"{type(exc).__name__}: {exc}"
+        last = self._target_errors.get(index)
+        if last is None or last[0] != message or (now - last[1]).total_seconds() >= TARGET_ERROR_LOG_S:
+            self._target_errors[index] = (message, now)
+            log.warning(
+                "alert webhook: monitor %s: reading its pending alerts failed (%s); its alerts wait, "
+                "the other monitors' are delivered",
+                target.name,
+                message,
+            )
 
     @staticmethod
     def _pending(target: AlertTarget) -> Iterator[Any]:

@@ -559,3 +559,76 @@ def test_ids_and_topics_over_200_characters_are_refused_over_http_and_skipped_in
     assert api.store.existing_ids("markets", ["a" * 4000, "n2", "n3", "n4"]) == {"n3"}  # the stream went on
     assert f"line 1: id '{'a' * 30}'... has 4,000 characters" in caplog.text
     assert "line 2: document 'n2': topic has 4,000 characters" in caplog.text
+
+
+def test_a_follower_failing_again_and_again_logs_one_line_not_a_traceback_each_retry(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A source that cannot be read (refused at start-up in one line) restarted the follower every
+    10 s, each time with a full traceback: 360 an hour for one unreadable file."""
+    import logging
+    import threading
+    from types import SimpleNamespace
+
+    from tunelab.errors import ConfigError
+    from tunelab.serve import monitors
+
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def run(*, stop: threading.Event) -> None:
+        calls.append(1)
+        if len(calls) == 5:
+            stop.set()
+        raise ConfigError("sources[0].follow: /feeds/news.jsonl cannot be read (Permission denied)")
+
+    monkeypatch.setattr(monitors, "FOLLOW_RETRY_S", 0.0)
+    served = SimpleNamespace(name="news", monitor=SimpleNamespace(run=run))
+    with caplog.at_level(logging.WARNING, logger="tunelab.serve.monitors"):
+        monitors.MonitorRegistry._follow(SimpleNamespace(_stop=stop), served)  # type: ignore[arg-type]
+    lines = [r for r in caplog.records if "following its sources failed" in r.getMessage()]
+    assert len(calls) == 5 and len(lines) == 1
+    assert "cannot be read (Permission denied)" in lines[0].getMessage() and not lines[0].exc_info
+
+
+def test_a_keys_documents_in_flight_are_capped_and_other_keys_batches_run_next(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    """POST .../documents had neither the --max-in-flight cap nor a lane per key: one key's stream
+    of batches queued without bound, first come first served, ahead of every other key's."""
+    order: list[list[str]] = []
+
+    class Recording(CountingClassifier):
+        def classify(self, docs: list[Any]) -> list[Any]:
+            out = super().classify(docs)
+            order.append([d.id for d in docs])
+            return out
+
+    counting = Recording()
+    api = make_api(
+        [(monitor_config(tmp_path), counting)], max_batch=1, max_wait_ms=0, max_in_flight_per_key=3
+    )
+    _, other = api.state.access.create_key("other", rate=None, quota=None)
+    counting.gate = threading.Event()
+    statuses: dict[str, int] = {}
+
+    def send(name: str, docs: list[Any], token: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: statuses.__setitem__(name, api.send(docs, token=token).status_code)
+        )
+        thread.start()
+        return thread
+
+    threads = [send("a1", [doc(1, 0, "Acme Corp revenue")], "default")]
+    time.sleep(0.3)  # a1 is at the gate
+    threads += [send(f"a{i}", [doc(i, 0, "rate up")], "default") for i in (2, 3)]
+    time.sleep(0.3)
+    over = api.send([doc(4, 0, "rate up")], token="default")  # 3 documents of this key in flight
+    assert over.status_code == 429 and over.json()["error"]["code"] == "too_many_in_flight"
+    threads.append(send("b", [doc(9, 0, "Acme Corp revenue")], other))
+    time.sleep(0.3)
+    counting.gate.set()
+    for t in threads:
+        t.join(30)
+    assert statuses == {"a1": 200, "a2": 200, "a3": 200, "b": 200}
+    assert order[1] == ["n9"], order  # the other key's batch right after the one at the gate

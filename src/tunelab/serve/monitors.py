@@ -23,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from starlette.concurrency import run_in_threadpool
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, TunelabError, first_line
 from tunelab.serve.batcher import MicroBatcher
 from tunelab.serve.registry import ModelNotServedError
 from tunelab.serve.store import StoreError
@@ -41,6 +42,7 @@ T = TypeVar("T")
 
 READ_THREADS = 4  # monitor reads (trend, alerts) running at once, all monitors together
 FOLLOW_RETRY_S = 10.0  # a follower that failed (database down, say) starts again after this
+FOLLOW_LOG_REPEAT_S = 300.0  # the same failure is logged again at most this often
 
 
 class MonitorFailedError(RuntimeError):
@@ -97,15 +99,16 @@ class ServedMonitor:
     def following(self) -> bool:
         return self.follower is not None
 
-    async def ingest(self, docs: list[Any]) -> Any:
-        """The ``IngestResult`` of checked documents (batched with concurrent requests).
+    async def ingest(self, docs: list[Any], *, lane: Hashable = None) -> Any:
+        """The ``IngestResult`` of checked documents (batched with concurrent requests; ``lane``:
+        the sender's key id, so each key's batches wait in a lane of their own).
 
         Raises:
             StoreError: the database failed (HTTP 503, nothing of the batch stored).
             MonitorFailedError: the classifier raised; the cause is chained for the server log.
         """
         try:
-            out = await self.batcher.submit(cast(Any, [docs]))
+            out = await self.batcher.submit(cast(Any, [docs]), lane=lane)
         except StoreError:
             raise
         except Exception as exc:
@@ -212,14 +215,29 @@ class MonitorRegistry:
                 served.follower.start()
 
     def _follow(self, served: ServedMonitor) -> None:
-        """Follow the config's sources until the server stops; a failure is logged and retried."""
+        """Follow the config's sources until the server stops; a failure is logged and retried.
+
+        Logged once per distinct failure and again every ``FOLLOW_LOG_REPEAT_S`` while it lasts: a
+        source that cannot be read for an hour wrote 360 tracebacks. A tunelab error (a source
+        gone or unreadable, a database down) is its one line; anything else keeps its traceback.
+        """
+        last: tuple[str, float] | None = None
         while not self._stop.is_set():
             try:
                 served.monitor.run(stop=self._stop)
-            except Exception:
-                log.exception(
-                    "monitor %s: following its sources failed; retrying in %.0fs", served.name, FOLLOW_RETRY_S
-                )
+            except Exception as exc:
+                ours = isinstance(exc, TunelabError)
+                message = first_line(exc) if ours else f"{type(exc).__name__}: {exc}"
+                now = time.monotonic()
+                if last is None or last[0] != message or now - last[1] >= FOLLOW_LOG_REPEAT_S:
+                    last = (message, now)
+                    log.warning(
+                        "monitor %s: following its sources failed (%s); retrying every %.0fs",
+                        served.name,
+                        message,
+                        FOLLOW_RETRY_S,
+                        exc_info=not ours,
+                    )
                 self._stop.wait(FOLLOW_RETRY_S)
 
     async def close(self) -> None:

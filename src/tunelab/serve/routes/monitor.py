@@ -16,6 +16,7 @@ A monitor's documents and alerts are the same for every key (they are the instit
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -121,9 +122,18 @@ async def ingest(
         docs = served.monitor.check_batch(body.documents)  # its limits: max_text_chars, max_future
     except DataError as exc:
         raise _invalid(exc, "invalid_document") from None
-    if caller is not None:
-        await run_in_threadpool(lambda: state.access.admit(caller, len(docs), request_id=ctx.request_id))
-    result = await served.ingest(docs)
+    # Each key's documents waiting or being classified are capped like predict's texts
+    # (--max-in-flight), and wait in the key's own lane of the monitor's batcher: one key's stream of
+    # batches queued without bound ahead of every other key's.
+    holding = (
+        state.in_flight.hold(caller.key_id, caller.name, len(docs))
+        if caller is not None
+        else contextlib.nullcontext()
+    )
+    with holding:
+        if caller is not None:
+            await run_in_threadpool(lambda: state.access.admit(caller, len(docs), request_id=ctx.request_id))
+        result = await served.ingest(docs, lane=None if caller is None else caller.key_id)
     return IngestResponse(
         monitor=served.name,
         received=len(docs),

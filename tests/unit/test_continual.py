@@ -1163,8 +1163,9 @@ def test_the_new_files_of_a_continued_run_are_read_with_their_own_options(
     first, new_csv: Path, tmp_path: Path, text_maker, killed_at_first_checkpoint
 ) -> None:
     """RUN's reading options describe RUN's files: a plain CSV read with `@`, no header and
-    Latin-1 failed (``validate --from RUN data.train=new.csv``). The new file's own are detected,
-    options given again on the command win, and config.json records them for --resume."""
+    Latin-1 failed (``validate --from RUN data.train=new.csv``). The new files are read as a fresh
+    run reads its files, options given again on the command win, and config.json records them for
+    --resume."""
     from tunelab.preflight import validate_run
     from tunelab.train.continual import continued_config
 
@@ -1173,14 +1174,19 @@ def test_the_new_files_of_a_continued_run_are_read_with_their_own_options(
     assert not report.problems, report.problems
     data = continued_config(fpb, [f"data.train={new_csv}"]).data
     assert (data.separator, data.header, data.column_names, data.encoding) == (None, True, None, "utf-8")
-    # a new file laid out as RUN's: its separator and encoding detected, the header options given again
+    # a new file laid out as RUN's: its separator sniffed when read, the other options given again
     lines = [f"{text} caf\u00e9@{label}" for label in [*OLD, NEW] for text in text_maker(label, 8, 7)]
     txt = tmp_path / "more.txt"
     txt.write_bytes("\n".join(lines).encode("latin-1"))
-    given = [f"data.train={txt}", "data.header=false", "data.column_names=[text,label]"]
+    given = [
+        f"data.train={txt}",
+        "data.header=false",
+        "data.column_names=[text,label]",
+        "data.encoding=latin-1",
+    ]
     data = continued_config(fpb, given).data
     assert (data.separator, data.header, data.column_names, data.encoding) == (
-        "@", False, ["text", "label"], "latin-1",
+        None, False, ["text", "label"], "latin-1",
     )  # fmt: skip
     partial = killed_at_first_checkpoint(
         [
@@ -1193,10 +1199,26 @@ def test_the_new_files_of_a_continued_run_are_read_with_their_own_options(
         from_run=fpb,
     )
     saved = json.loads((partial / "config.json").read_text(encoding="utf-8"))["data"]
-    assert (saved["separator"], saved["header"], saved["encoding"]) == ("@", False, "latin-1")
+    assert (saved["separator"], saved["header"], saved["encoding"]) == (None, False, "latin-1")
     resumed = tunelab.train(resume=partial, show_progress=False)  # its own file, read as recorded
     assert LabelMap.load(resumed.run_dir / "labels.json").names == [*OLD, NEW]
     assert resumed.summary["rows"]["train"] + resumed.summary["rows"]["dev"] >= len(lines)
+
+
+def test_each_new_file_of_a_continued_run_is_sniffed_on_its_own(first, tmp_path: Path, text_maker) -> None:
+    """The new data.train's detected separator was written into the config and applied to data.dev
+    too: a semicolon training file with a comma dev file was refused (a separator the user never set)."""
+    from tunelab.preflight import validate_run
+
+    run, _ = first
+    rows = [(text, label) for label in [*OLD, NEW] for text in text_maker(label, 8, 11)]
+    semi, comma = tmp_path / "semi.csv", tmp_path / "comma.csv"
+    pd.DataFrame(rows[::2], columns=["text", "label"]).to_csv(semi, sep=";", index=False)
+    pd.DataFrame(rows[1::2], columns=["text", "label"]).to_csv(comma, index=False)
+    report = validate_run(
+        None, overrides=[f"data.train={semi}", f"data.dev={comma}"], from_run=run, count_tokens=False
+    )
+    assert not report.problems, report.problems
 
 
 def test_a_relabelled_text_trains_with_its_new_label_only(first, text_maker, tmp_path: Path) -> None:

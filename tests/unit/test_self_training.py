@@ -231,6 +231,11 @@ def test_the_unlabelled_file_is_read_with_its_own_options(train_csv: Path, tmp_p
     # the training file itself, given as the unlabelled one, is read as the run reads it
     cfg = RunConfig.from_yaml(None, [*as_phrasebank, f"self_training.unlabeled={fpb}"])
     assert _read(cfg) == (["pizza caf\u00e9", "goal today"], 0)
+    # a headerless file of one text a line, laid out as the run's own: read with the run's options
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes("the soup was cold\nwhat a goal\n".encode("latin-1"))
+    cfg = RunConfig.from_yaml(None, [*as_phrasebank, f"self_training.unlabeled={lines}"])
+    assert _read(cfg) == (["the soup was cold", "what a goal"], 0)
 
 
 @pytest.mark.parametrize("content", ["text\n", "\n\n\n"])

@@ -3,7 +3,7 @@
 The continued run is an ordinary run folder. What makes it a continuation:
 
 - its config is the previous run's, with the data files reset (the new data is named on the
-  command line, and read with its own reading options: ``with_new_file_options``) and
+  command line, and read as a fresh run reads its files: RUN's reading options reset) and
   ``data.labels`` set to the previous run's labels, so their ids stay stable and new labels are
   appended after them;
 - its model starts as the previous run's (adapters merged), with the head grown: the old rows
@@ -62,8 +62,10 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     # A few-shot draw (data.shots) sampled the old file: the new rows are all kept unless asked again.
     data.update(train=None, dev=None, test=None, labels=None, shots=None, shots_seed=None)
     # How RUN's files were laid out (Financial PhraseBank: `@`, no header, Latin-1) describes those
-    # files, not the new ones: a plain CSV read so failed as "empty label". The new files' own are
-    # detected below, as eval and predict detect a new file's, unless given again on the command.
+    # files, not the new ones: a plain CSV read so failed as "empty label". The new files are read
+    # as a fresh run reads its files (each one's separator sniffed, a header row), unless data.*
+    # reading options are given again on the command; config.json records that, so --resume reads
+    # them alike. (Detecting one file's options and applying them to dev and test misread those.)
     for name in READING_FIELDS:
         data.pop(name, None)
     raw["data"] = data
@@ -90,28 +92,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
-    return with_previous_labels(with_new_file_options(RunConfig.from_dict(raw), overrides or []))
-
-
-def with_new_file_options(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """``cfg`` with the reading options of its new ``data.train`` detected from the file itself.
-
-    As ``eval --data`` reads a new file (``tunelab.data.file_options``): format, separator,
-    encoding and header from the file, ``data.*`` reading options given in ``overrides`` winning.
-    They go into the continued run's config, so its config.json records them and ``--resume``
-    reads its files as it read them. Without a training file (a DataFrame, written later as JSON
-    lines) the defaults stay.
-    """
-    if not cfg.data.train:
-        return cfg
-    from tunelab.data.file_options import options_for_file
-
-    named = {item.partition("=")[0].strip().removeprefix("data.") for item in overrides}
-    given = {name: getattr(cfg.data, name) for name in READING_FIELDS if name in named}
-    files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test}
-    # No files in the options read from: the new training file is not "one of the run's own".
-    read = options_for_file(cfg.data.train, replace(cfg.data, train=None, dev=None, test=None), given)
-    return replace(cfg, data=replace(read, **files))
+    return with_previous_labels(RunConfig.from_dict(raw))
 
 
 def with_previous_labels(cfg: RunConfig) -> RunConfig:

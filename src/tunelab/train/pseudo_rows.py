@@ -21,6 +21,7 @@ label, so a label the probe favours does not crowd out the others) is ours.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -77,7 +78,8 @@ def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
     describe that file. Read with a Financial PhraseBank run's (``@``, no header), a plain CSV's
     header line became a pseudo-labelled text; with ``data.format=csv``, a JSON lines file one
     unsplit column. The training file itself, given again as the unlabelled one, is read as the run
-    reads it.
+    reads it, and so is a file whose detected layout lacks the text column that the run's own
+    ``data.column_names`` give (a headerless file laid out like the run's).
     """
     import pandas as pd
 
@@ -96,6 +98,13 @@ def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
             message = f"{FIELD}: {message}"
         raise type(exc)(message) from None
     column = cfg.data.text_column
+    if column not in df.columns and cfg.data.column_names and column in cfg.data.column_names:
+        # Laid out as the run's own files (no header, data.column_names: a PhraseBank-style run's
+        # one sentence a line): the detected layout has no such column, the run's has.
+        with contextlib.suppress(ConfigError, DataError):
+            own = read_table(path, cfg.data, field=FIELD)
+            if column in own.columns:
+                df = own
     if column not in df.columns:
         raise DataError(
             f"{FIELD}: {path}: no column {column!r} (data.text_column; the file has "

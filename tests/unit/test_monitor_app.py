@@ -1000,3 +1000,21 @@ def test_a_restart_of_a_sparse_feed_older_than_the_ring_keeps_its_history_comple
         ring = detector.settings.ring_steps
         assert detector.now_bucket == detector.bucket_of(T0 + timedelta(minutes=540))
         assert unbroken is not None and detector.first_bucket <= detector.now_bucket - ring
+
+
+def test_run_reads_the_other_sources_when_one_became_unreadable_since_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run() checked every source's readability each time it started, and a served follower calls
+    it again after any failure: one file made unreadable since start-up (logrotate's create 0600)
+    then stopped every source of the monitor."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    news = tmp_path / "news.jsonl"
+    news.write_text("", encoding="utf-8")
+    write_jsonl(inbox / "a.jsonl", [doc(1, 0, "Acme Corp revenue")])
+    cfg = config(tmp_path, sources=[{"follow": str(news)}, {"directory": str(inbox)}])
+    cfg.check_sources()  # start-up: both readable
+    lock_files(monkeypatch, news)
+    with Monitor(cfg, classifier=classifier()) as monitor:
+        assert monitor.run(once=True).stored == 1

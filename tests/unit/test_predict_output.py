@@ -346,3 +346,13 @@ def test_csv_columns_stay_text_and_a_null_is_an_empty_cell(
     assert table["note"].tolist() == ["", "x", ""]
     assert table["flag"].tolist() == ["True", "False", ""]
     assert table["tags"].tolist() == ['["a", "b"]', "[]", ""]
+
+
+def test_predict_on_a_path_keeps_an_int_column_with_a_null_as_ints(run: Path, tmp_path: Path) -> None:
+    """Predictor.predict(Path) built a plain DataFrame of the records: an id of 7 beside a null came
+    back 7.0 and NaN, where the CLI writes 7 and an empty cell."""
+    source = tmp_path / "ids.jsonl"
+    rows = [{"id": 7, "text": TEXTS[0]}, {"id": None, "text": TEXTS[1]}]
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    frame = tunelab.load(run).predict(source)
+    assert frame["id"].tolist() == [7, None]

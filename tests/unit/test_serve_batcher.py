@@ -354,3 +354,18 @@ def test_without_lanes_requests_run_first_come_first_served() -> None:
 
     run(main())
     assert fake.batches == [["a0"], ["a1"], ["a2"], ["b0"]]
+
+
+def test_an_empty_request_is_answered_at_once_and_the_worker_goes_on() -> None:
+    """An empty submit left an empty lane behind: the worker died on it and every later request
+    waited for good."""
+    fake = FakePredictor()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=4, max_wait_ms=0)
+        assert (await batcher.submit([], lane="key-a")).results == []
+        out = await asyncio.wait_for(batcher.submit(["b0"], lane="key-b"), 5)
+        assert out.results[0]["label"] == "b0"
+        await batcher.close()
+
+    run(main())

@@ -217,7 +217,8 @@ def test_a_bot_whose_run_was_trained_again_is_refused_at_load(
 
     summary = json.loads((copy / "run.json").read_text())
     (copy / "run.json").write_text(json.dumps(summary | {"finished_at": "2031-01-01T00:00:00+00:00"}))
-    with pytest.raises(ConfigError, match=r"trained again .*2031-01-01.*build the bot again") as caught:
+    again = r"build the bot again \(tunelab app support build --run .* --overwrite\)"
+    with pytest.raises(ConfigError, match=rf"trained again .*2031-01-01.*{again}") as caught:
         Bot.load(folder)
     assert "\n" not in str(caught.value)
 

@@ -210,7 +210,6 @@ def prediction_table(records: list[dict[str, Any]], echoed: Iterable[str] = ()) 
     objects (dtype object), its nested values as they are: a DataFrame would turn an int column
     with a null into floats (7 -> 7.0); the writers then type it (Parquet) or write it as text (CSV).
     """
-    import pandas as pd
 
     echoed = set(echoed)
     rows = []
@@ -228,8 +227,16 @@ def prediction_table(records: list[dict[str, Any]], echoed: Iterable[str] = ()) 
             else:
                 row[key] = value
         rows.append(row)
+    return frame_keeping_types(rows, echoed)
+
+
+def frame_keeping_types(rows: list[dict[str, Any]], echoed: Iterable[str]) -> pd.DataFrame:
+    """``rows`` as a DataFrame whose ``echoed`` (input) columns holding anything but text keep their
+    values as Python objects: pandas would turn an int column with a null into floats (7 -> 7.0)."""
+    import pandas as pd
+
     table = pd.DataFrame(rows)
-    for column in echoed & set(table.columns):
+    for column in set(echoed) & set(table.columns):
         values = [row.get(column) for row in rows]
         if any(v is not None and not isinstance(v, str) for v in values):
             table[column] = pd.Series(values, index=table.index, dtype=object)

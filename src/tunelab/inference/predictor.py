@@ -264,12 +264,13 @@ class Predictor:
         return pd.DataFrame(results, index=texts.index)
 
     def _predict_path(self, path: Path, *, top_k: int, batch_size: int) -> pd.DataFrame:
-        import pandas as pd
 
-        from tunelab.inference.files import prediction_records
+        from tunelab.inference.files import _records_and_input_types, frame_keeping_types
 
-        records = prediction_records(self, path, top_k=top_k, batch_size=batch_size)
-        return pd.DataFrame(records)
+        # the input's columns keep their file's types, as the CLI writes them (an id 7 beside a
+        # null is 7, not 7.0)
+        records, echoed = _records_and_input_types(self, path, top_k, batch_size, None)
+        return frame_keeping_types(records, echoed)
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model gets pairs, a single-text model none, and one pair text per text.

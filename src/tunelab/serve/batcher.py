@@ -142,6 +142,8 @@ class MicroBatcher:
             raise BatcherClosed(f"{self.name}: batcher is closed")
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs: give one pair text per text")
+        if not texts:  # nothing to run: a lane left empty would stop the worker (``_head``)
+            return BatchOutput(results=[], tokens=[])
         self.start()
         loop = asyncio.get_running_loop()
         queue = self._lanes.setdefault(lane, deque())

@@ -106,9 +106,10 @@ class Source:
     path: Path
     pattern: str = "*.jsonl"
 
-    def check(self, where: str) -> None:
-        """Raise ``ConfigError`` when the path does not exist, is the wrong kind of thing or cannot
-        be read by this process (found now, in one line, not as warnings once it runs)."""
+    def check(self, where: str, *, readable: bool = True) -> None:
+        """Raise ``ConfigError`` when the path does not exist, is the wrong kind of thing or (with
+        ``readable``) cannot be read by this process (found now, in one line, not as warnings once it
+        runs)."""
         if self.kind == "follow" and not self.path.is_file():
             what = "is a folder: use directory:" if self.path.is_dir() else "does not exist"
             raise ConfigError(
@@ -117,6 +118,8 @@ class Source:
         if self.kind == "directory" and not self.path.is_dir():
             what = "is a file: use follow:" if self.path.exists() else "does not exist"
             raise ConfigError(f"{where}.directory: {self.path} {what}")
+        if not readable:
+            return
         try:
             if self.kind == "follow":
                 with open(self.path, "rb"):
@@ -265,14 +268,19 @@ class MonitorConfig:
             raise ConfigError("; ".join(problems))
         return cls(**values)
 
-    def check_sources(self) -> None:
-        """Every source exists and is of its kind (``run`` calls this before reading anything)."""
+    def check_sources(self, *, readable: bool = True) -> None:
+        """Every source exists and is of its kind, and (``readable``) this process can read it.
+
+        The command and the server check readability once, at start; ``run`` (which a served
+        follower calls again after any failure) checks only existence: a source that became
+        unreadable since is warned about and retried by ``poll`` while the others go on.
+        """
         if not self.sources:
             raise ConfigError(
                 f"{self.where}sources: none given; add `- follow: news.jsonl` or `- directory: inbox`"
             )
         for i, source in enumerate(self.sources):
-            source.check(f"{self.where}sources[{i}]")
+            source.check(f"{self.where}sources[{i}]", readable=readable)
 
     @property
     def where(self) -> str:

@@ -449,7 +449,9 @@ class Monitor:
         Raises:
             ConfigError: a source does not exist (before anything is read).
         """
-        self.config.check_sources()
+        # Existence only: one source unreadable now is poll's to warn about and retry, not a reason
+        # to read none of them (the start-up check already refused one unreadable from the start).
+        self.config.check_sources(readable=False)
         self._stop = stop = stop or threading.Event()
         total = IngestResult()
         while not stop.is_set():

@@ -378,7 +378,9 @@ def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
     Raises:
         ConfigError: the intents or the training time differ; one line saying to build again.
     """
-    again = f"build the bot again (tunelab app support build --run {config.run} ... --out {root})"
+    tuned = ", then tune it again" if config.tuned else ""
+    command = f"tunelab app support build --run {config.run} ... --out {root} --overwrite"
+    again = f"build the bot again ({command}{tuned})"
     intents = list(predictor.labels.names)
     if config.run_intents and intents != config.run_intents:
         added = [i for i in intents if i not in config.run_intents]

@@ -89,6 +89,9 @@ class DataConfig:
     empty_text: str = "drop"
     # Token classification (CoNLL column files): which column holds the tags (-1: the last).
     tag_column: int = -1
+    # ... and which holds the words (0: the first; -1: the last). GermEval-2014 and CoNLL-U-derived
+    # files number the tokens in column 0 (`1<TAB>Schartau<TAB>B-PER`): there it is 1.
+    token_column: int = 0
     # Labels that keep ids 0..n-1 in this order; training labels not among them are appended,
     # sorted (null: all training labels, sorted). `tunelab train --from` sets it to the previous
     # run's labels so that their ids stay stable (classification tasks; see tunelab.train.continual).
@@ -120,6 +123,13 @@ class DataConfig:
             "header=false needs column_names (e.g. [sentence, label])",
         )
         _check(p, bool(self.label_delimiter), "label_delimiter must not be empty")
+        # the same index only: 0 and -2 name one column of a two-column file, which the reader checks
+        _check(
+            p,
+            self.token_column != self.tag_column,
+            f"token_column={self.token_column} and tag_column={self.tag_column} are the same column "
+            "(set token_column to the words' column, tag_column to the tags')",
+        )
         _check(
             p,
             self.shots is None

@@ -75,3 +75,48 @@ def test_the_files_it_points_to_exist(path: str) -> None:
 
 def test_the_readme_links_it() -> None:
     assert "(docs/extending.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def documented_dataset_attributes() -> set[str]:
+    """The names in the bullets of "What a task's datasets must provide" (``len`` for ``len(dataset)``)."""
+    text = section("The task contract")
+    start = text.index("### What a task's datasets must provide")
+    part = text[start : text.index("\n### ", start + 1)]
+    return set(re.findall(r"^- `([a-z_]+)", part, flags=re.MULTILINE))
+
+
+def test_the_dataset_attributes_code_outside_the_tasks_reads_are_documented() -> None:
+    """Evaluation, preflight, the predictor, resume fingerprints and ensembles read a task's datasets
+    directly; a new task's datasets must have what they read."""
+    documented = documented_dataset_attributes()
+    assert {"texts", "text_pairs", "labels", "source", "len", "subset"} <= documented
+    used: set[str] = set()
+    for path in (
+        "src/tunelab/evaluate/on_run.py",
+        "src/tunelab/preflight.py",
+        "src/tunelab/inference/predictor.py",
+        "src/tunelab/train/data_fingerprint.py",
+        "src/tunelab/ensembling/build.py",
+    ):
+        code = (ROOT / path).read_text(encoding="utf-8")
+        used |= set(re.findall(r"\b(?:dataset|splits\.(?:train|dev|test))\.([a-z_]+)\b", code))
+    assert used <= documented, f"read outside tunelab/tasks/ but not documented: {sorted(used - documented)}"
+
+
+def test_both_built_in_dataset_classes_have_the_documented_attributes() -> None:
+    from tunelab.data.dataset import Dataset
+    from tunelab.tasks.token_classification.data import NerDataset
+    from tunelab.tasks.token_classification.reading import Sentence
+
+    ner = NerDataset(
+        sentences=[Sentence(tokens=["EU"], tags=["B-ORG"], lines=[1], source="t.txt")],
+        labels=[[0]],
+        source="t.txt",
+    )
+    rows = Dataset(texts=["hi"], text_pairs=None, labels=[0], source="t.csv")
+    for dataset in (ner, rows):
+        assert dataclasses.is_dataclass(dataset) and "labels" in {f.name for f in dataclasses.fields(dataset)}
+        for name in documented_dataset_attributes() - {"len", "subset"}:
+            getattr(dataset, name)
+        assert len(dataset) == 1
+    assert len(ner.subset([0])) == 1 and len(rows.take([0])) == 1

@@ -338,3 +338,149 @@ def test_auto_encoding_reads_gb18030_ner_files(tmp_path: Path, suffix: str) -> N
     splits = get_task("token_classification").load_splits(data)
     assert "B-LOC" in splits.labels.names
     assert "".join(splits.train.sentences[0].tokens) in ("北京好", "北京 好")
+
+
+# --- review fixes: token column, split of scored span files, joiners, span messages ----------------
+
+GERMEVAL = (
+    "1\tSchartau\tB-PER\tO\n2\tsagte\tO\tO\n3\tin\tO\tO\n4\tBerlin\tB-LOC\tO\n\n1\tEr\tO\tO\n2\tging\tO\tO\n"
+)
+
+
+def test_conll_token_column_reads_the_words_of_a_numbered_file(tmp_path: Path) -> None:
+    """GermEval-2014 / CoNLL-U-derived files number the tokens in column 0: the words are column 1."""
+    path = write(tmp_path / "germeval.tsv", GERMEVAL)
+    sentences = read_conll(path, tag_column=2, token_column=1)
+    assert [s.tokens for s in sentences] == [["Schartau", "sagte", "in", "Berlin"], ["Er", "ging"]]
+    assert sentences[0].tags == ["B-PER", "O", "O", "B-LOC"]
+    assert read_conll(path, tag_column=2, token_column=-3)[0].tokens == sentences[0].tokens
+
+
+def test_a_token_column_of_token_numbers_is_refused(tmp_path: Path) -> None:
+    """Read from column 0, GermEval trained on "1", "2", "3", ... with no error."""
+    path = write(tmp_path / "germeval.tsv", GERMEVAL)
+    message = error_of(read_conll, path, tag_column=2)
+    assert f"{path} line 1: column 0 holds token numbers; set data.token_column" in message
+    # numbers as words in some sentences only are words
+    mixed = write(tmp_path / "mixed.txt", "1 O\n2 O\n\nEU B-ORG\nrises O\n")
+    assert [s.tokens for s in read_conll(mixed)] == [["1", "2"], ["EU", "rises"]]
+
+
+def test_token_column_out_of_range_or_on_the_tags_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", "\nEU NNP B-ORG\n")
+    assert f"{path} line 2: token_column=3 but the line has 3 columns" in error_of(
+        read_conll, path, token_column=3
+    )
+    same = error_of(read_conll, path, token_column=-1, tag_column=2)
+    assert f"{path} line 2: tag_column=2 and token_column=-1 are the same column" in same
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Schiff\u00adfahrt und Ber\u00adlin", ["Schiff\u00adfahrt", "und", "Ber\u00adlin"]),
+        (
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 ok",
+            ["\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "ok"],
+        ),
+        ("a\u200db c\u2060d", ["a\u200db", "c\u2060d"]),
+        ("Anglo-\u00adDutch", ["Anglo", "-", "\u00ad", "Dutch"]),
+        ("\u00adfoo bar\u00ad x", ["\u00ad", "foo", "bar", "\u00ad", "x"]),
+        ("北\u200d京", ["北", "\u200d", "京"]),
+    ],
+)
+def test_soft_hyphens_and_zero_width_joiners_stay_inside_their_word(text: str, words: list[str]) -> None:
+    """A soft hyphen, ZWNJ, ZWJ or word joiner between two word characters split the word at predict
+    time ("Schiff", "\\u00ad", "fahrt"); at a word's edge, or between CJK characters, it does not join."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    found, offsets = split_words(text)
+    assert found == words and [text[s:e] for s, e in offsets] == words
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end", "expected"),
+    [
+        ("I love New York ", 7, 16, "has trailing whitespace; give start 7, end 15 ('New York') instead"),
+        ("I love New York", 6, 15, "has leading whitespace; give start 7, end 15 ('New York') instead"),
+        ("I love  New York  x", 6, 18, "has leading and trailing whitespace; give start 8, end 16"),
+        ("I love   x", 7, 9, "is only whitespace; remove it"),
+    ],
+)
+def test_a_span_with_whitespace_at_its_edges_is_told_so(
+    tmp_path: Path, text: str, start: int, end: int, expected: str
+) -> None:
+    """Was "does not start and end on token boundaries (it cuts into ...)", naming no whitespace."""
+    path = jsonl(
+        tmp_path / "s.jsonl", {"text": text, "spans": [{"start": start, "end": end, "label": "LOC"}]}
+    )
+    message = error_of(read_jsonl_spans, path)
+    assert f"{path} line 1: span {start}-{end} 'LOC'" in message and expected in message
+
+
+@pytest.mark.parametrize("label", ["B-PER", "I-PER", "S-PER", "E-LOC", "L-ORG", "U-MISC"])
+def test_a_span_label_written_as_a_tag_is_refused(tmp_path: Path, label: str) -> None:
+    """ "B-PER" was taken as the entity type: the tags became B-B-PER, I-B-PER."""
+    path = jsonl(tmp_path / "s.jsonl", {"text": "Hi Anna", "spans": [{"start": 3, "end": 7, "label": label}]})
+    message = error_of(read_jsonl_spans, path)
+    assert f"{path} line 1: spans[0]" in message
+    assert f"give the entity type ({label[2:]}), not a BIO tag" in message
+    assert read_jsonl_spans(
+        jsonl(tmp_path / "ok.jsonl", {"text": "Hi Anna", "spans": [{"start": 3, "end": 7, "label": "BPER"}]})
+    )[0].tags == ["O", "B-BPER"]
+
+
+def test_a_scored_span_file_is_split_as_predict_splits_it(tmp_path: Path) -> None:
+    """Dev/test/eval span files were cut at the gold entities' edges, which predict never does: F1
+    credited "Google" inside "Google-owned", an entity predict cannot return. Uncut, a word takes
+    the entity its first character is in."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    text = "The Google-owned Acme Inc. bought Anglo-Dutch assets"
+    path = jsonl(
+        tmp_path / "s.jsonl",
+        {
+            "text": text,
+            "spans": [
+                {"start": 4, "end": 10, "label": "ORG"},  # Google, inside Google-owned
+                {"start": 17, "end": 25, "label": "ORG"},  # Acme Inc, without its dot
+                {"start": 40, "end": 45, "label": "MISC"},  # Dutch, inside Anglo-Dutch
+            ],
+        },
+    )
+    (trained,) = read_jsonl_spans(path)  # training keeps the cuts
+    assert trained.tokens[1:4] == ["Google", "-", "owned"]
+    (scored,) = read_jsonl_spans(path, gold_cuts=False)
+    assert scored.tokens == split_words(text)[0]
+    assert scored.offsets == split_words(text)[1]
+    assert list(zip(scored.tokens, scored.tags, strict=True)) == [
+        ("The", "O"),
+        ("Google-owned", "B-ORG"),
+        ("Acme", "B-ORG"),
+        ("Inc.", "I-ORG"),
+        ("bought", "O"),
+        ("Anglo-Dutch", "O"),
+        ("assets", "O"),
+    ]
+    # spans are checked the same way: one cutting into a plain word is still refused
+    bad = jsonl(
+        tmp_path / "b.jsonl", {"text": "Google-owned", "spans": [{"start": 0, "end": 3, "label": "ORG"}]}
+    )
+    assert "it cuts into 'Google'" in error_of(read_jsonl_spans, bad, gold_cuts=False)
+
+
+def test_an_entity_starting_inside_a_word_tags_its_later_words() -> None:
+    from tunelab.tasks.token_classification.reading import _word_tags
+
+    # "foo-Bar baz qux": entity "Bar baz" starts inside "foo-Bar"
+    words = [(0, 7), (8, 11), (12, 15)]
+    assert _word_tags(words, [(4, 11, "X")]) == ["O", "B-X", "O"]
+    assert _word_tags(words, [(0, 3, "X"), (8, 15, "Y")]) == ["B-X", "B-Y", "I-Y"]
+    assert _word_tags(words, []) == ["O", "O", "O"]
+
+
+def test_a_jsonl_record_with_neither_layout_names_both(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "t.jsonl", {"sentence": "Hi Anna", "label": "x"})
+    message = error_of(read_jsonl_tokens, path)
+    assert f"{path} line 1: keys 'sentence', 'label'; NER data needs tokens and tags" in message
+    assert "or text and spans" in message

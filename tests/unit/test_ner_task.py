@@ -611,3 +611,117 @@ def test_an_encoder_whose_weights_do_not_fit_its_config_is_still_refused(
     (bad / "config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ModelNotFoundError, match=r"does not fit config\.json"):
         TASK.build_model(bad, LabelMap(["O", "B-PER", "I-PER"], task=TASK.name), pooling="auto", seed=1)
+
+
+# --- review fixes ---------------------------------------------------------------------------------
+
+GERMEVAL = "".join(
+    f"1\t{name}\tB-PER\tO\n2\tsagte\tO\tO\n3\tin\tO\tO\n4\t{city}\tB-LOC\tO\n\n"
+    for name, city in [("Schartau", "Berlin"), ("Merkel", "Bonn"), ("Kohl", "Mainz")] * 4
+)
+
+
+def test_data_token_column_reaches_every_reader_of_a_column_file(tmp_path: Path) -> None:
+    """DataConfig had no token_column: GermEval trained on the index numbers 1, 2, 3, ... silently."""
+    from tunelab.data.file_options import options_for_file, parse_file_overrides
+
+    train = write(tmp_path / "train.tsv", GERMEVAL)
+    dev = write(tmp_path / "dev.tsv", GERMEVAL)
+    splits = splits_of(tmp_path, train=str(train), dev=str(dev), token_column=1, tag_column=2)
+    assert splits.train.sentences[0].tokens == ["Schartau", "sagte", "in", "Berlin"]
+    assert splits.dev is not None and splits.dev.sentences[1].tokens[0] == "Merkel"
+    with pytest.raises(DataError, match=r"line 1: column 0 holds token numbers; set data\.token_column"):
+        splits_of(tmp_path, train=str(train), dev_size=0.0, tag_column=2)
+    # eval --data and export --data: the run's token_column, or the file's own given as data.token_column
+    assert parse_file_overrides(["data.token_column=-3"]) == {"token_column": -3}
+    run = DataConfig(task="token_classification", train=str(train), token_column=1, tag_column=2)
+    other = write(tmp_path / "other.conll", GERMEVAL)
+    read = options_for_file(other, run)
+    assert TASK.read_labelled(other, read, splits.labels, field=None).sentences[0].tokens[0] == "Schartau"
+    again = options_for_file(other, run, ["data.token_column=0"])
+    with pytest.raises(DataError, match="column 0 holds token numbers"):
+        TASK.read_labelled(other, again, splits.labels, field=None)
+
+
+def test_token_column_on_the_tag_column_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"data\.token_column=2 and tag_column=2 are the same column"):
+        DataConfig(token_column=2, tag_column=2)
+    assert DataConfig().token_column == 0
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"tokens": ["Anna", "left", str(i)], "tags": ["B-PER", "O", "O"]} for i in range(12)],
+        [{"text": f"Anna left {i}", "spans": [{"start": 0, "end": 4, "label": "PER"}]} for i in range(12)],
+    ],
+    ids=["tokens+tags", "text+spans"],
+)
+def test_an_ner_dataframe_may_hold_tokens_and_tags_or_text_and_spans(
+    tmp_path: Path, rows: list[dict[str, object]]
+) -> None:
+    """tunelab.train(train=df) demanded a text column of a tokens + tags frame, and renaming a column
+    to text (its advice) then failed in the span reader."""
+    import pandas as pd
+
+    from tunelab.config import RunConfig
+    from tunelab.train.frames import with_frames
+
+    cfg = RunConfig.from_yaml(None, ["data.task=token_classification", f"output_dir={tmp_path}"])
+    cfg = with_frames(cfg, {"train": pd.DataFrame(rows)})
+    splits = TASK.load_splits(cfg.data)
+    assert len(splits.train) + len(splits.dev) == 12
+    assert splits.train.sentences[0].tags == ["B-PER", "O", "O"]
+
+
+def test_an_ner_dataframe_with_neither_layout_names_both(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tunelab.config import RunConfig
+    from tunelab.train.frames import with_frames
+
+    cfg = RunConfig.from_yaml(None, ["data.task=token_classification", f"output_dir={tmp_path}"])
+    frame = pd.DataFrame({"sentence": ["Anna left"], "label": ["x"]})
+    with pytest.raises(DataError) as info:
+        TASK.load_splits(with_frames(cfg, {"train": frame}).data)
+    message = str(info.value)
+    assert "\n" not in message and "line 1: keys 'sentence', 'label'" in message
+    assert "NER data needs tokens and tags" in message and "or text and spans" in message
+
+
+SPAN_ROWS = [
+    {"text": f"The Google-owned firm {i} hired Anna", "spans": [{"start": 4, "end": 10, "label": "ORG"}]}
+    for i in range(10)
+]
+
+
+def test_dev_and_test_span_files_are_split_as_predict_splits_them(tokenizer, tmp_path: Path) -> None:
+    """Only training sentences are cut at the gold entities' edges; dev, test (files or carved) and
+    eval files are split as predict splits, and score, so F1 credits only what predict can return."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    def spans_file(name: str) -> Path:
+        return write(tmp_path / name, "".join(json.dumps(r) + "\n" for r in SPAN_ROWS))
+
+    train, dev, test = spans_file("train.jsonl"), spans_file("dev.jsonl"), spans_file("test.jsonl")
+    predicted = split_words(SPAN_ROWS[0]["text"])[0]  # type: ignore[arg-type]
+    assert predicted[1] == "Google-owned"
+    splits = splits_of(tmp_path, train=str(train), dev=str(dev), test=str(test))
+    assert splits.train.sentences[0].tokens[1:4] == ["Google", "-", "owned"]
+    for split in (splits.dev, splits.test):
+        assert split is not None and split.sentences[0].tokens == predicted
+        assert split.sentences[0].tags[:3] == ["O", "B-ORG", "O"]
+    carved = splits_of(tmp_path, train=str(train), dev_size=0.2, test_size=0.2)
+    assert carved.train.sentences[0].tokens[1:4] == ["Google", "-", "owned"]
+    assert carved.dev is not None and carved.test is not None
+    assert [s.tokens for s in carved.dev.sentences + carved.test.sentences] == [
+        split_words(s.text or "")[0] for s in carved.dev.sentences + carved.test.sentences
+    ]
+    evaluated = TASK.read_labelled(dev, DataConfig(), splits.labels, field=None)
+    assert evaluated.sentences[0].tokens == predicted
+    # scoring still works on the uncut words: the model's right tags give F1 1
+    enc = TASK.encode(tokenizer, evaluated, max_length=64)
+    names = splits.labels.names
+    gold = [s.tags for s in evaluated.sentences]
+    metrics, _ = TASK.score(logits_for(enc, gold, names), enc, splits.labels)
+    assert metrics["entity_f1"] == 1.0 and metrics["n_words"] == sum(map(len, gold))

@@ -20,7 +20,7 @@ the guess is wrong, e.g.
   tunelab eval runs/phrasebank --data other.txt data.separator=@ data.header=false \\
       data.column_names=[sentence,label] data.encoding=latin-1
 (options: format, separator, encoding, header, column_names, text_column, text_pair_column,
-label_column, label_delimiter, empty_text, sheet, tag_column; a pair run's text_pair_column may
+label_column, label_delimiter, empty_text, sheet, tag_column, token_column; a pair run's text_pair_column may
 be renamed, not cleared, and a single-text run takes none)
 """
 

@@ -50,6 +50,7 @@ FILE_FIELDS = (
     *READING_FIELDS,
     *("text_column", "text_pair_column", "label_column", "label_delimiter", "empty_text"),
     "tag_column",  # a CoNLL file's tag column: the file's own, as its columns are (NER)
+    "token_column",  # ... and its word column (GermEval numbers its tokens in column 0)
 )
 
 _SAMPLE_BYTES = 64 * 1024

@@ -81,7 +81,11 @@ class Task(ABC):
 
     def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
         """(setting, column) pairs a DataFrame given for a split must hold (``tunelab.train(train=df)``),
-        checked before the frame is written so that the message can name the DataFrame."""
+        checked before the frame is written so that the message can name the DataFrame.
+
+        Every pair is required. A task whose frames have several layouts (NER: ``tokens`` + ``tags``
+        or ``text`` + ``spans``) returns none and lets its reader check the written JSON lines,
+        naming every layout."""
         needed = [("data.text_column", data.text_column), ("data.label_column", data.label_column)]
         if data.text_pair_column:
             needed.insert(1, ("data.text_pair_column", data.text_pair_column))

@@ -65,11 +65,17 @@ class NerDataset:
         )
 
 
-def read_sentences(path: str | Path, data: DataConfig, *, field: str | None) -> list[Sentence]:
+def read_sentences(
+    path: str | Path, data: DataConfig, *, field: str | None, gold_cuts: bool = False
+) -> list[Sentence]:
     """Read one labelled NER file in the format ``data.format`` names or its extension implies.
 
     ``jsonl`` holds either ``{"tokens", "tags"}`` or ``{"text", "spans"}`` records (told apart by
-    the first record); ``tsv`` and ``auto`` with a CoNLL extension are column files.
+    the first record); ``tsv`` and ``auto`` with a CoNLL extension are column files, read with
+    ``data.token_column`` and ``data.tag_column``.
+
+    ``gold_cuts`` (span files only): split words at the entities' edges, for the sentences a model
+    trains on; scored sentences are split as predict splits (see ``read_jsonl_spans``).
 
     Raises:
         DataError: the format cannot be told, or the file is malformed (see the readers).
@@ -82,9 +88,11 @@ def read_sentences(path: str | Path, data: DataConfig, *, field: str | None) -> 
         raise DataError(f"{where}{p}: file not found")
     kind = _format_of(p, data.format, field)
     if kind == "conll":
-        return read_conll(p, tag_column=data.tag_column, encoding=data.encoding)
+        return read_conll(
+            p, tag_column=data.tag_column, token_column=data.token_column, encoding=data.encoding
+        )
     if _first_record_has_text(p, data.encoding):
-        return read_jsonl_spans(p, encoding=data.encoding)
+        return read_jsonl_spans(p, encoding=data.encoding, gold_cuts=gold_cuts)
     return read_jsonl_tokens(p, encoding=data.encoding)
 
 
@@ -116,7 +124,9 @@ def load_splits(data: DataConfig) -> Splits:
 
     Carved splits are a seeded random sample of whole sentences (``data.split_seed``), test first,
     then dev from what is left, as for classification; NER sentences have no single label to
-    stratify on.
+    stratify on. Only the training sentences of a span file are split at the entities' edges
+    (``gold_cuts``); dev and test sentences, carved or from their own files, are split as predict
+    splits them, so dev F1 credits only entities predict can return.
 
     Raises:
         DataError: a file is missing or malformed, a dev/test file has entity types training has
@@ -129,9 +139,13 @@ def load_splits(data: DataConfig) -> Splits:
             f"data.shots={data.shots}: few-shot sampling draws N rows per label and applies to "
             "classification only; remove data.shots for token classification"
         )
-    train = read_sentences(data.train, data, field="data.train")
+    train = read_sentences(data.train, data, field="data.train", gold_cuts=True)
     labels = label_map(train, data.train)
     pool = to_dataset(train, labels, data.train)
+    scored = pool  # what carved dev/test sentences come from
+    carves = (not data.test and data.test_size > 0) or (not data.dev and data.dev_size > 0)
+    if carves and any(s.text is not None for s in train):  # a span file: the same lines, uncut
+        scored = to_dataset(read_sentences(data.train, data, field="data.train"), labels, data.train)
     notes: list[str] = []
     keep = list(range(len(pool)))
     held: dict[str, NerDataset | None] = {}
@@ -142,7 +156,7 @@ def load_splits(data: DataConfig) -> Splits:
             held[what] = to_dataset(sentences, labels, path)
         elif size > 0:
             keep, out = _carve(len(pool), keep, size, what=what, data=data, notes=notes)
-            held[what] = pool.subset(out, f" ({what} split)")
+            held[what] = scored.subset(out, f" ({what} split)")
         else:
             held[what] = None
     train_set = pool.subset(keep)
@@ -155,7 +169,8 @@ def load_splits(data: DataConfig) -> Splits:
 
 
 def read_labelled(path: str | Path, data: DataConfig, labels: LabelMap, *, field: str | None) -> NerDataset:
-    """One labelled file checked against a run's tag map (``tunelab eval --data``, export parity)."""
+    """One labelled file checked against a run's tag map (``tunelab eval --data``, export parity),
+    split as predict splits (no ``gold_cuts``): it is scored, not trained on."""
     sentences = read_sentences(path, data, field=field)
     # A file given on the command line has no config field: its messages name the file alone.
     check_types(known_types(labels), sentences, field or str(path), known_from="the run's training data")

@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 DOCSTART = "-DOCSTART-"
 
+# A span label written as a tag ("B-PER"): the reader adds B-/I- itself, so it would train B-B-PER.
+_TAG_PREFIX = re.compile(r"[BIESLU]-")
+
 # O, or B-/I- followed by a type. Anything else (E-, S-, L-, U-, a bare "PER", "o") is outside the
 # schemes we accept; naming it beats guessing what the annotator meant.
 _TAG = re.compile(r"O|[BI]-\S+")
@@ -106,6 +109,21 @@ def join_words(words: list[str]) -> str:
     return "".join(out)
 
 
+# Invisible characters written inside words: the soft hyphen (a hyphenation point, common in German
+# web text), zero-width non-joiner and joiner (Persian, Hindi, Malayalam spelling) and the word
+# joiner. ``\w`` excludes them (category Cf), so "Schiff\u00adfahrt" was split into three "words" at
+# predict time; between two word characters they belong to the word.
+_JOINERS = frozenset("\u00ad\u200c\u200d\u2060")
+
+
+def _in_word(char: str) -> bool:
+    """A character a word is made of (letters, digits, ``_``, combining marks), CJK excluded: each
+    Chinese or Japanese character stays a word of its own."""
+    if _UNSPACED.match(char):
+        return False
+    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
+
+
 def _offsets(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for m in pattern.finditer(text):
@@ -115,6 +133,12 @@ def _offsets(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
             mark_first = unicodedata.category(first).startswith("M")
             mark_last = unicodedata.category(last).startswith("M")
             if mark_first or (mark_last and (first.isalnum() or first == "_")):
+                found[-1] = (found[-1][0], end)
+                continue
+            # a joiner between two word characters: the joiner, then the rest of the word, join it
+            joiner_inside = first in _JOINERS and end < len(text) and _in_word(text[end])
+            after_joiner = last in _JOINERS and found[-1][1] - found[-1][0] > 1 and _in_word(first)
+            if (joiner_inside and _in_word(last)) or after_joiner:
                 found[-1] = (found[-1][0], end)
                 continue
         found.append((start, end))
@@ -160,12 +184,14 @@ def read_conll(
     Args:
         path: the file.
         tag_column: index of the tag column (Python indexing: -1 is the last column).
-        token_column: index of the token column (the first by default).
+        token_column: index of the token column (the first by default; -1 is the last).
         encoding: the file's text encoding.
 
     Raises:
-        DataError: the file is missing or not in ``encoding``, a line is malformed, a tag is outside
-            the BIO scheme, or the file holds no sentence.
+        DataError: the file is missing or not in ``encoding``, a line is malformed, a column index
+            is out of range or both name one column, a tag is outside the BIO scheme, the token
+            column holds token numbers (GermEval, CoNLL-U: see ``_check_not_numbers``), or the
+            file holds no sentence.
     """
     p = Path(path)
     text = _read_text(p, encoding)
@@ -203,7 +229,27 @@ def read_conll(
     flush()
     if not sentences:
         raise DataError(f"{p}: no sentences; expected one 'token ... tag' line per token")
+    _check_not_numbers(sentences, token_column, p)
     return sentences
+
+
+def _check_not_numbers(sentences: list[Sentence], token_column: int, path: Path) -> None:
+    """Refuse a token column that numbers the tokens (1, 2, 3, ... in every sentence).
+
+    GermEval-2014 and files derived from CoNLL-U start each line with the token's number
+    (``1<TAB>Schartau<TAB>B-PER<TAB>O``); read from column 0, the model trained on the numbers,
+    with no error and an entity F1 near 0. Real text never numbers every sentence's words so, but a
+    one-word sentence "1" could: at least one sentence must have two words.
+    """
+    if max(len(s.tokens) for s in sentences) < 2:
+        return
+    for base in (1, 0):
+        if all(s.tokens == [str(i) for i in range(base, base + len(s.tokens))] for s in sentences):
+            numbers = ", ".join(str(i) for i in range(base, base + 3))
+            raise DataError(
+                f"{path} line {sentences[0].line}: column {token_column} holds token numbers; set "
+                f"data.token_column to the column of the words (every sentence there reads {numbers}, ...)"
+            )
 
 
 def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sentence]:
@@ -216,6 +262,14 @@ def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sent
     p = Path(path)
     sentences = []
     for lineno, record in _json_objects(p, encoding, '{"tokens": [...], "tags": [...]}'):
+        if "tokens" not in record and "text" not in record:
+            # a DataFrame (tunelab.train(train=df)) arrives here as JSON lines, a row per line
+            keys = ", ".join(map(repr, list(record)[:8])) or "none"
+            raise DataError(
+                f"{p} line {lineno}: keys {keys}; NER data needs tokens and tags "
+                '({"tokens": [...], "tags": [...]}) or text and spans '
+                '({"text": ..., "spans": [{"start", "end", "label"}]}); rename the columns or keys'
+            )
         tokens = _string_list(record, "tokens", p, lineno)
         tags = _string_list(record, "tags", p, lineno)
         if len(tokens) != len(tags):
@@ -235,12 +289,19 @@ def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sent
 _OTHER_ENTITY_KEYS = ("label", "labels", "entities", "ner", "ner_tags", "annotations")
 
 
-def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sentence]:
+def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bool = True) -> list[Sentence]:
     """Read JSON lines such as ``{"text": "EU rejects", "spans": [{"start": 0, "end": 2, "label": "ORG"}]}``.
 
     The text is split into words, punctuation marks and CJK characters (keeping each token's
     character offsets); the tokens a span covers get ``B-label``, ``I-label``, ..., the rest ``O``.
     ``end`` is exclusive, as in Python slicing. A sentence without entities may leave ``spans`` out.
+
+    ``gold_cuts``: split a word kept whole (``Google-owned``) where an entity starts or ends inside
+    it (see ``word_offsets``), so that training learns the entity itself. For the training split
+    only: predict and serve never know the entities, so they never cut there. A dev, test or eval
+    file (``gold_cuts=False``) is split as they split it, so that its scores (and the checkpoint
+    chosen on them) credit only entities predict can return; its words are tagged by
+    ``_word_tags``. Spans are checked the same way either way.
 
     Raises:
         DataError: a line is not a JSON object with ``text`` (and a ``spans`` list, or none and no
@@ -283,15 +344,14 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sente
                     "nested or overlapping entities are not supported, keep one of them"
                 )
             if start not in starts or end not in ends:
-                words = [text[s:e] for s, e in found if s < end and e > start]
-                raise DataError(
-                    f"{where} does not start and end on token boundaries (it cuts into "
-                    f"{' '.join(map(repr, words))}); move start/end to whole words"
-                )
+                raise DataError(_boundary_problem(where, text, start, end, found))
             first, last = starts[start], ends[end]
             tags[first] = f"B-{label}"
             tags[first + 1 : last + 1] = [f"I-{label}"] * (last - first)
             previous = (start, end, label)
+        if not gold_cuts:
+            found = word_offsets(text)
+            tags = _word_tags(found, parsed)
         sentences.append(
             Sentence(
                 tokens=[text[s:e] for s, e in found],
@@ -303,6 +363,51 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8") -> list[Sente
             )
         )
     return _non_empty(sentences, p)
+
+
+def _word_tags(words: list[tuple[int, int]], spans: list[tuple[int, int, str]]) -> list[str]:
+    """IOB2 tags of whole words (``(start, end)``) for entities (``(start, end, label)``, sorted,
+    not overlapping) that may start or end inside a word.
+
+    The rule, as predict labels whole words: a word takes the entity its first character is in
+    (``B-`` on the entity's first such word, ``I-`` after), else ``O``. So an entity ending inside
+    a word (``Google`` of ``Google-owned``) covers that whole word, and one starting inside a word
+    (``Dutch`` of ``Anglo-Dutch``) does not tag it: that entity is scored on its remaining words,
+    or not at all. Where every entity starts and ends on word boundaries this is the plain tagging.
+    """
+    tags = ["O"] * len(words)
+    tagged: set[int] = set()  # entities that already have their B- word
+    j = 0
+    for i, (start, _) in enumerate(words):
+        while j < len(spans) and spans[j][1] <= start:
+            j += 1
+        if j < len(spans) and spans[j][0] <= start:
+            label = spans[j][2]
+            tags[i] = f"I-{label}" if j in tagged else f"B-{label}"
+            tagged.add(j)
+    return tags
+
+
+def _boundary_problem(where: str, text: str, start: int, end: int, words: list[tuple[int, int]]) -> str:
+    """Why a span does not fit the words: whitespace selected with it (with the trimmed offsets to
+    give instead), or the words it cuts into."""
+    selected = text[start:end]
+    inner = selected.strip()
+    if not inner:
+        return f"{where} is only whitespace; remove it"
+    if inner != selected:  # "New York " selected with the space after it
+        first = start + len(selected) - len(selected.lstrip())
+        side = " and ".join(
+            name for name, edge in (("leading", selected[0]), ("trailing", selected[-1])) if edge.isspace()
+        )
+        return (
+            f"{where} has {side} whitespace; give start {first}, end {first + len(inner)} ({inner!r}) instead"
+        )
+    cut = [text[s:e] for s, e in words if s < end and e > start]
+    return (
+        f"{where} does not start and end on token boundaries (it cuts into "
+        f"{' '.join(map(repr, cut))}); move start/end to whole words"
+    )
 
 
 def check_labels(train: Iterable[Sentence], other: Iterable[Sentence], split_name: str) -> None:
@@ -383,12 +488,12 @@ def _check_columns(path: Path, lineno: int, width: int, tag_column: int, token_c
         if not -width <= index < width:
             raise DataError(
                 f"{path} line {lineno}: {name}={index} but the line has {width} columns; "
-                f"use 0..{width - 1} or -1 for the last"
+                f"use 0..{width - 1}, or -1 for the last (data.{name})"
             )
     if tag_column % width == token_column % width:
         raise DataError(
-            f"{path}: tag_column={tag_column} and token_column={token_column} are the same column; "
-            "point them at different columns"
+            f"{path} line {lineno}: tag_column={tag_column} and token_column={token_column} are the same "
+            f"column (of {width}); point them at different columns (data.tag_column, data.token_column)"
         )
 
 
@@ -474,6 +579,10 @@ def _spans(spans: list[Any], text: str, path: Path, lineno: int) -> Iterator[tup
         if not isinstance(label, str) or not label or any(c.isspace() for c in label) or label == "O":
             raise DataError(
                 f'{where}: "label" must be an entity type such as "PER" (no spaces, not "O"), got {label!r}'
+            )
+        if _TAG_PREFIX.match(label):
+            raise DataError(
+                f'{where}: "label" {label!r} is a BIO tag; give the entity type ({label[2:]}), not a BIO tag'
             )
         assert isinstance(start, int) and isinstance(end, int)
         if not 0 <= start < end <= len(text):

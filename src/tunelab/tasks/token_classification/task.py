@@ -78,8 +78,12 @@ class TokenClassificationTask(Task):
         return SummaryView(keys=keys, labels=types, texts=texts, facts=facts, words=words_of)
 
     def frame_columns(self, data: DataConfig) -> list[tuple[str, str]]:
-        """Tags travel with the tokens, not in a label column: only the text column is named."""
-        return [("data.text_column", data.text_column)]
+        """None: an NER frame has one of two layouts, ``tokens`` + ``tags`` or ``text`` (+ ``spans``),
+        which one list of required columns cannot say. Asking for ``text`` refused a tokens + tags
+        frame, and the advice to rename a column to ``text`` then failed in the span reader. The
+        frame's JSON lines are checked by the readers, which name both layouts (``read_jsonl_tokens``).
+        """
+        return []
 
     def summary_terms(self) -> SummaryTerms:
         from tunelab.data.summary import SummaryTerms

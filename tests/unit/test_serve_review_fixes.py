@@ -364,3 +364,41 @@ def test_cancelling_the_handler_retrieves_its_works_outcome() -> None:
 
     asyncio.run(main())
     assert not [m for m in reported if "never retrieved" in m]
+
+
+def test_a_slow_load_does_not_hold_up_another_models_rollback() -> None:
+    """load() held the registry's lock for the whole load: an activate of another model (a
+    rollback) waited until the unrelated load finished."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from tunelab.serve.registry import ModelRegistry
+
+    release = threading.Event()
+
+    def loader(path: str) -> Any:
+        assert release.wait(10)
+        return SimpleNamespace(path=path)
+
+    def batcher(*_: Any) -> Any:
+        async def close() -> None:
+            return None
+
+        return SimpleNamespace(start=lambda: None, close=close)
+
+    async def main() -> None:
+        registry = ModelRegistry(batcher, loader=loader)
+        registry.add("topics", "1", SimpleNamespace(), source="a")
+        registry.add("topics", "2", SimpleNamespace(), source="b")
+        loading = asyncio.create_task(registry.load("other", "runs/o"))
+        await asyncio.sleep(0.05)
+        assert registry.next_version("other") == "2"  # version 1 is taken by the load in progress
+        try:
+            rolled = await asyncio.wait_for(registry.activate("topics", "1"), 2)  # not after the load
+        finally:
+            release.set()
+        assert rolled.version == "1" and registry.active("topics") == "1"
+        assert (await loading).version == "1" and registry.active("other") == "1"
+
+    asyncio.run(main())

@@ -102,7 +102,9 @@ class ModelRegistry:
         self._loader = loader
         self._versions: dict[str, dict[str, ModelVersion]] = {}
         self._active: dict[str, str] = {}
-        self._lock = asyncio.Lock()  # one load/activate/retire at a time; requests never take it
+        self._loading: set[tuple[str, str]] = set()  # (name, version) being loaded: taken, not yet added
+        # version changes one at a time (a load takes it to name and to add); requests never take it
+        self._lock = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -158,26 +160,37 @@ class ModelRegistry:
         return mv
 
     def next_version(self, name: str) -> str:
-        numbers = [int(v) for v in self._versions.get(name, {}) if v.isdigit()]
+        taken = [*self._versions.get(name, {}), *(v for n, v in self._loading if n == name)]
+        numbers = [int(v) for v in taken if v.isdigit()]
         return str(max(numbers, default=0) + 1)
 
     async def load(
         self, name: str, path: str, *, version: str | None = None, activate: bool = True
     ) -> ModelVersion:
-        """Load ``path`` in a worker thread (serving goes on meanwhile), then add and maybe activate it."""
+        """Load ``path`` in a worker thread (serving goes on meanwhile), then add and maybe activate it.
+
+        The lock is held to take the version name and to add the loaded version, not during the
+        load itself (seconds to minutes for a real model): an ``activate`` or ``retire`` meanwhile,
+        a rollback of another model say, went through only once the unrelated load had finished.
+        """
         if self._loader is None:
             raise ModelStateError("this server cannot load models at run time")
         async with self._lock:
             version = version or self.next_version(name)
-            if version in self._versions.get(name, {}):
+            if version in self._versions.get(name, {}) or (name, version) in self._loading:
                 raise ModelStateError(
                     f"model {name!r} already has version {version!r}; retire it or pick another"
                 )
+            self._loading.add((name, version))
+        try:
             predictor = await asyncio.to_thread(self._loader, path)
-            mv = self.add(name, version, predictor, source=str(path), activate=activate)
-            mv.batcher.start()
-            log.info("loaded %s@%s from %s%s", name, version, path, " (active)" if activate else "")
-            return mv
+            async with self._lock:
+                mv = self.add(name, version, predictor, source=str(path), activate=activate)
+                mv.batcher.start()
+        finally:
+            self._loading.discard((name, version))
+        log.info("loaded %s@%s from %s%s", name, version, path, " (active)" if activate else "")
+        return mv
 
     def set_active(self, name: str, version: str) -> ModelVersion:
         """Point unpinned requests at ``version``: one assignment, so a switch is atomic."""

@@ -14,9 +14,9 @@ lora, adalora, ia3, loha and lokr runs merge: the adapter's update is added into
 so the merged run is one plain transformers model (method full), as fast as the base, loadable
 without the base weights or peft. Before writing, its logits are compared with the adapter run's on
 the run's test file or dev split (or --data FILE); a difference above 1e-4 fails and writes
-nothing. The run is written under a temporary name and renamed at the end. prompt, prefix and
-adapter runs cannot merge (their weights are not a change to the base weights) and say so; a full
-run is plain already.
+nothing. The run is written under a temporary name and renamed at the end (such a folder left by
+a killed merge is removed by the next merge to that folder). prompt, prefix and adapter runs cannot
+merge (their weights are not a change to the base weights) and say so; a full run is plain already.
 """
 
 

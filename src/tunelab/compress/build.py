@@ -39,10 +39,7 @@ def build_artifact(
 
     predictor = load(source.root)
     model: nn.Module = predictor.model.eval()
-    if opts.format == "torch-int8":
-        from tunelab.compress.torch_int8 import check_supported
-
-        check_supported(model)
+    check_exportable(model, opts)
     task = predictor.task
     check = parity_data(predictor, None if data is None else str(data), data_options)
     enc = task.encode(
@@ -121,6 +118,33 @@ def build_artifact(
     return report
 
 
+def check_exportable(model: nn.Module, opts: ExportOptions) -> None:
+    """Refuse, before any work, a model that ``opts`` cannot export: torch-int8 of a model that is no
+    plain sentence classifier, or structured pruning of one that keeps weights outside its base.
+
+    An ensemble's export runs this on every member first, so a member that cannot be exported is
+    named before the others are exported (and pruned, and distilled) for nothing.
+
+    Raises:
+        RunError: one line naming what to use instead.
+    """
+    if opts.format == "torch-int8":
+        from tunelab.compress.torch_int8 import check_supported
+
+        check_supported(model)
+    if opts.fractions:
+        from transformers import PreTrainedModel
+
+        if not isinstance(model, PreTrainedModel):
+            # Cutting heads or neurons reshapes the base; weights kept beside it (a prefix's keys and
+            # values per head, say) would no longer fit. Which do is the method's business, so all refuse.
+            raise RunError(
+                f"--prune-method {opts.prune_method} reshapes the base model, and this run's model "
+                f"({type(model).__name__}) keeps weights outside it (its method cannot merge); "
+                "use --prune-method magnitude, or no pruning"
+            )
+
+
 def _prune(
     model: nn.Module, opts: ExportOptions, predictor: Any, out: RunFolder, stages: Any, show_progress: bool
 ) -> dict[str, Any] | None:
@@ -131,19 +155,8 @@ def _prune(
         from tunelab.compress.prune import prune_magnitude
 
         return prune_magnitude(model, opts.prune)
-    from transformers import PreTrainedModel
-
     from tunelab.compress.datasets import calibration_batches, training_texts
     from tunelab.compress.structured import prune_structured
-
-    if not isinstance(model, PreTrainedModel):
-        # Cutting heads or neurons reshapes the base; weights kept beside it (a prefix's keys and
-        # values per head, say) would no longer fit. Which do is the method's business, so all refuse.
-        raise RunError(
-            f"--prune-method {opts.prune_method} reshapes the base model, and this run's model "
-            f"({type(model).__name__}) keeps weights outside it (its method cannot merge); "
-            "use --prune-method magnitude, or no pruning"
-        )
 
     texts = training_texts(predictor)
     teacher = copy.deepcopy(model) if opts.recover_epochs else None

@@ -109,6 +109,11 @@ def export(
     source = find_run(Path(run).resolve())
     summary = source.read_summary()
     builder = _composite_builder(summary.get("format", "torch"))
+    if builder is not None and "source_run" in summary:
+        # an exported ensemble went to the composite builder, which failed naming a member's folder
+        raise RunError(
+            f"{source.root} is an exported {summary['format']}; export from {summary['source_run']} instead"
+        )
     if builder is None and summary.get("format", "torch") != "torch":
         origin = summary.get("source_run", "its source run")
         raise RunError(
@@ -159,6 +164,11 @@ def register_composite_export(format: str, builder: Callable[..., dict[str, Any]
     if format in _COMPOSITE:
         raise ValueError(f"composite export for {format!r} is already registered")
     _COMPOSITE[format] = builder
+
+
+def is_composite(format: str) -> bool:
+    """Whether runs of ``format`` are made of other runs (an ensemble), not of weights of their own."""
+    return _composite_builder(format) is not None
 
 
 def _composite_builder(format: str) -> Callable[..., dict[str, Any]] | None:

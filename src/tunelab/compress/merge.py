@@ -16,7 +16,9 @@ always complete.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from tunelab.errors import ConfigError, RunError
 
 MAX_LOGIT_DIFF = 1e-4
 _NOT_COPIED = ("weights", "checkpoints")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,6 +83,7 @@ def merge(
     from tunelab.inference import Predictor
     from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
     from tunelab.inference.forward import predict_logits
+    from tunelab.inference.predictor import with_training_paths
     from tunelab.methods import get_method
     from tunelab.methods.registry import PLAIN_METHOD
     from tunelab.models import load_tokenizer
@@ -88,14 +92,22 @@ def merge(
     source = find_run(run)
     summary = source.read_summary()
     if summary.get("format", "torch") != "torch":
-        if "source_run" not in summary:  # a zero-shot run or an ensemble: made, not exported
+        from tunelab.compress.export import is_composite
+
+        fmt, origin = summary["format"], summary.get("source_run")
+        if origin is None or is_composite(fmt):  # a zero-shot run or an ensemble: no adapter of its own
+            # an exported ensemble said "merge <the ensemble> instead", which is refused in turn
+            what = f"a {fmt} run" if origin is None else f"an exported {fmt} (of {origin})"
             raise RunError(
-                f"{source.root} is a {summary['format']} run, which holds no adapter of its own to merge "
+                f"{source.root} is {what}, which holds no adapter of its own to merge "
                 "(an ensemble's members can be merged one by one)"
             )
-        origin = summary["source_run"]
-        raise RunError(f"{source.root} is an exported {summary['format']} artifact; merge {origin} instead")
-    config = RunConfig.from_dict(json.loads(source.config_json.read_text(encoding="utf-8")))
+        raise RunError(f"{source.root} is an exported {fmt} artifact; merge {origin} instead")
+    # As typed, for the merged run's config.json; resolved (run.json's data_files) for the parity
+    # data: config.json's relative data.test named a file of the current directory, so a merge from
+    # elsewhere failed, or scored a same-named file with the run's reading options.
+    typed = RunConfig.from_dict(json.loads(source.config_json.read_text(encoding="utf-8")))
+    config = with_training_paths(typed, summary)
     labels = LabelMap.load(source.labels_json)
     ctx = LoadContext(run=source, config=config, labels=labels, summary=summary)
     method = run_method(ctx)
@@ -112,6 +124,7 @@ def merge(
     # cannot be made failed after all the work
     check_new_run_path(target, "--out")
     made = make_parents(target, "--out")
+    _remove_stale_staging(target)
 
     stages = tqdm(total=3, desc="merge: load the adapter", disable=not show_progress, unit="step")
     try:
@@ -148,7 +161,7 @@ def merge(
             "data": check.name,
             "rows": len(check.dataset),
         }
-        _write_run(source, target, summary, config, merged, method, info, plain=get_method(PLAIN_METHOD))
+        _write_run(source, target, summary, typed, merged, method, info, plain=get_method(PLAIN_METHOD))
         stages.update()
     except BaseException:
         remove_made(made)  # nothing written: no folder left either
@@ -179,10 +192,21 @@ def _write_run(
     """The source run's files but its adapter, the merged model's weights, and a run.json and
     config.json that say ``full``; built under a hidden name, renamed into place at the end."""
     from tunelab.atomic import atomic_write_json
+    from tunelab.compress.export import MARKER, _lock
 
     staging = target.with_name(f".{target.name}.merging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    lock = None
     try:
-        shutil.copytree(source.root, staging, ignore=lambda folder, names: _skip(source.root, folder, names))
+        staging.mkdir()
+        # Locked while this merge runs, as an export's partial folder is: the OS drops the lock when
+        # the process dies, so a later merge can tell a killed merge's folder from a live one's.
+        lock = _lock(staging / MARKER, ours=True)
+        shutil.copytree(
+            source.root,
+            staging,
+            ignore=lambda folder, names: _skip(source.root, folder, names),
+            dirs_exist_ok=True,
+        )
         (staging / "weights").mkdir()
         plain.save(merged, staging / "weights")
         raw = config.to_dict()
@@ -206,10 +230,67 @@ def _write_run(
             },
         )
         _claim(target)
+        (staging / MARKER).unlink()  # not part of the run; the pid in the name covers the rest
         os.replace(staging, target)  # onto the empty folder just claimed: atomic, and nobody else's
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Remove ``.<target>.merging-PID-XXXXXXXX`` folders beside ``target`` left by a killed merge.
+
+    A merge killed by SIGKILL (or the OOM killer) runs no cleanup and left a full copy of the model
+    under a hidden name that nothing removed. A folder counts as stale only when its merge's
+    process is gone (by the pid in its name) and its marker, if any, is not locked (the lock, as
+    export's, tells a merge running on another machine that shares the folder); a folder without
+    a marker is one of an older version's, or one being made this instant by a live process.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.merging-(\d+)-[0-9a-f]{{8}}")
+    from tunelab.compress.export import MARKER, _lock
+
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return  # an unreadable folder: the merge itself will say so
+    for folder in entries:
+        found = pattern.fullmatch(folder.name)
+        if found is None or not folder.is_dir() or folder.is_symlink():
+            continue
+        pid = int(found.group(1))
+        if _pid_alive(pid):
+            continue
+        marker, held = folder / MARKER, None
+        if marker.is_file():
+            held = _lock(marker)
+            if held is None:
+                continue  # locked: a live merge elsewhere
+        try:
+            shutil.rmtree(folder)
+            log.warning("removed %s, left behind by a merge (pid %d) that was killed", folder, pid)
+        except OSError as exc:
+            log.warning("could not remove %s, left by a killed merge: %s", folder, exc)
+        finally:
+            if held is not None:
+                held.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine); on Windows always True (nothing is removed)."""
+    if os.name == "nt":
+        return True  # os.kill there terminates the process instead of probing it
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, someone else's
+        return True
+    return True
 
 
 def _skip(root: Path, folder: str, names: list[str]) -> list[str]:

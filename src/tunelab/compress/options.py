@@ -16,6 +16,7 @@ FORMATS = ("onnx", "onnx-int8", "torch-int8")
 PRUNE_METHODS = ("magnitude", "heads", "ffn", "structured")
 STRUCTURED = ("heads", "ffn", "structured")  # the methods that cut whole rows and columns
 DEFAULT_MAX_DROP = 1.0
+MAX_RECOVER_EPOCHS = 1e6  # exclusive, as train.epochs (recovery trains with the run's train config)
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,13 @@ class ExportOptions:
             )
         if self.prune is not None and (not _is_number(self.prune) or not 0 < self.prune < 1):
             raise ConfigError(f"prune {self.prune!r}: give a fraction between 0 and 1, e.g. 0.3 for 30%")
-        if not (_is_number(self.recover_epochs) and 0 <= self.recover_epochs < math.inf):  # NaN fails too
-            raise ConfigError(f"recover epochs {self.recover_epochs!r}: give a number of epochs, e.g. 2")
+        # below train.epochs' own bound: 1e6 passed here and failed as "train.epochs=1000000.0" after
+        # the model was loaded and pruned
+        if not (_is_number(self.recover_epochs) and 0 <= self.recover_epochs < MAX_RECOVER_EPOCHS):
+            raise ConfigError(  # NaN fails too
+                f"recover epochs {self.recover_epochs!r}: give --recover-epochs a number of epochs from 0 "
+                f"to below {MAX_RECOVER_EPOCHS:.0f}, e.g. 2"
+            )
         if self.prune is None and self.prune_method != "magnitude":
             raise ConfigError(
                 f"prune method {self.prune_method!r} prunes nothing by itself; add --prune FRACTION"

@@ -43,6 +43,8 @@ def export_ensemble(
     from tunelab.ensembling.build import _metrics, member_setups, trained_rows
     from tunelab.inference import load
 
+    stages.set_description("export: check members")
+    check_members(source, summary, opts)
     stages.set_description("export: members")
     out.weights.mkdir(exist_ok=True)
     members, reports = [], {}
@@ -131,6 +133,30 @@ def export_ensemble(
             "no artifact was written"
         )
     return report
+
+
+def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None:
+    """Run every member's own pre-export checks before any member is exported.
+
+    Members were exported in order, so one whose model ``opts`` cannot take (a prefix member with
+    ``--prune-method heads``, any non-classifier with ``torch-int8``) was refused only after the
+    members before it were exported, pruned and distilled, and in words that did not say which
+    member. A member is loaded only for a check that needs its model.
+
+    Raises:
+        TunelabError: of the member's check's kind, ``member <path>: <why>``.
+    """
+    from tunelab.compress.build import check_exportable
+    from tunelab.errors import TunelabError
+    from tunelab.inference import load
+
+    if opts.format != "torch-int8" and not opts.fractions:
+        return  # onnx formats and magnitude pruning take every member a run can hold
+    for member in summary.get("members") or []:
+        try:
+            check_exportable(load(source.root / member["path"]).model, opts)
+        except TunelabError as exc:
+            raise type(exc)(f"member {member['path']}: {exc}") from None
 
 
 def _folder_mb(folder: Path) -> float:

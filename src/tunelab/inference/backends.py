@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -85,13 +86,12 @@ def model_loader(ctx: LoadContext) -> Any:
     """The ``ModelLoader`` a run's method loads with: the run's base model (checked to be the one
     it was trained on) with a fresh head, or a whole saved model, as the run's task builds them."""
     from tunelab.methods.registry import ModelLoader
-    from tunelab.models import resolve_model
     from tunelab.tasks import get_task
 
     task = get_task(ctx.labels.task)
 
     def base() -> nn.Module:
-        source = resolve_model(ctx.config.model.name).path
+        source = base_folder(ctx)
         pooling = ctx.summary.get("pooling") or ctx.config.model.pooling
         # The base by name, for an adapter: is it the one the run was trained on?
         from tunelab.models.fingerprint import check_base
@@ -100,6 +100,33 @@ def model_loader(ctx: LoadContext) -> Any:
         return task.build_model(source, ctx.labels, pooling=pooling, seed=None)
 
     return ModelLoader(base=base, whole=task.load_model)
+
+
+def base_folder(ctx: LoadContext) -> Path:
+    """Where the run's base model is now: its ``model.name`` resolved, or the folder it trained from.
+
+    A local base named by a relative path (``../models/tiny``) resolves against the current
+    directory, so from anywhere but the training directory the run did not load ("no such
+    folder"). When the name is such a local folder that no longer resolves from here, run.json's
+    ``model_path_at_training`` (absolute) is used while that folder exists; the caller's
+    fingerprint check still refuses other weights there. Bundled names and hub ids resolve as
+    before: their recorded path is a cache, not something the user named.
+    """
+    from tunelab.errors import ModelNotFoundError
+    from tunelab.models import resolve_model
+
+    name = ctx.config.model.name
+    recorded = ctx.summary.get("model_path_at_training")
+    trained_at = Path(recorded) if isinstance(recorded, str) and Path(recorded).is_dir() else None
+    source = ctx.summary.get("model_source")  # absent in runs from before it was recorded
+    if trained_at is not None and source == "local" and not Path(name).expanduser().exists():
+        return trained_at  # not resolve_model: a bare folder name ("tiny") would be tried on the hub
+    try:
+        return resolve_model(name).path
+    except ModelNotFoundError:
+        if trained_at is None or source not in (None, "local"):
+            raise
+        return trained_at
 
 
 def run_method(ctx: LoadContext) -> Any:
@@ -119,6 +146,7 @@ __all__ = [
     "Backend",
     "LoadContext",
     "TorchBackend",
+    "base_folder",
     "get_format",
     "model_loader",
     "register_format",

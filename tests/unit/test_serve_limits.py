@@ -64,6 +64,7 @@ def test_rate_parse_rejects_bad_text(text: str) -> None:
         ("5000/day", 5000, "day"),
         ("100/hour", 100, "hour"),
         ("1_000/days", 1000, "day"),
+        ("1,000,000/month", 1_000_000, "month"),
     ],
 )
 def test_quota_parse(text: str, limit: int, period: str) -> None:
@@ -72,7 +73,10 @@ def test_quota_parse(text: str, limit: int, period: str) -> None:
     assert Quota.parse(str(quota)) == quota
 
 
-@pytest.mark.parametrize("text", ["100000", "0/month", "10/week", "lots/day", "/day"])
+@pytest.mark.parametrize(
+    "text",
+    ["100000", "0/month", "10/week", "lots/day", "/day", "1,,0/day", "1,5/day", "100,00/day", "1__0/day"],
+)
 def test_quota_parse_rejects_bad_text(text: str) -> None:
     with pytest.raises(ConfigError, match="quota"):
         Quota.parse(text)

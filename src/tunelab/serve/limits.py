@@ -31,7 +31,9 @@ Period = Literal["hour", "day", "month"]
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+?)s?\s*(?::\s*(\d+))?\s*$")
 _QUOTA_PERIODS: dict[str, Period] = {"h": "hour", "hour": "hour", "day": "day", "d": "day", "month": "month"}
-_QUOTA_RE = re.compile(r"^\s*(\d[\d_,]*)\s*/\s*([a-z]+?)s?\s*$")
+# Thousands separators as people write them: commas in groups of three (1,000,000) or underscores
+# between digits as Python reads them (1_000); "1,,0" or "1,5" was read as 10 or 15 without a word.
+_QUOTA_RE = re.compile(r"^\s*(\d{1,3}(?:,\d{3})+|\d+(?:_\d+)*)\s*/\s*([a-z]+?)s?\s*$")
 
 
 def _default_burst(per_second: float) -> int:

@@ -291,3 +291,21 @@ def test_a_killed_merges_folder_is_removed_and_a_live_ones_kept(
     assert (
         tunelab.load(result.path).predict(TEXT)["label"] == tunelab.load(trained_here).predict(TEXT)["label"]
     )
+
+
+def test_a_run_with_a_relative_base_is_served_and_continued_from_another_directory(
+    trained_here: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tunelab.load found the recorded base, but the server's adapter pool (its host key) and
+    validate/train --from (the base check) still resolved model.name from here: "no such folder"."""
+    from tunelab.preflight import validate_run
+    from tunelab.serve.adapters import BasePool
+
+    monkeypatch.chdir(tmp_path)
+    pool = BasePool()
+    served = pool.load(str(trained_here))
+    assert served is not None
+    report = validate_run(
+        None, overrides=[f"data.train={labelled_csvs[0]}"], from_run=trained_here, count_tokens=False
+    )
+    assert not report.problems, report.problems

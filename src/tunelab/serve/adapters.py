@@ -336,9 +336,10 @@ class BasePool:
     @staticmethod
     def _host_key(ctx: Any, method: Any) -> tuple[Any, ...]:
         """Runs with equal keys load the same base model: method, task, pooling, base folder, weights."""
-        from tunelab.models import resolve_model
+        from tunelab.inference.backends import base_folder
 
-        source = Path(resolve_model(ctx.config.model.name).path).resolve()
+        # as loading the run finds its base (a relative local base: the folder recorded at training)
+        source = Path(base_folder(ctx)).resolve()
         pooling = ctx.summary.get("pooling") or ctx.config.model.pooling
         return (method.name, ctx.labels.task, pooling, str(source), ctx.summary.get("base_fingerprint"))
 

@@ -69,6 +69,13 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     for name in READING_FIELDS:
         data.pop(name, None)
     raw["data"] = data
+    # A local base named by a relative path resolves against the current directory: from another
+    # one, the folder recorded at training (as loading the run finds it), so this run can load it.
+    model = dict(raw.get("model") or {})
+    found = _base_found(RunConfig.from_dict(raw), run.read_summary())
+    if found is not None:
+        model["name"] = found
+        raw["model"] = model
     # The unlabelled texts are old data too: pseudo-labelled again by the previous (fine-tuned)
     # model, they would repeat its own labels, and texts of its test split could be trained on.
     raw["self_training"] = {**(raw.get("self_training") or {}), "unlabeled": None, "label_names": False}
@@ -93,6 +100,22 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
     return with_previous_labels(RunConfig.from_dict(raw))
+
+
+def _base_found(config: RunConfig, summary: dict[str, Any]) -> str | None:
+    """The folder a run's relative local base (``model.name``) is found in from here, when that is
+    not what the name itself says (see ``tunelab.inference.backends.base_folder``); else None."""
+    from tunelab.errors import TunelabError
+    from tunelab.inference.backends import LoadContext, base_folder
+
+    name = config.model.name
+    if summary.get("model_source") != "local" or Path(name).expanduser().exists():
+        return None
+    try:
+        folder = base_folder(LoadContext(run=None, config=config, labels=None, summary=summary))
+    except TunelabError:
+        return None  # not found at all: the model check says so, naming it
+    return str(Path(folder).resolve())
 
 
 def with_previous_labels(cfg: RunConfig) -> RunConfig:
@@ -221,7 +244,8 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
             f"--from {where}: that run is task {previous.labels.task}, this one {labels.task}; "
             "continue with the same data.task"
         )
-    if previous.config.model.name != cfg.model.name:
+    same_base = cfg.model.name in (previous.config.model.name, _base_found(previous.config, summary))
+    if not same_base:
         raise ConfigError(
             f"--from {where}: that run was trained from model {previous.config.model.name}, this one asks "
             f"for {cfg.model.name}; continue with the same model.name (or train a fresh run)"
@@ -253,12 +277,13 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
     if not before.stores_base:
         # an adapter RUN is merged onto its base: a base whose weights changed passed validate and
         # failed in train only when the model was loaded
-        from tunelab.models import resolve_model
+        from tunelab.inference.backends import LoadContext, base_folder
         from tunelab.models.fingerprint import check_base
 
-        check_base(
-            run.root, summary, previous.config.model.name, resolve_model(previous.config.model.name).path
-        )
+        # where its base is now, as loading the run finds it (a relative local base: the folder
+        # recorded at training, which --from from another directory did not find)
+        ctx = LoadContext(run=None, config=previous.config, labels=None, summary=summary)
+        check_base(run.root, summary, previous.config.model.name, base_folder(ctx))
     old = previous.labels.names
     if labels.names[: len(old)] != old:
         dropped = [n for n in old if n not in labels]

@@ -717,10 +717,12 @@ def coerce_types(
                 if isinstance(value, list | dict):
                     problems[key] = f"{section}.{key}={value!r} (use a single text value)"
         elif kind.startswith("list[str]"):
-            if isinstance(value, str) and kind == "list[str]":
-                problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
-            elif isinstance(value, list):
+            # Anything but a list (a string, a number, a mapping) is refused here in one line: a
+            # number reached the readers and failed as "'int' object is not iterable".
+            if isinstance(value, list):
                 out[key] = [str(v) for v in value]
+            elif not (isinstance(value, str) and kind != "list[str]"):
+                problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
     return out, problems
 
 

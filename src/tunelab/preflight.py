@@ -98,6 +98,13 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
             resolve_precision(cfg.train.precision)
         except TunelabError as exc:
             errors.append(exc)
+    if new_run:  # a file, a file among its parents, a folder not writable: refused before any work
+        from tunelab.runs.folder import check_output_dir
+
+        try:
+            check_output_dir(cfg.output_dir)
+        except TunelabError as exc:
+            errors.append(exc)
     if new_run and cfg.name:
         try:
             RunFolder.check_name(cfg.output_dir, cfg.name)

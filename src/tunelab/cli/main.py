@@ -153,10 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    before = list(logging.getLogger().handlers)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if handler not in before:
+            # The console handler's own level: a library logger set to INFO for a log file (train.log)
+            # passes INFO up to the root's handlers whatever the root's level, so without -v they
+            # reached the console, and -q was not quiet.
+            handler.setLevel(level)
     from tunelab.errors import TunelabError
 
     try:
@@ -165,8 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A training run says how to resume it (tunelab.train.trainer.TrainingInterrupted).
+        print(f"interrupted; {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `tunelab runs | head -1`: the reader has what it wanted. Point stdout at /dev/null so

@@ -52,14 +52,13 @@ def evaluate(
         folder = find_run(run)
         if not folder.metrics_json.is_file():  # a zero-shot folder built without --test, say
             raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
-        saved = json.loads(folder.metrics_json.read_text(encoding="utf-8"))
-        # An artifact exported with --data keeps that file's score under "parity".
-        saved = saved if isinstance(saved, dict) else {}
+        saved = _read_saved_metrics(folder.metrics_json, folder.root)
         # Test's, else dev's (a run without test data), else an export's parity file's; ``split``
         # says which: dev scores were shown as "saved metrics" with nothing naming the split.
         split = next((name for name in ("test", "dev", "parity") if saved.get(name)), None)
         if split is None:  # a run trained without dev or test data
             raise DataError(f"{folder.root}: no saved metrics to show; give a labelled file: --data FILE")
+        _check_scores(saved[split], folder.metrics_json, folder.root)
         return {**saved[split], "split": split}
     from tunelab.data.file_options import options_for_file
     from tunelab.evaluate.run_context import eval_context
@@ -97,6 +96,40 @@ def evaluate(
         context=eval_context(predictor, logits, enc, dataset),
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
+
+
+def _damaged(path: Path, run_root: Path, what: str) -> DataError:
+    return DataError(
+        f"{path}: damaged ({what}); score the run again on a labelled file: "
+        f"`tunelab eval {run_root} --data FILE`"
+    )
+
+
+def _read_saved_metrics(path: Path, run_root: Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` as a dict; an export with --data keeps that file's score under "parity".
+
+    Raises:
+        DataError: not JSON or not UTF-8 (it was "unexpected JSONDecodeError"), naming the file and
+            the command that scores the run again.
+    """
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, or not UTF-8
+        raise _damaged(path, run_root, "not JSON") from None
+    return saved if isinstance(saved, dict) else {}
+
+
+def _check_scores(metrics: object, path: Path, run_root: Path) -> None:
+    """The saved split is a mapping whose headline scores are numbers: a string score was shown
+    as "-", as if the metric did not apply, with nothing saying the file was damaged."""
+    from tunelab.cli.output import HEADLINE_KEYS
+
+    if not isinstance(metrics, dict):
+        raise _damaged(path, run_root, f"its scores are {type(metrics).__name__}, not a mapping")
+    for key in HEADLINE_KEYS:
+        value = metrics.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _damaged(path, run_root, f"{key} is {value!r}, not a number")
 
 
 EVAL_SOURCE = "eval.json"  # in each default report folder: which data file it reports on

@@ -65,6 +65,28 @@ def check_parents_are_folders(target: Path, flag: str) -> None:
             raise ConfigError(f"{flag} {target}: {parent} is a file, not a folder; give another {flag}")
 
 
+def check_output_dir(output_dir: str | Path, flag: str = "output_dir") -> None:
+    """Refuse an output folder no run folder can be made in, before any work.
+
+    A file there, a file among its parents, or a folder this process cannot write to failed only
+    when the run folder was made, after the model was loaded, probed and the rows augmented
+    ("unexpected NotADirectoryError/PermissionError"), and ``tunelab validate`` said nothing.
+
+    Raises:
+        ConfigError: naming the flag, the reason and the fix.
+    """
+    from tunelab.errors import ConfigError
+
+    out = Path(output_dir)
+    if path_exists(out) and not out.is_dir():
+        raise ConfigError(f"{flag} {out}: a file, not a folder; give another {flag}")
+    check_parents_are_folders(out, flag)
+    # The nearest folder that exists is the one the run's folders will be made in.
+    nearest = next((p for p in (out, *out.parents) if path_exists(p)), None)
+    if nearest is not None and not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {out}: {nearest} is not writable; give another {flag}")
+
+
 def path_exists(path: Path) -> bool:
     """``path.exists()``, False where the OS cannot even look (a name too long raised OSError),
     so the folder's making fails instead, in one line."""
@@ -129,16 +151,26 @@ class RunFolder:
     checkpoints = property(lambda self: self.root / "checkpoints")
 
     @classmethod
-    def create(cls, output_dir: str | Path, name: str | None) -> RunFolder:
+    def create(cls, output_dir: str | Path, name: str | None, flag: str = "output_dir") -> RunFolder:
         """Make a fresh ``<name>.partial`` folder; a finished run of the same name is never touched.
 
         A taken name is refused here, before any training, rather than found at the end of it.
+        A folder that cannot be made is a one-line ``ConfigError`` naming ``flag`` (the option that
+        gave ``output_dir``), not an unexpected ``OSError``.
         """
         out = Path(output_dir)
         name = name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
         root = cls.check_name(out, name)
-        for sub in ("logs", "checkpoints"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in ("logs", "checkpoints"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the output folder changed since the checks, or a read-only mount
+            from tunelab.errors import ConfigError
+
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"{flag} {out}: cannot make the run folder {root} ({reason}); give another {flag}"
+            ) from None
         return cls(root)
 
     @classmethod
@@ -151,7 +183,7 @@ class RunFolder:
         ``finish()`` itself once everything is written.
         """
         target = Path(target)
-        partial = cls.create(target.parent, target.name)
+        partial = cls.create(target.parent, target.name, flag="--out")
         try:
             yield partial
         except BaseException:

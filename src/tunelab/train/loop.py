@@ -142,7 +142,9 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
 
     model.train()
     bar = tqdm(
-        total=total_steps * cfg.batch_size * cfg.grad_accum_steps,
+        total=_planned_samples(
+            len(lengths), cfg.batch_size * cfg.grad_accum_steps, steps_per_epoch, total_steps
+        ),
         initial=state.samples,
         unit="samples",
         unit_scale=True,
@@ -152,10 +154,24 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     )
     with fast_dropout(model, cfg.fast_dropout):
         _train_epochs(model, setup, state, optimizer, scheduler, adversary, total_steps, bar)
+    if not state.stopped_early and bar.total != bar.n:  # a normal finish ends at 100%, whatever the plan
+        bar.total = bar.n
+        bar.refresh()
     bar.close()
     if best_path.is_file():
         load_trainable_state(model, load_file(str(best_path)))
     return state
+
+
+def _planned_samples(rows: int, per_step: int, steps_per_epoch: int, total_steps: int) -> int:
+    """The training samples ``total_steps`` optimizer steps read: the progress bar's 100%.
+
+    ``steps * batch * accumulation`` counted every epoch's last, short batch as full, so a run
+    that finished normally left the bar short of 100%. A fractional last epoch counts its steps'
+    full batches, capped at the epoch's rows (``run_loop`` completes the bar at a normal finish).
+    """
+    full_epochs, rest = divmod(total_steps, steps_per_epoch)
+    return full_epochs * rows + min(rest * per_step, rows)
 
 
 def _train_epochs(

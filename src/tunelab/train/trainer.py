@@ -45,6 +45,24 @@ from tunelab.train.pseudo_rows import add_pseudo_labelled_rows
 logger = logging.getLogger(__name__)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, saying how to continue: ``tunelab train`` printed only "interrupted"
+    though the ``.partial`` folder (with its checkpoints, if any yet) was there to resume.
+
+    A ``KeyboardInterrupt``, so a program that catches that still catches it; ``str()`` is the hint.
+    """
+
+
+def _interrupted(run: RunFolder) -> TrainingInterrupted:
+    """The interruption, with the command that continues ``run`` and from where."""
+    try:
+        step = _checkpoint_step(run)
+    except (OSError, ValueError, KeyError):  # a checkpoint being written when Ctrl-C came
+        step = None
+    where = f"the last checkpoint (step {step})" if step is not None else "the start (no checkpoint yet)"
+    return TrainingInterrupted(f"`tunelab train --resume {run.root}` continues from {where}")
+
+
 @dataclass
 class TrainResult:
     """What a finished run produced."""
@@ -54,13 +72,22 @@ class TrainResult:
     summary: dict[str, Any]
 
 
-def _setup_file_log(path: Path) -> logging.Handler:
+def _setup_file_log(path: Path) -> tuple[logging.Handler, int]:
+    """Send the ``tunelab`` logs to ``train.log`` at INFO; return the handler and the logger's level.
+
+    The logger must pass INFO for the file to get it, so the caller restores the returned level
+    when training ends: it was left at INFO, and INFO lines then reached the console after
+    ``tunelab train`` (without -v) or in a program calling ``tunelab.train()`` twice.
+    """
     handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)  # its own level: the file keeps INFO whatever the console shows
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("tunelab")
+    previous = root.level
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return handler
+    if root.getEffectiveLevel() > logging.INFO:  # a DEBUG asked for elsewhere stays DEBUG
+        root.setLevel(logging.INFO)
+    return handler, previous
 
 
 def _data_files(cfg: RunConfig) -> dict[str, str | None]:
@@ -277,7 +304,7 @@ def train(
     from tunelab.train.continual import write_rehearsal
 
     write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)
-    handler = _setup_file_log(run.logs / "train.log")
+    handler, level_before = _setup_file_log(run.logs / "train.log")
     try:
         return _train_in(
             run,
@@ -304,8 +331,13 @@ def train(
             on_evaluate=on_evaluate,
             read_splits=checked.splits,
         )
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise _interrupted(run) from None
     finally:
         logging.getLogger("tunelab").removeHandler(handler)
+        logging.getLogger("tunelab").setLevel(level_before)
         handler.close()
 
 

@@ -719,7 +719,7 @@ def coerce_types(
         elif kind.startswith("list[str]"):
             # Anything but a list (a string, a number, a mapping) is refused here in one line: a
             # number reached the readers and failed as "'int' object is not iterable".
-            if isinstance(value, list):
+            if isinstance(value, list | tuple):  # a tuple from the Python API is a list too
                 out[key] = [str(v) for v in value]
             elif not (isinstance(value, str) and kind != "list[str]"):
                 problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"

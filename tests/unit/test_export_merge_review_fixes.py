@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,14 @@ def test_a_killed_merges_folder_is_removed_and_a_live_ones_kept(
     dead = tmp_path / f".merged.merging-{done.pid}-0123abcd"
     (dead / "weights").mkdir(parents=True)
     (dead / "weights" / "model.safetensors").write_bytes(b"\0" * 1000)
+    (dead / MARKER).write_text("")  # a killed merge's marker: no process holds its lock
+    old = tmp_path / f".merged.merging-{done.pid}-00000000"  # no marker (an older version's), hours old
+    old.mkdir()
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    # no marker and just made: a merge on another machine (its pid means nothing here) between
+    # making its folder and locking the marker, or renaming it: left alone
+    young = tmp_path / f".merged.merging-{done.pid}-11111111"
+    young.mkdir()
     live = tmp_path / f".merged.merging-{os.getppid()}-4567abcd"  # its process runs
     live.mkdir()
     elsewhere = tmp_path / f".merged.merging-{done.pid}-89abcdef"  # locked: a live merge on another host
@@ -285,7 +294,8 @@ def test_a_killed_merges_folder_is_removed_and_a_live_ones_kept(
     finally:
         assert held is not None
         held.close()
-    assert not dead.exists() and live.is_dir() and elsewhere.is_dir() and other.is_dir()
+    assert not dead.exists() and not old.exists()
+    assert live.is_dir() and elsewhere.is_dir() and other.is_dir() and young.is_dir()
     assert f"removed {dead}, left behind by a merge (pid {done.pid}) that was killed" in caplog.text
     assert not (result.path / MARKER).exists()  # the merge's own lock file stays out of the run
     assert (

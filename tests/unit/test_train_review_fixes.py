@@ -140,6 +140,12 @@ def test_a_list_field_still_takes_a_list() -> None:
     assert cfg.data.labels == ["a", "5"]
 
 
+def test_a_list_field_takes_a_tuple_from_the_python_api() -> None:
+    """The list check refused a tuple, which Python callers pass (it went through before)."""
+    cfg = RunConfig.from_dict({"data": {"train": "x.csv", "labels": ("a", "b")}})
+    assert cfg.data.labels == ["a", "b"]
+
+
 # --- 4. damaged metrics.json --------------------------------------------------------------------
 
 

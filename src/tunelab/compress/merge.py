@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -268,6 +269,11 @@ def _remove_stale_staging(target: Path) -> None:
             held = _lock(marker)
             if held is None:
                 continue  # locked: a live merge elsewhere
+        elif _age_s(folder) < STALE_UNMARKED_S:
+            # No marker: an older version's folder, or one a live merge (on another machine sharing
+            # the folder, whose pid means nothing here) made a moment ago or is renaming: left alone
+            # until it is old enough to be neither.
+            continue
         try:
             shutil.rmtree(folder)
             log.warning("removed %s, left behind by a merge (pid %d) that was killed", folder, pid)
@@ -276,6 +282,16 @@ def _remove_stale_staging(target: Path) -> None:
         finally:
             if held is not None:
                 held.close()
+
+
+STALE_UNMARKED_S = 3600.0  # a merge folder without a marker is removed only when this old
+
+
+def _age_s(folder: Path) -> float:
+    try:
+        return time.time() - folder.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _pid_alive(pid: int) -> bool:

@@ -402,3 +402,49 @@ def test_a_slow_load_does_not_hold_up_another_models_rollback() -> None:
         assert (await loading).version == "1" and registry.active("other") == "1"
 
     asyncio.run(main())
+
+
+def test_usage_reports_hold_at_most_two_database_connections_at_once(api: App) -> None:
+    """Each /v1/usage aggregate held a database connection for its whole run: four at once took
+    PostgreSQL's whole pool, and every other client's key check waited for one."""
+    import threading
+    import time
+
+    from tunelab.serve.deps import REPORTS_AT_ONCE
+
+    lock, release = threading.Lock(), threading.Event()
+    running, most = [0], [0]
+    summary = api.access.usage_summary
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            assert release.wait(10)
+            return summary(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    api.access.usage_summary = slow
+    answers: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(
+                api.client.get("/v1/usage", headers=api.headers(api.token)).status_code
+            )
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    try:
+        assert most[0] == REPORTS_AT_ONCE == 2
+        assert api.predict({"texts": ["a"]}, api.token).status_code == 200  # others go on meanwhile
+    finally:
+        release.set()
+        for t in threads:
+            t.join(30)
+    assert answers == [200] * 4

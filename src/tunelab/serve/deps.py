@@ -7,6 +7,7 @@ thread pool; the event loop keeps batching and answering meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from tunelab.serve.observe import RateLimitedLog
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.settings import ServeSettings
 
+REPORTS_AT_ONCE = 2  # /v1/usage aggregates running at once (see ServeState.reports)
 READINESS_LOG_INTERVAL_S = 60.0  # at most one "database unreachable" line per this many seconds
 
 
@@ -41,6 +43,10 @@ class ServeState:
     recommenders: Any = None  # tunelab.serve.recommenders.RecommenderRegistry (``--recommend``)
     alert_webhook: Any = None  # tunelab.apps.monitor.webhook.AlertWebhook when a monitor has a URL
     in_flight: Any = None  # tunelab.serve.in_flight.InFlightTexts: each key's texts queued or running
+    # Usage reports (/v1/usage) running at once, all keys together: each holds a database connection
+    # for its whole aggregate, and PostgreSQL's pool (4) is the one every key check, quota count and
+    # usage row borrows from; reports past this wait in the event loop, holding nothing.
+    reports: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(REPORTS_AT_ONCE))
     # Failed /readyz probes: an orchestrator probes every few seconds while the database is down.
     readiness_log: RateLimitedLog = field(
         default_factory=lambda: RateLimitedLog(

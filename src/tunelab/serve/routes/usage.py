@@ -40,9 +40,10 @@ async def usage(
                 status=422,
                 code="invalid_parameter",
             ) from None
-    # A read over all of a key's rows. It no longer holds up other clients (SQLite reads on
-    # read-only WAL connections of their own, PostgreSQL on pooled ones), but it still costs the
-    # database I/O and CPU: the key's rate applies (it did not), and the window is bounded.
+    # A read over all of a key's rows. It does not hold up other clients' key checks and usage rows
+    # (SQLite reads on read-only WAL connections of their own; at most REPORTS_AT_ONCE reports hold
+    # PostgreSQL pool connections), but it still costs the database I/O and CPU: the key's rate
+    # applies, and the window is bounded.
     await run_in_threadpool(state.access.admit_rate, caller)
     end = as_utc(until) if until is not None else datetime.now(UTC)
     # until near year 1: a month before it is out of range (a 500 before)
@@ -63,4 +64,5 @@ async def usage(
             status=422,
             code="invalid_parameter",
         )
-    return await run_in_threadpool(state.access.usage_summary, caller, start, until)
+    async with state.reports:  # at most REPORTS_AT_ONCE aggregates hold database connections
+        return await run_in_threadpool(state.access.usage_summary, caller, start, until)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tunelab.evaluate.metrics import HEADLINE_KEYS
+
 
 def pct(value: Any) -> str:
     return f"{100 * float(value):.2f}%" if isinstance(value, int | float) else "-"
@@ -16,19 +18,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-# The percentages worth a line after training or eval, whichever of them a task's metrics have.
-HEADLINE_KEYS = (
-    "entity_f1",
-    "entity_precision",
-    "entity_recall",
-    "token_accuracy",
-    "accuracy",
-    "macro_f1",
-    "micro_f1",
-    "weighted_f1",
-)
 
 
 def headline_lines(metrics: dict[str, Any]) -> list[str]:

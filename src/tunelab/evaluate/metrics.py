@@ -235,3 +235,16 @@ def _micro_f1(pred: np.ndarray, gold: np.ndarray) -> float:
     wrong = int(np.sum(pred ^ gold))  # false positives + false negatives
     denominator = 2 * true_pos + wrong
     return 2 * true_pos / denominator if denominator else 0.0
+
+
+# The percentages worth a line after training or eval, whichever of them a task's metrics have.
+HEADLINE_KEYS = (
+    "entity_f1",
+    "entity_precision",
+    "entity_recall",
+    "token_accuracy",
+    "accuracy",
+    "macro_f1",
+    "micro_f1",
+    "weighted_f1",
+)

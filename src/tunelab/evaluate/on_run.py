@@ -122,7 +122,7 @@ def _read_saved_metrics(path: Path, run_root: Path) -> dict[str, Any]:
 def _check_scores(metrics: object, path: Path, run_root: Path) -> None:
     """The saved split is a mapping whose headline scores are numbers: a string score was shown
     as "-", as if the metric did not apply, with nothing saying the file was damaged."""
-    from tunelab.cli.output import HEADLINE_KEYS
+    from tunelab.evaluate.metrics import HEADLINE_KEYS
 
     if not isinstance(metrics, dict):
         raise _damaged(path, run_root, f"its scores are {type(metrics).__name__}, not a mapping")

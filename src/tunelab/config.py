@@ -717,11 +717,13 @@ def coerce_types(
                 if isinstance(value, list | dict):
                     problems[key] = f"{section}.{key}={value!r} (use a single text value)"
         elif kind.startswith("list[str]"):
-            # Anything but a list (a string, a number, a mapping) is refused here in one line: a
-            # number reached the readers and failed as "'int' object is not iterable".
+            # A list field given anything but a list (a string, a number, a mapping) is refused here
+            # in one line: a number reached the readers and failed as "'int' object is not iterable".
+            # A list-or-name method option (list[str]|str, target_modules) is its method's to check,
+            # which names the modules it expects.
             if isinstance(value, list | tuple):  # a tuple from the Python API is a list too
                 out[key] = [str(v) for v in value]
-            elif not (isinstance(value, str) and kind != "list[str]"):
+            elif kind == "list[str]":
                 problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
     return out, problems
 

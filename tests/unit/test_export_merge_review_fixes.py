@@ -133,9 +133,9 @@ def test_merge_from_another_directory_checks_on_the_runs_own_test_file(
     trained_here: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It read ``test.csv`` of the current directory: missing, it failed; present, it was scored."""
-    from conftest import write_labelled_csv
+    import pandas as pd
 
-    write_labelled_csv(tmp_path / "test.csv", per_class=1, seed=9)  # a same-named file of 3 rows here
+    pd.read_csv(labelled_csvs[1]).head(3).to_csv(tmp_path / "test.csv", index=False)  # same name, 3 rows
     monkeypatch.chdir(tmp_path)
     result = tunelab.merge(trained_here, output=tmp_path / "merged")
     own = trained_here.parent.parent / "test.csv"

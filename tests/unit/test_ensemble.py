@@ -20,18 +20,23 @@ from tunelab.tasks import available_tasks, get_task
 TEXTS = ["football match and a goal today", "pizza and cheese for dinner", "rain and snow and cold wind"]
 
 
+def train_runs(
+    tiny_bert, tiny_overrides, train, test, out, variants: list[list[str]], epochs: int
+) -> list[Path]:
+    """One tiny run per list of overrides in ``variants`` (each names its own run)."""
+    runs = []
+    for extra in variants:
+        overrides = tiny_overrides(tiny_bert, train, test, out, *extra, epochs=epochs)
+        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    return runs
+
+
 @pytest.fixture(scope="module")
 def members(tiny_bert, labelled_csvs, tiny_overrides, tmp_path_factory) -> list[Path]:
     """Three tiny runs of one label set, differing by seed (dev split and test file each)."""
     train, test = labelled_csvs
-    out = tmp_path_factory.mktemp("runs")
-    runs = []
-    for seed in (1, 2, 3):
-        overrides = tiny_overrides(
-            tiny_bert, train, test, out, "data.dev_size=0.2", f"train.seed={seed}", f"name=m{seed}", epochs=2
-        )
-        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
-    return runs
+    variants = [["data.dev_size=0.2", f"train.seed={seed}", f"name=m{seed}"] for seed in (1, 2, 3)]
+    return train_runs(tiny_bert, tiny_overrides, train, test, tmp_path_factory.mktemp("runs"), variants, 2)
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +171,9 @@ def test_an_ner_ensemble_averages_per_token_probabilities(
     tiny_bert, tagged_jsonls, tiny_overrides, tmp_path
 ) -> None:
     train, test = tagged_jsonls
-    runs = []
-    for seed in (1, 2):
-        overrides = tiny_overrides(
-            tiny_bert, train, test, tmp_path / "runs", "data.task=token_classification", f"train.seed={seed}",
-            f"name=ner{seed}", epochs=1,
-        )  # fmt: skip
-        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    ner = "data.task=token_classification"
+    variants = [[ner, f"train.seed={seed}", f"name=ner{seed}"] for seed in (1, 2)]
+    runs = train_runs(tiny_bert, tiny_overrides, train, test, tmp_path / "runs", variants, 1)
     built = ensemble(runs, tmp_path / "ner-ens")
     assert [m["temperature"] for m in built.members] == [1.0, 1.0]  # temperature scaling is single-label
     texts = ["maria visited rome today", "john left berlin"]
@@ -378,13 +379,8 @@ def test_rows_another_member_trained_on_are_left_out_of_the_metrics(
     from tunelab.data.held_out import normalised
 
     train, _ = labelled_csvs
-    runs = []
-    for seed in (1, 2):
-        overrides = tiny_overrides(
-            tiny_bert, train, None, tmp_path / "runs", "data.test_size=0.25", f"data.split_seed={seed}",
-            f"name=s{seed}", epochs=1,
-        )  # fmt: skip
-        runs.append(tunelab.train(None, overrides=overrides, show_progress=False).run_dir)
+    variants = [["data.test_size=0.25", f"data.split_seed={seed}", f"name=s{seed}"] for seed in (1, 2)]
+    runs = train_runs(tiny_bert, tiny_overrides, train, None, tmp_path / "runs", variants, 1)
     first, second = (tunelab.load(r) for r in runs)
     own = first.task.load_splits(first.config.data)
     theirs = {normalised(t, None) for t in second.task.load_splits(second.config.data).train.texts}

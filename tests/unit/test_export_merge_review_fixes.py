@@ -314,7 +314,7 @@ def test_a_run_with_a_relative_base_is_served_and_continued_from_another_directo
     monkeypatch.chdir(tmp_path)
     pool = BasePool()
     served = pool.load(str(trained_here))
-    assert served is not None
+    assert served.predict(TEXT)["label"] == tunelab.load(trained_here).predict(TEXT)["label"]
     report = validate_run(
         None, overrides=[f"data.train={labelled_csvs[0]}"], from_run=trained_here, count_tokens=False
     )

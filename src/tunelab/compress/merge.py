@@ -298,8 +298,6 @@ def _pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (on this machine); on Windows always True (nothing is removed)."""
     if os.name == "nt":
         return True  # os.kill there terminates the process instead of probing it
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

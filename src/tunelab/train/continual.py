@@ -54,7 +54,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     from tunelab.config import apply_override
     from tunelab.runs.folder import free_name
 
-    run, _ = _find(from_run)
+    run, summary = _find(from_run)
     raw = json.loads(run.config_json.read_text(encoding="utf-8"))
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
@@ -72,7 +72,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     # A local base named by a relative path resolves against the current directory: from another
     # one, the folder recorded at training (as loading the run finds it), so this run can load it.
     model = dict(raw.get("model") or {})
-    found = _base_found(RunConfig.from_dict(raw), run.read_summary())
+    found = _base_found(RunConfig.from_dict(raw), summary)
     if found is not None:
         model["name"] = found
         raw["model"] = model

@@ -287,7 +287,8 @@ class FileFollower:
                     found.append((entry.stat().st_mtime_ns, Path(entry.path)))
             except OSError:
                 continue
-        found += [f for f in self._targets_after(old, since) if f[1] not in {p for _, p in found}]
+        seen = {p for _, p in found}
+        found += [f for f in self._targets_after(old, since) if f[1] not in seen]
         # Equal times: logrotate's higher number is the older file.
         found.sort(key=lambda f: (f[0], [-ord(c) for c in f[1].name]))
         return [path for _, path in found]

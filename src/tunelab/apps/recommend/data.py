@@ -344,8 +344,10 @@ def _times(
         raise DataError(f"{path}: {places[i]}: {column} is empty; every {what} needs a time")
     # A JSON object or list ({"$date": ...}, MongoDB's export) made pandas' date cache fail as
     # "unexpected TypeError: unhashable type" on files of 50 rows or more; an integer past a float's
-    # range failed in to_numeric as OverflowError.
-    for i, value in enumerate(values):
+    # range failed in to_numeric as OverflowError. Only an object or boolean column can hold those:
+    # a numeric one is not walked row by row in Python.
+    checked = values if values.dtype == object or pd.api.types.is_bool_dtype(values) else ()
+    for i, value in enumerate(checked):
         if (
             isinstance(value, dict | list | tuple | bool | np.bool_)  # true is no time (nor 1970)
             or (isinstance(value, int) and abs(value) >= 2**63)

@@ -74,8 +74,12 @@ class LiveStore:
         self._loaded = folder_identity(self.folder)
         self._warned_replaced = False
 
+    def _replaced(self) -> bool:
+        """The folder was rebuilt or moved since this store was opened."""
+        return folder_identity(self.folder) != self._loaded
+
     def _check_folder(self) -> None:
-        if folder_identity(self.folder) != self._loaded:
+        if self._replaced():
             raise FolderReplacedError(
                 f"{self.folder} was rebuilt or moved since this recommender was loaded; load it again "
                 "(restart the server) so that writes go into the current folder"
@@ -142,7 +146,7 @@ class LiveStore:
         an item and an event on it between the two reads; the reader would see the event without
         its item, skip it as naming an unknown item, and move past it for good.
         """
-        if folder_identity(self.folder) != self._loaded:
+        if self._replaced():
             # rebuilt since loaded: its live.sqlite belongs to the new build (items encoded by the
             # new encoder, its events): read, the old server mixed them into its own index
             if not self._warned_replaced:

@@ -851,7 +851,7 @@ def _event_time(value: Any) -> float:
         check_epoch_number(value)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float):  # a bool was refused just above
         try:
             when = float(value)  # an int past float's range (10**400) raises OverflowError
         except OverflowError:

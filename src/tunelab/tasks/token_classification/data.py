@@ -142,10 +142,7 @@ def load_splits(data: DataConfig) -> Splits:
     train = read_sentences(data.train, data, field="data.train", gold_cuts=True)
     labels = label_map(train, data.train)
     pool = to_dataset(train, labels, data.train)
-    scored = pool  # what carved dev/test sentences come from
-    carves = (not data.test and data.test_size > 0) or (not data.dev and data.dev_size > 0)
-    if carves and any(s.text is not None for s in train):  # a span file: the same lines, uncut
-        scored = to_dataset(read_sentences(data.train, data, field="data.train"), labels, data.train)
+    scored: NerDataset | None = None  # what carved dev/test sentences come from, made when needed
     notes: list[str] = []
     keep = list(range(len(pool)))
     held: dict[str, NerDataset | None] = {}
@@ -156,6 +153,10 @@ def load_splits(data: DataConfig) -> Splits:
             held[what] = to_dataset(sentences, labels, path)
         elif size > 0:
             keep, out = _carve(len(pool), keep, size, what=what, data=data, notes=notes)
+            if scored is None:  # a span file: the same lines, uncut, as predict splits them
+                spans = any(s.text is not None for s in train)
+                uncut = read_sentences(data.train, data, field="data.train") if spans else None
+                scored = pool if uncut is None else to_dataset(uncut, labels, data.train)
             held[what] = scored.subset(out, f" ({what} split)")
         else:
             held[what] = None

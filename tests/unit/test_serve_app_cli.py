@@ -196,3 +196,17 @@ def test_serve_help_keeps_its_curl_examples_on_their_lines(capsys: pytest.Captur
     out = capsys.readouterr().out
     assert out.count('Bearer $TOKEN" \\\n') >= 4, out
     assert '$TOKEN"        -H' not in out
+
+
+def test_repeat_gate_logs_a_recurring_failure_once_per_message_and_interval() -> None:
+    from tunelab.serve.logging_setup import RepeatGate
+
+    gate = RepeatGate(every_s=300)
+    assert gate.should_log("a", "db down", now=0.0)
+    assert not gate.should_log("a", "db down", now=299.0)  # the same failure, too soon
+    assert gate.should_log("b", "db down", now=299.0)  # another key has its own entry
+    assert gate.should_log("a", "disk full", now=299.5)  # a new message is logged at once
+    assert not gate.should_log("a", "disk full", now=500.0)
+    assert gate.should_log("a", "disk full", now=599.5)  # and again after the interval
+    assert gate.recovered("a") and not gate.recovered("a") and not gate.recovered("c")
+    assert gate.should_log("a", "disk full", now=600.0)  # after a recovery the next failure is new

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONNECTION_LOG_INTERVAL_S = 10.0
@@ -54,6 +54,32 @@ class ConnectionNoiseFilter(logging.Filter):
             )
             record.args = ()
         return True
+
+
+class RepeatGate:
+    """Whether a failure that keeps recurring should be logged: the first time, when its message
+    changes, and again every ``every_s`` while it lasts.
+
+    A source or a store retried every few seconds would otherwise write the same line (or
+    traceback) hundreds of times an hour. One gate holds one entry per ``key`` (a monitor, a
+    webhook target). Written here since logging has no per-message rate limit of its own.
+    """
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last: dict[Hashable, tuple[str, float]] = {}
+
+    def should_log(self, key: Hashable, message: str, now: float) -> bool:
+        """True (and remembered) when ``message`` for ``key`` at ``now`` (seconds) is worth a line."""
+        last = self._last.get(key)
+        if last is not None and last[0] == message and now - last[1] < self.every_s:
+            return False
+        self._last[key] = (message, now)
+        return True
+
+    def recovered(self, key: Hashable) -> bool:
+        """Forget ``key``'s failure; True if it had one (so its recovery can be logged once)."""
+        return self._last.pop(key, None) is not None
 
 
 def configure_logging(*, level: str = "info", mask: bool = True) -> logging.Handler:

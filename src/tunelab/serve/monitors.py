@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunelab.errors import ConfigError, TunelabError, first_line
 from tunelab.serve.batcher import MicroBatcher
+from tunelab.serve.logging_setup import RepeatGate
 from tunelab.serve.registry import ModelNotServedError
 from tunelab.serve.store import StoreError
 
@@ -221,16 +222,14 @@ class MonitorRegistry:
         source that cannot be read for an hour wrote 360 tracebacks. A tunelab error (a source
         gone or unreadable, a database down) is its one line; anything else keeps its traceback.
         """
-        last: tuple[str, float] | None = None
+        gate = RepeatGate(FOLLOW_LOG_REPEAT_S)
         while not self._stop.is_set():
             try:
                 served.monitor.run(stop=self._stop)
             except Exception as exc:
                 ours = isinstance(exc, TunelabError)
                 message = first_line(exc) if ours else f"{type(exc).__name__}: {exc}"
-                now = time.monotonic()
-                if last is None or last[0] != message or now - last[1] >= FOLLOW_LOG_REPEAT_S:
-                    last = (message, now)
+                if gate.should_log(served.name, message, time.monotonic()):
                     log.warning(
                         "monitor %s: following its sources failed (%s); retrying every %.0fs",
                         served.name,

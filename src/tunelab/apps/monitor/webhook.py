@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tunelab.serve.logging_setup import RepeatGate
 from tunelab.serve.webhook import OutboxWorker, Outgoing, post_json
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ class AlertWebhook(OutboxWorker):
         # While ``drain`` runs: the alerts it has tried (each once), and the event that stops it.
         self._drained: set[str] | None = None
         self._drain_stop: threading.Event | None = None
-        # target index -> (the error its store last raised, when it was logged): a served monitor
-        # with its own database down is logged once per error and TARGET_ERROR_LOG_S, not per lease
-        self._target_errors: dict[int, tuple[str, datetime]] = {}
+        # Per target index: a served monitor with its own database down is logged once per error
+        # and TARGET_ERROR_LOG_S, not per lease
+        self._target_errors = RepeatGate(TARGET_ERROR_LOG_S)
 
     def lease(self, now: datetime, limit: int) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -113,7 +114,7 @@ class AlertWebhook(OutboxWorker):
             except Exception as exc:
                 self._target_failed(i, target, exc, now)
                 continue
-            if self._target_errors.pop(i, None) is not None:
+            if self._target_errors.recovered(i):
                 log.warning("alert webhook: monitor %s: its store can be read again", target.name)
         return out
 
@@ -140,9 +141,7 @@ class AlertWebhook(OutboxWorker):
     def _target_failed(self, index: int, target: AlertTarget, exc: Exception, now: datetime) -> None:
         """Log a target's store error: once per error, and again every ``TARGET_ERROR_LOG_S``."""
         message = f"{type(exc).__name__}: {exc}"
-        last = self._target_errors.get(index)
-        if last is None or last[0] != message or (now - last[1]).total_seconds() >= TARGET_ERROR_LOG_S:
-            self._target_errors[index] = (message, now)
+        if self._target_errors.should_log(index, message, now.timestamp()):
             log.warning(
                 "alert webhook: monitor %s: reading its pending alerts failed (%s); its alerts wait, "
                 "the other monitors' are delivered",

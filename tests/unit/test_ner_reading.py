@@ -356,6 +356,22 @@ def test_conll_token_column_reads_the_words_of_a_numbered_file(tmp_path: Path) -
     assert read_conll(path, tag_column=2, token_column=-3)[0].tokens == sentences[0].tokens
 
 
+def test_conll_comment_lines_before_a_sentence_are_skipped(tmp_path: Path) -> None:
+    """GermEval-2014 starts each sentence with '#<TAB>url [date]', CoNLL-U with '# key = value'."""
+    germeval = "#\thttp://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]\n" + GERMEVAL.replace(
+        "\n\n", "\n\n#\thttp://de.wikipedia.org/wiki/Er [2009-10-18]\n"
+    )
+    path = write(tmp_path / "germeval.tsv", germeval)
+    sentences = read_conll(path, tag_column=2, token_column=1)
+    assert [s.tokens for s in sentences] == [["Schartau", "sagte", "in", "Berlin"], ["Er", "ging"]]
+    assert sentences[1].line == 8
+    conllu = "# sent_id = 1\n# text = EU rejects\nEU B-ORG\nrejects O\n"
+    assert read_conll(write(tmp_path / "u.txt", conllu))[0].tokens == ["EU", "rejects"]
+    # a '#' token with its tag has the token lines' columns: it stays a token, first in a sentence too
+    hashtag = write(tmp_path / "tweets.txt", "# O\nEU B-ORG\n\nwow O\n# O\n")
+    assert [s.tokens for s in read_conll(hashtag)] == [["#", "EU"], ["wow", "#"]]
+
+
 def test_a_token_column_of_token_numbers_is_refused(tmp_path: Path) -> None:
     """Read from column 0, GermEval trained on "1", "2", "3", ... with no error."""
     path = write(tmp_path / "germeval.tsv", GERMEVAL)

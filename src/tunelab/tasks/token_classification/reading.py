@@ -177,9 +177,12 @@ def read_conll(
 ) -> list[Sentence]:
     """Read a CoNLL/BIO column file: one token per line, whitespace-separated columns.
 
-    Blank lines end a sentence; ``-DOCSTART-`` lines (document breaks in CoNLL-2003) are skipped.
-    Every token line must have as many columns as the first one, so that ``tag_column=-1`` can
-    never silently read another column (a POS or chunk tag) on a shorter line.
+    Blank lines end a sentence; ``-DOCSTART-`` lines (document breaks in CoNLL-2003) are skipped,
+    and so are comment lines before a sentence (GermEval-2014's ``# http://... [date]``, CoNLL-U's
+    ``# sent_id = 1``): a line starting with ``#`` whose column count is not the token lines'. A
+    ``#`` token with a tag (``#  O``, as tweets have) has the token lines' columns and stays a
+    token. Every token line must have as many columns as the first one, so that ``tag_column=-1``
+    can never silently read another column (a POS or chunk tag) on a shorter line.
 
     Args:
         path: the file.
@@ -200,6 +203,7 @@ def read_conll(
     tags: list[str] = []
     lines: list[int] = []
     width: tuple[int, int] | None = None  # (column count, line it was first seen on)
+    token_width = _token_line_width(text)
 
     def flush() -> None:
         nonlocal tokens, tags, lines
@@ -215,6 +219,8 @@ def read_conll(
         if cols[0] == DOCSTART:
             flush()
             continue
+        if not tokens and cols[0] == "#" and token_width is not None and len(cols) != token_width:
+            continue  # a comment before a sentence (GermEval, CoNLL-U)
         if width is None:
             width = (len(cols), lineno)
             _check_columns(p, lineno, len(cols), tag_column, token_column)
@@ -231,6 +237,16 @@ def read_conll(
         raise DataError(f"{p}: no sentences; expected one 'token ... tag' line per token")
     _check_not_numbers(sentences, token_column, p)
     return sentences
+
+
+def _token_line_width(text: str) -> int | None:
+    """The column count of the first line that is neither blank, ``-DOCSTART-`` nor led by ``#``:
+    what tells a comment line from a ``#`` token (None: every line is one of those)."""
+    for _, line in _numbered_lines(text):
+        cols = line.split()
+        if cols and cols[0] not in (DOCSTART, "#"):
+            return len(cols)
+    return None
 
 
 def _check_not_numbers(sentences: list[Sentence], token_column: int, path: Path) -> None:

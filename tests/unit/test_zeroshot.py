@@ -225,6 +225,24 @@ def test_a_zero_shot_run_folder_predicts_evaluates_and_moves_like_a_run(
         zero_shot(labels_yaml, moved, encoder=str(tiny_bert))
 
 
+def test_a_zero_shot_runs_own_test_file_is_read_again_as_it_was_read(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval --data on the very file the run was scored on read it with the defaults (utf-8, ',')."""
+    rows = ["football café goal;sports", "pizza and cheese;food", "rain and snow;weather"]
+    (tmp_path / "semi.csv").write_bytes(("text;label\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    monkeypatch.chdir(tmp_path)
+    result = zero_shot(labels_yaml, "zs", encoder=str(tiny_bert), test="semi.csv")
+    assert tunelab.evaluate(result.path, "semi.csv")["accuracy"] == result.metrics["test"]["accuracy"]
+    assert tunelab.predict_file(tunelab.load(result.path), "semi.csv", "p.csv") == 3
+    # another semi.csv elsewhere is not taken for the run's own: its own layout is detected
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "semi.csv").write_text("text,label\npizza,food\n", encoding="utf-8")
+    monkeypatch.chdir(other)
+    assert tunelab.evaluate(tmp_path / "zs", "semi.csv")["n"] == 1
+
+
 def test_eval_of_a_saved_zero_shot_run_on_an_unknown_label_asks_for_a_description(
     tiny_bert: Path, labelled_csvs, tmp_path: Path
 ) -> None:

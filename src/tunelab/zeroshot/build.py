@@ -14,6 +14,7 @@ base model: the bundled encoder is always there, and an NLI model folder stays t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
+from tunelab.config import DataConfig
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import RunFolder
 from tunelab.runs.folder import check_new_run_path
@@ -76,11 +78,16 @@ def zero_shot(
     predictor = zero_shot_predictor(
         labels, encoder=encoder, nli=nli, template=template, max_length=max_length
     )
-    rows = _read_test(predictor, test, test_options) if test is not None else None
+    rows = None
+    if test is not None:
+        rows, read = _read_test(predictor, test, test_options)
+        # Saved as it was read (detected or given: encoding, separator, columns), and resolved in
+        # run.json's data_files, as a trained run's: ``eval --data`` and ``predict --input`` take
+        # this file for the run's own and read it with these options, and a file of the same name
+        # elsewhere is not taken for it (``with_training_paths``).
+        predictor.config.data = dataclasses.replace(read, test=str(test))
     descriptions = predictor.backend.descriptions
     with RunFolder.made_in_one_go(target) as partial:
-        if rows is not None:
-            predictor.config.data.test = str(test)
         predictor.config.save(partial.config_json)
         predictor.labels.save(partial.labels_json)
         predictor.tokenizer.save_pretrained(str(partial.tokenizer))
@@ -98,6 +105,11 @@ def zero_shot(
             FORMAT: spec_dict(predictor.backend.spec),
             "threshold": None,
             "data": {"train": None, "dev": None, "test": str(test) if test is not None else None},
+            "data_files": {
+                "train": None,
+                "dev": None,
+                "test": str(Path(test).resolve()) if test is not None else None,
+            },
         }
         metrics: dict[str, Any] = {}
         if rows is not None:
@@ -115,9 +127,9 @@ def zero_shot(
     return ZeroShotResult(path=final.root, descriptions=descriptions, metrics=metrics)
 
 
-def _read_test(predictor: Any, test: str | Path, options: list[str] | None) -> Any:
-    """The labelled rows of ``test``, read as ``tunelab eval`` reads a file."""
+def _read_test(predictor: Any, test: str | Path, options: list[str] | None) -> tuple[Any, DataConfig]:
+    """The labelled rows of ``test``, read as ``tunelab eval`` reads a file, and the options used."""
     from tunelab.data.file_options import options_for_file, parse_file_overrides
 
     read = options_for_file(test, predictor.config.data, parse_file_overrides(options))
-    return predictor.task.read_labelled(test, read, predictor.labels, field=None)
+    return predictor.task.read_labelled(test, read, predictor.labels, field=None), read

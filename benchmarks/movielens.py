@@ -50,12 +50,14 @@ LightFM's cold-start items 0.716 AUC from tags.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import hashlib
 import json
 import math
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -297,7 +299,9 @@ def load(config: Path, *, all_tags: bool = False, **kwargs: Any) -> tuple[Any, A
     ds = load_dataset(cfg)
     split = prepare(ds.interactions, ds.items["item_id"].astype(str).tolist(), **kwargs)
     if not all_tags:
-        cfg, counts = tags_before_cutoffs(cfg, split, Path(tempfile.mkdtemp(prefix="movielens-tags-")))
+        folder = Path(tempfile.mkdtemp(prefix="movielens-tags-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # read until the build is done
+        cfg, counts = tags_before_cutoffs(cfg, split, folder)
         if counts["tag_rows"]:
             print(f"item text: {counts['kept']:,} of {counts['tag_rows']:,} tag rows kept "
                   "(before their author's held-out positives, not on cold items)", flush=True)  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,34 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def save_safetensors(tensors: dict[str, Any], path: str | Path) -> Path:
+    """``safetensors.torch.save_file``, atomically and with the permissions ``open()`` gives.
+
+    safetensors (0.8) creates its file with mode 0600: a server running as a service account, a
+    teammate on a shared folder or a container run as another user could not read the weights
+    beside a config.json anyone could.
+    """
+    from safetensors.torch import save
+
+    return atomic_write_bytes(path, save(tensors))
+
+
+def open_permissions(folder: str | Path, pattern: str = "*.safetensors") -> None:
+    """Give the files of ``folder`` matching ``pattern`` the mode a plain ``open()`` gives now.
+
+    For files a library wrote itself (``save_pretrained`` goes through safetensors, 0600). The
+    mode is read from a probe file created as ``_create_temp`` creates one, never from the umask
+    (see there).
+    """
+    folder = Path(folder)
+    fd, probe = _create_temp(folder / "permissions")
+    os.close(fd)
+    try:
+        mode = stat.S_IMODE(os.stat(probe).st_mode)
+    finally:
+        os.unlink(probe)
+    for path in folder.glob(pattern):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)

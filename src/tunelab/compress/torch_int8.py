@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunelab.atomic import save_safetensors
 from tunelab.data.encoding import Encoded
 from tunelab.errors import RunError, first_line
 from tunelab.inference.backends import LoadContext
@@ -49,8 +50,6 @@ def _quantized_linears(model: nn.Module) -> dict[str, nn.Module]:
 
 def save_torch_int8(model: nn.Module, folder: Path, *, shape: dict[str, Any] | None) -> dict[str, Any]:
     """Quantise ``model`` (a tunelab classifier) and write it to ``folder`` as described above."""
-    from safetensors.torch import save_file
-
     quantized = _quantize(model)  # a copy: ``model`` keeps its float weights
     layers = _quantized_linears(quantized)
     tables = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
@@ -68,7 +67,7 @@ def save_torch_int8(model: nn.Module, folder: Path, *, shape: dict[str, Any] | N
         if bias is not None:
             tensors[f"{name}.int8_bias"] = bias.detach().contiguous()
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(folder / WEIGHTS_FILE))
+    save_safetensors(tensors, folder / WEIGHTS_FILE)
     model.config.to_json_file(str(folder / "config.json"))  # the classifier's, labels included
     layout = {
         **SETTINGS,

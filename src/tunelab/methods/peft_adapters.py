@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import nn
 
+from tunelab.atomic import open_permissions
 from tunelab.errors import ConfigError, RunError, TunelabError, first_line
 from tunelab.methods.registry import BaseSharing, ModelLoader
 
@@ -54,6 +55,7 @@ def wrap(model: nn.Module, peft_config: Any, method: str) -> nn.Module:
 
 def save(model: nn.Module, folder: Path) -> None:
     model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json only
+    open_permissions(folder)  # safetensors writes 0600
 
 
 def load(folder: Path, loader: ModelLoader) -> nn.Module:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from tunelab.atomic import atomic_write_json
+from tunelab.atomic import atomic_write_json, save_safetensors
 from tunelab.errors import RunError, first_line
 from tunelab.methods.peft_adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, head_modules
 from tunelab.methods.registry import ModelLoader
@@ -78,7 +78,7 @@ def train_only_head(model: nn.Module, train_pooler: bool) -> None:
 def save(model: WrappedModel, folder: Path) -> None:
     """The trainable tensors (method + head) and the options; never a frozen base weight."""
     tensors = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(tensors, str(folder / ADAPTER_WEIGHTS))
+    save_safetensors(tensors, folder / ADAPTER_WEIGHTS)
     atomic_write_json(
         folder / ADAPTER_CONFIG,
         {"tunelab_method": model.method, "format": FORMAT, "options": dataclasses.asdict(model.options)},

@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 
+from tunelab.atomic import open_permissions
 from tunelab.errors import ModelNotFoundError, first_line
 from tunelab.models.pooled_classifier import PooledClassifier, PooledClassifierConfig
 
@@ -237,6 +238,7 @@ def save_classifier(model: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with no_progress_bars():
         model.save_pretrained(str(folder))
+    open_permissions(folder)  # safetensors writes 0600
 
 
 def pooled_features(model: nn.Module, **batch: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.atomic import open_permissions
 from tunelab.errors import ModelNotFoundError
 
 ALIAS = "e5-small-multilingual"
@@ -270,6 +271,7 @@ def convert(weights: Path, tokenizer_json: Path, out: Path) -> None:
 
     with no_progress_bars():  # a bar for a one-second write is noise
         model.save_pretrained(str(out), safe_serialization=True)
+    open_permissions(out)  # safetensors writes 0600
     _write_tokenizer(tokenizer_json, out, config.max_position_embeddings)
 
 

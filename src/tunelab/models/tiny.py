@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunelab.atomic import open_permissions
+
 
 def save_tiny_bert(folder: str | Path, *, labels: list[str] | None = None) -> Path:
     """Write a random 2-layer BERT (safetensors, seed 0) and the bundled tokenizer to ``folder``.
@@ -41,5 +43,6 @@ def save_tiny_bert(folder: str | Path, *, labels: list[str] | None = None) -> Pa
         config.label2id = {name: i for i, name in enumerate(labels)}
         model = BertForSequenceClassification(config)
     model.save_pretrained(str(folder), safe_serialization=True)
+    open_permissions(folder)  # safetensors writes 0600
     tokenizer.save_pretrained(str(folder))
     return folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,46 @@ def test_a_bad_out_is_refused_before_any_model_is_loaded(
     with pytest.raises(RunError, match="nothing was written"):
         tunelab.merge(run, output=run.parent / "new" / "deeper" / "m")
     assert not (run.parent / "new").exists()
+
+
+def test_merging_dot_from_inside_the_run_names_the_run(
+    trained: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`tunelab merge .`: ".".with_name(".-merged") raised ValueError; with --out, run.json's
+    merged_from.run said "." and the command "merged the lora adapter of . into its base"."""
+    run = trained("lora")
+    monkeypatch.chdir(run)
+    result = tunelab.merge(".")
+    assert result.path == run.parent / "run-merged" and result.source == run
+    assert json.loads((result.path / "run.json").read_text(encoding="utf-8"))["merged_from"]["run"] == str(
+        run
+    )
+    assert main(["merge", ".", "--out", "../plain", "-q"]) == 0
+    assert f"merged the lora adapter of {run} into its base: ../plain" in capsys.readouterr().out
+    summary = json.loads((run.parent / "plain" / "run.json").read_text(encoding="utf-8"))
+    assert summary["merged_from"]["run"] == str(run)
+
+
+@pytest.mark.parametrize("inside", ["merged", "tokenizer/merged", "."])
+def test_an_out_inside_the_run_is_refused_before_any_work(trained: Any, inside: str) -> None:
+    """The staging folder was made inside the run before copytree listed it: the merged run held
+    a hidden copy of the source run."""
+    run = trained("lora")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(
+        ConfigError, match=rf"^--out .* is inside the run {re.escape(str(run))}; give a folder beside it$"
+    ):
+        tunelab.merge(run, output=run / inside)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("name", "content"), [("config.json", '{"model": '), ("run.json", "[1]")])
+def test_damaged_run_metadata_is_named_before_merging(trained: Any, name: str, content: str) -> None:
+    """config.json failed as "unexpected JSONDecodeError"; run.json was read as {}."""
+    run = trained("lora")
+    (run / name).write_text(content, encoding="utf-8")
+    with pytest.raises(
+        RunError, match=rf"^{re.escape(str(run / name))}: cannot read \(.*\); the run folder is damaged"
+    ):
+        tunelab.merge(run)
+    assert sorted(p.name for p in run.parent.iterdir()) == ["run"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +136,64 @@ def test_load_refuses_what_is_not_a_finished_run(tmp_path: Path) -> None:
     (tmp_path / "half.partial" / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(RunError, match="did not finish"):
         tunelab.load(tmp_path / "half")
+
+
+def test_a_long_text_ending_like_a_file_name_is_predicted_as_a_text(predictor: tunelab.Predictor) -> None:
+    """Path(text).is_file() raised OSError (ENAMETOOLONG) for a one-line text longer than a file
+    name may be that ended in ".csv": a support ticket "... see statement.csv"."""
+    ticket = "my card was charged twice for one football match, " * 10 + "see statement.csv"
+    assert len(ticket) > 255 and predictor.predict(ticket)["label"] in predictor.labels.names
+    assert predictor.predict("nul\x00byte.txt")["label"] in predictor.labels.names
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8", None])
+def test_a_batch_size_below_one_or_not_a_whole_number_is_refused_in_one_line(
+    predictor: tunelab.Predictor, bad: object
+) -> None:
+    """0 failed as "range() arg 3 must not be zero", -1 as "zero-size array to reduction ..."."""
+    from tunelab.errors import ConfigError
+
+    message = rf"^batch_size {re.escape(repr(bad))}: use 1 or more$"
+    with pytest.raises(ConfigError, match=message):
+        predictor.predict(["football match with my team"], batch_size=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        predictor.logits(["football match with my team"], batch_size=bad)  # type: ignore[arg-type]
+    assert len(predictor.logits(["football match with my team"], batch_size=1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("config.json", None, "no such file"),
+        ("config.json", '{"data": ', "not JSON"),
+        ("config.json", "[]", "a JSON array, not an object"),
+        ("run.json", '{"format": "onnx", ', "not JSON"),
+        ("run.json", "null", "a JSON null, not an object"),
+        ("run.json", b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+def test_a_damaged_config_or_run_json_is_named_when_loading(
+    run: Path, tmp_path: Path, name: str, content: str | bytes | None, reason: str
+) -> None:
+    """config.json: "unexpected JSONDecodeError", naming no file. run.json was read as {}: an ONNX
+    artifact loaded as a torch run, failing on its weights, and a tuned threshold became 0.5."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    if content is None:
+        (copy / name).unlink()
+    elif isinstance(content, bytes):
+        (copy / name).write_bytes(content)
+    else:
+        (copy / name).write_text(content, encoding="utf-8")
+    with pytest.raises(RunError) as caught:
+        tunelab.load(copy)
+    message = str(caught.value)
+    assert message.startswith(f"{copy / name}: cannot read (") and reason in message, message
+    assert message.endswith("the run folder is damaged: train or export it again") and "\n" not in message
+
+
+def test_a_run_without_run_json_still_loads(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "run.json").unlink()
+    assert tunelab.load(copy).predict("football match with my team")["label"] == "sports"

@@ -356,3 +356,29 @@ def test_predict_on_a_path_keeps_an_int_column_with_a_null_as_ints(run: Path, tm
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     frame = tunelab.load(run).predict(source)
     assert frame["id"].tolist() == [7, None]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_a_parquet_files_named_index_is_kept_as_a_column(run: Path, tmp_path: Path, suffix: str) -> None:
+    """df.set_index("ticket_id").to_parquet(): pandas read ticket_id back as the index, which
+    read_table replaced with row numbers, so the ids never reached the output."""
+    source = tmp_path / "indexed.parquet"
+    ids = [101, 205, 307, 412]
+    frame = pd.DataFrame({"ticket_id": ids, "text": TEXTS, "channel": ["mail", "chat", "chat", "web"]})
+    frame.set_index("ticket_id").to_parquet(source)
+    target = tmp_path / f"predictions{suffix}"
+    assert tunelab.predict_file(tunelab.load(run), source, target) == 3
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+        assert [(r["ticket_id"], r["row"], r["channel"]) for r in rows] == [
+            (101, 1, "mail"),
+            (205, 2, "chat"),
+            (412, 4, "web"),
+        ]
+    elif suffix == ".csv":
+        written = pd.read_csv(target, dtype=str, keep_default_na=False)
+        assert written["ticket_id"].tolist() == ["101", "205", "412"]
+    else:
+        written = pd.read_parquet(target)
+        assert written["ticket_id"].tolist() == [101, 205, 412] and written["row"].tolist() == [1, 2, 4]
+    assert tunelab.load(run).predict(source)["ticket_id"].tolist() == [101, 205, 412]

@@ -15,7 +15,6 @@ always complete.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -79,19 +78,22 @@ def merge(
     from tqdm.auto import tqdm
 
     from tunelab.compress.datasets import parity_data
-    from tunelab.config import RunConfig
     from tunelab.data import LabelMap
     from tunelab.inference import Predictor
     from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
     from tunelab.inference.forward import predict_logits
-    from tunelab.inference.predictor import with_training_paths
+    from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
     from tunelab.methods import get_method
     from tunelab.methods.registry import PLAIN_METHOD
     from tunelab.models import load_tokenizer
     from tunelab.runs import find_run
 
-    source = find_run(run)
-    summary = source.read_summary()
+    # Resolved, as export does: `tunelab merge .` from inside the run had no folder name to derive
+    # the output's from, and run.json's merged_from must name the run from anywhere.
+    source = find_run(Path(run).resolve())
+    target = Path(output) if output is not None else source.root.with_name(f"{source.root.name}-merged")
+    _refuse_inside(target, source.root)
+    summary = read_run_summary(source)
     if summary.get("format", "torch") != "torch":
         from tunelab.compress.export import is_composite
 
@@ -107,14 +109,13 @@ def merge(
     # As typed, for the merged run's config.json; resolved (run.json's data_files) for the parity
     # data: config.json's relative data.test named a file of the current directory, so a merge from
     # elsewhere failed, or scored a same-named file with the run's reading options.
-    typed = RunConfig.from_dict(json.loads(source.config_json.read_text(encoding="utf-8")))
+    typed = read_run_config(source)
     config = with_training_paths(typed, summary)
     labels = LabelMap.load(source.labels_json)
     ctx = LoadContext(run=source, config=config, labels=labels, summary=summary)
     method = run_method(ctx)
     if method.merge is None:
         raise ConfigError(f"{source.root}: a {method.name} run cannot be merged: {method.cannot_merge}")
-    target = Path(output) if output is not None else source.root.with_name(f"{source.root.name}-merged")
     from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made
 
     if path_exists(target):
@@ -177,6 +178,14 @@ def merge(
         rows=info["rows"],
         data=check.name,
     )
+
+
+def _refuse_inside(target: Path, root: Path) -> None:
+    """A target inside the source run: its staging folder was made there before the run was copied,
+    so the merged run held a hidden copy of the run (and the run a merged one inside it)."""
+    where = target.resolve()
+    if where == root or root in where.parents:
+        raise ConfigError(f"--out {target} is inside the run {root}; give a folder beside it")
 
 
 def _write_run(

@@ -498,6 +498,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path}: not a readable Parquet file ({_one_line(exc)}); check data.format"
         ) from None
+    # A named index (df.set_index("ticket_id").to_parquet()) is a column of the file: kept as the
+    # index, read_table's row numbers replaced it, and predict's output lost the ids. An unnamed one
+    # (df[mask].to_parquet()'s row labels) is no data; nor is a name a column has already.
+    named = [n for n in df.index.names if n is not None and n not in df.columns]
+    if named:
+        df = df.reset_index(level=named)
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
 
 

@@ -21,7 +21,7 @@ from tunelab.config import RunConfig
 from tunelab.data import LabelMap
 from tunelab.data.encoding import Encoded
 from tunelab.data.labelled import LabelledTexts
-from tunelab.errors import DataError, RunError
+from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
 from tunelab.tasks import Task, get_task
@@ -66,9 +66,9 @@ class Predictor:
         from tunelab.models import load_tokenizer
 
         run = find_run(path)
-        config = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
+        config = read_run_config(run)
         labels = LabelMap.load(run.labels_json)
-        summary = run.read_summary()
+        summary = read_run_summary(run)
         config = with_training_paths(config, summary)
         loader = get_format(summary.get("format", "torch"))
         backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
@@ -145,6 +145,7 @@ class Predictor:
         self, texts: list[str], text_pairs: list[str] | None = None, *, batch_size: int = 64
     ) -> np.ndarray:
         """Raw logits in input order: (N, num_labels), or (N, T, num_labels) for a per-token task."""
+        _check_batch_size(batch_size)
         return self.backend.logits(self.encode(texts, text_pairs), batch_size=batch_size)
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
@@ -183,8 +184,10 @@ class Predictor:
         - a pandas ``Series`` (``df["text"]``): returns a DataFrame with the Series' index and one
           column per result field, so ``df.join(predictor.predict(df["text"]))`` lines up;
         - a file as a ``pathlib.Path`` (CSV/TSV/JSONL/Parquet, read with its own layout): returns
-          the DataFrame ``tunelab predict --input FILE --output X.csv`` would write (the file's
-          columns, ``row``, ``text``, ``label``, ``score``, ``top_1_label``, ...).
+          a DataFrame of one row per kept input row, with the rows ``tunelab predict --input FILE
+          --output X.jsonl`` would write: the file's columns (with their types), ``row``, ``text``,
+          then the result fields (``label``, ``score``, and ``top_k`` as one column of lists of
+          ``{"label", "score"}``, not the CSV output's flat ``top_1_label``, ``top_1_score``, ...).
 
         A run trained on text pairs (``data.text_pair_column``) needs ``text_pairs``, the second
         text of each (``predict("premise", "hypothesis")``); any other run refuses them.
@@ -194,9 +197,11 @@ class Predictor:
         threshold with their ``scores``.
 
         Raises:
+            ConfigError: ``batch_size`` is not a whole number of 1 or more.
             DataError: an empty or non-text item (named by its position, or its index in a
                 Series), or the wrong kind of input for the run (pairs or not).
         """
+        _check_batch_size(batch_size)
         if isinstance(texts, os.PathLike):
             if text_pairs is not None:
                 raise DataError(f"{texts}: a file brings its own text_pair column; give no text_pairs")
@@ -296,6 +301,73 @@ class Predictor:
         return self.task.decode(logits, enc, texts, self.labels, threshold=self.threshold, top_k=top_k)
 
 
+def read_run_config(run: RunFolder) -> RunConfig:
+    """The run's ``config.json`` as a ``RunConfig``.
+
+    Raises:
+        RunError: the file is missing, unreadable, not JSON or not a JSON object, naming it (it was
+            "unexpected JSONDecodeError", naming no file).
+    """
+    try:
+        raw = json.loads(run.config_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise RunError(_damaged(run.config_json, _reason(exc))) from None
+    if not isinstance(raw, dict):
+        raise RunError(_damaged(run.config_json, f"a JSON {_json_kind(raw)}, not an object"))
+    return RunConfig.from_dict(raw)
+
+
+def read_run_summary(run: RunFolder) -> dict[str, Any]:
+    """The run's ``run.json``; {} only when there is none (``RunFolder.read_summary`` also gives {}
+    for a damaged one, which ``tunelab runs`` lists as such).
+
+    Loading a run needs it whole: read as {}, an exported ONNX artifact was loaded as a torch run
+    (failing on its weights) and a multi-label run's tuned threshold silently became 0.5.
+
+    Raises:
+        RunError: run.json exists but cannot be read or is not a JSON object, naming it.
+    """
+    path = run.run_json
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(_damaged(path, _reason(exc))) from None
+    if not isinstance(summary, dict):
+        raise RunError(_damaged(path, f"a JSON {_json_kind(summary)}, not an object"))
+    return summary
+
+
+def _damaged(path: Path, reason: str) -> str:
+    return f"{path}: cannot read ({reason}); the run folder is damaged: train or export it again"
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    kinds = {list: "array", str: "string", int: "number", float: "number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} at line {exc.lineno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    """0 failed as "range() arg 3 must not be zero", -1 as "zero-size array ...", 2.5 in range()."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch_size {batch_size!r}: use 1 or more")
+
+
 def with_training_paths(config: RunConfig, summary: Mapping[str, Any]) -> RunConfig:
     """``config`` with its relative data files as the run resolved them when it trained.
 
@@ -351,7 +423,12 @@ _DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".xlsx"
 
 def _looks_like_a_file(text: str) -> bool:
     """A one-line text that names an existing data file: probably meant as the file."""
-    return "\n" not in text and text.lower().endswith(_DATA_SUFFIXES) and Path(text).is_file()
+    if "\n" in text or not text.lower().endswith(_DATA_SUFFIXES):
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the OS (ENAMETOOLONG), a NUL byte: a text
+        return False
 
 
 def _is_series(value: Any) -> bool:

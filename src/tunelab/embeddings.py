@@ -8,6 +8,7 @@ normalises the vectors, so a dot product is a cosine similarity.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -59,19 +60,32 @@ def _require_tokenizer(path: Any, name: str) -> None:
         )
 
 
-def embed(texts: list[str], *, model: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
-    """Unit-length embeddings (N, H) of ``texts`` with the encoder ``model`` (a name or a folder).
+def embed(texts: str | Iterable[str], *, model: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
+    """Unit-length embeddings of ``texts`` with the encoder ``model`` (a name or a folder).
+
+    ``texts`` is a list of strings (or a pandas Series, a tuple, any iterable of them); one string
+    is one text, as ``predict`` takes it.
+
+    Returns:
+        A float32 array of shape (N, H): one row per text, H the encoder's dimension; (0, H) for
+        no texts.
 
     Example:
         >>> vectors = tunelab.embed(["card not arrived", "where is my card"])  # doctest: +SKIP
         >>> float(vectors[0] @ vectors[1])  # cosine similarity  # doctest: +SKIP
     """
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32)
+    # A str was embedded character by character; a Series failed on ``if not texts``.
+    items = [texts] if isinstance(texts, str) else list(texts)
     encoder = _encoder(model)
+    if not items:  # (0, H), not (0, 0): stacked or multiplied with other embeddings, it still fits
+        # sentence-transformers 5 renamed the method (the old name warns); older ones have only it
+        dimension = (
+            getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        )
+        return np.zeros((0, dimension() or 0), dtype=np.float32)
     with _LOCK:  # one encoder object is shared by the threads of a server
         vectors = encoder.encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+            items, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
         )
     return np.asarray(vectors, dtype=np.float32)
 

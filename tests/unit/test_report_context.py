@@ -290,6 +290,25 @@ def test_mistakes_csv_cells_that_a_spreadsheet_would_run_are_made_inert(tmp_path
     assert read[2][:3] == ["fine, text", "a", "b"]
 
 
+def test_mistakes_csv_keeps_numeric_labels_as_numbers(tmp_path: Path) -> None:
+    """Every cell starting with '-' or '+' got a "'": a -1 / +1 label came back as '-1 and '+1."""
+    import csv
+
+    from tunelab.evaluate.mistakes import write_csv
+
+    rows = [
+        Mistake("-2.5e3 is the amount", "-1", "+1", 0.9),
+        Mistake("-cmd|' /C calc'!A0", "-inf", "+nan", 0.8),
+        Mistake("-1 ", "+1_0", "-", 0.7),
+    ]
+    path = write_csv(tmp_path / "mistakes.csv", Mistakes.sorted(rows, total=3))
+    with path.open(encoding="utf-8", newline="") as f:
+        read = list(csv.reader(f))
+    assert read[1][:3] == ["'-2.5e3 is the amount", "-1", "+1"]
+    assert read[2][:3] == ["'-cmd|' /C calc'!A0", "'-inf", "'+nan"]  # words, not numbers: still inert
+    assert read[3][:3] == ["'-1 ", "'+1_0", "'-"]
+
+
 def test_chinese_ner_mistakes_and_error_examples_are_written_without_spaces_between_characters() -> None:
     """A Chinese sentence is one word a character; joined by spaces the report showed "我 住 在 北 京"."""
     from tunelab.tasks.token_classification.metrics import error_analysis

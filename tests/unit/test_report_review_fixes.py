@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 import tunelab
 from tunelab.preflight import validate_run
@@ -209,3 +210,45 @@ def test_eval_reports_of_zero_shot_and_ensemble_folders_show_no_training_recipe(
     members = [{"path": "runs/a", "temperature": 1.5}, {"path": "runs/b", "temperature": 0.8}]
     ensemble = context("full", {"format": "ensemble", "members": members})
     assert ensemble == {"member 1": "runs/a (temperature 1.5)", "member 2": "runs/b (temperature 0.8)"}
+
+
+@pytest.fixture
+def scored_zero_shot_run(tiny_bert: Path, test_csv: Path, tmp_path: Path) -> Path:
+    """A run with saved test metrics that needs no training: a zero-shot one on the tiny BERT."""
+    from tunelab.zeroshot import zero_shot
+
+    labels = {"sports": "football match goal", "food": "pizza cheese dinner", "weather": "rain snow storm"}
+    return zero_shot(labels, tmp_path / "zs", encoder=str(tiny_bert), test=test_csv).path
+
+
+def test_eval_out_without_data_is_refused_in_the_cli_and_the_api(
+    scored_zero_shot_run: Path, tmp_path: Path, capsys
+) -> None:
+    """--out was checked, then ignored without --data: the saved metrics, exit 0, and no report."""
+    from tunelab.cli.main import main
+    from tunelab.errors import ConfigError
+
+    run, out = scored_zero_shot_run, tmp_path / "report"
+    with pytest.raises(ConfigError, match=r"^--out needs --data FILE: a report is written for a file$"):
+        tunelab.evaluate(run, out_dir=out)
+    assert main(["eval", str(run), "--out", str(out)]) == 2
+    assert "--out needs --data FILE: a report is written for a file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_frame_or_a_batch_size_below_one_in_one_line(
+    scored_zero_shot_run: Path, test_csv: Path
+) -> None:
+    """batch_size=0 failed deep in the model ("range() arg 3 must not be zero"), a DataFrame with
+    a TypeError."""
+    from tunelab.errors import ConfigError
+
+    frame = pd.read_csv(test_csv)
+    with pytest.raises(
+        ConfigError, match=r"^data: a DataFrame; give a file path \(save the frame first, e\.g\."
+    ):
+        tunelab.evaluate(scored_zero_shot_run, frame)
+    for size in (0, -3, 2.5):
+        with pytest.raises(ConfigError, match=rf"^batch_size={size!r} \(--batch-size\): use a whole number"):
+            tunelab.evaluate(scored_zero_shot_run, test_csv, batch_size=size)
+    assert tunelab.evaluate(scored_zero_shot_run, test_csv, batch_size=1)["n"] == len(frame)

@@ -108,6 +108,36 @@ def test_eval_reports_the_recipe_the_training_data_and_the_mistakes_on_its_file(
     assert f"{wrong} of 24 texts are wrong" in md
 
 
+def test_eval_reports_the_runs_training_notes_from_its_metrics_log(
+    weak_run: Path, labelled_csvs, tmp_path: Path
+) -> None:
+    """The README says the report ``tunelab eval`` writes has the sentence on over-fitting; only
+    the training-time report had it. A missing or damaged log gives no notes, never an error."""
+    import shutil
+
+    _, test = labelled_csvs
+    run = tmp_path / "run"
+    shutil.copytree(weak_run, run, ignore=shutil.ignore_patterns("evals", "checkpoints", "tb"))
+    evals = [(5, 0.9), (10, 0.6), (15, 0.7), (20, 0.8)]  # dev loss lowest at epoch 2, then rising
+    records = [{"event": "train", "step": s, "loss": 1.0 - 0.04 * s} for s in range(1, 21)]
+    records += [
+        {"event": "eval", "split": "dev", "step": s, "epoch": s / 5, "loss": loss, "accuracy": 0.5 + s / 100}
+        for s, loss in evals
+    ]
+    log = run / "logs" / "metrics.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"event": "tra', encoding="utf-8")
+    evaluate(run, test, out_dir=tmp_path / "eval")
+    training = section((tmp_path / "eval" / "report.md").read_text(encoding="utf-8"), "Training")
+    assert "Over-fitting: dev loss rose from epoch 3 on (0.6000 at its lowest, 0.8000 at the end)" in training
+    for damage in (b"\xff\xfe not a log", None):
+        if damage is None:
+            log.unlink()
+        else:
+            log.write_bytes(damage)
+        evaluate(run, test, out_dir=tmp_path / "eval")
+        assert "## Training" not in (tmp_path / "eval" / "report.md").read_text(encoding="utf-8")
+
+
 def test_a_ner_report_lists_sentences_with_wrong_entities(
     tiny_bert: Path, tagged_jsonls, tmp_path: Path
 ) -> None:

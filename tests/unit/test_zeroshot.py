@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -415,3 +416,58 @@ def test_an_encoder_folder_without_a_tokenizer_is_refused(tiny_bert: Path, tmp_p
         (folder / name).unlink(missing_ok=True)
     with pytest.raises(ConfigError, match=r"no tokenizer files in .*weights-only"):
         embed(["card arrived late", "the weather is sunny"], model=str(folder))
+
+
+def test_embed_takes_one_string_a_series_and_no_texts(tiny_bert: Path) -> None:
+    """A str was embedded character by character, a Series failed on ``if not texts``, and no
+    texts gave shape (0, 0) instead of (0, H)."""
+    import pandas as pd
+
+    from tunelab.embeddings import embed
+
+    both = embed(["card not arrived", "where is my card"], model=str(tiny_bert))
+    one = embed("card not arrived", model=str(tiny_bert))
+    assert one.shape == (1, both.shape[1])
+    np.testing.assert_allclose(one[0], both[0], atol=1e-5)
+    series = embed(pd.Series(["card not arrived", "where is my card"]), model=str(tiny_bert))
+    np.testing.assert_allclose(series, both, atol=1e-5)
+    for empty in ([], pd.Series([], dtype=str)):
+        none = embed(empty, model=str(tiny_bert))
+        assert none.shape == (0, both.shape[1]) and none.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("damage", "where", "expected"),
+    [
+        ("descriptions:truncated", "descriptions.json", r"a damaged zero-shot run \(not JSON\)"),
+        ("descriptions:list", "descriptions.json", r"a damaged zero-shot run \(not an object of label"),
+        ("spec:scale", "run.json", r"a damaged zero-shot run \(zeroshot.scale is '20', not a number\)"),
+        ("spec:negative", "run.json", r"a damaged zero-shot run \(scale -1"),
+        ("spec:unknown", "run.json", r"zeroshot has 'pooling', which this tunelab does not know"),
+    ],
+)
+def test_a_damaged_zero_shot_run_is_one_line_naming_the_file(
+    tiny_bert: Path, labels_yaml: Path, tmp_path: Path, damage: str, where: str, expected: str
+) -> None:
+    """A truncated or listed descriptions.json, or a spec with a string scale or an unknown key, gave
+    "unexpected JSONDecodeError / TypeError" naming no file."""
+    run = zero_shot(labels_yaml, tmp_path / "zs", encoder=str(tiny_bert)).path
+    descriptions, run_json = run / "weights" / "descriptions.json", run / "run.json"
+    summary = json.loads(run_json.read_text(encoding="utf-8"))
+    if damage == "descriptions:truncated":
+        descriptions.write_text(descriptions.read_text(encoding="utf-8")[:15], encoding="utf-8")
+    elif damage == "descriptions:list":
+        descriptions.write_text(json.dumps(list(DESCRIPTIONS.values())), encoding="utf-8")
+    else:
+        changed = {
+            "spec:scale": {"scale": "20"},
+            "spec:negative": {"scale": -1},
+            "spec:unknown": {"pooling": "cls"},
+        }
+        summary["zeroshot"].update(changed[damage])
+        run_json.write_text(json.dumps(summary), encoding="utf-8")
+    with pytest.raises(RunError) as caught:
+        tunelab.load(run)
+    message = str(caught.value)
+    assert re.search(expected, message) and "\n" not in message
+    assert where in message and "tunelab zeroshot" in message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,9 @@ def write_csv(path: Path, mistakes: Mistakes) -> Path:
     """Every mistake as CSV (``text,gold,predicted,confidence``), written atomically.
 
     A cell starting with ``=``, ``+``, ``-`` or ``@`` gets a leading ``'``: a spreadsheet opening the
-    file ran a text such as ``=HYPERLINK(...)`` as a formula (OWASP's CSV injection advice).
+    file ran a text such as ``=HYPERLINK(...)`` as a formula (OWASP's CSV injection advice). A plain
+    number (``-1``, ``+2.5``, ``-1e3``) is left as it is: a spreadsheet reads it as a number, and
+    numeric labels came back as ``'-1``.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -82,4 +85,15 @@ def write_csv(path: Path, mistakes: Mistakes) -> Path:
 
 
 def _inert(cell: str) -> str:
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(cell) else cell
+
+
+def _is_number(cell: str) -> bool:
+    """``-1``, ``+0.5``, ``-2e3``: what ``float`` reads, but not ``-inf``/``nan`` words and not a cell
+    with spaces or underscores around or inside (``-1 ``, ``-1_0``), which a formula could hide in."""
+    if cell != cell.strip() or "_" in cell:
+        return False
+    try:
+        return math.isfinite(float(cell))
+    except ValueError:
+        return False

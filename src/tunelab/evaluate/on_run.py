@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,12 @@ def evaluate(
 
     Returns:
         The metrics dict, with ``report`` set to the HTML report's path.
+
+    Raises:
+        ConfigError: ``out_dir`` without ``data`` (no report is written for the saved metrics),
+            ``data`` that is not a file path (a DataFrame: save it first), or ``batch_size`` < 1.
     """
+    _check_arguments(data, out_dir, batch_size)
     if out_dir is not None:  # before the model loads: a wrong --out fails at once
         _check_out(Path(out_dir))
     # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
@@ -96,6 +102,21 @@ def evaluate(
         context=eval_context(predictor, logits, enc, dataset),
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
+
+
+def _check_arguments(data: object, out_dir: object, batch_size: object) -> None:
+    """What the CLI checks, for the Python API too: --out was checked, then ignored without --data
+    (exit 0, no report); batch_size=0 failed deep in the model ("range() arg 3 must not be zero");
+    a DataFrame failed with a TypeError."""
+    if data is not None and not isinstance(data, str | os.PathLike):
+        raise ConfigError(
+            f"data: a {type(data).__name__}; give a file path (save the frame first, e.g. "
+            "df.to_csv('eval.csv', index=False))"
+        )
+    if out_dir is not None and data is None:
+        raise ConfigError("--out needs --data FILE: a report is written for a file")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} (--batch-size): use a whole number, 1 or more")
 
 
 def _damaged(path: Path, run_root: Path, what: str) -> DataError:

@@ -159,9 +159,31 @@ def saved_data_summary(run_root: Path) -> list[str] | None:
         return None
 
 
+def saved_training_notes(run_root: Path, metric: str) -> list[str]:
+    """The notes the run's own report made (``diagnose.training_notes``), read off its
+    ``logs/metrics.jsonl``; none when the log is absent or unreadable (a line cut by a kill is
+    skipped, as a resume skips it)."""
+    import json
+
+    from tunelab.evaluate.diagnose import training_notes
+
+    try:
+        lines = (Path(run_root) / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):  # absent (zero-shot, ensemble), or not UTF-8
+        return []
+    history = []
+    for line in lines:
+        try:
+            history.append(json.loads(line))
+        except ValueError:
+            continue
+    return training_notes(history, metric=metric)
+
+
 def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportContext:
-    """The context of a ``tunelab eval`` report: the run's recipe and training data, and the
-    mistakes on the evaluated file (the evaluation has no training history to comment on)."""
+    """The context of a ``tunelab eval`` report: the run's recipe, training data and the notes on
+    how it trained (from its metrics log, as its own report said them), and the mistakes on the
+    evaluated file."""
     from tunelab.methods import available_methods, get_method
 
     cfg, run = predictor.config, predictor.run
@@ -170,6 +192,7 @@ def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportC
     # show, and an ensemble's config is its first member's: its members are what made it.
     trained = cfg.method.name in available_methods()
     members = summary.get("members")
+    notes: list[str] = []
     if isinstance(members, list):
         recipe: dict[str, Any] = {f"member {i}": _member(m) for i, m in enumerate(members, start=1)}
     elif trained:
@@ -178,12 +201,15 @@ def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportC
             default_learning_rate=get_method(cfg.method.name).default_learning_rate,
             head_init=summary.get("head_init"),
         )
+        # The README promised them for eval reports too; only the training-time report had them.
+        notes = saved_training_notes(run.root, cfg.train.metric)
     else:
         recipe = {"model": cfg.model.name, "method": cfg.method.name + " (not trained)"}
     return ReportContext(
         hyperparameters=recipe,
         data_summary=saved_data_summary(run.root),
         data_title="The run's training data",
+        notes=notes,
         mistakes=predictor.task.mistakes(
             logits, enc, dataset, predictor.labels, threshold=predictor.threshold
         ),

@@ -112,8 +112,8 @@ def load_zero_shot(ctx: Any) -> ZeroShotBackend:
         raise RunError(
             f"{ctx.run.root}: an incomplete zero-shot run (no spec or {path.name}); build it again"
         )
-    spec = ZeroShotSpec(**raw)
-    descriptions = json.loads(path.read_text(encoding="utf-8"))
+    spec = _read_spec(raw, ctx.run.run_json)
+    descriptions = _read_descriptions(path)
     missing = [n for n in ctx.labels.names if n not in descriptions]
     if missing:
         raise RunError(f"{path}: no description for {', '.join(missing)}; build the run again")
@@ -122,6 +122,49 @@ def load_zero_shot(ctx: Any) -> ZeroShotBackend:
     # "add training rows with it", to a run that has no training data
     ctx.labels.missing, ctx.labels.add_one = LABEL_MISSING, LABEL_ADD_ONE
     return ZeroShotBackend(spec.scorer_for(list(ordered.values())), spec, ordered)
+
+
+_REBUILD = "build it again with tunelab zeroshot"
+
+
+def _read_spec(raw: dict[str, Any], run_json: Path) -> ZeroShotSpec:
+    """run.json's ``zeroshot`` as a spec; a key or a type it cannot hold is a damaged run (it was
+    "unexpected TypeError"), and a key this version does not know is a newer tunelab's run."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(ZeroShotSpec)}
+    unknown = [str(k) for k in raw if k not in known]
+    if unknown:
+        raise RunError(
+            f"{run_json}: zeroshot has {', '.join(map(repr, unknown))}, which this tunelab does not know "
+            f"(a run built by a newer tunelab?); upgrade tunelab, or {_REBUILD}"
+        )
+    for key, value in raw.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number if key == "scale" else isinstance(value, str)):
+            kind = "a number" if key == "scale" else "text"
+            raise RunError(
+                f"{run_json}: a damaged zero-shot run (zeroshot.{key} is {value!r}, not {kind}); {_REBUILD}"
+            )
+    try:
+        return ZeroShotSpec(**raw)
+    except ConfigError as exc:  # a value the spec refuses (scale -1, a template without {})
+        raise RunError(f"{run_json}: a damaged zero-shot run ({exc}); {_REBUILD}") from None
+
+
+def _read_descriptions(path: Path) -> dict[str, str]:
+    """weights/descriptions.json: label -> description; anything else is a damaged run."""
+    try:
+        descriptions = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # truncated, not JSON, not UTF-8
+        raise RunError(f"{path}: a damaged zero-shot run (not JSON); {_REBUILD}") from None
+    if not isinstance(descriptions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in descriptions.items()
+    ):
+        raise RunError(
+            f"{path}: a damaged zero-shot run (not an object of label: description text); {_REBUILD}"
+        )
+    return descriptions
 
 
 def load_descriptions(labels: str | Path | dict[str, str] | list[str]) -> dict[str, str]:

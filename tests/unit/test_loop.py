@@ -14,7 +14,7 @@ import torch
 import tunelab
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import training_batches
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, RunError
 from tunelab.methods import get_method
 from tunelab.models import build_classifier
 from tunelab.tasks import get_task
@@ -297,7 +297,7 @@ def test_a_finished_loops_checkpoint_leaves_out_the_optimizer_and_still_restores
     save_checkpoint(
         folder, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 1}, finished=True
     )
-    assert set(torch.load(folder / "optimizer.pt", weights_only=False)) == {
+    assert set(torch.load(folder / "optimizer.pt", weights_only=True)) == {
         "torch_rng",
         "numpy_rng",
         "python_rng",
@@ -310,6 +310,80 @@ def test_a_finished_loops_checkpoint_leaves_out_the_optimizer_and_still_restores
     for (name, a), (_, b) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
         assert torch.equal(a, b), name
     assert torch.equal(torch.rand(3), expected_draw)
+
+
+def _saved_and_fresh(tiny_bert: Path, folder: Path):
+    """A checkpoint in ``folder``, and a model, optimizer and schedule to load it into."""
+    model, optimizer, scheduler = _stepped(tiny_bert)
+    save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, state={"step": 1})
+    fresh = build_classifier(tiny_bert, LABELS, seed=9)
+    fresh_opt = build_optimizer(fresh, TrainConfig(), 1e-2)
+    scheduler = build_scheduler(fresh_opt, TrainConfig(), total_steps=10)
+    return {"model": fresh, "optimizer": fresh_opt, "scheduler": scheduler}
+
+
+def test_a_checkpoint_holds_nothing_the_weights_only_unpickler_refuses(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    """numpy's RNG key was pickled as an ndarray, which torch's weights_only loader refuses, so
+    resume unpickled optimizer.pt with weights_only=False. The key is a tensor now."""
+    _saved_and_fresh(tiny_bert, tmp_path / "last")
+    extra = torch.load(tmp_path / "last" / "optimizer.pt", weights_only=True)
+    assert isinstance(extra["numpy_rng"][1], torch.Tensor)
+
+
+def test_an_older_checkpoints_numpy_rng_state_still_restores(tiny_bert: Path, tmp_path: Path) -> None:
+    """A checkpoint written before holds numpy's state as an ndarray: it loads through an allow-list
+    of numpy's array globals, for that load only."""
+    folder = tmp_path / "last"
+    fresh = _saved_and_fresh(tiny_bert, folder)
+    extra = torch.load(folder / "optimizer.pt", weights_only=True)
+    np.random.seed(5)
+    np.random.randn()  # leaves a cached gaussian in the state
+    extra["numpy_rng"] = np.random.get_state()  # as earlier versions saved it
+    torch.save(extra, folder / "optimizer.pt")
+    expected = (np.random.rand(), np.random.randn())
+    np.random.seed(0)
+    before = torch.serialization.get_safe_globals()
+    assert load_checkpoint(folder, **fresh) == {"step": 1}
+    assert (np.random.rand(), np.random.randn()) == expected
+    assert torch.serialization.get_safe_globals() == before  # nothing allowed beyond that load
+
+
+class _RunsCode:
+    """Unpickled, it calls ``os.mkdir(marker)``: what a crafted checkpoint's ``os.system`` would be."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_crafted_optimizer_pt_is_refused_without_running_it(tiny_bert: Path, tmp_path: Path) -> None:
+    """A run folder received from elsewhere is resumable: ``train --resume`` unpickled its
+    optimizer.pt with weights_only=False, so a crafted one ran its code."""
+    folder = tmp_path / "last"
+    fresh = _saved_and_fresh(tiny_bert, folder)
+    marker = tmp_path / "ran"
+    torch.save({"torch_rng": torch.get_rng_state(), "python_rng": _RunsCode(marker)}, folder / "optimizer.pt")
+    with pytest.raises(RunError, match=r"optimizer\.pt: refused to load it") as caught:
+        try:
+            load_checkpoint(folder, **fresh)
+        finally:
+            assert not marker.exists(), "the checkpoint's code ran"
+    assert "\n" not in str(caught.value) and "mkdir" in str(caught.value)
+
+
+def test_a_checkpoint_file_that_is_no_pickle_is_a_run_error(tiny_bert: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "last"
+    fresh = _saved_and_fresh(tiny_bert, folder)
+    (folder / "optimizer.pt").write_bytes(b"left over")
+    with pytest.raises(RunError, match=r"optimizer\.pt: refused to load it") as caught:
+        load_checkpoint(folder, **fresh)
+    assert "\n" not in str(caught.value)
 
 
 def test_the_loop_writes_its_last_checkpoint_without_optimizer_state(

@@ -382,3 +382,25 @@ def test_a_parquet_files_named_index_is_kept_as_a_column(run: Path, tmp_path: Pa
         written = pd.read_parquet(target)
         assert written["ticket_id"].tolist() == [101, 205, 412] and written["row"].tolist() == [1, 2, 4]
     assert tunelab.load(run).predict(source)["ticket_id"].tolist() == [101, 205, 412]
+
+
+@pytest.mark.parametrize("ids", [[7, 8, 9, 10], [10, 8, 6, 4]])
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_parquet_files_named_range_index_is_kept_as_numbers(
+    run: Path, tmp_path: Path, suffix: str, ids: list[int]
+) -> None:
+    """Evenly spaced ids (7, 8, 9, 10) under df.set_index("ticket_id") are saved as a range in the
+    file's pandas metadata, not as a column: the typed reread found no ticket_id and wrote nulls."""
+    source = tmp_path / "ranged.parquet"
+    pd.DataFrame({"ticket_id": ids, "text": TEXTS}).set_index("ticket_id").to_parquet(source)
+    kept = [ids[0], ids[1], ids[3]]  # row 3's empty text is dropped
+    target = tmp_path / f"predictions{suffix}"
+    assert tunelab.predict_file(tunelab.load(run), source, target) == 3
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+        assert [(r["ticket_id"], r["row"]) for r in rows] == list(zip(kept, [1, 2, 4], strict=True))
+    else:
+        written = pd.read_parquet(target)
+        assert written["ticket_id"].tolist() == kept and written["row"].tolist() == [1, 2, 4]
+        assert pd.api.types.is_integer_dtype(written["ticket_id"])
+    assert tunelab.load(run).predict(source)["ticket_id"].tolist() == kept

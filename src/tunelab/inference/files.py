@@ -157,14 +157,23 @@ def _typed_cells(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(p).take(pa.array([r - 1 for r in wanted], pa.int64()))
+        whole = pq.read_table(p)
+        table = whole.take(pa.array([r - 1 for r in wanted], pa.int64()))
         names = [str(n).strip() for n in table.column_names]
         columns = [column.to_pylist() for column in table.columns]
         cells = {
             row: {n: column[j] for n, column in zip(names, columns, strict=True)}
             for j, row in enumerate(wanted)
         }
-        return cells, {n: field.type for n, field in zip(names, table.schema, strict=True)}
+        types = {n: field.type for n, field in zip(names, table.schema, strict=True)}
+        # A named RangeIndex (df.set_index("ticket_id") on ids 7, 8, 9) is no column of the file,
+        # only start/stop/step in its pandas metadata: read_table made it a column, so rebuild it.
+        for name, start, step in _range_indexes(whole.schema):
+            if name not in types:
+                for row in wanted:
+                    cells[row][name] = start + (row - 1) * step
+                types[name] = pa.int64()
+        return cells, types
     if fmt != "jsonl":
         return None
     encoding = detect_encoding(p) if cfg.encoding.lower() == AUTO_ENCODING else cfg.encoding
@@ -179,6 +188,24 @@ def _typed_cells(
     keep = set(wanted)
     cells = {n: {str(k).strip(): v for k, v in record.items()} for n, record in numbered if n in keep}
     return cells, {}
+
+
+def _range_indexes(schema: pa.Schema) -> list[tuple[str, int, int]]:
+    """Each named RangeIndex a pandas-written Parquet file records only in its metadata: its name
+    (stripped, as ``read_table`` strips column names), start and step."""
+    try:
+        meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
+        indexes = meta.get("index_columns", []) if isinstance(meta, dict) else []
+    except ValueError:  # not JSON: no pandas metadata to go by
+        return []
+    found = []
+    for index in indexes:
+        if not isinstance(index, dict) or index.get("kind") != "range" or index.get("name") is None:
+            continue
+        start, step = index.get("start", 0), index.get("step", 1)
+        if isinstance(start, int) and isinstance(step, int):
+            found.append((str(index["name"]).strip(), start, step))
+    return found
 
 
 def _input_names(columns: list[str], fields: dict[str, Any], own: dict[str, str | None]) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 from collections.abc import Callable
@@ -123,7 +124,7 @@ def save_checkpoint(
     save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
     extra: dict[str, Any] = {
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state(),
+        "numpy_rng": _plain_numpy_state(),
         "python_rng": random.getstate(),
     }
     if not finished:
@@ -186,14 +187,73 @@ def load_checkpoint(
     restore_method: Callable[[nn.Module, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
-    # Our own file from this run folder; weights_only=False is needed for the RNG tuples.
-    extra = torch.load(folder / "optimizer.pt", weights_only=False)
+    extra = _load_extra(folder / "optimizer.pt")
     if restore_method is not None and "method_state" in extra:
         restore_method(model, extra["method_state"])
     if "optimizer" in extra:  # absent from a finished loop's checkpoint: nothing steps them again
         optimizer.load_state_dict(extra["optimizer"])
         scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["torch_rng"])
-    np.random.set_state(extra["numpy_rng"])
+    np.random.set_state(_numpy_state(extra["numpy_rng"]))
     random.setstate(extra["python_rng"])
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+
+
+def _load_extra(path: Path) -> dict[str, Any]:
+    """``optimizer.pt`` through torch's ``weights_only`` unpickler: tensors, containers, numbers and
+    text, nothing that runs code. ``--resume`` of a run folder received from elsewhere must not run
+    what a crafted file names (a pickle's ``__reduce__`` calling ``os.system``, say).
+
+    Checkpoints written before numpy's RNG state was stored as a tensor pickled it as an ndarray:
+    the numpy globals that rebuild an array are allowed for this load only (torch's
+    ``safe_globals`` context, not ``add_safe_globals``, which would allow them process-wide).
+
+    Raises:
+        RunError: the file holds anything else, or is no torch checkpoint at all.
+    """
+    allowed = [g for g in _numpy_array_globals() if g not in torch.serialization.get_safe_globals()]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            extra = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        detail = next((line for line in lines if not line.startswith(("Check the", "Please file"))), "")
+        detail = f" ({detail.rstrip('.')})" if detail else ""
+        raise RunError(
+            f"{path}: refused to load it{detail}: a checkpoint may "
+            "hold only tensors, numbers and text, as anything else could run code when unpickled; "
+            "resume only checkpoints tunelab wrote, or start the run again without --resume"
+        ) from None
+    if not isinstance(extra, dict):
+        raise RunError(f"{path}: not a tunelab checkpoint; start the run again without --resume")
+    return extra
+
+
+def _numpy_array_globals() -> list[Any]:
+    """What unpickling a numpy uint32 array needs (torch's documented allow-list for numpy arrays):
+    ``_reconstruct`` under numpy 2's module name and numpy 1's, ``ndarray``, ``dtype`` and the
+    uint32 dtype's class (the RNG key's)."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    return [
+        (reconstruct, "numpy._core.multiarray._reconstruct"),
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.uint32)),
+    ]
+
+
+def _plain_numpy_state() -> tuple[str, torch.Tensor, int, int, float]:
+    """numpy's legacy RNG state with its key as a tensor: loads with ``weights_only`` and no numpy."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    key_tensor = torch.from_numpy(np.asarray(key, dtype=np.int64))
+    return str(name), key_tensor, int(pos), int(has_gauss), float(cached)
+
+
+def _numpy_state(saved: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The state ``np.random.set_state`` takes from a saved one (a tensor key, or an older
+    checkpoint's ndarray)."""
+    name, key, *rest = saved
+    if isinstance(key, torch.Tensor):
+        key = key.numpy().astype(np.uint32)
+    return (name, key, *rest)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 import yaml
 
 from tunelab.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # conll: whitespace-separated token columns, blank lines between sentences (token classification).
 # excel: an .xlsx workbook, one sheet (data.sheet, default the first) read as a table.
@@ -49,6 +53,15 @@ def _check_task(problems: list[str], name: str) -> None:
         from tunelab.tasks import available_tasks
 
         problems.append(f"task={name!r} is not known (use one of {', '.join(available_tasks())})")
+
+
+def _home(path: Any) -> Any:
+    """A path as given with a leading ``~`` (``~/data/train.csv``, ``~user/runs``) expanded, as a shell
+    would; anything else (no ``~``, not text, a home that cannot be found) unchanged."""
+    if isinstance(path, str | Path) and str(path).startswith("~"):
+        expanded = os.path.expanduser(path)
+        return expanded if isinstance(path, str) else Path(expanded)
+    return path
 
 
 def _finite_positive(value: float) -> bool:
@@ -102,6 +115,8 @@ class DataConfig:
     shots_seed: int | None = None  # null: split_seed
 
     def __post_init__(self) -> None:
+        # `data.train: ~/data/train.csv` was looked for in a folder named "~" in the current one.
+        self.train, self.dev, self.test = _home(self.train), _home(self.dev), _home(self.test)
         p: list[str] = []
         _check(p, self.format in FORMATS, f"format={self.format!r} (use one of {', '.join(FORMATS)})")
         _check_task(p, self.task)
@@ -187,6 +202,9 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"method: name={self.name!r} must be a method name such as 'full' or 'lora'")
+        # `options: 5` failed in the method's check as "unexpected TypeError: 'int' object is not iterable"
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"method.options={self.options!r} must be a mapping, e.g. {{r: 16}}")
 
 
 @dataclass
@@ -373,6 +391,7 @@ class SelfTrainingConfig:
     label_names: bool = False
 
     def __post_init__(self) -> None:
+        self.unlabeled = _home(self.unlabeled)
         p: list[str] = []
         for name in ("per_label", "rounds"):
             value = getattr(self, name)
@@ -522,10 +541,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         from tunelab.tasks import get_task  # lazy: the tasks import this module
 
+        # `output_dir: ~/runs` made a folder named "~" in the current one; config.json keeps it expanded.
+        self.output_dir = _home(self.output_dir)
         allowed = get_task(self.data.task).metrics
         if self.train.metric == "auto":
-            # Resolved here, so the saved config.json names the metric the run really selected on.
-            self.train.metric = allowed[0]
+            # Resolved here, so the saved config.json names the metric the run really selected on; a
+            # copy, so a TrainConfig given by the caller (and reused for another task) stays "auto".
+            self.train = dataclasses.replace(self.train, metric=allowed[0])
         if self.train.metric not in allowed:
             raise ConfigError(
                 f"train.metric={self.train.metric!r} (use one of {', '.join(allowed)} "
@@ -569,7 +591,8 @@ class RunConfig:
                 problems.append(f"{name}: must be a mapping, got {value!r}")
                 continue
             allowed = {f.name for f in fields(section_cls)}
-            unknown = sorted(set(value) - allowed)
+            # str(): a key YAML reads as a number (`train: {1: 3}`) failed the message as a TypeError
+            unknown = sorted(str(k) for k in set(value) - allowed)
             if unknown:
                 problems.append(
                     f"{name}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
@@ -627,6 +650,8 @@ class RunConfig:
                 raise ConfigError(
                     f"{p} line {line}: not valid UTF-8 (byte {byte}); save the run file as UTF-8"
                 ) from None
+            except DuplicateKeyError as exc:  # YAML itself keeps the last block, dropping the first
+                raise ConfigError(f"{p} line {exc.line}: {exc.advice()}") from None
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" line {mark.line + 1}" if mark else ""
@@ -647,21 +672,71 @@ class RunConfig:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a run file gives one key twice (YAML keeps the last, silently)."""
+
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"line {line}: key {key!r} given twice; merge them")
+        self.key, self.line = key, line
+
+    def advice(self) -> str:
+        return f"key {self.key!r} given twice; merge them"
+
+
 class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's booleans (``true``/``false`` only).
+    """PyYAML's safe loader with YAML 1.2's booleans (``true``/``false`` only), plain decimal numbers
+    only, and no key given twice in one mapping.
 
     YAML 1.1 reads ``yes``, ``no``, ``on`` and ``off`` as booleans: ``data.labels=[no, yes]``
     became the labels ``False`` and ``True`` (then "no training row has them"), and
     ``data.label_column=on`` the column ``True``. A bool field still takes them (``coerce_types``).
+    It also reads ``0042`` as octal 34, ``1:30`` as sexagesimal 90, ``007`` as 7 and ``1_000`` as
+    1000: ``name=0042`` trained run "34", ``data.text_column=0123`` named column '83'. Such text
+    stays text here; a number field still takes it (``coerce_types``: ``train.seed=0042`` is 42).
+    A key given twice (``train:`` twice) kept only the last block; it is refused, naming its line.
     """
 
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # the base class refuses it ("found unhashable key")
+                if key in seen:
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
+
+_NUMBER_TAGS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _NUMBER_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# Decimal integers without leading zeros; no octal, hex, binary, sexagesimal or `_` separators.
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+# YAML 1.1's floats (`2.0e-4`, `.5`, `.inf`, `.nan`; `5e-5` without a dot stays text, which a float
+# field converts) without `_` separators, sexagesimal `1:30.5` or leading zeros (`007.5`).
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:0|[1-9][0-9]*)\.[0-9]*(?:[eE][-+][0-9]+)?
+        |\.[0-9]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
 )
 _YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
 
@@ -676,8 +751,9 @@ def coerce_types(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Check each value against its field's annotation, converting where the intent is clear.
 
-    YAML 1.1 reads ``5e-5`` (no dot) as a string: it is converted to a float. A value that
-    cannot be converted is reported naming the field.
+    YAML 1.1 reads ``5e-5`` (no dot) as a string: it is converted to a float. Digits that the
+    loader keeps as text (``0042``, ``1_000``; see ``_ConfigLoader``) are a whole number for an int
+    field. A value that cannot be converted is reported naming the field.
 
     Returns:
         (converted values, {field: problem} for the values that did not fit)
@@ -701,6 +777,8 @@ def coerce_types(
         elif kind == "int":
             if isinstance(value, float) and value.is_integer():
                 out[key] = int(value)
+            elif isinstance(value, str) and _whole_number(value) is not None:
+                out[key] = _whole_number(value)
             elif isinstance(value, bool) or not isinstance(value, int):
                 problems[key] = f"{section}.{key}={value!r} (use a whole number)"
         elif kind == "float":
@@ -728,6 +806,20 @@ def coerce_types(
     return out, problems
 
 
+def _whole_number(text: str) -> int | None:
+    """``text`` as an int field reads it: decimal digits (``0042`` is 42, not octal 34; ``1_000``), or
+    ``0x``/``0o``/``0b`` numbers as YAML 1.1 read them; None for anything else (``1:30``, ``1.5``)."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"[-+]?[0-9](?:_?[0-9])*", text):
+            return int(text, 10)
+        if re.fullmatch(r"[-+]?0[xXoObB](?:_?[0-9a-fA-F])+", text):
+            return int(text, 0)
+    except ValueError:  # 0b2, 0o9
+        return None
+    return None
+
+
 def _parse_value(text: str) -> Any:
     """Parse an override value with YAML rules, so ``3`` is an int and ``null`` is None.
 
@@ -737,12 +829,90 @@ def _parse_value(text: str) -> Any:
     """
     try:
         value = load_config_yaml(text)
+    except DuplicateKeyError:
+        raise
     except yaml.YAMLError:
         return text
     written_empty = text.strip() in ("", "null", "Null", "NULL", "~", "''", '""', "[]")
     if not written_empty and (value in (None, "") or value == [None]):
         return text.strip()
     return value
+
+
+class _MethodOverridden(dict):
+    """``raw["method"]`` as overrides left it, remembering in ``given`` which options the command
+    line set: ``method=NAME`` drops the run file's options but keeps those (see ``_override_method``)."""
+
+    def __init__(self, mapping: Any = (), given: Any = ()) -> None:
+        super().__init__(mapping)
+        self.given = frozenset(given)
+
+
+def _method_option_names(name: Any) -> set[str] | None:
+    """The options method ``name`` takes; None when no method has that name (its check says so)."""
+    if not isinstance(name, str):
+        return None
+    from tunelab.methods import get_method  # lazy: the methods import torch, and this module
+
+    try:
+        return {f.name for f in fields(get_method(name).config_cls)}
+    except ConfigError:
+        return None
+
+
+def _override_method(current: Any, keys: list[str], value: Any, item: str) -> dict[str, Any]:
+    """``raw["method"]`` after the override ``item`` (``method=NAME``, or ``method.KEY=value``).
+
+    ``method=NAME`` naming another method replaces it, and drops the run file's options (a YAML's lora
+    ``r: 16`` under method=full would be an unknown option). Options given on the command line are
+    kept, before ``method=NAME`` as after it, where the new method takes them; the others are dropped
+    with a warning naming them.
+    """
+    given = set(getattr(current, "given", ()))
+    if isinstance(current, str):
+        current = {"name": current}
+    elif not isinstance(current, dict):  # None, or something from_dict refuses (`method: 5`)
+        if keys and current is not None:
+            raise ConfigError(
+                f"override {item!r}: method={current!r} is neither a method name nor a mapping "
+                "(e.g. method: {name: lora, r: 16})"
+            )
+        current = {}
+    current = dict(current)
+    name = current.get("name", "full")
+    # A saved config.json always has "options", often empty ({}); only the YAML shorthand
+    # (method: {name: lora, r: 16}) keeps options beside the name.
+    if "options" in current:
+        options = current["options"] if current["options"] is not None else {}
+    else:
+        options = {k: v for k, v in current.items() if k != "name"}
+    if not keys:  # method=NAME
+        if value == name:
+            current["name"] = value
+            return _MethodOverridden(current, given)
+        kept = {k: v for k, v in options.items() if k in given} if isinstance(options, dict) else {}
+        if kept:
+            known = _method_option_names(value)
+            dropped = [k for k in kept if known is not None and k not in known]
+            if dropped:
+                logger.warning(
+                    "method=%s: dropped %s, given on the command line, which %s does not take",
+                    value,
+                    ", ".join(f"method.{k}" for k in dropped),
+                    value,
+                )
+            kept = {k: v for k, v in kept.items() if k not in dropped}
+        return _MethodOverridden({"name": value, "options": kept} if kept else {"name": value}, kept)
+    opts_key = keys if keys[0] != "options" else keys[1:]
+    if opts_key == ["name"]:
+        current["name"] = value
+        return _MethodOverridden(current, given)
+    if not opts_key:  # method.options={r: 16}: the options as a whole (MethodConfig checks a mapping)
+        return _MethodOverridden({"name": name, "options": value}, value if isinstance(value, dict) else ())
+    if not isinstance(options, dict):
+        raise ConfigError(f"method.options={options!r} must be a mapping, e.g. {{r: 16}}")
+    option = ".".join(opts_key)
+    return _MethodOverridden({"name": name, "options": {**options, option: value}}, given | {option})
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -753,32 +923,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     parts = [k for k in key.strip().split(".") if k]
     if not parts:
         raise ConfigError(f"override {item!r}: empty key")
-    value = _parse_value(text)
+    try:
+        value = _parse_value(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"override {item!r}: {exc.advice()}") from None
     if parts[0] == "method":
-        current = raw.get("method")
-        if isinstance(current, str):
-            current = {"name": current}
-        current = dict(current or {})
-        if len(parts) == 1:
-            if value != current.get("name", "full"):
-                # Another method: the options set so far belong to the one it replaces (a YAML's
-                # lora r=16 under method=full would be an unknown option).
-                current = {}
-            current["name"] = value
-        else:
-            opts_key = parts[1:] if parts[1] != "options" else parts[2:]
-            if opts_key == ["name"]:
-                current["name"] = value
-            else:
-                # A saved config.json always has "options", often empty ({}); only the YAML shorthand
-                # (method: {name: lora, r: 16}) keeps options beside the name.
-                if "options" in current:
-                    options = dict(current["options"] or {})
-                else:
-                    options = {k: v for k, v in current.items() if k != "name"}
-                options[".".join(opts_key)] = value
-                current = {"name": current.get("name", "full"), "options": options}
-        raw["method"] = current
+        raw["method"] = _override_method(raw.get("method"), parts[1:], value, item)
         return
     node = raw
     for part in parts[:-1]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.config import RunConfig, apply_override
+from tunelab.config import DataConfig, RunConfig, TrainConfig, apply_override, load_config_yaml
 from tunelab.errors import ConfigError, TunelabError
 
 RUN_FILE = """\
@@ -250,3 +250,136 @@ def test_run_name_that_looks_like_a_date_or_number_stays_a_string() -> None:
 def test_unknown_metric_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="metric"):
         RunConfig.from_yaml(None, ["train.metric=acc"])
+
+
+def test_numbers_yaml_1_1_would_rewrite_stay_text_where_a_field_takes_text(tmp_path: Path) -> None:
+    """YAML 1.1 read 0042 as octal 34, 1:30 as sexagesimal 90 and 007 as 7: `name=0042` trained run
+    "34", `data.text_column=0123` looked for a column '83' and `data.labels=[01, 02, 10]` became '1'
+    and '2'. Such text stays as written; number fields still take numbers."""
+    cfg = RunConfig.from_yaml(
+        None, ["name=0042", "data.text_column=0123", "data.labels=[01, 02, 10]", "data.label_column=0x1F"]
+    )
+    assert (cfg.name, cfg.data.text_column, cfg.data.label_column) == ("0042", "0123", "0x1F")
+    assert cfg.data.labels == ["01", "02", "10"]
+    for name in ("1:30", "007", "1_000", "1_000.5", "1:30.5", "007.5"):
+        assert RunConfig.from_yaml(None, [f"name={name}"]).name == name
+    path = write(tmp_path / "run.yaml", "name: 1:30\ndata:\n  text_column: 0123\n  labels: [01, 02, 10]\n")
+    from_file = RunConfig.from_yaml(path)
+    assert (from_file.name, from_file.data.text_column, from_file.data.labels) == (
+        "1:30",
+        "0123",
+        ["01", "02", "10"],
+    )
+    # Number fields: ints stay ints, floats floats (with or without a dot), digit text a whole number.
+    numbers = RunConfig.from_yaml(
+        None,
+        [
+            "train.epochs=3",
+            "train.batch_size=16",
+            "train.learning_rate=1e-4",
+            "train.head_learning_rate=.5",
+            "train.seed=0042",
+            "train.checkpoint_steps=1_000",
+            "data.dev_size=0.25",
+        ],
+    ).train
+    assert (numbers.epochs, numbers.batch_size, numbers.seed, numbers.checkpoint_steps) == (3, 16, 42, 1000)
+    assert isinstance(numbers.batch_size, int) and isinstance(numbers.seed, int)
+    assert numbers.learning_rate == pytest.approx(1e-4) and numbers.head_learning_rate == 0.5
+    with pytest.raises(ConfigError, match=r"train\.seed='1:30' \(use a whole number\)"):
+        RunConfig.from_yaml(None, ["train.seed=1:30"])
+
+
+def test_a_key_given_twice_in_a_run_file_is_refused_naming_its_line(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a second `train:` block silently dropped the first."""
+    path = write(
+        tmp_path / "run.yaml", "train:\n  epochs: 2\nmodel:\n  max_length: 64\ntrain:\n  batch_size: 8\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_yaml(path)
+    assert str(info.value) == f"{path} line 5: key 'train' given twice; merge them"
+    nested = write(tmp_path / "nested.yaml", "data:\n  train: a.csv\n  labels: [a, b]\n  train: b.csv\n")
+    with pytest.raises(ConfigError, match=r"nested\.yaml line 4: key 'train' given twice; merge them"):
+        RunConfig.from_yaml(nested)
+    with pytest.raises(ConfigError, match=r"override .*: key 'r' given twice; merge them"):
+        RunConfig.from_yaml(None, ["method={name: lora, r: 4, r: 8}"])
+    # A merge key's values may be overridden: that is what it is for.
+    anchors = write(tmp_path / "anchors.yaml", "x-base: &b {epochs: 2, batch_size: 8}\n")
+    assert load_config_yaml(anchors.read_text() + "train:\n  <<: *b\n  epochs: 3\n")["train"] == {
+        "epochs": 3,
+        "batch_size": 8,
+    }
+
+
+def test_method_options_that_are_not_a_mapping_and_keys_that_are_not_text(tmp_path: Path) -> None:
+    """`options: 5` failed as "unexpected TypeError: 'int' object is not iterable", and a number key
+    (`train: {epochs: 2, 1: 3}`) as a TypeError in the unknown-field message."""
+    path = write(tmp_path / "run.yaml", "method: {name: lora, options: 5}\n")
+    with pytest.raises(ConfigError, match=r"^method\.options=5 must be a mapping, e.g. \{r: 16\}$"):
+        RunConfig.from_yaml(path)
+    with pytest.raises(ConfigError, match=r"method\.options=5 must be a mapping"):
+        RunConfig.from_yaml(path, ["method.r=16"])
+    with pytest.raises(ConfigError, match=r"train: unknown field\(s\) 1 \(known: "):
+        RunConfig.from_yaml(write(tmp_path / "keys.yaml", "train: {epochs: 2, 1: 3}\n"))
+
+
+def test_run_config_leaves_the_callers_train_config_as_it_was() -> None:
+    """metric=auto was resolved on the caller's TrainConfig: reused for an NER run, it said accuracy."""
+    train = TrainConfig()
+    assert RunConfig(train=train).train.metric == "accuracy"
+    assert train.metric == "auto"
+    ner = RunConfig(data=DataConfig(task="token_classification"), train=train)
+    assert ner.train.metric == "entity_f1" and train.metric == "auto"
+
+
+def test_a_leading_tilde_in_paths_is_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`output_dir: ~/runs` made a folder named "~" in the current one, and data files were looked
+    for there; config.json keeps the expanded paths, so a resume finds the same files."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    cfg = RunConfig.from_yaml(
+        None,
+        [
+            "output_dir=~/runs",
+            "data.train=~/t.csv",
+            "data.dev=~/d.csv",
+            "data.test=~/x.csv",
+            "self_training.unlabeled=~/u.txt",
+        ],
+    )
+    assert cfg.output_dir == str(home / "runs")
+    assert (cfg.data.train, cfg.data.dev, cfg.data.test) == tuple(
+        str(home / f) for f in ("t.csv", "d.csv", "x.csv")
+    )
+    assert cfg.self_training.unlabeled == str(home / "u.txt")
+    cfg.save(tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["output_dir"] == str(home / "runs") and saved["data"]["train"] == str(home / "t.csv")
+    assert RunConfig(output_dir="~/runs").output_dir == str(home / "runs")
+    # Only a leading ~ is the home folder.
+    assert RunConfig.from_yaml(None, ["data.train=data/~t.csv"]).data.train == "data/~t.csv"
+
+
+def test_method_options_given_on_the_command_line_survive_method_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`method.r=16 method=lora` trained with r=8: options before method= were dropped silently,
+    while the other order kept them. The run file's options are still dropped (they belong to
+    the method it named), and a command-line option the new method does not take is dropped with
+    a warning naming it."""
+    assert RunConfig.from_yaml(None, ["method.r=16", "method=lora"]).method.options == {"r": 16}
+    assert RunConfig.from_yaml(None, ["method=lora", "method.r=16"]).method.options == {"r": 16}
+    path = write(tmp_path / "run.yaml", "method: {name: lora, alpha: 4, r: 2}\n")
+    cfg = RunConfig.from_yaml(path, ["method.dropout=0.2", "method=adalora", "method.target_r=4"])
+    assert cfg.method.name == "adalora" and cfg.method.options == {"dropout": 0.2, "target_r": 4}
+    with caplog.at_level("WARNING", logger="tunelab.config"):
+        cfg = RunConfig.from_yaml(None, ["method.freeze_word_embeddings=false", "method.r=16", "method=lora"])
+    assert cfg.method.options == {"r": 16}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "method.freeze_word_embeddings" in warnings[0] and "lora" in warnings[0]
+    # Overrides on a config object (tunelab.train(config, overrides=...)): its options are the file's,
+    # dropped though adalora takes alpha too.
+    raw = RunConfig.from_yaml(path).to_dict()
+    for item in ("method.dropout=0.2", "method=adalora"):
+        apply_override(raw, item)
+    assert RunConfig.from_dict(raw).method.options == {"dropout": 0.2}

@@ -290,3 +290,24 @@ def test_registering_a_duplicate_name_fails() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_method(dataclasses.replace(original, description="impostor"))
     assert get_method("full") is original
+
+
+def test_options_that_are_not_a_mapping_or_keys_that_are_not_text_fail_in_one_line() -> None:
+    """`options: 5` was "unexpected TypeError: 'int' object is not iterable"; a number key
+    (`method: {name: lora, 8: 16}`) a TypeError in the unknown-option message."""
+    with pytest.raises(ConfigError, match=r"^method\.options=5 must be a mapping, e.g. \{r: 16\}$"):
+        get_method("lora").parse_options(5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^method lora: unknown option\(s\) 8, rank \(known: alpha"):
+        get_method("lora").parse_options({8: 16, "rank": 4})
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), "nan", ".inf", 10**400, -0.5])
+def test_adalora_orthogonality_weight_must_be_finite(weight: object) -> None:
+    """nan and inf passed here and failed at step 1 blaming the learning rate, leaving a .partial
+    folder (`.inf` and `nan` come from YAML as written on the command line)."""
+    from tunelab.config import load_config_yaml
+
+    value = load_config_yaml(weight) if isinstance(weight, str) else weight
+    with pytest.raises(ConfigError, match=r"method adalora: orth_reg_weight=.* \(use a finite number >= 0"):
+        get_method("adalora").parse_options({"orth_reg_weight": value})
+    assert get_method("adalora").parse_options({"orth_reg_weight": 0}).orth_reg_weight == 0

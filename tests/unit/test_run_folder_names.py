@@ -45,3 +45,23 @@ def test_a_run_made_in_one_go_leaves_nothing_when_its_body_fails(tmp_path):
         final = partial.finish()
     assert final.root == tmp_path / "zs" and final.read_summary() == {"status": "finished"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zs"]
+
+
+def test_an_output_dir_under_the_home_folder_is_made_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`output_dir: ~/runs` made ./~/runs in the current folder."""
+    from tunelab.runs.folder import check_output_dir, free_name
+
+    home, here = tmp_path / "home", tmp_path / "here"
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    check_output_dir("~/runs")
+    run = RunFolder.create("~/runs", "x")
+    assert run.root == home / "runs" / "x.partial" and run.root.is_dir()
+    assert list(here.iterdir()) == []
+    with pytest.raises(RunError, match="unfinished run"):
+        RunFolder.check_name("~/runs", "x")
+    (home / "runs" / "y-2").mkdir()
+    assert free_name(Path("~/runs"), "y") == "y-3"

@@ -165,8 +165,11 @@ class Method:
 
     def parse_options(self, options: dict[str, Any]) -> Any:
         """Validate raw option values into the method's config dataclass."""
+        if not isinstance(options, dict):  # `options: 5` was "unexpected TypeError: ... not iterable"
+            raise ConfigError(f"method.options={options!r} must be a mapping, e.g. {{r: 16}}")
         allowed = {f.name for f in dataclasses.fields(self.config_cls)}
-        unknown = sorted(set(options) - allowed)
+        # str(): a key YAML reads as a number (`method: {name: lora, 8: 16}`) failed the join
+        unknown = sorted(str(k) for k in set(options) - allowed)
         if unknown:
             raise ConfigError(
                 f"method {self.name}: unknown option(s) {', '.join(unknown)} "

@@ -77,7 +77,7 @@ def check_output_dir(output_dir: str | Path, flag: str = "output_dir") -> None:
     """
     from tunelab.errors import ConfigError
 
-    out = Path(output_dir)
+    out = Path(os.path.expanduser(output_dir))
     if path_exists(out) and not out.is_dir():
         raise ConfigError(f"{flag} {out}: a file, not a folder; give another {flag}")
     check_parents_are_folders(out, flag)
@@ -158,7 +158,7 @@ class RunFolder:
         A folder that cannot be made is a one-line ``ConfigError`` naming ``flag`` (the option that
         gave ``output_dir``), not an unexpected ``OSError``.
         """
-        out = Path(output_dir)
+        out = Path(os.path.expanduser(output_dir))  # `~/runs` made a folder named "~" in the current one
         name = name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
         root = cls.check_name(out, name)
         try:
@@ -198,7 +198,7 @@ class RunFolder:
             RunError: the name is taken by a run or an unfinished one (``tunelab validate`` says so
                 before any training).
         """
-        out = Path(output_dir)
+        out = Path(os.path.expanduser(output_dir))
         if (out / name).exists():
             raise RunError(
                 f"{out / name}: a run of that name exists; choose another name, e.g. "
@@ -262,6 +262,7 @@ class RunFolder:
 
 def free_name(output_dir: Path, name: str) -> str:
     """The first of ``<name>-2``, ``<name>-3``, ... that is neither a run nor an unfinished one."""
+    output_dir = Path(os.path.expanduser(output_dir))
     n = 2
     while (output_dir / f"{name}-{n}").exists() or (output_dir / f"{name}-{n}{PARTIAL_SUFFIX}").exists():
         n += 1

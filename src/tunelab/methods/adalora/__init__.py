@@ -78,9 +78,18 @@ class AdaLoraOptions:
         problems.probability("beta1", self.beta1)
         problems.probability("beta2", self.beta2)
         weight = self.orth_reg_weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            problems.add(f"orth_reg_weight={weight!r} (use a number >= 0 such as 0.5)")
+        # finite too: nan and inf passed here and failed at step 1 as "loss is nan ... lower
+        # train.learning_rate", leaving a .partial folder (10**400 overflows a float: refused too)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not _finite_at_least_0(weight):
+            problems.add(f"orth_reg_weight={weight!r} (use a finite number >= 0 such as 0.5)")
         problems.raise_if_any()
+
+
+def _finite_at_least_0(value: float) -> bool:
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
 
 
 def apply(model: nn.Module, cfg: AdaLoraOptions) -> nn.Module:

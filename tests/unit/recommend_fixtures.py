@@ -129,3 +129,74 @@ def config_dict(
     for name, values in sections.items():
         cfg[name] = {**cfg.get(name, {}), **values}
     return cfg
+
+
+def make_code_running_skops(path: Path, key: str, marker: Path) -> None:
+    """Rewrite the skops file at ``path`` (a dict) so its entry ``key`` is built by calling
+    ``os.mkdir(marker)``: what a crafted file's ``os.system`` would be, in skops's own format."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    schema = json.loads(members["schema.json"])
+    text = {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "__id__": 3}
+    args = {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "__id__": 2}
+    args["content"] = [{**text, "content": json.dumps(str(marker)), "is_json": True}]
+    schema["content"][key] = {
+        "__class__": "mkdir",
+        "__module__": "os",
+        "__loader__": "ConstructorFromReduceNode",
+        "__id__": 1,
+        "content": args,
+    }
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+class MkdirWhenUnpickled:
+    """Unpickled, it calls ``os.mkdir(marker)``: a crafted pickle of an older recommender folder."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def assert_no_pickle_in(folder: Path) -> None:
+    """No file under ``folder`` is a pickle (protocols 2-5 start with 0x80 and the protocol; no
+    ``.pkl``), every ``.npy``/``.npz`` (and each array inside a ``.skops`` zip) reads with
+    ``allow_pickle=False``, and each ``.safetensors`` opens as one (its first 8 bytes are a length,
+    which may start 0x80 0x02)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert path.suffix not in (".pkl", ".pickle", ".pt", ".pth", ".bin"), path
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as f:
+                assert list(f.keys()), path
+            continue
+        assert path.read_bytes()[:2] not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), path
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                for name in data.files:
+                    data[name]
+        elif path.suffix == ".npy":
+            np.load(path, allow_pickle=False)
+        elif path.suffix == ".skops":  # a zip of schema.json and the arrays as .npy
+            with zipfile.ZipFile(path) as z:
+                assert "schema.json" in z.namelist(), path
+                for name in z.namelist():
+                    if name.endswith(".npy"):
+                        np.load(io.BytesIO(z.read(name)), allow_pickle=False)

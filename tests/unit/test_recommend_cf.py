@@ -95,3 +95,38 @@ def test_ease_with_fewer_than_two_liked_items_is_one_line() -> None:
         DataError, match=r"cf.algorithm ease: 1 item\(s\) with a positive; it needs at least 2"
     ):
         fit_cf(np.array(["u1", "u2"]), np.array([3, 3]), 10, CFSection(algorithm="ease"))
+
+
+def test_user_ids_are_saved_as_text_not_a_pickled_object_array(tmp_path) -> None:
+    """np.savez of an object array pickles it into the .npz, and loading it needed allow_pickle=True:
+    a crafted cf.npz then ran code. The ids are a unicode array now, read with allow_pickle=False."""
+    users, items = planted()
+    cfg = CFSection(algorithm="ease", factors=8)
+    model = fit_cf(users, items, 30, cfg)
+    model.save(tmp_path)
+    with np.load(tmp_path / cf_module.FILE, allow_pickle=False) as data:
+        assert data["user_ids"].dtype.kind == "U"
+    again = CFModel.load(tmp_path, cfg.model_dump())
+    assert again.user_ids == model.user_ids and all(type(u) is str for u in again.user_ids)
+    np.testing.assert_array_equal(again.user_factors, model.user_factors)
+
+
+def test_an_older_cf_file_with_pickled_user_ids_is_refused_without_unpickling(tmp_path) -> None:
+    from recommend_fixtures import MkdirWhenUnpickled
+
+    marker = tmp_path / "ran"
+    users, items = planted()
+    cfg = CFSection(algorithm="ease", factors=8)
+    model = fit_cf(users, items, 30, cfg)
+    np.savez(
+        tmp_path / cf_module.FILE,
+        user_ids=np.array([MkdirWhenUnpickled(marker), *model.user_ids[1:]], dtype=object),
+        user_factors=model.user_factors,
+        item_factors=model.item_factors,
+        has_cf=model.has_cf,
+    )
+    with pytest.raises(ConfigError) as info:
+        CFModel.load(tmp_path, cfg.model_dump())
+    expected = "built by an older tunelab (pickled user ids); build the recommender again"
+    assert str(info.value) == f"{tmp_path / cf_module.FILE}: {expected}"
+    assert not marker.exists()

@@ -8,11 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recommend_fixtures import config_dict, write_world
+from recommend_fixtures import (
+    MkdirWhenUnpickled,
+    assert_no_pickle_in,
+    config_dict,
+    make_code_running_skops,
+    write_world,
+)
 
 from tunelab.apps.recommend import RecommendConfig, Recommender, build
-from tunelab.apps.recommend.crossencoder import CALIBRATION, FOLDER, CrossStage, _pairs, fit_cross_stage
+from tunelab.apps.recommend.crossencoder import (
+    CALIBRATION,
+    FOLDER,
+    PICKLED_CALIBRATION,
+    CrossScorer,
+    CrossStage,
+    _pairs,
+    fit_cross_stage,
+)
 from tunelab.apps.recommend.textmodel import Triple
+from tunelab.errors import ConfigError
 
 
 class _LengthScorer:
@@ -20,6 +35,18 @@ class _LengthScorer:
 
     def logits(self, query: str, texts: list[str]) -> np.ndarray:
         return np.array([float(len(t)) for t in texts], dtype=np.float32)
+
+    def save(self, folder: str | Path) -> None:
+        pass
+
+
+def _length_stage() -> tuple[CrossStage, list[str], np.ndarray]:
+    rng = np.random.default_rng(0)
+    texts = ["x" * n for n in range(1, 41)]
+    scores = np.linspace(0.9, 0.1, 40).astype(np.float32)
+    labels = np.array([len(t) > 5 for t in texts], dtype=np.int8)
+    users = [("q", texts, scores + rng.normal(0, 0.01, 40).astype(np.float32), labels)] * 3
+    return fit_cross_stage(_LengthScorer(), users, top=10), texts, scores
 
 
 def test_pairs_label_the_target_one_and_the_negatives_zero() -> None:
@@ -71,6 +98,7 @@ def test_a_build_with_the_cross_encoder_saves_loads_and_ranks_with_it(
     assert training["pairs"] > training["positives"] > 0
     assert stage["top"] == 8 and stage["rows"] >= stage["positives"] > 0
     assert "cross_encoder_s" in report["timings"]
+    assert_no_pickle_in(tmp_path / "rec")  # cross_calibration was a pickle too
     again = Recommender.load(tmp_path / "rec")
     assert isinstance(again.cross, CrossStage) and again.cross.top == 8
     a, b = built.rank("u3", k=12), again.rank("u3", k=12)
@@ -154,3 +182,33 @@ def test_the_cross_encoders_negatives_come_from_the_users_own_top_and_were_not_l
         seen = {rec._texts[i] for i in rec._seen_indices(new.user)}
         assert not set(extra) & (seen | new.liked | {new.positive})
     assert added >= len(triples)  # at least one per triple in this world
+
+
+def test_the_stages_blend_round_trips_without_a_pickle(tmp_path: Path, monkeypatch) -> None:
+    stage, texts, scores = _length_stage()
+    stage.save(tmp_path)
+    assert_no_pickle_in(tmp_path)
+    monkeypatch.setattr(CrossScorer, "load", classmethod(lambda cls, *a, **k: _LengthScorer()))
+    again = CrossStage.load(tmp_path, max_length=32)
+    assert again is not None and again.top == 10
+    np.testing.assert_array_equal(again.rescore("q", texts, scores), stage.rescore("q", texts, scores))
+
+
+def test_a_blend_file_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    stage, _, _ = _length_stage()
+    stage.save(tmp_path)
+    marker = tmp_path / "ran"
+    make_code_running_skops(tmp_path / CALIBRATION, "calibrator", marker)
+    with pytest.raises(ConfigError, match=rf"{CALIBRATION}: refused to load it: it names os\.mkdir"):
+        CrossStage.load(tmp_path, max_length=32)
+    assert not marker.exists()
+
+
+def test_a_pickled_blend_of_an_older_tunelab_is_never_unpickled(tmp_path: Path) -> None:
+    import pickle
+
+    marker = tmp_path / "ran"
+    (tmp_path / PICKLED_CALIBRATION).write_bytes(pickle.dumps({"calibrator": MkdirWhenUnpickled(marker)}))
+    with pytest.raises(ConfigError, match=r"cross_calibration\.pkl: built by an older tunelab \(pickled\)"):
+        CrossStage.load(tmp_path, max_length=32)
+    assert not marker.exists()

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
+from recommend_fixtures import MkdirWhenUnpickled, assert_no_pickle_in, make_code_running_skops
 
 from tunelab.apps.recommend.config import RankerSection
 from tunelab.apps.recommend.features import FEATURES, mask_collaborative
-from tunelab.apps.recommend.ranker import Ranker, fit_ranker
+from tunelab.apps.recommend.ranker import (
+    FILE,
+    PICKLED,
+    SAVED_TYPES,
+    PairwiseLogistic,
+    PoolReordered,
+    Ranker,
+    fit_ranker,
+)
+from tunelab.errors import ConfigError
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 
@@ -126,3 +139,62 @@ def test_pool_rows_without_a_positive_are_one_clear_error() -> None:
     rows["pool"] = {"X": rows["X"][:100], "y": np.zeros(100, dtype=np.int8), "group": rows["group"][:100]}
     with pytest.raises(ValueError, match=r"candidate pool.*ranker\.hard_pool.*rows: sampled"):
         fit_ranker(rows, RankerSection(rows="pool"), age_never=9.0)
+
+
+def _pool_rows() -> dict:
+    rows = _rows(600)
+    rng = np.random.default_rng(1)
+    yp = (rng.random(300) < 0.1).astype(np.int8)
+    Xp = rng.normal(size=(300, len(FEATURES))).astype(np.float32)
+    Xp[:, COL["has_cf"]] = 1.0
+    return {**rows, "pool": {"X": Xp, "y": yp, "group": np.arange(300) // 30}}
+
+
+@pytest.mark.parametrize("kind", ["logistic", "pairwise", "hgb"])
+@pytest.mark.parametrize("pool", [False, True])
+def test_every_kind_of_ranker_round_trips_through_skops_without_a_pickle(
+    tmp_path: Path, kind: str, pool: bool
+) -> None:
+    """ranker.pkl was a pickle: loading a recommender folder from elsewhere ran whatever it named.
+    Now skops: a zip of JSON and arrays that loads the very same scores."""
+    rows = _pool_rows() if pool else _rows(600)
+    ranker = fit_ranker(rows, RankerSection(kind=kind, rows="pool" if pool else "sampled"), age_never=9.0)
+    ranker.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [FILE] and FILE.endswith(".skops")
+    assert_no_pickle_in(tmp_path)
+    again = Ranker.load(tmp_path)
+    X = _rows(60, seed=2)["X"]
+    X[40:] = mask_collaborative(X[40:], 9.0)  # the text-only model's rows too
+    np.testing.assert_array_equal(again.score(X), ranker.score(X))
+    assert again.kind == kind and type(again.model) is type(ranker.model)
+
+
+def test_the_allow_list_names_tunelabs_own_classes() -> None:
+    for cls in (PairwiseLogistic, PoolReordered):
+        assert f"{cls.__module__}.{cls.__qualname__}" in SAVED_TYPES
+
+
+def test_a_ranker_file_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    import skops.io
+
+    fit_ranker(_rows(600), RankerSection(), age_never=9.0).save(tmp_path)
+    marker = tmp_path / "ran"
+    make_code_running_skops(tmp_path / FILE, "model", marker)
+    with pytest.raises(ConfigError) as info:
+        Ranker.load(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / FILE) in message and "os.mkdir" in message and "\n" not in message
+    assert not marker.exists()
+    # the payload is live: a loader that trusted what the file names would have run it
+    skops.io.load(tmp_path / FILE, trusted=["os.mkdir"])
+    assert marker.is_dir()
+
+
+def test_a_pickled_ranker_of_an_older_tunelab_is_never_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / PICKLED).write_bytes(pickle.dumps({"model": MkdirWhenUnpickled(marker)}))
+    with pytest.raises(ConfigError, match=r"ranker\.pkl: built by an older tunelab \(pickled\); build the"):
+        Ranker.load(tmp_path)
+    assert not marker.exists()
+    pickle.loads((tmp_path / PICKLED).read_bytes())  # the payload is live
+    assert marker.is_dir()

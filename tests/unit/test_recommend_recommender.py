@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from recommend_fixtures import GENRES, config_dict, user_genre, write_world
+from recommend_fixtures import (
+    GENRES,
+    MkdirWhenUnpickled,
+    assert_no_pickle_in,
+    config_dict,
+    make_code_running_skops,
+    user_genre,
+    write_world,
+)
 
 from tunelab.apps.recommend import RecommendConfig, Recommender, build, load_dataset
 from tunelab.apps.recommend.live import FILE as LIVE_FILE
@@ -48,7 +56,7 @@ def test_the_folder_has_what_it_needs_and_the_report_counts(built: Path) -> None
     import json
 
     for name in ("recommender.json", "build_report.json", "items.parquet", "history.parquet", "vectors.npy",
-                 "cf.npz", "ranker.pkl", "encoder"):  # fmt: skip
+                 "cf.npz", "ranker.skops", "encoder"):  # fmt: skip
         assert (built / name).exists(), name
     assert not (built / LIVE_FILE).exists()  # created on the first write only
     report = json.loads((built / "build_report.json").read_text())
@@ -436,14 +444,54 @@ def test_a_fitted_text_model_is_reused_not_trained_again_and_ease_builds(
 
 
 def test_a_ranker_fitted_on_other_features_asks_for_a_new_build(rec_folder: Path) -> None:
-    import pickle
+    import skops.io
 
-    path = rec_folder / "ranker.pkl"
-    saved = pickle.loads(path.read_bytes())
+    from tunelab.apps.recommend.ranker import SAVED_TYPES
+
+    path = rec_folder / "ranker.skops"
+    saved = skops.io.load(path, trusted=list(SAVED_TYPES))
     saved["features"] = tuple(saved["features"])[:-2]  # as a build of another tunelab version
-    path.write_bytes(pickle.dumps(saved))
+    skops.io.dump(saved, path)
     with pytest.raises(ConfigError, match=r"fitted on other features.*build the recommender again"):
         Recommender.load(rec_folder)
+
+
+def test_no_file_of_a_built_folder_is_a_pickle(built: Path) -> None:
+    """A recommender folder is copied between machines; its ranker was a pickle (ranker.pkl) and
+    cf.npz's user ids an object array (a pickle inside the .npz): loading one ran what it named."""
+    assert_no_pickle_in(built)
+
+
+def test_a_ranker_file_that_would_run_code_is_refused_before_it_runs(rec_folder: Path) -> None:
+    marker = rec_folder.parent / "ran"
+    make_code_running_skops(rec_folder / "ranker.skops", "cold_model", marker)
+    with pytest.raises(ConfigError) as info:
+        Recommender.load(rec_folder)
+    message = str(info.value)
+    assert f"{rec_folder / 'ranker.skops'}: refused to load it: it names os.mkdir" in message
+    assert "\n" not in message and not marker.exists()
+
+
+def test_a_folder_of_an_older_tunelab_is_refused_without_unpickling(rec_folder: Path) -> None:
+    """Built before skops: ranker.pkl a pickle, cf.npz's user ids an object array. Neither is
+    unpickled (a crafted one would run its code); each is one line naming the file."""
+    import pickle
+
+    marker = rec_folder.parent / "ran"
+    (rec_folder / "ranker.skops").unlink()
+    (rec_folder / "ranker.pkl").write_bytes(pickle.dumps({"model": MkdirWhenUnpickled(marker)}))
+    with pytest.raises(ConfigError) as info:
+        Recommender.load(rec_folder)
+    assert str(info.value) == (
+        f"{rec_folder / 'ranker.pkl'}: built by an older tunelab (pickled); build the recommender again"
+    )
+    with np.load(rec_folder / "cf.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["user_ids"] = np.array([MkdirWhenUnpickled(marker), *arrays["user_ids"][1:]], dtype=object)
+    np.savez(rec_folder / "cf.npz", **arrays)
+    with pytest.raises(ConfigError, match=r"cf\.npz: built by an older tunelab \(pickled user ids\); build"):
+        Recommender.load(rec_folder)
+    assert not marker.exists()
 
 
 def test_an_added_item_rebuilds_the_users_context_but_not_their_query(rec: Recommender) -> None:

@@ -108,7 +108,7 @@ def test_training_triples_never_target_an_item_already_in_their_query(tiny_bert:
     ("damage", "says"),
     [
         ("no_encoder", "no encoder/ folder"),
-        ("ranker.pkl", "UnpicklingError"),
+        ("ranker.skops", "BadZipFile"),
         ("cf.npz", "BadZipFile"),
     ],
 )
@@ -116,7 +116,7 @@ def test_a_damaged_folder_is_one_line_without_reaching_for_the_hub(
     built: Path, tmp_path: Path, damage: str, says: str
 ) -> None:
     """A missing encoder/ was taken for a hub id (79 s of download retries, then many lines); a
-    truncated ranker.pkl or cf.npz ended in 'unexpected UnpicklingError/BadZipFile'."""
+    truncated ranker.pkl (now ranker.skops) or cf.npz ended in 'unexpected UnpicklingError/BadZipFile'."""
     import time
 
     from tunelab.errors import ConfigError

@@ -120,7 +120,8 @@ class CFModel:
         extra = {} if self.fold_factors is None else {"fold_factors": self.fold_factors}
         np.savez(
             Path(folder) / file,
-            user_ids=np.array(self.user_ids, dtype=object),
+            # fixed-width unicode, not dtype=object: an object array is a pickle inside the .npz
+            user_ids=np.array(self.user_ids, dtype=str),
             user_factors=self.user_factors,
             item_factors=self.item_factors,
             has_cf=self.has_cf,
@@ -129,10 +130,25 @@ class CFModel:
 
     @classmethod
     def load(cls, folder: str | Path, settings: dict[str, Any], file: str = FILE) -> CFModel:
-        with np.load(Path(folder) / file, allow_pickle=True) as data:
+        """The model saved in ``folder``.
+
+        Raises:
+            ConfigError: a file from an older tunelab, whose user ids are a pickled object array
+                (never unpickled: a crafted one would run code).
+        """
+        path = Path(folder) / file
+        with np.load(path, allow_pickle=False) as data:
+            try:
+                user_ids = data["user_ids"]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):  # a damaged array: the caller names it
+                    raise
+                raise ConfigError(
+                    f"{path}: built by an older tunelab (pickled user ids); build the recommender again"
+                ) from None
             return cls(
                 algorithm=settings["algorithm"],
-                user_ids=[str(u) for u in data["user_ids"]],
+                user_ids=[str(u) for u in user_ids],
                 user_factors=data["user_factors"].astype(np.float32),
                 item_factors=data["item_factors"].astype(np.float32),
                 has_cf=data["has_cf"].astype(bool),

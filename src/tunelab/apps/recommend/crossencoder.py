@@ -21,7 +21,6 @@ one pass and can. It costs one transformer pass per (user, item) pair, so it onl
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,16 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.recommend.config import ModelSection
+from tunelab.apps.recommend.ranker import dump_estimators, load_estimators, older_pickle
 from tunelab.apps.recommend.textmodel import Triple, loss_summary, pick_device, train_batches
+from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 FOLDER = "cross_encoder"
-CALIBRATION = "cross_calibration.pkl"
+CALIBRATION = "cross_calibration.skops"
+#: What tunelab wrote before (a pickle): never opened, as ``ranker.PICKLED``.
+PICKLED_CALIBRATION = "cross_calibration.pkl"
 
 
 class CrossScorer:
@@ -194,9 +197,8 @@ class CrossStage:
 
     def save(self, folder: str | Path) -> None:
         self.scorer.save(folder)
-        # Our own artifact, as ranker.pkl (scikit-learn has no other format for an estimator).
-        with (Path(folder) / CALIBRATION).open("wb") as f:
-            pickle.dump({"calibrator": self.calibrator, "top": self.top}, f)
+        # skops, as the ranker: a LogisticRegression and a number, nothing a pickle must hold.
+        dump_estimators({"calibrator": self.calibrator, "top": self.top}, Path(folder) / CALIBRATION)
 
     @classmethod
     def load(
@@ -207,12 +209,18 @@ class CrossStage:
         device: str = "auto",
         report: dict[str, Any] | None = None,
     ) -> CrossStage | None:
-        """The stage saved in ``folder``, or None when the folder was built without one."""
+        """The stage saved in ``folder``, or None when the folder was built without one.
+
+        Raises:
+            ConfigError: a folder built by an older tunelab (``cross_calibration.pkl``, never
+                unpickled), or a file naming a type beyond scikit-learn's and Python's.
+        """
         root = Path(folder)
         if not (root / CALIBRATION).is_file():
+            if (root / PICKLED_CALIBRATION).exists():
+                raise ConfigError(older_pickle(root / PICKLED_CALIBRATION))
             return None
-        with (root / CALIBRATION).open("rb") as f:
-            saved = pickle.load(f)  # our own artifact, see save()
+        saved = load_estimators(root / CALIBRATION, ())
         scorer = CrossScorer.load(root, max_length=max_length, device=device)
         return cls(scorer, saved["calibrator"], int(saved["top"]), report or {})
 

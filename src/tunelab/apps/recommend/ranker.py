@@ -48,7 +48,7 @@ the other 20% (all rows, and all rows masked cold), for the build report.
 
 from __future__ import annotations
 
-import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,18 @@ from tunelab.apps.recommend.config import RankerSection
 from tunelab.apps.recommend.features import COLLABORATIVE, FEATURES, mask_collaborative
 from tunelab.errors import ConfigError
 
-FILE = "ranker.pkl"
+FILE = "ranker.skops"
+#: What tunelab wrote before: a pickle, which runs whatever code its bytes name when loaded, so it
+#: is never opened (a recommender folder is an artifact users copy between machines).
+PICKLED = "ranker.pkl"
+#: The types a ranker file may name beyond those skops trusts without being told (scikit-learn's
+#: estimators, numpy's arrays and scalars, Python's containers and numbers): the ones tunelab saves.
+#: A file naming any other type is refused before anything in it is built (``load_estimators``).
+SAVED_TYPES = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # hgb's trees
+    "tunelab.apps.recommend.ranker.PairwiseLogistic",
+    "tunelab.apps.recommend.ranker.PoolReordered",
+)
 #: The columns the text-only (cold) model reads.
 TEXT_ONLY = tuple(i for i, name in enumerate(FEATURES) if name not in COLLABORATIVE)
 _HAS_CF = FEATURES.index("has_cf")
@@ -94,21 +105,26 @@ class Ranker:
         return out
 
     def save(self, folder: str | Path) -> None:
-        # A pickle of our own artifact, written and read by the same tunelab (scikit-learn has no
-        # other on-disk format for its estimators); never load a recommender folder you did not build.
         saved = {
             "kind": self.kind,
             "model": self.model,
             "cold_model": self.cold_model,
             "features": self.features,
         }
-        with (Path(folder) / FILE).open("wb") as f:
-            pickle.dump(saved, f)
+        dump_estimators(saved, Path(folder) / FILE)
 
     @classmethod
     def load(cls, folder: str | Path, report: dict[str, Any] | None = None) -> Ranker:
-        with (Path(folder) / FILE).open("rb") as f:
-            saved = pickle.load(f)  # our own artifact, see save()
+        """The ranker saved in ``folder``.
+
+        Raises:
+            ConfigError: a folder built by an older tunelab (``ranker.pkl``, never unpickled), a
+                file naming a type tunelab does not save, or a ranker fitted on other features.
+        """
+        root = Path(folder)
+        if not (root / FILE).exists() and (root / PICKLED).exists():
+            raise ConfigError(older_pickle(root / PICKLED))
+        saved = load_estimators(root / FILE, SAVED_TYPES)
         if tuple(saved["features"]) != FEATURES:
             missing = [name for name in FEATURES if name not in saved["features"]]
             raise ConfigError(
@@ -117,6 +133,43 @@ class Ranker:
                 + "); build the recommender again"
             )
         return cls(saved["kind"], saved["model"], saved["cold_model"], FEATURES, report or {})
+
+
+def older_pickle(path: Path) -> str:
+    """The one line that refuses a pickled file of a recommender folder built before skops."""
+    return f"{path}: built by an older tunelab (pickled); build the recommender again"
+
+
+def dump_estimators(saved: dict[str, Any], path: Path) -> None:
+    """Write fitted scikit-learn estimators (and tunelab's wrappers of them) with skops.
+
+    skops (the scikit-learn project's format for estimators) stores each object's attributes as
+    JSON and numpy arrays in a zip; loading rebuilds them from those without unpickling, and only
+    for types the caller allows. A pickle would run whatever code a crafted file names.
+    """
+    import skops.io
+
+    skops.io.dump(saved, path, compression=zipfile.ZIP_DEFLATED)
+
+
+def load_estimators(path: Path, allowed: tuple[str, ...]) -> Any:
+    """What ``dump_estimators`` wrote to ``path``, built only when every type it names is one skops
+    trusts or one of ``allowed``.
+
+    Raises:
+        ConfigError: the file names any other type (nothing in it is built, so a crafted file's
+            ``os.system`` never runs).
+        OSError, KeyError, ValueError, zipfile.BadZipFile: a missing or damaged file.
+    """
+    import skops.io
+
+    unexpected = sorted(set(skops.io.get_untrusted_types(file=path)) - set(allowed))
+    if unexpected:
+        raise ConfigError(
+            f"{path}: refused to load it: it names {', '.join(unexpected)}, which tunelab never saves "
+            "there (loading it could run code); build the recommender again"
+        )
+    return skops.io.load(path, trusted=list(allowed))
 
 
 class PairwiseLogistic:

@@ -10,9 +10,9 @@ A recommender folder (``recs/<name>/``)::
     encoder/           the fine-tuned sentence-transformers bi-encoder
     cf.npz             implicit ALS/BPR user and item factors (EASE: its factors)
     cf2.npz            (cf.second) the second CF model's
-    ranker.pkl         the scikit-learn ranker
+    ranker.skops       the scikit-learn ranker (skops: loaded without unpickling, types allow-listed)
     cross_encoder/     (model.cross_encoder) the sentence-transformers CrossEncoder
-    cross_calibration.pkl  (model.cross_encoder) its blend with the ranker's score, and how many it re-scores
+    cross_calibration.skops  (model.cross_encoder) its blend with the ranker's score, how many it re-scores
     live.sqlite        items added and events recorded since (created on the first write)
 
 Ranking a known user scores every item (a vectorised feature matrix and one ranker call) up to
@@ -31,7 +31,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
-import pickle
 import sqlite3
 import threading
 import time as _time
@@ -228,8 +227,7 @@ class Recommender:
                 ),
             )
         except (
-            OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError,
-            pickle.UnpicklingError, zipfile.BadZipFile,
+            OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile,
         ) as exc:  # fmt: skip
             raise ConfigError(
                 f"{root}: a damaged recommender folder ({type(exc).__name__}: {first_line(exc)}); "

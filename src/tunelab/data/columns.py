@@ -8,6 +8,7 @@ DataFrame index set by :func:`tunelab.data.readers.read_table`.
 from __future__ import annotations
 
 import ast
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -156,7 +157,7 @@ def _labels(
                 f"{source} row {row}: column {column!r} holds a list of labels; set data.task: "
                 f"multi_label for multi-label data{note}"
             )
-        name = value.strip()
+        name = label_name(value)
         if not name:
             missing.append(int(row))
         out.append(name)
@@ -171,8 +172,15 @@ def _labels(
 def _split_labels(value: str | list[str], delimiter: str) -> list[str]:
     """One multi-label cell -> its label names; an empty cell or list means no label."""
     parts = value if isinstance(value, list) else _listed(value) or value.split(delimiter)
-    names = (p.strip() for p in parts)
+    names = (label_name(p) for p in parts)
     return list(dict.fromkeys(n for n in names if n))  # dedupe, keep order
+
+
+def label_name(value: str) -> str:
+    """A label cell's name: stripped and in Unicode NFC, so that "café" typed on one system and
+    "cafe" + a combining accent (NFD: macOS file names, some exports) on another, which print the
+    same, are one label and not "an unknown label" in the dev file. NFC of an NFC name is itself."""
+    return unicodedata.normalize("NFC", value.strip())
 
 
 def _listed(value: str) -> list[str] | None:

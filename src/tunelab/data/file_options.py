@@ -36,8 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import DataConfig, apply_override, coerce_types
-from tunelab.data.readers import detect_encoding, detect_format, format_from_extension, separator_of
-from tunelab.data.sniff import sniff_text
+from tunelab.data.readers import (
+    detect_encoding,
+    detect_format,
+    format_from_extension,
+    is_json_array,
+    separator_of,
+)
+from tunelab.data.sniff import cut_last_line, sniff_text
 from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -134,7 +140,8 @@ def row_convention(path: str | Path, cfg: DataConfig) -> str:
     except DataError:  # no telling extension: only a description
         fmt = cfg.format
     if fmt == "jsonl":
-        return "rows are line numbers"
+        # A file of one JSON array ([{...}, {...}]) numbers its rows by item, not by line.
+        return "rows are item numbers of the JSON array" if is_json_array(path) else "rows are line numbers"
     if fmt == "excel" and cfg.header:
         return "data rows counted from 1 below the header: Excel's row number is one more"
     if fmt == "parquet" or not cfg.header:
@@ -274,14 +281,12 @@ def _decode_head(head: bytes, encoding: str) -> str:
     except LookupError:
         return ""  # read_table names the unknown encoding
     text = text.removeprefix("\ufeff")
-    if len(head) == _SAMPLE_BYTES and "\n" in text:
-        text = text[: text.rindex("\n")]  # the last line may be cut short
-    return text
+    return cut_last_line(text) if len(head) == _SAMPLE_BYTES else text
 
 
 def _first_record(text: str, sep: str) -> list[str]:
     try:
-        for row in csv.reader(io.StringIO(text), delimiter=sep):
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep):  # \r alone ends a line too
             if row:
                 return row
     except csv.Error:

@@ -2,17 +2,25 @@
 
 Rows that reach training from elsewhere than the training file (augmented rows, a continued run's
 rehearsal sample) can repeat a dev or test text; training on it inflates the held-out scores and
-the checkpoint chosen on them. Compared case- and space-insensitively, the pair text too.
+the checkpoint chosen on them. Compared case- and space-insensitively, in Unicode NFC, the pair
+text too.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from tunelab.data.dataset import Dataset
 from tunelab.data.splits import Splits
 
 
 def normalised(text: str, pair: str | None) -> tuple[str, str | None]:
-    return " ".join(text.split()).casefold(), None if pair is None else " ".join(pair.split()).casefold()
+    return _key(text), None if pair is None else _key(pair)
+
+
+def _key(text: str) -> str:
+    # NFC: "café" with a combining accent (NFD) prints as, and is, the same text as "café".
+    return unicodedata.normalize("NFC", " ".join(text.split()).casefold())
 
 
 def held_out_keys(splits: Splits) -> set[tuple[str, str | None]]:

@@ -8,6 +8,7 @@ that evaluation and prediction decode with exactly the ids the model was trained
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, DataError
 
 _SHOWN = 8  # how many known labels an error message lists
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 @dataclass
@@ -47,6 +52,11 @@ class LabelMap:
         self._ids = {name: i for i, name in enumerate(self.names)}
         if len(self._ids) != len(self.names):
             raise DataError(f"label map: duplicate label names in {self.names}")
+        # Names are looked up in Unicode NFC too (data files' label names are read so): a run
+        # trained before kept a name as written ("café" as e + combining accent), and its data
+        # read now spells it NFC. The names themselves stay as saved, so ids and output are the same.
+        for name, i in list(self._ids.items()):
+            self._ids.setdefault(_nfc(name), i)
 
     @classmethod
     def from_names(cls, names: Iterable[str], task: str = "single_label") -> LabelMap:
@@ -57,7 +67,11 @@ class LabelMap:
         return len(self.names)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._ids
+        return isinstance(name, str) and self._id(name) is not None
+
+    def _id(self, name: str) -> int | None:
+        found = self._ids.get(name)
+        return found if found is not None else self._ids.get(_nfc(name))
 
     def id_of(self, name: str) -> int:
         """The id of ``name``.
@@ -65,10 +79,10 @@ class LabelMap:
         Raises:
             DataError: ``name`` was not a training label.
         """
-        try:
-            return self._ids[name]
-        except KeyError:
-            raise DataError(f"label {name!r} was not in the training data (known: {self.known()})") from None
+        found = self._id(name) if isinstance(name, str) else None
+        if found is None:
+            raise DataError(f"label {name!r} was not in the training data (known: {self.known()})")
+        return found
 
     def known(self) -> str:
         """A short, readable list of the labels, for error messages."""
@@ -93,14 +107,14 @@ class LabelMap:
         ids: list[Any] = []
         for row, value in zip(rows, names, strict=True):
             row_names = value if isinstance(value, list) else [value]
-            unknown = [n for n in row_names if n not in self._ids]
+            unknown = [n for n in row_names if n not in self]
             if unknown:
                 raise DataError(
                     f"{source} row {row}: label {unknown[0]!r} {self.missing} "
                     f"(known: {self.known()}); fix the label, or {self.add_one}"
                     + (f" ({rows_are})" if rows_are else "")
                 )
-            row_ids = [self._ids[n] for n in row_names]
+            row_ids = [self.id_of(n) for n in row_names]
             ids.append(sorted(set(row_ids)) if isinstance(value, list) else row_ids[0])
         return ids
 

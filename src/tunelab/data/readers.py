@@ -3,11 +3,12 @@
 Every cell comes back as a ``str`` (or, for JSONL/Parquet list cells, a ``list[str]``) so that
 labels such as ``"0"``/``"1"`` are never turned into numbers and empty cells are ``""``, not NaN.
 The index is the 1-based data row number as a user counts it (the header is not a row; for JSON
-lines it is the line number, blank lines included), so that later checks can name the row even
-after other rows were dropped.
+lines it is the line number, blank lines included; for a file of one JSON array the item number), so
+that later checks can name the row even after other rows were dropped.
 
 Every failure a user can cause becomes a one-line :class:`~tunelab.errors.DataError` naming the
-file and the fix; pandas and pyarrow exceptions never escape.
+file and the fix; pandas and pyarrow exceptions never escape, nor those of a ``.gz``, ``.bz2``
+or ``.xz`` file cut short (a failed download) or a ``.zst`` file without the zstandard package.
 
 Encodings: ``data.encoding`` is any Python codec (``utf-8``, the default, ``gb18030``, ``latin-1``,
 ...), or ``auto``: a UTF-16 byte-order mark, else UTF-8 when the whole file decodes as UTF-8, else
@@ -23,7 +24,10 @@ holds the separator, a ';' file's ``"Hello; world"``); a separator not given is 
 TSV format, Financial PhraseBank); there a text that starts with a quotation mark would swallow
 every line up to the next ``"``. When a parsed cell holds both the separator and a line break
 (records swallowed, never a real text), or the quote never closes, such a file is read again
-without quoting and a warning says so. Excel workbooks: one sheet (``data.sheet``) via openpyxl.
+without quoting and a warning says so. A parser error names the line the bad record starts on
+(pandas counts records: a quoted text over three lines is one). A header naming a column twice is
+refused (pandas renamed the second ``text.1``). Excel workbooks: one sheet (``data.sheet``) via
+openpyxl. Parquet strings stored as BINARY are decoded as UTF-8.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ import bz2
 import codecs
 import csv
 import gzip
+import io
 import json
 import logging
 import lzma
 import re
 import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -125,37 +133,69 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
             "to classify or to tag (tunelab predict --input) come as a csv, tsv, jsonl, parquet or xlsx "
             "table with a text column"
         )
+    try:
+        df = _read_any(p, cfg, fmt)
+    except _UNPACK_ERRORS as exc:
+        # A .gz cut short by a failed download, or not packed at all, failed as an unexpected EOFError,
+        # BadGzipFile, zlib.error, ... while the text was read, its encoding detected or named.
+        message = _unpack_message(p, exc)
+        if message is None:
+            raise
+        raise DataError(message) from None
+    if len(df) == 0:
+        raise DataError(f"{p}: no data rows (the file has only a header or is empty); add rows")
+    if fmt != "jsonl":  # JSON lines keep their line numbers (blank lines count, as in an editor)
+        df.index = pd.RangeIndex(1, len(df) + 1)
+    _refuse_repeated(p, [str(c) for c in df.columns])
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _read_any(p: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
     encoding = cfg.encoding
     if encoding.lower() == AUTO_ENCODING and fmt not in ("parquet", "excel"):
         encoding = detect_encoding(p)
         log.info("%s: read as %s (data.encoding=auto)", p, encoding)
     try:
         if fmt == "parquet":
-            df = _read_parquet(p)
-        elif fmt == "excel":
-            df = _read_excel(p, cfg)
-        elif fmt == "jsonl":
-            df = _read_jsonl(p, encoding)
-        else:
-            df = _read_delimited(p, cfg, fmt, encoding)
+            return _read_parquet(p)
+        if fmt == "excel":
+            return _read_excel(p, cfg)
+        if fmt == "jsonl":
+            return _read_jsonl(p, encoding)
+        return _read_delimited(p, cfg, fmt, encoding)
     except UnicodeDecodeError:
         raise DataError(_encoding_message(p, encoding)) from None
     except LookupError:
         raise DataError(
             f"data.encoding={cfg.encoding!r} is not a known encoding (use e.g. utf-8, latin-1)"
         ) from None
-    if len(df) == 0:
-        raise DataError(f"{p}: no data rows (the file has only a header or is empty); add rows")
-    if fmt != "jsonl":  # JSON lines keep their line numbers (blank lines count, as in an editor)
-        df.index = pd.RangeIndex(1, len(df) + 1)
-    df.columns = [str(c).strip() for c in df.columns]
-    repeated = sorted(set(df.columns[df.columns.duplicated()]))
-    if repeated:  # "text, text": df["text"] was two columns, and reading it "unexpected ValueError"
-        raise DataError(
-            f"{p}: column name(s) {', '.join(map(repr, repeated))} appear more than once (spaces around "
-            "names are ignored); rename the columns so each name is used once"
+
+
+#: What a damaged or cut-short archive raises while it is unpacked (gzip.BadGzipFile is an OSError,
+#: as are bz2's "Invalid data stream" and a zstandard error), and a .zst without zstandard.
+_UNPACK_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ImportError)
+
+
+def _unpack_message(path: Path, exc: BaseException) -> str | None:
+    """The one line for an archive that cannot be unpacked; None when ``exc`` is no such failure (a
+    file that is not an archive, a folder not readable: errors with an errno)."""
+    suffix = path.suffix.lower()
+    if suffix not in _COMPRESSION:
+        return None
+    if isinstance(exc, ImportError):
+        if suffix != ".zst":
+            return None
+        return (
+            f"{path}: reading a .zst file needs the zstandard package (pip install zstandard), "
+            "or unpack it first"
         )
-    return df
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return None  # permission denied and the like: not the archive's bytes
+    return (
+        f"{path}: cannot unpack this {suffix} file ({_one_line(exc) or type(exc).__name__}); it may be cut "
+        "short or damaged: download it again, or unpack it and give the unpacked file"
+    )
 
 
 def _read_delimited(path: Path, cfg: DataConfig, fmt: str, encoding: str) -> pd.DataFrame:
@@ -180,7 +220,11 @@ def _read_delimited(path: Path, cfg: DataConfig, fmt: str, encoding: str) -> pd.
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; add a header and data rows") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error, ValueError) as exc:
-        raise DataError(_parse_message(path, cfg, sep, encoding, exc)) from None
+        raise DataError(_parse_message(path, cfg, sep, encoding, exc, kwargs["quoting"])) from None
+    if cfg.header and not cfg.column_names:
+        # pandas renames a repeated header name ("text,label,text": text and text.1), so the
+        # check in read_table never saw it and the first "text" was used with no word.
+        _refuse_repeated(path, _header_record(path, sep, encoding, kwargs))
     if len(df.columns) == 1 and cfg.separator:
         # One column whose name holds another separator: a TSV read as CSV, say, with no error.
         other = sniff_file(path, encoding, usual)
@@ -199,7 +243,8 @@ def separator_of(cfg: DataConfig) -> str | None:
 
 
 def _read_quoted(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, Any]) -> pd.DataFrame:
-    """Read with quoting; where the separator is not a comma and the quoting went wrong, without.
+    """Read with quoting; where the separator is not a comma and the quoting went wrong, without
+    (``kwargs["quoting"]`` is then set to ``csv.QUOTE_NONE``).
 
     Many tab- or '@'-separated files never quote (ChnSentiCorp, the IANA TSV format, Financial
     PhraseBank); there a text that starts with a quotation mark swallows every line up to the next
@@ -216,26 +261,42 @@ def _read_quoted(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, A
     except pd.errors.ParserError:
         if not may_be_unquoted:
             raise
-        df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
+        kwargs["quoting"] = csv.QUOTE_NONE  # the caller's messages read the file as it was read
+        df = _pandas_read(path, cfg, encoding, kwargs)
         _warn_unquoted(path, sep)
         return df
     if may_be_unquoted and _swallowed_records(df, sep):
-        df = _pandas_read(path, cfg, encoding, {**kwargs, "quoting": csv.QUOTE_NONE})
+        kwargs["quoting"] = csv.QUOTE_NONE
+        df = _pandas_read(path, cfg, encoding, kwargs)
         _warn_unquoted(path, sep)
     return df
 
 
-def _parse_message(path: Path, cfg: DataConfig, sep: str, encoding: str, exc: BaseException) -> str:
-    """The one line for a file pandas cannot parse: another separator that fits, else the line
-    pandas names (its line numbers are the file's own, the header line being line 1)."""
+def _parse_message(
+    path: Path, cfg: DataConfig, sep: str, encoding: str, exc: BaseException, quoting: int
+) -> str:
+    """The one line for a file pandas cannot parse: another separator that fits, else the file's own
+    line that failed (the header line being line 1).
+
+    pandas counts records, not lines: a quoted text over three lines is one, so its "line 6" was
+    line 8 of the file after such a text. The records are counted again here (blank lines too, as
+    pandas does) to name the line the bad record starts on, or "record N" when that fails.
+    """
     usual = "\t" if sep == "\t" else ","
     other = sniff_file(path, encoding, usual)
     detail = _one_line(exc)
     bad = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
     if bad:
-        detail = f"line {bad[2]} has {bad[3]} fields where line 1 has {bad[1]}"
+        expected, record, saw = int(bad[1]), int(bad[2]), int(bad[3])
+        found = _record_start(path, sep, encoding, quoting, record, saw)
+        where = f"line {found}" if found is not None else f"record {record} (blank lines counted)"
+        first = _first_line(path, sep, encoding, quoting)
+        against = "data.column_names names" if cfg.column_names else f"{first} has"
+        detail = f"{where} has {saw} fields where {against} {expected}"
     elif "Length of header or names does not match" in detail:
-        detail = "a line has more fields than the header"
+        # An extra field in the first data row: pandas warns and names no line.
+        longer = _longer_than_header(path, cfg, sep, encoding, quoting)
+        detail = longer or "a line has more fields than the header"
     if other is not None and other != sep:
         return _looks_separated(path, sep, other, detail)
     name = "TSV" if sep == "\t" else "CSV" if sep == "," else f"text with separator {sep!r}"
@@ -243,6 +304,103 @@ def _parse_message(path: Path, cfg: DataConfig, sep: str, encoding: str, exc: Ba
         f"{path}: not readable as {name} ({detail}); check data.separator, data.header and data.format "
         "(a text that holds the separator must be in double quotes)"
     )
+
+
+#: What reading the records again for a message may meet; the message then says less.
+_SCAN_ERRORS = (csv.Error, UnicodeDecodeError, LookupError, EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def _records(path: Path, sep: str, encoding: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
+    """Each record of a delimited file as pandas counts them (a blank line is an empty record), with
+    the file line it starts on (a quoted text may run over lines). Nothing for a .zip or .zst.
+
+    With a separator of several characters pandas' python engine splits each line, quotes ignored.
+    """
+    stream = _open_bytes(path)
+    if stream is None:
+        return
+    with io.TextIOWrapper(stream, encoding=encoding, newline="") as text:  # \r, \n and \r\n end lines
+        if len(sep) > 1:
+            for number, line in enumerate(text, start=1):
+                line = line.rstrip("\r\n")
+                yield number, line.split(sep) if line else []
+            return
+        reader = csv.reader(text, delimiter=sep, quoting=quoting)
+        start = 1
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+
+
+def _record_start(path: Path, sep: str, encoding: str, quoting: int, record: int, fields: int) -> int | None:
+    """The file line record number ``record`` (1-based, blank lines counted) starts on, or None when
+    it cannot be told (that record has not ``fields`` fields here: this count differs from pandas')."""
+    try:
+        for number, (line, row) in enumerate(_records(path, sep, encoding, quoting), start=1):
+            if number == record:
+                return line if len(row) == fields else None
+    except _SCAN_ERRORS:
+        pass
+    return None
+
+
+def _first_line(path: Path, sep: str, encoding: str, quoting: int) -> str:
+    """``line N`` for the first non-blank line (the header, where the file has one)."""
+    try:
+        for line, row in _records(path, sep, encoding, quoting):
+            if row:
+                return f"line {line}"
+    except _SCAN_ERRORS:
+        pass
+    return "line 1"
+
+
+def _longer_than_header(path: Path, cfg: DataConfig, sep: str, encoding: str, quoting: int) -> str | None:
+    """``line 2 has 3 fields where line 1 has 2``: the first record with more fields than the header
+    (or than data.column_names names), or None when none is found."""
+    expected = len(cfg.column_names) if cfg.column_names else None
+    header_line = 0
+    try:
+        for line, row in _records(path, sep, encoding, quoting):
+            if not row:
+                continue  # pandas skips blank lines
+            if expected is None:
+                expected, header_line = len(row), line
+                if cfg.header:
+                    continue
+            elif cfg.header and not header_line:
+                header_line = line  # a header row that data.column_names replaces
+                continue
+            if len(row) > expected:
+                against = f"line {header_line} has" if not cfg.column_names else "data.column_names names"
+                return f"line {line} has {len(row)} fields where {against} {expected}"
+    except _SCAN_ERRORS:
+        pass
+    return None
+
+
+def _header_record(path: Path, sep: str, encoding: str, kwargs: dict[str, Any]) -> list[str]:
+    """The header row as written (pandas' own reading renames a repeated name), or [] when it
+    cannot be read so."""
+    try:
+        first = pd.read_csv(
+            path, encoding=encoding, dtype=str, keep_default_na=False, header=None, nrows=1, **kwargs
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, *_SCAN_ERRORS):
+        return []
+    return [str(v) for v in first.iloc[0]] if len(first) else []
+
+
+def _refuse_repeated(path: Path, names: list[str]) -> None:
+    """Refuse a header that names a column twice (spaces around names ignored; empty names, a
+    spreadsheet's unused columns, are not names)."""
+    stripped = pd.Index([n.strip() for n in names if n.strip()])
+    repeated = sorted(set(stripped[stripped.duplicated()]))
+    if repeated:  # "text, text": df["text"] was two columns, and reading it "unexpected ValueError"
+        raise DataError(
+            f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once (spaces around "
+            "names are ignored); rename the columns so each name is used once"
+        )
 
 
 def _looks_separated(path: Path, sep: str, other: str, detail: str) -> str:
@@ -489,6 +647,21 @@ def _json_array(text: str) -> list[tuple[int, Any]] | None:
     return list(enumerate(records, start=1))
 
 
+def is_json_array(path: str | Path) -> bool:
+    """Whether ``path`` holds one JSON array (its first character ``[``): its rows are then counted
+    as the array's items, not as lines. False for a file that cannot be opened."""
+    try:
+        stream = _open_bytes(Path(path))
+        if stream is None:
+            return False
+        with stream:
+            head = stream.read(4096)
+    except (*_SCAN_ERRORS, ValueError):
+        return False
+    # UTF-8 or UTF-16 byte-order marks, UTF-16's zero bytes and whitespace before the first character
+    return head.replace(b"\x00", b"").lstrip(b"\xef\xbb\xbf\xff\xfe \t\r\n")[:1] == b"["
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
@@ -504,7 +677,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     named = [n for n in df.index.names if n is not None and n not in df.columns]
     if named:
         df = df.reset_index(level=named)
-    return df.apply(lambda col: col.map(_cell)) if len(df) else df
+    if not len(df):
+        return df
+    return df.apply(lambda col: col.map(_cell))
 
 
 def _read_excel(path: Path, cfg: DataConfig) -> pd.DataFrame:
@@ -533,6 +708,10 @@ def _read_excel(path: Path, cfg: DataConfig) -> pd.DataFrame:
         header = 0 if cfg.header else None
         try:
             df = book.parse(sheet, header=header, dtype=object, keep_default_na=False)
+            if cfg.header and not cfg.column_names:
+                # The header row as written: pandas renames a repeated name (text, text.1).
+                first = book.parse(sheet, header=None, nrows=1, dtype=object, keep_default_na=False)
+                _refuse_repeated(path, [str(_cell(v)) for v in first.iloc[0]] if len(first) else [])
         except (ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"{path}: sheet {sheet!r} cannot be read ({_one_line(exc)})") from None
     if cfg.column_names:
@@ -554,15 +733,31 @@ def _cell(value: Any) -> str | list[str]:
     if hasattr(value, "tolist"):  # numpy arrays (Parquet list cells) and numpy scalars
         value = value.tolist()
     if isinstance(value, (list, tuple)):
-        return ["" if v is None else str(v) for v in value]
+        return ["" if v is None else _text(v) for v in value]
     if isinstance(value, str):
         return value
+    if isinstance(value, (bytes, bytearray)):
+        return _text(value)
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
     if value is None or pd.isna(value):  # null, a missing key, or a gap in a Parquet column
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # an int column with gaps comes back as float: 1.0 -> "1"
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    """A list item or binary cell as text: Parquet strings stored as BINARY (no UTF8 annotation,
+    as some writers store them) come back as bytes, and str() made b'hello' of them. Bytes that are
+    not UTF-8 are no text (an image or an embedding beside the texts): kept as ``b'...'``, as before,
+    so that a file is not refused for a column the run never reads.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return str(bytes(value))
     return str(value)
 
 

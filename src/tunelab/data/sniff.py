@@ -60,7 +60,9 @@ def consistent(text: str, sep: str, *, truncated: bool = False) -> bool:
     honouring quotes or (for files that never quote) not."""
     for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
         try:
-            rows = [r for r in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting) if r]
+            # newline="": a record may end in \r alone (Excel for Mac's "CSV (Macintosh)"), which
+            # io.StringIO's default does not split on: the whole sample was one record.
+            rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting) if r]
         except csv.Error:
             continue
         if truncated and len(rows) > 1:
@@ -84,9 +86,13 @@ def sample(path: Path, encoding: str) -> tuple[str, bool] | None:
         return None  # read_table names the unknown encoding
     text = text.removeprefix("\ufeff")
     truncated = len(head) == SAMPLE_BYTES
-    if truncated and "\n" in text:
-        text = text[: text.rindex("\n")]  # the last line may be cut short
-    return text, truncated
+    return (cut_last_line(text) if truncated else text), truncated
+
+
+def cut_last_line(text: str) -> str:
+    """``text`` without its last line, which may be cut short; lines end in \n, \r\n or \r alone."""
+    end = max(text.rfind("\n"), text.rfind("\r"))
+    return text[:end] if end > 0 else text
 
 
 def sniff_file(path: Path, encoding: str, usual: str) -> str | None:

@@ -9,6 +9,7 @@ label to stratify on. The same config always gives the same split.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,7 +165,9 @@ def _label_map(names: list[str] | list[list[str]], cfg: DataConfig, *, multi_lab
     labels = LabelMap.from_names(flat, cfg.task)  # type: ignore[arg-type]
     if cfg.labels:
         # Given labels keep their ids (a continued run's earlier labels); new ones follow, sorted.
-        given = set(cfg.labels)
+        # Compared in Unicode NFC, as data files' names are read: a name kept as a run trained before
+        # wrote it (e + combining accent) is the one the new rows spell NFC, not a new label.
+        given = {unicodedata.normalize("NFC", n) for n in cfg.labels}
         labels = LabelMap([*cfg.labels, *(n for n in labels.names if n not in given)], cfg.task)
     if not multi_label and len(labels) < 2:
         raise DataError(

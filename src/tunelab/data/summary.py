@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -227,8 +228,9 @@ def _n(n: int, noun: str) -> str:
 
 
 def _normal(text: str) -> str:
-    """Case and runs of whitespace do not make two texts different."""
-    return re.sub(r"\s+", " ", text).strip().casefold()
+    """Case, runs of whitespace and Unicode normalisation (NFC or NFD "café") do not make two texts
+    different."""
+    return unicodedata.normalize("NFC", re.sub(r"\s+", " ", text).strip().casefold())
 
 
 def _duplicates(keys: list[str], labels: list[list[str]]) -> dict[str, int]:

@@ -45,6 +45,10 @@ def _create_temp(target: Path) -> tuple[int, str]:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
+        except OSError as exc:  # no permission, a read-only mount, a folder that takes no files (/proc)
+            # named by the file being written: the temp name alone ("'/proc/.p.csv.8e94.tmp'") was all
+            # a caller's error said
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
     raise FileExistsError(f"{target.parent}: no free temporary file name for {target.name}")
 
 

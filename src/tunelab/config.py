@@ -623,6 +623,16 @@ class RunConfig:
             not str(name).strip() or "/" in str(name) or "\\" in str(name) or str(name) in (".", "..")
         ):
             problems.append(f"name={name!r} (use one folder name, without / or \\)")
+        elif name is not None:
+            from tunelab.runs.folder import PARTIAL_SUFFIX  # lazy: the runs package imports this module
+
+            # it trained into runs/x.partial.partial, was renamed to runs/x.partial, and every later
+            # command took it for an unfinished run (--resume renamed it to runs/x)
+            if str(name).endswith(PARTIAL_SUFFIX):
+                problems.append(
+                    f"name={name!r} (a name ending in {PARTIAL_SUFFIX} marks an unfinished run; "
+                    "choose another)"
+                )
         if problems:
             raise ConfigError("; ".join(problems))
         return cls(

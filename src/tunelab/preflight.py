@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, DataError, TunelabError, problems_of, several
@@ -64,79 +67,101 @@ class Checked:
             raise several(self.errors)
 
 
-def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
+def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ()) -> Checked:
     """Run every check ``train`` makes before training, collecting the problems.
 
     Args:
         cfg: the run config (already valid as a config: ``RunConfig`` checks its own fields).
         new_run: the run will get a new folder, so its name must be free (not when resuming).
+        skip: config sections (``data``, ``method``, ...; ``output_dir``, ``name``) that were refused,
+            their defaults standing in: the checks that read them are not made (``validate`` still
+            makes the others).
     """
     from tunelab.methods import get_method
     from tunelab.models import resolve_model
     from tunelab.runs import RunFolder
     from tunelab.tasks import get_task
 
+    refused = set(skip)
+
+    def reads(*sections: str) -> bool:  # a check that reads only sections that were not refused
+        return refused.isdisjoint(sections)
+
     checked = Checked(cfg=cfg)
     errors = checked.errors
-    if cfg.data.train is None:
+    if reads("data") and cfg.data.train is None:
         errors.append(ConfigError(NO_TRAIN))
-    try:
-        checked.method = get_method(cfg.method.name)
-        checked.options = checked.method.parse_options(cfg.method.options)
-    except TunelabError as exc:
-        errors.append(exc)
+    if reads("method"):
+        try:
+            checked.method = get_method(cfg.method.name)
+            checked.options = checked.method.parse_options(cfg.method.options)
+        except TunelabError as exc:
+            errors.append(exc)
     checked.task = get_task(cfg.data.task)  # RunConfig checked the name
-    if checked.method is not None:
+    if checked.method is not None and reads("data"):
         try:
             checked.method.check_task(checked.task.name)
         except TunelabError as exc:
             errors.append(exc)
-    if new_run:  # a forced bf16 on a CPU without it (a resumed run falls back to fp32 instead)
+    if new_run and reads("train"):  # a forced bf16 on a CPU without it (a resumed run falls back to fp32)
         from tunelab.train.precision import resolve_precision
 
         try:
             resolve_precision(cfg.train.precision)
         except TunelabError as exc:
             errors.append(exc)
-    if new_run:  # a file, a file among its parents, a folder not writable: refused before any work
+    if new_run and reads("output_dir"):  # a file, a file among its parents, a folder not writable
         from tunelab.runs.folder import check_output_dir
 
         try:
             check_output_dir(cfg.output_dir)
         except TunelabError as exc:
             errors.append(exc)
-    if new_run and cfg.name:
+    if new_run and cfg.name and reads("output_dir", "name"):
         try:
             RunFolder.check_name(cfg.output_dir, cfg.name)
         except TunelabError as exc:
             errors.append(exc)
-    if cfg.data.train is not None:
+    if cfg.data.train is not None and reads("data"):
         try:
             checked.splits = checked.task.load_splits(cfg.data)
             checked.splits.notes.extend(inactive_option_notes(cfg))
         except TunelabError as exc:
             errors.append(exc)
-    if checked.splits is not None and cfg.data.labels and cfg.continual.from_run is None:
+    if (
+        checked.splits is not None
+        and cfg.data.labels
+        and cfg.continual.from_run is None
+        and reads("continual")
+    ):
         try:
             check_listed_labels(cfg, checked.splits)
         except TunelabError as exc:
             errors.append(exc)
-    try:
-        checked.model = resolve_model(cfg.model.name)
-        check_positions(cfg, checked.model.path, checked.method, checked.options)
-    except TunelabError as exc:
-        errors.append(exc)
-    try:
-        check_augment(cfg, checked.task)
-    except TunelabError as exc:
-        errors.append(exc)
-    try:
-        from tunelab.train.pseudo_rows import check_self_training
+    if reads("model"):
+        try:
+            checked.model = resolve_model(cfg.model.name)
+            check_positions(cfg, checked.model.path, checked.method, checked.options)
+        except TunelabError as exc:
+            errors.append(exc)
+    if reads("augment", "data"):
+        try:
+            check_augment(cfg, checked.task)
+        except TunelabError as exc:
+            errors.append(exc)
+    if reads("self_training", "data"):
+        try:
+            from tunelab.train.pseudo_rows import check_self_training
 
-        checked.unlabeled = check_self_training(cfg, checked.task)
-    except TunelabError as exc:
-        errors.append(exc)
-    if cfg.continual.from_run is not None and checked.splits is not None and checked.method is not None:
+            checked.unlabeled = check_self_training(cfg, checked.task)
+        except TunelabError as exc:
+            errors.append(exc)
+    if (
+        cfg.continual.from_run is not None
+        and checked.splits is not None
+        and checked.method is not None
+        and reads("continual", "model", "train")
+    ):
         from tunelab.train.continual import check_probe_rows, open_previous, read_rehearsal
 
         try:  # same task and model, labels kept, a method that stores the whole model (train --from)
@@ -163,6 +188,59 @@ def check_run(cfg: RunConfig, *, new_run: bool = True) -> Checked:
         except TunelabError as exc:
             errors.append(exc)
     return checked
+
+
+def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] = ConfigError) -> None:
+    """Refuse an output (a file, or a folder to make) whose folder this process cannot write in,
+    before any work.
+
+    The nearest folder that exists is where the output, or its missing folders, will be made. It
+    must be writable (``os.access``) and take a new file: a file made there and removed at once
+    catches what ``os.access`` cannot see (a read-only mount, or ``/proc``, which looks writable to
+    root). Without this, ``predict --output``, ``eval --out`` and ``usage --csv`` failed only after
+    all their work, as "unexpected FileNotFoundError" naming a temporary file.
+
+    Raises:
+        error: one line naming the flag, the folder, the reason and the fix.
+    """
+    import errno
+    import os
+    import tempfile
+
+    from tunelab.runs.folder import path_exists
+
+    out = Path(target)
+    nearest = next((p for p in (out, *out.parents) if path_exists(p) and p.is_dir()), None)
+    if nearest is None:
+        return
+    reason = None
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only(nearest) else "permission denied"
+    else:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".tunelab-", suffix=".probe", dir=nearest)
+        except OSError as exc:
+            reasons = {
+                errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied",
+                errno.EROFS: "read-only file system",
+                errno.ENOENT: "it takes no new files",
+            }
+            reason = reasons.get(exc.errno or 0, (exc.strerror or type(exc).__name__).lower())
+        else:
+            os.close(fd)
+            Path(probe).unlink(missing_ok=True)
+    if reason is not None:
+        raise error(f"{flag} {target}: cannot write in {nearest} ({reason}); give another path")
+
+
+def _read_only(folder: Path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
 
 
 def inactive_option_notes(cfg: RunConfig) -> list[str]:
@@ -380,17 +458,26 @@ def validate_run(
             ``train --from RUN`` would start it.
 
     Returns:
-        Every problem found (a config that is not valid stops there: its fields are all named)
-        and, when the data was read, its summary.
+        Every problem found, one each (each refused config field, then what the checks found:
+        those that read a refused section are not made, see ``around_refused``) and, when the data
+        was read, its summary. ``config`` is None when the config is not a valid one.
     """
     from tunelab.data.summary import summarize
 
+    refused: list[str] = []
+    skip: frozenset[str] = frozenset()
     try:
         cfg = load_config(config, overrides, from_run=from_run)
-    except TunelabError as exc:  # a bad config, or --from a folder that is not a finished run
+    except ConfigError as exc:  # each bad field, and the checks that do not read it
+        refused = config_problems(exc)
+        around = None if from_run is not None else around_refused(refused, config, overrides)
+        if around is None:
+            return Validation(problems=refused)
+        cfg, skip = around
+    except TunelabError as exc:  # --from a folder that is not a finished run
         return Validation(problems=problems_of(exc))
-    checked = check_run(cfg)
-    result = Validation(problems=checked.problems, config=cfg)
+    checked = check_run(cfg, skip=skip)
+    result = Validation(problems=[*refused, *checked.problems], config=None if refused else cfg)
     if checked.model is not None:
         result.model_source, result.model_path = checked.model.source, str(checked.model.path)
     if checked.splits is None:
@@ -408,6 +495,54 @@ def validate_run(
         checked.splits, checked.task, tokenizer=tokenizer, max_length=cfg.model.max_length
     )
     return result
+
+
+_SECTIONS = ("data", "model", "method", "train", "augment", "continual", "self_training")
+# Where RunConfig's one error joins two problems: each starts with the section or top-level key it is
+# about (a "; " inside one, "(use [0, 1), e.g. 0.1; 0 is off)", is followed by other words).
+_NEXT_PROBLEM = re.compile(rf"; (?=unknown section |(?:{'|'.join(_SECTIONS)})[.:]|output_dir=|name=)")
+_PROBLEM_KEY = re.compile(rf"(?:{'|'.join(_SECTIONS)})(?=[.:])|output_dir(?==)|name(?==)|unknown section ")
+
+
+def config_problems(error: ConfigError) -> list[str]:
+    """Each problem of a config error, one a line: ``RunConfig`` names every bad field in one error,
+    its problems joined by "; "."""
+    return [p for problem in problems_of(error) for p in _NEXT_PROBLEM.split(problem)]
+
+
+def around_refused(
+    problems: list[str], config: RunConfig | str | Path | None, overrides: list[str] | None
+) -> tuple[RunConfig, frozenset[str]] | None:
+    """The config with each refused section (or ``output_dir``, ``name``) back at its defaults, and
+    those sections, so that the checks reading only the others are still made (``train.epochs=0``
+    still gets its data file and method options checked). None when a problem is not about one
+    field (the YAML itself, an override), or the rest is no valid config either.
+    """
+    from tunelab.config import apply_override, load_config_yaml
+    from tunelab.train.continual import with_previous_labels
+
+    refused: set[str] = set()
+    for problem in problems:
+        found = _PROBLEM_KEY.match(problem)
+        if found is None:
+            return None
+        refused.add(found.group())  # "unknown section ": its key is dropped below with any unknown one
+    try:
+        if isinstance(config, RunConfig):
+            raw = config.to_dict()
+        elif config is None:
+            raw = {}
+        else:
+            raw = load_config_yaml(Path(config).read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            return None
+        for item in overrides or []:
+            apply_override(raw, item)
+        known = {*_SECTIONS, "output_dir", "name"}
+        kept = {k: v for k, v in raw.items() if k in known and k not in refused}
+        return with_previous_labels(RunConfig.from_dict(kept)), frozenset(refused & known)
+    except (TunelabError, OSError, ValueError, yaml.YAMLError):
+        return None
 
 
 def load_config(

@@ -276,13 +276,21 @@ def test_validate_a_good_config(
     assert "data ok: 3 labels (single_label); rows: train 54, dev 6" in out
 
 
-def test_validate_reports_every_problem_in_one_line(
+def test_validate_reports_every_problem_one_a_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Each bad field its own line (they were one, joined by ';'), and the checks that do not read a
+    bad section still made: the missing data.train is reported too."""
     config = tmp_path / "bad.yaml"
     config.write_text("train:\n  epochs: 0\n  batch_size: 0\nmodel:\n  max_length: 2\n", encoding="utf-8")
     assert main(["validate", str(config)]) == 2
-    assert_one_error_line(capsys.readouterr().err, "epochs=0", "batch_size=0", "max_length=2")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "error: model.max_length=2",
+        "error: train.epochs=0",
+        "error: train.batch_size=0",
+        "error: data.train is not set; give a training file, e.g. data.train=path/to/train.csv",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -304,7 +312,9 @@ def test_validate_checks_method_model_and_data(
 
 def test_validate_rejects_an_unknown_metric(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "train.metric=acc"]) == 2
-    assert_one_error_line(capsys.readouterr().err, "metric")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: train.metric='acc' (use one of accuracy")
+    assert lines[1].startswith("error: data.train is not set")  # still checked beside the bad metric
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def _take_late_positionals(
 ) -> None:
     """Give arguments after an option to the command's list of positionals, or fail as argparse does.
 
-    argparse fills ``texts`` (``nargs="*"``) before the first option, so ``tunelab predict RUN -v
+    argparse fills ``texts`` (``nargs="*"``, or ``"+"``) before the first option, so ``tunelab predict RUN -v
     "text"`` and ``tunelab train config.yaml -v train.epochs=1`` failed with "unrecognized
     arguments", though the README says options may go before or after. Written here because
     ``parse_intermixed_args`` refuses parsers with subcommands.
@@ -138,7 +138,8 @@ def _take_late_positionals(
         if chosen is None or chosen not in sub.choices:  # type: ignore[union-attr]
             break
         leaf = sub.choices[chosen]  # type: ignore[union-attr]
-    lists = [a for a in leaf._actions if not a.option_strings and a.nargs == "*"]
+    # "+" too: `tunelab ensemble runs/a --out runs/ens runs/b` failed as an unrecognized runs/b
+    lists = [a for a in leaf._actions if not a.option_strings and a.nargs in ("*", "+")]
     if len(lists) != 1 or any(item.startswith("-") for item in extras):
         leaf.error(f"unrecognized arguments: {' '.join(extras)}")
     target = lists[0].dest

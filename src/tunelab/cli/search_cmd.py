@@ -50,11 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from tunelab.search import search
 
-    logging.getLogger("optuna").setLevel(logging.WARNING)  # its per-trial INFO lines repeat ours
+    try:
+        import optuna
+    except ImportError:  # search() says how to install it
+        pass
+    else:
+        # Its per-trial INFO lines repeat ours. Set after the import: optuna's first import sets its
+        # logger to INFO, so a level set on it before then was undone (even -q printed them).
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     config, overrides = config_and_overrides(args)
     result = search(
         config,

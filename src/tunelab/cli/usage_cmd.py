@@ -21,6 +21,8 @@ HELP = """examples:
   tunelab usage --since 2026-11-01 --csv november.csv   # one row per request, for billing
   tunelab usage --csv | head                      # CSV to stdout
 
+An existing --csv FILE is left alone unless --overwrite.
+
 --since is inclusive, --until exclusive; times are UTC unless they carry an offset.
 Texts and tokens count successful (2xx) requests: what the quota counts and what is billed.
 A support bot's messages show as model support/<bot> (one text each).
@@ -58,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="one CSV row per request, to FILE or (no FILE) to stdout",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv FILE")
     add_store_arguments(p)
     p.set_defaults(handler=run)
 
@@ -76,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--csv {args.csv}: a folder; give a file, e.g. {Path(args.csv) / 'usage.csv'}"
             )
         check_parents_are_folders(Path(args.csv), "--csv")
+        # it replaced the file without a word (the database itself, pointed at, lost every key)
+        if Path(args.csv).exists() and not args.overwrite:
+            raise TunelabError(f"--csv {args.csv} exists; give --overwrite to replace it, or another file")
+        from tunelab.preflight import check_writable
+
+        check_writable(Path(args.csv), "--csv", error=TunelabError)
     with open_store_from_args(args) as store:
         filters = {"since": since, "until": until, **_key_filter(store, args.key)}
         if args.csv:

@@ -23,7 +23,9 @@ HELP = """examples:
 
 It checks what train checks before training (the config, data.train given, the method and its
 options, the model, a free run name, every data file: columns, labels, splits) and reports every
-problem, one per line, exiting 2 if there is any. It also prints a data summary: rows per split,
+problem, one per line, exiting 2 if there is any. Each refused config field is a line of its own; the
+checks that do not read its section still run (with train.epochs=0 the data files, the method
+options and the model are still checked). It also prints a data summary: rows per split,
 examples per label with rare labels and likely typos (`postive` beside `positive`), the
 imbalance, duplicate texts, texts shared between train and dev/test, and how many inputs are
 longer than model.max_length tokens (counted with the model's own tokenizer). Lines starting with

@@ -167,6 +167,9 @@ def _check_out(target: Path) -> None:
             f"--out {target}: a run folder (its own metrics and report would be replaced); give another "
             "folder, or leave --out out to write into the run's evals/"
         )
+    from tunelab.preflight import check_writable
+
+    check_writable(target, "--out")  # else it failed after the evaluation, naming a temporary file
 
 
 def report_folder(evals: Path, data: str | Path) -> Path:

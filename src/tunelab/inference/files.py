@@ -49,8 +49,8 @@ def output_format(path: str | Path, *, overwrite: bool = False) -> str:
     """The format an output file is written in, checked before any model is loaded.
 
     Raises:
-        DataError: the extension is not one of ``OUTPUT_FORMATS``, or the file exists and
-            ``overwrite`` is False.
+        DataError: the extension is not one of ``OUTPUT_FORMATS``, the file exists and
+            ``overwrite`` is False, or its folder cannot be written in.
     """
     p = Path(path)
     fmt = OUTPUT_FORMATS.get(p.suffix.lower())
@@ -67,6 +67,9 @@ def output_format(path: str | Path, *, overwrite: bool = False) -> str:
             raise DataError(f"{p}: {parent} is a file, not a folder; give another output file")
     if p.exists() and not overwrite:
         raise DataError(f"{p} exists; give --overwrite (API: overwrite=True) to replace it, or another file")
+    from tunelab.preflight import check_writable
+
+    check_writable(p, "--output", error=DataError)  # else it failed after every prediction was made
     return fmt
 
 

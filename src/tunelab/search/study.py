@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STUDY_DB = "study.db"
+_SEEDS = 2**32  # a sampler's seed is below this (numpy's RandomState)
 SETTINGS = "search.json"
 
 
@@ -139,6 +140,9 @@ def search(
         raise ConfigError(f"--trials {trials}: give at least 1 trial")
     if prune_after < 0:
         raise ConfigError(f"--prune-after {prune_after}: give 0 or more finished trials")
+    # numpy's seed range: it failed "unexpected ValueError" after the folder and study were written
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEEDS):
+        raise ConfigError(f"--seed {seed}: use 0 to {_SEEDS - 1}")
     dims = load_space(space)
     if any(d.key in ("train.metric", "name", "output_dir") for d in dims):
         raise ConfigError(f"{space}: train.metric, name and output_dir cannot be searched over")
@@ -195,7 +199,8 @@ def search(
         # would draw the first trials' values again. Offset by the trials already stored (a fresh
         # search is still reproducible from its seed).
         first_seed = base.train.seed if seed is None else seed
-        study.sampler = optuna.samplers.TPESampler(seed=first_seed + len(study.trials))
+        # wrapped into the seed range: train.seed=4294967295 is valid, one trial more overflowed it
+        study.sampler = optuna.samplers.TPESampler(seed=(first_seed + len(study.trials)) % _SEEDS)
         _requeue_interrupted(study, storage, folder, optuna)
         if first and not study.trials:
             for values in first:

@@ -28,6 +28,24 @@ from tunelab.serve.store.sql import SQLStore
 log = logging.getLogger(__name__)
 
 
+def _cannot_create(target: Path, exc: OSError) -> str:
+    """One line for a database file that cannot be made: it was "unexpected FileExistsError"
+    (``--data-dir`` a file) or "unexpected FileNotFoundError" (``--db /proc/sub/x.db``)."""
+    file_parent = next((p for p in target.parents if _a_file(p)), None)
+    reason = f"{file_parent} is a file, not a folder" if file_parent else exc.strerror or type(exc).__name__
+    return (
+        f"cannot create SQLite database {target}: {reason}; give a --db file or a --data-dir folder "
+        "you can write in"
+    )
+
+
+def _a_file(path: Path) -> bool:
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # a name too long: the OS cannot even look
+        return False
+
+
 class SQLiteStore(SQLStore):
     """Keys and usage in a SQLite file (``":memory:"`` for a throwaway in-process store)."""
 
@@ -54,11 +72,14 @@ class SQLiteStore(SQLStore):
                 raise StoreError(
                     f"SQLite database {target} is a folder: give a file path such as {target}/tunelab.db"
                 )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                # Key hashes and usage are nobody else's business: owner-only, like ~/.ssh files.
-                # SQLite gives the -wal and -shm files the same permissions as the database file.
-                os.close(os.open(target, os.O_CREAT | os.O_RDWR, 0o600))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    # Key hashes and usage are nobody else's business: owner-only, like ~/.ssh files.
+                    # SQLite gives the -wal and -shm files the same permissions as the database file.
+                    os.close(os.open(target, os.O_CREAT | os.O_RDWR, 0o600))
+            except OSError as exc:  # a file among its parents, no permission, a read-only mount
+                raise StoreError(_cannot_create(target, exc)) from None
         # Switching a new database to WAL while another process or thread opens it too can fail
         # at once with "database is locked": SQLite does not call the busy handler for it. So the
         # open is tried again until the busy timeout, as any other locked statement waits.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -377,13 +379,73 @@ def test_a_crafted_optimizer_pt_is_refused_without_running_it(tiny_bert: Path, t
     assert "\n" not in str(caught.value) and "mkdir" in str(caught.value)
 
 
-def test_a_checkpoint_file_that_is_no_pickle_is_a_run_error(tiny_bert: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_file_that_is_no_pickle_is_a_damaged_checkpoint(tiny_bert: Path, tmp_path: Path) -> None:
+    """Junk is not code the unpickler refused: the error says the checkpoint is damaged, not that it
+    could run code."""
     folder = tmp_path / "last"
     fresh = _saved_and_fresh(tiny_bert, folder)
     (folder / "optimizer.pt").write_bytes(b"left over")
-    with pytest.raises(RunError, match=r"optimizer\.pt: refused to load it") as caught:
+    with pytest.raises(
+        RunError, match=rf"^{re.escape(str(folder))}: a damaged checkpoint \(optimizer\.pt: "
+    ) as caught:
         load_checkpoint(folder, **fresh)
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "run code" not in str(caught.value)
+
+
+def _cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _resaved_optimizer(change) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        extra = torch.load(path, weights_only=True)
+        torch.save(change(extra), path)
+
+    return damage
+
+
+def _wrong_shape_weights(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    name = next(n for n in state if n.startswith("classifier.") and n.endswith("weight"))
+    save_file({**state, name: torch.zeros(7, 7)}, str(path))
+
+
+@pytest.mark.parametrize(
+    ("file", "damage", "says"),
+    [
+        ("optimizer.pt", _cut_in_half, "RuntimeError"),  # was "unexpected RuntimeError: PytorchStreamReader"
+        ("optimizer.pt", lambda p: p.write_bytes(b""), "EOFError"),
+        ("trainable.safetensors", lambda p: p.write_bytes(b"junk" * 10), "SafetensorError"),
+        ("trainable.safetensors", _cut_in_half, "SafetensorError"),
+        ("trainable.safetensors", _wrong_shape_weights, "RuntimeError"),
+        (
+            "optimizer.pt",
+            _resaved_optimizer(lambda e: {k: v for k, v in e.items() if k != "torch_rng"}),
+            "KeyError",
+        ),
+        ("optimizer.pt", _resaved_optimizer(lambda e: {**e, "numpy_rng": 5}), "TypeError"),
+        ("optimizer.pt", _resaved_optimizer(lambda e: {**e, "optimizer": {"state": {}}}), "KeyError"),
+        ("state.json", lambda p: p.write_text("{", encoding="utf-8"), "JSONDecodeError"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line_saying_what_to_delete(
+    tiny_bert: Path, tmp_path: Path, file: str, damage: Callable[[Path], None], says: str
+) -> None:
+    """``train --resume`` of a checkpoint cut short (a full disk, a copy interrupted) or of another
+    layout ended in "unexpected RuntimeError: PytorchStreamReader failed", "unexpected
+    SafetensorError", a bare EOFError or KeyError."""
+    folder = tmp_path / "last"
+    fresh = _saved_and_fresh(tiny_bert, folder)
+    damage(folder / file)
+    with pytest.raises(RunError) as caught:
+        load_checkpoint(folder, **fresh)
+    message = str(caught.value)
+    assert message.startswith(f"{folder}: a damaged checkpoint ({file}: {says}"), message
+    assert message.endswith(f"delete {folder} to start the run over, or train again without --resume")
+    assert "\n" not in message
 
 
 def test_the_loop_writes_its_last_checkpoint_without_optimizer_state(

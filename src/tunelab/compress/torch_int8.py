@@ -94,7 +94,12 @@ def load_torch_int8(folder: Path) -> nn.Module:
     from transformers import AutoConfig
 
     from tunelab.compress.structured import apply_shape
-    from tunelab.models.classifier import classifier_from_config, is_classifier_config, legacy_key
+    from tunelab.models.classifier import (
+        classifier_from_config,
+        is_classifier_config,
+        legacy_key,
+        load_failure,
+    )
 
     if not (folder / LAYOUT_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise RunError(f"{folder}: {LAYOUT_FILE} or {WEIGHTS_FILE} is missing; export the run again")
@@ -106,10 +111,11 @@ def load_torch_int8(folder: Path) -> nn.Module:
             f"{folder / LAYOUT_FILE}: cannot read ({first_line(exc)}); export the run again"
         ) from None
     try:  # missing or damaged: was "unexpected ValueError/OSError" from transformers
-        config = AutoConfig.from_pretrained(str(folder))
+        # trust_remote_code=False: a config.json naming code of its own (auto_map) is refused, no prompt
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         where = folder / "config.json"
-        raise RunError(f"{where}: cannot read ({first_line(exc)}); export the run again") from None
+        raise RunError(f"{where}: cannot read ({load_failure(exc)}); export the run again") from None
     model = classifier_from_config(config, pooling=pooling, num_labels=num_labels)
     apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,28 @@ class EnsembleBackend:
         return self.task.logits_from_probabilities(self.probabilities(enc, batch_size=batch_size))
 
 
+def member_folder(root: Path, entry: Any) -> Path:
+    """The folder of a member ``run.json`` lists (``{"path": "weights/<name>", ...}``), under ``root``.
+
+    ``build`` writes every member to ``weights/<name>``: a path that leaves ``weights/`` (``..``,
+    an absolute path, a link out) would load any run on the disk, even one outside the model roots
+    a server confines runs to, and ``.`` (the ensemble itself) recursed until RecursionError.
+
+    Raises:
+        RunError: the entry is not an object with a path, or its folder is not under ``weights/``.
+    """
+    where = root / "run.json"
+    path = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(path, str):
+        shown = repr(entry)[:80]
+        raise RunError(f"{where}: member {shown} is not an object with a path; build the ensemble again")
+    weights = (root / "weights").resolve()
+    folder = (root / path).resolve()
+    if folder == weights or not folder.is_relative_to(weights) or not folder.is_dir():
+        raise RunError(f"{where}: member {path!r} is not a folder under weights/; build the ensemble again")
+    return folder
+
+
 def load_ensemble(ctx: Any) -> EnsembleBackend:
     """The format loader (``LoadContext`` -> backend): each member loaded by its own format."""
     from tunelab.data import LabelMap
@@ -69,10 +92,7 @@ def load_ensemble(ctx: Any) -> EnsembleBackend:
 
     members = []
     for entry in ctx.summary.get("members") or []:
-        folder = ctx.run.root / entry["path"]
-        if not folder.is_dir():
-            raise RunError(f"{ctx.run.root}: member {entry['path']} is missing; build the ensemble again")
-        predictor = load(folder)
+        predictor = load(member_folder(ctx.run.root, entry))
         names = LabelMap.load(predictor.run.labels_json).names
         members.append(
             Member(

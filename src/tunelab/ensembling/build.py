@@ -364,12 +364,13 @@ def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, 
     read without loading their weights."""
     from tunelab.config import RunConfig
     from tunelab.data import LabelMap
+    from tunelab.ensembling.backend import member_folder
     from tunelab.inference.predictor import with_training_paths
     from tunelab.tasks import get_task
 
     setups = []
     for member in summary.get("members") or []:
-        folder = RunFolder(root / member["path"])
+        folder = RunFolder(member_folder(root, member))
         config = RunConfig.from_dict(json.loads(folder.config_json.read_text(encoding="utf-8")))
         config = with_training_paths(config, folder.read_summary())
         task = get_task(LabelMap.load(folder.labels_json).task)

@@ -58,6 +58,20 @@ PooledClassifierConfig.register_for_auto_class()
 PooledClassifier.register_for_auto_class("AutoModelForSequenceClassification")
 
 
+def load_failure(exc: BaseException) -> str:
+    """Why ``from_pretrained`` refused a folder, in a few words for a one-line error.
+
+    Every load passes ``trust_remote_code=False``: a folder whose config.json or
+    tokenizer_config.json names Python code of its own (``auto_map``, a model type or tokenizer
+    class transformers does not know) is refused without transformers' "run the custom code?"
+    prompt, and its code is never imported.
+    """
+    text = first_line(exc)
+    if "custom code" in text or "trust_remote_code" in text:
+        return "it names Python code of its own (auto_map), which tunelab never runs"
+    return text[:200]
+
+
 def detect_pooling(path: Path) -> str:
     """``mean`` when the folder is a sentence-transformers model trained with mean pooling."""
     pooling_cfg = Path(path) / "1_Pooling" / "config.json"
@@ -86,11 +100,11 @@ def _load_encoder(path: Path) -> nn.Module:
     try:
         with quiet(), no_progress_bars(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return AutoModel.from_pretrained(str(path), use_safetensors=True)
+            return AutoModel.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # RuntimeError: weights whose shapes do not fit config.json; SafetensorError: a damaged file.
         raise ModelNotFoundError(
-            f"model folder {path}: cannot load encoder weights ({first_line(exc)[:200]}); "
+            f"model folder {path}: cannot load encoder weights ({load_failure(exc)}); "
             "give a Hugging Face folder with config.json and model.safetensors"
         ) from None
 
@@ -162,10 +176,12 @@ def load_classifier(folder: Path, *, problem_type: str = SINGLE_LABEL) -> PreTra
 
     try:
         with quiet(), no_progress_bars():
-            model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(folder), use_safetensors=True, trust_remote_code=False
+            )
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelNotFoundError(
-            f"model folder {folder}: cannot load the classifier ({first_line(exc)[:200]}); "
+            f"model folder {folder}: cannot load the classifier ({load_failure(exc)}); "
             "give a folder written by save_pretrained (config.json and model.safetensors)"
         ) from None
     if not isinstance(model, PooledClassifier):
@@ -277,9 +293,10 @@ def load_tokenizer(path: Path):
             "save the tokenizer into the folder with tokenizer.save_pretrained()"
         )
     try:
-        return AutoTokenizer.from_pretrained(str(path), use_fast=True)
+        return AutoTokenizer.from_pretrained(str(path), use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        why = load_failure(exc) if "custom code" in str(exc) else type(exc).__name__
         raise ModelNotFoundError(
-            f"model folder {path}: no usable tokenizer ({type(exc).__name__}); "
+            f"model folder {path}: no usable tokenizer ({why}); "
             "save the tokenizer into the folder with tokenizer.save_pretrained()"
         ) from None

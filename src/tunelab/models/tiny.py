@@ -24,7 +24,7 @@ def save_tiny_bert(folder: str | Path, *, labels: list[str] | None = None) -> Pa
     from tunelab.models import resolve_model
 
     folder = Path(folder)
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path))
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").path), trust_remote_code=False)
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

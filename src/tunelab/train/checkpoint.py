@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunelab.errors import RunError
+from tunelab.errors import RunError, first_line
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -186,17 +186,51 @@ def load_checkpoint(
     scheduler,
     restore_method: Callable[[nn.Module, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
-    extra = _load_extra(folder / "optimizer.pt")
-    if restore_method is not None and "method_state" in extra:
-        restore_method(model, extra["method_state"])
-    if "optimizer" in extra:  # absent from a finished loop's checkpoint: nothing steps them again
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["torch_rng"])
-    np.random.set_state(_numpy_state(extra["numpy_rng"]))
-    random.setstate(extra["python_rng"])
-    return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    """Put the model, optimizer, scheduler and RNGs back as the checkpoint in ``folder`` left them.
+
+    Returns:
+        The loop position (``state.json``).
+
+    Raises:
+        RunError: a file of the checkpoint is cut short, junk or of another shape (one line naming
+            the folder), or ``optimizer.pt`` names code the ``weights_only`` unpickler refuses.
+    """
+    reading = "trainable.safetensors"  # the file whose content is being restored, for the error
+    try:
+        load_trainable_state(model, load_file(str(folder / reading)))
+        reading = "optimizer.pt"
+        extra = _load_extra(folder / reading)
+        if restore_method is not None and "method_state" in extra:
+            restore_method(model, extra["method_state"])
+        if "optimizer" in extra:  # absent from a finished loop's checkpoint: nothing steps them again
+            optimizer.load_state_dict(extra["optimizer"])
+            scheduler.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(extra["torch_rng"])
+        np.random.set_state(_numpy_state(extra["numpy_rng"]))
+        random.setstate(extra["python_rng"])
+        reading = "state.json"
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError("state.json holds no object")
+        return state
+    except RunError:
+        raise
+    except (
+        OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError, AttributeError, EOFError,
+        SafetensorError, pickle.UnpicklingError,
+    ) as exc:  # fmt: skip
+        # a cut optimizer.pt: torch's RuntimeError "PytorchStreamReader failed"; junk safetensors:
+        # SafetensorError; an empty file: EOFError; another layout: KeyError, TypeError, ValueError
+        reason = f"{reading}: {type(exc).__name__}: {first_line(exc)[:160]}"
+        raise damaged_checkpoint(folder, reason) from None
+
+
+def damaged_checkpoint(folder: Path, reason: str) -> RunError:
+    """The one-line error for a checkpoint that cannot be restored: what to delete, or how to go on."""
+    return RunError(
+        f"{folder}: a damaged checkpoint ({reason}); delete {folder} to start the run over, "
+        "or train again without --resume"
+    )
 
 
 def _load_extra(path: Path) -> dict[str, Any]:
@@ -216,8 +250,12 @@ def _load_extra(path: Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(allowed):
             extra = torch.load(path, weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's first line only says to load with weights_only=False: the unpickler's own reason follows
         lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         detail = next((line for line in lines if not line.startswith(("Check the", "Please file"))), "")
+        if not _names_code(str(exc)):  # junk, a cut file: nothing it names was refused
+            reason = f"{path.name}: {detail.rstrip('.') or 'not a torch checkpoint'}"
+            raise damaged_checkpoint(path.parent, reason) from None
         detail = f" ({detail.rstrip('.')})" if detail else ""
         raise RunError(
             f"{path}: refused to load it{detail}: a checkpoint may "
@@ -227,6 +265,15 @@ def _load_extra(path: Path) -> dict[str, Any]:
     if not isinstance(extra, dict):
         raise RunError(f"{path}: not a tunelab checkpoint; start the run again without --resume")
     return extra
+
+
+#: What torch's weights_only unpickler says when a file names a function or class it does not allow
+#: (what a crafted checkpoint does to run code); other UnpicklingErrors are a damaged file.
+_REFUSALS = ("GLOBAL", "add_safe_globals", "reduce for unrecognized function")
+
+
+def _names_code(message: str) -> bool:
+    return any(refusal in message for refusal in _REFUSALS)
 
 
 def _numpy_array_globals() -> list[Any]:

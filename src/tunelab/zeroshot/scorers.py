@@ -79,9 +79,11 @@ class NliScorer:
     kind = "nli"
 
     def __init__(self, model: str | Path, descriptions: list[str], *, template: str) -> None:
+        from safetensors import SafetensorError
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from tunelab.models import resolve_model
+        from tunelab.models.classifier import load_failure
         from tunelab.quiet import quiet
 
         try:
@@ -94,12 +96,18 @@ class NliScorer:
             ) from None
         with quiet():
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-                self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
-            except (OSError, ValueError) as exc:
+                # trust_remote_code=False: a folder naming code of its own (auto_map) is refused
+                # without a prompt; use_safetensors: weights never come from a pickle
+                # (pytorch_model.bin), which could run code when loaded
+                self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+                self.model = AutoModelForSequenceClassification.from_pretrained(
+                    str(path), use_safetensors=True, trust_remote_code=False
+                ).eval()
+            except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
                 raise ModelNotFoundError(
-                    f"{model}: no NLI model there ({str(exc).splitlines()[0]}); give a folder saved "
-                    "with save_pretrained of a sequence classifier trained on NLI (labels entailment, ...)"
+                    f"{model}: no NLI model there ({load_failure(exc)}); give a folder saved with "
+                    "save_pretrained (config.json and model.safetensors) of a sequence classifier "
+                    "trained on NLI (labels entailment, ...)"
                 ) from None
         self.entailment = entailment_id(self.model.config.id2label, str(model))
         limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)

@@ -80,6 +80,12 @@ class ItemIndex:
             import faiss
 
             ann = faiss.read_index(str(Path(folder) / ANN))
+            # another index type (no .hnsw: an uncaught AttributeError), or one over other vectors:
+            # a ValueError, which Recommender.load reports as a damaged folder to build again
+            if not isinstance(ann, faiss.IndexHNSW):
+                raise ValueError(f"{ANN} holds a {type(ann).__name__}, not an HNSW index")
+            if vectors.ndim != 2 or ann.ntotal != len(vectors) or ann.d != vectors.shape[1]:
+                raise ValueError(f"{ANN} does not index {VECTORS}")
             ann.hnsw.efSearch = _HNSW_EF_SEARCH
         return cls(vectors, ann)
 

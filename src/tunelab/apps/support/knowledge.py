@@ -336,6 +336,11 @@ class KnowledgeIndex:
                 import faiss
 
                 ann = faiss.read_index(str(root / cls.ANN))
+                # another index type (no .hnsw: an uncaught AttributeError), or one over other vectors
+                if not isinstance(ann, faiss.IndexHNSW):
+                    raise ValueError(f"{cls.ANN} holds a {type(ann).__name__}, not an HNSW index")
+                if vectors.ndim != 2 or ann.ntotal != len(vectors) or ann.d != vectors.shape[1]:
+                    raise ValueError(f"{cls.ANN} does not index {cls.VECTORS}")
                 ann.hnsw.efSearch = _HNSW_EF_SEARCH
             if len(vectors) != len(passages):
                 raise ValueError("vectors and passages differ in number")

@@ -347,14 +347,19 @@ class TokenClassificationTask(Task):
 def _from_pretrained(path: Path, **config: Any) -> nn.Module:
     from transformers import AutoModelForTokenClassification
 
+    from tunelab.models.classifier import load_failure
     from tunelab.quiet import no_progress_bars, quiet
 
     # Unused pooler weights and the newly initialised head are expected: quiet, for this thread only.
     try:
         with quiet(), no_progress_bars():
-            return AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, **config)
+            # trust_remote_code=False: a config.json naming code of its own (auto_map) is refused
+            # without transformers' "run the custom code?" prompt, never imported
+            return AutoModelForTokenClassification.from_pretrained(
+                str(path), use_safetensors=True, trust_remote_code=False, **config
+            )
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights that do not fit
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = load_failure(exc)
         raise ModelNotFoundError(
             f"model folder {path}: cannot load a token classifier ({reason}); "
             "give a Hugging Face folder with config.json and model.safetensors"

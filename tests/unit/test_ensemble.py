@@ -444,3 +444,21 @@ def test_rows_the_first_member_trained_on_too_stay_scored(monkeypatch: pytest.Mo
     monkeypatch.setattr(ensemble_build, "_member_rows", lambda cfg, task: rows[cfg])
     trained, notes = ensemble_build.trained_rows([(Path("runs/a"), "a", None), (Path("runs/b"), "b", None)])
     assert trained == {("y", None): "runs/b"} and notes == []
+
+
+def test_a_self_trained_member_pooling_its_own_training_file_keeps_the_dev_rows_scored(
+    tiny_bert, labelled_csvs, tiny_overrides, tmp_path
+) -> None:
+    """The README's recipe: the training file is also the unlabelled pool, dev carved from it.
+    Training drops the pool's dev texts; counted as trained on, every dev row was left out."""
+    train, test = labelled_csvs
+    variants = [
+        ["data.dev_size=0.2", "name=plain"],
+        ["data.dev_size=0.2", "data.shots=4", f"self_training.unlabeled={train}", "name=selftrained"],
+    ]
+    runs = train_runs(tiny_bert, tiny_overrides, train, test, tmp_path / "runs", variants, 1)
+    built = ensemble(runs, tmp_path / "ens", calibrate=False)
+    notes = json.loads((built.path / "run.json").read_text(encoding="utf-8")).get("notes", [])
+    assert not any(n.startswith("dev:") for n in notes), notes
+    plain = tunelab.load(runs[0])
+    assert built.metrics["dev"]["n"] == len(plain.task.load_splits(plain.config.data).dev.texts)

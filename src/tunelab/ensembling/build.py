@@ -385,8 +385,10 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
         TunelabError, OSError, ValueError, KeyError, TypeError: its data, stored sample or
             unlabelled file cannot be read.
     """
-    train = task.load_splits(cfg.data).train
+    splits = task.load_splits(cfg.data)
+    train = splits.train
     rows = list(zip(train.texts, train.text_pairs or [None] * len(train.texts), strict=True))
+    extra: list[tuple[str, str | None]] = []
     if cfg.continual.from_run is not None:
         from tunelab.train.continual import REHEARSAL_FILE
 
@@ -395,11 +397,23 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
             for line in stored.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     row = json.loads(line)
-                    rows.append((str(row["text"]), row.get("text_pair")))
+                    extra.append((str(row["text"]), row.get("text_pair")))
     if cfg.self_training.unlabeled is not None:
         from tunelab.train.pseudo_rows import read_unlabeled
 
-        rows.extend((text, None) for text in read_unlabeled(cfg)[0])
+        extra.extend((text, None) for text in read_unlabeled(cfg)[0])
+    if extra:
+        # Training drops the replayed and unlabelled rows that repeat the member's own dev or test
+        # rows (``without_held_out``, ``pseudo_rows._new_texts``): counted here, a self-trained
+        # member whose unlabelled file is its training file (dev carved from it) left out every
+        # dev row of the ensemble.
+        from tunelab.data.dataset import Dataset
+        from tunelab.data.held_out import rows_not_held_out
+
+        pairs = [p for _, p in extra]
+        texts = [t for t, _ in extra]
+        pooled = Dataset(texts, pairs if any(p is not None for p in pairs) else None, None, "replayed")
+        rows.extend(extra[i] for i in rows_not_held_out(pooled, splits))
     return rows
 
 

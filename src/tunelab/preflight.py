@@ -482,7 +482,15 @@ def validate_run(
         result.model_source, result.model_path = checked.model.source, str(checked.model.path)
     if checked.splits is None:
         return result
-    result.notes = list(checked.splits.notes)
+    splits = checked.splits
+    if checked.previous is not None and checked.rehearsal is not None:  # --from: what training sees
+        from tunelab.train.continual_setup import replayed
+
+        try:
+            splits, _ = replayed(cfg, splits, checked.previous, checked.rehearsal)
+        except TunelabError as exc:  # the sample and the new rows disagree on text pairs
+            result.problems.extend(p for p in problems_of(exc) if p not in result.problems)
+    result.notes = list(splits.notes)
     tokenizer = None
     if count_tokens and checked.model is not None:
         from tunelab.models import load_tokenizer
@@ -491,9 +499,7 @@ def validate_run(
             tokenizer = load_tokenizer(checked.model.path)
         except (OSError, ValueError) as exc:  # a broken model folder: train would fail too
             result.problems.append(f"model.name={cfg.model.name}: cannot load its tokenizer ({exc})")
-    result.summary = summarize(
-        checked.splits, checked.task, tokenizer=tokenizer, max_length=cfg.model.max_length
-    )
+    result.summary = summarize(splits, checked.task, tokenizer=tokenizer, max_length=cfg.model.max_length)
     return result
 
 

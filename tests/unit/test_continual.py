@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -354,6 +355,26 @@ def test_validate_from_checks_the_continuation_as_train_would_and_writes_nothing
     assert not out.exists()
 
 
+def test_validate_from_summarises_the_rows_training_replays(first, tmp_path: Path, text_maker) -> None:
+    """The summary counted the new rows only: 2 labels where the run has 3, and "only 3 training
+    rows" for a label trained on 3 new and 5 replayed ones."""
+    from tunelab.preflight import validate_run
+
+    run, _ = first
+    rows = [{"text": t, "label": "weather"} for t in text_maker("weather", 3, 7)]
+    rows += [{"text": t, "label": NEW} for t in text_maker(NEW, 20, 7)]
+    new = tmp_path / "new.csv"
+    pd.DataFrame(rows).to_csv(new, index=False)
+    given = [f"data.train={new}", "data.dev_size=0", f"output_dir={tmp_path / 'out'}"]
+    report = validate_run(None, overrides=given, from_run=run)
+    assert report.ok, report.problems
+    assert report.summary.label_counts["train"] == {"sports": 5, "weather": 3 + 5, NEW: 20}
+    assert report.summary.rows["train"] == 33 and report.summary.rare == {}
+    assert "rehearsal: 10 rows of the previous run's sample joined the training rows" in report.notes
+    lines = "\n".join(report.summary.lines())
+    assert "has only" not in lines, lines
+
+
 def test_from_with_a_config_file_is_refused(first, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give overrides, not a config"):
         tunelab.train(tmp_path / "x.yaml", from_run=first[0])
@@ -691,6 +712,33 @@ def test_the_continued_run_records_where_it_came_from_as_an_absolute_path(
     )
     config = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
     assert config["continual"]["from_run"] == str(run.resolve())
+
+
+@pytest.mark.parametrize("given", ["path", "dot"])
+def test_a_continued_run_goes_beside_run_from_another_directory(
+    first, new_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """RUN's relative output_dir (runs) was resolved against the current directory: from another
+    one the continued run went to ./runs there, not beside RUN as the README says."""
+    from tunelab.preflight import load_config
+
+    run, _ = first
+    moved = tmp_path / "project" / "runs" / "first"
+    shutil.copytree(run, moved)
+    config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
+    (moved / "config.json").write_text(json.dumps({**config, "output_dir": "runs"}), encoding="utf-8")
+    if given == "path":
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        from_run = Path("..") / "project" / "runs" / "first"
+    else:  # from inside RUN's folder
+        monkeypatch.chdir(moved)
+        from_run = Path(".")
+    cfg = load_config(None, [f"data.train={new_csv}"], from_run=from_run)
+    assert Path(cfg.output_dir).resolve() == moved.parent and cfg.name == "first-2"
+    # An output_dir given on the command still wins.
+    cfg = load_config(None, [f"data.train={new_csv}", "output_dir=mine"], from_run=from_run)
+    assert cfg.output_dir == "mine"
 
 
 # -- review fixes ----------------------------------------------------------------------------------

@@ -149,6 +149,29 @@ def test_export_exports_every_member(ens, tmp_path, capsys) -> None:
     )
 
 
+def test_an_exported_member_is_refused_before_any_member_is_exported(ens, tmp_path, monkeypatch) -> None:
+    """The run members were exported (minutes) before the artifact member was refused, in words that
+    did not say it was a member."""
+    import shutil
+
+    from tunelab.compress import build
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(ens, mixed)
+    last = json.loads((mixed / "run.json").read_text(encoding="utf-8"))["members"][-1]["path"]
+    member_json = mixed / last / "run.json"
+    own = json.loads(member_json.read_text(encoding="utf-8"))
+    own |= {"format": "onnx", "source_run": "runs/m3", "export": {"format": "onnx"}}
+    member_json.write_text(json.dumps(own), encoding="utf-8")
+    monkeypatch.setattr(build, "build_artifact", lambda *a, **k: pytest.fail("a member was exported"))
+    with pytest.raises(RunError) as refused:
+        tunelab.export(mixed, format="onnx", output=tmp_path / "out", show_progress=False)
+    assert str(refused.value) == (
+        f"member {last}: an exported onnx artifact cannot be exported again; ensemble the runs instead"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed"]
+
+
 @pytest.mark.parametrize("task_name", available_tasks())
 def test_every_task_inverts_its_own_probabilities(task_name: str) -> None:
     import torch

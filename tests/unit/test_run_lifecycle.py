@@ -352,3 +352,130 @@ def test_resume_of_a_finished_run_says_it_finished(
 def test_missing_folder_says_no_such_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["predict", str(tmp_path / "nope"), "x"], ["train", "--resume", str(tmp_path / "nope")]):
         assert "no such run folder" in cli_error(argv, capsys)
+
+
+# -- a run written in one go (ensemble, zero-shot) that was killed ---------------------------------
+
+KILL_IN_ONE_GO = """
+import json, os, sys
+from tunelab.config import RunConfig
+from tunelab.runs import RunFolder
+
+target, marked = sys.argv[1], sys.argv[2] == "marked"
+if marked:
+    cm = RunFolder.made_in_one_go(target)
+    partial = cm.__enter__()
+else:  # what an older version left: no marker
+    partial = RunFolder.create(os.path.dirname(target), os.path.basename(target))
+RunConfig().save(partial.config_json)  # an ensemble copies its first member's config.json
+partial.write_summary({"name": partial.name, "status": "finished", "format": "ensemble", "members": []})
+os._exit(9)  # as SIGKILL: no cleanup runs
+"""
+
+
+def kill_in_one_go(target: Path, marked: bool) -> Path:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-c", KILL_IN_ONE_GO, str(target), "marked" if marked else "old"]
+    assert subprocess.run(argv, check=False).returncode == 9
+    partial = target.with_name(target.name + ".partial")
+    assert (partial / "run.json").is_file()
+    return partial
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "older-version"])
+def test_resume_refuses_what_a_killed_ensemble_left(
+    tmp_path: Path, marked: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --resume` trained a plain full model under the ensemble's name."""
+    partial = kill_in_one_go(tmp_path / "ens", marked)
+    monkeypatch.setattr(train_loop, "run_loop", lambda *a, **k: pytest.fail("resume trained an ensemble"))
+    err = cli_error(["train", "--resume", str(partial)], capsys)
+    assert f"{partial}: left by a killed tunelab ensemble" in err and "delete it and run again" in err
+    assert "--resume" not in err
+    with pytest.raises(RunError, match="left by a killed tunelab ensemble"):
+        tunelab.load(partial)
+
+
+def test_a_killed_ensembles_folder_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """The rerun said "resume it with `tunelab train --resume <out>.partial`"."""
+    from tunelab.runs import RunFolder, folder
+
+    target = tmp_path / "ens"
+    partial = kill_in_one_go(target, marked=True)
+    with RunFolder.made_in_one_go(target) as again:
+        assert again.root == partial and not again.run_json.exists()  # a fresh folder
+        busy = pytest.raises(RunError, match="another tunelab ensemble or zeroshot is writing")
+        with busy, RunFolder.made_in_one_go(target):
+            pytest.fail("a live folder was taken")
+        assert (partial / folder.ONE_GO_MARKER).is_file()
+        final = again.finish()
+    assert final.root == target and not (target / folder.ONE_GO_MARKER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ens"]
+
+
+def test_an_older_killed_ensembles_folder_names_the_command(tmp_path: Path) -> None:
+    from tunelab.runs import RunFolder
+
+    target = tmp_path / "ens"
+    partial = kill_in_one_go(target, marked=False)
+    with pytest.raises(RunError) as err, RunFolder.made_in_one_go(target):
+        pytest.fail("a folder without the marker was taken")
+    assert str(err.value) == (
+        f"{partial}: left by a killed tunelab ensemble, not a training run (nothing to resume); "
+        "delete it and run again"
+    )
+
+
+def test_resume_refuses_a_folder_that_never_began_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zero-shot killed before its run.json: config.json only, which --resume trained as a full run."""
+    from tunelab.config import RunConfig
+
+    partial = tmp_path / "zs.partial"
+    (partial / "weights").mkdir(parents=True)
+    RunConfig().save(partial / "config.json")
+    err = cli_error(["train", "--resume", str(partial)], capsys)
+    assert "cannot be resumed (it never began training); delete it and train again" in err
+
+
+def test_resume_from_another_directory_reads_the_files_the_run_began_on(
+    tiny_bert: Path,
+    tiny: Any,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    killed_at_first_checkpoint: Any,
+) -> None:
+    """config.json keeps data.train=train.csv as typed: `train --resume` from another directory
+    read that name there (not found, or another file of that name)."""
+    train_csv, test_csv = labelled_csvs
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(train_csv, project / "train.csv")
+    shutil.copy(test_csv, project / "test.csv")
+    pd.DataFrame({"text": ["rain and snow today", "a goal in the match", "pizza for dinner"]}).to_csv(
+        project / "pool.csv", index=False
+    )
+    monkeypatch.chdir(project)
+    overrides = tiny(
+        tiny_bert,
+        Path("train.csv"),
+        Path("test.csv"),
+        Path("runs"),
+        "name=moved",
+        "train.epochs=1",
+        "train.checkpoint_steps=2",
+        "self_training.unlabeled=pool.csv",
+    )
+    partial = project / killed_at_first_checkpoint(overrides)
+    assert run_json(partial)["data_files"]["unlabeled"] == str(project / "pool.csv")
+    monkeypatch.chdir(elsewhere)
+    shutil.copy(test_csv, elsewhere / "train.csv")  # a same-named file here is not the run's
+    result = tunelab.train(resume=partial, show_progress=False)
+    assert result.run_dir == project / "runs" / "moved"
+    assert result.summary["data_files"]["train"] == str(project / "train.csv")
+    assert result.summary["data_files"]["unlabeled"] == str(project / "pool.csv")

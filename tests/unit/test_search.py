@@ -150,6 +150,23 @@ def test_a_search_resumes_without_training_finished_trials_again(
     assert calls == []
 
 
+@pytest.mark.parametrize("out", ["s #1", "s: 1"])
+def test_a_search_folder_named_with_yaml_syntax_keeps_its_trials(
+    base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str
+) -> None:
+    """``output_dir=s #1/trials`` was read as YAML: " #1" a comment, so the trials trained into ./s
+    and the search (and every rerun) failed; ``s: 1/trials`` was a mapping."""
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    overrides = [*base, "train.epochs=1"]
+    result = search(
+        None, space=space, trials=1, overrides=overrides, out=out, prune=False, show_progress=False
+    )
+    assert result.best_run == Path(out) / "trials" / "trial-000"
+    assert (tmp_path / out / "trials" / "trial-000" / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out, "space.yaml"])  # no ./s
+
+
 def test_the_cli_runs_a_search_and_prints_the_best(
     base: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -139,17 +139,30 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
     """Run every member's own pre-export checks before any member is exported.
 
     Members were exported in order, so one whose model ``opts`` cannot take (a prefix member with
-    ``--prune-method heads``, any non-classifier with ``torch-int8``) was refused only after the
-    members before it were exported, pruned and distilled, and in words that did not say which
-    member. A member is loaded only for a check that needs its model.
+    ``--prune-method heads``, any non-classifier with ``torch-int8``, an exported artifact with any
+    format) was refused only after the members before it were exported, pruned and distilled, and
+    in words that did not say which member. A member is loaded only for a check that needs its model.
 
     Raises:
         TunelabError: of the member's check's kind, ``member <path>: <why>``.
     """
     from tunelab.compress.build import check_exportable
-    from tunelab.errors import TunelabError
+    from tunelab.errors import RunError, TunelabError
     from tunelab.inference import load
 
+    for member in summary.get("members") or []:
+        own = RunFolder(source.root / member["path"]).read_summary()
+        fmt = own.get("format", "torch")
+        if "source_run" in own or "export" in own:
+            raise RunError(
+                f"member {member['path']}: an exported {fmt} artifact cannot be exported again; "
+                "ensemble the runs instead"
+            )
+        if fmt != "torch":
+            raise RunError(
+                f"member {member['path']}: a {fmt} run cannot be exported; "
+                "ensemble trained runs to export the ensemble"
+            )
     if opts.format != "torch-int8" and not opts.fractions:
         return  # onnx formats and magnitude pruning take every member a run can hold
     for member in summary.get("members") or []:

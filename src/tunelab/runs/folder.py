@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -28,12 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import RunError
 
 PARTIAL_SUFFIX = ".partial"
+
+logger = logging.getLogger(__name__)
 
 
 def check_new_run_path(target: Path, flag: str) -> None:
@@ -181,14 +184,25 @@ class RunFolder:
         Unlike a training run, such a run has nothing to resume, so a failure (or Ctrl-C) anywhere in
         the body removes the partial folder rather than leaving it for ``--resume``; the body calls
         ``finish()`` itself once everything is written.
+
+        A marker file (``ONE_GO_MARKER``), locked while the body runs, tells such a folder from a
+        training run's: one that a killed command (SIGKILL, the OOM killer) left behind is found
+        unlocked and removed here, and ``train --resume`` refuses it rather than training a plain
+        model under the ensemble's name.
         """
         target = Path(target)
+        _remove_killed_one_go(target.with_name(target.name + PARTIAL_SUFFIX))
         partial = cls.create(target.parent, target.name, flag="--out")
+        lock = None
         try:
+            lock = _mark_one_go(partial.root)
             yield partial
         except BaseException:
             shutil.rmtree(partial.root, ignore_errors=True)
             raise
+        finally:
+            if lock is not None:
+                lock.close()
 
     @staticmethod
     def check_name(output_dir: str | Path, name: str) -> Path:
@@ -206,6 +220,9 @@ class RunFolder:
             )
         root = out / f"{name}{PARTIAL_SUFFIX}"
         if root.exists():
+            left_by = _left_by_one_go(RunFolder(root))
+            if left_by is not None:
+                raise RunError(left_by)
             raise RunError(
                 f"{root}: an unfinished run of that name exists; resume it with "
                 f"`tunelab train --resume {root}` or delete it"
@@ -237,6 +254,7 @@ class RunFolder:
             final.rmdir()
             raise
         shutil.rmtree(final / "checkpoints", ignore_errors=True)
+        (final / ONE_GO_MARKER).unlink(missing_ok=True)  # made_in_one_go's: not part of the run
         return RunFolder(final)
 
     def _claim_final(self, fresh_name: bool) -> Path:
@@ -270,6 +288,9 @@ def free_name(output_dir: Path, name: str) -> str:
 
 
 EXPORT_MARKER = ".tunelab-export"  # in an export's ``.partial`` folder (see tunelab.compress.export)
+# In the ``.partial`` folder of a run written in one go (ensemble, zero-shot; see made_in_one_go),
+# locked while it is written: a killed one's is unlocked, and nothing resumes such a folder.
+ONE_GO_MARKER = ".tunelab-one-go"
 WHAT_A_RUN_HOLDS = "a run folder holds run.json, config.json, labels.json, weights/ and tokenizer/"
 
 
@@ -286,16 +307,92 @@ def _partial_sibling(root: Path) -> Path:
     return root if root.name.endswith(PARTIAL_SUFFIX) else root.with_name(root.name + PARTIAL_SUFFIX)
 
 
+def _mark_one_go(root: Path) -> IO[str]:
+    """Put the locked ``ONE_GO_MARKER`` in ``root``; returns the open file that holds the lock.
+
+    Made and locked under another name, then renamed: no one ever sees the marker unlocked while
+    this process lives, so nothing takes the folder for a killed command's.
+    """
+    from tunelab.compress.export import _lock
+
+    marker = root / ONE_GO_MARKER
+    staging = root / f"{ONE_GO_MARKER}.{os.getpid()}"
+    staging.write_text(datetime.now().isoformat(timespec="seconds") + "\n", encoding="utf-8")
+    lock = _lock(staging, ours=True)
+    assert lock is not None  # a file this process just made
+    try:
+        os.replace(staging, marker)  # the lock stays with the file
+    except OSError:  # Windows renames no open file (and has no flock to keep)
+        lock.close()
+        os.replace(staging, marker)
+        lock = marker.open("a", encoding="utf-8")
+    return lock
+
+
+def _remove_killed_one_go(partial: Path) -> None:
+    """Remove ``partial`` if a killed ensemble or zero-shot left it (its marker unlocked).
+
+    A folder without the marker is left alone (a training run's, or an older version's: the
+    name check says what it is); one whose marker is locked is being written by a live command.
+
+    Raises:
+        RunError: another command is writing the folder now.
+    """
+    marker = partial / ONE_GO_MARKER
+    if not marker.is_file():
+        return
+    from tunelab.compress.export import _lock
+
+    held = _lock(marker)
+    if held is None:
+        raise RunError(
+            f"{partial}: another tunelab ensemble or zeroshot is writing this folder; wait for it or "
+            "give another --out"
+        )
+    with held:
+        shutil.rmtree(partial, ignore_errors=True)
+    logger.warning("removed %s, left behind by a killed tunelab ensemble or zeroshot", partial)
+
+
+def _left_by_one_go(run: RunFolder) -> str | None:
+    """The one line saying that ``run`` (an unfinished folder) was left by a command that writes a
+    run in one go (ensemble, zero-shot, export), which nothing resumes; None for a training run's."""
+    summary = run.read_summary()
+    fmt = summary.get("format", "torch")
+    marked = (run.root / ONE_GO_MARKER).is_file()
+    if not marked and fmt == "torch" and not {"members", "source_run", "export"} & summary.keys():
+        return None
+    if fmt == "ensemble" or "members" in summary:
+        command = "tunelab ensemble"
+    elif fmt == "zeroshot":
+        command = "tunelab zeroshot"
+    elif fmt != "torch" or not marked:
+        command = "tunelab export"
+    else:
+        command = "tunelab ensemble or tunelab zeroshot"
+    return (
+        f"{run.root}: left by a killed {command}, not a training run (nothing to resume); "
+        "delete it and run again"
+    )
+
+
+def _never_trained(run: RunFolder) -> bool:
+    """No record of training in ``run`` (an unfinished folder): no run.json and no logs/train.log,
+    which ``tunelab train`` writes before its first step."""
+    return not run.run_json.is_file() and not (run.logs / "train.log").is_file()
+
+
 def _unfinished_message(run: RunFolder) -> str:
     """What an unfinished folder is and the one command that gets it going again (if any)."""
     root = run.root
     if (root / EXPORT_MARKER).is_file():
         return f"{root}: an export that is running or was interrupted, not a run; run the export again"
-    if not run.config_json.is_file():
-        return (
-            f"{root}: this run did not finish and cannot be resumed (it has no config.json); "
-            "delete it and train again"
-        )
+    left_by = _left_by_one_go(run)
+    if left_by is not None:
+        return left_by
+    if not run.config_json.is_file() or _never_trained(run):
+        what = "it has no config.json" if not run.config_json.is_file() else "it never began training"
+        return f"{root}: this run did not finish and cannot be resumed ({what}); delete it and train again"
     if run.read_summary().get("status") == "finished":
         return (
             f"{root}: this run finished training but was not renamed to its final name; "
@@ -353,6 +450,11 @@ def find_unfinished_run(path: str | Path) -> RunFolder:
                 f"use it as it is (`tunelab eval {root}`, `tunelab predict {root} TEXT`)"
             )
         raise RunError(_not_a_run_message(root, resume=True))
-    if (root / EXPORT_MARKER).is_file() or not run.config_json.is_file():
+    if (
+        (root / EXPORT_MARKER).is_file()
+        or not run.config_json.is_file()
+        or _left_by_one_go(run) is not None
+        or _never_trained(run)
+    ):
         raise RunError(_unfinished_message(run))
     return run

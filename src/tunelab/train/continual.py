@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -95,10 +96,15 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
             _method_name(raw.get("method")),
         )
         raw["method"] = {"name": "full"}
+    output_dir = Path(os.path.expanduser(str(raw.get("output_dir") or "runs")))
+    if not output_dir.is_absolute() and not _names_key(overrides or [], "output_dir"):
+        # Beside RUN, as the README says: RUN's relative output_dir resolved against this directory
+        # put the continued run (from another one) under ./runs, or failed there.
+        raw["output_dir"] = str(_named(run.root).parent)
     for item in overrides or []:
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
-        raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), run.name)
+        raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), _named(run.root).name)
     return with_previous_labels(RunConfig.from_dict(raw))
 
 
@@ -140,6 +146,17 @@ def _method_name(method: Any) -> str:
 
 def _names_method(overrides: list[str]) -> bool:
     return any(item.partition("=")[0].strip() in ("method", "method.name") for item in overrides)
+
+
+def _names_key(overrides: list[str], key: str) -> bool:
+    return any(item.partition("=")[0].strip() == key for item in overrides)
+
+
+def _named(root: Path) -> Path:
+    """``root`` with a name: ``.`` or ``..`` (RUN given from inside it) resolved, so that its name
+    and the folder it is in are RUN's (``.`` has neither: the run was named ``-2``)."""
+    root = Path(root)
+    return root.resolve() if root.name in ("", "..") else root
 
 
 def _is_adapter(method: Any) -> bool:

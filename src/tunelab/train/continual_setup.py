@@ -71,15 +71,7 @@ class Continuation:
             previous = open_previous(cfg, splits, stores_base=stores_base)
         if rehearsal is None:  # else as check_run read it
             rehearsal = read_rehearsal(previous, splits.labels, cfg.continual, seed=cfg.train.seed)
-        short = short_sample_note(rehearsal, cfg.continual, previous.config.continual)
-        if short is not None:
-            splits = dataclasses.replace(splits, notes=[*splits.notes, short])
-        unscored = dev_without_old_labels_note(splits, len(previous.labels))
-        if unscored is not None:
-            splits = dataclasses.replace(splits, notes=[*splits.notes, unscored])
-        rehearsal, dropped = without_held_out(rehearsal, splits)
-        # a text the new rows relabel trains with its new label only
-        rehearsal, relabelled = without_relabelled(rehearsal, splits.train)
+        splits, rehearsal = replayed(cfg, splits, previous, rehearsal)
         if cfg.continual.ewc > 0 and not len(rehearsal):
             raise ConfigError(
                 f"continual.ewc={cfg.continual.ewc} needs rehearsal rows, and {previous.root} has none to "
@@ -88,14 +80,7 @@ class Continuation:
             )
         teacher = previous.model()
         grow_into(model, teacher)
-        return cls(
-            previous,
-            teacher,
-            with_rehearsal(splits, rehearsal, dropped=dropped, relabelled=relabelled),
-            rehearsal,
-            cfg,
-            task,
-        )
+        return cls(previous, teacher, splits, rehearsal, cfg, task)
 
     @property
     def num_old(self) -> int:
@@ -157,6 +142,30 @@ class Continuation:
             "distill": cc.distill,
             "ewc": cc.ewc,
         }
+
+
+def replayed(
+    cfg: RunConfig, splits: Splits, previous: Previous, rehearsal: Dataset
+) -> tuple[Splits, Dataset]:
+    """``splits`` as a continued run trains on them: the rehearsal rows it replays joined to train,
+    and the notes saying what was left out; and those rehearsal rows.
+
+    ``train`` trains on these and ``validate --from`` summarises them: it counted the new rows only
+    (a label with 3 new and 8 replayed rows was "only 3 training rows").
+
+    Raises:
+        ConfigError: the sample holds text pairs and the new data single texts, or the reverse.
+    """
+    short = short_sample_note(rehearsal, cfg.continual, previous.config.continual)
+    if short is not None:
+        splits = dataclasses.replace(splits, notes=[*splits.notes, short])
+    unscored = dev_without_old_labels_note(splits, len(previous.labels))
+    if unscored is not None:
+        splits = dataclasses.replace(splits, notes=[*splits.notes, unscored])
+    rehearsal, dropped = without_held_out(rehearsal, splits)
+    # a text the new rows relabel trains with its new label only
+    rehearsal, relabelled = without_relabelled(rehearsal, splits.train)
+    return with_rehearsal(splits, rehearsal, dropped=dropped, relabelled=relabelled), rehearsal
 
 
 def dev_without_old_labels_note(splits: Splits, num_old: int) -> str | None:

@@ -93,9 +93,43 @@ def _setup_file_log(path: Path) -> tuple[logging.Handler, int]:
 def _data_files(cfg: RunConfig) -> dict[str, str | None]:
     """The data files resolved against this process's directory: config.json keeps them as typed,
     and ``Predictor.load`` (``with_training_paths``) reads these instead, so ``predict --input
-    test.txt`` in another directory is not taken for the run's own ``test.txt``."""
+    test.txt`` in another directory is not taken for the run's own ``test.txt``; ``train --resume``
+    reads them too (``_as_trained``), as it does ``unlabeled`` (``self_training.unlabeled``)."""
     fields = ("train", "dev", "test")
-    return {f: str(Path(v).resolve()) if (v := getattr(cfg.data, f)) else None for f in fields}
+    files = {f: str(Path(v).resolve()) if (v := getattr(cfg.data, f)) else None for f in fields}
+    unlabeled = cfg.self_training.unlabeled
+    files["unlabeled"] = str(Path(unlabeled).resolve()) if unlabeled else None
+    return files
+
+
+def _as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
+    """``cfg`` (config.json's: files as typed) with each relative file that names another file from
+    this directory than the run began on replaced by the one it began on (run.json's ``data_files``,
+    while it exists): ``train --resume`` from another directory failed with "file not found", or
+    read a same-named file there. One that names the same file from here stays as typed."""
+    from tunelab.inference.predictor import with_training_paths
+
+    found = with_training_paths(cfg, summary)
+    same = {
+        f: typed
+        for f in ("train", "dev", "test")
+        if (typed := getattr(cfg.data, f)) != getattr(found.data, f)
+        and Path(typed).resolve() == Path(getattr(found.data, f))
+    }
+    if same:
+        found = replace(found, data=replace(found.data, **same))
+    files = summary.get("data_files")
+    recorded = files.get("unlabeled") if isinstance(files, dict) else None
+    typed = cfg.self_training.unlabeled
+    if (
+        typed
+        and isinstance(recorded, str)
+        and not Path(typed).is_absolute()
+        and Path(typed).resolve() != Path(recorded)
+        and Path(recorded).exists()
+    ):
+        found = replace(found, self_training=replace(found.self_training, unlabeled=recorded))
+    return found
 
 
 def _peak_memory_mb() -> float:
@@ -173,7 +207,9 @@ def train(
                 f"--resume {run.root}: its config.json is missing or damaged, so the run cannot be "
                 "continued as it began; delete the folder and train again"
             ) from None
-        cfg = RunConfig.from_dict(saved)
+        # config.json keeps the files as typed: from another directory, relative ones named nothing
+        # (or other files); the run reads those it began on (the data fingerprint still checks them).
+        cfg = _as_trained(RunConfig.from_dict(saved), previous)
         restored = _checkpoint_step(run) is not None
     else:
         cfg = load_config(config, overrides, from_run=from_run)
@@ -259,6 +295,8 @@ def train(
             rehearsal=checked.rehearsal,
         )
         splits = continual.splits
+    # As `tunelab validate` summarises them for the report: rehearsal rows in, no made rows.
+    read_splits = splits
     # The stored sample a later --from replays (the rows before augmentation, rehearsal rows included).
     sampled = splits.train
     # augment: EDA rows join the training split only (dev and test are already read or carved).
@@ -329,7 +367,7 @@ def train(
             resume=resume is not None,
             show_progress=show_progress,
             on_evaluate=on_evaluate,
-            read_splits=checked.splits,
+            read_splits=read_splits,
         )
     except TrainingInterrupted:
         raise
@@ -517,7 +555,7 @@ def _train_in(
         run,
         cfg,
         task,
-        read_splits,  # as read, as `tunelab validate` summarises them: no augmented or pseudo rows
+        read_splits,  # as `tunelab validate` summarises them: rehearsal rows in, no augmented or pseudo rows
         tokenizer,
         method,
         summary,

@@ -336,3 +336,20 @@ def test_a_recommender_index_whose_ann_file_is_another_index_type_is_refused(tmp
     faiss.write_index(_hnsw(2), str(tmp_path / ANN))
     with pytest.raises(ValueError, match=r"ann\.faiss does not index vectors\.npy"):
         ItemIndex.load(tmp_path)
+
+
+def test_exporting_an_ensemble_with_a_member_outside_its_weights_reads_and_writes_nothing_outside(
+    run: Path, ensemble_of, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export read a run.json member '../outside' and wrote its export to out/../outside."""
+    from tunelab.cli.main import main
+
+    shutil.copytree(run, tmp_path / "outside")
+    outside = sorted(p.relative_to(tmp_path) for p in (tmp_path / "outside").rglob("*"))
+    ens = ensemble_of([{"path": "weights/m1"}, {"path": "weights/../../outside", "temperature": 1.0}])
+    target = tmp_path / "exp" / "ens-onnx"
+    assert main(["export", str(ens), "--format", "onnx", "--output", str(target), "-q"]) != 0
+    assert "member 'weights/../../outside' is not a folder under weights/" in capsys.readouterr().err
+    assert not target.exists()
+    assert not (tmp_path / "exp").exists() or not list((tmp_path / "exp").iterdir())  # nothing beside it
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "outside").rglob("*")) == outside

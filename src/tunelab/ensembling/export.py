@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json, atomic_write_text
-from tunelab.ensembling.backend import FORMAT
+from tunelab.ensembling.backend import FORMAT, member_folder
 from tunelab.inference.backends import LoadContext, get_format
 from tunelab.runs import RunFolder
 
@@ -49,20 +49,22 @@ def export_ensemble(
     out.weights.mkdir(exist_ok=True)
     members, reports = [], {}
     for member in summary.get("members") or []:
+        # checked by check_members: a folder under the source's weights/, written under out's
+        folder = member_folder(source.root, member)
         result = export(
-            source.root / member["path"],
+            folder,
             format=opts.format,
             prune=opts.prune,
             prune_method=opts.prune_method,
             recover_epochs=opts.recover_epochs,
-            output=out.root / member["path"],
+            output=out.weights / folder.relative_to((source.root / "weights").resolve()),
             data=data,
             data_options=data_options or None,
             max_drop=opts.max_drop,
             show_progress=show_progress,
         )
         reports[member["path"]] = result.parity
-        members.append({**member, "source": str(source.root / member["path"])})
+        members.append({**member, "source": str(folder)})
     stages.update()
     for name in ("config.json", "labels.json"):
         shutil.copy2(source.root / name, out.root / name)
@@ -151,7 +153,7 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
     from tunelab.inference import load
 
     for member in summary.get("members") or []:
-        own = RunFolder(source.root / member["path"]).read_summary()
+        own = RunFolder(member_folder(source.root, member)).read_summary()
         fmt = own.get("format", "torch")
         if "source_run" in own or "export" in own:
             raise RunError(
@@ -167,7 +169,7 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
         return  # onnx formats and magnitude pruning take every member a run can hold
     for member in summary.get("members") or []:
         try:
-            check_exportable(load(source.root / member["path"]).model, opts)
+            check_exportable(load(member_folder(source.root, member)).model, opts)
         except TunelabError as exc:
             raise type(exc)(f"member {member['path']}: {exc}") from None
 

@@ -351,3 +351,37 @@ def test_a_killed_run_checkpoints_its_best_weights(
     assert state["best_step"] is not None
     assert (partial / "checkpoints" / "last" / "best.safetensors").is_file()
     assert tunelab.train(resume=partial, show_progress=False).summary["status"] == "finished"
+
+
+def test_a_run_begun_with_a_decomposed_label_resumes_with_its_own_ids(
+    tiny_bert: Path, tiny_overrides, tmp_path: Path, killed_at_first_checkpoint
+) -> None:
+    """Label names are read in Unicode NFC now; a run begun before saved "e" + U+0301 "clair",
+    which sorted before "fudge" (NFC "\u00e9clair" sorts after it): the resume was refused as
+    "the labels are in another order", and comparing NFC names alone would have swapped the ids."""
+    import json
+    import unicodedata
+
+    from tunelab.train.data_fingerprint import SUMMARY_KEY
+
+    decomposed = unicodedata.normalize("NFD", "\u00e9clair")
+    rows = [(f"sweet pastry cream {i}", decomposed) for i in range(12)]
+    rows += [(f"chocolate fudge bar {i}", "fudge") for i in range(12)]
+    mine = tmp_path / "train.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(mine, index=False)
+    partial = killed_at_first_checkpoint(
+        tiny_overrides(
+            tiny_bert, mine, None, tmp_path / "runs", "name=old", "train.checkpoint_steps=2", epochs=2
+        )
+    )
+    # as a run begun before NFC reading left it: its own spelling and order, no row fingerprint
+    saved = json.loads((partial / "labels.json").read_text(encoding="utf-8"))
+    assert saved["labels"] == ["fudge", "\u00e9clair"]  # read in NFC now
+    saved["labels"] = [decomposed, "fudge"]
+    (partial / "labels.json").write_text(json.dumps(saved), encoding="utf-8")
+    summary = json.loads((partial / "run.json").read_text(encoding="utf-8"))
+    summary.pop(SUMMARY_KEY, None)
+    (partial / "run.json").write_text(json.dumps(summary), encoding="utf-8")
+    result = tunelab.train(resume=partial, show_progress=False)
+    labels = json.loads((result.run_dir / "labels.json").read_text(encoding="utf-8"))["labels"]
+    assert labels == [decomposed, "fudge"]

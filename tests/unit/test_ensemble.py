@@ -485,3 +485,19 @@ def test_a_self_trained_member_pooling_its_own_training_file_keeps_the_dev_rows_
     assert not any(n.startswith("dev:") for n in notes), notes
     plain = tunelab.load(runs[0])
     assert built.metrics["dev"]["n"] == len(plain.task.load_splits(plain.config.data).dev.texts)
+
+
+def test_labels_spelled_in_other_unicode_forms_are_named_as_such() -> None:
+    """A run trained before label names were read in NFC kept "e" + U+0301: the refusal read
+    "only here: éclair; only there: éclair", two names that print the same."""
+    from types import SimpleNamespace
+
+    from tunelab.data import LabelMap
+    from tunelab.ensembling.build import _check_compatible
+
+    def member(names: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(task=SimpleNamespace(name="single_label"), labels=LabelMap(names))
+
+    folders = [SimpleNamespace(root=Path("runs/new")), SimpleNamespace(root=Path("runs/old"))]
+    with pytest.raises(RunError, match="the same labels are spelled in other Unicode forms"):
+        _check_compatible(folders, [member(["fudge", "\u00e9clair"]), member(["e\u0301clair", "fudge"])])

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import atomic_write_json
+from tunelab.data.columns import label_name
 from tunelab.data.dataset import Dataset
 from tunelab.errors import ConfigError, DataError, RunError, TunelabError, first_line
 from tunelab.runs import RunFolder, find_run
@@ -154,6 +155,12 @@ def _check_compatible(folders: list[RunFolder], predictors: list[Any]) -> None:
         if p.task.name != ref.task.name:
             raise RunError(f"{where}: task {p.task.name} is not {ref.task.name}")
         mine, theirs = set(p.labels.names), set(ref.labels.names)
+        if mine != theirs and {label_name(n) for n in mine} == {label_name(n) for n in theirs}:
+            # a run trained before label names were read in Unicode NFC kept a decomposed "é"
+            raise RunError(
+                f"{where}: the same labels are spelled in other Unicode forms (one run was trained "
+                "before tunelab read label names in NFC); train it again to join them"
+            )
         if mine != theirs:
             extra, missing = sorted(mine - theirs), sorted(theirs - mine)
             raise RunError(

@@ -23,6 +23,7 @@ import torch
 from tunelab.atomic import atomic_write_json
 from tunelab.config import RunConfig
 from tunelab.data import LabelMap, Splits
+from tunelab.data.columns import label_name
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError, RunError
 from tunelab.evaluate.run_context import ReportContext
@@ -210,6 +211,12 @@ def train(
         # config.json keeps the files as typed: from another directory, relative ones named nothing
         # (or other files); the run reads those it began on (the data fingerprint still checks them).
         cfg = _as_trained(RunConfig.from_dict(saved), previous)
+        began = LabelMap.load(run.labels_json).names if run.labels_json.is_file() else []
+        if cfg.data.labels is None and any(label_name(n) != n for n in began):
+            # A run begun before label names were read in Unicode NFC saved a decomposed "éclair",
+            # which sorts elsewhere in NFC: read again unlisted, the ids moved and the resume was
+            # refused. Its own order is kept, as --from keeps it.
+            cfg = replace(cfg, data=replace(cfg.data, labels=list(began)))
         restored = _checkpoint_step(run) is not None
     else:
         cfg = load_config(config, overrides, from_run=from_run)
@@ -594,7 +601,7 @@ def _check_same_labels(run: RunFolder, labels: LabelMap, cfg: RunConfig) -> None
     label grew the head past the checkpoint's (an unexpected RuntimeError), and labels.json was
     overwritten with the new list."""
     began = LabelMap.load(run.labels_json)
-    if list(began.names) != list(labels.names):
+    if [label_name(n) for n in began.names] != [label_name(n) for n in labels.names]:
         added = [n for n in labels.names if n not in began]
         gone = [n for n in began.names if n not in labels]
         what = (

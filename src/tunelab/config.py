@@ -455,6 +455,8 @@ class ContinualConfig:
             self.rehearsal = int(self.rehearsal)
         if isinstance(self.rehearsal, str) and self.rehearsal.strip().lower() == "all":
             self.rehearsal = "all"
+        elif isinstance(self.rehearsal, str) and (whole := _whole_number(self.rehearsal)) is not None:
+            self.rehearsal = whole  # int | str: digits the loader kept as text (1_000, 0050)
         rows = self.rehearsal
         _check(
             p,

@@ -383,3 +383,10 @@ def test_method_options_given_on_the_command_line_survive_method_name(
     for item in ("method.dropout=0.2", "method=adalora"):
         apply_override(raw, item)
     assert RunConfig.from_dict(raw).method.options == {"dropout": 0.2}
+
+
+def test_rehearsal_rows_given_as_digits_the_loader_keeps_as_text_are_a_number() -> None:
+    """rehearsal is int | str ("all"): 1_000 and 0050, now kept as text by the loader, were refused."""
+    for given, rows in (("1_000", 1000), ("0050", 50), ("all", "all"), ("7", 7)):
+        cfg = RunConfig.from_yaml(None, ["data.train=x.csv", f"continual.rehearsal={given}"])
+        assert cfg.continual.rehearsal == rows

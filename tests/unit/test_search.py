@@ -167,6 +167,24 @@ def test_a_search_folder_named_with_yaml_syntax_keeps_its_trials(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out, "space.yaml"])  # no ./s
 
 
+def test_a_search_folder_under_the_home_folder_keeps_its_study_beside_its_trials(
+    base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RunConfig expands ~ in output_dir: study.db went to a literal ./~/s, the trials to $HOME/s."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    overrides = [*base, "train.epochs=1"]
+    result = search(
+        None, space=space, trials=1, overrides=overrides, out="~/s", prune=False, show_progress=False
+    )
+    assert (home / "s" / "study.db").is_file() and (home / "s" / "trials" / "trial-000").is_dir()
+    assert result.best_run == home / "s" / "trials" / "trial-000" and not list(cwd.iterdir())
+
+
 def test_the_cli_runs_a_search_and_prints_the_best(
     base: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

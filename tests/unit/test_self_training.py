@@ -236,6 +236,12 @@ def test_the_unlabelled_file_is_read_with_its_own_options(train_csv: Path, tmp_p
     lines.write_bytes("the soup was cold\nwhat a goal\n".encode("latin-1"))
     cfg = RunConfig.from_yaml(None, [*as_phrasebank, f"self_training.unlabeled={lines}"])
     assert _read(cfg) == (["the soup was cold", "what a goal"], 0)
+    # one whose first line has two equal cells: read with a header assumed, it named a column twice
+    years = tmp_path / "years.txt"
+    years.write_bytes("2024@2024@profit rose sharply\n2023@2024@sales fell\n".encode("latin-1"))
+    three = [*as_phrasebank[:3], "data.column_names=[year,filed,text]", "data.encoding=latin-1"]
+    cfg = RunConfig.from_yaml(None, [*three, f"self_training.unlabeled={years}"])
+    assert _read(cfg) == (["profit rose sharply", "sales fell"], 0)
 
 
 @pytest.mark.parametrize("content", ["text\n", "\n\n\n"])

@@ -59,9 +59,17 @@ def train_as_checkpointed(model: nn.Module, folder: Path) -> list[str]:
     would otherwise build an optimizer whose parameter groups no longer match the checkpoint's,
     and the resume would fail on torch's size check. The checkpoint is the record of what trained.
     Returns the names whose ``requires_grad`` changed.
+
+    Raises:
+        RunError: ``trainable.safetensors`` is missing, empty or junk (the damaged-checkpoint line:
+            it was "unexpected SafetensorError" on ``train --resume``).
     """
-    with safe_open(str(folder / "trainable.safetensors"), framework="pt") as saved:
-        keys = list(saved.keys())
+    try:
+        with safe_open(str(folder / "trainable.safetensors"), framework="pt") as saved:
+            keys = list(saved.keys())
+    except (OSError, SafetensorError) as exc:
+        reason = f"trainable.safetensors: {type(exc).__name__}: {first_line(exc)[:160]}"
+        raise damaged_checkpoint(folder, reason) from None
     params = dict(model.named_parameters())
     wanted = {_param_name(model, params, name) for name in keys}
     if not wanted & params.keys():
@@ -227,10 +235,21 @@ def load_checkpoint(
 
 def damaged_checkpoint(folder: Path, reason: str) -> RunError:
     """The one-line error for a checkpoint that cannot be restored: what to delete, or how to go on."""
-    return RunError(
-        f"{folder}: a damaged checkpoint ({reason}); delete {folder} to start the run over, "
-        "or train again without --resume"
-    )
+    return RunError(f"{folder}: a damaged checkpoint ({reason}); {_start_over(folder)}")
+
+
+def _start_over(folder: Path) -> str:
+    """What gets a run going again past the checkpoint ``folder`` it cannot use.
+
+    "Train again without --resume" was refused while ``<name>.partial`` exists (an unfinished run of
+    that name); ``--resume`` without a checkpoint trains the run from its first step instead.
+    """
+    run = folder.parent.parent if folder.parent.name == "checkpoints" else None
+    resume = f"`tunelab train --resume {run}`" if run is not None else "`tunelab train --resume` of the run"
+    gone = f", or delete {run} and train again" if run is not None else ", or delete the run and train again"
+    older = folder.with_name(folder.name + ".old")  # find_checkpoint's fallback would resume from it
+    delete = f"{folder} and {older}" if older.is_dir() else str(folder)
+    return f"delete {delete} and run {resume} again to start the run over{gone}"
 
 
 def _load_extra(path: Path) -> dict[str, Any]:
@@ -260,10 +279,10 @@ def _load_extra(path: Path) -> dict[str, Any]:
         raise RunError(
             f"{path}: refused to load it{detail}: a checkpoint may "
             "hold only tensors, numbers and text, as anything else could run code when unpickled; "
-            "resume only checkpoints tunelab wrote, or start the run again without --resume"
+            f"resume only checkpoints tunelab wrote: {_start_over(path.parent)}"
         ) from None
     if not isinstance(extra, dict):
-        raise RunError(f"{path}: not a tunelab checkpoint; start the run again without --resume")
+        raise RunError(f"{path}: not a tunelab checkpoint; {_start_over(path.parent)}")
     return extra
 
 

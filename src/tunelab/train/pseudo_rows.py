@@ -89,22 +89,25 @@ def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
 
     path = cfg.self_training.unlabeled
     assert path is not None
+    column = cfg.data.text_column
+    own_layout = bool(cfg.data.column_names) and column in (cfg.data.column_names or [])
     try:
         df = read_table(path, options_for_file(path, cfg.data), field=FIELD)
     except (ConfigError, DataError) as exc:
-        # "u.csv: no data rows" (a header only) did not say which setting named the file
-        message = str(exc)
-        if not message.startswith(FIELD):
-            message = f"{FIELD}: {message}"
-        raise type(exc)(message) from None
-    column = cfg.data.text_column
-    if column not in df.columns and cfg.data.column_names and column in cfg.data.column_names:
+        # Read with a header assumed, a headerless file laid out as the run's own can be refused
+        # (its first line "2024@2024@..." names a column twice): the run's layout is tried next.
+        df = _read_as_the_runs_files(path, cfg) if own_layout else None
+        if df is None:
+            # "u.csv: no data rows" (a header only) did not say which setting named the file
+            message = str(exc)
+            if not message.startswith(FIELD):
+                message = f"{FIELD}: {message}"
+            raise type(exc)(message) from None
+    if column not in df.columns and own_layout:
         # Laid out as the run's own files (no header, data.column_names: a PhraseBank-style run's
         # one sentence a line): the detected layout has no such column, the run's has.
-        with contextlib.suppress(ConfigError, DataError):
-            own = read_table(path, cfg.data, field=FIELD)
-            if column in own.columns:
-                df = own
+        own = _read_as_the_runs_files(path, cfg)
+        df = own if own is not None else df
     if column not in df.columns:
         raise DataError(
             f"{FIELD}: {path}: no column {column!r} (data.text_column; the file has "
@@ -226,6 +229,17 @@ def _with_label_names(labelled: Dataset, names: list[str]) -> tuple[Dataset, np.
     )
     both = labelled.extended(rows)
     return both, np.asarray(both.labels)
+
+
+def _read_as_the_runs_files(path: str, cfg: RunConfig) -> Any:
+    """``path`` read with the run's own reading options, if that gives its text column; else None."""
+    from tunelab.data.readers import read_table
+
+    with contextlib.suppress(ConfigError, DataError):
+        own = read_table(path, cfg.data, field=FIELD)
+        if cfg.data.text_column in own.columns:
+            return own
+    return None
 
 
 def _new_texts(texts: list[str], splits: Splits) -> tuple[list[str], int]:

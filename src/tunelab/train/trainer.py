@@ -622,12 +622,25 @@ def _check_same_labels(run: RunFolder, labels: LabelMap, cfg: RunConfig) -> None
 
 
 def _checkpoint_step(run: RunFolder) -> int | None:
-    from tunelab.train.checkpoint import find_checkpoint
+    """The step of ``run``'s last checkpoint; None without one.
+
+    Raises:
+        RunError: its state.json is cut short, junk or has no step (the damaged-checkpoint line:
+            ``train --resume`` said "unexpected JSONDecodeError").
+    """
+    from tunelab.errors import first_line
+    from tunelab.train.checkpoint import damaged_checkpoint, find_checkpoint
 
     found = find_checkpoint(run.checkpoints / "last")
     if found is None:
         return None
-    return json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
+    try:
+        step = json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise damaged_checkpoint(found, f"state.json: {type(exc).__name__}: {first_line(exc)[:160]}") from None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise damaged_checkpoint(found, f"state.json: step is {step!r}, not a step number")
+    return step
 
 
 def _report_context(

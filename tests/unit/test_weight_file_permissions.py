@@ -56,3 +56,17 @@ def test_a_saved_classifier_and_a_peft_adapter_are_readable_like_their_config(
     peft_adapters.save(lora, tmp_path / "lora")
     assert mode(tmp_path / "lora" / "adapter_model.safetensors") == 0o644
     assert not [p for p in tmp_path.rglob("*") if "permissions" in p.name]  # the probe is gone
+
+
+def test_a_recommenders_text_model_is_readable_like_its_config(
+    tiny_bert: Path, tmp_path: Path, umask_022: None
+) -> None:
+    """SentenceTransformer.save writes through safetensors too: a served recommender folder's
+    encoder could not be read by the server's account ("a damaged recommender folder")."""
+    from sentence_transformers import SentenceTransformer
+
+    from tunelab.apps.recommend.textmodel import TextModel
+
+    TextModel(SentenceTransformer(str(tiny_bert), device="cpu"), max_length=32, device="cpu").save(tmp_path)
+    weights = next((tmp_path / TextModel.FOLDER).rglob("*.safetensors"))
+    assert mode(weights) == mode(tmp_path / TextModel.FOLDER / "config.json") == 0o644

@@ -336,19 +336,34 @@ def _remove_killed_one_go(partial: Path) -> None:
     name check says what it is); one whose marker is locked is being written by a live command.
 
     Raises:
-        RunError: another command is writing the folder now.
+        RunError: another command is writing the folder now, or the marker cannot be opened to
+            lock it (a teammate's folder, a read-only mount: it was an uncaught PermissionError).
     """
     marker = partial / ONE_GO_MARKER
     if not marker.is_file():
         return
     from tunelab.compress.export import _lock
 
-    held = _lock(marker)
-    if held is None:
-        raise RunError(
-            f"{partial}: another tunelab ensemble or zeroshot is writing this folder; wait for it or "
-            "give another --out"
+    busy = RunError(
+        f"{partial}: another tunelab ensemble or zeroshot is writing this folder; wait for it or "
+        "give another --out"
+    )
+    try:
+        held = _lock(marker)  # opens the marker for appending: needs write access
+    except FileNotFoundError:  # a concurrent rerun removed it first: nothing left to remove
+        return
+    except OSError as exc:  # PermissionError, or EROFS on a read-only mount
+        if _being_written(marker):
+            raise busy from None
+        reason = (
+            "permission denied" if isinstance(exc, PermissionError) else exc.strerror or type(exc).__name__
         )
+        raise RunError(
+            f"cannot remove {partial} left by a killed tunelab ensemble or zeroshot: {reason.lower()}; "
+            "remove it yourself, or give another --out"
+        ) from None
+    if held is None:
+        raise busy
     with held:
         shutil.rmtree(partial, ignore_errors=True)
     logger.warning("removed %s, left behind by a killed tunelab ensemble or zeroshot", partial)
@@ -370,10 +385,38 @@ def _left_by_one_go(run: RunFolder) -> str | None:
         command = "tunelab export"
     else:
         command = "tunelab ensemble or tunelab zeroshot"
+    if marked and _being_written(run.root / ONE_GO_MARKER):
+        # eval, predict, --resume or name= on a folder another terminal is writing right now
+        return f"{run.root} is being written by a running {command}; wait for it to finish"
     return (
         f"{run.root}: left by a killed {command}, not a training run (nothing to resume); "
         "delete it and run again"
     )
+
+
+def _being_written(marker: Path) -> bool:
+    """Whether a live command holds the lock of ``marker`` (``ONE_GO_MARKER``).
+
+    Probed with a shared lock on the file opened for reading: a read-only marker (a teammate's
+    folder, a read-only mount) can be probed too, and nothing is created if it just went away.
+    False where it cannot be told (no ``flock``, on Windows; the file unreadable or gone).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        handle = marker.open("rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:  # a file system without flock
+            return False
+        return False  # the lock goes with the file's closing
 
 
 def _never_trained(run: RunFolder) -> bool:

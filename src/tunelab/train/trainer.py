@@ -637,7 +637,9 @@ def _checkpoint_step(run: RunFolder) -> int | None:
     try:
         step = json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
     except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: not JSON, or not UTF-8
-        raise damaged_checkpoint(found, f"state.json: {type(exc).__name__}: {first_line(exc)[:160]}") from None
+        raise damaged_checkpoint(
+            found, f"state.json: {type(exc).__name__}: {first_line(exc)[:160]}"
+        ) from None
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise damaged_checkpoint(found, f"state.json: step is {step!r}, not a step number")
     return step

@@ -31,6 +31,7 @@ import numpy as np
 from tunelab.apps.recommend.config import ModelSection
 from tunelab.apps.recommend.ranker import dump_estimators, load_estimators, older_pickle
 from tunelab.apps.recommend.textmodel import Triple, loss_summary, pick_device, train_batches
+from tunelab.atomic import open_permissions
 from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class CrossScorer:
 
     def save(self, folder: str | Path) -> None:
         self.model.save(str(Path(folder) / FOLDER))
+        open_permissions(Path(folder) / FOLDER)  # safetensors writes 0600: a server could not read it
 
     @classmethod
     def load(cls, folder: str | Path, *, max_length: int, device: str = "auto") -> CrossScorer:

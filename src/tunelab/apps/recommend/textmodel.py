@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.apps.recommend.config import ModelSection
+from tunelab.atomic import open_permissions
 from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ class TextModel:
 
     def save(self, folder: str | Path) -> None:
         self.encoder.save(str(Path(folder) / self.FOLDER))
+        open_permissions(Path(folder) / self.FOLDER)  # safetensors writes 0600: a server could not read it
 
     @classmethod
     def load(cls, folder: str | Path, *, max_length: int, device: str = "auto") -> TextModel:

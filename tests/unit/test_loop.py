@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -444,8 +445,120 @@ def test_a_damaged_checkpoint_is_one_line_saying_what_to_delete(
         load_checkpoint(folder, **fresh)
     message = str(caught.value)
     assert message.startswith(f"{folder}: a damaged checkpoint ({file}: {says}"), message
-    assert message.endswith(f"delete {folder} to start the run over, or train again without --resume")
-    assert "\n" not in message
+    assert message.endswith(
+        f"delete {folder} and run `tunelab train --resume <run>` again to start the run over, "
+        "or delete <run> and train again"
+    )
+    assert "\n" not in message and "without --resume" not in message
+
+
+# -- a damaged checkpoint on the real `train --resume` path ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def killed_run(
+    tiny_bert: Path,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    killed_at_first_checkpoint: Callable[[list[str]], Path],
+) -> Path:
+    """A run killed right after its first checkpoint (step 2 of 8); each test damages a copy."""
+    out = tmp_path_factory.mktemp("killed")
+    overrides = _loop_run(
+        tiny_bert, labelled_csvs[0], out, "name=k", "train.epochs=1", "train.checkpoint_steps=2"
+    )
+    return killed_at_first_checkpoint(overrides)
+
+
+def _damaged_copy(killed_run: Path, tmp_path: Path, file: str, damage: Callable[[Path], None]) -> Path:
+    partial = tmp_path / killed_run.name
+    shutil.copytree(killed_run, partial)
+    damage(partial / "checkpoints" / "last" / file)
+    return partial
+
+
+@pytest.mark.parametrize(
+    ("file", "damage", "says"),
+    [
+        # was "unexpected JSONDecodeError" (trainer._checkpoint_step read the step unguarded)
+        ("state.json", lambda p: p.write_text('{"epoch": 0, "st', encoding="utf-8"), "JSONDecodeError"),
+        ("state.json", lambda p: p.write_text("{}", encoding="utf-8"), "KeyError"),
+        # was "unexpected SafetensorError" (train_as_checkpointed opened it before load_checkpoint)
+        ("trainable.safetensors", lambda p: p.write_bytes(b""), "SafetensorError"),
+        ("trainable.safetensors", lambda p: p.write_bytes(b"junk" * 10), "SafetensorError"),
+        ("optimizer.pt", _cut_in_half, "RuntimeError"),
+    ],
+    ids=["state-cut", "state-no-step", "weights-empty", "weights-junk", "optimizer-cut"],
+)
+def test_train_resume_of_a_damaged_checkpoint_is_one_line_saying_what_works(
+    killed_run: Path,
+    tmp_path: Path,
+    file: str,
+    damage: Callable[[Path], None],
+    says: str,
+) -> None:
+    """Through ``tunelab.train(resume=...)``, as ``tunelab train --resume`` runs it; the advice to
+    train again without --resume was refused while the .partial folder exists."""
+    partial = _damaged_copy(killed_run, tmp_path, file, damage)
+    last = partial / "checkpoints" / "last"
+    with pytest.raises(RunError) as caught:
+        tunelab.train(resume=partial, show_progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{last}: a damaged checkpoint ({file}: {says}"), message
+    assert message.endswith(
+        f"delete {last} and run `tunelab train --resume {partial}` again to start the run over, "
+        f"or delete {partial} and train again"
+    )
+    assert "\n" not in message and "without --resume" not in message
+
+
+def test_what_the_damaged_checkpoint_message_says_works(
+    killed_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Train again without --resume" was refused ("an unfinished run of that name exists"): the
+    message now says to delete the checkpoint and resume, which trains the run from its first step."""
+    from tunelab.cli.main import main
+    from tunelab.runs import RunFolder
+
+    partial = _damaged_copy(killed_run, tmp_path, "optimizer.pt", _cut_in_half)
+    last = partial / "checkpoints" / "last"
+    with pytest.raises(RunError, match=rf"delete {re.escape(str(last))} and run `tunelab train --resume"):
+        tunelab.train(resume=partial, show_progress=False)
+    with pytest.raises(RunError, match="an unfinished run of that name exists"):  # what a fresh train says
+        RunFolder.check_name(tmp_path, "k")
+    shutil.rmtree(last)
+    saved_at: list[int] = []
+    original = train_loop.save_checkpoint
+
+    def recording(folder, **kwargs):
+        saved_at.append(kwargs["state"]["step"])
+        return original(folder, **kwargs)
+
+    monkeypatch.setattr(train_loop, "save_checkpoint", recording)
+    monkeypatch.setattr(train_loop, "load_checkpoint", lambda *a, **k: pytest.fail("nothing to restore"))
+    assert main(["train", "--resume", str(partial), "-q"]) == 0
+    assert saved_at[0] == 2  # from the first step again, as the killed run began (checkpoint_steps=2)
+    assert (tmp_path / "k" / "weights").is_dir() and not partial.exists()
+
+
+def test_train_resume_refusing_a_crafted_optimizer_pt_names_the_folder_to_delete(
+    killed_run: Path, tmp_path: Path
+) -> None:
+    partial = _damaged_copy(killed_run, tmp_path, "optimizer.pt", lambda p: None)
+    last = partial / "checkpoints" / "last"
+    marker = tmp_path / "ran"
+    extra = torch.load(last / "optimizer.pt", weights_only=True)
+    torch.save({**extra, "python_rng": _RunsCode(marker)}, last / "optimizer.pt")
+    with pytest.raises(RunError) as caught:
+        tunelab.train(resume=partial, show_progress=False)
+    message = str(caught.value)
+    assert not marker.exists(), "the checkpoint's code ran"
+    assert message.startswith(f"{last / 'optimizer.pt'}: refused to load it"), message
+    assert message.endswith(
+        f"resume only checkpoints tunelab wrote: delete {last} and run `tunelab train --resume {partial}` "
+        f"again to start the run over, or delete {partial} and train again"
+    )
+    assert "without --resume" not in message and "\n" not in message
 
 
 def test_the_loop_writes_its_last_checkpoint_without_optimizer_state(

@@ -6,6 +6,7 @@ tests/unit/test_train.py covers resuming from a checkpoint; here the kill lands 
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -426,6 +427,113 @@ def test_an_older_killed_ensembles_folder_names_the_command(tmp_path: Path) -> N
         f"{partial}: left by a killed tunelab ensemble, not a training run (nothing to resume); "
         "delete it and run again"
     )
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["run.json-written", "run.json-not-yet"])
+def test_a_folder_a_running_ensemble_is_writing_is_not_called_killed(
+    tmp_path: Path, written: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """eval, predict, train --resume and name= on a folder another terminal is still writing said
+    "left by a killed tunelab ensemble ...; delete it": its marker exists and is locked."""
+    from tunelab.config import RunConfig
+    from tunelab.runs import RunFolder
+
+    target = tmp_path / "ens"
+    with RunFolder.made_in_one_go(target) as live:
+        RunConfig().save(live.config_json)
+        command = "tunelab ensemble or tunelab zeroshot"
+        if written:
+            live.write_summary({"name": "ens", "status": "finished", "format": "ensemble", "members": []})
+            command = "tunelab ensemble"
+        says = f"{live.root} is being written by a running {command}; wait for it to finish"
+        for argv in (
+            ["eval", str(live.root)],
+            ["predict", str(target), "x"],
+            ["train", "--resume", str(target)],
+        ):
+            err = cli_error(argv, capsys)
+            assert says in err and "killed" not in err and "delete" not in err, (argv, err)
+        with pytest.raises(RunError) as caught:  # tunelab train name=ens
+            RunFolder.check_name(tmp_path, "ens")
+        assert str(caught.value) == says
+    # the lock went with the writer: now the folder is one a killed command left
+    assert f"{live.root}: left by a killed {command}" in cli_error(["eval", str(live.root)], capsys)
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (PermissionError(13, "Permission denied"), "permission denied"),
+        (OSError(30, "Read-only file system"), "read-only file system"),
+    ],
+    ids=["read-only-marker", "read-only-mount"],
+)
+def test_a_killed_ensembles_folder_that_cannot_be_removed_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, says: str
+) -> None:
+    """A read-only marker (a teammate's folder, a read-only mount) raised an uncaught PermissionError
+    from the lock, which opens the marker for appending."""
+    export = importlib.import_module("tunelab.compress.export")
+    from tunelab.runs import RunFolder
+
+    target = tmp_path / "ens"
+    partial = kill_in_one_go(target, marked=True)
+
+    def cannot_open(path: Path, *, ours: bool = False):
+        raise error
+
+    monkeypatch.setattr(export, "_lock", cannot_open)
+    with pytest.raises(RunError) as caught, RunFolder.made_in_one_go(target):
+        pytest.fail("a folder that could not be removed was taken")
+    assert str(caught.value) == (
+        f"cannot remove {partial} left by a killed tunelab ensemble or zeroshot: {says}; "
+        "remove it yourself, or give another --out"
+    )
+    assert (partial / "run.json").is_file()
+
+
+def test_a_read_only_folder_a_running_ensemble_is_writing_is_called_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker cannot be opened for appending, but its lock is still seen: not "remove it yourself"."""
+    export = importlib.import_module("tunelab.compress.export")
+    from tunelab.runs import RunFolder
+
+    def cannot_open(path: Path, *, ours: bool = False):
+        if ours:
+            return original(path, ours=ours)
+        raise PermissionError(13, "Permission denied")
+
+    original = export._lock
+    monkeypatch.setattr(export, "_lock", cannot_open)
+    target = tmp_path / "ens"
+    busy = pytest.raises(RunError, match="another tunelab ensemble or zeroshot is writing this folder")
+    with RunFolder.made_in_one_go(target), busy, RunFolder.made_in_one_go(target):
+        pytest.fail("a live folder was taken")
+
+
+def test_a_killed_ensembles_folder_removed_meanwhile_by_a_rerun_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two reruns at once: the second one's lock opened a marker the first had just removed
+    (an uncaught FileNotFoundError)."""
+    export = importlib.import_module("tunelab.compress.export")
+    from tunelab.runs import RunFolder
+
+    target = tmp_path / "ens"
+    partial = kill_in_one_go(target, marked=True)
+    original = export._lock
+
+    def removed_first(path: Path, *, ours: bool = False):
+        if path.parent == partial and not ours:
+            shutil.rmtree(partial)  # the other rerun got there first
+        return original(path, ours=ours)
+
+    monkeypatch.setattr(export, "_lock", removed_first)
+    with RunFolder.made_in_one_go(target) as again:
+        assert again.root == partial and not again.run_json.exists()
+        again.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ens"]
 
 
 def test_resume_refuses_a_folder_that_never_began_training(

@@ -244,12 +244,13 @@ def _start_over(folder: Path) -> str:
     "Train again without --resume" was refused while ``<name>.partial`` exists (an unfinished run of
     that name); ``--resume`` without a checkpoint trains the run from its first step instead.
     """
-    run = folder.parent.parent if folder.parent.name == "checkpoints" else None
-    resume = f"`tunelab train --resume {run}`" if run is not None else "`tunelab train --resume` of the run"
-    gone = f", or delete {run} and train again" if run is not None else ", or delete the run and train again"
+    run = folder.parent.parent if folder.parent.name == "checkpoints" else "<run>"  # <run>/checkpoints/last
     older = folder.with_name(folder.name + ".old")  # find_checkpoint's fallback would resume from it
     delete = f"{folder} and {older}" if older.is_dir() else str(folder)
-    return f"delete {delete} and run {resume} again to start the run over{gone}"
+    return (
+        f"delete {delete} and run `tunelab train --resume {run}` again to start the run over, "
+        f"or delete {run} and train again"
+    )
 
 
 def _load_extra(path: Path) -> dict[str, Any]:

@@ -225,6 +225,28 @@ def test_ctrl_c_says_how_to_resume(
     assert err == f"interrupted; `tunelab train --resume {out / 'c.partial'}` continues from {where}"
 
 
+def test_ctrl_c_while_the_checkpoints_state_is_cut_short_still_says_how_to_resume(
+    overrides, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state.json cut short is a damaged checkpoint (RunError) since resume reads it guarded: the
+    Ctrl-C hint then ended in that error instead of the interruption's."""
+    from tunelab.train import loop as train_loop
+
+    original = train_loop.save_checkpoint
+
+    def save_cut_then_stop(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)
+        for state in (tmp_path / "runs").rglob("state.json"):
+            state.write_text("{", encoding="utf-8")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_loop, "save_checkpoint", save_cut_then_stop)
+    out = tmp_path / "runs"
+    assert main(["train", "-q", *overrides(out, "name=c", "train.checkpoint_steps=2")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"interrupted; `tunelab train --resume {out / 'c.partial'}` continues from")
+
+
 # --- 7. the progress bar ------------------------------------------------------------------------
 
 

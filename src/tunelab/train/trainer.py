@@ -58,8 +58,8 @@ def _interrupted(run: RunFolder) -> TrainingInterrupted:
     """The interruption, with the command that continues ``run`` and from where."""
     try:
         step = _checkpoint_step(run)
-    except (OSError, ValueError, KeyError):  # a checkpoint being written when Ctrl-C came
-        step = None
+    except (OSError, ValueError, KeyError, RunError):  # a checkpoint being written when Ctrl-C came
+        step = None  # (RunError: _checkpoint_step's one line for a damaged state.json)
     where = f"the last checkpoint (step {step})" if step is not None else "the start (no checkpoint yet)"
     return TrainingInterrupted(f"`tunelab train --resume {run.root}` continues from {where}")
 

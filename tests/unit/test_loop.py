@@ -791,3 +791,21 @@ def test_tensorboard_keeps_the_checkpoint_steps_events_on_resume(tmp_path: Path)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [10, 20, 30]
+
+
+def test_a_checkpoint_of_another_model_says_what_to_delete(killed_run: Path, tmp_path: Path) -> None:
+    """Its advice was "start the run again without --resume", which the name check refuses while
+    the .partial folder exists."""
+    from safetensors.torch import save_file
+
+    def foreign(path: Path) -> None:
+        save_file({"nothing.like.this": torch.zeros(1)}, str(path))
+
+    partial = _damaged_copy(killed_run, tmp_path, "trainable.safetensors", foreign)
+    last = partial / "checkpoints" / "last"
+    with pytest.raises(RunError) as caught:
+        tunelab.train(resume=partial, show_progress=False)
+    assert str(caught.value) == (
+        f"{last}: checkpoint weight 'nothing.like.this' does not fit this model; delete {last} and run "
+        f"`tunelab train --resume {partial}` again to start the run over, or delete {partial} and train again"
+    )

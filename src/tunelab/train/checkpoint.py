@@ -29,6 +29,10 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
+class CheckpointMismatchError(RunError):
+    """Saved weights name a parameter the model has not; ``load_checkpoint`` adds what to delete."""
+
+
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy saved trainable weights into ``model``.
 
@@ -44,10 +48,7 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
         for name, value in state.items():
             target = params.get(_param_name(model, params, name))
             if target is None:
-                raise RunError(
-                    f"checkpoint weight {name!r} does not fit this model; "
-                    "start the run again without --resume"
-                )
+                raise CheckpointMismatchError(f"checkpoint weight {name!r} does not fit this model")
             target.copy_(value)
 
 
@@ -221,6 +222,9 @@ def load_checkpoint(
         if not isinstance(state, dict):
             raise ValueError("state.json holds no object")
         return state
+    except CheckpointMismatchError as exc:
+        # "start the run again without --resume" was refused while <name>.partial exists
+        raise RunError(f"{folder}: {exc}; {_start_over(folder)}") from None
     except RunError:
         raise
     except (

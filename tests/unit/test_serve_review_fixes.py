@@ -448,3 +448,12 @@ def test_usage_reports_hold_at_most_two_database_connections_at_once(api: App) -
         for t in threads:
             t.join(30)
     assert answers == [200] * 4
+
+
+def test_usage_without_until_names_the_end_of_its_window(api: App) -> None:
+    """ "until" was null: the default since came from "now", which the answer did not say."""
+    from datetime import datetime, timedelta
+
+    answer = api.client.get("/v1/usage", headers=api.headers(api.token)).json()
+    since, until = datetime.fromisoformat(answer["since"]), datetime.fromisoformat(answer["until"])
+    assert until - since == timedelta(days=31)

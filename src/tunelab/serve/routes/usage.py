@@ -65,4 +65,6 @@ async def usage(
             code="invalid_parameter",
         )
     async with state.reports:  # at most REPORTS_AT_ONCE aggregates hold database connections
-        return await run_in_threadpool(state.access.usage_summary, caller, start, until)
+        # the resolved end: the answer names its own window ("until": null did not), and rows written
+        # while the report runs stay out of a window whose since was taken from that end
+        return await run_in_threadpool(state.access.usage_summary, caller, start, end)

@@ -387,6 +387,19 @@ def test_ranges_and_choices_are_read_as_written(tmp_path: Path) -> None:
     assert override("train.learning_rate", 1e-5) == "train.learning_rate=1.0e-05"  # read back as a float
 
 
+def test_an_override_of_a_long_or_multi_line_text_is_read_back_whole() -> None:
+    """safe_dump wrapped text at 80 columns and only the first line was kept: a long file path in a
+    search space trained on its first half."""
+    from tunelab.config import RunConfig
+
+    long_path = "/data/" + "/".join(["a rather long folder name"] * 6) + "/train.csv"
+    for value in (long_path, "line one\nline two", "s #1", "x: y", "yes", "0042"):
+        cfg = RunConfig.from_yaml(None, ["data.train=x.csv", override("data.text_column", value)])
+        assert cfg.data.text_column == value
+    wide = [0.1 * i for i in range(30)]  # a long list stays on one line too
+    assert "\n" not in override("train.learning_rate", wide)
+
+
 def test_train_reports_each_dev_evaluation_to_a_hook_that_can_stop_it(
     base: list[str], tmp_path: Path
 ) -> None:

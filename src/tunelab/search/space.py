@@ -163,9 +163,15 @@ def spec_text(spec: dict[str, Any]) -> str:
 
 
 def override(key: str, value: Any) -> str:
-    """``key=value`` as ``tunelab train`` reads it back: YAML text, so ``1e-05`` stays a float."""
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).splitlines()[0]
-    return f"{key}={text}"
+    """``key=value`` as ``tunelab train`` reads it back: YAML text, so ``1e-05`` stays a float.
+
+    On one line whatever its length: safe_dump wraps at 80 columns (and a text with a line break
+    spans lines), and only the first line was kept. A text is written as JSON, which YAML reads.
+    """
+    if isinstance(value, str):
+        return f"{key}={json.dumps(value, ensure_ascii=False)}"
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=float("inf"))
+    return f"{key}={text.splitlines()[0]}"
 
 
 def load_space(path: str | Path) -> list[Dimension]:

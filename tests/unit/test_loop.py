@@ -350,7 +350,11 @@ def test_an_older_checkpoints_numpy_rng_state_still_restores(tiny_bert: Path, tm
     before = torch.serialization.get_safe_globals()
     assert load_checkpoint(folder, **fresh) == {"step": 1}
     assert (np.random.rand(), np.random.randn()) == expected
-    assert torch.serialization.get_safe_globals() == before  # nothing allowed beyond that load
+    # Nothing of numpy's stays allowed beyond that load. (torch registers safe globals of its own
+    # lazily, e.g. torch.distributed's when a load first imports it: compared whole, the list
+    # differed in a full test run while this test passed alone.)
+    added = [g for g in torch.serialization.get_safe_globals() if g not in before]
+    assert not [g for g in added if "numpy" in repr(g)], added
 
 
 class _RunsCode:

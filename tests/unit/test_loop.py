@@ -474,6 +474,14 @@ def killed_run(
     return killed_at_first_checkpoint(overrides)
 
 
+def _start_over(last: Path, partial: Path) -> str:
+    """The advice every refused checkpoint ends with (``checkpoint._start_over``)."""
+    return (
+        f"delete {last} and run `tunelab train --resume {partial}` again to start the run over, "
+        f"or delete {partial} and train again"
+    )
+
+
 def _damaged_copy(killed_run: Path, tmp_path: Path, file: str, damage: Callable[[Path], None]) -> Path:
     partial = tmp_path / killed_run.name
     shutil.copytree(killed_run, partial)
@@ -509,10 +517,7 @@ def test_train_resume_of_a_damaged_checkpoint_is_one_line_saying_what_works(
         tunelab.train(resume=partial, show_progress=False)
     message = str(caught.value)
     assert message.startswith(f"{last}: a damaged checkpoint ({file}: {says}"), message
-    assert message.endswith(
-        f"delete {last} and run `tunelab train --resume {partial}` again to start the run over, "
-        f"or delete {partial} and train again"
-    )
+    assert message.endswith(_start_over(last, partial))
     assert "\n" not in message and "without --resume" not in message
 
 
@@ -558,10 +563,7 @@ def test_train_resume_refusing_a_crafted_optimizer_pt_names_the_folder_to_delete
     message = str(caught.value)
     assert not marker.exists(), "the checkpoint's code ran"
     assert message.startswith(f"{last / 'optimizer.pt'}: refused to load it"), message
-    assert message.endswith(
-        f"resume only checkpoints tunelab wrote: delete {last} and run `tunelab train --resume {partial}` "
-        f"again to start the run over, or delete {partial} and train again"
-    )
+    assert message.endswith(f"resume only checkpoints tunelab wrote: {_start_over(last, partial)}")
     assert "without --resume" not in message and "\n" not in message
 
 
@@ -810,6 +812,5 @@ def test_a_checkpoint_of_another_model_says_what_to_delete(killed_run: Path, tmp
     with pytest.raises(RunError) as caught:
         tunelab.train(resume=partial, show_progress=False)
     assert str(caught.value) == (
-        f"{last}: checkpoint weight 'nothing.like.this' does not fit this model; delete {last} and run "
-        f"`tunelab train --resume {partial}` again to start the run over, or delete {partial} and train again"
+        f"{last}: checkpoint weight 'nothing.like.this' does not fit this model; {_start_over(last, partial)}"
     )

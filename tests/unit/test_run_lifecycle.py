@@ -523,16 +523,19 @@ def test_a_killed_ensembles_folder_removed_meanwhile_by_a_rerun_is_no_error(
     target = tmp_path / "ens"
     partial = kill_in_one_go(target, marked=True)
     original = export._lock
+    raced: list[Path] = []
 
     def removed_first(path: Path, *, ours: bool = False):
         if path.parent == partial and not ours:
             shutil.rmtree(partial)  # the other rerun got there first
+            raced.append(path)
         return original(path, ours=ours)
 
     monkeypatch.setattr(export, "_lock", removed_first)
     with RunFolder.made_in_one_go(target) as again:
         assert again.root == partial and not again.run_json.exists()
         again.finish()
+    assert len(raced) == 1  # the race was simulated, not skipped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ens"]
 
 

@@ -244,7 +244,8 @@ def test_ctrl_c_while_the_checkpoints_state_is_cut_short_still_says_how_to_resum
     out = tmp_path / "runs"
     assert main(["train", "-q", *overrides(out, "name=c", "train.checkpoint_steps=2")]) == 130
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"interrupted; `tunelab train --resume {out / 'c.partial'}` continues from")
+    resume = f"`tunelab train --resume {out / 'c.partial'}`"
+    assert err == f"interrupted; {resume} continues from the start (no checkpoint yet)"
 
 
 # --- 7. the progress bar ------------------------------------------------------------------------

@@ -221,7 +221,7 @@ def _read_delimited(path: Path, cfg: DataConfig, fmt: str, encoding: str) -> pd.
         raise DataError(f"{path}: the file is empty; add a header and data rows") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error, ValueError) as exc:
         raise DataError(_parse_message(path, cfg, sep, encoding, exc, kwargs["quoting"])) from None
-    if cfg.header and not cfg.column_names:
+    if cfg.header and not cfg.column_names and _maybe_renamed(df.columns):
         # pandas renames a repeated header name ("text,label,text": text and text.1), so the
         # check in read_table never saw it and the first "text" was used with no word.
         _refuse_repeated(path, _header_record(path, sep, encoding, kwargs))
@@ -389,6 +389,13 @@ def _header_record(path: Path, sep: str, encoding: str, kwargs: dict[str, Any]) 
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, *_SCAN_ERRORS):
         return []
     return [str(v) for v in first.iloc[0]] if len(first) else []
+
+
+def _maybe_renamed(columns: Any) -> bool:
+    """Whether pandas may have renamed a repeated header name: it reads "text,text" as ``text`` and
+    ``text.1``. Only then is the header read again as written (a second read of every file else)."""
+    names = {str(c) for c in columns}
+    return any((m := re.fullmatch(r"(.*)\.\d+", n)) is not None and m.group(1) in names for n in names)
 
 
 def _refuse_repeated(path: Path, names: list[str]) -> None:
@@ -708,7 +715,7 @@ def _read_excel(path: Path, cfg: DataConfig) -> pd.DataFrame:
         header = 0 if cfg.header else None
         try:
             df = book.parse(sheet, header=header, dtype=object, keep_default_na=False)
-            if cfg.header and not cfg.column_names:
+            if cfg.header and not cfg.column_names and _maybe_renamed(df.columns):
                 # The header row as written: pandas renames a repeated name (text, text.1).
                 first = book.parse(sheet, header=None, nrows=1, dtype=object, keep_default_na=False)
                 _refuse_repeated(path, [str(_cell(v)) for v in first.iloc[0]] if len(first) else [])

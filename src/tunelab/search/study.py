@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -294,8 +293,8 @@ def _run_trial(
     run_overrides = [
         *overrides,
         *(override(k, v) for k, v in values.items()),
-        _quoted("output_dir", folder / "trials"),
-        _quoted("name", name),
+        override("output_dir", str(folder / "trials")),  # quoted: a folder "s #1" is no YAML comment
+        override("name", name),
     ]
     try:
         result = train(
@@ -315,17 +314,6 @@ def _run_trial(
     trial.set_user_attr("seconds", result.summary.get("train_seconds"))
     study.tell(trial, value)
     return {"trial": trial.number, "state": "complete", metric: value, **values}
-
-
-def _quoted(key: str, value: str | Path) -> str:
-    """``key=value`` with the value as one double-quoted YAML scalar, as ``tunelab train`` reads it
-    back: unquoted, a search folder named ``s #1`` lost `` #1`` (a YAML comment) and its trials
-    trained into ``./s``; ``a: b`` became a mapping. (``override`` folds a long text with spaces
-    onto several lines and keeps the first.)"""
-    import yaml
-
-    text = yaml.safe_dump(str(value), default_style='"', width=math.inf, allow_unicode=True)
-    return f"{key}={text.splitlines()[0]}"
 
 
 def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna: Any) -> None:

@@ -425,8 +425,9 @@ def _never_trained(run: RunFolder) -> bool:
     return not run.run_json.is_file() and not (run.logs / "train.log").is_file()
 
 
-def _unfinished_message(run: RunFolder) -> str:
-    """What an unfinished folder is and the one command that gets it going again (if any)."""
+def _not_resumable(run: RunFolder) -> str | None:
+    """Why ``train --resume`` cannot take an unfinished folder (an export, what a killed ensemble or
+    zeroshot left, a run that never began training), or None when it can."""
     root = run.root
     if (root / EXPORT_MARKER).is_file():
         return f"{root}: an export that is running or was interrupted, not a run; run the export again"
@@ -436,6 +437,15 @@ def _unfinished_message(run: RunFolder) -> str:
     if not run.config_json.is_file() or _never_trained(run):
         what = "it has no config.json" if not run.config_json.is_file() else "it never began training"
         return f"{root}: this run did not finish and cannot be resumed ({what}); delete it and train again"
+    return None
+
+
+def _unfinished_message(run: RunFolder) -> str:
+    """What an unfinished folder is and the one command that gets it going again (if any)."""
+    root = run.root
+    why = _not_resumable(run)
+    if why is not None:
+        return why
     if run.read_summary().get("status") == "finished":
         return (
             f"{root}: this run finished training but was not renamed to its final name; "
@@ -493,11 +503,7 @@ def find_unfinished_run(path: str | Path) -> RunFolder:
                 f"use it as it is (`tunelab eval {root}`, `tunelab predict {root} TEXT`)"
             )
         raise RunError(_not_a_run_message(root, resume=True))
-    if (
-        (root / EXPORT_MARKER).is_file()
-        or not run.config_json.is_file()
-        or _left_by_one_go(run) is not None
-        or _never_trained(run)
-    ):
-        raise RunError(_unfinished_message(run))
+    why = _not_resumable(run)
+    if why is not None:
+        raise RunError(why)
     return run

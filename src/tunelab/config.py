@@ -613,8 +613,13 @@ class RunConfig:
                 problems.append(str(exc))
             except TypeError as exc:
                 problems.append(f"{name}: {exc}")
+        # Text as written: `name=1.10` (YAML's float 1.1) named run "1.1", `name=+7` run "7".
         name = raw.get("name")
+        if isinstance(name, int | float) and not isinstance(name, bool):
+            name = as_written(name)
         output_dir = raw.get("output_dir", "runs")
+        if isinstance(output_dir, int | float) and not isinstance(output_dir, bool):
+            output_dir = as_written(output_dir)  # output_dir=2.50 was refused as "use a folder"
         # null or a list made a folder literally named "None" or "['a', 'b']"
         if not isinstance(output_dir, str | Path) or not str(output_dir).strip():
             problems.append(f"output_dir={output_dir!r} (use a folder, e.g. runs)")
@@ -705,6 +710,7 @@ class _ConfigLoader(yaml.SafeLoader):
     It also reads ``0042`` as octal 34, ``1:30`` as sexagesimal 90, ``007`` as 7 and ``1_000`` as
     1000: ``name=0042`` trained run "34", ``data.text_column=0123`` named column '83'. Such text
     stays text here; a number field still takes it (``coerce_types``: ``train.seed=0042`` is 42).
+    A number it does read keeps the text it was written as, for a text field (``as_written``).
     A key given twice (``train:`` twice) kept only the last block; it is refused, naming its line.
     """
 
@@ -751,6 +757,54 @@ _ConfigLoader.add_implicit_resolver(
     list("-+0123456789."),
 )
 _YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
+
+
+class _IntText(int):
+    """An int as the run file or an override wrote it (``+7``): a text field keeps that text."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> _IntText:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
+
+    def __getnewargs__(self) -> tuple[int, str]:  # copy.deepcopy (dataclasses.asdict) keeps the text
+        return int(self), self.text
+
+
+class _FloatText(float):
+    """A float as the run file or an override wrote it: ``name=1.10`` named run "1.1" and
+    ``data.train=2.50`` read the file 2.5. A text field keeps the text (``as_written``); a number
+    field takes the float (``coerce_types``)."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str) -> _FloatText:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
+
+    def __getnewargs__(self) -> tuple[float, str]:  # copy.deepcopy (dataclasses.asdict) keeps the text
+        return float(self), self.text
+
+
+def _int_with_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> _IntText:
+    return _IntText(loader.construct_yaml_int(node), str(node.value))
+
+
+def _float_with_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> _FloatText:
+    return _FloatText(loader.construct_yaml_float(node), str(node.value))
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _int_with_text)
+_ConfigLoader.add_constructor("tag:yaml.org,2002:float", _float_with_text)
+
+
+def as_written(value: Any) -> str:
+    """``value`` for a text field: a number as it was written (``1.10``, ``+7``), else ``str``."""
+    text = getattr(value, "text", None)
+    return text if isinstance(value, _IntText | _FloatText) and isinstance(text, str) else str(value)
 
 
 def load_config_yaml(text: str) -> Any:
@@ -802,19 +856,23 @@ def coerce_types(
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 problems[key] = f"{section}.{key}={value!r} (use a number)"
         elif kind == "str":
-            if isinstance(value, int | float | bool) or not isinstance(value, str):
-                out[key] = str(value) if not isinstance(value, list | dict) else value
-                if isinstance(value, list | dict):
-                    problems[key] = f"{section}.{key}={value!r} (use a single text value)"
+            if isinstance(value, list | dict):
+                problems[key] = f"{section}.{key}={value!r} (use a single text value)"
+            elif not isinstance(value, str):
+                out[key] = as_written(value)  # name=1.10 stays "1.10", not "1.1"
         elif kind.startswith("list[str]"):
             # A list field given anything but a list (a string, a number, a mapping) is refused here
             # in one line: a number reached the readers and failed as "'int' object is not iterable".
             # A list-or-name method option (list[str]|str, target_modules) is its method's to check,
             # which names the modules it expects.
             if isinstance(value, list | tuple):  # a tuple from the Python API is a list too
-                out[key] = [str(v) for v in value]
+                out[key] = [as_written(v) for v in value]
             elif kind == "list[str]":
                 problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
+        # A number field gets a plain int or float; options (a mapping) keep the text for their
+        # method's own check, where a text option takes it as written.
+        if isinstance(out[key], _IntText | _FloatText) and not kind.startswith("dict"):
+            out[key] = int(out[key]) if isinstance(out[key], int) else float(out[key])
     return out, problems
 
 
@@ -872,13 +930,15 @@ def _method_option_names(name: Any) -> set[str] | None:
         return None
 
 
-def _override_method(current: Any, keys: list[str], value: Any, item: str) -> dict[str, Any]:
+def _override_method(
+    current: Any, keys: list[str], value: Any, item: str, *, warn: bool = True
+) -> dict[str, Any]:
     """``raw["method"]`` after the override ``item`` (``method=NAME``, or ``method.KEY=value``).
 
     ``method=NAME`` naming another method replaces it, and drops the run file's options (a YAML's lora
     ``r: 16`` under method=full would be an unknown option). Options given on the command line are
     kept, before ``method=NAME`` as after it, where the new method takes them; the others are dropped
-    with a warning naming them.
+    with a warning naming them (unless ``warn`` is False: see ``apply_override``).
     """
     given = set(getattr(current, "given", ()))
     if isinstance(current, str):
@@ -906,7 +966,7 @@ def _override_method(current: Any, keys: list[str], value: Any, item: str) -> di
         if kept:
             known = _method_option_names(value)
             dropped = [k for k in kept if known is not None and k not in known]
-            if dropped:
+            if dropped and warn:
                 logger.warning(
                     "method=%s: dropped %s, given on the command line, which %s does not take",
                     value,
@@ -927,8 +987,12 @@ def _override_method(current: Any, keys: list[str], value: Any, item: str) -> di
     return _MethodOverridden({"name": name, "options": {**options, option: value}}, given | {option})
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one ``dotted.key=value`` override to a raw config mapping, in place."""
+def apply_override(raw: dict[str, Any], item: str, *, warn: bool = True) -> None:
+    """Apply one ``dotted.key=value`` override to a raw config mapping, in place.
+
+    ``warn=False`` for overrides applied a second time (``tunelab validate`` rebuilds a config
+    around its refused fields): "dropped method.X" was printed once for each time.
+    """
     if "=" not in item:
         raise ConfigError(f"override {item!r}: use key=value, e.g. train.epochs=3")
     key, _, text = item.partition("=")
@@ -940,7 +1004,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     except DuplicateKeyError as exc:
         raise ConfigError(f"override {item!r}: {exc.advice()}") from None
     if parts[0] == "method":
-        raw["method"] = _override_method(raw.get("method"), parts[1:], value, item)
+        raw["method"] = _override_method(raw.get("method"), parts[1:], value, item, warn=warn)
         return
     node = raw
     for part in parts[:-1]:

@@ -190,6 +190,38 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
     return checked
 
 
+def base_as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
+    """``cfg`` (a run's config.json, ``model.name`` as typed) with a relative local base replaced by
+    the folder the run began on (run.json's ``model_path_at_training``), where the name finds
+    another folder or none from here while that one exists.
+
+    ``train --resume`` from another directory resolved ``model.name=models/mybert`` there: "no such
+    folder", a hub id of that name, or other weights. config.json keeps the name as typed, so a run
+    folder moved with its models resumes from the new place; only a name that misses the recorded
+    folder changes (as ``inference.backends.base_folder`` loads a run, and the data files resume).
+    Bundled names and hub ids stay: their recorded path is a cache the name resolves to anywhere.
+    """
+    import dataclasses
+    import os
+
+    from tunelab.models import BUNDLED_MODELS
+
+    name, recorded = cfg.model.name, summary.get("model_path_at_training")
+    typed = Path(name).expanduser()
+    if not isinstance(recorded, str) or typed.is_absolute() or name in BUNDLED_MODELS:
+        return cfg
+    at_training = Path(recorded)
+    # The run began on this folder by that name only if the folder's path ends with it (a hub id
+    # resolved to a cache snapshot, models--org--name/snapshots/<hash>); run.json of an unfinished
+    # run has no model_source yet.
+    named = [part for part in Path(os.path.normpath(typed)).parts if part not in (".", "..")]
+    if not named or list(at_training.parts[-len(named) :]) != named or not at_training.is_dir():
+        return cfg
+    if typed.exists() and typed.resolve() == at_training.resolve():
+        return cfg  # names the same folder from here: stays as typed
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=str(at_training)))
+
+
 def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] = ConfigError) -> None:
     """Refuse an output (a file, or a folder to make) whose folder this process cannot write in,
     before any work.
@@ -543,7 +575,7 @@ def around_refused(
         if not isinstance(raw, dict):
             return None
         for item in overrides or []:
-            apply_override(raw, item)
+            apply_override(raw, item, warn=False)  # load_config applied them first, and warned
         known = {*_SECTIONS, "output_dir", "name"}
         kept = {k: v for k, v in raw.items() if k in known and k not in refused}
         return with_previous_labels(RunConfig.from_dict(kept)), frozenset(refused & known)

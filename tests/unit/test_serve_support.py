@@ -565,6 +565,53 @@ def test_agents_claim_and_resolve_and_the_resolution_is_a_labelled_example(api: 
     )
 
 
+def _exported_after_a_handoff(api: Api, tmp_path: Path) -> tuple[list[dict], list[list[str]], dict]:
+    """Say a message, then one the bot hands off; resolve it and export the feedback.
+
+    Returns:
+        The exported rows, the history the bot was given with the handed-off message, its ticket.
+    """
+    import json
+
+    from tunelab.cli import support_feedback_cmd as feedback_cmd
+
+    bot = api.state.bots.get("bank").bot
+    assert api.say("I ordered a card", conv="c7").json()["kind"] == "answer"
+    r = api.say("it never came, what now?", conv="c7").json()
+    assert r["kind"] == "handoff", r
+    given = bot.batches[-1][1]
+    done = api.post(f"/tickets/{r['handoff_id']}/resolve", {"intent": "lost_card"})
+    assert done.status_code == 200, done.text
+    out = tmp_path / f"feedback-{r['handoff_id']}.jsonl"
+    feedback_cmd.export_feedback(api.state.store, out)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    return rows, given, done.json()
+
+
+def test_without_history_turns_the_export_is_the_message_alone_as_the_bot_read_it(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    # The export joined the previous message of the ticket's copy of the conversation, which the bot
+    # never saw under history_turns=0: the next model was trained on an input this one never read.
+    api = make_api(history_turns=0)
+    rows, given, ticket = _exported_after_a_handoff(api, tmp_path)
+    assert given == [[]]  # the bot read the message alone
+    assert [t["text"] for t in ticket["conversation"]] == ["I ordered a card", "it never came, what now?"]
+    assert rows == [{"text": "it never came, what now?", "label": "lost_card"}]
+
+
+def test_with_one_ticket_turn_the_export_keeps_the_previous_message_the_bot_read(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    # ticket_turns=1 copies only the handed-off message, and the export dropped the previous one,
+    # although the bot was given it.
+    api = make_api(ticket_turns=1)
+    rows, given, ticket = _exported_after_a_handoff(api, tmp_path)
+    assert given == [["I ordered a card"]]
+    assert [t["text"] for t in ticket["conversation"]] == ["it never came, what now?"]
+    assert rows == [{"text": "I ordered a card it never came, what now?", "label": "lost_card"}]
+
+
 def test_the_agent_defaults_to_the_keys_name_and_an_open_ticket_resolves_directly(api: Api) -> None:
     tid = api.say("hello?").json()["handoff_id"]
     assert api.post(f"/tickets/{tid}/claim").json()["claimed_by"] == "acme"  # no body at all

@@ -3,6 +3,7 @@ column, over SQLite and a real PostgreSQL server (``postgres_url`` in tests/conf
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -54,7 +55,7 @@ def turn(text: str, at: datetime, *, conv: str = "c1", owner: str = "k1", ttl_s:
     return Turn(**{**fields, **kw})
 
 
-def ticket(tid: str, at: datetime = T0, *, owner: str = "k1", conversation=None) -> Ticket:
+def ticket(tid: str, at: datetime = T0, *, owner: str = "k1", conversation=None, history=None) -> Ticket:
     conversation = conversation or [{"text": "hello?", "reply": "", "kind": "handoff", "intent": None}]
     return Ticket(
         ticket_id=tid,
@@ -68,6 +69,7 @@ def ticket(tid: str, at: datetime = T0, *, owner: str = "k1", conversation=None)
         status="open",
         created_at=at,
         updated_at=at,
+        history=history,
     )
 
 
@@ -168,6 +170,28 @@ def test_an_open_ticket_can_be_resolved_directly_and_feedback_keeps_the_context(
     ]
     assert store.feedback(bot="other") == []
     assert [f.ticket_id for f in store.feedback(since=T0 + timedelta(seconds=1))] == ["tk_2"]
+
+
+def test_feedback_is_read_with_the_history_the_bot_was_given_not_the_tickets_copy(store) -> None:
+    # The example's context came from the ticket's copy of the conversation (ticket_turns), not
+    # from what the bot was given (history_turns): it could hold a message the bot never saw, or
+    # lack one it did.
+    conv = [{"text": "hi"}, {"text": "I ordered a card"}, {"text": "how long?"}]
+    handoff(store, "tk_none", conversation=conv, history=[])  # history_turns=0: read alone
+    handoff(store, "tk_more", conversation=conv[-1:], history=["I ordered a card"])  # ticket_turns=1
+    handoff(store, "tk_old", conversation=conv)  # stored before history was kept: the copy
+    assert store.get_ticket("tk_none").history == []
+    assert store.get_ticket("tk_more").history == ["I ordered a card"]
+    assert store.get_ticket("tk_old").history is None
+    for i, tid in enumerate(("tk_none", "tk_more", "tk_old")):
+        store.resolve_ticket(
+            tid, agent="ann", now=T0 + timedelta(seconds=i), intent="card_arrival", answer=None
+        )
+    assert [(f.ticket_id, f.context) for f in store.feedback()] == [
+        ("tk_none", []),
+        ("tk_more", ["I ordered a card"]),
+        ("tk_old", ["hi", "I ordered a card"]),
+    ]
 
 
 def test_concurrent_claims_have_one_winner(store) -> None:
@@ -342,3 +366,62 @@ def test_the_usage_cli_names_an_apps_requests_app_slash_bot(
     assert main(["usage", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "support/bank" in out and " bank " in out
+
+
+# A tickets table as the releases before the ``history`` column made it ({ts}: the backend's type).
+OLD_TICKETS = """CREATE TABLE tunelab_support_tickets (
+    ticket_id TEXT PRIMARY KEY, bot TEXT NOT NULL, owner TEXT NOT NULL, conversation_id TEXT NOT NULL,
+    text TEXT NOT NULL, conversation TEXT NOT NULL, reason TEXT NOT NULL, candidates TEXT NOT NULL,
+    status TEXT NOT NULL, created_at {ts} NOT NULL, updated_at {ts} NOT NULL, claimed_by TEXT,
+    claimed_at {ts}, resolved_by TEXT, resolved_at {ts}, resolution_intent TEXT, resolution_answer TEXT)"""
+OLD_TICKET_ROW = (
+    "INSERT INTO tunelab_support_tickets (ticket_id, bot, owner, conversation_id, text, conversation, reason,"
+    " candidates, status, created_at, updated_at) VALUES ('tk_old', 'bank', 'k1', 'c1', 'how long?',"
+    """ '[{{"text": "I ordered a card"}}, {{"text": "how long?"}}]', 'r', '[]', 'open', {at}, {at})"""
+)
+
+
+def _export_old_and_new_tickets(url: str, tmp_path: Path) -> list[dict]:
+    """Open the older database twice (the second open finds the column), resolve its ticket and a
+    new one, and export them."""
+    from tunelab.cli import support_feedback_cmd as feedback_cmd
+
+    for _ in range(2):
+        with open_store(url, tmp_path) as s:
+            assert s.get_ticket("tk_old").history is None
+    with open_store(url, tmp_path) as s:
+        s.resolve_ticket("tk_old", agent="ann", now=T0, intent="card_arrival", answer=None)
+        conv = [{"text": "I ordered a card"}, {"text": "it never came"}]
+        handoff(s, "tk_new", T0 + timedelta(seconds=1), conversation=conv, history=[])
+        s.resolve_ticket(
+            "tk_new", agent="ann", now=T0 + timedelta(seconds=1), intent="lost_card", answer=None
+        )
+        out = tmp_path / "feedback.csv"
+        feedback_cmd.export_feedback(s, out)
+    return list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+
+
+EXPORTED_OLD_AND_NEW = [
+    {"text": "I ordered a card how long?", "label": "card_arrival"},  # the old ticket: its copy
+    {"text": "it never came", "label": "lost_card"},  # the new one: its history (none)
+]
+
+
+def test_an_older_sqlite_tickets_table_gets_the_history_column_and_old_tickets_still_export(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(OLD_TICKETS.format(ts="TEXT"))
+        conn.execute(OLD_TICKET_ROW.format(at=repr(T0.isoformat(timespec="microseconds"))))
+    assert _export_old_and_new_tickets(str(db), tmp_path) == EXPORTED_OLD_AND_NEW
+
+
+def test_an_older_postgres_tickets_table_gets_the_history_column(postgres_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    clear_postgres(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(OLD_TICKETS.format(ts="TIMESTAMPTZ"))
+        conn.execute(OLD_TICKET_ROW.format(at=repr(T0.isoformat())))
+    assert _export_old_and_new_tickets(postgres_url, tmp_path) == EXPORTED_OLD_AND_NEW

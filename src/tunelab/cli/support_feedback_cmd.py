@@ -11,7 +11,10 @@ resolved more than once keeps its latest label.
 A message handed off in a conversation is written joined to the previous user message ("I ordered
 a card last week and how long does that take?"): the bot read it that way too before handing it
 off (``Bot.reply_many``), and a follow-up's label holds only with what it follows; written alone,
-it would teach the next model to answer the ambiguous follow-up on its own.
+it would teach the next model to answer the ambiguous follow-up on its own. The previous message is
+taken from what the bot was given (the ticket's ``history``: the server's ``history_turns``), not
+from the agent's copy of the conversation (``ticket_turns``): with no history the bot read the
+message alone, and so it is written.
 
 The ``app support`` group (``tunelab.cli.app_cmd``) adds this command with ``add_parser``.
 """
@@ -42,8 +45,8 @@ HELP = """examples:
   cat data/train.csv <(tail -n +2 feedback.csv) > train-next.csv             # then train again
 
 Rows are text,label: the handed-off message (after the previous user message of its conversation,
-if any, as the bot read it) and the agent's intent. Resolutions with only an answer get --oos-label
-(default oos), or are left out with --skip-answers.
+if the bot was given one, as the bot read it) and the agent's intent. Resolutions with only an
+answer get --oos-label (default oos), or are left out with --skip-answers.
 """
 
 SUFFIXES = (".csv", ".jsonl")

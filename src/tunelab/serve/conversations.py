@@ -3,8 +3,10 @@
 Each message is stored as a turn that expires ``conversation_ttl_s`` after it was sent. A message
 is answered with the conversation's unexpired earlier user messages as the bot's ``history`` (the
 last ``history_turns``, oldest first); a reply of kind ``handoff`` also stores a ticket holding a
-copy of the conversation so far (at most ``ticket_turns``), which outlives the turns. Expired
-turns are deleted by ``purge``, which the server runs every minute (or every TTL, if shorter).
+copy of the conversation so far (at most ``ticket_turns``), which outlives the turns, and the
+``history`` the bot was given: the two limits differ, and the resolution's training example must be
+read as the bot read it, not as the agent's copy shows it. Expired turns are deleted by ``purge``,
+which the server runs every minute (or every TTL, if shorter).
 
 Messages of one conversation are answered one at a time (``turn``): a client that sends its next
 message before the reply to the last one came would otherwise have it read without that message,
@@ -146,6 +148,7 @@ class Conversations:
                 status="open",
                 created_at=now,
                 updated_at=now,
+                history=list(context.history),
             )
         self.store.add_turn(turn, ticket=ticket, outbox=outbox and ticket is not None, usage=usage)
         return ticket

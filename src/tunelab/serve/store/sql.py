@@ -23,7 +23,7 @@ from tunelab.serve.store.base import (
     UsageGroup,
     UsageRecord,
 )
-from tunelab.serve.store.support import SUPPORT_SCHEMA, SupportSQL
+from tunelab.serve.store.support import SUPPORT_ADDED_COLUMNS, SUPPORT_SCHEMA, SupportSQL
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tunelab_keys (
@@ -60,7 +60,7 @@ SCHEMA = (
 KEY_COLUMNS = "key_id, name, admin, rate, quota, created_at, revoked_at, secret_hash"
 USAGE_COLUMNS = "at, key_id, key_name, model, version, texts, tokens, status, latency_ms, request_id, app"
 # Columns added after a table's first release: (table, column, type), added to older databases on open.
-ADDED_COLUMNS = (("tunelab_usage", "app", "TEXT"),)
+ADDED_COLUMNS = (("tunelab_usage", "app", "TEXT"), *SUPPORT_ADDED_COLUMNS)
 
 INSERT_KEY = f"INSERT INTO tunelab_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM tunelab_keys"

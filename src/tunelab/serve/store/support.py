@@ -5,7 +5,8 @@ the webhook outbox and the agents' resolutions, in both backends (the SQL is sha
   and ``expires_at``; expired turns are never read as context, and ``purge_turns`` deletes them by
   the ``expires_at`` index (one range delete, however many conversations there are).
 * ``tunelab_support_tickets``: a hand-off, with a copy of the conversation so far (it outlives the
-  turns' time-to-live), the bot's reason and top candidates; ``open`` -> ``claimed`` -> ``resolved``.
+  turns' time-to-live), the earlier messages the bot was given with it (``history``), the bot's
+  reason and top candidates; ``open`` -> ``claimed`` -> ``resolved``.
 * ``tunelab_support_outbox``: one row per ticket to POST to the webhook; a worker leases due rows,
   so two servers on one PostgreSQL never post the same ticket at once, and marks them delivered.
 * ``tunelab_support_feedback``: one labelled example per resolved ticket (``export-feedback``).
@@ -67,7 +68,8 @@ SUPPORT_SCHEMA = (
         resolved_by TEXT,
         resolved_at {ts},
         resolution_intent TEXT,
-        resolution_answer TEXT
+        resolution_answer TEXT,
+        history TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS tunelab_support_tickets_owner"
     " ON tunelab_support_tickets (owner, status, created_at)",
@@ -99,10 +101,15 @@ SUPPORT_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS tunelab_support_feedback_bot ON tunelab_support_feedback (bot, at)",
 )
 
+# Columns added to the support tables after their first release: (table, column, type), added to
+# older databases on open with the store's other ``ADDED_COLUMNS`` (``tunelab.serve.store.sql``).
+SUPPORT_ADDED_COLUMNS = (("tunelab_support_tickets", "history", "TEXT"),)
+
 TURN_COLUMNS = "bot, owner, conversation_id, text, reply, kind, intent, at, expires_at"
 TICKET_COLUMNS = (
     "ticket_id, bot, owner, conversation_id, text, conversation, reason, candidates, status, created_at,"
-    " updated_at, claimed_by, claimed_at, resolved_by, resolved_at, resolution_intent, resolution_answer"
+    " updated_at, claimed_by, claimed_at, resolved_by, resolved_at, resolution_intent, resolution_answer,"
+    " history"
 )
 FEEDBACK_COLUMNS = "ticket_id, bot, owner, text, context, intent, answer, resolved_by, at"
 
@@ -165,6 +172,22 @@ class Ticket:
     resolved_at: datetime | None = None
     resolution_intent: str | None = None
     resolution_answer: str | None = None
+    # The earlier user messages the bot was given with ``text`` (its ``history``), oldest first: what
+    # the resolution's training example must be read with. Not the conversation copy: that holds up
+    # to ``ticket_turns`` turns for the agent, while the bot read ``history_turns`` (0: none). None
+    # for a ticket stored before this was kept.
+    history: list[str] | None = None
+
+    def read_with(self) -> list[str]:
+        """The earlier messages the bot read the handed-off message with, oldest first.
+
+        A ticket stored before ``history`` was kept falls back to its conversation copy without the
+        handed-off message (the last turn): the best guess left, right whenever the server ran with
+        ``ticket_turns`` > 1 and ``history_turns`` > 0.
+        """
+        if self.history is not None:
+            return list(self.history)
+        return [t["text"] for t in self.conversation[:-1]]
 
     @staticmethod
     def new_id() -> str:
@@ -207,7 +230,7 @@ class Feedback:
     bot: str
     owner: str
     text: str
-    context: list[str]  # the user's earlier messages, oldest first
+    context: list[str]  # the user's earlier messages the bot read ``text`` with, oldest first
     intent: str | None
     answer: str | None
     resolved_by: str
@@ -254,7 +277,7 @@ class SupportSQL:
         (tid, bot, owner, conv_id, text, conversation, reason, candidates, status, created, updated) = row[
             :11
         ]
-        claimed_by, claimed_at, resolved_by, resolved_at, intent, answer = row[11:]
+        claimed_by, claimed_at, resolved_by, resolved_at, intent, answer, history = row[11:]
         return Ticket(
             ticket_id=tid,
             bot=bot,
@@ -273,6 +296,7 @@ class SupportSQL:
             resolved_at=self._from_db(resolved_at),
             resolution_intent=intent,
             resolution_answer=answer,
+            history=None if history is None else json.loads(history),
         )
 
     # -- conversations -------------------------------------------------------------------------------
@@ -328,7 +352,7 @@ class SupportSQL:
             self._exec(
                 conn,
                 f"INSERT INTO tunelab_support_tickets ({TICKET_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     ticket.ticket_id,
                     ticket.bot,
@@ -347,6 +371,7 @@ class SupportSQL:
                     None,
                     None,
                     None,
+                    None if ticket.history is None else json.dumps(ticket.history, ensure_ascii=False),
                 ],
             )
             if outbox:
@@ -438,7 +463,9 @@ class SupportSQL:
         """Resolve an open ticket, or one ``agent`` claimed, and store its labelled example.
 
         The ticket's update and the feedback row are one transaction: a resolution is never
-        recorded without its example, nor twice (the feedback's ticket id is unique).
+        recorded without its example, nor twice (the feedback's ticket id is unique). The example's
+        context is what the bot was given with the message (``Ticket.read_with``), so the next model
+        is trained on the input this one classified.
         """
         if not intent and not answer:
             raise ValueError("a resolution needs an intent or an answer")
@@ -453,7 +480,7 @@ class SupportSQL:
             ).rowcount
             if updated != 1:
                 raise self._conflict(self._owned(conn, ticket_id, owner), "resolve")
-            context = [t["text"] for t in ticket.conversation[:-1]]  # the handed-off message is last
+            context = ticket.read_with()
             self._exec(
                 conn,
                 f"INSERT INTO tunelab_support_feedback ({FEEDBACK_COLUMNS})"
@@ -605,6 +632,7 @@ class SupportSQL:
 
 __all__ = [
     "STATUSES",
+    "SUPPORT_ADDED_COLUMNS",
     "SUPPORT_SCHEMA",
     "Delivery",
     "Feedback",

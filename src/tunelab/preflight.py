@@ -239,10 +239,9 @@ def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] =
     import os
     import tempfile
 
-    from tunelab.runs.folder import path_exists
+    from tunelab.runs.folder import nearest_folder
 
-    out = Path(target)
-    nearest = next((p for p in (out, *out.parents) if path_exists(p) and p.is_dir()), None)
+    nearest = nearest_folder(Path(target))
     if nearest is None:
         return
     reason = None

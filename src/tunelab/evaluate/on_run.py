@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, DataError
 from tunelab.runs.folder import check_parents_are_folders
+from tunelab.runs.json_files import JsonFileError, NotJsonError, read_json, read_json_object
 
 
 def evaluate(
@@ -134,8 +134,8 @@ def _read_saved_metrics(path: Path, run_root: Path) -> dict[str, Any]:
             the command that scores the run again.
     """
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:  # not JSON, or not UTF-8
+        saved = read_json(path)
+    except NotJsonError:  # not JSON, or not UTF-8
         raise _damaged(path, run_root, "not JSON") from None
     return saved if isinstance(saved, dict) else {}
 
@@ -202,6 +202,6 @@ def report_folder(evals: Path, data: str | Path) -> Path:
 
 def _source_of(folder: Path) -> str | None:
     try:
-        return json.loads((folder / EVAL_SOURCE).read_text(encoding="utf-8")).get("data")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        return read_json_object(folder / EVAL_SOURCE).get("data")
+    except (OSError, JsonFileError):  # damaged: another data file's folder, so the next one is taken
         return None

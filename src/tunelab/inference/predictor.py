@@ -7,7 +7,6 @@ for an exported artifact; see ``tunelab.inference.backends``), the label map and
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -24,6 +23,7 @@ from tunelab.data.labelled import LabelledTexts
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
+from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
 from tunelab.tasks import Task, get_task
 
 if TYPE_CHECKING:
@@ -308,13 +308,7 @@ def read_run_config(run: RunFolder) -> RunConfig:
         RunError: the file is missing, unreadable, not JSON or not a JSON object, naming it (it was
             "unexpected JSONDecodeError", naming no file).
     """
-    try:
-        raw = json.loads(run.config_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
-        raise RunError(_damaged(run.config_json, _reason(exc))) from None
-    if not isinstance(raw, dict):
-        raise RunError(_damaged(run.config_json, f"a JSON {_json_kind(raw)}, not an object"))
-    return RunConfig.from_dict(raw)
+    return RunConfig.from_dict(_read_object(run.config_json))
 
 
 def read_run_summary(run: RunFolder) -> dict[str, Any]:
@@ -327,39 +321,20 @@ def read_run_summary(run: RunFolder) -> dict[str, Any]:
     Raises:
         RunError: run.json exists but cannot be read or is not a JSON object, naming it.
     """
-    path = run.run_json
-    if not path.exists():
+    if not run.run_json.exists():
         return {}
+    return _read_object(run.run_json)
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """config.json or run.json, whole: either damaged is one line naming the file, not a traceback."""
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(_damaged(path, _reason(exc))) from None
-    if not isinstance(summary, dict):
-        raise RunError(_damaged(path, f"a JSON {_json_kind(summary)}, not an object"))
-    return summary
-
-
-def _damaged(path: Path, reason: str) -> str:
-    return f"{path}: cannot read ({reason}); the run folder is damaged: train or export it again"
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    kinds = {list: "array", str: "string", int: "number", float: "number"}
-    return kinds.get(type(value), type(value).__name__)
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"not JSON: {exc.msg} at line {exc.lineno}"
-    if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8 text"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return read_json_object(path)
+    except (OSError, JsonFileError) as exc:
+        reason = failure_reason(exc)
+        raise RunError(
+            f"{path}: cannot read ({reason}); the run folder is damaged: train or export it again"
+        ) from None
 
 
 def _check_batch_size(batch_size: Any) -> None:

@@ -20,7 +20,6 @@ Layout::
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import IO, Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import RunError
+from tunelab.runs.json_files import JsonFileError, read_json_object
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -84,10 +84,16 @@ def check_output_dir(output_dir: str | Path, flag: str = "output_dir") -> None:
     if path_exists(out) and not out.is_dir():
         raise ConfigError(f"{flag} {out}: a file, not a folder; give another {flag}")
     check_parents_are_folders(out, flag)
-    # The nearest folder that exists is the one the run's folders will be made in.
-    nearest = next((p for p in (out, *out.parents) if path_exists(p)), None)
+    nearest = nearest_folder(out)
     if nearest is not None and not os.access(nearest, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {out}: {nearest} is not writable; give another {flag}")
+
+
+def nearest_folder(target: Path) -> Path | None:
+    """``target`` or its nearest parent that is an existing folder: where ``target``, or the folders
+    missing above it, will be made, so the one whose permissions decide (``check_output_dir``,
+    ``preflight.check_writable``); None where nothing on the path can be looked at."""
+    return next((p for p in (target, *target.parents) if path_exists(p) and p.is_dir()), None)
 
 
 def path_exists(path: Path) -> bool:
@@ -235,10 +241,9 @@ class RunFolder:
     def read_summary(self) -> dict[str, Any]:
         """``run.json`` as a dict; {} when it is missing, damaged or not an object (a list, null)."""
         try:
-            summary = json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
+            return read_json_object(self.run_json)
+        except (OSError, JsonFileError):
             return {}
-        return summary if isinstance(summary, dict) else {}
 
     def finish(self, *, fresh_name: bool = False) -> RunFolder:
         """Rename ``<name>.partial`` to ``<name>`` (the run now looks finished), then drop resume state.

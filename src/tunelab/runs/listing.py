@@ -8,7 +8,6 @@ the export marker; an unfinished run may have only ``config.json``, so its data 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from tunelab.errors import RunError
 from tunelab.runs.folder import EXPORT_MARKER, RunFolder
+from tunelab.runs.json_files import JsonFileError, read_json_object
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def _info(root: Path) -> RunInfo:
 def _config_data(run: RunFolder) -> dict[str, Any]:
     """The data files from config.json: an unfinished run's run.json does not name them yet."""
     try:
-        data = json.loads(run.config_json.read_text(encoding="utf-8")).get("data") or {}
-    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
+        data = read_json_object(run.config_json).get("data") or {}
+    except (OSError, JsonFileError):
         return {}
     return {split: data.get(split) for split in ("train", "dev", "test")} if isinstance(data, dict) else {}
 

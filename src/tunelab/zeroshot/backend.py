@@ -10,7 +10,6 @@ trained one. ``zero_shot_predictor`` builds the same predictor in memory, for
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError, RunError
+from tunelab.runs.json_files import NotJsonError, read_json
 from tunelab.zeroshot.labels import parse_label_descriptions, read_label_descriptions
 from tunelab.zeroshot.scorers import (
     DEFAULT_SCALE,
@@ -155,8 +155,8 @@ def _read_spec(raw: dict[str, Any], run_json: Path) -> ZeroShotSpec:
 def _read_descriptions(path: Path) -> dict[str, str]:
     """weights/descriptions.json: label -> description; anything else is a damaged run."""
     try:
-        descriptions = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:  # truncated, not JSON, not UTF-8
+        descriptions = read_json(path)
+    except NotJsonError:  # truncated, not JSON, not UTF-8
         raise RunError(f"{path}: a damaged zero-shot run (not JSON); {_REBUILD}") from None
     if not isinstance(descriptions, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in descriptions.items()

@@ -80,11 +80,28 @@ def test_revoke_and_list(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
     one_error(err, "already revoked")
 
 
+def test_list_active_with_only_revoked_keys_says_so(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "no keys yet: create one with ...", though two keys exist (revoked)."""
+    code, out, _ = cli(capsys, "keys", "list", "--active")
+    assert code == 0 and out.startswith("no keys yet: create one")
+    for name in ("acme", "beta"):
+        cli(capsys, "keys", "create", "--name", name)
+        cli(capsys, "keys", "revoke", name)
+    code, out, _ = cli(capsys, "keys", "list", "--active")
+    assert code == 0
+    assert out.strip() == "no active keys (2 revoked; `tunelab keys list` shows them)"
+
+
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
         (["keys", "create", "--name", "x", "--rate", "20/fortnight"], ["rate '20/fortnight'", "20/s"]),
         (["keys", "create", "--name", "x", "--quota", "lots"], ["quota 'lots'", "100000/month"]),
+        # "" (an unset shell variable) was falsy: an unlimited key, without a word
+        (["keys", "create", "--name", "x", "--rate", ""], ["rate ''", "20/s"]),
+        (["keys", "create", "--name", "x", "--quota", ""], ["quota ''", "100000/month"]),
         (["keys", "create", "--name", "bad name"], ["key name 'bad name'"]),
         (["keys", "revoke", "ghost"], ["no key named or with id 'ghost'"]),
         (["keys", "list", "--db", "mysql://db/x"], ["--db 'mysql://db/x'", "postgresql://"]),

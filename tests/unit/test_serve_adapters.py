@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -565,3 +566,74 @@ def test_runs_of_two_tasks_never_share_a_tokenizer(
     assert tagger.tokenizer is not cls.tokenizer
     texts = ["peter visited paris today", "anna left rome"]
     assert unscored(tagger.predict(texts)) == unscored(tunelab.load(ner).predict(texts))
+
+
+# -- damaged run files ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lora_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_bert: Path,
+    tiny_overrides: Any,
+    labelled_csvs: tuple[Path, Path],
+) -> Path:
+    """One tiny LoRA run (an adapter the pool attaches to a shared base), for copies to damage."""
+    out = tmp_path_factory.mktemp("lora-run") / "runs"
+    overrides = tiny_overrides(tiny_bert, labelled_csvs[0], None, out, "method=lora", "name=one", epochs=1)
+    return tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+
+
+def damaged_copy(run: Path, root: Path, file: str) -> Path:
+    """A copy of ``run`` under ``root`` whose ``file`` (run.json or config.json) is cut short."""
+    copy = root / f"cut-{file.replace('.', '-')}"
+    shutil.copytree(run, copy)
+    text = (copy / file).read_text(encoding="utf-8")
+    (copy / file).write_text(text[: len(text) // 2], encoding="utf-8")
+    return copy
+
+
+@pytest.mark.parametrize("file", ["run.json", "config.json"])
+def test_a_damaged_run_or_config_json_is_one_line_on_the_cli_and_a_400_over_http(
+    lora_run: Path,
+    tmp_path: Path,
+    file: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The pool read config.json with a bare json.loads ("error: unexpected JSONDecodeError" on the
+    CLI, a 500 for an admin load) and run.json as {} when damaged: the adapter was served without
+    its base fingerprint check and a multi-label run's tuned threshold. Both are one RunError now,
+    as ``tunelab.load`` says it."""
+    import signal
+
+    import torch
+    import uvicorn
+
+    from tunelab.cli.main import main
+
+    roots = tmp_path / "runs"
+    roots.mkdir()
+    broken = damaged_copy(lora_run, roots, file)
+    fragment = f"{broken / file}: cannot read"
+    with pytest.raises(RunError, match=re.escape(fragment)):
+        BasePool().load(broken)
+    # tunelab serve: one line, before anything listens (uvicorn and the signal handler stubbed)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    assert main(["serve", str(broken), "--data-dir", str(tmp_path / "data"), "--model-root", str(roots)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+    # an admin load: a declared 400 naming the file, nothing half-attached
+    pool = BasePool()
+    app = create_app(settings(tmp_path, model_roots=(roots,)), [], loader=pool.load)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _, admin = app.state.tunelab.access.create_key("root", rate=None, quota=None, admin=True)
+        r = client.post(
+            "/v1/models/x/versions", json={"path": str(broken)}, headers={"Authorization": f"Bearer {admin}"}
+        )
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert fragment in message and "\n" not in message, message
+    assert pool.hosts() == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.cli.main import main
-from tunelab.cli.serve_cmd import ModelSpec, parse_active, parse_specs
+from tunelab.cli.serve_cmd import ModelSpec, check_served_name, parse_active, parse_specs
 from tunelab.errors import ConfigError
 from tunelab.serve.logging_setup import configure_logging
 from tunelab.serve.settings import ServeSettings, parse_size
@@ -51,6 +51,27 @@ def test_model_specs_name_versions_and_defaults() -> None:
 def test_bad_specs_name_the_problem(specs: list[str], active: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_active(active, parse_specs(specs))
+
+
+def test_a_name_with_a_trailing_newline_is_not_served() -> None:
+    """``re.match`` with ``$`` took "acme\n" as a served name (and cut the newline off the path)."""
+    with pytest.raises(ConfigError) as info:
+        parse_specs(["runs/acme\n"])
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("model 'runs/acme\\n': 'acme\\n' cannot be served")
+    with pytest.raises(ConfigError, match="cannot be served under its own name"):
+        check_served_name("--bot ", "bots/acme", "acme\n", "bots/acme")
+
+
+@pytest.mark.parametrize("version", ["..", "-", pytest.param("v" * 80, id="80-characters"), ".hidden"])
+def test_a_cli_version_follows_the_admin_apis_rule(version: str) -> None:
+    """The CLI served versions ("..", "-", 80 characters) that POST /v1/models/{name}/versions refuses."""
+    with pytest.raises(ConfigError) as info:
+        parse_specs([f"x@{version}=runs/a"])
+    message = str(info.value)
+    assert message.startswith(f"model 'x@{version}=runs/a': version {version!r}: use a letter or digit")
+    assert "\n" not in message
+    assert parse_specs(["x@v2.1-rc_1=runs/a"]) == [ModelSpec("x", "v2.1-rc_1", "runs/a")]
 
 
 def test_sizes_parse_with_units() -> None:

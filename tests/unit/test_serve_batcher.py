@@ -167,6 +167,23 @@ def test_an_error_fails_only_the_requests_of_its_batch() -> None:
     run(main())
 
 
+def test_a_split_request_whose_first_part_fails_stops_its_other_parts() -> None:
+    """Its answer was a 500 while the sibling parts stayed queued and ran, outside the key's
+    in-flight cap (the request no longer counted). Only the failing part's forward runs, and at
+    most one more that had already started when it failed."""
+    fake = FakePredictor(fail_on="boom")
+
+    async def main() -> None:
+        batcher = MicroBatcher(fake, max_batch=4, max_wait_ms=1)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(["boom", *(f"t{i}" for i in range(15))])
+        await batcher.close()  # answers what is still queued: the cancelled parts are skipped
+
+    run(main())
+    assert fake.batches[0] == ["boom", "t0", "t1", "t2"]
+    assert len(fake.batches) <= 2, fake.batches
+
+
 def test_inference_runs_off_the_event_loop_one_batch_at_a_time() -> None:
     fake = FakePredictor(delay=0.05)
 

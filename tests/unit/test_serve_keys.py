@@ -30,7 +30,17 @@ def test_token_format_and_parse() -> None:
 
 
 @pytest.mark.parametrize(
-    "token", [None, "", "tl_", "tl_abc_def", "xx_abcd1234_" + "a" * 43, "tl_ABCD1234_" + "a" * 43, "Bearer x"]
+    "token",
+    [
+        None,
+        "",
+        "tl_",
+        "tl_abc_def",
+        "xx_abcd1234_" + "a" * 43,
+        "tl_ABCD1234_" + "a" * 43,
+        "Bearer x",
+        "tl_abcd1234\n_" + "a" * 43,  # "$" matched before the newline: key id "abcd1234\n"
+    ],
 )
 def test_parse_rejects_malformed_tokens(token: str | None) -> None:
     assert parse_token(token) is None
@@ -48,7 +58,7 @@ def test_good_key_names(name: str) -> None:
     assert check_key_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", " acme", "-acme", "acme corp", "x" * 65, "ac/me"])
+@pytest.mark.parametrize("name", ["", " acme", "-acme", "acme corp", "x" * 65, "ac/me", "acme\n"])
 def test_bad_key_names(name: str) -> None:
     with pytest.raises(ConfigError, match="key name"):
         check_key_name(name)

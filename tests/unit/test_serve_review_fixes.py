@@ -4,6 +4,7 @@ a 413, a redirect bills nothing, and versions follow the served-name rule."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,28 @@ def test_a_trailing_slash_redirect_writes_no_usage_row(api: App) -> None:
                         follow_redirects=False)  # fmt: skip
     assert r.status_code == 307
     assert len(api.access.store.usage()) == before
+
+
+def test_a_trailing_slash_redirect_is_no_keyless_refusal(api: App, caplog: pytest.LogCaptureFixture) -> None:
+    """A valid key's /predict/ (a 307 before any key is read) was counted in
+    tunelab_refused_requests_total{reason="unauthenticated"} and logged as a refusal without a key."""
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        r = api.client.post("/v1/models/topics/predict/", json={"texts": ["a"]},
+                            headers=api.headers(api.token), follow_redirects=False)  # fmt: skip
+    assert r.status_code == 307
+    metrics = api.client.get("/metrics", headers=api.headers(api.admin)).text
+    assert 'tunelab_refused_requests_total{reason="unauthenticated"} 0.0' in metrics
+    assert not [rec for rec in caplog.records if "without a valid key" in rec.getMessage()]
+
+
+@pytest.mark.parametrize("field", ["rate", "quota"])
+def test_an_empty_rate_or_quota_over_http_is_refused_not_unlimited(api: App, field: str) -> None:
+    """{"rate": ""} was falsy: the key was created unlimited, without a word."""
+    r = api.client.post("/v1/keys", json={"name": "x", field: ""}, headers=api.headers(api.admin))
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]["message"]
+    assert message.startswith(f"{field} ''") and "\n" not in message, message
+    assert "x" not in [k.name for k in api.access.list_keys()]
 
 
 @pytest.mark.parametrize("version", ["a/b", "x\ny", ""])

@@ -89,8 +89,10 @@ def run_create(args: argparse.Namespace) -> int:
     from tunelab.serve.access import AccessControl
     from tunelab.serve.limits import Quota, Rate
 
-    rate = Rate.parse(args.rate) if args.rate else None
-    quota = Quota.parse(args.quota) if args.quota else None
+    # ``is not None``: --rate "" (an unset shell variable, say) is refused by parse in one line; as
+    # a falsy value it created an unlimited key.
+    rate = Rate.parse(args.rate) if args.rate is not None else None
+    quota = Quota.parse(args.quota) if args.quota is not None else None
     with open_store_from_args(args) as store:
         record, token = AccessControl(store).create_key(args.name, rate=rate, quota=quota, admin=args.admin)
     if args.json:
@@ -108,12 +110,17 @@ def run_list(args: argparse.Namespace) -> int:
 
     with open_store_from_args(args) as store:
         keys = store.list_keys(include_revoked=not args.active)
+        # --active found none: any other key is revoked ("no keys yet" sent the user to create one)
+        revoked = len(store.list_keys()) if args.active and not keys else 0
     if args.json:
         for key in keys:
             print(json.dumps(key.to_dict()))
         return 0
     if not keys:
-        print("no keys yet: create one with `tunelab keys create --name NAME`")
+        if revoked:
+            print(f"no active keys ({revoked} revoked; `tunelab keys list` shows them)")
+        else:
+            print("no keys yet: create one with `tunelab keys create --name NAME`")
         return 0
     rows = [[k.name, k.key_id, "yes" if k.admin else "no", k.rate, k.quota, *_times(k)] for k in keys]
     print(table(["name", "id", "admin", "rate", "quota", "created (UTC)", "revoked (UTC)"], rows))

@@ -86,7 +86,8 @@ _SERVED_NAME = re.compile(SERVED_NAME_PATTERN)  # (tunelab.serve.registry says w
 
 def check_served_name(option: str, spec: str, name: str, path: str) -> str:
     """``name`` when it can be served, else a one-line ``ConfigError`` saying how to rename it."""
-    if not _SERVED_NAME.match(name):
+    if not _SERVED_NAME.fullmatch(name):  # match let "acme\n" through: "$" matches before a last newline
+        spec, path = (text if text.isprintable() else repr(text) for text in (spec, path))  # one line
         raise ConfigError(
             f"{option}{spec}: {name!r} cannot be served under its own name (a name is part of the "
             "URLs: a letter or digit, then up to 63 letters, digits, '.', '_' or '-'); serve it under "
@@ -95,7 +96,10 @@ def check_served_name(option: str, spec: str, name: str, path: str) -> str:
     return name
 
 
-_SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)$")
+# Taken whole (fullmatch, DOTALL): a newline in the path reaches the name check instead of being cut off.
+_SPEC = re.compile(
+    r"(?:(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<version>[A-Za-z0-9_.\-]+))?=)?(?P<path>.+)", re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -111,11 +115,18 @@ def parse_specs(specs: list[str]) -> list[ModelSpec]:
 
     out: list[ModelSpec] = []
     for spec in specs:
-        m = _SPEC.match(spec)
+        m = _SPEC.fullmatch(spec)
         if not m or (m.group("version") and not m.group("name")):
             raise ConfigError(f"model {spec!r}: write PATH, NAME=PATH or NAME@VERSION=PATH")
         path = m.group("path")
         name = check_served_name("model ", spec, m.group("name") or Path(path.rstrip("/")).name, path)
+        if m.group("version") and not _SERVED_NAME.fullmatch(m.group("version")):
+            # the admin API's rule (LoadVersionRequest): "..", "-" or 80 characters were served
+            # here, under versions no admin request could then name
+            raise ConfigError(
+                f"model {spec!r}: version {m.group('version')!r}: use a letter or digit, then up to 63 "
+                "letters, digits, '.', '_' or '-' (e.g. 2 or v2.1)"
+            )
         taken = [s.version for s in out if s.name == name]
         version = m.group("version") or str(max([int(v) for v in taken if v.isdigit()], default=0) + 1)
         if version in taken:
@@ -298,7 +309,7 @@ def parse_age(text: str, option: str) -> float:
     return float(m.group(1)) * _AGE_UNITS[m.group(2)]
 
 
-_BOT_SPEC = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)=)?(?P<path>.+)$")
+_BOT_SPEC = re.compile(r"(?:(?P<name>[A-Za-z0-9_.\-]+)=)?(?P<path>.+)", re.DOTALL)  # whole, as _SPEC
 
 
 def load_bots(specs: list[str]) -> list[tuple[str, object]]:
@@ -315,7 +326,7 @@ def load_bots(specs: list[str]) -> list[tuple[str, object]]:
         raise ConfigError(f"--bot: the support bot app is not available in this build ({exc})") from None
     bots: list[tuple[str, object]] = []
     for spec in specs:
-        m = _BOT_SPEC.match(spec)
+        m = _BOT_SPEC.fullmatch(spec)
         if not m:
             raise ConfigError(f"--bot {spec!r}: write DIR or NAME=DIR")
         bot = Bot.load(m.group("path"))
@@ -378,7 +389,7 @@ def load_recommenders(specs: list[str]) -> list[tuple[str, object, str]]:
         ) from None
     out: list[tuple[str, object, str]] = []
     for spec in specs:
-        m = _BOT_SPEC.match(spec)
+        m = _BOT_SPEC.fullmatch(spec)
         if not m:
             raise ConfigError(f"--recommend {spec!r}: write DIR or NAME=DIR")
         path = m.group("path")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -209,19 +208,22 @@ class BasePool:
 
     def load(self, path: str | Path) -> Any:
         """A ``Predictor`` for the run or artifact at ``path``; adapters attach to a shared base."""
-        from tunelab.config import RunConfig
         from tunelab.data import LabelMap
         from tunelab.inference.backends import LoadContext, model_loader, run_method
+        from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
         from tunelab.runs import find_run
 
         try:
             run = find_run(path)
         except TunelabError:  # not a finished run: the whole loader says why, in its own words
             return self._load_whole(str(path))
-        summary = run.read_summary()
+        # Read as Predictor.load reads them: a damaged run.json or config.json is one RunError
+        # naming the file (a 400 for an admin load), never a JSONDecodeError or a run.json read
+        # as {} (no base fingerprint check, a multi-label run's tuned threshold back to 0.5).
+        summary = read_run_summary(run)
         if summary.get("format", "torch") != "torch":
             return self._load_whole(str(path))  # an export: a whole model in its own format
-        config = RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8")))
+        config = with_training_paths(read_run_config(run), summary)
         labels = LabelMap.load(run.labels_json)
         ctx = LoadContext(run=run, config=config, labels=labels, summary=summary)
         method = run_method(ctx)

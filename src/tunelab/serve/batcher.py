@@ -161,7 +161,17 @@ class MicroBatcher:
             queue.append(part)
             parts.append(part)
         self._arrived.set()
-        outputs = await asyncio.gather(*(p.future for p in parts))
+        futures = [p.future for p in parts]
+        try:
+            outputs = await asyncio.gather(*futures)
+        except BaseException:
+            # One part failed (or the request was cancelled): the request is answered now, so its
+            # other parts must not run on behind it, outside the key's in-flight cap. A cancelled
+            # part is skipped by the worker; one already running finishes unread.
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+            raise
         return BatchOutput(
             results=[r for out in outputs for r in out.results],
             tokens=[t for out in outputs for t in out.tokens],

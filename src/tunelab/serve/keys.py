@@ -70,7 +70,7 @@ def parse_token(token: str | None) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
     key_id, secret = parts[1], parts[2]
-    if not _KEY_ID_RE.match(key_id) or not _SECRET_RE.match(secret):
+    if not _KEY_ID_RE.fullmatch(key_id) or not _SECRET_RE.fullmatch(secret):
         return None
     return key_id, secret
 
@@ -87,7 +87,8 @@ def verify_secret(secret: str, stored_hash: str | None) -> bool:
 
 def check_key_name(name: str) -> str:
     """A key name: 1-64 letters, digits, ``.``, ``_``, ``@`` or ``-``, starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    # fullmatch: with match, "$" matched before a last newline and "acme\n" was a key name
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ConfigError(
             f"key name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit (e.g. acme or acme-staging)"

@@ -246,7 +246,10 @@ class ObserveMiddleware:
         route = getattr(scope.get("route"), "path", "unmatched")
         self.state.metrics.http.labels(route, str(status)).inc()
         unauthenticated = ctx.caller is None and not self._anonymous(scope)
-        if unauthenticated and (ctx.refusal is not None or ctx.model is not None):
+        # A redirect (/predict/ -> /predict) is answered before any key is read: it is no refusal
+        # (a valid key's was counted as "unauthenticated"), and the request it leads to is counted.
+        redirect = 300 <= status < 400
+        if unauthenticated and not redirect and (ctx.refusal is not None or ctx.model is not None):
             reason = ctx.refusal or "unauthenticated"
             self.state.metrics.observe_refusal(reason)
             self.refusal_log.refused(reason, scope["method"], scope["path"], status, ctx.request_id)
@@ -258,7 +261,9 @@ class ObserveMiddleware:
                 f"status {status}", scope["method"], scope["path"], status, ctx.request_id
             )
             return
-        if ctx.app is not None:
+        if redirect:
+            pass  # no predict or app series: the request it leads to is the one observed
+        elif ctx.app is not None:
             bot, _ = self._model_labels(ctx)
             kind = ctx.outcome if ctx.outcome in APP_REPLY_KINDS else None
             self.state.metrics.observe_app(

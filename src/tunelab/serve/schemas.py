@@ -22,6 +22,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
+from tunelab.serve.registry import SERVED_NAME_PATTERN
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid_key"])
@@ -222,7 +224,7 @@ class LoadVersionRequest(BaseModel):
     # metric label value.
     version: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        pattern=SERVED_NAME_PATTERN,  # `tunelab serve NAME@VERSION=PATH` checks the CLI's with it too
         description="default: one more than the highest numeric version; else a letter or digit, then up to "
         "63 of [A-Za-z0-9_.-]",
     )

@@ -22,8 +22,9 @@ async def create_key(body: KeyCreateRequest, state: State, admin: Admin) -> KeyC
     """Create a key; the response holds the token, shown this once (only its hash is stored)."""
     from tunelab.serve.limits import Quota, Rate
 
-    rate = Rate.parse(body.rate) if body.rate else None  # ConfigError -> 422 naming the format
-    quota = Quota.parse(body.quota) if body.quota else None
+    # ConfigError -> 422 naming the format; "" too (as a falsy value it made an unlimited key)
+    rate = Rate.parse(body.rate) if body.rate is not None else None
+    quota = Quota.parse(body.quota) if body.quota is not None else None
     record, token = await run_in_threadpool(
         lambda: state.access.create_key(body.name, rate=rate, quota=quota, admin=body.admin)
     )

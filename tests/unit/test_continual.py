@@ -1298,3 +1298,48 @@ def test_non_finite_continual_weights_are_refused(name: str, value: str) -> None
     train.learning_rate" or an unexpected OverflowError, leaving a .partial folder."""
     with pytest.raises(ConfigError, match=rf"continual\.{name}={value[:8]}.* \(use a finite"):
         RunConfig.from_yaml(None, ["continual.from_run=runs/a", f"continual.{name}={value}"])
+
+
+# -- a damaged config.json / run.json of RUN ---------------------------------------------------------
+
+_DAMAGE = {
+    "cut": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "not JSON: "),
+    "list": (lambda p: p.write_text("[1, 2]", encoding="utf-8"), "a JSON array, not an object"),
+    "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe{}"), "not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("file", ["config.json", "run.json"])
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+def test_cli_from_a_run_with_a_damaged_file_is_one_line_naming_it(
+    first, new_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, damage: str
+) -> None:
+    """A damaged config.json was "unexpected JSONDecodeError" (AttributeError for a JSON list,
+    UnicodeDecodeError), naming no file; a damaged run.json was read as {} and the run continued as
+    a torch run whatever it was (an exported artifact, an ensemble), its local base not found."""
+    copy = tmp_path / "old-run"
+    shutil.copytree(first[0], copy)
+    write, says = _DAMAGE[damage]
+    write(copy / file)
+    out = tmp_path / "runs"
+    assert main(["train", "--from", str(copy), f"data.train={new_csv}", f"output_dir={out}", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --from: {copy / file}: cannot read ({says}"), err
+    assert err.endswith("that run folder is damaged: train it again to continue from it"), err
+    assert not out.exists()
+
+
+def test_a_config_naming_from_run_whose_config_json_is_damaged_is_one_line(
+    first, new_csv: Path, tmp_path: Path, tiny_bert: Path, tiny_overrides
+) -> None:
+    """``continual.from_run`` given in the config (no ``--from``): ``open_previous`` read RUN's
+    config.json by hand, "unexpected JSONDecodeError"."""
+    copy = tmp_path / "old-run"
+    shutil.copytree(first[0], copy)
+    (copy / "config.json").write_text('{"data": {', encoding="utf-8")
+    overrides = tiny_overrides(tiny_bert, new_csv, None, tmp_path / "runs", "name=staged", epochs=1)
+    with pytest.raises(RunError) as info:
+        tunelab.train(overrides=[*overrides, f"continual.from_run={copy}"], show_progress=False)
+    assert str(info.value).startswith(f"--from: {copy / 'config.json'}: cannot read (not JSON: ")
+    assert not (tmp_path / "runs").exists()

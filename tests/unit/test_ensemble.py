@@ -501,3 +501,49 @@ def test_labels_spelled_in_other_unicode_forms_are_named_as_such() -> None:
     folders = [SimpleNamespace(root=Path("runs/new")), SimpleNamespace(root=Path("runs/old"))]
     with pytest.raises(RunError, match="the same labels are spelled in other Unicode forms"):
         _check_compatible(folders, [member(["fudge", "\u00e9clair"]), member(["e\u0301clair", "fudge"])])
+
+
+@pytest.mark.parametrize("file", ["run.json", "config.json"])
+def test_a_member_with_a_damaged_file_is_refused_before_any_member_is_exported(
+    ens, tmp_path, monkeypatch, file: str
+) -> None:
+    """The line was right (loading the member gives it) but came only after the members before it
+    were exported: ``check_members`` read run.json as {} (a damaged one passed) and no config.json."""
+    import shutil
+
+    from tunelab.compress import build
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(ens, damaged)
+    last = json.loads((damaged / "run.json").read_text(encoding="utf-8"))["members"][-1]["path"]
+    (damaged / last / file).write_text("[1, 2]", encoding="utf-8")
+    monkeypatch.setattr(build, "build_artifact", lambda *a, **k: pytest.fail("a member was exported"))
+    with pytest.raises(RunError) as refused:
+        tunelab.export(damaged, format="onnx", output=tmp_path / "out", show_progress=False)
+    assert str(refused.value) == (
+        f"{damaged / last / file}: cannot read (a JSON array, not an object); "
+        "the run folder is damaged: train or export it again"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged"]
+
+
+@pytest.mark.parametrize("file", ["run.json", "config.json"])
+def test_member_setups_reads_a_members_files_as_loading_it_does(tmp_path, file: str) -> None:
+    """config.json read by hand was "unexpected JSONDecodeError"; a damaged run.json read as {}
+    silently gave the config's data files, not those the member trained on."""
+    from tunelab.config import RunConfig
+    from tunelab.data import LabelMap
+    from tunelab.ensembling.build import member_setups
+
+    member = tmp_path / "weights" / "m1"
+    member.mkdir(parents=True)
+    RunConfig().save(member / "config.json")
+    LabelMap(["a", "b"]).save(member / "labels.json")
+    (member / "run.json").write_text("{}", encoding="utf-8")
+    assert len(member_setups(tmp_path, {"members": [{"path": "weights/m1"}]})) == 1  # whole, it reads
+    (member / file).write_text('{"data": {', encoding="utf-8")
+    with pytest.raises(RunError) as refused:
+        member_setups(tmp_path, {"members": [{"path": "weights/m1"}]})
+    message = str(refused.value)
+    assert message.startswith(f"{member / file}: cannot read (not JSON: "), message
+    assert message.endswith("the run folder is damaged: train or export it again")

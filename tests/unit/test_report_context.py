@@ -319,3 +319,39 @@ def test_chinese_ner_mistakes_and_error_examples_are_written_without_spaces_betw
     assert (mistake.text, mistake.gold, mistake.predicted) == ("我住在北京。", "北京 (LOC)", "北 (LOC)")
     example = error_analysis(gold, pred, words)["examples"]["wrong boundary"][0]
     assert example == {"sentence": "我住在北京。", "gold": "北京 (LOC)", "predicted": "北 (LOC)"}
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'{"rows": {"train": 5', "not JSON: "),
+        (b"[1, 2]", "a JSON array, not an object"),
+        (b"\xff\xfe{}", "not UTF-8 text"),
+    ],
+    ids=["cut", "list", "not-utf8"],
+)
+def test_a_damaged_data_summary_is_left_out_of_the_report_with_a_warning_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, says: str
+) -> None:
+    """``tunelab eval`` goes on without the section, but it was left out with no word at all."""
+    from tunelab.evaluate.run_context import DATA_SUMMARY_JSON, saved_data_summary
+
+    (tmp_path / DATA_SUMMARY_JSON).write_bytes(content)
+    with caplog.at_level("WARNING", logger="tunelab.evaluate.run_context"):
+        assert saved_data_summary(tmp_path) is None
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"{tmp_path / DATA_SUMMARY_JSON}: cannot read ({says}"), message
+    assert message.endswith("); the report leaves out the run's training data"), message
+
+
+def test_a_missing_or_older_data_summary_is_left_out_without_a_word(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run older than the file, or an ensemble, has none; another version's keys do not fit."""
+    from tunelab.evaluate.run_context import DATA_SUMMARY_JSON, saved_data_summary
+
+    with caplog.at_level("WARNING", logger="tunelab.evaluate.run_context"):
+        assert saved_data_summary(tmp_path) is None
+        (tmp_path / DATA_SUMMARY_JSON).write_text('{"rows": {"train": 5}}', encoding="utf-8")
+        assert saved_data_summary(tmp_path) is None
+    assert caplog.records == []

@@ -653,3 +653,55 @@ def test_a_resumed_base_changes_only_a_relative_local_folder_that_misses_the_rec
     assert resumed("org/bert", cache) == "org/bert" and resumed("minilm-l6", base) == "minilm-l6"
     monkeypatch.chdir(tmp_path)
     assert resumed("mybert", base) == str(base)
+
+
+# -- train --resume of a damaged config.json or metrics.json ---------------------------------------
+
+_DAMAGE = {
+    "cut": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "not JSON: "),
+    "list": (lambda p: p.write_text("[1, 2]", encoding="utf-8"), "a JSON array, not an object"),
+    "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe{}"), "not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+def test_train_resume_of_a_damaged_config_json_says_why_and_what_to_do(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """A JSON list was "config: the top level must be a mapping of sections", naming neither the
+    run's file nor what to do; the other damage got the right line but not what was wrong."""
+    partial = tmp_path / "half.partial"
+    shutil.copytree(folders["unfinished"], partial)
+    write, says = _DAMAGE[damage]
+    write(partial / "config.json")
+    err = cli_error(["train", "--resume", str(partial)], capsys)
+    assert err.startswith(f"error: --resume {partial}: its config.json is missing or damaged ({says}"), err
+    assert err.endswith(
+        "), so the run cannot be continued as it began; delete the folder and train again\n"
+    ), err
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+def test_train_resume_of_a_finished_run_with_a_damaged_metrics_json_is_one_line(
+    folders: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    damage: str,
+) -> None:
+    """A run that finished but was not renamed is completed from its metrics.json, not trained
+    again: damaged, that was "unexpected JSONDecodeError" (UnicodeDecodeError; a JSON list was
+    taken as the metrics)."""
+    partial = tmp_path / "half.partial"
+    shutil.copytree(folders["unfinished"], partial)
+    summary = run_json(partial)
+    (partial / "run.json").write_text(json.dumps({**summary, "status": "finished"}), encoding="utf-8")
+    (partial / "weights").mkdir(exist_ok=True)
+    (partial / "metrics.json").write_text('{"test": {"accuracy": 0.5}}', encoding="utf-8")
+    write, says = _DAMAGE[damage]
+    write(partial / "metrics.json")
+    monkeypatch.setattr(train_loop, "run_loop", lambda *a, **k: pytest.fail("resume trained again"))
+    err = cli_error(["train", "--resume", str(partial)], capsys)
+    assert err.startswith(f"error: --resume {partial}: its metrics.json is missing or damaged ({says}"), err
+    assert err.endswith("), so the finished run cannot be completed; delete the folder and train again\n")
+    assert partial.is_dir() and not (tmp_path / "half").exists()

@@ -369,17 +369,17 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
 def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, Any]]:
     """``trained_rows``'s input for an ensemble folder's members (their copies under ``weights/``),
     read without loading their weights."""
-    from tunelab.config import RunConfig
     from tunelab.data import LabelMap
     from tunelab.ensembling.backend import member_folder
-    from tunelab.inference.predictor import with_training_paths
+    from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
     from tunelab.tasks import get_task
 
     setups = []
     for member in summary.get("members") or []:
         folder = RunFolder(member_folder(root, member))
-        config = RunConfig.from_dict(json.loads(folder.config_json.read_text(encoding="utf-8")))
-        config = with_training_paths(config, folder.read_summary())
+        # As loading the member reads them: a damaged one is the same line, not a JSONDecodeError,
+        # and its data files are not silently the config's (a damaged run.json read as {}).
+        config = with_training_paths(read_run_config(folder), read_run_summary(folder))
         task = get_task(LabelMap.load(folder.labels_json).task)
         setups.append((Path(member.get("source") or folder.root), config, task))
     return setups

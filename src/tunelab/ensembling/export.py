@@ -147,13 +147,19 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
 
     Raises:
         TunelabError: of the member's check's kind, ``member <path>: <why>``.
+        RunError: a member's run.json or config.json is damaged (the line loading it gives).
     """
     from tunelab.compress.build import check_exportable
     from tunelab.errors import RunError, TunelabError
     from tunelab.inference import load
+    from tunelab.inference.predictor import read_run_config, read_run_summary
 
     for member in summary.get("members") or []:
-        own = RunFolder(member_folder(source.root, member)).read_summary()
+        folder = RunFolder(member_folder(source.root, member))
+        # Read as loading the member reads them, so a damaged one is refused here, in the same line,
+        # not after the members before it were exported (read as {}, run.json passed this check).
+        own = read_run_summary(folder)
+        read_run_config(folder)
         fmt = own.get("format", "torch")
         if "source_run" in own or "export" in own:
             raise RunError(

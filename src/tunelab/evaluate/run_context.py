@@ -9,6 +9,7 @@ report code asks which task it is.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from tunelab.evaluate.render import Block, Preformatted, Section, Table, Text
 
 if TYPE_CHECKING:
     from tunelab.config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 MISTAKES_CSV = "mistakes.csv"
 DATA_SUMMARY_JSON = "data_summary.json"
@@ -145,17 +148,28 @@ def run_facts(meta: Mapping[str, Any]) -> list[Section]:
 
 
 def saved_data_summary(run_root: Path) -> list[str] | None:
-    """The lines of the data summary a run saved when it trained; None for an older run."""
-    import json
+    """The lines of the data summary a run saved when it trained; None for an older run.
 
+    The report goes on without it whatever is wrong with the file, but a damaged one (cut short,
+    not JSON, not an object) says so in one warning: the section was left out with no word.
+    """
     from tunelab.data.summary import DataSummary, SummaryTerms
+    from tunelab.runs.json_files import JsonFileError, read_json_object
 
     path = Path(run_root) / DATA_SUMMARY_JSON
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json_object(path)
+    except OSError:  # absent: a run older than the file, or one that saved none (an ensemble)
+        return None
+    except JsonFileError as exc:
+        logger.warning(
+            "%s: cannot read (%s); the report leaves out the run's training data", path, exc.reason
+        )
+        return None
+    try:
         raw["terms"] = SummaryTerms(**raw["terms"])
         return DataSummary(**raw).lines()
-    except (OSError, ValueError, TypeError, KeyError):  # absent, or written by another version
+    except (ValueError, TypeError, KeyError):  # written by another version
         return None
 
 

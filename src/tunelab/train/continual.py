@@ -38,6 +38,7 @@ from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
 from tunelab.data.file_options import READING_FIELDS
 from tunelab.errors import ConfigError, DataError, RunError, first_line
+from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     from tunelab.runs.folder import free_name
 
     run, summary = _find(from_run)
-    raw = json.loads(run.config_json.read_text(encoding="utf-8"))
+    raw = _read_run_file(run.config_json)
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
     # Its labels (unless an override gives some) come back in ``with_previous_labels``, below.
@@ -192,7 +193,9 @@ def _find(from_run: str | Path) -> tuple[Any, dict[str, Any]]:
         run = find_run(from_run)
     except RunError as exc:
         raise RunError(f"--from: {exc}") from None
-    summary = run.read_summary()
+    # Whole or not at all: read as {} (``read_summary``), a damaged run.json of an ensemble or an
+    # exported artifact was continued as a torch run, and a relative local base was not found.
+    summary = _read_run_file(run.run_json) if run.run_json.exists() else {}
     kind = summary.get("format", "torch")
     if kind == "zeroshot":
         raise RunError(
@@ -210,6 +213,24 @@ def _find(from_run: str | Path) -> tuple[Any, dict[str, Any]]:
             "was exported from"
         )
     return run, summary
+
+
+def _read_run_file(path: Path) -> dict[str, Any]:
+    """The previous run's config.json or run.json, as a JSON object.
+
+    Read by hand, a damaged config.json was "unexpected JSONDecodeError" (or AttributeError for a
+    JSON list, UnicodeDecodeError, FileNotFoundError), naming no file.
+
+    Raises:
+        RunError: the file cannot be read, is not UTF-8, not JSON or not an object (one line naming it).
+    """
+    try:
+        return read_json_object(path)
+    except (OSError, JsonFileError) as exc:
+        raise RunError(
+            f"--from: {path}: cannot read ({failure_reason(exc)}); that run folder is damaged: "
+            "train it again to continue from it"
+        ) from None
 
 
 @dataclass
@@ -252,7 +273,7 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
     run, summary = _find(where)
     previous = Previous(
         root=run.root,
-        config=RunConfig.from_dict(json.loads(run.config_json.read_text(encoding="utf-8"))),
+        config=RunConfig.from_dict(_read_run_file(run.config_json)),
         labels=LabelMap.load(run.labels_json),
         summary=summary,
     )

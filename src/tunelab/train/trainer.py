@@ -33,6 +33,7 @@ from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
+from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
 from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
@@ -200,15 +201,9 @@ def train(
         previous = run.read_summary()
         if previous.get("status") == "finished" and run.weights.is_dir() and run.metrics_json.is_file():
             # Trained and written, only the rename to the final name is missing: never train again.
-            metrics = json.loads(run.metrics_json.read_text(encoding="utf-8"))
+            metrics = _read_resume_file(run, run.metrics_json, "the finished run cannot be completed")
             return _finish(run, previous, metrics)
-        try:
-            saved = json.loads(run.config_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # missing, truncated, not UTF-8
-            raise RunError(
-                f"--resume {run.root}: its config.json is missing or damaged, so the run cannot be "
-                "continued as it began; delete the folder and train again"
-            ) from None
+        saved = _read_resume_file(run, run.config_json, "the run cannot be continued as it began")
         # config.json keeps the files as typed: from another directory, relative ones named nothing
         # (or other files); the run reads those it began on (the data fingerprint still checks them).
         cfg = _as_trained(RunConfig.from_dict(saved), previous)
@@ -595,6 +590,26 @@ def _finish(run: RunFolder, summary: dict[str, Any], metrics: dict[str, Any]) ->
         final.write_summary(summary)
     logger.info("run finished: %s", final.root)
     return TrainResult(run_dir=final.root, metrics=metrics, summary=summary)
+
+
+def _read_resume_file(run: RunFolder, path: Path, so: str) -> dict[str, Any]:
+    """``path`` (the unfinished run's config.json or metrics.json) as a JSON object, else one line.
+
+    Read by hand, a cut metrics.json was "unexpected JSONDecodeError" and a config.json holding a
+    JSON list "config: the top level must be a mapping of sections", naming neither the file nor
+    the way out.
+
+    Raises:
+        RunError: the file is missing, not UTF-8, not JSON or not an object: ``--resume <run>: its
+            <file> is missing or damaged (<why>), so <so>; delete the folder and train again``.
+    """
+    try:
+        return read_json_object(path)
+    except (OSError, JsonFileError) as exc:
+        raise RunError(
+            f"--resume {run.root}: its {path.name} is missing or damaged ({failure_reason(exc)}), so {so}; "
+            "delete the folder and train again"
+        ) from None
 
 
 def _check_same_labels(run: RunFolder, labels: LabelMap, cfg: RunConfig) -> None:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.cli.config_args import add_file_with_options, file_and_options
+
 HELP = """examples:
   tunelab merge runs/banking77-lora                        # -> runs/banking77-lora-merged
   tunelab merge runs/banking77-lora --out runs/intents-v2  # choose the merged run's folder
   tunelab merge runs/banking77-ia3 --data ../shared/data/banking77/test.csv   # compare on this file
+  tunelab merge runs/banking77-lora --data other.tsv data.header=false data.column_names=[text,label]
   tunelab predict runs/banking77-lora-merged "I still have not received my new card"
 
 lora, adalora, ia3, loha and lokr runs merge: the adapter's update is added into the base weights,
 so the merged run is one plain transformers model (method full), as fast as the base, loadable
 without the base weights or peft. Before writing, its logits are compared with the adapter run's on
-the run's test file or dev split (or --data FILE); a difference above 1e-4 fails and writes
-nothing. The run is written under a temporary name and renamed at the end (such a folder left by
-a killed merge is removed by the next merge to that folder). prompt, prefix and adapter runs cannot
-merge (their weights are not a change to the base weights) and say so; a full run is plain already.
+the run's test file or dev split (or --data FILE, read as eval reads it, with data.* reading
+options after it when the guess is wrong); a difference above 1e-4 fails and writes nothing. The
+run is written under a temporary name and renamed at the end (such a folder left by a killed merge
+is removed by the next merge to that folder). prompt, prefix and adapter runs cannot merge (their
+weights are not a change to the base weights) and say so; a full run is plain already.
 """
 
 
@@ -33,8 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", "--output", dest="out", help="merged run folder (default <run>-merged beside the run)"
     )
-    p.add_argument(
-        "--data", metavar="FILE", help="labelled file to compare logits on (default the run's test/dev data)"
+    add_file_with_options(
+        p,
+        "--data",
+        "labelled file to compare logits on (default the run's test/dev data), then any data.* "
+        "reading options for it, as for eval",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -43,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.compress import merge
 
-    result = merge(args.run, output=args.out, data=args.data, show_progress=not args.quiet)
+    data, options = file_and_options(args.data)
+    result = merge(args.run, output=args.out, data=data, data_options=options, show_progress=not args.quiet)
     print(
         f"merged the {result.method} adapter of {result.source} into its base: {result.path}\n"
         f"largest logit difference {result.max_logit_diff:.2e} on {result.data} ({result.rows} rows)"

@@ -52,6 +52,7 @@ def merge(
     *,
     output: str | Path | None = None,
     data: str | Path | None = None,
+    data_options: list[str] | dict[str, Any] | None = None,
     show_progress: bool = False,
 ) -> MergeResult:
     """Fold the adapter of ``run`` into its base and write the result as a plain run.
@@ -60,13 +61,17 @@ def merge(
         run: a trained run folder whose method can merge (lora, adalora, ia3, loha, lokr).
         output: the merged run's folder (default ``<run>-merged`` beside the run); must not exist.
         data: labelled file to compare logits on (default the run's test file or dev split).
+        data_options: how to read ``data`` when detection guesses wrong, as for ``evaluate`` and
+            ``export``: ``["data.header=false", "data.column_names=[text,label]"]`` or a parsed dict
+            (see :func:`tunelab.data.file_options.options_for_file`).
         show_progress: print the stages on stderr.
 
     Returns:
         The merged run's path and the largest logit difference against the unmerged run.
 
     Raises:
-        ConfigError: the run's method cannot be merged (the message says why).
+        ConfigError: the run's method cannot be merged (the message says why), or a bad
+            ``data_options`` item (or one without ``data``).
         RunError: no such run, an exported artifact, the output exists, or the merged logits
             differ by more than ``MAX_LOGIT_DIFF``; nothing is written.
 
@@ -79,6 +84,7 @@ def merge(
 
     from tunelab.compress.datasets import parity_data
     from tunelab.data import LabelMap
+    from tunelab.data.file_options import parse_file_overrides
     from tunelab.inference import Predictor
     from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
     from tunelab.inference.forward import predict_logits
@@ -88,6 +94,11 @@ def merge(
     from tunelab.models import load_tokenizer
     from tunelab.runs import find_run
 
+    # first, as export does: the reader's own error tells the user to add these options, and merge
+    # had no way to take them
+    given = data_options if isinstance(data_options, dict) else parse_file_overrides(data_options)
+    if given and data is None:
+        raise ConfigError("data.* reading options need a file to read: give --data FILE")
     # Resolved, as export does: `tunelab merge .` from inside the run had no folder name to derive
     # the output's from, and run.json's merged_from must name the run from anywhere.
     source = find_run(Path(run).resolve())
@@ -140,7 +151,7 @@ def merge(
             run=source,
             threshold=summary.get("threshold"),
         )
-        check = parity_data(predictor, None if data is None else str(data))
+        check = parity_data(predictor, None if data is None else str(data), given)
         enc = predictor.task.encode(
             tokenizer, check.dataset, max_length=config.model.max_length, stride=config.model.stride
         )

@@ -6,10 +6,26 @@ A method's ``__post_init__`` makes a ``Problems("lora")``, checks each field, th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from tunelab.errors import ConfigError
+
+ALL_LINEAR = "all-linear"  # peft's word for every linear layer but the head
+
+
+def names_as_list(value: Any) -> Any:
+    """One module name as typed on the command line (``target_modules=query``) -> ``["query"]``.
+
+    peft reads a string as a regex over whole module paths (``all-linear`` apart), so a bare name
+    matched no layer: "No modules were targeted" for target modules, and IA3's feed-forward layers
+    silently rescaled at the output. A list matches by name suffix, as the user meant. Anything
+    else (a list, a regex such as ``.*query``, ``all-linear``) is returned as it is.
+    """
+    if isinstance(value, str) and value != ALL_LINEAR and re.fullmatch(r"[\w.]+", value):
+        return [value]
+    return value
 
 
 class Problems:
@@ -46,14 +62,18 @@ class Problems:
         if value not in allowed:
             self.add(f"{name}={value!r} (use one of {', '.join(allowed)})")
 
-    def modules(self, name: str, value: Any, example: str) -> None:
-        """peft's ``target_modules``: a non-empty list of module names, or a regex or ``all-linear``."""
+    def modules(self, name: str, value: Any, example: str) -> Any:
+        """peft's ``target_modules``: a non-empty list of module names, or a regex or ``all-linear``.
+
+        Returns the value to keep: one module name becomes a list of it (``names_as_list``).
+        """
         if not value:
             self.add(f"{name} is empty (e.g. {example})")
         elif not isinstance(value, str | list) or (
             isinstance(value, list) and not all(isinstance(v, str) and v for v in value)
         ):
             self.add(f"{name}={value!r} (use a list of module names such as {example}, or one regex)")
+        return names_as_list(value)
 
     def raise_if_any(self) -> None:
         if self.found:

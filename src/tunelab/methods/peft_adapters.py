@@ -10,6 +10,7 @@ serves every task.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 import warnings
@@ -62,6 +63,7 @@ def load(folder: Path, loader: ModelLoader) -> nn.Module:
     """The adapter onto the run's base model, not merged (``merge`` folds it in)."""
     from peft import PeftModel
 
+    _check_files(folder)
     base = loader.base()
     with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
         # AdaLoRA's rank_pattern names its lora_E parameters, and peft's check, written for LoRA's
@@ -70,20 +72,67 @@ def load(folder: Path, loader: ModelLoader) -> nn.Module:
         return PeftModel.from_pretrained(base, adapter)
 
 
+def _check_files(folder: Path) -> None:
+    """Refuse what peft would mishandle, before it sees the folder.
+
+    Without ``adapter_model.safetensors`` peft falls back to a pickled ``adapter_model.bin`` read
+    with ``torch.load`` (code from a file someone handed over would run), and peft 0.21 has no
+    switch to refuse it; weights load from safetensors only. With neither file, peft took the
+    folder for a Hub repo id and said "Repo id must be a string". An ``adapter_config.json`` that
+    is not a JSON object failed as "unexpected TypeError: list indices must be integers", one
+    without a known ``peft_type`` as "unexpected KeyError".
+    """
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise RunError(
+            f"{folder}: {ADAPTER_WEIGHTS} is missing (weights load from safetensors only); "
+            "train the run again"
+        )
+    try:
+        meta = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # missing or not JSON: peft says so, and _readable names the folder
+    if not isinstance(meta, dict):
+        raise RunError(
+            f"{folder}: {ADAPTER_CONFIG} holds a {type(meta).__name__}, not the adapter's settings; "
+            "train the run again"
+        )
+    from peft import PeftType
+
+    if meta.get("peft_type") not in {t.value for t in PeftType}:
+        # a prompt/prefix/adapter run's config (tunelab_method, no peft_type) failed as
+        # "unexpected KeyError: 'peft_type'"
+        found = meta.get("tunelab_method") or meta.get("peft_type")
+        raise RunError(
+            f"{folder}: {ADAPTER_CONFIG} names no peft adapter (found {found!r}); "
+            "the run's run.json and weights/ disagree, or train the run again"
+        )
+
+
 @contextlib.contextmanager
 def _readable(folder: Path) -> Iterator[None]:
     """A damaged adapter file as one line naming the folder (full runs' damage is named so): it was
-    "unexpected SafetensorError: Error while deserializing header" or a JSONDecodeError."""
+    "unexpected SafetensorError: Error while deserializing header" or a JSONDecodeError. A
+    RuntimeError is torch's "size mismatch" (an adapter_config.json whose r disagrees with the
+    weights), a page of lines, one per tensor: the first says enough (running out of memory is one
+    too, and is not damage)."""
+    import torch
     from safetensors import SafetensorError
 
     try:
         yield
-    except TunelabError:
+    except (TunelabError, torch.OutOfMemoryError):
         raise
-    except (OSError, ValueError, SafetensorError) as exc:
-        raise RunError(
-            f"{folder}: cannot read the adapter ({first_line(exc)}); train the run again"
-        ) from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise RunError(f"{folder}: cannot read the adapter ({_one_line(exc)}); train the run again") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's first line, with the next one when the first only introduces a list: torch's
+    "Error(s) in loading state_dict for PeftModel:" says nothing without its first item."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return first_line(exc)
 
 
 def merge(model: nn.Module) -> nn.Module:
@@ -101,6 +150,7 @@ def attach(host: nn.Module | None, folder: Path, loader: ModelLoader, name: str)
     """
     from peft import PeftModel
 
+    _check_files(folder)
     if host is None:
         base = loader.base()
         with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():

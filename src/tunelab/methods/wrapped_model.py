@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from tunelab.atomic import atomic_write_json, save_safetensors
-from tunelab.errors import RunError, first_line
+from tunelab.errors import ConfigError, RunError, first_line
 from tunelab.methods.peft_adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, head_modules
 from tunelab.methods.registry import ModelLoader
 
@@ -102,12 +102,26 @@ def load(
         raise RunError(
             f"{folder}: cannot read the {method} weights ({first_line(exc)}); train the run again"
         ) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("options", {}), dict):
+        # a list or a string here failed as "unexpected AttributeError: 'list' object has no
+        # attribute 'get'" or "TypeError: argument after ** must be a mapping"
+        raise RunError(
+            f"{folder}: {ADAPTER_CONFIG} is not a {method} adapter's settings (a JSON object whose "
+            "options are an object); train the run again"
+        )
     if meta.get("tunelab_method") != method:
         raise RunError(
             f"{folder}: holds weights of method {meta.get('tunelab_method') or meta.get('peft_type')!r}, "
             f"not {method!r}; the run's run.json and weights/ disagree"
         )
-    model = apply(loader.base(), options_cls(**meta.get("options", {})))
+    try:
+        options = options_cls(**meta.get("options", {}))
+    except (TypeError, ConfigError) as exc:  # an unknown option, or a value the method refuses
+        raise RunError(
+            f"{folder}: {ADAPTER_CONFIG} options do not fit method {method} ({first_line(exc)}); "
+            "train the run again"
+        ) from None
+    model = apply(loader.base(), options)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
     if missing or unexpected:

@@ -66,7 +66,9 @@ class AdaLoraOptions:
             problems.add(f"target_r={self.target_r} is above init_r={self.init_r} (the budget only shrinks)")
         problems.positive("alpha", self.alpha, 32)
         problems.probability("dropout", self.dropout)
-        problems.modules("target_modules", self.target_modules, "[query, value] or all-linear")
+        self.target_modules = problems.modules(
+            "target_modules", self.target_modules, "[query, value] or all-linear"
+        )
         problems.fraction("init_fraction", self.init_fraction, 0.1)
         problems.fraction("final_fraction", self.final_fraction, 0.3)
         if not problems.found and self.init_fraction + self.final_fraction >= 1:

@@ -8,14 +8,13 @@ fold into the weights they scale, so a run merges into a plain model.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from tunelab.errors import ConfigError
 from tunelab.methods import peft_adapters
-from tunelab.methods.options import Problems
+from tunelab.methods.options import Problems, names_as_list
 from tunelab.methods.registry import Method, register_method
 
 
@@ -35,14 +34,13 @@ class Ia3Options:
 
     def __post_init__(self) -> None:
         problems = Problems("ia3")
-        problems.modules("target_modules", self.target_modules, "[key, value, output.dense]")
-        ff = self.feedforward_modules
-        if isinstance(ff, str) and re.fullmatch(r"[\w.]+", ff):
-            # one module name as typed on the command line (feedforward_modules=output.dense): peft
-            # reads a string as a regex over whole module paths, which matched no layer, so the
-            # layers' outputs were rescaled instead of their inputs, silently
-            self.feedforward_modules = [ff]
-        elif not isinstance(ff, str | list) or (
+        self.target_modules = problems.modules(
+            "target_modules", self.target_modules, "[key, value, output.dense]"
+        )
+        # feedforward_modules=output.dense as typed: as peft's regex it matched no layer, and the
+        # layers' outputs were rescaled instead of their inputs, silently
+        ff = self.feedforward_modules = names_as_list(self.feedforward_modules)
+        if not isinstance(ff, str | list) or (
             isinstance(ff, list) and not all(isinstance(m, str) and m for m in ff)
         ):  # an int failed in train as "unexpected TypeError: 'int' object is not iterable"
             problems.add(

@@ -33,7 +33,9 @@ class LohaOptions:
         problems.positive("alpha", self.alpha, 8)
         problems.probability("rank_dropout", self.rank_dropout)
         problems.probability("module_dropout", self.module_dropout)
-        problems.modules("target_modules", self.target_modules, "[query, value] or all-linear")
+        self.target_modules = problems.modules(
+            "target_modules", self.target_modules, "[query, value] or all-linear"
+        )
         problems.raise_if_any()
 
 

@@ -41,7 +41,9 @@ class LokrOptions:
             or (self.decompose_factor != -1 and self.decompose_factor < 1)
         ):
             problems.add(f"decompose_factor={self.decompose_factor!r} (use -1 or a positive integer, e.g. 4)")
-        problems.modules("target_modules", self.target_modules, "[query, value] or all-linear")
+        self.target_modules = problems.modules(
+            "target_modules", self.target_modules, "[query, value] or all-linear"
+        )
         problems.raise_if_any()
 
 

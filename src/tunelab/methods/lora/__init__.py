@@ -34,7 +34,9 @@ class LoraOptions:
         problems.positive_int("r", self.r, 8)
         problems.positive("alpha", self.alpha, 16)
         problems.probability("dropout", self.dropout)
-        problems.modules("target_modules", self.target_modules, "[query, value] or all-linear")
+        self.target_modules = problems.modules(
+            "target_modules", self.target_modules, "[query, value] or all-linear"
+        )
         problems.raise_if_any()
 
 

@@ -21,7 +21,10 @@ from tunelab.methods.registry import ModelLoader
 from tunelab.models import build_classifier
 
 LABELS = ["food", "sports", "weather"]
-PEFT_METHODS = [m for m in available_methods() if get_method(m).load is peft_adapters.load]
+#: the methods over peft: their ``load`` is ``peft_adapters.load`` bound to the method's peft type
+PEFT_METHODS = [
+    m for m in available_methods() if getattr(get_method(m).load, "func", None) is peft_adapters.load
+]
 #: the methods written here, each with an option value its options refuse (a ConfigError)
 WRAPPED_METHODS = {"prompt": {"tokens": 0}, "prefix": {"tokens": 0}, "adapter": {"reduction_factor": 0}}
 

@@ -10,11 +10,12 @@ serves every task.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,28 +60,58 @@ def save(model: nn.Module, folder: Path) -> None:
     open_permissions(folder)  # safetensors writes 0600
 
 
-def load(folder: Path, loader: ModelLoader) -> nn.Module:
-    """The adapter onto the run's base model, not merged (``merge`` folds it in)."""
+def load(
+    folder: Path, loader: ModelLoader, *, method: str | None = None, peft_type: str | None = None
+) -> nn.Module:
+    """The adapter onto the run's base model, not merged (``merge`` folds it in).
+
+    ``method`` and ``peft_type`` (the method the run was trained with and the peft type it saves,
+    ``loader_for`` binds them) make an adapter of another type a refusal, not another model.
+    """
     from peft import PeftModel
 
-    _check_files(folder)
+    method = _check_files(folder, method, peft_type)
     base = loader.base()
-    with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+    with _readable(folder, method), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
         # AdaLoRA's rank_pattern names its lora_E parameters, and peft's check, written for LoRA's
         # (module names), calls every key unmatched; AdaLoRA itself resizes by them all the same.
         warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
         return PeftModel.from_pretrained(base, adapter)
 
 
-def _check_files(folder: Path) -> None:
-    """Refuse what peft would mishandle, before it sees the folder.
+def loader_for(method: str, peft_type: str) -> Callable[[Path, ModelLoader], nn.Module]:
+    """``load`` for one registered method: it refuses a folder whose adapter is of another type."""
+    return functools.partial(load, method=method, peft_type=peft_type)
+
+
+def sharing_for(method: str, peft_type: str, *, mixed: bool) -> BaseSharing:
+    """How ``method``'s adapters share a base in a server; ``attach`` refuses another type's.
+
+    ``mixed``: the tuner's layers take peft's ``adapter_names`` (LoRA), so one forward may mix
+    adapters. IA3, LoHa and LoKr have no such layers: one adapter per forward. (AdaLoRA shares
+    nothing: its layers are LoRA layers to peft's forward hooks, which would pass them
+    ``adapter_names`` that they ignore, silently running the active adapter.)
+    """
+    return BaseSharing(
+        attach=functools.partial(attach, method=method, peft_type=peft_type),
+        detach=detach,
+        forward=forward_mixed if mixed else forward_one,
+        mixed_batches=mixed,
+        signature=head_signature,
+    )
+
+
+def _check_files(folder: Path, method: str | None = None, peft_type: str | None = None) -> str:
+    """Refuse what peft would mishandle, before it sees the folder; the method's name for messages
+    (``method``, else the adapter's own peft type).
 
     Without ``adapter_model.safetensors`` peft falls back to a pickled ``adapter_model.bin`` read
     with ``torch.load`` (code from a file someone handed over would run), and peft 0.21 has no
     switch to refuse it; weights load from safetensors only. With neither file, peft took the
     folder for a Hub repo id and said "Repo id must be a string". An ``adapter_config.json`` that
     is not a JSON object failed as "unexpected TypeError: list indices must be integers", one
-    without a known ``peft_type`` as "unexpected KeyError".
+    without a known ``peft_type`` as "unexpected KeyError". One of another known type (a lora
+    run whose weights/ holds an ia3 adapter) loaded silently as that other method.
     """
     if not (folder / ADAPTER_WEIGHTS).is_file():
         raise RunError(
@@ -90,7 +121,7 @@ def _check_files(folder: Path) -> None:
     try:
         meta = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return  # missing or not JSON: peft says so, and _readable names the folder
+        return method or "peft"  # missing or not JSON: peft says so, and _readable names the folder
     if not isinstance(meta, dict):
         raise RunError(
             f"{folder}: {ADAPTER_CONFIG} holds a {type(meta).__name__}, not the adapter's settings; "
@@ -106,15 +137,24 @@ def _check_files(folder: Path) -> None:
             f"{folder}: {ADAPTER_CONFIG} names no peft adapter (found {found!r}); "
             "the run's run.json and weights/ disagree, or train the run again"
         )
+    found = meta["peft_type"]
+    if peft_type is not None and found != peft_type:
+        raise RunError(
+            f"{folder}: {ADAPTER_CONFIG} holds a peft_type {found!r} adapter, but the run was trained "
+            f"with method {method} (peft_type {peft_type!r}); the run's run.json and weights/ disagree"
+        )
+    return method or str(found).lower()
 
 
 @contextlib.contextmanager
-def _readable(folder: Path) -> Iterator[None]:
+def _readable(folder: Path, method: str) -> Iterator[None]:
     """A damaged adapter file as one line naming the folder (full runs' damage is named so): it was
     "unexpected SafetensorError: Error while deserializing header" or a JSONDecodeError. A
     RuntimeError is torch's "size mismatch" (an adapter_config.json whose r disagrees with the
     weights), a page of lines, one per tensor: the first says enough (running out of memory is one
-    too, and is not damage)."""
+    too, and is not damage). A TypeError is an adapter_config.json value of the wrong type (``"r":
+    "x"``, ``"target_modules": 5``), which peft compares or iterates without checking: it was
+    "unexpected TypeError: '<=' not supported between instances of 'str' and 'int'"."""
     import torch
     from safetensors import SafetensorError
 
@@ -124,6 +164,11 @@ def _readable(folder: Path) -> Iterator[None]:
         raise
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise RunError(f"{folder}: cannot read the adapter ({_one_line(exc)}); train the run again") from None
+    except TypeError as exc:
+        raise RunError(
+            f"{folder}: {ADAPTER_CONFIG} options do not fit method {method} ({first_line(exc)}); "
+            "train the run again"
+        ) from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -140,25 +185,42 @@ def merge(model: nn.Module) -> nn.Module:
     return model.merge_and_unload()
 
 
-def attach(host: nn.Module | None, folder: Path, loader: ModelLoader, name: str) -> nn.Module:
+def attach(
+    host: nn.Module | None,
+    folder: Path,
+    loader: ModelLoader,
+    name: str,
+    *,
+    method: str | None = None,
+    peft_type: str | None = None,
+) -> nn.Module:
     """Load the adapter in ``folder`` under ``name``: onto ``host`` (a ``PeftModel`` an earlier
     ``attach`` made, its base weights reused), or onto ``loader.base()`` when there is none yet.
 
     Each adapter keeps its own head (peft's ``modules_to_save`` copy). peft copies the host's
     head for a new adapter, so an adapter with another label count would not fit it: peft is told
     to skip such tensors and they are put in afterwards at their saved shapes (``_fit_heads``).
+    ``method`` and ``peft_type`` as for ``load`` (``sharing_for`` binds them).
     """
     from peft import PeftModel
 
-    _check_files(folder)
+    method = _check_files(folder, method, peft_type)
     if host is None:
         base = loader.base()
-        with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+        with (
+            _readable(folder, method),
+            _renamed_if_legacy(folder, base) as adapter,
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
             return PeftModel.from_pretrained(base, adapter, adapter_name=name).eval()
     base = host.get_base_model()
     try:
-        with _readable(folder), _renamed_if_legacy(folder, base) as adapter, warnings.catch_warnings():
+        with (
+            _readable(folder, method),
+            _renamed_if_legacy(folder, base) as adapter,
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", message=".*(rank_pattern keys did not match|mismatch).*")
             host.load_adapter(adapter, adapter_name=name, is_trainable=False, ignore_mismatched_sizes=True)
             _fit_heads(host, adapter, name)
@@ -226,19 +288,6 @@ def head_signature(host: nn.Module, name: str) -> tuple[tuple[str, tuple[int, ..
     return tuple(
         sorted((n.replace(marker, "."), tuple(p.shape)) for n, p in host.named_parameters() if marker in n)
     )
-
-
-#: LoRA: adapters on one base answer one mixed batch (peft's ``adapter_names``).
-SHARED_MIXED = BaseSharing(
-    attach=attach, detach=detach, forward=forward_mixed, mixed_batches=True, signature=head_signature
-)
-
-#: peft tuners whose layers take no ``adapter_names`` (IA3, LoHa, LoKr): one base, one adapter per
-#: forward. (AdaLoRA is not one of them: its layers are LoRA layers to peft's forward hooks, which
-#: would pass them ``adapter_names`` that they ignore, silently running the active adapter.)
-SHARED_PER_ADAPTER = BaseSharing(
-    attach=attach, detach=detach, forward=forward_one, mixed_batches=False, signature=head_signature
-)
 
 
 @contextlib.contextmanager

@@ -113,12 +113,19 @@ class Method:
             trainable weights and must survive a kill (AdaLoRA's rank pattern and importance
             averages); saved in every resume checkpoint. None for most.
         restore_state: ``restore_state(model, state)`` puts that back when a run resumes.
-        head_only: ``head_only(options) -> bool``: True when these options train the task head
-            alone (no pre-trained weight moves), so ``continual.ewc`` has nothing to keep and
+        head_only: ``head_only(options) -> bool``: True when with these options the training loop
+            trains the task head alone (no pre-trained weight takes the loop's steps, though
+            ``before_training`` may have moved some: SetFit's contrastive stage), so
+            ``continual.ewc``, a penalty on the loop's steps, has nothing to keep and
             ``tunelab validate --from`` says so before any training (None: never head-only).
         after_training: ``after_training(model) -> notes`` runs after the loop, before the best
             weights are saved: lines for the run's log and summary (AdaLoRA says when early stopping
             came before its final rank allocation). None for most.
+        trained_parameters: ``trained_parameters(model, options) -> int``: how many parameters the
+            run trained, for run.json's ``trainable_parameters`` (the summary line and report.md
+            show it), counted after the loop. None: those the loop left trainable
+            (``requires_grad``), which misses what ``before_training`` trained before ``apply``
+            froze it (SetFit with ``end_to_end: false`` tunes the whole encoder first).
     """
 
     name: str
@@ -143,6 +150,7 @@ class Method:
     restore_state: Callable[[nn.Module, dict[str, Any]], None] | None = None
     after_training: Callable[[nn.Module], list[str]] | None = None
     head_only: Callable[[Any], bool] | None = None
+    trained_parameters: Callable[[nn.Module, Any], int] | None = None
 
     def check_task(self, task: str) -> None:
         """Raises ConfigError (one line) when the method cannot train ``task``."""
@@ -157,6 +165,13 @@ class Method:
     def shares_base(self) -> bool:
         """True when several runs of this method on one base can be served on one copy of it."""
         return self.sharing is not None
+
+    def count_trained_parameters(self, model: nn.Module, options: Any) -> int:
+        """The parameters this run trained: the method's ``trained_parameters`` hook where it has one,
+        else those still trainable after the loop (the loop never asks a method's name)."""
+        if self.trained_parameters is not None:
+            return self.trained_parameters(model, options)
+        return trainable_count(model)
 
     def load_for_inference(self, folder: Path, loader: ModelLoader) -> nn.Module:
         """``load``, then ``merge`` where the method has one: inference costs what the base does."""
@@ -184,6 +199,11 @@ class Method:
             return self.config_cls(**options)
         except TypeError as exc:
             raise ConfigError(f"method {self.name}: {exc}") from None
+
+
+def trainable_count(model: nn.Module) -> int:
+    """The number of parameters that take gradients now (``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def register_method(method: Method) -> Method:

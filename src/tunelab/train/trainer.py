@@ -357,6 +357,7 @@ def train(
             model,
             tokenizer,
             enc_train,
+            options=options,
             head_init=head_init,
             probe_accuracy=probe_accuracy,
             base_fingerprint=base_fingerprint,
@@ -393,6 +394,7 @@ def _train_in(
     tokenizer: Any,
     enc_train: Encoded,
     *,
+    options: Any,
     head_init: str,
     probe_accuracy: float | None,
     base_fingerprint: str | None,
@@ -487,8 +489,10 @@ def _train_in(
             logger.warning(note)
             splits.notes.append(note)
     # What really trained: a resume trains the weights its checkpoint was training (a checkpoint
-    # from before freeze_word_embeddings became the default turns the embeddings back on).
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # from before freeze_word_embeddings became the default turns the embeddings back on), and a
+    # method's own stage before the loop may have trained weights the loop then left frozen
+    # (SetFit's contrastive stage): the method says (``Method.trained_parameters``).
+    n_trainable = method.count_trained_parameters(model, options)
 
     run.weights.mkdir(exist_ok=True)
     method.save(model, run.weights)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -37,7 +38,7 @@ from tunelab.data.encoding import Encoded
 from tunelab.errors import ConfigError
 from tunelab.methods.full import load, save
 from tunelab.methods.options import Problems
-from tunelab.methods.registry import Method, register_method
+from tunelab.methods.registry import Method, register_method, trainable_count
 
 
 @dataclass
@@ -94,6 +95,18 @@ def apply(model: nn.Module, options: SetFitConfig) -> nn.Module:
     return model
 
 
+def trained_parameters(model: nn.Module, options: Any) -> int:
+    """Every weight once the contrastive stage ran: with ``end_to_end: false`` the loop trains the
+    head alone, but the stage before it tuned the whole encoder and the run saves all of it (run.json
+    said the head's 99 parameters on the tiny model). Without that stage (no pair could be drawn),
+    what the loop trained."""
+    from tunelab.methods.setfit.contrastive import TUNED
+
+    if model in TUNED:
+        return sum(p.numel() for p in model.parameters())
+    return trainable_count(model)
+
+
 register_method(
     Method(
         name="setfit",
@@ -109,5 +122,6 @@ register_method(
         tasks=("single_label",),
         tasks_why="pairs are drawn by label, which needs one label per row",
         head_only=lambda options: not options.end_to_end,
+        trained_parameters=trained_parameters,
     )
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from typing import Any
 
 import torch
@@ -23,6 +24,11 @@ from tunelab.methods.setfit.pairs import Pair, draw_pairs
 from tunelab.models.classifier import pooled_features
 
 logger = logging.getLogger(__name__)
+
+#: The models whose encoder ``contrastive_finetune`` tuned (none when no pair could be drawn): the
+#: method's ``trained_parameters`` counts every weight of these, not only what the loop trains.
+#: Weak, so a finished run's model is not kept alive.
+TUNED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed: int) -> list[str]:
@@ -80,6 +86,7 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
             if step % 50 == 0 or step == total:
                 logger.info("setfit contrastive step %d/%d: loss %.4f", step, total, running / window)
                 running, window = 0.0, 0
+    TUNED.add(model)
     return [pairs_note(pairs, drawn, options, step, time.perf_counter() - started)]
 
 

@@ -280,3 +280,81 @@ def test_the_multi_label_filter_does_not_depend_on_a_constant_labels_name() -> N
     last = predict_labels(x, np.hstack([y, always]), new, seed=0)  # "zzz": sorted last
     assert (first[:, 0] == 1).all() and (last[:, 2] == 1).all()
     assert (first[:, 1:] == plain).all() and (last[:, :2] == plain).all()
+
+
+# -- Chinese and Japanese: no spaces between words ------------------------------------------------
+
+_ZH = ["这家酒店的服务非常好，房间也很干净", "早餐太差了,不会再来", "位置方便，价格合理，推荐入住"]
+
+
+def test_chinese_texts_are_swapped_and_deleted_per_character() -> None:
+    """Split at spaces, a Chinese text was one word: swap and delete made nothing, silently."""
+    ds = Dataset(texts=_ZH, text_pairs=None, labels=[1, 0, 1], source="zh")
+    made = augment_dataset(ds, ["swap", "delete"], per_example=4, alpha=0.1, seed=1)
+    assert set(made.methods) == {"swap", "delete"} and set(made.origin) == {0, 1, 2}
+    for text, i, method in zip(made.rows.texts, made.origin, made.methods, strict=True):
+        original = _ZH[i]
+        assert " " not in text and text != original
+        if method == "swap":
+            assert sorted(text) == sorted(original)
+        else:  # a subsequence of the original's characters
+            assert len(text) < len(original) and not Counter(text) - Counter(original)
+            rest = iter(original)
+            assert all(char in rest for char in text)
+
+
+def test_chinese_insert_copies_a_character_of_the_text_and_spacing_is_kept() -> None:
+    text = "我用iPhone, 很好的手机"
+    out = augment_text(text, "insert", random.Random(0), alpha=0.1, lexicon=FakeLexicon())
+    assert out is not None and len(out) == len(text) + 1
+    added = Counter(out) - Counter(text)
+    assert len(added) == 1 and next(iter(added)) in set(text)
+    assert "iPhone, " in out or "iPhone," in out  # "iPhone," stays one word
+    swapped = augment_text("I love 中国 a lot", "swap", random.Random(3), alpha=0.1, lexicon=None)
+    assert swapped is not None and "  " not in swapped
+    assert sorted(swapped.replace(" ", "")) == sorted("Ilove中国alot")
+    assert augment_text("日本語のテキスト", "swap", random.Random(0), alpha=0.1, lexicon=None) is not None
+
+
+def test_english_rows_are_as_before_for_a_fixed_seed() -> None:
+    """The CJK split is used only for texts with CJK characters: English rows (punctuation kept on
+    its word, as ``str.split`` does) are exactly those the space-split implementation made."""
+    texts = [
+        "My card, has not arrived yet!",
+        "where is my money (now)?",
+        "the new card never arrived here.",
+        "hello",
+    ]
+    ds = Dataset(texts=texts, text_pairs=None, labels=[0, 1, 0, 1], source="t")
+    made = augment_dataset(
+        ds, ["synonym", "insert", "swap", "delete"], per_example=4, alpha=0.2, seed=7, lexicon=FakeLexicon()
+    )
+    assert list(zip(made.rows.texts, made.origin, made.methods, strict=True)) == [
+        ("My not has card, arrived yet!", 0, "swap"),
+        ("My has not yet!", 0, "delete"),
+        ("My card, has not came yet!", 0, "synonym"),
+        ("My card, has came not arrived yet!", 0, "insert"),
+        ("where is my cash (now)?", 1, "synonym"),
+        ("where is my money funds (now)?", 1, "insert"),
+        ("(now)? is my money where", 1, "swap"),
+        ("where is my (now)?", 1, "delete"),
+        ("the new bill never arrived here.", 2, "synonym"),
+        ("the new card bill never arrived here.", 2, "insert"),
+        ("arrived new card never the here.", 2, "swap"),
+        ("the new card arrived", 2, "delete"),
+    ]
+
+
+def test_a_run_that_made_no_rows_warns_why(caplog: pytest.LogCaptureFixture) -> None:
+    from tunelab.data.labels import LabelMap
+
+    train = Dataset(texts=["hello", "bye", "thanks"], text_pairs=None, labels=[0, 1, 0], source="t")
+    splits = augment_rows.Splits(train=train, dev=None, test=None, labels=LabelMap.from_names(["a", "b"]))
+    cfg = RunConfig.from_dict({"augment": {"methods": ["swap", "delete"]}})
+    with caplog.at_level("WARNING", logger="tunelab.train.augment_rows"):
+        out, info = augment_rows.augment_training_rows(splits, cfg, get_task("single_label"), None, None)
+    assert info is not None and info["kept"] == 0 and out.train.texts == train.texts
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("augment: made no rows: 3 of 3 texts have fewer than 2 words")
+    assert "made no rows" in out.notes[-1]

@@ -5,10 +5,14 @@
 - ``swap``: swap two random words, ``n`` times;
 - ``delete``: drop each word with probability ``alpha`` (one word always stays);
 
-with ``n = max(1, alpha * words)``. Each new row comes from one operation; the operations take
-turns, so each makes about the same share of the new rows, as in the paper. Everything is drawn
-from one ``random.Random(seed)`` in row order: the same config gives the same rows, which a
-resumed run relies on.
+with ``n = max(1, alpha * words)``. Words are what ``str.split`` makes of a text, except in a text
+with Chinese or Japanese characters (written without spaces between words): there each such
+character (and each CJK punctuation mark) is a word of its own, so swap, delete and insert work
+per character, and ``insert`` inserts a copy of one of the text's own words, since WordNet is
+English (``synonym`` changes only the English words of such a text). Each new row comes from
+one operation; the operations take turns, so each makes about the same share of the new rows, as
+in the paper. Everything is drawn from one ``random.Random(seed)`` in row order: the same config
+gives the same rows, which a resumed run relies on.
 
 Hand-written because the libraries that do EDA are not offline-friendly: ``nlpaug`` and the
 paper's own code read WordNet through ``nltk``, whose data is downloaded at run time. The
@@ -20,6 +24,7 @@ their data instead). Back-translation is not offered: no bundled model translate
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -126,6 +131,18 @@ def random_insertion(words: list[str], n: int, rng: random.Random, lexicon: Lexi
     return out
 
 
+def random_copy_insertion(words: list[str], n: int, rng: random.Random) -> list[str]:
+    """Insert a copy of a random word of the text (letters only, not punctuation) at a random
+    position, ``n`` times: ``insert`` for Chinese and Japanese texts, which WordNet has no synonyms for."""
+    out = list(words)
+    candidates = [w for w in words if w.isalpha()]
+    if not candidates:
+        return out
+    for _ in range(n):
+        out.insert(rng.randint(0, len(out)), rng.choice(candidates))
+    return out
+
+
 def random_swap(words: list[str], n: int, rng: random.Random) -> list[str]:
     """Swap two random positions, ``n`` times."""
     out = list(words)
@@ -149,16 +166,98 @@ def augment_text(
     text: str, method: str, rng: random.Random, *, alpha: float, lexicon: Lexicon | None
 ) -> str | None:
     """One EDA variant of ``text`` by ``method``; None when it came out unchanged."""
-    words = text.split()
+    unspaced = has_unspaced(text)
+    words = split_words(text)
     n = max(1, int(alpha * len(words)))
     ops: dict[str, Callable[[], list[str]]] = {
         "synonym": lambda: synonym_replacement(words, n, rng, lexicon),  # type: ignore[arg-type]
-        "insert": lambda: random_insertion(words, n, rng, lexicon),  # type: ignore[arg-type]
+        "insert": (
+            (lambda: random_copy_insertion(words, n, rng))
+            if unspaced
+            else (lambda: random_insertion(words, n, rng, lexicon))  # type: ignore[arg-type]
+        ),
         "swap": lambda: random_swap(words, n, rng),
         "delete": lambda: random_deletion(words, alpha, rng),
     }
-    new = " ".join(ops[method]())
-    return new if new and new != " ".join(words) else None
+    new = join_words(ops[method](), like=text)
+    return new if new and new != join_words(words, like=text) else None
+
+
+@cache
+def _cjk_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(one Chinese or Japanese character or CJK punctuation mark, one word of such a text)."""
+    # The NER reader's class of characters written without spaces around them (CJK ideographs,
+    # kana, CJK punctuation, full-width forms), less the ideographic space. Imported here, not at
+    # the top: importing the data package must not import the tasks package.
+    from tunelab.tasks.token_classification.reading import _UNSPACED
+
+    char = rf"(?:(?=\S){_UNSPACED.pattern})"
+    return re.compile(char), re.compile(rf"{char}|(?:(?!{char})\S)+")
+
+
+def has_unspaced(text: str) -> bool:
+    """Whether ``text`` has a Chinese or Japanese character (or CJK punctuation)."""
+    return _cjk_patterns()[0].search(text) is not None
+
+
+def split_words(text: str) -> list[str]:
+    """The words EDA edits: ``text.split()``, and in a text with Chinese or Japanese characters each
+    such character a word of its own ("好,房间" -> "好", ",", "房", "间"; "iPhone," stays one word).
+
+    Not the NER reader's ``word_offsets``: it splits punctuation from words ("card," -> "card",
+    ","), so English rows would change, and its ``join_words`` writes "好 , 房间"."""
+    if not has_unspaced(text):
+        return text.split()
+    return _cjk_patterns()[1].findall(text)
+
+
+def join_words(words: list[str], *, like: str) -> str:
+    """``words`` (from ``split_words(like)``, edited) as one text written as ``like`` is: a space
+    between words; in a Chinese or Japanese text none between two CJK characters, and one between
+    a CJK character and another word only where ``like`` has one on that side of that word
+    ("我用iPhone, 很好" and "I love 中国" come back as written)."""
+    if not has_unspaced(like):
+        return " ".join(words)
+    char, word = _cjk_patterns()
+    space_before: set[str] = set()
+    space_after: set[str] = set()
+    for m in word.finditer(like):
+        if like[m.start() - 1 : m.start()].isspace():
+            space_before.add(m.group())
+        if like[m.end() : m.end() + 1].isspace():
+            space_after.add(m.group())
+    out: list[str] = []
+    for w in words:
+        if out:
+            prev_cjk, cjk = bool(char.fullmatch(out[-1])), bool(char.fullmatch(w))
+            if (
+                (not prev_cjk and not cjk)
+                or (prev_cjk and not cjk and w in space_before)
+                or (not prev_cjk and cjk and out[-1] in space_after)
+            ):
+                out.append(" ")
+        out.append(w)
+    return "".join(out)
+
+
+def why_no_rows(dataset: Dataset, methods: list[str]) -> str:
+    """Why ``augment_dataset(dataset, methods, ...)`` made no row, for a one-line warning."""
+    if not dataset.texts:
+        return "the training split has no rows"
+    reasons: list[str] = []
+    short = sum(1 for text in dataset.texts if len(split_words(text)) < 2)
+    if short:
+        reasons.append(
+            f"{short} of {len(dataset.texts)} texts have fewer than 2 words, which swap and delete "
+            "cannot change (words are split at spaces; in Chinese and Japanese, at each character)"
+        )
+    if any(m in NEEDS_LEXICON for m in methods):
+        reasons.append("synonym and insert need English words that have a WordNet synonym")
+    if short < len(dataset.texts):
+        reasons.append(
+            "every other variant drawn came out unchanged or repeated (try a larger augment.alpha)"
+        )
+    return "; ".join(reasons)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from torch import nn
 
 from tunelab.config import RunConfig
 from tunelab.data import Splits
-from tunelab.data.augment import Augmented, augment_dataset
+from tunelab.data.augment import Augmented, augment_dataset, why_no_rows
 from tunelab.data.dataset import Dataset
 from tunelab.data.held_out import rows_not_held_out
 from tunelab.tasks import Task
@@ -55,6 +55,7 @@ def augment_training_rows(
         return splits, None
     seed = cfg.train.seed if aug.seed is None else aug.seed
     made = augment_dataset(splits.train, aug.methods, per_example=aug.per_example, alpha=aug.alpha, seed=seed)
+    drawn = len(made.rows)
     made, leaked = _drop_held_out(made, splits)
     made, repeated = _drop_repeats(made, splits.train)
     made_count = len(made.rows)
@@ -88,6 +89,20 @@ def augment_training_rows(
         note += "; the label filter was skipped: the training rows have one label, nothing to tell it from"
     if leaked:
         note += f"; {leaked} made rows dropped because they equal a dev or test text"
+    if len(made.rows) == 0:
+        # Asked for and trained without: say why, louder than the note (Chinese text read as one
+        # word per text made nothing, and the run looked augmented).
+        if not drawn:
+            why = why_no_rows(splits.train, aug.methods)
+        elif not made_count:
+            why = (
+                f"all {drawn} rows made were dropped: {leaked} equal a dev or test text, "
+                f"{repeated} repeat a training text or were made from rows of different labels"
+            )
+        else:
+            why = f"the label filter dropped all {made_count} rows made"
+        logger.warning("augment: made no rows: %s; training without augmentation", why)
+        note += f"; made no rows: {why}"
     return dataclasses.replace(splits, train=train, notes=[*splits.notes, note]), info
 
 

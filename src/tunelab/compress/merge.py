@@ -83,7 +83,6 @@ def merge(
     from tqdm.auto import tqdm
 
     from tunelab.compress.datasets import parity_data
-    from tunelab.data import LabelMap
     from tunelab.data.file_options import parse_file_overrides
     from tunelab.inference import Predictor
     from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
@@ -93,6 +92,7 @@ def merge(
     from tunelab.methods.registry import PLAIN_METHOD
     from tunelab.models import load_tokenizer
     from tunelab.runs import find_run
+    from tunelab.runs.labels_check import check_threshold, read_run_labels
 
     # first, as export does: the reader's own error tells the user to add these options, and merge
     # had no way to take them
@@ -122,7 +122,8 @@ def merge(
     # elsewhere failed, or scored a same-named file with the run's reading options.
     typed = read_run_config(source)
     config = with_training_paths(typed, summary)
-    labels = LabelMap.load(source.labels_json)
+    labels = read_run_labels(source, summary, typed)
+    threshold = check_threshold(summary, source)  # before the models load: merged, it is copied on
     ctx = LoadContext(run=source, config=config, labels=labels, summary=summary)
     method = run_method(ctx)
     if method.merge is None:
@@ -149,7 +150,7 @@ def merge(
             labels,
             config=config,
             run=source,
-            threshold=summary.get("threshold"),
+            threshold=threshold,
         )
         check = parity_data(predictor, None if data is None else str(data), given)
         enc = predictor.task.encode(

@@ -125,12 +125,22 @@ class LabelMap:
     def from_dict(cls, d: dict[str, Any]) -> LabelMap:
         """Rebuild a map written by :meth:`to_dict`.
 
+        Names must be text, as :meth:`to_dict` has always written them: a number, list, mapping or
+        null there was made by hand, and read as its ``str()`` it became a label nothing predicts
+        (``"None"``, ``"['a']"``). A task that is not text failed as "unhashable type: 'list'".
+
         Raises:
-            DataError: ``d`` is not such a mapping.
+            DataError: ``d`` is not such a mapping, its task is not a name or a label not text.
         """
         if not isinstance(d, dict) or not isinstance(d.get("labels"), list):
             raise DataError('label map: expected {"task": ..., "labels": [...]}')
-        return cls(names=d["labels"], task=d.get("task", "single_label"))
+        task = d.get("task", "single_label")
+        if not isinstance(task, str):
+            raise DataError(f'label map: task {task!r} is not a task name (e.g. "single_label")')
+        for i, name in enumerate(d["labels"]):
+            if not isinstance(name, str):
+                raise DataError(f"label map: label {i} is {name!r}, not text; write every label as a string")
+        return cls(names=d["labels"], task=task)
 
     def save(self, path: str | Path) -> Path:
         """Write the map as JSON, atomically, so a crash never leaves half a label file."""

@@ -24,6 +24,7 @@ from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
 from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.labels_check import check_threshold, read_run_labels
 from tunelab.tasks import Task, get_task
 
 if TYPE_CHECKING:
@@ -67,13 +68,15 @@ class Predictor:
 
         run = find_run(path)
         config = read_run_config(run)
-        labels = LabelMap.load(run.labels_json)
         summary = read_run_summary(run)
+        # checked against run.json, config.json and the model before anything is decoded with it
+        labels = read_run_labels(run, summary, config)
+        threshold = check_threshold(summary, run)
         config = with_training_paths(config, summary)
         loader = get_format(summary.get("format", "torch"))
         backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
         tokenizer = load_tokenizer(run.tokenizer)
-        return cls(backend, tokenizer, labels, config=config, threshold=summary.get("threshold"), run=run)
+        return cls(backend, tokenizer, labels, config=config, threshold=threshold, run=run)
 
     @property
     def format(self) -> str:

@@ -208,10 +208,10 @@ class BasePool:
 
     def load(self, path: str | Path) -> Any:
         """A ``Predictor`` for the run or artifact at ``path``; adapters attach to a shared base."""
-        from tunelab.data import LabelMap
         from tunelab.inference.backends import LoadContext, model_loader, run_method
         from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
         from tunelab.runs import find_run
+        from tunelab.runs.labels_check import check_threshold, read_run_labels
 
         try:
             run = find_run(path)
@@ -224,15 +224,17 @@ class BasePool:
         if summary.get("format", "torch") != "torch":
             return self._load_whole(str(path))  # an export: a whole model in its own format
         config = with_training_paths(read_run_config(run), summary)
-        labels = LabelMap.load(run.labels_json)
+        # as Predictor.load checks them: a labels.json of another run is a 400, not a 500 at predict
+        labels = read_run_labels(run, summary, config)
         ctx = LoadContext(run=run, config=config, labels=labels, summary=summary)
         method = run_method(ctx)
         if not method.shares_base:
             return self._load_whole(str(path))
+        threshold = check_threshold(summary, run)  # before the base is loaded or attached to
         key = self._host_key(ctx, method)
         adapter = f"adapter{next(self._names)}"
         host, group = self._attach(key, method, run, model_loader(ctx), adapter)
-        return self._predictor(host, adapter, group, run, config, labels, summary)
+        return self._predictor(host, adapter, group, run, config, labels, threshold)
 
     def _attach(
         self, key: tuple[Any, ...], method: Any, run: Any, loader: Any, adapter: str
@@ -292,7 +294,14 @@ class BasePool:
             ) from None
 
     def _predictor(
-        self, host: SharedBase, adapter: str, group: Any, run: Any, config: Any, labels: Any, summary: Any
+        self,
+        host: SharedBase,
+        adapter: str,
+        group: Any,
+        run: Any,
+        config: Any,
+        labels: Any,
+        threshold: float | None,
     ) -> Any:
         from tunelab.inference import Predictor
         from tunelab.models import load_tokenizer
@@ -307,7 +316,7 @@ class BasePool:
             tokenizer,
             labels,
             config=config,
-            threshold=summary.get("threshold"),
+            threshold=threshold,
             run=run,
         )
         host.adapters[adapter] = predictor

@@ -39,6 +39,7 @@ from tunelab.data.dataset import Dataset
 from tunelab.data.file_options import READING_FIELDS
 from tunelab.errors import ConfigError, DataError, RunError, first_line
 from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.labels_check import read_run_labels
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +138,9 @@ def with_previous_labels(cfg: RunConfig) -> RunConfig:
     """
     if cfg.continual.from_run is None or cfg.data.labels is not None:
         return cfg
-    run, _ = _find(cfg.continual.from_run)
-    return replace(cfg, data=replace(cfg.data, labels=LabelMap.load(run.labels_json).names))
+    run, summary = _find(cfg.continual.from_run)
+    # checked against run.json and the model: an edited labels.json grew (or cut) the head silently
+    return replace(cfg, data=replace(cfg.data, labels=read_run_labels(run, summary).names))
 
 
 def _method_name(method: Any) -> str:
@@ -271,11 +273,9 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
             "classification tasks (rows of text with labels)"
         )
     run, summary = _find(where)
+    config = RunConfig.from_dict(_read_run_file(run.config_json))
     previous = Previous(
-        root=run.root,
-        config=RunConfig.from_dict(_read_run_file(run.config_json)),
-        labels=LabelMap.load(run.labels_json),
-        summary=summary,
+        root=run.root, config=config, labels=read_run_labels(run, summary, config), summary=summary
     )
     if previous.labels.task != labels.task:
         raise ConfigError(

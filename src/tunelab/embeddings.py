@@ -7,6 +7,8 @@ normalises the vectors, so a dot product is a cosine similarity.
 
 from __future__ import annotations
 
+import os
+import reprlib
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
 
 _LOCK = threading.Lock()
 
@@ -60,7 +62,9 @@ def _require_tokenizer(path: Any, name: str) -> None:
         )
 
 
-def embed(texts: str | Iterable[str], *, model: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
+def embed(
+    texts: str | Iterable[str], *, model: str | os.PathLike[str] = "minilm-l6", batch_size: int = 64
+) -> np.ndarray:
     """Unit-length embeddings of ``texts`` with the encoder ``model`` (a name or a folder).
 
     ``texts`` is a list of strings (or a pandas Series, a tuple, any iterable of them); one string
@@ -70,13 +74,21 @@ def embed(texts: str | Iterable[str], *, model: str = "minilm-l6", batch_size: i
         A float32 array of shape (N, H): one row per text, H the encoder's dimension; (0, H) for
         no texts.
 
+    Raises:
+        ConfigError: ``batch_size`` is not a whole number of 1 or more, or ``model`` is neither a
+            name nor a folder.
+        DataError: ``texts`` is a DataFrame, a mapping, a path or no texts at all, or an item is
+            empty or not a string (named by its position, or its index in a Series).
+
     Example:
         >>> vectors = tunelab.embed(["card not arrived", "where is my card"])  # doctest: +SKIP
         >>> float(vectors[0] @ vectors[1])  # cosine similarity  # doctest: +SKIP
     """
-    # A str was embedded character by character; a Series failed on ``if not texts``.
-    items = [texts] if isinstance(texts, str) else list(texts)
-    encoder = _encoder(model)
+    from tunelab.inference.predictor import _check_batch_size
+
+    _check_batch_size(batch_size)  # 0 reached sentence-transformers' own ValueError
+    items = _checked_texts(texts)
+    encoder = _encoder(_model_name(model))
     if not items:  # (0, H), not (0, 0): stacked or multiplied with other embeddings, it still fits
         # sentence-transformers 5 renamed the method (the old name warns); older ones have only it
         dimension = (
@@ -90,7 +102,36 @@ def embed(texts: str | Iterable[str], *, model: str = "minilm-l6", batch_size: i
     return np.asarray(vectors, dtype=np.float32)
 
 
-def load_encoder(model: str = "minilm-l6") -> Any:
+def _model_name(model: Any) -> str:
+    """A name or a folder as the ``str`` the cache is keyed on: a ``Path`` failed in resolve_model on
+    ``.lower()`` with an AttributeError."""
+    if not isinstance(model, str | os.PathLike):
+        raise ConfigError(f"model: {type(model).__name__}; give a model name or an encoder folder")
+    return os.fspath(model)
+
+
+def _checked_texts(texts: Any) -> list[str]:
+    """``texts`` as a list, every item a non-empty string, checked as ``predict`` checks them.
+
+    A DataFrame was embedded as its column names (one silent row of shape (1, H)); a None or a NaN
+    in a list or Series failed inside sentence-transformers with a ValueError naming no text.
+    """
+    from tunelab.inference.predictor import _is_series, _refuse_containers
+
+    _refuse_containers(texts, "texts", paths=False)
+    if isinstance(texts, str):  # one text, not one per character
+        named: list[tuple[str, Any]] = [("text", texts)]
+    elif _is_series(texts):
+        named = [(f"{texts.name or 'texts'}[{index!r}]", text) for index, text in texts.items()]
+    else:
+        named = [(f"text {i}", text) for i, text in enumerate(texts, 1)]
+    for where, text in named:
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: empty or not a string ({reprlib.repr(text)}); give non-empty texts")
+    return [text for _, text in named]
+
+
+def load_encoder(model: str | os.PathLike[str] = "minilm-l6") -> Any:
     """A private copy of the sentence-transformers encoder ``model`` (a name or a folder), to fine-tune.
 
     ``embed`` shares one cached encoder between the apps and a server's threads; training changes
@@ -98,4 +139,4 @@ def load_encoder(model: str = "minilm-l6") -> Any:
     """
     import copy
 
-    return copy.deepcopy(_encoder(model))
+    return copy.deepcopy(_encoder(_model_name(model)))

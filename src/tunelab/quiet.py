@@ -8,6 +8,14 @@ access-log lines and warnings would vanish too, and two overlapping blocks could
 state for good. ``quiet()`` instead marks the calling thread; one filter on the log handlers and one
 wrapper around ``warnings.showwarning`` drop what that thread emits below ERROR, and let everything
 else through unchanged. Real failures still raise.
+
+A third hook keeps the block from configuring logging for the whole process: ``logging.warning``
+and its siblings (onnxruntime's quantiser calls them) run ``logging.basicConfig()`` when the root
+logger has no handler, and the stderr handler it adds outlived the block, so every later
+``tunelab.train()`` in a notebook printed its INFO lines. ``basicConfig`` called from a quiet thread
+does nothing; the record then reaches ``logging.lastResort``, which the filter covers (an ERROR
+still shows). Other threads' calls go through unchanged, so a server configuring its logging at
+the same moment keeps its handler, which a snapshot-and-remove of the root's handlers would not.
 """
 
 from __future__ import annotations
@@ -45,6 +53,12 @@ def _showwarning(
     _showwarning.wrapped(message, category, filename, lineno, file, line)  # type: ignore[attr-defined]
 
 
+def _basic_config(**kwargs: Any) -> None:
+    if _quiet_here():
+        return
+    _basic_config.wrapped(**kwargs)  # type: ignore[attr-defined]
+
+
 def _handlers() -> list[logging.Handler]:
     """Every handler a record can reach now: the root's, each logger's own, and the last resort."""
     found: list[logging.Handler] = list(logging.getLogger().handlers)
@@ -57,9 +71,10 @@ def _handlers() -> list[logging.Handler]:
 
 
 def _install_hooks() -> None:
-    """Attach the filter and the warnings wrapper where they are missing (idempotent, cheap).
+    """Attach the filter and the warnings and ``basicConfig`` wrappers where they are missing
+    (idempotent, cheap).
 
-    Both pass everything through for threads that are not inside ``quiet()``, so leaving them in
+    All pass everything through for threads that are not inside ``quiet()``, so leaving them in
     place changes nothing for anyone else.
     """
     with _install:
@@ -69,6 +84,9 @@ def _install_hooks() -> None:
         if warnings.showwarning is not _showwarning:
             _showwarning.wrapped = warnings.showwarning  # type: ignore[attr-defined]
             warnings.showwarning = _showwarning
+        if logging.basicConfig is not _basic_config:  # ``logging.warning`` looks it up on each call
+            _basic_config.wrapped = logging.basicConfig  # type: ignore[attr-defined]
+            logging.basicConfig = _basic_config
 
 
 @contextmanager

@@ -361,7 +361,7 @@ def _csv_cell(value: Any) -> Any:
 
 
 def predict_file(
-    predictor: Predictor,
+    predictor: Predictor | str | os.PathLike[str],
     input_path: str | Path,
     output_path: str | Path,
     *,
@@ -377,7 +377,8 @@ def predict_file(
     temporary name, then renamed).
 
     Args:
-        predictor: a loaded run (``tunelab.load``).
+        predictor: a loaded run (``tunelab.load``), or a run or artifact folder to load, as
+            ``tunelab.predict`` takes it.
         input_path: a CSV/TSV/JSONL/Parquet file with the run's text column (or ``text``).
         output_path: where the predictions go; an existing file is refused unless ``overwrite``.
         top_k: how many ranked labels each row gets.
@@ -389,13 +390,22 @@ def predict_file(
         The number of rows predicted.
 
     Raises:
+        ConfigError: ``top_k`` or ``batch_size`` is not a whole number of 1 or more.
         DataError: an unknown output extension, an existing output file, or an unreadable input.
+        RunError: ``predictor`` is a path that is no finished run, or neither a path nor a Predictor.
     """
+    from tunelab.inference.predictor import Predictor, _check_batch_size, _check_top_k
+
+    # checked before any reading: an empty input never reached predict(), which checks them too
+    _check_top_k(top_k)
+    _check_batch_size(batch_size)
     fmt = output_format(output_path, overwrite=overwrite)
     if Path(output_path).exists() and _same_file(input_path, output_path):
         # with --overwrite the input was replaced by its predictions: rows dropped for an empty
         # text gone for good, a "label" column renamed label_input
         raise DataError(f"--output {output_path} is the --input file; write the predictions to another file")
+    if not isinstance(predictor, Predictor):  # a path, as tunelab.predict takes (it failed on .config)
+        predictor = Predictor.load(predictor)  # a non-path is a one-line RunError (find_run)
     records, input_types = _records_and_input_types(predictor, input_path, top_k, batch_size, options)
     write_predictions(records, output_path, fmt, input_types)
     return len(records)

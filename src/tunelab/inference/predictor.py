@@ -168,6 +168,8 @@ class Predictor:
 
         ``texts`` are those ``enc`` was made from: a task may quote them back (entity spans).
         """
+        _check_top_k(top_k)
+        _check_batch_size(batch_size)
         if not len(enc):
             return []
         return self._decode(self.backend.logits(enc, batch_size=batch_size), enc, texts, top_k)
@@ -200,11 +202,12 @@ class Predictor:
         threshold with their ``scores``.
 
         Raises:
-            ConfigError: ``batch_size`` is not a whole number of 1 or more.
+            ConfigError: ``batch_size`` or ``top_k`` is not a whole number of 1 or more.
             DataError: an empty or non-text item (named by its position, or its index in a
                 Series), or the wrong kind of input for the run (pairs or not).
         """
         _check_batch_size(batch_size)
+        _check_top_k(top_k)
         if isinstance(texts, os.PathLike):
             if text_pairs is not None:
                 raise DataError(f"{texts}: a file brings its own text_pair column; give no text_pairs")
@@ -346,6 +349,13 @@ def _check_batch_size(batch_size: Any) -> None:
         raise ConfigError(f"batch_size {batch_size!r}: use 1 or more")
 
 
+def _check_top_k(top_k: Any) -> None:
+    """0 and -1 gave one label without a word (a slice), None and "2" a TypeError, 2.0 a slice error;
+    the CLI refuses ``--top-k 0`` with the same message."""
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ConfigError(f"top_k {top_k!r}: use 1 or more")
+
+
 def with_training_paths(config: RunConfig, summary: Mapping[str, Any]) -> RunConfig:
     """``config`` with its relative data files as the run resolved them when it trained.
 
@@ -419,9 +429,11 @@ def _as_list(values: Any) -> list[str] | None:
     return None if values is None else list(values)
 
 
-def _refuse_containers(value: Any, what: str) -> None:
+def _refuse_containers(value: Any, what: str, *, paths: bool = True) -> None:
     """A DataFrame or a mapping iterates as its column names or keys, and a number or None not at
     all: each was predicted on its names (one silent wrong result) or failed with a TypeError.
+
+    ``paths=False`` (``embed``, which reads no files) refuses a path too, and offers none.
 
     Raises:
         DataError: naming what to pass instead.
@@ -433,9 +445,10 @@ def _refuse_containers(value: Any, what: str) -> None:
         raise DataError(f"{what}: a mapping; pass a text, a list of texts or a column")
     if value is None and what == "text_pairs":
         return
+    if isinstance(value, os.PathLike) and not paths:
+        raise DataError(f"{what}: a path ({value}); read its texts first, e.g. pd.read_csv(path)['text']")
     if isinstance(value, str | os.PathLike) or _is_series(value):
         return
     if value is None or isinstance(value, bytes) or not isinstance(value, Iterable):
-        raise DataError(
-            f"{what}: {type(value).__name__} is not text; pass a text, a list of texts, a column or a Path"
-        )
+        kinds = "a list of texts, a column or a Path" if paths else "a list of texts or a column"
+        raise DataError(f"{what}: {type(value).__name__} is not text; pass a text, {kinds}")

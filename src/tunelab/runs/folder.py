@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -475,9 +476,33 @@ def _is_finished(run: RunFolder) -> bool:
     return not run.is_partial and run.labels_json.is_file() and run.weights.is_dir()
 
 
+def run_path(run: Any) -> Path:
+    """``run`` as a ``Path``, or a one-line error when it is no path at all.
+
+    ``tunelab.evaluate(predictor, file)``, ``export(predictor)`` and ``load(predictor)`` failed
+    inside ``Path()`` with "expected str, bytes or os.PathLike object, not Predictor": the loaded
+    object is the wrong kind of argument there, and the error now says which folder to pass.
+
+    Raises:
+        RunError: ``run`` is not a ``str`` or ``os.PathLike`` (a ``Predictor``, None, bytes, ...).
+    """
+    if isinstance(run, str | os.PathLike):
+        return Path(run)
+    # not imported: tunelab.inference imports this module, and a Predictor exists only once it is loaded
+    predictors = sys.modules.get("tunelab.inference.predictor")
+    if predictors is not None and isinstance(run, predictors.Predictor):
+        if run.run is None:
+            raise RunError("run: a Predictor that was built in memory has no run folder; pass a run's path")
+        raise RunError(
+            "run: a loaded Predictor, not a run folder; pass the run's path, "
+            f"predictor.run.root ({run.run.root})"
+        )
+    raise RunError(f"run: {type(run).__name__} is not a run folder; pass its path, e.g. 'runs/<name>'")
+
+
 def find_run(path: str | Path) -> RunFolder:
     """Open a finished run folder; the error tells a folder that is no run from an unfinished run."""
-    root = Path(path)
+    root = run_path(path)
     if not root.exists() and _partial_sibling(root).is_dir():
         root = _partial_sibling(root)
     if not root.is_dir():

@@ -64,6 +64,13 @@ def _home(path: Any) -> Any:
     return path
 
 
+def _text_path(path: Any) -> Any:
+    """A path given as a ``Path`` (or any ``os.PathLike``) as text: the readers join it with text
+    (``data.train + " (dev split)"`` failed as a TypeError) and config.json could not hold it
+    ("Object of type PosixPath is not JSON serializable", after the run folder was made)."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else path
+
+
 def _finite_positive(value: float) -> bool:
     """A positive number a float holds: inf (a NaN model) and an int past a float's range
     (10**400, where math.isfinite raises OverflowError) are not."""
@@ -116,7 +123,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         # `data.train: ~/data/train.csv` was looked for in a folder named "~" in the current one.
-        self.train, self.dev, self.test = _home(self.train), _home(self.dev), _home(self.test)
+        self.train, self.dev, self.test = (_text_path(_home(f)) for f in (self.train, self.dev, self.test))
         p: list[str] = []
         _check(p, self.format in FORMATS, f"format={self.format!r} (use one of {', '.join(FORMATS)})")
         _check_task(p, self.task)
@@ -178,6 +185,7 @@ class ModelConfig:
     stride: int = 32
 
     def __post_init__(self) -> None:
+        self.name = _text_path(self.name)  # a local model folder given as a Path: config.json keeps text
         p: list[str] = []
         _check(p, bool(self.name), "name must not be empty")
         _check(
@@ -391,7 +399,7 @@ class SelfTrainingConfig:
     label_names: bool = False
 
     def __post_init__(self) -> None:
-        self.unlabeled = _home(self.unlabeled)
+        self.unlabeled = _text_path(_home(self.unlabeled))
         p: list[str] = []
         for name in ("per_label", "rounds"):
             value = getattr(self, name)
@@ -450,6 +458,7 @@ class ContinualConfig:
     head: str = "copy"
 
     def __post_init__(self) -> None:
+        self.from_run = _text_path(self.from_run)
         p: list[str] = []
         if isinstance(self.rehearsal, float) and self.rehearsal.is_integer():
             self.rehearsal = int(self.rehearsal)
@@ -543,13 +552,27 @@ class RunConfig:
     def __post_init__(self) -> None:
         from tunelab.tasks import get_task  # lazy: the tasks import this module
 
+        # Here, not only in from_dict: RunConfig(name="a/b") built in Python trained into runs/a/b,
+        # and output_dir=Path(...) failed writing config.json after the run folder was made.
+        name = self.name
+        if isinstance(name, int | float) and not isinstance(name, bool):
+            name = as_written(name)
+        problems = _place_problems(self.output_dir, name)
+        if problems:
+            raise ConfigError("; ".join(problems))
         # `output_dir: ~/runs` made a folder named "~" in the current one; config.json keeps it expanded.
-        self.output_dir = _home(self.output_dir)
+        self.output_dir = os.fspath(_home(self.output_dir))
+        # `name=2024-06-01` or `name=7` parse as a date or an int; a run name is text.
+        self.name = None if name is None else str(name)
         allowed = get_task(self.data.task).metrics
         if self.train.metric == "auto":
             # Resolved here, so the saved config.json names the metric the run really selected on; a
             # copy, so a TrainConfig given by the caller (and reused for another task) stays "auto".
             self.train = dataclasses.replace(self.train, metric=allowed[0])
+            # Remembered (not a field: config.json names the metric), so that overrides applied to
+            # this config (to_raw) resolve "auto" again: data.task=token_classification was refused
+            # as "train.metric='accuracy'", a metric the user never chose.
+            self.train._metric_from_auto = True  # type: ignore[attr-defined]
         if self.train.metric not in allowed:
             raise ConfigError(
                 f"train.metric={self.train.metric!r} (use one of {', '.join(allowed)} "
@@ -558,6 +581,25 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_raw(self) -> dict[str, Any]:
+        """``to_dict()`` as a run file would give it, to apply overrides to and build again: a metric
+        this config resolved from ``auto`` is ``auto`` again, so that another task (an override of
+        ``data.task``) gets its own default rather than a refusal of the first task's."""
+        raw = self.to_dict()
+        if getattr(self.train, "_metric_from_auto", False):
+            raw["train"]["metric"] = "auto"
+        return raw
+
+    def to_json(self) -> str:
+        """``config.json``'s text; a value JSON cannot hold (a set among method options) is a
+        ``ConfigError`` naming it, found before the run folder is made (see ``train``)."""
+        try:
+            return json.dumps(self.to_dict(), indent=2) + "\n"
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"config: {exc}; give plain values (text, numbers, true/false, lists, mappings)"
+            ) from None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
@@ -620,26 +662,8 @@ class RunConfig:
         output_dir = raw.get("output_dir", "runs")
         if isinstance(output_dir, int | float) and not isinstance(output_dir, bool):
             output_dir = as_written(output_dir)  # output_dir=2.50 was refused as "use a folder"
-        # null or a list made a folder literally named "None" or "['a', 'b']"
-        if not isinstance(output_dir, str | Path) or not str(output_dir).strip():
-            problems.append(f"output_dir={output_dir!r} (use a folder, e.g. runs)")
-        # a run name is one folder: "a/b" trained into runs/a/b, which `tunelab runs` never lists
-        if isinstance(name, list | dict):  # name=[a, b] made a folder named "['a', 'b']"
-            problems.append(f"name={name!r} (use one folder name)")
-        elif name is not None and (
-            not str(name).strip() or "/" in str(name) or "\\" in str(name) or str(name) in (".", "..")
-        ):
-            problems.append(f"name={name!r} (use one folder name, without / or \\)")
-        elif name is not None:
-            from tunelab.runs.folder import PARTIAL_SUFFIX  # lazy: the runs package imports this module
-
-            # it trained into runs/x.partial.partial, was renamed to runs/x.partial, and every later
-            # command took it for an unfinished run (--resume renamed it to runs/x)
-            if str(name).endswith(PARTIAL_SUFFIX):
-                problems.append(
-                    f"name={name!r} (a name ending in {PARTIAL_SUFFIX} marks an unfinished run; "
-                    "choose another)"
-                )
+        # reported with the sections' problems; __post_init__ checks the same, for a config built in Python
+        problems.extend(_place_problems(output_dir, name))
         if problems:
             raise ConfigError("; ".join(problems))
         return cls(
@@ -678,7 +702,7 @@ class RunConfig:
                 raise ConfigError(f"{p}: the top level must be a mapping of sections (data, model, ...)")
             # Relative data paths in a config file are relative to where the user runs tunelab,
             # as with every other CLI path; nothing to rewrite here.
-        for item in overrides or []:
+        for item in override_items(overrides):
             apply_override(raw, item)
         return cls.from_dict(raw)
 
@@ -686,7 +710,53 @@ class RunConfig:
         """Write ``config.json`` whole or not at all (a resume reads it back)."""
         from tunelab.atomic import atomic_write_text
 
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, self.to_json())
+
+
+def _place_problems(output_dir: Any, name: Any) -> list[str]:
+    """What is wrong with where a run goes (``output_dir``) and its folder's name (``name``), one
+    problem each; RunConfig checks them however it is built (``from_dict``, or in Python)."""
+    problems: list[str] = []
+    # null or a list made a folder literally named "None" or "['a', 'b']"
+    if not isinstance(output_dir, str | os.PathLike) or not os.fspath(output_dir).strip():
+        problems.append(f"output_dir={output_dir!r} (use a folder, e.g. runs)")
+    # a run name is one folder: "a/b" trained into runs/a/b, which `tunelab runs` never lists
+    if isinstance(name, list | dict | tuple | set):  # name=[a, b] made a folder named "['a', 'b']"
+        problems.append(f"name={name!r} (use one folder name)")
+    elif name is not None and (
+        not str(name).strip() or "/" in str(name) or "\\" in str(name) or str(name) in (".", "..")
+    ):
+        problems.append(f"name={name!r} (use one folder name, without / or \\)")
+    elif name is not None:
+        from tunelab.runs.folder import PARTIAL_SUFFIX  # lazy: the runs package imports this module
+
+        # it trained into runs/x.partial.partial, was renamed to runs/x.partial, and every later
+        # command took it for an unfinished run (--resume renamed it to runs/x)
+        if str(name).endswith(PARTIAL_SUFFIX):
+            problems.append(
+                f"name={name!r} (a name ending in {PARTIAL_SUFFIX} marks an unfinished run; choose another)"
+            )
+    return problems
+
+
+def override_items(items: Any, what: str = "overrides", example: str = "train.epochs=3") -> list[str]:
+    """``items`` (``key=value`` texts, or None) as a list, checked: a bare text
+    (``overrides="train.epochs=1"``) was read one character at a time ("override 't': use
+    key=value"), and a mapping by its keys alone.
+
+    Raises:
+        ConfigError: ``items`` is not a list (or tuple) of texts, in one line with an example.
+    """
+    if items is None:
+        return []
+    if isinstance(items, str | bytes):
+        raise ConfigError(f"{what}={items!r} is one text; give a list such as [{items!r}]")
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{what}: {type(items).__name__} given; give a list such as [{example!r}]")
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{what}: {item!r} is not a key=value text; give a list such as [{example!r}]")
+    return list(items)
 
 
 class DuplicateKeyError(yaml.YAMLError):

@@ -15,8 +15,10 @@ summary (:mod:`tunelab.data.summary`), and is the Python API behind ``tunelab va
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -472,7 +474,7 @@ class Validation:
 
 
 def validate_run(
-    config: RunConfig | str | Path | None = None,
+    config: RunConfig | dict[str, Any] | str | Path | None = None,
     *,
     overrides: list[str] | None = None,
     count_tokens: bool = True,
@@ -481,8 +483,9 @@ def validate_run(
     """Check a run as ``train`` would, and summarise its data, without training.
 
     Args:
-        config: a ``RunConfig``, a YAML run file, or None for the defaults.
-        overrides: ``key=value`` strings applied on top.
+        config: a ``RunConfig``, a YAML run file, a mapping of sections as a run file holds
+            (``{"data": {"train": "train.csv"}}``), or None for the defaults.
+        overrides: a list of ``key=value`` strings applied on top.
         count_tokens: load the model's tokenizer (offline) to count inputs longer than
             ``model.max_length``.
         from_run: check a continuation of this finished run (``validate --from RUN``), as
@@ -548,7 +551,7 @@ def config_problems(error: ConfigError) -> list[str]:
 
 
 def around_refused(
-    problems: list[str], config: RunConfig | str | Path | None, overrides: list[str] | None
+    problems: list[str], config: RunConfig | dict[str, Any] | str | Path | None, overrides: list[str] | None
 ) -> tuple[RunConfig, frozenset[str]] | None:
     """The config with each refused section (or ``output_dir``, ``name``) back at its defaults, and
     those sections, so that the checks reading only the others are still made (``train.epochs=0``
@@ -566,9 +569,11 @@ def around_refused(
         refused.add(found.group())  # "unknown section ": its key is dropped below with any unknown one
     try:
         if isinstance(config, RunConfig):
-            raw = config.to_dict()
+            raw = config.to_raw()  # a metric resolved from auto is auto again, as load_config has it
         elif config is None:
             raw = {}
+        elif isinstance(config, dict):
+            raw = copy.deepcopy(config)
         else:
             raw = load_config_yaml(Path(config).read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
@@ -583,16 +588,24 @@ def around_refused(
 
 
 def load_config(
-    config: RunConfig | str | Path | None,
+    config: RunConfig | dict[str, Any] | str | Path | None,
     overrides: list[str] | None,
     *,
     from_run: str | Path | None = None,
 ) -> RunConfig:
-    """A ``RunConfig`` from a config, a YAML file or the defaults, with ``overrides`` applied.
+    """A ``RunConfig`` from a config, a YAML file, a mapping of sections (what a YAML file holds, as
+    ``RunConfig.from_dict`` takes it) or the defaults, with ``overrides`` applied.
 
     With ``from_run`` (``train --from RUN``, continual learning) it is that run's config with its data
     reset and ``overrides`` on top; a config as well is refused, since RUN's settings are the config.
+
+    Raises:
+        ConfigError: a bad config or override; ``overrides`` that are not a list (a bare
+            ``"train.epochs=1"`` was applied one character at a time); a ``config`` of another kind.
     """
+    from tunelab.config import apply_override, override_items
+
+    overrides = override_items(overrides)
     if from_run is not None:
         if config is not None:
             raise ConfigError("--from continues a run with its saved config; give overrides, not a config")
@@ -604,10 +617,19 @@ def load_config(
     if isinstance(config, RunConfig):
         if not overrides:
             return with_previous_labels(config)
-        from tunelab.config import apply_override
-
-        raw = config.to_dict()
+        # to_raw: a metric the config resolved from auto is re-resolved for an overridden data.task
+        raw = config.to_raw()
         for item in overrides:
             apply_override(raw, item)
         return with_previous_labels(RunConfig.from_dict(raw))
+    if isinstance(config, dict):  # train({"data": {...}}) failed as a TypeError naming Path
+        raw = copy.deepcopy(config)  # the overrides change nested sections: never the caller's
+        for item in overrides:
+            apply_override(raw, item)
+        return with_previous_labels(RunConfig.from_dict(raw))
+    if config is not None and not isinstance(config, str | os.PathLike):
+        raise ConfigError(
+            f"config: {type(config).__name__} given; give a RunConfig, a YAML run file's path, "
+            "a mapping of sections such as {'data': {'train': 'train.csv'}}, or None for the defaults"
+        )
     return with_previous_labels(RunConfig.from_yaml(config, overrides))

@@ -94,7 +94,8 @@ def export(
 
     from tunelab.data.file_options import parse_file_overrides
 
-    given = data_options if isinstance(data_options, dict) else parse_file_overrides(data_options)
+    # a dict is checked too: {"data.separator": "@"} or an unknown key failed later as a TypeError
+    given = parse_file_overrides(data_options)
     if given and data is None:
         raise ConfigError("data.* reading options need a file to read: give --data FILE")
     opts = ExportOptions(

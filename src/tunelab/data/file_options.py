@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tunelab.config import DataConfig, apply_override, coerce_types
+from tunelab.config import DataConfig, _parse_value, apply_override, coerce_types, override_items
 from tunelab.data.readers import (
     detect_encoding,
     detect_format,
@@ -59,19 +59,35 @@ FILE_FIELDS = (
     "token_column",  # ... and its word column (GermEval numbers its tokens in column 0)
 )
 
+#: The file fields whose value is text: a dict's text value for another field is read as an override's is.
+_TEXT_FIELDS = frozenset(
+    f.name
+    for f in dataclasses.fields(DataConfig)
+    if f.name in FILE_FIELDS and str(f.type).replace(" ", "").replace("|None", "") == "str"
+)
+
 _SAMPLE_BYTES = 64 * 1024
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
 
 
-def parse_file_overrides(items: list[str] | None) -> dict[str, Any]:
+def parse_file_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
     """``["data.separator=@", "data.header=false"]`` -> ``{"separator": "@", "header": False}``.
 
+    A dict (``{"separator": "@"}`` or ``{"data.separator": "@"}``) is checked the same way: its
+    keys went unchecked into ``DataConfig``, which failed on a ``data.`` prefix or an unknown key
+    with a TypeError. A text value for a field that is not text (``{"header": "false"}``) is read
+    as an override's value is; a text field's value is kept as given (``{"separator": "\t"}``).
+
     Raises:
-        ConfigError: an item is not ``data.FIELD=value``, names a field that is not a reading
-            option, or has a value of the wrong type.
+        ConfigError: an item is not ``data.FIELD=value`` (or a dict key not ``[data.]FIELD``),
+            names a field that is not a reading option, or has a value of the wrong type; a bare
+            text instead of a list (it was read one character at a time).
     """
+    if isinstance(items, dict):
+        return _file_options_dict(items)
     raw: dict[str, Any] = {}
-    for item in items or []:
+    example = "data.separator=@"
+    for item in override_items(items, "options", example):
         key = item.partition("=")[0].strip()
         field = key.removeprefix("data.")
         if "=" not in item or not key.startswith("data.") or field not in FILE_FIELDS:
@@ -86,6 +102,30 @@ def parse_file_overrides(items: list[str] | None) -> dict[str, Any]:
     return values
 
 
+def _file_options_dict(options: dict[Any, Any]) -> dict[str, Any]:
+    """A dict of reading options (keys with or without ``data.``), checked as the ``data.*=``
+    items are (see ``parse_file_overrides``)."""
+    raw: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in options.items():
+        field = key.removeprefix("data.") if isinstance(key, str) else key
+        if field not in FILE_FIELDS:
+            unknown.append(repr(key))
+        elif field in raw:  # {"separator": ",", "data.separator": "@"}: which one was meant?
+            raise ConfigError(f"options: data.{field} given twice (with and without data.); give it once")
+        else:
+            raw[field] = value if field in _TEXT_FIELDS or not isinstance(value, str) else _parse_value(value)
+    if unknown:
+        raise ConfigError(
+            f"options {', '.join(unknown)}: not a file reading option; use some of "
+            f"{', '.join(FILE_FIELDS)} (with or without data., e.g. {{'separator': '@'}})"
+        )
+    values, problems = coerce_types(DataConfig, raw, "data")
+    if problems:
+        raise ConfigError("; ".join(problems.values()))
+    return values
+
+
 def options_for_file(
     path: str | Path, run_cfg: DataConfig, overrides: list[str] | dict[str, Any] | None = None
 ) -> DataConfig:
@@ -93,7 +133,7 @@ def options_for_file(
 
     A file that is one of the run's own (``data.train``/``dev``/``test``, same resolved path) is
     read as the run read it; any other file gets its layout detected (see the module docstring).
-    ``overrides`` (``data.*=value`` items, or a parsed dict) win over both.
+    ``overrides`` (``data.*=value`` items, or a dict, checked by ``parse_file_overrides``) win over both.
 
     Raises:
         ConfigError: a bad override, options that do not fit together (``header=false``
@@ -101,7 +141,7 @@ def options_for_file(
             input (cleared for a pair run, set for a single-text run).
     """
     p = Path(path)
-    given = overrides if isinstance(overrides, dict) else parse_file_overrides(overrides)
+    given = parse_file_overrides(overrides)  # a dict too: its keys went unchecked into DataConfig
     _check_pair_column(run_cfg, given)
     values = dataclasses.asdict(run_cfg)
     if not _is_run_file(p, run_cfg):

@@ -60,7 +60,7 @@ class _Pool:
             texts=[self.texts[i] for i in positions],
             text_pairs=[self.pairs[i] for i in positions] if self.pairs is not None else None,
             labels=[self.ids[i] for i in positions],
-            source=self.source + suffix,
+            source=f"{self.source}{suffix}",  # a Path from a DataConfig built in Python, too
         )
 
 

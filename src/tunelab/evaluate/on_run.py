@@ -43,9 +43,10 @@ def evaluate(
         _check_out(Path(out_dir))
     # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
     given: dict[str, Any] = {}
-    if isinstance(options, dict):
-        given = options
-    elif options:  # checked before loading the model, so a typo fails fast
+    # Checked before loading the model, so a typo fails fast; a dict too (its keys reached DataConfig
+    # unchecked: {"data.separator": "@"} failed as a TypeError), and a bare text is refused (it was
+    # read one character at a time).
+    if options is not None and not (isinstance(options, list | tuple | dict) and not options):
         from tunelab.data.file_options import parse_file_overrides
 
         given = parse_file_overrides(options)

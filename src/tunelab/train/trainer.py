@@ -6,11 +6,13 @@ run folder is created, so a bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import platform
 import resource
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -141,8 +143,25 @@ def _peak_memory_mb() -> float:
     return rss / (1024 * 1024) if platform.system() == "Darwin" else rss / 1024
 
 
+def _restoring_threads(fn: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
+    """``fn`` leaving torch's thread count as it found it: ``train.threads`` set it for the whole
+    process, so a notebook's next run, prediction or evaluation stayed on the run's count."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> TrainResult:
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    return wrapper
+
+
+@_restoring_threads
 def train(
-    config: RunConfig | str | Path | None = None,
+    config: RunConfig | dict[str, Any] | str | Path | None = None,
     *,
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
@@ -157,8 +176,10 @@ def train(
     """Fine-tune a model and write a finished run folder.
 
     Args:
-        config: a ``RunConfig``, a YAML run file, or None for the built-in defaults.
-        overrides: ``key=value`` strings applied on top (``train.epochs=3``, ``method=lora``).
+        config: a ``RunConfig``, a YAML run file, a mapping of sections as a run file holds
+            (``{"data": {"train": "train.csv"}, "train": {"epochs": 3}}``), or None for the
+            built-in defaults.
+        overrides: a list of ``key=value`` strings applied on top (``["train.epochs=3", "method=lora"]``).
         resume: an unfinished run folder (``runs/<name>.partial``) to continue from its last
             checkpoint; its saved config is used and ``config``/``overrides`` must be None.
         from_run: a finished run to continue with new rows and new labels (continual learning,
@@ -340,8 +361,14 @@ def train(
     if continual is not None:
         loss_term = continual.loss_term(model, loss_term, tokenizer, enc_train, precision.name)
     if run is None:
+        cfg.to_json()  # a value JSON cannot hold is refused before the folder exists, not after
         run = RunFolder.create(cfg.output_dir, cfg.name)
-        cfg.save(run.config_json)
+        try:
+            cfg.save(run.config_json)
+        except BaseException:
+            # a .partial folder without config.json cannot be resumed, and it blocked a retry's name
+            shutil.rmtree(run.root, ignore_errors=True)
+            raise
     from tunelab.train.continual import write_rehearsal
 
     write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)

@@ -200,3 +200,32 @@ def test_predict_file_takes_a_run_path_as_predict_does(
     assert (tmp_path / "by_path.jsonl").read_text() == (tmp_path / "loaded.jsonl").read_text()
     with pytest.raises(RunError, match=r"run: int is not a run folder"):
         tunelab.predict_file(3, source, tmp_path / "other.jsonl")  # type: ignore[arg-type]
+
+
+def test_export_and_merge_given_a_predictor_are_one_line(
+    predictor: tunelab.Predictor, run: Path, tmp_path: Path
+) -> None:
+    hint = rf"a loaded Predictor, not a run folder; pass the run's path, predictor.run.root \({run}\)"
+    with pytest.raises(RunError, match=hint):
+        tunelab.export(predictor, output=tmp_path / "out")  # type: ignore[arg-type]
+    with pytest.raises(RunError, match=hint):
+        tunelab.merge(predictor, output=tmp_path / "merged")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "merged").exists()
+
+
+def test_predict_file_reads_a_dict_options_text_column_as_the_list_form_does(
+    predictor: tunelab.Predictor, tmp_path: Path
+) -> None:
+    """``{"data.text_column": "body"}`` names the column as the list form does, but the "was it
+    given" check read the raw dict and missed the prefix: a file without that column but with a
+    ``text`` column had ``text`` read silently instead of the one-line refusal the list form gives."""
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["a card", "a loan"]}).to_csv(source, index=False)
+    for options in (["data.text_column=body"], {"data.text_column": "body"}, {"text_column": "body"}):
+        with pytest.raises(DataError, match="body"):
+            tunelab.predict_file(predictor, source, tmp_path / "out.jsonl", options=options)
+        assert not (tmp_path / "out.jsonl").exists()
+    assert (
+        tunelab.predict_file(predictor, source, tmp_path / "ok.jsonl", options={"data.text_column": "text"})
+        == 2
+    )

@@ -705,3 +705,17 @@ def test_train_resume_of_a_finished_run_with_a_damaged_metrics_json_is_one_line(
     assert err.startswith(f"error: --resume {partial}: its metrics.json is missing or damaged ({says}"), err
     assert err.endswith("), so the finished run cannot be completed; delete the folder and train again\n")
     assert partial.is_dir() and not (tmp_path / "half").exists()
+
+
+def test_train_resume_with_a_labels_json_of_another_task_names_labels_json(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-edited labels.json saying multi_label on a single-label run was taken as the data
+    having changed (or resumed as another task); resuming names labels.json and both tasks."""
+    partial = tmp_path / "half.partial"
+    shutil.copytree(folders["unfinished"], partial)
+    labels = json.loads((partial / "labels.json").read_text(encoding="utf-8"))
+    (partial / "labels.json").write_text(json.dumps({**labels, "task": "multi_label"}), encoding="utf-8")
+    err = cli_error(["train", "--resume", str(partial)], capsys)
+    assert err.startswith(f"error: {partial / 'labels.json'}: "), err
+    assert "multi_label" in err and "single_label" in err and err.count("\n") == 1, err

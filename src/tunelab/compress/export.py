@@ -26,7 +26,7 @@ from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
-from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made
+from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made, run_path
 
 try:
     import fcntl
@@ -107,7 +107,7 @@ def export(
     )
     # Resolved: `tunelab export .` from inside the run has no folder name to derive the output's
     # from, and the artifact's source_run must name the run from anywhere.
-    source = find_run(Path(run).resolve())
+    source = find_run(run_path(run).resolve())  # a Predictor given: one line, not a TypeError
     summary = source.read_summary()
     builder = _composite_builder(summary.get("format", "torch"))
     if builder is not None and "source_run" in summary:

@@ -92,16 +92,17 @@ def merge(
     from tunelab.methods.registry import PLAIN_METHOD
     from tunelab.models import load_tokenizer
     from tunelab.runs import find_run
+    from tunelab.runs.folder import run_path
     from tunelab.runs.labels_check import check_threshold, read_run_labels
 
     # first, as export does: the reader's own error tells the user to add these options, and merge
     # had no way to take them
-    given = data_options if isinstance(data_options, dict) else parse_file_overrides(data_options)
+    given = parse_file_overrides(data_options)  # a dict checked too (data. prefix, unknown keys)
     if given and data is None:
         raise ConfigError("data.* reading options need a file to read: give --data FILE")
     # Resolved, as export does: `tunelab merge .` from inside the run had no folder name to derive
     # the output's from, and run.json's merged_from must name the run from anywhere.
-    source = find_run(Path(run).resolve())
+    source = find_run(run_path(run).resolve())  # a Predictor given: one line, not a TypeError
     target = Path(output) if output is not None else source.root.with_name(f"{source.root.name}-merged")
     _refuse_inside(target, source.root)
     summary = read_run_summary(source)

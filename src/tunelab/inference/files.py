@@ -106,7 +106,7 @@ def _records_and_input_types(
     from tunelab.data.file_options import options_for_file, parse_file_overrides
 
     cfg = options_for_file(input_path, predictor.config.data, options)
-    given = options if isinstance(options, dict) else parse_file_overrides(options)
+    given = parse_file_overrides(options)  # a dict's keys as the list's: data.text_column too
     texts, pairs, frame = read_texts(input_path, cfg, text_column_given="text_column" in given)
     results = predictor.predict(texts, pairs, top_k=top_k, batch_size=batch_size) if texts else []
     text_col = cfg.text_column if cfg.text_column in frame.columns else "text"

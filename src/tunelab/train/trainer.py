@@ -36,6 +36,7 @@ from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.labels_check import read_run_labels
 from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
@@ -228,7 +229,8 @@ def train(
         # config.json keeps the files as typed: from another directory, relative ones named nothing
         # (or other files); the run reads those it began on (the data fingerprint still checks them).
         cfg = _as_trained(RunConfig.from_dict(saved), previous)
-        began = LabelMap.load(run.labels_json).names if run.labels_json.is_file() else []
+        # checked against the saved config's data.task (and run.json, once it records task/num_labels)
+        began = read_run_labels(run, previous, cfg).names if run.labels_json.is_file() else []
         if cfg.data.labels is None and any(label_name(n) != n for n in began):
             # A run begun before label names were read in Unicode NFC saved a decomposed "éclair",
             # which sorts elsewhere in NFC: read again unlisted, the ids moved and the resume was
@@ -647,7 +649,7 @@ def _check_same_labels(run: RunFolder, labels: LabelMap, cfg: RunConfig) -> None
     """A resumed run's data still has the labels it began with (read again from the files): a new
     label grew the head past the checkpoint's (an unexpected RuntimeError), and labels.json was
     overwritten with the new list."""
-    began = LabelMap.load(run.labels_json)
+    began = read_run_labels(run, config=cfg)
     if [label_name(n) for n in began.names] != [label_name(n) for n in labels.names]:
         added = [n for n in labels.names if n not in began]
         gone = [n for n in began.names if n not in labels]

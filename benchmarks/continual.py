@@ -16,7 +16,10 @@ train ``--epochs`` (5, the config's, as a user retraining would), the continued 
 Every continued run selects its checkpoint on the dev rows of all 77 intents; the settings
 (R, W) are chosen by dev accuracy over the 77 intents. Reported: test accuracy on the old
 intents before (``first``) and after, forgetting (before - after), accuracy on the new intents and
-on all, training seconds (``train_seconds`` of run.json) and its share of the retraining time.
+on all, the seconds of run.json (``train_seconds``: the loop's steps; ``setup_seconds``: the work
+before the loop, among it the probe head's fit and distillation's teacher pass) and their sum's
+share of retrain's sum. Every --out keeps the split it was made with (split.json: seed,
+--rows-per-class, the new intents, a hash of the CSVs); another split needs another --out.
 Runs already in ``--out`` are reused, so a killed benchmark goes on where it stopped.
 
     .venv/bin/python benchmarks/continual.py                  # R in {20, 50, 100}, W in {0.3, 1}
@@ -31,6 +34,7 @@ Runs already in ``--out`` are reused, so a killed benchmark goes on where it sto
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import subprocess
@@ -45,11 +49,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 CONFIG = ROOT / "configs" / "banking77.yaml"
 N_NEW = 17
+SPLIT_JSON = "split.json"
+CSV_FILES = tuple(f"{part}_{split}.csv" for part in ("old", "new", "all") for split in ("train", "dev"))
 
 
-def split_data(out: Path, *, seed: int, rows_per_class: int | None) -> tuple[list[str], list[str]]:
-    """Write the old/new/all train and dev CSVs into ``out``; returns (old intents, new intents)."""
-    train = pd.read_csv(DATA / "train.csv")
+def make_split(
+    train: pd.DataFrame, *, seed: int, rows_per_class: int | None
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """(old intents, new intents, {file name: CSV text}) of the old/new/all train and dev files.
+
+    Made in memory, so that ``split_conflict`` can compare them with ``--out``'s before a file is
+    overwritten.
+    """
     intents = sorted(train["category"].unique())
     rng = random.Random(seed)
     new = sorted(rng.sample(intents, N_NEW))
@@ -63,11 +74,80 @@ def split_data(out: Path, *, seed: int, rows_per_class: int | None) -> tuple[lis
             rest = rest.iloc[:rows_per_class]
         parts["dev"].append(dev)
         parts["train"].append(rest)
+    files: dict[str, str] = {}
     for split, frames in parts.items():
         table = pd.concat(frames)
-        table[table["category"].isin(old)].to_csv(out / f"old_{split}.csv", index=False)
-        table[table["category"].isin(new)].to_csv(out / f"new_{split}.csv", index=False)
-        table.to_csv(out / f"all_{split}.csv", index=False)
+        files[f"old_{split}.csv"] = table[table["category"].isin(old)].to_csv(index=False)
+        files[f"new_{split}.csv"] = table[table["category"].isin(new)].to_csv(index=False)
+        files[f"all_{split}.csv"] = table.to_csv(index=False)
+    return old, new, files
+
+
+def csv_hash(texts: dict[str, bytes]) -> str:
+    """sha256 over the files' names and bytes, in name order: one value for the whole split."""
+    digest = hashlib.sha256()
+    for name in sorted(texts):
+        digest.update(name.encode("utf-8") + b"\x00" + texts[name] + b"\x00")
+    return digest.hexdigest()
+
+
+def split_record(
+    seed: int, rows_per_class: int | None, new: list[str], files: dict[str, str]
+) -> dict[str, Any]:
+    """What split.json keeps of a split: how it was drawn and a hash of the CSVs it wrote."""
+    return {
+        "seed": seed,
+        "rows_per_class": rows_per_class,
+        "new_intents": new,
+        "csv_sha256": csv_hash({name: text.encode("utf-8") for name, text in files.items()}),
+    }
+
+
+def split_conflict(out: Path, record: dict[str, Any]) -> str | None:
+    """One line when ``out`` holds another split than ``record``'s; None when it holds this one or none.
+
+    Runs are reused by name and their config.json names the CSVs by path, the same for any
+    ``--seed`` or ``--rows-per-class``: a second seed into one ``--out`` rewrote the CSVs, reused
+    the first seed's runs and scored them against the second seed's intents. A folder from before
+    split.json was kept is judged by the CSVs it holds (the last split written there).
+    """
+    kept = out / SPLIT_JSON
+    if kept.is_file():
+        have = json.loads(kept.read_text(encoding="utf-8"))
+    else:
+        on_disk = {name: (out / name).read_bytes() for name in CSV_FILES if (out / name).is_file()}
+        if not on_disk:
+            return None
+        have = {"csv_sha256": csv_hash(on_disk) if len(on_disk) == len(CSV_FILES) else "incomplete"}
+    if have.get("csv_sha256") == record["csv_sha256"]:
+        return None
+    if "seed" not in have:
+        return f"--out {out} holds the CSVs of another split (no {SPLIT_JSON} says which); give another --out"
+    rows = have.get("rows_per_class")
+    drawn = f"seed {have['seed']}" + (f", --rows-per-class {rows}" if rows is not None else "")
+    if (have["seed"], rows) != (record["seed"], record["rows_per_class"]):
+        return f"--out {out} holds the split of {drawn}; give another --out"
+    return (
+        f"--out {out} holds another split of {drawn} (the data or its sampling changed); give another --out"
+    )
+
+
+def split_data(
+    out: Path, *, seed: int, rows_per_class: int | None, train: pd.DataFrame | None = None
+) -> tuple[list[str], list[str]]:
+    """Write the old/new/all train and dev CSVs and split.json into ``out``; (old intents, new intents).
+
+    Exits with one line, before writing anything, when ``out`` holds another split (``split_conflict``).
+    """
+    train = pd.read_csv(DATA / "train.csv") if train is None else train
+    old, new, files = make_split(train, seed=seed, rows_per_class=rows_per_class)
+    record = split_record(seed, rows_per_class, new, files)
+    conflict = split_conflict(out, record)
+    if conflict is not None:
+        sys.exit(conflict)
+    for name, text in files.items():
+        (out / name).write_bytes(text.encode("utf-8"))
+    (out / SPLIT_JSON).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return old, new
 
 
@@ -138,6 +218,18 @@ def _rows_per_label(text: str) -> int | str:
 def _most(values: list[int | str]) -> int | str:
     """The largest sample asked for, ``all`` above every number: what ``first`` must store."""
     return "all" if "all" in values else max(int(v) for v in values)
+
+
+def seconds(run: Path, summary: dict[str, Any]) -> tuple[float, float]:
+    """(train_seconds, setup_seconds) of a run's run.json: the loop's steps, and the work before the loop.
+
+    A share of the retraining time from train_seconds alone left out what ran before the loop:
+    distillation's teacher pass over the training rows and the probe head's fit (``retrain``'s).
+    A run trained before run.json kept setup_seconds cannot be timed so: one line to retrain it.
+    """
+    if not isinstance(summary.get("setup_seconds"), int | float):
+        sys.exit(f"{run}: its run.json has no setup_seconds (trained before it was kept); delete that run")
+    return float(summary["train_seconds"]), float(summary["setup_seconds"])
 
 
 def accuracies(run: Path, table: pd.DataFrame, old: list[str], new: list[str]) -> dict[str, float]:
@@ -232,7 +324,15 @@ def main() -> int:
     def choose(candidates: dict[str, tuple[Path, dict[str, Any]]]) -> str:
         scored = {name: accuracies(run, dev, old, new) for name, (run, _) in candidates.items()}
         for name, acc in scored.items():
-            selection.append({"run": name, "dev": acc, "train_seconds": candidates[name][1]["train_seconds"]})
+            summary = candidates[name][1]  # setup_seconds: None for a run from before run.json kept it
+            selection.append(
+                {
+                    "run": name,
+                    "dev": acc,
+                    "train_seconds": summary["train_seconds"],
+                    "setup_seconds": summary.get("setup_seconds"),
+                }
+            )
             print(f"  dev {name}: {acc}", flush=True)
         return max(scored, key=lambda n: scored[n]["all"])
 
@@ -257,10 +357,11 @@ def main() -> int:
     # Test, read once, for the chosen settings only.
     test = pd.read_csv(DATA / "test.csv")
     before = accuracies(first, test, old, new)["old"]
-    retrain_s = runs["retrain"][1]["train_seconds"]
+    retrain_s = sum(seconds(*runs["retrain"]))  # the loop and the probe's fit before it
     results = []
     for label, (run, summary) in runs.items():
         acc = accuracies(run, test, old, new)
+        train_s, setup_s = seconds(run, summary)
         results.append(
             {
                 "variant": label,
@@ -271,33 +372,38 @@ def main() -> int:
                 "new": acc["new"],
                 "all": acc["all"],
                 "train_rows": summary["rows"]["train"],
-                "train_seconds": summary["train_seconds"],
-                "share_of_retrain_time": round(summary["train_seconds"] / retrain_s, 3),
+                "train_seconds": train_s,
+                "setup_seconds": setup_s,  # before the loop: the probe's fit, the teacher's pass
+                "share_of_retrain_time": round((train_s + setup_s) / retrain_s, 3),
             }
         )
+    first_s = seconds(first, json.loads((first / "run.json").read_text(encoding="utf-8")))
     record = {
         "epochs": args.epochs,
         "continued_epochs": args.continued_epochs,
         "rows_per_class": args.rows_per_class,
         "seed": args.seed,
         "new_intents": new,
-        "first_train_seconds": json.loads((first / "run.json").read_text())["train_seconds"],
+        "first_train_seconds": first_s[0],
+        "first_setup_seconds": first_s[1],
         "selection_on_dev": selection,
         "test": results,
     }
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(
-        "\n| variant | old before | old after | forgetting | new 17 | all 77 | train rows | train s | share |"
+        "\n| variant | old before | old after | forgetting | new 17 | all 77 | train rows | train s "
+        "| setup s | share |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for x in results:
         print(
             f"| {x['variant']} | {x['old_before']:.2f} | {x['old_after']:.2f} | {x['forgetting']:.2f} | "
             f"{x['new']:.2f} | {x['all']:.2f} | {x['train_rows']} | {x['train_seconds']:.0f} | "
-            f"{x['share_of_retrain_time']:.2f} |"
+            f"{x['setup_seconds']:.0f} | {x['share_of_retrain_time']:.2f} |"
         )
     print(
-        f"first (60 intents): {record['first_train_seconds']:.0f} s of training; see {out / 'results.json'}"
+        f"first (60 intents): {first_s[0]:.0f} s of training + {first_s[1]:.0f} s before it; "
+        f"share = (train s + setup s) / retrain's; see {out / 'results.json'}"
     )
     return 0
 

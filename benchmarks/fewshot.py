@@ -20,7 +20,8 @@ Two stages, so that the recipe is never chosen on test:
     --stage dev    every recipe in --recipes on the dev split (no test file is read)
     --stage test   the chosen --recipe, test accuracy (3,080 texts), read once at the end
     --stage both   dev (--dev-shots, --dev-seeds), then test with the recipe of the best mean
-                   dev accuracy (ties: the first listed), in one command
+                   dev accuracy over those shots and seeds only (ties: the first listed), in one
+                   command
 
 Prints mean, standard deviation, min and max over the seeds, and the paired gain over the
 baseline. Results are appended to ``<out>/results.jsonl`` as they come; a rerun skips the
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "both":
         run_stage(args, results, baseline, "dev", args.recipes, args.dev_shots, args.dev_seeds)
         report(results, "dev", args.set)
-        args.recipe = best_recipe(results, args.recipes, args.set)
+        args.recipe = best_recipe(results, args.recipes, args.set, shots=args.dev_shots, seeds=args.dev_seeds)
         print(f"\nchosen on dev: {args.recipe}", flush=True)
         args.stage = "test"
     recipes = args.recipes if args.stage == "dev" else [args.recipe]
@@ -267,15 +268,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def best_recipe(results: Path, recipes: list[str], extra: list[str] | None = None) -> str:
+def best_recipe(
+    results: Path,
+    recipes: list[str],
+    extra: list[str] | None = None,
+    *,
+    shots: list[int],
+    seeds: list[int],
+) -> str:
     """The recipe with the highest mean dev accuracy with these ``--set`` overrides (the first
-    listed on a tie)."""
+    listed on a tie), over the dev rows of ``shots`` x ``seeds`` only.
+
+    results.jsonl keeps every dev row an ``--out`` ever ran: averaged whole, a recipe tried at 16
+    shots or on more seeds by an earlier ``--stage dev`` was compared on other draws than the rest.
+    So each recipe must have a row for every (shots, seed) asked, the same set for all of them.
+
+    Raises:
+        SystemExit: a recipe lacks some of them (one line naming the recipe and what it lacks).
+    """
     rows = _rows(results, "dev", extra or [])
-    means = {
-        r: statistics.mean(x["setfit"] for x in rows if x["recipe"] == r)
-        for r in recipes
-        if any(x["recipe"] == r for x in rows)
-    }
+    grid = {(n, s) for n in shots for s in seeds}
+    means: dict[str, float] = {}
+    for recipe in recipes:
+        # one row a (shots, seed): the last written, should an --out hold the same run twice
+        scores = {
+            (x["shots"], x["seed"]): x["setfit"]
+            for x in rows
+            if x["recipe"] == recipe and (x["shots"], x["seed"]) in grid
+        }
+        missing = sorted(grid - scores.keys())
+        if missing:
+            lacks = ", ".join(f"{n} shots seed {s}" for n, s in missing)
+            sys.exit(
+                f"{results}: recipe {recipe} has no dev row for {lacks}; every recipe needs one for each "
+                "--dev-shots and --dev-seeds to be compared on the same draws"
+            )
+        means[recipe] = statistics.mean(scores.values())
     return max(means, key=lambda r: (means[r], -recipes.index(r)))
 
 

@@ -20,8 +20,13 @@ difference to the baseline (mean and standard deviation over seeds). Results are
 so a killed benchmark goes on where it stopped. It takes hours on 2 cores (the baseline about
 3 minutes a run; eda 5x that, pgd 4x, fgm 2x).
 
+Each row keeps the overrides its runs were trained with, and a run folder reused by name is
+checked against its config.json: an --out measured with other settings is refused (one line).
+Neither can see a change of code: to measure a variant again after one (as the README's EDA
+re-measure), give a fresh --out; one that has the (variant, seed) already measures nothing.
+
     .venv/bin/python benchmarks/low_data.py                     # 5 seeds, every variant
-    .venv/bin/python benchmarks/low_data.py --variants baseline fgm --seeds 1 2
+    .venv/bin/python benchmarks/low_data.py --variants baseline fgm --seeds 1 2 --out DIR   # DIR: a fresh one
     .venv/bin/python benchmarks/low_data.py --quick             # minutes: tiny model, tiny subset
 """
 
@@ -83,10 +88,58 @@ def subset(seed: int, out: Path, *, fraction: float, quick: bool) -> tuple[Path,
     return paths
 
 
+def settings_differ(saved: dict[str, Any], overrides: list[str]) -> str | None:
+    """``key=have, not value`` for the first ``section.field=value`` of ``overrides`` that the run's
+    config.json (``saved``) holds otherwise; None when every one it holds is the same.
+
+    Values are read as YAML, as ``tunelab train`` reads them; numbers compare as numbers.
+    """
+    import yaml
+
+    wanted = dict(arg.split("=", 1) for arg in overrides if "=" in arg)  # the last of a key wins
+    for key, text in wanted.items():
+        section, _, field = key.partition(".")
+        if not isinstance(saved.get(section), dict) or field not in saved[section]:
+            continue
+        have, value = saved[section][field], yaml.safe_load(text)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
+        if not (float(have) == float(value) if numbers else have == value):
+            return f"{key}={have}, not {text}"
+    return None
+
+
+def measured(rows: list[dict[str, Any]], variant: str, seed: int, overrides: list[str], where: Path) -> bool:
+    """Whether ``rows`` (results.jsonl) hold ``variant`` on ``seed`` measured with ``overrides``.
+
+    A (variant, seed) was skipped whatever settings measured it, so an --out from another recipe
+    (another BASE, a VARIANTS edit) reported its old figure as this one's. Exits with one line
+    when the row was measured with other overrides. A row from before they were kept is measured
+    again (False): its run folders are reused only if their config.json matches (``train_accuracy``).
+    """
+    for row in rows:
+        if (row["variant"], row["seed"]) != (variant, seed) or "overrides" not in row:
+            continue
+        if row["overrides"] != overrides:
+            other = sorted(set(row["overrides"]) ^ set(overrides)) or ["the same overrides in another order"]
+            sys.exit(
+                f"{where}: {variant} seed {seed} was measured with other settings ({', '.join(other)}); "
+                "give a fresh --out"
+            )
+        return True
+    return False
+
+
 def train_accuracy(overrides: list[str], out: Path, name: str) -> tuple[Path, float]:
-    """Train one run (or reuse it when a finished one of that name exists); its test accuracy."""
+    """Train one run (or reuse a finished one of that name trained so); its test accuracy.
+
+    Raises:
+        SystemExit: the run of that name was trained with other settings (one line).
+    """
     run = out / name
     if (run / "run.json").is_file():
+        differ = settings_differ(json.loads((run / "config.json").read_text(encoding="utf-8")), overrides)
+        if differ is not None:
+            sys.exit(f"{run}: trained with {differ}; give a fresh --out")
         summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
     else:
         run, summary, _ = train_run(CONFIG, overrides, out, name, quiet=True)
@@ -103,11 +156,16 @@ def ensemble_accuracy(members: list[Path], out: Path) -> float:
     return 100 * metrics["test"]["accuracy"]
 
 
+def variant_overrides(variant: str, seed: int, data: list[str]) -> list[str]:
+    """The overrides of ``variant``'s run on seed ``seed`` (ensemble3: of its first member)."""
+    return [*data, f"train.seed={seed}", *VARIANTS[variant]]
+
+
 def run_variant(variant: str, seed: int, data: list[str], out: Path) -> float:
     """Test accuracy of ``variant`` on seed ``seed``'s rows; ``data`` holds the recipe's overrides."""
-    common = [*data, f"train.seed={seed}"]
+    common = variant_overrides("baseline", seed, data)
     if variant != "ensemble3":
-        return train_accuracy([*common, *VARIANTS[variant]], out, f"{variant}-s{seed}")[1]
+        return train_accuracy(variant_overrides(variant, seed, data), out, f"{variant}-s{seed}")[1]
     members = [train_accuracy(common, out, f"baseline-s{seed}")[0]]
     for offset in ENSEMBLE_SEED_OFFSETS:
         overrides = [*data, f"train.seed={seed + offset}"]
@@ -153,7 +211,11 @@ def main() -> None:
     )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks" / "low_data"))
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "runs" / "benchmarks" / "low_data"),
+        help="results and runs; (variant, seed) pairs already here are reused: a fresh one to measure again",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny model, 6 intents, 1 epoch, 2 seeds")
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -177,15 +239,20 @@ def main() -> None:
     done = []
     if results_path.is_file():
         done = [json.loads(line) for line in results_path.read_text(encoding="utf-8").splitlines() if line]
-    have = {(r["variant"], r["seed"]) for r in done}
     for seed in args.seeds:
         train, test = subset(seed, out / "data", fraction=fraction, quick=args.quick)
         data = [f"data.train={train}", f"data.test={test}", *recipe]
         for variant in args.variants:
-            if (variant, seed) in have:
+            overrides = variant_overrides(variant, seed, data)
+            if measured(done, variant, seed, overrides, results_path):
                 continue
             accuracy = run_variant(variant, seed, data, out / "runs")
-            record = {"variant": variant, "seed": seed, "test_accuracy": round(accuracy, 2)}
+            record = {
+                "variant": variant,
+                "seed": seed,
+                "test_accuracy": round(accuracy, 2),
+                "overrides": overrides,  # compared by the next invocation (measured)
+            }
             print(json.dumps(record), flush=True)
             with results_path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,7 +48,8 @@ def test_a_sweep_of_one_option_trains_each_value_and_reports_them_apart(tmp_path
     assert len(trained) == 2 and trained[0][0] != trained[1][0]  # the repeat of 32 is skipped
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["set"] for r in rows] == [["self_training.per_label=128"], ["self_training.per_label=32"]]
-    assert bench.best_recipe(results, ["selftrain"], ["self_training.per_label=32"]) == "selftrain"
+    chosen = bench.best_recipe(results, ["selftrain"], ["self_training.per_label=32"], shots=[8], seeds=[0])
+    assert chosen == "selftrain"
     assert [r["setfit"] for r in bench._rows(results, "dev", ["self_training.per_label=32"])] == [0.9]
 
 
@@ -73,3 +76,38 @@ def test_rows_written_before_the_set_was_kept_are_read_by_their_overrides(
         argparse.Namespace(set=[], out=tmp_path), results, NoBaseline(), "dev", ["selftrain"], [8], [0]
     )
     assert len(trained) == 1  # the plain recipe ran: the old row was another --set's
+
+
+def _dev_row(recipe: str, shots: int, seed: int, accuracy: float) -> str:
+    return json.dumps(
+        {"stage": "dev", "recipe": recipe, "shots": shots, "seed": seed, "setfit": accuracy, "baseline": 0.5,
+         "seconds": 1.0, "train_rows": 10, "set": []}
+    )  # fmt: skip
+
+
+def test_the_recipe_is_chosen_on_the_asked_dev_shots_and_seeds_only(tmp_path: Path) -> None:
+    """best_recipe averaged every dev row of results.jsonl: a recipe an earlier --stage dev had also
+    scored at 16 shots (an easier draw) won on rows the others did not have."""
+    results = tmp_path / "results.jsonl"
+    rows = [
+        _dev_row("p4n4-head", 8, 100, 0.80),
+        _dev_row("p4n4", 8, 100, 0.82),
+        _dev_row("p4n4-head", 16, 100, 0.95),  # an earlier --stage dev at 16 shots
+        _dev_row("p4n4-head", 8, 0, 0.99),  # and on another seed
+    ]
+    results.write_text("\n".join(rows) + "\n")
+    assert bench.best_recipe(results, ["p4n4-head", "p4n4"], [], shots=[8], seeds=[100]) == "p4n4"
+
+
+def test_a_recipe_without_every_asked_dev_row_is_one_line(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    rows = [
+        _dev_row("p4n4-head", 8, 100, 0.80),
+        _dev_row("p4n4-head", 8, 101, 0.80),
+        _dev_row("p4n4", 8, 100, 0.9),
+    ]
+    results.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as info:
+        bench.best_recipe(results, ["p4n4-head", "p4n4"], [], shots=[8], seeds=[100, 101])
+    message = str(info.value)
+    assert "\n" not in message and "recipe p4n4 has no dev row for 8 shots seed 101" in message

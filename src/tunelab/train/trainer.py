@@ -307,6 +307,14 @@ def train(
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = load_tokenizer(resolved.path)
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
+    # run.json's setup_seconds: from here to the loop's start. It covers what a run does to its built
+    # model and rows before the first step: train --from's previous model loaded and its head grown,
+    # augmentation and pseudo-labelling, encoding the training rows, a method's stage before training
+    # (SetFit's contrastive one), the probe head's fit, distillation's teacher pass over the training
+    # rows, EWC's encoding of the rehearsal rows and its Fisher, creating the run folder and encoding
+    # dev and test. train_seconds times the loop's steps only, so a recipe that moves work before the
+    # loop (the teacher pass did) looked cheaper than it was without this.
+    setup_started = time.perf_counter()
     continual = None
     if cfg.continual.from_run is not None:  # train --from: the previous model, head grown, + rehearsal
         from tunelab.train.continual_setup import Continuation
@@ -401,6 +409,7 @@ def train(
             show_progress=show_progress,
             on_evaluate=on_evaluate,
             read_splits=read_splits,
+            setup_started=setup_started,
         )
     except TrainingInterrupted:
         raise
@@ -438,6 +447,7 @@ def _train_in(
     show_progress: bool,
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
     read_splits: Splits,
+    setup_started: float,
 ) -> TrainResult:
     started = time.perf_counter()
     for note in splits.notes:
@@ -509,6 +519,9 @@ def _train_in(
         on_evaluate=on_evaluate,
         precision=precision.name,
     )
+    # This call's only: a resume does its setup again (teacher pass, Fisher) and does not add the
+    # killed call's, which run.json did not keep.
+    setup_seconds = time.perf_counter() - setup_started
     try:
         state = run_loop(model, setup, resume=resume)
     finally:
@@ -580,7 +593,8 @@ def _train_in(
         "precision_reason": precision.reason,
         # a run resumed on another machine: what it trained in before (absent when the same)
         "precision_before_resume": precision_before,
-        "train_seconds": round(state.train_seconds, 2),
+        "train_seconds": round(state.train_seconds, 2),  # the loop's steps only (not its evaluations)
+        "setup_seconds": round(setup_seconds, 2),  # before the loop: probe, teacher pass, Fisher (above)
         "train_samples_per_s": round(state.samples / state.train_seconds, 1) if state.train_seconds else None,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "peak_memory_mb": round(_peak_memory_mb(), 1),

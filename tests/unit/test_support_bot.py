@@ -226,6 +226,13 @@ def test_a_bot_whose_run_was_trained_again_is_refused_at_load(
     labels = json.loads((copy / "labels.json").read_text())
     names = labels["labels"]
     (copy / "labels.json").write_text(json.dumps(labels | {"labels": [names[0] + "_v2", *names[1:]]}))
+    # trained again with other intents: the weights name them too (labels.json alone disagreeing
+    # with the weights is a damaged run, refused before the bot's own check)
+    weights_config = json.loads((copy / "weights" / "config.json").read_text())
+    id2label = weights_config["id2label"] | {"0": names[0] + "_v2"}
+    label2id = {v: int(k) for k, v in id2label.items()}
+    weights_config |= {"id2label": id2label, "label2id": label2id}
+    (copy / "weights" / "config.json").write_text(json.dumps(weights_config))
     with pytest.raises(ConfigError, match=rf"other intents .*new: {names[0]}_v2; gone: {names[0]}\b"):
         Bot.load(folder)
 

@@ -38,7 +38,23 @@ def _encoder(name: str) -> Any:
             "Face encoder folder, or minilm-l6 / e5-small-multilingual"
         ) from None
     _require_tokenizer(path, name)
+    _require_matching_vocab(encoder, path)
     return encoder
+
+
+def _require_matching_vocab(encoder: Any, path: Any) -> None:
+    """Another model's tokenizer in the folder (ids past the embedding table) failed at the first
+    ``embed`` call with an IndexError naming nothing; checked once, when the encoder loads."""
+    from tunelab.models.classifier import require_matching_vocab
+
+    tokenizer = getattr(encoder, "tokenizer", None)
+    try:
+        # the embedding table's own size: what an id must fit, whatever config.json says
+        size = encoder[0].auto_model.get_input_embeddings().num_embeddings
+    except (AttributeError, IndexError, KeyError, TypeError, NotImplementedError):
+        return  # not a transformers encoder (a static-embedding model, ...): nothing to compare
+    if tokenizer is not None:
+        require_matching_vocab(tokenizer, size, path)
 
 
 def _require_tokenizer(path: Any, name: str) -> None:

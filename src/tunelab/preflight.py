@@ -144,6 +144,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
         try:
             checked.model = resolve_model(cfg.model.name)
             check_positions(cfg, checked.model.path, checked.method, checked.options)
+            check_tokenizer_vocab(checked.model.path)
         except TunelabError as exc:
             errors.append(exc)
     if reads("augment", "data"):
@@ -338,32 +339,92 @@ def check_positions(cfg: RunConfig, path: Path, method: Any, options: Any) -> No
     check_max_length(cfg, path, extra=extra)
 
 
+# Models that number positions from pad_token_id + 1 (RoBERTa's scheme): their usable length is
+# max_position_embeddings - pad_token_id - 1 (514 -> 512). Only roberta/xlm-roberta were known, so an
+# MPNet or CamemBERT folder accepted max_length=514 and failed in torch's embedding lookup.
+_OFFSET_POSITION_TYPES = frozenset(
+    {
+        "roberta",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "roberta-prelayernorm",
+        "camembert",
+        "mpnet",
+        "data2vec-text",
+        "longformer",
+        "ibert",
+        "xmod",
+    }
+)
+
+
+def _usable_positions(config: dict[str, Any]) -> int | None:
+    """How many tokens the model's position embeddings hold, after RoBERTa-style offsets."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    if config.get("model_type") not in _OFFSET_POSITION_TYPES:
+        return positions
+    pad = config.get("pad_token_id")
+    offset = pad + 1 if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else 2
+    return positions - offset
+
+
+def _tokenizer_max_length(path: Path) -> int | None:
+    """The tokenizer's own ``model_max_length`` when sane: transformers writes ~1e30 for "no limit"."""
+    try:
+        tok_config = json.loads((Path(path) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    limit = tok_config.get("model_max_length") if isinstance(tok_config, dict) else None
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 < limit < 1_000_000:
+        return int(limit)
+    return None
+
+
 def check_max_length(cfg: RunConfig, path: Path, *, extra: int = 0) -> None:
     """``model.max_length`` fits the model's position embeddings: a longer text failed deep in the
     first forward pass ("The size of tensor a (302) must match ... (128)"), after the run folder
-    was made."""
+    was made. The tokenizer's own ``model_max_length`` caps it too, as the zero-shot scorers do."""
     try:
         config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # a hub id not downloaded yet, or another layout: the model checks itself
-    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
-    # RoBERTa-style models keep two positions for padding: their usable length is 2 less
-    usable = (
-        positions - 2
-        if isinstance(positions, int) and config.get("model_type") in ("roberta", "xlm-roberta")
-        else positions
-    )
-    if not isinstance(usable, int) or cfg.model.max_length + extra <= usable:
+    usable = _usable_positions(config) if isinstance(config, dict) else None
+    tokenizer_limit = _tokenizer_max_length(path)
+    what = "positions"
+    if tokenizer_limit is not None and (usable is None or tokenizer_limit < usable):
+        usable, what = tokenizer_limit, "tokens (its tokenizer's model_max_length)"
+    if usable is None or cfg.model.max_length + extra <= usable:
         return
     if extra:  # the method's own positions (a prompt's virtual tokens) come first
         raise ConfigError(
             f"model.max_length={cfg.model.max_length} plus method {cfg.method.name}'s {extra} positions is "
-            f"over the {usable} positions of {cfg.model.name}; lower either (together at most {usable})"
+            f"over the {usable} {what} of {cfg.model.name}; lower either (together at most {usable})"
         )
     raise ConfigError(
-        f"model.max_length={cfg.model.max_length} is over the {usable} positions of {cfg.model.name}; "
+        f"model.max_length={cfg.model.max_length} is over the {usable} {what} of {cfg.model.name}; "
         f"use at most {usable}"
     )
+
+
+def check_tokenizer_vocab(path: Path) -> None:
+    """The model folder's tokenizer fits its vocabulary: one from another model (ids past
+    ``vocab_size``) passed ``validate`` and failed ``train`` with an IndexError naming nothing.
+
+    Raises:
+        ModelNotFoundError: the tokenizer cannot be loaded, or has ids the model has no embedding for.
+    """
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # another layout: the model checks itself
+    vocab_size = config.get("vocab_size") if isinstance(config, dict) else None
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        return  # a composite config (text_config, ...): no size to compare with
+    from tunelab.models.classifier import load_tokenizer, require_matching_vocab
+
+    require_matching_vocab(load_tokenizer(path), vocab_size, path)
 
 
 def check_listed_labels(cfg: RunConfig, splits: Any, *, kept: Iterable[str] = ()) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -138,7 +139,19 @@ def _online_hub(monkeypatch: pytest.MonkeyPatch, download: Any) -> None:
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    _answering_model_info(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+
+
+def _answering_model_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolve_model asks HfApi().model_info (with a timeout) before downloading: a fake that answers."""
+    import huggingface_hub
+
+    class AnsweringApi:
+        def model_info(self, repo_id: str, **kwargs: object) -> object:
+            return SimpleNamespace(sha="0123456789abcdef0123456789abcdef01234567")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", AnsweringApi)
 
 
 def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,6 +203,7 @@ def test_hub_download_when_online(monkeypatch: pytest.MonkeyPatch, tiny_bert: Pa
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    _answering_model_info(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
     resolved = resolve_model("org/some-model")
     assert resolved.source == "hub" and resolved.path == tiny_bert

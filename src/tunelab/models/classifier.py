@@ -284,6 +284,7 @@ def has_tokenizer_files(folder: Path) -> bool:
 
 
 def load_tokenizer(path: Path):
+    """The folder's fast tokenizer; a missing or broken one is one ``ModelNotFoundError`` line naming it."""
     from transformers import AutoTokenizer
 
     folder = Path(path)
@@ -300,3 +301,30 @@ def load_tokenizer(path: Path):
             f"model folder {path}: no usable tokenizer ({why}); "
             "save the tokenizer into the folder with tokenizer.save_pretrained()"
         ) from None
+    except Exception as exc:  # tokenizers raises a bare Exception for an unparsable tokenizer.json
+        what = "tokenizer.json" if (folder / "tokenizer.json").is_file() else "its tokenizer files"
+        raise ModelNotFoundError(
+            f"model folder {path}: {what} unreadable ({first_line(exc)[:200]}); "
+            "save the tokenizer into the folder with tokenizer.save_pretrained()"
+        ) from None
+
+
+def require_matching_vocab(tokenizer: Any, vocab_size: Any, folder: Path | str) -> None:
+    """The tokenizer's ids all fit the model's embedding table.
+
+    A folder holding another model's tokenizer (ids up to 30521 beside a 1000-token vocabulary)
+    passed ``validate`` and failed in ``train``'s first forward pass with an IndexError naming
+    nothing; an unknown size (``vocab_size`` not a number) is not checked.
+    """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
+        return
+    try:
+        largest = max(tokenizer.get_vocab().values(), default=-1)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):  # a tokenizer without a vocabulary
+        return
+    if largest >= vocab_size:
+        raise ModelNotFoundError(
+            f"model folder {folder}: its tokenizer has {largest + 1} tokens but the model's vocabulary has "
+            f"{vocab_size} (a tokenizer from another model?); save the model's own tokenizer into the "
+            "folder with tokenizer.save_pretrained()"
+        )

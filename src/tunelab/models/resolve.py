@@ -130,15 +130,31 @@ def _download(name: str) -> ResolvedModel:
     hint = f"the hub is unreachable offline; use a bundled model ({_bundled_names()}) or a local folder"
     offline = _offline()
     try:
-        from huggingface_hub import snapshot_download  # heavy; only for online users
-
+        from huggingface_hub import HfApi, snapshot_download  # heavy; only for online users
+        from huggingface_hub.errors import HFValidationError
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        raise ModelNotFoundError(f"model {name!r}: huggingface_hub is not installed; {hint}") from None
+    try:
+        revision = None
+        if not offline:
+            # snapshot_download's own repo_info call waits without a timeout: behind a proxy that
+            # accepts and never answers, `train` hung forever. Asked first with a timeout, the hub
+            # proves it answers, and its commit hash lets snapshot_download skip that call.
+            revision = HfApi().model_info(name, timeout=10).sha
         # Offline, a model downloaded before is still in the hub cache: use it, ask nothing.
         folder = snapshot_download(
             repo_id=name,
+            revision=revision,
             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
             etag_timeout=5,
             local_files_only=offline,
         )
+    except HFValidationError:
+        # "some_model!!" was reported as "the hub is unreachable offline": the id itself is wrong
+        raise ModelNotFoundError(
+            f"model {name!r}: not a folder here and not a valid hub id (org/name); give a local model "
+            f"folder, a hub id, or a bundled model ({_bundled_names()})"
+        ) from None
     except Exception as exc:  # network errors come in many types
         # "models/mine" with a folder "models" here is a typo of a local path, not a hub id: the
         # message spoke of the hub only

@@ -547,3 +547,35 @@ def test_member_setups_reads_a_members_files_as_loading_it_does(tmp_path, file: 
     message = str(refused.value)
     assert message.startswith(f"{member / file}: cannot read (not JSON: "), message
     assert message.endswith("the run folder is damaged: train or export it again")
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (
+            "config",
+            "config.json: cannot read (not JSON",
+        ),  # the member's own advice was "train or export it again"
+        ("temperature", "could not convert string to float"),  # was unexpected ValueError
+    ],
+)
+def test_a_member_that_cannot_be_used_says_to_build_the_ensemble_again(
+    ens, tmp_path, damage: str, says: str
+) -> None:
+    import shutil
+
+    copy = tmp_path / "ens"
+    shutil.copytree(ens, copy)
+    summary = json.loads((copy / "run.json").read_text(encoding="utf-8"))
+    first = summary["members"][0]
+    if damage == "config":
+        (copy / first["path"] / "config.json").write_text('{"data": ', encoding="utf-8")
+    else:
+        first["temperature"] = "warm"
+        (copy / "run.json").write_text(json.dumps(summary), encoding="utf-8")
+    with pytest.raises(RunError) as refused:
+        tunelab.load(copy)
+    message = str(refused.value)
+    assert message.startswith(f"{copy}: member {Path(first['path']).name} cannot be used ("), message
+    assert says in message and "\n" not in message
+    assert message.endswith("build the ensemble again from its runs (tunelab ensemble RUN RUN ... --out)")

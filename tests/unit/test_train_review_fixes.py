@@ -163,6 +163,8 @@ def _finished_run(root: Path, metrics: str) -> Path:
         ('{"test": {"accuracy": 0.9', "not JSON"),
         ('{"test": {"accuracy": "high"}}', "accuracy is 'high', not a number"),
         ('{"test": "broken"}', "not a mapping"),
+        ("[1, 2]", "a JSON array, not an object"),  # said "no saved metrics to show"
+        ("null", "a JSON null, not an object"),
     ],
 )
 def test_eval_of_damaged_saved_metrics_says_which_file_and_what_to_do(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.data.encoding import Encoded
-from tunelab.errors import RunError
+from tunelab.errors import RunError, TunelabError, first_line
 
 FORMAT = "ensemble"
 
@@ -92,15 +92,25 @@ def load_ensemble(ctx: Any) -> EnsembleBackend:
 
     members = []
     for entry in ctx.summary.get("members") or []:
-        predictor = load(member_folder(ctx.run.root, entry))
-        names = LabelMap.load(predictor.run.labels_json).names
-        members.append(
-            Member(
-                backend=predictor.backend,
-                temperature=float(entry.get("temperature") or 1.0),
-                order=[names.index(n) for n in ctx.labels.names],
+        folder = member_folder(ctx.run.root, entry)
+        try:
+            predictor = load(folder)
+            names = LabelMap.load(predictor.run.labels_json).names
+            members.append(
+                Member(
+                    backend=predictor.backend,
+                    temperature=float(entry.get("temperature") or 1.0),
+                    order=[names.index(n) for n in ctx.labels.names],
+                )
             )
-        )
+        except (TunelabError, TypeError, ValueError) as exc:
+            # The member's own advice ("train or export it again") does not fit a copy inside the
+            # ensemble, and a label missing from a member or a temperature that is no number was
+            # "unexpected ValueError": the ensemble is what to build again.
+            raise RunError(
+                f"{ctx.run.root}: member {folder.name} cannot be used ({first_line(exc)}); "
+                "build the ensemble again from its runs (tunelab ensemble RUN RUN ... --out)"
+            ) from None
     if not members:
         raise RunError(f"{ctx.run.root}: run.json lists no ensemble members; build the ensemble again")
     return EnsembleBackend(members, get_task(ctx.labels.task))

@@ -10,7 +10,7 @@ from typing import Any
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, DataError
 from tunelab.runs.folder import check_parents_are_folders
-from tunelab.runs.json_files import JsonFileError, NotJsonError, read_json, read_json_object
+from tunelab.runs.json_files import JsonFileError, NotAnObjectError, NotJsonError, read_json_object
 
 
 def evaluate(
@@ -131,14 +131,16 @@ def _read_saved_metrics(path: Path, run_root: Path) -> dict[str, Any]:
     """A run's ``metrics.json`` as a dict; an export with --data keeps that file's score under "parity".
 
     Raises:
-        DataError: not JSON or not UTF-8 (it was "unexpected JSONDecodeError"), naming the file and
-            the command that scores the run again.
+        DataError: not JSON or not UTF-8 (it was "unexpected JSONDecodeError"), or JSON that is no
+            object (a list said "no saved metrics to show", as if the run had none), naming the file
+            and the command that scores the run again.
     """
     try:
-        saved = read_json(path)
+        return read_json_object(path)
     except NotJsonError:  # not JSON, or not UTF-8
         raise _damaged(path, run_root, "not JSON") from None
-    return saved if isinstance(saved, dict) else {}
+    except NotAnObjectError as exc:
+        raise _damaged(path, run_root, exc.reason) from None
 
 
 def _check_scores(metrics: object, path: Path, run_root: Path) -> None:

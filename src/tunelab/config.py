@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -829,52 +830,48 @@ _ConfigLoader.add_implicit_resolver(
 _YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
 
 
-class _IntText(int):
-    """An int as the run file or an override wrote it (``+7``): a text field keeps that text."""
+class _WrittenNumber:
+    """A number as the run file or an override wrote it: ``name=1.10`` named run "1.1", ``name=+7``
+    run "7" and ``data.train=2.50`` read the file 2.5. A text field keeps the text (``as_written``);
+    a number field takes the plain number (``coerce_types``)."""
 
     text: str
 
-    def __new__(cls, value: int, text: str) -> _IntText:
-        number = super().__new__(cls, value)
-        number.text = text
-        return number
-
-    def __getnewargs__(self) -> tuple[int, str]:  # copy.deepcopy (dataclasses.asdict) keeps the text
-        return int(self), self.text
-
-
-class _FloatText(float):
-    """A float as the run file or an override wrote it: ``name=1.10`` named run "1.1" and
-    ``data.train=2.50`` read the file 2.5. A text field keeps the text (``as_written``); a number
-    field takes the float (``coerce_types``)."""
-
-    text: str
-
-    def __new__(cls, value: float, text: str) -> _FloatText:
-        number = super().__new__(cls, value)
+    def __new__(cls, value: float, text: str) -> Any:
+        number = super().__new__(cls, value)  # type: ignore[call-arg]  # int's or float's
         number.text = text
         return number
 
     def __getnewargs__(self) -> tuple[float, str]:  # copy.deepcopy (dataclasses.asdict) keeps the text
-        return float(self), self.text
+        return self.plain(), self.text
+
+    def plain(self) -> float:
+        """The number without its text, as its own type (int or float)."""
+        return int(self) if isinstance(self, int) else float(self)  # type: ignore[arg-type]
 
 
-def _int_with_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> _IntText:
-    return _IntText(loader.construct_yaml_int(node), str(node.value))
+class _IntText(_WrittenNumber, int):
+    pass
 
 
-def _float_with_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> _FloatText:
-    return _FloatText(loader.construct_yaml_float(node), str(node.value))
+class _FloatText(_WrittenNumber, float):
+    pass
 
 
-_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _int_with_text)
-_ConfigLoader.add_constructor("tag:yaml.org,2002:float", _float_with_text)
+def _with_text(
+    kind: type[_WrittenNumber], construct: str
+) -> Callable[[yaml.SafeLoader, yaml.ScalarNode], Any]:
+    """A YAML constructor making ``kind`` from the loader's own ``construct`` and the node's text."""
+    return lambda loader, node: kind(getattr(loader, construct)(node), str(node.value))
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _with_text(_IntText, "construct_yaml_int"))
+_ConfigLoader.add_constructor("tag:yaml.org,2002:float", _with_text(_FloatText, "construct_yaml_float"))
 
 
 def as_written(value: Any) -> str:
     """``value`` for a text field: a number as it was written (``1.10``, ``+7``), else ``str``."""
-    text = getattr(value, "text", None)
-    return text if isinstance(value, _IntText | _FloatText) and isinstance(text, str) else str(value)
+    return value.text if isinstance(value, _WrittenNumber) else str(value)
 
 
 def load_config_yaml(text: str) -> Any:
@@ -941,8 +938,8 @@ def coerce_types(
                 problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
         # A number field gets a plain int or float; options (a mapping) keep the text for their
         # method's own check, where a text option takes it as written.
-        if isinstance(out[key], _IntText | _FloatText) and not kind.startswith("dict"):
-            out[key] = int(out[key]) if isinstance(out[key], int) else float(out[key])
+        if isinstance(out[key], _WrittenNumber) and not kind.startswith("dict"):
+            out[key] = out[key].plain()
     return out, problems
 
 

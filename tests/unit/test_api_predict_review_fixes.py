@@ -221,10 +221,13 @@ def test_predict_file_reads_a_dict_options_text_column_as_the_list_form_does(
     ``text`` column had ``text`` read silently instead of the one-line refusal the list form gives."""
     source = tmp_path / "in.csv"
     pd.DataFrame({"text": ["a card", "a loan"]}).to_csv(source, index=False)
+    refusals = []
     for options in (["data.text_column=body"], {"data.text_column": "body"}, {"text_column": "body"}):
-        with pytest.raises(DataError, match="body"):
+        with pytest.raises(DataError, match="body") as refused:
             tunelab.predict_file(predictor, source, tmp_path / "out.jsonl", options=options)
+        refusals.append(str(refused.value))
         assert not (tmp_path / "out.jsonl").exists()
+    assert refusals[1] == refusals[2] == refusals[0]  # the list form's refusal, word for word
     assert (
         tunelab.predict_file(predictor, source, tmp_path / "ok.jsonl", options={"data.text_column": "text"})
         == 2

@@ -57,6 +57,7 @@ class Checked:
     previous: Any = None  # train --from: the run continued (tunelab.train.continual.Previous)
     rehearsal: Any = None  # train --from: its stored sample as read (tunelab.data.dataset.Dataset)
     unlabeled: Any = None  # self_training: the unlabelled texts read, and the empty rows skipped
+    tokenizer: Any = None  # the model folder's tokenizer, loaded to check it fits the vocabulary
 
     @property
     def problems(self) -> list[str]:
@@ -144,7 +145,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
         try:
             checked.model = resolve_model(cfg.model.name)
             check_positions(cfg, checked.model.path, checked.method, checked.options)
-            check_tokenizer_vocab(checked.model.path)
+            checked.tokenizer = check_tokenizer_vocab(checked.model.path)
         except TunelabError as exc:
             errors.append(exc)
     if reads("augment", "data"):
@@ -408,9 +409,13 @@ def check_max_length(cfg: RunConfig, path: Path, *, extra: int = 0) -> None:
     )
 
 
-def check_tokenizer_vocab(path: Path) -> None:
+def check_tokenizer_vocab(path: Path) -> Any:
     """The model folder's tokenizer fits its vocabulary: one from another model (ids past
     ``vocab_size``) passed ``validate`` and failed ``train`` with an IndexError naming nothing.
+
+    Returns:
+        the tokenizer it loaded (``Checked.tokenizer``: train and validate reuse it), or None where
+        the folder has no vocabulary size to compare with.
 
     Raises:
         ModelNotFoundError: the tokenizer cannot be loaded, or has ids the model has no embedding for.
@@ -418,13 +423,15 @@ def check_tokenizer_vocab(path: Path) -> None:
     try:
         config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return  # another layout: the model checks itself
+        return None  # another layout: the model checks itself
     vocab_size = config.get("vocab_size") if isinstance(config, dict) else None
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-        return  # a composite config (text_config, ...): no size to compare with
+        return None  # a composite config (text_config, ...): no size to compare with
     from tunelab.models.classifier import load_tokenizer, require_matching_vocab
 
-    require_matching_vocab(load_tokenizer(path), vocab_size, path)
+    tokenizer = load_tokenizer(path)
+    require_matching_vocab(tokenizer, vocab_size, path)
+    return tokenizer
 
 
 def check_listed_labels(cfg: RunConfig, splits: Any, *, kept: Iterable[str] = ()) -> None:
@@ -586,8 +593,8 @@ def validate_run(
         except TunelabError as exc:  # the sample and the new rows disagree on text pairs
             result.problems.extend(p for p in problems_of(exc) if p not in result.problems)
     result.notes = list(splits.notes)
-    tokenizer = None
-    if count_tokens and checked.model is not None:
+    tokenizer = checked.tokenizer
+    if count_tokens and checked.model is not None and tokenizer is None:
         from tunelab.models import load_tokenizer
 
         try:

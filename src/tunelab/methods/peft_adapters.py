@@ -79,12 +79,13 @@ def load(
         return PeftModel.from_pretrained(base, adapter)
 
 
-def loader_for(method: str, peft_type: str) -> Callable[[Path, ModelLoader], nn.Module]:
-    """``load`` for one registered method: it refuses a folder whose adapter is of another type."""
-    return functools.partial(load, method=method, peft_type=peft_type)
+def loader_for(method: str) -> Callable[[Path, ModelLoader], nn.Module]:
+    """``load`` for one registered method: it refuses a folder whose adapter is of another type
+    (peft's type is the method's name in capitals: lora -> LORA)."""
+    return functools.partial(load, method=method, peft_type=method.upper())
 
 
-def sharing_for(method: str, peft_type: str, *, mixed: bool) -> BaseSharing:
+def sharing_for(method: str, *, mixed: bool) -> BaseSharing:
     """How ``method``'s adapters share a base in a server; ``attach`` refuses another type's.
 
     ``mixed``: the tuner's layers take peft's ``adapter_names`` (LoRA), so one forward may mix
@@ -93,7 +94,7 @@ def sharing_for(method: str, peft_type: str, *, mixed: bool) -> BaseSharing:
     ``adapter_names`` that they ignore, silently running the active adapter.)
     """
     return BaseSharing(
-        attach=functools.partial(attach, method=method, peft_type=peft_type),
+        attach=functools.partial(attach, method=method, peft_type=method.upper()),
         detach=detach,
         forward=forward_mixed if mixed else forward_one,
         mixed_batches=mixed,

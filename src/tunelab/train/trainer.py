@@ -230,7 +230,8 @@ def train(
         # (or other files); the run reads those it began on (the data fingerprint still checks them).
         cfg = _as_trained(RunConfig.from_dict(saved), previous)
         # checked against the saved config's data.task (and run.json, once it records task/num_labels)
-        began = read_run_labels(run, previous, cfg).names if run.labels_json.is_file() else []
+        began_map = read_run_labels(run, previous, cfg) if run.labels_json.is_file() else None
+        began = began_map.names if began_map is not None else []
         if cfg.data.labels is None and any(label_name(n) != n for n in began):
             # A run begun before label names were read in Unicode NFC saved a decomposed "éclair",
             # which sorts elsewhere in NFC: read again unlisted, the ids moved and the resume was
@@ -243,14 +244,14 @@ def train(
             from tunelab.train.frames import with_frames
 
             cfg = with_frames(cfg, {"train": train, "dev": dev, "test": test})
-        run, previous, restored = None, {}, False
+        run, previous, restored, began_map = None, {}, False, None
     # The checks tunelab validate runs, all of them, before anything is built or written.
     checked = check_run(cfg, new_run=run is None)
     checked.raise_if_problems()
     method: Method = checked.method
     options, task, splits = checked.options, checked.task, checked.splits
-    if run is not None and run.labels_json.is_file():
-        _check_same_labels(run, splits.labels, cfg)
+    if run is not None and began_map is not None:
+        _check_same_labels(run, began_map, splits.labels, cfg)
     data_fingerprint = split_fingerprints(splits, checked.unlabeled)
     if checked.rehearsal is None and checked.previous is not None:  # a resume: check_run left it
         from tunelab.train.continual import read_rehearsal
@@ -305,7 +306,7 @@ def train(
         )
     # Build the model and apply the method before the run folder exists: a bad model folder or a
     # LoRA target that matches nothing must leave nothing behind.
-    tokenizer = load_tokenizer(resolved.path)
+    tokenizer = checked.tokenizer or load_tokenizer(resolved.path)  # check_run loaded it once
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
     # run.json's setup_seconds: from here to the loop's start. It covers what a run does to its built
     # model and rows before the first step: train --from's previous model loaded and its head grown,
@@ -659,11 +660,10 @@ def _read_resume_file(run: RunFolder, path: Path, so: str) -> dict[str, Any]:
         ) from None
 
 
-def _check_same_labels(run: RunFolder, labels: LabelMap, cfg: RunConfig) -> None:
-    """A resumed run's data still has the labels it began with (read again from the files): a new
-    label grew the head past the checkpoint's (an unexpected RuntimeError), and labels.json was
-    overwritten with the new list."""
-    began = read_run_labels(run, config=cfg)
+def _check_same_labels(run: RunFolder, began: LabelMap, labels: LabelMap, cfg: RunConfig) -> None:
+    """A resumed run's data still has the labels it began with (``began``: its labels.json, checked
+    against the run), read again from the files: a new label grew the head past the checkpoint's (an
+    unexpected RuntimeError), and labels.json was overwritten with the new list."""
     if [label_name(n) for n in began.names] != [label_name(n) for n in labels.names]:
         added = [n for n in labels.names if n not in began]
         gone = [n for n in began.names if n not in labels]

@@ -100,9 +100,9 @@ def trained_parameters(model: nn.Module, options: Any) -> int:
     head alone, but the stage before it tuned the whole encoder and the run saves all of it (run.json
     said the head's 99 parameters on the tiny model). Without that stage (no pair could be drawn),
     what the loop trained."""
-    from tunelab.methods.setfit.contrastive import TUNED
+    from tunelab.methods.setfit.contrastive import TUNED_FLAG
 
-    if model in TUNED:
+    if getattr(model, TUNED_FLAG, False):
         return sum(p.numel() for p in model.parameters())
     return trainable_count(model)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import weakref
 from typing import Any
 
 import torch
@@ -25,10 +24,9 @@ from tunelab.models.classifier import pooled_features
 
 logger = logging.getLogger(__name__)
 
-#: The models whose encoder ``contrastive_finetune`` tuned (none when no pair could be drawn): the
-#: method's ``trained_parameters`` counts every weight of these, not only what the loop trains.
-#: Weak, so a finished run's model is not kept alive.
-TUNED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+#: Set on a model whose encoder ``contrastive_finetune`` tuned (not when no pair could be drawn):
+#: the method's ``trained_parameters`` counts every weight of it, not only what the loop trains.
+TUNED_FLAG = "_tunelab_setfit_tuned"
 
 
 def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed: int) -> list[str]:
@@ -86,7 +84,7 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
             if step % 50 == 0 or step == total:
                 logger.info("setfit contrastive step %d/%d: loss %.4f", step, total, running / window)
                 running, window = 0.0, 0
-    TUNED.add(model)
+    setattr(model, TUNED_FLAG, True)
     return [pairs_note(pairs, drawn, options, step, time.perf_counter() - started)]
 
 

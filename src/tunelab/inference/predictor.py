@@ -23,7 +23,7 @@ from tunelab.data.labelled import LabelledTexts
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
-from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import check_threshold, read_run_labels
 from tunelab.tasks import Task, get_task
 
@@ -67,12 +67,7 @@ class Predictor:
         from tunelab.models import load_tokenizer
 
         run = find_run(path)
-        config = read_run_config(run)
-        summary = read_run_summary(run)
-        # checked against run.json, config.json and the model before anything is decoded with it
-        labels = read_run_labels(run, summary, config)
-        threshold = check_threshold(summary, run)
-        config = with_training_paths(config, summary)
+        summary, config, labels, threshold = read_run_files(run)
         loader = get_format(summary.get("format", "torch"))
         backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
         tokenizer = load_tokenizer(run.tokenizer)
@@ -317,6 +312,22 @@ def read_run_config(run: RunFolder) -> RunConfig:
     return RunConfig.from_dict(_read_object(run.config_json))
 
 
+def read_run_files(run: RunFolder) -> tuple[dict[str, Any], RunConfig, LabelMap, float | None]:
+    """A run's run.json, config.json (its data files as the run resolved them) and labels.json,
+    checked against each other before anything is decoded with them, and its tuned threshold: what
+    ``Predictor.load`` and the server's model loader both read (the loader had its own copy).
+
+    Raises:
+        RunError: a file is damaged, labels.json does not fit the run, or the threshold is no
+            number in (0, 1).
+    """
+    config = read_run_config(run)
+    summary = read_run_summary(run)
+    labels = read_run_labels(run, summary, config)
+    threshold = check_threshold(summary, run)
+    return summary, with_training_paths(config, summary), labels, threshold
+
+
 def read_run_summary(run: RunFolder) -> dict[str, Any]:
     """The run's ``run.json``; {} only when there is none (``RunFolder.read_summary`` also gives {}
     for a damaged one, which ``tunelab runs`` lists as such).
@@ -334,13 +345,9 @@ def read_run_summary(run: RunFolder) -> dict[str, Any]:
 
 def _read_object(path: Path) -> dict[str, Any]:
     """config.json or run.json, whole: either damaged is one line naming the file, not a traceback."""
-    try:
-        return read_json_object(path)
-    except (OSError, JsonFileError) as exc:
-        reason = failure_reason(exc)
-        raise RunError(
-            f"{path}: cannot read ({reason}); the run folder is damaged: train or export it again"
-        ) from None
+    return read_run_object(
+        path, lambda why: f"{path}: cannot read ({why}); the run folder is damaged: train or export it again"
+    )
 
 
 def _check_batch_size(batch_size: Any) -> None:

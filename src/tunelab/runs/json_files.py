@@ -10,8 +10,11 @@ as it was, one that names a missing file asks ``failure_reason`` for its words.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tunelab.errors import RunError
 
 
 class JsonFileError(ValueError):
@@ -60,6 +63,19 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise NotAnObjectError(path, f"a JSON {_json_kind(value)}, not an object")
     return value
+
+
+def read_run_object(path: Path, message: Callable[[str], str]) -> dict[str, Any]:
+    """``read_json_object``, with any failure one ``RunError``: ``message(reason)``, the caller's own
+    words and advice around the few words saying what went wrong (``failure_reason``).
+
+    Raises:
+        RunError: the file is missing or unreadable, not UTF-8, not JSON or not an object.
+    """
+    try:
+        return read_json_object(path)
+    except (OSError, JsonFileError) as exc:
+        raise RunError(message(failure_reason(exc))) from None
 
 
 def failure_reason(exc: OSError | JsonFileError) -> str:

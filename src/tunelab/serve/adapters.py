@@ -209,9 +209,8 @@ class BasePool:
     def load(self, path: str | Path) -> Any:
         """A ``Predictor`` for the run or artifact at ``path``; adapters attach to a shared base."""
         from tunelab.inference.backends import LoadContext, model_loader, run_method
-        from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
+        from tunelab.inference.predictor import read_run_files
         from tunelab.runs import find_run
-        from tunelab.runs.labels_check import check_threshold, read_run_labels
 
         try:
             run = find_run(path)
@@ -220,17 +219,14 @@ class BasePool:
         # Read as Predictor.load reads them: a damaged run.json or config.json is one RunError
         # naming the file (a 400 for an admin load), never a JSONDecodeError or a run.json read
         # as {} (no base fingerprint check, a multi-label run's tuned threshold back to 0.5).
-        summary = read_run_summary(run)
+        # (a labels.json of another run, a bad threshold: a 400, before the base is loaded or attached to)
+        summary, config, labels, threshold = read_run_files(run)
         if summary.get("format", "torch") != "torch":
             return self._load_whole(str(path))  # an export: a whole model in its own format
-        config = with_training_paths(read_run_config(run), summary)
-        # as Predictor.load checks them: a labels.json of another run is a 400, not a 500 at predict
-        labels = read_run_labels(run, summary, config)
         ctx = LoadContext(run=run, config=config, labels=labels, summary=summary)
         method = run_method(ctx)
         if not method.shares_base:
             return self._load_whole(str(path))
-        threshold = check_threshold(summary, run)  # before the base is loaded or attached to
         key = self._host_key(ctx, method)
         adapter = f"adapter{next(self._names)}"
         host, group = self._attach(key, method, run, model_loader(ctx), adapter)

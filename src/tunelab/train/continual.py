@@ -38,7 +38,7 @@ from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
 from tunelab.data.file_options import READING_FIELDS
 from tunelab.errors import ConfigError, DataError, RunError, first_line
-from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import read_run_labels
 
 logger = logging.getLogger(__name__)
@@ -226,13 +226,13 @@ def _read_run_file(path: Path) -> dict[str, Any]:
     Raises:
         RunError: the file cannot be read, is not UTF-8, not JSON or not an object (one line naming it).
     """
-    try:
-        return read_json_object(path)
-    except (OSError, JsonFileError) as exc:
-        raise RunError(
-            f"--from: {path}: cannot read ({failure_reason(exc)}); that run folder is damaged: "
+    return read_run_object(
+        path,
+        lambda why: (
+            f"--from: {path}: cannot read ({why}); that run folder is damaged: "
             "train it again to continue from it"
-        ) from None
+        ),
+    )
 
 
 @dataclass

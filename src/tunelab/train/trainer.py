@@ -35,7 +35,7 @@ from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
-from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import read_run_labels
 from tunelab.tasks import Task
 from tunelab.train.augment_rows import augment_training_rows
@@ -651,13 +651,13 @@ def _read_resume_file(run: RunFolder, path: Path, so: str) -> dict[str, Any]:
         RunError: the file is missing, not UTF-8, not JSON or not an object: ``--resume <run>: its
             <file> is missing or damaged (<why>), so <so>; delete the folder and train again``.
     """
-    try:
-        return read_json_object(path)
-    except (OSError, JsonFileError) as exc:
-        raise RunError(
-            f"--resume {run.root}: its {path.name} is missing or damaged ({failure_reason(exc)}), so {so}; "
+    return read_run_object(
+        path,
+        lambda why: (
+            f"--resume {run.root}: its {path.name} is missing or damaged ({why}), so {so}; "
             "delete the folder and train again"
-        ) from None
+        ),
+    )
 
 
 def _check_same_labels(run: RunFolder, began: LabelMap, labels: LabelMap, cfg: RunConfig) -> None:

@@ -92,12 +92,11 @@ def export(
     """
     from tqdm.auto import tqdm
 
-    from tunelab.data.file_options import parse_file_overrides
+    from tunelab.data.file_options import parse_file_overrides, require_file_for_options
 
     # a dict is checked too: {"data.separator": "@"} or an unknown key failed later as a TypeError
     given = parse_file_overrides(data_options)
-    if given and data is None:
-        raise ConfigError("data.* reading options need a file to read: give --data FILE")
+    require_file_for_options(given, data)
     opts = ExportOptions(
         format=format,
         prune=prune,

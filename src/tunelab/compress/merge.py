@@ -83,7 +83,7 @@ def merge(
     from tqdm.auto import tqdm
 
     from tunelab.compress.datasets import parity_data
-    from tunelab.data.file_options import parse_file_overrides
+    from tunelab.data.file_options import parse_file_overrides, require_file_for_options
     from tunelab.inference import Predictor
     from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
     from tunelab.inference.forward import predict_logits
@@ -98,8 +98,7 @@ def merge(
     # first, as export does: the reader's own error tells the user to add these options, and merge
     # had no way to take them
     given = parse_file_overrides(data_options)  # a dict checked too (data. prefix, unknown keys)
-    if given and data is None:
-        raise ConfigError("data.* reading options need a file to read: give --data FILE")
+    require_file_for_options(given, data)
     # Resolved, as export does: `tunelab merge .` from inside the run had no folder name to derive
     # the output's from, and run.json's merged_from must name the run from anywhere.
     source = find_run(run_path(run).resolve())  # a Predictor given: one line, not a TypeError

@@ -83,8 +83,25 @@ def parse_file_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, 
             names a field that is not a reading option, or has a value of the wrong type; a bare
             text instead of a list (it was read one character at a time).
     """
-    if isinstance(items, dict):
-        return _file_options_dict(items)
+    raw = _file_options_dict(items) if isinstance(items, dict) else _file_options_items(items)
+    values, problems = coerce_types(DataConfig, raw, "data")
+    if problems:
+        raise ConfigError("; ".join(problems.values()))
+    return values
+
+
+def require_file_for_options(given: dict[str, Any], data: object) -> None:
+    """Refuse reading options (``parse_file_overrides``'s result) given without a file to read.
+
+    Raises:
+        ConfigError: ``given`` is not empty and ``data`` is None.
+    """
+    if given and data is None:
+        raise ConfigError("data.* reading options need a file to read: give --data FILE")
+
+
+def _file_options_items(items: list[str] | None) -> dict[str, Any]:
+    """The ``data.*=value`` items as ``{field: text}``, not yet typed (see ``parse_file_overrides``)."""
     raw: dict[str, Any] = {}
     example = "data.separator=@"
     for item in override_items(items, "options", example):
@@ -96,15 +113,12 @@ def parse_file_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, 
                 f"{', '.join(FILE_FIELDS)} (e.g. data.separator=@ data.header=false)"
             )
         apply_override(raw, item)
-    values, problems = coerce_types(DataConfig, raw.get("data", {}), "data")
-    if problems:
-        raise ConfigError("; ".join(problems.values()))
-    return values
+    return raw.get("data", {})
 
 
 def _file_options_dict(options: dict[Any, Any]) -> dict[str, Any]:
     """A dict of reading options (keys with or without ``data.``), checked as the ``data.*=``
-    items are (see ``parse_file_overrides``)."""
+    items are (see ``parse_file_overrides``); not yet typed."""
     raw: dict[str, Any] = {}
     unknown: list[str] = []
     for key, value in options.items():
@@ -120,10 +134,7 @@ def _file_options_dict(options: dict[Any, Any]) -> dict[str, Any]:
             f"options {', '.join(unknown)}: not a file reading option; use some of "
             f"{', '.join(FILE_FIELDS)} (with or without data., e.g. {{'separator': '@'}})"
         )
-    values, problems = coerce_types(DataConfig, raw, "data")
-    if problems:
-        raise ConfigError("; ".join(problems.values()))
-    return values
+    return raw
 
 
 def options_for_file(

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from tunelab.apps.support.knowledge import build_hnsw, read_hnsw
+
 VECTORS = "vectors.npy"
 ANN = "ann.faiss"
-# 32 links per node, a build beam of 200 and a search beam of 128: recall@10 near 0.99 on sentence
-# embeddings at a few hundred thousand vectors (faiss's benchmarks); as in apps/support/knowledge.py.
-_HNSW_LINKS, _HNSW_EF_BUILD, _HNSW_EF_SEARCH = 32, 200, 128
 
 
 class ItemIndex:
@@ -41,7 +40,7 @@ class ItemIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, ann_min_items: int) -> ItemIndex:
-        ann = _hnsw(vectors) if len(vectors) >= ann_min_items else None
+        ann = build_hnsw(vectors) if len(vectors) >= ann_min_items else None
         return cls(vectors, ann)
 
     def add(self, vectors: np.ndarray) -> None:
@@ -77,24 +76,7 @@ class ItemIndex:
         vectors = np.load(Path(folder) / VECTORS)
         ann = None
         if (Path(folder) / ANN).is_file():
-            import faiss
-
-            ann = faiss.read_index(str(Path(folder) / ANN))
-            # another index type (no .hnsw: an uncaught AttributeError), or one over other vectors:
-            # a ValueError, which Recommender.load reports as a damaged folder to build again
-            if not isinstance(ann, faiss.IndexHNSW):
-                raise ValueError(f"{ANN} holds a {type(ann).__name__}, not an HNSW index")
-            if vectors.ndim != 2 or ann.ntotal != len(vectors) or ann.d != vectors.shape[1]:
-                raise ValueError(f"{ANN} does not index {VECTORS}")
-            ann.hnsw.efSearch = _HNSW_EF_SEARCH
+            # another index type, or one over other vectors: a ValueError, which Recommender.load
+            # reports as a damaged folder to build again
+            ann = read_hnsw(Path(folder) / ANN, vectors, VECTORS)
         return cls(vectors, ann)
-
-
-def _hnsw(vectors: np.ndarray) -> Any:
-    import faiss  # lazy: only catalogs past ann_min_items need it
-
-    index = faiss.IndexHNSWFlat(int(vectors.shape[1]), _HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = _HNSW_EF_BUILD
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    index.hnsw.efSearch = _HNSW_EF_SEARCH
-    return index

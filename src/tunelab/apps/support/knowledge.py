@@ -36,6 +36,7 @@ MAX_PASSAGE_WORDS = 200
 ANN_MIN_PASSAGES = 5000
 # HNSW settings: 32 links per node and a search beam of 128 keep recall@10 near 0.99 on sentence
 # embeddings at a few hundred thousand passages (faiss's own benchmarks); building cost is one-off.
+# Shared with apps/recommend/index.py through build_hnsw and read_hnsw.
 _HNSW_LINKS, _HNSW_EF_BUILD, _HNSW_EF_SEARCH = 32, 200, 128
 FORMATS = (".md", ".markdown", ".csv", ".jsonl")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -258,7 +259,7 @@ class KnowledgeIndex:
         from tunelab.embeddings import embed
 
         vectors = embed([p.for_embedding() for p in passages], model=model)  # (N, H)
-        ann = _hnsw(vectors) if len(passages) >= ann_min_passages else None
+        ann = build_hnsw(vectors) if len(passages) >= ann_min_passages else None
         return cls(passages, vectors, model=model, ann=ann)
 
     def search(self, query: str, *, k: int = 3) -> list[Hit]:
@@ -333,15 +334,7 @@ class KnowledgeIndex:
             vectors = np.load(root / cls.VECTORS)
             ann = None
             if meta.get("search") == "hnsw":
-                import faiss
-
-                ann = faiss.read_index(str(root / cls.ANN))
-                # another index type (no .hnsw: an uncaught AttributeError), or one over other vectors
-                if not isinstance(ann, faiss.IndexHNSW):
-                    raise ValueError(f"{cls.ANN} holds a {type(ann).__name__}, not an HNSW index")
-                if vectors.ndim != 2 or ann.ntotal != len(vectors) or ann.d != vectors.shape[1]:
-                    raise ValueError(f"{cls.ANN} does not index {cls.VECTORS}")
-                ann.hnsw.efSearch = _HNSW_EF_SEARCH
+                ann = read_hnsw(root / cls.ANN, vectors, cls.VECTORS)
             if len(vectors) != len(passages):
                 raise ValueError("vectors and passages differ in number")
             return cls(passages, vectors, model=meta["model"], ann=ann)
@@ -365,12 +358,30 @@ def sibling_dir(target: Path, suffix: str) -> Path:
     raise FileExistsError(f"{target.parent}: no free temporary folder name for {target.name}")
 
 
-def _hnsw(vectors: np.ndarray) -> Any:
+def build_hnsw(vectors: np.ndarray) -> Any:
     """A faiss HNSW index for inner-product search over unit vectors (N, H)."""
-    import faiss  # lazy: only knowledge bases past ANN_MIN_PASSAGES need it
+    import faiss  # lazy: only indexes past their ANN threshold need it
 
     index = faiss.IndexHNSWFlat(int(vectors.shape[1]), _HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = _HNSW_EF_BUILD
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     index.hnsw.efSearch = _HNSW_EF_SEARCH
     return index
+
+
+def read_hnsw(path: Path, vectors: np.ndarray, vectors_name: str) -> Any:
+    """The faiss HNSW index saved at ``path`` over ``vectors`` (read from ``vectors_name``), set to search.
+
+    Raises:
+        ValueError: the file holds another index type (no .hnsw: an uncaught AttributeError), or
+            one over other vectors.
+    """
+    import faiss
+
+    ann = faiss.read_index(str(path))
+    if not isinstance(ann, faiss.IndexHNSW):
+        raise ValueError(f"{path.name} holds a {type(ann).__name__}, not an HNSW index")
+    if vectors.ndim != 2 or ann.ntotal != len(vectors) or ann.d != vectors.shape[1]:
+        raise ValueError(f"{path.name} does not index {vectors_name}")
+    ann.hnsw.efSearch = _HNSW_EF_SEARCH
+    return ann

@@ -399,3 +399,110 @@ def postgres_url():
         stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
         subprocess.run([*as_user, *stop], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- adapter methods on the tiny classifier ---------------------------------------------------------
+
+
+@pytest.fixture
+def adapter_labels() -> list[str]:
+    """The labels of the tiny classifier the adapter tests build."""
+    return ["food", "sports", "weather"]
+
+
+@pytest.fixture
+def adapter_loader(tiny_bert: Path, adapter_labels: list[str]):
+    """A ModelLoader whose ``base()`` is a fresh tiny classifier; adapter methods never load a whole one."""
+    from torch import nn
+
+    from tunelab.methods.registry import ModelLoader
+    from tunelab.models import build_classifier
+
+    def base() -> nn.Module:
+        return build_classifier(
+            tiny_bert, adapter_labels, "single_label_classification", pooling="cls", seed=0
+        )
+
+    def whole(folder: Path) -> nn.Module:
+        raise AssertionError("adapter methods never load a whole model")
+
+    return ModelLoader(base=base, whole=whole)
+
+
+@pytest.fixture
+def saved_adapter(adapter_loader) -> Callable[..., Path]:
+    """``saved_adapter(method, folder, **options)``: ``method`` applied to the tiny classifier and
+    saved to ``folder`` (what training writes); returns ``folder``."""
+    from tunelab.methods import get_method
+
+    def save(method: str, folder: Path, **options: object) -> Path:
+        m = get_method(method)
+        m.save(m.apply(adapter_loader.base(), m.parse_options(options)), folder)
+        return folder
+
+    return save
+
+
+@pytest.fixture
+def one_line() -> Callable[[pytest.ExceptionInfo[BaseException]], str]:
+    """``one_line(exc)``: the raised exception's text, checked to be a single line."""
+
+    def text_of(exc: pytest.ExceptionInfo[BaseException]) -> str:
+        text = str(exc.value)
+        assert "\n" not in text, text
+        return text
+
+    return text_of
+
+
+# -- damaged JSON files -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def json_damage() -> dict[str, tuple[Callable[[Path], object], str]]:
+    """Ways to damage a JSON file (keys: cut, list, not-utf8), each with what the error says of it."""
+    return {
+        "cut": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "not JSON: "),
+        "list": (lambda p: p.write_text("[1, 2]", encoding="utf-8"), "a JSON array, not an object"),
+        "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe{}"), "not UTF-8 text"),
+    }
+
+
+# -- a faked Hugging Face hub -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if online: the offline switches unset (the suite may set them)."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[dict]]:
+    """``fake_hub(info, calls=None, download=None)`` replaces HfApi and snapshot_download: ``info``
+    is returned by model_info, or raised; ``download`` stands in for snapshot_download (by default
+    one that returns ``cache_dir``). Each call is appended to ``calls``, which is returned."""
+    import huggingface_hub
+
+    def install(
+        info: object, calls: list[dict] | None = None, download: Callable[..., str] | None = None
+    ) -> list[dict]:
+        seen: list[dict] = [] if calls is None else calls
+
+        class FakeApi:
+            def model_info(self, repo_id: str, **kwargs: object) -> object:
+                seen.append({"model_info": repo_id, **kwargs})
+                if isinstance(info, BaseException):
+                    raise info
+                return info
+
+        def fake_snapshot_download(**kwargs: object) -> str:
+            seen.append({"snapshot_download": True, **kwargs})
+            return str(kwargs.get("cache_dir") or "/nonexistent-snapshot")
+
+        monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", download or fake_snapshot_download)
+        return seen
+
+    return install

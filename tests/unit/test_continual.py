@@ -1302,24 +1302,27 @@ def test_non_finite_continual_weights_are_refused(name: str, value: str) -> None
 
 # -- a damaged config.json / run.json of RUN ---------------------------------------------------------
 
-_DAMAGE = {
-    "cut": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "not JSON: "),
-    "list": (lambda p: p.write_text("[1, 2]", encoding="utf-8"), "a JSON array, not an object"),
-    "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe{}"), "not UTF-8 text"),
-}
+#: the keys of conftest's ``json_damage`` (parametrize needs them before fixtures exist)
+DAMAGES = ["cut", "list", "not-utf8"]
 
 
 @pytest.mark.parametrize("file", ["config.json", "run.json"])
-@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_cli_from_a_run_with_a_damaged_file_is_one_line_naming_it(
-    first, new_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, damage: str
+    first,
+    new_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    file: str,
+    damage: str,
+    json_damage: Any,
 ) -> None:
     """A damaged config.json was "unexpected JSONDecodeError" (AttributeError for a JSON list,
     UnicodeDecodeError), naming no file; a damaged run.json was read as {} and the run continued as
     a torch run whatever it was (an exported artifact, an ensemble), its local base not found."""
     copy = tmp_path / "old-run"
     shutil.copytree(first[0], copy)
-    write, says = _DAMAGE[damage]
+    write, says = json_damage[damage]
     write(copy / file)
     out = tmp_path / "runs"
     assert main(["train", "--from", str(copy), f"data.train={new_csv}", f"output_dir={out}", "-q"]) == 2

@@ -11,16 +11,13 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 import tunelab
 from tunelab.cli.main import main
 from tunelab.errors import ConfigError, RunError
 from tunelab.methods import available_methods, get_method, peft_adapters
 from tunelab.methods.registry import ModelLoader
-from tunelab.models import build_classifier
 
-LABELS = ["food", "sports", "weather"]
 #: the methods over peft: their ``load`` is ``peft_adapters.load`` bound to the method's peft type
 PEFT_METHODS = [
     m for m in available_methods() if getattr(get_method(m).load, "func", None) is peft_adapters.load
@@ -29,42 +26,21 @@ PEFT_METHODS = [
 WRAPPED_METHODS = {"prompt": {"tokens": 0}, "prefix": {"tokens": 0}, "adapter": {"reduction_factor": 0}}
 
 
-def loader_for(tiny_bert: Path) -> ModelLoader:
-    def base() -> nn.Module:
-        return build_classifier(tiny_bert, LABELS, "single_label_classification", pooling="cls", seed=0)
-
-    def whole(folder: Path) -> nn.Module:
-        raise AssertionError("adapter methods never load a whole model")
-
-    return ModelLoader(base=base, whole=whole)
-
-
-def saved(method: str, tiny_bert: Path, folder: Path, **options: Any) -> Path:
-    """``method`` applied to the tiny classifier and saved to ``folder`` (what training writes)."""
-    m = get_method(method)
-    m.save(m.apply(loader_for(tiny_bert).base(), m.parse_options(options)), folder)
-    return folder
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    text = str(exc.value)
-    assert "\n" not in text, text
-    return text
-
-
 # -- 1. weights load from safetensors only ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("method", PEFT_METHODS)
-def test_a_pickled_adapter_bin_is_refused_not_loaded(method: str, tiny_bert: Path, tmp_path: Path) -> None:
+def test_a_pickled_adapter_bin_is_refused_not_loaded(
+    method: str, adapter_loader: ModelLoader, saved_adapter: Any, one_line: Any, tmp_path: Path
+) -> None:
     """peft fell back to ``adapter_model.bin`` through ``torch.load`` (a pickle: code would run)."""
-    folder = saved(method, tiny_bert, tmp_path / "weights")
+    folder = saved_adapter(method, tmp_path / "weights")
     from safetensors.torch import load_file
 
     weights = folder / peft_adapters.ADAPTER_WEIGHTS
     torch.save(load_file(str(weights)), folder / "adapter_model.bin")
     weights.unlink()
-    loader = loader_for(tiny_bert)
+    loader = adapter_loader
     m = get_method(method)
     expected = rf"{folder}: adapter_model\.safetensors is missing \(weights load from safetensors only\)"
     with pytest.raises(RunError, match=expected) as exc:
@@ -72,31 +48,31 @@ def test_a_pickled_adapter_bin_is_refused_not_loaded(method: str, tiny_bert: Pat
     assert one_line(exc).endswith("train the run again")
     with pytest.raises(RunError, match=expected):
         peft_adapters.attach(None, folder, loader, "a")
-    host = peft_adapters.attach(None, saved(method, tiny_bert, tmp_path / "other"), loader, "other")
+    host = peft_adapters.attach(None, saved_adapter(method, tmp_path / "other"), loader, "other")
     with pytest.raises(RunError, match=expected):
         peft_adapters.attach(host, folder, loader, "b")
     assert "b" not in host.peft_config
 
 
-def test_a_folder_with_no_weights_at_all_names_the_file(tiny_bert: Path, tmp_path: Path) -> None:
+def test_a_folder_with_no_weights_at_all_names_the_file(adapter_loader: ModelLoader, tmp_path: Path) -> None:
     """It was peft's "Repo id must be a string" (the folder taken for a Hub repository)."""
     folder = tmp_path / "weights"
     folder.mkdir()
     with pytest.raises(RunError, match=rf"{folder}: adapter_model\.safetensors is missing"):
-        get_method("lora").load(folder, loader_for(tiny_bert))
+        get_method("lora").load(folder, adapter_loader)
 
 
 # -- 3. one module name typed on the command line ---------------------------------------------------
 
 
 @pytest.mark.parametrize("method", ["lora", "adalora", "loha", "lokr"])
-def test_one_target_module_name_is_a_list_of_it(method: str, tiny_bert: Path) -> None:
+def test_one_target_module_name_is_a_list_of_it(method: str, adapter_loader: ModelLoader) -> None:
     """``method.target_modules=query`` went to peft as a regex over whole module paths: "No modules
     were targeted"."""
     m = get_method(method)
     options = m.parse_options({"target_modules": "query"})
     assert options.target_modules == ["query"]
-    model = m.apply(loader_for(tiny_bert).base(), options)
+    model = m.apply(adapter_loader.base(), options)
     adapted = {n.split(".")[-1] for n, mod in model.named_modules() if hasattr(mod, "base_layer")}
     assert "query" in adapted and "value" not in adapted
     # a regex and all-linear are peft's to read, as before
@@ -104,12 +80,12 @@ def test_one_target_module_name_is_a_list_of_it(method: str, tiny_bert: Path) ->
     assert m.parse_options({"target_modules": "all-linear"}).target_modules == "all-linear"
 
 
-def test_ia3_takes_one_name_for_both_module_lists(tiny_bert: Path) -> None:
+def test_ia3_takes_one_name_for_both_module_lists(adapter_loader: ModelLoader) -> None:
     options = get_method("ia3").parse_options(
         {"target_modules": "output.dense", "feedforward_modules": "output.dense"}
     )
     assert options.target_modules == ["output.dense"] and options.feedforward_modules == ["output.dense"]
-    get_method("ia3").apply(loader_for(tiny_bert).base(), options)
+    get_method("ia3").apply(adapter_loader.base(), options)
 
 
 def test_a_lora_run_with_one_target_module_trains(
@@ -151,13 +127,19 @@ def rewrite_config(folder: Path, change: Any) -> None:
     ids=["list", "options-not-a-mapping", "unknown-option", "bad-value"],
 )
 def test_a_damaged_wrapped_adapter_config_is_one_line(
-    method: str, change: Any, said: str, tiny_bert: Path, tmp_path: Path
+    method: str,
+    change: Any,
+    said: str,
+    adapter_loader: ModelLoader,
+    saved_adapter: Any,
+    one_line: Any,
+    tmp_path: Path,
 ) -> None:
     """They were "unexpected AttributeError/TypeError", or a ConfigError naming no folder."""
-    folder = saved(method, tiny_bert, tmp_path / "weights")
+    folder = saved_adapter(method, tmp_path / "weights")
     rewrite_config(folder, lambda meta: change(meta, method))
     with pytest.raises(RunError) as exc:
-        get_method(method).load(folder, loader_for(tiny_bert))
+        get_method(method).load(folder, adapter_loader)
     text = one_line(exc)
     assert text.startswith(f"{folder}: adapter_config.json ") and said.format(method=method) in text
     assert text.endswith("train the run again")
@@ -173,13 +155,13 @@ def test_a_damaged_wrapped_adapter_config_is_one_line(
     ids=["list", "foreign", "rank-disagrees"],
 )
 def test_a_damaged_peft_adapter_config_is_one_line(
-    change: Any, said: str, tiny_bert: Path, tmp_path: Path
+    change: Any, said: str, adapter_loader: ModelLoader, saved_adapter: Any, one_line: Any, tmp_path: Path
 ) -> None:
     """They were "unexpected TypeError", "unexpected KeyError: 'peft_type'", and a RuntimeError of
     one line per tensor ("size mismatch for ...")."""
-    folder = saved("lora", tiny_bert, tmp_path / "weights")
+    folder = saved_adapter("lora", tmp_path / "weights")
     rewrite_config(folder, change)
-    loader = loader_for(tiny_bert)
+    loader = adapter_loader
     with pytest.raises(RunError) as exc:
         get_method("lora").load(folder, loader)
     text = one_line(exc)

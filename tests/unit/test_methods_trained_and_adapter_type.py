@@ -12,39 +12,12 @@ from typing import Any
 
 import pytest
 from safetensors.torch import load_file
-from torch import nn
 
 import tunelab
 from tunelab.errors import RunError
 from tunelab.methods import get_method, peft_adapters
 from tunelab.methods.registry import ModelLoader
 from tunelab.models import build_classifier
-
-LABELS = ["food", "sports", "weather"]
-
-
-def loader_for(tiny_bert: Path) -> ModelLoader:
-    def base() -> nn.Module:
-        return build_classifier(tiny_bert, LABELS, "single_label_classification", pooling="cls", seed=0)
-
-    def whole(folder: Path) -> nn.Module:
-        raise AssertionError("adapter methods never load a whole model")
-
-    return ModelLoader(base=base, whole=whole)
-
-
-def saved(method: str, tiny_bert: Path, folder: Path) -> Path:
-    """``method`` applied to the tiny classifier and saved to ``folder`` (what training writes)."""
-    m = get_method(method)
-    m.save(m.apply(loader_for(tiny_bert).base(), m.parse_options({})), folder)
-    return folder
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    text = str(exc.value)
-    assert "\n" not in text, text
-    return text
-
 
 # -- 1. the trained parameter count ---------------------------------------------------------------
 
@@ -101,14 +74,14 @@ def test_full_and_lora_counts_are_what_the_loop_trained(runs: dict[str, Path]) -
     assert 0 < lora["trainable_parameters"] < lora["total_parameters"]
 
 
-def test_setfit_counts_the_head_alone_when_no_contrastive_stage_ran(tiny_bert: Path) -> None:
+def test_setfit_counts_the_head_alone_when_no_contrastive_stage_ran(adapter_loader: ModelLoader) -> None:
     """No pair can be drawn from one row: the stage is skipped, the encoder untouched."""
     from tunelab.data.encoding import Encoded
     from tunelab.methods.setfit.contrastive import contrastive_finetune
 
     method = get_method("setfit")
     options = method.parse_options({"end_to_end": False})
-    model = loader_for(tiny_bert).base()
+    model = adapter_loader.base()
     train = Encoded(input_ids=[[101, 7, 102]], token_type_ids=None, labels=[0], pad_id=0)
     notes = contrastive_finetune(model, train, options, seed=0)
     assert "contrastive stage skipped" in notes[0]
@@ -126,14 +99,19 @@ def test_setfit_counts_the_head_alone_when_no_contrastive_stage_ran(tiny_bert: P
     ids=["lora-r", "lora-target-modules", "ia3-target-modules"],
 )
 def test_an_adapter_config_value_of_the_wrong_type_is_one_line(
-    method: str, change: dict[str, Any], tiny_bert: Path, tmp_path: Path
+    method: str,
+    change: dict[str, Any],
+    adapter_loader: ModelLoader,
+    saved_adapter: Any,
+    one_line: Any,
+    tmp_path: Path,
 ) -> None:
     """They were "unexpected TypeError: '<=' not supported between instances of 'str' and 'int'"
     (or "'int' object is not iterable"): peft compares and iterates the values unchecked."""
-    folder = saved(method, tiny_bert, tmp_path / "weights")
+    folder = saved_adapter(method, tmp_path / "weights")
     path = folder / peft_adapters.ADAPTER_CONFIG
     path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **change}), encoding="utf-8")
-    loader = loader_for(tiny_bert)
+    loader = adapter_loader
     m = get_method(method)
     said = f"{folder}: adapter_config.json options do not fit method {method} ("
     with pytest.raises(RunError) as exc:
@@ -143,7 +121,7 @@ def test_an_adapter_config_value_of_the_wrong_type_is_one_line(
     with pytest.raises(RunError) as exc:
         m.sharing.attach(None, folder, loader, "a")
     assert one_line(exc).startswith(said)
-    host = m.sharing.attach(None, saved(method, tiny_bert, tmp_path / "other"), loader, "other")
+    host = m.sharing.attach(None, saved_adapter(method, tmp_path / "other"), loader, "other")
     with pytest.raises(RunError) as exc:
         m.sharing.attach(host, folder, loader, "b")
     assert one_line(exc).startswith(said)
@@ -153,10 +131,12 @@ def test_an_adapter_config_value_of_the_wrong_type_is_one_line(
 # -- 3. an adapter of another peft type than the run's method ---------------------------------------
 
 
-def test_an_adapter_of_another_peft_type_is_refused_naming_both(tiny_bert: Path, tmp_path: Path) -> None:
+def test_an_adapter_of_another_peft_type_is_refused_naming_both(
+    adapter_loader: ModelLoader, saved_adapter: Any, one_line: Any, tmp_path: Path
+) -> None:
     """An ia3 adapter in a lora run's weights/ loaded silently as ia3 (another model than the run's)."""
-    folder = saved("ia3", tiny_bert, tmp_path / "weights")
-    loader = loader_for(tiny_bert)
+    folder = saved_adapter("ia3", tmp_path / "weights")
+    loader = adapter_loader
     lora = get_method("lora")
     said = (
         f"{folder}: adapter_config.json holds a peft_type 'IA3' adapter, but the run was trained with "
@@ -174,13 +154,17 @@ def test_an_adapter_of_another_peft_type_is_refused_naming_both(tiny_bert: Path,
 
 
 def test_a_lora_run_whose_weights_are_ia3_is_refused_on_load(
-    runs: dict[str, Path], tiny_bert: Path, tmp_path: Path
+    runs: dict[str, Path],
+    tiny_bert: Path,
+    tmp_path: Path,
+    one_line: Any,
+    adapter_labels: list[str],
 ) -> None:
     run = tmp_path / "lora"
     shutil.copytree(runs["lora"], run)
     shutil.rmtree(run / "weights")
     ia3 = get_method("ia3")
-    model = build_classifier(tiny_bert, LABELS, "single_label_classification", pooling="mean", seed=0)
+    model = build_classifier(tiny_bert, adapter_labels, "single_label_classification", pooling="mean", seed=0)
     ia3.save(ia3.apply(model, ia3.parse_options({})), run / "weights")
     with pytest.raises(RunError) as exc:
         tunelab.load(run)

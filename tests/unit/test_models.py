@@ -133,32 +133,15 @@ def test_tokenizer_loads_from_the_folder(tiny_bert: Path) -> None:
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
 
 
-def _online_hub(monkeypatch: pytest.MonkeyPatch, download: Any) -> None:
-    """Online (no offline switch set), with ``download`` standing in for snapshot_download."""
-    import huggingface_hub
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    _answering_model_info(monkeypatch)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+#: what the faked hub's model_info answers (resolve_model asks it, with a timeout, before downloading)
+ANSWER = SimpleNamespace(sha="0123456789abcdef0123456789abcdef01234567")
 
 
-def _answering_model_info(monkeypatch: pytest.MonkeyPatch) -> None:
-    """resolve_model asks HfApi().model_info (with a timeout) before downloading: a fake that answers."""
-    import huggingface_hub
-
-    class AnsweringApi:
-        def model_info(self, repo_id: str, **kwargs: object) -> object:
-            return SimpleNamespace(sha="0123456789abcdef0123456789abcdef01234567")
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", AnsweringApi)
-
-
-def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_download_failure_is_one_line(online: None, fake_hub: Any) -> None:
     def unreachable(**kwargs: object) -> str:
         raise ConnectionError("no route to host")
 
-    _online_hub(monkeypatch, unreachable)
+    fake_hub(ANSWER, download=unreachable)
     with pytest.raises(
         ModelNotFoundError, match=r"could not download from the hub \(ConnectionError\)"
     ) as info:
@@ -167,7 +150,7 @@ def test_hub_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    online: None, fake_hub: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A mistyped or gated repo was "unreachable offline", and "models/mine" beside a folder models/
     (a local path typo) spoke of the hub only."""
@@ -178,7 +161,7 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
     def missing(**kwargs: object) -> str:
         raise RepositoryNotFoundError("404")
 
-    _online_hub(monkeypatch, missing)
+    fake_hub(ANSWER, download=missing)
     with pytest.raises(
         ModelNotFoundError,
         match=r"the hub has no such model, or it is private \(hf auth login, or HF_TOKEN\) "
@@ -192,19 +175,14 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
         resolve_model("models/mine")
 
 
-def test_hub_download_when_online(monkeypatch: pytest.MonkeyPatch, tiny_bert: Path) -> None:
-    import huggingface_hub
-
+def test_hub_download_when_online(online: None, fake_hub: Any, tiny_bert: Path) -> None:
     calls = []
 
     def fake_download(**kwargs: object) -> str:
         calls.append(kwargs)
         return str(tiny_bert)
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    _answering_model_info(monkeypatch)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    fake_hub(ANSWER, download=fake_download)
     resolved = resolve_model("org/some-model")
     assert resolved.source == "hub" and resolved.path == tiny_bert
     assert calls and calls[0]["repo_id"] == "org/some-model"

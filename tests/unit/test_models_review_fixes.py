@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import huggingface_hub
 import pytest
 
 from tunelab.config import RunConfig
@@ -25,34 +24,9 @@ from tunelab.preflight import check_max_length, check_run
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture
-def online(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if online: the offline switches unset (the suite may set them)."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def _fake_hub(monkeypatch: pytest.MonkeyPatch, info: object, calls: list[dict]) -> None:
-    """Replace HfApi and snapshot_download: ``info`` is returned by model_info, or raised."""
-
-    class FakeApi:
-        def model_info(self, repo_id: str, **kwargs: object) -> object:
-            calls.append({"model_info": repo_id, **kwargs})
-            if isinstance(info, BaseException):
-                raise info
-            return info
-
-    def fake_snapshot_download(**kwargs: object) -> str:
-        calls.append({"snapshot_download": True, **kwargs})
-        return str(kwargs.get("cache_dir") or "/nonexistent-snapshot")
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-
-
-def test_stalled_hub_times_out_with_one_line_naming_bundled_models(online, monkeypatch):
+def test_stalled_hub_times_out_with_one_line_naming_bundled_models(online, fake_hub):
     calls: list[dict] = []
-    _fake_hub(monkeypatch, httpx.ReadTimeout("timed out"), calls)
+    fake_hub(httpx.ReadTimeout("timed out"), calls)
     with pytest.raises(ModelNotFoundError) as info:
         resolve_model("some-org/some-model")
     message = str(info.value)
@@ -62,9 +36,9 @@ def test_stalled_hub_times_out_with_one_line_naming_bundled_models(online, monke
     assert not any("snapshot_download" in c for c in calls)
 
 
-def test_hub_download_pins_the_commit_model_info_returned(online, monkeypatch):
+def test_hub_download_pins_the_commit_model_info_returned(online, fake_hub):
     calls: list[dict] = []
-    _fake_hub(monkeypatch, SimpleNamespace(sha=SHA), calls)
+    fake_hub(SimpleNamespace(sha=SHA), calls)
     resolved = resolve_model("some-org/some-model")
     assert resolved.source == "hub"
     (download,) = [c for c in calls if "snapshot_download" in c]
@@ -73,9 +47,7 @@ def test_hub_download_pins_the_commit_model_info_returned(online, monkeypatch):
 
 
 @pytest.mark.parametrize("offline", [False, True])
-def test_invalid_hub_id_is_not_called_unreachable(monkeypatch, offline):
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
+def test_invalid_hub_id_is_not_called_unreachable(online, monkeypatch, offline):
     if offline:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as info:

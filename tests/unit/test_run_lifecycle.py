@@ -657,22 +657,23 @@ def test_a_resumed_base_changes_only_a_relative_local_folder_that_misses_the_rec
 
 # -- train --resume of a damaged config.json or metrics.json ---------------------------------------
 
-_DAMAGE = {
-    "cut": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "not JSON: "),
-    "list": (lambda p: p.write_text("[1, 2]", encoding="utf-8"), "a JSON array, not an object"),
-    "not-utf8": (lambda p: p.write_bytes(b"\xff\xfe{}"), "not UTF-8 text"),
-}
+#: the keys of conftest's ``json_damage`` (parametrize needs them before fixtures exist)
+DAMAGES = ["cut", "list", "not-utf8"]
 
 
-@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_train_resume_of_a_damaged_config_json_says_why_and_what_to_do(
-    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+    folders: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: str,
+    json_damage: Any,
 ) -> None:
     """A JSON list was "config: the top level must be a mapping of sections", naming neither the
     run's file nor what to do; the other damage got the right line but not what was wrong."""
     partial = tmp_path / "half.partial"
     shutil.copytree(folders["unfinished"], partial)
-    write, says = _DAMAGE[damage]
+    write, says = json_damage[damage]
     write(partial / "config.json")
     err = cli_error(["train", "--resume", str(partial)], capsys)
     assert err.startswith(f"error: --resume {partial}: its config.json is missing or damaged ({says}"), err
@@ -681,13 +682,14 @@ def test_train_resume_of_a_damaged_config_json_says_why_and_what_to_do(
     ), err
 
 
-@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_train_resume_of_a_finished_run_with_a_damaged_metrics_json_is_one_line(
     folders: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     damage: str,
+    json_damage: Any,
 ) -> None:
     """A run that finished but was not renamed is completed from its metrics.json, not trained
     again: damaged, that was "unexpected JSONDecodeError" (UnicodeDecodeError; a JSON list was
@@ -698,7 +700,7 @@ def test_train_resume_of_a_finished_run_with_a_damaged_metrics_json_is_one_line(
     (partial / "run.json").write_text(json.dumps({**summary, "status": "finished"}), encoding="utf-8")
     (partial / "weights").mkdir(exist_ok=True)
     (partial / "metrics.json").write_text('{"test": {"accuracy": 0.5}}', encoding="utf-8")
-    write, says = _DAMAGE[damage]
+    write, says = json_damage[damage]
     write(partial / "metrics.json")
     monkeypatch.setattr(train_loop, "run_loop", lambda *a, **k: pytest.fail("resume trained again"))
     err = cli_error(["train", "--resume", str(partial)], capsys)

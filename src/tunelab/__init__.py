@@ -108,10 +108,19 @@ if TYPE_CHECKING:
     from tunelab.zeroshot import zero_shot, zero_shot_predictor
 
 
+_SHADOWING = ("train", "evaluate", "search")  # functions named like a subpackage (see _Package)
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'tunelab' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SHADOWING:
+        # ``import tunelab.evaluate.mistakes as m`` asks the function ``tunelab.evaluate`` for
+        # ``mistakes``, and when it has no such attribute Python looks for the module
+        # ``f"{function.__name__}.mistakes"`` in sys.modules: the full dotted name makes that find
+        # the subpackage's module (the bare "evaluate" found nothing, an ImportError).
+        value.__name__ = f"{__name__}.{name}"
     globals()[name] = value  # later lookups skip this function
     return value
 
@@ -130,7 +139,7 @@ class _Package(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("train", "evaluate", "search") and isinstance(value, types.ModuleType):
+        if name in _SHADOWING and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

@@ -110,6 +110,22 @@ def test_the_api_names_still_resolve_to_the_functions() -> None:
         _ = tunelab.nope
 
 
+def test_a_subpackage_module_imports_by_its_dotted_name_as_an_alias() -> None:
+    """``import tunelab.evaluate.mistakes as m`` used to be an ImportError ("cannot import name
+    'mistakes' from 'evaluate'"): Python resolves it through the attribute ``tunelab.evaluate``,
+    which is the function."""
+    code = (
+        "import tunelab.evaluate.mistakes as m\n"
+        "import tunelab.train.trainer as t\n"
+        "import tunelab.search.study as s\n"
+        "import tunelab\n"
+        "assert m.__name__ == 'tunelab.evaluate.mistakes' and hasattr(m, 'Mistakes')\n"
+        "assert t.__name__ == 'tunelab.train.trainer' and s.__name__ == 'tunelab.search.study'\n"
+        "assert callable(tunelab.evaluate) and tunelab.train.__module__ == 'tunelab.train.trainer'\n"
+    )
+    _loaded_after(code)
+
+
 # --- declared dependencies match the imports ------------------------------------------------------
 
 

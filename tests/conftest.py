@@ -480,9 +480,10 @@ def online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[dict]]:
-    """``fake_hub(info, calls=None, download=None)`` replaces HfApi and snapshot_download: ``info``
-    is returned by model_info, or raised; ``download`` stands in for snapshot_download (by default
-    one that returns ``cache_dir``). Each call is appended to ``calls``, which is returned."""
+    """``fake_hub(info, calls=None, download=None)`` replaces HfApi, hf_hub_download and
+    snapshot_download: ``info`` is returned by model_info, or raised; ``download`` stands in for
+    hf_hub_download, called once a file with keyword arguments (by default one that returns
+    ``/nonexistent-snapshot/<filename>``). Each call is appended to ``calls``, which is returned."""
     import huggingface_hub
 
     def install(
@@ -497,12 +498,30 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[dict]]:
                     raise info
                 return info
 
+        def fake_file_download(**kwargs: object) -> str:
+            seen.append({"hf_hub_download": True, **kwargs})
+            return download(**kwargs) if download else f"/nonexistent-snapshot/{kwargs['filename']}"
+
         def fake_snapshot_download(**kwargs: object) -> str:
             seen.append({"snapshot_download": True, **kwargs})
-            return str(kwargs.get("cache_dir") or "/nonexistent-snapshot")
+            return "/nonexistent-snapshot"
 
         monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-        monkeypatch.setattr(huggingface_hub, "snapshot_download", download or fake_snapshot_download)
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_file_download)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
         return seen
 
     return install
+
+
+@pytest.fixture
+def hub_answer() -> Callable[..., object]:
+    """``hub_answer(sha, *files)``: what model_info answers, the commit and the repository's files
+    (RepoSibling-like; by default a config, weights in two formats and a vocabulary)."""
+    from types import SimpleNamespace
+
+    def answer(sha: str, *files: str) -> object:
+        names = files or ("config.json", "model.safetensors", "vocab.txt", "pytorch_model.bin")
+        return SimpleNamespace(sha=sha, siblings=[SimpleNamespace(rfilename=name) for name in names])
+
+    return answer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -133,15 +132,15 @@ def test_tokenizer_loads_from_the_folder(tiny_bert: Path) -> None:
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
 
 
-#: what the faked hub's model_info answers (resolve_model asks it, with a timeout, before downloading)
-ANSWER = SimpleNamespace(sha="0123456789abcdef0123456789abcdef01234567")
+#: the commit the faked hub's model_info answers (resolve_model asks it, with a timeout, first)
+SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def test_hub_download_failure_is_one_line(online: None, fake_hub: Any) -> None:
+def test_hub_download_failure_is_one_line(online: None, fake_hub: Any, hub_answer: Any) -> None:
     def unreachable(**kwargs: object) -> str:
         raise ConnectionError("no route to host")
 
-    fake_hub(ANSWER, download=unreachable)
+    fake_hub(hub_answer(SHA), download=unreachable)
     with pytest.raises(
         ModelNotFoundError, match=r"could not download from the hub \(ConnectionError\)"
     ) as info:
@@ -150,7 +149,7 @@ def test_hub_download_failure_is_one_line(online: None, fake_hub: Any) -> None:
 
 
 def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
-    online: None, fake_hub: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    online: None, fake_hub: Any, hub_answer: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A mistyped or gated repo was "unreachable offline", and "models/mine" beside a folder models/
     (a local path typo) spoke of the hub only."""
@@ -161,7 +160,7 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
     def missing(**kwargs: object) -> str:
         raise RepositoryNotFoundError("404")
 
-    fake_hub(ANSWER, download=missing)
+    fake_hub(hub_answer(SHA), download=missing)
     with pytest.raises(
         ModelNotFoundError,
         match=r"the hub has no such model, or it is private \(hf auth login, or HF_TOKEN\) "
@@ -175,14 +174,16 @@ def test_hub_errors_say_what_the_hub_answered_and_name_a_local_typo(
         resolve_model("models/mine")
 
 
-def test_hub_download_when_online(online: None, fake_hub: Any, tiny_bert: Path) -> None:
+def test_hub_download_when_online(online: None, fake_hub: Any, hub_answer: Any, tiny_bert: Path) -> None:
     calls = []
 
-    def fake_download(**kwargs: object) -> str:
+    def fake_download(**kwargs: Any) -> str:
         calls.append(kwargs)
-        return str(tiny_bert)
+        return str(tiny_bert / kwargs["filename"])
 
-    fake_hub(ANSWER, download=fake_download)
+    fake_hub(hub_answer(SHA), download=fake_download)
     resolved = resolve_model("org/some-model")
     assert resolved.source == "hub" and resolved.path == tiny_bert
-    assert calls and calls[0]["repo_id"] == "org/some-model"
+    assert {c["repo_id"] for c in calls} == {"org/some-model"} and {c["revision"] for c in calls} == {SHA}
+    # configs, weights and vocabularies; not a pickled pytorch_model.bin
+    assert [c["filename"] for c in calls] == ["config.json", "model.safetensors", "vocab.txt"]

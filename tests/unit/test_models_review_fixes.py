@@ -11,7 +11,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -36,14 +35,51 @@ def test_stalled_hub_times_out_with_one_line_naming_bundled_models(online, fake_
     assert not any("snapshot_download" in c for c in calls)
 
 
-def test_hub_download_pins_the_commit_model_info_returned(online, fake_hub):
+def test_hub_download_pins_the_commit_model_info_returned(online, fake_hub, hub_answer):
     calls: list[dict] = []
-    fake_hub(SimpleNamespace(sha=SHA), calls)
+    fake_hub(hub_answer(SHA), calls)
     resolved = resolve_model("some-org/some-model")
     assert resolved.source == "hub"
-    (download,) = [c for c in calls if "snapshot_download" in c]
-    # a commit hash makes snapshot_download skip its own repo_info call (timeout=None)
-    assert download["revision"] == SHA and download["repo_id"] == "some-org/some-model"
+    downloads = [c for c in calls if "hf_hub_download" in c]
+    assert downloads and all(
+        c["revision"] == SHA and c["repo_id"] == "some-org/some-model" for c in downloads
+    )
+
+
+def test_online_download_makes_no_untimed_listing_call(online, fake_hub, hub_answer):
+    """snapshot_download lists the repository (list_repo_tree) with no timeout when its cache is
+    empty: a proxy that never answers hung `train` after model_info had answered. The files
+    model_info lists are fetched one by one with hf_hub_download (its requests have timeouts)."""
+    calls: list[dict] = []
+    fake_hub(
+        hub_answer(SHA, "config.json", "1_Pooling/config.json", "model.safetensors", "flax_model.msgpack"),
+        calls,
+    )
+    resolved = resolve_model("some-org/some-model")
+    assert not any("snapshot_download" in c for c in calls)
+    assert [c["filename"] for c in calls if "hf_hub_download" in c] == [
+        "config.json",
+        "1_Pooling/config.json",
+        "model.safetensors",
+    ]
+    assert resolved.path == Path("/nonexistent-snapshot")  # the snapshot folder, not a subfolder
+    assert all(c["etag_timeout"] == 5 for c in calls if "hf_hub_download" in c)
+
+
+def test_hub_listing_no_model_files_is_one_line(online, fake_hub, hub_answer):
+    fake_hub(hub_answer(SHA, "README.md", "pytorch_model.bin"))
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_model("some-org/pickles-only")
+    message = str(info.value)
+    assert "no *.json, *.safetensors" in message and "minilm-l6" in message and "\n" not in message
+
+
+def test_offline_reads_the_hub_cache_only(fake_hub, hub_answer, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls: list[dict] = []
+    fake_hub(hub_answer(SHA), calls)
+    assert resolve_model("some-org/some-model").source == "hub"
+    assert [c.get("local_files_only") for c in calls] == [True]  # model_info never asked
 
 
 @pytest.mark.parametrize("offline", [False, True])

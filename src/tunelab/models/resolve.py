@@ -7,6 +7,7 @@ bundled models, because that is what a user on a closed network can use instead.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import os
 from collections.abc import Callable
@@ -125,30 +126,45 @@ def resolve_model(name: str) -> ResolvedModel:
     return _download(name)
 
 
+# what a model folder needs: configs, weights, vocabularies (not pickles, not other frameworks' weights)
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
 def _download(name: str) -> ResolvedModel:
     """Fetch a hub model into the local cache; offline this fails with the bundled alternatives."""
     hint = f"the hub is unreachable offline; use a bundled model ({_bundled_names()}) or a local folder"
     offline = _offline()
     try:
-        from huggingface_hub import HfApi, snapshot_download  # heavy; only for online users
+        from huggingface_hub import HfApi, hf_hub_download, snapshot_download  # heavy; online users only
         from huggingface_hub.errors import HFValidationError
     except ImportError:  # pragma: no cover - a dependency of transformers
         raise ModelNotFoundError(f"model {name!r}: huggingface_hub is not installed; {hint}") from None
     try:
-        revision = None
-        if not offline:
-            # snapshot_download's own repo_info call waits without a timeout: behind a proxy that
-            # accepts and never answers, `train` hung forever. Asked first with a timeout, the hub
-            # proves it answers, and its commit hash lets snapshot_download skip that call.
-            revision = HfApi().model_info(name, timeout=10).sha
-        # Offline, a model downloaded before is still in the hub cache: use it, ask nothing.
-        folder = snapshot_download(
-            repo_id=name,
-            revision=revision,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
-            etag_timeout=5,
-            local_files_only=offline,
-        )
+        if offline:
+            # a model downloaded before is still in the hub cache: use it, ask nothing
+            folder = snapshot_download(repo_id=name, allow_patterns=_HUB_FILES, local_files_only=True)
+        else:
+            # snapshot_download's own repo_info and list_repo_tree calls wait without a timeout:
+            # behind a proxy that accepts and never answers, `train` hung forever. model_info takes
+            # a timeout and lists the files too, and hf_hub_download's requests all have one
+            # (etag_timeout, HF_HUB_DOWNLOAD_TIMEOUT), so each file is fetched with it instead.
+            info = HfApi().model_info(name, timeout=10)
+            wanted = [
+                sibling.rfilename
+                for sibling in info.siblings or []
+                if any(fnmatch.fnmatch(sibling.rfilename, pattern) for pattern in _HUB_FILES)
+            ]
+            if not wanted:
+                raise ModelNotFoundError(
+                    f"model {name!r}: the hub lists no {', '.join(_HUB_FILES)} files for it; "
+                    f"check the id, or use a bundled model ({_bundled_names()}) or a local folder"
+                )
+            for filename in wanted:
+                path = hf_hub_download(repo_id=name, filename=filename, revision=info.sha, etag_timeout=5)
+            # every file lands in the commit's snapshot folder, under its own relative path
+            folder = str(Path(path).parents[len(Path(filename).parts) - 1])
+    except ModelNotFoundError:
+        raise
     except HFValidationError:
         # "some_model!!" was reported as "the hub is unreachable offline": the id itself is wrong
         raise ModelNotFoundError(

@@ -508,6 +508,14 @@ def test_a_moved_test_file_says_to_give_data(run: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "art").exists() and not (tmp_path / "art.partial").exists()
 
 
+def _edit_layout(weights: Path, **per_layer: object) -> None:
+    """Give ``int8.json`` one pruned-shape entry per layer of the model (as a damaged file might)."""
+    layers = json.loads((weights / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    layout = json.loads((weights / "int8.json").read_text(encoding="utf-8"))
+    layout.update({key: [value] * layers for key, value in per_layer.items()})
+    (weights / "int8.json").write_text(json.dumps(layout), encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     ("damage", "named"),
     [
@@ -517,6 +525,10 @@ def test_a_moved_test_file_says_to_give_data(run: Path, tmp_path: Path) -> None:
         ),
         (lambda w: (w / "int8.json").write_text("{", encoding="utf-8"), "int8.json"),
         (lambda w: (w / "int8.json").write_text("{}", encoding="utf-8"), "int8.json"),
+        # a damaged pruned shape: was "unexpected ValueError torch.cat()" / "unexpected TypeError"
+        (lambda w: _edit_layout(w, heads_per_layer=0), "int8.json"),
+        (lambda w: _edit_layout(w, heads_per_layer="a"), "int8.json"),
+        (lambda w: _edit_layout(w, ffn_per_layer=10**6), "int8.json"),
         # transformers' own errors: "unexpected ValueError/OSError" before
         (lambda w: (w / "config.json").unlink(), "config.json"),
         (lambda w: (w / "config.json").write_text("{bad", encoding="utf-8"), "config.json"),

@@ -20,7 +20,7 @@ HELP = """examples:
                   # 60% of heads and FFN neurons cut, refit, distilled: fastest (BANKING77: 3.8x
                   # eager at batch 32, -0.4 points; about 12 minutes on 2 cores)
   tunelab export runs/banking77 --prune 0.25 --prune-method heads   # a quarter of the heads, refit
-  tunelab export runs/banking77 --prune 0.3 --max-drop 2 # zero 30% of the weights, accept 2 points
+  tunelab export runs/banking77 --prune 0.3 --max-drop 2 # zero 30% of the linear weights, accept 2 points
   tunelab predict runs/banking77-onnx-int8 "I still have not received my new card"
 
 Structured pruning (heads, ffn, structured) removes whole attention heads and/or feed-forward
@@ -89,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tunelab.compress import export
+    from tunelab.compress.parity import points_change, speed_change
 
     if args.prune_method is not None and args.prune is None:
         raise ConfigError(
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     report = result.parity
     metric, before, after = report["metric"], report["before"], report["after"]
     rows = [
-        (metric, f"{before[metric]:.2f}%", f"{after[metric]:.2f}%", f"{-report['drop_points']:+.2f} points"),
+        (metric, f"{before[metric]:.2f}%", f"{after[metric]:.2f}%", points_change(report["drop_points"])),
         ("size MB", f"{before['size_mb']:.1f}", f"{after['size_mb']:.1f}", f"x{report['size_ratio']}"),
     ]
     for key, gain in report["speedup"].items():
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 label,
                 f"{before['latency_ms'][key]:.2f}",
                 f"{after['latency_ms'][key]:.2f}",
-                f"{gain:.2f}x faster",
+                speed_change(gain),
             )
         )
     print(f"parity on {report['data']['name']} ({report['data']['rows']} rows):")

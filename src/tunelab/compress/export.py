@@ -26,7 +26,14 @@ from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
-from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made, run_path
+from tunelab.runs.folder import (
+    check_new_run_path,
+    make_parents,
+    path_exists,
+    remove_killed,
+    remove_made,
+    run_path,
+)
 
 try:
     import fcntl
@@ -119,7 +126,8 @@ def export(
         raise RunError(
             f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
         )
-    target = Path(output) if output is not None else opts.default_output(source.root)
+    # "~/exports/x" from Python or `--output=~/x` (no shell expansion after '=') made a folder named ~
+    target = Path(output).expanduser() if output is not None else opts.default_output(source.root)
     check_new_run_path(target, "--output")
     made = make_parents(target, "--output")
     try:
@@ -197,11 +205,14 @@ def _claim(target: Path) -> tuple[Path, IO[str]]:
             raise RunError(
                 f"{partial} exists and is not an export in progress; delete it or give another --output"
             )
-        stale = _lock(partial / MARKER)
-        if stale is None:
-            raise busy
-        with stale:
-            shutil.rmtree(partial)  # left by a killed export: never resumable, safe to redo
+        # left by a killed export: never resumable, safe to redo (a live one's marker is locked)
+        remove_killed(
+            partial,
+            MARKER,
+            busy="another export to this folder is running",
+            left_by="a killed tunelab export",
+            option="--output",
+        )
     # The folder appears under its name with its marker already locked (made aside, then renamed),
     # so no one ever sees this export's folder without a live lock.
     staging = partial.with_name(f".{partial.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")

@@ -123,6 +123,16 @@ def _side(m: Measured, metric: str, value: float, task: Task) -> dict[str, Any]:
     }
 
 
+def points_change(drop: float) -> str:
+    """The metric's change as "+0.12 points": no drop was printed "-0.00" (a negated zero)."""
+    return f"{round(-drop, 2) + 0.0:+.2f} points"
+
+
+def speed_change(gain: float) -> str:
+    """A latency ratio in words: below 1 the artifact is slower, which "0.88x faster" hid."""
+    return f"{gain:.2f}x faster" if gain >= 1 or gain <= 0 else f"{1 / gain:.2f}x slower"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """``parity.md``: the report as a short table a person can read."""
     m, b, a = report["metric"], report["before"], report["after"]
@@ -132,13 +142,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             m,
             f"{b[m]:.2f}",
             f"{a[m]:.2f}",
-            f"{-report['drop_points']:+.2f} points (max drop {report['max_drop']:g})",
+            f"{points_change(report['drop_points'])} (max drop {report['max_drop']:g})",
         ),
         ("size (MB)", f"{b['size_mb']:.1f}", f"{a['size_mb']:.1f}", f"x{report['size_ratio']}"),
     ]
     for key in b["latency_ms"]:
         label = key.replace("_", " ")
-        gain = f"{report['speedup'][key]:.2f}x faster"
+        gain = speed_change(report["speedup"][key])
         rows.append(
             (f"latency {label} (ms)", f"{b['latency_ms'][key]:.2f}", f"{a['latency_ms'][key]:.2f}", gain)
         )

@@ -112,15 +112,29 @@ def apply_shape(model: nn.Module, shape: dict[str, Any]) -> None:
     """Rebuild a saved pruned shape on a freshly built model (weights are loaded afterwards)."""
     if counts := shape.get("heads_per_layer"):
         for block, count in _per_layer(counts, attention_blocks(model), "head counts"):
+            if count > block.self.num_attention_heads:
+                raise RunError(
+                    f"saved head count {count} is more than the model's {block.self.num_attention_heads}"
+                )
             if count != block.self.num_attention_heads:
                 keep_heads(block, list(range(count)))
     if sizes := shape.get("ffn_per_layer"):
         for layer, size in _per_layer(sizes, ffn_blocks(model), "FFN sizes"):
+            if size > layer.intermediate.dense.out_features:
+                raise RunError(
+                    f"saved FFN size {size} is more than the model's {layer.intermediate.dense.out_features}"
+                )
             if size != layer.intermediate.dense.out_features:
                 keep_neurons(layer, torch.arange(size))
 
 
-def _per_layer(saved: list[int], blocks: list[nn.Module], what: str) -> zip:
+def _per_layer(saved: Any, blocks: list[nn.Module], what: str) -> zip:
+    # a damaged file's [0, 0] or ["a"] failed inside torch ("torch.cat(): expected a non-empty
+    # list of Tensors", "'str' object cannot be interpreted as an integer")
+    if not isinstance(saved, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in saved
+    ):
+        raise RunError(f"saved {what} {saved!r} are not a list of whole numbers, 1 or more")
     if len(saved) != len(blocks):
         raise RunError(f"saved {what} cover {len(saved)} layers, the model has {len(blocks)}")
     return zip(blocks, saved, strict=True)

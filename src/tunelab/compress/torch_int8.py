@@ -117,7 +117,10 @@ def load_torch_int8(folder: Path) -> nn.Module:
         where = folder / "config.json"
         raise RunError(f"{where}: cannot read ({load_failure(exc)}); export the run again") from None
     model = classifier_from_config(config, pooling=pooling, num_labels=num_labels)
-    apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
+    try:
+        apply_shape(model, layout)  # the pruned head counts and FFN sizes, if any
+    except RunError as exc:
+        raise RunError(f"{folder / LAYOUT_FILE}: cannot read ({exc}); export the run again") from None
     try:
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except Exception as exc:  # safetensors raises its own SafetensorError on a damaged file

@@ -74,6 +74,10 @@ def register_format(name: str, loader: FormatLoader) -> None:
 
 def get_format(name: str) -> FormatLoader:
     """The loader for an artifact format; an unknown one fails naming the known formats."""
+    if not isinstance(name, str):  # a damaged run.json's ["onnx"] was "unhashable type: 'list'"
+        for module in _PROVIDERS:
+            importlib.import_module(module)
+        raise RunError(f"artifact format {name!r} is unknown (known: {', '.join(sorted(_FORMATS))})")
     if name not in _FORMATS:
         for module in _PROVIDERS:
             importlib.import_module(module)

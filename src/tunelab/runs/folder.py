@@ -336,43 +336,63 @@ def _mark_one_go(root: Path) -> IO[str]:
 
 
 def _remove_killed_one_go(partial: Path) -> None:
-    """Remove ``partial`` if a killed ensemble or zero-shot left it (its marker unlocked).
+    """Remove ``partial`` if a killed ensemble or zero-shot left it (its marker unlocked)."""
+    remove_killed(
+        partial,
+        ONE_GO_MARKER,
+        busy="another tunelab ensemble or zeroshot is writing this folder",
+        left_by="a killed tunelab ensemble or zeroshot",
+        option="--out",
+    )
 
-    A folder without the marker is left alone (a training run's, or an older version's: the
-    name check says what it is); one whose marker is locked is being written by a live command.
+
+def remove_killed(partial: Path, marker_name: str, *, busy: str, left_by: str, option: str) -> None:
+    """Remove ``partial`` if the command that writes it in one go was killed (its marker unlocked).
+
+    Shared by ensemble/zero-shot (``ONE_GO_MARKER``) and export (``EXPORT_MARKER``). A folder
+    without the marker is left alone (a training run's, or an older version's: the name check
+    says what it is); one whose marker is locked is being written by a live command. ``busy``
+    and ``left_by`` word the two errors, ``option`` names the command's output option.
 
     Raises:
         RunError: another command is writing the folder now, or the marker cannot be opened to
-            lock it (a teammate's folder, a read-only mount: it was an uncaught PermissionError).
+            lock it or the folder removed (a teammate's folder, a read-only mount: these were an
+            uncaught PermissionError).
     """
-    marker = partial / ONE_GO_MARKER
+    marker = partial / marker_name
     if not marker.is_file():
         return
     from tunelab.compress.export import _lock
 
-    busy = RunError(
-        f"{partial}: another tunelab ensemble or zeroshot is writing this folder; wait for it or "
-        "give another --out"
-    )
+    busy_error = RunError(f"{partial}: {busy}; wait for it or give another {option}")
+
+    def cannot_remove(exc: OSError) -> RunError:
+        reason = (
+            "permission denied" if isinstance(exc, PermissionError) else exc.strerror or type(exc).__name__
+        )
+        return RunError(
+            f"cannot remove {partial} left by {left_by}: {reason.lower()}; "
+            f"remove it yourself, or give another {option}"
+        )
+
     try:
         held = _lock(marker)  # opens the marker for appending: needs write access
     except FileNotFoundError:  # a concurrent rerun removed it first: nothing left to remove
         return
     except OSError as exc:  # PermissionError, or EROFS on a read-only mount
         if _being_written(marker):
-            raise busy from None
-        reason = (
-            "permission denied" if isinstance(exc, PermissionError) else exc.strerror or type(exc).__name__
-        )
-        raise RunError(
-            f"cannot remove {partial} left by a killed tunelab ensemble or zeroshot: {reason.lower()}; "
-            "remove it yourself, or give another --out"
-        ) from None
+            raise busy_error from None
+        raise cannot_remove(exc) from None
     if held is None:
-        raise busy
+        raise busy_error
     with held:
-        shutil.rmtree(partial, ignore_errors=True)
-    logger.warning("removed %s, left behind by a killed tunelab ensemble or zeroshot", partial)
+        try:
+            shutil.rmtree(partial)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a file in it this user cannot delete: the name would stay taken
+            raise cannot_remove(exc) from None
+    logger.warning("removed %s, left behind by %s", partial, left_by)
 
 
 def _left_by_one_go(run: RunFolder) -> str | None:
@@ -487,7 +507,7 @@ def run_path(run: Any) -> Path:
         RunError: ``run`` is not a ``str`` or ``os.PathLike`` (a ``Predictor``, None, bytes, ...).
     """
     if isinstance(run, str | os.PathLike):
-        return Path(run)
+        return Path(run).expanduser()  # tunelab.load("~/runs/x") looked for a folder named ~
     # not imported: tunelab.inference imports this module, and a Predictor exists only once it is loaded
     predictors = sys.modules.get("tunelab.inference.predictor")
     if predictors is not None and isinstance(run, predictors.Predictor):

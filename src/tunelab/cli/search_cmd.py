@@ -23,7 +23,7 @@ median of earlier trials at the same evaluation is pruned (--no-prune to train e
 end). data.test is scored once, by the best run at the end (trials read its texts only to keep
 them out of augmented, rehearsed and pseudo-labelled rows). The folder
 gets trials.csv, trials.md, trials.png, best.json and best (a link to the best run folder).
-The search is stored in study.db: rerunning the same command after a kill continues it, and a
+The search is stored in study.db: rerunning the same command after a kill or Ctrl-C continues it, and a
 trial cut short by the kill runs again; --trials is the total, so a larger number adds trials.
 """
 

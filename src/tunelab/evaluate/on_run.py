@@ -39,8 +39,13 @@ def evaluate(
             ``data`` that is not a file path (a DataFrame: save it first), or ``batch_size`` < 1.
     """
     _check_arguments(data, out_dir, batch_size)
-    if out_dir is not None:  # before the model loads: a wrong --out fails at once
-        _check_out(Path(out_dir))
+    # ~ expanded as output_dir and --out are elsewhere: `--out=~/dir` (a shell leaves ~ after "=")
+    # made ./~/dir, and `--data=~/test.csv` was "file not found".
+    if data is not None:
+        data = os.path.expanduser(data)
+    if out_dir is not None:  # checked before the model loads: a wrong --out fails at once
+        out_dir = Path(out_dir).expanduser()
+        _check_out(out_dir)
     # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
     given: dict[str, Any] = {}
     # Checked before loading the model, so a typo fails fast; a dict too (its keys reached DataConfig

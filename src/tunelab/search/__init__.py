@@ -2,7 +2,9 @@
 
 Example:
     >>> from tunelab.search import search
-    >>> result = search("configs/banking77.yaml", space="space.yaml", trials=20)  # doctest: +SKIP
+    >>> result = search(  # doctest: +SKIP
+    ...     "configs/banking77.yaml", space="space.yaml", trials=20, overrides=["data.dev_size=0.1"]
+    ... )  # banking77.yaml has no dev split of its own (dev_size 0), and a search chooses on dev
     >>> result.best_params, result.best_value, result.best_run  # doctest: +SKIP
 """
 

@@ -132,7 +132,12 @@ def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: 
 
 
 def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> bytes | None:
-    """Each trial's dev metric (pruned ones hollow) and the best so far, against the trial number."""
+    """Each trial's dev metric (pruned ones hollow, failed or interrupted ones crosses) and the best
+    so far, against the trial number.
+
+    A failed or interrupted trial was drawn as "pruned": it was not stopped for trailing the others,
+    and its last value may come from before anything was learned.
+    """
     from tunelab.evaluate.plots import figure_png, finite_number, new_figure
 
     points = [(r["trial"], finite_number(r[f"dev {metric}"]), r["state"]) for r in rows]
@@ -142,7 +147,8 @@ def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> by
     fig = new_figure(7.0, 4.0)
     ax = fig.add_subplot()
     done = [(n, v) for n, v, s in points if s == "complete"]
-    cut = [(n, v) for n, v, s in points if s != "complete"]
+    cut = [(n, v) for n, v, s in points if s == "pruned"]
+    failed = [(n, v) for n, v, s in points if s not in ("complete", "pruned")]  # fail, running
     if done:
         ax.plot(*zip(*done, strict=True), "o", color="tab:blue", label="finished trial")
         best, steps = None, []
@@ -150,13 +156,15 @@ def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> by
             best = v if best is None or (v < best if minimize else v > best) else best
             steps.append((n, best))
         last = max(n for n, _, _ in points)
-        if steps[-1][0] < last:  # carry the best on past later pruned trials
+        if steps[-1][0] < last:  # carry the best on past later pruned or failed trials
             steps.append((last, steps[-1][1]))
         ax.step(
             *zip(*steps, strict=True), where="post", color="tab:green", linewidth=1.5, label="best so far"
         )
     if cut:
         ax.plot(*zip(*cut, strict=True), "o", mfc="none", color="tab:gray", label="pruned (last value)")
+    if failed:
+        ax.plot(*zip(*failed, strict=True), "x", color="tab:red", label="failed or interrupted (last value)")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

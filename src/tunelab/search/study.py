@@ -14,8 +14,13 @@ The search folder holds everything, so a killed search resumes by running the sa
     trials/        one run folder per finished trial (pruned trials leave none)
     trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
     best           a link to the best trial's run folder (a copy where links are not allowed)
-    best.json      the best trial: its values, dev metric, run folder, and test metric
+    best.json      the best trial: its values, dev metric, run folder (relative to the search
+                   folder), and test metric
     best-test/     the best run's report on data.test (read once, after choosing)
+
+Only what a config can tell is checked before the first trial (each choice and both ends of each
+range against the run config); a value that fails with the data (``data.text_column: [text, nope]``)
+fails in its trial, which ends the search with the table written and a line naming the trial.
 
 Choosing is on dev only. A test file (``data.test``) is scored once, by the best run, at the end;
 trials read it only to keep its texts out of the rows they make for training (augmented, rehearsed,
@@ -26,7 +31,6 @@ folder but is never read by the search.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -36,7 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, TunelabError, first_line
+from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
 from tunelab.search.space import (
     Dimension,
     check_dev,
@@ -123,10 +128,15 @@ def search(
         The best trial (highest dev metric, lowest for a loss) and the table of trials.
 
     Raises:
-        ConfigError: a space file, config or data problem, one line each, before anything trains.
+        ConfigError: a space file, config or data problem, one line each, before anything trains;
+            a damaged ``search.json``, ``best.json`` or ``study.db`` in the folder; a trial whose
+            values fail with the data (after the table is written).
+        TrainingInterrupted: Ctrl-C; the message says to rerun the same search to continue it.
 
     Example:
-        >>> result = search("configs/banking77.yaml", space="space.yaml", trials=20)  # doctest: +SKIP
+        >>> result = search(  # doctest: +SKIP
+        ...     "configs/banking77.yaml", space="space.yaml", trials=20, overrides=["data.dev_size=0.1"]
+        ... )  # banking77.yaml has no dev split of its own (dev_size 0), and a search chooses on dev
         >>> result.best_params, result.best_value, result.best_run  # doctest: +SKIP
     """
     optuna = _import_optuna()
@@ -187,16 +197,17 @@ def search(
 
         metric = base.train.metric
         direction = "minimize" if metric.endswith("loss") else "maximize"
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_DB).resolve()}")
-        study = optuna.create_study(
-            study_name="tunelab",
-            storage=storage,
-            load_if_exists=True,
-            direction=direction,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after)
-            if prune
-            else optuna.pruners.NopPruner(),
-        )
+        with _study_db(folder):
+            storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_DB).resolve()}")
+            study = optuna.create_study(
+                study_name="tunelab",
+                storage=storage,
+                load_if_exists=True,
+                direction=direction,
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after)
+                if prune
+                else optuna.pruners.NopPruner(),
+            )
         # The sampler's random state is not stored: a resumed search seeded as the first process was
         # would draw the first trials' values again. Offset by the trials already stored (a fresh
         # search is still reproducible from its seed).
@@ -217,7 +228,14 @@ def search(
         )
         try:
             while done < trials:
-                row = _run_trial(study, dims, config, overrides, folder, metric, prune, optuna, score_test)
+                try:
+                    row = _run_trial(
+                        study, dims, config, overrides, folder, metric, prune, optuna, score_test
+                    )
+                except Exception:
+                    # The failed trial is in the table too: trials.csv was missing, or a trial behind.
+                    write_outputs(folder, study, dims, metric)
+                    raise
                 done += 1
                 bar.update(1)
                 write_outputs(folder, study, dims, metric)
@@ -227,6 +245,31 @@ def search(
             bar.close()
         files = write_outputs(folder, study, dims, metric)
         return _result(folder, study, dims, metric, base, files, link_best)
+
+
+@contextlib.contextmanager
+def _study_db(folder: Path) -> Iterator[None]:
+    """A ``study.db`` that is not an SQLite database (cut short, overwritten) as one line naming it:
+    it was "unexpected DatabaseError" naming neither the file nor what to do."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = first_line(getattr(exc, "orig", None) or exc)  # sqlite's words, not the SQL statement
+        raise ConfigError(
+            f"{folder / STUDY_DB}: not a readable study database ({reason}); "
+            f"give another --out, or delete the folder {folder} to start the search over"
+        ) from None
+
+
+def _read_folder_json(path: Path, advice: str) -> dict[str, Any]:
+    """``search.json`` or ``best.json`` as an object; damaged, a one-line ``ConfigError`` naming it
+    (it was "unexpected JSONDecodeError", and a JSON list an AttributeError)."""
+    try:
+        return read_json_object(path)
+    except (OSError, JsonFileError) as exc:
+        raise ConfigError(f"{path}: damaged ({failure_reason(exc)}); {advice}") from None
 
 
 @contextlib.contextmanager
@@ -264,8 +307,19 @@ def _run_trial(
     optuna: Any,
     score_test: bool,
 ) -> dict[str, Any]:
-    """Train one trial; tell the study its dev metric, or that it was pruned."""
+    """Train one trial; tell the study its dev metric, or that it was pruned.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C. The trial stays "running" in ``study.db``, so a rerun of the
+            search queues its values again (``_requeue_interrupted``); the message says so, in place
+            of the trial run's own ``tunelab train --resume`` hint, which finished the trial outside
+            the study (scoring data.test, which only the best run may read) while the search trained
+            the same values again.
+        ConfigError: the trial's values fail with the data (a ``data.text_column`` the file lacks),
+            naming the trial and its values; it is recorded as failed.
+    """
     from tunelab.train import train
+    from tunelab.train.trainer import TrainingInterrupted
 
     trial = study.ask()
     # `method` first: its options (method.r) apply to the method the trial trains, as check_space checked.
@@ -304,10 +358,23 @@ def _run_trial(
         shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return {"trial": trial.number, "state": "pruned", metric: evaluations[-1], **values}
-    except Exception:
+    except KeyboardInterrupt:  # TrainingInterrupted is one: its hint is replaced, see above
+        raise TrainingInterrupted(
+            f"trial {trial.number} stopped; rerun the same `tunelab search` command (--out {folder}) "
+            f"to continue the search: trial {trial.number}'s values train again from the start"
+        ) from None
+    except Exception as exc:
         # A failure of this trial's values (or a bug): recorded as failed, the partial run removed.
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
+        if isinstance(exc, TunelabError):
+            # Only config-level checks run before the first trial: a value that fails with the data
+            # fails here, and the message said nothing of which trial or values it was.
+            shown = ", ".join(f"{k}={v}" for k, v in values.items())
+            raise ConfigError(
+                f"trial {trial.number} ({shown}) failed: {exc}; change the space (with a new --out) "
+                "or rerun the search to draw other values"
+            ) from exc
         raise
     value = float(result.metrics["dev"][metric])
     trial.set_user_attr("epochs", result.summary.get("epochs_run"))
@@ -344,7 +411,9 @@ def _check_same_search(folder: Path, settings: dict[str, Any], dims: list[Dimens
     if not path.is_file():
         atomic_write_json(path, settings)
         return
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = _read_folder_json(
+        path, f"give another --out, or delete the folder {folder} to start the search over"
+    )
     for key in ("base", "metric"):  # the space is told apart below, field by field
         if saved.get(key) != settings[key]:
             what = {"base": "run config", "metric": "metric"}[key]
@@ -402,7 +471,8 @@ def _changes_from_trials(folder: Path, dims: list[Dimension]) -> list[str]:
         return []
     optuna = _import_optuna()
     try:
-        study = optuna.load_study(study_name="tunelab", storage=f"sqlite:///{db.resolve()}")
+        with _study_db(folder):
+            study = optuna.load_study(study_name="tunelab", storage=f"sqlite:///{db.resolve()}")
     except KeyError:  # the database exists but no study was created in it
         return []
     # As Optuna records it: its distribution may move a stepped range's high end onto the grid.
@@ -454,8 +524,16 @@ def _result(
         files["best"] = link
     test = None
     saved = folder / "best.json"
-    previous = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
-    if base.data.test and previous.get("run") == str(run) and previous.get("test") is not None:
+    previous = (
+        _read_folder_json(
+            saved,
+            "delete it and rerun the search to write it again (the best run then reads data.test "
+            "again), or give another --out",
+        )
+        if saved.is_file()
+        else {}
+    )
+    if base.data.test and _same_run(previous.get("run"), folder, run) and previous.get("test") is not None:
         test = previous["test"]  # read once: a rerun of a finished search does not read it again
     elif base.data.test:
         from tunelab.evaluate.on_run import evaluate
@@ -469,9 +547,24 @@ def _result(
             "metric": metric,
             "dev": best.value,
             "params": best.params,
-            "run": str(run),
+            # Relative to the search folder: relative to where the search was started, a rerun
+            # from another directory took it for another run and scored the test file again.
+            "run": run.relative_to(folder).as_posix(),
             "test": test,
         },
     )
     files["best.json"] = saved
     return SearchResult(folder, metric, best.value, dict(best.params), run, test, rows, files)
+
+
+def _same_run(saved: Any, folder: Path, run: Path) -> bool:
+    """Whether ``best.json``'s ``run`` is ``run``, compared as resolved paths.
+
+    Written relative to the search folder (``trials/trial-003``); tunelab before that wrote it as
+    the path the search was given (relative to the directory it was started from), which still
+    matches when the rerun starts there.
+    """
+    if not isinstance(saved, str) or not saved:
+        return False
+    target = run.resolve()
+    return any(candidate.resolve() == target for candidate in (folder / saved, Path(saved)))

@@ -13,7 +13,9 @@ Rankings are not batched (unlike predict texts, each user's ranking is one indep
 the ``Recommender`` is safe to call from several threads at once).
 
 Adding items takes a per-recommender lock around "is the id new?" and the add, so two clients
-adding one id at once get one 201 and one 409, never two adds.
+adding one id at once get one 201 and one 409, never two adds. An id another process (or another
+``Recommender`` on the same folder) adds between the check and the add is a 409 too: the add
+raises ``ItemExistsError`` for it (live.sqlite's UNIQUE item id).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from tunelab.apps.recommend.live import ItemExistsError  # live.py only: the Recommender stays unimported
 from tunelab.errors import ConfigError, DataError, RunError, first_line
 from tunelab.serve.registry import ModelNotServedError
 
@@ -123,10 +126,14 @@ class ServedRecommender:
             # half-added batch went unbilled and its retry met a 409 for the items it had added).
             try:
                 self.recommender.add_items(items)
-            except DataError as exc:  # taken meanwhile by another process (the rest was checked above)
+            except ItemExistsError as exc:
+                # taken meanwhile by another process (the lock above covers this server's requests
+                # only): the same 409 as an id known at the check, not a 422 "invalid item"
                 now = set(map(str, self.recommender.items))
-                first = next((i for i, (item_id, _) in enumerate(items) if item_id in now), 0)
-                raise ItemRejectedError(first, items[first][0], str(exc)) from None
+                taken = [item_id for item_id, _ in items if item_id in now] or [exc.item_id]
+                raise ItemConflictError(taken) from None
+            except DataError as exc:  # the rest was checked above; named as the batch's first item
+                raise ItemRejectedError(0, items[0][0], str(exc)) from None
 
     async def record_events(self, events: Sequence[dict[str, Any]]) -> list[EventOutcome]:
         """Record each event on its own: one that fails never stops the others."""

@@ -25,6 +25,7 @@ from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
 from tunelab.apps.recommend.data import Dataset, load_dataset, texts_before
 from tunelab.apps.recommend.index import ItemIndex
+from tunelab.apps.recommend.live import create as create_live
 from tunelab.apps.recommend.ranker import NoPoolPositive, Ranker, fit_ranker, training_rows
 from tunelab.apps.recommend.recommender import META, REPORT, Recommender
 from tunelab.apps.recommend.split import split_chronological
@@ -242,6 +243,9 @@ def build(
 
     def write(tmp: Path) -> None:
         rec.save(tmp)
+        # live.sqlite made here (WAL mode, empty tables), not on the first write: two processes
+        # making it at once collided switching it to WAL ("database is locked", no wait)
+        create_live(tmp)
         report["timings"]["total_s"] = round(time.perf_counter() - started, 3)
         atomic_write_json(tmp / REPORT, report)
 
@@ -290,12 +294,25 @@ def candidate_negatives(rec: Recommender, triples: list[Triple], seed: int) -> l
     where every item is popular (measured on MovieLens: it then lowered the blend, weight < 0)."""
     rng = np.random.default_rng(seed)
     out = []
+    # each user's tops, once: a user has many triples, and the recommender keeps a bounded number
+    # of contexts (CONTEXT_CACHE), so asking it per triple could encode a user's query again
+    users: dict[str, tuple[set[int], list[list[int]]] | None] = {}
     for t in triples:
-        ctx = rec._context(t.user)
+        if t.user not in users:
+            ctx = rec._context(t.user)
+            users[t.user] = (
+                None
+                if ctx is None
+                else (
+                    set(rec._seen_indices(t.user).tolist()),
+                    [rec._cf_top(ctx, CROSS_NEGATIVE_POOL), rec._text_top(ctx, CROSS_NEGATIVE_POOL)],
+                )
+            )
+        found = users[t.user]
         drawn: list[int] = []
-        if ctx is not None:
-            seen = set(rec._seen_indices(t.user).tolist())
-            for top in (rec._cf_top(ctx, CROSS_NEGATIVE_POOL), rec._text_top(ctx, CROSS_NEGATIVE_POOL)):
+        if found is not None:
+            seen, tops = found
+            for top in tops:
                 free = [i for i in top if i not in seen]
                 if free:
                     drawn.append(int(rng.choice(free)))

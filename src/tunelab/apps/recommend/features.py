@@ -75,10 +75,14 @@ class ItemStats:
 class UserContext:
     """What the features need to know about one user.
 
+    Only the indices of the user's recent positives, not their vectors: contexts are cached per
+    user, and a copy of up to MAX_PROFILE vectors made each one ~150 KB at 384 dims. Their vectors
+    are taken from the item index where they are used (``compute``, a ranking's reasons).
+
     Attributes:
         query: (H,) the query embedding (recent positives as text).
-        item_vectors: (m, H) vectors of the user's most recent positives (m <= MAX_PROFILE).
-        item_indices: (m,) their catalog indices.
+        profile: (H,) the unit-length mean of the recent positives' vectors (``profile_of``).
+        item_indices: (m,) catalog indices of the user's most recent positives (m <= MAX_PROFILE).
         cf_vector: (F,) the user's CF vector, or None.
         n_positives: all of the user's positives.
         text_moments: mean and standard deviation of ``text_query`` over the catalog.
@@ -87,7 +91,7 @@ class UserContext:
     """
 
     query: np.ndarray
-    item_vectors: np.ndarray
+    profile: np.ndarray
     item_indices: np.ndarray
     cf_vector: np.ndarray | None
     n_positives: int
@@ -96,10 +100,11 @@ class UserContext:
     cf2_vector: np.ndarray | None = None
     cf2_moments: tuple[float, float] = (0.0, 1.0)
 
-    @property
-    def profile(self) -> np.ndarray:
-        mean = self.item_vectors.mean(axis=0)
-        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+def profile_of(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The unit-length mean of ``vectors[items]`` (H,): a user's whole taste (``text_mean``)."""
+    mean = vectors[items].mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def compute(
@@ -123,7 +128,7 @@ def compute(
         cf2_scores: (C,) the second CF model's scores, or None (no second model, or no vector).
     """
     cand = vectors[items]  # (C, H)
-    sims = cand @ ctx.item_vectors.T  # (C, m)
+    sims = cand @ vectors[ctx.item_indices].T  # (C, m)
     out = np.zeros((len(items), len(FEATURES)), dtype=np.float32)
     col = {name: i for i, name in enumerate(FEATURES)}
     text = cand @ ctx.query

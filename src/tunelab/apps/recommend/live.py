@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ logger = logging.getLogger(__name__)
 
 FILE = "live.sqlite"
 Row = tuple[Any, ...]
+#: How long a connection waits for another one's lock (SQLite's busy timeout), and how long opening
+#: the file keeps retrying its switch to WAL mode (which SQLite does not wait for; see ``_use_wal``).
+TIMEOUT_S = 30.0
+#: The pause between two tries of that switch: short, as the other connection holds its lock for
+#: a few milliseconds (its own switch, or the schema's CREATE TABLEs).
+_WAL_RETRY_S = 0.02
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,6 +51,69 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+class ItemExistsError(DataError):
+    """An item id ``live.sqlite`` already has: taken by another connection or process since the
+    caller looked (a server answers 409, as for an id it knew, not 422 as for a bad item)."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"item {item_id!r} is already in the catalog; give a new id")
+        self.item_id = item_id
+
+
+def is_locked(exc: BaseException) -> bool:
+    """``exc`` is SQLite's "database is locked" (another connection holds the lock), not damage."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _wait(seconds: float) -> None:
+    """Sleep between two tries of the WAL switch (a hook: tests release a lock here)."""
+    time.sleep(seconds)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the connection's file in WAL mode (kept in the file: set once, by ``create`` at build).
+
+    The switch needs an exclusive lock, and SQLite does not wait for it as it waits for a write:
+    while another connection holds a lock on a file not yet in WAL mode (two processes opening a
+    folder built before ``build`` created the file, both switching it), it fails at once with
+    "database is locked" (an item POST was a 500, an event rejected as ``internal_error``). So a
+    file already in WAL mode is left as it is, and a locked switch is tried again until
+    ``TIMEOUT_S``.
+    """
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc) or time.monotonic() >= deadline:
+                raise
+        _wait(_WAL_RETRY_S)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode with the schema (created when missing)."""
+    conn = sqlite3.connect(path, timeout=TIMEOUT_S, check_same_thread=False, isolation_level=None)
+    try:
+        _use_wal(conn)
+        conn.executescript(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def create(folder: str | Path) -> None:
+    """Write an empty ``live.sqlite`` (WAL mode, the schema) into ``folder``: ``build`` does, in its
+    temp folder before renaming it into place, so no two processes create (and switch) it at once
+    later."""
+    _open(Path(folder) / FILE).close()
+
+
 class FolderReplacedError(RunError):
     """The recommender folder was rebuilt (``build --overwrite``) or moved after it was loaded."""
 
@@ -58,7 +128,8 @@ def folder_identity(folder: Path) -> tuple[int, int] | None:
 
 
 class LiveStore:
-    """The folder's ``live.sqlite``, created on the first write; one connection, used under a lock.
+    """The folder's ``live.sqlite`` (``build`` creates it; a folder built before gets it on the first
+    write); one connection, used under a lock.
 
     Writes go only into the folder that was loaded. After ``build --overwrite`` renamed a new folder
     into its place, a server still holding the old one wrote into the deleted old ``live.sqlite``
@@ -90,17 +161,14 @@ class LiveStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            self._conn = _open(self.path)
         return self._conn
 
     def add_items(self, rows: list[tuple[str, dict[str, Any], str, bytes, float]]) -> None:
         """Insert ``(item_id, fields, text, vector, added)`` rows in one transaction: all or none.
 
         Raises:
-            DataError: an id is taken (nothing is added).
+            ItemExistsError: an id is taken (nothing is added).
         """
         with self._lock:
             self._check_folder()
@@ -119,10 +187,10 @@ class LiveStore:
                                 added,
                             ),
                         )
-                    except sqlite3.IntegrityError:
-                        raise DataError(
-                            f"item {item_id!r} is already in the catalog; give a new id"
-                        ) from None
+                    except sqlite3.IntegrityError as exc:
+                        if "UNIQUE" not in str(exc):  # item_id is the table's only UNIQUE column
+                            raise
+                        raise ItemExistsError(item_id) from None
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

@@ -314,9 +314,16 @@ def training_rows(
     n = rec.n_items
     users = sorted(val["user_id"].unique())
     popular = np.argsort(-rec._stats.pop, kind="stable")[: cfg.hard_pool]
-    rec.prime(users)  # every validation user's query, encoded in batches
+    # the users' queries encoded in batches, a chunk at a time: the recommender keeps at most
+    # CONTEXT_CACHE contexts, so priming every user at once dropped the first ones again (encoded
+    # one by one after all) when there were more validation users than that
+    from tunelab.apps.recommend.recommender import CONTEXT_CACHE
+
+    chunk = max(1, CONTEXT_CACHE // 2)
     by_user = val.groupby("user_id")["item_id"].apply(list)
     for g, user in enumerate(tqdm(users, desc="ranker rows", unit="user", disable=not progress)):
+        if g % chunk == 0:
+            rec.prime(users[g : g + chunk])
         ctx = rec._context(user)
         if ctx is None:
             continue

@@ -13,7 +13,7 @@ A recommender folder (``recs/<name>/``)::
     ranker.skops       the scikit-learn ranker (skops: loaded without unpickling, types allow-listed)
     cross_encoder/     (model.cross_encoder) the sentence-transformers CrossEncoder
     cross_calibration.skops  (model.cross_encoder) its blend with the ranker's score, how many it re-scores
-    live.sqlite        items added and events recorded since (created on the first write)
+    live.sqlite        items added and events recorded since (WAL mode; created empty by build)
 
 Ranking a known user scores every item (a vectorised feature matrix and one ranker call) up to
 ``index.full_rank_max_items`` (5,000); past that, candidates come from the item index (nearest to
@@ -35,6 +35,7 @@ import sqlite3
 import threading
 import time as _time
 import zipfile
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,17 +43,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunelab.apps.recommend import live as live_store
 from tunelab.apps.recommend.cf import SECOND_FILE, CFModel
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossStage
 from tunelab.apps.recommend.data import compose_text, values_of
-from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments
+from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments, profile_of
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import FILE as LIVE_FILE
-from tunelab.apps.recommend.live import LiveStore, folder_identity
+from tunelab.apps.recommend.live import ItemExistsError, LiveStore, folder_identity, is_locked
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
-from tunelab.errors import ConfigError, DataError, first_line
+from tunelab.errors import ConfigError, DataError, RunError, first_line
 from tunelab.serve.inputs import check_epoch_number
 
 META = "recommender.json"
@@ -67,6 +69,11 @@ REASONS = 3
 #: TREND_MIN), so it follows what is liked lately whatever the time scale of the data.
 TREND_SHARE, TREND_MIN = 0.1, 1000
 _MAX_ID = 200
+#: The most users whose ranking context is kept (least recently used dropped first). A server
+#: ranks whoever asks: unbounded, the cache grew with every user ever ranked. A context is the
+#: query, the profile, the recent positives' indices and the CF vectors: ~4 KB at 384 dims, so
+#: ~40 MB at this bound, and a returning user past it costs one query encoding.
+CONTEXT_CACHE = 10_000
 
 
 @dataclass(frozen=True)
@@ -179,9 +186,10 @@ class Recommender:
             h.positive = [h.positive[i] for i in order]
         self._data_end = self._stats.ref_time
         self._clock_gap = max(0.0, _built_time(meta) - self._data_end)
-        # user -> (history version, catalog size, context): the text score's moments are taken over
-        # the whole catalog, so a grown catalog rebuilds the context (not the query's encoding).
-        self._cache: dict[str, tuple[int, int, UserContext]] = {}
+        # user -> (history version, catalog size, context), least recently used first (bounded by
+        # CONTEXT_CACHE): the text score's moments are taken over the whole catalog, so a grown
+        # catalog rebuilds the context (not the query's encoding).
+        self._cache: OrderedDict[str, tuple[int, int, UserContext]] = OrderedDict()
         self._live = LiveStore(folder) if folder is not None else None
         self._seq_items = self._seq_events = 0
         self._n_added = self._n_events = 0
@@ -194,6 +202,7 @@ class Recommender:
 
         Raises:
             ConfigError: not a recommender folder, or a damaged one.
+            RunError: its ``live.sqlite`` stayed locked by another process.
         """
         root = Path(folder)
         if not (root / META).is_file():
@@ -239,11 +248,16 @@ class Recommender:
             raise ConfigError(f"{root} was rebuilt while it was being loaded; load it again")
         try:
             rec._sync()
-        except sqlite3.DatabaseError as exc:  # not "build it again": that would drop the live rows
-            raise ConfigError(
-                f"{root / LIVE_FILE}: the live items and events cannot be read ({exc}); restore it from "
-                "a backup, or move it away to serve the recommender as built"
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise _unreadable_live(root, exc) from None
+            # another process held it past the timeout: the file is fine, so not "move it away"
+            raise RunError(
+                f"{root / LIVE_FILE}: locked by another process for over {live_store.TIMEOUT_S:g} s ({exc}); "
+                "load it again once that process has finished writing"
             ) from None
+        except sqlite3.DatabaseError as exc:
+            raise _unreadable_live(root, exc) from None
         return rec
 
     def close(self) -> None:
@@ -349,7 +363,7 @@ class Recommender:
             scores = self._rescored(user_id, candidates, self._score(ctx, candidates))
             order = np.lexsort((candidates, -scores))[:k]  # best first; ties by catalog order
             top = candidates[order]
-            sims = self.index.vectors[top] @ ctx.item_vectors.T  # (k, m)
+            sims = self.index.vectors[top] @ self.index.vectors[ctx.item_indices].T  # (k, m)
             # one spare: with exclude_seen=false an item the user liked is its own best match
             why = np.argsort(-sims, axis=1, kind="stable")[:, : REASONS + 1]
             items = [
@@ -421,7 +435,9 @@ class Recommender:
         encoded before any is written, and they are written in one transaction.
 
         Raises:
-            DataError: a bad, taken or repeated id, an unknown field, or no text (nothing added).
+            DataError: a bad or repeated id, an unknown field, or no text (nothing added);
+                ``ItemExistsError`` (a ``DataError``): a taken id, also one another process added
+                since this call looked.
         """
         checked = [self.check_item(item_id, fields) for item_id, fields in items]
         ids = [item_id for item_id, _ in checked]
@@ -431,7 +447,7 @@ class Recommender:
         self._sync()
         taken = [i for i in ids if i in self.index_of]
         if taken:
-            raise DataError(f"item {taken[0]!r} is already in the catalog; give a new id")
+            raise ItemExistsError(taken[0])
         vectors = self.text.encode([text for _, text in checked]).astype(np.float32)
         now = _time.time()
         rows = [
@@ -608,6 +624,7 @@ class Recommender:
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] == h.version:
             if cached[1] == len(self._ids):
+                self._cache.move_to_end(user_id)
                 return cached[2]
             query_vector = cached[2].query if query_vector is None else query_vector
         query = self._query_text(user_id)
@@ -623,7 +640,7 @@ class Recommender:
             query_vector = self.text.encode([query])[0]
         ctx = UserContext(
             query=query_vector,
-            item_vectors=self.index.vectors[recent],
+            profile=profile_of(self.index.vectors, recent),
             item_indices=recent,
             cf_vector=cf_vector,
             n_positives=len(positives),
@@ -633,6 +650,9 @@ class Recommender:
             cf2_moments=cf2_moments,
         )
         self._cache[user_id] = (h.version, len(self._ids), ctx)
+        self._cache.move_to_end(user_id)
+        while len(self._cache) > CONTEXT_CACHE:
+            self._cache.popitem(last=False)
         return ctx
 
     def _features(self, ctx: UserContext, items: np.ndarray) -> np.ndarray:
@@ -782,6 +802,14 @@ class Recommender:
         s.last_time[item] = t if np.isnan(s.last_time[item]) else max(s.last_time[item], t)
         s.ref_time = max(s.ref_time, t)
         self._n_events += 1
+
+
+def _unreadable_live(root: Path, exc: sqlite3.DatabaseError) -> ConfigError:
+    # not "build it again": that would drop the live rows
+    return ConfigError(
+        f"{root / LIVE_FILE}: the live items and events cannot be read ({exc}); restore it from "
+        "a backup, or move it away to serve the recommender as built"
+    )
 
 
 def _built_time(meta: dict[str, Any]) -> float:

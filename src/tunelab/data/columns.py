@@ -28,11 +28,12 @@ class Extracted:
     """The columns of one file, before labels are turned into ids.
 
     Attributes:
-        texts: stripped texts of the rows kept.
+        texts: stripped texts of the rows kept (what a classifier trains on and reads).
         pairs: stripped second texts, or None when the task has no pairs.
         labels: a label name (single-label) or a list of names (multi-label) per row, or None.
         rows: the 1-based row number in the file of each row kept.
-        frame: the rows kept, with every column, for callers that echo other columns.
+        frame: the rows kept, with every column and its cells as the file gives them (texts not
+            stripped), for callers that echo columns or need the text as given (NER offsets).
         notes: what was done to the data, for the user.
     """
 
@@ -140,6 +141,10 @@ def _text_column(df: pd.DataFrame, column: str, source: str) -> pd.Series:
             f"{source} row {row}: column {column!r} holds a {type(values.loc[row]).__name__}, not a text; "
             "check data.text_column"
         )
+    # Stripped: an all-whitespace text is empty, and a classifier trains on and reads texts without
+    # surrounding whitespace (a SentencePiece tokenizer gives trailing whitespace a token; the data
+    # fingerprint a resume checks is of these texts). Callers that need the text as given (NER
+    # predictions, whose offsets point into it) read it from ``Extracted.frame``.
     return values.map(str.strip)
 
 

@@ -1,9 +1,10 @@
 """Predict a whole file: CSV/TSV/JSONL/Parquet/Excel in, CSV, JSONL or Parquet out by the output's extension.
 
 Each output row is one input row: the input's own columns, its row number in the file (``row``),
-the text classified (``text``, and ``text_pair`` for a pair run), and the prediction (``label``,
-``score``, ``top_k``, or what the run's task returns). An input column whose name a prediction
-field uses (a ``label`` column in a labelled test file, say) is kept as ``<name>_input``.
+the text as the file gives it (``text``, and ``text_pair`` for a pair run; surrounding whitespace
+kept, so NER offsets point into it), and the prediction (``label``, ``score``, ``top_k``, or what
+the run's task returns). An input column whose name a prediction field uses (a ``label`` column in
+a labelled test file, say) is kept as ``<name>_input``.
 
 JSON lines keep ``top_k`` (and multi-label ``labels``/``scores``, NER ``entities``) nested. CSV and
 Parquet are flat tables people open in a spreadsheet or in pandas: the top-k become columns
@@ -108,8 +109,21 @@ def _records_and_input_types(
     cfg = options_for_file(input_path, predictor.config.data, options)
     given = parse_file_overrides(options)  # a dict's keys as the list's: data.text_column too
     texts, pairs, frame = read_texts(input_path, cfg, text_column_given="text_column" in given)
-    results = predictor.predict(texts, pairs, top_k=top_k, batch_size=batch_size) if texts else []
     text_col = cfg.text_column if cfg.text_column in frame.columns else "text"
+    # ``texts`` are stripped (so the reader can tell an empty one); the output echoes each text as
+    # the file gives it, which the "text" field replaced when the column is called text.
+    given_texts = [str(t) for t in frame[text_col]]
+    given_pairs = [str(t) for t in frame[cfg.text_pair_column]] if pairs is not None else None
+    read = texts
+    if predictor.task.output == "entities":
+        # Entities are character offsets into the text the model read: into a stripped copy they
+        # missed the echoed text by its leading whitespace. Words never hold whitespace, so the
+        # entities are the same; only their offsets move, now into the text as given, as the
+        # HTTP service and ``Predictor.predict`` give them.
+        read = given_texts
+    # A classifier keeps reading the stripped text, as it was trained: a SentencePiece tokenizer
+    # (e5-small-multilingual's) gives trailing whitespace a token of its own.
+    results = predictor.predict(read, pairs, top_k=top_k, batch_size=batch_size) if read else []
     own = {"text": text_col, "text_pair": cfg.text_pair_column}
     # The text columns as the model read them; every other column as its file typed it.
     typed = _typed_cells(input_path, cfg, [int(r) for r in frame.index])
@@ -118,11 +132,11 @@ def _records_and_input_types(
     records = []
     input_types: dict[str, pa.DataType | None] = {}
     names: dict[tuple[str, ...], dict[str, str]] = {}
-    for i, (text, result) in enumerate(zip(texts, results, strict=True)):
+    for i, (text, result) in enumerate(zip(given_texts, results, strict=True)):
         row = int(frame.index[i])
         fields: dict[str, Any] = {"row": row, "text": text}
-        if pairs is not None:  # a text-pair run: the second text beside the first
-            fields["text_pair"] = pairs[i]
+        if given_pairs is not None:  # a text-pair run: the second text beside the first
+            fields["text_pair"] = given_pairs[i]
         fields |= result
         key = tuple(fields)
         if key not in names:

@@ -175,14 +175,16 @@ class Sentence:
 def read_conll(
     path: str | Path, *, tag_column: int = -1, token_column: int = 0, encoding: str = "utf-8"
 ) -> list[Sentence]:
-    """Read a CoNLL/BIO column file: one token per line, whitespace-separated columns.
+    """Read a CoNLL/BIO column file: one token per line, columns separated by spaces or tabs.
 
-    Blank lines end a sentence; ``-DOCSTART-`` lines (document breaks in CoNLL-2003) are skipped,
-    and so are comment lines before a sentence (GermEval-2014's ``# http://... [date]``, CoNLL-U's
-    ``# sent_id = 1``): a line starting with ``#`` whose column count is not the token lines'. A
-    ``#`` token with a tag (``#  O``, as tweets have) has the token lines' columns and stays a
-    token. Every token line must have as many columns as the first one, so that ``tag_column=-1``
-    can never silently read another column (a POS or chunk tag) on a shorter line.
+    Lines end at ``\r\n``, ``\r`` or ``\n`` (a file saved with old Mac line ends was one token
+    line), and columns are separated by spaces and tabs only: ``str.split`` also splits at U+0085,
+    U+2028 and ``\x1c``-``\x1f``, which a token may hold. Blank lines (whitespace only) end a
+    sentence; ``-DOCSTART-`` lines (document breaks in CoNLL-2003) are skipped, and so are comment
+    lines before a sentence (GermEval-2014's ``#<TAB>http://... [date]``, CoNLL-U's
+    ``# sent_id = 1``; see ``_is_comment``). A ``#`` token with its tag (``# O``, as tweets have)
+    stays a token. Every token line must have as many columns as the first one, so that
+    ``tag_column=-1`` can never silently read another column (a POS or chunk tag) on a shorter line.
 
     Args:
         path: the file.
@@ -212,14 +214,14 @@ def read_conll(
             tokens, tags, lines = [], [], []
 
     for lineno, line in _numbered_lines(text):
-        cols = line.split()
+        cols = _columns(line)
         if not cols:
             flush()
             continue
         if cols[0] == DOCSTART:
             flush()
             continue
-        if not tokens and cols[0] == "#" and token_width is not None and len(cols) != token_width:
+        if not tokens and _is_comment(cols, token_width, tag_column, token_column):
             continue  # a comment before a sentence (GermEval, CoNLL-U)
         if width is None:
             width = (len(cols), lineno)
@@ -227,7 +229,7 @@ def read_conll(
         elif len(cols) != width[0]:
             raise DataError(
                 f"{p} line {lineno}: {len(cols)} columns, but line {width[1]} has {width[0]}; every "
-                "token line needs the same whitespace-separated columns (tokens cannot contain spaces)"
+                "token line needs the same space- or tab-separated columns (tokens cannot contain spaces)"
             )
         tokens.append(cols[token_column])
         tags.append(_check_tag(cols[tag_column], p, lineno, f"column {tag_column}"))
@@ -241,12 +243,33 @@ def read_conll(
 
 def _token_line_width(text: str) -> int | None:
     """The column count of the first line that is neither blank, ``-DOCSTART-`` nor led by ``#``:
-    what tells a comment line from a ``#`` token (None: every line is one of those)."""
+    one thing that tells a comment line from a ``#`` token (None: every line is one of those)."""
     for _, line in _numbered_lines(text):
-        cols = line.split()
-        if cols and cols[0] not in (DOCSTART, "#"):
+        cols = _columns(line)
+        if cols and cols[0] != DOCSTART and not cols[0].startswith("#"):
             return len(cols)
     return None
+
+
+def _is_comment(cols: list[str], token_width: int | None, tag_column: int, token_column: int) -> bool:
+    """Whether a line at a sentence start is a comment rather than a token line.
+
+    A line led by ``#`` is a comment unless it reads as a token line: the token lines' column
+    count and a valid tag in the tag column (tweets tag a ``#`` token, ``# O``). The column count
+    alone did not tell: CoNLL-U's ``# sent_id = 1`` has the 4 columns of a GermEval line
+    (``1<TAB>Schartau<TAB>B-PER<TAB>O``) and was read as a token tagged ``=``. Where the words are
+    not the first column (``token_column`` != 0, a numbered file), a token line never starts with
+    ``#``, so every such line is a comment.
+    """
+    if not cols[0].startswith("#"):
+        return False
+    if token_column != 0 or (token_width is not None and len(cols) != token_width):
+        return True
+    try:
+        tag = cols[tag_column]
+    except IndexError:
+        return True
+    return not _TAG.fullmatch(tag)
 
 
 def _check_not_numbers(sentences: list[Sentence], token_column: int, path: Path) -> None:
@@ -273,7 +296,8 @@ def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sent
 
     Raises:
         DataError: a line is not a JSON object, lacks ``tokens`` or ``tags``, they are not lists of
-            strings of equal length, or a tag is outside the BIO scheme.
+            strings of equal length, a string is not valid Unicode (a lone surrogate), or a tag is
+            outside the BIO scheme.
     """
     p = Path(path)
     sentences = []
@@ -288,6 +312,9 @@ def read_jsonl_tokens(path: str | Path, *, encoding: str = "utf-8") -> list[Sent
             )
         tokens = _string_list(record, "tokens", p, lineno)
         tags = _string_list(record, "tags", p, lineno)
+        for key, values in (("tokens", tokens), ("tags", tags)):
+            for i, value in enumerate(values):
+                _check_unicode(value, f"{key}[{i}]", p, lineno)
         if len(tokens) != len(tags):
             raise DataError(
                 f"{p} line {lineno}: {len(tokens)} tokens but {len(tags)} tags; give one tag per token"
@@ -310,7 +337,8 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bo
 
     The text is split into words, punctuation marks and CJK characters (keeping each token's
     character offsets); the tokens a span covers get ``B-label``, ``I-label``, ..., the rest ``O``.
-    ``end`` is exclusive, as in Python slicing. A sentence without entities may leave ``spans`` out.
+    ``end`` is exclusive, as in Python slicing. A sentence without entities may leave ``spans`` out
+    or give null (a DataFrame's list column holds NaN in such rows, saved as null).
 
     ``gold_cuts``: split a word kept whole (``Google-owned``) where an entity starts or ends inside
     it (see ``word_offsets``), so that training learns the entity itself. For the training split
@@ -321,9 +349,9 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bo
 
     Raises:
         DataError: a line is not a JSON object with ``text`` (and a ``spans`` list, or none and no
-            other tool's entity key such as doccano's ``label``), a span is
-            malformed, lies outside the text, overlaps another, or does not start and end on token
-            boundaries.
+            other tool's entity key such as doccano's ``label``), a string is not valid Unicode (a
+            lone surrogate), a span is malformed, lies outside the text, overlaps another, or does
+            not start and end on token boundaries.
     """
     p = Path(path)
     sentences = []
@@ -332,6 +360,7 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bo
         text = record.get("text")
         if not isinstance(text, str):
             raise DataError(f'{p} line {lineno}: needs a "text" string; expected {example}')
+        _check_unicode(text, "text", p, lineno)
         if "spans" not in record:
             # entities kept under another name (doccano's "label", CLUENER's "label" dict, "entities")
             # were read as no entity at all: dev F1 0 without a word
@@ -341,7 +370,9 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bo
                     f'{p} line {lineno}: entities under "{other[0]}", but this reader takes "spans": '
                     f"{example}; rename the key and give each entity as start, end (exclusive) and label"
                 )
-        spans = record.get("spans", [])
+        spans = record.get("spans")
+        if spans is None:  # null: no entities, as a left-out key (a DataFrame row without any)
+            spans = []
         if not isinstance(spans, list):
             raise DataError(f'{p} line {lineno}: "spans" must be a list of {{"start", "end", "label"}}')
         parsed = sorted(_spans(spans, text, p, lineno))
@@ -498,7 +529,7 @@ def _check_tag(tag: str, path: Path, lineno: int, where: str) -> str:
 def _check_columns(path: Path, lineno: int, width: int, tag_column: int, token_column: int) -> None:
     if width < 2:
         raise DataError(
-            f"{path} line {lineno}: 1 column; expected a token and its tag separated by whitespace"
+            f"{path} line {lineno}: 1 column; expected a token and its tag separated by a space or a tab"
         )
     for name, index in (("tag_column", tag_column), ("token_column", token_column)):
         if not -width <= index < width:
@@ -536,7 +567,7 @@ def _read_text(path: Path, encoding: str) -> str:
     except LookupError:
         raise DataError(f"encoding {encoding!r} is not a known encoding (use e.g. utf-8, gb18030)") from None
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line = len(_LINE_END_BYTES.findall(data[: exc.start])) + 1  # counted as _numbered_lines counts
         hint = "gb18030, latin-1 or auto" if utf8 else "utf-8 or auto"
         raise DataError(
             f"{path} line {line}: not valid {encoding} (byte 0x{data[exc.start]:02x} at offset "
@@ -544,11 +575,26 @@ def _read_text(path: Path, encoding: str) -> str:
         ) from None
 
 
+# Line ends: Windows, old Mac and Unix. Not str.splitlines, which also splits at U+2028, U+0085 and
+# friends: that would shift the line numbers an editor shows (and JSON allows them unescaped
+# inside strings). A lone "\r" is a line end, else a file saved with CR line ends was one line.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+# Column separators of a CoNLL line: spaces and tabs, what the format and its tools write.
+_COLUMN_GAP = re.compile(r"[ \t]+")
+
+
 def _numbered_lines(text: str) -> Iterator[tuple[int, str]]:
-    # Split on "\n" only: str.splitlines also splits on U+2028 and friends, which would shift the
-    # line numbers an editor shows (and JSON allows them unescaped inside strings).
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        yield lineno, line.rstrip("\r")
+    yield from enumerate(_LINE_END.split(text), start=1)
+
+
+def _columns(line: str) -> list[str]:
+    """A CoNLL line's columns; none for a blank line (whitespace of any kind only, a form feed
+    page break included). Split at spaces and tabs only: ``str.split`` also split a token at
+    U+0085, U+2028 or ``\x1c``-``\x1f``, which shifted the columns without a word."""
+    if not line.strip():
+        return []
+    return _COLUMN_GAP.split(line.strip(" \t"))
 
 
 def _json_objects(path: Path, encoding: str, example: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -596,6 +642,7 @@ def _spans(spans: list[Any], text: str, path: Path, lineno: int) -> Iterator[tup
             raise DataError(
                 f'{where}: "label" must be an entity type such as "PER" (no spaces, not "O"), got {label!r}'
             )
+        _check_unicode(label, f"spans[{i}].label", path, lineno)
         if _TAG_PREFIX.match(label):
             raise DataError(
                 f'{where}: "label" {label!r} is a BIO tag; give the entity type ({label[2:]}), not a BIO tag'
@@ -607,6 +654,19 @@ def _spans(spans: list[Any], text: str, path: Path, lineno: int) -> Iterator[tup
                 "empty; start must be below end, end at most the text length (end is exclusive)"
             )
         yield start, end, label
+
+
+def _check_unicode(value: str, key: str, path: Path, lineno: int) -> None:
+    """Refuse a string holding a lone surrogate: ``"\\ud800"`` is valid JSON but no Unicode text,
+    and it passed the reader, then failed training's data fingerprint with a UnicodeEncodeError
+    and ``eval`` with an unexpected TypeError. As the classification reader refuses it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"{path} line {lineno}: {key} is not valid Unicode (a lone surrogate "
+            f"\\u{ord(value[exc.start]):04x} at position {exc.start}); fix or remove the line"
+        ) from None
 
 
 def _non_empty(sentences: list[Sentence], path: Path) -> list[Sentence]:

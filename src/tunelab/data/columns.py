@@ -142,9 +142,9 @@ def _text_column(df: pd.DataFrame, column: str, source: str) -> pd.Series:
             "check data.text_column"
         )
     # Stripped: an all-whitespace text is empty, and a classifier trains on and reads texts without
-    # surrounding whitespace (a SentencePiece tokenizer gives trailing whitespace a token; the data
-    # fingerprint a resume checks is of these texts). Callers that need the text as given (NER
-    # predictions, whose offsets point into it) read it from ``Extracted.frame``.
+    # surrounding whitespace (the data fingerprint a resume checks is of these texts). Callers that
+    # need the text as given (NER predictions, whose offsets point into it) read it from
+    # ``Extracted.frame``.
     return values.map(str.strip)
 
 

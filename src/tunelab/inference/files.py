@@ -121,8 +121,9 @@ def _records_and_input_types(
         # entities are the same; only their offsets move, now into the text as given, as the
         # HTTP service and ``Predictor.predict`` give them.
         read = given_texts
-    # A classifier keeps reading the stripped text, as it was trained: a SentencePiece tokenizer
-    # (e5-small-multilingual's) gives trailing whitespace a token of its own.
+    # A classifier keeps reading the stripped text, as it was trained (the bundled tokenizers
+    # ignore surrounding whitespace, checked for MiniLM's and e5-small-multilingual's; a custom
+    # tokenizer might not).
     results = predictor.predict(read, pairs, top_k=top_k, batch_size=batch_size) if read else []
     own = {"text": text_col, "text_pair": cfg.text_pair_column}
     # The text columns as the model read them; every other column as its file typed it.

@@ -133,8 +133,12 @@ def _delivering(config: Any, monitor: Any, *, once: bool, stop: Any = None) -> I
     Following: a delivery thread, woken when a batch opens alerts, retrying with back-off until
     stopped. ``--once``: one round after the block (no waiting for retries). Either way an alert
     not delivered stays pending in the store and is sent by the next run.
+
+    Without a webhook the store records that the monitor has none: the alerts this run stores and
+    ends are then not sent to a webhook configured later (``store.PENDING``).
     """
     if not config.webhook:
+        monitor.store.set_alert_webhook(config.name, False)
         yield
         return
     import asyncio
@@ -162,7 +166,8 @@ def _report(args: argparse.Namespace) -> int:
     from tunelab.apps.monitor import MonitorConfig, open_monitor_store, write_report
 
     config = MonitorConfig.from_yaml(args.config)
-    with open_monitor_store(config.store) as store:
+    # Read-only: a mistyped store path is refused, not created (folders and an empty database).
+    with open_monitor_store(config.store, create=False) as store:
         path = write_report(store, config.name, args.out)
     print(f"report: {path}")
     return 0

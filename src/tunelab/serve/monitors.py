@@ -199,6 +199,10 @@ class MonitorRegistry:
             own = store if served.config.store is None else None
             served.monitor = Monitor(served.config, store=own, classifier=served.classifier)
             served.webhook = alert_webhook or served.config.webhook
+            if served.webhook is None:
+                # Its alerts stored and ended meanwhile are not for a webhook added later (those
+                # with one are recorded by the AlertWebhook made for them): store.PENDING.
+                served.monitor.store.set_alert_webhook(served.name, False)
 
     def start(self, on_ingest: Callable[[ServedMonitor, list[Any]], None], *, follow: bool) -> None:
         """Start the batchers and, with ``follow``, a follower thread per monitor with sources.
@@ -219,8 +223,11 @@ class MonitorRegistry:
         """Follow the config's sources until the server stops; a failure is logged and retried.
 
         Logged once per distinct failure and again every ``FOLLOW_LOG_REPEAT_S`` while it lasts: a
-        source that cannot be read for an hour wrote 360 tracebacks. A tunelab error (a source
-        gone or unreadable, a database down) is its one line; anything else keeps its traceback.
+        source that cannot be read for an hour wrote 360 tracebacks. A tunelab error (a database
+        down, say) is its one line; anything else keeps its traceback. A source gone or unreadable
+        is no failure here: ``Monitor.run`` checks that the sources exist only on its first call,
+        and ``poll`` warns about one that went away while the others go on (checked again at each
+        restart, one folder removed failed every restart and no source was read again).
         """
         gate = RepeatGate(FOLLOW_LOG_REPEAT_S)
         while not self._stop.is_set():

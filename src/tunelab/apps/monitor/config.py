@@ -271,9 +271,10 @@ class MonitorConfig:
     def check_sources(self, *, readable: bool = True) -> None:
         """Every source exists and is of its kind, and (``readable``) this process can read it.
 
-        The command and the server check readability once, at start; ``run`` (which a served
-        follower calls again after any failure) checks only existence: a source that became
-        unreadable since is warned about and retried by ``poll`` while the others go on.
+        The command and the server check readability once, at start; ``run`` checks only
+        existence, at its first call (a served follower calls it again after any failure): a
+        source that became unreadable or went away since is warned about and retried by ``poll``
+        while the others go on.
         """
         if not self.sources:
             raise ConfigError(

@@ -13,8 +13,11 @@ episodes still open in the store stay open, so a restart neither repeats nor for
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -155,6 +158,7 @@ class Monitor:
         self._unreadable_files: dict[tuple[Path, str], set[FileKey]] = {}
         # source index -> the error that last stopped it, as warned: once per error, not per poll
         self._source_errors: dict[int, str] = {}
+        self._sources_checked = False  # run's existence check is for its first call only
         self._lock = threading.Lock()  # one batch at a time: the detector is not thread-safe
         self._stop = threading.Event()  # set: finish the batch in hand, read no more
         # Called with the results of each stored call, from the thread that stored it (a
@@ -359,6 +363,10 @@ class Monitor:
         # where resolving it would start a new follower and lose the old file's last lines.
         path = source.path.absolute()
         follower = self._followers.get(path)
+        if follower is None or not follower.reading:
+            # Gone (or its folder unreadable), with no file of it open (between a rotation's rename
+            # and the new file the old one is still open): raises, poll warns once, the others go on.
+            os.stat(path)
         if follower is None:
             follower = FileFollower(path, self.store.position(self.name, str(path)))
             self._followers[path] = follower
@@ -379,6 +387,9 @@ class Monitor:
 
     def _directory(self, source: Source) -> IngestResult:
         folder = source.path.resolve()
+        # A folder removed since the start listed as empty, without a word: poll warns about it.
+        if not stat.S_ISDIR(os.stat(folder).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
         total = IngestResult()
         seen = self._seen_files.get((folder, source.pattern))
         if seen is None:
@@ -447,11 +458,15 @@ class Monitor:
         Stopping waits for the batch in hand to be committed: nothing classified is lost.
 
         Raises:
-            ConfigError: a source does not exist (before anything is read).
+            ConfigError: at the first call, a source does not exist (before anything is read).
         """
-        # Existence only: one source unreadable now is poll's to warn about and retry, not a reason
-        # to read none of them (the start-up check already refused one unreadable from the start).
-        self.config.check_sources(readable=False)
+        # Existence only, and only at the first call: a source unreadable or gone later is poll's
+        # to warn about and retry, not a reason to read none of them. (The server calls run again
+        # after any failure: checked each time, one folder removed failed every call, and not one
+        # source was read again. The command and the server check readability at start.)
+        if not self._sources_checked:
+            self.config.check_sources(readable=False)
+            self._sources_checked = True
         self._stop = stop = stop or threading.Event()
         total = IngestResult()
         while not stop.is_set():

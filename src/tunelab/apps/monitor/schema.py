@@ -4,9 +4,12 @@ service's ``serve/store/sql.py``; ``{ts}`` is the backend's timestamp type)."""
 from __future__ import annotations
 
 SCHEMA = (
+    # webhook_since: since when the process ingesting the monitor has had a webhook (NULL: none);
+    # its alerts stored before and already ended are not the webhook's (``store.PENDING``).
     """CREATE TABLE IF NOT EXISTS tunelab_monitors (
         name TEXT PRIMARY KEY,
-        created_at {ts} NOT NULL
+        created_at {ts} NOT NULL,
+        webhook_since {ts}
     )""",
     """CREATE TABLE IF NOT EXISTS tunelab_monitor_documents (
         monitor TEXT NOT NULL,
@@ -72,7 +75,8 @@ SCHEMA = (
         baseline DOUBLE PRECISION NOT NULL,
         observed DOUBLE PRECISION NOT NULL,
         docs TEXT NOT NULL,
-        delivered_at {ts}
+        delivered_at {ts},
+        stored_at {ts}
     )""",
     "CREATE INDEX IF NOT EXISTS tunelab_monitor_alerts_started"
     " ON tunelab_monitor_alerts (monitor, started_at)",
@@ -90,13 +94,30 @@ INSERT_COMPANY = (
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 ALERT_COLUMNS = "id, monitor, key, kind, started_at, ended_at, level, baseline, observed, docs"
+# stored_at: when the alert was first stored (an episode's end keeps it), for ``webhook_since``.
 UPSERT_ALERT = (
-    f"INSERT INTO tunelab_monitor_alerts ({ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO tunelab_monitor_alerts ({ALERT_COLUMNS}, stored_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at"
 )
 # Columns added after a release created the tables: (table, column, type), added when missing.
 # ``target``: the followed file's resolved path (a re-pointed symlink's old target is found there).
-ADDED_COLUMNS = (("tunelab_monitor_positions", "target", "TEXT"),)
+ADDED_COLUMNS = (
+    ("tunelab_monitor_positions", "target", "TEXT"),
+    ("tunelab_monitors", "webhook_since", "{ts}"),
+    ("tunelab_monitor_alerts", "stored_at", "{ts}"),
+)
+# Run once, when ``webhook_since`` is added to an older store: a monitor one of whose alerts was
+# delivered had a webhook, so its undelivered alerts (stored while it was down) stay its webhook's;
+# the others' start from the first webhook a process brings (their history is not sent).
+BACKFILL = {
+    ("tunelab_monitors", "webhook_since"): (
+        "UPDATE tunelab_monitors SET webhook_since ="
+        " (SELECT MIN(a.started_at) FROM tunelab_monitor_alerts a WHERE a.monitor = tunelab_monitors.name)"
+        " WHERE EXISTS (SELECT 1 FROM tunelab_monitor_alerts a"
+        " WHERE a.monitor = tunelab_monitors.name AND a.delivered_at IS NOT NULL)"
+    ),
+}
 UPSERT_POSITION = (
     "INSERT INTO tunelab_monitor_positions (monitor, source, inode, byte_offset, line, head, updated_at,"
     " target) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, source) DO UPDATE SET"

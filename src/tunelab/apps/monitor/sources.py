@@ -7,11 +7,12 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 - only complete lines are consumed; a last line without its newline waits until it has one;
 - rotation (the path now names another file: ``mv news.jsonl news.jsonl.1`` then a new
   ``news.jsonl``) is noticed by the inode: the old file is read to its end first (and read again
-  for ``ROTATION_GRACE_READS`` reads, up to ``ROTATION_MAX_READS``, while a writer that still holds
-  it may finish a line), then the new one from its start; after a restart the old file is looked
-  for by inode where the position says it was (its resolved path is kept with it: a re-pointed
-  symlink's old target may live in another folder, ``news.jsonl -> archive/day1.jsonl``), beside
-  the path, and beside the path's target now;
+  for ``ROTATION_GRACE_READS`` reads while a writer that still holds it may finish a line), then
+  the new one from its start; it is left ``ROTATION_MAX_READS`` reads after the rotation whatever
+  its writer does (one that never reopened and appends a line every poll would pin it there);
+  after a restart the old file is looked for by inode where the position says it was (its
+  resolved path is kept with it: a re-pointed symlink's old target may live in another folder,
+  ``news.jsonl -> archive/day1.jsonl``), beside the path, and beside the path's target now;
 - truncation (the file became shorter than the position, or its first bytes are no longer those
   read, when the writer wrote past the old position before the next poll): ``copytruncate``'s
   copy beside the path (the same first bytes, a new inode) is finished from the position first,
@@ -19,7 +20,11 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 - a position also keeps a hash of the file's first bytes, so a new file that reuses the old
   file's inode number (a deleted file's inode is free again) is not mistaken for it;
 - a file that cannot be opened (logrotate's ``create 0600 root root`` on a monitor running as
-  another user) is warned about once and tried again each read: it never fails the poll.
+  another user) is warned about once and tried again each read: it never fails the poll;
+- NUL bytes at the start of a line are skipped (with one warning a file): a writer without
+  ``O_APPEND`` goes on writing at its old offset after a ``copytruncate``, so the truncated file
+  starts with a hole that reads as NULs, which made its first document "not JSON" (or, after a
+  file over ``MAX_LINE_BYTES``, an over-long line). NUL is never part of a JSON document.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,16 @@ ROTATION_GRACE_READS = 2
 # the rotation pinned the follower to it, the new file never read).
 ROTATION_MAX_READS = 10
 _HEAD_BYTES = 256  # the prefix hashed to recognise a file (see the module docstring)
+_NULS = re.compile(rb"\x00+")  # a hole a sparse file reads as (see the module docstring)
+
+
+def _warn_sparse(path: Path, line: int) -> None:
+    log.warning(
+        "%s line %d: starts with NUL bytes (a sparse file: its writer kept its offset after a "
+        "copytruncate; have it open the file with O_APPEND): the NULs are skipped",
+        path,
+        line,
+    )
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ class Position:
 
     Attributes:
         inode: the file's inode number.
-        offset: bytes consumed (always just after a newline).
+        offset: bytes consumed (just after a newline, or after a run of NULs: see ``_skip_nuls``).
         line: lines consumed, for messages that name a line.
         head: hash of the file's first ``min(offset, 256)`` bytes: the same inode with another head
             is another file.
@@ -126,8 +142,12 @@ class FileFollower:
         # Files rotated after the one being finished, while the monitor was stopped: read next,
         # oldest first, before the path's new file (two rotations while stopped lost the middle one).
         self._backlog: list[Path] = []
-        # a rotated file's size, the reads in a row that found it so, and all reads since the rotation
-        self._unchanged: tuple[int, int, int] = (-1, 0, 0)
+        # a rotated file's size and the reads in a row that found it so (its writer may finish a line)
+        self._unchanged: tuple[int, int] = (-1, 0)
+        # reads that reached the current file's end since the path was seen to name another one,
+        # with lines or not (a writer adding a line every poll kept a count of line-less reads at 0)
+        self._rotated_reads = 0
+        self._sparse_warned = False  # NULs at a line's start were warned about for this file
         self._start(position)
 
     # -- opening -------------------------------------------------------------------------------------
@@ -351,12 +371,19 @@ class FileFollower:
             offset, line = 0, 0
         self._fh, self._file, self._inode = fh, path, st.st_ino
         self._target = os.path.realpath(path)
-        self._unchanged = (-1, 0, 0)
+        self._unchanged = (-1, 0)
+        self._rotated_reads = 0
+        self._sparse_warned = False
         self._offset, self._line = offset, line
         fh.seek(0)
         self._head = fh.read(min(offset, _HEAD_BYTES))
 
     # -- reading -------------------------------------------------------------------------------------
+
+    @property
+    def reading(self) -> bool:
+        """A file is open (the path's, or a rotated one being finished)."""
+        return self._fh is not None
 
     @property
     def position(self) -> Position:
@@ -395,14 +422,24 @@ class FileFollower:
                 return self.read(grace=grace)
             log.warning("%s was truncated: reading it from the start", self._file)
             self._offset, self._line, self._head = 0, 0, b""
+            self._sparse_warned = False
         fh.seek(self._offset)
         data = fh.read(self.read_bytes)
+        rotated = self._rotated()
+        if rotated and len(data) < self.read_bytes:
+            # Reads that reached its end, with lines or not (a full read is a backlog being caught
+            # up, not a writer pinning it); past the bound, what is in hand is its last, newline
+            # or not, and the follower moves on.
+            self._rotated_reads += 1
+            if self._rotated_reads > ROTATION_MAX_READS:
+                self._warn_still_grows()
+                return self._switch(self._consume(data, final=True) if data.strip() else None)
         cut = data.rfind(b"\n")
         if cut >= 0:
             return self._consume(data[: cut + 1])
         if len(data) == self.read_bytes:  # one line longer than a whole read
             return self._skip_long_line()
-        if self._rotated():
+        if rotated:
             if grace and not self._settled():
                 return None  # its writer may still be finishing it: read it again next time
             # The old file gets no more writes: its last line, newline or not, is complete.
@@ -413,24 +450,23 @@ class FileFollower:
         """True once ``ROTATION_GRACE_READS`` reads in a row found the rotated file the same size.
 
         Leaving it at the first read after the rename took a line its writer had not finished as
-        complete (skipped as malformed) and lost whatever the writer added to it afterwards."""
+        complete (skipped as malformed) and lost whatever the writer added to it afterwards. (The
+        bound on all reads, ``ROTATION_MAX_READS``, is ``read``'s: it counts reads with lines too.)"""
         try:
             size = os.fstat(self._fh.fileno()).st_size if self._fh is not None else -1
         except OSError:
             return True
-        last, reads, total = self._unchanged
-        self._unchanged = (size, reads + 1 if size == last else 1, total + 1)
-        if self._unchanged[1] > ROTATION_GRACE_READS:
-            return True
-        if self._unchanged[2] > ROTATION_MAX_READS:
-            log.warning(
-                "%s still grows %d reads after it was rotated: left for the new file; lines written to "
-                "it from now on are not read (point the writer at the new file)",
-                self._file,
-                ROTATION_MAX_READS,
-            )
-            return True
-        return False
+        last, reads = self._unchanged
+        self._unchanged = (size, reads + 1 if size == last else 1)
+        return self._unchanged[1] > ROTATION_GRACE_READS
+
+    def _warn_still_grows(self) -> None:
+        log.warning(
+            "%s still grows %d reads after it was rotated: left for the new file; lines written to "
+            "it from now on are not read (point the writer at the new file)",
+            self._file,
+            ROTATION_MAX_READS,
+        )
 
     def _switch(self, chunk: Chunk | None) -> Chunk:
         """Done with a rotated file (``chunk``: its last lines, if any): on to the new one."""
@@ -470,6 +506,11 @@ class FileFollower:
         lines = []
         for raw in parts:
             self._line += 1
+            if raw[:1] == b"\x00":  # a sparse file's hole (see the module docstring)
+                raw = raw.lstrip(b"\x00")
+                if not self._sparse_warned:
+                    self._sparse_warned = True
+                    _warn_sparse(self._file, self._line)
             if raw.strip():
                 lines.append(Line(self._line, raw.rstrip(b"\r")))
         self._grow_head(data)
@@ -480,16 +521,39 @@ class FileFollower:
         if len(self._head) < _HEAD_BYTES:
             self._head += data[: _HEAD_BYTES - len(self._head)]
 
+    def _skip_nuls(self) -> None:
+        """Move the position past a run of NULs at the line's start, read a block at a time.
+
+        A sparse file's hole (see the module docstring) may be as long as the file was before
+        its ``copytruncate``: counted as part of the line it refused a document as over-long."""
+        assert self._fh is not None
+        skipped = 0
+        while True:
+            self._fh.seek(self._offset)
+            block = self._fh.read(self.read_bytes)
+            run = _NULS.match(block)
+            if run is None:
+                break
+            self._grow_head(block[: run.end()])
+            self._offset += run.end()
+            skipped += run.end()
+            if run.end() < len(block):
+                break
+        if skipped and not self._sparse_warned:
+            self._sparse_warned = True
+            _warn_sparse(self._file, self._line + 1)
+
     def _skip_long_line(self) -> Chunk | None:
         """Find the end of a line over ``read_bytes`` without holding it; refuse it if too long."""
         assert self._fh is not None
+        self._skip_nuls()
         start, end = self._offset, self._offset
         first = b""
         while True:
             self._fh.seek(end)
             block = self._fh.read(self.read_bytes)
-            if not first:
-                first = block[:_HEAD_BYTES]
+            if len(first) < _HEAD_BYTES:  # the head's bytes may span reads shorter than it
+                first += block[: _HEAD_BYTES - len(first)]
             if not block:
                 if not self._rotated():
                     return None  # not complete yet
@@ -606,14 +670,25 @@ def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
 
     Read in blocks, not by Python's line iteration: that would hold a whole line in memory before
     its length could be checked. A line over ``MAX_LINE_BYTES`` is yielded with ``raw=None``
-    (refused) after its bytes went by, never holding more than the limit of it.
+    (refused) after its bytes went by, never holding more than the limit of it. NULs before a
+    line's first byte (a sparse copy: see the module docstring) are skipped, not counted in it.
     """
     number, size = 0, 0
     parts: list[bytes] = []  # the current line so far; dropped once it is too long
+    fresh = True  # the current line has had nothing but NULs so far: they are skipped, not counted
+    warned = False
     with open(path, "rb") as fh:
         while block := fh.read(block_bytes):
             start = 0
-            while (cut := block.find(b"\n", start)) >= 0:
+            while True:
+                # A sparse file's hole (see the module docstring): NULs before a line's first byte.
+                if fresh and (run := _NULS.match(block, start)) is not None:
+                    start = run.end()
+                    if not warned:
+                        warned = True
+                        _warn_sparse(path, number + 1)
+                if (cut := block.find(b"\n", start)) < 0:
+                    break
                 number += 1
                 size += cut - start
                 if size <= MAX_LINE_BYTES:
@@ -622,7 +697,9 @@ def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
                         yield Line(number, raw)
                 else:
                     yield Line(number, None)
-                parts, size, start = [], 0, cut + 1
+                parts, size, start, fresh = [], 0, cut + 1, True
+            if start < len(block):
+                fresh = False  # the line's first byte that is not NUL was read
             size += len(block) - start
             if size <= MAX_LINE_BYTES:
                 parts.append(block[start:])

@@ -26,6 +26,7 @@ from tunelab.apps.monitor.documents import Document
 from tunelab.apps.monitor.schema import (
     ADDED_COLUMNS,
     ALERT_COLUMNS,
+    BACKFILL,
     DOC_COLUMNS,
     INSERT_COMPANY,
     INSERT_DOC,
@@ -40,6 +41,18 @@ from tunelab.serve.store.postgres import PostgresStore
 from tunelab.serve.store.sqlite import SQLiteStore
 
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's 32,766 parameters
+
+# Which undelivered alerts are a webhook's (``pending_alerts``): those still open, and those stored
+# since the monitor's process has had a webhook (``set_alert_webhook``); with none recorded, all of
+# them. An alert stored and ended while no webhook was configured is history, not news: adding a
+# webhook later POSTed weeks of them at once, each as "alert.opened". (An alert from before
+# ``stored_at`` existed is taken as stored when it started.)
+PENDING = (
+    "delivered_at IS NULL AND (ended_at IS NULL OR {since} IS NULL"
+    " OR COALESCE(stored_at, started_at) >= {since})"
+).format(
+    since="(SELECT m.webhook_since FROM tunelab_monitors m WHERE m.name = tunelab_monitor_alerts.monitor)"
+)
 
 
 def time_range_sql(*, bounded: bool) -> str:
@@ -85,12 +98,16 @@ class MonitorTables:
     def _ensure_schema(self, conn: Any) -> None:
         """The service's tables and columns, then the columns a monitor table made by an older
         release lacks (``CREATE TABLE IF NOT EXISTS`` leaves it as it was): read off an empty
-        ``SELECT`` and added in the caller's transaction, as the service adds its own."""
+        ``SELECT`` and added in the caller's transaction, as the service adds its own; a column
+        with a ``BACKFILL`` statement gets it run once, when the column is added."""
         super()._ensure_schema(conn)  # type: ignore[misc]
+        ts = self.ts_type  # type: ignore[attr-defined]
         for table, column, kind in ADDED_COLUMNS:
             cursor = self._exec(conn, f"SELECT * FROM {table} LIMIT 0")
             if column not in {d[0] for d in cursor.description or ()}:
-                self._exec(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                self._exec(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(ts=ts)}")
+                if (table, column) in BACKFILL:
+                    self._exec(conn, BACKFILL[(table, column)])
 
     # -- monitors ------------------------------------------------------------------------------------
 
@@ -101,6 +118,24 @@ class MonitorTables:
                 "INSERT INTO tunelab_monitors (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [name, self._to_db(datetime.now(UTC))],
             )
+
+    def set_alert_webhook(self, name: str, configured: bool, at: datetime | None = None) -> None:
+        """Record whether the process ingesting ``name`` has a webhook (see ``PENDING``).
+
+        ``configured``: from ``at`` (default now) on, unless one was recorded already (a restart
+        with the webhook keeps the alerts stored while it was down); not: none recorded, so the
+        next webhook starts afresh. Called by ``AlertWebhook`` and by a ``tunelab app monitor
+        run`` or ``tunelab serve --monitor`` without a webhook.
+        """
+        with self._transaction() as conn:
+            if configured:
+                self._exec(
+                    conn,
+                    "UPDATE tunelab_monitors SET webhook_since = ? WHERE name = ? AND webhook_since IS NULL",
+                    [self._to_db(at or datetime.now(UTC)), name],
+                )
+            else:
+                self._exec(conn, "UPDATE tunelab_monitors SET webhook_since = NULL WHERE name = ?", [name])
 
     def monitor_names(self) -> list[str]:
         with self._transaction(write=False) as conn:
@@ -170,7 +205,7 @@ class MonitorTables:
                 for company in res.companies:
                     self._exec(conn, INSERT_COMPANY, [name, doc.id, company, doc.epoch, int(res.negative)])
             for alert in alerts:
-                self._exec(conn, UPSERT_ALERT, self._alert_params(alert))
+                self._exec(conn, UPSERT_ALERT, [*self._alert_params(alert), now])
             if position is not None:
                 source, pos = position
                 self._exec(
@@ -184,9 +219,10 @@ class MonitorTables:
         return Saved(inserted)
 
     def save_alerts(self, alerts: Iterable[Alert]) -> None:
+        now = self._to_db(datetime.now(UTC))
         with self._transaction() as conn:
             for alert in alerts:
-                self._exec(conn, UPSERT_ALERT, self._alert_params(alert))
+                self._exec(conn, UPSERT_ALERT, [*self._alert_params(alert), now])
 
     def documents(self, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Stored documents by id (those that exist), with their labels, in time order."""
@@ -267,13 +303,15 @@ class MonitorTables:
         name: str,
         *,
         bucket_s: int,
+        origin_s: int = 0,
         topic: str | None = None,
         company: str | None = None,
         start_epoch: int | None = None,
         end_epoch: int | None = None,
     ) -> list[tuple[int, int, int]]:
         """``(bucket index, documents, negative)`` per bucket of ``bucket_s`` seconds that has
-        documents; the bucket starts at ``index * bucket_s`` epoch seconds (UTC)."""
+        documents; the bucket starts at ``origin_s + index * bucket_s`` epoch seconds (UTC):
+        ``trend.bucket_origin`` moves whole weeks to a Monday."""
         if company is not None:
             table, clauses, params = "tunelab_monitor_companies", ["company = ?"], [company]
         else:
@@ -296,12 +334,12 @@ class MonitorTables:
         # a document from before 1970 in the bucket after its own.
         # (No %: the PostgreSQL driver reads it as a placeholder.)
         sql = (
-            "SELECT epoch / ? - CASE WHEN epoch - (epoch / ?) * ? < 0 THEN 1 ELSE 0 END AS b, COUNT(*), "
-            f"COALESCE(SUM(negative), 0) FROM {table} WHERE {where} GROUP BY b ORDER BY b"
+            "SELECT (epoch - ?) / ? - CASE WHEN (epoch - ?) - ((epoch - ?) / ?) * ? < 0 THEN 1 ELSE 0 END"
+            f" AS b, COUNT(*), COALESCE(SUM(negative), 0) FROM {table} WHERE {where} GROUP BY b ORDER BY b"
         )
-        b = int(bucket_s)
+        b, o = int(bucket_s), int(origin_s)
         with self._transaction(write=False) as conn:
-            rows = self._exec(conn, sql, [b, b, b, name, *params]).fetchall()
+            rows = self._exec(conn, sql, [o, b, o, o, b, b, name, *params]).fetchall()
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def top_keys(self, name: str, scope: str, limit: int = 20) -> list[tuple[str, int]]:
@@ -424,10 +462,11 @@ class MonitorTables:
     def pending_alerts(
         self, name: str | None = None, limit: int = 100, after: str | None = None
     ) -> list[Alert]:
-        """Alerts not delivered yet, oldest first: what a webhook outbox sends (its id is the
-        idempotency key), calling ``mark_alert_delivered`` once the receiver has acknowledged one.
-        ``after``: those after the alert of that id in this order (a page's last: the next page)."""
-        where, params = ("delivered_at IS NULL", [])
+        """Alerts not delivered yet that are the webhook's (``PENDING``), oldest first: what a
+        webhook outbox sends (its id is the idempotency key), calling ``mark_alert_delivered`` once
+        the receiver has acknowledged one. ``after``: those after the alert of that id in this order
+        (a page's last: the next page)."""
+        where, params = (PENDING, [])
         if name is not None:
             where += " AND monitor = ?"
             params.append(name)
@@ -445,7 +484,7 @@ class MonitorTables:
 
     def count_pending_alerts(self, name: str) -> int:
         """How many of the monitor's alerts wait for delivery (all of them, not a page)."""
-        sql = "SELECT COUNT(*) FROM tunelab_monitor_alerts WHERE delivered_at IS NULL AND monitor = ?"
+        sql = f"SELECT COUNT(*) FROM tunelab_monitor_alerts WHERE {PENDING} AND monitor = ?"
         with self._transaction(write=False) as conn:
             return int(self._exec(conn, sql, [name]).fetchone()[0])
 
@@ -475,16 +514,20 @@ class PostgresMonitorStore(MonitorTables, PostgresStore):
 MonitorStore = SQLiteMonitorStore | PostgresMonitorStore
 
 
-def open_monitor_store(db: str | None = None, data_dir: str | Path | None = None) -> MonitorStore:
+def open_monitor_store(
+    db: str | None = None, data_dir: str | Path | None = None, *, create: bool = True
+) -> MonitorStore:
     """Open the database a monitor uses: the same choice as the service's (``tunelab.serve.store``).
 
     Args:
         db: ``None`` for ``$TUNELAB_DB``, else ``<data dir>/tunelab.db``; a SQLite file path
             (``.db``/``.sqlite``/``.sqlite3`` or ``sqlite:///...``) or ``postgresql://...``.
         data_dir: the data folder for the default (``$TUNELAB_DATA_DIR``, else the user data folder).
+        create: False for a reader (``report``): a SQLite file that does not exist is refused
+            rather than created with its folders (a mistyped path left an empty database behind).
 
     Raises:
-        ConfigError: ``db`` names neither backend.
+        ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
         StoreError: the database cannot be opened or reached.
     """
     from tunelab.serve.store import default_data_dir, default_db, sqlite_file
@@ -497,5 +540,10 @@ def open_monitor_store(db: str | None = None, data_dir: str | Path | None = None
         raise ConfigError(
             f"store: {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
             "or a file path ending in .db"
+        )
+    if not create and not path.exists():
+        raise ConfigError(
+            f"store: {path} does not exist (no monitor has stored anything there: check the path, "
+            "or run `tunelab app monitor run` first)"
         )
     return SQLiteMonitorStore(path)

@@ -5,8 +5,10 @@
         "from": "...", "to": "...", "buckets": [{"start", "count", "negative", "negative_share"}, ...],
         "alerts": [...]}
 
-Buckets are aligned to UTC (a ``1d`` bucket starts at midnight UTC); empty buckets between
-``from`` and ``to`` are listed with zero counts, so a chart's time axis has no holes.
+Buckets are aligned to UTC (a ``1d`` bucket starts at midnight UTC), and a bucket of whole weeks
+to Monday 00:00 UTC (ISO weeks; the epoch, 1970-01-01, was a Thursday, so epoch-aligned weeks ran
+Thursday to Wednesday); empty buckets between ``from`` and ``to`` are listed with zero counts, so a
+chart's time axis has no holes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from tunelab.apps.monitor.documents import parse_time
 from tunelab.errors import ConfigError, DataError
 
 MAX_BUCKETS = 5000
+WEEK_S = 7 * 86_400
+MONDAY_S = 4 * 86_400  # 1970-01-05T00:00Z, the first Monday after the epoch
+
+
+def bucket_origin(step: int) -> int:
+    """Epoch seconds a bucket of ``step`` seconds is aligned to: a Monday for whole weeks (ISO
+    weeks, as people read a weekly chart), else the epoch (midnight UTC for days and hours)."""
+    return MONDAY_S if step % WEEK_S == 0 else 0
 
 
 def _when(value: datetime | str | None, name: str) -> datetime | None:
@@ -84,6 +94,7 @@ def trend(
     """
     store.check_monitor(name)
     step = bucket_seconds(bucket)
+    origin = bucket_origin(step)
     begin, finish = _when(start, "from"), _when(end, "to")
     if begin is not None and finish is not None and begin >= finish:
         raise DataError(f"from {begin.isoformat()} is not before to {finish.isoformat()}")
@@ -98,11 +109,12 @@ def trend(
             # One side given and past the documents (a from after the last one: "nothing since"):
             # one empty bucket at the given side, not a range that ends before it starts.
             if begin >= finish and end is None:
-                finish = _at((math.floor(begin.timestamp()) // step + 1) * step, bucket)
+                finish = _at(origin + ((math.floor(begin.timestamp()) - origin) // step + 1) * step, bucket)
             elif begin >= finish:
-                begin = _at((math.ceil(finish.timestamp() / step) - 1) * step, bucket)
-    first = math.floor(begin.timestamp()) // step if begin else None
-    last = math.ceil(finish.timestamp() / step) if finish else None  # exclusive bucket index
+                begin = _at(origin + (math.ceil((finish.timestamp() - origin) / step) - 1) * step, bucket)
+    # Bucket b covers origin + b * step up to the next one.
+    first = (math.floor(begin.timestamp()) - origin) // step if begin else None
+    last = math.ceil((finish.timestamp() - origin) / step) if finish else None  # exclusive index
     if first is not None and last is not None and last - first > MAX_BUCKETS:
         raise DataError(
             f"bucket {bucket}: {last - first:,} buckets from {begin:%Y-%m-%d %H:%M} "
@@ -112,12 +124,13 @@ def trend(
     rows = store.bucket_counts(
         name,
         bucket_s=step,
+        origin_s=origin,
         topic=topic,
         company=key_company,
         # Whole buckets: each is labelled by its start, so it counts from its start to its end even
         # where from/to fall inside it (a from of 06:30 with 1h buckets: the 06:00 bucket is 06:00-07:00).
-        start_epoch=first * step if first is not None else None,
-        end_epoch=last * step if last is not None else None,
+        start_epoch=origin + first * step if first is not None else None,
+        end_epoch=origin + last * step if last is not None else None,
     )
     counts = {b: (n, neg) for b, n, neg in rows}
     indexes = range(first, last) if first is not None and last is not None else sorted(counts)
@@ -126,7 +139,7 @@ def trend(
         n, neg = counts.get(b, (0, 0))
         buckets.append(
             {
-                "start": _at(b * step, bucket).isoformat(),
+                "start": _at(origin + b * step, bucket).isoformat(),
                 "count": n,
                 "negative": neg,
                 "negative_share": round(neg / n, 4) if n else None,

@@ -1,9 +1,12 @@
 """Alerts to a webhook: each new alert POSTed as JSON, retried with back-off until it is delivered.
 
 The outbox is the alerts table itself: an alert is pending until ``mark_alert_delivered``, so an
-alert stored while the webhook is down (or while nothing delivers) waits there and goes out at the
-next start. The service's delivery loop (``tunelab.serve.webhook.OutboxWorker``) does the POST,
-the back-off and the headers; the alert's id is the ``Idempotency-Key``. Delivery is at least once:
+alert stored while the webhook is down waits there and goes out at the next start. Which alerts
+are the webhook's: those still open, and those stored since the monitor has had a webhook
+(``store.PENDING``; recorded when this worker is made, ``set_alert_webhook``): a webhook added to
+a monitor that ran without one is not sent its history, each ended episode as "alert.opened".
+The service's delivery loop (``tunelab.serve.webhook.OutboxWorker``) does the POST, the back-off
+and the headers; the alert's id is the ``Idempotency-Key``. Delivery is at least once:
 a crash between the receiver's 2xx and the mark sends that alert again with the same key. An
 alert is never given up (nothing is lost); its attempts and next try are kept in memory, so a
 restart tries every pending alert at once.
@@ -100,6 +103,15 @@ class AlertWebhook(OutboxWorker):
         # Per target index: a served monitor with its own database down is logged once per error
         # and TARGET_ERROR_LOG_S, not per lease
         self._target_errors = RepeatGate(TARGET_ERROR_LOG_S)
+        # Targets whose store recorded that they have a webhook: done here, before the monitor
+        # stores anything, so its alerts from now on are the webhook's; one whose store failed is
+        # tried again at each lease (its alerts are not leased until then).
+        self._recorded: set[int] = set()
+        for i in range(len(self.targets)):
+            try:
+                self._record(i)
+            except Exception as exc:
+                self._target_failed(i, self.targets[i], exc, now())
 
     def lease(self, now: datetime, limit: int) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -109,6 +121,7 @@ class AlertWebhook(OutboxWorker):
             # One target's store failing (a served monitor with its own database, unreachable) must
             # not end the round: the other monitors' alerts are still leased and POSTed.
             try:
+                self._record(i)
                 if self._lease_target(target, now, limit, out):
                     return out
             except Exception as exc:
@@ -117,6 +130,17 @@ class AlertWebhook(OutboxWorker):
             if self._target_errors.recovered(i):
                 log.warning("alert webhook: monitor %s: its store can be read again", target.name)
         return out
+
+    def _record(self, index: int) -> None:
+        """Record in the target's store that its monitor has a webhook (once; see the docstring).
+        A store without ``set_alert_webhook`` (a stand-in) has every pending alert sent."""
+        if index in self._recorded:
+            return
+        target = self.targets[index]
+        record = getattr(target.store, "set_alert_webhook", None)
+        if record is not None:
+            record(target.name, True)
+        self._recorded.add(index)
 
     def _lease_target(self, target: AlertTarget, now: datetime, limit: int, out: list[Outgoing]) -> bool:
         """Lease ``target``'s due alerts into ``out``; True once ``out`` holds ``limit``."""

@@ -245,3 +245,46 @@ def test_unparsable_tokenizer_json_is_one_line(tiny_bert, tmp_path):
     message = str(info.value)
     assert message.startswith(f"model folder {folder}: tokenizer.json unreadable (")
     assert "\n" not in message
+
+
+@pytest.fixture
+def e5_stand_in(monkeypatch, tiny_bert):
+    """The bundled e5 entry pointed at the tiny BERT: no 470 MB conversion for a resolution test."""
+    import dataclasses
+
+    from tunelab.models import resolve as resolving
+
+    bundled = resolving.BUNDLED_MODELS["e5-small-multilingual"]
+    monkeypatch.setitem(
+        resolving.BUNDLED_MODELS,
+        "e5-small-multilingual",
+        dataclasses.replace(bundled, locate=lambda: tiny_bert),
+    )
+    return tiny_bert
+
+
+def test_the_upstream_e5_id_is_downloaded_when_online_not_swapped_for_the_4bit_copy(
+    online, fake_hub, hub_answer, e5_stand_in
+):
+    """``intfloat/multilingual-e5-small`` silently became the bundled copy, dequantised from 4
+    bits, even online, where the README says a hub id is downloaded."""
+    calls: list[dict] = []
+    fake_hub(hub_answer(SHA), calls)
+    resolved = resolve_model("intfloat/multilingual-e5-small")
+    assert resolved.source == "hub" and resolved.name == "intfloat/multilingual-e5-small"
+    assert calls[0] == {"model_info": "intfloat/multilingual-e5-small", "timeout": 10}
+
+
+def test_the_upstream_e5_id_falls_back_to_the_bundled_copy_saying_so(
+    online, fake_hub, e5_stand_in, monkeypatch, caplog
+):
+    fake_hub(httpx.ConnectError("no route to host"))
+    with caplog.at_level("WARNING", logger="tunelab.models.resolve"):
+        resolved = resolve_model("intfloat/multilingual-e5-small")
+    assert resolved.source == "bundled" and resolved.path == e5_stand_in
+    assert "using the bundled e5-small-multilingual instead" in caplog.text and "4 bits" in caplog.text
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tunelab.models.resolve"):
+        assert resolve_model("intfloat/multilingual-e5-small").source == "bundled"
+    assert "offline (HF_HUB_OFFLINE)" in caplog.text

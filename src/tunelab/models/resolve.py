@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ _HUB_ALIASES = {
     "intfloat/multilingual-e5-small": "e5-small-multilingual",
     "multilingual-e5-small": "e5-small-multilingual",
 }
+# Hub ids whose bundled stand-in is not the same weights (e5's are dequantised from 4 bits): online
+# the id is downloaded as asked; offline, or when the download fails, the stand-in is used and the
+# log says so. It was used silently, even online.
+_APPROXIMATE_ALIASES = {"intfloat/multilingual-e5-small"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ def resolve_model(name: str) -> ResolvedModel:
         # `git clone` of the upstream model makes a folder of that name: the user's own weights,
         # not the bundled stand-in for the id.
         key = name
+    if name.lower() in _APPROXIMATE_ALIASES and key != name:
+        return _download_or_stand_in(name, key)
     if key in BUNDLED_MODELS:
         bundled = BUNDLED_MODELS[key]
         try:
@@ -124,6 +133,24 @@ def resolve_model(name: str) -> ResolvedModel:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"model {name!r}: no such folder; bundled models: {_bundled_names()}")
     return _download(name)
+
+
+def _download_or_stand_in(name: str, alias: str) -> ResolvedModel:
+    """``name`` from the hub when online, else (or when that fails) the bundled ``alias``, said in the log."""
+    why = "offline (HF_HUB_OFFLINE)"
+    if not _offline():
+        try:
+            return _download(name)
+        except ModelNotFoundError as exc:
+            why = str(exc)
+    logger.warning(
+        "model %r: %s; using the bundled %s instead (%s)",
+        name,
+        why,
+        alias,
+        "its weights are dequantised from 4 bits: close to the original, not identical",
+    )
+    return resolve_model(alias)
 
 
 # what a model folder needs: configs, weights, vocabularies (not pickles, not other frameworks' weights)

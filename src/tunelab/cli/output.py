@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunelab.evaluate.metrics import HEADLINE_KEYS
+from tunelab.evaluate.metrics import headline_names
 
 
 def pct(value: Any) -> str:
@@ -20,6 +20,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def headline_lines(metrics: dict[str, Any]) -> list[str]:
-    keys = HEADLINE_KEYS
-    return [f"  {k:<12} {pct(metrics.get(k))}" for k in keys if k in metrics]
+def score(value: Any, key: str = "") -> str:
+    """A metric's value: a percentage where it lies in [0, 1] (every built-in score), else the
+    number itself, since a plug-in task's metric (an error, a count) need not be a share; a loss
+    (``train.metric: loss``) is never a percentage."""
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (key == "loss" or not 0 <= value <= 1)
+    ):
+        return f"{value:.4g}"
+    return pct(value)
+
+
+def headline_lines(metrics: dict[str, Any], task: str | None = None) -> list[str]:
+    """One line per score of ``metrics``: ``task``'s own headline where it is registered, else the
+    built-in scores present, else every number (a plug-in task's scores printed nothing)."""
+    return [f"  {k:<12} {score(metrics.get(k))}" for k in headline_names(metrics, task)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tunelab.cli.output import pct, table
+from tunelab.cli.output import pct, score, table
 
 HELP = """examples:
   tunelab runs
@@ -58,18 +58,53 @@ def run(args: argparse.Namespace) -> int:
                 pct(test.get("accuracy")),
                 pct((test or dev).get("macro_f1")),
                 pct((test or dev).get("entity_f1")),
-                (info.when or "")[:16].replace("T", " ") or None,
             ]
         )
+        # A task whose scores none of the columns above names (a plug-in's "toy_acc") showed "-"
+        # everywhere: its own selection metric is shown instead, where the row shows no other score.
+        shown = any(cell != "-" for cell in rows[-1][-4:])
+        rows[-1] += [
+            "-" if shown else _own_score(s, dev, test),
+            (info.when or "")[:16].replace("T", " ") or None,
+        ]
     headers = ["run", "status", "model", "method", "format", "train data", "dev acc", "test acc", "macro F1"]
-    headers = [*headers, "entity F1", "finished/exported"]
-    if not any(row[-2] != "-" for row in rows):
-        # NER's headline is entity F1 (it has no accuracy: its runs showed no score at all); the
-        # column is there only when a listed run has one, so a classification listing is unchanged.
-        headers.pop(-2)
-        rows = [[*row[:-2], row[-1]] for row in rows]
+    headers = [*headers, "entity F1", "score", "finished/exported"]
+    # NER's headline is entity F1 (it has no accuracy: its runs showed no score at all); this column
+    # and "score" are there only when a listed run has one, so a classification listing is unchanged.
+    for column in ("score", "entity F1"):
+        at = headers.index(column)
+        if all(row[at] == "-" for row in rows):
+            headers.pop(at)
+            rows = [[*row[:at], *row[at + 1 :]] for row in rows]
     print(table(headers, rows))
     return 0
+
+
+def _own_score(summary: dict, dev: dict, test: dict) -> str:
+    """``metric value`` of the run's own selection metric (``train.metric``, recorded with its best dev
+    value), on test where the run was scored there; "-" where the run has none."""
+    best = _dict(summary.get("best_dev_metric"))
+    if not (best or dev or test):  # unscored (unfinished): no need to look the task up
+        return "-"
+    metric = next(iter(best), None)
+    if metric is None:  # an export or ensemble may lack it: the task's default, if registered here
+        metric = _task_metric(summary.get("task"))
+    if not isinstance(metric, str):
+        return "-"
+    value = next((v for v in (test.get(metric), dev.get(metric), best.get(metric)) if v is not None), None)
+    return "-" if value is None else f"{metric} {score(value, metric)}"
+
+
+def _task_metric(task: object) -> str | None:
+    from tunelab.errors import ConfigError
+    from tunelab.tasks import get_task
+
+    if not isinstance(task, str):
+        return None
+    try:
+        return get_task(task).metrics[0]
+    except ConfigError:
+        return None
 
 
 def _dict(value: object) -> dict:

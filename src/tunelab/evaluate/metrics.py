@@ -11,7 +11,7 @@ threshold on dev, cheap and hard to overfit; it is then applied unchanged to tes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -237,7 +237,8 @@ def _micro_f1(pred: np.ndarray, gold: np.ndarray) -> float:
     return 2 * true_pos / denominator if denominator else 0.0
 
 
-# The percentages worth a line after training or eval, whichever of them a task's metrics have.
+# The built-in tasks' percentages worth a line after training or eval, whichever of them a task's
+# metrics have; ``headline_names`` falls back to them where it is not told the task.
 HEADLINE_KEYS = (
     "entity_f1",
     "entity_precision",
@@ -248,3 +249,39 @@ HEADLINE_KEYS = (
     "micro_f1",
     "weighted_f1",
 )
+# Numbers in a metrics dict that are no score: logged elsewhere (loss), a tuned decision threshold,
+# the row count of ``tunelab eval``.
+_NOT_SCORES = frozenset({"loss", "threshold", "n"})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def headline_names(metrics: Mapping[str, Any], task: str | None = None) -> list[str]:
+    """The scores worth a line after training or eval, in the order to show them.
+
+    A fixed list of the built-in tasks' keys showed nothing for a plug-in task's metrics, so: the
+    task's own ``headline`` then its ``metrics`` where ``task`` is registered here; else the
+    built-in keys present; else (a plug-in's metrics, its task not named or not imported in this
+    process) every numeric entry, so its score still shows. Only keys ``metrics`` has (a None value is
+    shown as "-"); never the loss, threshold or row count.
+    """
+    names: list[str] = []
+    if task is not None:
+        from tunelab.errors import ConfigError
+        from tunelab.tasks.registry import get_task
+
+        try:
+            found = get_task(task)
+        except ConfigError:
+            found = None
+        if found is not None:
+            try:
+                shown = list(found.headline(dict(metrics)))
+            except (TypeError, ValueError):  # a damaged saved value: the numbers among its keys
+                shown = list(found.headline_keys)
+            names = [*shown, *found.metrics]
+    if not names:
+        names = [k for k in HEADLINE_KEYS if k in metrics] or [k for k, v in metrics.items() if _is_number(v)]
+    return [k for k in dict.fromkeys(names) if k not in _NOT_SCORES and k in metrics]

@@ -6,8 +6,11 @@ in the predict route, not here, so the schema stays static and the messages can 
 A predict response's ``results`` hold one schema per task: ``ClassificationResult`` for
 single- and multi-label models, ``EntityResult`` for token-classification (NER) models, so a
 client reads ``task`` and knows the shape of every result. Each task names its schema
-(``Task.result_schema``); the union below is written out for ``/docs``, and
-``tests/unit/test_common_tasks_methods.py`` fails if a registered task's schema is missing from it.
+(``Task.result_schema``); the built-in tasks' union below is written out for ``/docs``, and
+``tests/unit/test_common_tasks_methods.py`` fails if a built-in task's schema is missing from it. A
+task registered from outside tunelab (a plug-in) has results of its own schema: the predict route
+validates each against it, and they go out as that schema's JSON objects (``/docs`` shows only the
+built-in shapes; the plug-in documents its own).
 An NER result, character offsets into the text as sent (``end`` exclusive), score the mean
 probability of the entity's words' tags::
 
@@ -20,6 +23,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from tunelab.serve.registry import SERVED_NAME_PATTERN
@@ -164,6 +168,9 @@ class EntityResult(BaseModel):
     entities: list[Entity]
 
 
+_BUILT_IN_RESULTS = (ClassificationResult, EntityResult)
+
+
 class UsageCount(BaseModel):
     texts: int
     tokens: int
@@ -174,13 +181,31 @@ class PredictResponse(BaseModel):
     version: str
     format: str = Field(examples=["torch", "onnx-int8"])
     task: str = Field(examples=["single_label", "multi_label", "token_classification"])
-    results: list[ClassificationResult] | list[EntityResult] = Field(
+    # The last option is a plug-in task's results as JSON objects: out of /docs (SkipJsonSchema),
+    # which shows the built-in shapes as before.
+    results: list[ClassificationResult] | list[EntityResult] | SkipJsonSchema[list[dict[str, Any]]] = Field(
         description=(
             "one per text: ClassificationResult (single_label, multi_label) "
-            "or EntityResult (token_classification)"
+            "or EntityResult (token_classification); a task added by a plug-in answers with its own "
+            "result schema"
         )
     )
     usage: UsageCount
+
+    @field_validator("results", mode="wrap")
+    @classmethod
+    def _plug_in_results(cls, value: Any, handler: Any) -> Any:
+        """A plug-in task's results, validated by the route with the task's own ``result_schema``,
+        pass as that schema's JSON: the built-in union alone refused them (every such /predict was a
+        500 after it was billed), and matched against it a result with extra fields that happened to
+        fit ``ClassificationResult`` would lose them."""
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(r, BaseModel) and not isinstance(r, _BUILT_IN_RESULTS) for r in value)
+        ):
+            return [r.model_dump(mode="json") for r in value]
+        return handler(value)
 
 
 class ModelVersionInfo(BaseModel):

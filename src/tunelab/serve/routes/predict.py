@@ -106,7 +106,10 @@ async def predict(
                 work = mv.batcher.submit(texts, pairs=pairs, top_k=body.top_k, lane=lane)
             out = await unless_client_leaves(request.receive, work)
     ctx.tokens = sum(out.tokens)
-    schema = mv.result_schema  # the task's: ClassificationResult, EntityResult, ...
+    # The task's: ClassificationResult, EntityResult, or a plug-in task's own, which
+    # PredictResponse passes on as that schema's JSON (its None fields kept: exclude_none above
+    # drops only the built-in models' unset lists).
+    schema = mv.result_schema
     return PredictResponse(
         model=name,
         version=mv.version,

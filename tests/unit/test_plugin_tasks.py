@@ -126,7 +126,9 @@ class ToyTask(Task):
 
         gold = np.asarray(enc.labels)
         loss = float(F.cross_entropy(torch.as_tensor(logits).float(), torch.as_tensor(gold)))
-        return {"loss": loss, "toy_acc": float((logits.argmax(-1) == gold).mean())}, None
+        accuracy = float((logits.argmax(-1) == gold).mean())
+        # toy_margin: a number the task does not headline (the CLI printed every number it got)
+        return {"loss": loss, "toy_acc": accuracy, "toy_margin": float(np.ptp(logits, axis=-1).mean())}, None
 
     def parity_metric(self, run_metric: str) -> str:
         return "toy_acc"
@@ -350,9 +352,15 @@ def test_cli_train_and_runs_show_the_plug_ins_metric(
     for split in ("dev", "test"):
         section = out.split(f"{split} (", 1)[1].splitlines()
         assert section[1].split()[0] == "toy_acc" and section[1].endswith("%"), out
+        assert not section[2].startswith("  "), out  # its headline only, not toy_margin too
 
     assert main(["runs", "--dir", str(runs)]) == 0
     header, _, row = capsys.readouterr().out.splitlines()
     assert "score" in header  # each score column showed "-"
     assert row[header.index("score") :].startswith("toy_acc ")
     assert "%" in row[header.index("score") :].split()[1]
+
+    # eval and train name the task to the printer: its own headline, not every number it returned
+    assert main(["eval", str(runs / "toy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:] if not line.startswith("report")] == ["toy_acc"]

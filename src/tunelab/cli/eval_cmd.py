@@ -54,7 +54,18 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
     what = data or f"saved {metrics.get('split', '')} metrics".replace("  ", " ")
     print(f"{what} ({metrics.get('n', '?')} rows):")
-    print("\n".join(headline_lines(metrics)))
+    print("\n".join(headline_lines(metrics, _task_of(args.run))))
     if "report" in metrics:
         print(f"report: {metrics['report']}")
     return 0
+
+
+def _task_of(run: str) -> str | None:
+    """The run's task, for its own headline scores (a plug-in task's too); None where unreadable."""
+    from tunelab.runs import find_run
+
+    try:
+        task = find_run(run).read_summary().get("task")
+    except TunelabError:
+        return None
+    return task if isinstance(task, str) else None

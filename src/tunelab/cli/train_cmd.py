@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     for split in ("dev", "test"):
         if split in result.metrics:
             print(f"{split} ({s['rows'][split]} rows):")
-            print("\n".join(headline_lines(result.metrics[split])))
+            print("\n".join(headline_lines(result.metrics[split], s.get("task"))))
     report = result.run_dir / "report.html"
     print(f"report: {report}" if report.is_file() else "report: none (no dev or test data to report on)")
     return 0

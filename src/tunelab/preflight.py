@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,18 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
         except TunelabError as exc:
             errors.append(exc)
     if cfg.data.train is not None and reads("data"):
+        from tunelab.tasks.base import checked_splits, refuse_unsampled_shots
+
+        data = cfg.data
         try:
-            checked.splits = checked.task.load_splits(cfg.data)
+            # data.shots is drawn by load_splits: a task that does not (a plug-in's ignored it and
+            # trained on every row) is refused here; its files are still read for other problems.
+            refuse_unsampled_shots(checked.task, data)
+        except TunelabError as exc:
+            errors.append(exc)
+            data = replace(data, shots=None)
+        try:
+            checked.splits = checked_splits(checked.task, checked.task.load_splits(data))
             checked.splits.notes.extend(inactive_option_notes(cfg))
         except TunelabError as exc:
             errors.append(exc)
@@ -153,6 +163,24 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
             check_augment(cfg, checked.task)
         except TunelabError as exc:
             errors.append(exc)
+    if checked.splits is not None and reads("augment", "self_training", "continual"):
+        # What adds rows to train calls the training dataset's extended(more): a plug-in's dataset
+        # without one failed with an AttributeError after the model was built (where the task can
+        # take them at all; the checks of each section refuse the rest in their own words).
+        task = checked.task
+        adders = [
+            ("augment", bool(cfg.augment.methods) and task.augments_text),
+            ("self_training", cfg.self_training.unlabeled is not None and task.output == "label"),
+            ("train --from (its rehearsal rows)", cfg.continual.from_run is not None and task.labels_per_row),
+        ]
+        needed_by = " and ".join(name for name, on in adders if on)
+        if needed_by:
+            from tunelab.tasks.base import check_extendable
+
+            try:
+                check_extendable(task, checked.splits.train, needed_by)
+            except TunelabError as exc:
+                errors.append(exc)
     if reads("self_training", "data"):
         try:
             from tunelab.train.pseudo_rows import check_self_training
@@ -440,18 +468,34 @@ def check_listed_labels(cfg: RunConfig, splits: Any, *, kept: Iterable[str] = ()
 
     A typo there became one more label no row teaches, and the real label moved after it.
 
+    The task says whether its rows carry labels the list can name (``Task.labels_per_row``), not
+    the class of its datasets: a plug-in's own row-labelled dataset was refused in NER's words.
+
     Raises:
+        ConfigError: the task's labels are not one per row (NER's tags; it was silently ignored), or
+            its ``load_splits`` did not put the listed labels first, in that order (it ignored them).
         DataError: one line naming the labels without a row.
     """
-    from tunelab.data.dataset import Dataset
+    import unicodedata
 
-    if not isinstance(splits.train, Dataset):  # tagged sentences (NER): it was silently ignored
+    from tunelab.tasks import get_task
+    from tunelab.tasks.base import plugin_name
+
+    task = get_task(cfg.data.task)
+    if not task.labels_per_row:
         raise ConfigError(
-            f"data.labels: a {cfg.data.task} run takes its tags from the data (their ids follow the tags "
-            "seen); remove data.labels"
+            f"data.labels: a {task.name} run takes its tags from the data, not a label per row "
+            f"({plugin_name(task)}.labels_per_row is False: ids follow the tags seen); remove data.labels"
         )
     if splits.train.labels is None:
         return
+    given = [unicodedata.normalize("NFC", str(n)) for n in cfg.data.labels or []]
+    first = [unicodedata.normalize("NFC", str(n)) for n in splits.labels.names[: len(given)]]
+    if first != given:  # a continued run's label ids would move: the rows trained the wrong head rows
+        raise ConfigError(
+            f"task plug-in {plugin_name(task)}: load_splits() returned labels beginning "
+            f"{first}, expected data.labels' {given} first, in that order (its labels_per_row is True)"
+        )
     labels = splits.train.labels
     seen: set[int] = set()
     for value in labels:

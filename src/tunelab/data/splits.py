@@ -147,6 +147,7 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
     train = pool.subset(keep)
     notes.insert(0, f"train: {len(train)} rows from {cfg.train}, {len(labels)} labels ({cfg.task})")
     if cfg.shots is not None:
+        # check_run refused it already (Task.samples_shots); kept for callers of read_splits itself
         if multi_label:
             raise DataError(
                 f"data.shots={cfg.shots}: few-shot sampling draws N rows per label, which needs one label "

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, first_line
 
 _REGISTRY: dict[str, Method] = {}
 #: The method whose runs hold one whole, plain model: what a merged run (``tunelab merge``) becomes.
@@ -197,8 +197,49 @@ class Method:
             raise ConfigError("; ".join(problems.values()))
         try:
             return self.config_cls(**options)
-        except TypeError as exc:
-            raise ConfigError(f"method {self.name}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            # ValueError: what a plug-in's __post_init__ raises for a bad value (the docs' options
+            # dataclass "validated in its __post_init__"); it was a bare traceback, not one line.
+            raise ConfigError(f"method {self.name}: {first_line(exc)}") from None
+
+    # --- the hooks whose results the training run keeps, checked where it takes them ---------
+
+    def plugin(self, hook: str) -> str:
+        """How an error names this method's ``hook``: ``method plug-in toy_bitfit (toy_method.apply)``."""
+        from tunelab.tasks.base import plugin_name
+
+        return f"method plug-in {self.name} ({plugin_name(getattr(self, hook))})"
+
+    def apply_to(self, model: nn.Module, options: Any) -> nn.Module:
+        """``apply``, refusing anything but a model back (None was an AttributeError much later)."""
+        applied = self.apply(model, options)
+        if not isinstance(applied, nn.Module):
+            from tunelab.tasks.base import wrong_return
+
+            raise wrong_return(self.plugin("apply"), "apply", applied, "the model (a torch.nn.Module)")
+        return applied
+
+    def notes_of(self, hook: str, returned: Any) -> list[str]:
+        """A ``before_training``/``after_training`` result as note lines: None is none, a str one note
+        (iterated, "done" became the notes d, o, n, e), else a list (or tuple) of strings."""
+        if returned is None:
+            return []
+        if isinstance(returned, str):
+            return [returned]
+        if isinstance(returned, list | tuple) and all(isinstance(n, str) for n in returned):
+            return list(returned)
+        from tunelab.tasks.base import wrong_return
+
+        raise wrong_return(self.plugin(hook), hook, returned, "a list of note lines (str), one str or None")
+
+    def save_into(self, model: nn.Module, folder: Path) -> None:
+        """``save``, refusing a folder left empty: the run was marked finished and failed only when loaded."""
+        self.save(model, folder)
+        if not Path(folder).is_dir() or not any(Path(folder).iterdir()):
+            raise ConfigError(
+                f"{self.plugin('save')}: save() wrote nothing into {folder}, expected the trained weights "
+                "(safetensors files that load() reads back); the run is left unfinished"
+            )
 
 
 def trainable_count(model: nn.Module) -> int:

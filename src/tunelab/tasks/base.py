@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tunelab.errors import ConfigError
+
 if TYPE_CHECKING:
     # Annotations only: ``data.task`` is validated through the registry when a config is read,
     # which must not import torch (``tunelab validate``, ``tunelab runs`` stay light).
@@ -58,6 +60,13 @@ class Task(ABC):
             words (a tag per word), and ``check_run`` refuses ``augment.methods``.
         uses_stride: long texts are cut into windows sharing ``model.stride`` tokens (else they
             are truncated and the stride is never read).
+        samples_shots: ``load_splits`` draws ``data.shots`` rows per label itself; False (the
+            default), and ``check_run`` refuses ``data.shots`` in one line, since a task that
+            ignores it trained on every row while the run file said N per label.
+        labels_per_row: each example's ``labels`` entry is that row's label id (a list of ids
+            for a set of labels), never one per word, and ``load_splits`` keeps the order
+            ``data.labels`` gives: what ``data.labels``' check, ``train --from`` and its
+            rehearsal sample need. False (the default, and NER: a tag per word): those refuse.
     """
 
     name: ClassVar[str]
@@ -66,6 +75,8 @@ class Task(ABC):
     output: ClassVar[str] = "label"
     augments_text: ClassVar[bool] = False
     uses_stride: ClassVar[bool] = False
+    samples_shots: ClassVar[bool] = False
+    labels_per_row: ClassVar[bool] = False
     headline_keys: ClassVar[tuple[str, ...]] = ("loss",)
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
 
@@ -284,3 +295,121 @@ class Task(ABC):
     @abstractmethod
     def result_schema(self) -> type[BaseModel]:
         """The pydantic model of one element of ``decode``'s list."""
+
+
+# --- what a plug-in's hooks return ------------------------------------------------------------
+# A task or method from outside tunelab that returns the wrong thing failed far from the cause
+# (a KeyError after an epoch, ``'float' object has no attribute 'item'``, a finished run that
+# would not load), naming neither the plug-in nor the hook. The core checks what it takes from
+# a hook where it takes it, cheaply (a type check, a few dict lookups), and says so in one line.
+
+
+def plugin_name(plugin: Any) -> str:
+    """``module.Class`` of a task (any object), ``module.function`` of a function: where its code is."""
+    import types
+
+    if isinstance(plugin, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
+        return f"{plugin.__module__}.{plugin.__qualname__}"
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def task_plugin(task: Task) -> str:
+    """How an error names a task: ``task plug-in toy.ToyTask``."""
+    return f"task plug-in {plugin_name(task)}"
+
+
+def described(value: Any) -> str:
+    """What a hook returned, in a few words: ``None``, ``dict``, ``tuple of 3``, ``Tensor of shape (8,)``."""
+    if value is None:
+        return "None"
+    if isinstance(value, tuple | list):
+        return f"{type(value).__name__} of {len(value)}"
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) or type(shape).__name__ == "Size":
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    return type(value).__name__
+
+
+def wrong_return(who: str, hook: str, value: Any, expected: str) -> ConfigError:
+    """The one-line error of a hook that returned the wrong thing: ``task plug-in toy.ToyTask:
+    score() returned dict, expected (metrics, threshold)``."""
+    return ConfigError(f"{who}: {hook}() returned {described(value)}, expected {expected}")
+
+
+def checked_score(task: Task, result: Any) -> tuple[dict[str, Any], float | None]:
+    """``task.score``'s result, checked to be ``(metrics dict, threshold or None)``."""
+    from numbers import Real
+
+    pair = isinstance(result, tuple | list) and len(result) == 2
+    if not pair or not isinstance(result[0], dict) or not (result[1] is None or isinstance(result[1], Real)):
+        raise wrong_return(
+            task_plugin(task), "score", result, "(metrics, threshold): a dict and a number or None"
+        )
+    return result[0], result[1]
+
+
+def check_selected_metric(task: Task, metrics: dict[str, Any], metric: str) -> list[str]:
+    """Refuse dev metrics without a number for ``metric`` (``train.metric``, one of
+    ``task.metrics``), which picks the checkpoints; return the other names of ``task.metrics``
+    that ``score`` left out (a run never selecting them trains fine, so they are only reported).
+
+    Run at each dev evaluation (a dict lookup): the loop failed with a bare ``KeyError`` after a
+    whole epoch.
+    """
+    from numbers import Real
+
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        got = "no such key" if metric not in metrics else f"{type(value).__name__}"
+        raise ConfigError(
+            f"{task_plugin(task)}: score() returned metrics without a number for {metric!r} "
+            f"({got}; keys: {', '.join(map(str, metrics)) or 'none'}), expected every name in its "
+            f"metrics ({', '.join(task.metrics)}) with a number"
+        )
+    return [name for name in task.metrics if name not in metrics]
+
+
+def checked_splits(task: Task, splits: Any) -> Splits:
+    """``task.load_splits``' result, checked to be a ``tunelab.data.splits.Splits`` with a label map."""
+    from tunelab.data.labels import LabelMap
+    from tunelab.data.splits import Splits
+
+    if not isinstance(splits, Splits):
+        raise wrong_return(task_plugin(task), "load_splits", splits, "a tunelab.data.splits.Splits")
+    if not isinstance(splits.labels, LabelMap) or splits.train is None or not isinstance(splits.notes, list):
+        raise ConfigError(
+            f"{task_plugin(task)}: load_splits() returned Splits with train={described(splits.train)}, "
+            f"labels={described(splits.labels)}, notes={described(splits.notes)}, expected a training "
+            "dataset, a tunelab.data.labels.LabelMap and a list of notes"
+        )
+    return splits
+
+
+def refuse_unsampled_shots(task: Task, data: DataConfig) -> None:
+    """``data.shots`` is drawn by ``load_splits``; a task that does not (``samples_shots`` False)
+    trained on every row while the run file said N a label, so it is refused here, for any task.
+
+    Raises:
+        ConfigError: one line naming the task and the setting.
+    """
+    if data.shots is not None and not task.samples_shots:
+        raise ConfigError(
+            f"data.shots={data.shots}: task {task.name} ({plugin_name(task)}) does not sample N rows per "
+            "label (its samples_shots is False; few-shot sampling needs one label per row); remove data.shots"
+        )
+
+
+def check_extendable(task: Task, dataset: Any, needed_by: str) -> None:
+    """Refuse a training dataset without ``extended(more)``, which adds rows to train (augmented,
+    pseudo-labelled, rehearsed; ``more`` is a ``tunelab.data.dataset.Dataset``): a plug-in's
+    failed with a bare AttributeError after the model was built.
+
+    Raises:
+        ConfigError: one line naming the task, its dataset class and what needed the method.
+    """
+    if not callable(getattr(dataset, "extended", None)):
+        raise ConfigError(
+            f"{task_plugin(task)}: its training dataset ({type(dataset).__name__}) has no extended(more), "
+            f"which {needed_by} calls to add rows to train; give the class one (docs/extending.md)"
+        )

@@ -53,6 +53,9 @@ def augment_training_rows(
     aug = cfg.augment
     if not aug.methods:
         return splits, None
+    from tunelab.tasks.base import check_extendable
+
+    check_extendable(task, splits.train, "augment")  # before any row is made (check_run said so too)
     seed = cfg.train.seed if aug.seed is None else aug.seed
     made = augment_dataset(splits.train, aug.methods, per_example=aug.per_example, alpha=aug.alpha, seed=seed)
     drawn = len(made.rows)

@@ -264,13 +264,19 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
         stores_base: whether the continued run's method saves the whole model.
     """
     assert cfg.continual.from_run is not None
+    from tunelab.tasks import get_task
+    from tunelab.tasks.base import plugin_name
+
     where, labels = cfg.continual.from_run, splits.labels
-    if not isinstance(splits.train, Dataset):
+    task = get_task(cfg.data.task)
+    if not task.labels_per_row:
         # Token classification keeps sentences of tagged words, not rows with labels: its label ids
         # follow the tags seen, and rehearsal would need whole sentences. Not supported (README).
+        # The task says so (Task.labels_per_row), not its datasets' class: a plug-in with rows of
+        # its own class was refused.
         raise ConfigError(
             f"--from {where}: data.task={labels.task} is not supported; continual learning works for "
-            "classification tasks (rows of text with labels)"
+            f"tasks with a label per row of text ({plugin_name(task)}.labels_per_row is False)"
         )
     run, summary = _find(where)
     config = RunConfig.from_dict(_read_run_file(run.config_json))
@@ -410,15 +416,17 @@ def _multi_label_sample(
     return sorted(chosen)
 
 
-def write_rehearsal(
-    folder: Path, dataset: Dataset, labels: LabelMap, cc: ContinualConfig, *, seed: int
-) -> int:
+def write_rehearsal(folder: Path, dataset: Any, labels: LabelMap, cc: ContinualConfig, *, seed: int) -> int:
     """Store the stratified sample of ``dataset`` a later ``--from`` replays; returns its row count.
 
     Rows are JSON lines with the label *names* (``text``, ``label``, and ``text_pair`` for pair
-    tasks), so a continued run maps them onto its own, grown, label map.
+    tasks), so a continued run maps them onto its own, grown, label map. Written for a task whose
+    rows have a label each (``Task.labels_per_row``), whatever its dataset's class; none for others
+    (token classification: see ``open_previous``).
     """
-    if not isinstance(dataset, Dataset):  # token classification: no sample (see open_previous)
+    from tunelab.tasks import get_task
+
+    if not get_task(labels.task).labels_per_row or dataset.labels is None:
         return 0
     picked = stratified_sample(dataset, per_class=cc.rehearsal_per_label, total=cc.rehearsal_total, seed=seed)
     lines = []
@@ -655,12 +663,13 @@ def with_rehearsal(splits: Splits, rehearsal: Dataset, *, dropped: int = 0, rela
         raise ConfigError(
             f"{rehearsal.source}: text pairs in one of it and the new data only; use the same task"
         )
-    merged = Dataset(
-        texts=[*train.texts, *rehearsal.texts],
-        text_pairs=None if train.text_pairs is None else [*train.text_pairs, *rehearsal.text_pairs],  # type: ignore[misc]
-        labels=[*(train.labels or []), *(rehearsal.labels or [])],  # type: ignore[misc]
-        source=train.source,
-    )
+    from tunelab.tasks import get_task
+    from tunelab.tasks.base import check_extendable
+
+    # The dataset's own ``extended`` (the built-in Dataset's appends texts, pairs and labels): a
+    # plug-in task's rows stay its own class, which its hooks (encode) are handed.
+    check_extendable(get_task(splits.labels.task), train, "train --from (its rehearsal rows)")
+    merged = train.extended(rehearsal)
     note = f"rehearsal: {len(rehearsal)} rows of the previous run's sample joined the training rows"
     return replace(splits, train=merged, notes=[*splits.notes, note])
 

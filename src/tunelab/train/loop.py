@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded, collate, training_batches
 from tunelab.errors import RunError
-from tunelab.tasks.base import Task
+from tunelab.tasks.base import Task, task_plugin, wrong_return
 from tunelab.train.adversarial import build_adversary
 from tunelab.train.checkpoint import (
     find_checkpoint,
@@ -215,9 +215,13 @@ def _train_epochs(
                     logits = model(**batch).logits
                 # The loss in fp32 whatever the forward ran in: bf16 logits lose the small differences
                 # between near-equal classes that the cross-entropy's gradient is made of.
-                return setup.task.loss(
+                loss = setup.task.loss(
                     logits.float(), labels, setup.class_weights, smoothing=cfg.label_smoothing
                 )
+                if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                    # a plug-in's float was "'float' object has no attribute 'item'", naming no hook
+                    raise wrong_return(task_plugin(setup.task), "loss", loss, "a 0-dim torch tensor")
+                return loss
 
             # The batches of this optimizer step: the epoch's last group may be short, and divided
             # by grad_accum_steps its step was k/N of a full one (Trainer fixed the same in 4.46).

@@ -38,6 +38,7 @@ from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import read_run_labels
 from tunelab.tasks import Task
+from tunelab.tasks.base import check_selected_metric, checked_score, task_plugin
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
 from tunelab.train.data_fingerprint import check_same_data, rows_digest, split_fingerprints
@@ -347,7 +348,8 @@ def train(
         splits.notes.append("test rows read to keep them out of training, not scored (a search trial)")
     enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
     if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
-        splits.notes.extend(method.before_training(model, enc_train, options, cfg.train.seed))
+        notes = method.before_training(model, enc_train, options, cfg.train.seed)
+        splits.notes.extend(method.notes_of("before_training", notes))
     head_init, probe_accuracy = cfg.train.head_init, None
     if continual is not None and cfg.continual.head == "copy":
         head_init = "continued"  # the old labels' head rows are trained already: no probe
@@ -367,7 +369,7 @@ def train(
         )
         if math.isnan(probe_accuracy):  # the probe was skipped: the head is still the random one
             head_init, probe_accuracy = "random", None
-    model = method.apply(model, options)
+    model = method.apply_to(model, options)  # a model back, or one line naming the plug-in
     loss_term = method.loss_term
     if continual is not None:
         loss_term = continual.loss_term(model, loss_term, tokenizer, enc_train, precision.name)
@@ -491,9 +493,26 @@ def _train_in(
         n_total,
     )
 
+    selected = cfg.train.metric
+    warned = False
+
     def evaluate_dev(m: torch.nn.Module) -> dict[str, float]:
-        metrics, _ = task.score(predict_logits(m, enc_dev), enc_dev, labels)
-        return task.headline(metrics)
+        nonlocal warned
+        metrics, _ = checked_score(task, task.score(predict_logits(m, enc_dev), enc_dev, labels))
+        # The loop picks checkpoints on train.metric: a plug-in's score() without it was a bare
+        # KeyError after an epoch. One dict lookup an evaluation; the other names warn once.
+        unreturned = check_selected_metric(task, metrics, selected)
+        if unreturned and not warned:
+            warned = True
+            logger.warning(
+                "%s: score() returns no %s, which its metrics list (a run selecting on one fails)",
+                task_plugin(task),
+                ", ".join(unreturned),
+            )
+        headline = task.headline(metrics)
+        # A plug-in's headline_keys may leave the selected metric out; the loop needs it.
+        headline.setdefault(selected, float(metrics[selected]))
+        return headline
 
     # A resume without a checkpoint starts over at step 0: its records are replaced, not appended.
     resume_step = (_checkpoint_step(run) or 0) if resume else None
@@ -528,7 +547,7 @@ def _train_in(
     finally:
         log.close()
     if method.after_training is not None:
-        for note in method.after_training(model):
+        for note in method.notes_of("after_training", method.after_training(model)):
             logger.warning(note)
             splits.notes.append(note)
     # What really trained: a resume trains the weights its checkpoint was training (a checkpoint
@@ -538,7 +557,7 @@ def _train_in(
     n_trainable = method.count_trained_parameters(model, options)
 
     run.weights.mkdir(exist_ok=True)
-    method.save(model, run.weights)
+    method.save_into(model, run.weights)  # refuses to finish a run whose weights folder stayed empty
 
     metrics: dict[str, Any] = {}
     logits: dict[str, Any] = {}  # kept for the report's table of mistakes
@@ -549,8 +568,8 @@ def _train_in(
         if enc is None:
             continue
         logits[split] = predict_logits(model, enc)
-        metrics[split], tuned = task.score(
-            logits[split], enc, labels, threshold=None if split == "dev" else threshold
+        metrics[split], tuned = checked_score(
+            task, task.score(logits[split], enc, labels, threshold=None if split == "dev" else threshold)
         )
         if split == "dev" and tuned is not None:
             threshold = tuned

@@ -37,6 +37,7 @@ class ClassificationTask(Task):
 
     family = "classification"
     augments_text = True  # a label (or label set) per text: EDA's word edits keep it
+    labels_per_row = True  # rows with a label id (or ids) each; read_splits keeps data.labels' order
     headline_keys = ("loss", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "threshold")
     metrics = _METRICS
 
@@ -45,6 +46,8 @@ class ClassificationTask(Task):
         # Instance attributes: one class, two registered names.
         self.name = "multi_label" if multi else "single_label"  # type: ignore[misc]
         self.output = "labels" if multi else "label"  # type: ignore[misc]
+        # data.shots draws N rows of each label: one label per row only (read_splits refuses too).
+        self.samples_shots = not multi  # type: ignore[misc]
         self.description = (  # type: ignore[misc]
             "a set of labels per text (or text pair), e.g. topics; sigmoid per label, tuned threshold"
             if multi

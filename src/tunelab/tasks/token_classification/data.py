@@ -134,7 +134,7 @@ def load_splits(data: DataConfig) -> Splits:
     """
     if not data.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.txt")
-    if data.shots is not None:
+    if data.shots is not None:  # check_run refuses it first (Task.samples_shots); this for direct callers
         raise DataError(
             f"data.shots={data.shots}: few-shot sampling draws N rows per label and applies to "
             "classification only; remove data.shots for token classification"

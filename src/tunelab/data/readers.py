@@ -11,23 +11,27 @@ file and the fix; pandas and pyarrow exceptions never escape, nor those of a ``.
 or ``.xz`` file cut short (a failed download) or a ``.zst`` file without the zstandard package.
 
 Encodings: ``data.encoding`` is any Python codec (``utf-8``, the default, ``gb18030``, ``latin-1``,
-...), or ``auto``: a UTF-16 byte-order mark, else UTF-8 when the whole file decodes as UTF-8, else
-GB18030 when it decodes as that into mostly common Chinese characters, else Windows-1252 when it has
-bytes 0x80-0x9F (control characters in Latin-1: curly quotes, dashes, the euro sign there), else
-Latin-1; the choice is logged.
+...), or ``auto``: a UTF-16 byte-order mark, else UTF-16 without one when NUL bytes fall on every
+other byte, else UTF-8 when the whole file decodes as UTF-8, else the one East Asian encoding
+(GB18030, Big5, EUC-KR, Shift-JIS, EUC-JP) whose reading looks like its own script (a file that fits
+several is refused naming them), else Windows-1252 when it has bytes 0x80-0x9F (control characters in
+Latin-1: curly quotes, dashes, the euro sign there), else Latin-1; a choice other than UTF-8 or
+UTF-16 with a BOM is logged as a warning.
 A UTF-8 byte-order mark is skipped. A file that is not in the configured encoding fails naming the
-line, and suggests ``gb18030`` when the bytes read as Chinese in it.
+line, and suggests the encoding ``auto`` would take (``gb18030`` when the bytes read as Chinese in it).
 
 Delimited text: quoted fields are read with every separator (Excel and pandas quote a field that
 holds the separator, a ';' file's ``"Hello; world"``); a separator not given is sniffed
 (:mod:`tunelab.data.sniff`). Many tab- or '@'-separated files never quote (ChnSentiCorp, the IANA
 TSV format, Financial PhraseBank); there a text that starts with a quotation mark would swallow
-every line up to the next ``"``. When a parsed cell holds both the separator and a line break
-(records swallowed, never a real text), or the quote never closes, such a file is read again
-without quoting and a warning says so. A parser error names the line the bad record starts on
-(pandas counts records: a quoted text over three lines is one). A header naming a column twice is
-refused (pandas renamed the second ``text.1``). Excel workbooks: one sheet (``data.sheet``) via
-openpyxl. Parquet strings stored as BINARY are decoded as UTF-8.
+every line up to the next ``"``, or lose the quotes of a text that starts with a quoted phrase
+(``"PC卡插槽"为什么``). When a parsed cell holds both the separator and a line break (records
+swallowed, never a real text), the quote never closes, or a closing quote is followed by more text
+of the field, such a file is read again without quoting and a warning says so. A parser error
+names the line the bad record starts on (pandas counts records: a quoted text over three lines is
+one). A header naming a column twice is refused (pandas renamed the second ``text.1``). Excel
+workbooks: one sheet (``data.sheet``) via openpyxl. Parquet strings stored as BINARY are decoded as
+UTF-8.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import re
 import warnings
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -155,7 +160,12 @@ def _read_any(p: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
     encoding = cfg.encoding
     if encoding.lower() == AUTO_ENCODING and fmt not in ("parquet", "excel"):
         encoding = detect_encoding(p)
-        log.info("%s: read as %s (data.encoding=auto)", p, encoding)
+        # A guess from the bytes is a warning, as data/file_options._encoding gives it: texts read in
+        # the wrong encoding train without an error. detect_encoding warns itself for the East Asian
+        # and BOM-less UTF-16 choices (file_options' list does not name them), so not twice here.
+        guessed = encoding in ("gb18030", "cp1252", "latin-1")
+        level = logging.WARNING if guessed else logging.INFO
+        log.log(level, "%s: read as %s (data.encoding=auto)", p, encoding)
     try:
         if fmt == "parquet":
             return _read_parquet(p)
@@ -248,8 +258,12 @@ def _read_quoted(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, A
 
     Many tab- or '@'-separated files never quote (ChnSentiCorp, the IANA TSV format, Financial
     PhraseBank); there a text that starts with a quotation mark swallows every line up to the next
-    ``"``. When the quote never closes (a parser error), or a parsed cell holds both the separator
-    and a line break (records swallowed, hardly ever a real text), the file is read again without
+    ``"``, or, when the quote closes on the same line, loses its quotes: ``"PC卡插槽"为什么`` (a
+    ChnSentiCorp review) parsed as ``PC卡插槽为什么``, so the text changed and NER offsets from
+    ``predict --input`` missed the file's text. When the quote never closes (a parser error), a
+    parsed cell holds both the separator and a line break (records swallowed, hardly ever a real
+    text), or a closing quote is followed by more text of its field (no writer that quotes writes
+    that: it would quote the whole field and double the inner quotes), the file is read again without
     quoting and a warning says so. Comma and semicolon files keep strict quoting: their writers
     (spreadsheets, Excel in the locales whose CSV separator is ``;``) all quote, and there a quoted
     cell with a ``;`` and a line break is a real text (read unquoted, it became two bad rows).
@@ -265,7 +279,7 @@ def _read_quoted(path: Path, cfg: DataConfig, encoding: str, kwargs: dict[str, A
         df = _pandas_read(path, cfg, encoding, kwargs)
         _warn_unquoted(path, sep)
         return df
-    if may_be_unquoted and _swallowed_records(df, sep):
+    if may_be_unquoted and (_swallowed_records(df, sep) or _text_after_closing_quote(path, sep, encoding)):
         kwargs["quoting"] = csv.QUOTE_NONE
         df = _pandas_read(path, cfg, encoding, kwargs)
         _warn_unquoted(path, sep)
@@ -443,10 +457,29 @@ def _swallowed_records(df: pd.DataFrame, sep: str) -> bool:
     )
 
 
+def _text_after_closing_quote(path: Path, sep: str, encoding: str) -> bool:
+    """Whether a field opens with ``"`` and has more text after its closing quote (``"PC卡插槽"为什么``):
+    the file does not quote, since a writer that quotes puts the whole field in quotes. Python's csv
+    module in strict mode refuses exactly that ("'\\t' expected after '\"'"); pandas' parser instead
+    joins the pieces and drops the quotes. False when the file cannot be scanned (pandas read it)."""
+    stream = _open_bytes(path)
+    if stream is None:
+        return False
+    try:
+        with io.TextIOWrapper(stream, encoding=encoding, newline="") as text:
+            for _ in csv.reader(text, delimiter=sep, quoting=csv.QUOTE_MINIMAL, strict=True):
+                pass
+    except csv.Error as exc:
+        return "expected after" in str(exc)  # not "field larger than field limit" or the like
+    except _SCAN_ERRORS:
+        return False
+    return False
+
+
 def _warn_unquoted(path: Path, sep: str) -> None:
     log.warning(
-        '%s: a field starting with " ran over several records; read as %s-separated text without '
-        "quoting (quotation marks are kept as text)",
+        '%s: a field starting with " ran over several records or went on after its closing quote; read '
+        "as %s-separated text without quoting (quotation marks are kept as text)",
         path,
         separator_name(sep),
     )
@@ -470,9 +503,26 @@ def detect_encoding(path: Path) -> str:
     with _open_bytes(path) as f:  # type: ignore[union-attr]
         if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             return "utf-16"  # Excel's "Unicode text"; the codec reads the BOM and the byte order
+    # Before UTF-8: UTF-16 of ASCII text ("t\x00e\x00x\x00t\x00") is valid UTF-8, NULs and all.
+    utf16 = _utf16_without_bom(path)
+    if utf16 is not None:
+        _warn_guess(path, utf16, "NUL bytes on every other byte: UTF-16 without a byte-order mark")
+        return utf16
     if _decodes(path, "utf-8"):
         return "utf-8"
-    if _looks_chinese(path, "gb18030"):
+    found = _cjk_encodings(path)
+    if len(found) > 1:
+        raise DataError(
+            f"{path}: not UTF-8, and data.encoding=auto cannot choose: the bytes read as "
+            + " and as ".join(f"{_CJK_SCRIPTS[e]} in {e}" for e in found)
+            + f"; set data.encoding to the file's own (data.encoding={found[0]} or {', '.join(found[1:])})"
+        )
+    if found and found[0] != "gb18030":
+        _warn_guess(path, found[0], f"the bytes read as {_CJK_SCRIPTS[found[0]]} in it")
+        return found[0]
+    if found or _looks_chinese(path, "gb18030"):
+        # A file too short to tell the scripts apart ("北京好" is Hangul in EUC-KR too) stays GB18030,
+        # as before these checks: Chinese is what this reader meets most.
         return "gb18030"
     _refuse_damaged_utf8(path)
     if _has_c1_bytes(path) and _decodes(path, "cp1252"):
@@ -480,6 +530,38 @@ def detect_encoding(path: Path) -> str:
         # quotes, dashes and euro sign of Windows-1252 (Excel on Windows): read as that.
         return "cp1252"
     return "latin-1"
+
+
+def _utf16_without_bom(path: Path, sample: int = 1 << 16) -> str | None:
+    """``utf-16-le`` or ``utf-16-be`` for UTF-16 text without a byte-order mark, else None.
+
+    Every ASCII character of UTF-16 text (separators, line ends, digits) has a NUL byte: after it in
+    little-endian (odd offsets), before it in big-endian (even ones). Text in an 8-bit encoding has
+    no NUL bytes, so NULs in 1% of the bytes or more, nine in ten of them on one side, and the whole
+    file decoding as that UTF-16 are taken as it. Without this such a file read as Latin-1 garbage.
+    """
+    stream = _open_bytes(path)
+    if stream is None:
+        return None
+    with stream:
+        head = stream.read(sample)
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return None  # "utf-16" reads the mark and the byte order
+    nuls = head.count(0)
+    if nuls < max(2, len(head) // 100):
+        return None
+    odd = head[1::2].count(0)
+    encoding = "utf-16-le" if odd >= 0.9 * nuls else "utf-16-be" if nuls - odd >= 0.9 * nuls else None
+    return encoding if encoding is not None and _decodes(path, encoding) else None
+
+
+def _warn_guess(path: Path, encoding: str, why: str) -> None:
+    log.warning(
+        "%s: read as %s (data.encoding=auto: %s); set data.encoding=... if that is wrong",
+        path,
+        encoding,
+        why,
+    )
 
 
 def _refuse_damaged_utf8(path: Path) -> None:
@@ -551,17 +633,23 @@ def _decodes(path: Path, encoding: str) -> bool:
 
 
 def _looks_chinese(path: Path, encoding: str, sample: int = 1 << 20) -> bool:
-    """True when the whole file decodes as ``encoding`` into what reads as Chinese text.
+    """True when the whole file decodes as ``encoding`` into what reads as Chinese text (see
+    :func:`_reads_chinese`)."""
+    if not _decodes(path, encoding):
+        return False
+    with _open_bytes(path) as f:  # type: ignore[union-attr]
+        text = codecs.getincrementaldecoder(encoding)(errors="ignore").decode(f.read(sample))
+    return _reads_chinese(text)
+
+
+def _reads_chinese(text: str) -> bool:
+    """Whether most non-ASCII characters of ``text`` read as Chinese.
 
     Latin-1 text often decodes as GB18030 too: an accented letter and the ASCII letter after it
     (``ü`` + ``l`` in "Müller") make one rare GBK character, alone between ASCII letters. Chinese
     text instead has its characters in runs, and simplified Chinese is nearly all GB2312 (both
     bytes >= 0xA1); either sign in most of the non-ASCII characters is taken as Chinese.
     """
-    if not _decodes(path, encoding):
-        return False
-    with _open_bytes(path) as f:  # type: ignore[union-attr]
-        text = codecs.getincrementaldecoder(encoding)(errors="ignore").decode(f.read(sample))
     wide = [i for i, c in enumerate(text) if ord(c) > 0x7F]
     if not wide:
         return False
@@ -577,6 +665,147 @@ def _in_gb2312(char: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+#: The East Asian legacy encodings ``auto`` weighs, with the script each reads as. Their byte ranges
+#: overlap: Big5, EUC-KR, Shift-JIS and EUC-JP text nearly always decodes as GB18030 too, into
+#: Chinese-looking nonsense (and short GBK text as EUC-KR or Big5), so decoding proves little and each
+#: reading must also look like its own script (:func:`_fits_script`).
+_CJK_SCRIPTS = {
+    "gb18030": "Chinese",
+    "big5": "traditional Chinese",
+    "euc_kr": "Korean",
+    "shift_jis": "Japanese",
+    "euc_jp": "Japanese",
+}
+#: Fewest distinct Hangul syllables (without, with spaces between words) or kana taken as evidence of
+#: Korean or Japanese: GBK text of a few characters can be Hangul throughout in EUC-KR ("北京好"; one
+#: ChnSentiCorp review of ten distinct characters is), and Chinese text borrows "の".
+_MIN_HANGUL = 16
+_MIN_HANGUL_SPACED = 6
+_MIN_KANA = 3
+
+
+def _cjk_encodings(path: Path, sample: int = 1 << 20) -> list[str]:
+    """The encodings of :data:`_CJK_SCRIPTS` that decode the whole file into text that looks like
+    their script, in that order; [] when none does (a few characters only, or no East Asian text).
+
+    ``auto`` takes the only one, refuses several, and the hint for a file that is not in its
+    configured encoding names them. The file is decoded once per encoding (streamed), and its first
+    ``sample`` bytes counted by script.
+    """
+    stream = _open_bytes(path)
+    if stream is None:
+        return []
+    with stream:
+        head = stream.read(sample)
+    counts: dict[str, tuple[dict[str, int], str]] = {}
+    for encoding in _CJK_SCRIPTS:
+        if _decodes(path, encoding):
+            text = codecs.getincrementaldecoder(encoding)(errors="ignore").decode(head)
+            counts[encoding] = (_script_counts(text, encoding), text)
+    fits = {e: _fits_script(e, c) for e, (c, _) in counts.items()}
+    if "gb18030" in counts and fits["gb18030"]:
+        # Korean and Japanese text decode as GB18030 into plausible hanzi: EUC-KR's Hangul are
+        # GB2312's rows 0xB0-0xC8, Shift-JIS kana lead bytes 0x82/0x83 make GBK characters. Chinese
+        # bytes cannot read that way by chance: Hangul throughout in EUC-KR would leave out 是, 我,
+        # 这, 在, 中 (rows 0xC9 on), and full-width kana in Shift-JIS need those lead bytes, which
+        # GB2312 text never has. So a Korean or Japanese reading that fits wins over the Chinese one.
+        others = ("euc_kr", "shift_jis", "euc_jp")
+        fits["gb18030"] = _reads_chinese(counts["gb18030"][1]) and not any(fits.get(e) for e in others)
+    return [e for e in _CJK_SCRIPTS if fits.get(e)]
+
+
+def _script_counts(text: str, encoding: str) -> dict[str, int]:
+    """How many characters of ``text`` are of each script, how many distinct Hangul and kana, and
+    (for Big5) how many two-byte characters have a second byte below 0x80 and how many are in its
+    block of less frequent characters (first byte 0xC9 on). Counted over the distinct characters
+    (``Counter`` runs in C), so a megabyte sample costs little."""
+    out = dict.fromkeys(("han", "hangul", "kana", "halfwidth_kana", "bopomofo", "private", "wide"), 0)
+    out |= {"hangul_kinds": 0, "kana_kinds": 0, "low_trail": 0, "big5_rare": 0}
+    if encoding == "euc_kr":
+        out["hangul_gaps"] = len(_HANGUL_GAP.findall(text))
+    for char, n in Counter(text).items():
+        code = ord(char)
+        if code < 0x80:
+            continue
+        out["wide"] += n
+        script = _script_of(code)
+        if script:
+            out[script] += n
+            if script in ("hangul", "kana"):
+                out[f"{script}_kinds"] += 1
+        if encoding == "big5":
+            try:
+                pair = char.encode("big5")
+            except UnicodeEncodeError:
+                continue
+            out["low_trail"] += n if pair[1:2] < b"\x80" else 0
+            out["big5_rare"] += n if pair[0] >= 0xC9 else 0
+    return out
+
+
+_HANGUL_GAP = re.compile("[\uac00-\ud7a3] (?=[\uac00-\ud7a3])")  # a space between Korean words
+
+
+def _script_of(code: int) -> str | None:
+    if 0xAC00 <= code <= 0xD7A3 or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F:
+        return "hangul"
+    if 0x3040 <= code <= 0x30FF:
+        return "kana"
+    if 0xFF61 <= code <= 0xFF9F:
+        return "halfwidth_kana"
+    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF or code >= 0x20000:
+        return "han"
+    if 0x3100 <= code <= 0x312F:
+        return "bopomofo"
+    if 0xE000 <= code <= 0xF8FF:
+        return "private"
+    return None
+
+
+def _fits_script(encoding: str, c: dict[str, int]) -> bool:
+    """Whether counts ``c`` of a reading in ``encoding`` look like that encoding's script.
+
+    Korean: Hangul throughout (Hanja are rare in modern text; GBK text read as EUC-KR mixes in one
+    Hanja for every two Hangul). Japanese: full-width kana, a tenth of the letters or more (GBK text
+    has none in either reading; EUC-JP text read as Shift-JIS is half-width kana). Chinese: no
+    private-use characters (Big5 punctuation read as GB18030 is), hardly any kana or Hangul; Big5
+    besides has two-byte characters whose second byte is below 0x80 (two in five in Big5 text, none
+    in GB2312 text, whose bytes are all 0xA1 or more), no kana or bopomofo (GBK punctuation read as
+    Big5 is), and hardly any characters from its less frequent block (0xC9 on: where GB2312's rows
+    0xC9-0xF7, 是 我 这 在 and the rest, land; read as Big5, most ChnSentiCorp reviews have a fifth
+    to a half of their characters there, Big5 text almost none).
+    """
+    letters = c["han"] + c["hangul"] + c["kana"] + c["halfwidth_kana"]
+    if not letters:
+        return False
+    if encoding == "euc_kr":
+        # Korean puts a space between words (three or four syllables each); Chinese text read so does
+        # not, so a short text of spaced Hangul counts as Korean too.
+        spaced = c["hangul_kinds"] >= _MIN_HANGUL_SPACED and c["hangul_gaps"] >= c["hangul"] / 6
+        return (c["hangul_kinds"] >= _MIN_HANGUL or spaced) and c["hangul"] >= 0.95 * letters
+    if encoding in ("shift_jis", "euc_jp"):
+        return (
+            c["kana_kinds"] >= _MIN_KANA
+            and c["kana"] >= 0.1 * letters
+            and c["halfwidth_kana"] <= c["kana"]
+            and c["hangul"] == c["private"] == 0
+        )
+    chinese = (
+        c["han"] >= 0.5 * letters
+        and c["kana"] < 0.1 * letters
+        and c["hangul"] < 0.1 * letters
+        and c["private"] <= 0.01 * c["wide"]
+    )
+    if encoding == "big5":
+        return (
+            chinese
+            and c["kana"] == c["bopomofo"] == c["private"] == 0
+            and c["low_trail"] >= max(1, 0.1 * c["wide"])
+            and c["big5_rare"] <= 0.05 * c["wide"]
+        )
+    return chinese
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
@@ -770,7 +999,9 @@ def _text(value: Any) -> str:
 
 def _encoding_message(path: Path, encoding: str) -> str:
     """Name the line and the first undecodable byte with its offset in the file (not in pandas'
-    read chunk), and the encoding to try: GB18030 when the bytes read as Chinese in it."""
+    read chunk), and the encoding to try: the one ``auto`` would choose (UTF-16 without a BOM, the
+    East Asian encodings whose reading looks like their script), else GB18030 when the bytes read as
+    Chinese in it."""
     where = detail = ""
     stream = _open_bytes(path)  # a .gz file's text, not its packed bytes (the gzip header was named)
     data = b""
@@ -784,15 +1015,32 @@ def _encoding_message(path: Path, encoding: str) -> str:
         where = f" on line {line}"
         unpacked = " of the unpacked text" if path.suffix.lower() in _COMPRESSION else ""
         detail = f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}{unpacked})"
+    utf16 = None if stream is None else _utf16_without_bom(path)
+    # Not the codec that just failed: a GBK file configured as big5 is told gb18030, not big5 again.
+    fits = [] if stream is None else [e for e in _cjk_encodings(path) if not _same_codec(e, encoding)]
     if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         hint = "utf-16 (the file starts with a UTF-16 byte-order mark: Excel's Unicode text), or auto"
-    elif _looks_chinese(path, "gb18030") and encoding.lower().replace("-", "") != "gb18030":
+    elif utf16 is not None and not _same_codec(utf16, encoding):
+        hint = f"{utf16} (NUL bytes on every other byte: UTF-16 without a byte-order mark), or auto"
+    elif len(fits) == 1:
+        hint = f"{fits[0]} (the bytes read as {_CJK_SCRIPTS[fits[0]]} in it), or auto"
+    elif fits:
+        scripts = " and as ".join(f"{_CJK_SCRIPTS[e]} in {e}" for e in fits)
+        hint = f"{fits[0]} or {' or '.join(fits[1:])} (the bytes read as {scripts}: check which)"
+    elif _looks_chinese(path, "gb18030") and not _same_codec("gb18030", encoding):
         hint = "gb18030 (the bytes read as Chinese in GB18030/GBK), or auto"
     elif _is_utf8(encoding) and _has_c1_bytes(path) and _decodes(path, "cp1252"):
         hint = "cp1252 (Windows quotes, dashes or the euro sign), or auto"
     else:
         hint = "latin-1" if _is_utf8(encoding) else "utf-8"
     return f"{path}: not valid {encoding}{detail}{where}; set data.encoding, e.g. data.encoding={hint}"
+
+
+def _same_codec(a: str, b: str) -> bool:
+    try:
+        return codecs.lookup(a).name == codecs.lookup(b).name
+    except LookupError:
+        return False
 
 
 def _one_line(exc: BaseException) -> str:

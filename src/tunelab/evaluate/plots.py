@@ -11,8 +11,10 @@ Label names can be Chinese (ChnSentiCorp's, a user's own), which DejaVu Sans, ma
 bundled font, draws as empty boxes. Every text gets the family list ``["DejaVu Sans", <CJK>]``:
 matplotlib (>= 3.6) falls back glyph by glyph, so Latin text looks as before. The CJK font is Noto
 Sans SC from the ``pylopdf-fonts-zh-cn`` package (OFL, 8 MB, no dependencies; it covers every
-character of ChnSentiCorp, simplified and traditional), else one fontconfig lists for Chinese; with
-neither, one warning says what to install and the labels keep their text.
+character of ChnSentiCorp, simplified and traditional, and kana, but no Hangul), else one fontconfig
+lists for Chinese. Each text's characters are checked against the fonts' character maps: one
+warning per script that none of them has (Korean with Noto Sans SC; Chinese with no CJK font) names
+the script and the font to install, and the labels keep their text.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import math
 import shutil
 import subprocess
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -480,15 +483,71 @@ def _cjk_font_file() -> Path | None:
 
 
 @functools.cache
-def _warn_no_cjk_font() -> None:
-    log.warning(
-        "no CJK font found: Chinese, Japanese or Korean label names in plots show as boxes "
-        "(pip install pylopdf-fonts-zh-cn, or install a system font such as fonts-noto-cjk)"
-    )
+def _covered(families: tuple[str, ...]) -> frozenset[int] | None:
+    """The code points ``families`` have glyphs for, read from their character maps once per
+    process; None when a family's file cannot be found or read (then nothing is checked rather than
+    every character called missing)."""
+    from matplotlib import font_manager, ft2font
+
+    codes: set[int] = set()
+    for family in families:
+        try:
+            path = font_manager.findfont(
+                font_manager.FontProperties(family=family), fallback_to_default=False
+            )
+            codes.update(ft2font.FT2Font(path).get_charmap())
+        except (OSError, RuntimeError, ValueError):
+            return None
+    return frozenset(codes)
+
+
+_CHINESE_FONT = "pip install pylopdf-fonts-zh-cn, or install a system font such as fonts-noto-cjk"
+#: pylopdf-fonts-zh-cn's Noto Sans SC is a Chinese font (it has kana, but no Hangul): Korean and
+#: Japanese need a font made for them.
+_CJK_FONT = "install a system font that has them, such as fonts-noto-cjk"
+
+
+def _script_fix(char: str) -> tuple[str, str]:
+    """The script of ``char`` as a message names it, and the font to install for it."""
+    words = unicodedata.name(char, "UNKNOWN").split()
+    if "HANGUL" in words:
+        return "Korean", _CJK_FONT
+    if "HIRAGANA" in words or "KATAKANA" in words:
+        return "Japanese", _CJK_FONT
+    if words[0] in ("CJK", "IDEOGRAPHIC", "FULLWIDTH", "HALFWIDTH", "BOPOMOFO"):
+        return "Chinese", _CHINESE_FONT  # ideographs and the full-width punctuation around them
+    return words[0].title(), "install a system font that has them"
+
+
+def _check_glyphs(text: str) -> None:
+    """Warn, once per script, about characters of ``text`` that no plot font has: they draw as boxes.
+
+    matplotlib itself warns once per glyph ("Glyph ... missing from font(s)"), naming neither the
+    script nor a fix, and only when the figure is drawn."""
+    if text.isascii():
+        return
+    covered = _covered(font_families())
+    if covered is None:
+        return
+    for char in set(text):
+        if ord(char) not in covered and char.isprintable() and not char.isspace():
+            _warn_no_cjk_font(*_script_fix(char))
+
+
+@functools.cache
+def _warn_no_cjk_font(script: str, fix: str) -> None:
+    """One warning per script and process (the name is older than the check: tests reset its cache)."""
+    families = font_families()
+    if len(families) == 1 and script in ("Chinese", "Japanese", "Korean"):
+        where = "no CJK font found"
+    else:
+        where = f"the plot fonts ({', '.join(families)}) have no glyphs for them"
+    log.warning("%s characters in plot labels show as boxes: %s (%s)", script, where, fix)
 
 
 def _use_fonts(fig: Figure) -> None:
-    """Give every text of ``fig`` the family list, so CJK glyphs fall back to the CJK font.
+    """Give every text of ``fig`` the family list, so CJK glyphs fall back to the CJK font, and warn
+    about characters none of the fonts has (:func:`_check_glyphs`).
 
     Set per text rather than through ``rcParams``: that is process-wide and not thread-safe.
     """
@@ -496,8 +555,7 @@ def _use_fonts(fig: Figure) -> None:
 
     families = list(font_families())
     for text in fig.findobj(Text):
-        if len(families) == 1 and any(ord(c) >= 0x2E80 for c in text.get_text()):
-            _warn_no_cjk_font()
+        _check_glyphs(text.get_text())
         text.set_fontfamily(families)
 
 

@@ -97,7 +97,24 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
     try:
         raw = load_names_yaml(text, str(p), what="label", list_names=True)
     except yaml.YAMLError as exc:
+        _refuse_full_width_colon(p, text)
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if isinstance(raw, str):
+        _refuse_full_width_colon(p, text)
     return parse_label_descriptions(raw, str(p))
+
+
+def _refuse_full_width_colon(path: Path, text: str) -> None:
+    """Name the first line written with a full-width colon (``正面：好评``, as a Chinese input method
+    types it). YAML takes only an ASCII colon: such lines were one string, or a YAML error on another
+    line, and the message said neither why nor where."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        body = line.split("#", 1)[0].strip()
+        if "\uff1a" in body and ":" not in body and not body.startswith("-"):
+            fixed = body.replace("\uff1a", ": ", 1)
+            raise ConfigError(
+                f"{path} line {number} uses a full-width colon '\uff1a'; write 'label: description' "
+                f"with an ASCII colon ({fixed})"
+            )

@@ -13,6 +13,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json
 import random
 import signal
 import sys
@@ -525,3 +526,43 @@ def hub_answer() -> Callable[..., object]:
         return SimpleNamespace(sha=sha, siblings=[SimpleNamespace(rfilename=name) for name in names])
 
     return answer
+
+
+# -- the monitor's store on each database -------------------------------------------------------------
+
+MONITOR_TABLES = "tunelab_monitors, tunelab_monitor_documents, tunelab_monitor_companies, " + (
+    "tunelab_monitor_positions, tunelab_monitor_files, tunelab_monitor_alerts"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def monitor_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh monitor store holding the monitor ``markets``, on SQLite and on PostgreSQL."""
+    from tunelab.apps.monitor.store import open_monitor_store
+
+    if request.param == "sqlite":
+        store = open_monitor_store(str(tmp_path / "monitor.db"))
+    else:
+        import psycopg
+
+        url = request.getfixturevalue("postgres_url")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {MONITOR_TABLES}")
+        store = open_monitor_store(url)
+    store.register_monitor("markets")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def minimal_run(tmp_path: Path) -> Path:
+    """Enough of a finished run for ``export`` to reach its stages (no model: for tests that
+    replace the stages, e.g. ``build.build_artifact``)."""
+    root = tmp_path / "runs" / "tiny"
+    (root / "weights").mkdir(parents=True)
+    (root / "labels.json").write_text(
+        json.dumps({"task": "single_label", "labels": ["a", "b"]}), encoding="utf-8"
+    )
+    (root / "config.json").write_text("{}", encoding="utf-8")
+    (root / "run.json").write_text(json.dumps({"name": "tiny", "status": "finished"}), encoding="utf-8")
+    return root

@@ -6,7 +6,6 @@ claiming of the output folder, on a minimal run folder.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -25,16 +24,8 @@ from tunelab.errors import RunError
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Path:
-    """Enough of a finished run for ``export`` to reach its stages."""
-    root = tmp_path / "runs" / "tiny"
-    (root / "weights").mkdir(parents=True)
-    (root / "labels.json").write_text(
-        json.dumps({"task": "single_label", "labels": ["a", "b"]}), encoding="utf-8"
-    )
-    (root / "config.json").write_text("{}", encoding="utf-8")
-    (root / "run.json").write_text(json.dumps({"name": "tiny", "status": "finished"}), encoding="utf-8")
-    return root
+def run(minimal_run: Path) -> Path:
+    return minimal_run
 
 
 def stand_in(owner: str, entered: threading.Event | None = None, release: threading.Event | None = None):

@@ -19,16 +19,8 @@ from tunelab.runs import folder as run_folder
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Path:
-    """Enough of a finished run for ``export`` to reach its stages (as test_export_claim's)."""
-    root = tmp_path / "runs" / "tiny"
-    (root / "weights").mkdir(parents=True)
-    (root / "labels.json").write_text(
-        json.dumps({"task": "single_label", "labels": ["a", "b"]}), encoding="utf-8"
-    )
-    (root / "config.json").write_text("{}", encoding="utf-8")
-    (root / "run.json").write_text(json.dumps({"name": "tiny", "status": "finished"}), encoding="utf-8")
-    return root
+def run(minimal_run: Path) -> Path:
+    return minimal_run
 
 
 def _signing_build(source: object, summary: object, out: object, *args: object, **kwargs: object) -> dict:

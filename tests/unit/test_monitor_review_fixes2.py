@@ -25,9 +25,6 @@ from tunelab.apps.monitor.webhook import AlertTarget, AlertWebhook
 from tunelab.errors import ConfigError, DataError
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
-TABLES = "tunelab_monitors, tunelab_monitor_documents, tunelab_monitor_companies, " + (
-    "tunelab_monitor_positions, tunelab_monitor_files, tunelab_monitor_alerts"
-)
 
 
 def line(i: int) -> bytes:
@@ -57,20 +54,10 @@ def monitor_config(tmp_path: Path, **raw) -> MonitorConfig:
     return MonitorConfig.from_dict({**base, **raw})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "sqlite":
-        s = open_monitor_store(str(tmp_path / "monitor.db"))
-    else:
-        import psycopg
-
-        url = request.getfixturevalue("postgres_url")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {TABLES}")
-        s = open_monitor_store(url)
-    s.register_monitor("markets")
-    yield s
-    s.close()
+@pytest.fixture
+def store(monitor_store):  # type: ignore[no-untyped-def]
+    """The monitor store (conftest ``monitor_store``: SQLite and PostgreSQL)."""
+    return monitor_store
 
 
 # -- 1. a rotated file its writer keeps growing -------------------------------------------------------

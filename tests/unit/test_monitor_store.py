@@ -17,25 +17,12 @@ from tunelab.apps.monitor.trend import trend
 from tunelab.errors import ConfigError, DataError
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-TABLES = "tunelab_monitors, tunelab_monitor_documents, tunelab_monitor_companies, " + (
-    "tunelab_monitor_positions, tunelab_monitor_files, tunelab_monitor_alerts"
-)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "sqlite":
-        s = open_monitor_store(str(tmp_path / "monitor.db"))
-    else:
-        import psycopg
-
-        url = request.getfixturevalue("postgres_url")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {TABLES}")
-        s = open_monitor_store(url)
-    s.register_monitor("markets")
-    yield s
-    s.close()
+@pytest.fixture
+def store(monitor_store):  # type: ignore[no-untyped-def]
+    """The monitor store (conftest ``monitor_store``: SQLite and PostgreSQL)."""
+    return monitor_store
 
 
 def doc(i: int, minutes: float, *, topic: str | None = "earnings") -> Document:

@@ -29,14 +29,6 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def error_of(fn, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(DataError) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
-
-
 # --- comment lines with the token lines' column count ------------------------------------------------
 
 
@@ -79,11 +71,15 @@ def test_a_hash_token_with_a_valid_tag_stays_a_token(tmp_path: Path) -> None:
         ({"tokens": ["peter", "x"], "tags": ["B-PER\udc00", "O"]}, "tags[0]"),  # B-\S+ matched it
     ],
 )
-def test_a_lone_surrogate_in_tokens_or_tags_names_the_line(tmp_path: Path, record: dict, key: str) -> None:
+def test_a_lone_surrogate_in_tokens_or_tags_names_the_line(
+    tmp_path: Path, record: dict, key: str, one_line: Any
+) -> None:
     """Valid JSON, no Unicode: it passed, then training's fingerprint failed with a UnicodeEncodeError."""
     ok = {"tokens": ["EU"], "tags": ["B-ORG"]}
     path = write(tmp_path / "train.jsonl", json.dumps(ok) + "\n" + json.dumps(record) + "\n")
-    message = error_of(read_jsonl_tokens, path)
+    with pytest.raises(DataError) as info:
+        read_jsonl_tokens(path)
+    message = one_line(info)
     assert message.startswith(f"{path} line 2: {key} is not valid Unicode (a lone surrogate \\u")
     assert message.endswith("; fix or remove the line")
 
@@ -95,9 +91,13 @@ def test_a_lone_surrogate_in_tokens_or_tags_names_the_line(tmp_path: Path, recor
         ({"text": "Hi Anna", "spans": [{"start": 3, "end": 7, "label": "PER\ud800"}]}, "spans[0].label"),
     ],
 )
-def test_a_lone_surrogate_in_a_span_file_names_the_line(tmp_path: Path, record: dict, key: str) -> None:
+def test_a_lone_surrogate_in_a_span_file_names_the_line(
+    tmp_path: Path, record: dict, key: str, one_line: Any
+) -> None:
     path = write(tmp_path / "train.jsonl", json.dumps(record) + "\n")
-    message = error_of(read_jsonl_spans, path)
+    with pytest.raises(DataError) as info:
+        read_jsonl_spans(path)
+    message = one_line(info)
     assert message.startswith(f"{path} line 1: {key} is not valid Unicode (a lone surrogate \\u")
 
 
@@ -181,7 +181,7 @@ def test_null_spans_mean_no_entities_as_a_dataframe_writes_them(tmp_path: Path) 
 # --- line ends and column separators ---------------------------------------------------------------
 
 
-def test_a_file_with_cr_line_ends_is_read_line_by_line(tmp_path: Path) -> None:
+def test_a_file_with_cr_line_ends_is_read_line_by_line(tmp_path: Path, one_line: Any) -> None:
     """Split on "\\n" only, a CR-only file was one token line: str.split read its six columns as
     one token "EU" tagged B-PER, without a word."""
     path = write(tmp_path / "mac.txt", "EU B-ORG\rrejects O\r\rPeter B-PER\rBlackburn I-PER\r")
@@ -189,9 +189,13 @@ def test_a_file_with_cr_line_ends_is_read_line_by_line(tmp_path: Path) -> None:
     assert [s.tokens for s in sentences] == [["EU", "rejects"], ["Peter", "Blackburn"]]
     assert [s.lines for s in sentences] == [[1, 2], [4, 5]]
     bad = write(tmp_path / "bad.txt", "EU B-ORG\rrejects X\r")
-    assert f"{bad} line 2: tag 'X'" in error_of(read_conll, bad)
+    with pytest.raises(DataError) as info:
+        read_conll(bad)
+    assert f"{bad} line 2: tag 'X'" in one_line(info)
     undecodable = write(tmp_path / "latin.txt", b"EU B-ORG\rcaf\xe9 O\r")
-    assert f"{undecodable} line 2: not valid utf-8" in error_of(read_conll, undecodable)
+    with pytest.raises(DataError) as info:
+        read_conll(undecodable)
+    assert f"{undecodable} line 2: not valid utf-8" in one_line(info)
 
 
 @pytest.mark.parametrize("inside", ["\x85", "\u2028", "\x1c", "\x1f", "\xa0"])

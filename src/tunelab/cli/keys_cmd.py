@@ -93,7 +93,7 @@ def run_create(args: argparse.Namespace) -> int:
     # a falsy value it created an unlimited key.
     rate = Rate.parse(args.rate) if args.rate is not None else None
     quota = Quota.parse(args.quota) if args.quota is not None else None
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, writes=True) as store:
         record, token = AccessControl(store).create_key(args.name, rate=rate, quota=quota, admin=args.admin)
     if args.json:
         print(json.dumps({"key": record.to_dict(), "token": token}))
@@ -128,7 +128,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, writes=True) as store:
         record = store.revoke_key(args.key)
     print(f"revoked key {record.name!r} (id {record.key_id}): requests with it are now refused (403)")
     return 0

@@ -34,16 +34,21 @@ DATA_DIR_HELP = (
 )
 
 
-def store_lines(db: str | None, data_dir: str | Path, *, chosen: bool, new: bool = False) -> list[str]:
+def store_lines(
+    db: str | None, data_dir: str | Path, *, chosen: bool, new: bool = False, writes: bool = False
+) -> list[str]:
     """What a command says on stderr: the database it used, and an old ``./.tunelab`` it ignores.
 
     Args:
         chosen: the data folder came from ``--data-dir`` or ``$TUNELAB_DATA_DIR`` (no legacy note).
-        new: the SQLite file did not exist before this command (it has no keys or usage yet).
+        new: the SQLite file did not exist before this command (it had no keys or usage).
+        writes: the command wrote to it (``keys create``): a new database is then only "new", since
+            "no keys or usage yet" printed right after the key it created was wrong.
     """
     from tunelab.serve.store import DB_FILE, LEGACY_DATA_DIR, describe_store
 
-    lines = [f"database: {describe_store(db, data_dir)}{' (new: no keys or usage yet)' if new else ''}"]
+    note = (" (new)" if writes else " (new: no keys or usage yet)") if new else ""
+    lines = [f"database: {describe_store(db, data_dir)}{note}"]
     legacy, used = Path(LEGACY_DATA_DIR) / DB_FILE, Path(data_dir) / DB_FILE
     if not db and not chosen and legacy.is_file() and legacy.resolve() != used.resolve():
         lines.append(
@@ -54,19 +59,25 @@ def store_lines(db: str | None, data_dir: str | Path, *, chosen: bool, new: bool
 
 
 def open_store_noting(
-    db: str | None, data_dir: str | Path, *, chosen: bool, opener: Callable[..., Store] | None = None
+    db: str | None,
+    data_dir: str | Path,
+    *,
+    chosen: bool,
+    opener: Callable[..., Store] | None = None,
+    writes: bool = False,
 ) -> tuple[Store, list[str]]:
     """Open the store and return it with the lines that say which database it is (``store_lines``).
 
     ``opener(db, data_dir)`` opens it (default ``open_store``; ``tunelab serve --monitor`` gives
-    ``open_monitor_store``, the same database with the monitor's tables too).
+    ``open_monitor_store``, the same database with the monitor's tables too). ``writes``: the
+    command writes to it (see ``store_lines``).
     """
     from tunelab.serve.store import open_store, sqlite_file
 
     file = sqlite_file(db, data_dir)
     new = file is not None and not file.exists()
     store = (opener or open_store)(db, data_dir)
-    return store, store_lines(db, data_dir, chosen=chosen, new=new)
+    return store, store_lines(db, data_dir, chosen=chosen, new=new, writes=writes)
 
 
 def data_dir_chosen(args: argparse.Namespace) -> bool:
@@ -75,9 +86,10 @@ def data_dir_chosen(args: argparse.Namespace) -> bool:
 
 
 @contextmanager
-def open_store_from_args(args: argparse.Namespace) -> Iterator[Store]:
+def open_store_from_args(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Store]:
     """Open the store named by ``--db``/``--data-dir`` (else the environment, else the user data
-    folder) and, once the command has succeeded, say on stderr which database it used.
+    folder) and, once the command has succeeded, say on stderr which database it used (``writes``:
+    the command writes to it, so a new one is not said to have no keys).
 
     Defaults are read at run time, so ``TUNELAB_DB`` / ``TUNELAB_DATA_DIR`` set later still count.
     On failure the error stays the command's one line.
@@ -85,7 +97,9 @@ def open_store_from_args(args: argparse.Namespace) -> Iterator[Store]:
     from tunelab.serve.store import default_data_dir, default_db
 
     db = args.db or default_db()
-    store, lines = open_store_noting(db, args.data_dir or default_data_dir(), chosen=data_dir_chosen(args))
+    store, lines = open_store_noting(
+        db, args.data_dir or default_data_dir(), chosen=data_dir_chosen(args), writes=writes
+    )
     with store:
         yield store
     for line in lines:

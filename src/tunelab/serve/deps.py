@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunelab.serve.context import RequestContext, request_context
 from tunelab.serve.metrics import ServeMetrics
-from tunelab.serve.observe import RateLimitedLog
+from tunelab.serve.observe import REFUSAL_LOG_INTERVAL_S, RateLimitedLog
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.settings import ServeSettings
 
@@ -51,6 +51,14 @@ class ServeState:
     readiness_log: RateLimitedLog = field(
         default_factory=lambda: RateLimitedLog(
             logging.getLogger("tunelab.serve"), interval_s=READINESS_LOG_INTERVAL_S
+        )
+    )
+    # Database errors of requests without an authenticated caller (error_handlers._store): while the
+    # database is down, each request with a well-shaped key fails its key look-up, and anyone can
+    # send those as fast as they like; the README promises such requests one line per 10 s.
+    store_error_log: RateLimitedLog = field(
+        default_factory=lambda: RateLimitedLog(
+            logging.getLogger("tunelab.serve"), interval_s=REFUSAL_LOG_INTERVAL_S
         )
     )
 

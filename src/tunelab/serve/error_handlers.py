@@ -151,8 +151,15 @@ async def _store(request: Request, exc: Exception) -> JSONResponse:
         return error_response(404, "unknown_key", str(exc))
     if isinstance(exc, DuplicateKeyError):
         return error_response(409, "duplicate_key", str(exc))
-    rid = request_context(request).request_id
-    log.error("database error (request id %s): %s", rid, exc)  # the connection string stays here
+    ctx = request_context(request)
+    rid = ctx.request_id
+    shared = getattr(request.app.state.tunelab, "store_error_log", None)
+    if ctx.caller is None and shared is not None:
+        # No authenticated caller (the key look-up itself failed, say): anyone can send these as
+        # fast as they like, so one line per interval for all of them, not one each.
+        shared.log(logging.ERROR, "requests", "database error (latest: request id %s): %s", rid, exc)
+    else:
+        log.error("database error (request id %s): %s", rid, exc)  # the connection string stays here
     message = f"the key and usage database is unavailable; try again later (request id {rid})"
     return error_response(503, "store_unavailable", message)
 

@@ -21,6 +21,14 @@ row naming the app (``monitor``) and the monitor; a recommender's rankings, item
 (``/v1/apps/recommend/{name}/users/{id}``, ``.../items``, ``.../events``), one unit per ranking, item
 or recorded event, the row naming the app (``recommend``) and the recommender. A successful app
 request may answer 201 (an added item): every 2xx is billed, as 200 is.
+
+A 2xx answer of a request that changed state (a monitor's stored documents, a recommender's added
+items or recorded events) is sent even when its usage row cannot be written: a 503 "try again"
+there made the client's retry store its documents twice, record its events twice or get a 409 for
+the item it had added (and never be billed). The failure is logged as an ERROR naming the request
+id, the key and the app's name, so that the request can be billed by hand. (A support message's row
+commits with its turn and ticket, so it never reaches this; predict and rankings change nothing,
+so their answer is still withheld.)
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
 APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")
 MONITOR_PATH = re.compile(r"^/v1/apps/(?P<app>monitor)/(?P<name>[^/]+)/documents/?$")
 RECOMMEND_PATH = re.compile(r"^/v1/apps/(?P<app>recommend)/(?P<name>[^/]+)/(?:users/.+|items|events)/?$")
+# Metered routes whose 2xx answer says that something was stored: never withheld (see above).
+CHANGES_STATE = re.compile(r"^/v1/apps/(?:monitor/[^/]+/documents|recommend/[^/]+/(?:items|events))/?$")
 APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
@@ -89,12 +99,16 @@ class RateLimitedLog:
 
     def warning(self, kind: str, message: str, *args: object) -> None:
         """Log ``message % args`` if a line is due, with the events of each kind it stands for."""
+        self.log(logging.WARNING, kind, message, *args)
+
+    def log(self, level: int, kind: str, message: str, *args: object) -> None:
+        """``warning`` at ``level`` (a database outage is an ERROR, but still one line per interval)."""
         due = self._due(kind)
         if due is None:
             return
         since, counts = due
-        self.logger.warning(
-            f"{message} (%s%s; at most one such line per %.0fs)", *args, counts, since, self.interval_s
+        self.logger.log(
+            level, f"{message} (%s%s; at most one such line per %.0fs)", *args, counts, since, self.interval_s
         )
 
 
@@ -136,6 +150,9 @@ class ObserveMiddleware:
         self.app = app
         self.state = state
         self.refusal_log = RefusalLog(access_log, interval_s=REFUSAL_LOG_INTERVAL_S)
+        # id(route) -> [(route, full path template, its regex)], built from the app on first use
+        self._full_paths: dict[int, list[tuple[Any, str, Any]]] | None = None
+        self._paths_of: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,6 +181,10 @@ class ObserveMiddleware:
                 status = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = ctx.request_id
                 if match and not await self._record(ctx, status, scope):
+                    if self._changed_state(scope, status):
+                        self._unbilled(ctx, scope, status)  # the real answer goes out
+                        await send(message)
+                        return
                     replaced = True
                     status = 503
                     body = _error("usage_unavailable", "usage could not be recorded; try again", ctx)
@@ -220,6 +241,53 @@ class ObserveMiddleware:
             return False
         return True
 
+    def _route_label(self, scope: Scope) -> str:
+        """The matched route's full path template (``/v1/models/{name}/predict``), else ``unmatched``.
+
+        FastAPI from 0.16x keeps an included router's routes as they were declared, so
+        ``scope["route"].path`` is the inner router's path (``/models/{name}/predict``, no ``/v1``);
+        the full one is found among the app's route contexts. Templates only, never a request's
+        raw path, so the label's values stay as few as the routes.
+        """
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        own = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
+        app = scope.get("app")
+        if self._full_paths is None or (id(route) not in self._full_paths and app is not self._paths_of):
+            self._full_paths, self._paths_of = _route_templates(app), app
+        candidates = self._full_paths.get(id(route))
+        if not candidates:
+            return own  # an older FastAPI (routes copied with their prefix), or not a FastAPI app
+        if len(candidates) > 1:  # one route included under two prefixes: the one this path matched
+            for _, path, regex in candidates:
+                if regex is not None and regex.match(scope["path"]):
+                    return path
+        return candidates[0][1]
+
+    @staticmethod
+    def _changed_state(scope: Scope, status: int) -> bool:
+        """The request stored something: a POST of documents, items or events answered 2xx."""
+        return 200 <= status < 300 and scope["method"] == "POST" and bool(CHANGES_STATE.match(scope["path"]))
+
+    def _unbilled(self, ctx: RequestContext, scope: Scope, status: int) -> None:
+        """One ERROR line with what billing the request by hand needs (its row was not written)."""
+        caller = ctx.caller
+        log.error(
+            "usage row not written for request %s, which changed state (%s %s answered %d): its answer "
+            "was sent, since a retry would apply it twice; bill it by hand: key %s (id %s), app %s, "
+            "name %s, units %d",
+            ctx.request_id,
+            scope["method"],
+            loggable_path(scope["path"]),
+            status,
+            ctx.key_name,
+            caller.key_id if caller is not None else "-",
+            ctx.app,
+            self._model_labels(ctx)[0],
+            ctx.texts,
+        )
+
     def _anonymous(self, scope: Scope) -> bool:
         """A request ``--no-auth`` lets through: no key required and none sent."""
         from tunelab.serve.deps import bearer_token
@@ -243,8 +311,7 @@ class ObserveMiddleware:
 
     def _observe(self, ctx: RequestContext, scope: Scope, status: int) -> None:
         seconds = ctx.elapsed()
-        route = getattr(scope.get("route"), "path", "unmatched")
-        self.state.metrics.http.labels(route, str(status)).inc()
+        self.state.metrics.http.labels(self._route_label(scope), str(status)).inc()
         unauthenticated = ctx.caller is None and not self._anonymous(scope)
         # A redirect (/predict/ -> /predict) is answered before any key is read: it is no refusal
         # (a valid key's was counted as "unauthenticated"), and the request it leads to is counted.
@@ -297,6 +364,21 @@ class ObserveMiddleware:
             ctx.texts,
             ctx.request_id,
         )
+
+
+def _route_templates(app: Any) -> dict[int, list[tuple[Any, str, Any]]]:
+    """Each route of ``app`` (by id; the route is kept, so its id is never reused) with the full
+    path template it is served at, from FastAPI's ``iter_route_contexts`` where it has one."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routes carry their full path themselves
+        return {}
+    out: dict[int, list[tuple[Any, str, Any]]] = {}
+    for context in iter_route_contexts(getattr(app, "routes", None) or []):
+        route, path = context.original_route, context.path_format or context.path
+        if path:
+            out.setdefault(id(route), []).append((route, path, getattr(context, "path_regex", None)))
+    return out
 
 
 def _take_rate_quietly(access: Any, caller: Any) -> None:

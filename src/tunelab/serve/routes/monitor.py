@@ -7,8 +7,8 @@
   share per bucket, with the key's alert episodes.
 * ``GET /v1/apps/monitor/{name}/alerts?from=&to=&key=``: alert episodes, oldest first.
 
-The document route checks in the order of cost, like predict: body size, JSON, key, schema,
-monitor, document count, each document, rate and quota, then the classifier and the database
+The document route checks in the order of cost, like predict: body size, JSON, key, schema, the
+key's rate, monitor, document count, each document, quota, then the classifier and the database
 (in the monitor's batcher thread, never on the event loop). Reads need a key and are not billed;
 they count against the key's rate and run in threads of their own (``MonitorRegistry.read``).
 A monitor's documents and alerts are the same for every key (they are the institution's feed).
@@ -109,6 +109,9 @@ async def ingest(
     across restarts. Concurrent batches are classified together on the server.
     """
     ctx.texts = len(body.documents)
+    # The key's rate first, as predict takes it: taken only at admission, after the monitor's name and
+    # each document were checked, a key limited to 1/min could send 404s, 413s and 422s without limit.
+    await _admit_read(state, caller)
     served = state.monitors.get(name)  # 404 naming the served monitors
     limit = state.settings.max_texts_per_request
     if len(body.documents) > limit:
@@ -132,7 +135,9 @@ async def ingest(
     )
     with holding:
         if caller is not None:
-            await run_in_threadpool(lambda: state.access.admit(caller, len(docs), request_id=ctx.request_id))
+            await run_in_threadpool(
+                lambda: state.access.admit(caller, len(docs), request_id=ctx.request_id, rate=False)
+            )
         result = await served.ingest(docs, lane=None if caller is None else caller.key_id)
     return IngestResponse(
         monitor=served.name,
@@ -163,8 +168,8 @@ async def get_trend(
     """
     from tunelab.apps.monitor import trend
 
+    await _admit_read(state, caller)  # before the name: a 404 counts against the rate too
     served = state.monitors.get(name)
-    await _admit_read(state, caller)
     # Seconds as ASCII digits only: "²".isdigit() is True but int("²") raises, and a huge number
     # is left to trend() to refuse as a string.
     size: str | int = int(bucket) if re.fullmatch(r"[0-9]{1,9}", bucket) else bucket
@@ -212,8 +217,8 @@ async def list_alerts(
     (for the next page, ``after`` = the last one's ``id``: alerts of one document share a start)."""
     from tunelab.apps.monitor import normalise_company
 
+    await _admit_read(state, caller)  # before the name: a 404 counts against the rate too
     served = state.monitors.get(name)
-    await _admit_read(state, caller)
     since, until = _time(start, "from"), _time(to, "to")
     if since is not None and until is not None and since >= until:
         raise _invalid(
@@ -234,8 +239,9 @@ async def list_alerts(
 
 
 async def _admit_read(state: Any, caller: Any) -> None:
-    """A read counts against the key's rate (no texts: not its quota), as the writes do: a key
-    limited to a few requests a second must not read a large store without limit."""
+    """The key's rate, first thing: a read counts against it (no texts: not its quota), as the
+    writes do, so a key limited to a few requests a second must not read a large store without
+    limit; the document route takes it here too, before its checks."""
     if caller is not None:
         await run_in_threadpool(lambda: state.access.admit_rate(caller))
 

@@ -11,8 +11,8 @@
   (an unknown item or a bad field rejects that event only). Billed per recorded event.
 * ``GET /v1/apps/recommend``: the served recommenders and their info (not billed).
 
-Checks go in the order of cost, like predict: body size, JSON, key, schema, recommender, counts
-and sizes, rate and quota, then the recommender itself in its own threads (never on the event
+Checks go in the order of cost, like predict: body size, JSON, key, schema, the key's rate, then
+recommender, counts and sizes, quota, then the recommender itself in its own threads (never on the event
 loop). Usage rows name the app (``recommend``) and the recommender. Every key sees the same
 recommenders: they have no owner.
 """
@@ -106,13 +106,21 @@ def _too_many(n: int, what: str, limit: int) -> RequestLimitError:
     )
 
 
-async def _admit(state: ServeState, ctx: RequestContext, caller: Any, units: int) -> None:
-    """Rate and quota for ``units`` (rankings, items or events), like predict's texts.
-
-    Also with no unit (a batch whose every event was refused): the rate counts requests, and a
-    client must not get around it by sending only bad events."""
+async def _admit_rate(state: ServeState, caller: Any) -> None:
+    """The key's rate, first thing in each metered route, as predict takes it: taken only in
+    ``_admit``, after the name and the body were checked, a key limited to 1/min could send 404s,
+    413s and 422s without limit, each writing a usage row."""
     if caller is not None:
-        await run_in_threadpool(lambda: state.access.admit(caller, units, request_id=ctx.request_id))
+        await run_in_threadpool(state.access.admit_rate, caller)
+
+
+async def _admit(state: ServeState, ctx: RequestContext, caller: Any, units: int) -> None:
+    """Quota for ``units`` (rankings, items or events), like predict's texts (the rate was taken
+    by ``_admit_rate``, so also a batch whose every event was refused counted against it)."""
+    if caller is not None:
+        await run_in_threadpool(
+            lambda: state.access.admit(caller, units, request_id=ctx.request_id, rate=False)
+        )
 
 
 @router.get("", response_model=RecommenderList, responses=error_responses(*AUTH))
@@ -152,6 +160,7 @@ async def rank(
     and the reason. Events recorded for the user show in the next ranking, without retraining.
     """
     ctx.texts = 1
+    await _admit_rate(state, caller)
     served = state.recommenders.get(name)
     problem = id_problem(user_id)
     if problem:
@@ -199,6 +208,7 @@ async def add_items(
     """
     items = body.all()
     ctx.texts = len(items)
+    await _admit_rate(state, caller)
     served = state.recommenders.get(name)
     settings = state.settings
     if len(items) > settings.max_texts_per_request:
@@ -237,6 +247,7 @@ async def record_events(
     message), the others are ``recorded``. The users' next rankings reflect them. Only recorded
     events are billed.
     """
+    await _admit_rate(state, caller)
     served = state.recommenders.get(name)
     settings = state.settings
     if len(body.events) > settings.max_texts_per_request:

@@ -11,8 +11,8 @@
 
 Conversations and tickets belong to the key that sent the messages: a key sees and handles only
 its own (another key's ticket is a 404), an admin key every ticket. The message route checks in
-the order of cost, like predict: body size, JSON, key, schema, bot, text length, rate and quota,
-then the database and the bot (which runs in its batcher's thread, never on the event loop).
+the order of cost, like predict: body size, JSON, key, schema, the key's rate, bot, text length,
+quota, then the database and the bot (which runs in its batcher's thread, never on the event loop).
 """
 
 from __future__ import annotations
@@ -162,6 +162,10 @@ async def message(
     starts; send the returned id with the next message.
     """
     ctx.texts = 1
+    if caller is not None:
+        # The key's rate first, as predict takes it: taken only at admission, after the bot's name
+        # and the text's length were checked, a key at 1/min could send 404s and 422s without limit.
+        await run_in_threadpool(state.access.admit_rate, caller)
     served = state.bots.get(bot)  # 404 naming the served bots
     _check_length(body.text, state.settings.max_chars_per_text, served)
     # Each key's messages waiting or running are capped like predict's texts (--max-in-flight), and
@@ -173,7 +177,9 @@ async def message(
     )
     with holding:
         if caller is not None:
-            await run_in_threadpool(lambda: state.access.admit(caller, 1, request_id=ctx.request_id))
+            await run_in_threadpool(
+                lambda: state.access.admit(caller, 1, request_id=ctx.request_id, rate=False)
+            )
         owner, conversation_id = _owner(caller), body.conversation_id or new_conversation_id()
         conversations = state.conversations
         # One message of a conversation at a time, so a quick follow-up is read with the message

@@ -49,7 +49,9 @@ EVAL_HELP = """examples:
 
 --data: text,label rows (label oos: out of scope). --conversations: JSON lines
 {"turns": ["I ordered a card last week", "and how long does that take?"], "intent": "card_arrival"},
-scored on the last turn with and without the earlier turns.
+scored on the last turn with and without the earlier turns. A label that is --oos-label, or an
+intent the model lacks, is out of scope: such a row is wrong when answered, such a conversation
+right only when handed off.
 """
 
 CHAT_HELP = """example:
@@ -149,7 +151,8 @@ def _eval_parser(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--conversations", help="JSONL conversations: turns and the last turn's intent")
     p.add_argument(
         "--oos-label",
-        help="the label of out-of-scope rows (default: the bot's, oos unless built with --oos-label)",
+        help="the label of out-of-scope rows and conversations, right when handed off (default: the "
+        "bot's, oos unless built with --oos-label)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=run_eval)
@@ -220,7 +223,8 @@ def run_eval(args: argparse.Namespace) -> int:
     bot = Bot.load(args.bot)
     found: dict[str, Any] = {}
     if args.conversations:  # first: the smaller file, so its errors come before a long scoring
-        found["conversations"] = evaluate_conversations(bot, args.conversations)
+        # the same --oos-label as --data: it was left to the bot's own, so the halves disagreed
+        found["conversations"] = evaluate_conversations(bot, args.conversations, oos_label=args.oos_label)
     if args.data:
         found["messages"] = evaluate_bot(bot, args.data, oos_label=args.oos_label)
     found = {k: found[k] for k in ("messages", "conversations") if k in found}
@@ -242,6 +246,9 @@ def run_eval(args: argparse.Namespace) -> int:
             ("without context ", "right_without_context"),
         ):
             print(f"  {label} {c[key]}/{c['n']} ({pct(c[key + '_rate'])})")
+        if c["labels_counted_out_of_scope"]:
+            lacking = ", ".join(c["labels_counted_out_of_scope"])
+            print(f"note: intents the model lacks, counted out of scope (right when handed off): {lacking}")
     return 0
 
 

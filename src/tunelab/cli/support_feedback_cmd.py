@@ -14,7 +14,10 @@ off (``Bot.reply_many``), and a follow-up's label holds only with what it follow
 it would teach the next model to answer the ambiguous follow-up on its own. The previous message is
 taken from what the bot was given (the ticket's ``history``: the server's ``history_turns``), not
 from the agent's copy of the conversation (``ticket_turns``): with no history the bot read the
-message alone, and so it is written.
+message alone, and so it is written. The model reads only its first ``max_length`` tokens, so after
+a long previous message the bot kept only that message's end (``join_previous``); with ``--run`` (the
+bot folder or its intent run) the row is cut the same way. Joined whole, such a row was the previous
+message alone once truncated, and the agent's label trained onto it.
 
 The ``app support`` group (``tunelab.cli.app_cmd``) adds this command with ``add_parser``.
 """
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.apps.out_path import check_out_parents
 from tunelab.cli.store_args import DATA_DIR_HELP, parse_when
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import ConfigError, DataError, TunelabError
 
 if TYPE_CHECKING:
     from tunelab.serve.store.support import Feedback
@@ -46,7 +49,9 @@ HELP = """examples:
 
 Rows are text,label: the handed-off message (after the previous user message of its conversation,
 if the bot was given one, as the bot read it) and the agent's intent. Resolutions with only an
-answer get --oos-label (default oos), or are left out with --skip-answers.
+answer get --oos-label (default oos), or are left out with --skip-answers. Give --run (the bot
+folder) to keep, as the bot did, only the end of a previous message too long for the model's
+max_length together with the message; without it the previous message is joined whole.
 """
 
 SUFFIXES = (".csv", ".jsonl")
@@ -89,14 +94,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--since", help="only resolutions from this date/time on, e.g. 2026-11-01 or 30d")
     p.add_argument("--oos-label", default="oos", help="label of answer-only resolutions (default oos)")
     p.add_argument("--skip-answers", action="store_true", help="leave answer-only resolutions out")
+    p.add_argument(
+        "--run",
+        metavar="BOT|RUN",
+        help="the bot folder (or its intent run): a message is joined to as much of the end of its "
+        "previous one as the model read with it (its tokenizer and max_length); default: joined whole",
+    )
     p.set_defaults(handler=run)
     return p
 
 
 def training_rows(
-    records: list[Feedback], *, oos_label: str = "oos", skip_answers: bool = False
+    records: list[Feedback],
+    *,
+    oos_label: str = "oos",
+    skip_answers: bool = False,
+    tokenizer: Any = None,
+    max_length: int | None = None,
 ) -> tuple[list[dict[str, str]], dict[str, int]]:
     """``[{"text", "label"}]`` from resolutions (oldest first), one per message, the latest winning.
+
+    ``tokenizer``, ``max_length``: the bot's model's, to cut a follow-up's previous message as the
+    bot did (``as_read``).
 
     Returns:
         The rows in the order their messages were last resolved, and counts for the summary.
@@ -108,7 +127,7 @@ def training_rows(
         if not record.intent and skip_answers:
             counts["skipped_answers"] += 1
             continue
-        text = as_read(record.text, record.context)
+        text = as_read(record.text, record.context, tokenizer, max_length)
         if text != record.text:
             joined.add(text)
         if text in latest:
@@ -122,11 +141,14 @@ def training_rows(
     return rows, counts
 
 
-def as_read(text: str, context: list[str]) -> str:
+def as_read(text: str, context: list[str], tokenizer: Any = None, max_length: int | None = None) -> str:
     """The message as the bot read it in its conversation: joined to the previous user message
-    (the last non-blank one of ``context``, stripped), as ``Bot.reply_many`` joins them."""
-    previous = next((t.strip() for t in reversed(context or []) if isinstance(t, str) and t.strip()), "")
-    return f"{previous} {text}" if previous else text
+    (the last non-blank one of ``context``) by the bot's own ``join_previous``, which keeps only the
+    end of a previous message too long for ``max_length`` with the message (given the tokenizer;
+    without it the two are joined whole)."""
+    from tunelab.apps.support.bot import join_previous, last_message
+
+    return join_previous(last_message(context), text, tokenizer, max_length)
 
 
 def render(rows: list[dict[str, str]], suffix: str) -> str:
@@ -149,8 +171,13 @@ def export_feedback(
     oos_label: str = "oos",
     skip_answers: bool = False,
     where: str = "the database",
+    tokenizer: Any = None,
+    max_length: int | None = None,
 ) -> ExportSummary:
     """Write ``store``'s resolutions to ``out`` (atomically: the old file or the whole new one).
+
+    ``tokenizer``, ``max_length``: the bot's intent model's (``model_reader``), so a follow-up is
+    written as the bot read it even after a long previous message; None: joined whole.
 
     Raises:
         ConfigError: ``out`` is neither ``.csv`` nor ``.jsonl``, or ``oos_label`` is blank.
@@ -170,7 +197,9 @@ def export_feedback(
         raise ConfigError(f"--out {out}: is a folder; give a .csv or .jsonl file path")
     check_out_parents(path)
     records = store.feedback(bot=bot, since=since)
-    rows, counts = training_rows(records, oos_label=oos_label, skip_answers=skip_answers)
+    rows, counts = training_rows(
+        records, oos_label=oos_label, skip_answers=skip_answers, tokenizer=tokenizer, max_length=max_length
+    )
     if not rows:
         which = f" of bot {bot!r}" if bot else ""
         when = f" since {since:%Y-%m-%d %H:%M} UTC" if since else ""
@@ -192,6 +221,24 @@ def export_feedback(
     )
 
 
+def model_reader(path: str | Path) -> tuple[Any, int]:
+    """``(tokenizer, max_length)`` of a bot folder's intent run, or of a run given directly.
+
+    Raises:
+        ConfigError: neither a bot folder nor a loadable run; one line naming it.
+    """
+    import tunelab
+    from tunelab.apps.support.config import BOT_YAML, BotConfig
+
+    folder = Path(path)
+    run_path = BotConfig.load(folder).run if (folder / BOT_YAML).is_file() else folder
+    try:
+        predictor = tunelab.load(run_path)
+    except TunelabError as exc:
+        raise ConfigError(f"--run {path}: {exc}") from None
+    return predictor.tokenizer, int(predictor.config.model.max_length)
+
+
 def run(args: argparse.Namespace) -> int:
     from tunelab.serve.store import default_data_dir, default_db, describe_store, open_store, sqlite_file
 
@@ -203,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             f"no database at {file}: give the server's with --store (a SQLite file or postgresql:// URL) "
             "or --data-dir"
         )
+    tokenizer, max_length = model_reader(args.run) if args.run else (None, None)
     where = describe_store(db, data_dir)
     with open_store(db, data_dir) as store:
         summary = export_feedback(
@@ -213,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
             oos_label=args.oos_label,
             skip_answers=args.skip_answers,
             where=where,
+            tokenizer=tokenizer,
+            max_length=max_length,
         )
     notes = [
         f"{summary.intents} with the agent's intent",
@@ -226,7 +276,23 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"{summary.duplicates} earlier resolutions of the same message replaced")
     print(f"wrote {summary.rows} examples ({summary.labels} labels) to {summary.path}: {'; '.join(notes)}")
     print(f"database: {where}", file=sys.stderr)
+    if summary.with_context and not args.run:
+        print(
+            f"note: {summary.with_context} rows joined to their previous message whole; a previous "
+            "message too long for the model's max_length with the message hides it once truncated: "
+            "give --run BOT to cut it as the bot did",
+            file=sys.stderr,
+        )
     return 0
 
 
-__all__ = ["ExportSummary", "add_parser", "export_feedback", "render", "run", "training_rows"]
+__all__ = [
+    "ExportSummary",
+    "add_parser",
+    "as_read",
+    "export_feedback",
+    "model_reader",
+    "render",
+    "run",
+    "training_rows",
+]

@@ -13,11 +13,12 @@ Per message (``Bot.reply``):
 
 Multi-turn: a message that does not reach step 1 alone, in a conversation with earlier user
 messages, is classified again joined to the previous one ("I ordered a card last week" + "and how
-long does that take?"). A message handed off alone takes the joined reading when it resolves
-better (answer > knowledge > hand-off); one answered from knowledge alone keeps that reply unless
-the joined reading is the same intent's template answer (a clear message is not pulled to the
-previous topic). A reply that needed the context says which intent it took, and its template's
-slots are filled from the message itself first, then from the previous one.
+long does that take?"; ``join_previous``: only as much of the previous message's end as leaves room
+for the whole message in the model's ``max_length``). A message handed off alone takes the joined
+reading when it resolves better (answer > knowledge > hand-off); one answered from knowledge alone
+keeps that reply unless the joined reading is the same intent's template answer (a clear message
+is not pulled to the previous topic). A reply that needed the context says which intent it took,
+and its template's slots are filled from the message itself first, then from the previous one.
 
 The bot uses tunelab's public API only: ``tunelab.load`` for the runs, the calibration module,
 and ``tunelab.embed`` through the knowledge index.
@@ -26,6 +27,8 @@ and ``tunelab.embed`` through the knowledge index.
 from __future__ import annotations
 
 import difflib
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -80,12 +83,17 @@ class Reply:
 
     @property
     def resolved_intent(self) -> str | None:
-        """The intent this reply serves: the template's for an answer, the top passage's tag (else
-        the top intent) for a knowledge reply, None for a hand-off. What evaluation scores."""
+        """The intent this reply serves: the template's for an answer, the top passage's tag for a
+        knowledge reply, None for a hand-off. What evaluation scores.
+
+        A knowledge reply from an untagged passage serves no intent we know (None), not the
+        classifier's top intent: the classifier was below its threshold, so its guess is not what
+        the user got; falling back to it counted such replies right whenever the guess matched.
+        """
         if self.kind == "answer":
             return self.intent
         if self.kind == "knowledge":
-            return (self.passages[0].get("intent") if self.passages else None) or self.intent
+            return (self.passages[0].get("intent") or None) if self.passages else None
         return None
 
 
@@ -192,9 +200,15 @@ class Bot:
         # handed off, or one answered from knowledge, which a template answer for the same intent
         # read with the previous turn replaces (a clear message kept its own reading: a knowledge
         # reply at 1.00 became the previous message's template).
-        previous = [_last_message(h) for h in histories]
-        again = [i for i, r in enumerate(alone) if r.kind != "answer" and previous[i]]
-        joined = [f"{previous[i]} {texts[i]}" for i in again]
+        previous = [last_message(h) for h in histories]
+        reading = {
+            i: self.join_previous(previous[i], texts[i])
+            for i, r in enumerate(alone)
+            if r.kind != "answer" and previous[i]
+        }
+        # a message that fills the model's window alone is read alone: nothing to read again
+        again = [i for i, joined_text in reading.items() if joined_text != texts[i]]
+        joined = [reading[i] for i in again]
         context: dict[int, _Reading] = {
             i: _Reading(t, p) for i, t, p in zip(again, joined, self.probabilities(joined), strict=True)
         }
@@ -214,7 +228,14 @@ class Bot:
                 replies.append(self._reply(other, used_context=True, alone=own))
             else:
                 replies.append(self._reply(own, used_context=False))
-        return self._fill_templates(replies, alone, context)
+        return self._fill_templates(replies, alone, context, previous)
+
+    def join_previous(self, previous: str, text: str) -> str:
+        """``text`` read after ``previous`` as this bot's intent model reads it (``join_previous``
+        with the model's tokenizer and ``max_length``)."""
+        tokenizer = getattr(self.predictor, "tokenizer", None)
+        model = getattr(getattr(self.predictor, "config", None), "model", None)
+        return join_previous(previous, text, tokenizer, getattr(model, "max_length", None))
 
     def _context_wins(self, own: _Reading, other: _Reading) -> bool:
         """Whether the reading joined to the previous message replaces the message's own."""
@@ -283,15 +304,17 @@ class Bot:
         )
 
     def _fill_templates(
-        self, replies: list[Reply], alone: list[_Reading], context: dict[int, _Reading]
+        self, replies: list[Reply], alone: list[_Reading], context: dict[int, _Reading], previous: list[str]
     ) -> list[Reply]:
-        """Fill the answers' slots from the message itself, then (a follow-up) from the message read
-        with the previous one; the NER model runs once over the texts that need it."""
+        """Fill the answers' slots from the message itself, then (a follow-up) from the whole previous
+        message joined to it (not the reading the model classified, whose previous message may be
+        cut to its end); the NER model runs once over the texts that need it."""
         need_ner = [
             i for i, r in enumerate(replies) if r.kind == "answer" and self.answers.needs_ner(r.intent or "")
         ]
+        earlier = {i: f"{previous[i]} {alone[i].text}" for i in context}
         texts = {(i, False): alone[i].text for i in need_ner}
-        texts |= {(i, True): context[i].text for i in need_ner if replies[i].used_context}
+        texts |= {(i, True): earlier[i] for i in need_ner if replies[i].used_context}
         entities: dict[tuple[int, bool], list[dict[str, Any]]] = {}
         if texts and self.ner is not None:
             found = self.ner.predict(list(texts.values()))
@@ -305,7 +328,7 @@ class Bot:
                 r.intent,
                 alone[i].text,
                 entities.get((i, False)),
-                earlier=context[i].text if r.used_context else None,
+                earlier=earlier[i] if r.used_context else None,
                 earlier_entities=entities.get((i, True)),
             )
             reason = r.reason + (
@@ -340,8 +363,8 @@ def check_messages(
     """
     for i, text in enumerate(texts, start=1):
         where = places[i - 1] if places is not None else f"message {i}"
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: empty or not text; send a non-empty message")
+        if not isinstance(text, str) or is_blank(text):
+            raise DataError(f"{where}: empty or not text; send a message with some visible characters")
         if len(text) > max_chars:
             raise DataError(
                 f"{where}: {len(text)} characters, over the {max_chars} a message may have; shorten it"
@@ -406,11 +429,62 @@ def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
         )
 
 
-def _last_message(history: Sequence[str]) -> str:
+def is_blank(text: str) -> bool:
+    """No visible character: only spaces, controls (Cc) and format characters (Cf: zero-width space
+    U+200B, BOM U+FEFF, word joiner U+2060). ``str.strip()`` keeps the invisible ones, and a message
+    of only them was answered confidently and billed. The service's ``_text_problem`` (serve/
+    schemas.py) refuses the same texts with a 422."""
+    return not any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
+
+
+def last_message(history: Sequence[str] | None) -> str:
+    """The last non-blank message of ``history``, stripped ("" when none): the previous message a
+    follow-up is read with."""
     for text in reversed(list(history or ())):
-        if isinstance(text, str) and text.strip():
+        if isinstance(text, str) and not is_blank(text):
             return text.strip()
     return ""
+
+
+_WORD = re.compile(r"\S+")
+
+
+def join_previous(previous: str, text: str, tokenizer: Any = None, max_length: int | None = None) -> str:
+    """``text`` read after ``previous``: ``"{previous} {text}"``, cut to fit the model's window.
+
+    The model reads only the first ``max_length`` tokens: after a long previous message the whole
+    joined text was the previous message alone, so a follow-up was answered on the previous topic
+    (``used_context``) and exported as a training row labelling the previous message. With a
+    tokenizer, only the end of ``previous`` is kept (from a word's start, the most that fits) so that
+    all of ``text`` is read; when ``text`` alone fills the window, it is read alone. Without one (a
+    stand-in model) the two are joined whole. ``Bot.reply_many`` and ``export-feedback`` both read a
+    follow-up through this, so the exported row is the text the bot classified.
+    """
+    previous = previous.strip()
+    if not previous:
+        return text
+    joined = f"{previous} {text}"
+    if tokenizer is None or not max_length:
+        return joined
+
+    def fits(candidate: str) -> bool:  # special tokens included, as the model counts them
+        ids = tokenizer(candidate, truncation=True, max_length=max_length + 1)["input_ids"]
+        return len(ids) <= max_length
+
+    if fits(joined):
+        return joined
+    starts = [m.start() for m in _WORD.finditer(previous)]
+    # the earliest word from which the tail still fits: fewer words never take more tokens
+    lo, hi = 1, len(starts)  # starts[0]: the whole message, which does not fit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(f"{previous[starts[mid] :]} {text}"):
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo < len(starts) and fits(tail := f"{previous[starts[lo] :]} {text}"):
+        return tail
+    return text
 
 
 def _context_note(intent: str | None, kind: str) -> str:

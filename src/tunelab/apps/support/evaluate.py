@@ -4,15 +4,18 @@ Messages (``text``, ``label``; label ``oos`` marks a message no intent covers):
 
 - answer rate: share of messages answered (template or knowledge), the rest handed off;
 - accuracy: share of answers that were right. A template answer is right when its intent is the
-  label; a knowledge answer when its top passage is tagged with the label (untagged knowledge
-  answers cannot be judged and are left out); an answered out-of-scope message is always wrong.
+  label; a knowledge answer when its top passage is tagged with the label (an answer from an
+  untagged passage cannot be judged and is left out, row by row, also in a knowledge base where
+  other passages are tagged); an answered out-of-scope message is always wrong, from any passage.
   ``accuracy_known`` leaves out the out-of-scope messages;
 - answer (template) accuracy and knowledge-path accuracy separately;
 - hand-off rate of the out-of-scope messages (out-of-scope recall) and of the known ones.
 
 Conversations (JSONL ``{"turns": [...], "intent": ...}``): the last turn is replied to with the
 earlier turns as history and without; it is resolved right when the reply serves the expected
-intent (``Reply.resolved_intent``).
+intent (``Reply.resolved_intent``: a reply from an untagged passage serves none), or, when the
+expected intent is out of scope (the oos label, or a label the model lacks, as for messages), when
+it is handed off.
 """
 
 from __future__ import annotations
@@ -51,10 +54,7 @@ def evaluate_bot(bot: Bot | str | Path, file: str | Path, *, oos_label: str | No
         log.warning(
             "%s: labels the intent model lacks, counted as out of scope: %s", file, ", ".join(unknown)
         )
-    tagged = bot.index is not None and bot.index.tagged
-    metrics = score(
-        [r.kind for r in replies], [r.resolved_intent for r in replies], rows.labels, oos, tagged=tagged
-    )
+    metrics = score([r.kind for r in replies], [r.resolved_intent for r in replies], rows.labels, oos)
     return {"file": str(file), "oos_label": oos_label, "labels_counted_out_of_scope": unknown, **metrics}
 
 
@@ -74,22 +74,27 @@ def score(
     resolved: Sequence[str | None],
     labels: Sequence[str],
     oos: np.ndarray,
-    *,
-    tagged: bool,
 ) -> dict[str, Any]:
     """The bot's metrics from each message's reply kind and the intent it served.
 
     Args:
         kinds: ``answer`` | ``knowledge`` | ``handoff`` per message.
-        resolved: the intent each reply served (``Reply.resolved_intent``).
+        resolved: the intent each reply served (``Reply.resolved_intent``): for a knowledge reply,
+            its top passage's tag, None when untagged.
         labels: the true labels.
         oos: (N,) out-of-scope mask.
-        tagged: the knowledge passages carry intent tags, so knowledge answers can be judged.
+
+    A knowledge reply is judged when its top passage is tagged, or when the message is out of
+    scope (wrong from any passage). Whether the knowledge base as a whole is tagged decided it
+    before: an untagged passage's reply in a partly tagged one was judged, by the classifier's
+    guess, and the untagged replies to out-of-scope messages in an untagged one were not.
     """
     kind = np.asarray(kinds)
+    has_intent = np.array([r is not None for r in resolved], dtype=bool)
     right = np.array([r is not None and r == lab for r, lab in zip(resolved, labels, strict=True)]) & ~oos
     answer, knowledge, handoff = kind == "answer", kind == "knowledge", kind == "handoff"
-    judged = answer | (knowledge if tagged else np.zeros_like(answer))
+    judged_knowledge = knowledge & (has_intent | oos)
+    judged = answer | judged_knowledge
     n = len(kind)
 
     def share(part: np.ndarray, whole: np.ndarray) -> float | None:
@@ -103,22 +108,30 @@ def score(
         "accuracy": share(right, judged),
         "accuracy_known": share(right, judged & ~oos),
         "answer_accuracy": share(right, answer),
-        "knowledge_accuracy": share(right, knowledge) if tagged else None,
+        "knowledge_accuracy": share(right, judged_knowledge),
         "handoff_rate_out_of_scope": share(handoff, oos),
         "handoff_rate_known": share(handoff, ~oos),
     }
 
 
-def evaluate_conversations(bot: Bot | str | Path, file: str | Path) -> dict[str, Any]:
+def evaluate_conversations(
+    bot: Bot | str | Path, file: str | Path, *, oos_label: str | None = None
+) -> dict[str, Any]:
     """How many conversations' last turns resolve to the expected intent, with and without context
-    (one whose expected intent is the bot's out-of-scope label is right when handed off).
+    (one whose expected intent is out of scope, ``oos_label`` or a label the model lacks, as
+    ``out_of_scope`` counts them for messages, is right when handed off).
+
+    ``oos_label``: default the bot's own, as ``evaluate_bot``: eval's ``--oos-label`` applied to its
+    ``--data`` only, so one eval's two halves disagreed about the same label.
 
     Returns:
         ``n``, ``right_with_context``, ``right_without_context`` (counts and ``*_rate``),
-        ``used_context`` (replies that needed the previous turn), and per conversation
-        ``conversations``: line, expected, resolved with and without context.
+        ``used_context`` (replies that needed the previous turn), ``oos_label``,
+        ``labels_counted_out_of_scope``, and per conversation ``conversations``: line, expected,
+        resolved with and without context.
     """
     bot = bot if isinstance(bot, Bot) else Bot.load(bot)
+    oos_label = bot.config.oos_label if oos_label is None else oos_label
     convs = read_conversations(file)
     turns = [(f"{file}: line {c.line}, turn {j}", t) for c in convs for j, t in enumerate(c.turns, start=1)]
     check_messages([t for _, t in turns], bot.max_message_chars, [w for w, _ in turns])
@@ -136,17 +149,22 @@ def evaluate_conversations(bot: Bot | str | Path, file: str | Path) -> dict[str,
         for c, w, a in zip(convs, with_context, alone, strict=True)
     ]
     n = len(convs)
-    oos = bot.config.oos_label
+    expected = [c.intent for c in convs]
+    oos, unknown = out_of_scope(expected, bot.intents, oos_label)
+    if unknown:
+        log.warning("%s: intents the model lacks, counted as out of scope: %s", file, ", ".join(unknown))
 
-    def right(resolved: str | None, expected: str) -> bool:
-        # an out-of-scope conversation is right when handed off (it resolves to no intent): it
-        # was compared with the label and never counted right
-        return resolved is None if expected == oos else resolved == expected
+    def right(reply: Reply, want: str, out: bool) -> bool:
+        # out of scope: right only when handed off (not "resolves to no intent", which a reply from
+        # an untagged passage does too); else when the reply serves the expected intent
+        return reply.kind == "handoff" if out else reply.resolved_intent == want
 
-    right_with = sum(right(d["with_context"], d["expected"]) for d in details)
-    right_without = sum(right(d["without_context"], d["expected"]) for d in details)
+    right_with = sum(right(r, e, o) for r, e, o in zip(with_context, expected, oos, strict=True))
+    right_without = sum(right(r, e, o) for r, e, o in zip(alone, expected, oos, strict=True))
     return {
         "file": str(file),
+        "oos_label": oos_label,
+        "labels_counted_out_of_scope": unknown,
         "n": n,
         "right_with_context": right_with,
         "right_without_context": right_without,

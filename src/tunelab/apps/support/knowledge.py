@@ -169,8 +169,14 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
 
 
 def _from_csv(text: str, path: Path) -> list[Passage]:
-    reader = csv.DictReader(io.StringIO(text))
-    columns = reader.fieldnames or []
+    # strict: csv's default reads an unclosed quote to the end of the file as one field, so the
+    # rest of the file (its passages and their intent tags) became one passage without a word; in
+    # strict mode it is a csv.Error, reported below with the line the bad row starts on.
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise DataError(f"{path}: line 1 (the header): not readable CSV ({exc}); check its quotes") from None
     text_col = next((c for c in ("text", "answer") if c in columns), None)
     if text_col is None:
         raise DataError(f"{path}: needs a text (or answer) column; it has {', '.join(columns) or 'none'}")
@@ -185,9 +191,11 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
             title = (row.get(title_col) or "").strip() if title_col else ""
             intent = (row.get("intent") or "").strip() or None
             passages.append(Passage(body, title, f"{path}:{row_no}", intent))
-    except csv.Error as exc:  # an unclosed quote: the rest of the file read as one field
+    except csv.Error as exc:  # an unclosed quote, text after a closing one, an oversized field
+        # line_num is still the last row read whole: the bad row starts on the next line
         raise DataError(
-            f"{path}: line {reader.line_num}: not readable CSV ({exc}); check its quotes"
+            f"{path}: line {reader.line_num + 1}: not readable CSV ({exc}); check the quotes of the row "
+            "starting there"
         ) from None
     return passages
 

@@ -10,8 +10,13 @@ Two thresholds, set one after the other as the bot applies them:
    be written by hand under ``thresholds.per_intent`` in bot.yaml).
 2. **knowledge**: over the messages left (below the intent threshold, or an intent without a
    template), the best passage's similarity against whether it was right: its intent tag is the
-   label when passages are tagged; otherwise only the out-of-scope messages can be judged (any
-   passage given to them is wrong, any given to a known intent is taken as right).
+   label when passages are tagged (an untagged passage among them counts as a miss: the threshold
+   is not lowered on answers nobody can check); otherwise only the out-of-scope messages can be
+   judged (any passage given to them is wrong, any given to a known intent is taken as right).
+
+The metrics reported (and written to summary.json) are ``evaluate.score``'s on the bot's decisions
+at the chosen thresholds, judged as ``eval`` judges them: a knowledge answer by its top passage's
+tag, left out when that passage is untagged (and the message in scope).
 
 Targets: ``precision=0.95``, each path's answers right at least 95% of the time (the lowest
 thresholds doing so: fewest hand-offs); ``handoff=0.10``, at most 10% of all messages handed off
@@ -198,12 +203,13 @@ def tune_bot(
             resolved.append(predicted[i])
         elif best_score[i] >= knowledge_threshold:
             kinds.append("knowledge")
-            resolved.append(best_intent[i] or predicted[i])
+            # the passage's tag only, as Reply.resolved_intent: the classifier's guess (below its
+            # threshold) counted an untagged passage's answer right whenever it matched the label
+            resolved.append(best_intent[i])
         else:
             kinds.append("handoff")
             resolved.append(None)
-    tagged = index is not None and index.tagged
-    metrics = score(kinds, resolved, labels, oos, tagged=tagged)
+    metrics = score(kinds, resolved, labels, oos)
     handed = kinds.count("handoff") / n
     if "handoff" in goal and handed > goal["handoff"] + 1e-9:
         warnings.append(

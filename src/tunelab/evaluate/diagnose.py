@@ -14,21 +14,29 @@ rebuilt from an old run says the same.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.evaluate.plots import finite_number
+from tunelab.tasks.base import metric_lower_is_better
+
+if TYPE_CHECKING:
+    from tunelab.tasks.base import Task
 
 RISE = 0.02
 """Relative rise of dev loss over its minimum that counts as rising (noise on a small dev set)."""
 
 
-def training_notes(history: Iterable[Mapping[str, Any]], *, metric: str, split: str = "dev") -> list[str]:
+def training_notes(
+    history: Iterable[Mapping[str, Any]], *, metric: str, split: str = "dev", task: Task | None = None
+) -> list[str]:
     """The sentences that apply to this run's history; empty when nothing stands out.
 
     Args:
         history: records of the metrics log.
         metric: the run's selection metric (``train.metric``); one ending in ``loss`` is lower-better.
         split: the evaluated split the loop selected on.
+        task: the run's task, whose ``lower_is_better`` names other lower-better metrics (a plug-in's
+            ``mae``): by the name alone, a falling mae "never improved". None: the name decides.
     """
     records = [r for r in history if isinstance(r, Mapping)]
     evals = sorted(
@@ -43,7 +51,7 @@ def training_notes(history: Iterable[Mapping[str, Any]], *, metric: str, split: 
         and (loss := finite_number(r.get("loss"))) is not None
     )
     notes = [_overfitting(evals, train, split)]
-    notes.append(_flat_metric(evals, metric, split))
+    notes.append(_flat_metric(evals, metric, split, lower_better=metric_lower_is_better(metric, task)))
     return [n for n in notes if n]
 
 
@@ -81,11 +89,12 @@ def _overfitting(evals: list[Mapping[str, Any]], train: list[tuple[float, float]
     )
 
 
-def _flat_metric(evals: list[Mapping[str, Any]], metric: str, split: str) -> str | None:
+def _flat_metric(
+    evals: list[Mapping[str, Any]], metric: str, split: str, *, lower_better: bool
+) -> str | None:
     points = [(r, v) for r in evals if (v := finite_number(r.get(metric))) is not None]
     if len(points) < 2:
         return None
-    lower_better = metric.endswith("loss")  # the training loop's rule (train.loop.higher_is_better)
     first = points[0][1]
     later = [v for _, v in points[1:]]
     improved = min(later) < first if lower_better else max(later) > first

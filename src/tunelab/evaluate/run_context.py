@@ -173,10 +173,10 @@ def saved_data_summary(run_root: Path) -> list[str] | None:
         return None
 
 
-def saved_training_notes(run_root: Path, metric: str) -> list[str]:
+def saved_training_notes(run_root: Path, metric: str, task: Any = None) -> list[str]:
     """The notes the run's own report made (``diagnose.training_notes``), read off its
     ``logs/metrics.jsonl``; none when the log is absent or unreadable (a line cut by a kill is
-    skipped, as a resume skips it)."""
+    skipped, as a resume skips it). ``task`` says which of its metrics are lower-is-better."""
     import json
 
     from tunelab.evaluate.diagnose import training_notes
@@ -191,7 +191,7 @@ def saved_training_notes(run_root: Path, metric: str) -> list[str]:
             history.append(json.loads(line))
         except ValueError:
             continue
-    return training_notes(history, metric=metric)
+    return training_notes(history, metric=metric, task=task)
 
 
 def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportContext:
@@ -216,7 +216,7 @@ def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportC
             head_init=summary.get("head_init"),
         )
         # The README promised them for eval reports too; only the training-time report had them.
-        notes = saved_training_notes(run.root, cfg.train.metric)
+        notes = saved_training_notes(run.root, cfg.train.metric, predictor.task)
     else:
         recipe = {"model": cfg.model.name, "method": cfg.method.name + " (not trained)"}
     return ReportContext(

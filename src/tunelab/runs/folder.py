@@ -255,7 +255,7 @@ class RunFolder:
         """
         final = self._claim_final(fresh_name)
         try:
-            os.replace(self.root, final)  # onto the empty folder just made: nobody else can take it
+            os.replace(self.root, final)  # onto the empty folder claimed: nobody else can take it
         except OSError:
             final.rmdir()
             raise
@@ -264,7 +264,14 @@ class RunFolder:
         return RunFolder(final)
 
     def _claim_final(self, fresh_name: bool) -> Path:
-        """Make the empty final folder; ``mkdir`` fails if the name exists, so two runs never share it."""
+        """Make the empty final folder; ``mkdir`` fails if the name exists, so two runs never share it.
+
+        An empty folder already there is this run's own claim, left by a kill between the ``mkdir``
+        and ``finish``'s rename: it is taken again. Nobody else makes it empty: a new run of the name
+        is refused while ``<name>.partial`` exists, and another run's fresh name skips a name whose
+        ``.partial`` exists. Refused, ``--resume`` saved the run as ``<name>-2`` with a false "it
+        appeared during training" and left the empty folder behind.
+        """
         wanted = self.root.with_name(self.name)
         candidate, n = wanted, 1
         while True:
@@ -272,6 +279,8 @@ class RunFolder:
                 candidate.mkdir()
                 return candidate
             except FileExistsError:
+                if _empty_folder(candidate):
+                    return candidate
                 if not fresh_name:
                     raise RunError(
                         f"{wanted} appeared while {self.root} was being written; "
@@ -282,6 +291,17 @@ class RunFolder:
             while candidate.with_name(candidate.name + PARTIAL_SUFFIX).exists():  # another run's name
                 n += 1
                 candidate = wanted.with_name(f"{self.name}-{n}")
+
+
+def _empty_folder(path: Path) -> bool:
+    """``path`` is a folder (not a link to one) with nothing in it."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def free_name(output_dir: Path, name: str) -> str:

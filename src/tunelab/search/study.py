@@ -52,6 +52,7 @@ from tunelab.search.space import (
     same_spec,
     spec_text,
 )
+from tunelab.tasks.base import metric_lower_is_better
 
 if TYPE_CHECKING:
     import optuna
@@ -196,7 +197,9 @@ def search(
         _check_same_search(folder, settings, dims)
 
         metric = base.train.metric
-        direction = "minimize" if metric.endswith("loss") else "maximize"
+        # the loop's rule, the task's lower_is_better included: by the name alone a plug-in's mae
+        # was maximised, and the search picked its worst trial
+        direction = "minimize" if metric_lower_is_better(metric, checked.task) else "maximize"
         with _study_db(folder):
             storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_DB).resolve()}")
             study = optuna.create_study(

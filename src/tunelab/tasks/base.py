@@ -51,6 +51,10 @@ class Task(ABC):
         headline_keys: the scalar metrics logged at each evaluation and shown first.
         metrics: the ``train.metric`` values a run of this task may select checkpoints on; the
             first is the default (``train.metric: auto``).
+        lower_is_better: the metrics where a smaller value is the better model (``mae``,
+            ``perplexity``, ``error_rate``); any name ending in ``loss`` is one too. The best
+            checkpoint, early stopping, the report's notes and a search's direction read it
+            (``metric_lower_is_better``): every other metric is maximised.
         result_schema: the pydantic model of one text's result in the HTTP API.
         output: what one text's prediction is, for code built on runs (the apps) that needs a
             kind of model without naming tasks: ``label`` (one class), ``labels`` (any number of
@@ -79,6 +83,7 @@ class Task(ABC):
     labels_per_row: ClassVar[bool] = False
     headline_keys: ClassVar[tuple[str, ...]] = ("loss",)
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss"})
 
     def entity_types(self, labels: LabelMap) -> list[str]:
         """The entity types a run of this task finds (``PER``, ``DATE``), sorted; none by default."""
@@ -302,6 +307,25 @@ class Task(ABC):
 # (a KeyError after an epoch, ``'float' object has no attribute 'item'``, a finished run that
 # would not load), naming neither the plug-in nor the hook. The core checks what it takes from
 # a hook where it takes it, cheaply (a type check, a few dict lookups), and says so in one line.
+
+
+def metric_lower_is_better(metric: str, task: Task | None = None) -> bool:
+    """Whether a smaller ``metric`` is the better model: its name ends in ``loss``, or ``task`` lists
+    it in ``lower_is_better``.
+
+    The one rule for the loop's best checkpoint and early stopping, the report's notes and a
+    search's direction: by the name alone, a plug-in's ``mae`` or ``perplexity`` was maximised and
+    the run kept its worst checkpoint. Without a task (an old caller), the name decides.
+    """
+    if metric.endswith("loss"):
+        return True
+    names = getattr(task, "lower_is_better", ()) if task is not None else ()
+    if isinstance(names, str):  # `lower_is_better = "mae"`: one name, not its letters
+        names = (names,)
+    try:
+        return metric in names
+    except TypeError:  # not a collection of names: the name rule alone
+        return False
 
 
 def plugin_name(plugin: Any) -> str:

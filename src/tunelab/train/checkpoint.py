@@ -100,7 +100,32 @@ def _current_name(model: nn.Module, name: str) -> str:
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp))
+    _fsync(tmp)  # on disk before the rename: see _fsync
     os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk, as ``atomic_write_bytes`` does.
+
+    A rename reaches the disk before the data of a file written just before it unless that file
+    was synced: after a power cut ``checkpoints/last`` could be empty with ``last.old`` deleted.
+    A folder that cannot be opened or synced (Windows, some network file systems) is skipped: its
+    files are on disk, only the order of the renames is left to the file system.
+    """
+    folder = path.is_dir()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(
@@ -147,6 +172,12 @@ def save_checkpoint(
         except OSError:  # a file system without hard links
             shutil.copy2(best, tmp / BEST_FILE)
     (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    # Every file and the folder on disk before the renames, and the renames before `.old` goes: a
+    # power cut leaves a complete `last` or `last.old` (see _fsync). One fsync a file: the files
+    # are written anyway, this only waits for them.
+    for written in tmp.iterdir():
+        _fsync(written)
+    _fsync(tmp)
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         # A kill during the clean-up below can leave a half-removed `.old`; `folder` is complete here,
@@ -154,6 +185,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)
     os.replace(tmp, folder)
+    _fsync(folder.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded, collate, training_batches
 from tunelab.errors import RunError
-from tunelab.tasks.base import Task, task_plugin, wrong_return
+from tunelab.tasks.base import Task, metric_lower_is_better, task_plugin, wrong_return
 from tunelab.train.adversarial import build_adversary
 from tunelab.train.checkpoint import (
+    damaged_checkpoint,
     find_checkpoint,
     load_checkpoint,
     load_trainable_state,
@@ -92,10 +93,14 @@ class LoopSetup:
     on_evaluate: Callable[[dict[str, Any]], None] | None = None
     # "bf16": forward passes under CPU bf16 autocast, weights and optimizer fp32 (tunelab.train.precision).
     precision: str = "fp32"
+    # The run's <name>.partial folder, named by the errors that end training: their "train again" was
+    # refused while it exists (and --resume replays the failure), so they say to delete it.
+    run_root: Path | None = None
 
 
-def higher_is_better(metric: str) -> bool:
-    return not metric.endswith("loss")
+def higher_is_better(metric: str, task: Task | None = None) -> bool:
+    """Whether a larger ``metric`` is better (``tunelab.tasks.base.metric_lower_is_better``'s rule)."""
+    return not metric_lower_is_better(metric, task)
 
 
 def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
@@ -131,7 +136,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
         restored = load_checkpoint(
             found, model=model, optimizer=optimizer, scheduler=scheduler, restore_method=setup.restore_state
         )
-        state = LoopState(**restored)
+        state = _loop_state(found, restored)
         restore_best(found, best_path, best_step=state.best_step)
         logger.info("resuming at epoch %d, step %d", state.epoch + 1, state.step)
     else:
@@ -161,6 +166,50 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     if best_path.is_file():
         load_trainable_state(model, load_file(str(best_path)))
     return state
+
+
+def _start_afresh(setup: LoopSetup) -> str:
+    """How to train the run again after an error that ends it: a fresh run of the name was refused
+    while its ``.partial`` folder exists, and ``--resume`` (which takes no overrides) replays it."""
+    if setup.run_root is None:  # not a run folder (an export's distillation): nothing left to name
+        return "train again"
+    return f"delete {setup.run_root} and train again, or choose another name="
+
+
+# What each field of state.json may hold, as JSON reads it back (a float field may read as an int).
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "float | None": (int, float, type(None)),
+    "int | None": (int, type(None)),
+    "dict[str, Any] | None": (dict, type(None)),
+}
+
+
+def _loop_state(folder: Path, restored: dict[str, Any]) -> LoopState:
+    """``state.json``'s loop position as a ``LoopState``, checked key by key.
+
+    An unknown key or a value of another type was "unexpected TypeError" (or trained on from a
+    string step) instead of the damaged-checkpoint line naming the folder. A key it lacks keeps its
+    default: checkpoints written before that field existed still resume.
+
+    Raises:
+        RunError: the damaged-checkpoint line (``checkpoint.damaged_checkpoint``).
+    """
+    fields = {f.name: f for f in dataclasses.fields(LoopState)}
+    unknown = sorted(set(restored) - fields.keys())
+    if unknown:
+        raise damaged_checkpoint(folder, f"state.json: unknown key {unknown[0]!r}")
+    for key, value in restored.items():
+        kind = str(fields[key].type)
+        allowed = _STATE_TYPES[kind]
+        wrong = not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+        if not wrong and kind.startswith("int") and value is not None and value < 0:
+            wrong = True  # a count or position
+        if wrong:
+            raise damaged_checkpoint(folder, f"state.json: {key} is {value!r}, not {kind}")
+    return LoopState(**restored)
 
 
 def _planned_samples(rows: int, per_step: int, steps_per_epoch: int, total_steps: int) -> int:
@@ -201,8 +250,8 @@ def _train_epochs(
             # loop never ran and this one spun forever at full CPU.
             raise RunError(
                 f"the checkpoint is at batch {state.batch_in_epoch} of epoch {state.epoch + 1}, which now "
-                f"has {len(batches)} batches: the training rows changed since it was written; train a "
-                "fresh run"
+                f"has {len(batches)} batches: the training rows changed since it was written; "
+                f"{_start_afresh(setup)}"
             )
         while state.batch_in_epoch < len(batches):
             t0 = time.perf_counter()
@@ -237,7 +286,8 @@ def _train_epochs(
                     # "finished" predicting NaN.
                     raise RunError(
                         f"the training loss is {value} at step {state.step + 1} (epoch {state.epoch + 1}); "
-                        "lower train.learning_rate or check the train.* settings and train again"
+                        "lower train.learning_rate or check the train.* settings, then "
+                        f"{_start_afresh(setup)}"
                     )
                 (objective / group).backward()
             if adversary is not None:  # train.adversarial: add the perturbed batch's gradient
@@ -330,7 +380,9 @@ def _evaluate(
     if state.best_metric is None:
         improved = better = True
     else:
-        improved = value > state.best_metric if higher_is_better(metric) else value < state.best_metric
+        improved = (
+            value > state.best_metric if higher_is_better(metric, setup.task) else value < state.best_metric
+        )
         # A tie on the metric (common on a small dev set) keeps the model with the lower dev loss,
         # but only a real improvement resets the patience of early stopping.
         tie_won = (

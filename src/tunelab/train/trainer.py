@@ -289,15 +289,19 @@ def train(
     # A forced bf16 on a CPU without it: check_run refused a new run; a resumed one falls back to fp32.
     precision = resolve_precision(cfg.train.precision, resuming=run is not None)
     # Carried over resumes: a second resume read the first resume's own precision as "before" and
-    # lost that the run had trained in another one.
-    precision_before = next(
-        (
-            p
-            for p in (previous.get("precision_before_resume"), previous.get("precision"))
-            if p and p != precision.name
-        ),
-        None,
-    )
+    # lost that the run had trained in another one. Only with a checkpoint restored: a run killed
+    # before its first starts over at step 0, all in today's precision (it was said to have "trained
+    # in bf16 before the resume", and run.json recorded that).
+    precision_before = None
+    if restored:
+        precision_before = next(
+            (
+                p
+                for p in (previous.get("precision_before_resume"), previous.get("precision"))
+                if p and p != precision.name
+            ),
+            None,
+        )
     if precision_before:
         logger.warning(
             "this run trained in %s before the resume and goes on in %s (%s)",
@@ -527,6 +531,7 @@ def _train_in(
         num_labels=len(labels.names),
         learning_rate=learning_rate,
         checkpoints=run.checkpoints,
+        run_root=run.root,
         log=log,
         evaluate_dev=evaluate_dev if enc_dev is not None else None,
         class_weights=task.class_weights(splits.train, len(labels)) if cfg.train.class_weights else None,
@@ -752,7 +757,7 @@ def _report_context(
             cfg, default_learning_rate=method.default_learning_rate, head_init=summary["head_init"]
         ),
         data_summary=data.lines(),
-        notes=training_notes(history, metric=cfg.train.metric),
+        notes=training_notes(history, metric=cfg.train.metric, task=task),
         mistakes=mistakes_of(report_split) if report_split is not None else None,
     )
 

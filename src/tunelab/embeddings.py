@@ -29,6 +29,7 @@ def _encoder(name: str) -> Any:
     from tunelab.quiet import no_progress_bars, quiet
 
     path = resolve_model(name).path
+    _refuse_pickled_weights(path, name)
     try:
         with quiet(), no_progress_bars():
             encoder = SentenceTransformer(str(path), device="cpu")
@@ -40,6 +41,32 @@ def _encoder(name: str) -> Any:
     _require_tokenizer(path, name)
     _require_matching_vocab(encoder, path)
     return encoder
+
+
+def _refuse_pickled_weights(path: Any, name: str) -> None:
+    """A folder whose weights are pickles only (``pytorch_model.bin``) is refused before loading.
+
+    Unpickling can run code the file names; ``--nli`` already loads safetensors only, and
+    sentence-transformers loaded such an ``--encoder`` folder without a word. Its module folders
+    (``0_Transformer/``, ``2_Dense/``) load their own weights, so each is checked too. A folder with
+    a ``.safetensors`` file passes: transformers and sentence-transformers load that one first.
+    """
+    from pathlib import Path
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    for where in [folder, *(sub for sub in sorted(folder.iterdir()) if sub.is_dir())]:
+        files = [f.name for f in where.iterdir() if f.is_file()]
+        # pytorch_model*.bin, the names torch weights are pickled under (not an OpenVINO export's
+        # openvino_model.bin beside them in a hub folder, which nothing here loads)
+        pickled = sorted(f for f in files if f.startswith("pytorch_model") and f.endswith(".bin"))
+        if pickled and not any(f.endswith(".safetensors") for f in files):
+            raise ConfigError(
+                f"{name}: pickled weights only ({where / pickled[0]}), which could run code when loaded; "
+                "save the encoder with safetensors (save_pretrained / SentenceTransformer.save: "
+                "model.safetensors), or use minilm-l6 / e5-small-multilingual"
+            )
 
 
 def _require_matching_vocab(encoder: Any, path: Any) -> None:

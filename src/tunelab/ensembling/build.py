@@ -280,6 +280,8 @@ def _dev_rows(
             raise DataError(f"--dev for member {folder.root}: {exc}") from None
         return list(rows.texts), rows.text_pairs, list(rows.labels), str(dev)
     todo = "give --dev FILE to calibrate every member on it, or --no-calibrate"
+    if _trained_on_nothing(predictor.config):  # not "data.train is not set; give the training file"
+        raise ConfigError(f"{folder.root}: a zero-shot run has no dev split to calibrate on; {todo}")
     try:
         splits = predictor.task.load_splits(predictor.config.data)
     except DataError as exc:
@@ -337,6 +339,10 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
     texts (all of them: which were pseudo-labelled is not recorded). The ensemble is scored on the
     first member's dev and test rows, which another member may have trained on (another
     ``data.split_seed``, other files): scoring those inflated metrics.json with no word.
+
+    A member whose unlabelled file alone cannot be read still has its training and replayed rows
+    left out, and a note says its unlabelled texts may be scored: skipping the whole member scored
+    the dev rows it trained on too. A zero-shot member trained on nothing and has no rows.
     """
     from tunelab.data.held_out import normalised
 
@@ -346,6 +352,14 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
     for n, (root, cfg, task) in enumerate(members):
         try:
             rows = _member_rows(cfg, task)
+        except _UnlabelledUnread as unread:
+            rows = unread.rows
+            logger.warning("%s: its unlabelled texts cannot be read (%s)", root, unread.why)
+            notes.append(
+                f"member {root}: its unlabelled texts (self_training.unlabeled) cannot be read "
+                f"({unread.why}), so texts it pseudo-labelled may be among the rows the ensemble is "
+                "scored on; its training and replayed rows are left out"
+            )
         except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
             why = first_line(exc)
             logger.warning("%s: its training rows cannot be read (%s)", root, why)
@@ -385,13 +399,34 @@ def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, 
     return setups
 
 
+class _UnlabelledUnread(Exception):
+    """A member's unlabelled file cannot be read, its other rows could: ``rows`` holds them."""
+
+    def __init__(self, rows: list[tuple[str, str | None]], why: str) -> None:
+        super().__init__(why)
+        self.rows, self.why = rows, why
+
+
+def _trained_on_nothing(cfg: Any) -> bool:
+    """A zero-shot run: no training file, nothing it trained on. (``train`` refuses a run without
+    ``data.train``, so a trained member is never taken for one.)"""
+    from tunelab.zeroshot.backend import FORMAT as ZEROSHOT
+
+    return cfg.data.train is None and cfg.method.name == ZEROSHOT
+
+
 def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
     """``(text, pair)`` of every row a member with config ``cfg`` trained on (see ``trained_rows``).
 
     Raises:
-        TunelabError, OSError, ValueError, KeyError, TypeError: its data, stored sample or
-            unlabelled file cannot be read.
+        _UnlabelledUnread: only its unlabelled file cannot be read (the other rows in it).
+        TunelabError, OSError, ValueError, KeyError, TypeError: its data or stored sample cannot
+            be read.
     """
+    if _trained_on_nothing(cfg):
+        # Read as a trained run's, its missing data.train warned "give the training file" (advice
+        # for a run that has none) and the member counted as unreadable.
+        return []
     splits = task.load_splits(cfg.data)
     train = splits.train
     rows = list(zip(train.texts, train.text_pairs or [None] * len(train.texts), strict=True))
@@ -401,14 +436,21 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
 
         stored = Path(cfg.continual.from_run) / REHEARSAL_FILE
         if stored.is_file():
-            for line in stored.read_text(encoding="utf-8").splitlines():
+            # Lines end in "\n" only, as ``read_rehearsal`` splits them: ``splitlines`` also split a
+            # text at U+2028, U+2029 or U+0085, which ``json.dumps(ensure_ascii=False)`` leaves as
+            # they are, and the member's rows were then "unreadable" and not left out.
+            for line in stored.read_text(encoding="utf-8").split("\n"):
                 if line.strip():
                     row = json.loads(line)
                     extra.append((str(row["text"]), row.get("text_pair")))
+    unread = None
     if cfg.self_training.unlabeled is not None:
         from tunelab.train.pseudo_rows import read_unlabeled
 
-        extra.extend((text, None) for text in read_unlabeled(cfg)[0])
+        try:
+            extra.extend((text, None) for text in read_unlabeled(cfg)[0])
+        except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
+            unread = first_line(exc)
     if extra:
         # Training drops the replayed and unlabelled rows that repeat the member's own dev or test
         # rows (``without_held_out``, ``pseudo_rows._new_texts``): counted here, a self-trained
@@ -421,6 +463,8 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
         texts = [t for t, _ in extra]
         pooled = Dataset(texts, pairs if any(p is not None for p in pairs) else None, None, "replayed")
         rows.extend(extra[i] for i in rows_not_held_out(pooled, splits))
+    if unread is not None:
+        raise _UnlabelledUnread(rows, unread)
     return rows
 
 
@@ -457,20 +501,20 @@ def _metrics(
 
     backend = load_ensemble(LoadContext(run=partial, config=ref.config, labels=ref.labels, summary=summary))
     try:
-        splits = ref.task.load_splits(ref.config.data)
+        parts, names = _scored_rows(ref)
     except DataError as exc:
         logger.warning("the members' data cannot be read (%s): no metrics", exc)
         return {}
     metrics: dict[str, Any] = {}
-    for split, rows in (("dev", splits.dev), ("test", splits.test)):
+    for split, rows in parts:
         if rows is None:
             continue
-        rows = _in_run_ids(rows, splits.labels.names, ref.labels)
+        rows = _in_run_ids(rows, names, ref.labels)
         if rows is None:
             logger.warning(
                 "the members' data now has other labels than the runs (%s): no %s metrics; score the "
                 "ensemble with `tunelab eval` on a file",
-                ", ".join(sorted(set(splits.labels.names) ^ set(ref.labels.names))) or "another order",
+                ", ".join(sorted(set(names) ^ set(ref.labels.names))) or "another order",
                 split,
             )
             continue
@@ -483,6 +527,26 @@ def _metrics(
             backend.logits(enc), enc, ref.labels, threshold=summary["threshold"]
         )
     return metrics
+
+
+def _scored_rows(ref: Any) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The first member's dev and test rows and the label names their ids index.
+
+    A zero-shot first member has no training file to carve splits from: its test file (``--test``
+    of ``tunelab zeroshot``) is read alone, with its labels, as the zero-shot run scored it; reading
+    it as a trained run's splits gave no metrics and "data.train is not set; give the training file".
+
+    Raises:
+        DataError: the files cannot be read.
+    """
+    if _trained_on_nothing(ref.config):
+        test = ref.config.data.test
+        if not test:
+            return [], ref.labels.names
+        rows = ref.task.read_labelled(test, ref.config.data, ref.labels, field="data.test")
+        return [("test", rows)], ref.labels.names
+    splits = ref.task.load_splits(ref.config.data)
+    return [("dev", splits.dev), ("test", splits.test)], splits.labels.names
 
 
 def _in_run_ids(rows: Any, names: list[str], labels: Any) -> Any:

@@ -371,6 +371,12 @@ def with_training_paths(config: RunConfig, summary: Mapping[str, Any]) -> RunCon
     then read with the run's layout instead of its own (a CSV's header classified as a text), and
     the parity check of ``export`` scored on it. run.json's ``data_files`` (absolute) wins while
     that file exists; a run folder moved with its data keeps the relative path.
+
+    ``self_training.unlabeled`` too (``data_files["unlabeled"]``), where the typed path names
+    another file from here, as ``train --resume`` resolves it (``trainer._as_trained``): an
+    ensemble reads a member's unlabelled texts to keep them out of its metrics, and built from
+    another directory it found no such file (the member's training rows were then not left out
+    either) or read a same-named file there without a word.
     """
     import dataclasses
 
@@ -382,9 +388,22 @@ def with_training_paths(config: RunConfig, summary: Mapping[str, Any]) -> RunCon
         given, absolute = getattr(config.data, field), files.get(field)
         if given and isinstance(absolute, str) and not Path(given).is_absolute() and Path(absolute).exists():
             changes[field] = absolute
-    if not changes:
-        return config
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes))
+    if changes:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, **changes))
+    typed, recorded = config.self_training.unlabeled, files.get("unlabeled")
+    if (
+        typed
+        and isinstance(recorded, str)
+        and not Path(typed).is_absolute()
+        and Path(typed).resolve() != Path(recorded)
+        and Path(recorded).exists()
+    ):
+        # Only where it names another file: one that names the same file from here stays as typed
+        # (what ``_as_trained`` keeps, so that a resumed run's config is unchanged by this).
+        config = dataclasses.replace(
+            config, self_training=dataclasses.replace(config.self_training, unlabeled=recorded)
+        )
+    return config
 
 
 def load(path: str | Path) -> Predictor:

@@ -103,6 +103,21 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         # Beside RUN, as the README says: RUN's relative output_dir resolved against this directory
         # put the continued run (from another one) under ./runs, or failed there.
         raw["output_dir"] = str(_named(run.root).parent)
+    if _names_key(overrides or [], "continual.rehearsal") and not _names_key(
+        overrides or [], "continual.rehearsal_total"
+    ):
+        # RUN's rehearsal_total takes precedence over any rehearsal (``ContinualConfig``): inherited,
+        # it silently overrode the continual.rehearsal=N|all given here, and capped this run's own
+        # stored sample. Asking for rows a label is asking for no total.
+        continual = raw["continual"]
+        if continual.get("rehearsal_total") is not None:
+            logger.info(
+                "--from %s: continual.rehearsal given, so that run's continual.rehearsal_total=%s is not "
+                "inherited",
+                run.root,
+                continual["rehearsal_total"],
+            )
+        raw["continual"] = {**continual, "rehearsal_total": None}
     for item in overrides or []:
         apply_override(raw, item)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
@@ -500,10 +515,14 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
     return stored.take(keep)
 
 
+_DEFAULT_REHEARSAL = ContinualConfig.__dataclass_fields__["rehearsal"].default
+
+
 def short_sample_note(
     rehearsal: Dataset, cc: ContinualConfig, stored: ContinualConfig | None = None
 ) -> str | None:
-    """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks.
+    """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks,
+    or when ``continual.rehearsal_total`` overrides a ``continual.rehearsal`` that was set.
 
     A continued run replays up to ``continual.rehearsal`` stored rows a label (the previous run's
     own setting unless overridden); where the previous run stored fewer of every label (it asked
@@ -512,6 +531,14 @@ def short_sample_note(
     ``stored``: the previous run's own setting; ``all`` asked of a run that stored a sample says
     how many rows a label it holds (it replayed them as if they were every training row).
     """
+    if cc.rehearsal_total is not None and cc.rehearsal != _DEFAULT_REHEARSAL:
+        # Both set (in a config, or both given with --from): the total wins, and a run that asked
+        # for N rows a label (or all) replayed and stored another number with no word.
+        return (
+            f"rehearsal: continual.rehearsal_total={cc.rehearsal_total} takes precedence over "
+            f"continual.rehearsal={cc.rehearsal}: {cc.rehearsal_total} rows in all are replayed and "
+            "stored, not a number a label; set continual.rehearsal_total=null for rows a label"
+        )
     asks_all = cc.rehearsal_total is None and cc.rehearsal_per_label is None
     sampled = stored is not None and (stored.rehearsal_per_label, stored.rehearsal_total) != (None, None)
     if asks_all and sampled and stored is not None:

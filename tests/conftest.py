@@ -481,14 +481,18 @@ def online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[dict]]:
-    """``fake_hub(info, calls=None, download=None)`` replaces HfApi, hf_hub_download and
-    snapshot_download: ``info`` is returned by model_info, or raised; ``download`` stands in for
+    """``fake_hub(info, calls=None, download=None, cached=...)`` replaces HfApi, hf_hub_download
+    and snapshot_download: ``info`` is returned by model_info, or raised; ``download`` stands in for
     hf_hub_download, called once a file with keyword arguments (by default one that returns
-    ``/nonexistent-snapshot/<filename>``). Each call is appended to ``calls``, which is returned."""
+    ``/nonexistent-snapshot/<filename>``); ``cached`` is what the cache-only snapshot_download
+    returns (None: nothing cached, it raises). Each call is appended to ``calls``, which is returned."""
     import huggingface_hub
 
     def install(
-        info: object, calls: list[dict] | None = None, download: Callable[..., str] | None = None
+        info: object,
+        calls: list[dict] | None = None,
+        download: Callable[..., str] | None = None,
+        cached: str | None = "/nonexistent-snapshot",
     ) -> list[dict]:
         seen: list[dict] = [] if calls is None else calls
 
@@ -505,7 +509,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[dict]]:
 
         def fake_snapshot_download(**kwargs: object) -> str:
             seen.append({"snapshot_download": True, **kwargs})
-            return "/nonexistent-snapshot"
+            if cached is None:
+                raise FileNotFoundError("not in the local hub cache")  # LocalEntryNotFoundError's kind
+            return cached
 
         monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
         monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_file_download)

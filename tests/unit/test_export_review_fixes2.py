@@ -102,3 +102,17 @@ def test_the_parity_table_says_slower_and_no_negative_zero() -> None:
     assert points_change(1.234) == "-1.23 points" and points_change(-0.5) == "+0.50 points"
     assert speed_change(2.5) == "2.50x faster"
     assert speed_change(0.8) == "1.25x slower"  # was "0.80x faster"
+
+
+def test_a_folder_named_like_an_unknown_users_home_is_a_relative_path(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~draft`` (no user "draft") is a folder here: Path.expanduser raised RuntimeError ("Could
+    not determine home directory") for runs, export --output, eval --out and search --out."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(run, tmp_path / "~draft")
+    monkeypatch.setattr(build, "build_artifact", _signing_build)
+    result = tunelab.export("~draft", format="onnx", output="~draft-onnx", show_progress=False)
+    assert result.path.resolve() == (tmp_path / "~draft-onnx").resolve()
+    with pytest.raises(RunError, match=r"~nobody-here: no such run folder"):
+        tunelab.load("~nobody-here")

@@ -278,7 +278,7 @@ def test_the_upstream_e5_id_is_downloaded_when_online_not_swapped_for_the_4bit_c
 def test_the_upstream_e5_id_falls_back_to_the_bundled_copy_saying_so(
     online, fake_hub, e5_stand_in, monkeypatch, caplog
 ):
-    fake_hub(httpx.ConnectError("no route to host"))
+    fake_hub(httpx.ConnectError("no route to host"), cached=None)
     with caplog.at_level("WARNING", logger="tunelab.models.resolve"):
         resolved = resolve_model("intfloat/multilingual-e5-small")
     assert resolved.source == "bundled" and resolved.path == e5_stand_in
@@ -288,3 +288,44 @@ def test_the_upstream_e5_id_falls_back_to_the_bundled_copy_saying_so(
     with caplog.at_level("WARNING", logger="tunelab.models.resolve"):
         assert resolve_model("intfloat/multilingual-e5-small").source == "bundled"
     assert "offline (HF_HUB_OFFLINE)" in caplog.text
+
+
+def test_the_upstream_e5_id_uses_the_original_from_the_hub_cache_before_the_stand_in(
+    online, fake_hub, e5_stand_in, tmp_path
+):
+    fake_hub(httpx.ConnectError("no route to host"), cached=str(tmp_path))
+    resolved = resolve_model("intfloat/multilingual-e5-small")
+    assert resolved.source == "hub" and resolved.path == tmp_path
+
+
+def test_a_download_records_refs_main_so_the_model_resolves_offline(online, fake_hub, hub_answer, tmp_path):
+    """Files pinned to a commit never write refs/main, which the offline (cache-only)
+    snapshot_download reads: a model downloaded online was "not in the local hub cache" offline."""
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / SHA
+
+    def into_cache(**kwargs):
+        path = snapshot / kwargs["filename"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}", encoding="utf-8")
+        return str(path)
+
+    fake_hub(hub_answer(SHA, "config.json", "1_Pooling/config.json"), download=into_cache)
+    assert resolve_model("org/tiny").path == snapshot
+    assert (tmp_path / "models--org--tiny" / "refs" / "main").read_text(encoding="utf-8") == SHA
+
+
+def test_a_run_trained_on_the_e5_stand_in_loads_it_again_online(online, fake_hub, hub_answer, e5_stand_in):
+    """An adapter run trained when ``intfloat/multilingual-e5-small`` meant the bundled copy
+    recorded ``model_source: bundled``; online the id now downloads the original, which the run's
+    base fingerprint check refused."""
+    import types
+
+    from tunelab.inference.backends import LoadContext, base_folder
+
+    calls: list[dict] = []
+    fake_hub(hub_answer(SHA), calls)
+    config = types.SimpleNamespace(model=types.SimpleNamespace(name="intfloat/multilingual-e5-small"))
+    ctx = LoadContext(run=None, config=config, labels=None, summary={"model_source": "bundled"})
+    assert base_folder(ctx) == e5_stand_in and calls == []
+    hub = LoadContext(run=None, config=config, labels=None, summary={"model_source": "hub"})
+    assert base_folder(hub) == Path("/nonexistent-snapshot")  # trained on the download: the download

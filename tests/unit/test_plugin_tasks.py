@@ -364,3 +364,14 @@ def test_cli_train_and_runs_show_the_plug_ins_metric(
     assert main(["eval", str(runs / "toy")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:] if not line.startswith("report")] == ["toy_acc"]
+
+
+def test_an_exported_artifact_is_not_credited_with_its_source_runs_dev_score() -> None:
+    """An export copies its source's best_dev_metric; `tunelab runs` showed it as the artifact's
+    own score (an int8 artifact credited with the unexported model's dev accuracy)."""
+    from tunelab.cli.runs_cmd import _own_score
+
+    best = {"best_dev_metric": {"accuracy": 0.91}, "task": "single_label"}
+    assert _own_score(best, {}, {}) == "accuracy 91.00%"
+    assert _own_score({**best, "source_run": "runs/banking"}, {}, {}) == "-"
+    assert _own_score({**best, "source_run": "runs/banking"}, {"accuracy": 0.84}, {}) == "accuracy 84.00%"

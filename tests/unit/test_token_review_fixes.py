@@ -205,3 +205,20 @@ def test_columns_are_split_at_spaces_and_tabs_only(tmp_path: Path, inside: str) 
     (sentence,) = read_conll(path)
     assert sentence.tokens == [f"New{inside}York", "rejects"]
     assert sentence.tags == ["B-LOC", "O"]
+
+
+def test_cr_cr_lf_line_ends_are_one_line_end(tmp_path: Path) -> None:
+    """``\\r\\r\\n`` (a ``\\r\\n`` written again through a text-mode file) was split into two line
+    ends, so every token became a one-word sentence, silently."""
+    path = tmp_path / "rrn.txt"
+    path.write_bytes(b"EU B-ORG\r\r\nrejects O\r\r\n\r\r\nPeter B-PER\r\r\nBlackburn I-PER\r\r\n")
+    assert [s.tokens for s in read_conll(path)] == [["EU", "rejects"], ["Peter", "Blackburn"]]
+
+
+def test_a_hashtag_token_with_a_bad_tag_at_a_sentence_start_is_refused_not_dropped(
+    tmp_path: Path, one_line: Any
+) -> None:
+    path = write(tmp_path / "tweets.txt", "#covid O\nsucks O\n\n#Obama S-PER\nwins O\n")
+    with pytest.raises(DataError) as info:
+        read_conll(path)
+    assert f"{path} line 4: tag 'S-PER'" in one_line(info)

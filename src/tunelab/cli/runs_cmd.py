@@ -91,7 +91,9 @@ def _own_score(summary: dict, dev: dict, test: dict) -> str:
         metric = _task_metric(summary.get("task"))
     if not isinstance(metric, str):
         return "-"
-    value = next((v for v in (test.get(metric), dev.get(metric), best.get(metric)) if v is not None), None)
+    # An export or ensemble copies its source's best_dev_metric: that is the source's score, not its own
+    own_best = None if summary.get("source_run") or summary.get("members") else best.get(metric)
+    value = next((v for v in (test.get(metric), dev.get(metric), own_best) if v is not None), None)
     return "-" if value is None else f"{metric} {score(value, metric)}"
 
 

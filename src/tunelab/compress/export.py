@@ -127,7 +127,8 @@ def export(
             f"{source.root} is an exported {summary['format']} artifact; export from {origin} instead"
         )
     # "~/exports/x" from Python or `--output=~/x` (no shell expansion after '=') made a folder named ~
-    target = Path(output).expanduser() if output is not None else opts.default_output(source.root)
+    # (os.path's: Path.expanduser raised RuntimeError on "~draft", a relative folder's name)
+    target = Path(os.path.expanduser(output)) if output is not None else opts.default_output(source.root)
     check_new_run_path(target, "--output")
     made = make_parents(target, "--output")
     try:

@@ -44,7 +44,7 @@ def evaluate(
     if data is not None:
         data = os.path.expanduser(data)
     if out_dir is not None:  # checked before the model loads: a wrong --out fails at once
-        out_dir = Path(out_dir).expanduser()
+        out_dir = Path(os.path.expanduser(out_dir))  # Path.expanduser raised on "~draft"
         _check_out(out_dir)
     # tunelab.data imports pandas: not needed to show the saved metrics (``tunelab eval RUN``).
     given: dict[str, Any] = {}

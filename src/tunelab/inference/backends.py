@@ -118,6 +118,7 @@ def base_folder(ctx: LoadContext) -> Path:
     """
     from tunelab.errors import ModelNotFoundError
     from tunelab.models import resolve_model
+    from tunelab.models.resolve import bundled_alias
 
     name = ctx.config.model.name
     recorded = ctx.summary.get("model_path_at_training")
@@ -125,6 +126,11 @@ def base_folder(ctx: LoadContext) -> Path:
     source = ctx.summary.get("model_source")  # absent in runs from before it was recorded
     if trained_at is not None and source == "local" and not Path(name).expanduser().exists():
         return trained_at  # not resolve_model: a bare folder name ("tiny") would be tried on the hub
+    if source == "bundled" and (alias := bundled_alias(name)) is not None:
+        # trained on the bundled stand-in for a hub id ("intfloat/multilingual-e5-small"): the same
+        # weights again, whatever the id resolves to online now (the original, which the run's
+        # fingerprint check refused)
+        return resolve_model(alias).path
     try:
         return resolve_model(name).path
     except ModelNotFoundError:

@@ -135,6 +135,13 @@ def resolve_model(name: str) -> ResolvedModel:
     return _download(name)
 
 
+def bundled_alias(name: str) -> str | None:
+    """The bundled model an upstream hub id or alias names (``minilm-l6`` for
+    ``sentence-transformers/all-MiniLM-L6-v2``), None for any other name."""
+    key = _HUB_ALIASES.get(name.lower(), name)
+    return key if key in BUNDLED_MODELS else None
+
+
 def _download_or_stand_in(name: str, alias: str) -> ResolvedModel:
     """``name`` from the hub when online, else (or when that fails) the bundled ``alias``, said in the log."""
     why = "offline (HF_HUB_OFFLINE)"
@@ -143,6 +150,10 @@ def _download_or_stand_in(name: str, alias: str) -> ResolvedModel:
             return _download(name)
         except ModelNotFoundError as exc:
             why = str(exc)
+    try:  # downloaded before: the original weights, from the hub cache
+        return _download(name, offline=True)
+    except ModelNotFoundError:
+        pass
     logger.warning(
         "model %r: %s; using the bundled %s instead (%s)",
         name,
@@ -157,10 +168,28 @@ def _download_or_stand_in(name: str, alias: str) -> ResolvedModel:
 _HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
-def _download(name: str) -> ResolvedModel:
+def _record_main(snapshot: Path, sha: str | None) -> None:
+    """Write the cache's ``refs/main`` (the commit ``main`` named when downloaded).
+
+    Files fetched pinned to a commit hash never write it, and offline ``snapshot_download``
+    (``local_files_only``, revision ``main``) finds a model through it: a model downloaded online
+    was "not in the local hub cache" offline. Skipped outside the hub cache's own layout.
+    """
+    if not sha or snapshot.parent.name != "snapshots" or snapshot.name != sha:
+        return
+    from tunelab.atomic import atomic_write_text
+
+    try:
+        (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
+        atomic_write_text(snapshot.parent.parent / "refs" / "main", sha)
+    except OSError as exc:  # a read-only cache still serves this run; only offline use needs the ref
+        logger.warning("could not record %s in the hub cache's refs/main (%s)", sha, exc)
+
+
+def _download(name: str, *, offline: bool | None = None) -> ResolvedModel:
     """Fetch a hub model into the local cache; offline this fails with the bundled alternatives."""
     hint = f"the hub is unreachable offline; use a bundled model ({_bundled_names()}) or a local folder"
-    offline = _offline()
+    offline = _offline() if offline is None else offline
     try:
         from huggingface_hub import HfApi, hf_hub_download, snapshot_download  # heavy; online users only
         from huggingface_hub.errors import HFValidationError
@@ -190,6 +219,7 @@ def _download(name: str) -> ResolvedModel:
                 path = hf_hub_download(repo_id=name, filename=filename, revision=info.sha, etag_timeout=5)
             # every file lands in the commit's snapshot folder, under its own relative path
             folder = str(Path(path).parents[len(Path(filename).parts) - 1])
+            _record_main(Path(folder), info.sha)
     except ModelNotFoundError:
         raise
     except HFValidationError:

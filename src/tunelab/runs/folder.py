@@ -527,7 +527,9 @@ def run_path(run: Any) -> Path:
         RunError: ``run`` is not a ``str`` or ``os.PathLike`` (a ``Predictor``, None, bytes, ...).
     """
     if isinstance(run, str | os.PathLike):
-        return Path(run).expanduser()  # tunelab.load("~/runs/x") looked for a folder named ~
+        # tunelab.load("~/runs/x") looked for a folder named ~; os.path's expanduser leaves "~draft"
+        # (no such user) as it is, where Path.expanduser raised RuntimeError
+        return Path(os.path.expanduser(run))
     # not imported: tunelab.inference imports this module, and a Predictor exists only once it is loaded
     predictors = sys.modules.get("tunelab.inference.predictor")
     if predictors is not None and isinstance(run, predictors.Predictor):

@@ -169,7 +169,7 @@ def search(
         from tunelab.runs.folder import check_parents_are_folders
 
         # expanded as RunConfig expands output_dir: else study.db went to ./~/s, the trials to $HOME/s
-        out = Path(out).expanduser()
+        out = Path(os.path.expanduser(out))  # not Path.expanduser: it raised on "~draft"
         if Path(out).exists() and not Path(out).is_dir():
             raise ConfigError(f"--out {out}: a file, not a folder; give another --out")
         check_parents_are_folders(Path(out), "--out")  # before the slow checks, not at mkdir

@@ -265,6 +265,10 @@ def _is_comment(cols: list[str], token_width: int | None, tag_column: int, token
         return False
     if token_column != 0 or (token_width is not None and len(cols) != token_width):
         return True
+    if cols[0] != "#" and token_width is not None:
+        # a hashtag token ("#Obama S-PER") in a line as wide as the token lines: a token line, its
+        # tag checked like any token's (a bad one was a comment, the token dropped silently)
+        return False
     try:
         tag = cols[tag_column]
     except IndexError:
@@ -578,8 +582,9 @@ def _read_text(path: Path, encoding: str) -> str:
 # Line ends: Windows, old Mac and Unix. Not str.splitlines, which also splits at U+2028, U+0085 and
 # friends: that would shift the line numbers an editor shows (and JSON allows them unescaped
 # inside strings). A lone "\r" is a line end, else a file saved with CR line ends was one line.
-_LINE_END = re.compile(r"\r\n|\r|\n")
-_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+# "\r\r\n" (a "\r\n" written again through a text-mode file) is one line end, not a blank line
+_LINE_END = re.compile(r"\r*\n|\r")
+_LINE_END_BYTES = re.compile(rb"\r*\n|\r")
 # Column separators of a CoNLL line: spaces and tabs, what the format and its tools write.
 _COLUMN_GAP = re.compile(r"[ \t]+")
 

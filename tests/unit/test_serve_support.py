@@ -726,5 +726,6 @@ def test_the_openapi_schema_declares_the_support_routes(api: Api) -> None:
         413,
         415,
         422,
+        429,
         503,
     }

@@ -461,13 +461,22 @@ def _text_after_closing_quote(path: Path, sep: str, encoding: str) -> bool:
     """Whether a field opens with ``"`` and has more text after its closing quote (``"PC卡插槽"为什么``):
     the file does not quote, since a writer that quotes puts the whole field in quotes. Python's csv
     module in strict mode refuses exactly that ("'\\t' expected after '\"'"); pandas' parser instead
-    joins the pieces and drops the quotes. False when the file cannot be scanned (pandas read it)."""
+    joins the pieces and drops the quotes. False when the file cannot be scanned (pandas read it).
+
+    Spaces (or tabs, when they are not the separator) between a closing quote and the separator or
+    the line end do not count: a hand-written quoted TSV's ``"a<TAB>b" <TAB>x`` made the whole file
+    read unquoted, which broke its quoted fields (a DataError: too many fields). They are taken out
+    for this scan only, which cannot change the answer elsewhere: inside a quoted field, or after an
+    opening quote, a space before a separator is in quotes either way."""
     stream = _open_bytes(path)
     if stream is None:
         return False
+    blanks = re.escape("".join(c for c in " \t" if c != sep))
+    after_quote = re.compile(f'"[{blanks}]+(?={re.escape(sep)}|\r|\n|$)')
     try:
         with io.TextIOWrapper(stream, encoding=encoding, newline="") as text:
-            for _ in csv.reader(text, delimiter=sep, quoting=csv.QUOTE_MINIMAL, strict=True):
+            lines = (after_quote.sub('"', line) for line in text)
+            for _ in csv.reader(lines, delimiter=sep, quoting=csv.QUOTE_MINIMAL, strict=True):
                 pass
     except csv.Error as exc:
         return "expected after" in str(exc)  # not "field larger than field limit" or the like

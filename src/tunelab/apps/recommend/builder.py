@@ -243,8 +243,9 @@ def build(
 
     def write(tmp: Path) -> None:
         rec.save(tmp)
-        # live.sqlite made here (WAL mode, empty tables), not on the first write: two processes
-        # making it at once collided switching it to WAL ("database is locked", no wait)
+        # live.sqlite made here (empty tables; the first write switches it to WAL, so a reader
+        # without write access loads a fresh build), not on the first write: two processes making
+        # it at once collided ("database is locked", no wait)
         create_live(tmp)
         report["timings"]["total_s"] = round(time.perf_counter() - started, 3)
         atomic_write_json(tmp / REPORT, report)

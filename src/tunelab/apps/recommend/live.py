@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 FILE = "live.sqlite"
 Row = tuple[Any, ...]
-#: How long a connection waits for another one's lock (SQLite's busy timeout), and how long opening
-#: the file keeps retrying its switch to WAL mode (which SQLite does not wait for; see ``_use_wal``).
+#: How long a connection waits for another one's lock (SQLite's busy timeout), and how long its first
+#: write keeps retrying the switch to WAL mode (which SQLite does not wait for; see ``_use_wal``).
 TIMEOUT_S = 30.0
 #: The pause between two tries of that switch: short, as the other connection holds its lock for
 #: a few milliseconds (its own switch, or the schema's CREATE TABLEs).
@@ -74,11 +74,11 @@ def _wait(seconds: float) -> None:
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
-    """Put the connection's file in WAL mode (kept in the file: set once, by ``create`` at build).
+    """Put the connection's file in WAL mode (kept in the file: set once, by the first write).
 
     The switch needs an exclusive lock, and SQLite does not wait for it as it waits for a write:
-    while another connection holds a lock on a file not yet in WAL mode (two processes opening a
-    folder built before ``build`` created the file, both switching it), it fails at once with
+    while another connection holds a lock on a file not yet in WAL mode (two processes writing first
+    at once, both switching it, or a reader of the file meanwhile), it fails at once with
     "database is locked" (an item POST was a 500, an event rejected as ``internal_error``). So a
     file already in WAL mode is left as it is, and a locked switch is tried again until
     ``TIMEOUT_S``.
@@ -95,23 +95,32 @@ def _use_wal(conn: sqlite3.Connection) -> None:
         _wait(_WAL_RETRY_S)
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """A connection to ``path`` in WAL mode with the schema (created when missing)."""
-    conn = sqlite3.connect(path, timeout=TIMEOUT_S, check_same_thread=False, isolation_level=None)
-    try:
-        _use_wal(conn)
-        conn.executescript(_SCHEMA)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` (the file made when missing), in the file's journal mode: reads
+    leave it as it is (see ``create``); ``LiveStore._writing`` prepares it for writes."""
+    return sqlite3.connect(path, timeout=TIMEOUT_S, check_same_thread=False, isolation_level=None)
+
+
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    """The file has both tables (a read: no write lock needed)."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"items", "events"} <= names
 
 
 def create(folder: str | Path) -> None:
-    """Write an empty ``live.sqlite`` (WAL mode, the schema) into ``folder``: ``build`` does, in its
-    temp folder before renaming it into place, so no two processes create (and switch) it at once
-    later."""
-    _open(Path(folder) / FILE).close()
+    """Write an empty ``live.sqlite`` (the schema) into ``folder``: ``build`` does, in its temp folder
+    before renaming it into place, so no two processes create it at once later.
+
+    It is left in SQLite's rollback-journal mode; the first write switches it to WAL (waiting out a
+    lock, ``_use_wal``). A reader of a WAL file needs to write its ``-shm`` beside it: made WAL here,
+    every freshly built folder failed to load for a reader without write access to it (another
+    service user, a read-only mount), which had served it as built while no live.sqlite existed.
+    """
+    conn = _connect(Path(folder) / FILE)
+    try:
+        conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
 
 
 class FolderReplacedError(RunError):
@@ -141,6 +150,7 @@ class LiveStore:
         self.folder = Path(folder)
         self.path = self.folder / FILE
         self._conn: sqlite3.Connection | None = None
+        self._ready = False  # the connection's file is in WAL mode with the schema (``_writing``)
         self._lock = threading.Lock()
         self._loaded = folder_identity(self.folder)
         self._warned_replaced = False
@@ -161,8 +171,21 @@ class LiveStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = _open(self.path)
+            self._conn = _connect(self.path)
+            self._ready = False
         return self._conn
+
+    def _writing(self) -> sqlite3.Connection:
+        """The connection ready for writes: its file in WAL mode, so that readers in other processes
+        do not wait on writes nor writes on them, with the schema (a folder built before ``build``
+        made the file gets it here). Reads do neither: a reader may have no write access (see
+        ``create``)."""
+        conn = self._connection()
+        if not self._ready:
+            _use_wal(conn)
+            conn.executescript(_SCHEMA)
+            self._ready = True
+        return conn
 
     def add_items(self, rows: list[tuple[str, dict[str, Any], str, bytes, float]]) -> None:
         """Insert ``(item_id, fields, text, vector, added)`` rows in one transaction: all or none.
@@ -172,7 +195,7 @@ class LiveStore:
         """
         with self._lock:
             self._check_folder()
-            conn = self._connection()
+            conn = self._writing()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for item_id, fields, text, vector, added in rows:
@@ -199,7 +222,7 @@ class LiveStore:
     def add_event(self, row: dict[str, Any]) -> int:
         with self._lock:
             self._check_folder()
-            cur = self._connection().execute(
+            cur = self._writing().execute(
                 "INSERT INTO events (user_id, item_id, time, rating, event, positive, recorded) "
                 "VALUES (:user_id, :item_id, :time, :rating, :event, :positive, :recorded)",
                 row,
@@ -210,9 +233,10 @@ class LiveStore:
         """The items ``(seq, item_id, fields, text, vector, added)`` past ``item_seq`` and the events
         ``(seq, user_id, item_id, time, rating, event, positive)`` past ``event_seq``, in order.
 
-        Both in one read transaction, so one snapshot (WAL). Read apart, another process could add
-        an item and an event on it between the two reads; the reader would see the event without
-        its item, skip it as naming an unknown item, and move past it for good.
+        Both in one read transaction, so one snapshot (WAL's, or the shared lock of a file no write
+        has switched to WAL yet). Read apart, another process could add an item and an event on it
+        between the two reads; the reader would see the event without its item, skip it as naming
+        an unknown item, and move past it for good.
         """
         if self._replaced():
             # rebuilt since loaded: its live.sqlite belongs to the new build (items encoded by the
@@ -234,6 +258,11 @@ class LiveStore:
         )
         with self._lock:
             conn = self._connection()
+            if not self._ready and not _has_schema(conn):
+                # not made by build (a folder built before it did; another process's first write
+                # is making it): prepared here as a write prepares it, waiting out that writer's
+                # lock. A file build made is only read: a reader may lack write access (create).
+                conn = self._writing()
             conn.execute("BEGIN")
             try:
                 items = conn.execute(items_sql, (item_seq,)).fetchall()

@@ -13,7 +13,8 @@ A recommender folder (``recs/<name>/``)::
     ranker.skops       the scikit-learn ranker (skops: loaded without unpickling, types allow-listed)
     cross_encoder/     (model.cross_encoder) the sentence-transformers CrossEncoder
     cross_calibration.skops  (model.cross_encoder) its blend with the ranker's score, how many it re-scores
-    live.sqlite        items added and events recorded since (WAL mode; created empty by build)
+    live.sqlite        items added and events recorded since (created empty by build; WAL mode from
+                       the first write, so a reader without write access loads a fresh build)
 
 Ranking a known user scores every item (a vectorised feature matrix and one ranker call) up to
 ``index.full_rank_max_items`` (5,000); past that, candidates come from the item index (nearest to

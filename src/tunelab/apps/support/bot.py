@@ -455,10 +455,12 @@ def join_previous(previous: str, text: str, tokenizer: Any = None, max_length: i
     The model reads only the first ``max_length`` tokens: after a long previous message the whole
     joined text was the previous message alone, so a follow-up was answered on the previous topic
     (``used_context``) and exported as a training row labelling the previous message. With a
-    tokenizer, only the end of ``previous`` is kept (from a word's start, the most that fits) so that
-    all of ``text`` is read; when ``text`` alone fills the window, it is read alone. Without one (a
-    stand-in model) the two are joined whole. ``Bot.reply_many`` and ``export-feedback`` both read a
-    follow-up through this, so the exported row is the text the bot classified.
+    tokenizer, only the end of ``previous`` is kept (from a word's start, the most that fits; from a
+    token's start when not even the last word fits, as in Chinese or Japanese text, which has no
+    spaces) so that all of ``text`` is read; when ``text`` alone fills the window, it is read alone.
+    Without one (a stand-in model) the two are joined whole. ``Bot.reply_many`` and
+    ``export-feedback`` both read a follow-up through this, so the exported row is the text the bot
+    classified.
     """
     previous = previous.strip()
     if not previous:
@@ -484,7 +486,31 @@ def join_previous(previous: str, text: str, tokenizer: Any = None, max_length: i
             lo = mid + 1
     if lo < len(starts) and fits(tail := f"{previous[starts[lo] :]} {text}"):
         return tail
+    # Not even its last word fits: a Chinese or Japanese message is one "word" (no spaces), and
+    # cut only at word starts it was dropped whole, the follow-up read alone. Cut that word at a
+    # token instead (where the model's own tokenizer starts one: a character for CJK text).
+    last = starts[-1] if starts else 0
+    token_starts = _token_starts(tokenizer, previous[last:])
+    lo, hi = 0, len(token_starts)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(f"{previous[last + token_starts[mid] :]} {text}"):
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo < len(token_starts) and fits(tail := f"{previous[last + token_starts[lo] :]} {text}"):
+        return tail
     return text
+
+
+def _token_starts(tokenizer: Any, word: str) -> list[int]:
+    """Where in ``word`` its tokens start, after the first (the whole word, which does not fit), in
+    order; none from a tokenizer without offsets (a slow, pure-Python one)."""
+    try:
+        offsets = tokenizer(word, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError, KeyError):
+        return []
+    return sorted({int(start) for start, end in offsets if 0 < start < len(word) and end > start})
 
 
 def _context_note(intent: str | None, kind: str) -> str:

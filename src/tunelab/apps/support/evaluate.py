@@ -8,7 +8,9 @@ Messages (``text``, ``label``; label ``oos`` marks a message no intent covers):
   untagged passage cannot be judged and is left out, row by row, also in a knowledge base where
   other passages are tagged); an answered out-of-scope message is always wrong, from any passage.
   ``accuracy_known`` leaves out the out-of-scope messages;
-- answer (template) accuracy and knowledge-path accuracy separately;
+- answer (template) accuracy and knowledge-path accuracy separately; the latter over the knowledge
+  answers from tagged passages only (None when there are none), so an out-of-scope message answered
+  from an untagged passage counts (as wrong) in ``accuracy`` but not there;
 - hand-off rate of the out-of-scope messages (out-of-scope recall) and of the known ones.
 
 Conversations (JSONL ``{"turns": [...], "intent": ...}``): the last turn is replied to with the
@@ -84,17 +86,18 @@ def score(
         labels: the true labels.
         oos: (N,) out-of-scope mask.
 
-    A knowledge reply is judged when its top passage is tagged, or when the message is out of
-    scope (wrong from any passage). Whether the knowledge base as a whole is tagged decided it
-    before: an untagged passage's reply in a partly tagged one was judged, by the classifier's
-    guess, and the untagged replies to out-of-scope messages in an untagged one were not.
+    A knowledge reply counts in ``accuracy`` when its top passage is tagged, or when the message is
+    out of scope (wrong from any passage). ``knowledge_accuracy`` is over the replies from tagged
+    passages only: it says how often a tag matched, which an untagged passage cannot. Judged by the
+    accuracy rule, a knowledge base without tags got 0.0 from its first answered out-of-scope
+    message, where it had None (nothing to judge the knowledge path by).
     """
     kind = np.asarray(kinds)
     has_intent = np.array([r is not None for r in resolved], dtype=bool)
     right = np.array([r is not None and r == lab for r, lab in zip(resolved, labels, strict=True)]) & ~oos
     answer, knowledge, handoff = kind == "answer", kind == "knowledge", kind == "handoff"
-    judged_knowledge = knowledge & (has_intent | oos)
-    judged = answer | judged_knowledge
+    tagged_knowledge = knowledge & has_intent
+    judged = answer | tagged_knowledge | (knowledge & oos)
     n = len(kind)
 
     def share(part: np.ndarray, whole: np.ndarray) -> float | None:
@@ -108,7 +111,7 @@ def score(
         "accuracy": share(right, judged),
         "accuracy_known": share(right, judged & ~oos),
         "answer_accuracy": share(right, answer),
-        "knowledge_accuracy": share(right, judged_knowledge),
+        "knowledge_accuracy": share(right, tagged_knowledge),
         "handoff_rate_out_of_scope": share(handoff, oos),
         "handoff_rate_known": share(handoff, ~oos),
     }

@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,35 +169,74 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
     return passages
 
 
+def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV row with the file line it ends on (a quoted field may span several), blank ones too.
+
+    Strict: csv's default reads an unclosed quote to the end of the file as one field, so the rest
+    of the file (its passages and their intent tags) became one passage without a word; strict, that
+    is a DataError naming the line the bad row starts on. Strict mode also refuses a closing quote
+    followed by more text of its field (``B,"Premium" accounts include travel insurance,y``), which
+    the default reads as ``Premium accounts include travel insurance``, as it did before: such a row
+    alone (its own lines) is read again that way, so a quote that never closes is still refused.
+    """
+    lines: list[str] = []  # the lines of the row being read, as the reader took them
+
+    def feed() -> Iterator[str]:
+        for line in io.StringIO(text):
+            lines.append(line)
+            yield line
+
+    reader = csv.reader(feed(), strict=True)
+    first = 1  # the line the next row starts on
+    while True:
+        lines.clear()
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row = _text_after_quote(lines) if "expected after" in str(exc) else None
+            if row is None:  # an unclosed quote (end of data), an oversized field
+                if first == 1:
+                    raise DataError(
+                        f"{path}: line 1 (the header): not readable CSV ({exc}); check its quotes"
+                    ) from None
+                raise DataError(
+                    f"{path}: line {first}: not readable CSV ({exc}); check the quotes of the row starting "
+                    "there"
+                ) from None
+        yield reader.line_num, row
+        first = reader.line_num + 1
+
+
+def _text_after_quote(lines: list[str]) -> list[str] | None:
+    """The row on ``lines`` read as csv's default reads a field that goes on after its closing quote
+    (the quotes dropped, the pieces joined); None when it opens a quote that does not close on them
+    (its last field then ends in the line break it swallowed)."""
+    rows = list(csv.reader(lines))
+    if len(rows) != 1 or (rows[0] and rows[0][-1].endswith(("\n", "\r"))):
+        return None
+    return rows[0]
+
+
 def _from_csv(text: str, path: Path) -> list[Passage]:
-    # strict: csv's default reads an unclosed quote to the end of the file as one field, so the
-    # rest of the file (its passages and their intent tags) became one passage without a word; in
-    # strict mode it is a csv.Error, reported below with the line the bad row starts on.
-    reader = csv.DictReader(io.StringIO(text), strict=True)
-    try:
-        columns = reader.fieldnames or []
-    except csv.Error as exc:
-        raise DataError(f"{path}: line 1 (the header): not readable CSV ({exc}); check its quotes") from None
+    rows = _csv_rows(text, path)
+    columns = next(rows, (1, []))[1]  # as csv.DictReader: the first row, blank or not
     text_col = next((c for c in ("text", "answer") if c in columns), None)
     if text_col is None:
         raise DataError(f"{path}: needs a text (or answer) column; it has {', '.join(columns) or 'none'}")
     title_col = next((c for c in ("title", "question") if c in columns), None)
     passages = []
-    try:
-        for row in reader:
-            row_no = reader.line_num  # the file's line: a quoted field may span several
-            body = (row.get(text_col) or "").strip()
-            if not body:
-                raise DataError(f"{path}: line {row_no}: the {text_col} is empty; fill it or remove the row")
-            title = (row.get(title_col) or "").strip() if title_col else ""
-            intent = (row.get("intent") or "").strip() or None
-            passages.append(Passage(body, title, f"{path}:{row_no}", intent))
-    except csv.Error as exc:  # an unclosed quote, text after a closing one, an oversized field
-        # line_num is still the last row read whole: the bad row starts on the next line
-        raise DataError(
-            f"{path}: line {reader.line_num + 1}: not readable CSV ({exc}); check the quotes of the row "
-            "starting there"
-        ) from None
+    for row_no, fields in rows:  # row_no: the file's line the row ends on
+        if not fields:  # a blank line, skipped as csv.DictReader skips it
+            continue
+        row = dict(zip(columns, fields, strict=False))
+        body = (row.get(text_col) or "").strip()
+        if not body:
+            raise DataError(f"{path}: line {row_no}: the {text_col} is empty; fill it or remove the row")
+        title = (row.get(title_col) or "").strip() if title_col else ""
+        intent = (row.get("intent") or "").strip() or None
+        passages.append(Passage(body, title, f"{path}:{row_no}", intent))
     return passages
 
 

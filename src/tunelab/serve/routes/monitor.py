@@ -56,7 +56,8 @@ INGEST_ERRORS = error_responses(
     "its index); nothing of the batch is stored",
     s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
 )
-READ_ERRORS = error_responses(*AUTH, 404, 422, s404="unknown monitor", s422="a bad parameter, named")
+# 429: a read takes the key's rate first, before the name is looked up (a limited key's 404s counted too)
+READ_ERRORS = error_responses(*AUTH, 404, 422, 429, s404="unknown monitor", s422="a bad parameter, named")
 
 NO_NUL = r"^[^\x00]{1,200}$"  # PostgreSQL text cannot hold NUL: refused here, not a 503 later
 Topic = Annotated[str | None, Query(pattern=NO_NUL, description="only this topic's documents")]

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from tunelab.errors import DataError
 from tunelab.serve.context import RequestContext
@@ -144,7 +145,23 @@ async def recommend_info(state: State, caller: MaybeCaller) -> RecommenderList:
     return RecommenderList(recommenders=out)
 
 
-@router.get("/{name}/users/{user_id:path}", response_model=RankingOut, responses=RANK_ERRORS)
+class _AnyPath(Convertor[str]):
+    """Starlette's ``path`` (".*"), newlines included: a user id holding one matched no route, so a
+    request without a key got "404 no route" before the key check instead of 401."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
+
+
+@router.get("/{name}/users/{user_id:anypath}", response_model=RankingOut, responses=RANK_ERRORS)
 async def rank(
     name: str,
     user_id: UserId,

@@ -13,6 +13,7 @@ Conversations and tickets belong to the key that sent the messages: a key sees a
 its own (another key's ticket is a 404), an admin key every ticket. The message route checks in
 the order of cost, like predict: body size, JSON, key, schema, the key's rate, bot, text length,
 quota, then the database and the bot (which runs in its batcher's thread, never on the event loop).
+The ticket routes take the key's rate first too (no quota: they bill no texts).
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ MESSAGE_ERRORS = error_responses(
     s422="invalid body: an empty text, a text over the character limit, a bad conversation_id",
     s503="the database is unreachable, or usage could not be recorded (nothing was billed)",
 )
-TICKET_ERRORS = error_responses(*AUTH, 404, 422, s404="no such ticket (or another key's)")
+# 429 on every ticket route: each takes the key's rate first (a limited key's 404s counted too)
+TICKET_ERRORS = error_responses(*AUTH, 404, 422, 429, s404="no such ticket (or another key's)")
 CHANGE_ERRORS = error_responses(
     *AUTH,
     *JSON_BODY,
     404,
     409,
+    429,
     s404="no such ticket (or another key's)",
     s409="claimed by another agent, or already resolved",
 )
@@ -67,6 +70,7 @@ RESOLVE_ERRORS = error_responses(
     *JSON_BODY,
     404,
     409,
+    429,
     s404="no such ticket (or another key's)",
     s409="claimed by another agent, or already resolved",
     s422='invalid body, or an intent the bot does not know (unknown_intent; "new_intent": true adds one)',
@@ -74,6 +78,14 @@ RESOLVE_ERRORS = error_responses(
 TicketId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$", description="the ticket's id, e.g. tk_5c0f...")
 ]
+
+
+async def _admit_rate(state: Any, caller: Any) -> None:
+    """The key's rate, first thing in each ticket route, as the message route and the other apps
+    take it: the ticket routes never took it, so a key at 1/min could list, read, claim and resolve
+    tickets without limit, each a database query (README: the rate is taken on every app route)."""
+    if caller is not None:
+        await run_in_threadpool(state.access.admit_rate, caller)
 
 
 def _owner(caller: Any) -> str:
@@ -245,7 +257,7 @@ async def message(
     )
 
 
-@router.get("/tickets", response_model=TicketList, responses=error_responses(*AUTH, 422))
+@router.get("/tickets", response_model=TicketList, responses=error_responses(*AUTH, 422, 429))
 async def list_tickets(
     state: State,
     caller: MaybeCaller,
@@ -254,6 +266,7 @@ async def list_tickets(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TicketList:
     """The caller's tickets (an admin key's: everyone's), oldest first: the queue order."""
+    await _admit_rate(state, caller)
     tickets = await run_in_threadpool(
         lambda: state.store.list_tickets(owner=_scope(caller), bot=bot, status=status, limit=limit)
     )
@@ -263,6 +276,7 @@ async def list_tickets(
 @router.get("/tickets/{ticket_id}", response_model=TicketOut, responses=TICKET_ERRORS)
 async def get_ticket(ticket_id: TicketId, state: State, caller: MaybeCaller) -> TicketOut:
     """One ticket: the conversation so far, the bot's reason and candidates, and its status."""
+    await _admit_rate(state, caller)
     ticket = await run_in_threadpool(lambda: state.store.get_ticket(ticket_id, owner=_scope(caller)))
     return _ticket_out(ticket)
 
@@ -272,6 +286,7 @@ async def claim_ticket(
     ticket_id: TicketId, state: State, caller: MaybeCaller, body: ClaimRequest | None = None
 ) -> TicketOut:
     """Take an open ticket (``agent``: who, default the key's name); claiming it again is a no-op."""
+    await _admit_rate(state, caller)
     agent = _agent(body.agent if body else None, caller)
     now = state.conversations.now()
     ticket = await run_in_threadpool(
@@ -289,6 +304,7 @@ async def resolve_ticket(
 
     The intent must be one of the bot's (a 422 lists them), unless ``new_intent`` is true.
     """
+    await _admit_rate(state, caller)
     agent = _agent(body.agent, caller)
     if body.intent is not None and not body.new_intent:
         ticket = await run_in_threadpool(lambda: state.store.get_ticket(ticket_id, owner=_scope(caller)))

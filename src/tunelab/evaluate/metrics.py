@@ -269,13 +269,12 @@ def headline_names(metrics: Mapping[str, Any], task: str | None = None) -> list[
     """
     names: list[str] = []
     if task is not None:
-        from tunelab.errors import ConfigError
-        from tunelab.tasks.registry import get_task
+        # Only a task already registered here (a plug-in imported by the caller, or a built-in
+        # something else loaded): loading the built-ins for this imports pandas, which made
+        # `tunelab eval RUN` slow; a built-in's headline keys are among HEADLINE_KEYS anyway.
+        from tunelab.tasks.registry import loaded_task
 
-        try:
-            found = get_task(task)
-        except ConfigError:
-            found = None
+        found = loaded_task(task)
         if found is not None:
             try:
                 shown = list(found.headline(dict(metrics)))

@@ -110,6 +110,13 @@ def get_task(name: str) -> Task:
         raise ConfigError(f"task {name!r} is not known; available tasks: {known}") from None
 
 
+def loaded_task(name: str) -> Task | None:
+    """The task registered under ``name`` in this process so far, without loading the built-ins
+    (they import pandas and torch): for callers that only need a plug-in's own answers, such as
+    the headline scores ``tunelab eval RUN`` prints from metrics.json in a fraction of a second."""
+    return _REGISTRY.get(name)
+
+
 def available_tasks() -> list[str]:
     """Every registered task name, built-in ones included."""
     _load_built_in()

@@ -235,6 +235,35 @@ def test_an_options_class_raising_value_error_is_one_config_error_naming_the_met
         method.parse_options({"r": 0})
 
 
+def test_encode_returning_a_dict_names_the_plugin_and_the_hook(plug_in, run_args) -> None:
+    """A tokenizer's dict failed later as "'dict' object has no attribute 'input_ids'"."""
+    plug_in(RowsTask(encode=lambda tokenizer, dataset, **sizes: tokenizer(list(dataset.texts))))
+    said = r"^task plug-in test_plugin_hooks\.RowsTask: encode\(\) returned \w+, expected a tunelab"
+    with pytest.raises(ConfigError, match=said):
+        tunelab.train(None, overrides=run_args(), show_progress=False)
+
+
+def test_write_report_returning_none_names_the_plugin_and_the_hook(plug_in, run_args) -> None:
+    """None passed silently: the CLI then named a report.html that was never written."""
+    plug_in(RowsTask(write_report=lambda *args, **kwargs: None))
+    said = r"^task plug-in test_plugin_hooks\.RowsTask: write_report\(\) returned None, expected a dict"
+    with pytest.raises(ConfigError, match=said):
+        tunelab.train(None, overrides=run_args(), show_progress=False)
+
+
+def test_a_method_whose_options_class_is_not_a_dataclass_is_refused_at_registration() -> None:
+    """A plain class was registered and failed at the first config read ("must be called with a
+    dataclass type")."""
+    from tunelab.methods.registry import register_method
+
+    class Options:
+        r = 4
+
+    with pytest.raises(ConfigError, match=r"^method plug-in 'm_plain' .*config_cls is .*not a dataclass"):
+        register_method(plugin_method("m_plain", config_cls=Options))
+    assert "m_plain" not in method_registry._REGISTRY
+
+
 # --- the task's attributes, not its datasets' class ---------------------------------------------------
 
 

@@ -75,6 +75,7 @@ def evaluate(
     from tunelab.data.file_options import options_for_file
     from tunelab.evaluate.run_context import eval_context
     from tunelab.inference import load
+    from tunelab.tasks.base import checked_encoded, checked_report, checked_score
 
     predictor = load(run)
     assert predictor.run is not None
@@ -82,30 +83,36 @@ def evaluate(
     read = options_for_file(data, predictor.config.data, given)
     dataset = task.read_labelled(data, read, labels, field=None)
     predictor.check_pairs(dataset.texts, dataset.text_pairs)  # logits takes any kind of input
-    enc = task.encode(
-        predictor.tokenizer,
-        dataset,
-        max_length=predictor.config.model.max_length,
-        stride=predictor.config.model.stride,
+    enc = checked_encoded(
+        task,
+        task.encode(
+            predictor.tokenizer,
+            dataset,
+            max_length=predictor.config.model.max_length,
+            stride=predictor.config.model.stride,
+        ),
     )
     logits = predictor.backend.logits(enc, batch_size=batch_size)
     # The run's threshold (tuned on its dev data) where the task has one; never tuned on this file.
-    metrics, _ = task.score(logits, enc, labels, threshold=predictor.threshold)
+    metrics, _ = checked_score(task, task.score(logits, enc, labels, threshold=predictor.threshold))
     if out_dir is not None:
         target = Path(out_dir)
         target.mkdir(parents=True, exist_ok=True)
     else:
         target = report_folder(predictor.run.root / "evals", data)
     atomic_write_json(target / "metrics.json", metrics)
-    written = task.write_report(
-        target,
-        metrics,
-        labels=labels,
-        history=None,
-        title=f"tunelab eval: {predictor.run.name} on {Path(data).name}",
-        meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
-        split=Path(data).name,
-        context=eval_context(predictor, logits, enc, dataset),
+    written = checked_report(
+        task,
+        task.write_report(
+            target,
+            metrics,
+            labels=labels,
+            history=None,
+            title=f"tunelab eval: {predictor.run.name} on {Path(data).name}",
+            meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
+            split=Path(data).name,
+            context=eval_context(predictor, logits, enc, dataset),
+        ),
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
 

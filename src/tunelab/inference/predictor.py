@@ -148,13 +148,16 @@ class Predictor:
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
         """Tokenise with the run's settings (``Encoded.text_lengths`` are the token counts metering uses)."""
-        return self.task.encode_texts(
+        from tunelab.tasks.base import checked_encoded
+
+        enc = self.task.encode_texts(
             self.tokenizer,
             texts,
             text_pairs,
             max_length=self.config.model.max_length,
             stride=self.config.model.stride,
         )
+        return checked_encoded(self.task, enc, "encode_texts")
 
     def predict_encoded(
         self, enc: Encoded, texts: Sequence[str], *, top_k: int = 3, batch_size: int = 64

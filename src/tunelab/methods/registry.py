@@ -248,9 +248,22 @@ def trainable_count(model: nn.Module) -> int:
 
 
 def register_method(method: Method) -> Method:
-    """Add a method under its name; a duplicate name is a programming error."""
+    """Add a method under its name; a duplicate name is a programming error.
+
+    ``config_cls`` must be a dataclass (its fields are the method's options): a plain class was
+    accepted here and failed at the first config read with "must be called with a dataclass type".
+    """
     if method.name in _REGISTRY:
         raise ValueError(f"method {method.name!r} is already registered")
+    config_cls = getattr(method, "config_cls", None)
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+        from tunelab.tasks.base import plugin_name
+
+        where = plugin_name(method.apply) if callable(getattr(method, "apply", None)) else repr(method.name)
+        raise ConfigError(
+            f"method plug-in {method.name!r} ({where}): config_cls is {config_cls!r}, not a dataclass; "
+            "give a @dataclass of the method's options (an empty one for none)"
+        )
     _REGISTRY[method.name] = method
     return method
 

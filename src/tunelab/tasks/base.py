@@ -373,6 +373,26 @@ def checked_score(task: Task, result: Any) -> tuple[dict[str, Any], float | None
     return result[0], result[1]
 
 
+def checked_encoded(task: Task, enc: Any, hook: str = "encode") -> Any:
+    """``task.encode``/``encode_texts``' result, checked to be a ``tunelab.data.encoding.Encoded``
+    (a dict from the tokenizer failed later as "'dict' object has no attribute 'input_ids'")."""
+    from tunelab.data.encoding import Encoded
+
+    if not isinstance(enc, Encoded):
+        raise wrong_return(task_plugin(task), hook, enc, "a tunelab.data.encoding.Encoded")
+    return enc
+
+
+def checked_report(task: Task, written: Any) -> dict[str, Any]:
+    """``task.write_report``'s result, checked to be the dict of files it wrote (``report.html``:
+    path); None passed silently and the report's path was guessed."""
+    if not isinstance(written, dict):
+        raise wrong_return(
+            task_plugin(task), "write_report", written, "a dict of the files written (name: path)"
+        )
+    return written
+
+
 def check_selected_metric(task: Task, metrics: dict[str, Any], metric: str) -> list[str]:
     """Refuse dev metrics without a number for ``metric`` (``train.metric``, one of
     ``task.metrics``), which picks the checkpoints; return the other names of ``task.metrics``

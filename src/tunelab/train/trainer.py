@@ -38,7 +38,13 @@ from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import read_run_labels
 from tunelab.tasks import Task
-from tunelab.tasks.base import check_selected_metric, checked_score, task_plugin
+from tunelab.tasks.base import (
+    check_selected_metric,
+    checked_encoded,
+    checked_report,
+    checked_score,
+    task_plugin,
+)
 from tunelab.train.augment_rows import augment_training_rows
 from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
 from tunelab.train.data_fingerprint import check_same_data, rows_digest, split_fingerprints
@@ -350,7 +356,9 @@ def train(
         # Read above only to keep test texts out of the rows made for training; never scored.
         splits = replace(splits, test=None)
         splits.notes.append("test rows read to keep them out of training, not scored (a search trial)")
-    enc_train = task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
+    enc_train = checked_encoded(
+        task, task.encode(tokenizer, splits.train, max_length=cfg.model.max_length, stride=cfg.model.stride)
+    )
     if method.before_training is not None:  # e.g. SetFit's contrastive stage, before its head is fitted
         notes = method.before_training(model, enc_train, options, cfg.train.seed)
         splits.notes.extend(method.notes_of("before_training", notes))
@@ -785,7 +793,7 @@ def _write_report(
         "samples/s": summary["train_samples_per_s"],
         "peak memory (MB)": summary["peak_memory_mb"],
     }
-    task.write_report(
+    written = task.write_report(
         run.root,
         metrics[split],
         labels=labels,
@@ -795,3 +803,4 @@ def _write_report(
         split=split,
         context=context,
     )
+    checked_report(task, written)  # None passed silently: the CLI then named a report.html never written

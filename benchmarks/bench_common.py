@@ -53,6 +53,16 @@ def train_run(
     return run, json.loads((run / "run.json").read_text(encoding="utf-8")), wall
 
 
+def unfinished(out: Path, name: str) -> Path | None:
+    """``out/<name>.partial`` when it exists: the folder a killed ``tunelab train name=<name>`` left.
+
+    ``tunelab train name=<name>`` refuses while it exists (an unfinished run of that name), so a
+    benchmark that goes on where it stopped finishes it: ``train_run(..., resume=<it>)``.
+    """
+    partial = out / f"{name}.partial"
+    return partial if partial.is_dir() else None
+
+
 def run_costs(summary: dict[str, Any], wall: float) -> dict[str, Any]:
     """The cost columns every training benchmark prints: epochs, time, throughput, memory, size."""
     return {

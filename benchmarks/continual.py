@@ -20,7 +20,9 @@ on all, the seconds of run.json (``train_seconds``: the loop's steps; ``setup_se
 before the loop, among it the probe head's fit and distillation's teacher pass) and their sum's
 share of retrain's sum. Every --out keeps the split it was made with (split.json: seed,
 --rows-per-class, the new intents, a hash of the CSVs); another split needs another --out.
-Runs already in ``--out`` are reused, so a killed benchmark goes on where it stopped.
+Runs already in ``--out`` are reused and one killed while training (``runs/<name>.partial``) is
+resumed, so a killed benchmark goes on where it stopped. ``--set`` needs ``--tag``: the continued
+runs are reused by name, and one trained with other settings must not pass for the plain one.
 
     .venv/bin/python benchmarks/continual.py                  # R in {20, 50, 100}, W in {0.3, 1}
     .venv/bin/python benchmarks/continual.py --rehearsal 50 --set train.class_weights=true --tag=-cw \
@@ -154,20 +156,24 @@ def split_data(
 def train(
     out: Path, name: str, args: list[str], *, at_least: tuple[str, ...] = ()
 ) -> tuple[Path, dict[str, Any]]:
-    """``tunelab train ARGS name=NAME``; a run already in ``out`` is reused."""
+    """``tunelab train ARGS name=NAME``; a run already in ``out`` is reused.
+
+    One a killed benchmark left unfinished (``<name>.partial``) is resumed (``tunelab train
+    --resume``) once its config.json is checked like a finished run's: ``tunelab train
+    name=NAME`` refuses while it exists.
+    """
     run = out / "runs" / name
+    partial = out / "runs" / f"{name}.partial"
     if (run / "config.json").is_file():
         _same_recipe(run, args, at_least=at_least)
     if not (run / "run.json").is_file() or json.loads((run / "run.json").read_text())["status"] != "finished":
-        cmd = [
-            sys.executable,
-            "-m",
-            "tunelab.cli.main",
-            "train",
-            *args,
-            f"name={name}",
-            f"output_dir={out / 'runs'}",
-        ]
+        cmd = [sys.executable, "-m", "tunelab.cli.main", "train"]
+        if partial.is_dir():
+            if (partial / "config.json").is_file():
+                _same_recipe(partial, args, at_least=at_least)
+            cmd += ["--resume", str(partial)]
+        else:
+            cmd += [*args, f"name={name}", f"output_dir={out / 'runs'}"]
         print("$", " ".join(cmd), flush=True)
         start = time.perf_counter()
         subprocess.run([*cmd, "--quiet"], check=True, stdout=subprocess.DEVNULL)
@@ -272,9 +278,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="which 17 intents are new, and the dev split")
     parser.add_argument("--model", default=None, help="model.name instead of the config's (a smoke test)")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides of every continued run")
-    parser.add_argument("--tag", default="", help="appended to the continued runs' names (with --set)")
+    parser.add_argument("--tag", default="", help="appended to the continued runs' names (needed with --set)")
     parser.add_argument("--dev-only", action="store_true", help="choose on dev and stop: no test read")
     args = parser.parse_args()
+    if args.set and not args.tag:
+        sys.exit(
+            "--set without --tag: give --tag NAME so runs trained with other settings keep their own names"
+        )
     out: Path = args.out
     (out / "runs").mkdir(parents=True, exist_ok=True)
     old, new = split_data(out, seed=args.seed, rows_per_class=args.rows_per_class)

@@ -25,8 +25,9 @@ Two stages, so that the recipe is never chosen on test:
 
 Prints mean, standard deviation, min and max over the seeds, and the paired gain over the
 baseline. Results are appended to ``<out>/results.jsonl`` as they come; a rerun skips the
-(stage, recipe, shots, seed) rows already there. Anchors (issue 14): frozen all-MiniLM-L6-v2 +
-logistic regression at 8 per intent 80.0 (MTEB) and 83.9 (measured here); 10 per intent:
+(stage, recipe, shots, seed) rows already there, reads a run that finished before its row was
+written, and resumes one killed while training (``<name>.partial``). Anchors (issue 14): frozen
+all-MiniLM-L6-v2 + logistic regression at 8 per intent 80.0 (MTEB) and 83.9 (measured here); 10 per intent:
 USE+ConveRT 85.2, fine-tuned BERT 83.4, the best published augmentation 89.8. Targets: >= 87
 (8 per intent) and >= 90 (16 per intent).
 
@@ -125,11 +126,26 @@ def unlabeled_file(out: Path) -> Path:
 
 
 def setfit_accuracy(overrides: list[str], out: Path, name: str, split: str) -> tuple[float, dict[str, Any]]:
+    """``split`` accuracy and run.json of run ``out/name``: trained, or finished where a killed benchmark
+    stopped.
+
+    A run finished before its results.jsonl row was written is read, not trained again (a run of
+    that name exists); one killed while training (``<name>.partial``) is resumed.
+    """
     import tunelab
 
-    result = tunelab.train(
-        str(CONFIG), overrides=[*overrides, f"output_dir={out}", f"name={name}"], show_progress=False
-    )
+    run, partial = out / name, out / f"{name}.partial"
+    if (run / "run.json").is_file() and (run / "metrics.json").is_file():
+        summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        if summary.get("status") == "finished":
+            metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+            return float(metrics[split]["accuracy"]), summary
+    if partial.is_dir():
+        result = tunelab.train(resume=str(partial), show_progress=False)
+    else:
+        result = tunelab.train(
+            str(CONFIG), overrides=[*overrides, f"output_dir={out}", f"name={name}"], show_progress=False
+        )
     return float(result.metrics[split]["accuracy"]), result.summary
 
 

@@ -17,7 +17,8 @@ set (3,080 texts) is read once per run. Variants, all fixed before any result wa
 Prints mean, standard deviation, min and max of test accuracy over the seeds, and the paired
 difference to the baseline (mean and standard deviation over seeds). Results are appended to
 ``<out>/results.jsonl`` as they come, and a rerun skips the (variant, seed) pairs already there,
-so a killed benchmark goes on where it stopped. It takes hours on 2 cores (the baseline about
+so a killed benchmark goes on where it stopped (a run killed while training, ``<name>.partial``,
+is resumed from its last checkpoint). It takes hours on 2 cores (the baseline about
 3 minutes a run; eda 5x that, pgd 4x, fgm 2x).
 
 Each row keeps the overrides its runs were trained with, and a run folder reused by name is
@@ -39,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench_common import train_run  # benchmarks/bench_common.py
+from bench_common import train_run, unfinished  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -132,8 +133,11 @@ def measured(rows: list[dict[str, Any]], variant: str, seed: int, overrides: lis
 def train_accuracy(overrides: list[str], out: Path, name: str) -> tuple[Path, float]:
     """Train one run (or reuse a finished one of that name trained so); its test accuracy.
 
+    A run a killed benchmark left unfinished (``<name>.partial``) is resumed: ``tunelab train
+    name=<name>`` refuses while it exists.
+
     Raises:
-        SystemExit: the run of that name was trained with other settings (one line).
+        SystemExit: the run of that name was trained (or begun) with other settings (one line).
     """
     run = out / name
     if (run / "run.json").is_file():
@@ -142,7 +146,13 @@ def train_accuracy(overrides: list[str], out: Path, name: str) -> tuple[Path, fl
             sys.exit(f"{run}: trained with {differ}; give a fresh --out")
         summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
     else:
-        run, summary, _ = train_run(CONFIG, overrides, out, name, quiet=True)
+        partial = unfinished(out, name)
+        if partial is not None and (partial / "config.json").is_file():
+            saved = json.loads((partial / "config.json").read_text(encoding="utf-8"))
+            differ = settings_differ(saved, overrides)
+            if differ is not None:
+                sys.exit(f"{partial}: begun with {differ}; give a fresh --out")
+        run, summary, _ = train_run(CONFIG, overrides, out, name, resume=partial, quiet=True)
     return run, 100 * summary["headline"]["test"]["accuracy"]
 
 

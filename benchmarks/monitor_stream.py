@@ -968,8 +968,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--http-batch", type=int, default=64, help="documents a request (default 64)")
     g.add_argument("--http-clients", type=int, default=2, help="concurrent clients (default 2)")
     g.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
-                   help="tunelab serve arguments naming the monitor ({config}: its file); "
-                   "default --monitor {config} --threads <CPU count>")  # fmt: skip
+                   help="one tunelab serve argument naming the monitor ({config}: its file), given as "
+                   "--serve-arg=VALUE (a VALUE starting with - is refused otherwise) and repeated, "
+                   "e.g. --serve-arg=--monitor --serve-arg={config}; default --monitor {config} "
+                   "--threads <CPU count>")  # fmt: skip
     p.add_argument("--skip-detection", action="store_true", help="throughput only")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     args = p.parse_args(argv)

@@ -561,7 +561,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, help="quick check: evaluate only N test users (seeded)")
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP latency")
     parser.add_argument("--requests", type=int, default=200, help="HTTP requests timed (200)")
-    parser.add_argument("--serve-arg", action="append", default=[], help="replace `--recommend FOLDER`")
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one tunelab serve argument replacing `--recommend FOLDER`, given as --serve-arg=VALUE (a "
+        "VALUE starting with - is refused otherwise) and repeated, e.g. --serve-arg=--recommend "
+        "--serve-arg=FOLDER",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE (after each stage)")
     return parser.parse_args(argv)
 

@@ -262,6 +262,21 @@ def train(files: dict[str, Path], overrides: list[str], out: Path) -> Path:
     return out / name
 
 
+def trained_file(run_dir: Path) -> str | None:
+    """The ``data.train`` a run's config.json names (None: no config.json or no such field).
+
+    ``--run`` reuses a run trained on ``support-bot-data-{limit}-{seed}/train.csv``: its labels
+    depend on ``--seed`` alone, so a ``--limit 20`` run passed them for the full benchmark, whose dev
+    split then held that run's training rows.
+    """
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8")).get("data")
+    train = data.get("train") if isinstance(data, dict) else None
+    return train if isinstance(train, str) else None
+
+
 def reply_kinds(replies: list[Any], rows: list[Row], passage_intents: dict[str, str]) -> dict[str, Any]:
     """Where ``rows`` went and how often each path was right (fractions; ``None`` where nothing went)."""
     kinds = Counter(r.kind for r in replies)
@@ -562,7 +577,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="quick check: at most N train, N/4 test rows per intent")
     parser.add_argument("--target", default="precision=0.97", help="tune target (default precision=0.97)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="training config overrides")
-    parser.add_argument("--run", help="reuse this trained run (same --seed and --limit) instead of training")
+    parser.add_argument("--run", help="reuse this trained run instead of training: one this script "
+                        "trained with the same --seed and --limit (checked: its data.train)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients (default 16)")
     parser.add_argument("--seconds", type=float, default=30, help="length of the HTTP load (default 30)")
     parser.add_argument("--no-serve", action="store_true", help="skip the HTTP measurement")
@@ -594,6 +610,11 @@ def main() -> None:
     t0 = time.perf_counter()
     run_dir = Path(args.run) if args.run else train(files, args.set, out)
     timings["train_s"] = round(time.perf_counter() - t0, 1)
+    if args.run:
+        trained_on = trained_file(run_dir)
+        if trained_on is None or Path(trained_on).resolve() != files["train"].resolve():
+            sys.exit(f"{run_dir}: trained on {trained_on}, not {files['train']} (this --seed and --limit's "
+                     "training rows, whose dev split it must not have seen); train it again")  # fmt: skip
     labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
     if sorted(labels.get("labels", [])) != sorted(intents.known):
         sys.exit(f"{run_dir}: its intents are not the 62 known intents of --seed {args.seed}; train it again")

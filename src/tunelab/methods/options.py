@@ -73,7 +73,20 @@ class Problems:
             isinstance(value, list) and not all(isinstance(v, str) and v for v in value)
         ):
             self.add(f"{name}={value!r} (use a list of module names such as {example}, or one regex)")
+        else:
+            self.regex(name, value, example)
         return names_as_list(value)
+
+    def regex(self, name: str, value: Any, example: str) -> None:
+        """A string other than ``all-linear`` is peft's regex: one that does not compile failed in
+        train as "unexpected error"."""
+        if isinstance(value, str) and value != ALL_LINEAR:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                self.add(
+                    f"{name}={value!r} is not a valid regex ({exc}); give module names such as {example}"
+                )
 
     def raise_if_any(self) -> None:
         if self.found:

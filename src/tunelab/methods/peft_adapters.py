@@ -225,6 +225,7 @@ def attach(
             warnings.filterwarnings("ignore", message=".*(rank_pattern keys did not match|mismatch).*")
             host.load_adapter(adapter, adapter_name=name, is_trainable=False, ignore_mismatched_sizes=True)
             _fit_heads(host, adapter, name)
+            _check_loaded(host, adapter, folder, name)
     except Exception:
         if name in host.peft_config:  # a half-loaded adapter would stay in every layer
             host.delete_adapter(name)
@@ -254,6 +255,34 @@ def _fit_heads(host: nn.Module, folder: Path, name: str) -> None:
         owner_name, _, leaf = full.rpartition(".")
         owner = host.get_submodule(owner_name)
         setattr(owner, leaf, Parameter(tensor.to(param.dtype), requires_grad=False))
+
+
+def _check_loaded(host: nn.Module, adapter: Path, folder: Path, name: str) -> None:
+    """Refuse an adapter whose saved tensors did not all go in at their shapes.
+
+    ``ignore_mismatched_sizes`` (there for heads of another label count) makes peft skip any
+    tensor whose shape disagrees, its warning hidden: an ``adapter_config.json`` whose ``r``
+    disagrees with the weights attached with ``lora_B`` left at zero, silently (``load`` refuses
+    the same folder). The head copies are ``_fit_heads``'s; every other saved tensor is compared.
+    """
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = load_file(str(adapter / ADAPTER_WEIGHTS))
+    marker = f".modules_to_save.{name}."
+    heads = {full.replace(marker, ".") for full, _ in host.named_parameters() if marker in full}
+    loaded = get_peft_model_state_dict(host, adapter_name=name, save_embedding_layers=False)
+    for key, tensor in saved.items():
+        if key in heads:
+            continue
+        have = loaded.get(key)
+        if have is None:
+            problem = f"{key} is not in the model"
+        elif tuple(have.shape) != tuple(tensor.shape):
+            problem = f"{key} shape {tuple(tensor.shape)} vs {tuple(have.shape)} in the model"
+        else:
+            continue
+        raise RunError(f"{folder}: cannot read the adapter ({problem}); train the run again")
 
 
 def detach(host: nn.Module, name: str) -> None:

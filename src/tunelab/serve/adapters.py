@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -342,13 +343,27 @@ class BasePool:
 
     @staticmethod
     def _host_key(ctx: Any, method: Any) -> tuple[Any, ...]:
-        """Runs with equal keys load the same base model: method, task, pooling, base folder, weights."""
+        """Runs with equal keys load the same base model: method, task, pooling, base folder, weights,
+        and the modules the adapter saves whole (peft's ``modules_to_save``).
+
+        The last because once one adapter on a host has its own copy of a module (the pooler of a
+        ``train_pooler`` run), peft looks up every adapter's copy of it by name: an adapter without
+        one failed each forward with a KeyError, so runs differing only in ``train_pooler`` load
+        on separate hosts.
+        """
         from tunelab.inference.backends import base_folder
 
         # as loading the run finds its base (a relative local base: the folder recorded at training)
         source = Path(base_folder(ctx)).resolve()
         pooling = ctx.summary.get("pooling") or ctx.config.model.pooling
-        return (method.name, ctx.labels.task, pooling, str(source), ctx.summary.get("base_fingerprint"))
+        return (
+            method.name,
+            ctx.labels.task,
+            pooling,
+            str(source),
+            ctx.summary.get("base_fingerprint"),
+            _saved_whole(Path(ctx.run.weights)),
+        )
 
     def batcher(
         self, predictor: Any, make: BatcherMaker, *, on_batch: Callable[[int], None] | None = None
@@ -401,3 +416,18 @@ class BasePool:
 
 
 __all__ = ["AdapterBackend", "AdapterBatcher", "BasePool", "SharedBase", "shared_backend"]
+
+
+def _saved_whole(weights: Path) -> tuple[str, ...]:
+    """The modules an adapter saves whole (``modules_to_save`` in its ``adapter_config.json``),
+    sorted; none for a config that cannot be read (attaching the adapter then says why)."""
+    try:
+        config = json.loads((weights / "adapter_config.json").read_text(encoding="utf-8"))
+        saved = config.get("modules_to_save")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    if isinstance(saved, str):
+        saved = [saved]
+    if not isinstance(saved, list | tuple | set):
+        return ()
+    return tuple(sorted(str(m) for m in saved))

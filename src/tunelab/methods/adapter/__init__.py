@@ -37,7 +37,7 @@ class AdapterOptions:
     block). ``reduction_factor`` 16 and the activations (``auto``: swish for Houlsby, ReLU for
     Pfeiffer) are AdapterHub's defaults for both configurations; with MiniLM's hidden size 384 a
     Houlsby adapter set is 1.0% of the model's weights. ``train_layer_norm`` also trains the
-    encoder's LayerNorms, as Houlsby et al. did.
+    encoder's LayerNorms (both of every layer's, with ``pfeiffer`` too), as Houlsby et al. did.
     """
 
     kind: str = "houlsby"
@@ -62,7 +62,32 @@ def apply(model: nn.Module, cfg: AdapterOptions) -> nn.Module:
 
 
 def load(folder: Path, loader: ModelLoader) -> nn.Module:
-    return wrapped_model.load(folder, loader, method="adapter", options_cls=AdapterOptions, apply=apply)
+    saved = _saved_names(folder)
+
+    def apply_as_saved(model: nn.Module, cfg: AdapterOptions) -> nn.Module:
+        wrapped = apply(model, cfg)
+        if saved is not None and cfg.kind == "pfeiffer" and cfg.train_layer_norm:
+            # Runs saved before Pfeiffer's train_layer_norm trained the attention LayerNorms too
+            # hold none of them: those stay as the base has them, as they were when trained.
+            for name, param in wrapped.named_parameters():
+                if param.requires_grad and "LayerNorm" in name and name not in saved:
+                    param.requires_grad_(False)
+        return wrapped
+
+    return wrapped_model.load(
+        folder, loader, method="adapter", options_cls=AdapterOptions, apply=apply_as_saved
+    )
+
+
+def _saved_names(folder: Path) -> set[str] | None:
+    """The tensor names in the run's adapter weights; None where unreadable (load says why)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / wrapped_model.ADAPTER_WEIGHTS), framework="pt") as weights:
+            return set(weights.keys())
+    except Exception:  # a damaged or missing file: wrapped_model.load refuses it in one line
+        return None
 
 
 register_method(

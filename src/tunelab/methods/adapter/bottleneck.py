@@ -85,12 +85,12 @@ class AdapterModel(WrappedModel):
         if activation == "auto":
             activation = DEFAULT_ACTIVATION[options.kind]
         for _, block, after_attention in blocks:
+            if options.train_layer_norm:  # every block's, as Houlsby et al. (a Pfeiffer one has no adapter)
+                for p in block.LayerNorm.parameters():
+                    p.requires_grad_(True)
             if after_attention and options.kind == "pfeiffer":
                 continue
             hidden = block.dense.out_features
             adapter = Bottleneck(hidden, options.reduction_factor, activation, options.dropout)
             block.adapter = adapter
             block.dropout.register_forward_hook(_RunAdapter(adapter))
-            if options.train_layer_norm:
-                for p in block.LayerNorm.parameters():
-                    p.requires_grad_(True)

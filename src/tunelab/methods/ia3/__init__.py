@@ -46,6 +46,8 @@ class Ia3Options:
             problems.add(
                 f"feedforward_modules={ff!r} (use a list of module names such as [output.dense], or [])"
             )
+        else:
+            problems.regex("feedforward_modules", ff, "[output.dense]")
         if isinstance(self.feedforward_modules, list) and isinstance(self.target_modules, list):
             extra = [m for m in self.feedforward_modules if m not in self.target_modules]
             if extra:

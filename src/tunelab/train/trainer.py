@@ -131,17 +131,7 @@ def _as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
     }
     if same:
         found = replace(found, data=replace(found.data, **same))
-    files = summary.get("data_files")
-    recorded = files.get("unlabeled") if isinstance(files, dict) else None
-    typed = cfg.self_training.unlabeled
-    if (
-        typed
-        and isinstance(recorded, str)
-        and not Path(typed).is_absolute()
-        and Path(typed).resolve() != Path(recorded)
-        and Path(recorded).exists()
-    ):
-        found = replace(found, self_training=replace(found.self_training, unlabeled=recorded))
+    # self_training.unlabeled: with_training_paths resolves it as the run read it
     return found
 
 

@@ -475,32 +475,28 @@ def join_previous(previous: str, text: str, tokenizer: Any = None, max_length: i
 
     if fits(joined):
         return joined
+    def earliest_fitting(cuts: list[int]) -> str | None:
+        """The joined text from the earliest of ``cuts`` (offsets into ``previous``, ascending)
+        whose tail still fits: a shorter tail never takes more tokens, so a binary search."""
+        lo, hi = 0, len(cuts)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(f"{previous[cuts[mid] :]} {text}"):
+                hi = mid
+            else:
+                lo = mid + 1
+        return f"{previous[cuts[lo] :]} {text}" if lo < len(cuts) else None
+
     starts = [m.start() for m in _WORD.finditer(previous)]
-    # the earliest word from which the tail still fits: fewer words never take more tokens
-    lo, hi = 1, len(starts)  # starts[0]: the whole message, which does not fit
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(f"{previous[starts[mid] :]} {text}"):
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo < len(starts) and fits(tail := f"{previous[starts[lo] :]} {text}"):
+    # starts[0] is the whole message, which does not fit
+    if (tail := earliest_fitting(starts[1:])) is not None:
         return tail
     # Not even its last word fits: a Chinese or Japanese message is one "word" (no spaces), and
     # cut only at word starts it was dropped whole, the follow-up read alone. Cut that word at a
     # token instead (where the model's own tokenizer starts one: a character for CJK text).
     last = starts[-1] if starts else 0
-    token_starts = _token_starts(tokenizer, previous[last:])
-    lo, hi = 0, len(token_starts)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(f"{previous[last + token_starts[mid] :]} {text}"):
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo < len(token_starts) and fits(tail := f"{previous[last + token_starts[lo] :]} {text}"):
-        return tail
-    return text
+    tail = earliest_fitting([last + start for start in _token_starts(tokenizer, previous[last:])])
+    return text if tail is None else tail
 
 
 def _token_starts(tokenizer: Any, word: str) -> list[int]:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from bench_common import unfinished  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -163,12 +164,12 @@ def train(
     name=NAME`` refuses while it exists.
     """
     run = out / "runs" / name
-    partial = out / "runs" / f"{name}.partial"
+    partial = unfinished(out / "runs", name)
     if (run / "config.json").is_file():
         _same_recipe(run, args, at_least=at_least)
     if not (run / "run.json").is_file() or json.loads((run / "run.json").read_text())["status"] != "finished":
         cmd = [sys.executable, "-m", "tunelab.cli.main", "train"]
-        if partial.is_dir():
+        if partial is not None:
             if (partial / "config.json").is_file():
                 _same_recipe(partial, args, at_least=at_least)
             cmd += ["--resume", str(partial)]
@@ -300,7 +301,7 @@ def main() -> int:
     common += [f"model.name={args.model}"] if args.model else []
     dev_all = f"data.dev={out / 'all_dev.csv'}"
     scratch = [*common, f"train.epochs={args.epochs}"]
-    first, _ = train(
+    first, first_summary = train(
         out,
         "first",
         [str(CONFIG), *scratch, f"data.train={out / 'old_train.csv'}", f"data.dev={out / 'old_dev.csv'}",
@@ -387,7 +388,7 @@ def main() -> int:
                 "share_of_retrain_time": round((train_s + setup_s) / retrain_s, 3),
             }
         )
-    first_s = seconds(first, json.loads((first / "run.json").read_text(encoding="utf-8")))
+    first_s = seconds(first, first_summary)
     record = {
         "epochs": args.epochs,
         "continued_epochs": args.continued_epochs,

@@ -29,8 +29,8 @@ from tunelab.tasks.classification import ClassificationTask
 
 
 @dataclass
-class Rows:
-    """A plug-in's own dataset class, with what docs/extending.md says a dataset must provide."""
+class RowsWithoutExtended:
+    """A plug-in's own dataset class without ``extended`` (no rows can be added to it)."""
 
     texts: list[str]
     text_pairs: list[str] | None
@@ -39,6 +39,11 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+@dataclass
+class Rows(RowsWithoutExtended):
+    """A plug-in's own dataset class, with what docs/extending.md says a dataset must provide."""
 
     def subset(self, positions: list[int]) -> Rows:
         labels = None if self.labels is None else [self.labels[i] for i in positions]
@@ -48,17 +53,6 @@ class Rows:
         return Rows(
             [*self.texts, *more.texts], None, [*(self.labels or []), *(more.labels or [])], self.source
         )
-
-
-@dataclass
-class RowsWithoutExtended:
-    texts: list[str]
-    text_pairs: list[str] | None
-    labels: list[Any] | None
-    source: str
-
-    def __len__(self) -> int:
-        return len(self.texts)
 
 
 def as_rows(dataset: Any, cls: type = Rows) -> Any:

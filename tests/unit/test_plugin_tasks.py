@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from test_serve_app import FakeEncoded  # the server's stand-in encoded batch
 
 import tunelab.tasks.registry as registry
 from tunelab.cli.main import main
@@ -169,18 +170,6 @@ def toy(own_registry: None) -> ToyTask:
 # --- 1. the HTTP API answers with the plug-in's own results --------------------------------------
 
 
-@dataclass
-class ToyEncoded:
-    texts: list[str]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(t.split()) + 2 for t in self.texts]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
 class ToyPredictor:
     """What the server reads of a loaded run, for the toy task (``pos`` for a text with "good")."""
 
@@ -192,8 +181,8 @@ class ToyPredictor:
     def __init__(self, task: Task) -> None:
         self.task = task
 
-    def encode(self, texts: list[str]) -> ToyEncoded:
-        return ToyEncoded(list(texts))
+    def encode(self, texts: list[str]) -> FakeEncoded:
+        return FakeEncoded(list(texts))
 
     def predict_encoded(self, enc: Any, texts: list[str], *, top_k: int = 3, batch_size: int = 64) -> Any:
         return [{"polarity": "pos" if "good" in t else "neg", "confidence": 0.75} for t in enc.texts]

@@ -39,6 +39,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import csv
+import functools
 import gzip
 import io
 import json
@@ -630,6 +631,21 @@ def _open_bytes(path: Path) -> BinaryIO | None:
 
 
 def _decodes(path: Path, encoding: str) -> bool:
+    """Whether the whole file decodes as ``encoding``. Remembered per file version: detection and
+    the error hint ask the same questions of the same file (up to six full decodes each)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _decodes_now(path, encoding)
+    return _decodes_version(str(path), encoding, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _decodes_version(path: str, encoding: str, size: int, mtime_ns: int) -> bool:
+    return _decodes_now(Path(path), encoding)
+
+
+def _decodes_now(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
         with _open_bytes(path) as f:  # type: ignore[union-attr]

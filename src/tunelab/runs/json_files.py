@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import RunError
+from tunelab.errors import RunError, TunelabError
 
 
 class JsonFileError(ValueError):
@@ -65,17 +65,19 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return value
 
 
-def read_run_object(path: Path, message: Callable[[str], str]) -> dict[str, Any]:
-    """``read_json_object``, with any failure one ``RunError``: ``message(reason)``, the caller's own
-    words and advice around the few words saying what went wrong (``failure_reason``).
+def read_run_object(
+    path: Path, message: Callable[[str], str], *, error: type[TunelabError] = RunError
+) -> dict[str, Any]:
+    """``read_json_object``, with any failure one ``error`` (``RunError``): ``message(reason)``, the
+    caller's own words and advice around the few words saying what went wrong (``failure_reason``).
 
     Raises:
-        RunError: the file is missing or unreadable, not UTF-8, not JSON or not an object.
+        RunError: (or ``error``) the file is missing or unreadable, not UTF-8, not JSON or not an object.
     """
     try:
         return read_json_object(path)
     except (OSError, JsonFileError) as exc:
-        raise RunError(message(failure_reason(exc))) from None
+        raise error(message(failure_reason(exc))) from None
 
 
 def failure_reason(exc: OSError | JsonFileError) -> str:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, TunelabError, first_line
-from tunelab.runs.json_files import JsonFileError, failure_reason, read_json_object
+from tunelab.runs.json_files import read_run_object
 from tunelab.search.space import (
     Dimension,
     check_dev,
@@ -269,10 +269,7 @@ def _study_db(folder: Path) -> Iterator[None]:
 def _read_folder_json(path: Path, advice: str) -> dict[str, Any]:
     """``search.json`` or ``best.json`` as an object; damaged, a one-line ``ConfigError`` naming it
     (it was "unexpected JSONDecodeError", and a JSON list an AttributeError)."""
-    try:
-        return read_json_object(path)
-    except (OSError, JsonFileError) as exc:
-        raise ConfigError(f"{path}: damaged ({failure_reason(exc)}); {advice}") from None
+    return read_run_object(path, lambda reason: f"{path}: damaged ({reason}); {advice}", error=ConfigError)
 
 
 @contextlib.contextmanager

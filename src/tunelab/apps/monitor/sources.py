@@ -508,9 +508,7 @@ class FileFollower:
             self._line += 1
             if raw[:1] == b"\x00":  # a sparse file's hole (see the module docstring)
                 raw = raw.lstrip(b"\x00")
-                if not self._sparse_warned:
-                    self._sparse_warned = True
-                    _warn_sparse(self._file, self._line)
+                self._note_sparse(self._line)
             if raw.strip():
                 lines.append(Line(self._line, raw.rstrip(b"\r")))
         self._grow_head(data)
@@ -539,9 +537,14 @@ class FileFollower:
             skipped += run.end()
             if run.end() < len(block):
                 break
-        if skipped and not self._sparse_warned:
+        if skipped:
+            self._note_sparse(self._line + 1)
+
+    def _note_sparse(self, line: int) -> None:
+        """Warn once a file that a NUL hole was skipped at ``line`` (see the module docstring)."""
+        if not self._sparse_warned:
             self._sparse_warned = True
-            _warn_sparse(self._file, self._line + 1)
+            _warn_sparse(self._file, line)
 
     def _skip_long_line(self) -> Chunk | None:
         """Find the end of a line over ``read_bytes`` without holding it; refuse it if too long."""

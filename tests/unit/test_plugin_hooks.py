@@ -258,6 +258,48 @@ def test_a_method_whose_options_class_is_not_a_dataclass_is_refused_at_registrat
     assert "m_plain" not in method_registry._REGISTRY
 
 
+def test_a_hook_that_cannot_take_tunelabs_arguments_is_refused_at_registration() -> None:
+    """An ``on_step(model)`` was registered and failed after the run's first optimizer step with a bare
+    "on_step() takes 1 positional argument but 2 were given", naming neither plug-in nor hook."""
+    from tunelab.methods.registry import register_method
+
+    def on_step(model):
+        return None
+
+    said = (
+        r"^method plug-in 'm_arity' \(test_plugin_hooks\..*on_step\): tunelab calls on_step\(model, step\), "
+        r"which it cannot take \(too many positional arguments\); give it those 2 positional parameter"
+    )
+    with pytest.raises(ConfigError, match=said):
+        register_method(plugin_method("m_arity", on_step=on_step))
+    with pytest.raises(ConfigError, match=r"^method plug-in 'm_arity': loss_term is 3, not a function"):
+        register_method(plugin_method("m_arity", loss_term=3))
+
+    def keyword_only(model, *, state):
+        return None
+
+    said = r"tunelab calls restore_state\(model, state\), which it cannot take"
+    with pytest.raises(ConfigError, match=said):
+        register_method(plugin_method("m_arity", restore_state=keyword_only))
+    assert "m_arity" not in method_registry._REGISTRY
+
+
+def test_hooks_taking_more_than_they_need_through_defaults_or_star_args_are_registered() -> None:
+    from tunelab.methods.registry import register_method
+
+    def on_step(*args):
+        return None
+
+    def on_train_begin(model, total_steps, extra=None, **kwargs):
+        return None
+
+    try:
+        register_method(plugin_method("m_flexible", on_step=on_step, on_train_begin=on_train_begin))
+        assert get_method("m_flexible").on_step is on_step
+    finally:
+        method_registry._REGISTRY.pop("m_flexible", None)
+
+
 # --- the task's attributes, not its datasets' class ---------------------------------------------------
 
 

@@ -264,8 +264,70 @@ def register_method(method: Method) -> Method:
             f"method plug-in {method.name!r} ({where}): config_cls is {config_cls!r}, not a dataclass; "
             "give a @dataclass of the method's options (an empty one for none)"
         )
+    _check_hook_arity(method)
     _REGISTRY[method.name] = method
     return method
+
+
+# How many positional arguments tunelab passes each hook (the Method docstring's signatures). A hook
+# that cannot take them failed only when first called, for ``on_step`` after the first optimizer step,
+# as a bare "on_step() takes 1 positional argument but 2 were given" that named neither the plug-in
+# nor the hook; checked once here instead, so a wrong plug-in never starts a run.
+HOOK_ARGUMENTS = {
+    "apply": ("model", "options"),
+    "save": ("model", "folder"),
+    "load": ("folder", "loader"),
+    "on_step": ("model", "step"),
+    "on_train_begin": ("model", "total_steps"),
+    "loss_term": ("model",),
+    "merge": ("model",),
+    "before_training": ("model", "train", "options", "seed"),
+    "extra_positions": ("options",),
+    "checkpoint_state": ("model",),
+    "restore_state": ("model", "state"),
+    "after_training": ("model",),
+    "head_only": ("options",),
+    "trained_parameters": ("model", "options"),
+}
+
+SHARING_ARGUMENTS = {
+    "attach": ("host", "folder", "loader", "name"),
+    "detach": ("host", "name"),
+    "forward": ("host", "batch", "names"),
+    "signature": ("host", "name"),
+}
+
+
+def _check_hook_arity(method: Method) -> None:
+    """Refuse (one line, naming the plug-in and the hook) a hook that cannot be called with the
+    arguments tunelab passes it, or a hook that is set but not callable."""
+    import inspect
+
+    from tunelab.tasks.base import plugin_name
+
+    hooks = [(hook, getattr(method, hook, None), arguments) for hook, arguments in HOOK_ARGUMENTS.items()]
+    if method.sharing is not None:
+        hooks += [
+            (f"sharing.{hook}", getattr(method.sharing, hook, None), arguments)
+            for hook, arguments in SHARING_ARGUMENTS.items()
+        ]
+    for hook, fn, arguments in hooks:
+        if fn is None:
+            continue
+        call = f"{hook}({', '.join(arguments)})"
+        if not callable(fn):
+            raise ConfigError(
+                f"method plug-in {method.name!r}: {hook} is {fn!r}, not a function; tunelab calls {call}"
+            )
+        try:
+            inspect.signature(fn).bind(*arguments)
+        except TypeError as exc:
+            raise ConfigError(
+                f"method plug-in {method.name!r} ({plugin_name(fn)}): tunelab calls {call}, which it "
+                f"cannot take ({exc}); give it those {len(arguments)} positional parameter(s)"
+            ) from None
+        except ValueError:  # no signature to read (some built-ins): it is called as it stands
+            continue
 
 
 def get_method(name: str) -> Method:

@@ -475,6 +475,7 @@ def join_previous(previous: str, text: str, tokenizer: Any = None, max_length: i
 
     if fits(joined):
         return joined
+
     def earliest_fitting(cuts: list[int]) -> str | None:
         """The joined text from the earliest of ``cuts`` (offsets into ``previous``, ascending)
         whose tail still fits: a shorter tail never takes more tokens, so a binary search."""

@@ -280,6 +280,22 @@ def test_a_rerun_with_another_space_does_not_mix_searches(base: list[str], tmp_p
         search(None, space=other, trials=2, overrides=base, out=tmp_path / "s", show_progress=False)
 
 
+def test_a_resume_whose_metric_changed_direction_is_refused(
+    base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna reopened the stored study with its stored direction and said nothing: after a plug-in's
+    ``lower_is_better`` changed for the metric, the resumed search chose its worst trial as best."""
+    from tunelab.search import study as study_module
+
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    search(None, space=space, trials=1, overrides=base, out=tmp_path / "s", prune=False, show_progress=False)
+    monkeypatch.setattr(study_module, "metric_lower_is_better", lambda metric, task: True)
+    said = r"s holds a search that maximizes accuracy, but accuracy is now lower-is-better; give --out"
+    with pytest.raises(ConfigError, match=said):
+        search(None, space=space, trials=2, overrides=base, out=tmp_path / "s", show_progress=False)
+    assert len(read_csv(tmp_path / "s" / "trials.csv")) == 1  # no trial was run in the wrong direction
+
+
 def failing_trials(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Trials that fail at once instead of training (the resume check runs before any trial): the
     list gets each trial's overrides, so an empty one means nothing was drawn."""

@@ -211,6 +211,14 @@ def search(
                 if prune
                 else optuna.pruners.NopPruner(),
             )
+        if study.direction.name.lower() != direction:
+            # Optuna loads a stored study with its stored direction, silently: a resume after the
+            # task's lower_is_better for this metric changed (a plug-in's) picked the worst trial.
+            raise ConfigError(
+                f"{folder} holds a search that {study.direction.name.lower()}s {metric}, but {metric} is "
+                f"now {'lower' if direction == 'minimize' else 'higher'}-is-better; give --out for a "
+                "new search folder"
+            )
         # The sampler's random state is not stored: a resumed search seeded as the first process was
         # would draw the first trials' values again. Offset by the trials already stored (a fresh
         # search is still reproducible from its seed).

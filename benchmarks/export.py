@@ -18,6 +18,14 @@ Make the run first (about 15 minutes on 2 cores), then benchmark it:
     .venv/bin/python benchmarks/export.py --run ... --structured 0.6 --recover-epochs 4
         # also onnx-int8 with 60% of heads and FFN neurons pruned, refit and distilled (~12 min more);
         # on 2 AVX2 cores: 8.1x eager at batch 1, 3.8x at batch 32, -0.42 points
+
+To choose a pruning recipe without reading test, train with a dev split and no test file, score the
+candidates on that split, then read test once with the one chosen:
+
+    .venv/bin/tunelab train configs/banking77.yaml name=b77-devsplit data.dev_size=0.1 data.test=null
+    .venv/bin/python benchmarks/export.py --run runs/b77-devsplit --data dev --structured 0.5 \\
+        --recover-epochs 2
+    .venv/bin/python benchmarks/export.py --run runs/b77-devsplit --structured ... --recover-epochs ...
 """
 
 from __future__ import annotations
@@ -53,11 +61,28 @@ def speedup(row: list[float], eager: list[float], pick) -> float:
     return round(median([r / e for r, e in zip(row, eager, strict=True)]), 2)
 
 
+def dev_split(source):
+    """The run's carved dev split, refused when the run has a test file or no dev split: then the
+    export's parity check (and so the accuracy printed) would not be on these rows."""
+    cfg = source.config.data
+    if cfg.test:
+        sys.exit(f"{source.run.root}: --data dev needs a run trained with data.test=null (it has {cfg.test})")
+    dev = source.task.load_splits(cfg).dev
+    if dev is None or not len(dev):
+        sys.exit(f"{source.run.root}: the run has no dev split; train it with data.dev_size=0.1")
+    return dev
+
+
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--run", required=True, help="a trained BANKING77 run folder")
-    parser.add_argument("--data", default=str(DATA), help="labelled test file (default BANKING77 test.csv)")
+    parser.add_argument(
+        "--data",
+        default=str(DATA),
+        help="labelled file to score on (default BANKING77 test.csv), or 'dev': the run's own dev split "
+        "(a run trained with data.dev_size), to choose a recipe without reading test",
+    )
     parser.add_argument("--formats", nargs="+", default=FORMATS, choices=FORMATS)
     parser.add_argument("--heads", type=float, help="also onnx-int8 with this fraction of heads pruned")
     parser.add_argument(
@@ -69,7 +94,7 @@ def main() -> None:
     parser.add_argument("--batch1-texts", type=int, default=300)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
-    if not Path(args.data).is_file():
+    if args.data != "dev" and not Path(args.data).is_file():
         sys.exit(f"{args.data}: not found (this benchmark reads ../shared/data/banking77/test.csv)")
 
     import numpy as np
@@ -85,7 +110,12 @@ def main() -> None:
     if args.structured:
         variants.append(("onnx-int8", args.structured, "structured", args.recover_epochs))
     source = tunelab.load(args.run)
-    dataset = load_labelled(args.data, source.config.data, source.labels)
+    if args.data == "dev":
+        dataset = dev_split(source)
+        parity_file = None  # tunelab.export's own default: the run's dev split when it has no test
+    else:
+        dataset = load_labelled(args.data, source.config.data, source.labels)
+        parity_file = args.data
     enc = source.encode(dataset.texts, dataset.text_pairs)
     first = source.encode(dataset.texts[: args.batch1_texts])
     y = np.asarray(dataset.labels)
@@ -103,7 +133,7 @@ def main() -> None:
                 prune_method=method,
                 recover_epochs=recover,
                 output=Path(tmp) / name.replace(" ", "-").replace("%", "").replace("+", ""),
-                data=args.data,
+                data=parity_file,
                 max_drop=100.0,  # report the accuracy here; the 1-point gate is tested elsewhere
                 show_progress=False,
             )

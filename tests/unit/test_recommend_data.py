@@ -51,6 +51,16 @@ def test_every_bad_field_is_reported_in_one_line(tmp_path: Path) -> None:
         assert part in message
 
 
+def test_a_bad_name_is_refused_for_what_the_name_is_used_for(tmp_path: Path) -> None:
+    """The reason said the name "is part of the API's URLs"; a built folder is served under its folder's
+    name (or NAME=), and the config's name only labels its reports."""
+    raw = config_dict(write_world(tmp_path))
+    raw["name"] = "MovieLens"
+    said = r"name: must be lower-case .*\(it names the recommender in its reports\)"
+    with pytest.raises(ConfigError, match=said):
+        RecommendConfig.from_dict(raw)
+
+
 def test_the_shipped_movielens_config_is_valid() -> None:
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens.yaml")
     assert cfg.interactions.positive == "rating >= 4"

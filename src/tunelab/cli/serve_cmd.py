@@ -166,7 +166,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--handoff-webhook",
         metavar="URL",
-        help="POST each new hand-off ticket as JSON to this http(s) URL (retried with back-off)",
+        help="POST each new hand-off ticket as JSON to this http(s) URL (at least once, Idempotency-Key = "
+        "ticket id; retried with back-off, given up after 15 attempts, about an hour)",
     )
     p.add_argument(
         "--monitor",

@@ -13,9 +13,9 @@ in a thread of its own (``follow_sources``), so one process ingests it from ever
 processes ingesting one monitor would keep two sets of windows and could alert twice.
 
 Reads (``trend``, ``alerts``) run in worker threads like every blocking call of the server, but
-at most ``READ_THREADS`` at once for all monitors (``read``): a burst of large trend queries
-waits for its own threads instead of taking the pool that every other request's key check, usage
-row and ticket also run in.
+at most ``READ_THREADS`` at once for all monitors (``read``, a semaphore around the shared pool):
+a burst of large trend queries waits for those few threads instead of taking the whole pool that
+every other request's key check, usage row and ticket also run in.
 """
 
 from __future__ import annotations

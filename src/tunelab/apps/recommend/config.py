@@ -347,7 +347,11 @@ class RecommendConfig(_Section):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
-            raise ValueError("must be lower-case letters, digits, - or _ (it is part of the API's URLs)")
+            # Not in URLs (a built folder is served under its folder's name or NAME=): it names the
+            # recommender in meta.json and build_report.json, and a plain name keeps it a safe label.
+            raise ValueError(
+                "must be lower-case letters, digits, - or _ (it names the recommender in its reports)"
+            )
         return value
 
     @classmethod

@@ -87,6 +87,41 @@ def test_data_dir_flag_and_environment_choose_the_database(
     assert ServeSettings().data_dir == env
 
 
+def test_an_explicit_data_dir_beats_tunelab_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``$TUNELAB_DB`` silently won over ``--data-dir``: keys went to another database than the one
+    the command named (the variable's, relative to the current directory)."""
+    from tunelab.cli.serve_cmd import build_settings, register
+
+    workdir(tmp_path, "cwd", monkeypatch)
+    monkeypatch.setenv("TUNELAB_DB", "from-env.db")
+    flag = tmp_path / "flag"
+    code, _, err = cli(capsys, "keys", "create", "--name", "acme", "--data-dir", str(flag))
+    assert code == 0 and err.startswith(f"database: SQLite {flag / 'tunelab.db'}"), err
+    assert (flag / "tunelab.db").is_file() and not (tmp_path / "cwd" / "from-env.db").exists()
+    code, out, err = cli(capsys, "keys", "list")  # no flag: the variable
+    assert code == 0 and "no keys yet" in out and f"SQLite {tmp_path / 'cwd' / 'from-env.db'}" in err
+    code, out, err = cli(capsys, "keys", "list", "--db", str(tmp_path / "given.db"), "--data-dir", str(flag))
+    assert code == 0 and f"SQLite {tmp_path / 'given.db'}" in err  # --db beats both
+
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    settings = build_settings(parser.parse_args(["serve", "runs/x", "--data-dir", str(flag)]))
+    assert settings.db is None and settings.data_dir == flag
+    assert build_settings(parser.parse_args(["serve", "runs/x"])).db == "from-env.db"
+
+    from tunelab.apps.monitor import open_monitor_store
+
+    (flag / "tunelab.db").unlink()
+    (tmp_path / "cwd" / "from-env.db").unlink()  # made by the `keys list` without a flag above
+    with open_monitor_store(settings.db, settings.data_dir):  # what a server with --monitor opens
+        pass
+    assert (flag / "tunelab.db").is_file() and not (tmp_path / "cwd" / "from-env.db").exists()
+
+
 def test_a_command_on_a_database_that_did_not_exist_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -215,7 +215,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default 256)",
     )
     p.add_argument("--max-body", default="1MiB", help="request body limit, e.g. 1MiB, 512KB (default 1MiB)")
-    p.add_argument("--db", help="postgresql://user@host:5432/db (default: $TUNELAB_DB, else SQLite)")
+    p.add_argument(
+        "--db",
+        help="postgresql://user@host:5432/db or a SQLite file (default: DATA_DIR/tunelab.db when --data-dir "
+        "is given, else $TUNELAB_DB, else SQLite in the data folder)",
+    )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument(
         "--model-root",
@@ -249,6 +253,7 @@ def build_settings(args: argparse.Namespace) -> object:
     from pydantic import ValidationError
 
     from tunelab.serve.settings import ServeSettings
+    from tunelab.serve.store import chosen_db
 
     values = {
         "host": args.host,
@@ -270,8 +275,8 @@ def build_settings(args: argparse.Namespace) -> object:
         "follow_sources": not args.no_follow,
         "conversation_ttl_s": parse_age(args.conversation_ttl, "--conversation-ttl"),
     }
-    if args.db:
-        values["db"] = args.db
+    if args.db or args.data_dir:  # --data-dir alone: its tunelab.db, not $TUNELAB_DB
+        values["db"] = chosen_db(args.db, args.data_dir)
     if args.data_dir:
         values["data_dir"] = args.data_dir
     if args.model_root:

@@ -22,8 +22,8 @@ _RELATIVE = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 def add_store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--db",
-        help="postgresql://user@host:5432/dbname or a SQLite file (default: $TUNELAB_DB, "
-        "else DATA_DIR/tunelab.db)",
+        help="postgresql://user@host:5432/dbname or a SQLite file (default: DATA_DIR/tunelab.db when "
+        "--data-dir is given, else $TUNELAB_DB, else DATA_DIR/tunelab.db)",
     )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
 
@@ -94,9 +94,9 @@ def open_store_from_args(args: argparse.Namespace, *, writes: bool = False) -> I
     Defaults are read at run time, so ``TUNELAB_DB`` / ``TUNELAB_DATA_DIR`` set later still count.
     On failure the error stays the command's one line.
     """
-    from tunelab.serve.store import default_data_dir, default_db
+    from tunelab.serve.store import chosen_db, default_data_dir
 
-    db = args.db or default_db()
+    db = chosen_db(args.db, args.data_dir)
     store, lines = open_store_noting(
         db, args.data_dir or default_data_dir(), chosen=data_dir_chosen(args), writes=writes
     )

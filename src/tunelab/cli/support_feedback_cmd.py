@@ -87,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         dest="db",
         metavar="URL|PATH",
         help="the service's database: postgresql://user@host:5432/dbname or a SQLite file "
-        "(default: $TUNELAB_DB, else DATA_DIR/tunelab.db)",
+        "(default: DATA_DIR/tunelab.db when --data-dir is given, else $TUNELAB_DB, else DATA_DIR/tunelab.db)",
     )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--bot", help="only this bot's resolutions")
@@ -240,10 +240,10 @@ def model_reader(path: str | Path) -> tuple[Any, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunelab.serve.store import default_data_dir, default_db, describe_store, open_store, sqlite_file
+    from tunelab.serve.store import chosen_db, default_data_dir, describe_store, open_store, sqlite_file
 
     since = parse_when(args.since, "--since")
-    db, data_dir = args.db or default_db(), args.data_dir or default_data_dir()
+    db, data_dir = chosen_db(args.db, args.data_dir), args.data_dir or default_data_dir()
     file = sqlite_file(db, data_dir)
     if file is not None and not file.is_file():  # opening would create an empty database
         raise DataError(

@@ -532,7 +532,8 @@ def open_monitor_store(
     """
     from tunelab.serve.store import default_data_dir, default_db, sqlite_file
 
-    db = db or default_db()
+    if not db and data_dir is None:  # a data folder given (the server's) is not overridden by the variable
+        db = default_db()
     if db and db.startswith(("postgresql://", "postgres://")):
         return PostgresMonitorStore(db)
     path = sqlite_file(db, data_dir if data_dir is not None else default_data_dir())

@@ -70,6 +70,17 @@ def default_db() -> str | None:
     return os.environ.get("TUNELAB_DB") or None
 
 
+def chosen_db(db: str | None, data_dir: str | Path | None) -> str | None:
+    """The database a command's ``--db``/``--data-dir`` name: ``--db`` when given; ``None`` (SQLite in
+    that folder) when only ``--data-dir`` is given; else ``$TUNELAB_DB``. An explicit ``--data-dir``
+    used to lose to ``$TUNELAB_DB`` silently, so keys went to another database than the one named."""
+    if db:
+        return db
+    if data_dir:
+        return None
+    return default_db()
+
+
 def open_store(db: str | None, data_dir: str | Path) -> Store:
     """Open (creating tables if needed) the store named by ``db``.
 
@@ -109,6 +120,7 @@ __all__ = [
     "UsageGroup",
     "UsageRecord",
     "billed",
+    "chosen_db",
     "default_data_dir",
     "default_db",
     "describe_store",

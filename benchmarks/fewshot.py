@@ -31,7 +31,8 @@ all-MiniLM-L6-v2 + logistic regression at 8 per intent 80.0 (MTEB) and 83.9 (mea
 USE+ConveRT 85.2, fine-tuned BERT 83.4, the best published augmentation 89.8. Targets: >= 87
 (8 per intent) and >= 90 (16 per intent).
 
-    .venv/bin/python benchmarks/fewshot.py --stage both --recipes p4n4-head p4n4-lr1e-4-e2e4   # as run
+    .venv/bin/python benchmarks/fewshot.py --stage both --recipes p4n4-head p4n4-lr1e-4-e2e4 \\
+        --dev-shots 8 --dev-seeds 0 --shots 8 16 --seeds 0 1 2 3 4   # as run
     .venv/bin/python benchmarks/fewshot.py --stage dev --recipes p4n4 --shots 8 --seeds 0
     .venv/bin/python benchmarks/fewshot.py --stage test --recipe p4n4-head --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/fewshot.py --stage dev --recipes selftrain --shots 8 --seeds 0

@@ -17,7 +17,7 @@ fine-tuning 86.4; Houlsby adapters within 0.4 points with 3.6% of the parameters
 method under 2% trainable parameters within 0.3 points of full fine-tuning on BANKING77.
 
     .venv/bin/python benchmarks/methods.py                                  # everything (hours on a CPU)
-    .venv/bin/python benchmarks/methods.py --datasets banking77 --methods full lora adapter
+    .venv/bin/python benchmarks/methods.py --datasets banking77 --methods full lora houlsby
     .venv/bin/python benchmarks/methods.py --limit 300 --set train.epochs=1 # a quick check
     .venv/bin/python benchmarks/methods.py --json methods.json              # rerun after a kill: resumes
 
@@ -221,7 +221,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
-    parser.add_argument("--limit", type=int, help="train on the first N training rows (a quick check)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="N training rows, a quick check: a seeded sample of a CSV (its test file cut to "
+        "the sampled labels), the first N sentences of CoNLL",
+    )
     parser.add_argument("--within", type=float, default=TARGET["within_points"],
                         help="points of full fine-tuning a recommended method may lose (0.3)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="where the runs go")

@@ -13,7 +13,8 @@ Protocol (issue 12), so that others can reproduce the figures:
 - Split (of the remaining interactions): per user, the chronologically last 20% of positives are
   the test set and the 10% before them the validation set (users with >= 5 positives; the others
   keep everything in training). Ties in time are broken by item id. Interactions that are not
-  positive stay in training.
+  positive stay in training when dated before the user's first held-out positive; later ones (and
+  repeats of a held-out positive) are in no split (``split_chronological``).
 - Validation: each baseline is fitted on train for each point of its grid and ranked on the
   validation positives; the point with the best validation NDCG@10 is kept. The test split is
   never read while choosing.

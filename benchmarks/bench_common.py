@@ -63,6 +63,26 @@ def unfinished(out: Path, name: str) -> Path | None:
     return partial if partial.is_dir() else None
 
 
+def settings_differ(saved: dict[str, Any], overrides: list[str]) -> str | None:
+    """``key=have, not value`` for the first ``section.field=value`` of ``overrides`` that the run's
+    config.json (``saved``) holds otherwise; None when every one it holds is the same.
+
+    Values are read as YAML, as ``tunelab train`` reads them; numbers compare as numbers.
+    """
+    import yaml
+
+    wanted = dict(arg.split("=", 1) for arg in overrides if "=" in arg)  # the last of a key wins
+    for key, text in wanted.items():
+        section, _, field = key.partition(".")
+        if not isinstance(saved.get(section), dict) or field not in saved[section]:
+            continue
+        have, value = saved[section][field], yaml.safe_load(text)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
+        if not (float(have) == float(value) if numbers else have == value):
+            return f"{key}={have}, not {text}"
+    return None
+
+
 def run_costs(summary: dict[str, Any], wall: float) -> dict[str, Any]:
     """The cost columns every training benchmark prints: epochs, time, throughput, memory, size."""
     return {

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench_common import train_run, unfinished  # benchmarks/bench_common.py
+from bench_common import settings_differ, train_run, unfinished  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -87,26 +87,6 @@ def subset(seed: int, out: Path, *, fraction: float, quick: bool) -> tuple[Path,
     part.to_csv(paths[0], index=False)
     test.to_csv(paths[1], index=False)
     return paths
-
-
-def settings_differ(saved: dict[str, Any], overrides: list[str]) -> str | None:
-    """``key=have, not value`` for the first ``section.field=value`` of ``overrides`` that the run's
-    config.json (``saved``) holds otherwise; None when every one it holds is the same.
-
-    Values are read as YAML, as ``tunelab train`` reads them; numbers compare as numbers.
-    """
-    import yaml
-
-    wanted = dict(arg.split("=", 1) for arg in overrides if "=" in arg)  # the last of a key wins
-    for key, text in wanted.items():
-        section, _, field = key.partition(".")
-        if not isinstance(saved.get(section), dict) or field not in saved[section]:
-            continue
-        have, value = saved[section][field], yaml.safe_load(text)
-        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
-        if not (float(have) == float(value) if numbers else have == value):
-            return f"{key}={have}, not {text}"
-    return None
 
 
 def measured(rows: list[dict[str, Any]], variant: str, seed: int, overrides: list[str], where: Path) -> bool:

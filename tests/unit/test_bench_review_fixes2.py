@@ -206,6 +206,31 @@ def test_fewshot_resumes_a_run_killed_while_training(tmp_path, monkeypatch):
     assert calls == [{"config": None, "overrides": None, "resume": str(partial)}]
 
 
+@pytest.mark.parametrize("finished", [True, False], ids=["finished", "partial"])
+def test_fewshot_refuses_a_run_of_that_name_trained_with_other_settings(tmp_path, monkeypatch, finished):
+    """A finished or killed run was reused whatever it was trained with: after an edit of BASE or
+    RECIPES an --out's old run stood in for the new recipe."""
+    import tunelab
+
+    bench = _load("fewshot")
+    folder = tmp_path / ("dev-p4n4-8shot-seed0" + ("" if finished else ".partial"))
+    _write_json(folder / "config.json", {"train": {"label_smoothing": 0.2, "epochs": 1}})
+    if finished:
+        _write_json(folder / "run.json", {"status": "finished"})
+        _write_json(folder / "metrics.json", {"dev": {"accuracy": 0.875}})
+
+    def train(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("refused before training")
+
+    monkeypatch.setitem(vars(tunelab), "train", train)
+    how = "trained" if finished else "begun"
+    name, said = "dev-p4n4-8shot-seed0", rf"{how} with train\.label_smoothing=0\.2, not 0; give a fresh --out"
+    with pytest.raises(SystemExit, match=said):
+        bench.setfit_accuracy(["method=setfit", "train.label_smoothing=0"], tmp_path, name, "dev")
+    if finished:  # the settings it was trained with: read back, not trained again
+        assert bench.setfit_accuracy(["train.label_smoothing=0.2"], tmp_path, name, "dev")[0] == 0.875
+
+
 @pytest.mark.parametrize(
     ("stem", "values"),
     [

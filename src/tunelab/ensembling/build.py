@@ -174,16 +174,42 @@ def _check_compatible(folders: list[RunFolder], predictors: list[Any]) -> None:
         # whether a member takes pairs, not what its files called the second column
         if bool(p.text_pair_column) != bool(ref.text_pair_column):
             raise RunError(f"{where}: one takes text pairs, the other single texts")
-        if not _same_files(folder.tokenizer, first.tokenizer):
+        if not _same_tokenizer(folder.tokenizer, first.tokenizer):
             raise RunError(f"{where}: their tokenizers differ; members must share one base model's tokenizer")
 
 
-def _same_files(a: Path, b: Path) -> bool:
+# Saved with a tokenizer but not part of how it splits text: the truncation and padding state it
+# was last called with (tokenizer.json) and its default length cap (tokenizer_config.json). tunelab
+# encodes with explicit truncation at model.max_length (checked equal above) and pads batches itself.
+# A zero-shot run saves sentence-transformers' copy of MiniLM's tokenizer (cap 256, no truncation
+# state) and a trained run the model folder's (cap 512, truncation 128): byte for byte they differed,
+# and every trained + zero-shot ensemble was refused.
+_CALL_STATE = {"tokenizer.json": ("truncation", "padding"), "tokenizer_config.json": ("model_max_length",)}
+
+
+def _same_tokenizer(a: Path, b: Path) -> bool:
+    """The two tokenizer folders split text alike: the same files, equal byte for byte except the
+    call state above."""
     names = sorted(p.name for p in a.iterdir() if p.is_file())
     if names != sorted(p.name for p in b.iterdir() if p.is_file()):
         return False
-    _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
-    return not mismatch and not errors
+    plain = [n for n in names if n not in _CALL_STATE]
+    _, mismatch, errors = filecmp.cmpfiles(a, b, plain, shallow=False)
+    if mismatch or errors:
+        return False
+    for name in (n for n in names if n in _CALL_STATE):
+        try:
+            mine, theirs = (json.loads((folder / name).read_text(encoding="utf-8")) for folder in (a, b))
+        except (OSError, ValueError):
+            return False
+        if not (isinstance(mine, dict) and isinstance(theirs, dict)):
+            return mine == theirs
+        for key in _CALL_STATE[name]:
+            mine.pop(key, None)
+            theirs.pop(key, None)
+        if mine != theirs:
+            return False
+    return True
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -11,10 +11,11 @@ Detection, for each option not given:
 
 - format: the extension (``.csv``, ``.tsv``, ``.txt``, ``.jsonl``, ``.parquet``, ...), else the
   content (``PAR1`` magic: Parquet; ``{`` or ``[``: JSON lines; anything else: delimited text);
-- encoding: UTF-16 when the file starts with its byte-order mark, UTF-8 if the whole file decodes
-  as UTF-8, else GB18030 if it decodes as that into Chinese text, else Windows-1252 when it has
-  bytes 0x80-0x9F and decodes as that, else Latin-1 (which decodes any
-  byte; the fallback is logged so a wrong guess can be fixed with ``data.encoding``);
+- encoding: what ``data.encoding: auto`` takes (``detect_encoding``): UTF-16 with or without its
+  byte-order mark, UTF-8 if the whole file decodes as UTF-8 (a file that does but for a few bytes
+  is refused naming them), else the one of GB18030, Big5, EUC-KR, Shift-JIS and EUC-JP that reads
+  as its script, else Windows-1252 when it has bytes 0x80-0x9F, else Latin-1 (which decodes any
+  byte); a guess other than UTF-8 is logged so it can be fixed with ``data.encoding``;
 - separator: sniffed from the first 64 KB (:mod:`tunelab.data.sniff`: ``csv.Sniffer``'s guess
   among ``, \\t ; | @`` when it splits every line into the same number, at least 2, of fields,
   else the first of the extension's usual one and those that does); else the usual one;
@@ -318,8 +319,8 @@ def _looks_like_conll(head: bytes) -> bool:
 
 
 def _encoding(path: Path) -> str:
-    """``utf-16`` for a UTF-16 byte-order mark, ``utf-8`` when the whole file decodes as UTF-8,
-    ``gb18030`` when it reads as Chinese in GB18030, else ``latin-1`` (see ``detect_encoding``)."""
+    """The encoding ``detect_encoding`` takes for the file (UTF-16, UTF-8, a CJK encoding that reads as
+    its script, Windows-1252 or Latin-1; see there)."""
     encoding = detect_encoding(path)
     if encoding in ("gb18030", "cp1252", "latin-1"):
         log.warning("%s: not valid UTF-8, read as %s; set data.encoding=... if that is wrong", path, encoding)

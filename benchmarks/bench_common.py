@@ -63,6 +63,56 @@ def unfinished(out: Path, name: str) -> Path | None:
     return partial if partial.is_dir() else None
 
 
+def read_json(path: Path, *, remedy: str) -> Any:
+    """``path``'s JSON; a file that is not JSON (cut short, edited) stops the script with one line
+    naming it and saying ``remedy`` (what to do), not a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError and UnicodeDecodeError
+        reason = " ".join(str(exc).split())
+        sys.exit(f"{path}: not readable JSON ({reason}); {remedy}")
+
+
+def read_jsonl(path: Path, *, note: bool = True) -> list[dict[str, Any]]:
+    """The rows of a results file (one JSON object a line) a benchmark appends to as it goes.
+
+    A last line that is not JSON is a row cut short by a kill while it was written: it is skipped
+    (with a printed note, unless ``note`` is false) and dropped by the next ``append_jsonl``. Any
+    other line that is not JSON stops the script with one line naming the file and the line.
+    """
+    return [row for _, row in _jsonl_lines(path, note=note)]
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Add ``row`` to ``path``: the whole file is written again (the rows it holds, without a torn
+    last line, then ``row``) to a temporary file renamed into place, so a kill leaves the old file
+    or the new one, never a half-written row for the next run to read or glue its row onto."""
+    from tunelab.atomic import atomic_write_text
+
+    kept = [line for line, _ in _jsonl_lines(path, note=False)] if path.is_file() else []
+    atomic_write_text(path, "".join(f"{line}\n" for line in [*kept, json.dumps(row)]))
+
+
+def _jsonl_lines(path: Path, *, note: bool) -> list[tuple[str, Any]]:
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # rows are ASCII (json.dumps): only damage gives other bytes
+        sys.exit(f"{path}: not UTF-8 text ({exc}); fix or remove the damaged line")
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    out = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            out.append((line, json.loads(line)))
+        except ValueError as exc:
+            if i < len(lines) - 1:
+                sys.exit(f"{path} line {n}: not JSON ({exc}); fix or remove that line")
+            if note:
+                print(f"note: {path} line {n} is a row cut short (a killed run?): skipped", flush=True)
+    return out
+
+
 def settings_differ(saved: dict[str, Any], overrides: list[str]) -> str | None:
     """``key=have, not value`` for the first ``section.field=value`` of ``overrides`` that the run's
     config.json (``saved``) holds otherwise; None when every one it holds is the same.

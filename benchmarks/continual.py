@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from bench_common import unfinished  # benchmarks/bench_common.py
+from bench_common import read_json, unfinished  # benchmarks/bench_common.py
+
+from tunelab.atomic import atomic_write_bytes, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -116,7 +118,9 @@ def split_conflict(out: Path, record: dict[str, Any]) -> str | None:
     """
     kept = out / SPLIT_JSON
     if kept.is_file():
-        have = json.loads(kept.read_text(encoding="utf-8"))
+        have = read_json(kept, remedy="give another --out")
+        if not isinstance(have, dict):
+            sys.exit(f"{kept}: not a split record (a JSON object); give another --out")
     else:
         on_disk = {name: (out / name).read_bytes() for name in CSV_FILES if (out / name).is_file()}
         if not on_disk:
@@ -141,6 +145,9 @@ def split_data(
     """Write the old/new/all train and dev CSVs and split.json into ``out``; (old intents, new intents).
 
     Exits with one line, before writing anything, when ``out`` holds another split (``split_conflict``).
+    split.json goes first and every file is renamed into place whole: a kill while they are written
+    leaves this split's split.json, so a rerun of the same split passes ``split_conflict`` and writes
+    the CSVs again (written first, a kill left CSVs of no known split and the rerun refused them).
     """
     train = pd.read_csv(DATA / "train.csv") if train is None else train
     old, new, files = make_split(train, seed=seed, rows_per_class=rows_per_class)
@@ -148,9 +155,9 @@ def split_data(
     conflict = split_conflict(out, record)
     if conflict is not None:
         sys.exit(conflict)
+    atomic_write_json(out / SPLIT_JSON, record)
     for name, text in files.items():
-        (out / name).write_bytes(text.encode("utf-8"))
-    (out / SPLIT_JSON).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        atomic_write_bytes(out / name, text.encode("utf-8"))
     return old, new
 
 

@@ -210,9 +210,9 @@ class Baseline:
 def _done(results: Path) -> set[tuple]:
     """What ``results`` holds, keyed by the ``--set`` overrides too: a sweep of one option into one
     ``--out`` (``--set self_training.per_label=32``, then 64) trained only its first value."""
-    if not results.is_file():
-        return set()
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from bench_common import read_jsonl  # benchmarks/bench_common.py
+
+    rows = read_jsonl(results)  # a torn last row (a kill while it was written) is skipped, with a note
     keys = set()
     for r in rows:
         extra = _set_of(r, results.parent)
@@ -234,7 +234,9 @@ def _set_of(row: dict[str, Any], out: Path) -> list[str] | None:
 
 def _rows(results: Path, stage: str, extra: list[str]) -> list[dict[str, Any]]:
     """The rows of ``stage`` run with exactly these ``--set`` overrides."""
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from bench_common import read_jsonl  # benchmarks/bench_common.py
+
+    rows = read_jsonl(results)
     return [r for r in rows if r["stage"] == stage and _set_of(r, results.parent) == list(extra)]
 
 
@@ -348,6 +350,8 @@ def run_stage(
     shots_list: list[int],
     seeds: list[int],
 ) -> None:
+    from bench_common import append_jsonl  # benchmarks/bench_common.py
+
     done = _done(results)
     split = stage
     # Seed by seed, both sizes each: a benchmark cut short still has every size at some seeds.
@@ -376,8 +380,7 @@ def run_stage(
                     "overrides": overrides,
                     "set": list(args.set),
                 }
-                with results.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                append_jsonl(results, row)  # the whole file again, renamed into place: never a torn row
                 print(
                     f"{name}: recipe {100 * acc:.2f}, baseline {100 * base:.2f} ({seconds:.0f} s)", flush=True
                 )

@@ -35,12 +35,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench_common import settings_differ, train_run, unfinished  # benchmarks/bench_common.py
+from bench_common import (  # benchmarks/bench_common.py
+    append_jsonl,
+    read_jsonl,
+    settings_differ,
+    train_run,
+    unfinished,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
@@ -164,10 +172,33 @@ def run_variant(variant: str, seed: int, data: list[str], out: Path) -> float:
 
 
 def tiny_model(folder: Path) -> Path:
-    """The tests' random 2-layer BERT (``tunelab.models.tiny``), made once."""
+    """The tests' random 2-layer BERT (``tunelab.models.tiny``), made once.
+
+    ``save_tiny_bert`` writes config.json first and the tokenizer last, so a kill can leave a folder
+    with a config.json that no run can load: one lacking a file is removed and made again, in a
+    temporary folder renamed into place once whole.
+    """
     from tunelab.models.tiny import save_tiny_bert
 
-    return folder if (folder / "config.json").is_file() else save_tiny_bert(folder)
+    if tiny_model_complete(folder):
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # one a kill left
+    save_tiny_bert(tmp)
+    os.replace(tmp, folder)
+    return folder
+
+
+def tiny_model_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a whole model: config.json, weights and the tokenizer's files."""
+
+    def present(name: str) -> bool:
+        return (folder / name).is_file() and (folder / name).stat().st_size > 0
+
+    weights = any(present(p.name) for p in folder.glob("*.safetensors")) or present("pytorch_model.bin")
+    tokenizer = present("tokenizer.json") or present("vocab.txt")
+    return present("config.json") and weights and present("tokenizer_config.json") and tokenizer
 
 
 def table(results: list[dict[str, Any]], variants: list[str]) -> str:
@@ -226,9 +257,7 @@ def main() -> None:
         fraction = 0.2
         args.seeds = args.seeds if args.seeds != list(SEEDS) else [1, 2]
     results_path = out / "results.jsonl"
-    done = []
-    if results_path.is_file():
-        done = [json.loads(line) for line in results_path.read_text(encoding="utf-8").splitlines() if line]
+    done = read_jsonl(results_path)  # a torn last row (a kill while it was written) is skipped, with a note
     for seed in args.seeds:
         train, test = subset(seed, out / "data", fraction=fraction, quick=args.quick)
         data = [f"data.train={train}", f"data.test={test}", *recipe]
@@ -244,8 +273,7 @@ def main() -> None:
                 "overrides": overrides,  # compared by the next invocation (measured)
             }
             print(json.dumps(record), flush=True)
-            with results_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(results_path, record)  # the whole file again, renamed into place: never a torn row
             done.append(record)
     what = (
         "6 intents, tiny random model: a smoke test, the figures mean nothing" if args.quick else "77 intents"

@@ -37,6 +37,8 @@ from typing import Any
 import monitor_stream as bench  # benchmarks/
 import numpy as np
 
+from tunelab.atomic import atomic_write_json
+
 
 def levels_of(stream: bench.Stream, negative: list[bool], settings: Any) -> dict[str, np.ndarray]:
     """Per (document, key) in stream order: key index, time, volume level, share level, negatives in
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.json:
         out = {"seeds": args.seeds, "args": {k: v for k, v in vars(args).items() if k != "json"}}
-        Path(args.json).write_text(json.dumps({**out, "rows": rows, "pick": chosen}, indent=2) + "\n")
+        atomic_write_json(args.json, {**out, "rows": rows, "pick": chosen})  # re-read by --rows: whole
         print(f"results: {args.json}")
 
 

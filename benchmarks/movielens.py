@@ -69,7 +69,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bench_common import serving  # benchmarks/bench_common.py
+from bench_common import read_json, serving  # benchmarks/bench_common.py
+
+from tunelab.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "movielens.yaml"
@@ -379,6 +381,9 @@ def build_recommender(
         if cfg.model.cross_encoder and (text_from / CROSS_FOLDER).is_dir():
             cross_scorer = CrossScorer.load(text_from, **where)
     t0 = time.perf_counter()
+    # No note while the folder is rebuilt: a kill mid-build must not leave the old build's note
+    # vouching for a folder now holding part of a build on another split (check_built_on).
+    sidecar(out).unlink(missing_ok=True)
     # overwrite: --build-only rebuilds the benchmark's own folder in place on each run
     build(cfg, out, dataset=ds, train=split.train, val=split.val, progress=True, absorb_val=True,
           overwrite=True, text_model=text_model, cross_scorer=cross_scorer)  # fmt: skip
@@ -386,14 +391,17 @@ def build_recommender(
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "split": split_kwargs, "fingerprint": split.fingerprint(), "folder": str(out),
             "text_from": str(text_from) if text_from else None}  # fmt: skip
-    sidecar(out).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(sidecar(out), info)  # written whole, once the build is
     return info
 
 
 def check_built_on(folder: Path, fingerprint: str, *, all_tags: bool = False) -> None:
     """Stop (one line) unless ``folder`` was built by this benchmark on the split ``fingerprint``,
     with the same item text (a build from before the tag filter had every tag)."""
-    info = json.loads(sidecar(folder).read_text(encoding="utf-8")) if sidecar(folder).is_file() else {}
+    note = sidecar(folder)
+    info = read_json(note, remedy="build it again: --build-only") if note.is_file() else {}
+    if not isinstance(info, dict):
+        sys.exit(f"{note}: not this benchmark's note (a JSON object); build it again: --build-only")
     if info.get("fingerprint") != fingerprint:
         sys.exit(f"{folder}: not built on this split (--seed/--cold-frac/--stage); build it: --build-only")
     if bool((info.get("split") or {}).get("all_tags", True)) != all_tags:
@@ -414,7 +422,7 @@ def build_in_subprocess(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
-    info = json.loads(sidecar(out).read_text(encoding="utf-8"))
+    info = read_json(sidecar(out), remedy="build it again: --build-only")
     info["wall_s"] = round(time.perf_counter() - t0, 1)
     return info
 
@@ -526,7 +534,7 @@ def targets(models: dict[str, Any]) -> dict[str, Any]:
 def save(result: dict[str, Any], path: Path | None) -> None:
     if path is not None:
         result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_json(path, result)  # read back by --baselines-from: never half-written
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -579,10 +587,14 @@ def reused_baselines(args: argparse.Namespace, fingerprint: str) -> dict[str, An
     """The baselines of an earlier ``--json`` (``--baselines-from``), if run on this split and users."""
     if not args.baselines_from:
         return None
-    old = json.loads(Path(args.baselines_from).read_text(encoding="utf-8"))
+    old = read_json(Path(args.baselines_from), remedy="give another --baselines-from or none")
+    if not isinstance(old, dict):
+        sys.exit(f"{args.baselines_from}: not a --json of this benchmark (a JSON object)")
     same = (old.get("fingerprint"), old.get("users_sampled"), old.get("quick"))
     if same != (fingerprint, args.users, args.quick):
         sys.exit(f"{args.baselines_from}: its baselines ran on another split, --users or --quick")
+    if not isinstance(old.get("baselines"), dict):
+        sys.exit(f"{args.baselines_from}: no baselines in it")
     print(f"baselines from {args.baselines_from}", flush=True)
     return old["baselines"]
 
@@ -617,7 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     info: dict[str, Any] | None = None
     if args.recommender and not args.baselines_only:  # check it before the minutes of baselines
         check_built_on(folder, fingerprint, all_tags=args.all_tags)
-        info = json.loads(sidecar(folder).read_text(encoding="utf-8"))
+        info = read_json(sidecar(folder), remedy="build it again: --build-only")  # checked just above
     if args.text_from:
         check_built_on(Path(args.text_from), fingerprint, all_tags=args.all_tags)
     split = sample_users(split, args.users, args.seed)

@@ -68,7 +68,9 @@ def make_adapters(work: Path, rows: int) -> tuple[Path, list[Path]]:
     """One short LoRA run on a BANKING77 sample, then ``COPIES`` copies with perturbed weights."""
     import pandas as pd
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from tunelab.atomic import save_safetensors
 
     train = pd.read_csv(DATA / "train.csv").sample(n=rows, random_state=0)
     test = pd.read_csv(DATA / "test.csv").sample(n=200, random_state=0)
@@ -83,25 +85,34 @@ def make_adapters(work: Path, rows: int) -> tuple[Path, list[Path]]:
     )
     runs = work / "runs"
     copies = [runs / f"adapter-{i:02d}" for i in range(COPIES)]
+    # A copy is built as adapter-NN.tmp and renamed once whole: adapter-NN is always a complete one.
     if all(c.is_dir() for c in copies):  # --work of an earlier run: its adapters are reused
         print(f"reusing the adapters in {runs}", flush=True)
         return runs / "b77-lora", copies
-    cmd = [sys.executable, "-m", "tunelab.cli.main", "train", str(config), f"output_dir={runs}", "--quiet"]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
     source = runs / "b77-lora"
+    # A finished run: `tunelab train` renames it into place once done (and refuses the name again),
+    # and the copies a killed benchmark finished were made from it.
+    trained = not source.is_dir()
+    if trained:
+        cmd = [sys.executable, "-m", "tunelab.cli.main", "train", str(config), f"output_dir={runs}"]
+        cmd.append("--quiet")
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
     weights = load_file(str(source / "weights" / "adapter_model.safetensors"))
-    copies = []
-    for i in range(COPIES):
-        copy = runs / f"adapter-{i:02d}"
-        shutil.copytree(source, copy)
+    for i, copy in enumerate(copies):
+        if copy.is_dir() and not trained:  # made from this source by a killed run: whole
+            continue
+        tmp = copy.with_name(copy.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # one a kill left half-made
+        shutil.copytree(source, tmp)
         gen = torch.Generator().manual_seed(i)
         noisy = {
             k: v + 0.05 * v.float().std().nan_to_num() * torch.randn(v.shape, generator=gen).to(v.dtype)
             for k, v in weights.items()
         }
-        save_file(noisy, str(copy / "weights" / "adapter_model.safetensors"))
-        copies.append(copy)
+        save_safetensors(noisy, tmp / "weights" / "adapter_model.safetensors")
+        shutil.rmtree(copy, ignore_errors=True)  # one made from an earlier source (trained again)
+        os.replace(tmp, copy)
     return source, copies
 
 

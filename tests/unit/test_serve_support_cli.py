@@ -160,7 +160,9 @@ def test_export_jsonl_skip_answers_since_and_oos_label(db: Path, tmp_path: Path)
             "lost_card",
             "card_delivery_estimate",
         ]
-        feedback_cmd.export_feedback(store, out, since=T0 + timedelta(minutes=2), oos_label="human")
+        feedback_cmd.export_feedback(
+            store, out, since=T0 + timedelta(minutes=2), oos_label="human", overwrite=True
+        )
         assert [json.loads(line) for line in out.read_text().splitlines()] == [
             {"text": "earlier can I speak to a human", "label": "human"},
             {"text": "earlier where is my card?", "label": "card_delivery_estimate"},
@@ -172,11 +174,25 @@ def test_nothing_to_export_is_an_error_and_leaves_the_old_file(db: Path, tmp_pat
     out.write_text("text,label\nold,kept\n")
     with open_store(str(db), tmp_path) as store:
         with pytest.raises(DataError, match=r"no resolved hand-offs of bot 'shop'.*nothing written"):
-            feedback_cmd.export_feedback(store, out, bot="shop")
+            feedback_cmd.export_feedback(store, out, bot="shop", overwrite=True)
         with pytest.raises(ConfigError, match=r"--out .*feedback\.txt: write a \.csv or \.jsonl"):
             feedback_cmd.export_feedback(store, tmp_path / "feedback.txt")
     assert out.read_text() == "text,label\nold,kept\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+def test_an_existing_out_is_refused_without_overwrite(db: Path, tmp_path: Path) -> None:
+    """``--out train.csv`` (the file the rows are meant to be added to) was replaced by the
+    resolutions alone, silently."""
+    out = tmp_path / "train.csv"
+    out.write_text("text,label\nmy labelled row,kept\n")
+    with open_store(str(db), tmp_path) as store:
+        said = r"--out .*train\.csv exists; give another file .* or --overwrite"
+        with pytest.raises(ConfigError, match=said):
+            feedback_cmd.export_feedback(store, out, bot="bank")
+        assert out.read_text() == "text,label\nmy labelled row,kept\n"
+        feedback_cmd.export_feedback(store, out, bot="bank", overwrite=True)
+    assert "card_delivery_estimate" in out.read_text() and "kept" not in out.read_text()
 
 
 def test_an_out_that_is_a_folder_or_under_a_file_is_refused_before_the_store_is_read(

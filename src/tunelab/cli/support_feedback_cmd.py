@@ -82,6 +82,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write: .csv or .jsonl")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out when it exists (else refused: it may be the training file itself)",
+    )
+    p.add_argument(
         "--store",
         "--db",
         dest="db",
@@ -173,14 +178,19 @@ def export_feedback(
     where: str = "the database",
     tokenizer: Any = None,
     max_length: int | None = None,
+    overwrite: bool = False,
 ) -> ExportSummary:
     """Write ``store``'s resolutions to ``out`` (atomically: the old file or the whole new one).
+
+    An existing ``out`` is refused unless ``overwrite``: pointed at the training file it is meant to
+    be added to, it replaced that file's rows with the resolutions alone.
 
     ``tokenizer``, ``max_length``: the bot's intent model's (``model_reader``), so a follow-up is
     written as the bot read it even after a long previous message; None: joined whole.
 
     Raises:
-        ConfigError: ``out`` is neither ``.csv`` nor ``.jsonl``, or ``oos_label`` is blank.
+        ConfigError: ``out`` is neither ``.csv`` nor ``.jsonl``, exists (without ``overwrite``), or
+            ``oos_label`` is blank.
         DataError: there is nothing to write (no file is written).
     """
     from tunelab.atomic import atomic_write_text
@@ -195,6 +205,11 @@ def export_feedback(
     # end, as "unexpected IsADirectoryError / FileExistsError".
     if path.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a .csv or .jsonl file path")
+    if path.exists() and not overwrite:
+        raise ConfigError(
+            f"--out {out} exists; give another file (then add its rows to your training data) or "
+            "--overwrite to replace it"
+        )
     check_out_parents(path)
     records = store.feedback(bot=bot, since=since)
     rows, counts = training_rows(
@@ -263,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
             where=where,
             tokenizer=tokenizer,
             max_length=max_length,
+            overwrite=args.overwrite,
         )
     notes = [
         f"{summary.intents} with the agent's intent",

@@ -621,6 +621,27 @@ def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
         monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(tmp_path)))
 
 
+def test_a_report_replaces_only_an_earlier_report_of_its_monitor(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--out train.csv`` was replaced by the HTML page, silently; rerunning must still refresh the
+    report itself."""
+    import tunelab.apps.monitor.monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "load_classifier", lambda cfg, ner=None: classifier())
+    path = write_config(tmp_path)
+    write_jsonl(tmp_path / "news.jsonl", calm_and_surge())
+    assert monitor_cmd.run(cli_args("run", "--config", str(path), "--once")) == 0
+    report = tmp_path / "report.html"
+    for _ in range(2):  # the second replaces the first: a report of this monitor
+        assert monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(report))) == 0
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\nmy row,positive\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"--out .*train\.csv exists and is not a report of monitor markets"):
+        monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(data)))
+    assert data.read_text(encoding="utf-8") == "text,label\nmy row,positive\n"
+    args = cli_args("report", "--config", str(path), "--out", str(data), "--overwrite")
+    assert monitor_cmd.run(args) == 0 and "<title>Monitor markets" in data.read_text(encoding="utf-8")
+
+
 def test_a_report_plots_a_name_holding_dollar_signs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
     """matplotlib read "$...$" in a plot title as TeX: a topic named so failed every report."""
     import tunelab.apps.monitor.monitor as monitor_module

@@ -67,7 +67,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep.add_argument("--config", required=True, help="the monitor's YAML file")
-    rep.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
+    rep.add_argument(
+        "--out",
+        default="report.html",
+        help="the HTML file to write (default: report.html); an existing file is replaced only when it "
+        "is an earlier report of this monitor",
+    )
+    rep.add_argument("--overwrite", action="store_true", help="replace --out whatever file it is")
     rep.set_defaults(handler=run)
     return p
 
@@ -168,7 +174,7 @@ def _report(args: argparse.Namespace) -> int:
     config = MonitorConfig.from_yaml(args.config)
     # Read-only: a mistyped store path is refused, not created (folders and an empty database).
     with open_monitor_store(config.store, create=False) as store:
-        path = write_report(store, config.name, args.out)
+        path = write_report(store, config.name, args.out, overwrite=args.overwrite)
     print(f"report: {path}")
     return 0
 

@@ -180,11 +180,32 @@ def _excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1] + "…"
 
 
-def write_report(store: Any, name: str, out: str | Path) -> Path:
+def _title(name: str) -> str:
+    return f"Monitor {name}"
+
+
+def _is_report_of(path: Path, name: str) -> bool:
+    """Whether ``path`` is a report ``write_report`` wrote for monitor ``name``: its head holds
+    the page title (the HTML-escaped name, as ``to_html`` writes it)."""
+    import html
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return f"<title>{html.escape(_title(name))} (report of " in head
+
+
+def write_report(store: Any, name: str, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write the monitor's HTML dashboard to ``out`` (atomically) and return its path.
 
+    An existing ``out`` is replaced only when it is an earlier report of this monitor (rerunning
+    refreshes it) or with ``overwrite``: any file was replaced, a training file named by mistake too.
+
     Raises:
-        DataError: ``out`` is a folder (before the report is built).
+        DataError: ``out`` is a folder, or a file that is not this monitor's report (without
+            ``overwrite``), before the report is built.
         ConfigError: a folder above ``out`` is a file (before the report is built: writing it
             failed only after the whole build, "unexpected FileExistsError").
     """
@@ -192,8 +213,13 @@ def write_report(store: Any, name: str, out: str | Path) -> Path:
         raise DataError(
             f"--out {out}: a folder; give the report's file name, e.g. {Path(out) / 'report.html'}"
         )
+    if Path(out).exists() and not overwrite and not _is_report_of(Path(out), name):
+        raise DataError(
+            f"--out {out} exists and is not a report of monitor {name}; give another file, or "
+            "--overwrite to replace it"
+        )
     check_out_parents(Path(out))
     sections, images = build_report(store, name)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page = to_html(f"Monitor {name} (report of {stamp})", sections, images)
+    page = to_html(f"{_title(name)} (report of {stamp})", sections, images)
     return atomic_write_text(out, page)

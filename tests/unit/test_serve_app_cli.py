@@ -157,6 +157,34 @@ def test_serve_names_its_model_roots_and_warns_when_the_default_is_missing(
     assert f"model roots (admin loads): {tmp_path / 'models'}" in err and "warning" not in err
 
 
+def test_a_port_in_use_or_a_bad_host_is_one_line_before_listening_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    """uvicorn logged "address already in use" after "listening on ..." was printed and exited 3."""
+    import signal
+    import socket
+
+    import uvicorn
+    from test_serve_app import FakePredictor
+
+    import tunelab.inference
+
+    monkeypatch.setattr(tunelab.inference, "load", FakePredictor)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("the server started"))
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    data = ["--data-dir", str(tmp_path / "data")]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "m=fake", *data, "--port", str(port)]) == 2
+        out, err = capsys.readouterr()
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port} (" in err and "pick a free port" in err
+    assert "listening on" not in out
+    assert main(["serve", "m=fake", *data, "--host", "no-such-host.invalid"]) == 2
+    assert "--host no-such-host.invalid: cannot listen there" in capsys.readouterr().err
+
+
 def test_logs_are_masked_by_default(restore_logging: None) -> None:
     handler = configure_logging(level="info", mask=True)
     stream = io.StringIO()

@@ -249,6 +249,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` the way the server will (every address the host resolves to, address reuse
+    on, as asyncio's ``create_server``), then let it go, so a port in use or a host that does not
+    resolve is one line before "listening on" is printed. uvicorn logged it as an error line after
+    that and exited with status 3, the start looking successful.
+
+    Raises:
+        ConfigError: naming --host / --port, the reason and what to do.
+    """
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"--host {host}: cannot listen there ({exc.strerror or exc}); give an address of this machine, "
+            "e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
+    import errno
+
+    unavailable: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:  # a family this machine lacks: asyncio skips it too
+                unavailable = exc
+                continue
+            raise ConfigError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); pick a free port "
+                "or stop the server using it"
+            ) from None
+    if unavailable is not None and len(addresses) == 1:
+        raise ConfigError(
+            f"--host {host}: not an address of this machine ({unavailable.strerror}); give one of its "
+            "addresses, e.g. 127.0.0.1 or 0.0.0.0"
+        )
+
+
 def build_settings(args: argparse.Namespace) -> object:
     from pydantic import ValidationError
 
@@ -533,6 +574,7 @@ def run(args: argparse.Namespace) -> int:
             if served_monitor.webhook:
                 where_to = without_secrets(served_monitor.webhook)
                 print(f"monitor {served_monitor.name}: alerts are POSTed to {where_to}", flush=True)
+        check_can_listen(settings.host, settings.port)
         print(f"listening on {where} ({auth}); docs at {where}/docs", flush=True)
         uvicorn.run(
             app,

@@ -296,6 +296,22 @@ def test_a_resume_whose_metric_changed_direction_is_refused(
     assert len(read_csv(tmp_path / "s" / "trials.csv")) == 1  # no trial was run in the wrong direction
 
 
+def test_an_out_folder_holding_other_files_is_refused(base: list[str], tmp_path: Path) -> None:
+    """A run or bot folder given as --out got study.db, trials/ and the best link written into it."""
+    space = write_space(tmp_path, "train.learning_rate: [0.005]\n")
+    run = tmp_path / "runs" / "mine"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"--out .*mine: a folder that holds other files and no search"):
+        search(None, space=space, trials=1, overrides=base, out=run, show_progress=False)
+    assert sorted(p.name for p in run.iterdir()) == ["run.json"]
+    killed = tmp_path / "killed"  # a search killed before its search.json: only the lock file
+    killed.mkdir()
+    (killed / ".search.lock").touch()
+    result = search(None, space=space, trials=1, overrides=base, out=killed, prune=False, show_progress=False)
+    assert (killed / "search.json").is_file() and result is not None
+
+
 def failing_trials(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Trials that fail at once instead of training (the resume check runs before any trial): the
     list gets each trial's overrides, so an empty one means nothing was drawn."""

@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 STUDY_DB = "study.db"
 _SEEDS = 2**32  # a sampler's seed is below this (numpy's RandomState)
 SETTINGS = "search.json"
+_LOCK = ".search.lock"
+# What tells a search folder from others: a folder holding none of these (a run's, a bot's) is refused
+# as --out; the lock is made first, so a search killed before its search.json left at least it.
+_SEARCH_FILES = {SETTINGS, STUDY_DB, _LOCK, "trials", "trials.csv", "best.json"}
 
 
 @dataclass
@@ -172,6 +176,13 @@ def search(
         out = Path(os.path.expanduser(out))  # not Path.expanduser: it raised on "~draft"
         if Path(out).exists() and not Path(out).is_dir():
             raise ConfigError(f"--out {out}: a file, not a folder; give another --out")
+        held = {f.name for f in Path(out).iterdir()} if Path(out).is_dir() else set()
+        if held and not held & _SEARCH_FILES:
+            # Its study, trials and links went into a run or bot folder (or any folder) given by mistake.
+            raise ConfigError(
+                f"--out {out}: a folder that holds other files and no search (no {SETTINGS} or "
+                f"{STUDY_DB}); give a new or empty folder"
+            )
         check_parents_are_folders(Path(out), "--out")  # before the slow checks, not at mkdir
     base = load_config(config, overrides)
     if base.data.dev is None and any(d.key == "data.train" for d in dims):
@@ -290,7 +301,7 @@ def _search_lock(folder: Path) -> Iterator[None]:
     """
     import fcntl
 
-    handle = open(folder / ".search.lock", "a")  # noqa: SIM115 -- held for the whole search
+    handle = open(folder / _LOCK, "a")  # noqa: SIM115 -- held for the whole search
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

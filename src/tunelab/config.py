@@ -680,6 +680,8 @@ class RunConfig:
         raw: dict[str, Any] = {}
         if path is not None:
             p = Path(path)
+            if p.is_dir():
+                raise ConfigError(f"{p}: a folder, not a file; give the YAML run file inside it")
             if not p.is_file():
                 raise ConfigError(
                     f"{p}: config file not found (give a YAML run file such as configs/banking77.yaml)"

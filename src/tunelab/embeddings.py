@@ -23,6 +23,7 @@ _LOCK = threading.Lock()
 
 @lru_cache(maxsize=4)
 def _encoder(name: str) -> Any:
+    from safetensors import SafetensorError
     from sentence_transformers import SentenceTransformer
 
     from tunelab.models import resolve_model
@@ -33,7 +34,9 @@ def _encoder(name: str) -> Any:
     try:
         with quiet(), no_progress_bars():
             encoder = SentenceTransformer(str(path), device="cpu")
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # a run folder, a classifier's weights, ...
+    # a run folder, a classifier's weights, a truncated .safetensors (SafetensorError: neither an
+    # OSError nor a ValueError, it was "unexpected SafetensorError"), ...
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ConfigError(
             f"{name}: not a sentence encoder ({type(exc).__name__}); give a sentence-transformers or Hugging "
             "Face encoder folder, or minilm-l6 / e5-small-multilingual"

@@ -158,6 +158,11 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
             checked.tokenizer = check_tokenizer_vocab(checked.model.path)
         except TunelabError as exc:
             errors.append(exc)
+    if checked.model is not None and checked.options is not None and reads("method", "model", "data"):
+        try:
+            check_target_modules(cfg, checked.model.path, checked.task, checked.options)
+        except TunelabError as exc:
+            errors.append(exc)
     if reads("augment", "data"):
         try:
             check_augment(cfg, checked.task)
@@ -366,6 +371,105 @@ def check_positions(cfg: RunConfig, path: Path, method: Any, options: Any) -> No
     if method is not None and method.extra_positions is not None and options:
         extra = method.extra_positions(options)
     check_max_length(cfg, path, extra=extra)
+
+
+def check_target_modules(cfg: RunConfig, path: Path, task: Any, options: Any) -> None:
+    """Each of the method's ``target_modules`` names layers of the model ``train`` builds.
+
+    ``method.target_modules=[nope]`` passed ``validate`` and failed ``train`` with peft's "No
+    modules were targeted for adaptation" (and a typo beside a good name was dropped without a
+    word); ``[attention]`` failed it with "Target module BertAttention(", a block of layers no
+    tuner adapts. Matched as peft matches: a listed name is a module's path or the end of one after
+    a dot, one string is a regex over the whole path; the head (peft's ``modules_to_save``) never
+    matches. The model is built on the meta device (no weights read); where it cannot be (a plug-in
+    task, a config another check refuses), the check is left to ``train``.
+    """
+    from tunelab.methods.options import ALL_LINEAR
+
+    targets = getattr(options, "target_modules", None)
+    if not targets or targets == ALL_LINEAR or not isinstance(targets, str | list):
+        return
+    modules = _module_types(path, task, cfg.model.pooling, getattr(options, "train_pooler", True))
+    if modules is None:
+        return
+    layers = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n, (_, role) in modules.items() if role == "linear"))
+    could = f"modules it could adapt include {', '.join(layers[:8]) or 'none'}"
+    for target in [targets] if isinstance(targets, str) else targets:
+        if isinstance(targets, str):
+            matched = [n for n in modules if re.fullmatch(target, n)]
+        else:
+            matched = [n for n in modules if n == target or n.endswith(f".{target}")]
+        adapted = [n for n in matched if modules[n][1] != "head"]
+        if matched and not adapted:  # peft never adapts what it trains in full (modules_to_save)
+            raise ConfigError(
+                f"method.target_modules: {target} matches only {matched[0]}, which the method trains in "
+                f"full and never adapts (the head; BERT's pooler unless method.train_pooler=false); {could}"
+            )
+        if not adapted:
+            raise ConfigError(
+                f"method.target_modules: {target} matches no module of {cfg.model.name}; {could}"
+            )
+        blocks = [n for n in adapted if modules[n][1] == "other"]
+        if blocks:  # peft refuses the whole config for one such match
+            kind = modules[blocks[0]][0]
+            raise ConfigError(
+                f"method.target_modules: {target} matches {blocks[0]} (a {kind}), not a layer an adapter "
+                f"can be put on; {could}"
+            )
+
+
+def _skeleton(path: Path, task: Any, pooling: str) -> Any:
+    """The model ``task`` builds on ``path``, on the meta device (no weights read), or None where it
+    cannot be built so (a plug-in task's model, an unreadable config.json)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from tunelab.models.classifier import _new_classifier, detect_pooling
+    from tunelab.quiet import quiet
+    from tunelab.tasks.classification.task import ClassificationTask
+    from tunelab.tasks.token_classification.task import TokenClassificationTask
+
+    if not isinstance(task, ClassificationTask | TokenClassificationTask):
+        return None  # a plug-in's model: only its build_model knows it
+    try:
+        with quiet(), torch.device("meta"):
+            config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+            if isinstance(task, TokenClassificationTask):
+                return AutoModelForTokenClassification.from_config(config)
+            pooling = detect_pooling(path) if pooling == "auto" else pooling
+            return _new_classifier(config, ["a", "b"], task.problem_type, pooling)
+    except Exception:  # an unreadable config: the model checks report it, and train builds the model
+        return None
+
+
+def _module_types(
+    path: Path, task: Any, pooling: str, train_pooler: Any
+) -> dict[str, tuple[str, str]] | None:
+    """The module paths of the model ``task`` builds on ``path``, each with its type's name and its
+    role: ``head`` (peft's ``modules_to_save``: trained in full, never adapted), ``linear``, ``layer``
+    (another type some peft tuner adapts: LoRA's) or ``other`` (a block, a norm: peft refuses it).
+    None where the model cannot be built without its weights."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    from tunelab.methods.peft_adapters import head_modules
+
+    model = _skeleton(path, task, pooling)
+    if model is None:
+        return None
+    saved = head_modules(model, bool(train_pooler))
+    layers = (nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, Conv1D)
+
+    def role(name: str, module: nn.Module) -> str:
+        if any(re.match(rf"(^|.*\.){re.escape(m)}($|\..*)", name) for m in saved):
+            return "head"
+        if isinstance(module, nn.Linear):
+            return "linear"
+        return "layer" if isinstance(module, layers) else "other"
+
+    return {
+        name: (type(module).__name__, role(name, module)) for name, module in model.named_modules() if name
+    }
 
 
 # Models that number positions from pad_token_id + 1 (RoBERTa's scheme): their usable length is

@@ -293,6 +293,8 @@ def load_tokenizer(path: Path):
             f"model folder {path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
             "save the tokenizer into the folder with tokenizer.save_pretrained()"
         )
+    if folder.is_dir():
+        _require_config_object(folder)
     try:
         return AutoTokenizer.from_pretrained(str(path), use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
@@ -307,6 +309,31 @@ def load_tokenizer(path: Path):
             f"model folder {path}: {what} unreadable ({first_line(exc)[:200]}); "
             "save the tokenizer into the folder with tokenizer.save_pretrained()"
         ) from None
+
+
+def _require_config_object(folder: Path) -> None:
+    """The folder's ``config.json``, if it has one, is a JSON object.
+
+    ``AutoTokenizer`` reads it first: one cut short was reported as "no usable tokenizer
+    (OSError)", and ``[]`` as "tokenizer.json unreadable (... must be a mapping, not list)",
+    sending the user to a tokenizer that was fine.
+    """
+    config = folder / "config.json"
+    if not config.is_file():
+        return
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        why: str = first_line(exc)[:200]
+    else:
+        if isinstance(data, dict):
+            return
+        kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+        why = f"a JSON {kinds.get(type(data), 'null')}"
+    raise ModelNotFoundError(
+        f"model folder {folder}: config.json is not a JSON object ({why}); "
+        "save the model again with save_pretrained()"
+    )
 
 
 def require_matching_vocab(tokenizer: Any, vocab_size: Any, folder: Path | str) -> None:

@@ -88,6 +88,8 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
             :func:`parse_label_descriptions` refuses, in one line naming the file and key.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: a folder, not a file; give the label file inside it")
     if not p.is_file():
         raise ConfigError(f"{p}: label file not found; write one 'label: description' per line ({EXAMPLE})")
     try:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError
 
 from tunelab.apps.recommend import live as live_store
 from tunelab.apps.recommend.cf import SECOND_FILE, CFModel
@@ -50,7 +51,7 @@ from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossStage
 from tunelab.apps.recommend.data import compose_text, values_of
 from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments, profile_of
-from tunelab.apps.recommend.index import ItemIndex
+from tunelab.apps.recommend.index import VECTORS, ItemIndex
 from tunelab.apps.recommend.live import FILE as LIVE_FILE
 from tunelab.apps.recommend.live import ItemExistsError, LiveStore, folder_identity, is_locked
 from tunelab.apps.recommend.ranker import Ranker
@@ -214,13 +215,17 @@ class Recommender:
         try:
             meta = json.loads((root / META).read_text(encoding="utf-8"))
             config = RecommendConfig.model_validate(meta["config"])
+            text = TextModel.load(root, max_length=config.model.max_length, device=config.model.device)
+            items = pd.read_parquet(root / ITEMS)
+            index = ItemIndex.load(root)
+            _check_vectors(index, len(items))
             rec = cls(
                 folder=root,
                 config=config,
                 meta=meta,
-                text=TextModel.load(root, max_length=config.model.max_length, device=config.model.device),
-                items=pd.read_parquet(root / ITEMS),
-                index=ItemIndex.load(root),
+                text=text,
+                items=items,
+                index=index,
                 cf=CFModel.load(root, config.cf.model_dump()),
                 cf2=(
                     CFModel.load(root, config.cf.second.model_dump(), file=SECOND_FILE)
@@ -238,6 +243,7 @@ class Recommender:
             )
         except (
             OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile,
+            SafetensorError,  # a truncated encoder/model.safetensors
         ) as exc:  # fmt: skip
             raise ConfigError(
                 f"{root}: a damaged recommender folder ({type(exc).__name__}: {first_line(exc)}); "
@@ -821,6 +827,17 @@ def _built_time(meta: dict[str, Any]) -> float:
         return datetime.fromisoformat(str(meta["built"])).timestamp()
     except (KeyError, TypeError, ValueError):
         return 0.0
+
+
+def _check_vectors(index: ItemIndex, n_items: int) -> None:
+    """One unit vector per catalog item: a ``vectors.npy`` of another row count (copied from another
+    build, cut short) loaded, and ranking failed with "unexpected IndexError" (a server started on
+    it without complaint). A ValueError, which ``load`` reports as a damaged folder."""
+    shape = index.vectors.shape
+    if len(shape) != 2:
+        raise ValueError(f"{VECTORS} holds an array of shape {shape}, not one row per item")
+    if shape[0] != n_items:
+        raise ValueError(f"{VECTORS} has {shape[0]} rows for the {n_items} items of {ITEMS}")
 
 
 def _item_stats(

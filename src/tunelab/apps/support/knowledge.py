@@ -88,6 +88,10 @@ def read_passages(path: str | Path) -> list[Passage]:
             message names the file and, where it helps, the line.
     """
     p = Path(path)
+    if p.is_dir():
+        raise DataError(
+            f"{p}: a folder, not a file; give the knowledge file inside it ({', '.join(FORMATS)})"
+        )
     if not p.is_file():
         raise DataError(f"{p}: knowledge file not found")
     suffix = p.suffix.lower()

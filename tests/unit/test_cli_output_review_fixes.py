@@ -58,7 +58,8 @@ def test_a_database_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.Capt
 
 @needs_proc
 def test_a_database_where_no_file_can_be_made_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["keys", "list", "--db", "/proc/sub/x.db"]) == 2
+    # keys create: the read-only commands refuse a --db that does not exist before making one
+    assert main(["keys", "create", "--name", "x", "--db", "/proc/sub/x.db"]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "cannot create SQLite database /proc/sub/x.db: " in lines[0]
     assert "--data-dir" in lines[0]

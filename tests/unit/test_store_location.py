@@ -102,7 +102,9 @@ def test_an_explicit_data_dir_beats_tunelab_db(
     assert (flag / "tunelab.db").is_file() and not (tmp_path / "cwd" / "from-env.db").exists()
     code, out, err = cli(capsys, "keys", "list")  # no flag: the variable
     assert code == 0 and "no keys yet" in out and f"SQLite {tmp_path / 'cwd' / 'from-env.db'}" in err
-    code, out, err = cli(capsys, "keys", "list", "--db", str(tmp_path / "given.db"), "--data-dir", str(flag))
+    code, out, err = cli(
+        capsys, "keys", "create", "--name", "b", "--db", str(tmp_path / "given.db"), "--data-dir", str(flag)
+    )
     assert code == 0 and f"SQLite {tmp_path / 'given.db'}" in err  # --db beats both
 
     import argparse
@@ -120,6 +122,19 @@ def test_an_explicit_data_dir_beats_tunelab_db(
     with open_monitor_store(settings.db, settings.data_dir):  # what a server with --monitor opens
         pass
     assert (flag / "tunelab.db").is_file() and not (tmp_path / "cwd" / "from-env.db").exists()
+
+
+@pytest.mark.parametrize("argv", [["usage"], ["keys", "list"], ["keys", "revoke", "k_1"]])
+def test_a_mistyped_db_is_refused_by_commands_that_only_read_or_change_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """``usage --db typo/x.db`` made typo/ and an empty database, and said "no usage recorded"."""
+    typo = tmp_path / "typo" / "tunelab.db"
+    code, _, err = cli(capsys, *argv, "--db", str(typo))
+    assert code == 2 and f"--db {typo}: no such database" in err and "keys create" in err, err
+    assert not typo.parent.exists()
+    code, _, err = cli(capsys, "keys", "create", "--name", "acme", "--db", str(typo))  # makes it
+    assert code == 0 and typo.is_file(), err
 
 
 def test_a_command_on_a_database_that_did_not_exist_says_so(

@@ -108,7 +108,7 @@ def run_create(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from tunelab.cli.output import table
 
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, create=False) as store:
         keys = store.list_keys(include_revoked=not args.active)
         # --active found none: any other key is revoked ("no keys yet" sent the user to create one)
         revoked = len(store.list_keys()) if args.active and not keys else 0
@@ -128,7 +128,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    with open_store_from_args(args, writes=True) as store:
+    with open_store_from_args(args, writes=True, create=False) as store:
         record = store.revoke_key(args.key)
     print(f"revoked key {record.name!r} (id {record.key_id}): requests with it are now refused (403)")
     return 0

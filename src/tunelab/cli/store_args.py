@@ -86,17 +86,26 @@ def data_dir_chosen(args: argparse.Namespace) -> bool:
 
 
 @contextmanager
-def open_store_from_args(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Store]:
+def open_store_from_args(
+    args: argparse.Namespace, *, writes: bool = False, create: bool = True
+) -> Iterator[Store]:
     """Open the store named by ``--db``/``--data-dir`` (else the environment, else the user data
     folder) and, once the command has succeeded, say on stderr which database it used (``writes``:
     the command writes to it, so a new one is not said to have no keys).
 
     Defaults are read at run time, so ``TUNELAB_DB`` / ``TUNELAB_DATA_DIR`` set later still count.
-    On failure the error stays the command's one line.
+    On failure the error stays the command's one line. ``create=False`` (commands that only read or
+    change what is there): a SQLite file named by ``--db`` that does not exist is refused, not made
+    with its folders (a mistyped path answered "no keys yet" and left an empty database behind).
     """
-    from tunelab.serve.store import chosen_db, default_data_dir
+    from tunelab.serve.store import chosen_db, default_data_dir, sqlite_file
 
     db = chosen_db(args.db, args.data_dir)
+    file = sqlite_file(db, args.data_dir or default_data_dir()) if args.db else None
+    if not create and file is not None and not file.exists():
+        raise ConfigError(
+            f"--db {args.db}: no such database ({file}); check the path (`tunelab keys create` makes one)"
+        )
     store, lines = open_store_noting(
         db, args.data_dir or default_data_dir(), chosen=data_dir_chosen(args), writes=writes
     )

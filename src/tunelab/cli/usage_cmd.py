@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         from tunelab.preflight import check_writable
 
         check_writable(Path(args.csv), "--csv", error=TunelabError)
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, create=False) as store:
         filters = {"since": since, "until": until, **_key_filter(store, args.key)}
         if args.csv:
             return _write_csv(store.usage(**filters), args.csv)

@@ -7,7 +7,6 @@ exception raised where the process would have died.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,24 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks"
-
-
-def _load(stem: str) -> Any:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))  # they import bench_common from beside them
-    spec = importlib.util.spec_from_file_location(f"{stem}_atomic_writes", BENCH / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value), encoding="utf-8")
+from test_bench_review_fixes2 import _load, _write_json  # the same loader and writer
 
 
 def _kept(path: Path) -> Path:

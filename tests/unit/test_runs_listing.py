@@ -188,3 +188,16 @@ def test_one_damaged_run_folder_does_not_hide_the_others(
     assert main(["runs", "--dir", str(runs)]) == 0
     rows = _rows(capsys.readouterr().out)
     assert "tickets" in rows and ("odd" in rows or "odd.partial" in rows)
+
+
+@pytest.mark.parametrize("run_json", [None, "{not json", "[]"], ids=["missing", "cut-short", "a-list"])
+def test_a_run_folder_without_a_readable_run_json_is_listed_as_damaged(
+    runs: Path, run_json: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was listed as "finished", like a run that trained to the end."""
+    folder = _write(runs / "odd", config={"data": {"train": "x.csv"}})
+    if run_json is not None:
+        (folder / "run.json").write_text(run_json, encoding="utf-8")
+    assert main(["runs", "--dir", str(runs)]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows["odd"][1] == "damaged" and rows["tickets"][1] == "finished"

@@ -14,7 +14,8 @@ One row per folder: trained runs (format torch), artifacts written by `tunelab e
 exported, their format, and the export time under "finished"), ensembles built by `tunelab
 ensemble` (method "ensemble of N runs", their build time under "finished"), and unfinished runs or exports
 (status unfinished, with the data they were given; `tunelab train --resume runs/<name>.partial`
-continues a run). A --dir that does not exist is an error.
+continues a run). A run folder whose run.json is missing or unreadable is listed as damaged (it
+cannot be evaluated or served: train it again). A --dir that does not exist is an error.
 """
 
 

@@ -25,7 +25,9 @@ class RunInfo:
     Attributes:
         path: the folder.
         status: ``finished``, ``exported`` (an artifact), ``unfinished`` (a run or an export that
-            was interrupted or is still going; see ``kind``), or what run.json says.
+            was interrupted or is still going; see ``kind``), ``damaged`` (a folder that is not
+            unfinished but whose run.json is missing, unreadable or not an object), or what
+            run.json says.
         summary: the folder's run.json (empty when it has none yet).
         kind: ``run``, ``export`` or ``ensemble`` (built by ``tunelab ensemble``: run.json's
             ``members`` lists its runs; ``when`` is when it was built).
@@ -103,6 +105,8 @@ def _info(root: Path) -> RunInfo:
         status, when = "unfinished", None
     elif is_export:
         status, when = "exported", _text(export.get("created_at"))
+    elif not summary:  # every finished run writes run.json: a missing or unreadable one was "finished"
+        status, when = "damaged", None
     else:
         status, when = _text(summary.get("status", "finished")) or "?", _text(summary.get("finished_at"))
     if is_export:

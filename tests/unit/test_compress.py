@@ -559,3 +559,19 @@ def test_predict_shows_a_multi_label_text_without_labels_as_such() -> None:
     ]
     lines = _result_lines({"labels": ["food", "sports"], "scores": [0.9, 0.7], "top_k": both})
     assert lines == ["  -> food, sports (0.900, 0.700)", "     also: weather 0.100"]
+
+
+def test_the_parity_data_of_a_run_with_a_dev_file_is_named_by_that_file(labelled_csvs) -> None:
+    """A run with data.dev=FILE and no test file had its parity rows named "dev split of <train file>"."""
+    from types import SimpleNamespace
+
+    from tunelab.compress.datasets import parity_data
+    from tunelab.config import DataConfig
+    from tunelab.tasks import get_task
+
+    train, dev = labelled_csvs
+    task = get_task("single_label")
+    cfg = DataConfig(train=str(train), dev=str(dev), test=None)
+    labels = task.load_splits(cfg).labels
+    found = parity_data(SimpleNamespace(config=SimpleNamespace(data=cfg), labels=labels, task=task), None)
+    assert (found.split, found.name) == ("dev", f"dev file {dev}") and len(found.dataset) == 24

@@ -58,7 +58,10 @@ def parity_data(predictor: Any, data: str | None, options: dict[str, Any] | None
     for split in ("test", "dev"):
         ds = getattr(splits, split)
         if ds is not None and len(ds):
-            return ParityData(ds, split, f"{split} split of {cfg.train}")
+            # a dev file of its own (data.dev) was named "dev split of <train file>"
+            given = cfg.dev if split == "dev" else None
+            name = f"{split} file {given}" if given else f"{split} split of {cfg.train}"
+            return ParityData(ds, split, name)
     raise DataError(
         f"{predictor.run.root}: the run has no test or dev data to check parity on; give --data FILE"
     )

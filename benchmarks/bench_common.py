@@ -113,6 +113,17 @@ def _jsonl_lines(path: Path, *, note: bool) -> list[tuple[str, Any]]:
     return out
 
 
+def check_settings(folder: Path, overrides: list[str], how: str) -> None:
+    """Exit with one line when the run in ``folder`` was ``how`` ("trained", "begun") with other
+    settings than ``overrides``: run names say only the recipe and seed, so after an edit of a
+    benchmark's recipe an old run of the same name was reused as the new recipe's figure."""
+    config = folder / "config.json"
+    if config.is_file():
+        differ = settings_differ(json.loads(config.read_text(encoding="utf-8")), overrides)
+        if differ is not None:
+            sys.exit(f"{folder}: {how} with {differ}; give a fresh --out")
+
+
 def settings_differ(saved: dict[str, Any], overrides: list[str]) -> str | None:
     """``key=have, not value`` for the first ``section.field=value`` of ``overrides`` that the run's
     config.json (``saved``) holds otherwise; None when every one it holds is the same.

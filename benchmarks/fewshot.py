@@ -133,36 +133,25 @@ def setfit_accuracy(overrides: list[str], out: Path, name: str, split: str) -> t
     A run finished before its results.jsonl row was written is read, not trained again (a run of
     that name exists); one killed while training (``<name>.partial``) is resumed.
     """
+    from bench_common import check_settings, unfinished  # benchmarks/bench_common.py
+
     import tunelab
 
-    run, partial = out / name, out / f"{name}.partial"
+    run, partial = out / name, unfinished(out, name)
     if (run / "run.json").is_file() and (run / "metrics.json").is_file():
         summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
         if summary.get("status") == "finished":
-            _check_settings(run, overrides, "trained")
+            check_settings(run, overrides, "trained")
             metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
             return float(metrics[split]["accuracy"]), summary
-    if partial.is_dir():
-        _check_settings(partial, overrides, "begun")
+    if partial is not None:
+        check_settings(partial, overrides, "begun")
         result = tunelab.train(resume=str(partial), show_progress=False)
     else:
         result = tunelab.train(
             str(CONFIG), overrides=[*overrides, f"output_dir={out}", f"name={name}"], show_progress=False
         )
     return float(result.metrics[split]["accuracy"]), result.summary
-
-
-def _check_settings(folder: Path, overrides: list[str], how: str) -> None:
-    """Exit with one line when the run in ``folder`` was trained (or begun) with other settings than
-    ``overrides``: run names say only stage, recipe, shots, seed and --set, so after an edit of BASE
-    or RECIPES an old run of the same name was reused as the new recipe's figure."""
-    from bench_common import settings_differ  # benchmarks/bench_common.py
-
-    config = folder / "config.json"
-    if config.is_file():
-        differ = settings_differ(json.loads(config.read_text(encoding="utf-8")), overrides)
-        if differ is not None:
-            sys.exit(f"{folder}: {how} with {differ}; give a fresh --out")
 
 
 class Baseline:

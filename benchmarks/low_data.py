@@ -44,8 +44,8 @@ from typing import Any
 
 from bench_common import (  # benchmarks/bench_common.py
     append_jsonl,
+    check_settings,
     read_jsonl,
-    settings_differ,
     train_run,
     unfinished,
 )
@@ -129,17 +129,12 @@ def train_accuracy(overrides: list[str], out: Path, name: str) -> tuple[Path, fl
     """
     run = out / name
     if (run / "run.json").is_file():
-        differ = settings_differ(json.loads((run / "config.json").read_text(encoding="utf-8")), overrides)
-        if differ is not None:
-            sys.exit(f"{run}: trained with {differ}; give a fresh --out")
+        check_settings(run, overrides, "trained")
         summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
     else:
         partial = unfinished(out, name)
-        if partial is not None and (partial / "config.json").is_file():
-            saved = json.loads((partial / "config.json").read_text(encoding="utf-8"))
-            differ = settings_differ(saved, overrides)
-            if differ is not None:
-                sys.exit(f"{partial}: begun with {differ}; give a fresh --out")
+        if partial is not None:
+            check_settings(partial, overrides, "begun")
         run, summary, _ = train_run(CONFIG, overrides, out, name, resume=partial, quiet=True)
     return run, 100 * summary["headline"]["test"]["accuracy"]
 

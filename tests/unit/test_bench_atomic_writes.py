@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from test_bench_review_fixes2 import _load, _write_json  # the same loader and writer
+from test_continual_bench import _intents  # 20 intents of 12 rows
 
 
 def _kept(path: Path) -> Path:
@@ -240,12 +241,6 @@ def test_multi_adapter_copy_killed_while_written_is_made_again(tmp_path, monkeyp
 
 
 # ------------------------------------------------------------------------------- continual
-def _intents() -> pd.DataFrame:
-    """20 intents of 12 rows each: enough for the 17 new ones and a dev row per intent."""
-    rows = [{"text": f"{i} text {n}", "category": f"intent_{i:02d}"} for i in range(20) for n in range(12)]
-    return pd.DataFrame(rows)
-
-
 def test_continual_split_killed_while_written_is_written_again(tmp_path, monkeypatch):
     """The CSVs went first and split.json last: a kill between them left CSVs of no known split,
     and the rerun of the same split refused the --out."""

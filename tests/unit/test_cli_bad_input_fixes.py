@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from recommend_fixtures import config_dict, write_world
+from test_cli_output_review_fixes import error_lines
 
 from tunelab.cli.main import main
 from tunelab.errors import ConfigError, DataError, ModelNotFoundError
@@ -22,10 +23,9 @@ def truncate(path: Path, keep: int = 100) -> None:
 
 
 def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert "unexpected" not in err, err
-    return lines[0]
+    [line] = error_lines(err)  # no traceback, no "unexpected"
+    assert len(err.strip().splitlines()) == 1, err
+    return line
 
 
 # -- 1. a truncated .safetensors in a sentence encoder ----------------------------------------------

@@ -22,6 +22,8 @@ def _load_benchmark() -> Any:
 
 
 bench = _load_benchmark()
+from bench_common import settings_differ  # noqa: E402 -- on sys.path once the benchmark is loaded
+
 DATA = ["data.train=d/train-1.csv", "data.test=d/test.csv", *bench.BASE]
 
 
@@ -50,10 +52,8 @@ def test_a_row_from_before_overrides_were_kept_is_measured_again() -> None:
 def test_a_run_folder_trained_otherwise_is_not_reused(tmp_path: Path) -> None:
     """train_accuracy reused any run.json of that name (eda-s1) without looking at its settings."""
     saved = {"train": {"epochs": 10, "seed": 1, "label_smoothing": 0.0}, "augment": {"per_example": 4}}
-    assert (
-        bench.settings_differ(saved, ["train.epochs=10.0", "train.seed=1", "augment.per_example=4"]) is None
-    )
-    assert bench.settings_differ(saved, ["augment.per_example=1"]) == "augment.per_example=4, not 1"
+    assert settings_differ(saved, ["train.epochs=10.0", "train.seed=1", "augment.per_example=4"]) is None
+    assert settings_differ(saved, ["augment.per_example=1"]) == "augment.per_example=4, not 1"
     run = tmp_path / "runs" / "eda-s1"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(saved), encoding="utf-8")

@@ -100,15 +100,13 @@ def open_store_from_args(
     """
     from tunelab.serve.store import chosen_db, default_data_dir, sqlite_file
 
-    db = chosen_db(args.db, args.data_dir)
-    file = sqlite_file(db, args.data_dir or default_data_dir()) if args.db else None
+    db, data_dir = chosen_db(args.db, args.data_dir), args.data_dir or default_data_dir()
+    file = sqlite_file(db, data_dir) if args.db else None
     if not create and file is not None and not file.exists():
         raise ConfigError(
             f"--db {args.db}: no such database ({file}); check the path (`tunelab keys create` makes one)"
         )
-    store, lines = open_store_noting(
-        db, args.data_dir or default_data_dir(), chosen=data_dir_chosen(args), writes=writes
-    )
+    store, lines = open_store_noting(db, data_dir, chosen=data_dir_chosen(args), writes=writes)
     with store:
         yield store
     for line in lines:

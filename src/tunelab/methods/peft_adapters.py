@@ -204,6 +204,7 @@ def attach(
     ``method`` and ``peft_type`` as for ``load`` (``sharing_for`` binds them).
     """
     from peft import PeftModel
+    from safetensors.torch import load_file
 
     method = _check_files(folder, method, peft_type)
     if host is None:
@@ -224,8 +225,9 @@ def attach(
         ):
             warnings.filterwarnings("ignore", message=".*(rank_pattern keys did not match|mismatch).*")
             host.load_adapter(adapter, adapter_name=name, is_trainable=False, ignore_mismatched_sizes=True)
-            _fit_heads(host, adapter, name)
-            _check_loaded(host, adapter, folder, name)
+            saved = load_file(str(adapter / ADAPTER_WEIGHTS))  # read once for both checks below
+            _fit_heads(host, saved, name)
+            _check_loaded(host, saved, folder, name)
     except Exception:
         if name in host.peft_config:  # a half-loaded adapter would stay in every layer
             host.delete_adapter(name)
@@ -233,17 +235,15 @@ def attach(
     return host.eval()
 
 
-def _fit_heads(host: nn.Module, folder: Path, name: str) -> None:
+def _fit_heads(host: nn.Module, saved: dict[str, Any], name: str) -> None:
     """Put the saved head tensors that peft skipped (another shape than the host's head) in place.
 
     peft names an adapter's copy of a module to save ``<module>.modules_to_save.<name>.<param>``
     and saves it as ``<module>.<param>``; peft has no way to give that copy another shape, hence
     this (by hand: a new ``Parameter`` on the copy, which only that adapter uses).
     """
-    from safetensors.torch import load_file
     from torch.nn import Parameter
 
-    saved = load_file(str(folder / ADAPTER_WEIGHTS))
     marker = f".modules_to_save.{name}."
     for full, param in list(host.named_parameters()):
         if marker not in full:
@@ -257,7 +257,7 @@ def _fit_heads(host: nn.Module, folder: Path, name: str) -> None:
         setattr(owner, leaf, Parameter(tensor.to(param.dtype), requires_grad=False))
 
 
-def _check_loaded(host: nn.Module, adapter: Path, folder: Path, name: str) -> None:
+def _check_loaded(host: nn.Module, saved: dict[str, Any], folder: Path, name: str) -> None:
     """Refuse an adapter whose saved tensors did not all go in at their shapes.
 
     ``ignore_mismatched_sizes`` (there for heads of another label count) makes peft skip any
@@ -266,9 +266,7 @@ def _check_loaded(host: nn.Module, adapter: Path, folder: Path, name: str) -> No
     the same folder). The head copies are ``_fit_heads``'s; every other saved tensor is compared.
     """
     from peft import get_peft_model_state_dict
-    from safetensors.torch import load_file
 
-    saved = load_file(str(adapter / ADAPTER_WEIGHTS))
     marker = f".modules_to_save.{name}."
     heads = {full.replace(marker, ".") for full, _ in host.named_parameters() if marker in full}
     loaded = get_peft_model_state_dict(host, adapter_name=name, save_embedding_layers=False)

@@ -530,10 +530,9 @@ def open_monitor_store(
         ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
         StoreError: the database cannot be opened or reached.
     """
-    from tunelab.serve.store import default_data_dir, default_db, sqlite_file
+    from tunelab.serve.store import chosen_db, default_data_dir, sqlite_file
 
-    if not db and data_dir is None:  # a data folder given (the server's) is not overridden by the variable
-        db = default_db()
+    db = chosen_db(db, data_dir)  # a data folder given (the server's) is not overridden by $TUNELAB_DB
     if db and db.startswith(("postgresql://", "postgres://")):
         return PostgresMonitorStore(db)
     path = sqlite_file(db, data_dir if data_dir is not None else default_data_dir())

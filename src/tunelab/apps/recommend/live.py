@@ -151,6 +151,7 @@ class LiveStore:
         self.path = self.folder / FILE
         self._conn: sqlite3.Connection | None = None
         self._ready = False  # the connection's file is in WAL mode with the schema (``_writing``)
+        self._has_tables = False  # the connection's file has the schema (seen once: never dropped)
         self._lock = threading.Lock()
         self._loaded = folder_identity(self.folder)
         self._warned_replaced = False
@@ -172,7 +173,7 @@ class LiveStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = _connect(self.path)
-            self._ready = False
+            self._ready = self._has_tables = False
         return self._conn
 
     def _writing(self) -> sqlite3.Connection:
@@ -258,7 +259,9 @@ class LiveStore:
         )
         with self._lock:
             conn = self._connection()
-            if not self._ready and not _has_schema(conn):
+            # asked once per connection, not on every ranking: a reader of a built folder never writes
+            self._has_tables = self._has_tables or self._ready or _has_schema(conn)
+            if not self._has_tables:
                 # not made by build (a folder built before it did; another process's first write
                 # is making it): prepared here as a write prepares it, waiting out that writer's
                 # lock. A file build made is only read: a reader may lack write access (create).

@@ -90,7 +90,10 @@ def test_a_target_modules_regex_that_does_not_compile_is_refused(
 
 
 def test_a_valid_regex_and_all_linear_still_pass() -> None:
-    assert get_method("lora").parse_options({"target_modules": ".*(query|value)"}).target_modules
+    assert (
+        get_method("lora").parse_options({"target_modules": ".*(query|value)"}).target_modules
+        == ".*(query|value)"
+    )
     assert get_method("lora").parse_options({"target_modules": "all-linear"}).target_modules == "all-linear"
 
 

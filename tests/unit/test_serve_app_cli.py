@@ -181,6 +181,11 @@ def test_a_port_in_use_or_a_bad_host_is_one_line_before_listening_is_said(
         out, err = capsys.readouterr()
     assert f"--port {port}: cannot listen on 127.0.0.1:{port} (" in err and "pick a free port" in err
     assert "listening on" not in out
+
+    def unknown(*args: object, **kwargs: object) -> None:  # no resolver asked: it may be slow or lie
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
     assert main(["serve", "m=fake", *data, "--host", "no-such-host.invalid"]) == 2
     assert "--host no-such-host.invalid: cannot listen there" in capsys.readouterr().err
 

@@ -379,11 +379,15 @@ def check_target_modules(cfg: RunConfig, path: Path, task: Any, options: Any) ->
     ``method.target_modules=[nope]`` passed ``validate`` and failed ``train`` with peft's "No
     modules were targeted for adaptation" (and a typo beside a good name was dropped without a
     word); ``[attention]`` failed it with "Target module BertAttention(", a block of layers no
-    tuner adapts. Matched as peft matches: a listed name is a module's path or the end of one after
-    a dot, one string is a regex over the whole path; the head (peft's ``modules_to_save``) never
-    matches. The model is built on the meta device (no weights read); where it cannot be (a plug-in
-    task, a config another check refuses), the check is left to ``train``.
+    tuner adapts. Matched by peft's own ``check_target_module_exists``, so the rule is peft's (a listed
+    name is a module's path or the end of one after a dot, one string a regex over the whole path);
+    the head (peft's ``modules_to_save``) never matches. The model is built on the meta device (no
+    weights read); where it cannot be (a plug-in task, a config another check refuses), the check is
+    left to ``train``.
     """
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
     from tunelab.methods.options import ALL_LINEAR
 
     targets = getattr(options, "target_modules", None)
@@ -395,10 +399,11 @@ def check_target_modules(cfg: RunConfig, path: Path, task: Any, options: Any) ->
     layers = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n, (_, role) in modules.items() if role == "linear"))
     could = f"modules it could adapt include {', '.join(layers[:8]) or 'none'}"
     for target in [targets] if isinstance(targets, str) else targets:
-        if isinstance(targets, str):
-            matched = [n for n in modules if re.fullmatch(target, n)]
-        else:
-            matched = [n for n in modules if n == target or n.endswith(f".{target}")]
+        # peft's own matcher, one target at a time so the line names the one that fails. Every tuner
+        # matches through it; a LoraConfig only carries target_modules (modules_to_save is left out:
+        # peft would answer "excluded" for the head, and the head gets its own line below).
+        matcher = LoraConfig(target_modules=target if isinstance(targets, str) else [target])
+        matched = [n for n in modules if check_target_module_exists(matcher, n)]
         adapted = [n for n in matched if modules[n][1] != "head"]
         if matched and not adapted:  # peft never adapts what it trains in full (modules_to_save)
             raise ConfigError(

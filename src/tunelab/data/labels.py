@@ -151,9 +151,17 @@ class LabelMap:
         """Read a map written by :meth:`save`.
 
         Raises:
-            DataError: the file is missing or not a label map.
+            DataError: the file is missing, a folder, or not a label map. A folder (a run's, say) was
+                "label file not found", though it was there: the line says what to give instead.
         """
         p = Path(path)
+        if p.is_dir():
+            inside = p / "labels.json"
+            hint = f"; this folder holds one: {inside}" if inside.is_file() else ""
+            raise DataError(
+                f'{p}: a folder, not a label file; give the labels.json a run wrote ({{"task": ..., '
+                f'"labels": [...]}}){hint}'
+            )
         if not p.is_file():
             raise DataError(f"{p}: label file not found")
         try:

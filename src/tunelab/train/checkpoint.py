@@ -219,6 +219,26 @@ def find_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def checkpoint_to_resume(folder: Path) -> Path | None:
+    """``find_checkpoint`` for ``train --resume``, first refusing a plain file where a folder belongs.
+
+    A file at ``checkpoints`` or ``checkpoints/last`` (``.old``, ``.tmp``) reads as "no checkpoint",
+    so the run started over, and then ended in "unexpected NotADirectoryError" when it saved its
+    first checkpoint (or cleared ``checkpoints/best.safetensors``) over it.
+
+    Raises:
+        RunError: one of those paths is not a folder: the line names it and what to delete.
+    """
+    siblings = [folder.with_name(folder.name + end) for end in ("", ".old", ".tmp")]
+    for path in (folder.parent, *siblings):
+        if path.exists() and not path.is_dir():
+            raise RunError(
+                f"{path}: a file, not a checkpoint folder (`train --resume` restores the run from one); "
+                f"{_start_over(folder, delete=path)}"
+            )
+    return find_checkpoint(folder)
+
+
 def load_checkpoint(
     folder: Path,
     *,
@@ -274,17 +294,19 @@ def damaged_checkpoint(folder: Path, reason: str) -> RunError:
     return RunError(f"{folder}: a damaged checkpoint ({reason}); {_start_over(folder)}")
 
 
-def _start_over(folder: Path) -> str:
+def _start_over(folder: Path, *, delete: Path | None = None) -> str:
     """What gets a run going again past the checkpoint ``folder`` it cannot use.
 
     "Train again without --resume" was refused while ``<name>.partial`` exists (an unfinished run of
     that name); ``--resume`` without a checkpoint trains the run from its first step instead.
+    ``delete``: what is in the way when it is not ``folder`` itself (a file named ``checkpoints``).
     """
     run = folder.parent.parent if folder.parent.name == "checkpoints" else "<run>"  # <run>/checkpoints/last
     older = folder.with_name(folder.name + ".old")  # find_checkpoint's fallback would resume from it
-    delete = f"{folder} and {older}" if older.is_dir() else str(folder)
+    target = folder if delete is None else delete
+    what = f"{target} and {older}" if older.is_dir() and target != older else str(target)
     return (
-        f"delete {delete} and run `tunelab train --resume {run}` again to start the run over, "
+        f"delete {what} and run `tunelab train --resume {run}` again to start the run over, "
         f"or delete {run} and train again"
     )
 

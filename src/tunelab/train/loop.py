@@ -29,8 +29,8 @@ from tunelab.errors import RunError
 from tunelab.tasks.base import Task, metric_lower_is_better, task_plugin, wrong_return
 from tunelab.train.adversarial import build_adversary
 from tunelab.train.checkpoint import (
+    checkpoint_to_resume,
     damaged_checkpoint,
-    find_checkpoint,
     load_checkpoint,
     load_trainable_state,
     restore_best,
@@ -112,7 +112,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     last_ckpt = setup.checkpoints / "last"
     best_path = setup.checkpoints / "best.safetensors"
-    found = find_checkpoint(last_ckpt) if resume else None
+    found = checkpoint_to_resume(last_ckpt) if resume else None
     if found is not None:
         changed = train_as_checkpointed(model, found)
         if changed:

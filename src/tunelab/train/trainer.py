@@ -714,9 +714,9 @@ def _checkpoint_step(run: RunFolder) -> int | None:
             ``train --resume`` said "unexpected JSONDecodeError").
     """
     from tunelab.errors import first_line
-    from tunelab.train.checkpoint import damaged_checkpoint, find_checkpoint
+    from tunelab.train.checkpoint import checkpoint_to_resume, damaged_checkpoint
 
-    found = find_checkpoint(run.checkpoints / "last")
+    found = checkpoint_to_resume(run.checkpoints / "last")
     if found is None:
         return None
     try:

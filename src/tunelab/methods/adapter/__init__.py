@@ -62,11 +62,20 @@ def apply(model: nn.Module, cfg: AdapterOptions) -> nn.Module:
 
 
 def load(folder: Path, loader: ModelLoader) -> nn.Module:
-    saved = _saved_names(folder)
+    """Rebuild the run's adapters on its base model (``wrapped_model.load``), as they were trained.
+
+    Only a Pfeiffer run with ``train_layer_norm`` can be a legacy one, so only then are the saved
+    tensor names read, from the file's header alone, when ``wrapped_model.load`` has already read
+    it whole; every other adapter run is read once. (One read for all would need
+    ``wrapped_model.load`` to hand ``apply`` the names it holds.)
+    """
 
     def apply_as_saved(model: nn.Module, cfg: AdapterOptions) -> nn.Module:
         wrapped = apply(model, cfg)
-        if saved is not None and cfg.kind == "pfeiffer" and cfg.train_layer_norm:
+        if cfg.kind != "pfeiffer" or not cfg.train_layer_norm:
+            return wrapped
+        saved = _saved_names(folder)
+        if saved is not None:
             # Runs saved before Pfeiffer's train_layer_norm trained the attention LayerNorms too
             # hold none of them: those stay as the base has them, as they were when trained.
             for name, param in wrapped.named_parameters():
@@ -80,7 +89,8 @@ def load(folder: Path, loader: ModelLoader) -> nn.Module:
 
 
 def _saved_names(folder: Path) -> set[str] | None:
-    """The tensor names in the run's adapter weights; None where unreadable (load says why)."""
+    """The tensor names in the run's adapter weights (its header only); None where unreadable, which
+    ``wrapped_model.load``, having read the file just before, leaves to its own checks."""
     from safetensors import safe_open
 
     try:

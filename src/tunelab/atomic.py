@@ -6,10 +6,14 @@ Windows when source and target are on the same file system, which a sibling temp
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import secrets
 import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,42 @@ def _create_temp(target: Path) -> tuple[int, str]:
             # a caller's error said
             raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
     raise FileExistsError(f"{target.parent}: no free temporary file name for {target.name}")
+
+
+# renameat2(2): Linux 3.15+, glibc 2.28+. Written by hand: neither the standard library nor a package
+# we could depend on swaps two folders (os.replace cannot put a folder onto a non-empty one).
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """libc's ``renameat2``, or None (not Linux, or a libc without it, such as glibc before 2.28)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+def exchange(a: str | Path, b: str | Path) -> bool:
+    """Swap ``a`` and ``b`` (files or folders, both existing) in one atomic step; False where unsupported.
+
+    Replacing a folder otherwise takes two renames (the old one aside, the new one in), and a kill
+    or power cut between them leaves nothing at the target; with the exchange there is always a
+    complete folder there, the old one or the new one. False (nothing changed) on another OS, a
+    libc or kernel without ``renameat2`` (ENOSYS), a file system without RENAME_EXCHANGE (EINVAL)
+    or any other refusal: the caller then takes the two-rename path, which raises its own error
+    in Python's words when the refusal was a real one (no permission, a path gone).
+    """
+    func = _renameat2()
+    if func is None:
+        return False
+    return func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

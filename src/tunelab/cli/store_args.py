@@ -98,15 +98,22 @@ def open_store_from_args(
     change what is there): a SQLite file named by ``--db`` that does not exist is refused, not made
     with its folders (a mistyped path answered "no keys yet" and left an empty database behind).
     """
-    from tunelab.serve.store import chosen_db, default_data_dir, sqlite_file
+    from tunelab.serve.store import chosen_db, default_data_dir, open_store
 
     db, data_dir = chosen_db(args.db, args.data_dir), args.data_dir or default_data_dir()
-    file = sqlite_file(db, data_dir) if args.db else None
-    if not create and file is not None and not file.exists():
-        raise ConfigError(
-            f"--db {args.db}: no such database ({file}); check the path (`tunelab keys create` makes one)"
+
+    def opener(db: str | None, data_dir: str | Path) -> Store:
+        # only a file named by --db: the default one in the data folder is made ("no keys yet")
+        return open_store(
+            db,
+            data_dir,
+            create=create or not args.db,
+            missing=lambda file: (
+                f"--db {args.db}: no such database ({file}); check the path (`tunelab keys create` makes one)"
+            ),
         )
-    store, lines = open_store_noting(db, data_dir, chosen=data_dir_chosen(args), writes=writes)
+
+    store, lines = open_store_noting(db, data_dir, chosen=data_dir_chosen(args), opener=opener, writes=writes)
     with store:
         yield store
     for line in lines:

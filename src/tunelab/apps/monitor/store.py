@@ -530,7 +530,7 @@ def open_monitor_store(
         ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
         StoreError: the database cannot be opened or reached.
     """
-    from tunelab.serve.store import chosen_db, default_data_dir, sqlite_file
+    from tunelab.serve.store import chosen_db, default_data_dir, refuse_missing_sqlite, sqlite_file
 
     db = chosen_db(db, data_dir)  # a data folder given (the server's) is not overridden by $TUNELAB_DB
     if db and db.startswith(("postgresql://", "postgres://")):
@@ -541,9 +541,12 @@ def open_monitor_store(
             f"store: {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
             "or a file path ending in .db"
         )
-    if not create and not path.exists():
-        raise ConfigError(
-            f"store: {path} does not exist (no monitor has stored anything there: check the path, "
-            "or run `tunelab app monitor run` first)"
+    if not create:
+        refuse_missing_sqlite(
+            path,
+            lambda file: (
+                f"store: {file} does not exist (no monitor has stored anything there: check the path, "
+                "or run `tunelab app monitor run` first)"
+            ),
         )
     return SQLiteMonitorStore(path)

@@ -79,6 +79,9 @@ def build(
             ``model.cross_encoder``) none among the validation users' top candidates.
     """
     target = Path(out)
+    from tunelab.apps.support.build import restore_interrupted
+
+    restore_interrupted(target)  # before the check: a folder an interrupted build set aside is still there
     _check_target(target, overwrite)
     timings: dict[str, float] = {}
     started = clock = time.perf_counter()

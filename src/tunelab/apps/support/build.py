@@ -8,8 +8,10 @@ reading the old bot sees the old one or the new one.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from tunelab.apps.support.config import (
     Thresholds,
 )
 from tunelab.apps.support.knowledge import ANN_MIN_PASSAGES, KnowledgeIndex, read_passages, sibling_dir
-from tunelab.atomic import atomic_write_json
+from tunelab.atomic import atomic_write_json, exchange
 from tunelab.errors import ConfigError, TunelabError
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ def build_bot(
     import tunelab
 
     target = Path(out)
+    restore_interrupted(target)  # before the check: a bot an interrupted build set aside is still there
     _check_target(target, overwrite)
     parsed = read_answers(answers)
     predictor = tunelab.load(run)
@@ -151,18 +154,28 @@ def build_bot(
 
 
 def write_folder(target: Path, write: Any) -> None:
-    """Run ``write(tmp)`` on a fresh sibling temp folder, then rename it to ``target`` (replacing it)."""
+    """Run ``write(tmp)`` on a fresh sibling temp folder, then put it at ``target`` (replacing it).
+
+    An existing ``target`` is swapped with the new folder in one atomic step (``exchange``), so a
+    kill or power cut at any moment leaves a whole folder there, the old one or the new one. Where
+    the OS or file system cannot swap, it takes two renames (old aside, new in); a kill between
+    them leaves ``target`` missing and the old folder in a hidden ``.NAME.<hex>.old`` sibling,
+    which the next ``write_folder`` (or ``restore_interrupted``) puts back first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted(target)
     tmp = sibling_dir(target, "tmp")
     try:
         write(tmp)
-        if target.exists():
+        if target.exists() and exchange(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)  # the old folder, swapped out
+        elif target.exists():
             old = sibling_dir(target, "old")
-            os.replace(target, old / "bot")
+            os.replace(target, old / _OLD_ENTRY)
             try:
                 os.replace(tmp, target)
             except BaseException:
-                os.replace(old / "bot", target)  # put the old bot back
+                os.replace(old / _OLD_ENTRY, target)  # put the old one back
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -170,6 +183,38 @@ def write_folder(target: Path, write: Any) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_OLD_ENTRY = "bot"  # the old folder's name inside its hidden sibling (the same for every caller)
+
+
+def restore_interrupted(target: Path) -> Path | None:
+    """Put back the folder a replace interrupted between its two renames; the sibling it came from.
+
+    Only when ``target`` is missing: a leftover beside a present ``target`` is the remains of a
+    replace that finished or failed cleanly, and is left alone. Of several leftovers the newest is
+    the last folder that was at ``target``. A build (``build_bot``, the recommender's ``build``)
+    calls this before checking ``target``, so without ``--overwrite`` the restored folder is kept
+    and the build refused, as if it had never gone.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.old")
+    try:
+        if target.exists() or target.is_symlink():
+            return None
+        leftovers = [
+            (p.stat().st_mtime, p)
+            for p in target.parent.glob(f".{glob.escape(target.name)}.*.old")
+            if pattern.fullmatch(p.name) and (p / _OLD_ENTRY).exists()
+        ]
+    except OSError:  # a path the OS cannot look at or list: the caller's own checks say why, in one line
+        return None
+    if not leftovers:
+        return None
+    newest = max(leftovers)[1]
+    os.replace(newest / _OLD_ENTRY, target)
+    shutil.rmtree(newest, ignore_errors=True)
+    log.warning("%s: put back from %s, where an interrupted replace had left it", target, newest)
+    return newest
 
 
 def _check_target(target: Path, overwrite: bool) -> None:

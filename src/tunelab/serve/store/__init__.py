@@ -12,6 +12,7 @@ The data folder defaults to ``$TUNELAB_DATA_DIR``, else the user's data folder
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from tunelab.errors import ConfigError
@@ -81,7 +82,26 @@ def chosen_db(db: str | None, data_dir: str | Path | None) -> str | None:
     return default_db()
 
 
-def open_store(db: str | None, data_dir: str | Path) -> Store:
+def refuse_missing_sqlite(path: Path | None, missing: Callable[[Path], str] | None = None) -> None:
+    """Raise ``ConfigError`` when ``path`` (a ``sqlite_file``) names a SQLite file that does not exist.
+
+    For commands that only read or change what is there: opening the file would create it with
+    its folders, so a mistyped path answered "nothing yet" and left an empty database behind. The
+    one place every such opener checks (``open_store(create=False)``, ``open_monitor_store``);
+    ``missing(path)`` gives the command's own line, which says what makes one. ``None`` (not
+    SQLite) passes: a server is never created by opening it.
+    """
+    if path is not None and not path.exists():
+        raise ConfigError(missing(path) if missing else f"{path}: no such database; check the path")
+
+
+def open_store(
+    db: str | None,
+    data_dir: str | Path,
+    *,
+    create: bool = True,
+    missing: Callable[[Path], str] | None = None,
+) -> Store:
     """Open (creating tables if needed) the store named by ``db``.
 
     Args:
@@ -89,9 +109,12 @@ def open_store(db: str | None, data_dir: str | Path) -> Store:
             ``sqlite:////absolute.db`` or a path ending in ``.db``/``.sqlite``/``.sqlite3`` for
             SQLite; ``postgresql://user:password@host:port/dbname`` for PostgreSQL.
         data_dir: the data folder, used when ``db`` is ``None``.
+        create: False for a command that only reads or changes what is there: a SQLite file that
+            does not exist is refused (``refuse_missing_sqlite``), not made.
+        missing: the line for that refusal, given the file (default: a generic one).
 
     Raises:
-        ConfigError: ``db`` names neither backend.
+        ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
         StoreError: the database cannot be opened or reached.
     """
     if db and db.startswith(("postgresql://", "postgres://")):
@@ -102,6 +125,8 @@ def open_store(db: str | None, data_dir: str | Path) -> Store:
     if path is not None:
         from tunelab.serve.store.sqlite import SQLiteStore
 
+        if not create:
+            refuse_missing_sqlite(path, missing)
         return SQLiteStore(path)
     if db.startswith("sqlite://"):
         raise ConfigError(f"--db {db!r}: name the file, e.g. sqlite:///data/tunelab.db")
@@ -125,5 +150,6 @@ __all__ = [
     "default_db",
     "describe_store",
     "open_store",
+    "refuse_missing_sqlite",
     "sqlite_file",
 ]

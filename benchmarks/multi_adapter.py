@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import ROOT, serving
+from bench_common import ROOT, serving, train_run, unfinished
 
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 COPIES = 50
@@ -94,10 +94,7 @@ def make_adapters(work: Path, rows: int) -> tuple[Path, list[Path]]:
     # and the copies a killed benchmark finished were made from it.
     trained = not source.is_dir()
     if trained:
-        cmd = [sys.executable, "-m", "tunelab.cli.main", "train", str(config), f"output_dir={runs}"]
-        cmd.append("--quiet")
-        print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        train_run(config, [], runs, source.name, resume=unfinished_run(runs, source.name), echo=True)
     weights = load_file(str(source / "weights" / "adapter_model.safetensors"))
     for i, copy in enumerate(copies):
         if copy.is_dir() and not trained:  # made from this source by a killed run: whole
@@ -114,6 +111,22 @@ def make_adapters(work: Path, rows: int) -> tuple[Path, list[Path]]:
         shutil.rmtree(copy, ignore_errors=True)  # one made from an earlier source (trained again)
         os.replace(tmp, copy)
     return source, copies
+
+
+def unfinished_run(runs: Path, name: str) -> Path | None:
+    """The ``<name>.partial`` a killed benchmark left training in ``runs``, to resume; else None.
+
+    ``tunelab train name=<name>`` refuses while that folder exists, so a run with the same --work
+    failed at once instead of going on. One killed before its config.json was written cannot be
+    resumed: it is only this benchmark's scratch, so it is removed (said in one line) and the run
+    trained afresh.
+    """
+    partial = unfinished(runs, name)
+    if partial is not None and not (partial / "config.json").is_file():
+        print(f"note: removing {partial}: a killed run left it before it began (no config.json)", flush=True)
+        shutil.rmtree(partial)
+        return None
+    return partial
 
 
 def merged_copies(copies: list[Path]) -> list[Path]:
@@ -259,7 +272,8 @@ def main() -> None:
     parser.add_argument(
         "--work",
         type=Path,
-        help="work folder (default: a new temp folder; an earlier one's adapters are reused)",
+        help="work folder (default: a new temp folder; an earlier one's adapters are reused, and a LoRA "
+        "run it left unfinished is resumed)",
     )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="multi-adapter-"))

@@ -8,10 +8,7 @@ reading the old bot sees the old one or the new one.
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,8 +27,15 @@ from tunelab.apps.support.config import (
     BotConfig,
     Thresholds,
 )
-from tunelab.apps.support.knowledge import ANN_MIN_PASSAGES, KnowledgeIndex, read_passages, sibling_dir
-from tunelab.atomic import atomic_write_json, exchange
+from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there, kept importable here
+    ANN_MIN_PASSAGES,
+    KnowledgeIndex,
+    read_passages,
+    restore_interrupted,
+    sibling_dir,
+    swap_in,
+)
+from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, TunelabError
 
 log = logging.getLogger(__name__)
@@ -167,54 +171,10 @@ def write_folder(target: Path, write: Any) -> None:
     tmp = sibling_dir(target, "tmp")
     try:
         write(tmp)
-        if target.exists() and exchange(tmp, target):
-            shutil.rmtree(tmp, ignore_errors=True)  # the old folder, swapped out
-        elif target.exists():
-            old = sibling_dir(target, "old")
-            os.replace(target, old / _OLD_ENTRY)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(old / _OLD_ENTRY, target)  # put the old one back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-_OLD_ENTRY = "bot"  # the old folder's name inside its hidden sibling (the same for every caller)
-
-
-def restore_interrupted(target: Path) -> Path | None:
-    """Put back the folder a replace interrupted between its two renames; the sibling it came from.
-
-    Only when ``target`` is missing: a leftover beside a present ``target`` is the remains of a
-    replace that finished or failed cleanly, and is left alone. Of several leftovers the newest is
-    the last folder that was at ``target``. A build (``build_bot``, the recommender's ``build``)
-    calls this before checking ``target``, so without ``--overwrite`` the restored folder is kept
-    and the build refused, as if it had never gone.
-    """
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.old")
-    try:
-        if target.exists() or target.is_symlink():
-            return None
-        leftovers = [
-            (p.stat().st_mtime, p)
-            for p in target.parent.glob(f".{glob.escape(target.name)}.*.old")
-            if pattern.fullmatch(p.name) and (p / _OLD_ENTRY).exists()
-        ]
-    except OSError:  # a path the OS cannot look at or list: the caller's own checks say why, in one line
-        return None
-    if not leftovers:
-        return None
-    newest = max(leftovers)[1]
-    os.replace(newest / _OLD_ENTRY, target)
-    shutil.rmtree(newest, ignore_errors=True)
-    log.warning("%s: put back from %s, where an interrupted replace had left it", target, newest)
-    return newest
 
 
 def _check_target(target: Path, overwrite: bool) -> None:

@@ -16,8 +16,10 @@ itself.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -29,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from tunelab.atomic import exchange
 from tunelab.errors import DataError
+
+log = logging.getLogger(__name__)
 
 #: A Markdown section longer than this many words is cut at paragraph breaks into several passages.
 MAX_PASSAGE_WORDS = 200
@@ -338,9 +343,17 @@ class KnowledgeIndex:
         ]
 
     def save(self, folder: str | Path) -> Path:
-        """Write the index into ``folder`` atomically: a reader sees the old index or the new one."""
+        """Write the index into ``folder`` atomically: a reader sees the old index or the new one.
+
+        The new folder is swapped with an existing one in one step (``exchange``), so a kill at any
+        moment leaves a whole index at ``folder``; where the OS cannot swap, two renames (old aside
+        into a hidden ``.NAME.<hex>.old`` sibling, new in), and an index a kill left aside between
+        them is put back first by the next save (``restore_interrupted``).
+        """
         target = Path(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
+        restore_interrupted(target)
+        self._restore_unnamed_leftover(target)
         tmp = sibling_dir(target, "tmp")
         try:
             with (tmp / self.PASSAGES).open("w", encoding="utf-8") as f:
@@ -358,18 +371,27 @@ class KnowledgeIndex:
                 "search": self.search_kind,
             }
             (tmp / self.META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            swap_in(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
+
+    @classmethod
+    def _restore_unnamed_leftover(cls, target: Path) -> None:
+        """Deal with the ``.NAME.old`` sibling that ``save`` set aside before it used hidden hex names.
+
+        A kill between its two renames left the index there and none at ``target``: put back (an
+        index, by its ``index.json``). Beside a present ``target`` it is a stale copy, removed as
+        that ``save`` removed it.
+        """
+        legacy = target.with_name(f".{target.name}.old")
+        if target.exists() or target.is_symlink():
+            if legacy.is_dir() and not legacy.is_symlink():
+                shutil.rmtree(legacy, ignore_errors=True)
+        elif (legacy / cls.META).is_file() and not legacy.is_symlink():
+            os.replace(legacy, target)
+            log.warning("%s: put back from %s, where an interrupted save had left it", target, legacy)
 
     @classmethod
     def load(cls, folder: str | Path) -> KnowledgeIndex:
@@ -408,6 +430,63 @@ def sibling_dir(target: Path, suffix: str) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{target.parent}: no free temporary folder name for {target.name}")
+
+
+OLD_ENTRY = "bot"  # the old folder's name inside its hidden ``.old`` sibling (the same for every caller)
+
+
+def restore_interrupted(target: Path) -> Path | None:
+    """Put back the folder a replace interrupted between its two renames; the sibling it came from.
+
+    Only when ``target`` is missing: a leftover beside a present ``target`` is the remains of a
+    replace that finished or failed cleanly, and is left alone. Of several leftovers the newest is
+    the last folder that was at ``target``. A build (``build_bot``, the recommender's ``build``)
+    calls this before checking ``target``, so without ``--overwrite`` the restored folder is kept
+    and the build refused, as if it had never gone; ``KnowledgeIndex.save`` before it writes.
+    Here, not in build.py (which re-exports it), because build.py imports this module.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.old")
+    try:
+        if target.exists() or target.is_symlink():
+            return None
+        leftovers = [
+            (p.stat().st_mtime, p)
+            for p in target.parent.glob(f".{glob.escape(target.name)}.*.old")
+            if pattern.fullmatch(p.name) and (p / OLD_ENTRY).exists()
+        ]
+    except OSError:  # a path the OS cannot look at or list: the caller's own checks say why, in one line
+        return None
+    if not leftovers:
+        return None
+    newest = max(leftovers)[1]
+    os.replace(newest / OLD_ENTRY, target)
+    shutil.rmtree(newest, ignore_errors=True)
+    log.warning("%s: put back from %s, where an interrupted replace had left it", target, newest)
+    return newest
+
+
+def swap_in(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` at ``target``, replacing what is there (``tmp`` is gone after).
+
+    An existing ``target`` is swapped with ``tmp`` in one step (``exchange``), so a kill at any
+    moment leaves a whole folder there, the old one or the new one; the old one is then removed.
+    Where the OS cannot swap, two renames: the old folder aside into a hidden ``.NAME.<hex>.old``
+    sibling, the new one in; a kill between them leaves ``target`` missing and the old folder
+    where ``restore_interrupted`` finds it. Shared by ``KnowledgeIndex.save`` and ``write_folder``.
+    """
+    if target.exists() and exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old folder, swapped out
+    elif target.exists():
+        old = sibling_dir(target, "old")
+        os.replace(target, old / OLD_ENTRY)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old / OLD_ENTRY, target)  # put the old one back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
 
 
 def build_hnsw(vectors: np.ndarray) -> Any:

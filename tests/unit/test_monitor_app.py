@@ -321,7 +321,16 @@ def test_a_folder_asks_the_store_only_about_files_it_does_not_know_as_read(
     docs = calm_and_surge(surge=False)[:40]
     write_jsonl(inbox / "a.jsonl", docs[:10])
     write_jsonl(inbox / "b.jsonl", docs[10:20])
-    with Monitor(cfg, classifier=classifier()) as first, Monitor(cfg, classifier=classifier()) as second:
+    first = Monitor(cfg, classifier=classifier())
+    # ``second`` stands for another writer of the same store that holds no lease (a release from
+    # before the lease): the store, not this process's memory alone, says which files were read.
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            "tunelab.apps.monitor.monitor.take_lease",
+            lambda store, name: SimpleNamespace(check=lambda: None, release=lambda: None),
+        )
+        second = Monitor(cfg, classifier=classifier())
+    with first, second:
         asked: list[list[str] | None] = []
         real = first.store.seen_files
 
@@ -379,10 +388,11 @@ def test_batches_are_all_or_nothing_and_ids_count_once(tmp_path: Path) -> None:
         assert monitor.ingest_batch(docs).stored == 0
         with pytest.raises(DataError, match=r"^documents\[1\]: no id"):
             monitor.ingest_batch([doc(50, 1, "fine"), {"time": 1, "text": "no id"}])
-        with pytest.raises(DataError, match=r"^documents\[0\]: document 'n51': text has 30 characters"):
-            Monitor(config(tmp_path, max_text_chars=10), classifier=classifier()).ingest_batch(
-                [doc(51, 1, "x" * 30)]
-            )
+        # Another name: a second Monitor of "markets" on this store is refused (one ingests a monitor).
+        with Monitor(config(tmp_path, name="short", max_text_chars=10), classifier=classifier()) as short:
+            with pytest.raises(DataError, match=r"^documents\[0\]: document 'n51': text has 30 characters"):
+                short.ingest_batch([doc(51, 1, "x" * 30)])
+            assert short.store.existing_ids("short", ["n51"]) == set()
         assert monitor.store.existing_ids("markets", ["n50", "n51"]) == set()
 
 

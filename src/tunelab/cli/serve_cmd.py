@@ -21,6 +21,8 @@ from tunelab.serve.registry import SERVED_NAME_PATTERN
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tunelab.serve.monitors import MonitorRegistry
+
 HELP = """models:
   runs/banking77                 name "banking77" (the folder name), version 1
   intents=runs/banking77         name "intents", next version (1, 2, ...)
@@ -58,8 +60,9 @@ sentiment monitors (monitor.yaml: see tunelab app monitor run --help):
        -H "Authorization: Bearer $TOKEN"
   curl -s "localhost:8000/v1/apps/monitor/markets/alerts?from=2026-03-01" -H "Authorization: Bearer $TOKEN"
   A monitor is named by its config; it uses the server's database unless its config names a store.
-  The server also follows the config's sources (files, folders) unless --no-follow: run one process
-  per monitor (this one, or tunelab app monitor run), never both. A document is billed as one text
+  The server also follows the config's sources (files, folders) unless --no-follow. One process
+  ingests a monitor (this server, --no-follow or not, or tunelab app monitor run): a second one on
+  the same store refuses to start, naming the first. A document is billed as one text
   (usage shows monitor/<name>); --max-texts caps the documents per request.
   A server that mostly ingests documents classifies faster with --threads set to its cores.
 
@@ -185,7 +188,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-follow",
         action="store_true",
-        help="serve monitors over HTTP only; do not follow their config's sources",
+        help="serve monitors over HTTP only; do not follow their config's sources (the server still "
+        "ingests them: no other process may run them meanwhile)",
     )
     p.add_argument(
         "--recommend",
@@ -546,6 +550,7 @@ def run(args: argparse.Namespace) -> int:
     for line in [*lines, *root_lines]:
         print(line, file=sys.stderr, flush=True)
     metrics: MetricsListener | None = None
+    app = None
     try:
         configure_logging(level=settings.log_level, mask=settings.mask_logs)
         # uvicorn stops gracefully on SIGTERM, then re-raises the signal; ending with SystemExit(0)
@@ -591,5 +596,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if metrics is not None:
             metrics.close()
+        if app is not None:
+            release_monitors(app.state.tunelab.monitors)
         store.close()
     return 0
+
+
+def release_monitors(monitors: MonitorRegistry) -> None:
+    """Close the served monitors, giving up their leases (``tunelab.apps.monitor.lease``).
+
+    The server's shutdown closes them already; this covers a server that never started serving (the
+    port taken, uvicorn failing before its startup): their leases would otherwise be held until the
+    process ends, refusing a ``Monitor`` of the same name made in this process later (a test, or a
+    caller running ``serve`` again). ``Monitor.close`` is idempotent.
+    """
+    for served in monitors.all():
+        if served.monitor is not None:
+            served.monitor.close()

@@ -17,6 +17,7 @@ from tunelab.apps.monitor.classify import Classified, Classifier, Topic, normali
 from tunelab.apps.monitor.config import MonitorConfig, Source
 from tunelab.apps.monitor.detector import Alert, Detector, DetectorSettings, WindowStats
 from tunelab.apps.monitor.documents import Document, check_batch, parse_document, parse_time
+from tunelab.apps.monitor.lease import MonitorBusyError
 from tunelab.apps.monitor.monitor import IngestResult, Monitor, load_classifier
 from tunelab.apps.monitor.report import write_report
 from tunelab.apps.monitor.store import MonitorStore, UnknownMonitorError, open_monitor_store
@@ -31,6 +32,7 @@ __all__ = [
     "Document",
     "IngestResult",
     "Monitor",
+    "MonitorBusyError",
     "MonitorConfig",
     "MonitorStore",
     "Source",

@@ -9,6 +9,9 @@ retry counts the batch once; a document sent twice is stored and counted once.
 
 On start the detector's windows are rebuilt from the stored documents of the last baseline, and
 episodes still open in the store stay open, so a restart neither repeats nor forgets an alert.
+That holds for one process per monitor: each counts only what it stored itself, so a second one
+would open its own episodes for the same surge. A ``Monitor`` therefore holds a lease on its name in
+its store (``lease.py``) while it is open, and a second one refuses to start.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tunelab.apps.monitor.classify import Classified, Classifier
 from tunelab.apps.monitor.config import MonitorConfig, Source
 from tunelab.apps.monitor.detector import Alert, Detector
 from tunelab.apps.monitor.documents import Document, check_batch, parse_line
+from tunelab.apps.monitor.lease import Lease, take_lease
 from tunelab.apps.monitor.sources import (
     FileFollower,
     FileKey,
@@ -42,6 +46,7 @@ from tunelab.apps.monitor.sources import (
 )
 from tunelab.apps.monitor.store import MonitorStore, open_monitor_store
 from tunelab.errors import ConfigError
+from tunelab.serve.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +136,13 @@ class Monitor:
             only when the monitor opened it.
         classifier: what classifies (default: the config's runs, loaded on first use).
         ner: an NER run overriding the config's ``runs.ner`` (``--ner``).
+
+    A monitor holds the lease on its name in its store (``lease.take_lease``) from here to
+    ``close``: one process ingests a monitor, or one surge opens two alert episodes.
+
+    Raises:
+        MonitorBusyError: another process (or another open ``Monitor`` here) ingests this monitor in
+            this store; one line naming it and what to do.
     """
 
     def __init__(
@@ -145,6 +157,13 @@ class Monitor:
         self.name = config.name
         self._own_store = store is None
         self.store = store if store is not None else open_monitor_store(config.store)
+        # Before the windows are read back: what a previous holder stored is then all in the store.
+        try:
+            self._lease: Lease | None = take_lease(self.store, self.name)
+        except BaseException:
+            if self._own_store:
+                self.store.close()
+            raise
         self._classifier = classifier
         self._ner = ner
         self.detector = Detector(self.name, config.detector)
@@ -164,8 +183,12 @@ class Monitor:
         # Called with the results of each stored call, from the thread that stored it (a
         # webhook's wake-up, a server's metrics); never under the lock.
         self.on_ingest: Callable[[list[IngestResult]], None] | None = None
-        self.store.register_monitor(self.name)
-        self._warm_up()
+        try:
+            self.store.register_monitor(self.name)
+            self._warm_up()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def classifier(self) -> Classifier:
@@ -267,6 +290,9 @@ class Monitor:
                     changed.append(mine)
                     offset += len(new)
                 every = [a for mine in changed for a in mine]
+                # Still ours? (a lock file removed, a PostgreSQL session cut): else nothing is
+                # stored and the counting is undone, rather than two processes alerting twice.
+                self._check_lease()
                 saved = set(
                     self.store.save(
                         self.name, flat, labels, alerts=every, position=position, file=file
@@ -497,10 +523,20 @@ class Monitor:
                     waiting,
                 )
 
+    def _check_lease(self) -> None:
+        if self._lease is None:
+            raise StoreError(f"monitor {self.name} is closed")
+        self._lease.check()
+
     def close(self) -> None:
+        """Close the followed files, give up the lease (another process may ingest now) and close
+        the store when the monitor opened it. Idempotent."""
         for follower in self._followers.values():
             follower.close()
         self._followers.clear()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
         if self._own_store:
             self.store.close()
 

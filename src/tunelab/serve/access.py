@@ -13,8 +13,13 @@ request's own id, so concurrent requests cannot all pass a check made before any
 recorded; ``record`` with the same id turns that reservation into usage (a 2xx status) or drops it
 (any other status). A row whose id holds no reservation (a request refused before or by
 ``admit``: 401, 404, 413, 422, 429) settles nothing: reservations are never matched by size.
-The committed count is read from the usage table at the start of each window and every
-``quota_refresh_s`` seconds, so it survives restarts and sees what other processes recorded.
+The committed count is read from the usage table at the start of each window, every
+``quota_refresh_s`` seconds, and before admitting a request that would leave less than
+``near_margin(limit)`` texts of the quota (three quarters of it, at most 10,000 texts), so it
+survives restarts and sees what other processes recorded. Across processes on one database a
+quota is therefore exact up to the texts other processes have admitted but not yet recorded
+(their reservations live in their own memory), unless, between two reads of one process, the
+others recorded more than that margin. Rate limits are per process.
 """
 
 from __future__ import annotations
@@ -34,6 +39,23 @@ from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
 from tunelab.serve.store.base import KeyRecord, Store, UsageRecord, billed
 
 _THIS = {"hour": "this hour", "day": "today (UTC)", "month": "this month"}
+NEAR_TEXTS = 10_000  # near_margin's cap: see there
+
+
+def near_margin(limit: int) -> float:
+    """How close to its limit (texts left after a request) a key must be for ``admit`` to re-read
+    the committed count instead of trusting one up to ``quota_refresh_s`` old.
+
+    The margin is what other processes on the same database could plausibly record between two
+    reads of this one (one refresh period): a small quota can go in a single burst (one request
+    may carry all of it), so three quarters of it; a large one cannot, so at most ``NEAR_TEXTS``
+    (a busy process serves a few hundred texts a second: some thousands in 30 s). Below the margin
+    every admit pays one indexed SUM over the key's rows of the window; above it none does, which
+    is the common case of a key far from its limit. A fixed rule needs no guess of the traffic or
+    of how many processes serve the key; the price is that other processes recording more than
+    the margin between two reads of this one can take the key past its limit by the excess.
+    """
+    return min(limit * 0.75, NEAR_TEXTS)
 
 
 class AccessError(TunelabError):
@@ -83,16 +105,31 @@ def token_from_headers(authorization: str | None, x_api_key: str | None = None) 
 @dataclass
 class _QuotaState:
     """One key's quota window: committed texts (from the DB, plus what we recorded since) and the
-    texts reserved by requests admitted but not yet recorded."""
+    texts reserved by requests admitted but not yet recorded.
+
+    ``writing`` holds the reservations whose usage row is being written, each with ``reads`` as
+    the write began: the row may already be committed, so a count read from the DB meanwhile may
+    hold it twice (row and reservation); ``settled`` (on ``lock``) wakes an ``admit`` waiting for
+    such rows to settle.
+    """
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     window_start: datetime | None = None
     used: int = 0
     loaded_at: float = -math.inf
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (texts, monotonic)
+    writing: dict[str, int] = field(default_factory=dict)  # id -> reads when its write began
+    reads: int = 0  # times the count was read from the DB
+    settled: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settled = threading.Condition(self.lock)
 
     def reserved(self) -> int:
         return sum(texts for texts, _ in self.reservations.values())
+
+    def being_written(self) -> int:
+        return sum(self.reservations[rid][0] for rid in self.writing if rid in self.reservations)
 
 
 class AccessControl:
@@ -110,12 +147,14 @@ class AccessControl:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         quota_refresh_s: float = 30.0,
         reservation_ttl_s: float = 600.0,
+        settle_wait_s: float = 2.0,
     ) -> None:
         self.store = store
         self._clock = clock
         self._now = now
         self.quota_refresh_s = quota_refresh_s
         self.reservation_ttl_s = reservation_ttl_s  # a request never recorded stops holding quota
+        self.settle_wait_s = settle_wait_s  # near the limit: the longest wait for rows being written
         self._lock = threading.Lock()
         self._keys: dict[str, KeyRecord] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -186,7 +225,11 @@ class AccessControl:
             )
         quota, state, now = key.quota, self._state(key.key_id), as_utc(self._now())
         with state.lock:
-            self._sync(state, key.key_id, quota, now)
+            fresh = self._sync(state, key.key_id, quota, now)
+            # Near the limit (or past it), a count up to quota_refresh_s old misses what other
+            # processes on the same database recorded since: read it again (see near_margin).
+            if quota.limit - (state.used + state.reserved() + texts) < near_margin(quota.limit):
+                self._recount(state, key.key_id, quota, now, texts, fresh=fresh)
             used, reserved = state.used, state.reserved()
             if used + reserved + texts > quota.limit:
                 resets = quota.window_end(now)
@@ -252,6 +295,8 @@ class AccessControl:
             request_id=request_id,
             app=app,
         )
+        if caller is not None:
+            self._writing(caller.key_id, rec.request_id)
         stored = False
         try:
             (write or self.store.record_usage)(rec)
@@ -269,22 +314,76 @@ class AccessControl:
             # Only this request's own reservation, if it made one: a request refused before or by
             # admit() reserved nothing, and a reservation of the same size is someone else's.
             state.reservations.pop(rec.request_id, None)
+            began = state.writing.pop(rec.request_id, None)
             if counted and state.window_start == key.quota.window_start(rec.at):
                 state.used += rec.texts
+                if began is not None and began != state.reads:
+                    # A read while the row was written may have counted it already: the count is
+                    # high (refuses early) until read again, so read it at the next admit.
+                    state.loaded_at = -math.inf
+            state.settled.notify_all()
 
-    def _sync(self, state: _QuotaState, key_id: str, quota: Quota, now: datetime) -> None:
+    def _writing(self, key_id: str, request_id: str) -> None:
+        """Mark the reservation ``request_id`` as having its row written from now until it settles."""
+        with self._lock:
+            state = self._quotas.get(key_id)
+        if state is not None:
+            with state.lock:
+                if request_id in state.reservations:
+                    state.writing[request_id] = state.reads
+
+    def _sync(self, state: _QuotaState, key_id: str, quota: Quota, now: datetime) -> bool:
         """(Re)load the committed count on a new window or when stale; expire lost reservations.
 
         A row committed but not yet settled when the count reloads is counted twice until the next
-        reload: the error only ever refuses early, never admits past the quota.
+        reload: the error only ever refuses early, never admits past the quota (and near the
+        limit, where that matters, ``_recount`` waits it out).
+
+        Returns:
+            Whether the count was read from the database just now.
         """
         start, mono = quota.window_start(now), self._clock()
-        if state.window_start != start or mono - state.loaded_at >= self.quota_refresh_s:
-            state.used = self.store.texts_used(key_id, start)
-            state.window_start, state.loaded_at = start, mono
+        reload = state.window_start != start or mono - state.loaded_at >= self.quota_refresh_s
+        if reload:
+            self._reload(state, key_id, start)
         expired = [r for r, (_, at) in state.reservations.items() if mono - at > self.reservation_ttl_s]
         for rid in expired:
             del state.reservations[rid]
+            state.writing.pop(rid, None)
+        return reload
+
+    def _recount(
+        self, state: _QuotaState, key_id: str, quota: Quota, now: datetime, texts: int, *, fresh: bool
+    ) -> None:
+        """Re-read the committed count for an ``admit`` of ``texts`` near the limit (``state.lock`` held).
+
+        No read when this process's own count already refuses the request by more than the texts
+        being written: the database can only add to it (a client hammering an exhausted key costs
+        no queries). ``fresh``: ``_sync`` has just read the count, so that read is reused.
+
+        A row committed while its reservation is not yet settled is counted twice. Where that could
+        turn an admission into a refusal (over the limit, but by no more than the texts being
+        written), wait for those rows to settle (``settle_wait_s`` at most, then refuse) and read
+        again, so that concurrent requests in one process stay exact.
+        """
+        start, deadline = quota.window_start(now), time.monotonic() + self.settle_wait_s
+        if not fresh and state.used + state.reserved() + texts - quota.limit > state.being_written():
+            return
+        while True:
+            if not fresh:
+                self._reload(state, key_id, start)
+            fresh = False
+            over = state.used + state.reserved() + texts - quota.limit
+            left = deadline - time.monotonic()
+            if over <= 0 or over > state.being_written() or left <= 0:
+                return
+            state.settled.wait(left)
+
+    def _reload(self, state: _QuotaState, key_id: str, start: datetime) -> None:
+        """Replace the count with the committed texts of the window starting at ``start``."""
+        state.used = self.store.texts_used(key_id, start)
+        state.window_start, state.loaded_at = start, self._clock()
+        state.reads += 1
 
     def _key(self, caller: Caller) -> KeyRecord:
         with self._lock:

@@ -172,9 +172,26 @@ class RunFolder:
         name = name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
         root = cls.check_name(out, name)
         try:
-            for sub in ("logs", "checkpoints"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            # The claim: ``mkdir`` fails if the folder exists. With ``exist_ok`` after the check above,
+            # two commands started at once both got the same folder and wrote over each other.
+            root.mkdir()
+        except FileExistsError:  # made since the check, by another command starting this name now
+            raise RunError(
+                f"{root}: another tunelab command started a run of that name just now; wait for it to "
+                f"finish or choose another name, e.g. name={free_name(out, name)}"
+            ) from None
         except OSError as exc:  # the output folder changed since the checks, or a read-only mount
+            from tunelab.errors import ConfigError
+
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"{flag} {out}: cannot make the run folder {root} ({reason}); give another {flag}"
+            ) from None
+        try:
+            for sub in ("logs", "checkpoints"):
+                (root / sub).mkdir()
+        except OSError as exc:  # the folder changed under us since it was made (removed, made read-only)
             from tunelab.errors import ConfigError
 
             reason = exc.strerror or type(exc).__name__
@@ -227,6 +244,9 @@ class RunFolder:
             )
         root = out / f"{name}{PARTIAL_SUFFIX}"
         if root.exists():
+            training = _training_now(root)
+            if training is not None:  # a second `tunelab train name=<name>` while the first still runs
+                raise RunError(training)
             left_by = _left_by_one_go(RunFolder(root))
             if left_by is not None:
                 raise RunError(left_by)
@@ -261,6 +281,9 @@ class RunFolder:
             raise
         shutil.rmtree(final / "checkpoints", ignore_errors=True)
         (final / ONE_GO_MARKER).unlink(missing_ok=True)  # made_in_one_go's: not part of the run
+        # writing_run's, still locked by the caller until it returns: a finished folder is never
+        # locked or probed, so one a kill left right here is harmless, but it is not part of the run
+        (final / TRAIN_MARKER).unlink(missing_ok=True)
         return RunFolder(final)
 
     def _claim_final(self, fresh_name: bool) -> Path:
@@ -317,6 +340,11 @@ EXPORT_MARKER = ".tunelab-export"  # in an export's ``.partial`` folder (see tun
 # In the ``.partial`` folder of a run written in one go (ensemble, zero-shot; see made_in_one_go),
 # locked while it is written: a killed one's is unlocked, and nothing resumes such a folder.
 ONE_GO_MARKER = ".tunelab-one-go"
+# In a training run's ``.partial`` folder, locked by the ``tunelab train`` writing it (a fresh run or
+# ``--resume``; see writing_run) and holding its pid: eval, --resume and name= on a live run said
+# "resume it", and following that started a second trainer in the same folder. The lock goes with
+# the process, so a killed run's marker is found unlocked and the run is resumable at once.
+TRAIN_MARKER = ".tunelab-training"
 WHAT_A_RUN_HOLDS = "a run folder holds run.json, config.json, labels.json, weights/ and tokenizer/"
 
 
@@ -465,6 +493,80 @@ def _being_written(marker: Path) -> bool:
         return False  # the lock goes with the file's closing
 
 
+def _training_now(root: Path) -> str | None:
+    """The one line saying that a live ``tunelab train`` is writing ``root`` (its ``TRAIN_MARKER`` is
+    locked), naming its pid where the marker holds one; None otherwise (a killed run's is unlocked)."""
+    marker = root / TRAIN_MARKER
+    if not marker.is_file() or not _being_written(marker):
+        return None
+    pid = _writer_pid(marker)
+    by = f"a running `tunelab train` (pid {pid})" if pid is not None else "a running `tunelab train`"
+    return f"{root} is being written by {by}; wait for it to finish"
+
+
+def _writer_pid(marker: Path) -> int | None:
+    """The pid ``writing_run`` wrote into ``marker``; None if unreadable or not written yet."""
+    try:
+        first = marker.read_text(encoding="utf-8").split()
+    except (OSError, ValueError):
+        return None
+    if len(first) >= 2 and first[0] == "pid" and first[1].isdigit():
+        return int(first[1])
+    return None
+
+
+@contextmanager
+def writing_run(run: RunFolder) -> Iterator[None]:
+    """Hold the exclusive lock of ``run``'s ``TRAIN_MARKER`` while ``tunelab train`` writes ``run``.
+
+    Taken by a fresh run right after its folder is made and by ``--resume`` before anything else, so
+    a second trainer in the same folder (a resume of a live run, two terminals resuming one killed
+    run) is refused instead of both writing checkpoints/last.tmp, metrics.jsonl and run.json until
+    one died. The marker stays when the lock is let go (an error, Ctrl-C, a kill): removing it could
+    let two processes lock two different files; ``RunFolder.finish`` removes it with the run done.
+
+    Raises:
+        RunError: another live process holds the lock, the folder went away since it was looked up
+            (finished or removed meanwhile), or the marker cannot be opened for writing.
+    """
+    from tunelab.compress.export import _lock
+
+    root = run.root
+    marker = root / TRAIN_MARKER
+    gone = RunError(
+        f"{root}: no such run folder any more (finished or removed meanwhile); `tunelab runs` lists the runs"
+    )
+    try:
+        lock = _lock(marker, ours=True)  # ours: without flock (Windows) there is nothing to hold
+    except FileNotFoundError:
+        raise gone from None
+    except OSError as exc:  # PermissionError, or EROFS on a read-only mount
+        busy = _training_now(root)
+        if busy is not None:
+            raise RunError(busy) from None
+        reason = exc.strerror or type(exc).__name__
+        raise RunError(
+            f"{marker}: cannot be opened for writing ({reason}); train in a folder you can write"
+        ) from None
+    if lock is None:
+        raise RunError(
+            _training_now(root)
+            or f"{root} is being written by a running `tunelab train`; wait for it to finish"
+        )
+    with lock:
+        try:
+            held, there = os.fstat(lock.fileno()), os.stat(marker)
+        except OSError:
+            raise gone from None
+        if (held.st_dev, held.st_ino) != (there.st_dev, there.st_ino):
+            # renamed away by a trainer that finished after the lookup: the lock is on its old file
+            raise gone
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n")
+        lock.flush()
+        yield
+
+
 def _never_trained(run: RunFolder) -> bool:
     """No record of training in ``run`` (an unfinished folder): no run.json and no logs/train.log,
     which ``tunelab train`` writes before its first step."""
@@ -472,9 +574,13 @@ def _never_trained(run: RunFolder) -> bool:
 
 
 def _not_resumable(run: RunFolder) -> str | None:
-    """Why ``train --resume`` cannot take an unfinished folder (an export, what a killed ensemble or
-    zeroshot left, a run that never began training), or None when it can."""
+    """Why ``train --resume`` cannot take an unfinished folder (a run another ``tunelab train`` is
+    writing now, an export, what a killed ensemble or zeroshot left, a run that never began
+    training), or None when it can."""
     root = run.root
+    training = _training_now(root)
+    if training is not None:
+        return training
     if (root / EXPORT_MARKER).is_file():
         return f"{root}: an export that is running or was interrupted, not a run; run the export again"
     left_by = _left_by_one_go(run)

@@ -6,6 +6,7 @@ run folder is created, so a bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -35,6 +36,7 @@ from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
+from tunelab.runs.folder import writing_run
 from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import read_run_labels
 from tunelab.tasks import Task
@@ -205,6 +207,39 @@ def train(
         >>> result = tunelab.train("configs/banking77.yaml", overrides=["method=lora"])  # doctest: +SKIP
         >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     """
+    # The run folder's lock (writing_run) is held until training ends, however it ends.
+    with contextlib.ExitStack() as held:
+        return _train(
+            held,
+            config,
+            overrides=overrides,
+            resume=resume,
+            from_run=from_run,
+            show_progress=show_progress,
+            train=train,
+            dev=dev,
+            test=test,
+            on_evaluate=on_evaluate,
+            score_test=score_test,
+        )
+
+
+def _train(
+    held: contextlib.ExitStack,
+    config: RunConfig | dict[str, Any] | str | Path | None,
+    *,
+    overrides: list[str] | None,
+    resume: str | Path | None,
+    from_run: str | Path | None,
+    show_progress: bool,
+    train: Any,
+    dev: Any,
+    test: Any,
+    on_evaluate: Callable[[dict[str, Any]], None] | None,
+    score_test: bool,
+) -> TrainResult:
+    """``train``'s work; ``held`` keeps the run folder's lock (``writing_run``) until ``train`` returns
+    or raises, so a second ``tunelab train`` (``--resume`` or the same name) is refused meanwhile."""
     if resume is not None:
         if (
             config is not None
@@ -217,6 +252,9 @@ def train(
                 "give no config, overrides, --from or data"
             )
         run = find_unfinished_run(resume)
+        # Before anything else: a second resume of a live run (or of one killed run, from two
+        # terminals at once) is refused here instead of training beside the first in one folder.
+        held.enter_context(writing_run(run))
         previous = run.read_summary()
         if previous.get("status") == "finished" and run.weights.is_dir() and run.metrics_json.is_file():
             # Trained and written, only the rename to the final name is missing: never train again.
@@ -379,6 +417,7 @@ def train(
         cfg.to_json()  # a value JSON cannot hold is refused before the folder exists, not after
         run = RunFolder.create(cfg.output_dir, cfg.name)
         try:
+            held.enter_context(writing_run(run))  # eval, --resume and name= now say it is being written
             cfg.save(run.config_json)
         except BaseException:
             # a .partial folder without config.json cannot be resumed, and it blocked a retry's name

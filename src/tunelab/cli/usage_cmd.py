@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
+import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from tunelab.cli.store_args import add_store_arguments, open_store_from_args, parse_when
 from tunelab.errors import TunelabError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from tunelab.serve.store import Store, UsageGroup, UsageRecord
 
 HELP = """examples:
@@ -70,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if since and until and since >= until:
         raise TunelabError(f"--since {args.since} is not before --until {args.until}")
     if args.csv and args.csv != "-":
-        from pathlib import Path
-
         from tunelab.runs.folder import check_parents_are_folders
 
         if Path(args.csv).is_dir():  # was "unexpected IsADirectoryError" at the rename
@@ -88,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
     with open_store_from_args(args, create=False) as store:
         filters = {"since": since, "until": until, **_key_filter(store, args.key)}
         if args.csv:
-            return _write_csv(store.usage(**filters), args.csv)
+            # The rows as they are read, a block at a time: all of them in memory first took
+            # 500 MB and printed nothing for seconds on a large table. ``closing``: an early stop
+            # (`| head`, a full disk) ends the read transaction before the store closes.
+            with closing(_usage_rows(store, filters)) as records:
+                return _write_csv(records, args.csv)
         groups = store.usage_groups(**filters)
     _print_summary(groups)
     return 0
@@ -105,10 +112,41 @@ def _key_filter(store: Store, key: str | None) -> dict[str, str]:
     raise TunelabError(f"--key {key!r}: no key has this name or id (`tunelab keys list` shows them)")
 
 
-def _write_csv(records: list[UsageRecord], target: str) -> int:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+def _usage_rows(store: Store, filters: dict[str, Any]) -> Iterator[UsageRecord]:
+    """The store's streaming reader where it has one (both SQL stores), else its list."""
+    stream = getattr(store, "iter_usage", None)
+    return stream(**filters) if stream is not None else iter(store.usage(**filters))
+
+
+def _write_csv(records: Iterable[UsageRecord], target: str) -> int:
+    """Each row written as it comes: to stdout at once, or to a temp file beside ``target``
+    renamed over it at the end (a reader or a crash never sees half a file)."""
+    if target == "-":
+        _write_rows(records, sys.stdout)
+        return 0
+    from tunelab.atomic import _create_temp
+
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            count = _write_rows(records, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"wrote {count} requests to {target}", file=sys.stderr)
+    return 0
+
+
+def _write_rows(records: Iterable[UsageRecord], out: IO[str]) -> int:
+    """The header and one row per request; returns how many requests."""
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    count = 0
     for r in records:
         writer.writerow(
             [
@@ -124,14 +162,8 @@ def _write_csv(records: list[UsageRecord], target: str) -> int:
                 r.request_id,
             ]
         )
-    if target == "-":
-        sys.stdout.write(buffer.getvalue())
-        return 0
-    from tunelab.atomic import atomic_write_text
-
-    atomic_write_text(target, buffer.getvalue())
-    print(f"wrote {len(records)} requests to {target}", file=sys.stderr)
-    return 0
+        count += 1
+    return count
 
 
 def _print_summary(groups: list[UsageGroup]) -> None:

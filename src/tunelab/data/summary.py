@@ -30,7 +30,13 @@ RARE_EXAMPLES = 5
 #: ~3,000 pairs), so no fuzzy-matching package is needed.
 TYPO_SIMILARITY = 0.8
 TYPO_SHARE = 0.2
+#: How many of the most frequent labels a rare one is compared with: every BANKING77 (77) or
+#: CLINC150 (150) label; on a catalogue of thousands, the ones a misspelling is likely to copy.
+TYPO_CANDIDATES = 200
+_DIGITS = re.compile(r"\d+")
 _LABELS_SHOWN = 30
+#: Warnings of one kind printed (rare labels, typos); ``--json`` lists them all.
+_WARNINGS_SHOWN = 20
 _SPLITS = ("train", "dev", "test")
 
 
@@ -115,13 +121,18 @@ class DataSummary:
             out.append(f"  {name}: {counts}")
         if self.imbalance is not None:
             out.append(f"imbalance: largest/smallest label {self.imbalance:.1f}x")
-        for name, n in self.rare.items():
-            out.append(f"! label {name!r} has only {n} training {t.label_count} (fewer than {RARE_EXAMPLES})")
-        for typo in self.typos:
-            out.append(
-                f"! label {typo['label']!r} ({typo['count']} {t.label_count}) looks like a typo of "
-                f"{typo['like']!r} ({typo['like_count']}): {typo['why']}"
-            )
+        # At most _WARNINGS_SHOWN of each: 2,000 numbered categories printed 3,800 warning lines.
+        rare = [
+            f"! label {name!r} has only {n} training {t.label_count} (fewer than {RARE_EXAMPLES})"
+            for name, n in self.rare.items()
+        ]
+        out += _at_most(rare, "labels with too few examples")
+        typos = [
+            f"! label {typo['label']!r} ({typo['count']} {t.label_count}) looks like a typo of "
+            f"{typo['like']!r} ({typo['like_count']}): {typo['why']}"
+            for typo in self.typos
+        ]
+        out += _at_most(typos, "labels that look like typos")
         dup, conflicting = self.duplicates.get("train", 0), self.duplicates.get("train_conflicting", 0)
         mark = "! " if dup else ""
         what = f", {conflicting} of them with another label" if conflicting else ""
@@ -198,29 +209,53 @@ def summarize(
 def look_like_typos(counts: dict[str, int]) -> list[dict[str, Any]]:
     """Rare labels whose name is close to a far more frequent one's, with the reason.
 
-    ``counts`` maps each label to its number of training examples.
+    ``counts`` maps each label to its number of training examples. Names that differ only in
+    their numbers (``category-00017`` and ``category-00071``, ``v2`` and ``v3``) are not typos of
+    each other: with numbered categories every pair looked alike, 2,000 labels flagged 1,996 and
+    took 5.8 s. Each rare label is compared only with the ``TYPO_CANDIDATES`` most frequent labels
+    (a misspelling is rare beside a label used often), so the work grows with the number of labels,
+    not with its square; one ``SequenceMatcher`` per candidate keeps what it caches of that name.
     """
-    found: list[dict[str, Any]] = []
-    for name, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0])):
-        best: tuple[float, str] | None = None
-        for other, m in counts.items():
-            if other == name or n > TYPO_SHARE * m:
+    normal = {name: name.casefold().strip() for name in counts}
+    numberless = {name: _DIGITS.sub("0", text) for name, text in normal.items()}
+    order = {name: i for i, name in enumerate(counts)}  # ties go to the label met first, as before
+    frequent = sorted(counts, key=lambda name: (-counts[name], order[name]))[:TYPO_CANDIDATES]
+    best: dict[str, tuple[float, int, str]] = {}  # label: (ratio, -order of the like, the like)
+    rare = sorted(counts, key=lambda name: counts[name])
+    for other in frequent:
+        b, m = normal[other], counts[other]
+        matcher = difflib.SequenceMatcher(None, "", b)
+        for name in rare:
+            n = counts[name]
+            if n > TYPO_SHARE * m:
+                break  # ``rare`` is sorted by count: the rest are as frequent or more
+            a = normal[name]
+            if name == other or (a != b and numberless[name] == numberless[other]):
                 continue
-            a, b = name.casefold().strip(), other.casefold().strip()
-            matcher = difflib.SequenceMatcher(None, a, b)
+            matcher.set_seq1(a)
             if matcher.real_quick_ratio() < TYPO_SIMILARITY or matcher.quick_ratio() < TYPO_SIMILARITY:
                 continue
             ratio = matcher.ratio()
-            if ratio >= TYPO_SIMILARITY and (best is None or ratio > best[0]):
-                best = (ratio, other)
-        if best is not None:
-            ratio, other = best
-            if name.casefold().strip() == other.casefold().strip():
-                why = "the same name but for case or spaces"
-            else:
-                why = f"{ratio:.0%} similar, and {n} against {counts[other]} examples"
-            found.append({"label": name, "count": n, "like": other, "like_count": counts[other], "why": why})
+            if ratio >= TYPO_SIMILARITY and (ratio, -order[other]) > best.get(name, (0.0, 0, ""))[:2]:
+                best[name] = (ratio, -order[other], other)
+    found: list[dict[str, Any]] = []
+    for name in sorted(best, key=lambda name: (counts[name], name)):
+        ratio, _, other = best[name]
+        n = counts[name]
+        if normal[name] == normal[other]:
+            why = "the same name but for case or spaces"
+        else:
+            why = f"{ratio:.0%} similar, and {n} against {counts[other]} examples"
+        found.append({"label": name, "count": n, "like": other, "like_count": counts[other], "why": why})
     return found
+
+
+def _at_most(lines: list[str], what: str) -> list[str]:
+    """The first ``_WARNINGS_SHOWN`` lines, and how many more there are."""
+    if len(lines) <= _WARNINGS_SHOWN:
+        return lines
+    more = len(lines) - _WARNINGS_SHOWN
+    return [*lines[:_WARNINGS_SHOWN], f"! ... and {more} more {what} (--json lists all)"]
 
 
 def _n(n: int, noun: str) -> str:

@@ -18,9 +18,10 @@ well as the full matrix (NDCG@10 0.1041 against 0.1037). The closed form is a fe
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,8 +197,64 @@ def fit_cf(
     )
 
 
-#: EASE inverts a dense items x items matrix: past this many items with a positive it is refused.
+#: EASE inverts a dense items x items matrix: past this many items with a positive it is refused,
+#: and below it too when the memory available cannot hold ``ease_bytes`` (21.6 GB at the cap).
 EASE_MAX_ITEMS = 30_000
+
+
+def ease_bytes(items: int) -> int:
+    """Peak memory of EASE's closed form: three dense float64 items x items matrices at once (the
+    Gram matrix, and ``np.linalg.inv``'s working copy and result)."""
+    return 3 * 8 * items**2
+
+
+def _available_memory() -> int | None:
+    """Bytes this process can still allocate, or None where that is not known (then EASE tries).
+
+    The system's ``MemAvailable`` (free memory plus the page cache it can drop; ``SC_AVPHYS_PAGES``,
+    free pages only, where there is no ``/proc/meminfo``), lowered to a container's cgroup limit
+    minus its use, where one is set: the OOM killer acts on whichever is reached first.
+    """
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        # not a POSIX system (no os.sysconf), or one without these names
+        with suppress(AttributeError, ValueError, OSError):
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    cgroup = _cgroup_headroom()
+    if cgroup is not None:
+        found.append(cgroup)
+    return min(found) if found else None
+
+
+def _cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """A cgroup's (v2, else v1) memory limit minus what it uses less reclaimable page cache."""
+    for limit, usage, stat, cache in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        (
+            "memory/memory.limit_in_bytes",
+            "memory/memory.usage_in_bytes",
+            "memory/memory.stat",
+            "total_inactive_file",
+        ),
+    ):
+        try:
+            text = (root / limit).read_text().strip()
+            if text == "max" or int(text) >= 1 << 60:  # no limit (v1 says so with a huge number)
+                return None
+            used = int((root / usage).read_text())
+            stats = dict(line.split() for line in (root / stat).read_text().splitlines() if " " in line)
+            return max(0, int(text) - used + int(stats.get(cache, 0)))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _fit_ease(user_ids: np.ndarray, matrix: sp.csr_matrix, cfg: CFSection, key: str = "cf") -> CFModel:
@@ -206,11 +263,20 @@ def _fit_ease(user_ids: np.ndarray, matrix: sp.csr_matrix, cfg: CFSection, key: 
 
     has_cf = np.asarray(matrix.sum(axis=0)).ravel() > 0
     active = np.flatnonzero(has_cf)
+    gb = ease_bytes(len(active)) / 1e9
     if len(active) > EASE_MAX_ITEMS:
-        gb = 3 * 8 * len(active) ** 2 / 1e9
         raise ConfigError(
             f"{key}.algorithm ease: {len(active):,} items with a positive need about {gb:.0f} GB "
             f"(a dense items x items inverse; at most {EASE_MAX_ITEMS:,}); use {key}.algorithm: als"
+        )
+    available = _available_memory()
+    if available is not None and ease_bytes(len(active)) > available:
+        # 30,000 items is 21.6 GB: a 20,000-item catalogue on a 16 GB machine was OOM-killed
+        # minutes into the build instead of refused here.
+        raise ConfigError(
+            f"{key}.algorithm ease: {len(active):,} items with a positive need about {gb:.1f} GB "
+            f"(a dense items x items inverse) but {available / 1e9:.1f} GB of memory is available; "
+            f"use {key}.algorithm: als or bpr, or fewer items"
         )
     if len(active) < 2:
         raise DataError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -78,6 +78,9 @@ GROUPS = (
     " COALESCE(SUM(latency_ms), 0), app FROM tunelab_usage{where}"
     " GROUP BY key_id, key_name, app, model, status ORDER BY key_name, key_id, app, model, status"
 )
+# Rows per fetch of ``SQLStore.iter_usage``: a few hundred kB of Python objects at a time, whatever
+# the table's size, and few enough round trips to a PostgreSQL server (one per block).
+USAGE_BLOCK_ROWS = 2000
 
 
 class Cursor(Protocol):
@@ -86,7 +89,9 @@ class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
     def fetchone(self) -> Sequence[Any] | None: ...
+    def fetchmany(self, size: int = ...) -> Sequence[Sequence[Any]]: ...
     def fetchall(self) -> Sequence[Sequence[Any]]: ...
+    def close(self) -> None: ...
 
 
 class Connection(Protocol):
@@ -302,11 +307,58 @@ class SQLStore(SupportSQL, Store):
         until: datetime | None = None,
         key_name: str | None = None,
     ) -> list[UsageRecord]:
-        where, params = _where(key_id, key_name, self._to_db(since), self._to_db(until))
-        sql = f"SELECT {USAGE_COLUMNS} FROM tunelab_usage{where} ORDER BY at, id"
+        sql, params = self._usage_query(key_id, key_name, since, until)
         with self._transaction(write=False) as conn:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._usage(r) for r in rows]
+
+    def iter_usage(
+        self,
+        *,
+        key_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        key_name: str | None = None,
+        block_rows: int | None = None,
+    ) -> Iterator[UsageRecord]:
+        """``usage()``'s rows, in its order, read ``block_rows`` (default ``USAGE_BLOCK_ROWS``) at a
+        time as the caller consumes them.
+
+        For exports of a whole table (``tunelab usage --csv``): ``usage()`` builds every record
+        first (500k rows took 4.7 s and 500 MB before the first line came out). All blocks are
+        read in one read transaction, so the export is one consistent snapshot however long the
+        caller takes; the transaction (and on SQLite the pooled reader) stays held until the
+        iterator is exhausted or closed, so close it (``contextlib.closing``) when stopping early.
+        """
+        sql, params = self._usage_query(key_id, key_name, since, until)
+        with self._transaction(write=False) as conn:
+            cursor = self._streaming_cursor(conn, sql, params)
+            try:
+                while rows := cursor.fetchmany(block_rows or USAGE_BLOCK_ROWS):
+                    for row in rows:
+                        yield self._usage(row)
+            finally:
+                cursor.close()
+
+    def _usage_query(
+        self, key_id: str | None, key_name: str | None, since: datetime | None, until: datetime | None
+    ) -> tuple[str, list[Any]]:
+        where, params = _where(key_id, key_name, self._to_db(since), self._to_db(until))
+        return f"SELECT {USAGE_COLUMNS} FROM tunelab_usage{where} ORDER BY at, id", params
+
+    def _streaming_cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Cursor:
+        """A cursor whose ``fetchmany`` reads the result a block at a time, not all at once.
+
+        sqlite3 steps its statement row by row anyway. psycopg's ordinary cursor receives the
+        whole result into client memory on ``execute``; a named (server-side) cursor instead
+        FETCHes each block from the server, inside the transaction ``_transaction`` holds. The
+        ``format`` parameter style is the PostgreSQL store's.
+        """
+        if self.paramstyle == "format":
+            cursor = conn.cursor(name="tunelab_usage_export")
+            cursor.execute(self._sql(sql), tuple(params))
+            return cursor  # type: ignore[no-any-return]
+        return self._exec(conn, sql, params)
 
     def usage_groups(
         self,

@@ -412,27 +412,6 @@ def test_a_folder_lists_each_new_file_once_and_skips_temporary_ones(tmp_path: Pa
     assert isinstance(again[0], FileKey)
 
 
-def test_a_file_moved_away_while_the_folder_is_listed_is_passed_over(tmp_path: Path) -> None:
-    (tmp_path / "a.jsonl").write_text(line(1), encoding="utf-8")
-
-    class Gone:
-        """A listed file that is moved away between the listing and its stat."""
-
-        name, suffix = "b.jsonl", ".jsonl"
-
-        def is_file(self) -> bool:
-            return True
-
-        def stat(self) -> os.stat_result:
-            raise FileNotFoundError("b.jsonl")
-
-    class Folder:
-        def glob(self, pattern: str) -> list:
-            return [*tmp_path.glob(pattern), Gone()]
-
-    assert [k.name for k in list_files(Folder(), "*.jsonl")] == ["a.jsonl"]  # type: ignore[arg-type]
-
-
 # -- review fixes: re-pointed symlinks, unreadable files --------------------------------------------
 
 

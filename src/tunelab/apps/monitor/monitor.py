@@ -77,6 +77,49 @@ class IngestResult:
         }
 
 
+@dataclass
+class _FolderBatch:
+    """Lines of a folder's files gathered for one classify-and-store call (``Monitor._directory``).
+
+    One part per file (or per piece of a file larger than the batch), kept apart so they count as
+    the per-file calls they replace did: each part's documents in time order, an id in an earlier
+    part a duplicate in a later one. ``finished``: the files whose last lines are in this batch,
+    recorded as read in the transaction that stores them.
+    """
+
+    folder: str
+    docs: list[list[Document]] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # lines each part took of the batch
+    finished: list[FileKey] = field(default_factory=list)
+    lines: int = 0
+
+    def add(self, docs: list[Document], lines: int, skipped: int) -> None:
+        self.docs.append(docs)
+        self.sizes.append(lines)
+        self.skipped.append(skipped)
+        self.lines += lines
+
+    def mark(self) -> int:
+        """Where the next part goes: ``drop`` takes the batch back to it."""
+        return len(self.docs)
+
+    def drop(self, mark: int) -> None:
+        """Forget the parts from ``mark`` on (a file that failed part way: not stored with others)."""
+        self.lines -= sum(self.sizes[mark:])
+        del self.docs[mark:], self.sizes[mark:], self.skipped[mark:]
+
+    def full(self) -> bool:
+        # Files count too: a folder of empty files would otherwise grow one transaction unbounded.
+        return self.lines >= CHUNK_DOCS or len(self.finished) >= CHUNK_DOCS
+
+    def empty(self) -> bool:
+        return not self.docs and not self.finished
+
+    def clear(self) -> None:
+        self.docs, self.skipped, self.sizes, self.finished, self.lines = [], [], [], [], 0
+
+
 def doc_keys(doc: Document, res: Classified) -> list[str]:
     """The windows a document counts in: its topic and each company it names."""
     keys = [f"topic:{res.topic}"] if res.topic else []
@@ -245,13 +288,16 @@ class Monitor:
         *,
         position: tuple[str, Position] | None = None,
         file: tuple[str, FileKey] | None = None,
+        files: Sequence[tuple[str, FileKey]] = (),
         skipped: Sequence[int] | None = None,
     ) -> list[IngestResult]:
-        """Several batches (concurrent HTTP requests) classified together, with a result each.
+        """Several batches (concurrent HTTP requests, a folder's small files) classified together,
+        with a result each.
 
         The batches count as if sent one after the other: an id in an earlier batch is a duplicate
         in a later one. The classifier sees all their new documents in one call (bigger batches,
-        fewer forwards); everything is stored in one transaction, with ``position``/``file``.
+        fewer forwards); everything is stored in one transaction, with ``position``/``file`` and
+        the folder files ``files`` these batches finish (recorded read with their documents).
         """
         with self._lock:
             results = [IngestResult(skipped=n) for n in (skipped or [0] * len(batches))]
@@ -295,7 +341,7 @@ class Monitor:
                 self._check_lease()
                 saved = set(
                     self.store.save(
-                        self.name, flat, labels, alerts=every, position=position, file=file
+                        self.name, flat, labels, alerts=every, position=position, file=file, files=files
                     ).inserted
                 )
             offset = 0
@@ -412,6 +458,18 @@ class Monitor:
         return total
 
     def _directory(self, source: Source) -> IngestResult:
+        """Read a folder's new files, several to a batch (see ``_FolderBatch``), oldest first.
+
+        Lines from consecutive files are gathered up to ``CHUNK_DOCS`` and classified and stored
+        together, each file recorded as read in the transaction that stores its last lines: one
+        forward pass, one id lookup and one commit per ``CHUNK_DOCS`` lines, not per file (2,000
+        one-line files took 33 s against 12 s as one file, and 100,000 about 24 minutes). A file
+        that fits a batch goes into one whole (the batch in hand is stored first if it has no
+        room), so its documents are stored if and only if it is recorded read, whenever a kill
+        comes; a larger one is read a batch at a time, never whole in memory, and recorded with
+        its last lines. A file that cannot be read is warned about and passed over, its lines not
+        yet stored dropped from the batch; the other files go on.
+        """
         folder = source.path.resolve()
         # A folder removed since the start listed as empty, without a word: poll warns about it.
         if not stat.S_ISDIR(os.stat(folder).st_mode):
@@ -425,35 +483,78 @@ class Monitor:
         listed = list_files(folder, source.pattern)
         unreadable = self._unreadable_files.setdefault((folder, source.pattern), set())
         unreadable &= set(listed)  # a file gone or rewritten: warned about again if it fails again
+        batch = _FolderBatch(str(folder))
         for key in seen.pending(listed):
+            if self._stop.is_set():
+                return total  # the batch in hand is dropped: its files stay unread, read next time
             path = folder / key.name
-            # Chunk by chunk as the file is read, one chunk ahead (the last one commits the file as
-            # seen): a large file dropped into the folder is never held in memory whole.
             lines = file_lines(path)
-            try:
-                current = list(islice(lines, CHUNK_DOCS))
-                while True:
+            mark = batch.mark()
+            buffer: list[Line] = []  # read, not in the batch yet: at most CHUNK_DOCS + 1 lines
+            first = True
+            while True:
+                room = CHUNK_DOCS - batch.lines
+                try:
+                    # One line more than fits: whether the file ends in this batch (and is recorded
+                    # read in its transaction) is known before the batch is stored. First a whole
+                    # batch's worth: a file that fits one is never split between two.
+                    want = (CHUNK_DOCS if first else room) + 1 - len(buffer)
+                    buffer += islice(lines, max(want, 0))
+                except OSError as exc:
+                    batch.drop(mark)  # none of its lines in a batch that records it unread
+                    self._unreadable(path, key, unreadable, exc)
+                    break
+                if first and room < len(buffer) <= CHUNK_DOCS:  # it fits a batch, not this one
                     if self._stop.is_set():
-                        return total  # the file stays unread: its documents so far count once anyway
-                    following = list(islice(lines, CHUNK_DOCS))
+                        return total
+                    total.add(self._store_folder_batch(batch, seen))
+                    mark, room = batch.mark(), CHUNK_DOCS
+                first = False
+                ended = len(buffer) <= room
+                part, buffer = buffer[:room], buffer[room:]
+                if part:
                     skipped = IngestResult()
-                    batch = self._parse(path, current, skipped)
-                    last = (str(folder), key) if not following else None
-                    total.add(self.process(batch, file=last, skipped=skipped.skipped))
-                    if not following:
-                        seen.add(key)  # committed as read with this last chunk
-                        break
-                    current = following
-            except OSError as exc:
-                if key in unreadable:
-                    log.debug("%s: still cannot be read (%s)", path, exc)
-                else:
-                    unreadable.add(key)
-                    reason = exc.strerror or type(exc).__name__
-                    log.warning("%s: cannot be read (%s); skipped, tried again each poll", path, reason)
-                continue
-            unreadable.discard(key)
+                    batch.add(self._parse(path, part, skipped), len(part), skipped.skipped)
+                if ended:
+                    batch.finished.append(key)
+                    unreadable.discard(key)
+                    break
+                if self._stop.is_set():
+                    return total  # the file stays unread: its documents so far count once anyway
+                total.add(self._store_folder_batch(batch, seen))  # full; the file goes on
+                mark = batch.mark()
+            if batch.full():
+                if self._stop.is_set():
+                    return total
+                total.add(self._store_folder_batch(batch, seen))
+        if not batch.empty() and not self._stop.is_set():
+            total.add(self._store_folder_batch(batch, seen))
         return total
+
+    def _store_folder_batch(self, batch: _FolderBatch, seen: SeenFiles) -> IngestResult:
+        """Classify and store a folder batch, its finished files recorded read in the same commit."""
+        results = self.process_many(
+            batch.docs,
+            files=[(batch.folder, key) for key in batch.finished],
+            skipped=batch.skipped,
+        )
+        for key in batch.finished:
+            seen.add(key)  # committed as read with its last lines
+        batch.clear()
+        total = IngestResult()
+        for result in results:
+            total.add(result)
+        return total
+
+    @staticmethod
+    def _unreadable(path: Path, key: FileKey, unreadable: set[FileKey], exc: OSError) -> None:
+        """Warn once per file version that it cannot be read (it is tried again each poll)."""
+        if key in unreadable:
+            log.debug("%s: still cannot be read (%s)", path, exc)
+        else:
+            unreadable.add(key)
+            reason = exc.strerror or type(exc).__name__
+            log.warning("%s: cannot be read (%s); skipped, tried again each poll", path, reason)
 
     def poll(self, *, once: bool = False) -> IngestResult:
         """Read every source once, as far as it goes now (``once``: a rotated followed file is left

@@ -29,6 +29,7 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import os
@@ -626,19 +627,33 @@ def _utf8_name(path: Path) -> bool:
 
 
 def list_files(folder: Path, pattern: str) -> list[FileKey]:
-    """Files matching ``pattern`` in ``folder`` now; hidden and ``.tmp`` files are skipped
-    (writers that write then rename, as ``tunelab.atomic`` does, are never read half-written)."""
+    """Files matching ``pattern`` in ``folder`` now; hidden and ``.tmp`` files are skipped (writers
+    that write then rename, as ``tunelab.atomic`` does, are never read half-written). One
+    ``os.scandir`` pass, one ``stat`` a file.
+
+    ``Path.glob`` then ``is_file()`` then ``stat()`` cost two system calls a file, every poll
+    (0.16-0.19 s a poll for 20,000 files); here whether an entry is a file comes from the
+    directory listing itself (``d_type``; a symlink is followed, as ``is_file`` does), and
+    its size and time from the one ``stat`` whose result ``DirEntry`` caches. The name is
+    matched as ``Path.glob`` matches one component (``fnmatch``, case-sensitive); hidden and
+    ``.tmp`` files are skipped as there.
+    """
+    matches = re.compile(fnmatch.translate(pattern)).match
     found = []
-    for path in folder.glob(pattern):
-        if path.name.startswith(".") or path.suffix == ".tmp" or not path.is_file():
-            continue
-        if not _utf8_name(path):
-            continue
-        try:
-            st = path.stat()
-        except FileNotFoundError:  # moved away since the listing: not this poll's file any more
-            continue
-        found.append(FileKey(path.name, st.st_size, st.st_mtime_ns))
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name.endswith(".tmp") or not matches(name):
+                continue
+            try:
+                if not entry.is_file():
+                    continue
+                st = entry.stat()
+            except FileNotFoundError:  # moved away since the listing: not this poll's file any more
+                continue
+            if not _utf8_name(folder / name):
+                continue
+            found.append(FileKey(name, st.st_size, st.st_mtime_ns))
     return found
 
 

@@ -55,6 +55,13 @@ PENDING = (
 )
 
 
+# ``bucket_counts`` with both a company and a topic: the company row's document is on the topic.
+TOPIC_OF_COMPANY_DOC = (
+    "EXISTS (SELECT 1 FROM tunelab_monitor_documents d WHERE d.monitor = tunelab_monitor_companies.monitor"
+    " AND d.id = tunelab_monitor_companies.doc_id AND d.topic = ?)"
+)
+
+
 def time_range_sql(*, bounded: bool) -> str:
     """``MonitorStore.time_range``'s query: parameters monitor, monitor[, until], monitor, monitor[, until].
 
@@ -172,11 +179,15 @@ class MonitorTables:
         alerts: Iterable[Alert] = (),
         position: tuple[str, Position] | None = None,
         file: tuple[str, FileKey] | None = None,
+        files: Sequence[tuple[str, FileKey]] = (),
     ) -> Saved:
         """Store documents with their labels, alerts and how far a source was read: one transaction.
 
         A document whose id is stored already is skipped (``ON CONFLICT DO NOTHING``), so a
-        document sent twice, by two sources or across a restart, counts once.
+        document sent twice, by two sources or across a restart, counts once. ``file``/``files``:
+        folder files recorded as read with their (last) documents, so a kill never leaves a file
+        recorded read whose documents are not stored, nor stored documents of a file not recorded
+        (small files are taken several to a batch: ``files`` holds each one this batch finished).
         """
         now = self._to_db(datetime.now(UTC))
         inserted = []
@@ -213,8 +224,7 @@ class MonitorTables:
                     UPSERT_POSITION,
                     [name, source, pos.inode, pos.offset, pos.line, pos.head, now, pos.target],
                 )
-            if file is not None:
-                folder, key = file
+            for folder, key in [*([file] if file is not None else []), *files]:
                 self._exec(conn, INSERT_FILE, [name, folder, key.name, key.size, key.mtime_ns, now])
         return Saved(inserted)
 
@@ -318,10 +328,11 @@ class MonitorTables:
             table, clauses, params = "tunelab_monitor_documents", [], []
         if topic is not None:
             if company is not None:  # both: the company's documents on that topic
-                clauses.append(
-                    "doc_id IN (SELECT id FROM tunelab_monitor_documents WHERE monitor = ? AND topic = ?)"
-                )
-                params += [name, topic]
+                # Correlated: each of the company's rows looks its document up by primary key
+                # (monitor, id). ``doc_id IN (SELECT id ... WHERE topic = ?)`` listed every document
+                # of the topic ever stored first (1M documents: 0.175 s against 0.0024 s).
+                clauses.append(TOPIC_OF_COMPANY_DOC)
+                params.append(topic)
             else:
                 clauses.append("topic = ?")
                 params.append(topic)

@@ -469,8 +469,11 @@ def test_a_document_dated_far_ahead_of_the_clock_is_refused_and_the_surge_still_
     assert "line 101: document 'typo': time 2062-03-02T07:00:00+00:00 is after" in caplog.text
     assert "further ahead of the clock than max_future allows" in caplog.text
     (tmp_path / "lax").mkdir()
-    with Monitor(config(tmp_path / "lax", max_future="2000w"), classifier=classifier()) as lax:
-        assert lax.ingest_batch([TYPO]).stored == 1  # max_future is the monitor's to set
+    # max_future is the monitor's to set, under half the detector's window (a year's needs windows
+    # of years: a document that far ahead would move every key's window on by as much)
+    huge = {"window": "8000w", "step": "8w", "baseline": "16000w"}
+    with Monitor(config(tmp_path / "lax", max_future="2000w", detector=huge), classifier=classifier()) as lax:
+        assert lax.ingest_batch([TYPO]).stored == 1
     with pytest.raises(ConfigError, match="max_future: 'soon' is not a duration"):
         config(tmp_path, max_future="soon")
     # accepted before, then every document failed (now + the delta overflows a datetime)

@@ -281,6 +281,7 @@ def test_the_trend_has_buckets_per_topic_and_company_with_the_alerts(api: Api) -
         3600,
     )
     assert out["from"] == "2026-03-02T06:00:00Z" and len(out["buckets"]) == 3
+    assert out["from_cut"] is False  # a from was given: never cut
     assert sum(b["count"] for b in out["buckets"]) == 420
     assert out["buckets"][0] == {
         "start": "2026-03-02T06:00:00Z",

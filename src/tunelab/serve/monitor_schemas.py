@@ -86,6 +86,11 @@ class TrendResponse(BaseModel):
     bucket_s: int
     from_: datetime | None = Field(alias="from")
     to: datetime | None
+    from_cut: bool = Field(
+        False,
+        description="no from was given and the stored history is longer than 5,000 buckets: from is "
+        "the start of the last 5,000 (a document dated decades back no longer makes every bucket too many)",
+    )
     buckets: list[TrendBucket] = Field(description="aligned to UTC, empty ones included")
     alerts: list[AlertOut] = Field(description="the key's alert episodes overlapping the range")
 

@@ -24,7 +24,8 @@
       share: false                 #   true: a Bernoulli CUSUM on the negative share too
       release: 0                   #   the episode ends when S is back to 0 (zscore: 2)
       min_volume: 5                #   at least 5 negatives in the window
-    max_future: 1h                 # documents dated further ahead of the clock are refused
+    max_future: 5m                 # documents dated further ahead of the clock are refused
+                                   #   (default 5m, a quarter of the window if less; under half of it)
     webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
 
 Relative paths are relative to the current directory, as in run configs. Every problem is
@@ -87,15 +88,31 @@ _METHOD_ONLY = {"threshold": "zscore", "h": "cusum", "shift": "cusum", "share": 
 def parse_duration(value: Any, where: str) -> int:
     """Seconds from ``90``, ``"30s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"1w"``.
 
+    Units are read as written, not lower-cased: ``M`` is a month in Grafana and PromQL (a trend's
+    ``bucket=1M``), and meant one minute here. It is refused; ``S``, ``H``, ``D`` and ``W`` mean one
+    thing only and are read as ``s``, ``h``, ``d`` and ``w``, as before.
+
     Raises:
         ConfigError: naming ``where``.
     """
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    match = _DURATION.fullmatch(str(value).strip().lower())  # ASCII digits: "²d" is no duration
+    text = str(value).strip()
+    if re.fullmatch(r"[0-9]{1,9}M", text):
+        raise ConfigError(
+            f"{where}: {value!r}: M is not a unit: minutes are m (e.g. 15m); months are not "
+            "supported: use 4w or 30d"
+        )
+    match = _DURATION.fullmatch(text.lower())  # ASCII digits: "²d" is no duration
     if match and int(match[1]) > 0:
         return int(match[1]) * _UNITS[match[2]]
     raise ConfigError(f"{where}: {value!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or seconds")
+
+
+def default_max_future(detector: DetectorSettings) -> int:
+    """``max_future`` when none is given: the detector's ``lead_s``, 5 minutes (a quarter of the
+    window when that is less), room for clock skew between a feed and this host."""
+    return detector.lead_s
 
 
 @dataclass(frozen=True)
@@ -159,10 +176,13 @@ class MonitorConfig:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     batch_size: int = 64
     max_text_chars: int = MAX_TEXT_CHARS
-    # A document dated ahead of the clock moves every key's current window ahead with it (event
-    # time), emptying it until the clock catches up: alerting is off for as long. One hour
-    # tolerates clock skew and embargoed items, not a typo in the year (see Monitor.latest_time).
-    max_future_s: int = 3600
+    # A document dated ahead of the clock would move every key's current window ahead with it
+    # (event time): documents at the real time then count only as baseline, and a surge among
+    # them is not seen. The detector holds such a document until the stream confirms it; in a
+    # live stream this refuses them first. Five minutes tolerate clock skew, not a typo in the
+    # year nor a local time read as UTC (see Monitor.latest_time); from_dict refuses half the
+    # window or more, and defaults to a quarter of it when that is under 5 minutes.
+    max_future_s: int = 300
     poll_s: float = 1.0
     webhook: str | None = None  # http(s) URL each new alert is POSTed to
     path: Path | None = None  # the file it was read from, for messages
@@ -255,14 +275,7 @@ class MonitorConfig:
             values["poll_s"] = float(parse_duration(raw.get("poll", 1), "poll"))
         except ConfigError as exc:
             problems.append(str(exc))
-        try:
-            values["max_future_s"] = parse_duration(raw.get("max_future", "1h"), "max_future")
-            if values["max_future_s"] > MAX_FUTURE_S:  # now + a huge delta overflows datetime
-                problems.append(
-                    f"max_future: {raw.get('max_future')!r} is over 36500d (a hundred years); give less"
-                )
-        except ConfigError as exc:
-            problems.append(str(exc))
+        values["max_future_s"] = _max_future(raw.get("max_future"), values["detector"], problems)
         values["webhook"] = _webhook(raw.get("webhook"), problems)
         if problems:
             raise ConfigError("; ".join(problems))
@@ -291,6 +304,28 @@ class MonitorConfig:
 def _names(keys: set[Any]) -> list[str]:
     """Field names to list in a message, sorted; YAML keys need not be text (``on:`` is True, ``1:`` 1)."""
     return sorted(str(k) for k in keys)
+
+
+def _max_future(raw: Any, detector: DetectorSettings, problems: list[str]) -> int:
+    """``max_future`` in seconds: under half the detector's window, or one document dated that far
+    ahead moves every key's window on by as much, and a surge at the real time goes unalerted."""
+    if raw is None:
+        return default_max_future(detector)
+    try:
+        seconds = parse_duration(raw, "max_future")
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return default_max_future(detector)
+    if seconds > MAX_FUTURE_S:  # now + a huge delta overflows datetime
+        problems.append(f"max_future: {raw!r} is over 36500d (a hundred years); give less")
+    elif 2 * seconds >= detector.window_s:
+        problems.append(
+            f"max_future: {raw!r} ({seconds}s) must be under half the detector window "
+            f"({detector.window_s}s): a document dated that far ahead moves every key's window ahead "
+            "of the stream, and a surge in the documents at the real time goes unalerted; the default "
+            f"is {default_max_future(detector)}s"
+        )
+    return seconds
 
 
 def _webhook(raw: Any, problems: list[str]) -> str | None:

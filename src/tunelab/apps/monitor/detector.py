@@ -31,6 +31,23 @@ Those sampling deviations are floors on the MAD: a quiet baseline (all zeros, MA
 make one stray negative document a huge z-score, and the z-scores of rare and frequent keys mean
 the same.
 
+**The present.** Windows end, and episodes start and end, at the stream's present: the newest
+document time, with one exception. A document dated more than ``lead_s`` (5 minutes; a quarter of
+the window when that is less) ahead of the present but less than a whole ring is held, counted
+nowhere yet: one document from a feed with a wrong clock (or a local time read as UTC) stamped 50
+minutes ahead would otherwise move every key's current window 50 minutes on, and the documents at
+the real time would count only as baseline: a surge among them never alerted, and alerts took the
+future time as their start. A held document counts (in time order, through the usual path) once
+the present comes within ``lead_s`` of it, or as soon as the next document is dated no earlier
+than ``lead_s`` before it: the stream moved on (a silence ended, a replay skipped ahead), and the
+present moves with it, one document late. A next document at the old present shows it was a
+stray. This needs no wall clock, so a replay of simulated time gives the same alerts; it does not
+guard against two documents in a row from the future (a whole feed ahead: the monitor's
+``max_future`` refuses those in a live stream), nor, after a restart, against one that is still
+the newest stored document (the replay is in time order, so nothing after it refutes it; see
+``settle``). A document a whole ring or more ahead still moves the present at once and restarts
+the history, as a stream silent for that long does.
+
 An alert opens when the larger level reaches the method's threshold (``threshold`` for zscore,
 ``h`` for cusum) with at least ``min_volume`` negative documents in the window; the key then
 stays in its episode (no new alert) until the level falls back to ``release`` (hysteresis; for
@@ -67,6 +84,9 @@ _MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): a normal sample's MAD time
 # The CUSUM's baseline is at least half a negative document a window: a key with no negatives in
 # its baseline would otherwise have no drift, and a few stray negatives would pile up to an alert.
 _CUSUM_FLOOR = 0.5
+#: How far ahead of the present (seconds) a document may be dated and move it at once (see the
+#: module docstring): clock skew between a feed and this host; less for windows under 20 minutes.
+LEAD_S = 300
 # Each method's defaults for the fields left None. cusum: chosen on dev streams (seeds 1 and 2 of
 # benchmarks/monitor_detector_dev.py, never the benchmark's seed 0); zscore: as before the CUSUM.
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -169,6 +189,12 @@ class DetectorSettings:
     def opens_at(self) -> float:
         """The level that opens an alert: ``threshold`` (zscore) or ``h`` (cusum)."""
         return self.threshold if self.method == "zscore" else self.h
+
+    @property
+    def lead_s(self) -> int:
+        """Seconds a document may be dated ahead of the present and move it at once: ``LEAD_S``,
+        at most a quarter of the window (a present moved on by more hides a surge's start)."""
+        return max(1, min(LEAD_S, self.window_s // 4))
 
     @property
     def window_steps(self) -> int:
@@ -325,6 +351,12 @@ def baseline_of(counts: np.ndarray, negatives: np.ndarray) -> _Baseline:
     )
 
 
+def _gap(later: datetime, earlier: datetime) -> float:
+    """Seconds from ``earlier`` to ``later``, by timestamps: adding a timedelta to a time near the
+    years 1 or 9999 (both parse) overflows."""
+    return later.timestamp() - earlier.timestamp()
+
+
 def levels(count: int, neg: int, base: _Baseline) -> tuple[float | None, float]:
     """(share level, volume level) of a window with ``count`` documents, ``neg`` of them negative."""
     volume = (math.sqrt(neg + 0.375) - base.volume_center) / max(base.volume_scale, _VOLUME_SD)
@@ -439,11 +471,18 @@ class Detector:
         self._keys: dict[str, _Key] = {}
         self.first_bucket: int | None = None  # when the stream started (the warm-up counts from it)
         self.now_bucket: int | None = None
-        # The newest document time seen: episodes start and end at it, never at a late document's
-        # own (earlier) time, which could end an episode before it started.
+        # The present: the newest document time counted (a held one is not, see the module
+        # docstring). Episodes start and end at it, never at a late document's own (earlier) time,
+        # which could end an episode before it started.
         self.newest: datetime | None = None
         self.late = 0  # documents too old to count in any window
         self._undo: dict[str, _Key | None] | None = None  # inside transaction(): keys as they were
+        self._lead = self.settings.lead_s
+        # Documents dated too far ahead of the present to move it yet (see the module docstring),
+        # oldest first: (time, keys, negative, id); and the time of the last one held, which the
+        # next document confirms or not.
+        self._held: list[tuple[datetime, tuple[str, ...], bool, str]] = []
+        self._waiting: datetime | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -459,6 +498,7 @@ class Detector:
         if self._undo is not None:
             raise RuntimeError("Detector.transaction is not re-entrant")
         self._undo = {}
+        held = (list(self._held), self._waiting)
         scalars = (self.first_bucket, self.now_bucket, self.newest, self.late)
         try:
             yield
@@ -469,6 +509,7 @@ class Detector:
                 else:
                     self._keys[key] = saved
             self.first_bucket, self.now_bucket, self.newest, self.late = scalars
+            self._held, self._waiting = held
             raise
         finally:
             self._undo = None
@@ -518,11 +559,60 @@ class Detector:
 
         Each returned alert is a snapshot: ``ended_at`` is None when it opened, set when it ended.
 
+        A document dated more than ``lead_s`` ahead of the present is held until the stream
+        confirms it (see the module docstring); the alerts of held documents counted now come back
+        here, with this one's.
+
         Args:
             quiet: count only (warming up from stored documents): no alert opens or ends.
         """
-        bucket = self.bucket_of(moment)
         unique = list(dict.fromkeys(keys))  # a key named twice counts once
+        changed: list[Alert] = []
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            if _gap(waiting, moment) <= self._lead:  # the stream moved on: it was no stray
+                changed += self._release(quiet, upto=waiting)
+        if self._ahead(moment):
+            bisect.insort(self._held, (moment, tuple(unique), negative, doc_id), key=lambda entry: entry[0])
+            self._waiting = moment
+            return changed
+        changed += self._count(unique, moment, negative, doc_id, quiet)
+        return changed + self._release(quiet)
+
+    def settle(self, *, quiet: bool = True) -> list[Alert]:
+        """Count the document held last, still waiting for the next one to confirm it: the end of a
+        restart's replay of stored documents, where the newest is the stream's last word (a sparse
+        feed's latest document, 90 minutes after the one before it, is the present after a restart
+        as in the run). Documents held and refuted by a later one stay held."""
+        if self._waiting is None:
+            return []
+        waiting, self._waiting = self._waiting, None
+        return self._release(quiet, upto=waiting)
+
+    def _ahead(self, moment: datetime) -> bool:
+        """``moment`` is too far ahead of the present to move it before the stream confirms it:
+        more than ``lead_s``, less than a whole ring (a jump past the ring restarts the history)."""
+        if self.newest is None or self.now_bucket is None or _gap(moment, self.newest) <= self._lead:
+            return False
+        return self.bucket_of(moment) - self._ring < self.now_bucket
+
+    def _release(self, quiet: bool, upto: datetime | None = None) -> list[Alert]:
+        """Count the held documents dated up to ``upto`` or within ``lead_s`` of the present, oldest
+        first (each one counted may bring the next within reach); the alerts they opened or ended."""
+        changed: list[Alert] = []
+        while self._held and self.newest is not None:
+            moment = self._held[0][0]
+            if (upto is None or moment > upto) and _gap(moment, self.newest) > self._lead:
+                break
+            _, keys, negative, doc_id = self._held.pop(0)
+            changed += self._count(list(keys), moment, negative, doc_id, quiet)
+        return changed
+
+    def _count(
+        self, unique: list[str], moment: datetime, negative: bool, doc_id: str, quiet: bool
+    ) -> list[Alert]:
+        """Count one document under ``unique`` keys now (the present moves to it if it is newer)."""
+        bucket = self.bucket_of(moment)
         if self._too_old(bucket):
             # Counted nowhere, so it says nothing of when the stream started either: one document
             # dated 0001-01-01 (some feeds' "unknown") took the baseline as complete at once.
@@ -560,14 +650,21 @@ class Detector:
             changed.extend(self._end_fallen())
         return changed
 
-    def advance(self, moment: datetime) -> list[Alert]:
-        """Move time on to ``moment`` (the newest document's time) and end the episodes that fell back.
+    def advance(self, moment: datetime | None = None) -> list[Alert]:
+        """Move time on to ``moment`` (None: the present, the newest document time counted) and
+        end the episodes that fell back; held documents it brings within reach are counted.
 
         A key in an episode that gets no more documents would otherwise never be looked at again.
+        The monitor passes None after a batch: the batch's newest time may be a held stray's.
         """
+        if moment is None:
+            if self.newest is None:
+                return []
+            moment = self.newest
         self._move_to(self.bucket_of(moment))
         self._see(moment)
-        ended = self._end_fallen()
+        ended = self._release(quiet=False)
+        ended += self._end_fallen()
         silent = [
             key
             for key, state in self._keys.items()

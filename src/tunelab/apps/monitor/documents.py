@@ -31,6 +31,11 @@ _EPOCH_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")  # epoch seconds giv
 #: retry), where SQLite stores it. 200 characters are at most 800 bytes of UTF-8, and as long as
 #: the trend and alert routes' topic, company and key parameters, so whatever is stored can be asked for.
 MAX_KEY_CHARS = 200
+#: A date and time, then a space and an offset without its sign: how ``+01:00`` in a URL's query
+#: arrives when its '+' was not written ``%2B`` (a '+' there means a space).
+_SPACED_OFFSET = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)? [0-9]{2}(:?[0-9]{2})?"
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,12 @@ def parse_time(value: Any) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
+        if _SPACED_OFFSET.fullmatch(value.strip()):
+            # 2026-03-02T09:30:00+01:00 typed into a URL: its '+' arrives as a space
+            raise ValueError(
+                f"time {value!r} is not ISO 8601: a space where its offset's sign belongs; "
+                "a '+' in a URL must be written %2B, or use Z (UTC)"
+            ) from None
         raise ValueError(
             f"time {value!r} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
         ) from None
@@ -153,7 +164,8 @@ def parse_document(
         raise ValueError(
             f"document {doc_id!r}: time {moment.isoformat()} is after "
             f"{latest.isoformat(timespec='seconds')}, further ahead of the clock than max_future "
-            "allows; check its date (a typo in the year?) or raise the monitor's max_future"
+            "allows; check its date (a typo in the year? a local time without an offset? times "
+            "without one are read as UTC)"
         )
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():

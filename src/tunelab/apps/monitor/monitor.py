@@ -332,7 +332,7 @@ class Monitor:
                     for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
                         mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
                     if new:
-                        mine += self.detector.advance(new[-1].time)
+                        mine += self.detector.advance()  # to the present: new[-1] may be held
                     changed.append(mine)
                     offset += len(new)
                 every = [a for mine in changed for a in mine]
@@ -413,6 +413,9 @@ class Monitor:
         for doc_id, moment, topic, negative, companies in self.store.recent(self.name, since, until):
             keys = ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
             self.detector.observe(keys, moment, negative, doc_id, quiet=True)
+        # Replayed in time order, a document ahead of the rest is last, with no later one to confirm
+        # or refute it: it is the present, as the newest stored document (a sparse feed's) was.
+        self.detector.settle()
         self.detector.resume(self.store.alerts(self.name, open_only=True))
 
     # -- sources -------------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
     trend(store, "markets", topic="earnings", start="2026-03-01", end="2026-03-08", bucket="1h")
     -> {"monitor": "markets", "topic": "earnings", "company": null, "bucket": "1h", "bucket_s": 3600,
-        "from": "...", "to": "...", "buckets": [{"start", "count", "negative", "negative_share"}, ...],
-        "alerts": [...]}
+        "from": "...", "to": "...", "from_cut": false,
+        "buckets": [{"start", "count", "negative", "negative_share"}, ...], "alerts": [...]}
 
 Buckets are aligned to UTC (a ``1d`` bucket starts at midnight UTC), and a bucket of whole weeks
 to Monday 00:00 UTC (ISO weeks; the epoch, 1970-01-01, was a Thursday, so epoch-aligned weeks ran
 Thursday to Wednesday); empty buckets between ``from`` and ``to`` are listed with zero counts, so a
-chart's time axis has no holes.
+chart's time axis has no holes. Without ``from`` the range starts at the first document, or
+``MAX_BUCKETS`` buckets before the end when that is later (``from_cut`` true): one document dated
+1970 (epoch 0) made every trend without ``from`` a 422, for good.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def trend(
         topic: only documents of this topic; company: only those naming this company (the name
             is normalised as the classifier does, so "Acme Corp." finds "acme"; ``aliases``:
             the monitor's ``companies.aliases``, so an alias finds the name it is followed under).
-        start: a time in the first bucket, ISO 8601 or epoch seconds; default: the first document.
+        start: a time in the first bucket, ISO 8601 or epoch seconds; default: the first document,
+            or ``MAX_BUCKETS`` buckets before the end if that is later (``from_cut`` says so).
         end: the end (exclusive; the bucket it falls in counts whole); default: after the last document.
             Buckets are UTC-aligned and always whole.
         bucket: bucket length (``15m``, ``1h``, ``1d``).
@@ -115,6 +118,11 @@ def trend(
     # Bucket b covers origin + b * step up to the next one.
     first = (math.floor(begin.timestamp()) - origin) // step if begin else None
     last = math.ceil((finish.timestamp() - origin) / step) if finish else None  # exclusive index
+    cut = False
+    if start is None and first is not None and last is not None and last - first > MAX_BUCKETS:
+        # The range is the stored documents', not one asked for: its newest MAX_BUCKETS buckets.
+        first, cut = last - MAX_BUCKETS, True
+        begin = _at(origin + first * step, bucket)
     if first is not None and last is not None and last - first > MAX_BUCKETS:
         raise DataError(
             f"bucket {bucket}: {last - first:,} buckets from {begin:%Y-%m-%d %H:%M} "
@@ -164,6 +172,9 @@ def trend(
         "bucket_s": step,
         "from": begin.isoformat() if begin else None,
         "to": finish.isoformat() if finish else None,
+        # True: no from was given and the stored documents span more than MAX_BUCKETS buckets, so
+        # "from" is where the newest MAX_BUCKETS start, not the first document's bucket.
+        "from_cut": cut,
         "buckets": buckets,
         "alerts": alerts,
     }

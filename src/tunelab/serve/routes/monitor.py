@@ -165,7 +165,8 @@ async def get_trend(
     """Documents, negative documents and negative share per bucket (UTC-aligned, empty ones
     included), for the whole stream or one topic and/or company, with that key's alerts.
 
-    Without ``from``/``to`` the range is the stored documents' own; at most 5,000 buckets.
+    Without ``from``/``to`` the range is the stored documents' own; at most 5,000 buckets (without
+    ``from``, the newest 5,000: one document dated 1970 does not make every such read a 422).
     """
     from tunelab.apps.monitor import trend
 

@@ -259,7 +259,14 @@ def base_as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=str(at_training)))
 
 
-def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] = ConfigError) -> None:
+def check_writable(
+    target: str | Path,
+    flag: str,
+    *,
+    error: type[TunelabError] = ConfigError,
+    fix: str = "give another path",
+    beside: bool = False,
+) -> None:
     """Refuse an output (a file, or a folder to make) whose folder this process cannot write in,
     before any work.
 
@@ -267,7 +274,10 @@ def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] =
     must be writable (``os.access``) and take a new file: a file made there and removed at once
     catches what ``os.access`` cannot see (a read-only mount, or ``/proc``, which looks writable to
     root). Without this, ``predict --output``, ``eval --out`` and ``usage --csv`` failed only after
-    all their work, as "unexpected FileNotFoundError" naming a temporary file.
+    all their work, as "unexpected FileNotFoundError" naming a temporary file. ``fix`` words the
+    advice where another path is not the way out (a default folder: give the option that moves it).
+    ``beside``: the output is written in a temporary folder beside ``target`` and renamed onto it
+    (a bot, a recommender), so ``target``'s parent decides even where ``target`` exists.
 
     Raises:
         error: one line naming the flag, the folder, the reason and the fix.
@@ -278,7 +288,7 @@ def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] =
 
     from tunelab.runs.folder import nearest_folder
 
-    nearest = nearest_folder(Path(target))
+    nearest = nearest_folder(Path(target).parent if beside else Path(target))
     if nearest is None:
         return
     reason = None
@@ -299,7 +309,7 @@ def check_writable(target: str | Path, flag: str, *, error: type[TunelabError] =
             os.close(fd)
             Path(probe).unlink(missing_ok=True)
     if reason is not None:
-        raise error(f"{flag} {target}: cannot write in {nearest} ({reason}); give another path")
+        raise error(f"{flag} {target}: cannot write in {nearest} ({reason}); {fix}")
 
 
 def _read_only(folder: Path) -> bool:

@@ -30,9 +30,11 @@ from tunelab.runs.folder import (
     check_new_run_path,
     make_parents,
     path_exists,
+    release_claim,
     remove_killed,
     remove_made,
     run_path,
+    stale_claim,
 )
 
 try:
@@ -193,9 +195,12 @@ def _claim(target: Path) -> tuple[Path, IO[str]]:
     """Create ``<target>.partial`` with a locked marker; returns it and the open, locked marker.
 
     Refuses a finished folder, a partial folder that is no export, and one whose export is still
-    running; only a partial left by a killed export (marker present, lock free) is deleted.
+    running; only a partial left by a killed export (marker present, lock free) is deleted, with
+    the empty ``target`` it left as its claim of the name (``stale_claim``): that blocked the name
+    ("exists; delete it") for good.
     """
-    if path_exists(target):
+    stale = stale_claim(target)  # looked at while the killed export's partial still shows it
+    if path_exists(target) and not stale:
         raise RunError(f"{target} exists; delete it or give another --output")
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     busy = RunError(
@@ -214,6 +219,8 @@ def _claim(target: Path) -> tuple[Path, IO[str]]:
             left_by="a killed tunelab export",
             option="--output",
         )
+    if stale:
+        release_claim(target, "a killed tunelab export")
     # The folder appears under its name with its marker already locked (made aside, then renamed),
     # so no one ever sees this export's folder without a live lock.
     staging = partial.with_name(f".{partial.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")

@@ -15,6 +15,7 @@ always complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -128,9 +129,18 @@ def merge(
     method = run_method(ctx)
     if method.merge is None:
         raise ConfigError(f"{source.root}: a {method.name} run cannot be merged: {method.cannot_merge}")
-    from tunelab.runs.folder import check_new_run_path, make_parents, path_exists, remove_made
+    from tunelab.runs.folder import (
+        check_new_run_path,
+        empty_folder,
+        make_parents,
+        path_exists,
+        release_claim,
+        remove_made,
+    )
 
-    if path_exists(target):
+    # Looked at before the killed merge's staging folder is removed: it is what shows the claim.
+    stale = empty_folder(target) and _claimed_by_killed_merge(target)
+    if path_exists(target) and not stale:
         raise RunError(f"{target} exists; delete it or give another --out")
 
     # before the models are loaded: under a file it failed at the end ("unexpected FileExistsError"),
@@ -139,6 +149,8 @@ def merge(
     check_new_run_path(target, "--out")
     made = make_parents(target, "--out")
     _remove_stale_staging(target)
+    if stale:
+        release_claim(target, "a killed tunelab merge")
 
     stages = tqdm(total=3, desc="merge: load the adapter", disable=not show_progress, unit="step")
     try:
@@ -218,6 +230,7 @@ def _write_run(
 
     staging = target.with_name(f".{target.name}.merging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     lock = None
+    claimed = False
     try:
         staging.mkdir()
         # Locked while this merge runs, as an export's partial folder is: the OS drops the lock when
@@ -252,10 +265,17 @@ def _write_run(
             },
         )
         _claim(target)
+        claimed = True
         (staging / MARKER).unlink()  # not part of the run; the pid in the name covers the rest
         os.replace(staging, target)  # onto the empty folder just claimed: atomic, and nobody else's
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if claimed:
+            # Ctrl-C (or a kill's SIGTERM) between the claim and the rename left the empty folder,
+            # and the next merge said "exists; delete it". Only while empty: after the rename it
+            # holds the run.
+            with contextlib.suppress(OSError):
+                target.rmdir()
         raise
     finally:
         if lock is not None:
@@ -306,6 +326,30 @@ def _remove_stale_staging(target: Path) -> None:
 
 
 STALE_UNMARKED_S = 3600.0  # a merge folder without a marker is removed only when this old
+
+
+def _claimed_by_killed_merge(target: Path) -> bool:
+    """Whether a merge killed between claiming ``target`` and renaming its run onto it left it.
+
+    ``_write_run`` claims the name (an empty folder) and unlinks its staging folder's marker just
+    before the rename: a staging folder beside ``target`` with no marker, whose merge's process is
+    gone, is such a merge's; its empty claim blocked every later merge ("exists; delete it"). An
+    empty folder with no such staging folder beside it (made by hand) is still refused.
+    """
+    from tunelab.compress.export import MARKER
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.merging-(\d+)-[0-9a-f]{{8}}")
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return False
+    for folder in entries:
+        found = pattern.fullmatch(folder.name)
+        if found is None or folder.is_symlink() or not folder.is_dir():
+            continue
+        if not (folder / MARKER).exists() and not _pid_alive(int(found.group(1))):
+            return True
+    return False
 
 
 def _age_s(folder: Path) -> float:

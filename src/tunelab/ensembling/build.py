@@ -39,7 +39,7 @@ from tunelab.data.columns import label_name
 from tunelab.data.dataset import Dataset
 from tunelab.errors import ConfigError, DataError, RunError, TunelabError, first_line
 from tunelab.runs import RunFolder, find_run
-from tunelab.runs.folder import check_new_run_path
+from tunelab.runs.folder import check_new_run_path, stale_claim
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ def ensemble(
 
         parse_file_overrides(dev_options)
     target = Path(out)
-    if target.exists():
+    # An empty folder an interrupted command left as its claim of the name is taken (check_name and
+    # finish do so); it was refused here, for good.
+    if target.exists() and not stale_claim(target):
         raise RunError(f"{target} exists; delete it or give another --out")
     check_new_run_path(target, "--out")
     folders = [find_run(r) for r in runs]

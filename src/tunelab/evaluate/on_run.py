@@ -77,6 +77,8 @@ def evaluate(
     from tunelab.inference import load
     from tunelab.tasks.base import checked_encoded, checked_report, checked_score
 
+    if out_dir is None:
+        _check_default_out(run, data)
     predictor = load(run)
     assert predictor.run is not None
     task, labels = predictor.task, predictor.labels
@@ -187,6 +189,30 @@ def _check_out(target: Path) -> None:
     check_writable(target, "--out")  # else it failed after the evaluation, naming a temporary file
 
 
+def _check_default_out(run: Any, data: str | Path) -> None:
+    """The run's ``evals/`` (the report's default folder) must take the report, before any work.
+
+    A read-only run folder (a teammate's, a read-only mount) failed only after the model was loaded
+    and every row scored, as "unexpected OSError" naming ``<run>/evals``; ``--out`` is the way out.
+    """
+    from tunelab.preflight import check_writable
+    from tunelab.runs import find_run
+
+    evals = find_run(run).root / "evals"
+    check_writable(
+        evals / _report_stem(data),
+        "the report folder",
+        fix="give --out DIR to write the report elsewhere",
+    )
+
+
+def _report_stem(data: str | Path) -> str:
+    """The report folder's name for ``data`` (``report_folder`` adds ``-2``, ``-3``, ... to it)."""
+    # Letters of any script stay (测试集.csv -> evals/测试集, as the README says); only what a
+    # folder name should not hold (separators, spaces, control characters) becomes "_".
+    return re.sub(r"[^\w.-]+", "_", Path(data).stem).strip(".") or "data"
+
+
 def report_folder(evals: Path, data: str | Path) -> Path:
     """The report folder for ``data`` under ``evals``: ``<stem>``, else ``<stem>-2``, ``<stem>-3``, ...
 
@@ -197,9 +223,7 @@ def report_folder(evals: Path, data: str | Path) -> Path:
     existed, or being claimed right now) counts as another file's.
     """
     source = str(Path(data).resolve())
-    # Letters of any script stay (测试集.csv -> evals/测试集, as the README says); only what a
-    # folder name should not hold (separators, spaces, control characters) becomes "_".
-    stem = re.sub(r"[^\w.-]+", "_", Path(data).stem).strip(".") or "data"
+    stem = _report_stem(data)
     evals.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:

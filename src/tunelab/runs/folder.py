@@ -215,7 +215,10 @@ class RunFolder:
         model under the ensemble's name.
         """
         target = Path(target)
+        stale = stale_claim(target)  # looked at while the killed command's partial still shows it
         _remove_killed_one_go(target.with_name(target.name + PARTIAL_SUFFIX))
+        if stale:
+            release_claim(target, "a killed tunelab ensemble or zeroshot")
         partial = cls.create(target.parent, target.name, flag="--out")
         lock = None
         try:
@@ -232,24 +235,28 @@ class RunFolder:
     def check_name(output_dir: str | Path, name: str) -> Path:
         """The ``<name>.partial`` folder a new run would train in, if neither it nor ``<name>`` exists.
 
+        An empty ``<name>`` beside ``<name>.partial`` is that partial's claim of the name (see
+        ``_claim_final``): what the partial is decides the message, as for ``--resume`` (a run
+        stopped before it began training is to be deleted, not resumed).
+
         Raises:
             RunError: the name is taken by a run or an unfinished one (``tunelab validate`` says so
                 before any training).
         """
         out = Path(os.path.expanduser(output_dir))
-        if (out / name).exists():
+        final, root = out / name, out / f"{name}{PARTIAL_SUFFIX}"
+        if final.exists() and not (empty_folder(final) and root.exists()):
             raise RunError(
-                f"{out / name}: a run of that name exists; choose another name, e.g. "
+                f"{final}: a run of that name exists; choose another name, e.g. "
                 f"name={free_name(out, name)}, or delete it"
             )
-        root = out / f"{name}{PARTIAL_SUFFIX}"
         if root.exists():
-            training = _training_now(root)
-            if training is not None:  # a second `tunelab train name=<name>` while the first still runs
-                raise RunError(training)
-            left_by = _left_by_one_go(RunFolder(root))
-            if left_by is not None:
-                raise RunError(left_by)
+            # A live trainer, an export, what a killed ensemble left, or a run stopped before it began
+            # training (Ctrl-C while its rehearsal sample was written): this said "resume it", and
+            # --resume then said it cannot be resumed, delete it.
+            why = _not_resumable(RunFolder(root), new_run=True)
+            if why is not None:
+                raise RunError(why)
             raise RunError(
                 f"{root}: an unfinished run of that name exists; resume it with "
                 f"`tunelab train --resume {root}` or delete it"
@@ -276,8 +283,12 @@ class RunFolder:
         final = self._claim_final(fresh_name)
         try:
             os.replace(self.root, final)  # onto the empty folder claimed: nobody else can take it
-        except OSError:
-            final.rmdir()
+        except BaseException:
+            # Ctrl-C or a kill's SIGTERM too, not only a failed rename: the empty claim was left and
+            # blocked the next export, merge or ensemble of the name ("exists; delete it"). Removed
+            # only while still empty: an interrupt just after the rename leaves the run in it.
+            with contextlib.suppress(OSError):
+                final.rmdir()
             raise
         shutil.rmtree(final / "checkpoints", ignore_errors=True)
         (final / ONE_GO_MARKER).unlink(missing_ok=True)  # made_in_one_go's: not part of the run
@@ -302,7 +313,7 @@ class RunFolder:
                 candidate.mkdir()
                 return candidate
             except FileExistsError:
-                if _empty_folder(candidate):
+                if empty_folder(candidate):
                     return candidate
                 if not fresh_name:
                     raise RunError(
@@ -316,15 +327,60 @@ class RunFolder:
                 candidate = wanted.with_name(f"{self.name}-{n}")
 
 
-def _empty_folder(path: Path) -> bool:
-    """``path`` is a folder (not a link to one) with nothing in it."""
-    if path.is_symlink() or not path.is_dir():
-        return False
+def empty_folder(path: Path) -> bool:
+    """``path`` is a folder (not a link to one) with nothing in it; False where the OS cannot even
+    look (a name too long raised OSError from ``is_symlink``)."""
     try:
+        if path.is_symlink() or not path.is_dir():
+            return False
         with os.scandir(path) as entries:
             return next(entries, None) is None
     except OSError:
         return False
+
+
+def stale_claim(target: Path) -> bool:
+    """Whether ``target`` is the empty final-name folder of an export, ensemble or zero-shot that was
+    killed between claiming the name and renaming its work onto it.
+
+    Such a command claims ``<name>`` with an empty folder (``RunFolder.finish``) only while it holds
+    ``<name>.partial``; killed there (SIGKILL, the OOM killer), both stay, the partial's marker
+    unlocked, and the name was refused for good ("exists; delete it"). That partial is what tells
+    the claim from an empty folder put there by hand (still refused as taken) and from a live
+    command's claim (its marker is locked). Looked at before the command removes the killed
+    partial; a training run's partial keeps its claim (``--resume`` retakes it).
+    """
+    if not empty_folder(target):
+        return False
+    partial = _partial_sibling(target)
+    return path_exists(partial) and _killed_one_go(partial)
+
+
+def release_claim(target: Path, left_by: str) -> None:
+    """Remove the empty ``target`` found to be a killed command's claim, saying so.
+
+    Removed rather than written into: the command claims the name afresh at its end (``mkdir``
+    fails if another took it meanwhile), and one that fails then leaves no folder behind.
+    """
+    try:
+        target.rmdir()
+    except FileNotFoundError:  # a concurrent rerun took it back first
+        return
+    except OSError:  # filled meanwhile, or not ours to remove: the command's own claim says so
+        return
+    logger.warning(
+        "%s: the empty folder %s left as its claim of the name; taking the name again", target, left_by
+    )
+
+
+def _killed_one_go(partial: Path) -> bool:
+    """``partial`` was left by a killed export, ensemble or zero-shot: its marker is there, unlocked
+    (the command itself removes such a folder before it claims the name again)."""
+    for name in (ONE_GO_MARKER, EXPORT_MARKER):
+        marker = partial / name
+        if marker.is_file():
+            return not _being_written(marker)
+    return False
 
 
 def free_name(output_dir: Path, name: str) -> str:
@@ -573,10 +629,11 @@ def _never_trained(run: RunFolder) -> bool:
     return not run.run_json.is_file() and not (run.logs / "train.log").is_file()
 
 
-def _not_resumable(run: RunFolder) -> str | None:
+def _not_resumable(run: RunFolder, *, new_run: bool = False) -> str | None:
     """Why ``train --resume`` cannot take an unfinished folder (a run another ``tunelab train`` is
     writing now, an export, what a killed ensemble or zeroshot left, a run that never began
-    training), or None when it can."""
+    training), or None when it can. ``new_run``: worded for a new run of the folder's name
+    (``check_name``), which it blocks."""
     root = run.root
     training = _training_now(root)
     if training is not None:
@@ -588,6 +645,11 @@ def _not_resumable(run: RunFolder) -> str | None:
         return left_by
     if not run.config_json.is_file() or _never_trained(run):
         what = "it has no config.json" if not run.config_json.is_file() else "it never began training"
+        if new_run:
+            return (
+                f"{root}: an unfinished run of that name exists but cannot be resumed ({what}); "
+                "delete it and train again, or choose another name"
+            )
         return f"{root}: this run did not finish and cannot be resumed ({what}); delete it and train again"
     return None
 

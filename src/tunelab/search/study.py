@@ -68,6 +68,8 @@ _LOCK = ".search.lock"
 # What tells a search folder from others: a folder holding none of these (a run's, a bot's) is refused
 # as --out; the lock is made first, so a search killed before its search.json left at least it.
 _SEARCH_FILES = {SETTINGS, STUDY_DB, _LOCK, "trials", "trials.csv", "best.json"}
+# The search folder's trials, study and links are written there: --out moves the whole search.
+_WRITABLE_FIX = "give --out DIR for a folder you can write"
 
 
 @dataclass
@@ -147,7 +149,7 @@ def search(
     optuna = _import_optuna()
     from tqdm.auto import tqdm
 
-    from tunelab.preflight import check_run, load_config
+    from tunelab.preflight import check_run, check_writable, load_config
     from tunelab.search.outputs import link_best, write_outputs
 
     overrides = list(overrides or [])
@@ -185,6 +187,9 @@ def search(
             )
         check_parents_are_folders(Path(out), "--out")  # before the slow checks, not at mkdir
     base = load_config(config, overrides)
+    folder = Path(out) if out is not None else Path(base.output_dir) / f"search-{_stem(config)}"
+    # Before the slow checks: a read-only folder failed at its mkdir as "unexpected OSError".
+    check_writable(folder, "--out" if out is not None else "the search folder", fix=_WRITABLE_FIX)
     if base.data.dev is None and any(d.key == "data.train" for d in dims):
         raise ConfigError(
             f"{space}: data.train cannot be searched over while dev is carved from it (each trial "
@@ -195,7 +200,6 @@ def search(
     checked = check_run(base, new_run=False)  # the data and model, once, before any trial
     checked.raise_if_problems()
 
-    folder = Path(out) if out is not None else Path(base.output_dir) / f"search-{_stem(config)}"
     folder.mkdir(parents=True, exist_ok=True)
     with _search_lock(folder):  # one search process per folder
         settings = {

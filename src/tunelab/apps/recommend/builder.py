@@ -391,9 +391,19 @@ def read_report(folder: str | Path) -> dict[str, Any]:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
+    """``--out`` can take the recommender: not under a file, writable, and a recommender (or empty)
+    when it exists.
+
+    Writable is checked here, before any work: a read-only folder failed only after the data was
+    read and the models trained (minutes of bi-encoder training), as "unexpected OSError" naming
+    the hidden temporary folder.
+    """
     from tunelab.apps.out_path import check_out_parents
+    from tunelab.preflight import check_writable
 
     check_out_parents(target)
+    # the temporary folder is made beside the recommender and renamed onto it
+    check_writable(target, "--out", fix="give --out DIR in a folder you can write", beside=True)
     if not target.exists():
         return
     if not (target / META).is_file():

@@ -31,6 +31,7 @@ from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there
     ANN_MIN_PASSAGES,
     KnowledgeIndex,
     read_passages,
+    remove_stale_tmp,
     restore_interrupted,
     sibling_dir,
     swap_in,
@@ -164,10 +165,13 @@ def write_folder(target: Path, write: Any) -> None:
     kill or power cut at any moment leaves a whole folder there, the old one or the new one. Where
     the OS or file system cannot swap, it takes two renames (old aside, new in); a kill between
     them leaves ``target`` missing and the old folder in a hidden ``.NAME.<hex>.old`` sibling,
-    which the next ``write_folder`` (or ``restore_interrupted``) puts back first.
+    which the next ``write_folder`` (or ``restore_interrupted``) puts back first. Temporary
+    folders that killed writes left beside ``target`` are removed once an hour old
+    (``remove_stale_tmp``): nothing else ever removed them.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     restore_interrupted(target)
+    remove_stale_tmp(target)
     tmp = sibling_dir(target, "tmp")
     try:
         write(tmp)
@@ -178,9 +182,18 @@ def write_folder(target: Path, write: Any) -> None:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
+    """``--out`` can take the bot: not under a file, writable, and a bot when it exists.
+
+    Writable is checked here, before the model loads: a read-only folder failed only after the
+    model was loaded and calibrated and the knowledge embedded, as "unexpected OSError" naming the
+    hidden temporary folder.
+    """
     from tunelab.apps.out_path import check_out_parents
+    from tunelab.preflight import check_writable
 
     check_out_parents(target)
+    # the temporary folder is made beside the bot and renamed onto it
+    check_writable(target, "--out", fix="give --out DIR in a folder you can write", beside=True)
     if not target.exists():
         return
     if not (target / BOT_YAML).is_file():

@@ -348,12 +348,14 @@ class KnowledgeIndex:
         The new folder is swapped with an existing one in one step (``exchange``), so a kill at any
         moment leaves a whole index at ``folder``; where the OS cannot swap, two renames (old aside
         into a hidden ``.NAME.<hex>.old`` sibling, new in), and an index a kill left aside between
-        them is put back first by the next save (``restore_interrupted``).
+        them is put back first by the next save (``restore_interrupted``); temporary folders killed
+        saves left are removed once an hour old (``remove_stale_tmp``).
         """
         target = Path(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         restore_interrupted(target)
         self._restore_unnamed_leftover(target)
+        remove_stale_tmp(target)
         tmp = sibling_dir(target, "tmp")
         try:
             with (tmp / self.PASSAGES).open("w", encoding="utf-8") as f:
@@ -433,6 +435,49 @@ def sibling_dir(target: Path, suffix: str) -> Path:
 
 
 OLD_ENTRY = "bot"  # the old folder's name inside its hidden ``.old`` sibling (the same for every caller)
+# A temporary folder (``.NAME.<hex>.tmp``) untouched this long is a killed writer's, not a live one's.
+STALE_TMP_S = 3600.0
+
+
+def remove_stale_tmp(target: Path) -> None:
+    """Remove the temporary folders (``.NAME.<12 hex>.tmp``) that killed writes left beside ``target``.
+
+    A build or save killed by SIGKILL (the OOM killer, ``kill -9``) or a power cut runs no cleanup,
+    and each left its whole folder behind for good (a recommender's with its text encoder, ~90 MB);
+    ``restore_interrupted`` looks at ``.old`` siblings only. As ``e5_multilingual._remove_stale_tmp``
+    does for converted models, only folders whose newest entry is over an hour old go: a younger one
+    may be another process's write in progress.
+    """
+    import time
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.tmp")
+    cutoff = time.time() - STALE_TMP_S
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+    except OSError:  # a folder the OS cannot list: the write itself says why, in one line
+        return
+    for folder in candidates:
+        if pattern.fullmatch(folder.name) is None:
+            continue
+        try:
+            if folder.is_symlink() or not folder.is_dir() or _newest_mtime(folder) >= cutoff:
+                continue
+        except OSError:  # gone meanwhile (another process cleaned it), or not ours to read
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("removed %s, left behind by an interrupted write of %s", folder, target)
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The newest modification time of ``folder`` and its entries (a write in progress touches them)."""
+    newest = folder.stat().st_mtime
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+    return newest
 
 
 def restore_interrupted(target: Path) -> Path | None:

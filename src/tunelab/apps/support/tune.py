@@ -102,6 +102,7 @@ def tune_bot(
     from tunelab.evaluate.selective import choose_threshold, coverage_curve
 
     goal = parse_target(target)
+    _check_writable(Path(folder))
     bot = Bot.load(folder)
     # default: the bot's own out-of-scope label (build --oos-label), not "oos" whatever it is
     oos_label = bot.config.oos_label if oos_label is None else oos_label
@@ -254,6 +255,21 @@ def tune_bot(
         folder=out,
         warnings=warnings,
     )
+
+
+def _check_writable(folder: Path) -> None:
+    """The bot folder takes ``tune/`` and a new bot.yaml, checked before the model loads: a
+    read-only one failed only after every dev message was scored, as "unexpected OSError" naming
+    the hidden temporary folder. A folder that is no bot is left to ``Bot.load`` to name."""
+    from tunelab.preflight import check_writable
+
+    if folder.is_dir():
+        check_writable(
+            folder / TUNE_DIR,
+            "the bot folder's",
+            fix="copy the bot to a folder you can write and tune the copy",
+            beside=True,
+        )
 
 
 def _between(curve: list[Any], point: Any) -> float:

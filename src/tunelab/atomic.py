@@ -7,15 +7,17 @@ Windows when source and target are on the same file system, which a sibling temp
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import json
 import os
+import re
 import secrets
 import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -24,10 +26,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(target)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            # A full disk fails here, and an fd's error names no file: export and predict said
+            # "unexpected OSError: [Errno 28] No space left on device" and nothing of where.
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -54,6 +61,69 @@ def _create_temp(target: Path) -> tuple[int, str]:
             # a caller's error said
             raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
     raise FileExistsError(f"{target.parent}: no free temporary file name for {target.name}")
+
+
+class StorageProblem(NamedTuple):
+    """A write the file system refused, in words: ``f"{what}: {fix}"`` (see ``storage_problem``)."""
+
+    what: str  # "no space left on device writing runs/a.partial/checkpoints/..."
+    fix: str  # "free space"
+
+
+# errno -> (what happened, how it names the path, what to do). These are refusals of the machine,
+# not of tunelab's input: each command otherwise ended in "unexpected OSError" (or safetensors'
+# "SafetensorError: ... (os error 28)") without naming the file.
+_STORAGE_ERRORS: dict[int, tuple[str, str, str]] = {
+    code: message
+    for name, message in (
+        ("ENOSPC", ("no space left on device", "writing", "free space")),
+        ("EDQUOT", ("disk quota exceeded", "writing", "free space or raise the quota")),  # not on Windows
+        (
+            "EFBIG",
+            (
+                "file too large",
+                "writing",
+                "raise the file size limit (ulimit -f) or use a file system that takes larger files",
+            ),
+        ),
+        ("EROFS", ("read-only file system", "writing", "choose a writable folder")),
+        ("EACCES", ("permission denied", "on", "fix its permissions or choose another folder")),
+        ("EPERM", ("operation not permitted", "on", "fix its permissions or choose another folder")),
+    )
+    if (code := getattr(errno, name, None)) is not None
+}
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+
+
+# Set on such an error when it ends a training run (tunelab.train.trainer._say_how_to_resume), read
+# by cli.main: the run's .partial folder (named when the error names no file: safetensors') and
+# the command that resumes it.
+RUN_FOLDER_ATTR = "tunelab_run_folder"
+RESUME_HINT_ATTR = "tunelab_resume_hint"
+
+
+def storage_problem(exc: BaseException, where: str | Path | None = None) -> StorageProblem | None:
+    """``exc`` as a full disk, a quota, a read-only or forbidden folder; None for any other error.
+
+    An ``OSError`` with one of those errnos, or the error of a Rust library, whose text is the only
+    place its errno is given: safetensors' ``SafetensorError`` ("Error while serializing: I/O error:
+    No space left on device (os error 28)") and tokenizers' plain ``Exception`` ("No space left on
+    device (os error 28)", from ``tokenizer.save_pretrained``). The path is the error's own file
+    name, else ``where`` (the folder being written, when the caller knows it), else none is named.
+    """
+    code: int | None = None
+    path = str(where) if where is not None else None
+    if isinstance(exc, OSError):
+        code = exc.errno
+        if isinstance(exc.filename, str | bytes | os.PathLike):
+            path = os.fsdecode(exc.filename)
+    else:  # Rust's std::io::Error says its errno so: "(os error 28)"
+        found = _OS_ERROR_IN_TEXT.search(str(exc))
+        code = int(found.group(1)) if found else None
+    if code is None or code not in _STORAGE_ERRORS:
+        return None
+    what, naming, fix = _STORAGE_ERRORS[code]
+    return StorageProblem(f"{what} {naming} {path}" if path else what, fix)
 
 
 # renameat2(2): Linux 3.15+, glibc 2.28+. Written by hand: neither the standard library nor a package

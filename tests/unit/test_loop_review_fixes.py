@@ -72,7 +72,10 @@ def test_a_run_killed_at_its_final_rename_resumes_under_its_own_name(
                 None, overrides=_overrides(tiny_bert, tiny_overrides, train_csv, out, "name=rk"),
                 show_progress=False,
             )  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["rk", "rk.partial"] and not any((out / "rk").iterdir())
+    # An exception at the rename (Ctrl-C) now removes the empty claim it made (RunFolder.finish);
+    # a SIGKILL there cannot, so its leftover, the empty rk/, is made here as the kill leaves it.
+    assert sorted(p.name for p in out.iterdir()) == ["rk.partial"]
+    (out / "rk").mkdir()
     with caplog.at_level(logging.WARNING, logger="tunelab"):
         result = tunelab.train(resume=out / "rk.partial", show_progress=False)
     assert result.run_dir == out / "rk" and sorted(p.name for p in out.iterdir()) == ["rk"]

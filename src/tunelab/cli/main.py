@@ -146,6 +146,26 @@ def _take_late_positionals(
     setattr(args, target, [*(getattr(args, target) or []), *extras])
 
 
+def _storage_line(exc: BaseException) -> str | None:
+    """A full disk, a quota, a read-only or forbidden folder in one line naming the path and what to
+    do; None for any other error (``tunelab.atomic.storage_problem``).
+
+    A training run's error carries its resume hint (``tunelab.train.trainer._say_how_to_resume``),
+    said only while its ``.partial`` folder is still there: ``tunelab search`` deletes a failed
+    trial's folder before the error reaches here.
+    """
+    from tunelab.atomic import RESUME_HINT_ATTR, RUN_FOLDER_ATTR, storage_problem
+
+    folder = getattr(exc, RUN_FOLDER_ATTR, None)
+    problem = storage_problem(exc, where=folder)
+    if problem is None:
+        return None
+    hint = getattr(exc, RESUME_HINT_ATTR, None)
+    if hint and folder and os.path.isdir(folder):
+        return f"{problem.what}: {problem.fix}, then {hint}"
+    return f"{problem.what}: {problem.fix} and run again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -172,9 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        # A training run says how to resume it (tunelab.train.trainer.TrainingInterrupted).
-        print(f"interrupted; {exc}" if str(exc) else "interrupted", file=sys.stderr)
-        return 130
+        # A training run says how to resume it (tunelab.train.trainer.TrainingInterrupted); one stopped
+        # by SIGTERM says "terminated" and exits 143 as a process killed by it would (train_cmd).
+        said = getattr(exc, "said", "interrupted")
+        print(f"{said}; {exc}" if str(exc) else said, file=sys.stderr)
+        return int(getattr(exc, "exit_status", 130))
     except BrokenPipeError:
         # `tunelab runs | head -1`: the reader has what it wanted. Point stdout at /dev/null so
         # Python's flush at exit does not fail on the closed pipe again.
@@ -183,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             raise
+        line = _storage_line(exc)
+        if line is not None:
+            print(f"error: {line}", file=sys.stderr)
+            return 1
         print(
             f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr
         )

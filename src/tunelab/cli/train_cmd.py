@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from tunelab.cli.config_args import (
     add_config_arguments,
@@ -25,6 +30,9 @@ HELP = """examples:
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
 train.*, augment.*, continual.*, self_training.*, output_dir, name. `tunelab validate CONFIG` checks
 a config without training.
+Ctrl-C, or SIGTERM (docker stop, scancel, kill), stops training and prints the `--resume` command that
+continues it; the exit status is 130 after Ctrl-C and 143 after SIGTERM. A full disk says which file
+it could not write and how to resume once space is freed.
 --from RUN keeps RUN's settings and label ids (new labels are appended), replays a stratified sample
 of its training rows (continual.rehearsal per label, or all) and names the new data with data.train=...
 """
@@ -55,9 +63,20 @@ def run(args: argparse.Namespace) -> int:
 
     config, overrides = config_and_overrides(args)
     from_run, overrides = from_run_and_overrides(args, overrides)
-    result = train(
-        config, overrides=overrides, resume=args.resume, from_run=from_run, show_progress=not args.quiet
-    )
+    with _sigterm_interrupts() as terminated:
+        try:
+            result = train(
+                config,
+                overrides=overrides,
+                resume=args.resume,
+                from_run=from_run,
+                show_progress=not args.quiet,
+            )
+        except KeyboardInterrupt as exc:
+            if terminated:  # cli.main prints and exits with these
+                exc.said = "terminated"  # type: ignore[attr-defined]
+                exc.exit_status = 128 + signal.SIGTERM  # type: ignore[attr-defined]
+            raise
     s = result.summary
     print(f"run: {result.run_dir}")
     print(
@@ -72,3 +91,36 @@ def run(args: argparse.Namespace) -> int:
     report = result.run_dir / "report.html"
     print(f"report: {report}" if report.is_file() else "report: none (no dev or test data to report on)")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[list[int]]:
+    """SIGTERM stops training as Ctrl-C does, with its ``--resume`` hint, for the block.
+
+    ``docker stop``, Slurm's ``scancel`` (or its time limit) and ``kill`` send SIGTERM, whose
+    default action ended the process at once with status 143 and nothing said, though the
+    ``.partial`` folder was there to resume. The handler raises KeyboardInterrupt in the main
+    thread (the trainer turns it into ``TrainingInterrupted``) and records the signal in the list
+    it yields; it puts the previous handler back first, so a second SIGTERM during the clean-up
+    acts as before. Only the main thread may set a handler: elsewhere (``train`` run from a
+    thread) nothing changes. The previous handler is restored when the block ends.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    # None: a handler set outside Python, which cannot be put back; the default is the nearest
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:
+        previous = signal.SIG_DFL
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGTERM, previous)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -157,12 +157,16 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
         disable=not setup.show_progress,
         desc="train",
     )
-    with fast_dropout(model, cfg.fast_dropout):
-        _train_epochs(model, setup, state, optimizer, scheduler, adversary, total_steps, bar)
-    if not state.stopped_early and bar.total != bar.n:  # a normal finish ends at 100%, whatever the plan
-        bar.total = bar.n
-        bar.refresh()
-    bar.close()
+    # Closed however training ends: an error (a full disk, Ctrl-C) was printed on the bar's own line
+    # ("train: 35%|...|error: ...") and tqdm redrew the bar below it when it was collected.
+    try:
+        with fast_dropout(model, cfg.fast_dropout):
+            _train_epochs(model, setup, state, optimizer, scheduler, adversary, total_steps, bar)
+        if not state.stopped_early and bar.total != bar.n:  # a normal finish ends at 100%, whatever the plan
+            bar.total = bar.n
+            bar.refresh()
+    finally:
+        bar.close()
     if best_path.is_file():
         load_trainable_state(model, load_file(str(best_path)))
     return state

@@ -15,7 +15,7 @@ import platform
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +75,36 @@ def _interrupted(run: RunFolder) -> TrainingInterrupted:
         step = None  # (RunError: _checkpoint_step's one line for a damaged state.json)
     where = f"the last checkpoint (step {step})" if step is not None else "the start (no checkpoint yet)"
     return TrainingInterrupted(f"`tunelab train --resume {run.root}` continues from {where}")
+
+
+def _say_how_to_resume(run: RunFolder, exc: BaseException) -> None:
+    """Attach ``_interrupted``'s resume hint to ``exc`` if it is a full disk, a quota, a read-only or
+    forbidden folder; any other error is left as it is.
+
+    ``tunelab train`` ended in "unexpected SafetensorError: Error while serializing: I/O error: No
+    space left on device (os error 28)", naming neither the file nor ``--resume``, though the
+    ``.partial`` folder resumed once space was freed. The error itself goes on unchanged (a caller
+    catching ``OSError`` still does); the hint rides on it, as a note for a traceback and as
+    attributes for the CLI's one line.
+    """
+    from tunelab.atomic import RESUME_HINT_ATTR, RUN_FOLDER_ATTR, storage_problem
+
+    if storage_problem(exc) is None:
+        return
+    hint = str(_interrupted(run))
+    setattr(exc, RUN_FOLDER_ATTR, str(run.root))
+    setattr(exc, RESUME_HINT_ATTR, hint)
+    exc.add_note(f"{hint} once the file system takes the writes")
+
+
+@contextlib.contextmanager
+def _resumable_on_write_errors(run: RunFolder) -> Iterator[None]:
+    """Say how to resume after a refused write in the block (``_say_how_to_resume``)."""
+    try:
+        yield
+    except Exception as exc:
+        _say_how_to_resume(run, exc)
+        raise
 
 
 @dataclass
@@ -425,44 +455,46 @@ def _train(
             raise
     from tunelab.train.continual import write_rehearsal
 
-    write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)
-    handler, level_before = _setup_file_log(run.logs / "train.log")
-    try:
-        return _train_in(
-            run,
-            cfg,
-            task,
-            splits,
-            resolved,
-            method,
-            model,
-            tokenizer,
-            enc_train,
-            options=options,
-            head_init=head_init,
-            probe_accuracy=probe_accuracy,
-            base_fingerprint=base_fingerprint,
-            data_fingerprint=data_fingerprint,
-            augmentation=augmentation,
-            self_training=self_training,
-            precision=precision,
-            precision_before=precision_before,
-            loss_term=loss_term,
-            continual=continual.summary() if continual is not None else None,
-            resume=resume is not None,
-            show_progress=show_progress,
-            on_evaluate=on_evaluate,
-            read_splits=read_splits,
-            setup_started=setup_started,
-        )
-    except TrainingInterrupted:
-        raise
-    except KeyboardInterrupt:
-        raise _interrupted(run) from None
-    finally:
-        logging.getLogger("tunelab").removeHandler(handler)
-        logging.getLogger("tunelab").setLevel(level_before)
-        handler.close()
+    # A full disk from here on: one line naming the file, with the resume hint (a Ctrl-C's below).
+    with _resumable_on_write_errors(run):
+        write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)
+        handler, level_before = _setup_file_log(run.logs / "train.log")
+        try:
+            return _train_in(
+                run,
+                cfg,
+                task,
+                splits,
+                resolved,
+                method,
+                model,
+                tokenizer,
+                enc_train,
+                options=options,
+                head_init=head_init,
+                probe_accuracy=probe_accuracy,
+                base_fingerprint=base_fingerprint,
+                data_fingerprint=data_fingerprint,
+                augmentation=augmentation,
+                self_training=self_training,
+                precision=precision,
+                precision_before=precision_before,
+                loss_term=loss_term,
+                continual=continual.summary() if continual is not None else None,
+                resume=resume is not None,
+                show_progress=show_progress,
+                on_evaluate=on_evaluate,
+                read_splits=read_splits,
+                setup_started=setup_started,
+            )
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise _interrupted(run) from None
+        finally:
+            logging.getLogger("tunelab").removeHandler(handler)
+            logging.getLogger("tunelab").setLevel(level_before)
+            handler.close()
 
 
 def _train_in(

@@ -24,6 +24,8 @@
       share: false                 #   true: a Bernoulli CUSUM on the negative share too
       release: 0                   #   the episode ends when S is back to 0 (zscore: 2)
       min_volume: 5                #   at least 5 negatives in the window
+      max_keys: 2000               #   topics and companies watched at once (~35 KB each; the
+                                   #   listed topics always, besides; see detector.Detector)
     max_future: 5m                 # documents dated further ahead of the clock are refused
                                    #   (default 5m, a quarter of the window if less; under half of it)
     webhook: https://alerts.example.com/hooks/monitor   # optional: POST each new alert here
@@ -80,6 +82,7 @@ _DETECTOR_OTHERS = (
     "min_volume",
     "min_history",
     "max_docs",
+    "max_keys",
 )
 # Fields that mean something to one method only: given with the other, they would be ignored.
 _METHOD_ONLY = {"threshold": "zscore", "h": "cusum", "shift": "cusum", "share": "cusum"}

@@ -62,6 +62,7 @@ import bisect
 import copy
 import dataclasses
 import hashlib
+import heapq
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -84,6 +85,11 @@ _MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): a normal sample's MAD time
 # The CUSUM's baseline is at least half a negative document a window: a key with no negatives in
 # its baseline would otherwise have no drift, and a few stray negatives would pile up to an alert.
 _CUSUM_FLOOR = 0.5
+#: Most topics and companies a monitor watches at once (``detector.max_keys``): each is two rings
+#: of ``ring_steps`` int32 buckets, 35 KB with the defaults (4,379 steps), so 2,000 are ~70 MB. Any
+#: API key that may POST documents names detector keys (a document's own ``topic``, the companies an
+#: NER run finds in its text): without a cap, 4,000 made-up topics held 100 MB for 3 days.
+MAX_KEYS = 2_000
 #: How far ahead of the present (seconds) a document may be dated and move it at once (see the
 #: module docstring): clock skew between a feed and this host; less for windows under 20 minutes.
 LEAD_S = 300
@@ -114,6 +120,8 @@ class DetectorSettings:
         h: cusum: the log-likelihood ratio (nats) that opens an alert.
         shift: cusum: the multiple of the baseline negative rate it is designed to find.
         share: cusum: also run the Bernoulli CUSUM on the negative share.
+        max_keys: most topics and companies watched at once, besides the monitor's listed topics
+            (see ``Detector``); ~35 KB each with the defaults (``ring_steps`` x 8 bytes).
     """
 
     window_s: int | None = None  # an int once made (None: the method's default)
@@ -128,6 +136,7 @@ class DetectorSettings:
     h: float = 10.0  # chosen on dev streams, like _DEFAULTS["cusum"]
     shift: float = 3.0
     share: bool = False
+    max_keys: int = MAX_KEYS
 
     def __post_init__(self) -> None:
         problems = []
@@ -136,7 +145,7 @@ class DetectorSettings:
         for name, value in _DEFAULTS.get(self.method, _DEFAULTS["cusum"]).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        for name in ("window_s", "step_s", "baseline_s", "min_volume", "max_docs"):
+        for name in ("window_s", "step_s", "baseline_s", "min_volume", "max_docs", "max_keys"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 label = name.removesuffix("_s") if name in ("window_s", "step_s", "baseline_s") else name
@@ -418,6 +427,7 @@ class _Key:
         self.counts = np.zeros(size, dtype=np.int32)
         self.negatives = np.zeros(size, dtype=np.int32)
         self.bucket = bucket  # the newest bucket the ring holds
+        self.last = bucket  # the newest bucket a document was counted in (which key to let go first)
         self.neg_docs: deque[tuple[int, str]] = deque()  # (bucket, doc id) of negatives in the window
         self.cached: tuple[int, _Baseline | None] | None = None
         self.episode: Alert | None = None
@@ -441,6 +451,7 @@ class _Key:
         if bucket <= self.bucket - self.size:
             return False
         slot = bucket % self.size
+        self.last = max(self.last, bucket)
         self.counts[slot] += 1
         self.negatives[slot] += int(negative)
         if self.cached is not None and bucket <= self.cached[0] - 1:
@@ -462,13 +473,33 @@ class Detector:
         ...     keys = ["topic:earnings", "company:acme"]
         ...     for alert in detector.observe(keys, doc.time, doc.negative, doc.id):
         ...         print(alert.key, "opened" if alert.ended_at is None else "ended")
+
+    **At most ``max_keys`` keys.** Whoever sends documents names keys (a document's own topic, the
+    companies in its text), and each key holds two rings (~35 KB). A new key past the cap takes the
+    place of the key least recently given a document, among those without an open episode and
+    without a document in the current window (their state says least about an alert now); when
+    there is none, the new key is not watched: its documents count under their other keys, and
+    ``unwatched`` counts them (the monitor stores them all; trends read the store). Letting go of
+    active keys instead would let a flood of made-up names wipe every real key's baseline each
+    minute. ``protected`` keys (the monitor's listed topics) are always watched and not counted.
     """
 
-    def __init__(self, monitor: str, settings: DetectorSettings | None = None) -> None:
+    def __init__(
+        self, monitor: str, settings: DetectorSettings | None = None, *, protected: Iterable[str] = ()
+    ) -> None:
         self.monitor = monitor
         self.settings = settings or DetectorSettings()
         self._ring = self.settings.ring_steps
         self._keys: dict[str, _Key] = {}
+        self._protected = frozenset(protected)
+        # Documents' keys not counted because max_keys keys were watched (each key of a document
+        # once), keys let go to make room, and the latest key left out (for the monitor's log line).
+        self.unwatched = 0
+        self.evicted = 0
+        self.last_unwatched: str | None = None
+        # The present (now_bucket) at which no key could be let go: not looked for again until
+        # time moves, so a flood of new names costs one scan of the keys a step, not one a document.
+        self._full_at: int | None = None
         self.first_bucket: int | None = None  # when the stream started (the warm-up counts from it)
         self.now_bucket: int | None = None
         # The present: the newest document time counted (a held one is not, see the module
@@ -499,7 +530,16 @@ class Detector:
             raise RuntimeError("Detector.transaction is not re-entrant")
         self._undo = {}
         held = (list(self._held), self._waiting)
-        scalars = (self.first_bucket, self.now_bucket, self.newest, self.late)
+        scalars = (
+            self.first_bucket,
+            self.now_bucket,
+            self.newest,
+            self.late,
+            self.unwatched,
+            self.evicted,
+            self.last_unwatched,
+            self._full_at,
+        )
         try:
             yield
         except BaseException:
@@ -508,7 +548,16 @@ class Detector:
                     self._keys.pop(key, None)
                 else:
                     self._keys[key] = saved
-            self.first_bucket, self.now_bucket, self.newest, self.late = scalars
+            (
+                self.first_bucket,
+                self.now_bucket,
+                self.newest,
+                self.late,
+                self.unwatched,
+                self.evicted,
+                self.last_unwatched,
+                self._full_at,
+            ) = scalars
             self._held, self._waiting = held
             raise
         finally:
@@ -624,8 +673,12 @@ class Detector:
         self._see(moment)
         changed = []
         for key in unique:
-            self._keep(key)
             state = self._keys.get(key)
+            if state is None and not self._room_for(key):
+                self.unwatched += 1
+                self.last_unwatched = key
+                continue
+            self._keep(key)
             if state is None:
                 state = self._keys[key] = _Key(self._ring, bucket)
             if not state.add(bucket, negative):
@@ -649,6 +702,45 @@ class Detector:
             # one at a time do (an episode left open through a batch swallowed the next surge).
             changed.extend(self._end_fallen())
         return changed
+
+    # -- the cap on keys -----------------------------------------------------------------------------
+
+    @property
+    def watched(self) -> int:
+        """Keys held that count against ``max_keys`` (the protected ones do not)."""
+        return len(self._keys) - sum(1 for key in self._protected if key in self._keys)
+
+    def _room_for(self, key: str) -> bool:
+        """Whether new ``key`` may be watched: under the cap, or a key could be let go for it."""
+        if key in self._protected or self.watched < self.settings.max_keys:
+            return True
+        if self.now_bucket is None or self._full_at == self.now_bucket:
+            return False
+        # Idle: no document in the current window (buckets now - window + 1 .. now).
+        idle_until = self.now_bucket - self.settings.window_steps
+        victim, oldest = None, idle_until + 1
+        for name, state in self._keys.items():
+            if state.last < oldest and state.episode is None and name not in self._protected:
+                victim, oldest = name, state.last
+        if victim is None:
+            self._full_at = self.now_bucket
+            return False
+        self._keep(victim)
+        del self._keys[victim]
+        self.evicted += 1
+        return True
+
+    def most_recent(self, last_seen: dict[str, int], keep: Iterable[str] = ()) -> set[str]:
+        """The keys a restart watches: ``keep`` (those in an open episode), the protected ones, and
+        the most recently active others (``last_seen``: key -> when it last had a document, any
+        increasing number) up to ``max_keys``, so the warm-up from the store respects the cap and
+        keeps the keys a live stream still names rather than the first ones it replays."""
+        chosen = set(keep) | {key for key in last_seen if key in self._protected}
+        room = self.settings.max_keys - len(chosen - self._protected)
+        if room > 0:
+            others = (key for key in last_seen if key not in chosen)
+            chosen.update(heapq.nlargest(room, others, key=last_seen.__getitem__))
+        return chosen
 
     def advance(self, moment: datetime | None = None) -> list[Alert]:
         """Move time on to ``moment`` (None: the present, the newest document time counted) and

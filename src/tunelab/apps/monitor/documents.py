@@ -31,11 +31,42 @@ _EPOCH_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")  # epoch seconds giv
 #: retry), where SQLite stores it. 200 characters are at most 800 bytes of UTF-8, and as long as
 #: the trend and alert routes' topic, company and key parameters, so whatever is stored can be asked for.
 MAX_KEY_CHARS = 200
+#: What an id, topic or source may not hold: the control characters (Unicode category Cc: line
+#: feed, carriage return, escape ...) and the line and paragraph separators. They are logged (an
+#: alert's key and documents), and a line feed in a topic wrote a forged line into the server's log.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: A date and time, then a space and an offset without its sign: how ``+01:00`` in a URL's query
 #: arrives when its '+' was not written ``%2B`` (a '+' there means a space).
 _SPACED_OFFSET = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)? [0-9]{2}(:?[0-9]{2})?"
 )
+
+
+class DocumentFieldError(ValueError):
+    """A document refused for one of its fields: ``check_batch`` names it ``documents[3].id``.
+
+    ``str()`` reads alone too (``id 'a\\nb' contains a control character ...``), for the warning
+    about a followed file's line.
+    """
+
+    def __init__(self, field: str, problem: str, doc_id: str | None = None) -> None:
+        self.field, self.problem, self.doc_id = field, problem, doc_id
+        where = f"document {doc_id!r}: " if doc_id is not None else ""
+        super().__init__(f"{where}{field} {problem}")
+
+    def located(self, index: int) -> str:
+        """The one-line message of a batch's document ``index``: ``documents[3].topic: ...``."""
+        of = f" (document {self.doc_id!r})" if self.doc_id is not None else ""
+        return f"documents[{index}].{self.field}: {self.problem}{of}"
+
+
+def loggable(text: str) -> str:
+    """``text`` for one log line: as it is, or written escaped (``ascii``) when it holds a control
+    character, a line break or other unprintable character: a stored topic or id (stored before
+    they were refused, or a company an NER run found) would otherwise start a forged line."""
+    if text.isprintable():
+        return text
+    return ascii(text)
 
 
 @dataclass(frozen=True)
@@ -127,6 +158,17 @@ def _unstorable(value: str) -> str | None:
     return None
 
 
+def _control_character(value: str) -> str | None:
+    """Why ``value`` cannot be an id, topic or source, or None: it holds a control character."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return (
+        f"{_shown(value)} contains a control character (U+{ord(found.group()):04X} at character "
+        f"{found.start()}), which ids, topics and sources may not hold: they are one line of text"
+    )
+
+
 def parse_document(
     obj: Any, *, max_text_chars: int = MAX_TEXT_CHARS, latest: datetime | None = None
 ) -> Document:
@@ -154,6 +196,8 @@ def parse_document(
         )
     if isinstance(doc_id, str) and (problem := _unstorable(doc_id)):
         raise ValueError(f"id {doc_id!a} {problem}")
+    if isinstance(doc_id, str) and (problem := _control_character(doc_id)):
+        raise DocumentFieldError("id", problem)
     if obj.get("time") is None:
         raise ValueError(f"document {doc_id!r}: no time (ISO 8601 or epoch seconds)")
     try:
@@ -184,6 +228,8 @@ def parse_document(
             raise ValueError(f"document {doc_id!r}: {name} must be a string, not {type(value).__name__}")
         if isinstance(value, str) and (problem := _unstorable(value)):
             raise ValueError(f"document {doc_id!r}: {name} {problem}")
+        if isinstance(value, str) and (problem := _control_character(value)):
+            raise DocumentFieldError(name, problem, str(doc_id))
         if isinstance(value, str) and len(value.strip()) > MAX_KEY_CHARS:
             raise ValueError(
                 f"document {doc_id!r}: {name} has {len(value.strip()):,} characters, over the limit "
@@ -230,6 +276,8 @@ def check_batch(
     for i, obj in enumerate(docs):
         try:
             out.append(parse_document(obj, max_text_chars=max_text_chars, latest=latest))
+        except DocumentFieldError as exc:
+            raise DataError(exc.located(i)) from None
         except ValueError as exc:
             raise DataError(f"documents[{i}]: {exc}") from None
     return out

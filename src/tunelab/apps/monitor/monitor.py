@@ -30,10 +30,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from tunelab.apps.monitor.classify import Classified, Classifier
+from tunelab.apps.monitor.classify import OTHER_TOPIC, Classified, Classifier
 from tunelab.apps.monitor.config import MonitorConfig, Source
 from tunelab.apps.monitor.detector import Alert, Detector
-from tunelab.apps.monitor.documents import Document, check_batch, parse_line
+from tunelab.apps.monitor.documents import Document, check_batch, loggable, parse_line
 from tunelab.apps.monitor.lease import Lease, take_lease
 from tunelab.apps.monitor.sources import (
     FileFollower,
@@ -51,6 +51,9 @@ from tunelab.serve.store.base import StoreError
 log = logging.getLogger(__name__)
 
 CHUNK_DOCS = 512  # documents classified and committed together when a file has many
+#: At most one log line per this many seconds (per monitor) about keys left unwatched at the cap:
+#: a flood of made-up topics would otherwise write one line per document.
+UNWATCHED_LOG_S = 60.0
 
 
 @dataclass
@@ -61,20 +64,27 @@ class IngestResult:
     duplicates: int = 0  # ids already stored or repeated in the batch: not counted again
     skipped: int = 0  # malformed lines or refused documents
     alerts: list[Alert] = field(default_factory=list)  # alerts opened
+    # A document's topics and companies not watched, the detector being at detector.max_keys
+    # (each key of a document once): stored and in trends, but no alert on those keys.
+    unwatched: int = 0
 
     def add(self, other: IngestResult) -> None:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.skipped += other.skipped
         self.alerts.extend(other.alerts)
+        self.unwatched += other.unwatched
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "stored": self.stored,
             "duplicates": self.duplicates,
             "skipped": self.skipped,
             "alerts": [a.to_dict() for a in self.alerts],
         }
+        if self.unwatched:  # only past the cap: a monitor under it reads as before
+            out["unwatched"] = self.unwatched
+        return out
 
 
 @dataclass
@@ -124,6 +134,21 @@ def doc_keys(doc: Document, res: Classified) -> list[str]:
     """The windows a document counts in: its topic and each company it names."""
     keys = [f"topic:{res.topic}"] if res.topic else []
     return keys + [f"company:{c}" for c in res.companies]
+
+
+def stored_keys(topic: str | None, companies: Sequence[str]) -> list[str]:
+    """The windows a stored document counts in (``doc_keys`` of its stored labels)."""
+    return ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
+
+
+def protected_keys(config: MonitorConfig) -> set[str]:
+    """The keys watched whatever ``detector.max_keys`` says: the listed zero-shot topics (and
+    ``other``), a bounded set the operator chose. Made-up topics and companies filling the cap
+    then cannot turn alerting off for them. (A topic run's labels count against the cap: they
+    are known only once it is loaded, and are few.)"""
+    if not config.topics or config.topic_run is not None:
+        return set()
+    return {f"topic:{t.name}" for t in config.topics} | {f"topic:{OTHER_TOPIC}"}
 
 
 def load_classifier(config: MonitorConfig, *, ner: str | Path | None = None) -> Classifier:
@@ -209,7 +234,10 @@ class Monitor:
             raise
         self._classifier = classifier
         self._ner = ner
-        self.detector = Detector(self.name, config.detector)
+        self.detector = Detector(self.name, config.detector, protected=protected_keys(config))
+        # Keys left unwatched at the cap since the last line about them, and when it was written.
+        self._unwatched_pending = 0
+        self._unwatched_logged = -math.inf
         self.totals = IngestResult()
         self._followers: dict[Path, FileFollower] = {}
         # (a watched folder, its pattern) -> its files read: two sources on one folder with other
@@ -327,13 +355,16 @@ class Monitor:
             # is in the store once, and a restarted monitor's warm-up counts it too.
             with self.detector.transaction():
                 offset = 0
+                unwatched: list[int] = []
                 for new in news:
                     mine: list[Alert] = []
+                    before = self.detector.unwatched
                     for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
                         mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
                     if new:
                         mine += self.detector.advance()  # to the present: new[-1] may be held
                     changed.append(mine)
+                    unwatched.append(self.detector.unwatched - before)
                     offset += len(new)
                 every = [a for mine in changed for a in mine]
                 # Still ours? (a lock file removed, a PostgreSQL session cut): else nothing is
@@ -345,38 +376,66 @@ class Monitor:
                     ).inserted
                 )
             offset = 0
-            for new, mine, result in zip(news, changed, results, strict=True):
+            for new, mine, result, left in zip(news, changed, results, unwatched, strict=True):
                 inserted = sum(1 for i in range(offset, offset + len(new)) if i in saved)
                 offset += len(new)
                 result.stored = inserted
                 result.duplicates += len(new) - inserted  # stored meanwhile by another process
                 result.alerts = [a for a in mine if a.ended_at is None]
+                result.unwatched = left
                 self.totals.add(result)
             for alert in every:
                 self._log_alert(alert)
+            self._log_unwatched(sum(unwatched))
         if self.on_ingest is not None:
             self.on_ingest(results)
         return results
 
+    def _log_unwatched(self, count: int) -> None:
+        """Say that keys were left unwatched at the cap: at most one line per ``UNWATCHED_LOG_S``,
+        with the count since the last one (a flood of made-up names is one line a minute)."""
+        self._unwatched_pending += count
+        now = time.monotonic()
+        if not self._unwatched_pending or now - self._unwatched_logged < UNWATCHED_LOG_S:
+            return
+        elapsed = now - self._unwatched_logged
+        since = "" if elapsed == math.inf else f" in the last {elapsed:.0f}s"
+        s = self.detector.settings
+        log.warning(
+            "monitor %s: %d topics or companies of documents left unwatched%s (latest %s): "
+            "detector.max_keys=%d keys are watched, each with a document in the last window or an "
+            "open alert; those documents are stored and in trends, only alerts on their keys are off "
+            "(raise max_keys: ~%d KB a key); at most one such line per %.0fs",
+            self.name,
+            self._unwatched_pending,
+            since,
+            loggable(self.detector.last_unwatched or "-"),
+            s.max_keys,
+            round(s.ring_steps * 8 / 1000),
+            UNWATCHED_LOG_S,
+        )
+        self._unwatched_pending, self._unwatched_logged = 0, now
+
     def _log_alert(self, alert: Alert) -> None:
+        """One line per alert; its key and document ids escaped, as clients name them (a topic or
+        company with a control character would start a forged line of the log)."""
+        key = loggable(alert.key)
         if alert.ended_at is None:
             unit = ".0%" if alert.kind == "negative_share" else ".0f"
             log.warning(
                 "monitor %s: ALERT %s %s: %s (baseline %s), level %.1f at %s; %d documents, first %s",
                 self.name,
-                alert.key,
+                key,
                 alert.kind.replace("_", " "),
                 format(alert.observed, unit),
                 format(alert.baseline, unit),
                 alert.level,
                 alert.started_at.isoformat(),
                 len(alert.docs),
-                ", ".join(alert.docs[:3]),
+                ", ".join(loggable(d) for d in alert.docs[:3]),
             )
         else:
-            log.warning(
-                "monitor %s: alert %s on %s ended at %s", self.name, alert.id, alert.key, alert.ended_at
-            )
+            log.warning("monitor %s: alert %s on %s ended at %s", self.name, alert.id, key, alert.ended_at)
 
     def _warm_up(self) -> None:
         """Rebuild the windows from stored documents and reopen the episodes left open."""
@@ -410,13 +469,31 @@ class Monitor:
         before = self.store.time_range(self.name, until_epoch=since - 1)
         if before is not None:
             self.detector.start_at(before[1])
-        for doc_id, moment, topic, negative, companies in self.store.recent(self.name, since, until):
-            keys = ([f"topic:{topic}"] if topic else []) + [f"company:{c}" for c in companies]
+        rows = self.store.recent(self.name, since, until)
+        # At most detector.max_keys keys, the most recently active (and those in an open episode):
+        # replayed in time order, the cap would keep the first keys named and refuse today's.
+        open_alerts = self.store.alerts(self.name, open_only=True)
+        last_seen = {key: i for i, row in enumerate(rows) for key in stored_keys(row[2], row[4])}
+        watched = self.detector.most_recent(last_seen, keep=(a.key for a in open_alerts))
+        left_out = sum(1 for key in last_seen if key not in watched)
+        if left_out:
+            log.warning(
+                "monitor %s: the stored documents of the last baseline name %d topics and companies; "
+                "the %d most recently active are watched (detector.max_keys=%d), the other %d only "
+                "stored and in trends until a key is free",
+                self.name,
+                len(last_seen),
+                len(last_seen) - left_out,
+                self.config.detector.max_keys,
+                left_out,
+            )
+        for doc_id, moment, topic, negative, companies in rows:
+            keys = [k for k in stored_keys(topic, companies) if k in watched]
             self.detector.observe(keys, moment, negative, doc_id, quiet=True)
         # Replayed in time order, a document ahead of the rest is last, with no later one to confirm
         # or refute it: it is the present, as the newest stored document (a sparse feed's) was.
         self.detector.settle()
-        self.detector.resume(self.store.alerts(self.name, open_only=True))
+        self.detector.resume(open_alerts)
 
     # -- sources -------------------------------------------------------------------------------------
 

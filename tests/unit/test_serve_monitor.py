@@ -91,7 +91,14 @@ def test_a_batch_is_stored_once_by_id_and_metered_per_document(api: Api) -> None
     docs = [doc(1, 0, "Acme Corp revenue steady"), doc(2, 1, "Globex shares falls"), doc(1, 0, "again")]
     r = api.send(docs)
     assert r.status_code == 200, r.text
-    assert r.json() == {"monitor": "markets", "received": 3, "stored": 2, "duplicates": 1, "alerts": []}
+    assert r.json() == {
+        "monitor": "markets",
+        "received": 3,
+        "stored": 2,
+        "duplicates": 1,
+        "alerts": [],
+        "unwatched": 0,
+    }
     [row] = api.rows()
     assert (row.app, row.model, row.version, row.texts, row.status) == ("monitor", "markets", None, 3, 200)
     assert row.request_id == r.headers["X-Request-ID"]
@@ -102,6 +109,19 @@ def test_a_batch_is_stored_once_by_id_and_metered_per_document(api: Api) -> None
     assert (stored["n1"]["label"], stored["n2"]["label"]) == ("positive", "negative")
     usage = api.client.get("/v1/usage", headers=api.headers(api.token)).json()
     assert usage["by_model"]["monitor/markets"] == {"requests": 2, "texts": 5, "tokens": 0}
+
+
+def test_a_batch_says_how_many_keys_it_left_unwatched_at_the_cap(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    """The detector watches at most detector.max_keys keys; a client sending made-up topics is told."""
+    api = make_api(monitors=[(monitor_config(tmp_path, detector={"max_keys": 3}), CountingClassifier())])
+    docs = [{**doc(i, i, "revenue steady"), "topic": f"made-up-{i}"} for i in range(1, 7)]
+    r = api.send(docs)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["stored"] == 6 and out["unwatched"] == 3  # the first 3 topics are watched, the last 3 not
+    assert api.store.count("markets") == 6  # stored all the same
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,11 @@ class IngestResponse(BaseModel):
     stored: int = Field(description="new documents classified and stored")
     duplicates: int = Field(description="ids stored before or repeated in the batch: not counted again")
     alerts: list[AlertOut] = Field(description="alerts this batch opened")
+    unwatched: int = Field(
+        0,
+        description="topics and companies (each once a document) of this batch the detector does not "
+        "watch: the monitor's detector.max_keys keys are taken (stored and in the trend; no alert on them)",
+    )
 
 
 class TrendBucket(BaseModel):

@@ -146,6 +146,7 @@ async def ingest(
         stored=result.stored,
         duplicates=result.duplicates,
         alerts=_alerts_out(result.alerts),
+        unwatched=result.unwatched,
     )
 
 

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from tunelab.serve.adapters import BasePool, shared_backend
 from tunelab.serve.batcher import MicroBatcher
 from tunelab.serve.bots import BotRegistry
-from tunelab.serve.deps import ServeState
+from tunelab.serve.deps import KeyCheck, ServeState
 from tunelab.serve.error_handlers import install_error_handlers
 from tunelab.serve.in_flight import InFlightTexts
 from tunelab.serve.metrics import ServeMetrics
@@ -180,6 +180,9 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    # Innermost first: the key is checked before a route reads its body, after a body declared over
+    # --max-body was refused (a constant either way); ObserveMiddleware, added last, is outermost.
+    app.add_middleware(KeyCheck, state=state)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, state=state)  # added last: outermost
     return app

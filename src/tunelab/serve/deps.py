@@ -8,6 +8,7 @@ thread pool; the event loop keeps batching and answering meanwhile.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunelab.serve.context import RequestContext, request_context
 from tunelab.serve.metrics import ServeMetrics
-from tunelab.serve.observe import REFUSAL_LOG_INTERVAL_S, RateLimitedLog
+from tunelab.serve.observe import CALLER_SCOPE_KEY, REFUSAL_LOG_INTERVAL_S, RateLimitedLog, route_match
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.settings import ServeSettings
 
@@ -103,7 +106,9 @@ ApiKeyHeader = Annotated[str | None, Security(api_key_scheme)]
 
 async def _authenticate(request: Request, state: ServeState, ctx: RequestContext) -> Any:
     ctx.auth_tried = True
-    caller = await run_in_threadpool(state.access.authenticate, bearer_token(request.headers))
+    caller = request.scope.get(CALLER_SCOPE_KEY)  # KeyCheck's, before the body was read: not twice
+    if caller is None:
+        caller = await run_in_threadpool(state.access.authenticate, bearer_token(request.headers))
     ctx.caller = caller
     return caller
 
@@ -138,10 +143,98 @@ Caller = Annotated[Any, Depends(require_caller)]
 MaybeCaller = Annotated[Any, Depends(optional_caller)]
 Admin = Annotated[Any, Depends(require_admin)]
 
+_KEY_DEPENDENCIES: dict[Any, str] = {
+    require_caller: "required",
+    require_admin: "required",
+    optional_caller: "optional",
+}
+
+
+class KeyCheck:
+    """Pure ASGI middleware: the key of a request whose route needs one, checked before the route
+    reads (and parses) its body.
+
+    FastAPI reads and parses a route's body before it resolves its dependencies, so a request
+    without a valid key cost as much as its body (a 1 MB JSON body five times a small one) before
+    its 401. Here a request the router will hand to such a route (``Caller``, ``MaybeCaller``,
+    ``Admin``) has its key checked first: a refusal is answered by the app's own handler for the
+    error (the same 401/403 body and headers, the same refusal count), its body unread; a valid
+    key's caller goes on in the scope, where the route's dependency takes it instead of checking
+    the key again. Inside ``BodySizeLimit``: a body declared over --max-body is still a 413 before
+    anything else. ``--no-auth`` lets a request without a key through to ``MaybeCaller`` routes as
+    before; a request the router answers itself (404, 405, a redirect) is left to it.
+    """
+
+    def __init__(self, app: ASGIApp, *, state: ServeState) -> None:
+        self.app = app
+        self.state = state
+        self._needs: dict[int, str | None] = {}  # id(RouteEntry) -> what its route needs of a key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        access = self.state.access
+        found = route_match(scope) if scope["type"] == "http" else None
+        if access is None or found is None or not found.full or found.redirect:
+            await self.app(scope, receive, send)
+            return
+        need = self._need(found.entry)
+        token = bearer_token(Headers(scope=scope))
+        if need is None or (need == "optional" and token is None and not self.state.settings.require_keys):
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await run_in_threadpool(access.authenticate, token)
+        except Exception as exc:
+            request = Request(scope, receive)
+            request_context(request).auth_tried = True  # its outcome is final, as in the route's
+            handler = _handler_for(scope.get("app"), exc)
+            if handler is None:
+                raise  # unexpected: the middleware's 500, as from the route's dependency
+            response = handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+            await response(scope, receive, send)
+            return
+        scope[CALLER_SCOPE_KEY] = caller
+        await self.app(scope, receive, send)
+
+    def _need(self, entry: Any) -> str | None:
+        """``required``, ``optional`` (``MaybeCaller``) or None: what ``entry``'s route needs of a key."""
+        key = id(entry)
+        if key not in self._needs:
+            self._needs[key] = _key_need(entry.dependant)
+        return self._needs[key]
+
+
+def _key_need(dependant: Any) -> str | None:
+    """What a route's dependencies need of a key: ``required`` if any needs one, else ``optional``
+    if any takes one, else None."""
+    found: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        if current is None:
+            continue
+        need = _KEY_DEPENDENCIES.get(getattr(current, "call", None))
+        if need is not None:
+            found.add(need)
+        stack.extend(getattr(current, "dependencies", None) or ())
+    return "required" if "required" in found else "optional" if found else None
+
+
+def _handler_for(app: Any, exc: Exception) -> Any:
+    """The app's exception handler for ``exc`` (by class, nearest first), as Starlette looks it up."""
+    handlers = getattr(app, "exception_handlers", None) or {}
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
+
+
 __all__ = [
     "Admin",
     "Caller",
     "Context",
+    "KeyCheck",
     "MaybeCaller",
     "ServeState",
     "State",

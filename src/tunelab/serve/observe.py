@@ -20,7 +20,10 @@ monitor's documents (``/v1/apps/monitor/{name}/documents``) likewise, one text p
 row naming the app (``monitor``) and the monitor; a recommender's rankings, items and events
 (``/v1/apps/recommend/{name}/users/{id}``, ``.../items``, ``.../events``), one unit per ranking, item
 or recorded event, the row naming the app (``recommend``) and the recommender. A successful app
-request may answer 201 (an added item): every 2xx is billed, as 200 is.
+request may answer 201 (an added item): every 2xx is billed, as 200 is. Which requests are metered
+is decided from the route their path leads to (``RouteTable``: the router's own regexes, in its
+order, so a name or user id the route accepts, line breaks included, is one the meter sees), by
+the route's full template (``METERED_ROUTES``).
 
 A 2xx answer of a request that changed state (a monitor's stored documents, a recommender's added
 items or recorded events) is sent even when its usage row cannot be written: a 503 "try again"
@@ -38,13 +41,16 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunelab.serve.context import SCOPE_KEY, RequestContext
@@ -53,13 +59,30 @@ from tunelab.serve.metrics import OTHER
 log = logging.getLogger("tunelab.serve")
 access_log = logging.getLogger("tunelab.serve.access")
 
-PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)/predict/?$")
-# Application routes metered like predict: a bot's messages, a monitor's documents.
-APP_PATH = re.compile(r"^/v1/apps/(?P<app>support)/(?P<name>[^/]+)/messages/?$")
-MONITOR_PATH = re.compile(r"^/v1/apps/(?P<app>monitor)/(?P<name>[^/]+)/documents/?$")
-RECOMMEND_PATH = re.compile(r"^/v1/apps/(?P<app>recommend)/(?P<name>[^/]+)/(?:users/.+|items|events)/?$")
-# Metered routes whose 2xx answer says that something was stored: never withheld (see above).
-CHANGES_STATE = re.compile(r"^/v1/apps/(?:monitor/[^/]+/documents|recommend/[^/]+/(?:items|events))/?$")
+# The metered routes, by the full path template they are served at: the app that their usage row
+# and metrics name (None: a model's predict) and the path parameter naming the model, bot, monitor
+# or recommender. Whether a request is metered is decided by matching its path with the app's own
+# routes (their regexes, in the router's order), never with patterns of our own: a pattern of ours
+# ("users/.+", where "." stops at a newline) once let rankings for a user id with a line break
+# through unbilled, their quota reservations never settled.
+METERED_ROUTES: dict[str, tuple[str | None, str]] = {
+    "/v1/models/{name}/predict": (None, "name"),
+    "/v1/apps/support/{bot}/messages": ("support", "bot"),
+    "/v1/apps/monitor/{name}/documents": ("monitor", "name"),
+    "/v1/apps/recommend/{name}/users/{user_id}": ("recommend", "name"),
+    "/v1/apps/recommend/{name}/items": ("recommend", "name"),
+    "/v1/apps/recommend/{name}/events": ("recommend", "name"),
+}
+# Metered routes whose 2xx answer to a POST says that something was stored: never withheld (see above).
+CHANGES_STATE_ROUTES = frozenset(
+    {
+        "/v1/apps/monitor/{name}/documents",
+        "/v1/apps/recommend/{name}/items",
+        "/v1/apps/recommend/{name}/events",
+    }
+)
+ROUTE_SCOPE_KEY = "tunelab.route"  # the RouteMatch found for the request before routing (or None)
+CALLER_SCOPE_KEY = "tunelab.caller"  # the caller whose key was checked before the body was read
 APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
@@ -143,6 +166,95 @@ class RefusalLog(RateLimitedLog):
         )
 
 
+@dataclass(frozen=True, eq=False)
+class RouteEntry:
+    """One route of the app as its router sees it: the full path template it is served at (with
+    ``/v1``), the regex the router matches paths with, its methods (None: any) and its dependant."""
+
+    route: Any  # what the router puts in scope["route"] (FastAPI's original route)
+    template: str
+    regex: re.Pattern[str]
+    methods: frozenset[str] | None
+    dependant: Any = None
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """The route a request's path leads to, found before routing, as the router will find it."""
+
+    entry: RouteEntry
+    full: bool  # the method is one the route answers (False: the router answers 405)
+    params: dict[str, str]  # the path parameters as the route's regex matched them
+    redirect: bool = False  # only the path without its trailing slash matched: the router redirects
+
+
+class RouteTable:
+    """The app's HTTP routes in the order its router tries them, each with its full template.
+
+    Built once per app (routes are declared before the first request) from FastAPI's
+    ``iter_route_contexts``, so the regexes are the router's own: what this finds for a path is
+    the route that answers it (first full match, else first partial one, as ``Router`` does).
+    """
+
+    _tables: ClassVar[weakref.WeakKeyDictionary[Any, RouteTable]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, app: Any) -> None:
+        self.entries = _route_entries(app)
+        self.by_route: dict[int, list[RouteEntry]] = {}
+        for entry in self.entries:
+            self.by_route.setdefault(id(entry.route), []).append(entry)
+
+    @classmethod
+    def of(cls, app: Any) -> RouteTable | None:
+        """The table of ``app`` (made on first use); None for what is not a Starlette app."""
+        if app is None or not hasattr(app, "routes"):
+            return None
+        table = cls._tables.get(app)
+        if table is None:
+            table = cls._tables[app] = cls(app)
+        return table
+
+    def match(self, path: str, method: str) -> RouteMatch | None:
+        """The route ``path`` leads to: the first that matches with ``method``, else the first that
+        matches at all (the router's 405), else the one the path leads to without its trailing
+        slash (the router's redirect), else None."""
+        found = self._match(path, method)
+        if found is None and path != "/" and path.endswith("/"):
+            found = self._match(path.rstrip("/"), method)
+            if found is not None:
+                found = RouteMatch(found.entry, found.full, found.params, redirect=True)
+        return found
+
+    def _match(self, path: str, method: str) -> RouteMatch | None:
+        partial = None
+        for entry in self.entries:
+            m = entry.regex.match(path)
+            if m is None:
+                continue
+            if entry.methods is None or method in entry.methods:
+                return RouteMatch(entry, True, m.groupdict())
+            partial = partial or RouteMatch(entry, False, m.groupdict())
+        return partial
+
+
+def route_match(scope: Scope) -> RouteMatch | None:
+    """The route the request of ``scope`` leads to, found once and kept in the scope, so the
+    middlewares that act before routing (metering, the key check) agree with the router."""
+    if ROUTE_SCOPE_KEY not in scope:
+        table = RouteTable.of(scope.get("app"))
+        scope[ROUTE_SCOPE_KEY] = table.match(_route_path(scope), scope["method"]) if table else None
+    return scope[ROUTE_SCOPE_KEY]
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: ``scope["path"]`` less ``root_path`` (as Starlette's own)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
 class ObserveMiddleware:
     """Outermost tunelab middleware; ``state`` is the app's ``ServeState``."""
 
@@ -150,9 +262,6 @@ class ObserveMiddleware:
         self.app = app
         self.state = state
         self.refusal_log = RefusalLog(access_log, interval_s=REFUSAL_LOG_INTERVAL_S)
-        # id(route) -> [(route, full path template, its regex)], built from the app on first use
-        self._full_paths: dict[int, list[tuple[Any, str, Any]]] | None = None
-        self._paths_of: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,16 +269,12 @@ class ObserveMiddleware:
             return
         ctx = RequestContext()
         scope[SCOPE_KEY] = ctx
-        path = scope["path"]
-        match = (
-            PREDICT_PATH.match(path)
-            or APP_PATH.match(path)
-            or MONITOR_PATH.match(path)
-            or RECOMMEND_PATH.match(path)
-        )
-        if match:
-            ctx.model = match.group("name")  # scope["path"] is decoded already: as the router reads it
-            ctx.app = match.groupdict().get("app")
+        found = route_match(scope)
+        metered = METERED_ROUTES.get(found.entry.template) if found is not None else None
+        match = metered is not None
+        if found is not None and metered is not None:
+            ctx.app, param = metered
+            ctx.model = found.params.get(param)  # scope["path"] is decoded already: as the router reads it
         status = 0
         replaced = False  # the app's answer was swapped for a 503 (usage could not be recorded)
 
@@ -216,7 +321,10 @@ class ObserveMiddleware:
             return True
         try:
             if ctx.caller is None and not ctx.auth_tried:
-                ctx.caller = await run_in_threadpool(_caller_if_valid, access, scope)
+                # The key the key check accepted before the body was read, else a look-up now.
+                ctx.caller = scope.get(CALLER_SCOPE_KEY) or await run_in_threadpool(
+                    _caller_if_valid, access, scope
+                )
                 if ctx.caller is not None and 400 <= status < 500 and status not in (401, 403, 429):
                     # Refused before the key was read (malformed JSON, a wrong method, a body over
                     # --max-body): it still counts against the key's rate, as the README promises,
@@ -246,29 +354,36 @@ class ObserveMiddleware:
 
         FastAPI from 0.16x keeps an included router's routes as they were declared, so
         ``scope["route"].path`` is the inner router's path (``/models/{name}/predict``, no ``/v1``);
-        the full one is found among the app's route contexts. Templates only, never a request's
-        raw path, so the label's values stay as few as the routes.
+        the full one is found in the app's ``RouteTable``. A request answered before routing (a key
+        refused by the key check, a body over --max-body) is labelled with the route it was for.
+        Templates only, never a request's raw path, so the label's values stay as few as the routes.
         """
         route = scope.get("route")
         if route is None:
-            return "unmatched"
+            found = scope.get(ROUTE_SCOPE_KEY)
+            return found.entry.template if found is not None and not found.redirect else "unmatched"
         own = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
-        app = scope.get("app")
-        if self._full_paths is None or (id(route) not in self._full_paths and app is not self._paths_of):
-            self._full_paths, self._paths_of = _route_templates(app), app
-        candidates = self._full_paths.get(id(route))
+        table = RouteTable.of(scope.get("app"))
+        candidates = table.by_route.get(id(route)) if table is not None else None
         if not candidates:
-            return own  # an older FastAPI (routes copied with their prefix), or not a FastAPI app
+            return own  # not a route of the app's table (not a FastAPI app)
         if len(candidates) > 1:  # one route included under two prefixes: the one this path matched
-            for _, path, regex in candidates:
-                if regex is not None and regex.match(scope["path"]):
-                    return path
-        return candidates[0][1]
+            path = _route_path(scope)
+            for entry in candidates:
+                if entry.regex.match(path):
+                    return entry.template
+        return candidates[0].template
 
     @staticmethod
     def _changed_state(scope: Scope, status: int) -> bool:
         """The request stored something: a POST of documents, items or events answered 2xx."""
-        return 200 <= status < 300 and scope["method"] == "POST" and bool(CHANGES_STATE.match(scope["path"]))
+        found = scope.get(ROUTE_SCOPE_KEY)
+        return (
+            200 <= status < 300
+            and scope["method"] == "POST"
+            and found is not None
+            and found.entry.template in CHANGES_STATE_ROUTES
+        )
 
     def _unbilled(self, ctx: RequestContext, scope: Scope, status: int) -> None:
         """One ERROR line with what billing the request by hand needs (its row was not written)."""
@@ -366,18 +481,34 @@ class ObserveMiddleware:
         )
 
 
-def _route_templates(app: Any) -> dict[int, list[tuple[Any, str, Any]]]:
-    """Each route of ``app`` (by id; the route is kept, so its id is never reused) with the full
-    path template it is served at, from FastAPI's ``iter_route_contexts`` where it has one."""
+def _route_entries(app: Any) -> list[RouteEntry]:
+    """Each HTTP route of ``app`` in the router's order, with the full path template it is served
+    at, from FastAPI's ``iter_route_contexts`` where it has one (older FastAPI copies included
+    routes with their prefix, so the app's own list has the full paths)."""
     try:
         from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: included routes carry their full path themselves
-        return {}
-    out: dict[int, list[tuple[Any, str, Any]]] = {}
-    for context in iter_route_contexts(getattr(app, "routes", None) or []):
-        route, path = context.original_route, context.path_format or context.path
-        if path:
-            out.setdefault(id(route), []).append((route, path, getattr(context, "path_regex", None)))
+    except ImportError:
+        contexts: list[tuple[Any, Any]] = [(route, route) for route in getattr(app, "routes", None) or []]
+    else:
+        contexts = [(c.original_route, c) for c in iter_route_contexts(getattr(app, "routes", None) or [])]
+    out = []
+    for route, context in contexts:
+        if isinstance(route, WebSocketRoute):
+            continue  # never matches an HTTP request
+        regex = getattr(context, "path_regex", None)
+        template = getattr(context, "path_format", None) or getattr(context, "path", None)
+        if regex is None or not template:
+            continue
+        methods = getattr(context, "methods", None)
+        out.append(
+            RouteEntry(
+                route=route,
+                template=template,
+                regex=regex,
+                methods=frozenset(methods) if methods else None,
+                dependant=getattr(context, "dependant", None),
+            )
+        )
     return out
 
 
@@ -405,4 +536,13 @@ def _error(code: str, message: str, ctx: RequestContext) -> dict[str, Any]:
     return {"error": {"code": code, "message": f"{message} (request id {ctx.request_id})"}}
 
 
-__all__ = ["ObserveMiddleware", "RateLimitedLog", "RefusalLog"]
+__all__ = [
+    "CALLER_SCOPE_KEY",
+    "METERED_ROUTES",
+    "ObserveMiddleware",
+    "RateLimitedLog",
+    "RefusalLog",
+    "RouteMatch",
+    "RouteTable",
+    "route_match",
+]

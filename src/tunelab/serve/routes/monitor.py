@@ -7,9 +7,10 @@
   share per bucket, with the key's alert episodes.
 * ``GET /v1/apps/monitor/{name}/alerts?from=&to=&key=``: alert episodes, oldest first.
 
-The document route checks in the order of cost, like predict: body size, JSON, key, schema, the
-key's rate, monitor, document count, each document, quota, then the classifier and the database
-(in the monitor's batcher thread, never on the event loop). Reads need a key and are not billed;
+The document route checks in the order of cost, like predict: body size (as declared), key
+(before the body is read), JSON, schema, the key's rate, monitor, document count, each document,
+quota, then the classifier and the database (in the monitor's batcher thread, never on the event
+loop). Reads need a key and are not billed;
 they count against the key's rate and run in threads of their own (``MonitorRegistry.read``).
 A monitor's documents and alerts are the same for every key (they are the institution's feed).
 """

@@ -11,10 +11,10 @@
   (an unknown item or a bad field rejects that event only). Billed per recorded event.
 * ``GET /v1/apps/recommend``: the served recommenders and their info (not billed).
 
-Checks go in the order of cost, like predict: body size, JSON, key, schema, the key's rate, then
-recommender, counts and sizes, quota, then the recommender itself in its own threads (never on the event
-loop). Usage rows name the app (``recommend``) and the recommender. Every key sees the same
-recommenders: they have no owner.
+Checks go in the order of cost, like predict: body size (as declared), key (``KeyCheck``, before the
+body is read), JSON, schema, the key's rate, then recommender, counts and sizes, quota, then the
+recommender itself in its own threads (never on the event loop). Usage rows name the app
+(``recommend``) and the recommender. Every key sees the same recommenders: they have no owner.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@
 
 Conversations and tickets belong to the key that sent the messages: a key sees and handles only
 its own (another key's ticket is a 404), an admin key every ticket. The message route checks in
-the order of cost, like predict: body size, JSON, key, schema, the key's rate, bot, text length,
+the order of cost, like predict: body size (as declared), key (before the body is read), JSON,
+schema, the key's rate, bot, text length,
 quota, then the database and the bot (which runs in its batcher's thread, never on the event loop).
 The ticket routes take the key's rate first too (no quota: they bill no texts).
 """

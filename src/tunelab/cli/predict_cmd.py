@@ -45,6 +45,10 @@ keep "top_k" as a list; CSV and Parquet spread it over columns top_1_label, top_
 "row" is the row's number in the file: data rows counted from 1, the header line not counted
 (JSON lines: the line number); rows with empty text are dropped and leave a gap. An existing
 output file is left alone unless --overwrite; the file appears only when complete.
+
+The --input file is read, then predicted and written 8,192 rows at a time, so memory holds the
+input and one chunk's predictions, not every row's; on a terminal a progress bar on stderr counts
+the rows predicted (-q: none).
 """
 
 
@@ -76,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3, help="how many ranked labels to return (default 3)")
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (with --input)")
     p.add_argument(
         "--zero-shot",
         metavar="LABELS.yaml",
@@ -124,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             options=options,
             overwrite=args.overwrite,
+            show_progress=not args.quiet,
         )
         print(f"wrote {n} predictions to {args.output}")
         return 0

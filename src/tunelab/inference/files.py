@@ -23,13 +23,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tunelab.atomic import atomic_write_bytes, atomic_write_text
 from tunelab.errors import DataError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     import pandas as pd
     import pyarrow as pa
@@ -74,6 +74,24 @@ def output_format(path: str | Path, *, overwrite: bool = False) -> str:
     return fmt
 
 
+#: Rows predicted and written at a time by ``predict_file`` (predicted at a time by
+#: ``Predictor.predict(Path)``). The input is read whole: its frame is small beside what predicting
+#: it whole held at once (every text tokenised, a result dict, an output record and a table row per
+#: row, the output table and its CSV text: 3.5 GB for 200,000 rows of 30-80 words with the tiny
+#: test model). A chunk this size keeps the forward batches as full as before.
+CHUNK_ROWS = 8192
+
+
+class PredictedChunk(NamedTuple):
+    """One chunk's output records; the input columns' output names with their Parquet types (see
+    ``_records_and_input_types``); and ``input_values``: an input column's value in every kept row
+    of the file, by output name, for Parquet output to type the column as the whole table did."""
+
+    records: list[dict[str, Any]]
+    input_types: dict[str, pa.DataType | None]
+    input_values: Callable[[str], list[Any]]
+
+
 def prediction_records(
     predictor: Predictor,
     input_path: str | Path,
@@ -103,6 +121,28 @@ def _records_and_input_types(
 ) -> tuple[list[dict[str, Any]], dict[str, pa.DataType | None]]:
     """``prediction_records``, and each input column's output name with its Parquet type (None
     where the file has no column types), so that Parquet output can write the same types."""
+    records: list[dict[str, Any]] = []
+    input_types: dict[str, pa.DataType | None] = {}
+    for chunk in _prediction_chunks(predictor, input_path, top_k, batch_size, options):
+        records.extend(chunk.records)
+        input_types = chunk.input_types
+    return records, input_types
+
+
+def _prediction_chunks(
+    predictor: Predictor,
+    input_path: str | Path,
+    top_k: int,
+    batch_size: int,
+    options: list[str] | dict[str, Any] | None,
+    progress: Any = None,
+) -> Iterator[PredictedChunk]:
+    """The records of ``input_path``'s kept rows, predicted ``CHUNK_ROWS`` rows at a time.
+
+    The file is read whole by ``read_texts`` (its checks, row numbers and messages); only the
+    predictions and the output records are made a chunk at a time, so that no more than a chunk's
+    are held. ``progress``: a tqdm bar, given the number of rows to predict and each chunk's.
+    """
     from tunelab.data import read_texts
     from tunelab.data.file_options import options_for_file, parse_file_overrides
 
@@ -110,48 +150,92 @@ def _records_and_input_types(
     given = parse_file_overrides(options)  # a dict's keys as the list's: data.text_column too
     texts, pairs, frame = read_texts(input_path, cfg, text_column_given="text_column" in given)
     text_col = cfg.text_column if cfg.text_column in frame.columns else "text"
-    # ``texts`` are stripped (so the reader can tell an empty one); the output echoes each text as
-    # the file gives it, which the "text" field replaced when the column is called text.
-    given_texts = [str(t) for t in frame[text_col]]
-    given_pairs = [str(t) for t in frame[cfg.text_pair_column]] if pairs is not None else None
-    read = texts
-    if predictor.task.output == "entities":
-        # Entities are character offsets into the text the model read: into a stripped copy they
-        # missed the echoed text by its leading whitespace. Words never hold whitespace, so the
-        # entities are the same; only their offsets move, now into the text as given, as the
-        # HTTP service and ``Predictor.predict`` give them.
-        read = given_texts
-    # A classifier keeps reading the stripped text, as it was trained (the bundled tokenizers
-    # ignore surrounding whitespace, checked for MiniLM's and e5-small-multilingual's; a custom
-    # tokenizer might not).
-    results = predictor.predict(read, pairs, top_k=top_k, batch_size=batch_size) if read else []
     own = {"text": text_col, "text_pair": cfg.text_pair_column}
+    rows = [int(r) for r in frame.index]
     # The text columns as the model read them; every other column as its file typed it.
-    typed = _typed_cells(input_path, cfg, [int(r) for r in frame.index])
+    typed = _typed_cells(input_path, cfg, rows)
     cells, types = typed if typed is not None else (None, {})
     read_as_text = {text_col, cfg.text_pair_column}
-    records = []
+    columns = [str(c) for c in frame.columns]
     input_types: dict[str, pa.DataType | None] = {}
     names: dict[tuple[str, ...], dict[str, str]] = {}
-    for i, (text, result) in enumerate(zip(given_texts, results, strict=True)):
-        row = int(frame.index[i])
-        fields: dict[str, Any] = {"row": row, "text": text}
-        if given_pairs is not None:  # a text-pair run: the second text beside the first
-            fields["text_pair"] = given_pairs[i]
-        fields |= result
-        key = tuple(fields)
-        if key not in names:
-            names[key] = _input_names([str(c) for c in frame.columns], fields, own)
-        rename = names[key]
-        record = {}
-        for c, value in frame.iloc[i].items():
-            column = str(c)
-            if cells is not None and column not in read_as_text:
-                value = cells[row].get(column)  # a key a JSON line lacks is null, as pandas read it
-            record[rename[column]] = _plain(value)
-            input_types.setdefault(rename[column], None if column in read_as_text else types.get(column))
-        records.append(record | fields)
-    return records, input_types
+    source: dict[str, str] = {}  # an input column by its output name
+
+    def input_values(name: str) -> list[Any]:
+        column = source[name]
+        if cells is not None and column not in read_as_text:
+            return [_plain(cells[row].get(column)) for row in rows]
+        return [_plain(value) for value in frame[column].tolist()]
+
+    if progress is not None:
+        progress.reset(total=len(rows))
+    for start in range(0, len(rows), CHUNK_ROWS):
+        part = frame.iloc[start : start + CHUNK_ROWS]
+        # ``texts`` are stripped (so the reader can tell an empty one); the output echoes each text as
+        # the file gives it, which the "text" field replaced when the column is called text.
+        given_texts = [str(t) for t in part[text_col]]
+        given_pairs = [str(t) for t in part[cfg.text_pair_column]] if pairs is not None else None
+        read = texts[start : start + CHUNK_ROWS]
+        if predictor.task.output == "entities":
+            # Entities are character offsets into the text the model read: into a stripped copy they
+            # missed the echoed text by its leading whitespace. Words never hold whitespace, so the
+            # entities are the same; only their offsets move, now into the text as given, as the
+            # HTTP service and ``Predictor.predict`` give them.
+            read = given_texts
+        # A classifier keeps reading the stripped text, as it was trained (the bundled tokenizers
+        # ignore surrounding whitespace, checked for MiniLM's and e5-small-multilingual's; a custom
+        # tokenizer might not).
+        chunk_pairs = pairs[start : start + CHUNK_ROWS] if pairs is not None else None
+        results = _predict_chunk(predictor, read, chunk_pairs, top_k, batch_size, start)
+        records = []
+        for i, values in enumerate(part.to_dict("records")):
+            row = rows[start + i]
+            fields: dict[str, Any] = {"row": row, "text": given_texts[i]}
+            if given_pairs is not None:  # a text-pair run: the second text beside the first
+                fields["text_pair"] = given_pairs[i]
+            fields |= results[i]
+            key = tuple(fields)
+            if key not in names:
+                names[key] = _input_names(columns, fields, own)
+                for column in columns:
+                    source.setdefault(names[key][column], column)
+                    kind = None if column in read_as_text else types.get(column)
+                    input_types.setdefault(names[key][column], kind)
+            rename = names[key]
+            record = {}
+            for column, value in zip(columns, values.values(), strict=True):
+                if cells is not None and column not in read_as_text:
+                    value = cells[row].get(column)  # a key a JSON line lacks is null, as pandas read it
+                record[rename[column]] = _plain(value)
+            records.append(record | fields)
+        if progress is not None:
+            progress.update(len(records))
+        yield PredictedChunk(records, input_types, input_values)
+
+
+_POSITION = re.compile(r"(text|text_pairs) (\d+):")
+
+
+def _predict_chunk(
+    predictor: Predictor,
+    texts: list[str],
+    pairs: list[str] | None,
+    top_k: int,
+    batch_size: int,
+    before: int,
+) -> list[dict[str, Any]]:
+    """``predictor.predict`` on one chunk; a text it refuses is named by its position among all the
+    file's kept texts, as when the whole file was one call (``before`` kept texts precede)."""
+    try:
+        results = predictor.predict(texts, pairs, top_k=top_k, batch_size=batch_size)
+    except DataError as exc:
+        message = str(exc)
+        found = _POSITION.match(message)
+        if found is None or not before:
+            raise
+        raise DataError(f"{found[1]} {int(found[2]) + before}:{message[found.end() :]}") from None
+    assert isinstance(results, list)
+    return results
 
 
 def _typed_cells(
@@ -300,20 +384,36 @@ def write_predictions(
     had one, so that they keep their types (see ``prediction_table``); None: no column is the input's.
     """
     if fmt == "jsonl":
-        lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-        atomic_write_text(output_path, "".join(lines))
+        atomic_write_text(output_path, jsonl_text(records))
         return
     input_types = input_types or {}
-    table = prediction_table(records, input_types)
     if fmt in ("csv", "tsv"):
-        for column in input_types:  # CSV is text: nested values as JSON text, a null an empty cell
-            if column in table.columns:
-                table[column] = table[column].map(_csv_cell)
-        atomic_write_text(output_path, table.to_csv(index=False, sep="\t" if fmt == "tsv" else ","))
+        atomic_write_text(
+            output_path, csv_table(records, input_types).to_csv(index=False, sep=SEPARATORS[fmt])
+        )
         return
+    table = prediction_table(records, input_types)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False, schema=_parquet_schema(table, input_types))
     atomic_write_bytes(output_path, buffer.getvalue())
+
+
+SEPARATORS = {"csv": ",", "tsv": "\t"}
+
+
+def jsonl_text(records: list[dict[str, Any]]) -> str:
+    """``records`` as JSON lines, nested values kept."""
+    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+
+
+def csv_table(records: list[dict[str, Any]], input_types: Mapping[str, pa.DataType | None]) -> pd.DataFrame:
+    """``prediction_table`` with the input's columns as CSV holds them: text, nested values as JSON
+    text, a null an empty cell."""
+    table = prediction_table(records, input_types)
+    for column in input_types:
+        if column in table.columns:
+            table[column] = table[column].map(_csv_cell)
+    return table
 
 
 def _parquet_schema(table: pd.DataFrame, input_types: Mapping[str, pa.DataType | None]) -> pa.Schema | None:
@@ -384,12 +484,14 @@ def predict_file(
     batch_size: int = 64,
     options: list[str] | dict[str, Any] | None = None,
     overwrite: bool = False,
+    show_progress: bool = True,
 ) -> int:
     """Predict every row of ``input_path`` and write the predictions to ``output_path``.
 
     The output's extension picks its format: ``.csv``, ``.tsv``, ``.jsonl`` or ``.parquet`` (see the
     module docstring for the columns). The file appears only when complete (written under a
-    temporary name, then renamed).
+    temporary name, then renamed). The rows are predicted and written ``CHUNK_ROWS`` at a time
+    (``chunked_output``), so that memory holds one chunk's predictions, not the whole file's.
 
     Args:
         predictor: a loaded run (``tunelab.load``), or a run or artifact folder to load, as
@@ -400,6 +502,7 @@ def predict_file(
         batch_size: texts per forward pass.
         options: ``data.*=value`` reading options for the input file.
         overwrite: replace an existing ``output_path``.
+        show_progress: a progress bar of the rows predicted on stderr, when that is a terminal.
 
     Returns:
         The number of rows predicted.
@@ -409,6 +512,9 @@ def predict_file(
         DataError: an unknown output extension, an existing output file, or an unreadable input.
         RunError: ``predictor`` is a path that is no finished run, or neither a path nor a Predictor.
     """
+    from tqdm.auto import tqdm
+
+    from tunelab.inference.chunked_output import ChunkedOutput
     from tunelab.inference.predictor import Predictor, _check_batch_size, _check_top_k
 
     # checked before any reading: an empty input never reached predict(), which checks them too
@@ -421,9 +527,12 @@ def predict_file(
         raise DataError(f"--output {output_path} is the --input file; write the predictions to another file")
     if not isinstance(predictor, Predictor):  # a path, as tunelab.predict takes (it failed on .config)
         predictor = Predictor.load(predictor)  # a non-path is a one-line RunError (find_run)
-    records, input_types = _records_and_input_types(predictor, input_path, top_k, batch_size, options)
-    write_predictions(records, output_path, fmt, input_types)
-    return len(records)
+    # disable=None: tqdm draws only on a terminal (a pipe or a log file gets no bar lines)
+    bar = tqdm(unit="rows", desc="predict", dynamic_ncols=True, disable=None if show_progress else True)
+    with bar, ChunkedOutput(Path(output_path), fmt) as output:
+        for chunk in _prediction_chunks(predictor, input_path, top_k, batch_size, options, bar):
+            output.write(chunk)
+    return output.rows
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

@@ -273,7 +273,8 @@ class Predictor:
         return pd.DataFrame(results, index=texts.index)
 
     def _predict_path(self, path: Path, *, top_k: int, batch_size: int) -> pd.DataFrame:
-
+        """The DataFrame of ``path``'s predictions. The file is predicted a chunk at a time
+        (``files.CHUNK_ROWS`` rows), as ``predict_file`` does; the records returned are whole."""
         from tunelab.inference.files import _records_and_input_types, frame_keeping_types
 
         # the input's columns keep their file's types, as the CLI writes them (an id 7 beside a

@@ -223,3 +223,161 @@ def test_knowledge_index_save_removes_what_killed_saves_left(tmp_path: Path) -> 
     index.save(target)
     assert KnowledgeIndex.load(target).passages[0].text == "text"
     assert not old.exists() and young.is_dir() and other.is_dir()
+
+
+def test_a_zeroshot_takes_back_the_claim_a_killed_zeroshot_left(
+    tiny_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """zero_shot refused an existing --out before made_in_one_go could see it was a killed one's claim:
+    "exists; delete it" for good, though the README says the next one removes it."""
+    from tunelab.zeroshot import zero_shot
+
+    target = tmp_path / "zs"
+    killed_partial(target, ONE_GO_MARKER)
+    with caplog.at_level(logging.WARNING):
+        result = zero_shot({"sports": "football", "food": "pizza"}, target, encoder=str(tiny_bert))
+    assert result.path == target and (target / "run.json").is_file()
+    assert not target.with_name("zs.partial").exists()
+    assert any("a killed tunelab ensemble or zeroshot" in r.getMessage() for r in caplog.records)
+    hand_made = tmp_path / "by-hand"
+    hand_made.mkdir()  # an empty folder of the user's is still taken
+    with pytest.raises(RunError, match="by-hand exists; delete it or give another --out"):
+        zero_shot({"sports": "football", "food": "pizza"}, hand_made, encoder=str(tiny_bert))
+
+
+# -- a refused write a library reports without a file name -------------------------------------------
+
+
+def test_a_zeroshot_whose_tokenizer_write_fails_on_a_full_disk_names_its_out(
+    tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tokenizers' error is text only, "No space left on device (os error 28)": the line said
+    "no space left on device: free space and run again", no path."""
+    from tunelab.cli.main import main
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise Exception(f"{os.strerror(28)} (os error 28)")  # tokenizers raises a plain Exception
+
+    monkeypatch.setattr("transformers.PreTrainedTokenizerBase.save_pretrained", full)
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("sports: football\nfood: pizza\n", encoding="utf-8")
+    target = tmp_path / "zs"
+    assert main(["zeroshot", str(labels), "--out", str(target), "--encoder", str(tiny_bert)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: no space left on device writing {target}: free space and run again\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("error", "named"),
+    [
+        (Exception("Error while serializing: I/O error: No space left on device (os error 28)"), True),
+        (OSError(28, "No space left on device"), True),
+        (Exception("I/O error: Permission denied (os error 13)"), False),  # could be a read of the source
+        (RuntimeError("something else"), False),
+    ],
+)
+def test_only_a_refused_write_names_the_output_folder(error: BaseException, named: bool) -> None:
+    from tunelab.atomic import RUN_FOLDER_ATTR
+
+    with pytest.raises(type(error)), EXPORT.naming_output_folder("/out/x"):
+        raise error
+    assert getattr(error, RUN_FOLDER_ATTR, None) == ("/out/x" if named else None)
+
+
+# -- no flock (Windows): nothing held open in a folder while it is renamed ----------------------------
+
+
+def open_inside(folder: Path) -> list[str]:
+    """The files under ``folder`` this process has open (Linux: /proc/self/fd)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if path.startswith(str(folder) + os.sep):
+            found.append(path)
+    return found
+
+
+@pytest.fixture
+def without_flock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]]:
+    """No ``flock``, as on Windows, and a record of the files open in ``tmp_path`` at each rename and
+    unlink there: Windows refuses to rename a folder, or delete a file, with a file open in it."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to see the open files")
+    monkeypatch.setattr(EXPORT, "fcntl", None)
+    seen: list[list[str]] = []
+    for name in ("replace", "rename", "unlink"):
+        real = getattr(os, name)
+
+        def watched(src: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if Path(src).is_relative_to(tmp_path):
+                seen.append(open_inside(tmp_path))
+            return _real(src, *args, **kwargs)
+
+        monkeypatch.setattr(os, name, watched)
+    return seen
+
+
+def test_without_flock_a_training_run_holds_no_file_open_as_it_is_renamed(
+    tmp_path: Path, without_flock: list[list[str]]
+) -> None:
+    from tunelab.runs.folder import writing_run
+
+    run = RunFolder.create(tmp_path, "x")
+    with writing_run(run):
+        assert (run.root / TRAIN_MARKER).read_text(encoding="utf-8").startswith(f"pid {os.getpid()} ")
+        final = run.finish()
+    assert final.root == tmp_path / "x" and not (final.root / TRAIN_MARKER).exists()
+    assert without_flock and all(opened == [] for opened in without_flock), without_flock
+
+
+def test_without_flock_an_ensemble_or_zeroshot_holds_no_file_open_as_it_is_renamed(
+    tmp_path: Path, without_flock: list[list[str]]
+) -> None:
+    with RunFolder.made_in_one_go(tmp_path / "ens") as partial:
+        assert (partial.root / ONE_GO_MARKER).is_file()
+        partial.write_summary({"name": "ens"})
+        final = partial.finish()
+    assert final.root == tmp_path / "ens" and not (final.root / ONE_GO_MARKER).exists()
+    assert without_flock and all(opened == [] for opened in without_flock), without_flock
+
+
+def test_without_flock_an_export_holds_no_file_open_as_it_is_renamed(
+    tmp_path: Path, without_flock: list[list[str]]
+) -> None:
+    partial, lock = EXPORT._claim(tmp_path / "exp")
+    assert (partial / EXPORT_MARKER).is_file()
+    try:
+        RunFolder(partial).finish()
+    finally:
+        if lock is not None:
+            lock.close()
+    assert (tmp_path / "exp").is_dir() and not partial.exists()
+    assert without_flock and all(opened == [] for opened in without_flock), without_flock
+
+
+def test_without_flock_a_merge_holds_no_file_open_as_it_is_renamed(
+    tmp_path: Path, without_flock: list[list[str]]
+) -> None:
+    source = tmp_path / "lora"
+    source.mkdir()
+    (source / "labels.json").write_text("{}", encoding="utf-8")
+    target = tmp_path / "merged"
+    plain = SimpleNamespace(
+        name="full", stores_base=True, save=lambda model, folder: (folder / "w.bin").write_bytes(b"w")
+    )
+    MERGE._write_run(
+        SimpleNamespace(root=source),
+        target,
+        {"name": "lora"},
+        SimpleNamespace(to_dict=lambda: {"method": {"name": "lora"}}),
+        object(),
+        SimpleNamespace(name="lora"),
+        {},
+        plain=plain,
+    )
+    assert (target / "w.bin").is_file() or (target / "weights" / "w.bin").is_file()
+    assert without_flock and all(opened == [] for opened in without_flock), without_flock

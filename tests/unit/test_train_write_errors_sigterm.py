@@ -81,6 +81,58 @@ def test_a_full_disk_names_the_file_and_how_to_resume_and_the_run_resumes(
     assert (out / "c" / "weights").is_dir() and not partial.exists()
 
 
+def test_a_refused_optimizer_write_names_the_file_and_how_to_resume(
+    overrides,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch.save's own writer said "RuntimeError: [enforce fail at inline_container.cc:672] .
+    unexpected pos ..." on a full disk: "unexpected RuntimeError", no file, no --resume.
+
+    The refusal is the kernel's own (``RLIMIT_FSIZE``, with SIGXFSZ ignored so the write fails with
+    EFBIG instead of killing the process), set just while the second checkpoint's optimizer.pt is
+    written: no file of the run is that small.
+    """
+    resource = pytest.importorskip("resource")
+    from tunelab.train import checkpoint
+    from tunelab.train import loop as train_loop
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    original_weights, original_save = checkpoint.save_file, train_loop.save_checkpoint
+    weights: list[str] = []
+
+    def save_file(tensors: dict, path: str, *args: object, **kwargs: object) -> None:
+        original_weights(tensors, path, *args, **kwargs)
+        if not path.endswith("trainable.safetensors"):
+            return
+        weights.append(path)
+        if len(weights) == 2:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # optimizer.pt is written next
+
+    def save_checkpoint(*args: object, **kwargs: object) -> None:
+        try:
+            original_save(*args, **kwargs)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    monkeypatch.setattr(train_loop, "save_checkpoint", save_checkpoint)
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        out = tmp_path / "runs"
+        status = main(["train", "-q", *overrides(out, "name=o")])
+    finally:
+        signal.signal(signal.SIGXFSZ, before)
+    err = capsys.readouterr().err.strip()
+    partial = out / "o.partial"
+    refused = partial / "checkpoints" / "last.tmp" / "optimizer.pt"
+    resume = f"`tunelab train --resume {partial}` continues from the last checkpoint (step 2)"
+    assert status != 0 and len(weights) == 2
+    assert err.startswith(f"error: file too large writing {refused}: raise the file size limit"), err
+    assert err.endswith(f", then {resume}") and "\n" not in err and "unexpected" not in err
+
+
 def test_the_library_raises_the_os_error_itself_with_the_resume_hint_as_a_note(
     overrides, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ import csv
 import os
 import sys
 from collections.abc import Iterable
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -122,7 +122,9 @@ def _write_csv(records: Iterable[UsageRecord], target: str) -> int:
     """Each row written as it comes: to stdout at once, or to a temp file beside ``target``
     renamed over it at the end (a reader or a crash never sees half a file)."""
     if target == "-":
-        _write_rows(records, sys.stdout)
+        with _named_on_error("<stdout>"):
+            _write_rows(records, sys.stdout)
+            sys.stdout.flush()
         return 0
     from tunelab.atomic import _create_temp
 
@@ -130,7 +132,7 @@ def _write_csv(records: Iterable[UsageRecord], target: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with _named_on_error(target), os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             count = _write_rows(records, handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -140,6 +142,22 @@ def _write_csv(records: Iterable[UsageRecord], target: str) -> int:
         raise
     print(f"wrote {count} requests to {target}", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _named_on_error(where: str) -> Iterator[None]:
+    """An ``OSError`` of a write to an open file named by ``where`` (the ``--csv`` file, "<stdout>").
+
+    A file object's error names no file: a full disk or ``ulimit -f`` said "error: file too large:
+    raise ... and run again", no path. A closed pipe (`| head`) is left as it is: the CLI ends
+    quietly on it.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or isinstance(exc, BrokenPipeError):
+            raise
+        raise type(exc)(exc.errno, exc.strerror, where) from exc
 
 
 def _write_rows(records: Iterable[UsageRecord], out: IO[str]) -> int:

@@ -13,16 +13,19 @@ another export's work.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tunelab.atomic import atomic_write_json, atomic_write_text
+from tunelab.atomic import RUN_FOLDER_ATTR, atomic_write_json, atomic_write_text
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
@@ -153,15 +156,18 @@ def export(
             show_progress=show_progress,
         )
         final = RunFolder(partial).finish()
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)  # ours: we hold its lock
-        lock.close()
+        if lock is not None:
+            lock.close()
         remove_made(made)  # and the folders made for it: a failed export leaves no folder
+        name_output_folder(exc, target)
         raise
     finally:
         stages.close()
     (final.root / MARKER).unlink(missing_ok=True)
-    lock.close()
+    if lock is not None:
+        lock.close()
     return ExportResult(path=final.root, format=opts.format, parity=report)
 
 
@@ -191,8 +197,9 @@ def _composite_builder(format: str) -> Callable[..., dict[str, Any]] | None:
     return _COMPOSITE.get(format)
 
 
-def _claim(target: Path) -> tuple[Path, IO[str]]:
-    """Create ``<target>.partial`` with a locked marker; returns it and the open, locked marker.
+def _claim(target: Path) -> tuple[Path, IO[str] | None]:
+    """Create ``<target>.partial`` with a locked marker; returns it and the open, locked marker
+    (None without ``flock``: nothing to hold, see ``can_hold_lock``).
 
     Refuses a finished folder, a partial folder that is no export, and one whose export is still
     running; only a partial left by a killed export (marker present, lock free) is deleted, with
@@ -234,10 +241,14 @@ def _claim(target: Path) -> tuple[Path, IO[str]]:
     marker.write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
     lock = _lock(marker, ours=True)
     assert lock is not None  # a file this process just made
+    if not can_hold_lock():
+        lock.close()
+        lock = None
     try:
         os.rename(staging, partial)  # fails if another export's folder took the name meanwhile
     except OSError:
-        lock.close()
+        if lock is not None:
+            lock.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise busy from None
     return partial, lock
@@ -261,6 +272,55 @@ def _lock(path: Path, *, ours: bool = False) -> IO[str] | None:
         handle.close()
         return None
     return handle
+
+
+def can_hold_lock() -> bool:
+    """Whether a marker's lock can be held (``flock``): not on Windows.
+
+    Where it cannot, ``_lock(..., ours=True)``'s open file locks nothing, and holding it would only
+    stop the folder around it from being renamed: Windows refuses to rename a folder (or delete a
+    file) with a file open in it, so the export's, merge's, ensemble's and training run's own
+    renames would fail. Callers close it at once there.
+    """
+    return fcntl is not None
+
+
+# errnos only a write gets. Not EACCES/EPERM: reading the source run can be refused too, and the
+# output folder would then be named for a file that is not in it.
+_WRITE_ERRNOS = frozenset(
+    code
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS")  # EDQUOT: not on Windows
+    if (code := getattr(errno, name, None)) is not None
+)
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+
+
+def name_output_folder(exc: BaseException, folder: str | Path) -> None:
+    """Let the CLI's line name ``folder`` for a refused write whose error names no file.
+
+    safetensors and tokenizers (Rust) say only "No space left on device (os error 28)": export,
+    merge, ensemble and zeroshot ended in "no space left on device: free space and run again" with
+    no path. The trainer does the same with its ``.partial`` folder (``_say_how_to_resume``); here
+    there is nothing to resume, the partial folder is gone, and the output named is the one to
+    retry. An error that already names a folder (a member's export inside an ensemble's) keeps it.
+    """
+    if isinstance(exc, OSError):
+        code = exc.errno
+    else:
+        found = _OS_ERROR_IN_TEXT.search(str(exc))
+        code = int(found.group(1)) if found else None
+    if code in _WRITE_ERRNOS and getattr(exc, RUN_FOLDER_ATTR, None) is None:
+        setattr(exc, RUN_FOLDER_ATTR, str(folder))
+
+
+@contextmanager
+def naming_output_folder(folder: str | Path) -> Iterator[None]:
+    """``name_output_folder`` for an error raised in the block."""
+    try:
+        yield
+    except Exception as exc:
+        name_output_folder(exc, folder)
+        raise
 
 
 def write_reports(run: RunFolder, summary: dict[str, Any], report: dict[str, Any], metrics: dict) -> None:

@@ -129,6 +129,7 @@ def merge(
     method = run_method(ctx)
     if method.merge is None:
         raise ConfigError(f"{source.root}: a {method.name} run cannot be merged: {method.cannot_merge}")
+    from tunelab.compress.export import naming_output_folder
     from tunelab.runs.folder import (
         check_new_run_path,
         empty_folder,
@@ -187,7 +188,9 @@ def merge(
             "data": check.name,
             "rows": len(check.dataset),
         }
-        _write_run(source, target, summary, typed, merged, method, info, plain=get_method(PLAIN_METHOD))
+        # save_pretrained's full disk (safetensors, tokenizers) names no file: the line names --out
+        with naming_output_folder(target):
+            _write_run(source, target, summary, typed, merged, method, info, plain=get_method(PLAIN_METHOD))
         stages.update()
     except BaseException:
         remove_made(made)  # nothing written: no folder left either
@@ -226,7 +229,7 @@ def _write_run(
     """The source run's files but its adapter, the merged model's weights, and a run.json and
     config.json that say ``full``; built under a hidden name, renamed into place at the end."""
     from tunelab.atomic import atomic_write_json
-    from tunelab.compress.export import MARKER, _lock
+    from tunelab.compress.export import MARKER, _lock, can_hold_lock
 
     staging = target.with_name(f".{target.name}.merging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     lock = None
@@ -236,6 +239,9 @@ def _write_run(
         # Locked while this merge runs, as an export's partial folder is: the OS drops the lock when
         # the process dies, so a later merge can tell a killed merge's folder from a live one's.
         lock = _lock(staging / MARKER, ours=True)
+        if lock is not None and not can_hold_lock():
+            # nothing locked (Windows), and an open file there would stop the unlink and the rename
+            lock.close()
         shutil.copytree(
             source.root,
             staging,

@@ -127,7 +127,10 @@ def ensemble(
         _temperature(f, p, calibrate=calibrate, dev=dev, options=dev_options)
         for f, p in zip(folders, predictors, strict=True)
     ]
-    with RunFolder.made_in_one_go(target) as partial:
+    from tunelab.compress.export import naming_output_folder
+
+    # safetensors' and tokenizers' full disk names no file: the line names --out (see there)
+    with naming_output_folder(target), RunFolder.made_in_one_go(target) as partial:
         members = _write_members(folders, partial, temperatures)
         first = folders[0]
         shutil.copytree(first.tokenizer, partial.tokenizer)

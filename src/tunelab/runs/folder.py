@@ -417,25 +417,29 @@ def _partial_sibling(root: Path) -> Path:
     return root if root.name.endswith(PARTIAL_SUFFIX) else root.with_name(root.name + PARTIAL_SUFFIX)
 
 
-def _mark_one_go(root: Path) -> IO[str]:
+def _mark_one_go(root: Path) -> IO[str] | None:
     """Put the locked ``ONE_GO_MARKER`` in ``root``; returns the open file that holds the lock.
 
     Made and locked under another name, then renamed: no one ever sees the marker unlocked while
-    this process lives, so nothing takes the folder for a killed command's.
+    this process lives, so nothing takes the folder for a killed command's. Without ``flock``
+    (Windows) there is no lock to hold: None, and no file is kept open, which would stop the
+    folder's rename onto its final name (``can_hold_lock``).
     """
-    from tunelab.compress.export import _lock
+    from tunelab.compress.export import _lock, can_hold_lock
 
     marker = root / ONE_GO_MARKER
     staging = root / f"{ONE_GO_MARKER}.{os.getpid()}"
     staging.write_text(datetime.now().isoformat(timespec="seconds") + "\n", encoding="utf-8")
+    if not can_hold_lock():
+        os.replace(staging, marker)
+        return None
     lock = _lock(staging, ours=True)
     assert lock is not None  # a file this process just made
     try:
         os.replace(staging, marker)  # the lock stays with the file
-    except OSError:  # Windows renames no open file (and has no flock to keep)
+    except BaseException:
         lock.close()
-        os.replace(staging, marker)
-        lock = marker.open("a", encoding="utf-8")
+        raise
     return lock
 
 
@@ -585,7 +589,7 @@ def writing_run(run: RunFolder) -> Iterator[None]:
         RunError: another live process holds the lock, the folder went away since it was looked up
             (finished or removed meanwhile), or the marker cannot be opened for writing.
     """
-    from tunelab.compress.export import _lock
+    from tunelab.compress.export import _lock, can_hold_lock
 
     root = run.root
     marker = root / TRAIN_MARKER
@@ -620,6 +624,10 @@ def writing_run(run: RunFolder) -> Iterator[None]:
         lock.truncate(0)
         lock.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n")
         lock.flush()
+        if not can_hold_lock():
+            # Nothing is locked (Windows): the open file would only make RunFolder.finish's rename
+            # of the folder fail, as Windows renames no folder with a file open in it.
+            lock.close()
         yield
 
 

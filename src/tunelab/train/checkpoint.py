@@ -7,6 +7,7 @@ previous checkpoint intact.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -22,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tunelab.atomic import atomic_write_bytes
 from tunelab.errors import RunError, first_line
 
 
@@ -128,6 +130,22 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _save_torch(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)``, with a refused write an ``OSError`` naming ``path``.
+
+    torch's own file writer reports a full disk (or ``ulimit -f``) as "RuntimeError: [enforce fail
+    at inline_container.cc:672] . unexpected pos 704 vs 598", no errno and no file (also when given
+    an open file: the OSError is only its context), so ``tunelab train`` ended in "unexpected
+    RuntimeError" with no ``--resume`` line. Serialised in memory first (one more copy of the
+    optimizer state for the moment of the save; ``getvalue`` hands over the buffer without copying
+    it again), then written by ``atomic_write_bytes``, whose errors name the file, and synced there
+    (``save_checkpoint`` then syncs every file before the folder's renames, as before).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def save_checkpoint(
     folder: Path,
     *,
@@ -165,7 +183,7 @@ def save_checkpoint(
         extra |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     if method_state is not None:  # Method.checkpoint_state: e.g. AdaLoRA's rank allocation
         extra["method_state"] = method_state
-    torch.save(extra, tmp / "optimizer.pt")
+    _save_torch(extra, tmp / "optimizer.pt")
     if best is not None and best.is_file():
         try:
             os.link(best, tmp / BEST_FILE)

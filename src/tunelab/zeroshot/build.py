@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
+from tunelab.compress.export import naming_output_folder
 from tunelab.config import DataConfig
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import RunFolder
-from tunelab.runs.folder import check_new_run_path
+from tunelab.runs.folder import check_new_run_path, stale_claim
 from tunelab.zeroshot.backend import DESCRIPTIONS_JSON, FORMAT, spec_dict, zero_shot_predictor
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ def zero_shot(
     if test_options and test is None:
         raise ConfigError("data.* reading options need a file to read: give --test FILE")
     target = Path(out)
-    if target.exists():
+    # An empty folder a killed zeroshot left as its claim of the name is taken (made_in_one_go
+    # removes it); refused here, it blocked the name for good, as ensemble's did.
+    if target.exists() and not stale_claim(target):
         raise RunError(f"{target} exists; delete it or give another --out")
     check_new_run_path(target, "--out")
     predictor = zero_shot_predictor(
@@ -87,7 +90,8 @@ def zero_shot(
         # elsewhere is not taken for it (``with_training_paths``).
         predictor.config.data = dataclasses.replace(read, test=str(test))
     descriptions = predictor.backend.descriptions
-    with RunFolder.made_in_one_go(target) as partial:
+    # tokenizers' full disk ("(os error 28)") names no file: the line names --out (see there)
+    with naming_output_folder(target), RunFolder.made_in_one_go(target) as partial:
         predictor.config.save(partial.config_json)
         predictor.labels.save(partial.labels_json)
         predictor.tokenizer.save_pretrained(str(partial.tokenizer))

@@ -6,7 +6,6 @@ The index here is made by hand (passages and unit vectors): saving needs no enco
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -15,26 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_write_folder_exchange import can_exchange  # the same probe of renameat2
 
 from tunelab.apps.support import knowledge
 from tunelab.apps.support.knowledge import KnowledgeIndex, Passage
-
-
-def can_exchange(folder: Path) -> bool:
-    """renameat2(RENAME_EXCHANGE) works here (Linux, glibc 2.28+, a file system that has it)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        func = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    (folder / "probe-a").mkdir()
-    (folder / "probe-b").mkdir()
-    try:
-        return func(-100, os.fsencode(folder / "probe-a"), -100, os.fsencode(folder / "probe-b"), 2) == 0
-    finally:
-        (folder / "probe-a").rmdir()
-        (folder / "probe-b").rmdir()
 
 
 def index_of(text: str) -> KnowledgeIndex:

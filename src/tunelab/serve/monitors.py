@@ -187,22 +187,40 @@ class MonitorRegistry:
 
         A config without ``store`` uses ``store``, the server's database (which must then be a
         monitor store: ``open_monitor_store``); a config with one opens its own.
+
+        All or none: when one fails (another process ingests it, its store cannot be opened), those
+        already opened are closed before the error goes on. Left open, they kept their leases, store
+        connections and lock files, and a retry in the same process found them busy.
         """
         from tunelab.apps.monitor import Monitor
 
-        for served in self._monitors.values():
-            if served.config.store is None and not hasattr(store, "pending_alerts"):
-                raise ConfigError(
-                    f"monitor {served.name}: the server's store has no monitor tables "
-                    "(open it with tunelab.apps.monitor.open_monitor_store)"
-                )
-            own = store if served.config.store is None else None
-            served.monitor = Monitor(served.config, store=own, classifier=served.classifier)
-            served.webhook = alert_webhook or served.config.webhook
-            if served.webhook is None:
-                # Its alerts stored and ended meanwhile are not for a webhook added later (those
-                # with one are recorded by the AlertWebhook made for them): store.PENDING.
-                served.monitor.store.set_alert_webhook(served.name, False)
+        opened: list[ServedMonitor] = []
+        try:
+            for served in self._monitors.values():
+                if served.config.store is None and not hasattr(store, "pending_alerts"):
+                    raise ConfigError(
+                        f"monitor {served.name}: the server's store has no monitor tables "
+                        "(open it with tunelab.apps.monitor.open_monitor_store)"
+                    )
+                own = store if served.config.store is None else None
+                served.monitor = Monitor(served.config, store=own, classifier=served.classifier)
+                opened.append(served)
+                served.webhook = alert_webhook or served.config.webhook
+                if served.webhook is None:
+                    # Its alerts stored and ended meanwhile are not for a webhook added later (those
+                    # with one are recorded by the AlertWebhook made for them): store.PENDING.
+                    served.monitor.store.set_alert_webhook(served.name, False)
+        except BaseException:
+            for served in reversed(opened):
+                monitor, served.monitor = served.monitor, None
+                try:
+                    monitor.close()  # its own store only; the server's is the caller's to close
+                except Exception:  # the first error is the one to report
+                    log.warning(
+                        "monitor %s: closing it after a failed start failed", served.name, exc_info=True
+                    )
+                served.webhook = None
+            raise
 
     def start(self, on_ingest: Callable[[ServedMonitor, list[Any]], None], *, follow: bool) -> None:
         """Start the batchers and, with ``follow``, a follower thread per monitor with sources.

@@ -93,6 +93,11 @@ MAX_KEYS = 2_000
 #: How far ahead of the present (seconds) a document may be dated and move it at once (see the
 #: module docstring): clock skew between a feed and this host; less for windows under 20 minutes.
 LEAD_S = 300
+#: Most documents held at once (dated ahead of the present, see the module docstring): a feed with a
+#: wrong clock next to a right one has each of its documents held and refuted, and they waited for
+#: the present to reach them: 100,000 took 29 MB and 4 s to count, under the monitor's lock. Past
+#: this many the oldest is counted at once, as it would be without holding (~3 MB at the cap).
+MAX_HELD = 10_000
 # Each method's defaults for the fields left None. cusum: chosen on dev streams (seeds 1 and 2 of
 # benchmarks/monitor_detector_dev.py, never the benchmark's seed 0); zscore: as before the CUSUM.
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -431,6 +436,9 @@ class _Key:
         self.neg_docs: deque[tuple[int, str]] = deque()  # (bucket, doc id) of negatives in the window
         self.cached: tuple[int, _Baseline | None] | None = None
         self.episode: Alert | None = None
+        # The bucket this key's history counts from when that is later than the stream's start
+        # (``Detector._lost_at``): None, the stream's start (its zeros before are real).
+        self.born: int | None = None
 
     def roll_to(self, bucket: int) -> None:
         if bucket <= self.bucket:
@@ -482,6 +490,8 @@ class Detector:
     ``unwatched`` counts them (the monitor stores them all; trends read the store). Letting go of
     active keys instead would let a flood of made-up names wipe every real key's baseline each
     minute. ``protected`` keys (the monitor's listed topics) are always watched and not counted.
+    A key made once any key's documents went uncounted (let go, refused, left out of a restart)
+    counts its history from then: it may be one of those, whose baseline is not the zeros held.
     """
 
     def __init__(
@@ -509,11 +519,20 @@ class Detector:
         self.late = 0  # documents too old to count in any window
         self._undo: dict[str, _Key | None] | None = None  # inside transaction(): keys as they were
         self._lead = self.settings.lead_s
-        # Documents dated too far ahead of the present to move it yet (see the module docstring),
-        # oldest first: (time, keys, negative, id); and the time of the last one held, which the
-        # next document confirms or not.
-        self._held: list[tuple[datetime, tuple[str, ...], bool, str]] = []
+        # Documents dated too far ahead of the present to move it yet (see the module docstring):
+        # a heap, oldest first, then in the order held, of (time, seq, keys, negative, id), at most
+        # MAX_HELD; and the time of the last one held, which the next document confirms or not.
+        self._held: list[tuple[datetime, int, tuple[str, ...], bool, str]] = []
+        self._held_seq = 0
         self._waiting: datetime | None = None
+        # The newest bucket at which a key's documents went uncounted (a key let go at the cap, a
+        # document's key refused there, keys left out of a restart's warm-up), None: never. A key
+        # made after it counts its history from there, not from the stream's start: it may be one
+        # of those, and the zeros of the buckets it was not watched would read as a quiet history
+        # (an evicted company came back at its usual rate and alerted at 10.1 over a 0.5 baseline).
+        # A key made while none was lost keeps the stream's start: the detector saw every document
+        # of the stream, so its zeros are what the key had (a new name's first surge alerts).
+        self._lost_at: int | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -539,6 +558,7 @@ class Detector:
             self.evicted,
             self.last_unwatched,
             self._full_at,
+            self._lost_at,
         )
         try:
             yield
@@ -557,6 +577,7 @@ class Detector:
                 self.evicted,
                 self.last_unwatched,
                 self._full_at,
+                self._lost_at,
             ) = scalars
             self._held, self._waiting = held
             raise
@@ -622,8 +643,15 @@ class Detector:
             if _gap(waiting, moment) <= self._lead:  # the stream moved on: it was no stray
                 changed += self._release(quiet, upto=waiting)
         if self._ahead(moment):
-            bisect.insort(self._held, (moment, tuple(unique), negative, doc_id), key=lambda entry: entry[0])
+            self._held_seq += 1
+            heapq.heappush(self._held, (moment, self._held_seq, tuple(unique), negative, doc_id))
             self._waiting = moment
+            if len(self._held) > MAX_HELD:
+                # Too many waiting: the oldest counts now, as it would without holding (the present
+                # moves to it), and those it brings within reach of the present with it.
+                oldest, _, keys, neg, old_id = heapq.heappop(self._held)
+                changed += self._count(list(keys), oldest, neg, old_id, quiet)
+                changed += self._release(quiet)
             return changed
         changed += self._count(unique, moment, negative, doc_id, quiet)
         return changed + self._release(quiet)
@@ -653,7 +681,7 @@ class Detector:
             moment = self._held[0][0]
             if (upto is None or moment > upto) and _gap(moment, self.newest) > self._lead:
                 break
-            _, keys, negative, doc_id = self._held.pop(0)
+            _, _, keys, negative, doc_id = heapq.heappop(self._held)
             changed += self._count(list(keys), moment, negative, doc_id, quiet)
         return changed
 
@@ -677,10 +705,11 @@ class Detector:
             if state is None and not self._room_for(key):
                 self.unwatched += 1
                 self.last_unwatched = key
+                self.history_lost(moment)
                 continue
             self._keep(key)
             if state is None:
-                state = self._keys[key] = _Key(self._ring, bucket)
+                state = self._new_key(key, bucket)
             if not state.add(bucket, negative):
                 self.late += 1
                 continue
@@ -728,7 +757,24 @@ class Detector:
         self._keep(victim)
         del self._keys[victim]
         self.evicted += 1
+        self._lost_at = self.now_bucket if self._lost_at is None else max(self._lost_at, self.now_bucket)
         return True
+
+    def history_lost(self, moment: datetime) -> None:
+        """Say that some key's documents up to ``moment`` were not counted (the monitor's warm-up
+        left keys out at the cap; a document's key refused here): a key made from now on counts
+        its history from then (``min_history`` holds its alerts back), not from the stream's
+        start, since it may be one of those and its baseline would read as zeros."""
+        bucket = self.bucket_of(moment)
+        if self.now_bucket is not None:
+            bucket = min(bucket, self.now_bucket)  # a held document's time is not the present yet
+        self._lost_at = bucket if self._lost_at is None else max(self._lost_at, bucket)
+
+    def _new_key(self, key: str, bucket: int) -> _Key:
+        """A key not held now, made at ``bucket``: its history starts at the last loss, if any."""
+        state = self._keys[key] = _Key(self._ring, bucket)
+        state.born = self._lost_at
+        return state
 
     def most_recent(self, last_seen: dict[str, int], keep: Iterable[str] = ()) -> set[str]:
         """The keys a restart watches: ``keep`` (those in an open episode), the protected ones, and
@@ -788,7 +834,7 @@ class Detector:
             state = self._keys.get(alert.key)
             if state is None:
                 bucket = self.now_bucket if self.now_bucket is not None else self.bucket_of(alert.started_at)
-                state = self._keys[alert.key] = _Key(self._ring, bucket)
+                state = self._new_key(alert.key, bucket)
             state.episode = alert
 
     # -- windows -------------------------------------------------------------------------------------
@@ -829,6 +875,8 @@ class Detector:
         s = self.settings
         k, b = s.window_steps, state.bucket
         first = self.first_bucket if self.first_bucket is not None else b
+        if state.born is not None:
+            first = max(first, state.born)  # made after keys' documents went uncounted (_lost_at)
         last_end = b - k  # the newest baseline window ends just before the current window starts
         first_end = max(b - k - s.baseline_steps + 1, first + k - 1)  # only whole windows of the stream
         result = None

@@ -228,7 +228,10 @@ def parse_document(
             raise ValueError(f"document {doc_id!r}: {name} must be a string, not {type(value).__name__}")
         if isinstance(value, str) and (problem := _unstorable(value)):
             raise ValueError(f"document {doc_id!r}: {name} {problem}")
-        if isinstance(value, str) and (problem := _control_character(value)):
+        # The value as stored: stripped. A CRLF file's "earnings\r" or a padded " earnings\t" was
+        # stored as "earnings" before control characters were refused, and still is; only what
+        # stays inside the name (a line break that could forge a log line) is refused.
+        if isinstance(value, str) and (problem := _control_character(value.strip())):
             raise DocumentFieldError(name, problem, str(doc_id))
         if isinstance(value, str) and len(value.strip()) > MAX_KEY_CHARS:
             raise ValueError(

@@ -24,8 +24,12 @@ make no ``Monitor`` and take no lease.
   keyed by the store object.
 
 A lease can be lost without its holder noticing: the lock file removed by hand, the PostgreSQL
-session cut (a database restart). ``Lease.check``, called before each batch is stored, notices that
+session cut (a database restart, ``idle_session_timeout``, a firewall dropping an idle connection).
+``Lease.check``, called before each batch is counted and again before it is stored, notices that
 and takes it again, or refuses the batch (``MonitorBusyError``) when another process has it now.
+Taken again, it says so: another ingester may have held it meanwhile, so the monitor reads its
+windows back from the store before counting on. The lease's PostgreSQL session turns
+``idle_session_timeout`` off for itself and keeps TCP keepalives, so an idle monitor keeps it.
 """
 
 from __future__ import annotations
@@ -67,9 +71,13 @@ class MonitorBusyError(StoreError):
 
 
 class Lease(Protocol):
-    """A held lease: ``check`` before each batch is stored, ``release`` once (then a no-op)."""
+    """A held lease: ``check`` before each batch is counted and stored, ``release`` once (then a no-op).
 
-    def check(self) -> None: ...
+    ``check`` returns True when the lease had been lost and is taken again now: what the holder
+    counted since may be missing documents another ingester stored meanwhile.
+    """
+
+    def check(self) -> bool: ...
 
     def release(self) -> None: ...
 
@@ -161,9 +169,12 @@ class _FileLease:
         handle.flush()
         return handle
 
-    def check(self) -> None:
+    def check(self) -> bool:
         """Take the lease again if its file was removed or replaced (a second process would have
         locked a new file of that name, and both would ingest), or if an earlier check lost it.
+
+        Returns:
+            True when it was taken again (lost since the last check), False when it was held.
 
         Raises:
             MonitorBusyError: another process holds it now; checked again at the next batch.
@@ -174,7 +185,7 @@ class _FileLease:
         if handle is not None:
             try:
                 if os.path.samestat(os.fstat(handle.fileno()), os.stat(self.path)):
-                    return
+                    return False
             except FileNotFoundError:
                 pass
             log.warning(
@@ -183,6 +194,7 @@ class _FileLease:
             self._handle = None
             handle.close()
         self._handle = self._take()
+        return True
 
     def release(self) -> None:
         self._released = True
@@ -206,11 +218,18 @@ class _PostgresLease:
 
         app = _PG_APP.format(pid=os.getpid(), host=socket.gethostname()).encode()[:63].decode(errors="ignore")
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5, application_name=app)
+            conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=5, application_name=app, **_keepalives(self.url)
+            )
         except psycopg.Error as exc:
             raise StoreError(
                 f"monitor {self.name}: cannot connect to {self.where} for its lease: {exc}".splitlines()[0]
             ) from exc
+        # The session is idle between batches (for hours on a quiet feed): a server-wide
+        # idle_session_timeout would end it and drop the lock, letting another ingester in. Off for
+        # this session only; a server before PostgreSQL 14 has no such setting (nothing to turn off).
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SET idle_session_timeout = 0")
         try:
             if conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]:
                 return conn
@@ -233,10 +252,13 @@ class _PostgresLease:
         pid, host = (int(match[1]), match[2]) if match else (None, None)
         raise MonitorBusyError(busy_message(self.name, self.where, pid, host, since))
 
-    def check(self) -> None:
+    def check(self) -> bool:
         """One round trip on the lease's session: a session that ended (the database restarted, the
         connection was cut) took the lock with it, so the lease is taken again (also after an earlier
         check lost it).
+
+        Returns:
+            True when it was taken again (lost since the last check), False when it was held.
 
         Raises:
             MonitorBusyError: another process holds it now; checked again at the next batch.
@@ -250,7 +272,7 @@ class _PostgresLease:
         if conn is not None:
             try:
                 conn.execute("SELECT 1")
-                return
+                return False
             except psycopg.Error:
                 pass
             log.warning(
@@ -262,6 +284,7 @@ class _PostgresLease:
             with contextlib.suppress(Exception):
                 conn.close()
         self._conn = self._take()
+        return True
 
     def release(self) -> None:
         self._released = True
@@ -269,6 +292,20 @@ class _PostgresLease:
         if conn is not None:
             with contextlib.suppress(Exception):  # a session already gone holds no lock either
                 conn.close()  # ending the session drops its advisory locks
+
+
+def _keepalives(url: str) -> dict[str, Any]:
+    """TCP keepalives for the lease's connection, where its URL sets none: a connection idle for
+    hours between batches may be dropped by a firewall or NAT on the way, ending the session and
+    its lock; a keepalive every minute keeps it open and finds a dead one within about two."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    defaults = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 15, "keepalives_count": 4}
+    try:
+        given = conninfo_to_dict(url)
+    except Exception:  # connect says what is wrong with the URL
+        return {}
+    return {k: v for k, v in defaults.items() if k not in given}
 
 
 # store object -> names leased within this process (for stores no other process can open)
@@ -288,9 +325,11 @@ class _LocalLease:
             names.add(name)
         self._store: weakref.ref[Any] | None = weakref.ref(store)
 
-    def check(self) -> None:
+    def check(self) -> bool:
+        """Held until released: nothing outside this process can take it (never taken again)."""
         if self._store is None:
             raise StoreError(f"monitor {self.name}: its lease was released")
+        return False
 
     def release(self) -> None:
         ref, self._store = self._store, None

@@ -189,6 +189,10 @@ def load_classifier(config: MonitorConfig, *, ner: str | Path | None = None) -> 
         raise ConfigError(message if message.startswith(config.where) else config.where + message) from None
 
 
+class _LeaseRetaken(Exception):
+    """The lease was lost while a batch was counted, and taken again: undo the counting."""
+
+
 class Monitor:
     """One configured monitor: ingest, classify, store, window, alert.
 
@@ -235,6 +239,8 @@ class Monitor:
         self._classifier = classifier
         self._ner = ner
         self.detector = Detector(self.name, config.detector, protected=protected_keys(config))
+        # Set while the windows must be read back from the store (``_rebuild`` did not finish).
+        self._stale = False
         # Keys left unwatched at the cap since the last line about them, and when it was written.
         self._unwatched_pending = 0
         self._unwatched_logged = -math.inf
@@ -328,6 +334,11 @@ class Monitor:
         the folder files ``files`` these batches finish (recorded read with their documents).
         """
         with self._lock:
+            # Before the stored ids are read and anything counted: a lease lost and taken again
+            # (a PostgreSQL session cut, the lock file replaced) may have let another ingester store
+            # documents meanwhile, which these windows never counted; they are read back first.
+            if self._check_lease() or self._stale:
+                self._rebuild()
             results = [IngestResult(skipped=n) for n in (skipped or [0] * len(batches))]
             seen: set[str] = set()
             uniques: list[dict[str, Document]] = []
@@ -353,28 +364,40 @@ class Monitor:
             # fails: a retry must not count the batch twice nor find its alert's key in episode.
             # A document another process stored meanwhile (not in ``inserted``) stays counted: it
             # is in the store once, and a restarted monitor's warm-up counts it too.
-            with self.detector.transaction():
-                offset = 0
-                unwatched: list[int] = []
-                for new in news:
-                    mine: list[Alert] = []
-                    before = self.detector.unwatched
-                    for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
-                        mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
-                    if new:
-                        mine += self.detector.advance()  # to the present: new[-1] may be held
-                    changed.append(mine)
-                    unwatched.append(self.detector.unwatched - before)
-                    offset += len(new)
-                every = [a for mine in changed for a in mine]
-                # Still ours? (a lock file removed, a PostgreSQL session cut): else nothing is
-                # stored and the counting is undone, rather than two processes alerting twice.
-                self._check_lease()
-                saved = set(
-                    self.store.save(
-                        self.name, flat, labels, alerts=every, position=position, file=file, files=files
-                    ).inserted
-                )
+            unwatched: list[int] = []
+            try:
+                with self.detector.transaction():
+                    offset = 0
+                    for new in news:
+                        mine: list[Alert] = []
+                        before = self.detector.unwatched
+                        for doc, res in zip(new, labels[offset : offset + len(new)], strict=True):
+                            mine += self.detector.observe(doc_keys(doc, res), doc.time, res.negative, doc.id)
+                        if new:
+                            mine += self.detector.advance()  # to the present: new[-1] may be held
+                        changed.append(mine)
+                        unwatched.append(self.detector.unwatched - before)
+                        offset += len(new)
+                    every = [a for mine in changed for a in mine]
+                    # Still ours? (a lock file removed, a PostgreSQL session cut): else nothing is
+                    # stored and the counting is undone, rather than two processes alerting twice.
+                    if self._check_lease():
+                        raise _LeaseRetaken
+                    saved = set(
+                        self.store.save(
+                            self.name, flat, labels, alerts=every, position=position, file=file, files=files
+                        ).inserted
+                    )
+            except _LeaseRetaken:
+                # Lost while the batch was classified, and taken again: the counting is undone, the
+                # windows are read back (with what another ingester stored meanwhile) and the batch
+                # is refused whole, to be sent again (a follower reads its lines again).
+                self._rebuild()
+                raise StoreError(
+                    f"monitor {self.name}: its lease was lost while a batch was classified and is "
+                    "taken again; nothing of the batch was stored and the windows were read back from "
+                    "the store: send it again"
+                ) from None
             offset = 0
             for new, mine, result, left in zip(news, changed, results, unwatched, strict=True):
                 inserted = sum(1 for i in range(offset, offset + len(new)) if i in saved)
@@ -487,13 +510,22 @@ class Monitor:
                 self.config.detector.max_keys,
                 left_out,
             )
+        left_until: datetime | None = None  # the newest document of a key left out
         for doc_id, moment, topic, negative, companies in rows:
-            keys = [k for k in stored_keys(topic, companies) if k in watched]
+            named = stored_keys(topic, companies)
+            keys = [k for k in named if k in watched]
+            if len(keys) < len(named):
+                left_until = moment
             self.detector.observe(keys, moment, negative, doc_id, quiet=True)
         # Replayed in time order, a document ahead of the rest is last, with no later one to confirm
         # or refute it: it is the present, as the newest stored document (a sparse feed's) was.
         self.detector.settle()
         self.detector.resume(open_alerts)
+        if left_until is not None:
+            # A key left out that comes back is new to the detector, not one with a quiet history:
+            # its documents replayed here were not counted. Said after the replay, so the keys
+            # watched, made during it, keep the stream's start as theirs.
+            self.detector.history_lost(left_until)
 
     # -- sources -------------------------------------------------------------------------------------
 
@@ -704,10 +736,34 @@ class Monitor:
                     waiting,
                 )
 
-    def _check_lease(self) -> None:
+    def _check_lease(self) -> bool:
+        """Whether the lease had been lost and is taken again now (``Lease.check``).
+
+        Raises:
+            MonitorBusyError: another process holds it now.
+            StoreError: the monitor is closed, or the lease cannot be checked.
+        """
         if self._lease is None:
             raise StoreError(f"monitor {self.name} is closed")
-        self._lease.check()
+        return self._lease.check()
+
+    def _rebuild(self) -> None:
+        """Read the windows back from the store, as a restart does (a fresh detector, warmed up).
+
+        After the lease was lost and taken again: another ingester may have held it meanwhile and
+        stored documents this detector never counted (with the old windows, a surge they began
+        went unseen: 3 documents counted of 14 stored). Until this succeeds (the store may fail
+        too) ``_stale`` stays set and each batch tries it first.
+        """
+        log.warning(
+            "monitor %s: its lease was lost and is taken again; reading its windows back from the "
+            "store (another ingester may have stored documents meanwhile)",
+            self.name,
+        )
+        self._stale = True
+        self.detector = Detector(self.name, self.config.detector, protected=protected_keys(self.config))
+        self._warm_up()
+        self._stale = False
 
     def close(self) -> None:
         """Close the followed files, give up the lease (another process may ingest now) and close

@@ -183,7 +183,7 @@ def test_a_body_declared_over_max_body_is_still_413_first(
     assert r.status_code == 413 and error(r)["code"] == "body_too_large"
 
 
-def test_a_valid_key_is_checked_once_and_its_request_goes_on(
+def test_a_valid_key_is_checked_before_and_again_after_its_body_and_its_request_goes_on(
     open_server: Callable[..., tuple[TestClient, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, app = open_server()
@@ -201,9 +201,44 @@ def test_a_valid_key_is_checked_once_and_its_request_goes_on(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     r = client.post(PREDICT, content=body, headers=headers)
     assert r.status_code == 200 and body.consumed, r.text
-    assert calls == [token]
+    assert calls == [token, token]  # before the body (KeyCheck) and after it (a revoke meanwhile)
     [row] = access.store.usage()
     assert (row.key_name, row.status, row.texts) == ("acme", 200, 1)
+    calls.clear()
+    assert client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert calls == [token]  # no body: KeyCheck's look-up is the request's
+
+
+class RevokingBody(Body):
+    """A body whose upload goes on after the key is revoked (between its two chunks)."""
+
+    def __init__(self, data: bytes, revoke: Callable[[], None]) -> None:
+        super().__init__(data)
+        self.revoke = revoke
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.consumed = True
+        half = len(self.data) // 2
+        yield self.data[:half]
+        self.revoke()
+        yield self.data[half:]
+
+
+@pytest.mark.parametrize("path", [PREDICT, "/v1/keys"])
+def test_a_key_revoked_while_its_body_uploads_is_refused(
+    open_server: Callable[..., tuple[TestClient, Any]], path: str
+) -> None:
+    """KeyCheck's look-up came before the upload: an admin key revoked meanwhile created a new admin
+    key, and a predict was billed to the revoked key."""
+    client, app = open_server()
+    access = app.state.tunelab.access
+    record, token = access.create_key("ops", rate=None, quota=None, admin=True)
+    data = b'{"texts": ["pizza"]}' if path == PREDICT else b'{"name": "backdoor", "admin": true}'
+    body = RevokingBody(data, lambda: access.revoke_key(record.key_id))
+    r = client.post(path, content=body, headers={"X-API-Key": token, "Content-Type": "application/json"})
+    assert (r.status_code, error(r)["code"]) == (403, "revoked_key"), r.text
+    assert [k.name for k in access.store.list_keys()] == ["ops"]
+    assert [row.status for row in access.store.usage()] in ([], [403])
 
 
 def test_without_auth_a_keyless_request_is_read_and_answered(

@@ -106,11 +106,20 @@ ApiKeyHeader = Annotated[str | None, Security(api_key_scheme)]
 
 async def _authenticate(request: Request, state: ServeState, ctx: RequestContext) -> Any:
     ctx.auth_tried = True
-    caller = request.scope.get(CALLER_SCOPE_KEY)  # KeyCheck's, before the body was read: not twice
-    if caller is None:
+    caller = request.scope.get(CALLER_SCOPE_KEY)  # KeyCheck's, before the body was read
+    # A request with a body is checked again now that it has been read: a key revoked while its
+    # body was still uploading (an upload may take as long as the client likes) was served, an
+    # admin key's POST /v1/keys included. Without a body KeyCheck's look-up is this request's.
+    if caller is None or _has_body(request):
         caller = await run_in_threadpool(state.access.authenticate, bearer_token(request.headers))
     ctx.caller = caller
     return caller
+
+
+def _has_body(request: Request) -> bool:
+    """The request sends a body (a declared length above 0, or a chunked one)."""
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip() not in ("", "0"))
 
 
 async def require_caller(

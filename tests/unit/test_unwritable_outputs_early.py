@@ -117,6 +117,9 @@ def test_search_out_in_a_read_only_folder_is_refused_before_the_data_and_model_c
     pytest.importorskip("optuna")
     from tunelab.search import search
 
+    # Imported before the patch: a module first imported under it (the trainer's `from
+    # tunelab.preflight import check_run`) would keep the stand-in for the rest of the session.
+    importlib.import_module("tunelab.train.trainer")
     monkeypatch.setattr(PREFLIGHT, "check_run", got_past_the_checks)
     data = tmp_path / "train.csv"
     data.write_text("text,label\nhello,a\nbye,b\n", encoding="utf-8")

@@ -398,8 +398,8 @@ def _check_target(target: Path, overwrite: bool) -> None:
     read and the models trained (minutes of bi-encoder training), as "unexpected OSError" naming
     the hidden temporary folder.
     """
+    from tunelab import check_writable  # the public API's, as apps use
     from tunelab.apps.out_path import check_out_parents
-    from tunelab.preflight import check_writable
 
     check_out_parents(target)
     # the temporary folder is made beside the recommender and renamed onto it

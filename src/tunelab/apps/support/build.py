@@ -188,8 +188,8 @@ def _check_target(target: Path, overwrite: bool) -> None:
     model was loaded and calibrated and the knowledge embedded, as "unexpected OSError" naming the
     hidden temporary folder.
     """
+    from tunelab import check_writable  # the public API's, as apps use
     from tunelab.apps.out_path import check_out_parents
-    from tunelab.preflight import check_writable
 
     check_out_parents(target)
     # the temporary folder is made beside the bot and renamed onto it

@@ -261,7 +261,7 @@ def _check_writable(folder: Path) -> None:
     """The bot folder takes ``tune/`` and a new bot.yaml, checked before the model loads: a
     read-only one failed only after every dev message was scored, as "unexpected OSError" naming
     the hidden temporary folder. A folder that is no bot is left to ``Bot.load`` to name."""
-    from tunelab.preflight import check_writable
+    from tunelab import check_writable  # the public API's, as apps use
 
     if folder.is_dir():
         check_writable(

@@ -102,6 +102,15 @@ RUN_FOLDER_ATTR = "tunelab_run_folder"
 RESUME_HINT_ATTR = "tunelab_resume_hint"
 
 
+def errno_of(exc: BaseException) -> int | None:
+    """``exc``'s errno: an ``OSError``'s own, or the one a Rust library's error (safetensors,
+    tokenizers) gives only in its text, as std::io::Error says it: "(os error 28)"."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = _OS_ERROR_IN_TEXT.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
 def storage_problem(exc: BaseException, where: str | Path | None = None) -> StorageProblem | None:
     """``exc`` as a full disk, a quota, a read-only or forbidden folder; None for any other error.
 
@@ -111,15 +120,10 @@ def storage_problem(exc: BaseException, where: str | Path | None = None) -> Stor
     device (os error 28)", from ``tokenizer.save_pretrained``). The path is the error's own file
     name, else ``where`` (the folder being written, when the caller knows it), else none is named.
     """
-    code: int | None = None
+    code = errno_of(exc)
     path = str(where) if where is not None else None
-    if isinstance(exc, OSError):
-        code = exc.errno
-        if isinstance(exc.filename, str | bytes | os.PathLike):
-            path = os.fsdecode(exc.filename)
-    else:  # Rust's std::io::Error says its errno so: "(os error 28)"
-        found = _OS_ERROR_IN_TEXT.search(str(exc))
-        code = int(found.group(1)) if found else None
+    if isinstance(exc, OSError) and isinstance(exc.filename, str | bytes | os.PathLike):
+        path = os.fsdecode(exc.filename)
     if code is None or code not in _STORAGE_ERRORS:
         return None
     what, naming, fix = _STORAGE_ERRORS[code]

@@ -60,28 +60,33 @@ def test_ctrl_c_after_finish_claimed_the_name_leaves_no_empty_folder(
     assert run.finish().root == tmp_path / "x"
 
 
-def test_ctrl_c_after_a_merge_claimed_the_name_leaves_no_empty_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def write_merged(tmp_path: Path, target: Path) -> None:
+    """merge's last step (``_write_run``) on stand-ins: a LoRA run ``tmp_path/lora`` written to ``target``."""
     source = tmp_path / "lora"
     source.mkdir()
     (source / "labels.json").write_text("{}", encoding="utf-8")
-    target = tmp_path / "merged"
     plain = SimpleNamespace(
         name="full", stores_base=True, save=lambda model, folder: (folder / "w.bin").write_bytes(b"w")
     )
+    MERGE._write_run(
+        SimpleNamespace(root=source),
+        target,
+        {"name": "lora"},
+        SimpleNamespace(to_dict=lambda: {"method": {"name": "lora"}}),
+        object(),
+        SimpleNamespace(name="lora"),
+        {},
+        plain=plain,
+    )
+
+
+def test_ctrl_c_after_a_merge_claimed_the_name_leaves_no_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "merged"
     interrupt_replace_onto(target, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        MERGE._write_run(
-            SimpleNamespace(root=source),
-            target,
-            {"name": "lora"},
-            SimpleNamespace(to_dict=lambda: {"method": {"name": "lora"}}),
-            object(),
-            SimpleNamespace(name="lora"),
-            {},
-            plain=plain,
-        )
+        write_merged(tmp_path, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lora"]  # no claim, no staging folder
 
 
@@ -362,22 +367,7 @@ def test_without_flock_an_export_holds_no_file_open_as_it_is_renamed(
 def test_without_flock_a_merge_holds_no_file_open_as_it_is_renamed(
     tmp_path: Path, without_flock: list[list[str]]
 ) -> None:
-    source = tmp_path / "lora"
-    source.mkdir()
-    (source / "labels.json").write_text("{}", encoding="utf-8")
     target = tmp_path / "merged"
-    plain = SimpleNamespace(
-        name="full", stores_base=True, save=lambda model, folder: (folder / "w.bin").write_bytes(b"w")
-    )
-    MERGE._write_run(
-        SimpleNamespace(root=source),
-        target,
-        {"name": "lora"},
-        SimpleNamespace(to_dict=lambda: {"method": {"name": "lora"}}),
-        object(),
-        SimpleNamespace(name="lora"),
-        {},
-        plain=plain,
-    )
+    write_merged(tmp_path, target)
     assert (target / "w.bin").is_file() or (target / "weights" / "w.bin").is_file()
     assert without_flock and all(opened == [] for opened in without_flock), without_flock

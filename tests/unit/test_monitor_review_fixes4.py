@@ -189,7 +189,7 @@ def test_a_key_let_go_at_the_cap_does_not_alert_on_its_usual_rate_when_it_return
     assert kept.evicted == 0 and kept_alerts == []
     assert all(level is not None for level in kept_levels)
     evicted, alerts, levels = flood_then_return(flood=True)
-    assert evicted.evicted >= 1
+    assert evicted.evicted == 3  # quiet keys let go for new names; acme among them (its levels below)
     assert alerts == []  # was: company:acme at level 10.5 over a baseline of 0.5
     # No history of its own yet: min_history (an hour here) holds its alerts back, as for a new monitor.
     assert levels == [None] * len(levels)

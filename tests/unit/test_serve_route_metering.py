@@ -238,7 +238,7 @@ def test_a_key_revoked_while_its_body_uploads_is_refused(
     r = client.post(path, content=body, headers={"X-API-Key": token, "Content-Type": "application/json"})
     assert (r.status_code, error(r)["code"]) == (403, "revoked_key"), r.text
     assert [k.name for k in access.store.list_keys()] == ["ops"]
-    assert [row.status for row in access.store.usage()] in ([], [403])
+    assert access.store.usage() == []  # refused: nothing billed
 
 
 def test_without_auth_a_keyless_request_is_read_and_answered(

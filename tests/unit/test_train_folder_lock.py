@@ -106,7 +106,6 @@ def test_a_killed_runs_folder_resumes_and_finishes_without_its_marker(
     labelled_csvs: tuple[Path, Path],
     tiny_overrides: Any,
     killed_at_first_checkpoint: Any,
-    lock_holder: Any,
     tmp_path: Path,
 ) -> None:
     """The lock went with the killed writer: the run resumes at once, and the finished folder keeps

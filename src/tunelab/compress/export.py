@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tunelab.atomic import RUN_FOLDER_ATTR, atomic_write_json, atomic_write_text
+from tunelab.atomic import RUN_FOLDER_ATTR, atomic_write_json, atomic_write_text, errno_of
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
@@ -292,7 +291,6 @@ _WRITE_ERRNOS = frozenset(
     for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS")  # EDQUOT: not on Windows
     if (code := getattr(errno, name, None)) is not None
 )
-_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
 
 
 def name_output_folder(exc: BaseException, folder: str | Path) -> None:
@@ -304,12 +302,7 @@ def name_output_folder(exc: BaseException, folder: str | Path) -> None:
     there is nothing to resume, the partial folder is gone, and the output named is the one to
     retry. An error that already names a folder (a member's export inside an ensemble's) keeps it.
     """
-    if isinstance(exc, OSError):
-        code = exc.errno
-    else:
-        found = _OS_ERROR_IN_TEXT.search(str(exc))
-        code = int(found.group(1)) if found else None
-    if code in _WRITE_ERRNOS and getattr(exc, RUN_FOLDER_ATTR, None) is None:
+    if errno_of(exc) in _WRITE_ERRNOS and getattr(exc, RUN_FOLDER_ATTR, None) is None:
         setattr(exc, RUN_FOLDER_ATTR, str(folder))
 
 

@@ -106,6 +106,21 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The detector's plain attributes a failed batch puts back as they were (``Detector.transaction``);
+#: the rings are saved per key touched, the held documents apart.
+_UNDONE_SCALARS = (
+    "first_bucket",
+    "now_bucket",
+    "newest",
+    "late",
+    "unwatched",
+    "evicted",
+    "last_unwatched",
+    "_full_at",
+    "_lost_at",
+)
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     """How windows are cut and when an alert opens and closes (the ``detector:`` section).
@@ -549,17 +564,7 @@ class Detector:
             raise RuntimeError("Detector.transaction is not re-entrant")
         self._undo = {}
         held = (list(self._held), self._waiting)
-        scalars = (
-            self.first_bucket,
-            self.now_bucket,
-            self.newest,
-            self.late,
-            self.unwatched,
-            self.evicted,
-            self.last_unwatched,
-            self._full_at,
-            self._lost_at,
-        )
+        scalars = {name: getattr(self, name) for name in _UNDONE_SCALARS}
         try:
             yield
         except BaseException:
@@ -568,17 +573,8 @@ class Detector:
                     self._keys.pop(key, None)
                 else:
                     self._keys[key] = saved
-            (
-                self.first_bucket,
-                self.now_bucket,
-                self.newest,
-                self.late,
-                self.unwatched,
-                self.evicted,
-                self.last_unwatched,
-                self._full_at,
-                self._lost_at,
-            ) = scalars
+            for name, value in scalars.items():
+                setattr(self, name, value)
             self._held, self._waiting = held
             raise
         finally:

@@ -132,8 +132,7 @@ class _FolderBatch:
 
 def doc_keys(doc: Document, res: Classified) -> list[str]:
     """The windows a document counts in: its topic and each company it names."""
-    keys = [f"topic:{res.topic}"] if res.topic else []
-    return keys + [f"company:{c}" for c in res.companies]
+    return stored_keys(res.topic, res.companies)
 
 
 def stored_keys(topic: str | None, companies: Sequence[str]) -> list[str]:
@@ -238,7 +237,7 @@ class Monitor:
             raise
         self._classifier = classifier
         self._ner = ner
-        self.detector = Detector(self.name, config.detector, protected=protected_keys(config))
+        self.detector = self._new_detector()
         # Set while the windows must be read back from the store (``_rebuild`` did not finish).
         self._stale = False
         # Keys left unwatched at the cap since the last line about them, and when it was written.
@@ -496,7 +495,8 @@ class Monitor:
         # At most detector.max_keys keys, the most recently active (and those in an open episode):
         # replayed in time order, the cap would keep the first keys named and refuse today's.
         open_alerts = self.store.alerts(self.name, open_only=True)
-        last_seen = {key: i for i, row in enumerate(rows) for key in stored_keys(row[2], row[4])}
+        named_by_row = [stored_keys(topic, companies) for _, _, topic, _, companies in rows]
+        last_seen = {key: i for i, named in enumerate(named_by_row) for key in named}
         watched = self.detector.most_recent(last_seen, keep=(a.key for a in open_alerts))
         left_out = sum(1 for key in last_seen if key not in watched)
         if left_out:
@@ -511,8 +511,7 @@ class Monitor:
                 left_out,
             )
         left_until: datetime | None = None  # the newest document of a key left out
-        for doc_id, moment, topic, negative, companies in rows:
-            named = stored_keys(topic, companies)
+        for (doc_id, moment, _, negative, _), named in zip(rows, named_by_row, strict=True):
             keys = [k for k in named if k in watched]
             if len(keys) < len(named):
                 left_until = moment
@@ -761,9 +760,13 @@ class Monitor:
             self.name,
         )
         self._stale = True
-        self.detector = Detector(self.name, self.config.detector, protected=protected_keys(self.config))
+        self.detector = self._new_detector()
         self._warm_up()
         self._stale = False
+
+    def _new_detector(self) -> Detector:
+        """An empty detector of this monitor's settings (``_warm_up`` then reads its windows back)."""
+        return Detector(self.name, self.config.detector, protected=protected_keys(self.config))
 
     def close(self) -> None:
         """Close the followed files, give up the lease (another process may ingest now) and close

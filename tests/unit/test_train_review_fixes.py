@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,36 @@ def test_train_shows_info_lines_only_with_verbose(
     assert "training precision" in (tmp_path / "runs" / "quiet" / "logs" / "train.log").read_text()
     assert _main_as_a_fresh_process(["train", "-q", "-v", *overrides(tmp_path / "runs", "name=loud")]) == 0
     assert "INFO tunelab.train.trainer: run finished" in capsys.readouterr().err
+
+
+def test_a_warning_logged_under_a_progress_bar_gets_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The console handler wrote a warning after the bar's text, on the bar's own line."""
+    from tqdm.auto import tqdm
+
+    from tunelab.cli.main import console_logging
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        console_logging(logging.WARNING)
+        bar = tqdm(total=4, file=sys.stderr, mininterval=0, desc="epoch 1")
+        bar.update(1)
+        logging.getLogger("tunelab.test").warning("something happened")
+        logging.getLogger("tunelab.test").info("not for the console")
+        bar.update(3)
+        bar.close()
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    err = capsys.readouterr().err
+    before, _, after = err.partition("WARNING tunelab.test: something happened\n")
+    assert after, err  # the warning ends its own line
+    line = before.rsplit("\r", 1)[-1]
+    assert not line.strip(), repr(line)  # the bar was cleared from the line before the warning
+    assert "not for the console" not in err
 
 
 # --- 3. list fields -----------------------------------------------------------------------------

@@ -166,6 +166,32 @@ def _storage_line(exc: BaseException) -> str | None:
     return f"{problem.what}: {problem.fix} and run again"
 
 
+class _BarAwareHandler(logging.StreamHandler):
+    """The console handler: a line logged while a progress bar is drawn goes through ``tqdm.write``,
+    which clears the bar, prints the line and draws the bar again below it. A plain StreamHandler
+    wrote the line after the bar's text on the bar's own line. tqdm's ``logging_redirect_tqdm`` does
+    this for a block of code but copies neither the handler's level nor a handler made before it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm.auto import tqdm  # the class the bars are made with: write() clears its bars
+
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # logging's own rule: a handler never raises
+            self.handleError(record)
+
+
+def console_logging(level: int) -> None:
+    """Log to stderr at ``level`` unless the root logger has a handler already (the API in-process)."""
+    handler = _BarAwareHandler(sys.stderr)
+    # The console handler's own level: a library logger set to INFO for a log file (train.log)
+    # passes INFO up to the root's handlers whatever the root's level, so without -v they
+    # reached the console, and -q was not quiet.
+    handler.setLevel(level)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -174,15 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    level = logging.INFO if args.verbose else logging.WARNING
-    before = list(logging.getLogger().handlers)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        if handler not in before:
-            # The console handler's own level: a library logger set to INFO for a log file (train.log)
-            # passes INFO up to the root's handlers whatever the root's level, so without -v they
-            # reached the console, and -q was not quiet.
-            handler.setLevel(level)
+    console_logging(logging.INFO if args.verbose else logging.WARNING)
     from tunelab.errors import TunelabError
 
     try:

@@ -76,6 +76,14 @@ RECIPES: dict[str, list[str]] = {
     # pairs per row (positives, negatives); head: only the head trains in the loop (SetFit's default)
     "p4n4-head": ["method.positives=4", "method.negatives=4", "method.end_to_end=false"],
     "p4n4": ["method.positives=4", "method.negatives=4", "method.end_to_end=true"],
+    # the in-batch losses (method.loss): as many steps as p4n4's pairs take, 32 texts a step
+    "mnrl-head": ["method.positives=4", "method.negatives=4", "method.loss=mnrl", "method.end_to_end=false"],
+    "triplet-head": [
+        "method.positives=4",
+        "method.negatives=4",
+        "method.loss=triplet",
+        "method.end_to_end=false",
+    ],
     # SetFit's own default: 20 + 20 pairs per row (num_iterations=20), capped at 20,000 pairs
     "p20n20-head": ["method.positives=20", "method.negatives=20", "method.end_to_end=false"],
     # self-training (not SetFit): the frozen MiniLM probe, refined by 3 rounds of its own

@@ -17,7 +17,7 @@ from tunelab.config import DataConfig
 from tunelab.data.splits import read_splits
 from tunelab.errors import ConfigError, DataError
 from tunelab.methods import get_method
-from tunelab.methods.setfit.pairs import sample_pairs
+from tunelab.methods.setfit.pairs import draw_label_batches, sample_pairs
 
 
 def _shots(train: Path, shots: int, seed: int | None, **extra: Any):
@@ -89,6 +89,25 @@ def test_a_label_with_one_row_gets_no_positive_pair() -> None:
 def test_setfit_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="positives=0"):
         get_method("setfit").parse_options({"positives": 0})
+    with pytest.raises(ConfigError, match=r"loss='cos'.*cosine, mnrl, triplet"):
+        get_method("setfit").parse_options({"loss": "cos"})
+
+
+def test_label_batches_hold_distinct_labels_each_with_its_rows() -> None:
+    labels = [label for label in range(77) for _ in range(8)] + [77]  # one label with a single row
+    batches = draw_label_batches(labels, size=32, per_label=2, steps=50, seed=0)
+    assert len(batches) == 50
+    for rows in batches:
+        assert len(rows) == 32
+        firsts = [labels[r] for r in rows[0::2]]
+        assert [labels[r] for r in rows[1::2]] == firsts  # anchor and positive share a label
+        assert len(set(firsts)) == 16  # no label twice: its rows would be counted as negatives
+        assert len(set(rows)) == 32 and 77 not in firsts
+    assert draw_label_batches(labels, size=32, per_label=2, steps=50, seed=0) == batches
+    assert draw_label_batches(labels, size=32, per_label=2, steps=50, seed=1) != batches
+    fours = draw_label_batches(labels, size=32, per_label=4, steps=3, seed=0)
+    assert all(len({labels[r] for r in rows}) == 8 for rows in fours)
+    assert draw_label_batches([0, 0, 1], size=32, per_label=2, steps=3, seed=0) == []  # one usable label
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +153,37 @@ def test_setfit_tunes_the_encoder_and_the_run_reloads_and_predicts(
     metrics = json.loads((setfit_run / "metrics.json").read_text(encoding="utf-8"))
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
     assert accuracy > 0.6  # 3 labels: chance is 1/3
+
+
+@pytest.mark.parametrize("loss", ["mnrl", "triplet"])
+def test_setfit_in_batch_losses_tune_the_encoder_in_the_pairs_budget(
+    loss: str, tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, test = labelled_csvs
+    overrides = tiny_overrides(
+        tiny_bert,
+        train,
+        test,
+        tmp_path,
+        "name=sf",
+        "method=setfit",
+        f"method.loss={loss}",
+        "method.learning_rate=0.005",
+        "data.shots=8",
+        "data.dev_size=0",
+        epochs=1,
+    )
+    run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    note = next(n for n in summary["notes"] if n.startswith("setfit: contrastive stage"))
+    per_label = {"mnrl": 2, "triplet": 4}[loss]
+    # 3 labels of 8 rows: every batch holds all 3; 192 pairs / batch 16 = 12 steps
+    assert f"loss {loss} on label batches of 3 labels x {per_label} rows, 12 steps" in note
+    base = load_file(str(tiny_bert / "model.safetensors"))
+    tuned = load_file(str(run / "weights" / "model.safetensors"))
+    key = next(k for k in tuned if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    base_key = next(k for k in base if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert not torch.equal(tuned[key], base[base_key])
 
 
 def test_shots_is_refused_for_token_classification(tagged_jsonls: tuple[Path, Path]) -> None:

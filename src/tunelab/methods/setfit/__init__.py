@@ -40,6 +40,9 @@ from tunelab.methods.full import load, save
 from tunelab.methods.options import Problems
 from tunelab.methods.registry import Method, register_method, trainable_count
 
+#: The contrastive losses, all sentence-transformers': pairs to a target cosine, or in-batch negatives.
+LOSSES = ("cosine", "mnrl", "triplet")
+
 
 @dataclass
 class SetFitConfig:
@@ -53,6 +56,10 @@ class SetFitConfig:
         learning_rate: the encoder's learning rate in the contrastive stage (SetFit's 2e-5).
         batch_size: pairs per step (each pair is two texts).
         end_to_end: also train the encoder in the loop after the head is fitted (else the head only).
+        loss: ``cosine`` (SetFit's default: CosineSimilarityLoss on the drawn pairs), ``mnrl``
+            (MultipleNegativesRankingLoss: one anchor and positive per label, the batch's other
+            labels as negatives) or ``triplet`` (BatchAllTripletLoss on 4 rows a label); the
+            in-batch losses take as many steps as the pairs would.
     """
 
     positives: int = 4
@@ -62,6 +69,7 @@ class SetFitConfig:
     learning_rate: float = 2e-5
     batch_size: int = 16
     end_to_end: bool = True
+    loss: str = "cosine"
 
     def __post_init__(self) -> None:
         p = Problems("setfit")
@@ -75,6 +83,8 @@ class SetFitConfig:
             p.add(f"learning_rate={self.learning_rate!r} (use a rate below 1, such as 2e-05)")
         if not isinstance(self.end_to_end, bool):
             p.add(f"end_to_end={self.end_to_end!r} (use true or false)")
+        if self.loss not in LOSSES:
+            p.add(f"loss={self.loss!r} (use one of {', '.join(LOSSES)})")
         p.raise_if_any()
 
 

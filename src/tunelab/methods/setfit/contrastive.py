@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tunelab.data.encoding import Encoded, collate
-from tunelab.methods.setfit.pairs import Pair, draw_pairs
+from tunelab.methods.setfit.pairs import Pair, draw_label_batches, draw_pairs
 from tunelab.models.classifier import pooled_features
 
 logger = logging.getLogger(__name__)
@@ -35,10 +35,10 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
     Args:
         model: the run's classifier (encoder + head); only what feeds the head is trained here.
         train: the encoded training rows with one label id each.
-        options: the method's ``SetFitConfig`` (pairs per row, cap, epochs, learning rate, batch).
+        options: the method's ``SetFitConfig`` (pairs per row, cap, epochs, learning rate, batch,
+            loss).
         seed: pair draw, batch order and dropout.
     """
-    from sentence_transformers.losses import CosineSimilarityLoss
     from transformers import get_linear_schedule_with_warmup
 
     labels = [int(label) for label in train.labels or []]
@@ -51,41 +51,92 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
     )
     if not pairs:
         return ["setfit: no pairs could be made (every label has one row); contrastive stage skipped"]
+    # Every loss gets the same budget: the steps the pairs take, 2 x batch_size texts a step.
+    total = max(1, math.ceil(options.epochs * math.ceil(len(pairs) / options.batch_size)))
+    batches = _batches(labels, pairs, options, total, seed)
+    if not batches:
+        return [
+            f"setfit: loss {options.loss} needs two labels with {_PER_LABEL[options.loss]} rows or more; "
+            "contrastive stage skipped"
+        ]
     torch.manual_seed(seed)
-    loss_fn = CosineSimilarityLoss(model)
+    loss_fn = _loss(options.loss, model)
     params = [p for name, p in model.named_parameters() if not name.startswith("classifier.")]
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(pairs) / options.batch_size)
-    total = max(1, math.ceil(options.epochs * steps_per_epoch))
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
-    generator = torch.Generator().manual_seed(seed)
     model.train()
-    started, step, running, window = time.perf_counter(), 0, 0.0, 0
-    while step < total:
-        order = torch.randperm(len(pairs), generator=generator).tolist()
-        for start in range(0, len(order), options.batch_size):
-            if step >= total:
-                break
-            chunk = [pairs[i] for i in order[start : start + options.batch_size]]
-            # Both sides in one forward: (2B, T) -> pooled (2B, H) -> u, v (B, H) each.
-            batch = collate(train, [p.a for p in chunk] + [p.b for p in chunk])
-            pooled = pooled_features(model, **batch)
-            u, v = pooled[: len(chunk)], pooled[len(chunk) :]
-            target = torch.tensor([p.similar for p in chunk])
-            loss = loss_fn.compute_loss_from_embeddings([u, v], target)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running, window, step = running + float(loss.detach()), window + 1, step + 1
-            if step % 50 == 0 or step == total:
-                logger.info("setfit contrastive step %d/%d: loss %.4f", step, total, running / window)
-                running, window = 0.0, 0
+    started, running, window = time.perf_counter(), 0.0, 0
+    for step, (rows, target) in enumerate(batches, start=1):
+        # One forward for every text of the step: (N, T) -> pooled (N, H).
+        pooled = pooled_features(model, **collate(train, rows))
+        if options.loss == "cosine":  # rows: the a sides, then the b sides
+            half = len(rows) // 2
+            loss = loss_fn.compute_loss_from_embeddings([pooled[:half], pooled[half:]], target)
+        elif options.loss == "mnrl":  # rows: (anchor, positive) of each label in turn
+            loss = loss_fn.compute_loss_from_embeddings([pooled[0::2], pooled[1::2]], target)
+        else:
+            loss = loss_fn.compute_loss_from_embeddings([pooled], target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running, window = running + float(loss.detach()), window + 1
+        if step % 50 == 0 or step == total:
+            logger.info("setfit contrastive step %d/%d: loss %.4f", step, total, running / window)
+            running, window = 0.0, 0
     setattr(model, TUNED_FLAG, True)
-    return [pairs_note(pairs, drawn, options, step, time.perf_counter() - started)]
+    seconds = time.perf_counter() - started
+    if options.loss != "cosine":
+        per_label = _PER_LABEL[options.loss]
+        return [
+            f"setfit: contrastive stage with loss {options.loss} on label batches of "
+            f"{len(batches[0][0]) // per_label} labels x {per_label} rows, {len(batches)} steps "
+            f"(the steps of {len(pairs)} pairs) in {seconds:.0f} s"
+        ]
+    return [pairs_note(pairs, drawn, options, len(batches), seconds)]
+
+
+#: Rows of one label in a batch of the in-batch losses: an anchor and its positive for
+#: MultipleNegativesRankingLoss; four for BatchAllTripletLoss, so each anchor has three positives.
+_PER_LABEL = {"cosine": 2, "mnrl": 2, "triplet": 4}
+
+
+def _batches(
+    labels: list[int], pairs: list[Pair], options: Any, total: int, seed: int
+) -> list[tuple[list[int], torch.Tensor | None]]:
+    """Each step's rows and target: pairs in a seeded order, epoch after epoch, for ``cosine``;
+    label batches (``pairs.draw_label_batches``) for the losses that take negatives in the batch."""
+    size = options.batch_size
+    if options.loss != "cosine":
+        per_label = _PER_LABEL[options.loss]
+        drawn = draw_label_batches(labels, size=2 * size, per_label=per_label, steps=total, seed=seed)
+        return [(rows, torch.tensor([labels[r] for r in rows])) for rows in drawn]
+    generator = torch.Generator().manual_seed(seed)
+    steps: list[tuple[list[int], torch.Tensor | None]] = []
+    while len(steps) < total:
+        order = torch.randperm(len(pairs), generator=generator).tolist()
+        for start in range(0, len(order), size):
+            if len(steps) == total:
+                break
+            chunk = [pairs[i] for i in order[start : start + size]]
+            rows = [p.a for p in chunk] + [p.b for p in chunk]
+            steps.append((rows, torch.tensor([p.similar for p in chunk])))
+    return steps
+
+
+def _loss(name: str, model: nn.Module) -> nn.Module:
+    """sentence-transformers' loss of that name; only ``compute_loss_from_embeddings`` is called,
+    so the run's classifier stands in for the SentenceTransformer the losses are built around."""
+    from sentence_transformers import losses
+
+    if name == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model)
+    if name == "triplet":
+        return losses.BatchAllTripletLoss(model)
+    return losses.CosineSimilarityLoss(model)
 
 
 def pairs_note(pairs: list[Pair], drawn: int, options: Any, steps: int, seconds: float) -> str:

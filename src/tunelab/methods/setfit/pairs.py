@@ -85,3 +85,34 @@ def draw_pairs(
     if max_pairs is not None and drawn > max_pairs:
         pairs = pairs[:max_pairs]  # already shuffled: a uniform subsample
     return pairs, drawn
+
+
+def draw_label_batches(
+    labels: Sequence[int], *, size: int, per_label: int, steps: int, seed: int
+) -> list[list[int]]:
+    """``steps`` batches of ``size`` rows, ``per_label`` rows from each of ``size // per_label``
+    labels, for the losses that find their positives and negatives inside a batch.
+
+    ``MultipleNegativesRankingLoss`` takes each label's first row as the anchor and its second as
+    the positive, so a batch must not hold a label twice (its other rows would be counted as
+    negatives); ``BatchAllTripletLoss`` needs every label of a batch twice or more. Only labels
+    with ``per_label`` rows or more take part; a batch draws its labels without replacement, and
+    each label's rows without replacement, so memory and time stay linear in ``steps`` whatever the
+    number of labels.
+
+    Returns:
+        Each batch as row positions, grouped by label (``per_label`` consecutive positions a
+        label); an empty list when fewer than two labels have ``per_label`` rows.
+    """
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for position, label in enumerate(labels):
+        by_label[label].append(position)
+    usable = sorted(label for label, rows in by_label.items() if len(rows) >= per_label)
+    if len(usable) < 2:
+        return []
+    count = max(2, min(len(usable), size // per_label))
+    return [
+        [row for label in rng.sample(usable, count) for row in rng.sample(by_label[label], per_label)]
+        for _ in range(steps)
+    ]

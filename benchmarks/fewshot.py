@@ -272,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recipes",
         nargs="+",
-        default=[r for r in RECIPES if r not in ("selftrain", "full")],
-        help="dev stage: recipes to compare (default: the SetFit ones; selftrain reads unlabelled texts)",
+        default=[r for r in RECIPES if r not in ("selftrain", "full", "mnrl-head", "triplet-head")],
+        help="dev stage: recipes to compare (default: the SetFit ones with the cosine loss; selftrain "
+        "reads unlabelled texts)",
     )
     parser.add_argument("--recipe", default="p4n4-head", help="test stage: the recipe chosen on dev")
     parser.add_argument("--shots", nargs="+", type=int, default=[8, 16])

@@ -91,6 +91,9 @@ def test_setfit_options_are_checked() -> None:
         get_method("setfit").parse_options({"positives": 0})
     with pytest.raises(ConfigError, match=r"loss='cos'.*cosine, mnrl, triplet"):
         get_method("setfit").parse_options({"loss": "cos"})
+    with pytest.raises(ConfigError, match=r"batch_size=3 with loss=triplet \(use 4 or more\)"):
+        get_method("setfit").parse_options({"loss": "triplet", "batch_size": 3})
+    assert get_method("setfit").parse_options({"loss": "mnrl", "batch_size": 2}).batch_size == 2
 
 
 def test_label_batches_hold_distinct_labels_each_with_its_rows() -> None:
@@ -107,6 +110,14 @@ def test_label_batches_hold_distinct_labels_each_with_its_rows() -> None:
     assert draw_label_batches(labels, size=32, per_label=2, steps=50, seed=1) != batches
     fours = draw_label_batches(labels, size=32, per_label=4, steps=3, seed=0)
     assert all(len({labels[r] for r in rows}) == 8 for rows in fours)
+    # A label with 2-3 rows takes part with all of them (a few-shot run keeps a short label whole).
+    short = [0] * 8 + [1] * 8 + [2] * 3 + [3] * 2
+    seen = Counter(
+        labels_in
+        for rows in draw_label_batches(short, size=32, per_label=4, steps=20, seed=0)
+        for labels_in in Counter(short[r] for r in rows).items()
+    )
+    assert {label for label, _ in seen} == {0, 1, 2, 3} and {n for (label, n) in seen if label >= 2} == {3, 2}
     assert draw_label_batches([0, 0, 1], size=32, per_label=2, steps=3, seed=0) == []  # one usable label
 
 
@@ -178,12 +189,39 @@ def test_setfit_in_batch_losses_tune_the_encoder_in_the_pairs_budget(
     note = next(n for n in summary["notes"] if n.startswith("setfit: contrastive stage"))
     per_label = {"mnrl": 2, "triplet": 4}[loss]
     # 3 labels of 8 rows: every batch holds all 3; 192 pairs / batch 16 = 12 steps
-    assert f"loss {loss} on label batches of 3 labels x {per_label} rows, 12 steps" in note
+    assert f"loss {loss} on label batches of 3 labels x up to {per_label} rows, 12 steps" in note
     base = load_file(str(tiny_bert / "model.safetensors"))
     tuned = load_file(str(run / "weights" / "model.safetensors"))
     key = next(k for k in tuned if k.endswith("encoder.layer.0.attention.self.query.weight"))
     base_key = next(k for k in base if k.endswith("encoder.layer.0.attention.self.query.weight"))
     assert not torch.equal(tuned[key], base[base_key])
+
+
+def test_an_in_batch_loss_says_which_labels_it_cannot_use(
+    tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A label with one row is in no batch of mnrl or triplet (it cannot be its own positive)."""
+    train = tmp_path / "train.csv"
+    rows = pd.read_csv(labelled_csvs[0])
+    pd.concat([rows, pd.DataFrame({"text": ["a lone example"], "label": ["lonely"]})]).to_csv(
+        train, index=False
+    )
+    overrides = tiny_overrides(
+        tiny_bert,
+        train,
+        None,
+        tmp_path,
+        "name=sf",
+        "method=setfit",
+        "method.loss=triplet",
+        "method.learning_rate=0.005",
+        "data.shots=8",
+        "data.dev_size=0",
+        epochs=1,
+    )
+    run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    notes = json.loads((run / "run.json").read_text(encoding="utf-8"))["notes"]
+    assert "setfit: 1 label(s) with a single training row take no part in loss triplet" in notes
 
 
 def test_shots_is_refused_for_token_classification(tagged_jsonls: tuple[Path, Path]) -> None:

@@ -3,7 +3,8 @@
 The recipe, in the three places the training run already has for it:
 
 1. ``before_training`` (this method's hook): the encoder is fine-tuned on pairs of training rows
-   with sentence-transformers' ``CosineSimilarityLoss`` (``contrastive.py``). Pairs are drawn a
+   with sentence-transformers' ``CosineSimilarityLoss`` (``contrastive.py``; ``loss`` picks an
+   in-batch one instead). Pairs are drawn a
    fixed number per row (``positives`` + ``negatives``, capped at ``max_pairs``), so their
    number grows linearly with the rows and not with labels squared (``pairs.py``).
 2. ``train.head_init: probe`` (the default) then fits the head as a logistic regression on the
@@ -42,6 +43,8 @@ from tunelab.methods.registry import Method, register_method, trainable_count
 
 #: The contrastive losses, all sentence-transformers': pairs to a target cosine, or in-batch negatives.
 LOSSES = ("cosine", "mnrl", "triplet")
+#: The smallest batch_size of each loss: a step's 2 x batch_size texts hold two labels or more.
+_MIN_BATCH = {"cosine": 1, "mnrl": 2, "triplet": 4}
 
 
 @dataclass
@@ -85,6 +88,9 @@ class SetFitConfig:
             p.add(f"end_to_end={self.end_to_end!r} (use true or false)")
         if self.loss not in LOSSES:
             p.add(f"loss={self.loss!r} (use one of {', '.join(LOSSES)})")
+        elif isinstance(self.batch_size, int) and self.batch_size < _MIN_BATCH[self.loss]:
+            # a step holds 2 x batch_size texts: two labels of 2 rows (mnrl) or of 4 (triplet) at least
+            p.add(f"batch_size={self.batch_size} with loss={self.loss} (use {_MIN_BATCH[self.loss]} or more)")
         p.raise_if_any()
 
 

@@ -3,9 +3,11 @@
 The pooled vector the classification head reads (``tunelab.models.classifier.pooled_features``)
 is the sentence embedding: pairs of the same label are pulled to cosine similarity 1, pairs of
 different labels pushed to 0, with sentence-transformers' ``CosineSimilarityLoss`` (SetFit's
-default loss). The loop is written here, not taken from ``SentenceTransformerTrainer``, because
-the model is the run's own classifier (so the tuned encoder is saved, exported and served like
-any run) and not a ``SentenceTransformer``; the loss only needs the two embeddings.
+default loss); or, with ``loss: mnrl`` / ``triplet``, batches of labels whose other labels are
+the negatives (``MultipleNegativesRankingLoss``, ``BatchAllTripletLoss``). The loop is written
+here, not taken from ``SentenceTransformerTrainer``, because the model is the run's own classifier
+(so the tuned encoder is saved, exported and served like any run) and not a
+``SentenceTransformer``; the losses only need the embeddings.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from typing import Any
 
 import torch
@@ -56,8 +59,7 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
     batches = _batches(labels, pairs, options, total, seed)
     if not batches:
         return [
-            f"setfit: loss {options.loss} needs two labels with {_PER_LABEL[options.loss]} rows or more; "
-            "contrastive stage skipped"
+            f"setfit: loss {options.loss} needs two labels with two rows or more; contrastive stage skipped"
         ]
     torch.manual_seed(seed)
     loss_fn = _loss(options.loss, model)
@@ -89,19 +91,35 @@ def contrastive_finetune(model: nn.Module, train: Encoded, options: Any, *, seed
             running, window = 0.0, 0
     setattr(model, TUNED_FLAG, True)
     seconds = time.perf_counter() - started
-    if options.loss != "cosine":
-        per_label = _PER_LABEL[options.loss]
-        return [
-            f"setfit: contrastive stage with loss {options.loss} on label batches of "
-            f"{len(batches[0][0]) // per_label} labels x {per_label} rows, {len(batches)} steps "
-            f"(the steps of {len(pairs)} pairs) in {seconds:.0f} s"
-        ]
-    return [pairs_note(pairs, drawn, options, len(batches), seconds)]
+    if options.loss == "cosine":
+        return [pairs_note(pairs, drawn, options, len(batches), seconds)]
+    return _in_batch_notes(labels, options, batches, len(pairs), seconds)
 
 
 #: Rows of one label in a batch of the in-batch losses: an anchor and its positive for
 #: MultipleNegativesRankingLoss; four for BatchAllTripletLoss, so each anchor has three positives.
 _PER_LABEL = {"cosine": 2, "mnrl": 2, "triplet": 4}
+
+
+def _in_batch_notes(
+    labels: list[int], options: Any, batches: list[tuple[list[int], Any]], pairs: int, seconds: float
+) -> list[str]:
+    """The run's notes on an in-batch loss's stage, and on the labels it could not use: one row
+    cannot be its own positive, so such a label is in no batch (the cosine loss still pairs it as
+    a negative)."""
+    counts = Counter(labels)
+    per_label = _PER_LABEL[options.loss]
+    notes = [
+        f"setfit: contrastive stage with loss {options.loss} on label batches of "
+        f"{len({labels[r] for r in batches[0][0]})} labels x up to {per_label} rows, {len(batches)} steps "
+        f"(the steps of {pairs} pairs) in {seconds:.0f} s"
+    ]
+    single = sum(1 for n in counts.values() if n == 1)
+    if single:
+        notes.append(
+            f"setfit: {single} label(s) with a single training row take no part in loss {options.loss}"
+        )
+    return notes
 
 
 def _batches(

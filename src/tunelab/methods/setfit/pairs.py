@@ -90,29 +90,33 @@ def draw_pairs(
 def draw_label_batches(
     labels: Sequence[int], *, size: int, per_label: int, steps: int, seed: int
 ) -> list[list[int]]:
-    """``steps`` batches of ``size`` rows, ``per_label`` rows from each of ``size // per_label``
-    labels, for the losses that find their positives and negatives inside a batch.
+    """``steps`` batches of ``size // per_label`` labels with up to ``per_label`` rows each, for the
+    losses that find their positives and negatives inside a batch.
 
     ``MultipleNegativesRankingLoss`` takes each label's first row as the anchor and its second as
     the positive, so a batch must not hold a label twice (its other rows would be counted as
-    negatives); ``BatchAllTripletLoss`` needs every label of a batch twice or more. Only labels
-    with ``per_label`` rows or more take part; a batch draws its labels without replacement, and
-    each label's rows without replacement, so memory and time stay linear in ``steps`` whatever the
-    number of labels.
+    negatives); ``BatchAllTripletLoss`` needs every label of a batch twice or more. So a label
+    takes part with two rows or more (a label with fewer than ``per_label`` gives all of them; one
+    row cannot be its own positive), a batch draws its labels without replacement, and each label's
+    rows without replacement: memory and time stay linear in ``steps`` whatever the number of labels.
 
     Returns:
-        Each batch as row positions, grouped by label (``per_label`` consecutive positions a
-        label); an empty list when fewer than two labels have ``per_label`` rows.
+        Each batch as row positions, grouped by label (a label's rows consecutive); an empty list
+        when fewer than two labels have two rows.
     """
     rng = random.Random(seed)
     by_label: dict[int, list[int]] = defaultdict(list)
     for position, label in enumerate(labels):
         by_label[label].append(position)
-    usable = sorted(label for label, rows in by_label.items() if len(rows) >= per_label)
+    usable = sorted(label for label, rows in by_label.items() if len(rows) >= 2)
     if len(usable) < 2:
         return []
     count = max(2, min(len(usable), size // per_label))
     return [
-        [row for label in rng.sample(usable, count) for row in rng.sample(by_label[label], per_label)]
+        [
+            row
+            for label in rng.sample(usable, count)
+            for row in rng.sample(by_label[label], min(per_label, len(by_label[label])))
+        ]
         for _ in range(steps)
     ]

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from tunelab.serve.adapters import BasePool, shared_backend
 from tunelab.serve.batcher import MicroBatcher
 from tunelab.serve.bots import BotRegistry
-from tunelab.serve.deps import KeyCheck, ServeState
+from tunelab.serve.deps import REPORTS_AT_ONCE, KeyCheck, ServeState
 from tunelab.serve.error_handlers import install_error_handlers
 from tunelab.serve.in_flight import InFlightTexts
 from tunelab.serve.metrics import ServeMetrics
@@ -118,8 +118,10 @@ def create_app(
     for name, version in (active or {}).items():
         registry.set_active(name, version)  # fails naming what is loaded
     bot_registry = BotRegistry(bots, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
+    # Usage reports and monitor reads share one limit: each holds a pooled connection for its query.
+    long_reads = asyncio.Semaphore(REPORTS_AT_ONCE)
     monitor_registry = MonitorRegistry(
-        monitors, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
+        monitors, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, reads=long_reads
     )
     recommender_registry = RecommenderRegistry(recommenders)  # a duplicate name fails in one line
     if monitor_registry and store is not None:
@@ -134,6 +136,7 @@ def create_app(
         monitors=monitor_registry,
         recommenders=recommender_registry,
         in_flight=InFlightTexts(settings.max_in_flight_per_key),
+        reports=long_reads,
     )
 
     @asynccontextmanager

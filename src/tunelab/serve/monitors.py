@@ -15,7 +15,10 @@ processes ingesting one monitor would keep two sets of windows and could alert t
 Reads (``trend``, ``alerts``) run in worker threads like every blocking call of the server, but
 at most ``READ_THREADS`` at once for all monitors (``read``, a semaphore around the shared pool):
 a burst of large trend queries waits for those few threads instead of taking the whole pool that
-every other request's key check, usage row and ticket also run in.
+every other request's key check, usage row and ticket also run in. The server hands the registry
+the semaphore of its usage reports (``ServeState.reports``), so monitor reads and reports together
+hold at most that many of PostgreSQL's 4 pooled connections: with a semaphore of 4 of their own,
+four slow trend reads took the whole pool, and other clients' key checks waited behind them.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-READ_THREADS = 4  # monitor reads (trend, alerts) running at once, all monitors together
+READ_THREADS = 2  # monitor reads (trend, alerts) running at once, all monitors (and, served, usage reports)
 FOLLOW_RETRY_S = 10.0  # a follower that failed (database down, say) starts again after this
 FOLLOW_LOG_REPEAT_S = 300.0  # the same failure is logged again at most this often
 
@@ -125,11 +128,17 @@ class MonitorRegistry:
     """
 
     def __init__(
-        self, monitors: Iterable[Any] = (), *, max_batch: int = 32, max_wait_ms: float = 5.0
+        self,
+        monitors: Iterable[Any] = (),
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        reads: asyncio.Semaphore | None = None,
     ) -> None:
         self._monitors: dict[str, ServedMonitor] = {}
         self._stop = threading.Event()
-        self._reads: asyncio.Semaphore | None = None  # made on the event loop, at first use
+        # The server's long-read semaphore (ServeState.reports), or one of READ_THREADS at first use.
+        self._reads = reads
         for config, classifier in monitors:
             name = str(config.name)
             if name in self._monitors:

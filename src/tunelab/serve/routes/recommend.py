@@ -12,16 +12,19 @@
 * ``GET /v1/apps/recommend``: the served recommenders and their info (not billed).
 
 Checks go in the order of cost, like predict: body size (as declared), key (``KeyCheck``, before the
-body is read), JSON, schema, the key's rate, then recommender, counts and sizes, quota, then the
-recommender itself in its own threads (never on the event loop). Usage rows name the app
-(``recommend``) and the recommender. Every key sees the same recommenders: they have no owner.
+body is read), JSON, schema, the key's rate, then recommender, counts and sizes, the key's in-flight
+cap (``--max-in-flight``: a ranking counts as one, an item or a recorded event as one each), quota,
+then the recommender itself in its own threads (never on the event loop); a ranking whose client
+leaves is cancelled (a 499). Usage rows name the app (``recommend``) and the recommender. Every key
+sees the same recommenders: they have no owner.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
@@ -29,6 +32,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from tunelab.errors import DataError
 from tunelab.serve.context import RequestContext
 from tunelab.serve.deps import Context, MaybeCaller, ServeState, State
+from tunelab.serve.disconnect import unless_client_leaves
 from tunelab.serve.error_handlers import location
 from tunelab.serve.recommend_schemas import (
     ID_SCHEMA,
@@ -124,6 +128,15 @@ async def _admit(state: ServeState, ctx: RequestContext, caller: Any, units: int
         )
 
 
+def _holding(state: ServeState, caller: Any, units: int) -> contextlib.AbstractContextManager[Any]:
+    """The key's ``units`` counted in flight (429 past ``--max-in-flight``), as predict, support and
+    monitor count theirs: the recommender's calls queued in its thread pool without limit, so one
+    key's burst of rankings, items or events waited ahead of every other key's."""
+    if caller is None or not units:  # no key (--no-auth), or nothing for the recommender to do
+        return contextlib.nullcontext()
+    return state.in_flight.hold(caller.key_id, caller.name, units)
+
+
 @router.get("", response_model=RecommenderList, responses=error_responses(*AUTH))
 async def recommend_info(state: State, caller: MaybeCaller) -> RecommenderList:
     """The recommenders this server ranks for, with their info (counts, build time, search, ranker);
@@ -163,6 +176,7 @@ register_url_convertor("anypath", _AnyPath())
 
 @router.get("/{name}/users/{user_id:anypath}", response_model=RankingOut, responses=RANK_ERRORS)
 async def rank(
+    request: Request,
     name: str,
     user_id: UserId,
     state: State,
@@ -183,11 +197,17 @@ async def rank(
     if problem:
         raise _invalid(f"user_id {problem}", "invalid_parameter")
     user_id = user_id.strip()  # as events store it
-    await _admit(state, ctx, caller, 1)
-    try:
-        ranking = await served.rank(user_id, k=k, exclude_seen=exclude_seen)
-    except DataError as exc:
-        raise _invalid(str(exc), "invalid_parameter") from None
+    with _holding(state, caller, 1):
+        await _admit(state, ctx, caller, 1)
+        try:
+            # A ranking only reads: one whose client left is dropped from the recommender's queue
+            # (a 499, not billed), as predict drops its texts. Writes below are never cancelled: one
+            # that landed after a 499 would be unbilled, and its retry a 409.
+            ranking = await unless_client_leaves(
+                request.receive, served.rank(user_id, k=k, exclude_seen=exclude_seen)
+            )
+        except DataError as exc:
+            raise _invalid(str(exc), "invalid_parameter") from None
     fallback = bool(ranking.fallback)
     state.metrics.recommend_rankings.labels(served.name, str(fallback).lower()).inc()
     ctx.outcome = "fallback" if fallback else "ranked"
@@ -242,13 +262,14 @@ async def add_items(
                 status=422,
                 code="text_too_long",
             )
-    await _admit(state, ctx, caller, len(items))
-    try:
-        await served.add_items([(item.item_id, dict(item.fields)) for item in items])
-    except ItemConflictError as exc:
-        raise RequestLimitError(str(exc), status=409, code="item_exists") from None
-    except ItemRejectedError as exc:
-        raise _invalid(str(exc), "invalid_item") from None
+    with _holding(state, caller, len(items)):
+        await _admit(state, ctx, caller, len(items))
+        try:
+            await served.add_items([(item.item_id, dict(item.fields)) for item in items])
+        except ItemConflictError as exc:
+            raise RequestLimitError(str(exc), status=409, code="item_exists") from None
+        except ItemRejectedError as exc:
+            raise _invalid(str(exc), "invalid_item") from None
     state.metrics.recommend_items.labels(served.name).inc(len(items))
     return ItemsAdded(recommender=served.name, added=[item.item_id for item in items])
 
@@ -278,8 +299,9 @@ async def record_events(
             results[i] = EventResult(index=i, status="rejected", code="invalid_event", message=_first(exc, i))
             continue
         valid.append((i, event.model_dump()))
-    await _admit(state, ctx, caller, len(valid))
-    outcomes = await served.record_events([e for _, e in valid]) if valid else []
+    with _holding(state, caller, len(valid)):
+        await _admit(state, ctx, caller, len(valid))
+        outcomes = await served.record_events([e for _, e in valid]) if valid else []
     for (i, _), outcome in zip(valid, outcomes, strict=True):
         message = None if outcome.message is None else f"events[{i}]: {outcome.message}"
         results[i] = EventResult(index=i, status=outcome.status, code=outcome.code, message=message)

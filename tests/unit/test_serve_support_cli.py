@@ -92,6 +92,13 @@ def test_serve_loads_bots_without_models(
             "--conversation-ttl '0': give a positive",
         ),
         (["serve", "--bot", "bots/bank", "--conversation-ttl", "soon"], "--conversation-ttl 'soon'"),
+        # taken, then every message a 500 (now + ttl past year 9999); the next two a start-up traceback
+        (
+            ["serve", "--bot", "bots/bank", "--conversation-ttl", "3000000d"],
+            "--conversation-ttl '3000000d': over the longest age, 3650d; give a shorter one",
+        ),
+        (["serve", "--bot", "bots/bank", "--conversation-ttl", f"{10**12}d"], "over the longest age, 3650d"),
+        (["serve", "--bot", "bots/bank", "--conversation-ttl", "9" * 400], "over the longest age"),  # inf
     ],
 )
 def test_bad_bot_arguments_fail_in_one_line(
@@ -101,6 +108,16 @@ def test_bad_bot_arguments_fail_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
     assert "app" not in served
+
+
+def test_the_longest_conversation_ttl_is_ten_years(served: dict[str, Any], tmp_path: Path) -> None:
+    from tunelab.cli.serve_cmd import parse_age
+
+    assert (
+        main(["serve", "--bot", "bots/bank", "--data-dir", str(tmp_path), "--conversation-ttl", "3650d"]) == 0
+    )
+    assert served["app"].state.tunelab.settings.conversation_ttl_s == 3650 * 86400
+    assert parse_age("5000d", "--x", max_days=10_000) == 5000 * 86400  # another option's own bound
 
 
 # -- export-feedback -------------------------------------------------------------------------------

@@ -350,14 +350,26 @@ _FLAGS = {
 
 
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_AGE_DAYS = 3650  # ten years
 
 
-def parse_age(text: str, option: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``; a bad value names the forms."""
+def parse_age(text: str, option: str, *, max_days: float = MAX_AGE_DAYS) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``; a bad value names the forms.
+
+    An age over ``max_days`` is refused: ``--conversation-ttl 3000000d`` was taken, then every support
+    message was a 500 (``now + ttl`` past year 9999), and over ~10**9 days (or digits enough for
+    ``inf``) start-up failed with a traceback in ``timedelta``.
+    """
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text).lower())
     if not m or float(m.group(1)) <= 0:
         raise ConfigError(f"{option} {text!r}: give a positive age such as 90s, 30m, 2h or 1d")
-    return float(m.group(1)) * _AGE_UNITS[m.group(2)]
+    seconds = float(m.group(1)) * _AGE_UNITS[m.group(2)]
+    if seconds > max_days * 86400:  # inf included
+        raise ConfigError(
+            f"{option} {text!r}: over the longest age, {max_days:g}d; give a shorter one such as 30m, 2h "
+            "or 1d"
+        )
+    return seconds
 
 
 _BOT_SPEC = re.compile(r"(?:(?P<name>[A-Za-z0-9_.\-]+)=)?(?P<path>.+)", re.DOTALL)  # whole, as _SPEC

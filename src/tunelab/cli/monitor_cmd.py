@@ -7,12 +7,22 @@ the work of either subcommand.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+# A following run whose database failed (a PostgreSQL restart, a lock held past the busy timeout, a
+# lease lost: "send it again") runs again after this, as tunelab serve's followers do
+# (serve.monitors.FOLLOW_RETRY_S); the same failure is logged again at most every RETRY_LOG_REPEAT_S.
+RETRY_S = 10.0
+RETRY_LOG_REPEAT_S = 300.0
 
 HELP = """examples:
   tunelab app monitor run --config monitor.yaml                 # follow the sources until stopped
@@ -114,10 +124,13 @@ def _run(args: argparse.Namespace) -> int:
     with stop_on_signals(stop), Monitor(config, ner=args.ner) as monitor:
         monitor.classifier  # noqa: B018 -- load the runs now: a bad run fails before anything is read
         with _delivering(config, monitor, once=args.once, stop=stop):
-            total = monitor.run(once=args.once, stop=stop)
+            _follow(monitor, once=args.once, stop=stop)
         if config.webhook:
             waiting = monitor.store.count_pending_alerts(config.name)
-    alerts = len(total.alerts)
+    # The monitor's own counts (alerts counted, not kept): they include the batches stored by a
+    # run that failed later and was started again.
+    total = monitor.totals
+    alerts = total.alert_count
     print(
         f"{config.name}: {total.stored} documents stored, {total.duplicates} duplicates, "
         f"{total.skipped} skipped, {alerts} alert{'s' if alerts != 1 else ''}"
@@ -130,6 +143,38 @@ def _run(args: argparse.Namespace) -> int:
         )
     print(f"database: {_where(config.store, describe_store)}", file=sys.stderr)
     return 0
+
+
+def _follow(monitor: Any, *, once: bool, stop: threading.Event) -> None:
+    """``monitor.run`` until ``stop``; following, a database error is logged and retried.
+
+    Documented to follow its sources until SIGTERM, the command ended at the first ``StoreError``
+    instead, where ``tunelab serve --monitor`` retries (``MonitorRegistry._follow``). A failed
+    batch was not committed: the run started again reads its lines again. With ``once`` (and for
+    any other error, a ``ConfigError`` say) the error ends the command with its one line.
+    """
+    from tunelab.errors import first_line
+    from tunelab.serve.logging_setup import RepeatGate
+    from tunelab.serve.store import StoreError
+
+    gate = RepeatGate(RETRY_LOG_REPEAT_S)
+    while True:
+        try:
+            monitor.run(once=once, stop=stop)
+            return
+        except StoreError as exc:
+            if once:
+                raise
+            message = first_line(exc)
+            if gate.should_log(monitor.name, message, time.monotonic()):
+                log.warning(
+                    "monitor %s: following its sources failed (%s); retrying in %gs",
+                    monitor.name,
+                    message,
+                    RETRY_S,
+                )
+            if stop.wait(RETRY_S):  # SIGTERM while waiting: stop at once
+                return
 
 
 @contextmanager

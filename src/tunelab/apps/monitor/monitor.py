@@ -58,21 +58,37 @@ UNWATCHED_LOG_S = 60.0
 
 @dataclass
 class IngestResult:
-    """Counts of one call (or, as ``Monitor.totals``, of the monitor's life so far)."""
+    """Counts of one call (or, as ``Monitor.totals``, of the monitor's life so far).
+
+    A total made with ``keep_alerts=False`` counts the alerts ``add``ed to it and keeps none: one
+    that lives as long as a follower (``Monitor.totals``, a following ``run``) held every alert ever
+    opened, each with up to 50 document ids, and grew with them. ``alert_count`` counts either way.
+    """
 
     stored: int = 0  # new documents classified and stored
     duplicates: int = 0  # ids already stored or repeated in the batch: not counted again
     skipped: int = 0  # malformed lines or refused documents
-    alerts: list[Alert] = field(default_factory=list)  # alerts opened
+    alerts: list[Alert] = field(default_factory=list)  # alerts opened (kept: see keep_alerts)
     # A document's topics and companies not watched, the detector being at detector.max_keys
     # (each key of a document once): stored and in trends, but no alert on those keys.
     unwatched: int = 0
+    alerts_not_kept: int = 0  # alerts opened and counted, not kept in ``alerts``
+    keep_alerts: bool = field(default=True, repr=False, compare=False)
+
+    @property
+    def alert_count(self) -> int:
+        """How many alerts were opened: those kept and those only counted."""
+        return len(self.alerts) + self.alerts_not_kept
 
     def add(self, other: IngestResult) -> None:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.skipped += other.skipped
-        self.alerts.extend(other.alerts)
+        self.alerts_not_kept += other.alerts_not_kept
+        if self.keep_alerts:
+            self.alerts.extend(other.alerts)
+        else:
+            self.alerts_not_kept += len(other.alerts)
         self.unwatched += other.unwatched
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +98,8 @@ class IngestResult:
             "skipped": self.skipped,
             "alerts": [a.to_dict() for a in self.alerts],
         }
+        if self.alerts_not_kept:  # a total that counts its alerts only: "alerts" is not all of them
+            out["alert_count"] = self.alert_count
         if self.unwatched:  # only past the cap: a monitor under it reads as before
             out["unwatched"] = self.unwatched
         return out
@@ -243,7 +261,7 @@ class Monitor:
         # Keys left unwatched at the cap since the last line about them, and when it was written.
         self._unwatched_pending = 0
         self._unwatched_logged = -math.inf
-        self.totals = IngestResult()
+        self.totals = IngestResult(keep_alerts=False)  # counts only: it lives as long as the monitor
         self._followers: dict[Path, FileFollower] = {}
         # (a watched folder, its pattern) -> its files read: two sources on one folder with other
         # patterns list other files, and each would forget the other's
@@ -553,7 +571,7 @@ class Monitor:
         if follower is None:
             follower = FileFollower(path, self.store.position(self.name, str(path)))
             self._followers[path] = follower
-        total = IngestResult()
+        total = IngestResult(keep_alerts=once)  # following, a read can last as long as its writer
         try:
             while not self._stop.is_set() and (chunk := follower.read(grace=not once)) is not None:
                 skipped = IngestResult()
@@ -669,8 +687,9 @@ class Monitor:
 
     def poll(self, *, once: bool = False) -> IngestResult:
         """Read every source once, as far as it goes now (``once``: a rotated followed file is left
-        for the new one at once, without waiting polls for its writer)."""
-        total = IngestResult()
+        for the new one at once, without waiting polls for its writer). Following (not ``once``), the
+        alerts opened are counted, not kept, as ``run``'s."""
+        total = IngestResult(keep_alerts=once)
         for i, source in enumerate(self.config.sources):
             try:
                 total.add(
@@ -693,7 +712,9 @@ class Monitor:
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> IngestResult:
         """Follow the sources until ``stop`` is set (or, with ``once``, until nothing new is left).
 
-        Stopping waits for the batch in hand to be committed: nothing classified is lost.
+        Stopping waits for the batch in hand to be committed: nothing classified is lost. Returns
+        the counts, and the alerts opened only with ``once``: following, ``alert_count`` counts them
+        (kept, they piled up for the life of the process; the store has them all).
 
         Raises:
             ConfigError: at the first call, a source does not exist (before anything is read).
@@ -706,7 +727,7 @@ class Monitor:
             self.config.check_sources(readable=False)
             self._sources_checked = True
         self._stop = stop = stop or threading.Event()
-        total = IngestResult()
+        total = IngestResult(keep_alerts=once)
         while not stop.is_set():
             started = time.monotonic()
             result = self.poll(once=once)

@@ -49,7 +49,8 @@ class BuildResult:
     Attributes:
         folder: the bot folder.
         name: the bot's name.
-        calibration: what ``calibration.json`` holds (temperature, ECE before/after, dev rows).
+        calibration: what ``calibration.json`` holds (temperature, ECE before/after, dev rows; when
+            nothing was fitted, ``fitted`` false and ``reason`` saying why temperature 1 was kept).
         passages: knowledge passages indexed (0 without a knowledge base).
         search: ``exact`` or ``hnsw`` (faiss), the knowledge index's search.
         unanswered: the model's intents without an answer template (knowledge or hand-off).
@@ -229,19 +230,28 @@ def _calibrate(predictor: Any, dev: str | Path | None, warnings: list[str]) -> d
     texts, labels, source, dropped = _dev_rows(predictor, dev, warnings)
     if not texts:
         return {"temperature": 1.0, "fitted": False, "dev": source, "rows": 0}
+    kept = {"dev": source, "rows": len(texts), "rows_out_of_scope": dropped}
+    # One label (a continued run's dev split, carved from new rows of a new label only) says nothing
+    # about how sure to be between labels: the fit runs off to the bound (T = 100), every confidence
+    # flattens to ~1/L, below the intent threshold, and the bot silently hands off everything.
+    # T = 1 is kept, as the ensemble refuses such a split (tunelab.ensembling.build).
+    if len(set(labels)) < 2:
+        reason = (
+            f"the {len(texts)} dev rows hold one label ({predictor.labels.names[labels[0]]}); "
+            "temperature kept at 1; give --dev FILE with rows of several labels"
+        )
+        warnings.append(f"calibration: {reason}")
+        return {"temperature": 1.0, "fitted": False, "reason": reason, **kept}
     logits = predictor.logits(texts)  # (N, L)
     fitted = fit_temperature(logits, np.asarray(labels))
     if not fitted.fitted:
-        warnings.append(
-            f"calibration: every one of the {len(texts)} dev rows is predicted right, so there is no "
+        reason = (
+            f"every one of the {len(texts)} dev rows is predicted right, so there is no "
             "temperature to fit (1 kept); give --dev FILE with more rows for honest confidences"
         )
-    return {
-        **fitted.to_dict(),
-        "dev": source,
-        "rows": len(texts),
-        "rows_out_of_scope": dropped,
-    }
+        warnings.append(f"calibration: {reason}")
+        return {**fitted.to_dict(), "reason": reason, **kept}
+    return {**fitted.to_dict(), **kept}
 
 
 def _dev_rows(

@@ -361,6 +361,8 @@ def test_an_exported_artifact_is_not_credited_with_its_source_runs_dev_score() -
     from tunelab.cli.runs_cmd import _own_score
 
     best = {"best_dev_metric": {"accuracy": 0.91}, "task": "single_label"}
-    assert _own_score(best, {}, {}) == "accuracy 91.00%"
+    # Both are dev scores (the best dev value, the export's own dev headline): marked as such.
+    assert _own_score(best, {}, {}) == "accuracy 91.00% (dev)"
     assert _own_score({**best, "source_run": "runs/banking"}, {}, {}) == "-"
-    assert _own_score({**best, "source_run": "runs/banking"}, {"accuracy": 0.84}, {}) == "accuracy 84.00%"
+    exported = _own_score({**best, "source_run": "runs/banking"}, {"accuracy": 0.84}, {})
+    assert exported == "accuracy 84.00% (dev)"

@@ -201,3 +201,29 @@ def test_a_run_folder_without_a_readable_run_json_is_listed_as_damaged(
     assert main(["runs", "--dir", str(runs)]) == 0
     rows = _rows(capsys.readouterr().out)
     assert rows["odd"][1] == "damaged" and rows["tickets"][1] == "finished"
+
+
+def test_a_score_from_dev_is_marked_and_one_from_test_is_not(
+    runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The macro F1, entity F1 and score columns show test where the run has it, else dev: the dev
+    value was shown unmarked, read as test beside the explicit "dev acc" / "test acc" columns."""
+    tested = {**FINISHED, "name": "tested"}
+    tested["headline"] = {**FINISHED["headline"], "test": {"accuracy": 0.8, "macro_f1": 0.77}}
+    _write(runs / "tested", run=tested, config={"data": {}})
+    ner = {"name": "ner", "status": "finished", "task": "ner", "model": "m", "method": "full"}
+    _write(runs / "ner", run={**ner, "headline": {"dev": {"entity_f1": 0.5}}}, config={"data": {}})
+    # A plug-in task's own metric, under "score" (its task is not registered here).
+    toy = {**ner, "task": "nope", "headline": {"dev": {"toy_acc": 0.5}}, "best_dev_metric": {"toy_acc": 0.5}}
+    _write(runs / "toy", run=toy, config={"data": {}})
+    assert main(["runs", "--dir", str(runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header, rows = lines[0], {line.split()[0]: line for line in lines[2:]}
+
+    def cell(run: str, column: str) -> str:
+        return rows[run][header.index(column) :].split("  ")[0].strip()
+
+    assert cell("tickets", "macro F1") == "88.00% (dev)"  # FINISHED has dev scores only
+    assert cell("tested", "macro F1") == "77.00%"
+    assert cell("ner", "entity F1") == "50.00% (dev)"
+    assert cell("toy", "score") == "toy_acc 50.00% (dev)"

@@ -14,8 +14,9 @@ One row per folder: trained runs (format torch), artifacts written by `tunelab e
 exported, their format, and the export time under "finished"), ensembles built by `tunelab
 ensemble` (method "ensemble of N runs", their build time under "finished"), and unfinished runs or exports
 (status unfinished, with the data they were given; `tunelab train --resume runs/<name>.partial`
-continues a run). A run folder whose run.json is missing or unreadable is listed as damaged (it
-cannot be evaluated or served: train it again). A --dir that does not exist is an error.
+continues a run). "macro F1", "entity F1" and "score" are on test where the run was scored there,
+else on dev, marked "(dev)". A run folder whose run.json is missing or unreadable is listed as
+damaged (it cannot be evaluated or served: train it again). A --dir that does not exist is an error.
 """
 
 
@@ -57,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 _dict(info.data).get("train"),
                 pct(dev.get("accuracy")),
                 pct(test.get("accuracy")),
-                pct((test or dev).get("macro_f1")),
-                pct((test or dev).get("entity_f1")),
+                _test_or_dev(test, dev, "macro_f1"),
+                _test_or_dev(test, dev, "entity_f1"),
             ]
         )
         # A task whose scores none of the columns above names (a plug-in's "toy_acc") showed "-"
@@ -81,9 +82,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test_or_dev(test: dict, dev: dict, key: str) -> str:
+    """The test score where the run has one, else the dev score marked " (dev)": one column holds
+    both, and a dev score (the split checkpoints were chosen on) read as test flatters the run."""
+    if test.get(key) is not None:
+        return pct(test[key])
+    return "-" if dev.get(key) is None else f"{pct(dev[key])} (dev)"
+
+
 def _own_score(summary: dict, dev: dict, test: dict) -> str:
     """``metric value`` of the run's own selection metric (``train.metric``, recorded with its best dev
-    value), on test where the run was scored there; "-" where the run has none."""
+    value), on test where the run was scored there, else on dev marked " (dev)"; "-" where the run
+    has none."""
     best = _dict(summary.get("best_dev_metric"))
     if not (best or dev or test):  # unscored (unfinished): no need to look the task up
         return "-"
@@ -94,8 +104,10 @@ def _own_score(summary: dict, dev: dict, test: dict) -> str:
         return "-"
     # An export or ensemble copies its source's best_dev_metric: that is the source's score, not its own
     own_best = None if summary.get("source_run") or summary.get("members") else best.get(metric)
-    value = next((v for v in (test.get(metric), dev.get(metric), own_best) if v is not None), None)
-    return "-" if value is None else f"{metric} {score(value, metric)}"
+    if test.get(metric) is not None:
+        return f"{metric} {score(test[metric], metric)}"
+    value = next((v for v in (dev.get(metric), own_best) if v is not None), None)
+    return "-" if value is None else f"{metric} {score(value, metric)} (dev)"
 
 
 def _task_metric(task: object) -> str | None:

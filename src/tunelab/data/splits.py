@@ -3,7 +3,8 @@
 When no dev (or test) file is given, a ``dev_size`` (``test_size``) fraction of the training
 file is held out with ``split_seed``: stratified by label for single-label data, so that every
 label is in both parts, and a plain seeded random split for multi-label data, which has no single
-label to stratify on. The same config always gives the same split.
+label to stratify on. The same config always gives the same split. A label that had training rows
+and has none left after the carve is refused (``refuse_untrained``), as a dev file's unknown label is.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -97,8 +98,8 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         and notes for the user.
 
     Raises:
-        DataError: a file is missing or bad, a dev/test label is not in training, or a label has
-            too few rows to stratify.
+        DataError: a file is missing or bad, a dev/test label is not in training, a label has
+            too few rows to stratify, or a carved split took every row of a label.
     """
     if not cfg.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.csv")
@@ -135,6 +136,7 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         source=cfg.train,
     )
     keep = list(range(len(pool.texts)))
+    carved: dict[str, list[int]] = {}
     for what, path, size in (("test", cfg.test, cfg.test_size), ("dev", cfg.dev, cfg.dev_size)):
         if path:
             continue  # read above
@@ -142,8 +144,20 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
             stratify = not multi_label
             keep, out = _carve(pool, keep, size, what=what, cfg=cfg, notes=notes, stratified=stratify)
             held[what] = pool.subset(out, f" ({what} split)")
+            carved[what] = out
         else:
             held[what] = None
+    # data.labels' names are left to preflight's check_listed_labels, which spares a continued run's
+    # old labels: their rehearsal rows join training later, so their new rows may all go to dev.
+    listed = {unicodedata.normalize("NFC", str(n)) for n in cfg.labels or []}
+    refuse_untrained(
+        [row if multi_label else [row] for row in pool.names],  # type: ignore[misc]
+        keep,
+        carved,
+        source=cfg.train,
+        fix="change data.split_seed" if multi_label else "lower data.{what}_size",
+        exempt=listed,
+    )
     train = pool.subset(keep)
     notes.insert(0, f"train: {len(train)} rows from {cfg.train}, {len(labels)} labels ({cfg.task})")
     if cfg.shots is not None:
@@ -159,6 +173,57 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         train, shot_notes = sample_shots(train, labels, cfg.shots, seed=seed)
         notes.extend(shot_notes)
     return Splits(train=train, dev=held["dev"], test=held["test"], labels=labels, notes=notes)
+
+
+def refuse_untrained(
+    names: Sequence[Iterable[str]],
+    keep: list[int],
+    carved: dict[str, list[int]],
+    *,
+    source: str,
+    fix: str,
+    kind: str = "label",
+    unit: str = "row",
+    exempt: Iterable[str] = (),
+) -> None:
+    """Refuse a label whose every example was carved into dev/test, leaving none to train on.
+
+    The label map is built from the whole training file before the carve, so such a label got a
+    head output that trains with no positive example and is then scored on dev/test; a random
+    (multi-label, NER) carve does this to a rare label, a stratified one when the held-out share is
+    large. A dev file with a label training lacks is refused (an unknown label); this is the same.
+
+    Args:
+        names: each training-file example's label names (an NER sentence's entity types).
+        keep: the positions left to train on; ``carved``: split name to the positions held out.
+        source: the training file; ``fix``: the last advice, ``{what}`` the split it names.
+        kind, unit: what a label and an example are called (``entity type``, ``sentence``).
+        exempt: names not to check (labels with no rows on purpose).
+
+    Raises:
+        DataError: one line naming the first such label (and how many more), where its examples went.
+    """
+    trained = {n for i in keep for n in names[i]}
+    went: dict[str, Counter[str]] = {}  # label: examples per split it went to
+    for what, out in carved.items():
+        for i in out:
+            for n in set(names[i]) - trained:
+                if n not in exempt:
+                    went.setdefault(n, Counter())[what] += 1
+    if not went:
+        return
+    name = min(went)
+    splits = list(went[name])
+    total = sum(went[name].values())
+    where = " and ".join(splits) + (" splits" if len(splits) > 1 else " split")
+    files = " and ".join(f"data.{w}" for w in splits) + (" as files" if len(splits) > 1 else " as a file")
+    its = f"its {total} {unit}" if total == 1 else f"all {total} of its {unit}s"
+    others = len(went) - 1
+    more = f" (and {others} more {kind}{'s' if others > 1 else ''} like it)" if others else ""
+    raise DataError(
+        f"data.train {source}: {kind} {name!r}: {its} went to the {where} and none is left to train on"
+        f"{more}; add {unit}s of it, give {files}, or {fix.format(what=splits[-1])}"
+    )
 
 
 def _label_map(names: list[str] | list[list[str]], cfg: DataConfig, *, multi_label: bool) -> LabelMap:

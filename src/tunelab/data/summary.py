@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -111,8 +112,11 @@ class DataSummary:
                 out.append(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
         train = self.label_counts.get("train", {})
         present = [s for s in self.rows if self.label_counts.get(s)]
-        out.append(f"{t.label_count} per label ({len(train)} labels; " + " / ".join(present) + "):")
-        ordered = sorted(train, key=lambda n: (-train[n], n))
+        # Every label any split counts, not train's only: one with no training row (a data.dev file's
+        # label that data.labels named) shows as 0 / N instead of missing from the table.
+        names = {n for s in present for n in self.label_counts[s]}
+        out.append(f"{t.label_count} per label ({len(names)} labels; " + " / ".join(present) + "):")
+        ordered = sorted(names, key=lambda n: (-train.get(n, 0), n))
         shown = ordered if len(ordered) <= _LABELS_SHOWN else ordered[:10] + ordered[-10:]
         for i, name in enumerate(shown):
             if len(shown) < len(ordered) and i == 10:
@@ -207,7 +211,8 @@ def summarize(
 
 
 def look_like_typos(counts: dict[str, int]) -> list[dict[str, Any]]:
-    """Rare labels whose name is close to a far more frequent one's, with the reason.
+    """Rare labels whose name is close to a far more frequent one's, and every variant of another
+    label's name (case or spaces, or the same number: ``_same_class``), with the reason.
 
     ``counts`` maps each label to its number of training examples. Names that differ only in
     their numbers (``category-00017`` and ``category-00071``, ``v2`` and ``v3``) are not typos of
@@ -219,9 +224,13 @@ def look_like_typos(counts: dict[str, int]) -> list[dict[str, Any]]:
     normal = {name: name.casefold().strip() for name in counts}
     numberless = {name: _DIGITS.sub("0", text) for name, text in normal.items()}
     order = {name: i for i, name in enumerate(counts)}  # ties go to the label met first, as before
-    frequent = sorted(counts, key=lambda name: (-counts[name], order[name]))[:TYPO_CANDIDATES]
+    by_count = sorted(counts, key=lambda name: (-counts[name], order[name]))
+    frequent = by_count[:TYPO_CANDIDATES]
+    # Variants of one name are flagged first, whatever their counts; similarity then skips them.
+    found = _same_class(counts, by_count)
     best: dict[str, tuple[float, int, str]] = {}  # label: (ratio, -order of the like, the like)
-    rare = sorted(counts, key=lambda name: counts[name])
+    flagged = {typo["label"] for typo in found}
+    rare = sorted((name for name in counts if name not in flagged), key=lambda name: counts[name])
     for other in frequent:
         b, m = normal[other], counts[other]
         matcher = difflib.SequenceMatcher(None, "", b)
@@ -238,15 +247,38 @@ def look_like_typos(counts: dict[str, int]) -> list[dict[str, Any]]:
             ratio = matcher.ratio()
             if ratio >= TYPO_SIMILARITY and (ratio, -order[other]) > best.get(name, (0.0, 0, ""))[:2]:
                 best[name] = (ratio, -order[other], other)
-    found: list[dict[str, Any]] = []
-    for name in sorted(best, key=lambda name: (counts[name], name)):
-        ratio, _, other = best[name]
-        n = counts[name]
-        if normal[name] == normal[other]:
-            why = "the same name but for case or spaces"
-        else:
-            why = f"{ratio:.0%} similar, and {n} against {counts[other]} examples"
-        found.append({"label": name, "count": n, "like": other, "like_count": counts[other], "why": why})
+    for name, (ratio, _, other) in best.items():
+        why = f"{ratio:.0%} similar, and {counts[name]} against {counts[other]} examples"
+        found.append(
+            {"label": name, "count": counts[name], "like": other, "like_count": counts[other], "why": why}
+        )
+    return sorted(found, key=lambda typo: (typo["count"], typo["label"]))
+
+
+def _same_class(counts: dict[str, int], by_count: list[str]) -> list[dict[str, Any]]:
+    """Labels that are another's name but for case and spaces (``Positive``, ``neg `` beside ``neg``)
+    or the same number (``01``, ``1.0`` beside ``1``), whatever their counts: the similarity check
+    wants a far rarer name, so two halves of one class of similar size went unflagged, and numbers
+    were never compared. Each is flagged beside its group's most frequent name (``by_count`` order).
+    """
+    text = {name: " ".join(name.casefold().split()) for name in counts}
+    groups: dict[Any, list[str]] = {}
+    for name in by_count:
+        key: Any = text[name]
+        try:  # Decimal, not float: long numeric codes that differ in the last digit are one float
+            value = Decimal(name.strip())
+            if value.is_finite() and "_" not in name:  # Decimal reads "1_0" as 10
+                key = value  # Decimal("01") == Decimal("1.0") == Decimal("1"): one key
+        except InvalidOperation:
+            pass
+        groups.setdefault(key, []).append(name)
+    found = []
+    for like, *others in groups.values():
+        for name in others:
+            why = "the same name but for case or spaces" if text[name] == text[like] else "the same number"
+            found.append(
+                {"label": name, "count": counts[name], "like": like, "like_count": counts[like], "why": why}
+            )
     return found
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tunelab.config import DataConfig
 from tunelab.data.labels import LabelMap
-from tunelab.data.splits import Splits
+from tunelab.data.splits import Splits, refuse_untrained
 from tunelab.errors import DataError
 from tunelab.tasks.token_classification.reading import (
     Sentence,
@@ -130,7 +130,8 @@ def load_splits(data: DataConfig) -> Splits:
 
     Raises:
         DataError: a file is missing or malformed, a dev/test file has entity types training has
-            not, or train is too small for the split asked for.
+            not, a carved split took every sentence of an entity type, or train is too small for
+            the split asked for.
     """
     if not data.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.txt")
@@ -146,6 +147,7 @@ def load_splits(data: DataConfig) -> Splits:
     notes: list[str] = []
     keep = list(range(len(pool)))
     held: dict[str, NerDataset | None] = {}
+    carved: dict[str, list[int]] = {}
     for what, path, size in (("test", data.test, data.test_size), ("dev", data.dev, data.dev_size)):
         if path:
             sentences = read_sentences(path, data, field=f"data.{what}")
@@ -158,8 +160,21 @@ def load_splits(data: DataConfig) -> Splits:
                 uncut = read_sentences(data.train, data, field="data.train") if spans else None
                 scored = pool if uncut is None else to_dataset(uncut, labels, data.train)
             held[what] = scored.subset(out, f" ({what} split)")
+            carved[what] = out
         else:
             held[what] = None
+    # An entity type whose sentences all went to dev/test has tags no training word teaches; a dev
+    # file with such a type is refused (check_types), and so is this.
+    types_of = [{tag[2:] for tag in s.tags if tag != "O"} for s in train]
+    refuse_untrained(
+        types_of,
+        keep,
+        carved,
+        source=data.train,
+        fix="change data.split_seed",
+        kind="entity type",
+        unit="sentence",
+    )
     train_set = pool.subset(keep)
     words = sum(len(s.tokens) for s in train_set.sentences)
     types = ", ".join(sorted(known_types(labels)))

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import sys
 from collections.abc import Callable
@@ -93,6 +94,7 @@ _STORAGE_ERRORS: dict[int, tuple[str, str, str]] = {
     if (code := getattr(errno, name, None)) is not None
 }
 _OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")  # how an OSError prints its errno
 
 
 # Set on such an error when it ends a training run (tunelab.train.trainer._say_how_to_resume), read
@@ -103,12 +105,28 @@ RESUME_HINT_ATTR = "tunelab_resume_hint"
 
 
 def errno_of(exc: BaseException) -> int | None:
-    """``exc``'s errno: an ``OSError``'s own, or the one a Rust library's error (safetensors,
-    tokenizers) gives only in its text, as std::io::Error says it: "(os error 28)"."""
+    """``exc``'s errno: an ``OSError``'s own, the one a Rust library's error (safetensors,
+    tokenizers) gives only in its text, as std::io::Error says it: "(os error 28)", or that of the
+    first file ``shutil.copytree`` could not copy."""
+    copy = _first_copy_failure(exc)
+    if copy is not None:
+        return copy[0]
     if isinstance(exc, OSError):
         return exc.errno
     found = _OS_ERROR_IN_TEXT.search(str(exc))
     return int(found.group(1)) if found else None
+
+
+def _first_copy_failure(exc: BaseException) -> tuple[int, str] | None:
+    """``(errno, destination)`` of the first file in a ``shutil.Error``: ``copytree`` gathers each
+    file's error into one ``shutil.Error`` (errno None) of ``(src, dst, "[Errno 28] ...")`` rows, so a
+    full disk while copying a tokenizer folder was "unexpected Error: [(...), (...)]"."""
+    if not isinstance(exc, shutil.Error) or not exc.args or not isinstance(exc.args[0], list):
+        return None
+    for row in exc.args[0]:
+        if isinstance(row, tuple) and len(row) == 3 and (found := _ERRNO_IN_TEXT.search(str(row[2]))):
+            return int(found.group(1)), str(row[1])
+    return None
 
 
 def storage_problem(exc: BaseException, where: str | Path | None = None) -> StorageProblem | None:
@@ -124,6 +142,8 @@ def storage_problem(exc: BaseException, where: str | Path | None = None) -> Stor
     path = str(where) if where is not None else None
     if isinstance(exc, OSError) and isinstance(exc.filename, str | bytes | os.PathLike):
         path = os.fsdecode(exc.filename)
+    elif (copy := _first_copy_failure(exc)) is not None:
+        path = copy[1]
     if code is None or code not in _STORAGE_ERRORS:
         return None
     what, naming, fix = _STORAGE_ERRORS[code]

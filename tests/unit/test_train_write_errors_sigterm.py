@@ -183,18 +183,39 @@ def test_no_resume_hint_once_the_folder_is_gone(capsys: pytest.CaptureFixture[st
             "error: permission denied on /root/x: fix its permissions or choose another folder and run again",
         ),
         ("safetensors", "error: no space left on device: free space and run again"),
+        (
+            "copytree",
+            "error: no space left on device writing {tmp}/out/tokenizer.json: free space and run again",
+        ),
     ],
 )
 def test_any_command_says_a_refused_write_in_one_line(
-    error: object, line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    error: object,
+    line: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """export and predict said "unexpected OSError: [Errno 28] No space left on device", no path."""
+    """export and predict said "unexpected OSError: [Errno 28] No space left on device", no path;
+    a folder copied by shutil.copytree (export's tokenizer, merge's run) "unexpected Error: [(...)]"."""
+    import shutil
+
     from safetensors import SafetensorError
 
     from tunelab.cli import runs_cmd
 
     if error == "safetensors":
         error = SafetensorError(f"Error while serializing: I/O error: {NO_SPACE} (os error 28)")
+    elif error == "copytree":
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "tokenizer.json").write_text("{}")
+
+        def full(src: str, dst: str) -> None:
+            raise OSError(errno.ENOSPC, NO_SPACE)
+
+        with pytest.raises(shutil.Error) as copied:
+            shutil.copytree(tmp_path / "src", tmp_path / "out", copy_function=full)
+        error, line = copied.value, line.format(tmp=tmp_path)
 
     def fail(args: object) -> int:
         raise error  # type: ignore[misc]

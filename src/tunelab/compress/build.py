@@ -158,10 +158,12 @@ def _prune(
     from tunelab.compress.datasets import calibration_batches, training_texts
     from tunelab.compress.structured import prune_structured
 
-    texts = training_texts(predictor)
+    texts, replayed = training_texts(predictor)
     teacher = copy.deepcopy(model) if opts.recover_epochs else None
     batches = calibration_batches(texts, seed=predictor.config.data.split_seed)
-    info = {"method": opts.prune_method, "fraction": opts.prune}
+    info: dict[str, Any] = {"method": opts.prune_method, "fraction": opts.prune}
+    if replayed is not None:  # a continued run: its texts include the rows it replayed
+        info["rehearsal_rows"] = replayed
     info |= prune_structured(model, **opts.fractions, calibration=batches)
     if teacher is not None:
         from tunelab.compress.recover import distill

@@ -3,8 +3,8 @@
 Parity uses the run's own held-out data, so the numbers line up with ``tunelab eval``: its test
 file if it has one, else the test or dev split carved from its training file (``load_splits`` is
 deterministic given ``split_seed``), or a file the user names. Structured pruning calibrates (and
-recovery trains) on the training split only, so the check is never run on the data that chose
-what to cut.
+recovery trains) on the rows the run trained on only (its training split, and for a continued run
+the rehearsal rows it replayed), so the check is never run on the data that chose what to cut.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from tunelab.data import Dataset
+from tunelab.data import Dataset, Splits
 from tunelab.data.encoding import Encoded, collate
 from tunelab.data.file_options import options_for_file
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError, RunError, first_line
 
 CALIBRATION_ROWS = 2048  # texts; the refit's normal equations need only their Gram matrix
 
@@ -67,22 +68,55 @@ def parity_data(predictor: Any, data: str | None, options: dict[str, Any] | None
     )
 
 
-def training_texts(predictor: Any) -> Encoded:
-    """The run's training split, encoded (labels dropped): what calibration and recovery learn from."""
-    cfg = predictor.config.data
+def training_texts(predictor: Any) -> tuple[Encoded, int | None]:
+    """The rows the run trained on, encoded (labels dropped): what calibration and recovery learn
+    from; and how many of them a continued run replayed from its previous run (None for others)."""
+    cfg = predictor.config
     try:
-        ds = predictor.task.load_splits(cfg).train
+        splits = predictor.task.load_splits(cfg.data)
     except DataError as exc:
         raise DataError(
             f"structured pruning calibrates on the run's training data, which cannot be read: {exc}"
         ) from None
+    replayed = None
+    if cfg.continual.from_run is not None:
+        splits, replayed = _with_rehearsal(predictor, splits)
     enc = predictor.task.encode(
         predictor.tokenizer,
-        ds,
-        max_length=predictor.config.model.max_length,
-        stride=predictor.config.model.stride,
+        splits.train,
+        max_length=cfg.model.max_length,
+        stride=cfg.model.stride,
     )
-    return dataclasses.replace(enc, labels=None)
+    return dataclasses.replace(enc, labels=None), replayed
+
+
+def _with_rehearsal(predictor: Any, splits: Splits) -> tuple[Splits, int]:
+    """``splits`` with the rows a continued run replayed joined to train, as ``train --from`` joined
+    them (``continual_setup.replayed``), and how many. Calibrated and recovered on the new rows
+    alone, the pruned model was fitted to the new labels, and the parity check on the new test
+    rows never saw the old labels' predictions change."""
+    from tunelab.config import RunConfig
+    from tunelab.data import LabelMap
+    from tunelab.runs import RunFolder
+    from tunelab.runs.json_files import read_run_object
+    from tunelab.train.continual import Previous, read_rehearsal
+    from tunelab.train.continual_setup import replayed
+
+    cfg = predictor.config
+    run = RunFolder(Path(cfg.continual.from_run))
+    try:
+        raw = read_run_object(run.config_json, lambda why: f"{run.config_json}: {why}")
+        # only its reading of pairs, its rehearsal settings and its label count are used
+        previous = Previous(run.root, RunConfig.from_dict(raw), LabelMap.load(run.labels_json), {})
+        rehearsal = read_rehearsal(previous, predictor.labels, cfg.continual, seed=cfg.train.seed)
+        splits, rows = replayed(cfg, splits, previous, rehearsal)
+    except (ConfigError, DataError, RunError) as exc:
+        raise type(exc)(
+            "structured pruning calibrates on the rows the run trained on, which include rehearsal rows "
+            f"from {run.root} that cannot be read ({first_line(exc)}); restore that run, or use "
+            "--prune-method magnitude"
+        ) from None
+    return splits, len(rows)
 
 
 def calibration_batches(

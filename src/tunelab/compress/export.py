@@ -92,7 +92,7 @@ def export(
 
     Raises:
         ConfigError: bad format, prune fraction or method, recovery without structured pruning,
-            or a bad ``data_options`` item (or one without ``data``).
+            a bad ``data_options`` item (or one without ``data``), or an output inside the run.
         RunError: no such run, an artifact given as the source, or the output already exists.
         ParityError: the metric fell by more than ``max_drop``; nothing was written.
 
@@ -134,6 +134,9 @@ def export(
     # (os.path's: Path.expanduser raised RuntimeError on "~draft", a relative folder's name)
     target = Path(os.path.expanduser(output)) if output is not None else opts.default_output(source.root)
     check_new_run_path(target, "--output")
+    # inside the run's tokenizer/ the copy recursed into itself ("File name too long"); elsewhere in
+    # it the artifact was silently written into the run
+    refuse_inside(target, source.root, "--output")
     made = make_parents(target, "--output")
     try:
         partial, lock = _claim(target)
@@ -194,6 +197,15 @@ def _composite_builder(format: str) -> Callable[..., dict[str, Any]] | None:
 
     get_format(format)  # imports the package that registered the format (and its export, if any)
     return _COMPOSITE.get(format)
+
+
+def refuse_inside(target: Path, root: Path, option: str) -> None:
+    """Refuse an output folder that is the run ``root`` (resolved) or inside it, in one line naming
+    ``option``: an export's or merge's folder made there was then copied into itself, or written
+    into the run it was made from."""
+    where = target.resolve()
+    if where == root or root in where.parents:
+        raise ConfigError(f"{option} {target} is inside the run {root}; give a folder beside it")
 
 
 def _claim(target: Path) -> tuple[Path, IO[str] | None]:

@@ -84,6 +84,7 @@ def merge(
     from tqdm.auto import tqdm
 
     from tunelab.compress.datasets import parity_data
+    from tunelab.compress.export import refuse_inside
     from tunelab.data.file_options import parse_file_overrides, require_file_for_options
     from tunelab.inference import Predictor
     from tunelab.inference.backends import LoadContext, TorchBackend, model_loader, run_method
@@ -104,7 +105,8 @@ def merge(
     # the output's from, and run.json's merged_from must name the run from anywhere.
     source = find_run(run_path(run).resolve())  # a Predictor given: one line, not a TypeError
     target = Path(output) if output is not None else source.root.with_name(f"{source.root.name}-merged")
-    _refuse_inside(target, source.root)
+    # its staging folder made inside the run, the merged run held a hidden copy of the run
+    refuse_inside(target, source.root, "--out")
     summary = read_run_summary(source)
     if summary.get("format", "torch") != "torch":
         from tunelab.compress.export import is_composite
@@ -205,14 +207,6 @@ def merge(
         rows=info["rows"],
         data=check.name,
     )
-
-
-def _refuse_inside(target: Path, root: Path) -> None:
-    """A target inside the source run: its staging folder was made there before the run was copied,
-    so the merged run held a hidden copy of the run (and the run a merged one inside it)."""
-    where = target.resolve()
-    if where == root or root in where.parents:
-        raise ConfigError(f"--out {target} is inside the run {root}; give a folder beside it")
 
 
 def _write_run(

@@ -16,8 +16,9 @@ from typing import Any
 
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.ensembling.backend import FORMAT, member_folder
+from tunelab.errors import TunelabError
 from tunelab.inference.backends import LoadContext, get_format
-from tunelab.runs import RunFolder
+from tunelab.runs import PARTIAL_SUFFIX, RunFolder
 
 
 def export_ensemble(
@@ -44,6 +45,7 @@ def export_ensemble(
     from tunelab.inference import load
 
     stages.set_description("export: check members")
+    _refuse_inside_sources(out, summary)
     check_members(source, summary, opts)
     stages.set_description("export: members")
     out.weights.mkdir(exist_ok=True)
@@ -51,18 +53,21 @@ def export_ensemble(
     for member in summary.get("members") or []:
         # checked by check_members: a folder under the source's weights/, written under out's
         folder = member_folder(source.root, member)
-        result = export(
-            folder,
-            format=opts.format,
-            prune=opts.prune,
-            prune_method=opts.prune_method,
-            recover_epochs=opts.recover_epochs,
-            output=out.weights / folder.relative_to((source.root / "weights").resolve()),
-            data=data,
-            data_options=data_options or None,
-            max_drop=opts.max_drop,
-            show_progress=show_progress,
-        )
+        try:
+            result = export(
+                folder,
+                format=opts.format,
+                prune=opts.prune,
+                prune_method=opts.prune_method,
+                recover_epochs=opts.recover_epochs,
+                output=out.weights / folder.relative_to((source.root / "weights").resolve()),
+                data=data,
+                data_options=data_options or None,
+                max_drop=opts.max_drop,
+                show_progress=show_progress,
+            )
+        except TunelabError as exc:  # a member's parity failure read as the whole ensemble's
+            raise _of_member(exc, member["path"]) from None
         reports[member["path"]] = result.parity
         members.append({**member, "source": str(folder)})
     stages.update()
@@ -150,7 +155,7 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
         RunError: a member's run.json or config.json is damaged (the line loading it gives).
     """
     from tunelab.compress.build import check_exportable
-    from tunelab.errors import RunError, TunelabError
+    from tunelab.errors import RunError
     from tunelab.inference import load
     from tunelab.inference.predictor import read_run_config, read_run_summary
 
@@ -177,7 +182,31 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
         try:
             check_exportable(load(member_folder(source.root, member)).model, opts)
         except TunelabError as exc:
-            raise type(exc)(f"member {member['path']}: {exc}") from None
+            raise _of_member(exc, member["path"]) from None
+
+
+def _of_member(exc: TunelabError, path: str) -> TunelabError:
+    """``exc`` as the same kind of error (each export raises takes one message), naming the member."""
+    return type(exc)(f"member {path}: {exc}")
+
+
+def _refuse_inside_sources(out: RunFolder, summary: dict[str, Any]) -> None:
+    """Refuse an output inside a member's source run, where it still is (export refused one inside
+    the ensemble before claiming it): the artifact was silently written into that run.
+
+    Raises:
+        ConfigError: ``member <path>: --output X is inside the run R; give a folder beside it``.
+    """
+    from tunelab.compress.export import refuse_inside
+
+    target = out.root.with_name(out.root.name.removesuffix(PARTIAL_SUFFIX))
+    for member in summary.get("members") or []:
+        given = member.get("source") if isinstance(member, dict) else None
+        if isinstance(given, str) and Path(given).is_dir():
+            try:
+                refuse_inside(target, Path(given).resolve(), "--output")
+            except TunelabError as exc:
+                raise _of_member(exc, member.get("path")) from None
 
 
 def _folder_mb(folder: Path) -> float:

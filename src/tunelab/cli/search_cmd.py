@@ -20,11 +20,14 @@ Each trial is a training run (trials/trial-NNN in the search folder, default
 <output_dir>/search-<config name>). Trials are chosen on the dev metric (train.metric) only; a run
 with no dev data is refused (give data.dev or data.dev_size). A trial whose dev metric trails the
 median of earlier trials at the same evaluation is pruned (--no-prune to train every trial to the
-end). data.test is scored once, by the best run at the end (trials read its texts only to keep
-them out of augmented, rehearsed and pseudo-labelled rows). The folder
-gets trials.csv, trials.md, trials.png, best.json and best (a link to the best run folder).
+end). The test rows (data.test, or data.test_size carved from train) are scored once, by the best
+run at the end (trials read a test file's texts only to keep them out of augmented, rehearsed and
+pseudo-labelled rows). A trial whose training loss diverges or that runs out of memory is recorded
+as failed (the reason in trials.csv) and the search goes on. The folder gets trials.csv, trials.md,
+trials.png, best.json and best (a link to the best run folder), updated after every trial.
 The search is stored in study.db: rerunning the same command after a kill or Ctrl-C continues it, and a
-trial cut short by the kill runs again; --trials is the total, so a larger number adds trials.
+trial cut short runs again (after a kill, once: a second kill in it marks it failed); --trials is the
+total, so a larger number adds trials.
 """
 
 

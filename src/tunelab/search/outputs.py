@@ -26,7 +26,8 @@ BEST_LINK = "best"
 
 
 def trial_rows(study: optuna.Study, dims: list[Dimension], metric: str) -> list[dict[str, Any]]:
-    """One row per trial: number, state, dev metric (a pruned trial's last reported), values, run."""
+    """One row per trial: number, state, dev metric (a pruned trial's last reported), values, run, and
+    why a failed trial failed (diverged, out of memory)."""
     rows = []
     for t in study.trials:
         value = t.value
@@ -41,6 +42,7 @@ def trial_rows(study: optuna.Study, dims: list[Dimension], metric: str) -> list[
                 "evaluations": len(t.intermediate_values),
                 "seconds": t.user_attrs.get("seconds"),
                 "run": f"trials/{t.user_attrs['run']}" if t.state.name == "COMPLETE" else "",
+                "reason": t.user_attrs.get("failed", ""),  # study.FAILED
             }
         )
     return rows
@@ -105,6 +107,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: optuna.Study) -> str:
     pruned = sum(r["state"] == "pruned" for r in rows)
+    failed = sum(bool(r["reason"]) for r in rows)
     if best is None:
         lead = "No trial has finished yet."
     else:
@@ -118,6 +121,8 @@ def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: 
             "of earlier trials at the same evaluation; the value shown is their last). Chosen on dev only."
         ),
     ]
+    if failed:
+        notes.append(Text(f"{failed} failed (see reason): the search went on without them."))
     headers = list(rows[0]) if rows else ["trial"]
     body = [
         [("★ " if r["trial"] == best else "") + str(r["trial"]), *map(_cell, list(r.values())[1:])]
@@ -136,13 +141,16 @@ def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> by
     so far, against the trial number.
 
     A failed or interrupted trial was drawn as "pruned": it was not stopped for trailing the others,
-    and its last value may come from before anything was learned.
+    and its last value may come from before anything was learned. One with no value (it failed
+    before its first evaluation: diverged, out of memory) is a cross at the foot of the axis (such
+    trials were left out of the plot).
     """
     from tunelab.evaluate.plots import figure_png, finite_number, new_figure
 
     points = [(r["trial"], finite_number(r[f"dev {metric}"]), r["state"]) for r in rows]
+    lost = [n for n, v, s in points if v is None and s == "fail"]
     points = [(n, v, s) for n, v, s in points if v is not None]
-    if not points:
+    if not points and not lost:
         return None
     fig = new_figure(7.0, 4.0)
     ax = fig.add_subplot()
@@ -155,7 +163,7 @@ def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> by
         for n, v in done:
             best = v if best is None or (v < best if minimize else v > best) else best
             steps.append((n, best))
-        last = max(n for n, _, _ in points)
+        last = max([n for n, _, _ in points] + lost)
         if steps[-1][0] < last:  # carry the best on past later pruned or failed trials
             steps.append((last, steps[-1][1]))
         ax.step(
@@ -165,10 +173,14 @@ def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> by
         ax.plot(*zip(*cut, strict=True), "o", mfc="none", color="tab:gray", label="pruned (last value)")
     if failed:
         ax.plot(*zip(*failed, strict=True), "x", color="tab:red", label="failed or interrupted (last value)")
+    if lost:
+        low, high = ax.get_ylim() if points else (0.0, 1.0)
+        ax.plot(lost, [low] * len(lost), "x", color="tab:red", clip_on=False, label="failed (no value)")
+        ax.set_ylim(low, high)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    numbers = [n for n, _, _ in points]
+    numbers = [n for n, _, _ in points] + lost
     ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
     ax.set_xlabel("trial")
     ax.set_ylabel(f"dev {metric}")

@@ -181,16 +181,32 @@ def load_space(path: str | Path) -> list[Dimension]:
         ConfigError: one line naming the file and the key, for a missing or empty file, bad
             YAML, or a value that is neither a list of choices nor a ``{low, high}`` range.
     """
-    from tunelab.apps.yaml_config import read_yaml_config
-
     p = Path(path)
-    raw = read_yaml_config(p, "search space file", "tunelab search --help")
+    raw = _read_space_yaml(p)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(
             f"{p}: a search space maps config fields to values, e.g. "
             "'train.learning_rate: {low: 1e-5, high: 1e-3, log: true}' or 'method.r: [4, 8, 16]'"
         )
     return [_dimension(p, str(key), value) for key, value in raw.items()]
+
+
+def _read_space_yaml(p: Path) -> Any:
+    """The parsed space file, every failure one line naming it. A key given twice is refused
+    (``load_names_yaml``): YAML kept the last silently, so ``train.batch_size`` searched only the
+    second list. Values are read as ``yaml.safe_load`` reads them, as before."""
+    from tunelab.yaml_names import load_names_yaml
+
+    if not p.is_file():
+        raise ConfigError(f"{p}: search space file not found (see `tunelab search --help`)")
+    try:
+        return load_names_yaml(p.read_text(encoding="utf-8"), str(p))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8; save the search space file as UTF-8") from None
 
 
 def _dimension(path: Path, key: str, value: Any) -> Dimension:
@@ -203,9 +219,19 @@ def _dimension(path: Path, key: str, value: Any) -> Dimension:
             raise ConfigError(
                 f"{where}: choices must be single values (numbers, text, true/false), got {bad[0]!r}"
             )
-        if len(set(map(repr, value))) != len(value):
-            raise ConfigError(f"{where}: a choice is listed twice in {value}")
-        return Dimension(key, choices=tuple(_yaml11_float(v) for v in value))
+        choices = tuple(_yaml11_float(v) for v in value)
+        # By value once numbers are numbers: by repr, '1e-4' (text to YAML 1.1) and 0.0001, or 4 and
+        # 4.0, were two choices that set the field alike. A bool is no number here (1 and true differ).
+        seen: set[tuple[bool, Any]] = set()
+        for written, choice in zip(value, choices, strict=True):
+            same = (isinstance(choice, bool), choice)
+            if same in seen:
+                raise ConfigError(
+                    f"{where}: the choice {written!r} is listed twice in {value} (equal numbers are one "
+                    "choice); give each value once"
+                )
+            seen.add(same)
+        return Dimension(key, choices=choices)
     if not isinstance(value, dict):
         raise ConfigError(
             f"{where}: give a list of choices ([4, 8, 16]) or a range "

@@ -11,28 +11,35 @@ The search folder holds everything, so a killed search resumes by running the sa
     study.db       Optuna's SQLite storage: finished trials are never trained again
     search.json    the config, overrides and space it was started with (a rerun must match; the space
                    exactly: whole or real ranges, bounds, log, step, choices with their types)
-    trials/        one run folder per finished trial (pruned trials leave none)
+    trials/        one run folder per finished trial (pruned and failed trials leave none)
     trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
     best           a link to the best trial's run folder (a copy where links are not allowed)
     best.json      the best trial: its values, dev metric, run folder (relative to the search
-                   folder), and test metric
-    best-test/     the best run's report on data.test (read once, after choosing)
+                   folder), and test metric (null until the search's end scores it)
+    best-test/     the best run's report on its test rows (read once, after choosing)
+
+``best`` and ``best.json`` are updated after every trial, with the table: after a kill they name the
+trial ``trials.md`` calls best.
 
 Only what a config can tell is checked before the first trial (each choice and both ends of each
 range against the run config); a value that fails with the data (``data.text_column: [text, nope]``)
-fails in its trial, which ends the search with the table written and a line naming the trial.
+fails in its trial, which ends the search with the table written and a line naming the trial. A trial
+whose training loss diverges or that runs out of memory is recorded as failed, with the reason in the
+table, and the search goes on. A trial left running by a killed process is run again once.
 
-Choosing is on dev only. A test file (``data.test``) is scored once, by the best run, at the end;
-trials read it only to keep its texts out of the rows they make for training (augmented, rehearsed,
-pseudo-labelled), and do not score it. A test split carved from train (``data.test_size``) stays in each trial
-folder but is never read by the search.
+Choosing is on dev only. The test rows, a file (``data.test``) or a split carved from train
+(``data.test_size``), are scored once, by the best run, at the end; trials read a test file only to
+keep its texts out of the rows they make for training (augmented, rehearsed, pseudo-labelled), and
+score no test rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, TunelabError, first_line
+from tunelab.errors import ConfigError, RunError, TunelabError, first_line
 from tunelab.runs.json_files import read_run_object
 from tunelab.search.space import (
     Dimension,
@@ -82,7 +89,8 @@ class SearchResult:
         best_value: the best trial's dev metric; None when no trial finished.
         best_params: the best trial's values by key.
         best_run: the best trial's run folder.
-        test: the best run's metrics on ``data.test``, read once after the search; None without one.
+        test: the best run's metrics on its test rows (``data.test`` or ``data.test_size``), read
+            once after the search; None without them.
         trials: one row per trial, as in ``trials.csv``.
         files: the table, markdown, plot and best-link paths by name.
     """
@@ -99,6 +107,19 @@ class SearchResult:
 
 #: Data options that decide the dev and test rows; a search may not vary them.
 _SPLIT_KEYS = ("data.dev", "data.test", "data.dev_size", "data.test_size", "data.split_seed")
+#: The training loop's RunError for a loss that is NaN or infinite (tunelab.train.loop): a trial whose
+#: values diverge, recorded as failed; the loop's other RunErrors still end the search.
+_DIVERGED = re.compile(r"the training loss is -?(nan|inf) at step \d+ ")
+#: The trainer's advice after such an error, for a run of the user's: the search deletes the trial's
+#: .partial folder itself, and name= is the search's to set.
+_RETRY_ADVICE = re.compile(r"(?:,? then|;) delete .* and train again, or choose another name=$", re.DOTALL)
+#: The user attribute of a trial recorded as failed (its reason): it counts as one of --trials.
+FAILED = "failed"
+#: The user attribute of a trial whose values run again after the process died in them: a second
+#: death is recorded as failed, not retried forever (values the machine cannot hold kill it each time).
+_REQUEUED = "requeued"
+#: Set on a trial stopped by Ctrl-C: it is run again, whatever _REQUEUED says.
+_INTERRUPTED = "interrupted"
 
 
 def search(
@@ -137,7 +158,8 @@ def search(
     Raises:
         ConfigError: a space file, config or data problem, one line each, before anything trains;
             a damaged ``search.json``, ``best.json`` or ``study.db`` in the folder; a trial whose
-            values fail with the data (after the table is written).
+            values fail with the data (after the table is written). A trial that diverges or runs
+            out of memory is recorded as failed instead, and the search goes on.
         TrainingInterrupted: Ctrl-C; the message says to rerun the same search to continue it.
 
     Example:
@@ -150,7 +172,7 @@ def search(
     from tqdm.auto import tqdm
 
     from tunelab.preflight import check_run, check_writable, load_config
-    from tunelab.search.outputs import link_best, write_outputs
+    from tunelab.search.outputs import write_outputs
 
     overrides = list(overrides or [])
     if trials < 1:
@@ -245,32 +267,33 @@ def search(
             for values in first:
                 study.enqueue_trial(values)
 
-        # Trials do not score the test file (the best run reads it once, at the end), but they read it:
-        # an augmented, rehearsed or pseudo-labelled row equal to a test text stays out of training.
-        score_test = not base.data.test
-        done = sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
+        # Failed trials with a reason count (a search of diverging values ends); interrupted ones
+        # do not (their values run again).
+        done = sum(
+            t.state.is_finished() and (t.state.name != "FAIL" or FAILED in t.user_attrs) for t in study.trials
+        )
         bar = tqdm(
             total=trials, initial=min(done, trials), unit="trial", desc="search", disable=not show_progress
         )
         try:
             while done < trials:
                 try:
-                    row = _run_trial(
-                        study, dims, config, overrides, folder, metric, prune, optuna, score_test
-                    )
+                    row = _run_trial(study, dims, config, overrides, folder, metric, prune, optuna)
                 except Exception:
                     # The failed trial is in the table too: trials.csv was missing, or a trial behind.
                     write_outputs(folder, study, dims, metric)
                     raise
                 done += 1
                 bar.update(1)
+                if row["state"] == "complete":  # before the table: trials.md names best/ as the best
+                    _record_best(folder, study, metric)
                 write_outputs(folder, study, dims, metric)
                 if on_trial is not None:
                     on_trial(row)
         finally:
             bar.close()
         files = write_outputs(folder, study, dims, metric)
-        return _result(folder, study, dims, metric, base, files, link_best)
+        return _result(folder, study, dims, metric, base, files)
 
 
 @contextlib.contextmanager
@@ -328,7 +351,6 @@ def _run_trial(
     metric: str,
     prune: bool,
     optuna: Any,
-    score_test: bool,
 ) -> dict[str, Any]:
     """Train one trial; tell the study its dev metric, or that it was pruned.
 
@@ -340,6 +362,9 @@ def _run_trial(
             the same values again.
         ConfigError: the trial's values fail with the data (a ``data.text_column`` the file lacks),
             naming the trial and its values; it is recorded as failed.
+
+    A trial whose training loss diverges, or that runs out of memory, is recorded as failed with its
+    reason (``FAILED``) and returned as a row: other values may train, so the search goes on.
     """
     from tunelab.train import train
     from tunelab.train.trainer import TrainingInterrupted
@@ -373,32 +398,44 @@ def _run_trial(
         override("output_dir", str(folder / "trials")),  # quoted: a folder "s #1" is no YAML comment
         override("name", name),
     ]
+    reason = None
     try:
+        # Trials score no test rows (the best run does, once, at the end), but they read a test file:
+        # an augmented, rehearsed or pseudo-labelled row equal to a test text stays out of training.
         result = train(
-            config, overrides=run_overrides, show_progress=False, on_evaluate=report, score_test=score_test
+            config, overrides=run_overrides, show_progress=False, on_evaluate=report, score_test=False
         )
     except optuna.TrialPruned:
         shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return {"trial": trial.number, "state": "pruned", metric: evaluations[-1], **values}
     except KeyboardInterrupt:  # TrainingInterrupted is one: its hint is replaced, see above
+        with contextlib.suppress(Exception):  # Ctrl-C, not a death: rerun it, however often
+            trial.set_user_attr(_INTERRUPTED, True)
         raise TrainingInterrupted(
             f"trial {trial.number} stopped; rerun the same `tunelab search` command (--out {folder}) "
             f"to continue the search: trial {trial.number}'s values train again from the start"
         ) from None
     except Exception as exc:
         # A failure of this trial's values (or a bug): recorded as failed, the partial run removed.
+        reason = _lost_trial(exc)
+        if reason is not None:
+            trial.set_user_attr(FAILED, reason)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
-        if isinstance(exc, TunelabError):
+        if reason is None and isinstance(exc, TunelabError):
             # Only config-level checks run before the first trial: a value that fails with the data
             # fails here, and the message said nothing of which trial or values it was.
             shown = ", ".join(f"{k}={v}" for k, v in values.items())
             raise ConfigError(
-                f"trial {trial.number} ({shown}) failed: {exc}; change the space (with a new --out) "
-                "or rerun the search to draw other values"
+                f"trial {trial.number} ({shown}) failed: {_without_retry_advice(str(exc))}; change the "
+                "space (with a new --out) or rerun the search to draw other values"
             ) from exc
-        raise
+        if reason is None:
+            raise
+    if reason is not None:
+        _free_memory()  # outside the except: the traceback held the failed trial's tensors
+        return {"trial": trial.number, "state": "fail", **values, "reason": reason}
     value = float(result.metrics["dev"][metric])
     trial.set_user_attr("epochs", result.summary.get("epochs_run"))
     trial.set_user_attr("seconds", result.summary.get("train_seconds"))
@@ -406,19 +443,64 @@ def _run_trial(
     return {"trial": trial.number, "state": "complete", metric: value, **values}
 
 
+def _lost_trial(exc: Exception) -> str | None:
+    """Why a trial failed in a way its values alone explain, so the search goes on: a diverging
+    training loss, or running out of memory. None for any other error, which ends the search."""
+    import torch
+
+    if isinstance(exc, RunError) and _DIVERGED.match(str(exc)):
+        return _without_retry_advice(first_line(exc))
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        # CUDA's text runs on with allocator advice; its first two sentences say how much was asked for
+        return f"out of memory ({'. '.join(first_line(exc).split('. ')[:2])})"
+    return None
+
+
+def _without_retry_advice(text: str) -> str:
+    """The trainer's error without its "delete ....partial and train again, or choose another name="
+    (``_RETRY_ADVICE``)."""
+    return _RETRY_ADVICE.sub("", text)
+
+
+def _free_memory() -> None:
+    """Give the failed trial's memory back before the next trial (an out-of-memory trial's tensors
+    stay cached on the GPU otherwise)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna: Any) -> None:
-    """Trials left running by a killed search: marked failed, their partial runs removed, and their
-    values queued again so the resumed search tries them first."""
+    """Trials left running by a killed or interrupted search: marked failed, their partial runs
+    removed, and their values queued again so the resumed search tries them first.
+
+    Once only for a process that died (not Ctrl-C): values that get it killed (out of memory) did so
+    on every resume, forever. A re-queued trial found running again is recorded as failed.
+    """
     study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        killed = not t.user_attrs.get(_INTERRUPTED)
+        given_up = killed and bool(t.user_attrs.get(_REQUEUED))
+        if given_up:
+            reason = (
+                "the search process died in these values twice (killed, perhaps out of memory); not run again"
+            )
+            # before FAIL: a finished trial's attributes are read-only
+            storage.set_trial_user_attr(trial_id, FAILED, reason)
+            shown = ", ".join(f"{k}={v}" for k, v in t.params.items())
+            log.warning("trial %d (%s): %s", t.number, shown, reason)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         run = t.user_attrs.get("run")
         if run:
             shutil.rmtree(folder / "trials" / f"{run}.partial", ignore_errors=True)
-        if t.params:
-            study.enqueue_trial(t.params)
-        log.info("trial %d was interrupted: it runs again", t.number)
+        if t.params and not given_up:
+            # marked when the process died in it, or in its run before this one (then a Ctrl-C)
+            again = {_REQUEUED: True} if killed or t.user_attrs.get(_REQUEUED) else {}
+            study.enqueue_trial(t.params, user_attrs=again)
+            log.info("trial %d was interrupted: it runs again", t.number)
 
 
 def _check_same_search(folder: Path, settings: dict[str, Any], dims: list[Dimension]) -> None:
@@ -525,46 +607,41 @@ def _import_optuna() -> Any:
     return optuna
 
 
-def _result(
-    folder: Path,
-    study: optuna.Study,
-    dims: list[Dimension],
-    metric: str,
-    base: RunConfig,
-    files: dict[str, Path],
-    link_best: Callable[..., Path | None],
-) -> SearchResult:
-    from tunelab.search.outputs import trial_rows
+_BEST_ADVICE = (
+    "delete it and rerun the search to write it again (the best run then reads its test rows again), "
+    "or give another --out"
+)
 
-    rows = trial_rows(study, dims, metric)
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    if not complete:
-        return SearchResult(folder, metric, None, {}, None, None, rows, files)
+
+def _record_best(folder: Path, study: optuna.Study, metric: str) -> tuple[Any, Path, Any] | None:
+    """Point ``best`` and ``best.json`` at the best finished trial so far, and return it, its run
+    folder and its test metrics (None until read).
+
+    Called after every finished trial, not only after the last: ``trials.md`` is rewritten after
+    each, and after a kill, Ctrl-C or a failed trial it named a best that ``best/`` and ``best.json``
+    (missing, or an older trial's) did not. A best that changed drops the test metrics and
+    ``best-test/`` of the one before; the search's end scores the new one.
+    """
+    from tunelab.search.outputs import link_best
+
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        return None
     best = study.best_trial
     run = folder / "trials" / best.user_attrs["run"]
-    link = link_best(folder, run)
-    if link is not None:
-        files["best"] = link
-    test = None
     saved = folder / "best.json"
-    previous = (
-        _read_folder_json(
-            saved,
-            "delete it and rerun the search to write it again (the best run then reads data.test "
-            "again), or give another --out",
-        )
-        if saved.is_file()
-        else {}
-    )
-    if base.data.test and _same_run(previous.get("run"), folder, run) and previous.get("test") is not None:
-        test = previous["test"]  # read once: a rerun of a finished search does not read it again
-    elif base.data.test:
-        from tunelab.evaluate.on_run import evaluate
+    previous = _read_folder_json(saved, _BEST_ADVICE) if saved.is_file() else {}
+    same = _same_run(previous.get("run"), folder, run)
+    test = previous.get("test") if same else None
+    if not same:
+        shutil.rmtree(folder / "best-test", ignore_errors=True)
+    link_best(folder, run)
+    _write_best(folder, best, metric, run, test)
+    return best, run, test
 
-        metrics = evaluate(run, base.data.test, out_dir=folder / "best-test")
-        test = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+def _write_best(folder: Path, best: Any, metric: str, run: Path, test: Any) -> None:
     atomic_write_json(
-        saved,
+        folder / "best.json",
         {
             "trial": best.number,
             "metric": metric,
@@ -576,8 +653,78 @@ def _result(
             "test": test,
         },
     )
-    files["best.json"] = saved
+
+
+def _result(
+    folder: Path,
+    study: optuna.Study,
+    dims: list[Dimension],
+    metric: str,
+    base: RunConfig,
+    files: dict[str, Path],
+) -> SearchResult:
+    from tunelab.search.outputs import BEST_LINK, trial_rows
+
+    rows = trial_rows(study, dims, metric)
+    recorded = _record_best(folder, study, metric)
+    if recorded is None:
+        return SearchResult(folder, metric, None, {}, None, None, rows, files)
+    best, run, test = recorded
+    files["best"] = folder / BEST_LINK
+    files["best.json"] = folder / "best.json"
+    # read once: a rerun of a finished search does not read them again (test kept by _record_best)
+    if test is None and (base.data.test or base.data.test_size > 0):
+        if base.data.test:
+            from tunelab.evaluate.on_run import evaluate
+
+            metrics = evaluate(run, base.data.test, out_dir=folder / "best-test")
+        else:
+            metrics = _score_carved_test(run, folder / "best-test")
+        test = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        _write_best(folder, best, metric, run, test)
     return SearchResult(folder, metric, best.value, dict(best.params), run, test, rows, files)
+
+
+def _score_carved_test(run: Path, out: Path) -> dict[str, Any]:
+    """The best run's metrics and report on the test split carved from its training file
+    (``data.test_size``), as ``evaluate`` does a test file: the trials scored no test rows. The
+    run's own config carves them again (``split_seed``), so they are the rows it left out."""
+    from tunelab.evaluate.run_context import eval_context
+    from tunelab.inference import load
+    from tunelab.tasks.base import checked_encoded, checked_report, checked_score
+
+    predictor = load(run)
+    task, labels, cfg = predictor.task, predictor.labels, predictor.config
+    splits = task.load_splits(cfg.data)
+    if list(splits.labels.names) != list(labels.names):  # a continued run's ids include its earlier run's
+        raise ConfigError(
+            f"{run}: its test split cannot be read again with the run's label ids (a continued run); "
+            "give the search a data.test file"
+        )
+    dataset = splits.test
+    enc = checked_encoded(
+        task,
+        task.encode(predictor.tokenizer, dataset, max_length=cfg.model.max_length, stride=cfg.model.stride),
+    )
+    logits = predictor.backend.logits(enc)
+    # The run's threshold (tuned on its dev data) where the task has one, as for a test file.
+    metrics, _ = checked_score(task, task.score(logits, enc, labels, threshold=predictor.threshold))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", metrics)
+    checked_report(
+        task,
+        task.write_report(
+            out,
+            metrics,
+            labels=labels,
+            history=None,
+            title=f"tunelab search: {run.name} on its test split",
+            meta={"run": str(run), "data": f"test split of {cfg.data.train}", "rows": len(dataset)},
+            split="test",
+            context=eval_context(predictor, logits, enc, dataset),
+        ),
+    )
+    return metrics
 
 
 def _same_run(saved: Any, folder: Path, run: Path) -> bool:

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 def _zero_shot_arguments(args: argparse.Namespace) -> None:
     """With --zero-shot the first positional is a text, not a run; the model options need it."""
     if args.zero_shot:
-        if args.run is not None and (Path(args.run) / "run.json").is_file():
+        if args.run is not None and _is_run_folder(args.run):
             # the run folder was classified as a text, exit 0
             raise TunelabError(
                 f"{args.run} is a run folder: give a run folder or --zero-shot LABELS.yaml, not both"
@@ -165,6 +165,20 @@ def _zero_shot_arguments(args: argparse.Namespace) -> None:
         )
     if args.run is None:
         raise TunelabError("give a run folder (e.g. runs/banking77) or --zero-shot LABELS.yaml, then texts")
+    if _is_run_folder(args.run) is None:  # a text where the run folder goes: the run was left out
+        raise TunelabError(
+            f"{args.run[:40]!r}...: not a run folder (too long for a path); give the run folder first, "
+            "then the texts, or --zero-shot LABELS.yaml"
+        )
+
+
+def _is_run_folder(arg: str) -> bool | None:
+    """Whether ``arg`` names a run folder; None where the OS cannot look it up as a path (a name
+    over 255 bytes: ENAMETOOLONG), so a text: probing one was "unexpected OSError"."""
+    try:
+        return (Path(arg) / "run.json").is_file()
+    except (OSError, ValueError):
+        return None
 
 
 def _zero_shot_predictor(args: argparse.Namespace) -> Any:  # a Predictor, imported lazily

@@ -363,8 +363,10 @@ def stratified_sample(dataset: Dataset, *, per_class: int | None, total: int | N
     ``per_class`` None (``continual.rehearsal: all``) keeps every row.
 
     With ``total``, that many rows spread evenly over the labels instead (the first labels of a
-    seeded order get one more when it does not divide). A multi-label row counts for every label it
-    holds, and the rarest labels are filled first (rows without a label form one group of their own).
+    seeded order get one more when it does not divide; a label with fewer rows than its share gives
+    the rest to the others, so ``total`` rows are kept, or every row when there are fewer). A
+    multi-label row counts for every label it holds, and the rarest labels are filled first (rows
+    without a label form one group of their own).
     """
     labels = dataset.labels or []
     rng = random.Random(seed)
@@ -399,6 +401,18 @@ def _quotas(
         base, extra = divmod(total, len(keys))
         bonus = set(rng.sample(keys, extra))
         quota = {k: base + (k in bonus) for k in keys}
+        # A label with fewer rows than its share hands the rest to labels that still have rows
+        # (one each a round, fewest first, ties in key order: no draw from ``rng``, so a sample
+        # where every label has its share is unchanged); 24/4/4 rows with total=24 stored 16.
+        spare = sum(max(quota[k] - len(groups[k]), 0) for k in keys)
+        quota = {k: min(quota[k], len(groups[k])) for k in keys}
+        while spare:
+            room = sorted((k for k in keys if quota[k] < len(groups[k])), key=lambda k: quota[k])
+            if not room:  # fewer rows than the total: every row
+                break
+            for k in room[:spare]:
+                quota[k] += 1
+            spare -= min(spare, len(room))
     return quota
 
 
@@ -521,13 +535,15 @@ _DEFAULT_REHEARSAL = ContinualConfig.__dataclass_fields__["rehearsal"].default
 def short_sample_note(
     rehearsal: Dataset, cc: ContinualConfig, stored: ContinualConfig | None = None
 ) -> str | None:
-    """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks,
-    or when ``continual.rehearsal_total`` overrides a ``continual.rehearsal`` that was set.
+    """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks (or
+    fewer in all than ``continual.rehearsal_total``), or when ``continual.rehearsal_total``
+    overrides a ``continual.rehearsal`` that was set.
 
     A continued run replays up to ``continual.rehearsal`` stored rows a label (the previous run's
     own setting unless overridden); where the previous run stored fewer of every label (it asked
     for fewer, or its labels had fewer training rows) it replays what is there and says so instead
-    of quietly replaying less, or nothing. ``rehearsal_total`` (even 0) asks for a total instead.
+    of quietly replaying less, or nothing. ``rehearsal_total`` (even 0) asks for a total instead,
+    noted the same way when the previous run stored fewer rows in all.
     ``stored``: the previous run's own setting; ``all`` asked of a run that stored a sample says
     how many rows a label it holds (it replayed them as if they were every training row).
     """
@@ -553,7 +569,14 @@ def short_sample_note(
             f"stored a sample ({kept}: at most {most} rows a label), not every training row; "
             "train it with continual.rehearsal=all to replay them all"
         )
-    if cc.rehearsal_total is not None or cc.rehearsal_per_label is None or not cc.rehearsal:
+    if cc.rehearsal_total is not None:
+        if len(rehearsal.texts) >= cc.rehearsal_total:
+            return None
+        return (
+            f"rehearsal: the previous run stored {len(rehearsal.texts)} rows, fewer than "
+            f"continual.rehearsal_total={cc.rehearsal_total} asks for; what it stored is replayed"
+        )
+    if cc.rehearsal_per_label is None or not cc.rehearsal:
         return None
     if not rehearsal.labels:
         return (

@@ -28,6 +28,7 @@ from tunelab.errors import ConfigError, RunError
 from tunelab.runs import RunFolder
 from tunelab.runs.folder import check_new_run_path, stale_claim
 from tunelab.zeroshot.backend import DESCRIPTIONS_JSON, FORMAT, spec_dict, zero_shot_predictor
+from tunelab.zeroshot.labels import unusable_path
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,11 @@ def zero_shot(
     target = Path(out)
     # An empty folder a killed zeroshot left as its claim of the name is taken (made_in_one_go
     # removes it); refused here, it blocked the name for good, as ensemble's did.
-    if target.exists() and not stale_claim(target):
+    try:
+        taken = target.exists()
+    except OSError as exc:  # a name over 255 bytes (ENAMETOOLONG) was "unexpected OSError"
+        raise ConfigError(f"--out {unusable_path(target, exc)}") from None
+    if taken and not stale_claim(target):
         raise RunError(f"{target} exists; delete it or give another --out")
     check_new_run_path(target, "--out")
     predictor = zero_shot_predictor(

@@ -8,6 +8,7 @@ loading would silently collapse into the last one.
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,11 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
             :func:`parse_label_descriptions` refuses, in one line naming the file and key.
     """
     p = Path(path)
-    if p.is_dir():
+    try:
+        folder = p.is_dir()
+    except OSError as exc:  # a name over 255 bytes (ENAMETOOLONG) was "unexpected OSError"
+        raise ConfigError(unusable_path(p, exc)) from None
+    if folder:
         raise ConfigError(f"{p}: a folder, not a file; give the label file inside it")
     if not p.is_file():
         raise ConfigError(f"{p}: label file not found; write one 'label: description' per line ({EXAMPLE})")
@@ -106,6 +111,13 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
     if isinstance(raw, str):
         _refuse_full_width_colon(p, text)
     return parse_label_descriptions(raw, str(p))
+
+
+def unusable_path(path: str | Path, exc: OSError) -> str:
+    """One line for a path the OS would not even look up: what is wrong with it and what to do."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{path}: file name too long; use a shorter name"
+    return f"{path}: {(exc.strerror or type(exc).__name__).lower()}; check the path"
 
 
 def _refuse_full_width_colon(path: Path, text: str) -> None:

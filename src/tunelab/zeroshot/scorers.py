@@ -94,23 +94,28 @@ class NliScorer:
                 "with a sequence classifier trained on NLI (save_pretrained output, an 'entailment' "
                 "label), or leave out --nli to classify by embedding similarity"
             ) from None
-        with quiet():
-            try:
-                # trust_remote_code=False: a folder naming code of its own (auto_map) is refused
-                # without a prompt; use_safetensors: weights never come from a pickle
-                # (pytorch_model.bin), which could run code when loaded
-                self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-                self.model = AutoModelForSequenceClassification.from_pretrained(
-                    str(path), use_safetensors=True, trust_remote_code=False
-                ).eval()
-            except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-                raise ModelNotFoundError(
-                    f"{model}: no NLI model there ({load_failure(exc)}); give a folder saved with "
-                    "save_pretrained (config.json and model.safetensors) of a sequence classifier "
-                    "trained on NLI (labels entailment, ...)"
-                ) from None
-        self.entailment = entailment_id(self.model.config.id2label, str(model))
-        limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
+        root = _run_root(path)
+        if root is not None:
+            self.model, self.tokenizer, id2label = _run_model(root, str(model))
+        else:
+            with quiet():
+                try:
+                    # trust_remote_code=False: a folder naming code of its own (auto_map) is refused
+                    # without a prompt; use_safetensors: weights never come from a pickle
+                    # (pytorch_model.bin), which could run code when loaded
+                    self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+                    self.model = AutoModelForSequenceClassification.from_pretrained(
+                        str(path), use_safetensors=True, trust_remote_code=False
+                    ).eval()
+                except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+                    raise ModelNotFoundError(
+                        f"{model}: no NLI model there ({load_failure(exc)}); give a folder saved with "
+                        "save_pretrained (config.json and model.safetensors) of a sequence classifier "
+                        "trained on NLI (labels entailment, ...)"
+                    ) from None
+            id2label = self.model.config.id2label
+        self.entailment = entailment_id(id2label, str(model))
+        limit = min(self.tokenizer.model_max_length, _positions(self.model.config) or 1 << 30)
         self.hypotheses = [self._pair_layout(template.format(d)) for d in descriptions]
         self.max_tokens = int(limit)
         for description, (ids, _, _, width, _) in zip(descriptions, self.hypotheses, strict=True):
@@ -181,6 +186,41 @@ class NliScorer:
             lambda **batch: self.model(**batch).logits[:, self.entailment], pairs, batch_size=batch_size
         )
         return scores.reshape(len(enc), len(self.hypotheses))
+
+
+def _run_root(path: Path) -> Path | None:
+    """The tunelab run folder ``path`` is, or whose ``weights/`` it is, else None.
+
+    A run keeps its tokenizer in ``tokenizer/`` beside ``weights/`` and its config.json is no model
+    config: loaded as a plain model folder, the run failed ("Couldn't instantiate the backend
+    tokenizer") and its weights/ got a tokenizer of 5 tokens, every word [UNK], without a word.
+    """
+    for root in (path, path.parent) if path.name == "weights" else (path,):
+        if (root / "run.json").is_file():
+            return root
+    return None
+
+
+def _run_model(root: Path, model: str) -> tuple[Any, Any, dict[int, str]]:
+    """A trained run (e.g. on premise/hypothesis pairs) as the NLI model: loaded as ``predict`` loads
+    it (adapters merged, tunelab's own pooling head), with its own tokenizer and label names."""
+    from tunelab.inference import load
+
+    predictor = load(root)
+    if predictor.format != "torch":
+        raise ModelNotFoundError(
+            f"{model}: a {predictor.format} run has no trained NLI model; give a run trained on text "
+            "pairs with an entailment label, or an NLI model folder"
+        )
+    return predictor.model.eval(), predictor.tokenizer, dict(enumerate(predictor.labels.names))
+
+
+def _positions(config: Any) -> int | None:
+    """The model's position embeddings; tunelab's pooled classifier keeps them in its encoder's config."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        positions = (getattr(config, "encoder_config", None) or {}).get("max_position_embeddings")
+    return positions if isinstance(positions, int) else None
 
 
 def entailment_id(id2label: dict[Any, str], model: str) -> int:

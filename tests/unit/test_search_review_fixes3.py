@@ -9,7 +9,6 @@ checked is the search's bookkeeping around them, not training.
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_search import read_csv, write_space
 
 from tunelab.errors import ConfigError, RunError
 from tunelab.search import search
@@ -42,17 +42,6 @@ class Killed(BaseException):
 @pytest.fixture
 def base(tiny_bert: Path, train_csv: Path, test_csv: Path, tiny_overrides, tmp_path: Path) -> list[str]:
     return tiny_overrides(tiny_bert, train_csv, test_csv, tmp_path / "runs", epochs=1)
-
-
-def write_space(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "space.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture

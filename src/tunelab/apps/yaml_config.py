@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import yaml
 from tunelab.errors import ConfigError
 
 
-def read_yaml_config(path: str | Path, what: str, help_command: str) -> Any:
+def read_yaml_config(
+    path: str | Path, what: str, help_command: str, *, parse: Callable[[str, str], Any] | None = None
+) -> Any:
     """The parsed YAML of ``path``.
 
     Raises:
@@ -21,7 +24,8 @@ def read_yaml_config(path: str | Path, what: str, help_command: str) -> Any:
     if not p.is_file():
         raise ConfigError(f"{p}: {what} not found (see `{help_command}`)")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        return yaml.safe_load(text) if parse is None else parse(text, str(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

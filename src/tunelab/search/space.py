@@ -181,32 +181,19 @@ def load_space(path: str | Path) -> list[Dimension]:
         ConfigError: one line naming the file and the key, for a missing or empty file, bad
             YAML, or a value that is neither a list of choices nor a ``{low, high}`` range.
     """
+    from tunelab.apps.yaml_config import read_yaml_config
+    from tunelab.yaml_names import load_names_yaml
+
     p = Path(path)
-    raw = _read_space_yaml(p)
+    # A key given twice is refused (load_names_yaml): YAML kept the last silently, so
+    # train.batch_size searched only the second list. Values are read as yaml.safe_load reads them.
+    raw = read_yaml_config(p, "search space file", "tunelab search --help", parse=load_names_yaml)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(
             f"{p}: a search space maps config fields to values, e.g. "
             "'train.learning_rate: {low: 1e-5, high: 1e-3, log: true}' or 'method.r: [4, 8, 16]'"
         )
     return [_dimension(p, str(key), value) for key, value in raw.items()]
-
-
-def _read_space_yaml(p: Path) -> Any:
-    """The parsed space file, every failure one line naming it. A key given twice is refused
-    (``load_names_yaml``): YAML kept the last silently, so ``train.batch_size`` searched only the
-    second list. Values are read as ``yaml.safe_load`` reads them, as before."""
-    from tunelab.yaml_names import load_names_yaml
-
-    if not p.is_file():
-        raise ConfigError(f"{p}: search space file not found (see `tunelab search --help`)")
-    try:
-        return load_names_yaml(p.read_text(encoding="utf-8"), str(p))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8; save the search space file as UTF-8") from None
 
 
 def _dimension(path: Path, key: str, value: Any) -> Dimension:

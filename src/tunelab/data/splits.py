@@ -4,7 +4,7 @@ When no dev (or test) file is given, a ``dev_size`` (``test_size``) fraction of 
 file is held out with ``split_seed``: stratified by label for single-label data, so that every
 label is in both parts, and a plain seeded random split for multi-label data, which has no single
 label to stratify on. The same config always gives the same split. A label that had training rows
-and has none left after the carve is refused (``refuse_untrained``), as a dev file's unknown label is.
+and has none left after the carve is named in a warning note (``untrained_note``).
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         and notes for the user.
 
     Raises:
-        DataError: a file is missing or bad, a dev/test label is not in training, a label has
-            too few rows to stratify, or a carved split took every row of a label.
+        DataError: a file is missing or bad, a dev/test label is not in training, or a label has
+            too few rows to stratify (a carved split that took every row of a label is a warning
+            note).
     """
     if not cfg.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.csv")
@@ -147,10 +148,12 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
             carved[what] = out
         else:
             held[what] = None
-    # data.labels' names are left to preflight's check_listed_labels, which spares a continued run's
-    # old labels: their rehearsal rows join training later, so their new rows may all go to dev.
+    # A warning, not a refusal: a random carve of long-tail multi-label data takes some rare label's
+    # only row on most seeds, and a finished run's split must read back as it was (export's parity,
+    # pruning, ensembles). data.labels' names are left to preflight's check_listed_labels, which
+    # spares a continued run's old labels: their rehearsal rows join training later.
     listed = {unicodedata.normalize("NFC", str(n)) for n in cfg.labels or []}
-    refuse_untrained(
+    untrained = untrained_note(
         [row if multi_label else [row] for row in pool.names],  # type: ignore[misc]
         keep,
         carved,
@@ -158,6 +161,8 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         fix="change data.split_seed" if multi_label else "lower data.{what}_size",
         exempt=listed,
     )
+    if untrained:
+        notes.append(untrained)
     train = pool.subset(keep)
     notes.insert(0, f"train: {len(train)} rows from {cfg.train}, {len(labels)} labels ({cfg.task})")
     if cfg.shots is not None:
@@ -175,7 +180,7 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
     return Splits(train=train, dev=held["dev"], test=held["test"], labels=labels, notes=notes)
 
 
-def refuse_untrained(
+def untrained_note(
     names: Sequence[Iterable[str]],
     keep: list[int],
     carved: dict[str, list[int]],
@@ -185,13 +190,14 @@ def refuse_untrained(
     kind: str = "label",
     unit: str = "row",
     exempt: Iterable[str] = (),
-) -> None:
-    """Refuse a label whose every example was carved into dev/test, leaving none to train on.
+) -> str | None:
+    """A warning naming a label whose every example was carved into dev/test, leaving none to train
+    on; None when there is none.
 
     The label map is built from the whole training file before the carve, so such a label got a
     head output that trains with no positive example and is then scored on dev/test; a random
     (multi-label, NER) carve does this to a rare label, a stratified one when the held-out share is
-    large. A dev file with a label training lacks is refused (an unknown label); this is the same.
+    large. Said in the run's notes and by ``validate``.
 
     Args:
         names: each training-file example's label names (an NER sentence's entity types).
@@ -200,8 +206,9 @@ def refuse_untrained(
         kind, unit: what a label and an example are called (``entity type``, ``sentence``).
         exempt: names not to check (labels with no rows on purpose).
 
-    Raises:
-        DataError: one line naming the first such label (and how many more), where its examples went.
+    Returns:
+        One line naming the first such label (and how many more), where its examples went, and what
+        to do.
     """
     trained = {n for i in keep for n in names[i]}
     went: dict[str, Counter[str]] = {}  # label: examples per split it went to
@@ -211,7 +218,7 @@ def refuse_untrained(
                 if n not in exempt:
                     went.setdefault(n, Counter())[what] += 1
     if not went:
-        return
+        return None
     name = min(went)
     splits = list(went[name])
     total = sum(went[name].values())
@@ -220,9 +227,10 @@ def refuse_untrained(
     its = f"its {total} {unit}" if total == 1 else f"all {total} of its {unit}s"
     others = len(went) - 1
     more = f" (and {others} more {kind}{'s' if others > 1 else ''} like it)" if others else ""
-    raise DataError(
-        f"data.train {source}: {kind} {name!r}: {its} went to the {where} and none is left to train on"
-        f"{more}; add {unit}s of it, give {files}, or {fix.format(what=splits[-1])}"
+    return (
+        f"warning: data.train {source}: {kind} {name!r}: {its} went to the {where} and none is left to "
+        f"train on{more}, so the model cannot learn it; add {unit}s of it, give {files}, or "
+        f"{fix.format(what=splits[-1])}"
     )
 
 

@@ -527,7 +527,10 @@ def _train_in(
 ) -> TrainResult:
     started = time.perf_counter()
     for note in splits.notes:
-        logger.info(note)
+        if note.startswith("warning: "):  # a note the user must see (a label left nothing to train on)
+            logger.warning(note.removeprefix("warning: "))
+        else:
+            logger.info(note)
     logger.info("training precision: %s (%s)", precision.name, precision.reason)
     labels: LabelMap = splits.labels
     labels.save(run.labels_json)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tunelab.config import DataConfig
 from tunelab.data.labels import LabelMap
-from tunelab.data.splits import Splits, refuse_untrained
+from tunelab.data.splits import Splits, untrained_note
 from tunelab.errors import DataError
 from tunelab.tasks.token_classification.reading import (
     Sentence,
@@ -130,8 +130,8 @@ def load_splits(data: DataConfig) -> Splits:
 
     Raises:
         DataError: a file is missing or malformed, a dev/test file has entity types training has
-            not, a carved split took every sentence of an entity type, or train is too small for
-            the split asked for.
+            not, or train is too small for the split asked for (a carved split that took every
+            sentence of an entity type is a warning note).
     """
     if not data.train:
         raise DataError("data.train is not set; give the training file, e.g. data.train: data/train.txt")
@@ -164,9 +164,9 @@ def load_splits(data: DataConfig) -> Splits:
         else:
             held[what] = None
     # An entity type whose sentences all went to dev/test has tags no training word teaches; a dev
-    # file with such a type is refused (check_types), and so is this.
+    # file with such a type is refused (check_types); a carve only warns (see data.splits).
     types_of = [{tag[2:] for tag in s.tags if tag != "O"} for s in train]
-    refuse_untrained(
+    untrained = untrained_note(
         types_of,
         keep,
         carved,
@@ -175,6 +175,8 @@ def load_splits(data: DataConfig) -> Splits:
         kind="entity type",
         unit="sentence",
     )
+    if untrained:
+        notes.append(untrained)
     train_set = pool.subset(keep)
     words = sum(len(s.tokens) for s in train_set.sentences)
     types = ", ".join(sorted(known_types(labels)))

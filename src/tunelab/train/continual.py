@@ -363,10 +363,10 @@ def stratified_sample(dataset: Dataset, *, per_class: int | None, total: int | N
     ``per_class`` None (``continual.rehearsal: all``) keeps every row.
 
     With ``total``, that many rows spread evenly over the labels instead (the first labels of a
-    seeded order get one more when it does not divide; a label with fewer rows than its share gives
-    the rest to the others, so ``total`` rows are kept, or every row when there are fewer). A
-    multi-label row counts for every label it holds, and the rarest labels are filled first (rows
-    without a label form one group of their own).
+    seeded order get one more when it does not divide; a label with fewer rows than its share keeps
+    them all, and the rest of its share is not used, which the continued run notes). A multi-label
+    row counts for every label it holds, and the rarest labels are filled first (rows without a
+    label form one group of their own).
     """
     labels = dataset.labels or []
     rng = random.Random(seed)
@@ -401,18 +401,9 @@ def _quotas(
         base, extra = divmod(total, len(keys))
         bonus = set(rng.sample(keys, extra))
         quota = {k: base + (k in bonus) for k in keys}
-        # A label with fewer rows than its share hands the rest to labels that still have rows
-        # (one each a round, fewest first, ties in key order: no draw from ``rng``, so a sample
-        # where every label has its share is unchanged); 24/4/4 rows with total=24 stored 16.
-        spare = sum(max(quota[k] - len(groups[k]), 0) for k in keys)
-        quota = {k: min(quota[k], len(groups[k])) for k in keys}
-        while spare:
-            room = sorted((k for k in keys if quota[k] < len(groups[k])), key=lambda k: quota[k])
-            if not room:  # fewer rows than the total: every row
-                break
-            for k in room[:spare]:
-                quota[k] += 1
-            spare -= min(spare, len(room))
+        # A label with fewer rows than its share leaves the rest of it unused (24/4/4 rows with
+        # total=24 store 16): handing it to the others would change the sample of runs begun before,
+        # whose resume checks it. short_sample_note says so in the continued run instead.
     return quota
 
 

@@ -206,3 +206,19 @@ def test_a_following_run_is_not_retried_on_a_config_error(
     with pytest.raises(ConfigError, match="bad detector"):
         monitor_cmd.run(cli_args("run", "--config", str(path)))
     assert len(calls) == 1
+
+
+def test_a_monitor_taken_by_another_process_ends_the_following_run(
+    tmp_path: Path,
+    stand_in: None,
+    two_feeds: tuple[Path, int],
+    failing_saves: Callable[..., list[int]],
+) -> None:
+    """MonitorBusyError is a StoreError, but waiting cannot help: the other process ingests now."""
+    from tunelab.apps.monitor.lease import MonitorBusyError
+
+    path, _ = two_feeds
+    calls = failing_saves(lambda n: n == 2, MonitorBusyError("monitor markets is ingested by pid 4242"))
+    with pytest.raises(MonitorBusyError, match="pid 4242"):
+        monitor_cmd.run(cli_args("run", "--config", str(path)))
+    assert len(calls) == 2  # not tried again

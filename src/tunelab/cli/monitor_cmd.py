@@ -153,6 +153,7 @@ def _follow(monitor: Any, *, once: bool, stop: threading.Event) -> None:
     batch was not committed: the run started again reads its lines again. With ``once`` (and for
     any other error, a ``ConfigError`` say) the error ends the command with its one line.
     """
+    from tunelab.apps.monitor.lease import MonitorBusyError
     from tunelab.errors import first_line
     from tunelab.serve.logging_setup import RepeatGate
     from tunelab.serve.store import StoreError
@@ -163,7 +164,9 @@ def _follow(monitor: Any, *, once: bool, stop: threading.Event) -> None:
             monitor.run(once=once, stop=stop)
             return
         except StoreError as exc:
-            if once:
+            # Another process took the monitor: it ingests now, and waiting would only log every
+            # 5 minutes; the command ends naming it, as it did.
+            if once or isinstance(exc, MonitorBusyError):
                 raise
             message = first_line(exc)
             if gate.should_log(monitor.name, message, time.monotonic()):

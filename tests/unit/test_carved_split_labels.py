@@ -140,6 +140,8 @@ def test_case_space_and_numeric_variants_are_flagged_whatever_their_counts() -> 
     }
     # numbered labels stay apart, and long codes differing in the last digit are not one number
     assert look_like_typos({f"label_{i}": 10 for i in range(1, 2001)}) == []
+    # section codes equal as numbers (1.1 and 1.10) name two sections
+    assert look_like_typos({"1.1": 10, "1.10": 10, "1.2": 10, "1.20": 9}) == []
     assert look_like_typos({"100000000000000001": 5, "100000000000000002": 5, "inf": 3, "Inf": 3}) == [
         {
             "label": "Inf",

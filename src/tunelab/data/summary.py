@@ -15,7 +15,6 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -255,6 +254,9 @@ def look_like_typos(counts: dict[str, int]) -> list[dict[str, Any]]:
     return sorted(found, key=lambda typo: (typo["count"], typo["label"]))
 
 
+_WHOLE_NUMBER = re.compile(r"([+-]?\d+)(?:\.0+)?")
+
+
 def _same_class(counts: dict[str, int], by_count: list[str]) -> list[dict[str, Any]]:
     """Labels that are another's name but for case and spaces (``Positive``, ``neg `` beside ``neg``)
     or the same number (``01``, ``1.0`` beside ``1``), whatever their counts: the similarity check
@@ -265,12 +267,11 @@ def _same_class(counts: dict[str, int], by_count: list[str]) -> list[dict[str, A
     groups: dict[Any, list[str]] = {}
     for name in by_count:
         key: Any = text[name]
-        try:  # Decimal, not float: long numeric codes that differ in the last digit are one float
-            value = Decimal(name.strip())
-            if value.is_finite() and "_" not in name:  # Decimal reads "1_0" as 10
-                key = value  # Decimal("01") == Decimal("1.0") == Decimal("1"): one key
-        except InvalidOperation:
-            pass
+        # Whole numbers only, written with leading zeros or a ".0" (01, 1.0, 1): codes such as 1.1
+        # and 1.10 are equal as numbers but name two sections. int(), not float(): long numeric
+        # codes that differ in the last digit are one float.
+        if whole := _WHOLE_NUMBER.fullmatch(name.strip()):
+            key = ("number", int(whole.group(1)))
         groups.setdefault(key, []).append(name)
     found = []
     for like, *others in groups.values():

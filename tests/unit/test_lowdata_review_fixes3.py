@@ -146,6 +146,22 @@ def test_nli_refuses_a_run_with_no_trained_model_in_one_line(tiny_bert: Path, tm
         tunelab.zero_shot_predictor(DESCRIPTIONS, nli=str(zs))
 
 
+def test_nli_refuses_a_run_trained_on_single_texts(tiny_bert: Path, tmp_path: Path, tiny_overrides) -> None:
+    """It has an entailment label, but never saw a (premise, hypothesis) pair."""
+    rows = [
+        {"text": f"word {i}", "label": ["entailment", "neutral", "contradiction"][i % 3]} for i in range(12)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "single.csv", index=False)
+    overrides = tiny_overrides(
+        tiny_bert, tmp_path / "single.csv", None, tmp_path / "runs", "name=one", "data.dev_size=0", epochs=1
+    )
+    run = tunelab.train(overrides=overrides, show_progress=False).run_dir
+    with pytest.raises(
+        ModelNotFoundError, match=r"a run trained on single texts, not on \(premise, hypothesis\)"
+    ):
+        tunelab.zero_shot_predictor(DESCRIPTIONS, nli=str(run))
+
+
 # -- a label file or --out too long for a file name ------------------------------------------------
 
 

@@ -212,6 +212,15 @@ def _run_model(root: Path, model: str) -> tuple[Any, Any, dict[int, str]]:
             f"{model}: a {predictor.format} run has no trained NLI model; give a run trained on text "
             "pairs with an entailment label, or an NLI model folder"
         )
+    if predictor.text_pair_column is None:  # it never saw a (premise, hypothesis) pair
+        raise ModelNotFoundError(
+            f"{model}: a run trained on single texts, not on (premise, hypothesis) pairs; give a run "
+            "trained with data.text_pair_column and an entailment label, or an NLI model folder"
+        )
+    # The run's own max_length bounds what it was trained on (the positions allow up to 512).
+    predictor.tokenizer.model_max_length = min(
+        predictor.tokenizer.model_max_length, predictor.config.model.max_length
+    )
     return predictor.model.eval(), predictor.tokenizer, dict(enumerate(predictor.labels.names))
 
 

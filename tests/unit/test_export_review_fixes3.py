@@ -45,7 +45,7 @@ def _listing(folder: Path) -> list[Path]:
 
 
 def test_a_continued_runs_structured_export_learns_from_its_rehearsal_rows(
-    runs: tuple[Path, Path, Path], text_maker: Any, tmp_path: Path
+    runs: tuple[Path, Path, Path], text_maker: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Calibration and recovery used the new rows only (9 of 30 in the review): the pruned model was
     fitted to the new rows, and the parity check on the new test rows never saw the old ones."""
@@ -78,6 +78,20 @@ def test_a_continued_runs_structured_export_learns_from_its_rehearsal_rows(
     pruned = json.loads((art / "run.json").read_text(encoding="utf-8"))["export"]["prune"]
     assert pruned["calibration_texts"] == pruned["recovery"]["texts"] == trained["rows"]["train"]
     assert pruned["rehearsal_rows"] == trained["continual"]["rehearsal_rows"]
+    # The previous run moved away since: the export still runs, on the new rows, and says so.
+    moved = runs[0].with_name(runs[0].name + "-moved")
+    runs[0].rename(moved)
+    try:
+        with caplog.at_level("WARNING", logger="tunelab.compress.datasets"):
+            again = tunelab.export(
+                more, format="onnx", prune=0.5, prune_method="structured", max_drop=100,
+                output=tmp_path / "art2", show_progress=False,
+            ).path  # fmt: skip
+    finally:
+        moved.rename(runs[0])
+    pruned = json.loads((again / "run.json").read_text(encoding="utf-8"))["export"]["prune"]
+    assert pruned["calibration_texts"] == trained["rows"]["train"] - trained["continual"]["rehearsal_rows"]
+    assert any("calibrates on the run's new rows only" in r.getMessage() for r in caplog.records)
 
 
 # 2. a member's failed export names the member ------------------------------------------------------

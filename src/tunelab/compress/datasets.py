@@ -10,6 +10,7 @@ the rehearsal rows it replayed), so the check is never run on the data that chos
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from tunelab.data import Dataset, Splits
 from tunelab.data.encoding import Encoded, collate
 from tunelab.data.file_options import options_for_file
 from tunelab.errors import ConfigError, DataError, RunError, first_line
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_ROWS = 2048  # texts; the refit's normal equations need only their Gram matrix
 
@@ -111,11 +114,15 @@ def _with_rehearsal(predictor: Any, splits: Splits) -> tuple[Splits, int]:
         rehearsal = read_rehearsal(previous, predictor.labels, cfg.continual, seed=cfg.train.seed)
         splits, rows = replayed(cfg, splits, previous, rehearsal)
     except (ConfigError, DataError, RunError) as exc:
-        raise type(exc)(
-            "structured pruning calibrates on the rows the run trained on, which include rehearsal rows "
-            f"from {run.root} that cannot be read ({first_line(exc)}); restore that run, or use "
-            "--prune-method magnitude"
-        ) from None
+        # The previous run moved or deleted since: prune on the new rows, as before rehearsal rows
+        # were read here, rather than refuse an export that worked then.
+        log.warning(
+            "structured pruning calibrates on the run's new rows only: the rehearsal rows it replayed "
+            "from %s cannot be read (%s); restore that run to calibrate on them too",
+            run.root,
+            first_line(exc),
+        )
+        return splits, 0
     return splits, len(rows)
 
 

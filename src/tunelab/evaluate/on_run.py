@@ -73,9 +73,7 @@ def evaluate(
         _check_scores(saved[split], folder.metrics_json, folder.root)
         return {**saved[split], "split": split}
     from tunelab.data.file_options import options_for_file
-    from tunelab.evaluate.run_context import eval_context
     from tunelab.inference import load
-    from tunelab.tasks.base import checked_encoded, checked_report, checked_score
 
     if out_dir is None:
         _check_default_out(run, data)
@@ -85,23 +83,45 @@ def evaluate(
     read = options_for_file(data, predictor.config.data, given)
     dataset = task.read_labelled(data, read, labels, field=None)
     predictor.check_pairs(dataset.texts, dataset.text_pairs)  # logits takes any kind of input
+    target = Path(out_dir) if out_dir is not None else report_folder(predictor.run.root / "evals", data)
+    metrics, written = score_dataset(
+        predictor,
+        dataset,
+        target,
+        title=f"tunelab eval: {predictor.run.name} on {Path(data).name}",
+        meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
+        split=Path(data).name,
+        batch_size=batch_size,
+    )
+    return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
+
+
+def score_dataset(
+    predictor: Any,
+    dataset: Any,
+    target: Path,
+    *,
+    title: str,
+    meta: dict[str, Any],
+    split: str,
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score a loaded run on ``dataset`` into ``target``: ``metrics.json`` and the task's report.
+
+    The one sequence of encode, logits, the run's threshold (tuned on its dev data, never on these
+    rows), metrics and report that ``evaluate`` runs on a file and ``tunelab search`` on the best
+    run's carved test split. Returns the metrics and the report's files.
+    """
+    from tunelab.evaluate.run_context import eval_context
+    from tunelab.tasks.base import checked_encoded, checked_report, checked_score
+
+    task, labels, model = predictor.task, predictor.labels, predictor.config.model
     enc = checked_encoded(
-        task,
-        task.encode(
-            predictor.tokenizer,
-            dataset,
-            max_length=predictor.config.model.max_length,
-            stride=predictor.config.model.stride,
-        ),
+        task, task.encode(predictor.tokenizer, dataset, max_length=model.max_length, stride=model.stride)
     )
     logits = predictor.backend.logits(enc, batch_size=batch_size)
-    # The run's threshold (tuned on its dev data) where the task has one; never tuned on this file.
     metrics, _ = checked_score(task, task.score(logits, enc, labels, threshold=predictor.threshold))
-    if out_dir is not None:
-        target = Path(out_dir)
-        target.mkdir(parents=True, exist_ok=True)
-    else:
-        target = report_folder(predictor.run.root / "evals", data)
+    target.mkdir(parents=True, exist_ok=True)
     atomic_write_json(target / "metrics.json", metrics)
     written = checked_report(
         task,
@@ -110,13 +130,13 @@ def evaluate(
             metrics,
             labels=labels,
             history=None,
-            title=f"tunelab eval: {predictor.run.name} on {Path(data).name}",
-            meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
-            split=Path(data).name,
+            title=title,
+            meta=meta,
+            split=split,
             context=eval_context(predictor, logits, enc, dataset),
         ),
     )
-    return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
+    return metrics, written
 
 
 def _check_arguments(data: object, out_dir: object, batch_size: object) -> None:

@@ -689,40 +689,27 @@ def _score_carved_test(run: Path, out: Path) -> dict[str, Any]:
     """The best run's metrics and report on the test split carved from its training file
     (``data.test_size``), as ``evaluate`` does a test file: the trials scored no test rows. The
     run's own config carves them again (``split_seed``), so they are the rows it left out."""
-    from tunelab.evaluate.run_context import eval_context
+    from tunelab.evaluate.on_run import score_dataset
     from tunelab.inference import load
-    from tunelab.tasks.base import checked_encoded, checked_report, checked_score
 
     predictor = load(run)
-    task, labels, cfg = predictor.task, predictor.labels, predictor.config
-    splits = task.load_splits(cfg.data)
-    if list(splits.labels.names) != list(labels.names):  # a continued run's ids include its earlier run's
+    cfg = predictor.config
+    splits = predictor.task.load_splits(cfg.data)
+    if list(splits.labels.names) != list(
+        predictor.labels.names
+    ):  # a continued run's ids include its earlier run's
         raise ConfigError(
             f"{run}: its test split cannot be read again with the run's label ids (a continued run); "
             "give the search a data.test file"
         )
     dataset = splits.test
-    enc = checked_encoded(
-        task,
-        task.encode(predictor.tokenizer, dataset, max_length=cfg.model.max_length, stride=cfg.model.stride),
-    )
-    logits = predictor.backend.logits(enc)
-    # The run's threshold (tuned on its dev data) where the task has one, as for a test file.
-    metrics, _ = checked_score(task, task.score(logits, enc, labels, threshold=predictor.threshold))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", metrics)
-    checked_report(
-        task,
-        task.write_report(
-            out,
-            metrics,
-            labels=labels,
-            history=None,
-            title=f"tunelab search: {run.name} on its test split",
-            meta={"run": str(run), "data": f"test split of {cfg.data.train}", "rows": len(dataset)},
-            split="test",
-            context=eval_context(predictor, logits, enc, dataset),
-        ),
+    metrics, _ = score_dataset(
+        predictor,
+        dataset,
+        out,
+        title=f"tunelab search: {run.name} on its test split",
+        meta={"run": str(run), "data": f"test split of {cfg.data.train}", "rows": len(dataset)},
+        split="test",
     )
     return metrics
 

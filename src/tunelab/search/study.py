@@ -695,9 +695,8 @@ def _score_carved_test(run: Path, out: Path) -> dict[str, Any]:
     predictor = load(run)
     cfg = predictor.config
     splits = predictor.task.load_splits(cfg.data)
-    if list(splits.labels.names) != list(
-        predictor.labels.names
-    ):  # a continued run's ids include its earlier run's
+    # A continued run's label ids include its earlier run's: its split's labels are not the run's.
+    if list(splits.labels.names) != list(predictor.labels.names):
         raise ConfigError(
             f"{run}: its test split cannot be read again with the run's label ids (a continued run); "
             "give the search a data.test file"

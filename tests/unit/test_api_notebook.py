@@ -109,10 +109,13 @@ class _FakeHFDataset:
 def test_train_takes_a_datasets_dataset(
     short, real: bool, tiny_bert: Path, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:
-    """``datasets`` is optional (not a tunelab dependency): the real class when it is installed, else
-    a stand-in with the one method tunelab uses, from a module of the same name."""
+    """``datasets`` is optional for users (not a tunelab dependency) and a dev dependency here, so the
+    real class is always tested; the stand-in has the one method tunelab uses, from a module of the
+    same name, for what a user without ``datasets`` passes."""
     if real:
-        train = pytest.importorskip("datasets").Dataset.from_pandas(frames[0])
+        import datasets
+
+        train = datasets.Dataset.from_pandas(frames[0])
     else:
         train = _FakeHFDataset(frames[0])
     overrides = [*short(tmp_path), "train.epochs=0.2"]

@@ -58,8 +58,10 @@ class Reply:
     Attributes:
         reply: the text sent to the user.
         kind: ``answer`` (an intent's template), ``knowledge`` (a passage) or ``handoff``.
-        intent: the intent it resolved to: the top intent (for a hand-off, the top candidate);
-            None only when the model gave none.
+        intent: the intent it resolved to: the template's; for a knowledge reply its passage's
+            ``intent`` tag (what was answered: the classifier's top intent was below its threshold
+            and may be another topic), the top intent when the passage has none; for a hand-off
+            the top candidate. None only when the model gave none.
         confidence: the calibrated probability of ``intent`` (0..1).
         passages: ``[{"text", "title", "source", "score", "intent"}]``, best first; [] unless
             ``kind == "knowledge"``.
@@ -154,6 +156,13 @@ class Bot:
             answers = read_answers(root / ANSWERS_YAML)
             knowledge = root / KNOWLEDGE_DIR
             index = KnowledgeIndex.load(knowledge) if knowledge.exists() else None
+            # build stores an encoder folder absolute: one moved or deleted since failed every
+            # knowledge search of a server that had come up (or was tried as a hub id online)
+            if index is not None and Path(index.model).is_absolute() and not Path(index.model).is_dir():
+                raise ConfigError(
+                    f"knowledge encoder {index.model}: no such folder; put it back, or build the bot again "
+                    "with --encoder naming where it is now"
+                )
             ner = tunelab.load(config.ner) if config.ner else None
         except TunelabError as exc:
             raise ConfigError(f"bot {root}: {exc}") from None
@@ -281,8 +290,14 @@ class Bot:
         candidates = [{"intent": self.intents[i], "confidence": round(float(r.probs[i]), 4)} for i in order]
         top = candidates[0] if candidates else None
         intent = top["intent"] if top else None
+        confidence = float(top["confidence"]) if top else 0.0
+        topic = intent
         if r.kind == "knowledge":
-            text = r.hits[0].passage.text
+            passage = r.hits[0].passage
+            text, topic = passage.text, passage.intent or _title_topic(passage.title)
+            if passage.intent in self.intents:  # build checks tags; an index built before may not match
+                intent = passage.intent
+                confidence = round(float(r.probs[self.intents.index(intent)]), 4)
         elif r.kind == "handoff":
             text = self.answers.handoff_reply
         else:
@@ -291,12 +306,12 @@ class Bot:
         if used_context and alone is not None:
             reason = f"alone: {alone.why}; with the previous message: {r.why}"
             if r.kind != "answer":
-                text = _context_note(intent, r.kind) + text
+                text = _context_note(topic) + text
         return Reply(
             reply=text,
             kind=r.kind,
             intent=intent,
-            confidence=float(top["confidence"]) if top else 0.0,
+            confidence=confidence,
             passages=[_passage_dict(h) for h in r.hits] if r.kind == "knowledge" else [],
             candidates=candidates,
             reason=reason,
@@ -335,7 +350,7 @@ class Bot:
                 f"; slot {', '.join(missing)} not in the message: fallback" if missing else ""
             )
             if r.used_context:
-                text = _context_note(r.intent, r.kind) + text
+                text = _context_note(r.intent) + text
             done.append(replace(r, reply=text, reason=reason))
         return done
 
@@ -345,9 +360,15 @@ def check_per_intent(config: BotConfig, intents: Sequence[str], path: Path) -> N
     (``card_arival: 0.7``) would never apply, without a word."""
     for name in config.thresholds.per_intent:
         if name not in intents:
-            close = difflib.get_close_matches(name, list(intents), n=1)
-            hint = f"did you mean {close[0]}?" if close else "see the run's labels.json"
+            hint = intent_hint(name, intents)
             raise ConfigError(f"{path}: thresholds.per_intent.{name}: not an intent of the model ({hint})")
+
+
+def intent_hint(name: str, intents: Sequence[str]) -> str:
+    """What to write instead of ``name``, which is not one of the model's ``intents``: the closest
+    one (a misspelling), else where the names are listed."""
+    close = difflib.get_close_matches(name, list(intents), n=1)
+    return f"did you mean {close[0]}?" if close else "see the run's labels.json"
 
 
 def check_messages(
@@ -510,9 +531,18 @@ def _token_starts(tokenizer: Any, word: str) -> list[int]:
     return sorted({int(start) for start, end in offsets if 0 < start < len(word) and end > start})
 
 
-def _context_note(intent: str | None, kind: str) -> str:
-    topic = (intent or "your question").replace("_", " ")
-    return f"(Taking this with your previous message, as a question about {topic}.) "
+def _context_note(topic: str | None) -> str:
+    """The note before a reply that needed the previous message: the topic it was taken as (an
+    intent, or an untagged passage's title), so a user can tell a wrong reading from a wrong answer."""
+    if not topic:
+        return "(Taking this with your previous message.) "
+    return f"(Taking this with your previous message, as a question about {topic.replace('_', ' ')}.) "
+
+
+def _title_topic(title: str) -> str | None:
+    """An untagged passage's title as the topic of a note (its own closing punctuation dropped)."""
+    title = title.strip().rstrip(".?!:;")
+    return f'"{title}"' if title else None
 
 
 def _passage_dict(hit: Hit) -> dict[str, Any]:

@@ -9,6 +9,7 @@ reading the old bot sees the old one or the new one.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.support.answers import read_answers
-from tunelab.apps.support.bot import check_intent_model, run_finished_at
+from tunelab.apps.support.bot import check_intent_model, intent_hint, run_finished_at
 from tunelab.apps.support.config import (
     ANSWERS_YAML,
     BOT_YAML,
     CALIBRATION_JSON,
+    DEFAULT_KNOWLEDGE_THRESHOLD,
     KNOWLEDGE_DIR,
     BotConfig,
     Thresholds,
@@ -30,6 +32,7 @@ from tunelab.apps.support.config import (
 from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there, kept importable here
     ANN_MIN_PASSAGES,
     KnowledgeIndex,
+    Passage,
     read_passages,
     remove_stale_tmp,
     restore_interrupted,
@@ -37,7 +40,7 @@ from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there
     swap_in,
 )
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, TunelabError
+from tunelab.errors import ConfigError, DataError, TunelabError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ def build_bot(
     overwrite: bool = False,
     ann_min_passages: int = ANN_MIN_PASSAGES,
     oos_label: str = "oos",
+    knowledge_threshold: float | None = None,
 ) -> BuildResult:
     """Build a bot folder at ``out``.
 
@@ -89,22 +93,28 @@ def build_bot(
         out: the bot folder to write, e.g. ``bots/banking``.
         ner: an NER run filling ``{entity: TYPE}`` slots.
         dev: labelled ``text``/``label`` rows to calibrate on; default: the run's own dev split.
-        encoder: the sentence encoder of the knowledge index.
+        encoder: the sentence encoder of the knowledge index (a bundled name, or a folder: stored
+            absolute, so the bot loads from any working folder).
         name: the bot's name (default: the folder's name).
         overwrite: replace an existing bot folder at ``out``.
         ann_min_passages: from this many passages on, the index is approximate (HNSW).
         oos_label: the intent model's out-of-scope class, if it has one (``export-feedback``
             labels answer-only resolutions with it): the bot hands off what it tops.
+        knowledge_threshold: the knowledge threshold until ``tune`` sets one (default 0.50,
+            measured on the default encoder's similarities: another encoder is warned about).
 
     Raises:
         ConfigError: ``out`` exists (and ``overwrite`` is off, or it is not a bot folder), the
             answers file or a run is wrong; DataError: a data file is wrong. Nothing is written.
     """
     import tunelab
+    from tunelab.models.resolve import bundled_alias  # tunelab.models pulls in torch: not at import
 
     target = Path(out)
     restore_interrupted(target)  # before the check: a bot an interrupted build set aside is still there
     _check_target(target, overwrite)
+    if knowledge_threshold is not None and not math.isfinite(knowledge_threshold):
+        raise ConfigError(f"knowledge_threshold {knowledge_threshold}: give a finite number, e.g. 0.5")
     parsed = read_answers(answers)
     predictor = tunelab.load(run)
     check_intent_model(predictor, run)
@@ -119,18 +129,31 @@ def build_bot(
             f"knowledge base when a passage is close enough, else handed off: {', '.join(unanswered)}"
         )
     passages = read_passages(knowledge) if knowledge is not None else []
+    _check_tags(passages, predictor.labels.names)
     ner_path = _check_ner(parsed, ner)
     calibration = _calibrate(predictor, dev, warnings)
+    encoder = _stored_encoder(encoder)
     index = (
         KnowledgeIndex.build(passages, model=encoder, ann_min_passages=ann_min_passages) if passages else None
     )
+    if index is not None and knowledge_threshold is None and bundled_alias(encoder) != "minilm-l6":
+        # Cosine similarities sit on each encoder's own scale (e5-small-multilingual's at 0.77-0.91
+        # for any two texts): at a threshold measured on MiniLM's, every message found a passage.
+        warnings.append(
+            f"--encoder {encoder}: the default knowledge threshold {DEFAULT_KNOWLEDGE_THRESHOLD:.2f} was "
+            "measured on minilm-l6's similarities, not this encoder's; before serving the bot, run "
+            f"tunelab app support tune {target} --dev DEV.csv --target precision=0.95"
+        )
+    thresholds = Thresholds()
+    if knowledge_threshold is not None:
+        thresholds.knowledge = float(knowledge_threshold)
     config = BotConfig(
         name=name or target.resolve().name,
         run=str(predictor.run.root.resolve()),
         encoder=encoder,
         ner=ner_path,
         temperature=float(calibration["temperature"]),
-        thresholds=Thresholds(),
+        thresholds=thresholds,
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tunelab_version=tunelab.__version__,
         oos_label=oos_label,
@@ -203,6 +226,34 @@ def _check_target(target: Path, overwrite: bool) -> None:
         raise ConfigError(
             f"{target}: a bot is already there; give --overwrite to replace it, or another --out"
         )
+
+
+def _check_tags(passages: list[Passage], intents: list[str]) -> None:
+    """Every passage's ``intent`` tag is one of the model's intents: tune and eval judge a knowledge
+    answer by it, so a misspelt tag counted every answer of its passage wrong and could turn the
+    knowledge path off with advice to add training data."""
+    for passage in passages:
+        if passage.intent is not None and passage.intent not in intents:
+            raise DataError(
+                f"{passage.source}: intent {passage.intent}: not an intent of the model "
+                f"({intent_hint(passage.intent, intents)}); fix the tag or remove it"
+            )
+
+
+def _stored_encoder(encoder: str) -> str:
+    """``encoder`` as bot.yaml and the knowledge index keep it: a local folder absolute (as the runs
+    are), a bundled name as given. A relative folder was read from the server's working folder:
+    started elsewhere, every message reaching the knowledge path failed, or online the name was
+    tried as a hub id. Which one is the folder follows ``resolve_model``: a bundled alias wins over a
+    folder of its name, except an upstream id cloned with its weights (a ``config.json``)."""
+    from tunelab.models.resolve import bundled_alias
+
+    encoder = str(encoder)  # a Path from the Python API
+    path = Path(encoder).expanduser()
+    alias = bundled_alias(encoder)
+    if path.exists() and (alias is None or (alias != encoder and (path / "config.json").is_file())):
+        return str(path.resolve())
+    return encoder
 
 
 def _check_ner(parsed: Any, ner: str | Path | None) -> str | None:

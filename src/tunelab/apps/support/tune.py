@@ -20,7 +20,8 @@ tag, left out when that passage is untagged (and the message in scope).
 
 Targets: ``precision=0.95``, each path's answers right at least 95% of the time (the lowest
 thresholds doing so: fewest hand-offs); ``handoff=0.10``, at most 10% of all messages handed off
-(the highest thresholds doing so: most accurate answers).
+(the highest thresholds doing so: most accurate answers), each step's budget less what is handed off
+whatever its threshold (the model's out-of-scope class; without a knowledge base, what templates leave).
 """
 
 from __future__ import annotations
@@ -144,11 +145,24 @@ def tune_bot(
     # intent has no threshold of its own (thresholds.per_intent, which the bot applies instead).
     per_intent = bot.config.thresholds.per_intent
     own = np.array([p in per_intent for p in predicted], dtype=bool)
+    index = bot.index
     intent_curve = coverage_curve(confidence[templated & ~own], right[templated & ~own])
     intent_point = None
     intent_threshold = bot.config.thresholds.intent
+    # Messages handed off whatever this threshold: those the model's out-of-scope class tops and,
+    # with no knowledge base to answer what templates leave, those without a template or below a
+    # threshold of their own. They take their share of the budget first: given the target as a
+    # share of its own messages, this step handed that many off on top of them.
+    fixed = called_oos.copy()
+    if index is None:
+        own_threshold = np.array([per_intent.get(p, np.inf) for p in predicted], dtype=float)
+        fixed |= ~templated | (own & (confidence < own_threshold))
     if intent_curve:
-        intent_point = choose_threshold(intent_curve, **goal)
+        intent_goal = goal
+        if "handoff" in goal:
+            budget = goal["handoff"] * n - int(fixed.sum())
+            intent_goal = {"handoff": min(1.0, max(0.0, budget / int((templated & ~own).sum())))}
+        intent_point = choose_threshold(intent_curve, **intent_goal)
         intent_threshold = _between(intent_curve, intent_point)
     elif templated.any():
         warnings.append(
@@ -162,7 +176,6 @@ def tune_bot(
 
     # 2. The knowledge threshold, over the messages left.
     left = np.flatnonzero(~answered & ~called_oos)
-    index = bot.index
     knowledge_curve: list[Any] = []
     knowledge_point = None
     knowledge_threshold = bot.config.thresholds.knowledge
@@ -213,10 +226,17 @@ def tune_bot(
     metrics = score(kinds, resolved, labels, oos)
     handed = kinds.count("handoff") / n
     if "handoff" in goal and handed > goal["handoff"] + 1e-9:
+        # without a knowledge base, only the messages handed off whatever the thresholds exceed it
+        others = (
+            "the knowledge path cannot answer enough of the others"
+            if index is not None
+            else f"{int((fixed & ~called_oos).sum())} more have no template or are below a threshold of "
+            "their own (thresholds.per_intent), and the bot has no knowledge base to answer them"
+        )
         warnings.append(
             f"the bot hands off {handed:.1%} of the dev messages, over the target {goal['handoff']:.1%}: "
             f"{int(called_oos.sum())} go to the model's {bot.config.oos_label!r} class whatever the "
-            "thresholds, and the knowledge path cannot answer enough of the others"
+            f"thresholds, and {others}"
         )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     summary = {

@@ -392,8 +392,8 @@ def check_target_modules(cfg: RunConfig, path: Path, task: Any, options: Any) ->
     tuner adapts. Matched by peft's own ``check_target_module_exists``, so the rule is peft's (a listed
     name is a module's path or the end of one after a dot, one string a regex over the whole path);
     the head (peft's ``modules_to_save``) never matches. The model is built on the meta device (no
-    weights read); where it cannot be (a plug-in task, a config another check refuses), the check is
-    left to ``train``.
+    weights read) by the task's ``model_skeleton``; where it cannot be (a task without one, a config
+    another check refuses), the check is left to ``train``.
     """
     from peft import LoraConfig
     from peft.tuners.tuners_utils import check_target_module_exists
@@ -434,25 +434,19 @@ def check_target_modules(cfg: RunConfig, path: Path, task: Any, options: Any) ->
 
 
 def _skeleton(path: Path, task: Any, pooling: str) -> Any:
-    """The model ``task`` builds on ``path``, on the meta device (no weights read), or None where it
-    cannot be built so (a plug-in task's model, an unreadable config.json)."""
+    """The model ``task`` builds on ``path`` (its ``model_skeleton``), on the meta device (no weights
+    read), or None where it cannot be built so (a task without the hook, an unreadable config.json).
+
+    Asked of the task, not decided by its class: only the built-in task classes, which preflight
+    named, had their ``method.target_modules`` checked.
+    """
     import torch
-    from transformers import AutoConfig, AutoModelForTokenClassification
 
-    from tunelab.models.classifier import _new_classifier, detect_pooling
     from tunelab.quiet import quiet
-    from tunelab.tasks.classification.task import ClassificationTask
-    from tunelab.tasks.token_classification.task import TokenClassificationTask
 
-    if not isinstance(task, ClassificationTask | TokenClassificationTask):
-        return None  # a plug-in's model: only its build_model knows it
     try:
         with quiet(), torch.device("meta"):
-            config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
-            if isinstance(task, TokenClassificationTask):
-                return AutoModelForTokenClassification.from_config(config)
-            pooling = detect_pooling(path) if pooling == "auto" else pooling
-            return _new_classifier(config, ["a", "b"], task.problem_type, pooling)
+            return task.model_skeleton(path, pooling=pooling)
     except Exception:  # an unreadable config: the model checks report it, and train builds the model
         return None
 
@@ -472,6 +466,12 @@ def _module_types(
     model = _skeleton(path, task, pooling)
     if model is None:
         return None
+    if not isinstance(model, nn.Module):
+        from tunelab.tasks.base import task_plugin, wrong_return
+
+        raise wrong_return(
+            task_plugin(task), "model_skeleton", model, "the model (a torch.nn.Module) or None"
+        )
     saved = head_modules(model, bool(train_pooler))
     layers = (nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, Conv1D)
 

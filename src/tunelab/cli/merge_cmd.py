@@ -3,8 +3,42 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
+
+#: Placeholders a command's help text may hold, each filled with the registered methods it picks.
+METHOD_LISTS: dict[str, Callable[[Any], bool]] = {
+    "{methods that merge}": lambda method: method.merge is not None,
+    "{methods that share a base}": lambda method: method.shares_base,
+    "{methods that mix adapters}": lambda method: method.shares_base and method.sharing.mixed_batches,
+    "{methods that load whole}": lambda method: not method.shares_base,
+}
+
+
+def with_method_lists(text: str) -> str:
+    """``text`` with each ``METHOD_LISTS`` placeholder replaced by the methods registered now, so a
+    plug-in method is listed as a built-in is (the lists were written by hand, and went stale)."""
+    wanted = [(placeholder, picks) for placeholder, picks in METHOD_LISTS.items() if placeholder in text]
+    if not wanted:
+        return text
+    from tunelab.methods import available_methods, get_method
+
+    methods = [get_method(name) for name in available_methods()]
+    for placeholder, picks in wanted:
+        text = text.replace(placeholder, ", ".join(m.name for m in methods if picks(m)) or "none")
+    return text
+
+
+class MethodListsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills the method lists in (``with_method_lists``) when the help is shown, not when the parser
+    is built: the registry of methods imports torch, and every command's parser is built for every
+    command, so ``tunelab keys --help`` would have imported it too."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(with_method_lists(text), width, indent)
+
 
 HELP = """examples:
   tunelab merge runs/banking77-lora                        # -> runs/banking77-lora-merged
@@ -13,14 +47,15 @@ HELP = """examples:
   tunelab merge runs/banking77-lora --data other.tsv data.header=false data.column_names=[text,label]
   tunelab predict runs/banking77-lora-merged "I still have not received my new card"
 
-lora, adalora, ia3, loha and lokr runs merge: the adapter's update is added into the base weights,
-so the merged run is one plain transformers model (method full), as fast as the base, loadable
-without the base weights or peft. Before writing, its logits are compared with the adapter run's on
-the run's test file or dev split (or --data FILE, read as eval reads it, with data.* reading
-options after it when the guess is wrong); a difference above 1e-4 fails and writes nothing. The
-run is written under a temporary name and renamed at the end (such a folder left by a killed merge
-is removed by the next merge to that folder). prompt, prefix and adapter runs cannot merge (their
-weights are not a change to the base weights) and say so; a full run is plain already.
+The methods whose runs merge: {methods that merge}.
+Their adapter's update is added into the base weights, so the merged run is one plain transformers
+model (method full), as fast as the base, loadable without the base weights or peft. Before writing,
+its logits are compared with the adapter run's on the run's test file or dev split (or --data FILE,
+read as eval reads it, with data.* reading options after it when the guess is wrong); a difference
+above 1e-4 fails and writes nothing. The run is written under a temporary name and renamed at the
+end (such a folder left by a killed merge is removed by the next merge to that folder). Runs of the
+other methods cannot merge (their weights are not a change to the base weights) and say why; a full
+run is plain already.
 """
 
 
@@ -28,10 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "merge",
         help="fold a run's LoRA-family adapter into the base: a plain run",
-        description="Fold a run's adapter (lora, adalora, ia3, loha, lokr) into its base model and "
-        "write a plain run whose logits match the adapter run's within 1e-4.",
+        description="Fold a run's adapter into its base model and write a plain run whose logits match "
+        "the adapter run's within 1e-4 (methods that merge: {methods that merge}).",
         epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=MethodListsHelpFormatter,
     )
     p.add_argument("run", help="trained adapter run folder, e.g. runs/banking77-lora")
     p.add_argument(

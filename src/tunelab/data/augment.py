@@ -31,6 +31,7 @@ from functools import cache
 from typing import Protocol
 
 from tunelab.data.dataset import Dataset
+from tunelab.data.scripts import UNSPACED
 from tunelab.errors import ConfigError
 
 NEEDS_LEXICON = ("synonym", "insert")
@@ -186,12 +187,9 @@ def augment_text(
 @cache
 def _cjk_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """(one Chinese or Japanese character or CJK punctuation mark, one word of such a text)."""
-    # The NER reader's class of characters written without spaces around them (CJK ideographs,
-    # kana, CJK punctuation, full-width forms), less the ideographic space. Imported here, not at
-    # the top: importing the data package must not import the tasks package.
-    from tunelab.tasks.token_classification.reading import _UNSPACED
-
-    char = rf"(?:(?=\S){_UNSPACED.pattern})"
+    # The characters written without spaces around them (CJK ideographs, kana, CJK punctuation,
+    # full-width forms: what the NER readers split apart too), less the ideographic space.
+    char = rf"(?:(?=\S){UNSPACED.pattern})"
     return re.compile(char), re.compile(rf"{char}|(?:(?!{char})\S)+")
 
 

@@ -439,11 +439,11 @@ class _UnlabelledUnread(Exception):
 
 
 def _trained_on_nothing(cfg: Any) -> bool:
-    """A zero-shot run: no training file, nothing it trained on. (``train`` refuses a run without
-    ``data.train``, so a trained member is never taken for one.)"""
-    from tunelab.zeroshot.backend import FORMAT as ZEROSHOT
+    """A zero-shot run: no training file, nothing it trained on (``was_trained``: from what the run
+    recorded, not from its method's name)."""
+    from tunelab.evaluate.run_context import was_trained
 
-    return cfg.data.train is None and cfg.method.name == ZEROSHOT
+    return not was_trained(cfg)
 
 
 def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:

@@ -54,7 +54,8 @@ def hyperparameters(
 
     Args:
         cfg: the run's config (``config.json``).
-        default_learning_rate: the method's default, used when ``train.learning_rate`` is unset.
+        default_learning_rate: the method's default, used when ``train.learning_rate`` is unset
+            (None: unknown, a method not registered in this process).
         head_init: how the head really began (a skipped probe leaves a random head), which sets
             the head's learning rate; ``train.head_init`` when None.
     """
@@ -68,6 +69,9 @@ def hyperparameters(
     if lr is not None:
         # A continued head (train --from) learns as a random or a probe head (tunelab.train.optim).
         head = head_learning_rate(dataclasses.replace(t, head_init=fitted_head(head_init or t.head_init)), lr)
+    shown_lr: Any = lr
+    if not t.learning_rate:  # the method's default; unknown where the method is not registered here
+        shown_lr = f"{lr:g} (the method's default)" if lr else "the method's default"
     options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.method.options.items()))
     batch = f"{t.batch_size}" + (
         f" × {t.grad_accum_steps} accumulated = {t.batch_size * t.grad_accum_steps}"
@@ -78,7 +82,7 @@ def hyperparameters(
         "model": cfg.model.name,
         "method": cfg.method.name + (f" ({options})" if options else ""),
         "epochs": f"{t.epochs:g}",
-        "learning rate": lr if t.learning_rate else f"{lr:g} (the method's default)" if lr else None,
+        "learning rate": shown_lr,
         "head learning rate": head,
         "batch size": batch,
         "max length (tokens)": cfg.model.max_length,
@@ -198,21 +202,18 @@ def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportC
     """The context of a ``tunelab eval`` report: the run's recipe, training data and the notes on
     how it trained (from its metrics log, as its own report said them), and the mistakes on the
     evaluated file."""
-    from tunelab.methods import available_methods, get_method
-
     cfg, run = predictor.config, predictor.run
     summary = run.read_summary()
-    # A run that was not fine-tuned (method zeroshot, tunelab.zeroshot) has no training recipe to
-    # show, and an ensemble's config is its first member's: its members are what made it.
-    trained = cfg.method.name in available_methods()
+    # A run that was not fine-tuned (tunelab.zeroshot) has no training recipe to show, and an
+    # ensemble's config is its first member's: its members are what made it.
     members = summary.get("members")
     notes: list[str] = []
     if isinstance(members, list):
         recipe: dict[str, Any] = {f"member {i}": _member(m) for i, m in enumerate(members, start=1)}
-    elif trained:
+    elif was_trained(cfg):
         recipe = hyperparameters(
             cfg,
-            default_learning_rate=get_method(cfg.method.name).default_learning_rate,
+            default_learning_rate=_default_learning_rate(cfg.method.name),
             head_init=summary.get("head_init"),
         )
         # The README promised them for eval reports too; only the training-time report had them.
@@ -228,6 +229,28 @@ def eval_context(predictor: Any, logits: Any, enc: Any, dataset: Any) -> ReportC
             logits, enc, dataset, predictor.labels, threshold=predictor.threshold
         ),
     )
+
+
+def was_trained(cfg: RunConfig) -> bool:
+    """Whether the run was fine-tuned, from what it recorded: ``train`` refuses a run without
+    ``data.train``, and a zero-shot run (``tunelab.zeroshot``) records none.
+
+    Not from the registry of methods: a plug-in method's run (or its export) read where the plug-in
+    is not imported was reported "(not trained)", its recipe left out.
+    """
+    return cfg.data.train is not None
+
+
+def _default_learning_rate(method: str) -> float | None:
+    """The method's default learning rate where the method is registered in this process; None where
+    it is not (a plug-in not imported), and the report says "the method's default" without it."""
+    from tunelab.errors import ConfigError
+    from tunelab.methods import get_method
+
+    try:
+        return get_method(method).default_learning_rate
+    except ConfigError:
+        return None
 
 
 def _member(member: Any) -> str:

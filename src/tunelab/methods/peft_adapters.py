@@ -79,14 +79,19 @@ def load(
         return PeftModel.from_pretrained(base, adapter)
 
 
-def loader_for(method: str) -> Callable[[Path, ModelLoader], nn.Module]:
-    """``load`` for one registered method: it refuses a folder whose adapter is of another type
-    (peft's type is the method's name in capitals: lora -> LORA)."""
-    return functools.partial(load, method=method, peft_type=method.upper())
+def loader_for(method: str, *, peft_type: str) -> Callable[[Path, ModelLoader], nn.Module]:
+    """``load`` for one registered method: it refuses a folder whose adapter is of another type.
+
+    ``peft_type`` is the ``PeftType`` value the method's peft config saves (``"LORA"``), given by the
+    method, never derived from its name: a LoRA variant registered as ``dora`` (``LoraConfig(
+    use_dora=True)``) saves ``LORA``, and ``"DORA"`` refused every run it had trained.
+    """
+    return functools.partial(load, method=method, peft_type=peft_type)
 
 
-def sharing_for(method: str, *, mixed: bool) -> BaseSharing:
-    """How ``method``'s adapters share a base in a server; ``attach`` refuses another type's.
+def sharing_for(method: str, *, peft_type: str, mixed: bool) -> BaseSharing:
+    """How ``method``'s adapters share a base in a server; ``attach`` refuses another type's
+    (``peft_type`` as for ``loader_for``).
 
     ``mixed``: the tuner's layers take peft's ``adapter_names`` (LoRA), so one forward may mix
     adapters. IA3, LoHa and LoKr have no such layers: one adapter per forward. (AdaLoRA shares
@@ -94,7 +99,7 @@ def sharing_for(method: str, *, mixed: bool) -> BaseSharing:
     ``adapter_names`` that they ignore, silently running the active adapter.)
     """
     return BaseSharing(
-        attach=functools.partial(attach, method=method, peft_type=method.upper()),
+        attach=functools.partial(attach, method=method, peft_type=peft_type),
         detach=detach,
         forward=forward_mixed if mixed else forward_one,
         mixed_batches=mixed,

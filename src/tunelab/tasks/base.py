@@ -173,6 +173,17 @@ class Task(ABC):
     def load_model(self, folder: Path) -> nn.Module:
         """Rebuild a whole fine-tuned model written by ``save_pretrained`` (method ``full``)."""
 
+    def model_skeleton(self, path: Path, *, pooling: str) -> nn.Module | None:
+        """The model ``build_model`` makes on ``path`` (for any labels), built from its config alone,
+        for the checks that read only its layers: ``tunelab validate`` matches ``method.target_modules``
+        against its module names, so a typo is refused before training, whatever the task.
+
+        Called on the meta device (nothing allocated): build it from ``config.json`` and never read
+        weights (no ``from_pretrained``). An exception means "cannot say". None (the default): the
+        task cannot say either, and those checks are left to ``train``.
+        """
+        return None
+
     @abstractmethod
     def loss(
         self,

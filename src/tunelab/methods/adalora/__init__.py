@@ -224,7 +224,7 @@ register_method(
         config_cls=AdaLoraOptions,
         apply=apply,
         save=save,
-        load=peft_adapters.loader_for("adalora"),
+        load=peft_adapters.loader_for("adalora", peft_type="ADALORA"),
         merge=peft_adapters.merge,
         default_learning_rate=1e-3,
         stores_base=False,

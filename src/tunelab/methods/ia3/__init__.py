@@ -91,9 +91,9 @@ register_method(
         config_cls=Ia3Options,
         apply=apply,
         save=peft_adapters.save,
-        load=peft_adapters.loader_for("ia3"),
+        load=peft_adapters.loader_for("ia3", peft_type="IA3"),
         merge=peft_adapters.merge,
-        sharing=peft_adapters.sharing_for("ia3", mixed=False),
+        sharing=peft_adapters.sharing_for("ia3", peft_type="IA3", mixed=False),
         # T-Few trained (IA)^3 with 3e-3; the vectors start at 1, so steps of that size matter.
         default_learning_rate=3e-3,
         stores_base=False,

@@ -59,9 +59,9 @@ register_method(
         config_cls=LohaOptions,
         apply=apply,
         save=peft_adapters.save,
-        load=peft_adapters.loader_for("loha"),
+        load=peft_adapters.loader_for("loha", peft_type="LOHA"),
         merge=peft_adapters.merge,
-        sharing=peft_adapters.sharing_for("loha", mixed=False),
+        sharing=peft_adapters.sharing_for("loha", peft_type="LOHA", mixed=False),
         default_learning_rate=1e-3,  # as LoRA's: LyCORIS trains LoHa with LoRA-like rates
         stores_base=False,
         description="low-rank Hadamard product adapters (peft, LyCORIS)",

@@ -69,9 +69,9 @@ register_method(
         config_cls=LokrOptions,
         apply=apply,
         save=peft_adapters.save,
-        load=peft_adapters.loader_for("lokr"),
+        load=peft_adapters.loader_for("lokr", peft_type="LOKR"),
         merge=peft_adapters.merge,
-        sharing=peft_adapters.sharing_for("lokr", mixed=False),
+        sharing=peft_adapters.sharing_for("lokr", peft_type="LOKR", mixed=False),
         default_learning_rate=1e-3,  # as LoRA's: LyCORIS trains LoKr with LoRA-like rates
         stores_base=False,
         description="low-rank Kronecker product adapters (peft, LyCORIS)",

@@ -131,6 +131,16 @@ class ClassificationTask(Task):
 
         return build_classifier(path, labels.names, self.problem_type, pooling=pooling, seed=seed)
 
+    def model_skeleton(self, path: Path, *, pooling: str) -> nn.Module:
+        """``build_model``'s classifier from ``path``'s config alone (see ``Task.model_skeleton``)."""
+        from transformers import AutoConfig
+
+        from tunelab.models.classifier import _new_classifier, detect_pooling
+
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+        pooling = detect_pooling(path) if pooling == "auto" else pooling
+        return _new_classifier(config, ["a", "b"], self.problem_type, pooling)
+
     def load_model(self, folder: Path) -> nn.Module:
         from tunelab.models.classifier import load_classifier
 

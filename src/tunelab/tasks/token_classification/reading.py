@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.data.scripts import CJK, UNSPACED
 from tunelab.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -32,18 +33,11 @@ _TAG_PREFIX = re.compile(r"[BIESLU]-")
 _TAG = re.compile(r"O|[BI]-\S+")
 
 # Span texts are split into words, single punctuation marks and single CJK characters (Chinese and
-# Japanese do not put spaces between words, so an entity may start at any character).
-_CJK = (
-    "\u3040-\u30ff"  # hiragana, katakana
-    "\u3400-\u4dbf"  # CJK extension A
-    "\u4e00-\u9fff"  # CJK unified ideographs
-    "\uf900-\ufaff"  # compatibility ideographs
-    "\U00020000-\U0002ffff"  # extensions B-F
-)
+# Japanese do not put spaces between words, so an entity may start at any character): ``CJK``.
 # Abbreviations written with dots ("U.S.", "e.g.") and numbers with inner separators ("1,000.50",
 # "10:30") stay one word, as CoNLL-2003 and the Penn Treebank write them: a model trained on such
 # files labels "U.S." as one word, and split into "U", ".", "S", "." it would tag only "U".
-_ABBREVIATION = rf"(?:[^\W\d_{_CJK}]\.){{2,}}"
+_ABBREVIATION = rf"(?:[^\W\d_{CJK}]\.){{2,}}"
 # An initial ("M. Smith", "J. F. Kennedy"): one capital and its dot before a capitalised word, one
 # word as CoNLL-2003 writes it (46 times in its training file); split, the model tagged "M" and
 # "Smith" as two people.
@@ -51,7 +45,7 @@ _INITIAL = r"[A-Z]\.(?=\s+[A-Z])"
 _NUMBER = r"\d+(?:[.,:]\d+)+"
 # The split span files were checked against before whole words below were kept: a span may still
 # end where this one splits (an ORG "Google" inside "Google-owned"), see ``word_offsets``' ``cuts``.
-_FINE_TOKEN = re.compile(rf"{_ABBREVIATION}|{_INITIAL}|{_NUMBER}|[{_CJK}]|[^\W{_CJK}]+|\S")
+_FINE_TOKEN = re.compile(rf"{_ABBREVIATION}|{_INITIAL}|{_NUMBER}|[{CJK}]|[^\W{CJK}]+|\S")
 # Words CoNLL-2003 (and the Penn Treebank) keep whole: hyphenated words ("Anglo-Dutch", "1-0",
 # 1,528 tokens of its training file, 340 of them in entities) and abbreviations with their dot
 # ("Inc.", "Corp.", "St.", "vs."); split, a model trained on CoNLL tagged "Anglo" and "Dutch" as two
@@ -60,10 +54,10 @@ _KNOWN_ABBREVIATIONS = (
     "Inc|Corp|Co|Ltd|Plc|Bros|Cos|St|Mt|Ft|Ave|Mr|Mrs|Ms|Dr|Prof|Jr|Sr|Gen|Gov|Sen|Rep|Rev|Col|Lt|Capt|"
     "Sgt|vs|Jan|Feb|Apr|Aug|Sept|Sep|Oct|Nov|Dec|Calif|Fla|Ariz|Mass|Conn|Penn|Wash|Mich"
 )
-_WORD_OR_NUMBER = rf"(?:{_NUMBER}|[^\W_{_CJK}]+)"  # a number first: "2-2.5" is one word, not "2-2", ".", "5"
+_WORD_OR_NUMBER = rf"(?:{_NUMBER}|[^\W_{CJK}]+)"  # a number first: "2-2.5" is one word, not "2-2", ".", "5"
 _HYPHENATED = rf"{_WORD_OR_NUMBER}(?:-{_WORD_OR_NUMBER})+"
 _TOKEN = re.compile(
-    rf"{_ABBREVIATION}|{_INITIAL}|\b(?:{_KNOWN_ABBREVIATIONS})\.|{_HYPHENATED}|{_NUMBER}|[{_CJK}]|[^\W{_CJK}]+|\S"
+    rf"{_ABBREVIATION}|{_INITIAL}|\b(?:{_KNOWN_ABBREVIATIONS})\.|{_HYPHENATED}|{_NUMBER}|[{CJK}]|[^\W{CJK}]+|\S"
 )
 
 
@@ -92,18 +86,13 @@ def word_offsets(text: str, *, cuts: Iterable[int] = ()) -> list[tuple[int, int]
     return split
 
 
-# Characters written without spaces around them: the ideographs and kana above, CJK punctuation
-# ("。", "，") and full-width forms.
-_UNSPACED = re.compile(rf"[{_CJK}\u3000-\u303f\uff00-\uffef]")
-
-
 def join_words(words: list[str]) -> str:
     """The words as a reader would write them: a space between two words, none between two Chinese
     or Japanese characters (a Chinese sentence read as one word a character showed in reports as
     "我 住 在 北 京")."""
     out: list[str] = []
     for word in words:
-        if out and not (_UNSPACED.match(out[-1][-1:]) and _UNSPACED.match(word[:1])):
+        if out and not (UNSPACED.match(out[-1][-1:]) and UNSPACED.match(word[:1])):
             out.append(" ")
         out.append(word)
     return "".join(out)
@@ -119,7 +108,7 @@ _JOINERS = frozenset("\u00ad\u200c\u200d\u2060")
 def _in_word(char: str) -> bool:
     """A character a word is made of (letters, digits, ``_``, combining marks), CJK excluded: each
     Chinese or Japanese character stays a word of its own."""
-    if _UNSPACED.match(char):
+    if UNSPACED.match(char):
         return False
     return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
 

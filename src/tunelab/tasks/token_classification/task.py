@@ -194,6 +194,13 @@ class TokenClassificationTask(Task):
                 model.classifier.bias.zero_()
         return model
 
+    def model_skeleton(self, path: Path, *, pooling: str) -> nn.Module:
+        """``build_model``'s model from ``path``'s config alone (see ``Task.model_skeleton``)."""
+        from transformers import AutoConfig, AutoModelForTokenClassification
+
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+        return AutoModelForTokenClassification.from_config(config)
+
     def load_model(self, folder: Path) -> nn.Module:
         return _from_pretrained(folder)
 

@@ -234,12 +234,12 @@ def sample_users(split: BenchSplit, n: int | None, seed: int) -> BenchSplit:
                       val_all=split.val)  # fmt: skip
 
 
-#: The columns of an extra-text file (MovieLens' tags.csv) that say who wrote a value and when.
+#: Who wrote a tag and when in MovieLens' tags.csv: read so when the config does not name them.
 TAG_USER, TAG_TIME = "userId", "timestamp"
 
 
 def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any, dict[str, int]]:
-    """``cfg`` with each extra-text file that names users and times (MovieLens' tags) filtered.
+    """``cfg`` with each extra-text file filtered (MovieLens' tags).
 
     A tag is an interaction with the item: kept in the item's text, a user's tag on the movie
     they go on to like in test says so to the text model (69% of MovieLens small's tag rows are
@@ -247,9 +247,15 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
     written by the user whose positive on that item is a cold target). Kept: the rows dated
     before their author's first validation or test positive (authors without any: all rows),
     on items that are not cold (cold items are removed from training entirely). The filtered
-    files are written to ``folder``.
+    rows are written to ``folder``.
+
+    Each file is read as the build reads it (any format; who and when from the source's
+    ``user_column``/``time_column``, else MovieLens' columns; times as epoch seconds or ISO 8601):
+    only a CSV with MovieLens' column names was filtered, any other source kept every tag, the cold
+    items' too, without a word. A source that does not say who and when is refused in one line.
     """
-    from tunelab.apps.recommend.data import written_before  # the rule build's own filter uses
+    from tunelab.apps.recommend.data import read_extra_text, read_table, written_before
+    from tunelab.errors import DataError
 
     held = pd.concat([split.val, split.test], ignore_index=True)
     held = held[held["positive"].astype(bool)]
@@ -257,20 +263,28 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
     not_warm = set(split.items) - set(split.warm)  # this stage's cold items and the real ones
     extras, counts = [], {"tag_rows": 0, "kept": 0}
     for extra in cfg.items.extra_text:
-        frame = pd.read_csv(extra.path) if extra.format == "csv" else None
-        if frame is None or not {TAG_USER, TAG_TIME} <= set(frame.columns):
-            extras.append(extra)
-            continue
+        source = extra
+        if extra.user_column is None:
+            columns = read_table(extra.path, extra.format, f"{extra.name} (extra_text)")[0].columns
+            if not {TAG_USER, TAG_TIME} <= set(columns):
+                raise DataError(
+                    f"{extra.path}: extra_text {extra.name!r} does not say who wrote a value and when, "
+                    "so the benchmark cannot keep only those written before their author's held-out "
+                    "positives; set its user_column and time_column, or run with --all-tags"
+                )
+            source = extra.model_copy(update={"user_column": TAG_USER, "time_column": TAG_TIME})
+        table, read = read_extra_text(source, set(split.items))
         keep = (
-            written_before(frame[TAG_USER], frame[TAG_TIME], cutoff)
-            & ~frame[extra.id_column].astype(str).isin(not_warm).to_numpy()
+            written_before(table["user_id"], table["time"], cutoff)
+            & ~table["item_id"].isin(not_warm).to_numpy()
         )
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{extra.name}-before-cutoffs.csv"
-        frame[keep].to_csv(path, index=False)
-        counts["tag_rows"] += len(frame)
+        path = folder / f"{extra.name}-before-cutoffs.parquet"
+        table[keep].to_parquet(path, index=False)  # read_extra_text's columns, in file order
+        counts["tag_rows"] += read["rows"]
         counts["kept"] += int(keep.sum())
-        extras.append(extra.model_copy(update={"path": str(path)}))
+        columns = {"id_column": "item_id", "field": "value", "user_column": "user_id", "time_column": "time"}
+        extras.append(extra.model_copy(update={"path": str(path), "format": "parquet", **columns}))
     items = cfg.items.model_copy(update={"extra_text": extras})
     return cfg.model_copy(update={"items": items}), counts
 

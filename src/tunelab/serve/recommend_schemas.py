@@ -246,10 +246,12 @@ class EventIn(BaseModel):
     @classmethod
     def _whole_number_ids(cls, value: Any) -> Any:
         # MovieLens-style ids are numbers in the files; a client sending {"user_id": 42} means "42",
-        # and 42.0 (a JSON number from a float column) means it too, as the build reads such cells
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        # and 42.0 or "42.0" (from a float column) means it too, as the build reads such cells
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return value
+        from tunelab.apps.recommend.data import id_text  # the builds' one rule for ids
+
+        return id_text(value) or value  # blank: left for the field's own check
 
     @field_validator("event", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ left out: they cannot be ranked, and a silent drop would hide a wrong id column.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ class DatedValues:
     Attributes:
         rows: per extra-text source: its rows (``item_id``, ``value``, ``user_id``, ``time``).
         fields: each item's text fields as read, the parts ``texts_before`` composes again
-            (``Dataset.items`` holds the composed ``text``, which replaces a field called ``text``).
+            (``Dataset.items`` holds the composed ``text``, which replaces a field called ``text``,
+            and the ids, which replace one called ``item_id``), in the items' order.
     """
 
     rows: dict[str, pd.DataFrame]
@@ -132,20 +134,30 @@ def _need_columns(frame: pd.DataFrame, path: str, columns: list[str], what: str)
 
 
 def _ids(values: pd.Series, path: str, places: list[str], column: str) -> pd.Series:
-    """Ids as stripped strings (``1.0`` read from JSON stays ``1.0``; CSV ids are never parsed)."""
-    ids = values.map(_id_text)
+    """Ids as stripped strings, a whole number written as a float its integer (``id_text``)."""
+    ids = values.map(id_text)
     empty = np.flatnonzero((ids == "").to_numpy())
     if len(empty):
         raise DataError(f"{path}: {places[empty[0]]}: empty {column}; every row needs one")
     return ids
 
 
-def _id_text(value: Any) -> str:
+#: A whole number written by a float column: pandas writes an integer id column with a gap as 1.0.
+_WHOLE_FLOAT = re.compile(r"[+-]?\d+\.0+")
+
+
+def id_text(value: Any) -> str:
+    """An id as every reader takes it (files of each format, events, rankings): stripped text, and
+    a whole number written as a float (7.0, or "7.0" in a CSV cell) its integer, "7". One rule: a
+    CSV's "7.0" stayed "7.0" while JSONL, Parquet and the events route read 7.0 as "7", so CSV
+    interactions missed Parquet items, and an event for user 7 made a user apart from the built
+    "7.0". Other text ("007", "1.5") is kept as it is. ``""`` for no value."""
     if is_blank(value):
         return ""
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # JSON/Parquet numbers: 7.0 names item "7"
-    return str(value).strip()
+        return str(int(value))
+    text = str(value).strip()
+    return str(int(text.split(".")[0])) if _WHOLE_FLOAT.fullmatch(text) else text
 
 
 # -- items ------------------------------------------------------------------------------------------
@@ -165,7 +177,7 @@ def values_of(value: Any, separator: str | None) -> list[str]:
 
 def _text(value: Any) -> str:
     """A whole-number float as its integer: a Parquet int column with a gap reads as float64, and
-    the item text said "year: 1999.0" (ids already read 7.0 as "7")."""
+    the item text said "year: 1999.0" (``id_text`` reads 7.0 as "7" too)."""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
@@ -209,19 +221,22 @@ def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], DatedVal
             f"{cfg.path}: item {ids.iloc[rows[0]]!r} appears twice ({places[rows[0]]} and "
             f"{places[rows[1]]}); item ids must be unique"
         )
-    items = pd.DataFrame({"item_id": ids.to_numpy()})
-    for name in cfg.text_fields:
-        items[name] = frame[name].to_numpy()
-    fields = items.copy()  # as read, before "text" is (re)written below
-    report: dict[str, Any] = {"items": len(items)}
+    # The text is composed from the fields apart from the ids: a text field may be the id column
+    # itself or one named item_id (a legacy code beside the id column), and written over the ids
+    # it made every interaction name an unknown item.
+    parts = pd.DataFrame({name: frame[name].to_numpy() for name in cfg.text_fields})
+    fields = parts.copy()  # as read, before the extra text is added
+    report: dict[str, Any] = {"items": len(parts)}
     dated: dict[str, pd.DataFrame] = {}
     for extra in cfg.extra_text:
-        table, counts = read_extra_text(extra, set(items["item_id"]))
-        items[extra.name] = _per_item(items, top_values(table, extra.max_values))
+        table, counts = read_extra_text(extra, set(ids))
+        parts[extra.name] = _per_item(ids, top_values(table, extra.max_values))
         report.setdefault("extra_text", {})[extra.name] = counts
         if extra.user_column is not None:
             dated[extra.name] = table
-    texts = [compose_text(cfg, row) for row in items.to_dict("records")]
+    texts = [compose_text(cfg, row) for row in parts.to_dict("records")]
+    items = parts.drop(columns="item_id", errors="ignore")  # the ids win over a field of that name
+    items.insert(0, "item_id", ids.to_numpy())
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
         i = empty[0]
@@ -234,8 +249,9 @@ def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], DatedVal
     return items, report, DatedValues(dated, fields) if dated else None
 
 
-def _per_item(items: pd.DataFrame, values: dict[str, list[str]]) -> pd.Series:
-    return items["item_id"].map(lambda i: values.get(i, []))
+def _per_item(ids: pd.Series, values: dict[str, list[str]]) -> np.ndarray:
+    """Each id's values, by position (a Parquet file's own index does not align them)."""
+    return pd.Series([values.get(i, []) for i in ids], dtype=object).to_numpy()
 
 
 def read_extra_text(extra: ExtraText, known: set[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -312,7 +328,7 @@ def texts_before(cfg: ItemsConfig, ds: Dataset, cutoff: pd.Series) -> tuple[list
             continue
         keep = written_before(table["user_id"], table["time"], cutoff)
         left_out += int((~keep).sum())
-        parts[extra.name] = _per_item(parts, top_values(table[keep], extra.max_values))
+        parts[extra.name] = _per_item(ds.items["item_id"], top_values(table[keep], extra.max_values))
     return [compose_text(cfg, row) for row in parts.to_dict("records")], left_out
 
 

@@ -10,7 +10,7 @@
   user, and whether there is one (item and user both have factors);
 - ``cf2`` and ``cf2_z``: the same for ``cf.second``'s model (0 without one; an item has factors
   in both or in neither, as both are fitted on the same positives);
-- ``log_pop``: log(1 + the item's positives);
+- ``log_pop``: log(1 + the users who liked the item, each once);
 - ``log_age_days``: log(1 + days since the item's last interaction), taken at the latest
   interaction time known; an item never interacted with (a cold item, or one added without
   events yet) gets ``age_never``, the value the ranker is trained with on cold rows (see
@@ -50,9 +50,10 @@ class ItemStats:
     """Per-item counts over the known interactions (build history plus recorded events).
 
     Attributes:
-        pop: (N,) positives per item.
+        pop: (N,) users with a positive on the item (each once, however often they liked it).
         last_time: (N,) time of the item's latest interaction (nan: never).
-        trend: (N,) positives among the most recent ones (the fallback's "popular now").
+        trend: (N,) users' first positives on the item among the most recent ones (the
+            fallback's "popular now").
         ref_time: the latest interaction time known (recency is measured from it).
         age_never: ``log_age_days`` of an item never interacted with.
     """

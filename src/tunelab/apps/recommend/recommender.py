@@ -49,7 +49,7 @@ from tunelab.apps.recommend import live as live_store
 from tunelab.apps.recommend.cf import SECOND_FILE, CFModel
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossStage
-from tunelab.apps.recommend.data import compose_text, values_of
+from tunelab.apps.recommend.data import compose_text, id_text, values_of
 from tunelab.apps.recommend.features import MAX_PROFILE, ItemStats, UserContext, compute, moments, profile_of
 from tunelab.apps.recommend.index import VECTORS, ItemIndex
 from tunelab.apps.recommend.live import FILE as LIVE_FILE
@@ -67,8 +67,9 @@ HISTORY = "history.parquet"
 MAX_K = 1000
 #: How many of the user's items a recommendation names as its reason.
 REASONS = 3
-#: The fallback's "popular now": positives among the most recent TREND_SHARE of them (at least
-#: TREND_MIN), so it follows what is liked lately whatever the time scale of the data.
+#: The fallback's "popular now": the users' first positives on an item among the most recent
+#: TREND_SHARE of them (at least TREND_MIN), so it follows what is liked lately whatever the time
+#: scale of the data.
 TREND_SHARE, TREND_MIN = 0.1, 1000
 _MAX_ID = 200
 #: The most users whose ranking context is kept (least recently used dropped first). A server
@@ -355,7 +356,7 @@ class Recommender:
         self._sync()
         with self._lock:
             k = self._check_k(k)
-            user_id = str(user_id).strip()  # as the HTTP route and record_event take it
+            user_id = id_text(user_id)  # as the HTTP route and record_event take it
             h = self._users.get(user_id)
             ctx = self._context(user_id) if h is not None else None
             if ctx is None:
@@ -398,7 +399,7 @@ class Recommender:
         self._sync()
         with self._lock:
             items = self._item_indices(item_ids)
-            user_id = str(user_id).strip()  # as rank takes it: " u0 " is u0
+            user_id = id_text(user_id)  # as rank takes it: " u0 " is u0
             ctx = self._context(user_id) if user_id in self._users else None
             if ctx is None:
                 return self._fallback_scores()[items]
@@ -413,7 +414,7 @@ class Recommender:
         self._sync()
         with self._lock:
             items = self._item_indices(item_ids)
-            user_id = str(user_id).strip()  # as rank takes it: " u0 " is u0
+            user_id = id_text(user_id)  # as rank takes it: " u0 " is u0
             ctx = self._context(user_id) if user_id in self._users else None
             if ctx is None:
                 raise DataError(
@@ -800,10 +801,14 @@ class Recommender:
             return
         t = self._data_time(t)
         h = self._users.setdefault(user, _History())
+        # a user counts once per item, as the build counts them (_item_stats): a re-rating or a
+        # client retrying one event lifted the item for every user and the fallback
+        liked_before = positive and any(p and i == item for i, p in zip(h.items, h.positive, strict=True))
         h.add(t, item, positive)
         s = self._stats
         if positive:
             h.live_positive = True
+        if positive and not liked_before:
             s.pop[item] += 1
             s.trend[item] += 1
         s.last_time[item] = t if np.isnan(s.last_time[item]) else max(s.last_time[item], t)
@@ -846,16 +851,22 @@ def _item_stats(
     items = history["item_id"].astype(str).map(index_of).to_numpy(dtype=np.int64)
     times = history["time"].to_numpy(dtype=np.float64)
     positive = history["positive"].to_numpy(dtype=bool)
-    pop = np.bincount(items[positive], minlength=n).astype(np.float64)
+    # Each user once per item, at their first positive on it, as CF, the popularity baseline and a
+    # live event (_apply_event) count them: a re-rating or a repeated click counted again lifted
+    # log_pop and the trend for every user, and the fallback every unknown user gets.
+    firsts = pd.DataFrame({"user": history["user_id"].astype(str).to_numpy(), "item": items, "time": times})
+    firsts = firsts[positive].sort_values("time", kind="stable").drop_duplicates(["user", "item"])
+    liked, liked_times = firsts["item"].to_numpy(dtype=np.int64), firsts["time"].to_numpy(dtype=np.float64)
+    pop = np.bincount(liked, minlength=n).astype(np.float64)
     last = np.full(n, np.nan)
     if len(items):
         last_known = np.full(n, -np.inf)
         np.maximum.at(last_known, items, times)
         last = np.where(np.isfinite(last_known), last_known, np.nan)
-    pos_times = np.sort(times[positive])
+    pos_times = np.sort(liked_times)
     recent = max(TREND_MIN, int(len(pos_times) * TREND_SHARE))
     since = pos_times[-recent] if len(pos_times) >= recent else -np.inf
-    trend = np.bincount(items[positive & (times >= since)], minlength=n).astype(np.float64)
+    trend = np.bincount(liked[liked_times >= since], minlength=n).astype(np.float64)
     ref = float(times.max()) if len(times) else 0.0
     if age_never is None:
         span = (ref - float(times.min())) / 86_400.0 if len(times) else 0.0
@@ -866,7 +877,7 @@ def _item_stats(
 def _check_id(value: Any, what: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise DataError(f"{what} {value!r} must be a string")
-    text = str(value).strip()
+    text = id_text(value)  # "7.0" is "7", as the build reads the files
     if not text:
         raise DataError(f"{what} is empty")
     if len(text) > _MAX_ID:

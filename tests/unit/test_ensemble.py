@@ -77,14 +77,40 @@ def test_uncalibrated_members_average_their_plain_probabilities(members, tmp_pat
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_the_ensemble_evaluates_and_predicts_like_a_run(ens, labelled_csvs, capsys) -> None:
+def test_the_ensemble_evaluates_and_predicts_like_a_run(
+    members, ens, labelled_csvs, tmp_path, capsys
+) -> None:
     _, test = labelled_csvs
     metrics = tunelab.evaluate(ens, test)
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and Path(metrics["report"]).is_file()
+    # the accuracy of the argmax of the members' mean calibrated probabilities on the test rows
+    rows = pd.read_csv(test)
+    summary = tunelab.load(ens).run.read_summary()
+    temperatures = [m["temperature"] for m in summary["members"]]
+    mean = np.mean(
+        [
+            softmax(np.asarray(tunelab.load(r).logits(rows["text"].tolist()), dtype=np.float64) / t)
+            for r, t in zip(members, temperatures, strict=True)
+        ],
+        axis=0,
+    )
+    predicted = [tunelab.load(ens).labels.names[i] for i in mean.argmax(axis=1)]
+
+    def accuracy(gold: list[str]) -> float:
+        return float(np.mean([p == g for p, g in zip(predicted, gold, strict=True)]))
+
+    assert metrics["accuracy"] == pytest.approx(accuracy(rows["label"].tolist()))
+    assert Path(metrics["report"]).is_file()
+    # the same rows, 6 of them relabelled: the accuracy is measured against the file's labels
+    rotate = {"sports": "food", "food": "weather", "weather": "sports"}
+    rows.loc[:5, "label"] = rows.loc[:5, "label"].map(rotate)
+    rows.to_csv(tmp_path / "relabelled.csv", index=False)
+    relabelled = tunelab.evaluate(ens, tmp_path / "relabelled.csv", out_dir=tmp_path / "eval")
+    assert relabelled["accuracy"] == pytest.approx(accuracy(rows["label"].tolist()))
+    assert relabelled["accuracy"] < metrics["accuracy"]
     saved = tunelab.evaluate(ens)  # metrics.json written when it was built
     assert saved["accuracy"] == pytest.approx(metrics["accuracy"])
     assert main(["predict", str(ens), TEXTS[1]]) == 0
-    assert capsys.readouterr().out.strip()
+    assert capsys.readouterr().out.startswith(f"{TEXTS[1]}\n  -> food (")
     assert main(["eval", str(ens), "--data", str(test)]) == 0
 
 

@@ -53,8 +53,28 @@ def test_probe_head_multi_label(tiny_bert, text_maker) -> None:
     enc.labels = [[i, (i + 1) % 3] for i in enc.labels]
     model = build_classifier(tiny_bert, labels, "multi_label_classification", pooling="mean", seed=0)
     accuracy = probe_head(model, enc, multi_label=True, num_labels=3, seed=0)
-    assert 0.0 <= accuracy <= 1.0
-    assert model.classifier.bias.abs().sum() > 0  # fitted, not the zero init
+
+    # One binary logistic regression per label on the frozen features, its weights copied row by row.
+    from sklearn.linear_model import LogisticRegression
+
+    features = pooled_features(model, enc)
+    targets = np.zeros((len(enc.labels), 3), dtype=int)
+    for row, ids in enumerate(enc.labels):
+        targets[row, ids] = 1
+    fits = [LogisticRegression(max_iter=1000, random_state=0).fit(features, targets[:, j]) for j in range(3)]
+    np.testing.assert_allclose(
+        model.classifier.weight.detach().numpy(), np.stack([f.coef_[0] for f in fits]), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        model.classifier.bias.detach().numpy(), [f.intercept_[0] for f in fits], rtol=1e-4, atol=1e-5
+    )
+    expected = np.stack([f.predict(features) for f in fits], axis=1)  # (N, 3)
+    model.eval()
+    with torch.no_grad():
+        logits = model.classifier(torch.from_numpy(features)).numpy()
+    assert ((logits > 0).astype(int) == expected).all()  # sigmoid > 0.5: the probe's own decisions
+    # the exact-match accuracy of those decisions
+    assert accuracy == pytest.approx(float((expected == targets).all(axis=1).mean()))
 
 
 def test_probe_keeps_the_head_learning_rate_of_the_body() -> None:

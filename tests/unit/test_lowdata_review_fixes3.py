@@ -97,10 +97,8 @@ def test_a_previous_run_that_stored_fewer_rows_than_the_total_is_noted() -> None
 # -- --nli given a tunelab run trained on NLI pairs -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def nli_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory, tiny_overrides) -> Path:
+def train_nli_run(tiny_bert: Path, folder: Path, tiny_overrides, *extra: str) -> Path:
     """A tiny text-pair run (premise, hypothesis) with labels entailment, neutral, contradiction."""
-    folder = tmp_path_factory.mktemp("nli-run")
     rng = random.Random(0)
     words = ["football", "pizza", "rain", "cheese", "goal", "snow", "match", "dinner"]
     rows = [
@@ -114,9 +112,14 @@ def nli_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory, tiny_over
     pd.DataFrame(rows).to_csv(folder / "nli.csv", index=False)
     overrides = tiny_overrides(
         tiny_bert, folder / "nli.csv", None, folder / "runs", "name=nli", "data.text_column=premise",
-        "data.text_pair_column=hypothesis", epochs=1,
+        "data.text_pair_column=hypothesis", *extra, epochs=1,
     )  # fmt: skip
     return tunelab.train(overrides=overrides, show_progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def nli_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory, tiny_overrides) -> Path:
+    return train_nli_run(tiny_bert, tmp_path_factory.mktemp("nli-run"), tiny_overrides)
 
 
 def test_nli_takes_a_tunelab_run_trained_on_nli_pairs(
@@ -138,6 +141,26 @@ def test_nli_takes_a_tunelab_run_trained_on_nli_pairs(
     assert json.loads(capsys.readouterr().out)["text"] == TEXTS[0]
     built = tunelab.zero_shot(DESCRIPTIONS, tmp_path / "zs", nli=str(nli_run)).path
     np.testing.assert_allclose(softmax(tunelab.load(built).logits(TEXTS)), ours, atol=1e-5)
+
+
+def test_nli_reads_a_run_s_text_only_up_to_the_run_s_own_max_length(
+    tiny_bert: Path, tmp_path: Path, tiny_overrides
+) -> None:
+    """A run trained with model.max_length=16 read (premise, hypothesis) up to its positions (512):
+    far longer pairs than it was trained on. Now the premise is cut to fit 16 tokens with the
+    hypothesis, so what follows the first 16 words (one token each) changes nothing."""
+    run = train_nli_run(tiny_bert, tmp_path, tiny_overrides, "model.max_length=16")
+    words = ["football", "pizza", "rain", "cheese", "goal", "snow", "match", "dinner"]
+    tokenizer = tunelab.load(run).tokenizer
+    assert all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in words)
+    long = " ".join(words * 8)  # 64 tokens
+    cut = " ".join((words * 8)[:16])
+    other_start = " ".join(words[::-1] + words * 7)  # the same length, other first words
+    predictor = tunelab.zero_shot_predictor(DESCRIPTIONS, nli=str(run))
+    got = predictor.logits([long, cut, other_start])
+    np.testing.assert_allclose(got[0], got[1], atol=1e-5)
+    # and the premise is read: other first words give other logits
+    assert not np.allclose(got[0], got[2], atol=1e-4)
 
 
 def test_nli_refuses_a_run_with_no_trained_model_in_one_line(tiny_bert: Path, tmp_path: Path) -> None:

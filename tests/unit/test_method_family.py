@@ -429,18 +429,23 @@ def test_a_deep_copy_runs_its_own_weights_and_threads_do_not_interfere(
         torch.testing.assert_close(model(**batch).logits, expected)
 
         wrong: list[int] = []
+        errors: list[BaseException] = []
 
         def work() -> None:
-            for _ in range(20):
-                with torch.no_grad():
-                    if not torch.allclose(model(**batch).logits, expected, atol=1e-5):
-                        wrong.append(1)
+            try:
+                for _ in range(20):
+                    with torch.no_grad():
+                        if not torch.allclose(model(**batch).logits, expected, atol=1e-5):
+                            wrong.append(1)
+            except BaseException as exc:  # surfaced below: an exception in a thread is otherwise lost
+                errors.append(exc)
 
         threads = [threading.Thread(target=work) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    assert errors == []
     assert not wrong
 
 

@@ -190,7 +190,11 @@ def test_concurrent_record_usage_loses_nothing(store: Store) -> None:
 
 
 def test_ping(store: Store) -> None:
-    store.ping()
+    """The readiness check: None while the store answers, StoreError once it cannot (closed)."""
+    assert store.ping() is None
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.ping()
 
 
 def test_closed_store_says_so(store: Store) -> None:

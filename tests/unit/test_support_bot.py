@@ -126,10 +126,10 @@ def test_build_writes_a_whole_bot_folder_calibrated_on_the_runs_dev_split(built,
     assert (config.thresholds.intent, config.thresholds.knowledge) == (0.9, 0.5)
     calibration = json.loads((folder / "calibration.json").read_text(encoding="utf-8"))
     assert calibration == result.calibration
-    # fitted, or every dev row right (this tiny run's usual case): T = 1 kept and said, not T = 0.05
-    assert calibration["fitted"] or (
-        calibration["temperature"] == 1.0 and any("every one of the" in w for w in result.warnings)
-    )
+    # the tiny run gets all 6 rows of its dev split right: nothing to fit, so T = 1 is kept and said
+    # (the fit ran off to its bound, T = 0.05); the dev-file test below is one that does fit
+    assert calibration["fitted"] is False and calibration["temperature"] == 1.0
+    assert any("every one of the 6 dev rows is predicted right" in w for w in result.warnings)
     assert calibration["rows"] == 6 and "dev split" in calibration["dev"]  # 10% of 60 training rows
     assert config.temperature == pytest.approx(calibration["temperature"])
     assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration)
@@ -140,11 +140,34 @@ def test_build_writes_a_whole_bot_folder_calibrated_on_the_runs_dev_split(built,
 
 
 def test_build_calibrates_on_a_dev_file_leaving_out_of_scope_rows_out(
-    run: Path, files, dev: Path, tmp_path: Path
+    run: Path, files, dev: Path, tmp_path: Path, text_maker
 ) -> None:
-    result = build_bot(run, files["answers"], files["faq"], tmp_path / "b", dev=dev)
+    """The fit happens and uses the in-scope rows only. The dev file has 6 relabelled rows (a sports
+    sentence labelled food, ...) the model gets wrong: with every row right there is nothing to fit
+    (T = 1 kept), and a build that never fitted would look the same."""
+    from tunelab.evaluate.calibration import fit_temperature
+
+    relabelled = [("sports", "food"), ("food", "weather"), ("weather", "sports")]
+    wrong = [(t, label) for words, label in relabelled for t in text_maker(words, 2, 11)]
+    with dev.open(encoding="utf-8") as f:
+        rows = [(r["text"], r["label"]) for r in csv.DictReader(f)] + wrong
+    mixed = tmp_path / "mixed.csv"
+    with mixed.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    result = build_bot(run, files["answers"], files["faq"], tmp_path / "b", dev=mixed)
     cal = result.calibration
-    assert (cal["rows"], cal["rows_out_of_scope"], cal["dev"]) == (18, 6, str(dev))
+    assert (cal["rows"], cal["rows_out_of_scope"], cal["dev"]) == (24, 6, str(mixed))
+    assert cal["fitted"] is True and cal["temperature"] != pytest.approx(1.0)
+    assert cal["nll_after"] < cal["nll_before"]
+    assert not any("every one of the" in w for w in result.warnings)
+    # the temperature fitted on the model's logits of the 24 in-scope rows, the out-of-scope ones left out
+    predictor = tunelab.load(run)
+    kept = [(t, label) for t, label in rows if label != "oos"]
+    logits = predictor.logits([t for t, _ in kept])
+    expected = fit_temperature(logits, np.asarray([predictor.labels.names.index(lab) for _, lab in kept]))
+    assert cal["temperature"] == pytest.approx(expected.temperature, rel=1e-6)
+    saved = json.loads((tmp_path / "b" / "calibration.json").read_text(encoding="utf-8"))
+    assert saved["temperature"] == cal["temperature"] and saved["fitted"] is True
     assert BotConfig.load(tmp_path / "b").temperature == pytest.approx(cal["temperature"])
 
 

@@ -14,6 +14,7 @@ import pexpect
 import pytest
 
 import tunelab
+from tunelab.apps.support.config import BotConfig
 from tunelab.cli.main import main
 
 ANSWERS = """intents:
@@ -102,10 +103,36 @@ def test_build_prints_calibration_and_warns_without_dev_data(
     assert code == 2 and err.count("\n") == 1 and "a bot is already there; give --overwrite" in err
 
 
-def test_build_with_dev_reports_ece_before_and_after(bot: Path, capsys) -> None:
+def test_build_with_dev_reports_ece_before_and_after(
+    run: Path, bot: Path, files, tmp_path: Path, capsys
+) -> None:
     calibration = json.loads((bot / "calibration.json").read_text(encoding="utf-8"))
     assert calibration["rows"] == 24 and calibration["rows_out_of_scope"] == 2
-    assert calibration["fitted"] or calibration["temperature"] == 1.0  # all 24 right: nothing to fit
+    # the tiny run gets all 24 in-scope dev rows right: nothing to fit, T = 1 kept
+    assert calibration["fitted"] is False and calibration["temperature"] == 1.0
+    # 6 relabelled rows (a sports sentence labelled food, ...) the model gets wrong: a temperature is
+    # fitted, and the line reports it with the ECE before and after
+    with files["dev"].open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    relabel = {"sports": "food", "food": "weather", "weather": "sports"}
+    wrong = [(r["text"], relabel[r["label"]]) for r in rows if r["label"] in relabel][:6]
+    mixed = tmp_path / "mixed.csv"
+    with mixed.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *((r["text"], r["label"]) for r in rows), *wrong])
+    code, out, err = cli(
+        capsys, "app", "support", "build", "--run", run, "--answers", files["answers"],
+        "--knowledge", files["faq"], "--dev", mixed, "--out", tmp_path / "b",
+    )  # fmt: skip
+    assert code == 0, err
+    cal = json.loads((tmp_path / "b" / "calibration.json").read_text(encoding="utf-8"))
+    assert (cal["rows"], cal["rows_out_of_scope"], cal["fitted"]) == (30, 2, True)
+    assert cal["temperature"] != pytest.approx(1.0) and cal["nll_after"] < cal["nll_before"]
+    assert (
+        f"  calibration: temperature {cal['temperature']:.3f} on 30 dev rows ({mixed}); "
+        f"ECE {100 * cal['ece_before']:.2f}% before, {100 * cal['ece_after']:.2f}% after"
+    ) in out
+    assert "calibration: none" not in out
+    assert BotConfig.load(tmp_path / "b").temperature == pytest.approx(cal["temperature"])
 
 
 BUILD = ["build", "--run", "{run}", "--answers", "{answers}", "--out", "{tmp}/x"]

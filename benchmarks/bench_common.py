@@ -125,23 +125,92 @@ def check_settings(folder: Path, overrides: list[str], how: str) -> None:
 
 
 def settings_differ(saved: dict[str, Any], overrides: list[str]) -> str | None:
-    """``key=have, not value`` for the first ``section.field=value`` of ``overrides`` that the run's
-    config.json (``saved``) holds otherwise; None when every one it holds is the same.
+    """``key=have, not value`` for the first ``section.field=value`` (or ``method=NAME``) of
+    ``overrides`` that the run's config.json (``saved``) holds otherwise; None when every one it
+    holds is the same.
 
     Values are read as YAML, as ``tunelab train`` reads them; numbers compare as numbers.
     """
-    import yaml
-
     wanted = dict(arg.split("=", 1) for arg in overrides if "=" in arg)  # the last of a key wins
     for key, text in wanted.items():
-        section, _, field = key.partition(".")
-        if not isinstance(saved.get(section), dict) or field not in saved[section]:
+        found = saved_setting(saved, key, text)
+        if found is None:
             continue
-        have, value = saved[section][field], yaml.safe_load(text)
+        have, value = found
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
         if not (float(have) == float(value) if numbers else have == value):
             return f"{key}={have}, not {text}"
     return None
+
+
+def saved_setting(saved: dict[str, Any], key: str, text: str) -> tuple[Any, Any] | None:
+    """``(have, want)`` for the override ``key=text``: what the run's config.json (``saved``) holds
+    and what the override asks for (read as YAML, as ``tunelab train`` reads it); None when the
+    config holds no such field.
+
+    config.json keeps a method as ``{"name": ..., "options": {...}}``, so ``method=NAME`` compares
+    with the name and ``method.X`` (``method.options.X``) with option X, both sides resolved by the
+    run's method: a run lists the options it used (defaults included), one from before that only
+    those typed, so an option missing there is its default, and a value typed in another form
+    (``target_modules=query`` for ``[query]``) is the same. An option the run's method does not
+    take (dropped by a ``method=`` override, as tunelab drops it) is None. Both were skipped: a
+    recipe whose method options were edited reused the old recipe's runs.
+    """
+    import yaml
+
+    value = yaml.safe_load(text)
+    section, _, field = key.partition(".")
+    if section != "method":
+        if not isinstance(saved.get(section), dict) or field not in saved[section]:
+            return None
+        return saved[section][field], value
+    method = saved.get("method")
+    method = {"name": method} if isinstance(method, str) else method
+    if not isinstance(method, dict):
+        return None
+    name, options = method.get("name", "full"), method.get("options") or {}
+    option = field.removeprefix("options.")
+    if option in ("", "name"):
+        return name, value
+    if not isinstance(options, dict):
+        return None
+    have = _resolved_options(name, options)
+    if have is None:  # a method not registered here (a plug-in's), or options it now refuses: as saved
+        return (options[option], value) if option in options else None
+    if option not in have:
+        return None
+    want = _resolved_options(name, {**options, option: value})
+    return have[option], value if want is None else want[option]
+
+
+def _resolved_options(method: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """Every option of ``method`` as a run with ``options`` trains it (defaults filled in, values
+    as the method reads them); None when the method is unknown here or refuses them."""
+    import dataclasses
+
+    from tunelab.errors import ConfigError
+    from tunelab.methods import get_method
+
+    try:
+        return dataclasses.asdict(get_method(method).parse_options(options))
+    except ConfigError:
+        return None
+
+
+def measured_with(row: dict[str, Any], overrides: list[str], where: Path, what: str) -> bool:
+    """Whether results row ``row`` (of ``what``, e.g. "dev p4n4 8 shots seed 0") was measured with
+    ``overrides``, so its figure stands for this invocation's.
+
+    Rows are keyed by names (a recipe, a variant) and a seed, and a name can come to mean other
+    settings (an edited recipe): exits with one line when ``row`` was measured with other overrides.
+    A row from before they were kept is measured again (False).
+    """
+    if "overrides" not in row:
+        return False
+    if row["overrides"] != overrides:
+        other = sorted(set(row["overrides"]) ^ set(overrides)) or ["the same overrides in another order"]
+        sys.exit(f"{where}: {what} was measured with other settings ({', '.join(other)}); give a fresh --out")
+    return True
 
 
 def run_costs(summary: dict[str, Any], wall: float) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from bench_common import read_json, unfinished  # benchmarks/bench_common.py
+from bench_common import read_json, saved_setting, unfinished  # benchmarks/bench_common.py
 
 from tunelab.atomic import atomic_write_bytes, atomic_write_json
 
@@ -193,21 +193,20 @@ def _same_recipe(run: Path, args: list[str], *, at_least: tuple[str, ...] = ()) 
     """Exit when a run kept in ``--out`` was trained with other settings than asked.
 
     Runs are reused by name; one from an older protocol (2 epochs, 20 stored rows) would otherwise
-    stand in for this one silently. Every ``section.field=value`` argument but the data files is
-    compared with the run's config.json, the last one of a key winning and values read as YAML,
-    as ``tunelab train`` reads them. ``at_least``: keys where a larger saved value will do
-    (``first`` storing more rows a label than this invocation replays).
+    stand in for this one silently. Every ``section.field=value`` argument but the data files, and
+    ``method=NAME``, is compared with the run's config.json (``bench_common.saved_setting``: method
+    options under ``method.options``), the last one of a key winning and values read as YAML, as
+    ``tunelab train`` reads them. ``at_least``: keys where a larger saved value will do (``first``
+    storing more rows a label than this invocation replays).
     """
-    import yaml
-
     saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
     pairs = (arg.split("=", 1) for arg in args if "=" in arg)
-    wanted = {key: text for key, text in pairs if "." in key}  # the last of a key wins
+    wanted = {key: text for key, text in pairs if "." in key or key == "method"}  # the last of a key wins
     for key, text in wanted.items():
-        section, _, field = key.partition(".")
-        if section == "data" or not isinstance(saved.get(section), dict) or field not in saved[section]:
+        found = None if key.startswith("data.") else saved_setting(saved, key, text)
+        if found is None:
             continue
-        have, value = saved[section][field], yaml.safe_load(text)
+        have, value = found
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, value))
         if key in at_least and have == "all":  # every row stored: any number of them will do
             same = True

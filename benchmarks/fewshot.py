@@ -25,7 +25,8 @@ Two stages, so that the recipe is never chosen on test:
 
 Prints mean, standard deviation, min and max over the seeds, and the paired gain over the
 baseline. Results are appended to ``<out>/results.jsonl`` as they come; a rerun skips the
-(stage, recipe, shots, seed) rows already there, reads a run that finished before its row was
+(stage, recipe, shots, seed) rows already there (one measured with other overrides, a recipe edited
+since, ends it: give a fresh --out), reads a run that finished before its row was
 written, and resumes one killed while training (``<name>.partial``). Anchors (issue 14): frozen
 all-MiniLM-L6-v2 + logistic regression at 8 per intent 80.0 (MTEB) and 83.9 (measured here); 10 per intent:
 USE+ConveRT 85.2, fine-tuned BERT 83.4, the best published augmentation 89.8. Targets: >= 87
@@ -204,16 +205,17 @@ class Baseline:
         return np.stack([self._cache[t] for t in texts])
 
 
-def _done(results: Path) -> set[tuple]:
+def _done(results: Path) -> dict[tuple, dict[str, Any]]:
     """What ``results`` holds, keyed by the ``--set`` overrides too: a sweep of one option into one
-    ``--out`` (``--set self_training.per_label=32``, then 64) trained only its first value."""
+    ``--out`` (``--set self_training.per_label=32``, then 64) trained only its first value. Each key
+    maps to its last row, whose overrides ``run_stage`` compares with the recipe's now."""
     from bench_common import read_jsonl  # benchmarks/bench_common.py
 
     rows = read_jsonl(results)  # a torn last row (a kill while it was written) is skipped, with a note
-    keys = set()
+    keys = {}
     for r in rows:
         extra = _set_of(r, results.parent)
-        keys.add((r["stage"], r["recipe"], r["shots"], r["seed"], None if extra is None else tuple(extra)))
+        keys[(r["stage"], r["recipe"], r["shots"], r["seed"], None if extra is None else tuple(extra))] = r
     return keys
 
 
@@ -348,7 +350,7 @@ def run_stage(
     shots_list: list[int],
     seeds: list[int],
 ) -> None:
-    from bench_common import append_jsonl  # benchmarks/bench_common.py
+    from bench_common import append_jsonl, measured_with  # benchmarks/bench_common.py
 
     done = _done(results)
     split = stage
@@ -356,9 +358,12 @@ def run_stage(
     for seed in seeds:
         for shots in shots_list:
             for recipe in recipes:
-                if (stage, recipe, shots, seed, tuple(args.set)) in done:
-                    continue
                 overrides = _overrides(stage, recipe, shots, seed, args.set, args.out)
+                # Not by its key alone: a row of a recipe edited since (RECIPES) was reported as its figure.
+                kept = done.get((stage, recipe, shots, seed, tuple(args.set)))
+                what = f"{stage} {recipe} {shots} shots seed {seed}"
+                if kept is not None and measured_with(kept, overrides, results, what):
+                    continue
                 started = time.perf_counter()
                 name = f"{stage}-{recipe}-{shots}shot-seed{seed}"
                 if args.set:  # its own run folder beside the plain recipe's

@@ -696,7 +696,9 @@ def test_an_adapter_run_with_options_is_continued_with_method_full(
         show_progress=False,
     )
     config = json.loads((result.run_dir / "config.json").read_text(encoding="utf-8"))
-    assert config["method"]["name"] == "full" and not config["method"].get("options")
+    # config.json records the options used (full's own defaults); none of RUN's LoRA options
+    assert config["method"]["name"] == "full"
+    assert config["method"]["options"] == {"freeze_word_embeddings": True}
 
 
 def test_the_continued_run_records_where_it_came_from_as_an_absolute_path(

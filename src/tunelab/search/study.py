@@ -10,7 +10,8 @@ The search folder holds everything, so a killed search resumes by running the sa
 
     study.db       Optuna's SQLite storage: finished trials are never trained again
     search.json    the config, overrides and space it was started with (a rerun must match; the space
-                   exactly: whole or real ranges, bounds, log, step, choices with their types)
+                   exactly: whole or real ranges, bounds, log, step, choices with their types), and a
+                   digest of each split's rows as read (a rerun on edited data files is refused)
     trials/        one run folder per finished trial (pruned and failed trials leave none)
     trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
     best           a link to the best trial's run folder (a copy where links are not allowed)
@@ -72,6 +73,8 @@ STUDY_DB = "study.db"
 _SEEDS = 2**32  # a sampler's seed is below this (numpy's RandomState)
 SETTINGS = "search.json"
 _LOCK = ".search.lock"
+#: search.json's key of the base run's rows as read (one digest per split, as run.json keeps them)
+_ROWS = "data_fingerprint"
 # What tells a search folder from others: a folder holding none of these (a run's, a bot's) is refused
 # as --out; the lock is made first, so a search killed before its search.json left at least it.
 _SEARCH_FILES = {SETTINGS, STUDY_DB, _LOCK, "trials", "trials.csv", "best.json"}
@@ -173,6 +176,7 @@ def search(
 
     from tunelab.preflight import check_run, check_writable, load_config
     from tunelab.search.outputs import write_outputs
+    from tunelab.train.data_fingerprint import split_fingerprints
 
     overrides = list(overrides or [])
     if trials < 1:
@@ -230,8 +234,11 @@ def search(
             "space": [d.describe() for d in dims],  # for people (and older tunelab versions)
             "space_spec": [d.spec() for d in dims],  # what a resume is checked by
             "metric": base.train.metric,
+            # The base run's rows as read: a rerun after a data file was edited kept the old trials
+            # (and best.json's test score) beside new ones, as train --resume refuses to.
+            _ROWS: split_fingerprints(checked.splits, checked.unlabeled),
         }
-        _check_same_search(folder, settings, dims)
+        _check_same_search(folder, settings, dims, _data_files(base))
 
         metric = base.train.metric
         # the loop's rule, the task's lower_is_better included: by the name alone a plug-in's mae
@@ -503,8 +510,21 @@ def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna
             log.info("trial %d was interrupted: it runs again", t.number)
 
 
-def _check_same_search(folder: Path, settings: dict[str, Any], dims: list[Dimension]) -> None:
-    """A rerun continues the search in ``folder`` only with the same config, space and metric.
+def _data_files(base: RunConfig) -> dict[str, str]:
+    """Each split's file as the base run names it, for the message of a changed split."""
+    carved = f"carved from {base.data.train}"
+    return {
+        "train": str(base.data.train),
+        "dev": str(base.data.dev or carved),
+        "test": str(base.data.test or carved),
+        "unlabeled": str(base.self_training.unlabeled),
+    }
+
+
+def _check_same_search(
+    folder: Path, settings: dict[str, Any], dims: list[Dimension], files: dict[str, str]
+) -> None:
+    """A rerun continues the search in ``folder`` only with the same config, space, metric and rows.
 
     The space is compared by ``Dimension.spec`` (kinds, bounds and choices with their types): the
     ``describe`` strings alone took ``{low: 2, high: 6}`` and ``{low: 2.0, high: 6.0}`` (or bounds
@@ -526,6 +546,17 @@ def _check_same_search(folder: Path, settings: dict[str, Any], dims: list[Dimens
                 f"{folder} holds a search with another {what}; resume it with the same command, "
                 "or give --out for a new search folder"
             )
+    began = saved.get(_ROWS)
+    if isinstance(began, dict):
+        now = settings[_ROWS]
+        changed = [name for name in now if name in began and began[name] != now[name]]
+        if changed:
+            named = ", ".join(f"{name} ({files.get(name)})" for name in changed)
+            raise ConfigError(
+                f"{folder} holds a search over other rows: {named} changed since it began, and its trials "
+                "and best.json were scored on the old rows; give --out for a new search folder, or "
+                f"delete the folder {folder} to start the search over"
+            )
     if isinstance(saved.get("space_spec"), list):
         old = {str(spec.get("key")): spec for spec in saved["space_spec"] if isinstance(spec, dict)}
         changes = _space_changes(old, {d.key: d.spec() for d in dims})
@@ -540,12 +571,17 @@ def _check_same_search(folder: Path, settings: dict[str, Any], dims: list[Dimens
         if not changes:
             changes = _changes_from_trials(folder, dims)
         if not changes:
-            atomic_write_json(path, {**saved, "space_spec": settings["space_spec"]})
+            saved = {**saved, "space_spec": settings["space_spec"]}
+            atomic_write_json(path, saved)
     if changes:
         raise ConfigError(
             f"{folder} holds a search with another search space ({'; '.join(changes)}); resume it with "
             "the space it was started with, or give --out for a new search folder (a new study)"
         )
+    if not isinstance(began, dict):
+        # A search.json from before the rows were recorded still continues (nothing to compare with);
+        # the rows it continues on are recorded, so a later edit of the files is refused.
+        atomic_write_json(path, {**saved, _ROWS: settings[_ROWS]})
 
 
 def _space_changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:

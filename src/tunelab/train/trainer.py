@@ -58,6 +58,10 @@ from tunelab.train.pseudo_rows import add_pseudo_labelled_rows
 
 logger = logging.getLogger(__name__)
 
+# run.json while training: the base weights' fingerprint every run began on (adapters also keep
+# base_fingerprint, which loading checks); a resume from a checkpoint compares it.
+BEGAN_ON_BASE = "began_on_base"
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, saying how to continue: ``tunelab train`` printed only "interrupted"
@@ -165,6 +169,19 @@ def _as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
         found = replace(found, data=replace(found.data, **same))
     # self_training.unlabeled: with_training_paths resolves it as the run read it
     return found
+
+
+def _resolved_options(options: Any, typed: dict[str, Any]) -> dict[str, Any]:
+    """The method's validated options object as config.json holds options (JSON values); the options
+    as typed where it is not a dataclass or holds a value JSON cannot (a plug-in's)."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(options) or isinstance(options, type):
+        return typed
+    try:
+        return json.loads(json.dumps(dataclasses.asdict(options)))
+    except (TypeError, ValueError):
+        return typed
 
 
 def _peak_memory_mb() -> float:
@@ -315,6 +332,10 @@ def _train(
     checked.raise_if_problems()
     method: Method = checked.method
     options, task, splits = checked.options, checked.task, checked.splits
+    # config.json, run.json and the report name every option the run used, defaults included: with
+    # only the typed ones, a default changed later made `tunelab train runs/X/config.json` train
+    # another recipe without a word.
+    cfg = replace(cfg, method=replace(cfg.method, options=_resolved_options(options, cfg.method.options)))
     if run is not None and began_map is not None:
         _check_same_labels(run, began_map, splits.labels, cfg)
     data_fingerprint = split_fingerprints(splits, checked.unlabeled)
@@ -345,9 +366,15 @@ def _train(
     # An adapter run stores no base weights: record which ones it needs, so loading it onto another
     # base fails naming both instead of predicting garbage (tunelab.models.fingerprint). A resume
     # checks them against those the run began on (recorded in run.json when training started).
-    base_fingerprint = None if method.stores_base else weights_fingerprint(resolved.path)
+    # Every method records them for its resume (one pass over the weights, ~0.1 s for MiniLM): a
+    # full or setfit checkpoint holds only the trainable weights (the token embeddings are frozen by
+    # default), so a resume onto another base silently finished a mix of the two.
+    began_on_base = weights_fingerprint(resolved.path)
+    base_fingerprint = None if method.stores_base else began_on_base
     if run is not None and not method.stores_base:
         check_base(run.root, previous, cfg.model.name, resolved.path, found=base_fingerprint, resuming=True)
+    elif run is not None and restored:  # without a checkpoint the run starts over, all on today's base
+        _check_same_base(run, previous, cfg.model.name, began_on_base)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     # A forced bf16 on a CPU without it: check_run refused a new run; a resumed one falls back to fp32.
@@ -474,6 +501,7 @@ def _train(
                 head_init=head_init,
                 probe_accuracy=probe_accuracy,
                 base_fingerprint=base_fingerprint,
+                began_on_base=began_on_base,
                 data_fingerprint=data_fingerprint,
                 augmentation=augmentation,
                 self_training=self_training,
@@ -512,6 +540,7 @@ def _train_in(
     head_init: str,
     probe_accuracy: float | None,
     base_fingerprint: str | None,
+    began_on_base: str | None,
     data_fingerprint: dict[str, str | None],
     augmentation: dict[str, Any] | None,
     self_training: dict[str, Any] | None,
@@ -545,6 +574,7 @@ def _train_in(
             "probe_train_accuracy": probe_accuracy,
             "model_path_at_training": str(resolved.path),
             "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
+            BEGAN_ON_BASE: began_on_base,  # every method: checked on resume from a checkpoint
             DATA_KEY: data_fingerprint,  # the rows as read: a resume from a checkpoint compares them
             "data_files": _data_files(cfg),
             "precision": precision.name,
@@ -778,6 +808,26 @@ def _check_same_labels(run: RunFolder, began: LabelMap, labels: LabelMap, cfg: R
             f"--resume {run.root}: the data changed since the run began ({what}, in {cfg.data.train}); "
             "restore the files, or train a fresh run"
         )
+
+
+def _check_same_base(run: RunFolder, previous: dict[str, Any], model_name: str, found: str | None) -> None:
+    """A run that stores its whole model resumes only on the base weights it began on.
+
+    Its checkpoint holds the trainable weights alone; the frozen ones (token embeddings by default)
+    come from the base loaded now. A run killed before this was recorded is not checked.
+
+    Raises:
+        RunError: one line naming the base, both fingerprints and what to do.
+    """
+    expected = previous.get(BEGAN_ON_BASE)
+    if not expected or expected == found:
+        return
+    now = f"weights {found[:19]}" if found else "no safetensors weights"
+    raise RunError(
+        f"--resume {run.root}: its training began on base {model_name!r} with weights {expected[:19]}, "
+        f"but {model_name!r} now has {now}; its checkpoint holds only the trained weights, so resuming "
+        "would finish a mix of both bases: restore that base (the same weights) or start the run again"
+    )
 
 
 def _checkpoint_step(run: RunFolder) -> int | None:

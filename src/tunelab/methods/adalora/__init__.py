@@ -163,8 +163,10 @@ def restore_state(model: nn.Module, state: dict[str, Any]) -> None:
     allocator.ipt = dict(state["ipt"])
     allocator.exp_avg_ipt = dict(state["exp_avg_ipt"])
     allocator.exp_avg_unc = dict(state["exp_avg_unc"])
-    if state["rank_pattern"]:  # the masked triplets are zero in the weights already; keep them so
-        allocator.mask_using_rank_pattern(model.base_model.model, state["rank_pattern"])
+    # No mask here: the checkpoint's weights are those on_step left. Between two mask steps (every
+    # delta_t) peft lets masked triplets train again, and the uninterrupted run keeps those values:
+    # masking them on resume made it finish on other weights. In the final phase every on_step
+    # masks before the checkpoint is written, so the saved weights are masked already.
 
 
 def after_training(model: nn.Module) -> list[str]:

@@ -45,6 +45,7 @@ from typing import Any
 from bench_common import (  # benchmarks/bench_common.py
     append_jsonl,
     check_settings,
+    measured_with,
     read_jsonl,
     train_run,
     unfinished,
@@ -106,15 +107,8 @@ def measured(rows: list[dict[str, Any]], variant: str, seed: int, overrides: lis
     again (False): its run folders are reused only if their config.json matches (``train_accuracy``).
     """
     for row in rows:
-        if (row["variant"], row["seed"]) != (variant, seed) or "overrides" not in row:
-            continue
-        if row["overrides"] != overrides:
-            other = sorted(set(row["overrides"]) ^ set(overrides)) or ["the same overrides in another order"]
-            sys.exit(
-                f"{where}: {variant} seed {seed} was measured with other settings ({', '.join(other)}); "
-                "give a fresh --out"
-            )
-        return True
+        if (row["variant"], row["seed"]) == (variant, seed) and "overrides" in row:
+            return measured_with(row, overrides, where, f"{variant} seed {seed}")
     return False
 
 

@@ -91,7 +91,8 @@ def compare(
     """The parity report (``parity.json``); ``passed`` says whether the drop is within ``max_drop``.
 
     ``metric`` is ``task.parity_metric`` of the run's; ``agreement`` is the task's (same arg-max,
-    same label set, same tag at every labelled token), over ``enc``, the data both were measured on.
+    same label set, same tag at every labelled token), over ``enc``, the data both were measured on:
+    a share of its texts, as ``data.rows`` counts them (an NER text agrees when all its windows do).
     """
     b, a = 100 * float(before.metrics[metric]), 100 * float(after.metrics[metric])
     same = task.agreement(before.logits, after.logits, threshold=threshold, enc=enc)

@@ -8,10 +8,16 @@ prediction time exactly the word starts it was trained on, whatever the tokenize
 own pre-tokenizer would not do: a sentencepiece tokenizer such as e5-small-multilingual's splits
 only on spaces, so a Chinese sentence would be one "word" with one tag.)
 
+A word is read as one after a space (``prefix_space``): given word by word, a byte-level BPE
+tokenizer (RoBERTa, GPT-2) left at its default ``add_prefix_space=False`` read every word as the
+start of a text, "visited" mid-sentence as ``vis`` ``ited`` instead of the ``Ġvisited`` the model
+was pre-trained on.
+
 Each word is labelled on one sub-token, its first (the rest and the special tokens get -100, ignored
-by the loss); except that where a sentencepiece tokenizer gives a word a bare word-boundary piece
-``▁`` first (it does for every Chinese character in e5's vocabulary), the label goes to the next
-piece, since ``▁`` is the same token for every such word and says nothing about it.
+by the loss); except that where a tokenizer gives a word a bare word-boundary piece first
+(sentencepiece's ``▁``: it does for every Chinese character in e5's vocabulary; a byte-level BPE's
+``Ġ`` before a word its vocabulary has no ``Ġ`` piece for), the label goes to the next piece, since
+the bare piece is the same token for every such word and says nothing about it.
 
 A sentence longer than ``max_length`` becomes overlapping windows (the tokenizer's
 ``return_overflowing_tokens`` with ``stride`` shared tokens), never truncated. A word whose
@@ -32,6 +38,7 @@ from tunelab.tasks.token_classification.reading import word_offsets
 
 IGNORE = -100  # the label of a position the loss and the metrics skip (torch's ignore_index)
 _MARKER = "▁"  # sentencepiece's word-boundary piece (U+2581)
+_BYTE_MARKER = "Ġ"  # a byte-level BPE's space (byte 0x20 as it writes it), the boundary its pieces carry
 
 
 def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
@@ -82,6 +89,7 @@ def encode_words(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("token classification needs a fast tokenizer (word ids); load it with use_fast=True")
+    prefix_space(tokenizer)
     content = max_length - tokenizer.num_special_tokens_to_add()
     if content < 2:
         raise ValueError(f"max_length={max_length} leaves {content} tokens per window; use at least 8")
@@ -143,9 +151,47 @@ def encode_words(
     )
 
 
+def prefix_space(tokenizer: Any) -> None:
+    """Set a tokenizer that reads a word given alone as the start of a text to read it as one after
+    a space, in place.
+
+    Given words (``is_split_into_words=True``), a byte-level BPE tokenizer (RoBERTa, GPT-2) with
+    ``add_prefix_space=False``, their default, encodes each as if it began the text: no ``Ġ`` piece
+    anywhere, and mid-sentence words in the pieces of sentence starts, without an error; a
+    sentencepiece one with ``prepend_scheme="never"`` (``add_prefix_space=False``) likewise drops
+    ``▁``. Hugging Face asks for ``add_prefix_space=True`` with such input. The flag lives in the
+    backend's pre-tokenizer, so setting the attribute alone would change nothing; both are set. In
+    place, since the trainer saves this object as the run's ``tokenizer/`` (``tokenizer.json`` and
+    ``add_prefix_space`` in its config), so predict, eval, export and serve load the setting back.
+
+    A pre-tokenizer ``Sequence`` is left alone: its earlier steps split a word further (Llama 3's
+    regex), and a prefix space would then go before every piece, not once per word.
+    """
+    from tokenizers import pre_tokenizers, processors
+
+    backend = tokenizer.backend_tokenizer
+    pre = backend.pre_tokenizer
+    if isinstance(pre, pre_tokenizers.ByteLevel) and not pre.add_prefix_space:
+        pre.add_prefix_space = True
+        post = backend.post_processor
+        if isinstance(post, (processors.RobertaProcessing, processors.ByteLevel)):
+            post.add_prefix_space = True  # its offsets then skip the added space, as a reloaded one's do
+    elif isinstance(pre, pre_tokenizers.Metaspace) and pre.prepend_scheme == "never":
+        pre.prepend_scheme = "always"
+    else:
+        return
+    # What save_pretrained writes to tokenizer_config.json: RoBERTa's class rebuilds its
+    # pre-tokenizer from it when the run's tokenizer is loaded, whatever tokenizer.json says.
+    tokenizer.add_prefix_space = True
+
+
 def _marker_id(tokenizer: Any) -> int | None:
-    """The id of a bare sentencepiece word-boundary piece ``▁``, if the vocabulary has one."""
-    token_id = tokenizer.convert_tokens_to_ids(_MARKER)
+    """The id of a bare word-boundary piece, if the vocabulary has one: ``Ġ`` (a space) for a
+    byte-level BPE tokenizer, else sentencepiece's ``▁``."""
+    from tokenizers import pre_tokenizers
+
+    byte_level = isinstance(tokenizer.backend_tokenizer.pre_tokenizer, pre_tokenizers.ByteLevel)
+    token_id = tokenizer.convert_tokens_to_ids(_BYTE_MARKER if byte_level else _MARKER)
     return None if token_id is None or token_id == tokenizer.unk_token_id else int(token_id)
 
 

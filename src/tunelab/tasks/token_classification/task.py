@@ -283,11 +283,14 @@ class TokenClassificationTask(Task):
     def agreement(
         self, before: np.ndarray, after: np.ndarray, *, threshold: float | None, enc: Encoded | None = None
     ) -> float:
-        """The share of windows whose argmax tag at every position is the same before and after.
+        """The share of sentences whose argmax tag at every position is the same before and after.
 
         Without ``enc`` every position counts (padding is zeros in both, so it agrees), including
-        special tokens and later sub-tokens whose predictions nothing reads; with ``enc`` only the
-        labelled positions (a word's first sub-token) do, which is what decoding reads.
+        special tokens and later sub-tokens whose predictions nothing reads, and each window is
+        counted as a sentence; with ``enc`` only the labelled positions (a word's first sub-token)
+        do, which is what decoding reads, and a sentence agrees when all its windows do: the parity
+        report says "of rows", and its row count is texts, so one changed tag in a text of two
+        windows read as half a text agreeing.
         """
         if len(before) == 0:
             return 1.0
@@ -300,6 +303,9 @@ class TokenClassificationTask(Task):
             for i, words in enumerate(enc.extra["words"]):
                 mask[i, : len(words)] = np.asarray(words) >= 0
             same |= ~mask
+            samples = np.asarray(enc.extra["sample"])
+            differs = np.bincount(samples, weights=~same.all(axis=1))  # per sentence: its windows that differ
+            return float((differs[np.unique(samples)] == 0).mean())
         return float(same.all(axis=1).mean())
 
     def write_report(

@@ -148,6 +148,32 @@ def embed(
     return np.asarray(vectors, dtype=np.float32)
 
 
+def encoder_reference(model: str | os.PathLike[str]) -> str:
+    """``model`` as something that names the same encoder from any working folder: a local folder
+    absolute, a bundled or hub name as given. What an app stores beside its index (the support
+    bot's bot.yaml): a relative folder was read from the server's working folder, so a server
+    started elsewhere failed every search, or online tried the folder's name as a hub id. Which one
+    is a folder follows ``resolve_model``: a bundled alias wins over a folder of its name, except an
+    upstream id cloned with its weights (a ``config.json``)."""
+    from pathlib import Path
+
+    name = _model_name(model)
+    path = Path(name).expanduser()
+    alias = bundled_name(name)
+    if path.exists() and (alias is None or (alias != name and (path / "config.json").is_file())):
+        return str(path.resolve())
+    return name
+
+
+def bundled_name(model: str | os.PathLike[str]) -> str | None:
+    """The bundled encoder ``model`` names (``minilm-l6`` for itself or for
+    ``sentence-transformers/all-MiniLM-L6-v2``), None for a folder or any other name: what an app's
+    default threshold on similarities was measured with."""
+    from tunelab.models.resolve import bundled_alias  # tunelab.models pulls in torch: not at import
+
+    return bundled_alias(_model_name(model))
+
+
 def _model_name(model: Any) -> str:
     """A name or a folder as the ``str`` the cache is keyed on: a ``Path`` failed in resolve_model on
     ``.lower()`` with an AttributeError."""

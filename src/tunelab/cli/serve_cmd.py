@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunelab.cli.merge_cmd import MethodListsHelpFormatter
+from tunelab.cli.merge_cmd import MIXING_METHODS, SHARING_METHODS, WHOLE_METHODS
 from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
 from tunelab.errors import ConfigError, first_line
 from tunelab.serve.registry import SERVED_NAME_PATTERN
@@ -30,9 +30,10 @@ HELP = """models:
   intents@2=runs/b77-onnx-int8   name "intents", version 2
   The last version listed per name is active unless --active NAME@VERSION.
   Adapter runs on the same base share one loaded copy of it, also those an admin loads later
-  (POST /v1/models/NAME/versions); the methods whose runs share: {methods that share a base}.
-  Requests for different adapters share forward passes for: {methods that mix adapters}.
-  Runs of the other methods ({methods that load whole}) and exports load whole.
+  (POST /v1/models/NAME/versions); the methods whose runs share: {sharing}.
+  Requests for different adapters share forward passes for: {mixing}.
+  Runs of the other methods ({whole}) and exports load whole.
+  A plug-in method's runs share when it registers a sharing.
   tunelab serve a=runs/acme-lora b=runs/globex-lora c=runs/initech-lora   # one base in memory
 
 examples:
@@ -156,8 +157,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve models over HTTP (predict, keys, usage, metrics)",
         description="Serve runs or exported artifacts over HTTP with keys, limits and metrics.",
-        epilog=HELP,
-        formatter_class=MethodListsHelpFormatter,
+        epilog=HELP.replace("{sharing}", ", ".join(SHARING_METHODS))
+        .replace("{mixing}", ", ".join(MIXING_METHODS))
+        .replace("{whole}", ", ".join(WHOLE_METHODS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("models", nargs="*", metavar="MODEL", help="[NAME[@VERSION]=]PATH of a run or artifact")
     p.add_argument(

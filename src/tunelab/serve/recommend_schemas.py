@@ -249,6 +249,8 @@ class EventIn(BaseModel):
         # and 42.0 or "42.0" (from a float column) means it too, as the build reads such cells
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             return value
+        if isinstance(value, float) and not value.is_integer():
+            return value  # 4.5 names no id: refused as not a string
         from tunelab.apps.recommend.data import id_text  # the builds' one rule for ids
 
         return id_text(value) or value  # blank: left for the field's own check

@@ -40,6 +40,7 @@ from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there
     swap_in,
 )
 from tunelab.atomic import atomic_write_json
+from tunelab.embeddings import bundled_name, encoder_reference
 from tunelab.errors import ConfigError, DataError, TunelabError
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,6 @@ def build_bot(
             answers file or a run is wrong; DataError: a data file is wrong. Nothing is written.
     """
     import tunelab
-    from tunelab.models.resolve import bundled_alias  # tunelab.models pulls in torch: not at import
 
     target = Path(out)
     restore_interrupted(target)  # before the check: a bot an interrupted build set aside is still there
@@ -132,11 +132,11 @@ def build_bot(
     _check_tags(passages, predictor.labels.names)
     ner_path = _check_ner(parsed, ner)
     calibration = _calibrate(predictor, dev, warnings)
-    encoder = _stored_encoder(encoder)
+    encoder = encoder_reference(encoder)  # stored absolute when a folder: bot.yaml and the index
     index = (
         KnowledgeIndex.build(passages, model=encoder, ann_min_passages=ann_min_passages) if passages else None
     )
-    if index is not None and knowledge_threshold is None and bundled_alias(encoder) != "minilm-l6":
+    if index is not None and knowledge_threshold is None and bundled_name(encoder) != "minilm-l6":
         # Cosine similarities sit on each encoder's own scale (e5-small-multilingual's at 0.77-0.91
         # for any two texts): at a threshold measured on MiniLM's, every message found a passage.
         warnings.append(
@@ -238,22 +238,6 @@ def _check_tags(passages: list[Passage], intents: list[str]) -> None:
                 f"{passage.source}: intent {passage.intent}: not an intent of the model "
                 f"({intent_hint(passage.intent, intents)}); fix the tag or remove it"
             )
-
-
-def _stored_encoder(encoder: str) -> str:
-    """``encoder`` as bot.yaml and the knowledge index keep it: a local folder absolute (as the runs
-    are), a bundled name as given. A relative folder was read from the server's working folder:
-    started elsewhere, every message reaching the knowledge path failed, or online the name was
-    tried as a hub id. Which one is the folder follows ``resolve_model``: a bundled alias wins over a
-    folder of its name, except an upstream id cloned with its weights (a ``config.json``)."""
-    from tunelab.models.resolve import bundled_alias
-
-    encoder = str(encoder)  # a Path from the Python API
-    path = Path(encoder).expanduser()
-    alias = bundled_alias(encoder)
-    if path.exists() and (alias is None or (alias != encoder and (path / "config.json").is_file())):
-        return str(path.resolve())
-    return encoder
 
 
 def _check_ner(parsed: Any, ner: str | Path | None) -> str | None:

@@ -42,22 +42,36 @@ from tunelab.atomic import atomic_write_json
 
 def levels_of(stream: bench.Stream, negative: list[bool], settings: Any) -> dict[str, np.ndarray]:
     """Per (document, key) in stream order: key index, time, volume level, share level, negatives in
-    the window; the detector never alerts (its threshold is out of reach)."""
+    the window, and whether the key got the document; the detector never alerts (its threshold is
+    out of reach).
+
+    Each time the present moves to a new step, the keys whose last level was above ``release`` are
+    read too (not their own document: such a row may end an episode, never open one): the detector
+    ends an episode then, on other keys' documents, and a script that read a key only at its own
+    documents kept it open and missed its next alert."""
     from tunelab.apps.monitor import Detector
 
     detector = Detector(bench.MONITOR, settings)
     keys: dict[str, int] = {}
-    rows: list[tuple[int, float, float, float, int]] = []
+    above: set[str] = set()  # keys whose last level read was above release
+    rows: list[tuple[int, float, float, float, int, int]] = []
     for doc, neg in zip(stream.docs, negative, strict=True):
         moment = datetime.fromtimestamp(doc.time, UTC)
+        present = detector.now_bucket
         detector.observe(doc.keys, moment, neg, doc.id)
-        for key in dict.fromkeys(doc.keys):
+        own = dict.fromkeys(doc.keys)
+        others = sorted(above.difference(own)) if detector.now_bucket != present else []
+        for key in [*own, *others]:
             w = detector.window(key)
             if w.volume_level is None:
+                above.discard(key)
                 continue
             share = w.share_level if w.share_level is not None else 0.0
-            rows.append((keys.setdefault(key, len(keys)), doc.time, w.volume_level, share, w.negative))
-    arr = np.array(rows, dtype=float).reshape(-1, 5)
+            level = max(w.volume_level, share) if settings.share else w.volume_level
+            (above.add if level > settings.release else above.discard)(key)
+            index = keys.setdefault(key, len(keys))
+            rows.append((index, doc.time, w.volume_level, share, w.negative, int(key in own)))
+    arr = np.array(rows, dtype=float).reshape(-1, 6)
     return {
         "names": np.array(list(keys)),
         "key": arr[:, 0].astype(int),
@@ -65,6 +79,7 @@ def levels_of(stream: bench.Stream, negative: list[bool], settings: Any) -> dict
         "volume": arr[:, 2],
         "share": arr[:, 3],
         "neg": arr[:, 4].astype(int),
+        "own": arr[:, 5].astype(bool),
     }
 
 
@@ -76,14 +91,14 @@ def episodes(
     names, opened = rec["names"], []
     for k in range(len(names)):
         mine = rec["key"] == k
-        lv, neg, t = level[mine], rec["neg"][mine], rec["time"][mine]
+        lv, neg, t, own = level[mine], rec["neg"][mine], rec["time"][mine], rec["own"][mine]
         # Only crossings matter: walk the candidates (opening or ending) in order.
         inside = False
         for i in np.flatnonzero((lv >= h) | (lv <= release)):
             if inside:
                 if lv[i] <= release:
                     inside = False
-            elif lv[i] >= h and neg[i] >= min_volume:
+            elif lv[i] >= h and neg[i] >= min_volume and own[i]:
                 inside = True
                 opened.append((str(names[k]), float(t[i])))
     return opened

@@ -15,7 +15,9 @@ with one window of memory): it is then a function of the window's buckets alone,
 documents, undo and a restart's warm-up need no state of their own. ``lambda0`` is a robust
 mean of the baseline windows' negative counts (winsorised above the median, so yesterday's surge
 does not hide today's), floored at ``_CUSUM_FLOOR`` negatives a window, so that a key with no
-negatives in its baseline does not alert on a few stray documents. With ``share: true`` a
+negatives in its baseline does not alert on a few stray documents. Both methods' baselines take
+only the windows in which the feed (any key) had documents: a night or a weekend of a
+business-hours feed says nothing of a key's usual rate. With ``share: true`` a
 Bernoulli CUSUM on each document's being negative runs next to it (the odds of negative
 ``shift`` times the baseline share), for a surge of the share when the volume falls.
 
@@ -51,9 +53,11 @@ the history, as a stream silent for that long does.
 An alert opens when the larger level reaches the method's threshold (``threshold`` for zscore,
 ``h`` for cusum) with at least ``min_volume`` negative documents in the window; the key then
 stays in its episode (no new alert) until the level falls back to ``release`` (hysteresis; for
-cusum by default ``S`` back to 0, the CUSUM's own reset). This is written by hand: the libraries
-that detect change points (ruptures, river, adtk) work offline or per series without these count
-scales and the episode logic, which is most of what is here.
+cusum by default ``S`` back to 0, the CUSUM's own reset). When the present jumps several steps (a
+silent feed's next document), the episode ends at the first step between at which it fell back.
+This is written by hand: the libraries that detect change points (ruptures, river, adtk) work
+offline or per series without these count scales and the episode logic, which is most of what is
+here.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 #: The detector's plain attributes a failed batch puts back as they were (``Detector.transaction``);
 #: the rings are saved per key touched, the held documents apart.
 _UNDONE_SCALARS = (
+    "began",
     "first_bucket",
     "now_bucket",
     "newest",
@@ -396,6 +401,15 @@ def levels(count: int, neg: int, base: _Baseline) -> tuple[float | None, float]:
     return share, volume
 
 
+def top_level(share: float | None, volume: float | None, base: _Baseline | None) -> float:
+    """The larger of a window's levels; -inf without a baseline. That includes a history restarted
+    (time jumped past a whole ring): none is left to say a surge goes on, as a ring of zeros ended
+    it before; kept open, it would swallow the key's next alert for as long as ``min_history``."""
+    if volume is None or base is None:
+        return -math.inf
+    return max(volume, share if share is not None else -math.inf)
+
+
 def _max_suffix(steps: np.ndarray) -> float:
     """``max(0, S + x)`` run over ``steps`` from ``S = 0``: the largest sum of a run of steps that
     ends at the last one, or 0."""
@@ -526,6 +540,14 @@ class Detector:
         # time moves, so a flood of new names costs one scan of the keys a step, not one a document.
         self._full_at: int | None = None
         self.first_bucket: int | None = None  # when the stream started (the warm-up counts from it)
+        # The stream's first present: the first document time counted. The monitor stores it and
+        # sets it back before a restart's warm-up, where it is the earliest the history may start
+        # (``_started``): an old article stored among the replayed documents is not the feed's start.
+        self.began: datetime | None = None
+        # Documents of any key a step (one ``_Key`` ring for the whole feed, made with the present):
+        # a baseline window in which the feed had none (a night, a weekend of a business-hours
+        # feed) says nothing of a key's usual rate and is left out of its baseline (``_baseline``).
+        self._feed: _Key | None = None
         self.now_bucket: int | None = None
         # The present: the newest document time counted (a held one is not, see the module
         # docstring). Episodes start and end at it, never at a late document's own (earlier) time,
@@ -564,6 +586,7 @@ class Detector:
             raise RuntimeError("Detector.transaction is not re-entrant")
         self._undo = {}
         held = (list(self._held), self._waiting)
+        feed = copy.deepcopy(self._feed)  # ~35 KB with the defaults: one ring, whatever the keys
         scalars = {name: getattr(self, name) for name in _UNDONE_SCALARS}
         try:
             yield
@@ -576,6 +599,7 @@ class Detector:
             for name, value in scalars.items():
                 setattr(self, name, value)
             self._held, self._waiting = held
+            self._feed = feed
             raise
         finally:
             self._undo = None
@@ -603,7 +627,10 @@ class Detector:
         self._move_to(bucket)
 
     def _started(self, bucket: int) -> None:
-        self.first_bucket = bucket if self.first_bucket is None else min(self.first_bucket, bucket)
+        first = bucket if self.first_bucket is None else min(self.first_bucket, bucket)
+        if self.began is not None:
+            first = max(first, self.bucket_of(self.began))  # not before the stream's first present
+        self.first_bucket = first
 
     def _too_old(self, bucket: int) -> bool:
         """``bucket`` is older than the ring reaches: a document there counts in no window."""
@@ -617,6 +644,9 @@ class Detector:
         if self.now_bucket is not None and bucket - self._ring >= self.now_bucket:
             self.first_bucket = bucket
         self.now_bucket = bucket if self.now_bucket is None else max(self.now_bucket, bucket)
+        if self._feed is None:
+            self._feed = _Key(self._ring, self.now_bucket)
+        self._feed.roll_to(self.now_bucket)
 
     def observe(
         self, keys: Iterable[str], moment: datetime, negative: bool, doc_id: str, *, quiet: bool = False
@@ -691,11 +721,19 @@ class Detector:
             # dated 0001-01-01 (some feeds' "unknown") took the baseline as complete at once.
             self.late += len(unique)
             return []
-        self._started(bucket)
+        if self.now_bucket is None or bucket >= self.now_bucket:
+            # Not an older one: a single old article (republished, or dated by its first version)
+            # dated up to a ring before the feed's first document made the days before the monitor
+            # existed a complete, silent history, and every busy key alerted at once.
+            self._started(bucket)
+            if self.began is None:
+                self.began = moment.astimezone(UTC)
         moved_on = self.now_bucket is not None and bucket > self.now_bucket
+        changed = [] if quiet else self._end_silent(bucket)
         self._move_to(bucket)
         self._see(moment)
-        changed = []
+        assert self._feed is not None  # made by _move_to
+        self._feed.add(bucket, negative)
         for key in unique:
             state = self._keys.get(key)
             if state is None and not self._room_for(key):
@@ -795,9 +833,11 @@ class Detector:
             if self.newest is None:
                 return []
             moment = self.newest
-        self._move_to(self.bucket_of(moment))
+        bucket = self.bucket_of(moment)
+        ended = self._end_silent(bucket)
+        self._move_to(bucket)
         self._see(moment)
-        ended = self._release(quiet=False)
+        ended += self._release(quiet=False)
         ended += self._end_fallen()
         silent = [
             key
@@ -809,6 +849,35 @@ class Detector:
         for key in silent:
             self._keep(key)
             del self._keys[key]
+        return ended
+
+    def _end_silent(self, bucket: int) -> list[Alert]:
+        """Before the present jumps on to ``bucket``: end the episodes whose level fell back in a step
+        between, dated at the start of that step (the windows and the feed's ring roll on step by
+        step). Judged only when time moves, an episode outlived a feed-wide silence and ended at the
+        next document: 09:00 the next day for a surge whose window was clear by 17:05."""
+        if self.now_bucket is None or bucket <= self.now_bucket + 1:
+            return []
+        assert self._feed is not None  # made with the present
+        open_keys = [(key, state) for key, state in self._keys.items() if state.episode is not None]
+        if not open_keys:
+            return []
+        # A window without the key's documents is at the method's floor (cusum S = 0, a volume
+        # z-score <= 0), at or under release: no episode outlasts its key's last document by more
+        # than a window, so the steps after that need no look.
+        stop = min(bucket, max(state.last for _, state in open_keys) + self.settings.window_steps + 1)
+        ended = []
+        for step in range(self.now_bucket + 1, stop):
+            self._feed.roll_to(step)
+            at = datetime.fromtimestamp(step * self.settings.step_s, UTC)
+            for key, state in open_keys:
+                if state.episode is not None:
+                    self._keep(key)
+                    state.roll_to(step)
+                    _, _, share, volume, base = self._score(state)
+                    alert = self._end_if_fallen(state, top_level(share, volume, base), at)
+                    if alert is not None:
+                        ended.append(alert)
         return ended
 
     def _end_fallen(self) -> list[Alert]:
@@ -870,6 +939,7 @@ class Detector:
             return state.cached[1]
         s = self.settings
         k, b = s.window_steps, state.bucket
+        assert self._feed is not None and self._feed.bucket == b  # both rolled to the present
         first = self.first_bucket if self.first_bucket is not None else b
         if state.born is not None:
             first = max(first, state.born)  # made after keys' documents went uncounted (_lost_at)
@@ -878,10 +948,17 @@ class Detector:
         result = None
         if last_end - first_end + 1 >= max(1, math.ceil(s.min_history * s.baseline_steps)):
             counts, negatives = state.series(first_end - k + 1, last_end)
+            feed, _ = self._feed.series(first_end - k + 1, last_end)
             # Window sums by cumulative sums: window j covers buckets j..j+k-1 of the series.
-            c = np.concatenate(([0], np.cumsum(counts)))
-            n = np.concatenate(([0], np.cumsum(negatives)))
-            result = baseline_of((c[k:] - c[:-k]).astype(float), (n[k:] - n[:-k]).astype(float))
+            c, n, f = (np.concatenate(([0], np.cumsum(x))) for x in (counts, negatives, feed))
+            # Only the windows in which the feed had documents: the nights and weekends of a
+            # business-hours feed made its busy keys' baseline a third of their rate (and a median
+            # of 0 cut the rest to 4 a window), and each of them alerted every weekday morning.
+            active = (f[k:] - f[:-k]) > 0
+            if active.any():
+                result = baseline_of(
+                    (c[k:] - c[:-k])[active].astype(float), (n[k:] - n[:-k])[active].astype(float)
+                )
         state.cached = (b, result)
         return result
 
@@ -890,6 +967,18 @@ class Detector:
     def _see(self, moment: datetime) -> None:
         moment = moment.astimezone(UTC)
         self.newest = moment if self.newest is None else max(self.newest, moment)
+
+    def _end_if_fallen(self, state: _Key, level: float, moment: datetime) -> Alert | None:
+        """End ``state``'s episode at ``moment`` if ``level`` fell back: zscore under release; cusum
+        at or under it (by default S back to 0, its reset). The ended alert, else None."""
+        s = self.settings
+        assert state.episode is not None
+        fallen = level <= s.release if s.method == "cusum" else level < s.release
+        if not fallen:
+            return None
+        ended = dataclasses.replace(state.episode, ended_at=moment.astimezone(UTC))
+        state.episode = None
+        return ended
 
     def _judge(self, key: str, state: _Key, doc_id: str = "") -> Alert | None:
         """Open or end ``key``'s episode at the newest time seen; the alert that changed, else None.
@@ -903,25 +992,10 @@ class Detector:
         while state.neg_docs and state.neg_docs[0][0] <= state.bucket - s.window_steps:
             state.neg_docs.popleft()
         count, neg, share, volume, base = self._score(state)
-        if volume is None or base is None:
-            if state.episode is None:
-                return None
-            # History restarted (time jumped past a whole ring): no baseline is left to say the
-            # surge goes on, as a ring of zeros ended it before; kept open, it would swallow the
-            # key's next alert for as long as min_history.
-            level = -math.inf
-        else:
-            level = max(volume, share if share is not None else -math.inf)
+        level = top_level(share, volume, base)
         if state.episode is not None:
-            # zscore: under release; cusum: at or under it (by default S back to 0, its reset).
-            fallen = level <= s.release if s.method == "cusum" else level < s.release
-            if fallen:
-                ended = dataclasses.replace(state.episode, ended_at=moment.astimezone(UTC))
-                state.episode = None
-                return ended
-            return None
-        assert volume is not None and base is not None  # no baseline: returned above
-        if level < s.opens_at or neg < s.min_volume:
+            return self._end_if_fallen(state, level, moment)
+        if volume is None or base is None or level < s.opens_at or neg < s.min_volume:
             return None
         by_share = share is not None and share >= volume
         if s.method == "cusum":

@@ -258,6 +258,9 @@ class Monitor:
         self.detector = self._new_detector()
         # Set while the windows must be read back from the store (``_rebuild`` did not finish).
         self._stale = False
+        # Whether the store has no first document time for this monitor yet (``_warm_up``): the
+        # first batch stored records the detector's, the floor of a restart's history.
+        self._record_began = False
         # Keys left unwatched at the cap since the last line about them, and when it was written.
         self._unwatched_pending = 0
         self._unwatched_logged = -math.inf
@@ -400,11 +403,21 @@ class Monitor:
                     # stored and the counting is undone, rather than two processes alerting twice.
                     if self._check_lease():
                         raise _LeaseRetaken
+                    began = self.detector.began if self._record_began else None
                     saved = set(
                         self.store.save(
-                            self.name, flat, labels, alerts=every, position=position, file=file, files=files
+                            self.name,
+                            flat,
+                            labels,
+                            alerts=every,
+                            position=position,
+                            file=file,
+                            files=files,
+                            began=began,
                         ).inserted
                     )
+                    if began is not None:
+                        self._record_began = False
             except _LeaseRetaken:
                 # Lost while the batch was classified, and taken again: the counting is undone, the
                 # windows are read back (with what another ingester stored meanwhile) and the batch
@@ -480,6 +493,12 @@ class Monitor:
     def _warm_up(self) -> None:
         """Rebuild the windows from stored documents and reopen the episodes left open."""
         span = self.store.time_range(self.name)
+        # The first document the monitor counted: history starts no earlier, whatever the replay
+        # holds first (an old article stored among the documents replayed). Recorded by the first
+        # batch of a monitor that stored none; a store made before it was kept has the oldest
+        # stored document (``schema.BACKFILL``).
+        self.detector.began = self.store.began(self.name)
+        self._record_began = span is None and self.detector.began is None
         if span is None:
             return
         latest = self.latest_time()

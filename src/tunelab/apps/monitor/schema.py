@@ -6,10 +6,13 @@ from __future__ import annotations
 SCHEMA = (
     # webhook_since: since when the process ingesting the monitor has had a webhook (NULL: none);
     # its alerts stored before and already ended are not the webhook's (``store.PENDING``).
+    # began_at: the time of the first document the monitor counted (NULL: none yet), the earliest a
+    # restart's history may start (``Detector.began``).
     """CREATE TABLE IF NOT EXISTS tunelab_monitors (
         name TEXT PRIMARY KEY,
         created_at {ts} NOT NULL,
-        webhook_since {ts}
+        webhook_since {ts},
+        began_at {ts}
     )""",
     """CREATE TABLE IF NOT EXISTS tunelab_monitor_documents (
         monitor TEXT NOT NULL,
@@ -106,6 +109,7 @@ ADDED_COLUMNS = (
     ("tunelab_monitor_positions", "target", "TEXT"),
     ("tunelab_monitors", "webhook_since", "{ts}"),
     ("tunelab_monitor_alerts", "stored_at", "{ts}"),
+    ("tunelab_monitors", "began_at", "{ts}"),
 )
 # Run once, when ``webhook_since`` is added to an older store: a monitor one of whose alerts was
 # delivered had a webhook, so its undelivered alerts (stored while it was down) stay its webhook's;
@@ -116,6 +120,12 @@ BACKFILL = {
         " (SELECT MIN(a.started_at) FROM tunelab_monitor_alerts a WHERE a.monitor = tunelab_monitors.name)"
         " WHERE EXISTS (SELECT 1 FROM tunelab_monitor_alerts a"
         " WHERE a.monitor = tunelab_monitors.name AND a.delivered_at IS NOT NULL)"
+    ),
+    # The oldest stored document (by the (monitor, epoch) index): a restart's history then starts
+    # no earlier than it did before the column (a monitor without documents records its first).
+    ("tunelab_monitors", "began_at"): (
+        "UPDATE tunelab_monitors SET began_at = (SELECT d.time FROM tunelab_monitor_documents d"
+        " WHERE d.monitor = tunelab_monitors.name ORDER BY d.epoch, d.time LIMIT 1)"
     ),
 }
 UPSERT_POSITION = (

@@ -144,6 +144,12 @@ class MonitorTables:
             else:
                 self._exec(conn, "UPDATE tunelab_monitors SET webhook_since = NULL WHERE name = ?", [name])
 
+    def began(self, name: str) -> datetime | None:
+        """The time of the first document monitor ``name`` counted (``save``'s ``began``), or None."""
+        with self._transaction(write=False) as conn:
+            row = self._exec(conn, "SELECT began_at FROM tunelab_monitors WHERE name = ?", [name]).fetchone()
+        return self._from_db(row[0]) if row else None
+
     def monitor_names(self) -> list[str]:
         with self._transaction(write=False) as conn:
             rows = self._exec(conn, "SELECT name FROM tunelab_monitors ORDER BY name").fetchall()
@@ -180,6 +186,7 @@ class MonitorTables:
         position: tuple[str, Position] | None = None,
         file: tuple[str, FileKey] | None = None,
         files: Sequence[tuple[str, FileKey]] = (),
+        began: datetime | None = None,
     ) -> Saved:
         """Store documents with their labels, alerts and how far a source was read: one transaction.
 
@@ -188,6 +195,7 @@ class MonitorTables:
         folder files recorded as read with their (last) documents, so a kill never leaves a file
         recorded read whose documents are not stored, nor stored documents of a file not recorded
         (small files are taken several to a batch: ``files`` holds each one this batch finished).
+        ``began``: the monitor's first counted document time, recorded unless one is (see ``began``).
         """
         now = self._to_db(datetime.now(UTC))
         inserted = []
@@ -226,6 +234,12 @@ class MonitorTables:
                 )
             for folder, key in [*([file] if file is not None else []), *files]:
                 self._exec(conn, INSERT_FILE, [name, folder, key.name, key.size, key.mtime_ns, now])
+            if began is not None:
+                self._exec(
+                    conn,
+                    "UPDATE tunelab_monitors SET began_at = ? WHERE name = ? AND began_at IS NULL",
+                    [self._to_db(began), name],
+                )
         return Saved(inserted)
 
     def save_alerts(self, alerts: Iterable[Alert]) -> None:

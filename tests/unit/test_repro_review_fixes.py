@@ -4,6 +4,7 @@ search refuses to continue on changed data; the benchmarks compare a row's metho
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -275,3 +276,37 @@ def test_the_continual_benchmark_does_not_reuse_a_run_of_other_method_options(
         with pytest.raises(SystemExit) as caught:
             bench._same_recipe(run, args)
         assert said in str(caught.value) and "\n" not in str(caught.value)
+
+
+@dataclasses.dataclass
+class _DerivedOptions:
+    """A plug-in's options with a field its __post_init__ derives (not a constructor argument)."""
+
+    r: int = 8
+    scale: float = dataclasses.field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.scale = 1.0 / self.r
+
+
+@dataclasses.dataclass
+class _TupleOptions:
+    layers: tuple[int, ...] = (0, 1)
+
+
+@pytest.mark.parametrize("cls", [_DerivedOptions, _TupleOptions], ids=["init-false", "tuple"])
+def test_recorded_options_read_back_as_the_same_object(cls: type) -> None:
+    """Recorded with dataclasses.asdict, an ``init=False`` field made every later read of config.json
+    (resume, train --from, train runs/X/config.json) fail with "unexpected keyword argument"; a
+    tuple came back a list. What is recorded now parses back to an equal object."""
+    from tunelab.methods.registry import Method
+    from tunelab.train.trainer import _resolved_options
+
+    method = Method(
+        name="toy", config_cls=cls, apply=lambda m, o: m, save=lambda m, f: None, load=lambda f, lo: None,
+        default_learning_rate=1e-3, stores_base=True,
+    )  # fmt: skip
+    options = method.parse_options({})
+    recorded = _resolved_options(method, options, {})
+    assert method.parse_options(recorded) == options
+    assert "scale" not in recorded

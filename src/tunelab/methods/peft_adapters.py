@@ -79,17 +79,18 @@ def load(
         return PeftModel.from_pretrained(base, adapter)
 
 
-def loader_for(method: str, *, peft_type: str) -> Callable[[Path, ModelLoader], nn.Module]:
+def loader_for(method: str, *, peft_type: str | None = None) -> Callable[[Path, ModelLoader], nn.Module]:
     """``load`` for one registered method: it refuses a folder whose adapter is of another type.
 
     ``peft_type`` is the ``PeftType`` value the method's peft config saves (``"LORA"``), given by the
-    method, never derived from its name: a LoRA variant registered as ``dora`` (``LoraConfig(
-    use_dora=True)``) saves ``LORA``, and ``"DORA"`` refused every run it had trained.
+    method: a LoRA variant registered as ``dora`` (``LoraConfig(use_dora=True)``) saves ``LORA``,
+    and the name's ``"DORA"`` refused every run it had trained. Left out (plug-ins written before
+    it existed), the method's name in capitals, with a warning saying to give it.
     """
-    return functools.partial(load, method=method, peft_type=peft_type)
+    return functools.partial(load, method=method, peft_type=_peft_type(method, peft_type))
 
 
-def sharing_for(method: str, *, peft_type: str, mixed: bool) -> BaseSharing:
+def sharing_for(method: str, *, peft_type: str | None = None, mixed: bool) -> BaseSharing:
     """How ``method``'s adapters share a base in a server; ``attach`` refuses another type's
     (``peft_type`` as for ``loader_for``).
 
@@ -98,6 +99,7 @@ def sharing_for(method: str, *, peft_type: str, mixed: bool) -> BaseSharing:
     nothing: its layers are LoRA layers to peft's forward hooks, which would pass them
     ``adapter_names`` that they ignore, silently running the active adapter.)
     """
+    peft_type = _peft_type(method, peft_type)
     return BaseSharing(
         attach=functools.partial(attach, method=method, peft_type=peft_type),
         detach=detach,
@@ -105,6 +107,21 @@ def sharing_for(method: str, *, peft_type: str, mixed: bool) -> BaseSharing:
         mixed_batches=mixed,
         signature=head_signature,
     )
+
+
+def _peft_type(method: str, peft_type: str | None) -> str:
+    """``peft_type`` as given, else (a plug-in written before it was an argument) ``method`` in
+    capitals, as it was then, with a warning: right for a method named as its tuner (``vera``), not
+    for a variant (``dora`` saves ``LORA``)."""
+    if peft_type is not None:
+        return peft_type
+    warnings.warn(
+        f"method {method}: give peft_adapters.loader_for/sharing_for its peft_type (e.g. "
+        f"peft_type='LORA'); taking {method.upper()!r} from the method's name",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return method.upper()
 
 
 def _check_files(folder: Path, method: str | None = None, peft_type: str | None = None) -> str:

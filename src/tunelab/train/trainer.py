@@ -171,16 +171,23 @@ def _as_trained(cfg: RunConfig, summary: dict[str, Any]) -> RunConfig:
     return found
 
 
-def _resolved_options(options: Any, typed: dict[str, Any]) -> dict[str, Any]:
-    """The method's validated options object as config.json holds options (JSON values); the options
-    as typed where it is not a dataclass or holds a value JSON cannot (a plug-in's)."""
+def _resolved_options(method: Method, options: Any, typed: dict[str, Any]) -> dict[str, Any]:
+    """The method's validated options object as config.json holds options (JSON values), so a
+    resume, ``train --from`` or ``tunelab train runs/X/config.json`` reads back the same object.
+
+    Only the fields its constructor takes (a plug-in's ``field(init=False)`` made every later read
+    of config.json fail), and only when reading them back gives an equal object (a tuple comes
+    back a list); else the options as typed, as before.
+    """
     import dataclasses
 
     if not dataclasses.is_dataclass(options) or isinstance(options, type):
         return typed
     try:
-        return json.loads(json.dumps(dataclasses.asdict(options)))
-    except (TypeError, ValueError):
+        given = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.init}
+        resolved = json.loads(json.dumps(given))
+        return resolved if method.parse_options(resolved) == options else typed
+    except (TypeError, ValueError, ConfigError):
         return typed
 
 
@@ -335,7 +342,8 @@ def _train(
     # config.json, run.json and the report name every option the run used, defaults included: with
     # only the typed ones, a default changed later made `tunelab train runs/X/config.json` train
     # another recipe without a word.
-    cfg = replace(cfg, method=replace(cfg.method, options=_resolved_options(options, cfg.method.options)))
+    resolved_options = _resolved_options(method, options, cfg.method.options)
+    cfg = replace(cfg, method=replace(cfg.method, options=resolved_options))
     if run is not None and began_map is not None:
         _check_same_labels(run, began_map, splits.labels, cfg)
     data_fingerprint = split_fingerprints(splits, checked.unlabeled)

@@ -176,5 +176,6 @@ def test_financial_phrasebank_as_shipped(shared_data: Path, tmp_path: Path) -> N
     assert summary["rows"]["train"] + summary["rows"]["dev"] == 2264
     accuracy = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["dev"]["accuracy"]
     print(f"Financial PhraseBank (all agree), 1 epoch: dev accuracy {accuracy:.3f}")
-    # Neutral is 61% of the rows; one epoch already does better than always saying neutral.
-    assert accuracy > 0.65
+    # Neutral is 61% of the rows; one epoch measured 0.952 (2026-12-06, seeded): the gate leaves five
+    # points for another CPU's arithmetic, and a model that learned nothing (0.61-0.65) fails it.
+    assert accuracy > 0.90

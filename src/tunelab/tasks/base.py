@@ -134,6 +134,20 @@ class Task(ABC):
             DataError: naming the file and row of a malformed record or an unknown label.
         """
 
+    def prepare_tokenizer(self, tokenizer: Any) -> dict[str, Any]:
+        """Set up a run's tokenizer for this task, in place; what it changed, as JSON (``{}``: nothing).
+
+        Called by the trainer once, when a run begins, before anything is encoded and before the
+        tokenizer is saved as the run's ``tokenizer/``; the result is recorded in run.json
+        (``tokenizer_prepared``). A resume from a checkpoint, and ``train --from``, call it again
+        only where that run recorded it (a run begun before the hook existed keeps its tokenizer
+        as it was, and finishes as it began); prediction, eval, export and serve use the saved
+        tokenizer as it is and never call it. ``encode``/``encode_texts`` must not change the
+        tokenizer they are given. NER sets a RoBERTa-style tokenizer to read each word after a
+        space (``{"word_prefix_space": True}``). The default changes nothing.
+        """
+        return {}
+
     @abstractmethod
     def encode(self, tokenizer: Any, dataset: Any, *, max_length: int, stride: int = 0) -> Encoded:
         """Tokenise a labelled dataset; labels aligned to what ``batch_labels`` expects.
@@ -382,6 +396,23 @@ def checked_score(task: Task, result: Any) -> tuple[dict[str, Any], float | None
             task_plugin(task), "score", result, "(metrics, threshold): a dict and a number or None"
         )
     return result[0], result[1]
+
+
+def checked_prepared(task: Task, prepared: Any) -> dict[str, Any]:
+    """``task.prepare_tokenizer``'s result, checked to be a dict JSON can hold (run.json records it)."""
+    import json
+
+    if not isinstance(prepared, dict):
+        raise wrong_return(
+            task_plugin(task), "prepare_tokenizer", prepared, "a dict of what it changed ({} if nothing)"
+        )
+    try:
+        json.dumps(prepared)
+    except (TypeError, ValueError):
+        raise wrong_return(
+            task_plugin(task), "prepare_tokenizer", prepared, "a dict of JSON values (run.json records it)"
+        ) from None
+    return prepared
 
 
 def checked_encoded(task: Task, enc: Any, hook: str = "encode") -> Any:

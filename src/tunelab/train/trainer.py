@@ -43,6 +43,7 @@ from tunelab.tasks import Task
 from tunelab.tasks.base import (
     check_selected_metric,
     checked_encoded,
+    checked_prepared,
     checked_report,
     checked_score,
     task_plugin,
@@ -61,6 +62,9 @@ logger = logging.getLogger(__name__)
 # run.json while training: the base weights' fingerprint every run began on (adapters also keep
 # base_fingerprint, which loading checks); a resume from a checkpoint compares it.
 BEGAN_ON_BASE = "began_on_base"
+# run.json: what the task's prepare_tokenizer changed when the run began ({}: nothing); absent or
+# null where it was not called (a run begun before the hook), and then never called for that run.
+TOKENIZER_PREPARED = "tokenizer_prepared"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -411,6 +415,13 @@ def _train(
     # Build the model and apply the method before the run folder exists: a bad model folder or a
     # LoRA target that matches nothing must leave nothing behind.
     tokenizer = checked.tokenizer or load_tokenizer(resolved.path)  # check_run loaded it once
+    # Before anything is encoded (augmentation and pseudo-labels encode too) and before the run's
+    # tokenizer/ is saved: the task's choice, made once and recorded (_prepare_tokenizer).
+    tokenizer_prepared = _prepare_tokenizer(
+        task,
+        tokenizer,
+        earlier=previous if restored else checked.previous.summary if checked.previous is not None else None,
+    )
     model = task.build_model(resolved.path, splits.labels, pooling=cfg.model.pooling, seed=cfg.train.seed)
     # run.json's setup_seconds: from here to the loop's start. It covers what a run does to its built
     # model and rows before the first step: train --from's previous model loaded and its head grown,
@@ -511,6 +522,7 @@ def _train(
                 base_fingerprint=base_fingerprint,
                 began_on_base=began_on_base,
                 data_fingerprint=data_fingerprint,
+                tokenizer_prepared=tokenizer_prepared,
                 augmentation=augmentation,
                 self_training=self_training,
                 precision=precision,
@@ -550,6 +562,7 @@ def _train_in(
     base_fingerprint: str | None,
     began_on_base: str | None,
     data_fingerprint: dict[str, str | None],
+    tokenizer_prepared: dict[str, Any] | None,
     augmentation: dict[str, Any] | None,
     self_training: dict[str, Any] | None,
     precision: Precision,
@@ -584,6 +597,7 @@ def _train_in(
             "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
             BEGAN_ON_BASE: began_on_base,  # every method: checked on resume from a checkpoint
             DATA_KEY: data_fingerprint,  # the rows as read: a resume from a checkpoint compares them
+            TOKENIZER_PREPARED: tokenizer_prepared,  # a resume from a checkpoint prepares as the run began
             "data_files": _data_files(cfg),
             "precision": precision.name,
             "precision_before_resume": precision_before,
@@ -701,6 +715,7 @@ def _train_in(
         "model_source": resolved.source,
         "method": method.name,
         "method_options": cfg.method.options,
+        TOKENIZER_PREPARED: tokenizer_prepared,  # what the task set in tokenizer/ (train --from follows it)
         "pooling": getattr(model, "pooling", None),
         "stores_base": method.stores_base,
         "base_fingerprint": base_fingerprint,  # adapters only: checked when loading
@@ -772,6 +787,31 @@ def _finish(run: RunFolder, summary: dict[str, Any], metrics: dict[str, Any]) ->
         final.write_summary(summary)
     logger.info("run finished: %s", final.root)
     return TrainResult(run_dir=final.root, metrics=metrics, summary=summary)
+
+
+def _prepare_tokenizer(
+    task: Task, tokenizer: Any, *, earlier: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Call the task's ``prepare_tokenizer`` on the run's tokenizer as the run began; what it changed.
+
+    ``tokenizer`` is the base model's, loaded afresh, on a resume as on ``train --from`` (the run's
+    saved ``tokenizer/`` is written again from it). ``earlier`` is None for a run that begins here
+    (a fresh one, or a resume without a checkpoint, which starts over at step 0): the hook is called.
+    Otherwise it is the run.json of the run this one goes on as (its own on a resume from a
+    checkpoint; the continued run's for ``train --from``), and the hook is called only where that
+    run recorded calling it: one begun before the hook existed trained on its tokenizer unprepared
+    (RoBERTa-style NER on sentence-start pieces), so a resume finishes as it began instead of on a
+    mix of two tokenizations (the data fingerprint compares words, not tokens), and a continued run
+    reads words as its model learned them.
+
+    Returns:
+        The hook's dict ({} where it changed nothing), or None where it was not called (recorded
+        so, and a later resume does not call it either).
+    """
+    if earlier is not None and not isinstance(earlier.get(TOKENIZER_PREPARED), dict):
+        logger.info("tokenizer used as the run began: that run did not prepare it (%s)", TOKENIZER_PREPARED)
+        return None
+    return checked_prepared(task, task.prepare_tokenizer(tokenizer))
 
 
 def _read_resume_file(run: RunFolder, path: Path, so: str) -> dict[str, Any]:

@@ -8,10 +8,14 @@ prediction time exactly the word starts it was trained on, whatever the tokenize
 own pre-tokenizer would not do: a sentencepiece tokenizer such as e5-small-multilingual's splits
 only on spaces, so a Chinese sentence would be one "word" with one tag.)
 
-A word is read as one after a space (``prefix_space``): given word by word, a byte-level BPE
-tokenizer (RoBERTa, GPT-2) left at its default ``add_prefix_space=False`` read every word as the
-start of a text, "visited" mid-sentence as ``vis`` ``ited`` instead of the ``Ġvisited`` the model
-was pre-trained on.
+``encode_words`` reads the tokenizer as it is given. Given word by word, a byte-level BPE tokenizer
+(RoBERTa, GPT-2) left at its default ``add_prefix_space=False`` reads every word as the start of a
+text, "visited" mid-sentence as ``vis`` ``ited`` instead of the ``Ġvisited`` the model was
+pre-trained on; ``prefix_space`` sets it to read each word after a space. That is a choice made
+once, when a run begins (the task's ``prepare_tokenizer`` hook, which the trainer calls and records
+in run.json), and kept with the run's ``tokenizer/`` folder: setting it here, on every tokenizer
+given, switched a run trained before the choice existed to pieces it never saw, at prediction and
+on a resume.
 
 Each word is labelled on one sub-token, its first (the rest and the special tokens get -100, ignored
 by the loss); except that where a tokenizer gives a word a bare word-boundary piece first
@@ -89,7 +93,6 @@ def encode_words(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("token classification needs a fast tokenizer (word ids); load it with use_fast=True")
-    prefix_space(tokenizer)
     content = max_length - tokenizer.num_special_tokens_to_add()
     if content < 2:
         raise ValueError(f"max_length={max_length} leaves {content} tokens per window; use at least 8")
@@ -151,9 +154,9 @@ def encode_words(
     )
 
 
-def prefix_space(tokenizer: Any) -> None:
+def prefix_space(tokenizer: Any) -> bool:
     """Set a tokenizer that reads a word given alone as the start of a text to read it as one after
-    a space, in place.
+    a space, in place; whether it changed anything (False: the tokenizer is left as it was).
 
     Given words (``is_split_into_words=True``), a byte-level BPE tokenizer (RoBERTa, GPT-2) with
     ``add_prefix_space=False``, their default, encodes each as if it began the text: no ``Ġ`` piece
@@ -163,6 +166,8 @@ def prefix_space(tokenizer: Any) -> None:
     backend's pre-tokenizer, so setting the attribute alone would change nothing; both are set. In
     place, since the trainer saves this object as the run's ``tokenizer/`` (``tokenizer.json`` and
     ``add_prefix_space`` in its config), so predict, eval, export and serve load the setting back.
+    Called once, when a run begins (``TokenClassificationTask.prepare_tokenizer``), never on a
+    run's saved tokenizer: that one is read as the run was trained.
 
     A pre-tokenizer ``Sequence`` is left alone: its earlier steps split a word further (Llama 3's
     regex), and a prefix space would then go before every piece, not once per word.
@@ -179,10 +184,11 @@ def prefix_space(tokenizer: Any) -> None:
     elif isinstance(pre, pre_tokenizers.Metaspace) and pre.prepend_scheme == "never":
         pre.prepend_scheme = "always"
     else:
-        return
+        return False
     # What save_pretrained writes to tokenizer_config.json: RoBERTa's class rebuilds its
     # pre-tokenizer from it when the run's tokenizer is loaded, whatever tokenizer.json says.
     tokenizer.add_prefix_space = True
+    return True
 
 
 def _marker_id(tokenizer: Any) -> int | None:

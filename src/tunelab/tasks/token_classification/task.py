@@ -19,7 +19,7 @@ from tunelab.data.labels import LabelMap
 from tunelab.errors import ModelNotFoundError
 from tunelab.tasks.base import Task
 from tunelab.tasks.token_classification import data as ner_data
-from tunelab.tasks.token_classification.encoding import IGNORE, encode_words, split_words
+from tunelab.tasks.token_classification.encoding import IGNORE, encode_words, prefix_space, split_words
 from tunelab.tasks.token_classification.entities import decode_entities, softmax, word_tags
 from tunelab.tasks.token_classification.metrics import entity_scores, error_analysis, token_accuracy
 
@@ -90,6 +90,17 @@ class TokenClassificationTask(Task):
 
         # A long sentence is cut into windows sharing model.stride tokens, not truncated.
         return SummaryTerms(example="sentence", label_count="entity mentions", long="split into windows")
+
+    def prepare_tokenizer(self, tokenizer: Any) -> dict[str, Any]:
+        """A new run's tokenizer reads each given word after a space (``encoding.prefix_space``):
+        ``{"word_prefix_space": True}`` where that changed it (byte-level BPE such as RoBERTa's,
+        a sentencepiece that never prepends ``▁``), else ``{}`` (WordPiece, sentencepiece as most are).
+
+        The trainer calls it once, when a run begins, and records the result in run.json; the run's
+        saved ``tokenizer/`` keeps the setting. ``encode``/``encode_texts`` read a tokenizer as they
+        are given it, so a run trained before this choice predicts and resumes as it was trained.
+        """
+        return {"word_prefix_space": True} if prefix_space(tokenizer) else {}
 
     def encode(
         self, tokenizer: Any, dataset: ner_data.NerDataset, *, max_length: int, stride: int = DEFAULT_STRIDE

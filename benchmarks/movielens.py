@@ -6,8 +6,9 @@ Protocol (issue 12), so that others can reproduce the figures:
   configs/movielens.yaml (item text: title, genres and the users' tags). A rating >= 4 is a
   positive; lower ratings are interactions that are not positive.
 - Tags: a tag is an interaction too, so the item text keeps only the tags dated before their
-  author's first validation or test positive, and none on the cold items (``tags_before_cutoffs``;
-  ``--all-tags`` keeps every tag, the leaky protocol of the figures measured before 2026-12-03).
+  author's first validation or test positive, and none on the cold items (an undated source, such
+  as genome tags: every tag but the cold items'; ``tags_before_cutoffs``; ``--all-tags`` keeps
+  every tag, the leaky protocol of the figures measured before 2026-12-03).
 - Cold items: 10% of the items with at least 5 positives, drawn with ``--seed`` (default 0), are
   removed from training entirely (every interaction with them, from every split).
 - Split (of the remaining interactions): per user, the chronologically last 20% of positives are
@@ -252,10 +253,11 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
     Each file is read as the build reads it (any format; who and when from the source's
     ``user_column``/``time_column``, else MovieLens' columns; times as epoch seconds or ISO 8601):
     only a CSV with MovieLens' column names was filtered, any other source kept every tag, the cold
-    items' too, without a word. A source that does not say who and when is refused in one line.
+    items' too, without a word. A source that does not say who and when (genome tags) has no
+    cutoff to apply: it loses the cold items' rows only, and a note line says so (it was refused,
+    and --all-tags, the only way on, kept the dated sources' leak too).
     """
     from tunelab.apps.recommend.data import read_extra_text, read_table, written_before
-    from tunelab.errors import DataError
 
     held = pd.concat([split.val, split.test], ignore_index=True)
     held = held[held["positive"].astype(bool)]
@@ -266,24 +268,24 @@ def tags_before_cutoffs(cfg: Any, split: BenchSplit, folder: Path) -> tuple[Any,
         source = extra
         if extra.user_column is None:
             columns = read_table(extra.path, extra.format, f"{extra.name} (extra_text)")[0].columns
-            if not {TAG_USER, TAG_TIME} <= set(columns):
-                raise DataError(
-                    f"{extra.path}: extra_text {extra.name!r} does not say who wrote a value and when, "
-                    "so the benchmark cannot keep only those written before their author's held-out "
-                    "positives; set its user_column and time_column, or run with --all-tags"
-                )
-            source = extra.model_copy(update={"user_column": TAG_USER, "time_column": TAG_TIME})
+            if {TAG_USER, TAG_TIME} <= set(columns):
+                source = extra.model_copy(update={"user_column": TAG_USER, "time_column": TAG_TIME})
+            else:
+                print(f"item text: {extra.name} ({extra.path}) says not who wrote a value and when: "
+                      "every row kept but the cold items' (set its user_column and time_column to "
+                      "keep only those before their author's held-out positives)", flush=True)  # fmt: skip
         table, read = read_extra_text(source, set(split.items))
-        keep = (
-            written_before(table["user_id"], table["time"], cutoff)
-            & ~table["item_id"].isin(not_warm).to_numpy()
-        )
+        keep = ~table["item_id"].isin(not_warm).to_numpy()
+        if source.user_column is not None:
+            keep &= written_before(table["user_id"], table["time"], cutoff)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{extra.name}-before-cutoffs.parquet"
         table[keep].to_parquet(path, index=False)  # read_extra_text's columns, in file order
         counts["tag_rows"] += read["rows"]
         counts["kept"] += int(keep.sum())
-        columns = {"id_column": "item_id", "field": "value", "user_column": "user_id", "time_column": "time"}
+        columns = {"id_column": "item_id", "field": "value"}
+        if source.user_column is not None:
+            columns.update(user_column="user_id", time_column="time")
         extras.append(extra.model_copy(update={"path": str(path), "format": "parquet", **columns}))
     items = cfg.items.model_copy(update={"extra_text": extras})
     return cfg.model_copy(update={"items": items}), counts

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tunelab.apps.recommend.config import CFSection
+from tunelab.apps.recommend.data import id_text
 from tunelab.errors import ConfigError, DataError
 
 FILE = "cf.npz"
@@ -149,7 +150,9 @@ class CFModel:
                 ) from None
             return cls(
                 algorithm=settings["algorithm"],
-                user_ids=[str(u) for u in user_ids],
+                # as requests name users: a folder built before the rule kept a CSV's "7.0" (its
+                # history too, read so by Recommender.load, which refuses two ids made one)
+                user_ids=[id_text(u) for u in user_ids],
                 user_factors=data["user_factors"].astype(np.float32),
                 item_factors=data["item_factors"].astype(np.float32),
                 has_cf=data["has_cf"].astype(bool),

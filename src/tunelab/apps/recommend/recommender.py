@@ -109,6 +109,10 @@ class _History:
     times: list[float] = field(default_factory=list)
     items: list[int] = field(default_factory=list)
     positive: list[bool] = field(default_factory=list)
+    # the items with a positive: a live event asks whether the user liked its item before (counted
+    # once per user, as _item_stats counts them); scanning the history for it was quadratic in a
+    # user's history (20,000 positives by one user: 2 s, replayed at every load)
+    liked: set[int] = field(default_factory=set)
     live_positive: bool = False  # a recorded positive since the build: refold the CF vector
     version: int = 0
 
@@ -117,6 +121,8 @@ class _History:
         self.times.insert(at, t)
         self.items.insert(at, item)
         self.positive.insert(at, positive)
+        if positive:
+            self.liked.add(item)
         self.version += 1
 
     def positives(self) -> list[int]:
@@ -187,6 +193,7 @@ class Recommender:
             h.times = [h.times[i] for i in order]
             h.items = [h.items[i] for i in order]
             h.positive = [h.positive[i] for i in order]
+            h.liked = {i for i, p in zip(h.items, h.positive, strict=True) if p}
         self._data_end = self._stats.ref_time
         self._clock_gap = max(0.0, _built_time(meta) - self._data_end)
         # user -> (history version, catalog size, context), least recently used first (bounded by
@@ -217,7 +224,7 @@ class Recommender:
             meta = json.loads((root / META).read_text(encoding="utf-8"))
             config = RecommendConfig.model_validate(meta["config"])
             text = TextModel.load(root, max_length=config.model.max_length, device=config.model.device)
-            items = pd.read_parquet(root / ITEMS)
+            items = _stored_ids(pd.read_parquet(root / ITEMS), ["item_id"], root / ITEMS)
             index = ItemIndex.load(root)
             _check_vectors(index, len(items))
             rec = cls(
@@ -233,7 +240,7 @@ class Recommender:
                     if config.cf.second is not None
                     else None
                 ),
-                history=pd.read_parquet(root / HISTORY),
+                history=_stored_ids(pd.read_parquet(root / HISTORY), ["user_id", "item_id"], root / HISTORY),
                 ranker=Ranker.load(root, meta.get("ranker")),
                 cross=CrossStage.load(
                     root,
@@ -580,13 +587,13 @@ class Recommender:
         return int(k)
 
     def _item_index(self, item_id: str) -> int:
-        index = self.index_of.get(str(item_id))
+        index = self.index_of.get(id_text(item_id))  # "7.0" is "7", as rank and record_event take it
         if index is None:
             raise DataError(f"unknown item {item_id!r}")
         return index
 
     def _item_indices(self, item_ids: list[str]) -> np.ndarray:
-        found = [self.index_of.get(str(i), -1) for i in item_ids]
+        found = [self.index_of.get(id_text(i), -1) for i in item_ids]  # as _item_index reads them
         missing = [str(i) for i, f in zip(item_ids, found, strict=True) if f < 0]
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -611,7 +618,7 @@ class Recommender:
         build or a benchmark scoring every user calls first; one query at a time costs a model
         call each."""
         with self._lock:
-            todo = [u for u in dict.fromkeys(map(str, user_ids)) if self._stale(u)]
+            todo = [u for u in dict.fromkeys(map(id_text, user_ids)) if self._stale(u)]
             texts = {u: t for u in todo if (t := self._query_text(u)) is not None}
             if not texts:
                 return
@@ -757,17 +764,28 @@ class Recommender:
             if new_items:
                 self._apply_items(new_items)
             for seq, user, item, t, _rating, _event, positive in new_events:
-                self._apply_event(str(user), str(item), float(t), bool(positive))
+                # as a request names them: rows an earlier tunelab wrote hold "7.0" as given
+                self._apply_event(id_text(user), id_text(item), float(t), bool(positive))
                 self._seq_events = int(seq)
         finally:
             self._lock.release()
 
     def _apply_items(self, rows: list[tuple[Any, ...]]) -> None:
+        # as add_item takes an id now: an earlier tunelab wrote "7.0" as given. One that is now
+        # another item's id is refused before anything is applied, not merged into it.
+        ids = [id_text(r[1]) for r in rows]
+        for n, (item_id, row) in enumerate(zip(ids, rows, strict=True)):
+            if item_id in self.index_of or item_id in ids[:n]:
+                raise ConfigError(
+                    f"{self.folder / LIVE_FILE}: the item added as {row[1]!r} is {item_id!r}, already "
+                    "another item's id, since a whole number written as a float reads as its integer; "
+                    "build the recommender again and add that item under another id"
+                )
         dim = self.index.vectors.shape[1]
         vectors = np.stack([np.frombuffer(r[4], dtype=np.float32, count=dim) for r in rows])
-        for seq, item_id, _fields, text, _vec, added in rows:
-            self.index_of[str(item_id)] = len(self._ids)
-            self._ids.append(str(item_id))
+        for item_id, (seq, _id, _fields, text, _vec, added) in zip(ids, rows, strict=True):
+            self.index_of[item_id] = len(self._ids)
+            self._ids.append(item_id)
             self._texts.append(str(text))
             self._added = np.append(self._added, float(added))
             self._seq_items = int(seq)
@@ -803,7 +821,7 @@ class Recommender:
         h = self._users.setdefault(user, _History())
         # a user counts once per item, as the build counts them (_item_stats): a re-rating or a
         # client retrying one event lifted the item for every user and the fallback
-        liked_before = positive and any(p and i == item for i, p in zip(h.items, h.positive, strict=True))
+        liked_before = positive and item in h.liked
         h.add(t, item, positive)
         s = self._stats
         if positive:
@@ -822,6 +840,32 @@ def _unreadable_live(root: Path, exc: sqlite3.DatabaseError) -> ConfigError:
         f"{root / LIVE_FILE}: the live items and events cannot be read ({exc}); restore it from "
         "a backup, or move it away to serve the recommender as built"
     )
+
+
+def _stored_ids(frame: pd.DataFrame, columns: list[str], path: Path) -> pd.DataFrame:
+    """``frame`` with its id ``columns`` read as every request and event names them (``id_text``).
+
+    A folder built before that rule kept a CSV's "7.0" as written, while requests and events now
+    name it "7": its known users got the fallback and events on its items were refused as unknown.
+    Two stored ids that the rule makes one ("7" and "7.0": two users or items when built) are not
+    merged silently: the folder is refused, to be built again (the build now reads them as one).
+    """
+    for column in columns:
+        stored = frame[column].astype(str)
+        uniques = pd.unique(stored)  # each distinct id once: a history's millions of rows stay vectorised
+        read = [id_text(u) for u in uniques]
+        if read == list(uniques):
+            continue
+        first: dict[str, str] = {}
+        for old, new in zip(uniques, read, strict=True):
+            if first.setdefault(new, old) != old:
+                what = column.removesuffix("_id")
+                raise ConfigError(
+                    f"{path}: the {what} ids {first[new]!r} and {old!r} are both {new!r} now that a whole "
+                    "number written as a float reads as its integer; build the recommender again"
+                )
+        frame = frame.assign(**{column: stored.map(dict(zip(uniques, read, strict=True)))})
+    return frame
 
 
 def _built_time(meta: dict[str, Any]) -> float:

@@ -29,18 +29,19 @@ EXPECTED = {
     ("post", "/v1/keys"): {400, 401, 403, 409, 413, 415, 422, 503},
     ("delete", "/v1/keys/{name}"): {401, 403, 404, 422, 503},
     ("get", "/v1/usage"): {401, 403, 422, 429, 503},  # 429: the key's rate applies to it
-    ("get", "/v1/apps/support"): {401, 403, 503},
+    # 429 on the apps' listings too: every app route takes the key's rate
+    ("get", "/v1/apps/support"): {401, 403, 429, 503},
     ("post", "/v1/apps/support/{bot}/messages"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
     # 429 on the ticket routes and the monitor reads: they take the key's rate first, as predict does
     ("get", "/v1/apps/support/tickets"): {401, 403, 422, 429, 503},
     ("get", "/v1/apps/support/tickets/{ticket_id}"): {401, 403, 404, 422, 429, 503},
     ("post", "/v1/apps/support/tickets/{ticket_id}/claim"): {*JSON_ROUTE, 409},
     ("post", "/v1/apps/support/tickets/{ticket_id}/resolve"): {*JSON_ROUTE, 409},
-    ("get", "/v1/apps/monitor"): {401, 403, 503},
+    ("get", "/v1/apps/monitor"): {401, 403, 429, 503},
     ("post", "/v1/apps/monitor/{name}/documents"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
     ("get", "/v1/apps/monitor/{name}/trend"): {401, 403, 404, 422, 429, 503},
     ("get", "/v1/apps/monitor/{name}/alerts"): {401, 403, 404, 422, 429, 503},
-    ("get", "/v1/apps/recommend"): {401, 403, 503},
+    ("get", "/v1/apps/recommend"): {401, 403, 429, 503},
     ("get", "/v1/apps/recommend/{name}/users/{user_id}"): {401, 403, 404, 422, 429, 503},
     ("post", "/v1/apps/recommend/{name}/items"): {400, 401, 403, 404, 409, 413, 415, 422, 429, 503},
     ("post", "/v1/apps/recommend/{name}/events"): {400, 401, 403, 404, 413, 415, 422, 429, 503},

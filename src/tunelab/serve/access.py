@@ -20,10 +20,16 @@ survives restarts and sees what other processes recorded. Across processes on on
 quota is therefore exact up to the texts other processes have admitted but not yet recorded
 (their reservations live in their own memory), unless, between two reads of one process, the
 others recorded more than that margin. Rate limits are per process.
+
+A 2xx answer that goes out without its usage row (``record(..., sent_without_row=True)``: a request
+that stored something, which a "try again" would store twice) still counts against the key's quota
+in this process: ``unrecorded`` keeps its texts until the window ends, added to every count read
+from the database, so a key cannot go past its quota while usage rows cannot be written.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -38,6 +44,7 @@ from tunelab.serve.keys import check_key_name, make_token, parse_token, verify_s
 from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
 from tunelab.serve.store.base import KeyRecord, Store, UsageRecord, billed
 
+log = logging.getLogger("tunelab.serve")
 _THIS = {"hour": "this hour", "day": "today (UTC)", "month": "this month"}
 NEAR_TEXTS = 10_000  # near_margin's cap: see there
 
@@ -120,6 +127,9 @@ class _QuotaState:
     reservations: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (texts, monotonic)
     writing: dict[str, int] = field(default_factory=dict)  # id -> reads when its write began
     reads: int = 0  # times the count was read from the DB
+    # Texts of this window answered 2xx without a usage row (see the module's docstring): no read of
+    # the DB sees them, so each read adds them; a new window starts them from zero.
+    unrecorded: int = 0
     settled: threading.Condition = field(init=False)
 
     def __post_init__(self) -> None:
@@ -274,13 +284,17 @@ class AccessControl:
         request_id: str,
         app: str | None = None,
         write: Callable[[UsageRecord], None] | None = None,
+        sent_without_row: bool = False,
     ) -> None:
         """Write the request's usage row (one committed transaction), then settle its reservation.
 
         A 2xx status counts ``texts`` against the quota; any other status only releases it. ``app``
         names the application a request went through (``support``: ``model`` is then the bot).
         ``write`` commits the row in a transaction of its own choosing (a support message's, with
-        its turn and ticket) instead of ``store.record_usage``.
+        its turn and ticket) instead of ``store.record_usage``. ``sent_without_row``: the answer goes
+        out even if the row cannot be written (the request stored something), so its texts then
+        count against the quota all the same (``_QuotaState.unrecorded``); otherwise a failed write
+        counts nothing (the answer is withheld).
         """
         rec = UsageRecord(
             at=as_utc(self._now()),
@@ -303,13 +317,15 @@ class AccessControl:
             stored = True
         finally:
             if caller is not None:
-                self._settle(caller.key_id, rec, counted=stored and billed(rec.status))
+                counted = billed(rec.status) and (stored or sent_without_row)
+                self._settle(caller.key_id, rec, counted=counted, unrecorded=not stored)
 
-    def _settle(self, key_id: str, rec: UsageRecord, *, counted: bool) -> None:
+    def _settle(self, key_id: str, rec: UsageRecord, *, counted: bool, unrecorded: bool = False) -> None:
         with self._lock:
             state, key = self._quotas.get(key_id), self._keys.get(key_id)
         if state is None or key is None or key.quota is None:
             return
+        first_unrecorded = False
         with state.lock:
             # Only this request's own reservation, if it made one: a request refused before or by
             # admit() reserved nothing, and a reservation of the same size is someone else's.
@@ -317,11 +333,24 @@ class AccessControl:
             began = state.writing.pop(rec.request_id, None)
             if counted and state.window_start == key.quota.window_start(rec.at):
                 state.used += rec.texts
+                if unrecorded:  # no row holds these texts: kept in memory, or the next read loses them
+                    first_unrecorded = state.unrecorded == 0
+                    state.unrecorded += rec.texts
                 if began is not None and began != state.reads:
                     # A read while the row was written may have counted it already: the count is
                     # high (refuses early) until read again, so read it at the next admit.
                     state.loaded_at = -math.inf
             state.settled.notify_all()
+        if first_unrecorded:  # once per key and window: each request has its own ERROR line already
+            log.warning(
+                "usage rows are not being written: key %r (id %s) was answered without them and this "
+                "process counts their texts against its quota %s in memory only (other processes and "
+                "a restart do not see them, and `tunelab usage` misses them); bill them by hand from "
+                "the 'usage row not written' ERROR lines",
+                key.name,
+                key_id,
+                _THIS[key.quota.period],
+            )
 
     def _writing(self, key_id: str, request_id: str) -> None:
         """Mark the reservation ``request_id`` as having its row written from now until it settles."""
@@ -380,10 +409,23 @@ class AccessControl:
             state.settled.wait(left)
 
     def _reload(self, state: _QuotaState, key_id: str, start: datetime) -> None:
-        """Replace the count with the committed texts of the window starting at ``start``."""
-        state.used = self.store.texts_used(key_id, start)
+        """Replace the count with the committed texts of the window starting at ``start``, plus
+        the window's texts answered without a row (which no read of the database sees)."""
+        committed = self.store.texts_used(key_id, start)
+        if state.window_start != start:
+            state.unrecorded = 0  # a new window: the old one's unrecorded texts count no more
+        state.used = committed + state.unrecorded
         state.window_start, state.loaded_at = start, self._clock()
         state.reads += 1
+
+    def _unrecorded(self, key_id: str, start: datetime) -> int:
+        """The key's texts of the window starting at ``start`` answered without a usage row."""
+        with self._lock:
+            state = self._quotas.get(key_id)
+        if state is None:
+            return 0
+        with state.lock:
+            return state.unrecorded if state.window_start == start else 0
 
     def _key(self, caller: Caller) -> KeyRecord:
         with self._lock:
@@ -429,7 +471,9 @@ class AccessControl:
         quota: dict[str, Any] | None = None
         if key.quota is not None:
             now = as_utc(self._now())
-            used = self.store.texts_used(key.key_id, key.quota.window_start(now))
+            start = key.quota.window_start(now)
+            # what admit counts: the committed texts and those answered without a row (see _reload)
+            used = self.store.texts_used(key.key_id, start) + self._unrecorded(key.key_id, start)
             quota = {
                 "limit": key.quota.limit,
                 "period": key.quota.period,
@@ -455,16 +499,36 @@ class AccessControl:
     def create_key(
         self, name: str, *, rate: Rate | None, quota: Quota | None, admin: bool = False
     ) -> tuple[KeyRecord, str]:
-        """Create a key; returns its record and the plain token, which is never available again."""
+        """Create a key; returns its record and the plain token, which is never available again.
+
+        A quota belongs to a key (its id), not to its name: a key replacing a revoked one of the
+        same name counts its own quota from zero, while ``tunelab usage --key NAME`` totals both.
+        That is logged as a one-line note (on stderr for ``tunelab keys create``).
+        """
         new = make_token()
+        name = check_key_name(name)
+        # Looked up before the key is made: a failure afterwards would lose its token.
+        replaces = quota is not None and any(
+            k.name == name and k.revoked_at is not None for k in self.store.list_keys()
+        )
         record = self.store.create_key(
             key_id=new.key_id,
-            name=check_key_name(name),
+            name=name,
             secret_hash=new.secret_hash,
             admin=admin,
             rate=rate,
             quota=quota,
         )
+        if replaces and quota is not None:
+            log.warning(
+                "note: key %r replaces a revoked key of that name; a quota belongs to a key (its id), so "
+                "this one counts its quota of %s from zero, whatever the revoked one used %s "
+                "(`tunelab usage --key %s` totals both)",
+                record.name,
+                quota,
+                _THIS[quota.period],
+                record.name,
+            )
         return record, new.token
 
     def list_keys(self) -> list[KeyRecord]:

@@ -29,9 +29,10 @@ A 2xx answer of a request that changed state (a monitor's stored documents, a re
 items or recorded events) is sent even when its usage row cannot be written: a 503 "try again"
 there made the client's retry store its documents twice, record its events twice or get a 409 for
 the item it had added (and never be billed). The failure is logged as an ERROR naming the request
-id, the key and the app's name, so that the request can be billed by hand. (A support message's row
-commits with its turn and ticket, so it never reaches this; predict and rankings change nothing,
-so their answer is still withheld.)
+id, the key and the app's name, so that the request can be billed by hand; its units still count
+against the key's quota in this process (``AccessControl.record``'s ``sent_without_row``). (A
+support message's row commits with its turn and ticket, so it never reaches this; predict and
+rankings change nothing, so their answer is still withheld.)
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ CHANGES_STATE_ROUTES = frozenset(
 ROUTE_SCOPE_KEY = "tunelab.route"  # the RouteMatch found for the request before routing (or None)
 CALLER_SCOPE_KEY = "tunelab.caller"  # the caller whose key was checked before the body was read
 APP_REPLY_KINDS = ("answer", "knowledge", "handoff")
+RANKING_KINDS = ("ranked", "fallback")  # a recommender's ranking, as the rank route sets ctx.outcome
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled often: logged at debug level only
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one log line per this many seconds for keyless requests
 
@@ -343,6 +345,9 @@ class ObserveMiddleware:
                 latency_ms=round(ctx.elapsed() * 1000, 3),
                 request_id=ctx.request_id,
                 app=ctx.app,
+                # sent even without its row (see _changed_state): its units count against the
+                # quota all the same, or a key could store without limit while rows fail
+                sent_without_row=self._changed_state(scope, status),
             )
         except Exception:
             log.exception("usage record failed (request id %s)", ctx.request_id)
@@ -451,6 +456,11 @@ class ObserveMiddleware:
             self.state.metrics.observe_app(
                 app=ctx.app, bot=bot, key=ctx.key_name, status=status, seconds=seconds, kind=kind
             )
+            if ctx.app == "recommend" and ctx.outcome in RANKING_KINDS and 200 <= status < 300:
+                # only a ranking that was delivered (and billed): the route cannot know, since a
+                # usage row that fails after it answered turns its answer into a 503
+                fallback = str(ctx.outcome == "fallback").lower()
+                self.state.metrics.recommend_rankings.labels(bot, fallback).inc()
         elif ctx.model is not None:
             model, version = self._model_labels(ctx)
             self.state.metrics.observe_predict(

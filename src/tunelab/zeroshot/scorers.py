@@ -8,7 +8,9 @@
   pipeline scores a single-label choice.
 
 Both take token ids (``Encoded``), not texts: the predictor encodes first (the server counts the
-tokens it meters from that), and the run's tokenizer is the scorer's model's own.
+tokens it meters from that), and the run's tokenizer is the scorer's model's own. The NLI scorer
+reads each text once per label, so it sets ``Encoded.text_tokens`` to the tokens of the pairs it
+read: what the server meters is what the model read.
 """
 
 from __future__ import annotations
@@ -185,7 +187,11 @@ class NliScorer:
         scores = batched_outputs(
             lambda **batch: self.model(**batch).logits[:, self.entailment], pairs, batch_size=batch_size
         )
-        return scores.reshape(len(enc), len(self.hypotheses))
+        # Metering reads text_lengths after this (serve's batcher): the tokens of every pair a text
+        # made, not its single-text encoding, which billed a twentieth of what 10 labels read.
+        n = len(self.hypotheses)
+        enc.text_tokens = [sum(map(len, pair_ids[i * n : (i + 1) * n])) for i in range(len(enc))]
+        return scores.reshape(len(enc), n)
 
 
 def _run_root(path: Path) -> Path | None:

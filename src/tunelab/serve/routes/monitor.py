@@ -82,9 +82,10 @@ def _alerts_out(alerts: list) -> list[AlertOut]:
     return [AlertOut.model_validate(a.to_dict()) for a in alerts]
 
 
-@router.get("", response_model=MonitorList, responses=error_responses(*AUTH))
+@router.get("", response_model=MonitorList, responses=error_responses(*AUTH, 429))
 async def monitor_info(state: State, caller: MaybeCaller) -> MonitorList:
     """The monitors this server ingests for (``source``, the config file, for admin keys only)."""
+    await _admit_read(state, caller)  # the key's rate, as on every app route (the README says so)
     admin = bool(getattr(caller, "admin", False))
     return MonitorList(
         monitors=[

@@ -62,7 +62,8 @@ async def predict(
     ``texts``; sending the other field is a 422 naming the one to use. Concurrent requests are
     batched on the server, so many small requests cost little more than one large one. ``usage``
     counts the texts (a pair is one) and the tokens the model saw (after truncation; the windows of
-    a long NER text count its tokens once).
+    a long NER text count its tokens once; a zero-shot NLI model reads a text once per label, so its
+    tokens are those of every pair it read).
     """
     ctx.texts = body.size
     settings = state.settings

@@ -9,7 +9,8 @@
   first try timed out learns from the 409 that it landed. Billed per item.
 * ``POST /v1/apps/recommend/{name}/events``: record interactions; each event gets its own result
   (an unknown item or a bad field rejects that event only). Billed per recorded event.
-* ``GET /v1/apps/recommend``: the served recommenders and their info (not billed).
+* ``GET /v1/apps/recommend``: the served recommenders and their info (not billed; the key's rate
+  applies).
 
 Checks go in the order of cost, like predict: body size (as declared), key (``KeyCheck``, before the
 body is read), JSON, schema, the key's rate, then recommender, counts and sizes, the key's in-flight
@@ -137,10 +138,12 @@ def _holding(state: ServeState, caller: Any, units: int) -> contextlib.AbstractC
     return state.in_flight.hold(caller.key_id, caller.name, units)
 
 
-@router.get("", response_model=RecommenderList, responses=error_responses(*AUTH))
+@router.get("", response_model=RecommenderList, responses=error_responses(*AUTH, 429))
 async def recommend_info(state: State, caller: MaybeCaller) -> RecommenderList:
     """The recommenders this server ranks for, with their info (counts, build time, search, ranker);
     admin keys also see the folder, the config and the rest."""
+    # The key's rate, as on every app route: the listing asks each recommender for its info
+    await _admit_rate(state, caller)
     admin = bool(getattr(caller, "admin", False))
     out = []
     for served in state.recommenders.all():
@@ -209,7 +212,8 @@ async def rank(
         except DataError as exc:
             raise _invalid(str(exc), "invalid_parameter") from None
     fallback = bool(ranking.fallback)
-    state.metrics.recommend_rankings.labels(served.name, str(fallback).lower()).inc()
+    # tunelab_recommend_rankings_total is counted by ObserveMiddleware once the answer goes out:
+    # counted here, a ranking whose usage row then failed (a 503, never delivered) counted too
     ctx.outcome = "fallback" if fallback else "ranked"
     return RankingOut(
         recommender=served.name,

@@ -148,9 +148,10 @@ def _ticket_out(ticket: Ticket) -> TicketOut:
     return TicketOut.model_validate(ticket.to_dict())
 
 
-@router.get("", response_model=SupportInfo, responses=error_responses(*AUTH))
+@router.get("", response_model=SupportInfo, responses=error_responses(*AUTH, 429))
 async def support_info(state: State, caller: MaybeCaller) -> SupportInfo:
     """The bots this server answers for (``source``, the bot folder, for admin keys only)."""
+    await _admit_rate(state, caller)  # the key's rate, as on every app route (the README says so)
     admin = bool(getattr(caller, "admin", False))
     return SupportInfo(
         bots=[

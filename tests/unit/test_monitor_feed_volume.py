@@ -13,7 +13,7 @@ source before it the other tests fail on what they check, not on an import.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -73,27 +73,38 @@ def test_a_feed_whose_volume_cycles_over_the_day_raises_no_alert() -> None:
 def test_a_real_surge_in_the_busy_hours_is_still_found() -> None:
     """5x one company's negatives for 20 minutes, in the busy part of the day: one alert, on it,
     within the surge; nothing else. Its baseline, the negatives a window it expected, is the busy
-    hours' (0.3 a minute, 9 a window), not the day's mean (4.5)."""
+    hours' (0.3 a minute, 9 a window), not the day's mean (4.5): this feed's rest, ~70 documents a
+    window, keeps about 70% of its swing (FEED_SHRINK_DOCS), so about 7."""
     [alert] = replay(cycling_feed(3, surge=True))
     assert alert.key == "topic:c1"
     assert SURGE <= alert.started_at <= SURGE + timedelta(minutes=20)
-    assert 7.5 <= alert.baseline <= 10.5
+    assert 6.5 <= alert.baseline <= 10.5
 
 
 def test_the_expected_negatives_scale_with_the_rest_of_the_feed_within_bounds() -> None:
     """The ratio itself: the rest of the feed's documents now over its baseline mean, the key's own
-    left out; 1 when the rest of the feed is thinner than min_volume a window; within FEED_RATIO."""
-    from tunelab.apps.monitor.detector import FEED_RATIO, baseline_of, cusum_rate, feed_ratio
+    left out, pulled towards 1 by mean / (mean + FEED_SHRINK_DOCS); 1 when the rest of the feed is
+    thinner than min_volume a window; within FEED_RATIO."""
+    from tunelab.apps.monitor.detector import (
+        FEED_RATIO,
+        FEED_SHRINK_DOCS,
+        baseline_of,
+        cusum_rate,
+        feed_ratio,
+    )
 
     ones = np.ones(10)
     base = baseline_of(ones * 20, ones * 4, 100.0)
+    keep = 100.0 / (100.0 + FEED_SHRINK_DOCS)  # the share of the swing a rest of 100 a window keeps
     assert base.feed_rate == 100.0
-    assert feed_ratio(150, base, 5) == 1.5  # above the mean: as counted
-    assert feed_ratio(81, base, 5) == pytest.approx(0.9)  # below: one standard deviation high (81 + 9)
+    assert feed_ratio(150, base, 5) == pytest.approx(1 + 0.5 * keep)  # above the mean: as counted
+    assert feed_ratio(81, base, 5) == pytest.approx(1 - 0.1 * keep)  # below: one sd high (81 + 9)
     assert feed_ratio(95, base, 5) == 1.0  # within one standard deviation under the mean: the mean
-    assert cusum_rate(base, feed_ratio(150, base, 5)) == pytest.approx(6.0)
+    assert cusum_rate(base, feed_ratio(150, base, 5)) == pytest.approx(4.0 * (1 + 0.5 * keep))
     assert feed_ratio(0, base, 5) == FEED_RATIO[0]
-    assert feed_ratio(10_000, base, 5) == FEED_RATIO[1]
+    assert feed_ratio(10_000, base, 5) == FEED_RATIO[1] == 2.0  # a flood of one source: at most twice
+    thin = baseline_of(ones * 20, ones * 4, 6.0)  # a rest of 6 documents a window beside a big key
+    assert feed_ratio(0, thin, 5) == pytest.approx(1 - 6.0 / (6.0 + FEED_SHRINK_DOCS))  # not 0.5
     for thin in (0.0, 4.9):  # a feed of this key alone; a rest of the feed too thin to compare
         assert feed_ratio(0, baseline_of(ones * 20, ones * 4, thin), 5) == 1.0
         assert feed_ratio(50, baseline_of(ones * 20, ones * 4, thin), 5) == 1.0
@@ -126,3 +137,21 @@ def test_a_restart_in_the_busy_hours_gives_the_same_alerts(monitor_store: Any, t
     ]
     [(key, started)] = opened(through)
     assert key == "topic:c1" and SURGE <= started <= SURGE + timedelta(minutes=20)
+
+
+def test_a_key_that_is_most_of_the_feed_raises_no_alert_on_a_flat_feed() -> None:
+    """Beside a thin rest of the feed (6 documents a window), that rest's chance lows halved the big
+    key's expectation: 5 false alerts in 7 flat days. The ratio of a thin rest is pulled towards 1."""
+    rng = random.Random(0)
+    events = []
+    for rate, key in ((1.5, "topic:A"), (0.2, None)):  # documents a minute; 20% negative everywhere
+        t = 0.0
+        while (t := t + rng.expovariate(rate / 60)) < 7 * 86400:
+            events.append((t, key or f"topic:o{rng.randrange(4)}", rng.random() < 0.2))
+    events.sort()
+    detector = Detector("m", DetectorSettings())
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    alerts = []
+    for i, (t, key, negative) in enumerate(events):
+        alerts += detector.observe([key], start + timedelta(seconds=t), negative, f"d{i}")
+    assert len(events) > 15_000 and alerts == []

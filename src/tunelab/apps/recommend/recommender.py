@@ -774,13 +774,15 @@ class Recommender:
         # as add_item takes an id now: an earlier tunelab wrote "7.0" as given. One that is now
         # another item's id is refused before anything is applied, not merged into it.
         ids = [id_text(r[1]) for r in rows]
-        for n, (item_id, row) in enumerate(zip(ids, rows, strict=True)):
-            if item_id in self.index_of or item_id in ids[:n]:
+        seen: set[str] = set()  # a set, not ids[:n]: a load applies every live item in one call
+        for item_id, row in zip(ids, rows, strict=True):
+            if item_id in self.index_of or item_id in seen:
                 raise ConfigError(
                     f"{self.folder / LIVE_FILE}: the item added as {row[1]!r} is {item_id!r}, already "
                     "another item's id, since a whole number written as a float reads as its integer; "
                     "build the recommender again and add that item under another id"
                 )
+            seen.add(item_id)
         dim = self.index.vectors.shape[1]
         vectors = np.stack([np.frombuffer(r[4], dtype=np.float32, count=dim) for r in rows])
         for item_id, (seq, _id, _fields, text, _vec, added) in zip(ids, rows, strict=True):

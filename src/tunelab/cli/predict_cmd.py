@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.cli.config_args import add_file_with_options
+from tunelab.cli.file_guess import ENCODING_GUESS
 from tunelab.cli.zeroshot_cmd import add_model_options
 from tunelab.errors import TunelabError
 
@@ -31,8 +32,7 @@ the labels' descriptions (one 'label: description' per line; see `tunelab zerosh
 writes the same classifier as a run folder to serve). Give texts (or --input) but no run folder.
 
 An --input file is read with its own layout (format by extension, separator sniffed, header row,
-UTF-8 (UTF-16 with a byte-order mark), else GB18030 when it reads as Chinese, else Windows-1252
-when bytes 0x80-0x9F occur, else Latin-1), not the run's training file's;
+encoding {ENCODING_GUESS}), not the run's training file's;
 give data.* reading options after the file when the guess is wrong. Its text column is the run's
 data.text_column, else 'text'.
 
@@ -49,7 +49,7 @@ output file is left alone unless --overwrite; the file appears only when complet
 The --input file is read, then predicted and written 8,192 rows at a time, so memory holds the
 input and one chunk's predictions, not every row's; on a terminal a progress bar on stderr counts
 the rows predicted (-q: none).
-"""
+""".replace("{ENCODING_GUESS}", ENCODING_GUESS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -72,7 +72,9 @@ def ner_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"model.name={tiny_bert}",
         f"output_dir={folder / 'runs'}",
         "name=ner",
-        "train.epochs=8",
+        # 12, not 8: at 8 the tiny run missed one "Initech Corp" of 11 on an AMD EPYC machine (its
+        # floats differ from the machines the test was written on), so the count check failed there.
+        "train.epochs=12",
         "model.max_length=32",
         "train.batch_size=8",
         "train.learning_rate=0.005",

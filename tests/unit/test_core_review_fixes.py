@@ -44,6 +44,68 @@ def test_a_lone_surrogate_in_a_jsonl_file_or_a_text_is_named(run: Path, tmp_path
         tunelab.load(run).predict(["fine", "caf\udce9 pizza"])
 
 
+# A lone surrogate anywhere else in a JSON line: a key (a column name), an item of a list value (a
+# multi-label label list) or a string nested in an object value. Each passed the check above, then
+# failed later with an unexpected UnicodeEncodeError (validate, or train after its first epoch).
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (
+            '{"text": "ok text", "label": "a", "x\\ud800": "1"}',
+            "column name 'x\\ud800' is not valid Unicode (a lone surrogate \\ud800 at position 1)",
+        ),
+        (
+            '{"text": "bad one", "label": ["a", "b\\ud800"]}',
+            "column 'label' at [1] is not valid Unicode (a lone surrogate \\ud800 at position 1)",
+        ),
+        (
+            '{"text": "ok text", "label": "a", "meta": {"k": ["z\\udc00"]}}',
+            "column 'meta' at ['k'][0] is not valid Unicode (a lone surrogate \\udc00 at position 1)",
+        ),
+        (
+            '{"text": "ok text", "label": "a", "meta": {"k": [{"\\udc00z": 1}]}}',
+            "column 'meta' at ['k'][0]: the key '\\udc00z' is not valid Unicode (a lone surrogate "
+            "\\udc00 at position 0)",
+        ),
+    ],
+)
+def test_a_lone_surrogate_in_a_key_a_list_or_a_nested_value_is_named(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    from tunelab.config import DataConfig
+    from tunelab.data.readers import read_table
+
+    bad = tmp_path / "surrogate.jsonl"
+    bad.write_text('{"text": "rain", "label": "weather"}\n' + line + "\n")
+    with pytest.raises(DataError) as info:
+        read_table(bad, DataConfig())
+    assert str(info.value) == f"{bad} line 2: {problem}; fix or remove the row"
+
+
+@pytest.mark.parametrize(
+    ("line", "task", "problem"),
+    [
+        ('{"text": "ok text", "label": "a", "x\\ud800": "1"}', "single_label", "column name 'x\\ud800'"),
+        ('{"text": "bad one", "label": ["a", "b\\ud800"]}', "multi_label", "column 'label' at [1]"),
+    ],
+)
+def test_validate_names_a_lone_surrogate_in_a_key_or_a_label_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, line: str, task: str, problem: str
+) -> None:
+    """The two reports: validate failed with "unexpected UnicodeEncodeError" on the key, and on
+    the label list (where validate passed it, train failed after its epoch, leaving a
+    runs/<name>.partial); train reads its files as validate does."""
+    monkeypatch.chdir(tmp_path)
+    label = '["a"]' if task == "multi_label" else '"a"'
+    rows = [f'{{"text": "good one {i}", "label": {label}}}' for i in range(1, 6)]
+    Path("data.jsonl").write_text("\n".join([*rows, line]) + "\n")
+    assert main(["validate", "data.train=data.jsonl", f"data.task={task}"]) == 2
+    assert one_error(capsys) == (
+        f"error: data.jsonl line 6: {problem} is not valid Unicode (a lone surrogate \\ud800 at "
+        "position 1); fix or remove the row"
+    )
+
+
 def test_a_gzipped_jsonl_file_is_read_as_a_gzipped_csv_is(run: Path, labelled_csvs, tmp_path: Path) -> None:
     _, test = labelled_csvs
     rows = pd.read_csv(test).to_dict("records")

@@ -4,6 +4,7 @@ DataError line naming the file, the line and the fix."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -412,6 +413,55 @@ def test_soft_hyphens_and_zero_width_joiners_stay_inside_their_word(text: str, w
 
     found, offsets = split_words(text)
     assert found == words and [text[s:e] for s, e in offsets] == words
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        # NFD Japanese: "で" is "て" + U+3099, "パ" "ハ" + U+309A; each base with its marks is a word
+        (
+            unicodedata.normalize("NFD", "東京でがくせいが働く"),
+            ["東", "京", "て\u3099", "か\u3099", "く", "せ", "い", "か\u3099", "働", "く"],
+        ),
+        (
+            unicodedata.normalize("NFD", "ガイドブック"),
+            ["カ\u3099", "イ", "ト\u3099", "フ\u3099", "ッ", "ク"],
+        ),
+        # a Latin word after decomposed kana is a word of its own, as NFC splits it
+        (unicodedata.normalize("NFD", "パンでabc"), ["ハ\u309a", "ン", "て\u3099", "abc"]),
+        ("\u00e9\u0301李四", ["\u00e9\u0301", "李", "四"]),
+        # a decomposed accent, Hindi's vowel signs: the word goes on after the mark, as before
+        ("cafe\u0301 au lait", ["cafe\u0301", "au", "lait"]),
+        (
+            unicodedata.normalize("NFD", "Ångström Ünited"),
+            [unicodedata.normalize("NFD", "Ångström"), "U\u0308nited"],
+        ),
+        ("राजेश ok", ["राजेश", "ok"]),
+    ],
+)
+def test_a_combining_mark_never_glues_a_chinese_or_japanese_character_on(text: str, words: list[str]) -> None:
+    """After a mark, the next letter was joined on whatever it was: decomposed (NFD) Japanese split
+    as "でがく", "が働", "ドブッ", and "é\u0301李" was one word, where the text composed (NFC)
+    gives each CJK character a word of its own."""
+    from tunelab.tasks.token_classification.encoding import split_words
+
+    found, offsets = split_words(text)
+    assert found == words and [text[s:e] for s, e in offsets] == words
+    composed = [unicodedata.normalize("NFC", w) for w in words]
+    assert composed == split_words(unicodedata.normalize("NFC", text))[0]  # NFD splits as NFC does
+
+
+def test_a_span_after_decomposed_kana_is_on_token_boundaries(tmp_path: Path) -> None:
+    """Was refused: "does not start and end on token boundaries (it cuts into 'がト' 'ヨ' 'タ')".
+    Offsets stay those of the text as given (not normalised): トヨタ is characters 4-7 of NFD."""
+    text = unicodedata.normalize("NFD", "昨日がトヨタに行った")
+    assert text[4:7] == "トヨタ" and len(text) == 11
+    path = jsonl(tmp_path / "s.jsonl", {"text": text, "spans": [{"start": 4, "end": 7, "label": "ORG"}]})
+    for gold_cuts in (True, False):
+        (sentence,) = read_jsonl_spans(path, gold_cuts=gold_cuts)
+        assert sentence.tokens == ["昨", "日", "か\u3099", "ト", "ヨ", "タ", "に", "行", "っ", "た"]
+        assert sentence.tags == ["O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "O"]
+        assert sentence.offsets is not None and sentence.offsets[2:4] == [(2, 4), (4, 5)]
 
 
 @pytest.mark.parametrize(

@@ -874,18 +874,50 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
         for column, value in record.items():
             # "\ud800" is valid JSON but no Unicode text: every later step (pandas, the tokenizer)
             # failed on it with an unexpected UnicodeEncodeError.
-            if not isinstance(value, str):
-                continue
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                at = exc.start
-                raise DataError(
-                    f"{path} {unit} {lineno}: column {column!r} is not valid Unicode (a lone surrogate "
-                    f"\\u{ord(value[at]):04x} at position {at}); fix or remove the row"
-                ) from None
+            problem = _not_unicode(column, value)
+            if problem is not None:
+                raise DataError(f"{path} {unit} {lineno}: {problem}; fix or remove the row")
     df = pd.DataFrame.from_records([record for _, record in numbered], index=[n for n, _ in numbered])
     return df.apply(lambda col: col.map(_cell)) if len(df) else df
+
+
+def _not_unicode(column: str, value: Any) -> str | None:
+    """What in one JSON cell is not valid Unicode (a lone surrogate), as the error names it, else
+    None. The column name and every string inside a list or object value (their keys included) are
+    checked as a string cell is: a key became a column name, a list a multi-label label list and an
+    object a JSON text, and each failed later (validate, or train after its first epoch) with an
+    unexpected UnicodeEncodeError. Walked with a stack, not recursion: json.loads takes nesting
+    deeper than a recursive walk would."""
+    # (what the error calls the cell, where inside it as Python subscripts, is it a key, the value);
+    # pushed in reverse, so the first bad string in the file's order is named
+    todo: list[tuple[str, str, bool, Any]] = [
+        (f"column {column!r}", "", False, value),
+        ("", "", True, column),
+    ]
+    while todo:
+        cell, inside, is_key, item = todo.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                at = exc.start
+                where = f"{cell} at {inside}" if inside else cell
+                if not is_key:
+                    what = where
+                elif cell:  # a key inside an object value
+                    what = f"{where}: the key {item!r}"
+                else:
+                    what = f"column name {item!r}"
+                return (
+                    f"{what} is not valid Unicode (a lone surrogate \\u{ord(item[at]):04x} at position {at})"
+                )
+        elif isinstance(item, list):
+            todo.extend((cell, f"{inside}[{i}]", False, v) for i, v in reversed(list(enumerate(item))))
+        elif isinstance(item, dict):
+            for key, v in reversed(item.items()):
+                todo.append((cell, f"{inside}[{key!r}]", False, v))
+                todo.append((cell, inside, True, key))
+    return None
 
 
 def _column_oriented(record: Any) -> bool:

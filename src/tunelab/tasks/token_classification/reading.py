@@ -120,6 +120,16 @@ def _in_word(char: str) -> bool:
     return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
 
 
+def _unspaced_base(text: str, start: int, end: int) -> bool:
+    """Whether the base character the marks ending ``text[start:end]`` sit on is Chinese or
+    Japanese: its marks end the word there, as that character is a word of its own. Walks back
+    over the marks only, so a long word is not read again at each mark."""
+    i = end - 1
+    while i > start and unicodedata.category(text[i]).startswith("M"):
+        i -= 1
+    return bool(UNSPACED.match(text[i])) and not unicodedata.category(text[i]).startswith("M")
+
+
 def _offsets(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for m in pattern.finditer(text):
@@ -128,7 +138,13 @@ def _offsets(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
             first, last = text[start], text[start - 1]
             mark_first = unicodedata.category(first).startswith("M")
             mark_last = unicodedata.category(last).startswith("M")
-            if mark_first or (mark_last and (first.isalnum() or first == "_")):
+            # A mark stays with the base character before it; after it, the word goes on (Hindi's
+            # vowel signs, a decomposed accent) unless the next character or that base is Chinese or
+            # Japanese: decomposed (NFD) kana ("で" is "て" + U+3099) glued the next character on
+            # ("でがく"), so a span on トヨタ after NFD "が" cut into a word.
+            if mark_first or (
+                mark_last and _in_word(first) and not _unspaced_base(text, found[-1][0], start)
+            ):
                 found[-1] = (found[-1][0], end)
                 continue
             # a joiner between two word characters: the joiner, then the rest of the word, join it

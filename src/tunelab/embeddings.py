@@ -121,8 +121,8 @@ def embed(
         no texts.
 
     Raises:
-        ConfigError: ``batch_size`` is not a whole number of 1 or more, or ``model`` is neither a
-            name nor a folder.
+        ConfigError: ``batch_size`` is not a whole number of 1 or more (a numpy integer is one),
+            or ``model`` is neither a name nor a folder.
         DataError: ``texts`` is a DataFrame, a mapping, a path or no texts at all, or an item is
             empty or not a string (named by its position, or its index in a Series).
 
@@ -132,7 +132,8 @@ def embed(
     """
     from tunelab.inference.predictor import _check_batch_size
 
-    _check_batch_size(batch_size)  # 0 reached sentence-transformers' own ValueError
+    # 0 reached sentence-transformers' own ValueError; np.int64(32) is taken, as an int
+    batch_size = _check_batch_size(batch_size)
     items = _checked_texts(texts)
     encoder = _encoder(_model_name(model))
     if not items:  # (0, H), not (0, 0): stacked or multiplied with other embeddings, it still fits

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import operator
 import os
 import re
 from pathlib import Path
@@ -36,9 +38,10 @@ def evaluate(
 
     Raises:
         ConfigError: ``out_dir`` without ``data`` (no report is written for the saved metrics),
-            ``data`` that is not a file path (a DataFrame: save it first), or ``batch_size`` < 1.
+            ``data`` that is not a file path (a DataFrame: save it first), or a ``batch_size``
+            that is not a whole number of 1 or more (a numpy integer is one).
     """
-    _check_arguments(data, out_dir, batch_size)
+    batch_size = _check_arguments(data, out_dir, batch_size)
     # ~ expanded as output_dir and --out are elsewhere: `--out=~/dir` (a shell leaves ~ after "=")
     # made ./~/dir, and `--data=~/test.csv` was "file not found".
     if data is not None:
@@ -82,7 +85,7 @@ def evaluate(
     task, labels = predictor.task, predictor.labels
     read = options_for_file(data, predictor.config.data, given)
     dataset = task.read_labelled(data, read, labels, field=None)
-    predictor.check_pairs(dataset.texts, dataset.text_pairs)  # logits takes any kind of input
+    predictor.check_pairs(dataset.texts, dataset.text_pairs)  # the backend takes any kind of input
     target = Path(out_dir) if out_dir is not None else report_folder(predictor.run.root / "evals", data)
     metrics, written = score_dataset(
         predictor,
@@ -139,10 +142,11 @@ def score_dataset(
     return metrics, written
 
 
-def _check_arguments(data: object, out_dir: object, batch_size: object) -> None:
+def _check_arguments(data: object, out_dir: object, batch_size: object) -> int:
     """What the CLI checks, for the Python API too: --out was checked, then ignored without --data
     (exit 0, no report); batch_size=0 failed deep in the model ("range() arg 3 must not be zero");
-    a DataFrame failed with a TypeError."""
+    a DataFrame failed with a TypeError. Returns ``batch_size`` as an int (np.int64(32) was refused
+    as no whole number)."""
     if data is not None and not isinstance(data, str | os.PathLike):
         raise ConfigError(
             f"data: a {type(data).__name__}; give a file path (save the frame first, e.g. "
@@ -150,8 +154,11 @@ def _check_arguments(data: object, out_dir: object, batch_size: object) -> None:
         )
     if out_dir is not None and data is None:
         raise ConfigError("--out needs --data FILE: a report is written for a file")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    # as tunelab.inference.predictor._whole_number, not imported from there: that module pulls in
+    # pandas, which showing the saved metrics (no data) does without
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} (--batch-size): use a whole number, 1 or more")
+    return operator.index(batch_size)
 
 
 def _damaged(path: Path, run_root: Path, what: str) -> DataError:

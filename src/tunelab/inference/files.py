@@ -518,8 +518,8 @@ def predict_file(
     from tunelab.inference.predictor import Predictor, _check_batch_size, _check_top_k
 
     # checked before any reading: an empty input never reached predict(), which checks them too
-    _check_top_k(top_k)
-    _check_batch_size(batch_size)
+    top_k = _check_top_k(top_k)  # as ints: a numpy integer is a whole number too
+    batch_size = _check_batch_size(batch_size)
     fmt = output_format(output_path, overwrite=overwrite)
     if Path(output_path).exists() and _same_file(input_path, output_path):
         # with --overwrite the input was replaced by its predictions: rows dropped for an empty

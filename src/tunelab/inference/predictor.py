@@ -8,6 +8,8 @@ for an exported artifact; see ``tunelab.inference.backends``), the label map and
 from __future__ import annotations
 
 import logging
+import numbers
+import operator
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,6 +63,14 @@ class Predictor:
         self.threshold = threshold if threshold is not None else 0.5
         self.run = run
 
+    def __repr__(self) -> str:
+        # the default ``<... Predictor object at 0x7f...>`` said nothing about which model was loaded
+        where = str(self.run.root) if self.run is not None else None  # zero_shot_predictor: no folder
+        return (
+            f"Predictor(run={where!r}, format={self.format!r}, task={self.task_name!r}, "
+            f"num_labels={len(self.labels)})"
+        )
+
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
         """Open a finished run folder or an exported artifact (see ``tunelab.runs``)."""
@@ -108,8 +118,10 @@ class Predictor:
     def dev_split(self) -> LabelledTexts | None:
         """The run's own dev split (texts and label names, read again from its data), or None.
 
-        None when the run had no dev split. For calibrating or tuning on top of a run (the
-        support bot) without asking for another file. ``rows`` count the split's rows from 1.
+        None when the run had no dev split: neither ``data.dev`` nor a carved ``data.dev_size``, or
+        no training file to carve it from (a zero-shot classifier). For calibrating or tuning on top
+        of a run (the support bot) without asking for another file. ``rows`` count the split's rows
+        from 1.
 
         Raises:
             DataError: the run's data files can no longer be read (moved, changed).
@@ -118,7 +130,9 @@ class Predictor:
         if self.output == "entities":
             raise RunError(f"{self.run.root if self.run else 'run'}: dev_split() is for classification runs")
         data = self.config.data
-        if not data.dev and not data.dev_size:
+        # dev_size keeps its default (0.1) in a run with no training data: reading that run's splits
+        # failed with "data.train is not set", which the support bot reported as unreadable data
+        if not data.train or not (data.dev or data.dev_size):
             return None
         splits = self.task.load_splits(data)
         if splits.dev is None:
@@ -140,11 +154,33 @@ class Predictor:
         return self.config.data.text_pair_column
 
     def logits(
-        self, texts: list[str], text_pairs: list[str] | None = None, *, batch_size: int = 64
+        self,
+        texts: str | Sequence[str] | pd.Series,
+        text_pairs: str | Sequence[str] | pd.Series | None = None,
+        *,
+        batch_size: int = 64,
     ) -> np.ndarray:
-        """Raw logits in input order: (N, num_labels), or (N, T, num_labels) for a per-token task."""
-        _check_batch_size(batch_size)
-        return self.backend.logits(self.encode(texts, text_pairs), batch_size=batch_size)
+        """Raw logits in input order: (N, num_labels), or (N, T, num_labels) for a per-token task.
+
+        ``texts`` are checked as :meth:`predict` checks them: one ``str`` is one text (one row), a
+        Series gives its values in order, and no texts give a float32 array with no rows
+        ((0, num_labels), or (0, 0, num_labels) for a per-token task).
+
+        Raises:
+            ConfigError: ``batch_size`` is not a whole number of 1 or more.
+            DataError: a DataFrame, mapping or path, an empty or non-text item, or the wrong kind
+                of input for the run (pairs or not), as :meth:`predict` says.
+        """
+        batch_size = _check_batch_size(batch_size)
+        _refuse_containers(texts, "texts", paths=False)
+        _refuse_containers(text_pairs, "text_pairs", paths=False)
+        if _is_series(texts):
+            texts, text_pairs = _series_inputs(texts, text_pairs)
+        batch, pairs, _ = self._checked_batch(texts, text_pairs)
+        if not batch:  # the tokenizer fails on no texts (IndexError)
+            rows = (0, 0) if self.output == "entities" else (0,)
+            return np.zeros((*rows, len(self.labels)), dtype=np.float32)
+        return self.backend.logits(self.encode(batch, pairs), batch_size=batch_size)
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
         """Tokenise with the run's settings (``Encoded.text_lengths`` are the token counts metering uses)."""
@@ -166,8 +202,8 @@ class Predictor:
 
         ``texts`` are those ``enc`` was made from: a task may quote them back (entity spans).
         """
-        _check_top_k(top_k)
-        _check_batch_size(batch_size)
+        top_k = _check_top_k(top_k)
+        batch_size = _check_batch_size(batch_size)
         if not len(enc):
             return []
         return self._decode(self.backend.logits(enc, batch_size=batch_size), enc, texts, top_k)
@@ -200,12 +236,13 @@ class Predictor:
         threshold with their ``scores``.
 
         Raises:
-            ConfigError: ``batch_size`` or ``top_k`` is not a whole number of 1 or more.
+            ConfigError: ``batch_size`` or ``top_k`` is not a whole number of 1 or more (a
+                numpy integer is one).
             DataError: an empty or non-text item (named by its position, or its index in a
                 Series), or the wrong kind of input for the run (pairs or not).
         """
-        _check_batch_size(batch_size)
-        _check_top_k(top_k)
+        batch_size = _check_batch_size(batch_size)
+        top_k = _check_top_k(top_k)
         if isinstance(texts, os.PathLike):
             if text_pairs is not None:
                 raise DataError(f"{texts}: a file brings its own text_pair column; give no text_pairs")
@@ -214,6 +251,18 @@ class Predictor:
         _refuse_containers(text_pairs, "text_pairs")
         if _is_series(texts):
             return self._predict_series(texts, text_pairs, top_k=top_k, batch_size=batch_size)
+        batch, pairs, single = self._checked_batch(texts, text_pairs)
+        if not batch:
+            return []
+        results = self.predict_encoded(self.encode(batch, pairs), batch, top_k=top_k, batch_size=batch_size)
+        return results[0] if single else results
+
+    def _checked_batch(
+        self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None
+    ) -> tuple[list[str], list[str] | None, bool]:
+        """``texts`` and ``text_pairs`` as lists, checked for this run, and whether ``texts`` was one
+        text: what ``predict`` and ``logits`` take alike (``logits`` read one text as one character
+        per text, and failed on no texts inside the tokenizer)."""
         single = isinstance(texts, str)
         if isinstance(texts, str) and _looks_like_a_file(texts):
             logger.warning(
@@ -234,43 +283,33 @@ class Predictor:
                         f"{what} {i + 1}: not valid Unicode at position {bad} (a lone surrogate, or bytes "
                         "in another encoding than UTF-8); fix the text"
                     ) from None
-        if not batch:
-            return []
-        results = self.predict_encoded(self.encode(batch, pairs), batch, top_k=top_k, batch_size=batch_size)
-        return results[0] if single else results
+        return batch, pairs, single
 
     def _predict_series(
         self, texts: pd.Series, text_pairs: Any, *, top_k: int, batch_size: int
     ) -> pd.DataFrame:
         import pandas as pd
 
-        for index, text in texts.items():
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(
-                    f"{texts.name or 'texts'}[{index!r}]: empty or not a string ({text!r}); drop or fill "
-                    "such rows first, e.g. df[df[column].str.strip().astype(bool)]"
-                )
-        if isinstance(text_pairs, str):  # one second text for every row, not one per letter
-            pairs: list[str] | None = [text_pairs] * len(texts)
-        elif _is_series(text_pairs):
-            if not text_pairs.index.equals(texts.index):
-                same_rows = (
-                    texts.index.is_unique
-                    and text_pairs.index.is_unique
-                    and len(text_pairs) == len(texts)
-                    and set(text_pairs.index) == set(texts.index)
-                )
-                if not same_rows:
-                    raise DataError(
-                        "text_pairs' index is not texts' index: give two columns of one DataFrame, or "
-                        "reset both indexes (series.reset_index(drop=True))"
-                    )
-                text_pairs = text_pairs.reindex(texts.index)  # paired by index, as results are
-            pairs = list(text_pairs)
-        else:
-            pairs = _as_list(text_pairs)
-        results = self.predict(list(texts), pairs, top_k=top_k, batch_size=batch_size)
+        batch, pairs = _series_inputs(texts, text_pairs)
+        results = self.predict(batch, pairs, top_k=top_k, batch_size=batch_size)
+        # No rows gave a frame with no columns: ``df.join(preds)[["label", "score"]]`` on a filtered
+        # frame that happened to be empty raised KeyError.
+        if not results:
+            return pd.DataFrame([], index=texts.index, columns=self._result_fields(top_k))
         return pd.DataFrame(results, index=texts.index)
+
+    def _result_fields(self, top_k: int) -> list[str]:
+        """The fields of one result, in the order ``predict`` gives them, with no text to predict.
+
+        One row of zero logits for a one-word text is decoded as any result is (encoded with the
+        run's settings, without running the model), so they are the task's own fields, whatever it
+        is (a plug-in's too) and whatever ``top_k`` adds.
+        """
+        enc = self.encode(["x"], ["x"] if self.text_pair_column else None)
+        rows = (
+            (len(enc), max(len(ids) for ids in enc.input_ids)) if self.output == "entities" else (len(enc),)
+        )
+        return list(self._decode(np.zeros((*rows, len(self.labels)), dtype=np.float32), enc, ["x"], top_k)[0])
 
     def _predict_path(self, path: Path, *, top_k: int, batch_size: int) -> pd.DataFrame:
         """The DataFrame of ``path``'s predictions. The file is predicted a chunk at a time
@@ -286,8 +325,9 @@ class Predictor:
         """A pair model gets pairs, a single-text model none, and one pair text per text.
 
         Raises:
-            DataError: the wrong kind of input, named; ``logits`` does not check (it would score
-                a pair model's first texts alone, or a single-text model's texts with a second one).
+            DataError: the wrong kind of input, named. ``predict`` and ``logits`` check it; code
+                that calls the backend itself must (unchecked, a pair model's first texts are scored
+                alone, or a single-text model's texts with a second one).
         """
         column = self.text_pair_column
         if column and pairs is None:
@@ -354,17 +394,30 @@ def _read_object(path: Path) -> dict[str, Any]:
     )
 
 
-def _check_batch_size(batch_size: Any) -> None:
-    """0 failed as "range() arg 3 must not be zero", -1 as "zero-size array ...", 2.5 in range()."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+def _whole_number(value: Any) -> int | None:
+    """``value`` as a plain ``int`` when it is a whole number (a numpy integer is one: a count read
+    from an array or a DataFrame), else None; a bool is no number here, nor is 2.0 or "2"."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return operator.index(value)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as an int. 0 failed as "range() arg 3 must not be zero", -1 as "zero-size
+    array ...", 2.5 in range(); np.int64(32) was refused with "use 1 or more"."""
+    number = _whole_number(batch_size)
+    if number is None or number < 1:
         raise ConfigError(f"batch_size {batch_size!r}: use 1 or more")
+    return number
 
 
-def _check_top_k(top_k: Any) -> None:
-    """0 and -1 gave one label without a word (a slice), None and "2" a TypeError, 2.0 a slice error;
-    the CLI refuses ``--top-k 0`` with the same message."""
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+def _check_top_k(top_k: Any) -> int:
+    """``top_k`` as an int. 0 and -1 gave one label without a word (a slice), None and "2" a
+    TypeError, 2.0 a slice error; the CLI refuses ``--top-k 0`` with the same message."""
+    number = _whole_number(top_k)
+    if number is None or number < 1:
         raise ConfigError(f"top_k {top_k!r}: use 1 or more")
+    return number
 
 
 def with_training_paths(config: RunConfig, summary: Mapping[str, Any]) -> RunConfig:
@@ -457,6 +510,39 @@ def _is_series(value: Any) -> bool:
 
 def _as_list(values: Any) -> list[str] | None:
     return None if values is None else list(values)
+
+
+def _series_inputs(texts: pd.Series, text_pairs: Any) -> tuple[list[str], list[str] | None]:
+    """A Series' texts as a list, each checked by its index, and ``text_pairs`` lined up with them
+    (one text for every row, or a Series paired by index).
+
+    Raises:
+        DataError: an empty or non-text row, named by its index, or pairs on other rows.
+    """
+    for index, text in texts.items():
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(
+                f"{texts.name or 'texts'}[{index!r}]: empty or not a string ({text!r}); drop or fill "
+                "such rows first, e.g. df[df[column].str.strip().astype(bool)]"
+            )
+    if isinstance(text_pairs, str):  # one second text for every row, not one per letter
+        return list(texts), [text_pairs] * len(texts)
+    if _is_series(text_pairs):
+        if not text_pairs.index.equals(texts.index):
+            same_rows = (
+                texts.index.is_unique
+                and text_pairs.index.is_unique
+                and len(text_pairs) == len(texts)
+                and set(text_pairs.index) == set(texts.index)
+            )
+            if not same_rows:
+                raise DataError(
+                    "text_pairs' index is not texts' index: give two columns of one DataFrame, or "
+                    "reset both indexes (series.reset_index(drop=True))"
+                )
+            text_pairs = text_pairs.reindex(texts.index)  # paired by index, as results are
+        return list(texts), list(text_pairs)
+    return list(texts), _as_list(text_pairs)
 
 
 def _refuse_containers(value: Any, what: str, *, paths: bool = True) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,15 @@ def describe_label(name: str) -> str:
 def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
     """Labels and their descriptions from parsed YAML (a mapping, or a list of label names).
 
+    Given in code, label names may also come as a tuple, a 1-D numpy array or a pandas Series
+    (its values): each is read as the list it holds, with a list's checks.
+
     Raises:
         ConfigError: no labels, a non-string label or description, an empty description, a
-            repeated name in a list, or fewer than two labels (one label is no classifier).
+            repeated name in a list, fewer than two labels (one label is no classifier), or
+            names in anything else (a set has no order, a 2-D array no one list).
     """
+    raw = _as_names_list(raw, source)
     if raw is None or raw == {} or raw == []:
         raise ConfigError(f"{source}: no labels; write one 'label: description' per line ({EXAMPLE})")
     if isinstance(raw, list):
@@ -49,7 +55,7 @@ def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
                 raise ConfigError(f"{source}: item {i} ({name!r}) is not a label name; give names as text")
             if name in out:
                 raise ConfigError(f"{source}: label {name!r} appears twice; give each label once")
-            out[name] = describe_label(name)
+            out[str(name)] = describe_label(name)  # a plain str, not numpy's np.str_
     elif isinstance(raw, dict):
         out = {}
         for key, description in raw.items():
@@ -64,7 +70,10 @@ def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
                 raise ConfigError(f"{source}: label {key!r}: the description is empty; describe the label")
             out[key] = description.strip()
     else:
-        raise ConfigError(f"{source}: expected 'label: description' lines or a list of labels ({EXAMPLE})")
+        raise ConfigError(
+            f"{source}: expected 'label: description' lines or a list of labels, not "
+            f"{type(raw).__name__} ({EXAMPLE})"
+        )
     if len(out) < 2:
         raise ConfigError(
             f"{source}: only one label ({next(iter(out))!r}); zero-shot picks among two or more"
@@ -79,6 +88,29 @@ def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
             )
         first[same] = label
     return out
+
+
+def _as_names_list(raw: Any, source: str) -> Any:
+    """A tuple, a 1-D numpy array or a pandas Series (or Index) of names as a list; anything else as
+    given.
+
+    ``raw == []`` compared an array or a Series element by element ("truth value of an array is
+    ambiguous", or pandas' NotImplementedError), and a tuple was refused as "no list of labels".
+    """
+    if isinstance(raw, tuple):
+        return list(raw)
+    pd = sys.modules.get("pandas")  # a Series exists only once pandas is imported
+    if pd is not None and isinstance(raw, pd.Series | pd.Index):
+        return raw.tolist()
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(raw, np.ndarray):
+        if raw.ndim != 1:
+            raise ConfigError(
+                f"{source}: a {raw.ndim}-D array of shape {raw.shape}; give label names as one list, "
+                "e.g. ['sports', 'food']"
+            )
+        return raw.tolist()
+    return raw
 
 
 def read_label_descriptions(path: str | Path) -> dict[str, str]:

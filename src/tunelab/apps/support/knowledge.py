@@ -20,6 +20,8 @@ import glob
 import io
 import json
 import logging
+import numbers
+import operator
 import os
 import re
 import secrets
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import exchange
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +299,12 @@ class KnowledgeIndex:
             raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors")
         self.passages, self.vectors, self.model, self.ann = passages, vectors, model, ann
 
+    def __repr__(self) -> str:
+        return (
+            f"KnowledgeIndex(passages={len(self.passages)}, model={self.model!r}, "
+            f"search={self.search_kind!r})"
+        )
+
     @property
     def search_kind(self) -> str:
         """``exact`` or ``hnsw`` (faiss), for reports."""
@@ -320,16 +328,24 @@ class KnowledgeIndex:
         return cls(passages, vectors, model=model, ann=ann)
 
     def search(self, query: str, *, k: int = 3) -> list[Hit]:
-        """The ``k`` passages most similar to ``query``, best first."""
+        """The ``k`` passages most similar to ``query``, best first (all of them when there are
+        fewer).
+
+        Raises:
+            ConfigError: ``k`` is not a whole number of 1 or more.
+        """
         return self.search_many([query], k=k)[0]
 
     def search_many(self, queries: list[str], *, k: int = 3) -> list[list[Hit]]:
         """``search`` for several queries, embedded in one batch."""
         from tunelab.embeddings import embed
 
+        # k=-1 slipped through min() into a slice, [:, :-1]: every passage but the last, in silence
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ConfigError(f"k={k!r}: use a whole number, 1 or more")
         if not queries:
             return []
-        k = min(k, len(self.passages))
+        k = min(operator.index(k), len(self.passages))
         q = embed(list(queries), model=self.model)  # (Q, H)
         if self.ann is not None:
             scores, found = self.ann.search(np.ascontiguousarray(q, dtype=np.float32), k)  # (Q, k) each

@@ -12,10 +12,11 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,31 @@ def _raise_if(problems: list[str], section: str) -> None:
     """Raise one error naming every bad field as ``section.field``."""
     if problems:
         raise ConfigError("; ".join(f"{section}.{p}" for p in problems))
+
+
+def _typed(section: Any, name: str) -> list[str]:
+    """Give ``section``'s fields the types ``from_dict`` gives them (``coerce_types``), in place.
+
+    A section built in Python skipped that step: ``TrainConfig(epochs="2")`` failed its range check
+    as "'<' not supported between instances of 'int' and 'str'", naming no field, and
+    ``TrainConfig(batch_size=8.0)`` passed, to fail mid-run in the loop (leaving a .partial folder).
+    Now ``"2"``, ``"1e-3"`` and ``8.0`` are converted as a run file's values are, and a value that
+    cannot be is reported naming its field, as from_dict reports it.
+
+    Returns:
+        The problems without the ``name.`` prefix (``_raise_if`` adds it). Each field with one is
+        set back to its default, so that the checks that follow compare well-typed values and
+        report every problem at once, as from_dict does for the fields it refused.
+    """
+    values = {f.name: getattr(section, f.name) for f in fields(section)}
+    coerced, problems = coerce_types(type(section), values, name)
+    for f in fields(section):
+        if f.name not in problems:
+            value = coerced[f.name]
+        else:
+            value = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+        setattr(section, f.name, value)
+    return [problem.removeprefix(f"{name}.") for problem in problems.values()]
 
 
 def _check_task(problems: list[str], name: str) -> None:
@@ -123,9 +149,9 @@ class DataConfig:
     shots_seed: int | None = None  # null: split_seed
 
     def __post_init__(self) -> None:
+        p = _typed(self, "data")
         # `data.train: ~/data/train.csv` was looked for in a folder named "~" in the current one.
         self.train, self.dev, self.test = (_text_path(_home(f)) for f in (self.train, self.dev, self.test))
-        p: list[str] = []
         _check(p, self.format in FORMATS, f"format={self.format!r} (use one of {', '.join(FORMATS)})")
         _check_task(p, self.task)
         _check(
@@ -186,8 +212,8 @@ class ModelConfig:
     stride: int = 32
 
     def __post_init__(self) -> None:
+        p = _typed(self, "model")
         self.name = _text_path(self.name)  # a local model folder given as a Path: config.json keeps text
-        p: list[str] = []
         _check(p, bool(self.name), "name must not be empty")
         _check(
             p, self.pooling in ("auto", "mean", "cls"), f"pooling={self.pooling!r} (use auto, mean or cls)"
@@ -263,7 +289,7 @@ class TrainConfig:
     adversarial_alpha: float = 0.3
 
     def __post_init__(self) -> None:
-        p: list[str] = []
+        p = _typed(self, "train")
         _check(p, 0 < self.epochs < 1e6, f"epochs={self.epochs} (use a positive number, e.g. 3)")
         _check(p, self.batch_size >= 1, f"batch_size={self.batch_size} (use 1 or more)")
         # train refused these only deep inside (sklearn's random_state, torch.set_num_threads)
@@ -359,7 +385,7 @@ class AugmentConfig:
     seed: int | None = None  # null: train.seed
 
     def __post_init__(self) -> None:
-        p: list[str] = []
+        p = _typed(self, "augment")
         bad = [m for m in self.methods if m not in AUGMENT_METHODS]
         _check(p, not bad, f"methods={bad!r} (use some of {', '.join(AUGMENT_METHODS)})")
         _check(
@@ -400,8 +426,8 @@ class SelfTrainingConfig:
     label_names: bool = False
 
     def __post_init__(self) -> None:
+        p = _typed(self, "self_training")
         self.unlabeled = _text_path(_home(self.unlabeled))
-        p: list[str] = []
         for name in ("per_label", "rounds"):
             value = getattr(self, name)
             _check(
@@ -459,8 +485,8 @@ class ContinualConfig:
     head: str = "copy"
 
     def __post_init__(self) -> None:
+        p = _typed(self, "continual")
         self.from_run = _text_path(self.from_run)
-        p: list[str] = []
         if isinstance(self.rehearsal, float) and self.rehearsal.is_integer():
             self.rehearsal = int(self.rehearsal)
         if isinstance(self.rehearsal, str) and self.rehearsal.strip().lower() == "all":
@@ -553,6 +579,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         from tunelab.tasks import get_task  # lazy: the tasks import this module
 
+        # RunConfig(train={"epochs": 3}) failed as "'dict' object has no attribute 'metric'"
+        wrong = [
+            f"{f.name}={getattr(self, f.name)!r} (use a {cls.__name__}, e.g. {f.name}={cls.__name__}(...), "
+            "or RunConfig.from_dict for mappings)"
+            for f in fields(self)
+            if (cls := _SECTION_TYPES.get(f.name)) is not None and not isinstance(getattr(self, f.name), cls)
+        ]
+        if wrong:
+            raise ConfigError("; ".join(wrong))
         # Here, not only in from_dict: RunConfig(name="a/b") built in Python trained into runs/a/b,
         # and output_dir=Path(...) failed writing config.json after the run folder was made.
         name = self.name
@@ -621,16 +656,7 @@ class RunConfig:
         for key in raw:
             if key not in known:
                 problems.append(f"unknown section {key!r} (known: {', '.join(known)})")
-        section_types = {
-            "data": DataConfig,
-            "model": ModelConfig,
-            "method": MethodConfig,
-            "train": TrainConfig,
-            "augment": AugmentConfig,
-            "continual": ContinualConfig,
-            "self_training": SelfTrainingConfig,
-        }
-        for name, section_cls in section_types.items():
+        for name, section_cls in _SECTION_TYPES.items():
             value = raw.get(name) or {}
             if not isinstance(value, dict):
                 problems.append(f"{name}: must be a mapping, got {value!r}")
@@ -714,6 +740,18 @@ class RunConfig:
         from tunelab.atomic import atomic_write_text
 
         atomic_write_text(path, self.to_json())
+
+
+# RunConfig's sections, by field name: from_dict builds each from its mapping.
+_SECTION_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "train": TrainConfig,
+    "augment": AugmentConfig,
+    "continual": ContinualConfig,
+    "self_training": SelfTrainingConfig,
+}
 
 
 def _place_problems(output_dir: Any, name: Any) -> list[str]:
@@ -910,11 +948,17 @@ def coerce_types(
             elif not isinstance(value, bool):
                 problems[key] = f"{section}.{key}={value!r} (use true or false)"
         elif kind == "int":
-            if isinstance(value, float) and value.is_integer():
+            # numbers.Integral/Real: a numpy number from the Python API (np.int64(8), np.float32(8.0))
+            # is a plain int, as 8.0 is; the loop's range() and torch refused a float batch size.
+            if isinstance(value, bool):
+                problems[key] = f"{section}.{key}={value!r} (use a whole number)"
+            elif isinstance(value, numbers.Integral) or (
+                isinstance(value, numbers.Real) and float(value).is_integer()  # not inf or NaN
+            ):
                 out[key] = int(value)
             elif isinstance(value, str) and _whole_number(value) is not None:
                 out[key] = _whole_number(value)
-            elif isinstance(value, bool) or not isinstance(value, int):
+            elif not isinstance(value, int):
                 problems[key] = f"{section}.{key}={value!r} (use a whole number)"
         elif kind == "float":
             if isinstance(value, str):
@@ -922,8 +966,10 @@ def coerce_types(
                     out[key] = float(value)
                 except ValueError:
                     problems[key] = f"{section}.{key}={value!r} (use a number, e.g. 5e-5)"
-            elif isinstance(value, bool) or not isinstance(value, int | float):
+            elif isinstance(value, bool) or not isinstance(value, numbers.Real):
                 problems[key] = f"{section}.{key}={value!r} (use a number)"
+            elif not isinstance(value, int | float):  # np.float32(5e-5): a plain float for config.json
+                out[key] = float(value)
         elif kind == "str":
             if isinstance(value, list | dict):
                 problems[key] = f"{section}.{key}={value!r} (use a single text value)"

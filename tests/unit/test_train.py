@@ -528,10 +528,12 @@ def test_text_pairs(
     assert result.summary["status"] == "finished"
     predictor = tunelab.load(result.run_dir)
     assert predictor.config.data.text_pair_column == "context"
-    alone = predictor.logits(["rain today"])
+    with pytest.raises(DataError, match="trained on text pairs"):  # scored the first texts alone, silently
+        predictor.logits(["rain today"])
     paired = predictor.logits(["rain today"], ["context 1 weather"])
-    assert alone.shape == paired.shape == (1, 3)
-    assert not torch.allclose(torch.from_numpy(alone), torch.from_numpy(paired))
+    other = predictor.logits(["rain today"], ["context 2 markets"])
+    assert paired.shape == other.shape == (1, 3)
+    assert not torch.allclose(torch.from_numpy(other), torch.from_numpy(paired))  # the pair is read
     assert predictor.predict("rain today", "context 1 weather")["label"] in class_names
 
 

@@ -81,6 +81,23 @@ def merge(
         >>> result.path, result.max_logit_diff  # doctest: +SKIP
         (PosixPath('runs/banking77-lora-merged'), 2.4e-06)
     """
+    from tunelab.models.classifier import keeping_global_rng  # lazy: it imports transformers
+
+    # Loading the adapter builds a classifier from torch's global stream (a head drawn, then the
+    # saved one loaded over it): a caller's seeded stream was advanced. It is put back as it was.
+    with keeping_global_rng():
+        return _merge(run, output=output, data=data, data_options=data_options, show_progress=show_progress)
+
+
+def _merge(
+    run: str | Path,
+    *,
+    output: str | Path | None,
+    data: str | Path | None,
+    data_options: list[str] | dict[str, Any] | None,
+    show_progress: bool,
+) -> MergeResult:
+    """``merge``'s work, inside ``keeping_global_rng``."""
     from tqdm.auto import tqdm
 
     from tunelab.compress.datasets import parity_data

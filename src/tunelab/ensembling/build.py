@@ -87,6 +87,23 @@ def ensemble(
         >>> from tunelab.ensembling import ensemble  # doctest: +SKIP
         >>> ensemble(["runs/a", "runs/b", "runs/c"], "runs/abc").metrics["test"]["accuracy"]  # doctest: +SKIP
     """
+    from tunelab.models.classifier import keeping_global_rng  # lazy: it imports transformers
+
+    # Loading the members builds classifiers from torch's global stream (a head drawn, then the saved
+    # one loaded over it): a caller's seeded stream was advanced. It is put back as it was.
+    with keeping_global_rng():
+        return _ensemble(runs, out, calibrate=calibrate, dev=dev, dev_options=dev_options)
+
+
+def _ensemble(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    calibrate: bool,
+    dev: str | Path | None,
+    dev_options: list[str] | None,
+) -> EnsembleResult:
+    """``ensemble``'s work, inside ``keeping_global_rng``."""
     from tunelab.inference import load
 
     if len(runs) < 2:

@@ -20,10 +20,14 @@ this layout (an encoder folder + ``head.safetensors`` + ``head.json``) are conve
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from torch import nn
@@ -82,6 +86,30 @@ def detect_pooling(path: Path) -> str:
         except (OSError, json.JSONDecodeError):
             pass
     return "cls"
+
+
+@contextlib.contextmanager
+def keeping_global_rng() -> Iterator[None]:
+    """Run the body, then put the process's random streams back as they were: torch's CPU generator
+    (each CUDA device's too, where CUDA is in use), numpy's global one and Python's ``random``.
+
+    ``tunelab.train`` seeds the global torch stream (``build_classifier``: the run's head, dropout
+    masks) and a resume restores all three from its checkpoint; ``merge`` and ``ensemble`` draw from
+    it building their models. A notebook's ``torch.manual_seed(0)`` before them was silently replaced
+    by the run's seed 42, or advanced. Inside, the streams start from the caller's state as before,
+    so a run's own results (seeded inside) are unchanged. Usable as a decorator.
+
+    CUDA's generators are kept only once CUDA is initialised: reading them would otherwise start a
+    CUDA context on every device for a CPU run.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def _load_encoder(path: Path) -> nn.Module:
@@ -160,6 +188,8 @@ def build_classifier(
         pooling = detect_pooling(path)
     encoder = _load_encoder(path)
     if seed is not None:
+        # The global stream: the training loop's dropout masks go on from it. train() runs inside
+        # keeping_global_rng, so the caller's own stream is put back after the run.
         torch.manual_seed(seed)
     model = _with_encoder(_new_classifier(encoder.config, labels, problem_type, pooling), encoder)
     model.config.name_or_path = str(path)  # which base an adapter refers to (peft records it)

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -398,9 +399,12 @@ def _evaluate(
         state.best_metric, state.best_loss, state.best_step = value, loss, state.step
         save_weights(best_path, trainable_state(model))
     if setup.show_progress:
+        # stderr, with the bar (train's docstring): tqdm.write's default, stdout, mixed these lines
+        # into a caller's own output (a script's results piped to a file).
         tqdm.write(
             f"dev step {state.step}: {metric} {value:.4f} "
-            f"(best {state.best_metric:.4f} at step {state.best_step})"
+            f"(best {state.best_metric:.4f} at step {state.best_step})",
+            file=sys.stderr,
         )
     if setup.on_evaluate is not None:
         setup.on_evaluate(dict(record))

@@ -33,6 +33,7 @@ from tunelab.evaluate.run_context import ReportContext
 from tunelab.inference.forward import predict_logits
 from tunelab.methods import Method
 from tunelab.models import ResolvedModel, load_tokenizer
+from tunelab.models.classifier import keeping_global_rng
 from tunelab.models.fingerprint import check_base, weights_fingerprint
 from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
@@ -218,6 +219,7 @@ def _restoring_threads(fn: Callable[..., TrainResult]) -> Callable[..., TrainRes
 
 
 @_restoring_threads
+@keeping_global_rng()  # the run seeds torch's global stream (and a resume all three): the caller's is kept
 def train(
     config: RunConfig | dict[str, Any] | str | Path | None = None,
     *,

@@ -8,7 +8,10 @@ A thin layer over ``tunelab.apps.support``: parse, call, print. ``export-feedbac
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +277,7 @@ def run_chat(args: argparse.Namespace) -> int:
     passages = len(bot.index.passages) if bot.index is not None else 0
     print(f"bot {bot.name} ({Path(bot.config.run).name}, {len(bot.intents)} intents, {passages} passages).")
     print("Type a message; /reset starts over, /quit leaves.")
+    _undecodable_as_surrogates()
     history: list[str] = []
     while True:
         try:
@@ -298,6 +302,21 @@ def run_chat(args: argparse.Namespace) -> int:
         history = [*history, text][-10:]
         print(f"bot> {reply.reply}")
         print(f"     [{_chat_tag(reply)}]")
+
+
+def _undecodable_as_surrogates() -> None:
+    """Read stdin's bytes that are not UTF-8 as lone surrogates, as a C/POSIX locale does.
+
+    Under a strict UTF-8 locale they made input() raise UnicodeDecodeError, ending the chat and
+    dropping the lines read with them; as surrogates, ``Bot.reply`` refuses the line in one line and
+    the chat goes on. Left so when the chat ends: a TextIOWrapper cannot change its errors once it
+    has read, and the process ends with the chat.
+    """
+    reconfigure = getattr(sys.stdin, "reconfigure", None)  # a TextIOWrapper's; not every stand-in's
+    if reconfigure is None or getattr(sys.stdin, "errors", None) != "strict":
+        return
+    with contextlib.suppress(io.UnsupportedOperation):  # stdin was read before: left as it is
+        reconfigure(errors="surrogateescape")
 
 
 def _chat_tag(reply: Any) -> str:

@@ -21,3 +21,26 @@ CJK = (
 #: One character written without spaces around it: the ideographs and kana above, CJK punctuation
 #: ("。", "，") and full-width forms.
 UNSPACED = re.compile(rf"[{CJK}\u3000-\u303f\uff00-\uffef]")
+
+
+# One word: a character of the scripts above, or a run of other characters that are not spaces.
+_WORD = re.compile(rf"{UNSPACED.pattern}|(?:(?!{UNSPACED.pattern})\S)+")
+
+
+def count_words(text: str) -> int:
+    """How many words ``text`` has: ``len(text.split())``, with each Chinese or Japanese character
+    (and CJK punctuation) a word of its own; a Chinese sentence, written without spaces, counted as
+    one word ("我们的营业时间是" is 8, "iPhone, 很好" 4). What a length limit in words measures."""
+    return len(_WORD.findall(text))
+
+
+def join_lines(lines: list[str]) -> str:
+    """Wrapped lines of one paragraph as one text: a space between two lines, none where a line
+    ending in a Chinese or Japanese character meets one beginning with one ("营业时间是" +
+    "周一至周五。" is one sentence, not "营业时间是 周一至周五。")."""
+    out: list[str] = []
+    for line in lines:
+        if out and not (UNSPACED.match(out[-1][-1:]) and UNSPACED.match(line[:1])):
+            out.append(" ")
+        out.append(line)
+    return "".join(out)

@@ -36,7 +36,6 @@ from tunelab.yaml_names import load_names_yaml
 #: What a hand-off replies when the answers file has no ``handoff`` of its own.
 DEFAULT_HANDOFF = "I'm passing this to a colleague who can help; they will reply here."
 _FIELDS = ("intents", "slots", "fallback", "handoff")
-_SLOT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -241,8 +240,10 @@ def _read_slots(raw: Any, path: Path) -> dict[str, Slot]:
     slots = {}
     for name, spec in raw.items():
         where = f"{path}: slots.{name}"
-        if not isinstance(name, str) or not _SLOT_NAME.match(name):
-            raise ConfigError(f"{where}: slot names are letters, digits and _ (not starting with a digit)")
+        if not isinstance(name, str) or not _is_slot_name(name):
+            raise ConfigError(
+                f"{where}: slot names are letters (of any script), digits and _, not starting with a digit"
+            )
         if isinstance(spec, str):
             if not spec:
                 raise ConfigError(f"{where}: empty regex; give a pattern that finds the value")
@@ -302,6 +303,14 @@ def _read_intents(
     return intents
 
 
+def _is_slot_name(name: str) -> bool:
+    """A slot name is a Python identifier: letters of any script, digits and _, not starting with a
+    digit. ``str.format`` takes any such name as a keyword (``{金额}``); an ASCII-only rule refused
+    金额, though it is letters as the error asked. Nothing else reads the name (no regex group is
+    named after it), and JSON carries any of them."""
+    return name.isidentifier()
+
+
 def _template_slots(template: str, path: Path, where: str) -> list[str]:
     """The slot names a template uses, in order, checked to be plain names."""
     names: list[str] = []
@@ -312,7 +321,7 @@ def _template_slots(template: str, path: Path, where: str) -> list[str]:
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
-        if not _SLOT_NAME.match(name) or spec or conversion:
+        if not _is_slot_name(name) or spec or conversion:
             raise ConfigError(
                 f"{path}: {where}: {{{name}{'!' + conversion if conversion else ''}"
                 f"{':' + spec if spec else ''}}} is not a slot; use a plain name like {{amount}}"

@@ -185,7 +185,8 @@ class Bot:
         """The reply to ``text``; ``history``: the conversation's earlier user messages, oldest first.
 
         Raises:
-            DataError: the message is empty, not text, or longer than ``MAX_MESSAGE_CHARS``.
+            DataError: the message is empty, not text, not valid Unicode (a lone surrogate), or
+                longer than ``MAX_MESSAGE_CHARS``.
         """
         return self.reply_many([text], [history])[0]
 
@@ -193,14 +194,20 @@ class Bot:
         """Replies to several messages, classified in one batch (the service's batcher calls this).
 
         Raises:
-            DataError: a message is empty, not text, or too long (named by its position), or
-                ``histories`` does not give one history per message.
+            DataError: a message is empty, not text, not valid Unicode or too long (named by its
+                position), a history's last message is not valid Unicode, or ``histories`` does not
+                give one history per message.
         """
         check_messages(texts, self.max_message_chars)
         if histories is None:
             histories = [()] * len(texts)
         if len(histories) != len(texts):
             raise DataError(f"{len(texts)} messages but {len(histories)} histories: give one per message")
+        previous = [last_message(h) for h in histories]
+        for i, text in enumerate(previous, start=1):  # read with the message, so checked as it is
+            bad = _lone_surrogate(text)
+            if bad is not None:
+                raise DataError(f"message {i}'s history: its last message {_not_unicode(bad)}")
         alone = [_Reading(t, p) for t, p in zip(texts, self.probabilities(list(texts)), strict=True)]
         for r in alone:
             self._classify(r)
@@ -209,7 +216,6 @@ class Bot:
         # handed off, or one answered from knowledge, which a template answer for the same intent
         # read with the previous turn replaces (a clear message kept its own reading: a knowledge
         # reply at 1.00 became the previous message's template).
-        previous = [last_message(h) for h in histories]
         reading = {
             i: self.join_previous(previous[i], texts[i])
             for i, r in enumerate(alone)
@@ -380,7 +386,8 @@ def check_messages(
     in chunks, a position would count from the chunk's start and name no file.
 
     Raises:
-        DataError: naming the first bad message by its place, else by position (1-based).
+        DataError: naming the first bad message by its place, else by position (1-based); also
+            for a message that is not valid Unicode (a lone surrogate).
     """
     for i, text in enumerate(texts, start=1):
         where = places[i - 1] if places is not None else f"message {i}"
@@ -390,6 +397,28 @@ def check_messages(
             raise DataError(
                 f"{where}: {len(text)} characters, over the {max_chars} a message may have; shorten it"
             )
+        # a lone surrogate (undecodable bytes of the chat's stdin, "\ud800" in JSON) reached the
+        # tokenizer, whose TypeError ended the chat and lost the conversation
+        bad = _lone_surrogate(text)
+        if bad is not None:
+            raise DataError(f"{where}: {_not_unicode(bad)}")
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """The position of the first character of ``text`` UTF-8 cannot encode (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _not_unicode(position: int) -> str:
+    """The end of the error for a lone surrogate, as ``tunelab predict`` words it."""
+    return (
+        f"not valid Unicode at position {position} (a lone surrogate, or bytes in another encoding "
+        "than UTF-8); fix the text"
+    )
 
 
 def check_intent_model(predictor: Any, run: str | Path) -> None:

@@ -34,11 +34,13 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import exchange
+from tunelab.data.scripts import count_words, join_lines
 from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-#: A Markdown section longer than this many words is cut at paragraph breaks into several passages.
+#: A Markdown section longer than this many words is cut at paragraph breaks into several passages;
+#: a Chinese or Japanese character counts as a word (``count_words``), so such a section is cut too.
 MAX_PASSAGE_WORDS = 200
 #: From this many passages on, search goes through an approximate (HNSW) index instead of exact.
 ANN_MIN_PASSAGES = 5000
@@ -47,7 +49,9 @@ ANN_MIN_PASSAGES = 5000
 # Shared with apps/recommend/index.py through build_hnsw and read_hnsw.
 _HNSW_LINKS, _HNSW_EF_BUILD, _HNSW_EF_SEARCH = 32, 200, 128
 FORMATS = (".md", ".markdown", ".csv", ".jsonl")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# An ATX heading; as CommonMark has it, a closing run of # counts only after a space (or alone), so
+# "# Title ##" is "Title" but "# C#" and "# F# " keep their "#". Group 2 is stripped by the reader.
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)(?:(?<=\s)#+)?\s*$")
 # A Markdown section's intent tag: a line ``intent: <name>`` right under its heading.
 _INTENT_LINE = re.compile(r"^\s*intent:\s*(\S+)\s*$", re.IGNORECASE)
 
@@ -143,20 +147,27 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
 
     def end_block() -> None:
         if block:
-            paragraphs.append((block_start, " ".join(s.strip() for s in block)))
+            # a wrapped line joins the next without a space between two Chinese or Japanese
+            # characters ("营业时间是\n周一" is one sentence, not "营业时间是 周一")
+            paragraphs.append((block_start, join_lines([s.strip() for s in block])))
             block.clear()
 
     def end_section() -> None:
         end_block()
         chunk: list[str] = []
-        chunk_start = start
+        chunk_start, words = start, 0  # words: in chunk
         for line_no, para in paragraphs:
-            if chunk and len(" ".join([*chunk, para]).split()) > MAX_PASSAGE_WORDS:
+            # each Chinese or Japanese character a word: a Chinese paragraph, written without spaces,
+            # was one "word", so a long section was never cut and the encoder read only its start
+            para_words = count_words(para)
+            # a paragraph over the limit alone stays whole, one passage of its own
+            if chunk and words + para_words > MAX_PASSAGE_WORDS:
                 passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}", intent))
-                chunk, chunk_start = [], line_no
+                chunk, chunk_start, words = [], line_no, 0
             if not chunk:
                 chunk_start = line_no
             chunk.append(para)
+            words += para_words
         if chunk:
             passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}", intent))
         paragraphs.clear()
@@ -166,7 +177,7 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
         tag = _INTENT_LINE.match(line) if under_heading else None
         if heading:
             end_section()
-            title, start, intent, under_heading = heading.group(2), line_no, None, True
+            title, start, intent, under_heading = heading.group(2).strip(), line_no, None, True
         elif tag:
             intent, under_heading = tag.group(1), False
         elif line.strip():

@@ -127,6 +127,9 @@ def test_an_older_cf_file_with_pickled_user_ids_is_refused_without_unpickling(tm
     )
     with pytest.raises(ConfigError) as info:
         CFModel.load(tmp_path, cfg.model_dump())
-    expected = "built by an older tunelab (pickled user ids); build the recommender again"
+    expected = (
+        "built by an older tunelab (pickled user ids); "
+        "build it again with --overwrite --keep-live to keep its added items and events"
+    )
     assert str(info.value) == f"{tmp_path / cf_module.FILE}: {expected}"
     assert not marker.exists()

@@ -193,7 +193,11 @@ def test_a_ranker_file_that_would_run_code_is_refused_and_nothing_runs(tmp_path:
 def test_a_pickled_ranker_of_an_older_tunelab_is_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     (tmp_path / PICKLED).write_bytes(pickle.dumps({"model": MkdirWhenUnpickled(marker)}))
-    with pytest.raises(ConfigError, match=r"ranker\.pkl: built by an older tunelab \(pickled\); build the"):
+    with pytest.raises(
+        ConfigError,
+        match=r"ranker\.pkl: built by an older tunelab \(pickled\); build it again with "
+        r"--overwrite --keep-live",
+    ):
         Ranker.load(tmp_path)
     assert not marker.exists()
     pickle.loads((tmp_path / PICKLED).read_bytes())  # the payload is live

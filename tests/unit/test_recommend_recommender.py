@@ -452,7 +452,9 @@ def test_a_ranker_fitted_on_other_features_asks_for_a_new_build(rec_folder: Path
     saved = skops.io.load(path, trusted=list(SAVED_TYPES))
     saved["features"] = tuple(saved["features"])[:-2]  # as a build of another tunelab version
     skops.io.dump(saved, path)
-    with pytest.raises(ConfigError, match=r"fitted on other features.*build the recommender again"):
+    with pytest.raises(
+        ConfigError, match=r"fitted on other features.*build it again with --overwrite --keep-live"
+    ):
         Recommender.load(rec_folder)
 
 
@@ -483,13 +485,18 @@ def test_a_folder_of_an_older_tunelab_is_refused_without_unpickling(rec_folder: 
     with pytest.raises(ConfigError) as info:
         Recommender.load(rec_folder)
     assert str(info.value) == (
-        f"{rec_folder / 'ranker.pkl'}: built by an older tunelab (pickled); build the recommender again"
+        f"{rec_folder / 'ranker.pkl'}: built by an older tunelab (pickled); "
+        "build it again with --overwrite --keep-live to keep its added items and events"
     )
     with np.load(rec_folder / "cf.npz") as data:
         arrays = {name: data[name] for name in data.files}
     arrays["user_ids"] = np.array([MkdirWhenUnpickled(marker), *arrays["user_ids"][1:]], dtype=object)
     np.savez(rec_folder / "cf.npz", **arrays)
-    with pytest.raises(ConfigError, match=r"cf\.npz: built by an older tunelab \(pickled user ids\); build"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cf\.npz: built by an older tunelab \(pickled user ids\); build it again with "
+        r"--overwrite --keep-live to keep its added items and events$",
+    ):
         Recommender.load(rec_folder)
     assert not marker.exists()
 

@@ -32,10 +32,15 @@ the folder's live.sqlite, which rank here reads too).
 BUILD_HELP = """examples:
   tunelab app recommend build --config configs/movielens.yaml --out recs/movielens
   tunelab app recommend build --config rec.yaml --out recs/shop --max-pairs 2000 --overwrite
+  tunelab app recommend build --config rec.yaml --out recs/shop --overwrite --keep-live
 
 Reads the items and interactions, splits each user's positives by time (the last val_frac fit the
 ranker), fine-tunes the bi-encoder on the rest, fits CF, and writes the folder whole or not at all.
 Interactions naming items the items file lacks are counted and shown, not silently dropped.
+--overwrite replaces the folder with its live.sqlite (the items added and events recorded since
+the build); add --keep-live to carry them into the new folder: each added item re-embedded by the
+new text model (one whose id the items file now has is left out: the catalog wins), every event
+as recorded. Only live.sqlite is read, so a folder an older tunelab built keeps them too.
 """
 
 RANK_HELP = """examples:
@@ -69,6 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b.add_argument("--out", required=True, help="the folder to write, e.g. recs/movielens")
     b.add_argument("--overwrite", action="store_true", help="replace a recommender folder already there")
     b.add_argument(
+        "--keep-live",
+        action="store_true",
+        help="with --overwrite: keep the replaced folder's added items and recorded events",
+    )
+    b.add_argument(
         "--max-pairs", type=int, metavar="N", help="fine-tuning triples (overrides model.max_pairs)"
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -97,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from tunelab.apps.recommend import build, load_config
-    from tunelab.apps.recommend.builder import read_report
+    from tunelab.apps.recommend.builder import kept_live_line, read_report
     from tunelab.errors import ConfigError
 
     cfg = load_config(args.config)
@@ -105,7 +115,14 @@ def _build(args: argparse.Namespace) -> int:
         if args.max_pairs < 0:
             raise ConfigError(f"--max-pairs {args.max_pairs}: give 0 (no fine-tuning) or more")
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"max_pairs": args.max_pairs})})
-    rec = build(cfg, args.out, progress=not args.no_progress, overwrite=args.overwrite, absorb_val=True)
+    rec = build(
+        cfg,
+        args.out,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        absorb_val=True,
+        keep_live=args.keep_live,
+    )
     report = read_report(args.out)
     data, ranker = report.get("data", {}), report.get("ranker", {})
     print(f"recommender {cfg.name}: {args.out}")
@@ -133,6 +150,8 @@ def _build(args: argparse.Namespace) -> int:
     if "second" in cf_report:
         print(f"  collaborative: {cf_report.get('algorithm')}, with {cf_report['second']} beside it")
     print(f"  search: {report.get('index', {}).get('search')}; built in {report['timings']['total_s']:.0f} s")
+    if "kept_live" in report:
+        print(f"  {kept_live_line(report['kept_live'])}")
     _warn_unknown(data.get("unknown_items", {}), cfg.interactions.path, "interactions")
     for extra in cfg.items.extra_text:
         counts = data.get("extra_text", {}).get(extra.name, {})

@@ -23,7 +23,7 @@ import pandas as pd
 from tunelab.apps.recommend.cf import CFModel, fit_cf
 from tunelab.apps.recommend.config import RecommendConfig
 from tunelab.apps.recommend.crossencoder import CrossScorer, fit_cross_stage
-from tunelab.apps.recommend.data import Dataset, load_dataset, texts_before
+from tunelab.apps.recommend.data import Dataset, id_text, load_dataset, texts_before
 from tunelab.apps.recommend.index import ItemIndex
 from tunelab.apps.recommend.live import create as create_live
 from tunelab.apps.recommend.ranker import NoPoolPositive, Ranker, fit_ranker, training_rows
@@ -31,7 +31,7 @@ from tunelab.apps.recommend.recommender import META, REPORT, Recommender
 from tunelab.apps.recommend.split import split_chronological
 from tunelab.apps.recommend.textmodel import TextModel, Triple, make_triples
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def build(
     absorb_val: bool = True,
     text_model: TextModel | None = None,
     cross_scorer: CrossScorer | None = None,
+    keep_live: bool = False,
 ) -> Recommender:
     """Build a recommender folder at ``out`` and return it loaded.
 
@@ -58,9 +59,17 @@ def build(
         train, val: the interactions to learn from and the validation positives the ranker is
             fitted on (default: ``split_chronological`` with the config's split section).
         progress: show progress bars.
-        overwrite: replace a recommender folder already at ``out`` (its live items and events go);
-            off by default, as the command is without ``--overwrite``: a second build into the same
-            folder silently dropped the items and events added live.
+        overwrite: replace a recommender folder already at ``out`` (its live items and events go,
+            unless ``keep_live``); off by default, as the command is without ``--overwrite``: a
+            second build into the same folder silently dropped the items and events added live.
+        keep_live: with ``overwrite``, carry the replaced folder's ``live.sqlite`` rows into the new
+            one (``--keep-live``): each added item re-embedded from its text by the new text model
+            (left out, and counted, when the new catalog has its id), every event as recorded (its
+            time and positive flag). Only ``live.sqlite`` is read, so a folder whose other files no
+            longer load (an older tunelab's) keeps them too; it is read again as the new folder is
+            written, so rows added during the training are kept (a row a server writes in the
+            moment before the swap is not: stop writers first). Counted in the report's
+            ``kept_live``.
         absorb_val: after the ranker is fitted, refit CF on train + val and keep val in the users'
             histories, so nothing a user did is left out of serving (on by default, as ``tunelab app
             recommend build`` does: off, ``exclude_seen`` returned items the user had already rated;
@@ -74,7 +83,9 @@ def build(
             (``model.cross_encoder``); its blend with the ranker is fitted again.
 
     Raises:
-        ConfigError: ``out`` is something else, or a recommender and ``overwrite`` is off.
+        ConfigError: ``out`` is something else, or a recommender and ``overwrite`` is off;
+            ``keep_live`` without ``overwrite`` or without a recommender at ``out``, or its
+            ``live.sqlite`` cannot be read.
         DataError: bad data, no validation positives to fit the ranker on, or (with
             ``model.cross_encoder``) none among the validation users' top candidates.
     """
@@ -82,7 +93,10 @@ def build(
     from tunelab.apps.support.build import restore_interrupted
 
     restore_interrupted(target)  # before the check: a folder an interrupted build set aside is still there
+    _check_keep_live(target, overwrite, keep_live)
     _check_target(target, overwrite)
+    if keep_live:
+        _read_live(target)  # a file that cannot be read is refused now, not after the training
     timings: dict[str, float] = {}
     started = clock = time.perf_counter()
 
@@ -250,6 +264,8 @@ def build(
         # without write access loads a fresh build), not on the first write: two processes making
         # it at once collided ("database is locked", no wait)
         create_live(tmp)
+        if keep_live:  # read now: rows a server added during the build are kept too
+            report["kept_live"] = _carry_live(rec, _read_live(target), tmp)
         report["timings"]["total_s"] = round(time.perf_counter() - started, 3)
         atomic_write_json(tmp / REPORT, report)
 
@@ -390,6 +406,91 @@ def read_report(folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def _check_keep_live(target: Path, overwrite: bool, keep_live: bool) -> None:
+    """``keep_live`` has a recommender being replaced to keep the live rows of."""
+    if not keep_live:
+        return
+    if not overwrite:
+        raise ConfigError(
+            "--keep-live (keep_live=True) keeps the added items and events of the recommender that "
+            "--overwrite replaces; give --overwrite too"
+        )
+    if not (target / META).is_file() and (
+        not target.exists() or (target.is_dir() and not any(target.iterdir()))
+    ):
+        raise ConfigError(
+            f"{target}: no recommender there, so no added items and events to keep; "
+            "leave out --keep-live (keep_live=True)"
+        )
+
+
+def _read_live(target: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The items and events of the recommender at ``target`` (``live.read_rows``), or a one-line error."""
+    import sqlite3
+
+    from tunelab.apps.recommend.live import FILE, read_rows
+
+    try:
+        return read_rows(target)
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise ConfigError(
+            f"{target / FILE}: the live items and events cannot be read ({first_line(exc)}); restore it "
+            "from a backup, or build without --keep-live (they are then lost); the folder is left as is"
+        ) from None
+
+
+def _carry_live(
+    rec: Recommender, rows: tuple[list[dict[str, Any]], list[dict[str, Any]]], folder: Path
+) -> dict[str, int]:
+    """Write the old folder's live ``rows`` into ``folder``'s ``live.sqlite`` (the new build's, not yet
+    in place) with the store's own inserts: the items not in ``rec``'s catalog with vectors from its
+    text model (as ``Recommender.add_items`` encodes them), the events as recorded. Returns the
+    counts for the report."""
+    from tunelab.apps.recommend.live import LiveStore, leave_wal
+
+    items, events = rows
+    taken = set(rec.index_of)
+    kept = []
+    for row in items:
+        item_id = id_text(row["item_id"])  # as Recommender.load reads it (an earlier tunelab kept "7.0")
+        if item_id not in taken:  # the catalog wins
+            taken.add(item_id)
+            kept.append({**row, "item_id": item_id})
+    store = LiveStore(folder)
+    try:
+        if kept:
+            vectors = rec.text.encode([str(r["text"]) for r in kept]).astype(np.float32)
+            store.add_items(
+                [
+                    (r["item_id"], r["fields"], str(r["text"]), v.tobytes(), float(r["added"]))
+                    for r, v in zip(kept, vectors, strict=True)
+                ]
+            )
+        if events:
+            store.add_events(events)
+    finally:
+        store.close()
+    if kept or events:
+        leave_wal(folder)
+    return {
+        "items": len(items),
+        "in_catalog": len(items) - len(kept),
+        "events": len(events),
+        "events_on_unknown_items": sum(1 for e in events if id_text(e["item_id"]) not in taken),
+    }
+
+
+def kept_live_line(kept: dict[str, int]) -> str:
+    """The one line saying what ``build --keep-live`` kept (``kept_live`` in the report)."""
+    left = f" ({kept['in_catalog']} now in the catalog, left out)" if kept["in_catalog"] else ""
+    unknown = kept.get("events_on_unknown_items", 0)
+    missing = f" ({unknown} on items the new folder lacks)" if unknown else ""
+    return (
+        f"kept {kept['items']} added items{left} and {kept['events']} events{missing} "
+        "from the old folder's live.sqlite"
+    )
+
+
 def _check_target(target: Path, overwrite: bool) -> None:
     """``--out`` can take the recommender: not under a file, writable, and a recommender (or empty)
     when it exists.
@@ -416,7 +517,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
     if not overwrite:
         raise ConfigError(
             f"{target}: a recommender is already there; give --overwrite (overwrite=True) to replace it "
-            "(its added items and recorded events go with it), or another --out"
+            "(its added items and recorded events go with it unless you add --keep-live), or another --out"
         )
 
 

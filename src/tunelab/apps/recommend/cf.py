@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from tunelab.apps.recommend.config import CFSection
 from tunelab.apps.recommend.data import id_text
+from tunelab.apps.recommend.live import REBUILD
 from tunelab.errors import ConfigError, DataError
 
 FILE = "cf.npz"
@@ -146,7 +147,7 @@ class CFModel:
                 if "allow_pickle" not in str(exc):  # a damaged array: the caller names it
                     raise
                 raise ConfigError(
-                    f"{path}: built by an older tunelab (pickled user ids); build the recommender again"
+                    f"{path}: built by an older tunelab (pickled user ids); {REBUILD}"
                 ) from None
             return cls(
                 algorithm=settings["algorithm"],

@@ -22,6 +22,8 @@ from tunelab.errors import DataError, RunError
 logger = logging.getLogger(__name__)
 
 FILE = "live.sqlite"
+#: How a refusal of a folder built by an older tunelab ends: a plain rebuild drops its live rows.
+REBUILD = "build it again with --overwrite --keep-live to keep its added items and events"
 Row = tuple[Any, ...]
 #: How long a connection waits for another one's lock (SQLite's busy timeout), and how long its first
 #: write keeps retrying the switch to WAL mode (which SQLite does not wait for; see ``_use_wal``).
@@ -119,6 +121,55 @@ def create(folder: str | Path) -> None:
     conn = _connect(Path(folder) / FILE)
     try:
         conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
+
+
+def read_rows(folder: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every item ``{item_id, fields, text, added}`` and event ``{user_id, item_id, time, rating,
+    event, positive, recorded}`` in ``folder``'s ``live.sqlite``, in the order written; none when it
+    has no such file (or no tables yet). ``build --keep-live`` carries them into the new folder.
+
+    Only this file is opened, so it reads a folder whose other files no longer load (an older
+    tunelab's ``cf.npz``); nothing is written (the journal mode is left as it is).
+
+    Raises:
+        sqlite3.DatabaseError: the file cannot be read; ValueError: an item's fields are not JSON.
+    """
+    path = Path(folder) / FILE
+    if not path.is_file():
+        return [], []
+    conn = _connect(path)
+    try:
+        if not _has_schema(conn):
+            return [], []
+        conn.execute("BEGIN")  # one snapshot of both tables, as changes_after reads them
+        try:
+            items = conn.execute("SELECT item_id, fields, text, added FROM items ORDER BY seq").fetchall()
+            events = conn.execute(
+                "SELECT user_id, item_id, time, rating, event, positive, recorded FROM events ORDER BY seq"
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return (
+        [{"item_id": i, "fields": json.loads(f), "text": t, "added": a} for i, f, t, a in items],
+        [
+            dict(
+                zip(("user_id", "item_id", "time", "rating", "event", "positive", "recorded"), e, strict=True)
+            )
+            for e in events
+        ],
+    )
+
+
+def leave_wal(folder: str | Path) -> None:
+    """Put ``folder``'s ``live.sqlite`` back in the rollback-journal mode ``create`` leaves it in
+    (after ``build --keep-live`` wrote the old rows into it): see ``create``."""
+    conn = _connect(Path(folder) / FILE)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
     finally:
         conn.close()
 
@@ -229,6 +280,23 @@ class LiveStore:
                 row,
             )
             return int(cur.lastrowid or 0)
+
+    def add_events(self, rows: list[dict[str, Any]]) -> None:
+        """Insert event rows (as ``add_event`` takes them) in one transaction: all or none."""
+        with self._lock:
+            self._check_folder()
+            conn = self._writing()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO events (user_id, item_id, time, rating, event, positive, recorded) "
+                    "VALUES (:user_id, :item_id, :time, :rating, :event, :positive, :recorded)",
+                    rows,
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def changes_after(self, item_seq: int, event_seq: int) -> tuple[list[Row], list[Row]]:
         """The items ``(seq, item_id, fields, text, vector, added)`` past ``item_seq`` and the events

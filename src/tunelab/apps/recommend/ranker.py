@@ -58,6 +58,7 @@ import pandas as pd
 
 from tunelab.apps.recommend.config import RankerSection
 from tunelab.apps.recommend.features import COLLABORATIVE, FEATURES, mask_collaborative
+from tunelab.apps.recommend.live import REBUILD
 from tunelab.errors import ConfigError
 
 FILE = "ranker.skops"
@@ -130,14 +131,14 @@ class Ranker:
             raise ConfigError(
                 f"{folder}: its ranker was fitted on other features (built by another tunelab"
                 + (f", without {', '.join(missing)}" if missing else "")
-                + "); build the recommender again"
+                + f"); {REBUILD}"
             )
         return cls(saved["kind"], saved["model"], saved["cold_model"], FEATURES, report or {})
 
 
 def older_pickle(path: Path) -> str:
     """The one line that refuses a pickled file of a recommender folder built before skops."""
-    return f"{path}: built by an older tunelab (pickled); build the recommender again"
+    return f"{path}: built by an older tunelab (pickled); {REBUILD}"
 
 
 def dump_estimators(saved: dict[str, Any], path: Path) -> None:

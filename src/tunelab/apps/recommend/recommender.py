@@ -255,7 +255,7 @@ class Recommender:
         ) as exc:  # fmt: skip
             raise ConfigError(
                 f"{root}: a damaged recommender folder ({type(exc).__name__}: {first_line(exc)}); "
-                "build it again"
+                f"{live_store.REBUILD}"
             ) from None
         if rec._live is not None and rec._live._loaded != identity:
             # replaced (build --overwrite) while its files were read: the index may be the old

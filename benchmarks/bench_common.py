@@ -33,6 +33,8 @@ def train_run(
     """Train ``config`` with ``overrides`` as run ``out/name`` (or finish the killed run ``resume``).
 
     Returns the run folder, its run.json and the wall time of the whole command in seconds.
+    A failed ``tunelab train`` (a bad ``--set`` field, a taken name) exits with one line, not a
+    CalledProcessError traceback: the child has printed its own error line above it.
     ``quiet`` drops the progress bar (for log files); ``echo`` prints the command first.
     """
     if resume is not None:
@@ -47,7 +49,10 @@ def train_run(
     if echo:
         print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    try:
+        subprocess.run(cmd, check=True)
+    except subprocess.CalledProcessError as exc:  # its own one-line error is printed above
+        sys.exit(f"tunelab train {name}: failed (exit {exc.returncode}); see the error above")
     wall = time.perf_counter() - start
     run = out / name
     return run, json.loads((run / "run.json").read_text(encoding="utf-8")), wall

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from bench_common import run_costs, train_run  # benchmarks/bench_common.py
 
+from tunelab.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "chnsenticorp" / "ChnSentiCorp"
 ANCHORS = {"RBT3 (38M parameters)": 92.8, "BERT-base (Chinese)": 94.7}
@@ -116,7 +118,7 @@ def main() -> None:
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.json, text + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from bench_common import run_costs, train_run  # benchmarks/bench_common.py
 
+from tunelab.atomic import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "conll2003"
 SPLITS = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
@@ -115,7 +117,7 @@ def main() -> None:
     result["limit"] = args.limit
     print_table(result)
     target = Path(args.json) if args.json else Path(result["run"]) / "conll2003.json"
-    target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(target, result)
     print(f"figures: {target}")
 
 

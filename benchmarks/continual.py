@@ -184,7 +184,10 @@ def train(
             cmd += [*args, f"name={name}", f"output_dir={out / 'runs'}"]
         print("$", " ".join(cmd), flush=True)
         start = time.perf_counter()
-        subprocess.run([*cmd, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+        try:
+            subprocess.run([*cmd, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+        except subprocess.CalledProcessError as exc:  # its one-line error went to stderr, above
+            sys.exit(f"tunelab train {name}: failed (exit {exc.returncode}); see the error above")
         print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
     return run, json.loads((run / "run.json").read_text(encoding="utf-8"))
 
@@ -406,7 +409,7 @@ def main() -> int:
         "selection_on_dev": selection,
         "test": results,
     }
-    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "results.json", record)
     print(
         "\n| variant | old before | old after | forgetting | new 17 | all 77 | train rows | train s "
         "| setup s | share |"

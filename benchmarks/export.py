@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from statistics import median
 
+from tunelab.atomic import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "test.csv"
 FORMATS = ["onnx", "onnx-int8", "torch-int8"]
@@ -110,46 +112,55 @@ def main() -> None:
         variants.append(("onnx-int8", args.heads, "heads", 0.0))
     if args.structured:
         variants.append(("onnx-int8", args.structured, "structured", args.recover_epochs))
-    source = tunelab.load(args.run)
-    if args.data == "dev":
-        dataset = dev_split(source)
-        parity_file = None  # tunelab.export's own default: the run's dev split when it has no test
-    else:
-        dataset = load_labelled(args.data, source.config.data, source.labels)
-        parity_file = args.data
-    enc = source.encode(dataset.texts, dataset.text_pairs)
-    first = source.encode(dataset.texts[: args.batch1_texts])
-    y = np.asarray(dataset.labels)
-    rows = {"pytorch eager": {"backend": source.backend, "size_mb": folder_mb(Path(args.run) / "weights")}}
-    with tempfile.TemporaryDirectory(prefix="tunelab-export-bench-") as tmp:
-        for fmt, fraction, method, recover in variants:
-            name = fmt if fraction is None else f"{fmt} {method}-{round(100 * fraction)}%"
-            name += f" +{recover:g}ep" if recover else ""
-            print(f"exporting {name} ...", flush=True)
-            start = time.perf_counter()
-            result = tunelab.export(
-                args.run,
-                format=fmt,
-                prune=fraction,
-                prune_method=method,
-                recover_epochs=recover,
-                output=Path(tmp) / name.replace(" ", "-").replace("%", "").replace("+", ""),
-                data=parity_file,
-                max_drop=100.0,  # report the accuracy here; the 1-point gate is tested elsewhere
-                show_progress=False,
-            )
-            artifact = tunelab.load(result.path)
-            rows[name] = {
-                "backend": artifact.backend,
-                "size_mb": folder_mb(result.path / "weights"),
-                "export_s": round(time.perf_counter() - start, 1),
-            }
-        for _ in range(args.rounds):
+    from tunelab.errors import TunelabError
+
+    try:  # a missing or unfinished --run, a failed export: tunelab's one line, not a traceback
+        source = tunelab.load(args.run)
+        if args.data == "dev":
+            dataset = dev_split(source)
+            parity_file = None  # tunelab.export's own default: the run's dev split when it has no test
+        else:
+            dataset = load_labelled(args.data, source.config.data, source.labels)
+            parity_file = args.data
+        enc = source.encode(dataset.texts, dataset.text_pairs)
+        first = source.encode(dataset.texts[: args.batch1_texts])
+        y = np.asarray(dataset.labels)
+        rows = {
+            "pytorch eager": {"backend": source.backend, "size_mb": folder_mb(Path(args.run) / "weights")}
+        }
+        with tempfile.TemporaryDirectory(prefix="tunelab-export-bench-") as tmp:
+            for fmt, fraction, method, recover in variants:
+                name = fmt if fraction is None else f"{fmt} {method}-{round(100 * fraction)}%"
+                name += f" +{recover:g}ep" if recover else ""
+                print(f"exporting {name} ...", flush=True)
+                start = time.perf_counter()
+                result = tunelab.export(
+                    args.run,
+                    format=fmt,
+                    prune=fraction,
+                    prune_method=method,
+                    recover_epochs=recover,
+                    output=Path(tmp) / name.replace(" ", "-").replace("%", "").replace("+", ""),
+                    data=parity_file,
+                    max_drop=100.0,  # report the accuracy here; the 1-point gate is tested elsewhere
+                    show_progress=False,
+                )
+                artifact = tunelab.load(result.path)
+                rows[name] = {
+                    "backend": artifact.backend,
+                    "size_mb": folder_mb(result.path / "weights"),
+                    "export_s": round(time.perf_counter() - start, 1),
+                }
+            for _ in range(args.rounds):
+                for row in rows.values():
+                    row.setdefault("b1", []).append(throughput(row["backend"], first, 1))
+                    row.setdefault("b32", []).append(throughput(row["backend"], enc, 32))
             for row in rows.values():
-                row.setdefault("b1", []).append(throughput(row["backend"], first, 1))
-                row.setdefault("b32", []).append(throughput(row["backend"], enc, 32))
-        for row in rows.values():
-            row["accuracy"] = 100 * float((row["backend"].logits(enc, batch_size=32).argmax(1) == y).mean())
+                row["accuracy"] = 100 * float(
+                    (row["backend"].logits(enc, batch_size=32).argmax(1) == y).mean()
+                )
+    except TunelabError as exc:
+        sys.exit(f"error: {exc}")
     report(rows, args)
 
 
@@ -198,7 +209,7 @@ def report(rows: dict, args: argparse.Namespace) -> None:
     }
     print(json.dumps(payload, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, payload)
 
 
 if __name__ == "__main__":

@@ -275,10 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         "--recipes",
         nargs="+",
         default=[r for r in RECIPES if r not in ("selftrain", "full", "mnrl-head", "triplet-head")],
+        choices=list(RECIPES),
         help="dev stage: recipes to compare (default: the SetFit ones with the cosine loss; selftrain "
         "reads unlabelled texts)",
     )
-    parser.add_argument("--recipe", default="p4n4-head", help="test stage: the recipe chosen on dev")
+    parser.add_argument(
+        "--recipe", default="p4n4-head", choices=list(RECIPES), help="test stage: the recipe chosen on dev"
+    )
     parser.add_argument("--shots", nargs="+", type=int, default=[8, 16])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
@@ -289,16 +292,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # progress on stderr
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
-    baseline = Baseline()
-    if args.stage == "both":
-        run_stage(args, results, baseline, "dev", args.recipes, args.dev_shots, args.dev_seeds)
-        report(results, "dev", args.set)
-        args.recipe = best_recipe(results, args.recipes, args.set, shots=args.dev_shots, seeds=args.dev_seeds)
-        print(f"\nchosen on dev: {args.recipe}", flush=True)
-        args.stage = "test"
-    recipes = args.recipes if args.stage == "dev" else [args.recipe]
-    run_stage(args, results, baseline, args.stage, recipes, args.shots, args.seeds)
-    report(results, args.stage, args.set)
+    from tunelab.errors import TunelabError
+
+    try:  # training runs in this process: a bad --set field is tunelab's one line, not a traceback
+        baseline = Baseline()
+        if args.stage == "both":
+            run_stage(args, results, baseline, "dev", args.recipes, args.dev_shots, args.dev_seeds)
+            report(results, "dev", args.set)
+            args.recipe = best_recipe(
+                results, args.recipes, args.set, shots=args.dev_shots, seeds=args.dev_seeds
+            )
+            print(f"\nchosen on dev: {args.recipe}", flush=True)
+            args.stage = "test"
+        recipes = args.recipes if args.stage == "dev" else [args.recipe]
+        run_stage(args, results, baseline, args.stage, recipes, args.shots, args.seeds)
+        report(results, args.stage, args.set)
+    except TunelabError as exc:
+        sys.exit(f"error: {exc}")
     return 0
 
 

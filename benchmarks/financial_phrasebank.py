@@ -32,6 +32,8 @@ from typing import Any
 
 from bench_common import run_costs, train_run  # benchmarks/bench_common.py
 
+from tunelab.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "financial_phrasebank" / "FinancialPhraseBank-v1.0"
 SUBSETS = {"50agree": "Sentences_50Agree.txt", "allagree": "Sentences_AllAgree.txt"}
@@ -39,6 +41,7 @@ LABELS = ("negative", "neutral", "positive")
 # FinBERT (Araci 2019, 110M parameters), test accuracy; the targets for a bundled model.
 ANCHORS = {"50agree": 86.0, "allagree": 97.0}
 TARGETS = {"50agree": 87.0, "allagree": 97.0}
+MIN_LIMIT = 100  # the smallest --limit (main: why)
 
 Row = tuple[str, str]  # (sentence, label)
 
@@ -215,6 +218,12 @@ def main() -> None:
         "carving without extra rows, to compare on the same dev rows",
     )
     args = parser.parse_args()
+    # The sample is drawn at random, then split 80/20 (test) and its train 80/20 again (dev), both
+    # stratified: the rarest label (negative, about 12.5% of either subset) expects 0.025 x limit
+    # test and 0.02 x limit dev rows, so below 50 it reaches neither (random.sample and sklearn
+    # fail on 0 or a negative); 100 gives it about 12 sentences, 2 or more in each of dev and test.
+    if args.limit is not None and args.limit < MIN_LIMIT:
+        parser.error(f"--limit: give at least {MIN_LIMIT} (every label needs dev and test sentences)")
     data = Path(args.data)
     missing = [f for f in SUBSETS.values() if not (data / f).is_file()]
     if missing:
@@ -249,7 +258,7 @@ def main() -> None:
     )
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.json, text + "\n")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from fuzz_helpers import FUZZ_KEYS, KnownCase, fuzz_api, fuzz_identities, revokes_one_of  # noqa: E402
 from serve_helpers import make_keys, start_server  # noqa: E402
 
+from tunelab.atomic import atomic_write_text  # noqa: E402
+
 MODEL = "bench"
 TEXTS = ["I still have not received my new card", "football match with my team"]
 
@@ -86,7 +88,8 @@ def main() -> int:
     if report.failures:
         print(f"\n{len(report.failures)} distinct failures:\n\n{report.failure_text(limit=100)}")
     if args.json:
-        args.json.write_text(
+        atomic_write_text(
+            args.json,
             json.dumps(
                 {
                     "operations": report.operations,
@@ -100,7 +103,7 @@ def main() -> int:
                     "seed": args.seed,
                 },
                 indent=2,
-            )
+            ),
         )
     return 0 if not report.failures and usage_ok and alive else 1
 

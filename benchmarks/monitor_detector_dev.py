@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 import monitor_stream as bench  # benchmarks/
 import numpy as np
+from bench_common import read_json  # benchmarks/bench_common.py
 
 from tunelab.atomic import atomic_write_json
 
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--days", type=float, default=14.0)
     p.add_argument("--quiet-days", type=float, default=3.0)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--windows", nargs="+", default=["10m", "15m", "30m"])
-    p.add_argument("--baselines", nargs="+", default=["1d", "3d"])
+    p.add_argument("--windows", type=bench.duration, nargs="+", default=["10m", "15m", "30m"])
+    p.add_argument("--baselines", type=bench.duration, nargs="+", default=["1d", "3d"])
     p.add_argument("--shifts", type=float, nargs="+", default=[2.0, 3.0])
     p.add_argument("--h", type=float, nargs="+", default=[6, 7, 8, 8.5, 9, 9.5, 10, 10.5, 11, 12, 13, 14])
     p.add_argument("--release", type=float, default=0.0)
@@ -132,22 +132,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", metavar="FILE", help="pick from this saved --json, without replaying")
     args = p.parse_args(argv)
     if args.rows:
-        saved = json.loads(Path(args.rows).read_text(encoding="utf-8"))
+        saved = read_json(Path(args.rows), remedy="give a file this script's --json wrote")
         print(f"pick (dev seeds {saved['seeds']}, <= {args.dev_budget:g} false a week): "
               f"{pick(saved['rows'], args.dev_budget)}")  # fmt: skip
         return
     if 0 in args.seeds:
         p.error("seed 0 is the benchmark's stream: choose settings on other seeds")
     from tunelab.apps.monitor import DetectorSettings
-    from tunelab.apps.monitor.config import parse_duration
 
-    windows = [parse_duration(w, "--windows") for w in args.windows]
-    baselines = [parse_duration(b, "--baselines") for b in args.baselines]
+    windows, baselines = args.windows, args.baselines  # seconds (bench.duration)
+    try:  # too few --days for the quiet days and the tail: monitor_stream's one line, before any work
+        specs = [
+            bench.StreamSpec(days=args.days, quiet_days=args.quiet_days, repeats=args.repeats, seed=seed)
+            for seed in args.seeds
+        ]
+    except ValueError as exc:
+        sys.exit(f"stream: {exc}")
     sentences = bench.load_sentences(Path(args.data), "50agree", None)
     streams = []
-    for seed in args.seeds:
-        spec = bench.StreamSpec(days=args.days, quiet_days=args.quiet_days, repeats=args.repeats, seed=seed)
-        stream = bench.build_stream(sentences, spec)
+    for spec in specs:
+        try:
+            stream = bench.build_stream(sentences, spec)
+        except ValueError as exc:  # e.g. too many surges for the days
+            sys.exit(f"stream: {exc}")
+        seed = spec.seed
         negative = [sentences[d.sentence].negative for d in stream.docs]
         streams.append((stream, negative, bench.key_times(stream)))
         print(f"seed {seed}: {len(stream.docs):,} documents, {len(stream.surges)} surges", flush=True)

@@ -84,6 +84,8 @@ import numpy as np
 from bench_common import serving  # benchmarks/bench_common.py
 from financial_phrasebank import DATA, LABELS, SUBSETS, read_phrasebank  # benchmarks/
 
+from tunelab.atomic import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 DAY = 86_400
@@ -911,17 +913,19 @@ def print_targets(rows: list[dict[str, Any]], throughput: list[dict[str, Any]]) 
 # -- main ------------------------------------------------------------------------------------------
 
 
+def duration(text: str) -> int:
+    """An argparse type: ``10m``, ``1h``, ``3d`` or seconds, in seconds (a bad one: argparse's line)."""
+    from tunelab.apps.monitor.config import parse_duration
+    from tunelab.errors import ConfigError
+
+    try:
+        return parse_duration(int(text) if text.isdigit() else text, "duration")
+    except ConfigError as exc:  # argparse reports it as a bad value, in one line
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from tunelab.apps.monitor import DetectorSettings
-    from tunelab.apps.monitor.config import parse_duration
-
-    def duration(text: str) -> int:
-        from tunelab.errors import ConfigError
-
-        try:
-            return parse_duration(int(text) if text.isdigit() else text, "duration")
-        except ConfigError as exc:  # argparse reports it as a bad value, in one line
-            raise argparse.ArgumentTypeError(str(exc)) from None
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DATA), help="folder with the Sentences_*.txt files")
@@ -1057,7 +1061,7 @@ def main(argv: list[str] | None = None) -> None:
     results["throughput"] = throughput
     results["targets"] = print_targets(rows, throughput)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, results)  # makes its folder; a kill leaves no half file
         print(f"results: {args.json}")
 
 

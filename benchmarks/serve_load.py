@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from tunelab.atomic import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "test.csv"
 
@@ -209,7 +211,7 @@ def main() -> None:
         print(f"export / eager throughput: {results[1]['texts_per_s'] / results[0]['texts_per_s']:.2f}x")
     print(json.dumps(results, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        atomic_write_json(args.json, results)
 
 
 if __name__ == "__main__":

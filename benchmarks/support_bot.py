@@ -40,6 +40,8 @@ from typing import Any
 
 from bench_common import serving  # benchmarks/bench_common.py
 
+from tunelab.atomic import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 EXAMPLES = ROOT / "examples" / "support" / "banking77"
@@ -249,8 +251,13 @@ def prepare(data: Path, work: Path, *, seed: int, limit: int | None) -> dict[str
 
 
 def cli(*args: str) -> None:
-    """One ``tunelab`` command in a subprocess (its own memory and logs), failing loudly."""
-    subprocess.run([sys.executable, "-m", "tunelab.cli.main", *args], check=True)
+    """One ``tunelab`` command in a subprocess (its own memory and logs); a failed one exits with one
+    line naming it (``tunelab app support build``), not a traceback: it printed its own error above."""
+    try:
+        subprocess.run([sys.executable, "-m", "tunelab.cli.main", *args], check=True)
+    except subprocess.CalledProcessError as exc:
+        what = " ".join(args[:3]) if args[0] == "app" else args[0]
+        sys.exit(f"tunelab {what}: failed (exit {exc.returncode}); see the error above")
 
 
 def train(files: dict[str, Path], overrides: list[str], out: Path) -> Path:
@@ -565,7 +572,7 @@ def report(result: dict[str, Any]) -> None:
 
 def save(result: dict[str, Any], path: Path | None) -> None:
     if path is not None:
-        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_json(path, result)
 
 
 def main() -> None:
@@ -586,6 +593,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="where runs and bots go")
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE (after each stage)")
     args = parser.parse_args()
+    if args.limit is not None and args.limit < 10:  # split_rows' rule: each intent needs a dev row
+        parser.error("--limit: give at least 10 rows per intent (each intent needs a dev row)")
     data = Path(args.data)
     if not (data / "train.csv").is_file() or not (data / "test.csv").is_file():
         sys.exit(f"BANKING77 not found at {data}: this benchmark reads ../shared/data/banking77")

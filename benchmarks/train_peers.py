@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import atomic_write_text
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -355,10 +357,11 @@ def main() -> None:
     )
     print(f"whole benchmark: {time.perf_counter() - started:.0f} s")
     if args.json:
-        args.json.write_text(
+        atomic_write_text(
+            args.json,
             json.dumps(
                 [{"method": m, "recipe": r, **o} for (m, r), runs in results.items() for o in runs], indent=1
-            )
+            ),
         )
 
 

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunelab.atomic import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 HAND = ROOT / "examples" / "zeroshot" / "banking77_labels.yaml"
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{100 * (manual['all'] - auto['all']):+.2f} overall"
         )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, results)
     return results
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.scripts import CJK, UNSPACED
+from tunelab.data.scripts import CJK, UNSPACED, join_lines
 from tunelab.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -96,13 +96,8 @@ def word_offsets(text: str, *, cuts: Iterable[int] = ()) -> list[tuple[int, int]
 def join_words(words: list[str]) -> str:
     """The words as a reader would write them: a space between two words, none between two Chinese
     or Japanese characters (a Chinese sentence read as one word a character showed in reports as
-    "我 住 在 北 京")."""
-    out: list[str] = []
-    for word in words:
-        if out and not (UNSPACED.match(out[-1][-1:]) and UNSPACED.match(word[:1])):
-            out.append(" ")
-        out.append(word)
-    return "".join(out)
+    "我 住 在 北 京"). The rule is the one wrapped lines of a knowledge file are joined by."""
+    return join_lines(words)
 
 
 # Invisible characters written inside words: the soft hyphen (a hyphenation point, common in German

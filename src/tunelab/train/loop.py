@@ -306,9 +306,19 @@ def _train_epochs(
                 batches
             )
             if boundary:
-                torch.nn.utils.clip_grad_norm_(
+                grad_norm = torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
                 )
+                if not math.isfinite(float(grad_norm)):
+                    # The loss above was finite, but a gradient (the adversarial pass's loss, an
+                    # overflow in backward) was not: the step would make every weight NaN, and on a
+                    # run's last step nothing read a loss again, so it "finished" predicting NaN.
+                    raise RunError(
+                        f"the training gradient is {float(grad_norm)} at step {state.step + 1} "
+                        f"(epoch {state.epoch + 1}); lower train.learning_rate or check the train.* "
+                        "settings (train.adversarial_epsilon, train.weight_decay), then "
+                        f"{_start_afresh(setup)}"
+                    )
                 optimizer.step()
                 scheduler.step()
                 if setup.on_step is not None:  # before zero_grad: AdaLoRA reads the gradients
@@ -375,6 +385,15 @@ def _evaluate(
     """Evaluate on dev, log it, and keep the trainable weights if the chosen metric improved."""
     assert setup.evaluate_dev is not None
     metrics = setup.evaluate_dev(model)
+    dev_loss = metrics.get("loss")
+    if isinstance(dev_loss, (int, float)) and not math.isfinite(dev_loss):
+        # Weights gone NaN or overflowing in the last steps (the dev loss has a floor, so only
+        # outputs that are not finite make it so): the first dev score always became "best", and a
+        # NaN model was saved as the run's result.
+        raise RunError(
+            f"the dev loss is {dev_loss} at step {state.step} (the model's outputs are not finite); "
+            f"lower train.learning_rate or check the train.* settings, then {_start_afresh(setup)}"
+        )
     model.train()
     record = {"event": "eval", "split": "dev", "step": state.step, "epoch": round(epoch_pos, 4), **metrics}
     setup.log.log(record)

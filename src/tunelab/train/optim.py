@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from tunelab.config import TrainConfig
+from tunelab.errors import ConfigError
 
 HEAD_LEARNING_RATE = 2e-3
 
@@ -42,6 +43,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) ->
     # "Training speed"), and what Hugging Face Trainer uses by default. Only float tensors on CPU or
     # CUDA have the fused kernel.
     params = [p for group in groups.values() for p in group]
+    decayed_rates = [head_lr if is_head else learning_rate for is_head, decays in groups if decays]
+    if decayed_rates:
+        _check_decay(cfg, max(decayed_rates))
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.AdamW(
         [
@@ -55,6 +59,25 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) ->
         lr=learning_rate,
         fused=fused or None,
     )
+
+
+def check_weight_decay(cfg: TrainConfig, learning_rate: float) -> None:
+    """Refuse a weight decay that zeroes or flips the weights at ``learning_rate`` or the head's:
+    called before a run folder is made, so the refusal leaves nothing to delete."""
+    _check_decay(cfg, max(learning_rate, head_learning_rate(cfg, learning_rate)))
+
+
+def _check_decay(cfg: TrainConfig, learning_rate: float) -> None:
+    """AdamW's decoupled decay multiplies each weight by 1 - lr x weight_decay every step: at 1 or
+    more that zeroes or flips every weight (weight_decay=1e30 trained a model whose outputs were NaN,
+    and with one optimizer step the run "finished" so). The bound needs the learning rate in force,
+    which the config alone does not know (a method's default, the head's own rate)."""
+    if learning_rate * cfg.weight_decay >= 1:
+        raise ConfigError(
+            f"train.weight_decay={cfg.weight_decay} with learning rate {learning_rate:g} shrinks every "
+            f"weight by {learning_rate * cfg.weight_decay:g} of itself per step (AdamW: lr x weight_decay, "
+            "which must stay below 1); use a weight decay such as 0.01"
+        )
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from tunelab.errors import ConfigError
+from tunelab.yaml_names import DuplicateKeyError, StrictLoader
 
 logger = logging.getLogger(__name__)
 
@@ -657,7 +658,10 @@ class RunConfig:
             if key not in known:
                 problems.append(f"unknown section {key!r} (known: {', '.join(known)})")
         for name, section_cls in _SECTION_TYPES.items():
-            value = raw.get(name) or {}
+            # only an empty section (`train:`) means the defaults: `train: false` or `train: []` did too
+            value = raw.get(name)
+            if value is None:
+                value = {}
             if not isinstance(value, dict):
                 problems.append(f"{name}: must be a mapping, got {value!r}")
                 continue
@@ -800,73 +804,13 @@ def override_items(items: Any, what: str = "overrides", example: str = "train.ep
     return list(items)
 
 
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping of a run file gives one key twice (YAML keeps the last, silently)."""
-
-    def __init__(self, key: Any, line: int) -> None:
-        super().__init__(f"line {line}: key {key!r} given twice; merge them")
-        self.key, self.line = key, line
-
-    def advice(self) -> str:
-        return f"key {self.key!r} given twice; merge them"
+class _ConfigLoader(StrictLoader):
+    """``StrictLoader`` (YAML 1.2's booleans and plain decimal numbers, no key given twice), whose
+    numbers keep the text they were written as, for a text field (``as_written``). A boolean field
+    still takes ``yes``/``no`` and a number field the digits kept as text (``coerce_types``:
+    ``train.seed=0042`` is 42)."""
 
 
-class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's booleans (``true``/``false`` only), plain decimal numbers
-    only, and no key given twice in one mapping.
-
-    YAML 1.1 reads ``yes``, ``no``, ``on`` and ``off`` as booleans: ``data.labels=[no, yes]``
-    became the labels ``False`` and ``True`` (then "no training row has them"), and
-    ``data.label_column=on`` the column ``True``. A bool field still takes them (``coerce_types``).
-    It also reads ``0042`` as octal 34, ``1:30`` as sexagesimal 90, ``007`` as 7 and ``1_000`` as
-    1000: ``name=0042`` trained run "34", ``data.text_column=0123`` named column '83'. Such text
-    stays text here; a number field still takes it (``coerce_types``: ``train.seed=0042`` is 42).
-    A number it does read keeps the text it was written as, for a text field (``as_written``).
-    A key given twice (``train:`` twice) kept only the last block; it is refused, naming its line.
-    """
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    continue  # the base class refuses it ("found unhashable key")
-                if key in seen:
-                    raise DuplicateKeyError(key, key_node.start_mark.line + 1)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_NUMBER_TAGS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
-_ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _NUMBER_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-# Decimal integers without leading zeros; no octal, hex, binary, sexagesimal or `_` separators.
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
-)
-# YAML 1.1's floats (`2.0e-4`, `.5`, `.inf`, `.nan`; `5e-5` without a dot stays text, which a float
-# field converts) without `_` separators, sexagesimal `1:30.5` or leading zeros (`007.5`).
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:0|[1-9][0-9]*)\.[0-9]*(?:[eE][-+][0-9]+)?
-        |\.[0-9]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
 _YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
 
 
@@ -981,7 +925,16 @@ def coerce_types(
             # A list-or-name method option (list[str]|str, target_modules) is its method's to check,
             # which names the modules it expects.
             if isinstance(value, list | tuple):  # a tuple from the Python API is a list too
-                out[key] = [as_written(v) for v in value]
+                # A null item (`[sports, null]`, or a bare `-` line in a YAML list) became the text
+                # 'None'; whether `null`, `~` or nothing was written is lost by now, so it is refused.
+                nulls = [i for i, v in enumerate(value, 1) if v is None]
+                if nulls:
+                    problems[key] = (
+                        f'{section}.{key}: item {nulls[0]} is null; remove it, or quote it ("null") '
+                        "if it is a name"
+                    )
+                else:
+                    out[key] = [as_written(v) for v in value]
             elif kind == "list[str]":
                 problems[key] = f"{section}.{key}={value!r} (use a list, e.g. [a, b])"
         # A number field gets a plain int or float; options (a mapping) keep the text for their
@@ -1010,7 +963,8 @@ def _parse_value(text: str) -> Any:
 
     A value YAML reads as nothing or as an empty list though it was not written so (``|``, ``>``,
     ``#``, ``!`` and ``-`` are YAML syntax) stays the text given: ``data.separator=|`` was read as
-    an empty string, and ``data.label_delimiter=#`` as null.
+    an empty string, and ``data.label_delimiter=#`` as null. So does a value with a YAML comment
+    in it: ``data.train=data #1.csv`` read the file 'data', and ``name=exp #2`` trained run 'exp'.
     """
     try:
         value = load_config_yaml(text)
@@ -1018,10 +972,19 @@ def _parse_value(text: str) -> Any:
         raise
     except yaml.YAMLError:
         return text
+    if _has_comment(text):
+        return text.strip()
     written_empty = text.strip() in ("", "null", "Null", "NULL", "~", "''", '""', "[]")
     if not written_empty and (value in (None, "") or value == [None]):
         return text.strip()
     return value
+
+
+def _has_comment(text: str) -> bool:
+    """Whether YAML drops a comment from ``text``: a ``#`` outside every token (inside one, as in
+    ``x#y`` or ``"a #b"``, it is text)."""
+    spans = [(t.start_mark.index, t.end_mark.index) for t in yaml.scan(text, Loader=_ConfigLoader)]
+    return any(ch == "#" and not any(a <= i < b for a, b in spans) for i, ch in enumerate(text))
 
 
 class _MethodOverridden(dict):

@@ -1,16 +1,111 @@
-"""YAML whose mapping keys are names (labels, intents): read as written, each given once.
+"""YAML read strictly: keys given once, and only what YAML 1.2 reads as booleans and numbers.
 
 PyYAML keeps the last of two equal keys without a word, and reads ``yes:``, ``null:`` and ``1:``
 as True, None and 1; in a file of label or intent names both turn a typo into a silent change.
+``NameKeyLoader`` reads such a file's keys as written. ``StrictLoader`` is how run files and the
+apps' configs (monitor.yaml, rec.yaml) are read: ``on``, ``no`` and ``1:30`` stay text there.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
 from tunelab.errors import ConfigError
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _own_keys_once(loader: yaml.SafeLoader, node: yaml.MappingNode) -> list[yaml.Node]:
+    """The keys ``node`` itself gives (not a merge key's ``<<: *base``), at the first call for it, else [].
+
+    ``flatten_mapping`` puts the merged keys into ``node.value`` beside the node's own, and a node
+    merged elsewhere is flattened before it is built; after that, a key overriding a merged one
+    (``<<: *card`` then ``answer: ...``) would look given twice.
+    """
+    seen = loader.__dict__.setdefault("_keys_checked", set())
+    if node in seen:
+        return []
+    seen.add(node)
+    return [key_node for key_node, _ in node.value if key_node.tag != _MERGE_TAG]
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping gives one key twice (YAML keeps the last, silently)."""
+
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"line {line}: key {key!r} given twice; merge them")
+        self.key, self.line = key, line
+
+    def advice(self) -> str:
+        return f"key {self.key!r} given twice; merge them"
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans (``true``/``false`` only), plain decimal numbers
+    only, and no key given twice in one mapping.
+
+    YAML 1.1 reads ``yes``, ``no``, ``on`` and ``off`` as booleans: ``data.labels=[no, yes]``
+    became the labels ``False`` and ``True`` (then "no training row has them"), a monitor's
+    ``negative_label: no`` was refused as False, and ``aliases: {ON: ON Semiconductor}`` followed
+    the company 'true'. It also reads ``0042`` as octal 34, ``1:30`` as sexagesimal 90, ``007`` as 7
+    and ``1_000`` as 1000: ``name=0042`` trained run "34", a monitor's ``window: 1:30`` was 90
+    seconds. Such text stays text here; a field that wants a boolean or a number decides.
+    A key given twice (``train:`` twice) kept only the last block; it is refused, naming its line.
+    Keys a merge key brings (``<<: *base``) may be overridden.
+    """
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        seen: set[Any] = set()
+        for key_node in _own_keys_once(self, node):
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # construct_mapping refuses it ("found unhashable key")
+            if key in seen:
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        super().flatten_mapping(node)
+
+
+_NUMBER_TAGS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _NUMBER_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# Decimal integers without leading zeros; no octal, hex, binary, sexagesimal or `_` separators.
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+# YAML 1.1's floats (`2.0e-4`, `.5`, `.inf`, `.nan`; `5e-5` without a dot stays text, which a float
+# field converts) without `_` separators, sexagesimal `1:30.5` or leading zeros (`007.5`).
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:0|[1-9][0-9]*)\.[0-9]*(?:[eE][-+][0-9]+)?
+        |\.[0-9]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_strict_yaml(text: str) -> Any:
+    """``text`` parsed with ``StrictLoader``.
+
+    Raises:
+        DuplicateKeyError: a key given twice in one mapping (with its line).
+        yaml.YAMLError: the text is not YAML (callers report it with its line).
+    """
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
 
 
 class NameKeyLoader(yaml.SafeLoader):
@@ -18,25 +113,36 @@ class NameKeyLoader(yaml.SafeLoader):
 
     what = "key"  # the word the messages use for a key: "label", "intent"
 
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        seen: dict[str, int] = {}
+        for key_node in _own_keys_once(self, node):
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    f"{self.name}: line {line}: a {self.what} name must be plain text, not a list or mapping"
+                )
+            key = key_node.value
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}: {self.what} {key!r} appears twice (lines {seen[key]} and {line}); "
+                    f"give each {self.what} once"
+                )
+            seen[key] = line
+        super().flatten_mapping(node)
+
 
 def _name_mapping(loader: NameKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[str, int] = {}
     out: dict[Any, Any] = {}
-    loader.flatten_mapping(node)  # merge keys (<<: *anchor) as SafeLoader reads them
+    # Merge keys (<<: *anchor) as SafeLoader reads them: the merged keys come first, so the
+    # mapping's own keys override them.
+    loader.flatten_mapping(node)
     for key_node, value_node in node.value:
-        line = key_node.start_mark.line + 1
         if not isinstance(key_node, yaml.ScalarNode):
+            line = key_node.start_mark.line + 1
             raise ConfigError(
                 f"{loader.name}: line {line}: a {loader.what} name must be plain text, not a list or mapping"
             )
-        key = key_node.value
-        if key in seen:
-            raise ConfigError(
-                f"{loader.name}: {loader.what} {key!r} appears twice (lines {seen[key]} and {line}); "
-                f"give each {loader.what} once"
-            )
-        seen[key] = line
-        out[key] = loader.construct_object(value_node, deep=True)
+        out[key_node.value] = loader.construct_object(value_node, deep=True)
     return out
 
 

@@ -554,14 +554,15 @@ def test_config_problems_are_reported_together_in_one_line(tmp_path: Path) -> No
 
 
 def test_yaml_keys_that_are_not_text_and_a_bad_webhook_port_are_one_line(tmp_path: Path) -> None:
-    """YAML reads ``on:`` as True and ``1:`` as 1; a method given as a list; a port not a number."""
+    """``on:`` stays the text it is (YAML 1.1 read True) and ``1:`` is 1; a method given as a list; a
+    port not a number."""
     message = _config_problems(
         tmp_path / "monitor.yaml",
         "name: desk\nsources: [{follow: a.jsonl, 1: x}]\nruns: {sentiment: run}\non: yes\n"
         "detector: {method: [cusum]}\nwebhook: http://hooks.example.com:80x/alerts\n",
     )
     for part in (
-        "unknown field True",
+        "unknown field on",
         "sources[0]: unknown field 1",
         "detector.method: ['cusum'] must be one of cusum, zscore",
         "webhook: 'http://hooks.example.com:80x/alerts' is not an http(s) URL",

@@ -9,23 +9,27 @@ from typing import Any
 import yaml
 
 from tunelab.errors import ConfigError
+from tunelab.yaml_names import DuplicateKeyError, load_strict_yaml
 
 
 def read_yaml_config(
     path: str | Path, what: str, help_command: str, *, parse: Callable[[str, str], Any] | None = None
 ) -> Any:
-    """The parsed YAML of ``path``.
+    """The parsed YAML of ``path``, read as run files are (``load_strict_yaml``, unless ``parse``):
+    a key given twice is refused, and ``no``, ``on`` or ``1:30`` stay text.
 
     Raises:
-        ConfigError: a missing file (pointing at ``help_command``), invalid YAML (with its line),
-            or a file that is not UTF-8.
+        ConfigError: a missing file (pointing at ``help_command``), invalid YAML or a key given
+            twice (with its line), or a file that is not UTF-8.
     """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: {what} not found (see `{help_command}`)")
     try:
         text = p.read_text(encoding="utf-8")
-        return yaml.safe_load(text) if parse is None else parse(text, str(p))
+        return load_strict_yaml(text) if parse is None else parse(text, str(p))
+    except DuplicateKeyError as exc:  # YAML itself keeps the last, dropping the first
+        raise ConfigError(f"{p} line {exc.line}: {exc.advice()}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

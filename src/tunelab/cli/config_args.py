@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tunelab.errors import ConfigError
 
@@ -15,7 +16,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     """Split the positional arguments; ``tunelab train data.train=x.csv`` has no YAML file at all."""
     config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config:
+    # A run file's name may hold '=' (`lr=1e-4.yaml` in a sweep): it was taken for an override. Only
+    # an existing file, since an override's value may end in .yaml too (`data.train=rows.yml`).
+    if config is not None and "=" in config and not Path(config).is_file():
         return None, [config, *overrides]
     return config, overrides
 

@@ -305,7 +305,7 @@ class MonitorConfig:
 
 
 def _names(keys: set[Any]) -> list[str]:
-    """Field names to list in a message, sorted; YAML keys need not be text (``on:`` is True, ``1:`` 1)."""
+    """Field names to list in a message, sorted; YAML keys need not be text (``1:`` is 1)."""
     return sorted(str(k) for k in keys)
 
 

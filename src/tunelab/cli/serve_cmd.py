@@ -337,7 +337,8 @@ def build_settings(args: argparse.Namespace) -> object:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
         flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
-        raise ConfigError(f"{flag}: {first['msg']}") from None
+        # pydantic prefixes a validator's own message with "Value error, ": ours are whole sentences
+        raise ConfigError(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 # Settings whose flag is not the field's name with dashes ("--max-texts-per-request" named no flag).
@@ -510,12 +511,11 @@ def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
 
 
 def without_secrets(url: str) -> str:
-    """The URL as printed: no user:password, no query string (either may carry a token)."""
-    from urllib.parse import urlsplit
+    """The URL as printed, without credentials (``tunelab.serve.settings.without_secrets``, imported
+    when called: settings pulls in pydantic, which ``tunelab --help`` need not load)."""
+    from tunelab.serve.settings import without_secrets as shown
 
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}{'?...' if parts.query else ''}"
+    return shown(url)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 from tunelab.errors import TunelabError
 from tunelab.serve.keys import check_key_name, make_token, parse_token, verify_secret
 from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
+from tunelab.serve.masking import Unmasked
 from tunelab.serve.store.base import KeyRecord, Store, UsageRecord, billed
 
 log = logging.getLogger("tunelab.serve")
@@ -347,7 +348,7 @@ class AccessControl:
                 "process counts their texts against its quota %s in memory only (other processes and "
                 "a restart do not see them, and `tunelab usage` misses them); bill them by hand from "
                 "the 'usage row not written' ERROR lines",
-                key.name,
+                Unmasked(key.name),  # the operator's name for it, to bill by (never "<email>")
                 key_id,
                 _THIS[key.quota.period],
             )
@@ -524,10 +525,10 @@ class AccessControl:
                 "note: key %r replaces a revoked key of that name; a quota belongs to a key (its id), so "
                 "this one counts its quota of %s from zero, whatever the revoked one used %s "
                 "(`tunelab usage --key %s` totals both)",
-                record.name,
+                Unmasked(record.name),  # the operator's name for it, as the command takes it
                 quota,
                 _THIS[quota.period],
-                record.name,
+                Unmasked(record.name),
             )
         return record, new.token
 

@@ -1,8 +1,10 @@
 """Logging for ``tunelab serve``: one stream handler for tunelab, uvicorn and the access log.
 
 With ``mask_logs`` (the default) a ``MaskingFilter`` sits on that handler, so anything logged,
-whoever logs it (tracebacks included), has e-mails, phone, card and account numbers masked.
-Texts themselves are logged only at debug level.
+whoever logs it (tracebacks included), has e-mails, phone, card and account numbers masked,
+except the arguments marked ``masking.Unmasked``: key names, which the operator chose (the access
+line's ``key=``, the billing lines), shown as ``/metrics`` shows them. Texts themselves are logged
+only at debug level.
 """
 
 from __future__ import annotations

@@ -39,6 +39,12 @@ _NATIONAL_PHONE_RE = re.compile(
     r"(?<![\w.+-])(?:\(\d{2,5}\) ?|\d{2,5}[ .-])\d{2,6}(?:[ .-]\d{2,5}){0,3}(?![\w-])"
 )
 _IPV4_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+# A date (year first or last) and the hour of a time after it: the national pattern reads
+# "2026-03-02 08" (of "2026-03-02 08:53:00", a logged datetime) as ten grouped digits.
+_DATE_HOUR_RE = re.compile(
+    r"(?:(?P<y>\d{4})(?P<s>[.-])(?P<m>\d{2})(?P=s)(?P<d>\d{2})"
+    r"|(?P<d2>\d{2})(?P<s2>[.-])(?P<m2>\d{2})(?P=s2)(?P<y2>\d{4})) (?P<h>\d{2})"
+)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -80,9 +86,18 @@ def _intl_phone(m: re.Match[str]) -> str:
 def _national_phone(m: re.Match[str]) -> str:
     text = m.group(0)
     # Dates (8 digits) and amounts with fewer digits fall below 9; IPv4 addresses look like groups too.
-    if not 9 <= len(_digits(text)) <= 12 or _IPV4_RE.match(text):
+    if not 9 <= len(_digits(text)) <= 12 or _IPV4_RE.match(text) or _date_and_hour(m):
         return text
     return PHONE
+
+
+def _date_and_hour(m: re.Match[str]) -> bool:
+    """The match is a date and an hour (``2026-03-02 08``, the start of ``2026-03-02 08:53:00``)."""
+    date = _DATE_HOUR_RE.fullmatch(m.group(0))
+    if date is None:
+        return False
+    month, day = (date["m"], date["d"]) if date["y"] else (date["m2"], date["d2"])
+    return 1 <= int(month) <= 12 and 1 <= int(day) <= 31 and int(date["h"]) <= 23
 
 
 _STEPS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
@@ -112,24 +127,56 @@ def mask_pii(text: str) -> str:
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+class Unmasked(str):
+    """A log argument ``MaskingFilter`` leaves as it is: a value the operator chose, not client text.
+
+    A key's name (``ops@acme.io``, ``4420-7946-0958``) is one: masked, the access line and the
+    billing warnings named ``key=<email>`` while ``/metrics`` showed the real name. Only the marked
+    argument is spared; the rest of the message is masked as before.
+    """
+
+    __slots__ = ()
+
+
+class _Slot:
+    """Stands in for the ``i``-th ``Unmasked`` argument while the message is formatted and masked:
+    NUL-delimited, so no pattern matches it or runs into its neighbours."""
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __str__(self) -> str:
+        return f"\x00s{self.i}\x00"
+
+    def __repr__(self) -> str:
+        return f"\x00r{self.i}\x00"
+
+
 class MaskingFilter(logging.Filter):
     """A logging filter that masks personal data in a record's message, arguments and extras.
 
     Install it on *handlers* (a filter on a logger does not see records propagated from child
     loggers): ``install_masking()`` does that for the root logger's handlers. The message is
     formatted once here (``msg % args``) and the arguments dropped, so no formatter can put the
-    unmasked values back.
+    unmasked values back. ``Unmasked`` arguments are put in after the masking.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        kept: dict[int, str] = {}
+        if isinstance(record.args, tuple) and any(isinstance(a, Unmasked) for a in record.args):
+            kept = {i: a for i, a in enumerate(record.args) if isinstance(a, Unmasked)}
+            record.args = tuple(_Slot(i) if i in kept else a for i, a in enumerate(record.args))
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: mask what we have rather than lose the record
             message = f"{record.msg} {record.args}"
-        record.msg = mask_pii(message)
+        message = mask_pii(message)
+        for i, value in kept.items():
+            message = message.replace(str(_Slot(i)), str(value)).replace(repr(_Slot(i)), repr(value))
+        record.msg = message
         record.args = None
         for name, value in list(vars(record).items()):
-            if name not in _STANDARD_ATTRS and isinstance(value, str):
+            if name not in _STANDARD_ATTRS and isinstance(value, str) and not isinstance(value, Unmasked):
                 setattr(record, name, mask_pii(value))
         if record.exc_info and not record.exc_text:
             # Formatters reuse a cached exc_text, so caching the masked traceback keeps it masked.

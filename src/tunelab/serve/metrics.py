@@ -6,8 +6,8 @@ without "duplicated timeseries" errors, and keeps ``/metrics`` to what this serv
 Label values come only from the server, never from a caller: model names and versions that are
 served (any other name asked for is ``OTHER``), names of authenticated keys, statuses and route
 templates. Every label set is kept for the life of the process, so a caller who could choose label
-values could grow ``/metrics`` (and Prometheus) without bound. Requests refused by the key check
-are counted in ``tunelab_refused_requests`` by reason alone.
+values could grow ``/metrics`` (and Prometheus) without bound. Requests refused by the key check,
+or whose key could not be looked up, are counted in ``tunelab_refused_requests`` by reason alone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tunelab.errors import ConfigError
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 OTHER = "_other"  # the model label of a predict request for a name that is not served
-REFUSAL_REASONS = ("missing_key", "invalid_key", "revoked_key", "unauthenticated")
+REFUSAL_REASONS = ("missing_key", "invalid_key", "revoked_key", "unauthenticated", "store_unavailable")
 WEBHOOK_OUTCOMES = ("delivered", "failed", "gave_up")  # gave_up: the last attempt allowed failed
 
 
@@ -64,7 +64,8 @@ class ServeMetrics:
         self.refused = Counter(
             "tunelab_refused_requests",
             "Requests without a valid key, by reason: refused by the key check (missing_key, "
-            "invalid_key, revoked_key) or a predict request answered before it (unauthenticated)",
+            "invalid_key, revoked_key), a predict request answered before it (unauthenticated), or "
+            "one whose key could not be looked up, the database being unavailable (store_unavailable)",
             ["reason"],
             registry=r,
         )

@@ -55,6 +55,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunelab.serve.context import SCOPE_KEY, RequestContext
+from tunelab.serve.masking import Unmasked
 from tunelab.serve.metrics import OTHER
 
 log = logging.getLogger("tunelab.serve")
@@ -150,14 +151,16 @@ def loggable_path(path: str) -> str:
 class RefusalLog(RateLimitedLog):
     """Logs requests refused for want of a valid key, at most one line per ``interval_s``."""
 
+    what = "refused requests without a valid key"
+
     def refused(self, reason: str, method: str, path: str, status: int, request_id: str) -> None:
         due = self._due(reason)
         if due is None:
             return
         since, counts = due
         self.logger.warning(
-            "refused requests without a valid key%s: %s; latest %s %s %d id=%s (at most one such "
-            "line per %.0fs)",
+            "%s%s: %s; latest %s %s %d id=%s (at most one such line per %.0fs)",
+            self.what,
             since,
             counts,
             method,
@@ -166,6 +169,13 @@ class RefusalLog(RateLimitedLog):
             request_id,
             self.interval_s,
         )
+
+
+class LookupFailureLog(RefusalLog):
+    """Logs requests whose key could not be looked up (a 503 ``store_unavailable``): no refusal of
+    the key, which may well be valid, so a line of their own, at most one per ``interval_s``."""
+
+    what = "requests whose key could not be checked (the key and usage database is unavailable)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +274,8 @@ class ObserveMiddleware:
         self.app = app
         self.state = state
         self.refusal_log = RefusalLog(access_log, interval_s=REFUSAL_LOG_INTERVAL_S)
+        self.lookup_failure_log = LookupFailureLog(access_log, interval_s=REFUSAL_LOG_INTERVAL_S)
+        self._key_needs: dict[int, str | None] = {}  # id(RouteEntry) -> what its route needs of a key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -401,12 +413,24 @@ class ObserveMiddleware:
             scope["method"],
             loggable_path(scope["path"]),
             status,
-            ctx.key_name,
+            Unmasked(ctx.key_name),  # to bill by: the key's real name, never "<email>"
             caller.key_id if caller is not None else "-",
             ctx.app,
             self._model_labels(ctx)[0],
             ctx.texts,
         )
+
+    def _keyless(self, scope: Scope) -> bool:
+        """The request's route takes no key at all (``/readyz``, ``/docs``): its failures are no
+        refusals of a key. Routes the path leads to only partly (a 405) or by redirect are not."""
+        found = scope.get(ROUTE_SCOPE_KEY)
+        if found is None or not found.full or found.redirect:
+            return False
+        if id(found.entry) not in self._key_needs:
+            from tunelab.serve.deps import _key_need  # deps imports this module
+
+            self._key_needs[id(found.entry)] = _key_need(found.entry.dependant)
+        return self._key_needs[id(found.entry)] is None
 
     def _anonymous(self, scope: Scope) -> bool:
         """A request ``--no-auth`` lets through: no key required and none sent."""
@@ -433,15 +457,26 @@ class ObserveMiddleware:
         seconds = ctx.elapsed()
         self.state.metrics.http.labels(self._route_label(scope), str(status)).inc()
         unauthenticated = ctx.caller is None and not self._anonymous(scope)
+        # A keyless route (/readyz, /healthz, /docs) refuses no key: its 503 while the database is
+        # down was logged as "refused requests without a valid key".
+        refusable = unauthenticated and not self._keyless(scope)
         # A redirect (/predict/ -> /predict) is answered before any key is read: it is no refusal
         # (a valid key's was counted as "unauthenticated"), and the request it leads to is counted.
         redirect = 300 <= status < 400
-        if unauthenticated and not redirect and (ctx.refusal is not None or ctx.model is not None):
+        if refusable and ctx.auth_tried and ctx.refusal is None and status == 503:
+            # The key look-up itself failed (the store's 503): the key may be valid, so no refusal
+            # of it, but still counted by reason alone, as a request without a valid key costs.
+            self.state.metrics.observe_refusal("store_unavailable")
+            self.lookup_failure_log.refused(
+                "store_unavailable", scope["method"], scope["path"], status, ctx.request_id
+            )
+            return
+        if refusable and not redirect and (ctx.refusal is not None or ctx.model is not None):
             reason = ctx.refusal or "unauthenticated"
             self.state.metrics.observe_refusal(reason)
             self.refusal_log.refused(reason, scope["method"], scope["path"], status, ctx.request_id)
             return
-        if unauthenticated and status >= 400:
+        if refusable and status >= 400:
             # Answered before the key was read (an unknown route, a bad body, a wrong method): the
             # same one line per interval as the refusals above, not one line per request.
             self.refusal_log.refused(
@@ -485,7 +520,7 @@ class ObserveMiddleware:
             # the name comes from the (decoded) path too: escaped like it
             loggable_path(f"{ctx.app}/{ctx.model}" if ctx.app else ctx.model or "-"),
             ctx.version or "-",
-            ctx.key_name,
+            Unmasked(ctx.key_name),  # the operator's name for the key, as /metrics shows it
             ctx.texts,
             ctx.request_id,
         )
@@ -549,6 +584,7 @@ def _error(code: str, message: str, ctx: RequestContext) -> dict[str, Any]:
 __all__ = [
     "CALLER_SCOPE_KEY",
     "METERED_ROUTES",
+    "LookupFailureLog",
     "ObserveMiddleware",
     "RateLimitedLog",
     "RefusalLog",

@@ -113,8 +113,9 @@ class ServeSettings(BaseModel):
         if url is None:
             return None
         if not is_http_url(url):
+            # without_secrets: a refused URL is echoed too, and its user:password with it was
             raise ValueError(
-                f"{url!r} is not an http(s) URL; give e.g. https://desk.example.com/hooks/tickets"
+                f"{without_secrets(url)} is not an http(s) URL; give e.g. https://desk.example.com/hooks/tickets"
             )
         return url
 
@@ -125,4 +126,27 @@ class ServeSettings(BaseModel):
         return tuple(Path(os.path.abspath(root)) for root in roots)
 
 
-__all__ = ["ServeSettings", "parse_size"]
+def without_secrets(url: str) -> str:
+    """The URL as printed: no user:password, no query string or fragment (any may carry a token).
+
+    Also for a URL refused as a webhook (a port out of range, a password with a raw ``#`` or
+    ``/``, no scheme): the credentials end at the last ``@`` when ``urlsplit`` ended them earlier,
+    and text without ``scheme://host`` is not shown (``user:pw@host`` reads as scheme ``user``).
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            return "(a value without scheme://host, not shown)"
+        rest = url.split("://", 1)[1] if "://" in url else url
+        if "@" in rest[len(parts.netloc) :] and ":" in parts.netloc:
+            # "u:p#w@host/x" splits as host "u", port "p": the password ran on to the last "@"
+            parts = urlsplit(f"{parts.scheme}://{rest.rsplit('@', 1)[1]}")
+    except ValueError:  # an unclosed "[" in the host
+        return "(a URL that cannot be parsed)"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}{'?...' if parts.query else ''}"
+
+
+__all__ = ["ServeSettings", "parse_size", "without_secrets"]

@@ -488,7 +488,10 @@ class Monitor:
                 ", ".join(loggable(d) for d in alert.docs[:3]),
             )
         else:
-            log.warning("monitor %s: alert %s on %s ended at %s", self.name, alert.id, key, alert.ended_at)
+            # isoformat, as started_at above: str() wrote "2026-03-02 08:53:00+00:00", which log
+            # masking once took for a phone number
+            ended = alert.ended_at.isoformat()
+            log.warning("monitor %s: alert %s on %s ended at %s", self.name, alert.id, key, ended)
 
     def _warm_up(self) -> None:
         """Rebuild the windows from stored documents and reopen the episodes left open."""

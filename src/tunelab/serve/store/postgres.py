@@ -21,13 +21,68 @@ from tunelab.serve.store.sql import SQLStore
 _SCHEMA_LOCK = 0x7475_6E65
 
 
-def describe_url(url: str) -> str:
-    """``user@host:port/dbname`` for messages: what was tried, never the password."""
+def _libpq_reading(url: str) -> dict[str, Any] | None:
+    """``url`` split as libpq splits it, None if it cannot."""
     try:
         from psycopg.conninfo import conninfo_to_dict
 
         info: dict[str, Any] = conninfo_to_dict(url)
     except Exception:
+        return None
+    return info
+
+
+def _parsed(url: str) -> dict[str, Any] | None:
+    """``url`` as libpq reads it; None when it cannot, or when it reads a password's character as
+    the end of the password (see ``_split_password``): what libpq took for the host or the database
+    would then be the rest of the password, and be shown in messages."""
+    return None if _split_password(url) else _libpq_reading(url)
+
+
+def _split_password(url: str) -> bool:
+    """True when an ``@`` follows where libpq ends a URL's ``user:password@`` part.
+
+    libpq ends it at the first ``@`` or ``/``, so a password holding a raw ``@`` or ``/``
+    (``alice:p@ss#word@host``) becomes user ``alice``, password ``p`` and host ``ss#word@host``.
+    An ``@`` in the query (``?user=a@b``) is no sign of that.
+    """
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return False  # key=value form: quoted values, no such split
+    stops = [i for i in (rest.find("@"), rest.find("/")) if i >= 0]
+    end = min(stops, default=len(rest))
+    after = rest[end + 1 :] if rest[end : end + 1] == "@" else rest[end:]
+    return "@" in after.split("?", 1)[0]
+
+
+def password_forms(url: str) -> list[str]:
+    """Every form the password of ``url`` may take in an error text, longest first: as libpq read
+    it, and as written (percent-encoded or not) up to the first and the last ``@``, since libpq
+    quotes what it could not decode and names the host it took from a password's tail."""
+    from urllib.parse import unquote
+
+    forms = {(_libpq_reading(url) or {}).get("password") or ""}
+    _, sep, rest = url.partition("://")
+    if sep:
+        for at in (rest.find("@"), rest.rfind("@")):
+            userinfo = rest[:at] if at >= 0 else ""
+            if ":" in userinfo:
+                written = userinfo.split(":", 1)[1]
+                forms |= {written, unquote(written)}
+    return sorted((form for form in forms if form), key=len, reverse=True)
+
+
+def without_password(text: str, forms: list[str]) -> str:
+    """``text`` (an exception's) with each of ``forms`` (``password_forms``) replaced by ``***``."""
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
+
+
+def describe_url(url: str) -> str:
+    """``user@host:port/dbname`` for messages: what was tried, never the password."""
+    info = _parsed(url)
+    if info is None:
         return "the given URL (could not be parsed)"
     host = info.get("host") or "localhost"
     user = f"{info['user']}@" if info.get("user") else ""
@@ -74,8 +129,18 @@ class PostgresStore(SQLStore):
                 f"PostgreSQL support needs psycopg and psycopg-pool ({exc.name} is missing): "
                 'pip install "psycopg[binary]" psycopg-pool'
             ) from exc
+        if _parsed(url) is None:
+            # Before connecting: psycopg's own error quotes the token it could not decode, which is
+            # the password, and libpq would try a host cut out of a password holding a raw "@".
+            raise StoreError(
+                "cannot parse the --db URL (percent-encode special characters in the password, "
+                "e.g. @ as %40, % as %25, / as %2F)"
+            )
         self.url = url
         self.where = describe_url(url)
+        # libpq's texts are not known never to quote a password (an undecodable one was), so every
+        # exception text a message carries is passed through ``without_password`` first.
+        forms = password_forms(url)
         self._errors = psycopg.Error
         self.integrity_errors = (psycopg.IntegrityError,)
         # Every session in UTC: timestamps come back converted to the session's zone, and a server
@@ -87,13 +152,14 @@ class PostgresStore(SQLStore):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 self._ensure_schema(conn)
         except psycopg.OperationalError as exc:
-            reason = _first_reason(exc)
+            reason = without_password(_first_reason(exc), forms)
             raise StoreError(
                 f"cannot connect to PostgreSQL at {self.where}: {reason} "
                 "(the server must be running and accept connections there)"
             ) from exc
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL at {self.where}: cannot create the tables: {exc}") from exc
+            reason = without_password(str(exc).strip(), forms)
+            raise StoreError(f"PostgreSQL at {self.where}: cannot create the tables: {reason}") from exc
         self._pool: Any = ConnectionPool(
             url,
             min_size=1,
@@ -116,7 +182,8 @@ class PostgresStore(SQLStore):
             with self._pool.connection() as conn:
                 yield conn
         except self._errors as exc:
-            raise StoreError(f"PostgreSQL at {self.where}: {str(exc).strip()}") from exc
+            reason = without_password(str(exc).strip(), password_forms(self.url))
+            raise StoreError(f"PostgreSQL at {self.where}: {reason}") from exc
 
     def close(self) -> None:
         if self._pool is not None:

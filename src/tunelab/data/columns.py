@@ -15,6 +15,7 @@ from typing import Literal
 import pandas as pd
 
 from tunelab.config import DataConfig
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import DataError
 
 _MAX_COLUMNS_SHOWN = 12
@@ -92,10 +93,12 @@ def extract(
     note = f" ({rows_are})" if rows_are else ""
 
     texts = _text_column(df, text_col, source)
-    empty = texts == ""
+    # No visible character, not just "" after strip: a text of zero-width spaces (U+200B, a BOM) was
+    # kept, trained on and predicted as the empty text it tokenises to. It stays as read when kept.
+    empty = ~texts.map(has_visible_text).astype(bool)
     if cfg.text_pair_column:
         pairs = _text_column(df, cfg.text_pair_column, source)
-        empty |= pairs == ""
+        empty |= ~pairs.map(has_visible_text).astype(bool)
     what = "empty text" if not cfg.text_pair_column else "empty text or text pair"
     notes: list[str] = []
     n_empty = int(empty.sum())

@@ -1,13 +1,16 @@
-"""Character classes of the scripts written without spaces between words (Chinese, Japanese).
+"""Character classes of the scripts written without spaces between words (Chinese, Japanese), and
+what counts as visible text.
 
 Shared by what splits text into words: the NER readers (a span may start at any such character) and
-text augmentation (each such character is a word of its own). Pure ``re``: importing it imports
-nothing else.
+text augmentation (each such character is a word of its own); and by everything that refuses an
+empty text (the data readers, ``Predictor``, the HTTP API, the apps). Pure ``re`` and
+``unicodedata``: importing it imports nothing else.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: CJK ideographs and kana, as ranges for a regex character class (``[{CJK}]``).
 CJK = (
@@ -44,3 +47,11 @@ def join_lines(lines: list[str]) -> str:
             out.append(" ")
         out.append(line)
     return "".join(out)
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a character that shows: one that is not a space, a control character
+    (Unicode category Cc) or a format character (Cf: zero-width space U+200B, word joiner U+2060, BOM
+    U+FEFF). What "empty" means for a text everywhere: ``text.strip()`` keeps the invisible ones, and a
+    text of only those was classified as the empty text it tokenises to (with a confident label)."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)

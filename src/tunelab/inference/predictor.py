@@ -22,6 +22,7 @@ from tunelab.config import RunConfig
 from tunelab.data import LabelMap
 from tunelab.data.encoding import Encoded
 from tunelab.data.labelled import LabelledTexts
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.inference.backends import Backend, LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder, find_run
@@ -160,11 +161,18 @@ class Predictor:
         *,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """Raw logits in input order: (N, num_labels), or (N, T, num_labels) for a per-token task.
+        """Raw logits in input order, one row per text: (N, num_labels), or (N, T, num_labels) for a
+        per-token task.
 
         ``texts`` are checked as :meth:`predict` checks them: one ``str`` is one text (one row), a
         Series gives its values in order, and no texts give a float32 array with no rows
         ((0, num_labels), or (0, 0, num_labels) for a per-token task).
+
+        Per token (NER), row ``i`` holds text ``i``'s tokens, special ones included, as the tokenizer
+        gives the whole text (``encode([text]).text_lengths[0]`` of them), zero-padded to the longest
+        text's ``T``. A text longer than ``model.max_length`` is read in overlapping windows; each of
+        its tokens has the logits of the window where it is farthest from a cut, the window
+        :meth:`predict` takes each word's tag from.
 
         Raises:
             ConfigError: ``batch_size`` is not a whole number of 1 or more.
@@ -180,7 +188,11 @@ class Predictor:
         if not batch:  # the tokenizer fails on no texts (IndexError)
             rows = (0, 0) if self.output == "entities" else (0,)
             return np.zeros((*rows, len(self.labels)), dtype=np.float32)
-        return self.backend.logits(self.encode(batch, pairs), batch_size=batch_size)
+        enc = self.encode(batch, pairs)
+        logits = self.backend.logits(enc, batch_size=batch_size)
+        # A per-token task's long text is several windows (examples): two texts in gave 15 rows,
+        # row 1 a window of the first text, not the second text.
+        return logits if len(enc) == len(batch) else _one_row_per_text(logits, enc, len(batch), self.task)
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
         """Tokenise with the run's settings (``Encoded.text_lengths`` are the token counts metering uses)."""
@@ -273,8 +285,10 @@ class Predictor:
         self.check_pairs(batch, pairs)
         for what, items in (("text", batch), ("text_pairs", pairs or ())):
             for i, text in enumerate(items):
-                if not isinstance(text, str) or not text.strip():
-                    raise DataError(f"{what} {i + 1}: empty or not a string; give non-empty texts")
+                if not isinstance(text, str) or not has_visible_text(text):
+                    raise DataError(
+                        f"{what} {i + 1}: empty or not a string{_invisible(text)}; give non-empty texts"
+                    )
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError as exc:  # "\ud800" in JSON, a Latin-1 byte in argv
@@ -502,6 +516,55 @@ def _looks_like_a_file(text: str) -> bool:
         return False
 
 
+def _one_row_per_text(logits: np.ndarray, enc: Encoded, n_texts: int, task: Task) -> np.ndarray:
+    """(N, T, L) from the (windows, T_window, L) logits of texts split into overlapping windows.
+
+    A text's windows are consecutive slices of its one token sequence (``enc.text_lengths`` tokens,
+    each counted once), each with the same special tokens, so each window after the first starts
+    as many positions back into the one before it as the windows' lengths add up to more than the
+    text's. Each position takes the window where it is farthest from a cut edge (a text's own start
+    and end are none), the earlier window on a tie: ``merge_windows``' rule, which ``predict``
+    decodes with, so the argmax at a word's position is the tag ``predict`` gave it.
+
+    Raises:
+        RunError: the task splits texts without saying which text each example is of.
+    """
+    extra = enc.extra or {}
+    if not all(key in extra for key in ("sample", "cut_left", "cut_right")):
+        raise RunError(
+            f"task {task.name} encodes {n_texts} texts as {len(enc)} examples without Encoded.extra's "
+            "sample, cut_left and cut_right: logits() cannot give one row per text; use predict()"
+        )
+    lengths = enc.text_lengths
+    out = np.zeros((n_texts, max(lengths), logits.shape[-1]), dtype=logits.dtype)
+    windows: dict[int, list[int]] = {}
+    for w, s in enumerate(extra["sample"]):
+        windows.setdefault(s, []).append(w)
+    for s, ws in windows.items():
+        sizes = [len(enc.input_ids[w]) for w in ws]
+        back, uneven = divmod(sum(sizes) - lengths[s], max(len(ws) - 1, 1))
+        if uneven:
+            raise RuntimeError("windows do not overlap by the same number of tokens")
+        best = np.full(lengths[s], -1.0)
+        start = 0
+        for w, size in zip(ws, sizes, strict=True):
+            at = np.arange(size)
+            left = at if extra["cut_left"][w] else np.full(size, np.inf)
+            right = size - 1 - at if extra["cut_right"][w] else np.full(size, np.inf)
+            centrality = np.minimum(left, right)
+            better = centrality > best[start : start + size]
+            out[s, start + at[better]] = logits[w, at[better]]
+            best[start + at[better]] = centrality[better]
+            start += size - back
+    return out
+
+
+def _invisible(text: Any) -> str:
+    """The message's word for a text that looks like text (in a shell, ``$'\\u200b'``; in a file)
+    but has no visible character, so that "empty" is not taken for a wrong report; else ""."""
+    return " (only invisible characters, such as U+200B)" if isinstance(text, str) and text.strip() else ""
+
+
 def _is_series(value: Any) -> bool:
     # No pandas import for a plain list: a Series can only exist once pandas is imported.
     pd = sys.modules.get("pandas")
@@ -520,10 +583,11 @@ def _series_inputs(texts: pd.Series, text_pairs: Any) -> tuple[list[str], list[s
         DataError: an empty or non-text row, named by its index, or pairs on other rows.
     """
     for index, text in texts.items():
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not has_visible_text(text):
+            # has_visible_text, not str.strip: a filter on the stripped text keeps a zero-width one
             raise DataError(
                 f"{texts.name or 'texts'}[{index!r}]: empty or not a string ({text!r}); drop or fill "
-                "such rows first, e.g. df[df[column].str.strip().astype(bool)]"
+                "such rows first, e.g. df[df[column].map(tunelab.data.scripts.has_visible_text)]"
             )
     if isinstance(text_pairs, str):  # one second text for every row, not one per letter
         return list(texts), [text_pairs] * len(texts)

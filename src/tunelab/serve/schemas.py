@@ -19,7 +19,6 @@ probability of the entity's words' tags::
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -42,12 +41,6 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _visible(char: str) -> bool:
-    # Cc: controls; Cf: format characters, invisible (zero-width space U+200B, BOM U+FEFF, word
-    # joiner U+2060) and kept by str.strip(). The support bot's check_messages applies the same rule.
-    return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf")
-
-
 def _text_problem(text: str, where: str) -> str | None:
     """Why ``text`` cannot be classified, or None: blank, or not encodable (a lone UTF-16 surrogate
     such as ``"\ud800"`` is valid JSON but no tokenizer takes it; refused here, before a batch).
@@ -55,7 +48,11 @@ def _text_problem(text: str, where: str) -> str | None:
     Blank is no visible character: a text of only zero-width spaces passed ``text.strip()`` and was
     classified (a bot answered it confidently) and billed like any other.
     """
-    if not any(map(_visible, text)):
+    # Imported here: ``tunelab.data`` imports pandas, which this module (and the settings that read
+    # its limits) does not need otherwise.
+    from tunelab.data.scripts import has_visible_text
+
+    if not has_visible_text(text):
         return (
             f"{where} is empty; every text needs some visible characters (spaces and zero-width ones "
             "such as U+200B do not count)"

@@ -185,6 +185,7 @@ def _checked_texts(texts: Any) -> list[str]:
     A DataFrame was embedded as its column names (one silent row of shape (1, H)); a None or a NaN
     in a list or Series failed inside sentence-transformers with a ValueError naming no text.
     """
+    from tunelab.data.scripts import has_visible_text
     from tunelab.inference.predictor import _is_series, _refuse_containers
 
     _refuse_containers(texts, "texts", paths=False)
@@ -195,7 +196,8 @@ def _checked_texts(texts: Any) -> list[str]:
     else:
         named = [(f"text {i}", text) for i, text in enumerate(texts, 1)]
     for where, text in named:
-        if not isinstance(text, str) or not text.strip():
+        # has_visible_text, not strip(): a zero-width-only text was embedded as the empty text
+        if not isinstance(text, str) or not has_visible_text(text):
             raise DataError(f"{where}: empty or not a string ({reprlib.repr(text)}); give non-empty texts")
     return [text for _, text in named]
 

@@ -1,6 +1,6 @@
 """Request and response bodies of the recommender's routes (``/v1/apps/recommend/...``).
 
-Ids (users', items') are strings of 1 to 200 characters with something other than spaces, no NUL
+Ids (users', items') are strings of 1 to 200 characters with a visible character, no NUL
 and valid Unicode: the recommender keeps them in SQLite, where a lone surrogate cannot be encoded
 (that would be a 500, not the client's 422). An item's fields are the recommender's text fields
 (title, description, tags, ...); which of them make its text is the recommender's config, so an
@@ -43,8 +43,12 @@ MAX_FIELDS = 200  # fields of one item
 
 def id_problem(value: str) -> str | None:
     """Why ``value`` cannot be an id, or None."""
-    if not value.strip():
-        return "is empty; give an id with some non-space characters"
+    # Imported here: tunelab.data imports pandas, which the service's schemas do not need otherwise.
+    from tunelab.data.scripts import has_visible_text
+
+    # not strip(): an id of zero-width spaces (U+200B) is empty as the build reads a file's ids
+    if not has_visible_text(value):
+        return "is empty; give an id with some visible characters"
     if len(value) > MAX_ID_CHARS:
         return f"has {len(value):,} characters, over the limit of {MAX_ID_CHARS}"
     if "\x00" in value:

@@ -37,6 +37,7 @@ from tunelab.config import ContinualConfig, RunConfig
 from tunelab.data import LabelMap, Splits
 from tunelab.data.dataset import Dataset
 from tunelab.data.file_options import READING_FIELDS
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, RunError, first_line
 from tunelab.runs.json_files import read_run_object
 from tunelab.runs.labels_check import read_run_labels
@@ -498,7 +499,8 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
         try:
             row = json.loads(line)
             text, label = row["text"], row["label"]
-            if not isinstance(text, str) or not text.strip():
+            # has_visible_text, not strip(): a zero-width-only text is empty, as the data readers read it
+            if not isinstance(text, str) or not has_visible_text(text):
                 raise ValueError("no text")
             # A label of the wrong kind passed `validate --from` and failed mid-training with a
             # TypeError, leaving a .partial folder; a missing second text dropped every pair.
@@ -507,7 +509,7 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
             if not many and not isinstance(label, str):
                 raise ValueError(f"label {label!r} is not one label name")
             pair = row.get("text_pair")
-            if pairs_wanted and (not isinstance(pair, str) or not pair.strip()):
+            if pairs_wanted and (not isinstance(pair, str) or not has_visible_text(pair)):
                 raise ValueError("no text_pair (the run reads text pairs)")
             ids.append([labels.id_of(n) for n in label] if isinstance(label, list) else labels.id_of(label))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, DataError) as exc:

@@ -34,6 +34,7 @@ from tunelab.config import RunConfig
 from tunelab.data import Splits
 from tunelab.data.dataset import Dataset
 from tunelab.data.held_out import normalised, rows_not_held_out
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError
 from tunelab.tasks import Task
 
@@ -117,7 +118,7 @@ def read_unlabeled(cfg: RunConfig) -> tuple[list[str], int]:
     kept: list[str] = []
     for row, value in values.items():
         if isinstance(value, str):
-            if value.strip():
+            if has_visible_text(value):  # not strip(): a zero-width-only text is empty, as in the readers
                 kept.append(value.strip())
         elif not pd.api.types.is_scalar(value):  # a JSONL or Parquet cell holding a list
             raise DataError(

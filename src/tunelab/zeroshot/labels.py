@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError
 from tunelab.yaml_names import load_names_yaml
 
@@ -66,7 +67,8 @@ def parse_label_descriptions(raw: Any, source: str) -> dict[str, str]:
                     f"{source}: label {key!r}: the description must be text, not {description!r}; "
                     f"write '{key}: {describe_label(key)}' or list names only (- {key})"
                 )
-            if not description.strip():
+            # not strip(): a description of zero-width spaces was embedded as the empty text
+            if not has_visible_text(description):
                 raise ConfigError(f"{source}: label {key!r}: the description is empty; describe the label")
             out[key] = description.strip()
     else:

@@ -415,7 +415,13 @@ def _topics(raw: Any, problems: list[str]) -> tuple[Topic, ...]:
     for i, item in enumerate(raw):
         if isinstance(item, str):
             item = {"name": item}
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+        # has_visible_text, not strip(): a name of zero-width spaces is embedded as the topic's text
+        # (Topic.prompt), and an invisible one failed at the first document in embed. Imported here:
+        # tunelab.data imports pandas, which reading a config does not need.
+        from tunelab.data.scripts import has_visible_text
+
+        name_given = isinstance(item, dict) and isinstance(item.get("name"), str)
+        if not name_given or not has_visible_text(item["name"]):
             problems.append(f"topics[{i}]: give a name (and optionally a description)")
             continue
         extra = _names(set(item) - {"name", "description"})

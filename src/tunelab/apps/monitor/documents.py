@@ -212,7 +212,11 @@ def parse_document(
             "without one are read as UTC)"
         )
     text = obj.get("text")
-    if not isinstance(text, str) or not text.strip():
+    # Imported here: tunelab.data imports pandas, which this module (read by the service) does not need.
+    from tunelab.data.scripts import has_visible_text
+
+    # not strip(): a text of zero-width spaces (U+200B) was classified as the empty text it tokenises to
+    if not isinstance(text, str) or not has_visible_text(text):
         raise ValueError(f"document {doc_id!r}: text is missing, empty or not a string")
     if problem := _unstorable(text):
         raise ValueError(f"document {doc_id!r}: text {problem}")

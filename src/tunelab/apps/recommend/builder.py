@@ -31,6 +31,7 @@ from tunelab.apps.recommend.recommender import META, REPORT, Recommender
 from tunelab.apps.recommend.split import split_chronological
 from tunelab.apps.recommend.textmodel import TextModel, Triple, make_triples
 from tunelab.atomic import atomic_write_json
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,7 @@ def fitting_items(
         "values_left_out": left_out,
         "items_fitted_with_fewer_values": len(changed),
         # items whose only text was such values: fitted as an empty text
-        "items_fitted_without_text": sum(1 for i in changed if not fit_texts[i].strip()),
+        "items_fitted_without_text": sum(1 for i in changed if not has_visible_text(fit_texts[i])),
     }
     return items.assign(text=fit_texts), changed, report
 

@@ -11,10 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunelab.data.scripts import has_visible_text
+
 
 def is_blank(value: Any) -> bool:
-    """No value: None, NaN, pandas' NA or NaT (JSONL nulls, Parquet nulls), or only white space."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """No value: None, NaN, pandas' NA or NaT (JSONL nulls, Parquet nulls), or no visible character
+    (only spaces or zero-width ones such as U+200B: ``strip()`` keeps those, and such a cell was an id
+    or a value no one can see)."""
+    if value is None or (isinstance(value, str) and not has_visible_text(value)):
         return True
     if isinstance(value, list | tuple | dict | set | np.ndarray):  # a list of values is a value
         return False

@@ -22,6 +22,7 @@ import pandas as pd
 
 from tunelab.apps.recommend.cells import is_blank, text_or_blank
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import DataError
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX, check_epoch_number
 
@@ -164,7 +165,9 @@ def id_text(value: Any) -> str:
 
 
 def values_of(value: Any, separator: str | None) -> list[str]:
-    """A cell's values: a list (JSON, Parquet) or a string split on ``separator``; blanks dropped."""
+    """A cell's values: a list (JSON, Parquet) or a string split on ``separator``; blanks dropped,
+    those with no visible character too (a title of only U+200B made an item's text of it, embedded
+    and ranked as the empty text it is)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
     if isinstance(value, list | tuple | np.ndarray):
@@ -172,7 +175,7 @@ def values_of(value: Any, separator: str | None) -> list[str]:
     else:
         text = _text(value)
         parts = text.split(separator) if separator else [text]
-    return [p.strip() for p in parts if p.strip()]
+    return [p.strip() for p in parts if has_visible_text(p)]
 
 
 def _text(value: Any) -> str:
@@ -237,7 +240,7 @@ def read_items(cfg: ItemsConfig) -> tuple[pd.DataFrame, dict[str, Any], DatedVal
     texts = [compose_text(cfg, row) for row in parts.to_dict("records")]
     items = parts.drop(columns="item_id", errors="ignore")  # the ids win over a field of that name
     items.insert(0, "item_id", ids.to_numpy())
-    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    empty = [i for i, t in enumerate(texts) if not has_visible_text(t)]
     if empty:
         i = empty[0]
         more = f" ({len(empty) - 1} more such rows)" if len(empty) > 1 else ""

@@ -56,6 +56,7 @@ from tunelab.apps.recommend.live import FILE as LIVE_FILE
 from tunelab.apps.recommend.live import ItemExistsError, LiveStore, folder_identity, is_locked
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, RunError, first_line
 from tunelab.serve.inputs import check_epoch_number
 
@@ -499,7 +500,7 @@ class Recommender:
         free_text = ", ".join(values_of(free, None))
         if free_text:
             text = ". ".join(p for p in (text, free_text) if p)
-        if not text.strip():
+        if not has_visible_text(text):
             raise DataError(
                 f"item {item_id!r}: empty text; give at least one of {', '.join(known)} with some words"
             )

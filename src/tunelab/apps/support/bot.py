@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 from tunelab.apps.support.answers import Answers, read_answers
 from tunelab.apps.support.config import ANSWERS_YAML, BOT_YAML, KNOWLEDGE_DIR, BotConfig
 from tunelab.apps.support.knowledge import Hit, KnowledgeIndex
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, TunelabError
 
 #: The longest message the bot takes (characters); the service may set a lower limit of its own.
@@ -391,7 +391,9 @@ def check_messages(
     """
     for i, text in enumerate(texts, start=1):
         where = places[i - 1] if places is not None else f"message {i}"
-        if not isinstance(text, str) or is_blank(text):
+        # the service's rule (serve/schemas.py): strip() keeps zero-width characters, and a message
+        # of only them was answered confidently and billed
+        if not isinstance(text, str) or not has_visible_text(text):
             raise DataError(f"{where}: empty or not text; send a message with some visible characters")
         if len(text) > max_chars:
             raise DataError(
@@ -479,19 +481,11 @@ def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
         )
 
 
-def is_blank(text: str) -> bool:
-    """No visible character: only spaces, controls (Cc) and format characters (Cf: zero-width space
-    U+200B, BOM U+FEFF, word joiner U+2060). ``str.strip()`` keeps the invisible ones, and a message
-    of only them was answered confidently and billed. The service's ``_text_problem`` (serve/
-    schemas.py) refuses the same texts with a 422."""
-    return not any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
-
-
 def last_message(history: Sequence[str] | None) -> str:
     """The last non-blank message of ``history``, stripped ("" when none): the previous message a
     follow-up is read with."""
     for text in reversed(list(history or ())):
-        if isinstance(text, str) and not is_blank(text):
+        if isinstance(text, str) and has_visible_text(text):
             return text.strip()
     return ""
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import exchange
-from tunelab.data.scripts import count_words, join_lines
+from tunelab.data.scripts import count_words, has_visible_text, join_lines
 from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
             title, start, intent, under_heading = heading.group(2).strip(), line_no, None, True
         elif tag:
             intent, under_heading = tag.group(1), False
-        elif line.strip():
+        elif has_visible_text(line):  # a line of zero-width spaces is a blank line, as in the readers
             under_heading = False
             if not block:
                 block_start = line_no
@@ -254,7 +254,7 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
             continue
         row = dict(zip(columns, fields, strict=False))
         body = (row.get(text_col) or "").strip()
-        if not body:
+        if not has_visible_text(body):  # only zero-width spaces: embed refused it naming no file
             raise DataError(f"{path}: line {row_no}: the {text_col} is empty; fill it or remove the row")
         title = (row.get(title_col) or "").strip() if title_col else ""
         intent = (row.get("intent") or "").strip() or None
@@ -275,7 +275,7 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
             raise DataError(f'{path}: line {line_no} needs a JSON object with a "text" (or "answer") string')
         text_key = next((k for k in ("text", "answer") if k in record), "text")  # as the CSV columns
         body = record.get(text_key)
-        if not isinstance(body, str) or not body.strip():
+        if not isinstance(body, str) or not has_visible_text(body):
             raise DataError(f'{path}: line {line_no} needs a non-empty "{text_key}" string')
         title_key = next((k for k in ("title", "question") if k in record), "title")
         title = record.get(title_key) or ""

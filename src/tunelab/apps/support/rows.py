@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import DataError
 
 
@@ -85,7 +86,7 @@ def read_conversations(path: str | Path) -> list[Conversation]:
         if (
             not isinstance(turns, list)
             or not turns
-            or not all(isinstance(t, str) and t.strip() for t in turns)
+            or not all(isinstance(t, str) and has_visible_text(t) for t in turns)  # not only U+200B
         ):
             raise DataError(f'{p}: line {line_no}: "turns" must be a non-empty list of non-empty strings')
         if not isinstance(intent, str) or not intent.strip():

@@ -627,7 +627,7 @@ def test_cli_run_once_then_report(tmp_path: Path, monkeypatch, capsys) -> None:
     report = tmp_path / "report.html"
     assert monitor_cmd.run(cli_args("report", "--config", str(path), "--out", str(report))) == 0
     page = report.read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 2  # topic earnings, company acme
+    assert page.count("data:image/png;base64,") == 3  # the whole feed, topic earnings, company acme
     assert "Alerts" in page and "n1000" in page and "Acme Corp lawsuit: shares falls" in page
     assert "http://" not in page and "https://" not in page  # self-contained
     # a folder as --out: one line (it was "unexpected IsADirectoryError")
@@ -670,7 +670,7 @@ def test_a_report_plots_a_name_holding_dollar_signs_as_written(tmp_path: Path, m
         capsys.readouterr()
     )
     page = report.read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 3 and "oil $\\x$ prices" in page
+    assert page.count("data:image/png;base64,") == 4 and "oil $\\x$ prices" in page  # and the whole feed
 
 
 def test_a_report_with_one_document_dated_year_1_plots_the_recent_weeks(
@@ -690,7 +690,7 @@ def test_a_report_with_one_document_dated_year_1_plots_the_recent_weeks(
     page = report.read_text(encoding="utf-8")
     assert "421 documents from " in page
     assert "Plots start at 2023-11-13: older documents are counted above but not plotted" in page
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 3  # the whole feed first
 
 
 def test_cli_run_stops_cleanly_on_sigterm_having_committed_what_it_read(

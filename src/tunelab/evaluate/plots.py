@@ -26,6 +26,7 @@ import math
 import shutil
 import subprocess
 import unicodedata
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,13 +206,19 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
     row_totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
 
+    names = [_short(name) for name in label_names]
+    tick_size = 9 if n <= 12 else 7
     side = min(max(4.5, 0.4 * n + 2.5), 16.0)
-    fig = new_figure(side + 1.2, side)
+    # The tick labels take the figure's room: left of the map and below it. Grown by the longest
+    # (about 0.07 inch a character at size 9), the map keeps its size and 40-character names no
+    # longer push the "true" title off the canvas. Width: 1.2 inch for the colour bar and 0.6 more,
+    # so the map's height is the bound: where its width was, constrained layout left the y labels
+    # partly off the canvas (30 classes of short names too).
+    labels = 0.07 * tick_size / 9 * max(map(_text_width, names), default=0)
+    fig = new_figure(side + 1.8 + labels, side + labels)
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
-    names = [_short(name) for name in label_names]
-    tick_size = 9 if n <= 12 else 7
     ax.set_xticks(
         range(n),
         names,
@@ -361,7 +368,9 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
         )
     if macro_f1 is not None:
         ax.axvline(macro_f1, color="black", linestyle="--", linewidth=1, label=f"macro F1 {macro_f1:.2f}")
-        ax.legend(loc="lower right", fontsize=8)
+        # Above the axes' right corner, beside the title: inside them, any corner covers the value
+        # written at some class's bar end (lower right: the worst class's, when every score is high).
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, borderaxespad=0.2)
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("F1")
     ax.set_title("Per-class F1")
@@ -414,6 +423,11 @@ def _ema(values: Sequence[float], weight: float = 0.9) -> list[float]:
         running = weight * running + (1 - weight) * value
         smoothed.append(running / (1 - weight**i))
     return smoothed
+
+
+def _text_width(text: str) -> int:
+    """``text``'s width in Latin characters: a CJK character is drawn about twice as wide."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 def _short(name: Any, limit: int = 40) -> str:
@@ -523,7 +537,7 @@ def _check_glyphs(text: str) -> None:
     """Warn, once per script, about characters of ``text`` that no plot font has: they draw as boxes.
 
     matplotlib itself warns once per glyph ("Glyph ... missing from font(s)"), naming neither the
-    script nor a fix, and only when the figure is drawn."""
+    script nor a fix, and only when the figure is drawn: ``figure_png`` ignores those."""
     if text.isascii():
         return
     covered = _covered(font_families())
@@ -545,6 +559,11 @@ def _warn_no_cjk_font(script: str, fix: str) -> None:
     log.warning("%s characters in plot labels show as boxes: %s (%s)", script, where, fix)
 
 
+# matplotlib's warning per character no font has (``figure_png`` ignores it). A module constant: a
+# test can set a pattern that matches nothing, to see whether the fonts have a label's glyphs.
+_GLYPH_MISSING = r"Glyph \d+ .* missing from font"
+
+
 def _use_fonts(fig: Figure) -> None:
     """Give every text of ``fig`` the family list, so CJK glyphs fall back to the CJK font, and warn
     about characters none of the fonts has (:func:`_check_glyphs`).
@@ -563,7 +582,11 @@ def figure_png(fig: Figure) -> bytes:
     """``fig`` as PNG bytes, every text with the CJK fallback font; the figure is cleared."""
     _use_fonts(fig)
     buffer = io.BytesIO()
-    # No "Software" tag: the PNG then holds no matplotlib version string, so reruns diff cleanly.
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    with warnings.catch_warnings():
+        # matplotlib's own "Glyph ... missing from font(s)", two stderr lines per character drawn,
+        # even with -q: _check_glyphs has said it once per script, naming the font to install.
+        warnings.filterwarnings("ignore", message=_GLYPH_MISSING, category=UserWarning)
+        # No "Software" tag: the PNG then holds no matplotlib version string, so reruns diff cleanly.
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     fig.clear()  # drop artists now rather than at garbage collection; nothing else holds fig
     return buffer.getvalue()

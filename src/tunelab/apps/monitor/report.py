@@ -1,9 +1,10 @@
 """``tunelab app monitor report``: one self-contained HTML page of a monitor's trends and alerts.
 
-Per topic and per company (the most mentioned), documents and negative documents per bucket with
-the negative share over them, alert episodes shaded on the time axis; then every alert with the
-documents that triggered it. Built with tunelab's report model (``tunelab.evaluate.render``: inline
-CSS, plots as base64 data URIs) and matplotlib figures drawn like the evaluation report's.
+For the whole feed, then per topic and per company (the most mentioned), documents and negative
+documents per bucket with the negative share over them, a key's alert episodes shaded on the time
+axis; then the newest ``ALERTS_LISTED`` alerts, newest first, with the documents that triggered them.
+Built with tunelab's report model (``tunelab.evaluate.render``: inline CSS, plots as base64 data
+URIs) and matplotlib figures drawn like the evaluation report's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _BUCKET_NAMES = {
 }
 TARGET_BUCKETS = 120
 EXCERPT = 240
+ALERTS_LISTED = 200
+"""Alerts the report lists, the newest: each comes with a table of up to 50 documents, and 2,000
+alerts made a 23 MB page; the rest are read from the alerts route."""
 
 
 def choose_bucket(start: datetime, end: datetime, target: int = TARGET_BUCKETS) -> str:
@@ -115,10 +119,11 @@ def build_report(
     """The report's sections and the PNGs they show (see ``write_report``)."""
     store.check_monitor(name)
     span = store.time_range(name)
-    alerts = store.alerts(name)
     if span is None:
         return [Section("Summary", [Text(f"Monitor {name} has stored no documents yet.")])], {}
     start, end = span
+    alerts = store.alerts(name, newest=True, limit=ALERTS_LISTED)
+    total = store.count_alerts(name)  # after: an alert stored in between is counted, not listed
     # The plots cover at most TARGET_BUCKETS weeks back from the newest document: one stray old
     # date (0001-01-01 stands for "unknown" in some feeds) would otherwise ask for thousands of
     # weekly buckets, more than a trend gives, and the report could not be written at all.
@@ -133,9 +138,14 @@ def build_report(
     summary = [
         Text(
             f"{store.count(name):,} documents from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
-            f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}; plots in buckets of {bucket}.{cut}"
+            f"{total:,} alert{'s' if total != 1 else ''}; plots in buckets of {bucket}.{cut}"
         )
     ]
+    # The whole feed first: a monitor with no topics and no companies (sentiment only) has no other
+    # chart. Its alerts are left out: they are each key's, shaded on that key's chart below.
+    feed = {**trend(store, name, bucket=bucket, start=shown), "alerts": []}
+    images["feed.png"] = trend_png(feed, "all documents")
+    summary.append(Image("feed.png", f"all documents: documents and negative share per {bucket}"))
     sections = [Section("Summary", summary)]
     for scope, title, limit in (("topic", "Topics", topics), ("company", "Companies", companies)):
         blocks: list[Any] = []
@@ -153,15 +163,27 @@ def build_report(
             table = Table([scope, "documents", "negative", "alerts"], rows, right=frozenset({1, 2, 3}))
             sections.append(Section(title, [table, *blocks]))
     if alerts:
+        older = total - len(alerts)
+        listed = (
+            f"The newest {len(alerts):,} of {total:,} alerts, newest first; the {older:,} older "
+            f"one{'s are' if older != 1 else ' is'} not listed here: read them from "
+            f"GET /v1/apps/monitor/{name}/alerts (tunelab serve --monitor; oldest first, paged with "
+            "limit and after)."
+            if older > 0
+            else f"{total:,} alert{'s' if total != 1 else ''}, newest first."
+        )
         blocks = [
+            Text(listed),
             Table(
                 ["started", "ended", "key", "kind", "level", "baseline", "observed", "documents"],
                 _alert_rows(alerts),
                 right=frozenset({4, 5, 6, 7}),
-            )
+            ),
         ]
+        # One read for every listed alert's documents (in chunks), not one per alert.
+        stored = {d["id"]: d for d in store.documents(name, sorted({i for a in alerts for i in a.docs}))}
         for a in alerts:
-            docs = store.documents(name, a.docs)
+            docs = sorted((stored[i] for i in set(a.docs) if i in stored), key=lambda d: (d["time"], d["id"]))
             blocks.append(
                 Text(f"Alert {a.id} on {a.key} at {a.started_at:%Y-%m-%d %H:%M} UTC: triggering documents")
             )

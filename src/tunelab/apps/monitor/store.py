@@ -450,15 +450,18 @@ class MonitorTables:
         ended_since: datetime | None = None,
         limit: int | None = None,
         after: str | None = None,
+        newest: bool = False,
     ) -> list[Alert]:
-        """A monitor's alerts, oldest first (by start, then id); ``since``/``until`` bound their
-        start, ``ended_since`` keeps those still open or ended at or after it, ``after`` those
-        after the alert of that id in this order (a page's last: the next page), ``limit`` the
-        first so many. Alerts of one document share a start, so a start alone cannot page them."""
+        """A monitor's alerts, oldest first (by start, then id; ``newest``: newest first);
+        ``since``/``until`` bound their start, ``ended_since`` keeps those still open or ended at or
+        after it, ``after`` those after the alert of that id in this order (a page's last: the next
+        page), ``limit`` the first so many. Alerts of one document share a start, so a start alone
+        cannot page them."""
         clauses, params = ["monitor = ?"], [name]
+        later, order = ("<", " DESC") if newest else (">", "")
         if after is not None:
             last = "(SELECT started_at FROM tunelab_monitor_alerts WHERE id = ?)"
-            clauses.append(f"(started_at > {last} OR (started_at = {last} AND id > ?))")
+            clauses.append(f"(started_at {later} {last} OR (started_at = {last} AND id {later} ?))")
             params += [after, after, after]
         for clause, value in (
             ("key = ?", key),
@@ -472,12 +475,21 @@ class MonitorTables:
         if open_only:
             clauses.append("ended_at IS NULL")
         where = " AND ".join(clauses)
-        sql = f"SELECT {ALERT_COLUMNS} FROM tunelab_monitor_alerts WHERE {where} ORDER BY started_at, id"
+        sql = (
+            f"SELECT {ALERT_COLUMNS} FROM tunelab_monitor_alerts WHERE {where}"
+            f" ORDER BY started_at{order}, id{order}"
+        )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._transaction(write=False) as conn:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._alert(r) for r in rows]
+
+    def count_alerts(self, name: str) -> int:
+        """How many alerts the monitor has stored (all of them, not a page)."""
+        sql = "SELECT COUNT(*) FROM tunelab_monitor_alerts WHERE monitor = ?"
+        with self._transaction(write=False) as conn:
+            return int(self._exec(conn, sql, [name]).fetchone()[0])
 
     def has_alert(self, name: str, alert_id: str) -> bool:
         with self._transaction(write=False) as conn:

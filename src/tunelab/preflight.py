@@ -163,6 +163,10 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
             check_target_modules(cfg, checked.model.path, checked.task, checked.options)
         except TunelabError as exc:
             errors.append(exc)
+        try:
+            check_method_fits(cfg, checked.model.path, checked.task, checked.options)
+        except TunelabError as exc:
+            errors.append(exc)
     if reads("augment", "data"):
         try:
             check_augment(cfg, checked.task)
@@ -431,6 +435,26 @@ def check_target_modules(cfg: RunConfig, path: Path, task: Any, options: Any) ->
                 f"method.target_modules: {target} matches {blocks[0]} (a {kind}), not a layer an adapter "
                 f"can be put on; {could}"
             )
+
+
+def check_method_fits(cfg: RunConfig, path: Path, task: Any, options: Any) -> None:
+    """The method's own check of the model's structure, made on the model ``train`` builds.
+
+    A method whose options have ``check_model(model)`` (prompt: a layer stack it can cut; prefix: an
+    encoder taking a key/value cache; adapter: BERT-style output blocks) refuses there, in one line,
+    what its ``apply`` would refuse: ``validate`` said "config ok" to ALBERT with prompt or
+    DistilBERT with adapter, and only ``train`` refused them. Asked of the options, never decided by
+    the method's name; made on the meta-device skeleton (``_skeleton``), and left to ``train`` where
+    there is none.
+    """
+    check = getattr(options, "check_model", None)
+    if not callable(check):
+        return
+    from torch import nn
+
+    model = _skeleton(path, task, cfg.model.pooling)
+    if isinstance(model, nn.Module):  # another kind of skeleton: check_target_modules names it
+        check(model)
 
 
 def _skeleton(path: Path, task: Any, pooling: str) -> Any:

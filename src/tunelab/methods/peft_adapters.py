@@ -28,21 +28,27 @@ from tunelab.methods.registry import BaseSharing, ModelLoader
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 HEAD = "classifier"  # every task's head module (docs/extending.md)
-POOLER = "pooler.dense"  # BERT's pooler (tanh of a linear layer over [CLS])
+POOLER = "pooler"  # the module making the encoder's pooler_output (BERT's tanh of a linear layer over [CLS])
 
 
 def head_modules(model: nn.Module, train_pooler: bool) -> list[str]:
     """The modules trained in full beside an adapter: the head, and BERT's pooler when it is read.
 
     BERT's pooler only matters when classifying from [CLS]; with mean pooling, and in a per-token
-    head, it is unused. Its linear layer is named, not the ``BertPooler`` around it: IA3's and the
-    LyCORIS tuners' ``merge_and_unload`` expect every module to save to have a ``weight``.
+    head, it is unused. Its linear layers are named, not the ``BertPooler`` around them: IA3's and
+    the LyCORIS tuners' ``merge_and_unload`` expect every module to save to have a ``weight``. Each
+    is named from ``pooler`` on (BERT's ``pooler.dense``; ALBERT's pooler is the bare linear layer
+    ``pooler``, which a fixed ``pooler.dense`` never found, so it stayed frozen and untrained).
     """
     names = [HEAD]
     uses_pooler = getattr(model, "pooling", "cls") == "cls"
-    if train_pooler and uses_pooler and any(n.endswith(POOLER) for n, _ in model.named_modules()):
-        names.append(POOLER)
-    return names
+    if train_pooler and uses_pooler:
+        for name, module in model.named_modules():
+            parts = name.split(".")
+            if isinstance(module, nn.Linear) and POOLER in parts and HEAD not in parts:
+                at = len(parts) - 1 - parts[::-1].index(POOLER)  # the last "pooler" in the path
+                names.append(".".join(parts[at:]))
+    return list(dict.fromkeys(names))
 
 
 def wrap(model: nn.Module, peft_config: Any, method: str) -> nn.Module:

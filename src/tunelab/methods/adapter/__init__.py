@@ -23,7 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from tunelab.methods import wrapped_model
-from tunelab.methods.adapter.bottleneck import ACTIVATIONS, KINDS, AdapterModel
+from tunelab.methods.adapter.bottleneck import ACTIVATIONS, KINDS, AdapterModel, checked_blocks
 from tunelab.methods.options import Problems
 from tunelab.methods.registry import Method, ModelLoader, register_method
 
@@ -54,6 +54,10 @@ class AdapterOptions:
         problems.choice("activation", self.activation, ("auto", *ACTIVATIONS))
         problems.probability("dropout", self.dropout)
         problems.raise_if_any()
+
+    def check_model(self, model: nn.Module) -> None:
+        """What ``AdapterModel`` checks of ``model``, for ``tunelab validate`` (on its skeleton)."""
+        checked_blocks(model, self.kind)
 
 
 def apply(model: nn.Module, cfg: AdapterOptions) -> nn.Module:

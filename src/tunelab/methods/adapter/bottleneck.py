@@ -67,6 +67,38 @@ def output_blocks(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
     return found
 
 
+def checked_blocks(model: nn.Module, kind: str) -> list[tuple[str, nn.Module, bool]]:
+    """``output_blocks(model)``, refusing a model where adapters of ``kind`` would not all go in.
+
+    Raises:
+        ConfigError: no feed-forward output block at all; or, for ``houlsby``, a layer with one but
+            no attention output block of that shape (MPNet's attention projects with ``attn.o``):
+            its layers got the feed-forward adapter alone, half of Houlsby's, without a word.
+    """
+    blocks = output_blocks(model)
+    if not any(not attention for _, _, attention in blocks):
+        raise ConfigError(
+            "method adapter: the model has no BERT-style layer outputs (a module with dense, "
+            "dropout and LayerNorm); bottleneck adapters support BERT-family encoders "
+            "(BERT, MiniLM, RoBERTa, XLM-R, ELECTRA)"
+        )
+    if kind == "houlsby":
+        # A layer's blocks: <layer>.output (feed-forward) and <layer>.attention.output.
+        attended = {name.removesuffix(".attention.output") for name, _, attention in blocks if attention}
+        bare = [
+            name for name, _, attention in blocks if not attention and name.rpartition(".")[0] not in attended
+        ]
+        if bare:
+            model_type = getattr(model.base_model.config, "model_type", None) or type(model).__name__
+            raise ConfigError(
+                f"method adapter: kind=houlsby puts an adapter after each layer's attention output too, "
+                f"and {model_type}'s has no BERT-style one (a module with dense, dropout and LayerNorm) "
+                f"beside its feed-forward output {bare[0]}; use method.kind=pfeiffer (feed-forward "
+                "adapters only), lora or full"
+            )
+    return blocks
+
+
 class AdapterModel(WrappedModel):
     """The task model with a bottleneck after the chosen output blocks of every layer."""
 
@@ -74,13 +106,7 @@ class AdapterModel(WrappedModel):
 
     def __init__(self, model: nn.Module, options: Any) -> None:
         super().__init__(model, options)
-        blocks = output_blocks(model)
-        if not any(not attention for _, _, attention in blocks):
-            raise ConfigError(
-                "method adapter: the model has no BERT-style layer outputs (a module with dense, "
-                "dropout and LayerNorm); bottleneck adapters support BERT-family encoders "
-                "(BERT, MiniLM, RoBERTa, XLM-R, ELECTRA)"
-            )
+        blocks = checked_blocks(model, options.kind)
         activation = options.activation
         if activation == "auto":
             activation = DEFAULT_ACTIVATION[options.kind]

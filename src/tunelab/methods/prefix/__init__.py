@@ -52,6 +52,28 @@ class PrefixOptions:
         problems.positive_int("projection_dim", self.projection_dim, 512)
         problems.raise_if_any()
 
+    def check_model(self, model: nn.Module) -> None:
+        """What ``PrefixTuned`` checks of ``model``, for ``tunelab validate`` (on its skeleton)."""
+        cache_argument(model)
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The name under which ``model``'s encoder takes a key/value cache (the prefix goes in there).
+
+    Raises:
+        ConfigError: the encoder takes none (DistilBERT, DeBERTa-v2): the prefix went into
+            ``**kwargs`` unread, and the first forward failed with a tensor size error after the run
+            folder was made.
+    """
+    encoder = model.base_model
+    params = inspect.signature(encoder.forward).parameters
+    if "cache" not in params and "past_key_values" not in params:
+        raise ConfigError(
+            f"method prefix: {encoder.config.model_type} takes no key/value cache, so it cannot attend "
+            "to a prefix; use prompt, lora or full"
+        )
+    return "cache" if "cache" in params else "past_key_values"
+
 
 class PrefixTuned(WrappedModel):
     """The task model attending, in every layer, to ``tokens`` learned key/value pairs first."""
@@ -79,15 +101,7 @@ class PrefixTuned(WrappedModel):
             )
         )
         self.register_buffer("prefix_ids", torch.arange(options.tokens), persistent=False)
-        params = inspect.signature(encoder.forward).parameters
-        if "cache" not in params and "past_key_values" not in params:
-            # DistilBERT: the prefix went into **kwargs unread, and the first forward failed with a
-            # tensor size error after the run folder was made
-            raise ConfigError(
-                f"method prefix: {cfg.model_type} takes no key/value cache, so it cannot attend to a prefix; "
-                "use prompt, lora or full"
-            )
-        self.cache_argument = "cache" if "cache" in params else "past_key_values"
+        self.cache_argument = cache_argument(model)
         # RoBERTa-family embeddings count positions from padding_idx + 1 (BERT's from 0): arange(T)
         # gave every token the position two before its own, the first one the padding's
         padding_idx = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)

@@ -57,10 +57,28 @@ class PromptOptions:
         problems.choice("init", self.init, ("vocab", "random"))
         problems.raise_if_any()
 
+    def check_model(self, model: nn.Module) -> None:
+        """What ``PromptTuned`` checks of ``model``, for ``tunelab validate`` (on the model's
+        skeleton): a layer stack to hook, and an encoder output the hook really cuts to T positions."""
+        drop = _DropVirtual(self.tokens)
+        handles = drop.attach(model)
+        try:
+            drop.probe(model)
+        finally:
+            for handle in handles:
+                handle.remove()
+
 
 class _DropVirtual:
     """Forward hook on the encoder's layer stack: drop the P virtual positions from its output
     while a ``PromptTuned`` forward runs in this thread, so everything after it sees (B, T, H).
+
+    The layer stack's output is cut whole, its per-layer hidden states too: DeBERTa-v2 takes its
+    sequence output from those (``encoder_outputs[1][-1]``), not from ``last_hidden_state``, so a cut
+    of that alone never reached the head (NER failed on P + T logits, [CLS] pooling read virtual
+    token 0). A second hook on the base model checks that what it hands on is T positions long, so
+    an architecture whose output takes yet another path is refused in one line, not trained on
+    virtual positions (``probe`` runs it once when the prompt is applied, before training).
 
     The switch is per thread: the service may run one model in several threads at once, and a
     forward that finishes must not switch off another's. The task model called on its own (no
@@ -72,24 +90,78 @@ class _DropVirtual:
         self._local = threading.local()
 
     @contextlib.contextmanager
-    def armed(self) -> Iterator[None]:
-        self._local.active = True
+    def armed(self, tokens: int) -> Iterator[None]:
+        """Cut while the body runs; ``tokens``: the T real positions the encoder must hand on."""
+        self._local.active, self._local.tokens = True, tokens
         try:
             yield
         finally:
             self._local.active = False
 
+    def _cut(self, value: Any, length: int) -> Any:
+        """``value`` with the first P positions dropped: each (B, P + T, H) tensor in it, at any depth
+        of tuples (the per-layer hidden states); attention maps (4-D) and the rest as they are."""
+        if isinstance(value, torch.Tensor):
+            return value[:, self.n :] if value.dim() == 3 and value.shape[1] == length else value
+        if isinstance(value, tuple | list):
+            return type(value)(self._cut(v, length) for v in value)
+        return value
+
     def __call__(self, module: nn.Module, inputs: Any, output: Any) -> Any:
         if not getattr(self._local, "active", False):
             return output
         if isinstance(output, tuple):
-            return (output[0][:, self.n :], *output[1:])
-        output.last_hidden_state = output.last_hidden_state[:, self.n :]  # (B, P + T, H) -> (B, T, H)
+            return self._cut(output, output[0].shape[1])
+        length = output.last_hidden_state.shape[1]  # P + T
+        for key in list(output.keys()):  # a ModelOutput: last_hidden_state, hidden_states, ...
+            setattr(output, key, self._cut(getattr(output, key), length))  # (B, P + T, H) -> (B, T, H)
         return output
+
+    def check(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        """Forward hook on the base model: its sequence output must be the T real positions."""
+        if not getattr(self._local, "active", False):
+            return
+        states = output[0]  # last_hidden_state, in a ModelOutput or a tuple
+        if isinstance(states, torch.Tensor) and states.dim() == 3 and states.shape[1] != self._local.tokens:
+            config = getattr(module, "config", None)
+            raise ConfigError(
+                f"method prompt: {getattr(config, 'model_type', type(module).__name__)} hands on "
+                f"{states.shape[1]} positions for {self._local.tokens} tokens, its virtual ones kept "
+                "(its encoder output takes a path prompt tuning cannot cut); use lora or full"
+            )
+
+    def attach(self, model: nn.Module) -> list[Any]:
+        """Hook the cut onto ``model``'s layer stack and the check onto its base model; the handles."""
+        return [
+            layer_stack(model).register_forward_hook(self),
+            model.base_model.register_forward_hook(self.check),
+        ]
+
+    def probe(self, model: nn.Module) -> None:
+        """One forward of P virtual + 1 token through ``model``'s encoder, so an output the cut misses
+        is refused when the prompt is applied (before any run folder), not at the first batch."""
+        table = model.get_input_embeddings().weight  # (V, E)
+        embeds = table.new_zeros(1, self.n + 1, table.shape[1])
+        mask = torch.ones(1, self.n + 1, dtype=torch.long, device=table.device)
+        modes = {m: m.training for m in model.modules()}
+        model.eval()  # no dropout: the probe must not draw from the run's random numbers
+        try:
+            with torch.no_grad(), self.armed(1):
+                model.base_model(inputs_embeds=embeds, attention_mask=mask)
+        except ConfigError:
+            raise
+        except Exception:
+            # What the probe cannot run says nothing about the cut: too many virtual tokens for the
+            # positions (refused in its own words), an operation the meta device (validate's
+            # skeleton) lacks. Training's forwards still run ``check``.
+            pass
+        finally:
+            for m, training in modes.items():
+                m.training = training
 
     def __deepcopy__(self, memo: dict) -> _DropVirtual:
         # Thread-local state cannot be copied; deepcopy memoises the result, so the wrapper and
-        # the hook of a copied model share one new switch.
+        # the hooks of a copied model share one new switch.
         return _DropVirtual(self.n)
 
     def __getstate__(self) -> dict[str, int]:
@@ -127,7 +199,8 @@ class PromptTuned(WrappedModel):
         self.prompt = nn.Parameter(start)  # (P, H)
         self.max_positions = getattr(model.base_model.config, "max_position_embeddings", None)
         self.drop_virtual = _DropVirtual(n)
-        layer_stack(model).register_forward_hook(self.drop_virtual)
+        self.drop_virtual.attach(model)
+        self.drop_virtual.probe(model)
 
     def forward(
         self,
@@ -153,7 +226,7 @@ class PromptTuned(WrappedModel):
         mask = torch.cat([attention_mask.new_ones(b, p), attention_mask], dim=1)  # (B, P + T)
         if token_type_ids is not None:
             kwargs["token_type_ids"] = torch.cat([token_type_ids.new_zeros(b, p), token_type_ids], dim=1)
-        with self.drop_virtual.armed():
+        with self.drop_virtual.armed(t):
             return self.model(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
 

@@ -9,6 +9,7 @@ text too.
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 from tunelab.data.dataset import Dataset
 from tunelab.data.splits import Splits
@@ -23,20 +24,22 @@ def _key(text: str) -> str:
     return unicodedata.normalize("NFC", " ".join(text.split()).casefold())
 
 
+def keys_of(rows: Any) -> list[tuple[str, str | None]]:
+    """The normalised (text, pair) of each of ``rows`` (anything with ``texts`` and ``text_pairs``)."""
+    pairs = rows.text_pairs or [None] * len(rows.texts)
+    return [normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True)]
+
+
 def held_out_keys(splits: Splits) -> set[tuple[str, str | None]]:
     """The normalised (text, pair) of every dev and test row."""
     keys: set[tuple[str, str | None]] = set()
     for rows in (splits.dev, splits.test):
         if rows is not None:
-            pairs = rows.text_pairs or [None] * len(rows.texts)
-            keys.update(normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True))
+            keys.update(keys_of(rows))
     return keys
 
 
 def rows_not_held_out(rows: Dataset, splits: Splits) -> list[int]:
     """Indices of ``rows`` whose text (and pair) equals no dev or test row's."""
     held_out = held_out_keys(splits)
-    pairs = rows.text_pairs or [None] * len(rows.texts)
-    return [
-        i for i, (t, p) in enumerate(zip(rows.texts, pairs, strict=True)) if normalised(t, p) not in held_out
-    ]
+    return [i for i, key in enumerate(keys_of(rows)) if key not in held_out]

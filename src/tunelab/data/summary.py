@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from tunelab.data.held_out import normalised
 
 if TYPE_CHECKING:
     from tunelab.data.splits import Splits
@@ -45,7 +46,7 @@ class SummaryView:
     """What a task says about one dataset, for the summary (``Task.summary_view``).
 
     Attributes:
-        keys: per example, what makes two examples the same (the text; text and pair).
+        keys: per example, what makes two examples the same (the text; the (text, pair) tuple).
         labels: per example, the label names it counts towards (one; any number; entity types).
         texts: per example, the text the tokenizer reads.
         pairs: per example, the second text, or None.
@@ -55,7 +56,7 @@ class SummaryView:
             Chinese sentence as 100 words in 192 tokens, and as one text in 59.
     """
 
-    keys: list[str]
+    keys: list[str] | list[tuple[str, str]]
     labels: list[list[str]]
     texts: list[str]
     pairs: list[str] | None = None
@@ -295,13 +296,14 @@ def _n(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _normal(text: str) -> str:
+def _normal(key: str | tuple[str, str]) -> tuple[str, str | None]:
     """Case, runs of whitespace and Unicode normalisation (NFC or NFD "café") do not make two texts
-    different."""
-    return unicodedata.normalize("NFC", re.sub(r"\s+", " ", text).strip().casefold())
+    different; a pair's two texts are compared one by one. held_out's comparison, so that the
+    leakage this summary counts and the rows training keeps out of its training data are the same."""
+    return normalised(*key) if isinstance(key, tuple) else normalised(key, None)
 
 
-def _duplicates(keys: list[str], labels: list[list[str]]) -> dict[str, int]:
+def _duplicates(keys: list[Any], labels: list[list[str]]) -> dict[str, int]:
     """Examples repeating an earlier one, and how many of those carry other labels than it."""
     first: dict[str, list[str]] = {}
     repeats = conflicting = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 import operator
 import os
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import ConfigError, DataError, TunelabError, first_line
 from tunelab.runs.folder import check_parents_are_folders
 from tunelab.runs.json_files import JsonFileError, NotAnObjectError, NotJsonError, read_json_object
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate(
@@ -34,7 +37,10 @@ def evaluate(
     report of another file with the same stem: see :func:`report_folder`).
 
     Returns:
-        The metrics dict, with ``report`` set to the HTML report's path.
+        The metrics dict, with ``report`` set to the HTML report's path and, for a trained run,
+        ``rows_in_training`` and ``rows_in_dev``: how many of the scored rows the run trained on or
+        chose its weights with (None when its data files no longer hold those rows; a warning and
+        the report say so either way, see :func:`training_overlap`).
 
     Raises:
         ConfigError: ``out_dir`` without ``data`` (no report is written for the saved metrics),
@@ -87,6 +93,9 @@ def evaluate(
     dataset = task.read_labelled(data, read, labels, field=None)
     predictor.check_pairs(dataset.texts, dataset.text_pairs)  # the backend takes any kind of input
     target = Path(out_dir) if out_dir is not None else report_folder(predictor.run.root / "evals", data)
+    overlap, warning = training_overlap(predictor, dataset, Path(data).name)
+    if warning is not None:
+        logger.warning("%s", warning)
     metrics, written = score_dataset(
         predictor,
         dataset,
@@ -95,6 +104,8 @@ def evaluate(
         meta={"run": str(predictor.run.root), "data": str(data), "rows": len(dataset)},
         split=Path(data).name,
         batch_size=batch_size,
+        extra=overlap,
+        warnings=[warning] if warning is not None else [],
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
 
@@ -108,12 +119,15 @@ def score_dataset(
     meta: dict[str, Any],
     split: str,
     batch_size: int = 64,
+    extra: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score a loaded run on ``dataset`` into ``target``: ``metrics.json`` and the task's report.
 
     The one sequence of encode, logits, the run's threshold (tuned on its dev data, never on these
     rows), metrics and report that ``evaluate`` runs on a file and ``tunelab search`` on the best
-    run's carved test split. Returns the metrics and the report's files.
+    run's carved test split. ``extra`` joins the metrics (``training_overlap``'s counts) and each
+    of ``warnings`` is a line at the top of the report. Returns the metrics and the report's files.
     """
     from tunelab.evaluate.run_context import eval_context
     from tunelab.tasks.base import checked_encoded, checked_report, checked_score
@@ -124,6 +138,9 @@ def score_dataset(
     )
     logits = predictor.backend.logits(enc, batch_size=batch_size)
     metrics, _ = checked_score(task, task.score(logits, enc, labels, threshold=predictor.threshold))
+    metrics = {**metrics, **(extra or {})}
+    context = eval_context(predictor, logits, enc, dataset)
+    context.warnings = list(warnings or [])
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_json(target / "metrics.json", metrics)
     written = checked_report(
@@ -136,10 +153,167 @@ def score_dataset(
             title=title,
             meta=meta,
             split=split,
-            context=eval_context(predictor, logits, enc, dataset),
+            context=context,
         ),
     )
     return metrics, written
+
+
+def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str, Any], str | None]:
+    """How many rows of ``dataset`` (the file ``name``) the run trained on, and how many more are its
+    dev rows (which chose its checkpoint and threshold): ``{"rows_in_training": n, "rows_in_dev": m}``
+    and a warning line when either is above 0; both None, and a line saying so, when the run's own
+    rows cannot be read again as they were. ``({}, None)`` for a run that trained on nothing.
+
+    A score on such rows is no held-out score, and the run's saved data summary (in the report)
+    describes its own dev and test rows, not this file. Compared as training keeps held-out rows out
+    of its data (``tunelab.data.held_out``: case, spacing and Unicode form ignored), so the file may
+    have been read with other options than the training file. The run's splits are read again from
+    its recorded config with the function training used, and checked against what the run recorded
+    of them (``_as_trained``); no model work.
+    """
+    from tunelab.data.held_out import keys_of
+    from tunelab.evaluate.run_context import was_trained
+
+    members = _trained_setups(predictor)
+    if not members:
+        return {}, None
+    trained: set[tuple[str, str | None]] = set()
+    dev: set[tuple[str, str | None]] = set()
+    for root, config, summary, task in members:
+        if not was_trained(config):  # a zero-shot member
+            continue
+        try:
+            splits = _as_trained(root, config, summary, task)
+        except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
+            unchecked = (
+                f"the rows of {name} could not be compared with the run's training rows: {first_line(exc)}; "
+                "the score may not be a held-out one"
+            )
+            return {"rows_in_training": None, "rows_in_dev": None}, unchecked
+        trained.update(keys_of(splits.train))
+        if splits.dev is not None:
+            dev.update(keys_of(splits.dev))
+    keys = keys_of(dataset)
+    in_training = sum(key in trained for key in keys)
+    in_dev = sum(key not in trained and key in dev for key in keys)
+    counts = {"rows_in_training": in_training, "rows_in_dev": in_dev}
+    if not in_training and not in_dev:
+        return counts, None
+    if in_training:
+        line = f"{in_training} of the {len(keys)} rows of {name} are training rows of this run"
+        if in_dev:
+            line += f" ({in_dev} more are its dev rows)"
+    else:
+        line = f"{in_dev} of the {len(keys)} rows of {name} are dev rows of this run (they chose its weights)"
+    return counts, line + ": the score is not a held-out one"
+
+
+def _trained_setups(predictor: Any) -> list[tuple[Path, Any, dict[str, Any], Any]]:
+    """``(folder, config, run.json, task)`` of the run, or of each member of an ensemble (whose own config is
+    its first member's: every member trained on its own rows); none for a run that trained on
+    nothing."""
+    from tunelab.evaluate.run_context import was_trained
+
+    summary = predictor.run.read_summary()
+    members = summary.get("members")
+    if not isinstance(members, list):
+        trained = was_trained(predictor.config)
+        return [(predictor.run.root, predictor.config, summary, predictor.task)] if trained else []
+    from tunelab.data import LabelMap
+    from tunelab.ensembling.backend import member_folder
+    from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
+    from tunelab.runs import RunFolder
+    from tunelab.tasks import get_task
+
+    setups = []
+    for member in members:
+        # as tunelab.ensembling.build.member_setups reads them, with run.json kept for its fingerprint
+        folder = RunFolder(member_folder(predictor.run.root, member))
+        member_summary = read_run_summary(folder)
+        config = with_training_paths(read_run_config(folder), member_summary)
+        setups.append((folder.root, config, member_summary, get_task(LabelMap.load(folder.labels_json).task)))
+    return setups
+
+
+def _saved(summary: dict[str, Any], what: str, split: str) -> Any:
+    """``summary[what][split]``; None where a damaged summary has no such mapping."""
+    part = summary.get(what)
+    return part.get(split) if isinstance(part, dict) else None
+
+
+class _NotAsTrained(TunelabError):
+    """The run's data files no longer hold the rows it trained on, or it recorded none to compare."""
+
+
+def _as_trained(root: Path, config: Any, summary: dict[str, Any], task: Any) -> Any:
+    """The run's splits read again from its config, as training read them.
+
+    Checked against the fingerprint of its rows where run.json keeps one; else against what the
+    run saved of them: the rows and label counts of its data summary (``data_summary.json``) and
+    its stored sample of training rows (``rehearsal.jsonl``, every row of a small dataset).
+
+    Raises:
+        _NotAsTrained: the rows as read now differ from what the run recorded, or it recorded
+            nothing to compare them with (a run trained before either was kept).
+        TunelabError, OSError, ValueError: its data files cannot be read.
+    """
+    from tunelab.train.data_fingerprint import SUMMARY_KEY, rows_digest
+
+    splits = task.load_splits(config.data)
+    recorded = summary.get(SUMMARY_KEY)
+    if isinstance(recorded, dict) and isinstance(recorded.get("train"), str):
+        changed = [
+            split
+            for split in ("train", "dev")
+            if (None if getattr(splits, split) is None else rows_digest(getattr(splits, split)))
+            != recorded.get(split)
+        ]
+    else:
+        changed = _changed_from_saved(root, config, splits, task)
+    if changed:
+        where = getattr(config.data, changed[0]) or config.data.train
+        raise _NotAsTrained(f"its {changed[0]} rows (from {where}) changed since it trained")
+    return splits
+
+
+def _changed_from_saved(root: Path, config: Any, splits: Any, task: Any) -> list[str]:
+    """The splits (train, dev) whose rows as read now differ from the run's saved data summary and
+    stored sample.
+
+    Raises:
+        _NotAsTrained: the run saved no data summary (trained before one was kept).
+    """
+    import json
+
+    from tunelab.data.held_out import keys_of, normalised
+    from tunelab.data.summary import summarize
+    from tunelab.evaluate.run_context import DATA_SUMMARY_JSON
+    from tunelab.train.continual import REHEARSAL_FILE
+
+    try:
+        saved = read_json_object(root / DATA_SUMMARY_JSON)
+    except (OSError, JsonFileError):
+        raise _NotAsTrained("the run recorded nothing to compare its data files with") from None
+    now = summarize(splits, task).to_dict()
+    # A continued run's summary counts the previous run's replayed rows with its training rows, and
+    # its stored sample holds some of them: its dev rows are what can be compared.
+    continued = config.continual.from_run is not None
+    changed = [
+        split
+        for split in (("dev",) if continued else ("train", "dev"))
+        if any(_saved(saved, what, split) != now[what].get(split) for what in ("rows", "label_counts"))
+    ]
+    stored = root / REHEARSAL_FILE
+    if not continued and "train" not in changed and stored.is_file():
+        # the counts cannot see a text edited in place; the sample can, for the rows it holds
+        train = set(keys_of(splits.train))
+        for line in stored.read_text(encoding="utf-8").split("\n"):  # as read_rehearsal splits it
+            if line.strip():
+                row = json.loads(line)
+                if normalised(str(row["text"]), row.get("text_pair")) not in train:
+                    return ["train", *changed]
+    return changed
 
 
 def _check_arguments(data: object, out_dir: object, batch_size: object) -> int:

@@ -38,6 +38,8 @@ class ReportContext:
         data_title: the heading of the data summary's section.
         notes: plain sentences about training (``diagnose.training_notes``).
         mistakes: the task's wrong predictions on the reported split, most confident first.
+        warnings: lines about the scored rows themselves, shown first (``tunelab eval --data`` on
+            rows the run trained on: the data summary describes the run's own splits, not them).
     """
 
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +47,7 @@ class ReportContext:
     data_title: str = "Data"
     notes: list[str] = field(default_factory=list)
     mistakes: Mistakes | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def hyperparameters(
@@ -96,10 +99,14 @@ def hyperparameters(
 
 
 def front_sections(context: ReportContext) -> list[Section]:
-    """The hyper-parameters and the data summary, shown after the run's facts."""
+    """Warnings about the scored rows, the hyper-parameters and the data summary, shown after the
+    run's facts."""
     from tunelab.evaluate.report import format_value  # that module imports this one
 
     sections: list[Section] = []
+    if context.warnings:
+        blocks: list[Block] = [Text(f"! {line}") for line in context.warnings]
+        sections.append(Section("Overlap with the run's data", blocks))
     if context.hyperparameters:
         rows = [[name, format_value(value)] for name, value in context.hyperparameters.items()]
         sections.append(Section("Hyper-parameters", [Table(["Setting", "Value"], rows)]))
@@ -110,8 +117,8 @@ def front_sections(context: ReportContext) -> list[Section]:
             if flagged
             else "As tunelab validate reports it; nothing flagged."
         )
-        blocks = [Text(lead), Preformatted("\n".join(context.data_summary))]
-        sections.append(Section(context.data_title, blocks))
+        summary: list[Block] = [Text(lead), Preformatted("\n".join(context.data_summary))]
+        sections.append(Section(context.data_title, summary))
     return sections
 
 

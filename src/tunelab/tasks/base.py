@@ -117,7 +117,9 @@ class Task(ABC):
         from tunelab.data.summary import SummaryView
 
         texts, pairs = list(dataset.texts), getattr(dataset, "text_pairs", None)
-        keys = texts if pairs is None else [f"{t}\t{p}" for t, p in zip(texts, pairs, strict=True)]
+        # A pair is two texts, compared text by text: one "text<TAB>pair" string lost the boundary
+        # once spacing was normalised ("A man plays" + "the guitar" equalled "A man" + "plays the guitar").
+        keys = texts if pairs is None else list(zip(texts, pairs, strict=True))
         return SummaryView(keys=keys, labels=[[] for _ in texts], texts=texts, pairs=pairs)
 
     def summary_terms(self) -> SummaryTerms:

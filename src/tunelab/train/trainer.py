@@ -722,6 +722,8 @@ def _train_in(
         "pooling": getattr(model, "pooling", None),
         "stores_base": method.stores_base,
         "base_fingerprint": base_fingerprint,  # adapters only: checked when loading
+        # the rows as read: `tunelab eval --data` checks that the files still hold the rows it trained on
+        DATA_KEY: data_fingerprint,
         "data": {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test},
         "data_files": _data_files(cfg),  # as resolved here; config.json keeps them as typed
         "rows": {

@@ -1,7 +1,7 @@
 # tunelab: two commands on a fresh clone.
 #   make demo   install into .venv, fine-tune the bundled MiniLM on a BANKING77 sample, evaluate, predict
 #   make demo-bot   the example support bot on the demo run (examples/support): build it, ask it 3 messages
-#   make test   install into .venv, run the tests (slow real-model tests excluded; `make test-all` runs them)
+#   make test   install into .venv, run the tests in parallel (slow real-model tests excluded; `make test-all` runs them)
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -45,8 +45,11 @@ demo-bot: $(STAMP)
 	$(PY) examples/support/ask.py bots/demo "I still have not received my new card" \
 		"How much does it cost to exchange currencies?" "Can you book me a table for two tonight?"
 
+# Two or more processes (pytest-xdist): torch runs one thread per test process (tests/conftest.py), so
+# on CI's 2 cores one process left a core idle; each test file stays in one process (--dist loadscope),
+# so its module fixtures are built once.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n auto --maxprocesses 4 --dist loadscope
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

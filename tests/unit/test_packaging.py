@@ -32,6 +32,7 @@ RUNTIME_WITHOUT_IMPORT = {
 DEV_WITHOUT_IMPORT = {
     "ruff": "the linter `make lint` runs",
     "pytest-randomly": "a pytest plugin, loaded by its entry point",
+    "pytest-xdist": "a pytest plugin, loaded by its entry point (`make test` runs -n auto)",
 }
 # Imported by src/ but installed by the Makefile with --no-deps, pinned, because their declared
 # dependencies are not needed; test_make_installs_the_no_deps_packages checks that rule.

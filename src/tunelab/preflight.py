@@ -113,6 +113,15 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
             resolve_precision(cfg.train.precision)
         except TunelabError as exc:
             errors.append(exc)
+    if checked.method is not None and reads("train"):
+        # AdamW's decay at the learning rate in force (the method's default when none is given):
+        # validate said "config ok" for a weight decay train refused
+        from tunelab.train.optim import check_weight_decay
+
+        try:
+            check_weight_decay(cfg.train, cfg.train.learning_rate or checked.method.default_learning_rate)
+        except TunelabError as exc:
+            errors.append(exc)
     if new_run and reads("output_dir"):  # a file, a file among its parents, a folder not writable
         from tunelab.runs.folder import check_output_dir
 

@@ -98,6 +98,33 @@ StrictLoader.add_implicit_resolver(
 )
 
 
+_YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
+
+
+def bool_as_written(value: Any) -> Any:
+    """A boolean field's value from ``StrictLoader``: ``yes``/``no``/``on``/``off`` (any case) as
+    the booleans YAML 1.1 read them, as run files' boolean fields take them; anything else unchanged
+    (the field refuses what is not a boolean)."""
+    if isinstance(value, str) and value.strip().lower() in _YAML11_BOOLS:
+        return _YAML11_BOOLS[value.strip().lower()]
+    return value
+
+
+def number_as_written(value: Any) -> Any:
+    """A number field's value from ``StrictLoader``, which keeps ``0064``, ``1_000`` and ``5e-1`` as
+    text: decimal digits (leading zeros and ``_`` allowed: 64, not octal 52) as an int, other text
+    Python reads as a number as a float; anything else unchanged (the field refuses it by name)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if re.fullmatch(r"[-+]?[0-9](?:_?[0-9])*", text):
+        return int(text.replace("_", ""), 10)
+    try:
+        return float(text)
+    except ValueError:
+        return value
+
+
 def load_strict_yaml(text: str) -> Any:
     """``text`` parsed with ``StrictLoader``.
 

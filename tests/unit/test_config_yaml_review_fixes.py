@@ -65,6 +65,21 @@ def test_monitor_yes_no_on_and_sexagesimal_stay_text(tmp_path: Path) -> None:
     assert MonitorConfig.from_yaml(path).name == "yes"
 
 
+def test_monitor_boolean_and_number_fields_take_what_run_files_take(tmp_path: Path) -> None:
+    """The strict reading keeps yes, 1_000 and 0064 as text: the monitor refused them (YAML 1.1 had
+    read 0064 as octal 52), while run files and rec.yaml take them."""
+    text = (
+        MONITOR + "batch_size: 0064\nzero_shot: {min_similarity: '0.25'}\n"
+        "detector:\n  share: yes\n  max_docs: 1_000\n  h: 5e-1\n"
+    )
+    cfg = MonitorConfig.from_yaml(write(tmp_path / "m5.yaml", text))
+    assert cfg.batch_size == 64 and cfg.min_similarity == 0.25
+    assert cfg.detector.share is True and cfg.detector.max_docs == 1000 and cfg.detector.h == 0.5
+    path = write(tmp_path / "m6.yaml", MONITOR + "detector:\n  share: maybe\n  max_docs: lots\n")
+    with pytest.raises(ConfigError, match=r"detector.max_docs: 'lots' must be a whole number >= 1"):
+        MonitorConfig.from_yaml(path)
+
+
 def test_a_rec_key_given_twice_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "rec.yaml", "name: x\ncf: {algorithm: ease, algorithm: als}\n")
     with pytest.raises(ConfigError) as caught:

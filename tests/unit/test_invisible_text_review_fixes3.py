@@ -10,6 +10,7 @@ import pytest
 
 from tunelab.apps.support.knowledge import read_passages
 from tunelab.apps.support.rows import read_conversations
+from tunelab.data.scripts import has_visible_text
 from tunelab.errors import DataError
 
 ZW = "\u200b\u2060"
@@ -54,3 +55,17 @@ def test_a_conversation_turn_of_invisible_text_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(DataError, match='line 2: "turns" must be a non-empty list of non-empty strings'):
         read_conversations(path)
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0301", "\ufe0f", "\u20dd", "\u3164", "\u115f\u1160", "\u2800", "\ufe0f \u3164"]
+)
+def test_marks_and_blank_letters_alone_are_no_visible_text(text: str) -> None:
+    """A lone accent, a variation selector, a Hangul filler or a blank braille pattern tokenises to
+    nothing or [UNK] and was given a label as the empty text is."""
+    assert not has_visible_text(text)
+
+
+@pytest.mark.parametrize("text", ["e\u0301", "ก่", "नि", "می\u200cخواهم", "👍🏽", "👨\u200d👩\u200d👧", "a"])
+def test_marks_on_letters_and_emoji_sequences_are_visible(text: str) -> None:
+    assert has_visible_text(text)

@@ -4,6 +4,7 @@ weights, an adversarial pass's NaN gradient) "finished" predicting NaN, with NaN
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,19 @@ def test_a_dev_loss_that_is_not_finite_is_never_kept_as_the_best_model(
     with pytest.raises(RunError, match=message):
         _run(tiny_bert, tiny_overrides, train_csv, out, "name=nanw")
     assert not (out / "nanw").exists()
+
+
+def test_validate_refuses_the_weight_decay_train_refuses(
+    tiny_bert: Path, tiny_overrides: Any, train_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate said "config ok" for it (it runs the checks train runs, all of them)."""
+    from tunelab.cli.main import main
+
+    overrides = tiny_overrides(
+        tiny_bert, train_csv, None, tmp_path / "runs", "name=wdv", "train.weight_decay=30000", epochs=1
+    )
+    assert main(["validate", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: train\.weight_decay=30000 with learning rate \S+ shrinks every weight", err), (
+        err
+    )

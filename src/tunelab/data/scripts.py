@@ -49,9 +49,22 @@ def join_lines(lines: list[str]) -> str:
     return "".join(out)
 
 
+# Letters that draw nothing (Unicode's default-ignorable Hangul fillers, and the blank braille
+# pattern): a name or text of them is a common way to look empty, and the tokenizer reads [UNK].
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Spaces, control and format characters (zero-width space U+200B, word joiner U+2060, BOM U+FEFF),
+# and combining marks (Mn, Me: variation selectors such as U+FE0F, a lone accent U+0301), which show
+# only on a base character.
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Mn", "Me"))
+
+
 def has_visible_text(text: str) -> bool:
-    """Whether ``text`` has a character that shows: one that is not a space, a control character
-    (Unicode category Cc) or a format character (Cf: zero-width space U+200B, word joiner U+2060, BOM
-    U+FEFF). What "empty" means for a text everywhere: ``text.strip()`` keeps the invisible ones, and a
-    text of only those was classified as the empty text it tokenises to (with a confident label)."""
-    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
+    """Whether ``text`` has a character that shows on its own: one that is not a space, a control or
+    format character, a combining mark or a blank letter (see above). What "empty" means for a text
+    everywhere: ``text.strip()`` keeps the invisible ones, and a text of only those was classified as
+    the empty text it tokenises to (with a confident label). A combining mark on a letter (``é``
+    written as e + U+0301, Thai or Devanagari vowel signs) is part of a visible text."""
+    return any(
+        not c.isspace() and c not in _BLANK_LETTERS and unicodedata.category(c) not in _INVISIBLE_CATEGORIES
+        for c in text
+    )

@@ -180,15 +180,31 @@ def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str,
         return {}, None
     trained: set[tuple[str, str | None]] = set()
     dev: set[tuple[str, str | None]] = set()
-    for root, config, summary, task in members:
+    # A continued run (train --from) also trained on the rows it replayed from its previous run's
+    # stored sample, and started from that run's weights, trained on that run's rows: each run it
+    # continued, back to the first, joins. Their dev rows chose the weights this run started from,
+    # so they count as its dev rows.
+    pending = [(setup, 0) for setup in members]
+    seen = {root.resolve() for root, *_ in members}
+    continued = False
+    while pending:
+        (root, config, summary, task), depth = pending.pop()
         if not was_trained(config):  # a zero-shot member
             continue
         try:
             splits = _as_trained(root, config, summary, task)
+            if config.continual.from_run is not None:
+                previous, replayed = _previous_run(root, config, summary, splits, depth)
+                trained.update(keys_of(replayed))
+                continued = True
+                if previous[0].resolve() not in seen:  # a cycle (a folder replaced) adds nothing new
+                    seen.add(previous[0].resolve())
+                    pending.append((previous, depth + 1))
         except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
+            where = f" ({root}, a run this one was continued from)" if depth else ""
             unchecked = (
-                f"the rows of {name} could not be compared with the run's training rows: {first_line(exc)}; "
-                "the score may not be a held-out one"
+                f"the rows of {name} could not be compared with the run's training rows: {first_line(exc)}"
+                f"{where}; the score may not be a held-out one"
             )
             return {"rows_in_training": None, "rows_in_dev": None}, unchecked
         trained.update(keys_of(splits.train))
@@ -200,12 +216,13 @@ def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str,
     counts = {"rows_in_training": in_training, "rows_in_dev": in_dev}
     if not in_training and not in_dev:
         return counts, None
+    runs = "this run or of the runs it continued" if continued else "this run"
     if in_training:
-        line = f"{in_training} of the {len(keys)} rows of {name} are training rows of this run"
+        line = f"{in_training} of the {len(keys)} rows of {name} are training rows of {runs}"
         if in_dev:
-            line += f" ({in_dev} more are its dev rows)"
+            line += f" ({in_dev} more are {'their' if continued else 'its'} dev rows)"
     else:
-        line = f"{in_dev} of the {len(keys)} rows of {name} are dev rows of this run (they chose its weights)"
+        line = f"{in_dev} of the {len(keys)} rows of {name} are dev rows of {runs} (they chose its weights)"
     return counts, line + ": the score is not a held-out one"
 
 
@@ -234,6 +251,59 @@ def _trained_setups(predictor: Any) -> list[tuple[Path, Any, dict[str, Any], Any
         config = with_training_paths(read_run_config(folder), member_summary)
         setups.append((folder.root, config, member_summary, get_task(LabelMap.load(folder.labels_json).task)))
     return setups
+
+
+# Runs continued one from another that are followed back: each is read again, and a chain this long
+# is more likely folders replaced in a loop than twenty continuations.
+_MAX_CONTINUED = 20
+
+
+def _previous_run(
+    root: Path, config: Any, summary: dict[str, Any], splits: Any, depth: int
+) -> tuple[tuple[Path, Any, dict[str, Any], Any], Any]:
+    """The setup (as ``_trained_setups`` gives one) of the run that the continued run at ``root``
+    started from, and the rows it replayed from that run's stored sample, read again as training
+    read them (``read_rehearsal``) and checked against run.json's fingerprint of them where it keeps
+    one: a previous run trained again in its folder replays other rows.
+
+    Raises:
+        _NotAsTrained: the chain is longer than ``_MAX_CONTINUED``, the previous run is no trained
+            run now, or its sample no longer holds the rows replayed.
+        TunelabError, OSError: its folder or files cannot be read.
+    """
+    from tunelab.data import LabelMap
+    from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
+    from tunelab.runs import find_run
+    from tunelab.tasks import get_task
+    from tunelab.train.continual import REHEARSAL_FILE, Previous, read_rehearsal
+    from tunelab.train.data_fingerprint import SUMMARY_KEY, rows_digest
+
+    if depth >= _MAX_CONTINUED:
+        raise _NotAsTrained(f"it was continued from more than {_MAX_CONTINUED} runs, one from another")
+    if not Path(os.path.expanduser(config.continual.from_run)).is_dir():
+        raise _NotAsTrained(f"{config.continual.from_run}, the run it was continued from, is gone")
+    folder = find_run(config.continual.from_run)
+    previous_summary = read_run_summary(folder)
+    if previous_summary.get("format", "torch") != "torch":
+        raise _NotAsTrained(f"{folder.root}, the run it was continued from, is no trained run now")
+    previous_config = with_training_paths(read_run_config(folder), previous_summary)
+    labels = LabelMap.load(folder.labels_json)
+    cc = config.continual
+    if (cc.rehearsal != 0 or cc.rehearsal_total) and not (folder.root / REHEARSAL_FILE).is_file():
+        raise _NotAsTrained(f"{folder.root / REHEARSAL_FILE}, the sample it replayed, is gone")
+    previous = Previous(root=folder.root, config=previous_config, labels=labels, summary=previous_summary)
+    try:
+        replayed = read_rehearsal(previous, splits.labels, cc, seed=config.train.seed)
+    except TunelabError:  # its message advises on continuing a run, not on this
+        raise _NotAsTrained(f"{folder.root / REHEARSAL_FILE}, the sample it replayed, is damaged") from None
+    recorded = summary.get(SUMMARY_KEY)
+    digest = recorded.get("rehearsal") if isinstance(recorded, dict) else None
+    if isinstance(digest, str) and rows_digest(replayed) != digest:
+        raise _NotAsTrained(
+            f"{folder.root / REHEARSAL_FILE}, the sample it replayed, changed since it trained"
+        )
+    setup = (folder.root, previous_config, previous_summary, get_task(labels.task))
+    return setup, replayed
 
 
 def _saved(summary: dict[str, Any], what: str, split: str) -> Any:

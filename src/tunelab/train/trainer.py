@@ -54,7 +54,7 @@ from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
 from tunelab.train.data_fingerprint import check_same_data, rows_digest, split_fingerprints
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
-from tunelab.train.optim import check_weight_decay, fitted_head
+from tunelab.train.optim import fitted_head
 from tunelab.train.precision import Precision, resolve_precision
 from tunelab.train.pseudo_rows import add_pseudo_labelled_rows
 
@@ -493,7 +493,6 @@ def _train(
         loss_term = continual.loss_term(model, loss_term, tokenizer, enc_train, precision.name)
     if run is None:
         cfg.to_json()  # a value JSON cannot hold is refused before the folder exists, not after
-        check_weight_decay(cfg.train, cfg.train.learning_rate or method.default_learning_rate)
         run = RunFolder.create(cfg.output_dir, cfg.name)
         try:
             held.enter_context(writing_run(run))  # eval, --resume and name= now say it is being written

@@ -50,6 +50,7 @@ from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.errors import ConfigError
 from tunelab.serve.inputs import is_http_url
+from tunelab.yaml_names import bool_as_written, number_as_written
 
 MAX_FUTURE_S = 36500 * 86400  # a hundred years
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -236,7 +237,7 @@ class MonitorConfig:
         if not isinstance(model, str) or not model:
             problems.append(f"zero_shot.model: {model!r} must be a model name or folder")
         values["embed_model"] = model
-        similarity = zero_shot.get("min_similarity", 0.3)
+        similarity = number_as_written(zero_shot.get("min_similarity", 0.3))
         if (
             isinstance(similarity, bool)
             or not isinstance(similarity, int | float)
@@ -270,7 +271,7 @@ class MonitorConfig:
 
         values["detector"] = _detector(raw.get("detector"), problems)
         for key, default, low in (("batch_size", 64, 1), ("max_text_chars", MAX_TEXT_CHARS, 1)):
-            value = raw.get(key, default)
+            value = number_as_written(raw.get(key, default))
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 problems.append(f"{key}: {value!r} must be a whole number >= {low}")
             values[key] = value
@@ -456,7 +457,17 @@ def _detector(raw: Any, problems: list[str]) -> DetectorSettings:
                 kwargs[target] = parse_duration(raw[key], f"detector.{key}")
             except ConfigError as exc:
                 problems.append(str(exc))
-    kwargs.update({k: raw[k] for k in _DETECTOR_OTHERS if k in raw})
+    # as run files read them: `share: yes`, `max_docs: 1_000` (YAML 1.1 read them so; the strict
+    # reading keeps them text, and the checks below refused them)
+    kwargs.update(
+        {
+            k: bool_as_written(raw[k]) if k == "share" else number_as_written(raw[k])
+            for k in _DETECTOR_OTHERS
+            if k in raw and k != "method"
+        }
+    )
+    if "method" in raw:
+        kwargs["method"] = raw["method"]
     method = raw.get("method")
     if method is not None and not isinstance(method, str):
         problems.append(f"detector.method: {method!r} must be one of {', '.join(METHODS)}")

@@ -170,7 +170,8 @@ def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str,
     of its data (``tunelab.data.held_out``: case, spacing and Unicode form ignored), so the file may
     have been read with other options than the training file. The run's splits are read again from
     its recorded config with the function training used, and checked against what the run recorded
-    of them (``_as_trained``); no model work.
+    of them (``_as_trained``); no model work. A continued run's rows include those of each run it
+    continued (``_previous_run``).
     """
     from tunelab.data.held_out import keys_of
     from tunelab.evaluate.run_context import was_trained

@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("runs", nargs="+", help="two or more run folders (or exported artifacts)")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        help="two or more run folders (or exported artifacts); not ensembles: give their members",
+    )
     p.add_argument("--out", "--output", dest="out", required=True, help="the ensemble's run folder")
     add_file_with_options(
         p,

@@ -65,7 +65,8 @@ def ensemble(
 
     Args:
         runs: two or more finished runs or exported artifacts of the same task and label set,
-            trained with the same tokenizer and encoding settings (one base model).
+            trained with the same tokenizer and encoding settings (one base model); not ensembles
+            (give their members).
         out: the ensemble's folder; must not exist.
         calibrate: fit each single-label member's temperature on dev data (``dev``, else the
             member's own dev split) unless its run.json has one; every member or none (an error
@@ -80,8 +81,8 @@ def ensemble(
         ConfigError: fewer than two runs, ``dev_options`` without ``dev``, or (``calibrate``, no
             ``dev``) a single-label member without a stored temperature whose dev split is
             missing or cannot be read.
-        RunError: a run is missing, the members differ in task, labels, tokenizer or encoding,
-            or ``out`` exists.
+        RunError: a run is missing or is an ensemble, the members differ in task, labels,
+            tokenizer or encoding, or ``out`` exists.
 
     Example:
         >>> from tunelab.ensembling import ensemble  # doctest: +SKIP
@@ -125,6 +126,8 @@ def _ensemble(
         raise RunError(f"{target} exists; delete it or give another --out")
     check_new_run_path(target, "--out")
     folders = [find_run(r) for r in runs]
+    for given, folder in zip(runs, folders, strict=True):
+        _refuse_nested(given, folder, runs, out)
     seen: dict[Path, str] = {}
     for given, folder in zip(runs, folders, strict=True):
         root = folder.root.resolve()
@@ -167,6 +170,38 @@ def _ensemble(
         final = partial.finish()
     logger.info("ensemble written: %s", final.root)
     return EnsembleResult(path=final.root, members=members, metrics=metrics)
+
+
+def _refuse_nested(given: str | Path, folder: RunFolder, runs: Sequence[str | Path], out: str | Path) -> None:
+    """An ensemble given as a member is refused in one line naming its members.
+
+    Loaded, it passed as its first member (its config, its dev split): the rows its other members
+    trained on were scored, and a run both in it and given beside it weighed more than once.
+
+    Raises:
+        RunError: ``folder`` is an ensemble (``format: ensemble`` in its run.json).
+    """
+    from tunelab.ensembling.backend import FORMAT
+
+    summary = folder.read_summary()
+    if summary.get("format") != FORMAT:
+        return
+    # where each member was built from; its copy under weights/ where run.json does not say
+    inner = [
+        str(m.get("source") or folder.root / str(m.get("path")))
+        for m in summary.get("members") or []
+        if isinstance(m, dict)
+    ]
+    # the command to run instead: this ensemble's members in its place, each run once
+    instead, named = [], set()
+    for name in (str(r) for r in runs):
+        for part in inner if name == str(given) else [name]:
+            where = Path(os.path.expanduser(part)).resolve()
+            if where not in named:
+                named.add(where)
+                instead.append(part)
+    example = f", e.g. tunelab ensemble {' '.join(instead)} --out {out}" if inner else ""
+    raise RunError(f"{given} is an ensemble: give its member runs instead{example}")
 
 
 def _check_compatible(folders: list[RunFolder], predictors: list[Any]) -> None:
@@ -400,14 +435,23 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
     for n, (root, cfg, task) in enumerate(members):
         try:
             rows = _member_rows(cfg, task)
-        except _UnlabelledUnread as unread:
+        except _PartlyUnread as unread:
             rows = unread.rows
-            logger.warning("%s: its unlabelled texts cannot be read (%s)", root, unread.why)
-            notes.append(
-                f"member {root}: its unlabelled texts (self_training.unlabeled) cannot be read "
-                f"({unread.why}), so texts it pseudo-labelled may be among the rows the ensemble is "
-                "scored on; its training and replayed rows are left out"
-            )
+            if unread.replayed is not None:
+                logger.warning("%s: its replayed rows cannot be read (%s)", root, unread.replayed)
+                notes.append(
+                    f"member {root}: its replayed rows cannot be read ({unread.replayed}), so rows it "
+                    "replayed may be among the rows the ensemble is scored on; its other rows are left out"
+                )
+            if unread.unlabelled is not None:
+                logger.warning("%s: its unlabelled texts cannot be read (%s)", root, unread.unlabelled)
+                notes.append(
+                    f"member {root}: its unlabelled texts (self_training.unlabeled) cannot be read "
+                    f"({unread.unlabelled}), so texts it pseudo-labelled may be among the rows the ensemble "
+                    "is scored on; its "
+                    + ("training rows are" if unread.replayed else "training and replayed rows are")
+                    + " left out"
+                )
         except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
             why = first_line(exc)
             logger.warning("%s: its training rows cannot be read (%s)", root, why)
@@ -447,12 +491,15 @@ def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, 
     return setups
 
 
-class _UnlabelledUnread(Exception):
-    """A member's unlabelled file cannot be read, its other rows could: ``rows`` holds them."""
+class _PartlyUnread(Exception):
+    """A member's stored rehearsal sample (``replayed``) or unlabelled file (``unlabelled``) cannot be
+    read, each None or why; its other rows could: ``rows`` holds them."""
 
-    def __init__(self, rows: list[tuple[str, str | None]], why: str) -> None:
-        super().__init__(why)
-        self.rows, self.why = rows, why
+    def __init__(
+        self, rows: list[tuple[str, str | None]], replayed: str | None, unlabelled: str | None
+    ) -> None:
+        super().__init__(replayed or unlabelled)
+        self.rows, self.replayed, self.unlabelled = rows, replayed, unlabelled
 
 
 def _trained_on_nothing(cfg: Any) -> bool:
@@ -467,7 +514,8 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
     """``(text, pair)`` of every row a member with config ``cfg`` trained on (see ``trained_rows``).
 
     Raises:
-        _UnlabelledUnread: only its unlabelled file cannot be read (the other rows in it).
+        _PartlyUnread: only its stored rehearsal sample is gone or its unlabelled file cannot be
+            read (the other rows in it).
         TunelabError, OSError, ValueError, KeyError, TypeError: its data or stored sample cannot
             be read.
     """
@@ -479,11 +527,16 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
     train = splits.train
     rows = list(zip(train.texts, train.text_pairs or [None] * len(train.texts), strict=True))
     extra: list[tuple[str, str | None]] = []
+    replayed = None
     if cfg.continual.from_run is not None:
         from tunelab.train.continual import REHEARSAL_FILE
 
         stored = Path(cfg.continual.from_run) / REHEARSAL_FILE
-        if stored.is_file():
+        if not stored.is_file() and (cfg.continual.rehearsal != 0 or cfg.continual.rehearsal_total):
+            # It replayed rows (training refuses rehearsal without the file), and the run it continued
+            # was moved or deleted since: skipped without a word, those rows were scored.
+            replayed = f"{stored} is gone: the run it continued was moved or deleted"
+        elif stored.is_file():
             # Lines end in "\n" only, as ``read_rehearsal`` splits them: ``splitlines`` also split a
             # text at U+2028, U+2029 or U+0085, which ``json.dumps(ensure_ascii=False)`` leaves as
             # they are, and the member's rows were then "unreadable" and not left out.
@@ -511,8 +564,8 @@ def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
         texts = [t for t, _ in extra]
         pooled = Dataset(texts, pairs if any(p is not None for p in pairs) else None, None, "replayed")
         rows.extend(extra[i] for i in rows_not_held_out(pooled, splits))
-    if unread is not None:
-        raise _UnlabelledUnread(rows, unread)
+    if replayed is not None or unread is not None:
+        raise _PartlyUnread(rows, replayed, unread)
     return rows
 
 

@@ -43,7 +43,7 @@ from tunelab.errors import TunelabError
 from tunelab.serve.keys import check_key_name, make_token, parse_token, verify_secret
 from tunelab.serve.limits import Quota, Rate, TokenBucket, as_utc
 from tunelab.serve.masking import Unmasked
-from tunelab.serve.store.base import KeyRecord, Store, UsageRecord, billed
+from tunelab.serve.store.base import DuplicateKeyError, KeyRecord, Store, UsageRecord, billed
 
 log = logging.getLogger("tunelab.serve")
 _THIS = {"hour": "this hour", "day": "today (UTC)", "month": "this month"}
@@ -509,9 +509,13 @@ class AccessControl:
         new = make_token()
         name = check_key_name(name)
         # Looked up before the key is made: a failure afterwards would lose its token.
-        replaces = quota is not None and any(
-            k.name == name and k.revoked_at is not None for k in self.store.list_keys()
-        )
+        keys = self.store.list_keys()
+        owner = next((k for k in keys if k.key_id == name), None)
+        if owner is not None:
+            # `keys revoke NAME` and `usage --key NAME` read an id first: a key named after another's
+            # id made `keys revoke` revoke that other key (the admin key, in the review's case)
+            raise DuplicateKeyError(f"key name {name!r} is the id of key {owner.name!r}; choose another name")
+        replaces = quota is not None and any(k.name == name and k.revoked_at is not None for k in keys)
         record = self.store.create_key(
             key_id=new.key_id,
             name=name,

@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  tunelab keys create --name acme --rate 20/s --quota 100000/month",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    create.add_argument("--name", required=True, help="a unique name among active keys, and no key's id, e.g. acme")
+    create.add_argument(
+        "--name", required=True, help="a unique name among active keys, and no key's id, e.g. acme"
+    )
     create.add_argument("--rate", help="request rate: 20/s, 100/min or 5000/hour (default: unlimited)")
     create.add_argument("--quota", help="texts per UTC period: 100000/month, 5000/day (default: unlimited)")
     create.add_argument(

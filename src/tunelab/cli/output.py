@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +13,23 @@ def pct(value: Any) -> str:
     return f"{100 * float(value):.2f}%" if isinstance(value, int | float) else "-"
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a wide (CJK) character two, a combining mark none.
+    ``len`` and ``str.ljust`` count characters, so a run named ``café-日本`` pushed every later
+    column of its row two places right (the standard library has no wcwidth; this is its rule for
+    the characters tunelab's users write)."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
+    )
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in headers]] + [[("-" if c is None else str(c)) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c + " " * (w - display_width(c)) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from tunelab.errors import ConfigError
-from tunelab.yaml_names import DuplicateKeyError, StrictLoader
+from tunelab.yaml_names import YAML11_BOOLS, DuplicateKeyError, StrictLoader
 
 logger = logging.getLogger(__name__)
 
@@ -811,9 +811,6 @@ class _ConfigLoader(StrictLoader):
     ``train.seed=0042`` is 42)."""
 
 
-_YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
-
-
 class _WrittenNumber:
     """A number as the run file or an override wrote it: ``name=1.10`` named run "1.1", ``name=+7``
     run "7" and ``data.train=2.50`` read the file 2.5. A text field keeps the text (``as_written``);
@@ -887,8 +884,8 @@ def coerce_types(
                 problems[key] = f"{section}.{key} must not be null"
             continue
         if kind == "bool":
-            if isinstance(value, str) and value.lower() in _YAML11_BOOLS:  # yes/no/on/off, as before
-                out[key] = _YAML11_BOOLS[value.lower()]
+            if isinstance(value, str) and value.lower() in YAML11_BOOLS:  # yes/no/on/off, as before
+                out[key] = YAML11_BOOLS[value.lower()]
             elif not isinstance(value, bool):
                 problems[key] = f"{section}.{key}={value!r} (use true or false)"
         elif kind == "int":

@@ -98,15 +98,16 @@ StrictLoader.add_implicit_resolver(
 )
 
 
-_YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
+#: The words YAML 1.1 read as booleans, which a boolean field still takes (run files, monitor.yaml).
+YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False}
 
 
 def bool_as_written(value: Any) -> Any:
     """A boolean field's value from ``StrictLoader``: ``yes``/``no``/``on``/``off`` (any case) as
     the booleans YAML 1.1 read them, as run files' boolean fields take them; anything else unchanged
     (the field refuses what is not a boolean)."""
-    if isinstance(value, str) and value.strip().lower() in _YAML11_BOOLS:
-        return _YAML11_BOOLS[value.strip().lower()]
+    if isinstance(value, str) and value.strip().lower() in YAML11_BOOLS:
+        return YAML11_BOOLS[value.strip().lower()]
     return value
 
 

@@ -234,3 +234,18 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
             main(argv)
         assert exit_.value.code == 0
         assert "example" in capsys.readouterr().out
+
+
+def test_a_key_named_after_another_keys_id_is_refused(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``keys revoke NAME`` reads an id first: a key named after the admin key's id, revoked by that
+    name, revoked the admin key and left the named one active."""
+    assert main(["keys", "create", "--name", "ops", "--admin", "--json"]) == 0
+    ops = json.loads(capsys.readouterr().out)["key"]
+    assert main(["keys", "create", "--name", ops["id"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: key name {ops['id']!r} is the id of key 'ops'; choose another name"], err
+    assert main(["keys", "list", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(k["name"], k["revoked_at"]) for k in listed] == [("ops", None)]  # nothing made, nothing revoked

@@ -210,11 +210,11 @@ class KeyCheck:
         """``required``, ``optional`` (``MaybeCaller``) or None: what ``entry``'s route needs of a key."""
         key = id(entry)
         if key not in self._needs:
-            self._needs[key] = _key_need(entry.dependant)
+            self._needs[key] = key_need(entry.dependant)
         return self._needs[key]
 
 
-def _key_need(dependant: Any) -> str | None:
+def key_need(dependant: Any) -> str | None:
     """What a route's dependencies need of a key: ``required`` if any needs one, else ``optional``
     if any takes one, else None."""
     found: set[str] = set()

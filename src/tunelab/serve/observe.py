@@ -427,9 +427,9 @@ class ObserveMiddleware:
         if found is None or not found.full or found.redirect:
             return False
         if id(found.entry) not in self._key_needs:
-            from tunelab.serve.deps import _key_need  # deps imports this module
+            from tunelab.serve.deps import key_need  # deps imports this module
 
-            self._key_needs[id(found.entry)] = _key_need(found.entry.dependant)
+            self._key_needs[id(found.entry)] = key_need(found.entry.dependant)
         return self._key_needs[id(found.entry)] is None
 
     def _anonymous(self, scope: Scope) -> bool:

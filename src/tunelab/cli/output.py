@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
+
+import wcwidth
 
 from tunelab.evaluate.metrics import headline_names
 
@@ -14,13 +15,12 @@ def pct(value: Any) -> str:
 
 
 def display_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: a wide (CJK) character two, a combining mark none.
-    ``len`` and ``str.ljust`` count characters, so a run named ``café-日本`` pushed every later
-    column of its row two places right (the standard library has no wcwidth; this is its rule for
-    the characters tunelab's users write)."""
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
-    )
+    """Columns ``text`` takes in a terminal: a wide (CJK) character or an emoji two, a combining
+    mark, a zero-width joiner sequence's joined parts or a variation selector none. ``len`` and
+    ``str.ljust`` count characters, so a run named ``café-日本`` pushed every later column of its
+    row two places right; wcwidth (the library terminals' own tables come from) also knows emoji
+    presentation (``❤️`` is two columns, ``❤`` one), which ``unicodedata`` does not."""
+    return wcwidth.width(text)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

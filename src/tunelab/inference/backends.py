@@ -131,6 +131,15 @@ def base_folder(ctx: LoadContext) -> Path:
         # weights again, whatever the id resolves to online now (the original, which the run's
         # fingerprint check refused)
         return resolve_model(alias).path
+    if source == "local" and trained_at is None and not Path(name).expanduser().exists():
+        # The local folder the run's base was is gone from both places: resolving the name tried
+        # the hub ("could not download from the hub (ConnectError)") for what was never a hub id.
+        where = f" ({recorded} when it trained)" if isinstance(recorded, str) and recorded != name else ""
+        raise ModelNotFoundError(
+            f"model {name!r}: the run's base model, a local folder{where}, is not there; put it back "
+            "(the run stores only what it trained on top of it; `tunelab merge` makes a LoRA-family "
+            "run into one that needs no base)"
+        )
     try:
         return resolve_model(name).path
     except ModelNotFoundError:

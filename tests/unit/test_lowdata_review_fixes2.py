@@ -124,8 +124,9 @@ def test_replayed_rows_holding_a_line_separator_are_left_out(labelled_csvs, tmp_
     from tunelab.ensembling.build import trained_rows
     from tunelab.train.continual import write_rehearsal
 
-    previous = tmp_path / "previous"
-    previous.mkdir()
+    previous = _finished_run(tmp_path / "previous", {})
+    # its own training file readable, so the member's chain is read whole and no note is due
+    RunConfig.from_dict({"data": {"train": str(labelled_csvs[0])}}).save(previous / "config.json")
     texts = ["two lines\u2028in one text", "a paragraph\u2029break", "a next\u0085line"]
     stored = Dataset(texts=texts, text_pairs=None, labels=[0, 1, 2], source="x")
     assert write_rehearsal(previous, stored, LabelMap(LABELS), ContinualConfig(), seed=0) == 3

@@ -38,6 +38,7 @@ from tunelab.atomic import atomic_write_json
 from tunelab.data.columns import label_name
 from tunelab.data.dataset import Dataset
 from tunelab.errors import ConfigError, DataError, RunError, TunelabError, first_line
+from tunelab.evaluate.trained_rows import RowKey
 from tunelab.runs import RunFolder, find_run
 from tunelab.runs.folder import check_new_run_path, stale_claim
 
@@ -406,26 +407,26 @@ def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, 
     }
 
 
-#: The normalised (text, pair) of a row (``tunelab.data.held_out.normalised``).
-RowKey = tuple[str, str | None]
-
-
 def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str], list[str]]:
     """Every row another member than the first trained on and the first did not, normalised, with
     the first member that did; and notes on members whose rows cannot be read again. ``members``:
     each one's folder, ``RunConfig`` (its data files as it resolved them, ``with_training_paths``)
     and task.
 
-    A member's rows: its training split as its config reads it again (files resolved as it trained,
-    ``data.shots`` drawn again), the stored rows a continued member replayed (its
-    ``continual.from_run``'s ``rehearsal.jsonl``, all of it) and its ``self_training.unlabeled``
-    texts (all of them: which were pseudo-labelled is not recorded). The ensemble is scored on the
-    first member's dev and test rows, which another member may have trained on (another
+    A member's rows are read as ``tunelab eval --data`` reads a run's
+    (``tunelab.evaluate.trained_rows.trained_rows_of``): its training split as its config reads it
+    again (files resolved as it trained, ``data.shots`` drawn again), the stored rows a continued
+    member replayed (its ``continual.from_run``'s ``rehearsal.jsonl``, all of it), its
+    ``self_training.unlabeled`` texts (all of them: which were pseudo-labelled is not recorded) and
+    every row of each run it was continued from, back through the chain (it started from their
+    weights; the stored sample holds only some of a large dataset's rows). The ensemble is scored on
+    the first member's dev and test rows, which another member may have trained on (another
     ``data.split_seed``, other files): scoring those inflated metrics.json with no word.
 
-    A member whose unlabelled file alone cannot be read still has its training and replayed rows
-    left out, and a note says its unlabelled texts may be scored: skipping the whole member scored
-    the dev rows it trained on too. A zero-shot member trained on nothing and has no rows.
+    A member a part of whose rows cannot be read (its stored sample, its unlabelled file, a run it
+    was continued from) still has its other rows left out, and a note says which rows may be scored:
+    skipping the whole member scored the dev rows it trained on too. A zero-shot member trained on
+    nothing and has no rows.
     """
     from tunelab.data.held_out import normalised
 
@@ -435,23 +436,11 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
     for n, (root, cfg, task) in enumerate(members):
         try:
             rows = _member_rows(cfg, task)
-        except _PartlyUnread as unread:
-            rows = unread.rows
-            if unread.replayed is not None:
-                logger.warning("%s: its replayed rows cannot be read (%s)", root, unread.replayed)
-                notes.append(
-                    f"member {root}: its replayed rows cannot be read ({unread.replayed}), so rows it "
-                    "replayed may be among the rows the ensemble is scored on; its other rows are left out"
-                )
-            if unread.unlabelled is not None:
-                logger.warning("%s: its unlabelled texts cannot be read (%s)", root, unread.unlabelled)
-                notes.append(
-                    f"member {root}: its unlabelled texts (self_training.unlabeled) cannot be read "
-                    f"({unread.unlabelled}), so texts it pseudo-labelled may be among the rows the ensemble "
-                    "is scored on; its "
-                    + ("training rows are" if unread.replayed else "training and replayed rows are")
-                    + " left out"
-                )
+        except _PartlyUnread as partly:
+            rows = partly.rows
+            for line in _unread_notes(root, partly.unread):
+                logger.warning("%s", line)
+                notes.append(line)
         except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
             why = first_line(exc)
             logger.warning("%s: its training rows cannot be read (%s)", root, why)
@@ -462,14 +451,50 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
             continue
         keys = {normalised(text, pair) for text, pair in rows}
         if n == 0:
-            # The first member's own rows are its splits' business: a test text that repeats one
-            # of its training texts is in its own metrics too, so members sharing its split are
-            # scored on exactly the rows each member was.
+            # The first member's own rows (its chain's too) are its splits' business: a test text
+            # that repeats one of its training texts is in its own metrics too, so members sharing
+            # its split are scored on exactly the rows each member was.
             first = keys
             continue
         for key in keys - first:
             trained.setdefault(key, str(root))
     return trained, notes
+
+
+def _unread_notes(root: Path, unread: list[Any]) -> list[str]:
+    """One note a part of member ``root``'s rows that cannot be read (``trained_rows_of``'s
+    ``unread``), saying which rows may be among those the ensemble is scored on."""
+    lost_replayed = any(u.of is None and (u.part == "replayed" or u.replayed) for u in unread)
+    notes = []
+    for u in unread:
+        if u.of is None and u.part == "replayed":
+            line = (
+                f"member {root}: its replayed rows cannot be read ({u.why}), so rows it replayed may be "
+                "among the rows the ensemble is scored on; its other rows are left out"
+            )
+        elif u.of is None and u.part == "unlabelled":
+            line = (
+                f"member {root}: its unlabelled texts (self_training.unlabeled) cannot be read "
+                f"({u.why}), so texts it pseudo-labelled may be among the rows the ensemble is scored on; "
+                "its "
+                + ("training rows are" if lost_replayed else "training and replayed rows are")
+                + " left out"
+            )
+        elif u.of is None and u.replayed:  # the run it continued is gone, with the sample it replayed
+            line = (
+                f"member {root}: its replayed rows cannot be read ({u.why}), nor the rows of the run it "
+                "continued, so rows it replayed or that run trained on may be among the rows the ensemble "
+                "is scored on; its other rows are left out"
+            )
+        else:  # the run it continued, or a part of a run further back in its chain
+            at = "" if u.of is None else f", at {u.of}"
+            line = (
+                f"member {root}: the rows of a run it was continued from cannot be read ({u.why}{at}), "
+                "so rows that run trained on may be among the rows the ensemble is scored on; its other "
+                "rows are left out"
+            )
+        notes.append(line)
+    return notes
 
 
 def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, Any]]:
@@ -492,14 +517,12 @@ def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, 
 
 
 class _PartlyUnread(Exception):
-    """A member's stored rehearsal sample (``replayed``) or unlabelled file (``unlabelled``) cannot be
-    read, each None or why; its other rows could: ``rows`` holds them."""
+    """Parts of a member's rows cannot be read (``unread``, ``trained_rows_of``'s); its other rows
+    could: ``rows`` holds them."""
 
-    def __init__(
-        self, rows: list[tuple[str, str | None]], replayed: str | None, unlabelled: str | None
-    ) -> None:
-        super().__init__(replayed or unlabelled)
-        self.rows, self.replayed, self.unlabelled = rows, replayed, unlabelled
+    def __init__(self, rows: list[RowKey], unread: list[Any]) -> None:
+        super().__init__(unread[0].why)
+        self.rows, self.unread = rows, unread
 
 
 def _trained_on_nothing(cfg: Any) -> bool:
@@ -510,63 +533,23 @@ def _trained_on_nothing(cfg: Any) -> bool:
     return not was_trained(cfg)
 
 
-def _member_rows(cfg: Any, task: Any) -> list[tuple[str, str | None]]:
-    """``(text, pair)`` of every row a member with config ``cfg`` trained on (see ``trained_rows``).
+def _member_rows(cfg: Any, task: Any) -> list[RowKey]:
+    """The normalised ``(text, pair)`` of every row a member with config ``cfg`` trained on (see
+    ``trained_rows``), its chain's included; a zero-shot member's none.
 
     Raises:
-        _PartlyUnread: only its stored rehearsal sample is gone or its unlabelled file cannot be
-            read (the other rows in it).
-        TunelabError, OSError, ValueError, KeyError, TypeError: its data or stored sample cannot
-            be read.
+        _PartlyUnread: a part of them cannot be read (the other rows in it).
+        TunelabError, OSError, ValueError, KeyError, TypeError: its training split cannot be read.
     """
-    if _trained_on_nothing(cfg):
-        # Read as a trained run's, its missing data.train warned "give the training file" (advice
-        # for a run that has none) and the member counted as unreadable.
-        return []
-    splits = task.load_splits(cfg.data)
-    train = splits.train
-    rows = list(zip(train.texts, train.text_pairs or [None] * len(train.texts), strict=True))
-    extra: list[tuple[str, str | None]] = []
-    replayed = None
-    if cfg.continual.from_run is not None:
-        from tunelab.train.continual import REHEARSAL_FILE
+    from tunelab.evaluate.trained_rows import trained_rows_of
 
-        stored = Path(cfg.continual.from_run) / REHEARSAL_FILE
-        if not stored.is_file() and (cfg.continual.rehearsal != 0 or cfg.continual.rehearsal_total):
-            # It replayed rows (training refuses rehearsal without the file), and the run it continued
-            # was moved or deleted since: skipped without a word, those rows were scored.
-            replayed = f"{stored} is gone: the run it continued was moved or deleted"
-        elif stored.is_file():
-            # Lines end in "\n" only, as ``read_rehearsal`` splits them: ``splitlines`` also split a
-            # text at U+2028, U+2029 or U+0085, which ``json.dumps(ensure_ascii=False)`` leaves as
-            # they are, and the member's rows were then "unreadable" and not left out.
-            for line in stored.read_text(encoding="utf-8").split("\n"):
-                if line.strip():
-                    row = json.loads(line)
-                    extra.append((str(row["text"]), row.get("text_pair")))
-    unread = None
-    if cfg.self_training.unlabeled is not None:
-        from tunelab.train.pseudo_rows import read_unlabeled
-
-        try:
-            extra.extend((text, None) for text in read_unlabeled(cfg)[0])
-        except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
-            unread = first_line(exc)
-    if extra:
-        # Training drops the replayed and unlabelled rows that repeat the member's own dev or test
-        # rows (``without_held_out``, ``pseudo_rows._new_texts``): counted here, a self-trained
-        # member whose unlabelled file is its training file (dev carved from it) left out every
-        # dev row of the ensemble.
-        from tunelab.data.dataset import Dataset
-        from tunelab.data.held_out import rows_not_held_out
-
-        pairs = [p for _, p in extra]
-        texts = [t for t, _ in extra]
-        pooled = Dataset(texts, pairs if any(p is not None for p in pairs) else None, None, "replayed")
-        rows.extend(extra[i] for i in rows_not_held_out(pooled, splits))
-    if replayed is not None or unread is not None:
-        raise _PartlyUnread(rows, replayed, unread)
-    return rows
+    # The member's copy under weights/ has no stored sample or data summary to check against: its
+    # rows are read as they are now (checked=False), as the build has always read them.
+    rows = trained_rows_of(None, cfg, {}, task, checked=False)
+    keys = sorted(rows.train, key=lambda key: (key[0], key[1] or ""))
+    if rows.unread:
+        raise _PartlyUnread(keys, rows.unread)
+    return keys
 
 
 def _held_out_of_members(split: str, rows: Any, trained: dict[RowKey, str], notes: list[str]) -> Any:

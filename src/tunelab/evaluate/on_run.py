@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, DataError, TunelabError, first_line
+from tunelab.errors import ConfigError, DataError
+from tunelab.evaluate.trained_rows import MAX_CONTINUED
 from tunelab.runs.folder import check_parents_are_folders
 from tunelab.runs.json_files import JsonFileError, NotAnObjectError, NotJsonError, read_json_object
 
@@ -168,49 +169,34 @@ def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str,
     A score on such rows is no held-out score, and the run's saved data summary (in the report)
     describes its own dev and test rows, not this file. Compared as training keeps held-out rows out
     of its data (``tunelab.data.held_out``: case, spacing and Unicode form ignored), so the file may
-    have been read with other options than the training file. The run's splits are read again from
-    its recorded config with the function training used, and checked against what the run recorded
-    of them (``_as_trained``); no model work. A continued run's rows include those of each run it
-    continued (``_previous_run``).
+    have been read with other options than the training file. The run's rows are read again with
+    the function training used and checked against what the run recorded of them, as
+    ``tunelab.evaluate.trained_rows.trained_rows_of`` reads them (an ensemble reads its members' so
+    too): its training split, its unlabelled texts and, for a continued run, the rows it replayed
+    and those of each run it continued; no model work.
     """
     from tunelab.data.held_out import keys_of
-    from tunelab.evaluate.run_context import was_trained
+    from tunelab.evaluate.trained_rows import RowKey, RowsNotRead, trained_rows_of
 
     members = _trained_setups(predictor)
     if not members:
         return {}, None
-    trained: set[tuple[str, str | None]] = set()
-    dev: set[tuple[str, str | None]] = set()
-    # A continued run (train --from) also trained on the rows it replayed from its previous run's
-    # stored sample, and started from that run's weights, trained on that run's rows: each run it
-    # continued, back to the first, joins. Their dev rows chose the weights this run started from,
-    # so they count as its dev rows.
-    pending = [(setup, 0) for setup in members]
-    seen = {root.resolve() for root, *_ in members}
+    trained: set[RowKey] = set()
+    dev: set[RowKey] = set()
     continued = False
-    while pending:
-        (root, config, summary, task), depth = pending.pop()
-        if not was_trained(config):  # a zero-shot member
-            continue
+    for root, config, summary, task in members:
         try:
-            splits = _as_trained(root, config, summary, task)
-            if config.continual.from_run is not None:
-                previous, replayed = _previous_run(root, config, summary, splits, depth)
-                trained.update(keys_of(replayed))
-                continued = True
-                if previous[0].resolve() not in seen:  # a cycle (a folder replaced) adds nothing new
-                    seen.add(previous[0].resolve())
-                    pending.append((previous, depth + 1))
-        except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
-            where = f" ({root}, a run this one was continued from)" if depth else ""
+            rows = trained_rows_of(root, config, summary, task, checked=True, limit=_MAX_CONTINUED)
+        except RowsNotRead as exc:
+            where = f" ({exc.run}, a run this one was continued from)" if exc.run is not None else ""
             unchecked = (
-                f"the rows of {name} could not be compared with the run's training rows: {first_line(exc)}"
+                f"the rows of {name} could not be compared with the run's training rows: {exc.why}"
                 f"{where}; the score may not be a held-out one"
             )
             return {"rows_in_training": None, "rows_in_dev": None}, unchecked
-        trained.update(keys_of(splits.train))
-        if splits.dev is not None:
-            dev.update(keys_of(splits.dev))
+        trained |= rows.train
+        dev |= rows.dev
+        continued = continued or rows.continued
     keys = keys_of(dataset)
     in_training = sum(key in trained for key in keys)
     in_dev = sum(key not in trained and key in dev for key in keys)
@@ -254,137 +240,9 @@ def _trained_setups(predictor: Any) -> list[tuple[Path, Any, dict[str, Any], Any
     return setups
 
 
-# Runs continued one from another that are followed back: each is read again, and a chain this long
-# is more likely folders replaced in a loop than twenty continuations.
-_MAX_CONTINUED = 20
-
-
-def _previous_run(
-    root: Path, config: Any, summary: dict[str, Any], splits: Any, depth: int
-) -> tuple[tuple[Path, Any, dict[str, Any], Any], Any]:
-    """The setup (as ``_trained_setups`` gives one) of the run that the continued run at ``root``
-    started from, and the rows it replayed from that run's stored sample, read again as training
-    read them (``read_rehearsal``) and checked against run.json's fingerprint of them where it keeps
-    one: a previous run trained again in its folder replays other rows.
-
-    Raises:
-        _NotAsTrained: the chain is longer than ``_MAX_CONTINUED``, the previous run is no trained
-            run now, or its sample no longer holds the rows replayed.
-        TunelabError, OSError: its folder or files cannot be read.
-    """
-    from tunelab.data import LabelMap
-    from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
-    from tunelab.runs import find_run
-    from tunelab.tasks import get_task
-    from tunelab.train.continual import REHEARSAL_FILE, Previous, read_rehearsal
-    from tunelab.train.data_fingerprint import SUMMARY_KEY, rows_digest
-
-    if depth >= _MAX_CONTINUED:
-        raise _NotAsTrained(f"it was continued from more than {_MAX_CONTINUED} runs, one from another")
-    if not Path(os.path.expanduser(config.continual.from_run)).is_dir():
-        raise _NotAsTrained(f"{config.continual.from_run}, the run it was continued from, is gone")
-    folder = find_run(config.continual.from_run)
-    previous_summary = read_run_summary(folder)
-    if previous_summary.get("format", "torch") != "torch":
-        raise _NotAsTrained(f"{folder.root}, the run it was continued from, is no trained run now")
-    previous_config = with_training_paths(read_run_config(folder), previous_summary)
-    labels = LabelMap.load(folder.labels_json)
-    cc = config.continual
-    if (cc.rehearsal != 0 or cc.rehearsal_total) and not (folder.root / REHEARSAL_FILE).is_file():
-        raise _NotAsTrained(f"{folder.root / REHEARSAL_FILE}, the sample it replayed, is gone")
-    previous = Previous(root=folder.root, config=previous_config, labels=labels, summary=previous_summary)
-    try:
-        replayed = read_rehearsal(previous, splits.labels, cc, seed=config.train.seed)
-    except TunelabError:  # its message advises on continuing a run, not on this
-        raise _NotAsTrained(f"{folder.root / REHEARSAL_FILE}, the sample it replayed, is damaged") from None
-    recorded = summary.get(SUMMARY_KEY)
-    digest = recorded.get("rehearsal") if isinstance(recorded, dict) else None
-    if isinstance(digest, str) and rows_digest(replayed) != digest:
-        raise _NotAsTrained(
-            f"{folder.root / REHEARSAL_FILE}, the sample it replayed, changed since it trained"
-        )
-    setup = (folder.root, previous_config, previous_summary, get_task(labels.task))
-    return setup, replayed
-
-
-def _saved(summary: dict[str, Any], what: str, split: str) -> Any:
-    """``summary[what][split]``; None where a damaged summary has no such mapping."""
-    part = summary.get(what)
-    return part.get(split) if isinstance(part, dict) else None
-
-
-class _NotAsTrained(TunelabError):
-    """The run's data files no longer hold the rows it trained on, or it recorded none to compare."""
-
-
-def _as_trained(root: Path, config: Any, summary: dict[str, Any], task: Any) -> Any:
-    """The run's splits read again from its config, as training read them.
-
-    Checked against the fingerprint of its rows where run.json keeps one; else against what the
-    run saved of them: the rows and label counts of its data summary (``data_summary.json``) and
-    its stored sample of training rows (``rehearsal.jsonl``, every row of a small dataset).
-
-    Raises:
-        _NotAsTrained: the rows as read now differ from what the run recorded, or it recorded
-            nothing to compare them with (a run trained before either was kept).
-        TunelabError, OSError, ValueError: its data files cannot be read.
-    """
-    from tunelab.train.data_fingerprint import SUMMARY_KEY, rows_digest
-
-    splits = task.load_splits(config.data)
-    recorded = summary.get(SUMMARY_KEY)
-    if isinstance(recorded, dict) and isinstance(recorded.get("train"), str):
-        changed = [
-            split
-            for split in ("train", "dev")
-            if (None if getattr(splits, split) is None else rows_digest(getattr(splits, split)))
-            != recorded.get(split)
-        ]
-    else:
-        changed = _changed_from_saved(root, config, splits, task)
-    if changed:
-        where = getattr(config.data, changed[0]) or config.data.train
-        raise _NotAsTrained(f"its {changed[0]} rows (from {where}) changed since it trained")
-    return splits
-
-
-def _changed_from_saved(root: Path, config: Any, splits: Any, task: Any) -> list[str]:
-    """The splits (train, dev) whose rows as read now differ from the run's saved data summary and
-    stored sample.
-
-    Raises:
-        _NotAsTrained: the run saved no data summary (trained before one was kept).
-    """
-    import json
-
-    from tunelab.data.held_out import keys_of, normalised
-    from tunelab.data.summary import summarize
-    from tunelab.evaluate.run_context import DATA_SUMMARY_JSON
-    from tunelab.train.continual import REHEARSAL_FILE
-
-    try:
-        saved = read_json_object(root / DATA_SUMMARY_JSON)
-    except (OSError, JsonFileError):
-        raise _NotAsTrained("the run recorded nothing to compare its data files with") from None
-    now = summarize(splits, task).to_dict()
-    # A continued run's summary counts the previous run's replayed rows with its training rows, and
-    # its stored sample holds some of them: its dev rows are what can be compared.
-    continued = config.continual.from_run is not None
-    changed = [
-        split
-        for split in (("dev",) if continued else ("train", "dev"))
-        if any(_saved(saved, what, split) != now[what].get(split) for what in ("rows", "label_counts"))
-    ]
-    stored = root / REHEARSAL_FILE
-    if not continued and "train" not in changed and stored.is_file():
-        # the counts cannot see a text edited in place; the sample can, for the rows it holds
-        train = set(keys_of(splits.train))
-        for line in stored.read_text(encoding="utf-8").split("\n"):  # as read_rehearsal splits it
-            if line.strip():
-                row = json.loads(line)
-                if normalised(str(row["text"]), row.get("text_pair")) not in train:
-                    return ["train", *changed]
-    return changed
+# Runs continued one from another that are followed back (``trained_rows.MAX_CONTINUED``); here so
+# that a test can shorten it.
+_MAX_CONTINUED = MAX_CONTINUED
 
 
 def _check_arguments(data: object, out_dir: object, batch_size: object) -> int:

@@ -714,7 +714,8 @@ class RunConfig:
                 raise ConfigError(f"{p}: a folder, not a file; give the YAML run file inside it")
             if not p.is_file():
                 raise ConfigError(
-                    f"{p}: config file not found (give a YAML run file such as configs/banking77.yaml)"
+                    f"{p}: config file not found; give the path of a YAML run file, or none and the "
+                    "settings on the command line (data.train=train.csv ...)"
                 )
             try:
                 loaded = load_config_yaml(p.read_text(encoding="utf-8"))

@@ -499,5 +499,6 @@ def check_extendable(task: Task, dataset: Any, needed_by: str) -> None:
     if not callable(getattr(dataset, "extended", None)):
         raise ConfigError(
             f"{task_plugin(task)}: its training dataset ({type(dataset).__name__}) has no extended(more), "
-            f"which {needed_by} calls to add rows to train; give the class one (docs/extending.md)"
+            f"which {needed_by} calls to add rows to train; give the class one, returning a new "
+            "dataset with more's rows added (the Task protocol, tunelab.tasks.base)"
         )

@@ -122,8 +122,10 @@ def test_bundled_names_and_hub_ids_resolve_as_before(tmp_path: Path) -> None:
     older = {"model_path_at_training": str(tmp_path)}  # a run from before model_source was recorded
     assert base_folder(fake_context("../nowhere/tiny", older)) == tmp_path
     gone = {"model_source": "local", "model_path_at_training": str(tmp_path / "deleted")}
-    with pytest.raises(ModelNotFoundError, match="no such folder"):
+    # both gone: the line names the folder it trained on (and no hub)
+    with pytest.raises(ModelNotFoundError, match="is not there") as caught:
         base_folder(fake_context("../nowhere/tiny", gone))
+    assert str(tmp_path / "deleted") in str(caught.value) and "download" not in str(caught.value)
 
 
 # 2. merge reads the run's own data files ----------------------------------------------------------

@@ -16,6 +16,10 @@ from tunelab.compress.parity import ParityError, compare, measure
 from tunelab.errors import RunError
 from tunelab.inference.backends import LoadContext, TorchBackend, get_format
 from tunelab.runs import RunFolder
+from tunelab.runs.links import refuse_links
+
+#: What an export copies from the run as it is (the weights it writes anew).
+COPIED = ("config.json", "labels.json", "tokenizer")
 
 
 def build_artifact(
@@ -37,6 +41,9 @@ def build_artifact(
     """
     from tunelab.inference import load
 
+    # before the measuring: the run may be someone else's, and a link in what is copied would put
+    # any file of this machine in the artifact (one to its own folder copied 40 levels deep)
+    refuse_links(source.root, "tunelab export", only=COPIED)
     predictor = load(source.root)
     model: nn.Module = predictor.model.eval()
     check_exportable(model, opts)
@@ -60,7 +67,7 @@ def build_artifact(
     stages.set_description(f"export: write {opts.format}")
     for name in ("config.json", "labels.json"):
         shutil.copy2(source.root / name, out.root / name)
-    shutil.copytree(source.tokenizer, out.tokenizer)
+    shutil.copytree(source.tokenizer, out.tokenizer, symlinks=True)  # a link is never followed
     format_info = _write_weights(model, opts.format, out, sample_batch(enc), prune_info)
     info = {
         "format": opts.format,

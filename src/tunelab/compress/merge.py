@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.errors import ConfigError, RunError
+from tunelab.runs.links import refuse_links
 
 MAX_LOGIT_DIFF = 1e-4
 _NOT_COPIED = ("weights", "checkpoints")
@@ -148,6 +149,9 @@ def _merge(
     method = run_method(ctx)
     if method.merge is None:
         raise ConfigError(f"{source.root}: a {method.name} run cannot be merged: {method.cannot_merge}")
+    # the run may be someone else's: a link in it would put any file of this machine in the merged
+    # run, and one to its own folder copied 40 levels deep
+    refuse_links(source.root, "tunelab merge", ignore=lambda folder, names: _skip(source.root, folder, names))
     from tunelab.compress.export import naming_output_folder
     from tunelab.runs.folder import (
         check_new_run_path,
@@ -256,6 +260,7 @@ def _write_run(
         shutil.copytree(
             source.root,
             staging,
+            symlinks=True,  # a link is never followed (refuse_links refused any before the merge)
             ignore=lambda folder, names: _skip(source.root, folder, names),
             dirs_exist_ok=True,
         )

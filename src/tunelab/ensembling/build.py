@@ -41,6 +41,7 @@ from tunelab.errors import ConfigError, DataError, RunError, TunelabError, first
 from tunelab.evaluate.trained_rows import RowKey
 from tunelab.runs import RunFolder, find_run
 from tunelab.runs.folder import check_new_run_path, stale_claim
+from tunelab.runs.links import refuse_links
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ def _ensemble(
     folders = [find_run(r) for r in runs]
     for given, folder in zip(runs, folders, strict=True):
         _refuse_nested(given, folder, runs, out)
+        # a member may be someone else's run: a link in it would put any file of this machine in the
+        # ensemble, and one to its own folder copied 40 levels deep
+        refuse_links(folder.root, "tunelab ensemble", ignore=_NOT_COPIED)
     seen: dict[Path, str] = {}
     for given, folder in zip(runs, folders, strict=True):
         root = folder.root.resolve()
@@ -154,7 +158,7 @@ def _ensemble(
     with naming_output_folder(target), RunFolder.made_in_one_go(target) as partial:
         members = _write_members(folders, partial, temperatures)
         first = folders[0]
-        shutil.copytree(first.tokenizer, partial.tokenizer)
+        shutil.copytree(first.tokenizer, partial.tokenizer, symlinks=True)  # a link is never followed
         shutil.copy2(first.config_json, partial.config_json)
         shutil.copy2(first.labels_json, partial.labels_json)
         summary = _summary(partial, predictors, members)
@@ -270,6 +274,11 @@ def _same_tokenizer(a: Path, b: Path) -> bool:
     return True
 
 
+#: What of a member is not copied into the ensemble. rehearsal.jsonl holds training texts: it stays
+#: with the member run, out of the artifact.
+_NOT_COPIED = shutil.ignore_patterns("evals", "checkpoints", "tb", "rehearsal.jsonl")
+
+
 def _link_or_copy(src: str, dst: str) -> None:
     """A hard link (run files are replaced, never written in place, so sharing them is safe), else a copy."""
     try:
@@ -291,9 +300,9 @@ def _write_members(
         shutil.copytree(
             folder.root,
             partial.weights / name,
+            symlinks=True,  # a link is never followed (refuse_links refused any before the build)
             copy_function=_link_or_copy,
-            # rehearsal.jsonl holds training texts: it stays with the member run, out of the artifact.
-            ignore=shutil.ignore_patterns("evals", "checkpoints", "tb", "rehearsal.jsonl"),
+            ignore=_NOT_COPIED,
         )
         members.append(
             {

@@ -19,6 +19,7 @@ from tunelab.ensembling.backend import FORMAT, member_folder
 from tunelab.errors import TunelabError
 from tunelab.inference.backends import LoadContext, get_format
 from tunelab.runs import PARTIAL_SUFFIX, RunFolder
+from tunelab.runs.links import refuse_links
 
 
 def export_ensemble(
@@ -38,6 +39,7 @@ def export_ensemble(
     reports (plus each member's own under ``members``). Raises ``ParityError`` like any export when
     the ensemble's metric falls by more than ``opts.max_drop`` (a member's own check runs first).
     """
+    from tunelab.compress.build import COPIED
     from tunelab.compress.datasets import parity_data
     from tunelab.compress.export import export
     from tunelab.compress.parity import ParityError, compare, measure, render_markdown
@@ -46,6 +48,9 @@ def export_ensemble(
 
     stages.set_description("export: check members")
     _refuse_inside_sources(out, summary)
+    # the ensemble may be someone else's: a link in what is copied would put any file of this
+    # machine in the artifact (each member's run is looked at by check_members)
+    refuse_links(source.root, "tunelab export", only=COPIED)
     check_members(source, summary, opts)
     stages.set_description("export: members")
     out.weights.mkdir(exist_ok=True)
@@ -73,7 +78,7 @@ def export_ensemble(
     stages.update()
     for name in ("config.json", "labels.json"):
         shutil.copy2(source.root / name, out.root / name)
-    shutil.copytree(source.tokenizer, out.tokenizer)
+    shutil.copytree(source.tokenizer, out.tokenizer, symlinks=True)  # a link is never followed
     art_summary = {
         **summary,
         "name": out.name,
@@ -154,7 +159,7 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
         TunelabError: of the member's check's kind, ``member <path>: <why>``.
         RunError: a member's run.json or config.json is damaged (the line loading it gives).
     """
-    from tunelab.compress.build import check_exportable
+    from tunelab.compress.build import COPIED, check_exportable
     from tunelab.errors import RunError
     from tunelab.inference import load
     from tunelab.inference.predictor import read_run_config, read_run_summary
@@ -176,6 +181,7 @@ def check_members(source: RunFolder, summary: dict[str, Any], opts: Any) -> None
                 f"member {member['path']}: a {fmt} run cannot be exported; "
                 "ensemble trained runs to export the ensemble"
             )
+        refuse_links(folder.root, "tunelab export", only=COPIED)  # before any member is exported
     if opts.format != "torch-int8" and not opts.fractions:
         return  # onnx formats and magnitude pruning take every member a run can hold
     for member in summary.get("members") or []:

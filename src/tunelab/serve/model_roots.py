@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tunelab.errors import TunelabError
+from tunelab.runs.links import links_in
 
 DEFAULT_ROOT = "runs"
 
@@ -47,14 +48,11 @@ def confine(path: str, roots: Sequence[Path]) -> Path:
     real = _real(path)
     if not _inside(real, real_roots):
         raise ModelPathForbiddenError(f"path {path!r} is outside the allowed model roots: {hint}")
-    for folder, dirs, files in os.walk(real):  # does not descend into linked folders
-        for entry in (*dirs, *files):
-            full = Path(folder, entry)
-            if full.is_symlink() and not _inside(_real(full), real_roots):
-                inner = full.relative_to(real)
-                raise ModelPathForbiddenError(
-                    f"path {path!r}: {inner} links outside the allowed model roots: {hint}"
-                )
+    for link in links_in(real):
+        if not _inside(_real(link), real_roots):
+            raise ModelPathForbiddenError(
+                f"path {path!r}: {link.relative_to(real)} links outside the allowed model roots: {hint}"
+            )
     return real
 
 

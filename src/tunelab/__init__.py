@@ -18,13 +18,14 @@ import importlib
 import os
 import sys
 import types
-import warnings
 from typing import TYPE_CHECKING, Any
 
-# No hub at run time: bundled weights and local folders never need it, and hub ids go through
-# tunelab.models.resolve, which explains the offline failure itself.
+# Hugging Face's fast tokenizers print a warning in every process forked after they encoded in
+# parallel (and turn parallelism off there) unless this is set before the fork. A value the
+# caller set is kept.
+# (peft's is_gradient_checkpointing notice is hidden where peft wraps a model, in
+# methods/peft_adapters.py: a process-wide filter here hid a program's own warnings of that text.)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 __version__ = "0.1.0"
 

@@ -76,11 +76,16 @@ class Predictor:
     def load(cls, path: str | Path) -> Predictor:
         """Open a finished run folder or an exported artifact (see ``tunelab.runs``)."""
         from tunelab.models import load_tokenizer
+        from tunelab.models.classifier import keeping_global_rng
 
         run = find_run(path)
         summary, config, labels, threshold = read_run_files(run)
         loader = get_format(summary.get("format", "torch"))
-        backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
+        # An adapter run's base gets a fresh head (the adapter's saved one replaces it), and peft
+        # draws its new layers' weights before the saved ones go in: both from torch's global
+        # stream, so a program's torch.manual_seed(0) before loading was advanced by the load.
+        with keeping_global_rng():
+            backend = loader(LoadContext(run=run, config=config, labels=labels, summary=summary))
         tokenizer = load_tokenizer(run.tokenizer)
         return cls(backend, tokenizer, labels, config=config, threshold=threshold, run=run)
 

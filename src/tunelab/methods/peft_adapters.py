@@ -51,12 +51,20 @@ def head_modules(model: nn.Module, train_pooler: bool) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+# peft's PeftModel reads the base's deprecated ``is_gradient_checkpointing`` (transformers 5 warns
+# FutureWarning on each read): hidden where a PeftModel is made, not process-wide, so a program's
+# own warnings of that text still show.
+_CHECKPOINTING_NOTICE = ".*is_gradient_checkpointing.*"
+
+
 def wrap(model: nn.Module, peft_config: Any, method: str) -> nn.Module:
     """``get_peft_model``; target modules that match nothing become a one-line ``ConfigError``."""
     from peft import get_peft_model
 
     try:
-        return get_peft_model(model, peft_config)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_CHECKPOINTING_NOTICE, category=FutureWarning)
+            return get_peft_model(model, peft_config)
     except ValueError as exc:  # peft reports target modules that match nothing this way
         raise ConfigError(f"method {method}: {exc}".splitlines()[0]) from None
 
@@ -82,6 +90,7 @@ def load(
         # AdaLoRA's rank_pattern names its lora_E parameters, and peft's check, written for LoRA's
         # (module names), calls every key unmatched; AdaLoRA itself resizes by them all the same.
         warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
+        warnings.filterwarnings("ignore", message=_CHECKPOINTING_NOTICE, category=FutureWarning)
         return PeftModel.from_pretrained(base, adapter)
 
 
@@ -243,6 +252,7 @@ def attach(
             warnings.catch_warnings(),
         ):
             warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
+            warnings.filterwarnings("ignore", message=_CHECKPOINTING_NOTICE, category=FutureWarning)
             return PeftModel.from_pretrained(base, adapter, adapter_name=name).eval()
     base = host.get_base_model()
     try:

@@ -37,6 +37,7 @@ score no test rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -125,6 +126,28 @@ _REQUEUED = "requeued"
 _INTERRUPTED = "interrupted"
 
 
+def _optuna_at_warning(fn: Callable[..., SearchResult]) -> Callable[..., SearchResult]:
+    """``fn`` with Optuna's logging at WARNING (as ``tunelab search`` sets it), the caller's level put
+    back after: its INFO lines ("A new study created in RDB", one per trial) repeat what the
+    result and ``on_trial`` say, and went to stderr even with ``show_progress=False``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> SearchResult:
+        try:
+            import optuna
+        except ImportError:  # search() says how to install it
+            return fn(*args, **kwargs)
+        before = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))  # a quieter caller stays so
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            optuna.logging.set_verbosity(before)
+
+    return wrapper
+
+
+@_optuna_at_warning
 def search(
     config: RunConfig | str | Path | None,
     *,

@@ -92,10 +92,11 @@ def _check_columns(split: str, frame: Any, cfg: RunConfig) -> None:
     missing = [(setting, column) for setting, column in needed if column not in frame.columns]
     if missing:
         wanted = ", ".join(f"{column!r} ({setting})" for setting, column in missing)
-        fix = " ".join(f"{setting}=NAME" for setting, _ in missing)
+        # one list item per setting: joined into one item, the advice given back failed to parse
+        fix = ", ".join(repr(f"{setting}=NAME") for setting, _ in missing)
         raise DataError(
             f"{split} DataFrame: columns {[str(c) for c in frame.columns]}; the run needs {wanted}. "
-            f"Rename the columns or give overrides=[{fix!r}]"
+            f"Rename the columns or give overrides=[{fix}]"
         )
     if frame.empty:
         raise DataError(f"{split} DataFrame: no rows; give at least one labelled row")

@@ -14,6 +14,7 @@ import math
 import platform
 import resource
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -125,22 +126,69 @@ class TrainResult:
     summary: dict[str, Any]
 
 
-def _setup_file_log(path: Path) -> tuple[logging.Handler, int]:
-    """Send the ``tunelab`` logs to ``train.log`` at INFO; return the handler and the logger's level.
+class _ToRootHandlers(logging.Handler):
+    """Hands each record at or above its level to the root logger's handlers, as propagation would.
 
-    The logger must pass INFO for the file to get it, so the caller restores the returned level
-    when training ends: it was left at INFO, and INFO lines then reached the console after
-    ``tunelab train`` (without -v) or in a program calling ``tunelab.train()`` twice.
+    While ``train.log`` needs the ``tunelab`` logger at INFO, that logger stops propagating and
+    this handler (at the level the logger had before) stands in for propagation: records reach a
+    root handler whatever the root's own level, so a program that set WARNING
+    (``logging.basicConfig(level=logging.WARNING)``) got every INFO line of each ``tunelab.train()``.
     """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for handler in logging.getLogger().handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+_file_logs_lock = threading.Lock()
+_file_logs: list[logging.Handler] = []  # the train.log handlers of the runs training now
+_logger_before: tuple[int, bool, logging.Handler | None] = (logging.NOTSET, True, None)
+
+
+def _setup_file_log(path: Path) -> Callable[[], None]:
+    """Send the ``tunelab`` logs to ``train.log`` at INFO, and to the program's own handlers (the
+    root's) only what they got before; return what undoes it, for when training ends.
+
+    The logger must pass INFO for the file to get it, so its level is lowered until then: it was
+    left at INFO, and INFO lines then reached the console after ``tunelab train`` (without -v) or
+    in a program calling ``tunelab.train()`` twice. While lowered, the logger does not propagate and
+    ``_ToRootHandlers`` at its old effective level passes records on instead (the CLI's console
+    handler has that level as its own too, so what it prints is the same). Runs training at once
+    in threads are counted: the first changes the logger, the last puts it back, so one ending
+    first can never leave it unpropagating (every tunelab line lost) or at INFO.
+    """
+    global _logger_before
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)  # its own level: the file keeps INFO whatever the console shows
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("tunelab")
-    previous = root.level
-    root.addHandler(handler)
-    if root.getEffectiveLevel() > logging.INFO:  # a DEBUG asked for elsewhere stays DEBUG
-        root.setLevel(logging.INFO)
-    return handler, previous
+    with _file_logs_lock:
+        if not _file_logs:
+            forward = None
+            if root.getEffectiveLevel() > logging.INFO and root.propagate:
+                forward = _ToRootHandlers(root.getEffectiveLevel())
+                root.addHandler(forward)
+            _logger_before = (root.level, root.propagate, forward)
+            if root.getEffectiveLevel() > logging.INFO:  # a DEBUG asked for elsewhere stays DEBUG
+                root.propagate = False
+                root.setLevel(logging.INFO)
+        _file_logs.append(handler)
+        root.addHandler(handler)
+
+    def restore() -> None:
+        with _file_logs_lock:
+            root.removeHandler(handler)
+            _file_logs.remove(handler)
+            if not _file_logs:
+                level, propagate, forward = _logger_before
+                if forward is not None:
+                    root.removeHandler(forward)
+                root.setLevel(level)
+                root.propagate = propagate
+        handler.close()
+
+    return restore
 
 
 def _data_files(cfg: RunConfig) -> dict[str, str | None]:
@@ -506,7 +554,7 @@ def _train(
     # A full disk from here on: one line naming the file, with the resume hint (a Ctrl-C's below).
     with _resumable_on_write_errors(run):
         write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)
-        handler, level_before = _setup_file_log(run.logs / "train.log")
+        stop_file_log = _setup_file_log(run.logs / "train.log")
         try:
             return _train_in(
                 run,
@@ -542,9 +590,7 @@ def _train(
         except KeyboardInterrupt:
             raise _interrupted(run) from None
         finally:
-            logging.getLogger("tunelab").removeHandler(handler)
-            logging.getLogger("tunelab").setLevel(level_before)
-            handler.close()
+            stop_file_log()
 
 
 def _train_in(

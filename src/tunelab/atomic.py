@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import hashlib
 import json
 import os
 import re
@@ -51,8 +52,9 @@ def _create_temp(target: Path) -> tuple[int, str]:
     (a server answering requests, say) would create files with the wrong permissions.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    stem = sibling_stem(target, "tmp")
     for _ in range(100):
-        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        tmp = str(target.parent / f".{stem}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
@@ -62,6 +64,56 @@ def _create_temp(target: Path) -> tuple[int, str]:
             # a caller's error said
             raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
     raise FileExistsError(f"{target.parent}: no free temporary file name for {target.name}")
+
+
+def sibling_stem(target: Path, suffix: str) -> str:
+    """``target``'s name as its hidden siblings ``.{stem}.{12 hex}.{suffix}`` carry it (temporary files
+    and folders, an old folder set aside): the whole name when such a sibling's name fits the folder's
+    limit, else its start, cut on a character boundary, and ``~`` with 8 hex of a hash of the whole name.
+
+    The siblings add 18 bytes to it: a name the file system took (242 bytes of ``é``) failed with
+    "unexpected OSError: [Errno 36] File name too long", and ``recommend build --out`` only after the
+    whole build. The hash keeps two long names that start alike apart, so the sweeps that find a
+    target's leftovers by this stem (``remove_stale_tmp``, ``restore_interrupted``) never take
+    another target's.
+    """
+    name = target.name
+    raw = os.fsencode(name)
+    room = _name_max(target.parent) - len(f"..{'0' * 12}.{suffix}")  # the dots, the hex, the suffix
+    if len(raw) <= room:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    cut = max(room - len(digest) - 1, 0)
+    while cut > 0 and raw[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte: inside a character
+        cut -= 1
+    return f"{os.fsdecode(raw[:cut])}~{digest}"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name ``folder`` takes, in bytes; 255 (ext4, XFS, APFS, NTFS) where not told."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), a folder not there (yet)
+        return 255
+    return limit if isinstance(limit, int) and limit > 0 else 255  # -1: no limit given
+
+
+def not_a_file(path: Path, kind: str = "file") -> str | None:
+    """Why ``path``, which is there, cannot be read as a ``kind`` ("data file"), in words; None for a
+    regular file (or a link to one) and for a path that is not there (each caller says "not found"
+    in its own words).
+
+    A folder, or a FIFO, a process substitution (``<(cat test.csv)``, ``/dev/fd/63``), a device or
+    a socket: readers tested ``is_file()`` alone and called all of them "file not found".
+    """
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"a folder, not a file; give the {kind} inside it"
+    if path.exists():
+        # a pipe is read once, as it comes, and some formats seek (parquet, xlsx, encoding detection)
+        return "a pipe or device, not a regular file; save it to a file first"
+    return None
 
 
 class StorageProblem(NamedTuple):

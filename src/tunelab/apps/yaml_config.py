@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from tunelab.atomic import not_a_file
 from tunelab.errors import ConfigError
 from tunelab.yaml_names import DuplicateKeyError, load_strict_yaml
 
@@ -24,7 +25,7 @@ def read_yaml_config(
     """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: {what} not found (see `{help_command}`)")
+        raise ConfigError(f"{p}: {not_a_file(p, what) or f'{what} not found (see `{help_command}`)'}")
     try:
         text = p.read_text(encoding="utf-8")
         return load_strict_yaml(text) if parse is None else parse(text, str(p))

@@ -56,6 +56,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
+from tunelab.atomic import not_a_file
 from tunelab.config import DataConfig
 from tunelab.data.sniff import separator_name, sniff_file
 from tunelab.errors import DataError
@@ -129,8 +130,8 @@ def read_table(path: str | Path, cfg: DataConfig, *, field: str | None = None) -
     p = Path(path)
     if not p.is_file():
         where = f"{field}: " if field else ""
-        what = "is a folder, not a file" if p.is_dir() else "file not found"
-        raise DataError(f"{where}{p}: {what} (paths are relative to the current directory)")
+        what = not_a_file(p, "data file") or "file not found (paths are relative to the current directory)"
+        raise DataError(f"{where}{p}: {what}")
     fmt = detect_format(p, cfg)
     if fmt == "conll":
         raise DataError(

@@ -226,7 +226,7 @@ def write_report(store: Any, name: str, out: str | Path, *, overwrite: bool = Fa
     refreshes it) or with ``overwrite``: any file was replaced, a training file named by mistake too.
 
     Raises:
-        DataError: ``out`` is a folder, or a file that is not this monitor's report (without
+        DataError: ``out`` is a folder, a pipe or device, or a file that is not this monitor's report (without
             ``overwrite``), before the report is built.
         ConfigError: a folder above ``out`` is a file (before the report is built: writing it
             failed only after the whole build, "unexpected FileExistsError").
@@ -235,6 +235,9 @@ def write_report(store: Any, name: str, out: str | Path, *, overwrite: bool = Fa
         raise DataError(
             f"--out {out}: a folder; give the report's file name, e.g. {Path(out) / 'report.html'}"
         )
+    if Path(out).exists() and not Path(out).is_file():
+        # a FIFO: reading its head to tell a report from another file waited for a writer forever
+        raise DataError(f"--out {out}: a pipe or device, not a regular file; give the report's file name")
     if Path(out).exists() and not overwrite and not _is_report_of(Path(out), name):
         raise DataError(
             f"--out {out} exists and is not a report of monitor {name}; give another file, or "

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.atomic import exchange
+from tunelab.atomic import exchange, sibling_stem
 from tunelab.data.scripts import count_words, has_visible_text, join_lines
 from tunelab.errors import ConfigError, DataError
 
@@ -449,10 +449,12 @@ def sibling_dir(target: Path, suffix: str) -> Path:
     """A new empty folder next to ``target`` (same file system, so it can be renamed onto it).
 
     Not ``tempfile.mkdtemp``: that makes the folder private (0700), and renamed into place it would
-    keep those permissions; ``os.mkdir`` applies the umask as a plain ``mkdir`` would.
+    keep those permissions; ``os.mkdir`` applies the umask as a plain ``mkdir`` would. A long
+    ``target`` name is cut to fit (``sibling_stem``).
     """
+    stem = sibling_stem(target, suffix)
     for _ in range(100):
-        candidate = target.parent / f".{target.name}.{secrets.token_hex(6)}.{suffix}"
+        candidate = target.parent / f".{stem}.{secrets.token_hex(6)}.{suffix}"
         try:
             candidate.mkdir()
             return candidate
@@ -477,10 +479,11 @@ def remove_stale_tmp(target: Path) -> None:
     """
     import time
 
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.tmp")
+    stem = sibling_stem(target, "tmp")  # as ``sibling_dir`` named them: a long name cut to fit
+    pattern = re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{12}}\.tmp")
     cutoff = time.time() - STALE_TMP_S
     try:
-        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+        candidates = list(target.parent.glob(f".{glob.escape(stem)}.*.tmp"))
     except OSError:  # a folder the OS cannot list: the write itself says why, in one line
         return
     for folder in candidates:
@@ -517,13 +520,14 @@ def restore_interrupted(target: Path) -> Path | None:
     and the build refused, as if it had never gone; ``KnowledgeIndex.save`` before it writes.
     Here, not in build.py (which re-exports it), because build.py imports this module.
     """
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.old")
+    stem = sibling_stem(target, "old")  # as ``sibling_dir`` named them: a long name cut to fit
+    pattern = re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{12}}\.old")
     try:
         if target.exists() or target.is_symlink():
             return None
         leftovers = [
             (p.stat().st_mtime, p)
-            for p in target.parent.glob(f".{glob.escape(target.name)}.*.old")
+            for p in target.parent.glob(f".{glob.escape(stem)}.*.old")
             if pattern.fullmatch(p.name) and (p / OLD_ENTRY).exists()
         ]
     except OSError:  # a path the OS cannot look at or list: the caller's own checks say why, in one line

@@ -44,14 +44,21 @@ def default_data_dir() -> Path:
 
 
 def sqlite_file(db: str | None, data_dir: str | Path) -> Path | None:
-    """The SQLite file ``open_store(db, data_dir)`` opens, or ``None`` when ``db`` is not SQLite."""
+    """The SQLite file ``open_store(db, data_dir)`` opens, or ``None`` when ``db`` is not SQLite.
+
+    ``~`` in a path (``--db``, ``--data-dir``, ``$TUNELAB_DB``, a monitor's ``store:``) is the home
+    folder, as everywhere else: with no shell to expand it (``--db=~/k.db``, a systemd or Docker
+    environment) it made a folder named ``~`` in the current directory. Not in a ``sqlite://`` URL,
+    which is no shell word.
+    """
     if not db:
-        return Path(data_dir) / DB_FILE
+        return Path(os.path.expanduser(data_dir)) / DB_FILE
     if db.startswith("sqlite://"):
         path = db.removeprefix("sqlite://").removeprefix("/")
         return Path(path) if path else None
-    if "://" not in db and (db.endswith(_SQLITE_SUFFIXES) or Path(db).is_file()):
-        return Path(db)
+    # os.path.expanduser, not Path's: that raises RuntimeError for ``~nosuchuser``
+    if "://" not in db and (db.endswith(_SQLITE_SUFFIXES) or Path(os.path.expanduser(db)).is_file()):
+        return Path(os.path.expanduser(db))
     return None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import not_a_file
 from tunelab.data.scripts import CJK, UNSPACED, join_lines
 from tunelab.errors import DataError
 
@@ -568,8 +569,11 @@ def resolve_encoding(path: Path, encoding: str) -> str:
 
 def _read_text(path: Path, encoding: str) -> str:
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "file not found"
-        raise DataError(f"{path}: {what} (paths are relative to the current directory)")
+        what = (
+            not_a_file(path, "NER data file")
+            or "file not found (paths are relative to the current directory)"
+        )
+        raise DataError(f"{path}: {what}")
     encoding = resolve_encoding(path, encoding)
     data = path.read_bytes()
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")

@@ -774,13 +774,22 @@ def _place_problems(output_dir: Any, name: Any) -> list[str]:
     ):
         problems.append(f"name={name!r} (use one folder name, without / or \\)")
     elif name is not None:
-        from tunelab.runs.folder import PARTIAL_SUFFIX  # lazy: the runs package imports this module
+        # lazy: the runs package imports this module
+        from tunelab.runs.folder import MAX_NAME_BYTES, PARTIAL_SUFFIX
 
+        size = len(str(name).encode("utf-8", errors="replace"))
         # it trained into runs/x.partial.partial, was renamed to runs/x.partial, and every later
         # command took it for an unfinished run (--resume renamed it to runs/x)
         if str(name).endswith(PARTIAL_SUFFIX):
             problems.append(
                 f"name={name!r} (a name ending in {PARTIAL_SUFFIX} marks an unfinished run; choose another)"
+            )
+        # a folder name holds 255 bytes: runs/<name>.partial, or an export's runs/<name>-onnx-int8,
+        # could not be made ("unexpected OSError: File name too long")
+        elif size > MAX_NAME_BYTES:
+            problems.append(
+                f"name={str(name)[:40]!r}... ({size} bytes; use at most {MAX_NAME_BYTES}, so the folders "
+                f"named after the run, such as <name>{PARTIAL_SUFFIX}, fit a file name)"
             )
     return problems
 

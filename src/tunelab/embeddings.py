@@ -30,7 +30,7 @@ def _encoder(name: str) -> Any:
     from tunelab.quiet import no_progress_bars, quiet
 
     path = resolve_model(name).path
-    _refuse_pickled_weights(path, name)
+    refuse_pickled_weights(path, name)
     try:
         with quiet(), no_progress_bars():
             encoder = SentenceTransformer(str(path), device="cpu")
@@ -46,13 +46,21 @@ def _encoder(name: str) -> Any:
     return encoder
 
 
-def _refuse_pickled_weights(path: Any, name: str) -> None:
+# what an --encoder folder of pickled weights is told to do
+_SAVE_WITH_SAFETENSORS = (
+    "save the encoder with safetensors (save_pretrained / SentenceTransformer.save: "
+    "model.safetensors), or use minilm-l6 / e5-small-multilingual"
+)
+
+
+def refuse_pickled_weights(path: Any, name: str, fix: str = _SAVE_WITH_SAFETENSORS) -> None:
     """A folder whose weights are pickles only (``pytorch_model.bin``) is refused before loading.
 
     Unpickling can run code the file names; ``--nli`` already loads safetensors only, and
     sentence-transformers loaded such an ``--encoder`` folder without a word. Its module folders
     (``0_Transformer/``, ``2_Dense/``) load their own weights, so each is checked too. A folder with
     a ``.safetensors`` file passes: transformers and sentence-transformers load that one first.
+    ``fix`` ends the message: what to do instead (a recommender folder's encoders are built, not given).
     """
     from pathlib import Path
 
@@ -66,9 +74,8 @@ def _refuse_pickled_weights(path: Any, name: str) -> None:
         pickled = sorted(f for f in files if f.startswith("pytorch_model") and f.endswith(".bin"))
         if pickled and not any(f.endswith(".safetensors") for f in files):
             raise ConfigError(
-                f"{name}: pickled weights only ({where / pickled[0]}), which could run code when loaded; "
-                "save the encoder with safetensors (save_pretrained / SentenceTransformer.save: "
-                "model.safetensors), or use minilm-l6 / e5-small-multilingual"
+                f"{name}: pickled weights only ({where / pickled[0]}), which could run code when "
+                f"loaded; {fix}"
             )
 
 

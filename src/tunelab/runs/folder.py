@@ -36,6 +36,11 @@ from tunelab.errors import RunError
 from tunelab.runs.json_files import JsonFileError, read_json_object
 
 PARTIAL_SUFFIX = ".partial"
+# The most bytes a run's name may take: the longest folder name tunelab makes from it is an export's
+# staging folder, ".<name>-torch-int8-structured100.partial.<pid>.<8 hex>" (51 bytes besides the
+# name with a 7-digit pid), and a file system allows 255 bytes: a longer name failed with
+# "unexpected OSError: [Errno 36] File name too long".
+MAX_NAME_BYTES = 200
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +109,12 @@ def path_exists(path: Path) -> bool:
         return path.exists()
     except OSError:
         return False
+
+
+def _is_folder(path: Path) -> bool:
+    """``path.is_dir()``, False where the OS cannot even look: a name too long for it (ENAMETOOLONG)
+    was "unexpected OSError" from ``find_run``, and a 500 from the server's admin load."""
+    return path_exists(path) and path.is_dir()
 
 
 def make_parents(target: Path, flag: str) -> list[Path]:
@@ -245,12 +256,13 @@ class RunFolder:
         """
         out = Path(os.path.expanduser(output_dir))
         final, root = out / name, out / f"{name}{PARTIAL_SUFFIX}"
-        if final.exists() and not (empty_folder(final) and root.exists()):
+        # path_exists: a name too long for the OS is no run of that name; making it fails in one line
+        if path_exists(final) and not (empty_folder(final) and path_exists(root)):
             raise RunError(
                 f"{final}: a run of that name exists; choose another name, e.g. "
                 f"name={free_name(out, name)}, or delete it"
             )
-        if root.exists():
+        if path_exists(root):
             # A live trainer, an export, what a killed ensemble left, or a run stopped before it began
             # training (Ctrl-C while its rehearsal sample was written): this said "resume it", and
             # --resume then said it cannot be resumed, delete it.
@@ -721,15 +733,15 @@ def run_path(run: Any) -> Path:
 def find_run(path: str | Path) -> RunFolder:
     """Open a finished run folder; the error tells a folder that is no run from an unfinished run."""
     root = run_path(path)
-    if not root.exists() and _partial_sibling(root).is_dir():
+    if not path_exists(root) and _is_folder(_partial_sibling(root)):
         root = _partial_sibling(root)
-    if not root.is_dir():
+    if not _is_folder(root):
         raise RunError(f"{path}: no such run folder (`tunelab runs` lists the runs)")
     run = RunFolder(root)
     if run.is_partial:
         raise RunError(_unfinished_message(run))
     if not _is_finished(run):
-        if _partial_sibling(root).is_dir():
+        if _is_folder(_partial_sibling(root)):
             raise RunError(_unfinished_message(RunFolder(_partial_sibling(root))))
         raise RunError(_not_a_run_message(root))
     return run
@@ -739,9 +751,9 @@ def find_unfinished_run(path: str | Path) -> RunFolder:
     """Open an unfinished run for ``tunelab train --resume``: ``runs/<name>.partial`` (or ``runs/<name>``
     when only the ``.partial`` exists), with an error that says what the folder is otherwise."""
     root = Path(path)
-    if _partial_sibling(root).is_dir():
+    if _is_folder(_partial_sibling(root)):
         root = _partial_sibling(root)
-    if not root.is_dir():
+    if not _is_folder(root):
         raise RunError(f"{path}: no such run folder (`tunelab runs` lists the runs, unfinished ones too)")
     run = RunFolder(root)
     if not run.is_partial:

@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.recommend.config import ModelSection
+from tunelab.apps.recommend.live import REBUILD
 from tunelab.apps.recommend.ranker import dump_estimators, load_estimators, older_pickle
 from tunelab.apps.recommend.textmodel import Triple, loss_summary, pick_device, train_batches
 from tunelab.atomic import open_permissions
+from tunelab.embeddings import refuse_pickled_weights
 from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,14 @@ class CrossScorer:
         path = Path(folder) / FOLDER
         if not path.is_dir():  # else taken for a hub id (see TextModel.load)
             raise FileNotFoundError(f"no {FOLDER}/ folder")
-        model = CrossEncoder(str(path), max_length=max_length, device="cpu", local_files_only=True)
+        refuse_pickled_weights(path, str(folder), fix=REBUILD)  # as TextModel.load: unpickling runs code
+        model = CrossEncoder(
+            str(path),
+            max_length=max_length,
+            device="cpu",
+            local_files_only=True,
+            model_kwargs={"use_safetensors": True},
+        )
         return cls(model, max_length=max_length, device=device)
 
 

@@ -58,6 +58,7 @@ from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
 from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, RunError, first_line
+from tunelab.runs.folder import path_exists
 from tunelab.serve.inputs import check_epoch_number
 
 META = "recommender.json"
@@ -216,8 +217,9 @@ class Recommender:
             RunError: its ``live.sqlite`` stayed locked by another process.
         """
         root = Path(folder)
-        if not (root / META).is_file():
-            what = "no such folder" if not root.exists() else f"not a recommender folder (no {META})"
+        # path_exists: a name too long for the OS (ENAMETOOLONG) is no such folder, not "unexpected OSError"
+        if not (path_exists(root / META) and (root / META).is_file()):
+            what = "no such folder" if not path_exists(root) else f"not a recommender folder (no {META})"
             raise ConfigError(f"{root}: {what}; build one with tunelab app recommend build")
         # the folder as the reads below begin: its live rows are read only while it stays this one
         identity = folder_identity(root)

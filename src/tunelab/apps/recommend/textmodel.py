@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 
 from tunelab.apps.recommend.config import ModelSection
+from tunelab.apps.recommend.live import REBUILD
 from tunelab.atomic import open_permissions
+from tunelab.embeddings import refuse_pickled_weights
 from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -225,7 +227,13 @@ class TextModel:
         # model of that name) instead of one line. The load() that calls this names the folder.
         if not path.is_dir():
             raise FileNotFoundError(f"no {cls.FOLDER}/ folder")
-        encoder = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        # A folder copied from elsewhere with pickled weights (pytorch_model.bin) loaded them, or ran
+        # the code a crafted one names: refused in one line naming the file, before anything loads.
+        refuse_pickled_weights(path, str(folder), fix=REBUILD)
+        # a build saves safetensors only: a pickled file that slipped past the check is never read
+        encoder = SentenceTransformer(
+            str(path), device="cpu", local_files_only=True, model_kwargs={"use_safetensors": True}
+        )
         return cls(encoder, max_length=max_length, device=device)
 
 

@@ -710,8 +710,10 @@ class RunConfig:
         raw: dict[str, Any] = {}
         if path is not None:
             p = Path(path)
-            if p.is_dir():
-                raise ConfigError(f"{p}: a folder, not a file; give the YAML run file inside it")
+            from tunelab.atomic import not_a_file
+
+            if (why := not_a_file(p, "YAML run file")) is not None:  # a folder, a FIFO: not "not found"
+                raise ConfigError(f"{p}: {why}")
             if not p.is_file():
                 raise ConfigError(
                     f"{p}: config file not found; give the path of a YAML run file, or none and the "
@@ -1053,7 +1055,7 @@ def _override_method(
             dropped = [k for k in kept if known is not None and k not in known]
             if dropped and warn:
                 logger.warning(
-                    "method=%s: dropped %s, given on the command line, which %s does not take",
+                    "method=%s: dropped %s, given as an override, which %s does not take",
                     value,
                     ", ".join(f"method.{k}" for k in dropped),
                     value,

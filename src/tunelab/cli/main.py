@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import logging
 import os
 import sys
@@ -166,6 +167,39 @@ def _storage_line(exc: BaseException) -> str | None:
     return f"{problem.what}: {problem.fix} and run again"
 
 
+def _refused_by_stdout(exc: UnicodeEncodeError) -> bool:
+    """Whether ``exc`` is stdout's encoding refusing printed text (a label named 体育 under LANG=C).
+
+    A print is the only write that can raise it from a frame of ``tunelab.cli`` (stdout encodes in
+    C, so the innermost frame is the printing one; files are written as UTF-8 and stderr escapes
+    what it cannot encode), in stdout's own codec, on characters stdout cannot encode. Any other
+    UnicodeEncodeError (an HTTP header's latin-1, a library's own) stays an unexpected error.
+    """
+    encoding = getattr(sys.stdout, "encoding", None)
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if not encoding or tb is None or not tb.tb_frame.f_globals.get("__name__", "").startswith("tunelab.cli."):
+        return False
+    try:
+        if codecs.lookup(exc.encoding).name != codecs.lookup(encoding).name:
+            return False
+        exc.object[exc.start : exc.end].encode(encoding, getattr(sys.stdout, "errors", None) or "strict")
+    except UnicodeEncodeError:
+        return True
+    except LookupError:
+        return False
+    return False
+
+
+def _stdout_encoding_line(exc: UnicodeEncodeError) -> str:
+    shown = ascii(exc.object[exc.start : exc.end])  # as escapes: the terminal cannot show them
+    return (
+        f"standard output's encoding ({sys.stdout.encoding}) cannot show the text {shown}: set "
+        "PYTHONIOENCODING=utf-8 or a UTF-8 locale (e.g. LANG=C.UTF-8) and run again"
+    )
+
+
 class _BarAwareHandler(logging.StreamHandler):
     """The console handler: a line logged while a progress bar is drawn goes through ``tqdm.write``,
     which clears the bar, prints the line and draws the bar again below it. A plain StreamHandler
@@ -205,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _quiet_libraries()
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        # What is still in stdout's buffer was written at exit, after this function: a reader gone
+        # (`| head -1`) then printed "Exception ignored ... BrokenPipeError" and exited 120.
+        sys.stdout.flush()
+        return status
     except TunelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -221,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:
+        if isinstance(exc, UnicodeEncodeError) and _refused_by_stdout(exc):
+            # the terminal's or pipe's encoding, not a defect: said as a TunelabError is
+            print(f"error: {_stdout_encoding_line(exc)}", file=sys.stderr)
+            return 2
         if args.verbose:
             raise
         line = _storage_line(exc)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tunelab.cli.config_args import add_file_with_options
 from tunelab.cli.file_guess import ENCODING_GUESS
+from tunelab.cli.signals import sigterm_interrupts
 from tunelab.cli.zeroshot_cmd import add_model_options
 from tunelab.errors import TunelabError
 
@@ -44,7 +45,8 @@ stays a number, a null stays null, an empty cell in CSV; CSV columns stay text).
 keep "top_k" as a list; CSV and Parquet spread it over columns top_1_label, top_1_score, ...
 "row" is the row's number in the file: data rows counted from 1, the header line not counted
 (JSON lines: the line number); rows with empty text are dropped and leave a gap. An existing
-output file is left alone unless --overwrite; the file appears only when complete.
+output file is left alone unless --overwrite; the file appears only when complete (Ctrl-C or SIGTERM
+leaves the old one and no partial file: exit status 130, 143).
 
 The --input file is read, then predicted and written 8,192 rows at a time, so memory holds the
 input and one chunk's predictions, not every row's; on a terminal a progress bar on stderr counts
@@ -121,16 +123,18 @@ def run(args: argparse.Namespace) -> int:
     if not column and args.pair:
         raise TunelabError(f"{args.run} classifies single texts: give them as arguments, not --pair")
     if args.input:
-        n = predict_file(
-            predictor,
-            args.input[0],
-            args.output,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            options=options,
-            overwrite=args.overwrite,
-            show_progress=not args.quiet,
-        )
+        # SIGTERM as Ctrl-C: its default killed the process with the output's hidden temporary left
+        with sigterm_interrupts():
+            n = predict_file(
+                predictor,
+                args.input[0],
+                args.output,
+                top_k=args.top_k,
+                batch_size=args.batch_size,
+                options=options,
+                overwrite=args.overwrite,
+                show_progress=not args.quiet,
+            )
         print(f"wrote {n} predictions to {args.output}")
         return 0
     texts = [a for a, _ in args.pair] if args.pair else list(args.texts)

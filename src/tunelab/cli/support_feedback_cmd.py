@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.apps.out_path import check_out_parents
 from tunelab.cli.store_args import DATA_DIR_HELP, parse_when
+from tunelab.csv_lines import line_end
 from tunelab.errors import ConfigError, DataError, TunelabError
 
 if TYPE_CHECKING:
@@ -161,7 +162,9 @@ def render(rows: list[dict[str, str]], suffix: str) -> str:
     if suffix == ".jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["text", "label"], lineterminator="\n")
+    # "\r\n" where a text holds a "\r": with "\n" it was written bare and split its row (csv_lines)
+    newline = line_end(cell for row in rows for cell in row.values())
+    writer = csv.DictWriter(buffer, fieldnames=["text", "label"], lineterminator=newline)
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
-from types import FrameType
 
 from tunelab.cli.config_args import (
     add_config_arguments,
@@ -16,6 +11,7 @@ from tunelab.cli.config_args import (
     from_run_and_overrides,
 )
 from tunelab.cli.output import headline_lines
+from tunelab.cli.signals import sigterm_interrupts as _sigterm_interrupts  # the name tests import
 
 HELP = """examples:
   tunelab train configs/banking77.yaml
@@ -63,20 +59,14 @@ def run(args: argparse.Namespace) -> int:
 
     config, overrides = config_and_overrides(args)
     from_run, overrides = from_run_and_overrides(args, overrides)
-    with _sigterm_interrupts() as terminated:
-        try:
-            result = train(
-                config,
-                overrides=overrides,
-                resume=args.resume,
-                from_run=from_run,
-                show_progress=not args.quiet,
-            )
-        except KeyboardInterrupt as exc:
-            if terminated:  # cli.main prints and exits with these
-                exc.said = "terminated"  # type: ignore[attr-defined]
-                exc.exit_status = 128 + signal.SIGTERM  # type: ignore[attr-defined]
-            raise
+    with _sigterm_interrupts():  # stops training as Ctrl-C does, with its --resume hint
+        result = train(
+            config,
+            overrides=overrides,
+            resume=args.resume,
+            from_run=from_run,
+            show_progress=not args.quiet,
+        )
     s = result.summary
     print(f"run: {result.run_dir}")
     print(
@@ -91,36 +81,3 @@ def run(args: argparse.Namespace) -> int:
     report = result.run_dir / "report.html"
     print(f"report: {report}" if report.is_file() else "report: none (no dev or test data to report on)")
     return 0
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[list[int]]:
-    """SIGTERM stops training as Ctrl-C does, with its ``--resume`` hint, for the block.
-
-    ``docker stop``, Slurm's ``scancel`` (or its time limit) and ``kill`` send SIGTERM, whose
-    default action ended the process at once with status 143 and nothing said, though the
-    ``.partial`` folder was there to resume. The handler raises KeyboardInterrupt in the main
-    thread (the trainer turns it into ``TrainingInterrupted``) and records the signal in the list
-    it yields; it puts the previous handler back first, so a second SIGTERM during the clean-up
-    acts as before. Only the main thread may set a handler: elsewhere (``train`` run from a
-    thread) nothing changes. The previous handler is restored when the block ends.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    # None: a handler set outside Python, which cannot be put back; the default is the nearest
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is None:
-        previous = signal.SIG_DFL
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        signal.signal(signal.SIGTERM, previous)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)

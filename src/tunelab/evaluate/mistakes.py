@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.atomic import atomic_write_text
+from tunelab.csv_lines import line_end
 
 SHOWN = 20
 """Mistakes shown in the report; ``mistakes.csv`` holds them all."""
@@ -76,11 +77,13 @@ def write_csv(path: Path, mistakes: Mistakes) -> Path:
     number (``-1``, ``+2.5``, ``-1e3``) is left as it is: a spreadsheet reads it as a number, and
     numeric labels came back as ``'-1``.
     """
+    rows = [[mistakes.example, "gold", "predicted", "confidence"]]
+    rows += [
+        [_inert(m.text), _inert(m.gold), _inert(m.predicted), f"{m.confidence:.4f}"] for m in mistakes.rows
+    ]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([mistakes.example, "gold", "predicted", "confidence"])
-    for m in mistakes.rows:
-        writer.writerow([_inert(m.text), _inert(m.gold), _inert(m.predicted), f"{m.confidence:.4f}"])
+    # "\r\n" where a text holds a "\r": with "\n" it was written bare and split its row (csv_lines)
+    csv.writer(buffer, lineterminator=line_end(cell for row in rows for cell in row)).writerows(rows)
     return atomic_write_text(path, buffer.getvalue())
 
 

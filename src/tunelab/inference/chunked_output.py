@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import _create_temp
+from tunelab.csv_lines import frame_line_end, line_end
 from tunelab.errors import RunError
 from tunelab.inference.files import (
     SEPARATORS,
@@ -48,6 +49,7 @@ class ChunkedOutput:
         self.handle = os.fdopen(fd, "wb")
         self.target, self.fmt = target, fmt
         self.rows = 0
+        self.line_end: str | None = None  # CSV's, chosen by the first chunk (_line_end)
         self.first: tuple[list[str], dict[str, Any]] | None = None  # the first chunk's columns, field dtypes
         # Parquet: each input column's (whole-table dtype, written as text), the types _parquet_schema
         # would choose for them, the file's schema and its writer
@@ -84,7 +86,10 @@ class ChunkedOutput:
             else:
                 table = csv_table(chunk.records, chunk.input_types)
                 self._check(table, chunk.input_types)
-                text = table.to_csv(index=False, sep=SEPARATORS[self.fmt], header=not self.rows)
+                newline = self._line_end(table, chunk)
+                text = table.to_csv(
+                    index=False, sep=SEPARATORS[self.fmt], header=not self.rows, lineterminator=newline
+                )
                 self.handle.write(text.encode())
             self.handle.flush()  # on disk as each chunk is done, not held in a buffer
         self.rows += len(chunk.records)
@@ -99,6 +104,22 @@ class ChunkedOutput:
             if exc.errno is None or exc.filename is not None:
                 raise
             raise type(exc)(exc.errno, exc.strerror, str(self.target)) from exc
+
+    def _line_end(self, table: pd.DataFrame, chunk: PredictedChunk) -> str:
+        """The file's CSV line ending, as ``write_predictions`` picks it for the whole table: "\\r\\n"
+        where a text holds a "\\r" (``csv_lines``), else "\\n".
+
+        The first chunk knows every input cell of the file (``input_values``), so a "\\r" in a later
+        row's text makes the whole file "\\r\\n" from its first line, as the whole-table writer has
+        it. Only a prediction field's "\\r" (a plug-in task's) in a later chunk comes too late: the
+        file goes on in "\\r\\n" from that chunk, its earlier lines kept, each record one row still.
+        """
+        if self.line_end != "\r\n":
+            newline = frame_line_end(table)
+            if self.line_end is None and newline == "\n":
+                newline = line_end(v for name in chunk.input_types for v in chunk.input_values(name))
+            self.line_end = newline
+        return self.line_end
 
     def _check(self, table: pd.DataFrame, echoed: Container[str]) -> None:
         """Refuse a chunk whose columns, or prediction fields' dtypes, are not the first chunk's.

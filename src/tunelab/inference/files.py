@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tunelab.atomic import atomic_write_bytes, atomic_write_text
+from tunelab.csv_lines import frame_line_end
 from tunelab.errors import DataError
 
 if TYPE_CHECKING:
@@ -388,9 +389,10 @@ def write_predictions(
         return
     input_types = input_types or {}
     if fmt in ("csv", "tsv"):
-        atomic_write_text(
-            output_path, csv_table(records, input_types).to_csv(index=False, sep=SEPARATORS[fmt])
-        )
+        table = csv_table(records, input_types)
+        # "\r\n" where a text holds a "\r", else it was written bare and split its row (csv_lines)
+        text = table.to_csv(index=False, sep=SEPARATORS[fmt], lineterminator=frame_line_end(table))
+        atomic_write_text(output_path, text)
         return
     table = prediction_table(records, input_types)
     buffer = io.BytesIO()

@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.data.file_options import parse_file_overrides
     from tunelab.inference import load, predict_file
-    from tunelab.inference.files import output_format
+    from tunelab.inference.files import expand_home, output_format
 
     _zero_shot_arguments(args)
     if args.pair and args.texts:
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         raise TunelabError(f"--batch-size {args.batch_size}: use 1 or more")
     options = parse_file_overrides(args.input[1:]) if args.input else {}  # a typo fails before loading
     if args.output:  # a wrong extension or a taken file fails before loading the model too
+        args.output = expand_home(args.output)  # what it checks, writes and names is the home folder's
         output_format(args.output, overwrite=args.overwrite)
     predictor = _zero_shot_predictor(args) if args.zero_shot else load(args.run)
     column = predictor.text_pair_column

@@ -522,6 +522,9 @@ def predict_file(
     # checked before any reading: an empty input never reached predict(), which checks them too
     top_k = _check_top_k(top_k)  # as ints: a numpy integer is a whole number too
     batch_size = _check_batch_size(batch_size)
+    # "~/p.csv" (quoted, or from a script) is the home folder's, as for eval --data and export
+    # --output: it wrote ./~/p.csv, and an input so named was "file not found"
+    input_path, output_path = expand_home(input_path), expand_home(output_path)
     fmt = output_format(output_path, overwrite=overwrite)
     if Path(output_path).exists() and _same_file(input_path, output_path):
         # with --overwrite the input was replaced by its predictions: rows dropped for an empty
@@ -535,6 +538,13 @@ def predict_file(
         for chunk in _prediction_chunks(predictor, input_path, top_k, batch_size, options, bar):
             output.write(chunk)
     return output.rows
+
+
+def expand_home(path: str | Path) -> str | Path:
+    """``path`` with a leading ``~`` made the home folder (``os.path.expanduser``: ``~nobody`` that
+    names no user stays as it is), its type kept."""
+    expanded = os.path.expanduser(path)
+    return Path(expanded) if isinstance(path, Path) else expanded
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

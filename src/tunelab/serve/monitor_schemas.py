@@ -23,7 +23,8 @@ DOCUMENT_SCHEMA: dict[str, Any] = {
             "description": "unique per monitor: a document sent again is stored and counted once",
         },
         "time": {
-            "anyOf": [{"type": "string"}, {"type": "number"}],
+            # 64: documents.MAX_TIME_CHARS (not imported: that loads the monitor app for a schema)
+            "anyOf": [{"type": "string", "maxLength": 64}, {"type": "number"}],
             "description": "ISO 8601 (no offset: UTC) or epoch seconds",
             "examples": ["2026-03-02T09:30:00Z"],
         },

@@ -33,7 +33,20 @@ LEGAL_SUFFIXES = frozenset((
 ))
 # fmt: on
 _POSSESSIVE = re.compile(r"(?:'s|’s|')$", re.IGNORECASE)
-_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+#: Longest entity normalised (characters): longer is a runaway NER span, never a company key
+#: (MAX_KEY_CHARS), and normalising is quadratic in the length (one legal form a round).
+_MAX_ENTITY_CHARS = 4 * MAX_KEY_CHARS
+
+
+def _strip_edge_punct(word: str) -> str:
+    """``word`` without the punctuation, symbols and underscores (``[\\W_]``: not ``isalnum``) at
+    its ends. A loop: the regex ``[\\W_]+$`` retried from every character of ``a----...-a``."""
+    start, end = 0, len(word)
+    while start < end and not word[start].isalnum():
+        start += 1
+    while end > start and not word[end - 1].isalnum():
+        end -= 1
+    return word[start:end]
 
 
 def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str | None:
@@ -54,7 +67,7 @@ def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str |
     # most left "Acme Inc's Corp's Ltd's Group's AG's" at "acme inc's", which reads back as "acme".
     while True:
         text = _POSSESSIVE.sub("", key)
-        words = [_EDGE_PUNCT.sub("", w) for w in text.casefold().split()]
+        words = [_strip_edge_punct(w) for w in text.casefold().split()]
         words = [w for w in words if w]
         while len(words) > 1 and words[-1].replace(".", "") in LEGAL_SUFFIXES:
             words.pop()
@@ -187,7 +200,7 @@ class Classifier:
             names = (
                 normalise_company(e["text"], self.aliases)
                 for e in result.get("entities", [])
-                if e.get("label") in self.org_labels
+                if e.get("label") in self.org_labels and len(e["text"]) <= _MAX_ENTITY_CHARS
             )
             # Each company once, in order; a "name" over MAX_KEY_CHARS is a runaway entity span,
             # not a company, and would not fit the database's index (see MAX_KEY_CHARS).

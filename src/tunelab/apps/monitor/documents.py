@@ -25,7 +25,12 @@ from tunelab.serve.inputs import refuse_compact_date as _refuse_compact_date
 #: Default longest text accepted (characters); a monitor's ``max_text_chars`` overrides it.
 MAX_TEXT_CHARS = 20_000
 _FIELDS = ("id", "time", "text", "source", "topic")
-_EPOCH_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")  # epoch seconds given as a string
+# Epoch seconds given as a string. One way only to split a run of digits: "[0-9]+\.?[0-9]*" tried
+# every split of "111...1x" before failing, quadratic in its length (40,000 digits: 10 s of CPU).
+_EPOCH_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: Longest time string read (characters): the longest ISO 8601 form with an offset is 42. A longer
+#: one is refused before any parsing, so a megabyte "time" costs nothing and is not echoed back.
+MAX_TIME_CHARS = 64
 #: Longest id, topic, source and company name (characters). They are database index keys, and
 #: PostgreSQL refuses a btree entry over 2,704 bytes, only at the commit (a 503 that clients
 #: retry), where SQLite stores it. 200 characters are at most 800 bytes of UTF-8, and as long as
@@ -101,8 +106,13 @@ def parse_time(value: Any) -> datetime:
         ValueError: with the reason, for the caller to put after the document's place.
     """
     if isinstance(value, bool):  # bool is an int subclass: true/false is no time
-        raise ValueError(f"time {value!r} is neither ISO 8601 nor epoch seconds")
+        raise ValueError(f"time {_shown(value)} is neither ISO 8601 nor epoch seconds")
     given = value
+    if isinstance(value, str) and len(text := value.strip()) > MAX_TIME_CHARS:
+        raise ValueError(
+            f"time {text[:20]!r}... is not epoch seconds nor ISO 8601: it has {len(text):,} characters, "
+            f"over the limit of {MAX_TIME_CHARS}"
+        )
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):  # ASCII digits only ("²" is not)
         value = float(value.strip())
     if isinstance(value, int | float) and 10_000_000 <= value < 100_000_000 and value == int(value):
@@ -117,26 +127,26 @@ def parse_time(value: Any) -> datetime:
         try:
             return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, ValueError, OSError):  # before the year 1
-            raise ValueError(f"time {value!r} is out of the range of dates (years 1 to 9999)") from None
+            raise ValueError(f"time {_shown(value)} is out of the range of dates (years 1 to 9999)") from None
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"time {value!r}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
+        raise ValueError(f"time {_shown(value)}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         if _SPACED_OFFSET.fullmatch(value.strip()):
             # 2026-03-02T09:30:00+01:00 typed into a URL: its '+' arrives as a space
             raise ValueError(
-                f"time {value!r} is not ISO 8601: a space where its offset's sign belongs; "
+                f"time {_shown(value)} is not ISO 8601: a space where its offset's sign belongs; "
                 "a '+' in a URL must be written %2B, or use Z (UTC)"
             ) from None
         raise ValueError(
-            f"time {value!r} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
+            f"time {_shown(value)} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
         ) from None
     try:  # 0001-01-01T00:00+01:00 parses, but in UTC it is before the year 1: OverflowError
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (OverflowError, ValueError):
         raise ValueError(
-            f"time {value!r} is out of the range of dates once in UTC (years 1 to 9999)"
+            f"time {_shown(value)} is out of the range of dates once in UTC (years 1 to 9999)"
         ) from None
 
 

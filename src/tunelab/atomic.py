@@ -98,6 +98,16 @@ def _name_max(folder: Path) -> int:
     return limit if isinstance(limit, int) and limit > 0 else 255  # -1: no limit given
 
 
+def path_exists(path: Path) -> bool:
+    """``path.exists()``, False where the OS cannot even look (a name too long raised OSError),
+    so the folder's making fails instead, in one line. (Here, not in ``tunelab.runs``, for the apps:
+    they import only the public API and modules like this one.)"""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def not_a_file(path: Path, kind: str = "file") -> str | None:
     """Why ``path``, which is there, cannot be read as a ``kind`` ("data file"), in words; None for a
     regular file (or a link to one) and for a path that is not there (each caller says "not found"

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tunelab.atomic import atomic_write_json
+from tunelab.atomic import atomic_write_json, path_exists
 from tunelab.errors import RunError
 from tunelab.runs.json_files import JsonFileError, read_json_object
 
@@ -100,15 +100,6 @@ def nearest_folder(target: Path) -> Path | None:
     missing above it, will be made, so the one whose permissions decide (``check_output_dir``,
     ``preflight.check_writable``); None where nothing on the path can be looked at."""
     return next((p for p in (target, *target.parents) if path_exists(p) and p.is_dir()), None)
-
-
-def path_exists(path: Path) -> bool:
-    """``path.exists()``, False where the OS cannot even look (a name too long raised OSError),
-    so the folder's making fails instead, in one line."""
-    try:
-        return path.exists()
-    except OSError:
-        return False
 
 
 def _is_folder(path: Path) -> bool:

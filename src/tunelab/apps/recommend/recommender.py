@@ -56,9 +56,9 @@ from tunelab.apps.recommend.live import FILE as LIVE_FILE
 from tunelab.apps.recommend.live import ItemExistsError, LiveStore, folder_identity, is_locked
 from tunelab.apps.recommend.ranker import Ranker
 from tunelab.apps.recommend.textmodel import TextModel, query_text
+from tunelab.atomic import path_exists
 from tunelab.data.scripts import has_visible_text
 from tunelab.errors import ConfigError, DataError, RunError, first_line
-from tunelab.runs.folder import path_exists
 from tunelab.serve.inputs import check_epoch_number
 
 META = "recommender.json"

@@ -147,7 +147,7 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
             data = replace(data, shots=None)
         try:
             checked.splits = checked_splits(checked.task, checked.task.load_splits(data))
-            checked.splits.notes.extend(inactive_option_notes(cfg))
+            checked.splits.notes.extend(inactive_option_notes(cfg, checked.task))
         except TunelabError as exc:
             errors.append(exc)
     if (
@@ -335,8 +335,9 @@ def _read_only(folder: Path) -> bool:
         return False
 
 
-def inactive_option_notes(cfg: RunConfig) -> list[str]:
-    """A note for each option set away from its default while the switch it belongs to is off.
+def inactive_option_notes(cfg: RunConfig, task: Any = None) -> list[str]:
+    """A note for each option set away from its default while the switch it belongs to is off, or
+    that ``task`` (the run's, looked up when not given) never reads.
 
     A typo in the switch (``augment.method=``) or a forgotten one trained without the feature and
     without a word. Notes rather than errors: a continued run inherits its run's options with the
@@ -357,6 +358,7 @@ def inactive_option_notes(cfg: RunConfig) -> list[str]:
             "self_training.rounds",
             "self_training.min_confidence",
         ),
+        "continual.distill": ("continual.distill_temperature",),
     }
 
     def value(config: RunConfig, key: str) -> Any:
@@ -384,6 +386,21 @@ def inactive_option_notes(cfg: RunConfig) -> list[str]:
             notes.append(
                 f"{', '.join(pgd_only)} set, but train.adversarial=fgm takes one step: "
                 "no effect (pgd uses them)"
+            )
+    if task is None:
+        from tunelab.tasks import get_task
+
+        task = get_task(cfg.data.task)
+    if not task.labels_per_row:  # no rehearsal.jsonl is stored, and --from is refused (write_rehearsal)
+        unread = [
+            f"{key}={value(cfg, key)}"
+            for key in ("continual.rehearsal", "continual.rehearsal_total")
+            if value(cfg, key) != value(defaults, key)
+        ]
+        if unread:
+            notes.append(
+                f"{', '.join(unread)} set, but a {task.name} run stores no rehearsal rows "
+                "(continual learning needs one label per row): no effect"
             )
     return notes
 
@@ -696,13 +713,15 @@ def check_listed_labels(cfg: RunConfig, splits: Any, *, kept: Iterable[str] = ()
     import unicodedata
 
     from tunelab.tasks import get_task
-    from tunelab.tasks.base import plugin_name
+    from tunelab.tasks.base import built_in, plugin_name
 
     task = get_task(cfg.data.task)
     if not task.labels_per_row:
+        # a plug-in's author is told which attribute says so; a built-in's user only what to do
+        why = "ids follow the tags seen" if built_in(task) else f"{plugin_name(task)}.labels_per_row is False"
         raise ConfigError(
             f"data.labels: a {task.name} run takes its tags from the data, not a label per row "
-            f"({plugin_name(task)}.labels_per_row is False: ids follow the tags seen); remove data.labels"
+            f"({why}); remove data.labels"
         )
     if splits.train.labels is None:
         return

@@ -141,6 +141,12 @@ def _ensemble(
         seen[root] = str(given)
     predictors = [load(f.root) for f in folders]
     _check_compatible(folders, predictors)
+    if dev is not None and predictors[0].output != "label":
+        # Multi-label and NER members keep temperature 1 (_temperature returns before reading --dev):
+        # the file was read for nothing, and a missing one accepted, as with --no-calibrate above.
+        raise ConfigError(
+            f"--dev is not read: {predictors[0].task.name} members are not temperature-scaled; drop --dev"
+        )
     for folder in folders:  # copying a member into its own folder would recurse until the path is too long
         member, inside = folder.root.resolve(), target.resolve()
         if inside.is_relative_to(member) or member.is_relative_to(inside):

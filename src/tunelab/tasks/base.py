@@ -365,6 +365,13 @@ def plugin_name(plugin: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def built_in(task: Task) -> bool:
+    """Whether ``task`` is one of tunelab's own (its class under ``tunelab.tasks``, as the registry
+    tells them apart): a refusal names a plug-in's ``module.Class`` and attributes, where its author
+    looks, but a built-in's mean nothing to someone running ``data.task=multi_label``."""
+    return type(task).__module__.startswith("tunelab.tasks.")
+
+
 def task_plugin(task: Task) -> str:
     """How an error names a task: ``task plug-in toy.ToyTask``."""
     return f"task plug-in {plugin_name(task)}"
@@ -482,6 +489,11 @@ def refuse_unsampled_shots(task: Task, data: DataConfig) -> None:
         ConfigError: one line naming the task and the setting.
     """
     if data.shots is not None and not task.samples_shots:
+        if built_in(task):
+            raise ConfigError(
+                f"data.shots={data.shots}: {task.name} rows have no one label to draw N rows by; "
+                "remove data.shots"
+            )
         raise ConfigError(
             f"data.shots={data.shots}: task {task.name} ({plugin_name(task)}) does not sample N rows per "
             "label (its samples_shots is False; few-shot sampling needs one label per row); remove data.shots"

@@ -285,7 +285,7 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
     """
     assert cfg.continual.from_run is not None
     from tunelab.tasks import get_task
-    from tunelab.tasks.base import plugin_name
+    from tunelab.tasks.base import built_in, plugin_name
 
     where, labels = cfg.continual.from_run, splits.labels
     task = get_task(cfg.data.task)
@@ -293,10 +293,11 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
         # Token classification keeps sentences of tagged words, not rows with labels: its label ids
         # follow the tags seen, and rehearsal would need whole sentences. Not supported (README).
         # The task says so (Task.labels_per_row), not its datasets' class: a plug-in with rows of
-        # its own class was refused.
+        # its own class was refused. Only a plug-in's author knows what its class attribute means.
+        why = "" if built_in(task) else f" ({plugin_name(task)}.labels_per_row is False)"
         raise ConfigError(
             f"--from {where}: data.task={labels.task} is not supported; continual learning works for "
-            f"tasks with a label per row of text ({plugin_name(task)}.labels_per_row is False)"
+            f"tasks with one label per row of text{why}"
         )
     run, summary = _find(where)
     config = RunConfig.from_dict(_read_run_file(run.config_json))

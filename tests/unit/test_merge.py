@@ -172,6 +172,21 @@ def test_merge_help_has_examples(capsys: pytest.CaptureFixture) -> None:
     assert "examples:" in text and "tunelab merge runs/banking77-lora" in text and "--out" in text
 
 
+def test_the_help_example_names_the_columns_of_the_run_it_merges(capsys: pytest.CaptureFixture) -> None:
+    """``--data other.tsv data.column_names=[text,label]`` named columns a banking77 run (label column
+    ``category``, configs/banking77.yaml) does not read: run as written, it failed "the run needs
+    'category'"."""
+    from tunelab.config import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["merge", "--help"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "data.column_names=" in x)
+    assert "runs/banking77-" in line
+    named = re.search(r"data\.column_names=\[([^\]]*)\]", line).group(1).split(",")
+    data = RunConfig.from_yaml(Path(__file__).parents[2] / "configs" / "banking77.yaml").data
+    assert named == [data.text_column, data.label_column]
+
+
 def test_a_bad_out_is_refused_before_any_model_is_loaded(
     trained: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

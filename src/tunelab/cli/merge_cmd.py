@@ -19,7 +19,7 @@ HELP = """examples:
   tunelab merge runs/banking77-lora                        # -> runs/banking77-lora-merged
   tunelab merge runs/banking77-lora --out runs/intents-v2  # choose the merged run's folder
   tunelab merge runs/banking77-ia3 --data ../shared/data/banking77/test.csv   # compare on this file
-  tunelab merge runs/banking77-lora --data other.tsv data.header=false data.column_names=[text,label]
+  tunelab merge runs/banking77-lora --data other.tsv data.header=false data.column_names=[text,category]
   tunelab predict runs/banking77-lora-merged "I still have not received my new card"
 
 The methods whose runs merge: {merging}, and a plug-in method that registers a merge.

@@ -365,43 +365,34 @@ def inactive_option_notes(cfg: RunConfig, task: Any = None) -> list[str]:
         section, _, name = key.partition(".")
         return getattr(getattr(config, section), name)
 
+    def set_away(keys: tuple[str, ...]) -> list[str]:
+        """``key=value`` of each of ``keys`` set away from its default (a bool as YAML writes it)."""
+        shown = [(key, value(cfg, key)) for key in keys if value(cfg, key) != value(defaults, key)]
+        return [f"{key}={str(v).lower() if isinstance(v, bool) else v}" for key, v in shown]
+
     notes = []
     for switch, options in groups.items():
         if value(cfg, switch):  # on (a list of methods, a number of shots, a name, a file)
             continue
-        changed = [
-            f"{key}={str(value(cfg, key)).lower() if isinstance(value(cfg, key), bool) else value(cfg, key)}"
-            for key in options
-            if value(cfg, key) != value(defaults, key)
-        ]
-        if changed:
+        if changed := set_away(options):
             notes.append(f"{', '.join(changed)} set, but {switch} is not: no effect")
-    if cfg.train.adversarial == "fgm":  # one step of full size: PGD's step count and size go unread
-        pgd_only = [
-            f"{key}={value(cfg, key)}"
-            for key in ("train.adversarial_steps", "train.adversarial_alpha")
-            if value(cfg, key) != value(defaults, key)
-        ]
-        if pgd_only:
-            notes.append(
-                f"{', '.join(pgd_only)} set, but train.adversarial=fgm takes one step: "
-                "no effect (pgd uses them)"
-            )
+    # fgm: one step of full size, so PGD's step count and size go unread
+    pgd_keys = ("train.adversarial_steps", "train.adversarial_alpha")
+    if cfg.train.adversarial == "fgm" and (pgd_only := set_away(pgd_keys)):
+        notes.append(
+            f"{', '.join(pgd_only)} set, but train.adversarial=fgm takes one step: no effect (pgd uses them)"
+        )
     if task is None:
         from tunelab.tasks import get_task
 
         task = get_task(cfg.data.task)
-    if not task.labels_per_row:  # no rehearsal.jsonl is stored, and --from is refused (write_rehearsal)
-        unread = [
-            f"{key}={value(cfg, key)}"
-            for key in ("continual.rehearsal", "continual.rehearsal_total")
-            if value(cfg, key) != value(defaults, key)
-        ]
-        if unread:
-            notes.append(
-                f"{', '.join(unread)} set, but a {task.name} run stores no rehearsal rows "
-                "(continual learning needs one label per row): no effect"
-            )
+    # no rehearsal.jsonl is stored, and --from is refused (write_rehearsal)
+    rehearsal_keys = ("continual.rehearsal", "continual.rehearsal_total")
+    if not task.labels_per_row and (unread := set_away(rehearsal_keys)):
+        notes.append(
+            f"{', '.join(unread)} set, but a {task.name} run stores no rehearsal rows "
+            "(continual learning needs one label per row): no effect"
+        )
     return notes
 
 

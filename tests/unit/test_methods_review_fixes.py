@@ -215,4 +215,4 @@ def test_merge_refuses_data_options_without_data(lora_run: Path, tmp_path: Path)
 def test_merge_help_shows_data_options(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["merge", "--help"])
-    assert "data.header=false data.column_names=[text,label]" in capsys.readouterr().out
+    assert "data.header=false data.column_names=[text,category]" in capsys.readouterr().out

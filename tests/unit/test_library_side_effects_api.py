@@ -105,17 +105,24 @@ class _Collect(logging.Handler):
 
 @pytest.fixture
 def host_root_at_warning():
-    """The root logger as a host's ``basicConfig(level=WARNING)`` leaves it: one handler at NOTSET."""
-    root = logging.getLogger()
+    """The root logger as a host's ``basicConfig(level=WARNING)`` leaves it: one handler at NOTSET;
+    and the ``tunelab`` logger as a host that never touched it has it (an earlier CLI test in the same
+    process left it at INFO, which is the CLI's own setting, not a library host's)."""
+    root, ours = logging.getLogger(), logging.getLogger("tunelab")
     saved_handlers, saved_level = root.handlers[:], root.level
+    saved_ours = (ours.handlers[:], ours.level, ours.propagate)
     handler = _Collect()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    ours.handlers[:], ours.propagate = [], True
+    ours.setLevel(logging.NOTSET)
     try:
         yield handler
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+        ours.handlers[:], ours.propagate = saved_ours[0], saved_ours[2]
+        ours.setLevel(saved_ours[1])
 
 
 def test_train_sends_no_info_lines_to_a_host_at_warning(

@@ -93,6 +93,22 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture
+def e5_stand_in(monkeypatch, tiny_bert):
+    """The bundled e5 entry pointed at the tiny BERT: no 470 MB conversion for a resolution test."""
+    import dataclasses
+
+    from tunelab.models import resolve as resolving
+
+    bundled = resolving.BUNDLED_MODELS["e5-small-multilingual"]
+    monkeypatch.setitem(
+        resolving.BUNDLED_MODELS,
+        "e5-small-multilingual",
+        dataclasses.replace(bundled, locate=lambda: tiny_bert),
+    )
+    return tiny_bert
+
+
 @pytest.fixture(scope="session")
 def labelled_csvs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(train.csv, test.csv)``: 3 classes (sports, food, weather), 20 and 8 rows per class."""

@@ -8,7 +8,6 @@ under tmp_path laid out as huggingface_hub writes it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -119,17 +118,11 @@ def test_an_unreachable_hub_without_a_cached_copy_is_still_one_line(online, fake
 # -- 7. bundled aliases in any case; a file given as the model -----------------------------------
 
 
-def test_bundled_aliases_are_case_insensitive(monkeypatch, tiny_bert):
+def test_bundled_aliases_are_case_insensitive(e5_stand_in, tiny_bert):
     """``MiniLM-L6`` and ``E5-Small-Multilingual`` went to the hub while ``all-MiniLM-L6-v2`` did not."""
     from tunelab.models import resolve as resolving
 
-    bundled = resolving.BUNDLED_MODELS["e5-small-multilingual"]
-    # the tiny BERT stands in for the e5 conversion (470 MB): only the lookup is tested
-    monkeypatch.setitem(
-        resolving.BUNDLED_MODELS,
-        "e5-small-multilingual",
-        dataclasses.replace(bundled, locate=lambda: tiny_bert),
-    )
+    # e5_stand_in (conftest): the tiny BERT stands in for the e5 conversion; only the lookup is tested
     minilm = resolve_model("MiniLM-L6")
     assert minilm.source == "bundled" and minilm.path == resolve_model("minilm-l6").path
     e5 = resolve_model("E5-Small-Multilingual")

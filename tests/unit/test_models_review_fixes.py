@@ -247,22 +247,6 @@ def test_unparsable_tokenizer_json_is_one_line(tiny_bert, tmp_path):
     assert "\n" not in message
 
 
-@pytest.fixture
-def e5_stand_in(monkeypatch, tiny_bert):
-    """The bundled e5 entry pointed at the tiny BERT: no 470 MB conversion for a resolution test."""
-    import dataclasses
-
-    from tunelab.models import resolve as resolving
-
-    bundled = resolving.BUNDLED_MODELS["e5-small-multilingual"]
-    monkeypatch.setitem(
-        resolving.BUNDLED_MODELS,
-        "e5-small-multilingual",
-        dataclasses.replace(bundled, locate=lambda: tiny_bert),
-    )
-    return tiny_bert
-
-
 def test_the_upstream_e5_id_is_downloaded_when_online_not_swapped_for_the_4bit_copy(
     online, fake_hub, hub_answer, e5_stand_in
 ):

@@ -14,14 +14,13 @@ The runs train the tiny random BERT (tests/conftest.py) for one short epoch.
 from __future__ import annotations
 
 import json
-import random
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
+from random_streams import assert_draws, seed_all
 
 import tunelab
 from tunelab.config import (
@@ -172,37 +171,12 @@ def test_the_evaluation_lines_go_to_stderr_not_stdout(
 # --- 3. the caller's random streams are left as they were -----------------------------------------
 
 
-def _next_draws() -> tuple[torch.Tensor, float, np.ndarray]:
-    """The next draws of torch's, Python's and numpy's global streams, taken from copies of them."""
-    torch_copy = torch.Generator()
-    torch_copy.set_state(torch.get_rng_state())
-    python_copy = random.Random()
-    python_copy.setstate(random.getstate())
-    numpy_copy = np.random.RandomState()
-    numpy_copy.set_state(np.random.get_state())
-    return torch.rand(3, generator=torch_copy), python_copy.random(), numpy_copy.random_sample(3)
-
-
-def _seed_all(seed: int) -> tuple[torch.Tensor, float, np.ndarray]:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    return _next_draws()
-
-
-def _assert_draws(expected: tuple[torch.Tensor, float, np.ndarray]) -> None:
-    torch_next, python_next, numpy_next = expected
-    assert torch.equal(torch.rand(3), torch_next)
-    assert random.random() == python_next
-    assert np.array_equal(np.random.random_sample(3), numpy_next)
-
-
 def test_train_leaves_the_callers_random_streams_as_they_were(
     tiny_bert: Path, train_csv: Path, tmp_path: Path
 ) -> None:
-    expected = _seed_all(7)
+    expected = seed_all(7)
     tunelab.train(_tiny_config(tiny_bert, train_csv, tmp_path, "a"), show_progress=False)
-    _assert_draws(expected)
+    assert_draws(expected)
 
 
 def test_a_resume_leaves_the_callers_random_streams_as_they_were(
@@ -213,9 +187,9 @@ def test_a_resume_leaves_the_callers_random_streams_as_they_were(
         tiny_bert, train_csv, None, tmp_path, "name=k", "train.checkpoint_steps=2", epochs=1
     )
     partial = killed_at_first_checkpoint(overrides)
-    expected = _seed_all(11)
+    expected = seed_all(11)
     tunelab.train(resume=partial, show_progress=False)
-    _assert_draws(expected)
+    assert_draws(expected)
 
 
 @pytest.fixture(scope="module")
@@ -236,16 +210,16 @@ def lora_runs(tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, P
 
 
 def test_merge_leaves_the_callers_random_streams_as_they_were(lora_runs: list[Path], tmp_path: Path) -> None:
-    expected = _seed_all(5)
+    expected = seed_all(5)
     merged = tunelab.merge(lora_runs[0], output=tmp_path / "merged")
     assert merged.path == tmp_path / "merged"
-    _assert_draws(expected)
+    assert_draws(expected)
 
 
 def test_ensemble_leaves_the_callers_random_streams_as_they_were(
     lora_runs: list[Path], tmp_path: Path
 ) -> None:
-    expected = _seed_all(5)
+    expected = seed_all(5)
     built = tunelab.ensemble(lora_runs, tmp_path / "ens", calibrate=False)
     assert built.path == tmp_path / "ens"
-    _assert_draws(expected)
+    assert_draws(expected)

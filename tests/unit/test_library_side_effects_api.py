@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import random
 import subprocess
 import sys
 import warnings
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from random_streams import assert_draws, seed_all
 
 import tunelab
 from tunelab.errors import DataError
@@ -47,40 +47,19 @@ def lora_run(tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Pa
 # --- 1. loading an adapter run leaves the caller's random streams as they were ----------------------
 
 
-def _seed_all(seed: int) -> tuple[torch.Tensor, float, np.ndarray]:
-    """Seed the three global streams; their next draws, taken from copies of them."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch_copy = torch.Generator()
-    torch_copy.set_state(torch.get_rng_state())
-    python_copy = random.Random()
-    python_copy.setstate(random.getstate())
-    numpy_copy = np.random.RandomState()
-    numpy_copy.set_state(np.random.get_state())
-    return torch.rand(3, generator=torch_copy), python_copy.random(), numpy_copy.random_sample(3)
-
-
-def _assert_draws(expected: tuple[torch.Tensor, float, np.ndarray]) -> None:
-    torch_next, python_next, numpy_next = expected
-    assert torch.equal(torch.rand(3), torch_next)
-    assert random.random() == python_next
-    assert np.array_equal(np.random.random_sample(3), numpy_next)
-
-
 def test_loading_a_lora_run_leaves_the_callers_random_streams_as_they_were(lora_run: Path) -> None:
-    expected = _seed_all(3)
+    expected = seed_all(3)
     tunelab.load(lora_run)
-    _assert_draws(expected)
+    assert_draws(expected)
 
 
 def test_predicting_and_evaluating_a_lora_run_leave_the_callers_random_streams(
     lora_run: Path, test_csv: Path, tmp_path: Path
 ) -> None:
-    expected = _seed_all(4)
+    expected = seed_all(4)
     tunelab.predict(lora_run, ["hello there", "rain again"])
     tunelab.evaluate(lora_run, test_csv, out_dir=tmp_path / "eval")
-    _assert_draws(expected)
+    assert_draws(expected)
 
 
 def test_a_loaded_lora_run_predicts_the_same_whatever_the_callers_seed(lora_run: Path) -> None:

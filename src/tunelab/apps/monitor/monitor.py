@@ -521,9 +521,9 @@ class Monitor:
         # Every bucket the detector's ring holds (the newest window and every baseline window's,
         # 2 x window + baseline - 1 steps) and one more: a replay of less leaves the oldest baseline
         # windows part empty, and the levels (and alerts) after a restart differ from a run's.
-        since = int(
-            (last - timedelta(seconds=(2 * s.window_steps + s.baseline_steps) * s.step_s)).timestamp()
-        )
+        # In epoch seconds, not datetimes: a store whose documents are all dated near 0001-01-01
+        # (some feeds' "unknown") took a datetime below year 1, and the monitor could not start.
+        since = math.floor(last.timestamp()) - int((2 * s.window_steps + s.baseline_steps) * s.step_s)
         # History starts at the first replayed document, or earlier if the stream ran before the
         # replay: the latest document before it then counts as its start, unless a whole ring
         # passed between them (the detector's rule in a run). Not the oldest stored document: one

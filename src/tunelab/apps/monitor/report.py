@@ -39,6 +39,11 @@ ALERTS_LISTED = 200
 alerts made a 23 MB page; the rest are read from the alerts route."""
 
 
+def _minute(at: datetime) -> str:
+    """``at`` to the minute, its year in four digits: strftime's ``%Y`` wrote year 1 as "1"."""
+    return at.isoformat(sep=" ", timespec="minutes")[:16]
+
+
 def choose_bucket(start: datetime, end: datetime, target: int = TARGET_BUCKETS) -> str:
     """The shortest standard bucket that cuts ``start..end`` into at most ``target`` buckets."""
     seconds = max(1.0, (end - start).total_seconds())
@@ -83,6 +88,10 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
         ended = datetime.fromisoformat(alert["ended_at"]) if alert["ended_at"] else end or started
         ax.axvspan(started, max(ended, started), color="#d1242f", alpha=0.12)
         ax.axvline(started, color="#d1242f", linewidth=1.0, linestyle="--")
+    if times:
+        # The buckets' own span, without matplotlib's margins: for a feed dated 0001-01-01 (some
+        # feeds' "unknown") the margin fell below year 1, which matplotlib cannot draw.
+        ax.set_xlim(times[0], times[-1] + timedelta(seconds=series["bucket_s"]))
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -100,8 +109,8 @@ def _alert_rows(alerts: Sequence[Alert]) -> list[list[str]]:
         pct = a.kind == "negative_share"
         rows.append(
             [
-                f"{a.started_at:%Y-%m-%d %H:%M}",
-                f"{a.ended_at:%Y-%m-%d %H:%M}" if a.ended_at else "ongoing",
+                _minute(a.started_at),
+                _minute(a.ended_at) if a.ended_at else "ongoing",
                 a.key,
                 a.kind.replace("_", " "),
                 f"{a.level:.1f}",
@@ -127,17 +136,19 @@ def build_report(
     # The plots cover at most TARGET_BUCKETS weeks back from the newest document: one stray old
     # date (0001-01-01 stands for "unknown" in some feeds) would otherwise ask for thousands of
     # weekly buckets, more than a trend gives, and the report could not be written at all.
-    shown = max(start, end - timedelta(weeks=TARGET_BUCKETS))
+    # Compared as a span, not as end - 120 weeks: that is below year 1 for a feed dated near
+    # 0001-01-01 only, and the report failed with an OverflowError.
+    shown = end - timedelta(weeks=TARGET_BUCKETS) if end - start > timedelta(weeks=TARGET_BUCKETS) else start
     bucket = choose_bucket(shown, end)
     images: dict[str, bytes] = {}
     cut = (
-        f" Plots start at {shown:%Y-%m-%d}: older documents are counted above but not plotted."
+        f" Plots start at {shown.date().isoformat()}: older documents are counted above but not plotted."
         if shown > start
         else ""
     )
     summary = [
         Text(
-            f"{store.count(name):,} documents from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
+            f"{store.count(name):,} documents from {_minute(start)} to {_minute(end)} UTC, "
             f"{total:,} alert{'s' if total != 1 else ''}; plots in buckets of {bucket}.{cut}"
         )
     ]
@@ -185,12 +196,12 @@ def build_report(
         for a in alerts:
             docs = sorted((stored[i] for i in set(a.docs) if i in stored), key=lambda d: (d["time"], d["id"]))
             blocks.append(
-                Text(f"Alert {a.id} on {a.key} at {a.started_at:%Y-%m-%d %H:%M} UTC: triggering documents")
+                Text(f"Alert {a.id} on {a.key} at {_minute(a.started_at)} UTC: triggering documents")
             )
             blocks.append(
                 Table(
                     ["time", "id", "sentiment", "text"],
-                    [[f"{d['time']:%Y-%m-%d %H:%M}", d["id"], d["label"], _excerpt(d["text"])] for d in docs],
+                    [[_minute(d["time"]), d["id"], d["label"], _excerpt(d["text"])] for d in docs],
                 )
             )
         sections.append(Section("Alerts", blocks))

@@ -119,9 +119,9 @@ def count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     reads: list[str] = []
     real = store.texts_used
 
-    def counting(key_id: str, since: datetime) -> int:
+    def counting(key_id: str, since: datetime, until: datetime | None = None) -> int:
         reads.append(key_id)
-        return real(key_id, since)
+        return real(key_id, since, until)
 
     monkeypatch.setattr(store, "texts_used", counting)
     return reads

@@ -375,7 +375,7 @@ class AccessControl:
         start, mono = quota.window_start(now), self._clock()
         reload = state.window_start != start or mono - state.loaded_at >= self.quota_refresh_s
         if reload:
-            self._reload(state, key_id, start)
+            self._reload(state, key_id, start, quota.window_end(now))
         expired = [r for r, (_, at) in state.reservations.items() if mono - at > self.reservation_ttl_s]
         for rid in expired:
             del state.reservations[rid]
@@ -401,7 +401,7 @@ class AccessControl:
             return
         while True:
             if not fresh:
-                self._reload(state, key_id, start)
+                self._reload(state, key_id, start, quota.window_end(now))
             fresh = False
             over = state.used + state.reserved() + texts - quota.limit
             left = deadline - time.monotonic()
@@ -409,10 +409,10 @@ class AccessControl:
                 return
             state.settled.wait(left)
 
-    def _reload(self, state: _QuotaState, key_id: str, start: datetime) -> None:
-        """Replace the count with the committed texts of the window starting at ``start``, plus
+    def _reload(self, state: _QuotaState, key_id: str, start: datetime, end: datetime) -> None:
+        """Replace the count with the committed texts of the window ``start``..``end``, plus
         the window's texts answered without a row (which no read of the database sees)."""
-        committed = self.store.texts_used(key_id, start)
+        committed = self.store.texts_used(key_id, start, end)
         if state.window_start != start:
             state.unrecorded = 0  # a new window: the old one's unrecorded texts count no more
         state.used = committed + state.unrecorded
@@ -474,13 +474,14 @@ class AccessControl:
             now = as_utc(self._now())
             start = key.quota.window_start(now)
             # what admit counts: the committed texts and those answered without a row (see _reload)
-            used = self.store.texts_used(key.key_id, start) + self._unrecorded(key.key_id, start)
+            end = key.quota.window_end(now)
+            used = self.store.texts_used(key.key_id, start, end) + self._unrecorded(key.key_id, start)
             quota = {
                 "limit": key.quota.limit,
                 "period": key.quota.period,
                 "used": used,
                 "remaining": max(0, key.quota.limit - used),
-                "resets_at": key.quota.window_end(now).isoformat(),
+                "resets_at": end.isoformat(),
             }
         return {
             "key": {"id": key.key_id, "name": key.name},

@@ -183,8 +183,9 @@ class Store(ABC):
         """Usage summed per (key, model, status), computed in the database."""
 
     @abstractmethod
-    def texts_used(self, key_id: str, since: datetime) -> int:
-        """Texts in successful (2xx, ``billed``) requests of ``key_id`` since ``since``: the quota count."""
+    def texts_used(self, key_id: str, since: datetime, until: datetime | None = None) -> int:
+        """Texts in successful (2xx, ``billed``) requests of ``key_id`` from ``since`` to before
+        ``until`` (no end: None): the quota count."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -73,6 +73,9 @@ TEXTS_USED = (  # billed (2xx) requests: tunelab.serve.store.base.billed
     "SELECT COALESCE(SUM(texts), 0) FROM tunelab_usage"
     " WHERE key_id = ? AND at >= ? AND status >= 200 AND status < 300"
 )
+# The window's end too: rows stamped after it (by a server whose clock runs ahead of this one's,
+# or before this one's clock stepped back) are the next window's, not this one's.
+TEXTS_USED_UNTIL = f"{TEXTS_USED} AND at < ?"
 GROUPS = (
     "SELECT key_id, key_name, model, status, COUNT(*), COALESCE(SUM(texts), 0), COALESCE(SUM(tokens), 0),"
     " COALESCE(SUM(latency_ms), 0), app FROM tunelab_usage{where}"
@@ -394,7 +397,10 @@ class SQLStore(SupportSQL, Store):
             for r in rows
         ]
 
-    def texts_used(self, key_id: str, since: datetime) -> int:
+    def texts_used(self, key_id: str, since: datetime, until: datetime | None = None) -> int:
+        sql, args = TEXTS_USED, [key_id, self._to_db(since)]
+        if until is not None:
+            sql, args = TEXTS_USED_UNTIL, [*args, self._to_db(until)]
         with self._transaction(write=False) as conn:
-            row = self._exec(conn, TEXTS_USED, [key_id, self._to_db(since)]).fetchone()
+            row = self._exec(conn, sql, args).fetchone()
         return int(row[0]) if row else 0

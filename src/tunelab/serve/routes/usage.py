@@ -110,7 +110,8 @@ async def usage(
         )
     if end - start > timedelta(days=MAX_DAYS):
         raise RequestLimitError(
-            f"since..until spans {(end - start).days} days; ask for at most {MAX_DAYS} at a time",
+            f"since..until spans {end - start}, more than {MAX_DAYS} days; "
+            f"ask for at most {MAX_DAYS} at a time",
             status=422,
             code="invalid_parameter",
         )

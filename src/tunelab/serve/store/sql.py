@@ -55,6 +55,9 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS tunelab_usage_key_at ON tunelab_usage (key_id, at)",
     "CREATE INDEX IF NOT EXISTS tunelab_usage_at ON tunelab_usage (at)",
+    # `tunelab usage --key NAME` filters on the name (a name covers every key that had it): without
+    # this index it walked every customer's rows (1.5 s at a million rows, against 0.05 s by id).
+    "CREATE INDEX IF NOT EXISTS tunelab_usage_name_at ON tunelab_usage (key_name, at)",
 )
 
 KEY_COLUMNS = "key_id, name, admin, rate, quota, created_at, revoked_at, secret_hash"

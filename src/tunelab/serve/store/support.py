@@ -304,10 +304,13 @@ class SupportSQL:
     def recent_turns(
         self, *, bot: str, owner: str, conversation_id: str, now: datetime, limit: int
     ) -> list[Turn]:
-        """The conversation's last ``limit`` turns that have not expired at ``now``, oldest first."""
+        """The conversation's last ``limit`` turns that have not expired at ``now``, oldest first.
+
+        In the order they were stored (``id``), not by ``at``: the wall clock can step back, and a
+        turn stamped before the previous one was then left out of the bot's history."""
         sql = (
             f"SELECT {TURN_COLUMNS} FROM tunelab_support_turns WHERE bot = ? AND owner = ?"
-            " AND conversation_id = ? AND expires_at > ? ORDER BY at DESC, id DESC LIMIT ?"
+            " AND conversation_id = ? AND expires_at > ? ORDER BY id DESC LIMIT ?"
         )
         params = [bot, owner, conversation_id, self._to_db(now), int(limit)]
         with self._transaction(write=False) as conn:

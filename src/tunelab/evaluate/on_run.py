@@ -7,16 +7,21 @@ import numbers
 import operator
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from tunelab.atomic import atomic_write_json
 from tunelab.errors import ConfigError, DataError
+from tunelab.evaluate.run_context import MISTAKES_CSV
 from tunelab.evaluate.trained_rows import MAX_CONTINUED
 from tunelab.runs.folder import check_parents_are_folders
 from tunelab.runs.json_files import JsonFileError, NotAnObjectError, NotJsonError, read_json_object
 
 logger = logging.getLogger(__name__)
+
+METRICS_JSON = "metrics.json"
 
 
 def evaluate(
@@ -143,21 +148,56 @@ def score_dataset(
     context = eval_context(predictor, logits, enc, dataset)
     context.warnings = list(warnings or [])
     target.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(target / "metrics.json", metrics)
-    written = checked_report(
-        task,
-        task.write_report(
-            target,
-            metrics,
-            labels=labels,
-            history=None,
-            title=title,
-            meta=meta,
-            split=split,
-            context=context,
-        ),
+    # Written whole into a hidden folder inside ``target`` first, then moved in: a report written in
+    # place that failed part-way (a full disk) left the new metrics.json beside the old report, and
+    # a re-evaluation's folder contradicted itself with nothing to say so.
+    stage = Path(tempfile.mkdtemp(prefix=".eval-", suffix=".tmp", dir=target))
+    try:
+        atomic_write_json(stage / METRICS_JSON, metrics)
+        written = checked_report(
+            task,
+            task.write_report(
+                stage,
+                metrics,
+                labels=labels,
+                history=None,
+                title=title,
+                meta=meta,
+                split=split,
+                context=context,
+            ),
+        )
+        return metrics, _move_in(stage, target, written)
+    except OSError as exc:  # named as the report's file, not the hidden folder's (which is gone)
+        if isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(stage):
+            exc.filename = str(target / Path(exc.filename).relative_to(stage))
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_in(stage: Path, target: Path, written: dict[str, Any]) -> dict[str, Any]:
+    """Move the report written in ``stage`` into ``target``, metrics.json last; ``written``'s paths
+    made ``target``'s.
+
+    Renames in one folder need no space, so a full disk has failed before the first one: then
+    ``target`` keeps the earlier report whole. An earlier report's mistakes.csv goes when this
+    one found none (as writing it in place did), before the new metrics.json says so.
+    """
+    files = sorted(
+        (p for p in stage.rglob("*") if p.is_file()), key=lambda p: p.relative_to(stage) == Path(METRICS_JSON)
     )
-    return metrics, written
+    found_mistakes = (stage / MISTAKES_CSV).exists()
+    for path in files:
+        if path == stage / METRICS_JSON and not found_mistakes:
+            (target / MISTAKES_CSV).unlink(missing_ok=True)
+        final = target / path.relative_to(stage)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, final)
+    return {
+        name: target / Path(p).relative_to(stage) if Path(p).is_relative_to(stage) else p
+        for name, p in written.items()
+    }
 
 
 def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str, Any], str | None]:

@@ -30,6 +30,9 @@ Activations are quantised on the fly per batch (uint8), which is why no calibrat
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +52,25 @@ def quantize_onnx(source: Path, target: Path) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with quiet():
-        quantize_dynamic(
-            source,
-            target,
-            weight_type=QuantType.QInt8,
-            per_channel=SETTINGS["per_channel"],
-            reduce_range=SETTINGS["reduce_range"],
-            use_external_data_format=False,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+    try:
+        with quiet():
+            quantize_dynamic(
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                per_channel=SETTINGS["per_channel"],
+                reduce_range=SETTINGS["reduce_range"],
+                use_external_data_format=False,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    except Exception as exc:
+        # The quantiser first writes a shape-inferred copy of the fp32 model beside it, in onnx's
+        # C++ code, which does not report a full disk: the copy is cut short and reading it back
+        # failed as "unexpected DecodeError: ... Wire format was corrupt" (protobuf's, caught by
+        # any name: protobuf is no dependency of tunelab's own). With less room left than the
+        # fp32 model takes, that is the full disk, said as every other write says it (the
+        # export's output folder is named by the caller).
+        if not isinstance(exc, OSError) and shutil.disk_usage(target.parent).free < source.stat().st_size:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+        raise
     return dict(SETTINGS)

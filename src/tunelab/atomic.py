@@ -6,6 +6,7 @@ Windows when source and target are on the same file system, which a sibling temp
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -17,7 +18,7 @@ import secrets
 import shutil
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -164,6 +165,38 @@ _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")  # how an OSError prints its err
 # the command that resumes it.
 RUN_FOLDER_ATTR = "tunelab_run_folder"
 RESUME_HINT_ATTR = "tunelab_resume_hint"
+
+
+# errnos only a write gets. Not EACCES/EPERM: reading the source run can be refused too, and the
+# output folder would then be named for a file that is not in it.
+_WRITE_ERRNOS = frozenset(
+    code
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS")  # EDQUOT: not on Windows
+    if (code := getattr(errno, name, None)) is not None
+)
+
+
+def name_output_folder(exc: BaseException, folder: str | Path) -> None:
+    """Let the CLI's line name ``folder`` for a refused write whose error names no file.
+
+    safetensors and tokenizers (Rust) say only "No space left on device (os error 28)": export,
+    merge, ensemble and zeroshot ended in "no space left on device: free space and run again" with
+    no path. The trainer does the same with its ``.partial`` folder (``_say_how_to_resume``); here
+    there is nothing to resume, the partial folder is gone, and the output named is the one to
+    retry. An error that already names a folder (a member's export inside an ensemble's) keeps it.
+    """
+    if errno_of(exc) in _WRITE_ERRNOS and getattr(exc, RUN_FOLDER_ATTR, None) is None:
+        setattr(exc, RUN_FOLDER_ATTR, str(folder))
+
+
+@contextlib.contextmanager
+def naming_output_folder(folder: str | Path) -> Iterator[None]:
+    """``name_output_folder`` for an error raised in the block."""
+    try:
+        yield
+    except Exception as exc:
+        name_output_folder(exc, folder)
+        raise
 
 
 def errno_of(exc: BaseException) -> int | None:

@@ -283,9 +283,9 @@ def test_a_zeroshot_whose_tokenizer_write_fails_on_a_full_disk_names_its_out(
     ],
 )
 def test_only_a_refused_write_names_the_output_folder(error: BaseException, named: bool) -> None:
-    from tunelab.atomic import RUN_FOLDER_ATTR
+    from tunelab.atomic import RUN_FOLDER_ATTR, naming_output_folder
 
-    with pytest.raises(type(error)), EXPORT.naming_output_folder("/out/x"):
+    with pytest.raises(type(error)), naming_output_folder("/out/x"):
         raise error
     assert getattr(error, RUN_FOLDER_ATTR, None) == ("/out/x" if named else None)
 

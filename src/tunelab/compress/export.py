@@ -13,18 +13,16 @@ another export's work.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tunelab.atomic import RUN_FOLDER_ATTR, atomic_write_json, atomic_write_text, errno_of
+from tunelab.atomic import atomic_write_json, atomic_write_text, name_output_folder
 from tunelab.compress.options import DEFAULT_MAX_DROP, ExportOptions
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import EXPORT_MARKER, PARTIAL_SUFFIX, RunFolder, find_run
@@ -294,38 +292,6 @@ def can_hold_lock() -> bool:
     renames would fail. Callers close it at once there.
     """
     return fcntl is not None
-
-
-# errnos only a write gets. Not EACCES/EPERM: reading the source run can be refused too, and the
-# output folder would then be named for a file that is not in it.
-_WRITE_ERRNOS = frozenset(
-    code
-    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS")  # EDQUOT: not on Windows
-    if (code := getattr(errno, name, None)) is not None
-)
-
-
-def name_output_folder(exc: BaseException, folder: str | Path) -> None:
-    """Let the CLI's line name ``folder`` for a refused write whose error names no file.
-
-    safetensors and tokenizers (Rust) say only "No space left on device (os error 28)": export,
-    merge, ensemble and zeroshot ended in "no space left on device: free space and run again" with
-    no path. The trainer does the same with its ``.partial`` folder (``_say_how_to_resume``); here
-    there is nothing to resume, the partial folder is gone, and the output named is the one to
-    retry. An error that already names a folder (a member's export inside an ensemble's) keeps it.
-    """
-    if errno_of(exc) in _WRITE_ERRNOS and getattr(exc, RUN_FOLDER_ATTR, None) is None:
-        setattr(exc, RUN_FOLDER_ATTR, str(folder))
-
-
-@contextmanager
-def naming_output_folder(folder: str | Path) -> Iterator[None]:
-    """``name_output_folder`` for an error raised in the block."""
-    try:
-        yield
-    except Exception as exc:
-        name_output_folder(exc, folder)
-        raise
 
 
 def write_reports(run: RunFolder, summary: dict[str, Any], report: dict[str, Any], metrics: dict) -> None:

@@ -152,7 +152,7 @@ def _merge(
     # the run may be someone else's: a link in it would put any file of this machine in the merged
     # run, and one to its own folder copied 40 levels deep
     refuse_links(source.root, "tunelab merge", ignore=lambda folder, names: _skip(source.root, folder, names))
-    from tunelab.compress.export import naming_output_folder
+    from tunelab.atomic import naming_output_folder
     from tunelab.runs.folder import (
         check_new_run_path,
         empty_folder,

@@ -158,7 +158,7 @@ def _ensemble(
         _temperature(f, p, calibrate=calibrate, dev=dev, options=dev_options)
         for f, p in zip(folders, predictors, strict=True)
     ]
-    from tunelab.compress.export import naming_output_folder
+    from tunelab.atomic import naming_output_folder
 
     # safetensors' and tokenizers' full disk names no file: the line names --out (see there)
     with naming_output_folder(target), RunFolder.made_in_one_go(target) as partial:

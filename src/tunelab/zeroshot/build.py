@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tunelab.atomic import atomic_write_json
-from tunelab.compress.export import naming_output_folder
+from tunelab.atomic import atomic_write_json, naming_output_folder
 from tunelab.config import DataConfig
 from tunelab.errors import ConfigError, RunError
 from tunelab.runs import RunFolder

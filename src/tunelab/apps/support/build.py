@@ -39,7 +39,7 @@ from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there
     sibling_dir,
     swap_in,
 )
-from tunelab.atomic import atomic_write_json
+from tunelab.atomic import atomic_write_json, naming_output_folder
 from tunelab.embeddings import bundled_name, encoder_reference
 from tunelab.errors import ConfigError, DataError, TunelabError
 
@@ -197,9 +197,12 @@ def write_folder(target: Path, write: Any) -> None:
     restore_interrupted(target)
     remove_stale_tmp(target)
     tmp = sibling_dir(target, "tmp")
+    # A refused write whose error names no file (safetensors' and numpy's on a full disk) is said
+    # naming the folder being built: the line read "no space left on device" and nothing more.
     try:
-        write(tmp)
-        swap_in(tmp, target)
+        with naming_output_folder(target):
+            write(tmp)
+            swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

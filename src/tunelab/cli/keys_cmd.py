@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tunelab.cli.store_args import add_store_arguments, open_store_from_args
+from tunelab.errors import RunError
 
 if TYPE_CHECKING:
     from tunelab.serve.store import KeyRecord
@@ -97,13 +99,27 @@ def run_create(args: argparse.Namespace) -> int:
     quota = Quota.parse(args.quota) if args.quota is not None else None
     with open_store_from_args(args, writes=True) as store:
         record, token = AccessControl(store).create_key(args.name, rate=rate, quota=quota, admin=args.admin)
-    if args.json:
-        print(json.dumps({"key": record.to_dict(), "token": token}))
-        return 0
-    limits = f"rate {record.rate or 'unlimited'}, quota {record.quota or 'unlimited'}"
-    print(f"created key {record.name!r} (id {record.key_id}, {limits}{', admin' if record.admin else ''})")
-    print(token)
-    print("This token is shown only now and cannot be recovered: store it safely.")
+        if args.json:
+            text = json.dumps({"key": record.to_dict(), "token": token}) + "\n"
+        else:
+            limits = f"rate {record.rate or 'unlimited'}, quota {record.quota or 'unlimited'}"
+            admin = ", admin" if record.admin else ""
+            text = (
+                f"created key {record.name!r} (id {record.key_id}, {limits}{admin})\n{token}\n"
+                "This token is shown only now and cannot be recovered: store it safely.\n"
+            )
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except (OSError, UnicodeEncodeError) as exc:  # a full disk, /dev/full, a closed pipe, LANG=C
+            # The token is shown once: if it reached no one, a stored key nobody can use kept its
+            # name taken, and "run again" failed with "an active key is already named ...".
+            store.revoke_key(record.key_id)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise RunError(
+                f"the token could not be written to standard output ({why}); key {record.name!r} was "
+                "revoked, so the name is free: run again with an output that takes it"
+            ) from exc
     return 0
 
 

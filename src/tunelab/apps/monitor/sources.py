@@ -8,8 +8,9 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 - rotation (the path now names another file: ``mv news.jsonl news.jsonl.1`` then a new
   ``news.jsonl``) is noticed by the inode: the old file is read to its end first (and read again
   for ``ROTATION_GRACE_READS`` reads while a writer that still holds it may finish a line), then
-  the new one from its start; it is left ``ROTATION_MAX_READS`` reads after the rotation whatever
-  its writer does (one that never reopened and appends a line every poll would pin it there);
+  any file rotated after it meanwhile (oldest first), then the new one from its start; it is left
+  ``ROTATION_MAX_READS`` reads after the rotation whatever its writer does (one that never
+  reopened and appends a line every poll would pin it there);
   after a restart the old file is looked for by inode where the position says it was (its
   resolved path is kept with it: a re-pointed symlink's old target may live in another folder,
   ``news.jsonl -> archive/day1.jsonl``), beside the path, and beside the path's target now;
@@ -472,6 +473,16 @@ class FileFollower:
     def _switch(self, chunk: Chunk | None) -> Chunk:
         """Done with a rotated file (``chunk``: its last lines, if any): on to the new one."""
         done = self._file
+        if not self._backlog:
+            # The path may have been renamed again while this file was finished (its grace or bound
+            # reads): the files rotated in between are read next, oldest first, as after a restart;
+            # the path's new file alone skipped them (two renames within two polls lost the middle).
+            now = self._where_now()
+            self._backlog = self._rotated_after(now) if now is not None else []
+            for later in self._backlog:
+                log.warning(
+                    "%s was rotated again while %s was finished: %s is read after it", self.path, now, later
+                )
         if self._backlog:
             self._open(self._backlog.pop(0), 0, 0)
             log.info("%s was rotated: finished %s, now reading %s", self.path, done, self._file)
@@ -481,6 +492,17 @@ class FileFollower:
         if chunk is not None:
             return Chunk(chunk.path, chunk.lines, self.position)
         return Chunk(done, [], self.position)  # commit: the new file from its start
+
+    def _where_now(self) -> Path | None:
+        """The file being read, by its name now: the one it was opened by while that still names it,
+        else found by inode like after a restart (``news.jsonl`` renamed to ``news.jsonl.1``, or on
+        to ``.2`` since); None once it is gone."""
+        try:
+            if os.stat(self._file).st_ino == self._inode:
+                return self._file
+        except OSError:
+            pass
+        return self._find_rotated(self.position)
 
     def unfinished_bytes(self) -> int:
         """Bytes of the current file past the position: a last line still waiting for its newline."""

@@ -10,7 +10,8 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
   for ``ROTATION_GRACE_READS`` reads while a writer that still holds it may finish a line), then
   any file rotated after it meanwhile (oldest first), then the new one from its start; it is left
   ``ROTATION_MAX_READS`` reads after the rotation whatever its writer does (one that never
-  reopened and appends a line every poll would pin it there);
+  reopened and appends a line every poll would pin it there); files rotated after it are found by
+  its last write, from its open handle if the next rotation deleted it (logrotate's ``rotate 1``);
   after a restart the old file is looked for by inode where the position says it was (its
   resolved path is kept with it: a re-pointed symlink's old target may live in another folder,
   ``news.jsonl -> archive/day1.jsonl``), beside the path, and beside the path's target now;
@@ -283,23 +284,29 @@ class FileFollower:
                 continue
         return max(found)[1] if found else None
 
-    def _rotated_after(self, old: Path) -> list[Path]:
+    def _rotated_after(self, old: Path | None, since: int | None = None) -> list[Path]:
         """The path's other rotated files (``news.jsonl.1``, ``news.jsonl-20260302``; not compressed
         ones) last written after ``old``, oldest first. Ids make reading one twice harmless.
+
+        ``old`` None: the file was deleted (logrotate's ``rotate 1``), so no name of it can be stat'ed;
+        ``since`` is then its last write, taken from its still open handle.
 
         A symlink re-pointed twice while stopped (``day1`` -> ``day3``) left ``day2`` between them:
         its files are named alike in the old target's folder, not after the symlink, so those
         are looked for there (see ``_targets_after``)."""
         try:
-            since = os.stat(old).st_mtime_ns
+            since = os.stat(old).st_mtime_ns if old is not None else since
             entries = list(os.scandir(self.path.parent))
         except OSError:
+            return []
+        if since is None:
             return []
         found = []
         for entry in entries:
             name = entry.name
             if (
-                name in (self.path.name, old.name)
+                name == self.path.name
+                or (old is not None and name == old.name)
                 or not name.startswith(self.path.name)
                 or name.endswith(_COMPRESSED)
             ):
@@ -310,7 +317,9 @@ class FileFollower:
             except OSError:
                 continue
         seen = {p for _, p in found}
-        found += [f for f in self._targets_after(old, since) if f[1] not in seen]
+        # A deleted file's name is gone, whichever it had last: the one it was opened by stands in.
+        last = old if old is not None else Path(self._target or self._file)
+        found += [f for f in self._targets_after(last, since) if f[1] not in seen]
         # Equal times: logrotate's higher number is the older file.
         found.sort(key=lambda f: (f[0], [-ord(c) for c in f[1].name]))
         return [path for _, path in found]
@@ -319,34 +328,38 @@ class FileFollower:
         """For a symlinked path: the files its link may have pointed to between ``old`` and its
         target now, as ``(mtime_ns, path)``: in ``old``'s folder, named with the prefix the two
         targets share and ``old``'s suffix (``day2.jsonl`` between ``day1.jsonl`` and
-        ``day3.jsonl``), last written at or after ``since``; none if the path is no symlink, or
-        if the two names share no prefix (nothing then tells the scheme's files from others)."""
+        ``day3.jsonl``), and the target's own rotated files beside it (``day.jsonl.1``: a target
+        rotated twice left ``old`` as ``day.jsonl.2``, whose suffix the one between lacks), last
+        written at or after ``since``; none if the path is no symlink. Without a shared prefix,
+        only the latter (nothing then tells the scheme's files from others)."""
         if not self.path.is_symlink():
             return []
         now = Path(os.path.realpath(self.path))
         prefix = _common_prefix(old.name, now.name)
-        if not prefix:
-            return []
         found = []
-        try:
-            entries = list(os.scandir(old.parent))
-        except OSError:
-            return []
-        for entry in entries:
-            name, candidate = entry.name, Path(entry.path)
-            if (
-                candidate in (old, now, self.path)
-                or not name.startswith(prefix)
-                or not name.endswith(old.suffix)
-                or name.startswith(".")
-                or name.endswith((".tmp", *_COMPRESSED))
-            ):
-                continue
+        for folder in dict.fromkeys((old.parent, now.parent)):
             try:
-                if entry.is_file() and (mtime := entry.stat().st_mtime_ns) >= since:
-                    found.append((mtime, candidate))
+                entries = list(os.scandir(folder))
             except OSError:
                 continue
+            for entry in entries:
+                name, candidate = entry.name, Path(entry.path)
+                between = folder == old.parent and bool(prefix) and name.startswith(prefix)
+                if (
+                    candidate in (old, now, self.path)
+                    or not (
+                        (between and name.endswith(old.suffix))
+                        or (folder == now.parent and name.startswith(now.name))
+                    )
+                    or name.startswith(".")
+                    or name.endswith((".tmp", *_COMPRESSED))
+                ):
+                    continue
+                try:
+                    if entry.is_file() and (mtime := entry.stat().st_mtime_ns) >= since:
+                        found.append((mtime, candidate))
+                except OSError:
+                    continue
         return found
 
     def _open(self, path: Path, offset: int, line: int) -> None:
@@ -478,11 +491,14 @@ class FileFollower:
             # reads): the files rotated in between are read next, oldest first, as after a restart;
             # the path's new file alone skipped them (two renames within two polls lost the middle).
             now = self._where_now()
-            self._backlog = self._rotated_after(now) if now is not None else []
+            # Gone (deleted by the next rotation, logrotate's ``rotate 1``): the handle still open
+            # tells when it was last written, and the files rotated after it are found by that.
+            self._backlog = self._rotated_after(now, None if now is not None else self._last_write())
             for later in self._backlog:
                 log.warning(
-                    "%s was rotated again while %s was finished: %s is read after it", self.path, now, later
-                )
+                    "%s was rotated again while %s was finished: %s is read after it",
+                    self.path, now or done, later,
+                )  # fmt: skip
         if self._backlog:
             self._open(self._backlog.pop(0), 0, 0)
             log.info("%s was rotated: finished %s, now reading %s", self.path, done, self._file)
@@ -503,6 +519,13 @@ class FileFollower:
         except OSError:
             pass
         return self._find_rotated(self.position)
+
+    def _last_write(self) -> int | None:
+        """When the open file was last written (ns), by its handle: found whether it has a name or not."""
+        try:
+            return os.fstat(self._fh.fileno()).st_mtime_ns if self._fh is not None else None
+        except OSError:
+            return None
 
     def unfinished_bytes(self) -> int:
         """Bytes of the current file past the position: a last line still waiting for its newline."""

@@ -1,0 +1,114 @@
+"""Two renames within a poll of each other that still lost the middle file's documents, silently:
+a symlinked feed whose target was rotated twice (only files named like the old one, ``day.jsonl.2``,
+were looked for), and a file deleted by the next rotation while it was finished (logrotate's
+``rotate 1``: the follower knew no name to look beside)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tunelab.apps.monitor.sources import ROTATION_GRACE_READS, FileFollower
+
+
+def line(i: int) -> str:
+    return json.dumps({"id": f"n{i}", "time": 1_770_000_000 + i, "text": f"news {i}"}) + "\n"
+
+
+def ids(chunk) -> list[str]:
+    return [json.loads(x.raw)["id"] for x in chunk.lines]
+
+
+def read_all(follower: FileFollower) -> list[str]:
+    """Every line readable now, rotated files left after their grace reads (as the sources tests)."""
+    out, idle = [], 0
+    while idle <= ROTATION_GRACE_READS:
+        chunk = follower.read()
+        idle = idle + 1 if chunk is None else 0
+        out += ids(chunk) if chunk is not None else []
+    return out
+
+
+def append(path: Path, *numbers: int) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("".join(line(i) for i in numbers))
+
+
+def stamp(path: Path, second: int) -> None:
+    """Last written ``second`` seconds in: renames a poll apart, whatever the clock's granularity."""
+    ns = (1_770_000_000 + second) * 10**9
+    os.utime(path, ns=(ns, ns))
+
+
+def test_a_symlinks_target_rotated_twice_while_finished_reads_the_middle_file(tmp_path: Path) -> None:
+    """news.jsonl -> archive/day.jsonl, rotated by logrotate's numbering twice within two polls: the old
+    file was found as day.jsonl.2 and only names ending in .2 were looked for, so day.jsonl.1 (n4,
+    n5) was skipped; a plain path read n1-n6."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    link, day = tmp_path / "news.jsonl", archive / "day.jsonl"
+    one, two = archive / "day.jsonl.1", archive / "day.jsonl.2"
+    day.write_text(line(1), encoding="utf-8")
+    os.symlink(day, link)
+    follower = FileFollower(link)
+    assert read_all(follower) == ["n1"]
+    append(day, 2, 3)
+    stamp(day, 1)
+    os.rename(day, one)
+    day.write_text(line(4) + line(5), encoding="utf-8")
+    stamp(day, 2)
+    chunk = follower.read()
+    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+    os.rename(one, two)
+    os.rename(day, one)
+    day.write_text(line(6), encoding="utf-8")
+    stamp(day, 3)
+    assert read_all(follower) == ["n4", "n5", "n6"]
+    assert follower.position.inode == day.stat().st_ino
+
+
+def test_a_rotated_file_deleted_by_the_next_rotation_still_leads_to_the_file_between(
+    tmp_path: Path, caplog
+) -> None:
+    """logrotate's ``rotate 1``: news.jsonl -> .1, then .1 deleted and the new file renamed to .1
+    while the follower still finished the first: the old file had no name left, so the follower went
+    to the path's new file and n4, n5 were lost without a warning."""
+    path, one = tmp_path / "news.jsonl", tmp_path / "news.jsonl.1"
+    path.write_text(line(1), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1"]
+    append(path, 2, 3)
+    stamp(path, 1)
+    os.rename(path, one)
+    path.write_text(line(4) + line(5), encoding="utf-8")
+    stamp(path, 2)
+    chunk = follower.read()
+    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+    one.unlink()
+    os.rename(path, one)
+    path.write_text(line(6), encoding="utf-8")
+    stamp(path, 3)
+    assert read_all(follower) == ["n4", "n5", "n6"]
+    assert follower.position.inode == path.stat().st_ino
+    assert "news.jsonl.1 is read after" in caplog.text
+
+
+def test_a_deleted_rotated_file_does_not_bring_back_files_written_before_it(tmp_path: Path) -> None:
+    """The deleted file's last write is the cut-off: an older rotated file beside the path (already
+    read before) is not read again."""
+    path, old = tmp_path / "news.jsonl", tmp_path / "news.jsonl.2"
+    old.write_text(line(0), encoding="utf-8")
+    stamp(old, 0)
+    path.write_text(line(1), encoding="utf-8")
+    follower = FileFollower(path)
+    assert read_all(follower) == ["n1"]
+    append(path, 2, 3)
+    stamp(path, 1)
+    os.rename(path, tmp_path / "news.jsonl.1")
+    path.write_text(line(4), encoding="utf-8")
+    stamp(path, 2)
+    chunk = follower.read()
+    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+    (tmp_path / "news.jsonl.1").unlink()
+    assert read_all(follower) == ["n4"]

@@ -235,7 +235,12 @@ def storage_problem(exc: BaseException, where: str | Path | None = None) -> Stor
     """
     code = errno_of(exc)
     path = str(where) if where is not None else None
-    if isinstance(exc, OSError) and isinstance(exc.filename, str | bytes | os.PathLike):
+    named = isinstance(exc, OSError) and isinstance(exc.filename2, str | bytes | os.PathLike)
+    if named and code in _WRITE_ERRNOS:
+        # A copy or rename (shutil.copyfile, os.replace) names its source first and the file it
+        # was writing second: a full disk named the input (`answers.yaml` given to a bot build).
+        path = os.fsdecode(exc.filename2)
+    elif isinstance(exc, OSError) and isinstance(exc.filename, str | bytes | os.PathLike):
         path = os.fsdecode(exc.filename)
     elif (copy := _first_copy_failure(exc)) is not None:
         path = copy[1]

@@ -29,8 +29,15 @@ def run(tiny_bert: Path, tiny_overrides: Any, labelled_csvs: tuple[Path, Path], 
     ).run_dir
 
 
-def _cut_short(*args: Any, **kwargs: Any) -> None:
+def _cut_short(source: Any, *args: Any, **kwargs: Any) -> None:
+    """The quantiser on a full disk: its shape-inferred copy cut short, then unreadable."""
+    source = Path(source)
+    source.with_name(f"{source.stem}-inferred{source.suffix}").write_bytes(b"\x08")
     raise DecodeError("Error parsing message with type 'onnx.ModelProto'")
+
+
+def _fails_otherwise(*args: Any, **kwargs: Any) -> None:
+    raise ValueError("Failed to find proper ai.onnx domain")
 
 
 def _free(bytes_free: int):
@@ -66,4 +73,18 @@ def test_the_same_error_with_room_left_is_not_called_a_full_disk(
     source = tmp_path / "model-fp32.onnx"
     source.write_bytes(b"x" * 100)
     with pytest.raises(DecodeError):
+        quantize_onnx(source, tmp_path / "model.onnx")
+
+
+def test_another_quantiser_failure_on_a_nearly_full_disk_keeps_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Less room than the model but no cut-short copy: not the disk (it said "no space left")."""
+    from tunelab.compress.onnx_int8 import quantize_onnx
+
+    monkeypatch.setattr("onnxruntime.quantization.quantize_dynamic", _fails_otherwise)
+    monkeypatch.setattr(shutil, "disk_usage", _free(1024))
+    source = tmp_path / "model-fp32.onnx"
+    source.write_bytes(b"x" * 100_000)
+    with pytest.raises(ValueError, match=r"ai\.onnx domain"):
         quantize_onnx(source, tmp_path / "model.onnx")

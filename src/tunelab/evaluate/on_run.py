@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tunelab.runs.json_files import JsonFileError, NotAnObjectError, NotJsonErro
 logger = logging.getLogger(__name__)
 
 METRICS_JSON = "metrics.json"
+STALE_STAGE_S = 3600.0
 
 
 def evaluate(
@@ -151,6 +153,7 @@ def score_dataset(
     # Written whole into a hidden folder inside ``target`` first, then moved in: a report written in
     # place that failed part-way (a full disk) left the new metrics.json beside the old report, and
     # a re-evaluation's folder contradicted itself with nothing to say so.
+    _remove_stale_stages(target)
     stage = Path(tempfile.mkdtemp(prefix=".eval-", suffix=".tmp", dir=target))
     try:
         atomic_write_json(stage / METRICS_JSON, metrics)
@@ -174,6 +177,19 @@ def score_dataset(
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove_stale_stages(target: Path) -> None:
+    """Remove the hidden report folders that killed evaluations (SIGKILL, a power cut) left in
+    ``target``: nothing else would. Only those untouched for an hour: a younger one may be another
+    evaluation's, writing now."""
+    cutoff = time.time() - STALE_STAGE_S
+    for stage in target.glob(".eval-*.tmp"):
+        try:
+            if stage.is_dir() and not stage.is_symlink() and stage.stat().st_mtime < cutoff:
+                shutil.rmtree(stage, ignore_errors=True)
+        except OSError:  # gone meanwhile
+            continue
 
 
 def _move_in(stage: Path, target: Path, written: dict[str, Any]) -> dict[str, Any]:

@@ -5,40 +5,12 @@ were looked for), and a file deleted by the next rotation while it was finished 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from tunelab.apps.monitor.sources import ROTATION_GRACE_READS, FileFollower
+from test_leak_review_fixes_rotation import append, ids, line, read_all, stamp
 
-
-def line(i: int) -> str:
-    return json.dumps({"id": f"n{i}", "time": 1_770_000_000 + i, "text": f"news {i}"}) + "\n"
-
-
-def ids(chunk) -> list[str]:
-    return [json.loads(x.raw)["id"] for x in chunk.lines]
-
-
-def read_all(follower: FileFollower) -> list[str]:
-    """Every line readable now, rotated files left after their grace reads (as the sources tests)."""
-    out, idle = [], 0
-    while idle <= ROTATION_GRACE_READS:
-        chunk = follower.read()
-        idle = idle + 1 if chunk is None else 0
-        out += ids(chunk) if chunk is not None else []
-    return out
-
-
-def append(path: Path, *numbers: int) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write("".join(line(i) for i in numbers))
-
-
-def stamp(path: Path, second: int) -> None:
-    """Last written ``second`` seconds in: renames a poll apart, whatever the clock's granularity."""
-    ns = (1_770_000_000 + second) * 10**9
-    os.utime(path, ns=(ns, ns))
+from tunelab.apps.monitor.sources import FileFollower
 
 
 def test_a_symlinks_target_rotated_twice_while_finished_reads_the_middle_file(tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ def test_an_ensemble_given_as_a_member_is_refused_naming_its_members(runs, tmp_p
     line = str(caught.value)
     assert "\n" not in line
     assert line.startswith(f"{ab} is an ensemble: give its member runs instead")
-    # the command to run instead: ab's members in its place, a once
-    assert line.endswith(f"tunelab ensemble {a} {b} --out {tmp_path / 'nested'}"), line
+    # the command to run instead: ab's members in its place, a once, with the options given
+    assert line.endswith(f"tunelab ensemble {a} {b} --out {tmp_path / 'nested'} --no-calibrate"), line
     assert not (tmp_path / "nested").exists()
 
 

@@ -109,7 +109,8 @@ def open_store_from_args(
             data_dir,
             create=create or not args.db,
             missing=lambda file: (
-                f"--db {args.db}: no such database ({file}); check the path (`tunelab keys create` makes one)"
+                f"--db {args.db}: no such database ({file}); check the path "
+                f"(`tunelab keys create --name NAME --db {args.db}` makes one)"
             ),
         )
 

@@ -25,6 +25,7 @@ import filecmp
 import json
 import logging
 import os
+import shlex
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ def _ensemble(
     check_new_run_path(target, "--out")
     folders = [find_run(r) for r in runs]
     for given, folder in zip(runs, folders, strict=True):
-        _refuse_nested(given, folder, runs, out)
+        _refuse_nested(given, folder, runs, out, _given_options(calibrate, dev, dev_options))
         # a member may be someone else's run: a link in it would put any file of this machine in the
         # ensemble, and one to its own folder copied 40 levels deep
         refuse_links(folder.root, "tunelab ensemble", ignore=_NOT_COPIED)
@@ -183,7 +184,18 @@ def _ensemble(
     return EnsembleResult(path=final.root, members=members, metrics=metrics)
 
 
-def _refuse_nested(given: str | Path, folder: RunFolder, runs: Sequence[str | Path], out: str | Path) -> None:
+def _given_options(calibrate: bool, dev: str | Path | None, dev_options: list[str] | None) -> str:
+    """The calibration options as given, for a command to run instead: without them the example
+    failed on a member with no dev split ("give --dev FILE")."""
+    words = ["--no-calibrate"] if not calibrate else []
+    if dev is not None:
+        words += ["--dev", str(dev), *(dev_options or [])]
+    return "".join(f" {shlex.quote(w)}" for w in words)
+
+
+def _refuse_nested(
+    given: str | Path, folder: RunFolder, runs: Sequence[str | Path], out: str | Path, options: str = ""
+) -> None:
     """An ensemble given as a member is refused in one line naming its members.
 
     Loaded, it passed as its first member (its config, its dev split): the rows its other members
@@ -211,7 +223,7 @@ def _refuse_nested(given: str | Path, folder: RunFolder, runs: Sequence[str | Pa
             if where not in named:
                 named.add(where)
                 instead.append(part)
-    example = f", e.g. tunelab ensemble {' '.join(instead)} --out {out}" if inner else ""
+    example = f", e.g. tunelab ensemble {' '.join(instead)} --out {out}{options}" if inner else ""
     raise RunError(f"{given} is an ensemble: give its member runs instead{example}")
 
 

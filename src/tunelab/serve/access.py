@@ -203,7 +203,8 @@ class AccessControl:
             raise AccessError(
                 403,
                 "admin_required",
-                f"key {caller.name!r} is not an admin key; this needs one (tunelab keys create --admin)",
+                f"key {caller.name!r} is not an admin key; this needs one "
+                "(tunelab keys create --name NAME --admin)",
             )
 
     # -- limits --------------------------------------------------------------------------------------

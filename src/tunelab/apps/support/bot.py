@@ -454,8 +454,14 @@ def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
         ConfigError: the intents or the training time differ; one line saying to build again.
     """
     tuned = ", then tune it again" if config.tuned else ""
-    command = f"tunelab app support build --run {config.run} ... --out {root} --overwrite"
-    again = f"build the bot again ({command}{tuned})"
+    # A command that runs as written ("--run RUN ... --out" failed: --answers is required): the
+    # answers the bot keeps; the other inputs are not kept in the folder, so they are named.
+    answers = root / ANSWERS_YAML
+    command = f"tunelab app support build --run {config.run} --answers {answers} --out {root} --overwrite"
+    again = (
+        f"build the bot again ({command}{tuned}), adding the --knowledge, --dev and --ner files it was "
+        "built with, if any"
+    )
     intents = list(predictor.labels.names)
     if config.run_intents and intents != config.run_intents:
         added = [i for i in intents if i not in config.run_intents]

@@ -6,9 +6,7 @@ without "duplicated timeseries" errors, and keeps ``/metrics`` to what this serv
 Label values come only from the server, never from a caller: model names and versions that are
 served (any other name asked for is ``OTHER``), names of authenticated keys, statuses and route
 templates. Every label set is kept for the life of the process, so a caller who could choose label
-values could grow ``/metrics`` (and Prometheus) without bound; the one exception is a retired model
-version's series, removed with it (``retire_version``), or each load and unload of a version would
-leave its series behind for good. Requests refused by the key check,
+values could grow ``/metrics`` (and Prometheus) without bound. Requests refused by the key check,
 or whose key could not be looked up, are counted in ``tunelab_refused_requests`` by reason alone.
 """
 
@@ -36,9 +34,6 @@ class ServeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        # (model, version) of each loaded version -> the (metric, label values) of its series: what
-        # ``retire_version`` removes, through prometheus_client's public ``remove``
-        self._version_series: dict[tuple[str, str], set[tuple[Any, tuple[str, ...]]]] = {}
         self.requests = Counter(
             "tunelab_requests",
             "Predict requests by outcome",
@@ -148,22 +143,13 @@ class ServeMetrics:
     def observe_predict(
         self, *, model: str, version: str, key: str, status: int, seconds: float, texts: int, tokens: int
     ) -> None:
-        series = self._version_series.get((model, version))
-        if series is None:
-            # Not (or no longer) loaded: a request answered by a version whose series were removed
-            # while its answer was still being sent (usage row, metrics come after the version is
-            # let go). Counted without its version, or it would bring the retired series back.
-            version, series = "-", set()
-        outcome, per_key = (model, version, key, str(status)), (model, version, key)
-        series.update([(self.requests, outcome), (self.latency, (model, version))])
-        self.requests.labels(*outcome).inc()
+        self.requests.labels(model, version, key, str(status)).inc()
         self.latency.labels(model, version).observe(seconds)
         if status >= 400:
             self.errors.labels(model, str(status)).inc()
         elif texts:
-            series.update([(self.texts, per_key), (self.tokens, per_key)])
-            self.texts.labels(*per_key).inc(texts)
-            self.tokens.labels(*per_key).inc(tokens)
+            self.texts.labels(model, version, key).inc(texts)
+            self.tokens.labels(model, version, key).inc(tokens)
 
     def observe_app(
         self, *, app: str, bot: str, key: str, status: int, seconds: float, kind: str | None
@@ -177,15 +163,8 @@ class ServeMetrics:
         self.refused.labels(reason if reason in REFUSAL_REASONS else "unauthenticated").inc()
 
     def batch_observer(self, model: str, version: str):
-        """The batch size observer of a version being loaded: from now on its series are its own."""
         hist = self.batch_size.labels(model, version)
-        self._version_series.setdefault((model, version), set()).add((self.batch_size, (model, version)))
         return hist.observe
-
-    def retire_version(self, model: str, version: str) -> None:
-        """Remove every series of a version no longer served: /metrics names only served versions."""
-        for metric, labelvalues in self._version_series.pop((model, version), set()):
-            metric.remove(*labelvalues)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -113,8 +113,4 @@ async def activate(name: str, body: ActivateRequest, state: State, admin: Admin)
 async def retire(name: str, version: str, state: State, admin: Admin) -> ModelInfo:
     """Unload a version that is not active, after its in-flight requests are answered."""
     await state.registry.retire(name, version)
-    # Its series leave /metrics with it, unless the same version was loaded again while the old one
-    # drained: they are the served one's then.
-    if all(v.version != version for v in state.registry.versions(name)):
-        state.metrics.retire_version(name, version)
     return model_info(state.registry, name)

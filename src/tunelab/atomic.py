@@ -18,7 +18,8 @@ import secrets
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -97,6 +98,45 @@ def _name_max(folder: Path) -> int:
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows), a folder not there (yet)
         return 255
     return limit if isinstance(limit, int) and limit > 0 else 255  # -1: no limit given
+
+
+# A temporary folder untouched this long is a killed writer's, not a live one's.
+STALE_FOLDER_S = 3600.0
+
+
+def remove_stale_folders(folders: Iterable[Path], max_age_s: float = STALE_FOLDER_S) -> list[Path]:
+    """Remove the temporary folders that killed writes left; the ones removed.
+
+    A write killed by SIGKILL (the OOM killer, ``kill -9``) or a power cut runs no cleanup, and
+    its temporary folder stays for good (a converted model's ~470 MB, a recommender's ~90 MB).
+    Only folders whose newest entry is older than ``max_age_s`` go: a younger one may be another
+    process's write in progress. A symlink, a file, a folder gone meanwhile or one that cannot be
+    read is left alone. One rule for every caller (eval's report stages, the e5 conversion, the
+    apps' builds), which each had its own copy.
+    """
+    cutoff = time.time() - max_age_s
+    removed = []
+    for folder in folders:
+        try:
+            if folder.is_symlink() or not folder.is_dir() or _newest_mtime(folder) >= cutoff:
+                continue
+        except OSError:  # gone meanwhile (another process cleaned it), or not ours to read
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The newest modification time of ``folder`` and its entries (a write in progress touches them)."""
+    newest = folder.stat().st_mtime
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+    return newest
 
 
 def path_exists(path: Path) -> bool:

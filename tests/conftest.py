@@ -223,6 +223,15 @@ def test_csv(labelled_csvs: tuple[Path, Path]) -> Path:
     return labelled_csvs[1]
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The data folder through $TUNELAB_DATA_DIR, as a deployment sets it (keys and usage CLI tests)."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("TUNELAB_DATA_DIR", str(folder))
+    monkeypatch.delenv("TUNELAB_DB", raising=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def text_maker():
     """``make_texts(label, n, seed)``: sentences of ``label``'s distinctive words (see CLASS_WORDS)."""

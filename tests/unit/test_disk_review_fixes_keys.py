@@ -18,14 +18,6 @@ from test_keys_cli import cli, one_error
 from tunelab.serve.store import open_store
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "data"
-    monkeypatch.setenv("TUNELAB_DATA_DIR", str(folder))
-    monkeypatch.delenv("TUNELAB_DB", raising=False)
-    return folder
-
-
 class Refusing(io.StringIO):
     """A stdout whose writes fail as ``error`` says."""
 

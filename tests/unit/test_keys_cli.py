@@ -16,15 +16,6 @@ from tunelab.serve.access import AccessControl
 from tunelab.serve.store import UsageRecord, open_store
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The data folder through $TUNELAB_DATA_DIR, as a deployment would set it."""
-    folder = tmp_path / "data"
-    monkeypatch.setenv("TUNELAB_DATA_DIR", str(folder))
-    monkeypatch.delenv("TUNELAB_DB", raising=False)
-    return folder
-
-
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()

@@ -24,7 +24,7 @@ resource = pytest.importorskip("resource")  # RLIMIT_FSIZE: the kernel's own ref
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
+def usage_store_dir(tmp_path: Path) -> Path:
     """A store with 20 requests: about 1.5 KB of CSV."""
     folder = tmp_path / "d"
     with open_store(None, folder) as store:
@@ -76,17 +76,17 @@ TOO_LARGE = "file too large writing {}: raise the file size limit (ulimit -f)"
 
 
 def test_a_refused_csv_file_names_it(
-    data_dir: Path, tmp_path: Path, files_up_to_256_bytes: None, capsys: pytest.CaptureFixture[str]
+    usage_store_dir: Path, tmp_path: Path, files_up_to_256_bytes: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "bills" / "all.csv"
-    assert main(["usage", "--data-dir", str(data_dir), "--csv", str(target)]) == 1
+    assert main(["usage", "--data-dir", str(usage_store_dir), "--csv", str(target)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: " + TOO_LARGE.format(target)) and err.count("\n") == 1, err
     assert list(target.parent.iterdir()) == []  # the temp file is gone
 
 
 def test_a_refused_stdout_says_so(
-    data_dir: Path,
+    usage_store_dir: Path,
     tmp_path: Path,
     files_up_to_256_bytes: None,
     capsys: pytest.CaptureFixture[str],
@@ -95,7 +95,7 @@ def test_a_refused_stdout_says_so(
     """``tunelab usage --csv > /full/disk/u.csv``: the shell's file is stdout."""
     with (tmp_path / "redirected.csv").open("w", encoding="utf-8") as out:
         monkeypatch.setattr(sys, "stdout", out)
-        assert main(["usage", "--data-dir", str(data_dir), "--csv"]) == 1
+        assert main(["usage", "--data-dir", str(usage_store_dir), "--csv"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: " + TOO_LARGE.format("<stdout>")) and err.count("\n") == 1, err
 

@@ -157,6 +157,15 @@ def not_a_file(path: Path, kind: str = "file") -> str | None:
     A folder, or a FIFO, a process substitution (``<(cat test.csv)``, ``/dev/fd/63``), a device or
     a socket: readers tested ``is_file()`` alone and called all of them "file not found".
     """
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        # LC_ALL=C with Python's UTF-8 mode off: the OS cannot even be asked for a non-ASCII name,
+        # and pathlib answers "not there" (it was "file not found" for a file that is there)
+        return (
+            f"a name this locale's encoding ({sys.getfilesystemencoding()}) cannot hold: set a UTF-8 "
+            "locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
+        )
     if path.is_file():
         return None
     if path.is_dir():

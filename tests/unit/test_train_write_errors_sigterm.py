@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -310,10 +311,12 @@ def test_the_progress_bar_is_closed_before_the_error_line(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(train_loop, "collate", collate)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the bar is drawn on a terminal only
     assert main(["train", *overrides(tmp_path / "runs", "name=b")]) != 0
     err = capsys.readouterr().err
     found = re.search(r"(?:^|\n)error: stopped at the third batch", err)
     assert found is not None, err
+    assert "train:" in err[: found.start()]  # the bar was drawn before it
     assert "train:" not in err[found.start() :]  # nothing drawn after it
     assert err.endswith("\n") and err[found.start() :].strip().count("\n") == 0
 

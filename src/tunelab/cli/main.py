@@ -200,6 +200,48 @@ def _stdout_encoding_line(exc: UnicodeEncodeError) -> str:
     )
 
 
+def _locale_is_utf8() -> bool:
+    """Whether file names and arguments are read as UTF-8 (Python's UTF-8 mode or a UTF-8 locale)."""
+    try:
+        return codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
+    except LookupError:
+        return False
+
+
+_LOCALE_FIX = "set a UTF-8 locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
+
+
+def _argument_outside_locale(argv: Sequence[str]) -> str | None:
+    """The line for an argument this locale could not decode; None when every one is text.
+
+    Under a locale that is not UTF-8 with Python's UTF-8 mode off (``LC_ALL=C PYTHONUTF8=0``),
+    Python keeps an argument's non-ASCII bytes as lone surrogates: a text was refused as "not valid
+    Unicode ... fix the text", and a path failed half-way through a run (a ``.partial`` folder
+    left). Said before anything runs, naming the locale, which is what to fix.
+    """
+    if _locale_is_utf8():
+        return None
+    for position, arg in enumerate(argv, start=1):
+        if any("\udc80" <= ch <= "\udcff" for ch in arg):
+            shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+            return (
+                f"argument {position} ({shown!r}) is not in this locale's encoding "
+                f"({sys.getfilesystemencoding()}): {_LOCALE_FIX}"
+            )
+    return None
+
+
+def _locale_line(exc: BaseException) -> str | None:
+    """The line for a non-ASCII path or text this locale cannot encode (a run trained elsewhere
+    names its files in UTF-8); None when the locale is UTF-8 or ``exc`` is another error."""
+    if not isinstance(exc, UnicodeEncodeError) or _locale_is_utf8():
+        return None
+    return (
+        f"this locale's encoding ({sys.getfilesystemencoding()}) cannot hold a file name or text "
+        f"tunelab was given or read ({exc}): {_LOCALE_FIX}"
+    )
+
+
 class _BarAwareHandler(logging.StreamHandler):
     """The console handler: a line logged while a progress bar is drawn goes through ``tqdm.write``,
     which clears the bar, prints the line and draws the bar again below it. A plain StreamHandler
@@ -237,6 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     console_logging(logging.INFO if args.verbose else logging.WARNING)
     from tunelab.errors import TunelabError
 
+    outside = _argument_outside_locale(sys.argv[1:] if argv is None else argv)
+    if outside is not None:
+        print(f"error: {outside}", file=sys.stderr)
+        return 2
+
     try:
         _quiet_libraries()
         status = int(args.handler(args) or 0)
@@ -265,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.verbose:
             raise
-        line = _storage_line(exc)
+        line = _storage_line(exc) or _locale_line(exc)
         if line is not None:
             print(f"error: {line}", file=sys.stderr)
             return 1

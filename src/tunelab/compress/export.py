@@ -141,7 +141,7 @@ def export(
     except BaseException:
         remove_made(made)
         raise
-    stages = tqdm(total=5, desc="export: load run", disable=not show_progress, unit="step")
+    stages = tqdm(total=5, desc="export: load run", disable=None if show_progress else True, unit="step")
     try:
         from tunelab.compress.build import build_artifact
 

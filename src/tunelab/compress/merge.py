@@ -176,7 +176,9 @@ def _merge(
     if stale:
         release_claim(target, "a killed tunelab merge")
 
-    stages = tqdm(total=3, desc="merge: load the adapter", disable=not show_progress, unit="step")
+    stages = tqdm(
+        total=3, desc="merge: load the adapter", disable=None if show_progress else True, unit="step"
+    )
     try:
         unmerged = method.load(source.weights, model_loader(ctx)).eval()
         tokenizer = load_tokenizer(source.tokenizer)

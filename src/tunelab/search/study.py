@@ -303,7 +303,11 @@ def search(
             t.state.is_finished() and (t.state.name != "FAIL" or FAILED in t.user_attrs) for t in study.trials
         )
         bar = tqdm(
-            total=trials, initial=min(done, trials), unit="trial", desc="search", disable=not show_progress
+            total=trials,
+            initial=min(done, trials),
+            unit="trial",
+            desc="search",
+            disable=None if show_progress else True,
         )
         try:
             while done < trials:

@@ -155,7 +155,7 @@ def run_loop(model: nn.Module, setup: LoopSetup, *, resume: bool) -> LoopState:
         unit="samples",
         unit_scale=True,
         dynamic_ncols=True,
-        disable=not setup.show_progress,
+        disable=None if setup.show_progress else True,  # None: drawn on a terminal only
         desc="train",
     )
     # Closed however training ends: an error (a full disk, Ctrl-C) was printed on the bar's own line

@@ -19,6 +19,7 @@ well as the full matrix (NDCG@10 0.1041 against 0.1037). The closed form is a fe
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -190,7 +191,7 @@ def fit_cf(
         return _fit_ease(user_ids, matrix, cfg, key)
     with _quiet_blas_note():
         model = _new_model(cfg)
-        model.fit(matrix, show_progress=progress)
+        model.fit(matrix, show_progress=progress and sys.stderr.isatty())
     return CFModel(
         algorithm=cfg.algorithm,
         user_ids=[str(u) for u in user_ids],

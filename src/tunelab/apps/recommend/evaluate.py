@@ -191,7 +191,7 @@ def evaluate_full_ranking(
     if progress:
         from tqdm.auto import tqdm
 
-        users = tqdm(users, desc=desc, unit="user")
+        users = tqdm(users, desc=desc, unit="user", disable=None)  # drawn on a terminal only
     for user in users:
         done = seen.get(user, set())
         candidates = catalogue[~catalogue.isin(done)] if done else catalogue

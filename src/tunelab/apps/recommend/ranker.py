@@ -322,7 +322,9 @@ def training_rows(
 
     chunk = max(1, CONTEXT_CACHE // 2)
     by_user = val.groupby("user_id")["item_id"].apply(list)
-    for g, user in enumerate(tqdm(users, desc="ranker rows", unit="user", disable=not progress)):
+    for g, user in enumerate(
+        tqdm(users, desc="ranker rows", unit="user", disable=None if progress else True)
+    ):
         if g % chunk == 0:
             rec.prime(users[g : g + chunk])
         ctx = rec._context(user)

@@ -23,6 +23,7 @@ item-item cosines give the "reason" of a recommendation (the user's items closes
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ class TextModel:
                 batch_size=batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
-                show_progress_bar=progress,
+                show_progress_bar=progress and sys.stderr.isatty(),
             )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -263,7 +264,7 @@ def train_batches(
     scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
     model.train()
     losses: list[float] = []
-    bar = tqdm(total=total, desc=desc, unit="batch", disable=not progress)
+    bar = tqdm(total=total, desc=desc, unit="batch", disable=None if progress else True)
     try:
         for _ in range(cfg.epochs):
             order = rng.permutation(n)

@@ -135,10 +135,12 @@ def open_store(
         if not create:
             refuse_missing_sqlite(path, missing)
         return SQLiteStore(path)
+    # the value from $TUNELAB_DB (a container's or cron job's) was blamed on a --db never given
+    named = "$TUNELAB_DB" if db == os.environ.get("TUNELAB_DB") else "--db"
     if db.startswith("sqlite://"):
-        raise ConfigError(f"--db {db!r}: name the file, e.g. sqlite:///data/tunelab.db")
+        raise ConfigError(f"{named} {db!r}: name the file, e.g. sqlite:///data/tunelab.db")
     raise ConfigError(
-        f"--db {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
+        f"{named} {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
         "or a file path ending in .db"
     )
 

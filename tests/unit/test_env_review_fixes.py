@@ -1,0 +1,150 @@
+"""Fixes from a review of unusual process environments: a locale that is not UTF-8, a database named
+by ``$TUNELAB_DB``, progress bars with stderr redirected to a log."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+
+LOCALE_FIX = "set a UTF-8 locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
+
+
+def _ascii_locale_env() -> dict[str, str]:
+    """``LC_ALL=C`` with Python's UTF-8 mode off: arguments and file names are ASCII to Python."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONUTF8"))}
+    return {**env, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
+
+
+def _tunelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from tunelab.cli.main import main; sys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=_ascii_locale_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def non_ascii_train(labelled_csvs: tuple[Path, Path], tmp_path: Path) -> Path:
+    return Path(shutil.copy(labelled_csvs[0], tmp_path / "tráin 日本.csv"))
+
+
+def test_a_non_ascii_argument_under_an_ascii_locale_is_refused_naming_the_locale(
+    tiny_bert: Path, tiny_overrides, non_ascii_train: Path, tmp_path: Path
+) -> None:
+    """It failed part-way: logging tracebacks, "unexpected UnicodeEncodeError" and a .partial run."""
+    out = tmp_path / "runs"
+    done = _tunelab(
+        "train", "-q", *tiny_overrides(tiny_bert, non_ascii_train, None, out, "name=r"), cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: argument 3 (")  # train, -q, data.train=...
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert LOCALE_FIX in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_a_non_ascii_text_under_an_ascii_locale_blames_the_locale_not_the_text(tmp_path: Path) -> None:
+    """It said "not valid Unicode ... fix the text" of a text that was valid UTF-8."""
+    done = _tunelab("predict", str(tmp_path / "no-such-run"), "pizza café", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "argument 3" in done.stderr and LOCALE_FIX in done.stderr
+    assert "not valid Unicode" not in done.stderr
+
+
+def test_a_non_ascii_data_file_in_a_run_file_is_not_called_missing(
+    tiny_bert: Path, non_ascii_train: Path, tmp_path: Path
+) -> None:
+    """The file is there: pathlib answers "not there" when the name cannot be encoded."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f'data:\n  train: "{non_ascii_train}"\nmodel:\n  name: "{tiny_bert}"\n'
+        f'output_dir: "{tmp_path / "runs"}"\n',
+        encoding="utf-8",
+    )
+    done = _tunelab("train", "-q", str(config), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "file not found" not in done.stderr
+    assert (
+        "data.train: " in done.stderr
+        and "locale's encoding (ascii)" in done.stderr
+        and LOCALE_FIX in done.stderr
+    )
+
+
+def test_a_run_naming_non_ascii_files_evaluated_under_an_ascii_locale_says_why(
+    tiny_bert: Path, tiny_overrides, non_ascii_train: Path, labelled_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`eval` and `predict --input` read the run's own file names: "unexpected UnicodeEncodeError"."""
+    run = tunelab.train(
+        None,
+        overrides=tiny_overrides(tiny_bert, non_ascii_train, None, tmp_path / "runs", "name=r", epochs=1),
+        show_progress=False,
+    ).run_dir
+    test = shutil.copy(labelled_csvs[1], tmp_path / "test.csv")
+    done = _tunelab("eval", str(run), "--data", str(test), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "unexpected" not in done.stderr and done.stderr.count("\n") == 1
+    assert "this locale's encoding (ascii)" in done.stderr and LOCALE_FIX in done.stderr
+
+
+@pytest.mark.parametrize(("given", "named"), [("env", "$TUNELAB_DB"), ("flag", "--db")])
+def test_a_bad_database_is_named_by_where_it_came_from(
+    given: str,
+    named: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A value from $TUNELAB_DB was reported as a bad --db, which the cron job never passed."""
+    bad = str(tmp_path / "data")
+    monkeypatch.delenv("TUNELAB_DB", raising=False)
+    if given == "env":
+        monkeypatch.setenv("TUNELAB_DB", bad)
+    assert main(["keys", "list", *(["--db", bad] if given == "flag" else [])]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {named} {bad!r}: use postgresql://")
+
+
+def _train_stderr(
+    tiny_bert: Path,
+    tiny_overrides,
+    labelled_csvs: tuple[Path, Path],
+    out: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> str:
+    train, test = labelled_csvs
+    assert main(["train", *tiny_overrides(tiny_bert, train, test, out, "name=r", epochs=1)]) == 0
+    return capsys.readouterr().err
+
+
+def test_a_training_log_redirected_to_a_file_gets_no_progress_bar(
+    tiny_bert: Path, tiny_overrides, labelled_csvs: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    """`tunelab train ... 2> train.log` (cron, CI) got one long line of carriage-return frames."""
+    err = _train_stderr(tiny_bert, tiny_overrides, labelled_csvs, tmp_path / "a", capsys)
+    assert "\r" not in err and "train:" not in err, err
+
+
+def test_a_training_on_a_terminal_draws_its_progress_bar(
+    tiny_bert: Path,
+    tiny_overrides,
+    labelled_csvs: tuple[Path, Path],
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    err = _train_stderr(tiny_bert, tiny_overrides, labelled_csvs, tmp_path / "b", capsys)
+    assert "train:" in err and "100%" in err, err

@@ -561,7 +561,8 @@ def _warn_no_cjk_font(script: str, fix: str) -> None:
 
 # matplotlib's warning per character no font has (``figure_png`` ignores it). A module constant: a
 # test can set a pattern that matches nothing, to see whether the fonts have a label's glyphs.
-_GLYPH_MISSING = r"Glyph \d+ .* missing from font"
+# "missing from font(s) ..." from matplotlib 3.9, "missing from current font." before it
+_GLYPH_MISSING = r"Glyph \d+ .* missing from (current )?font"
 
 
 def _use_fonts(fig: Figure) -> None:

@@ -963,21 +963,38 @@ def _event_time(value: Any) -> float:
         if not np.isfinite(when):
             raise DataError(f"time {value!r} is not a finite number")
     else:
+        text = str(value).strip()
         try:
-            stamp = pd.to_datetime(str(value).strip(), format="ISO8601")
+            stamp = pd.to_datetime(text, format="ISO8601")
+        except pd.errors.OutOfBoundsDatetime:
+            # pandas before 3 holds nanoseconds only (years 1677-2262): 9999-12-31 was "not a time"
+            # there, not a time ahead of the clock; Python's datetime holds years 1-9999
+            when = _iso_seconds(text, value)
         except (ValueError, TypeError, OverflowError):
             raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
-        if pd.isna(stamp):  # "", "nat" and "NaT" parse to NaT, which has no epoch seconds
-            raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601")
-        if stamp.tzinfo is None:
-            stamp = stamp.tz_localize("UTC")
-        when = float(stamp.timestamp())
+        else:
+            if pd.isna(stamp):  # "", "nat" and "NaT" parse to NaT, which has no epoch seconds
+                raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601")
+            if stamp.tzinfo is None:
+                stamp = stamp.tz_localize("UTC")
+            when = float(stamp.timestamp())
     if when > _time.time() + MAX_FUTURE_S:
         raise DataError(
             f"time {value!r} is more than {MAX_FUTURE_S / 3600:.0f} h ahead of the clock; "
             "send the time the interaction happened"
         )
     return when
+
+
+def _iso_seconds(text: str, value: Any) -> float:
+    """Epoch seconds of an ISO 8601 ``text`` that pandas could not hold (naive = UTC)."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise DataError(f"time {value!r} is not a time; use epoch seconds or ISO 8601") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _cf_user(

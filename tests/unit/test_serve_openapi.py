@@ -19,30 +19,31 @@ ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 # What each operation must declare beyond its success status (the fuzzer holds answers to these).
 JSON_ROUTE = {400, 401, 403, 404, 413, 415, 422, 429, 503}  # a JSON body, the key's rate, a named thing
 EXPECTED = {
+    # 413 and 415 on every operation: the body-size and Content-Encoding checks run before any route
     ("post", "/v1/models/{name}/predict"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
-    ("get", "/v1/models"): {401, 403, 503},
-    ("get", "/v1/models/{name}"): {401, 403, 404, 422, 503},
+    ("get", "/v1/models"): {401, 403, 413, 415, 503},
+    ("get", "/v1/models/{name}"): {401, 403, 404, 413, 415, 422, 503},
     ("post", "/v1/models/{name}/versions"): {400, 401, 403, 404, 409, 413, 415, 422, 503},
     ("post", "/v1/models/{name}/activate"): {400, 401, 403, 404, 409, 413, 415, 422, 503},
-    ("delete", "/v1/models/{name}/versions/{version}"): {401, 403, 404, 409, 422, 503},
-    ("get", "/v1/keys"): {401, 403, 503},
+    ("delete", "/v1/models/{name}/versions/{version}"): {401, 403, 404, 409, 413, 415, 422, 503},
+    ("get", "/v1/keys"): {401, 403, 413, 415, 503},
     ("post", "/v1/keys"): {400, 401, 403, 409, 413, 415, 422, 503},
-    ("delete", "/v1/keys/{name}"): {401, 403, 404, 422, 503},
-    ("get", "/v1/usage"): {401, 403, 422, 429, 503},  # 429: the key's rate applies to it
+    ("delete", "/v1/keys/{name}"): {401, 403, 404, 413, 415, 422, 503},
+    ("get", "/v1/usage"): {401, 403, 413, 415, 422, 429, 503},  # 429: the key's rate applies to it
     # 429 on the apps' listings too: every app route takes the key's rate
-    ("get", "/v1/apps/support"): {401, 403, 429, 503},
+    ("get", "/v1/apps/support"): {401, 403, 413, 415, 429, 503},
     ("post", "/v1/apps/support/{bot}/messages"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
     # 429 on the ticket routes and the monitor reads: they take the key's rate first, as predict does
-    ("get", "/v1/apps/support/tickets"): {401, 403, 422, 429, 503},
-    ("get", "/v1/apps/support/tickets/{ticket_id}"): {401, 403, 404, 422, 429, 503},
+    ("get", "/v1/apps/support/tickets"): {401, 403, 413, 415, 422, 429, 503},
+    ("get", "/v1/apps/support/tickets/{ticket_id}"): {401, 403, 404, 413, 415, 422, 429, 503},
     ("post", "/v1/apps/support/tickets/{ticket_id}/claim"): {*JSON_ROUTE, 409},
     ("post", "/v1/apps/support/tickets/{ticket_id}/resolve"): {*JSON_ROUTE, 409},
-    ("get", "/v1/apps/monitor"): {401, 403, 429, 503},
+    ("get", "/v1/apps/monitor"): {401, 403, 413, 415, 429, 503},
     ("post", "/v1/apps/monitor/{name}/documents"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
-    ("get", "/v1/apps/monitor/{name}/trend"): {401, 403, 404, 422, 429, 503},
-    ("get", "/v1/apps/monitor/{name}/alerts"): {401, 403, 404, 422, 429, 503},
-    ("get", "/v1/apps/recommend"): {401, 403, 429, 503},
-    ("get", "/v1/apps/recommend/{name}/users/{user_id}"): {401, 403, 404, 422, 429, 503},
+    ("get", "/v1/apps/monitor/{name}/trend"): {401, 403, 404, 413, 415, 422, 429, 503},
+    ("get", "/v1/apps/monitor/{name}/alerts"): {401, 403, 404, 413, 415, 422, 429, 503},
+    ("get", "/v1/apps/recommend"): {401, 403, 413, 415, 429, 503},
+    ("get", "/v1/apps/recommend/{name}/users/{user_id}"): {401, 403, 404, 413, 415, 422, 429, 503},
     ("post", "/v1/apps/recommend/{name}/items"): {400, 401, 403, 404, 409, 413, 415, 422, 429, 503},
     ("post", "/v1/apps/recommend/{name}/events"): {400, 401, 403, 404, 413, 415, 422, 429, 503},
 }

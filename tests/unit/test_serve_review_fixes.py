@@ -68,22 +68,22 @@ def test_a_request_larger_than_the_whole_quota_is_413_without_retry_after(api: A
     assert api.predict({"texts": ["a", "b", "c"]}, token).status_code == 200
 
 
-def test_a_trailing_slash_redirect_writes_no_usage_row(api: App) -> None:
+def test_a_trailing_slash_writes_no_usage_row(api: App) -> None:
     """/predict/ answered 307 with a usage row, and the followed request wrote a second one."""
     before = len(api.access.store.usage())
     r = api.client.post("/v1/models/topics/predict/", json={"texts": ["a"]}, headers=api.headers(api.token),
                         follow_redirects=False)  # fmt: skip
-    assert r.status_code == 307
+    assert r.status_code == 404
     assert len(api.access.store.usage()) == before
 
 
-def test_a_trailing_slash_redirect_is_no_keyless_refusal(api: App, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_trailing_slash_is_no_keyless_refusal(api: App, caplog: pytest.LogCaptureFixture) -> None:
     """A valid key's /predict/ (a 307 before any key is read) was counted in
     tunelab_refused_requests_total{reason="unauthenticated"} and logged as a refusal without a key."""
     with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
         r = api.client.post("/v1/models/topics/predict/", json={"texts": ["a"]},
                             headers=api.headers(api.token), follow_redirects=False)  # fmt: skip
-    assert r.status_code == 307
+    assert r.status_code == 404
     metrics = api.client.get("/metrics", headers=api.headers(api.admin)).text
     assert 'tunelab_refused_requests_total{reason="unauthenticated"} 0.0' in metrics
     assert not [rec for rec in caplog.records if "without a valid key" in rec.getMessage()]

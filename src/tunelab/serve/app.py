@@ -32,6 +32,7 @@ from tunelab.serve.observe import ObserveMiddleware
 from tunelab.serve.recommenders import RecommenderRegistry
 from tunelab.serve.registry import ModelRegistry
 from tunelab.serve.request_limits import BodySizeLimit
+from tunelab.serve.responses import EVERY_OPERATION
 from tunelab.serve.routes import health, keys, models, monitor, predict, recommend, support, usage
 from tunelab.serve.settings import ServeSettings
 
@@ -175,6 +176,11 @@ def create_app(
         lifespan=lifespan,
         static_url=DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        # /predict/ is the JSON 404 naming /predict, not Starlette's 307: its Location is built from
+        # the request's scheme (http:// behind a TLS proxy on another host), and a 307 re-sends the
+        # POST body, key and all, to it.
+        redirect_slashes=False,
+        responses=EVERY_OPERATION,  # 413 and 415 (middleware around every route), declared once
     )
     app.state.tunelab = state
     install_error_handlers(app)

@@ -171,7 +171,8 @@ class KeyCheck:
     key's caller goes on in the scope, where the route's dependency takes it instead of checking
     the key again. Inside ``BodySizeLimit``: a body declared over --max-body is still a 413 before
     anything else. ``--no-auth`` lets a request without a key through to ``MaybeCaller`` routes as
-    before; a request the router answers itself (404, 405, a redirect) is left to it.
+    before; a request the router answers itself (404, 405, a path with a trailing slash's 404) is
+    left to it.
     """
 
     def __init__(self, app: ASGIApp, *, state: ServeState) -> None:

@@ -27,6 +27,7 @@ from tunelab.errors import ConfigError, TunelabError
 from tunelab.serve.context import request_context
 from tunelab.serve.disconnect import CLIENT_CLOSED
 from tunelab.serve.model_roots import ModelPathForbiddenError
+from tunelab.serve.observe import ROUTE_SCOPE_KEY, allowed_methods
 from tunelab.serve.registry import ModelNotServedError, ModelStateError
 from tunelab.serve.request_limits import RequestLimitError
 
@@ -101,14 +102,15 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
         position = bad_json["loc"][-1] if bad_json.get("loc") else "?"
         reason = bad_json.get("ctx", {}).get("error", "JSON decode error")
         return error_response(400, "malformed_json", f"malformed JSON at character {position}: {reason}")
-    content_type = request.headers.get("content-type", "")
-    if (
-        content_type
-        and "json" not in content_type
-        and any(tuple(e.get("loc", ())) == ("body",) for e in errors)
+    content_type = request.headers.get("content-type", "").strip()
+    if not _json_media_type(content_type) and any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors
     ):
-        # e.g. curl -d without -H: the body was never read as JSON, so it is not a schema problem.
-        message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type!r})"
+        # e.g. curl -d without -H, requests' data=json.dumps(...) (no Content-Type at all) or
+        # text/json: a body was sent but FastAPI never read it as JSON, so it is no schema problem.
+        # (No body at all is the "missing" error: a 422 "Field required".)
+        got = f"got {content_type!r}" if content_type else "no Content-Type sent"
+        message = f"send the body as JSON with 'Content-Type: application/json' ({got})"
         return error_response(415, "unsupported_media_type", message)
     # The first MAX_DETAILS only: a body of 10,000 wrong items made a 1 MB answer of 10,000 errors.
     details = [
@@ -119,6 +121,13 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     message = f"{location(first['loc']) or 'request'}: {first['msg']}{more}"
     return error_response(422, "invalid_request", message, details=details)
+
+
+def _json_media_type(content_type: str) -> bool:
+    """``application/json`` or ``application/*+json`` (parameters and case aside): what FastAPI
+    parses as JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def _access(request: Request, exc: Any) -> JSONResponse:
@@ -195,10 +204,23 @@ async def _tunelab(request: Request, exc: TunelabError) -> JSONResponse:
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:
     code = getattr(exc, "code", None) or HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and message == "Not Found":
-        message = f"no route {request.method} {request.url.path} (see /docs)"
+        path = request.url.path
+        found = request.scope.get(ROUTE_SCOPE_KEY)
+        # The app does not redirect /predict/ to /predict (redirect_slashes=False: its Location
+        # was built from the request's scheme, http:// behind a TLS proxy, and a 307 re-sends the
+        # body there); the 404 names the path that has a route instead.
+        slash = found is not None and found.redirect
+        hint = f"without the trailing slash: {path.rstrip('/')}; " if slash else ""
+        message = f"no route {request.method} {path} ({hint}see /docs)"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+        # Every method the path is served with (RFC 9110): Starlette names only the first route that
+        # matches the path, so PATCH /v1/keys said "Allow: POST" though GET /v1/keys is served too.
+        allowed = allowed_methods(request.scope)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
     elif exc.status_code == 400 and isinstance(exc.__cause__, ClientDisconnect):
         # The client left while sending its body: no JSON to blame (nobody reads this answer;
         # its usage row says 499, as when it leaves while the model runs).
@@ -209,7 +231,7 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         # UTF-8, or nesting past the parser's depth. Said as the malformed JSON it is.
         code = "malformed_json"
         message = "malformed JSON: the body is not UTF-8 text, or is nested too deeply; send UTF-8 JSON"
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -197,7 +197,7 @@ class RouteMatch:
     entry: RouteEntry
     full: bool  # the method is one the route answers (False: the router answers 405)
     params: dict[str, str]  # the path parameters as the route's regex matched them
-    redirect: bool = False  # only the path without its trailing slash matched: the router redirects
+    redirect: bool = False  # only the path without its trailing slash matched: the router's 404
 
 
 class RouteTable:
@@ -229,7 +229,7 @@ class RouteTable:
     def match(self, path: str, method: str) -> RouteMatch | None:
         """The route ``path`` leads to: the first that matches with ``method``, else the first that
         matches at all (the router's 405), else the one the path leads to without its trailing
-        slash (the router's redirect), else None."""
+        slash (``redirect``: the router answers 404, as the app does not redirect), else None."""
         found = self._match(path, method)
         if found is None and path != "/" and path.endswith("/"):
             found = self._match(path.rstrip("/"), method)
@@ -258,6 +258,18 @@ def route_match(scope: Scope) -> RouteMatch | None:
     return scope[ROUTE_SCOPE_KEY]
 
 
+def allowed_methods(scope: Scope) -> list[str]:
+    """Every method some route of the app serves the request's path with, sorted: a 405's ``Allow``
+    (the router names only the first route whose path matches, and two routes may share a path)."""
+    table = RouteTable.of(scope.get("app"))
+    path = _route_path(scope)
+    methods: set[str] = set()
+    for entry in table.entries if table is not None else ():
+        if entry.methods and entry.regex.match(path):
+            methods |= entry.methods
+    return sorted(methods)
+
+
 def _route_path(scope: Scope) -> str:
     """The path the router matches: ``scope["path"]`` less ``root_path`` (as Starlette's own)."""
     path: str = scope["path"]
@@ -284,7 +296,10 @@ class ObserveMiddleware:
         ctx = RequestContext()
         scope[SCOPE_KEY] = ctx
         found = route_match(scope)
-        metered = METERED_ROUTES.get(found.entry.template) if found is not None else None
+        # A path that only its form without the trailing slash routes is the router's 404 (the app
+        # does not redirect): no request to the route, so nothing to meter.
+        routed = found is not None and not found.redirect
+        metered = METERED_ROUTES.get(found.entry.template) if found is not None and routed else None
         match = metered is not None
         if found is not None and metered is not None:
             ctx.app, param = metered
@@ -460,9 +475,11 @@ class ObserveMiddleware:
         # A keyless route (/readyz, /healthz, /docs) refuses no key: its 503 while the database is
         # down was logged as "refused requests without a valid key".
         refusable = unauthenticated and not self._keyless(scope)
-        # A redirect (/predict/ -> /predict) is answered before any key is read: it is no refusal
-        # (a valid key's was counted as "unauthenticated"), and the request it leads to is counted.
-        redirect = 300 <= status < 400
+        # A redirect, or the 404 of a path with a trailing slash that has a route without it
+        # (/predict/), is answered before any key is read: it is no refusal (a valid key's was
+        # counted as "unauthenticated"), and its client is told the path to send instead.
+        found = scope.get(ROUTE_SCOPE_KEY)
+        redirect = 300 <= status < 400 or (found is not None and found.redirect)
         if refusable and ctx.auth_tried and ctx.refusal is None and status == 503:
             # The key look-up itself failed (the store's 503): the key may be valid, so no refusal
             # of it, but still counted by reason alone, as a request without a valid key costs.
@@ -476,7 +493,7 @@ class ObserveMiddleware:
             self.state.metrics.observe_refusal(reason)
             self.refusal_log.refused(reason, scope["method"], scope["path"], status, ctx.request_id)
             return
-        if refusable and status >= 400:
+        if refusable and status >= 400 and not redirect:
             # Answered before the key was read (an unknown route, a bad body, a wrong method): the
             # same one line per interval as the refusals above, not one line per request.
             self.refusal_log.refused(
@@ -484,7 +501,7 @@ class ObserveMiddleware:
             )
             return
         if redirect:
-            pass  # no predict or app series: the request it leads to is the one observed
+            pass  # no predict or app series: it reached no route (a redirect's is observed where it leads)
         elif ctx.app is not None:
             bot, _ = self._model_labels(ctx)
             kind = ctx.outcome if ctx.outcome in APP_REPLY_KINDS else None
@@ -584,11 +601,13 @@ def _error(code: str, message: str, ctx: RequestContext) -> dict[str, Any]:
 __all__ = [
     "CALLER_SCOPE_KEY",
     "METERED_ROUTES",
+    "ROUTE_SCOPE_KEY",
     "LookupFailureLog",
     "ObserveMiddleware",
     "RateLimitedLog",
     "RefusalLog",
     "RouteMatch",
     "RouteTable",
+    "allowed_methods",
     "route_match",
 ]

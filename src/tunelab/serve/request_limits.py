@@ -2,8 +2,11 @@
 
 The body limit is pure ASGI middleware so it holds for every route and never buffers more than
 the limit: a ``Content-Length`` over it is refused before a byte is read, and a chunked body is
-counted as it streams in. The per-text limits depend on the server's settings, so the predict
-route checks them after the schema (messages name the setting, its value and the offending text).
+counted as it streams in. A body sent compressed (a ``Content-Encoding`` other than ``identity``)
+is refused there too, with a 415: nothing here decompresses, and gzip bytes read as JSON were a
+misleading 400 "not UTF-8" while ``br`` on a plain body passed as if it meant nothing. The
+per-text limits depend on the server's settings, so the predict route checks them after the
+schema (messages name the setting, its value and the offending text).
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: at most ``max_bytes`` of request body, else 413 naming the limit."""
+    """Pure ASGI middleware: at most ``max_bytes`` of request body, else 413 naming the limit; a
+    ``Content-Encoding`` other than ``identity``, a 415 naming it."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -104,6 +108,11 @@ class BodySizeLimit:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send)
+            return
+        encoding = _content_encoding(scope)
+        if encoding is not None:
+            message = f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed"
+            await _refuse(scope, receive, send, 415, "unsupported_media_type", message)
             return
         seen = 0
 
@@ -132,9 +141,26 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = BodyTooLarge(self.max_bytes)
-        body = {"error": {"code": error.code, "message": error.detail}}
-        # Connection: close, since the rest of the body is left unread.
-        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+        await _refuse(scope, receive, send, 413, error.code, error.detail)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
+    body = {"error": {"code": code, "message": message}}
+    # Connection: close, since the rest of the body is left unread.
+    await JSONResponse(body, status_code=status, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _content_encoding(scope: Scope) -> str | None:
+    """The request's ``Content-Encoding`` when it says the body is encoded (anything but ``identity``,
+    in any of the header's lines), cut to 40 characters for the message; None when it does not."""
+    for name, value in scope.get("headers", ()):
+        if name != b"content-encoding":
+            continue
+        text = value.decode("latin-1")
+        if any(part.strip().lower() not in ("", "identity") for part in text.split(",")):
+            text = text.strip()
+            return text if len(text) <= 40 else text[:37] + "..."
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -20,7 +20,7 @@ DESCRIPTIONS = {
     404: "unknown model, version or key",
     409: "conflicts with the current state (the active version, a key name in use)",
     413: "body over the server's --max-body, or more texts than --max-texts",
-    415: "body not sent as JSON (send Content-Type: application/json)",
+    415: "body not sent as JSON (send Content-Type: application/json), or sent compressed (Content-Encoding)",
     422: "invalid body or parameters; `details` lists each field",
     429: "rate limit or quota reached (see Retry-After)",
     503: "the key and usage database is unreachable, or usage could not be recorded; try again",
@@ -64,4 +64,15 @@ def error_responses(*statuses: int, **described: str) -> dict[int | str, dict[st
     return out
 
 
-__all__ = ["AUTH", "DESCRIPTIONS", "JSON_BODY", "error_responses"]
+# What any operation can answer before its route runs, whatever it reads: the body-size limit and
+# the Content-Encoding check are middleware around every route (GET /healthz with a large body is
+# a 413 too). ``create_app`` declares these for every operation; an operation's own declaration of
+# the same status (JSON_BODY's, with its own description) is kept.
+EVERY_OPERATION = error_responses(
+    413,
+    415,
+    s413="body over the server's --max-body",
+    s415="body sent compressed (a Content-Encoding other than identity): send it uncompressed",
+)
+
+__all__ = ["AUTH", "DESCRIPTIONS", "EVERY_OPERATION", "JSON_BODY", "error_responses"]

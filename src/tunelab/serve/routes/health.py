@@ -1,5 +1,9 @@
 """``/healthz`` (the process answers), ``/readyz`` (models loaded, database reachable), ``/metrics``
-(admin key; ``--metrics-port`` serves it without one on a separate listener)."""
+(admin key; ``--metrics-port`` serves it without one on a separate listener).
+
+The probes also answer ``HEAD`` (the GET's status, no body), which load balancers and uptime
+checks send; those operations stay out of the OpenAPI schema, where they would only repeat the GET.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,12 @@ router = APIRouter(tags=["health"])
 async def healthz() -> Health:
     """Liveness: 200 whenever the event loop answers."""
     return Health(status="ok")
+
+
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    """Liveness for a HEAD probe: 200, no body."""
+    return Response(status_code=200)
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
@@ -46,6 +56,13 @@ async def readyz(state: State) -> Response:
     ready = bool(names or state.bots or state.monitors or state.recommenders) and checks["database"] == "ok"
     body = Health(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.head("/readyz", include_in_schema=False)
+async def readyz_head(state: State) -> Response:
+    """Readiness for a HEAD probe: the status GET /readyz answers (200 or 503), no body."""
+    answer = await readyz(state)
+    return Response(status_code=answer.status_code)
 
 
 @router.get("/metrics", response_class=Response, responses=error_responses(*AUTH))

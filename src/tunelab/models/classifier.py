@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,31 @@ def detect_pooling(path: Path) -> str:
     return "cls"
 
 
+# torch's CPU generator, numpy's and Python's global streams are one per process, not per thread.
+# Two runs training at once in threads drew each other's dropout masks, and a load in another thread
+# (which seeds and then puts back the stream) rewound a run's: the same config and seed trained
+# another model each time. So the code that seeds or restores them (a run, a load, merge, ensemble)
+# runs one at a time in a process; re-entrant, as a run loads its base and teachers inside its own
+# hold. Predicting draws nothing and takes no lock.
+_GLOBAL_RNG_LOCK = threading.RLock()
+_log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def holding_global_rng() -> Iterator[None]:
+    """Hold the process's random streams: wait for another thread's run, load, merge or ensemble."""
+    if not _GLOBAL_RNG_LOCK.acquire(blocking=False):
+        _log.info(
+            "waiting for a training or load in another thread to finish: torch's random stream is one "
+            "per process (train in another process to go on meanwhile)"
+        )
+        _GLOBAL_RNG_LOCK.acquire()
+    try:
+        yield
+    finally:
+        _GLOBAL_RNG_LOCK.release()
+
+
 @contextlib.contextmanager
 def keeping_global_rng() -> Iterator[None]:
     """Run the body, then put the process's random streams back as they were: torch's CPU generator
@@ -102,14 +129,15 @@ def keeping_global_rng() -> Iterator[None]:
     CUDA's generators are kept only once CUDA is initialised: reading them would otherwise start a
     CUDA context on every device for a CPU run.
     """
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+    with holding_global_rng():
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def _load_encoder(path: Path) -> nn.Module:
@@ -126,7 +154,7 @@ def _load_encoder(path: Path) -> nn.Module:
     # is the same model. Unseeded, an adapter run with cls pooling and no trained pooler (its
     # weights not saved) predicted differently at each load, and two runs of one seed started apart.
     try:
-        with quiet(), no_progress_bars(), torch.random.fork_rng(devices=[]):
+        with quiet(), no_progress_bars(), holding_global_rng(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             return AutoModel.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:

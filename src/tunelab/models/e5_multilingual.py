@@ -339,7 +339,9 @@ def convert(weights: Path, tokenizer_json: Path, out: Path) -> None:
 
     # The pooler is not in the file (e5 mean-pools); it is initialised from a fixed seed so the
     # folder is the same on every machine, and `pooling: cls` users start from the same weights.
-    with torch.random.fork_rng(devices=[]):
+    from tunelab.models.classifier import holding_global_rng  # lazy: it imports transformers
+
+    with holding_global_rng(), torch.random.fork_rng(devices=[]):  # one seeder at a time: see there
         torch.manual_seed(0)
         model = BertModel(config)
     missing, unexpected = model.load_state_dict(

@@ -149,6 +149,22 @@ def path_exists(path: Path) -> bool:
         return False
 
 
+def locale_cannot_name(path: str | Path) -> str | None:
+    """Why the OS cannot even be asked for ``path`` (a non-ASCII name under ``LC_ALL=C`` with
+    Python's UTF-8 mode off), in words; None when it can.
+
+    pathlib answers "not there" for such a name, so a file that was there was "not found".
+    """
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return (
+            f"a name this locale's encoding ({sys.getfilesystemencoding()}) cannot hold: set a UTF-8 "
+            "locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
+        )
+    return None
+
+
 def not_a_file(path: Path, kind: str = "file") -> str | None:
     """Why ``path``, which is there, cannot be read as a ``kind`` ("data file"), in words; None for a
     regular file (or a link to one) and for a path that is not there (each caller says "not found"
@@ -157,15 +173,9 @@ def not_a_file(path: Path, kind: str = "file") -> str | None:
     A folder, or a FIFO, a process substitution (``<(cat test.csv)``, ``/dev/fd/63``), a device or
     a socket: readers tested ``is_file()`` alone and called all of them "file not found".
     """
-    try:
-        os.fsencode(path)
-    except UnicodeEncodeError:
-        # LC_ALL=C with Python's UTF-8 mode off: the OS cannot even be asked for a non-ASCII name,
-        # and pathlib answers "not there" (it was "file not found" for a file that is there)
-        return (
-            f"a name this locale's encoding ({sys.getfilesystemencoding()}) cannot hold: set a UTF-8 "
-            "locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
-        )
+    unnamed = locale_cannot_name(path)
+    if unnamed is not None:
+        return unnamed
     if path.is_file():
         return None
     if path.is_dir():

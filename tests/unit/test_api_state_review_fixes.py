@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +157,13 @@ def test_a_float_batch_size_built_in_python_trains(tiny_bert: Path, train_csv: P
 
 
 def test_the_evaluation_lines_go_to_stderr_not_stdout(
-    tiny_bert: Path, train_csv: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tiny_bert: Path, train_csv: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the bar is drawn on a terminal only
     tunelab.train(_tiny_config(tiny_bert, train_csv, tmp_path, "shown"), show_progress=True)
     out, err = capfd.readouterr()
     assert out == ""
+    assert "\r" in err  # the bar was drawn beside the lines
     # one epoch, one evaluation at its end: 54 training rows (60 less the 10% dev split) in 7 batches;
     # the bar's redraws end in \r, the line in \n
     lines = [line for line in re.split(r"[\r\n]", err) if line.startswith("dev step")]

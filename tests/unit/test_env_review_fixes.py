@@ -148,3 +148,69 @@ def test_a_training_on_a_terminal_draws_its_progress_bar(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     err = _train_stderr(tiny_bert, tiny_overrides, labelled_csvs, tmp_path / "b", capsys)
     assert "train:" in err and "100%" in err, err
+
+
+def _python_in_ascii_locale(
+    code: str, cwd: Path, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in _ascii_locale_env().items() if k != "PYTHONIOENCODING"}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, input=stdin, capture_output=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("kind", ["recommender items", "monitor follow"])
+def test_an_app_file_named_in_a_config_under_an_ascii_locale_is_not_called_missing(
+    kind: str, tmp_path: Path
+) -> None:
+    """The recommender said "items file not found" and the monitor "does not exist" of a file there."""
+    there = tmp_path / "itéms.csv"
+    there.write_text("item_id,title\n1,a\n", encoding="utf-8")
+    code = {
+        "recommender items": "from tunelab.apps.recommend.data import read_table\n"
+        "    read_table(P, 'csv', 'items')",
+        "monitor follow": "from tunelab.apps.monitor.config import Source\n"
+        "    Source('follow', P).check('sources[0]')",
+    }[kind]
+    # the name as a config file (UTF-8 YAML) gives it: text, which this locale cannot encode
+    prelude = f"from pathlib import Path; P = Path({str(there)!a})\n"
+    done = _python_in_ascii_locale(
+        prelude + "try:\n    " + code + "\nexcept Exception as e: print(ascii(str(e)))", tmp_path
+    )
+    said = done.stdout.decode("ascii", "backslashreplace")
+    assert done.returncode == 0, done.stderr
+    assert "not found" not in said and "does not exist" not in said, said
+    assert "locale's encoding (ascii)" in said and LOCALE_FIX in said, said
+
+
+def test_a_chat_message_under_an_ascii_locale_blames_the_locale_not_the_text(tmp_path: Path) -> None:
+    """A valid "café" typed into `app support chat` was "not valid Unicode ... fix the text"."""
+    from tunelab.cli import app_cmd
+
+    code = (
+        "import sys; from tunelab.cli.app_cmd import _outside_stdin_locale as f; "
+        "line = sys.stdin.readline().rstrip('\\n'); print(f(line)); print(f('plain ascii'))"
+    )
+    done = _python_in_ascii_locale(code, tmp_path, stdin="pizza café\n".encode())
+    first, second = done.stdout.decode("ascii", "backslashreplace").splitlines()
+    assert "standard input's encoding (ascii) cannot read this message" in first and LOCALE_FIX in first
+    assert second == "None"
+    assert app_cmd._outside_stdin_locale("pizza café") is None  # this process reads UTF-8
+
+
+def test_an_export_with_stderr_redirected_draws_no_progress_bar(
+    tiny_bert: Path, tiny_overrides, labelled_csvs: tuple[Path, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`tunelab export ... 2> log` got the bar's carriage-return frames; a terminal still gets them."""
+    train, test = labelled_csvs
+    run = tunelab.train(
+        None,
+        overrides=tiny_overrides(tiny_bert, train, test, tmp_path, "name=r", epochs=1),
+        show_progress=False,
+    ).run_dir
+    capsys.readouterr()
+    tunelab.export(run, format="onnx", output=tmp_path / "a", max_drop=100, show_progress=True)
+    assert "\r" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    tunelab.export(run, format="onnx", output=tmp_path / "b", max_drop=100, show_progress=True)
+    assert "export: " in capsys.readouterr().err

@@ -218,3 +218,15 @@ def test_a_large_body_on_healthz_is_the_declared_413(tmp_path: Path) -> None:
         assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
     finally:
         next(small, None)
+
+
+def test_a_keyed_request_answered_before_its_key_is_read_is_not_said_to_have_none(
+    api: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid key's compressed GET /v1/models was logged as one of the "refused requests without a
+    valid key": answered before the key is read, the log cannot know the key, and says so."""
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        r = api.client.get("/v1/models", headers={**api.headers(api.token), "Content-Encoding": "gzip"})
+    assert r.status_code == 415
+    lines = [rec.getMessage() for rec in caplog.records if "status 415=1" in rec.getMessage()]
+    assert len(lines) == 1 and "answered before the key was read" in lines[0], lines

@@ -8,6 +8,7 @@ A thin layer over ``tunelab.apps.support``: parse, call, print. ``export-feedbac
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import io
 import json
@@ -294,6 +295,10 @@ def run_chat(args: argparse.Namespace) -> int:
             continue
         if not command:
             continue
+        outside = _outside_stdin_locale(text)
+        if outside is not None:
+            print(f"error: {outside}")
+            continue
         try:
             reply = bot.reply(text, history)
         except DataError as exc:
@@ -302,6 +307,23 @@ def run_chat(args: argparse.Namespace) -> int:
         history = [*history, text][-10:]
         print(f"bot> {reply.reply}")
         print(f"     [{_chat_tag(reply)}]")
+
+
+def _outside_stdin_locale(text: str) -> str | None:
+    """The line for a message stdin's locale could not decode (``LC_ALL=C`` with Python's UTF-8
+    mode off reads "café" as lone surrogates); None otherwise. The bot said "not valid Unicode ...
+    fix the text" of a text that was valid UTF-8: the locale is what to fix."""
+    encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    if utf8 or not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return None
+    return (
+        f"standard input's encoding ({encoding}) cannot read this message: set a UTF-8 locale "
+        "(e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
+    )
 
 
 def _undecodable_as_surrogates() -> None:

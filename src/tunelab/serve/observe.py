@@ -149,9 +149,11 @@ def loggable_path(path: str) -> str:
 
 
 class RefusalLog(RateLimitedLog):
-    """Logs requests refused for want of a valid key, at most one line per ``interval_s``."""
+    """Logs requests refused for want of a valid key, and those answered before their key was read
+    (an unknown route, a wrong method, a body too large or compressed: the key, if any, is unknown
+    then), at most one line per ``interval_s``."""
 
-    what = "refused requests without a valid key"
+    what = "refused requests without a valid key, or answered before the key was read"
 
     def refused(self, reason: str, method: str, path: str, status: int, request_id: str) -> None:
         due = self._due(reason)

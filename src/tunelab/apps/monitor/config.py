@@ -48,6 +48,7 @@ from tunelab.apps.monitor.classify import OTHER_TOPIC, Topic
 from tunelab.apps.monitor.detector import METHODS, DetectorSettings
 from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.apps.yaml_config import read_yaml_config
+from tunelab.atomic import locale_cannot_name
 from tunelab.errors import ConfigError
 from tunelab.serve.inputs import is_http_url
 from tunelab.yaml_names import bool_as_written, number_as_written
@@ -131,6 +132,9 @@ class Source:
         """Raise ``ConfigError`` when the path does not exist, is the wrong kind of thing or (with
         ``readable``) cannot be read by this process (found now, in one line, not as warnings once it
         runs)."""
+        unnamed = locale_cannot_name(self.path)
+        if unnamed is not None:  # pathlib says "not there" of a name the OS cannot be asked for
+            raise ConfigError(f"{where}.{self.kind}: {self.path}: {unnamed}")
         if self.kind == "follow" and not self.path.is_file():
             what = "is a folder: use directory:" if self.path.is_dir() else "does not exist"
             raise ConfigError(

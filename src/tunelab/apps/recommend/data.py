@@ -22,6 +22,7 @@ import pandas as pd
 
 from tunelab.apps.recommend.cells import is_blank, text_or_blank
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
+from tunelab.atomic import not_a_file
 from tunelab.data.scripts import has_visible_text
 from tunelab.errors import DataError
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX, check_epoch_number
@@ -91,7 +92,8 @@ def read_table(path: str | Path, fmt: str, what: str) -> tuple[pd.DataFrame, lis
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: {what} file not found")
+        # not_a_file: a folder, a pipe, or a name this locale cannot encode (that file is there)
+        raise DataError(f"{p}: {not_a_file(p, f'{what} file') or f'{what} file not found'}")
     try:
         if fmt == "csv":
             frame = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")

@@ -214,3 +214,17 @@ def test_an_export_with_stderr_redirected_draws_no_progress_bar(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     tunelab.export(run, format="onnx", output=tmp_path / "b", max_drop=100, show_progress=True)
     assert "export: " in capsys.readouterr().err
+
+
+def test_a_merge_with_stderr_redirected_draws_no_progress_bar(
+    tiny_bert: Path, tiny_overrides, labelled_csvs: tuple[Path, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    train, test = labelled_csvs
+    overrides = tiny_overrides(tiny_bert, train, test, tmp_path, "name=r", "method=lora", epochs=1)
+    run = tunelab.train(None, overrides=overrides, show_progress=False).run_dir
+    capsys.readouterr()
+    tunelab.merge(run, output=tmp_path / "a", show_progress=True)
+    assert "\r" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    tunelab.merge(run, output=tmp_path / "b", show_progress=True)
+    assert "merge: " in capsys.readouterr().err

@@ -6,6 +6,7 @@ Windows when source and target are on the same file system, which a sibling temp
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import errno
@@ -149,6 +150,23 @@ def path_exists(path: Path) -> bool:
         return False
 
 
+# What to do when the locale cannot hold a name or a text (said by every place that finds it)
+LOCALE_FIX = "set a UTF-8 locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
+
+
+def is_utf8_codec(encoding: str | None) -> bool:
+    """Whether ``encoding`` (a stream's, the file system's) is UTF-8 under any of its names."""
+    try:
+        return bool(encoding) and codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
+
+
+def holds_undecoded_bytes(text: str) -> bool:
+    """Whether ``text`` carries bytes its decoder could not read (surrogateescape's lone surrogates)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def locale_cannot_name(path: str | Path) -> str | None:
     """Why the OS cannot even be asked for ``path`` (a non-ASCII name under ``LC_ALL=C`` with
     Python's UTF-8 mode off), in words; None when it can.
@@ -158,10 +176,7 @@ def locale_cannot_name(path: str | Path) -> str | None:
     try:
         os.fsencode(path)
     except UnicodeEncodeError:
-        return (
-            f"a name this locale's encoding ({sys.getfilesystemencoding()}) cannot hold: set a UTF-8 "
-            "locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
-        )
+        return f"a name this locale's encoding ({sys.getfilesystemencoding()}) cannot hold: {LOCALE_FIX}"
     return None
 
 

@@ -8,7 +8,6 @@ A thin layer over ``tunelab.apps.support``: parse, call, print. ``export-feedbac
 from __future__ import annotations
 
 import argparse
-import codecs
 import contextlib
 import io
 import json
@@ -313,17 +312,12 @@ def _outside_stdin_locale(text: str) -> str | None:
     """The line for a message stdin's locale could not decode (``LC_ALL=C`` with Python's UTF-8
     mode off reads "café" as lone surrogates); None otherwise. The bot said "not valid Unicode ...
     fix the text" of a text that was valid UTF-8: the locale is what to fix."""
+    from tunelab.atomic import LOCALE_FIX, holds_undecoded_bytes, is_utf8_codec
+
     encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
-    try:
-        utf8 = codecs.lookup(encoding).name == "utf-8"
-    except LookupError:
-        utf8 = False
-    if utf8 or not any("\udc80" <= ch <= "\udcff" for ch in text):
+    if is_utf8_codec(encoding) or not holds_undecoded_bytes(text):
         return None
-    return (
-        f"standard input's encoding ({encoding}) cannot read this message: set a UTF-8 locale "
-        "(e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
-    )
+    return f"standard input's encoding ({encoding}) cannot read this message: {LOCALE_FIX}"
 
 
 def _undecodable_as_surrogates() -> None:

@@ -200,17 +200,6 @@ def _stdout_encoding_line(exc: UnicodeEncodeError) -> str:
     )
 
 
-def _locale_is_utf8() -> bool:
-    """Whether file names and arguments are read as UTF-8 (Python's UTF-8 mode or a UTF-8 locale)."""
-    try:
-        return codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
-    except LookupError:
-        return False
-
-
-_LOCALE_FIX = "set a UTF-8 locale (e.g. LANG=C.UTF-8) or PYTHONUTF8=1 and run again"
-
-
 def _argument_outside_locale(argv: Sequence[str]) -> str | None:
     """The line for an argument this locale could not decode; None when every one is text.
 
@@ -219,14 +208,16 @@ def _argument_outside_locale(argv: Sequence[str]) -> str | None:
     Unicode ... fix the text", and a path failed half-way through a run (a ``.partial`` folder
     left). Said before anything runs, naming the locale, which is what to fix.
     """
-    if _locale_is_utf8():
+    from tunelab.atomic import LOCALE_FIX, holds_undecoded_bytes, is_utf8_codec
+
+    if is_utf8_codec(sys.getfilesystemencoding()):
         return None
     for position, arg in enumerate(argv, start=1):
-        if any("\udc80" <= ch <= "\udcff" for ch in arg):
+        if holds_undecoded_bytes(arg):
             shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
             return (
                 f"argument {position} ({shown!r}) is not in this locale's encoding "
-                f"({sys.getfilesystemencoding()}): {_LOCALE_FIX}"
+                f"({sys.getfilesystemencoding()}): {LOCALE_FIX}"
             )
     return None
 
@@ -234,11 +225,13 @@ def _argument_outside_locale(argv: Sequence[str]) -> str | None:
 def _locale_line(exc: BaseException) -> str | None:
     """The line for a non-ASCII path or text this locale cannot encode (a run trained elsewhere
     names its files in UTF-8); None when the locale is UTF-8 or ``exc`` is another error."""
-    if not isinstance(exc, UnicodeEncodeError) or _locale_is_utf8():
+    from tunelab.atomic import LOCALE_FIX, is_utf8_codec
+
+    if not isinstance(exc, UnicodeEncodeError) or is_utf8_codec(sys.getfilesystemencoding()):
         return None
     return (
         f"this locale's encoding ({sys.getfilesystemencoding()}) cannot hold a file name or text "
-        f"tunelab was given or read ({exc}): {_LOCALE_FIX}"
+        f"tunelab was given or read ({exc}): {LOCALE_FIX}"
     )
 
 

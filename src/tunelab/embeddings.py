@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import reprlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -27,12 +28,11 @@ def _encoder(name: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
     from tunelab.models import resolve_model
-    from tunelab.quiet import no_progress_bars, quiet
 
     path = resolve_model(name).path
     refuse_pickled_weights(path, name)
     try:
-        with quiet(), no_progress_bars():
+        with without_library_chatter():
             encoder = SentenceTransformer(str(path), device="cpu")
     # a run folder, a classifier's weights, a truncated .safetensors (SafetensorError: neither an
     # OSError nor a ValueError, it was "unexpected SafetensorError"), ...
@@ -44,6 +44,23 @@ def _encoder(name: str) -> Any:
     _require_tokenizer(path, name)
     _require_matching_vocab(encoder, path)
     return encoder
+
+
+@contextmanager
+def without_library_chatter() -> Iterator[None]:
+    """No transformers progress bars, and no library warnings or log records below ERROR from the
+    calling thread, during the block: what the apps wrap their own encoder saves and loads in.
+
+    ``SentenceTransformer.save`` drew transformers' "Writing model shards" bar into a redirected
+    log when an app was built through the Python API (the CLI turns those bars off for the whole
+    process, an API caller's process is not ours to change), and turning a sentence encoder into a
+    ``CrossEncoder`` logged a WARNING naming a temporary folder. ``_encoder`` loads the same way.
+    Per thread (``tunelab.quiet``): a server's other threads keep their warnings and access log.
+    """
+    from tunelab.quiet import no_progress_bars, quiet
+
+    with quiet(), no_progress_bars():
+        yield
 
 
 # what an --encoder folder of pickled weights is told to do

@@ -33,7 +33,7 @@ from tunelab.apps.recommend.live import REBUILD
 from tunelab.apps.recommend.ranker import dump_estimators, load_estimators, older_pickle
 from tunelab.apps.recommend.textmodel import Triple, loss_summary, pick_device, train_batches
 from tunelab.atomic import open_permissions
-from tunelab.embeddings import refuse_pickled_weights
+from tunelab.embeddings import refuse_pickled_weights, without_library_chatter
 from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -62,25 +62,20 @@ class CrossScorer:
         API): it is saved to a temporary folder, which ``CrossEncoder`` reads as a Hugging Face
         model folder and puts its head on."""
         import tempfile
-        import warnings
 
         import torch
         from sentence_transformers.cross_encoder import CrossEncoder
-        from transformers.utils import logging as hf_logging
 
         from tunelab.apps.recommend.textmodel import base_encoder
 
-        with tempfile.TemporaryDirectory(prefix="tunelab-cross-") as tmp:
+        # "some weights newly initialized" (the head, as meant) and sentence-transformers' WARNING
+        # "Converting SentenceTransformer model /tmp/tunelab-cross-... to CrossEncoder", which
+        # reached every build's log: hidden for this thread only, where the process-wide verbosity
+        # switch and warnings filter used before hid a server's other threads' warnings too
+        with tempfile.TemporaryDirectory(prefix="tunelab-cross-") as tmp, without_library_chatter():
             base_encoder(cfg.base).save(tmp)
             torch.manual_seed(cfg.seed)  # the new scoring head's initial weights
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # "some weights newly initialized": the head, as meant
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model = CrossEncoder(tmp, num_labels=1, max_length=cfg.max_length, device="cpu")
-            finally:
-                hf_logging.set_verbosity(verbosity)
+            model = CrossEncoder(tmp, num_labels=1, max_length=cfg.max_length, device="cpu")
         return cls(model, max_length=cfg.max_length, device=cfg.device)
 
     def fit(self, triples: list[Triple], cfg: ModelSection, *, progress: bool = False) -> dict[str, Any]:
@@ -122,7 +117,8 @@ class CrossScorer:
         return np.asarray(scores, dtype=np.float32).reshape(-1)
 
     def save(self, folder: str | Path) -> None:
-        self.model.save(str(Path(folder) / FOLDER))
+        with without_library_chatter():  # as TextModel.save: no shard-writing bar in any log
+            self.model.save(str(Path(folder) / FOLDER))
         open_permissions(Path(folder) / FOLDER)  # safetensors writes 0600: a server could not read it
 
     @classmethod
@@ -134,13 +130,14 @@ class CrossScorer:
         if not path.is_dir():  # else taken for a hub id (see TextModel.load)
             raise FileNotFoundError(f"no {FOLDER}/ folder")
         refuse_pickled_weights(path, str(folder), fix=REBUILD)  # as TextModel.load: unpickling runs code
-        model = CrossEncoder(
-            str(path),
-            max_length=max_length,
-            device="cpu",
-            local_files_only=True,
-            model_kwargs={"use_safetensors": True},
-        )
+        with without_library_chatter():
+            model = CrossEncoder(
+                str(path),
+                max_length=max_length,
+                device="cpu",
+                local_files_only=True,
+                model_kwargs={"use_safetensors": True},
+            )
         return cls(model, max_length=max_length, device=device)
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 from tunelab.apps.recommend.config import ModelSection
 from tunelab.apps.recommend.live import REBUILD
 from tunelab.atomic import open_permissions
-from tunelab.embeddings import refuse_pickled_weights
+from tunelab.embeddings import refuse_pickled_weights, without_library_chatter
 from tunelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,8 @@ class TextModel:
         return np.asarray(vectors, dtype=np.float32)
 
     def save(self, folder: str | Path) -> None:
-        self.encoder.save(str(Path(folder) / self.FOLDER))
+        with without_library_chatter():  # transformers' "Writing model shards" bar, in any log
+            self.encoder.save(str(Path(folder) / self.FOLDER))
         open_permissions(Path(folder) / self.FOLDER)  # safetensors writes 0600: a server could not read it
 
     @classmethod
@@ -232,9 +233,10 @@ class TextModel:
         # the code a crafted one names: refused in one line naming the file, before anything loads.
         refuse_pickled_weights(path, str(folder), fix=REBUILD)
         # a build saves safetensors only: a pickled file that slipped past the check is never read
-        encoder = SentenceTransformer(
-            str(path), device="cpu", local_files_only=True, model_kwargs={"use_safetensors": True}
-        )
+        with without_library_chatter():  # transformers' "Loading weights" bar, in a server's log
+            encoder = SentenceTransformer(
+                str(path), device="cpu", local_files_only=True, model_kwargs={"use_safetensors": True}
+            )
         return cls(encoder, max_length=max_length, device=device)
 
 

@@ -40,6 +40,26 @@ def stamp(path: Path, second: int) -> None:
     os.utime(path, ns=(ns, ns))
 
 
+def first_rotation(follower: FileFollower, live: Path, rotated: Path) -> None:
+    """n2, n3 appended to ``live``, which is renamed to ``rotated``; a new ``live`` holds n4, n5; one
+    poll sees the rotation and reads the old file's n2, n3 (it is read again in its grace reads)."""
+    append(live, 2, 3)
+    stamp(live, 1)
+    os.rename(live, rotated)
+    live.write_text(line(4) + line(5), encoding="utf-8")
+    stamp(live, 2)
+    chunk = follower.read()
+    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+
+
+def after_second_rotation(follower: FileFollower, live: Path) -> None:
+    """A newest ``live`` holds n6: the middle file's n4, n5 and then n6 are read, ending on ``live``."""
+    live.write_text(line(6), encoding="utf-8")
+    stamp(live, 3)
+    assert read_all(follower) == ["n4", "n5", "n6"]
+    assert follower.position.inode == live.stat().st_ino
+
+
 def test_two_renames_within_a_poll_of_each_other_lose_nothing_logrotate_numbering(
     tmp_path: Path, caplog
 ) -> None:
@@ -49,19 +69,10 @@ def test_two_renames_within_a_poll_of_each_other_lose_nothing_logrotate_numberin
     path.write_text(line(1), encoding="utf-8")
     follower = FileFollower(path)
     assert read_all(follower) == ["n1"]
-    append(path, 2, 3)
-    stamp(path, 1)
-    os.rename(path, one)
-    path.write_text(line(4) + line(5), encoding="utf-8")
-    stamp(path, 2)
-    chunk = follower.read()  # the rotation is seen: the old file is read, then read again (grace)
-    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+    first_rotation(follower, path, one)
     os.rename(one, two)
     os.rename(path, one)
-    path.write_text(line(6), encoding="utf-8")
-    stamp(path, 3)
-    assert read_all(follower) == ["n4", "n5", "n6"]
-    assert follower.position.inode == path.stat().st_ino
+    after_second_rotation(follower, path)
     assert "news.jsonl.1 is read after" in caplog.text
 
 

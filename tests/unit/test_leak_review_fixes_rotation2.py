@@ -8,7 +8,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from test_leak_review_fixes_rotation import append, ids, line, read_all, stamp
+from test_leak_review_fixes_rotation import (
+    after_second_rotation,
+    append,
+    first_rotation,
+    ids,
+    line,
+    read_all,
+    stamp,
+)
 
 from tunelab.apps.monitor.sources import FileFollower
 
@@ -25,19 +33,10 @@ def test_a_symlinks_target_rotated_twice_while_finished_reads_the_middle_file(tm
     os.symlink(day, link)
     follower = FileFollower(link)
     assert read_all(follower) == ["n1"]
-    append(day, 2, 3)
-    stamp(day, 1)
-    os.rename(day, one)
-    day.write_text(line(4) + line(5), encoding="utf-8")
-    stamp(day, 2)
-    chunk = follower.read()
-    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+    first_rotation(follower, day, one)
     os.rename(one, two)
     os.rename(day, one)
-    day.write_text(line(6), encoding="utf-8")
-    stamp(day, 3)
-    assert read_all(follower) == ["n4", "n5", "n6"]
-    assert follower.position.inode == day.stat().st_ino
+    after_second_rotation(follower, day)
 
 
 def test_a_rotated_file_deleted_by_the_next_rotation_still_leads_to_the_file_between(
@@ -50,19 +49,10 @@ def test_a_rotated_file_deleted_by_the_next_rotation_still_leads_to_the_file_bet
     path.write_text(line(1), encoding="utf-8")
     follower = FileFollower(path)
     assert read_all(follower) == ["n1"]
-    append(path, 2, 3)
-    stamp(path, 1)
-    os.rename(path, one)
-    path.write_text(line(4) + line(5), encoding="utf-8")
-    stamp(path, 2)
-    chunk = follower.read()
-    assert chunk is not None and ids(chunk) == ["n2", "n3"]
+    first_rotation(follower, path, one)
     one.unlink()
     os.rename(path, one)
-    path.write_text(line(6), encoding="utf-8")
-    stamp(path, 3)
-    assert read_all(follower) == ["n4", "n5", "n6"]
-    assert follower.position.inode == path.stat().st_ino
+    after_second_rotation(follower, path)
     assert "news.jsonl.1 is read after" in caplog.text
 
 

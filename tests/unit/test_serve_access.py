@@ -231,7 +231,10 @@ def test_quota_is_exact_under_32_concurrent_requests(
     else:
         store = open_store(None, tmp_path)
     try:
-        access = AccessControl(store)
+        # a fixed clock at noon: on the real one a run across 00:00 UTC opened a new day's window
+        # between two rounds (14 admitted again) or before the count below (0 used, not 98)
+        clocks = Clocks(datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC))
+        access = make_access(store, clocks)
         caller = new_caller(access, quota="100/day")
         for rnd in range(3):  # each round: a race, then every admitted request recorded
             admitted: list[str] = []
@@ -245,7 +248,7 @@ def test_quota_is_exact_under_32_concurrent_requests(
             for th in threads:
                 th.join()
             assert len(admitted) == (14 if rnd == 0 else 0)
-        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = clocks.now.replace(hour=0)
         assert store.texts_used(caller.key_id, day) == 98
         assert len(store.usage()) == 3 * 32
     finally:

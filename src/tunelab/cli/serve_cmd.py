@@ -2,7 +2,9 @@
 
 Models are loaded (and the key database opened) before the port is bound, so a wrong path or URL
 fails with one line and nothing listening. uvicorn stops gracefully on SIGTERM/SIGINT: it stops
-accepting, lets in-flight requests finish, then the app closes its batchers and the store.
+accepting, lets in-flight requests finish, then the app closes its batchers and the store. A second
+SIGINT forces the stop: the requests still running are answered 503 ``shutting_down`` by
+``serve.observe.ObserveMiddleware`` and the command exits 130.
 """
 
 from __future__ import annotations
@@ -610,6 +612,14 @@ def run(args: argparse.Namespace) -> int:
             ws="none",
             timeout_graceful_shutdown=30,
         )
+        cut_off = app.state.tunelab.cut_off
+        if cut_off:  # a second Ctrl-C: uvicorn stopped without waiting for them
+            print(
+                f"forced stop: {cut_off} request{'s' if cut_off != 1 else ''} still running "
+                f"{'were' if cut_off != 1 else 'was'} answered 503 (shutting_down) and metered as such",
+                file=sys.stderr,
+            )
+            return 130
     finally:
         if metrics is not None:
             metrics.close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,6 +47,9 @@ with `tunelab keys create --name acme --rate 20/s --quota 100000/month`. Errors 
 
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc scripts, served by this app
+# How long a forced stop's shutdown waits for the requests it cut off to send and meter their 503s
+# before the store it opened is closed (each takes a usage-row write: milliseconds)
+FORCED_STOP_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -156,13 +161,29 @@ def create_app(
         _start_monitors(state)
         recommender_registry.start()
         registry.start()
+        forced = False
         try:
             yield
+        except asyncio.CancelledError:
+            # A forced stop (a second Ctrl-C): uvicorn skips the lifespan's shutdown and the event
+            # loop's teardown cancels this task and the workers the closes below wait for, which
+            # uvicorn logged as a three-part traceback. Each is closed all the same, a cancelled
+            # worker taken as closed; the stop is said by `serve` (exit status 130).
+            forced = True
         finally:
-            await registry.close()
-            await _close_support(state)
-            await _close_monitors(state)
-            await recommender_registry.close()
+            closes = (
+                registry.close,
+                functools.partial(_close_support, state),
+                functools.partial(_close_monitors, state),
+                recommender_registry.close,
+            )
+            for close in closes:
+                with contextlib.suppress(asyncio.CancelledError) if forced else contextlib.nullcontext():
+                    await close()
+            if forced:  # the requests cancelled with this task still answer and meter their 503s
+                deadline = time.monotonic() + FORCED_STOP_WAIT_S
+                while state.running and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
             if opened:
                 state.store.close()
                 state.access = None

@@ -46,6 +46,10 @@ class ServeState:
     recommenders: Any = None  # tunelab.serve.recommenders.RecommenderRegistry (``--recommend``)
     alert_webhook: Any = None  # tunelab.apps.monitor.webhook.AlertWebhook when a monitor has a URL
     in_flight: Any = None  # tunelab.serve.in_flight.InFlightTexts: each key's texts queued or running
+    # Requests a forced stop (uvicorn's second Ctrl-C) cut off: each was answered 503 shutting_down
+    # (observe.ObserveMiddleware); `tunelab serve` exits 130 and says how many when there were any.
+    cut_off: int = 0
+    running: int = 0  # requests inside the app now (observe.ObserveMiddleware), HTTP only
     # Usage reports (/v1/usage) running at once, all keys together: each holds a database connection
     # for its whole aggregate, and PostgreSQL's pool (4) is the one every key check, quota count and
     # usage row borrows from; reports past this wait in the event loop, holding nothing.

@@ -37,6 +37,7 @@ rankings change nothing, so their answer is still withheld.)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -329,8 +330,26 @@ class ObserveMiddleware:
             await send(message)
 
         self.state.metrics.in_flight.inc()
+        self.state.running += 1
         try:
             await self.app(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            # uvicorn's forced stop (a second Ctrl-C while it waits for requests to finish) cancels
+            # the requests still running: each reached uvicorn as "Exception in ASGI application",
+            # a traceback in the log, a plain-text 500 to its client and no usage row. Answered here
+            # with the service's JSON error instead, metered as any 503; the task then ends quietly.
+            if status:
+                raise  # the response had started: nothing else can be sent
+            self.state.cut_off += 1
+            log.warning(
+                "request %s %s cut off by a forced stop: answered 503 (request id %s)",
+                scope["method"],
+                scope["path"],
+                ctx.request_id,
+            )
+            said = "the server was stopped before answering; send the request again"
+            body = _error("shutting_down", said, ctx)
+            await JSONResponse(body, 503)(scope, receive, send_wrapper)
         except Exception:
             log.exception(
                 "request %s %s failed (request id %s)", scope["method"], scope["path"], ctx.request_id
@@ -340,6 +359,7 @@ class ObserveMiddleware:
             body = _error("internal_error", "internal server error", ctx)
             await JSONResponse(body, 500)(scope, receive, send_wrapper)
         finally:
+            self.state.running -= 1
             self.state.metrics.in_flight.dec()
             self._observe(ctx, scope, status or 500)
 

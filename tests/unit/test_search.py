@@ -136,7 +136,7 @@ def test_a_search_resumes_without_training_finished_trials_again(
     assert len(calls) == 2, "only the interrupted trial and the missing one train"
     assert (first_run / "metrics.json").stat().st_mtime_ns == stamp
     rows = read_csv(tmp_path / "s" / "trials.csv")
-    assert [r["state"] for r in rows] == ["complete", "fail", "complete", "complete"]
+    assert [r["state"] for r in rows] == ["complete", "interrupted", "complete", "complete"]
     # The interrupted trial's values run again first, and its partial folder is gone.
     assert rows[2]["train.learning_rate"] == rows[1]["train.learning_rate"]
     assert not (tmp_path / "s" / "trials" / "trial-001.partial").exists()

@@ -94,9 +94,15 @@ def test_ctrl_c_in_a_trial_says_to_rerun_the_search_which_trains_the_trial_again
     monkeypatch.setattr(TRAIN, "train", real)
     result = search(None, space=space, trials=1, overrides=base, out=folder, show_progress=False)
     rows = read_csv(folder / "trials.csv")
-    assert [r["state"] for r in rows] == ["fail", "complete"]  # the interrupted trial, run again
+    # the interrupted trial, run again: it was "fail" with an empty reason, a failure of its values
+    assert [r["state"] for r in rows] == ["interrupted", "complete"]
+    assert rows[0]["reason"] == "stopped by Ctrl-C; its values were queued to run again"
+    assert "1 interrupted: their values ran again as later trials." in (folder / "trials.md").read_text()
     assert result.best_run == folder / "trials" / "trial-001" and result.test is not None
     assert not (folder / "trials" / "trial-000.partial").exists()
+    capsys.readouterr()
+    assert main(args) == 0  # nothing left to train: the summary of the search as it stands
+    assert f"search: {folder} (2 trials, 1 interrupted and run again)" in capsys.readouterr().out
 
 
 def test_a_trial_failing_on_its_data_dependent_values_names_them_and_the_table_is_written(

@@ -193,7 +193,11 @@ def test_a_trial_that_kills_the_process_is_run_again_once_then_marked_failed(
         result = search(None, trials=1, **kwargs)
     assert calls["train"] == [], "not a third time (the failed trial counts as one of --trials)"
     rows = read_csv(tmp_path / "s" / "trials.csv")
-    assert [(r["state"], r["train.learning_rate"]) for r in rows] == [("fail", "0.001"), ("fail", "0.001")]
+    assert [(r["state"], r["train.learning_rate"]) for r in rows] == [
+        ("interrupted", "0.001"),  # was "fail" with no reason
+        ("fail", "0.001"),
+    ]
+    assert rows[0]["reason"] == "the search process was killed; its values were queued to run again"
     assert "died in these values twice" in rows[1]["reason"] and result.best_run is None
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.startswith("trial 1 (train.learning_rate=0.001): the search process died") and (

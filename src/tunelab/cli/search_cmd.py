@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         on_trial=_print_trial,
     )
-    print(f"search: {result.folder} ({len(result.trials)} trials)")
+    interrupted = sum(row["state"] == "interrupted" for row in result.trials)
+    again = f", {interrupted} interrupted and run again" if interrupted else ""
+    print(f"search: {result.folder} ({len(result.trials)} trials{again})")
     if result.best_run is None:
         print("no trial finished")
         return 1

@@ -33,16 +33,25 @@ def trial_rows(study: optuna.Study, dims: list[Dimension], metric: str) -> list[
         value = t.value
         if value is None and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]
+        state, reason = t.state.name.lower(), t.user_attrs.get("failed", "")  # study.FAILED
+        left = t.user_attrs.get("left running")  # study.LEFT_RUNNING
+        if state == "fail" and left and not reason:
+            # left running by a Ctrl-C or a killed process (study._requeue_interrupted): its values
+            # ran again as a later trial. Shown as "fail" without a reason, it read as a failure of
+            # its values, and the search as one trial more than --trials asked for.
+            state = "interrupted"
+            how = "stopped by Ctrl-C" if left == "ctrl-c" else "the search process was killed"
+            reason = f"{how}; its values were queued to run again"
         rows.append(
             {
                 "trial": t.number,
-                "state": t.state.name.lower(),
+                "state": state,
                 f"dev {metric}": value,
                 **{d.key: t.params.get(d.key) for d in dims},
                 "evaluations": len(t.intermediate_values),
                 "seconds": t.user_attrs.get("seconds"),
                 "run": f"trials/{t.user_attrs['run']}" if t.state.name == "COMPLETE" else "",
-                "reason": t.user_attrs.get("failed", ""),  # study.FAILED
+                "reason": reason,
             }
         )
     return rows
@@ -107,7 +116,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: optuna.Study) -> str:
     pruned = sum(r["state"] == "pruned" for r in rows)
-    failed = sum(bool(r["reason"]) for r in rows)
+    failed = sum(r["state"] == "fail" for r in rows)
+    interrupted = sum(r["state"] == "interrupted" for r in rows)
     if best is None:
         lead = "No trial has finished yet."
     else:
@@ -123,6 +133,8 @@ def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: 
     ]
     if failed:
         notes.append(Text(f"{failed} failed (see reason): the search went on without them."))
+    if interrupted:
+        notes.append(Text(f"{interrupted} interrupted: their values ran again as later trials."))
     headers = list(rows[0]) if rows else ["trial"]
     body = [
         [("★ " if r["trial"] == best else "") + str(r["trial"]), *map(_cell, list(r.values())[1:])]
@@ -148,7 +160,7 @@ def trials_png(rows: list[dict[str, Any]], metric: str, *, minimize: bool) -> by
     from tunelab.evaluate.plots import figure_png, finite_number, new_figure
 
     points = [(r["trial"], finite_number(r[f"dev {metric}"]), r["state"]) for r in rows]
-    lost = [n for n, v, s in points if v is None and s == "fail"]
+    lost = [n for n, v, s in points if v is None and s in ("fail", "interrupted")]
     points = [(n, v, s) for n, v, s in points if v is not None]
     if not points and not lost:
         return None

@@ -124,6 +124,9 @@ FAILED = "failed"
 _REQUEUED = "requeued"
 #: Set on a trial stopped by Ctrl-C: it is run again, whatever _REQUEUED says.
 _INTERRUPTED = "interrupted"
+#: Set on a trial found left running when a search starts (a Ctrl-C or a killed process), before it
+#: is marked failed: the table shows it as "interrupted", not as a failure of its values.
+LEFT_RUNNING = "left running"
 
 
 def _optuna_at_warning(fn: Callable[..., SearchResult]) -> Callable[..., SearchResult]:
@@ -526,6 +529,8 @@ def _requeue_interrupted(study: optuna.Study, storage: Any, folder: Path, optuna
             storage.set_trial_user_attr(trial_id, FAILED, reason)
             shown = ", ".join(f"{k}={v}" for k, v in t.params.items())
             log.warning("trial %d (%s): %s", t.number, shown, reason)
+        else:
+            storage.set_trial_user_attr(trial_id, LEFT_RUNNING, "killed" if killed else "ctrl-c")
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         run = t.user_attrs.get("run")
         if run:

@@ -27,6 +27,7 @@ from tunelab.cli import (
     validate_cmd,
     zeroshot_cmd,
 )
+from tunelab.cli.signals import interrupts_not_swallowed
 
 COMMANDS = (
     train_cmd,
@@ -279,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _quiet_libraries()
-        status = int(args.handler(args) or 0)
+        with interrupts_not_swallowed():  # a Ctrl-C landing in a finaliser still stops the command
+            status = int(args.handler(args) or 0)
         # What is still in stdout's buffer was written at exit, after this function: a reader gone
         # (`| head -1`) then printed "Exception ignored ... BrokenPipeError" and exited 120.
         sys.stdout.flush()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -47,3 +49,63 @@ def sigterm_interrupts() -> Iterator[list[int]]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if received:
+        # The handler ran inside a finaliser (a weakref callback during garbage collection), where
+        # its KeyboardInterrupt was swallowed, and nothing handed it back (``interrupts_not_swallowed``
+        # cannot where Ctrl-C is ignored, as in a background job): the work went on to its end and
+        # the command exited 0, the stop lost. Late, it is still said and its status given.
+        late = KeyboardInterrupt()
+        late.said = "terminated"  # type: ignore[attr-defined]
+        late.exit_status = 128 + signal.SIGTERM  # type: ignore[attr-defined]
+        raise late
+
+
+#: How long after a swallowed interrupt it is raised again in the main thread (interrupts_not_swallowed)
+HAND_BACK_AFTER_S = 0.05
+
+
+@contextlib.contextmanager
+def interrupts_not_swallowed() -> Iterator[None]:
+    """A Ctrl-C (or a SIGTERM, raised as one by ``sigterm_interrupts``) is never lost in the block.
+
+    Python runs a signal's handler at the next bytecode of the main thread; when that bytecode is in
+    a ``__del__`` or a garbage collector's weakref callback (tqdm's bar, torch's weak dictionaries),
+    the KeyboardInterrupt it raises cannot leave it: Python printed "Exception ignored in ..." with a
+    traceback and the command went on as if nothing had been pressed (an export finished and exited
+    0; a training would have run to its end). The hook Python calls for such an exception hands the
+    interrupt back to the main thread with ``_thread.interrupt_main()`` (from a helper thread), which
+    raises it at a bytecode there after the finaliser; Ctrl-C's default handler must be the one in
+    place (it is in a command), else the exception is passed to the previous hook as before. Only
+    the main thread may install it; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        kind = unraisable.exc_type
+        if (
+            kind is not None
+            and issubclass(kind, KeyboardInterrupt)
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            # from another thread, a moment later: called here (or by a thread started at once),
+            # the interrupt was raised in the hook itself, inside the finaliser, and swallowed
+            # again. One raised in another finaliser comes back here and is handed on once more.
+            timer = threading.Timer(HAND_BACK_AFTER_S, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            pending.append(timer)
+            return
+        previous(unraisable)
+
+    pending: list[threading.Timer] = []
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+        # one swallowed at the block's very end is raised here, in the block, not in the caller
+        for timer in pending:
+            timer.join()

@@ -119,3 +119,47 @@ def test_a_sigterm_swallowed_by_a_finaliser_is_still_said_when_nothing_handed_it
         signal.signal(signal.SIGINT, previous)
     assert stopped.value.said == "terminated"  # type: ignore[attr-defined]
     assert stopped.value.exit_status == 143  # type: ignore[attr-defined]
+
+
+def no_interrupt_after_the_block() -> None:
+    try:  # caught here: a KeyboardInterrupt reaching pytest would stop the whole test session
+        busy_for_a_while()
+    except KeyboardInterrupt:
+        pytest.fail("a second interrupt was raised after the first had left the block")
+
+
+def test_a_sigterm_swallowed_in_the_foreground_is_still_terminated_not_interrupted(
+    default_ctrl_c: None,
+) -> None:
+    """Ctrl-C at its default (a foreground command): the hand-back was raised over the late
+    "terminated" (143) as a plain "interrupted" (130)."""
+    from tunelab.cli.signals import sigterm_interrupts
+
+    class TerminatedWhileCollected:
+        def __del__(self) -> None:
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler)
+            handler(signal.SIGTERM, None)
+
+    with (
+        pytest.raises(KeyboardInterrupt) as stopped,
+        interrupts_not_swallowed(),
+        sigterm_interrupts(),
+    ):
+        TerminatedWhileCollected()
+    assert getattr(stopped.value, "exit_status", None) == 143
+    no_interrupt_after_the_block()
+
+
+def test_an_interrupt_leaving_the_block_keeps_its_words_over_a_swallowed_one(default_ctrl_c: None) -> None:
+    """A training's "interrupted; `tunelab train --resume ...` continues" lost its hint to a
+    hand-back raised over it."""
+
+    class Hinted(KeyboardInterrupt):
+        pass
+
+    with pytest.raises(KeyboardInterrupt) as stopped, interrupts_not_swallowed():
+        PressedWhileCollected()
+        raise Hinted("`tunelab train --resume runs/x.partial` continues from the last checkpoint")
+    assert isinstance(stopped.value, Hinted)
+    no_interrupt_after_the_block()

@@ -39,16 +39,21 @@ class EnteredPredictor(GatedPredictor):
         return super().predict_encoded(enc, *args, **kw)
 
 
-def test_a_request_cut_off_by_a_forced_stop_is_a_metered_json_503(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("stop", ["forced", "graceful wait run out"])
+def test_a_request_cut_off_by_the_stop_is_a_metered_json_503(
+    stop: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A second Ctrl-C, or one Ctrl-C or SIGTERM whose graceful wait ran out (uvicorn cancels the
+    request then too, and the lifespan's shutdown runs): the same JSON 503, metered."""
     predictor = EnteredPredictor()
     served = [ServedModel("topics", "1", predictor, "runs/x")]
     app = create_app(settings(tmp_path), served, loader=FakePredictor)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config.timeout_graceful_shutdown = 0.5
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     answers: list[httpx.Response] = []
     try:
@@ -73,9 +78,11 @@ def test_a_request_cut_off_by_a_forced_stop_is_a_metered_json_503(
         with caplog.at_level(logging.INFO):
             client.start()
             assert predictor.entered.wait(30)
-            server.should_exit = server.force_exit = True  # what uvicorn's second Ctrl-C sets
+            server.should_exit = True  # what uvicorn's first Ctrl-C or SIGTERM sets
+            server.force_exit = stop == "forced"  # and its second Ctrl-C
+            client.join(30)  # answered while the forward it was waiting for still runs
+            predictor.gate.set()  # the forward ends: the server's shutdown can close its batcher
             thread.join(30)
-            client.join(30)
     finally:
         predictor.gate.set()
         server.should_exit = True
@@ -88,7 +95,7 @@ def test_a_request_cut_off_by_a_forced_stop_is_a_metered_json_503(
     assert app.state.tunelab.cut_off == 1
     tracebacks = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert tracebacks == []
-    assert "cut off by a forced stop: answered 503" in caplog.text
+    assert "cut off by the server's stop: answered 503" in caplog.text
     from tunelab.serve.store import open_store
 
     store = open_store(None, tmp_path)
@@ -98,7 +105,10 @@ def test_a_request_cut_off_by_a_forced_stop_is_a_metered_json_503(
         store.close()
 
 
-def test_serve_exits_130_and_counts_the_requests_a_forced_stop_cut_off(
+@pytest.mark.parametrize(("signalled", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_serve_exits_130_or_143_and_counts_the_requests_the_stop_cut_off(
+    signalled: str,
+    status: int,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -110,13 +120,15 @@ def test_serve_exits_130_and_counts_the_requests_a_forced_stop_cut_off(
 
     def forced(app: Any, **kw: Any) -> None:
         app.state.tunelab.cut_off = 2  # as the middleware counts them
+        if signalled == "SIGTERM":
+            raise SystemExit(0)  # serve's SIGTERM handler, once uvicorn has stopped
 
     monkeypatch.setattr(tunelab.inference, "load", FakePredictor)
     monkeypatch.setattr(uvicorn, "run", forced)
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's SIGTERM handler alone
-    assert main(["serve", "m=fake", "--data-dir", str(tmp_path / "data")]) == 130
+    assert main(["serve", "m=fake", "--data-dir", str(tmp_path / "data")]) == status
     err = capsys.readouterr().err
-    assert "forced stop: 2 requests still running were answered 503 (shutting_down)" in err
+    assert "stopped: 2 requests still running were answered 503 (shutting_down)" in err
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)  # a clean stop
     assert main(["serve", "m=fake", "--data-dir", str(tmp_path / "data")]) == 0
-    assert "forced stop" not in capsys.readouterr().err
+    assert "stopped:" not in capsys.readouterr().err

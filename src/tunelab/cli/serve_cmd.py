@@ -3,8 +3,9 @@
 Models are loaded (and the key database opened) before the port is bound, so a wrong path or URL
 fails with one line and nothing listening. uvicorn stops gracefully on SIGTERM/SIGINT: it stops
 accepting, lets in-flight requests finish, then the app closes its batchers and the store. A second
-SIGINT forces the stop: the requests still running are answered 503 ``shutting_down`` by
-``serve.observe.ObserveMiddleware`` and the command exits 130.
+SIGINT forces the stop, as the 30 s wait running out does: the requests still running are answered
+503 ``shutting_down`` by ``serve.observe.ObserveMiddleware`` and the command exits 130 (SIGINT) or
+143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunelab.cli.merge_cmd import MIXING_METHODS, SHARING_METHODS, WHOLE_METHODS
 from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
@@ -520,6 +521,10 @@ def without_secrets(url: str) -> str:
     return shown(url)
 
 
+# How long a stop waits for the requests in flight before it cancels them (each then a 503)
+GRACEFUL_WAIT_S = 30
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -600,26 +605,22 @@ def run(args: argparse.Namespace) -> int:
                 print(f"monitor {served_monitor.name}: alerts are POSTed to {where_to}", flush=True)
         check_can_listen(settings.host, settings.port)
         print(f"listening on {where} ({auth}); docs at {where}/docs", flush=True)
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            # no WebSocket routes: with the websockets package installed each upgrade attempt was
-            # two log lines from that package, outside the per-connection limit; refused by the
-            # HTTP protocol instead, it is one "Unsupported upgrade request." line, limited
-            ws="none",
-            timeout_graceful_shutdown=30,
-        )
+        try:
+            _serve(uvicorn, app, settings)
+        except SystemExit as stopped:  # _exit_cleanly's, after a SIGTERM's graceful stop
+            if stopped.code != 0:  # uvicorn's own exit on a failed start
+                raise
+            signalled = signal.SIGTERM
+        else:
+            signalled = signal.SIGINT
         cut_off = app.state.tunelab.cut_off
-        if cut_off:  # a second Ctrl-C: uvicorn stopped without waiting for them
+        if cut_off:  # a second Ctrl-C, or the graceful wait run out: uvicorn cancelled them
             print(
-                f"forced stop: {cut_off} request{'s' if cut_off != 1 else ''} still running "
+                f"stopped: {cut_off} request{'s' if cut_off != 1 else ''} still running "
                 f"{'were' if cut_off != 1 else 'was'} answered 503 (shutting_down) and metered as such",
                 file=sys.stderr,
             )
-            return 130
+            return 128 + signalled
     finally:
         if metrics is not None:
             metrics.close()
@@ -627,6 +628,22 @@ def run(args: argparse.Namespace) -> int:
             release_monitors(app.state.tunelab.monitors)
         store.close()
     return 0
+
+
+def _serve(uvicorn: Any, app: Any, settings: Any) -> None:
+    """Serve until stopped; uvicorn handles the signals (module docstring)."""
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        # no WebSocket routes: with the websockets package installed each upgrade attempt was
+        # two log lines from that package, outside the per-connection limit; refused by the
+        # HTTP protocol instead, it is one "Unsupported upgrade request." line, limited
+        ws="none",
+        timeout_graceful_shutdown=GRACEFUL_WAIT_S,
+    )
 
 
 def release_monitors(monitors: MonitorRegistry) -> None:

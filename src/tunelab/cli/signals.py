@@ -51,9 +51,12 @@ def sigterm_interrupts() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
     if received:
         # The handler ran inside a finaliser (a weakref callback during garbage collection), where
-        # its KeyboardInterrupt was swallowed, and nothing handed it back (``interrupts_not_swallowed``
-        # cannot where Ctrl-C is ignored, as in a background job): the work went on to its end and
-        # the command exited 0, the stop lost. Late, it is still said and its status given.
+        # its KeyboardInterrupt was swallowed, and nothing handed it back in time (or nothing could:
+        # ``interrupts_not_swallowed`` cannot where Ctrl-C is ignored, as in a background job): the
+        # work went on to its end and the command exited 0, the stop lost. Late, it is still said
+        # and its status given; a hand-back still waiting is called off, or it would be raised over
+        # this one as a plain "interrupted".
+        cancel_hand_backs()
         late = KeyboardInterrupt()
         late.said = "terminated"  # type: ignore[attr-defined]
         late.exit_status = 128 + signal.SIGTERM  # type: ignore[attr-defined]
@@ -62,6 +65,14 @@ def sigterm_interrupts() -> Iterator[list[int]]:
 
 #: How long after a swallowed interrupt it is raised again in the main thread (interrupts_not_swallowed)
 HAND_BACK_AFTER_S = 0.05
+# The hand-backs scheduled and not yet joined or called off (main thread only)
+_hand_backs: list[threading.Timer] = []
+
+
+def cancel_hand_backs() -> None:
+    """Call off the hand-backs still waiting: an interrupt is already on its way out."""
+    while _hand_backs:
+        _hand_backs.pop().cancel()
 
 
 @contextlib.contextmanager
@@ -96,16 +107,20 @@ def interrupts_not_swallowed() -> Iterator[None]:
             timer = threading.Timer(HAND_BACK_AFTER_S, _thread.interrupt_main)
             timer.daemon = True
             timer.start()
-            pending.append(timer)
+            _hand_backs.append(timer)
             return
         previous(unraisable)
 
-    pending: list[threading.Timer] = []
     sys.unraisablehook = hook
     try:
         yield
-    finally:
+    except BaseException:
+        # an interrupt (or any error) already leaves the block: a second one raised over it would
+        # replace its words and status (train's --resume hint, "terminated")
         sys.unraisablehook = previous
-        # one swallowed at the block's very end is raised here, in the block, not in the caller
-        for timer in pending:
-            timer.join()
+        cancel_hand_backs()
+        raise
+    sys.unraisablehook = previous
+    # one swallowed at the block's very end is raised here, in the block, not in the caller
+    while _hand_backs:
+        _hand_backs.pop().join()

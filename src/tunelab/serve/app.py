@@ -47,7 +47,7 @@ with `tunelab keys create --name acme --rate 20/s --quota 100000/month`. Errors 
 
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc scripts, served by this app
-# How long a forced stop's shutdown waits for the requests it cut off to send and meter their 503s
+# How long a stop's shutdown waits for the requests it cut off to send and meter their 503s
 # before the store it opened is closed (each takes a usage-row write: milliseconds)
 FORCED_STOP_WAIT_S = 5.0
 
@@ -167,8 +167,8 @@ def create_app(
         except asyncio.CancelledError:
             # A forced stop (a second Ctrl-C): uvicorn skips the lifespan's shutdown and the event
             # loop's teardown cancels this task and the workers the closes below wait for, which
-            # uvicorn logged as a three-part traceback. Each is closed all the same, a cancelled
-            # worker taken as closed; the stop is said by `serve` (exit status 130).
+            # uvicorn logged as a three-part traceback. Each part is closed all the same (a batcher
+            # takes its cancelled worker as stopped); `serve` says the stop (exit status 130).
             forced = True
         finally:
             closes = (
@@ -180,7 +180,9 @@ def create_app(
             for close in closes:
                 with contextlib.suppress(asyncio.CancelledError) if forced else contextlib.nullcontext():
                     await close()
-            if forced:  # the requests cancelled with this task still answer and meter their 503s
+            # Requests cancelled by the stop (a forced one, or uvicorn's 30 s graceful wait run
+            # out) answer and meter their 503s before the store they write to is closed.
+            if state.running:
                 deadline = time.monotonic() + FORCED_STOP_WAIT_S
                 while state.running and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)

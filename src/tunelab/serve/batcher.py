@@ -183,9 +183,16 @@ class MicroBatcher:
             return
         self._closed = True
         self._arrived.set()
-        if self._worker is not None:
-            await self._worker
-        self._executor.shutdown(wait=False)
+        try:
+            if self._worker is not None:
+                await self._worker
+        except asyncio.CancelledError:
+            # the worker cancelled by the event loop's teardown (a server's forced stop): it has
+            # stopped, which is what was waited for; a cancellation of this close itself goes on
+            if not self._worker.cancelled():
+                raise
+        finally:
+            self._executor.shutdown(wait=False)
 
     def _head(self) -> _Pending | None:
         """The request whose turn it is (the first lane's oldest), without taking it.

@@ -334,15 +334,16 @@ class ObserveMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except asyncio.CancelledError:
-            # uvicorn's forced stop (a second Ctrl-C while it waits for requests to finish) cancels
-            # the requests still running: each reached uvicorn as "Exception in ASGI application",
-            # a traceback in the log, a plain-text 500 to its client and no usage row. Answered here
-            # with the service's JSON error instead, metered as any 503; the task then ends quietly.
+            # uvicorn's stop cancels the requests still running when it gives up waiting for them
+            # (a second Ctrl-C, or the 30 s graceful wait run out; nothing else cancels a request
+            # task): each reached uvicorn as "Exception in ASGI application", a traceback in the
+            # log, a plain-text 500 to its client and no usage row. Answered here with the service's
+            # JSON error instead, metered as any 503; the task then ends quietly.
             if status:
                 raise  # the response had started: nothing else can be sent
             self.state.cut_off += 1
             log.warning(
-                "request %s %s cut off by a forced stop: answered 503 (request id %s)",
+                "request %s %s cut off by the server's stop: answered 503 (request id %s)",
                 scope["method"],
                 scope["path"],
                 ctx.request_id,

@@ -25,8 +25,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that the file is either the old one or the complete new one."""
+def atomic_write_bytes(path: str | Path, data: bytes, *, new: bool = False) -> Path:
+    """Write ``data`` to ``path`` so that the file is either the old one or the complete new one.
+
+    ``new``: ``path`` must not exist when the file is put there (``rename_new``: FileExistsError if
+    another process made it meanwhile, the temporary removed), for an output refused when it exists.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(target)
@@ -40,7 +44,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             # A full disk fails here, and an fd's error names no file: export and predict said
             # "unexpected OSError: [Errno 28] No space left on device" and nothing of where.
             raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
-        os.replace(tmp, target)
+        if new:
+            rename_new(tmp, target)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -344,6 +351,32 @@ def _renameat2() -> Callable[..., int] | None:
     return func
 
 
+_RENAME_NOREPLACE = 1
+
+
+def rename_new(source: str | Path, target: str | Path) -> None:
+    """Rename ``source`` to ``target``, which must not exist: FileExistsError if it does.
+
+    A command that refuses an existing output without ``--overwrite`` checked only when it began; a
+    second process writing the same output meanwhile had its finished file or folder replaced by
+    the first one's at the end, both saying they succeeded. ``renameat2``'s RENAME_NOREPLACE checks
+    and renames in one step; where it is missing (another OS, an old libc or kernel, a file system
+    without it) the check is made just before the rename, which leaves a far shorter window.
+    """
+    func = _renameat2()
+    if func is not None:
+        if func(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), str(target))
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(target))
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    os.rename(source, target)
+
+
 def exchange(a: str | Path, b: str | Path) -> bool:
     """Swap ``a`` and ``b`` (files or folders, both existing) in one atomic step; False where unsupported.
 
@@ -360,8 +393,8 @@ def exchange(a: str | Path, b: str | Path) -> bool:
     return func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, new: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), new=new)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

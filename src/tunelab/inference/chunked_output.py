@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.atomic import _create_temp
+from tunelab.atomic import _create_temp, rename_new
 from tunelab.csv_lines import frame_line_end, line_end
-from tunelab.errors import RunError
+from tunelab.errors import DataError, RunError
 from tunelab.inference.files import (
     SEPARATORS,
     PredictedChunk,
@@ -43,8 +43,9 @@ class ChunkedOutput:
     """``with ChunkedOutput(target, fmt) as out: out.write(chunk)``: renamed into place on leaving
     the block, removed if an exception leaves it."""
 
-    def __init__(self, target: Path, fmt: str) -> None:
+    def __init__(self, target: Path, fmt: str, *, overwrite: bool = True) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
+        self.overwrite = overwrite  # False: a file another process put at target meanwhile is kept
         fd, self.tmp = _create_temp(target)
         self.handle = os.fdopen(fd, "wb")
         self.target, self.fmt = target, fmt
@@ -200,12 +201,26 @@ class ChunkedOutput:
         return table
 
     def _finish(self) -> None:
+        try:
+            self._publish()
+        except FileExistsError:
+            # checked when the command began; another process (a second `predict --output` of the
+            # same file) wrote it since, and its finished file was replaced without a word
+            raise DataError(
+                f"{self.target} was written by another process while these predictions were made; "
+                "give --overwrite (API: overwrite=True) to replace it, or another file"
+            ) from None
+
+    def _publish(self) -> None:
         if not self.rows:  # no row to predict (refused while read): as the whole-table writer has it
-            write_predictions([], self.target, self.fmt)
+            write_predictions([], self.target, self.fmt, new=not self.overwrite)
             return
         if self.parquet is not None:
             self.parquet.close()  # its footer; the handle, not pyarrow's, stays open
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
-        os.replace(self.tmp, self.target)
+        if self.overwrite:
+            os.replace(self.tmp, self.target)
+        else:
+            rename_new(self.tmp, self.target)

@@ -378,26 +378,29 @@ def write_predictions(
     output_path: str | Path,
     fmt: str,
     input_types: Mapping[str, pa.DataType | None] | None = None,
+    *,
+    new: bool = False,
 ) -> None:
-    """Write ``records`` in ``fmt`` to a temporary sibling, then rename it over ``output_path``.
+    """Write ``records`` in ``fmt`` to a temporary sibling, then rename it over ``output_path``
+    (``new``: onto no file only, ``atomic.rename_new``).
 
     ``input_types``: the input's columns by output name, with their Parquet type where the input
     had one, so that they keep their types (see ``prediction_table``); None: no column is the input's.
     """
     if fmt == "jsonl":
-        atomic_write_text(output_path, jsonl_text(records))
+        atomic_write_text(output_path, jsonl_text(records), new=new)
         return
     input_types = input_types or {}
     if fmt in ("csv", "tsv"):
         table = csv_table(records, input_types)
         # "\r\n" where a text holds a "\r", else it was written bare and split its row (csv_lines)
         text = table.to_csv(index=False, sep=SEPARATORS[fmt], lineterminator=frame_line_end(table))
-        atomic_write_text(output_path, text)
+        atomic_write_text(output_path, text, new=new)
         return
     table = prediction_table(records, input_types)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False, schema=_parquet_schema(table, input_types))
-    atomic_write_bytes(output_path, buffer.getvalue())
+    atomic_write_bytes(output_path, buffer.getvalue(), new=new)
 
 
 SEPARATORS = {"csv": ",", "tsv": "\t"}
@@ -534,7 +537,7 @@ def predict_file(
         predictor = Predictor.load(predictor)  # a non-path is a one-line RunError (find_run)
     # disable=None: tqdm draws only on a terminal (a pipe or a log file gets no bar lines)
     bar = tqdm(unit="rows", desc="predict", dynamic_ncols=True, disable=None if show_progress else True)
-    with bar, ChunkedOutput(Path(output_path), fmt) as output:
+    with bar, ChunkedOutput(Path(output_path), fmt, overwrite=overwrite) as output:
         for chunk in _prediction_chunks(predictor, input_path, top_k, batch_size, options, bar):
             output.write(chunk)
     return output.rows

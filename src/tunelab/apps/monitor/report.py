@@ -249,7 +249,8 @@ def write_report(store: Any, name: str, out: str | Path, *, overwrite: bool = Fa
     if Path(out).exists() and not Path(out).is_file():
         # a FIFO: reading its head to tell a report from another file waited for a writer forever
         raise DataError(f"--out {out}: a pipe or device, not a regular file; give the report's file name")
-    if Path(out).exists() and not overwrite and not _is_report_of(Path(out), name):
+    existed = Path(out).exists()
+    if existed and not overwrite and not _is_report_of(Path(out), name):
         raise DataError(
             f"--out {out} exists and is not a report of monitor {name}; give another file, or "
             "--overwrite to replace it"
@@ -258,4 +259,12 @@ def write_report(store: Any, name: str, out: str | Path, *, overwrite: bool = Fa
     sections, images = build_report(store, name)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = to_html(f"{_title(name)} (report of {stamp})", sections, images)
-    return atomic_write_text(out, page)
+    try:
+        # a file that was not there when the build began must still not be there: another report
+        # to the same --out meanwhile (another monitor's) was replaced, both saying they succeeded
+        return atomic_write_text(out, page, new=not (overwrite or existed))
+    except FileExistsError:
+        raise DataError(
+            f"--out {out} was written by another process while this report was built; give another "
+            "file, or --overwrite to replace it"
+        ) from None

@@ -272,7 +272,7 @@ def build(
 
     from tunelab.apps.support.build import write_folder  # the same temp-then-rename as a bot folder
 
-    write_folder(target, write)
+    write_folder(target, write, overwrite=overwrite)
     return Recommender.load(target)
 
 

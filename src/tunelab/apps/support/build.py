@@ -39,7 +39,7 @@ from tunelab.apps.support.knowledge import (  # restore_interrupted: moved there
     sibling_dir,
     swap_in,
 )
-from tunelab.atomic import atomic_write_json, naming_output_folder
+from tunelab.atomic import atomic_write_json, naming_output_folder, rename_new
 from tunelab.embeddings import bundled_name, encoder_reference
 from tunelab.errors import ConfigError, DataError, TunelabError
 
@@ -168,7 +168,7 @@ def build_bot(
             index.save(tmp / KNOWLEDGE_DIR)
         atomic_write_json(tmp / CALIBRATION_JSON, calibration)
 
-    write_folder(target, write)
+    write_folder(target, write, overwrite=overwrite)
     for line in warnings:
         log.info("%s", line)
     return BuildResult(
@@ -182,7 +182,7 @@ def build_bot(
     )
 
 
-def write_folder(target: Path, write: Any) -> None:
+def write_folder(target: Path, write: Any, *, overwrite: bool = True) -> None:
     """Run ``write(tmp)`` on a fresh sibling temp folder, then put it at ``target`` (replacing it).
 
     An existing ``target`` is swapped with the new folder in one atomic step (``exchange``), so a
@@ -192,6 +192,10 @@ def write_folder(target: Path, write: Any) -> None:
     which the next ``write_folder`` (or ``restore_interrupted``) puts back first. Temporary
     folders that killed writes left beside ``target`` are removed once an hour old
     (``remove_stale_tmp``): nothing else ever removed them.
+
+    ``overwrite`` False: a folder at ``target`` is never replaced (``rename_new``). The build checked
+    when it began; a second build to the same ``--out`` meanwhile had its finished folder replaced
+    by this one's, both saying they succeeded: this one is refused (FileExistsError) instead.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     restore_interrupted(target)
@@ -202,7 +206,16 @@ def write_folder(target: Path, write: Any) -> None:
     try:
         with naming_output_folder(target):
             write(tmp)
-            swap_in(tmp, target)
+            if overwrite:
+                swap_in(tmp, target)
+            else:
+                try:
+                    rename_new(tmp, target)
+                except FileExistsError:
+                    raise ConfigError(
+                        f"{target}: another process put a folder there while this one was built; "
+                        "give --overwrite to replace it, or another --out"
+                    ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

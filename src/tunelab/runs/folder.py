@@ -171,7 +171,12 @@ class RunFolder:
         gave ``output_dir``), not an unexpected ``OSError``.
         """
         out = Path(os.path.expanduser(output_dir))  # `~/runs` made a folder named "~" in the current one
+        generated = not name
         name = name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        if generated and (path_exists(out / name) or path_exists(out / f"{name}{PARTIAL_SUFFIX}")):
+            # Two unnamed runs started within one second got the same name, and the second was told
+            # to wait for the first; a name the user did not choose takes the next free one instead.
+            name = free_name(out, name)
         root = cls.check_name(out, name)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -179,6 +184,8 @@ class RunFolder:
             # two commands started at once both got the same folder and wrote over each other.
             root.mkdir()
         except FileExistsError:  # made since the check, by another command starting this name now
+            if generated:  # the other one took it in the moment since the check: take the next
+                return cls.create(output_dir, free_name(out, name.removesuffix(PARTIAL_SUFFIX)), flag)
             raise RunError(
                 f"{root}: another tunelab command started a run of that name just now; wait for it to "
                 f"finish or choose another name, e.g. name={free_name(out, name)}"

@@ -163,12 +163,19 @@ class RunFolder:
     checkpoints = property(lambda self: self.root / "checkpoints")
 
     @classmethod
-    def create(cls, output_dir: str | Path, name: str | None, flag: str = "output_dir") -> RunFolder:
+    def create(
+        cls, output_dir: str | Path, name: str | None, flag: str = "output_dir", *, training: bool = False
+    ) -> RunFolder:
         """Make a fresh ``<name>.partial`` folder; a finished run of the same name is never touched.
 
         A taken name is refused here, before any training, rather than found at the end of it.
         A folder that cannot be made is a one-line ``ConfigError`` naming ``flag`` (the option that
         gave ``output_dir``), not an unexpected ``OSError``.
+
+        ``training``: the folder appears under its name with its ``TRAIN_MARKER`` already locked
+        (made aside, then renamed, as an export's), and ``writing_run`` takes that lock over. Made
+        in place, the folder showed for a moment without the marker, and eval, predict, an admin
+        load or ``name=`` looking then called the live run "not resumable; delete it".
         """
         out = Path(os.path.expanduser(output_dir))  # `~/runs` made a folder named "~" in the current one
         generated = not name
@@ -182,10 +189,13 @@ class RunFolder:
             out.mkdir(parents=True, exist_ok=True)
             # The claim: ``mkdir`` fails if the folder exists. With ``exist_ok`` after the check above,
             # two commands started at once both got the same folder and wrote over each other.
-            root.mkdir()
+            if training:
+                _make_locked_training_folder(root)
+            else:
+                root.mkdir()
         except FileExistsError:  # made since the check, by another command starting this name now
             if generated:  # the other one took it in the moment since the check: take the next
-                return cls.create(output_dir, free_name(out, name.removesuffix(PARTIAL_SUFFIX)), flag)
+                return cls.create(output_dir, free_name(out, name), flag, training=training)
             raise RunError(
                 f"{root}: another tunelab command started a run of that name just now; wait for it to "
                 f"finish or choose another name, e.g. name={free_name(out, name)}"
@@ -199,7 +209,7 @@ class RunFolder:
             ) from None
         try:
             for sub in ("logs", "checkpoints"):
-                (root / sub).mkdir()
+                (root / sub).mkdir(exist_ok=training)  # made aside already when training
         except OSError as exc:  # the folder changed under us since it was made (removed, made read-only)
             from tunelab.errors import ConfigError
 
@@ -585,6 +595,49 @@ def _writer_pid(marker: Path) -> int | None:
     return None
 
 
+# Markers ``RunFolder.create(training=True)`` locked before its folder took its name, by folder:
+# ``writing_run`` takes the lock over (opening the marker again would leave a moment without one).
+_locked_on_creation: dict[Path, IO[str]] = {}
+
+
+def _make_locked_training_folder(root: Path) -> None:
+    """Make ``root`` with logs/, checkpoints/ and a locked ``TRAIN_MARKER`` in a hidden sibling, then
+    rename it to ``root`` (FileExistsError if ``root`` was made meanwhile); the lock is kept for
+    ``writing_run``. Where no lock can be held (Windows) the folder is made as before."""
+    from tunelab.atomic import remove_stale_folders, rename_new
+    from tunelab.compress.export import _lock, can_hold_lock
+
+    if not can_hold_lock():
+        root.mkdir()
+        return
+    # a killed command's staging folder (never renamed): removed once an hour old
+    remove_stale_folders(root.parent.glob(f".{glob_escape(root.name)}.*.tmp"))
+    staging = root.with_name(f".{root.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    staging.mkdir()
+    lock: IO[str] | None = None
+    try:
+        for sub in ("logs", "checkpoints"):
+            (staging / sub).mkdir()
+        lock = _lock(staging / TRAIN_MARKER, ours=True)
+        assert lock is not None  # a file this process just made
+        lock.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n")
+        lock.flush()
+        rename_new(staging, root)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _locked_on_creation[root] = lock
+
+
+def glob_escape(name: str) -> str:
+    """``name`` matched literally by ``Path.glob`` (a run name may hold ``[`` or ``*``)."""
+    import glob
+
+    return glob.escape(name)
+
+
 @contextmanager
 def writing_run(run: RunFolder) -> Iterator[None]:
     """Hold the exclusive lock of ``run``'s ``TRAIN_MARKER`` while ``tunelab train`` writes ``run``.
@@ -607,7 +660,9 @@ def writing_run(run: RunFolder) -> Iterator[None]:
         f"{root}: no such run folder any more (finished or removed meanwhile); `tunelab runs` lists the runs"
     )
     try:
-        lock = _lock(marker, ours=True)  # ours: without flock (Windows) there is nothing to hold
+        # taken over from RunFolder.create(training=True), else opened now; ours: without flock
+        # (Windows) there is nothing to hold
+        lock = _locked_on_creation.pop(root, None) or _lock(marker, ours=True)
     except FileNotFoundError:
         raise gone from None
     except OSError as exc:  # PermissionError, or EROFS on a read-only mount

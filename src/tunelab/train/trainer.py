@@ -541,7 +541,7 @@ def _train(
         loss_term = continual.loss_term(model, loss_term, tokenizer, enc_train, precision.name)
     if run is None:
         cfg.to_json()  # a value JSON cannot hold is refused before the folder exists, not after
-        run = RunFolder.create(cfg.output_dir, cfg.name)
+        run = RunFolder.create(cfg.output_dir, cfg.name, training=True)
         try:
             held.enter_context(writing_run(run))  # eval, --resume and name= now say it is being written
             cfg.save(run.config_json)

@@ -296,9 +296,12 @@ def test_the_run_config_is_written_through_a_temp_file(tmp_path: Path, monkeypat
 
     calls = []
     original = atomic.atomic_write_bytes
-    monkeypatch.setattr(
-        atomic, "atomic_write_bytes", lambda path, data: calls.append(path) or original(path, data)
-    )
+
+    def spied(path: Path, data: bytes, **kw: object) -> Path:
+        calls.append(path)
+        return original(path, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomic, "atomic_write_bytes", spied)
     RunConfig().save(tmp_path / "config.json")
     assert calls == [tmp_path / "config.json"]
     assert RunConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == RunConfig()

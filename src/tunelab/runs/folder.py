@@ -20,6 +20,7 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -611,7 +612,7 @@ def _make_locked_training_folder(root: Path) -> None:
         root.mkdir()
         return
     # a killed command's staging folder (never renamed): removed once an hour old
-    remove_stale_folders(root.parent.glob(f".{glob_escape(root.name)}.*.tmp"))
+    remove_stale_folders(root.parent.glob(f".{glob.escape(root.name)}.*.tmp"))  # a name may hold [ or *
     staging = root.with_name(f".{root.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     staging.mkdir()
     lock: IO[str] | None = None
@@ -629,13 +630,6 @@ def _make_locked_training_folder(root: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _locked_on_creation[root] = lock
-
-
-def glob_escape(name: str) -> str:
-    """``name`` matched literally by ``Path.glob`` (a run name may hold ``[`` or ``*``)."""
-    import glob
-
-    return glob.escape(name)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ another export's work.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
@@ -239,27 +240,15 @@ def _claim(target: Path) -> tuple[Path, IO[str] | None]:
         release_claim(target, "a killed tunelab export")
     # The folder appears under its name with its marker already locked (made aside, then renamed),
     # so no one ever sees this export's folder without a live lock.
-    staging = partial.with_name(f".{partial.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    note = datetime.now(UTC).isoformat(timespec="seconds") + "\n"
     try:
-        staging.mkdir()
+        lock = make_locked_folder(partial, MARKER, note)
+    except FileExistsError:  # another export's folder took the name meanwhile
+        raise busy from None
     except OSError as exc:  # a name too long, no permission: was "unexpected OSError"
         reason = exc.strerror or type(exc).__name__
         message = f"--output {target}: cannot make its folder ({reason}); give another --output"
         raise ConfigError(message) from None
-    marker = staging / MARKER
-    marker.write_text(datetime.now(UTC).isoformat(timespec="seconds") + "\n", encoding="utf-8")
-    lock = _lock(marker, ours=True)
-    assert lock is not None  # a file this process just made
-    if not can_hold_lock():
-        lock.close()
-        lock = None
-    try:
-        os.rename(staging, partial)  # fails if another export's folder took the name meanwhile
-    except OSError:
-        if lock is not None:
-            lock.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise busy from None
     return partial, lock
 
 
@@ -281,6 +270,46 @@ def _lock(path: Path, *, ours: bool = False) -> IO[str] | None:
         handle.close()
         return None
     return handle
+
+
+def make_locked_folder(
+    root: Path, marker: str, note: str, subfolders: tuple[str, ...] = ()
+) -> IO[str] | None:
+    """Make the folder ``root`` holding ``subfolders`` and the file ``marker`` (``note`` in it), locked.
+
+    Returns the open, locked marker, which the caller holds while it writes the folder (None without
+    ``flock``: nothing to hold, see ``can_hold_lock``). The folder is made under a hidden name beside
+    ``root`` and renamed onto it with ``atomic.rename_new`` (FileExistsError if ``root`` appeared
+    meanwhile), so ``root`` never shows without its live lock: made in place and locked a moment
+    later, a command looking in that moment took a live folder for a killed one's. One helper for an
+    export's, a training run's and an ensemble's or zero-shot's folder, which each had a copy (and the
+    ensemble's showed unlocked for that moment). A hidden folder that a killed command left (never
+    renamed) is removed once an hour old.
+    """
+    from tunelab import atomic  # looked up at call time: tests replace atomic.rename_new
+
+    stem = atomic.sibling_stem(root, "tmp")  # a long name cut to fit the file system's limit
+    # a name may hold [ or *, which glob would read as a pattern
+    atomic.remove_stale_folders(root.parent.glob(f".{glob.escape(stem)}.*.tmp"))
+    staging = root.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp")
+    staging.mkdir()
+    lock: IO[str] | None = None
+    try:
+        for sub in subfolders:
+            (staging / sub).mkdir()
+        (staging / marker).write_text(note, encoding="utf-8")
+        lock = _lock(staging / marker, ours=True)
+        assert lock is not None  # a file this process just made
+        if not can_hold_lock():  # nothing locked (Windows), and an open file would stop the rename
+            lock.close()
+            lock = None
+        atomic.rename_new(staging, root)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return lock
 
 
 def can_hold_lock() -> bool:

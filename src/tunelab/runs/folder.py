@@ -20,7 +20,6 @@ Layout::
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import shutil
@@ -165,7 +164,13 @@ class RunFolder:
 
     @classmethod
     def create(
-        cls, output_dir: str | Path, name: str | None, flag: str = "output_dir", *, training: bool = False
+        cls,
+        output_dir: str | Path,
+        name: str | None,
+        flag: str = "output_dir",
+        *,
+        training: bool = False,
+        one_go: bool = False,
     ) -> RunFolder:
         """Make a fresh ``<name>.partial`` folder; a finished run of the same name is never touched.
 
@@ -177,6 +182,7 @@ class RunFolder:
         (made aside, then renamed, as an export's), and ``writing_run`` takes that lock over. Made
         in place, the folder showed for a moment without the marker, and eval, predict, an admin
         load or ``name=`` looking then called the live run "not resumable; delete it".
+        ``one_go``: the same with ``ONE_GO_MARKER``, taken over by ``made_in_one_go``.
         """
         out = Path(os.path.expanduser(output_dir))  # `~/runs` made a folder named "~" in the current one
         generated = not name
@@ -190,13 +196,13 @@ class RunFolder:
             out.mkdir(parents=True, exist_ok=True)
             # The claim: ``mkdir`` fails if the folder exists. With ``exist_ok`` after the check above,
             # two commands started at once both got the same folder and wrote over each other.
-            if training:
-                _make_locked_training_folder(root)
+            if training or one_go:
+                _make_locked_folder(root, TRAIN_MARKER if training else ONE_GO_MARKER)
             else:
                 root.mkdir()
         except FileExistsError:  # made since the check, by another command starting this name now
             if generated:  # the other one took it in the moment since the check: take the next
-                return cls.create(output_dir, free_name(out, name), flag, training=training)
+                return cls.create(output_dir, free_name(out, name), flag, training=training, one_go=one_go)
             raise RunError(
                 f"{root}: another tunelab command started a run of that name just now; wait for it to "
                 f"finish or choose another name, e.g. name={free_name(out, name)}"
@@ -210,7 +216,7 @@ class RunFolder:
             ) from None
         try:
             for sub in ("logs", "checkpoints"):
-                (root / sub).mkdir(exist_ok=training)  # made aside already when training
+                (root / sub).mkdir(exist_ok=training or one_go)  # made aside already then
         except OSError as exc:  # the folder changed under us since it was made (removed, made read-only)
             from tunelab.errors import ConfigError
 
@@ -239,10 +245,11 @@ class RunFolder:
         _remove_killed_one_go(target.with_name(target.name + PARTIAL_SUFFIX))
         if stale:
             release_claim(target, "a killed tunelab ensemble or zeroshot")
-        partial = cls.create(target.parent, target.name, flag="--out")
-        lock = None
+        # made with its marker locked (see create): made in place and marked a moment later, it
+        # showed unlocked in between, and another ensemble of the name took it for a killed one's
+        partial = cls.create(target.parent, target.name, flag="--out", one_go=True)
+        lock = _locked_on_creation.pop(partial.root, None)
         try:
-            lock = _mark_one_go(partial.root)
             yield partial
         except BaseException:
             shutil.rmtree(partial.root, ignore_errors=True)
@@ -438,32 +445,6 @@ def _partial_sibling(root: Path) -> Path:
     return root if root.name.endswith(PARTIAL_SUFFIX) else root.with_name(root.name + PARTIAL_SUFFIX)
 
 
-def _mark_one_go(root: Path) -> IO[str] | None:
-    """Put the locked ``ONE_GO_MARKER`` in ``root``; returns the open file that holds the lock.
-
-    Made and locked under another name, then renamed: no one ever sees the marker unlocked while
-    this process lives, so nothing takes the folder for a killed command's. Without ``flock``
-    (Windows) there is no lock to hold: None, and no file is kept open, which would stop the
-    folder's rename onto its final name (``can_hold_lock``).
-    """
-    from tunelab.compress.export import _lock, can_hold_lock
-
-    marker = root / ONE_GO_MARKER
-    staging = root / f"{ONE_GO_MARKER}.{os.getpid()}"
-    staging.write_text(datetime.now().isoformat(timespec="seconds") + "\n", encoding="utf-8")
-    if not can_hold_lock():
-        os.replace(staging, marker)
-        return None
-    lock = _lock(staging, ours=True)
-    assert lock is not None  # a file this process just made
-    try:
-        os.replace(staging, marker)  # the lock stays with the file
-    except BaseException:
-        lock.close()
-        raise
-    return lock
-
-
 def _remove_killed_one_go(partial: Path) -> None:
     """Remove ``partial`` if a killed ensemble or zero-shot left it (its marker unlocked)."""
     remove_killed(
@@ -601,35 +582,16 @@ def _writer_pid(marker: Path) -> int | None:
 _locked_on_creation: dict[Path, IO[str]] = {}
 
 
-def _make_locked_training_folder(root: Path) -> None:
-    """Make ``root`` with logs/, checkpoints/ and a locked ``TRAIN_MARKER`` in a hidden sibling, then
-    rename it to ``root`` (FileExistsError if ``root`` was made meanwhile); the lock is kept for
-    ``writing_run``. Where no lock can be held (Windows) the folder is made as before."""
-    from tunelab.atomic import remove_stale_folders, rename_new
-    from tunelab.compress.export import _lock, can_hold_lock
+def _make_locked_folder(root: Path, marker: str) -> None:
+    """Make ``root`` with logs/, checkpoints/ and ``marker`` locked (``export.make_locked_folder``:
+    made aside, then renamed; FileExistsError if ``root`` was made meanwhile); the lock is kept in
+    ``_locked_on_creation`` for ``writing_run`` or ``made_in_one_go`` to take over."""
+    from tunelab.compress.export import make_locked_folder
 
-    if not can_hold_lock():
-        root.mkdir()
-        return
-    # a killed command's staging folder (never renamed): removed once an hour old
-    remove_stale_folders(root.parent.glob(f".{glob.escape(root.name)}.*.tmp"))  # a name may hold [ or *
-    staging = root.with_name(f".{root.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    staging.mkdir()
-    lock: IO[str] | None = None
-    try:
-        for sub in ("logs", "checkpoints"):
-            (staging / sub).mkdir()
-        lock = _lock(staging / TRAIN_MARKER, ours=True)
-        assert lock is not None  # a file this process just made
-        lock.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n")
-        lock.flush()
-        rename_new(staging, root)
-    except BaseException:
-        if lock is not None:
-            lock.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _locked_on_creation[root] = lock
+    note = f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n"
+    lock = make_locked_folder(root, marker, note, ("logs", "checkpoints"))
+    if lock is not None:
+        _locked_on_creation[root] = lock
 
 
 @contextmanager

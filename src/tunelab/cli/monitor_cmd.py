@@ -198,7 +198,7 @@ def _delivering(config: Any, monitor: Any, *, once: bool, stop: Any = None) -> I
     import asyncio
 
     from tunelab.apps.monitor.webhook import DeliveryThread, follower_webhook
-    from tunelab.cli.serve_cmd import without_secrets
+    from tunelab.serve.inputs import without_secrets
 
     print(f"alerts are POSTed to {without_secrets(config.webhook)}", file=sys.stderr, flush=True)
     worker = follower_webhook(monitor.store, config.name, config.webhook)

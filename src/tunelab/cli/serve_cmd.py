@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.cli.merge_cmd import MIXING_METHODS, SHARING_METHODS, WHOLE_METHODS
 from tunelab.cli.store_args import DATA_DIR_HELP, data_dir_chosen, open_store_noting
 from tunelab.errors import ConfigError, first_line
+from tunelab.serve.inputs import without_secrets
 from tunelab.serve.registry import SERVED_NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -511,14 +512,6 @@ def model_root_lines(roots: tuple[Path, ...], *, explicit: bool) -> list[str]:
             "are refused until it does; give --model-root DIR to load from elsewhere"
         )
     return lines
-
-
-def without_secrets(url: str) -> str:
-    """The URL as printed, without credentials (``tunelab.serve.settings.without_secrets``, imported
-    when called: settings pulls in pydantic, which ``tunelab --help`` need not load)."""
-    from tunelab.serve.settings import without_secrets as shown
-
-    return shown(url)
 
 
 # How long a stop waits for the requests in flight before it cancels them (each then a 503)

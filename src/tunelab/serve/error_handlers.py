@@ -169,7 +169,10 @@ async def _store(request: Request, exc: Exception) -> JSONResponse:
         shared.log(logging.ERROR, "requests", "database error (latest: request id %s): %s", rid, exc)
     else:
         log.error("database error (request id %s): %s", rid, exc)  # the connection string stays here
-    message = f"the key and usage database is unavailable; try again later (request id {rid})"
+    # a monitor's own database named as such (its address stays in the log, as above)
+    monitor = getattr(exc, "monitor", None)
+    whose = f"the database of monitor {monitor!r}" if monitor else "the key and usage database"
+    message = f"{whose} is unavailable; try again later (request id {rid})"
     return error_response(503, "store_unavailable", message)
 
 

@@ -17,12 +17,16 @@ EPOCH_SECONDS_MAX = 1e11
 
 
 def is_http_url(value: Any) -> bool:
-    """An http(s) URL with a host and, if any, a numeric port in range: one a webhook can be POSTed to.
+    """An http(s) URL with a host and, if any, a numeric port in range, and no whitespace or control
+    characters: one a webhook can be POSTed to.
 
     ``urlsplit`` accepts ``http://host:80x/`` and only fails when the port is read, at every
     delivery; reading it here refuses the URL when it is configured instead.
     """
     if not isinstance(value, str):
+        return False
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        # http.client refuses them at every delivery, with the path and query (a token) in its error
         return False
     try:
         parts = urlsplit(value)
@@ -30,6 +34,27 @@ def is_http_url(value: Any) -> bool:
     except ValueError:  # also an unclosed [ in the host
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def without_secrets(url: str) -> str:
+    """The URL as printed: no user:password, no query string or fragment (any may carry a token).
+
+    Also for a URL refused as a webhook (a port out of range, a password with a raw ``#`` or
+    ``/``, no scheme): the credentials end at the last ``@`` when ``urlsplit`` ended them earlier,
+    and text without ``scheme://host`` is not shown (``user:pw@host`` reads as scheme ``user``).
+    """
+    try:
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            return "(a value without scheme://host, not shown)"
+        rest = url.split("://", 1)[1] if "://" in url else url
+        if "@" in rest[len(parts.netloc) :] and ":" in parts.netloc:
+            # "u:p#w@host/x" splits as host "u", port "p": the password ran on to the last "@"
+            parts = urlsplit(f"{parts.scheme}://{rest.rsplit('@', 1)[1]}")
+    except ValueError:  # an unclosed "[" in the host
+        return "(a URL that cannot be parsed)"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}{'?...' if parts.query else ''}"
 
 
 #: Whole numbers in this range are eight digits, which may be a compact date (``20260302``).

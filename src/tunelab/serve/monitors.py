@@ -53,6 +53,18 @@ class MonitorFailedError(RuntimeError):
     """Classifying or storing a batch failed: a server fault (HTTP 500, details in the log only)."""
 
 
+class MonitorStoreError(StoreError):
+    """A monitor's database failed: a 503 that names the monitor, not the key and usage database.
+
+    A monitor with a ``store:`` of its own whose database was down answered "the key and usage
+    database is unavailable" while that database was fine; the server log names the address.
+    """
+
+    def __init__(self, monitor: str, cause: StoreError) -> None:
+        super().__init__(f"monitor {monitor}: {cause}")
+        self.monitor = monitor
+
+
 @dataclass
 class _Batches:
     """The batches of concurrent requests, standing in for the batcher's encoding."""
@@ -113,8 +125,10 @@ class ServedMonitor:
         """
         try:
             out = await self.batcher.submit(cast(Any, [docs]), lane=lane)
-        except StoreError:
+        except MonitorStoreError:
             raise
+        except StoreError as exc:
+            raise MonitorStoreError(self.name, exc) from exc
         except Exception as exc:
             raise MonitorFailedError(f"monitor {self.name!r} failed: {type(exc).__name__}") from exc
         return out.results[0]["result"]
@@ -177,12 +191,18 @@ class MonitorRegistry:
     def all(self) -> list[ServedMonitor]:
         return [self._monitors[n] for n in self.names()]
 
-    async def read(self, fn: Callable[[], T]) -> T:
-        """``fn()`` (a store read) in a worker thread, at most ``READ_THREADS`` of them at once."""
+    async def read(self, fn: Callable[[], T], *, monitor: str | None = None) -> T:
+        """``fn()`` (a store read of ``monitor``'s, which its failure names) in a worker thread, at
+        most ``READ_THREADS`` of them at once."""
         if self._reads is None:
             self._reads = asyncio.Semaphore(READ_THREADS)
         async with self._reads:  # the others wait here, on the event loop, holding no thread
-            return await run_in_threadpool(fn)
+            try:
+                return await run_in_threadpool(fn)
+            except StoreError as exc:
+                if monitor is None or isinstance(exc, MonitorStoreError):
+                    raise
+                raise MonitorStoreError(monitor, exc) from exc
 
     @property
     def opened(self) -> bool:

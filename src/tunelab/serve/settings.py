@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunelab.errors import ConfigError
-from tunelab.serve.inputs import is_http_url
+from tunelab.serve.inputs import is_http_url, without_secrets
 from tunelab.serve.model_roots import DEFAULT_ROOT
 from tunelab.serve.schemas import MAX_LIST_ITEMS
 from tunelab.serve.store import default_data_dir, default_db
@@ -124,29 +124,6 @@ class ServeSettings(BaseModel):
     def _absolute(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
         """Fixed against the directory the server started in, whatever happens to it later."""
         return tuple(Path(os.path.abspath(root)) for root in roots)
-
-
-def without_secrets(url: str) -> str:
-    """The URL as printed: no user:password, no query string or fragment (any may carry a token).
-
-    Also for a URL refused as a webhook (a port out of range, a password with a raw ``#`` or
-    ``/``, no scheme): the credentials end at the last ``@`` when ``urlsplit`` ended them earlier,
-    and text without ``scheme://host`` is not shown (``user:pw@host`` reads as scheme ``user``).
-    """
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        if not parts.scheme or not parts.netloc:
-            return "(a value without scheme://host, not shown)"
-        rest = url.split("://", 1)[1] if "://" in url else url
-        if "@" in rest[len(parts.netloc) :] and ":" in parts.netloc:
-            # "u:p#w@host/x" splits as host "u", port "p": the password ran on to the last "@"
-            parts = urlsplit(f"{parts.scheme}://{rest.rsplit('@', 1)[1]}")
-    except ValueError:  # an unclosed "[" in the host
-        return "(a URL that cannot be parsed)"
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}{'?...' if parts.query else ''}"
 
 
 __all__ = ["ServeSettings", "parse_size", "without_secrets"]

@@ -33,6 +33,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import urllib.error
@@ -74,9 +75,13 @@ def post_json(url: str, body: bytes, headers: dict[str, str], timeout_s: float) 
             return int(response.status)
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"{type(exc).__name__}: {reason}") from None
+    except (ValueError, http.client.HTTPException) as exc:
+        # their texts quote the URL, path and query included (a token), and go to the log and the
+        # outbox's last_error on every retry: the kind only
+        raise DeliveryError(f"{type(exc).__name__}: the request could not be sent to this URL") from None
 
 
 def _basic_auth(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:

@@ -50,7 +50,7 @@ from tunelab.apps.monitor.documents import MAX_TEXT_CHARS
 from tunelab.apps.yaml_config import read_yaml_config
 from tunelab.atomic import locale_cannot_name
 from tunelab.errors import ConfigError
-from tunelab.serve.inputs import is_http_url
+from tunelab.serve.inputs import is_http_url, without_secrets
 from tunelab.yaml_names import bool_as_written, number_as_written
 
 MAX_FUTURE_S = 36500 * 86400  # a hundred years
@@ -340,8 +340,12 @@ def _webhook(raw: Any, problems: list[str]) -> str | None:
     if raw is None:
         return None
     if not is_http_url(raw):
+        # A value that may hold a password or a query token is shown as the flags show a refused
+        # URL, without them (it was echoed whole); one with no "@", "?" or "#" as written.
+        plain = not isinstance(raw, str) or not any(c in raw for c in "@?#")
+        shown = repr(raw) if plain else without_secrets(raw)
         problems.append(
-            f"webhook: {raw!r} is not an http(s) URL; give e.g. https://alerts.example.com/hooks/monitor"
+            f"webhook: {shown} is not an http(s) URL; give e.g. https://alerts.example.com/hooks/monitor"
         )
         return None
     return raw

@@ -567,17 +567,22 @@ def open_monitor_store(
         ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
         StoreError: the database cannot be opened or reached.
     """
-    from tunelab.serve.store import chosen_db, default_data_dir, refuse_missing_sqlite, sqlite_file
+    from tunelab.serve.store import (
+        DB_FORMS,
+        chosen_db,
+        default_data_dir,
+        refuse_missing_sqlite,
+        refused_db,
+        sqlite_file,
+    )
 
+    named = "store:" if db is not None else "$TUNELAB_DB"  # the config's value, else the server's
     db = chosen_db(db, data_dir)  # a data folder given (the server's) is not overridden by $TUNELAB_DB
     if db and db.startswith(("postgresql://", "postgres://")):
-        return PostgresMonitorStore(db)
+        return PostgresMonitorStore(db, named=named)
     path = sqlite_file(db, data_dir if data_dir is not None else default_data_dir())
     if path is None:
-        raise ConfigError(
-            f"store: {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
-            "or a file path ending in .db"
-        )
+        raise ConfigError(f"{named} {refused_db(db)}: {DB_FORMS}")
     if not create:
         refuse_missing_sqlite(
             path,

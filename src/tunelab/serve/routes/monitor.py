@@ -189,7 +189,8 @@ async def get_trend(
                 end=to,
                 bucket=size,
                 aliases=served.monitor.config.aliases,
-            )
+            ),
+            monitor=served.name,
         )
     except DataError as exc:
         raise _invalid(exc, "invalid_parameter") from None
@@ -233,12 +234,15 @@ async def list_alerts(
         company = key.split(":", 1)[1]
         key = "company:" + (normalise_company(company, served.monitor.config.aliases) or company)
     store = served.monitor.store
-    if after is not None and not await state.monitors.read(lambda: store.has_alert(served.name, after)):
+    if after is not None and not await state.monitors.read(
+        lambda: store.has_alert(served.name, after), monitor=served.name
+    ):
         raise _invalid(
             ValueError(f"after: no alert {after!r} in monitor {served.name!r}"), "invalid_parameter"
         )
     alerts = await state.monitors.read(
-        lambda: store.alerts(served.name, key=key, since=since, until=until, limit=limit, after=after)
+        lambda: store.alerts(served.name, key=key, since=since, until=until, limit=limit, after=after),
+        monitor=served.name,
     )
     return AlertList(monitor=served.name, alerts=_alerts_out(alerts))
 

@@ -124,10 +124,12 @@ def open_store(
         ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
         StoreError: the database cannot be opened or reached.
     """
+    # the value from $TUNELAB_DB (a container's or cron job's) was blamed on a --db never given
+    named = "$TUNELAB_DB" if db and db == os.environ.get("TUNELAB_DB") else "--db"
     if db and db.startswith(("postgresql://", "postgres://")):
         from tunelab.serve.store.postgres import PostgresStore
 
-        return PostgresStore(db)
+        return PostgresStore(db, named=named)
     path = sqlite_file(db, data_dir)
     if path is not None:
         from tunelab.serve.store.sqlite import SQLiteStore
@@ -135,14 +137,29 @@ def open_store(
         if not create:
             refuse_missing_sqlite(path, missing)
         return SQLiteStore(path)
-    # the value from $TUNELAB_DB (a container's or cron job's) was blamed on a --db never given
-    named = "$TUNELAB_DB" if db == os.environ.get("TUNELAB_DB") else "--db"
     if db.startswith("sqlite://"):
         raise ConfigError(f"{named} {db!r}: name the file, e.g. sqlite:///data/tunelab.db")
-    raise ConfigError(
-        f"{named} {db!r}: use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, "
-        "or a file path ending in .db"
-    )
+    raise ConfigError(f"{named} {refused_db(db)}: {DB_FORMS}")
+
+
+#: What a database value may be, for the line refusing one that is neither.
+DB_FORMS = "use postgresql://user@host:5432/dbname, sqlite:///path/to/file.db, or a file path ending in .db"
+
+
+def refused_db(db: str) -> str:
+    """A database value that names neither backend, as a refusal shows it: without a password.
+
+    ``postgresql+psycopg://user:pw@host/db`` (SQLAlchemy's form) and libpq's ``host=h password=pw``
+    are common ways to write a PostgreSQL address that tunelab does not take; both were echoed
+    whole, password included, to a terminal or a container's log.
+    """
+    from tunelab.serve.inputs import without_secrets
+
+    if "://" in db:
+        return without_secrets(db)
+    if "=" in db:
+        return "(a key=value connection string, not shown: it may hold a password)"
+    return repr(db)
 
 
 __all__ = [

@@ -243,7 +243,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'..' or symlinks, are refused with 403",
     )
     p.add_argument("--no-auth", action="store_true", help="accept requests without a key (local trials)")
-    p.add_argument("--no-mask-logs", action="store_true", help="log e-mails, phone and card numbers as is")
+    p.add_argument(
+        "--no-mask-logs", action="store_true", help="log e-mails, phone, card and account numbers as is"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1)")
     p.add_argument("--active", action="append", default=[], metavar="NAME@VERSION", help="active version")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

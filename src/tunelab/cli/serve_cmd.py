@@ -627,8 +627,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(uvicorn: Any, app: Any, settings: Any) -> None:
     """Serve until stopped; uvicorn handles the signals (module docstring)."""
+    from tunelab.serve.http_protocol import UVICORN_OPTIONS
+
     uvicorn.run(
         app,
+        **UVICORN_OPTIONS,  # request heads bounded in size and time (tunelab.serve.http_protocol)
         host=settings.host,
         port=settings.port,
         log_config=None,

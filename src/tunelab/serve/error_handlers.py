@@ -234,6 +234,11 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         # UTF-8, or nesting past the parser's depth. Said as the malformed JSON it is.
         code = "malformed_json"
         message = "malformed JSON: the body is not UTF-8 text, or is nested too deeply; send UTF-8 JSON"
+        cause = exc.__cause__
+        if isinstance(cause, ValueError) and not isinstance(cause, UnicodeError) and "digits" in str(cause):
+            # json.loads refuses an integer of over 4,300 digits (int's conversion limit) with a plain
+            # ValueError: the body was valid UTF-8 and shallow, and the message sent users looking there
+            message = "malformed JSON: a number in the body has more than 4,300 digits; send a shorter one"
     return error_response(exc.status_code, code, message, headers=headers)
 
 

@@ -36,6 +36,26 @@ _QUOTA_PERIODS: dict[str, Period] = {"h": "hour", "hour": "hour", "day": "day", 
 _QUOTA_RE = re.compile(r"^\s*(\d{1,3}(?:,\d{3})+|\d+(?:_\d+)*)\s*/\s*([a-z]+?)s?\s*$")
 
 
+#: The largest count a rate, a burst or a quota may give: far past any real limit, and a number the
+#: databases' 64-bit integers hold. Longer digits failed as a 500 over HTTP ("Exceeds the limit (4300
+#: digits)", or infinity from float) and "unexpected ValueError" from `tunelab keys create`.
+MAX_COUNT = 10**12
+
+
+def _shown(text: str) -> str:
+    """``text`` as a refusal quotes it: at most 40 characters of it."""
+    text = str(text)
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
+
+
+def _within(digits: str, text: str, what: str) -> str:
+    """``digits`` when the count they write is at most ``MAX_COUNT``, else a one-line ``ConfigError``."""
+    whole = digits.replace("_", "").replace(",", "").split(".")[0].lstrip("0")
+    if len(whole) > len(str(MAX_COUNT)) or (whole and int(whole) > MAX_COUNT):
+        raise ConfigError(f"{what} {_shown(text)}: use at most {MAX_COUNT:,} (leave it out for no limit)")
+    return digits
+
+
 def _default_burst(per_second: float) -> int:
     """One second's worth of requests, at least one: a client may send its per-second share at once."""
     return max(1, math.ceil(per_second - 1e-9))
@@ -64,14 +84,14 @@ class Rate:
         m = _RATE_RE.match(str(text).lower())
         if not m or m.group(2) not in _RATE_UNITS:
             raise ConfigError(
-                f"rate {text!r}: write requests per unit, e.g. 20/s, 100/min or 5000/hour "
+                f"rate {_shown(text)}: write requests per unit, e.g. 20/s, 100/min or 5000/hour "
                 "(optionally :BURST, e.g. 20/s:50)"
             )
-        count = float(m.group(1))
+        count = float(_within(m.group(1), text, "rate"))
         if count <= 0:
-            raise ConfigError(f"rate {text!r}: the number of requests must be positive")
+            raise ConfigError(f"rate {_shown(text)}: the number of requests must be positive")
         per_second = count / _RATE_UNITS[m.group(2)]
-        burst = int(m.group(3)) if m.group(3) else _default_burst(per_second)
+        burst = int(_within(m.group(3), text, "rate burst")) if m.group(3) else _default_burst(per_second)
         return cls(per_second=per_second, burst=burst)
 
     @classmethod
@@ -117,11 +137,11 @@ class Quota:
         m = _QUOTA_RE.match(str(text).lower())
         if not m or m.group(2) not in _QUOTA_PERIODS:
             raise ConfigError(
-                f"quota {text!r}: write texts per period, e.g. 100000/month, 5000/day or 100/hour"
+                f"quota {_shown(text)}: write texts per period, e.g. 100000/month, 5000/day or 100/hour"
             )
-        limit = int(m.group(1).replace("_", "").replace(",", ""))
+        limit = int(_within(m.group(1), text, "quota").replace("_", "").replace(",", ""))
         if limit < 1:
-            raise ConfigError(f"quota {text!r}: the limit must be 1 or more")
+            raise ConfigError(f"quota {_shown(text)}: the limit must be 1 or more")
         return cls(limit=limit, period=_QUOTA_PERIODS[m.group(2)])
 
     def __str__(self) -> str:

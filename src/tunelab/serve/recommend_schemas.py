@@ -66,6 +66,10 @@ def unicode_problem(text: str) -> str | None:
 
 def _check_fields(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
     for name, value in fields.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON's NaN/Infinity (Python's json reads them): the item was added with the text "inf",
+            # and live.sqlite held JSON no other reader takes; events' ratings are refused so too
+            raise ValueError(f"field {name[:50]!r} must be a finite number or text, not {value}")
         for text in [name, *(value if isinstance(value, list) else [value])]:
             if not isinstance(text, str):
                 continue

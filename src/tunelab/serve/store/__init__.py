@@ -156,7 +156,8 @@ def refused_db(db: str) -> str:
     from tunelab.serve.inputs import without_secrets
 
     if "://" in db:
-        return without_secrets(db)
+        shown = without_secrets(db)
+        return repr(db) if shown == db else shown  # as written when there was nothing to hide
     if "=" in db:
         return "(a key=value connection string, not shown: it may hold a password)"
     return repr(db)

@@ -201,3 +201,18 @@ def test_a_bot_file_without_text_and_label_columns_says_to_rename_them(tmp_path)
     ) as info:
         read_labelled(path)
     assert "data.label_column" not in str(info.value)
+
+
+def test_a_markdown_intent_tag_may_hold_spaces(tmp_path: Path) -> None:
+    """`intent: lost card` fell through into the passage's text (shown to customers as the answer's
+    first line) and left the passage untagged: intent labels may hold spaces, as in CSV and JSONL."""
+    md = tmp_path / "faq.md"
+    md.write_text(
+        "# Lost card\nintent: lost card  \n\nIf your card is lost, freeze it in the app.\n\n"
+        "# Fees\n  Intent:   fees and charges\nNo monthly fee.\n",
+        encoding="utf-8",
+    )
+    assert [(p.title, p.intent, p.text) for p in read_passages(md)] == [
+        ("Lost card", "lost card", "If your card is lost, freeze it in the app."),
+        ("Fees", "fees and charges", "No monthly fee."),
+    ]

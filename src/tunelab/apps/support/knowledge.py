@@ -52,8 +52,10 @@ FORMATS = (".md", ".markdown", ".csv", ".jsonl")
 # An ATX heading; as CommonMark has it, a closing run of # counts only after a space (or alone), so
 # "# Title ##" is "Title" but "# C#" and "# F# " keep their "#". Group 2 is stripped by the reader.
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)(?:(?<=\s)#+)?\s*$")
-# A Markdown section's intent tag: a line ``intent: <name>`` right under its heading.
-_INTENT_LINE = re.compile(r"^\s*intent:\s*(\S+)\s*$", re.IGNORECASE)
+# A Markdown section's intent tag: a line ``intent: <name>`` right under its heading. The name is the
+# rest of the line: intent labels may hold spaces ("lost card"), and ``\S+`` let such a tag line fall
+# through into the passage's text, shown to customers, with the passage left untagged.
+_INTENT_LINE = re.compile(r"^\s*intent:\s*(\S.*?)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

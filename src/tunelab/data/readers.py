@@ -1036,13 +1036,12 @@ def _cell(value: Any) -> str | list[str]:
         return json.dumps(value, ensure_ascii=False)
     if value is None or pd.isna(value):  # null, a missing key, or a gap in a Parquet column
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # an int column with gaps comes back as float: 1.0 -> "1"
-    return str(value)
+    return _text(value)
 
 
 def _text(value: Any) -> str:
-    """A list item or binary cell as text: Parquet strings stored as BINARY (no UTF8 annotation,
+    """A list item, or a cell that is no list, string or null, as text: the same for both (a whole
+    float as an int, a bool as JSON spells it). Parquet strings stored as BINARY (no UTF8 annotation,
     as some writers store them) come back as bytes, and str() made b'hello' of them. Bytes that are
     not UTF-8 are no text (an image or an embedding beside the texts): kept as ``b'...'``, as before,
     so that a file is not refused for a column the run never reads.
@@ -1052,6 +1051,12 @@ def _text(value: Any) -> str:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             return str(bytes(value))
+    if isinstance(value, bool):
+        # as JSON and a CSV spell it: str() gave "True", so a run trained on JSONL's true refused a
+        # CSV test file's true ("not in the training data (known: False, True)")
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # an int column with gaps comes back as float: 1.0 -> "1"
     return str(value)
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tunelab.config import DataConfig
 from tunelab.data import read_table
 from tunelab.data.labels import LabelMap
+from tunelab.errors import ConfigError
 
 
 def test_booleans_and_whole_floats_read_as_a_csv_spells_them(tmp_path: Path) -> None:
@@ -43,3 +45,22 @@ def test_a_run_that_learned_true_and_false_as_python_spelt_them_still_finds_them
     assert old.names == ["False", "True"]  # outputs name them as the run saved them
     both = LabelMap(names=["True", "true"])  # two labels of their own: neither taken for the other
     assert both._id("true") == 1 and both._id("True") == 0
+
+
+def test_a_monitor_configs_whole_numbers_are_text_where_the_field_is_text() -> None:
+    """`negative_label: 0` (SST-2's labels are 0 and 1) was refused as "0 must be a label name of
+    the sentiment run", and `name: 2024` as no valid name, though a run file reads `name=2024`."""
+    from tunelab.apps.monitor import MonitorConfig
+    from tunelab.yaml_names import load_strict_yaml
+
+    raw = load_strict_yaml("name: 2024\nruns: {sentiment: runs/x}\nnegative_label: 0\n")
+    config = MonitorConfig.from_dict(raw)
+    assert (config.name, config.negative_label) == ("2024", "0")
+    raw = load_strict_yaml("name: m\nruns: {sentiment: runs/x}\nnegative_label: 1.10\n")
+    with pytest.raises(
+        ConfigError, match=r"negative_label: 1\.1 .*; it was read as a number: put it in quotes"
+    ):
+        MonitorConfig.from_dict(raw)
+    raw = load_strict_yaml("name: m\nruns: {sentiment: runs/x}\nnegative_label: true\n")
+    with pytest.raises(ConfigError, match="negative_label: True must be a label name"):
+        MonitorConfig.from_dict(raw)  # a YAML boolean is no number: refused as before

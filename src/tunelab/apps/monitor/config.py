@@ -215,10 +215,11 @@ class MonitorConfig:
             problems.append(f"unknown field {', '.join(unknown)} (known: {', '.join(_TOP)})")
         values: dict[str, Any] = {"path": path}
 
-        name = raw.get("name")
+        name = _written(raw.get("name"))
         if not isinstance(name, str) or not NAME.fullmatch(name):  # match() let 'markets\n' through
             problems.append(
                 f"name: {name!r} must be lower-case letters, digits, - or _ (it is part of the API's URLs)"
+                + _QUOTE_IT * isinstance(name, float)
             )
         values["name"] = name
 
@@ -230,9 +231,12 @@ class MonitorConfig:
         values["sources"] = _sources(raw.get("sources"), problems)
         _runs(raw.get("runs"), values, problems)
 
-        negative = raw.get("negative_label", "negative")
+        negative = _written(raw.get("negative_label", "negative"))
         if not isinstance(negative, str) or not negative:
-            problems.append(f"negative_label: {negative!r} must be a label name of the sentiment run")
+            problems.append(
+                f"negative_label: {negative!r} must be a label name of the sentiment run"
+                + _QUOTE_IT * isinstance(negative, float)
+            )
         values["negative_label"] = negative
         values["topics"] = _topics(raw.get("topics"), problems)
 
@@ -334,6 +338,17 @@ def _max_future(raw: Any, detector: DetectorSettings, problems: list[str]) -> in
             f"is {default_max_future(detector)}s"
         )
     return seconds
+
+
+# A number the YAML reader turned into a float, whose digits may differ from what was written (1.10)
+_QUOTE_IT = "; it was read as a number: put it in quotes"
+
+
+def _written(value: Any) -> Any:
+    """A text field's whole number as its digits: ``negative_label: 1`` names the label "1" (SST-2's
+    labels are 0 and 1) and ``name: 2024`` the monitor "2024", as a run file reads ``name=2024``; both
+    were refused, the first as "1 must be a label name" of a run that has it."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _webhook(raw: Any, problems: list[str]) -> str | None:

@@ -541,3 +541,10 @@ def test_a_restart_on_a_file_that_cannot_be_read_resumes_from_the_position_once_
     assert caplog.text.count("cannot be read") == 1 and "from the start" not in caplog.text
     locked.clear()
     assert read_all(follower) == ["n3"]  # not n1, n2 again
+
+
+def test_a_text_of_exactly_max_text_chars_is_taken_and_one_more_is_refused() -> None:
+    """The limit is the longest text accepted (a mutation taking it as exclusive went unseen)."""
+    assert parse_document({"id": "a", "time": 1, "text": "x" * 100}, max_text_chars=100).text == "x" * 100
+    with pytest.raises(ValueError, match="text has 101 characters, over the limit of 100"):
+        parse_document({"id": "a", "time": 1, "text": "x" * 101}, max_text_chars=100)

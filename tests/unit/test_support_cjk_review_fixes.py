@@ -54,11 +54,19 @@ def test_a_long_chinese_section_is_cut_at_paragraphs_as_an_english_one_is(tmp_pa
 def test_a_chinese_paragraph_over_the_limit_is_a_passage_of_its_own_as_an_english_one_is(
     tmp_path: Path,
 ) -> None:
-    """A paragraph is never cut inside: one over the limit alone stays whole, between the others."""
+    """A paragraph over the limit is a passage of its own, cut at the limit (it has no sentence end),
+    its last piece joined by the next paragraph, a Chinese one as an English one. (Before, it stayed
+    whole, and the encoder read its first 256 tokens only: see test_support_knowledge.py.)"""
     english = ["Short one.", " ".join(["long"] * 300), "Short two."]
     chinese = ["短的一段。", "长" * 300, "短的二段。"]
+    pieces = {
+        "en.md": (" ".join(["long"] * 200), " ".join(["long"] * 100)),
+        "zh.md": ("长" * 200, "长" * 100),
+    }
     for name, paras in (("en.md", english), ("zh.md", chinese)):
-        assert markdown(tmp_path, name, paras) == [(paras[0], "3"), (paras[1], "5"), (paras[2], "7")], name
+        first, rest = pieces[name]
+        expected = [(paras[0], "3"), (first, "5"), (f"{rest}\n\n{paras[2]}", "5")]
+        assert markdown(tmp_path, name, paras) == expected, name
 
 
 # -- 2. a message that is not valid Unicode --------------------------------------------------------

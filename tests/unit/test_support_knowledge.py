@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,50 @@ def test_a_markdown_intent_tag_may_hold_spaces(tmp_path: Path) -> None:
         ("Lost card", "lost card", "If your card is lost, freeze it in the app."),
         ("Fees", "fees and charges", "No monthly fee."),
     ]
+
+
+LONG = "Our bank offers many services to all of its customers who have questions. " * 18 + (
+    "To reset your PIN at a cash machine, insert the card, choose Settings, then Change PIN."
+)
+
+
+def test_a_paragraph_or_row_longer_than_the_limit_is_cut_at_sentence_ends(tmp_path: Path) -> None:
+    """One 346-word paragraph (or CSV or JSONL row) was one passage, embedded from its first 256
+    tokens: a question about its last sentence found another section. Now every piece is within
+    ``MAX_PASSAGE_WORDS``, cut between sentences, and keeps its title, source and intent tag."""
+    md = tmp_path / "faq.md"
+    md.write_text(f"# General\nintent: pin\n\n{LONG}\n\n# Hours\n\nNine to five.\n", encoding="utf-8")
+    csv_path = tmp_path / "faq.csv"
+    csv_path.write_text(f'title,text,intent\nGeneral,"{LONG}",pin\nHours,Nine to five.,\n', encoding="utf-8")
+    jsonl = tmp_path / "faq.jsonl"
+    jsonl.write_text(
+        json.dumps({"title": "General", "text": LONG, "intent": "pin"})
+        + "\n"
+        + json.dumps({"title": "Hours", "text": "Nine to five."})
+        + "\n",
+        encoding="utf-8",
+    )
+    for path in (md, csv_path, jsonl):
+        passages = read_passages(path)
+        general = [p for p in passages if p.title == "General"]
+        assert len(general) == 2, path
+        assert all(len(p.text.split()) <= MAX_PASSAGE_WORDS for p in general)
+        assert general[0].text.endswith("questions.") and general[1].text.endswith("Change PIN.")
+        assert " ".join(p.text for p in general).split() == LONG.split()  # nothing lost or added
+        assert {(p.intent, p.source) for p in general} == {("pin", general[0].source)}
+        assert [p.text for p in passages if p.title == "Hours"] == ["Nine to five."]
+
+
+def test_chinese_text_and_a_sentence_over_the_limit_are_cut_too(tmp_path: Path) -> None:
+    sentence = "我们的银行为所有客户提供很多服务。"  # 17 characters, each a word
+    md = tmp_path / "faq.md"
+    md.write_text(f"# 总则\n\n{sentence * 30}\n", encoding="utf-8")
+    passages = read_passages(md)
+    assert len(passages) == 3 and all(len(p.text) <= MAX_PASSAGE_WORDS for p in passages)
+    assert all(p.text.startswith("我们") and p.text.endswith("。") for p in passages)  # between sentences
+    assert "".join(p.text for p in passages) == sentence * 30
+    words = tmp_path / "words.jsonl"
+    text = " ".join(f"w{i}" for i in range(450))  # no sentence end
+    words.write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+    pieces = [p.text for p in read_passages(words)]
+    assert [len(p.split()) for p in pieces] == [200, 200, 50] and " ".join(pieces) == text

@@ -37,6 +37,12 @@ def count_words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+def split_words(text: str) -> list[str]:
+    """The words ``count_words`` counts, in order: each Chinese or Japanese character one of its own
+    (``join_lines`` puts them back together, spaced as the text was)."""
+    return _WORD.findall(text)
+
+
 def join_lines(lines: list[str]) -> str:
     """Wrapped lines of one paragraph as one text: a space between two lines, none where a line
     ending in a Chinese or Japanese character meets one beginning with one ("营业时间是" +

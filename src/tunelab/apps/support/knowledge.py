@@ -34,14 +34,49 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import STALE_FOLDER_S, exchange, remove_stale_folders, sibling_stem
-from tunelab.data.scripts import count_words, has_visible_text, join_lines
+from tunelab.data.scripts import count_words, has_visible_text, join_lines, split_words
 from tunelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-#: A Markdown section longer than this many words is cut at paragraph breaks into several passages;
-#: a Chinese or Japanese character counts as a word (``count_words``), so such a section is cut too.
+#: A Markdown section longer than this many words is cut at paragraph breaks into several passages,
+#: and a paragraph (or a CSV or JSONL row) longer than it at sentence ends (a sentence longer than it,
+#: at words); a Chinese or Japanese character counts as a word (``count_words``), so such text is cut
+#: too. The bundled encoder reads 256 tokens: what lay past them was never searched.
 MAX_PASSAGE_WORDS = 200
+# A sentence ends at . ! ? followed by a space, or at a Chinese or Japanese full stop, ! or ?
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
+
+
+def cut_long(text: str, limit: int = MAX_PASSAGE_WORDS) -> list[str]:
+    """``text`` in pieces of at most ``limit`` words, cut at sentence ends (a longer sentence at words).
+
+    A paragraph or row longer than the encoder reads was one passage whose end no query could find:
+    the embedding is of its first 256 tokens (a question about the last sentence of a 346-word
+    paragraph found another section). Whole sentences are kept together where they fit.
+    """
+    if count_words(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current: list[str] = []
+    words = 0
+    for sentence in (s for s in _SENTENCE_END.split(text) if s.strip()):
+        parts = [sentence]
+        if count_words(sentence) > limit:
+            split = split_words(sentence)
+            parts = [join_lines(split[i : i + limit]) for i in range(0, len(split), limit)]
+        for part in parts:
+            n = count_words(part)
+            if current and words + n > limit:
+                pieces.append(join_lines(current))
+                current, words = [], 0
+            current.append(part)
+            words += n
+    if current:
+        pieces.append(join_lines(current))
+    return pieces
+
+
 #: From this many passages on, search goes through an approximate (HNSW) index instead of exact.
 ANN_MIN_PASSAGES = 5000
 # HNSW settings: 32 links per node and a search beam of 128 keep recall@10 near 0.99 on sentence
@@ -134,7 +169,7 @@ def _no_repeats(passages: list[Passage]) -> None:
     first: dict[str, str] = {}
     for passage in passages:
         same = " ".join(passage.text.lower().split())
-        if same in first:
+        if same in first and first[same] != passage.source:  # not two pieces of one long text
             raise DataError(f"{passage.source}: the same text as {first[same]}; keep one of them")
         first[same] = passage.source
 
@@ -158,11 +193,10 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
         end_block()
         chunk: list[str] = []
         chunk_start, words = start, 0  # words: in chunk
-        for line_no, para in paragraphs:
+        for line_no, para in ((n, piece) for n, whole in paragraphs for piece in cut_long(whole)):
             # each Chinese or Japanese character a word: a Chinese paragraph, written without spaces,
             # was one "word", so a long section was never cut and the encoder read only its start
             para_words = count_words(para)
-            # a paragraph over the limit alone stays whole, one passage of its own
             if chunk and words + para_words > MAX_PASSAGE_WORDS:
                 passages.append(Passage("\n\n".join(chunk), title, f"{path}:{chunk_start}", intent))
                 chunk, chunk_start, words = [], line_no, 0
@@ -260,7 +294,7 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
             raise DataError(f"{path}: line {row_no}: the {text_col} is empty; fill it or remove the row")
         title = (row.get(title_col) or "").strip() if title_col else ""
         intent = (row.get("intent") or "").strip() or None
-        passages.append(Passage(body, title, f"{path}:{row_no}", intent))
+        passages += [Passage(piece, title, f"{path}:{row_no}", intent) for piece in cut_long(body)]
     return passages
 
 
@@ -287,7 +321,10 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
         if intent is not None and not isinstance(intent, str):
             raise DataError(f'{path}: line {line_no}: "intent" must be a string (the intent name) or absent')
         intent = intent.strip() if intent else None
-        passages.append(Passage(body.strip(), str(title).strip(), f"{path}:{line_no}", intent or None))
+        passages += [
+            Passage(piece, str(title).strip(), f"{path}:{line_no}", intent or None)
+            for piece in cut_long(body.strip())
+        ]
     return passages
 
 

@@ -316,6 +316,22 @@ def _duplicates(keys: list[Any], labels: list[list[str]]) -> dict[str, int]:
     return {"train": repeats, "train_conflicting": conflicting}
 
 
+def longer_than(
+    tokenizer: Any, texts: list[str] | list[list[str]], pairs: list[str] | None, max_length: int
+) -> int:
+    """How many inputs are longer than ``max_length`` tokens (special tokens included): what a task
+    that does not read long texts in windows cuts (eval and predict --input say how many)."""
+    return sum(n > max_length for n in _token_lengths(tokenizer, texts, pairs))
+
+
+def truncation_note(where: str, cut: int, total: int, max_length: int) -> str:
+    """The line saying ``cut`` of ``total`` inputs were truncated (``where``: the file's name)."""
+    return (
+        f"{where}: {cut} of {total} texts are longer than max_length {max_length} tokens and were "
+        "truncated to it, as in training: what lay past it was not read"
+    )
+
+
 def _token_lengths(tokenizer: Any, texts: list[str] | list[list[str]], pairs: list[str] | None) -> list[int]:
     """Tokens per input with special tokens, untruncated, in batches (one call per 1,000 texts);
     lists of words are tokenized word by word, as the NER encoder does."""

@@ -101,8 +101,13 @@ def evaluate(
     predictor.check_pairs(dataset.texts, dataset.text_pairs)  # the backend takes any kind of input
     target = Path(out_dir) if out_dir is not None else report_folder(predictor.run.root / "evals", data)
     overlap, warning = training_overlap(predictor, dataset, Path(data).name)
-    if warning is not None:
-        logger.warning("%s", warning)
+    warnings = [warning] if warning is not None else []
+    cut = _truncated(predictor, dataset, Path(data).name)
+    if cut is not None:
+        overlap = {**overlap, "rows_truncated": cut[0]}
+        warnings.append(cut[1])
+    for line in warnings:
+        logger.warning("%s", line)
     metrics, written = score_dataset(
         predictor,
         dataset,
@@ -112,7 +117,7 @@ def evaluate(
         split=Path(data).name,
         batch_size=batch_size,
         extra=overlap,
-        warnings=[warning] if warning is not None else [],
+        warnings=warnings,
     )
     return {**metrics, "report": str(written.get("report.html", target / "report.html"))}
 
@@ -176,6 +181,21 @@ def score_dataset(
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _truncated(predictor: Any, dataset: Any, name: str) -> tuple[int, str] | None:
+    """How many of ``dataset``'s inputs the model read only the start of, and the report's line
+    saying so; None when none was cut, or the task reads long texts in windows (NER). The scores of
+    a file of long texts were given with nothing saying that their ends were never read."""
+    from tunelab.data.summary import longer_than, truncation_note
+
+    task, max_length = predictor.task, predictor.config.model.max_length
+    if task.uses_stride:
+        return None
+    view = task.summary_view(dataset, predictor.labels)
+    texts = view.words if view.words is not None else view.texts
+    cut = longer_than(predictor.tokenizer, texts, view.pairs, max_length)
+    return (cut, truncation_note(name, cut, len(texts), max_length)) if cut else None
 
 
 def _remove_stale_stages(target: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
     from tunelab.config import DataConfig
     from tunelab.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 # Output extension -> how the table is written. ``.json`` is not here: a reader expects one JSON
 # document in it, not JSON lines.
@@ -137,15 +140,19 @@ def _prediction_chunks(
     batch_size: int,
     options: list[str] | dict[str, Any] | None,
     progress: Any = None,
+    truncated: list[int] | None = None,
 ) -> Iterator[PredictedChunk]:
     """The records of ``input_path``'s kept rows, predicted ``CHUNK_ROWS`` rows at a time.
 
     The file is read whole by ``read_texts`` (its checks, row numbers and messages); only the
     predictions and the output records are made a chunk at a time, so that no more than a chunk's
     are held. ``progress``: a tqdm bar, given the number of rows to predict and each chunk's.
+    ``truncated``: [texts longer than ``max_length`` tokens, texts], added to as the chunks go (for a
+    task that truncates; one that reads long texts in windows adds nothing).
     """
     from tunelab.data import read_texts
     from tunelab.data.file_options import options_for_file, parse_file_overrides
+    from tunelab.data.summary import longer_than
 
     cfg = options_for_file(input_path, predictor.config.data, options)
     given = parse_file_overrides(options)  # a dict's keys as the list's: data.text_column too
@@ -188,6 +195,11 @@ def _prediction_chunks(
         # tokenizer might not).
         chunk_pairs = pairs[start : start + CHUNK_ROWS] if pairs is not None else None
         results = _predict_chunk(predictor, read, chunk_pairs, top_k, batch_size, start)
+        if truncated is not None and not predictor.task.uses_stride:
+            truncated[0] += longer_than(
+                predictor.tokenizer, read, chunk_pairs, predictor.config.model.max_length
+            )
+            truncated[1] += len(read)
         records = []
         for i, values in enumerate(part.to_dict("records")):
             row = rows[start + i]
@@ -537,9 +549,15 @@ def predict_file(
         predictor = Predictor.load(predictor)  # a non-path is a one-line RunError (find_run)
     # disable=None: tqdm draws only on a terminal (a pipe or a log file gets no bar lines)
     bar = tqdm(unit="rows", desc="predict", dynamic_ncols=True, disable=None if show_progress else True)
+    truncated = [0, 0]
     with bar, ChunkedOutput(Path(output_path), fmt, overwrite=overwrite) as output:
-        for chunk in _prediction_chunks(predictor, input_path, top_k, batch_size, options, bar):
+        for chunk in _prediction_chunks(predictor, input_path, top_k, batch_size, options, bar, truncated):
             output.write(chunk)
+    if truncated[0]:
+        from tunelab.data.summary import truncation_note
+
+        max_length = predictor.config.model.max_length
+        log.warning("%s", truncation_note(Path(input_path).name, truncated[0], truncated[1], max_length))
     return output.rows
 
 

@@ -35,6 +35,21 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: What ``json.loads`` raises on a text it does not take: JSONDecodeError (a ValueError), a plain
+#: ValueError (an integer of over 4,300 digits), RecursionError (arrays or objects nested thousands
+#: deep: its decoder recurses). Readers caught the first only: the others were "unexpected" errors
+#: naming no file or line.
+JSON_ERRORS = (ValueError, RecursionError)
+
+
+def json_problem(exc: BaseException) -> str:
+    """Why ``json.loads`` refused a text, in a few words (one of ``JSON_ERRORS``)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    msg = getattr(exc, "msg", None)  # JSONDecodeError's, without the position it appends
+    return str(msg) if msg else first_line(exc)
+
+
 def several(errors: list[TunelabError]) -> TunelabError:
     """One error for problems found together (``tunelab validate``'s checks, every file of a run).
 

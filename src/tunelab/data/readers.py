@@ -59,7 +59,7 @@ import pandas as pd
 from tunelab.atomic import not_a_file
 from tunelab.config import DataConfig
 from tunelab.data.sniff import separator_name, sniff_file
-from tunelab.errors import DataError
+from tunelab.errors import JSON_ERRORS, DataError, json_problem
 
 _EXTENSIONS = {
     ".csv": "csv",
@@ -854,9 +854,9 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                 continue
             try:
                 numbered.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as exc:
+            except JSON_ERRORS as exc:
                 raise DataError(
-                    f"{path} line {lineno}: not valid JSON ({exc.msg}); data.format jsonl expects "
+                    f"{path} line {lineno}: not valid JSON ({json_problem(exc)}); data.format jsonl expects "
                     "one JSON object per line"
                 ) from None
     if len(numbered) == 1 and _column_oriented(numbered[0][1]):
@@ -936,7 +936,7 @@ def _json_array(text: str) -> list[tuple[int, Any]] | None:
         return None
     try:
         records = json.loads(text)
-    except json.JSONDecodeError:
+    except JSON_ERRORS:  # nested too deeply too: the line reader names the line
         return None  # maybe JSON lines that are arrays: the line reader names the line
     return list(enumerate(records, start=1))
 

@@ -24,7 +24,7 @@ from tunelab.apps.recommend.cells import is_blank, text_or_blank
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
 from tunelab.atomic import not_a_file
 from tunelab.data.scripts import has_visible_text
-from tunelab.errors import DataError
+from tunelab.errors import JSON_ERRORS, DataError, json_problem
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX, check_epoch_number
 
 #: How many unknown item ids the report (and the CLI) show.
@@ -120,8 +120,8 @@ def _read_jsonl(p: Path, what: str) -> tuple[pd.DataFrame, list[str]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: line {line_no} is not JSON ({exc.msg})") from None
+        except JSON_ERRORS as exc:
+            raise DataError(f"{p}: line {line_no} is not JSON ({json_problem(exc)})") from None
         if not isinstance(record, dict):
             raise DataError(f"{p}: line {line_no} is not a JSON object (one {what} record per line)")
         records.append(record)

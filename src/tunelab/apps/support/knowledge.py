@@ -35,7 +35,7 @@ import numpy as np
 
 from tunelab.atomic import STALE_FOLDER_S, exchange, remove_stale_folders, sibling_stem
 from tunelab.data.scripts import count_words, has_visible_text, join_lines, split_words
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import JSON_ERRORS, ConfigError, DataError, json_problem
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,22 @@ _HNSW_LINKS, _HNSW_EF_BUILD, _HNSW_EF_SEARCH = 32, 200, 128
 FORMATS = (".md", ".markdown", ".csv", ".jsonl")
 # An ATX heading; as CommonMark has it, a closing run of # counts only after a space (or alone), so
 # "# Title ##" is "Title" but "# C#" and "# F# " keep their "#". Group 2 is stripped by the reader.
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)(?:(?<=\s)#+)?\s*$")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+def _heading_title(body: str) -> str:
+    """A heading's text without its closing run of ``#`` (one after a space, or alone) and spaces.
+
+    Done here, not in ``_HEADING``: a lazy ``(.*?)`` before ``#+`` and ``\\s*$`` rescanned the line
+    from every position, so one 80,000-character heading line took 36 s to read.
+    """
+    text = body.rstrip()
+    bare = text.rstrip("#")
+    if bare != text and (not bare or bare[-1].isspace()):
+        text = bare.rstrip()
+    return text.strip()
+
+
 # A Markdown section's intent tag: a line ``intent: <name>`` right under its heading. The name is the
 # rest of the line: intent labels may hold spaces ("lost card"), and ``\S+`` let such a tag line fall
 # through into the passage's text, shown to customers, with the passage left untagged.
@@ -213,7 +228,7 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
         tag = _INTENT_LINE.match(line) if under_heading else None
         if heading:
             end_section()
-            title, start, intent, under_heading = heading.group(2).strip(), line_no, None, True
+            title, start, intent, under_heading = _heading_title(heading.group(2)), line_no, None, True
         elif tag:
             intent, under_heading = tag.group(1), False
         elif has_visible_text(line):  # a line of zero-width spaces is a blank line, as in the readers
@@ -305,8 +320,8 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {line_no} is not JSON ({exc.msg})") from None
+        except JSON_ERRORS as exc:
+            raise DataError(f"{path}: line {line_no} is not JSON ({json_problem(exc)})") from None
         if not isinstance(record, dict):
             raise DataError(f'{path}: line {line_no} needs a JSON object with a "text" (or "answer") string')
         text_key = next((k for k in ("text", "answer") if k in record), "text")  # as the CSV columns

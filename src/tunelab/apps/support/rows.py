@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.data.scripts import has_visible_text
-from tunelab.errors import DataError
+from tunelab.errors import JSON_ERRORS, DataError, json_problem
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def read_conversations(path: str | Path) -> list[Conversation]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: line {line_no} is not JSON ({exc.msg})") from None
+        except JSON_ERRORS as exc:
+            raise DataError(f"{p}: line {line_no} is not JSON ({json_problem(exc)})") from None
         turns = record.get("turns") if isinstance(record, dict) else None
         intent = record.get("intent") if isinstance(record, dict) else None
         if (

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunelab.atomic import not_a_file
 from tunelab.data.scripts import CJK, UNSPACED, join_lines
-from tunelab.errors import DataError
+from tunelab.errors import JSON_ERRORS, DataError, json_problem
 
 logger = logging.getLogger(__name__)
 
@@ -619,9 +619,9 @@ def _json_objects(path: Path, encoding: str, example: str) -> Iterator[tuple[int
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
+        except JSON_ERRORS as exc:
             raise DataError(
-                f"{path} line {lineno}: not valid JSON ({exc.msg}); expected one object per line "
+                f"{path} line {lineno}: not valid JSON ({json_problem(exc)}); expected one object per line "
                 f"such as {example}"
             ) from None
         if not isinstance(record, dict):

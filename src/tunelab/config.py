@@ -937,11 +937,17 @@ def coerce_types(
                 # A null item (`[sports, null]`, or a bare `-` line in a YAML list) became the text
                 # 'None'; whether `null`, `~` or nothing was written is lost by now, so it is refused.
                 nulls = [i for i, v in enumerate(value, 1) if v is None]
+                # A list or mapping item became the text of its repr: [sports, [weather, x]] trained
+                # a label "['weather', 'x']".
+                nested = [i for i, v in enumerate(value, 1) if isinstance(v, list | tuple | dict)]
                 if nulls:
                     problems[key] = (
                         f'{section}.{key}: item {nulls[0]} is null; remove it, or quote it ("null") '
                         "if it is a name"
                     )
+                elif nested:
+                    kind_of = "a list" if isinstance(value[nested[0] - 1], list | tuple) else "a mapping"
+                    problems[key] = f"{section}.{key}: item {nested[0]} is {kind_of}; give each item as text"
                 else:
                     out[key] = [as_written(v) for v in value]
             elif kind == "list[str]":

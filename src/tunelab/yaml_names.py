@@ -43,7 +43,77 @@ class DuplicateKeyError(yaml.YAMLError):
         return f"key {self.key!r} given twice; merge them"
 
 
-class StrictLoader(yaml.SafeLoader):
+#: The most values (scalars, lists and mappings, each alias counted as what it stands for) a YAML
+#: document may stand for: far more than any config holds.
+MAX_EXPANDED_VALUES = 100_000
+
+
+class AliasBombError(yaml.YAMLError):
+    """A document whose aliases (``*name``) make it stand for more than ``MAX_EXPANDED_VALUES`` values.
+
+    The loader keeps an aliased value shared, but every message that quotes it, ``str()`` of a label
+    list and ``config.json`` write it out whole: 400 bytes of nested aliases ("billion laughs") made
+    a 72 MB error line, or a MemoryError. Reported as invalid YAML, naming the document's first line.
+    """
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__()
+        self.problem_mark = mark
+        self.problem = (
+            f"its aliases (*name) make it stand for over {MAX_EXPANDED_VALUES:,} values; write the "
+            "values out, or use fewer aliases"
+        )
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def too_large(root: yaml.Node, limit: int = MAX_EXPANDED_VALUES) -> yaml.Node | None:
+    """The first value (the innermost) that stands for more than ``limit`` values with every alias
+    written out, each shared node counted once per use, or None (a value that holds itself is one).
+    Linear in the distinct nodes, walked without recursion (a document may nest thousands deep)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > limit:
+                return node
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:  # an alias inside the value it names
+            return node
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return None
+
+
+class _BoundedAliases:
+    """A loader mixin refusing a document that its aliases make huge (``AliasBombError``)."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()  # type: ignore[misc]
+        huge = too_large(node) if node is not None else None
+        if huge is not None:
+            raise AliasBombError(huge.start_mark)  # its line: where the aliases pile up
+        return node
+
+
+class StrictLoader(_BoundedAliases, yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2's booleans (``true``/``false`` only), plain decimal numbers
     only, and no key given twice in one mapping.
 
@@ -136,7 +206,7 @@ def load_strict_yaml(text: str) -> Any:
     return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
 
 
-class NameKeyLoader(yaml.SafeLoader):
+class NameKeyLoader(_BoundedAliases, yaml.SafeLoader):
     """A safe loader whose mapping keys are their text as written; a repeated key is refused."""
 
     what = "key"  # the word the messages use for a key: "label", "intent"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from tunelab.apps.recommend.data import read_table as read_recommend_table
 from tunelab.apps.support.knowledge import read_passages
 from tunelab.config import DataConfig
 from tunelab.data import read_table
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -60,3 +61,83 @@ def test_the_apps_json_lines_readers_name_the_line_too(tmp_path: Path) -> None:
     items.write_text('{"item_id": "1", "title": "a"}\n' + DEEP + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"items\.jsonl: line 2 is not JSON \(nested too deeply\)"):
         read_recommend_table(items, "jsonl", "item")
+
+
+def alias_bomb(levels: int, width: int = 10) -> str:
+    """ "Billion laughs": each level a list of ``width`` aliases of the one below (width**levels values)."""
+    value = "&a0 [" + ",".join(["lol"] * width) + "]"
+    for i in range(1, levels):
+        value = f"&a{i} [" + value + "".join([f",*a{i - 1}"] * (width - 1)) + "]"
+    return value
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_short_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """400 bytes of nested aliases made a 72 MB error line (every message quoting the value wrote
+    it out), or a MemoryError; now one line, for every YAML tunelab reads."""
+    from tunelab.apps.monitor import MonitorConfig
+    from tunelab.cli.main import main
+    from tunelab.zeroshot.labels import read_label_descriptions
+
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(f"data:\n  labels: {alias_bomb(7)}\n", encoding="utf-8")
+    assert main(["validate", str(run_file)]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 400, len(err)
+    assert "run.yaml line 2: not valid YAML (its aliases (*name) make it stand for over 100,000" in err
+    monitor = tmp_path / "mon.yaml"
+    monitor.write_text(f"name: {alias_bomb(7)}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"mon\.yaml line 1: not valid YAML \(its aliases") as caught:
+        MonitorConfig.from_yaml(monitor)
+    assert len(str(caught.value)) < 300
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(f"positive: {alias_bomb(7)}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="its aliases") as caught:
+        read_label_descriptions(labels)
+    assert len(str(caught.value)) < 300
+
+
+def test_aliases_within_reason_still_work() -> None:
+    from tunelab.yaml_names import load_strict_yaml
+
+    assert load_strict_yaml("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n") == {
+        "base": {"x": 1},
+        "other": {"x": 1, "y": 2},
+    }
+    assert len(load_strict_yaml(f"a: {alias_bomb(4)}\n")["a"]) == 10  # 10,000 values: taken
+
+
+def test_a_label_list_item_that_is_a_list_is_refused() -> None:
+    """`data.labels: [sports, [weather, x]]` trained a label named "['weather', 'x']"."""
+    from tunelab.config import RunConfig
+
+    with pytest.raises(ConfigError, match=r"data\.labels: item 2 is a list; give each item as text"):
+        RunConfig.from_yaml(None, overrides=["data.labels=[sports, [weather, x]]", "data.train=t.csv"])
+
+
+def test_a_huge_cell_is_cut_before_it_is_tokenised(tiny_bert: Path) -> None:
+    """A 40 MB text cell made the fast tokenizer build 8 million tokens to count or truncate them,
+    and its native code aborted the process (out of memory, no message). A text is cut to
+    ``CHARS_PER_TOKEN`` characters a token first: the tokens a model reads are the same."""
+    from transformers import AutoTokenizer
+
+    from tunelab.data.encoding import CHARS_PER_TOKEN, encode_texts
+    from tunelab.data.summary import longer_than
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    seen: list[int] = []
+    original = tokenizer.__call__
+
+    def spy(texts: Any, pairs: Any = None, **kwargs: Any) -> Any:
+        seen.extend(len(t) for t in texts)
+        return original(texts, pairs, **kwargs)
+
+    huge = "the cat sat on the mat " * 200_000  # 4.6 MB
+    short = huge[: 32 * 20]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(tokenizer), "__call__", lambda self, *a, **k: spy(*a, **k))
+        enc = encode_texts(tokenizer, [huge, short], max_length=32)
+        assert longer_than(tokenizer, [huge, short], None, 32) == 2
+    assert max(seen) == CHARS_PER_TOKEN * 32
+    assert enc.input_ids[0] == enc.input_ids[1]  # the same first 32 tokens as a text cut by hand

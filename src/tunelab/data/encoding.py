@@ -44,6 +44,24 @@ class Encoded:
         return len(self.input_ids)
 
 
+#: A text is cut to this many characters per token of ``max_length`` before it is tokenised: far
+#: more than any token spans (a word piece is at most ~100 characters), so the first ``max_length``
+#: tokens are the same, but a 40 MB cell is not turned into 8 million tokens first (the fast
+#: tokenizer's native code ran out of memory and aborted the process, with no message).
+CHARS_PER_TOKEN = 200
+
+
+def clipped(texts: list[str] | None, max_length: int) -> list[str] | None:
+    """``texts`` cut to ``CHARS_PER_TOKEN * max_length`` characters each (the same list when none is
+    longer); lists of words (NER) are left as they are."""
+    if texts is None:
+        return None
+    limit = CHARS_PER_TOKEN * max_length
+    if not any(isinstance(t, str) and len(t) > limit for t in texts):
+        return texts
+    return [t[:limit] if isinstance(t, str) else t for t in texts]
+
+
 def encode_texts(
     tokenizer: Any,
     texts: list[str],
@@ -54,8 +72,8 @@ def encode_texts(
 ) -> Encoded:
     """Tokenise with truncation and no padding (padding happens per batch)."""
     out = tokenizer(
-        texts,
-        text_pairs,
+        clipped(texts, max_length),
+        clipped(text_pairs, max_length),
         truncation=True,
         max_length=max_length,
         padding=False,

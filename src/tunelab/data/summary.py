@@ -204,7 +204,8 @@ def summarize(
     if tokenizer is not None and max_length is not None:
         summary.max_length = max_length
         for name, v in views.items():
-            lengths = _token_lengths(tokenizer, v.words if v.words is not None else v.texts, v.pairs)
+            texts = v.words if v.words is not None else v.texts
+            lengths = _token_lengths(tokenizer, texts, v.pairs, max_length)
             summary.long[name] = sum(n > max_length for n in lengths)
             summary.longest[name] = max(lengths, default=0)
     return summary
@@ -321,7 +322,7 @@ def longer_than(
 ) -> int:
     """How many inputs are longer than ``max_length`` tokens (special tokens included): what a task
     that does not read long texts in windows cuts (eval and predict --input say how many)."""
-    return sum(n > max_length for n in _token_lengths(tokenizer, texts, pairs))
+    return sum(n > max_length for n in _token_lengths(tokenizer, texts, pairs, max_length))
 
 
 def truncation_note(where: str, cut: int, total: int, max_length: int) -> str:
@@ -332,9 +333,17 @@ def truncation_note(where: str, cut: int, total: int, max_length: int) -> str:
     )
 
 
-def _token_lengths(tokenizer: Any, texts: list[str] | list[list[str]], pairs: list[str] | None) -> list[int]:
-    """Tokens per input with special tokens, untruncated, in batches (one call per 1,000 texts);
-    lists of words are tokenized word by word, as the NER encoder does."""
+def _token_lengths(
+    tokenizer: Any, texts: list[str] | list[list[str]], pairs: list[str] | None, max_length: int
+) -> list[int]:
+    """Tokens per input with special tokens, in batches (one call per 1,000 texts); lists of words
+    are tokenized word by word, as the NER encoder does. Untruncated, but a text is cut first to
+    ``encoding.CHARS_PER_TOKEN`` characters a token of ``max_length`` (``clipped``): what is longer
+    is longer either way, and a 40 MB cell made 8 million tokens and aborted the process."""
+    from tunelab.data.encoding import clipped
+
+    texts = clipped(texts, max_length)  # type: ignore[arg-type]
+    pairs = clipped(pairs, max_length)
     out: list[int] = []
     split = bool(texts) and isinstance(texts[0], list)
     for start in range(0, len(texts), 1000):

@@ -10,6 +10,7 @@ beside ``"label_input": false``. A list's items skipped the whole-float rule its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -64,3 +65,40 @@ def test_a_monitor_configs_whole_numbers_are_text_where_the_field_is_text() -> N
     raw = load_strict_yaml("name: m\nruns: {sentiment: runs/x}\nnegative_label: true\n")
     with pytest.raises(ConfigError, match="negative_label: True must be a label name"):
         MonitorConfig.from_dict(raw)  # a YAML boolean is no number: refused as before
+
+
+def test_every_spelling_of_a_boolean_finds_the_label() -> None:
+    """pandas' to_csv writes True, Excel TRUE, JSON true: a run trained on one spelling refused a
+    file of another ("label 'True' is not in the training data (known: false, true)")."""
+    for trained in (["false", "true"], ["False", "True"], ["FALSE", "TRUE"]):
+        labels = LabelMap(names=trained)
+        for spelling in ("true", "True", "TRUE"):
+            assert labels._id(spelling) == 1, (trained, spelling)
+
+
+def test_continuing_a_run_that_learned_true_and_false_keeps_two_labels(
+    tiny_bert: Path, tiny_overrides: Any, tmp_path: Path
+) -> None:
+    """`train --from` a run whose labels.json says "False"/"True" (JSON read before, or a CSV) on
+    JSON-lines data of true/false trained a 4-label head: the given names were compared as written."""
+    import json
+
+    import tunelab
+
+    rows = [("pizza pasta bread", True), ("rain snow wind", False)] * 8
+    csv = tmp_path / "train.csv"
+    csv.write_text("text,label\n" + "".join(f"{t},{b!s}\n" for t, b in rows), encoding="utf-8")
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "label": b}) + "\n" for t, b in rows), encoding="utf-8")
+    out = tmp_path / "runs"
+    first = tunelab.train(
+        None, overrides=tiny_overrides(tiny_bert, csv, None, out, "name=a", epochs=1), show_progress=False
+    ).run_dir
+    assert json.loads((first / "labels.json").read_text())["labels"] == ["False", "True"]
+    second = tunelab.train(
+        None,
+        overrides=tiny_overrides(tiny_bert, jsonl, None, out, "name=b", epochs=1),
+        from_run=first,
+        show_progress=False,
+    ).run_dir
+    assert json.loads((second / "labels.json").read_text())["labels"] == ["False", "True"]

@@ -57,11 +57,13 @@ class LabelMap:
         # read now spells it NFC. The names themselves stay as saved, so ids and output are the same.
         for name, i in list(self._ids.items()):
             self._ids.setdefault(_nfc(name), i)
-        # JSON's true/false were read as "True"/"False" before they were read as written: a run
-        # trained then knows them so, and its data read now spells them "true"/"false"
-        for name in ("True", "False"):
-            if name in self._ids:
-                self._ids.setdefault(name.lower(), self._ids[name])
+        # A boolean label is spelt true (JSON, and JSON-lines data read now), True (pandas' to_csv,
+        # and JSON read before it was read as written: runs trained then know "True") or TRUE
+        # (Excel): each spelling finds the label whichever of them it was trained under.
+        for name, i in list(self._ids.items()):
+            if name.lower() in ("true", "false"):
+                for spelling in (name.lower(), name.capitalize(), name.upper()):
+                    self._ids.setdefault(spelling, i)
 
     @classmethod
     def from_names(cls, names: Iterable[str], task: str = "single_label") -> LabelMap:

@@ -239,9 +239,10 @@ def _label_map(names: list[str] | list[list[str]], cfg: DataConfig, *, multi_lab
     labels = LabelMap.from_names(flat, cfg.task)  # type: ignore[arg-type]
     if cfg.labels:
         # Given labels keep their ids (a continued run's earlier labels); new ones follow, sorted.
-        # Compared in Unicode NFC, as data files' names are read: a name kept as a run trained before
-        # wrote it (e + combining accent) is the one the new rows spell NFC, not a new label.
-        given = {unicodedata.normalize("NFC", n) for n in cfg.labels}
+        # Looked up as a run's labels are (LabelMap: in Unicode NFC, and a boolean in any of its
+        # spellings): a name kept as a run trained before wrote it (e + combining accent; "True" from
+        # JSON's true) is the one the new rows spell otherwise, not a new label.
+        given = LabelMap(list(cfg.labels), cfg.task)
         labels = LabelMap([*cfg.labels, *(n for n in labels.names if n not in given)], cfg.task)
     if not multi_label and len(labels) < 2:
         raise DataError(

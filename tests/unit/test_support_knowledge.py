@@ -264,3 +264,18 @@ def test_chinese_text_and_a_sentence_over_the_limit_are_cut_too(tmp_path: Path) 
     words.write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
     pieces = [p.text for p in read_passages(words)]
     assert [len(p.split()) for p in pieces] == [200, 200, 50] and " ".join(pieces) == text
+
+
+def test_a_long_numbered_list_is_cut_between_its_items_with_its_line_breaks_kept(tmp_path: Path) -> None:
+    """Cut at every ". " and joined with spaces, a long answer lost its line breaks, and a list's
+    "13." landed in one passage and its item in the next."""
+    steps = "To close your account follow these steps:\n" + "\n".join(
+        f"{i}. Open the app, tap Menu, choose Settings, then Accounts, and confirm it for card {i}."
+        for i in range(1, 21)
+    )
+    path = tmp_path / "faq.jsonl"
+    path.write_text(json.dumps({"title": "Closing", "text": steps}) + "\n", encoding="utf-8")
+    pieces = [p.text for p in read_passages(path)]
+    assert len(pieces) > 1 and "\n".join(pieces) == steps  # nothing lost, every line break kept
+    for piece in pieces[1:]:
+        assert piece.split(".", 1)[0].isdigit()  # each later piece starts at an item's number

@@ -37,10 +37,10 @@ def count_words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def split_words(text: str) -> list[str]:
-    """The words ``count_words`` counts, in order: each Chinese or Japanese character one of its own
-    (``join_lines`` puts them back together, spaced as the text was)."""
-    return _WORD.findall(text)
+def word_starts(text: str) -> list[int]:
+    """Where each word ``count_words`` counts begins in ``text`` (each Chinese or Japanese character
+    a word of its own): the places a text may be cut between words."""
+    return [m.start() for m in _WORD.finditer(text)]
 
 
 def join_lines(lines: list[str]) -> str:

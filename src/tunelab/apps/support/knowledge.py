@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import itertools
 import json
 import logging
 import numbers
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.atomic import STALE_FOLDER_S, exchange, remove_stale_folders, sibling_stem
-from tunelab.data.scripts import count_words, has_visible_text, join_lines, split_words
+from tunelab.data.scripts import count_words, has_visible_text, join_lines, word_starts
 from tunelab.errors import JSON_ERRORS, ConfigError, DataError, json_problem
 
 log = logging.getLogger(__name__)
@@ -44,36 +45,46 @@ log = logging.getLogger(__name__)
 #: at words); a Chinese or Japanese character counts as a word (``count_words``), so such text is cut
 #: too. The bundled encoder reads 256 tokens: what lay past them was never searched.
 MAX_PASSAGE_WORDS = 200
-# A sentence ends at . ! ? followed by a space, or at a Chinese or Japanese full stop, ! or ?
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
+# Where a sentence may end: after . ! ? and whitespace, after a Chinese or Japanese full stop, ! or ?,
+# and at a line break (an item of a list)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n\s*")
+_LIST_NUMBER = re.compile(r"\d+[.)]")  # "13." opening a line of a numbered list: no sentence's end
 
 
 def cut_long(text: str, limit: int = MAX_PASSAGE_WORDS) -> list[str]:
-    """``text`` in pieces of at most ``limit`` words, cut at sentence ends (a longer sentence at words).
+    """``text`` in pieces of at most ``limit`` words, cut at sentence ends (a longer sentence at words),
+    each piece the text as written between its cuts (line breaks and list numbers kept).
 
     A paragraph or row longer than the encoder reads was one passage whose end no query could find:
     the embedding is of its first 256 tokens (a question about the last sentence of a 346-word
-    paragraph found another section). Whole sentences are kept together where they fit.
+    paragraph found another section). Whole sentences are kept together where they fit; a number
+    ending in a full stop (a numbered list's ``13.``) is no sentence's end.
     """
     if count_words(text) <= limit:
         return [text]
+    cuts = [0]
+    for end in _SENTENCE_END.finditer(text):
+        before = text[text.rfind("\n", 0, end.start()) + 1 : end.start()].strip()  # its line, so far
+        if 0 < end.end() < len(text) and not _LIST_NUMBER.fullmatch(before):
+            cuts.append(end.end())
+    cuts.append(len(text))
+    sentences = [text[a:b] for a, b in itertools.pairwise(cuts) if text[a:b].strip()]
     pieces: list[str] = []
-    current: list[str] = []
-    words = 0
-    for sentence in (s for s in _SENTENCE_END.split(text) if s.strip()):
+    current, words = "", 0
+    for sentence in sentences:
         parts = [sentence]
-        if count_words(sentence) > limit:
-            split = split_words(sentence)
-            parts = [join_lines(split[i : i + limit]) for i in range(0, len(split), limit)]
+        if count_words(sentence) > limit:  # no sentence end within reach: cut at every limit-th word
+            starts = [*word_starts(sentence)[limit::limit], len(sentence)]
+            parts = [sentence[a:b] for a, b in itertools.pairwise([0, *starts])]
         for part in parts:
             n = count_words(part)
             if current and words + n > limit:
-                pieces.append(join_lines(current))
-                current, words = [], 0
-            current.append(part)
+                pieces.append(current.strip())
+                current, words = "", 0
+            current += part
             words += n
-    if current:
-        pieces.append(join_lines(current))
+    if current.strip():
+        pieces.append(current.strip())
     return pieces
 
 

@@ -77,11 +77,14 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def too_large(root: yaml.Node, limit: int = MAX_EXPANDED_VALUES) -> yaml.Node | None:
-    """The first value (the innermost) that stands for more than ``limit`` values with every alias
-    written out, each shared node counted once per use, or None (a value that holds itself is one).
-    Linear in the distinct nodes, walked without recursion (a document may nest thousands deep)."""
+    """The value its aliases blow up, or None: the first (innermost) value that stands for more than
+    ``limit`` values with every alias written out (each shared node counted once per use) and more
+    than ``ALIAS_GROWTH`` times the values written in the whole document; a value that holds itself is
+    one. A long file without aliases (50,000 labels) stands for what it writes and is taken. Linear
+    in the distinct nodes, walked without recursion (a document may nest thousands deep)."""
     sizes: dict[int, int] = {}
     on_path: set[int] = set()
+    first_big: yaml.Node | None = None
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
@@ -89,8 +92,8 @@ def too_large(root: yaml.Node, limit: int = MAX_EXPANDED_VALUES) -> yaml.Node | 
         if finished:
             on_path.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            if sizes[key] > limit:
-                return node
+            if first_big is None and sizes[key] > limit:
+                first_big = node
             continue
         if key in sizes:
             continue
@@ -99,7 +102,11 @@ def too_large(root: yaml.Node, limit: int = MAX_EXPANDED_VALUES) -> yaml.Node | 
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
-    return None
+    return first_big if sizes[id(root)] > max(limit, ALIAS_GROWTH * len(sizes)) else None
+
+
+#: How many times the values a document writes its aliases may make it stand for, past the limit.
+ALIAS_GROWTH = 10
 
 
 class _BoundedAliases:

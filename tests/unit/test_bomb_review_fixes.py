@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tunelab.apps.recommend.data import read_table as read_recommend_table
 from tunelab.apps.support.knowledge import read_passages
@@ -139,5 +140,32 @@ def test_a_huge_cell_is_cut_before_it_is_tokenised(tiny_bert: Path) -> None:
         mp.setattr(type(tokenizer), "__call__", lambda self, *a, **k: spy(*a, **k))
         enc = encode_texts(tokenizer, [huge, short], max_length=32)
         assert longer_than(tokenizer, [huge, short], None, 32) == 2
-    assert max(seen) == CHARS_PER_TOKEN * 32
+    assert CHARS_PER_TOKEN * 32 <= max(seen) < 2 * CHARS_PER_TOKEN * 32  # 6,400 characters but spaces
     assert enc.input_ids[0] == enc.input_ids[1]  # the same first 32 tokens as a text cut by hand
+
+
+def test_a_long_file_without_aliases_is_no_alias_bomb() -> None:
+    """The limit counted every value: a labels file of 50,000 names was refused as if its aliases
+    had blown it up ("write the values out", which they were)."""
+    from tunelab.yaml_names import load_names_yaml, load_strict_yaml
+
+    text = "".join(f"cat_{i}: products of category {i}\n" for i in range(50_000))
+    assert len(load_names_yaml(text, "labels.yaml")) == 50_000
+    assert len(load_strict_yaml(text)) == 50_000
+    with pytest.raises(yaml.YAMLError, match="its aliases"):
+        load_strict_yaml("a: &x [1, *x]\n")  # a value that holds itself stands for no end of values
+
+
+@pytest.mark.parametrize("padding", [" ", "\u200b", "\n"], ids=["spaces", "zero-width", "newlines"])
+def test_a_text_padded_before_its_words_is_not_cut_to_its_padding(tiny_bert: Path, padding: str) -> None:
+    """Cut by length, 6,400 characters of padding before the words (scraped text) left only the
+    padding, read as an empty text; counted by the characters that make tokens, the words stay."""
+    from transformers import AutoTokenizer
+
+    from tunelab.data.encoding import CHARS_PER_TOKEN, encode_texts
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    text = padding * (CHARS_PER_TOKEN * 32) + "the ATM ate my card"
+    whole = tokenizer([text], truncation=True, max_length=32)["input_ids"][0]
+    assert len(whole) > 2  # the words make tokens
+    assert encode_texts(tokenizer, [text], max_length=32).input_ids[0] == whole

@@ -7,6 +7,8 @@ speed-up on short texts such as support tickets; grouping similar lengths into t
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,15 +53,28 @@ class Encoded:
 CHARS_PER_TOKEN = 200
 
 
+# A character a tokenizer may make a token of: not whitespace, and not one of the invisible format
+# characters (zero-width spaces and joiners, the byte-order mark) that it drops
+_INKED = re.compile(r"[^\s\u200b-\u200f\u2060-\u2064\ufeff]")
+
+
 def clipped(texts: list[str] | None, max_length: int) -> list[str] | None:
-    """``texts`` cut to ``CHARS_PER_TOKEN * max_length`` characters each (the same list when none is
-    longer); lists of words (NER) are left as they are."""
+    """``texts`` each cut after ``CHARS_PER_TOKEN * max_length`` characters that are not whitespace
+    or invisible (the same list when none is that long); lists of words (NER) are left as they are.
+
+    Counted so, not by length: a text padded with thousands of spaces or zero-width spaces before its
+    words (scraped HTML) was cut to its padding and read as empty."""
     if texts is None:
         return None
     limit = CHARS_PER_TOKEN * max_length
     if not any(isinstance(t, str) and len(t) > limit for t in texts):
         return texts
-    return [t[:limit] if isinstance(t, str) else t for t in texts]
+    return [_clip(t, limit) if isinstance(t, str) and len(t) > limit else t for t in texts]
+
+
+def _clip(text: str, limit: int) -> str:
+    last = next(itertools.islice(_INKED.finditer(text), limit - 1, None), None)
+    return text if last is None else text[: last.end()]
 
 
 def encode_texts(

@@ -24,6 +24,7 @@ from test_serve_security import GatedPredictor
 
 from tunelab.cli.main import main
 from tunelab.serve.app import ServedModel, create_app
+from tunelab.serve.http_protocol import UVICORN_OPTIONS
 
 
 class EnteredPredictor(GatedPredictor):
@@ -51,7 +52,7 @@ def test_a_request_cut_off_by_the_stop_is_a_metered_json_503(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN_OPTIONS)
     config.timeout_graceful_shutdown = 0.5
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

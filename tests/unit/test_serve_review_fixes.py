@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from test_serve_security import App, open_app
 
+from tunelab.serve.http_protocol import UVICORN_OPTIONS
 from tunelab.serve.limits import Quota
 
 
@@ -153,7 +154,8 @@ def test_a_client_that_leaves_is_not_computed_for_or_billed(tmp_path: Path) -> N
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN_OPTIONS)
+    server = uvicorn.Server(config)  # the protocol serve runs
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -35,6 +35,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def shortened(value: object) -> str:
+    """``repr(value)`` as a message quotes it: at most 40 characters, else its start and its length (a
+    400-digit time, or a 5,000-digit quota, made error lines of that length)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
 #: What ``json.loads`` raises on a text it does not take: JSONDecodeError (a ValueError), a plain
 #: ValueError (an integer of over 4,300 digits), RecursionError (arrays or objects nested thousands
 #: deep: its decoder recurses). Readers caught the first only: the others were "unexpected" errors

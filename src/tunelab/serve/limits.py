@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, shortened
 
 Period = Literal["hour", "day", "month"]
 
@@ -42,17 +42,13 @@ _QUOTA_RE = re.compile(r"^\s*(\d{1,3}(?:,\d{3})+|\d+(?:_\d+)*)\s*/\s*([a-z]+?)s?
 MAX_COUNT = 10**12
 
 
-def _shown(text: str) -> str:
-    """``text`` as a refusal quotes it: at most 40 characters of it."""
-    text = str(text)
-    return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
-
-
 def _within(digits: str, text: str, what: str) -> str:
     """``digits`` when the count they write is at most ``MAX_COUNT``, else a one-line ``ConfigError``."""
     whole = digits.replace("_", "").replace(",", "").split(".")[0].lstrip("0")
     if len(whole) > len(str(MAX_COUNT)) or (whole and int(whole) > MAX_COUNT):
-        raise ConfigError(f"{what} {_shown(text)}: use at most {MAX_COUNT:,} (leave it out for no limit)")
+        raise ConfigError(
+            f"{what} {shortened(str(text))}: use at most {MAX_COUNT:,} (leave it out for no limit)"
+        )
     return digits
 
 
@@ -84,12 +80,12 @@ class Rate:
         m = _RATE_RE.match(str(text).lower())
         if not m or m.group(2) not in _RATE_UNITS:
             raise ConfigError(
-                f"rate {_shown(text)}: write requests per unit, e.g. 20/s, 100/min or 5000/hour "
+                f"rate {shortened(str(text))}: write requests per unit, e.g. 20/s, 100/min or 5000/hour "
                 "(optionally :BURST, e.g. 20/s:50)"
             )
         count = float(_within(m.group(1), text, "rate"))
         if count <= 0:
-            raise ConfigError(f"rate {_shown(text)}: the number of requests must be positive")
+            raise ConfigError(f"rate {shortened(str(text))}: the number of requests must be positive")
         per_second = count / _RATE_UNITS[m.group(2)]
         burst = int(_within(m.group(3), text, "rate burst")) if m.group(3) else _default_burst(per_second)
         return cls(per_second=per_second, burst=burst)
@@ -137,11 +133,12 @@ class Quota:
         m = _QUOTA_RE.match(str(text).lower())
         if not m or m.group(2) not in _QUOTA_PERIODS:
             raise ConfigError(
-                f"quota {_shown(text)}: write texts per period, e.g. 100000/month, 5000/day or 100/hour"
+                f"quota {shortened(str(text))}: write texts per period, e.g. 100000/month, 5000/day "
+                "or 100/hour"
             )
         limit = int(_within(m.group(1), text, "quota").replace("_", "").replace(",", ""))
         if limit < 1:
-            raise ConfigError(f"quota {_shown(text)}: the limit must be 1 or more")
+            raise ConfigError(f"quota {shortened(str(text))}: the limit must be 1 or more")
         return cls(limit=limit, period=_QUOTA_PERIODS[m.group(2)])
 
     def __str__(self) -> str:

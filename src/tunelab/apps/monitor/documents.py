@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tunelab.errors import DataError
+from tunelab.errors import DataError, shortened
 
 # shared with the recommender, so that both apps refuse the same eight digits in the same words
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX
@@ -106,7 +106,7 @@ def parse_time(value: Any) -> datetime:
         ValueError: with the reason, for the caller to put after the document's place.
     """
     if isinstance(value, bool):  # bool is an int subclass: true/false is no time
-        raise ValueError(f"time {_shown(value)} is neither ISO 8601 nor epoch seconds")
+        raise ValueError(f"time {shortened(value)} is neither ISO 8601 nor epoch seconds")
     given = value
     if isinstance(value, str) and len(text := value.strip()) > MAX_TIME_CHARS:
         raise ValueError(
@@ -122,38 +122,34 @@ def parse_time(value: Any) -> datetime:
         # (10**400), which stopped a followed file for good and was a 500 over HTTP.
         if abs(value) >= EPOCH_SECONDS_MAX or not math.isfinite(value):
             raise ValueError(
-                f"time {_shown(given)} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
+                f"time {shortened(given)} is not epoch seconds (milliseconds? divide by 1000) nor ISO 8601"
             )
         try:
             return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, ValueError, OSError):  # before the year 1
-            raise ValueError(f"time {_shown(value)} is out of the range of dates (years 1 to 9999)") from None
+            raise ValueError(
+                f"time {shortened(value)} is out of the range of dates (years 1 to 9999)"
+            ) from None
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"time {_shown(value)}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
+        raise ValueError(f"time {shortened(value)}: give ISO 8601 (2026-03-02T09:30:00Z) or epoch seconds")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         if _SPACED_OFFSET.fullmatch(value.strip()):
             # 2026-03-02T09:30:00+01:00 typed into a URL: its '+' arrives as a space
             raise ValueError(
-                f"time {_shown(value)} is not ISO 8601: a space where its offset's sign belongs; "
+                f"time {shortened(value)} is not ISO 8601: a space where its offset's sign belongs; "
                 "a '+' in a URL must be written %2B, or use Z (UTC)"
             ) from None
         raise ValueError(
-            f"time {_shown(value)} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
+            f"time {shortened(value)} is not ISO 8601 (e.g. 2026-03-02T09:30:00Z or 2026-03-02 09:30+01:00)"
         ) from None
     try:  # 0001-01-01T00:00+01:00 parses, but in UTC it is before the year 1: OverflowError
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (OverflowError, ValueError):
         raise ValueError(
-            f"time {_shown(value)} is out of the range of dates once in UTC (years 1 to 9999)"
+            f"time {shortened(value)} is out of the range of dates once in UTC (years 1 to 9999)"
         ) from None
-
-
-def _shown(value: Any) -> str:
-    """``repr(value)``, shortened: a 400-digit time made a 400-character error line."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _unstorable(value: str) -> str | None:
@@ -174,7 +170,7 @@ def _control_character(value: str) -> str | None:
     if found is None:
         return None
     return (
-        f"{_shown(value)} contains a control character (U+{ord(found.group()):04X} at character "
+        f"{shortened(value)} contains a control character (U+{ord(found.group()):04X} at character "
         f"{found.start()}), which ids, topics and sources may not hold: they are one line of text"
     )
 

@@ -17,7 +17,7 @@ import pytest
 # predicted, the first already in the temporary file: as `kill` from outside, deterministically.
 PREDICT = """
 import os, signal, sys
-from tunelab.cli.main import main
+from tunelab.cli.main import run
 from tunelab.inference import files
 
 files.CHUNK_ROWS = 2
@@ -31,12 +31,12 @@ def predict_then_stopped(*args, **kwargs):
     return real(*args, **kwargs)
 
 files._predict_chunk = predict_then_stopped
-sys.exit(main(sys.argv[1:]))
+run()  # as the console script: its exit skips the native teardown (cli.process_exit)
 """
 
 EVAL = """
 import os, signal, sys, time
-from tunelab.cli.main import main
+from tunelab.cli.main import run
 from tunelab.evaluate import on_run
 
 def evaluate_stopped(*args, **kwargs):
@@ -44,7 +44,7 @@ def evaluate_stopped(*args, **kwargs):
     time.sleep(60)
 
 on_run.evaluate = evaluate_stopped
-sys.exit(main(sys.argv[1:]))
+run()  # as the console script: its exit skips the native teardown (cli.process_exit)
 """
 
 

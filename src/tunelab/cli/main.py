@@ -317,5 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``tunelab`` console script: ``main()``, then an exit that skips the native libraries'
+    teardown, which could abort a finished command with status -6 (``cli.process_exit``)."""
+    from tunelab.cli.process_exit import exit_skipping_native_teardown
+
+    exit_skipping_native_teardown(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

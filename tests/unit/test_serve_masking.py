@@ -100,3 +100,48 @@ def test_filter_masks_tracebacks(capture) -> None:
         logger.exception("failed for %s", "jo@example.com", extra={"user_text": "-"})
     assert "<card>" in lines[0] and "<email>" in lines[0]
     assert "4111" not in lines[0] and "jo@example.com" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("card 4111.1111.1111.1111 expires", "card <card> expires"),
+        ("iban de89 3704 0044 0532 0130 00 please", "iban <account> please"),
+        ("to gb82west12345698765432.", "to <account>."),
+        ("Kontonummer 12345678", "Kontonummer <account>"),
+        ("Kontonummer: 0012-3456-78", "Kontonummer: <account>"),
+        ("compte n° 12345678", "compte n° <account>"),
+        ("cuenta: 12345678", "cuenta: <account>"),
+        ("rekeningnummer 12345678", "rekeningnummer <account>"),
+    ],
+    ids=[
+        "dotted-card",
+        "lower-case-iban",
+        "lower-case-iban-unspaced",
+        "kontonummer",
+        "kontonummer-colon",
+        "compte",
+        "cuenta",
+        "rekeningnummer",
+    ],
+)
+def test_cards_accounts_and_ibans_as_customers_write_them_are_masked(text: str, expected: str) -> None:
+    """Found missing by review: cards written with dots, IBANs typed in lower case and account
+    numbers named in German, French, Spanish or Dutch reached the logs as they were."""
+    assert mask_pii(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ticket 2024.0101.1234.5678",  # dotted groups of four that fail the Luhn check
+        "v 1.4111.1111.1111.1111",  # part of a longer dotted run: a version or an id
+        "4111.1111.1111.1111.2",
+        "IP 192.168.100.200",
+        "amount 1.234.567,00 EUR",
+        "de89 3704 0044 0532 0130 01",  # the IBAN's check fails
+        "the accounting 12345678",  # "account" inside a word
+    ],
+)
+def test_dotted_numbers_and_near_ibans_are_left_as_they_are(text: str) -> None:
+    assert mask_pii(text) == text

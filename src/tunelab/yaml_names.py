@@ -285,3 +285,18 @@ def load_names_yaml(text: str, source: str, what: str = "key", *, list_names: bo
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """``yaml.safe_dump(data, allow_unicode=True, **options)``, or with non-ASCII characters escaped
+    where that text would not read back as ``data``.
+
+    Letters of every script stay readable (an intent in Chinese is written as such), but PyYAML
+    writes U+0085 (NEL, which a cp1252 "…" read as Latin-1 becomes) raw inside a quoted string and
+    reads it back as a space: a bot built on an intent holding one was refused on every load ("the
+    run now has other intents than the bot was built on"), and rebuilding wrote the same file.
+    """
+    text = yaml.safe_dump(data, allow_unicode=True, **options)
+    if yaml.safe_load(text) == data:
+        return text
+    return yaml.safe_dump(data, allow_unicode=False, **options)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.yaml_names import dump_yaml
 
 if TYPE_CHECKING:
     import optuna
@@ -170,7 +169,7 @@ def override(key: str, value: Any) -> str:
     """
     if isinstance(value, str):
         return f"{key}={json.dumps(value, ensure_ascii=False)}"
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=float("inf"))
+    text = dump_yaml(value, default_flow_style=True, width=float("inf"))  # reads back as value
     return f"{key}={text.splitlines()[0]}"
 
 

@@ -32,6 +32,7 @@ import yaml
 
 from tunelab.atomic import atomic_write_text
 from tunelab.errors import ConfigError
+from tunelab.yaml_names import dump_yaml
 
 BOT_YAML = "bot.yaml"
 ANSWERS_YAML = "answers.yaml"
@@ -105,7 +106,7 @@ class BotConfig:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``bot.yaml`` into ``folder`` atomically."""
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        text = dump_yaml(self.to_dict(), sort_keys=False)  # reads back as written (NEL escaped)
         return atomic_write_text(Path(folder) / BOT_YAML, text)
 
     @classmethod

@@ -326,7 +326,9 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
 
 def _from_jsonl(text: str, path: Path) -> list[Passage]:
     passages = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines also splits at U+2028, U+2029 and U+0085, which JSON holds unescaped
+    # inside strings (text copied from web pages): such a line was refused as "not JSON"
+    for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -497,7 +499,9 @@ class KnowledgeIndex:
         root = Path(folder)
         try:
             meta = json.loads((root / cls.META).read_text(encoding="utf-8"))
-            lines = (root / cls.PASSAGES).read_text(encoding="utf-8").splitlines()
+            # "\n" only (see _from_jsonl): save writes U+2028 in a passage as it is, and a bot whose
+            # knowledge held one could never load ("not a knowledge index")
+            lines = (root / cls.PASSAGES).read_text(encoding="utf-8").split("\n")
             passages = [Passage(**json.loads(line)) for line in lines if line.strip()]
             vectors = np.load(root / cls.VECTORS)
             ann = None

@@ -74,7 +74,8 @@ def read_conversations(path: str | Path) -> list[Conversation]:
     except UnicodeDecodeError:
         raise DataError(f"{p}: not UTF-8; save the conversations file as UTF-8") from None
     found = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines also splits at U+2028, U+2029 and U+0085, which JSON holds unescaped
+    for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

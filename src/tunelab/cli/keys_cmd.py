@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tunelab.cli.store_args import add_store_arguments, open_store_from_args
+from tunelab.cli.streams import stdout_closed
 from tunelab.errors import RunError
 
 if TYPE_CHECKING:
@@ -97,6 +98,12 @@ def run_create(args: argparse.Namespace) -> int:
     # a falsy value it created an unlimited key.
     rate = Rate.parse(args.rate) if args.rate is not None else None
     quota = Quota.parse(args.quota) if args.quota is not None else None
+    if stdout_closed():
+        # `>&-`: the token, shown only once, would reach no one (a key nobody can use, its name taken)
+        raise RunError(
+            "standard output is closed, so the new key's token would reach no one; run it with an "
+            "output that takes it (> token.txt, or a terminal)"
+        )
     with open_store_from_args(args, writes=True) as store:
         record, token = AccessControl(store).create_key(args.name, rate=rate, quota=quota, admin=args.admin)
         if args.json:

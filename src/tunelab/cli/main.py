@@ -6,7 +6,9 @@ import argparse
 import codecs
 import logging
 import os
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
 
 from tunelab import __version__
@@ -28,6 +30,7 @@ from tunelab.cli import (
     zeroshot_cmd,
 )
 from tunelab.cli.signals import interrupts_not_swallowed
+from tunelab.cli.streams import open_closed_streams
 
 COMMANDS = (
     train_cmd,
@@ -263,6 +266,7 @@ def console_logging(level: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    open_closed_streams()  # `>&-`: the command's output goes nowhere, its errors not into stdout
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -319,10 +323,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``tunelab`` console script: ``main()``, then an exit that skips the native libraries'
-    teardown, which could abort a finished command with status -6 (``cli.process_exit``)."""
+    teardown, which could abort a finished command with status -6 (``cli.process_exit``).
+
+    Whatever ``main()`` raises ends the same way, with the status Python would give it: argparse's
+    or a command's ``SystemExit`` its code, a traceback (``-v``) 1, an interrupt 130. Left to
+    Python, they ran the full teardown, and the abort came back.
+    """
     from tunelab.cli.process_exit import exit_skipping_native_teardown
 
-    exit_skipping_native_teardown(main())
+    try:
+        status = main()
+    except SystemExit as exc:
+        status = _exit_status(exc.code)
+    except KeyboardInterrupt:  # main says and handles its own; one raised past it, as Python would
+        traceback.print_exc()
+        status = 128 + signal.SIGINT
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    exit_skipping_native_teardown(status)
+
+
+def _exit_status(code: object) -> int:
+    """The status Python gives ``SystemExit(code)``: None 0, an int itself, anything else printed
+    to stderr and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,17 @@ def pct(value: Any) -> str:
     return f"{100 * float(value):.2f}%" if isinstance(value, int | float) else "-"
 
 
+def printable(text: str) -> str:
+    """``text`` on one line of a terminal: each character that is not printable (a line break, a
+    control character, the ESC that starts a colour or a window-title sequence) written as its
+    escape (``\\n``, ``\\x1b``), the rest as it is. For text a client sent to ``tunelab serve``
+    (a recommender item added over HTTP): printed raw, it could clear the operator's screen, set the
+    window title or print a forged line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def display_width(text: str) -> int:
     """Columns ``text`` takes in a terminal: a wide (CJK) character or an emoji two, a combining
     mark, a zero-width joiner sequence's joined parts or a variation selector none. ``len`` and

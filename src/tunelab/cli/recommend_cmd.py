@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from tunelab.cli.output import printable
+
 HELP = """examples:
   tunelab app recommend build --config configs/movielens.yaml --out recs/movielens
   tunelab app recommend rank recs/movielens --user 42 --k 10
@@ -180,9 +182,10 @@ def _rank(args: argparse.Namespace) -> int:
         return 0
     if ranking.fallback:
         print(f"note: {ranking.fallback_reason}", file=sys.stderr)
-    print(f"top {len(ranking.items)} for user {ranking.user_id}:")
+    print(f"top {len(ranking.items)} for user {printable(ranking.user_id)}:")
     for n, item in enumerate(ranking.items, start=1):
-        print(f"{n:>3}. {item.score:.3f}  {item.item_id}  {_short(item.text)}")
+        # ids and texts may come from clients of tunelab serve (items and events added over HTTP)
+        print(f"{n:>3}. {item.score:.3f}  {printable(item.item_id)}  {_short(item.text)}")
         if item.reasons:
             titles = "; ".join(_short(_title(rec, rec.item_text(r)), 40) for r in item.reasons)
             print(f"       because of: {titles}")
@@ -197,4 +200,6 @@ def _title(rec: Any, text: str) -> str:
 
 
 def _short(text: str, width: int = 90) -> str:
+    """The start of ``text`` on one line, control characters escaped (``cli.output.printable``)."""
+    text = printable(text)
     return text if len(text) <= width else text[: width - 1] + "…"

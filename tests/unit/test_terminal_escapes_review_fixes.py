@@ -1,0 +1,59 @@
+"""Text a client of ``tunelab serve`` sent (a recommender item added over HTTP) is printed by the CLI
+with its control characters escaped: raw, an ESC sequence set the operator's window title, cleared
+the screen and a line break printed a forged ranked line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tunelab.cli import recommend_cmd
+from tunelab.cli.output import printable
+
+PAYLOAD = "\x1b]0;owned\x07\x1b[2J\x1b[H\x1b[41mFREE\x1b[0m\n  1. 9.999  fake-item  forged line"
+
+
+def test_printable_escapes_what_a_terminal_would_act_on_and_keeps_the_rest() -> None:
+    assert printable("café 日本 ok") == "café 日本 ok"
+    assert printable("a\nb\x1b[2Jc\x07\u2028") == "a\\nb\\x1b[2Jc\\x07\\u2028"
+
+
+@dataclass
+class _Item:
+    item_id: str
+    text: str
+    score: float = 0.5
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Ranking:
+    user_id: str
+    items: list[_Item]
+    fallback: bool = False
+    fallback_reason: str = ""
+
+
+class _Recommender:
+    def rank(self, user: str, k: int, exclude_seen: bool) -> _Ranking:
+        return _Ranking(user, [_Item("promo\x1b[31m", f"Title {PAYLOAD}. genres: space")])
+
+
+def test_rank_prints_a_clients_item_on_one_line_with_its_escapes_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import tunelab.apps.recommend as recommend
+
+    monkeypatch.setattr(recommend.Recommender, "load", staticmethod(lambda folder: _Recommender()))
+    args = argparse.Namespace(folder="rec", user="u\x1b[0m", k=10, include_seen=False, json=False)
+    assert recommend_cmd._rank(args) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.splitlines() == [
+        "top 1 for user u\\x1b[0m:",
+        "  1. 0.500  promo\\x1b[31m  " + recommend_cmd._short(f"Title {PAYLOAD}. genres: space"),
+    ]
+    assert recommend_cmd._short(f"Title {PAYLOAD}").startswith("Title \\x1b]0;owned\\x07\\x1b[2J")

@@ -57,3 +57,27 @@ def test_rank_prints_a_clients_item_on_one_line_with_its_escapes_shown(
         "  1. 0.500  promo\\x1b[31m  " + recommend_cmd._short(f"Title {PAYLOAD}. genres: space"),
     ]
     assert recommend_cmd._short(f"Title {PAYLOAD}").startswith("Title \\x1b]0;owned\\x07\\x1b[2J")
+
+
+@pytest.mark.parametrize(
+    ("cell", "rendered"),
+    [
+        ("~~legacy~~", "<td>~~legacy~~</td>"),
+        ("AT&amp;T <3", "<td>AT&amp;amp;T &lt;3</td>"),
+        ("__init__", "<td>__init__</td>"),
+        ("card_arrival", "<td>card_arrival</td>"),
+        ("$x^2$", "<td>$x^2$</td>"),
+        ("a\x1bb", "<td>a\\x1bb</td>"),
+    ],
+    ids=["strike", "entity", "dunder", "snake", "math", "esc"],
+)
+def test_a_report_md_table_cell_renders_as_the_text_it_holds(cell: str, rendered: str) -> None:
+    """Rendered as GitHub renders Markdown (tables, strikethrough): the cell shows the text as written."""
+    from markdown_it import MarkdownIt
+
+    from tunelab.evaluate.render import Section, Table, to_markdown
+
+    markdown = to_markdown("t", [Section("s", [Table(["Label"], [[cell]])])])
+    assert "\x1b" not in markdown
+    html = MarkdownIt("commonmark").enable("table").enable("strikethrough").render(markdown)
+    assert rendered in html

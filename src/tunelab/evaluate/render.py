@@ -110,11 +110,21 @@ def to_html(title: str, sections: Sequence[Section], images: Mapping[str, bytes]
 
 
 def _md_escape(text: str) -> str:
-    """Escape what would break a table cell or turn into markup; keep ``_`` for snake_case labels."""
+    """Escape what would break a table cell or turn into markup; keep ``_`` inside snake_case labels.
+
+    A label ``~~legacy~~`` was shown struck through, ``__init__`` in bold, ``AT&amp;T`` as "AT&T",
+    ``$x$`` as math on GitHub; an ESC in a text reached the terminal of whoever ran ``cat report.md``.
+    """
     text = " ".join(str(text).split())  # a newline would end the table row
-    for char in ("\\", "|", "*", "`", "[", "]", "<", ">"):
+    # control characters as their escapes (\x1b), before the backslashes are doubled below
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    for char in ("\\", "|", "*", "`", "[", "]", "<", ">", "~", "$", "&"):
         text = text.replace(char, "\\" + char)
-    return text
+    return _EDGE_UNDERSCORE.sub(r"\\_", text)
+
+
+# an underscore that can open or close emphasis: not between two letters or digits (snake_case)
+_EDGE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 
 
 def _md_table(table: Table) -> list[str]:

@@ -835,41 +835,78 @@ def _fits_script(encoding: str, c: dict[str, int]) -> bool:
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    """JSON lines (or one JSON array of objects) as a table of strings indexed by line (item) number.
+
+    Read a line at a time (``json_records``), each record's cells made strings as they come, and the
+    columns built from those: the whole file read, decoded, split and parsed before the table was
+    made held about ten times the file in memory at its peak (500 MB for a 54 MB file), where a CSV
+    of the same rows held three.
+    """
+    table = _JsonTable(path)
+    if is_json_array(path):
+        table.unit = "item"  # "[]": no rows (read_table says so), not "the file is empty"
+    for unit, number, record in json_records(path, encoding):
+        table.unit = unit
+        table.add(number, record)
+    return table.frame()
+
+
+def json_records(path: Path, encoding: str) -> Iterator[tuple[str, int, Any]]:
+    """``("line", line number, value)`` for each non-blank line of a JSON lines file, read a line at
+    a time, or ``("item", item number, value)`` for each item of a file holding one JSON array (which
+    can only be parsed whole).
+
+    Raises:
+        DataError: an archive that cannot be streamed, or a line that is not JSON (named).
+    """
     stream = _open_bytes(path)  # .jsonl.gz unpacked, as .csv.gz is (its packed bytes were decoded)
     if stream is None:
         raise DataError(f"{path}: a {path.suffix} archive cannot be read as JSON lines; unpack it first")
     with stream:
-        raw = stream.read()
-    text = raw.decode(encoding).removeprefix("\ufeff")  # a UTF-8 byte-order mark
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty; add one JSON object per line")
-    numbered, unit = _json_array(text), "item"
-    if numbered is None:
-        unit = "line"
-        numbered = []
-        # Split on "\n" only: str.splitlines (and pandas' read_json) also split on U+2028/U+2029
-        # and other separators, which JSON allows unescaped inside strings.
-        for lineno, line in enumerate(text.split("\n"), start=1):
+        if is_json_array(path):
+            numbered = _json_array(stream.read().decode(encoding).removeprefix("\ufeff"))  # UTF-8's BOM
+            if numbered is not None:
+                for number, record in numbered:
+                    yield "item", number, record
+                return
+            stream.seek(0)  # JSON lines that are arrays: the line reader names the line
+        # newline="\n": split on "\n" only; str.splitlines (and pandas' read_json) also split on
+        # U+2028/U+2029 and other separators, which JSON allows unescaped inside strings.
+        lines = io.TextIOWrapper(stream, encoding=encoding, newline="\n")
+        for lineno, line in enumerate(lines, start=1):
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
             if not line.strip():
                 continue
             try:
-                numbered.append((lineno, json.loads(line)))
+                record = json.loads(line)
             except JSON_ERRORS as exc:
                 raise DataError(
                     f"{path} line {lineno}: not valid JSON ({json_problem(exc)}); data.format jsonl expects "
                     "one JSON object per line"
                 ) from None
-    if len(numbered) == 1 and _column_oriented(numbered[0][1]):
-        # pandas' df.to_json("x.json") writes {"text": {"0": ..., "1": ...}, "label": {...}}: read as
-        # one row, the whole column became one text and one prediction
-        raise DataError(
-            f"{path}: one JSON object holding whole columns (pandas' default to_json); write one object "
-            "per row instead: df.to_json(path, orient='records', lines=True)"
-        )
-    for lineno, record in numbered:
+            yield "line", lineno, record
+
+
+class _JsonTable:
+    """The rows of a JSON lines file (or array), checked and made cells of strings as they are added."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.unit = "line"
+        self.index: list[int] = []
+        # by first appearance, as pandas' from_records orders them; a key missing from a row is ""
+        # there, as its NaN became through _cell
+        self.columns: dict[str, list[str | list[str]]] = {}
+        self.first: Any = None  # the first record
+
+    def add(self, number: int, record: Any) -> None:
+        path, unit = self.path, self.unit
+        if not self.index:
+            self.first = record  # frame checks a table of one row for pandas' whole-column layout
         if not isinstance(record, dict):
             raise DataError(
-                f'{path} {unit} {lineno}: expected a JSON object such as {{"text": ..., "label": ...}}, '
+                f'{path} {unit} {number}: expected a JSON object such as {{"text": ..., "label": ...}}, '
                 f"got {type(record).__name__}"
             )
         for column, value in record.items():
@@ -877,9 +914,35 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
             # failed on it with an unexpected UnicodeEncodeError.
             problem = _not_unicode(column, value)
             if problem is not None:
-                raise DataError(f"{path} {unit} {lineno}: {problem}; fix or remove the row")
-    df = pd.DataFrame.from_records([record for _, record in numbered], index=[n for n, _ in numbered])
-    return df.apply(lambda col: col.map(_cell)) if len(df) else df
+                raise DataError(f"{path} {unit} {number}: {problem}; fix or remove the row")
+        rows = len(self.index)
+        for column, value in record.items():
+            cells = self.columns.get(column)
+            if cells is None:
+                cells = self.columns[column] = [""] * rows
+            cells.append(_cell(value))
+        for cells in self.columns.values():
+            if len(cells) == rows:  # not in this record
+                cells.append("")
+        self.index.append(number)
+
+    def frame(self) -> pd.DataFrame:
+        """The table; none for a file of blank lines, an empty one for ``[]`` (read_table refuses it)."""
+        if not self.index and self.unit == "line":
+            raise DataError(f"{self.path}: the file is empty; add one JSON object per line")
+        if len(self.index) == 1 and _column_oriented(self.first):
+            # pandas' df.to_json("x.json") writes {"text": {"0": ..., "1": ...}, "label": {...}}: read
+            # as one row, the whole column became one text and one prediction
+            raise DataError(
+                f"{self.path}: one JSON object holding whole columns (pandas' default to_json); write one "
+                "object per row instead: df.to_json(path, orient='records', lines=True)"
+            )
+        # a column at a time, its list freed once pandas holds it (pandas 3 keeps a column of strings
+        # as Arrow strings, a column with lists as Python objects, as from the old from_records)
+        columns = {name: pd.Series(self.columns.pop(name)) for name in list(self.columns)}
+        frame = pd.DataFrame(columns)
+        frame.index = pd.Index(self.index)
+        return frame
 
 
 def _not_unicode(column: str, value: Any) -> str | None:

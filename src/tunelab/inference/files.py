@@ -263,7 +263,7 @@ def _typed_cells(
     JSON lines: the line number, blank lines counted; a JSON array: the item number), and column
     names stripped of spaces as there.
     """
-    from tunelab.data.readers import AUTO_ENCODING, _json_array, _open_bytes, detect_encoding, detect_format
+    from tunelab.data.readers import AUTO_ENCODING, detect_encoding, detect_format, json_records
 
     p = Path(path)
     fmt = detect_format(p, cfg)
@@ -292,16 +292,11 @@ def _typed_cells(
     if fmt != "jsonl":
         return None
     encoding = detect_encoding(p) if cfg.encoding.lower() == AUTO_ENCODING else cfg.encoding
-    stream = _open_bytes(p)  # read_table read it, so it is not an archive pandas alone unpacks
-    assert stream is not None
-    with stream:
-        text = stream.read().decode(encoding).removeprefix("\ufeff")
-    numbered = _json_array(text)
-    if numbered is None:
-        lines = enumerate(text.split("\n"), start=1)  # "\n" only, as read_table splits
-        numbered = [(n, json.loads(line)) for n, line in lines if line.strip()]
     keep = set(wanted)
-    cells = {n: {str(k).strip(): v for k, v in record.items()} for n, record in numbered if n in keep}
+    # read a line at a time, as read_table reads it (and numbered as there): the whole text and its
+    # lines held beside the parsed rows were several times the file
+    records = json_records(p, encoding)
+    cells = {n: {str(k).strip(): v for k, v in record.items()} for _, n, record in records if n in keep}
     return cells, {}
 
 

@@ -28,6 +28,12 @@ class RunError(TunelabError):
     """A run folder is missing, incomplete or damaged."""
 
 
+class DivergedError(RunError):
+    """Training diverged: its loss, a gradient or the dev loss is NaN or infinite (the loop stops
+    before the weights become NaN). Its settings alone explain it, so ``tunelab search`` records the
+    trial as failed and goes on."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's text (its type's name when it has none): for one-line errors
     that quote what a library said."""

@@ -17,7 +17,7 @@ import torch
 import tunelab
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import training_batches
-from tunelab.errors import ConfigError, RunError
+from tunelab.errors import ConfigError, DivergedError, RunError
 from tunelab.methods import get_method
 from tunelab.models import build_classifier
 from tunelab.tasks import get_task
@@ -719,7 +719,6 @@ def test_a_loss_that_is_not_finite_stops_training_naming_the_step(
 ) -> None:
     """A NaN loss wrote NaN into every weight, a NaN dev score became "best", and the run
     "finished" predicting NaN."""
-    from tunelab.errors import RunError
     from tunelab.tasks.classification.task import ClassificationTask
 
     original, calls = ClassificationTask.loss, []
@@ -730,7 +729,7 @@ def test_a_loss_that_is_not_finite_stops_training_naming_the_step(
         return value * float("nan") if len(calls) >= 3 else value
 
     monkeypatch.setattr(ClassificationTask, "loss", nan_from_the_third)
-    with pytest.raises(RunError, match=r"the training loss is nan at step 3 \(epoch 1\)"):
+    with pytest.raises(DivergedError, match=r"the training loss is nan at step 3 \(epoch 1\)"):
         tunelab.train(
             None, overrides=_loop_run(tiny_bert, train_csv, tmp_path, "train.epochs=1"), show_progress=False
         )

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tunelab
-from tunelab.errors import ConfigError, RunError
+from tunelab.errors import ConfigError, DivergedError
 
 
 def _run(tiny_bert: Path, tiny_overrides: Any, train_csv: Path, out: Path, *extra: str) -> Any:
@@ -45,7 +45,7 @@ def test_an_adversarial_pass_whose_gradient_is_nan_stops_training(
 ) -> None:
     """The clean loss was finite, the perturbed one NaN: the run finished with NaN weights."""
     out = tmp_path / "runs"
-    with pytest.raises(RunError, match=r"the training gradient is nan at step 1 \(epoch 1\)") as caught:
+    with pytest.raises(DivergedError, match=r"the training gradient is nan at step 1 \(epoch 1\)") as caught:
         _run(
             tiny_bert, tiny_overrides, train_csv, out, "name=adv",
             "train.adversarial=fgm", "train.adversarial_epsilon=1e30",
@@ -71,7 +71,7 @@ def test_a_dev_loss_that_is_not_finite_is_never_kept_as_the_best_model(
     monkeypatch.setattr(torch.optim.AdamW, "step", step_then_nan)
     out = tmp_path / "runs"
     message = r"the dev loss is nan at step 1 \(the model's outputs are not finite\)"
-    with pytest.raises(RunError, match=message):
+    with pytest.raises(DivergedError, match=message):  # tunelab search records the trial and goes on
         _run(tiny_bert, tiny_overrides, train_csv, out, "name=nanw")
     assert not (out / "nanw").exists()
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from test_search import read_csv, write_space
 
-from tunelab.errors import ConfigError, RunError
+from tunelab.errors import ConfigError, DivergedError, RunError
 from tunelab.search import search
 from tunelab.search.space import load_space
 
@@ -110,8 +110,8 @@ def test_a_diverging_or_out_of_memory_trial_fails_alone_and_the_search_goes_on(
     folder = tmp_path / "s"
 
     def outcome(n: int, overrides: list[str]) -> float:
-        if n == 2:
-            raise RunError(NAN.format(partial=folder / "trials" / "trial-001.partial"))
+        if n == 2:  # what the training loop raises for it (tunelab.train.loop)
+            raise DivergedError(NAN.format(partial=folder / "trials" / "trial-001.partial"))
         if n == 3:
             raise torch.OutOfMemoryError(
                 "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB "
@@ -168,6 +168,44 @@ def test_another_run_error_in_a_trial_still_ends_the_search_without_the_trainers
     assert message.startswith("trial 0 (train.learning_rate=0.005) failed: the checkpoint is at batch 9")
     assert "choose another name" not in message and "\n" not in message
     assert len(calls["train"]) == 1
+    # trials.md said "1 failed (see reason): the search went on without them" of it
+    md = (folder / "trials.md").read_text(encoding="utf-8")
+    assert "went on" not in md and "Trial 0 failed and ended the search: its error is what it printed." in md
+
+
+@pytest.mark.parametrize(
+    "diverged",
+    [
+        "the training gradient is nan at step 1 (epoch 1); lower train.learning_rate or check the train.* "
+        "settings (train.adversarial_epsilon, train.weight_decay)",
+        "the dev loss is inf at step 4 (the model's outputs are not finite); lower train.learning_rate or "
+        "check the train.* settings",
+    ],
+    ids=["gradient", "dev-loss"],
+)
+def test_a_trial_whose_gradient_or_dev_loss_diverges_fails_alone_too(
+    base: list[str], tmp_path: Path, fake_trials: Callable, diverged: str
+) -> None:
+    """Only a NaN training loss was recognised: the loop's two other divergence errors ended the search."""
+    folder = tmp_path / "s"
+
+    def outcome(n: int, overrides: list[str]) -> float:
+        if n == 1:
+            raise DivergedError(
+                f"{diverged}, then delete {folder / 'trials' / 'trial-000.partial'} and "
+                "train again, or choose another name="
+            )
+        return 0.5
+
+    fake_trials(outcome)
+    space = write_space(tmp_path, "train.learning_rate: {low: 1e-3, high: 1e-2}\n")
+    search(None, space=space, trials=3, overrides=base, out=folder, prune=False, show_progress=False)
+    rows = read_csv(folder / "trials.csv")
+    assert [(r["state"], r["reason"]) for r in rows] == [
+        ("fail", diverged),
+        ("complete", ""),
+        ("complete", ""),
+    ]
 
 
 def test_a_trial_that_kills_the_process_is_run_again_once_then_marked_failed(

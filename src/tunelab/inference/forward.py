@@ -59,4 +59,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+    """scipy's expit: ``1 / (1 + exp(-x))`` warned "overflow encountered in exp" below x = -88 (float32)."""
+    from scipy.special import expit
+
+    return expit(logits)

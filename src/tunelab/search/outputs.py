@@ -116,7 +116,10 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: optuna.Study) -> str:
     pruned = sum(r["state"] == "pruned" for r in rows)
-    failed = sum(r["state"] == "fail" for r in rows)
+    # A failed trial with a reason was recorded and the search went on (diverged, out of memory);
+    # one without ended the search with its error: "went on without them" was said of both.
+    failed = sum(r["state"] == "fail" and bool(r.get("reason")) for r in rows)
+    ended = [r["trial"] for r in rows if r["state"] == "fail" and not r.get("reason")]
     interrupted = sum(r["state"] == "interrupted" for r in rows)
     if best is None:
         lead = "No trial has finished yet."
@@ -133,6 +136,8 @@ def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: 
     ]
     if failed:
         notes.append(Text(f"{failed} failed (see reason): the search went on without them."))
+    for trial in ended:
+        notes.append(Text(f"Trial {trial} failed and ended the search: its error is what it printed."))
     if interrupted:
         notes.append(Text(f"{interrupted} interrupted: their values ran again as later trials."))
     headers = list(rows[0]) if rows else ["trial"]

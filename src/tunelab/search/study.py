@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.atomic import atomic_write_json
-from tunelab.errors import ConfigError, RunError, TunelabError, first_line
+from tunelab.errors import ConfigError, DivergedError, TunelabError, first_line
 from tunelab.runs.json_files import read_run_object
 from tunelab.search.space import (
     Dimension,
@@ -111,9 +111,6 @@ class SearchResult:
 
 #: Data options that decide the dev and test rows; a search may not vary them.
 _SPLIT_KEYS = ("data.dev", "data.test", "data.dev_size", "data.test_size", "data.split_seed")
-#: The training loop's RunError for a loss that is NaN or infinite (tunelab.train.loop): a trial whose
-#: values diverge, recorded as failed; the loop's other RunErrors still end the search.
-_DIVERGED = re.compile(r"the training loss is -?(nan|inf) at step \d+ ")
 #: The trainer's advice after such an error, for a run of the user's: the search deletes the trial's
 #: .partial folder itself, and name= is the search's to set.
 _RETRY_ADVICE = re.compile(r"(?:,? then|;) delete .* and train again, or choose another name=$", re.DOTALL)
@@ -485,7 +482,9 @@ def _lost_trial(exc: Exception) -> str | None:
     training loss, or running out of memory. None for any other error, which ends the search."""
     import torch
 
-    if isinstance(exc, RunError) and _DIVERGED.match(str(exc)):
+    # the loop's DivergedError (a NaN or infinite training loss, gradient or dev loss): only the loss
+    # was recognised, so a trial whose gradient or dev loss diverged ended the whole search
+    if isinstance(exc, DivergedError):
         return _without_retry_advice(first_line(exc))
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         # CUDA's text runs on with allocator advice; its first two sentences say how much was asked for

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import Encoded, collate, training_batches
-from tunelab.errors import RunError
+from tunelab.errors import DivergedError, RunError
 from tunelab.tasks.base import Task, metric_lower_is_better, task_plugin, wrong_return
 from tunelab.train.adversarial import build_adversary
 from tunelab.train.checkpoint import (
@@ -289,7 +289,7 @@ def _train_epochs(
                 if not math.isfinite(value):
                     # NaN weights from here on, and a NaN dev score still became "best": the run
                     # "finished" predicting NaN.
-                    raise RunError(
+                    raise DivergedError(
                         f"the training loss is {value} at step {state.step + 1} (epoch {state.epoch + 1}); "
                         "lower train.learning_rate or check the train.* settings, then "
                         f"{_start_afresh(setup)}"
@@ -313,7 +313,7 @@ def _train_epochs(
                     # The loss above was finite, but a gradient (the adversarial pass's loss, an
                     # overflow in backward) was not: the step would make every weight NaN, and on a
                     # run's last step nothing read a loss again, so it "finished" predicting NaN.
-                    raise RunError(
+                    raise DivergedError(
                         f"the training gradient is {float(grad_norm)} at step {state.step + 1} "
                         f"(epoch {state.epoch + 1}); lower train.learning_rate or check the train.* "
                         "settings (train.adversarial_epsilon, train.weight_decay), then "
@@ -390,7 +390,7 @@ def _evaluate(
         # Weights gone NaN or overflowing in the last steps (the dev loss has a floor, so only
         # outputs that are not finite make it so): the first dev score always became "best", and a
         # NaN model was saved as the run's result.
-        raise RunError(
+        raise DivergedError(
             f"the dev loss is {dev_loss} at step {state.step} (the model's outputs are not finite); "
             f"lower train.learning_rate or check the train.* settings, then {_start_afresh(setup)}"
         )

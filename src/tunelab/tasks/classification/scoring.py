@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tunelab.evaluate.losses import bce_loss, cross_entropy
 from tunelab.inference.forward import sigmoid, softmax
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ def score(
     if multi:
         y_true = multi_hot(labels, len(label_names))
         probs = sigmoid(logits)
-        eps = 1e-7
-        loss = float(-np.mean(y_true * np.log(probs + eps) + (1 - y_true) * np.log(1 - probs + eps)))
+        loss = bce_loss(logits, y_true)
         if threshold is None:
             threshold = float(tune_threshold(probs, y_true))
         y_pred = (probs >= threshold).astype(np.int64)
@@ -38,7 +38,7 @@ def score(
         threshold = None
         y_true_ids = np.asarray(labels, dtype=np.int64)
         probs = softmax(logits)
-        loss = float(-np.mean(np.log(probs[np.arange(len(y_true_ids)), y_true_ids] + 1e-12)))
+        loss = float(np.mean(cross_entropy(logits, y_true_ids)))
         metrics = compute_metrics(y_true_ids.tolist(), probs.argmax(axis=1).tolist(), label_names)
     metrics["loss"] = loss
     if threshold is not None:

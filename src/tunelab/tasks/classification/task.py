@@ -172,7 +172,9 @@ class ClassificationTask(Task):
     def class_weights(self, dataset: Any, num_labels: int) -> torch.Tensor | None:
         """Inverse-frequency weights ("balanced", as scikit-learn defines them) for imbalanced data.
 
-        Multi-label: BCE's ``pos_weight``, negatives / positives per label.
+        Multi-label: BCE's ``pos_weight``, negatives / positives per label; 1 (unweighted) for a
+        label in every row or in none, which has nothing to balance: a label in every row had a
+        weight of 0, so its positive term vanished, and with no negatives it never learned.
         """
         import torch
 
@@ -181,7 +183,7 @@ class ClassificationTask(Task):
         if self.multi:
             counts = Counter(i for row in labels for i in row)
             return torch.tensor(
-                [(n - counts.get(i, 0)) / max(counts.get(i, 0), 1) for i in range(num_labels)]
+                [(n - c) / c if 0 < (c := counts.get(i, 0)) < n else 1.0 for i in range(num_labels)]
             )
         counts = Counter(labels)
         return torch.tensor(

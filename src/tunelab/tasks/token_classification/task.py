@@ -17,10 +17,11 @@ import numpy as np
 from tunelab.data.encoding import Encoded
 from tunelab.data.labels import LabelMap
 from tunelab.errors import ModelNotFoundError
+from tunelab.evaluate.losses import cross_entropy
 from tunelab.tasks.base import Task
 from tunelab.tasks.token_classification import data as ner_data
 from tunelab.tasks.token_classification.encoding import IGNORE, encode_words, prefix_space, split_words
-from tunelab.tasks.token_classification.entities import decode_entities, softmax, word_tags
+from tunelab.tasks.token_classification.entities import decode_entities, word_tags
 from tunelab.tasks.token_classification.metrics import entity_scores, error_analysis, token_accuracy
 
 if TYPE_CHECKING:
@@ -435,7 +436,6 @@ def _loss(logits: np.ndarray, enc: Encoded) -> float:
         ids = np.asarray(row)
         pos = np.flatnonzero(ids != IGNORE)
         if pos.size:
-            probs = softmax(logits[i, pos])  # (P, L)
-            total -= float(np.log(probs[np.arange(pos.size), ids[pos]] + 1e-12).sum())
+            total += float(cross_entropy(logits[i, pos], ids[pos]).sum())  # exact (scoring)
             count += pos.size
     return total / count if count else 0.0

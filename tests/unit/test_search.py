@@ -568,3 +568,33 @@ def test_pruning_compares_trials_at_the_same_point_of_training(base: list[str], 
     # early values are compared with nothing, so it is not pruned for being evaluated sooner
     assert set(first.intermediate_values) < set(second.intermediate_values)
     assert second.state.name == "COMPLETE"
+
+
+def test_a_learning_rate_and_a_weight_decay_refused_together_are_refused_before_any_trial(
+    base: list[str], tmp_path: Path
+) -> None:
+    """Each passed alone against the base config; every trial drew both and the first one failed
+    ("shrinks every weight by 1.8 of itself per step"), ending the search after it had trained."""
+    from tunelab.search.space import check_space
+
+    path = write_space(
+        tmp_path, "train.learning_rate: [0.005, 0.9]\ntrain.weight_decay: {low: 0.01, high: 2.0}\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        check_space(load_space(path), None, base, path)
+    assert str(refused.value) == (
+        f"{path}: train.learning_rate=0.9, train.weight_decay=2.0 (the largest values together) is refused: "
+        "train.weight_decay=2.0 with learning rate 0.9 shrinks every weight by 1.8 of itself per step "
+        "(AdamW: lr x weight_decay, which must stay below 1); use a weight decay such as 0.01"
+    )
+    with pytest.raises(ConfigError, match=r"train\.weight_decay=1000\.0 is refused by the run config"):
+        check_space(load_space(write_space(tmp_path, "train.weight_decay: [0.01, 1000.0]\n")), None, base, path)
+    # where the corner is fine, nothing is said
+    check_space(
+        load_space(
+            write_space(tmp_path, "train.learning_rate: [0.005, 0.1]\ntrain.weight_decay: [0.01, 2.0]\n")
+        ),
+        None,
+        base,
+        path,
+    )

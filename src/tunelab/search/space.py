@@ -300,8 +300,55 @@ def check_space(
                 )
                 errors.append(ConfigError(f"{path}: {where} is refused by the run config: {exc}{hint}"))
                 break
+    if not errors:
+        errors += _decay_corner(space, methods, config, overrides, path)
     if errors:
         raise several(errors)
+
+
+#: Keys whose values are refused together, not alone: AdamW's lr x weight_decay must stay below 1.
+_DECAY_KEYS = ("train.learning_rate", "train.head_learning_rate", "train.weight_decay")
+
+
+def _decay_corner(
+    space: list[Dimension],
+    methods: list[Any],
+    config: RunConfig | str | Path | None,
+    overrides: list[str],
+    path: str | Path,
+) -> list[TunelabError]:
+    """The largest learning rates with the largest weight decay the space reaches, checked together:
+    each alone passed against the base config, and the trials that drew them both failed one by one
+    (``learning_rate: [0.9]`` with ``weight_decay: [2.0]`` ended the search on its first trial)."""
+    from tunelab.preflight import load_config
+
+    largest = {
+        d.key: max(v for v in d.extremes() if isinstance(v, int | float))
+        for d in space
+        if d.key in _DECAY_KEYS and any(isinstance(v, int | float) for v in d.extremes())
+    }
+    if len(largest) < 2:
+        return []  # one key alone against the base config: its own check covered it
+    corner = [override(key, value) for key, value in largest.items()]
+    for method in methods:
+        with_method = [] if method is None else [override("method", method)]
+        try:
+            _check_decay(load_config(config, [*overrides, *with_method, *corner]))
+        except TunelabError as exc:
+            together = ", ".join(f"{k}={v!r}" for k, v in largest.items())
+            where = together + ("" if method is None else f" with method={method}")
+            return [ConfigError(f"{path}: {where} (the largest values together) is refused: {exc}")]
+    return []
+
+
+def _check_decay(cfg: RunConfig) -> None:
+    """``train``'s weight-decay check, with the learning rate in force (the method's default)."""
+    from tunelab.methods import get_method
+    from tunelab.train.optim import check_weight_decay
+
+    check_weight_decay(
+        cfg.train, cfg.train.learning_rate or get_method(cfg.method.name).default_learning_rate
+    )
 
 
 def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
@@ -316,6 +363,7 @@ def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
     options = method.parse_options(cfg.method.options)
     method.check_task(get_task(cfg.data.task).name)
     check_dev(cfg)
+    _check_decay(cfg)
     if cfg.model.name not in models:
         models[cfg.model.name] = resolve_model(cfg.model.name).path
     check_positions(cfg, models[cfg.model.name], method, options)

@@ -107,21 +107,21 @@ def test_filter_masks_tracebacks(capture) -> None:
     [
         ("card 4111.1111.1111.1111 expires", "card <card> expires"),
         ("iban de89 3704 0044 0532 0130 00 please", "iban <account> please"),
-        ("to gb82west12345698765432.", "to <account>."),
         ("Kontonummer 12345678", "Kontonummer <account>"),
         ("Kontonummer: 0012-3456-78", "Kontonummer: <account>"),
         ("compte n° 12345678", "compte n° <account>"),
         ("cuenta: 12345678", "cuenta: <account>"),
+        ("conto numero 12345678", "conto numero <account>"),
         ("rekeningnummer 12345678", "rekeningnummer <account>"),
     ],
     ids=[
         "dotted-card",
         "lower-case-iban",
-        "lower-case-iban-unspaced",
         "kontonummer",
         "kontonummer-colon",
         "compte",
         "cuenta",
+        "conto",
         "rekeningnummer",
     ],
 )
@@ -139,9 +139,26 @@ def test_cards_accounts_and_ibans_as_customers_write_them_are_masked(text: str, 
         "4111.1111.1111.1111.2",
         "IP 192.168.100.200",
         "amount 1.234.567,00 EUR",
-        "de89 3704 0044 0532 0130 01",  # the IBAN's check fails
+        "de89 3704 0044 0532 0130 02",  # the IBAN's check fails (and its digits the Luhn check)
+        "gb82west12345698765432",  # lower case needs its groups spaced: a request id looks like this
+        "Paris compte 2 100 000 habitants",  # compte, cuenta: also the verb "counts"
+        "la empresa cuenta 25 000 empleados",
+        "het rekening 2024 2025",
         "the accounting 12345678",  # "account" inside a word
     ],
 )
 def test_dotted_numbers_and_near_ibans_are_left_as_they_are(text: str) -> None:
     assert mask_pii(text) == text
+
+
+def test_request_ids_are_never_masked() -> None:
+    """A uuid4 hex starting with two letters and two digits passed the IBAN check one time in 370 once
+    lower case was read, and digit runs inside ids passed the Luhn check: the access line and the
+    "request failed (request id ...)" lines, which the client's X-Request-ID is looked up by, said
+    <account> or <card> (54 of 20,000 before)."""
+    import random
+    import uuid
+
+    rng = random.Random(1)
+    ids = [uuid.UUID(int=rng.getrandbits(128), version=4).hex for _ in range(20000)]
+    assert [i for i in ids if mask_pii(f"id={i}") != f"id={i}"] == []

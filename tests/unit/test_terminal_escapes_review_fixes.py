@@ -81,3 +81,28 @@ def test_a_report_md_table_cell_renders_as_the_text_it_holds(cell: str, rendered
     assert "\x1b" not in markdown
     html = MarkdownIt("commonmark").enable("table").enable("strikethrough").render(markdown)
     assert rendered in html
+
+
+ORDINARY = [
+    "東京\u3000タワー",
+    "Prix\u00a0: 10\u00a0€",
+    "family 👨\u200d👩\u200d👧",
+    "می\u200cخواهم",
+    "shaking \U0001fae8",
+]
+
+
+@pytest.mark.parametrize(
+    "text", ORDINARY, ids=["ideographic-space", "nbsp", "zwj-emoji", "zwnj-persian", "new-emoji"]
+)
+def test_ordinary_text_of_every_script_is_printed_and_rendered_as_it_is(text: str) -> None:
+    """str.isprintable is false for every space but " ", for ZWJ/ZWNJ and for characters newer than
+    Python's Unicode tables: escaping by it wrote \\u3000 into Japanese and \\u200d into emoji."""
+    from tunelab.evaluate.render import _md_escape
+
+    assert printable(text) == text == recommend_cmd._short(text)
+    assert _md_escape(text) == " ".join(text.split())  # runs of spaces are one in a table cell
+
+
+def test_bidi_overrides_are_escaped_as_they_reorder_what_is_shown() -> None:
+    assert printable("invoice \u202egnp.exe") == "invoice \\u202egnp.exe"

@@ -7,6 +7,7 @@ from typing import Any
 
 import wcwidth
 
+from tunelab.data.scripts import escape_controls
 from tunelab.evaluate.metrics import headline_names
 
 
@@ -15,14 +16,11 @@ def pct(value: Any) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` on one line of a terminal: each character that is not printable (a line break, a
-    control character, the ESC that starts a colour or a window-title sequence) written as its
-    escape (``\\n``, ``\\x1b``), the rest as it is. For text a client sent to ``tunelab serve``
-    (a recommender item added over HTTP): printed raw, it could clear the operator's screen, set the
-    window title or print a forged line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    """``text`` on one line of a terminal: control characters, line breaks and bidi overrides
+    written as escapes (``data.scripts.escape_controls``), the rest as it is. For text a client sent
+    to ``tunelab serve`` (a recommender item added over HTTP): printed raw, it could clear the
+    operator's screen, set the window title or print a forged line."""
+    return escape_controls(text)
 
 
 def display_width(text: str) -> int:

@@ -1,5 +1,5 @@
-"""Character classes of the scripts written without spaces between words (Chinese, Japanese), and
-what counts as visible text.
+"""Character classes of the scripts written without spaces between words (Chinese, Japanese), what
+counts as visible text, and what a terminal or a one-line document would act on.
 
 Shared by what splits text into words: the NER readers (a span may start at any such character) and
 text augmentation (each such character is a word of its own); and by everything that refuses an
@@ -74,3 +74,18 @@ def has_visible_text(text: str) -> bool:
         not c.isspace() and c not in _BLANK_LETTERS and unicodedata.category(c) not in _INVISIBLE_CATEGORIES
         for c in text
     )
+
+
+#: What a terminal or a line-based file acts on: control characters (C0, DEL, C1: ESC starts colour,
+#: cursor and window-title sequences), the Unicode line and paragraph separators, and the bidi
+#: embeddings, overrides and isolates that reorder what is shown (U+202A-202E, U+2066-2069).
+_ACTS_ON_DISPLAY = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each character a terminal would act on written as its escape (``\\n``,
+    ``\\x1b``, ``\\u202e``), everything else as it is: spaces of every kind, zero-width joiners
+    (Persian, emoji sequences) and characters newer than this Python's Unicode tables are text.
+    ``str.isprintable`` is false for all of those, so escaping by it wrote ``\\u3000`` into Japanese
+    and ``\\u200d`` into emoji."""
+    return _ACTS_ON_DISPLAY.sub(lambda m: ascii(m.group())[1:-1], text)

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tunelab.data.scripts import escape_controls
+
 IMAGE_DIR = "plots"
 
 
@@ -117,7 +119,7 @@ def _md_escape(text: str) -> str:
     """
     text = " ".join(str(text).split())  # a newline would end the table row
     # control characters as their escapes (\x1b), before the backslashes are doubled below
-    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    text = escape_controls(text)
     for char in ("\\", "|", "*", "`", "[", "]", "<", ">", "~", "$", "&"):
         text = text.replace(char, "\\" + char)
     return _EDGE_UNDERSCORE.sub(r"\\_", text)

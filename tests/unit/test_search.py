@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -583,18 +584,25 @@ def test_a_learning_rate_and_a_weight_decay_refused_together_are_refused_before_
     with pytest.raises(ConfigError) as refused:
         check_space(load_space(path), None, base, path)
     assert str(refused.value) == (
-        f"{path}: train.learning_rate=0.9, train.weight_decay=2.0 (the largest values together) is refused: "
+        f"{path}: train.learning_rate=0.9, train.weight_decay=2.0 (drawn together by a trial) is refused: "
         "train.weight_decay=2.0 with learning rate 0.9 shrinks every weight by 1.8 of itself per step "
         "(AdamW: lr x weight_decay, which must stay below 1); use a weight decay such as 0.01"
     )
-    with pytest.raises(ConfigError, match=r"train\.weight_decay=1000\.0 is refused by the run config"):
-        check_space(load_space(write_space(tmp_path, "train.weight_decay: [0.01, 1000.0]\n")), None, base, path)
-    # where the corner is fine, nothing is said
-    check_space(
-        load_space(
-            write_space(tmp_path, "train.learning_rate: [0.005, 0.1]\ntrain.weight_decay: [0.01, 2.0]\n")
+    # a null learning rate is the method's default, and a random head's rate is at least 2e-3 (the
+    # base config's head is random: 2e-3 x 2000 and 2e-3 x 600 are refused)
+    for text, where in [
+        (
+            "train.learning_rate: [null, 1.0e-5]\ntrain.weight_decay: [0.01, 2000.0]\nmethod: [full, lora]\n",
+            "train.learning_rate=None, train.weight_decay=2000.0, method='full'",
         ),
-        None,
-        base,
-        path,
-    )
+        (
+            "train.learning_rate: [1.0e-5]\ntrain.head_init: [probe, random]\n"
+            "train.weight_decay: [0.01, 600.0]\n",
+            "train.learning_rate=1e-05, train.head_init='random', train.weight_decay=600.0",
+        ),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(where)):
+            check_space(load_space(write_space(tmp_path, text)), None, base, path)
+    # a decay checked against the rates the space gives with it, not the base config's: 300 x 1e-4 is fine
+    fine = "train.learning_rate: [1.0e-5, 1.0e-4]\ntrain.weight_decay: [0.01, 300.0]\n"
+    check_space(load_space(write_space(tmp_path, fine)), None, base, path)

@@ -301,43 +301,46 @@ def check_space(
                 errors.append(ConfigError(f"{path}: {where} is refused by the run config: {exc}{hint}"))
                 break
     if not errors:
-        errors += _decay_corner(space, methods, config, overrides, path)
+        errors += _decay_corner(space, config, overrides, path)
     if errors:
         raise several(errors)
 
 
-#: Keys whose values are refused together, not alone: AdamW's lr x weight_decay must stay below 1.
-_DECAY_KEYS = ("train.learning_rate", "train.head_learning_rate", "train.weight_decay")
+#: Keys whose values are refused together, not alone: AdamW's lr x weight_decay must stay below 1,
+#: with the learning rate in force (a null one is the method's default; a random head's is at least
+#: 2e-3, train.head_init).
+_DECAY_KEYS = (
+    "method",
+    "train.learning_rate",
+    "train.head_learning_rate",
+    "train.head_init",
+    "train.weight_decay",
+)
 
 
 def _decay_corner(
-    space: list[Dimension],
-    methods: list[Any],
-    config: RunConfig | str | Path | None,
-    overrides: list[str],
-    path: str | Path,
+    space: list[Dimension], config: RunConfig | str | Path | None, overrides: list[str], path: str | Path
 ) -> list[TunelabError]:
-    """The largest learning rates with the largest weight decay the space reaches, checked together:
-    each alone passed against the base config, and the trials that drew them both failed one by one
-    (``learning_rate: [0.9]`` with ``weight_decay: [2.0]`` ended the search on its first trial)."""
+    """Every combination of the extremes of the keys that decide the weight decay's bound, checked
+    as the trials will set them: each key alone passed against the base config, and the trials that
+    drew a large rate with a large decay failed one by one (``learning_rate: [0.9]`` with
+    ``weight_decay: [2.0]`` ended the search on its first trial). The weight decay is checked only
+    against the rates the space gives with it (a decay of 300 with rates up to 1e-4 is fine, whatever
+    the base config's rate)."""
+    import itertools
+
     from tunelab.preflight import load_config
 
-    largest = {
-        d.key: max(v for v in d.extremes() if isinstance(v, int | float))
-        for d in space
-        if d.key in _DECAY_KEYS and any(isinstance(v, int | float) for v in d.extremes())
-    }
-    if len(largest) < 2:
-        return []  # one key alone against the base config: its own check covered it
-    corner = [override(key, value) for key, value in largest.items()]
-    for method in methods:
-        with_method = [] if method is None else [override("method", method)]
+    dims = [d for d in space if d.key in _DECAY_KEYS]
+    if not dims:
+        return []  # the base config's own check (tunelab.preflight) covers every trial
+    for values in itertools.product(*(d.extremes() for d in dims)):
+        chosen = [override(d.key, v) for d, v in zip(dims, values, strict=True)]
         try:
-            _check_decay(load_config(config, [*overrides, *with_method, *corner]))
+            _check_decay(load_config(config, [*overrides, *chosen]))
         except TunelabError as exc:
-            together = ", ".join(f"{k}={v!r}" for k, v in largest.items())
-            where = together + ("" if method is None else f" with method={method}")
-            return [ConfigError(f"{path}: {where} (the largest values together) is refused: {exc}")]
+            together = ", ".join(f"{d.key}={v!r}" for d, v in zip(dims, values, strict=True))
+            return [ConfigError(f"{path}: {together} (drawn together by a trial) is refused: {exc}")]
     return []
 
 
@@ -363,7 +366,6 @@ def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
     options = method.parse_options(cfg.method.options)
     method.check_task(get_task(cfg.data.task).name)
     check_dev(cfg)
-    _check_decay(cfg)
     if cfg.model.name not in models:
         models[cfg.model.name] = resolve_model(cfg.model.name).path
     check_positions(cfg, models[cfg.model.name], method, options)

@@ -170,7 +170,13 @@ def test_another_run_error_in_a_trial_still_ends_the_search_without_the_trainers
     assert len(calls["train"]) == 1
     # trials.md said "1 failed (see reason): the search went on without them" of it
     md = (folder / "trials.md").read_text(encoding="utf-8")
-    assert "went on" not in md and "Trial 0 failed and ended the search: its error is what it printed." in md
+    assert "went on" not in md and "Trial 0 failed and ended that run of the search (see reason)." in md
+    # the error is kept with the trial: after a rerun it is gone from the screen
+    [row] = read_csv(folder / "trials.csv")
+    assert row["state"] == "fail" and row["reason"].startswith(
+        "ended the search: the checkpoint is at batch 9 of epoch 1, which now has 4 batches"
+    )
+    assert "choose another name" not in row["reason"]
 
 
 @pytest.mark.parametrize(

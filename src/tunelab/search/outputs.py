@@ -34,6 +34,9 @@ def trial_rows(study: optuna.Study, dims: list[Dimension], metric: str) -> list[
         if value is None and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]
         state, reason = t.state.name.lower(), t.user_attrs.get("failed", "")  # study.FAILED
+        ended = t.user_attrs.get("ended the search")  # study.ENDED
+        if state == "fail" and not reason and ended:
+            reason = f"{ENDED_PREFIX}{ended}"
         left = t.user_attrs.get("left running")  # study.LEFT_RUNNING
         if state == "fail" and left and not reason:
             # left running by a Ctrl-C or a killed process (study._requeue_interrupted): its values
@@ -114,12 +117,20 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+#: How the reason of a trial whose error ended the search starts (study.ENDED)
+ENDED_PREFIX = "ended the search: "
+
+
+def _ended(row: dict[str, Any]) -> bool:
+    return str(row.get("reason") or "").startswith(ENDED_PREFIX)
+
+
 def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: optuna.Study) -> str:
     pruned = sum(r["state"] == "pruned" for r in rows)
     # A failed trial with a reason was recorded and the search went on (diverged, out of memory);
     # one without ended the search with its error: "went on without them" was said of both.
-    failed = sum(r["state"] == "fail" and bool(r.get("reason")) for r in rows)
-    ended = [r["trial"] for r in rows if r["state"] == "fail" and not r.get("reason")]
+    failed = sum(r["state"] == "fail" and bool(r.get("reason")) and not _ended(r) for r in rows)
+    ended = [r for r in rows if r["state"] == "fail" and (_ended(r) or not r.get("reason"))]
     interrupted = sum(r["state"] == "interrupted" for r in rows)
     if best is None:
         lead = "No trial has finished yet."
@@ -136,8 +147,10 @@ def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: 
     ]
     if failed:
         notes.append(Text(f"{failed} failed (see reason): the search went on without them."))
-    for trial in ended:
-        notes.append(Text(f"Trial {trial} failed and ended the search: its error is what it printed."))
+    for row in ended:
+        # past tense: still true after a rerun went on past it
+        see = " (see reason)" if row.get("reason") else ""
+        notes.append(Text(f"Trial {row['trial']} failed and ended that run of the search{see}."))
     if interrupted:
         notes.append(Text(f"{interrupted} interrupted: their values ran again as later trials."))
     headers = list(rows[0]) if rows else ["trial"]

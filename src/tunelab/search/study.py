@@ -116,6 +116,9 @@ _SPLIT_KEYS = ("data.dev", "data.test", "data.dev_size", "data.test_size", "data
 _RETRY_ADVICE = re.compile(r"(?:,? then|;) delete .* and train again, or choose another name=$", re.DOTALL)
 #: The user attribute of a trial recorded as failed (its reason): it counts as one of --trials.
 FAILED = "failed"
+#: The user attribute of a trial whose error ended the search (its first line): kept with the trial,
+#: as trials.md and trials.csv show it, since the error printed at the time is gone after a rerun.
+ENDED = "ended the search"
 #: The user attribute of a trial whose values run again after the process died in them: a second
 #: death is recorded as failed, not retried forever (values the machine cannot hold kill it each time).
 _REQUEUED = "requeued"
@@ -455,6 +458,9 @@ def _run_trial(
         reason = _lost_trial(exc)
         if reason is not None:
             trial.set_user_attr(FAILED, reason)
+        else:
+            with contextlib.suppress(Exception):  # the error itself is what matters here
+                trial.set_user_attr(ENDED, _without_retry_advice(first_line(exc)))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         shutil.rmtree(folder / "trials" / f"{name}.partial", ignore_errors=True)
         if reason is None and isinstance(exc, TunelabError):

@@ -99,3 +99,12 @@ def test_what_is_refused_is_refused_as_before(tmp_path: Path, content: str, mess
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match=message):
         read_table(path, DataConfig())
+
+
+def test_a_json_array_after_many_blank_lines_is_read_as_an_array(tmp_path: Path) -> None:
+    """Only the first 4 KB were looked at: 5,000 blank lines first, the array was read as JSON lines
+    ("line 5001: expected a JSON object, got list"), which the reader before streaming read."""
+    path = tmp_path / "a.json"
+    path.write_text("\n" * 5000 + '[{"text": "a", "label": "x"}]\n', encoding="utf-8")
+    table = read_table(path, DataConfig())
+    assert (table["text"].tolist(), list(table.index)) == (["a"], [1])

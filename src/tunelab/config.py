@@ -860,6 +860,11 @@ def _with_text(
 
 _ConfigLoader.add_constructor("tag:yaml.org,2002:int", _with_text(_IntText, "construct_yaml_int"))
 _ConfigLoader.add_constructor("tag:yaml.org,2002:float", _with_text(_FloatText, "construct_yaml_float"))
+# A date or time stays the text written: no run field is a date, and name=2024-06-01T10:00:00Z named
+# the run "2024-06-01 10:00:00+00:00" while output_dir=2024-06-01 was refused as datetime.date(...)
+_ConfigLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 def as_written(value: Any) -> str:
@@ -992,6 +997,10 @@ def _parse_value(text: str) -> Any:
     written_empty = text.strip() in ("", "null", "Null", "NULL", "~", "''", '""', "[]")
     if not written_empty and (value in (None, "") or value == [None]):
         return text.strip()
+    if isinstance(value, dict | list) and not text.strip().startswith(("{", "[")):
+        # "Q1: Comments" (a survey export's column) or "- text" read as a mapping or a list, and
+        # the error quoted a dict the user never wrote: only {...} and [...] make one on the command line
+        return text.strip()
     return value
 
 
@@ -1108,4 +1117,10 @@ def apply_override(raw: dict[str, Any], item: str, *, warn: bool = True) -> None
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node = child
+    current = node.get(parts[-1])
+    if isinstance(current, dict) and isinstance(value, dict):
+        # `train={epochs: 1}` replaced the whole section: the run file's batch_size, threads, ... went
+        # back to their defaults without a word. Its fields are set one by one, as train.epochs=1.
+        current.update(value)
+        return
     node[parts[-1]] = value

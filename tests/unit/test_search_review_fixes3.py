@@ -243,7 +243,11 @@ def test_a_trial_that_kills_the_process_is_run_again_once_then_marked_failed(
     ]
     assert rows[0]["reason"] == "the search process was killed; its values were queued to run again"
     assert "died in these values twice" in rows[1]["reason"] and result.best_run is None
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # the base overrides set the learning rate the space searches: each search says so (study.search)
+    replaced = f"train.learning_rate on the command line is replaced in every trial by the values of {space}"
+    assert replaced in said
+    (warning,) = [w for w in said if w != replaced]
     assert warning.startswith("trial 1 (train.learning_rate=0.001): the search process died") and (
         "\n" not in warning
     )

@@ -60,6 +60,12 @@ class FileWithOptions(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         items = list(values)  # type: ignore[call-overload]  # nargs="+" gives a list
+        earlier = getattr(namespace, self.dest, None)
+        if earlier:  # argparse's "last wins": the first file (and its options) went without a word
+            raise argparse.ArgumentError(
+                self,
+                f"given twice ({earlier[0]!r}, then {items[0]!r}): one file a command; run it once per file",
+            )
         for item in items[1:]:
             if not (item.startswith("data.") and "=" in item):
                 raise argparse.ArgumentError(

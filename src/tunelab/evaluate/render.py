@@ -120,9 +120,14 @@ def _md_escape(text: str) -> str:
     text = " ".join(str(text).split())  # a newline would end the table row
     # control characters as their escapes (\x1b), before the backslashes are doubled below
     text = escape_controls(text)
-    for char in ("\\", "|", "*", "`", "[", "]", "<", ">", "~", "$", "&"):
+    for char in ("\\", "|", "*", "`", "[", "]", "<", ">", "~", "$"):
         text = text.replace(char, "\\" + char)
+    text = _ENTITY.sub(r"\\&", text)  # "AT&amp;T" showed "AT&T"; a lone "&" (R&D) stays as written
     return _EDGE_UNDERSCORE.sub(r"\\_", text)
+
+
+# what CommonMark reads as a character reference: &name; &#123; &#x1F;
+_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
 
 
 # an underscore that can open or close emphasis: not between two letters or digits (snake_case)

@@ -215,6 +215,13 @@ def search(
     dims = load_space(space)
     if any(d.key in ("train.metric", "name", "output_dir") for d in dims):
         raise ConfigError(f"{space}: train.metric, name and output_dir cannot be searched over")
+    # A key both overridden and searched: the trials' values replaced the command line's without a
+    # word (train.epochs=3 with train.epochs: [1, 2] trained 1 and 2), as name= is replaced by the
+    # trials' names. The space wins (a base value beside a searched key is common); it is said.
+    given = {item.partition("=")[0].strip() for item in overrides if "=" in item}
+    for key in [d.key for d in dims if d.key in given] + (["name"] if "name" in given else []):
+        what = "the trials' names" if key == "name" else f"the values of {space}"
+        log.warning("%s on the command line is replaced in every trial by %s", key, what)
     # Keys that change which rows are dev or test: trials would be compared on other dev rows (one
     # trial's dev rows another's training rows), or chosen on the test file itself.
     split_keys = [d.key for d in dims if d.key in _SPLIT_KEYS]

@@ -1032,6 +1032,13 @@ def _method_option_names(name: Any) -> set[str] | None:
         return None
 
 
+def _options_of_any_method() -> set[str]:
+    """Every option some registered method takes."""
+    from tunelab.methods import available_methods  # lazy, as in _method_option_names
+
+    return set().union(*(_method_option_names(name) or set() for name in available_methods()))
+
+
 def _override_method(
     current: Any, keys: list[str], value: Any, item: str, *, warn: bool = True
 ) -> dict[str, Any]:
@@ -1039,8 +1046,9 @@ def _override_method(
 
     ``method=NAME`` naming another method replaces it, and drops the run file's options (a YAML's lora
     ``r: 16`` under method=full would be an unknown option). Options given on the command line are
-    kept, before ``method=NAME`` as after it, where the new method takes them; the others are dropped
-    with a warning naming them (unless ``warn`` is False: see ``apply_override``).
+    kept, before ``method=NAME`` as after it, where the new method takes them; another method's are
+    dropped with a warning naming them (unless ``warn`` is False: see ``apply_override``), and one no
+    method takes is kept for the new method to refuse (a typo).
     """
     given = set(getattr(current, "given", ()))
     if isinstance(current, str):
@@ -1067,7 +1075,11 @@ def _override_method(
         kept = {k: v for k, v in options.items() if k in given} if isinstance(options, dict) else {}
         if kept:
             known = _method_option_names(value)
-            dropped = [k for k in kept if known is not None and k not in known]
+            # Only an option of another method is dropped: one no method takes is a typo, kept so
+            # that the new method refuses it naming its options (`method.rank=4 method=lora` trained
+            # r=8 after a warning, where `method=lora method.rank=4` was refused).
+            some_method = _options_of_any_method()
+            dropped = [k for k in kept if known is not None and k not in known and k in some_method]
             if dropped and warn:
                 logger.warning(
                     "method=%s: dropped %s, given as an override, which %s does not take",

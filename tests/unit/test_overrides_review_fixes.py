@@ -93,3 +93,19 @@ def test_search_says_when_the_space_replaces_a_command_line_value(
     warned = [r.getMessage() for r in caplog.records]
     assert f"train.epochs on the command line is replaced in every trial by the values of {space}" in warned
     assert "name on the command line is replaced in every trial by the trials' names" in warned
+
+
+def test_a_misspelt_method_option_before_method_is_refused_as_after_it(tmp_path: Path) -> None:
+    """`method.rank=4 method=lora` dropped rank with a warning and trained r=8; the other order was
+    refused. Another method's option is still dropped with the warning (`method.r=4 method=full`)."""
+    from tunelab.errors import ConfigError
+    from tunelab.methods import get_method
+    from tunelab.preflight import load_config
+
+    run = write(tmp_path / "run.yaml", RUN_FILE)
+    for order in (["method.rank=4", "method=lora"], ["method=lora", "method.rank=4"]):
+        cfg = load_config(run, order)
+        assert cfg.method.options == {"rank": 4}  # kept for lora to refuse, as train and validate do
+        with pytest.raises(ConfigError, match=r"unknown option\(s\) rank \(known: .*\br\b"):
+            get_method("lora").parse_options(cfg.method.options)
+    assert load_config(run, ["method.r=4", "method=lora", "method=full"]).method.options == {}

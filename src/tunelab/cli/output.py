@@ -7,7 +7,6 @@ from typing import Any
 
 import wcwidth
 
-from tunelab.data.scripts import escape_controls
 from tunelab.evaluate.metrics import headline_names
 
 
@@ -20,6 +19,8 @@ def printable(text: str) -> str:
     written as escapes (``data.scripts.escape_controls``), the rest as it is. For text a client sent
     to ``tunelab serve`` (a recommender item added over HTTP): printed raw, it could clear the
     operator's screen, set the window title or print a forged line."""
+    from tunelab.data.scripts import escape_controls  # here: tunelab.data imports pandas (--help must not)
+
     return escape_controls(text)
 
 

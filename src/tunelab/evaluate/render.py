@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tunelab.data.scripts import escape_controls
-
 IMAGE_DIR = "plots"
 
 
@@ -119,6 +117,8 @@ def _md_escape(text: str) -> str:
     """
     text = " ".join(str(text).split())  # a newline would end the table row
     # control characters as their escapes (\x1b), before the backslashes are doubled below
+    from tunelab.data.scripts import escape_controls  # here: tunelab.data imports pandas
+
     text = escape_controls(text)
     for char in ("\\", "|", "*", "`", "[", "]", "<", ">", "~", "$"):
         text = text.replace(char, "\\" + char)

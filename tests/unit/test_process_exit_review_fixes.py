@@ -57,6 +57,8 @@ def test_a_ctrl_c_during_the_exit_steps_is_ignored() -> None:
     callback", or past os._exit, with the full teardown after it)."""
     script = (
         "import atexit, os, signal, time\n"
+        # as a terminal starts it: pytest-xdist's workers ignore SIGINT, and a child inherits that
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.3)))\n" + RUN
     )
     done = _python(script, "tasks")
@@ -104,6 +106,9 @@ import os, signal, sys, time
 import tunelab.apps.monitor.monitor as monitor_module
 
 SIGNAL = getattr(signal, sys.argv.pop(1))
+# Ctrl-C handled as where a terminal starts the command: pytest-xdist's workers ignore SIGINT, and a
+# child inherits that (Python then installs no KeyboardInterrupt handler), so the SIGINT was lost
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def loading_stopped(*args, **kwargs):
     os.kill(os.getpid(), SIGNAL)

@@ -116,10 +116,10 @@ def check_run(cfg: RunConfig, *, new_run: bool = True, skip: Iterable[str] = ())
     if checked.method is not None and reads("train"):
         # AdamW's decay at the learning rate in force (the method's default when none is given):
         # validate said "config ok" for a weight decay train refused
-        from tunelab.train.optim import check_weight_decay
+        from tunelab.train.optim import check_weight_decay, learning_rate_in_force
 
         try:
-            check_weight_decay(cfg.train, cfg.train.learning_rate or checked.method.default_learning_rate)
+            check_weight_decay(cfg.train, learning_rate_in_force(cfg.train, checked.method))
         except TunelabError as exc:
             errors.append(exc)
     if new_run and reads("output_dir"):  # a file, a file among its parents, a folder not writable

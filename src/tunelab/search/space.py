@@ -347,11 +347,9 @@ def _decay_corner(
 def _check_decay(cfg: RunConfig) -> None:
     """``train``'s weight-decay check, with the learning rate in force (the method's default)."""
     from tunelab.methods import get_method
-    from tunelab.train.optim import check_weight_decay
+    from tunelab.train.optim import check_weight_decay, learning_rate_in_force
 
-    check_weight_decay(
-        cfg.train, cfg.train.learning_rate or get_method(cfg.method.name).default_learning_rate
-    )
+    check_weight_decay(cfg.train, learning_rate_in_force(cfg.train, get_method(cfg.method.name)))
 
 
 def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -59,6 +61,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) ->
         lr=learning_rate,
         fused=fused or None,
     )
+
+
+def learning_rate_in_force(cfg: TrainConfig, method: Any) -> float:
+    """``train.learning_rate``, or the method's default when none is given: the one rate the
+    trainer, ``validate`` and ``search``'s up-front checks all use."""
+    return cfg.learning_rate or method.default_learning_rate
 
 
 def check_weight_decay(cfg: TrainConfig, learning_rate: float) -> None:

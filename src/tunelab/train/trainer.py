@@ -55,7 +55,7 @@ from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
 from tunelab.train.data_fingerprint import check_same_data, rows_digest, split_fingerprints
 from tunelab.train.loop import LoopSetup, run_loop
 from tunelab.train.metrics_log import MetricsLog
-from tunelab.train.optim import fitted_head
+from tunelab.train.optim import fitted_head, learning_rate_in_force
 from tunelab.train.precision import Precision, resolve_precision
 from tunelab.train.pseudo_rows import add_pseudo_labelled_rows
 
@@ -657,7 +657,7 @@ def _train_in(
     enc_dev = task.encode(tokenizer, splits.dev, **sizes) if splits.dev is not None else None
     enc_test = task.encode(tokenizer, splits.test, **sizes) if splits.test is not None else None
 
-    learning_rate = cfg.train.learning_rate or method.default_learning_rate
+    learning_rate = learning_rate_in_force(cfg.train, method)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     logger.info(

@@ -100,8 +100,12 @@ def test_an_explicit_data_dir_beats_tunelab_db(
     code, _, err = cli(capsys, "keys", "create", "--name", "acme", "--data-dir", str(flag))
     assert code == 0 and err.startswith(f"database: SQLite {flag / 'tunelab.db'}"), err
     assert (flag / "tunelab.db").is_file() and not (tmp_path / "cwd" / "from-env.db").exists()
-    code, out, err = cli(capsys, "keys", "list")  # no flag: the variable
-    assert code == 0 and "no keys yet" in out and f"SQLite {tmp_path / 'cwd' / 'from-env.db'}" in err
+    code, out, err = cli(capsys, "keys", "list")  # no flag: the variable, whose file is not there yet
+    assert code == 2 and "$TUNELAB_DB from-env.db: no such database" in err, err
+    code, out, err = cli(capsys, "keys", "create", "--name", "env")  # no flag: the variable
+    assert code == 0 and f"SQLite {tmp_path / 'cwd' / 'from-env.db'}" in err
+    code, out, err = cli(capsys, "keys", "list")
+    assert code == 0 and "env" in out and f"SQLite {tmp_path / 'cwd' / 'from-env.db'}" in err
     code, out, err = cli(
         capsys, "keys", "create", "--name", "b", "--db", str(tmp_path / "given.db"), "--data-dir", str(flag)
     )
@@ -118,7 +122,7 @@ def test_an_explicit_data_dir_beats_tunelab_db(
     from tunelab.apps.monitor import open_monitor_store
 
     (flag / "tunelab.db").unlink()
-    (tmp_path / "cwd" / "from-env.db").unlink()  # made by the `keys list` without a flag above
+    (tmp_path / "cwd" / "from-env.db").unlink()  # made by the `keys create` without a flag above
     with open_monitor_store(settings.db, settings.data_dir):  # what a server with --monitor opens
         pass
     assert (flag / "tunelab.db").is_file() and not (tmp_path / "cwd" / "from-env.db").exists()
@@ -135,6 +139,27 @@ def test_a_mistyped_db_is_refused_by_commands_that_only_read_or_change_keys(
     assert not typo.parent.exists()
     code, _, err = cli(capsys, "keys", "create", "--name", "acme", "--db", str(typo))  # makes it
     assert code == 0 and typo.is_file(), err
+
+
+@pytest.mark.parametrize("argv", [["usage"], ["keys", "list"], ["keys", "revoke", "k_1"]])
+def test_a_mistyped_tunelab_db_is_refused_as_a_mistyped_db_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A misspelt ``$TUNELAB_DB`` made its folders and an empty database and answered "no keys
+    yet", where the same path given as ``--db`` was refused; the refusal names the variable."""
+    typo = tmp_path / "typo" / "tunelab.db"
+    monkeypatch.setenv("TUNELAB_DB", str(typo))
+    code, _, err = cli(capsys, *argv)
+    assert code == 2 and f"$TUNELAB_DB {typo}: no such database" in err and "keys create" in err, err
+    assert not typo.parent.exists()
+    code, _, err = cli(capsys, "keys", "create", "--name", "acme")  # makes it
+    assert code == 0 and typo.is_file(), err
+    code, _, err = cli(capsys, *argv)
+    assert "no such database" not in err, err
+    if argv[-1] == "k_1":  # an unknown key: the refusal says which database had no such key
+        assert code == 2 and "no key named or with id 'k_1'" in err and f"(in SQLite {typo})" in err, err
+    else:
+        assert code == 0, err
 
 
 def test_a_command_on_a_database_that_did_not_exist_says_so(

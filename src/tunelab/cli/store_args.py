@@ -102,21 +102,32 @@ def open_store_from_args(
 
     db, data_dir = chosen_db(args.db, args.data_dir), args.data_dir or default_data_dir()
 
+    # where the database's name came from, for the refusal: a misspelt $TUNELAB_DB made an empty
+    # database for `keys list` while the same name given as --db was refused
+    named = "--db" if args.db else "$TUNELAB_DB"
+
     def opener(db: str | None, data_dir: str | Path) -> Store:
-        # only a file named by --db: the default one in the data folder is made ("no keys yet")
+        # only a file named by --db or $TUNELAB_DB: the default one in the data folder is made
+        # ("no keys yet")
         return open_store(
             db,
             data_dir,
-            create=create or not args.db,
+            create=create or not db,
             missing=lambda file: (
-                f"--db {args.db}: no such database ({file}); check the path "
-                f"(`tunelab keys create --name NAME --db {args.db}` makes one)"
+                f"{named} {db}: no such database ({file}); check the path "
+                f"(`tunelab keys create --name NAME --db {db}` makes one)"
             ),
         )
 
+    from tunelab.serve.store import KeyNotFoundError
+
     store, lines = open_store_noting(db, data_dir, chosen=data_dir_chosen(args), opener=opener, writes=writes)
     with store:
-        yield store
+        try:
+            yield store
+        except KeyNotFoundError as exc:
+            # "no key named ..." from a database the user did not mean: say which one was read
+            raise KeyNotFoundError(f"{exc} (in {lines[0].removeprefix('database: ')})") from None
     for line in lines:
         print(line, file=sys.stderr)
 

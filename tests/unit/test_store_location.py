@@ -198,3 +198,15 @@ def test_the_test_suite_never_writes_the_users_data_folder(_scratch_data_dir: Pa
     assert os.environ.get("TUNELAB_DB") is None
     assert default_data_dir() == _scratch_data_dir / "data"
     assert ServeSettings().data_dir == _scratch_data_dir / "data"
+
+
+def test_serve_settings_with_a_data_dir_use_its_database_not_tunelab_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ServeSettings(data_dir=X)`` used ``$TUNELAB_DB``'s database when the variable was set,
+    where ``tunelab serve --data-dir X`` uses X's; a ``db`` given beside it still wins."""
+    monkeypatch.setenv("TUNELAB_DB", str(tmp_path / "from-env.db"))
+    assert ServeSettings().db == str(tmp_path / "from-env.db")  # nothing named: the variable
+    assert ServeSettings(data_dir=tmp_path / "dir").db is None
+    assert ServeSettings(data_dir=tmp_path / "dir", db="given.db").db == "given.db"
+    assert ServeSettings.model_validate({"data_dir": str(tmp_path / "dir")}).db is None

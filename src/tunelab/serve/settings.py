@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tunelab.errors import ConfigError
 from tunelab.serve.inputs import is_http_url, without_secrets
@@ -101,6 +102,16 @@ class ServeSettings(BaseModel):
         15, ge=1, description="attempts before a ticket's delivery is given up (alerts are never given up)"
     )
     webhook_poll_s: float = Field(5.0, gt=0, description="how often the outbox is read when nothing wakes it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_dir_beats_env_db(cls, data: Any) -> Any:
+        """A ``data_dir`` given without a ``db`` means SQLite there, as ``--data-dir`` does on the
+        command line (``store.chosen_db``): ``ServeSettings(data_dir=X)`` used ``$TUNELAB_DB``'s
+        database when the variable was set, another one than the folder named."""
+        if isinstance(data, dict) and data.get("data_dir") is not None and "db" not in data:
+            return {**data, "db": None}
+        return data
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

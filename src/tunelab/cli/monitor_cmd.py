@@ -29,6 +29,7 @@ HELP = """examples:
   tunelab app monitor run --config monitor.yaml --once          # read what is there, then stop
   tunelab app monitor run --config monitor.yaml --ner runs/fin-ner
   tunelab app monitor report --config monitor.yaml --out report.html
+  tunelab app monitor report --config monitor.yaml --data-dir /srv/tunelab   # a server's database
 
 monitor.yaml:
   name: markets
@@ -43,10 +44,55 @@ Documents are JSON lines: {"id": "...", "time": "2026-03-02T09:30:00Z", "text": 
 "source": "...", "topic": "..."} (time: ISO 8601 or epoch seconds). SIGTERM or Ctrl-C stops
 after the batch in hand is committed (while the runs load, at once: 143, 130); a restart goes on
 where it stopped.
+The database: the config's store:, else --db or --data-dir (as tunelab serve's), else $TUNELAB_DB,
+else the user data folder's; a config with store: and --db/--data-dir is refused (one would be
+ignored). The command says which database on stderr when it starts.
 With a webhook, each new alert is POSTed (JSON, Idempotency-Key: the alert id) and retried with
 back-off; an alert not delivered yet waits in the database for the next run. To serve a monitor
 over HTTP (and follow its sources there), use tunelab serve --monitor monitor.yaml instead.
 """
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """``--db`` and ``--data-dir``: the database of a config without ``store:``, as ``tunelab serve``'s
+    (a monitor a server ran with ``--data-dir`` could not be reported on or run by these commands)."""
+    p.add_argument(
+        "--db",
+        help="for a config without store: a postgresql:// URL or a SQLite file (default: "
+        "DATA_DIR/tunelab.db when --data-dir is given, else $TUNELAB_DB, else DATA_DIR/tunelab.db)",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="for a config without store: the folder of the SQLite database "
+        "(default: $TUNELAB_DATA_DIR, else the user data folder)",
+    )
+
+
+def open_store(args: argparse.Namespace, config: Any, *, create: bool) -> tuple[Any, str]:
+    """The monitor's database and the line that says which it is: the config's ``store:``, else
+    ``--db``/``--data-dir``, else the environment's or the user data folder's (``open_monitor_store``).
+
+    Raises:
+        ConfigError: the config has ``store:`` and ``--db``/``--data-dir`` is given too.
+    """
+    from tunelab.apps.monitor import open_monitor_store
+    from tunelab.errors import ConfigError
+    from tunelab.serve.store import chosen_db, default_data_dir, describe_store
+
+    db, data_dir = config.store, None
+    named = None
+    if args.db or args.data_dir:
+        flag = "--db" if args.db else "--data-dir"
+        if config.store is not None:
+            raise ConfigError(
+                f"{args.config}: store: names the database, so {flag} would be ignored; "
+                f"give one of them (drop {flag}, or store: from the config)"
+            )
+        db, data_dir = args.db, args.data_dir
+        named = "--db" if args.db else "--data-dir's database"
+    store = open_monitor_store(db, data_dir, create=create, named=named)
+    where = describe_store(chosen_db(db, data_dir), data_dir or default_data_dir())
+    return store, f"database: {where}"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -69,6 +115,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r.add_argument("--config", required=True, help="the monitor's YAML file")
     r.add_argument("--once", action="store_true", help="read what the sources hold now, then stop")
     r.add_argument("--ner", metavar="RUN", help="an NER run naming the companies (overrides runs.ner)")
+    add_store_arguments(r)
     r.set_defaults(handler=run)
     rep = sub.add_parser(
         "report",
@@ -85,6 +132,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "is an earlier report of this monitor",
     )
     rep.add_argument("--overwrite", action="store_true", help="replace --out whatever file it is")
+    add_store_arguments(rep)
     rep.set_defaults(handler=run)
     return p
 
@@ -117,13 +165,16 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def _run(args: argparse.Namespace) -> int:
     from tunelab.apps.monitor import Monitor, MonitorConfig
     from tunelab.cli.signals import sigterm_interrupts
-    from tunelab.serve.store import describe_store
 
     config = MonitorConfig.from_yaml(args.config)
     config.check_sources()  # a wrong path fails now, before models load
     stop = threading.Event()
     waiting = 0
-    with Monitor(config, ner=args.ner) as monitor:
+    store, where = open_store(args, config, create=True)
+    with store, Monitor(config, ner=args.ner, store=store) as monitor:
+        # said once the monitor is ours (a refusal stays one line), not when the run stops: a
+        # following run said it only then
+        print(where, file=sys.stderr, flush=True)
         # Load the runs now: a bad run fails before anything is read. Ctrl-C or SIGTERM here stops at
         # once (130, 143), as in predict: with no batch in hand there is nothing to finish, and
         # setting ``stop`` let the loading go on for as long as it took (past docker stop's grace).
@@ -148,7 +199,6 @@ def _run(args: argparse.Namespace) -> int:
             "they are sent at the next run",
             file=sys.stderr,
         )
-    print(f"database: {_where(config.store, describe_store)}", file=sys.stderr)
     return 0
 
 
@@ -224,17 +274,13 @@ def _delivering(config: Any, monitor: Any, *, once: bool, stop: Any = None) -> I
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tunelab.apps.monitor import MonitorConfig, open_monitor_store, write_report
+    from tunelab.apps.monitor import MonitorConfig, write_report
 
     config = MonitorConfig.from_yaml(args.config)
     # Read-only: a mistyped store path is refused, not created (folders and an empty database).
-    with open_monitor_store(config.store, create=False) as store:
+    store, where = open_store(args, config, create=False)
+    with store:
         path = write_report(store, config.name, args.out, overwrite=args.overwrite)
     print(f"report: {path}")
+    print(where, file=sys.stderr)
     return 0
-
-
-def _where(db: str | None, describe: Any) -> str:
-    from tunelab.serve.store import default_data_dir, default_db
-
-    return describe(db or default_db(), default_data_dir())

@@ -552,7 +552,11 @@ MonitorStore = SQLiteMonitorStore | PostgresMonitorStore
 
 
 def open_monitor_store(
-    db: str | None = None, data_dir: str | Path | None = None, *, create: bool = True
+    db: str | None = None,
+    data_dir: str | Path | None = None,
+    *,
+    create: bool = True,
+    named: str | None = None,
 ) -> MonitorStore:
     """Open the database a monitor uses: the same choice as the service's (``tunelab.serve.store``).
 
@@ -562,6 +566,10 @@ def open_monitor_store(
         data_dir: the data folder for the default (``$TUNELAB_DATA_DIR``, else the user data folder).
         create: False for a reader (``report``): a SQLite file that does not exist is refused
             rather than created with its folders (a mistyped path left an empty database behind).
+        named: where the database's name came from, for a refusal (``--db``, ``--data-dir``);
+            default: the config's ``store:`` when ``db`` is given, else ``$TUNELAB_DB`` when that
+            is what is used, else "the default database" (a refusal named a ``store:`` field
+            the config did not have).
 
     Raises:
         ConfigError: ``db`` names neither backend, or (``create=False``) no such SQLite file.
@@ -571,12 +579,19 @@ def open_monitor_store(
         DB_FORMS,
         chosen_db,
         default_data_dir,
+        default_db,
         refuse_missing_sqlite,
         refused_db,
         sqlite_file,
     )
 
-    named = "store:" if db is not None else "$TUNELAB_DB"  # the config's value, else the server's
+    if named is None:  # the config's value, else the variable, else the data folder's file
+        if db is not None:
+            named = "store:"
+        elif data_dir is None and default_db():
+            named = "$TUNELAB_DB"
+        else:
+            named = "the default database"
     db = chosen_db(db, data_dir)  # a data folder given (the server's) is not overridden by $TUNELAB_DB
     if db and db.startswith(("postgresql://", "postgres://")):
         return PostgresMonitorStore(db, named=named)
@@ -587,8 +602,8 @@ def open_monitor_store(
         refuse_missing_sqlite(
             path,
             lambda file: (
-                f"store: {file} does not exist (no monitor has stored anything there: check the path, "
-                "or run `tunelab app monitor run` first)"
+                f"{named} {file} does not exist (no monitor has stored anything there: check the "
+                "path, or run `tunelab app monitor run` first)"
             ),
         )
     return SQLiteMonitorStore(path)

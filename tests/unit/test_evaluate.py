@@ -279,3 +279,28 @@ def test_the_per_class_plot_leaves_out_labels_without_a_score() -> None:
 
     assert plots.per_class_f1_png([{"label": "d", "f1": None}]) is None  # nothing to draw
     assert plots.per_class_f1_png([{"label": "a", "f1": 0.5}, {"label": "d", "f1": None}]) is not None
+
+
+def test_a_one_label_multi_label_run_is_scored_on_its_label() -> None:
+    """scikit-learn read an (n, 1) multi-hot array as a binary target and ``labels=[0]`` as the
+    value 0, so a one-label run (a "spam" or nothing detector) was scored on the rows without the
+    label: perfect predictions gave F1 0 and support 0, never predicting it gave recall 1."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    perfect = compute_metrics([[1], [1], [0]], [[1], [1], [0]], ["spam"], multi_label=True)
+    assert perfect["micro_f1"] == perfect["macro_f1"] == 1.0
+    assert perfect["per_class"] == [
+        {"label": "spam", "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    ]
+    never = compute_metrics([[1], [0], [0]], [[0], [0], [0]], ["spam"], multi_label=True)
+    assert never["micro_recall"] == never["micro_f1"] == 0.0 and never["per_class"][0]["support"] == 1
+    rng = np.random.default_rng(0)
+    true, pred = rng.integers(0, 2, (50, 1)), rng.integers(0, 2, (50, 1))
+    m = compute_metrics(true, pred, ["spam"], multi_label=True)
+    t, p = true[:, 0], pred[:, 0]  # the textbook binary scores of the one label
+    assert m["micro_f1"] == pytest.approx(f1_score(t, p)) and m["macro_f1"] == pytest.approx(f1_score(t, p))
+    assert m["micro_precision"] == pytest.approx(precision_score(t, p))
+    assert m["micro_recall"] == pytest.approx(recall_score(t, p))
+    assert m["per_class"][0]["support"] == int(t.sum())
+    assert m["hamming_loss"] == pytest.approx(float((t != p).mean()))
+    assert m["accuracy"] == pytest.approx(float((t == p).mean()))

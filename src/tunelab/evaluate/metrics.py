@@ -75,10 +75,18 @@ def compute_metrics(
         raise ValueError("cannot compute metrics on 0 examples")
 
     result: dict[str, Any] = {"n": len(true), "accuracy": float(accuracy_score(true, pred))}
-    result.update(_averages(true, pred, _present_labels(true, pred, multi_label=multi_label)))
-    result["per_class"] = _per_class(true, pred, label_names)
     if multi_label:
         result["hamming_loss"] = float(hamming_loss(true, pred))
+    labels = _present_labels(true, pred, multi_label=multi_label)
+    if multi_label and n_labels == 1:
+        # scikit-learn reads an (n, 1) multi-hot array as a binary target, where labels=[0] is the
+        # value 0: a one-label run (a "toxic" or nothing detector) was scored on its rows WITHOUT
+        # the label (F1 0 when perfect). An all-zero second column keeps it multi-label; the
+        # label lists below never name that column, so no figure counts it.
+        true, pred = (np.hstack([a, np.zeros_like(a)]) for a in (true, pred))
+    result.update(_averages(true, pred, labels))
+    result["per_class"] = _per_class(true, pred, label_names)
+    if multi_label:
         result["confusion_matrix"] = None
         result["top_confusions"] = None
     else:

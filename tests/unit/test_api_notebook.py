@@ -93,6 +93,24 @@ def test_a_dataframe_without_the_label_column_is_one_clear_error(
         tunelab.train(train=[("a text", "a label")], overrides=short(tmp_path))
 
 
+@pytest.mark.parametrize(
+    ("split", "override"),
+    [("train", "data.train={file}"), ("test", "data={{test: {file}}}"), ("dev", "data.dev={file}")],
+)
+def test_a_split_given_as_an_argument_and_as_an_override_is_refused(
+    short, frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, split: str, override: str
+) -> None:
+    """``train(train=df, overrides=["data.train=new.csv"])`` trained on the frame and never read the
+    file, without a word; nothing is written before the refusal."""
+    file = tmp_path / "new.csv"
+    frames[0].to_csv(file, index=False)
+    out = tmp_path / "out"
+    overrides = [*short(out), override.format(file=file)]
+    with pytest.raises(ConfigError, match=rf"^data\.{split} is given twice: as {split}= and as the override"):
+        tunelab.train(**{split: frames[0]}, overrides=overrides, show_progress=False)
+    assert not (out / "_frames").exists()
+
+
 class _FakeHFDataset:
     """What tunelab uses of ``datasets.Dataset`` (``to_pandas``), from a module named like it."""
 

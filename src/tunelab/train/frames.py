@@ -32,6 +32,30 @@ def is_frame(value: Any) -> bool:
     return isinstance(value, pd.DataFrame) or _is_hf_dataset(value)
 
 
+def refuse_splits_given_twice(overrides: list[str] | None, given: dict[str, Any]) -> None:
+    """Raise ``ConfigError`` when an override names a split also given as an argument.
+
+    ``tunelab.train(cfg, train=df, overrides=["data.train=new.csv"])`` trained on the frame and never
+    read the file, without a word. A config file's ``data.train`` is what ``train=`` replaces (its
+    documented use), so only overrides, written in the same call, count as giving it twice.
+    """
+    from tunelab.config import apply_override
+
+    raw: dict[str, Any] = {}
+    for item in overrides or []:
+        try:
+            apply_override(raw, item, warn=False)
+        except ConfigError:
+            continue  # the config was loaded with them: not reached
+    named = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    for split in SPLITS:
+        if given.get(split) is not None and split in named:
+            raise ConfigError(
+                f"data.{split} is given twice: as {split}= and as the override "
+                f"data.{split}={named[split]}; give one of them"
+            )
+
+
 def with_frames(cfg: RunConfig, given: dict[str, Any]) -> RunConfig:
     """``cfg`` with ``data.<split>`` set from ``given``: a path as it is, a frame written to a file.
 

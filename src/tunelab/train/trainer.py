@@ -384,8 +384,9 @@ def _train(
     else:
         cfg = load_config(config, overrides, from_run=from_run)
         if any(value is not None for value in (train, dev, test)):
-            from tunelab.train.frames import with_frames
+            from tunelab.train.frames import refuse_splits_given_twice, with_frames
 
+            refuse_splits_given_twice(overrides, {"train": train, "dev": dev, "test": test})
             cfg = with_frames(cfg, {"train": train, "dev": dev, "test": test})
         run, previous, restored, began_map = None, {}, False, None
     # The checks tunelab validate runs, all of them, before anything is built or written.

@@ -61,6 +61,17 @@ def test_a_bad_name_is_refused_for_what_the_name_is_used_for(tmp_path: Path) -> 
         RecommendConfig.from_dict(raw)
 
 
+def test_a_name_of_digits_is_read_as_its_digits(tmp_path: Path) -> None:
+    """``name: 2024`` was refused as "Input should be a valid string", where a monitor's and a run
+    file's are read as "2024"; a true/false is still refused."""
+    raw = config_dict(write_world(tmp_path))
+    path = tmp_path / "rec.yaml"
+    path.write_text(yaml.safe_dump({**raw, "name": 2024}), encoding="utf-8")
+    assert load_config(path).name == "2024"
+    with pytest.raises(ConfigError, match=r"name: "):
+        RecommendConfig.from_dict({**raw, "name": True})
+
+
 def test_the_shipped_movielens_config_is_valid() -> None:
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens.yaml")
     assert cfg.interactions.positive == "rating >= 4"

@@ -343,6 +343,13 @@ class RecommendConfig(_Section):
     index: IndexSection = Field(default_factory=IndexSection)
     split: SplitSection = Field(default_factory=SplitSection)
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> Any:
+        """``name: 2024`` is the recommender "2024", as a monitor's ``name: 2024`` and a run file's
+        ``name=2024`` are (it was refused as "Input should be a valid string")."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:

@@ -1050,6 +1050,16 @@ def _override_method(
     dropped with a warning naming them (unless ``warn`` is False: see ``apply_override``), and one no
     method takes is kept for the new method to refuse (a typo).
     """
+    if not keys and isinstance(value, dict):
+        # method={name: lora, r: 16}: the YAML shorthand on the command line, read as method=lora
+        # then method.r=16 (it was refused as "method.name={...} (use a single text value)")
+        result: Any = current
+        if "name" in value:
+            result = _override_method(result, [], value["name"], item, warn=warn)
+        for key, option in value.items():
+            if key != "name":
+                result = _override_method(result, [key], option, item, warn=warn)
+        return result if isinstance(result, _MethodOverridden) else _MethodOverridden(result or {}, ())
     given = set(getattr(current, "given", ()))
     if isinstance(current, str):
         current = {"name": current}

@@ -109,3 +109,22 @@ def test_a_misspelt_method_option_before_method_is_refused_as_after_it(tmp_path:
         with pytest.raises(ConfigError, match=r"unknown option\(s\) rank \(known: .*\br\b"):
             get_method("lora").parse_options(cfg.method.options)
     assert load_config(run, ["method.r=4", "method=lora", "method=full"]).method.options == {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "options"),
+    [
+        (["method={name: lora, r: 16}"], "lora", {"r": 16}),
+        (["method={name: lora, options: {r: 4}}"], "lora", {"r": 4}),
+        (["method=lora", "method={alpha: 32}"], "lora", {"alpha": 32}),
+        (["method={name: lora, r: 16}", "method.alpha=32"], "lora", {"r": 16, "alpha": 32}),
+    ],
+    ids=["shorthand", "options", "options-only", "then-one-more"],
+)
+def test_a_method_mapping_on_the_command_line_is_the_yaml_shorthand(
+    tmp_path: Path, overrides: list[str], name: str, options: dict
+) -> None:
+    """``method={name: lora, r: 16}``, as a run file writes it, was refused as
+    "method.name={'name': 'lora', 'r': 16} (use a single text value)"."""
+    cfg = RunConfig.from_yaml(write(tmp_path / "run.yaml", RUN_FILE), overrides)
+    assert (cfg.method.name, cfg.method.options) == (name, options)

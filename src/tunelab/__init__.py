@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, Any
 # (peft's is_gradient_checkpointing notice is hidden where peft wraps a model, in
 # methods/peft_adapters.py: a process-wide filter here hid a program's own warnings of that text.)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# onnxruntime's import writes a persistent device id and a telemetry database (Microsoft's 1DS
+# collector) under ~/.cache/Microsoft on every export, ONNX predict and serve, and warns in colour
+# on each command where HOME is read-only; only this variable, read at import, stops it
+# (onnxruntime.disable_telemetry_events() leaves the files). A value the caller set is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 

@@ -183,3 +183,29 @@ def test_a_request_during_a_load_is_still_logged_and_the_process_is_unchanged(
         "umask": umask_before,
         "transformers level": level_before,
     }
+
+
+def test_onnxruntime_loaded_through_tunelab_writes_nothing_in_the_home_folder(tmp_path: Path) -> None:
+    """Importing onnxruntime wrote a persistent device id and a telemetry database under
+    ``~/.cache/Microsoft`` on every export, ONNX predict and serve; a value the user set is kept."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, tunelab.compress.ort_backend, onnxruntime; print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", script], env={**env, "HOME": str(home)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "HOME": str(home), "ORT_DISABLE_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == "0", done.stderr  # the user's choice stands

@@ -12,6 +12,7 @@ The runs train the tiny random BERT (tests/conftest.py) for one short epoch.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,29 @@ def test_a_dict_config_is_read_as_a_run_file_is(labelled_csvs: tuple[Path, Path]
         tunelab.train({"train": {"epochs": 0}})
     with pytest.raises(ConfigError, match="config: int given; give a RunConfig"):
         load_config(5, None)  # type: ignore[arg-type]
+
+
+def test_a_run_file_name_the_locale_cannot_hold_does_not_stop_reading_another_file(tmp_path: Path) -> None:
+    """A run trained on ``dätä/train.csv`` under UTF-8, used where the file-name encoding is ASCII
+    (``LC_ALL=C PYTHONUTF8=0``): ``predict --input``, ``eval --data`` and ``export --data`` of any
+    other file failed with the locale's encoding error while checking whether it was the run's."""
+    import subprocess
+    import sys
+
+    (tmp_path / "t.csv").write_text("text,label\na,x\n", encoding="utf-8")
+    script = (
+        "import sys; from tunelab.config import DataConfig; "
+        "from tunelab.data.file_options import options_for_file; "
+        "print(sys.getfilesystemencoding()); "
+        "cfg = options_for_file('t.csv', DataConfig(train='d\\u00e4t\\u00e4/train.csv', separator=';')); "
+        "print(cfg.separator)"
+    )
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    lines = done.stdout.split()
+    if lines[:1] != ["ascii"]:
+        pytest.skip(f"this Python does not take an ASCII file-name encoding here ({lines[:1]})")
+    # read with its own layout (the default separator, detected when read; not the run's ";")
+    assert done.returncode == 0 and lines[1:] == ["None"], done.stderr

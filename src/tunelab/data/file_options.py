@@ -223,11 +223,25 @@ def _check_pair_column(run_cfg: DataConfig, given: dict[str, Any]) -> None:
 
 
 def _is_run_file(path: Path, run_cfg: DataConfig) -> bool:
+    """Whether ``path`` is one of the run's own data files (it is then read with the run's options).
+
+    A name this process cannot resolve is not it: a run trained on ``dätä/train.csv`` under UTF-8,
+    used where the locale is ASCII (``PYTHONUTF8=0 LC_ALL=C``), raised UnicodeEncodeError for every
+    other file given to ``predict --input``, ``eval --data`` and ``export --data``.
+    """
     try:
         target = path.resolve()
-        return any(f and Path(f).resolve() == target for f in (run_cfg.train, run_cfg.dev, run_cfg.test))
-    except OSError:
+    except (OSError, ValueError):
         return False
+    for name in (run_cfg.train, run_cfg.dev, run_cfg.test):
+        if not name:
+            continue
+        try:
+            if Path(name).resolve() == target:
+                return True
+        except (OSError, ValueError):  # ValueError: UnicodeEncodeError, or a NUL in the name
+            continue
+    return False
 
 
 def _detect(path: Path, values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

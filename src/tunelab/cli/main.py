@@ -281,6 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if outside is not None:
         print(f"error: {outside}", file=sys.stderr)
         return 2
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        # a deploy that removed and made again the folder a shell stands in: torch's import then
+        # died in native code ("Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so")
+        print(
+            "error: the current directory no longer exists (removed since this shell entered it); "
+            "cd to an existing folder and run again",
+            file=sys.stderr,
+        )
+        return 2
 
     try:
         _quiet_libraries()

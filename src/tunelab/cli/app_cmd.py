@@ -130,7 +130,7 @@ def _build_parser(actions: argparse._SubParsersAction) -> None:
         default="oos",
         help="the intent model's out-of-scope class, if any: handed off, never answered (default oos)",
     )
-    p.set_defaults(handler=run_build)
+    p.set_defaults(handler=run_build, stdout_summary=True)
 
 
 def _tune_parser(actions: argparse._SubParsersAction) -> None:
@@ -144,7 +144,7 @@ def _tune_parser(actions: argparse._SubParsersAction) -> None:
         "--oos-label",
         help="the label of out-of-scope rows (default: the bot's, oos unless built with --oos-label)",
     )
-    p.set_defaults(handler=run_tune)
+    p.set_defaults(handler=run_tune, stdout_summary=True)
 
 
 def _eval_parser(actions: argparse._SubParsersAction) -> None:
@@ -158,13 +158,13 @@ def _eval_parser(actions: argparse._SubParsersAction) -> None:
         "bot's, oos unless built with --oos-label)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.set_defaults(handler=run_eval)
+    p.set_defaults(handler=run_eval, stdout_summary=True)
 
 
 def _chat_parser(actions: argparse._SubParsersAction) -> None:
     p = _subparser(actions, "chat", "talk to a bot in the terminal", CHAT_HELP)
     p.add_argument("bot", help="bot folder, e.g. bots/banking")
-    p.set_defaults(handler=run_chat)
+    p.set_defaults(handler=run_chat, stdout_summary=True)
 
 
 # -- handlers ----------------------------------------------------------------------------------------

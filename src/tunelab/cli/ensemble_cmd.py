@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-calibrate", dest="calibrate", action="store_false", help="average uncalibrated probabilities"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
 
 
 def run(args: argparse.Namespace) -> int:

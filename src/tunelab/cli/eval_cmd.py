@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="report folder (default <run>/evals/<file stem>; <stem>-2, ... for another file with that stem)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="largest accepted metric drop (default 1.0)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
 
 
 def run(args: argparse.Namespace) -> int:

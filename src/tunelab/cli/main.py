@@ -30,7 +30,7 @@ from tunelab.cli import (
     zeroshot_cmd,
 )
 from tunelab.cli.signals import interrupts_not_swallowed
-from tunelab.cli.streams import open_closed_streams
+from tunelab.cli.streams import escaping_stdout, open_closed_streams, stdout_is_summary
 
 COMMANDS = (
     train_cmd,
@@ -295,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _quiet_libraries()
-        with interrupts_not_swallowed():  # a Ctrl-C landing in a finaliser still stops the command
+        # a Ctrl-C landing in a finaliser still stops the command
+        with interrupts_not_swallowed(), escaping_stdout(stdout_is_summary(args)):
             status = int(args.handler(args) or 0)
         # What is still in stdout's buffer was written at exit, after this function: a reader gone
         # (`| head -1`) then printed "Exception ignored ... BrokenPipeError" and exited 120.

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reading options for it, as for eval",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -116,7 +116,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r.add_argument("--once", action="store_true", help="read what the sources hold now, then stop")
     r.add_argument("--ner", metavar="RUN", help="an NER run naming the companies (overrides runs.ner)")
     add_store_arguments(r)
-    r.set_defaults(handler=run)
+    r.set_defaults(handler=run, stdout_summary=True)
     rep = sub.add_parser(
         "report",
         help="write an HTML dashboard of trends and alerts",
@@ -133,7 +133,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     rep.add_argument("--overwrite", action="store_true", help="replace --out whatever file it is")
     add_store_arguments(rep)
-    rep.set_defaults(handler=run)
+    rep.set_defaults(handler=run, stdout_summary=True)
     return p
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from tunelab.cli.config_args import add_file_with_options
 from tunelab.cli.file_guess import ENCODING_GUESS
 from tunelab.cli.signals import sigterm_interrupts
+from tunelab.cli.streams import json_ascii
 from tunelab.cli.zeroshot_cmd import add_model_options
 from tunelab.errors import TunelabError
 
@@ -89,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classify by label descriptions (YAML 'label: description'), no run folder, no training",
     )
     add_model_options(p)
-    p.set_defaults(handler=run)
+    # with --output the predictions go to the file: stdout only says so
+    p.set_defaults(handler=run, stdout_summary=lambda args: bool(args.output))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,10 +143,11 @@ def run(args: argparse.Namespace) -> int:
     texts = [a for a, _ in args.pair] if args.pair else list(args.texts)
     pairs = [b for _, b in args.pair] if args.pair else None
     results = predictor.predict(texts, pairs, top_k=args.top_k, batch_size=args.batch_size)
+    ascii_json = json_ascii()
     for i, (text, result) in enumerate(zip(texts, results, strict=True)):
         shown = {"text": text} if pairs is None else {"text": text, "text_pair": pairs[i]}
         if args.json:
-            print(json.dumps({**shown, **result}, ensure_ascii=False))
+            print(json.dumps({**shown, **result}, ensure_ascii=ascii_json))
             continue
         print(" | ".join(shown.values()))
         print("\n".join(_result_lines(result)))

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from tunelab.cli.output import printable
+from tunelab.cli.streams import json_ascii
 
 HELP = """examples:
   tunelab app recommend build --config configs/movielens.yaml --out recs/movielens
@@ -84,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--max-pairs", type=int, metavar="N", help="fine-tuning triples (overrides model.max_pairs)"
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
-    b.set_defaults(handler=run)
+    b.set_defaults(handler=run, stdout_summary=True)
     r = sub.add_parser(
         "rank",
         help="a user's top items, with the reasons",
@@ -178,7 +179,7 @@ def _rank(args: argparse.Namespace) -> int:
     rec = Recommender.load(args.folder)
     ranking = rec.rank(args.user, k=args.k, exclude_seen=not args.include_seen)
     if args.json:
-        print(json.dumps(ranking.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(ranking.to_dict(), indent=2, ensure_ascii=json_ascii()))
         return 0
     if ranking.fallback:
         print(f"note: {ranking.fallback_reason}", file=sys.stderr)

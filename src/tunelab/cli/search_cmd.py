@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help="the sampler's seed (default train.seed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
 
 
 def run(args: argparse.Namespace) -> int:

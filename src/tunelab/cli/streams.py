@@ -10,8 +10,12 @@ the shell's ``>/dev/null`` would, and marked, so a command whose one output must
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 _CLOSED = "_tunelab_closed_at_start"
 
@@ -28,3 +32,46 @@ def open_closed_streams() -> None:
 def stdout_closed() -> bool:
     """Standard output was closed when the command started: nothing written to it reaches anyone."""
     return sys.stdout is None or bool(getattr(sys.stdout, _CLOSED, False))
+
+
+def stdout_is_summary(args: Any) -> bool:
+    """The command's standard output reports on work written to files (``run: runs/météo``), not data
+    a reader parses: its parser's ``stdout_summary`` default (True, or a test of the arguments)."""
+    value = getattr(args, "stdout_summary", False)
+    return bool(value(args) if callable(value) else value)
+
+
+@contextlib.contextmanager
+def escaping_stdout(summary: bool) -> Iterator[None]:
+    """While the block runs, characters stdout's encoding cannot show are written as ``\\xNN``
+    escapes, where ``summary`` (``stdout_is_summary``); elsewhere (data) they stay refused.
+
+    Under ``PYTHONIOENCODING=ascii`` (or a cp1252 console) ``train ... name=météo`` trained and wrote
+    the whole run, then failed printing ``run: runs/météo`` with status 2 and "run again", which the
+    finished run's name then refused. Stderr escapes so already.
+    """
+    from tunelab.atomic import is_utf8_codec
+
+    stream = sys.stdout
+    if (
+        not summary
+        or not isinstance(stream, io.TextIOWrapper)
+        or is_utf8_codec(stream.encoding)
+        or stream.errors != "strict"
+    ):
+        yield
+        return
+    stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # a reader gone: main() handles the closed pipe
+            stream.reconfigure(errors="strict")
+
+
+def json_ascii() -> bool:
+    """``ensure_ascii`` for JSON printed to stdout: its ``\\uXXXX`` escapes read back as the same text,
+    where a character stdout cannot encode failed the command after its work (``predict --json``)."""
+    from tunelab.atomic import is_utf8_codec
+
+    return not is_utf8_codec(getattr(sys.stdout, "encoding", None))

@@ -106,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="the bot folder (or its intent run): a message is joined to as much of the end of its "
         "previous one as the model read with it (its tokenizer and max_length); default: joined whole",
     )
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
     return p
 
 

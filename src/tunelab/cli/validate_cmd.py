@@ -12,6 +12,7 @@ from tunelab.cli.config_args import (
     config_and_overrides,
     from_run_and_overrides,
 )
+from tunelab.cli.streams import json_ascii
 
 HELP = """examples:
   tunelab validate configs/banking77.yaml method=lora
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from_run, overrides = from_run_and_overrides(args, overrides)
     report = validate_run(config, overrides=overrides, from_run=from_run)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=json_ascii()))
         return 0 if report.ok else 2
     cfg = report.config
     if cfg is not None and report.model_source is not None:

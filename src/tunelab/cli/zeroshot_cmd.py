@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--max-length", type=int, default=128, help="tokens read per text (default 128)")
     add_file_with_options(p, "--test", "labelled file to score the classifier on, then data.* options")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, stdout_summary=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,14 +34,14 @@ demo: $(STAMP)
 
 # The example support bot on `make demo`'s run, with our own answers and knowledge (examples/support).
 # It is calibrated on the sample's test split, the one labelled file the demo run did not train on
-# (its dev split is not kept), renamed to the `label` column bot files have: a demo, not a measurement
-# (benchmarks/support_bot.py measures the bot on held-out data).
+# (its dev split is not kept; its `category` column is read as the run reads it): a demo, not a
+# measurement (benchmarks/support_bot.py measures the bot on held-out data).
 demo-bot: $(STAMP)
 	test -d runs/demo || $(MAKE) demo
 	rm -rf bots/demo
-	sed '1s/^text,category/text,label/' examples/data/banking77_sample/test.csv > runs/demo-bot-dev.csv
 	$(VENV)/bin/tunelab app support build --run runs/demo --answers examples/support/banking77/answers.yaml \
-		--knowledge examples/support/banking77/knowledge.md --dev runs/demo-bot-dev.csv --out bots/demo
+		--knowledge examples/support/banking77/knowledge.md --dev examples/data/banking77_sample/test.csv \
+		--out bots/demo
 	$(PY) examples/support/ask.py bots/demo "I still have not received my new card" \
 		"How much does it cost to exchange currencies?" "Can you book me a table for two tonight?"
 

@@ -204,6 +204,29 @@ def test_a_bot_file_without_text_and_label_columns_says_to_rename_them(tmp_path)
     assert "data.label_column" not in str(info.value)
 
 
+def test_a_bot_file_with_the_intent_runs_own_columns_is_read_with_them(tmp_path) -> None:
+    """``build --dev`` of the sample's ``test.csv`` (``text,category``, the columns the demo run
+    trained with) was refused, and the examples' build command needed a copy renamed by sed."""
+    from types import SimpleNamespace
+
+    from tunelab.apps.support.rows import read_labelled, run_columns_of
+    from tunelab.errors import DataError
+
+    path = tmp_path / "dev.csv"
+    path.write_text("text,category\nwhere is my card,card_arrival\n", encoding="utf-8")
+    predictor = SimpleNamespace(
+        config=SimpleNamespace(data=SimpleNamespace(text_column="text", label_column="category"))
+    )
+    rows = read_labelled(path, run_columns_of(predictor))
+    assert (rows.texts, rows.labels) == (["where is my card"], ["card_arrival"])
+    other = tmp_path / "other.csv"
+    other.write_text("message,intent\nwhere is my card,card_arrival\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"need columns 'text' and 'label' or the intent run's 'text' and 'category'"
+    ):
+        read_labelled(other, run_columns_of(predictor))
+
+
 def test_a_markdown_intent_tag_may_hold_spaces(tmp_path: Path) -> None:
     """`intent: lost card` fell through into the passage's text (shown to customers as the answer's
     first line) and left the passage untagged: intent labels may hold spaces, as in CSV and JSONL."""

@@ -33,16 +33,18 @@ BUILD_HELP = """examples:
 The answers file maps intents to reply templates whose {slots} are filled by regexes or an NER
 run's entities; the knowledge file (Markdown sections, or CSV/JSONL with a text column) is split
 into passages and embedded once. The confidence is calibrated on --dev (text,label rows the model
-was not trained on), else on the run's own dev split. The folder is written whole or not at all.
+was not trained on; or the run's own text and label columns), else on the run's own dev split.
+The folder is written whole or not at all.
 """
 
 TUNE_HELP = """examples:
   tunelab app support tune bots/banking --dev dev.csv --target precision=0.95
   tunelab app support tune bots/banking --dev dev.csv --target handoff=0.10 --oos-label out_of_scope
 
-dev.csv has text,label rows; rows labelled oos (--oos-label) are messages no intent covers, which
-must be handed off. precision=P: answers right at least P of the time, as few hand-offs as that
-allows; handoff=H: at most H of all messages handed off, answers as accurate as that allows.
+dev.csv has text,label rows (or the intent run's own text and label columns); rows labelled oos
+(--oos-label) are messages no intent covers, which must be handed off. precision=P: answers right
+at least P of the time, as few hand-offs as that allows; handoff=H: at most H of all messages
+handed off, answers as accurate as that allows.
 Writes the thresholds into bot.yaml and the curve to <bot>/tune/curve.csv and curve.png.
 """
 
@@ -50,7 +52,7 @@ EVAL_HELP = """examples:
   tunelab app support eval bots/banking --data test.csv
   tunelab app support eval bots/banking --conversations followups.jsonl --json
 
---data: text,label rows (label oos: out of scope). --conversations: JSON lines
+--data: text,label rows, or the run's own columns (label oos: out of scope). --conversations: JSON lines
 {"turns": ["I ordered a card last week", "and how long does that take?"], "intent": "card_arrival"},
 scored on the last turn with and without the earlier turns. A label that is --oos-label, or an
 intent the model lacks, is out of scope: such a row is wrong when answered, such a conversation

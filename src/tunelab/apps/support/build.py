@@ -309,12 +309,12 @@ def _dev_rows(
     predictor: Any, dev: str | Path | None, warnings: list[str]
 ) -> tuple[list[str], list[int], str | None, int]:
     """``(texts, label ids, where from, rows dropped as out of scope)``; no texts when none."""
-    from tunelab.apps.support.rows import read_labelled
+    from tunelab.apps.support.rows import read_labelled, run_columns_of
 
     names = predictor.labels
     hint = "calibration needs dev data: give --dev FILE (text,label rows the model was not trained on)"
     if dev is not None:
-        rows = read_labelled(dev)
+        rows = read_labelled(dev, run_columns_of(predictor))
         kept = [(t, names.id_of(lab)) for t, lab in zip(rows.texts, rows.labels, strict=True) if lab in names]
         if not kept:
             warnings.append(f"{dev}: no row has a label the intent model knows; temperature left at 1.0")

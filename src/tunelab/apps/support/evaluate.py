@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.apps.support.bot import Bot, Reply, check_messages
-from tunelab.apps.support.rows import read_conversations, read_labelled
+from tunelab.apps.support.rows import read_conversations, read_labelled, run_columns_of
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def evaluate_bot(bot: Bot | str | Path, file: str | Path, *, oos_label: str | No
     """
     bot = bot if isinstance(bot, Bot) else Bot.load(bot)
     oos_label = bot.config.oos_label if oos_label is None else oos_label  # default: the bot's own
-    rows = read_labelled(file)
+    rows = read_labelled(file, run_columns_of(bot.predictor))
     check_messages(rows.texts, bot.max_message_chars, [f"{file}: row {r}" for r in rows.rows])
     replies: list[Reply] = []
     for start in range(0, len(rows), CHUNK):

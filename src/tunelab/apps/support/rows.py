@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunelab.data.scripts import has_visible_text
 from tunelab.errors import JSON_ERRORS, DataError, json_problem
@@ -38,26 +39,47 @@ class Conversation:
     line: int
 
 
-def read_labelled(path: str | Path) -> LabelledRows:
-    """Read a labelled message file: columns ``text`` and ``label``.
+def read_labelled(path: str | Path, run_columns: tuple[str, str] | None = None) -> LabelledRows:
+    """Read a labelled message file: columns ``text`` and ``label``, else the intent run's own.
+
+    ``run_columns``: the run's ``(data.text_column, data.label_column)``; a file with those columns
+    and not ``text``/``label`` (the run's own held-out file, such as the BANKING77 sample's
+    ``text,category``) is read with them, as ``eval --data`` reads it, instead of being refused.
 
     Raises:
         DataError: the file is missing, unreadable or lacks a column; the message names it.
     """
     import tunelab
 
-    try:
-        parts = tunelab.read_labelled(path, text_column="text", label_column="label", encoding="auto")
-    except DataError as exc:
-        if "no column" not in str(exc):
-            raise
-        # the data layer's advice ("set data.label_column") names an option these commands lack
-        found = str(exc).split(";")[0].split(": ", 1)[-1]  # "no column 'label' (columns: ...)"
-        raise DataError(
-            f"{path}: the bot's files need columns 'text' and 'label' ({found}); "
-            "rename the columns in the file's header"
-        ) from None
-    return LabelledRows(texts=parts.texts, labels=parts.labels, rows=parts.rows, source=str(path))
+    tried = [("text", "label")]
+    if run_columns is not None and tuple(run_columns) != ("text", "label"):
+        tried.append((run_columns[0], run_columns[1]))
+    for n, (text_column, label_column) in enumerate(tried, start=1):
+        try:
+            parts = tunelab.read_labelled(
+                path, text_column=text_column, label_column=label_column, encoding="auto"
+            )
+        except DataError as exc:
+            if "no column" not in str(exc):
+                raise
+            if n < len(tried):
+                continue
+            # the data layer's advice ("set data.label_column") names an option these commands lack
+            found = str(exc).split(";")[0].split(": ", 1)[-1]  # "no column 'label' (columns: ...)"
+            run = f" or the intent run's {tried[1][0]!r} and {tried[1][1]!r}" if len(tried) > 1 else ""
+            raise DataError(
+                f"{path}: the bot's files need columns 'text' and 'label'{run} ({found}); "
+                "rename the columns in the file's header"
+            ) from None
+        return LabelledRows(texts=parts.texts, labels=parts.labels, rows=parts.rows, source=str(path))
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+def run_columns_of(predictor: Any) -> tuple[str, str] | None:
+    """The intent run's ``(text_column, label_column)``, or None where it does not say."""
+    data = getattr(getattr(predictor, "config", None), "data", None)
+    text, label = getattr(data, "text_column", None), getattr(data, "label_column", None)
+    return (text, label) if isinstance(text, str) and isinstance(label, str) else None
 
 
 def read_conversations(path: str | Path) -> list[Conversation]:

@@ -39,7 +39,7 @@ from tunelab.apps.support.bot import Bot, check_messages
 from tunelab.apps.support.build import write_folder
 from tunelab.apps.support.config import TUNE_DIR
 from tunelab.apps.support.evaluate import out_of_scope, score
-from tunelab.apps.support.rows import read_labelled
+from tunelab.apps.support.rows import read_labelled, run_columns_of
 from tunelab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tunelab.errors import ConfigError, DataError
 
@@ -107,7 +107,7 @@ def tune_bot(
     bot = Bot.load(folder)
     # default: the bot's own out-of-scope label (build --oos-label), not "oos" whatever it is
     oos_label = bot.config.oos_label if oos_label is None else oos_label
-    rows = read_labelled(dev)
+    rows = read_labelled(dev, run_columns_of(bot.predictor))
     # checked as eval checks them: a file that tunes must also evaluate
     check_messages(rows.texts, bot.max_message_chars, [f"{dev}: row {r}" for r in rows.rows])
     labels = rows.labels

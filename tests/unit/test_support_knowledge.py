@@ -302,3 +302,13 @@ def test_a_long_numbered_list_is_cut_between_its_items_with_its_line_breaks_kept
     assert len(pieces) > 1 and "\n".join(pieces) == steps  # nothing lost, every line break kept
     for piece in pieces[1:]:
         assert piece.split(".", 1)[0].isdigit()  # each later piece starts at an item's number
+
+
+def test_a_reason_tells_a_confidence_from_a_threshold_it_is_just_under() -> None:
+    """A hand-off's reason read "intent X at 0.01 below 0.01" for 0.0129 under a tuned 0.012988."""
+    from tunelab.apps.support.bot import told_apart
+
+    assert told_apart(0.0129, 0.012988) == ("0.0129", "0.0130")
+    assert told_apart(0.93, 0.9) == ("0.93", "0.90")  # two places where they tell them apart
+    assert told_apart(0.5, 0.5) == ("0.50", "0.50")
+    assert told_apart(0.1234567, 0.12345671) == ("0.123457", "0.123457")  # at most six places

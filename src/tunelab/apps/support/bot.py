@@ -51,6 +51,19 @@ PASSAGES_SEARCHED = 3
 _RANK = {"handoff": 0, "knowledge": 1, "answer": 2}
 
 
+def told_apart(value: float, limit: float) -> tuple[str, str]:
+    """``value`` and ``limit`` with two decimals, or as many more (up to six) as tell them apart.
+
+    A hand-off's reason read "intent X at 0.01 below 0.01" for 0.0129 under a tuned 0.012988, where
+    the API showed the confidence to four places.
+    """
+    for places in range(2, 7):
+        shown, limit_shown = f"{value:.{places}f}", f"{limit:.{places}f}"
+        if shown != limit_shown or value == limit:
+            break
+    return shown, limit_shown
+
+
 @dataclass(frozen=True)
 class Reply:
     """The bot's reply to one message.
@@ -268,11 +281,13 @@ class Bot:
         if intent == self.config.oos_label:
             r.out_of_scope, r.why = True, f"intent {intent} at {confidence:.2f}: out of scope"
         elif confidence >= threshold and intent in self.answers.intents:
-            r.kind, r.why = "answer", f"intent {intent} at {confidence:.2f} >= {threshold:.2f}"
+            shown, limit_shown = told_apart(confidence, threshold)
+            r.kind, r.why = "answer", f"intent {intent} at {shown} >= {limit_shown}"
         elif intent not in self.answers.intents:
             r.why = f"intent {intent} at {confidence:.2f} has no answer template"
         else:
-            r.why = f"intent {intent} at {confidence:.2f} below {threshold:.2f}"
+            shown, limit_shown = told_apart(confidence, threshold)
+            r.why = f"intent {intent} at {shown} below {limit_shown}"
 
     def _search(self, readings: list[_Reading]) -> None:
         """Step 2 for the readings left: the knowledge base, searched in one batch."""
@@ -287,9 +302,9 @@ class Bot:
             best = hits[0].score if hits else float("-inf")
             if best >= limit:
                 r.kind, r.hits = "knowledge", [h for h in hits if h.score >= limit]
-                r.why += f"; best passage {best:.2f} >= {limit:.2f}"
+                r.why += "; best passage {} >= {}".format(*told_apart(best, limit))
             else:
-                r.why += f"; best passage {best:.2f} below {limit:.2f}"
+                r.why += "; best passage {} below {}".format(*told_apart(best, limit))
 
     def _reply(self, r: _Reading, *, used_context: bool, alone: _Reading | None = None) -> Reply:
         order = np.argsort(-r.probs, kind="stable")[:TOP_CANDIDATES]

@@ -65,7 +65,7 @@ def _rows(out: str) -> dict[str, list[str]]:
     headers = lines[0]
     # Columns are aligned under their headers: cut each line where the header's columns start.
     names = headers.split()
-    names = [*names[:5], "train data", "dev acc", "test acc", "macro F1", "finished/exported"]
+    names = [*names[:5], "train data", "dev acc", "test acc", "macro F1", "finished/exported (UTC)"]
     starts = [headers.index(n) for n in names]
     ends = [*starts[1:], None]
     return {

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             (info.when or "")[:16].replace("T", " ") or None,
         ]
     headers = ["run", "status", "model", "method", "format", "train data", "dev acc", "test acc", "macro F1"]
-    headers = [*headers, "entity F1", "score", "finished/exported"]
+    headers = [*headers, "entity F1", "score", "finished/exported (UTC)"]  # as keys list says
     # NER's headline is entity F1 (it has no accuracy: its runs showed no score at all); this column
     # and "score" are there only when a listed run has one, so a classification listing is unchanged.
     for column in ("score", "entity F1"):

@@ -688,7 +688,7 @@ class RunConfig:
                 problems.append(f"{name}: {exc}")
         # Text as written: `name=1.10` (YAML's float 1.1) named run "1.1", `name=+7` run "7".
         name = raw.get("name")
-        if isinstance(name, int | float) and not isinstance(name, bool):
+        if isinstance(name, int | float):  # true/false too: name=true named the run "True"
             name = as_written(name)
         output_dir = raw.get("output_dir", "runs")
         if isinstance(output_dir, int | float) and not isinstance(output_dir, bool):
@@ -868,7 +868,11 @@ _ConfigLoader.add_constructor(
 
 
 def as_written(value: Any) -> str:
-    """``value`` for a text field: a number as it was written (``1.10``, ``+7``), else ``str``."""
+    """``value`` for a text field: a number as it was written (``1.10``, ``+7``), a boolean as YAML
+    spells it (``name=true`` named the run "True", and ``data.labels=[false, true]`` listed labels
+    "False" and "True" that no file's ``true``/``false`` column has), else ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return value.text if isinstance(value, _WrittenNumber) else str(value)
 
 
@@ -916,6 +920,8 @@ def coerce_types(
                 out[key] = int(value)
             elif isinstance(value, str) and _whole_number(value) is not None:
                 out[key] = _whole_number(value)
+            elif isinstance(value, str) and _whole_in_exponent_form(value) is not None:
+                out[key] = _whole_in_exponent_form(value)  # 1e3 (YAML 1.1 keeps it as text)
             elif not isinstance(value, int):
                 problems[key] = f"{section}.{key}={value!r} (use a whole number)"
         elif kind == "float":
@@ -962,6 +968,15 @@ def coerce_types(
         if isinstance(out[key], _WrittenNumber) and not kind.startswith("dict"):
             out[key] = out[key].plain()
     return out, problems
+
+
+def _whole_in_exponent_form(text: str) -> int | None:
+    """``1e3`` or ``2.5E2`` as the whole number it is (a float field took ``epochs=1e3`` while an int
+    field refused ``batch_size=1e3``); None for anything else (``1e-3``, ``1.5``, ``inf``)."""
+    if not re.fullmatch(r"\s*[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+\s*", text):
+        return None
+    number = float(text)
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def _whole_number(text: str) -> int | None:

@@ -9,6 +9,7 @@ import pytest
 from test_config import RUN_FILE, write
 
 from tunelab.config import RunConfig
+from tunelab.errors import ConfigError
 
 
 def test_a_section_given_as_a_mapping_sets_its_fields_and_keeps_the_files_others(tmp_path: Path) -> None:
@@ -128,3 +129,34 @@ def test_a_method_mapping_on_the_command_line_is_the_yaml_shorthand(
     "method.name={'name': 'lora', 'r': 16} (use a single text value)"."""
     cfg = RunConfig.from_yaml(write(tmp_path / "run.yaml", RUN_FILE), overrides)
     assert (cfg.method.name, cfg.method.options) == (name, options)
+
+
+def test_a_boolean_in_a_text_field_is_the_text_yaml_reads(tmp_path: Path) -> None:
+    """``name=true`` named the run "True", and ``data.labels=[false, true]`` listed labels "False"
+    and "True", which a file's true/false label column (read as "true"/"false") never has."""
+    run_file = write(tmp_path / "run.yaml", RUN_FILE)
+    cfg = RunConfig.from_yaml(run_file, ["name=true", "data.labels=[false, true]", "data.text_column=false"])
+    assert (cfg.name, cfg.data.labels, cfg.data.text_column) == ("true", ["false", "true"], "false")
+
+
+@pytest.mark.parametrize(("written", "value"), [("1e3", 1000), ("2.5E1", 25), ("+1e2", 100)])
+def test_a_whole_number_in_exponent_form_is_taken_by_a_whole_number_field(
+    tmp_path: Path, written: str, value: int
+) -> None:
+    """``train.epochs=1e3`` (a float field) was taken and ``train.batch_size=1e3`` refused as
+    "use a whole number"; a fraction in that form still is."""
+    cfg = RunConfig.from_yaml(write(tmp_path / "run.yaml", RUN_FILE), [f"train.batch_size={written}"])
+    assert cfg.train.batch_size == value and type(cfg.train.batch_size) is int
+    with pytest.raises(ConfigError, match=r"train\.batch_size='1e-3' \(use a whole number\)"):
+        RunConfig.from_yaml(write(tmp_path / "run.yaml", RUN_FILE), ["train.batch_size=1e-3"])
+
+
+def test_an_option_under_the_methods_name_says_where_options_go() -> None:
+    """``method.lora.r=4`` (the method's name as a section) was refused as the unknown option
+    ``lora.r`` with the known ones listed, without saying that ``method.r`` is the way."""
+    from tunelab.methods import get_method
+
+    with pytest.raises(
+        ConfigError, match=r"options sit directly under method: method\.r=\.\.\., not method\.lora\.r"
+    ):
+        get_method("lora").parse_options({"lora.r": 4})

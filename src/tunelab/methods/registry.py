@@ -186,9 +186,18 @@ class Method:
         # str(): a key YAML reads as a number (`method: {name: lora, 8: 16}`) failed the join
         unknown = sorted(str(k) for k in set(options) - allowed)
         if unknown:
+            # method.lora.r=4 (the method's name as a section, as in some other tools' configs)
+            # gave option "lora.r": say where the option goes
+            nested = [k for k in unknown if "." in k and k.rsplit(".", 1)[-1] in allowed]
+            hint = (
+                f"; options sit directly under method: method.{nested[0].rsplit('.', 1)[-1]}=..., "
+                f"not method.{nested[0]}=..."
+                if nested
+                else ""
+            )
             raise ConfigError(
                 f"method {self.name}: unknown option(s) {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(allowed)) or 'none'})"
+                f"(known: {', '.join(sorted(allowed)) or 'none'}){hint}"
             )
         from tunelab.config import coerce_types
 

@@ -185,3 +185,14 @@ def test_a_section_that_is_not_a_mapping_is_refused(tmp_path: Path, value: str) 
 
 def test_an_empty_section_still_means_the_defaults(tmp_path: Path) -> None:
     assert RunConfig.from_yaml(write(tmp_path / "run.yaml", "train:\n")).train.epochs > 0
+
+
+def test_a_fraction_of_a_second_is_refused_saying_seconds_are_whole() -> None:
+    """``poll: 0.5`` was refused with "use ... 1d or seconds", which 0.5 is."""
+    from tunelab.apps.monitor.config import parse_duration
+
+    with pytest.raises(
+        ConfigError, match=r"^poll: 0\.5 is not a duration; .* or whole seconds from 1 \(90\)$"
+    ):
+        parse_duration(0.5, "poll")
+    assert parse_duration(90, "poll") == 90 and parse_duration("2m", "poll") == 120

@@ -111,7 +111,10 @@ def parse_duration(value: Any, where: str) -> int:
     match = _DURATION.fullmatch(text.lower())  # ASCII digits: "²d" is no duration
     if match and int(match[1]) > 0:
         return int(match[1]) * _UNITS[match[2]]
-    raise ConfigError(f"{where}: {value!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or seconds")
+    # "or seconds" read as allowing 0.5 (which is seconds): say they are whole and at least 1
+    raise ConfigError(
+        f"{where}: {value!r} is not a duration; use e.g. 30s, 15m, 1h, 1d or whole seconds from 1 (90)"
+    )
 
 
 def default_max_future(detector: DetectorSettings) -> int:

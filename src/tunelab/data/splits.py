@@ -163,6 +163,8 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
     )
     if untrained:
         notes.append(untrained)
+    if multi_label:
+        notes.extend(_unlabelled_split_notes(held))
     train = pool.subset(keep)
     notes.insert(0, f"train: {len(train)} rows from {cfg.train}, {len(labels)} labels ({cfg.task})")
     if cfg.shots is not None:
@@ -178,6 +180,35 @@ def read_splits(cfg: DataConfig, *, multi_label: bool) -> Splits:
         train, shot_notes = sample_shots(train, labels, cfg.shots, seed=seed)
         notes.extend(shot_notes)
     return Splits(train=train, dev=held["dev"], test=held["test"], labels=labels, notes=notes)
+
+
+def _unlabelled_split_notes(held: dict[str, Dataset | None]) -> list[str]:
+    """``nothing_to_find_note`` for a multi-label dev or test split in which no row has a label."""
+    return [
+        nothing_to_find_note(what, len(split), split.source)
+        for what in ("dev", "test")
+        if (split := held.get(what)) is not None
+        and len(split)
+        and split.labels is not None
+        and not any(split.labels)
+    ]
+
+
+def nothing_to_find_note(
+    what: str, count: int, source: str, *, unit: str = "rows", thing: str = "a label", score: str = "F1"
+) -> str:
+    """A warning for a dev or test split with nothing to find (multi-label rows without a label, NER
+    sentences without an entity).
+
+    Its F1 is 0 whatever the model predicts, so a perfect model scored 0, dev's checkpoint choice
+    (``train.metric``) chose by nothing, and an export's parity check on it passed vacuously; said,
+    not refused, as such a split can be what a user has.
+    """
+    chosen = " and the best checkpoint (train.metric) is chosen by nothing" if what == "dev" else ""
+    return (
+        f"{what}: none of its {count} {unit} ({source}) has {thing}, so its {score} is 0 "
+        f"whatever the model predicts{chosen}; give a {what} file with labelled {unit}"
+    )
 
 
 def untrained_note(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tunelab.config import DataConfig
 from tunelab.data.labels import LabelMap
-from tunelab.data.splits import Splits, untrained_note
+from tunelab.data.splits import Splits, nothing_to_find_note, untrained_note
 from tunelab.errors import DataError
 from tunelab.tasks.token_classification.reading import (
     Sentence,
@@ -177,6 +177,14 @@ def load_splits(data: DataConfig) -> Splits:
     )
     if untrained:
         notes.append(untrained)
+    for what in ("dev", "test"):
+        split = held[what]
+        if split is not None and len(split) and all(t == "O" for s in split.sentences for t in s.tags):
+            notes.append(
+                nothing_to_find_note(
+                    what, len(split), split.source, unit="sentences", thing="an entity", score="entity F1"
+                )
+            )
     train_set = pool.subset(keep)
     words = sum(len(s.tokens) for s in train_set.sentences)
     types = ", ".join(sorted(known_types(labels)))

@@ -212,12 +212,33 @@ def test_multi_label_mistakes_rank_by_the_surest_wrong_decision() -> None:
         multi=True,
         threshold=0.5,
     )
+    # sets as JSON lists, as predict --output writes them ("x | y" and "(none)" came back as labels)
     assert [(m.text, m.gold, m.predicted) for m in found.rows] == [
-        ("extra y", "x", "x | y"),  # gave y at 0.99
-        ("missed y", "x | y", "x"),  # left y out at 0.05: 0.95 sure it is not there
-        ("missed x", "x", "(none)"),  # left x out at 0.45: 0.55 sure
+        ("extra y", '["x"]', '["x", "y"]'),  # gave y at 0.99
+        ("missed y", '["x", "y"]', '["x"]'),  # left y out at 0.05: 0.95 sure it is not there
+        ("missed x", '["x"]', "[]"),  # left x out at 0.45: 0.55 sure
     ]
     assert [round(m.confidence, 2) for m in found.rows] == [0.99, 0.95, 0.55]
+
+
+def test_a_relabelled_multi_label_mistakes_csv_trains_as_the_same_label_sets(tmp_path: Path) -> None:
+    """``mistakes.csv`` wrote sets as "a | b" and an empty one as "(none)", whatever the run's
+    ``data.label_delimiter``: fed back (the relabel-the-mistakes workflow) they were read as labels
+    named "(none)" and "a | b"."""
+    import tunelab
+    from tunelab.evaluate.mistakes import write_csv
+
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    probs = np.array([[0.9, 0.99], [0.2, 0.1], [0.1, 0.9]])
+    found = classification_mistakes(
+        logit(probs), [[0], [0, 1], []], ["x", "y; z"], ["a", "b", "c"], None, multi=True, threshold=0.5
+    )
+    path = write_csv(tmp_path / "mistakes.csv", found)
+    read = tunelab.read_labelled(path, text_column="text", label_column="gold", multi_label=True)
+    by_text = dict(zip(read.texts, read.labels, strict=True))
+    assert by_text == {"a": ["x"], "b": ["x", "y; z"], "c": []}, by_text
+    read = tunelab.read_labelled(path, text_column="text", label_column="predicted", multi_label=True)
+    assert dict(zip(read.texts, read.labels, strict=True)) == {"a": ["x", "y; z"], "b": [], "c": ["y; z"]}
 
 
 def test_ner_mistakes_are_sentences_with_wrong_entities_surest_first() -> None:

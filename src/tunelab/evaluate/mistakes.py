@@ -29,7 +29,7 @@ class Mistake:
 
     Attributes:
         text: the input as a person reads it (a text, ``text ⟂ pair``, a sentence).
-        gold: what it should have been (a label, labels joined by ``|``, entities).
+        gold: what it should have been (a label, a JSON list of labels, entities).
         predicted: what the model said, in the same form.
         confidence: how sure the model was of what it got wrong, 0..1 (the task's
             ``Mistakes.confidence`` says how it is measured).

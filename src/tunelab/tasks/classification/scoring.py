@@ -6,6 +6,7 @@ given everywhere else, so test numbers never see test labels.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,7 +109,10 @@ def mistakes(
         wrong = gold != pred  # (N, L)
 
         def names(row: np.ndarray) -> str:
-            return " | ".join(label_names[i] for i in np.flatnonzero(row)) or "(none)"
+            # a JSON list, as predict --output writes a set and every reader takes it back (`[]` for
+            # none): "a | b" and "(none)" came back from a relabelled mistakes.csv as labels of those
+            # names, whatever the run's data.label_delimiter
+            return json.dumps([label_names[i] for i in np.flatnonzero(row)], ensure_ascii=False)
 
         for i in np.flatnonzero(wrong.any(axis=1)):
             sure = np.where(pred[i], probs[i], 1.0 - probs[i])[wrong[i]].max()

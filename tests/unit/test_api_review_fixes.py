@@ -21,7 +21,7 @@ import torch
 import tunelab
 from tunelab.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from tunelab.data.file_options import options_for_file, parse_file_overrides
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
 from tunelab.preflight import load_config, validate_run
 
 
@@ -274,3 +274,23 @@ def test_a_run_file_name_the_locale_cannot_hold_does_not_stop_reading_another_fi
         pytest.skip(f"this Python does not take an ASCII file-name encoding here ({lines[:1]})")
     # read with its own layout (the default separator, detected when read; not the run's ";")
     assert done.returncode == 0 and lines[1:] == ["None"], done.stderr
+
+
+def test_a_predictions_file_read_for_its_labels_is_refused_naming_the_given_labels(tmp_path: Path) -> None:
+    """``predict --output`` renames the input's ``label`` to ``label_input`` and writes its own
+    prediction as ``label``: ``eval`` of that file scored the model against its own predictions
+    (100% for a 67% model) and ``train --from`` trained on its guesses, without a word."""
+    import tunelab
+
+    path = tmp_path / "pred.csv"
+    path.write_text("text,label_input,label,score\na,x,y,0.9\nb,y,y,0.8\n", encoding="utf-8")
+    said = r"a predictions file \(tunelab predict --output\): its 'label' column .* "
+    said += r"data\.label_column=label_input"
+    with pytest.raises(DataError, match=said):
+        tunelab.read_labelled(path)
+    read = tunelab.read_labelled(path, label_column="label_input")  # the labels it was given
+    assert read.labels == ["x", "y"]
+    multi = tmp_path / "pred-multi.csv"
+    multi.write_text('text,labels_input,labels,scores\na,"[""x""]","[""y""]",[0.9]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"data\.label_column=labels_input"):
+        tunelab.read_labelled(multi, label_column="labels", multi_label=True)

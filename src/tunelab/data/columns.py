@@ -46,6 +46,28 @@ class Extracted:
     notes: list[str] = field(default_factory=list)
 
 
+# What tunelab predict --output writes beside its label column (single- and multi-label, top-k
+# flattened as top_1_label, ...): with the input's own label column renamed <name>_input, a file
+# that has them all is a predictions file.
+_PREDICTION_FIELDS = ("score", "scores", "top_k", "top_1_label")
+
+
+def _refuse_predictions_as_gold(df: pd.DataFrame, label_column: str, source: str) -> None:
+    """Raise ``DataError`` when ``df`` is a ``predict --output`` file read for its labels.
+
+    Its ``label`` column is what the model predicted, and the labels it was given are in
+    ``label_input``: ``eval`` of it scored the model against its own predictions (100% for a
+    67% model) and ``train --from`` trained on its guesses, without a word.
+    """
+    given = f"{label_column}_input"
+    if given in df.columns and any(field in df.columns for field in _PREDICTION_FIELDS):
+        raise DataError(
+            f"{source}: a predictions file (tunelab predict --output): its {label_column!r} column holds "
+            f"the model's predictions and {given!r} the labels it was given; set "
+            f"data.label_column={given} to read those"
+        )
+
+
 def extract(
     df: pd.DataFrame,
     cfg: DataConfig,
@@ -90,6 +112,8 @@ def extract(
             f"{source}: no column {names} (columns: {describe_columns(df)}); set {settings} "
             f"to {some}{hint if has_header_row else ''}"
         )
+    if label_kind is not None:
+        _refuse_predictions_as_gold(df, cfg.label_column, source)
     note = f" ({rows_are})" if rows_are else ""
 
     texts = _text_column(df, text_col, source)

@@ -130,3 +130,12 @@ def test_eval_follows_a_chain_of_continued_runs_only_so_far_and_once_around_a_lo
     finally:
         config.write_text(before, encoding="utf-8")
     assert (metrics["rows_in_training"], metrics["rows_in_dev"]) == (12, 3)
+
+
+def test_a_run_continued_weekly_for_a_year_keeps_its_overlap_check() -> None:
+    """At 20 runs followed back, a run continued weekly lost eval's training-overlap check after five
+    months (``rows_in_training`` null, "continued from more than 20 runs"); a loop of replaced
+    folders is stopped by the runs already seen (the test above), so the bound only limits reading."""
+    from tunelab.evaluate import on_run, trained_rows
+
+    assert trained_rows.MAX_CONTINUED >= 52 * 5 and on_run._MAX_CONTINUED == trained_rows.MAX_CONTINUED

@@ -24,9 +24,10 @@ from tunelab.runs.json_files import JsonFileError, read_json_object
 #: The normalised (text, pair) of a row (``tunelab.data.held_out.normalised``).
 RowKey = tuple[str, str | None]
 
-# Runs continued one from another that are followed back: each is read again, and a chain this long
-# is more likely folders replaced in a loop than twenty continuations.
-MAX_CONTINUED = 20
+# Runs continued one from another that are followed back (each read again). A folder replaced in a
+# loop is stopped by the runs already seen, so this only bounds the reading: at 20, a run continued
+# weekly lost eval's training-overlap check after five months (rows_in_training null).
+MAX_CONTINUED = 1000
 
 # What reading a run's files again can raise besides a TunelabError (a damaged file read by hand).
 _READ_ERRORS = (TunelabError, OSError, ValueError, KeyError, TypeError)

@@ -175,3 +175,28 @@ def test_an_ensemble_output_inside_it_or_a_members_run_is_refused(
     with pytest.raises(ConfigError, match=f"^{re.escape(said)}; give a folder beside it$"):
         tunelab.export(ens, format="onnx", output=target, show_progress=False)
     assert built == [] and _listing(target.parent) == before
+
+
+def test_an_ensemble_built_from_relative_paths_refuses_a_members_run_from_anywhere(
+    runs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members' sources were stored as given (``runs/a``): exported from another folder, the check
+    looked for ``runs/a`` there, found nothing, and the artifact was written into the member's run."""
+    import json
+
+    from tunelab.ensembling import ensemble
+
+    a, b, _ = runs
+    monkeypatch.chdir(a.parent)
+    ens = ensemble([Path(a.name), Path(b.name)], tmp_path / "rel-ens").path
+    sources = [m["source"] for m in json.loads((ens / "run.json").read_text(encoding="utf-8"))["members"]]
+    assert sources == [str(a), str(b)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    built = _never_built(monkeypatch)
+    with pytest.raises(
+        ConfigError, match=rf"is inside the run {re.escape(str(a))}; give a folder beside it$"
+    ):
+        tunelab.export(ens, format="onnx", output=a / "onnx", show_progress=False)
+    assert built == [] and not (a / "onnx").exists()

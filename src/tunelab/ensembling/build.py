@@ -325,7 +325,9 @@ def _write_members(
         members.append(
             {
                 "path": f"weights/{name}",
-                "source": str(folder.root),
+                # absolute: relative to where `tunelab ensemble` ran, export's refusal of an output
+                # inside a member's run and the overlap check looked elsewhere from other folders
+                "source": os.path.abspath(folder.root),
                 "temperature": temperature,
                 "calibration": how,
             }

@@ -971,4 +971,32 @@ def load_config(
             f"config: {type(config).__name__} given; give a RunConfig, a YAML run file's path, "
             "a mapping of sections such as {'data': {'train': 'train.csv'}}, or None for the defaults"
         )
+    if config is not None:
+        _refuse_merged_runs_config(Path(config))
     return with_previous_labels(RunConfig.from_yaml(config, overrides))
+
+
+def _refuse_merged_runs_config(path: Path) -> None:
+    """Refuse the ``config.json`` of a ``tunelab merge`` output as a run file to train.
+
+    It says ``method: full`` (what the merged weights are) with the adapter run's learning rate:
+    trained again it fine-tuned the whole model at LoRA's rate, another model, without a word. The
+    adapter run's own config trains it again.
+
+    Raises:
+        ConfigError: naming the run it was merged from.
+    """
+    if path.name != "config.json":
+        return
+    try:
+        summary = json.loads((path.parent / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    merged = summary.get("merged_from") if isinstance(summary, dict) else None
+    if isinstance(merged, dict) and isinstance(merged.get("run"), str):
+        method = merged.get("method", "an adapter")
+        raise ConfigError(
+            f"{path}: the config of a merged run ({method} merged into its base by tunelab merge); its "
+            f"method full describes the merged weights, not how they were trained: train "
+            f"{Path(merged['run']) / 'config.json'} to train it again"
+        )

@@ -249,3 +249,25 @@ def test_damaged_run_metadata_is_named_before_merging(trained: Any, name: str, c
     ):
         tunelab.merge(run)
     assert sorted(p.name for p in run.parent.iterdir()) == ["run"]
+
+
+def test_a_merged_runs_config_is_refused_as_a_run_file_naming_the_adapter_run(
+    trained: Any, capsys: pytest.CaptureFixture
+) -> None:
+    """It says method full with the adapter's learning rate: trained again, it fine-tuned the whole
+    model at LoRA's rate (another model) without a word."""
+    from tunelab.cli.main import main
+
+    run = trained("lora")
+    merged = tunelab.merge(run).path
+    config = merged / "config.json"
+    said = (
+        f"{config}: the config of a merged run (lora merged into its base by tunelab merge); its method "
+        f"full describes the merged weights, not how they were trained: train {run / 'config.json'} "
+        "to train it again"
+    )
+    assert main(["train", str(config), f"output_dir={merged.parent}", "name=again"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {said}"
+    assert not (merged.parent / "again").exists() and not (merged.parent / "again.partial").exists()
+    assert main(["validate", str(config)]) == 2
+    assert said in capsys.readouterr().err

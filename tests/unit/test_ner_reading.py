@@ -137,6 +137,23 @@ def test_entities_under_another_tools_key_are_refused_not_read_as_none(tmp_path:
         read_jsonl_spans(path)
 
 
+def test_entities_as_tunelab_predict_writes_them_are_read_back(tmp_path: Path) -> None:
+    """``predict --output p.jsonl`` of an NER run writes ``entities`` (text, label, start, end,
+    score each): fed back to eval or train it was refused, to be renamed to "spans" by hand; another
+    tool's "entities" of another shape is still refused."""
+    predicted = {"text": "EU", "label": "ORG", "start": 0, "end": 2, "score": 0.98}
+    path = jsonl(
+        tmp_path / "predicted.jsonl",
+        {"text": "EU rejects German call", "entities": [predicted]},
+        {"text": "nothing here", "entities": []},
+    )
+    first, second = read_jsonl_spans(path)
+    assert first.tags == ["B-ORG", "O", "O", "O"] and second.tags == ["O", "O"]
+    other = jsonl(tmp_path / "other.jsonl", {"text": "Anna left Rome .", "entities": [[10, 14, "LOC"]]})
+    with pytest.raises(DataError, match=r'entities under "entities", but this reader takes "spans"'):
+        read_jsonl_spans(other)
+
+
 # --- schemes --------------------------------------------------------------------------------------
 
 

@@ -605,3 +605,11 @@ def test_a_member_that_cannot_be_used_says_to_build_the_ensemble_again(
     assert message.startswith(f"{copy}: member {Path(first['path']).name} cannot be used ("), message
     assert says in message and "\n" not in message
     assert message.endswith("build the ensemble again from its runs (tunelab ensemble RUN RUN ... --out)")
+
+
+def test_merging_an_ensemble_is_refused_in_good_english(ens) -> None:
+    """It said "... is a ensemble run, which holds no adapter of its own to merge"."""
+    from tunelab.errors import RunError
+
+    with pytest.raises(RunError, match=r"is an ensemble run, which holds no adapter of its own to merge"):
+        tunelab.merge(ens)

@@ -44,6 +44,13 @@ def test_a_slow_rate_is_written_in_a_form_that_reads_back(text: str) -> None:
     assert "e" not in str(rate)
 
 
+def test_a_rate_is_written_without_float_noise() -> None:
+    """0.0001/s was shown by keys create and keys list as 0.36000000000000004/hour."""
+    rate = Rate.parse("0.0001/s")
+    assert str(rate) == "0.36/hour"
+    assert Rate.parse(str(rate)).per_second == pytest.approx(rate.per_second, rel=1e-12)
+
+
 def test_a_rate_stored_in_the_old_exponent_form_still_reads() -> None:
     assert Rate.from_stored("2.77778e-05/s").per_second == pytest.approx(0.1 / 3600, rel=1e-5)
     assert Rate.from_stored("20/s:50") == Rate.parse("20/s:50")

@@ -132,7 +132,8 @@ def _merge(
         fmt, origin = summary["format"], summary.get("source_run")
         if origin is None or is_composite(fmt):  # a zero-shot run or an ensemble: no adapter of its own
             # an exported ensemble said "merge <the ensemble> instead", which is refused in turn
-            what = f"a {fmt} run" if origin is None else f"an exported {fmt} (of {origin})"
+            article = "an" if str(fmt)[:1] in "aeiou" else "a"  # "a ensemble run"
+            what = f"{article} {fmt} run" if origin is None else f"an exported {fmt} (of {origin})"
             raise RunError(
                 f"{source.root} is {what}, which holds no adapter of its own to merge "
                 "(an ensemble's members can be merged one by one)"

@@ -104,7 +104,8 @@ class Rate:
     def __str__(self) -> str:
         # Plain digits per hour, exact enough to read back: "{:g}/s" wrote 0.1/hour as 2.77778e-05/s,
         # which parse() refused, and slower rates as 0/s.
-        per_hour = np.format_float_positional(self.per_second * 3600, trim="-")
+        # at 12 significant digits: 0.0001/s came out as 0.36000000000000004/hour (float noise)
+        per_hour = np.format_float_positional(float(f"{self.per_second * 3600:.12g}"), trim="-")
         text = f"{per_hour}/hour"
         for unit, seconds in (("s", 1), ("min", 60), ("hour", 3600)):
             count = self.per_second * seconds

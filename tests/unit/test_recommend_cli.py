@@ -147,3 +147,18 @@ def test_build_out_under_a_file_is_refused_before_anything_is_read(
     out = tmp_path / "afile" / "rec"
     assert main(["app", "recommend", "build", "--config", str(rec_yaml), "--out", str(out)]) == 2
     assert f"{tmp_path / 'afile'} is a file, not a folder" in _one_error_line(capsys.readouterr().err)
+
+
+def test_recommend_build_takes_q_as_the_other_commands_do() -> None:
+    """The README says -q turns off every command's progress bars; build refused it (--no-progress only)."""
+    from tunelab.cli.main import build_parser
+
+    for flag in ("-q", "--quiet", "--no-progress"):
+        args = build_parser().parse_args(
+            ["app", "recommend", "build", "--config", "c.yaml", "--out", "o", flag]
+        )
+        assert args.no_progress is True
+    assert (
+        build_parser().parse_args(["app", "recommend", "build", "--config", "c", "--out", "o"]).no_progress
+        is False
+    )

@@ -84,7 +84,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b.add_argument(
         "--max-pairs", type=int, metavar="N", help="fine-tuning triples (overrides model.max_pairs)"
     )
-    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # -q as train, predict and export take it (README: every command's bars)
+    b.add_argument(
+        "-q", "--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars"
+    )
     b.set_defaults(handler=run, stdout_summary=True)
     r = sub.add_parser(
         "rank",

@@ -44,9 +44,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--methods", nargs="+", default=["full", "lora"])
+    parser.add_argument(
+        "--methods", nargs="+", default=["full", "lora"], help="methods to train (default full lora)"
+    )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"))
+    parser.add_argument(
+        "--out", default=str(ROOT / "runs" / "benchmarks"), help="where the runs go (default runs/benchmarks)"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"BANKING77 not found at {DATA}: this benchmark reads ../shared/data/banking77")

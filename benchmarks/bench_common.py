@@ -20,6 +20,27 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def require_data(path: Path, what: str) -> None:
+    """Exit with one line naming ``path`` when the dataset is not there (a traceback from pandas or
+    open() was what a user without ../shared/data got from some scripts)."""
+    if not path.exists():
+        sys.exit(f"{what} not found at {path}: this benchmark reads ../shared/data (see its SOURCE.md)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--samples 0`` timed one batch and printed a
+    ratio; ``--limit 0`` meant "no limit" and started the full run; others failed with a traceback)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
 def train_run(
     config: Path | None,
     overrides: list[str],

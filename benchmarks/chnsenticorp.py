@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import run_costs, train_run  # benchmarks/bench_common.py
+from bench_common import positive_int, run_costs, train_run  # benchmarks/bench_common.py
 
 from tunelab.atomic import atomic_write_text
 
@@ -85,7 +85,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", default=str(DATA), help="folder with train.tsv and dev.tsv")
-    parser.add_argument("--limit", type=int, help="train on this many sampled rows (dev: a quarter)")
+    parser.add_argument("--limit", type=positive_int, help="train on this many sampled rows (dev: a quarter)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed for --limit")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="where run folders go")

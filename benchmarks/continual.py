@@ -25,12 +25,12 @@ resumed, so a killed benchmark goes on where it stopped. ``--set`` needs ``--tag
 runs are reused by name, and one trained with other settings must not pass for the plain one.
 
     .venv/bin/python benchmarks/continual.py                  # R in {20, 50, 100}, W in {0.3, 1}
-    .venv/bin/python benchmarks/continual.py --rehearsal 50 --set train.class_weights=true --tag=-cw \
+    .venv/bin/python benchmarks/continual.py --rehearsal 50 --set train.class_weights=true --tag=-cw \\
         --dev-only
-    .venv/bin/python benchmarks/continual.py --out DIR --rehearsal all --continued-epochs 1.5 \
+    .venv/bin/python benchmarks/continual.py --out DIR --rehearsal all --continued-epochs 1.5 \\
         --distill 0.3             # every stored row replayed: the recipe that met the target (README)
-    .venv/bin/python benchmarks/continual.py --rows-per-class 8 --epochs 1 --continued-epochs 1 --model TINY \
-        --out /tmp/c  # smoke
+    .venv/bin/python benchmarks/continual.py --rows-per-class 8 --epochs 1 --continued-epochs 1 \\
+        --model TINY --out /tmp/c  # smoke
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from bench_common import read_json, saved_setting, unfinished  # benchmarks/bench_common.py
+from bench_common import read_json, require_data, saved_setting, unfinished  # benchmarks/bench_common.py
 
 from tunelab.atomic import atomic_write_bytes, atomic_write_json
 
@@ -265,6 +265,18 @@ def accuracies(run: Path, table: pd.DataFrame, old: list[str], new: list[str]) -
     return {k: round(float(v), 2) for k, v in result.items()}
 
 
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """What produced a results file: a ``--set``/``--tag`` run's file said nothing of them."""
+    return {"set": args.set, "tag": args.tag, "model": args.model, "rehearsal": args.rehearsal,
+            "distill": args.distill}  # fmt: skip
+
+
+def results_path(out: Path, tag: str) -> Path:
+    """``results.json``, or ``results-cw.json`` for ``--tag=-cw``: a tagged run replaced the plain
+    run's figures."""
+    return out / f"results{tag}.json"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -291,6 +303,7 @@ def main() -> int:
     parser.add_argument("--tag", default="", help="appended to the continued runs' names (needed with --set)")
     parser.add_argument("--dev-only", action="store_true", help="choose on dev and stop: no test read")
     args = parser.parse_args()
+    require_data(DATA / "train.csv", "BANKING77")
     if args.set and not args.tag:
         sys.exit(
             "--set without --tag: give --tag NAME so runs trained with other settings keep their own names"
@@ -408,8 +421,10 @@ def main() -> int:
         "first_setup_seconds": first_s[1],
         "selection_on_dev": selection,
         "test": results,
+        "settings": settings_of(args),
     }
-    atomic_write_json(out / "results.json", record)
+    results_file = results_path(out, args.tag)
+    atomic_write_json(results_file, record)
     print(
         "\n| variant | old before | old after | forgetting | new 17 | all 77 | train rows | train s "
         "| setup s | share |"
@@ -423,7 +438,7 @@ def main() -> int:
         )
     print(
         f"first (60 intents): {first_s[0]:.0f} s of training + {first_s[1]:.0f} s before it; "
-        f"share = (train s + setup s) / retrain's; see {out / 'results.json'}"
+        f"share = (train s + setup s) / retrain's; see {results_file}"
     )
     return 0
 

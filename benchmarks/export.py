@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from statistics import median
 
+from bench_common import positive_int  # benchmarks/bench_common.py
+
 from tunelab.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +94,18 @@ def main() -> None:
         "--structured", type=float, help="also onnx-int8 with this fraction of heads and FFN neurons pruned"
     )
     parser.add_argument("--recover-epochs", type=float, default=0.0, help="recovery for --structured")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch1-texts", type=int, default=300)
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch/ORT threads (default 2)")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=3, help="timing rounds, medians reported (default 3)"
+    )
+    parser.add_argument(
+        "--batch1-texts", type=positive_int, default=300, help="texts timed one at a time (default 300)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
+    for flag, value in (("--heads", args.heads), ("--structured", args.structured)):
+        if value is not None and not 0 < value < 1:  # refused only after the first export had run
+            parser.error(f"{flag} {value:g}: give a fraction between 0 and 1, e.g. 0.3")
     if args.data != "dev" and not Path(args.data).is_file():
         sys.exit(f"{args.data}: not found (this benchmark reads ../shared/data/banking77/test.csv)")
 

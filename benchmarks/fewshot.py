@@ -251,7 +251,10 @@ def _summary(values: list[float]) -> str:
 def report(results: Path, stage: str, extra: list[str] | None = None) -> None:
     rows = _rows(results, stage, extra or [])
     with_set = f", --set {' '.join(extra)}" if extra else ""
-    print(f"\n{stage} accuracy, mean ± standard deviation over seeds (BANKING77, MiniLM-L6{with_set}):")
+    # the model a --set names, not always MiniLM-L6
+    named = [e.split("=", 1)[1] for e in extra or [] if e.startswith("model.name=")]
+    model = named[-1] if named else "MiniLM-L6"
+    print(f"\n{stage} accuracy, mean ± standard deviation over seeds (BANKING77, {model}{with_set}):")
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         for shots in sorted({r["shots"] for r in rows if r["recipe"] == recipe}):
             sel = [r for r in rows if r["recipe"] == recipe and r["shots"] == shots]
@@ -265,7 +268,9 @@ def report(results: Path, stage: str, extra: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )  # the whole protocol and its examples, not the first line only
     parser.add_argument("--stage", choices=("dev", "test", "both"), required=True)
     parser.add_argument("--dev-shots", nargs="+", type=int, default=[8], help="both: shots for the dev stage")
     parser.add_argument(

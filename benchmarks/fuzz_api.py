@@ -43,6 +43,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if not args.run.is_dir():  # the server's refusal came back as pytest's Failed, 10 lines of traceback
+        sys.exit(f"{args.run}: no such run folder; give a finished run or export artifact")
 
     with tempfile.TemporaryDirectory(prefix="fuzz-api-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -92,6 +94,7 @@ def main() -> int:
             args.json,
             json.dumps(
                 {
+                    "run": str(args.run),
                     "operations": report.operations,
                     "cases": report.total,
                     "cases_per_operation": dict(per_operation),

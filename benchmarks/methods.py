@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_common import run_costs, train_run  # benchmarks/bench_common.py
+from bench_common import positive_int, run_costs, train_run  # benchmarks/bench_common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -223,7 +223,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
     parser.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         help="N training rows, a quick check: a seeded sample of a CSV (its test file cut to "
         "the sampled labels), the first N sentences of CoNLL",
     )

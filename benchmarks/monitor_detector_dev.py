@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.rows:
         saved = read_json(Path(args.rows), remedy="give a file this script's --json wrote")
+        if not isinstance(saved, dict) or not {"seeds", "rows"} <= set(saved):
+            # monitor_stream.py's --json (or a list) failed with a KeyError or TypeError traceback
+            p.error(f"--rows {args.rows}: not a file this script's --json wrote (it has seeds and rows)")
         print(f"pick (dev seeds {saved['seeds']}, <= {args.dev_budget:g} false a week): "
               f"{pick(saved['rows'], args.dev_budget)}")  # fmt: skip
         return

@@ -55,7 +55,7 @@ store and windows only, gold labels (no classification).
 
     .venv/bin/python benchmarks/monitor_stream.py                      # detection grid, gold labels
     .venv/bin/python benchmarks/monitor_stream.py --methods cusum --h 9 10 11 --seed 1 --throughput-docs 0
-    .venv/bin/python benchmarks/monitor_stream.py --days 4 --quiet-days 2 --repeats 1 --thresholds 4 \
+    .venv/bin/python benchmarks/monitor_stream.py --days 4 --quiet-days 2 --repeats 1 --thresholds 4 \\
         --windows 15m --baselines 1d --throughput-docs 1000                 # a quick check
     .venv/bin/python benchmarks/monitor_stream.py --run RUN_OR_ONNX [--ner NER_RUN] --http --json monitor.json
 """

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import ROOT, serving, train_run, unfinished
+from bench_common import ROOT, positive_int, require_data, serving, train_run, unfinished
 
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 COPIES = 50
@@ -258,7 +258,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=1000, help="BANKING77 training rows (default 1000)")
+    parser.add_argument(
+        "--rows", type=positive_int, default=1000, help="BANKING77 training rows (default 1000)"
+    )
     parser.add_argument("--seconds", type=float, default=20, help="traffic per server (default 20)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument(
@@ -276,6 +278,7 @@ def main() -> None:
         "run it left unfinished is resumed)",
     )
     args = parser.parse_args()
+    require_data(DATA / "train.csv", "BANKING77")
     work = args.work or Path(tempfile.mkdtemp(prefix="multi-adapter-"))
     work.mkdir(parents=True, exist_ok=True)
     _, copies = make_adapters(work, args.rows)

@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_common import positive_int  # benchmarks/bench_common.py
 
 from tunelab.atomic import atomic_write_json
 
@@ -152,6 +154,7 @@ def bench(label: str, path: str, texts: list[str], args: argparse.Namespace) -> 
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     ids = usage_ids(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)  # its key store and log were left in /tmp on each run
     n = sum(out["statuses"].values())
     ok = out["statuses"].get("200", 0)
     return {
@@ -180,12 +183,14 @@ def main() -> None:
     )
     parser.add_argument("run", help="a trained run folder (served with PyTorch eager)")
     parser.add_argument("--export", help="an export artifact of the run (e.g. RUN-onnx-int8)")
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--clients", type=positive_int, default=64, help="concurrent clients (default 64)")
+    parser.add_argument("--seconds", type=float, default=30, help="traffic per backend (default 30)")
     parser.add_argument("--max-texts", type=int, default=4, help="texts per request: 1 to this (default 4)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="server torch/ORT threads (default 1)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="server torch/ORT threads (default 1)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if not DATA.is_file():
@@ -210,8 +215,9 @@ def main() -> None:
     if len(results) == 2 and results[0]["texts_per_s"]:
         print(f"export / eager throughput: {results[1]['texts_per_s'] / results[0]['texts_per_s']:.2f}x")
     print(json.dumps(results, indent=2))
-    if args.json:
-        atomic_write_json(args.json, results)
+    if args.json:  # with the settings that produced them
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "json"}
+        atomic_write_json(args.json, {"settings": settings, "backends": results})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from bench_common import positive_int, require_data  # benchmarks/bench_common.py
 
 from tunelab.data.dataset import Dataset
 from tunelab.data.encoding import collate, training_batches
@@ -29,11 +30,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--samples", type=int, default=1024, help="training rows (1,024, as train_peers.py)")
+    parser.add_argument(
+        "--samples", type=positive_int, default=1024, help="training rows (1,024, as train_peers.py)"
+    )
     parser.add_argument(
         "--samples-per-s", type=float, default=280.0, help="the loop's speed to compare with (train_peers.py)"
     )
     args = parser.parse_args()
+    if args.samples_per_s <= 0:
+        parser.error(f"--samples-per-s {args.samples_per_s:g}: give the loop's speed, above 0")
+    require_data(DATA, "BANKING77's train.csv")
     frame = pd.read_csv(DATA).sample(frac=1.0, random_state=0).iloc[: args.samples]
     labels = sorted(set(frame["category"]))
     rows = Dataset(

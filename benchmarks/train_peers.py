@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import positive_int  # benchmarks/bench_common.py
+
 from tunelab.atomic import atomic_write_text
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -273,15 +275,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--samples", type=int, default=1024, help="training rows (default 1024)")
+    parser.add_argument("--samples", type=positive_int, default=1024, help="training rows (default 1024)")
     parser.add_argument(
         "--dev", type=int, default=2000, help="held-out rows of train.csv scored (default 2000)"
     )
     parser.add_argument("--epochs", type=int, default=2, help="epochs for every recipe (default 2)")
     parser.add_argument("--methods", default="full,lora", help="full and/or lora (default both)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"some of {','.join(RECIPES)}")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the alternation; medians reported")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads in every recipe (default 2)")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=1, help="repeat the alternation; medians reported"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=2, help="torch threads in every recipe (default 2)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which rows are train and dev")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--child", type=recipe_name, help=argparse.SUPPRESS)
@@ -298,6 +304,9 @@ def main() -> None:
     except argparse.ArgumentTypeError as err:
         sys.exit(f"--recipes: {err}")
     methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in LEARNING_RATE]
+    if unknown:  # the child failed with a KeyError traceback
+        sys.exit(f"--methods: {', '.join(unknown)} not measured here; give some of {','.join(LEARNING_RATE)}")
     print(f"CPU: {cpu_line()}")
     print(
         f"BANKING77: {args.samples} train rows, {args.dev} dev rows (held out of train.csv), "
@@ -360,7 +369,16 @@ def main() -> None:
         atomic_write_text(
             args.json,
             json.dumps(
-                [{"method": m, "recipe": r, **o} for (m, r), runs in results.items() for o in runs], indent=1
+                {
+                    # what produced them: samples, epochs, threads, seed, rounds
+                    "settings": {
+                        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"
+                    },
+                    "runs": [
+                        {"method": m, "recipe": r, **o} for (m, r), runs in results.items() for o in runs
+                    ],
+                },
+                indent=1,
             ),
         )
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_common import positive_int  # benchmarks/bench_common.py
 
 from tunelab.config import TrainConfig
 from tunelab.data.encoding import collate, encode_texts, training_batches
@@ -75,10 +76,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--samples", type=int, default=1024, help="training samples timed for each recipe")
+    parser.add_argument(
+        "--samples", type=positive_int, default=1024, help="training samples timed for each recipe"
+    )
     parser.add_argument("--method", default="full", help="fine-tuning method for both recipes (default full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = parser.parse_args()
+    from tunelab.errors import ConfigError
+
+    try:
+        get_method(args.method)
+    except ConfigError as err:  # a traceback before
+        parser.error(f"--method: {err}")
     if not DATA.is_file():
         sys.exit(f"BANKING77 not found at {DATA}: this benchmark reads ../shared/data/banking77")
     if args.threads:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bench_common import positive_int, require_data  # benchmarks/bench_common.py
 
 from tunelab.atomic import atomic_write_json
 
@@ -111,9 +112,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--encoder", default="minilm-l6", help="sentence encoder (default: bundled MiniLM)")
     parser.add_argument("--nli", help="an NLI model folder: also score by entailment (slow: 77 pairs a text)")
-    parser.add_argument("--limit", type=int, help="rows per intent in train and test (quick checks)")
+    parser.add_argument("--limit", type=positive_int, help="rows per intent in train and test (quick checks)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
+    require_data(DATA / "categories.json", "BANKING77 (its categories.json)")
 
     intents = json.loads((DATA / "categories.json").read_text(encoding="utf-8"))
     sets, hand = label_sets(intents)
@@ -157,8 +159,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{scorer}: writing 10 descriptions: {gain:+.2f} points on those intents' test rows, "
             f"{100 * (manual['all'] - auto['all']):+.2f} overall"
         )
-    if args.json:
-        atomic_write_json(args.json, results)
+    if args.json:  # with the settings: a --limit quick check looked like the full run
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "json"}
+        atomic_write_json(args.json, {"settings": settings, **results})
     return results
 
 

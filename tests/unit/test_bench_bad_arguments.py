@@ -219,3 +219,114 @@ def test_export_exits_with_one_line_for_a_missing_run(tmp_path, monkeypatch):
         bench.main()
     message = _one_line(exc)
     assert message.startswith("error: ") and str(missing) in message
+
+
+# ------------------------------------------- 7. counts of 0, missing data, unknown names (2026-12-07)
+@pytest.mark.parametrize(
+    ("stem", "argv", "said"),
+    [
+        ("train_throughput", ["--samples", "0"], "argument --samples: 0 must be 1 or more"),
+        ("zeroshot", ["--limit", "0"], "argument --limit: 0 must be 1 or more"),
+        ("chnsenticorp", ["--limit", "-5"], "argument --limit: -5 must be 1 or more"),
+        ("export", ["--run", "r", "--rounds", "0"], "argument --rounds: 0 must be 1 or more"),
+        ("export", ["--run", "r", "--heads", "1.5"], "--heads 1.5: give a fraction between 0 and 1"),
+        ("train_levers", ["--samples", "64"], "--samples 64: the first two batches of 32 are warm-up"),
+        ("train_throughput", ["--method", "nosuch"], "--method: method 'nosuch' is not known"),
+    ],
+    ids=["samples-0", "limit-0", "limit-negative", "rounds-0", "heads", "levers-samples", "method"],
+)
+def test_a_count_or_name_that_cannot_work_is_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stem: str, argv: list[str], said: str
+) -> None:
+    """``--samples 0`` timed one batch and printed a ratio, ``--limit 0`` meant no limit (the full
+    run), ``--rounds 0``, ``--samples 64`` and ``--method nosuch`` ended in tracebacks, and
+    ``--heads 1.5`` was refused only after the first export had run."""
+    bench = _load(stem)
+    monkeypatch.setattr(sys, "argv", [f"{stem}.py", *argv])
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err.splitlines()[-1] and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("stem", ["continual", "multi_adapter", "train_data_share", "zeroshot"])
+def test_a_missing_dataset_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stem: str
+) -> None:
+    """Without ../shared/data these four ended in a pandas or open() traceback."""
+    bench = _load(stem)
+    missing = tmp_path / "no-data"
+    monkeypatch.setattr(bench, "DATA", missing / "train.csv" if stem == "train_data_share" else missing)
+    argv = {"continual": ["--out", str(tmp_path / "c")], "multi_adapter": ["--work", str(tmp_path / "w")]}
+    monkeypatch.setattr(sys, "argv", [f"{stem}.py", *argv.get(stem, [])])
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    message = _one_line(exc)
+    assert " not found at " in message and str(missing) in message, message
+
+
+def test_train_peers_refuses_an_unknown_method_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--methods fulll`` ended in the child's KeyError traceback."""
+    bench = _load("train_peers")
+    monkeypatch.setattr(sys, "argv", ["train_peers.py", "--methods", "fulll"])
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    assert _one_line(exc) == "--methods: fulll not measured here; give some of full,lora"
+
+
+def test_monitor_detector_dev_refuses_another_scripts_json_as_its_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """monitor_stream.py's --json given as --rows failed with KeyError: 'seeds'."""
+    bench = _load("monitor_detector_dev")
+    other = tmp_path / "ms.json"
+    other.write_text('{"detection": []}', encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--rows", str(other)])
+    assert exc.value.code == 2
+    assert "not a file this script's --json wrote (it has seeds and rows)" in capsys.readouterr().err
+
+
+def test_conll2003_keeps_its_cut_files_beside_the_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --limit the first-N files went into a temporary folder, gone after training: the run's
+    config named files that no longer existed, and export's parity check could not read them."""
+    bench = _load("conll2003")
+    data = tmp_path / "conll"
+    data.mkdir()
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (data / name).write_text("EU B-ORG\nrejects O\n\nPeter B-PER\nwent O\n", encoding="utf-8")
+    given: dict[str, Any] = {}
+
+    def train(model: str, files: dict[str, Path], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        given.update(files)
+        raise SystemExit(0)  # stop before any training or report
+
+    monkeypatch.setattr(bench, "train", train)
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["conll2003.py", "--data", str(data), "--limit", "1", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert all(Path(f).is_file() and Path(f).parent == out / "conll2003-first-1" for f in given.values())
+    assert (out / "conll2003-first-1" / "test.txt").read_text(encoding="utf-8") == "EU B-ORG\nrejects O\n"
+
+
+def test_continual_names_its_results_by_tag_and_says_what_produced_them(tmp_path: Path) -> None:
+    """A --set/--tag run replaced the plain run's results.json and did not say what it changed."""
+    import argparse
+
+    bench = _load("continual")
+    args = argparse.Namespace(
+        set=["train.batch_size=16"], tag="-b16", model=None, rehearsal=[20], distill=[0.3]
+    )
+    assert bench.results_path(tmp_path, "") == tmp_path / "results.json"
+    assert bench.results_path(tmp_path, "-b16") == tmp_path / "results-b16.json"
+    assert bench.settings_of(args) == {
+        "set": ["train.batch_size=16"],
+        "tag": "-b16",
+        "model": None,
+        "rehearsal": [20],
+        "distill": [0.3],
+    }

@@ -41,7 +41,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, learning_rate: float) ->
         # Standard BERT recipe: decaying biases and LayerNorm gains only hurts.
         decays = not (param.ndim < 2 or "LayerNorm" in name)
         groups.setdefault((is_head, decays), []).append(param)
-    # One fused kernel per step instead of torch's default multi-tensor loop: faster on CPU (README,
+    # One fused kernel per step instead of torch's default on CPU, a loop over the tensors: faster (README,
     # "Training speed"), and what Hugging Face Trainer uses by default. Only float tensors on CPU or
     # CUDA have the fused kernel.
     params = [p for group in groups.values() for p in group]

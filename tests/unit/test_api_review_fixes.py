@@ -279,18 +279,39 @@ def test_a_run_file_name_the_locale_cannot_hold_does_not_stop_reading_another_fi
 def test_a_predictions_file_read_for_its_labels_is_refused_naming_the_given_labels(tmp_path: Path) -> None:
     """``predict --output`` renames the input's ``label`` to ``label_input`` and writes its own
     prediction as ``label``: ``eval`` of that file scored the model against its own predictions
-    (100% for a 67% model) and ``train --from`` trained on its guesses, without a word."""
+    (100% for a 67% model) and ``train --from`` trained on its guesses, without a word. A re-scored
+    file's real labels stay ``label_input`` (the earlier prediction is ``label_input_input``), and a
+    file predicted from texts alone has no labels given at all."""
     import tunelab
 
+    head = "text,row,top_1_label,top_1_score"
     path = tmp_path / "pred.csv"
-    path.write_text("text,label_input,label,score\na,x,y,0.9\nb,y,y,0.8\n", encoding="utf-8")
+    path.write_text(
+        f"{head},label_input,label,score\na,1,y,0.9,x,y,0.9\nb,2,y,0.8,y,y,0.8\n", encoding="utf-8"
+    )
     said = r"a predictions file \(tunelab predict --output\): its 'label' column .* "
     said += r"data\.label_column=label_input"
     with pytest.raises(DataError, match=said):
         tunelab.read_labelled(path)
-    read = tunelab.read_labelled(path, label_column="label_input")  # the labels it was given
-    assert read.labels == ["x", "y"]
+    assert tunelab.read_labelled(path, label_column="label_input").labels == ["x", "y"]
+    again = tmp_path / "pred2.csv"  # predict --input pred.csv: the earlier prediction is label_input_input
+    again.write_text(
+        f"{head},label_input,label_input_input,label,score\na,1,y,0.9,x,y,y,0.9\n", encoding="utf-8"
+    )
+    with pytest.raises(DataError, match=r"data\.label_column=label_input to read those$"):
+        tunelab.read_labelled(again)
+    assert tunelab.read_labelled(again, label_column="label_input").labels == ["x"]  # the real ones
+    texts_only = tmp_path / "pred3.jsonl"  # predicted from texts alone: no labels given
+    texts_only.write_text('{"text": "a", "top_k": [], "label": "y", "score": 0.9}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"it holds no labels you gave \(its input had no label column\)"):
+        tunelab.read_labelled(texts_only)
     multi = tmp_path / "pred-multi.csv"
-    multi.write_text('text,labels_input,labels,scores\na,"[""x""]","[""y""]",[0.9]\n', encoding="utf-8")
+    multi.write_text(
+        'text,top_1_label,top_1_score,labels_input,labels,scores,label,score\na,y,0.9,"[""x""]","[""y""]",[0.9],y,0.9\n',
+        encoding="utf-8",
+    )
     with pytest.raises(DataError, match=r"data\.label_column=labels_input"):
         tunelab.read_labelled(multi, label_column="labels", multi_label=True)
+    plain = tmp_path / "scored.csv"  # a dataset with a score column of its own is no predictions file
+    plain.write_text("text,label,score\na,x,3\n", encoding="utf-8")
+    assert tunelab.read_labelled(plain).labels == ["x"]

@@ -46,26 +46,34 @@ class Extracted:
     notes: list[str] = field(default_factory=list)
 
 
-# What tunelab predict --output writes beside its label column (single- and multi-label, top-k
-# flattened as top_1_label, ...): with the input's own label column renamed <name>_input, a file
-# that has them all is a predictions file.
-_PREDICTION_FIELDS = ("score", "scores", "top_k", "top_1_label")
+# What tunelab predict --output writes: its own label(s) under these names, and the top-k (flattened
+# as top_1_label, ... in CSV and Parquet) in every file; an input column of the same name is kept
+# as <name>_input, the first re-scoring's as <name>_input_input, and so on.
+_PREDICTED = ("label", "labels")
+_TOP_K = ("top_k", "top_1_label")
 
 
 def _refuse_predictions_as_gold(df: pd.DataFrame, label_column: str, source: str) -> None:
-    """Raise ``DataError`` when ``df`` is a ``predict --output`` file read for its labels.
+    """Raise ``DataError`` when ``label_column`` of ``df`` is a ``predict --output`` file's prediction.
 
-    Its ``label`` column is what the model predicted, and the labels it was given are in
-    ``label_input``: ``eval`` of it scored the model against its own predictions (100% for a
-    67% model) and ``train --from`` trained on its guesses, without a word.
+    ``eval`` of such a file scored the model against its own predictions (100% for a 67% model) and
+    ``train --from`` trained on its guesses, without a word. The labels it was given, where the
+    input had some, are its shortest ``<name>_input`` column (a re-scored file's longer ones are
+    earlier predictions), which is read as any column.
     """
+    if label_column not in _PREDICTED or not any(marker in df.columns for marker in _TOP_K):
+        return
     given = f"{label_column}_input"
-    if given in df.columns and any(field in df.columns for field in _PREDICTION_FIELDS):
-        raise DataError(
-            f"{source}: a predictions file (tunelab predict --output): its {label_column!r} column holds "
-            f"the model's predictions and {given!r} the labels it was given; set "
-            f"data.label_column={given} to read those"
-        )
+    advice = (
+        f"{given!r} the labels it was given: set data.label_column={given} to read those"
+        if given in df.columns
+        else "it holds no labels you gave (its input had no label column): evaluate or train on a "
+        "labelled file"
+    )
+    raise DataError(
+        f"{source}: a predictions file (tunelab predict --output): its {label_column!r} column holds "
+        f"the model's predictions and {advice}"
+    )
 
 
 def extract(

@@ -373,12 +373,7 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bo
         if not isinstance(text, str):
             raise DataError(f'{p} line {lineno}: needs a "text" string; expected {example}')
         _check_unicode(text, "text", p, lineno)
-        key = "spans"
-        if "spans" not in record and _predicted_entities(record.get("entities")):
-            # what tunelab predict --output writes ({"text", "label", "start", "end", "score"} each):
-            # fed back to eval or train it was refused as another tool's key, to be renamed by hand
-            key = "entities"
-        elif "spans" not in record:
+        if "spans" not in record:
             # entities kept under another name (doccano's "label", CLUENER's "label" dict, "entities")
             # were read as no entity at all: dev F1 0 without a word
             other = [k for k in _OTHER_ENTITY_KEYS if k in record]
@@ -387,7 +382,7 @@ def read_jsonl_spans(path: str | Path, *, encoding: str = "utf-8", gold_cuts: bo
                     f'{p} line {lineno}: entities under "{other[0]}", but this reader takes "spans": '
                     f"{example}; rename the key and give each entity as start, end (exclusive) and label"
                 )
-        spans = record.get(key)
+        spans = record.get("spans")
         if spans is None:  # null: no entities, as a left-out key (a DataFrame row without any)
             spans = []
         if not isinstance(spans, list):
@@ -648,14 +643,6 @@ def _string_list(record: dict[str, Any], key: str, path: Path, lineno: int) -> l
             '{"tokens": [...], "tags": [...]}'
         )
     return value
-
-
-def _predicted_entities(value: Any) -> bool:
-    """Whether ``value`` is a list of entities as tunelab's predict writes them (each an object with
-    ``start``, ``end`` and ``label``; ``text`` and ``score`` beside them are ignored), empty included."""
-    return isinstance(value, list) and all(
-        isinstance(e, dict) and {"start", "end", "label"} <= set(e) for e in value
-    )
 
 
 def _spans(spans: list[Any], text: str, path: Path, lineno: int) -> Iterator[tuple[int, int, str]]:

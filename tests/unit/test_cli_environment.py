@@ -117,3 +117,17 @@ def test_predictions_printed_as_text_are_still_refused_under_an_ascii_stdout(
     with ascii_stdout:
         assert main(argv) == 2
     assert "cannot show the text" in capsys.readouterr().err
+
+
+def test_summary_lines_are_escaped_under_a_c_locales_stdout_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under LC_ALL=C with PYTHONUTF8=0 stdout is ASCII with errors=surrogateescape, which the escaping
+    left alone: `app support tune` wrote bot.yaml, then exited 2 printing a label; restored after."""
+    from tunelab.cli.streams import escaping_stdout
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="surrogateescape", write_through=True)
+    monkeypatch.setattr(sys, "stdout", stream)
+    with escaping_stdout(True):
+        print("météo")
+    assert raw.getvalue() == b"m\\xe9t\\xe9o\n" and stream.errors == "surrogateescape"
+    stream.detach()

@@ -271,3 +271,25 @@ def test_a_merged_runs_config_is_refused_as_a_run_file_naming_the_adapter_run(
     assert not (merged.parent / "again").exists() and not (merged.parent / "again.partial").exists()
     assert main(["validate", str(config)]) == 2
     assert said in capsys.readouterr().err
+
+
+def test_continuing_a_merged_or_adapter_run_does_not_inherit_the_adapters_learning_rate(
+    trained: Any, labelled_csvs: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``train --from`` a merged LoRA run (or the LoRA run itself, continued as full) kept its
+    train.learning_rate, set for the adapter: the whole model was fine-tuned at LoRA's rate
+    without a word. Given again on the command, it is used."""
+    from tunelab.train.continual import continued_config
+
+    run = trained("lora")
+    lora_rate = json.loads((run / "config.json").read_text(encoding="utf-8"))["train"]["learning_rate"]
+    assert lora_rate is not None  # the tiny runs set one: the case this is about
+    merged = tunelab.merge(run).path
+    new = [f"data.train={labelled_csvs[0]}"]
+    for source in (merged, run):
+        with caplog.at_level("WARNING", logger="tunelab.train.continual"):
+            cfg = continued_config(source, new)
+        assert cfg.method.name == "full" and cfg.train.learning_rate is None, source
+        assert f"its train.learning_rate={lora_rate} was set for lora" in caplog.text
+        caplog.clear()
+        assert continued_config(source, [*new, "train.learning_rate=3e-5"]).train.learning_rate == 3e-5

@@ -311,4 +311,4 @@ def test_a_reason_tells_a_confidence_from_a_threshold_it_is_just_under() -> None
     assert told_apart(0.0129, 0.012988) == ("0.0129", "0.0130")
     assert told_apart(0.93, 0.9) == ("0.93", "0.90")  # two places where they tell them apart
     assert told_apart(0.5, 0.5) == ("0.50", "0.50")
-    assert told_apart(0.1234567, 0.12345671) == ("0.123457", "0.123457")  # at most six places
+    assert told_apart(0.129999999, 0.13) == ("0.129999999", "0.13")  # past six places: every digit

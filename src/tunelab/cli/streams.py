@@ -53,20 +53,23 @@ def escaping_stdout(summary: bool) -> Iterator[None]:
     from tunelab.atomic import is_utf8_codec
 
     stream = sys.stdout
+    # strict, or surrogateescape: what Python gives stdout under a C/POSIX locale (LC_ALL=C with
+    # PYTHONUTF8=0), where `app support tune` wrote bot.yaml and then exited 2
     if (
         not summary
         or not isinstance(stream, io.TextIOWrapper)
         or is_utf8_codec(stream.encoding)
-        or stream.errors != "strict"
+        or stream.errors not in ("strict", "surrogateescape")
     ):
         yield
         return
+    before = stream.errors
     stream.reconfigure(errors="backslashreplace")
     try:
         yield
     finally:
         with contextlib.suppress(Exception):  # a reader gone: main() handles the closed pipe
-            stream.reconfigure(errors="strict")
+            stream.reconfigure(errors=before)
 
 
 def json_ascii() -> bool:

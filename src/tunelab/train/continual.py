@@ -87,11 +87,15 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     # The folder found, absolute: a later --resume from another directory still finds it.
     raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(Path(run.root).resolve())}
     raw["name"] = None
+    # The method RUN's learning rate was set for, when this run trains another way: a merged
+    # adapter run (its config says full) or an adapter run continued as full, below.
+    adapter = (summary.get("merged_from") or {}).get("method") if isinstance(summary, dict) else None
     if _renames_method(raw.get("method"), overrides or []):
         # RUN's method options (a LoRA run's r=16) belong to its method: under the new one
         # (method=full, as the adapter refusal advises) they would be unknown options.
         raw["method"] = {"name": _method_name(raw.get("method"))}
     elif not _names_method(overrides or []) and _is_adapter(raw.get("method")):
+        adapter = _method_name(raw.get("method"))
         # A LoRA (IA3, ...) RUN is merged and continued as one plain model, which trains `full`, as
         # the README says: inheriting method=lora, the plain command was refused ("use method=full").
         logger.info(
@@ -100,6 +104,22 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
             _method_name(raw.get("method")),
         )
         raw["method"] = {"name": "full"}
+    train_section = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    if (
+        isinstance(adapter, str)
+        and train_section.get("learning_rate") is not None
+        and not _names_key(overrides or [], "train.learning_rate")
+        and not _names_key(overrides or [], "train")
+    ):
+        # A LoRA run's 1e-3 fine-tuned the whole merged model at 20x full's rate, without a word.
+        logger.warning(
+            "--from %s: its train.learning_rate=%s was set for %s; the whole model is trained now, at "
+            "full's default rate unless train.learning_rate is given",
+            run.root,
+            train_section["learning_rate"],
+            adapter,
+        )
+        raw["train"] = {**train_section, "learning_rate": None}
     output_dir = Path(os.path.expanduser(str(raw.get("output_dir") or "runs")))
     if not output_dir.is_absolute() and not _names_key(overrides or [], "output_dir"):
         # Beside RUN, as the README says: RUN's relative output_dir resolved against this directory

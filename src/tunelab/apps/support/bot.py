@@ -52,7 +52,8 @@ _RANK = {"handoff": 0, "knowledge": 1, "answer": 2}
 
 
 def told_apart(value: float, limit: float) -> tuple[str, str]:
-    """``value`` and ``limit`` with two decimals, or as many more (up to six) as tell them apart.
+    """``value`` and ``limit`` with two decimals, or as many more (up to six) as tell them apart, else
+    with twelve significant digits.
 
     A hand-off's reason read "intent X at 0.01 below 0.01" for 0.0129 under a tuned 0.012988, where
     the API showed the confidence to four places.
@@ -60,8 +61,9 @@ def told_apart(value: float, limit: float) -> tuple[str, str]:
     for places in range(2, 7):
         shown, limit_shown = f"{value:.{places}f}", f"{limit:.{places}f}"
         if shown != limit_shown or value == limit:
-            break
-    return shown, limit_shown
+            return shown, limit_shown
+    # still the same at six places ("0.130000 below 0.130000"): every digit a float holds
+    return f"{value:.12g}", f"{limit:.12g}"
 
 
 @dataclass(frozen=True)

@@ -293,3 +293,5 @@ def test_continuing_a_merged_or_adapter_run_does_not_inherit_the_adapters_learni
         assert f"its train.learning_rate={lora_rate} was set for lora" in caplog.text
         caplog.clear()
         assert continued_config(source, [*new, "train.learning_rate=3e-5"]).train.learning_rate == 3e-5
+    # method=full named on the command: the same; the LoRA rate stays where LoRA trains again
+    assert continued_config(run, [*new, "method=full"]).train.learning_rate is None

@@ -87,15 +87,16 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
     # The folder found, absolute: a later --resume from another directory still finds it.
     raw["continual"] = {**(raw.get("continual") or {}), "from_run": str(Path(run.root).resolve())}
     raw["name"] = None
-    # The method RUN's learning rate was set for, when this run trains another way: a merged
-    # adapter run (its config says full) or an adapter run continued as full, below.
-    adapter = (summary.get("merged_from") or {}).get("method") if isinstance(summary, dict) else None
+    # The adapter RUN's learning rate was set for: a merged run's (its config says full), or RUN's own
+    merged = (summary.get("merged_from") or {}).get("method") if isinstance(summary, dict) else None
+    adapter = merged if isinstance(merged, str) else None
+    if adapter is None and _is_adapter(raw.get("method")):
+        adapter = _method_name(raw.get("method"))
     if _renames_method(raw.get("method"), overrides or []):
         # RUN's method options (a LoRA run's r=16) belong to its method: under the new one
         # (method=full, as the adapter refusal advises) they would be unknown options.
         raw["method"] = {"name": _method_name(raw.get("method"))}
     elif not _names_method(overrides or []) and _is_adapter(raw.get("method")):
-        adapter = _method_name(raw.get("method"))
         # A LoRA (IA3, ...) RUN is merged and continued as one plain model, which trains `full`, as
         # the README says: inheriting method=lora, the plain command was refused ("use method=full").
         logger.info(
@@ -104,22 +105,6 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
             _method_name(raw.get("method")),
         )
         raw["method"] = {"name": "full"}
-    train_section = raw.get("train") if isinstance(raw.get("train"), dict) else {}
-    if (
-        isinstance(adapter, str)
-        and train_section.get("learning_rate") is not None
-        and not _names_key(overrides or [], "train.learning_rate")
-        and not _names_key(overrides or [], "train")
-    ):
-        # A LoRA run's 1e-3 fine-tuned the whole merged model at 20x full's rate, without a word.
-        logger.warning(
-            "--from %s: its train.learning_rate=%s was set for %s; the whole model is trained now, at "
-            "full's default rate unless train.learning_rate is given",
-            run.root,
-            train_section["learning_rate"],
-            adapter,
-        )
-        raw["train"] = {**train_section, "learning_rate": None}
     output_dir = Path(os.path.expanduser(str(raw.get("output_dir") or "runs")))
     if not output_dir.is_absolute() and not _names_key(overrides or [], "output_dir"):
         # Beside RUN, as the README says: RUN's relative output_dir resolved against this directory
@@ -142,9 +127,39 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         raw["continual"] = {**continual, "rehearsal_total": None}
     for item in overrides or []:
         apply_override(raw, item)
+    _drop_the_adapters_learning_rate(raw, adapter, overrides or [], run.root)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), _named(run.root).name)
     return with_previous_labels(RunConfig.from_dict(raw))
+
+
+def _drop_the_adapters_learning_rate(
+    raw: dict[str, Any], adapter: str | None, overrides: list[str], root: Path
+) -> None:
+    """Leave out RUN's ``train.learning_rate`` when it was set for ``adapter`` and this run trains with
+    another method (a merged or adapter RUN continued as ``full``), unless the command gives one.
+
+    A LoRA run's 1e-3 fine-tuned the whole model at 20x full's rate, without a word.
+    """
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    now = _method_name(raw.get("method"))
+    if (
+        adapter is None
+        or now == adapter
+        or train.get("learning_rate") is None
+        or _names_key(overrides, "train.learning_rate")
+        or _names_key(overrides, "train")
+    ):
+        return
+    logger.warning(
+        "--from %s: its train.learning_rate=%s was set for %s; method %s trains at its own default "
+        "rate unless train.learning_rate is given",
+        root,
+        train["learning_rate"],
+        adapter,
+        now,
+    )
+    raw["train"] = {**train, "learning_rate": None}
 
 
 def _base_found(config: RunConfig, summary: dict[str, Any]) -> str | None:

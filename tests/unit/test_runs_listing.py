@@ -227,3 +227,21 @@ def test_a_score_from_dev_is_marked_and_one_from_test_is_not(
     assert cell("tested", "macro F1") == "77.00%"
     assert cell("ner", "entity F1") == "50.00% (dev)"
     assert cell("toy", "score") == "toy_acc 50.00% (dev)"
+
+
+def test_a_merged_run_shows_what_was_merged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A merged run's method showed as plain "full", read as a run trained that way."""
+    root = tmp_path / "runs"
+    merged = {
+        **FINISHED,
+        "name": "lora-merged",
+        "method": "full",
+        "merged_from": {"run": "runs/lora", "method": "lora"},
+    }
+    _write(root / "lora-merged", run=merged, config={"data": {"train": "data/tickets.csv"}})
+    _write(root / "tickets", run=FINISHED, config={"data": {"train": "data/tickets.csv"}})
+    assert main(["runs", "--dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "full (merged lora)" in out
+    plain = next(line for line in out.splitlines() if line.startswith("tickets "))
+    assert plain.split()[3] == FINISHED["method"]  # a run not merged shows its method as before

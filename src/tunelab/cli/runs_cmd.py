@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 s.get("model"),
                 f"ensemble of {len(members)} runs"
                 if info.kind == "ensemble" and isinstance(members, list)
-                else s.get("method"),
+                else _method_shown(s),
                 info.format or "?",
                 _dict(info.data).get("train"),
                 pct(dev.get("accuracy")),
@@ -80,6 +80,14 @@ def run(args: argparse.Namespace) -> int:
             rows = [[*row[:at], *row[at + 1 :]] for row in rows]
     print(table(headers, rows))
     return 0
+
+
+def _method_shown(summary: dict) -> object:
+    """The run's method; a merged run's says what was merged (``full (merged lora)``): shown as
+    plain ``full`` it read as a run trained that way, which it was not."""
+    merged = _dict(summary.get("merged_from")).get("method")
+    method = summary.get("method")
+    return f"{method} (merged {merged})" if isinstance(merged, str) and merged else method
 
 
 def _test_or_dev(test: dict, dev: dict, key: str) -> str:

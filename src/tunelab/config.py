@@ -920,8 +920,8 @@ def coerce_types(
                 out[key] = int(value)
             elif isinstance(value, str) and _whole_number(value) is not None:
                 out[key] = _whole_number(value)
-            elif isinstance(value, str) and _whole_in_exponent_form(value) is not None:
-                out[key] = _whole_in_exponent_form(value)  # 1e3 (YAML 1.1 keeps it as text)
+            elif isinstance(value, str) and (whole := _whole_in_exponent_form(value)) is not None:
+                out[key] = whole  # 1e3 (YAML 1.1 keeps it as text)
             elif not isinstance(value, int):
                 problems[key] = f"{section}.{key}={value!r} (use a whole number)"
         elif kind == "float":

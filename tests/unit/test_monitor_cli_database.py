@@ -7,27 +7,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from test_monitor_lease import classifier  # its stand-in sentiment model
 
-from tunelab.apps.monitor import Classifier, open_monitor_store
+from tunelab.apps.monitor import open_monitor_store
 from tunelab.cli.main import main
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-class FakeSentiment:
-    labels = SimpleNamespace(names=["negative", "neutral", "positive"])
-    task_name = "single_label"
-
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-        return [{"label": "negative" if "falls" in t else "positive", "score": 0.9} for t in texts]
-
-
-def classifier(*args: Any, **kwargs: Any) -> Classifier:
-    return Classifier(FakeSentiment())
 
 
 @pytest.fixture(autouse=True)

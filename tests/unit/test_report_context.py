@@ -197,7 +197,29 @@ def test_single_label_mistakes_are_the_wrong_rows_most_confident_first() -> None
 def test_pair_mistakes_show_both_texts() -> None:
     logits = np.log(np.array([[0.1, 0.9]]))
     found = classification_mistakes(logits, [0], ["no", "yes"], ["q"], ["a"], multi=False, threshold=0.5)
-    assert found.rows[0].text == "q ⟂ a"
+    assert (found.rows[0].text, found.rows[0].pair, found.rows[0].shown()) == ("q", "a", "q ⟂ a")
+
+
+def test_a_pair_runs_mistakes_csv_keeps_the_two_texts_in_two_columns(tmp_path: Path) -> None:
+    """A pair run's ``mistakes.csv`` joined both texts into one cell ("q ⟂ a"): relabelled and fed
+    back (the relabel-the-mistakes workflow) it could not be read as pairs at all."""
+    from tunelab.config import DataConfig
+    from tunelab.data.labelled import read_labelled_table
+    from tunelab.data.labels import LabelMap
+    from tunelab.evaluate.mistakes import write_csv
+
+    logits = np.log(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]))
+    found = classification_mistakes(
+        logits, [0, 1, 1], ["no", "yes"], ["q1", "q2", "q3"], ["a1", "=a2", "a3"], multi=False, threshold=0.5
+    )
+    path = write_csv(tmp_path / "mistakes.csv", found)
+    assert path.read_text().splitlines()[0] == "text,text_pair,gold,predicted,confidence"
+    cfg = DataConfig(text_column="text", text_pair_column="text_pair", label_column="gold")
+    read = read_labelled_table(path, cfg, LabelMap(["no", "yes"]), label_kind="one")
+    assert sorted(zip(read.texts, read.text_pairs, read.labels, strict=True)) == [
+        ("q1", "a1", 0),
+        ("q2", "'=a2", 1),  # made inert for spreadsheets, as any cell
+    ]
 
 
 def test_multi_label_mistakes_rank_by_the_surest_wrong_decision() -> None:

@@ -28,17 +28,24 @@ class Mistake:
     """One wrong prediction.
 
     Attributes:
-        text: the input as a person reads it (a text, ``text ⟂ pair``, a sentence).
+        text: the input as a person reads it (a text, a sentence); a pair's first text.
         gold: what it should have been (a label, a JSON list of labels, entities).
         predicted: what the model said, in the same form.
         confidence: how sure the model was of what it got wrong, 0..1 (the task's
             ``Mistakes.confidence`` says how it is measured).
+        pair: a pair's second text, None for one text. Kept apart from ``text``: joined into one
+            cell, a relabelled ``mistakes.csv`` could not be read back as pairs.
     """
 
     text: str
     gold: str
     predicted: str
     confidence: float
+    pair: str | None = None
+
+    def shown(self) -> str:
+        """The input on one line as the report shows it (``text ⟂ pair`` for a pair)."""
+        return self.text if self.pair is None else f"{self.text} ⟂ {self.pair}"
 
 
 @dataclass(frozen=True)
@@ -70,17 +77,20 @@ def short(text: str, limit: int = _CELL) -> str:
 
 
 def write_csv(path: Path, mistakes: Mistakes) -> Path:
-    """Every mistake as CSV (``text,gold,predicted,confidence``), written atomically.
+    """Every mistake as CSV (``text,gold,predicted,confidence``; ``text,text_pair,...`` for pairs),
+    written atomically.
 
     A cell starting with ``=``, ``+``, ``-`` or ``@`` gets a leading ``'``: a spreadsheet opening the
     file ran a text such as ``=HYPERLINK(...)`` as a formula (OWASP's CSV injection advice). A plain
     number (``-1``, ``+2.5``, ``-1e3``) is left as it is: a spreadsheet reads it as a number, and
     numeric labels came back as ``'-1``.
     """
-    rows = [[mistakes.example, "gold", "predicted", "confidence"]]
-    rows += [
-        [_inert(m.text), _inert(m.gold), _inert(m.predicted), f"{m.confidence:.4f}"] for m in mistakes.rows
-    ]
+    paired = any(m.pair is not None for m in mistakes.rows)
+    inputs = [mistakes.example, f"{mistakes.example}_pair"] if paired else [mistakes.example]
+    rows = [[*inputs, "gold", "predicted", "confidence"]]
+    for m in mistakes.rows:
+        texts = [_inert(m.text), _inert(m.pair or "")] if paired else [_inert(m.text)]
+        rows.append([*texts, _inert(m.gold), _inert(m.predicted), f"{m.confidence:.4f}"])
     buffer = io.StringIO()
     # "\r\n" where a text holds a "\r": with "\n" it was written bare and split its row (csv_lines)
     csv.writer(buffer, lineterminator=line_end(cell for row in rows for cell in row)).writerows(rows)

@@ -143,7 +143,7 @@ def mistake_section(context: ReportContext, out_dir: Path | None) -> Section | N
     if len(found.rows) > len(shown):
         lead += f" (the {len(shown)} surest are shown; all of them are in {MISTAKES_CSV})"
     lead += f". Confidence: {found.confidence}."
-    rows = [[short(m.text), short(m.gold), short(m.predicted), f"{m.confidence:.3f}"] for m in shown]
+    rows = [[short(m.shown()), short(m.gold), short(m.predicted), f"{m.confidence:.3f}"] for m in shown]
     table = Table([found.example.capitalize(), "Gold", "Predicted", "Confidence"], rows, frozenset({3}))
     return Section("Most confident mistakes", [Text(lead), table])
 

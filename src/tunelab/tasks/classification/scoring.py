@@ -100,7 +100,7 @@ def mistakes(
     from tunelab.evaluate.metrics import multi_hot
     from tunelab.evaluate.mistakes import Mistake, Mistakes
 
-    shown = texts if pairs is None else [f"{t} ⟂ {p}" for t, p in zip(texts, pairs, strict=True)]
+    second = pairs if pairs is not None else [None] * len(texts)
     rows: list[Mistake] = []
     if multi:
         probs = sigmoid(logits)
@@ -116,15 +116,19 @@ def mistakes(
 
         for i in np.flatnonzero(wrong.any(axis=1)):
             sure = np.where(pred[i], probs[i], 1.0 - probs[i])[wrong[i]].max()
-            rows.append(Mistake(shown[i], names(gold[i]), names(pred[i]), float(sure)))
+            rows.append(Mistake(texts[i], names(gold[i]), names(pred[i]), float(sure), second[i]))
         what = "the surest wrong decision: p of a label given wrongly, 1 - p of one left out"
-        return Mistakes.sorted(rows, total=len(shown), confidence=what)
+        return Mistakes.sorted(rows, total=len(texts), confidence=what)
     probs = softmax(logits)
     predicted = probs.argmax(axis=1)
     for i in np.flatnonzero(predicted != np.asarray(labels, dtype=np.int64)):
         rows.append(
             Mistake(
-                shown[i], label_names[labels[i]], label_names[predicted[i]], float(probs[i, predicted[i]])
+                texts[i],
+                label_names[labels[i]],
+                label_names[predicted[i]],
+                float(probs[i, predicted[i]]),
+                second[i],
             )
         )
-    return Mistakes.sorted(rows, total=len(shown))
+    return Mistakes.sorted(rows, total=len(texts))

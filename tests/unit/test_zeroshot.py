@@ -102,6 +102,25 @@ def test_a_missing_label_file_says_what_to_write(tmp_path: Path) -> None:
         read_label_descriptions(tmp_path / "nope.yaml")
 
 
+def test_a_trained_runs_labels_json_gives_its_label_names(tmp_path: Path) -> None:
+    """The folder's message pointed at the run's labels.json, which was then read as a label named
+    ``labels`` whose description was a list ("the description must be text")."""
+    from tunelab.data.labels import LabelMap
+
+    run = tmp_path / "run"
+    run.mkdir()
+    LabelMap(["card_arrival", "top_up_failed"], task="single_label").save(run / "labels.json")
+    with pytest.raises(ConfigError, match=re.escape(f"give the label file (this run's own labels: {run}")):
+        read_label_descriptions(run)
+    assert read_label_descriptions(run / "labels.json") == {
+        "card_arrival": "card arrival",
+        "top_up_failed": "top up failed",
+    }
+    LabelMap(["O", "B-ORG", "I-ORG"], task="token_classification").save(run / "labels.json")
+    with pytest.raises(ConfigError, match="token_classification run's tags"):
+        read_label_descriptions(run / "labels.json")
+
+
 def test_embedding_logits_are_scaled_cosines_of_the_encoders_own_embeddings(tiny_bert: Path) -> None:
     from tunelab.embeddings import embed
 

@@ -128,7 +128,9 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
     except OSError as exc:  # a name over 255 bytes (ENAMETOOLONG) was "unexpected OSError"
         raise ConfigError(unusable_path(p, exc)) from None
     if folder:
-        raise ConfigError(f"{p}: a folder, not a file; give the label file inside it")
+        inside = p / "labels.json"
+        own = f" (this run's own labels: {inside})" if inside.is_file() else " inside it"
+        raise ConfigError(f"{p}: a folder, not a file; give the label file{own}")
     if not p.is_file():
         raise ConfigError(f"{p}: label file not found; write one 'label: description' per line ({EXAMPLE})")
     try:
@@ -144,7 +146,30 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
         raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if isinstance(raw, str):
         _refuse_full_width_colon(p, text)
-    return parse_label_descriptions(raw, str(p))
+    return parse_label_descriptions(_a_runs_label_names(raw, p), str(p))
+
+
+def _a_runs_label_names(raw: Any, path: Path) -> Any:
+    """A trained run's ``labels.json`` (``{"task": ..., "labels": [...]}``) as its list of names.
+
+    Read as YAML it was a label ``labels`` whose description was a list ("the description must be
+    text"), the advice the folder's own message led to. No real label file has that shape: a
+    description is text. A run whose task finds spans (NER) has tags, not classes of a text.
+    """
+    if not (isinstance(raw, dict) and set(raw) == {"task", "labels"} and isinstance(raw["labels"], list)):
+        return raw
+    from tunelab.tasks.registry import get_task
+
+    try:
+        output = get_task(str(raw["task"])).output
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if output == "entities":
+        raise ConfigError(
+            f"{path}: a {raw['task']} run's tags (one per word), not classes of a text; write one "
+            f"'label: description' per line ({EXAMPLE})"
+        )
+    return raw["labels"]
 
 
 def unusable_path(path: str | Path, exc: OSError) -> str:

@@ -233,6 +233,26 @@ def test_a_run_without_a_webhook_keeps_its_ended_alerts_from_the_next_webhook(st
     assert drain(store) == [alert("topic:t2", 2, ended=False).id]
 
 
+def test_a_run_without_the_webhook_keeps_the_alerts_the_last_one_was_owed(store, capsys) -> None:
+    """A run with a webhook that was down said its alert "is sent at the next run"; one run without
+    ``webhook:`` in between cleared ``webhook_since``, and the alert was never sent by any webhook."""
+    from tunelab.cli import monitor_cmd
+
+    def down(url, body, headers, timeout):
+        raise OSError("connection refused")
+
+    worker = AlertWebhook([AlertTarget(store, "markets", "http://hooks.example.com/")], post=down, secret="")
+    owed = alert("topic:t1", 1, ended=True)
+    store.save_alerts([owed])
+    asyncio.run(worker.drain())  # down: it waits
+    no_hook = SimpleNamespace(webhook=None, name="markets")
+    with monitor_cmd._delivering(no_hook, SimpleNamespace(store=store), once=True):
+        store.save_alerts([alert("topic:t2", 2, ended=True)])  # this run's own: history
+    assert "markets: 1 alert waits for the webhook this run has none of" in capsys.readouterr().err
+    assert drain(store) == [owed.id]
+    assert store.count_pending_alerts("markets") == 0
+
+
 def test_an_older_store_gets_the_webhook_columns_and_keeps_a_delivering_monitors_backlog(
     tmp_path: Path,
 ) -> None:

@@ -249,7 +249,15 @@ def _delivering(config: Any, monitor: Any, *, once: bool, stop: Any = None) -> I
     ends are then not sent to a webhook configured later (``store.PENDING``).
     """
     if not config.webhook:
-        monitor.store.set_alert_webhook(config.name, False)
+        owed = monitor.store.set_alert_webhook(config.name, False)
+        if owed:
+            print(
+                f"{config.name}: {owed} alert{'s wait' if owed != 1 else ' waits'} for the webhook this "
+                "run has none of (stored while one was configured): the next run with `webhook:` sends "
+                f"{'them' if owed != 1 else 'it'}",
+                file=sys.stderr,
+                flush=True,
+            )
         yield
         return
     import asyncio

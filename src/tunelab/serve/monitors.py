@@ -238,7 +238,14 @@ class MonitorRegistry:
                 if served.webhook is None:
                     # Its alerts stored and ended meanwhile are not for a webhook added later (those
                     # with one are recorded by the AlertWebhook made for them): store.PENDING.
-                    served.monitor.store.set_alert_webhook(served.name, False)
+                    owed = served.monitor.store.set_alert_webhook(served.name, False)
+                    if owed:
+                        log.warning(
+                            "monitor %s: %d alert(s) stored while a webhook was configured wait for "
+                            "one (none is given now): a start with a webhook sends them",
+                            served.name,
+                            owed,
+                        )
         except BaseException:
             for served in reversed(opened):
                 monitor, served.monitor = served.monitor, None

@@ -79,7 +79,8 @@ SCHEMA = (
         observed DOUBLE PRECISION NOT NULL,
         docs TEXT NOT NULL,
         delivered_at {ts},
-        stored_at {ts}
+        stored_at {ts},
+        owed INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS tunelab_monitor_alerts_started"
     " ON tunelab_monitor_alerts (monitor, started_at)",
@@ -110,6 +111,7 @@ ADDED_COLUMNS = (
     ("tunelab_monitors", "webhook_since", "{ts}"),
     ("tunelab_monitor_alerts", "stored_at", "{ts}"),
     ("tunelab_monitors", "began_at", "{ts}"),
+    ("tunelab_monitor_alerts", "owed", "INTEGER"),
 )
 # Run once, when ``webhook_since`` is added to an older store: a monitor one of whose alerts was
 # delivered had a webhook, so its undelivered alerts (stored while it was down) stay its webhook's;

@@ -46,9 +46,10 @@ _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's 32,766 parameters
 # since the monitor's process has had a webhook (``set_alert_webhook``); with none recorded, all of
 # them. An alert stored and ended while no webhook was configured is history, not news: adding a
 # webhook later POSTed weeks of them at once, each as "alert.opened". (An alert from before
-# ``stored_at`` existed is taken as stored when it started.)
+# ``stored_at`` existed is taken as stored when it started.) ``owed``: stored while a webhook was
+# configured and kept for the next one when a process without one cleared ``webhook_since``.
 PENDING = (
-    "delivered_at IS NULL AND (ended_at IS NULL OR {since} IS NULL"
+    "delivered_at IS NULL AND (ended_at IS NULL OR owed = 1 OR {since} IS NULL"
     " OR COALESCE(stored_at, started_at) >= {since})"
 ).format(
     since="(SELECT m.webhook_since FROM tunelab_monitors m WHERE m.name = tunelab_monitor_alerts.monitor)"
@@ -126,13 +127,18 @@ class MonitorTables:
                 [name, self._to_db(datetime.now(UTC))],
             )
 
-    def set_alert_webhook(self, name: str, configured: bool, at: datetime | None = None) -> None:
+    def set_alert_webhook(self, name: str, configured: bool, at: datetime | None = None) -> int:
         """Record whether the process ingesting ``name`` has a webhook (see ``PENDING``).
 
         ``configured``: from ``at`` (default now) on, unless one was recorded already (a restart
         with the webhook keeps the alerts stored while it was down); not: none recorded, so the
-        next webhook starts afresh. Called by ``AlertWebhook`` and by a ``tunelab app monitor
-        run`` or ``tunelab serve --monitor`` without a webhook.
+        next webhook starts afresh with the alerts stored from then on, and those the last one
+        was still owed (``owed``: a run without the webhook in between dropped them, though the
+        run before had said they would be sent by the next). Called by ``AlertWebhook`` and by a
+        ``tunelab app monitor run`` or ``tunelab serve --monitor`` without a webhook.
+
+        Returns:
+            Without one: the ended alerts still owed to a webhook (0 with one).
         """
         with self._transaction() as conn:
             if configured:
@@ -141,8 +147,21 @@ class MonitorTables:
                     "UPDATE tunelab_monitors SET webhook_since = ? WHERE name = ? AND webhook_since IS NULL",
                     [self._to_db(at or datetime.now(UTC)), name],
                 )
-            else:
-                self._exec(conn, "UPDATE tunelab_monitors SET webhook_since = NULL WHERE name = ?", [name])
+                return 0
+            self._exec(
+                conn,
+                f"UPDATE tunelab_monitor_alerts SET owed = 1 WHERE monitor = ? AND ended_at IS NOT NULL"
+                f" AND {PENDING}",
+                [name],
+            )
+            self._exec(conn, "UPDATE tunelab_monitors SET webhook_since = NULL WHERE name = ?", [name])
+            row = self._exec(
+                conn,
+                "SELECT COUNT(*) FROM tunelab_monitor_alerts WHERE monitor = ? AND owed = 1"
+                " AND delivered_at IS NULL",
+                [name],
+            ).fetchone()
+            return int(row[0])
 
     def began(self, name: str) -> datetime | None:
         """The time of the first document monitor ``name`` counted (``save``'s ``began``), or None."""

@@ -168,6 +168,8 @@ def _read_any(p: Path, cfg: DataConfig, fmt: str) -> pd.DataFrame:
         guessed = encoding in ("gb18030", "cp1252", "latin-1")
         level = logging.WARNING if guessed else logging.INFO
         log.log(level, "%s: read as %s (data.encoding=auto)", p, encoding)
+    elif fmt not in ("parquet", "excel"):
+        _refuse_utf8_read_as_single_byte(p, encoding)
     try:
         if fmt == "parquet":
             return _read_parquet(p)
@@ -602,6 +604,43 @@ def _refuse_damaged_utf8(path: Path) -> None:
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+#: Codecs (``codecs.lookup(...).name`` prefixes) reading one byte as one character: every byte
+#: string decodes (or nearly), so a UTF-8 file given one of them is read without an error.
+_SINGLE_BYTE = ("iso8859", "latin", "cp12", "cp4", "cp8", "mac-", "koi8")
+
+
+def _refuse_utf8_read_as_single_byte(path: Path, encoding: str) -> None:
+    """Raise ``DataError`` when a single-byte ``encoding`` (latin-1, cp1252, ...) is named for a file
+    that is UTF-8 with characters beyond ASCII.
+
+    ``data.encoding`` applies to every file of a run: set to cp1252 for an Excel dev file, as its
+    message advised, it read a UTF-8 training file as mojibake (``café`` as ``cafÃ©``) without a
+    word. A real cp1252 or latin-1 text is almost never valid UTF-8 too.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return  # _read_any names the unknown encoding
+    if name.startswith(_SINGLE_BYTE) and _has_non_ascii(path) and _decodes(path, "utf-8"):
+        raise DataError(
+            f"{path}: UTF-8, but data.encoding={encoding} reads its accented characters as others "
+            "(é as Ã©); data.encoding applies to every file of the run: set data.encoding=auto to read "
+            "each in its own encoding"
+        )
+
+
+def _has_non_ascii(path: Path) -> bool:
+    """Whether the file's text holds a byte beyond ASCII (False for an archive not streamed here)."""
+    stream = _open_bytes(path)
+    if stream is None:
+        return False
+    with stream as f:
+        while chunk := f.read(1 << 20):
+            if not chunk.isascii():
+                return True
+    return False
 
 
 def _has_c1_bytes(path: Path) -> bool:
@@ -1163,7 +1202,10 @@ def _encoding_message(path: Path, encoding: str) -> str:
         hint = "cp1252 (Windows quotes, dashes or the euro sign), or auto"
     else:
         hint = "latin-1" if _is_utf8(encoding) else "utf-8"
-    return f"{path}: not valid {encoding}{detail}{where}; set data.encoding, e.g. data.encoding={hint}"
+    return (
+        f"{path}: not valid {encoding}{detail}{where}; set data.encoding, e.g. data.encoding={hint} "
+        "(it applies to every file of the run: auto reads each in its own encoding)"
+    )
 
 
 def _same_codec(a: str, b: str) -> bool:

@@ -57,6 +57,7 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
     """Bars of documents and negative documents per bucket, the negative share as a line on a
     second axis, and alert episodes as shaded spans (a line where each started)."""
     from matplotlib import dates as mdates
+    from matplotlib.ticker import MaxNLocator
 
     from tunelab.evaluate.plots import figure_png, new_figure  # the evaluation report's setup
 
@@ -72,12 +73,17 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
         times, [b["negative"] for b in buckets], width=width, align="edge", color="#d1242f", label="negative"
     )
     ax.set_ylabel("documents per bucket")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.2-document ticks
     share = ax.twinx()
     share.plot(
         [mdates.date2num(t) + width / 2 for t in times],  # mid-bucket
         [b["negative_share"] if b["negative_share"] is not None else float("nan") for b in buckets],
         color="#0969da",
         linewidth=1.2,
+        # a marker per bucket: a bucket between empty ones (a company named now and then, a new
+        # monitor's single bucket) is a lone point, which a line alone does not draw at all
+        marker="o",
+        markersize=3,
         label="negative share",
     )
     share.set_ylim(0, 1.05)
@@ -95,6 +101,7 @@ def trend_png(series: dict[str, Any], title: str) -> bytes:
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("time (UTC)")
     ax.set_title(title, parse_math=False)  # a topic or company name may hold "$": never TeX
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = share.get_legend_handles_labels()
@@ -163,15 +170,19 @@ def build_report(
         rows = []
         for key, count in store.top_keys(name, scope, limit):
             series = trend(store, name, bucket=bucket, start=shown, **{scope: key})
+            # the share over the plotted buckets, both sides: the negatives were counted over them
+            # and divided by every document ever (ten old negatives and ten new positives showed 0%)
             negative = sum(b["negative"] for b in series["buckets"])
-            rows.append(
-                [key, f"{count:,}", f"{negative / count:.0%}" if count else "-", str(len(series["alerts"]))]
-            )
+            plotted = sum(b["count"] for b in series["buckets"])
+            share = f"{negative / plotted:.0%}" if plotted else "-"
+            rows.append([key, f"{count:,}", share, str(len(series["alerts"]))])
             file = f"{scope}-{len(images)}.png"
             images[file] = trend_png(series, f"{scope} {key}")
             blocks.append(Image(file, f"{scope} {key}: documents and negative share per {bucket}"))
         if rows:
-            table = Table([scope, "documents", "negative", "alerts"], rows, right=frozenset({1, 2, 3}))
+            since = f" since {shown.date().isoformat()}" if cut else ""
+            columns = [scope, "documents", f"negative{since}", f"alerts{since}"]
+            table = Table(columns, rows, right=frozenset({1, 2, 3}))
             sections.append(Section(title, [table, *blocks]))
     if alerts:
         older = total - len(alerts)
@@ -186,7 +197,7 @@ def build_report(
         blocks = [
             Text(listed),
             Table(
-                ["started", "ended", "key", "kind", "level", "baseline", "observed", "documents"],
+                ["started (UTC)", "ended (UTC)", "key", "kind", "level", "baseline", "observed", "documents"],
                 _alert_rows(alerts),
                 right=frozenset({4, 5, 6, 7}),
             ),
@@ -200,7 +211,7 @@ def build_report(
             )
             blocks.append(
                 Table(
-                    ["time", "id", "sentiment", "text"],
+                    ["time (UTC)", "id", "sentiment", "text"],
                     [[_minute(d["time"]), d["id"], d["label"], _excerpt(d["text"])] for d in docs],
                 )
             )

@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,7 +155,9 @@ def read_passages(path: str | Path) -> list[Passage]:
     """Read a knowledge file: Markdown (sections under headings), CSV or JSONL.
 
     CSV: a ``text`` column (or ``answer``), with optional ``title`` (or ``question``) and
-    ``intent`` columns. JSONL: one ``{"text": ..., "title": ..., "intent": ...}`` object per line.
+    ``intent`` columns, their names in any case, spaces around them ignored; a text that holds a
+    comma is quoted. JSONL: one ``{"text": ..., "title": ..., "intent": ...}`` object per line, or
+    one JSON array of such objects.
     Markdown: a section per heading; a line ``intent: <name>`` right under a heading tags it.
 
     Raises:
@@ -266,7 +269,10 @@ def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
     lines: list[str] = []  # the lines of the row being read, as the reader took them
 
     def feed() -> Iterator[str]:
-        for line in io.StringIO(text):
+        # newline="": a line ends at \r\n, \n or a lone \r (Excel for Mac), as the training reader
+        # reads it; split at "\n" only, a CR-only file was refused with csv's own "new-line character
+        # seen in unquoted field"
+        for line in io.StringIO(text, newline=""):
             lines.append(line)
             yield line
 
@@ -305,15 +311,17 @@ def _text_after_quote(lines: list[str]) -> list[str] | None:
 
 def _from_csv(text: str, path: Path) -> list[Passage]:
     rows = _csv_rows(text, path)
-    columns = next(rows, (1, []))[1]  # as csv.DictReader: the first row, blank or not
+    header_line, header = next(rows, (1, []))  # as csv.DictReader: the first row, blank or not
+    columns = _column_names(header, path)
     text_col = next((c for c in ("text", "answer") if c in columns), None)
     if text_col is None:
-        raise DataError(f"{path}: needs a text (or answer) column; it has {', '.join(columns) or 'none'}")
+        raise DataError(f"{path}: needs a text (or answer) column; it has {', '.join(header) or 'none'}")
     title_col = next((c for c in ("title", "question") if c in columns), None)
     passages = []
     for row_no, fields in rows:  # row_no: the file's line the row ends on
         if not fields:  # a blank line, skipped as csv.DictReader skips it
             continue
+        _no_extra_fields(fields, len(columns), path, row_no, header_line)
         row = dict(zip(columns, fields, strict=False))
         body = (row.get(text_col) or "").strip()
         if not has_visible_text(body):  # only zero-width spaces: embed refused it naming no file
@@ -324,17 +332,40 @@ def _from_csv(text: str, path: Path) -> list[Passage]:
     return passages
 
 
+def _column_names(header: list[str], path: Path) -> list[str]:
+    """The header's names as the columns are looked up: spaces around them dropped, case folded.
+
+    Taken as written, ``Title``, ``Intent`` or ``intent `` (a spreadsheet's trailing space) matched
+    no column, and every passage lost its title or intent tag without a word. A name given twice is
+    refused, as the training reader refuses it: only one of the two columns would have been read.
+    """
+    columns = [name.strip().casefold() for name in header]
+    repeated = sorted(name for name, n in Counter(columns).items() if name and n > 1)  # "": unused columns
+    if repeated:
+        raise DataError(
+            f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once (case and spaces "
+            "around names are ignored); rename the columns so each name is used once"
+        )
+    return columns
+
+
+def _no_extra_fields(fields: list[str], width: int, path: Path, row_no: int, header_line: int) -> None:
+    """Refuse a row with more filled fields than the header has names.
+
+    An unquoted comma in a text (``Call us on 0800 123, or freeze it``) split it into two fields: the
+    first was the passage, the rest was dropped in silence. Empty fields past the header's (a
+    spreadsheet's trailing commas) hold nothing and are let through, as before.
+    """
+    if len(fields) > width and any(field.strip() for field in fields[width:]):
+        raise DataError(
+            f"{path}: line {row_no} has {len(fields)} fields where the header (line {header_line}) has "
+            f'{width}; put a text that holds a comma in double quotes ("...")'
+        )
+
+
 def _from_jsonl(text: str, path: Path) -> list[Passage]:
     passages = []
-    # "\n" only: str.splitlines also splits at U+2028, U+2029 and U+0085, which JSON holds unescaped
-    # inside strings (text copied from web pages): such a line was refused as "not JSON"
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except JSON_ERRORS as exc:
-            raise DataError(f"{path}: line {line_no} is not JSON ({json_problem(exc)})") from None
+    for line_no, record in _json_records(text, path):
         if not isinstance(record, dict):
             raise DataError(f'{path}: line {line_no} needs a JSON object with a "text" (or "answer") string')
         text_key = next((k for k in ("text", "answer") if k in record), "text")  # as the CSV columns
@@ -354,6 +385,67 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
             for piece in cut_long(body.strip())
         ]
     return passages
+
+
+def _json_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
+    """Each record of a JSON lines file, or each item of a file holding one JSON array (as the
+    training reader reads ``.jsonl``), with the line it starts on.
+
+    An array was read a line at a time and its first line, ``[{...}, ...]``, refused as needing "a
+    JSON object": the wrong problem named.
+    """
+    items = _json_array(text, path)
+    if items is not None:
+        yield from items
+        return
+    # "\n" only: str.splitlines also splits at U+2028, U+2029 and U+0085, which JSON holds unescaped
+    # inside strings (text copied from web pages): such a line was refused as "not JSON"
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except JSON_ERRORS as exc:
+            raise DataError(f"{path}: line {line_no} is not JSON ({json_problem(exc)})") from None
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # what JSON allows between values (json's own WHITESPACE)
+
+
+def _json_array(text: str, path: Path) -> list[tuple[int, Any]] | None:
+    """The items of ``text`` when it is one JSON array, each with the line it starts on; None when it
+    does not start with ``[`` or is JSON lines that are arrays (each line one whole JSON value).
+
+    Raises:
+        DataError: an array that is not JSON, naming the line where it breaks.
+    """
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        json.loads(text)
+    except JSON_ERRORS as exc:
+        first = next(line for line in text.split("\n") if line.strip())
+        try:
+            json.loads(first)
+        except JSON_ERRORS:  # not even its first line is JSON: one array, broken
+            where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "the array"
+            raise DataError(
+                f"{path}: {where}: not valid JSON in the array ({json_problem(exc)}); fix it there, or write "
+                "one JSON object per line"
+            ) from None
+        return None  # JSON lines whose lines are arrays: the line reader names the line
+    decoder = json.JSONDecoder()
+    items: list[tuple[int, Any]] = []
+    at = _JSON_SPACE.match(text, text.index("[") + 1).end()
+    line_no, counted = 1, 0  # line_no: the line of position ``counted``
+    while text[at] != "]":  # valid JSON (checked above): a value, then "," or "]"
+        line_no, counted = line_no + text.count("\n", counted, at), at
+        record, end = decoder.raw_decode(text, at)
+        items.append((line_no, record))
+        at = _JSON_SPACE.match(text, end).end()
+        if text[at] == ",":
+            at = _JSON_SPACE.match(text, at + 1).end()
+    return items
 
 
 class KnowledgeIndex:

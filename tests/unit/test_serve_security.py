@@ -308,6 +308,24 @@ def test_without_auth_anonymous_requests_are_metered_but_bad_keys_are_not(
     assert "random" not in text
 
 
+def test_without_auth_keyless_refusals_of_key_routes_are_counted_and_logged_once(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under ``--no-auth`` the routes that still take a key (``/v1/usage``, ``/v1/keys``) refused a
+    keyless request with 401 ``missing_key``, but it was not counted as a refusal and each one wrote
+    its own INFO line: anyone who could reach the port wrote the log at will."""
+    monkeypatch.setattr(observe, "REFUSAL_LOG_INTERVAL_S", 3600.0, raising=False)
+    api = make_app(require_keys=False)
+    with caplog.at_level(logging.INFO, logger="tunelab.serve.access"):
+        codes = [api.client.get("/v1/usage").status_code for _ in range(20)]
+        codes += [api.client.get("/v1/keys").status_code for _ in range(20)]
+    assert set(codes) == {401}
+    assert api.access.store.usage() == []  # no row for a refused request
+    assert 'tunelab_refused_requests_total{reason="missing_key"} 40.0' in metrics_text(api)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tunelab.serve.access"]
+    assert len(lines) == 1 and "without a valid key" in lines[0], lines[:3]
+
+
 def test_usage_rows_never_store_a_model_name_that_is_not_served(make_app: Callable[..., App]) -> None:
     """With ``--no-auth``, anonymous and keyed requests to 60 random model names are all metered,
     but the usage table holds one name for them all (``_other``), beside the served ones."""

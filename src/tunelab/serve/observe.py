@@ -382,7 +382,7 @@ class ObserveMiddleware:
                     # --max-body): it still counts against the key's rate, as the README promises,
                     # or a key at 1/min could send them at any speed. The answer has gone already.
                     await run_in_threadpool(_take_rate_quietly, access, ctx.caller)
-            if ctx.caller is None and not self._anonymous(scope):
+            if self._without_a_valid_key(ctx, scope):
                 return True  # never authenticated: no billing row (counted as a refusal instead)
             await run_in_threadpool(
                 access.record,
@@ -470,6 +470,13 @@ class ObserveMiddleware:
             self._key_needs[id(found.entry)] = key_need(found.entry.dependant)
         return self._key_needs[id(found.entry)] is None
 
+    def _without_a_valid_key(self, ctx: RequestContext, scope: Scope) -> bool:
+        """No key was accepted, and the request needed one: also under ``--no-auth``, on a route
+        that still takes a key (``/v1/keys``, ``/v1/usage``) and refused it. Those 401s were neither
+        counted as refusals nor kept to one log line per interval: anyone who could reach the port
+        wrote a log line per request."""
+        return ctx.caller is None and (ctx.refusal is not None or not self._anonymous(scope))
+
     def _anonymous(self, scope: Scope) -> bool:
         """A request ``--no-auth`` lets through: no key required and none sent."""
         from tunelab.serve.deps import bearer_token
@@ -494,7 +501,7 @@ class ObserveMiddleware:
     def _observe(self, ctx: RequestContext, scope: Scope, status: int) -> None:
         seconds = ctx.elapsed()
         self.state.metrics.http.labels(self._route_label(scope), str(status)).inc()
-        unauthenticated = ctx.caller is None and not self._anonymous(scope)
+        unauthenticated = self._without_a_valid_key(ctx, scope)
         # A keyless route (/readyz, /healthz, /docs) refuses no key: its 503 while the database is
         # down was logged as "refused requests without a valid key".
         refusable = unauthenticated and not self._keyless(scope)

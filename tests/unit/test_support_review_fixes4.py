@@ -185,3 +185,27 @@ def test_a_follow_ups_knowledge_reply_names_the_topic_of_its_passage(tokenizer: 
         '(Taking this with your previous message, as a question about "Opening hours".)'
     )
     assert (reply.kind, reply.intent, reply.resolved_intent) == ("knowledge", "sports", None)
+
+
+def test_the_tune_plot_is_labelled_with_the_threshold_bot_yaml_stores(tmp_path, monkeypatch) -> None:
+    """curve.png said "threshold 0.809" (the curve point's own) where the command, bot.yaml and
+    summary.json said 0.784 (halfway to the next point, what is stored)."""
+    import importlib
+
+    from tunelab.apps.support import tune as tune_module
+    from tunelab.evaluate.selective import CurvePoint
+
+    plots = importlib.import_module("tunelab.evaluate.plots")
+    labelled = {}
+
+    def fake_png(points, chosen=None):
+        labelled[len(labelled)] = None if chosen is None else chosen["threshold"]
+        return b"png"
+
+    monkeypatch.setattr(plots, "coverage_curve_png", fake_png)
+    curve = [CurvePoint(0.9, 0.5, 1.0, 5), CurvePoint(0.8094, 0.7, 0.905, 7), CurvePoint(0.7587, 0.9, 0.8, 9)]
+    stored = tune_module._between(curve, curve[1])
+    summary = {"intent_threshold": stored, "knowledge_threshold": 0.5}
+    tune_module._write_tune(tmp_path, curve, curve[1], [], None, summary)
+    assert labelled == {0: pytest.approx(0.78405), 1: None}
+    assert stored == pytest.approx(0.78405)

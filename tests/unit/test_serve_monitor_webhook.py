@@ -189,6 +189,32 @@ def test_a_backing_off_alert_is_not_leased_until_due() -> None:
     assert second.attempt == 2
 
 
+def test_a_delivery_makes_the_alerts_backing_off_from_that_url_due_at_once() -> None:
+    """After an outage a new alert went through at once while older ones waited out their own
+    back-off (up to 10 minutes): delivered out of order, minutes after the receiver was back."""
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    old, new, other = (
+        SimpleNamespace(id=i, docs=[], to_dict=lambda i=i: {"id": i}) for i in ("a1", "a2", "b1")
+    )
+    pending = {"markets": [old], "bonds": [other]}
+    store = SimpleNamespace(
+        pending_alerts=lambda name, limit, after=None: list(pending[name]),
+        documents=lambda name, ids: [],
+        mark_alert_delivered=lambda key, at: None,
+    )
+    targets = [AlertTarget(store, "markets", "http://x/"), AlertTarget(store, "bonds", "http://elsewhere/")]
+    worker = AlertWebhook(targets, now=lambda: now, secret="")
+    assert {o.key for o in worker.lease(now, 10)} == {"a1", "b1"}
+    for key in ("a1", "b1"):
+        worker.failed(key, error="HTTP 503", retry_at=now + timedelta(minutes=10), now=now)
+    pending["markets"].append(new)
+    [sent] = worker.lease(now, 10)  # the new one: never tried
+    assert sent.key == "a2"
+    worker.delivered("a2", now)  # the receiver is back
+    pending["markets"].remove(new)
+    assert [o.key for o in worker.lease(now, 10)] == ["a1"]  # not in 10 minutes; b1's URL is another
+
+
 def test_a_drain_tries_each_alert_once_and_stops_when_told() -> None:
     """``--once``: an alert whose back-off ran out during the others' timeouts is not tried again,
     and a stop (SIGTERM) ends the drain before the next POST."""

@@ -97,6 +97,7 @@ class AlertWebhook(OutboxWorker):
         self.targets = list(targets)
         self._tries: dict[str, tuple[int, datetime]] = {}  # alert id -> (attempts made, next due)
         self._target: dict[str, AlertTarget] = {}  # alert id -> where it came from
+        self._in_flight: set[str] = set()  # leased, not answered yet
         # While ``drain`` runs: the alerts it has tried (each once), and the event that stops it.
         self._drained: set[str] | None = None
         self._drain_stop: threading.Event | None = None
@@ -156,6 +157,7 @@ class AlertWebhook(OutboxWorker):
                 self._drained.add(alert.id)
             self._tries[alert.id] = (attempts + 1, now + timedelta(seconds=self.lease_s))
             self._target[alert.id] = target
+            self._in_flight.add(alert.id)
             payload = {"alert": alert.to_dict(), "documents": documents}
             out.append(Outgoing(alert.id, attempts + 1, target.url, payload))
             if len(out) >= limit:
@@ -188,9 +190,23 @@ class AlertWebhook(OutboxWorker):
     def delivered(self, key: str, now: datetime) -> None:
         target = self._target.pop(key)
         self._tries.pop(key, None)
+        self._in_flight.discard(key)
         target.store.mark_alert_delivered(key, now)
+        self._receiver_is_back(target.url, now)
+
+    def _receiver_is_back(self, url: str, now: datetime) -> None:
+        """Make the alerts backing off from ``url`` due now: it has just taken one.
+
+        Each kept its own back-off (up to 10 minutes), so after an outage a new alert went through
+        at once while older ones waited for their turn: delivered out of order, minutes late.
+        """
+        for key, (attempts, due) in self._tries.items():
+            target = self._target.get(key)
+            if due > now and key not in self._in_flight and target is not None and target.url == url:
+                self._tries[key] = (attempts, now)
 
     def failed(self, key: str, *, error: str, retry_at: datetime | None, now: datetime) -> None:
+        self._in_flight.discard(key)
         attempts, _ = self._tries.get(key, (1, now))
         self._tries[key] = (attempts, retry_at or now)
 

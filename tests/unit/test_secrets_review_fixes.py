@@ -134,6 +134,25 @@ def test_a_delivery_error_never_carries_the_url() -> None:
 # -- 4. a monitor's own database down --------------------------------------------------------------
 
 
+def test_readiness_names_a_monitors_own_database_down_and_is_not_ready_without_another_product(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the service database was pinged: a server serving one monitor whose own database was
+    down answered ready (200, "database: ok") while every request to that monitor was a 503."""
+    config = monitor_config(tmp_path, store=str(tmp_path / "own.db"))
+    for api in open_api(tmp_path, [(config, CountingClassifier())]):
+        assert api.client.get("/readyz").status_code == 200
+        api.store.close()  # its database gone; the key and usage database is fine
+        caplog.set_level(logging.WARNING)
+        answer = api.client.get("/readyz")
+        assert answer.status_code == 503
+        checks = answer.json()["checks"]
+        assert checks["monitor markets database"] == "unreachable (the reason is in the server log)"
+        assert checks["database"] == "ok"
+        assert api.client.head("/readyz").status_code == 503
+        assert "readiness: monitor markets: its database is unreachable" in caplog.text
+
+
 def test_a_monitors_own_database_down_is_named_as_such(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -38,8 +38,12 @@ async def readyz(state: State) -> Response:
     checks["models"] = f"{len(names)} loaded" if names else "none loaded"
     if state.bots:
         checks["bots"] = f"{len(state.bots)} loaded"
+    healthy_monitors = len(state.monitors)
     if state.monitors:
         checks["monitors"] = f"{len(state.monitors)} loaded"
+        for name in await _monitors_own_databases_down(state):
+            checks[f"monitor {name} database"] = "unreachable (the reason is in the server log)"
+            healthy_monitors -= 1
     if state.recommenders:
         checks["recommenders"] = f"{len(state.recommenders)} loaded"
     if state.access is None:
@@ -53,9 +57,33 @@ async def readyz(state: State) -> Response:
             # the probes go on every few seconds for as long as the database is down.
             state.readiness_log.warning("failed_probes", "readiness: the database is unreachable: %s", exc)
             checks["database"] = "unreachable (the reason is in the server log)"
-    ready = bool(names or state.bots or state.monitors or state.recommenders) and checks["database"] == "ok"
+    ready = bool(names or state.bots or healthy_monitors or state.recommenders) and checks["database"] == "ok"
     body = Health(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+async def _monitors_own_databases_down(state: State) -> list[str]:
+    """The served monitors with a ``store:`` of their own that does not answer a ping.
+
+    Only the service database was pinged: a server whose one monitor's database was down answered
+    ready (200) while every request to that monitor was a 503, so a load balancer kept sending it
+    traffic. A monitor down counts as not loaded: ready needs something else that serves.
+    """
+    down = []
+    for served in state.monitors.all():
+        if served.config.store is None or served.monitor is None:
+            continue  # in the service database, pinged above; or not opened yet
+        try:
+            await run_in_threadpool(served.monitor.store.ping)
+        except Exception as exc:
+            state.readiness_log.warning(
+                "failed_monitor_probes",
+                "readiness: monitor %s: its database is unreachable: %s",
+                served.name,
+                exc,
+            )
+            down.append(served.name)
+    return down
 
 
 @router.head("/readyz", include_in_schema=False)

@@ -57,3 +57,21 @@ def test_an_ascii_file_and_a_real_latin1_file_still_read_as_latin1(tmp_path: Pat
     dev.write_bytes("text,label\ncrème soup,food\ngoal team,sports\n".encode("latin-1"))
     splits = load_splits(DataConfig(train=str(train), dev=str(dev), encoding="latin-1"))
     assert "crème soup" in splits.dev.texts
+
+
+def test_a_whole_number_label_written_as_a_float_says_so(tmp_path: Path) -> None:
+    """Parquet and JSON read a float column's 1.0 as "1"; a CSV pandas wrote from the same frame
+    says "1.0": the test file was refused as having an unknown label, without a word why."""
+    import pandas as pd
+
+    df = pd.DataFrame({"text": ["pizza soup", "goal team", "rain snow"] * 4, "stars": [1.0, 2.0, 3.0] * 4})
+    df.to_parquet(tmp_path / "train.parquet", index=False)
+    df.to_csv(tmp_path / "test.csv", index=False)
+    cfg = DataConfig(
+        train=str(tmp_path / "train.parquet"), test=str(tmp_path / "test.csv"), label_column="stars"
+    )
+    with pytest.raises(DataError) as info:
+        load_splits(cfg)
+    assert "label '1.0' is not in the training data (known: 1, 2, 3): '1.0' is '1' written as a float" in str(
+        info.value
+    )

@@ -8,6 +8,7 @@ that evaluation and prediction decode with exactly the ids the model was trained
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,18 @@ class LabelMap:
             raise DataError(f"label {name!r} was not in the training data (known: {self.known()})")
         return found
 
+    def _as_a_float(self, name: object) -> str:
+        """A note when ``name`` is a known whole-number label written as a float (``1.0`` for ``1``).
+
+        A CSV that pandas wrote from a float column says ``1.0``; the same column from Parquet or
+        JSON reads ``1``: two files made from one DataFrame were refused, and the message did not
+        say why.
+        """
+        whole = re.fullmatch(r"([+-]?\d+)\.0+", name) if isinstance(name, str) else None
+        if whole is None or whole[1] not in self:
+            return ""
+        return f": {name!r} is {whole[1]!r} written as a float (a CSV pandas wrote from a float column)"
+
     def known(self) -> str:
         """A short, readable list of the labels, for error messages."""
         shown = ", ".join(self.names[:_SHOWN])
@@ -118,7 +131,7 @@ class LabelMap:
             if unknown:
                 raise DataError(
                     f"{source} row {row}: label {unknown[0]!r} {self.missing} "
-                    f"(known: {self.known()}); fix the label, or {self.add_one}"
+                    f"(known: {self.known()}){self._as_a_float(unknown[0])}; fix the label, or {self.add_one}"
                     + (f" ({rows_are})" if rows_are else "")
                 )
             row_ids = [self.id_of(n) for n in row_names]

@@ -171,7 +171,7 @@ def test_no_module_outside_the_tasks_compares_a_task_name() -> None:
 
 # The apps are built on the public API (issue 10: "no private imports") and the service.
 APP_IMPORTS_ALLOWED = ("tunelab.apps", "tunelab.errors", "tunelab.atomic", "tunelab.yaml_names",
-                       "tunelab.data.scripts", "tunelab.embeddings", "tunelab.serve",
+                       "tunelab.data.scripts", "tunelab.data.tables", "tunelab.embeddings", "tunelab.serve",
                        "tunelab.evaluate.calibration", "tunelab.evaluate.selective", "tunelab.evaluate.plots",
                        "tunelab.evaluate.render")  # fmt: skip
 

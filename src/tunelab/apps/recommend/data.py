@@ -9,7 +9,6 @@ left out: they cannot be ranked, and a silent drop would hide a wrong id column.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import time
@@ -24,17 +23,17 @@ import pandas as pd
 from tunelab.apps.recommend.cells import is_blank, text_or_blank
 from tunelab.apps.recommend.config import ExtraText, ItemsConfig, RecommendConfig
 from tunelab.atomic import not_a_file
-from tunelab.data.readers import (
-    _SCAN_ERRORS,
-    _header_record,
-    _maybe_renamed,
-    _open_bytes,
-    _record_start,
-    _records,
-    _refuse_repeated,
-)
 from tunelab.data.scripts import has_visible_text
-from tunelab.data.sniff import sniff_file
+from tunelab.data.tables import (
+    SCAN_ERRORS,
+    header_as_written,
+    maybe_renamed,
+    open_text_bytes,
+    record_lines,
+    record_start_line,
+    refuse_repeated_names,
+    sniff_separator,
+)
 from tunelab.errors import JSON_ERRORS, DataError, json_problem
 from tunelab.serve.inputs import EPOCH_SECONDS_MAX, check_epoch_number
 
@@ -137,14 +136,14 @@ _CSV_ENCODING = "utf-8-sig"
 def _read_csv(p: Path, what: str) -> tuple[pd.DataFrame, list[str]]:
     """A CSV with its separator sniffed as the training reader does: a ';' file (Excel in many
     locales) read as one column named ``item_id;title`` and failed as a missing column."""
-    sep = sniff_file(p, _CSV_ENCODING, ",") or ","
+    sep = sniff_separator(p, _CSV_ENCODING, ",") or ","
     try:
         frame = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding=_CSV_ENCODING)
     except pd.errors.ParserError as exc:
         raise DataError(f"{p}: not a readable CSV {what} file ({_parse_problem(p, sep, exc)})") from None
-    if _maybe_renamed(frame.columns):
+    if maybe_renamed(frame.columns):
         # pandas renames a repeated name (title, title.1), and the first was used without a word
-        _refuse_repeated(p, _header_record(p, sep, _CSV_ENCODING, {"sep": sep}))
+        refuse_repeated_names(p, header_as_written(p, sep, _CSV_ENCODING))
     return frame, _csv_places(p, sep, len(frame))
 
 
@@ -153,7 +152,7 @@ def _csv_places(p: Path, sep: str, rows: int) -> list[str]:
     quoted text over three lines its row numbers were two short of the line an editor shows."""
     try:
         plain = _line_per_record(p, rows)
-    except _SCAN_ERRORS:
+    except SCAN_ERRORS:
         plain = False
     if plain:
         return [f"row {i + 2}" for i in range(rows)]
@@ -167,7 +166,7 @@ def _line_per_record(p: Path, rows: int) -> bool:
     """Whether each line of the file is one record, the header and ``rows`` data rows (no quotes,
     so no text over lines; no blank line; no lone carriage return): a ratings file of millions of
     rows is told so at the speed of bytes.count (0.1 s for 2 million rows; the csv module: 3 s)."""
-    stream = _open_bytes(p)
+    stream = open_text_bytes(p)
     if stream is None:
         return False
     lines, last, cr = 0, b"", b""
@@ -186,9 +185,9 @@ def _line_per_record(p: Path, rows: int) -> bool:
 def _record_starts(p: Path, sep: str) -> list[int]:
     """The line each record pandas reads starts on, quotes honoured; [] when it cannot be read so."""
     try:
-        records = _records(p, sep, _CSV_ENCODING, csv.QUOTE_MINIMAL)
+        records = record_lines(p, sep, _CSV_ENCODING)
         return [line for line, row in records if not _blank_record(row, sep)]
-    except _SCAN_ERRORS:
+    except SCAN_ERRORS:
         return []
 
 
@@ -205,7 +204,7 @@ def _parse_problem(p: Path, sep: str, exc: pd.errors.ParserError) -> str:
     if bad is None:
         return detail
     expected, record, saw = int(bad[1]), int(bad[2]), int(bad[3])
-    line = _record_start(p, sep, _CSV_ENCODING, csv.QUOTE_MINIMAL, record, saw)
+    line = record_start_line(p, sep, _CSV_ENCODING, record, saw)
     where = f"line {line}" if line is not None else f"record {record}"
     return f"{where} has {saw} fields where the header has {expected}; quote a text that holds {sep!r}"
 
@@ -223,7 +222,7 @@ def _named_once(p: Path, frame: pd.DataFrame) -> pd.DataFrame:
     """The columns' names stripped (``item_id, title`` names ``title``), none used twice: with a
     name twice, ``frame[name]`` is two columns, or pandas' rename left the second unread."""
     names = [str(c) for c in frame.columns]
-    _refuse_repeated(p, names)
+    refuse_repeated_names(p, names)
     frame.columns = [n.strip() for n in names]
     return frame
 

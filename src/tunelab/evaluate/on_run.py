@@ -14,6 +14,7 @@ from typing import Any
 
 from tunelab.atomic import atomic_write_json, remove_stale_folders
 from tunelab.errors import ConfigError, DataError
+from tunelab.evaluate.render import IMAGE_DIR
 from tunelab.evaluate.run_context import MISTAKES_CSV
 from tunelab.evaluate.trained_rows import MAX_CONTINUED
 from tunelab.runs.folder import check_parents_are_folders
@@ -210,15 +211,20 @@ def _move_in(stage: Path, target: Path, written: dict[str, Any]) -> dict[str, An
 
     Renames in one folder need no space, so a full disk has failed before the first one: then
     ``target`` keeps the earlier report whole. An earlier report's mistakes.csv goes when this
-    one found none (as writing it in place did), before the new metrics.json says so.
+    one found none (as writing it in place did), and its plots this one did not draw
+    (:func:`_stale_plots`), before the new metrics.json says so.
     """
     files = sorted(
         (p for p in stage.rglob("*") if p.is_file()), key=lambda p: p.relative_to(stage) == Path(METRICS_JSON)
     )
     found_mistakes = (stage / MISTAKES_CSV).exists()
+    stale = _stale_plots(target, {p.relative_to(stage) for p in files})
     for path in files:
-        if path == stage / METRICS_JSON and not found_mistakes:
-            (target / MISTAKES_CSV).unlink(missing_ok=True)
+        if path == stage / METRICS_JSON:
+            if not found_mistakes:
+                (target / MISTAKES_CSV).unlink(missing_ok=True)
+            for plot in stale:
+                plot.unlink(missing_ok=True)
         final = target / path.relative_to(stage)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, final)
@@ -226,6 +232,24 @@ def _move_in(stage: Path, target: Path, written: dict[str, Any]) -> dict[str, An
         name: target / Path(p).relative_to(stage) if Path(p).is_relative_to(stage) else p
         for name, p in written.items()
     }
+
+
+_PLOT_SUFFIXES = (".png", ".svg")
+
+
+def _stale_plots(target: Path, new: set[Path]) -> list[Path]:
+    """The images in ``target``'s ``plots/`` that the report moving in (its files ``new``, relative
+    to ``target``) does not have: a classifier's confusion_matrix.png stayed beside the per_type_f1.png
+    of an NER report evaluated into the same --out, linked by no report. Only the files a report
+    draws there: nothing else of a user's, in plots/ or beside it."""
+    plots = target / IMAGE_DIR
+    if not plots.is_dir():
+        return []
+    return [
+        path
+        for path in plots.iterdir()
+        if path.suffix.lower() in _PLOT_SUFFIXES and path.is_file() and path.relative_to(target) not in new
+    ]
 
 
 def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str, Any], str | None]:

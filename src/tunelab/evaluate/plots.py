@@ -206,7 +206,7 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
     row_totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
 
-    names = [_short(name) for name in label_names]
+    names = _short_names(label_names)
     tick_size = 9 if n <= 12 else 7
     side = min(max(4.5, 0.4 * n + 2.5), 16.0)
     # The tick labels take the figure's room: left of the map and below it. Grown by the longest
@@ -259,8 +259,11 @@ def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
     Returns:
         PNG bytes, or None when there are no confusions.
     """
+    # shortened together, so two long labels that share a start and an end stay apart here too
+    labels = list(dict.fromkeys(str(c.get(key)) for c in confusions for key in ("true", "predicted")))
+    short = dict(zip(labels, _short_names(labels), strict=True))
     rows = [
-        (f"{_short(c.get('true'))} → {_short(c.get('predicted'))}", int(c.get("count", 0)))
+        (f"{short[str(c.get('true'))]} → {short[str(c.get('predicted'))]}", int(c.get("count", 0)))
         for c in confusions
     ]
     if not rows:
@@ -324,7 +327,9 @@ def coverage_curve_png(
     return figure_png(fig)
 
 
-def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | None = None) -> bytes | None:
+def per_class_f1_png(
+    per_class: Sequence[Mapping[str, Any]], macro_f1: float | None = None, title: str = "Per-class F1"
+) -> bytes | None:
     """Draw per-class F1 as horizontal bars sorted best to worst, one row per class.
 
     Horizontal bars keep long label names readable; the figure grows with the number of classes
@@ -333,14 +338,19 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     Args:
         per_class: ``{label, f1, ...}`` records.
         macro_f1: Drawn as a dashed reference line when given.
+        title: The plot's title, in the words of the report that shows it (NER: "Entity F1 per
+            type"; the plot said "Per-class F1" under the report's "Entity F1 per type").
 
     Returns:
         PNG bytes, or None when ``per_class`` is empty.
     """
+    # Shortened over every record, scored or not, so a name's suffix (its position) is the same
+    # whichever labels have a score.
+    labels = _short_names([c.get("label") for c in per_class])
     # a label with no score (absent from the data and never predicted) is no bar: not a 0 F1
     rows = [
-        (_short(c.get("label")), finite_number(c.get("f1")) or 0.0)
-        for c in per_class
+        (label, finite_number(c.get("f1")) or 0.0)
+        for label, c in zip(labels, per_class, strict=True)
         if c.get("f1") is not None
     ]
     if not rows:
@@ -355,10 +365,9 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
     ax.invert_yaxis()
     ax.set_ylim(n - 0.5, -0.5)
     for y, score in enumerate(scores):
-        # Inside the bar end when there is room, so the macro-F1 line does not cross the numbers.
-        inside = score >= 0.15
+        x, inside = _value_label_x(score, macro_f1)
         ax.text(
-            score - 0.01 if inside else score + 0.01,
+            x,
             y,
             f"{score:.2f}",
             va="center",
@@ -373,9 +382,34 @@ def per_class_f1_png(per_class: Sequence[Mapping[str, Any]], macro_f1: float | N
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, borderaxespad=0.2)
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("F1")
-    ax.set_title("Per-class F1")
+    ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return figure_png(fig)
+
+
+_INSIDE_FROM = 0.15
+"""Smallest score whose value label fits inside its bar (white on green)."""
+_LABEL_SPAN = 0.07
+"""A value label's room along the F1 axis: 0.01 of gap and "0.00" at size 7 (about 0.05 on the
+narrowest axes, those beside 40-character names), with some to spare."""
+
+
+def _value_label_x(score: float, macro_f1: float | None) -> tuple[float, bool]:
+    """Where a bar's value label starts (or ends, inside the bar), and whether it is inside the bar.
+
+    Inside the bar end when there is room, else just past it; past the dashed macro-F1 line when
+    that would cross the label: with a macro F1 of 0.03 the line ran through every "0.00" written
+    at 0.01, and through the white number of a bar ending just past it.
+    """
+
+    def crosses(start: float) -> bool:
+        return macro_f1 is not None and start <= macro_f1 <= start + _LABEL_SPAN
+
+    if score >= _INSIDE_FROM and not crosses(score - _LABEL_SPAN):
+        return score - 0.01, True
+    if crosses(score):
+        return max(score, macro_f1 or 0.0) + 0.01, False
+    return score + 0.01, False
 
 
 def _history_series(
@@ -430,12 +464,38 @@ def _text_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
-def _short(name: Any, limit: int = 40) -> str:
-    """A label as drawn: cut at ``limit`` characters, ``$`` escaped (matplotlib reads text between
-    two ``$`` as math: one failed the whole report, two drew "refund $5 to $10" in italics)."""
-    text = str(name)
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("$", r"\$")
+def _short_names(names: Sequence[Any], limit: int = 40) -> list[str]:
+    """The labels of one plot as drawn: each at most ``limit`` characters and no two alike, ``$``
+    escaped (matplotlib reads text between two ``$`` as math: one failed the whole report, two drew
+    "refund $5 to $10" in italics).
+
+    A long name keeps its start and its end around a "…": cut at the end, names that differ only
+    there (``..._declined_at_merchant_abroad``, ``..._at_home``) were drawn alike. Names still
+    alike get `` #i``, their position in ``names`` (the label id where ``names`` is the label list).
+    """
+    texts = [str(name) for name in names]
+    short = [_middle_cut(text, limit) for text in texts]
+    suffixed: set[int] = set()
+    while True:
+        seen: dict[str, list[int]] = {}
+        for i, text in enumerate(short):
+            seen.setdefault(text, []).append(i)
+        alike = [i for group in seen.values() if len(group) > 1 for i in group if i not in suffixed]
+        if not alike:  # each round suffixes one name at least, and suffixed names differ from each other
+            return [text.replace("$", r"\$") for text in short]
+        for i in alike:
+            suffix = f" #{i}"
+            short[i] = _middle_cut(texts[i], limit - len(suffix)) + suffix
+            suffixed.add(i)
+
+
+def _middle_cut(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and end around "…"."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 1, 0)
+    head = (keep + 1) // 2
+    return text[:head] + "…" + text[len(text) - (keep - head) :]
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -46,7 +46,9 @@ def write_report(
     images = {
         "training.png": plots.training_curves_png(history or [], CURVE_METRICS),
         "per_type_f1.png": plots.per_class_f1_png(
-            metrics.get("per_type") or [], plots.finite_number(metrics.get("macro_f1"))
+            metrics.get("per_type") or [],
+            plots.finite_number(metrics.get("macro_f1")),
+            title="Entity F1 per type",  # as the report names it (the plot said "Per-class F1")
         ),
     }
     drawn = {name: data for name, data in images.items() if data is not None}

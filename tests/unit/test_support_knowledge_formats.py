@@ -100,3 +100,23 @@ def test_broken_json_array_names_the_line_where_it_breaks(tmp_path: Path) -> Non
         DataError, match=r"arr\.jsonl: line 4: not valid JSON in the array .*one JSON object per line"
     ):
         read_passages(kb)
+
+
+def test_a_conversations_file_holding_one_json_array_is_read_as_its_items(tmp_path: Path) -> None:
+    """Read line by line, a pretty-printed array's "[" was "line 1 is not JSON" and a one-line
+    array was "turns must be a non-empty list": the wrong problem named."""
+    from tunelab.apps.support.rows import read_conversations
+
+    one_line = tmp_path / "conv.jsonl"
+    one_line.write_text('[{"turns": ["my card"], "intent": "card_arrival"}]\n', encoding="utf-8")
+    assert [(c.turns, c.intent) for c in read_conversations(one_line)] == [(["my card"], "card_arrival")]
+    pretty = tmp_path / "pretty.jsonl"
+    first = '{"turns": ["hi", "my card"], "intent": "card_arrival"}'
+    second = '{"turns": ["x"], "intent": "y"}'
+    body = f"[\n  {first},\n  {second}\n]\n"
+    pretty.write_text(body, encoding="utf-8")
+    found = read_conversations(pretty)
+    assert [(c.turns, c.intent, c.line) for c in found] == [
+        (["hi", "my card"], "card_arrival", 2),
+        (["x"], "y", 3),
+    ]

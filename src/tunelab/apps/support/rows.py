@@ -8,13 +8,12 @@ so a bad file fails the same one-line way as a training file does. Conversations
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunelab.data.scripts import has_visible_text
-from tunelab.errors import JSON_ERRORS, DataError, json_problem
+from tunelab.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -95,15 +94,12 @@ def read_conversations(path: str | Path) -> list[Conversation]:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{p}: not UTF-8; save the conversations file as UTF-8") from None
+    from tunelab.apps.support.knowledge import _json_records
+
     found = []
-    # "\n" only: str.splitlines also splits at U+2028, U+2029 and U+0085, which JSON holds unescaped
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except JSON_ERRORS as exc:
-            raise DataError(f"{p}: line {line_no} is not JSON ({json_problem(exc)})") from None
+    # JSON lines, or one JSON array of conversations (read line by line, its "[" was "not JSON" and a
+    # one-line array's conversations "must be a non-empty list"), as the knowledge files are read
+    for line_no, record in _json_records(text, p):
         turns = record.get("turns") if isinstance(record, dict) else None
         intent = record.get("intent") if isinstance(record, dict) else None
         if (

@@ -17,8 +17,12 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
   ``news.jsonl -> archive/day1.jsonl``), beside the path, and beside the path's target now;
 - truncation (the file became shorter than the position, or its first bytes are no longer those
   read, when the writer wrote past the old position before the next poll): ``copytruncate``'s
-  copy beside the path (the same first bytes, a new inode) is finished from the position first,
-  then the truncated file is read from 0; without a copy, it restarts at 0;
+  copy beside the path (the same first bytes, a new inode; for a followed symlink, beside its
+  target and named after it, ``logs/news.jsonl.1``) is finished from the position first, then the
+  truncated file is read from 0; without a copy, it restarts at 0;
+- deletion (the path is gone and the open file has no name left; a renamed one keeps one) is read
+  like a rotation whose new file never came: to its end, then closed (holding it kept its disk
+  space for ever), with one warning; the path is read from its start once it is created again;
 - a position also keeps a hash of the file's first bytes, so a new file that reuses the old
   file's inode number (a deleted file's inode is free again) is not mistaken for it;
 - a file that cannot be opened (logrotate's ``create 0600 root root`` on a monitor running as
@@ -26,13 +30,18 @@ crash between the two would otherwise lose or repeat documents. It behaves like 
 - NUL bytes at the start of a line are skipped (with one warning a file): a writer without
   ``O_APPEND`` goes on writing at its old offset after a ``copytruncate``, so the truncated file
   starts with a hole that reads as NULs, which made its first document "not JSON" (or, after a
-  file over ``MAX_LINE_BYTES``, an over-long line). NUL is never part of a JSON document.
+  file over ``MAX_LINE_BYTES``, an over-long line). NUL is never part of a JSON document;
+- a file starting with a UTF-16 byte-order mark (Windows PowerShell 5.1's ``>``) is refused in one
+  warning, not skipped a line at a time as "not UTF-8" with a sparse-file warning for its NULs;
+  one whose first non-blank byte is ``[`` (a JSON array) is named in one warning (a folder's file
+  is read whole, so its array's items are read as documents: see ``file_lines``).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import re
@@ -53,6 +62,22 @@ ROTATION_GRACE_READS = 2
 ROTATION_MAX_READS = 10
 _HEAD_BYTES = 256  # the prefix hashed to recognise a file (see the module docstring)
 _NULS = re.compile(rb"\x00+")  # a hole a sparse file reads as (see the module docstring)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Windows PowerShell 5.1's ``>`` writes UTF-16 with one
+_UTF8_BOM = b"\xef\xbb\xbf"
+# A folder file read whole as a JSON array (see ``_array_lines``) at most this long; a longer one is
+# refused: its items are only known once it is all parsed, in memory.
+MAX_ARRAY_BYTES = 64 << 20
+
+
+def _file_format(head: bytes) -> str | None:
+    """What a file's first bytes say it is, when not JSON lines: ``"utf-16"`` (a byte-order mark:
+    every line of it read "not UTF-8", then as a sparse file's NULs) or ``"array"`` (its first
+    non-blank byte is ``[``: a pretty-printed array stored only its last item, the others "not JSON")."""
+    if head[:2] in _UTF16_BOMS:
+        return "utf-16"
+    if head.removeprefix(_UTF8_BOM).lstrip(b" \t\r\n")[:1] == b"[":
+        return "array"
+    return None
 
 
 def _warn_sparse(path: Path, line: int) -> None:
@@ -151,6 +176,8 @@ class FileFollower:
         # with lines or not (a writer adding a line every poll kept a count of line-less reads at 0)
         self._rotated_reads = 0
         self._sparse_warned = False  # NULs at a line's start were warned about for this file
+        self._format_warned = False  # this file's start was warned about: UTF-16, or a JSON array
+        self._utf16 = False  # the file is UTF-16: refused, nothing read from it (see ``_refused``)
         self._start(position)
 
     # -- opening -------------------------------------------------------------------------------------
@@ -265,24 +292,51 @@ class FileFollower:
 
         Found by content, not inode: the copy is a new file, and the path (the old inode) now holds
         only what came after the truncation, so the lines written between the last read and the copy
-        are in the copy alone (they were lost)."""
-        found = []
+        are in the copy alone (they were lost). A followed symlink's target is copied beside itself,
+        under its own name (``logs/news.jsonl.1``), so its folder is searched too (see ``_copy_places``)."""
+        found = [
+            copy
+            for folder, stem in self._copy_places(position)
+            for copy in self._copies(folder, stem, position)
+        ]
+        return max(found)[1] if found else None
+
+    def _copies(self, folder: Path, stem: str, position: Position) -> list[tuple[int, Path]]:
+        """Files in ``folder`` named ``stem`` plus a suffix that start as the position's file did and
+        are at least as long, as ``(mtime_ns, path)``."""
         try:
-            entries = list(os.scandir(self.path.parent))
+            entries = list(os.scandir(folder))
         except OSError:
-            return None
+            return []
+        found = []
         for entry in entries:
             name = entry.name
-            if name == self.path.name or not name.startswith(self.path.name) or name.endswith(_COMPRESSED):
+            if name == stem or not name.startswith(stem) or name.endswith(_COMPRESSED):
                 continue
             try:
                 st = entry.stat()
                 candidate = Path(entry.path)
-                if entry.is_file() and st.st_size >= position.offset and self._same_head(candidate, position):
+                if (
+                    entry.is_file()
+                    and candidate != self.path
+                    and st.st_size >= position.offset
+                    and self._same_head(candidate, position)
+                ):
                     found.append((st.st_mtime_ns, candidate))
             except OSError:
                 continue
-        return max(found)[1] if found else None
+        return found
+
+    def _copy_places(self, position: Position) -> list[tuple[Path, str]]:
+        """Where a copy may be, as ``(folder, name it starts with)``: beside the path under its name,
+        and beside the file read (the position's target, and the path's target now) under that
+        file's name, as ``_find_rotated`` looks; logrotate names the copy after the file it rotates,
+        the symlink's target, not the symlink (only the path's folder lost ``news.jsonl.1``)."""
+        places = [(self.path.parent, self.path.name)]
+        for target in (position.target, os.path.realpath(self.path)):
+            if target:
+                places.append((Path(target).parent, Path(target).name))
+        return list(dict.fromkeys(places))
 
     def _rotated_after(self, old: Path | None, since: int | None = None) -> list[Path]:
         """The path's other rotated files (``news.jsonl.1``, ``news.jsonl-20260302``; not compressed
@@ -388,7 +442,7 @@ class FileFollower:
         self._target = os.path.realpath(path)
         self._unchanged = (-1, 0)
         self._rotated_reads = 0
-        self._sparse_warned = False
+        self._sparse_warned = self._format_warned = self._utf16 = False
         self._offset, self._line = offset, line
         fh.seek(0)
         self._head = fh.read(min(offset, _HEAD_BYTES))
@@ -437,9 +491,12 @@ class FileFollower:
                 return self.read(grace=grace)
             log.warning("%s was truncated: reading it from the start", self._file)
             self._offset, self._line, self._head = 0, 0, b""
-            self._sparse_warned = False
+            self._sparse_warned = self._format_warned = False
         fh.seek(self._offset)
         data = fh.read(self.read_bytes)
+        if self._refused(data):
+            # Nothing of it is read; a new file at the path (rotated, deleted) is still read.
+            return self._switch(None) if self._rotated() else None
         rotated = self._rotated()
         if rotated and len(data) < self.read_bytes:
             # Reads that reached its end, with lines or not (a full read is a backlog being caught
@@ -460,6 +517,29 @@ class FileFollower:
             # The old file gets no more writes: its last line, newline or not, is complete.
             return self._switch(self._consume(data, final=True) if data.strip() else None)
         return None
+
+    def _refused(self, data: bytes) -> bool:
+        """Whether the file is refused for what it starts with (``data``: read from the position),
+        warned about once a file: UTF-16 is refused whole (every line of it would be skipped, with
+        a sparse-file warning for its NUL bytes); a JSON array is named, its lines read as ever."""
+        if self._offset:
+            return False
+        kind = _file_format(data)
+        self._utf16 = kind == "utf-16"
+        if kind is not None and not self._format_warned:
+            self._format_warned = True
+            if self._utf16:
+                log.warning(
+                    "%s is UTF-16: save it as UTF-8 (JSON lines); nothing is read from it until then",
+                    self._file,
+                )
+            else:
+                log.warning(
+                    "%s starts with '[', a JSON array: a followed file must be JSON lines (one JSON "
+                    "object per line); its lines are read as such",
+                    self._file,
+                )
+        return self._utf16
 
     def _settled(self) -> bool:
         """True once ``ROTATION_GRACE_READS`` reads in a row found the rotated file the same size.
@@ -502,12 +582,23 @@ class FileFollower:
         if self._backlog:
             self._open(self._backlog.pop(0), 0, 0)
             log.info("%s was rotated: finished %s, now reading %s", self.path, done, self._file)
+        elif self._unlinked() and not os.path.exists(self.path):
+            self._close_deleted(done)
         else:
             self._open(self.path, 0, 0)
             log.info("%s was rotated: finished %s, now reading the new file", self.path, done)
         if chunk is not None:
             return Chunk(chunk.path, chunk.lines, self.position)
         return Chunk(done, [], self.position)  # commit: the new file from its start
+
+    def _close_deleted(self, done: Path) -> None:
+        """The file was deleted and no new one took its name: closed (its space freed), the path
+        opened from its start once it is there again (``read``); the position kept for the commit."""
+        self.close()
+        log.warning(
+            "%s was deleted: read to its end and closed; it is read from its start if it is created again",
+            done,
+        )
 
     def _where_now(self) -> Path | None:
         """The file being read, by its name now: the one it was opened by while that still names it,
@@ -529,7 +620,7 @@ class FileFollower:
 
     def unfinished_bytes(self) -> int:
         """Bytes of the current file past the position: a last line still waiting for its newline."""
-        if self._fh is None:
+        if self._fh is None or self._utf16:
             return 0
         try:
             return max(0, os.fstat(self._fh.fileno()).st_size - self._offset)
@@ -634,7 +725,17 @@ class FileFollower:
         try:
             return os.stat(self.path).st_ino != self._inode
         except FileNotFoundError:
-            return False  # renamed away, the new file not created yet: wait for it
+            # Renamed away, the new file not created yet: wait for it. Deleted (no name left): read
+            # to its end like a rotated file, then closed by ``_switch``; waiting held its
+            # descriptor, and its disk space, for ever.
+            return self._unlinked()
+
+    def _unlinked(self) -> bool:
+        """The open file has no name left (deleted; a renamed file keeps one)."""
+        try:
+            return self._fh is not None and os.fstat(self._fh.fileno()).st_nlink == 0
+        except OSError:
+            return False
 
     def close(self) -> None:
         if self._fh is not None:
@@ -731,6 +832,81 @@ class SeenFiles:
 def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
     """The non-blank lines of a JSONL file in a watched folder; its last line needs no newline.
 
+    A UTF-16 file yields nothing (one warning: each of its lines would be skipped as "not UTF-8");
+    a JSON array (its first non-blank byte ``[``) yields its items, as ``_array_lines`` says.
+    """
+    with open(path, "rb") as fh:
+        kind = _file_format(fh.read(_HEAD_BYTES))
+        fh.seek(0)
+        if kind == "utf-16":
+            log.warning("%s is UTF-16: save it as UTF-8 (JSON lines); skipped until it is saved again", path)
+        elif kind == "array":
+            yield from _array_lines(path, fh, block_bytes)
+        else:
+            yield from _jsonl_lines(path, fh, block_bytes)
+
+
+def _array_lines(path: Path, fh: BinaryIO, block_bytes: int) -> Iterator[Line]:
+    """A folder file holding one JSON array: each item as a line numbered where it starts.
+
+    A folder file is complete when read, so the array is parsed whole (up to ``MAX_ARRAY_BYTES``);
+    one that does not parse as an array (a JSON lines file whose first line is ``[...]``, say) is
+    read as JSON lines after one warning, as it was before arrays were read."""
+    size = os.fstat(fh.fileno()).st_size
+    if size > MAX_ARRAY_BYTES:
+        log.warning(
+            "%s is a JSON array of %d bytes, over the %d read whole: write one JSON object per line; skipped",
+            path, size, MAX_ARRAY_BYTES,
+        )  # fmt: skip
+        return
+    try:
+        items = _array_items(fh.read().decode("utf-8").removeprefix("\ufeff"))
+    except ValueError as exc:
+        log.warning("%s starts with '[' but is no JSON array (%s): read as JSON lines", path, exc)
+        fh.seek(0)
+        yield from _jsonl_lines(path, fh, block_bytes)
+        return
+    for number, raw in items:
+        yield Line(number, raw if len(raw) <= MAX_LINE_BYTES else None)
+
+
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def _array_items(text: str) -> list[tuple[int, bytes]]:
+    """The items of the JSON array ``text`` as ``(line it starts on, its JSON as UTF-8)``.
+
+    Raises:
+        ValueError: ``text`` is not one JSON array (not JSON, a trailing comma, more after it).
+    """
+    decoder = json.JSONDecoder()
+    items: list[tuple[int, bytes]] = []
+    pos = _BLANK.match(text, _BLANK.match(text).end() + 1).end()  # past the '['
+    line, counted = 1, 0
+    empty = text[pos : pos + 1] == "]"
+    while not empty:
+        try:
+            _, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+        line, counted = line + text.count("\n", counted, pos), pos
+        items.append((line, text[pos:end].encode("utf-8")))
+        pos = _BLANK.match(text, end).end()
+        if text[pos : pos + 1] == "]":
+            break
+        if text[pos : pos + 1] != ",":
+            raise ValueError(f"',' or ']' expected after the item on line {line}")
+        pos = _BLANK.match(text, pos + 1).end()
+    if text[pos + 1 :].strip():
+        raise ValueError("more after the array's ']'")
+    return items
+
+
+def _jsonl_lines(path: Path, fh: BinaryIO, block_bytes: int) -> Iterator[Line]:
+    """The non-blank lines of an open JSON lines file.
+
     Read in blocks, not by Python's line iteration: that would hold a whole line in memory before
     its length could be checked. A line over ``MAX_LINE_BYTES`` is yielded with ``raw=None``
     (refused) after its bytes went by, never holding more than the limit of it. NULs before a
@@ -740,34 +916,33 @@ def file_lines(path: Path, *, block_bytes: int = 1 << 20) -> Iterator[Line]:
     parts: list[bytes] = []  # the current line so far; dropped once it is too long
     fresh = True  # the current line has had nothing but NULs so far: they are skipped, not counted
     warned = False
-    with open(path, "rb") as fh:
-        while block := fh.read(block_bytes):
-            start = 0
-            while True:
-                # A sparse file's hole (see the module docstring): NULs before a line's first byte.
-                if fresh and (run := _NULS.match(block, start)) is not None:
-                    start = run.end()
-                    if not warned:
-                        warned = True
-                        _warn_sparse(path, number + 1)
-                if (cut := block.find(b"\n", start)) < 0:
-                    break
-                number += 1
-                size += cut - start
-                if size <= MAX_LINE_BYTES:
-                    raw = b"".join([*parts, block[start:cut]]).rstrip(b"\r")
-                    if raw.strip():
-                        yield Line(number, raw)
-                else:
-                    yield Line(number, None)
-                parts, size, start, fresh = [], 0, cut + 1, True
-            if start < len(block):
-                fresh = False  # the line's first byte that is not NUL was read
-            size += len(block) - start
+    while block := fh.read(block_bytes):
+        start = 0
+        while True:
+            # A sparse file's hole (see the module docstring): NULs before a line's first byte.
+            if fresh and (run := _NULS.match(block, start)) is not None:
+                start = run.end()
+                if not warned:
+                    warned = True
+                    _warn_sparse(path, number + 1)
+            if (cut := block.find(b"\n", start)) < 0:
+                break
+            number += 1
+            size += cut - start
             if size <= MAX_LINE_BYTES:
-                parts.append(block[start:])
+                raw = b"".join([*parts, block[start:cut]]).rstrip(b"\r")
+                if raw.strip():
+                    yield Line(number, raw)
             else:
-                parts = []
+                yield Line(number, None)
+            parts, size, start, fresh = [], 0, cut + 1, True
+        if start < len(block):
+            fresh = False  # the line's first byte that is not NUL was read
+        size += len(block) - start
+        if size <= MAX_LINE_BYTES:
+            parts.append(block[start:])
+        else:
+            parts = []
     if size:  # the last line, without a newline
         number += 1
         if size > MAX_LINE_BYTES:

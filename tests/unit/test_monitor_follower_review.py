@@ -228,3 +228,31 @@ def test_a_folder_file_starting_with_a_bracket_but_no_array_is_read_as_json_line
     said = warnings(caplog)
     assert any("a.jsonl starts with '[' but is no JSON array (more after" in w for w in said)
     assert any("b.jsonl starts with '[' but is no JSON array (Expecting value at line 3" in w for w in said)
+
+
+def test_a_folder_file_being_written_is_read_once_whole_without_a_false_malformed_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer without the temp-then-rename pattern (``cp``, ``jq > inbox/x.jsonl``) caught mid-way:
+    its cut last line was logged and counted as malformed, though the file was read again whole."""
+    import tunelab.apps.monitor.monitor as monitor_module
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = config(tmp_path, sources=[{"directory": str(inbox)}])
+    lines = [json.dumps(doc(i, i, f"Acme Corp revenue {i}")) + "\n" for i in range(4)]
+    with caplog.at_level(logging.WARNING), Monitor(cfg, classifier=classifier()) as m:
+        with open(inbox / "a.jsonl", "w", encoding="utf-8") as fh:
+            fh.write(lines[0] + lines[1] + lines[2][:25])
+            fh.flush()
+            first = m.poll()
+            fh.write(lines[2][25:] + lines[3])
+        assert (first.stored, first.skipped) == (0, 0)  # left for a later poll
+        second = m.poll()
+        assert (second.stored, second.skipped) == (4, 0)
+        path = inbox / "b.jsonl"
+        path.write_text(lines[0].replace("n0", "b0").rstrip("\n")[:-1], encoding="utf-8")  # cut, and stays so
+        assert m.poll().stored == 0  # read after WRITING_S: its cut line is malformed, said once
+        monkeypatch.setattr(monitor_module, "WRITING_S", 0.0)  # as if written long ago
+        assert m.poll().skipped == 1
+    assert [w for w in warnings(caplog) if "not JSON" in w] == [w for w in warnings(caplog) if "b.jsonl" in w]

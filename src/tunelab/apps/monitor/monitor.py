@@ -639,6 +639,8 @@ class Monitor:
             if self._stop.is_set():
                 return total  # the batch in hand is dropped: its files stay unread, read next time
             path = folder / key.name
+            if _still_being_written(path, key):
+                continue  # read at a later poll, once whole (still pending: not recorded read)
             lines = file_lines(path)
             mark = batch.mark()
             buffer: list[Line] = []  # read, not in the batch yet: at most CHUNK_DOCS + 1 lines
@@ -828,3 +830,29 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+WRITING_S = 2.0
+"""A folder file changed this recently, its last line without a newline, is left for a later poll."""
+
+
+def _still_being_written(path: Path, key: Any) -> bool:
+    """Whether ``path`` looks half-written: modified in the last ``WRITING_S`` seconds and ending
+    neither with a newline nor with the ``}`` or ``]`` that closes a record or an array (a writer
+    such as ``cp`` or ``jq > inbox/x.jsonl`` mid-way).
+
+    Read then, its cut last line was logged and counted as malformed, though the whole file was
+    read again once written. A file that ends so and stays so is read after ``WRITING_S``.
+    """
+    if time.time_ns() - key.mtime_ns > WRITING_S * 1e9 or key.size == 0:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(key.size - 16, 0))
+            tail = fh.read()
+    except OSError:
+        return False  # reading it will say what is wrong
+    if tail.endswith(b"\n"):
+        return False
+    # NULs too: a UTF-16 file's "}" comes with one
+    return not tail.rstrip(b" \t\r\n\x00").endswith((b"}", b"]"))

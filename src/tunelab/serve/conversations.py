@@ -1,6 +1,7 @@
 """Conversations of the support bot: the context a message is read with, and what it leaves behind.
 
-Each message is stored as a turn that expires ``conversation_ttl_s`` after it was sent. A message
+Each message is stored as a turn that expires ``conversation_ttl_s`` after it was sent, by the TTL
+the server runs with now (a restart with a lower one applies to the turns stored before). A message
 is answered with the conversation's unexpired earlier user messages as the bot's ``history`` (the
 last ``history_turns``, oldest first); a reply of kind ``handoff`` also stores a ticket holding a
 copy of the conversation so far (at most ``ticket_turns``), which outlives the turns, and the
@@ -103,6 +104,7 @@ class Conversations:
             conversation_id=conversation_id,
             now=self.now(),
             limit=max(self.ticket_turns - 1, self.history_turns),
+            ttl=self.ttl,
         )
         history = [t.text for t in turns[-self.history_turns :]] if self.history_turns else []
         return Context(turns=turns, history=history)
@@ -131,6 +133,7 @@ class Conversations:
             kind=str(reply.kind),
             intent=reply.intent,
             at=now,
+            # kept for older readers: this server's context and purge go by ``at`` and the running TTL
             expires_at=now + self.ttl,
         )
         ticket = None
@@ -155,7 +158,7 @@ class Conversations:
 
     def purge(self) -> int:
         """Delete the expired turns; returns how many."""
-        return int(self.store.purge_turns(self.now()))
+        return int(self.store.purge_turns(self.now(), ttl=self.ttl))
 
     # -- the purge task ----------------------------------------------------------------------------
 

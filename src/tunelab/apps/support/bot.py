@@ -16,8 +16,9 @@ messages, is classified again joined to the previous one ("I ordered a card last
 long does that take?"; ``join_previous``: only as much of the previous message's end as leaves room
 for the whole message in the model's ``max_length``). A message handed off alone takes the joined
 reading when it resolves better (answer > knowledge > hand-off); one answered from knowledge alone
-keeps that reply unless the joined reading is the same intent's template answer (a clear message
-is not pulled to the previous topic). A reply that needed the context says which intent it took,
+keeps that reply unless the joined reading is the template answer of the intent that reply names
+(its passage's tag; the top intent for an untagged passage): a clear message is not pulled to the
+previous topic. A reply that needed the context says which intent it took,
 and its template's slots are filled from the message itself first, then from the previous one.
 
 The bot uses tunelab's public API only: ``tunelab.load`` for the runs, the calibration module,
@@ -268,12 +269,26 @@ class Bot:
         return join_previous(previous, text, tokenizer, getattr(model, "max_length", None))
 
     def _context_wins(self, own: _Reading, other: _Reading) -> bool:
-        """Whether the reading joined to the previous message replaces the message's own."""
+        """Whether the reading joined to the previous message replaces the message's own.
+
+        A knowledge reply gives way only to the template answer of the intent it serves (what its
+        ``Reply.intent`` says: the passage's tag). Comparing with the classifier's own top intent,
+        a guess below its threshold, let the previous topic's template replace a clear passage on
+        another topic ("football tickets" then "the weather forecast" got the ticket price).
+        """
         if own.kind == "handoff":
             return _RANK[other.kind] > _RANK[own.kind]
-        # own: knowledge; only the same intent's template answer, not another topic's
-        same = int(np.argmax(other.probs)) == int(np.argmax(own.probs))
-        return other.kind == "answer" and same
+        if other.kind != "answer":
+            return False
+        return self.intents[int(np.argmax(other.probs))] == self._knowledge_intent(own)
+
+    def _knowledge_intent(self, r: _Reading) -> str | None:
+        """The intent a knowledge reading's reply names: its top passage's tag, or (an untagged
+        passage, or a tag the model lacks) the classifier's top intent, as ``Reply.intent`` says."""
+        tag = r.hits[0].passage.intent if r.hits else None
+        if tag in self.intents:
+            return tag
+        return self.intents[int(np.argmax(r.probs))] if len(r.probs) else None
 
     def _classify(self, r: _Reading) -> None:
         """Step 1: a template answer, if the top intent reaches its threshold and has one."""
@@ -318,8 +333,9 @@ class Bot:
         if r.kind == "knowledge":
             passage = r.hits[0].passage
             text, topic = passage.text, passage.intent or _title_topic(passage.title)
-            if passage.intent in self.intents:  # build checks tags; an index built before may not match
-                intent = passage.intent
+            # build checks tags; an index built before may not match: then the top intent
+            intent = self._knowledge_intent(r)
+            if intent is not None and intent == passage.intent:
                 confidence = round(float(r.probs[self.intents.index(intent)]), 4)
         elif r.kind == "handoff":
             text = self.answers.handoff_reply

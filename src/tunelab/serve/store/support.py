@@ -2,8 +2,11 @@
 the webhook outbox and the agents' resolutions, in both backends (the SQL is shared, like ``sql.py``).
 
 * ``tunelab_support_turns``: each message of a conversation with the kind and intent of its reply,
-  and ``expires_at``; expired turns are never read as context, and ``purge_turns`` deletes them by
-  the ``expires_at`` index (one range delete, however many conversations there are).
+  its time ``at`` and ``expires_at``. Given the running server's time-to-live, expired turns are
+  those older than it (``at`` index): a TTL lowered and restarted applies to the turns already
+  stored, whose ``expires_at`` was fixed by the TTL they were written under (kept for older callers,
+  which pass no TTL). Expired turns are never read as context, and ``purge_turns`` deletes them in
+  one range delete, however many conversations there are.
 * ``tunelab_support_tickets``: a hand-off, with a copy of the conversation so far (it outlives the
   turns' time-to-live), the earlier messages the bot was given with it (``history``), the bot's
   reason and top candidates; ``open`` -> ``claimed`` -> ``resolved``.
@@ -28,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import TunelabError
+from tunelab.serve.limits import as_utc
 
 if TYPE_CHECKING:
     from tunelab.serve.store.base import UsageRecord
@@ -51,6 +55,7 @@ SUPPORT_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS tunelab_support_turns_conv"
     " ON tunelab_support_turns (bot, owner, conversation_id, at)",
     "CREATE INDEX IF NOT EXISTS tunelab_support_turns_expiry ON tunelab_support_turns (expires_at)",
+    "CREATE INDEX IF NOT EXISTS tunelab_support_turns_at ON tunelab_support_turns (at)",
     """CREATE TABLE IF NOT EXISTS tunelab_support_tickets (
         ticket_id TEXT PRIMARY KEY,
         bot TEXT NOT NULL,
@@ -114,6 +119,27 @@ TICKET_COLUMNS = (
 FEEDBACK_COLUMNS = "ticket_id, bot, owner, text, context, intent, answer, resolved_by, at"
 
 
+def json_time(moment: datetime) -> str:
+    """``moment`` in UTC as pydantic writes a datetime to JSON ("...T13:29:16.832265Z").
+
+    What a ticket holds as text (its conversation's ``at``) is written so: the ticket's own times
+    go through its pydantic model, and one body read "+00:00" in one field and "Z" in the next.
+    """
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def _json_at(turn: dict[str, Any]) -> dict[str, Any]:
+    """A stored conversation turn with its ``at`` as ``json_time`` writes it: tickets stored before
+    wrote "+00:00"; a value that is not a time is left as it is."""
+    at = turn.get("at")
+    if not isinstance(at, str) or at.endswith("Z"):
+        return turn
+    try:
+        return {**turn, "at": json_time(datetime.fromisoformat(at))}
+    except ValueError:
+        return turn
+
+
 class TicketNotFoundError(TunelabError):
     """No ticket with this id, or not one the caller may see (HTTP 404)."""
 
@@ -147,7 +173,7 @@ class Turn:
             "reply": self.reply,
             "kind": self.kind,
             "intent": self.intent,
-            "at": self.at.isoformat(),
+            "at": json_time(self.at),
         }
 
 
@@ -204,7 +230,7 @@ class Ticket:
             "bot": self.bot,
             "conversation_id": self.conversation_id,
             "text": self.text,
-            "conversation": self.conversation,
+            "conversation": [_json_at(t) for t in self.conversation],
             "reason": self.reason,
             "candidates": self.candidates,
             "status": self.status,
@@ -244,6 +270,14 @@ class Delivery:
     ticket: Ticket
     attempts: int
     lease: datetime = field(repr=False)  # the lease's end: the next attempt time this worker holds
+
+
+def _unexpired(now: datetime, ttl: timedelta | None) -> tuple[str, datetime]:
+    """The column and the time a turn unexpired at ``now`` is after: ``at`` within ``ttl`` before
+    ``now``, else (no TTL given) its ``expires_at`` after ``now``."""
+    if ttl is None:
+        return "expires_at", now
+    return "at", now - ttl
 
 
 class SupportSQL:
@@ -302,17 +336,28 @@ class SupportSQL:
     # -- conversations -------------------------------------------------------------------------------
 
     def recent_turns(
-        self, *, bot: str, owner: str, conversation_id: str, now: datetime, limit: int
+        self,
+        *,
+        bot: str,
+        owner: str,
+        conversation_id: str,
+        now: datetime,
+        limit: int,
+        ttl: timedelta | None = None,
     ) -> list[Turn]:
         """The conversation's last ``limit`` turns that have not expired at ``now``, oldest first.
 
+        ``ttl``: the running server's time-to-live, which governs every turn (sent within ``ttl``
+        before ``now``); without it, each turn's stored ``expires_at``.
+
         In the order they were stored (``id``), not by ``at``: the wall clock can step back, and a
         turn stamped before the previous one was then left out of the bot's history."""
+        column, limit_at = _unexpired(now, ttl)
         sql = (
             f"SELECT {TURN_COLUMNS} FROM tunelab_support_turns WHERE bot = ? AND owner = ?"
-            " AND conversation_id = ? AND expires_at > ? ORDER BY id DESC LIMIT ?"
+            f" AND conversation_id = ? AND {column} > ? ORDER BY id DESC LIMIT ?"
         )
-        params = [bot, owner, conversation_id, self._to_db(now), int(limit)]
+        params = [bot, owner, conversation_id, self._to_db(limit_at), int(limit)]
         with self._transaction(write=False) as conn:
             rows = self._exec(conn, sql, params).fetchall()
         return [self._turn(r) for r in reversed(rows)]
@@ -385,11 +430,16 @@ class SupportSQL:
                     [ticket.ticket_id, self._to_db(ticket.created_at), self._to_db(ticket.created_at)],
                 )
 
-    def purge_turns(self, now: datetime) -> int:
-        """Delete the turns expired at ``now`` (a range on the expiry index); returns how many."""
+    def purge_turns(self, now: datetime, ttl: timedelta | None = None) -> int:
+        """Delete the turns expired at ``now`` (a range on an index); returns how many.
+
+        ``ttl`` as in ``recent_turns``: a server restarted with a shorter one purges the turns
+        written under the longer one as soon as they are older than it.
+        """
+        column, limit_at = _unexpired(now, ttl)
         with self._transaction() as conn:
             cursor = self._exec(
-                conn, "DELETE FROM tunelab_support_turns WHERE expires_at <= ?", [self._to_db(now)]
+                conn, f"DELETE FROM tunelab_support_turns WHERE {column} <= ?", [self._to_db(limit_at)]
             )
             return max(0, int(cursor.rowcount))
 

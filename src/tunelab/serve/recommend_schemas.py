@@ -106,6 +106,17 @@ def _check_id(value: str, what: str) -> str:
     return value.strip()
 
 
+def _item_id(value: str) -> str:
+    """A new item's id checked, as the Recommender stores it: "7.0" is "7" (``id_text``).
+
+    Answered as sent, {"added": ["7.0"]} named an id the recommender does not have: it ranks the
+    item as "7", and a second POST of "7.0" was refused as "item(s) '7' already exist".
+    """
+    from tunelab.apps.recommend.data import id_text  # the builds' one rule for ids (see EventIn)
+
+    return id_text(_check_id(value, "item_id"))  # never blank: _check_id refused that
+
+
 # -- rankings --------------------------------------------------------------------------------------
 
 
@@ -143,7 +154,7 @@ class ItemIn(BaseModel):
     @field_validator("item_id")
     @classmethod
     def _id(cls, value: str) -> str:
-        return _check_id(value, "item_id")
+        return _item_id(value)
 
     @field_validator("fields")
     @classmethod
@@ -184,7 +195,7 @@ class ItemsRequest(BaseModel):
     @field_validator("item_id")
     @classmethod
     def _id(cls, value: str | None) -> str | None:
-        return None if value is None else _check_id(value, "item_id")
+        return None if value is None else _item_id(value)
 
     @field_validator("fields")
     @classmethod

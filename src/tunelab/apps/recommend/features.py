@@ -56,6 +56,8 @@ class ItemStats:
             fallback's "popular now").
         ref_time: the latest interaction time known (recency is measured from it).
         age_never: ``log_age_days`` of an item never interacted with.
+        trend_since: where the build's trend window starts (-inf: it holds every positive); a
+            live positive dated before it counts in ``pop``, not in ``trend``, as in the build.
     """
 
     pop: np.ndarray
@@ -63,6 +65,7 @@ class ItemStats:
     trend: np.ndarray
     ref_time: float
     age_never: float
+    trend_since: float = -np.inf
 
     def log_age_days(self, items: np.ndarray) -> np.ndarray:
         last = self.last_time[items]

@@ -73,6 +73,9 @@ REASONS = 3
 #: TREND_SHARE of them (at least TREND_MIN), so it follows what is liked lately whatever the time
 #: scale of the data.
 TREND_SHARE, TREND_MIN = 0.1, 1000
+#: The fallback gives one place in FRESH_EVERY (the 5th, 10th, ...) to the items added since the
+#: build, newest first: ranked by popularity alone a new item, with no positive yet, came last.
+FRESH_EVERY = 5
 _MAX_ID = 200
 #: The most users whose ranking context is kept (least recently used dropped first). A server
 #: ranks whoever asks: unbounded, the cache grew with every user ever ranked. A context is the
@@ -734,13 +737,31 @@ class Recommender:
         return np.flatnonzero(~blocked).astype(np.int64)
 
     def _fallback_scores(self) -> np.ndarray:
-        """Popular and fresh: by positives among the most recent ones, then all-time positives, then
-        the newest added; as 1 - rank / N (best 1.0)."""
+        """Popular and fresh, as 1 - rank / N (best 1.0): popular now (by positives among the most
+        recent ones, then all-time positives, then the newest added), with every FRESH_EVERY-th
+        place (the 5th, 10th, ...) given to the items added since the build, newest first.
+
+        Ranked by popularity alone, an added item (no positive yet) came 40th of 41 on a 40-item
+        catalog, so the "fresh" of the list was a tie-break only. An added item that popularity
+        already puts higher keeps that place (each item takes the better of its two). The places
+        do not depend on k, so a longer list extends a shorter one and ``score_items`` agrees with
+        ``rank``; without added items the order is popularity's.
+        """
         s = self._stats
+        n = len(self._ids)
         added = np.nan_to_num(self._added, nan=-np.inf)
-        order = np.lexsort((np.arange(len(self._ids)), -added, -s.pop, -s.trend))
-        scores = np.empty(len(order), dtype=np.float32)
-        scores[order] = 1.0 - np.arange(len(order)) / max(1, len(order))
+        popular = np.lexsort((np.arange(n), -added, -s.pop, -s.trend))
+        place = np.empty(n, dtype=np.int64)
+        # popularity's r-th item takes the r-th place that is not a fresh one: 0, 1, 2, 3, 5, ...
+        ranks = np.arange(n, dtype=np.int64)
+        place[popular] = ranks + ranks // (FRESH_EVERY - 1)
+        fresh = np.flatnonzero(~np.isnan(self._added))
+        fresh = fresh[np.lexsort((fresh, -self._added[fresh]))]  # newest first; a batch in its order
+        slots = FRESH_EVERY * np.arange(1, len(fresh) + 1, dtype=np.int64) - 1  # 4, 9, 14, ...
+        place[fresh] = np.minimum(place[fresh], slots)
+        order = np.argsort(place, kind="stable")  # the places are distinct: popular ones skip the fresh
+        scores = np.empty(n, dtype=np.float32)
+        scores[order] = 1.0 - np.arange(n) / max(1, n)
         return scores
 
     def _fallback(self, user_id: str, k: int, exclude_seen: bool, reason: str) -> Ranking:
@@ -819,6 +840,15 @@ class Recommender:
         return max(self._data_end, t - self._clock_gap)
 
     def _apply_event(self, user: str, item_id: str, t: float, positive: bool) -> None:
+        """Count one recorded event in the user's history and the items' stats.
+
+        A user's first positive on the item counts in ``pop``, and in ``trend`` (the fallback's
+        "popular now") only when dated at or after the trend window's start the build computed
+        (``ItemStats.trend_since``), as that row in the build's file would: six events dated 2010
+        made an item the top "popular now" one for every unknown user. The start is not moved by
+        live events: the window runs from it to the newest event until the next build, so nothing
+        counted is ever taken back and a reload, replaying ``live.sqlite``, counts the same.
+        """
         item = self.index_of.get(item_id)
         if item is None:  # an item no row of this folder adds: written by a foreign tool; skip it
             return
@@ -833,7 +863,8 @@ class Recommender:
             h.live_positive = True
         if positive and not liked_before:
             s.pop[item] += 1
-            s.trend[item] += 1
+            if t >= s.trend_since:  # see _apply_event's docstring
+                s.trend[item] += 1
         s.last_time[item] = t if np.isnan(s.last_time[item]) else max(s.last_time[item], t)
         s.ref_time = max(s.ref_time, t)
         self._n_events += 1
@@ -920,12 +951,28 @@ def _item_stats(
     if age_never is None:
         span = (ref - float(times.min())) / 86_400.0 if len(times) else 0.0
         age_never = float(np.log1p(max(span, 0.0)) + 1.0)  # older than any item seen
-    return ItemStats(pop=pop, last_time=last, trend=trend, ref_time=ref, age_never=float(age_never))
+    return ItemStats(
+        pop=pop,
+        last_time=last,
+        trend=trend,
+        ref_time=ref,
+        age_never=float(age_never),
+        trend_since=float(since),
+    )
 
 
 def _check_id(value: Any, what: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise DataError(f"{what} {value!r} must be a string")
+    """An id as every reader takes it (``id_text``): text, or a whole number however it is typed.
+
+    An id read from a pandas row is 7.0, np.int64(42) or np.float64(42.0): ``rank`` and the events
+    route took those as "7" and "42", and this refused them as "not a string". A fractional number
+    (4.5 names no id), a bool or any other type is refused.
+    """
+    whole = isinstance(value, int | np.integer) or (
+        isinstance(value, float | np.floating) and float(value).is_integer()
+    )
+    if isinstance(value, bool | np.bool_) or not (isinstance(value, str) or whole):
+        raise DataError(f"{what} {value!r} is not an id: an id is text or a whole number")
     text = id_text(value)  # "7.0" is "7", as the build reads the files
     if not text:
         raise DataError(f"{what} is empty")

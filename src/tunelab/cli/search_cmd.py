@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tunelab.cli.config_args import add_config_arguments, config_and_overrides
+from tunelab.cli.signals import sigterm_interrupts
 
 HELP = """examples:
   tunelab search configs/demo.yaml --space configs/search_space.yaml --trials 8
@@ -17,8 +18,9 @@ A space file maps config fields (the key=value override names) to the values to 
   method.r: [4, 8, 16]
 
 Each trial is a training run (trials/trial-NNN in the search folder, default
-<output_dir>/search-<config name>). Trials are chosen on the dev metric (train.metric) only; a run
-with no dev data is refused (give data.dev or data.dev_size). A trial whose dev metric trails the
+<output_dir>/search-<config name>). Trials are chosen on the dev metric (train.metric) only, a tie
+going to the lower dev loss as in training; a run with no dev data is refused (give data.dev or
+data.dev_size). A trial whose dev metric trails the
 median of earlier trials at the same evaluation is pruned (--no-prune to train every trial to the
 end). The test rows (data.test, or data.test_size carved from train) are scored once, by the best
 run at the end (trials read a test file's texts only to keep them out of augmented, rehearsed and
@@ -26,8 +28,10 @@ pseudo-labelled rows). A trial whose training loss diverges or that runs out of 
 as failed (the reason in trials.csv) and the search goes on. The folder gets trials.csv, trials.md,
 trials.png, best.json and best (a link to the best run folder), updated after every trial.
 The search is stored in study.db: rerunning the same command after a kill or Ctrl-C continues it, and a
-trial cut short runs again (after a kill, once: a second kill in it marks it failed); --trials is the
-total, so a larger number adds trials.
+trial cut short runs again (after Ctrl-C or SIGTERM, always; after a SIGKILL, such as the out-of-memory
+killer's, once: a second one in it marks it failed); --trials is the total, so a larger number adds
+trials (a new best run then reads the test rows again: best.json keeps the earlier test score, and
+neither is an unbiased estimate any more).
 """
 
 
@@ -64,18 +68,22 @@ def run(args: argparse.Namespace) -> int:
         # logger to INFO, so a level set on it before then was undone (even -q printed them).
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     config, overrides = config_and_overrides(args)
-    result = search(
-        config,
-        space=args.space,
-        trials=args.trials,
-        overrides=overrides,
-        out=args.out,
-        prune=not args.no_prune,
-        prune_after=args.prune_after,
-        seed=args.seed,
-        show_progress=not args.quiet,
-        on_trial=_print_trial,
-    )
+    # SIGTERM (kill, docker stop, Slurm) stops the trial as Ctrl-C does: its values are queued to run
+    # again and the rerun hint is said. Its default action ended the process with nothing said, and a
+    # second kill in the same values recorded them as failed ("the search process died ... twice").
+    with sigterm_interrupts():
+        result = search(
+            config,
+            space=args.space,
+            trials=args.trials,
+            overrides=overrides,
+            out=args.out,
+            prune=not args.no_prune,
+            prune_after=args.prune_after,
+            seed=args.seed,
+            show_progress=not args.quiet,
+            on_trial=_print_trial,
+        )
     interrupted = sum(row["state"] == "interrupted" for row in result.trials)
     again = f", {interrupted} interrupted and run again" if interrupted else ""
     print(f"search: {result.folder} ({len(result.trials)} trials{again})")

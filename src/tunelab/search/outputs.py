@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import shutil
 from pathlib import Path
@@ -64,8 +65,7 @@ def write_outputs(folder: Path, study: optuna.Study, dims: list[Dimension], metr
     """``trials.csv``, ``trials.md`` and ``trials.png`` of every trial so far."""
     rows = trial_rows(study, dims, metric)
     files = {"trials.csv": atomic_write_text(folder / "trials.csv", _csv(rows))}
-    best = _best_number(study)
-    files["trials.md"] = atomic_write_text(folder / "trials.md", _markdown(rows, metric, best, study))
+    files["trials.md"] = atomic_write_text(folder / "trials.md", _markdown(rows, metric, best_trial(study)))
     png = trials_png(rows, metric, minimize=study.direction.name == "MINIMIZE")
     if png is not None:
         files["trials.png"] = atomic_write_bytes(folder / "trials.png", png)
@@ -95,8 +95,33 @@ def link_best(folder: Path, run: Path) -> Path | None:
     return link
 
 
-def _best_number(study: optuna.Study) -> int | None:
-    return study.best_trial.number if any(t.state.name == "COMPLETE" for t in study.trials) else None
+#: The user attribute of a finished trial's dev loss (its best checkpoint's), what a tie is broken by
+DEV_LOSS = "dev loss"
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best finished trial, by training's own rule: the best dev metric, then, on a tie, the lower
+    dev loss (``train.loop``'s choice of checkpoint); None before any trial finished.
+
+    Optuna's ``study.best_trial`` kept the earliest of tied trials, so a search could pick a trial that
+    its trials' own training would not have (a tie is common on a small dev set). best.json, best/ and
+    trials.md all name this one. A tie where a trial has no dev loss recorded (a study from before it
+    was) keeps the earliest, as before.
+    """
+    done = [t for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
+    if not done:
+        return None
+    pick = min if study.direction.name == "MINIMIZE" else max
+    top = pick(t.value for t in done)
+    tied = [t for t in done if t.value == top]  # in trial order
+    losses = [t.user_attrs.get(DEV_LOSS) for t in tied]
+    if len(tied) == 1 or not all(_finite(loss) for loss in losses):
+        return tied[0]
+    return min(zip(losses, range(len(tied)), tied, strict=True))[2]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _cell(value: Any) -> str:
@@ -125,19 +150,19 @@ def _ended(row: dict[str, Any]) -> bool:
     return str(row.get("reason") or "").startswith(ENDED_PREFIX)
 
 
-def _markdown(rows: list[dict[str, Any]], metric: str, best: int | None, study: optuna.Study) -> str:
+def _markdown(rows: list[dict[str, Any]], metric: str, top: optuna.trial.FrozenTrial | None) -> str:
     pruned = sum(r["state"] == "pruned" for r in rows)
     # A failed trial with a reason was recorded and the search went on (diverged, out of memory);
     # one without ended the search with its error: "went on without them" was said of both.
     failed = sum(r["state"] == "fail" and bool(r.get("reason")) and not _ended(r) for r in rows)
     ended = [r for r in rows if r["state"] == "fail" and (_ended(r) or not r.get("reason"))]
     interrupted = sum(r["state"] == "interrupted" for r in rows)
-    if best is None:
+    best = None if top is None else top.number
+    if top is None:
         lead = "No trial has finished yet."
     else:
-        b = study.best_trial
-        values = ", ".join(f"{k}={_cell(v)}" for k, v in b.params.items())
-        lead = f"Best: trial {best}, dev {metric} {b.value:.4f} ({values}); its run folder is best/."
+        values = ", ".join(f"{k}={_cell(v)}" for k, v in top.params.items())
+        lead = f"Best: trial {best}, dev {metric} {top.value:.4f} ({values}); its run folder is best/."
     notes = [
         Text(lead),
         Text(

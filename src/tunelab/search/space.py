@@ -16,8 +16,10 @@ an hour in. Values are applied as overrides, so anything ``tunelab train key=val
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,45 @@ class Dimension:
         if self.choices is not None:
             return list(self.choices)
         return [int(self.low), int(self.high)] if self.integer else [self.low, self.high]  # type: ignore[arg-type]
+
+    def inside(self) -> float | None:
+        """A value a real range with whole-number ends draws that is not whole (``4.5`` of ``{low: 4.0,
+        high: 16.0}``), to check too; None for others.
+
+        Such ends pass as whole numbers, yet the range draws reals: a field that takes whole numbers
+        only (``train.batch_size``) passed the check of its ends and failed the first trial, whose
+        advice, drawing other values, could never work.
+        """
+        if self.choices is not None or self.integer or self.low is None or self.high is None:
+            return None
+        if not (float(self.low).is_integer() and float(self.high).is_integer()):
+            return None  # an end that is not whole is checked itself
+        value = float(self.low) + (float(self.step) if self.step else 0.5)
+        return value if not value.is_integer() and value <= self.high else None
+
+    def refuses(self, value: Any) -> str | None:
+        """Why this field cannot be given ``value`` (``search(first=...)``), as the words after it; None
+        when it can. A choice is matched by value and kind, as the space tells its choices apart (``1``
+        and ``true`` differ); a range's value must lie on it (inside both ends, whole for whole
+        numbers, on the step's grid): Optuna only warned and trained a value off the range."""
+        if self.choices is not None:
+            if any(isinstance(c, bool) == isinstance(value, bool) and c == value for c in self.choices):
+                return None
+            return f"is not one of its choices {list(self.choices)}; give one of them"
+        assert self.low is not None and self.high is not None
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return f"is not a number; give one from {self.low:g} to {self.high:g}"
+        if not self.low <= value <= self.high:
+            return f"is outside its range {self.low:g} to {self.high:g}; give a value within it"
+        if self.integer and not float(value).is_integer():
+            return f"is not a whole number (the range {self.whole_ends()} draws whole numbers); give one"
+        if self.step and abs((k := (value - self.low) / self.step) - round(k)) > 1e-8:
+            return f"is not on its grid (from {self.low:g} in steps of {self.step:g}); give a value on it"
+        return None
+
+    def whole_ends(self) -> str:
+        """The range's ends written as whole numbers, for the advice to use them: ``(4, 16)``."""
+        return f"({int(self.low or 0)}, {int(self.high or 0)})"
 
     def describe(self) -> str:
         """This field's values for a person, as ``search.json`` stored them before ``spec`` existed.
@@ -286,24 +327,93 @@ def check_space(
     models: dict[str, Path] = {}
     for dim in space:
         under = [None] if dim.key == "method" else methods
-        for value, method in ((v, m) for v in dim.extremes() for m in under):
+        inside = dim.inside()
+        values = [*dim.extremes(), *([] if inside is None else [inside])]
+        for value, method in ((v, m) for v in values for m in under):
             with_method = [] if method is None else [override("method", method)]
             try:
                 cfg = load_config(config, [*overrides, *with_method, override(dim.key, value)])
                 _check_trial_config(cfg, models)
             except TunelabError as exc:
                 where = f"{dim.key}={value!r}" + ("" if method is None else f" with method={method}")
-                hint = (
-                    "; search one method at a time, or only options every method takes"
-                    if method is not None and dim.key.startswith("method.")
-                    else ""
-                )
+                if inside is not None and value == inside:
+                    where += " (drawn from a range with real ends)"
+                    hint = f"; use whole-number ends {dim.whole_ends()}"
+                elif method is not None and dim.key.startswith("method."):
+                    hint = "; search one method at a time, or only options every method takes"
+                else:
+                    hint = ""
                 errors.append(ConfigError(f"{path}: {where} is refused by the run config: {exc}{hint}"))
                 break
     if not errors:
         errors += _decay_corner(space, config, overrides, path)
     if errors:
         raise several(errors)
+
+
+def check_first(
+    first: Any,
+    space: list[Dimension],
+    config: RunConfig | str | Path | None,
+    overrides: list[str],
+    path: str | Path,
+) -> None:
+    """Check the values ``search(first=[...])`` queues as ``check_space`` checks the space's, before
+    the study is made: each key one of the space's, each value one it can draw, and each trial's config
+    as ``train`` would take it (with every ``method`` and weight-decay extreme it may still draw).
+
+    A misspelled key was ignored (the trial drew its own value), a value off a range trained with
+    Optuna's warning only, and a value not among the choices ended the search with Optuna's
+    ValueError, trial 0 left "running" in ``study.db``.
+
+    Raises:
+        ConfigError: one line naming ``first[i]``, the key and what to give.
+    """
+    if not isinstance(first, list | tuple):
+        raise ConfigError(f"first={first!r}: give a list of dicts of key: value, one per trial")
+    dims = {d.key: d for d in space}
+    for i, values in enumerate(first):
+        if not isinstance(values, dict):
+            raise ConfigError(f"first[{i}]={values!r}: give a dict of key: value (keys of {path})")
+        for key, value in values.items():
+            dim = dims.get(key)
+            if dim is None:
+                raise ConfigError(
+                    f"first[{i}]: {key!r} is not a key of {path} (it searches {', '.join(dims)}); "
+                    "give only those keys"
+                )
+            problem = dim.refuses(value)
+            if problem is not None:
+                raise ConfigError(f"first[{i}]: {key}={value!r} {problem} (in {path})")
+        _check_first_config(i, values, space, config, overrides)
+
+
+def _check_first_config(
+    i: int,
+    values: dict[str, Any],
+    space: list[Dimension],
+    config: RunConfig | str | Path | None,
+    overrides: list[str],
+) -> None:
+    """``first[i]``'s trial config through ``check_space``'s per-value checks and the weight-decay
+    check, crossed with the extremes of the keys it leaves to be drawn that decide them (the method,
+    the rates and the decay)."""
+    from tunelab.preflight import load_config
+
+    drawn = [d for d in space if d.key in _DECAY_KEYS and d.key not in values]
+    models: dict[str, Path] = {}
+    for picked in itertools.product(*(d.extremes() for d in drawn)):
+        extra = {d.key: v for d, v in zip(drawn, picked, strict=True)}
+        # `method` first, as a trial sets it: its options apply to the method the trial trains
+        chosen = sorted({**values, **extra}.items(), key=lambda kv: kv[0] != "method")
+        try:
+            cfg = load_config(config, [*overrides, *(override(k, v) for k, v in chosen)])
+            _check_trial_config(cfg, models)
+            _check_decay(cfg)
+        except TunelabError as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            also = "".join(f" with {k}={v!r}" for k, v in extra.items())
+            raise ConfigError(f"first[{i}] ({shown}){also} is refused by the run config: {exc}") from None
 
 
 #: Keys whose values are refused together, not alone: AdamW's lr x weight_decay must stay below 1,

@@ -16,17 +16,21 @@ The search folder holds everything, so a killed search resumes by running the sa
     trials.csv, trials.md, trials.png    the table and plot, rewritten after every trial
     best           a link to the best trial's run folder (a copy where links are not allowed)
     best.json      the best trial: its values, dev metric, run folder (relative to the search
-                   folder), and test metric (null until the search's end scores it)
+                   folder), and test metric (null until the search's end scores it) with when it was
+                   scored; ``earlier_test``, the test metrics of an earlier best, when a search extended
+                   after its end read the test rows again
     best-test/     the best run's report on its test rows (read once, after choosing)
 
 ``best`` and ``best.json`` are updated after every trial, with the table: after a kill they name the
-trial ``trials.md`` calls best.
+trial ``trials.md`` calls best. The best is training's own choice (``outputs.best_trial``): the best dev
+metric, a tie going to the lower dev loss.
 
 Only what a config can tell is checked before the first trial (each choice and both ends of each
 range against the run config); a value that fails with the data (``data.text_column: [text, nope]``)
 fails in its trial, which ends the search with the table written and a line naming the trial. A trial
-whose training loss diverges or that runs out of memory is recorded as failed, with the reason in the
-table, and the search goes on. A trial left running by a killed process is run again once.
+whose training loss diverges or that runs out of memory (CUDA's, the CPU allocator's or MPS's) is
+recorded as failed, with the reason in the table, and the search goes on. A trial left running by a
+killed process is run again once (``tunelab search`` takes SIGTERM as Ctrl-C: always run again).
 
 Choosing is on dev only. The test rows, a file (``data.test``) or a split carved from train
 (``data.test_size``), are scored once, by the best run, at the end; trials read a test file only to
@@ -45,6 +49,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +59,7 @@ from tunelab.runs.json_files import read_run_object
 from tunelab.search.space import (
     Dimension,
     check_dev,
+    check_first,
     check_space,
     distribution_spec,
     load_space,
@@ -114,6 +120,10 @@ _SPLIT_KEYS = ("data.dev", "data.test", "data.dev_size", "data.test_size", "data
 #: The trainer's advice after such an error, for a run of the user's: the search deletes the trial's
 #: .partial folder itself, and name= is the search's to set.
 _RETRY_ADVICE = re.compile(r"(?:,? then|;) delete .* and train again, or choose another name=$", re.DOTALL)
+#: A RuntimeError that is running out of memory: PyTorch raises only CUDA's as OutOfMemoryError; the CPU
+#: allocator's ("DefaultCPUAllocator: can't allocate memory") and MPS's ("MPS backend out of memory")
+#: are plain RuntimeErrors, and ended the whole search where CUDA's failed one trial.
+_OUT_OF_MEMORY = re.compile(r"can(?:'|no)t allocate memory|not enough memory|out of memory", re.IGNORECASE)
 #: The user attribute of a trial recorded as failed (its reason): it counts as one of --trials.
 FAILED = "failed"
 #: The user attribute of a trial whose error ended the search (its first line): kept with the trial,
@@ -177,12 +187,14 @@ def search(
             evaluation (Optuna's ``MedianPruner``).
         prune_after: finished trials needed before any trial is pruned.
         seed: the sampler's seed; default ``train.seed``.
-        first: values to try first (e.g. the current recipe), one dict of ``key: value`` per trial.
+        first: values to try first (e.g. the current recipe), one dict of ``key: value`` per trial;
+            checked as the space is (its keys only, values it can draw, configs the run takes).
         show_progress: a progress bar over trials.
         on_trial: called with each finished or pruned trial's row (the CLI prints it).
 
     Returns:
-        The best trial (highest dev metric, lowest for a loss) and the table of trials.
+        The best trial (highest dev metric, lowest for a loss; on a tie, the lower dev loss) and the
+        table of trials.
 
     Raises:
         ConfigError: a space file, config or data problem, one line each, before anything trains;
@@ -256,6 +268,8 @@ def search(
         )
     check_dev(base)
     check_space(dims, config, overrides, space)
+    if first:  # before the study: a value Optuna cannot take left trial 0 "running" in study.db
+        check_first(first, dims, config, overrides, space)
     checked = check_run(base, new_run=False)  # the data and model, once, before any trial
     checked.raise_if_problems()
 
@@ -410,6 +424,7 @@ def _run_trial(
     A trial whose training loss diverges, or that runs out of memory, is recorded as failed with its
     reason (``FAILED``) and returned as a row: other values may train, so the search goes on.
     """
+    from tunelab.search.outputs import DEV_LOSS
     from tunelab.train import train
     from tunelab.train.trainer import TrainingInterrupted
 
@@ -484,6 +499,9 @@ def _run_trial(
         _free_memory()  # outside the except: the traceback held the failed trial's tensors
         return {"trial": trial.number, "state": "fail", **values, "reason": reason}
     value = float(result.metrics["dev"][metric])
+    loss = result.metrics["dev"].get("loss")
+    if isinstance(loss, int | float) and not isinstance(loss, bool):
+        trial.set_user_attr(DEV_LOSS, float(loss))  # what a tie on the metric is broken by (best_trial)
     trial.set_user_attr("epochs", result.summary.get("epochs_run"))
     trial.set_user_attr("seconds", result.summary.get("train_seconds"))
     study.tell(trial, value)
@@ -499,7 +517,9 @@ def _lost_trial(exc: Exception) -> str | None:
     # was recognised, so a trial whose gradient or dev loss diverged ended the whole search
     if isinstance(exc, DivergedError):
         return _without_retry_advice(first_line(exc))
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError) or (
+        isinstance(exc, RuntimeError) and _OUT_OF_MEMORY.search(str(exc))
+    ):
         # CUDA's text runs on with allocator advice; its first two sentences say how much was asked for
         return f"out of memory ({'. '.join(first_line(exc).split('. ')[:2])})"
     return None
@@ -699,40 +719,71 @@ def _record_best(folder: Path, study: optuna.Study, metric: str) -> tuple[Any, P
 
     Called after every finished trial, not only after the last: ``trials.md`` is rewritten after
     each, and after a kill, Ctrl-C or a failed trial it named a best that ``best/`` and ``best.json``
-    (missing, or an older trial's) did not. A best that changed drops the test metrics and
-    ``best-test/`` of the one before; the search's end scores the new one.
+    (missing, or an older trial's) did not. A best that changed drops ``best-test/`` of the one
+    before, and the search's end scores the new one; the old test metrics move to ``earlier_test``
+    (a search extended after its test was read reads it again, and its earlier score is not lost).
     """
-    from tunelab.search.outputs import link_best
+    from tunelab.search.outputs import best_trial, link_best
 
-    if not any(t.state.name == "COMPLETE" for t in study.trials):
+    best = best_trial(study)
+    if best is None:
         return None
-    best = study.best_trial
     run = folder / "trials" / best.user_attrs["run"]
     saved = folder / "best.json"
     previous = _read_folder_json(saved, _BEST_ADVICE) if saved.is_file() else {}
+    earlier = _earlier_tests(previous)
     same = _same_run(previous.get("run"), folder, run)
     test = previous.get("test") if same else None
     if not same:
+        if previous.get("test") is not None:
+            earlier.append(
+                {
+                    "trial": previous.get("trial"),
+                    "run": previous.get("run"),
+                    "metrics": previous["test"],
+                    "at": previous.get("tested_at"),
+                }
+            )
         shutil.rmtree(folder / "best-test", ignore_errors=True)
     link_best(folder, run)
-    _write_best(folder, best, metric, run, test)
+    tested_at = previous.get("tested_at") if same and test is not None else None
+    _write_best(folder, best, metric, run, test, tested_at=tested_at, earlier=earlier)
     return best, run, test
 
 
-def _write_best(folder: Path, best: Any, metric: str, run: Path, test: Any) -> None:
-    atomic_write_json(
-        folder / "best.json",
-        {
-            "trial": best.number,
-            "metric": metric,
-            "dev": best.value,
-            "params": best.params,
-            # Relative to the search folder: relative to where the search was started, a rerun
-            # from another directory took it for another run and scored the test file again.
-            "run": run.relative_to(folder).as_posix(),
-            "test": test,
-        },
-    )
+def _earlier_tests(saved: dict[str, Any]) -> list[dict[str, Any]]:
+    """``best.json``'s ``earlier_test``: the test scores of runs that were best before (a list, or
+    none in a best.json from before it was kept)."""
+    earlier = saved.get("earlier_test")
+    return [item for item in earlier if isinstance(item, dict)] if isinstance(earlier, list) else []
+
+
+def _write_best(
+    folder: Path,
+    best: Any,
+    metric: str,
+    run: Path,
+    test: Any,
+    *,
+    tested_at: str | None = None,
+    earlier: list[dict[str, Any]] | None = None,
+) -> None:
+    record = {
+        "trial": best.number,
+        "metric": metric,
+        "dev": best.value,
+        "params": best.params,
+        # Relative to the search folder: relative to where the search was started, a rerun
+        # from another directory took it for another run and scored the test file again.
+        "run": run.relative_to(folder).as_posix(),
+        "test": test,
+        "tested_at": tested_at,
+    }
+    if earlier:
+        # The test rows were read before by another best (the search was extended after its end):
+        # the scores are kept, and neither is an unbiased estimate any more.
+        record["earlier_test"] = earlier
+    atomic_write_json(folder / "best.json", record)
 
 
 def _result(
@@ -754,6 +805,9 @@ def _result(
     files["best.json"] = folder / "best.json"
     # read once: a rerun of a finished search does not read them again (test kept by _record_best)
     if test is None and (base.data.test or base.data.test_size > 0):
+        earlier = _earlier_tests(_read_folder_json(folder / "best.json", _BEST_ADVICE))
+        if earlier:
+            _warn_test_read_again(earlier[-1], best.number, metric)
         if base.data.test:
             from tunelab.evaluate.on_run import evaluate
 
@@ -761,8 +815,26 @@ def _result(
         else:
             metrics = _score_carved_test(run, folder / "best-test")
         test = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        _write_best(folder, best, metric, run, test)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        _write_best(folder, best, metric, run, test, tested_at=at, earlier=earlier)
     return SearchResult(folder, metric, best.value, dict(best.params), run, test, rows, files)
+
+
+def _warn_test_read_again(earlier: dict[str, Any], trial: int, metric: str) -> None:
+    """Say that the test rows are read a second time: the search was extended after its end, and its
+    new best is scored on the rows the earlier best was (choosing between them by test would be
+    choosing on test). Not refused: extending a search is how ``--trials`` is meant to be used."""
+    metrics = earlier.get("metrics")
+    score = metrics.get(metric) if isinstance(metrics, dict) else None
+    shown = f" ({metric} {score:.4f})" if isinstance(score, int | float) else ""
+    log.warning(
+        "the test rows were already scored, by trial %s%s, before this search was extended: scoring them "
+        "again with the new best, trial %d; the test figures are no longer an unbiased estimate (both "
+        "are kept in best.json)",
+        earlier.get("trial"),
+        shown,
+        trial,
+    )
 
 
 def _score_carved_test(run: Path, out: Path) -> dict[str, Any]:

@@ -253,6 +253,27 @@ def test_a_run_without_the_webhook_keeps_the_alerts_the_last_one_was_owed(store,
     assert store.count_pending_alerts("markets") == 0
 
 
+def test_an_alert_open_when_a_run_without_the_webhook_starts_stays_owed_once_it_ends(store, capsys) -> None:
+    """Pending only because it was open, an alert that ended during a run without a webhook was
+    neither owed nor stored after the next webhook began: never sent, and not counted as waiting."""
+    from dataclasses import replace
+
+    from tunelab.cli import monitor_cmd
+
+    def down(url, body, headers, timeout):
+        raise OSError("connection refused")
+
+    worker = AlertWebhook([AlertTarget(store, "markets", "http://hooks.example.com/")], post=down, secret="")
+    still_open = alert("topic:t1", 1, ended=False)
+    store.save_alerts([still_open])
+    asyncio.run(worker.drain())
+    no_hook = SimpleNamespace(webhook=None, name="markets")
+    with monitor_cmd._delivering(no_hook, SimpleNamespace(store=store), once=True):
+        store.save_alerts([replace(still_open, ended_at=still_open.started_at + timedelta(minutes=30))])
+    assert "markets: 1 alert waits for the webhook this run has none of" in capsys.readouterr().err
+    assert drain(store) == [still_open.id]
+
+
 def test_an_older_store_gets_the_webhook_columns_and_keeps_a_delivering_monitors_backlog(
     tmp_path: Path,
 ) -> None:

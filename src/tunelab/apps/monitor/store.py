@@ -150,8 +150,8 @@ class MonitorTables:
                 return 0
             self._exec(
                 conn,
-                f"UPDATE tunelab_monitor_alerts SET owed = 1 WHERE monitor = ? AND ended_at IS NOT NULL"
-                f" AND {PENDING}",
+                # open ones too: one that ends while this process runs is no longer pending as open
+                f"UPDATE tunelab_monitor_alerts SET owed = 1 WHERE monitor = ? AND {PENDING}",
                 [name],
             )
             self._exec(conn, "UPDATE tunelab_monitors SET webhook_since = NULL WHERE name = ?", [name])

@@ -78,6 +78,23 @@ def test_the_per_class_plot_and_top_confusions_name_each_long_label_apart(figure
     assert len(set(_tick_texts(top.get_yticklabels()))) == 2
 
 
+def test_a_long_label_has_the_same_suffix_in_every_plot_of_a_report(figures: list[Any]) -> None:
+    """Shortened over the confusions' own names, the at_home label was "#0" in the top confusions
+    and "#2" in the per-class plot beside it: "#0" is another label's id."""
+    names = [
+        "other",
+        *[
+            f"refund_request_for_card_payment_{where}_made_in_euros_with_status"
+            for where in ("ABROAD", "AT_HOME")
+        ],
+    ]
+    plots.per_class_f1_png([{"label": name, "f1": 0.5} for name in names], 0.5)
+    plots.top_confusions_png([{"true": names[2], "predicted": names[1], "count": 4}], names)
+    per_class, top = (fig.axes[0] for fig in figures)
+    at_home = next(t for t in _tick_texts(per_class.get_yticklabels()) if t.endswith("#2"))
+    assert _tick_texts(top.get_yticklabels()) == [f"{at_home} → {at_home[:-2]}#1"]
+
+
 # 2. an earlier report's plots stayed in --out beside the new report's
 
 

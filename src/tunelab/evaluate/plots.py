@@ -248,19 +248,25 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], label_names: Sequence[
     return figure_png(fig)
 
 
-def top_confusions_png(confusions: Sequence[Mapping[str, Any]]) -> bytes | None:
+def top_confusions_png(
+    confusions: Sequence[Mapping[str, Any]], label_names: Sequence[str] = ()
+) -> bytes | None:
     """Draw the most frequent true -> predicted mistakes as horizontal bars, largest on top.
 
     Used instead of the heat map when there are too many classes for one to be readable.
 
     Args:
         confusions: ``{true, predicted, count}`` records, already sorted by count.
+        label_names: the run's labels, in id order: long names are shortened over them, so a
+            name's ``#id`` suffix is the one the report's other plots give it (shortened over the
+            confusions' own names, the same label was ``#0`` here and ``#2`` beside it).
 
     Returns:
         PNG bytes, or None when there are no confusions.
     """
     # shortened together, so two long labels that share a start and an end stay apart here too
-    labels = list(dict.fromkeys(str(c.get(key)) for c in confusions for key in ("true", "predicted")))
+    named = [str(c.get(key)) for c in confusions for key in ("true", "predicted")]
+    labels = list(dict.fromkeys([*map(str, label_names), *named]))
     short = dict(zip(labels, _short_names(labels), strict=True))
     rows = [
         (f"{short[str(c.get('true'))]} → {short[str(c.get('predicted'))]}", int(c.get("count", 0)))

@@ -99,7 +99,9 @@ def _render_plots(
     if matrix is not None and len(label_names) <= TOP_CONFUSIONS_ABOVE:
         rendered["confusion_matrix.png"] = plots.confusion_matrix_png(matrix, label_names)
     elif matrix is not None:
-        rendered["top_confusions.png"] = plots.top_confusions_png(metrics.get("top_confusions") or [])
+        rendered["top_confusions.png"] = plots.top_confusions_png(
+            metrics.get("top_confusions") or [], label_names
+        )
     rendered["per_class_f1.png"] = plots.per_class_f1_png(
         metrics.get("per_class") or [], plots.finite_number(metrics.get("macro_f1"))
     )

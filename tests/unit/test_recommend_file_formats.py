@@ -165,3 +165,17 @@ def test_extra_text_rows_name_their_file_line(tmp_path: Path) -> None:
     extra = {"name": "tags", "path": str(path), "id_column": "movie", "field": "tag"}
     counts = load_dataset(_world(tmp_path, items={"extra_text": [extra]})).report["extra_text"]["tags"]
     assert counts["unknown_items"]["examples"] == [{"item_id": "ZZZ1", "rows": 1, "first": "row 4"}]
+
+
+def test_rows_one_field_longer_than_the_header_keep_their_columns(tmp_path: Path) -> None:
+    """Every row ending in a separator (a spreadsheet's export) made pandas take the first column as
+    the index: item ids became the titles, every column shifted one place, without a word."""
+    path = tmp_path / "trailing.csv"
+    path.write_text("item_id,title\n1,Toy Story,\n2,Heat,\n", encoding="utf-8")
+    assert _items(path, ["title"]) == [["1", "Toy Story"], ["2", "Heat"]]
+    filled = tmp_path / "filled.csv"
+    filled.write_text("item_id,title\n1,Toy Story,x\n2,Heat,y\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"line 2 has 3 fields where the header has 2; quote a text that holds ','"
+    ):
+        read_items(ItemsConfig(path=str(filled), text_fields=["title"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,13 +139,41 @@ def _read_csv(p: Path, what: str) -> tuple[pd.DataFrame, list[str]]:
     locales) read as one column named ``item_id;title`` and failed as a missing column."""
     sep = sniff_separator(p, _CSV_ENCODING, ",") or ","
     try:
-        frame = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding=_CSV_ENCODING)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            # index_col=False: rows one field longer than the header (trailing commas) made pandas
+            # take the first column as the index, every column shifted one place without a word
+            frame = pd.read_csv(
+                p, sep=sep, dtype=str, keep_default_na=False, encoding=_CSV_ENCODING, index_col=False
+            )
     except pd.errors.ParserError as exc:
         raise DataError(f"{p}: not a readable CSV {what} file ({_parse_problem(p, sep, exc)})") from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        _refuse_filled_extra_fields(p, sep, what)
     if maybe_renamed(frame.columns):
         # pandas renames a repeated name (title, title.1), and the first was used without a word
         refuse_repeated_names(p, header_as_written(p, sep, _CSV_ENCODING))
     return frame, _csv_places(p, sep, len(frame))
+
+
+def _refuse_filled_extra_fields(p: Path, sep: str, what: str) -> None:
+    """Raise ``DataError`` naming the first record with a filled field past the header's; empty ones
+    (a spreadsheet's trailing separators) hold nothing and are read past, as the support bot's
+    knowledge files are. pandas only warned that it dropped them."""
+    header: list[str] | None = None
+    try:
+        for line, row in record_lines(p, sep, _CSV_ENCODING):
+            if not row:
+                continue
+            if header is None:
+                header = row
+            elif len(row) > len(header) and any(field.strip() for field in row[len(header) :]):
+                raise DataError(
+                    f"{p}: not a readable CSV {what} file (line {line} has {len(row)} fields where the "
+                    f"header has {len(header)}; quote a text that holds {sep!r})"
+                )
+    except SCAN_ERRORS:
+        return
 
 
 def _csv_places(p: Path, sep: str, rows: int) -> list[str]:

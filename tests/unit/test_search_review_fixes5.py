@@ -9,7 +9,6 @@ checked is the search's bookkeeping around them, not training.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -22,14 +21,12 @@ from typing import Any
 
 import pytest
 from test_search import read_csv, write_space
+from test_search_review_fixes3 import ON_RUN, TRAIN
 
 from tunelab.cli.main import main
 from tunelab.errors import ConfigError
 from tunelab.search import search
 from tunelab.search.space import check_space, load_space
-
-TRAIN = importlib.import_module("tunelab.train")  # the package: tunelab.train is also the function
-ON_RUN = importlib.import_module("tunelab.evaluate.on_run")
 
 #: What PyTorch's CPU allocator raises (a plain RuntimeError, not torch.OutOfMemoryError)
 CPU_OOM = (

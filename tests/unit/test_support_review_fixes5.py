@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import pytest
-from test_serve_support_store import clear_postgres
+from test_serve_support_store import store  # noqa: F401  (a fixture: SQLite and PostgreSQL)
 
 from tunelab.apps.support.answers import read_answers
 from tunelab.apps.support.bot import Bot
 from tunelab.apps.support.config import BotConfig
 from tunelab.apps.support.knowledge import Hit, Passage
 from tunelab.serve.conversations import Conversations
-from tunelab.serve.store import open_store
 from tunelab.serve.store.support import Ticket, Turn
 from tunelab.serve.support_schemas import TicketOut
 
@@ -106,18 +103,6 @@ def test_the_template_of_the_intent_a_tagged_passage_serves_still_replaces_it(tm
 T0 = datetime(2026, 12, 7, 13, 29, 16, 832265, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        s = open_store(None, tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        clear_postgres(url)
-        s = open_store(url, tmp_path)
-    yield s
-    s.close()
-
-
 class Clock:
     """A settable clock for ``Conversations(now=...)``."""
 
@@ -128,7 +113,7 @@ class Clock:
         return self.at
 
 
-def conversations(store: Any, clock: Clock, ttl_s: float) -> Conversations:
+def conversations(store: Any, clock: Clock, ttl_s: float) -> Conversations:  # noqa: F811  (the fixture imported above)
     """A server's ``Conversations`` under ``--conversation-ttl ttl_s``."""
     settings = SimpleNamespace(conversation_ttl_s=ttl_s, history_turns=3, ticket_turns=5)
     return Conversations(store, settings, now=clock)
@@ -149,7 +134,7 @@ def history(convs: Conversations) -> list[str]:
     return convs.context(bot="demo", owner="k1", conversation_id="c1").history
 
 
-def test_a_lowered_ttl_applies_to_the_turns_stored_before_the_restart(store: Any) -> None:
+def test_a_lowered_ttl_applies_to_the_turns_stored_before_the_restart(store: Any) -> None:  # noqa: F811  (the fixture imported above)
     """The expiry was fixed when a turn was written: after a restart with --conversation-ttl 2, a
     turn stored under 1800 s was still read as context 3 s later, and purge deleted nothing."""
     clock = Clock(T0)
@@ -163,7 +148,7 @@ def test_a_lowered_ttl_applies_to_the_turns_stored_before_the_restart(store: Any
     assert history(conversations(store, clock, 1800)) == []  # deleted, not only hidden
 
 
-def test_a_raised_ttl_applies_to_the_turns_stored_before_the_restart(store: Any) -> None:
+def test_a_raised_ttl_applies_to_the_turns_stored_before_the_restart(store: Any) -> None:  # noqa: F811  (the fixture imported above)
     """The running server's TTL governs every turn, both ways."""
     clock = Clock(T0)
     say(conversations(store, clock, 2), "football tickets")
@@ -192,7 +177,7 @@ def shown(ticket: Ticket) -> dict[str, Any]:
     return json.loads(json.dumps(TicketOut.model_validate(ticket.to_dict()).model_dump(mode="json")))
 
 
-def test_every_time_in_a_ticket_is_written_with_z(store: Any) -> None:
+def test_every_time_in_a_ticket_is_written_with_z(store: Any) -> None:  # noqa: F811  (the fixture imported above)
     """The conversation's ``at`` read "+00:00" (``isoformat``) while created_at read "Z" (pydantic)."""
     clock = Clock(T0)
     convs = conversations(store, clock, 1800)

@@ -58,6 +58,7 @@ import pandas as pd
 
 from tunelab.atomic import not_a_file
 from tunelab.config import DataConfig
+from tunelab.data.json_array import JsonArrayError, json_array_values  # not via .tables: it imports this
 from tunelab.data.sniff import separator_name, sniff_file
 from tunelab.errors import JSON_ERRORS, DataError, json_problem
 
@@ -903,9 +904,14 @@ def json_records(path: Path, encoding: str) -> Iterator[tuple[str, int, Any]]:
         raise DataError(f"{path}: a {path.suffix} archive cannot be read as JSON lines; unpack it first")
     with stream:
         if is_json_array(path):
-            numbered = _json_array(stream.read().decode(encoding).removeprefix("\ufeff"))  # UTF-8's BOM
-            if numbered is not None:
-                for number, record in numbered:
+            # A whole-file JSON array of objects is accepted too, its items numbered 1..n.
+            text = stream.read().decode(encoding).removeprefix("\ufeff")  # UTF-8's BOM
+            try:
+                records = json_array_values(text)
+            except JsonArrayError:  # nested too deeply too: the line reader names the line
+                records = None  # maybe JSON lines that are arrays: the line reader names the line
+            if records is not None:
+                for number, record in enumerate(records, start=1):
                     yield "item", number, record
                 return
             stream.seek(0)  # JSON lines that are arrays: the line reader names the line
@@ -1030,17 +1036,6 @@ def _column_oriented(record: Any) -> bool:
     if all(isinstance(v, dict) for v in record.values()):
         return True
     return {"columns", "data"} <= set(record) and isinstance(record["data"], list)
-
-
-def _json_array(text: str) -> list[tuple[int, Any]] | None:
-    """A whole-file JSON array of objects is accepted too; None when ``text`` is not one."""
-    if not text.lstrip().startswith("["):
-        return None
-    try:
-        records = json.loads(text)
-    except JSON_ERRORS:  # nested too deeply too: the line reader names the line
-        return None  # maybe JSON lines that are arrays: the line reader names the line
-    return list(enumerate(records, start=1))
 
 
 def is_json_array(path: str | Path) -> bool:

@@ -3,8 +3,9 @@
 The apps (``tunelab.apps``) use only the public API and the service; the recommender still reads
 its items and interactions with pandas itself (it keeps JSON and Parquet values typed, which the
 training reader turns into text), and takes from here what makes a file read the same way on both
-surfaces: the sniffed separator, a repeated header name refused, each record's file line. A thin
-layer over :mod:`tunelab.data.readers` and :mod:`tunelab.data.sniff`, which may change inside.
+surfaces: the sniffed separator, a repeated header name refused, each record's file line, a file
+holding one JSON array read as its items. A thin layer over :mod:`tunelab.data.readers`,
+:mod:`tunelab.data.sniff` and :mod:`tunelab.data.json_array`, which may change inside.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tunelab.data import readers, sniff
+
+# A file holding one JSON array read as its items, as the training reader reads it. Written in its own
+# module, not here: readers uses it too, and this module imports readers (a circular import).
+from tunelab.data.json_array import JsonArrayError as JsonArrayError
+from tunelab.data.json_array import JsonItem as JsonItem
+from tunelab.data.json_array import first_line_is_json as first_line_is_json
+from tunelab.data.json_array import iter_json_array as iter_json_array
+from tunelab.data.json_array import json_array_items as json_array_items
+from tunelab.data.json_array import json_array_values as json_array_values
 
 #: What scanning a file's records may raise (a bad byte, a damaged archive, csv's own errors).
 SCAN_ERRORS = readers._SCAN_ERRORS

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import logging
 import os
 import re
@@ -49,6 +48,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from tunelab.data.tables import iter_json_array
 
 log = logging.getLogger(__name__)
 
@@ -859,49 +860,18 @@ def _array_lines(path: Path, fh: BinaryIO, block_bytes: int) -> Iterator[Line]:
             path, size, MAX_ARRAY_BYTES,
         )  # fmt: skip
         return
+    items: list[tuple[int, bytes]] = []  # (line it starts on, its JSON as UTF-8): all, before any is used
     try:
-        items = _array_items(fh.read().decode("utf-8").removeprefix("\ufeff"))
-    except ValueError as exc:
+        # parsed once, not checked whole by json first: anything str.strip removes may follow its ']'
+        for item in iter_json_array(fh.read().decode("utf-8").removeprefix("\ufeff")):
+            items.append((item.line, item.raw.encode("utf-8")))
+    except ValueError as exc:  # JsonArrayError (not JSON, a trailing comma, more after it), not UTF-8
         log.warning("%s starts with '[' but is no JSON array (%s): read as JSON lines", path, exc)
         fh.seek(0)
         yield from _jsonl_lines(path, fh, block_bytes)
         return
     for number, raw in items:
         yield Line(number, raw if len(raw) <= MAX_LINE_BYTES else None)
-
-
-_BLANK = re.compile(r"[ \t\n\r]*")
-
-
-def _array_items(text: str) -> list[tuple[int, bytes]]:
-    """The items of the JSON array ``text`` as ``(line it starts on, its JSON as UTF-8)``.
-
-    Raises:
-        ValueError: ``text`` is not one JSON array (not JSON, a trailing comma, more after it).
-    """
-    decoder = json.JSONDecoder()
-    items: list[tuple[int, bytes]] = []
-    pos = _BLANK.match(text, _BLANK.match(text).end() + 1).end()  # past the '['
-    line, counted = 1, 0
-    empty = text[pos : pos + 1] == "]"
-    while not empty:
-        try:
-            _, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        except RecursionError:
-            raise ValueError("nested too deeply") from None
-        line, counted = line + text.count("\n", counted, pos), pos
-        items.append((line, text[pos:end].encode("utf-8")))
-        pos = _BLANK.match(text, end).end()
-        if text[pos : pos + 1] == "]":
-            break
-        if text[pos : pos + 1] != ",":
-            raise ValueError(f"',' or ']' expected after the item on line {line}")
-        pos = _BLANK.match(text, pos + 1).end()
-    if text[pos + 1 :].strip():
-        raise ValueError("more after the array's ']'")
-    return items
 
 
 def _jsonl_lines(path: Path, fh: BinaryIO, block_bytes: int) -> Iterator[Line]:

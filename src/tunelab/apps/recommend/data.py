@@ -27,7 +27,10 @@ from tunelab.atomic import not_a_file
 from tunelab.data.scripts import has_visible_text
 from tunelab.data.tables import (
     SCAN_ERRORS,
+    JsonArrayError,
+    first_line_is_json,
     header_as_written,
+    json_array_values,
     maybe_renamed,
     open_text_bytes,
     record_lines,
@@ -282,35 +285,24 @@ def _read_json_array(p: Path, text: str, what: str) -> tuple[pd.DataFrame, list[
     """A file of one JSON array of records (``json.dump(rows, f)``, pandas' ``orient="records"``),
     as the training reader takes it; read by lines, its ``[`` was "not JSON". None when ``text``
     is no array: JSON lines, or lines that are arrays (the line reader names the line)."""
-    if not text.lstrip().startswith("["):
-        return None
     try:
-        records = json.loads(text)
-    except JSON_ERRORS as exc:
-        if _first_line_is_json(text):
+        records = json_array_values(text)
+    except JsonArrayError as exc:
+        if first_line_is_json(text):
             return None
-        where = f" on line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        where = f" on line {exc.line}" if exc.line is not None else ""
         raise DataError(
-            f"{p}: a JSON array that is not valid JSON{where} ({json_problem(exc)}); fix it, or write "
+            f"{p}: a JSON array that is not valid JSON{where} ({exc.problem}); fix it, or write "
             f"one {what} record per line"
         ) from None
+    if records is None:
+        return None
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise DataError(
                 f"{p}: item {number} of the JSON array is not a JSON object (one {what} record each)"
             )
     return pd.DataFrame.from_records(records), [f"item {n}" for n in range(1, len(records) + 1)]
-
-
-def _first_line_is_json(text: str) -> bool:
-    """Whether the first non-blank line is JSON by itself: then the file is JSON lines (arrays ones
-    among them), and the line reader names the bad line; else the array's own error is the one."""
-    line = next((ln for ln in text.split("\n") if ln.strip()), "")
-    try:
-        json.loads(line)
-    except JSON_ERRORS:
-        return False
-    return True
 
 
 def _need_columns(frame: pd.DataFrame, path: str, columns: list[str], what: str) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from tunelab.atomic import STALE_FOLDER_S, exchange, remove_stale_folders, sibling_stem
 from tunelab.data.scripts import count_words, has_visible_text, join_lines, word_starts
+from tunelab.data.tables import JsonArrayError, JsonItem, first_line_is_json, json_array_items
 from tunelab.errors import JSON_ERRORS, ConfigError, DataError, json_problem
 
 log = logging.getLogger(__name__)
@@ -396,7 +397,8 @@ def _json_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
     """
     items = _json_array(text, path)
     if items is not None:
-        yield from items
+        for item in items:
+            yield item.line, item.value
         return
     # "\n" only: str.splitlines also splits at U+2028, U+2029 and U+0085, which JSON holds unescaped
     # inside strings (text copied from web pages): such a line was refused as "not JSON"
@@ -409,43 +411,24 @@ def _json_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             raise DataError(f"{path}: line {line_no} is not JSON ({json_problem(exc)})") from None
 
 
-_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # what JSON allows between values (json's own WHITESPACE)
-
-
-def _json_array(text: str, path: Path) -> list[tuple[int, Any]] | None:
+def _json_array(text: str, path: Path) -> list[JsonItem] | None:
     """The items of ``text`` when it is one JSON array, each with the line it starts on; None when it
     does not start with ``[`` or is JSON lines that are arrays (each line one whole JSON value).
 
     Raises:
         DataError: an array that is not JSON, naming the line where it breaks.
     """
-    if not text.lstrip().startswith("["):
-        return None
     try:
-        json.loads(text)
-    except JSON_ERRORS as exc:
-        first = next(line for line in text.split("\n") if line.strip())
-        try:
-            json.loads(first)
-        except JSON_ERRORS:  # not even its first line is JSON: one array, broken
-            where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "the array"
-            raise DataError(
-                f"{path}: {where}: not valid JSON in the array ({json_problem(exc)}); fix it there, or write "
-                "one JSON object per line"
-            ) from None
-        return None  # JSON lines whose lines are arrays: the line reader names the line
-    decoder = json.JSONDecoder()
-    items: list[tuple[int, Any]] = []
-    at = _JSON_SPACE.match(text, text.index("[") + 1).end()
-    line_no, counted = 1, 0  # line_no: the line of position ``counted``
-    while text[at] != "]":  # valid JSON (checked above): a value, then "," or "]"
-        line_no, counted = line_no + text.count("\n", counted, at), at
-        record, end = decoder.raw_decode(text, at)
-        items.append((line_no, record))
-        at = _JSON_SPACE.match(text, end).end()
-        if text[at] == ",":
-            at = _JSON_SPACE.match(text, at + 1).end()
-    return items
+        return json_array_items(text)
+    except JsonArrayError as exc:
+        if first_line_is_json(text):
+            return None  # JSON lines whose lines are arrays: the line reader names the line
+        # not even its first line is JSON: one array, broken
+        where = f"line {exc.line}" if exc.line is not None else "the array"
+        raise DataError(
+            f"{path}: {where}: not valid JSON in the array ({exc.problem}); fix it there, or write "
+            "one JSON object per line"
+        ) from None
 
 
 class KnowledgeIndex:

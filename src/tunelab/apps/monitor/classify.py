@@ -30,8 +30,17 @@ LEGAL_SUFFIXES = frozenset((
     "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "plc", "llc", "lp",
     "llp", "ag", "se", "sa", "nv", "bv", "gmbh", "kgaa", "spa", "srl", "ab", "asa", "oyj",
     "holdings", "holding", "group",
+    # international news: Australia, India, Germany/Austria, Denmark/Norway (A/S), Japan (K.K.),
+    # France, Finland, Malaysia, Indonesia; each left its own key beside the bare name before
+    "pty", "pvt", "kg", "as", "kk", "sas", "oy", "bhd", "berhad", "tbk",
 ))
 # fmt: on
+#: Dropped only right before a legal form already dropped ("Infosys Private Limited"): a name may
+#: end in the word itself ("... Private" as a bank's division).
+_BEFORE_A_FORM = frozenset(("private", "and"))  # "and": "GmbH & Co. KG" ("&" is read as "and")
+#: Apostrophes other than ' and ’ that possessives are written with (the acute accent, the opening
+#: quote, the modifier letter): NFKC turns "´" into a space and a combining accent ("acme s").
+_APOSTROPHES = str.maketrans({"´": "'", "‘": "'", "ʼ": "'", "`": "'"})
 _POSSESSIVE = re.compile(r"(?:'s|’s|')$", re.IGNORECASE)
 #: Longest entity normalised (characters): longer is a runaway NER span, never a company key
 #: (MAX_KEY_CHARS), and normalising is quadratic in the length (one legal form a round).
@@ -49,6 +58,11 @@ def _strip_edge_punct(word: str) -> str:
     return word[start:end]
 
 
+def _bare(word: str) -> str:
+    """A legal form as listed: without its dots and slashes ("K.K." -> "kk", "A/S" -> "as")."""
+    return word.replace(".", "").replace("/", "")
+
+
 def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str | None:
     """The key a company is followed under: lower case, no legal form, possessive or punctuation.
 
@@ -60,17 +74,26 @@ def normalise_company(name: str, aliases: dict[str, str] | None = None) -> str |
         >>> normalise_company("  Deutsche   Bank AG ")
         'deutsche bank'
     """
-    key = unicodedata.normalize("NFKC", name).strip()
+    key = unicodedata.normalize("NFKC", name.translate(_APOSTROPHES)).strip()
     # To a fixed point: removing a legal form can bare a possessive ("McDonald's Corp" ->
     # "mcdonald's"), and a stored key read back (the report, the trend query) must normalise to itself.
     # Ends: after the first round (case folding) a round only removes characters. Four rounds at
     # most left "Acme Inc's Corp's Ltd's Group's AG's" at "acme inc's", which reads back as "acme".
     while True:
         text = _POSSESSIVE.sub("", key)
-        words = [_strip_edge_punct(w) for w in text.casefold().split()]
+        # commas split words ("Co.,Ltd." is "Co., Ltd."); "&" alone is "and" ("Procter & Gamble"
+        # and "Procter and Gamble" one key: stripped as punctuation it gave "procter gamble")
+        split = text.casefold().replace(",", " ").split()
+        words = ["and" if w == "&" else _strip_edge_punct(w) for w in split]
         words = [w for w in words if w]
-        while len(words) > 1 and words[-1].replace(".", "") in LEGAL_SUFFIXES:
+        dropped = False
+        while len(words) > 1 and (
+            _bare(words[-1]) in LEGAL_SUFFIXES or (dropped and words[-1] in _BEFORE_A_FORM)
+        ):
             words.pop()
+            dropped = True
+        if len(words) > 1 and words[0] == "the":  # "The Acme Group" is "Acme Group"
+            words.pop(0)
         done, key = key, " ".join(words)
         if key == done:
             break

@@ -12,11 +12,19 @@ weights saved again (other metadata, other sharding) still match. It reads the f
 model, on purpose: weights a checkpoint lacks (a pooler, say) are initialised at random on every
 load and would make a model's fingerprint differ each time. One pass over the weights: about
 0.1 s for MiniLM's 22.7M parameters (measured on this machine).
+
+Only the files transformers loads are read (``model.safetensors``, else the shards its
+``model.safetensors.index.json`` names): every ``*.safetensors`` of the folder was read, their
+tensors merged by name, so a backup beside the weights (``model_orig.safetensors``, sorting after
+``model.safetensors``) was hashed in place of the file loaded, and a LoRA run loaded onto changed
+weights without a word.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,8 +35,9 @@ SUMMARY_KEY = "base_fingerprint"
 
 
 def weights_fingerprint(folder: str | Path) -> str | None:
-    """``sha256:<hex>`` of the tensors in ``folder/*.safetensors``; ``None`` when there are none."""
-    files = sorted(Path(folder).glob("*.safetensors"))
+    """``sha256:<hex>`` of the tensors of the safetensors files a model in ``folder`` loads from;
+    ``None`` when there are none."""
+    files = _weight_files(Path(folder))
     if not files:
         return None
     import torch
@@ -38,12 +47,30 @@ def weights_fingerprint(folder: str | Path) -> str | None:
     with ExitStack() as stack:
         handles = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
         # safe_open handles are not mappings: iterating one does not give its tensor names.
-        where = {key: handle for handle in handles for key in handle.keys()}  # noqa: SIM118
-        for name in sorted(where):
-            t = where[name].get_tensor(name).contiguous()
-            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        entries = sorted((key, i) for i, handle in enumerate(handles) for key in handle.keys())  # noqa: SIM118
+        times = Counter(name for name, _ in entries)
+        for name, i in entries:
+            t = handles[i].get_tensor(name).contiguous()
+            # a name two files hold (only where no file is the one loaded) says which: each is hashed
+            label = f"{name}@{files[i].name}" if times[name] > 1 else name
+            digest.update(f"{label}|{t.dtype}|{tuple(t.shape)}\n".encode())
             digest.update(t.reshape(-1).view(torch.uint8).numpy())  # raw bytes, whatever the dtype
     return f"sha256:{digest.hexdigest()}"
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files transformers loads from ``folder``, in its order of preference:
+    ``model.safetensors``, else the shards of ``model.safetensors.index.json``, else (a folder
+    named otherwise) every ``*.safetensors``."""
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = folder / "model.safetensors.index.json"
+    try:
+        shards = json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()
+        return [folder / name for name in sorted(set(shards)) if (folder / name).is_file()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return sorted(folder.glob("*.safetensors"))
 
 
 _UNSET: Any = object()

@@ -13,6 +13,10 @@ from tunelab.cli.config_args import (
 from tunelab.cli.output import headline_lines
 from tunelab.cli.signals import sigterm_interrupts as _sigterm_interrupts  # the name tests import
 
+#: The registered methods (``method=``), written out: ``--help`` must not import torch, which the
+#: registry does; tests/unit/test_cli_method_names.py checks the list against the registry.
+METHOD_NAMES = ("full", "lora", "adalora", "ia3", "loha", "lokr", "adapter", "prefix", "prompt", "setfit")
+
 HELP = """examples:
   tunelab train configs/banking77.yaml
   tunelab train configs/banking77.yaml data.train=../shared/data/banking77/train.csv method=lora
@@ -26,12 +30,16 @@ HELP = """examples:
 overrides use the config's section.field names: data.*, model.*, method (name or method.<option>),
 train.*, augment.*, continual.*, self_training.*, output_dir, name. `tunelab validate CONFIG` checks
 a config without training.
+methods (method=NAME, full fine-tuning by default):
+  {methods}
+their options (method.r=16, method.target_modules=...) are in the README's "Fine-tuning methods and
+merging"; an option a method does not know is refused naming those it does.
 Ctrl-C, or SIGTERM (docker stop, scancel, kill), stops training and prints the `--resume` command that
 continues it; the exit status is 130 after Ctrl-C and 143 after SIGTERM. A full disk says which file
 it could not write and how to resume once space is freed.
 --from RUN keeps RUN's settings and label ids (new labels are appended), replays a stratified sample
 of its training rows (continual.rehearsal per label, or all) and names the new data with data.train=...
-"""
+""".format(methods=", ".join(METHOD_NAMES))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

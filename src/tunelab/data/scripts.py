@@ -15,6 +15,7 @@ import unicodedata
 #: CJK ideographs and kana, as ranges for a regex character class (``[{CJK}]``).
 CJK = (
     "\u3040-\u30ff"  # hiragana, katakana
+    "\uff65-\uff9f"  # halfwidth katakana: "ﾄﾖﾀ" was one word where "トヨタ" is three
     "\u3400-\u4dbf"  # CJK extension A
     "\u4e00-\u9fff"  # CJK unified ideographs
     "\uf900-\ufaff"  # compatibility ideographs

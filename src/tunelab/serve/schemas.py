@@ -168,8 +168,20 @@ class Entity(BaseModel):
 
     text: str = Field(examples=["Acme"])
     label: str = Field(examples=["ORG"])
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    start: int = Field(
+        ge=0,
+        description=(
+            "offset of the entity's first character in the text, counted in Unicode code points "
+            "(Python string indices), not UTF-16 code units: a character outside the BMP (an emoji) counts 1"
+        ),
+    )
+    end: int = Field(
+        ge=0,
+        description=(
+            "offset just past the entity's last character (exclusive), in Unicode code points (Python "
+            "string indices), not UTF-16 code units; text[start:end] in Python is the entity"
+        ),
+    )
     score: float
 
 

@@ -436,40 +436,42 @@ def _summary(partial: RunFolder, predictors: list[Any], members: list[dict[str, 
     }
 
 
-def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str], list[str]]:
-    """Every row another member than the first trained on and the first did not, normalised, with
-    the first member that did; and notes on members whose rows cannot be read again. ``members``:
-    each one's folder, ``RunConfig`` (its data files as it resolved them, ``with_training_paths``)
-    and task.
+def trained_rows(members: list[tuple[Any, ...]]) -> tuple[dict[RowKey | str, str], list[str]]:
+    """Every row another member than the first trained on and the first did not, normalised (a
+    made row by its key, ``made_key``: a str), with the first member that did; and notes on
+    members whose rows cannot be read again. ``members``: each one's folder, ``RunConfig`` (its
+    data files as it resolved them, ``with_training_paths``) and task, and optionally the folder
+    holding its record of the rows it made (``member_setups``: its copy under the ensemble's
+    ``weights/``; else its folder).
 
     A member's rows are read as ``tunelab eval --data`` reads a run's
     (``tunelab.evaluate.trained_rows.trained_rows_of``): its training split as its config reads it
     again (files resolved as it trained, ``data.shots`` drawn again), the stored rows a continued
-    member replayed (its ``continual.from_run``'s ``rehearsal.jsonl``, all of it), its
-    ``self_training.unlabeled`` texts (all of them: which were pseudo-labelled is not recorded) and
-    every row of each run it was continued from, back through the chain (it started from their
-    weights; the stored sample holds only some of a large dataset's rows). The ensemble is scored on
+    member replayed (its ``continual.from_run``'s ``rehearsal.jsonl``, all of it), the rows its
+    augmentation made (its folder's ``augmented.jsonl``), its ``self_training.unlabeled`` texts (all
+    of them: which were pseudo-labelled is not recorded) and every row of each run it was continued
+    from, back through the chain (it started from their weights; the stored sample holds only some
+    of a large dataset's rows). The ensemble is scored on
     the first member's dev and test rows, which another member may have trained on (another
     ``data.split_seed``, other files): scoring those inflated metrics.json with no word.
 
     A member a part of whose rows cannot be read (its stored sample, its unlabelled file, a run it
-    was continued from) still has its other rows left out, and a note says which rows may be scored:
+    was continued from, the record of its made rows: a member trained with augmentation before
+    tunelab kept one) still has its other rows left out, and a note says which rows may be scored:
     skipping the whole member scored the dev rows it trained on too. A zero-shot member trained on
     nothing and has no rows.
     """
     from tunelab.data.held_out import normalised
 
-    trained: dict[RowKey, str] = {}
+    trained: dict[RowKey | str, str] = {}
     notes: list[str] = []
-    first: set[RowKey] = set()
-    for n, (root, cfg, task) in enumerate(members):
+    first: set[RowKey | str] = set()
+    for n, (root, cfg, task, *record) in enumerate(members):
+        unread: list[Any] = []
         try:
             rows = _member_rows(cfg, task)
         except _PartlyUnread as partly:
-            rows = partly.rows
-            for line in _unread_notes(root, partly.unread):
-                logger.warning("%s", line)
-                notes.append(line)
+            rows, unread = partly.rows, list(partly.unread)
         except (TunelabError, OSError, ValueError, KeyError, TypeError) as exc:
             why = first_line(exc)
             logger.warning("%s: its training rows cannot be read (%s)", root, why)
@@ -478,7 +480,13 @@ def trained_rows(members: list[tuple[Path, Any, Any]]) -> tuple[dict[RowKey, str
                 "may be among the rows the ensemble is scored on"
             )
             continue
-        keys = {normalised(text, pair) for text, pair in rows}
+        made, not_made = _member_made(record[0] if record else root, cfg)
+        if n == 0:  # training kept its made rows out of its own dev and test rows, which are scored
+            not_made = []
+        for line in _unread_notes(root, [*unread, *not_made]):
+            logger.warning("%s", line)
+            notes.append(line)
+        keys = {key if isinstance(key, str) else normalised(*key) for key in rows} | made
         if n == 0:
             # The first member's own rows (its chain's too) are its splits' business: a test text
             # that repeats one of its training texts is in its own metrics too, so members sharing
@@ -496,7 +504,12 @@ def _unread_notes(root: Path, unread: list[Any]) -> list[str]:
     lost_replayed = any(u.of is None and (u.part == "replayed" or u.replayed) for u in unread)
     notes = []
     for u in unread:
-        if u.of is None and u.part == "replayed":
+        if u.of is None and u.part == "augmented":  # its why names them
+            line = (
+                f"member {root}: {u.why}, so rows it made may be among the rows the ensemble is scored on; "
+                "its other rows are left out"
+            )
+        elif u.of is None and u.part == "replayed":
             line = (
                 f"member {root}: its replayed rows cannot be read ({u.why}), so rows it replayed may be "
                 "among the rows the ensemble is scored on; its other rows are left out"
@@ -526,9 +539,10 @@ def _unread_notes(root: Path, unread: list[Any]) -> list[str]:
     return notes
 
 
-def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, Any]]:
+def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, Any, Path]]:
     """``trained_rows``'s input for an ensemble folder's members (their copies under ``weights/``),
-    read without loading their weights."""
+    read without loading their weights: each one's source run, config and task, and its copy (which
+    holds the record of the rows it made, as the member was when the ensemble was built)."""
     from tunelab.data import LabelMap
     from tunelab.ensembling.backend import member_folder
     from tunelab.inference.predictor import read_run_config, read_run_summary, with_training_paths
@@ -541,7 +555,7 @@ def member_setups(root: Path, summary: dict[str, Any]) -> list[tuple[Path, Any, 
         # and its data files are not silently the config's (a damaged run.json read as {}).
         config = with_training_paths(read_run_config(folder), read_run_summary(folder))
         task = get_task(LabelMap.load(folder.labels_json).task)
-        setups.append((Path(member.get("source") or folder.root), config, task))
+        setups.append((Path(member.get("source") or folder.root), config, task, folder.root))
     return setups
 
 
@@ -549,7 +563,7 @@ class _PartlyUnread(Exception):
     """Parts of a member's rows cannot be read (``unread``, ``trained_rows_of``'s); its other rows
     could: ``rows`` holds them."""
 
-    def __init__(self, rows: list[RowKey], unread: list[Any]) -> None:
+    def __init__(self, rows: list[RowKey | str], unread: list[Any]) -> None:
         super().__init__(unread[0].why)
         self.rows, self.unread = rows, unread
 
@@ -562,9 +576,10 @@ def _trained_on_nothing(cfg: Any) -> bool:
     return not was_trained(cfg)
 
 
-def _member_rows(cfg: Any, task: Any) -> list[RowKey]:
+def _member_rows(cfg: Any, task: Any) -> list[RowKey | str]:
     """The normalised ``(text, pair)`` of every row a member with config ``cfg`` trained on (see
-    ``trained_rows``), its chain's included; a zero-shot member's none.
+    ``trained_rows``), its chain's included, and the keys (``made_key``, a str) of the rows the runs
+    it was continued from made; a zero-shot member's none. Its own made rows: ``_member_made``.
 
     Raises:
         _PartlyUnread: a part of them cannot be read (the other rows in it).
@@ -575,24 +590,51 @@ def _member_rows(cfg: Any, task: Any) -> list[RowKey]:
     # The member's copy under weights/ has no stored sample or data summary to check against: its
     # rows are read as they are now (checked=False), as the build has always read them.
     rows = trained_rows_of(None, cfg, {}, task, checked=False)
-    keys = sorted(rows.train, key=lambda key: (key[0], key[1] or ""))
+    keys: list[RowKey | str] = [
+        *sorted(rows.train, key=lambda key: (key[0], key[1] or "")),
+        *sorted(rows.made),
+    ]
     if rows.unread:
         raise _PartlyUnread(keys, rows.unread)
     return keys
 
 
-def _held_out_of_members(split: str, rows: Any, trained: dict[RowKey, str], notes: list[str]) -> Any:
+def _member_made(folder: Path, cfg: Any) -> tuple[set[str], list[Any]]:
+    """The keys (``made_key``) of the rows the member whose record is in ``folder`` made by
+    augmentation, and, where they cannot be read, the part of its rows left unread."""
+    from tunelab.evaluate.trained_rows import Unread, made_rows_of
+    from tunelab.runs.json_files import JsonFileError, read_json_object
+
+    try:
+        summary = read_json_object(folder / "run.json")
+    except (OSError, JsonFileError):
+        summary = {}  # its config says whether it augmented
+    try:
+        return made_rows_of(folder, cfg, summary), []
+    except TunelabError as exc:
+        return set(), [Unread("augmented", first_line(exc))]
+
+
+def _held_out_of_members(split: str, rows: Any, trained: dict[RowKey | str, str], notes: list[str]) -> Any:
     """``rows`` without those a member trained on (a note says how many, and which members); None
     when none is left."""
     from tunelab.data.held_out import normalised
+    from tunelab.evaluate.trained_rows import made_key
 
     pairs = rows.text_pairs or [None] * len(rows.texts)
     keys = [normalised(t, p) for t, p in zip(rows.texts, pairs, strict=True)]
-    keep = [i for i, key in enumerate(keys) if key not in trained]
+    made = any(isinstance(key, str) for key in trained)  # made rows are known by their keys
+    by_member = [trained.get(key) or (trained.get(made_key(key)) if made else None) for key in keys]
+    keep = [i for i, member in enumerate(by_member) if member is None]
     if len(keep) == len(keys):
         return rows
-    by = sorted({trained[key] for key in keys if key in trained})
-    why = f"member(s) {', '.join(by)} trained on them (training, replayed or unlabelled rows)"
+    by = sorted({member for member in by_member if member is not None})
+    kinds = (
+        "training, replayed, augmented or unlabelled rows"
+        if any(key not in trained and member is not None for key, member in zip(keys, by_member, strict=True))
+        else "training, replayed or unlabelled rows"
+    )
+    why = f"member(s) {', '.join(by)} trained on them ({kinds})"
     if not keep:
         note = f"{split}: all {len(keys)} rows left out, {why}: no {split} metrics"
     else:
@@ -605,7 +647,7 @@ def _held_out_of_members(split: str, rows: Any, trained: dict[RowKey, str], note
 
 
 def _metrics(
-    partial: RunFolder, ref: Any, summary: dict[str, Any], trained: dict[RowKey, str], notes: list[str]
+    partial: RunFolder, ref: Any, summary: dict[str, Any], trained: dict[RowKey | str, str], notes: list[str]
 ) -> dict[str, Any]:
     """The ensemble scored on the first member's test file and dev split (as training scores a run),
     without the rows a member trained on (``trained_rows``; each left out is counted in ``notes``)."""

@@ -264,16 +264,17 @@ def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str,
     have been read with other options than the training file. The run's rows are read again with
     the function training used and checked against what the run recorded of them, as
     ``tunelab.evaluate.trained_rows.trained_rows_of`` reads them (an ensemble reads its members' so
-    too): its training split, its unlabelled texts and, for a continued run, the rows it replayed
-    and those of each run it continued; no model work.
+    too): its training split, the rows its augmentation made (as its folder records them), its
+    unlabelled texts and, for a continued run, the rows it replayed and those of each run it
+    continued; no model work.
     """
     from tunelab.data.held_out import keys_of
-    from tunelab.evaluate.trained_rows import RowKey, RowsNotRead, trained_rows_of
+    from tunelab.evaluate.trained_rows import RowKey, RowsNotRead, TrainedRows, trained_rows_of
 
     members = _trained_setups(predictor)
     if not members:
         return {}, None
-    trained: set[RowKey] = set()
+    trained = TrainedRows()
     dev: set[RowKey] = set()
     continued = False
     for root, config, summary, task in members:
@@ -286,12 +287,14 @@ def training_overlap(predictor: Any, dataset: Any, name: str) -> tuple[dict[str,
                 f"{where}; the score may not be a held-out one"
             )
             return {"rows_in_training": None, "rows_in_dev": None}, unchecked
-        trained |= rows.train
+        trained.train |= rows.train
+        trained.made |= rows.made
         dev |= rows.dev
         continued = continued or rows.continued
     keys = keys_of(dataset)
-    in_training = sum(key in trained for key in keys)
-    in_dev = sum(key not in trained and key in dev for key in keys)
+    held = [trained.holds(key) for key in keys]
+    in_training = sum(held)
+    in_dev = sum(not h and key in dev for h, key in zip(held, keys, strict=True))
     counts = {"rows_in_training": in_training, "rows_in_dev": in_dev}
     if not in_training and not in_dev:
         return counts, None

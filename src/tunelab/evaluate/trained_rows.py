@@ -8,10 +8,15 @@ sample of the run it continued (``continual.from_run``, ``train --from``), its u
 started from that run's weights, every row of that run, back through the chain. Dev rows (its own
 and each previous run's: they chose the weights it started from) are kept apart. The two callers
 read the rows twice alike, so a row one of them counts the other cannot miss.
+
+The rows a run made by augmentation (``augment``) are its training rows too; made after the
+splits were read, and kept by a filter on the model (``augment.filter``), they cannot be made again
+here: training records their keys (``made_key``) in the run folder (``AUGMENTED_FILE``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,6 +28,12 @@ from tunelab.runs.json_files import JsonFileError, read_json_object
 
 #: The normalised (text, pair) of a row (``tunelab.data.held_out.normalised``).
 RowKey = tuple[str, str | None]
+
+#: The run folder's record of the rows its augmentation made (``augment``): one JSON line a row,
+#: ``{"key": made_key(row)}``, written by training (``augment_rows.write_augmented``). Keys, not
+#: texts: it holds no training text, so an ensemble copies it with its member (``rehearsal.jsonl``,
+#: which holds texts, stays out).
+AUGMENTED_FILE = "augmented.jsonl"
 
 # Runs continued one from another that are followed back (each read again). A folder replaced in a
 # loop is stopped by the runs already seen, so this only bounds the reading: at 20, a run continued
@@ -50,8 +61,9 @@ class RowsNotRead(TunelabError):
 class Unread:
     """A part of a run's rows that cannot be read (``checked=False`` reading); its other rows are in.
 
-    ``part``: "replayed" (the stored sample it replayed), "unlabelled" (``self_training.unlabeled``)
-    or "previous" (the run it was continued from, whose rows it started from). ``of``: the run of the
+    ``part``: "replayed" (the stored sample it replayed), "unlabelled" (``self_training.unlabeled``),
+    "augmented" (the rows its augmentation made, ``made_rows_of``) or "previous" (the run it was
+    continued from, whose rows it started from). ``of``: the run of the
     chain the part belongs to, None for the run itself. ``replayed``: a "previous" run gone with the
     sample the run replayed from it.
     """
@@ -62,16 +74,29 @@ class Unread:
     replayed: bool = False
 
 
+def made_key(key: RowKey) -> str:
+    """What ``AUGMENTED_FILE`` records of a made row with the normalised (text, pair) ``key``: 32 hex
+    digits of a sha256 of it."""
+    text = json.dumps(list(key), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
 @dataclass
 class TrainedRows:
-    """``train``: every row the run's weights were fitted on; ``dev``: the dev rows that chose them
-    (some may be in ``train`` too); ``continued``: it continued another run; ``unread``: parts that
-    could not be read (only when not ``checked``)."""
+    """``train``: every row the run's weights were fitted on, but those it made; ``made``: the keys
+    (``made_key``) of the rows it made by augmentation; ``dev``: the dev rows that chose them (some
+    may be in ``train`` too); ``continued``: it continued another run; ``unread``: parts that could
+    not be read (only when not ``checked``)."""
 
     train: set[RowKey] = field(default_factory=set)
     dev: set[RowKey] = field(default_factory=set)
     continued: bool = False
     unread: list[Unread] = field(default_factory=list)
+    made: set[str] = field(default_factory=set)
+
+    def holds(self, key: RowKey) -> bool:
+        """Whether the normalised row ``key`` is one the run trained on, made rows included."""
+        return key in self.train or (bool(self.made) and made_key(key) in self.made)
 
 
 def trained_rows_of(
@@ -90,8 +115,10 @@ def trained_rows_of(
     replayed sample as ``read_rehearsal`` drew it, its unlabelled texts) and compared with what it
     recorded of them; any part that cannot be read or changed raises. Not ``checked`` (an ensemble):
     the rows as its files hold them now, the whole stored sample, and a part that cannot be read is
-    listed in ``unread``; ``root`` and ``summary`` of the run itself are not read. A zero-shot run
-    (and one in the chain) trained on nothing.
+    listed in ``unread``; ``root`` and ``summary`` of the run itself are not read (``root`` None: the
+    caller reads its made rows, ``made_rows_of``). Each run's made rows (``made_rows_of``) are read
+    from its folder, those of the run itself where ``root`` is given. A zero-shot run (and one in
+    the chain) trained on nothing.
 
     Raises:
         RowsNotRead: ``checked``, and a part of the rows cannot be read or changed since.
@@ -121,6 +148,13 @@ def trained_rows_of(
         out.train.update(keys_of(splits.train))
         if splits.dev is not None:
             out.dev.update(keys_of(splits.dev))
+        if at is not None:
+            try:
+                out.made.update(made_rows_of(at, cfg, recorded))
+            except _READ_ERRORS as exc:
+                if checked:
+                    raise RowsNotRead(first_line(exc), of) from None
+                out.unread.append(Unread("augmented", first_line(exc), of))
         extra: list[RowKey] = []
         if cfg.continual.from_run is not None:
             out.continued = True
@@ -140,6 +174,76 @@ def trained_rows_of(
                 extra.extend((text, None) for text in texts)
         out.train.update(_trained_extra(extra, splits))
     return out
+
+
+def made_rows_of(root: Path, config: Any, summary: dict[str, Any]) -> set[str]:
+    """The keys (``made_key``) of the rows the run at ``root`` (``config``, ``summary`` its run.json)
+    made by augmentation, as its folder records them (``AUGMENTED_FILE``); an exported artifact's
+    are read from the run it was exported from where that is the same training. None made: none.
+
+    Raises:
+        NotAsTrained: it made rows and no record of them is found (a run trained before tunelab kept
+            one, or an artifact whose run is gone), or the record cannot be read, is damaged or short.
+    """
+    unknown = "the rows its augmentation made are unknown"
+    path = _made_file(root, summary)
+    if path is None:
+        if not _made_some(config, summary):
+            return set()
+        raise NotAsTrained(
+            f"{unknown}: {root} holds no {AUGMENTED_FILE} (trained before tunelab recorded them)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotAsTrained(f"{unknown}: {path} cannot be read ({type(exc).__name__})") from None
+    keys = set()
+    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only, as it is written
+        if not line.strip():
+            continue
+        try:
+            key = json.loads(line)["key"]
+        except (ValueError, KeyError, TypeError):
+            key = None
+        if not isinstance(key, str):
+            raise NotAsTrained(f"{unknown}: {path}: line {number} is damaged")
+        keys.add(key)
+    info = summary.get("augmentation") if isinstance(summary, dict) else None
+    kept = info.get("kept") if isinstance(info, dict) else None
+    if isinstance(kept, int) and not isinstance(kept, bool) and len(keys) < kept:
+        raise NotAsTrained(f"{unknown}: {path} holds {len(keys)}, and its run.json says it made {kept}")
+    return keys
+
+
+def _made_file(root: Path, summary: dict[str, Any]) -> Path | None:
+    """``root``'s record of its made rows; for an exported artifact without one, its source run's,
+    where that run.json says it finished when the artifact's does (the same training)."""
+    own = root / AUGMENTED_FILE
+    if own.is_file():
+        return own
+    source = summary.get("source_run") if isinstance(summary, dict) else None
+    if not isinstance(source, str) or not (Path(source) / AUGMENTED_FILE).is_file():
+        return None
+    try:
+        theirs = read_json_object(Path(source) / "run.json")
+    except (OSError, JsonFileError):
+        return None
+    finished = summary.get("finished_at")
+    if finished is None or theirs.get("finished_at") != finished:
+        return None
+    return Path(source) / AUGMENTED_FILE
+
+
+def _made_some(config: Any, summary: dict[str, Any]) -> bool:
+    """Whether the run made rows by augmentation: run.json's ``augmentation`` where it has that field
+    (null: none asked; ``kept`` 0: none made), else its config's ``augment.methods``."""
+    if isinstance(summary, dict) and "augmentation" in summary:
+        info = summary["augmentation"]
+        if info is None:
+            return False
+        kept = info.get("kept") if isinstance(info, dict) else None
+        return not (isinstance(kept, int) and kept == 0)
+    return bool(getattr(getattr(config, "augment", None), "methods", None))
 
 
 def _trained_extra(extra: list[tuple[str, str | None]], splits: Any) -> list[RowKey]:

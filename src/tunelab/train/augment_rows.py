@@ -14,8 +14,10 @@ reasonable judge of what a text says.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,30 @@ def augment_training_rows(
         logger.warning("augment: made no rows: %s; training without augmentation", why)
         note += f"; made no rows: {why}"
     return dataclasses.replace(splits, train=train, notes=[*splits.notes, note]), info
+
+
+def write_augmented(folder: Path, keys: list[tuple[str, str | None]], *, keep_earlier: bool = False) -> int:
+    """Record the rows augmentation made, by their normalised (text, pair) ``keys``, in ``folder``'s
+    ``augmented.jsonl`` (``tunelab.evaluate.trained_rows.AUGMENTED_FILE``: ``{"key": made_key}`` a
+    line, no text); returns how many it holds.
+
+    ``tunelab eval --data`` and ``tunelab ensemble`` read it as rows the run trained on: made by
+    the run (and kept by a filter on its model, ``augment.filter``), they cannot be made again
+    there. ``keep_earlier``: a resume from a checkpoint also keeps the rows the killed call made
+    and trained on (another CPU may keep a borderline row otherwise).
+    """
+    from tunelab.atomic import atomic_write_text
+    from tunelab.evaluate.trained_rows import AUGMENTED_FILE, NotAsTrained, made_key, made_rows_of
+
+    made = {made_key(key) for key in keys}
+    path = folder / AUGMENTED_FILE
+    if keep_earlier and path.is_file():
+        try:
+            made |= made_rows_of(folder, None, {})
+        except NotAsTrained:
+            logger.warning("%s is damaged: it records the rows this call made only", path)
+    atomic_write_text(path, "".join(json.dumps({"key": key}) + "\n" for key in sorted(made)))
+    return len(made)
 
 
 def _drop_held_out(made: Augmented, splits: Splits) -> tuple[Augmented, int]:

@@ -566,7 +566,10 @@ _DEFAULT_REHEARSAL = ContinualConfig.__dataclass_fields__["rehearsal"].default
 
 
 def short_sample_note(
-    rehearsal: Dataset, cc: ContinualConfig, stored: ContinualConfig | None = None
+    rehearsal: Dataset,
+    cc: ContinualConfig,
+    stored: ContinualConfig | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> str | None:
     """A note when the previous run stored fewer rows a label than ``continual.rehearsal`` asks (or
     fewer in all than ``continual.rehearsal_total``), or when ``continual.rehearsal_total``
@@ -578,7 +581,10 @@ def short_sample_note(
     of quietly replaying less, or nothing. ``rehearsal_total`` (even 0) asks for a total instead,
     noted the same way when the previous run stored fewer rows in all.
     ``stored``: the previous run's own setting; ``all`` asked of a run that stored a sample says
-    how many rows a label it holds (it replayed them as if they were every training row).
+    how many rows a label it holds (it replayed them as if they were every training row), where
+    the sample left rows out: ``summary`` (its run.json) counts the rows it sampled from, else a
+    label at the sample's cap says so (a run of 8 rows a label stored all of them under the default
+    50, and was said to have stored a sample).
     """
     if cc.rehearsal_total is not None and cc.rehearsal != _DEFAULT_REHEARSAL:
         # Both set (in a config, or both given with --from): the total wins, and a run that asked
@@ -590,7 +596,7 @@ def short_sample_note(
         )
     asks_all = cc.rehearsal_total is None and cc.rehearsal_per_label is None
     sampled = stored is not None and (stored.rehearsal_per_label, stored.rehearsal_total) != (None, None)
-    if asks_all and sampled and stored is not None:
+    if asks_all and sampled and stored is not None and _left_rows_out(rehearsal, stored, summary):
         most = max(_rows_per_label(rehearsal.labels).values(), default=0)
         kept = (
             f"continual.rehearsal_total={stored.rehearsal_total}"
@@ -623,6 +629,49 @@ def short_sample_note(
         f"rehearsal: the previous run stored at most {most} rows a label, fewer than "
         f"continual.rehearsal={cc.rehearsal} asks for; what it stored is replayed"
     )
+
+
+def _left_rows_out(rehearsal: Dataset, stored: ContinualConfig, summary: dict[str, Any] | None) -> bool:
+    """Whether the previous run's stored sample (``rehearsal``, all of it; drawn as ``stored`` says)
+    left out some of the rows it was drawn from.
+
+    Those rows are run.json's ``rows.train`` less the rows it made (``augmentation.kept``) and
+    pseudo-labelled (``self_training.added``): the sample is drawn before either joins. Where
+    run.json does not tell (a damaged or hand-written one), a label with as many rows as a
+    per-label sample keeps may have had more; a total cannot tell, and is said to have left some.
+    """
+    sampled_from = _rows_sampled_from(summary)
+    if sampled_from is not None:
+        return len(rehearsal.texts) < sampled_from
+    if stored.rehearsal_total is not None:
+        return True
+    cap = stored.rehearsal_per_label
+    return cap is not None and max(_rows_per_label(rehearsal.labels or []).values(), default=0) >= cap
+
+
+def _rows_sampled_from(summary: dict[str, Any] | None) -> int | None:
+    """The training rows a run drew its stored sample from, from its run.json; None where that
+    does not tell."""
+    if not isinstance(summary, dict):
+        return None
+    rows = summary.get("rows")
+    train = rows.get("train") if isinstance(rows, dict) else None
+    if not _count(train):
+        return None
+    total = train
+    for part, key in (("augmentation", "kept"), ("self_training", "added")):
+        info = summary.get(part)
+        if info is None:
+            continue
+        value = info.get(key, 0) if isinstance(info, dict) else None
+        if not _count(value):
+            return None
+        total -= value
+    return total if total >= 0 else None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _rows_per_label(labels: list[Any]) -> Counter[Any]:

@@ -156,7 +156,7 @@ def replayed(
     Raises:
         ConfigError: the sample holds text pairs and the new data single texts, or the reverse.
     """
-    short = short_sample_note(rehearsal, cfg.continual, previous.config.continual)
+    short = short_sample_note(rehearsal, cfg.continual, previous.config.continual, previous.summary)
     if short is not None:
         splits = dataclasses.replace(splits, notes=[*splits.notes, short])
     unscored = dev_without_old_labels_note(splits, len(previous.labels))

@@ -50,7 +50,7 @@ from tunelab.tasks.base import (
     checked_score,
     task_plugin,
 )
-from tunelab.train.augment_rows import augment_training_rows
+from tunelab.train.augment_rows import augment_training_rows, write_augmented
 from tunelab.train.data_fingerprint import SUMMARY_KEY as DATA_KEY
 from tunelab.train.data_fingerprint import check_same_data, rows_digest, split_fingerprints
 from tunelab.train.loop import LoopSetup, run_loop
@@ -502,6 +502,13 @@ def _train(
     sampled = splits.train
     # augment: EDA rows join the training split only (dev and test are already read or carved).
     splits, augmentation = augment_training_rows(splits, cfg, task, model, tokenizer)
+    # The rows it made, recorded in the run folder (augmented.jsonl): eval and ensembles count them as
+    # training rows, and cannot make them again (augment.filter keeps rows by the model).
+    made_keys = None
+    if augmentation is not None:
+        from tunelab.data.held_out import keys_of
+
+        made_keys = keys_of(splits.train)[len(sampled.texts) :]
     # self_training: the frozen probe's confident labels of unlabelled texts join train (after
     # augmenting, so only labelled rows are augmented; never stored for rehearsal).
     splits, self_training = add_pseudo_labelled_rows(
@@ -555,6 +562,8 @@ def _train(
     # A full disk from here on: one line naming the file, with the resume hint (a Ctrl-C's below).
     with _resumable_on_write_errors(run):
         write_rehearsal(run.root, sampled, splits.labels, cfg.continual, seed=cfg.train.seed)
+        if made_keys is not None:
+            write_augmented(run.root, made_keys, keep_earlier=restored)
         stop_file_log = _setup_file_log(run.logs / "train.log")
         try:
             return _train_in(

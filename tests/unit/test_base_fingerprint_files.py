@@ -56,3 +56,47 @@ def test_a_folder_without_the_usual_names_reads_every_file_and_tells_repeated_na
     both = weights_fingerprint(tmp_path)
     save_file({"w": torch.zeros(2)}, str(tmp_path / "a.safetensors"))
     assert weights_fingerprint(tmp_path) != both  # the first file's change is seen, not hidden by b
+
+
+def test_an_adapter_run_is_refused_on_a_base_whose_architecture_settings_changed(tmp_path: Path) -> None:
+    """An edited ``config.json`` (another activation, another head split) with the same weights
+    computes otherwise: the run loaded onto it without a word."""
+    import pandas as pd
+
+    import tunelab
+    from tunelab.errors import RunError
+
+    base = save_tiny_bert(tmp_path / "base")
+    rows = [{"text": f"{w} item {i}", "label": w} for w in ("sports", "food") for i in range(8)]
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    tunelab.train(
+        None,
+        overrides=[
+            f"data.train={tmp_path / 'train.csv'}",
+            f"model.name={base}",
+            "model.max_length=16",
+            "method=lora",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "data.dev_size=0",
+            f"output_dir={tmp_path / 'runs'}",
+            "name=lora",
+        ],
+        show_progress=False,
+    )
+    folder = tmp_path / "runs" / "lora"
+    summary = json.loads((folder / "run.json").read_text())
+    assert summary["base_config_fingerprint"].startswith("sha256:")
+    tunelab.load(folder)  # unchanged: loads
+    config = json.loads((base / "config.json").read_text())
+    config["transformers_version"] = "0.0.1"  # bookkeeping, no change to what the weights compute
+    (base / "config.json").write_text(json.dumps(config))
+    tunelab.load(folder)
+    config["hidden_act"] = "relu"
+    (base / "config.json").write_text(json.dumps(config))
+    try:
+        tunelab.load(folder)
+    except RunError as exc:
+        assert "config.json" in str(exc) and "\n" not in str(exc)
+    else:
+        raise AssertionError("an adapter run loaded onto a base with another activation")

@@ -281,6 +281,7 @@ def _write_run(
                 "method_options": {},
                 "stores_base": plain.stores_base,
                 "base_fingerprint": None,  # the base is inside the run now
+                "base_config_fingerprint": None,
                 "merged_from": {
                     "run": str(source.root),
                     "method": method.name,

@@ -32,6 +32,25 @@ from typing import Any
 from tunelab.errors import RunError
 
 SUMMARY_KEY = "base_fingerprint"
+#: ``run.json``'s digest of the base's architecture settings (``config_fingerprint``).
+CONFIG_KEY = "base_config_fingerprint"
+#: The ``config.json`` fields that change what the same weights compute (or which weights they
+#: are): an edited activation or head count loaded the adapter without a word, predicting otherwise.
+#: Listed rather than every field: saving the same model with a newer transformers adds or renames
+#: bookkeeping fields (``transformers_version``, ``torch_dtype``/``dtype``), which are no change.
+ARCHITECTURE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "position_embedding_type",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "vocab_size",
+)
 
 
 def weights_fingerprint(folder: str | Path) -> str | None:
@@ -73,6 +92,33 @@ def _weight_files(folder: Path) -> list[Path]:
         return sorted(folder.glob("*.safetensors"))
 
 
+def config_fingerprint(folder: str | Path) -> str | None:
+    """``sha256:<hex>`` of ``ARCHITECTURE_FIELDS`` in ``folder/config.json`` (a missing field as
+    null); ``None`` when the folder has no readable ``config.json``."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    fields = {name: config.get(name) for name in ARCHITECTURE_FIELDS}
+    return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _check_config(where: Any, summary: dict[str, Any], model_name: str, base_path: str | Path) -> None:
+    """Refuse a base whose architecture settings differ from those recorded (runs from before they
+    were recorded are not checked)."""
+    expected = summary.get(CONFIG_KEY)
+    if not expected or config_fingerprint(base_path) == expected:
+        return
+    raise RunError(
+        f"{where}: its adapter was trained on base {model_name!r} whose config.json had other "
+        f"architecture settings ({', '.join(ARCHITECTURE_FIELDS[:6])}, ...) than it has now at "
+        f"{base_path}; the same weights compute otherwise there: restore that config.json or train the "
+        "run again"
+    )
+
+
 _UNSET: Any = object()
 
 
@@ -102,6 +148,7 @@ def check_base(
     Raises:
         RunError: one line naming the expected and the found base.
     """
+    _check_config(where, summary, model_name, base_path)
     expected = summary.get(SUMMARY_KEY)
     if not expected:
         return
@@ -132,4 +179,4 @@ def _short(fingerprint: str) -> str:
     return fingerprint[: len("sha256:") + 12]
 
 
-__all__ = ["SUMMARY_KEY", "check_base", "weights_fingerprint"]
+__all__ = ["CONFIG_KEY", "SUMMARY_KEY", "check_base", "config_fingerprint", "weights_fingerprint"]

@@ -35,7 +35,7 @@ from tunelab.inference.forward import predict_logits
 from tunelab.methods import Method
 from tunelab.models import ResolvedModel, load_tokenizer
 from tunelab.models.classifier import keeping_global_rng
-from tunelab.models.fingerprint import check_base, weights_fingerprint
+from tunelab.models.fingerprint import CONFIG_KEY, check_base, config_fingerprint, weights_fingerprint
 from tunelab.preflight import base_as_trained, check_run, load_config
 from tunelab.runs import RunFolder, find_unfinished_run
 from tunelab.runs.folder import writing_run
@@ -653,6 +653,7 @@ def _train_in(
             "probe_train_accuracy": probe_accuracy,
             "model_path_at_training": str(resolved.path),
             "base_fingerprint": base_fingerprint,  # adapters only: checked on resume
+            CONFIG_KEY: config_fingerprint(resolved.path) if base_fingerprint else None,  # so is its config
             BEGAN_ON_BASE: began_on_base,  # every method: checked on resume from a checkpoint
             DATA_KEY: data_fingerprint,  # the rows as read: a resume from a checkpoint compares them
             TOKENIZER_PREPARED: tokenizer_prepared,  # a resume from a checkpoint prepares as the run began
@@ -777,6 +778,7 @@ def _train_in(
         "pooling": getattr(model, "pooling", None),
         "stores_base": method.stores_base,
         "base_fingerprint": base_fingerprint,  # adapters only: checked when loading
+        CONFIG_KEY: config_fingerprint(resolved.path) if base_fingerprint else None,  # and the base's config
         # the rows as read: `tunelab eval --data` checks that the files still hold the rows it trained on
         DATA_KEY: data_fingerprint,
         "data": {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test},

@@ -282,6 +282,9 @@ def _write_run(
                 "stores_base": plain.stores_base,
                 "base_fingerprint": None,  # the base is inside the run now
                 "base_config_fingerprint": None,
+                # the merged model's own count (the adapter's layers folded in, one head): the
+                # adapter run's counted the adapter beside the base; trainable_parameters stays what trained
+                "total_parameters": sum(p.numel() for p in merged.parameters()),
                 "merged_from": {
                     "run": str(source.root),
                     "method": method.name,

@@ -216,6 +216,9 @@ def _merge(
         }
         # save_pretrained's full disk (safetensors, tokenizers) names no file: the line names --out
         with naming_output_folder(target):
+            # the merged model's own count (the adapter's layers folded in, one head): the adapter
+            # run's counted the adapter beside the base; trainable_parameters stays what trained
+            summary = {**summary, "total_parameters": sum(p.numel() for p in merged.parameters())}
             _write_run(source, target, summary, typed, merged, method, info, plain=get_method(PLAIN_METHOD))
         stages.update()
     except BaseException:
@@ -282,9 +285,6 @@ def _write_run(
                 "stores_base": plain.stores_base,
                 "base_fingerprint": None,  # the base is inside the run now
                 "base_config_fingerprint": None,
-                # the merged model's own count (the adapter's layers folded in, one head): the
-                # adapter run's counted the adapter beside the base; trainable_parameters stays what trained
-                "total_parameters": sum(p.numel() for p in merged.parameters()),
                 "merged_from": {
                     "run": str(source.root),
                     "method": method.name,

@@ -6,6 +6,7 @@ import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import headline_lines
+from tunelab.cli.signals import sigterm_interrupts
 
 HELP = """examples:
   tunelab ensemble runs/a runs/b runs/c --out runs/abc
@@ -55,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.ensembling import ensemble
 
     dev, options = file_and_options(args.dev)
-    result = ensemble(args.runs, args.out, calibrate=args.calibrate, dev=dev, dev_options=options)
+    # SIGTERM as Ctrl-C: its default killed the process with the ensemble's .partial folder left
+    with sigterm_interrupts():
+        result = ensemble(args.runs, args.out, calibrate=args.calibrate, dev=dev, dev_options=options)
     print(f"ensemble of {len(result.members)} members: {result.path}")
     if not args.quiet:
         for member in result.members:

@@ -6,6 +6,7 @@ import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import table
+from tunelab.cli.signals import sigterm_interrupts
 from tunelab.errors import ConfigError
 
 # tunelab.compress.FORMATS and PRUNE_METHODS, without importing it for --help
@@ -96,18 +97,20 @@ def run(args: argparse.Namespace) -> int:
             f"--prune-method {args.prune_method} prunes nothing by itself; add --prune FRACTION"
         )
     data, options = file_and_options(args.data)
-    result = export(
-        args.run,
-        format=args.format,
-        prune=args.prune,
-        prune_method=args.prune_method or "magnitude",
-        recover_epochs=args.recover_epochs,
-        output=args.output,
-        data=data,
-        data_options=options,
-        max_drop=args.max_drop,
-        show_progress=not args.quiet,
-    )
+    # SIGTERM as Ctrl-C: its default killed the process with the artifact's .partial folder left
+    with sigterm_interrupts():
+        result = export(
+            args.run,
+            format=args.format,
+            prune=args.prune,
+            prune_method=args.prune_method or "magnitude",
+            recover_epochs=args.recover_epochs,
+            output=args.output,
+            data=data,
+            data_options=options,
+            max_drop=args.max_drop,
+            show_progress=not args.quiet,
+        )
     report = result.parity
     metric, before, after = report["metric"], report["before"], report["after"]
     rows = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
+from tunelab.cli.signals import sigterm_interrupts
 
 #: The built-in methods each help text names, by what they can do. Written out, not read from the
 #: registry: it imports torch and every method, and no command's --help may (test_startup.py);
@@ -61,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.compress import merge
 
     data, options = file_and_options(args.data)
-    result = merge(args.run, output=args.out, data=data, data_options=options, show_progress=not args.quiet)
+    # SIGTERM as Ctrl-C: its default killed the process with the merged run's temporary folder left
+    with sigterm_interrupts():
+        result = merge(
+            args.run, output=args.out, data=data, data_options=options, show_progress=not args.quiet
+        )
     print(
         f"merged the {result.method} adapter of {result.source} into its base: {result.path}\n"
         f"largest logit difference {result.max_logit_diff:.2e} on {result.data} ({result.rows} rows)"

@@ -6,6 +6,7 @@ import argparse
 
 from tunelab.cli.config_args import add_file_with_options, file_and_options
 from tunelab.cli.output import headline_lines
+from tunelab.cli.signals import sigterm_interrupts
 
 HELP = """examples:
   tunelab zeroshot examples/zeroshot/banking77_labels.yaml --out runs/banking-zs
@@ -59,16 +60,18 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.zeroshot import zero_shot
 
     test, options = file_and_options(args.test)
-    result = zero_shot(
-        args.labels,
-        args.out,
-        encoder=args.encoder,
-        nli=args.nli,
-        template=args.template,
-        max_length=args.max_length,
-        test=test,
-        test_options=options,
-    )
+    # SIGTERM as Ctrl-C: its default killed the process with the run's .partial folder left
+    with sigterm_interrupts():
+        result = zero_shot(
+            args.labels,
+            args.out,
+            encoder=args.encoder,
+            nli=args.nli,
+            template=args.template,
+            max_length=args.max_length,
+            test=test,
+            test_options=options,
+        )
     print(f"zero-shot classifier of {len(result.descriptions)} labels: {result.path}")
     for split, metrics in result.metrics.items():
         print(f"{split}:")

@@ -119,7 +119,7 @@ def read_labelled_table(
     if cfg.text_pair_column:
         needed.append((cfg.text_pair_column, "text pair", "data.text_pair_column"))
     needed.append((cfg.label_column, "label", "data.label_column"))
-    _require_columns(df, path, cfg, needed)
+    _require_columns(df, path, cfg, needed, labelled_for=labels.task)
     rows_are = row_convention(path, cfg)
     parts = extract(df, cfg, source=str(path), label_kind=label_kind, rows_are=rows_are)
     for note in parts.notes:
@@ -162,15 +162,30 @@ def read_texts(
 
 
 def _require_columns(
-    df: pd.DataFrame, path: str | Path, cfg: DataConfig, needed: list[tuple[str, str, str]]
+    df: pd.DataFrame,
+    path: str | Path,
+    cfg: DataConfig,
+    needed: list[tuple[str, str, str]],
+    *,
+    labelled_for: str | None = None,
 ) -> None:
     """Fail in one line naming the columns found, how they were read, and the ones needed.
 
-    ``needed`` holds ``(column, what it is, the setting that names it)`` per column.
+    ``needed`` holds ``(column, what it is, the setting that names it)`` per column;
+    ``labelled_for``: the run's task when labelled data is read (eval, an export's parity check),
+    None for the texts predict reads.
     """
     if all(column in df.columns for column, _, _ in needed):
         return
     if {"tokens", "tags"} <= set(map(str, df.columns)):  # a header hint makes no sense for these
+        if labelled_for is not None:
+            # labelled data given for labelled data: it is the task that differs, not the use
+            names = [repr(column) for column, _, _ in needed]
+            columns = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+            raise DataError(
+                f"{path}: tokens and tags: labelled NER data, but this run is a {labelled_for} "
+                f"classifier: give a file with {columns} columns"
+            )
         raise DataError(
             f"{path}: tokens and tags: labelled NER data (for tunelab eval --data); predict reads raw "
             f"texts: give a file with a {needed[0][0]!r} column"

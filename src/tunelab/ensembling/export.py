@@ -102,8 +102,10 @@ def export_ensemble(
     exported = get_format(FORMAT)(
         LoadContext(run=out, config=config, labels=original.labels, summary=art_summary)
     )
-    before = measure(original.backend, enc, **common, size_mb=_folder_mb(source.weights))
-    after = measure(exported, enc, **common, size_mb=_folder_mb(out.weights))
+    # the members' own model sizes, as each member's report measured them: the folders held whole
+    # member runs (logs, plots, tokenizers; a LoRA member's adapter alone) against whole artifacts
+    before = measure(original.backend, enc, **common, size_mb=_members_mb(reports, "before"))
+    after = measure(exported, enc, **common, size_mb=_members_mb(reports, "after"))
     report = {
         "format": opts.format,
         "source_run": str(source.root),
@@ -215,5 +217,6 @@ def _refuse_inside_sources(out: RunFolder, summary: dict[str, Any]) -> None:
                 raise _of_member(exc, member.get("path")) from None
 
 
-def _folder_mb(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+def _members_mb(reports: dict[str, dict[str, Any]], side: str) -> float:
+    """The members' ``size_mb`` on one ``side`` (``before`` or ``after``) of their parity reports, summed."""
+    return sum(float(report[side]["size_mb"]) for report in reports.values())

@@ -172,7 +172,8 @@ def load_classifier(config: MonitorConfig, *, ner: str | Path | None = None) -> 
     """The config's runs loaded with ``tunelab.load`` (run folders or exported artifacts).
 
     Raises:
-        ConfigError: a run is of the wrong task (e.g. an NER run given as the sentiment run).
+        ConfigError: a run is of the wrong task (e.g. an NER run given as the sentiment run), or
+            the sentiment or topic run was trained on text pairs (a document is one text).
         RunError: a run folder is missing or incomplete.
     """
     import tunelab
@@ -184,6 +185,13 @@ def load_classifier(config: MonitorConfig, *, ner: str | Path | None = None) -> 
             wanted = {"label": "single_label", "entities": "token_classification (NER)"}[output]
             raise ConfigError(
                 f"{config.where}runs.{field_name}: {path} is a {predictor.task_name} run; give a {wanted} run"
+            )
+        pair = getattr(predictor, "text_pair_column", None)
+        if output == "label" and pair:
+            # a document is one text: such a run failed on the first document, not at start
+            raise ConfigError(
+                f"{config.where}runs.{field_name}: {path} is a {predictor.task_name} run on text pairs "
+                f"(data.text_pair_column={pair!r}); give a single_label run on single texts"
             )
         return predictor
 

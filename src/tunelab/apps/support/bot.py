@@ -469,11 +469,40 @@ def check_intent_model(predictor: Any, run: str | Path) -> None:
         )
 
 
+#: Between a run's ``finished_at`` and an artifact's ``export.created_at`` in the identity that
+#: ``run_finished_at`` gives (bot.yaml's ``run_finished_at``).
+EXPORTED_SEP = " exported "
+
+
 def run_finished_at(predictor: Any) -> str:
-    """``run.json``'s ``finished_at`` of the predictor's run ("" when there is none to read)."""
+    """The model the predictor holds, as bot.yaml records it: ``run.json``'s ``finished_at``, and for an
+    exported artifact ``" exported "`` and its ``export.created_at`` ("" when there is none to read).
+
+    An artifact's run.json keeps its source run's ``finished_at``: another export of the same run
+    into the folder (pruned, another format) read as the same model, so the export time is part of it.
+    """
     run = getattr(predictor, "run", None)
     summary = run.read_summary() if run is not None and hasattr(run, "read_summary") else {}
-    return str(summary.get("finished_at") or "")
+    finished = str(summary.get("finished_at") or "")
+    export = summary.get("export")
+    exported = str(export.get("created_at") or "") if isinstance(export, dict) else ""
+    return f"{finished}{EXPORTED_SEP}{exported}" if exported else finished
+
+
+def _split_identity(identity: str) -> tuple[str, str]:
+    """``run_finished_at``'s value -> (finished_at, export created_at or "")."""
+    finished, _, exported = identity.partition(EXPORTED_SEP)
+    return finished, exported
+
+
+def _later(when: str, than: str) -> bool:
+    """Whether ISO time ``when`` is after ``than``; False when either is missing or unreadable."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(when) > datetime.fromisoformat(than)
+    except (TypeError, ValueError):  # unreadable, or one naive and one aware
+        return False
 
 
 def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
@@ -481,10 +510,14 @@ def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
 
     A run deleted and trained again under the same name loaded silently: the temperature fitted on
     the old model's logits, thresholds measured on it, answers checked against its intents (an
-    intent the new model has and no answer covers was handed off without a word).
+    intent the new model has and no answer covers was handed off without a word). So did another
+    export of the same run written into an artifact's folder (its run.json keeps the run's
+    ``finished_at``): the export's time is compared too. A bot built before export times were
+    recorded has only ``finished_at``: it is refused when the artifact was exported after the bot
+    was built (``built_at``), which it then cannot have been built on; an older one still loads.
 
     Raises:
-        ConfigError: the intents or the training time differ; one line saying to build again.
+        ConfigError: the intents, the training time or the export differ; one line saying to build again.
     """
     tuned = ", then tune it again" if config.tuned else ""
     # A command that runs as written ("--run RUN ... --out" failed: --answers is required): the
@@ -511,12 +544,28 @@ def check_same_run(root: Path, config: BotConfig, predictor: Any) -> None:
             f"bot {root}: the run at {config.run} now has other intents than the bot was built on "
             f"({change or 'in another order'}); {again}"
         )
-    finished = run_finished_at(predictor)
-    if config.run_finished_at and finished != config.run_finished_at:
+    if not config.run_finished_at:
+        return  # built before the run's identity was recorded: nothing to compare
+    finished, exported = _split_identity(run_finished_at(predictor))
+    built_finished, built_exported = _split_identity(config.run_finished_at)
+    if finished != built_finished:
         raise ConfigError(
             f"bot {root}: the run at {config.run} was trained again (finished {finished or 'unknown'}, "
-            f"the bot was built on the one finished {config.run_finished_at}): its calibration and "
+            f"the bot was built on the one finished {built_finished or 'unknown'}): its calibration and "
             f"thresholds belong to the old model; {again}"
+        )
+    if built_exported and exported != built_exported:
+        now = f"exported {exported}" if exported else "not an export now"
+        raise ConfigError(
+            f"bot {root}: {config.run} holds another export of its run ({now}, the bot was built on the "
+            f"one exported {built_exported}): its calibration and thresholds belong to the old model; "
+            f"{again}"
+        )
+    if not built_exported and exported and _later(exported, config.built_at):
+        raise ConfigError(
+            f"bot {root}: {config.run} holds an export made {exported}, after the bot was built "
+            f"({config.built_at}) on another model: its calibration and thresholds belong to that "
+            f"model; {again}"
         )
 
 

@@ -80,7 +80,8 @@ class BotConfig:
             ``export-feedback`` rows does): a message it tops is handed off, never answered alone
             (a follow-up is still read with the previous message, as a message handed off is).
         run_finished_at, run_intents: the run as the bot was built on it (``run.json``'s
-            ``finished_at``, its labels in order): the temperature, thresholds and answer checks
+            ``finished_at``, with an artifact's ``export.created_at`` after it, see
+            ``bot.run_finished_at``; its labels in order): the temperature, thresholds and answer checks
             belong to that model, so a load onto another run in the same folder is refused (empty:
             a bot built before these were recorded, not checked).
     """

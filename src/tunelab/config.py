@@ -83,6 +83,38 @@ def _check_task(problems: list[str], name: str) -> None:
         problems.append(f"task={name!r} is not known (use one of {', '.join(available_tasks())})")
 
 
+def column_clashes(data: DataConfig, *, labels: bool, text_column: str | None = None) -> list[str]:
+    """``data``'s settings that name one column for two roles, one problem each (without ``data.``).
+
+    A second text read from the text column trained and predicted on (t, t); a label column that
+    is the text or pair column fed the model the gold label, which it learned to read back (100%
+    on every split, nothing learned). ``labels``: the label column is read (training, evaluation;
+    not prediction, where a file's text column may be named as the run's label column, or a task
+    that reads no label column, NER). ``text_column``: the text column read instead of
+    ``data.text_column``.
+    """
+    text = data.text_column if text_column is None else text_column
+    pair, label = data.text_pair_column, data.label_column
+    problems = []
+    if pair is not None and pair == text:
+        problems.append(
+            f"text_column={text!r} and text_pair_column={pair!r} are the same column: each text would be "
+            "paired with itself (set text_pair_column to the second texts' column, or null for single texts)"
+        )
+    gold = "the model would read the gold label as its input"
+    if labels and label == text:
+        problems.append(
+            f"text_column={text!r} and label_column={label!r} are the same column: {gold} "
+            "(set text_column to the texts' column, label_column to the labels')"
+        )
+    if labels and pair is not None and label == pair:
+        problems.append(
+            f"text_pair_column={pair!r} and label_column={label!r} are the same column: {gold} "
+            "(set text_pair_column to the second texts' column, label_column to the labels')"
+        )
+    return problems
+
+
 def _home(path: Any) -> Any:
     """A path as given with a leading ``~`` (``~/data/train.csv``, ``~user/runs``) expanded, as a shell
     would; anything else (no ``~``, not text, a home that cannot be found) unchanged."""
@@ -173,6 +205,9 @@ class DataConfig:
             "header=false needs column_names (e.g. [sentence, label])",
         )
         _check(p, bool(self.label_delimiter), "label_delimiter must not be empty")
+        # The label column's clashes are the run's to check (RunConfig: its task may read none) and the
+        # reader's (columns.extract): a file to predict may name its text column as the run's labels.
+        p.extend(column_clashes(self, labels=False))
         # the same index only: 0 and -2 name one column of a two-column file, which the reader checks
         _check(
             p,
@@ -601,7 +636,13 @@ class RunConfig:
         self.output_dir = os.fspath(_home(self.output_dir))
         # `name=2024-06-01` or `name=7` parse as a date or an int; a run name is text.
         self.name = None if name is None else str(name)
-        allowed = get_task(self.data.task).metrics
+        task = get_task(self.data.task)
+        # Here, not in DataConfig, which also holds the columns of a file to predict (no labels read).
+        reads_labels = ("data.label_column", self.data.label_column) in task.frame_columns(self.data)
+        clashes = column_clashes(self.data, labels=reads_labels)
+        if clashes:
+            raise ConfigError("; ".join(f"data.{problem}" for problem in clashes))
+        allowed = task.metrics
         if self.train.metric == "auto":
             # Resolved here, so the saved config.json names the metric the run really selected on; a
             # copy, so a TrainConfig given by the caller (and reused for another task) stays "auto".

@@ -8,15 +8,16 @@ DataFrame index set by :func:`tunelab.data.readers.read_table`.
 from __future__ import annotations
 
 import ast
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
 
-from tunelab.config import DataConfig
+from tunelab.config import DataConfig, column_clashes
 from tunelab.data.scripts import has_visible_text
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 
 _MAX_COLUMNS_SHOWN = 12
 
@@ -100,10 +101,15 @@ def extract(
             that name a row: people count lines differently.
 
     Raises:
+        ConfigError: two of the columns read are one (the label column is the text column, say).
         DataError: a column is missing, a text or label cell is empty or of the wrong kind, or no
-            rows are left.
+            rows are left; single-label cells that look like several labels each.
     """
     text_col = text_column or cfg.text_column
+    # The run's config refuses these too (RunConfig); an eval file's data.* options reach only here.
+    clashes = column_clashes(cfg, labels=label_kind is not None, text_column=text_col)
+    if clashes:
+        raise ConfigError(f"{source}: " + "; ".join(f"data.{problem}" for problem in clashes))
     hint = " (if the file has no header row, set data.header: false and data.column_names)"
     wanted = [(text_col, "data.text_column")]
     if cfg.text_pair_column:
@@ -206,7 +212,87 @@ def _labels(
             f"{source} row {missing[0]}: empty label in column {column!r} ({_rows(len(missing))} in all); "
             f"fill in the label or remove the row{note}"
         )
+    rows = [int(row) for row in values.index]
+    _refuse_combined_labels(out, rows, cfg.label_delimiter, column, source, note)
     return out
+
+
+def _refuse_combined_labels(
+    names: list[str], rows: list[int], delimiter: str, column: object, source: str, note: str
+) -> None:
+    """Raise ``DataError`` when single-label cells look like several labels each (multi-label data).
+
+    Multi-label data read without ``data.task: multi_label`` was taken for single-label, each
+    combination of labels its own class ("sports|weather", "['a', 'b']"), without a word; a JSON list
+    is refused in ``_labels``. A cell is *combined* when it is written as a list (``_listed``) or its
+    ``data.label_delimiter`` splits it into two or more names. Such a cell alone proves nothing (a
+    class may be named "a|b", a taxonomy path "electronics|phones"), so the column is refused only
+    when the data says the parts are labels:
+
+    - a combined cell's parts are all labels that rows also hold alone ("sports", "weather" and
+      "sports|weather"); or
+    - more than half of the rows hold combined cells and either the parts recur: more than half of
+      the distinct parts that are not numbers are in two or more distinct cells ("a|b", "b|c",
+      "a|c"; a taxonomy's leaves are each under one root, so its paths do not pass), or the cells
+      are lists of quoted names or empty (pandas' ``to_csv`` of a list column, "['a']", "[]": no one
+      names a class so). Numbers are left out: "[0, 10]", "[10, 20]" are more likely ranges.
+
+    The message names the first combined cell that qualifies.
+    """
+    combined: dict[str, list[str]] = {}  # a combined cell's name -> its parts
+    listed: set[str] = set()
+    for name in dict.fromkeys(names):
+        items = _listed(name)
+        parts = _split_labels(name, delimiter)
+        if items is not None:
+            listed.add(name)
+            combined[name] = parts
+        elif len(parts) >= 2:
+            combined[name] = parts
+    if not combined:
+        return
+    alone = {name for name in names if name not in combined}
+    why = ""
+    found = next((name for name, parts in combined.items() if parts and set(parts) <= alone), None)
+    if found is not None:
+        shown = " and ".join(repr(p) for p in combined[found])
+        why = f"{shown} {'are labels' if len(combined[found]) > 1 else 'is a label'} of other rows"
+    elif 2 * sum(name in combined for name in names) > len(names):
+        cells: dict[str, int] = {}  # a part that is not a number -> the combined cells holding it
+        for parts in combined.values():
+            for part in set(parts):
+                if not _is_number(part):
+                    cells[part] = cells.get(part, 0) + 1
+        recur = 2 * sum(n >= 2 for n in cells.values()) > len(cells) > 0
+        # A list of quoted names or an empty one ("[]"): a list, not a range of numbers.
+        quoted = {name for name in listed if not combined[name] or "'" in name or '"' in name}
+        if recur:
+            found, why = next(n for n in names if n in combined), "most rows hold several labels that recur"
+        elif 2 * sum(name in quoted for name in names) > len(names):
+            first = [n for n in names if n in quoted]
+            found = next((n for n in first if combined[n]), first[0])  # "['a']" rather than "[]"
+            why = "most rows hold a list of labels"
+    if found is None:
+        return
+    row = rows[names.index(found)]
+    # Single-label data reads no delimiter, so another one is the way out for names that hold it.
+    what, escape = (
+        ("a list of labels", "")
+        if found in listed
+        else ("several labels", " (or, if each is one label, data.label_delimiter to a character they lack)")
+    )
+    raise DataError(
+        f"{source} row {row}: column {column!r} holds {found!r}, {what} ({why}); set data.task: "
+        f"multi_label for multi-label data{escape}{note}"
+    )
+
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def _is_number(text: str) -> bool:
+    """``10``, ``-0.5``: a range's bound ("[0, 10]") rather than a label's name."""
+    return _NUMBER.fullmatch(text) is not None
 
 
 def _split_labels(value: str | list[str], delimiter: str) -> list[str]:

@@ -29,10 +29,18 @@ def compute_metrics(
 ) -> dict[str, Any]:
     """Score predictions against gold labels.
 
-    Macro averages run over the labels that occur in ``y_true`` or ``y_pred`` (scikit-learn's
-    default), so a class absent from a small test subset does not drag macro-F1 down with a
-    meaningless zero; ``per_class`` still lists every label, with support 0 where absent (and
-    precision, recall and F1 None where it is neither in the data nor predicted).
+    Macro averages run over the labels that occur in ``y_true`` or ``y_pred``, so a class absent
+    from a small test subset does not drag macro-F1 down with a meaningless zero; ``per_class``
+    still lists every label, with support 0 where absent (and precision, recall and F1 None where
+    it is neither in the data nor predicted). For single-label ids this is scikit-learn's default
+    (its ``labels=None`` takes the labels present in either). For multi-label it is not:
+    scikit-learn's default averages over every column of the multi-hot arrays, a label neither
+    in the gold rows nor predicted counting as an F1 of 0, while tunelab leaves such labels out
+    (all of them only when no row has a label or a prediction, where every score is 0 anyway),
+    so its multi-label macro figures can be higher, never lower, than scikit-learn's
+    ``f1_score(y_true, y_pred, average="macro")`` when a label is absent from both. Micro and
+    weighted averages are the same either way (an absent label has no true or false positives,
+    no misses and no weight).
 
     Args:
         y_true: Gold labels. Single-label: a sequence of int label ids, shape (n,).
@@ -174,7 +182,11 @@ def _multi_hot(values: ArrayLike, name: str, n_labels: int) -> np.ndarray:
 
 
 def _present_labels(true: np.ndarray, pred: np.ndarray, *, multi_label: bool) -> list[int]:
-    """Label ids seen in either gold or predictions: the set macro averages run over."""
+    """Label ids seen in either gold or predictions: the set macro averages run over.
+
+    For single-label ids this is the set scikit-learn takes by default; for multi-hot arrays it is
+    not (scikit-learn's default is every column), see ``compute_metrics``.
+    """
     if not multi_label:
         return sorted(set(true.tolist()) | set(pred.tolist()))
     seen = np.flatnonzero(true.any(axis=0) | pred.any(axis=0)).tolist()

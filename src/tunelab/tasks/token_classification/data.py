@@ -107,7 +107,36 @@ def label_map(train: list[Sentence], source: str) -> LabelMap:
         raise DataError(
             f"{source}: no entities, every tag is O; check the tags (or data.tag_column for column files)"
         )
+    _refuse_case_twins(train, types, source)
     return LabelMap(names=sorted({"O", *(f"{p}-{t}" for t in types for p in ("B", "I"))}), task=TASK)
+
+
+def _refuse_case_twins(train: list[Sentence], types: list[str], source: str) -> None:
+    """Refuse entity types that differ only in case (``B-PER`` then ``I-per``): each became a type of
+    its own in silence, an entity split in two and ``per`` learned from a handful of typos.
+
+    Raises:
+        DataError: naming the two spellings and where the rarer one first occurs.
+    """
+    by_fold: dict[str, list[str]] = {}
+    for kind in types:
+        by_fold.setdefault(kind.casefold(), []).append(kind)
+    twins = next((kinds for kinds in by_fold.values() if len(kinds) > 1), None)
+    if twins is None:
+        return
+    counts = {kind: 0 for kind in twins}
+    first: dict[str, str] = {}
+    for sentence in train:
+        for tag, line in zip(sentence.tags, sentence.lines, strict=True):
+            if tag != "O" and tag[2:] in counts:
+                counts[tag[2:]] += 1
+                first.setdefault(tag[2:], f"{sentence.source} line {line}")
+    rare = min(twins, key=lambda kind: (counts[kind], kind))
+    spelled = " and ".join(f"{kind!r} ({counts[kind]} tags)" for kind in twins)
+    raise DataError(
+        f"{source}: entity types {spelled} differ only in case, first {rare!r} at {first[rare]}; "
+        "write each type one way (tags are case-sensitive)"
+    )
 
 
 def to_dataset(sentences: list[Sentence], labels: LabelMap, source: str) -> NerDataset:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from test_parameter_counts import train  # the same tiny training (3 labels, 18 rows)
 
 from tunelab.models.fingerprint import weights_fingerprint
 from tunelab.models.tiny import save_tiny_bert
@@ -61,29 +62,11 @@ def test_a_folder_without_the_usual_names_reads_every_file_and_tells_repeated_na
 def test_an_adapter_run_is_refused_on_a_base_whose_architecture_settings_changed(tmp_path: Path) -> None:
     """An edited ``config.json`` (another activation, another head split) with the same weights
     computes otherwise: the run loaded onto it without a word."""
-    import pandas as pd
-
     import tunelab
     from tunelab.errors import RunError
 
     base = save_tiny_bert(tmp_path / "base")
-    rows = [{"text": f"{w} item {i}", "label": w} for w in ("sports", "food") for i in range(8)]
-    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
-    tunelab.train(
-        None,
-        overrides=[
-            f"data.train={tmp_path / 'train.csv'}",
-            f"model.name={base}",
-            "model.max_length=16",
-            "method=lora",
-            "train.epochs=1",
-            "train.batch_size=8",
-            "data.dev_size=0",
-            f"output_dir={tmp_path / 'runs'}",
-            "name=lora",
-        ],
-        show_progress=False,
-    )
+    train(tmp_path, base, "lora", "method=lora")
     folder = tmp_path / "runs" / "lora"
     summary = json.loads((folder / "run.json").read_text())
     assert summary["base_config_fingerprint"].startswith("sha256:")

@@ -211,6 +211,7 @@ def _follow(monitor: Any, *, once: bool, stop: threading.Event) -> None:
     any other error, a ``ConfigError`` say) the error ends the command with its one line.
     """
     from tunelab.apps.monitor.lease import MonitorBusyError
+    from tunelab.apps.monitor.stop_wait import wait_for_stop
     from tunelab.errors import first_line
     from tunelab.serve.logging_setup import RepeatGate
     from tunelab.serve.store import StoreError
@@ -233,7 +234,7 @@ def _follow(monitor: Any, *, once: bool, stop: threading.Event) -> None:
                     message,
                     RETRY_S,
                 )
-            if stop.wait(RETRY_S):  # SIGTERM while waiting: stop at once
+            if wait_for_stop(stop, RETRY_S):  # SIGTERM while waiting: stop at once
                 return
 
 

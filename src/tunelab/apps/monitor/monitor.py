@@ -44,6 +44,7 @@ from tunelab.apps.monitor.sources import (
     file_lines,
     list_files,
 )
+from tunelab.apps.monitor.stop_wait import wait_for_stop
 from tunelab.apps.monitor.store import MonitorStore, open_monitor_store
 from tunelab.errors import ConfigError
 from tunelab.serve.store.base import StoreError
@@ -768,7 +769,8 @@ class Monitor:
                 self._name_unfinished_lines()
                 break
             if not once:
-                stop.wait(max(0.0, self.config.poll_s - (time.monotonic() - started)))
+                # in slices on the main thread: a SIGTERM another thread took still stops it soon
+                wait_for_stop(stop, max(0.0, self.config.poll_s - (time.monotonic() - started)))
         return total
 
     def _name_unfinished_lines(self) -> None:

@@ -632,8 +632,9 @@ _GLYPH_MISSING = r"Glyph \d+ .* missing from (current )?font"
 
 
 def _use_fonts(fig: Figure) -> None:
-    """Give every text of ``fig`` the family list, so CJK glyphs fall back to the CJK font, and warn
-    about characters none of the fonts has (:func:`_check_glyphs`).
+    """Give every text of ``fig`` the family list, so CJK glyphs fall back to the CJK font (a text
+    in ASCII only the first family), and warn about characters none of the fonts has
+    (:func:`_check_glyphs`).
 
     Set per text rather than through ``rcParams``: that is process-wide and not thread-safe.
     """
@@ -641,8 +642,12 @@ def _use_fonts(fig: Figure) -> None:
 
     families = list(font_families())
     for text in fig.findobj(Text):
-        _check_glyphs(text.get_text())
-        text.set_fontfamily(families)
+        content = text.get_text()
+        _check_glyphs(content)
+        # ASCII text gets the first family alone: it has every ASCII glyph, so the fallback never
+        # applies, yet laying text out through a font chain took a third of a figure's drawing
+        # time (the same PNG bytes either way; tests/unit/test_plot_fonts_ascii.py).
+        text.set_fontfamily(families if not content.isascii() else families[:1])
 
 
 def figure_png(fig: Figure) -> bytes:

@@ -13,6 +13,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -600,9 +601,10 @@ def cli_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["monitor", *argv])
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, **raw: Any) -> Path:
+    """``monitor.yaml`` following ``news.jsonl`` every second; ``raw`` replaces or adds settings."""
     path = tmp_path / "monitor.yaml"
-    raw = {
+    base = {
         "name": "markets",
         "store": str(tmp_path / "monitor.db"),
         "sources": [{"follow": str(tmp_path / "news.jsonl")}],
@@ -610,7 +612,7 @@ def write_config(tmp_path: Path) -> Path:
         "detector": DETECTOR,
         "poll": "1s",
     }
-    path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
+    path.write_text(json.dumps({**base, **raw}), encoding="utf-8")  # JSON is YAML
     return path
 
 

@@ -9,7 +9,6 @@ helper thread with ``pthread_kill``, which makes that delivery certain.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_monitor_alert_totals_and_retry import failing_saves, stand_in, two_feeds  # noqa: F401
-from test_monitor_app import DETECTOR, classifier, cli_args, config, write_jsonl
+from test_monitor_app import classifier, cli_args, config, write_config, write_jsonl
 
 from tunelab.apps.monitor import Monitor
 from tunelab.cli import monitor_cmd
@@ -77,16 +76,7 @@ def test_sigterm_taken_by_another_thread_ends_the_poll_wait_at_once(
     signal_on_a_helper_thread: Callable[[float], None],
 ) -> None:
     write_jsonl(tmp_path / "news.jsonl", [])
-    path = tmp_path / "monitor.yaml"
-    raw = {
-        "name": "markets",
-        "store": str(tmp_path / "monitor.db"),
-        "sources": [{"follow": str(tmp_path / "news.jsonl")}],
-        "runs": {"sentiment": "runs/unused"},
-        "detector": DETECTOR,
-        "poll": "60s",
-    }
-    path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
+    path = write_config(tmp_path, poll="60s")
     signal_on_a_helper_thread(3.0)
     started = time.monotonic()
     assert monitor_cmd.run(cli_args("run", "--config", str(path))) == 0

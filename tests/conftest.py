@@ -65,6 +65,39 @@ def _one_torch_thread() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_report_plots():
+    """Run reports leave their PNGs out (``$TUNELAB_NO_PLOTS``) unless a test or module is marked
+    ``plots``: drawing three figures took about a second per train or eval, 15% of the suite's CPU,
+    in hundreds of tests that never look at them. Session-scoped fixtures never draw (they are set
+    up before any module's choice); subprocesses inherit the setting."""
+    from tunelab.evaluate.plots import NO_PLOTS_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(NO_PLOTS_ENV, "1")
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plots_for_marked_modules(request: pytest.FixtureRequest):
+    """A module with ``pytestmark = pytest.mark.plots`` draws them, in its module fixtures too."""
+    from tunelab.evaluate.plots import NO_PLOTS_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        if request.node.get_closest_marker("plots") is not None:
+            mp.delenv(NO_PLOTS_ENV, raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _plots_for_marked_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked ``@pytest.mark.plots`` draws them (its module's fixtures follow the module)."""
+    from tunelab.evaluate.plots import NO_PLOTS_ENV
+
+    if request.node.get_closest_marker("plots") is not None:
+        monkeypatch.delenv(NO_PLOTS_ENV, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _scratch_data_dir(tmp_path_factory: pytest.TempPathFactory):
     """Keys and usage go to a scratch folder, never the user's data folder or ``$TUNELAB_DB``.
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from cli_runner import tunelab_cli  # tests/integration/cli_runner.py
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.plots]  # a user's flow, reports with their PNGs
 
 N_INTENTS = 20
 TRAIN_PER_INTENT = 20

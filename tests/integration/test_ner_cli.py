@@ -18,7 +18,7 @@ from cli_runner import tunelab_cli  # tests/integration/cli_runner.py
 
 from tunelab.tasks.token_classification.reading import read_conll
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.plots]  # a user's flow, reports with their PNGs
 
 TRAIN_SENTENCES = 800
 DEV_SENTENCES = 200

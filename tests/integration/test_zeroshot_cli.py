@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from cli_runner import tunelab_cli  # tests/integration/cli_runner.py
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.plots]  # a user's flow, reports with their PNGs
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ROOT / "examples" / "zeroshot" / "banking77_labels.yaml"

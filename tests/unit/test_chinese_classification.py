@@ -27,6 +27,8 @@ from tunelab.evaluate import plots
 from tunelab.serve.app import ServedModel, create_app
 from tunelab.serve.settings import ServeSettings
 
+pytestmark = pytest.mark.plots  # its module run's report draws Chinese label names (tests/conftest.py)
+
 pytest.importorskip("semantra_multilingual", reason="e5-small-multilingual's tokenizer package")
 
 # Label names in Chinese (one traditional), with words of their own, mixed simplified/traditional text.

@@ -10,6 +10,8 @@ import pytest
 
 from tunelab.evaluate import TOP_CONFUSIONS_ABOVE, compute_metrics, tune_threshold, write_report
 
+pytestmark = pytest.mark.plots  # these tests read the report's PNGs (tests/conftest.py)
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # 3 classes, 6 examples. Confusion matrix (rows true, cols predicted):

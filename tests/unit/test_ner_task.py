@@ -414,6 +414,7 @@ def test_parity_metric_and_agreement() -> None:
     assert TASK.agreement(before, after, threshold=None) == 0.75
 
 
+@pytest.mark.plots  # reads the report's PNGs (tests/conftest.py)
 def test_report_has_the_per_type_table_plot_and_errors(tmp_path: Path) -> None:
     words = [["Peter", "Blackburn", "in", "北京"]]
     gold, pred = [["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "O", "O", "B-LOC"]]

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.plots  # these tests read the report's PNGs (tests/conftest.py)
+
 plots = importlib.import_module("tunelab.evaluate.plots")  # "tunelab.evaluate.plots" is also a name
 
 LONG = [

@@ -30,6 +30,7 @@ from readme_commands import Command, help_commands, path_arguments, readme_comma
 from tunelab.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.plots  # as a user following the README: reports with their PNGs (tests/conftest.py)
 
 # What a --help example's path stands for when it is not there after `make demo`.
 PLACEHOLDERS = {

@@ -14,6 +14,7 @@ import tunelab
 from tunelab.preflight import validate_run
 
 
+@pytest.mark.plots  # reads the report's PNGs (tests/conftest.py)
 def test_labels_with_dollar_signs_get_a_report(
     train_csv: Path, test_csv: Path, tiny_bert: Path, tiny_overrides: Any, tmp_path: Path
 ) -> None:

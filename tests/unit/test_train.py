@@ -47,6 +47,7 @@ def assert_nothing_left(out: Path) -> None:
 # -- the run folder --------------------------------------------------------------------------------
 
 
+@pytest.mark.plots  # reads the report's PNGs (tests/conftest.py)
 @pytest.mark.parametrize("method", available_methods())
 def test_run_folder_layout(
     method: str, tiny_bert: Path, tiny_overrides, train_csv: Path, test_csv: Path, tmp_path: Path

@@ -23,6 +23,7 @@ import functools
 import io
 import logging
 import math
+import os
 import shutil
 import subprocess
 import unicodedata
@@ -45,6 +46,22 @@ _SMOOTH_ABOVE = 50  # train-loss points beyond which a smoothed curve is drawn o
 MARKERS_UP_TO = 30
 """Curves with at most this many points get a marker on each: a short run's one or two train-loss
 points are otherwise invisible (a line needs two points), and each point is a real measurement."""
+NO_PLOTS_ENV = "TUNELAB_NO_PLOTS"
+"""Set to 1 (or true, yes, on), run reports carry their tables and text but no PNGs."""
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def plots_skipped() -> bool:
+    """Whether ``$TUNELAB_NO_PLOTS`` asks run reports to leave their PNGs out.
+
+    Drawing a report's three figures takes about a second per train or eval, longer than a small
+    run's training: a sweep of many runs, or CI, that never opens the pictures can skip them. An
+    environment variable rather than a run option: it is about the machine's job, not the run, and
+    ``eval``, ``search`` and the Python API read it alike.
+    """
+    return os.environ.get(NO_PLOTS_ENV, "").strip().lower() not in _FALSE
+
+
 _EVAL_METRICS = ("accuracy", "macro_f1", "micro_f1")
 _EVAL_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")  # train is blue
 

@@ -85,6 +85,7 @@ def write_report(
     found = mistake_section(context or ReportContext(), out_dir)
     if found is not None:
         sections.append(found)
+    sections.extend(skipped_plots_section())
     written["report.md"] = atomic_write_text(out_dir / "report.md", to_markdown(title, sections))
     written["report.html"] = atomic_write_text(out_dir / "report.html", to_html(title, sections, images))
     return written
@@ -93,7 +94,10 @@ def write_report(
 def _render_plots(
     metrics: Mapping[str, Any], label_names: Sequence[str], history: Iterable[Mapping[str, Any]]
 ) -> dict[str, bytes]:
-    """PNG bytes by file name, only for the plots that apply to this run."""
+    """PNG bytes by file name, only for the plots that apply to this run (none under
+    ``$TUNELAB_NO_PLOTS``)."""
+    if plots.plots_skipped():
+        return {}
     rendered: dict[str, bytes | None] = {"training.png": plots.training_curves_png(history)}
     matrix = metrics.get("confusion_matrix")
     if matrix is not None and len(label_names) <= TOP_CONFUSIONS_ABOVE:
@@ -146,6 +150,14 @@ def _sections(
     if confusions:
         sections.append(Section("Confusions", confusions))
     return sections
+
+
+def skipped_plots_section() -> list[Section]:
+    """A last section saying the plots were left out on purpose (none when they were drawn)."""
+    if not plots.plots_skipped():
+        return []
+    why = f"Not drawn: ${plots.NO_PLOTS_ENV} was set when this report was written (unset it to draw them)."
+    return [Section("Plots", [Text(why)])]
 
 
 def training_section(context: ReportContext, images: Mapping[str, bytes]) -> Section | None:

@@ -13,7 +13,7 @@ from typing import Any
 from tunelab.atomic import atomic_write_bytes, atomic_write_text
 from tunelab.evaluate import plots
 from tunelab.evaluate.render import IMAGE_DIR, Image, Section, Table, Text, to_html, to_markdown
-from tunelab.evaluate.report import format_count, format_percent, training_section
+from tunelab.evaluate.report import format_count, format_percent, skipped_plots_section, training_section
 from tunelab.evaluate.run_context import ReportContext, front_sections, mistake_section, run_facts
 from tunelab.tasks.token_classification.metrics import ERROR_KINDS
 
@@ -43,14 +43,18 @@ def write_report(
         and ``per_type_f1.png`` where there is something to draw).
     """
     out_dir = Path(out_dir)
-    images = {
-        "training.png": plots.training_curves_png(history or [], CURVE_METRICS),
-        "per_type_f1.png": plots.per_class_f1_png(
-            metrics.get("per_type") or [],
-            plots.finite_number(metrics.get("macro_f1")),
-            title="Entity F1 per type",  # as the report names it (the plot said "Per-class F1")
-        ),
-    }
+    images = (
+        {}
+        if plots.plots_skipped()
+        else {
+            "training.png": plots.training_curves_png(history or [], CURVE_METRICS),
+            "per_type_f1.png": plots.per_class_f1_png(
+                metrics.get("per_type") or [],
+                plots.finite_number(metrics.get("macro_f1")),
+                title="Entity F1 per type",  # as the report names it (the plot said "Per-class F1")
+            ),
+        }
+    )
     drawn = {name: data for name, data in images.items() if data is not None}
     written = {name: atomic_write_bytes(out_dir / IMAGE_DIR / name, data) for name, data in drawn.items()}
     context = context or ReportContext()
@@ -58,6 +62,7 @@ def write_report(
     found = mistake_section(context, out_dir)
     if found is not None:
         sections.append(found)
+    sections.extend(skipped_plots_section())
     written["report.md"] = atomic_write_text(out_dir / "report.md", to_markdown(title, sections))
     written["report.html"] = atomic_write_text(out_dir / "report.html", to_html(title, sections, drawn))
     return written

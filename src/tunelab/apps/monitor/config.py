@@ -38,6 +38,7 @@ CUSUM's settings were chosen on dev streams (README, "Monitor on a news stream")
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -91,7 +92,8 @@ _METHOD_ONLY = {"threshold": "zscore", "h": "cusum", "shift": "cusum", "share": 
 
 
 def parse_duration(value: Any, where: str) -> int:
-    """Seconds from ``90``, ``"30s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"1w"``.
+    """Seconds from ``90``, ``"30s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"1w"``; whole seconds also
+    as the other number fields take them (``"90"``, ``3_600``, ``90.0``: see ``number_as_written``).
 
     Units are read as written, not lower-cased: ``M`` is a month in Grafana and PromQL (a trend's
     ``bucket=1M``), and meant one minute here. It is refused; ``S``, ``H``, ``D`` and ``W`` mean one
@@ -102,6 +104,14 @@ def parse_duration(value: Any, where: str) -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
+    # As the other number fields read it (number_as_written): "1800" and 3_600 (text to the strict
+    # YAML reader) are whole seconds, as the message below says; so is 1800.0, a whole number. ASCII
+    # digits only and at most nine, as with a unit ("²" and a 23-digit trend bucket stay refused).
+    number = number_as_written(value) if not isinstance(value, str) or value.isascii() else value
+    if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+        number = int(number)
+    if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 10**9:
+        return number
     text = str(value).strip()
     if re.fullmatch(r"[0-9]{1,9}M", text):
         raise ConfigError(
@@ -273,12 +283,7 @@ class MonitorConfig:
         if not isinstance(aliases, dict):
             problems.append("companies.aliases: must map a company name to the name to follow it under")
             aliases = {}
-        from tunelab.apps.monitor.classify import normalise_company
-
-        values["aliases"] = {
-            normalise_company(str(k)) or str(k): normalise_company(str(v)) or str(v)
-            for k, v in aliases.items()
-        }
+        values["aliases"] = _aliases(aliases, problems)
 
         values["detector"] = _detector(raw.get("detector"), problems)
         for key, default, low in (("batch_size", 64, 1), ("max_text_chars", MAX_TEXT_CHARS, 1)):
@@ -380,6 +385,40 @@ def _section(raw: dict[str, Any], key: str, known: tuple[str, ...], problems: li
     return value
 
 
+def _aliases(raw: dict[Any, Any], problems: list[str]) -> dict[str, str]:
+    """``companies.aliases`` keyed and valued by normalised company names. A name that is no visible
+    text or normalises to nothing is refused: ``{acme: }`` followed Acme as the company "none" (str of
+    None) and ``{acme: ''}`` stopped following it, both silently."""
+    from tunelab.apps.monitor.classify import normalise_company
+    from tunelab.data.scripts import has_visible_text
+
+    def company(value: Any) -> str | None:
+        value = _written(value)  # `3: ...` or `{x: 2024}`: the digits, as a name is read
+        if not isinstance(value, str) or not has_visible_text(value):
+            return None
+        return normalise_company(value)
+
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        shown = k if isinstance(k, str) and k.isprintable() and k.strip() == k and k else repr(k)
+        key, target = company(k), company(v)
+        if key is None:
+            problems.append(
+                f"companies.aliases: {k!r} is not a company name; give the name as documents write it"
+                + _QUOTE_IT * isinstance(k, float)
+            )
+        elif target is None:
+            blank = v is None or (isinstance(v, str) and not has_visible_text(v))
+            given = "" if blank else f"{v!r} is not a company name; "
+            problems.append(
+                f"companies.aliases.{shown}: {given}give the name to follow it under"
+                + _QUOTE_IT * isinstance(v, float)
+            )
+        else:
+            out[key] = target
+    return out
+
+
 def _sources(raw: Any, problems: list[str]) -> tuple[Source, ...]:
     if raw is None:
         return ()
@@ -440,8 +479,11 @@ def _topics(raw: Any, problems: list[str]) -> tuple[Topic, ...]:
         return ()
     out: list[Topic] = []
     for i, item in enumerate(raw):
+        item = _written(item)  # `- 2024` and `- name: 2024` name the topic "2024", as `name: 2024` does
         if isinstance(item, str):
             item = {"name": item}
+        if isinstance(item, dict) and "name" in item:
+            item = {**item, "name": _written(item["name"])}
         # has_visible_text, not strip(): a name of zero-width spaces is embedded as the topic's text
         # (Topic.prompt), and an invisible one failed at the first document in embed. Imported here:
         # tunelab.data imports pandas, which reading a config does not need.
@@ -449,7 +491,12 @@ def _topics(raw: Any, problems: list[str]) -> tuple[Topic, ...]:
 
         name_given = isinstance(item, dict) and isinstance(item.get("name"), str)
         if not name_given or not has_visible_text(item["name"]):
-            problems.append(f"topics[{i}]: give a name (and optionally a description)")
+            read_as_number = isinstance(item, float) or (
+                isinstance(item, dict) and isinstance(item.get("name"), float)
+            )
+            problems.append(
+                f"topics[{i}]: give a name (and optionally a description)" + _QUOTE_IT * read_as_number
+            )
             continue
         extra = _names(set(item) - {"name", "description"})
         if extra:

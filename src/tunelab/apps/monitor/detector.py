@@ -245,7 +245,11 @@ class DetectorSettings:
                     f"detector.release: {self.release} must be below detector.{opens} "
                     f"({getattr(self, opens)})"
                 )
-        if not (isinstance(self.min_history, int | float) and 0 <= self.min_history <= 1):
+        # not a bool: `min_history: true` loaded as 1 (a whole baseline of history before any alert)
+        min_history = self.min_history
+        if isinstance(min_history, bool) or not (
+            isinstance(min_history, int | float) and 0 <= min_history <= 1
+        ):
             problems.append(f"detector.min_history: {self.min_history!r} must be between 0 and 1")
         if problems:
             raise ConfigError("; ".join(problems))

@@ -31,6 +31,7 @@ small grammar (``column op value`` or ``column in [a, b]``), never evaluated as 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parq
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _COMPARE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
 _MEMBER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+in\s+\[(.*)\]\s*$")
+#: A seed as numpy, scikit-learn and implicit take it (``random_state`` is below 2**32): -1 or 2**64
+#: passed validation and stopped the build ~12 s in with "expected non-negative integer", no field named.
+SEED = Field(default=0, ge=0, lt=2**32)
 
 
 class _Section(BaseModel):
@@ -61,6 +65,13 @@ def _format_of(path: str, given: str) -> str:
             f"cannot tell the format of {path} from its suffix; use .csv, .jsonl or .parquet, or set format"
         )
     return fmt
+
+
+def _column_named(value: str | None) -> str | None:
+    """A column field's name: an empty one was looked for in the file ("has no column  (it has ...)")."""
+    if value is not None and not value.strip():
+        raise ValueError(f"{value!r}: give the column's name")
+    return value
 
 
 class ExtraText(_Section):
@@ -85,6 +96,11 @@ class ExtraText(_Section):
     user_column: str | None = None
     time_column: str | None = None
 
+    @field_validator("id_column", "field", "user_column", "time_column")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:
+        return _column_named(value)
+
     @model_validator(mode="after")
     def _known_format(self) -> ExtraText:
         object.__setattr__(self, "format", _format_of(self.path, self.format))
@@ -102,6 +118,32 @@ class ItemsConfig(_Section):
     list_separators: dict[str, str] = Field(default_factory=dict)
     extra_text: list[ExtraText] = Field(default_factory=list)
     format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+
+    @field_validator("id_column")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        return _column_named(value)
+
+    @field_validator("text_fields")
+    @classmethod
+    def _fields_once(cls, value: list[str]) -> list[str]:
+        for i, name in enumerate(value):
+            _column_named(name)
+            # Each field is written into every item's text once: a repeat wrote it twice, silently.
+            if name in value[:i]:
+                raise ValueError(f"{name!r} is listed twice; give each field once")
+        return value
+
+    @field_validator("list_separators")
+    @classmethod
+    def _separators(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, separator in value.items():
+            if not separator:  # was ignored: the cell was read as one value
+                raise ValueError(
+                    f"{name}: the separator is empty; give the text between its values (e.g. '|'), "
+                    "or remove the field from list_separators"
+                )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ItemsConfig:
@@ -219,9 +261,20 @@ class InteractionsConfig(_Section):
     positive: str = "all"
     format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
 
+    @field_validator("user_column", "item_column", "time_column")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        return _column_named(value)
+
     @model_validator(mode="after")
     def _check(self) -> InteractionsConfig:
         object.__setattr__(self, "format", _format_of(self.path, self.format))
+        # One column read as two (users as items): the error came later, about split.min_positives.
+        roles = [("user_column", self.user_column), ("item_column", self.item_column)]
+        roles.append(("time_column", self.time_column))
+        for (first, column), (second, other) in itertools.combinations(roles, 2):
+            if column == other:
+                raise ValueError(f"{first} and {second} both name {column!r}; give each its own column")
         rule = PositiveRule.parse(self.positive)
         if rule.column is not None and self.rule_source() is None:
             named = [c for c in (self.rating_column, self.event_column) if c]
@@ -257,7 +310,7 @@ class ModelSection(_Section):
     hard_negatives: int = Field(default=1, ge=0, le=8)
     learning_rate: float = Field(default=3e-5, gt=0)
     scale: float = Field(default=20.0, gt=0)
-    seed: int = 0
+    seed: int = SEED
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?|mps)$")  # auto: cuda if seen
     # Re-score each ranking's best candidates with a cross-encoder (see crossencoder): one
     # transformer pass per re-scored item, so it costs latency; trained on the same triples.
@@ -276,7 +329,7 @@ class CFSection(_Section):
     alpha: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=0.05, gt=0)  # BPR only
     lam: float = Field(default=150.0, gt=0)  # EASE only: its L2 weight (lambda)
-    seed: int = 0
+    seed: int = SEED
     # A second collaborative model (e.g. EASE beside ALS), fitted on the same positives: its score
     # is two more ranker features (cf2, cf2_z), so the ranker learns how much each is worth. The
     # two make different errors (ALS: low-rank user taste; EASE: item-to-item co-occurrence).
@@ -305,7 +358,7 @@ class RankerSection(_Section):
     # without CF are always ranked by the separate text-only model (see ranker): this only
     # changes the blended model, so the warm ranking.
     cold_share: float = Field(default=0.0, ge=0, lt=1)
-    seed: int = 0
+    seed: int = SEED
 
 
 class IndexSection(_Section):

@@ -248,9 +248,17 @@ def _read_slots(raw: Any, path: Path) -> dict[str, Slot]:
             if not spec:
                 raise ConfigError(f"{where}: empty regex; give a pattern that finds the value")
             try:
-                slots[name] = Slot(name, pattern=re.compile(spec, re.IGNORECASE))
+                pattern = re.compile(spec, re.IGNORECASE)
             except re.error as exc:
                 raise ConfigError(f"{where}: bad regex ({exc}); fix the pattern") from None
+            if pattern.fullmatch(""):
+                # search() stops at the first place it matches: with `\d*`, the start of any message
+                # not opening with the value, where it found "" and the fallback was sent
+                raise ConfigError(
+                    f"{where}: the pattern matches empty text, so it finds nothing in most messages; "
+                    "make it need one character at least (+ instead of *: \\d+, not \\d*)"
+                )
+            slots[name] = Slot(name, pattern=pattern)
         elif (
             isinstance(spec, dict)
             and set(spec) == {"entity"}

@@ -32,7 +32,7 @@ import yaml
 
 from tunelab.atomic import atomic_write_text
 from tunelab.errors import ConfigError
-from tunelab.yaml_names import dump_yaml
+from tunelab.yaml_names import DuplicateKeyError, dump_yaml, load_strict_yaml
 
 BOT_YAML = "bot.yaml"
 ANSWERS_YAML = "answers.yaml"
@@ -42,6 +42,9 @@ TUNE_DIR = "tune"
 
 DEFAULT_INTENT_THRESHOLD = 0.90
 DEFAULT_KNOWLEDGE_THRESHOLD = 0.50
+#: The knowledge threshold that turns knowledge answers off (similarities never exceed 1); ``tune``
+#: writes it when no threshold meets its target. The highest ``thresholds.knowledge`` taken.
+KNOWLEDGE_OFF = 1.01
 
 
 @dataclass
@@ -123,7 +126,11 @@ class BotConfig:
             what = "no such folder" if not root.exists() else f"not a bot folder (no {BOT_YAML})"
             raise ConfigError(f"{root}: {what}; build one with tunelab app support build")
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            # strict, as monitor.yaml and rec.yaml are read: a second `thresholds:` block appended to
+            # a tuned bot.yaml replaced the first, and its tuned thresholds went back to the defaults
+            doc = load_strict_yaml(path.read_text(encoding="utf-8"))
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"{path} line {exc.line}: {exc.advice()}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"{path}: not readable YAML ({type(exc).__name__}); build the bot again"
@@ -136,9 +143,7 @@ class BotConfig:
             _known_keys(raw, [f.name for f in fields(Thresholds)], path, "thresholds.")
             thresholds = Thresholds(
                 intent=_share(raw.get("intent", DEFAULT_INTENT_THRESHOLD), path, "thresholds.intent"),
-                knowledge=_number(
-                    raw.get("knowledge", DEFAULT_KNOWLEDGE_THRESHOLD), path, "thresholds.knowledge"
-                ),
+                knowledge=_cosine(raw.get("knowledge", DEFAULT_KNOWLEDGE_THRESHOLD), path),
                 per_intent={
                     str(k): _share(v, path, f"thresholds.per_intent.{k}")
                     for k, v in _mapping(raw.get("per_intent"), path, "thresholds.per_intent").items()
@@ -199,6 +204,19 @@ def _mapping(value: Any, path: Path, where: str) -> dict[Any, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: {where}: must be a mapping (name: value), got {value!r}")
     return value
+
+
+def _cosine(value: Any, path: Path) -> float:
+    """``thresholds.knowledge``: 55 (meant 0.55) turned knowledge answers off and -3 answered every
+    message without a template from the knowledge base, never handing off; neither was refused."""
+    where = "thresholds.knowledge"
+    number = _number(value, path, where)
+    if not -1.0 <= number <= KNOWLEDGE_OFF:
+        raise ConfigError(
+            f"{path}: {where}: must be a cosine similarity between -1 and 1 (or {KNOWLEDGE_OFF} to turn "
+            f"knowledge answers off), got {number}"
+        )
+    return number
 
 
 def _share(value: Any, path: Path, where: str) -> float:

@@ -119,6 +119,8 @@ def _heading_title(body: str) -> str:
 # rest of the line: intent labels may hold spaces ("lost card"), and ``\S+`` let such a tag line fall
 # through into the passage's text, shown to customers, with the passage left untagged.
 _INTENT_LINE = re.compile(r"^\s*intent:\s*(\S.*?)\s*$", re.IGNORECASE)
+# The same line with no name: it became the start of the passage's text ("intent: Call us."), untagged.
+_NAMELESS_INTENT_LINE = re.compile(r"^\s*intent:\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,10 @@ def read_passages(path: str | Path) -> list[Passage]:
     CSV: a ``text`` column (or ``answer``), with optional ``title`` (or ``question``) and
     ``intent`` columns, their names in any case, spaces around them ignored; a text that holds a
     comma is quoted. JSONL: one ``{"text": ..., "title": ..., "intent": ...}`` object per line, or
-    one JSON array of such objects.
-    Markdown: a section per heading; a line ``intent: <name>`` right under a heading tags it.
+    one JSON array of such objects, the same names as its keys, in any case, spaces around them
+    ignored; other keys are not read (one warning names them).
+    Markdown: a section per heading; a line ``intent: <name>`` right under a heading tags it (such a
+    line without a name is refused).
 
     Raises:
         DataError: the file is missing, not UTF-8, of another format, malformed or empty; the
@@ -241,6 +245,13 @@ def _from_markdown(text: str, path: Path) -> list[Passage]:
     for line_no, line in enumerate(text.splitlines(), start=1):
         heading = _HEADING.match(line)
         tag = _INTENT_LINE.match(line) if under_heading else None
+        if under_heading and (
+            _NAMELESS_INTENT_LINE.match(line) or (tag and not has_visible_text(tag.group(1)))
+        ):
+            raise DataError(
+                f"{path}: line {line_no}: an intent: line with no intent name; write the name after "
+                "intent: or remove the line"
+            )
         if heading:
             end_section()
             title, start, intent, under_heading = _heading_title(heading.group(2)), line_no, None, True
@@ -364,11 +375,20 @@ def _no_extra_fields(fields: list[str], width: int, path: Path, row_no: int, hea
         )
 
 
+#: The keys a JSONL knowledge record may have, as ``_record_keys`` reads them (the CSV's columns).
+_JSONL_KEYS = ("text", "answer", "title", "question", "intent")
+
+
 def _from_jsonl(text: str, path: Path) -> list[Passage]:
     passages = []
-    for line_no, record in _json_records(text, path):
-        if not isinstance(record, dict):
+    ignored: dict[str, int] = {}  # a key not read (an export's "id" or "url", or a typo) -> its first line
+    for line_no, raw in _json_records(text, path):
+        if not isinstance(raw, dict):
             raise DataError(f'{path}: line {line_no} needs a JSON object with a "text" (or "answer") string')
+        record = _record_keys(raw, path, line_no)
+        for key in raw:
+            if key.strip().casefold() not in _JSONL_KEYS:
+                ignored.setdefault(key, line_no)
         text_key = next((k for k in ("text", "answer") if k in record), "text")  # as the CSV columns
         body = record.get(text_key)
         if not isinstance(body, str) or not has_visible_text(body):
@@ -385,7 +405,35 @@ def _from_jsonl(text: str, path: Path) -> list[Passage]:
             Passage(piece, str(title).strip(), f"{path}:{line_no}", intent or None)
             for piece in cut_long(body.strip())
         ]
+    if ignored:  # not refused: exports carry ids and urls; a typo ("intnet") must not pass unseen
+        named = ", ".join(f"{key!r} (line {line})" for key, line in ignored.items())
+        log.warning(
+            "%s: key(s) %s not read (known: text/answer, title/question, intent, in any case)", path, named
+        )
     return passages
+
+
+def _record_keys(record: dict[str, Any], path: Path, line_no: int) -> dict[str, Any]:
+    """``record`` with its keys as the CSV reader takes its column names: spaces around them dropped,
+    case folded.
+
+    Taken as written, ``"Title"``, ``"Intent"`` or a typo (``"intnet"``) was dropped without a word, and
+    the passage lost its title or intent tag; a key the normalising makes one with another (``"Text"``
+    beside ``"text"``) would lose one of the two, and is refused as the CSV refuses such columns.
+    Other keys are left out (the caller names them in one warning).
+    """
+    out: dict[str, Any] = {}
+    written: dict[str, str] = {}  # normalised -> as written
+    for key, value in record.items():
+        name = key.strip().casefold()
+        if name in written:
+            raise DataError(
+                f"{path}: line {line_no}: keys {written[name]!r} and {key!r} are the same key (case and "
+                "spaces around keys are ignored); keep one of them"
+            )
+        if name in _JSONL_KEYS:
+            written[name], out[name] = key, value
+    return out
 
 
 def _json_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:

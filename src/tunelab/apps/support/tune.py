@@ -37,14 +37,11 @@ import numpy as np
 
 from tunelab.apps.support.bot import Bot, check_messages
 from tunelab.apps.support.build import write_folder
-from tunelab.apps.support.config import TUNE_DIR
+from tunelab.apps.support.config import KNOWLEDGE_OFF, TUNE_DIR
 from tunelab.apps.support.evaluate import out_of_scope, score
 from tunelab.apps.support.rows import read_labelled, run_columns_of
 from tunelab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tunelab.errors import ConfigError, DataError
-
-#: The knowledge threshold that turns the knowledge path off (similarities never exceed 1).
-KNOWLEDGE_OFF = 1.01
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,10 @@ def test_the_fixture_config_still_loads() -> None:
     cfg = rec()
     assert cfg.items.list_separators == {"genres": "|"}
     assert (cfg.interactions.user_column, cfg.interactions.item_column) == ("user", "item")
+
+
+@pytest.mark.parametrize("key", ["poll", "max_future"])
+def test_a_whole_number_of_seconds_too_large_for_a_float_is_one_line(tmp_path: Path, key: str) -> None:
+    """A 400-digit poll passed as a positive int, then failed as OverflowError making it a float."""
+    message = refused(tmp_path, f"{key}: {10**400}\n")
+    assert f"{key}: " in message and "over 31 years" in message

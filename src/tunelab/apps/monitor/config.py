@@ -103,6 +103,10 @@ def parse_duration(value: Any, where: str) -> int:
         ConfigError: naming ``where``.
     """
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if value >= 10**9:  # a 400-digit poll: OverflowError where it was made a float
+            raise ConfigError(
+                f"{where}: {value} seconds is over 31 years; give at most 999999999 (or e.g. 4w)"
+            )
         return value
     # As the other number fields read it (number_as_written): "1800" and 3_600 (text to the strict
     # YAML reader) are whole seconds, as the message below says; so is 1800.0, a whole number. ASCII

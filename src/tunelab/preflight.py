@@ -391,7 +391,7 @@ def inactive_option_notes(cfg: RunConfig, task: Any = None) -> list[str]:
     if not task.labels_per_row and (unread := set_away(rehearsal_keys)):
         notes.append(
             f"{', '.join(unread)} set, but a {task.name} run stores no rehearsal rows "
-            "(continual learning needs one label per row): no effect"
+            "(continual learning is for classification: single-label, multi-label, text pairs): no effect"
         )
     return notes
 

@@ -131,7 +131,8 @@ def test_rehearsal_on_a_task_without_row_labels_is_noted(
     )
     says = (
         "continual.rehearsal=10, continual.rehearsal_total=40 set, but a token_classification run "
-        "stores no rehearsal rows (continual learning needs one label per row): no effect"
+        "stores no rehearsal rows (continual learning is for classification: single-label, multi-label, "
+        "text pairs): no effect"
     )
     assert not report.problems and says in report.notes
     assert not any("rehearsal" in n for n in validate_run(None, overrides=ner, count_tokens=False).notes)
@@ -156,7 +157,7 @@ def test_from_an_ner_run_is_refused_plainly(ner_runs, tagged_jsonls) -> None:
     ).problems
     assert problems == [
         f"--from {Path(ner_runs[0]).resolve()}: data.task=token_classification is not supported; continual "
-        "learning works for tasks with one label per row of text"
+        "learning works for classification (single-label, multi-label, text pairs)"
     ]
 
 

@@ -61,6 +61,7 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
 
     run, summary = _find(from_run)
     raw = _read_run_file(run.config_json)
+    trained_with = _method_name(raw.get("method"))
     data = dict(raw.get("data") or {})
     # The previous files are old data: what the continued run keeps of them is the rehearsal sample.
     # Its labels (unless an override gives some) come back in ``with_previous_labels``, below.
@@ -127,19 +128,23 @@ def continued_config(from_run: str | Path, overrides: list[str] | None) -> RunCo
         raw["continual"] = {**continual, "rehearsal_total": None}
     for item in overrides or []:
         apply_override(raw, item)
-    _drop_the_adapters_learning_rate(raw, adapter, overrides or [], run.root)
+    # Not a word on the learning rate of a run that open_previous or read_rehearsal refuses: the
+    # warning came first, about a run that is not trained at all.
+    refused = _merge_refusal(str(from_run), trained_with) or _refused_rehearsal(run.root, raw)
+    _drop_the_adapters_learning_rate(raw, adapter, overrides or [], run.root, warn=refused is None)
     if raw.get("name") is None:  # the previous run keeps its name: <name>-2, -3, ... beside it
         raw["name"] = free_name(Path(str(raw.get("output_dir", "runs"))), _named(run.root).name)
     return with_previous_labels(RunConfig.from_dict(raw))
 
 
 def _drop_the_adapters_learning_rate(
-    raw: dict[str, Any], adapter: str | None, overrides: list[str], root: Path
+    raw: dict[str, Any], adapter: str | None, overrides: list[str], root: Path, *, warn: bool = True
 ) -> None:
     """Leave out RUN's ``train.learning_rate`` when it was set for ``adapter`` and this run trains with
     another method (a merged or adapter RUN continued as ``full``), unless the command gives one.
 
-    A LoRA run's 1e-3 fine-tuned the whole model at 20x full's rate, without a word.
+    A LoRA run's 1e-3 fine-tuned the whole model at 20x full's rate, without a word. ``warn``
+    False: left out silently (the continuation is refused before training).
     """
     train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
     now = _method_name(raw.get("method"))
@@ -151,6 +156,9 @@ def _drop_the_adapters_learning_rate(
         or _names_key(overrides, "train")
     ):
         return
+    raw["train"] = {**train, "learning_rate": None}
+    if not warn:
+        return
     logger.warning(
         "--from %s: its train.learning_rate=%s was set for %s; method %s trains at its own default "
         "rate unless train.learning_rate is given",
@@ -159,7 +167,90 @@ def _drop_the_adapters_learning_rate(
         adapter,
         now,
     )
-    raw["train"] = {**train, "learning_rate": None}
+
+
+def _merge_refusal(where: str, method: str) -> ConfigError | None:
+    """The refusal of a RUN trained with ``method``, an adapter that cannot be folded into the base
+    model (a prompt, a prefix, a bottleneck adapter); None where it can be (or the method is unknown:
+    refused later, naming it).
+
+    A continued run starts from the previous model's weights as one plain model: such an adapter
+    has none to give (it failed later as "the previous run's model does not fit this one").
+    """
+    from tunelab.methods import get_method
+
+    try:
+        before = get_method(method)
+    except ConfigError:
+        return None
+    if before.stores_base or before.merge is not None:
+        return None
+    return ConfigError(
+        f"--from {where}: that run is method={before.name}, which cannot be folded into the base model "
+        f"({before.cannot_merge}), so it cannot be continued; train a fresh run on all the data"
+    )
+
+
+def _refused_rehearsal(root: Path, raw: dict[str, Any]) -> RunError | None:
+    """``read_rehearsal``'s refusal of RUN (at ``root``) for the continued run's ``raw`` config: its
+    rehearsal is on and RUN stores no sample; None otherwise (or where ``raw``'s continual section is
+    invalid: refused later, naming it)."""
+    try:
+        cc = ContinualConfig(**(raw.get("continual") or {}))
+    except (ConfigError, TypeError, ValueError):
+        return None
+    return _missing_rehearsal(root, cc)
+
+
+def _missing_rehearsal(root: Path, cc: ContinualConfig) -> RunError | None:
+    """The refusal of a continued run whose rehearsal is on (``cc``) when RUN, at ``root``, holds no
+    stored sample; None where rehearsal is off or the file is there.
+
+    A member's copy inside an ensemble (``weights/<member>``) has none by design (the ensemble leaves
+    the training texts out): it was said to be a run "trained before tunelab stored a sample".
+    """
+    if (cc.rehearsal == 0 and not cc.rehearsal_total) or (Path(root) / REHEARSAL_FILE).is_file():
+        return None
+    fix = "set continual.rehearsal=0 to continue without rehearsal" + (
+        " (with continual.head=copy)" if cc.head == "probe" else ""
+    )
+    ensemble = _ensemble_holding(Path(root))
+    if ensemble is not None:
+        folder, source = ensemble
+        instead = f"its source run {source}" if source else "the run it was copied from"
+        return RunError(
+            f"--from {cc.from_run}: that folder is a member's copy inside the ensemble {folder}, which "
+            f"leaves out {REHEARSAL_FILE}; continue {instead} instead (then ensemble again), or {fix}"
+        )
+    return RunError(
+        f"--from {cc.from_run}: no {REHEARSAL_FILE} in that run (it was trained before tunelab stored a "
+        f"rehearsal sample, or the file was removed); {fix}"
+    )
+
+
+def _ensemble_holding(root: Path) -> tuple[Path, str | None] | None:
+    """The ensemble folder ``root`` is a member's copy in (``<ensemble>/weights/<member>``, the
+    ensemble's run.json saying ``format: ensemble`` as ``_find`` reads it) and the member's source run
+    it records (None where it records none); None where ``root`` is no such copy."""
+    from tunelab.runs.json_files import JsonFileError, read_json_object
+
+    root = Path(os.path.expanduser(str(root))).resolve()
+    if root.parent.name != "weights":
+        return None
+    folder = root.parent.parent
+    try:
+        summary = read_json_object(folder / "run.json")
+    except (OSError, JsonFileError):  # no run.json, or a damaged one: not known to be an ensemble
+        return None
+    if summary.get("format") != "ensemble":
+        return None
+    for member in summary.get("members") or []:
+        if not isinstance(member, dict) or not isinstance(member.get("path"), str):
+            continue
+        if (folder / member["path"]).resolve() == root:
+            source = member.get("source")
+            return folder, source if isinstance(source, str) and source else None
+    return folder, None
 
 
 def _base_found(config: RunConfig, summary: dict[str, Any]) -> str | None:
@@ -332,7 +423,7 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
         why = "" if built_in(task) else f" ({plugin_name(task)}.labels_per_row is False)"
         raise ConfigError(
             f"--from {where}: data.task={labels.task} is not supported; continual learning works for "
-            f"tasks with one label per row of text{why}"
+            f"classification (single-label, multi-label, text pairs){why}"
         )
     run, summary = _find(where)
     config = RunConfig.from_dict(_read_run_file(run.config_json))
@@ -358,14 +449,9 @@ def open_previous(cfg: RunConfig, splits: Splits, *, stores_base: bool) -> Previ
     from tunelab.methods import get_method
 
     before = get_method(previous.config.method.name)
-    if not before.stores_base and before.merge is None:
-        # A continued run starts from the previous model's weights as one plain model: an
-        # adapter that cannot be folded into the base (a prompt, a prefix, a bottleneck adapter)
-        # has none to give (it failed later as "the previous run's model does not fit this one").
-        raise ConfigError(
-            f"--from {where}: that run is method={before.name}, which cannot be folded into the base model "
-            f"({before.cannot_merge}), so it cannot be continued; train a fresh run on all the data"
-        )
+    refusal = _merge_refusal(str(where), before.name)
+    if refusal is not None:
+        raise refusal
     if bool(previous.config.data.text_pair_column) != bool(cfg.data.text_pair_column):
         # train failed later on rehearsal.jsonl with "use the same task": both runs were single_label
         kind = "text pairs" if previous.config.data.text_pair_column else "single texts"
@@ -512,18 +598,16 @@ def read_rehearsal(previous: Previous, labels: LabelMap, cc: ContinualConfig, *,
     """The previous run's stored sample, up to ``cc.rehearsal`` rows a label (or ``rehearsal_total``).
 
     Raises:
-        RunError: the run has no stored sample (trained before tunelab kept one) and rehearsal is on.
+        RunError: the run has no stored sample (trained before tunelab kept one, the file removed, or
+            a member's copy inside an ensemble) and rehearsal is on.
     """
     path = previous.root / REHEARSAL_FILE
     empty = Dataset(texts=[], text_pairs=None, labels=[], source=str(path))
     if cc.rehearsal == 0 and not cc.rehearsal_total:
         return empty
-    if not path.is_file():
-        raise RunError(
-            f"--from {cc.from_run}: no {REHEARSAL_FILE} in that run (it was trained before tunelab stored a "
-            "rehearsal sample); set continual.rehearsal=0 to continue without rehearsal"
-            + (" (with continual.head=copy)" if cc.head == "probe" else "")
-        )
+    missing = _missing_rehearsal(previous.root, cc)
+    if missing is not None:
+        raise missing
     from tunelab.tasks import get_task
 
     many = get_task(labels.task).output == "labels"  # a list of names a row, else one name

@@ -316,6 +316,12 @@ def check_space(
     one of them does not take would fail that trial), and ``model.max_length`` against the model's
     positions (plus a prompt's). Data-dependent checks run once, on the base config (``check_run``).
 
+    Each value is also checked as ``check_run`` checks a run's settings before it reads the data
+    (``data.shots`` and ``augment`` against the task, ``self_training``, and a continued run's method,
+    task and model against the run it continues, ``continual.from_run``): a value that only these
+    refused failed the trial that drew it, after other trials had trained. A problem of the base
+    config itself is left to ``check_run``, which says it without naming a space key.
+
     Raises:
         ConfigError: naming the space file, the key and what the config said, one line per key.
     """
@@ -324,7 +330,8 @@ def check_space(
 
     methods = next((list(d.extremes()) for d in space if d.key == "method"), [None])
     errors: list[TunelabError] = []
-    models: dict[str, Path] = {}
+    seen = _seen_with_base(config, overrides)
+    base_refusal: list[str | None] = []  # the base config's own refusal, found when a value is refused
     for dim in space:
         under = [None] if dim.key == "method" else methods
         inside = dim.inside()
@@ -333,8 +340,12 @@ def check_space(
             with_method = [] if method is None else [override("method", method)]
             try:
                 cfg = load_config(config, [*overrides, *with_method, override(dim.key, value)])
-                _check_trial_config(cfg, models)
+                _check_trial_config(cfg, seen)
             except TunelabError as exc:
+                if not base_refusal:
+                    base_refusal.append(_base_refusal(config, overrides, seen))
+                if str(exc) == base_refusal[0]:
+                    continue  # the base config's own problem: check_run says it, in its own words
                 where = f"{dim.key}={value!r}" + ("" if method is None else f" with method={method}")
                 if inside is not None and value == inside:
                     where += " (drawn from a range with real ends)"
@@ -401,16 +412,18 @@ def _check_first_config(
     from tunelab.preflight import load_config
 
     drawn = [d for d in space if d.key in _DECAY_KEYS and d.key not in values]
-    models: dict[str, Path] = {}
+    seen = _seen_with_base(config, overrides)
     for picked in itertools.product(*(d.extremes() for d in drawn)):
         extra = {d.key: v for d, v in zip(drawn, picked, strict=True)}
         # `method` first, as a trial sets it: its options apply to the method the trial trains
         chosen = sorted({**values, **extra}.items(), key=lambda kv: kv[0] != "method")
         try:
             cfg = load_config(config, [*overrides, *(override(k, v) for k, v in chosen)])
-            _check_trial_config(cfg, models)
+            _check_trial_config(cfg, seen)
             _check_decay(cfg)
         except TunelabError as exc:
+            if str(exc) == _base_refusal(config, overrides, seen):
+                continue  # the base config's own problem: check_run says it
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             also = "".join(f" with {k}={v!r}" for k, v in extra.items())
             raise ConfigError(f"first[{i}] ({shown}){also} is refused by the run config: {exc}") from None
@@ -462,21 +475,102 @@ def _check_decay(cfg: RunConfig) -> None:
     check_weight_decay(cfg.train, learning_rate_in_force(cfg.train, get_method(cfg.method.name)))
 
 
-def _check_trial_config(cfg: RunConfig, models: dict[str, Path]) -> None:
-    """What ``train`` would refuse in a trial without reading data: the method's options and task,
-    dev data, and ``model.max_length`` (plus the method's positions) against the model's."""
+def _check_trial_config(cfg: RunConfig, seen: dict[Any, Any]) -> None:
+    """What ``train`` would refuse in a trial before it trains: the method's options and task,
+    ``data.shots`` against the task, dev data, the precision, ``model.max_length`` (plus the method's
+    positions) against the model's, ``augment`` and ``self_training`` against the task, and a continued
+    run (``continual.from_run``) against the run it continues: ``check_run``'s own checks of these.
+
+    ``seen`` (from ``_seen_with_base``) holds the models found, and the augmentation, self-training
+    files and continued runs already checked, by what decides them: WordNet, the file, the previous
+    run and the data it is checked with are read only for a value that changes them from the base
+    config's (``check_run`` reads those once, before any trial), and once per setting.
+    """
     from tunelab.methods import get_method
     from tunelab.models import resolve_model
-    from tunelab.preflight import check_positions
+    from tunelab.preflight import check_augment, check_positions
     from tunelab.tasks import get_task
+    from tunelab.tasks.base import refuse_unsampled_shots
+    from tunelab.train.precision import resolve_precision
 
     method = get_method(cfg.method.name)
     options = method.parse_options(cfg.method.options)
-    method.check_task(get_task(cfg.data.task).name)
+    task = get_task(cfg.data.task)
+    method.check_task(task.name)
+    refuse_unsampled_shots(task, cfg.data)
     check_dev(cfg)
+    resolve_precision(cfg.train.precision)  # a trial is a new run: a forced bf16 the CPU lacks
+    models = seen.setdefault(_MODELS, {})
     if cfg.model.name not in models:
         models[cfg.model.name] = resolve_model(cfg.model.name).path
     check_positions(cfg, models[cfg.model.name], method, options)
+    if _augment_key(cfg) not in seen:  # a WordNet that fails to load is tried again at each load
+        check_augment(cfg, task)
+        seen[_augment_key(cfg)] = True
+    if _self_training_key(cfg) not in seen:
+        from tunelab.train.pseudo_rows import check_self_training
+
+        check_self_training(cfg, task)
+        seen[_self_training_key(cfg)] = True
+    if cfg.continual.from_run is not None and _continued_key(cfg) not in seen:
+        from tunelab.tasks.base import checked_splits
+        from tunelab.train.continual import open_previous
+
+        splits_key = ("splits", repr(cfg.data))
+        if splits_key not in seen:  # one read of the data per data settings, for any method and model
+            seen[splits_key] = checked_splits(task, task.load_splits(cfg.data))
+        open_previous(cfg, seen[splits_key], stores_base=method.stores_base)
+        seen[_continued_key(cfg)] = True
+
+
+_MODELS = "models"  # seen[_MODELS]: model name -> its folder
+_MARKED = ("augment", "self_training", "continual")  # seen's keys of the settings checked (True)
+
+
+def _augment_key(cfg: RunConfig) -> tuple[Any, ...]:
+    """What ``check_augment`` reads of a config: the task and the augmentation methods."""
+    return ("augment", cfg.data.task, tuple(cfg.augment.methods))
+
+
+def _self_training_key(cfg: RunConfig) -> tuple[Any, ...]:
+    """What ``check_self_training`` reads of a config: the unlabelled file and the data settings."""
+    return ("self_training", cfg.self_training.unlabeled, repr(cfg.data))
+
+
+def _continued_key(cfg: RunConfig) -> tuple[Any, ...]:
+    """What ``open_previous`` reads of a config: the run continued, the model, the method, the data."""
+    return ("continual", cfg.continual.from_run, cfg.model.name, cfg.method.name, repr(cfg.data))
+
+
+def _seen_with_base(config: RunConfig | str | Path | None, overrides: list[str]) -> dict[Any, Any]:
+    """``_check_trial_config``'s ``seen``, with the base config's augmentation, self-training file and
+    continued run marked as checked: ``check_run`` checks (and reads) them before any trial, so a space
+    that does not change them loads and reads none of them again."""
+    from tunelab.preflight import load_config
+
+    base = load_config(config, overrides)
+    return {_MODELS: {}, **{key(base): True for key in (_augment_key, _self_training_key, _continued_key)}}
+
+
+def _base_refusal(
+    config: RunConfig | str | Path | None, overrides: list[str], seen: dict[Any, Any]
+) -> str | None:
+    """What the checks of a trial's config refuse in the base config itself (None when nothing): a
+    problem every trial has, which ``check_run`` says of the base in its own words, so no space value
+    or ``first`` entry is named for it (``data.shots=3`` on the command line of a multi_label run).
+    The base's augmentation, self-training file and continued run are checked here too (``seen`` marks
+    them checked for the values): only when a value was refused, to tell whether the base is refused
+    alike."""
+    from tunelab.preflight import load_config
+
+    read = {k: v for k, v in seen.items() if not (isinstance(k, tuple) and k[0] in _MARKED)}
+    try:
+        cfg = load_config(config, overrides)
+        _check_trial_config(cfg, read)
+        _check_decay(cfg)
+    except TunelabError as exc:
+        return str(exc)
+    return None
 
 
 NO_DEV = (

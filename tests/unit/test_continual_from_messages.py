@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
+from test_continual import _csv
 
 import tunelab
 from tunelab.cli.main import main
@@ -20,12 +20,6 @@ from tunelab.train.continual import REHEARSAL_FILE, Previous, open_previous, rea
 
 OLD, NEW = ["sports", "weather"], "food"
 WARNED = "was set for"  # the inherited learning-rate warning's words
-
-
-def _csv(path: Path, labels: list[str], per_class: int, seed: int, text_maker) -> Path:
-    rows = [{"text": t, "label": label} for label in labels for t in text_maker(label, per_class, seed)]
-    pd.DataFrame(rows).sample(frac=1.0, random_state=seed).to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")

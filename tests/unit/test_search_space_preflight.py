@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_options_tasks_review_fixes_notes import write_multi_label
 from test_search import write_space
 
 import tunelab
@@ -24,17 +25,6 @@ SELF_TRAINING_REFUSED = (
     "self_training: data.task=multi_label is not supported: pseudo-labels are one label per text "
     "(single-label classification); remove self_training.unlabeled"
 )
-
-
-def write_multi_label(path: Path, rows: int) -> Path:
-    words = {"sports": "football goal match", "food": "pizza cheese dinner", "weather": "rain snow wind"}
-    combos = [["sports"], ["food"], ["weather"], ["sports", "food"], ["food", "weather"]]
-    lines = ["text,label"]
-    for i in range(rows):
-        labels = combos[i % len(combos)]
-        lines.append(f"{' '.join(words[x] for x in labels)} {i},{'|'.join(labels)}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
